@@ -1,0 +1,141 @@
+/**
+ * Typed clients, built at runtime from a contract. Each call validates its input, computes its
+ * deadline (never beyond the surrounding call's), carries the call context, and rebuilds
+ * errors by code. Everything per operation is computed once, when the client is built.
+ */
+import type { AnyContract, AnyOperation, OperationInput, OperationOutput } from './contract.js';
+import { EXTERNAL_CALLER, currentContext, newCorrelationId, type CallContext } from './context.js';
+import { fromErrorEnvelope } from './envelope.js';
+import { KeelError, KeelErrorCode, validationError, type AnyErrorClass } from './errors.js';
+import { RemoteFailure, type OperationAddress, type Transport } from './transport.js';
+
+/** Options of one call. */
+export interface CallOptions {
+  /** Deadline for this call in milliseconds; capped by the surrounding call's remaining time. */
+  readonly timeoutMs?: number;
+  /** Aborts the call with `CANCELLED`. */
+  readonly signal?: AbortSignal;
+  /** Correlation id to use when the call starts a new context (ignored inside a handler). */
+  readonly correlationId?: string;
+  /** Traceparent to use when the call starts a new context (ignored inside a handler). */
+  readonly traceparent?: string;
+}
+
+/** A typed client of contract `C`: one async method per operation. */
+export type Client<C extends AnyContract> = {
+  readonly [K in keyof C['operations']]: (
+    input: OperationInput<C['operations'][K]>,
+    options?: CallOptions,
+  ) => Promise<OperationOutput<C['operations'][K]>>;
+};
+
+/** Client defaults. */
+export interface ClientOptions {
+  /** Module name of the caller, or `external`. */
+  readonly caller?: string;
+  /** Deadline of calls whose operation sets none. */
+  readonly defaultTimeoutMs: number;
+}
+
+/** Default deadline of a call, when neither the call nor the operation sets one. */
+export const DEFAULT_TIMEOUT_MS = 10_000;
+
+/**
+ * Builds a client of `contract` that calls through `transport`. The kernel builds these for
+ * you (`get(contract)` in a module, `kernel.client(contract)` outside); adapters and tests
+ * may build their own.
+ *
+ * @example
+ * ```ts
+ * const catalogClient = createClient(catalog, transport, { caller: 'orders', defaultTimeoutMs: 5000 });
+ * const product = await catalogClient.getProduct({ sku: 'KB-1' });
+ * ```
+ */
+export function createClient<C extends AnyContract>(
+  contract: C,
+  transport: Transport,
+  options: ClientOptions = { defaultTimeoutMs: DEFAULT_TIMEOUT_MS },
+): Client<C> {
+  const caller = options.caller ?? EXTERNAL_CALLER;
+  const client: Record<string, unknown> = {};
+  for (const [name, definition] of Object.entries(contract.operations)) {
+    client[name] = makeCall(contract, name, definition, transport, caller, options.defaultTimeoutMs);
+  }
+  return Object.freeze(client) as Client<C>;
+}
+
+function makeCall(
+  contract: AnyContract,
+  name: string,
+  definition: AnyOperation,
+  transport: Transport,
+  caller: string,
+  defaultTimeoutMs: number,
+): (input: unknown, options?: CallOptions) => Promise<unknown> {
+  const address: OperationAddress = Object.freeze({ contract: contract.name, version: contract.version, operation: name });
+  const errorsByCode = new Map<string, AnyErrorClass>(definition.errors.map((error) => [error.code, error]));
+  const operationTimeout = definition.timeoutMs ?? defaultTimeoutMs;
+  const inputSchema = definition.input;
+  const outputSchema = definition.output;
+  const validateOutput = !transport.inProcess;
+  const label = `${contract.name}.${name}`;
+
+  const rebuild = (error: unknown, context: CallContext): Error => {
+    if (error instanceof RemoteFailure) return fromErrorEnvelope(error.envelope, errorsByCode);
+    if (error instanceof Error) return error;
+    return new KeelError(KeelErrorCode.INTERNAL, `${label} failed: ${String(error)}`, {
+      correlationId: context.correlationId,
+    });
+  };
+
+  return async (input: unknown, options?: CallOptions): Promise<unknown> => {
+    const parent = currentContext();
+    const now = Date.now();
+    let deadline = now + (options?.timeoutMs ?? operationTimeout);
+    if (parent !== undefined && parent.deadline < deadline) deadline = parent.deadline;
+    const context: CallContext =
+      parent === undefined
+        ? {
+            correlationId: options?.correlationId ?? newCorrelationId(),
+            traceparent: options?.traceparent,
+            caller,
+            deadline,
+          }
+        : { correlationId: parent.correlationId, traceparent: parent.traceparent, caller, deadline };
+    if (deadline <= now) {
+      throw new KeelError(
+        KeelErrorCode.TIMEOUT,
+        `${label} was not called: the surrounding call's deadline has already passed.`,
+        { correlationId: context.correlationId },
+      );
+    }
+    const parsed = inputSchema.safeParse(input);
+    if (!parsed.success) {
+      throw validationError(
+        KeelErrorCode.INVALID_INPUT,
+        'input',
+        contract.name,
+        name,
+        parsed.error.issues,
+        context.correlationId,
+      );
+    }
+    let output: unknown;
+    try {
+      output = await transport.call(address, parsed.data, context, options?.signal ? { signal: options.signal } : undefined);
+    } catch (error) {
+      throw rebuild(error, context);
+    }
+    if (!validateOutput) return output;
+    const checked = outputSchema.safeParse(output);
+    if (!checked.success) {
+      throw new KeelError(
+        KeelErrorCode.VERSION_MISMATCH,
+        `${label} answered with output this caller's contract does not accept (${checked.error.message}). ` +
+          'Caller and callee disagree on the contract; deploy matching versions.',
+        { correlationId: context.correlationId, details: { issues: checked.error.issues } },
+      );
+    }
+    return checked.data;
+  };
+}

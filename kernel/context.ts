@@ -1,0 +1,80 @@
+/**
+ * Call context: correlation id, traceparent, caller module and deadline. In a process it
+ * travels through AsyncLocalStorage; over a wire, adapters carry it in headers.
+ */
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { randomUUID } from 'node:crypto';
+
+/** The context every call and event carries. Plain data. */
+export interface CallContext {
+  /** Groups every call and event caused by one outside request. */
+  readonly correlationId: string;
+  /** W3C trace context header value, propagated unchanged when present. */
+  readonly traceparent: string | undefined;
+  /** Name of the calling module, or `external` for calls from outside any module. */
+  readonly caller: string;
+  /** Absolute deadline in epoch milliseconds. Nested calls never get more time than this. */
+  readonly deadline: number;
+}
+
+/** Caller name used for calls that come from outside any module (tests, gateways, scripts). */
+export const EXTERNAL_CALLER = 'external';
+
+const storage = new AsyncLocalStorage<CallContext>();
+
+/**
+ * The context of the call or event being handled, or `undefined` outside any handler.
+ *
+ * @example
+ * ```ts
+ * const context = currentContext();
+ * logger.info({ correlationId: context?.correlationId }, 'reserving stock');
+ * ```
+ */
+export function currentContext(): CallContext | undefined {
+  return storage.getStore();
+}
+
+/**
+ * Runs `fn` with `context` as the current call context. Adapters use it when a call or event
+ * enters the process; module code normally never needs it.
+ *
+ * @example
+ * ```ts
+ * await runWithContext(contextFromHeaders(headers), () => client.placeOrder(input));
+ * ```
+ */
+export function runWithContext<T>(context: CallContext, fn: () => T): T {
+  return storage.run(context, fn);
+}
+
+/**
+ * Milliseconds left before the current (or given) context's deadline; `Infinity` outside any call.
+ *
+ * @example
+ * ```ts
+ * if (remainingMs() < 50) throw new Error('not enough time left to call the payment provider');
+ * ```
+ */
+export function remainingMs(context: CallContext | undefined = storage.getStore()): number {
+  return context === undefined ? Number.POSITIVE_INFINITY : context.deadline - Date.now();
+}
+
+/** A new correlation id (a UUID). */
+export function newCorrelationId(): string {
+  return randomUUID();
+}
+
+/** A new W3C `traceparent` value starting a trace (sampled). */
+export function newTraceparent(): string {
+  const trace = randomUUID().replaceAll('-', '');
+  const span = randomUUID().replaceAll('-', '').slice(0, 16);
+  return `00-${trace}-${span}-01`;
+}
+
+const TRACEPARENT_PATTERN = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
+
+/** True when `value` is a well-formed W3C `traceparent`. */
+export function isTraceparent(value: unknown): value is string {
+  return typeof value === 'string' && TRACEPARENT_PATTERN.test(value);
+}

@@ -1,0 +1,374 @@
+/**
+ * Contracts: plain data made of zod schemas. A contract names a module, its semver version,
+ * its request/reply operations and its events. Callers are typed by `z.input`, handlers by
+ * `z.output`; nothing is generated.
+ */
+import { z } from 'zod';
+import { KeelError, KeelErrorCode, type AnyErrorClass } from './errors.js';
+
+/** How an event reaches its subscribers. */
+export const Delivery = {
+  /** At most once, to instances connected at the time. Cheap; lost if nobody listens. */
+  NOTIFICATION: 'notification',
+  /** Persisted (JetStream over NATS) and redelivered until a handler acknowledges it. */
+  DURABLE: 'durable',
+} as const;
+
+/** A {@link Delivery} value. */
+export type Delivery = (typeof Delivery)[keyof typeof Delivery];
+
+/** A request/reply operation, built with {@link operation}. */
+export interface OperationDefinition<
+  Input extends z.ZodType = z.ZodType,
+  Output extends z.ZodType = z.ZodType,
+  Errors extends readonly AnyErrorClass[] = readonly AnyErrorClass[],
+> {
+  readonly kind: 'operation';
+  readonly input: Input;
+  readonly output: Output;
+  readonly errors: Errors;
+  /** Safe to repeat: a caller may retry it after a timeout. */
+  readonly idempotent: boolean;
+  /** Deadline for one call, overriding the kernel default; a caller may still shorten it. */
+  readonly timeoutMs: number | undefined;
+  readonly description: string | undefined;
+}
+
+/** An event, built with {@link event}. */
+export interface EventDefinition<Payload extends z.ZodType = z.ZodType> {
+  readonly kind: 'event';
+  readonly payload: Payload;
+  readonly delivery: Delivery;
+  readonly description: string | undefined;
+}
+
+/** Any operation definition. */
+export type AnyOperation = OperationDefinition<z.ZodType, z.ZodType, readonly AnyErrorClass[]>;
+/** Any event definition. */
+export type AnyEvent = EventDefinition<z.ZodType>;
+
+/** A contract, built with {@link defineContract}. Plain data; also the DI token of its client. */
+export interface Contract<
+  Name extends string = string,
+  Operations extends Record<string, AnyOperation> = Record<string, AnyOperation>,
+  Events extends Record<string, AnyEvent> = Record<string, AnyEvent>,
+> {
+  readonly name: Name;
+  /** Semver. Callers and callees must share the major version. */
+  readonly version: string;
+  readonly description: string | undefined;
+  readonly operations: Operations;
+  readonly events: Events;
+  /** The inversify service identifier of this contract's client. */
+  readonly token: symbol;
+}
+
+/** Any contract. */
+export type AnyContract = Contract<string, Record<string, AnyOperation>, Record<string, AnyEvent>>;
+
+/** Input type a caller passes to operation `Op` (before defaults and coercion). */
+export type OperationInput<Op extends AnyOperation> = z.input<Op['input']>;
+/** Input type a handler of `Op` receives (after parsing). */
+export type HandlerInput<Op extends AnyOperation> = z.output<Op['input']>;
+/** Value a handler of `Op` returns (before output parsing). */
+export type HandlerOutput<Op extends AnyOperation> = z.input<Op['output']>;
+/** Value a caller of `Op` receives. */
+export type OperationOutput<Op extends AnyOperation> = z.output<Op['output']>;
+/** Payload type a publisher passes for event `Ev`. */
+export type EventInput<Ev extends AnyEvent> = z.input<Ev['payload']>;
+/** Payload type a subscriber receives for event `Ev`. */
+export type EventPayload<Ev extends AnyEvent> = z.output<Ev['payload']>;
+/** Union of the declared error instances of `Op`. */
+export type DeclaredErrorOf<Op extends AnyOperation> = InstanceType<Op['errors'][number]>;
+
+/** What {@link operation} takes. */
+export interface OperationSpec<
+  Input extends z.ZodType,
+  Output extends z.ZodType,
+  Errors extends readonly AnyErrorClass[],
+> {
+  readonly input: Input;
+  readonly output: Output;
+  /** Errors this operation may fail with, made with `defineError`. */
+  readonly errors?: Errors;
+  /** Safe to repeat (default false). */
+  readonly idempotent?: boolean;
+  /** Per-operation deadline in milliseconds. */
+  readonly timeoutMs?: number;
+  readonly description?: string;
+}
+
+/**
+ * Declares a request/reply operation.
+ *
+ * @example
+ * ```ts
+ * const getProduct = operation({
+ *   input: z.object({ sku: z.string() }),
+ *   output: Product,
+ *   errors: [UnknownProduct],
+ *   idempotent: true,
+ * });
+ * ```
+ */
+export function operation<
+  Input extends z.ZodType,
+  Output extends z.ZodType,
+  const Errors extends readonly AnyErrorClass[] = readonly [],
+>(spec: OperationSpec<Input, Output, Errors>): OperationDefinition<Input, Output, Errors> {
+  if (spec.timeoutMs !== undefined && !(Number.isFinite(spec.timeoutMs) && spec.timeoutMs > 0)) {
+    throw new KeelError(
+      KeelErrorCode.INVALID_CONTRACT,
+      `timeoutMs must be a positive number of milliseconds, got ${String(spec.timeoutMs)}.`,
+    );
+  }
+  return Object.freeze({
+    kind: 'operation' as const,
+    input: spec.input,
+    output: spec.output,
+    errors: (spec.errors ?? []) as unknown as Errors,
+    idempotent: spec.idempotent ?? false,
+    timeoutMs: spec.timeoutMs,
+    description: spec.description,
+  });
+}
+
+/** What {@link event} takes. */
+export interface EventSpec<Payload extends z.ZodType> {
+  readonly payload: Payload;
+  /** Default `notification`. */
+  readonly delivery?: Delivery;
+  readonly description?: string;
+}
+
+/**
+ * Declares an event a module publishes.
+ *
+ * @example
+ * ```ts
+ * const orderPlaced = event({ payload: z.object({ orderId: z.string() }), delivery: 'durable' });
+ * ```
+ */
+export function event<Payload extends z.ZodType>(spec: EventSpec<Payload>): EventDefinition<Payload> {
+  return Object.freeze({
+    kind: 'event' as const,
+    payload: spec.payload,
+    delivery: spec.delivery ?? Delivery.NOTIFICATION,
+    description: spec.description,
+  });
+}
+
+/** What {@link defineContract} takes. */
+export interface ContractSpec<
+  Name extends string,
+  Operations extends Record<string, AnyOperation>,
+  Events extends Record<string, AnyEvent>,
+> {
+  /** Module name: lower-kebab-case, unique in the application. */
+  readonly name: Name;
+  /** Semver such as `1.2.0`. Raise the major on a breaking change. */
+  readonly version: string;
+  readonly description?: string;
+  readonly operations: Operations;
+  readonly events?: Events;
+}
+
+const NAME_PATTERN = /^[a-z][a-z0-9]*(-[a-z0-9]+)*$/;
+const MEMBER_PATTERN = /^[a-zA-Z][a-zA-Z0-9]*$/;
+const SEMVER_PATTERN = /^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$/;
+
+/**
+ * Defines a module's contract. The schemas are checked at once: anything JSON cannot carry
+ * faithfully across a process (functions, symbols, bigint, Date, Map, Set, class instances,
+ * `undefined`, transforms, `any`/`unknown`) is refused with an error naming the field.
+ *
+ * @example
+ * ```ts
+ * export const catalog = defineContract({
+ *   name: 'catalog',
+ *   version: '1.0.0',
+ *   operations: {
+ *     getProduct: operation({ input: z.object({ sku: z.string() }), output: Product, errors: [UnknownProduct] }),
+ *   },
+ *   events: {
+ *     priceChanged: event({ payload: z.object({ sku: z.string(), priceCents: z.number().int() }) }),
+ *   },
+ * });
+ * ```
+ */
+export function defineContract<
+  const Name extends string,
+  const Operations extends Record<string, AnyOperation>,
+  const Events extends Record<string, AnyEvent> = {},
+>(spec: ContractSpec<Name, Operations, Events>): Contract<Name, Operations, Events> {
+  const fail = (message: string): never => {
+    throw new KeelError(KeelErrorCode.INVALID_CONTRACT, `Contract "${spec.name}": ${message}`);
+  };
+  if (typeof spec.name !== 'string' || !NAME_PATTERN.test(spec.name)) {
+    fail('the name must be lower-kebab-case, such as "order-history".');
+  }
+  if (typeof spec.version !== 'string' || !SEMVER_PATTERN.test(spec.version)) {
+    fail(`version "${String(spec.version)}" is not semver; use something like "1.0.0".`);
+  }
+  const operations = spec.operations ?? ({} as Operations);
+  const events = spec.events ?? ({} as Events);
+  for (const [name, op] of Object.entries(operations)) {
+    if (!MEMBER_PATTERN.test(name)) fail(`operation name "${name}" must be camelCase letters and digits.`);
+    if (op?.kind !== 'operation') fail(`operations.${name} must be built with operation({ input, output }).`);
+    assertWireSafe(op.input, `${spec.name}.${name} input`, fail);
+    assertWireSafe(op.output, `${spec.name}.${name} output`, fail);
+    const codes = new Set<string>();
+    for (const error of op.errors) {
+      if (typeof error !== 'function' || typeof error.code !== 'string') {
+        fail(`operations.${name}.errors must list classes made with defineError().`);
+      }
+      if (codes.has(error.code)) fail(`operation ${name} declares error ${error.code} twice.`);
+      codes.add(error.code);
+      assertWireSafe(error.dataSchema, `${spec.name}.${name} error ${error.code} data`, fail);
+    }
+  }
+  for (const [name, ev] of Object.entries(events)) {
+    if (!MEMBER_PATTERN.test(name)) fail(`event name "${name}" must be camelCase letters and digits.`);
+    if (ev?.kind !== 'event') fail(`events.${name} must be built with event({ payload }).`);
+    assertWireSafe(ev.payload, `${spec.name} event ${name} payload`, fail);
+  }
+  return Object.freeze({
+    name: spec.name,
+    version: spec.version,
+    description: spec.description,
+    operations: Object.freeze({ ...operations }),
+    events: Object.freeze({ ...events }),
+    token: Symbol.for(`keel.contract.${spec.name}`),
+  }) as Contract<Name, Operations, Events>;
+}
+
+/** The major version of a semver string. */
+export function majorOf(version: string): number {
+  return Number.parseInt(version, 10);
+}
+
+/** True when `value` looks like a contract made by {@link defineContract}. */
+export function isContract(value: unknown): value is AnyContract {
+  return (
+    typeof value === 'object' &&
+    value !== null &&
+    typeof (value as AnyContract).name === 'string' &&
+    typeof (value as AnyContract).token === 'symbol' &&
+    typeof (value as AnyContract).operations === 'object'
+  );
+}
+
+const REFUSED: Record<string, string> = {
+  bigint: 'bigint does not survive JSON; use z.string() with a digits regex or z.number().int()',
+  date: 'Date does not survive JSON; use z.iso.datetime() (an ISO-8601 string)',
+  map: 'Map does not survive JSON; use z.record() or an array of entries',
+  set: 'Set does not survive JSON; use z.array()',
+  symbol: 'symbols cannot cross a process',
+  function: 'functions cannot cross a process',
+  promise: 'promises cannot cross a process',
+  undefined: 'undefined is dropped by JSON; use .optional() or z.null()',
+  void: 'void is dropped by JSON; use z.null() or an empty object',
+  nan: 'NaN becomes null in JSON',
+  file: 'files cannot cross as JSON; send a URL or base64 string',
+  custom: 'custom and instanceof schemas accept class instances that JSON cannot rebuild',
+  any: 'any may hold values JSON cannot carry; use z.json() for arbitrary JSON',
+  unknown: 'unknown may hold values JSON cannot carry; use z.json() for arbitrary JSON',
+  transform: 'transforms make the wire shape differ from the type; keep contracts to plain shapes and transform inside the module',
+  pipe: 'pipes and transforms make the wire shape differ from the type; keep contracts to plain shapes',
+  prefault: 'prefault transforms the input; use .default() instead',
+  catch: 'catch hides invalid data; validate strictly at the boundary',
+};
+
+type ZodInternals = {
+  _zod: { def: Record<string, unknown> & { type: string } };
+};
+
+function isJsonValue(value: unknown): boolean {
+  if (value === null) return true;
+  const type = typeof value;
+  if (type === 'string' || type === 'boolean') return true;
+  if (type === 'number') return Number.isFinite(value as number);
+  if (Array.isArray(value)) return value.every(isJsonValue);
+  if (type === 'object') {
+    const proto = Object.getPrototypeOf(value);
+    if (proto !== Object.prototype && proto !== null) return false;
+    return Object.values(value as object).every(isJsonValue);
+  }
+  return false;
+}
+
+/**
+ * Walks a zod schema and refuses what JSON cannot carry faithfully. `z.json()` is allowed
+ * (it is made of lazy unions of JSON values).
+ */
+function assertWireSafe(schema: unknown, where: string, fail: (message: string) => never): void {
+  const seen = new Set<unknown>();
+  const visit = (node: unknown, path: string): void => {
+    if (seen.has(node)) return;
+    if (typeof node !== 'object' || node === null || !('_zod' in node)) {
+      fail(`${where}${path}: expected a zod schema.`);
+    }
+    seen.add(node);
+    const def = (node as ZodInternals)._zod.def;
+    const at = `${where}${path || ''}`;
+    const refused = REFUSED[def.type];
+    if (refused !== undefined) fail(`${at} cannot cross a process boundary: ${refused}.`);
+    switch (def.type) {
+      case 'object': {
+        const shape = def['shape'] as Record<string, unknown>;
+        for (const [key, child] of Object.entries(shape)) visit(child, `${path}.${key}`);
+        const catchall = def['catchall'] as ZodInternals | undefined;
+        if (catchall && !['never', 'unknown', 'any'].includes(catchall._zod.def.type)) visit(catchall, `${path}.*`);
+        return;
+      }
+      case 'array':
+        return visit(def['element'], `${path}[]`);
+      case 'tuple': {
+        (def['items'] as unknown[]).forEach((item, index) => visit(item, `${path}[${index}]`));
+        if (def['rest']) visit(def['rest'], `${path}[...]`);
+        return;
+      }
+      case 'record':
+        visit(def['keyType'], `${path}{key}`);
+        return visit(def['valueType'], `${path}{value}`);
+      case 'union':
+        (def['options'] as unknown[]).forEach((option) => visit(option, path));
+        return;
+      case 'intersection':
+        visit(def['left'], path);
+        return visit(def['right'], path);
+      case 'optional':
+      case 'nullable':
+      case 'nonoptional':
+      case 'readonly':
+        return visit(def['innerType'], path);
+      case 'default': {
+        const fallback = (def as { defaultValue?: unknown }).defaultValue;
+        const value = typeof fallback === 'function' ? undefined : fallback;
+        if (value !== undefined && !isJsonValue(value)) fail(`${at}: default value is not plain JSON.`);
+        return visit(def['innerType'], path);
+      }
+      case 'lazy':
+        return visit((def['getter'] as () => unknown)(), path);
+      case 'literal': {
+        for (const value of def['values'] as unknown[]) {
+          if (!isJsonValue(value)) fail(`${at}: literal ${String(value)} cannot cross a process boundary as JSON.`);
+        }
+        return;
+      }
+      case 'enum':
+      case 'string':
+      case 'number':
+      case 'int':
+      case 'boolean':
+      case 'null':
+      case 'never':
+      case 'template_literal':
+      case 'success':
+        return;
+      default:
+        fail(`${at}: zod type "${def.type}" is not supported in contracts.`);
+    }
+  };
+  visit(schema, '');
+}

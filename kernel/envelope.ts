@@ -1,0 +1,115 @@
+/**
+ * Errors crossing a boundary: turned into a plain {@link ErrorEnvelope} on the callee's side and
+ * rebuilt by code on the caller's side. Both transports use exactly these two functions.
+ */
+import type { AnyOperation } from './contract.js';
+import { ContractError, KeelError, KeelErrorCode, isKeelError, type AnyErrorClass } from './errors.js';
+import type { Logger } from './logger.js';
+import { RemoteFailure, type ErrorEnvelope, type OperationAddress } from './transport.js';
+
+const KEEL_CODES: ReadonlySet<string> = new Set(Object.values(KeelErrorCode));
+
+/**
+ * Turns whatever a handler threw into an envelope. Declared errors keep code and data;
+ * keel errors keep their code; anything else becomes `INTERNAL` with the correlation id,
+ * and the original (with its stack) is logged here, on the callee's side, never sent.
+ */
+export function toErrorEnvelope(
+  error: unknown,
+  address: OperationAddress,
+  operation: AnyOperation | undefined,
+  correlationId: string,
+  logger: Logger,
+): ErrorEnvelope {
+  if (error instanceof ContractError && operation !== undefined) {
+    const declared = operation.errors.find((candidate) => candidate.code === error.code);
+    if (declared !== undefined) {
+      const data = declared.dataSchema.safeParse(error.data);
+      if (data.success) {
+        return { type: 'declared', code: error.code, message: error.message, data: data.data, correlationId };
+      }
+    }
+    logger.error(
+      { err: error, correlationId, operation: `${address.contract}.${address.operation}`, code: error.code },
+      `handler threw error ${error.code}, which ${address.contract}.${address.operation} does not declare (or with invalid data); the caller sees INTERNAL. Declare it in the contract's errors.`,
+    );
+  } else if (isKeelError(error)) {
+    return {
+      type: 'keel',
+      code: error.code,
+      message: error.message,
+      ...(error.details === undefined ? {} : { details: error.details }),
+      correlationId: error.correlationId ?? correlationId,
+    };
+  } else {
+    logger.error(
+      { err: error, correlationId, operation: `${address.contract}.${address.operation}` },
+      'handler failed with an undeclared error; the caller sees INTERNAL',
+    );
+  }
+  return {
+    type: 'keel',
+    code: KeelErrorCode.INTERNAL,
+    message:
+      `${address.contract}.${address.operation} failed with an internal error (correlation id ${correlationId}). ` +
+      `The "${address.contract}" module's logs have the details.`,
+    correlationId,
+  };
+}
+
+/** A {@link RemoteFailure} for `error`; what dispatchers reject with. */
+export function toRemoteFailure(
+  error: unknown,
+  address: OperationAddress,
+  operation: AnyOperation | undefined,
+  correlationId: string,
+  logger: Logger,
+): RemoteFailure {
+  return new RemoteFailure(toErrorEnvelope(error, address, operation, correlationId, logger));
+}
+
+/**
+ * Rebuilds the caller-side error from an envelope: a declared error becomes an instance of the
+ * class the caller's contract declares; a keel error a {@link KeelError} with the same code.
+ */
+export function fromErrorEnvelope(envelope: ErrorEnvelope, errorsByCode: ReadonlyMap<string, AnyErrorClass>): Error {
+  if (envelope.type === 'declared') {
+    const declared = errorsByCode.get(envelope.code);
+    if (declared !== undefined) {
+      try {
+        const rebuilt = new declared(envelope.data as never, { message: envelope.message });
+        rebuilt.correlationId = envelope.correlationId;
+        return rebuilt;
+      } catch (cause) {
+        return new KeelError(
+          KeelErrorCode.VERSION_MISMATCH,
+          `The callee failed with ${envelope.code}, but its data does not match this caller's contract: ` +
+            'caller and callee disagree on the contract. Deploy matching versions.',
+          { correlationId: envelope.correlationId, cause, details: { code: envelope.code, data: envelope.data } },
+        );
+      }
+    }
+    return new KeelError(
+      KeelErrorCode.VERSION_MISMATCH,
+      `The callee failed with ${envelope.code}, which this caller's contract does not declare: ` +
+        `"${envelope.message}". Update the caller to the callee's contract version.`,
+      { correlationId: envelope.correlationId, details: { code: envelope.code, data: envelope.data } },
+    );
+  }
+  const code = KEEL_CODES.has(envelope.code) ? (envelope.code as KeelErrorCode) : KeelErrorCode.INTERNAL;
+  return new KeelError(code, envelope.message, {
+    correlationId: envelope.correlationId,
+    details: envelope.details,
+  });
+}
+
+/** True when `value` has the shape of an {@link ErrorEnvelope}; used to check bytes from a wire. */
+export function isErrorEnvelope(value: unknown): value is ErrorEnvelope {
+  if (typeof value !== 'object' || value === null) return false;
+  const candidate = value as Record<string, unknown>;
+  return (
+    (candidate['type'] === 'declared' || candidate['type'] === 'keel') &&
+    typeof candidate['code'] === 'string' &&
+    typeof candidate['message'] === 'string'
+  );
+}

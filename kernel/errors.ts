@@ -1,0 +1,282 @@
+/**
+ * keel's errors.
+ *
+ * Two families, both carrying a stable `code`:
+ * - {@link KeelError}: the framework's own failures, with a closed code map ({@link KeelErrorCode}).
+ * - {@link ContractError}: a contract's declared domain errors, made with {@link defineError}.
+ *   They cross every transport as a plain envelope and are rebuilt on the caller as an instance
+ *   of the very class the contract declares, so `instanceof` works in every topology.
+ */
+import type { z } from 'zod';
+
+/**
+ * Every code a {@link KeelError} can carry. A closed map: adapters translate codes with explicit
+ * tables (see the HTTP adapter's status table and the NATS wire protocol), never by guessing.
+ */
+export const KeelErrorCode = {
+  /** The input of an operation did not match its contract's schema. Not retryable. */
+  INVALID_INPUT: 'INVALID_INPUT',
+  /** A handler returned a value that does not match the operation's output schema. A bug in the callee. */
+  INVALID_OUTPUT: 'INVALID_OUTPUT',
+  /** An event payload did not match its contract's schema. */
+  INVALID_EVENT: 'INVALID_EVENT',
+  /** The deadline passed before an answer arrived. The outcome is unknown: retry only idempotent operations. */
+  TIMEOUT: 'TIMEOUT',
+  /** Nothing serves the operation right now. The request was not delivered: safe to retry. */
+  NO_RESPONDERS: 'NO_RESPONDERS',
+  /** The callee is shutting down or not ready. The request was not processed: safe to retry. */
+  UNAVAILABLE: 'UNAVAILABLE',
+  /** The caller cancelled the call (AbortSignal). */
+  CANCELLED: 'CANCELLED',
+  /** An undeclared failure inside the callee; its logs hold the details under the correlation id. */
+  INTERNAL: 'INTERNAL',
+  /** The module is served but has no such operation (usually a caller built against another contract version). */
+  UNKNOWN_OPERATION: 'UNKNOWN_OPERATION',
+  /** Caller and callee were built against contracts with different major versions. */
+  VERSION_MISMATCH: 'VERSION_MISMATCH',
+  /** The encoded message is larger than the transport accepts. Nothing was sent. */
+  PAYLOAD_TOO_LARGE: 'PAYLOAD_TOO_LARGE',
+  /** A contract definition is invalid (for example a schema that cannot cross a process boundary). */
+  INVALID_CONTRACT: 'INVALID_CONTRACT',
+  /** A module definition does not implement its contract correctly. */
+  INVALID_MODULE: 'INVALID_MODULE',
+  /** The manifest or topology is inconsistent: unknown dependency, duplicate module, cycle, unknown module. */
+  INVALID_TOPOLOGY: 'INVALID_TOPOLOGY',
+  /** A module asked for a contract client it did not declare in `dependsOn`. */
+  UNDECLARED_DEPENDENCY: 'UNDECLARED_DEPENDENCY',
+  /** Configuration (environment variables, topology file, adapter options) is invalid. */
+  INVALID_CONFIG: 'INVALID_CONFIG',
+} as const;
+
+/** A {@link KeelErrorCode} value. */
+export type KeelErrorCode = (typeof KeelErrorCode)[keyof typeof KeelErrorCode];
+
+const RETRYABLE: ReadonlySet<KeelErrorCode> = new Set<KeelErrorCode>([
+  KeelErrorCode.NO_RESPONDERS,
+  KeelErrorCode.UNAVAILABLE,
+]);
+
+/** Options accepted by {@link KeelError}'s constructor. */
+export interface KeelErrorOptions {
+  /** The underlying error, if any. */
+  readonly cause?: unknown;
+  /** Correlation id of the call that failed. */
+  readonly correlationId?: string | undefined;
+  /** Structured details (for example zod issues for `INVALID_INPUT`). Plain JSON data. */
+  readonly details?: Readonly<Record<string, unknown>> | undefined;
+}
+
+/**
+ * The framework's error: a stable {@link KeelErrorCode}, a message that says what to do next,
+ * optional structured `details`, and the call's `correlationId`.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await orders.placeOrder(input);
+ * } catch (error) {
+ *   if (isKeelError(error, 'NO_RESPONDERS')) {
+ *     // nothing was delivered; safe to retry later
+ *   }
+ * }
+ * ```
+ */
+export class KeelError extends Error {
+  override readonly name = 'KeelError';
+  readonly code: KeelErrorCode;
+  readonly correlationId: string | undefined;
+  readonly details: Readonly<Record<string, unknown>> | undefined;
+
+  constructor(code: KeelErrorCode, message: string, options: KeelErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.code = code;
+    this.correlationId = options.correlationId;
+    this.details = options.details;
+  }
+
+  /** True when the request was certainly not processed, so sending it again is safe. */
+  get retryable(): boolean {
+    return RETRYABLE.has(this.code);
+  }
+}
+
+/**
+ * Type guard for {@link KeelError}, optionally for one code. Checks the shape rather than the
+ * prototype so that errors from another copy of keel (another bundle, another realm) still match.
+ *
+ * @example
+ * ```ts
+ * if (isKeelError(error, 'TIMEOUT')) console.warn('outcome unknown', error.correlationId);
+ * ```
+ */
+export function isKeelError(error: unknown, code?: KeelErrorCode): error is KeelError {
+  if (!(error instanceof Error) || error.name !== 'KeelError') return false;
+  const actual = (error as { code?: unknown }).code;
+  return typeof actual === 'string' && (code === undefined || actual === code);
+}
+
+/**
+ * What a declared error means, independent of any transport. Adapters map it with explicit
+ * tables (the HTTP adapter maps `not-found` to 404, `conflict` to 409, and so on).
+ */
+export const ErrorKind = {
+  NOT_FOUND: 'not-found',
+  CONFLICT: 'conflict',
+  INVALID: 'invalid',
+  UNPROCESSABLE: 'unprocessable',
+  FORBIDDEN: 'forbidden',
+  UNAUTHENTICATED: 'unauthenticated',
+  RATE_LIMITED: 'rate-limited',
+  UNAVAILABLE: 'unavailable',
+} as const;
+
+/** An {@link ErrorKind} value. */
+export type ErrorKind = (typeof ErrorKind)[keyof typeof ErrorKind];
+
+/**
+ * Base class of every declared contract error. Do not subclass it yourself: use
+ * {@link defineError}, which gives each error its own class, code and data schema.
+ */
+export class ContractError<Code extends string = string, Data = unknown> extends Error {
+  override readonly name: string = 'ContractError';
+  readonly code: Code;
+  readonly data: Data;
+  readonly kind: ErrorKind;
+  /** Correlation id of the call that failed; set when the error is rebuilt on the caller. */
+  correlationId: string | undefined;
+
+  constructor(code: Code, data: Data, kind: ErrorKind, message: string, cause?: unknown) {
+    super(message, cause === undefined ? undefined : { cause });
+    this.code = code;
+    this.data = data;
+    this.kind = kind;
+    this.correlationId = undefined;
+  }
+}
+
+/** The class {@link defineError} returns: construct it to throw, use it with `instanceof` to catch. */
+export interface ErrorClass<Code extends string = string, Schema extends z.ZodType = z.ZodType> {
+  new (data: z.input<Schema>, options?: { message?: string; cause?: unknown }): ContractError<Code, z.output<Schema>>;
+  readonly code: Code;
+  readonly dataSchema: Schema;
+  readonly kind: ErrorKind;
+  readonly description: string | undefined;
+  /** Type guard by code; matches instances rebuilt by any copy of this contract. */
+  is(error: unknown): error is ContractError<Code, z.output<Schema>>;
+  /** Builds the default message from the data. */
+  format(data: z.output<Schema>): string;
+}
+
+/** Any {@link ErrorClass}. */
+export type AnyErrorClass = ErrorClass<string, z.ZodType>;
+
+/** What {@link defineError} takes. */
+export interface ErrorSpec<Code extends string, Schema extends z.ZodType> {
+  /** Stable, SCREAMING_SNAKE_CASE code that callers and other languages match on. */
+  readonly code: Code;
+  /** Schema of the data the error carries to the caller. */
+  readonly data: Schema;
+  /** What the error means (drives HTTP status and retry advice). Default: `unprocessable`. */
+  readonly kind?: ErrorKind;
+  /** Human explanation, shown in OpenAPI and docs. */
+  readonly description?: string;
+  /** Builds the error message from its data. */
+  readonly message?: (data: z.output<Schema>) => string;
+}
+
+const CODE_PATTERN = /^[A-Z][A-Z0-9_]*$/;
+
+/**
+ * Declares a domain error that an operation may fail with. Returns a class: handlers throw
+ * `new OutOfStock(data)`, callers test `error instanceof OutOfStock` — in every topology, since
+ * the error is rebuilt on the caller from its code and validated data.
+ *
+ * @example
+ * ```ts
+ * export const OutOfStock = defineError({
+ *   code: 'OUT_OF_STOCK',
+ *   kind: 'conflict',
+ *   data: z.object({ sku: z.string(), requested: z.number(), available: z.number() }),
+ *   message: (d) => `Only ${d.available} of ${d.sku} left, ${d.requested} requested`,
+ * });
+ *
+ * // in a handler
+ * throw new OutOfStock({ sku, requested: 3, available: 1 });
+ *
+ * // in a caller
+ * if (error instanceof OutOfStock) console.log(error.data.available);
+ * ```
+ */
+export function defineError<const Code extends string, Schema extends z.ZodType>(
+  spec: ErrorSpec<Code, Schema>,
+): ErrorClass<Code, Schema> {
+  if (!CODE_PATTERN.test(spec.code)) {
+    throw new KeelError(
+      KeelErrorCode.INVALID_CONTRACT,
+      `Error code "${spec.code}" is not valid: use SCREAMING_SNAKE_CASE such as "OUT_OF_STOCK".`,
+    );
+  }
+  const kind = spec.kind ?? ErrorKind.UNPROCESSABLE;
+  const format = (data: z.output<Schema>): string =>
+    spec.message ? spec.message(data) : `${spec.code}${spec.description ? `: ${spec.description}` : ''}`;
+
+  class DeclaredError extends ContractError<Code, z.output<Schema>> {
+    static readonly code = spec.code;
+    static readonly dataSchema = spec.data;
+    static readonly kind = kind;
+    static readonly description = spec.description;
+    static format = format;
+    override readonly name = spec.code;
+
+    constructor(data: z.input<Schema>, options: { message?: string; cause?: unknown } = {}) {
+      const parsed = spec.data.safeParse(data);
+      if (!parsed.success) {
+        throw new KeelError(
+          KeelErrorCode.INVALID_OUTPUT,
+          `Data for error ${spec.code} does not match its schema: ${parsed.error.message}`,
+          { details: { issues: parsed.error.issues } },
+        );
+      }
+      const value = parsed.data as z.output<Schema>;
+      super(spec.code, value, kind, options.message ?? format(value), options.cause);
+    }
+
+    static is(error: unknown): error is ContractError<Code, z.output<Schema>> {
+      return error instanceof ContractError && error.code === spec.code;
+    }
+  }
+  return DeclaredError as unknown as ErrorClass<Code, Schema>;
+}
+
+/** A zod issue, as carried in `details.issues`. */
+export interface ValidationIssue {
+  readonly path: readonly PropertyKey[];
+  readonly message: string;
+  readonly code?: string;
+}
+
+/**
+ * The one validation error for a value that failed a contract schema, the same on the caller's
+ * side, on the callee's side and on every transport.
+ */
+export function validationError(
+  code: typeof KeelErrorCode.INVALID_INPUT | typeof KeelErrorCode.INVALID_OUTPUT | typeof KeelErrorCode.INVALID_EVENT,
+  what: string,
+  contract: string,
+  member: string,
+  issues: readonly ValidationIssue[],
+  correlationId?: string,
+): KeelError {
+  const summary = issues
+    .map((issue) => `${issue.path.length ? issue.path.map(String).join('.') : '(root)'}: ${issue.message}`)
+    .join('; ');
+  const plainIssues = issues.map((issue) => ({
+    path: issue.path.map((part) => (typeof part === 'symbol' ? String(part) : part)),
+    message: issue.message,
+    ...(issue.code === undefined ? {} : { code: issue.code }),
+  }));
+  return new KeelError(code, `Invalid ${what} for ${contract}.${member}: ${summary}`, {
+    correlationId,
+    details: { contract, [code === KeelErrorCode.INVALID_EVENT ? 'event' : 'operation']: member, issues: plainIssues },
+  });
+}

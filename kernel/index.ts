@@ -1,0 +1,130 @@
+/**
+ * keel — the kernel's public API.
+ *
+ * Contracts ({@link defineContract}, {@link operation}, {@link event}, {@link defineError}) are
+ * plain data; modules ({@link defineModule}) implement one contract each; the kernel
+ * ({@link createKernel}) wires them in one process or, given a {@link Transport}, across many.
+ *
+ * @example
+ * ```ts
+ * import { createKernel } from 'keel';
+ * import { modules } from './modules/index.js';
+ *
+ * const kernel = createKernel({ modules });
+ * await kernel.start();
+ * ```
+ *
+ * @module
+ */
+
+// Contracts
+export {
+  Delivery,
+  defineContract,
+  event,
+  isContract,
+  majorOf,
+  operation,
+  type AnyContract,
+  type AnyEvent,
+  type AnyOperation,
+  type Contract,
+  type ContractSpec,
+  type DeclaredErrorOf,
+  type EventDefinition,
+  type EventInput,
+  type EventPayload,
+  type EventSpec,
+  type HandlerInput,
+  type HandlerOutput,
+  type OperationDefinition,
+  type OperationInput,
+  type OperationOutput,
+  type OperationSpec,
+} from './contract.js';
+
+// Errors
+export {
+  ContractError,
+  ErrorKind,
+  KeelError,
+  KeelErrorCode,
+  defineError,
+  isKeelError,
+  validationError,
+  type AnyErrorClass,
+  type ErrorClass,
+  type ErrorSpec,
+  type KeelErrorOptions,
+  type ValidationIssue,
+} from './errors.js';
+
+// Modules
+export {
+  defineModule,
+  type AnyModule,
+  type Emit,
+  type EventContext,
+  type EventHandler,
+  type EventHandlerFunction,
+  type EventHandlerOptions,
+  type EventHandlers,
+  type Handlers,
+  type Module,
+  type ModuleInstance,
+  type ModuleSpec,
+  type ModuleTools,
+  type OperationHandler,
+  type Resolver,
+} from './module.js';
+
+// Clients and call context
+export { DEFAULT_TIMEOUT_MS, createClient, type CallOptions, type Client, type ClientOptions } from './client.js';
+export {
+  EXTERNAL_CALLER,
+  currentContext,
+  isTraceparent,
+  newCorrelationId,
+  newTraceparent,
+  remainingMs,
+  runWithContext,
+  type CallContext,
+} from './context.js';
+
+// Kernel
+export {
+  DEFAULT_KERNEL_OPTIONS,
+  LifecycleState,
+  createKernel,
+  type Kernel,
+  type KernelClientOptions,
+  type KernelOptions,
+  type KernelStatus,
+  type Topology,
+} from './kernel.js';
+export type { DeadLetter } from './served.js';
+
+// Logging
+export { createLogger, silentLogger, type LogFunction, type Logger } from './logger.js';
+
+// The Transport port, for adapters
+export {
+  Fanout,
+  RemoteFailure,
+  cancelledError,
+  noRespondersError,
+  timeoutError,
+  type ErrorEnvelope,
+  type EventMetadata,
+  type EventSubscription,
+  type OperationAddress,
+  type PublishedEvent,
+  type Registration,
+  type ServedModule,
+  type Transport,
+  type TransportCallOptions,
+  type TransportStatus,
+} from './transport.js';
+export { fromErrorEnvelope, isErrorEnvelope, toErrorEnvelope } from './envelope.js';
+export { DeadlineScheduler, type DeadlineEntry } from './deadline.js';
+export { DEFAULT_LOCAL_TRANSPORT_OPTIONS, createLocalTransport, type LocalTransportOptions } from './local.js';

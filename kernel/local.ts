@@ -1,0 +1,269 @@
+/**
+ * The in-process transport. Calls go straight to the served module's dispatcher; deadlines are
+ * enforced with one shared timer; events are delivered asynchronously, once per subscribing
+ * module (balanced across its instances), with durable events retried in memory.
+ */
+import { DeadlineScheduler, type DeadlineEntry } from './deadline.js';
+import { KeelErrorCode, isKeelError } from './errors.js';
+import { silentLogger, type Logger } from './logger.js';
+import {
+  Fanout,
+  cancelledError,
+  noRespondersError,
+  timeoutError,
+  type EventMetadata,
+  type EventSubscription,
+  type OperationAddress,
+  type PublishedEvent,
+  type Registration,
+  type ServedModule,
+  type Transport,
+  type TransportCallOptions,
+  type TransportStatus,
+} from './transport.js';
+import type { CallContext } from './context.js';
+
+/** Options of {@link createLocalTransport}. */
+export interface LocalTransportOptions {
+  /** Where dropped events are reported. */
+  readonly logger?: Logger;
+  /** Delay before redelivering a failed durable event, multiplied by the attempt number (default 50 ms). */
+  readonly redeliveryDelayMs?: number;
+}
+
+/** Defaults of {@link LocalTransportOptions}. */
+export const DEFAULT_LOCAL_TRANSPORT_OPTIONS = {
+  redeliveryDelayMs: 50,
+} as const satisfies Partial<LocalTransportOptions>;
+
+/**
+ * Creates an in-process transport. The kernel makes one for you; create one yourself only to
+ * share it between several kernels in one process (tests do, to mimic several processes).
+ *
+ * @example
+ * ```ts
+ * const bus = createLocalTransport();
+ * const a = createKernel({ modules, topology: { host: ['catalog'], transport: bus } });
+ * const b = createKernel({ modules, topology: { host: ['orders'], transport: bus } });
+ * ```
+ */
+export function createLocalTransport(options: LocalTransportOptions = {}): Transport {
+  return new LocalTransport({ ...DEFAULT_LOCAL_TRANSPORT_OPTIONS, ...options });
+}
+
+class Server {
+  inFlight = 0;
+  #idle: (() => void) | undefined;
+  constructor(readonly module: ServedModule) {}
+
+  done(): void {
+    this.inFlight -= 1;
+    if (this.inFlight === 0 && this.#idle) this.#idle();
+  }
+
+  whenIdle(): Promise<void> {
+    if (this.inFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.#idle = resolve;
+    });
+  }
+}
+
+class Subscriber {
+  inFlight = 0;
+  stopped = false;
+  #idle: (() => void) | undefined;
+  constructor(readonly subscription: EventSubscription) {}
+
+  done(): void {
+    this.inFlight -= 1;
+    if (this.inFlight === 0 && this.#idle) this.#idle();
+  }
+
+  whenIdle(): Promise<void> {
+    if (this.inFlight === 0) return Promise.resolve();
+    return new Promise((resolve) => {
+      this.#idle = resolve;
+    });
+  }
+}
+
+interface Group {
+  members: Subscriber[];
+  next: number;
+}
+
+class LocalTransport implements Transport {
+  readonly name = 'local';
+  readonly inProcess = true;
+  readonly #servers = new Map<string, { list: Server[]; next: number }>();
+  readonly #groups = new Map<string, Map<string, Group>>();
+  readonly #deadlines = new DeadlineScheduler();
+  readonly #retries = new Set<NodeJS.Timeout>();
+  readonly #logger: Logger;
+  readonly #redeliveryDelayMs: number;
+
+  constructor(options: LocalTransportOptions & { readonly redeliveryDelayMs: number }) {
+    this.#logger = options.logger ?? silentLogger;
+    this.#redeliveryDelayMs = options.redeliveryDelayMs;
+  }
+
+  call(address: OperationAddress, input: unknown, context: CallContext, options?: TransportCallOptions): Promise<unknown> {
+    const servers = this.#servers.get(address.contract);
+    if (servers === undefined || servers.list.length === 0) {
+      return Promise.reject(noRespondersError(address, context, 'in this process'));
+    }
+    const server = servers.list[servers.next++ % servers.list.length] as Server;
+    const signal = options?.signal;
+    if (signal?.aborted) return Promise.reject(cancelledError(address, context, signal.reason));
+    server.inFlight += 1;
+    return new Promise<unknown>((resolve, reject) => {
+      let settled = false;
+      let onAbort: (() => void) | undefined;
+      const entry: DeadlineEntry = {
+        deadline: context.deadline,
+        expire: () => {
+          if (settled) return;
+          settled = true;
+          if (onAbort) signal?.removeEventListener('abort', onAbort);
+          reject(timeoutError(address, context));
+        },
+      };
+      this.#deadlines.add(entry);
+      if (signal) {
+        onAbort = () => {
+          if (settled) return;
+          settled = true;
+          this.#deadlines.delete(entry);
+          reject(cancelledError(address, context, signal.reason));
+        };
+        signal.addEventListener('abort', onAbort, { once: true });
+      }
+      server.module.dispatch(address, input, context, true).then(
+        (output) => {
+          server.done();
+          if (settled) return;
+          settled = true;
+          this.#deadlines.delete(entry);
+          if (onAbort) signal?.removeEventListener('abort', onAbort);
+          resolve(output);
+        },
+        (error: unknown) => {
+          server.done();
+          if (settled) return;
+          settled = true;
+          this.#deadlines.delete(entry);
+          if (onAbort) signal?.removeEventListener('abort', onAbort);
+          reject(error);
+        },
+      );
+    });
+  }
+
+  async serve(module: ServedModule): Promise<Registration> {
+    const server = new Server(module);
+    let servers = this.#servers.get(module.contract.name);
+    if (servers === undefined) {
+      servers = { list: [], next: 0 };
+      this.#servers.set(module.contract.name, servers);
+    }
+    servers.list.push(server);
+    const entry = servers;
+    return {
+      stop: async () => {
+        entry.list = entry.list.filter((candidate) => candidate !== server);
+        await server.whenIdle();
+      },
+    };
+  }
+
+  publish(event: PublishedEvent): Promise<void> {
+    const groups = this.#groups.get(`${event.contract}.${event.event}`);
+    if (groups !== undefined) {
+      for (const group of groups.values()) {
+        if (group.members.length === 0) continue;
+        const first = group.members[0] as Subscriber;
+        if (first.subscription.fanout === Fanout.EVERY_INSTANCE) {
+          for (const member of group.members) this.#schedule(member, event, 1);
+        } else {
+          this.#schedule(group.members[group.next++ % group.members.length] as Subscriber, event, 1);
+        }
+      }
+    }
+    return Promise.resolve();
+  }
+
+  async subscribe(subscription: EventSubscription): Promise<Registration> {
+    const key = `${subscription.contract}.${subscription.event}`;
+    let groups = this.#groups.get(key);
+    if (groups === undefined) {
+      groups = new Map();
+      this.#groups.set(key, groups);
+    }
+    let group = groups.get(subscription.subscriber);
+    if (group === undefined) {
+      group = { members: [], next: 0 };
+      groups.set(subscription.subscriber, group);
+    }
+    const member = new Subscriber(subscription);
+    group.members.push(member);
+    const owner = group;
+    return {
+      stop: async () => {
+        member.stopped = true;
+        owner.members = owner.members.filter((candidate) => candidate !== member);
+        await member.whenIdle();
+      },
+    };
+  }
+
+  status(): TransportStatus {
+    return { name: this.name, ready: true };
+  }
+
+  async close(): Promise<void> {
+    for (const timer of this.#retries) clearTimeout(timer);
+    this.#retries.clear();
+    this.#deadlines.clear();
+  }
+
+  #schedule(member: Subscriber, event: PublishedEvent, attempt: number): void {
+    member.inFlight += 1;
+    setImmediate(() => {
+      void this.#deliver(member, event, attempt);
+    });
+  }
+
+  async #deliver(member: Subscriber, event: PublishedEvent, attempt: number): Promise<void> {
+    const subscription = member.subscription;
+    const metadata: EventMetadata = { ...event.metadata, attempt };
+    try {
+      await subscription.handle(event.payload, metadata);
+    } catch (error) {
+      if (event.delivery === 'durable') this.#redeliver(subscription, event, attempt, error);
+    } finally {
+      member.done();
+    }
+  }
+
+  #redeliver(subscription: EventSubscription, event: PublishedEvent, attempt: number, error: unknown): void {
+    const metadata: EventMetadata = { ...event.metadata, attempt };
+    if (isKeelError(error, KeelErrorCode.INVALID_EVENT) || attempt >= subscription.maxAttempts) {
+      subscription.deadLetter(event.payload, metadata, error);
+      return;
+    }
+    const timer = setTimeout(() => {
+      this.#retries.delete(timer);
+      const group = this.#groups.get(`${event.contract}.${event.event}`)?.get(subscription.subscriber);
+      if (group === undefined || group.members.length === 0) {
+        this.#logger.warn(
+          { event: `${event.contract}.${event.event}`, eventId: event.metadata.id, subscriber: subscription.subscriber },
+          'durable event not redelivered: the subscribing module stopped in this process',
+        );
+        return;
+      }
+      this.#schedule(group.members[group.next++ % group.members.length] as Subscriber, event, attempt + 1);
+    }, this.#redeliveryDelayMs * attempt);
+    this.#retries.add(timer);
+  }
+}

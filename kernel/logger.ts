@@ -1,0 +1,43 @@
+/**
+ * Logging. keel logs structured records through a small {@link Logger} interface that pino
+ * (the default) satisfies, so an application can pass its own pino instance or any adapter.
+ */
+import { pino } from 'pino';
+
+/** A structured log function: a record, then a message. */
+export type LogFunction = (record: Record<string, unknown>, message: string) => void;
+
+/** The logger keel writes to. A pino logger satisfies it. */
+export interface Logger {
+  debug: LogFunction;
+  info: LogFunction;
+  warn: LogFunction;
+  error: LogFunction;
+  /** A logger whose records all carry `bindings`. */
+  child(bindings: Record<string, unknown>): Logger;
+}
+
+/**
+ * The default logger: pino writing JSON lines to stdout, level from `KEEL_LOG_LEVEL`
+ * (default `info`; `silent` turns it off).
+ *
+ * @example
+ * ```ts
+ * const kernel = createKernel({ modules, logger: createLogger({ level: 'debug' }) });
+ * ```
+ */
+export function createLogger(options: { level?: string; name?: string } = {}): Logger {
+  return pino({
+    name: options.name ?? 'keel',
+    level: options.level ?? process.env['KEEL_LOG_LEVEL'] ?? 'info',
+  }) as unknown as Logger;
+}
+
+/** A logger that drops everything. */
+export const silentLogger: Logger = {
+  debug: () => {},
+  info: () => {},
+  warn: () => {},
+  error: () => {},
+  child: () => silentLogger,
+};

@@ -1,0 +1,194 @@
+/**
+ * Modules: each implements exactly one contract, declares the contracts it calls, keeps its
+ * private providers in its own inversify container, and handles events of the contracts it
+ * subscribes to.
+ */
+import type { Bind, ServiceIdentifier } from 'inversify';
+import type {
+  AnyContract,
+  AnyEvent,
+  AnyOperation,
+  EventInput,
+  EventPayload,
+  HandlerInput,
+  HandlerOutput,
+} from './contract.js';
+import type { CallContext } from './context.js';
+import { KeelError, KeelErrorCode } from './errors.js';
+import type { Logger } from './logger.js';
+import type { EventMetadata, Fanout } from './transport.js';
+import type { Client } from './client.js';
+
+/** A handler of one operation: validated input in, output (validated after) out. */
+export type OperationHandler<Op extends AnyOperation> = (
+  input: HandlerInput<Op>,
+  context: CallContext,
+) => Promise<HandlerOutput<Op>> | HandlerOutput<Op>;
+
+/** One handler per operation of `C`: a missing or an extra handler does not compile. */
+export type Handlers<C extends AnyContract> = {
+  readonly [K in keyof C['operations']]: OperationHandler<C['operations'][K]>;
+};
+
+/** Metadata an event handler receives besides the payload. */
+export interface EventContext extends CallContext, EventMetadata {}
+
+/** A handler of one event. Throwing makes a durable event be redelivered. */
+export type EventHandlerFunction<Ev extends AnyEvent> = (
+  payload: EventPayload<Ev>,
+  context: EventContext,
+) => Promise<void> | void;
+
+/** An event handler with delivery options. */
+export interface EventHandlerOptions<Ev extends AnyEvent> {
+  readonly handle: EventHandlerFunction<Ev>;
+  /** `every-instance` delivers to every running instance of this module (notification events only). */
+  readonly fanout?: Fanout;
+  /** Deliveries of a durable event before it is dead-lettered (default 5). */
+  readonly maxAttempts?: number;
+}
+
+/** An event handler: a function, or a function with options. */
+export type EventHandler<Ev extends AnyEvent> = EventHandlerFunction<Ev> | EventHandlerOptions<Ev>;
+
+/** Handlers for the events of the contracts in `Subs`, keyed by contract name then event name. */
+export type EventHandlers<Subs extends readonly AnyContract[]> = {
+  readonly [S in Subs[number] as S['name']]?: {
+    readonly [E in keyof S['events']]?: EventHandler<S['events'][E]>;
+  };
+};
+
+/** Resolves the module's own providers and the clients of its declared dependencies. */
+export interface Resolver<Deps extends readonly AnyContract[]> {
+  /** The client of a contract declared in `dependsOn`. */
+  <D extends Deps[number]>(contract: D): Client<D>;
+  /** A provider bound in this module's `providers`. */
+  <T>(serviceIdentifier: ServiceIdentifier<T>): T;
+}
+
+/** Publishes one of the module's own events. Resolves once the transport accepted it. */
+export type Emit<C extends AnyContract> = <E extends keyof C['events'] & string>(
+  event: E,
+  payload: EventInput<C['events'][E]>,
+) => Promise<void>;
+
+/** What `create` receives. */
+export interface ModuleTools<C extends AnyContract, Deps extends readonly AnyContract[]> {
+  /** This module's name (its contract's name). */
+  readonly name: C['name'];
+  /** Resolves providers and dependency clients. */
+  readonly get: Resolver<Deps>;
+  /** Publishes this module's events. */
+  readonly emit: Emit<C>;
+  /** A logger bound to this module. */
+  readonly logger: Logger;
+}
+
+/** What `create` returns: the module's running parts. */
+export interface ModuleInstance<C extends AnyContract, Subs extends readonly AnyContract[]> {
+  readonly handlers: Handlers<C>;
+  readonly events?: EventHandlers<Subs>;
+  /** Runs before the module serves anything. */
+  readonly start?: () => Promise<void> | void;
+  /** Runs after the module stopped serving and its in-flight work finished. */
+  readonly stop?: () => Promise<void> | void;
+}
+
+/** What {@link defineModule} takes. */
+export interface ModuleSpec<
+  C extends AnyContract,
+  Deps extends readonly AnyContract[],
+  Subs extends readonly AnyContract[],
+> {
+  /** The one contract this module implements. */
+  readonly contract: C;
+  /** Contracts this module calls. They start before it and stop after it. */
+  readonly dependsOn?: Deps;
+  /** Contracts whose events this module handles (no start-order constraint). */
+  readonly subscribesTo?: Subs;
+  /** Binds private providers in the module's own container. Inject with explicit tokens. */
+  readonly providers?: (bind: Bind) => void;
+  /** Builds the module once at start: resolve what handlers need here, never per call. */
+  readonly create: (tools: ModuleTools<C, Deps>) => ModuleInstance<C, Subs> | Promise<ModuleInstance<C, Subs>>;
+}
+
+/** A module value, built by {@link defineModule}. */
+export interface Module<
+  C extends AnyContract = AnyContract,
+  Deps extends readonly AnyContract[] = readonly AnyContract[],
+  Subs extends readonly AnyContract[] = readonly AnyContract[],
+> {
+  readonly kind: 'module';
+  readonly name: C['name'];
+  readonly contract: C;
+  readonly dependsOn: Deps;
+  readonly subscribesTo: Subs;
+  readonly providers: ((bind: Bind) => void) | undefined;
+  readonly create: (tools: ModuleTools<C, Deps>) => ModuleInstance<C, Subs> | Promise<ModuleInstance<C, Subs>>;
+}
+
+/** Any module, as the kernel sees it. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type AnyModule = Module<AnyContract, readonly AnyContract[], readonly AnyContract[]> | Module<any, any, any>;
+
+/**
+ * Defines a module implementing `contract`.
+ *
+ * @example
+ * ```ts
+ * export const inventoryModule = defineModule({
+ *   contract: inventory,
+ *   dependsOn: [catalog],
+ *   subscribesTo: [orders],
+ *   providers: (bind) => bind(StockStore).toConstantValue(new StockStore()),
+ *   create: ({ get, emit }) => {
+ *     const stock = get(StockStore);
+ *     const catalogClient = get(catalog);
+ *     return {
+ *       handlers: {
+ *         reserve: async ({ items }) => stock.reserve(items),
+ *       },
+ *       events: {
+ *         orders: { orderCancelled: ({ orderId }) => stock.release(orderId) },
+ *       },
+ *     };
+ *   },
+ * });
+ * ```
+ */
+export function defineModule<
+  C extends AnyContract,
+  const Deps extends readonly AnyContract[] = readonly [],
+  const Subs extends readonly AnyContract[] = readonly [],
+>(spec: ModuleSpec<C, Deps, Subs>): Module<C, Deps, Subs> {
+  const name = spec.contract?.name;
+  const fail = (message: string): never => {
+    throw new KeelError(KeelErrorCode.INVALID_MODULE, `Module "${String(name)}": ${message}`);
+  };
+  if (typeof name !== 'string' || typeof spec.contract.token !== 'symbol') {
+    fail('`contract` must be a contract made with defineContract().');
+  }
+  if (typeof spec.create !== 'function') fail('`create` must be a function returning { handlers }.');
+  const dependsOn = (spec.dependsOn ?? []) as Deps;
+  const subscribesTo = (spec.subscribesTo ?? []) as Subs;
+  for (const dependency of dependsOn) {
+    if (dependency === undefined || typeof dependency.token !== 'symbol') {
+      fail('every entry of `dependsOn` must be a contract (did an import cycle leave it undefined?).');
+    }
+    if (dependency.name === name) fail('a module cannot depend on its own contract.');
+  }
+  for (const source of subscribesTo) {
+    if (source === undefined || typeof source.token !== 'symbol') {
+      fail('every entry of `subscribesTo` must be a contract (did an import cycle leave it undefined?).');
+    }
+  }
+  return Object.freeze({
+    kind: 'module' as const,
+    name: name as C['name'],
+    contract: spec.contract,
+    dependsOn,
+    subscribesTo,
+    providers: spec.providers,
+    create: spec.create,
+  });
+}

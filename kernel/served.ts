@@ -1,0 +1,187 @@
+/**
+ * The callee's side of a module: one dispatcher per served module (input validation, version
+ * check, call context, output validation, error envelopes) and one wrapper per event
+ * subscription. Transports only move bytes to and from these.
+ */
+import { majorOf, type AnyContract, type AnyEvent, type AnyOperation } from './contract.js';
+import { runWithContext, type CallContext } from './context.js';
+import { toRemoteFailure } from './envelope.js';
+import { KeelError, KeelErrorCode, validationError } from './errors.js';
+import type { Logger } from './logger.js';
+import type { EventContext, EventHandlerFunction, OperationHandler } from './module.js';
+import {
+  RemoteFailure,
+  type EventMetadata,
+  type EventSubscription,
+  type Fanout,
+  type OperationAddress,
+  type ServedModule,
+} from './transport.js';
+
+interface OperationEntry {
+  readonly name: string;
+  readonly definition: AnyOperation;
+  readonly handler: OperationHandler<AnyOperation>;
+}
+
+/** Builds the {@link ServedModule} of a module from its contract and handlers. */
+export function createServedModule(
+  contract: AnyContract,
+  handlers: Readonly<Record<string, OperationHandler<AnyOperation>>>,
+  logger: Logger,
+): ServedModule {
+  const entries = new Map<string, OperationEntry>();
+  for (const [name, definition] of Object.entries(contract.operations)) {
+    const handler = handlers[name];
+    if (typeof handler !== 'function') {
+      throw new KeelError(KeelErrorCode.INVALID_MODULE, `Module "${contract.name}" has no handler for operation ${name}.`);
+    }
+    entries.set(name, { name, definition, handler });
+  }
+  const major = majorOf(contract.version);
+  const known = [...entries.keys()].join(', ');
+
+  const dispatch = async (
+    address: OperationAddress,
+    input: unknown,
+    context: CallContext,
+    trusted: boolean,
+  ): Promise<unknown> => {
+    const entry = entries.get(address.operation);
+    if (entry === undefined) {
+      throw new RemoteFailure({
+        type: 'keel',
+        code: KeelErrorCode.UNKNOWN_OPERATION,
+        message:
+          `Module "${contract.name}" ${contract.version} has no operation "${address.operation}" (it has: ${known}). ` +
+          'The caller was probably built against another contract version.',
+        correlationId: context.correlationId,
+      });
+    }
+    if (address.version !== contract.version && majorOf(address.version) !== major) {
+      throw new RemoteFailure({
+        type: 'keel',
+        code: KeelErrorCode.VERSION_MISMATCH,
+        message:
+          `Caller uses contract ${contract.name} ${address.version}, but this instance serves ${contract.version}: ` +
+          'the major versions differ. Deploy a caller and callee that share the major version.',
+        correlationId: context.correlationId,
+      });
+    }
+    let value = input;
+    if (!trusted) {
+      const parsed = entry.definition.input.safeParse(input);
+      if (!parsed.success) {
+        throw toRemoteFailure(
+          validationError(KeelErrorCode.INVALID_INPUT, 'input', contract.name, entry.name, parsed.error.issues, context.correlationId),
+          address,
+          entry.definition,
+          context.correlationId,
+          logger,
+        );
+      }
+      value = parsed.data;
+    }
+    let result: unknown;
+    try {
+      result = await runWithContext(context, () => entry.handler(value, context));
+    } catch (error) {
+      throw toRemoteFailure(error, address, entry.definition, context.correlationId, logger);
+    }
+    const output = entry.definition.output.safeParse(result);
+    if (!output.success) {
+      logger.error(
+        { correlationId: context.correlationId, operation: `${contract.name}.${entry.name}`, issues: output.error.issues },
+        'handler returned output that breaks its contract',
+      );
+      throw new RemoteFailure({
+        type: 'keel',
+        code: KeelErrorCode.INVALID_OUTPUT,
+        message:
+          `${contract.name}.${entry.name} returned output that breaks its contract (correlation id ${context.correlationId}); ` +
+          `this is a bug in the "${contract.name}" module.`,
+        correlationId: context.correlationId,
+        details: { issues: output.error.issues.map((issue) => ({ path: issue.path.map(String), message: issue.message })) },
+      });
+    }
+    return output.data;
+  };
+
+  return { contract, dispatch };
+}
+
+/** What the kernel needs to build one {@link EventSubscription}. */
+export interface SubscriptionSource {
+  readonly subscriber: string;
+  readonly source: AnyContract;
+  readonly event: string;
+  readonly definition: AnyEvent;
+  readonly handler: EventHandlerFunction<AnyEvent>;
+  readonly fanout: Fanout;
+  readonly maxAttempts: number;
+  readonly eventTimeoutMs: number;
+  readonly logger: Logger;
+  readonly onDeadLetter: ((failure: DeadLetter) => void) | undefined;
+}
+
+/** A durable event given up on after its last attempt. */
+export interface DeadLetter {
+  readonly subscriber: string;
+  readonly contract: string;
+  readonly event: string;
+  readonly payload: unknown;
+  readonly metadata: EventMetadata;
+  readonly error: unknown;
+}
+
+/** Wraps an event handler: validation (a fresh copy per subscriber), context, error reporting. */
+export function createEventSubscription(source: SubscriptionSource): EventSubscription {
+  const { subscriber, event, definition, handler, logger } = source;
+  const contractName = source.source.name;
+  const label = `${contractName}.${event}`;
+  return {
+    subscriber,
+    contract: contractName,
+    version: source.source.version,
+    event,
+    delivery: definition.delivery,
+    fanout: source.fanout,
+    maxAttempts: source.maxAttempts,
+    async handle(payload: unknown, metadata: EventMetadata): Promise<void> {
+      const parsed = definition.payload.safeParse(payload);
+      if (!parsed.success) {
+        const error = validationError(
+          KeelErrorCode.INVALID_EVENT,
+          'payload',
+          contractName,
+          event,
+          parsed.error.issues,
+          metadata.correlationId,
+        );
+        logger.error({ event: label, eventId: metadata.id, err: error }, 'dropped an event whose payload breaks its contract');
+        throw error;
+      }
+      const context: EventContext = {
+        ...metadata,
+        caller: metadata.publisher,
+        deadline: Date.now() + source.eventTimeoutMs,
+      };
+      try {
+        await runWithContext(context, () => handler(parsed.data, context));
+      } catch (error) {
+        logger.warn(
+          { err: error, event: label, eventId: metadata.id, attempt: metadata.attempt, correlationId: metadata.correlationId },
+          `event handler of module "${subscriber}" failed`,
+        );
+        throw error;
+      }
+    },
+    deadLetter(payload: unknown, metadata: EventMetadata, error: unknown): void {
+      logger.error(
+        { err: error, event: label, eventId: metadata.id, attempts: metadata.attempt, correlationId: metadata.correlationId },
+        `gave up on a durable event after ${metadata.attempt} attempts; it was dead-lettered`,
+      );
+      source.onDeadLetter?.({ subscriber, contract: contractName, event, payload, metadata, error });
+    },
+  };
+}

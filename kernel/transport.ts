@@ -1,0 +1,194 @@
+/**
+ * The Transport port: the one interface every adapter implements. The kernel does validation,
+ * context, error mapping and lifecycle; a transport only moves already-validated plain data
+ * and reports failures with {@link KeelError} codes or a {@link RemoteFailure} envelope.
+ *
+ * Both the in-process transport and the NATS adapter pass one conformance suite
+ * (`test/support/conformance.ts`).
+ */
+import type { AnyContract, Delivery } from './contract.js';
+import type { CallContext } from './context.js';
+import { KeelError, KeelErrorCode } from './errors.js';
+
+/** Which operation a call targets. */
+export interface OperationAddress {
+  /** Contract (module) name. */
+  readonly contract: string;
+  /** The caller's contract version; the callee refuses a different major. */
+  readonly version: string;
+  readonly operation: string;
+}
+
+/** Options of one call, as seen by a transport. */
+export interface TransportCallOptions {
+  /** Aborts the call early with `CANCELLED`. */
+  readonly signal?: AbortSignal | undefined;
+}
+
+/**
+ * An error as it crosses a boundary: plain JSON. `type: 'declared'` is a contract error
+ * (rebuilt on the caller as its declared class); `type: 'keel'` a {@link KeelError}.
+ */
+export interface ErrorEnvelope {
+  readonly type: 'declared' | 'keel';
+  readonly code: string;
+  readonly message: string;
+  readonly data?: unknown;
+  readonly details?: Readonly<Record<string, unknown>>;
+  readonly correlationId?: string;
+}
+
+/**
+ * A failure the callee's side reported, carried as its {@link ErrorEnvelope}. Transports reject
+ * with it; the kernel's client rebuilds the caller-side error from the envelope, so no error
+ * object (and no reference) ever crosses a module boundary.
+ */
+export class RemoteFailure extends Error {
+  override readonly name = 'RemoteFailure';
+  constructor(readonly envelope: ErrorEnvelope) {
+    super(envelope.message);
+  }
+}
+
+/**
+ * The served side of one module, handed to {@link Transport.serve}. `dispatch` validates,
+ * runs the handler in the call context, and resolves with the validated output or rejects
+ * with a {@link RemoteFailure}. It never rejects with anything else.
+ */
+export interface ServedModule {
+  readonly contract: AnyContract;
+  /**
+   * @param trusted true when `input` was already validated and copied by a kernel client in
+   * this process (the in-process transport), so it need not be parsed again.
+   */
+  dispatch(address: OperationAddress, input: unknown, context: CallContext, trusted: boolean): Promise<unknown>;
+}
+
+/** Handle returned by {@link Transport.serve} and {@link Transport.subscribe}. */
+export interface Registration {
+  /** Stops taking new work, waits for work in flight, then resolves. */
+  stop(): Promise<void>;
+}
+
+/** Metadata of one published event. */
+export interface EventMetadata {
+  /** Unique id of this publication (used for de-duplication by durable transports). */
+  readonly id: string;
+  readonly correlationId: string;
+  readonly traceparent: string | undefined;
+  /** Name of the publishing module. */
+  readonly publisher: string;
+  /** Epoch milliseconds. */
+  readonly publishedAt: number;
+  /** 1 on first delivery, more on redeliveries of durable events. */
+  readonly attempt: number;
+}
+
+/** One event as the kernel publishes it: payload already validated. */
+export interface PublishedEvent {
+  readonly contract: string;
+  readonly version: string;
+  readonly event: string;
+  readonly delivery: Delivery;
+  readonly payload: unknown;
+  readonly metadata: Omit<EventMetadata, 'attempt'>;
+}
+
+/** How many instances of a subscribing module get each event. */
+export const Fanout = {
+  /** One instance of the subscribing module (load balanced). The default. */
+  BALANCED: 'balanced',
+  /** Every running instance of the subscribing module. Opt-in; notification events only. */
+  EVERY_INSTANCE: 'every-instance',
+} as const;
+
+/** A {@link Fanout} value. */
+export type Fanout = (typeof Fanout)[keyof typeof Fanout];
+
+/** A module's subscription to one event, handed to {@link Transport.subscribe}. */
+export interface EventSubscription {
+  /** Subscribing module name (the balancing group). */
+  readonly subscriber: string;
+  readonly contract: string;
+  readonly version: string;
+  readonly event: string;
+  readonly delivery: Delivery;
+  readonly fanout: Fanout;
+  /** Most deliveries of one durable event before it is dead-lettered. */
+  readonly maxAttempts: number;
+  /**
+   * Validates the payload and runs the handler in the event's context. Resolves when handled;
+   * rejects when the handler failed (retry a durable event) or with `INVALID_EVENT` when the
+   * payload can never be handled (do not retry).
+   */
+  handle(payload: unknown, metadata: EventMetadata): Promise<void>;
+  /** Called when a durable event is given up on after `maxAttempts`. */
+  deadLetter(payload: unknown, metadata: EventMetadata, error: unknown): void;
+}
+
+/** Transport health, as the kernel reports it. */
+export interface TransportStatus {
+  readonly name: string;
+  readonly ready: boolean;
+  readonly detail?: string;
+}
+
+/**
+ * The port between the kernel and the world. Implement it to carry keel over another medium.
+ *
+ * @example
+ * ```ts
+ * const kernel = createKernel({
+ *   modules,
+ *   topology: { host: ['orders'], transport: await createNatsTransport({ servers: 'nats://127.0.0.1:4222' }) },
+ * });
+ * ```
+ */
+export interface Transport {
+  /** Short name for logs and status: `local`, `nats`. */
+  readonly name: string;
+  /** True when values never leave this process (the kernel then skips redundant copies). */
+  readonly inProcess: boolean;
+  /** Sends one call; resolves with the callee's (validated) output. */
+  call(address: OperationAddress, input: unknown, context: CallContext, options?: TransportCallOptions): Promise<unknown>;
+  /** Starts serving a module's operations. */
+  serve(module: ServedModule): Promise<Registration>;
+  /** Publishes an event. Never waits for subscribers; resolves once the transport accepted it. */
+  publish(event: PublishedEvent): Promise<void>;
+  /** Subscribes a module to an event. */
+  subscribe(subscription: EventSubscription): Promise<Registration>;
+  /** Current health. */
+  status(): TransportStatus;
+  /** Finishes in-flight work, releases every resource. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** The error a transport raises when a call's deadline passes. */
+export function timeoutError(address: OperationAddress, context: CallContext, budgetMs?: number): KeelError {
+  const budget = budgetMs === undefined ? '' : ` within ${Math.max(0, Math.round(budgetMs))} ms`;
+  return new KeelError(
+    KeelErrorCode.TIMEOUT,
+    `${address.contract}.${address.operation} did not answer${budget}; its outcome is unknown. ` +
+      'Retry only if the operation is idempotent, or raise the timeout.',
+    { correlationId: context.correlationId },
+  );
+}
+
+/** The error a transport raises when nothing serves the target module. */
+export function noRespondersError(address: OperationAddress, context: CallContext, where: string): KeelError {
+  return new KeelError(
+    KeelErrorCode.NO_RESPONDERS,
+    `No instance of module "${address.contract}" is serving ${address.operation} ${where}. ` +
+      'The call was not delivered and is safe to retry; start the module or check the topology.',
+    { correlationId: context.correlationId },
+  );
+}
+
+/** The error a transport raises when the caller aborts. */
+export function cancelledError(address: OperationAddress, context: CallContext, reason?: unknown): KeelError {
+  return new KeelError(
+    KeelErrorCode.CANCELLED,
+    `Call to ${address.contract}.${address.operation} was cancelled by the caller; its outcome is unknown.`,
+    { correlationId: context.correlationId, cause: reason },
+  );
+}
