@@ -1,12 +1,13 @@
 import { defineConfig } from 'vitest/config';
 
 export default defineConfig({
+  resolve: { conditions: ['keel-source'] },
+  ssr: { resolve: { conditions: ['keel-source'] } },
   test: {
     include: ['test/**/*.test.ts'],
     env: { KEEL_LOG_LEVEL: process.env['KEEL_LOG_LEVEL'] ?? 'silent' },
     testTimeout: 30_000,
     hookTimeout: 60_000,
     pool: 'forks',
-    typecheck: { enabled: false },
   },
 });
