@@ -7,6 +7,7 @@ import type { AnyContract, AnyOperation, OperationInput, OperationOutput } from 
 import { EXTERNAL_CALLER, currentContext, newCorrelationId, type CallContext } from './context.js';
 import { fromErrorEnvelope } from './envelope.js';
 import { KeelError, KeelErrorCode, validationError, type AnyErrorClass } from './errors.js';
+import { OK_OUTCOME, outcomeOf, type KernelObserver } from './observer.js';
 import { RemoteFailure, type OperationAddress, type Transport } from './transport.js';
 
 /** Options of one call. */
@@ -35,6 +36,8 @@ export interface ClientOptions {
   readonly caller?: string;
   /** Deadline of calls whose operation sets none. */
   readonly defaultTimeoutMs: number;
+  /** Observers told about every finished call (a live array: the kernel adds to it). */
+  readonly observers?: readonly KernelObserver[];
 }
 
 /** Default deadline of a call, when neither the call nor the operation sets one. */
@@ -59,7 +62,8 @@ export function createClient<C extends AnyContract>(
   const caller = options.caller ?? EXTERNAL_CALLER;
   const client: Record<string, unknown> = {};
   for (const [name, definition] of Object.entries(contract.operations)) {
-    client[name] = makeCall(contract, name, definition, transport, caller, options.defaultTimeoutMs);
+    const call = makeCall(contract, name, definition, transport, caller, options.defaultTimeoutMs);
+    client[name] = options.observers ? observeCall(call, contract.name, name, transport.name, caller, options.observers) : call;
   }
   return Object.freeze(client) as Client<C>;
 }
@@ -138,4 +142,30 @@ function makeCall(
     }
     return checked.data;
   };
+}
+
+function observeCall(
+  call: (input: unknown, options?: CallOptions) => Promise<unknown>,
+  contract: string,
+  operation: string,
+  transport: string,
+  caller: string,
+  observers: readonly KernelObserver[],
+): (input: unknown, options?: CallOptions) => Promise<unknown> {
+  const report = (started: number, outcome: string): void => {
+    const record = { contract, operation, transport, caller, durationMs: performance.now() - started, outcome };
+    for (const observer of observers) observer.callMade?.(record);
+  };
+  const observed = async (input: unknown, options?: CallOptions): Promise<unknown> => {
+    const started = performance.now();
+    try {
+      const output = await call(input, options);
+      report(started, OK_OUTCOME);
+      return output;
+    } catch (error) {
+      report(started, outcomeOf(error));
+      throw error;
+    }
+  };
+  return (input, options) => (observers.length === 0 ? call(input, options) : observed(input, options));
 }

@@ -104,6 +104,9 @@ export {
 } from './kernel.js';
 export type { DeadLetter } from './served.js';
 
+// Observation
+export { OK_OUTCOME, type CallRecord, type EventRecord, type KernelObserver } from './observer.js';
+
 // Logging
 export { createLogger, silentLogger, type LogFunction, type Logger } from './logger.js';
 

@@ -12,7 +12,8 @@ import { KeelError, KeelErrorCode, validationError } from './errors.js';
 import { createLocalTransport } from './local.js';
 import { createLogger, type Logger } from './logger.js';
 import type { AnyModule, EventHandler, EventHandlerFunction, EventHandlerOptions, ModuleInstance, OperationHandler } from './module.js';
-import { createEventSubscription, createServedModule, type DeadLetter } from './served.js';
+import { createEventSubscription, createServedModule, observeServed, type DeadLetter } from './served.js';
+import type { KernelObserver } from './observer.js';
 import { Fanout, type Registration, type Transport, type TransportStatus } from './transport.js';
 import type { AnyOperation } from './contract.js';
 
@@ -95,6 +96,11 @@ export interface Kernel {
   ready(): boolean;
   /** Detailed state, for health endpoints and the CLI. */
   status(): KernelStatus;
+  /**
+   * Registers an observer of calls made, calls served and events handled (metrics, tracing).
+   * Returns a function that removes it.
+   */
+  observe(observer: KernelObserver): () => void;
   /** A client of any contract in the manifest, for callers outside any module. */
   client<C extends AnyContract>(contract: C, options?: KernelClientOptions): Client<C>;
   /** The manifest's modules. */
@@ -205,6 +211,7 @@ class KernelImpl implements Kernel {
   readonly #hostedNames: ReadonlySet<string>;
   readonly #root = new Container();
   readonly #clients = new Map<string, Client<AnyContract>>();
+  readonly #observers: KernelObserver[] = [];
   #stopping: Promise<void> | undefined;
 
   constructor(options: ResolvedOptions) {
@@ -301,6 +308,14 @@ class KernelImpl implements Kernel {
     };
   }
 
+  observe(observer: KernelObserver): () => void {
+    this.#observers.push(observer);
+    return () => {
+      const index = this.#observers.indexOf(observer);
+      if (index >= 0) this.#observers.splice(index, 1);
+    };
+  }
+
   client<C extends AnyContract>(contract: C, options: KernelClientOptions = {}): Client<C> {
     if (!isContract(contract) || !this.modules.some((module) => module.name === contract.name)) {
       throw topologyError(
@@ -316,7 +331,11 @@ class KernelImpl implements Kernel {
     let client = this.#clients.get(key);
     if (client === undefined) {
       const transport = this.#hostedNames.has(contract.name) ? this.#local : (this.#remote as Transport);
-      client = createClient(contract, transport, { caller, defaultTimeoutMs: this.#options.defaultTimeoutMs });
+      client = createClient(contract, transport, {
+        caller,
+        defaultTimeoutMs: this.#options.defaultTimeoutMs,
+        observers: this.#observers,
+      });
       this.#clients.set(key, client);
     }
     return client as Client<C>;
@@ -362,8 +381,10 @@ class KernelImpl implements Kernel {
       instance.handlers as Readonly<Record<string, OperationHandler<AnyOperation>>>,
       logger,
     );
-    entry.registrations.push(await this.#local.serve(served));
-    if (this.#remote) entry.registrations.push(await this.#remote.serve(served));
+    entry.registrations.push(await this.#local.serve(observeServed(served, this.#local.name, this.#observers)));
+    if (this.#remote) {
+      entry.registrations.push(await this.#remote.serve(observeServed(served, this.#remote.name, this.#observers)));
+    }
     for (const source of module.subscribesTo as readonly AnyContract[]) {
       const handlers = (instance.events as Record<string, Record<string, EventHandler<AnyEvent>>> | undefined)?.[source.name];
       if (handlers === undefined) continue;
@@ -389,6 +410,7 @@ class KernelImpl implements Kernel {
           eventTimeoutMs: this.#options.eventTimeoutMs,
           logger,
           onDeadLetter: this.#options.onDeadLetter,
+          observers: this.#observers,
         });
         entry.registrations.push(await this.#eventTransport.subscribe(subscription));
       }

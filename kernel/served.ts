@@ -8,6 +8,7 @@ import { runWithContext, type CallContext } from './context.js';
 import { toRemoteFailure } from './envelope.js';
 import { KeelError, KeelErrorCode, validationError } from './errors.js';
 import type { Logger } from './logger.js';
+import { OK_OUTCOME, outcomeOf, type KernelObserver } from './observer.js';
 import type { EventContext, EventHandlerFunction, OperationHandler } from './module.js';
 import {
   RemoteFailure,
@@ -122,6 +123,7 @@ export interface SubscriptionSource {
   readonly eventTimeoutMs: number;
   readonly logger: Logger;
   readonly onDeadLetter: ((failure: DeadLetter) => void) | undefined;
+  readonly observers?: readonly KernelObserver[];
 }
 
 /** A durable event given up on after its last attempt. */
@@ -139,6 +141,10 @@ export function createEventSubscription(source: SubscriptionSource): EventSubscr
   const { subscriber, event, definition, handler, logger } = source;
   const contractName = source.source.name;
   const label = `${contractName}.${event}`;
+  const report = (observers: readonly KernelObserver[], attempt: number, started: number, outcome: string): void => {
+    const record = { contract: contractName, event, subscriber, attempt, durationMs: performance.now() - started, outcome };
+    for (const observer of observers) observer.eventHandled?.(record);
+  };
   return {
     subscriber,
     contract: contractName,
@@ -166,9 +172,13 @@ export function createEventSubscription(source: SubscriptionSource): EventSubscr
         caller: metadata.publisher,
         deadline: Date.now() + source.eventTimeoutMs,
       };
+      const observers = source.observers;
+      const started = observers?.length ? performance.now() : 0;
       try {
         await runWithContext(context, () => handler(parsed.data, context));
+        if (observers?.length) report(observers, metadata.attempt, started, OK_OUTCOME);
       } catch (error) {
+        if (observers?.length) report(observers, metadata.attempt, started, outcomeOf(error));
         logger.warn(
           { err: error, event: label, eventId: metadata.id, attempt: metadata.attempt, correlationId: metadata.correlationId },
           `event handler of module "${subscriber}" failed`,
@@ -183,5 +193,43 @@ export function createEventSubscription(source: SubscriptionSource): EventSubscr
       );
       source.onDeadLetter?.({ subscriber, contract: contractName, event, payload, metadata, error });
     },
+  };
+}
+
+/**
+ * The same served module, reporting every dispatched call to `observers` under `transport`'s
+ * name. Costs one length check per call while nobody observes.
+ */
+export function observeServed(served: ServedModule, transport: string, observers: readonly KernelObserver[]): ServedModule {
+  const contract = served.contract.name;
+  const observed = async (
+    address: OperationAddress,
+    input: unknown,
+    context: CallContext,
+    trusted: boolean,
+  ): Promise<unknown> => {
+    const started = performance.now();
+    let outcome: string = OK_OUTCOME;
+    try {
+      return await served.dispatch(address, input, context, trusted);
+    } catch (error) {
+      outcome = outcomeOf(error);
+      throw error;
+    } finally {
+      const record = {
+        contract,
+        operation: address.operation,
+        transport,
+        caller: context.caller,
+        durationMs: performance.now() - started,
+        outcome,
+      };
+      for (const observer of observers) observer.callServed?.(record);
+    }
+  };
+  return {
+    contract: served.contract,
+    dispatch: (address, input, context, trusted) =>
+      observers.length === 0 ? served.dispatch(address, input, context, trusted) : observed(address, input, context, trusted),
   };
 }

@@ -1,0 +1,54 @@
+/**
+ * Observation hooks: how metrics, tracing or audit logs learn about calls and events without
+ * the kernel knowing any of them. Hooks run synchronously on the hot path: keep them cheap.
+ */
+
+/** Outcome recorded for a successful call or handled event. */
+export const OK_OUTCOME = 'ok';
+
+/** One finished call, as seen by the caller (`callMade`) or the callee (`callServed`). */
+export interface CallRecord {
+  readonly contract: string;
+  readonly operation: string;
+  /** Transport the call went through: `local`, `nats`, ... */
+  readonly transport: string;
+  /** Calling module, or `external`. */
+  readonly caller: string;
+  readonly durationMs: number;
+  /** `ok`, or the error's code (a KeelErrorCode or a declared error's code). */
+  readonly outcome: string;
+}
+
+/** One event handled (or failed) by a subscribing module. */
+export interface EventRecord {
+  readonly contract: string;
+  readonly event: string;
+  readonly subscriber: string;
+  readonly attempt: number;
+  readonly durationMs: number;
+  readonly outcome: string;
+}
+
+/**
+ * Receives call and event records from a kernel. Register with `kernel.observe(observer)`.
+ *
+ * @example
+ * ```ts
+ * const stop = kernel.observe({
+ *   callServed: (record) => histogram.observe({ op: `${record.contract}.${record.operation}` }, record.durationMs),
+ * });
+ * ```
+ */
+export interface KernelObserver {
+  callMade?(record: CallRecord): void;
+  callServed?(record: CallRecord): void;
+  eventHandled?(record: EventRecord): void;
+}
+
+/** The code of an error for a record: its `code` when it has one, else `INTERNAL`. */
+export function outcomeOf(error: unknown): string {
+  const envelope = (error as { envelope?: { code?: unknown } } | undefined)?.envelope;
+  if (typeof envelope?.code === 'string') return envelope.code;
+  const code = (error as { code?: unknown } | undefined)?.code;
+  return typeof code === 'string' ? code : 'INTERNAL';
+}
