@@ -109,7 +109,9 @@ export interface ModuleSpec<
   /** Binds private providers in the module's own container. Inject with explicit tokens. */
   readonly providers?: (bind: Bind) => void;
   /** Builds the module once at start: resolve what handlers need here, never per call. */
-  readonly create: (tools: ModuleTools<C, Deps>) => ModuleInstance<C, Subs> | Promise<ModuleInstance<C, Subs>>;
+  readonly create: (
+    tools: ModuleTools<NoInfer<C>, NoInfer<Deps>>,
+  ) => ModuleInstance<NoInfer<C>, NoInfer<Subs>> | Promise<ModuleInstance<NoInfer<C>, NoInfer<Subs>>>;
 }
 
 /** A module value, built by {@link defineModule}. */

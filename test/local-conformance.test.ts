@@ -1,0 +1,20 @@
+import { createLocalTransport, silentLogger, type Transport } from 'keel';
+import { describeTransportConformance } from './support/conformance.js';
+
+// One in-process bus per namespace, shared by the kernels of one test application: each module
+// runs in its own kernel, as if in its own process, and every call and event crosses the
+// local transport.
+const buses = new Map<string, Transport>();
+
+describeTransportConformance({
+  name: 'local',
+  createTransport: async (namespace) => {
+    let bus = buses.get(namespace);
+    if (bus === undefined) {
+      bus = createLocalTransport({ logger: silentLogger, redeliveryDelayMs: 20 });
+      buses.set(namespace, bus);
+    }
+    return bus;
+  },
+  closeTransport: async () => {},
+});

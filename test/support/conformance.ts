@@ -1,0 +1,666 @@
+/**
+ * The transport conformance suite: every promise of DESIGN.md "Semantics", checked against any
+ * Transport. Each module runs in its own kernel with its own transport from the target, so
+ * every call and event crosses the transport under test. The local transport and the NATS
+ * adapter run this suite unchanged.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { z } from 'zod';
+import {
+  ContractError,
+  KeelError,
+  createClient,
+  createKernel,
+  currentContext,
+  defineContract,
+  defineError,
+  defineModule,
+  event,
+  isKeelError,
+  operation,
+  silentLogger,
+  type AnyModule,
+  type EventContext,
+  type EventPayload,
+  type Kernel,
+  type Transport,
+} from 'keel';
+
+/** What a transport must provide to run the suite. */
+export interface ConformanceTarget {
+  readonly name: string;
+  /**
+   * A transport for one kernel. Transports made with the same `namespace` reach each other;
+   * different namespaces are isolated (for NATS: a different subject prefix).
+   */
+  createTransport(namespace: string): Promise<Transport>;
+  /** Releases a transport made by `createTransport`. */
+  closeTransport(transport: Transport): Promise<void>;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Test application: probe (callee), relay (calls probe), listener and auditor (subscribers).
+
+const Item = z.object({
+  id: z.string(),
+  tags: z.array(z.string()),
+  nested: z.object({ count: z.number().int() }),
+});
+
+export const Rejected = defineError({
+  code: 'REJECTED',
+  kind: 'conflict',
+  data: z.object({ reason: z.string(), limit: z.number() }),
+  message: (data) => `rejected: ${data.reason}`,
+});
+
+const ContextView = z.object({
+  correlationId: z.string(),
+  traceparent: z.string().nullable(),
+  caller: z.string(),
+  deadline: z.number(),
+});
+
+export const probe = defineContract({
+  name: 'probe',
+  version: '1.2.0',
+  operations: {
+    echo: operation({ input: z.object({ item: Item }), output: z.object({ item: Item }) }),
+    stored: operation({ input: z.object({}), output: z.object({ item: Item.nullable() }) }),
+    shared: operation({ input: z.object({}), output: z.object({ item: Item }) }),
+    withDefault: operation({
+      input: z.object({ name: z.string(), greeting: z.string().default('hello') }),
+      output: z.object({ text: z.string() }),
+    }),
+    fail: operation({
+      input: z.object({ mode: z.enum(['declared', 'undeclared', 'undeclared-contract-error', 'bad-output']) }),
+      output: z.object({ ok: z.boolean() }),
+      errors: [Rejected],
+    }),
+    slow: operation({ input: z.object({ ms: z.number().int() }), output: z.object({ slept: z.number() }) }),
+    slowWithTimeout: operation({
+      input: z.object({ ms: z.number().int() }),
+      output: z.object({ slept: z.number() }),
+      timeoutMs: 200,
+    }),
+    context: operation({ input: z.object({}), output: ContextView }),
+    ping: operation({
+      input: z.object({ tag: z.string(), explode: z.boolean().default(false), failTimes: z.number().int().default(0) }),
+      output: z.object({ ok: z.boolean() }),
+    }),
+  },
+  events: {
+    pinged: event({ payload: z.object({ tag: z.string(), explode: z.boolean() }) }),
+    recorded: event({ payload: z.object({ tag: z.string(), failTimes: z.number().int() }), delivery: 'durable' }),
+    broadcast: event({ payload: z.object({ tag: z.string() }) }),
+  },
+});
+
+const UnrelatedError = defineError({ code: 'UNRELATED', data: z.object({}) });
+
+export const relay = defineContract({
+  name: 'relay',
+  version: '1.0.0',
+  operations: {
+    context: operation({
+      input: z.object({}),
+      output: z.object({ own: ContextView, nested: ContextView }),
+    }),
+    slowNested: operation({
+      input: z.object({ delayMs: z.number().int(), nestedMs: z.number().int() }),
+      output: z.object({ slept: z.number() }),
+    }),
+    forward: operation({
+      input: z.object({ mode: z.enum(['declared', 'undeclared']) }),
+      output: z.object({ ok: z.boolean() }),
+      errors: [Rejected],
+    }),
+  },
+});
+
+export const listener = defineContract({
+  name: 'listener',
+  version: '1.0.0',
+  operations: { noop: operation({ input: z.object({}), output: z.object({}) }) },
+});
+
+export const auditor = defineContract({
+  name: 'auditor',
+  version: '1.0.0',
+  operations: { noop: operation({ input: z.object({}), output: z.object({}) }) },
+});
+
+export const ghost = defineContract({
+  name: 'ghost',
+  version: '1.0.0',
+  operations: { boo: operation({ input: z.object({}), output: z.object({}) }) },
+});
+
+interface Received {
+  readonly module: string;
+  readonly instance: string;
+  readonly event: string;
+  readonly tag: string;
+  readonly attempt: number;
+  readonly correlationId: string;
+  readonly caller: string;
+  readonly payload: unknown;
+}
+
+function viewOf(): z.infer<typeof ContextView> {
+  const context = currentContext();
+  if (context === undefined) throw new Error('no call context in handler');
+  return {
+    correlationId: context.correlationId,
+    traceparent: context.traceparent ?? null,
+    caller: context.caller,
+    deadline: context.deadline,
+  };
+}
+
+function makeModules(received: Received[], instance: string) {
+  let stored: z.infer<typeof Item> | null = null;
+  const sharedItem = { id: 'shared', tags: ['a'], nested: { count: 1 } };
+  const failures = new Map<string, number>();
+
+  const probeModule = defineModule({
+    contract: probe,
+    create: ({ emit }) => ({
+      handlers: {
+        echo: ({ item }) => {
+          stored = item;
+          return { item };
+        },
+        stored: () => ({ item: stored }),
+        shared: () => ({ item: sharedItem }),
+        withDefault: ({ name, greeting }) => ({ text: `${greeting} ${name}` }),
+        fail: ({ mode }) => {
+          if (mode === 'declared') throw new Rejected({ reason: 'over limit', limit: 3 });
+          if (mode === 'undeclared-contract-error') throw new UnrelatedError({});
+          if (mode === 'bad-output') return { ok: 'yes' } as unknown as { ok: boolean };
+          throw new Error('boom: a secret stack trace');
+        },
+        slow: async ({ ms }) => {
+          await sleep(ms);
+          return { slept: ms };
+        },
+        slowWithTimeout: async ({ ms }) => {
+          await sleep(ms);
+          return { slept: ms };
+        },
+        context: () => viewOf(),
+        ping: async ({ tag, explode, failTimes }) => {
+          await emit('pinged', { tag, explode });
+          await emit('recorded', { tag, failTimes });
+          await emit('broadcast', { tag });
+          return { ok: true };
+        },
+      },
+    }),
+  });
+
+  const relayModule = defineModule({
+    contract: relay,
+    dependsOn: [probe],
+    create: ({ get }) => {
+      const probeClient = get(probe);
+      return {
+        handlers: {
+          context: async () => ({ own: viewOf(), nested: await probeClient.context({}) }),
+          slowNested: async ({ delayMs, nestedMs }) => {
+            await sleep(delayMs);
+            return probeClient.slow({ ms: nestedMs });
+          },
+          forward: async ({ mode }) => probeClient.fail({ mode }),
+        },
+      };
+    },
+  });
+
+  const record = (module: string, eventName: string) => (payload: { tag: string }, context: { attempt: number; correlationId: string; caller: string }) => {
+    received.push({
+      module,
+      instance,
+      event: eventName,
+      tag: payload.tag,
+      attempt: context.attempt,
+      correlationId: context.correlationId,
+      caller: context.caller,
+      payload,
+    });
+  };
+
+  const listenerModule = defineModule({
+    contract: listener,
+    subscribesTo: [probe],
+    create: () => ({
+      handlers: { noop: () => ({}) },
+      events: {
+        probe: {
+          pinged: (payload, context) => {
+            record('listener', 'pinged')(payload, context);
+            if (payload.explode) throw new Error('listener exploded on purpose');
+          },
+          recorded: {
+            maxAttempts: 3,
+            handle: (payload, context) => {
+              const seen = failures.get(payload.tag) ?? 0;
+              failures.set(payload.tag, seen + 1);
+              record('listener', 'recorded')(payload, context);
+              if (seen < payload.failTimes) throw new Error(`failing on purpose (${seen + 1}/${payload.failTimes})`);
+            },
+          },
+          broadcast: { fanout: 'every-instance', handle: record('listener', 'broadcast') },
+        },
+      },
+    }),
+  });
+
+  const auditorModule = defineModule({
+    contract: auditor,
+    subscribesTo: [probe],
+    create: () => ({
+      handlers: { noop: () => ({}) },
+      events: {
+        probe: {
+          pinged: async (payload: EventPayload<typeof probe.events.pinged>, context: EventContext) => {
+            if (payload.tag.startsWith('slow-subscriber')) await sleep(1_000);
+            record('auditor', 'pinged')(payload, context);
+          },
+        },
+      },
+    }),
+  });
+
+  const ghostModule = defineModule({ contract: ghost, create: () => ({ handlers: { boo: () => ({}) } }) });
+
+  return { probeModule, relayModule, listenerModule, auditorModule, ghostModule };
+}
+
+function manifest(received: Received[], instance: string): AnyModule[] {
+  const m = makeModules(received, instance);
+  return [m.probeModule, m.relayModule, m.listenerModule, m.auditorModule, m.ghostModule];
+}
+
+interface Booted {
+  readonly namespace: string;
+  readonly client: Kernel;
+  readonly kernels: Map<string, Kernel>;
+  readonly transports: Transport[];
+  readonly received: Received[];
+  readonly deadLetters: { tag: string; attempts: number }[];
+}
+
+let bootCount = 0;
+
+async function boot(
+  target: ConformanceTarget,
+  placement: readonly { readonly name: string; readonly host: readonly string[] }[],
+  options: { defaultTimeoutMs?: number } = {},
+): Promise<Booted> {
+  const received: Received[] = [];
+  const deadLetters: { tag: string; attempts: number }[] = [];
+  const transports: Transport[] = [];
+  const kernels = new Map<string, Kernel>();
+  bootCount += 1;
+  const namespace = `app${bootCount}`;
+  for (const { name, host } of placement) {
+    const transport = await target.createTransport(namespace);
+    transports.push(transport);
+    const kernel = createKernel({
+      modules: manifest(received, name),
+      topology: { host, transport },
+      logger: silentLogger,
+      defaultTimeoutMs: options.defaultTimeoutMs ?? 5_000,
+      onDeadLetter: (letter) => deadLetters.push({ tag: (letter.payload as { tag: string }).tag, attempts: letter.metadata.attempt }),
+    });
+    await kernel.start();
+    kernels.set(name, kernel);
+  }
+  const transport = await target.createTransport(namespace);
+  transports.push(transport);
+  const client = createKernel({
+    modules: manifest(received, 'client'),
+    topology: { host: [], transport },
+    logger: silentLogger,
+    defaultTimeoutMs: options.defaultTimeoutMs ?? 5_000,
+  });
+  await client.start();
+  return { namespace, client, kernels, transports, received, deadLetters };
+}
+
+async function shutdown(target: ConformanceTarget, booted: Booted | undefined): Promise<void> {
+  if (booted === undefined) return;
+  await booted.client.stop();
+  for (const kernel of [...booted.kernels.values()].reverse()) await kernel.stop();
+  for (const transport of booted.transports) await target.closeTransport(transport);
+}
+
+const SPLIT = [
+  { name: 'probe-1', host: ['probe'] },
+  { name: 'relay-1', host: ['relay'] },
+  { name: 'listener-1', host: ['listener'] },
+  { name: 'auditor-1', host: ['auditor'] },
+] as const;
+
+async function expectRejection(promise: Promise<unknown>): Promise<Error> {
+  try {
+    await promise;
+  } catch (error) {
+    return error as Error;
+  }
+  throw new Error('expected the call to fail, but it succeeded');
+}
+
+function uniqueTag(label: string): string {
+  return `${label}-${Math.random().toString(36).slice(2, 10)}`;
+}
+
+/**
+ * Registers the conformance suite for `target`.
+ *
+ * @example
+ * ```ts
+ * const buses = new Map<string, Transport>();
+ * describeTransportConformance({
+ *   name: 'local',
+ *   createTransport: async (namespace) => buses.get(namespace) ?? buses.set(namespace, createLocalTransport()).get(namespace)!,
+ *   closeTransport: async () => {},
+ * });
+ * ```
+ */
+export function describeTransportConformance(target: ConformanceTarget): void {
+  describe(`transport conformance - ${target.name}`, () => {
+    let app: Booted | undefined;
+    const booted = (): Booted => {
+      if (app === undefined) throw new Error('application not booted');
+      return app;
+    };
+
+    beforeAll(async () => {
+      app = await boot(target, SPLIT);
+    });
+    afterAll(async () => {
+      await shutdown(target, app);
+    });
+
+    describe('value semantics', () => {
+      it('gives the callee a copy of the input: mutating the caller object afterwards changes nothing', async () => {
+        const item = { id: uniqueTag('v'), tags: ['x'], nested: { count: 1 } };
+        const probeClient = booted().client.client(probe);
+        const answer = await probeClient.echo({ item });
+        item.tags.push('mutated');
+        item.nested.count = 99;
+        const { item: stored } = await probeClient.stored({});
+        expect(stored).toEqual({ id: item.id, tags: ['x'], nested: { count: 1 } });
+        expect(answer.item).not.toBe(item);
+        expect(answer.item.nested).not.toBe(item.nested);
+      });
+
+      it('gives the caller a copy of the output: mutating a result never reaches the callee', async () => {
+        const probeClient = booted().client.client(probe);
+        const first = await probeClient.shared({});
+        first.item.tags.push('mutated');
+        first.item.nested.count = 42;
+        const second = await probeClient.shared({});
+        expect(second.item).toEqual({ id: 'shared', tags: ['a'], nested: { count: 1 } });
+      });
+
+      it('applies schema defaults on the callee side', async () => {
+        expect(await booted().client.client(probe).withDefault({ name: 'ada' })).toEqual({ text: 'hello ada' });
+      });
+    });
+
+    describe('validation at the boundary', () => {
+      it('refuses invalid input with INVALID_INPUT naming contract, operation and field', async () => {
+        const error = await expectRejection(
+          booted().client.client(probe).echo({ item: { id: 7, tags: [], nested: { count: 1 } } } as never),
+        );
+        expect(isKeelError(error, 'INVALID_INPUT')).toBe(true);
+        expect(error.message).toContain('probe.echo');
+        expect(error.message).toContain('item.id');
+        expect((error as KeelError).details).toMatchObject({ contract: 'probe', operation: 'echo' });
+        expect(((error as KeelError).details?.['issues'] as unknown[]).length).toBeGreaterThan(0);
+      });
+
+      it('reports a handler output that breaks the contract as INVALID_OUTPUT', async () => {
+        const error = await expectRejection(booted().client.client(probe).fail({ mode: 'bad-output' }));
+        expect(isKeelError(error, 'INVALID_OUTPUT')).toBe(true);
+        expect(error.message).toContain('probe.fail');
+      });
+    });
+
+    describe('errors', () => {
+      it('rebuilds a declared error as the declared class with code and data', async () => {
+        const error = await expectRejection(booted().client.client(probe).fail({ mode: 'declared' }));
+        expect(error).toBeInstanceOf(Rejected);
+        expect(error).toBeInstanceOf(ContractError);
+        expect(Rejected.is(error)).toBe(true);
+        const rejected = error as InstanceType<typeof Rejected>;
+        expect(rejected.code).toBe('REJECTED');
+        expect(rejected.data).toEqual({ reason: 'over limit', limit: 3 });
+        expect(rejected.message).toBe('rejected: over limit');
+        expect(rejected.correlationId).toEqual(expect.any(String));
+      });
+
+      it('propagates a declared error through a module that re-declares it', async () => {
+        const error = await expectRejection(booted().client.client(relay).forward({ mode: 'declared' }));
+        expect(error).toBeInstanceOf(Rejected);
+      });
+
+      it('turns an undeclared throw into INTERNAL with a correlation id and no stack, and keeps serving', async () => {
+        const probeClient = booted().client.client(probe);
+        const error = await expectRejection(probeClient.fail({ mode: 'undeclared' }, { correlationId: 'corr-internal-1' }));
+        expect(isKeelError(error, 'INTERNAL')).toBe(true);
+        expect((error as KeelError).correlationId).toBe('corr-internal-1');
+        expect(error.message).toContain('corr-internal-1');
+        expect(error.message).not.toContain('secret stack trace');
+        expect(await probeClient.withDefault({ name: 'still alive' })).toEqual({ text: 'hello still alive' });
+      });
+
+      it('turns a contract error the operation does not declare into INTERNAL', async () => {
+        const error = await expectRejection(booted().client.client(probe).fail({ mode: 'undeclared-contract-error' }));
+        expect(isKeelError(error, 'INTERNAL')).toBe(true);
+      });
+
+      it('answers NO_RESPONDERS, retryable, when nothing serves the module', async () => {
+        const error = await expectRejection(booted().client.client(ghost).boo({}, { timeoutMs: 3_000 }));
+        expect(isKeelError(error, 'NO_RESPONDERS')).toBe(true);
+        expect((error as KeelError).retryable).toBe(true);
+      });
+
+      it('refuses a caller whose contract major version differs with VERSION_MISMATCH', async () => {
+        const probeV2 = defineContract({ ...probe, version: '2.0.0' });
+        const transport = await target.createTransport(booted().namespace);
+        try {
+          const client = createClient(probeV2, transport, { caller: 'external', defaultTimeoutMs: 3_000 });
+          const error = await expectRejection(client.withDefault({ name: 'x' }));
+          expect(isKeelError(error, 'VERSION_MISMATCH')).toBe(true);
+          const minor = createClient(defineContract({ ...probe, version: '1.9.0' }), transport, {
+            caller: 'external',
+            defaultTimeoutMs: 3_000,
+          });
+          expect(await minor.withDefault({ name: 'x' })).toEqual({ text: 'hello x' });
+        } finally {
+          await target.closeTransport(transport);
+        }
+      });
+    });
+
+    describe('deadlines', () => {
+      it('times out a slow call at the per-call deadline with TIMEOUT, not retryable', async () => {
+        const error = await expectRejection(booted().client.client(probe).slow({ ms: 1_500 }, { timeoutMs: 100 }));
+        expect(isKeelError(error, 'TIMEOUT')).toBe(true);
+        expect((error as KeelError).retryable).toBe(false);
+      });
+
+      it('applies the operation timeout when the call sets none', async () => {
+        const error = await expectRejection(booted().client.client(probe).slowWithTimeout({ ms: 1_500 }));
+        expect(isKeelError(error, 'TIMEOUT')).toBe(true);
+      });
+
+      it('applies the kernel default when neither call nor operation sets one', async () => {
+        const quick = await boot(target, [{ name: 'probe-quick', host: ['probe'] }], { defaultTimeoutMs: 150 });
+        try {
+          const error = await expectRejection(quick.client.client(probe).slow({ ms: 1_500 }));
+          expect(isKeelError(error, 'TIMEOUT')).toBe(true);
+        } finally {
+          await shutdown(target, quick);
+        }
+      });
+
+      it('lets a call finish when it is within its deadline', async () => {
+        expect(await booted().client.client(probe).slow({ ms: 20 }, { timeoutMs: 3_000 })).toEqual({ slept: 20 });
+      });
+
+      it('gives a nested call no more than what is left of the outer deadline', async () => {
+        const answer = await booted().client.client(relay).context({}, { timeoutMs: 4_000 });
+        expect(answer.nested.deadline).toBeLessThanOrEqual(answer.own.deadline);
+      });
+
+      it('fails the outer call with TIMEOUT when the nested call runs out of the inherited budget', async () => {
+        const error = await expectRejection(
+          booted().client.client(relay).slowNested({ delayMs: 50, nestedMs: 2_000 }, { timeoutMs: 400 }),
+        );
+        expect(isKeelError(error, 'TIMEOUT')).toBe(true);
+      });
+    });
+
+    describe('context', () => {
+      it('carries correlation id, traceparent and caller into the callee', async () => {
+        const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+        const view = await booted().client.client(probe).context({}, { correlationId: 'corr-ctx-1', traceparent });
+        expect(view).toMatchObject({ correlationId: 'corr-ctx-1', traceparent, caller: 'external' });
+      });
+
+      it('keeps correlation id and traceparent across nested calls and names the calling module', async () => {
+        const traceparent = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
+        const answer = await booted().client.client(relay).context({}, { correlationId: 'corr-ctx-2', traceparent });
+        expect(answer.own).toMatchObject({ correlationId: 'corr-ctx-2', traceparent, caller: 'external' });
+        expect(answer.nested).toMatchObject({ correlationId: 'corr-ctx-2', traceparent, caller: 'relay' });
+      });
+
+      it('makes a correlation id when the caller gives none', async () => {
+        const view = await booted().client.client(probe).context({});
+        expect(view.correlationId).toMatch(/\S{8,}/);
+      });
+    });
+
+    describe('events', () => {
+      it('delivers each event once to each subscribing module, with the publisher context', async () => {
+        const tag = uniqueTag('once');
+        await booted().client.client(probe).ping({ tag }, { correlationId: `corr-${tag}` });
+        await vi.waitFor(() => {
+          const got = booted().received.filter((r) => r.tag === tag && r.event === 'pinged');
+          expect(got.map((r) => r.module).sort()).toEqual(['auditor', 'listener']);
+        });
+        await sleep(150);
+        const got = booted().received.filter((r) => r.tag === tag && r.event === 'pinged');
+        expect(got).toHaveLength(2);
+        for (const r of got) expect(r).toMatchObject({ correlationId: `corr-${tag}`, caller: 'probe', attempt: 1 });
+      });
+
+      it('gives each subscribing module its own copy of the payload', async () => {
+        const tag = uniqueTag('copy');
+        await booted().client.client(probe).ping({ tag });
+        await vi.waitFor(() => expect(booted().received.filter((r) => r.tag === tag && r.event === 'pinged')).toHaveLength(2));
+        const [first, second] = booted().received.filter((r) => r.tag === tag && r.event === 'pinged');
+        expect(first?.payload).toEqual(second?.payload);
+        expect(first?.payload).not.toBe(second?.payload);
+      });
+
+      it('keeps delivering after a handler throws', async () => {
+        const bad = uniqueTag('explode');
+        const good = uniqueTag('after');
+        const probeClient = booted().client.client(probe);
+        await probeClient.ping({ tag: bad, explode: true });
+        await probeClient.ping({ tag: good });
+        await vi.waitFor(() => {
+          expect(booted().received.some((r) => r.tag === good && r.module === 'listener' && r.event === 'pinged')).toBe(true);
+        });
+      });
+
+      it('redelivers a durable event until the handler succeeds', async () => {
+        const tag = uniqueTag('durable');
+        await booted().client.client(probe).ping({ tag, failTimes: 2 });
+        await vi.waitFor(
+          () => {
+            const attempts = booted().received.filter((r) => r.tag === tag && r.event === 'recorded').map((r) => r.attempt);
+            expect(attempts).toEqual([1, 2, 3]);
+          },
+          { timeout: 20_000, interval: 50 },
+        );
+        expect(booted().deadLetters.some((letter) => letter.tag === tag)).toBe(false);
+      });
+
+      it('dead-letters a durable event after its last attempt', async () => {
+        const tag = uniqueTag('dead');
+        await booted().client.client(probe).ping({ tag, failTimes: 10 });
+        await vi.waitFor(() => expect(booted().deadLetters).toContainEqual({ tag, attempts: 3 }), {
+          timeout: 20_000,
+          interval: 50,
+        });
+        expect(booted().received.filter((r) => r.tag === tag && r.event === 'recorded')).toHaveLength(3);
+      });
+
+      it('balances across instances of one module, and delivers to every instance only when opted in', async () => {
+        const twice = await boot(target, [
+          { name: 'probe-b', host: ['probe'] },
+          { name: 'listener-b1', host: ['listener'] },
+          { name: 'listener-b2', host: ['listener'] },
+        ]);
+        try {
+          const tag = uniqueTag('fanout');
+          await twice.client.client(probe).ping({ tag });
+          await vi.waitFor(() => {
+            const broadcast = twice.received.filter((r) => r.tag === tag && r.event === 'broadcast');
+            expect(broadcast.map((r) => r.instance).sort()).toEqual(['listener-b1', 'listener-b2']);
+            expect(twice.received.filter((r) => r.tag === tag && r.event === 'pinged')).toHaveLength(1);
+          });
+          await sleep(150);
+          expect(twice.received.filter((r) => r.tag === tag && r.event === 'pinged')).toHaveLength(1);
+          expect(twice.received.filter((r) => r.tag === tag && r.event === 'broadcast')).toHaveLength(2);
+        } finally {
+          await shutdown(target, twice);
+        }
+      });
+
+      it('does not make the publisher wait for subscribers', async () => {
+        const tag = uniqueTag('slow-subscriber');
+        await booted().client.client(probe).ping({ tag });
+        // The auditor's handler sleeps a second for this tag: the publishing call has returned
+        // before it finished.
+        expect(booted().received.some((r) => r.tag === tag && r.module === 'auditor')).toBe(false);
+        await vi.waitFor(() => expect(booted().received.some((r) => r.tag === tag && r.module === 'auditor')).toBe(true), {
+          timeout: 10_000,
+        });
+      });
+    });
+
+    describe('lifecycle', () => {
+      it('is ready only once every hosted module is started', async () => {
+        for (const kernel of booted().kernels.values()) expect(kernel.ready()).toBe(true);
+        expect(booted().client.ready()).toBe(true);
+      });
+
+      it('drains on stop: in-flight calls finish, then new calls find no responder', async () => {
+        const draining = await boot(target, [{ name: 'probe-drain', host: ['probe'] }]);
+        try {
+          const probeClient = draining.client.client(probe);
+          const inFlight = probeClient.slow({ ms: 300 }, { timeoutMs: 5_000 });
+          await sleep(50);
+          const kernel = draining.kernels.get('probe-drain') as Kernel;
+          const stopped = kernel.stop();
+          expect(kernel.ready()).toBe(false);
+          expect(await inFlight).toEqual({ slept: 300 });
+          await stopped;
+          const error = await expectRejection(probeClient.withDefault({ name: 'late' }, { timeoutMs: 2_000 }));
+          expect(isKeelError(error, 'NO_RESPONDERS')).toBe(true);
+        } finally {
+          await shutdown(target, draining);
+        }
+      });
+    });
+  });
+}
