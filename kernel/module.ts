@@ -53,8 +53,10 @@ export type EventHandler<Ev extends AnyEvent> = EventHandlerFunction<Ev> | Event
 
 /** Handlers for the events of the contracts in `Subs`, keyed by contract name then event name. */
 export type EventHandlers<Subs extends readonly AnyContract[]> = {
-  readonly [S in Subs[number] as S['name']]?: {
-    readonly [E in keyof S['events']]?: EventHandler<S['events'][E]>;
+  readonly [Name in Subs[number]['name']]?: {
+    readonly [E in keyof Extract<Subs[number], { readonly name: Name }>['events']]?: EventHandler<
+      Extract<Subs[number], { readonly name: Name }>['events'][E]
+    >;
   };
 };
 

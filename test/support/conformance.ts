@@ -21,8 +21,6 @@ import {
   operation,
   silentLogger,
   type AnyModule,
-  type EventContext,
-  type EventPayload,
   type Kernel,
   type Transport,
 } from 'keel';
@@ -264,7 +262,7 @@ function makeModules(received: Received[], instance: string) {
       handlers: { noop: () => ({}) },
       events: {
         probe: {
-          pinged: async (payload: EventPayload<typeof probe.events.pinged>, context: EventContext) => {
+          pinged: async (payload, context) => {
             if (payload.tag.startsWith('slow-subscriber')) await sleep(1_000);
             record('auditor', 'pinged')(payload, context);
           },

@@ -1,0 +1,141 @@
+import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { KeelError, defineContract, defineError, event, isKeelError, operation } from 'keel';
+
+function refusal(define: () => unknown): KeelError {
+  try {
+    define();
+  } catch (error) {
+    expect(isKeelError(error, 'INVALID_CONTRACT')).toBe(true);
+    return error as KeelError;
+  }
+  throw new Error('expected the contract to be refused');
+}
+
+const ok = z.object({ ok: z.boolean() });
+
+describe('kernel contracts - definition', () => {
+  it('keeps a contract as plain, frozen data with a DI token', () => {
+    const catalog = defineContract({
+      name: 'catalog',
+      version: '1.0.0',
+      operations: { get: operation({ input: z.object({ sku: z.string() }), output: ok, idempotent: true }) },
+      events: { added: event({ payload: z.object({ sku: z.string() }), delivery: 'durable' }) },
+    });
+    expect(catalog.name).toBe('catalog');
+    expect(catalog.operations.get.idempotent).toBe(true);
+    expect(catalog.operations.get.errors).toEqual([]);
+    expect(catalog.events.added.delivery).toBe('durable');
+    expect(typeof catalog.token).toBe('symbol');
+    expect(Object.isFrozen(catalog)).toBe(true);
+  });
+
+  it.each([
+    ['bigint', z.object({ amount: z.bigint() }), 'input.amount', 'bigint'],
+    ['Date', z.object({ at: z.date() }), 'input.at', 'z.iso.datetime()'],
+    ['Map', z.object({ index: z.map(z.string(), z.string()) }), 'input.index', 'Map'],
+    ['Set', z.object({ tags: z.set(z.string()) }), 'input.tags', 'Set'],
+    ['symbol', z.object({ key: z.symbol() }), 'input.key', 'symbol'],
+    ['function', z.object({ callback: z.function() }), 'input.callback', 'function'],
+    ['class instance', z.object({ buffer: z.instanceof(Buffer) }), 'input.buffer', 'instance'],
+    ['undefined', z.object({ nothing: z.undefined() }), 'input.nothing', 'undefined'],
+    ['any', z.object({ blob: z.any() }), 'input.blob', 'z.json()'],
+    ['transform', z.object({ name: z.string().transform((s) => s.length) }), 'input.name', 'transform'],
+    ['nested in array', z.object({ lines: z.array(z.object({ at: z.date() })) }), 'input.lines[].at', 'Date'],
+    ['nested in union', z.object({ v: z.union([z.string(), z.bigint()]) }), 'input.v', 'bigint'],
+  ])('refuses %s at definition, naming the field', (_label, input, field, hint) => {
+    const error = refusal(() =>
+      defineContract({ name: 'shop', version: '1.0.0', operations: { place: operation({ input, output: ok }) } }),
+    );
+    expect(error.message).toContain(`shop.place ${field}`);
+    expect(error.message).toContain(hint);
+  });
+
+  it('refuses unsafe event payloads and error data, naming them', () => {
+    expect(
+      refusal(() =>
+        defineContract({
+          name: 'shop',
+          version: '1.0.0',
+          operations: {},
+          events: { placed: event({ payload: z.object({ at: z.date() }) }) },
+        }),
+      ).message,
+    ).toContain('shop event placed payload.at');
+    const Bad = defineError({ code: 'BAD', data: z.object({ when: z.date() }) });
+    expect(
+      refusal(() =>
+        defineContract({ name: 'shop', version: '1.0.0', operations: { place: operation({ input: ok, output: ok, errors: [Bad] }) } }),
+      ).message,
+    ).toContain('error BAD data.when');
+  });
+
+  it('accepts JSON-safe schemas, including z.json(), recursion, enums, records and ISO dates', () => {
+    type Node = { name: string; children: Node[] };
+    const Tree: z.ZodType<Node> = z.lazy(() => z.object({ name: z.string(), children: z.array(Tree) }));
+    const contract = defineContract({
+      name: 'docs',
+      version: '0.1.0',
+      operations: {
+        save: operation({
+          input: z.object({
+            meta: z.json(),
+            tree: Tree,
+            at: z.iso.datetime(),
+            kind: z.enum(['a', 'b']),
+            counts: z.record(z.string(), z.number()),
+            note: z.string().optional().nullable(),
+            pair: z.tuple([z.string(), z.number()]),
+            mode: z.literal('fast').default('fast'),
+          }),
+          output: ok,
+        }),
+      },
+    });
+    expect(contract.name).toBe('docs');
+  });
+
+  it.each([
+    ['a bad name', { name: 'Shop', version: '1.0.0' }, 'lower-kebab-case'],
+    ['a bad version', { name: 'shop', version: '1' }, 'semver'],
+  ])('refuses %s', (_label, spec, message) => {
+    expect(refusal(() => defineContract({ ...spec, operations: {} })).message).toContain(message);
+  });
+
+  it('refuses the same error declared twice on one operation', () => {
+    const Gone = defineError({ code: 'GONE', data: z.object({}) });
+    expect(
+      refusal(() =>
+        defineContract({ name: 'shop', version: '1.0.0', operations: { x: operation({ input: ok, output: ok, errors: [Gone, Gone] }) } }),
+      ).message,
+    ).toContain('GONE twice');
+  });
+
+  it('refuses an error code that is not SCREAMING_SNAKE_CASE', () => {
+    expect(refusal(() => defineError({ code: 'outOfStock', data: z.object({}) })).message).toContain('SCREAMING_SNAKE_CASE');
+  });
+});
+
+describe('kernel contracts - declared errors', () => {
+  const OutOfStock = defineError({
+    code: 'OUT_OF_STOCK',
+    kind: 'conflict',
+    data: z.object({ sku: z.string(), available: z.number().int() }),
+    message: (data) => `only ${data.available} of ${data.sku} left`,
+  });
+
+  it('is a class: constructed with data, matched with instanceof and is()', () => {
+    const error = new OutOfStock({ sku: 'KB-1', available: 2 });
+    expect(error).toBeInstanceOf(OutOfStock);
+    expect(error).toBeInstanceOf(Error);
+    expect(OutOfStock.is(error)).toBe(true);
+    expect(error.code).toBe('OUT_OF_STOCK');
+    expect(error.kind).toBe('conflict');
+    expect(error.data).toEqual({ sku: 'KB-1', available: 2 });
+    expect(error.message).toBe('only 2 of KB-1 left');
+  });
+
+  it('refuses data that does not match its schema', () => {
+    expect(() => new OutOfStock({ sku: 'KB-1', available: 'many' } as never)).toThrow(/OUT_OF_STOCK/);
+  });
+});

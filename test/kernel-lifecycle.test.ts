@@ -1,0 +1,227 @@
+import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import {
+  KeelError,
+  createKernel,
+  defineContract,
+  defineModule,
+  isKeelError,
+  operation,
+  silentLogger,
+  type AnyContract,
+  type AnyModule,
+  type Logger,
+} from 'keel';
+
+const empty = z.object({});
+
+function contractNamed<const Name extends string>(name: Name) {
+  return defineContract({ name, version: '1.0.0', operations: { ping: operation({ input: empty, output: empty }) } });
+}
+
+function moduleOf(contract: AnyContract, dependsOn: AnyContract[] = [], journal: string[] = []): AnyModule {
+  return defineModule({
+    contract,
+    dependsOn,
+    create: () => ({
+      handlers: { ping: () => ({}) },
+      start: () => {
+        journal.push(`start ${contract.name}`);
+      },
+      stop: () => {
+        journal.push(`stop ${contract.name}`);
+      },
+    }),
+  });
+}
+
+function topologyError(make: () => unknown): KeelError {
+  try {
+    make();
+  } catch (error) {
+    expect(isKeelError(error, 'INVALID_TOPOLOGY')).toBe(true);
+    return error as KeelError;
+  }
+  throw new Error('expected INVALID_TOPOLOGY');
+}
+
+describe('kernel lifecycle - dependency graph', () => {
+  const a = contractNamed('alpha');
+  const b = contractNamed('beta');
+  const c = contractNamed('gamma');
+
+  it('refuses an unknown dependency, naming module and contract', () => {
+    const error = topologyError(() => createKernel({ modules: [moduleOf(a, [b])], logger: silentLogger }));
+    expect(error.message).toContain('Module "alpha" depends on "beta"');
+    expect(error.message).toContain('no module in the manifest implements');
+  });
+
+  it('refuses a duplicate module', () => {
+    expect(topologyError(() => createKernel({ modules: [moduleOf(a), moduleOf(a)], logger: silentLogger })).message).toContain(
+      '"alpha" appears twice',
+    );
+  });
+
+  it('refuses a dependency cycle, naming the whole chain', () => {
+    const error = topologyError(() =>
+      createKernel({ modules: [moduleOf(a, [b]), moduleOf(b, [c]), moduleOf(c, [a])], logger: silentLogger }),
+    );
+    expect(error.message).toContain('alpha → beta → gamma → alpha');
+  });
+
+  it('refuses to host a module that is not in the manifest', () => {
+    expect(
+      topologyError(() => createKernel({ modules: [moduleOf(a)], topology: { host: ['alhpa'] }, logger: silentLogger })).message,
+    ).toContain('"alhpa", which is not in the manifest');
+  });
+
+  it('refuses a split topology without a transport to reach the rest', () => {
+    expect(
+      topologyError(() =>
+        createKernel({ modules: [moduleOf(a, [b]), moduleOf(b)], topology: { host: ['alpha'] }, logger: silentLogger }),
+      ).message,
+    ).toContain('no transport');
+  });
+
+  it('refuses a dependency on another major version than the manifest implements', () => {
+    const b2 = defineContract({ name: 'beta', version: '2.0.0', operations: { ping: operation({ input: empty, output: empty }) } });
+    expect(topologyError(() => createKernel({ modules: [moduleOf(a, [b]), moduleOf(b2)], logger: silentLogger })).message).toContain(
+      'major versions differ',
+    );
+  });
+});
+
+describe('kernel lifecycle - start and stop', () => {
+  it('starts in dependency order, stops in reverse, and reports readiness', async () => {
+    const journal: string[] = [];
+    const a = contractNamed('alpha');
+    const b = contractNamed('beta');
+    const c = contractNamed('gamma');
+    const kernel = createKernel({
+      modules: [moduleOf(a, [b, c], journal), moduleOf(b, [c], journal), moduleOf(c, [], journal)],
+      logger: silentLogger,
+    });
+    expect(kernel.hosted).toEqual(['gamma', 'beta', 'alpha']);
+    expect(kernel.ready()).toBe(false);
+    await kernel.start();
+    expect(kernel.ready()).toBe(true);
+    expect(kernel.status().modules.map((m) => m.state)).toEqual(['started', 'started', 'started']);
+    await kernel.stop();
+    expect(kernel.ready()).toBe(false);
+    expect(journal).toEqual(['start gamma', 'start beta', 'start alpha', 'stop alpha', 'stop beta', 'stop gamma']);
+    await kernel.stop();
+  });
+
+  it('stops the modules already started when one fails to start, and reports why', async () => {
+    const journal: string[] = [];
+    const a = contractNamed('alpha');
+    const b = contractNamed('beta');
+    const failing = defineModule({
+      contract: a,
+      dependsOn: [b],
+      create: () => ({
+        handlers: { ping: () => ({}) },
+        start: () => {
+          throw new Error('database unreachable');
+        },
+      }),
+    });
+    const kernel = createKernel({ modules: [failing, moduleOf(b, [], journal)], logger: silentLogger });
+    await expect(kernel.start()).rejects.toThrow('database unreachable');
+    expect(kernel.state).toBe('failed');
+    expect(journal).toEqual(['start beta', 'stop beta']);
+  });
+
+  it('refuses a module whose handlers do not match its contract', async () => {
+    const a = contractNamed('alpha');
+    const broken = defineModule({
+      contract: a,
+      create: () => ({ handlers: { ping: () => ({}), pong: () => ({}) } }) as never,
+    });
+    const kernel = createKernel({ modules: [broken], logger: silentLogger });
+    const error = await kernel.start().catch((e: unknown) => e);
+    expect(isKeelError(error, 'INVALID_MODULE')).toBe(true);
+    expect((error as Error).message).toContain('pong');
+  });
+
+  it('lets a module reach only the clients it declared', async () => {
+    const a = contractNamed('alpha');
+    const b = contractNamed('beta');
+    const c = contractNamed('gamma');
+    let caught: unknown;
+    const nosy = defineModule({
+      contract: a,
+      dependsOn: [b],
+      create: ({ get }) => {
+        try {
+          get(c as never);
+        } catch (error) {
+          caught = error;
+        }
+        return { handlers: { ping: () => ({}) } };
+      },
+    });
+    const kernel = createKernel({ modules: [nosy, moduleOf(b), moduleOf(c)], logger: silentLogger });
+    await kernel.start();
+    expect(isKeelError(caught, 'UNDECLARED_DEPENDENCY')).toBe(true);
+    expect((caught as Error).message).toContain('Add it to dependsOn');
+    await kernel.stop();
+  });
+
+  it('resolves private providers from the module container with explicit tokens', async () => {
+    const a = contractNamed('alpha');
+    const Greeting = Symbol('Greeting');
+    const withProvider = defineModule({
+      contract: a,
+      providers: (bind) => {
+        bind<string>(Greeting).toConstantValue('hello');
+      },
+      create: ({ get }) => {
+        const greeting = get<string>(Greeting);
+        return {
+          handlers: {
+            ping: () => {
+              if (greeting !== 'hello') throw new Error(`provider resolved to ${greeting}`);
+              return {};
+            },
+          },
+        };
+      },
+    });
+    const kernel = createKernel({ modules: [withProvider], logger: silentLogger });
+    await kernel.start();
+    expect(await kernel.client(a).ping({})).toEqual({});
+    await kernel.stop();
+  });
+
+  it('reports an undeclared failure to the callee logger with the correlation id', async () => {
+    const records: { record: Record<string, unknown>; message: string }[] = [];
+    const capture: Logger = {
+      debug: () => {},
+      info: () => {},
+      warn: () => {},
+      error: (record, message) => records.push({ record, message }),
+      child: () => capture,
+    };
+    const a = contractNamed('alpha');
+    const kernel = createKernel({
+      modules: [
+        defineModule({
+          contract: a,
+          create: () => ({
+            handlers: {
+              ping: () => {
+                throw new Error('kaboom');
+              },
+            },
+          }),
+        }),
+      ],
+      logger: capture,
+    });
+    await kernel.start();
+    await expect(kernel.client(a).ping({}, { correlationId: 'corr-log' })).rejects.toThrow(/internal error/);
+    expect(records.some((r) => r.record['correlationId'] === 'corr-log' && String(r.record['err']).includes('kaboom'))).toBe(true);
+    await kernel.stop();
+  });
+});

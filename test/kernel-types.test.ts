@@ -1,0 +1,146 @@
+/**
+ * Type-level tests: they pin what callers and handlers see. `npm test` runs `tsc` first, so a
+ * `@ts-expect-error` that stops being an error fails the build.
+ */
+import { describe, expectTypeOf, it } from 'vitest';
+import { z } from 'zod';
+import {
+  defineContract,
+  defineError,
+  defineModule,
+  event,
+  operation,
+  type Client,
+  type ContractError,
+  type HandlerInput,
+  type OperationInput,
+  type OperationOutput,
+} from 'keel';
+
+const UnknownSku = defineError({ code: 'UNKNOWN_SKU', kind: 'not-found', data: z.object({ sku: z.string() }) });
+
+const catalog = defineContract({
+  name: 'catalog',
+  version: '1.0.0',
+  operations: {
+    get: operation({
+      input: z.object({ sku: z.string(), locale: z.string().default('en') }),
+      output: z.object({ sku: z.string(), priceCents: z.number().int(), tags: z.array(z.string()).default([]) }),
+      errors: [UnknownSku],
+    }),
+  },
+  events: { added: event({ payload: z.object({ sku: z.string() }) }) },
+});
+
+const billing = defineContract({
+  name: 'billing',
+  version: '1.0.0',
+  operations: { charge: operation({ input: z.object({ cents: z.number() }), output: z.object({ id: z.string() }) }) },
+});
+
+const orders = defineContract({
+  name: 'orders',
+  version: '1.0.0',
+  operations: { place: operation({ input: z.object({ sku: z.string() }), output: z.object({ orderId: z.string() }) }) },
+});
+
+type Get = (typeof catalog)['operations']['get'];
+
+describe('kernel types - inference', () => {
+  it('types callers by z.input and results by z.output', () => {
+    expectTypeOf<OperationInput<Get>>().toEqualTypeOf<{ sku: string; locale?: string | undefined }>();
+    expectTypeOf<OperationOutput<Get>>().toEqualTypeOf<{ sku: string; priceCents: number; tags: string[] }>();
+    expectTypeOf<HandlerInput<Get>>().toEqualTypeOf<{ sku: string; locale: string }>();
+  });
+
+  it('generates a typed client from the contract, with no codegen', () => {
+    type CatalogClient = Client<typeof catalog>;
+    expectTypeOf<CatalogClient['get']>().parameter(0).toEqualTypeOf<{ sku: string; locale?: string | undefined }>();
+    expectTypeOf<CatalogClient['get']>().returns.resolves.toEqualTypeOf<{ sku: string; priceCents: number; tags: string[] }>();
+    const call = (client: CatalogClient) => {
+      // @ts-expect-error sku must be a string
+      void client.get({ sku: 42 });
+      // @ts-expect-error sku is required
+      void client.get({});
+      // @ts-expect-error no such operation
+      void client.remove({ sku: 'x' });
+    };
+    expectTypeOf(call).toBeFunction();
+  });
+
+  it('makes declared errors narrow with instanceof', () => {
+    const error: unknown = new UnknownSku({ sku: 'x' });
+    if (error instanceof UnknownSku) {
+      expectTypeOf(error.data).toEqualTypeOf<{ sku: string }>();
+      expectTypeOf(error.code).toEqualTypeOf<'UNKNOWN_SKU'>();
+      expectTypeOf(error).toMatchTypeOf<ContractError<'UNKNOWN_SKU', { sku: string }>>();
+    }
+  });
+});
+
+describe('kernel types - modules', () => {
+  it('types handlers by the contract, and dependency clients by dependsOn', () => {
+    defineModule({
+      contract: orders,
+      dependsOn: [catalog],
+      subscribesTo: [catalog],
+      create: ({ get, emit }) => {
+        const catalogClient = get(catalog);
+        expectTypeOf(catalogClient).toEqualTypeOf<Client<typeof catalog>>();
+        // @ts-expect-error billing is not declared in dependsOn
+        get(billing);
+        // @ts-expect-error orders declares no events
+        void emit('added', { sku: 'x' });
+        return {
+          handlers: {
+            place: async ({ sku }) => {
+              expectTypeOf(sku).toEqualTypeOf<string>();
+              const product = await catalogClient.get({ sku });
+              return { orderId: product.sku };
+            },
+          },
+          events: {
+            catalog: {
+              added: (payload) => {
+                expectTypeOf(payload).toEqualTypeOf<{ sku: string }>();
+              },
+            },
+          },
+        };
+      },
+    });
+  });
+
+  it('does not compile a module with a missing handler or a wrong output', () => {
+    defineModule({
+      contract: orders,
+      // @ts-expect-error place is missing
+      create: () => ({ handlers: {} }),
+    });
+    defineModule({
+      contract: orders,
+      create: () => ({
+        handlers: {
+          // @ts-expect-error orderId must be a string
+          place: () => ({ orderId: 1 }),
+        },
+      }),
+    });
+  });
+
+  it('types emit by the module own events', () => {
+    defineModule({
+      contract: catalog,
+      create: ({ emit }) => ({
+        handlers: {
+          get: async ({ sku }) => {
+            await emit('added', { sku });
+            // @ts-expect-error payload must match the event schema
+            await emit('added', { id: sku });
+            return { sku, priceCents: 1 };
+          },
+        },
+      }),
+    });
+  });
+});
