@@ -1,0 +1,166 @@
+/**
+ * The inventory's public door: how many units of each product are on hand, and which are
+ * held for orders. Other modules import this file, and only this file, from
+ * `../inventory/contract.js`.
+ *
+ * Stock moves in two steps. `reserve` holds units for an order (available goes down, on-hand
+ * does not); when the order is placed (`orders.orderPlaced`) the reservation is committed
+ * and the units leave the shelf (on-hand and reserved go down). A reservation ends in one of:
+ *
+ * | status      | reached by                                             | stock effect                     |
+ * |-------------|--------------------------------------------------------|----------------------------------|
+ * | `reserved`  | `reserve`                                              | reserved += quantity             |
+ * | `committed` | `orders.orderPlaced` while reserved                    | on-hand and reserved -= quantity |
+ * | `released`  | `release`, or `orders.orderCancelled` while reserved   | reserved -= quantity             |
+ * | `returned`  | `orders.orderCancelled` while committed                | on-hand += quantity              |
+ *
+ * Every transition happens at most once, so redelivered events and repeated calls change
+ * nothing, and `orderCancelled` arriving before `orderPlaced` still ends with the units free.
+ *
+ * @example
+ * ```ts
+ * import { inventory, OutOfStock } from '../inventory/contract.js';
+ *
+ * const stock = get(inventory);
+ * try {
+ *   await stock.reserve({ orderId, lines: [{ sku: 'KB-001', quantity: 2 }] });
+ * } catch (error) {
+ *   if (error instanceof OutOfStock) console.warn(`only ${error.data.available} left`);
+ *   throw error;
+ * }
+ * ```
+ *
+ * @module
+ */
+import { z } from 'zod';
+import { ErrorKind, defineContract, defineError, event, operation } from 'keel';
+import { Sku, UnknownProduct } from '../catalog/contract.js';
+
+/** A count of units. */
+const Units = z.number().int().nonnegative();
+
+/**
+ * Stock of one product. `available` is what can still be reserved: `onHand - reserved`.
+ *
+ * @example
+ * ```ts
+ * const level: StockLevel = { sku: 'KB-001', onHand: 10, reserved: 2, available: 8 };
+ * ```
+ */
+export const StockLevel = z.object({ sku: Sku, onHand: Units, reserved: Units, available: Units });
+/** A {@link StockLevel} as callers receive it. */
+export type StockLevel = z.output<typeof StockLevel>;
+
+/**
+ * A quantity of one product.
+ *
+ * @example
+ * ```ts
+ * const line: StockLine = { sku: 'KB-001', quantity: 2 };
+ * ```
+ */
+export const StockLine = z.object({ sku: Sku, quantity: z.number().int().positive() });
+/** A {@link StockLine} as callers receive it. */
+export type StockLine = z.output<typeof StockLine>;
+
+/**
+ * Where a reservation stands; see the table in this file's header.
+ *
+ * @example
+ * ```ts
+ * if (reservation.status === ReservationStatus.enum.committed) console.log('shipped from stock');
+ * ```
+ */
+export const ReservationStatus = z.enum(['reserved', 'committed', 'released', 'returned']);
+/** A {@link ReservationStatus} value. */
+export type ReservationStatus = z.output<typeof ReservationStatus>;
+
+/**
+ * Units held for one order.
+ *
+ * @example
+ * ```ts
+ * const reservation: Reservation = { orderId: 'o-1', lines: [{ sku: 'KB-001', quantity: 2 }], status: 'reserved' };
+ * ```
+ */
+export const Reservation = z.object({
+  orderId: z.string().min(1).max(100),
+  lines: z.array(StockLine),
+  status: ReservationStatus,
+});
+/** A {@link Reservation} as callers receive it. */
+export type Reservation = z.output<typeof Reservation>;
+
+/**
+ * Not enough units are available to reserve. Nothing was reserved.
+ *
+ * @example
+ * ```ts
+ * if (error instanceof OutOfStock) console.warn(`${error.data.sku}: ${error.data.available} of ${error.data.requested}`);
+ * ```
+ */
+export const OutOfStock = defineError({
+  code: 'OUT_OF_STOCK',
+  kind: ErrorKind.CONFLICT,
+  data: z.object({ sku: z.string(), requested: Units, available: Units }),
+  description: 'Not enough units of a product are available. Nothing was reserved.',
+  message: (data) =>
+    `Only ${data.available} unit(s) of "${data.sku}" are available, ${data.requested} requested. ` +
+    'Order fewer, or restock with inventory.restock.',
+});
+
+/**
+ * The inventory contract.
+ *
+ * @example
+ * ```ts
+ * const stock = kernel.client(inventory);
+ * await stock.restock({ sku: 'KB-001', quantity: 20 });
+ * const { available } = await stock.getStock({ sku: 'KB-001' });
+ * ```
+ */
+export const inventory = defineContract({
+  name: 'inventory',
+  version: '1.0.0',
+  description:
+    'Units on hand per product and the units reserved for orders. Reservations are committed when an order is ' +
+    'placed and released or returned when it is cancelled.',
+  operations: {
+    restock: operation({
+      description: 'Adds units of a catalog product to the shelf.',
+      input: StockLine,
+      output: StockLevel,
+      errors: [UnknownProduct],
+    }),
+    getStock: operation({
+      description: 'Reads the stock of a catalog product (zero for a product never stocked).',
+      input: z.object({ sku: Sku }),
+      output: StockLevel,
+      errors: [UnknownProduct],
+      idempotent: true,
+    }),
+    reserve: operation({
+      description:
+        'Holds units for an order, all lines or none. Repeating it with the same orderId returns the existing ' +
+        'reservation and reserves nothing more.',
+      input: z.object({ orderId: Reservation.shape.orderId, lines: z.array(StockLine).min(1).max(100) }),
+      output: Reservation,
+      errors: [OutOfStock],
+      idempotent: true,
+    }),
+    release: operation({
+      description:
+        "Frees an order's reserved units. Idempotent; a committed or returned reservation is left as it is. " +
+        'Releasing an unknown orderId records it as released, so that a reserve arriving late holds nothing.',
+      input: z.object({ orderId: Reservation.shape.orderId }),
+      output: Reservation,
+      idempotent: true,
+    }),
+  },
+  events: {
+    stockLow: event({
+      description: "A reservation took a product's available units below the low-stock threshold.",
+      payload: z.object({ sku: Sku, available: Units, threshold: Units }),
+    }),
+  },
+});

@@ -1,0 +1,219 @@
+/**
+ * The orders module's public door: placing, reading and cancelling orders. Other modules
+ * import this file, and only this file, from `../orders/contract.js`.
+ *
+ * Placing an order prices its lines from the catalog, reserves the stock, charges the card,
+ * then publishes `orderPlaced`. Each step's failure is re-declared here, so a caller catches
+ * `UnknownProduct`, `OutOfStock` and `PaymentDeclined` from `placeOrder` itself; when the
+ * charge fails, the reservation is released before the error is thrown.
+ *
+ * @example
+ * ```ts
+ * import { orders } from '../orders/contract.js';
+ * import { OutOfStock } from '../inventory/contract.js';
+ *
+ * const shop = kernel.client(orders);
+ * try {
+ *   const order = await shop.placeOrder({
+ *     customerId: 'c-42',
+ *     lines: [{ sku: 'KB-001', quantity: 1 }],
+ *     card: { token: 'tok_visa' },
+ *   });
+ *   console.log(order.orderId, order.totalCents);
+ * } catch (error) {
+ *   if (error instanceof OutOfStock) console.warn(`only ${error.data.available} left`);
+ * }
+ * ```
+ *
+ * @module
+ */
+import { z } from 'zod';
+import { ErrorKind, defineContract, defineError, event, operation } from 'keel';
+import { Cents, Sku, UnknownProduct } from '../catalog/contract.js';
+import { OutOfStock } from '../inventory/contract.js';
+import { Card, PaymentDeclined } from '../payments/contract.js';
+
+/**
+ * Who orders: an opaque customer id.
+ *
+ * @example
+ * ```ts
+ * CustomerId.parse('c-42');
+ * ```
+ */
+export const CustomerId = z.string().min(1).max(100);
+
+/**
+ * An order id (a UUID chosen by the orders module).
+ *
+ * @example
+ * ```ts
+ * OrderId.parse('6f1c2a9e-3b7d-4c55-9a0e-1d2f3a4b5c6d');
+ * ```
+ */
+export const OrderId = z.string().min(1).max(100);
+
+/**
+ * A line of an order as priced when it was placed.
+ *
+ * @example
+ * ```ts
+ * const line: OrderLine = { sku: 'KB-001', name: 'Mechanical keyboard', quantity: 2, unitPriceCents: 8900, lineTotalCents: 17800 };
+ * ```
+ */
+export const OrderLine = z.object({
+  sku: Sku,
+  name: z.string(),
+  quantity: z.number().int().positive(),
+  unitPriceCents: Cents,
+  lineTotalCents: Cents,
+});
+/** An {@link OrderLine} as callers receive it. */
+export type OrderLine = z.output<typeof OrderLine>;
+
+/**
+ * Where an order stands.
+ *
+ * @example
+ * ```ts
+ * if (order.status === OrderStatus.enum.placed) await shop.cancelOrder({ orderId: order.orderId });
+ * ```
+ */
+export const OrderStatus = z.enum(['placed', 'cancelled']);
+/** An {@link OrderStatus} value. */
+export type OrderStatus = z.output<typeof OrderStatus>;
+
+/**
+ * An order: what was bought, at which prices, and how it was paid.
+ *
+ * @example
+ * ```ts
+ * console.log(`${order.orderId}: ${order.totalCents} cents, ${order.status}`);
+ * ```
+ */
+export const Order = z.object({
+  orderId: OrderId,
+  customerId: CustomerId,
+  status: OrderStatus,
+  lines: z.array(OrderLine),
+  totalCents: Cents,
+  paymentId: z.string(),
+  placedAt: z.iso.datetime(),
+  cancelledAt: z.iso.datetime().nullable(),
+});
+/** An {@link Order} as callers receive it. */
+export type Order = z.output<typeof Order>;
+
+/**
+ * No order has this id.
+ *
+ * @example
+ * ```ts
+ * if (error instanceof OrderNotFound) console.warn(`no order ${error.data.orderId}`);
+ * ```
+ */
+export const OrderNotFound = defineError({
+  code: 'ORDER_NOT_FOUND',
+  kind: ErrorKind.NOT_FOUND,
+  data: z.object({ orderId: z.string() }),
+  description: 'No order has this id.',
+  message: (data) => `No order has id "${data.orderId}". Use the orderId that placeOrder returned.`,
+});
+
+/**
+ * The order cannot be cancelled in its current status (it is already cancelled).
+ *
+ * @example
+ * ```ts
+ * if (error instanceof OrderNotCancellable) console.warn(`order is ${error.data.status}`);
+ * ```
+ */
+export const OrderNotCancellable = defineError({
+  code: 'ORDER_NOT_CANCELLABLE',
+  kind: ErrorKind.CONFLICT,
+  data: z.object({ orderId: z.string(), status: OrderStatus }),
+  description: 'The order cannot be cancelled in its current status.',
+  message: (data) => `Order ${data.orderId} is ${data.status} and cannot be cancelled; nothing was changed.`,
+});
+
+const EventLine = OrderLine.pick({ sku: true, quantity: true, unitPriceCents: true });
+
+/**
+ * The orders contract.
+ *
+ * @example
+ * ```ts
+ * const shop = kernel.client(orders);
+ * const { orders: mine } = await shop.listOrders({ customerId: 'c-42' });
+ * ```
+ */
+export const orders = defineContract({
+  name: 'orders',
+  version: '1.0.0',
+  description:
+    'Places orders (price from the catalog, stock reserved, card charged), reads them and cancels them ' +
+    '(payment refunded, stock returned through the orderCancelled event).',
+  operations: {
+    placeOrder: operation({
+      description:
+        'Places an order: prices each line from the catalog, reserves the stock, charges the card and publishes ' +
+        'orderPlaced. Lines with the same SKU are merged. A declined charge releases the reservation.',
+      input: z.object({
+        customerId: CustomerId,
+        lines: z
+          .array(z.object({ sku: Sku, quantity: z.number().int().positive().max(1000) }))
+          .min(1)
+          .max(50),
+        card: Card,
+      }),
+      output: Order,
+      errors: [UnknownProduct, OutOfStock, PaymentDeclined],
+    }),
+    getOrder: operation({
+      description: 'Reads one order.',
+      input: z.object({ orderId: OrderId }),
+      output: Order,
+      errors: [OrderNotFound],
+      idempotent: true,
+    }),
+    listOrders: operation({
+      description: "Lists a customer's orders, oldest first.",
+      input: z.object({ customerId: CustomerId }),
+      output: z.object({ orders: z.array(Order) }),
+      idempotent: true,
+    }),
+    cancelOrder: operation({
+      description:
+        'Cancels a placed order: refunds its payment and publishes orderCancelled, upon which the inventory puts ' +
+        'the units back.',
+      input: z.object({ orderId: OrderId }),
+      output: Order,
+      errors: [OrderNotFound, OrderNotCancellable],
+    }),
+  },
+  events: {
+    orderPlaced: event({
+      description: 'An order was placed and paid; its stock reservation can be committed.',
+      delivery: 'durable',
+      payload: z.object({
+        orderId: OrderId,
+        customerId: CustomerId,
+        lines: z.array(EventLine),
+        totalCents: Cents,
+        paymentId: z.string(),
+        placedAt: z.iso.datetime(),
+      }),
+    }),
+    orderCancelled: event({
+      description: 'An order was cancelled and its payment refunded; its stock can be put back.',
+      delivery: 'durable',
+      payload: z.object({
+        orderId: OrderId,
+        customerId: CustomerId,
+        lines: z.array(EventLine),
+        refundedCents: Cents,
+        cancelledAt: z.iso.datetime(),
+      }),
+    }),
+  },
+});

@@ -1,0 +1,213 @@
+/**
+ * The payments module's public door: card charges and refunds, through a simulated card
+ * processor. Other modules import this file, and only this file, from `../payments/contract.js`.
+ *
+ * The simulated processor approves every card token except the {@link TestCard} tokens that
+ * decline, and declines any charge above {@link CHARGE_LIMIT_CENTS}. A charge is idempotent per
+ * order: charging an order again returns its first payment, so a caller may safely retry.
+ *
+ * @example
+ * ```ts
+ * import { payments, PaymentDeclined } from '../payments/contract.js';
+ *
+ * const cards = get(payments);
+ * try {
+ *   const { paymentId } = await cards.charge({ orderId, customerId, amountCents: 4200, card: { token: 'tok_visa' } });
+ * } catch (error) {
+ *   if (error instanceof PaymentDeclined) console.warn(`declined: ${error.data.reason}`);
+ *   throw error;
+ * }
+ * ```
+ *
+ * @module
+ */
+import { z } from 'zod';
+import { ErrorKind, defineContract, defineError, event, operation } from 'keel';
+import { Cents } from '../catalog/contract.js';
+
+/**
+ * Card tokens the simulated processor understands. Any other token is approved.
+ *
+ * @example
+ * ```ts
+ * await cards.charge({ orderId, customerId, amountCents: 100, card: { token: TestCard.DECLINED } }); // PaymentDeclined
+ * ```
+ */
+export const TestCard = {
+  /** Approved. */
+  VISA: 'tok_visa',
+  /** Declined with reason `card_declined`. */
+  DECLINED: 'tok_declined',
+  /** Declined with reason `insufficient_funds`. */
+  INSUFFICIENT_FUNDS: 'tok_insufficient_funds',
+} as const;
+/** A {@link TestCard} value. */
+export type TestCard = (typeof TestCard)[keyof typeof TestCard];
+
+/**
+ * Charges above this many cents are declined with reason `amount_over_limit`.
+ *
+ * @example
+ * ```ts
+ * if (totalCents > CHARGE_LIMIT_CENTS) console.warn('this order will be declined');
+ * ```
+ */
+export const CHARGE_LIMIT_CENTS = 500_000;
+
+/**
+ * A tokenized card: the shop never sees card numbers.
+ *
+ * @example
+ * ```ts
+ * const card: Card = { token: 'tok_visa' };
+ * ```
+ */
+export const Card = z.object({ token: z.string().min(1).max(200) });
+/** A {@link Card} as callers receive it. */
+export type Card = z.output<typeof Card>;
+
+/**
+ * Why a charge was declined.
+ *
+ * @example
+ * ```ts
+ * if (error.data.reason === DeclineReason.enum.insufficient_funds) askForAnotherCard();
+ * ```
+ */
+export const DeclineReason = z.enum(['card_declined', 'insufficient_funds', 'amount_over_limit']);
+/** A {@link DeclineReason} value. */
+export type DeclineReason = z.output<typeof DeclineReason>;
+
+/**
+ * A captured payment, refunded or not.
+ *
+ * @example
+ * ```ts
+ * if (payment.status === 'refunded') console.log(`refunded at ${payment.refundedAt}`);
+ * ```
+ */
+export const Payment = z.object({
+  paymentId: z.string(),
+  orderId: z.string().min(1).max(100),
+  customerId: z.string().min(1).max(100),
+  amountCents: Cents,
+  status: z.enum(['captured', 'refunded']),
+  capturedAt: z.iso.datetime(),
+  refundedAt: z.iso.datetime().nullable(),
+});
+/** A {@link Payment} as callers receive it. */
+export type Payment = z.output<typeof Payment>;
+
+/**
+ * The card processor declined the charge. Nothing was captured.
+ *
+ * @example
+ * ```ts
+ * if (error instanceof PaymentDeclined) console.warn(error.data.reason);
+ * ```
+ */
+export const PaymentDeclined = defineError({
+  code: 'PAYMENT_DECLINED',
+  kind: ErrorKind.UNPROCESSABLE,
+  data: z.object({ orderId: z.string(), reason: DeclineReason }),
+  description: 'The card processor declined the charge. Nothing was captured.',
+  message: (data) => `The payment for order ${data.orderId} was declined (${data.reason}). Ask the customer for another card.`,
+});
+
+/**
+ * The order was already charged a different amount. Nothing new was captured.
+ *
+ * @example
+ * ```ts
+ * if (error instanceof PaymentConflict) console.warn(`already charged ${error.data.chargedCents}`);
+ * ```
+ */
+export const PaymentConflict = defineError({
+  code: 'PAYMENT_CONFLICT',
+  kind: ErrorKind.CONFLICT,
+  data: z.object({ orderId: z.string(), paymentId: z.string(), chargedCents: Cents, requestedCents: Cents }),
+  description: 'The order was already charged a different amount. Nothing new was captured.',
+  message: (data) =>
+    `Order ${data.orderId} was already charged ${data.chargedCents} cents (payment ${data.paymentId}), ` +
+    `not ${data.requestedCents}. Refund that payment first, or charge under a new order id.`,
+});
+
+/**
+ * No payment has this id.
+ *
+ * @example
+ * ```ts
+ * if (error instanceof UnknownPayment) console.warn(`no payment ${error.data.paymentId}`);
+ * ```
+ */
+export const UnknownPayment = defineError({
+  code: 'UNKNOWN_PAYMENT',
+  kind: ErrorKind.NOT_FOUND,
+  data: z.object({ paymentId: z.string() }),
+  description: 'No payment has this id.',
+  message: (data) => `No payment has id "${data.paymentId}". Use the paymentId that charge returned.`,
+});
+
+const PaymentEvent = Payment.pick({ paymentId: true, orderId: true, customerId: true, amountCents: true });
+
+/**
+ * The payments contract.
+ *
+ * @example
+ * ```ts
+ * const cards = kernel.client(payments);
+ * const payment = await cards.charge({ orderId: 'o-1', customerId: 'c-1', amountCents: 4200, card: { token: 'tok_visa' } });
+ * await cards.refund({ paymentId: payment.paymentId });
+ * ```
+ */
+export const payments = defineContract({
+  name: 'payments',
+  version: '1.0.0',
+  description: 'Card charges and refunds through a simulated card processor. Charges are idempotent per order.',
+  operations: {
+    charge: operation({
+      description:
+        "Captures a payment for an order. Charging an order again returns its first payment (whatever that payment's " +
+        'status); charging it a different amount fails with PAYMENT_CONFLICT. Declined charges are not recorded.',
+      input: z.object({
+        orderId: Payment.shape.orderId,
+        customerId: Payment.shape.customerId,
+        amountCents: Cents.positive(),
+        card: Card,
+      }),
+      output: Payment,
+      errors: [PaymentDeclined, PaymentConflict],
+      idempotent: true,
+    }),
+    refund: operation({
+      description: 'Refunds a payment in full. Refunding it again returns it unchanged.',
+      input: z.object({ paymentId: z.string().min(1) }),
+      output: Payment,
+      errors: [UnknownPayment],
+      idempotent: true,
+    }),
+    getPayment: operation({
+      description: 'Reads one payment.',
+      input: z.object({ paymentId: z.string().min(1) }),
+      output: Payment,
+      errors: [UnknownPayment],
+      idempotent: true,
+    }),
+    listPayments: operation({
+      description: "Lists a customer's payments, oldest first.",
+      input: z.object({ customerId: Payment.shape.customerId }),
+      output: z.object({ payments: z.array(Payment) }),
+      idempotent: true,
+    }),
+  },
+  events: {
+    paymentCaptured: event({
+      description: 'A payment was captured.',
+      payload: PaymentEvent.extend({ capturedAt: z.iso.datetime() }),
+    }),
+    paymentRefunded: event({
+      description: 'A payment was refunded in full.',
+      payload: PaymentEvent.extend({ refundedAt: z.iso.datetime() }),
+    }),
+  },
+});
