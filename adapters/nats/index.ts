@@ -1,0 +1,28 @@
+/**
+ * keel/nats — the NATS transport. Carries keel calls and events between processes over NATS:
+ * request/reply with one queue group per module, modules registered with the NATS service API
+ * (`$SRV.PING`, `$SRV.INFO`, `$SRV.STATS`), notification events on core NATS and durable events
+ * on JetStream. The wire protocol is documented in docs/wire-protocol.md.
+ *
+ * @example
+ * ```ts
+ * import { createKernel } from 'keel';
+ * import { createNatsTransport, natsOptionsFromEnv } from 'keel/nats';
+ *
+ * const transport = await createNatsTransport(natsOptionsFromEnv(process.env) ?? {});
+ * const kernel = createKernel({ modules, topology: { host: ['orders'], transport } });
+ * await kernel.start();
+ * ```
+ *
+ * @module
+ */
+
+export { createNatsTransport } from './transport.js';
+export {
+  DEFAULT_NATS_TRANSPORT_OPTIONS,
+  NATS_ENV,
+  natsOptionsFromEnv,
+  type NatsTlsOptions,
+  type NatsTransportOptions,
+} from './options.js';
+export { DECLARED_ERROR_CODES, Header, SERVICE_ERROR_CODES, Subjects } from './wire.js';

@@ -1,0 +1,174 @@
+/**
+ * The keel wire protocol over NATS, as data: subject names, header names, the JSON codec and
+ * the explicit table from error codes to NATS service error codes. docs/wire-protocol.md
+ * describes the same thing for people; keep the two in step.
+ */
+import { ErrorKind, KeelErrorCode, type AnyContract, type ErrorEnvelope } from 'keel';
+
+/** Header names keel sets and reads. Header names are case-sensitive on the wire. */
+export const Header = {
+  /** Semver of the contract the sender was built against (calls and events). Required on calls. */
+  CONTRACT_VERSION: 'Keel-Contract-Version',
+  /** Correlation id of the call or event. */
+  CORRELATION_ID: 'Keel-Correlation-Id',
+  /** W3C trace context, propagated unchanged. */
+  TRACEPARENT: 'traceparent',
+  /** Calling module name, or `external`. */
+  CALLER: 'Keel-Caller',
+  /** Absolute deadline of a call, in epoch milliseconds. */
+  DEADLINE: 'Keel-Deadline',
+  /** Relative deadline of a call in milliseconds, for senders without a synchronised clock. */
+  TIMEOUT_MS: 'Keel-Timeout-Ms',
+  /** Unique id of an event publication. */
+  EVENT_ID: 'Keel-Event-Id',
+  /** Publishing module of an event. */
+  PUBLISHER: 'Keel-Publisher',
+  /** Epoch milliseconds when an event was published. */
+  PUBLISHED_AT: 'Keel-Published-At',
+  /** On a dead letter: the subscribing module that gave up. */
+  SUBSCRIBER: 'Keel-Subscriber',
+  /** On a dead letter: how many deliveries were attempted. */
+  ATTEMPTS: 'Keel-Attempts',
+  /** On a dead letter: why the last attempt failed (error code or message). */
+  FAILURE: 'Keel-Failure',
+  /** NATS service API error description (set on error replies). */
+  SERVICE_ERROR: 'Nats-Service-Error',
+  /** NATS service API error code (set on error replies). */
+  SERVICE_ERROR_CODE: 'Nats-Service-Error-Code',
+  /** JetStream de-duplication id (durable events). */
+  MESSAGE_ID: 'Nats-Msg-Id',
+} as const;
+
+/** A {@link Header} value. */
+export type Header = (typeof Header)[keyof typeof Header];
+
+/** Subject and resource names for one prefix. Computed once per transport. */
+export class Subjects {
+  /** Prefix as a stream-name-safe token (`keel.prod` → `keel_prod`). */
+  readonly #token: string;
+
+  constructor(readonly prefix: string) {
+    this.#token = prefix.replaceAll('.', '_');
+  }
+
+  /** `{prefix}.{module}.{operation}` */
+  operation(module: string, operation: string): string {
+    return `${this.prefix}.${module}.${operation}`;
+  }
+
+  /** `{prefix}.{module}` — the service group of a module's operations. */
+  module(module: string): string {
+    return `${this.prefix}.${module}`;
+  }
+
+  /** `{prefix}.{module}.events.{event}` — a notification event. */
+  notification(module: string, event: string): string {
+    return `${this.prefix}.${module}.events.${event}`;
+  }
+
+  /** `{prefix}.{module}.durable.{event}` — a durable event, stored in {@link Subjects.stream}. */
+  durable(module: string, event: string): string {
+    return `${this.prefix}.${module}.durable.${event}`;
+  }
+
+  /** Every durable event subject of a module. */
+  durableWildcard(module: string): string {
+    return `${this.prefix}.${module}.durable.>`;
+  }
+
+  /** JetStream stream holding a module's durable events: `{prefix_}_{module}`. */
+  stream(module: string): string {
+    return `${this.#token}_${module}`;
+  }
+
+  /** Durable consumer of one subscribing module for one event: `{subscriber}__{event}`. */
+  consumer(subscriber: string, event: string): string {
+    return `${subscriber}__${event}`;
+  }
+
+  /** `{prefix}._dead-letter.{subscriber}.{module}.{event}` */
+  deadLetter(subscriber: string, module: string, event: string): string {
+    return `${this.prefix}._dead-letter.${subscriber}.${module}.${event}`;
+  }
+
+  /** Every dead-letter subject. */
+  deadLetterWildcard(): string {
+    return `${this.prefix}._dead-letter.>`;
+  }
+
+  /** JetStream stream keeping dead letters: `{prefix_}__dead-letters`. */
+  deadLetterStream(): string {
+    return `${this.#token}__dead-letters`;
+  }
+}
+
+const PREFIX_PATTERN = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/;
+
+/** True when `prefix` is one or more plain subject tokens (`keel`, `acme.shop`). */
+export function isValidPrefix(prefix: string): boolean {
+  return PREFIX_PATTERN.test(prefix);
+}
+
+/**
+ * NATS service error code (`Nats-Service-Error-Code`) of each keel error code. HTTP-like
+ * numbers, as the NATS service API recommends.
+ */
+export const SERVICE_ERROR_CODES = {
+  INVALID_INPUT: 400,
+  INVALID_OUTPUT: 500,
+  INVALID_EVENT: 400,
+  TIMEOUT: 504,
+  NO_RESPONDERS: 503,
+  UNAVAILABLE: 503,
+  CANCELLED: 499,
+  INTERNAL: 500,
+  UNKNOWN_OPERATION: 404,
+  VERSION_MISMATCH: 409,
+  PAYLOAD_TOO_LARGE: 413,
+  INVALID_CONTRACT: 500,
+  INVALID_MODULE: 500,
+  INVALID_TOPOLOGY: 500,
+  UNDECLARED_DEPENDENCY: 500,
+  INVALID_CONFIG: 500,
+} as const satisfies Record<KeelErrorCode, number>;
+
+/** NATS service error code of each declared error kind. */
+export const DECLARED_ERROR_CODES = {
+  [ErrorKind.NOT_FOUND]: 404,
+  [ErrorKind.CONFLICT]: 409,
+  [ErrorKind.INVALID]: 400,
+  [ErrorKind.UNPROCESSABLE]: 422,
+  [ErrorKind.FORBIDDEN]: 403,
+  [ErrorKind.UNAUTHENTICATED]: 401,
+  [ErrorKind.RATE_LIMITED]: 429,
+  [ErrorKind.UNAVAILABLE]: 503,
+} as const satisfies Record<ErrorKind, number>;
+
+/** The service error code for an envelope: by kind for a declared error, by code otherwise. */
+export function serviceErrorCode(envelope: ErrorEnvelope, contract: AnyContract, operation: string): number {
+  if (envelope.type === 'declared') {
+    const declared = contract.operations[operation]?.errors.find((error) => error.code === envelope.code);
+    return declared === undefined ? 500 : DECLARED_ERROR_CODES[declared.kind];
+  }
+  return SERVICE_ERROR_CODES[envelope.code as KeelErrorCode] ?? 500;
+}
+
+const encoder = new TextEncoder();
+const decoder = new TextDecoder('utf-8', { fatal: true });
+
+/** JSON to bytes. */
+export function encodeJson(value: unknown): Uint8Array {
+  return encoder.encode(JSON.stringify(value ?? null));
+}
+
+/** Bytes to JSON; an empty body is `undefined`. Throws on malformed UTF-8 or JSON. */
+export function decodeJson(data: Uint8Array): unknown {
+  if (data.length === 0) return undefined;
+  return JSON.parse(decoder.decode(data));
+}
+
+/** A header value with the characters NATS headers cannot carry removed. */
+export function headerValue(value: string, max = 1024): string {
+  const clean = value.replace(/[\r\n]+/g, ' ').trim();
+  return clean.length > max ? `${clean.slice(0, max - 1)}…` : clean;
+}

@@ -1,0 +1,230 @@
+/**
+ * Starts a real `nats-server` for tests: loopback only, a free port, JetStream on, a fresh store
+ * directory. No mocked bus stands in for NATS (STYLE.md).
+ *
+ * Servers started from a vitest file stop by themselves after that file (a file-level
+ * `afterAll`), and every server is killed when the test process exits.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createConnection, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+/** Options of {@link startNatsServer}. */
+export interface NatsServerOptions {
+  /** Largest message the server accepts, in bytes (`max_payload`). Default: the server's 1 MiB. */
+  readonly maxPayload?: number;
+  /** Require this token from clients. */
+  readonly token?: string;
+  /** Require this user and password from clients. */
+  readonly user?: string;
+  readonly password?: string;
+  /** Binary to run. Default: `nats-server` from PATH, or `KEEL_NATS_SERVER_BIN`. */
+  readonly binary?: string;
+  /** How long to wait for the server to accept connections (default 15 000 ms). */
+  readonly startTimeoutMs?: number;
+  /** Enables JetStream (default true). */
+  readonly jetstream?: boolean;
+}
+
+/** A running test server. */
+export interface NatsServer {
+  /** `nats://127.0.0.1:<port>` */
+  readonly url: string;
+  readonly port: number;
+  /** The JetStream store directory (kept across {@link NatsServer.restart}). */
+  readonly storeDir: string;
+  /** True while the server process runs. */
+  readonly running: boolean;
+  /** Stops the server (SIGTERM, then SIGKILL after 5 s). Idempotent. Removes the store on final stop. */
+  stop(): Promise<void>;
+  /** Stops the process only, keeping port and store, so that {@link NatsServer.start} can bring it back. */
+  kill(): Promise<void>;
+  /** Starts the process again on the same port and store directory. */
+  start(): Promise<void>;
+  /** {@link NatsServer.kill} then {@link NatsServer.start}: a server restart for reconnect tests. */
+  restart(): Promise<void>;
+}
+
+const running = new Set<NatsServerImpl>();
+
+process.once('exit', () => {
+  for (const server of running) server.killNow();
+});
+
+if (process.env['VITEST'] !== undefined) {
+  const { afterAll } = await import('vitest');
+  try {
+    afterAll(async () => {
+      await Promise.all([...running].map((server) => server.stop()));
+    });
+  } catch {
+    // imported outside a test file's collection; the exit hook still kills the servers
+  }
+}
+
+/**
+ * Starts `nats-server -js` on a free loopback port with a fresh store directory and resolves
+ * once it accepts connections.
+ *
+ * @example
+ * ```ts
+ * let server: NatsServer;
+ * beforeAll(async () => { server = await startNatsServer({ maxPayload: 64 * 1024 }); });
+ * it('connects', async () => { const transport = await createNatsTransport({ servers: server.url }); });
+ * ```
+ */
+export async function startNatsServer(options: NatsServerOptions = {}): Promise<NatsServer> {
+  const binary = options.binary ?? process.env['KEEL_NATS_SERVER_BIN'] ?? 'nats-server';
+  assertBinary(binary);
+  const port = await freePort();
+  const server = new NatsServerImpl(binary, port, options);
+  await server.start();
+  return server;
+}
+
+function assertBinary(binary: string): void {
+  const probe = spawnSync(binary, ['--version'], { encoding: 'utf8' });
+  if (probe.error !== undefined || probe.status !== 0) {
+    throw new Error(
+      `Cannot run "${binary}" (${probe.error?.message ?? probe.stderr.trim()}). The NATS tests need a real nats-server on PATH: ` +
+        'install it with `apt-get install nats-server` (Debian/Ubuntu), or put the binary from ' +
+        'the nats-server releases on PATH, or point KEEL_NATS_SERVER_BIN at it.',
+    );
+  }
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.unref();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const address = probe.address();
+      probe.close(() => {
+        if (typeof address === 'object' && address !== null) resolve(address.port);
+        else reject(new Error('could not find a free port'));
+      });
+    });
+  });
+}
+
+/** Resolves when a TCP client gets the server's INFO line. */
+function acceptsConnections(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = createConnection({ host: '127.0.0.1', port });
+    const finish = (ok: boolean): void => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(1000, () => finish(false));
+    socket.once('error', () => finish(false));
+    socket.once('data', (chunk) => finish(chunk.toString('utf8').startsWith('INFO')));
+  });
+}
+
+class NatsServerImpl implements NatsServer {
+  readonly url: string;
+  readonly storeDir: string;
+  readonly #directory: string;
+  readonly #config: string;
+  #process: ChildProcess | undefined;
+  #exited: Promise<void> = Promise.resolve();
+  #output = '';
+  #removed = false;
+
+  constructor(
+    readonly binary: string,
+    readonly port: number,
+    readonly options: NatsServerOptions,
+  ) {
+    this.url = `nats://127.0.0.1:${port}`;
+    this.#directory = mkdtempSync(join(tmpdir(), 'keel-nats-'));
+    this.storeDir = join(this.#directory, 'store');
+    this.#config = join(this.#directory, 'nats-server.conf');
+    writeFileSync(this.#config, this.#configText());
+  }
+
+  get running(): boolean {
+    return this.#process !== undefined;
+  }
+
+  #configText(): string {
+    const lines = [`host: "127.0.0.1"`, `port: ${this.port}`];
+    if (this.options.jetstream !== false) {
+      lines.push(`jetstream { store_dir: ${JSON.stringify(this.storeDir)} }`);
+    }
+    if (this.options.maxPayload !== undefined) lines.push(`max_payload: ${this.options.maxPayload}`);
+    if (this.options.token !== undefined) {
+      lines.push(`authorization { token: ${JSON.stringify(this.options.token)} }`);
+    } else if (this.options.user !== undefined) {
+      lines.push(
+        `authorization { user: ${JSON.stringify(this.options.user)}, password: ${JSON.stringify(this.options.password ?? '')} }`,
+      );
+    }
+    return `${lines.join('\n')}\n`;
+  }
+
+  async start(): Promise<void> {
+    if (this.#removed) throw new Error(`nats-server on port ${this.port} was stopped for good; start a new one.`);
+    if (this.#process !== undefined) return;
+    this.#output = '';
+    const child = spawn(this.binary, ['-c', this.#config], { stdio: ['ignore', 'pipe', 'pipe'] });
+    this.#process = child;
+    running.add(this);
+    const collect = (chunk: Buffer): void => {
+      if (this.#output.length < 64 * 1024) this.#output += chunk.toString('utf8');
+    };
+    child.stdout?.on('data', collect);
+    child.stderr?.on('data', collect);
+    let exited = false;
+    this.#exited = new Promise((resolve) => {
+      child.once('exit', () => {
+        exited = true;
+        if (this.#process === child) this.#process = undefined;
+        running.delete(this);
+        resolve();
+      });
+    });
+    const deadline = Date.now() + (this.options.startTimeoutMs ?? 15_000);
+    while (Date.now() < deadline) {
+      if (exited) break;
+      if (await acceptsConnections(this.port)) return;
+      await sleep(25);
+    }
+    this.killNow();
+    throw new Error(
+      `nats-server did not accept connections on 127.0.0.1:${this.port} ` +
+        `(${exited ? 'it exited' : 'timed out'}). Its output:\n${this.#output}`,
+    );
+  }
+
+  async kill(): Promise<void> {
+    const child = this.#process;
+    if (child === undefined) return;
+    child.kill('SIGTERM');
+    const force = setTimeout(() => child.kill('SIGKILL'), 5000);
+    await this.#exited;
+    clearTimeout(force);
+  }
+
+  async restart(): Promise<void> {
+    await this.kill();
+    await this.start();
+  }
+
+  async stop(): Promise<void> {
+    await this.kill();
+    if (!this.#removed) {
+      this.#removed = true;
+      rmSync(this.#directory, { recursive: true, force: true });
+    }
+  }
+
+  /** Synchronous kill, for the process exit hook. */
+  killNow(): void {
+    this.#process?.kill('SIGKILL');
+  }
+}
