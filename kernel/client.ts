@@ -92,7 +92,19 @@ function makeCall(
     });
   };
 
-  return async (input: unknown, options?: CallOptions): Promise<unknown> => {
+  const checkOutput = (output: unknown, context: CallContext): unknown => {
+    const checked = outputSchema.safeParse(output);
+    if (checked.success) return checked.data;
+    throw new KeelError(
+      KeelErrorCode.VERSION_MISMATCH,
+      `${label} answered with output this caller's contract does not accept (${checked.error.message}). ` +
+        'Caller and callee disagree on the contract; deploy matching versions.',
+      { correlationId: context.correlationId, details: { issues: checked.error.issues } },
+    );
+  };
+
+  // Not an async function: an in-process call to a synchronous handler costs two promises.
+  return (input: unknown, options?: CallOptions): Promise<unknown> => {
     const parent = currentContext();
     const now = Date.now();
     let deadline = now + (options?.timeoutMs ?? operationTimeout);
@@ -107,40 +119,34 @@ function makeCall(
           }
         : { correlationId: parent.correlationId, traceparent: parent.traceparent, caller, deadline };
     if (deadline <= now) {
-      throw new KeelError(
-        KeelErrorCode.TIMEOUT,
-        `${label} was not called: the surrounding call's deadline has already passed.`,
-        { correlationId: context.correlationId },
+      return Promise.reject(
+        new KeelError(KeelErrorCode.TIMEOUT, `${label} was not called: the surrounding call's deadline has already passed.`, {
+          correlationId: context.correlationId,
+        }),
       );
     }
     const parsed = inputSchema.safeParse(input);
     if (!parsed.success) {
-      throw validationError(
-        KeelErrorCode.INVALID_INPUT,
-        'input',
-        contract.name,
-        name,
-        parsed.error.issues,
-        context.correlationId,
+      return Promise.reject(
+        validationError(KeelErrorCode.INVALID_INPUT, 'input', contract.name, name, parsed.error.issues, context.correlationId),
       );
     }
-    let output: unknown;
+    let pending: Promise<unknown>;
     try {
-      output = await transport.call(address, parsed.data, context, options?.signal ? { signal: options.signal } : undefined);
+      pending = transport.call(address, parsed.data, context, options?.signal ? { signal: options.signal } : undefined);
     } catch (error) {
-      throw rebuild(error, context);
+      return Promise.reject(rebuild(error, context));
     }
-    if (!validateOutput) return output;
-    const checked = outputSchema.safeParse(output);
-    if (!checked.success) {
-      throw new KeelError(
-        KeelErrorCode.VERSION_MISMATCH,
-        `${label} answered with output this caller's contract does not accept (${checked.error.message}). ` +
-          'Caller and callee disagree on the contract; deploy matching versions.',
-        { correlationId: context.correlationId, details: { issues: checked.error.issues } },
-      );
-    }
-    return checked.data;
+    return validateOutput
+      ? pending.then(
+          (output) => checkOutput(output, context),
+          (error: unknown) => {
+            throw rebuild(error, context);
+          },
+        )
+      : pending.then(undefined, (error: unknown) => {
+          throw rebuild(error, context);
+        });
   };
 }
 

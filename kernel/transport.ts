@@ -62,6 +62,12 @@ export interface ServedModule {
    * this process (the in-process transport), so it need not be parsed again.
    */
   dispatch(address: OperationAddress, input: unknown, context: CallContext, trusted: boolean): Promise<unknown>;
+  /**
+   * Like `dispatch`, but answers synchronously when the handler is synchronous (and throws a
+   * {@link RemoteFailure} synchronously). In-process transports use it to skip promise hops;
+   * wire transports should use `dispatch`.
+   */
+  invoke(address: OperationAddress, input: unknown, context: CallContext, trusted: boolean): unknown;
 }
 
 /** Handle returned by {@link Transport.serve} and {@link Transport.subscribe}. */

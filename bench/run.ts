@@ -1,0 +1,30 @@
+/**
+ * `npm run bench`: runs every benchmark and writes docs/benchmarks.md with the machine it ran on.
+ * Each section compares keel against a baseline measured in the same run.
+ */
+import { benchInProcess } from './in-process.js';
+import { machine, write } from './support.js';
+
+const only = process.argv.slice(2);
+const sections: string[] = [];
+const wanted = (name: string) => only.length === 0 || only.includes(name);
+
+if (wanted('in-process')) {
+  const result = await benchInProcess();
+  console.log(result.markdown);
+  sections.push(result.markdown);
+}
+
+const report = [
+  '# Benchmarks',
+  '',
+  'Written by `npm run bench`. Numbers are ratios against a baseline measured in the same run: on a',
+  'shared 2-core machine absolute times are noise, ratios in one run are the signal.',
+  '',
+  `Machine: ${machine()}`,
+  `Date: ${new Date().toISOString()}`,
+  '',
+  ...sections,
+].join('\n');
+if (only.length === 0) write('docs/benchmarks.md', report);
+else console.log('(partial run: docs/benchmarks.md not written)');

@@ -1,0 +1,79 @@
+/**
+ * Benchmark helpers: timing loops, medians, the machine description, and the results file.
+ * Benchmarks compare ratios measured in one run; absolute numbers on a shared box are noise.
+ */
+import { cpus, totalmem, type as osType, release } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+
+/** One measured case. */
+export interface Measurement {
+  readonly name: string;
+  readonly opsPerSecond: number;
+  /** Median latency of one operation in microseconds (sequential cases only). */
+  readonly p50Micros?: number;
+  readonly p99Micros?: number;
+}
+
+/** Runs `fn` sequentially `count` times; returns operations per second. */
+export async function sequential(count: number, fn: () => Promise<unknown>): Promise<number> {
+  const started = process.hrtime.bigint();
+  for (let index = 0; index < count; index += 1) await fn();
+  const elapsed = Number(process.hrtime.bigint() - started) / 1e9;
+  return count / elapsed;
+}
+
+/** Runs `fn` `count` times with `concurrency` calls in flight; returns operations per second. */
+export async function concurrent(count: number, concurrency: number, fn: () => Promise<unknown>): Promise<number> {
+  let remaining = count;
+  const worker = async (): Promise<void> => {
+    while (remaining > 0) {
+      remaining -= 1;
+      await fn();
+    }
+  };
+  const started = process.hrtime.bigint();
+  await Promise.all(Array.from({ length: concurrency }, worker));
+  const elapsed = Number(process.hrtime.bigint() - started) / 1e9;
+  return count / elapsed;
+}
+
+/** Latency percentiles (microseconds) of `count` sequential calls. */
+export async function latencies(count: number, fn: () => Promise<unknown>): Promise<{ p50: number; p99: number }> {
+  const samples = new Float64Array(count);
+  for (let index = 0; index < count; index += 1) {
+    const started = process.hrtime.bigint();
+    await fn();
+    samples[index] = Number(process.hrtime.bigint() - started) / 1e3;
+  }
+  samples.sort();
+  return { p50: samples[Math.floor(count * 0.5)] ?? 0, p99: samples[Math.floor(count * 0.99)] ?? 0 };
+}
+
+/** The median of `rounds` runs of `measure` (after one discarded warm-up run). */
+export async function median(rounds: number, measure: () => Promise<number>): Promise<number> {
+  await measure();
+  const values: number[] = [];
+  for (let round = 0; round < rounds; round += 1) values.push(await measure());
+  values.sort((a, b) => a - b);
+  return values[Math.floor(values.length / 2)] ?? 0;
+}
+
+/** A one-line description of this machine. */
+export function machine(): string {
+  const cpu = cpus();
+  return `${cpu.length} × ${cpu[0]?.model.trim() ?? 'unknown CPU'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, ${osType()} ${release()}, Node ${process.version}`;
+}
+
+/** Formats operations per second. */
+export function rate(opsPerSecond: number): string {
+  if (opsPerSecond >= 1e6) return `${(opsPerSecond / 1e6).toFixed(2)} M/s`;
+  if (opsPerSecond >= 1e3) return `${(opsPerSecond / 1e3).toFixed(1)} k/s`;
+  return `${opsPerSecond.toFixed(0)} /s`;
+}
+
+/** Writes `content` to `path`, creating folders. */
+export function write(path: string, content: string): void {
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(path, content);
+}
