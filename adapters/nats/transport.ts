@@ -595,8 +595,16 @@ class NatsTransport implements Transport {
 
   #respondError(msg: ServiceMsg, served: Served, operation: string, envelope: ErrorEnvelope): void {
     const code = serviceErrorCode(envelope, served.module.contract, operation);
+    const description = headerValue(`${envelope.code}: ${envelope.message}`);
     try {
-      msg.respondError(code, headerValue(`${envelope.code}: ${envelope.message}`), encodeJson(envelope));
+      try {
+        msg.respondError(code, description, encodeJson(envelope));
+      } catch (error) {
+        if (natsCode(error) !== ErrorCode.MaxPayloadExceeded) throw error;
+        // Details (zod issues of a huge input) or data made the envelope too large: send its core.
+        const { type, message, correlationId } = envelope;
+        msg.respondError(code, description, encodeJson({ type, code: envelope.code, message: headerValue(message, 2048), correlationId }));
+      }
     } catch (error) {
       this.#logger.warn({ err: error, operation: `${served.label}.${operation}`, correlationId: envelope.correlationId }, 'could not send an error reply');
     }

@@ -1,0 +1,201 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { z } from 'zod';
+import {
+  createKernel,
+  defineContract,
+  defineModule,
+  event,
+  operation,
+  silentLogger,
+  type AnyModule,
+  type DeadLetter,
+  type Kernel,
+  type Transport,
+} from 'keel';
+import { createNatsTransport } from 'keel/nats';
+import { AckPolicy, DeliverPolicy, connect, headers, type NatsConnection } from 'nats';
+import { startNatsServer, type NatsServer } from './support/nats-server.js';
+
+const ledger = defineContract({
+  name: 'ledger',
+  version: '1.0.0',
+  operations: {
+    record: operation({ input: z.object({ tag: z.string(), failTimes: z.number().int() }), output: z.object({}) }),
+  },
+  events: {
+    recorded: event({ payload: z.object({ tag: z.string(), failTimes: z.number().int() }), delivery: 'durable' }),
+  },
+});
+
+const auditor = defineContract({
+  name: 'auditor',
+  version: '1.0.0',
+  operations: { noop: operation({ input: z.object({}), output: z.object({}) }) },
+});
+
+interface Delivery {
+  readonly instance: string;
+  readonly tag: string;
+  readonly attempt: number;
+}
+
+const deliveries: Delivery[] = [];
+const deadLetters: DeadLetter[] = [];
+const failures = new Map<string, number>();
+
+function manifest(instance: string): AnyModule[] {
+  return [
+    defineModule({
+      contract: ledger,
+      create: ({ emit }) => ({
+        handlers: {
+          record: async ({ tag, failTimes }) => {
+            await emit('recorded', { tag, failTimes });
+            return {};
+          },
+        },
+      }),
+    }),
+    defineModule({
+      contract: auditor,
+      subscribesTo: [ledger],
+      create: () => ({
+        handlers: { noop: () => ({}) },
+        events: {
+          ledger: {
+            recorded: {
+              maxAttempts: 3,
+              handle: ({ tag, failTimes }, context) => {
+                deliveries.push({ instance, tag, attempt: context.attempt });
+                const seen = failures.get(tag) ?? 0;
+                failures.set(tag, seen + 1);
+                if (seen < failTimes) throw new Error(`failing on purpose (${seen + 1})`);
+              },
+            },
+          },
+        },
+      }),
+    }),
+  ];
+}
+
+function tagged(tag: string): Delivery[] {
+  return deliveries.filter((delivery) => delivery.tag === tag);
+}
+
+describe('nats - durable events on JetStream', () => {
+  let server: NatsServer;
+  const transports: Transport[] = [];
+  const kernels = new Map<string, Kernel>();
+  let raw: NatsConnection;
+
+  const boot = async (name: string, host: string[]): Promise<Kernel> => {
+    const transport = await createNatsTransport({ servers: server.url, logger: silentLogger, redeliveryDelayMs: 50 });
+    transports.push(transport);
+    const kernel = createKernel({
+      modules: manifest(name),
+      topology: { host, transport },
+      logger: silentLogger,
+      onDeadLetter: (letter) => deadLetters.push(letter),
+    });
+    await kernel.start();
+    kernels.set(name, kernel);
+    return kernel;
+  };
+
+  const client = (): Kernel => kernels.get('client') as Kernel;
+
+  beforeAll(async () => {
+    server = await startNatsServer();
+    await boot('ledger', ['ledger']);
+    await boot('auditor-1', ['auditor']);
+    await boot('client', []);
+    raw = await connect({ servers: server.url });
+  });
+
+  afterAll(async () => {
+    await raw?.close();
+    for (const kernel of [...kernels.values()].reverse()) await kernel.stop();
+    for (const transport of transports) await transport.close();
+  });
+
+  it('nats - redelivers a durable event after its handler fails, until it succeeds', async () => {
+    await client().client(ledger).record({ tag: 'retry', failTimes: 2 });
+    await vi.waitFor(() => expect(tagged('retry').map((delivery) => delivery.attempt)).toEqual([1, 2, 3]), {
+      timeout: 15_000,
+      interval: 50,
+    });
+    await sleep(200);
+    expect(tagged('retry')).toHaveLength(3);
+    expect(deadLetters.some((letter) => (letter.payload as { tag: string }).tag === 'retry')).toBe(false);
+  });
+
+  it('nats - dead-letters a durable event after maxAttempts and stores it on the dead-letter stream', async () => {
+    await client().client(ledger).record({ tag: 'hopeless', failTimes: 100 });
+    await vi.waitFor(
+      () => expect(deadLetters.find((letter) => (letter.payload as { tag: string }).tag === 'hopeless')?.metadata.attempt).toBe(3),
+      { timeout: 15_000, interval: 50 },
+    );
+    await sleep(200);
+    expect(tagged('hopeless').map((delivery) => delivery.attempt)).toEqual([1, 2, 3]);
+
+    const jsm = await raw.jetstreamManager();
+    const stored = await jsm.streams.getMessage('keel__dead-letters', { last_by_subj: 'keel._dead-letter.auditor.ledger.recorded' });
+    expect(stored.json()).toEqual({ tag: 'hopeless', failTimes: 100 });
+    expect(stored.header.get('Keel-Subscriber')).toBe('auditor');
+    expect(stored.header.get('Keel-Attempts')).toBe('3');
+    expect(stored.header.get('Keel-Failure')).toContain('failing on purpose');
+    expect(stored.header.get('Keel-Correlation-Id')).not.toBe('');
+  });
+
+  it('nats - terminates an event whose payload breaks the contract at once (INVALID_EVENT is not retried)', async () => {
+    const eventHeaders = headers();
+    eventHeaders.set('Keel-Contract-Version', '1.0.0');
+    eventHeaders.set('Keel-Event-Id', 'bad-payload-1');
+    const js = raw.jetstream();
+    await js.publish('keel.ledger.durable.recorded', new TextEncoder().encode('{"tag": 42}'), { headers: eventHeaders });
+    await js.publish('keel.ledger.durable.recorded', new TextEncoder().encode('not json'), { headers: eventHeaders, msgID: 'bad-bytes-1' });
+    await vi.waitFor(() => {
+      const invalid = deadLetters.filter((letter) => letter.metadata.id === 'bad-payload-1');
+      expect(invalid.map((letter) => letter.metadata.attempt)).toEqual([1, 1]);
+      expect(invalid.every((letter) => (letter.error as { code?: string }).code === 'INVALID_EVENT')).toBe(true);
+    }, { timeout: 10_000, interval: 50 });
+    // The good event after them is handled.
+    await client().client(ledger).record({ tag: 'after-invalid', failTimes: 0 });
+    await vi.waitFor(() => expect(tagged('after-invalid')).toHaveLength(1), { timeout: 10_000 });
+  });
+
+  it('nats - keeps durable events published while the subscribing module is down, and delivers them when it is back', async () => {
+    await (kernels.get('auditor-1') as Kernel).stop();
+    kernels.delete('auditor-1');
+    await client().client(ledger).record({ tag: 'while-down', failTimes: 0 });
+    await sleep(200);
+    expect(tagged('while-down')).toHaveLength(0);
+    await boot('auditor-2', ['auditor']);
+    await vi.waitFor(() => expect(tagged('while-down').map((delivery) => delivery.instance)).toEqual(['auditor-2']), {
+      timeout: 15_000,
+    });
+  });
+
+  it('nats - balances durable events across instances of the subscribing module, each event handled once', async () => {
+    await boot('auditor-3', ['auditor']);
+    const tags = Array.from({ length: 40 }, (_, index) => `balanced-${index}`);
+    for (const tag of tags) await client().client(ledger).record({ tag, failTimes: 0 });
+    await vi.waitFor(() => expect(tags.every((tag) => tagged(tag).length >= 1)).toBe(true), { timeout: 15_000 });
+    await sleep(200);
+    for (const tag of tags) expect(tagged(tag)).toHaveLength(1);
+  });
+
+  it('nats - creates one stream per publishing module and one durable consumer per subscribing module and event', async () => {
+    const jsm = await raw.jetstreamManager();
+    const stream = await jsm.streams.info('keel_ledger');
+    expect(stream.config.subjects).toEqual(['keel.ledger.durable.>']);
+    const consumer = await jsm.consumers.info('keel_ledger', 'auditor__recorded');
+    expect(consumer.config).toMatchObject({
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.New,
+      filter_subject: 'keel.ledger.durable.recorded',
+    });
+  });
+});

@@ -1,0 +1,213 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import {
+  createKernel,
+  defineContract,
+  defineModule,
+  event,
+  isKeelError,
+  operation,
+  silentLogger,
+  type AnyModule,
+  type Kernel,
+  type KeelError,
+  type Transport,
+} from 'keel';
+import { createNatsTransport } from 'keel/nats';
+import { connect, headers, type NatsConnection } from 'nats';
+import { startNatsServer, type NatsServer } from './support/nats-server.js';
+
+const MAX_PAYLOAD = 16 * 1024;
+
+const store = defineContract({
+  name: 'store',
+  version: '1.0.0',
+  operations: {
+    put: operation({ input: z.object({ text: z.string() }), output: z.object({ length: z.number().int() }) }),
+    get: operation({ input: z.object({ size: z.number().int() }), output: z.object({ text: z.string() }) }),
+    slow: operation({ input: z.object({ ms: z.number().int() }), output: z.object({ slept: z.number() }) }),
+    crash: operation({ input: z.object({}), output: z.object({}) }),
+    announce: operation({ input: z.object({ size: z.number().int() }), output: z.object({}) }),
+  },
+  events: { announced: event({ payload: z.object({ text: z.string() }) }) },
+});
+
+const nobody = defineContract({
+  name: 'nobody',
+  version: '1.0.0',
+  operations: { hello: operation({ input: z.object({}), output: z.object({}) }) },
+});
+
+const storeModule = defineModule({
+  contract: store,
+  create: ({ emit }) => ({
+    handlers: {
+      put: ({ text }) => ({ length: text.length }),
+      get: ({ size }) => ({ text: 'x'.repeat(size) }),
+      slow: async ({ ms }) => {
+        await sleep(ms);
+        return { slept: ms };
+      },
+      crash: () => {
+        throw new Error('the disk is on fire');
+      },
+      announce: async ({ size }) => {
+        await emit('announced', { text: 'y'.repeat(size) });
+        return {};
+      },
+    },
+  }),
+});
+
+const nobodyModule = defineModule({ contract: nobody, create: () => ({ handlers: { hello: () => ({}) } }) });
+
+const modules: AnyModule[] = [storeModule, nobodyModule];
+
+async function expectRejection(promise: Promise<unknown>): Promise<KeelError> {
+  try {
+    await promise;
+  } catch (error) {
+    return error as KeelError;
+  }
+  throw new Error('expected a rejection');
+}
+
+describe('nats - failure behaviour of calls', () => {
+  let server: NatsServer;
+  let serving: Transport;
+  let calling: Transport;
+  let host: Kernel;
+  let client: Kernel;
+  let raw: NatsConnection;
+
+  beforeAll(async () => {
+    server = await startNatsServer({ maxPayload: MAX_PAYLOAD });
+    serving = await createNatsTransport({ servers: server.url, logger: silentLogger });
+    calling = await createNatsTransport({ servers: server.url, logger: silentLogger });
+    host = createKernel({ modules, topology: { host: ['store'], transport: serving }, logger: silentLogger });
+    client = createKernel({ modules, topology: { host: [], transport: calling }, logger: silentLogger });
+    await host.start();
+    await client.start();
+    raw = await connect({ servers: server.url });
+  });
+
+  afterAll(async () => {
+    await raw?.close();
+    await client?.stop();
+    await host?.stop();
+    await calling?.close();
+    await serving?.close();
+  });
+
+  it('nats - answers NO_RESPONDERS at once, retryable, when no instance serves the module', async () => {
+    // A deadline far beyond the test's own timeout: only an immediate no-responders answer passes.
+    const error = await expectRejection(client.client(nobody).hello({}, { timeoutMs: 120_000 }));
+    expect(isKeelError(error, 'NO_RESPONDERS')).toBe(true);
+    expect(error.retryable).toBe(true);
+    expect(error.message).toContain('nobody');
+  }, 10_000);
+
+  it('nats - fails a slow call with TIMEOUT at its deadline, and the late answer is ignored', async () => {
+    const error = await expectRejection(client.client(store).slow({ ms: 600 }, { timeoutMs: 100 }));
+    expect(isKeelError(error, 'TIMEOUT')).toBe(true);
+    expect(error.retryable).toBe(false);
+    await sleep(700); // let the late answer arrive
+    expect(await client.client(store).put({ text: 'after' })).toEqual({ length: 5 });
+  });
+
+  it('nats - refuses an input larger than max_payload with PAYLOAD_TOO_LARGE naming the operation, and the next call works', async () => {
+    const error = await expectRejection(client.client(store).put({ text: 'z'.repeat(MAX_PAYLOAD * 2) }));
+    expect(isKeelError(error, 'PAYLOAD_TOO_LARGE')).toBe(true);
+    expect(error.message).toContain('store.put');
+    expect(error.message).toContain(String(MAX_PAYLOAD));
+    expect(calling.status().ready).toBe(true);
+    expect(await client.client(store).put({ text: 'small' })).toEqual({ length: 5 });
+  });
+
+  it('nats - counts the headers: an input that fits alone but not with its headers is PAYLOAD_TOO_LARGE too', async () => {
+    const text = 'z'.repeat(MAX_PAYLOAD - 20);
+    const error = await expectRejection(client.client(store).put({ text }));
+    expect(isKeelError(error, 'PAYLOAD_TOO_LARGE')).toBe(true);
+    expect(await client.client(store).put({ text: 'small' })).toEqual({ length: 5 });
+  });
+
+  it('nats - answers PAYLOAD_TOO_LARGE when the output does not fit, instead of leaving the caller to time out', async () => {
+    const error = await expectRejection(client.client(store).get({ size: MAX_PAYLOAD * 2 }, { timeoutMs: 60_000 }));
+    expect(isKeelError(error, 'PAYLOAD_TOO_LARGE')).toBe(true);
+    expect(error.message).toContain('store.get');
+    expect(await client.client(store).get({ size: 3 })).toEqual({ text: 'xxx' });
+  }, 10_000);
+
+  it('nats - refuses an event larger than max_payload with PAYLOAD_TOO_LARGE', async () => {
+    const error = await expectRejection(client.client(store).announce({ size: MAX_PAYLOAD * 2 }));
+    expect(isKeelError(error, 'PAYLOAD_TOO_LARGE')).toBe(true);
+    expect(error.message).toContain('store.announced');
+    expect(await client.client(store).announce({ size: 3 })).toEqual({});
+  });
+
+  it('nats - turns a throwing handler into INTERNAL with a correlation id, and serves the next call', async () => {
+    const error = await expectRejection(client.client(store).crash({}, { correlationId: 'corr-crash' }));
+    expect(isKeelError(error, 'INTERNAL')).toBe(true);
+    expect(error.correlationId).toBe('corr-crash');
+    expect(error.message).not.toContain('disk is on fire');
+    expect(await client.client(store).put({ text: 'ok' })).toEqual({ length: 2 });
+  });
+
+  it('nats - cancels a call with CANCELLED when its signal aborts', async () => {
+    const controller = new AbortController();
+    const pending = client.client(store).slow({ ms: 500 }, { signal: controller.signal, timeoutMs: 5_000 });
+    controller.abort();
+    const error = await expectRejection(pending);
+    expect(isKeelError(error, 'CANCELLED')).toBe(true);
+  });
+
+  it('nats - answers malformed bytes from a foreign client with an error envelope, and serves the next message', async () => {
+    const request = headers();
+    request.set('Keel-Contract-Version', '1.0.0');
+    const reply = await raw.request('keel.store.put', new Uint8Array([0xff, 0x7b, 0x00]), { headers: request, timeout: 5_000 });
+    expect(reply.headers?.get('Nats-Service-Error-Code')).toBe('400');
+    const envelope = reply.json<Record<string, unknown>>();
+    expect(envelope).toMatchObject({ type: 'keel', code: 'INVALID_INPUT' });
+    expect(String(envelope['message'])).toContain('JSON');
+    expect(envelope['correlationId']).toEqual(expect.any(String));
+
+    const notJson = await raw.request('keel.store.put', new TextEncoder().encode('{"text": '), { headers: request, timeout: 5_000 });
+    expect(notJson.json<Record<string, unknown>>()).toMatchObject({ code: 'INVALID_INPUT' });
+
+    expect(await client.client(store).put({ text: 'next' })).toEqual({ length: 4 });
+  });
+
+  it('nats - answers a request without keel headers with an error envelope naming the missing header', async () => {
+    const reply = await raw.request('keel.store.put', new TextEncoder().encode('{"text":"hi"}'), { timeout: 5_000 });
+    expect(reply.headers?.get('Nats-Service-Error-Code')).toBe('400');
+    expect(reply.headers?.get('Nats-Service-Error')).toContain('INVALID_INPUT');
+    const envelope = reply.json<Record<string, unknown>>();
+    expect(envelope).toMatchObject({ type: 'keel', code: 'INVALID_INPUT' });
+    expect(String(envelope['message'])).toContain('Keel-Contract-Version');
+
+    const badDeadline = headers();
+    badDeadline.set('Keel-Contract-Version', '1.0.0');
+    badDeadline.set('Keel-Deadline', 'tomorrow');
+    const second = await raw.request('keel.store.put', new TextEncoder().encode('{"text":"hi"}'), { headers: badDeadline, timeout: 5_000 });
+    expect(String(second.json<Record<string, unknown>>()['message'])).toContain('Keel-Deadline');
+
+    expect(await client.client(store).put({ text: 'next' })).toEqual({ length: 4 });
+  });
+
+  it('nats - refuses a different major contract version with VERSION_MISMATCH (409)', async () => {
+    const request = headers();
+    request.set('Keel-Contract-Version', '2.0.0');
+    const reply = await raw.request('keel.store.put', new TextEncoder().encode('{"text":"hi"}'), { headers: request, timeout: 5_000 });
+    expect(reply.headers?.get('Nats-Service-Error-Code')).toBe('409');
+    expect(reply.json<Record<string, unknown>>()).toMatchObject({ type: 'keel', code: 'VERSION_MISMATCH' });
+  });
+
+  it('nats - ignores a request without a reply subject and keeps serving', async () => {
+    const request = headers();
+    request.set('Keel-Contract-Version', '1.0.0');
+    raw.publish('keel.store.put', new TextEncoder().encode('{"text":"fire and forget"}'), { headers: request });
+    await raw.flush();
+    expect(await client.client(store).put({ text: 'still here' })).toEqual({ length: 10 });
+  });
+});

@@ -1,0 +1,149 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { z } from 'zod';
+import {
+  createKernel,
+  defineContract,
+  defineModule,
+  event,
+  isKeelError,
+  operation,
+  silentLogger,
+  type AnyModule,
+  type Kernel,
+  type Transport,
+} from 'keel';
+import { createNatsTransport } from 'keel/nats';
+import { startNatsServer, type NatsServer } from './support/nats-server.js';
+
+const worker = defineContract({
+  name: 'worker',
+  version: '1.0.0',
+  operations: {
+    work: operation({ input: z.object({ ms: z.number().int(), tag: z.string() }), output: z.object({ tag: z.string() }) }),
+  },
+  events: { done: event({ payload: z.object({ tag: z.string() }), delivery: 'durable' }) },
+});
+
+const watcher = defineContract({
+  name: 'watcher',
+  version: '1.0.0',
+  operations: { noop: operation({ input: z.object({}), output: z.object({}) }) },
+});
+
+const seen: string[] = [];
+
+const workerModule = defineModule({
+  contract: worker,
+  create: ({ emit }) => ({
+    handlers: {
+      work: async ({ ms, tag }) => {
+        await sleep(ms);
+        if (tag.startsWith('event')) await emit('done', { tag });
+        return { tag };
+      },
+    },
+  }),
+});
+
+const watcherModule = defineModule({
+  contract: watcher,
+  subscribesTo: [worker],
+  create: () => ({
+    handlers: { noop: () => ({}) },
+    events: { worker: { done: ({ tag }) => void seen.push(tag) } },
+  }),
+});
+
+const modules: AnyModule[] = [workerModule, watcherModule];
+
+describe('nats - nats-server restart', () => {
+  let server: NatsServer;
+  const transports: Transport[] = [];
+  const kernels: Kernel[] = [];
+  let client: Kernel;
+  let clientTransport: Transport;
+
+  const boot = async (host: string[]): Promise<{ kernel: Kernel; transport: Transport }> => {
+    const transport = await createNatsTransport({ servers: server.url, logger: silentLogger, reconnectTimeWaitMs: 100 });
+    transports.push(transport);
+    const kernel = createKernel({ modules, topology: { host, transport }, logger: silentLogger });
+    await kernel.start();
+    kernels.push(kernel);
+    return { kernel, transport };
+  };
+
+  beforeAll(async () => {
+    server = await startNatsServer();
+    await boot(['worker']);
+    await boot(['watcher']);
+    ({ kernel: client, transport: clientTransport } = await boot([]));
+  });
+
+  afterAll(async () => {
+    for (const kernel of kernels.reverse()) await kernel.stop();
+    for (const transport of transports) await transport.close();
+  });
+
+  it('nats - settles every in-flight call by its deadline, reports not ready while disconnected, and serves again after reconnecting', async () => {
+    expect(await client.client(worker).work({ ms: 0, tag: 'warm-up' })).toEqual({ tag: 'warm-up' });
+
+    const inFlight = Array.from({ length: 8 }, (_, index) =>
+      client.client(worker).work({ ms: 300, tag: `in-flight-${index}` }, { timeoutMs: 1_000 }),
+    );
+    await sleep(50);
+    await server.kill();
+
+    await vi.waitFor(() => expect(clientTransport.status().ready).toBe(false));
+    expect(client.ready()).toBe(false);
+    for (const kernel of kernels) expect(kernel.ready()).toBe(false);
+
+    // Every call settles: an answer that got out before the restart, or TIMEOUT at its deadline.
+    const outcomes = await Promise.allSettled(inFlight);
+    for (const outcome of outcomes) {
+      if (outcome.status === 'rejected') {
+        expect(isKeelError(outcome.reason, 'TIMEOUT'), String(outcome.reason)).toBe(true);
+      }
+    }
+
+    await server.start();
+    await vi.waitFor(() => {
+      for (const kernel of kernels) expect(kernel.ready()).toBe(true);
+    }, { timeout: 15_000, interval: 50 });
+
+    await vi.waitFor(async () => {
+      expect(await client.client(worker).work({ ms: 0, tag: 'after' }, { timeoutMs: 500 })).toEqual({ tag: 'after' });
+    }, { timeout: 15_000, interval: 100 });
+  });
+
+  it('nats - keeps delivering durable events after the server restarts', async () => {
+    await client.client(worker).work({ ms: 0, tag: 'event-before' });
+    await vi.waitFor(() => expect(seen).toContain('event-before'), { timeout: 10_000 });
+
+    await server.restart();
+    await vi.waitFor(() => {
+      for (const kernel of kernels) expect(kernel.ready()).toBe(true);
+    }, { timeout: 15_000, interval: 50 });
+
+    await vi.waitFor(async () => {
+      await client.client(worker).work({ ms: 0, tag: 'event-after' }, { timeoutMs: 2_000 });
+    }, { timeout: 15_000, interval: 200 });
+    await vi.waitFor(() => expect(seen).toContain('event-after'), { timeout: 20_000, interval: 100 });
+  });
+
+  it('nats - fails new calls with TIMEOUT, not a hang, while the server is down', async () => {
+    await server.kill();
+    await vi.waitFor(() => expect(clientTransport.status().ready).toBe(false));
+    try {
+      await client.client(worker).work({ ms: 0, tag: 'down' }, { timeoutMs: 200 });
+      throw new Error('expected a failure');
+    } catch (error) {
+      expect(isKeelError(error, 'TIMEOUT')).toBe(true);
+    } finally {
+      await server.start();
+    }
+    await vi.waitFor(async () => {
+      expect(await client.client(worker).work({ ms: 0, tag: 'up' }, { timeoutMs: 500 })).toEqual({ tag: 'up' });
+    }, { timeout: 15_000, interval: 100 });
+  });
+});
