@@ -69,6 +69,7 @@ export {
   type EventHandlerFunction,
   type EventHandlerOptions,
   type EventHandlers,
+  type ExactHandlers,
   type Handlers,
   type Module,
   type ModuleInstance,

@@ -86,9 +86,22 @@ export interface ModuleTools<C extends AnyContract, Deps extends readonly AnyCon
   readonly logger: Logger;
 }
 
+/**
+ * `H` with every key that is not an operation of `C` turned into `never`, so that an extra
+ * handler does not compile.
+ */
+export type ExactHandlers<H, C extends AnyContract> = H & {
+  readonly [K in Exclude<keyof H, keyof C['operations']>]: never;
+};
+
 /** What `create` returns: the module's running parts. */
-export interface ModuleInstance<C extends AnyContract, Subs extends readonly AnyContract[]> {
-  readonly handlers: Handlers<C>;
+export interface ModuleInstance<
+  C extends AnyContract,
+  Subs extends readonly AnyContract[],
+  H extends Handlers<C> = Handlers<C>,
+> {
+  /** One handler per operation of the contract: none missing, none extra. */
+  readonly handlers: ExactHandlers<H, C>;
   readonly events?: EventHandlers<Subs>;
   /** Runs before the module serves anything. */
   readonly start?: () => Promise<void> | void;
@@ -101,6 +114,7 @@ export interface ModuleSpec<
   C extends AnyContract,
   Deps extends readonly AnyContract[],
   Subs extends readonly AnyContract[],
+  H extends Handlers<C> = Handlers<C>,
 > {
   /** The one contract this module implements. */
   readonly contract: C;
@@ -113,7 +127,7 @@ export interface ModuleSpec<
   /** Builds the module once at start: resolve what handlers need here, never per call. */
   readonly create: (
     tools: ModuleTools<NoInfer<C>, NoInfer<Deps>>,
-  ) => ModuleInstance<NoInfer<C>, NoInfer<Subs>> | Promise<ModuleInstance<NoInfer<C>, NoInfer<Subs>>>;
+  ) => ModuleInstance<NoInfer<C>, NoInfer<Subs>, H> | Promise<ModuleInstance<NoInfer<C>, NoInfer<Subs>, H>>;
 }
 
 /** A module value, built by {@link defineModule}. */
@@ -164,7 +178,8 @@ export function defineModule<
   C extends AnyContract,
   const Deps extends readonly AnyContract[] = readonly [],
   const Subs extends readonly AnyContract[] = readonly [],
->(spec: ModuleSpec<C, Deps, Subs>): Module<C, Deps, Subs> {
+  H extends Handlers<C> = Handlers<C>,
+>(spec: ModuleSpec<C, Deps, Subs, H>): Module<C, Deps, Subs> {
   const name = spec.contract?.name;
   const fail = (message: string): never => {
     throw new KeelError(KeelErrorCode.INVALID_MODULE, `Module "${String(name)}": ${message}`);
@@ -193,6 +208,6 @@ export function defineModule<
     dependsOn,
     subscribesTo,
     providers: spec.providers,
-    create: spec.create,
+    create: spec.create as Module<C, Deps, Subs>['create'],
   });
 }

@@ -128,6 +128,19 @@ describe('kernel types - modules', () => {
     });
   });
 
+  it('does not compile a module with a handler its contract does not declare', () => {
+    defineModule({
+      contract: orders,
+      create: () => ({
+        handlers: {
+          place: () => ({ orderId: 'o-1' }),
+          // @ts-expect-error cancel is not an operation of orders
+          cancel: () => ({}),
+        },
+      }),
+    });
+  });
+
   it('types emit by the module own events', () => {
     defineModule({
       contract: catalog,

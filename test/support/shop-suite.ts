@@ -14,6 +14,7 @@ import {
   type Client,
   type Emit,
   type EventPayload,
+  type ExactHandlers,
   type Handlers,
   type Module,
 } from 'keel';
@@ -342,7 +343,7 @@ export function eventSource<C extends AnyContract>(contract: C): { module: Modul
         throw new Error(`${contract.name}.${operation} is not served by this event source`);
       },
     ]),
-  ) as unknown as Handlers<C>;
+  ) as unknown as ExactHandlers<Handlers<C>, C>;
   const module = defineModule({
     contract,
     create: ({ emit }) => {
