@@ -1,0 +1,77 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { createKernel, isKeelError, type Kernel } from 'keel';
+import { DuplicateSku, UnknownProduct, catalog } from '../modules/catalog/contract.js';
+import { catalogModule } from '../modules/catalog/module.js';
+import { eventRecorder } from './support/shop-suite.js';
+
+describe('catalog - products', () => {
+  const added = eventRecorder(catalog);
+  let kernel: Kernel;
+  const products = () => kernel.client(catalog);
+
+  beforeAll(async () => {
+    kernel = createKernel({ modules: [catalogModule, added.module] });
+    await kernel.start();
+  });
+  afterAll(() => kernel.stop());
+
+  it('catalog - starts seeded with products, listed by SKU', async () => {
+    const { products: seeded } = await products().listProducts({});
+    expect(seeded.map((product) => product.sku)).toEqual(expect.arrayContaining(['CB-USB-C', 'KB-001', 'MN-027', 'MS-001']));
+    const skus = seeded.map((product) => product.sku);
+    expect(skus).toEqual([...skus].sort((a, b) => a.localeCompare(b)));
+    expect(await products().getProduct({ sku: 'KB-001' })).toMatchObject({ name: 'Mechanical keyboard', priceCents: 8900 });
+  });
+
+  it('catalog - addProduct stores the product, dates it and announces productAdded', async () => {
+    const sku = `SKU-${randomUUID()}`;
+    const product = await products().addProduct({ sku, name: 'Desk lamp', priceCents: 2450 });
+
+    expect(product).toEqual({ sku, name: 'Desk lamp', priceCents: 2450, createdAt: expect.any(String) });
+    expect(Number.isNaN(Date.parse(product.createdAt))).toBe(false);
+    expect(await products().getProduct({ sku })).toEqual(product);
+    expect((await products().listProducts({})).products).toContainEqual(product);
+    await vi.waitFor(() => expect(added.of('productAdded')).toContainEqual(product));
+  });
+
+  it('catalog - a taken SKU fails with DuplicateSku and leaves the product unchanged', async () => {
+    const sku = `SKU-${randomUUID()}`;
+    const original = await products().addProduct({ sku, name: 'Original', priceCents: 100 });
+
+    const failure = await products()
+      .addProduct({ sku, name: 'Impostor', priceCents: 1 })
+      .catch((error: unknown) => error);
+
+    expect(failure).toBeInstanceOf(DuplicateSku);
+    expect((failure as InstanceType<typeof DuplicateSku>).data).toEqual({ sku });
+    expect((failure as InstanceType<typeof DuplicateSku>).kind).toBe('conflict');
+    expect(await products().getProduct({ sku })).toEqual(original);
+  });
+
+  it('catalog - an unknown SKU fails with UnknownProduct, a not-found error', async () => {
+    const sku = `SKU-${randomUUID()}`;
+    const failure = await products()
+      .getProduct({ sku })
+      .catch((error: unknown) => error);
+    expect(failure).toBeInstanceOf(UnknownProduct);
+    expect((failure as InstanceType<typeof UnknownProduct>).kind).toBe('not-found');
+    expect((failure as Error).message).toContain('catalog.addProduct');
+  });
+
+  it('catalog - refuses SKUs, names and prices outside the contract', async () => {
+    const cases = [
+      [{ sku: 'has space', name: 'x', priceCents: 1 }, 'sku'],
+      [{ sku: `SKU-${randomUUID()}`, name: '', priceCents: 1 }, 'name'],
+      [{ sku: `SKU-${randomUUID()}`, name: 'Free', priceCents: 0 }, 'priceCents'],
+      [{ sku: `SKU-${randomUUID()}`, name: 'Float', priceCents: 9.99 }, 'priceCents'],
+    ] as const;
+    for (const [input, field] of cases) {
+      const failure = await products()
+        .addProduct(input)
+        .catch((error: unknown) => error);
+      expect(isKeelError(failure, 'INVALID_INPUT')).toBe(true);
+      expect((failure as Error).message).toContain(`${field}:`);
+    }
+  });
+});

@@ -1,0 +1,179 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { createKernel, type Kernel } from 'keel';
+import { UnknownProduct, catalog } from '../modules/catalog/contract.js';
+import { catalogModule } from '../modules/catalog/module.js';
+import { OutOfStock, inventory } from '../modules/inventory/contract.js';
+import { inventoryModule } from '../modules/inventory/module.js';
+import { orders } from '../modules/orders/contract.js';
+import { eventRecorder, eventSource } from './support/shop-suite.js';
+
+describe('inventory - stock and reservations', () => {
+  // The real orders module is replaced by one that only publishes orders events, so that each
+  // test decides which events arrive, how often, and in which order.
+  const fakeOrders = eventSource(orders);
+  const stockEvents = eventRecorder(inventory);
+  let kernel: Kernel;
+  const stock = () => kernel.client(inventory);
+
+  beforeAll(async () => {
+    kernel = createKernel({ modules: [catalogModule, inventoryModule, fakeOrders.module, stockEvents.module] });
+    await kernel.start();
+  });
+  afterAll(() => kernel.stop());
+
+  const newProduct = async (onHand: number): Promise<string> => {
+    const sku = `SKU-${randomUUID()}`;
+    await kernel.client(catalog).addProduct({ sku, name: `Product ${sku}`, priceCents: 1000 });
+    if (onHand > 0) await stock().restock({ sku, quantity: onHand });
+    return sku;
+  };
+  const level = (sku: string, onHand: number, reserved: number) => ({ sku, onHand, reserved, available: onHand - reserved });
+  const now = () => new Date().toISOString();
+  const placed = (orderId: string, sku: string, quantity: number) =>
+    fakeOrders.emit('orderPlaced', {
+      orderId,
+      customerId: 'c-1',
+      lines: [{ sku, quantity, unitPriceCents: 1000 }],
+      totalCents: quantity * 1000,
+      paymentId: `pay_${orderId}`,
+      placedAt: now(),
+    });
+  const cancelled = (orderId: string, sku: string, quantity: number) =>
+    fakeOrders.emit('orderCancelled', {
+      orderId,
+      customerId: 'c-1',
+      lines: [{ sku, quantity, unitPriceCents: 1000 }],
+      refundedCents: quantity * 1000,
+      cancelledAt: now(),
+    });
+  /** Resolves once the inventory handled every orders event emitted before (one process delivers them in order). */
+  const drained = async (): Promise<void> => {
+    const sentinel = await newProduct(1);
+    const orderId = randomUUID();
+    await stock().reserve({ orderId, lines: [{ sku: sentinel, quantity: 1 }] });
+    await placed(orderId, sentinel, 1);
+    await vi.waitFor(async () => expect((await stock().getStock({ sku: sentinel })).onHand).toBe(0));
+  };
+
+  it('inventory - starts with stock for the seeded catalog', async () => {
+    expect((await stock().getStock({ sku: 'KB-001' })).onHand).toBeGreaterThan(0);
+  });
+
+  it('inventory - restock adds units; a product never stocked has none', async () => {
+    const sku = await newProduct(0);
+    expect(await stock().getStock({ sku })).toEqual(level(sku, 0, 0));
+    expect(await stock().restock({ sku, quantity: 3 })).toEqual(level(sku, 3, 0));
+    expect(await stock().restock({ sku, quantity: 4 })).toEqual(level(sku, 7, 0));
+  });
+
+  it('inventory - a SKU the catalog does not know fails with UnknownProduct', async () => {
+    const sku = `SKU-${randomUUID()}`;
+    await expect(stock().restock({ sku, quantity: 1 })).rejects.toBeInstanceOf(UnknownProduct);
+    const failure = await stock()
+      .getStock({ sku })
+      .catch((error: unknown) => error);
+    expect(failure).toBeInstanceOf(UnknownProduct);
+    expect((failure as InstanceType<typeof UnknownProduct>).data).toEqual({ sku });
+  });
+
+  it('inventory - reserve holds every line or none', async () => {
+    const a = await newProduct(5);
+    const b = await newProduct(2);
+
+    const failure = await stock()
+      .reserve({ orderId: randomUUID(), lines: [{ sku: a, quantity: 5 }, { sku: b, quantity: 3 }] })
+      .catch((error: unknown) => error);
+    expect(failure).toBeInstanceOf(OutOfStock);
+    expect((failure as InstanceType<typeof OutOfStock>).data).toEqual({ sku: b, requested: 3, available: 2 });
+    expect(await stock().getStock({ sku: a })).toEqual(level(a, 5, 0));
+
+    const orderId = randomUUID();
+    const reservation = await stock().reserve({ orderId, lines: [{ sku: a, quantity: 4 }, { sku: b, quantity: 2 }] });
+    expect(reservation).toEqual({ orderId, lines: [{ sku: a, quantity: 4 }, { sku: b, quantity: 2 }], status: 'reserved' });
+    expect(await stock().getStock({ sku: a })).toEqual(level(a, 5, 4));
+    expect(await stock().getStock({ sku: b })).toEqual(level(b, 2, 2));
+  });
+
+  it('inventory - reserving the same order again reserves nothing more', async () => {
+    const sku = await newProduct(10);
+    const orderId = randomUUID();
+    const first = await stock().reserve({ orderId, lines: [{ sku, quantity: 3 }] });
+    expect(await stock().reserve({ orderId, lines: [{ sku, quantity: 3 }] })).toEqual(first);
+    expect(await stock().getStock({ sku })).toEqual(level(sku, 10, 3));
+  });
+
+  it('inventory - release frees reserved units once', async () => {
+    const sku = await newProduct(10);
+    const orderId = randomUUID();
+    await stock().reserve({ orderId, lines: [{ sku, quantity: 4 }] });
+
+    expect(await stock().release({ orderId })).toMatchObject({ orderId, status: 'released' });
+    expect(await stock().release({ orderId })).toMatchObject({ orderId, status: 'released' });
+    expect(await stock().getStock({ sku })).toEqual(level(sku, 10, 0));
+  });
+
+  it('inventory - releasing an unknown order makes a late reserve for it hold nothing', async () => {
+    const sku = await newProduct(10);
+    const orderId = randomUUID();
+    expect(await stock().release({ orderId })).toEqual({ orderId, lines: [], status: 'released' });
+    expect(await stock().reserve({ orderId, lines: [{ sku, quantity: 2 }] })).toMatchObject({ status: 'released' });
+    expect(await stock().getStock({ sku })).toEqual(level(sku, 10, 0));
+  });
+
+  it('inventory - orderPlaced commits the reservation once, however often it is delivered', async () => {
+    const sku = await newProduct(10);
+    const orderId = randomUUID();
+    await stock().reserve({ orderId, lines: [{ sku, quantity: 3 }] });
+
+    await placed(orderId, sku, 3);
+    await placed(orderId, sku, 3);
+    await drained();
+
+    expect(await stock().getStock({ sku })).toEqual(level(sku, 7, 0));
+    // A committed reservation is no longer releasable.
+    expect(await stock().release({ orderId })).toMatchObject({ status: 'committed' });
+    expect(await stock().getStock({ sku })).toEqual(level(sku, 7, 0));
+  });
+
+  it('inventory - orderCancelled after orderPlaced puts the units back on the shelf once', async () => {
+    const sku = await newProduct(10);
+    const orderId = randomUUID();
+    await stock().reserve({ orderId, lines: [{ sku, quantity: 3 }] });
+    await placed(orderId, sku, 3);
+    await vi.waitFor(async () => expect(await stock().getStock({ sku })).toEqual(level(sku, 7, 0)));
+
+    await cancelled(orderId, sku, 3);
+    await cancelled(orderId, sku, 3);
+    await placed(orderId, sku, 3);
+    await drained();
+
+    // The redelivered orderCancelled and a late orderPlaced changed nothing.
+    expect(await stock().getStock({ sku })).toEqual(level(sku, 10, 0));
+    expect(await stock().release({ orderId })).toMatchObject({ status: 'returned' });
+  });
+
+  it('inventory - orderCancelled arriving before orderPlaced releases, and the late orderPlaced commits nothing', async () => {
+    const sku = await newProduct(10);
+    const orderId = randomUUID();
+    await stock().reserve({ orderId, lines: [{ sku, quantity: 3 }] });
+
+    await cancelled(orderId, sku, 3);
+    await placed(orderId, sku, 3);
+    await drained();
+
+    expect(await stock().getStock({ sku })).toEqual(level(sku, 10, 0));
+    expect(await stock().release({ orderId })).toMatchObject({ status: 'released' });
+  });
+
+  it('inventory - stockLow is announced once when a reservation crosses the threshold', async () => {
+    const sku = await newProduct(8);
+    const lowFor = () => stockEvents.of('stockLow').filter((event) => event.sku === sku);
+
+    await stock().reserve({ orderId: randomUUID(), lines: [{ sku, quantity: 3 }] }); // 5 left: not below 5
+    await stock().reserve({ orderId: randomUUID(), lines: [{ sku, quantity: 2 }] }); // 3 left: crosses
+    await stock().reserve({ orderId: randomUUID(), lines: [{ sku, quantity: 1 }] }); // 2 left: already low
+
+    await vi.waitFor(() => expect(lowFor()).toEqual([{ sku, available: 3, threshold: 5 }]));
+  });
+});
