@@ -1,0 +1,30 @@
+#!/usr/bin/env node
+/**
+ * The `keel` executable: runs {@link main} with this process's arguments, streams and signals.
+ * The first Ctrl-C or SIGTERM asks a long-running command to drain; a second one, or one
+ * while no command listens, exits at once.
+ */
+import { getEventListeners } from 'node:events';
+import { runCli, type SupervisorChannel } from './command.js';
+import { main } from './main.js';
+
+const controller = new AbortController();
+
+function onSignal(signal: NodeJS.Signals): void {
+  const exitCode = 128 + (signal === 'SIGINT' ? 2 : 15);
+  if (controller.signal.aborted || getEventListeners(controller.signal, 'abort').length === 0) {
+    if (controller.signal.aborted) process.stderr.write(`keel: ${signal} again, exiting without waiting.\n`);
+    process.exit(exitCode);
+  }
+  controller.abort(signal);
+}
+
+process.on('SIGINT', onSignal);
+process.on('SIGTERM', onSignal);
+// Started by `keel up`: stop when it goes away, and tell it when this process is ready.
+process.on('disconnect', () => controller.abort('disconnect'));
+const supervisor: SupervisorChannel | undefined =
+  process.send === undefined ? undefined : { send: (message) => process.connected && process.send?.(message) };
+
+process.exitCode = await runCli(main, process.argv.slice(2), { signal: controller.signal, supervisor });
+if (process.connected) process.disconnect();

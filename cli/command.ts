@@ -1,0 +1,312 @@
+/**
+ * The command runner: citty's `defineCommand` for each command, and {@link runCli}, which takes
+ * its argument list and its streams as parameters so that tests never touch `process.argv`.
+ */
+import { stripVTControlCharacters } from 'node:util';
+import {
+  parseArgs,
+  renderUsage,
+  runCommand,
+  type ArgsDef,
+  type CommandContext,
+  type CommandDef,
+  type CommandMeta,
+  type Resolvable,
+} from 'citty';
+import { isKeelError } from 'keel';
+import { CLIError, CliErrorCode, ExitCode, isCliError } from './errors.js';
+
+/** Where a command writes. `process.stdout` satisfies it; so does a string collector in tests. */
+export interface OutputStream {
+  write(text: string): unknown;
+  readonly isTTY?: boolean;
+}
+
+/** How to start this very CLI again in a child process (used by `keel up`). */
+export interface SelfCommand {
+  /** The executable, normally `process.execPath`. */
+  readonly command: string;
+  /** Arguments before the CLI's own arguments (node flags, then the CLI script). */
+  readonly args: readonly string[];
+}
+
+/** A message a `keel start` process sends to the `keel up` that runs it. */
+export type SupervisorMessage =
+  | { readonly type: 'ready'; readonly modules: readonly string[]; readonly httpUrl?: string | undefined }
+  | { readonly type: 'stopping' };
+
+/** The channel to a supervising `keel up` (Node's IPC channel in a child process). */
+export interface SupervisorChannel {
+  send(message: SupervisorMessage): void;
+}
+
+/** What every command receives besides its parsed arguments. */
+export interface CliContext {
+  /** Directory relative paths are resolved against. */
+  readonly cwd: string;
+  readonly env: Readonly<Record<string, string | undefined>>;
+  readonly stdout: OutputStream;
+  readonly stderr: OutputStream;
+  /** Aborted on Ctrl-C or SIGTERM: long-running commands drain and return when it fires. */
+  readonly signal: AbortSignal;
+  readonly self: SelfCommand;
+  /** The `keel up` supervising this process, if any. */
+  readonly supervisor?: SupervisorChannel | undefined;
+}
+
+/** What {@link runCli} takes; every field defaults to the current process. */
+export type RunCliOptions = Partial<CliContext>;
+
+/** A command's metadata: citty's, plus examples shown under `--help`. */
+export interface KeelCommandMeta extends CommandMeta {
+  /** Command lines shown under EXAMPLES, without the leading `$ `. */
+  readonly examples?: readonly string[];
+}
+
+/** A command definition: citty's, with {@link KeelCommandMeta}. */
+export type KeelCommandDef<T extends ArgsDef = ArgsDef> = Omit<CommandDef<T>, 'meta'> & {
+  readonly meta?: Resolvable<KeelCommandMeta>;
+};
+
+/**
+ * Defines one command (one per file; sub-commands are loaded lazily by their parent).
+ * A thin, typed wrapper over citty's `defineCommand` that adds `meta.examples`.
+ *
+ * @example
+ * ```ts
+ * export default defineCommand({
+ *   meta: { name: 'graph', description: 'Print the module dependency graph', examples: ['keel graph'] },
+ *   args: { format: { type: 'enum', options: ['text', 'mermaid'], default: 'text' } },
+ *   run: ({ args, data }) => {
+ *     const cli = contextOf(data);
+ *     cli.stdout.write(`format: ${args.format}\n`);
+ *   },
+ * });
+ * ```
+ */
+export function defineCommand<const T extends ArgsDef = ArgsDef>(def: KeelCommandDef<T>): CommandDef<T> {
+  return def as CommandDef<T>;
+}
+
+/**
+ * The {@link CliContext} of a running command, from citty's `context.data`.
+ *
+ * @example
+ * ```ts
+ * run: ({ data }) => contextOf(data).stdout.write('done\n'),
+ * ```
+ */
+export function contextOf(data: unknown): CliContext {
+  const context = data as CliContext | undefined;
+  if (context === undefined || typeof context.stdout?.write !== 'function') {
+    throw new Error('This command must be run through runCli(), which provides its context.');
+  }
+  return context;
+}
+
+/** The parsed arguments type of a command, for helpers a command's `run` calls. */
+export type ArgsOf<C> = C extends CommandDef<infer T> ? CommandContext<T>['args'] : never;
+
+const resolve = async <T>(value: Resolvable<T>): Promise<T> =>
+  typeof value === 'function' ? (value as () => T | Promise<T>)() : value;
+
+interface Resolved {
+  readonly command: CommandDef;
+  /** Names from the root to this command, such as `['keel', 'generate', 'module']`. */
+  readonly path: readonly string[];
+  readonly rawArgs: string[];
+}
+
+async function nameOf(command: CommandDef, fallback: string): Promise<string> {
+  return (await resolve(command.meta ?? {}))?.name ?? fallback;
+}
+
+function subCommandIndex(rawArgs: readonly string[], argsDef: ArgsDef): number {
+  for (let index = 0; index < rawArgs.length; index++) {
+    const arg = rawArgs[index] as string;
+    if (arg === '--') return -1;
+    if (arg.startsWith('-')) {
+      const name = arg.replace(/^-{1,2}/, '').split('=')[0] as string;
+      const takesValue = Object.entries(argsDef).some(
+        ([key, def]) => (def.type === 'string' || def.type === 'enum') && (key === name || aliasesOf(def).includes(name)),
+      );
+      if (takesValue && !arg.includes('=')) index++;
+      continue;
+    }
+    return index;
+  }
+  return -1;
+}
+
+function aliasesOf(def: ArgsDef[string]): string[] {
+  const alias = 'alias' in def ? def.alias : undefined;
+  return alias === undefined ? [] : Array.isArray(alias) ? alias : [alias];
+}
+
+/** Walks sub-commands as far as the argument list names them. */
+async function resolveCommand(root: CommandDef, rawArgs: string[]): Promise<Resolved> {
+  let current: Resolved = { command: root, path: [await nameOf(root, 'keel')], rawArgs };
+  for (;;) {
+    const subCommands = await resolve(current.command.subCommands ?? {});
+    if (Object.keys(subCommands).length === 0) return current;
+    const index = subCommandIndex(current.rawArgs, await resolve(current.command.args ?? {}));
+    if (index < 0) return current;
+    const name = current.rawArgs[index] as string;
+    const sub = subCommands[name];
+    if (sub === undefined) {
+      throw new CLIError(
+        CliErrorCode.E_UNKNOWN_COMMAND,
+        `Unknown command "${name}" for ${current.path.join(' ')}. Available: ${Object.keys(subCommands).join(', ')}.`,
+        { hint: `Run \`${current.path.join(' ')} --help\` to see what each command does.` },
+      );
+    }
+    const command = await resolve(sub);
+    current = { command, path: [...current.path, name], rawArgs: current.rawArgs.slice(index + 1) };
+  }
+}
+
+const HEADING = (title: string): string => `\u001B[4m\u001B[1m${title}\u001B[22m\u001B[24m`;
+
+/**
+ * The `--help` text of a command: citty's usage plus an EXAMPLES section, with the full
+ * command path (`keel generate module`) as its name.
+ *
+ * @example
+ * ```ts
+ * const text = await renderHelp(main, ['generate', 'module']);
+ * ```
+ */
+export async function renderHelp(root: CommandDef, argv: readonly string[] = []): Promise<string> {
+  const target = await resolveCommand(root, [...argv]);
+  return stripVTControlCharacters(await renderResolved(target));
+}
+
+async function renderResolved(target: Resolved): Promise<string> {
+  const meta = (await resolve(target.command.meta ?? {})) as KeelCommandMeta;
+  const parentName = target.path.slice(0, -1).join(' ');
+  const named: CommandDef = { ...target.command, meta: { ...meta, name: target.path.at(-1) as string } };
+  const usage = await renderUsage(named, parentName ? ({ meta: { name: parentName } } as CommandDef) : undefined);
+  let text = usage.replace(/[^\S\n]+$/gm, '').trimEnd();
+  if (meta.examples && meta.examples.length > 0) {
+    text += `\n\n${HEADING('EXAMPLES')}\n\n${meta.examples.map((example) => `  $ ${example}`).join('\n')}`;
+  }
+  return `${text}\n`;
+}
+
+function knownOptionNames(argsDef: ArgsDef): Set<string> {
+  const names = new Set<string>(['help', 'h']);
+  const camel = (name: string) => name.replace(/-([a-z0-9])/g, (_, char: string) => char.toUpperCase());
+  const kebab = (name: string) => name.replace(/[A-Z]/g, (char) => `-${char.toLowerCase()}`);
+  for (const [name, def] of Object.entries(argsDef)) {
+    if (def.type === 'positional') continue;
+    for (const alias of [name, ...aliasesOf(def)]) {
+      names.add(alias).add(camel(alias)).add(kebab(alias));
+      if (def.type === 'boolean') names.add(`no-${alias}`).add(`no-${kebab(alias)}`);
+    }
+  }
+  return names;
+}
+
+async function checkArguments(target: Resolved): Promise<void> {
+  const argsDef = await resolve(target.command.args ?? {});
+  const known = knownOptionNames(argsDef);
+  const usage = `Run \`${target.path.join(' ')} --help\` for usage.`;
+  for (const arg of target.rawArgs) {
+    if (arg === '--') break;
+    if (!arg.startsWith('-') || arg === '-') continue;
+    const name = arg.replace(/^-{1,2}/, '').split('=')[0] as string;
+    if (!known.has(name)) {
+      throw new CLIError(CliErrorCode.E_USAGE, `Unknown option ${arg.split('=')[0]} for ${target.path.join(' ')}.`, { hint: usage });
+    }
+  }
+  let parsed: { _: string[] };
+  try {
+    parsed = parseArgs(target.rawArgs, argsDef);
+  } catch (error) {
+    throw new CLIError(CliErrorCode.E_USAGE, `${stripVTControlCharacters((error as Error).message)}.`.replace(/\.\.$/, '.'), {
+      hint: usage,
+      cause: error,
+    });
+  }
+  const positionals = Object.values(argsDef).filter((def) => def.type === 'positional').length;
+  const extra = parsed._.slice(positionals);
+  if (extra.length > 0) {
+    throw new CLIError(CliErrorCode.E_USAGE, `Unexpected argument "${extra[0]}" for ${target.path.join(' ')}.`, { hint: usage });
+  }
+  for (const [name, def] of Object.entries(argsDef)) {
+    const value = (parsed as Record<string, unknown>)[name];
+    if ((def.type === 'string' || def.type === 'enum') && value === '') {
+      throw new CLIError(CliErrorCode.E_USAGE, `Option --${name} needs a value.`, { hint: usage });
+    }
+  }
+}
+
+function defaultContext(options: RunCliOptions): CliContext {
+  return {
+    cwd: options.cwd ?? process.cwd(),
+    env: options.env ?? process.env,
+    stdout: options.stdout ?? process.stdout,
+    stderr: options.stderr ?? process.stderr,
+    signal: options.signal ?? new AbortController().signal,
+    self: options.self ?? { command: process.execPath, args: [...process.execArgv, process.argv[1] ?? ''] },
+    supervisor: options.supervisor,
+  };
+}
+
+function write(stream: OutputStream, text: string): void {
+  stream.write(stream.isTTY ? text : stripVTControlCharacters(text));
+}
+
+/**
+ * Runs a command with an explicit argument list and returns the process exit code: 0 on
+ * success, 2 for a usage error, 1 for any other failure. Errors are printed to `stderr` as
+ * `error E_CODE: message`; nothing here calls `process.exit`.
+ *
+ * @example
+ * ```ts
+ * import { main } from './main.js';
+ *
+ * const lines: string[] = [];
+ * const code = await runCli(main, ['generate', 'module', 'billing', '--dry-run'], {
+ *   cwd: '/tmp/my-shop',
+ *   stdout: { write: (text) => lines.push(text) },
+ * });
+ * ```
+ */
+export async function runCli(root: CommandDef, argv: readonly string[], options: RunCliOptions = {}): Promise<number> {
+  const context = defaultContext(options);
+  const rawArgs = [...argv];
+  const beforeDashes = rawArgs.includes('--') ? rawArgs.slice(0, rawArgs.indexOf('--')) : rawArgs;
+  try {
+    if (beforeDashes.length === 1 && (beforeDashes[0] === '--version' || beforeDashes[0] === '-v')) {
+      const meta = await resolve(root.meta ?? {});
+      write(context.stdout, `${meta?.version ?? 'unknown'}\n`);
+      return ExitCode.OK;
+    }
+    const target = await resolveCommand(root, rawArgs);
+    const isGroup = Object.keys(await resolve(target.command.subCommands ?? {})).length > 0;
+    if (beforeDashes.includes('--help') || beforeDashes.includes('-h') || (isGroup && target.command.run === undefined)) {
+      write(context.stdout, await renderResolved(target));
+      return ExitCode.OK;
+    }
+    await checkArguments(target);
+    await runCommand(target.command, { rawArgs: target.rawArgs, data: context });
+    return ExitCode.OK;
+  } catch (error) {
+    return report(error, context);
+  }
+}
+
+function report(error: unknown, context: CliContext): number {
+  if (isCliError(error)) {
+    write(context.stderr, `error ${error.code}: ${error.message}\n${error.hint ? `  ${error.hint}\n` : ''}`);
+    return error.exitCode;
+  }
+  if (isKeelError(error)) {
+    write(context.stderr, `error ${error.code}: ${error.message}\n`);
+    return ExitCode.FAILURE;
+  }
+  const detail = error instanceof Error ? (error.stack ?? error.message) : String(error);
+  write(context.stderr, `error: unexpected failure (a bug in keel or in the application):\n${detail}\n`);
+  return ExitCode.FAILURE;
+}

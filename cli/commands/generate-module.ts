@@ -1,0 +1,57 @@
+/**
+ * `keel generate module <name>`: writes a module folder (contract, implementation), its test,
+ * and registers it in the manifest.
+ */
+import { contextOf, defineCommand } from '../command.js';
+import { planModule, shownPath, writePlan } from '../generate.js';
+import { findProject } from '../project.js';
+
+export default defineCommand({
+  meta: {
+    name: 'module',
+    description: 'Generate a module: contract.ts, module.ts and a test, registered in the manifest',
+    examples: [
+      'keel generate module billing',
+      'keel generate module billing --depends-on orders,payments --events invoiceSent,invoicePaid',
+      'keel generate module billing --dry-run',
+    ],
+  },
+  args: {
+    name: { type: 'positional', description: 'Module name, lower-kebab-case (such as order-history)', required: true },
+    'depends-on': { type: 'string', description: 'Modules it calls, comma-separated', valueHint: 'a,b' },
+    events: { type: 'string', description: 'Events it publishes, camelCase, comma-separated', valueHint: 'a,b' },
+    'dry-run': { type: 'boolean', description: 'Show the files without writing anything' },
+  },
+  run: async ({ args, data }) => {
+    const cli = contextOf(data);
+    const project = findProject(cli.cwd);
+    const plan = await planModule(project, { name: args.name, dependsOn: args['depends-on'], events: args.events });
+    const out = (line = '') => cli.stdout.write(`${line}\n`);
+    if (args['dry-run']) {
+      out(`Would generate module ${plan.name} (dry run: nothing written):`);
+      for (const file of plan.files) {
+        out(`\n--- ${file.action === 'create' ? 'create' : 'update'} ${shownPath(project, file.path)}${file.note ? ` (${file.note})` : ''}`);
+        const shown = file.action === 'create' ? file.content : addedLines(file.before ?? '', file.content);
+        cli.stdout.write(shown.endsWith('\n') ? shown : `${shown}\n`);
+      }
+      return;
+    }
+    writePlan(plan);
+    out(`Generated module ${plan.name}:`);
+    for (const file of plan.files) {
+      out(`  ${file.action === 'create' ? 'created' : 'updated'} ${shownPath(project, file.path)}${file.note ? `  (${file.note})` : ''}`);
+    }
+    out('');
+    out('Next: describe its operations in contract.ts, implement them in module.ts, then run the tests.');
+  },
+});
+
+/** The lines of `after` that `before` does not have, each prefixed with `+ `. */
+function addedLines(before: string, after: string): string {
+  const old = new Set(before.split('\n'));
+  return after
+    .split('\n')
+    .filter((line) => !old.has(line))
+    .map((line) => `+ ${line}`)
+    .join('\n');
+}

@@ -1,0 +1,106 @@
+/**
+ * `keel up [topology]`: runs a whole topology locally. Starts nats-server when the topology
+ * needs NATS and no URL is given, one `keel start` per process replica, and supervises them
+ * until Ctrl-C or SIGTERM drains everything.
+ */
+import { once } from 'node:events';
+import { relative, resolve } from 'node:path';
+import { contextOf, defineCommand } from '../command.js';
+import { CLIError, CliErrorCode } from '../errors.js';
+import { launchNatsServer, type LaunchedNatsServer } from '../nats-server.js';
+import { findProject, loadManifest } from '../project.js';
+import { createSupervisor, type ProcessSpec } from '../supervisor.js';
+import { loadTopology, needsNats, singleProcessTopology } from '../topology.js';
+
+export default defineCommand({
+  meta: {
+    name: 'up',
+    description: 'Run a whole topology locally: every process, NATS, restarts, one log',
+    examples: ['keel up', 'keel up topologies/split.ts', 'keel up topologies/per-module.ts --nats nats://127.0.0.1:4222'],
+  },
+  args: {
+    topology: {
+      type: 'positional',
+      description: 'Topology file (.ts, .js or .json); default: every module in one process',
+      required: false,
+    },
+    nats: {
+      type: 'string',
+      description: 'NATS server URL (default: the topology\'s, then $KEEL_NATS_URL, else nats-server is started)',
+      valueHint: 'url',
+    },
+  },
+  run: async ({ args, data }) => {
+    const cli = contextOf(data);
+    const log = (line: string) => cli.stdout.write(`keel up: ${line}\n`);
+    const project = findProject(cli.cwd);
+    const names = (await loadManifest(project)).map((module) => module.name as string);
+    const file = args.topology === undefined ? undefined : resolve(cli.cwd, args.topology);
+    const topology = file === undefined ? singleProcessTopology(names) : await loadTopology(project, file, names);
+    const label = topology.name ?? (file === undefined ? 'one process' : relative(project.root, file));
+
+    let natsUrl = args.nats ?? topology.nats.url ?? (cli.env['KEEL_NATS_URL'] || undefined);
+    let natsServer: LaunchedNatsServer | undefined;
+    if (natsUrl === undefined && needsNats(topology)) {
+      natsServer = await launchNatsServer({ binary: cli.env['KEEL_NATS_SERVER_BIN'] || undefined });
+      natsUrl = natsServer.url;
+      log(`started nats-server on ${natsUrl}`);
+    }
+
+    const processes: ProcessSpec[] = [];
+    for (const [group, spec] of Object.entries(topology.processes)) {
+      for (let replica = 1; replica <= spec.replicas; replica++) {
+        const name = spec.replicas > 1 ? `${group}#${replica}` : group;
+        processes.push({
+          name,
+          command: cli.self.command,
+          args: [
+            ...cli.self.args,
+            'start',
+            '--modules',
+            spec.modules.join(','),
+            ...(natsUrl === undefined ? [] : ['--nats', natsUrl]),
+            ...(spec.http === undefined ? [] : ['--http', String(spec.http)]),
+          ],
+          cwd: project.root,
+          env: {
+            ...cli.env,
+            ...spec.env,
+            KEEL_PROCESS_NAME: name,
+            ...(topology.nats.prefix === undefined ? {} : { KEEL_NATS_PREFIX: topology.nats.prefix }),
+          },
+        });
+      }
+    }
+    log(`${label}: ${processes.length} process${processes.length === 1 ? '' : 'es'}${natsUrl ? ` over ${natsUrl}` : ''}`);
+    for (const [group, spec] of Object.entries(topology.processes)) {
+      log(`  ${group}${spec.replicas > 1 ? ` ×${spec.replicas}` : ''}: ${spec.modules.join(', ')}`);
+    }
+
+    const gaveUp = new AbortController();
+    let failed: string | undefined;
+    const supervisor = createSupervisor({
+      processes,
+      output: cli.stdout,
+      log,
+      onAllReady: () => log(`ready: all ${processes.length} processes (${processes.map((process) => process.name).join(', ')})`),
+      onGiveUp: (name) => {
+        failed = name;
+        gaveUp.abort();
+      },
+    });
+    if (!cli.signal.aborted && !gaveUp.signal.aborted) {
+      await Promise.race([once(cli.signal, 'abort'), once(gaveUp.signal, 'abort')]);
+    }
+    log(failed ? 'stopping every process' : 'stopping: draining every process');
+    const exits = await supervisor.stop();
+    for (const exit of exits) {
+      log(`  ${exit.name} ${exit.code === 0 ? 'stopped cleanly' : `ended with ${exit.signal ? `signal ${exit.signal}` : `exit code ${exit.code}`}`}`);
+    }
+    await natsServer?.stop();
+    if (failed !== undefined) {
+      throw new CLIError(CliErrorCode.E_PROCESS, `${failed} kept exiting before it became ready; see its output above.`);
+    }
+    log('stopped');
+  },
+});

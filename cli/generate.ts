@@ -1,0 +1,210 @@
+/**
+ * `keel generate module`: plan every file first, check everything that can be wrong, then
+ * write. A refused plan writes nothing; a failed write removes what it had written.
+ */
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join, relative, sep } from 'node:path';
+import { isContract } from 'keel';
+import { CLIError, CliErrorCode } from './errors.js';
+import { addToManifest } from './manifest.js';
+import { assertEventName, assertModuleName, splitList } from './names.js';
+import { findCycle, importProjectFile, loadManifest, moduleGraph, type ModuleNode, type Project } from './project.js';
+import {
+  contractFile,
+  moduleFile,
+  moduleIdentifiers,
+  moduleTestFile,
+  testSupportFile,
+  type DependencyImport,
+} from './templates/module.js';
+
+/** One file a plan creates or changes. */
+export interface PlannedFile {
+  /** Absolute path. */
+  readonly path: string;
+  readonly content: string;
+  /** `create` for a new file, `update` for the manifest. */
+  readonly action: 'create' | 'update';
+  /** What the change is, for the summary. */
+  readonly note?: string;
+  /** The file's content before an `update`. */
+  readonly before?: string;
+}
+
+/** What `keel generate module` will do. */
+export interface ModulePlan {
+  readonly name: string;
+  readonly files: readonly PlannedFile[];
+}
+
+/** Options of {@link planModule}. */
+export interface PlanModuleOptions {
+  readonly name: string;
+  /** Comma-separated module names the new module depends on. */
+  readonly dependsOn?: string | undefined;
+  /** Comma-separated camelCase names of events the new module publishes. */
+  readonly events?: string | undefined;
+}
+
+/** Where a planned file goes, relative to the project, with forward slashes. */
+export function shownPath(project: Project, path: string): string {
+  return relative(project.root, path).split(sep).join('/');
+}
+
+/** An import specifier from `fromDir` to a `.ts` file, in NodeNext form (`./x.js`). */
+function importSpecifier(fromDir: string, file: string): string {
+  const path = relative(fromDir, file).split(sep).join('/').replace(/\.ts$/, '.js');
+  return path.startsWith('.') ? path : `./${path}`;
+}
+
+async function dependencyImport(project: Project, name: string, moduleDir: string): Promise<DependencyImport> {
+  const file = join(project.modulesDir, name, 'contract.ts');
+  if (!existsSync(file)) {
+    throw new CLIError(
+      CliErrorCode.E_MANIFEST,
+      `Module "${name}" is in the manifest, but ${shownPath(project, file)} does not exist; the generator imports a dependency's contract from its module folder.`,
+    );
+  }
+  const exports = await importProjectFile(project, file);
+  const exportName = Object.keys(exports).find((key) => isContract(exports[key]) && (exports[key] as { name: string }).name === name);
+  if (exportName === undefined) {
+    throw new CLIError(
+      CliErrorCode.E_MANIFEST,
+      `${shownPath(project, file)} exports no contract named "${name}" (made with defineContract({ name: '${name}', ... })).`,
+    );
+  }
+  return { name, exportName, importPath: importSpecifier(moduleDir, file) };
+}
+
+/**
+ * Checks a new module against the project and returns the files to write. Throws a
+ * {@link CLIError} (and writes nothing) for an invalid name, an existing module, an unknown
+ * dependency or a dependency cycle.
+ *
+ * @example
+ * ```ts
+ * const plan = await planModule(findProject(process.cwd()), { name: 'billing', dependsOn: 'orders', events: 'invoiceSent' });
+ * writePlan(plan);
+ * ```
+ */
+export async function planModule(project: Project, options: PlanModuleOptions): Promise<ModulePlan> {
+  const name = assertModuleName(options.name);
+  const dependsOn = splitList(options.dependsOn).map((dependency) => assertModuleName(dependency, 'Dependency'));
+  const events = splitList(options.events).map(assertEventName);
+  const nodes = moduleGraph(await loadManifest(project));
+  return planAgainst(project, nodes, { name, dependsOn, events }, (dependency, moduleDir) =>
+    dependencyImport(project, dependency, moduleDir),
+  );
+}
+
+/** The part of planning shared with `keel new`, against an already known graph. */
+export async function planAgainst(
+  project: Project,
+  nodes: readonly ModuleNode[],
+  request: { readonly name: string; readonly dependsOn: readonly string[]; readonly events: readonly string[] },
+  resolveDependency: (name: string, moduleDir: string) => Promise<DependencyImport>,
+  manifestSource: string = readFileSync(project.manifestPath, 'utf8'),
+): Promise<ModulePlan> {
+  const { name, dependsOn, events } = request;
+  const known = nodes.map((node) => node.name);
+  const moduleDir = join(project.modulesDir, name);
+  if (known.includes(name)) {
+    throw new CLIError(CliErrorCode.E_MODULE_EXISTS, `Module "${name}" is already in ${shownPath(project, project.manifestPath)}; choose another name.`);
+  }
+  if (existsSync(moduleDir)) {
+    throw new CLIError(
+      CliErrorCode.E_MODULE_EXISTS,
+      `${shownPath(project, moduleDir)}/ already exists (though the manifest does not list "${name}"); remove it or choose another name.`,
+    );
+  }
+  const unknown = dependsOn.filter((dependency) => dependency !== name && !known.includes(dependency));
+  if (unknown.length > 0) {
+    throw new CLIError(
+      CliErrorCode.E_UNKNOWN_MODULE,
+      `"${name}" cannot depend on ${unknown.map((dependency) => `"${dependency}"`).join(', ')}: no such module in the manifest ` +
+        `(it has: ${known.join(', ') || 'no modules yet'}).`,
+      { hint: 'Generate the dependency first, or fix the name.' },
+    );
+  }
+  const cycle = findCycle([...nodes, { name, dependsOn, subscribesTo: [] }]);
+  if (cycle !== undefined) {
+    throw new CLIError(
+      CliErrorCode.E_DEPENDENCY_CYCLE,
+      `Depending on ${dependsOn.join(', ')} would make a dependency cycle: ${cycle.join(' → ')}.`,
+      { hint: 'Replace one call with an event, or move the shared part into its own module.' },
+    );
+  }
+
+  const imports: DependencyImport[] = [];
+  for (const dependency of dependsOn) imports.push(await resolveDependency(dependency, moduleDir));
+  const ids = moduleIdentifiers(name);
+  const testFile = join(project.testDir, `${name}-contract.test.ts`);
+  const supportFile = join(project.testDir, 'support', 'application.ts');
+  if (existsSync(testFile)) {
+    throw new CLIError(CliErrorCode.E_MODULE_EXISTS, `${shownPath(project, testFile)} already exists; remove it or choose another name.`);
+  }
+  const contractPath = join(moduleDir, 'contract.ts');
+  const files: PlannedFile[] = [
+    { path: contractPath, action: 'create', content: contractFile({ name, dependsOn: imports, events }) },
+    { path: join(moduleDir, 'module.ts'), action: 'create', content: moduleFile({ name, dependsOn: imports, events }) },
+    {
+      path: testFile,
+      action: 'create',
+      content: moduleTestFile({
+        name,
+        dependsOn: imports,
+        events,
+        manifestImport: importSpecifier(project.testDir, project.manifestPath),
+        contractImport: importSpecifier(project.testDir, contractPath),
+        supportImport: importSpecifier(project.testDir, supportFile),
+      }),
+    },
+  ];
+  if (!existsSync(supportFile)) {
+    files.push({ path: supportFile, action: 'create', content: testSupportFile(), note: 'runs tests in process or over NATS' });
+  }
+  const manifest = addToManifest(
+    manifestSource,
+    { identifier: ids.module, importPath: importSpecifier(project.modulesDir, join(moduleDir, 'module.ts')) },
+    shownPath(project, project.manifestPath),
+  );
+  files.push({ path: project.manifestPath, action: 'update', content: manifest, before: manifestSource, note: `registers ${ids.module}` });
+  return { name, files };
+}
+
+/**
+ * Writes a plan: new files first (refusing to overwrite), the manifest last. If any write
+ * fails, the files and folders it created are removed again and the manifest is untouched.
+ *
+ * @example
+ * ```ts
+ * writePlan(await planModule(project, { name: 'billing' }));
+ * ```
+ */
+export function writePlan(plan: ModulePlan): void {
+  const createdFiles: string[] = [];
+  const createdDirs: string[] = [];
+  try {
+    for (const file of plan.files) {
+      if (file.action !== 'create') continue;
+      const missing: string[] = [];
+      for (let dir = dirname(file.path); !existsSync(dir); dir = dirname(dir)) missing.unshift(dir);
+      for (const dir of missing) {
+        mkdirSync(dir);
+        createdDirs.unshift(dir);
+      }
+      writeFileSync(file.path, file.content, { flag: 'wx' });
+      createdFiles.push(file.path);
+    }
+    for (const file of plan.files) {
+      if (file.action !== 'update') continue;
+      const temporary = `${file.path}.keel-${process.pid}.tmp`;
+      writeFileSync(temporary, file.content);
+      renameSync(temporary, file.path);
+    }
+  } catch (error) {
+    for (const path of createdFiles) rmSync(path, { force: true });
+    for (const dir of createdDirs) rmSync(dir, { recursive: true, force: true });
+    throw error;
+  }
+}

@@ -1,0 +1,116 @@
+/**
+ * One running process of an application (what `keel start` runs): a kernel hosting some or all
+ * modules, the NATS transport to the others when configured, and the HTTP gateway when asked.
+ */
+import { createKernel, type AnyModule, type Kernel, type Logger, type Transport } from 'keel';
+import { CLIError, CliErrorCode } from './errors.js';
+
+/** What {@link startHost} takes. */
+export interface HostOptions {
+  /** The application manifest. */
+  readonly modules: readonly AnyModule[];
+  /** Modules to host here (default: all). */
+  readonly host?: readonly string[] | undefined;
+  /** Environment: NATS settings are read from `KEEL_NATS_*` (see keel/nats). */
+  readonly env: Readonly<Record<string, string | undefined>>;
+  /** NATS server URL(s); overrides `KEEL_NATS_URL`. Without either, no transport: every module must be hosted here. */
+  readonly natsUrl?: string | undefined;
+  /** HTTP gateway port; without one, no gateway. */
+  readonly httpPort?: number | undefined;
+  /** HTTP gateway address (default the gateway's, 127.0.0.1). */
+  readonly httpHost?: string | undefined;
+  readonly logger?: Logger | undefined;
+}
+
+/** A running process, from {@link startHost}. */
+export interface Host {
+  readonly kernel: Kernel;
+  /** The NATS transport, when one is configured. */
+  readonly transport: Transport | undefined;
+  /** The gateway's URL, when it listens. */
+  readonly httpUrl: string | undefined;
+  /** Stops the gateway (requests in flight finish), the kernel (work in flight finishes), then the transport. Idempotent. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts one process of an application. Throws `E_UNKNOWN_MODULE` for a module name that is
+ * not in the manifest; the kernel's own checks (a hosted module that needs one not reachable
+ * here, for example) surface as its `KeelError`.
+ *
+ * @example
+ * ```ts
+ * const host = await startHost({ modules, host: ['orders'], env: process.env, natsUrl: 'nats://127.0.0.1:4222' });
+ * // ... later
+ * await host.stop();
+ * ```
+ */
+export async function startHost(options: HostOptions): Promise<Host> {
+  const names = options.modules.map((module) => module.name as string);
+  const unknown = (options.host ?? []).filter((name) => !names.includes(name));
+  if (unknown.length > 0) {
+    throw new CLIError(
+      CliErrorCode.E_UNKNOWN_MODULE,
+      `No module named ${unknown.map((name) => `"${name}"`).join(', ')} in the manifest (it has: ${names.join(', ')}).`,
+    );
+  }
+  const transport = await connectNats(options);
+  let kernel: Kernel;
+  try {
+    kernel = createKernel({
+      modules: options.modules,
+      topology: { ...(options.host ? { host: options.host } : {}), transport },
+      ...(options.logger ? { logger: options.logger } : {}),
+    });
+    await kernel.start();
+  } catch (error) {
+    await transport?.close();
+    throw error;
+  }
+  let gateway: { readonly url: string | undefined; close(): Promise<void> } | undefined;
+  if (options.httpPort !== undefined) {
+    try {
+      gateway = await startGateway(kernel, options);
+    } catch (error) {
+      await kernel.stop();
+      await transport?.close();
+      throw error;
+    }
+  }
+  let stopping: Promise<void> | undefined;
+  return {
+    kernel,
+    transport,
+    httpUrl: gateway?.url,
+    stop() {
+      stopping ??= (async () => {
+        await gateway?.close();
+        await kernel.stop();
+        await transport?.close();
+      })();
+      return stopping;
+    },
+  };
+}
+
+async function connectNats(options: HostOptions): Promise<Transport | undefined> {
+  const env = options.natsUrl === undefined ? options.env : { ...options.env, KEEL_NATS_URL: options.natsUrl };
+  if (!env['KEEL_NATS_URL']) return undefined;
+  const { createNatsTransport, natsOptionsFromEnv } = await import('keel/nats');
+  const natsOptions = natsOptionsFromEnv(env) ?? {};
+  return createNatsTransport({ ...natsOptions, ...(options.logger ? { logger: options.logger } : {}) });
+}
+
+/** The hook for the HTTP gateway: contract operations as HTTP endpoints, with health and metrics. */
+async function startGateway(kernel: Kernel, options: HostOptions): Promise<{ readonly url: string | undefined; close(): Promise<void> }> {
+  const { createHttpGateway } = await import('keel/http');
+  const gateway = await createHttpGateway({
+    kernel,
+    port: options.httpPort,
+    stopKernelOnClose: false,
+    ...(options.httpHost ? { host: options.httpHost } : {}),
+    ...(options.logger ? { logger: options.logger } : {}),
+  });
+  await gateway.listen();
+  return gateway;
+}

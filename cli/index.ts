@@ -1,0 +1,48 @@
+/**
+ * keel/cli — the `keel` command as a library: typed topology files for `keel up`, the
+ * command runner (for tests and for adding commands), and the CLI's errors.
+ *
+ * @example
+ * ```ts
+ * // topologies/split.ts
+ * import { defineTopology } from 'keel/cli';
+ *
+ * export default defineTopology({
+ *   processes: {
+ *     storefront: { modules: ['catalog', 'orders'] },
+ *     warehouse: { modules: ['inventory'], replicas: 2 },
+ *   },
+ * });
+ * ```
+ *
+ * @module
+ */
+
+export {
+  contextOf,
+  defineCommand,
+  renderHelp,
+  runCli,
+  type CliContext,
+  type KeelCommandDef,
+  type KeelCommandMeta,
+  type OutputStream,
+  type RunCliOptions,
+  type SelfCommand,
+  type SupervisorChannel,
+  type SupervisorMessage,
+} from './command.js';
+export { CLIError, CliErrorCode, ExitCode, isCliError, type CLIErrorOptions } from './errors.js';
+export { main } from './main.js';
+export {
+  ProcessGroupSchema,
+  TopologySchema,
+  defineTopology,
+  loadTopology,
+  parseTopology,
+  type ProcessGroup,
+  type TopologyFile,
+  type TopologyInput,
+} from './topology.js';
+export { findProject, loadManifest, type Project } from './project.js';
+export { startHost, type Host, type HostOptions } from './host.js';

@@ -1,0 +1,107 @@
+/**
+ * Names: module names are lower-kebab-case (the kernel's rule for contract names); the
+ * generator derives the identifiers it writes from them.
+ */
+import { CLIError, CliErrorCode } from './errors.js';
+
+/** The kernel's rule for contract and module names. */
+export const MODULE_NAME_PATTERN = /^[a-z][a-z0-9]*(-[a-z0-9]+)*$/;
+/** The kernel's rule for operation and event names. */
+export const MEMBER_NAME_PATTERN = /^[a-zA-Z][a-zA-Z0-9]*$/;
+
+const RESERVED = new Set([
+  'index',
+  'keel',
+  'test',
+  'support',
+  'node-modules',
+  // JavaScript reserved words would make unusable identifiers.
+  'break', 'case', 'catch', 'class', 'const', 'continue', 'debugger', 'default', 'delete', 'do', 'else', 'enum',
+  'export', 'extends', 'false', 'finally', 'for', 'function', 'if', 'import', 'in', 'instanceof', 'new', 'null',
+  'return', 'super', 'switch', 'this', 'throw', 'true', 'try', 'typeof', 'var', 'void', 'while', 'with', 'yield',
+  'let', 'static', 'implements', 'interface', 'package', 'private', 'protected', 'public', 'await', 'arguments', 'eval',
+]);
+
+/**
+ * `order-history` → `orderHistory`.
+ *
+ * @example
+ * ```ts
+ * camelCase('order-history'); // 'orderHistory'
+ * ```
+ */
+export function camelCase(name: string): string {
+  return name.replace(/-([a-z0-9])/g, (_, char: string) => char.toUpperCase());
+}
+
+/**
+ * `order-history` → `OrderHistory`.
+ *
+ * @example
+ * ```ts
+ * pascalCase('order-history'); // 'OrderHistory'
+ * ```
+ */
+export function pascalCase(name: string): string {
+  const camel = camelCase(name);
+  return camel.charAt(0).toUpperCase() + camel.slice(1);
+}
+
+/**
+ * Checks a module name and returns it, or throws `E_INVALID_NAME` saying what would be valid.
+ *
+ * @example
+ * ```ts
+ * assertModuleName('billing'); // 'billing'
+ * assertModuleName('Billing'); // throws CLIError E_INVALID_NAME
+ * ```
+ */
+export function assertModuleName(name: string, what = 'Module name'): string {
+  if (!MODULE_NAME_PATTERN.test(name)) {
+    const suggestion = name
+      .replace(/([a-z0-9])([A-Z])/g, '$1-$2')
+      .toLowerCase()
+      .replace(/[^a-z0-9]+/g, '-')
+      .replace(/^[^a-z]+|-+$/g, '');
+    throw new CLIError(
+      CliErrorCode.E_INVALID_NAME,
+      `${what} "${name}" is not lower-kebab-case (letters, digits and single dashes, starting with a letter)` +
+        (suggestion && MODULE_NAME_PATTERN.test(suggestion) ? `; try "${suggestion}".` : '.'),
+    );
+  }
+  if (RESERVED.has(name)) {
+    throw new CLIError(CliErrorCode.E_INVALID_NAME, `${what} "${name}" is reserved; choose a name that says what the module does.`);
+  }
+  return name;
+}
+
+/**
+ * Checks an event name (camelCase, as the kernel requires) and returns it.
+ *
+ * @example
+ * ```ts
+ * assertEventName('invoiceSent'); // 'invoiceSent'
+ * ```
+ */
+export function assertEventName(name: string): string {
+  if (!MEMBER_NAME_PATTERN.test(name)) {
+    throw new CLIError(
+      CliErrorCode.E_INVALID_NAME,
+      `Event name "${name}" must be camelCase letters and digits, such as "invoiceSent".`,
+    );
+  }
+  return name;
+}
+
+/**
+ * Splits a comma-separated option value (`a,b , c`) into trimmed, non-empty, unique names.
+ *
+ * @example
+ * ```ts
+ * splitList('catalog, orders'); // ['catalog', 'orders']
+ * ```
+ */
+export function splitList(value: string | undefined): string[] {
+  if (value === undefined) return [];
+  return [...new Set(value.split(',').map((item) => item.trim()).filter((item) => item.length > 0))];
+}

@@ -1,0 +1,137 @@
+/**
+ * Starts a local `nats-server` for `keel up`: from PATH (or `KEEL_NATS_SERVER_BIN`), on a free
+ * loopback port, with JetStream in a temporary store that is removed when it stops.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createConnection, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { CLIError, CliErrorCode } from './errors.js';
+
+/** Options of {@link launchNatsServer}. */
+export interface NatsServerLaunchOptions {
+  /** The binary (default `nats-server` from PATH). */
+  readonly binary?: string;
+  /** How long to wait until it accepts connections (default 15 000 ms). */
+  readonly startTimeoutMs?: number;
+  /** How long `stop()` waits before SIGKILL (default 10 000 ms). */
+  readonly stopTimeoutMs?: number;
+}
+
+/** Defaults of {@link NatsServerLaunchOptions}. */
+export const DEFAULT_NATS_SERVER_LAUNCH_OPTIONS = {
+  binary: 'nats-server',
+  startTimeoutMs: 15_000,
+  stopTimeoutMs: 10_000,
+} as const satisfies NatsServerLaunchOptions;
+
+/** A running local NATS server. */
+export interface LaunchedNatsServer {
+  /** `nats://127.0.0.1:<port>` */
+  readonly url: string;
+  /** Stops the server and removes its store. Idempotent. */
+  stop(): Promise<void>;
+}
+
+/**
+ * A free TCP port on 127.0.0.1.
+ *
+ * @example
+ * ```ts
+ * const port = await freePort();
+ * ```
+ */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const probe = createServer();
+    probe.unref();
+    probe.once('error', reject);
+    probe.listen(0, '127.0.0.1', () => {
+      const address = probe.address();
+      probe.close(() => (typeof address === 'object' && address !== null ? resolve(address.port) : reject(new Error('no free port'))));
+    });
+  });
+}
+
+function acceptsConnections(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const socket = createConnection({ host: '127.0.0.1', port });
+    const finish = (ok: boolean): void => {
+      socket.destroy();
+      resolve(ok);
+    };
+    socket.setTimeout(1000, () => finish(false));
+    socket.once('error', () => finish(false));
+    socket.once('data', (chunk) => finish(chunk.toString('utf8').startsWith('INFO')));
+  });
+}
+
+/**
+ * Starts `nats-server -js` on a free loopback port. Throws `E_NATS_SERVER` when the binary is
+ * missing or the server does not come up, with what to do about it.
+ *
+ * @example
+ * ```ts
+ * const server = await launchNatsServer();
+ * console.log(server.url); // nats://127.0.0.1:41873
+ * await server.stop();
+ * ```
+ */
+export async function launchNatsServer(options: NatsServerLaunchOptions = {}): Promise<LaunchedNatsServer> {
+  const resolved = { ...DEFAULT_NATS_SERVER_LAUNCH_OPTIONS, ...options };
+  const probe = spawnSync(resolved.binary, ['--version'], { encoding: 'utf8' });
+  if (probe.error !== undefined || probe.status !== 0) {
+    throw new CLIError(
+      CliErrorCode.E_NATS_SERVER,
+      `Cannot run "${resolved.binary}" (${probe.error?.message ?? probe.stderr.trim()}), and this topology needs NATS.`,
+      {
+        hint:
+          'Install nats-server (Debian: `apt-get install nats-server`; or put the release binary on PATH), ' +
+          'point KEEL_NATS_SERVER_BIN at it, or pass --nats <url> of a running server.',
+      },
+    );
+  }
+  const port = await freePort();
+  const directory = mkdtempSync(join(tmpdir(), 'keel-up-nats-'));
+  const child = spawn(resolved.binary, ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', join(directory, 'store')], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  const collect = (chunk: Buffer): void => {
+    if (output.length < 16_384) output += chunk.toString('utf8');
+  };
+  child.stdout.on('data', collect);
+  child.stderr.on('data', collect);
+  let exited = false;
+  const exit = new Promise<void>((resolve) =>
+    child.once('exit', () => {
+      exited = true;
+      resolve();
+    }),
+  );
+  let stopped: Promise<void> | undefined;
+  const stop = (): Promise<void> => {
+    stopped ??= (async () => {
+      if (!exited) {
+        child.kill('SIGTERM');
+        const force = setTimeout(() => child.kill('SIGKILL'), resolved.stopTimeoutMs);
+        await exit;
+        clearTimeout(force);
+      }
+      rmSync(directory, { recursive: true, force: true });
+    })();
+    return stopped;
+  };
+  const deadline = Date.now() + resolved.startTimeoutMs;
+  while (Date.now() < deadline && !exited) {
+    if (await acceptsConnections(port)) return { url: `nats://127.0.0.1:${port}`, stop };
+    await sleep(50);
+  }
+  await stop();
+  throw new CLIError(
+    CliErrorCode.E_NATS_SERVER,
+    `nats-server did not accept connections on 127.0.0.1:${port} (${exited ? 'it exited' : 'timed out'}). Its output:\n${output}`,
+  );
+}

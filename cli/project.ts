@@ -1,0 +1,237 @@
+/**
+ * Finding and loading a keel project: the folder holding the application manifest
+ * (`modules/index.ts` by default, or `keel.manifest` in package.json), and the manifest's modules.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, relative, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { AnyContract, AnyModule } from 'keel';
+import { CLIError, CliErrorCode } from './errors.js';
+
+/** A keel application on disk. */
+export interface Project {
+  /** The folder holding package.json. */
+  readonly root: string;
+  /** Absolute path of the manifest, the file exporting `modules`. */
+  readonly manifestPath: string;
+  /** Folder holding one folder per module (the manifest's folder). */
+  readonly modulesDir: string;
+  /** Folder where module tests go. */
+  readonly testDir: string;
+}
+
+/** What a project may set under `"keel"` in its package.json. */
+export interface ProjectSettings {
+  /** Manifest path relative to the project root (default `modules/index.ts`). */
+  readonly manifest?: string;
+  /** Test folder relative to the project root (default `test`). */
+  readonly testDir?: string;
+}
+
+/** Defaults of {@link ProjectSettings}. */
+export const DEFAULT_PROJECT_SETTINGS = {
+  manifest: 'modules/index.ts',
+  testDir: 'test',
+} as const satisfies ProjectSettings;
+
+function settingsAt(folder: string): Required<ProjectSettings> | undefined {
+  const packagePath = join(folder, 'package.json');
+  if (!existsSync(packagePath)) return undefined;
+  let settings: ProjectSettings = {};
+  try {
+    const parsed = JSON.parse(readFileSync(packagePath, 'utf8')) as { keel?: ProjectSettings };
+    settings = typeof parsed.keel === 'object' && parsed.keel !== null ? parsed.keel : {};
+  } catch (error) {
+    throw new CLIError(CliErrorCode.E_NO_PROJECT, `${packagePath} is not valid JSON; fix it first.`, { cause: error });
+  }
+  const merged = { ...DEFAULT_PROJECT_SETTINGS, ...settings };
+  return existsSync(join(folder, merged.manifest)) ? merged : undefined;
+}
+
+/**
+ * Finds the keel project containing `cwd`: the nearest folder upwards with a package.json and
+ * a manifest. Throws `E_NO_PROJECT` when there is none.
+ *
+ * @example
+ * ```ts
+ * const project = findProject(process.cwd());
+ * console.log(project.manifestPath); // /home/me/shop/modules/index.ts
+ * ```
+ */
+export function findProject(cwd: string): Project {
+  let folder = resolve(cwd);
+  for (;;) {
+    const settings = settingsAt(folder);
+    if (settings !== undefined) {
+      const manifestPath = join(folder, settings.manifest);
+      return { root: folder, manifestPath, modulesDir: dirname(manifestPath), testDir: join(folder, settings.testDir) };
+    }
+    const parent = dirname(folder);
+    if (parent === folder) break;
+    folder = parent;
+  }
+  throw new CLIError(
+    CliErrorCode.E_NO_PROJECT,
+    `No keel application found in ${resolve(cwd)} or above it: no package.json next to ${DEFAULT_PROJECT_SETTINGS.manifest}.`,
+    { hint: 'Run this inside an application, or create one with `keel new <dir>`.' },
+  );
+}
+
+let loaderRegistered = false;
+
+async function registerTypeScriptLoader(project: Project): Promise<void> {
+  if (loaderRegistered) return;
+  const candidates = [join(project.root, 'package.json'), import.meta.url];
+  for (const from of candidates) {
+    let apiPath: string;
+    try {
+      apiPath = createRequire(from).resolve('tsx/esm/api');
+    } catch {
+      continue;
+    }
+    const api = (await import(pathToFileURL(apiPath).href)) as {
+      register: (options?: { tsconfig?: string | false }) => unknown;
+    };
+    const tsconfig = join(project.root, 'tsconfig.json');
+    api.register(existsSync(tsconfig) ? { tsconfig } : {});
+    loaderRegistered = true;
+    return;
+  }
+  throw new CLIError(
+    CliErrorCode.E_LOADER,
+    `${relative(project.root, project.manifestPath)} is TypeScript, and tsx (which loads it) is not installed.`,
+    { hint: 'Install it in the application: `npm install --save-dev tsx`.' },
+  );
+}
+
+/**
+ * Imports a TypeScript or JavaScript file of the project, registering tsx first when this
+ * process cannot load TypeScript by itself.
+ *
+ * @example
+ * ```ts
+ * const topology = await importProjectFile(project, '/home/me/shop/topologies/split.ts');
+ * ```
+ */
+export async function importProjectFile(project: Project, path: string): Promise<Record<string, unknown>> {
+  const url = pathToFileURL(path).href;
+  try {
+    return (await import(url)) as Record<string, unknown>;
+  } catch (error) {
+    if ((error as { code?: unknown }).code !== 'ERR_UNKNOWN_FILE_EXTENSION') throw error;
+  }
+  await registerTypeScriptLoader(project);
+  return (await import(`${url}?keel-loader`)) as Record<string, unknown>;
+}
+
+/**
+ * Imports the project's manifest and returns its `modules` array. Throws `E_MANIFEST` when the
+ * file does not load or does not export an array of modules.
+ *
+ * @example
+ * ```ts
+ * const modules = await loadManifest(findProject(process.cwd()));
+ * const kernel = createKernel({ modules });
+ * ```
+ */
+export async function loadManifest(project: Project): Promise<readonly AnyModule[]> {
+  const shown = relative(project.root, project.manifestPath) || project.manifestPath;
+  let exports: Record<string, unknown>;
+  try {
+    exports = await importProjectFile(project, project.manifestPath);
+  } catch (error) {
+    if (error instanceof CLIError) throw error;
+    throw new CLIError(CliErrorCode.E_MANIFEST, `Loading ${shown} failed: ${(error as Error).message}`, {
+      cause: error,
+      hint: 'Fix the error above (run `npx tsc --noEmit` for details), then try again.',
+    });
+  }
+  const modules = exports['modules'] ?? exports['default'];
+  if (!Array.isArray(modules) || modules.some((module) => (module as AnyModule | undefined)?.kind !== 'module')) {
+    throw new CLIError(
+      CliErrorCode.E_MANIFEST,
+      `${shown} must export \`modules\`: an array of values made with defineModule() (an import cycle can leave one undefined).`,
+    );
+  }
+  return modules as AnyModule[];
+}
+
+/** One module of the manifest as the CLI sees it: its name and the names it depends on. */
+export interface ModuleNode {
+  readonly name: string;
+  readonly dependsOn: readonly string[];
+  readonly subscribesTo: readonly string[];
+}
+
+/**
+ * The manifest's dependency graph as plain names.
+ *
+ * @example
+ * ```ts
+ * moduleGraph(modules); // [{ name: 'orders', dependsOn: ['catalog'], subscribesTo: [] }, ...]
+ * ```
+ */
+export function moduleGraph(modules: readonly AnyModule[]): ModuleNode[] {
+  return modules.map((module) => ({
+    name: module.name as string,
+    dependsOn: (module.dependsOn as readonly AnyContract[]).map((contract) => contract.name),
+    subscribesTo: (module.subscribesTo as readonly AnyContract[]).map((contract) => contract.name),
+  }));
+}
+
+/**
+ * The first dependency cycle in a graph, as a chain of names ending where it starts, or
+ * undefined when there is none.
+ *
+ * @example
+ * ```ts
+ * findCycle([{ name: 'a', dependsOn: ['b'], subscribesTo: [] }, { name: 'b', dependsOn: ['a'], subscribesTo: [] }]);
+ * // ['a', 'b', 'a']
+ * ```
+ */
+export function findCycle(nodes: readonly ModuleNode[]): string[] | undefined {
+  const byName = new Map(nodes.map((node) => [node.name, node]));
+  const state = new Map<string, 'visiting' | 'done'>();
+  const visit = (name: string, chain: string[]): string[] | undefined => {
+    const mark = state.get(name);
+    if (mark === 'done') return undefined;
+    if (mark === 'visiting') return [...chain.slice(chain.indexOf(name)), name];
+    state.set(name, 'visiting');
+    for (const dependency of byName.get(name)?.dependsOn ?? []) {
+      const cycle = visit(dependency, [...chain, name]);
+      if (cycle) return cycle;
+    }
+    state.set(name, 'done');
+    return undefined;
+  };
+  for (const node of nodes) {
+    const cycle = visit(node.name, []);
+    if (cycle) return cycle;
+  }
+  return undefined;
+}
+
+interface KeelPackage {
+  readonly version: string;
+  readonly dependencies: Readonly<Record<string, string>>;
+  readonly devDependencies: Readonly<Record<string, string>>;
+}
+
+/**
+ * keel's own package.json (version and dependency ranges), read from the installed package.
+ *
+ * @example
+ * ```ts
+ * keelPackage().version; // '0.1.0'
+ * ```
+ */
+export function keelPackage(): KeelPackage {
+  const path = createRequire(import.meta.url).resolve('keel/package.json');
+  const parsed = JSON.parse(readFileSync(path, 'utf8')) as Partial<KeelPackage>;
+  return {
+    version: parsed.version ?? '0.0.0',
+    dependencies: parsed.dependencies ?? {},
+    devDependencies: parsed.devDependencies ?? {},
+  };
+}

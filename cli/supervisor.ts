@@ -1,0 +1,228 @@
+/**
+ * The process supervisor behind `keel up`: starts every process, prefixes each output line
+ * with its name, tracks readiness (each `keel start` child reports it over IPC), restarts a
+ * crashed process with exponential backoff, and drains them all on stop.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import type { OutputStream, SupervisorMessage } from './command.js';
+
+/** One process to supervise. */
+export interface ProcessSpec {
+  /** Shown before each of its output lines, such as `storefront#2`. */
+  readonly name: string;
+  readonly command: string;
+  readonly args: readonly string[];
+  readonly cwd: string;
+  readonly env: Readonly<Record<string, string | undefined>>;
+}
+
+/** Options of {@link createSupervisor}. */
+export interface SupervisorOptions {
+  readonly processes: readonly ProcessSpec[];
+  /** Where prefixed output lines go. */
+  readonly output: OutputStream;
+  /** Where the supervisor's own messages go. */
+  readonly log: (line: string) => void;
+  /** Called each time every process has become ready. */
+  readonly onAllReady?: () => void;
+  /** Called when a process failed `maxFailedStarts` times in a row without becoming ready. */
+  readonly onGiveUp?: (name: string) => void;
+  /** First restart delay (default 250 ms); doubles with each crash in a row. */
+  readonly initialBackoffMs?: number;
+  /** Longest restart delay (default 10 000 ms). */
+  readonly maxBackoffMs?: number;
+  /** A process that stayed up this long after becoming ready restarts from the initial delay again (default 30 000 ms). */
+  readonly resetBackoffAfterMs?: number;
+  /** Starts in a row that end before readiness, after which the supervisor gives up (default 5). */
+  readonly maxFailedStarts?: number;
+  /** How long {@link Supervisor.stop} waits for a process to drain before SIGKILL (default 30 000 ms). */
+  readonly drainTimeoutMs?: number;
+}
+
+/** Defaults of {@link SupervisorOptions}. */
+export const DEFAULT_SUPERVISOR_OPTIONS = {
+  initialBackoffMs: 250,
+  maxBackoffMs: 10_000,
+  resetBackoffAfterMs: 30_000,
+  maxFailedStarts: 5,
+  drainTimeoutMs: 30_000,
+} as const satisfies Partial<SupervisorOptions>;
+
+/** How one supervised process ended when the supervisor stopped. */
+export interface ProcessExit {
+  readonly name: string;
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+}
+
+/** A running supervisor. */
+export interface Supervisor {
+  /** True while every process reports ready. */
+  readonly ready: boolean;
+  /** Sends SIGTERM to every process, waits for each to drain (SIGKILL after the drain timeout). Idempotent. */
+  stop(): Promise<readonly ProcessExit[]>;
+}
+
+const COLORS = [36, 33, 35, 32, 34, 91, 96, 93, 95, 92] as const;
+
+interface Managed {
+  readonly spec: ProcessSpec;
+  readonly prefix: string;
+  child: ChildProcess | undefined;
+  exited: Promise<ProcessExit> | undefined;
+  ready: boolean;
+  readyAt: number | undefined;
+  failedStarts: number;
+  backoffMs: number;
+  restartTimer: NodeJS.Timeout | undefined;
+  lastExit: ProcessExit | undefined;
+}
+
+/**
+ * Starts every process and keeps them running until {@link Supervisor.stop}.
+ *
+ * @example
+ * ```ts
+ * const supervisor = createSupervisor({
+ *   processes: [{ name: 'catalog', command: process.execPath, args: ['keel.js', 'start', '--modules', 'catalog'], cwd, env }],
+ *   output: process.stdout,
+ *   log: (line) => console.log(line),
+ * });
+ * // ... later
+ * await supervisor.stop();
+ * ```
+ */
+export function createSupervisor(options: SupervisorOptions): Supervisor {
+  const resolved = { ...DEFAULT_SUPERVISOR_OPTIONS, ...options };
+  const width = Math.max(...options.processes.map((process) => process.name.length));
+  const managed: Managed[] = options.processes.map((spec, index) => {
+    const label = spec.name.padEnd(width);
+    const color = COLORS[index % COLORS.length] as number;
+    return {
+      spec,
+      prefix: options.output.isTTY ? `\u001B[${color}m${label} |\u001B[39m` : `${label} |`,
+      child: undefined,
+      exited: undefined,
+      ready: false,
+      readyAt: undefined,
+      failedStarts: 0,
+      backoffMs: resolved.initialBackoffMs,
+      restartTimer: undefined,
+      lastExit: undefined,
+    };
+  });
+  let stopping = false;
+  let allReady = false;
+
+  const checkReady = (): void => {
+    const now = managed.every((entry) => entry.ready);
+    if (now && !allReady) {
+      allReady = true;
+      options.onAllReady?.();
+    } else if (!now) {
+      allReady = false;
+    }
+  };
+
+  const pipeLines = (entry: Managed, stream: NodeJS.ReadableStream | null): void => {
+    if (stream === null) return;
+    createInterface({ input: stream, crlfDelay: Infinity }).on('line', (line) => {
+      options.output.write(`${entry.prefix} ${line}\n`);
+    });
+  };
+
+  const launch = (entry: Managed): void => {
+    entry.restartTimer = undefined;
+    const child = spawn(entry.spec.command, [...entry.spec.args], {
+      cwd: entry.spec.cwd,
+      env: entry.spec.env,
+      // Its own process group: a Ctrl-C in the terminal reaches keel up only, which drains each child once.
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+    });
+    entry.child = child;
+    entry.ready = false;
+    pipeLines(entry, child.stdout);
+    pipeLines(entry, child.stderr);
+    child.on('message', (message: SupervisorMessage) => {
+      if (message?.type === 'ready') {
+        entry.ready = true;
+        entry.readyAt = Date.now();
+        entry.failedStarts = 0;
+        checkReady();
+      } else if (message?.type === 'stopping') {
+        entry.ready = false;
+        checkReady();
+      }
+    });
+    entry.exited = new Promise((resolve) => {
+      let spawnError: Error | undefined;
+      child.once('error', (error) => {
+        spawnError = error;
+        options.log(`${entry.spec.name}: could not start: ${error.message}`);
+      });
+      child.once('close', (code, signal) => {
+        const exit: ProcessExit = { name: entry.spec.name, code: spawnError ? 1 : code, signal };
+        entry.lastExit = exit;
+        const wasReady = entry.ready;
+        entry.ready = false;
+        entry.child = undefined;
+        checkReady();
+        resolve(exit);
+        if (!stopping) onCrash(entry, exit, wasReady);
+      });
+    });
+  };
+
+  const onCrash = (entry: Managed, exit: ProcessExit, wasReady: boolean): void => {
+    const how = exit.signal ? `signal ${exit.signal}` : `exit code ${exit.code}`;
+    if (!wasReady) entry.failedStarts++;
+    if (entry.failedStarts >= resolved.maxFailedStarts) {
+      options.log(`${entry.spec.name} exited (${how}) ${entry.failedStarts} times in a row before becoming ready; giving up.`);
+      options.onGiveUp?.(entry.spec.name);
+      return;
+    }
+    if (entry.readyAt !== undefined && Date.now() - entry.readyAt >= resolved.resetBackoffAfterMs) {
+      entry.backoffMs = resolved.initialBackoffMs;
+    }
+    const delay = entry.backoffMs;
+    entry.backoffMs = Math.min(entry.backoffMs * 2, resolved.maxBackoffMs);
+    entry.readyAt = undefined;
+    options.log(`${entry.spec.name} exited (${how}); restarting in ${delay} ms.`);
+    entry.restartTimer = setTimeout(() => {
+      if (!stopping) launch(entry);
+    }, delay);
+  };
+
+  for (const entry of managed) launch(entry);
+
+  let stopped: Promise<readonly ProcessExit[]> | undefined;
+  return {
+    get ready() {
+      return allReady;
+    },
+    stop() {
+      stopped ??= (async () => {
+        stopping = true;
+        const exits = managed.map(async (entry): Promise<ProcessExit> => {
+          if (entry.restartTimer !== undefined) clearTimeout(entry.restartTimer);
+          const child = entry.child;
+          if (child === undefined || entry.exited === undefined) {
+            return entry.lastExit ?? { name: entry.spec.name, code: null, signal: null };
+          }
+          child.kill('SIGTERM');
+          const force = setTimeout(() => {
+            options.log(`${entry.spec.name} did not drain within ${resolved.drainTimeoutMs} ms; killing it.`);
+            child.kill('SIGKILL');
+          }, resolved.drainTimeoutMs);
+          const exit = await entry.exited;
+          clearTimeout(force);
+          return exit;
+        });
+        return Promise.all(exits);
+      })();
+      return stopped;
+    },
+  };
+}

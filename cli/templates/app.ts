@@ -1,0 +1,213 @@
+/**
+ * Templates of a new application (`keel new`): package.json, tsconfig, an empty manifest,
+ * README and .gitignore. The starter module is written by the module generator.
+ */
+
+/** What the application templates need. */
+export interface AppTemplateInput {
+  /** Package name of the application. */
+  readonly name: string;
+  /** The keel dependency: a semver range, or a `file:` path to a packed tarball. */
+  readonly keelSpec: string;
+  /** Version ranges of the packages the application uses, from keel's own package.json. */
+  readonly versions: {
+    readonly zod: string;
+    readonly tsx: string;
+    readonly typescript: string;
+    readonly vitest: string;
+    readonly typesNode: string;
+  };
+  /** Name of the starter module. */
+  readonly starter: string;
+}
+
+/**
+ * The application's package.json.
+ *
+ * @example
+ * ```ts
+ * packageJsonFile({ name: 'my-shop', keelSpec: '^0.1.0', versions, starter: 'greeter' });
+ * ```
+ */
+export function packageJsonFile(input: AppTemplateInput): string {
+  const manifest = {
+    name: input.name,
+    version: '0.1.0',
+    private: true,
+    type: 'module',
+    engines: { node: '>=20' },
+    scripts: {
+      start: 'keel start',
+      test: 'vitest run',
+      typecheck: 'tsc --noEmit',
+      keel: 'keel',
+    },
+    dependencies: {
+      keel: input.keelSpec,
+      zod: input.versions.zod,
+    },
+    devDependencies: {
+      '@types/node': input.versions.typesNode,
+      tsx: input.versions.tsx,
+      typescript: input.versions.typescript,
+      vitest: input.versions.vitest,
+    },
+  };
+  return `${JSON.stringify(manifest, null, 2)}\n`;
+}
+
+/**
+ * The application's tsconfig.json: strict NodeNext, as keel itself is built.
+ *
+ * @example
+ * ```ts
+ * writeFileSync('tsconfig.json', tsconfigFile());
+ * ```
+ */
+export function tsconfigFile(): string {
+  const config = {
+    compilerOptions: {
+      target: 'ES2022',
+      module: 'NodeNext',
+      moduleResolution: 'NodeNext',
+      lib: ['ES2023'],
+      types: ['node'],
+      strict: true,
+      noUncheckedIndexedAccess: true,
+      noImplicitOverride: true,
+      verbatimModuleSyntax: true,
+      isolatedModules: true,
+      experimentalDecorators: true,
+      skipLibCheck: true,
+      noEmit: true,
+    },
+    include: ['modules', 'test', 'topologies'],
+  };
+  return `${JSON.stringify(config, null, 2)}\n`;
+}
+
+/**
+ * An empty manifest; the module generator adds to its `modules` array.
+ *
+ * @example
+ * ```ts
+ * writeFileSync('modules/index.ts', manifestFile());
+ * ```
+ */
+export function manifestFile(): string {
+  return `/**
+ * The application manifest: every module of the application, whichever process hosts it.
+ * \`keel generate module\` adds new modules here; the kernel sorts them by dependency.
+ *
+ * @module
+ */
+import type { AnyModule } from 'keel';
+
+/**
+ * Every module of the application.
+ *
+ * @example
+ * \`\`\`ts
+ * const kernel = createKernel({ modules });
+ * \`\`\`
+ */
+export const modules: readonly AnyModule[] = [];
+`;
+}
+
+/**
+ * The application's README: how to run, test, generate and split it.
+ *
+ * @example
+ * ```ts
+ * writeFileSync('README.md', readmeFile({ name: 'my-shop', keelSpec: '^0.1.0', versions, starter: 'greeter' }));
+ * ```
+ */
+export function readmeFile(input: AppTemplateInput): string {
+  return `# ${input.name}
+
+A modular monolith built with [keel](https://www.npmjs.com/package/keel): modules talk only
+through typed contracts, so any of them can move to its own process without a code change.
+
+## Run it
+
+\`\`\`sh
+npm install
+npm test        # every module's tests, in one process
+npm start       # the whole application in one process (keel start)
+\`\`\`
+
+## Layout
+
+\`\`\`
+modules/index.ts            the manifest: every module of the application
+modules/<name>/contract.ts  a module's public door, the only file other modules import
+modules/<name>/module.ts    its implementation; everything else in the folder is private
+test/<name>-contract.test.ts  tests that call a module through its contract
+\`\`\`
+
+## Add a module
+
+\`\`\`sh
+npx keel generate module billing --depends-on ${input.starter} --events invoiceSent
+\`\`\`
+
+## Split it into services
+
+Run the same tests over NATS (needs a running \`nats-server\`):
+
+\`\`\`sh
+KEEL_NATS_URL=nats://127.0.0.1:4222 npm test
+\`\`\`
+
+Host some modules per process, reaching the others over NATS:
+
+\`\`\`sh
+npx keel start --modules ${input.starter} --nats nats://127.0.0.1:4222
+\`\`\`
+
+Or run a whole topology locally: \`topologies/*.ts\` say which process hosts which modules
+and how many replicas each runs. \`keel up\` starts \`nats-server\` from PATH on a free port when
+the topology has several processes and no NATS URL, prefixes every line with its process,
+restarts a crashed process, and drains everything on Ctrl-C:
+
+\`\`\`sh
+npx keel up topologies/single.ts
+\`\`\`
+`;
+}
+
+/**
+ * `topologies/single.ts`: the whole application in one process.
+ *
+ * @example
+ * ```ts
+ * writeFileSync('topologies/single.ts', topologyFile('greeter'));
+ * ```
+ */
+export function topologyFile(starter: string): string {
+  return `/**
+ * The whole application in one process. Copy this file to split it: give each process the
+ * modules it hosts, and \`keel up\` reaches the others over NATS.
+ */
+import { defineTopology } from 'keel/cli';
+
+export default defineTopology({
+  processes: {
+    app: { modules: ['${starter}'] },
+  },
+});
+`;
+}
+
+/**
+ * The application's .gitignore.
+ *
+ * @example
+ * ```ts
+ * writeFileSync('.gitignore', gitignoreFile());
+ * ```
+ */
+export function gitignoreFile(): string {
+  return 'node_modules/\ndist/\ncoverage/\n*.tgz\n';
+}

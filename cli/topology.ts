@@ -1,0 +1,178 @@
+/**
+ * Topology files for `keel up`: which process groups run, the modules each hosts, how many
+ * replicas of each, and the NATS server they share. Written in TypeScript with
+ * {@link defineTopology}, or as JSON of the same shape; validated with zod either way.
+ */
+import { readFileSync } from 'node:fs';
+import { extname, relative } from 'node:path';
+import { z } from 'zod';
+import { CLIError, CliErrorCode } from './errors.js';
+import { MODULE_NAME_PATTERN } from './names.js';
+import { importProjectFile, type Project } from './project.js';
+
+const kebab = (what: string) =>
+  z.string().regex(MODULE_NAME_PATTERN, `${what} must be lower-kebab-case, such as "order-history"`);
+
+/** One process group of a topology. */
+export const ProcessGroupSchema = z
+  .object({
+    /** Modules this process hosts; it reaches every other module over NATS. */
+    modules: z.array(kebab('a module name')).min(1, 'list at least one module'),
+    /** Identical processes to run (default 1); calls and events are balanced across them. */
+    replicas: z.number().int().min(1).max(32).default(1),
+    /** HTTP gateway port of this process (needs the HTTP adapter; one replica only). */
+    http: z.number().int().min(0).max(65_535).optional(),
+    /** Extra environment variables of this process. */
+    env: z.record(z.string(), z.string()).default({}),
+  })
+  .strict();
+
+/** The topology file's schema. */
+export const TopologySchema = z
+  .object({
+    /** Shown in `keel up` output. */
+    name: z.string().min(1).optional(),
+    /** NATS server the processes share. Without a URL, `keel up` starts `nats-server` from PATH on a free port. */
+    nats: z
+      .object({
+        url: z.string().min(1).optional(),
+        /** Subject prefix (default `keel`). */
+        prefix: z.string().min(1).optional(),
+      })
+      .strict()
+      .default({}),
+    /** Process groups by name. */
+    processes: z
+      .record(kebab('a process name'), ProcessGroupSchema)
+      .refine((processes) => Object.keys(processes).length > 0, 'define at least one process'),
+  })
+  .strict();
+
+/** A topology as written in a file (defaults may be left out). */
+export type TopologyInput = z.input<typeof TopologySchema>;
+/** A validated topology, defaults filled in. */
+export type TopologyFile = z.output<typeof TopologySchema>;
+/** One validated process group. */
+export type ProcessGroup = z.output<typeof ProcessGroupSchema>;
+
+/**
+ * Declares a topology with type checking; `keel up <file>` runs it.
+ *
+ * @example
+ * ```ts
+ * // topologies/split.ts
+ * import { defineTopology } from 'keel/cli';
+ *
+ * export default defineTopology({
+ *   processes: {
+ *     storefront: { modules: ['catalog', 'orders'], replicas: 2 },
+ *     back-office: { modules: ['inventory', 'payments', 'notifications'] },
+ *   },
+ * });
+ * ```
+ */
+export function defineTopology<const T extends TopologyInput>(topology: T): T {
+  return topology;
+}
+
+/**
+ * Checks a topology value: the schema, then the modules against the manifest (every name
+ * known, every module hosted somewhere). Throws `E_TOPOLOGY` naming the problem.
+ *
+ * @example
+ * ```ts
+ * const topology = parseTopology(JSON.parse(text), ['catalog', 'orders'], 'topologies/split.json');
+ * ```
+ */
+export function parseTopology(value: unknown, manifest: readonly string[], source = 'the topology'): TopologyFile {
+  const parsed = TopologySchema.safeParse(value);
+  if (!parsed.success) {
+    const issues = parsed.error.issues
+      .map((issue) => `  - ${issue.path.length > 0 ? issue.path.join('.') : '(root)'}: ${issue.message}`)
+      .join('\n');
+    throw new CLIError(CliErrorCode.E_TOPOLOGY, `${source} is not a valid topology:\n${issues}`, {
+      hint: 'A topology is { processes: { <name>: { modules: [...], replicas?: n } }, nats?: { url } }.',
+    });
+  }
+  const topology = parsed.data;
+  const hosted = new Set<string>();
+  for (const [name, group] of Object.entries(topology.processes)) {
+    for (const module of group.modules) {
+      if (!manifest.includes(module)) {
+        throw new CLIError(
+          CliErrorCode.E_TOPOLOGY,
+          `${source}: process "${name}" hosts "${module}", which is not in the manifest (it has: ${manifest.join(', ')}).`,
+        );
+      }
+      hosted.add(module);
+    }
+    if (group.http !== undefined && group.replicas > 1) {
+      throw new CLIError(
+        CliErrorCode.E_TOPOLOGY,
+        `${source}: process "${name}" has ${group.replicas} replicas and an HTTP port; replicas cannot share a port. ` +
+          'Give the gateway its own process with one replica.',
+      );
+    }
+  }
+  const missing = manifest.filter((module) => !hosted.has(module));
+  if (missing.length > 0) {
+    throw new CLIError(
+      CliErrorCode.E_TOPOLOGY,
+      `${source}: no process hosts ${missing.map((module) => `"${module}"`).join(', ')}; calls to it would find no responders.`,
+      { hint: 'Add it to the modules of one of the processes.' },
+    );
+  }
+  return topology;
+}
+
+/**
+ * The default topology: every module in one process.
+ *
+ * @example
+ * ```ts
+ * singleProcessTopology(['catalog', 'orders']); // { processes: { app: { modules: ['catalog', 'orders'], replicas: 1, env: {} } }, nats: {} }
+ * ```
+ */
+export function singleProcessTopology(manifest: readonly string[]): TopologyFile {
+  return { nats: {}, processes: { app: { modules: [...manifest], replicas: 1, env: {} } } };
+}
+
+/**
+ * Loads a topology file (`.ts`, `.js`, `.mjs` with a default export, or `.json`) and checks it.
+ *
+ * @example
+ * ```ts
+ * const topology = await loadTopology(project, '/home/me/shop/topologies/split.ts', ['catalog', 'orders']);
+ * ```
+ */
+export async function loadTopology(project: Project, path: string, manifest: readonly string[]): Promise<TopologyFile> {
+  const shown = relative(project.root, path) || path;
+  let value: unknown;
+  try {
+    if (extname(path) === '.json') {
+      value = JSON.parse(readFileSync(path, 'utf8'));
+    } else {
+      const exports = await importProjectFile(project, path);
+      value = exports['default'] ?? exports['topology'];
+    }
+  } catch (error) {
+    if (error instanceof CLIError) throw error;
+    throw new CLIError(CliErrorCode.E_TOPOLOGY, `Cannot load ${shown}: ${(error as Error).message}`, { cause: error });
+  }
+  if (value === undefined) {
+    throw new CLIError(CliErrorCode.E_TOPOLOGY, `${shown} has no default export; export default defineTopology({ ... }).`);
+  }
+  return parseTopology(value, manifest, shown);
+}
+
+/**
+ * True when a topology needs NATS: more than one process runs.
+ *
+ * @example
+ * ```ts
+ * needsNats(singleProcessTopology(['catalog'])); // false
+ * ```
+ */
+export function needsNats(topology: TopologyFile): boolean {
+  return Object.values(topology.processes).reduce((count, group) => count + group.replicas, 0) > 1;
+}
