@@ -1,0 +1,473 @@
+/**
+ * The HTTP gateway: a fastify server exposing contract operations as `POST /<module>/<operation>`
+ * (and `GET ...?input=` for idempotent ones), with OpenAPI, an API reference page, health,
+ * readiness and Prometheus metrics. Every route is derived from the contracts; none is written
+ * by hand per operation.
+ */
+import type { AddressInfo } from 'node:net';
+import fastifySwagger from '@fastify/swagger';
+import fastifySwaggerUi from '@fastify/swagger-ui';
+import { fastify, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import {
+  DEFAULT_TIMEOUT_MS,
+  KeelError,
+  KeelErrorCode,
+  createLogger,
+  isTraceparent,
+  newCorrelationId,
+  type AnyContract,
+  type CallOptions,
+  type Kernel,
+  type Logger,
+} from 'keel';
+import { createKernelMetrics, type KernelMetrics, type KernelMetricsOptions } from './metrics.js';
+import { createOpenApiDocument, operationPath, type OpenApiDocument } from './openapi.js';
+import { PROBLEM_CONTENT_TYPE, gatewayProblem, problemOf, type Problem } from './problem.js';
+import { HttpProblemCode } from './status.js';
+
+/** What {@link createHttpGateway} takes. */
+export interface HttpGatewayOptions {
+  /** The kernel whose contracts are exposed. It may host every module, some, or none (reaching them over NATS). */
+  readonly kernel: Kernel;
+  /** Contracts to expose (default: every contract of the kernel's manifest). */
+  readonly contracts?: readonly AnyContract[];
+  /** Port to listen on; 0 picks a free one (default 3000). */
+  readonly port?: number;
+  /** Address to listen on (default `127.0.0.1`; `0.0.0.0` to accept connections from other hosts). */
+  readonly host?: string;
+  /** Largest request body in bytes (default 1 MiB); larger bodies get 413. */
+  readonly bodyLimit?: number;
+  /** Development mode: error bodies carry stack traces and internal messages (default false). */
+  readonly development?: boolean;
+  /**
+   * Cap of the deadline a client may ask for with the timeout header, for operations without
+   * their own `timeoutMs` (which caps it otherwise). Default: the kernel's default deadline.
+   */
+  readonly maxTimeoutMs?: number;
+  /** Header carrying the deadline in milliseconds (default `x-keel-timeout-ms`). */
+  readonly timeoutHeader?: string;
+  /** Header carrying the correlation id, read and echoed (default `x-correlation-id`). */
+  readonly correlationHeader?: string;
+  /** Also serve idempotent operations as `GET /<module>/<operation>?input=<json>` (default true). */
+  readonly idempotentGet?: boolean;
+  /** Path of the API reference page (default `/docs`); `false` serves none. */
+  readonly docsPath?: string | false;
+  /** `info` of the OpenAPI document. */
+  readonly openapi?: { readonly title?: string; readonly version?: string; readonly description?: string };
+  /** Prometheus metrics at `/metrics` (default true); options pick the registry and default metrics. */
+  readonly metrics?: boolean | KernelMetricsOptions;
+  /** Caller name the gateway's calls carry (default `http`). */
+  readonly caller?: string;
+  /** `close()` also stops the kernel, after the last request is answered (default true). */
+  readonly stopKernelOnClose?: boolean;
+  /** Logger (default pino, level from `KEEL_LOG_LEVEL`). */
+  readonly logger?: Logger;
+  /**
+   * Called with the fastify instance before any route is added: register authentication hooks,
+   * CORS or extra routes here.
+   */
+  readonly configure?: (server: FastifyInstance) => void | Promise<void>;
+}
+
+/** Defaults of {@link HttpGatewayOptions}. */
+export const DEFAULT_HTTP_GATEWAY_OPTIONS = {
+  port: 3000,
+  host: '127.0.0.1',
+  bodyLimit: 1024 * 1024,
+  development: false,
+  maxTimeoutMs: DEFAULT_TIMEOUT_MS,
+  timeoutHeader: 'x-keel-timeout-ms',
+  correlationHeader: 'x-correlation-id',
+  idempotentGet: true,
+  docsPath: '/docs',
+  caller: 'http',
+  stopKernelOnClose: true,
+} as const satisfies Partial<HttpGatewayOptions>;
+
+/** A running (or ready to run) HTTP gateway, made by {@link createHttpGateway}. */
+export interface HttpGateway {
+  /** `http://host:port` once listening, else `undefined`. */
+  readonly url: string | undefined;
+  /** The OpenAPI 3.1 document served at `/openapi.json`. */
+  readonly openapi: OpenApiDocument;
+  /** The fastify instance, for `inject()` or inspection; add hooks and routes with `configure`. */
+  readonly server: FastifyInstance;
+  /** Starts listening; resolves with the URL. */
+  listen(): Promise<string>;
+  /**
+   * Graceful shutdown: stops accepting connections (readiness turns false, requests on open
+   * connections get 503), waits for requests in flight, then stops the kernel (unless
+   * `stopKernelOnClose` is false). Close the transport after it. Idempotent.
+   */
+  close(): Promise<void>;
+}
+
+/** Paths the gateway serves besides operations. */
+const GATEWAY_PATHS = { health: '/healthz', ready: '/readyz', metrics: '/metrics', openapi: '/openapi.json' } as const;
+
+const JSON_CONTENT_TYPE = 'application/json; charset=utf-8';
+const CORRELATION_ID_PATTERN = /^[\x21-\x7e]{1,128}$/;
+const TIMEOUT_PATTERN = /^[0-9]{1,15}$/;
+const OTHER_METHODS = ['DELETE', 'PATCH', 'PUT', 'OPTIONS'] as const;
+
+/** A request the gateway refuses before any call: answered with its own problem code. */
+class GatewayRefusal extends Error {
+  constructor(
+    readonly code: HttpProblemCode | typeof KeelErrorCode.PAYLOAD_TOO_LARGE,
+    message: string,
+    readonly details?: Readonly<Record<string, unknown>>,
+  ) {
+    super(message);
+  }
+}
+
+/** Maps fastify's own request errors (body parsing, limits) to gateway codes. */
+function refusalOfFastifyError(error: FastifyError, options: ResolvedOptions): GatewayRefusal | undefined {
+  switch (error.code) {
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new GatewayRefusal(
+        HttpProblemCode.UNSUPPORTED_MEDIA_TYPE,
+        'The body must be JSON: send it with content-type application/json.',
+      );
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new GatewayRefusal(
+        KeelErrorCode.PAYLOAD_TOO_LARGE,
+        `The body is larger than ${options.bodyLimit} bytes, the most this gateway accepts.`,
+        { limit: options.bodyLimit },
+      );
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return new GatewayRefusal(
+        HttpProblemCode.MALFORMED_JSON,
+        'The body is empty but its content-type says JSON: send the input as JSON, for example {}.',
+      );
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return new GatewayRefusal(
+        HttpProblemCode.MALFORMED_JSON,
+        'The body is not valid JSON (or holds a __proto__ or constructor.prototype key): send the input as JSON.',
+      );
+    default:
+      if (typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 500) {
+        return new GatewayRefusal(HttpProblemCode.MALFORMED_REQUEST, `The request is malformed: ${error.message}`);
+      }
+      return undefined;
+  }
+}
+
+type ResolvedOptions = Omit<HttpGatewayOptions, keyof typeof DEFAULT_HTTP_GATEWAY_OPTIONS> & {
+  readonly port: number;
+  readonly host: string;
+  readonly bodyLimit: number;
+  readonly development: boolean;
+  readonly maxTimeoutMs: number;
+  readonly timeoutHeader: string;
+  readonly correlationHeader: string;
+  readonly idempotentGet: boolean;
+  readonly docsPath: string | false;
+  readonly caller: string;
+  readonly stopKernelOnClose: boolean;
+};
+
+type Call = (input: unknown, options?: CallOptions) => Promise<unknown>;
+
+function checkOptions(options: ResolvedOptions, contracts: readonly AnyContract[]): void {
+  const fail = (message: string): never => {
+    throw configError(message);
+  };
+  if (!Number.isInteger(options.port) || options.port < 0 || options.port > 65_535) fail(`port must be 0..65535, got ${options.port}.`);
+  if (!Number.isInteger(options.bodyLimit) || options.bodyLimit <= 0) fail(`bodyLimit must be a positive number of bytes, got ${options.bodyLimit}.`);
+  if (!(options.maxTimeoutMs > 0)) fail(`maxTimeoutMs must be positive, got ${options.maxTimeoutMs}.`);
+  if (options.docsPath !== false && !/^\/[a-z0-9-/]*[a-z0-9]$/i.test(options.docsPath)) {
+    fail(`docsPath must look like "/docs", got "${options.docsPath}".`);
+  }
+  const reserved = new Set(
+    [...Object.values(GATEWAY_PATHS), ...(options.docsPath === false ? [] : [options.docsPath])].map((path) => path.split('/')[1]),
+  );
+  const seen = new Set<string>();
+  for (const contract of contracts) {
+    if (reserved.has(contract.name)) {
+      fail(`contract "${contract.name}" would shadow the gateway's /${contract.name} path; choose another docsPath or do not expose it.`);
+    }
+    if (seen.has(contract.name)) fail(`contract "${contract.name}" is listed twice in contracts.`);
+    seen.add(contract.name);
+  }
+}
+
+function configError(message: string): KeelError {
+  return new KeelError(KeelErrorCode.INVALID_CONFIG, `HTTP gateway: ${message}`);
+}
+
+/**
+ * Creates the HTTP gateway of a kernel. Every operation of the exposed contracts becomes
+ * `POST /<module>/<operation>` (JSON in, JSON out; idempotent ones also `GET ...?input=<json>`),
+ * validated by the contract's own schemas through `kernel.client(contract, { caller: 'http' })`.
+ * Errors are `application/problem+json` with a status from one table (`HTTP_STATUS_BY_CODE`,
+ * `HTTP_STATUS_BY_KIND`). Also serves `/openapi.json`, the API reference at `/docs` (local
+ * assets, works offline), `/healthz`, `/readyz` and `/metrics`.
+ *
+ * @example
+ * ```ts
+ * import { createKernel } from 'keel';
+ * import { createHttpGateway } from 'keel/http';
+ * import { modules } from './modules/index.js';
+ *
+ * const kernel = createKernel({ modules });
+ * await kernel.start();
+ * const gateway = await createHttpGateway({ kernel, port: 3000 });
+ * console.log(`listening on ${await gateway.listen()}`);
+ * process.once('SIGTERM', () => void gateway.close()); // finishes requests, then stops the kernel
+ * ```
+ */
+export async function createHttpGateway(options: HttpGatewayOptions): Promise<HttpGateway> {
+  const resolved: ResolvedOptions = { ...DEFAULT_HTTP_GATEWAY_OPTIONS, ...stripUndefined(options) };
+  const { kernel } = resolved;
+  const contracts = resolved.contracts ?? kernel.modules.map((module) => module.contract as AnyContract);
+  checkOptions(resolved, contracts);
+  const logger = (resolved.logger ?? createLogger({ name: 'keel-http' })).child({ component: 'http-gateway' });
+  const document = createOpenApiDocument({
+    contracts,
+    ...resolved.openapi,
+    idempotentGet: resolved.idempotentGet,
+    timeoutHeader: resolved.timeoutHeader,
+    maxTimeoutMs: resolved.maxTimeoutMs,
+  });
+  const documentJson = JSON.stringify(document);
+  const metrics: KernelMetrics | undefined =
+    resolved.metrics === false ? undefined : createKernelMetrics(kernel, resolved.metrics === true || resolved.metrics === undefined ? {} : resolved.metrics);
+
+  const correlationHeader = resolved.correlationHeader.toLowerCase();
+  const timeoutHeader = resolved.timeoutHeader.toLowerCase();
+  const correlationIds = new WeakMap<FastifyRequest, string>();
+  const correlationIdOf = (request: FastifyRequest): string => {
+    let id = correlationIds.get(request);
+    if (id === undefined) {
+      const header = request.headers[correlationHeader];
+      id = typeof header === 'string' && CORRELATION_ID_PATTERN.test(header) ? header : newCorrelationId();
+      correlationIds.set(request, id);
+    }
+    return id;
+  };
+  const sendProblem = (reply: FastifyReply, problem: Problem): FastifyReply => {
+    // Headers may not be writable when the client has gone; fastify then only logs.
+    return reply.status(problem.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(problem));
+  };
+  const refuse = (request: FastifyRequest, reply: FastifyReply, refusal: GatewayRefusal): FastifyReply =>
+    sendProblem(reply, gatewayProblem(refusal.code, refusal.message, correlationIdOf(request), refusal.details));
+
+  let closing = false;
+  const server = fastify({
+    logger: false,
+    bodyLimit: resolved.bodyLimit,
+    return503OnClosing: false,
+    forceCloseConnections: 'idle',
+    clientErrorHandler: (error, socket) => {
+      if (!socket.writable || (error as NodeJS.ErrnoException).code === 'ECONNRESET') {
+        socket.destroy();
+        return;
+      }
+      const body = JSON.stringify(
+        gatewayProblem(HttpProblemCode.MALFORMED_REQUEST, `The HTTP request is malformed: ${error.message}`, newCorrelationId()),
+      );
+      socket.end(
+        `HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Type: ${PROBLEM_CONTENT_TYPE}\r\n` +
+          `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+      );
+    },
+  });
+  // JSON only: without this, fastify would also accept text/plain bodies as strings.
+  server.removeContentTypeParser('text/plain');
+
+  server.addHook('onRequest', async (request, reply) => {
+    reply.header(correlationHeader, correlationIdOf(request));
+    if (closing) {
+      reply.header('connection', 'close');
+      return sendProblem(
+        reply,
+        gatewayProblem(KeelErrorCode.UNAVAILABLE, 'The gateway is shutting down; retry on another instance.', correlationIdOf(request)),
+      );
+    }
+    return undefined;
+  });
+  server.addHook('onSend', async (_request, reply, payload) => {
+    // A connection kept alive would hold close() open: let each answer given while closing end its connection.
+    if (closing) reply.header('connection', 'close');
+    return payload;
+  });
+  if (metrics !== undefined) {
+    server.addHook('onResponse', async (request, reply) => {
+      metrics.observeHttp(request.method, request.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime);
+    });
+  }
+
+  server.setErrorHandler((error: FastifyError, request, reply) => {
+    const correlationId = correlationIdOf(request);
+    if (error instanceof GatewayRefusal) return refuse(request, reply, error);
+    const refusal = refusalOfFastifyError(error, resolved);
+    if (refusal !== undefined) return refuse(request, reply, refusal);
+    const problem = problemOf(error, correlationId, resolved.development);
+    if (problem.status >= 500) {
+      logger.error({ err: error, correlationId, route: request.routeOptions.url, code: problem.code }, 'request failed');
+    }
+    return sendProblem(reply, problem);
+  });
+
+  const allowedMethods = new Map<string, string[]>();
+  server.setNotFoundHandler((request, reply) => {
+    const path = request.url.split('?')[0] ?? '';
+    const allowed = allowedMethods.get(path.length > 1 ? path.replace(/\/+$/, '') : path);
+    if (allowed !== undefined) {
+      reply.header('allow', allowed.join(', '));
+      return refuse(
+        request,
+        reply,
+        new GatewayRefusal(HttpProblemCode.METHOD_NOT_ALLOWED, `${path} does not take ${request.method}; use ${allowed.join(' or ')}.`, {
+          allow: allowed,
+        }),
+      );
+    }
+    const [, moduleName, operationName] = path.split('/');
+    const contract = contracts.find((candidate) => candidate.name === moduleName);
+    const message =
+      contract !== undefined
+        ? `Module "${contract.name}" has no operation "${operationName ?? ''}"; its operations are ${Object.keys(contract.operations).join(', ') || 'none'} ` +
+          `(POST /${contract.name}/<operation>).`
+        : `No route ${request.method} ${path}. Operations are POST /<module>/<operation>; ` +
+          `the list is at ${GATEWAY_PATHS.openapi}${resolved.docsPath === false ? '' : ` and ${resolved.docsPath}`}.`;
+    return refuse(request, reply, new GatewayRefusal(HttpProblemCode.ROUTE_NOT_FOUND, message));
+  });
+
+  await resolved.configure?.(server);
+
+  const maxTimeoutMs = resolved.maxTimeoutMs;
+  const readCallOptions = (request: FastifyRequest, cap: number, signal: AbortSignal): CallOptions => {
+    const traceparent = request.headers['traceparent'];
+    const timeout = request.headers[timeoutHeader];
+    let timeoutMs: number | undefined;
+    if (timeout !== undefined) {
+      const value = Array.isArray(timeout) ? timeout.join(',') : timeout;
+      if (!TIMEOUT_PATTERN.test(value) || Number(value) === 0) {
+        throw new GatewayRefusal(
+          HttpProblemCode.MALFORMED_REQUEST,
+          `Header ${timeoutHeader} must be a positive whole number of milliseconds, got "${value.slice(0, 40)}".`,
+        );
+      }
+      timeoutMs = Math.min(Number(value), cap);
+    }
+    return {
+      correlationId: correlationIdOf(request),
+      ...(isTraceparent(traceparent) ? { traceparent } : {}),
+      ...(timeoutMs === undefined ? {} : { timeoutMs }),
+      signal,
+    };
+  };
+  const serve = async (request: FastifyRequest, reply: FastifyReply, call: Call, cap: number, input: unknown): Promise<FastifyReply> => {
+    const controller = new AbortController();
+    const onClose = (): void => {
+      if (!reply.raw.writableFinished) controller.abort(new Error('the HTTP client disconnected'));
+    };
+    reply.raw.once('close', onClose);
+    try {
+      const output = await call(input, readCallOptions(request, cap, controller.signal));
+      return reply.type(JSON_CONTENT_TYPE).send(JSON.stringify(output));
+    } finally {
+      reply.raw.off('close', onClose);
+    }
+  };
+
+  for (const contract of contracts) {
+    const client = kernel.client(contract, { caller: resolved.caller }) as unknown as Record<string, Call>;
+    for (const [name, operation] of Object.entries(contract.operations)) {
+      const call = client[name] as Call;
+      const cap = operation.timeoutMs ?? maxTimeoutMs;
+      const url = operationPath(contract.name, name);
+      const methods = ['POST'];
+      server.post(url, (request, reply) => serve(request, reply, call, cap, request.body));
+      if (resolved.idempotentGet && operation.idempotent) {
+        methods.push('GET');
+        server.get(url, (request, reply) => serve(request, reply, call, cap, parseQueryInput(request.query)));
+      }
+      allowedMethods.set(url, methods);
+    }
+  }
+
+  server.get(GATEWAY_PATHS.health, async (_request, reply) => reply.type(JSON_CONTENT_TYPE).send('{"status":"ok"}'));
+  server.get(GATEWAY_PATHS.ready, async (_request, reply) => {
+    const status = kernel.status();
+    const ready = !closing && kernel.ready();
+    return reply
+      .status(ready ? 200 : 503)
+      .type(JSON_CONTENT_TYPE)
+      .send(JSON.stringify({ ready, closing, state: status.state, modules: status.modules, remote: status.remote, transports: status.transports }));
+  });
+  if (metrics !== undefined) {
+    server.get(GATEWAY_PATHS.metrics, async (_request, reply) =>
+      reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
+    );
+  }
+  server.get(GATEWAY_PATHS.openapi, async (_request, reply) => reply.type(JSON_CONTENT_TYPE).send(documentJson));
+  if (resolved.docsPath !== false) {
+    await server.register(fastifySwagger, { mode: 'static', specification: { document: document as never } });
+    await server.register(fastifySwaggerUi, {
+      routePrefix: resolved.docsPath,
+      uiConfig: { deepLinking: true, displayRequestDuration: true, tryItOutEnabled: true },
+      theme: { title: document.info.title },
+      validatorUrl: false,
+    });
+  }
+  await server.ready();
+
+  let url: string | undefined;
+  let closed: Promise<void> | undefined;
+  const close = async (): Promise<void> => {
+    closing = true;
+    try {
+      await server.close();
+    } finally {
+      metrics?.close();
+      if (resolved.stopKernelOnClose) await kernel.stop();
+    }
+  };
+  return {
+    get url() {
+      return url;
+    },
+    openapi: document,
+    server,
+    async listen() {
+      if (closed !== undefined) throw configError('the gateway is closed; create a new one.');
+      await server.listen({ port: resolved.port, host: resolved.host });
+      const address = server.server.address() as AddressInfo;
+      const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+      url = `http://${host}:${address.port}`;
+      logger.info({ url, contracts: contracts.map((contract) => contract.name) }, 'HTTP gateway listening');
+      return url;
+    },
+    close() {
+      closed ??= close();
+      return closed;
+    },
+  };
+}
+
+/** The `input` query parameter of a GET, parsed as JSON (absent: `undefined`, left to the schema). */
+function parseQueryInput(query: unknown): unknown {
+  const raw = (query as Record<string, unknown> | undefined)?.['input'];
+  if (raw === undefined) return undefined;
+  if (typeof raw !== 'string') {
+    throw new GatewayRefusal(HttpProblemCode.MALFORMED_REQUEST, 'Give the query parameter "input" once, as URL-encoded JSON.');
+  }
+  try {
+    return JSON.parse(raw, (key, value: unknown) => {
+      if (key === '__proto__') throw new SyntaxError('__proto__ key');
+      return value;
+    });
+  } catch {
+    throw new GatewayRefusal(
+      HttpProblemCode.MALFORMED_JSON,
+      'The query parameter "input" is not valid JSON: URL-encode a JSON value, for example ?input=%7B%22sku%22%3A%22KB-1%22%7D.',
+    );
+  }
+}
+
+function stripUndefined<T extends object>(value: T): T {
+  return Object.fromEntries(Object.entries(value).filter(([, entry]) => entry !== undefined)) as T;
+}

@@ -1,0 +1,40 @@
+/**
+ * keel/http — the HTTP gateway: contract operations as HTTP endpoints, derived from the
+ * contracts alone, with OpenAPI 3.1, an API reference page, health, readiness and Prometheus
+ * metrics. See docs/http.md.
+ *
+ * @example
+ * ```ts
+ * import { createKernel } from 'keel';
+ * import { createHttpGateway } from 'keel/http';
+ * import { modules } from './modules/index.js';
+ *
+ * const kernel = createKernel({ modules });
+ * await kernel.start();
+ * const gateway = await createHttpGateway({ kernel, port: 3000 });
+ * await gateway.listen(); // POST http://127.0.0.1:3000/<module>/<operation>
+ * ```
+ *
+ * @module
+ */
+
+export {
+  DEFAULT_HTTP_GATEWAY_OPTIONS,
+  createHttpGateway,
+  type HttpGateway,
+  type HttpGatewayOptions,
+} from './gateway.js';
+export {
+  HTTP_STATUS_BY_CODE,
+  HTTP_STATUS_BY_KIND,
+  HttpProblemCode,
+  httpStatusOf,
+} from './status.js';
+export { PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_PREFIX, problemOf, type Problem } from './problem.js';
+export { createOpenApiDocument, operationPath, type OpenApiDocument, type OpenApiOptions } from './openapi.js';
+export {
+  DEFAULT_LATENCY_BUCKETS,
+  createKernelMetrics,
+  type KernelMetrics,
+  type KernelMetricsOptions,
+} from './metrics.js';

@@ -1,0 +1,331 @@
+/**
+ * OpenAPI 3.1 from contracts alone: one path per operation, schemas from zod 4's
+ * `z.toJSONSchema`, declared errors as documented responses.
+ */
+import { z } from 'zod';
+import type { AnyContract, AnyErrorClass, AnyOperation } from 'keel';
+import { PROBLEM_TYPE_PREFIX, titleOfCode } from './problem.js';
+import { HTTP_STATUS_BY_CODE, HTTP_STATUS_BY_KIND } from './status.js';
+
+/** A JSON object; the OpenAPI document is plain JSON. */
+export type JsonObject = { [key: string]: unknown };
+
+/** An OpenAPI 3.1 document, as {@link createOpenApiDocument} builds it. */
+export interface OpenApiDocument extends JsonObject {
+  readonly openapi: string;
+  readonly info: { readonly title: string; readonly version: string; readonly description?: string };
+  readonly paths: Record<string, JsonObject>;
+  readonly components: { readonly schemas: Record<string, JsonObject> } & JsonObject;
+}
+
+/** What {@link createOpenApiDocument} takes. */
+export interface OpenApiOptions {
+  /** The contracts whose operations are documented. */
+  readonly contracts: readonly AnyContract[];
+  /** `info.title` (default `keel API`). */
+  readonly title?: string;
+  /** `info.version` (default: the contracts' versions, such as `catalog 1.0.0, orders 1.2.0`). */
+  readonly version?: string;
+  /** `info.description`. */
+  readonly description?: string;
+  /** Also document `GET /<module>/<operation>?input=<json>` for idempotent operations (default true). */
+  readonly idempotentGet?: boolean;
+  /** Header read for the call's deadline (default `x-keel-timeout-ms`). */
+  readonly timeoutHeader?: string;
+  /** Largest deadline the header may ask for, documented on the header (default none). */
+  readonly maxTimeoutMs?: number;
+}
+
+/** The HTTP path of an operation: `/<module>/<operation>`. */
+export function operationPath(contract: string, operation: string): string {
+  return `/${contract}/${operation}`;
+}
+
+const SCHEMA_REF = '#/components/schemas/';
+const RESPONSE_REF = '#/components/responses/';
+const PARAMETER_REF = '#/components/parameters/';
+
+/** Collects component schemas, hoisting zod's `$defs` and rewriting their references. */
+class SchemaCollector {
+  readonly schemas: Record<string, JsonObject> = {};
+
+  /** Adds `schema` as component `name` and returns a `$ref` to it. */
+  add(name: string, schema: z.ZodType, io: 'input' | 'output'): JsonObject {
+    const generated = z.toJSONSchema(schema, { io, unrepresentable: 'any', cycles: 'ref', reused: 'inline' }) as JsonObject;
+    this.put(name, this.#hoist(name, generated, io));
+    return { $ref: `${SCHEMA_REF}${name}` };
+  }
+
+  /** Adds a ready JSON Schema as component `name`; the first definition of a name wins. */
+  put(name: string, schema: JsonObject): void {
+    if (!(name in this.schemas)) this.schemas[name] = schema;
+  }
+
+  #hoist(owner: string, generated: JsonObject, io: 'input' | 'output'): JsonObject {
+    const { $schema: _schema, $defs, ...root } = generated;
+    const names = new Map<string, string>();
+    const definitions = ($defs ?? {}) as Record<string, JsonObject>;
+    for (const key of Object.keys(definitions)) {
+      // zod names anonymous shared or recursive schemas `__schemaN`; a schema with a global
+      // `.meta({ id })` keeps its id and is shared by every operation that uses it.
+      names.set(key, key.startsWith('__') ? `${owner}.${key.replace(/^_+/, '')}` : key);
+    }
+    const rewrite = (node: unknown): unknown => {
+      if (Array.isArray(node)) return node.map(rewrite);
+      if (typeof node !== 'object' || node === null) return node;
+      const out: JsonObject = {};
+      for (const [key, value] of Object.entries(node)) {
+        if (key === '$ref' && typeof value === 'string') out[key] = this.#target(value, owner, names);
+        else out[key] = rewrite(value);
+      }
+      return out;
+    };
+    for (const [key, definition] of Object.entries(definitions)) {
+      let name = names.get(key) as string;
+      const body = rewrite(definition) as JsonObject;
+      const existing = this.schemas[name];
+      if (existing !== undefined && JSON.stringify(existing) !== JSON.stringify(body)) {
+        // The same id read as input (defaults optional) and as output differs: keep both.
+        name = `${name}.${io}`;
+        names.set(key, name);
+      }
+      this.put(name, rewrite(definition) as JsonObject);
+    }
+    return rewrite(root) as JsonObject;
+  }
+
+  #target(reference: string, owner: string, names: ReadonlyMap<string, string>): string {
+    if (reference === '#') return `${SCHEMA_REF}${owner}`;
+    const match = /^#\/\$defs\/([^/]+)(.*)$/.exec(reference);
+    if (match === null) return reference;
+    const name = names.get(match[1] as string) ?? match[1];
+    return `${SCHEMA_REF}${name}${match[2] ?? ''}`;
+  }
+}
+
+const PROBLEM_SCHEMA: JsonObject = {
+  type: 'object',
+  description:
+    'Problem details (RFC 9457) with keel extension members: `code` to match on, `correlationId` to quote ' +
+    "in a support request, a declared error's `data`, or a keel error's `details` (zod issues for INVALID_INPUT).",
+  properties: {
+    type: { type: 'string', description: `\`${PROBLEM_TYPE_PREFIX}<code>\``, examples: [`${PROBLEM_TYPE_PREFIX}INVALID_INPUT`] },
+    title: { type: 'string', description: 'Short summary of the problem type.' },
+    status: { type: 'integer', description: 'The HTTP status code.' },
+    detail: { type: 'string', description: 'What went wrong, and what to do next.' },
+    code: { type: 'string', description: 'Error code: a keel error code, a gateway code or a declared error code.' },
+    correlationId: { type: 'string', description: 'Correlation id of the request (also in the x-correlation-id header).' },
+    data: { description: "A declared error's data." },
+    details: { type: 'object', description: "A keel error's structured details.", additionalProperties: true },
+    stack: { type: 'string', description: 'Stack trace, in development mode only.' },
+  },
+  required: ['type', 'title', 'status', 'detail', 'code', 'correlationId'],
+};
+
+/** Generic responses every operation may give, keyed by status. */
+const STANDARD_RESPONSES: Readonly<Record<string, { name: string; description: string; codes: readonly string[] }>> = {
+  '400': {
+    name: 'BadRequest',
+    description: 'The input does not match the schema (INVALID_INPUT), the body is not JSON (MALFORMED_JSON), or a header is malformed.',
+    codes: ['INVALID_INPUT', 'MALFORMED_JSON', 'MALFORMED_REQUEST'],
+  },
+  '413': { name: 'PayloadTooLarge', description: 'The body is larger than the gateway accepts.', codes: ['PAYLOAD_TOO_LARGE'] },
+  '415': { name: 'UnsupportedMediaType', description: 'The body is not application/json.', codes: ['UNSUPPORTED_MEDIA_TYPE'] },
+  '500': { name: 'InternalError', description: 'An undeclared failure; the logs hold the details under the correlation id.', codes: ['INTERNAL'] },
+  '502': {
+    name: 'BadGateway',
+    description: 'The module behind the gateway runs another contract version (UNKNOWN_OPERATION, VERSION_MISMATCH).',
+    codes: ['UNKNOWN_OPERATION', 'VERSION_MISMATCH'],
+  },
+  '503': {
+    name: 'Unavailable',
+    description: 'Nothing serves the operation now, or it is shutting down (NO_RESPONDERS, UNAVAILABLE). Not processed: safe to retry.',
+    codes: ['NO_RESPONDERS', 'UNAVAILABLE'],
+  },
+  '504': { name: 'Timeout', description: 'The deadline passed; the outcome is unknown (TIMEOUT).', codes: ['TIMEOUT'] },
+};
+
+function problemContent(schema: JsonObject): JsonObject {
+  return { 'application/problem+json': { schema } };
+}
+
+function declaredProblemSchema(error: AnyErrorClass, data: JsonObject): JsonObject {
+  return {
+    allOf: [
+      { $ref: `${SCHEMA_REF}Problem` },
+      {
+        type: 'object',
+        properties: {
+          type: { const: `${PROBLEM_TYPE_PREFIX}${error.code}` },
+          code: { const: error.code },
+          data,
+        },
+        required: ['data'],
+      },
+    ],
+    ...(error.description === undefined ? {} : { description: error.description }),
+  };
+}
+
+function operationDescription(contract: AnyContract, name: string, operation: AnyOperation): string {
+  const lines = [operation.description ?? `${contract.name}.${name}`];
+  lines.push('');
+  lines.push(
+    operation.idempotent
+      ? 'Idempotent: safe to retry, also after a timeout.'
+      : 'Not idempotent: after a timeout (504) the outcome is unknown; retry only after a 503.',
+  );
+  if (operation.timeoutMs !== undefined) lines.push(`Deadline: ${operation.timeoutMs} ms unless the caller asks for less.`);
+  if (operation.errors.length > 0) {
+    lines.push('', 'Declared errors:');
+    for (const error of operation.errors) {
+      lines.push(`- \`${error.code}\` (${HTTP_STATUS_BY_KIND[error.kind]}, ${error.kind})${error.description ? `: ${error.description}` : ''}`);
+    }
+  }
+  return lines.join('\n');
+}
+
+/**
+ * Builds the OpenAPI 3.1 document of the given contracts' operations. The gateway serves it at
+ * `/openapi.json`; call it yourself to write the document to a file or feed a client generator.
+ *
+ * @example
+ * ```ts
+ * import { writeFile } from 'node:fs/promises';
+ * import { createOpenApiDocument } from 'keel/http';
+ * import { catalog } from './modules/catalog/contract.js';
+ *
+ * const document = createOpenApiDocument({ contracts: [catalog], title: 'Shop API' });
+ * await writeFile('openapi.json', JSON.stringify(document, null, 2));
+ * ```
+ */
+export function createOpenApiDocument(options: OpenApiOptions): OpenApiDocument {
+  const idempotentGet = options.idempotentGet ?? true;
+  const timeoutHeader = options.timeoutHeader ?? 'x-keel-timeout-ms';
+  const collector = new SchemaCollector();
+  collector.put('Problem', PROBLEM_SCHEMA);
+
+  const responses: Record<string, JsonObject> = {};
+  for (const [status, standard] of Object.entries(STANDARD_RESPONSES)) {
+    for (const code of standard.codes) {
+      if (String(HTTP_STATUS_BY_CODE[code as keyof typeof HTTP_STATUS_BY_CODE]) !== status) {
+        throw new Error(`OpenAPI standard response ${status} lists ${code}, which the status table maps elsewhere.`);
+      }
+    }
+    responses[standard.name] = {
+      description: standard.description,
+      content: problemContent({ $ref: `${SCHEMA_REF}Problem` }),
+    };
+  }
+
+  const parameters: Record<string, JsonObject> = {
+    CorrelationId: {
+      name: 'x-correlation-id',
+      in: 'header',
+      required: false,
+      description: 'Correlation id to carry through every call and event of this request (generated when absent; echoed in the response).',
+      schema: { type: 'string', maxLength: 128 },
+    },
+    Traceparent: {
+      name: 'traceparent',
+      in: 'header',
+      required: false,
+      description: 'W3C trace context, propagated unchanged to every module.',
+      schema: { type: 'string', pattern: '^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$' },
+    },
+    Timeout: {
+      name: timeoutHeader,
+      in: 'header',
+      required: false,
+      description:
+        "Deadline of the call in milliseconds. It can only shorten the operation's own deadline" +
+        (options.maxTimeoutMs === undefined ? '.' : ` and is capped at ${options.maxTimeoutMs} ms.`),
+      schema: { type: 'integer', minimum: 1 },
+    },
+  };
+  const headerRefs = ['CorrelationId', 'Traceparent', 'Timeout'].map((name) => ({ $ref: `${PARAMETER_REF}${name}` }));
+
+  const paths: Record<string, JsonObject> = {};
+  const tags: JsonObject[] = [];
+  for (const contract of options.contracts) {
+    tags.push({ name: contract.name, description: contract.description ?? `The ${contract.name} module (contract ${contract.version}).` });
+    for (const [name, operation] of Object.entries(contract.operations)) {
+      const base = `${contract.name}.${name}`;
+      const input = collector.add(`${base}.input`, operation.input, 'input');
+      const output = collector.add(`${base}.output`, operation.output, 'output');
+
+      const operationResponses: Record<string, JsonObject> = {
+        '200': { description: `The output of ${base}.`, content: { 'application/json': { schema: output } } },
+      };
+      const declaredByStatus = new Map<number, { schemas: JsonObject[]; lines: string[] }>();
+      for (const error of operation.errors) {
+        const status = HTTP_STATUS_BY_KIND[error.kind];
+        const component = `${contract.name}.${error.code}`;
+        const data = collector.add(`${component}.data`, error.dataSchema, 'output');
+        collector.put(component, declaredProblemSchema(error, data));
+        const entry = declaredByStatus.get(status) ?? { schemas: [], lines: [] };
+        entry.schemas.push({ $ref: `${SCHEMA_REF}${component}` });
+        entry.lines.push(`\`${error.code}\`${error.description ? `: ${error.description}` : ` (${titleOfCode(error.code)})`}`);
+        declaredByStatus.set(status, entry);
+      }
+      for (const [status, standard] of Object.entries(STANDARD_RESPONSES)) {
+        if (!declaredByStatus.has(Number(status))) operationResponses[status] = { $ref: `${RESPONSE_REF}${standard.name}` };
+      }
+      for (const [status, entry] of [...declaredByStatus].sort(([a], [b]) => a - b)) {
+        const standard = STANDARD_RESPONSES[String(status)];
+        const schemas = standard === undefined ? entry.schemas : [...entry.schemas, { $ref: `${SCHEMA_REF}Problem` }];
+        const description = [...entry.lines, ...(standard === undefined ? [] : [standard.description])].join(' Or: ');
+        operationResponses[String(status)] = {
+          description,
+          content: problemContent(schemas.length === 1 ? (schemas[0] as JsonObject) : { oneOf: schemas }),
+        };
+      }
+
+      const common = {
+        tags: [contract.name],
+        summary: operation.description?.split('\n')[0] ?? base,
+        description: operationDescription(contract, name, operation),
+        responses: operationResponses,
+      };
+      const item: JsonObject = {
+        post: {
+          ...common,
+          operationId: base,
+          parameters: headerRefs,
+          requestBody: { required: true, content: { 'application/json': { schema: input } } },
+        },
+      };
+      if (idempotentGet && operation.idempotent) {
+        item['get'] = {
+          ...common,
+          operationId: `${base}.get`,
+          parameters: [
+            {
+              name: 'input',
+              in: 'query',
+              required: true,
+              description: 'The input as JSON (URL-encoded).',
+              content: { 'application/json': { schema: input } },
+            },
+            ...headerRefs,
+          ],
+        };
+      }
+      paths[operationPath(contract.name, name)] = item;
+    }
+  }
+
+  const version =
+    options.version ?? (options.contracts.map((contract) => `${contract.name} ${contract.version}`).join(', ') || '0.0.0');
+  return {
+    openapi: '3.1.0',
+    info: {
+      title: options.title ?? 'keel API',
+      version,
+      ...(options.description === undefined ? {} : { description: options.description }),
+    },
+    tags,
+    paths,
+    components: { schemas: collector.schemas, responses, parameters },
+  };
+}

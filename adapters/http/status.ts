@@ -1,0 +1,110 @@
+/**
+ * The one table from error codes to HTTP statuses. Every {@link KeelErrorCode}, every code the
+ * gateway itself answers with ({@link HttpProblemCode}) and every declared error's
+ * {@link ErrorKind} has exactly one status here; nothing elsewhere guesses a status.
+ */
+import { ContractError, ErrorKind, KeelErrorCode, isKeelError } from 'keel';
+
+/**
+ * Codes the gateway answers with itself, for requests that never became a call: the HTTP
+ * request was malformed before any contract schema could look at it.
+ */
+export const HttpProblemCode = {
+  /** No route: neither an operation (`POST /<module>/<operation>`) nor a gateway endpoint. */
+  ROUTE_NOT_FOUND: 'ROUTE_NOT_FOUND',
+  /** The route exists but not for this method (for example GET on a non-idempotent operation). */
+  METHOD_NOT_ALLOWED: 'METHOD_NOT_ALLOWED',
+  /** The body is not `application/json`. */
+  UNSUPPORTED_MEDIA_TYPE: 'UNSUPPORTED_MEDIA_TYPE',
+  /** The body (or the `input` query parameter) is not valid JSON. */
+  MALFORMED_JSON: 'MALFORMED_JSON',
+  /** A header or query parameter the gateway reads is malformed, or the request is broken. */
+  MALFORMED_REQUEST: 'MALFORMED_REQUEST',
+} as const;
+
+/** A {@link HttpProblemCode} value. */
+export type HttpProblemCode = (typeof HttpProblemCode)[keyof typeof HttpProblemCode];
+
+/**
+ * HTTP status of every keel error code and gateway problem code. `satisfies` makes a new
+ * {@link KeelErrorCode} a compile error here until it has a status.
+ *
+ * - 502 for `UNKNOWN_OPERATION` and `VERSION_MISMATCH`: the gateway's contract and the module
+ *   behind it disagree, which is a deployment problem upstream, not the HTTP client's fault.
+ * - 499 for `CANCELLED` (nginx's "client closed request"): only the gateway's own metrics and
+ *   logs ever see it, since the client has gone.
+ *
+ * @example
+ * ```ts
+ * HTTP_STATUS_BY_CODE.NO_RESPONDERS; // 503
+ * ```
+ */
+export const HTTP_STATUS_BY_CODE = {
+  [KeelErrorCode.INVALID_INPUT]: 400,
+  [KeelErrorCode.INVALID_OUTPUT]: 500,
+  [KeelErrorCode.INVALID_EVENT]: 500,
+  [KeelErrorCode.TIMEOUT]: 504,
+  [KeelErrorCode.NO_RESPONDERS]: 503,
+  [KeelErrorCode.UNAVAILABLE]: 503,
+  [KeelErrorCode.CANCELLED]: 499,
+  [KeelErrorCode.INTERNAL]: 500,
+  [KeelErrorCode.UNKNOWN_OPERATION]: 502,
+  [KeelErrorCode.VERSION_MISMATCH]: 502,
+  [KeelErrorCode.PAYLOAD_TOO_LARGE]: 413,
+  [KeelErrorCode.INVALID_CONTRACT]: 500,
+  [KeelErrorCode.INVALID_MODULE]: 500,
+  [KeelErrorCode.INVALID_TOPOLOGY]: 500,
+  [KeelErrorCode.UNDECLARED_DEPENDENCY]: 500,
+  [KeelErrorCode.INVALID_CONFIG]: 500,
+  [HttpProblemCode.ROUTE_NOT_FOUND]: 404,
+  [HttpProblemCode.METHOD_NOT_ALLOWED]: 405,
+  [HttpProblemCode.UNSUPPORTED_MEDIA_TYPE]: 415,
+  [HttpProblemCode.MALFORMED_JSON]: 400,
+  [HttpProblemCode.MALFORMED_REQUEST]: 400,
+} as const satisfies Record<KeelErrorCode | HttpProblemCode, number>;
+
+/**
+ * HTTP status of a declared contract error, by its {@link ErrorKind}.
+ *
+ * @example
+ * ```ts
+ * HTTP_STATUS_BY_KIND[OutOfStock.kind]; // 409 for kind 'conflict'
+ * ```
+ */
+export const HTTP_STATUS_BY_KIND = {
+  [ErrorKind.NOT_FOUND]: 404,
+  [ErrorKind.CONFLICT]: 409,
+  [ErrorKind.INVALID]: 400,
+  [ErrorKind.UNPROCESSABLE]: 422,
+  [ErrorKind.FORBIDDEN]: 403,
+  [ErrorKind.UNAUTHENTICATED]: 401,
+  [ErrorKind.RATE_LIMITED]: 429,
+  [ErrorKind.UNAVAILABLE]: 503,
+} as const satisfies Record<ErrorKind, number>;
+
+const STATUS_BY_CODE: Readonly<Record<string, number>> = HTTP_STATUS_BY_CODE;
+const STATUS_BY_KIND: Readonly<Record<string, number>> = HTTP_STATUS_BY_KIND;
+
+/**
+ * The HTTP status for an error: a declared error by its kind, a keel or gateway error by its
+ * code, anything else 500.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await orders.placeOrder(input);
+ * } catch (error) {
+ *   reply.status(httpStatusOf(error));
+ * }
+ * ```
+ */
+export function httpStatusOf(error: unknown): number {
+  if (error instanceof ContractError) return STATUS_BY_KIND[error.kind] ?? 500;
+  if (isKeelError(error)) return STATUS_BY_CODE[error.code] ?? 500;
+  return 500;
+}
+
+/** The status of a code from {@link HTTP_STATUS_BY_CODE}, or 500 for a code it does not know. */
+export function httpStatusOfCode(code: string): number {
+  return STATUS_BY_CODE[code] ?? 500;
+}

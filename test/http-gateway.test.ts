@@ -1,0 +1,348 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { ErrorKind, KeelErrorCode, createKernel, newTraceparent, silentLogger, type CallRecord, type Kernel } from 'keel';
+import {
+  HTTP_STATUS_BY_CODE,
+  HTTP_STATUS_BY_KIND,
+  HttpProblemCode,
+  createHttpGateway,
+  httpStatusOf,
+  type HttpGateway,
+  type Problem,
+} from 'keel/http';
+import { fixtureModules, gate, kindErrors, openAllGates, store } from './support/http-fixture.js';
+
+const JSON_HEADERS = { 'content-type': 'application/json' };
+
+async function post(url: string, body: unknown, headers: Record<string, string> = {}): Promise<Response> {
+  return fetch(url, { method: 'POST', headers: { ...JSON_HEADERS, ...headers }, body: JSON.stringify(body) });
+}
+
+async function problemOf(response: Response): Promise<Problem> {
+  expect(response.headers.get('content-type')).toBe('application/problem+json; charset=utf-8');
+  const problem = (await response.json()) as Problem;
+  expect(problem.status).toBe(response.status);
+  expect(problem.type).toBe(`urn:keel:error:${problem.code}`);
+  expect(typeof problem.title).toBe('string');
+  expect(typeof problem.detail).toBe('string');
+  expect(problem.correlationId).toBe(response.headers.get('x-correlation-id'));
+  return problem;
+}
+
+describe('http - gateway in one process', () => {
+  let kernel: Kernel;
+  let gateway: HttpGateway;
+  let url: string;
+  const made: CallRecord[] = [];
+
+  beforeAll(async () => {
+    kernel = createKernel({ modules: fixtureModules, logger: silentLogger });
+    await kernel.start();
+    kernel.observe({ callMade: (record) => made.push(record) });
+    gateway = await createHttpGateway({ kernel, port: 0, logger: silentLogger, metrics: { defaultMetrics: false } });
+    url = await gateway.listen();
+  });
+  afterEach(() => openAllGates());
+  afterAll(async () => {
+    await gateway.close();
+  });
+
+  it('http - an operation is POST /<module>/<operation>, JSON in and JSON out', async () => {
+    const put = await post(`${url}/store/put`, { key: 'a', value: { nested: [1, 'two', null] } });
+    expect(put.status).toBe(200);
+    expect(put.headers.get('content-type')).toBe('application/json; charset=utf-8');
+    expect(await put.json()).toEqual({ key: 'a', stored: true });
+
+    const got = await post(`${url}/store/get`, { key: 'a' });
+    expect(await got.json()).toEqual({ key: 'a', value: { nested: [1, 'two', null] }, tags: [] });
+
+    const greeting = await post(`${url}/store/greeting`, { name: 'Ada' });
+    expect(await greeting.text()).toBe('"hello, Ada"');
+  });
+
+  it('http - idempotent operations also answer GET with a JSON input query; others answer 405', async () => {
+    await post(`${url}/store/put`, { key: 'g', value: 7, tags: ['x'] });
+    const got = await fetch(`${url}/store/get?input=${encodeURIComponent(JSON.stringify({ key: 'g' }))}`);
+    expect(got.status).toBe(200);
+    expect(await got.json()).toEqual({ key: 'g', value: 7, tags: ['x'] });
+
+    const notIdempotent = await fetch(`${url}/store/put?input=${encodeURIComponent('{"key":"h","value":1}')}`);
+    expect(notIdempotent.status).toBe(405);
+    expect(notIdempotent.headers.get('allow')).toBe('POST');
+    expect((await problemOf(notIdempotent)).code).toBe(HttpProblemCode.METHOD_NOT_ALLOWED);
+
+    const put = await fetch(`${url}/store/get`, { method: 'PUT', headers: JSON_HEADERS, body: '{}' });
+    expect(put.status).toBe(405);
+    expect(put.headers.get('allow')).toBe('POST, GET');
+
+    const badQuery = await fetch(`${url}/store/get?input=%7Bnot-json`);
+    expect((await problemOf(badQuery)).code).toBe(HttpProblemCode.MALFORMED_JSON);
+  });
+
+  it("http - invalid fields get the kernel's INVALID_INPUT as a 400 problem with the zod issues", async () => {
+    const response = await post(`${url}/store/put`, { key: '', value: 1, tags: 'not-an-array' });
+    expect(response.status).toBe(400);
+    const problem = await problemOf(response);
+    expect(problem.code).toBe(KeelErrorCode.INVALID_INPUT);
+    expect(problem.detail).toMatch(/^Invalid input for store\.put: /);
+    expect(problem.details).toMatchObject({ contract: 'store', operation: 'put' });
+    const paths = (problem.details?.['issues'] as { path: unknown[] }[]).map((issue) => issue.path.join('.'));
+    expect([...new Set(paths)].sort()).toEqual(['key', 'tags']);
+    expect(made.some((record) => record.operation === 'put' && record.outcome === 'INVALID_INPUT' && record.caller === 'http')).toBe(true);
+  });
+
+  it("http - declared errors answer their kind's status with code, message and data", async () => {
+    await post(`${url}/store/put`, { key: 'dup', value: { v: 1 } });
+    const taken = await post(`${url}/store/put`, { key: 'dup', value: 2 });
+    expect(taken.status).toBe(409);
+    const problem = await problemOf(taken);
+    expect(problem).toMatchObject({
+      code: 'TAKEN',
+      title: 'The key holds another value already.',
+      detail: 'Key "dup" is taken.',
+      data: { key: 'dup', current: { v: 1 } },
+    });
+
+    const missing = await post(`${url}/store/get`, { key: 'nope' });
+    expect(missing.status).toBe(404);
+    expect(await problemOf(missing)).toMatchObject({ code: 'NOT_THERE', data: { key: 'nope' } });
+
+    for (const declared of kindErrors) {
+      const response = await post(`${url}/probe/fail`, { as: declared.kind });
+      expect(response.status).toBe(HTTP_STATUS_BY_KIND[declared.kind]);
+      expect(await problemOf(response)).toMatchObject({ code: declared.code, data: { kind: declared.kind } });
+    }
+  });
+
+  it('http - an undeclared failure is a 500 INTERNAL that shows no internals', async () => {
+    const response = await post(`${url}/probe/fail`, { as: 'boom' });
+    expect(response.status).toBe(500);
+    const problem = await problemOf(response);
+    expect(problem.code).toBe(KeelErrorCode.INTERNAL);
+    expect(JSON.stringify(problem)).not.toMatch(/secret|stack|at .*\.ts/);
+    expect(problem.stack).toBeUndefined();
+  });
+
+  it('http - the call context carries x-correlation-id, traceparent and the timeout header, capped', async () => {
+    const traceparent = newTraceparent();
+    const response = await post(`${url}/probe/context`, {}, { 'x-correlation-id': 'req-42', traceparent, 'x-keel-timeout-ms': '60000' });
+    expect(response.headers.get('x-correlation-id')).toBe('req-42');
+    const context = (await response.json()) as { correlationId: string; traceparent: string | null; caller: string; remainingMs: number };
+    expect(context).toMatchObject({ correlationId: 'req-42', traceparent, caller: 'http' });
+    // The operation declares 5000 ms: a client may shorten a deadline, never lengthen it.
+    expect(context.remainingMs).toBeLessThanOrEqual(5000);
+
+    const short = (await (await post(`${url}/probe/context`, {}, { 'x-keel-timeout-ms': '1500' })).json()) as { remainingMs: number };
+    expect(short.remainingMs).toBeLessThanOrEqual(1500);
+
+    const generated = await post(`${url}/probe/context`, {}, { traceparent: 'not-a-traceparent', 'x-correlation-id': 'bad id with spaces' });
+    const body = (await generated.json()) as { correlationId: string; traceparent: string | null };
+    expect(body.traceparent).toBeNull();
+    expect(body.correlationId).not.toBe('bad id with spaces');
+    expect(generated.headers.get('x-correlation-id')).toBe(body.correlationId);
+
+    for (const value of ['abc', '0', '-5', '1.5', '99999999999999999']) {
+      const bad = await post(`${url}/probe/context`, {}, { 'x-keel-timeout-ms': value });
+      expect(bad.status, value).toBe(400);
+      expect((await problemOf(bad)).code).toBe(HttpProblemCode.MALFORMED_REQUEST);
+    }
+  });
+
+  it('http - a call past its deadline is a 504 TIMEOUT', async () => {
+    gate('late');
+    const response = await post(`${url}/probe/wait`, { gate: 'late' }, { 'x-keel-timeout-ms': '50' });
+    expect(response.status).toBe(504);
+    expect((await problemOf(response)).code).toBe(KeelErrorCode.TIMEOUT);
+  });
+
+  it('http - the call is cancelled when the client disconnects', async () => {
+    const waiting = gate('abandoned');
+    const cancelled = new Promise<CallRecord>((resolve) => {
+      const stop = kernel.observe({
+        callMade: (record) => {
+          if (record.operation === 'wait' && record.outcome === KeelErrorCode.CANCELLED) {
+            stop();
+            resolve(record);
+          }
+        },
+      });
+    });
+    const controller = new AbortController();
+    const response = fetch(`${url}/probe/wait`, {
+      method: 'POST',
+      headers: JSON_HEADERS,
+      body: JSON.stringify({ gate: 'abandoned' }),
+      signal: controller.signal,
+    }).catch((error: unknown) => error);
+    await waiting.entered;
+    controller.abort();
+    expect(await response).toBeInstanceOf(Error);
+    expect(await cancelled).toMatchObject({ contract: 'probe', operation: 'wait', caller: 'http', outcome: 'CANCELLED' });
+    waiting.open();
+  });
+
+  it('http - healthz is live, readyz follows the kernel', async () => {
+    const health = await fetch(`${url}/healthz`);
+    expect(health.status).toBe(200);
+    expect(await health.json()).toEqual({ status: 'ok' });
+    const ready = await fetch(`${url}/readyz`);
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toMatchObject({
+      ready: true,
+      state: 'started',
+      modules: [
+        { name: 'store', state: 'started' },
+        { name: 'probe', state: 'started' },
+      ],
+    });
+  });
+
+  it('http - metrics count calls made and served, errors by code, latency, and HTTP requests', async () => {
+    await post(`${url}/store/get`, { key: 'metrics-missing' });
+    await post(`${url}/store/greeting`, { name: 'm' });
+    const response = await fetch(`${url}/metrics`);
+    expect(response.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
+    const text = await response.text();
+    const labels = 'contract="store",operation="greeting",transport="local",caller="http"';
+    expect(text).toMatch(new RegExp(`keel_calls_total\\{side="made",${labels},outcome="ok"\\} [1-9]`));
+    expect(text).toMatch(new RegExp(`keel_calls_total\\{side="served",${labels},outcome="ok"\\} [1-9]`));
+    expect(text).toMatch(/keel_call_errors_total\{side="made",contract="store",operation="get",transport="local",caller="http",code="NOT_THERE"\} [1-9]/);
+    expect(text).toMatch(/keel_call_errors_total\{side="served",contract="store",operation="get",transport="local",caller="http",code="NOT_THERE"\} [1-9]/);
+    expect(text).toMatch(new RegExp(`keel_call_duration_seconds_count\\{side="served",${labels}\\} [1-9]`));
+    expect(text).toMatch(/keel_http_requests_total\{method="POST",route="\/store\/greeting",status="200"\} [1-9]/);
+    expect(text).toMatch(/keel_http_request_duration_seconds_bucket\{le="[^"]+",method="POST",route="\/store\/get"\}/);
+  });
+
+  it('http - the status table covers every keel code and every error kind', () => {
+    for (const code of Object.values(KeelErrorCode)) expect(HTTP_STATUS_BY_CODE[code], code).toBeGreaterThanOrEqual(400);
+    for (const code of Object.values(HttpProblemCode)) expect(HTTP_STATUS_BY_CODE[code], code).toBeLessThan(500);
+    expect(HTTP_STATUS_BY_KIND).toEqual({
+      [ErrorKind.NOT_FOUND]: 404,
+      [ErrorKind.CONFLICT]: 409,
+      [ErrorKind.INVALID]: 400,
+      [ErrorKind.UNPROCESSABLE]: 422,
+      [ErrorKind.FORBIDDEN]: 403,
+      [ErrorKind.UNAUTHENTICATED]: 401,
+      [ErrorKind.RATE_LIMITED]: 429,
+      [ErrorKind.UNAVAILABLE]: 503,
+    });
+    expect(HTTP_STATUS_BY_CODE).toMatchObject({ INVALID_INPUT: 400, NO_RESPONDERS: 503, UNAVAILABLE: 503, TIMEOUT: 504, INTERNAL: 500 });
+    expect(httpStatusOf(new Error('anything'))).toBe(500);
+  });
+});
+
+describe('http - gateway options and lifecycle', () => {
+  it('http - development mode shows the internal message and stack', async () => {
+    const kernel = createKernel({ modules: fixtureModules, logger: silentLogger });
+    await kernel.start();
+    const gateway = await createHttpGateway({ kernel, port: 0, logger: silentLogger, development: true, metrics: false });
+    try {
+      const url = await gateway.listen();
+      const response = await post(`${url}/probe/fail`, { as: 'boom' });
+      const problem = await problemOf(response);
+      expect(problem.code).toBe(KeelErrorCode.INTERNAL);
+      expect(typeof problem.stack).toBe('string');
+      expect((await fetch(`${url}/metrics`)).status).toBe(404);
+    } finally {
+      await gateway.close();
+    }
+    expect(kernel.state).toBe('stopped');
+  });
+
+  it('http - close finishes requests in flight, then stops the kernel', async () => {
+    const kernel = createKernel({ modules: fixtureModules, logger: silentLogger });
+    await kernel.start();
+    const gateway = await createHttpGateway({ kernel, port: 0, logger: silentLogger, metrics: false });
+    const url = await gateway.listen();
+    const inFlight = gate('shutdown');
+    const response = post(`${url}/probe/wait`, { gate: 'shutdown' });
+    await inFlight.entered;
+
+    let closed = false;
+    const closing = gateway.close().then(() => (closed = true));
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(closed).toBe(false);
+    expect(kernel.state).toBe('started');
+
+    inFlight.open();
+    const answered = await response;
+    expect(answered.status).toBe(200);
+    expect(await answered.json()).toEqual({ gate: 'shutdown' });
+    await closing;
+    expect(kernel.state).toBe('stopped');
+    await expect(fetch(`${url}/healthz`)).rejects.toThrow();
+  });
+
+  it('http - stopKernelOnClose false leaves the kernel running', async () => {
+    const kernel = createKernel({ modules: fixtureModules, logger: silentLogger });
+    await kernel.start();
+    const gateway = await createHttpGateway({ kernel, port: 0, logger: silentLogger, metrics: false, stopKernelOnClose: false });
+    await gateway.listen();
+    await gateway.close();
+    expect(kernel.state).toBe('started');
+    await kernel.stop();
+  });
+
+  it('http - readyz is 503 until the kernel has started', async () => {
+    const kernel = createKernel({ modules: fixtureModules, logger: silentLogger });
+    const gateway = await createHttpGateway({ kernel, port: 0, logger: silentLogger, metrics: false });
+    try {
+      const url = await gateway.listen();
+      const before = await fetch(`${url}/readyz`);
+      expect(before.status).toBe(503);
+      expect(await before.json()).toMatchObject({ ready: false, state: 'created' });
+      await kernel.start();
+      expect((await fetch(`${url}/readyz`)).status).toBe(200);
+    } finally {
+      await gateway.close();
+    }
+  });
+
+  it('http - only the chosen contracts are exposed', async () => {
+    const kernel = createKernel({ modules: fixtureModules, logger: silentLogger });
+    await kernel.start();
+    const gateway = await createHttpGateway({ kernel, contracts: [store], port: 0, logger: silentLogger, metrics: false });
+    try {
+      const url = await gateway.listen();
+      expect((await post(`${url}/store/greeting`, { name: 'x' })).status).toBe(200);
+      const hidden = await post(`${url}/probe/context`, {});
+      expect(hidden.status).toBe(404);
+      expect((await problemOf(hidden)).code).toBe(HttpProblemCode.ROUTE_NOT_FOUND);
+      expect(Object.keys(gateway.openapi.paths).sort()).toEqual(['/store/get', '/store/greeting', '/store/put']);
+    } finally {
+      await gateway.close();
+    }
+  });
+
+  it('http - configure adds hooks that run before every operation', async () => {
+    const kernel = createKernel({ modules: fixtureModules, logger: silentLogger });
+    await kernel.start();
+    const gateway = await createHttpGateway({
+      kernel,
+      port: 0,
+      logger: silentLogger,
+      metrics: false,
+      configure: (server) => {
+        server.addHook('onRequest', async (request, reply) => {
+          if (request.url.startsWith('/store/') && request.headers['authorization'] !== 'Bearer letmein') {
+            return reply.status(401).type('application/problem+json').send({ status: 401, code: 'UNAUTHENTICATED' });
+          }
+          return undefined;
+        });
+      },
+    });
+    try {
+      const url = await gateway.listen();
+      expect((await post(`${url}/store/greeting`, { name: 'x' })).status).toBe(401);
+      expect((await post(`${url}/store/greeting`, { name: 'x' }, { authorization: 'Bearer letmein' })).status).toBe(200);
+    } finally {
+      await gateway.close();
+    }
+  });
+
+  it('http - invalid options are refused with INVALID_CONFIG', async () => {
+    const kernel = createKernel({ modules: fixtureModules, logger: silentLogger });
+    await expect(createHttpGateway({ kernel, bodyLimit: -1 })).rejects.toMatchObject({ code: 'INVALID_CONFIG' });
+    await expect(createHttpGateway({ kernel, docsPath: '/store' })).rejects.toThrow(/shadow the gateway's \/store path/);
+    await expect(createHttpGateway({ kernel, contracts: [store, store] })).rejects.toThrow(/listed twice/);
+  });
+});
