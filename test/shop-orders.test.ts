@@ -1,0 +1,141 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { createKernel, type Kernel } from 'keel';
+import { catalog } from '../modules/catalog/contract.js';
+import { catalogModule } from '../modules/catalog/module.js';
+import { inventory } from '../modules/inventory/contract.js';
+import { inventoryModule } from '../modules/inventory/module.js';
+import { OrderNotCancellable, orders } from '../modules/orders/contract.js';
+import { ordersModule } from '../modules/orders/module.js';
+import { PaymentDeclined, TestCard, payments } from '../modules/payments/contract.js';
+import { paymentsModule } from '../modules/payments/module.js';
+import { eventRecorder } from './support/shop-suite.js';
+
+describe('orders - placing and cancelling', () => {
+  const events = eventRecorder(orders);
+  let kernel: Kernel;
+  const shop = () => kernel.client(orders);
+  const VISA = { token: TestCard.VISA };
+
+  beforeAll(async () => {
+    // Every module orders calls, but not notifications: nothing here needs it.
+    kernel = createKernel({ modules: [catalogModule, inventoryModule, paymentsModule, ordersModule, events.module] });
+    await kernel.start();
+  });
+  afterAll(() => kernel.stop());
+
+  const newProduct = async (priceCents: number, onHand: number): Promise<string> => {
+    const sku = `SKU-${randomUUID()}`;
+    await kernel.client(catalog).addProduct({ sku, name: `Product ${sku}`, priceCents });
+    await kernel.client(inventory).restock({ sku, quantity: onHand });
+    return sku;
+  };
+  const newCustomer = () => `customer-${randomUUID()}`;
+  const placedFor = (customerId: string) => events.of('orderPlaced').filter((event) => event.customerId === customerId);
+
+  it('orders - placeOrder merges lines of the same SKU and snapshots names and prices', async () => {
+    const sku = await newProduct(1250, 10);
+    const order = await shop().placeOrder({
+      customerId: newCustomer(),
+      lines: [
+        { sku, quantity: 1 },
+        { sku, quantity: 2 },
+      ],
+      card: VISA,
+    });
+    expect(order.lines).toEqual([{ sku, name: `Product ${sku}`, quantity: 3, unitPriceCents: 1250, lineTotalCents: 3750 }]);
+    expect(order.totalCents).toBe(3750);
+    expect(Number.isNaN(Date.parse(order.placedAt))).toBe(false);
+  });
+
+  it('orders - placeOrder publishes orderPlaced with the priced lines and the payment', async () => {
+    const a = await newProduct(500, 10);
+    const b = await newProduct(199, 10);
+    const customerId = newCustomer();
+    const order = await shop().placeOrder({
+      customerId,
+      lines: [
+        { sku: a, quantity: 2 },
+        { sku: b, quantity: 1 },
+      ],
+      card: VISA,
+    });
+
+    await vi.waitFor(() =>
+      expect(placedFor(customerId)).toEqual([
+        {
+          orderId: order.orderId,
+          customerId,
+          lines: [
+            { sku: a, quantity: 2, unitPriceCents: 500 },
+            { sku: b, quantity: 1, unitPriceCents: 199 },
+          ],
+          totalCents: 1199,
+          paymentId: order.paymentId,
+          placedAt: order.placedAt,
+        },
+      ]),
+    );
+  });
+
+  it('orders - a failed order publishes nothing', async () => {
+    const sku = await newProduct(800, 10);
+    const customerId = newCustomer();
+    await expect(
+      shop().placeOrder({ customerId, lines: [{ sku, quantity: 1 }], card: { token: TestCard.DECLINED } }),
+    ).rejects.toBeInstanceOf(PaymentDeclined);
+    const order = await shop().placeOrder({ customerId, lines: [{ sku, quantity: 1 }], card: VISA });
+
+    // One process delivers events in order: once the good order's event is in, the failed one would be too.
+    await vi.waitFor(() => expect(placedFor(customerId).map((event) => event.orderId)).toEqual([order.orderId]));
+  });
+
+  it("orders - listOrders returns one customer's orders, oldest first", async () => {
+    const sku = await newProduct(300, 10);
+    const customerId = newCustomer();
+    const first = await shop().placeOrder({ customerId, lines: [{ sku, quantity: 1 }], card: VISA });
+    const second = await shop().placeOrder({ customerId, lines: [{ sku, quantity: 2 }], card: VISA });
+    await shop().placeOrder({ customerId: newCustomer(), lines: [{ sku, quantity: 1 }], card: VISA });
+
+    expect(await shop().listOrders({ customerId })).toEqual({ orders: [first, second] });
+    expect(await shop().listOrders({ customerId: newCustomer() })).toEqual({ orders: [] });
+  });
+
+  it('orders - cancelOrder publishes orderCancelled with the refunded amount', async () => {
+    const sku = await newProduct(2000, 10);
+    const customerId = newCustomer();
+    const order = await shop().placeOrder({ customerId, lines: [{ sku, quantity: 2 }], card: VISA });
+    const cancelled = await shop().cancelOrder({ orderId: order.orderId });
+
+    await vi.waitFor(() =>
+      expect(events.of('orderCancelled').filter((event) => event.orderId === order.orderId)).toEqual([
+        {
+          orderId: order.orderId,
+          customerId,
+          lines: [{ sku, quantity: 2, unitPriceCents: 2000 }],
+          refundedCents: 4000,
+          cancelledAt: cancelled.cancelledAt,
+        },
+      ]),
+    );
+  });
+
+  it('orders - of two concurrent cancels, one succeeds and the payment is refunded once', async () => {
+    const sku = await newProduct(1000, 10);
+    const customerId = newCustomer();
+    const order = await shop().placeOrder({ customerId, lines: [{ sku, quantity: 1 }], card: VISA });
+
+    const results = await Promise.allSettled([
+      shop().cancelOrder({ orderId: order.orderId }),
+      shop().cancelOrder({ orderId: order.orderId }),
+    ]);
+
+    expect(results.filter((result) => result.status === 'fulfilled')).toHaveLength(1);
+    const rejected = results.find((result) => result.status === 'rejected') as PromiseRejectedResult;
+    expect(rejected.reason).toBeInstanceOf(OrderNotCancellable);
+    expect(await kernel.client(payments).listPayments({ customerId })).toEqual({
+      payments: [expect.objectContaining({ paymentId: order.paymentId, status: 'refunded' })],
+    });
+    await vi.waitFor(async () => expect(await kernel.client(inventory).getStock({ sku })).toMatchObject({ onHand: 10, reserved: 0 }));
+  });
+});
