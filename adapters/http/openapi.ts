@@ -32,7 +32,7 @@ export interface OpenApiOptions {
   readonly idempotentGet?: boolean;
   /** Header read for the call's deadline (default `x-keel-timeout-ms`). */
   readonly timeoutHeader?: string;
-  /** Largest deadline the header may ask for, documented on the header (default none). */
+  /** Largest deadline the header may ask for on operations without their own `timeoutMs`; documented on the header. */
   readonly maxTimeoutMs?: number;
 }
 
@@ -239,7 +239,7 @@ export function createOpenApiDocument(options: OpenApiOptions): OpenApiDocument 
       required: false,
       description:
         "Deadline of the call in milliseconds. It can only shorten the operation's own deadline" +
-        (options.maxTimeoutMs === undefined ? '.' : ` and is capped at ${options.maxTimeoutMs} ms.`),
+        (options.maxTimeoutMs === undefined ? '.' : ` (${options.maxTimeoutMs} ms for operations that declare none).`),
       schema: { type: 'integer', minimum: 1 },
     },
   };

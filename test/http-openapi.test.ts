@@ -1,0 +1,161 @@
+import SwaggerParser from '@apidevtools/swagger-parser';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createKernel, silentLogger, type Kernel } from 'keel';
+import { createHttpGateway, createOpenApiDocument, type HttpGateway, type OpenApiDocument } from 'keel/http';
+import { fixtureModules, probe, store } from './support/http-fixture.js';
+
+type Json = Record<string, any>;
+
+/** Every `$ref` in `node`. */
+function references(node: unknown, found: string[] = []): string[] {
+  if (Array.isArray(node)) node.forEach((item) => references(item, found));
+  else if (typeof node === 'object' && node !== null) {
+    for (const [key, value] of Object.entries(node)) {
+      if (key === '$ref' && typeof value === 'string') found.push(value);
+      else references(value, found);
+    }
+  }
+  return found;
+}
+
+function resolve(document: Json, reference: string): unknown {
+  return reference
+    .replace(/^#\//, '')
+    .split('/')
+    .reduce<unknown>((node, part) => (node as Json | undefined)?.[part.replaceAll('~1', '/').replaceAll('~0', '~')], document);
+}
+
+describe('http - OpenAPI and the API reference', () => {
+  let kernel: Kernel;
+  let gateway: HttpGateway;
+  let url: string;
+  let document: Json;
+
+  beforeAll(async () => {
+    kernel = createKernel({ modules: fixtureModules, logger: silentLogger });
+    await kernel.start();
+    gateway = await createHttpGateway({
+      kernel,
+      port: 0,
+      logger: silentLogger,
+      metrics: false,
+      openapi: { title: 'Fixture API', version: '2.0.0', description: 'Gateway test API.' },
+    });
+    url = await gateway.listen();
+    const response = await fetch(`${url}/openapi.json`);
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-type')).toBe('application/json; charset=utf-8');
+    document = (await response.json()) as Json;
+  });
+  afterAll(async () => {
+    await gateway.close();
+  });
+
+  it('http - /openapi.json is a valid OpenAPI 3.1 document', async () => {
+    expect(document['openapi']).toBe('3.1.0');
+    expect(document['info']).toEqual({ title: 'Fixture API', version: '2.0.0', description: 'Gateway test API.' });
+    await SwaggerParser.validate(structuredClone(document) as never);
+    for (const reference of references(document)) {
+      expect(reference, reference).toMatch(/^#\/components\//);
+      expect(resolve(document, reference), reference).toBeDefined();
+    }
+  });
+
+  it('http - every operation is a POST path, idempotent ones also GET, with the contract as tag', () => {
+    const paths = document['paths'] as Json;
+    expect(Object.keys(paths).sort()).toEqual([
+      '/probe/context',
+      '/probe/fail',
+      '/probe/wait',
+      '/store/get',
+      '/store/greeting',
+      '/store/put',
+    ]);
+    expect(Object.keys(paths['/store/put']).sort()).toEqual(['post']);
+    expect(Object.keys(paths['/store/get']).sort()).toEqual(['get', 'post']);
+    const put = paths['/store/put'].post as Json;
+    expect(put['operationId']).toBe('store.put');
+    expect(put['tags']).toEqual(['store']);
+    expect(put['summary']).toBe('Stores a value under a new key.');
+    expect(put['description']).toContain('Not idempotent');
+    expect(put['description']).toContain('`TAKEN` (409, conflict): The key holds another value already.');
+    expect(put['requestBody'].content['application/json'].schema).toEqual({ $ref: '#/components/schemas/store.put.input' });
+    expect(put['responses']['200'].content['application/json'].schema).toEqual({ $ref: '#/components/schemas/store.put.output' });
+    expect(paths['/store/get'].get.parameters[0]).toMatchObject({ name: 'input', in: 'query' });
+    expect((document['tags'] as Json[]).map((tag) => tag['name'])).toEqual(['store', 'probe']);
+  });
+
+  it('http - schemas come from the contracts: input with defaults optional, output exact', () => {
+    const schemas = document['components'].schemas as Json;
+    const input = schemas['store.put.input'];
+    expect(input.type).toBe('object');
+    expect(input.required).toEqual(['key', 'value']);
+    expect(input.properties.key).toMatchObject({ type: 'string', minLength: 1, maxLength: 64 });
+    expect(input.properties.tags).toMatchObject({ type: 'array', default: [] });
+    const output = schemas['store.get.output'];
+    expect([...output.required].sort()).toEqual(['key', 'tags', 'value']);
+    expect(schemas['store.greeting.output']).toEqual({ type: 'string' });
+    // z.json() is recursive: its definition is hoisted to a component and referenced.
+    expect(input.properties.value.$ref).toMatch(/^#\/components\/schemas\/store\.put\.input\./);
+  });
+
+  it('http - declared errors are documented responses: status from kind, problem schema with the data schema', () => {
+    const paths = document['paths'] as Json;
+    const schemas = document['components'].schemas as Json;
+    const get = paths['/store/get'].post.responses as Json;
+    expect(get['404'].description).toContain('`NOT_THERE`: No entry has this key.');
+    expect(get['404'].content['application/problem+json'].schema).toEqual({ $ref: '#/components/schemas/store.NOT_THERE' });
+    const problem = schemas['store.NOT_THERE'];
+    expect(problem.allOf[0]).toEqual({ $ref: '#/components/schemas/Problem' });
+    expect(problem.allOf[1].properties.code).toEqual({ const: 'NOT_THERE' });
+    expect(problem.allOf[1].properties.data).toEqual({ $ref: '#/components/schemas/store.NOT_THERE.data' });
+    expect(schemas['store.NOT_THERE.data']).toMatchObject({ type: 'object', required: ['key'] });
+    expect(get['400']).toEqual({ $ref: '#/components/responses/BadRequest' });
+    for (const status of ['413', '415', '500', '503', '504']) expect(get[status], status).toBeDefined();
+
+    const fail = paths['/probe/fail'].post.responses as Json;
+    expect(Object.keys(fail).sort()).toEqual(['200', '400', '401', '403', '404', '409', '413', '415', '422', '429', '500', '502', '503', '504']);
+    // A declared 'invalid' error shares 400 with the gateway's own bad-request problems.
+    expect(fail['400'].content['application/problem+json'].schema.oneOf).toEqual([
+      { $ref: '#/components/schemas/probe.KIND_INVALID' },
+      { $ref: '#/components/schemas/Problem' },
+    ]);
+    expect(schemas['Problem'].required).toEqual(['type', 'title', 'status', 'detail', 'code', 'correlationId']);
+  });
+
+  it('http - the document depends on the contracts alone', () => {
+    const standalone = createOpenApiDocument({
+      contracts: [store, probe],
+      title: 'Fixture API',
+      version: '2.0.0',
+      description: 'Gateway test API.',
+      maxTimeoutMs: 10_000,
+    });
+    expect(JSON.parse(JSON.stringify(standalone)) as OpenApiDocument).toEqual(document);
+  });
+
+  it('http - the API reference page and every asset it loads are served by the gateway itself', async () => {
+    const page = await fetch(`${url}/docs`);
+    expect(page.status).toBe(200);
+    expect(page.headers.get('content-type')).toMatch(/^text\/html/);
+    const html = await page.text();
+    expect(html).toContain('<title>Fixture API</title>');
+    const assets = [...html.matchAll(/(?:src|href)="([^"]+)"/g)].map((match) => match[1] as string);
+    expect(assets.length).toBeGreaterThanOrEqual(5);
+    for (const asset of assets) {
+      const resolved = new URL(asset, `${url}/docs`);
+      expect(resolved.origin, asset).toBe(new URL(url).origin);
+      const response = await fetch(resolved);
+      expect(response.status, asset).toBe(200);
+      if (asset.endsWith('swagger-initializer.js')) {
+        const script = await response.text();
+        expect(script).toContain("url: resolveUrl('./json')");
+        expect(script).toContain('validatorUrl: null');
+      } else {
+        await response.arrayBuffer();
+      }
+    }
+    const spec = await fetch(`${url}/docs/json`);
+    expect(await spec.json()).toEqual(document);
+  });
+});
