@@ -1,0 +1,430 @@
+/**
+ * `keel contracts snapshot` and `keel contracts diff`: every contract's JSON Schemas in a
+ * committed lock file, and a classification of every change against it as compatible or
+ * breaking. A breaking change passes only when the contract's major version was raised.
+ */
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { z } from 'zod';
+import { majorOf, type AnyContract } from 'keel';
+import { SchemaPosition, diffSchemas, isBreaking, type JsonSchema } from './schema-diff.js';
+
+/** The lock file's name, at the project root. */
+export const CONTRACTS_LOCK_FILE = 'contracts.lock.json';
+
+/** Format version of the lock file. */
+export const LOCK_FORMAT_VERSION = 1;
+
+/** One operation in the lock. */
+export interface LockedOperation {
+  readonly idempotent: boolean;
+  /** What callers may send (`io: 'input'`: defaulted fields are optional). */
+  readonly input: JsonSchema;
+  /** What callers receive (`io: 'output'`). */
+  readonly output: JsonSchema;
+  /** Declared errors by code, with their data schema (`io: 'output'`). */
+  readonly errors: Readonly<Record<string, JsonSchema>>;
+}
+
+/** One event in the lock. */
+export interface LockedEvent {
+  readonly delivery: string;
+  /** What subscribers receive (`io: 'output'`). */
+  readonly payload: JsonSchema;
+}
+
+/** One contract in the lock. */
+export interface LockedContract {
+  readonly version: string;
+  readonly operations: Readonly<Record<string, LockedOperation>>;
+  readonly events: Readonly<Record<string, LockedEvent>>;
+}
+
+/** The lock file. */
+export interface ContractsLock {
+  readonly $comment?: string;
+  readonly lockVersion: number;
+  readonly contracts: Readonly<Record<string, LockedContract>>;
+}
+
+const COMMENT =
+  'Written by `keel contracts snapshot`; commit it. `keel contracts diff` compares the contracts in modules/ with it and fails on a breaking change unless the major version was raised.';
+
+function schemaOf(schema: z.ZodType, io: 'input' | 'output'): JsonSchema {
+  const json = z.toJSONSchema(schema, { io, unrepresentable: 'any' }) as Record<string, unknown>;
+  delete json['$schema'];
+  return sortKeys(json) as JsonSchema;
+}
+
+function sortKeys(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(sortKeys);
+  if (typeof value !== 'object' || value === null) return value;
+  return Object.fromEntries(
+    Object.keys(value)
+      .sort()
+      .map((key) => [key, sortKeys((value as Record<string, unknown>)[key])]),
+  );
+}
+
+function sortedRecord<T>(entries: Array<[string, T]>): Record<string, T> {
+  return Object.fromEntries(entries.sort(([a], [b]) => a.localeCompare(b)));
+}
+
+/**
+ * The lock entry of one contract.
+ *
+ * @example
+ * ```ts
+ * lockContract(catalog).operations.getProduct.input; // { type: 'object', properties: { sku: … }, … }
+ * ```
+ */
+export function lockContract(contract: AnyContract): LockedContract {
+  return {
+    version: contract.version,
+    operations: sortedRecord(
+      Object.entries(contract.operations).map(([name, operation]) => [
+        name,
+        {
+          idempotent: operation.idempotent,
+          input: schemaOf(operation.input, 'input'),
+          output: schemaOf(operation.output, 'output'),
+          errors: sortedRecord(operation.errors.map((error) => [error.code, schemaOf(error.dataSchema, 'output')])),
+        },
+      ]),
+    ),
+    events: sortedRecord(
+      Object.entries(contract.events).map(([name, event]) => [name, { delivery: event.delivery, payload: schemaOf(event.payload, 'output') }]),
+    ),
+  };
+}
+
+/**
+ * The lock of a set of contracts, keyed and sorted by contract name.
+ *
+ * @example
+ * ```ts
+ * const lock = buildLock([catalog, orders]);
+ * writeLock('/repo', lock);
+ * ```
+ */
+export function buildLock(contracts: readonly AnyContract[]): ContractsLock {
+  return {
+    $comment: COMMENT,
+    lockVersion: LOCK_FORMAT_VERSION,
+    contracts: sortedRecord(contracts.map((contract) => [contract.name, lockContract(contract)])),
+  };
+}
+
+/** The lock's file text: stable key order, two-space indent, final newline. */
+export function serializeLock(lock: ContractsLock): string {
+  return `${JSON.stringify(lock, null, 2)}\n`;
+}
+
+/**
+ * Writes the lock file at `path` and returns whether its content changed.
+ *
+ * @example
+ * ```ts
+ * writeLock('/repo/contracts.lock.json', buildLock(contracts));
+ * ```
+ */
+export function writeLock(path: string, lock: ContractsLock): boolean {
+  const text = serializeLock(lock);
+  const before = existsSync(path) ? readFileSync(path, 'utf8') : undefined;
+  if (before === text) return false;
+  writeFileSync(path, text);
+  return true;
+}
+
+/**
+ * Reads a lock file. Throws an `Error` saying what to do when it is missing or malformed.
+ *
+ * @example
+ * ```ts
+ * const lock = readLock(join(root, CONTRACTS_LOCK_FILE));
+ * ```
+ */
+export function readLock(path: string): ContractsLock {
+  if (!existsSync(path)) {
+    throw new Error(`${path} does not exist. Write it with \`keel contracts snapshot\` and commit it.`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(readFileSync(path, 'utf8'));
+  } catch (error) {
+    throw new Error(`${path} is not valid JSON (${(error as Error).message}). Restore it from version control, or rewrite it with \`keel contracts snapshot\`.`);
+  }
+  const lock = parsed as Partial<ContractsLock>;
+  if (typeof lock !== 'object' || lock === null || typeof lock.contracts !== 'object' || lock.contracts === null) {
+    throw new Error(`${path} is not a contracts lock (no "contracts" object). Rewrite it with \`keel contracts snapshot\`.`);
+  }
+  if (lock.lockVersion !== LOCK_FORMAT_VERSION) {
+    throw new Error(`${path} has lock format ${String(lock.lockVersion)}; this keel reads format ${LOCK_FORMAT_VERSION}. Rewrite it with \`keel contracts snapshot\`.`);
+  }
+  return lock as ContractsLock;
+}
+
+/** The default lock path of a project. */
+export function lockPath(root: string): string {
+  return join(root, CONTRACTS_LOCK_FILE);
+}
+
+/** Whether a change breaks existing callers, subscribers or readers. */
+export const ChangeKind = {
+  COMPATIBLE: 'compatible',
+  BREAKING: 'breaking',
+} as const;
+
+/** A {@link ChangeKind} value. */
+export type ChangeKind = (typeof ChangeKind)[keyof typeof ChangeKind];
+
+/** One classified change of a contract. */
+export interface ContractChange {
+  readonly kind: ChangeKind;
+  /** Where: `placeOrder input.lines[].quantity`, `event orderPlaced`, `version`. */
+  readonly where: string;
+  readonly message: string;
+}
+
+/** The verdict on one contract. */
+export const ContractVerdict = {
+  UNCHANGED: 'unchanged',
+  COMPATIBLE: 'compatible',
+  /** Breaking changes, and the major version was raised: allowed. */
+  MAJOR: 'major',
+  /** Breaking changes without a major version bump: fails. */
+  BREAKING: 'breaking',
+  ADDED: 'added',
+  /** The contract disappeared: fails until the lock is rewritten on purpose. */
+  REMOVED: 'removed',
+} as const;
+
+/** A {@link ContractVerdict} value. */
+export type ContractVerdict = (typeof ContractVerdict)[keyof typeof ContractVerdict];
+
+/** The diff of one contract. */
+export interface ContractDiff {
+  readonly contract: string;
+  readonly lockedVersion: string | undefined;
+  readonly version: string | undefined;
+  readonly verdict: ContractVerdict;
+  readonly changes: readonly ContractChange[];
+}
+
+/** What {@link diffLocks} returns. */
+export interface ContractsDiff {
+  /** False when a contract has a breaking change without a major bump, or was removed. */
+  readonly ok: boolean;
+  /** True when the lock differs from the contracts at all (run `keel contracts snapshot` to update it). */
+  readonly changed: boolean;
+  readonly contracts: readonly ContractDiff[];
+}
+
+const canonicalText = (value: unknown) => JSON.stringify(sortKeys(value));
+
+/**
+ * Compares the locked contracts with the current ones and classifies every change.
+ *
+ * @example
+ * ```ts
+ * const diff = diffLocks(readLock(lockPath(root)), buildLock(contracts));
+ * if (!diff.ok) process.exitCode = 1;
+ * ```
+ */
+export function diffLocks(locked: ContractsLock, current: ContractsLock): ContractsDiff {
+  const names = [...new Set([...Object.keys(locked.contracts), ...Object.keys(current.contracts)])].sort();
+  const contracts = names.map((name) => diffContract(name, locked.contracts[name], current.contracts[name]));
+  return {
+    ok: contracts.every((entry) => entry.verdict !== ContractVerdict.BREAKING && entry.verdict !== ContractVerdict.REMOVED),
+    changed: contracts.some((entry) => entry.verdict !== ContractVerdict.UNCHANGED),
+    contracts,
+  };
+}
+
+function diffContract(name: string, before: LockedContract | undefined, after: LockedContract | undefined): ContractDiff {
+  if (before === undefined) {
+    return { contract: name, lockedVersion: undefined, version: after?.version, verdict: ContractVerdict.ADDED, changes: [] };
+  }
+  if (after === undefined) {
+    return {
+      contract: name,
+      lockedVersion: before.version,
+      version: undefined,
+      verdict: ContractVerdict.REMOVED,
+      changes: [
+        {
+          kind: ChangeKind.BREAKING,
+          where: 'contract',
+          message: `contract ${name} removed; its callers and subscribers break. If that is intended, rewrite the lock with \`keel contracts snapshot\`.`,
+        },
+      ],
+    };
+  }
+  const changes: ContractChange[] = [];
+  const add = (kind: ChangeKind, where: string, message: string) => changes.push({ kind, where, message });
+
+  const removedOperations = Object.keys(before.operations).filter((operation) => !(operation in after.operations));
+  const addedOperations = Object.keys(after.operations).filter((operation) => !(operation in before.operations));
+  for (const operation of removedOperations) {
+    const definition = canonicalText(before.operations[operation]);
+    const renamed = addedOperations.find((candidate) => canonicalText(after.operations[candidate]) === definition);
+    add(
+      ChangeKind.BREAKING,
+      operation,
+      renamed
+        ? `operation ${operation} renamed to ${renamed}; callers of ${operation} find no responder`
+        : `operation ${operation} removed; its callers find no responder`,
+    );
+  }
+  for (const operation of addedOperations) add(ChangeKind.COMPATIBLE, operation, `new operation ${operation}`);
+  for (const [operation, old] of Object.entries(before.operations)) {
+    const next = after.operations[operation];
+    if (next === undefined) continue;
+    diffOperation(operation, old, next, add);
+  }
+
+  const removedEvents = Object.keys(before.events).filter((event) => !(event in after.events));
+  const addedEvents = Object.keys(after.events).filter((event) => !(event in before.events));
+  for (const event of removedEvents) {
+    const definition = canonicalText(before.events[event]);
+    const renamed = addedEvents.find((candidate) => canonicalText(after.events[candidate]) === definition);
+    add(
+      ChangeKind.BREAKING,
+      `event ${event}`,
+      renamed ? `event ${event} renamed to ${renamed}; its subscribers never hear of it again` : `event ${event} removed; its subscribers never hear of it again`,
+    );
+  }
+  for (const event of addedEvents) add(ChangeKind.COMPATIBLE, `event ${event}`, `new event ${event}`);
+  for (const [event, old] of Object.entries(before.events)) {
+    const next = after.events[event];
+    if (next === undefined) continue;
+    if (old.delivery !== next.delivery) {
+      const weaker = next.delivery !== 'durable' && old.delivery === 'durable';
+      add(
+        weaker ? ChangeKind.BREAKING : ChangeKind.COMPATIBLE,
+        `event ${event}`,
+        `delivery ${old.delivery} → ${next.delivery}${weaker ? ': subscribers relying on redelivery may lose events' : ''}`,
+      );
+    }
+    for (const difference of diffSchemas(old.payload, next.payload, SchemaPosition.OUTPUT)) {
+      add(kindOf(difference.direction, SchemaPosition.OUTPUT), `event ${event} payload${difference.path}`, difference.what);
+    }
+  }
+
+  const lockedMajor = majorOf(before.version);
+  const major = majorOf(after.version);
+  if (major < lockedMajor) add(ChangeKind.BREAKING, 'version', `version lowered from ${before.version} to ${after.version}`);
+  const breaking = changes.some((change) => change.kind === ChangeKind.BREAKING);
+  const verdict =
+    changes.length === 0 && before.version === after.version
+      ? ContractVerdict.UNCHANGED
+      : breaking
+        ? major > lockedMajor
+          ? ContractVerdict.MAJOR
+          : ContractVerdict.BREAKING
+        : ContractVerdict.COMPATIBLE;
+  return { contract: name, lockedVersion: before.version, version: after.version, verdict, changes };
+}
+
+function kindOf(direction: 'wider' | 'narrower' | 'both', position: SchemaPosition): ChangeKind {
+  return isBreaking(direction, position) ? ChangeKind.BREAKING : ChangeKind.COMPATIBLE;
+}
+
+function diffOperation(
+  operation: string,
+  old: LockedOperation,
+  next: LockedOperation,
+  add: (kind: ChangeKind, where: string, message: string) => void,
+): void {
+  for (const difference of diffSchemas(old.input, next.input, SchemaPosition.INPUT)) {
+    add(kindOf(difference.direction, SchemaPosition.INPUT), `${operation} input${difference.path}`, inputMessage(difference.what, difference.direction));
+  }
+  for (const difference of diffSchemas(old.output, next.output, SchemaPosition.OUTPUT)) {
+    add(kindOf(difference.direction, SchemaPosition.OUTPUT), `${operation} output${difference.path}`, outputMessage(difference.what, difference.direction));
+  }
+  for (const code of Object.keys(next.errors)) {
+    if (!(code in old.errors)) add(ChangeKind.COMPATIBLE, `${operation} errors`, `new declared error ${code}`);
+  }
+  for (const [code, data] of Object.entries(old.errors)) {
+    const nextData = next.errors[code];
+    if (nextData === undefined) {
+      add(ChangeKind.COMPATIBLE, `${operation} errors`, `declared error ${code} removed (callers handling it simply never see it)`);
+      continue;
+    }
+    for (const difference of diffSchemas(data, nextData, SchemaPosition.OUTPUT)) {
+      add(kindOf(difference.direction, SchemaPosition.OUTPUT), `${operation} error ${code} data${difference.path}`, difference.what);
+    }
+  }
+  if (old.idempotent && !next.idempotent) {
+    add(ChangeKind.BREAKING, operation, 'no longer idempotent: callers that retry it after a timeout may now run it twice');
+  } else if (!old.idempotent && next.idempotent) {
+    add(ChangeKind.COMPATIBLE, operation, 'now idempotent');
+  }
+}
+
+function inputMessage(what: string, direction: 'wider' | 'narrower' | 'both'): string {
+  if (direction === 'narrower' && !what.startsWith('new required')) return `${what} (narrowed: some inputs callers send today are refused)`;
+  if (direction === 'both') return `${what} (changed: some inputs callers send today are refused)`;
+  return what;
+}
+
+function outputMessage(what: string, direction: 'wider' | 'narrower' | 'both'): string {
+  if (direction === 'wider' && !what.includes('removed')) return `${what} (widened: callers may receive values they do not expect)`;
+  if (direction === 'both') return `${what} (changed: callers may receive values they do not expect)`;
+  return what;
+}
+
+/**
+ * Human-readable diff.
+ *
+ * @example
+ * ```ts
+ * process.stdout.write(formatContractsDiff(diffLocks(locked, current)));
+ * ```
+ */
+export function formatContractsDiff(diff: ContractsDiff): string {
+  const lines: string[] = [];
+  for (const entry of diff.contracts) {
+    const versions =
+      entry.lockedVersion === undefined
+        ? `${entry.version}`
+        : entry.version === undefined
+          ? `${entry.lockedVersion}`
+          : entry.lockedVersion === entry.version
+            ? entry.version
+            : `${entry.lockedVersion} → ${entry.version}`;
+    lines.push(`${entry.contract} ${versions}: ${verdictText(entry)}`);
+    for (const change of entry.changes) {
+      lines.push(`  ${change.kind === ChangeKind.BREAKING ? 'breaking  ' : 'compatible'}  ${change.where}: ${change.message}`);
+    }
+  }
+  const failing = diff.contracts.filter((entry) => entry.verdict === ContractVerdict.BREAKING || entry.verdict === ContractVerdict.REMOVED);
+  if (lines.length > 0) lines.push('');
+  if (failing.length > 0) {
+    lines.push(
+      `keel contracts diff: breaking changes in ${failing.map((entry) => entry.contract).join(', ')}. Undo them, or raise the major version and run \`keel contracts snapshot\`.`,
+    );
+  } else if (diff.changed) {
+    lines.push('keel contracts diff: no unannounced breaking change. Run `keel contracts snapshot` to record the changes in the lock.');
+  } else {
+    lines.push('keel contracts diff: the contracts match the lock.');
+  }
+  return `${lines.join('\n')}\n`;
+}
+
+function verdictText(entry: ContractDiff): string {
+  switch (entry.verdict) {
+    case ContractVerdict.UNCHANGED:
+      return 'unchanged';
+    case ContractVerdict.COMPATIBLE:
+      return 'compatible changes';
+    case ContractVerdict.MAJOR:
+      return 'breaking changes, allowed by the new major version';
+    case ContractVerdict.BREAKING:
+      return `BREAKING without a major version bump (raise it to ${majorOf(entry.lockedVersion ?? '0') + 1}.0.0 or undo the change)`;
+    case ContractVerdict.ADDED:
+      return 'new contract';
+    case ContractVerdict.REMOVED:
+      return 'REMOVED';
+  }
+}
