@@ -92,6 +92,15 @@ function makeCall(
     });
   };
 
+  const rebuildLocal = (error: unknown): Error =>
+    error instanceof RemoteFailure
+      ? fromErrorEnvelope(error.envelope, errorsByCode)
+      : error instanceof Error
+        ? error
+        : new KeelError(KeelErrorCode.INTERNAL, `${label} failed: ${String(error)}`);
+
+  const localOptions = { rebuildError: rebuildLocal };
+
   const checkOutput = (output: unknown, context: CallContext): unknown => {
     const checked = outputSchema.safeParse(output);
     if (checked.success) return checked.data;
@@ -131,22 +140,27 @@ function makeCall(
         validationError(KeelErrorCode.INVALID_INPUT, 'input', contract.name, name, parsed.error.issues, context.correlationId),
       );
     }
+    if (!validateOutput) {
+      // In process: the transport settles the call itself and rebuilds errors with our function.
+      return transport.call(
+        address,
+        parsed.data,
+        context,
+        options?.signal ? { signal: options.signal, rebuildError: rebuildLocal } : localOptions,
+      );
+    }
     let pending: Promise<unknown>;
     try {
       pending = transport.call(address, parsed.data, context, options?.signal ? { signal: options.signal } : undefined);
     } catch (error) {
       return Promise.reject(rebuild(error, context));
     }
-    return validateOutput
-      ? pending.then(
-          (output) => checkOutput(output, context),
-          (error: unknown) => {
-            throw rebuild(error, context);
-          },
-        )
-      : pending.then(undefined, (error: unknown) => {
-          throw rebuild(error, context);
-        });
+    return pending.then(
+      (output) => checkOutput(output, context),
+      (error: unknown) => {
+        throw rebuild(error, context);
+      },
+    );
   };
 }
 

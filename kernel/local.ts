@@ -8,6 +8,8 @@ import { KeelErrorCode, isKeelError } from './errors.js';
 import { silentLogger, type Logger } from './logger.js';
 import {
   Fanout,
+  PendingAnswer,
+  RemoteFailure,
   cancelledError,
   noRespondersError,
   timeoutError,
@@ -49,6 +51,74 @@ export const DEFAULT_LOCAL_TRANSPORT_OPTIONS = {
  */
 export function createLocalTransport(options: LocalTransportOptions = {}): Transport {
   return new LocalTransport({ ...DEFAULT_LOCAL_TRANSPORT_OPTIONS, ...options });
+}
+
+function identity<T>(value: T): T {
+  return value;
+}
+
+function asRemoteFailure(error: unknown): RemoteFailure {
+  return error instanceof RemoteFailure
+    ? error
+    : new RemoteFailure({ type: 'keel', code: 'INTERNAL', message: `in-process call failed: ${String(error)}` });
+}
+
+/**
+ * One asynchronous in-process call waiting for its handler. A class rather than closures: the
+ * hot path allocates one object per call and no functions.
+ */
+class PendingCall implements DeadlineEntry {
+  readonly deadline: number;
+  settled = false;
+  resolve: (value: unknown) => void = identity;
+  reject: (error: unknown) => void = identity;
+  onAbort: (() => void) | undefined;
+
+  constructor(
+    readonly deadlines: DeadlineScheduler,
+    readonly server: Server,
+    readonly answer: PendingAnswer,
+    readonly address: OperationAddress,
+    readonly context: CallContext,
+    readonly signal: AbortSignal | undefined,
+    readonly rebuild: (error: unknown) => unknown,
+  ) {
+    this.deadline = context.deadline;
+  }
+
+  expire(): void {
+    if (this.#settle(false)) this.reject(timeoutError(this.address, this.context));
+  }
+
+  abort(): void {
+    if (this.#settle(false)) this.reject(cancelledError(this.address, this.context, this.signal?.reason));
+  }
+
+  succeed(value: unknown): void {
+    this.server.done();
+    if (!this.#settle(true)) return;
+    let output: unknown;
+    try {
+      output = this.answer.finish(value);
+    } catch (error) {
+      this.reject(this.rebuild(error));
+      return;
+    }
+    this.resolve(output);
+  }
+
+  failWith(error: unknown): void {
+    this.server.done();
+    if (this.#settle(true)) this.reject(this.rebuild(this.answer.fail(error)));
+  }
+
+  #settle(fromHandler: boolean): boolean {
+    if (this.settled) return false;
+    this.settled = true;
+    if (fromHandler) this.deadlines.delete(this);
+    if (this.onAbort) this.signal?.removeEventListener('abort', this.onAbort);
+    return true;
+  }
 }
 
 class Server {
@@ -116,69 +186,46 @@ class LocalTransport implements Transport {
     const server = servers.list[servers.next++ % servers.list.length] as Server;
     const signal = options?.signal;
     if (signal?.aborted) return Promise.reject(cancelledError(address, context, signal.reason));
+    const rebuild = options?.rebuildError ?? identity;
     let answer: unknown;
     try {
       answer = server.module.invoke(address, input, context, true);
     } catch (error) {
-      return Promise.reject(error);
+      return Promise.reject(rebuild(error));
     }
-    if (!(answer instanceof Promise)) {
-      // A synchronous handler: it already finished, so only a blown deadline can change the outcome.
-      if (Date.now() > context.deadline) return Promise.reject(timeoutError(address, context));
-      return Promise.resolve(answer);
+    if (answer instanceof PendingAnswer) return this.#await(server, answer, address, context, signal, rebuild);
+    if (answer instanceof Promise) {
+      return this.#await(server, new PendingAnswer(answer, identity, asRemoteFailure), address, context, signal, rebuild);
     }
-    return this.#await(server, answer, address, context, signal);
+    // A synchronous handler: it already finished, so only a blown deadline can change the outcome.
+    if (Date.now() > context.deadline) return Promise.reject(timeoutError(address, context));
+    return Promise.resolve(answer);
   }
 
   #await(
     server: Server,
-    answer: Promise<unknown>,
+    answer: PendingAnswer,
     address: OperationAddress,
     context: CallContext,
     signal: AbortSignal | undefined,
+    rebuild: (error: unknown) => unknown,
   ): Promise<unknown> {
     server.inFlight += 1;
-    return new Promise<unknown>((resolve, reject) => {
-      let settled = false;
-      let onAbort: (() => void) | undefined;
-      const entry: DeadlineEntry = {
-        deadline: context.deadline,
-        expire: () => {
-          if (settled) return;
-          settled = true;
-          if (onAbort) signal?.removeEventListener('abort', onAbort);
-          reject(timeoutError(address, context));
-        },
-      };
-      this.#deadlines.add(entry);
-      if (signal) {
-        onAbort = () => {
-          if (settled) return;
-          settled = true;
-          this.#deadlines.delete(entry);
-          reject(cancelledError(address, context, signal.reason));
-        };
-        signal.addEventListener('abort', onAbort, { once: true });
-      }
-      answer.then(
-        (output) => {
-          server.done();
-          if (settled) return;
-          settled = true;
-          this.#deadlines.delete(entry);
-          if (onAbort) signal?.removeEventListener('abort', onAbort);
-          resolve(output);
-        },
-        (error: unknown) => {
-          server.done();
-          if (settled) return;
-          settled = true;
-          this.#deadlines.delete(entry);
-          if (onAbort) signal?.removeEventListener('abort', onAbort);
-          reject(error);
-        },
-      );
+    const call = new PendingCall(this.#deadlines, server, answer, address, context, signal, rebuild);
+    const promise = new Promise<unknown>((resolve, reject) => {
+      call.resolve = resolve;
+      call.reject = reject;
     });
+    this.#deadlines.add(call);
+    if (signal) {
+      call.onAbort = () => call.abort();
+      signal.addEventListener('abort', call.onAbort, { once: true });
+    }
+    answer.promise.then(
+      (value) => call.succeed(value),
+      (error: unknown) => call.failWith(error),
+    );
+    return promise;
   }
 
   async serve(module: ServedModule): Promise<Registration> {

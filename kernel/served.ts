@@ -11,6 +11,7 @@ import type { Logger } from './logger.js';
 import { OK_OUTCOME, outcomeOf, type KernelObserver } from './observer.js';
 import type { EventContext, EventHandlerFunction, OperationHandler } from './module.js';
 import {
+  PendingAnswer,
   RemoteFailure,
   type EventMetadata,
   type EventSubscription,
@@ -113,22 +114,29 @@ export function createServedModule(
       throw toRemoteFailure(error, address, entry.definition, context.correlationId, logger);
     }
     if (isPromiseLike(result)) {
-      return Promise.resolve(result).then(
+      return new PendingAnswer(
+        result,
         (resolved: unknown) => checkOutput(entry, resolved, context),
-        (error: unknown) => {
-          throw toRemoteFailure(error, address, entry.definition, context.correlationId, logger);
-        },
+        (error: unknown) => toRemoteFailure(error, address, entry.definition, context.correlationId, logger),
       );
     }
     return checkOutput(entry, result, context);
   };
 
   const dispatch = (address: OperationAddress, input: unknown, context: CallContext, trusted: boolean): Promise<unknown> => {
+    let answer: unknown;
     try {
-      return Promise.resolve(invoke(address, input, context, trusted));
+      answer = invoke(address, input, context, trusted);
     } catch (error) {
       return Promise.reject(error);
     }
+    if (answer instanceof PendingAnswer) {
+      const pending = answer;
+      return Promise.resolve(pending.promise).then(pending.finish, (error: unknown) => {
+        throw pending.fail(error);
+      });
+    }
+    return Promise.resolve(answer);
   };
 
   return { contract, dispatch, invoke };

@@ -23,6 +23,11 @@ export interface OperationAddress {
 export interface TransportCallOptions {
   /** Aborts the call early with `CANCELLED`. */
   readonly signal?: AbortSignal | undefined;
+  /**
+   * Turns a rejection into the caller-side error. An in-process transport applies it itself
+   * (saving a promise hop); other transports leave it to the kernel's client.
+   */
+  readonly rebuildError?: ((error: unknown) => Error) | undefined;
 }
 
 /**
@@ -63,11 +68,25 @@ export interface ServedModule {
    */
   dispatch(address: OperationAddress, input: unknown, context: CallContext, trusted: boolean): Promise<unknown>;
   /**
-   * Like `dispatch`, but answers synchronously when the handler is synchronous (and throws a
-   * {@link RemoteFailure} synchronously). In-process transports use it to skip promise hops;
-   * wire transports should use `dispatch`.
+   * Like `dispatch`, but without promise hops of its own: answers synchronously when the
+   * handler is synchronous (throwing a {@link RemoteFailure} synchronously), and returns a
+   * {@link PendingAnswer} (or a promise) when it is not. In-process transports use it; wire
+   * transports should use `dispatch`.
    */
   invoke(address: OperationAddress, input: unknown, context: CallContext, trusted: boolean): unknown;
+}
+
+/**
+ * An answer still being computed, as {@link ServedModule.invoke} returns it for an asynchronous
+ * handler: settle the call with `finish(value)` (which validates the output and may throw a
+ * {@link RemoteFailure}) or `fail(error)`.
+ */
+export class PendingAnswer {
+  constructor(
+    readonly promise: PromiseLike<unknown>,
+    readonly finish: (value: unknown) => unknown,
+    readonly fail: (error: unknown) => RemoteFailure,
+  ) {}
 }
 
 /** Handle returned by {@link Transport.serve} and {@link Transport.subscribe}. */
