@@ -23,7 +23,6 @@
  */
 import { z } from 'zod';
 import { ErrorKind, defineContract, defineError, event, operation } from 'keel';
-import { Cents } from '../catalog/contract.js';
 
 /**
  * Card tokens the simulated processor understands. Any other token is approved.
@@ -53,6 +52,17 @@ export type TestCard = (typeof TestCard)[keyof typeof TestCard];
  * ```
  */
 export const CHARGE_LIMIT_CENTS = 500_000;
+
+/**
+ * An amount of money in integer cents. Payments keeps its own schema rather than borrowing the
+ * catalog's, so that it depends on no other module.
+ *
+ * @example
+ * ```ts
+ * AmountCents.parse(4200); // $42.00
+ * ```
+ */
+export const AmountCents = z.number().int().nonnegative().max(100_000_000);
 
 /**
  * A tokenized card: the shop never sees card numbers.
@@ -90,7 +100,7 @@ export const Payment = z.object({
   paymentId: z.string(),
   orderId: z.string().min(1).max(100),
   customerId: z.string().min(1).max(100),
-  amountCents: Cents,
+  amountCents: AmountCents,
   status: z.enum(['captured', 'refunded']),
   capturedAt: z.iso.datetime(),
   refundedAt: z.iso.datetime().nullable(),
@@ -125,7 +135,7 @@ export const PaymentDeclined = defineError({
 export const PaymentConflict = defineError({
   code: 'PAYMENT_CONFLICT',
   kind: ErrorKind.CONFLICT,
-  data: z.object({ orderId: z.string(), paymentId: z.string(), chargedCents: Cents, requestedCents: Cents }),
+  data: z.object({ orderId: z.string(), paymentId: z.string(), chargedCents: AmountCents, requestedCents: AmountCents }),
   description: 'The order was already charged a different amount. Nothing new was captured.',
   message: (data) =>
     `Order ${data.orderId} was already charged ${data.chargedCents} cents (payment ${data.paymentId}), ` +
@@ -172,7 +182,7 @@ export const payments = defineContract({
       input: z.object({
         orderId: Payment.shape.orderId,
         customerId: Payment.shape.customerId,
-        amountCents: Cents.positive(),
+        amountCents: AmountCents.positive(),
         card: Card,
       }),
       output: Payment,
