@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 /**
  * The `keel` executable: runs {@link main} with this process's arguments, streams and signals.
- * The first Ctrl-C or SIGTERM asks a long-running command to drain; a second one, or one
- * while no command listens, exits at once.
+ * The first Ctrl-C or SIGTERM asks a long-running command to drain. A second Ctrl-C, or a
+ * signal while no command listens, exits at once; a repeated SIGTERM (process managers and
+ * npm/npx wrappers often relay it twice) does not cut a drain short.
  */
 import { getEventListeners } from 'node:events';
 import { runCli, type SupervisorChannel } from './command.js';
@@ -12,11 +13,13 @@ const controller = new AbortController();
 
 function onSignal(signal: NodeJS.Signals): void {
   const exitCode = 128 + (signal === 'SIGINT' ? 2 : 15);
-  if (controller.signal.aborted || getEventListeners(controller.signal, 'abort').length === 0) {
-    if (controller.signal.aborted) process.stderr.write(`keel: ${signal} again, exiting without waiting.\n`);
+  if (!controller.signal.aborted) {
+    if (getEventListeners(controller.signal, 'abort').length === 0) process.exit(exitCode);
+    controller.abort(signal);
+  } else if (signal === 'SIGINT') {
+    process.stderr.write('keel: Ctrl-C again, exiting without waiting for work in flight.\n');
     process.exit(exitCode);
   }
-  controller.abort(signal);
 }
 
 process.on('SIGINT', onSignal);

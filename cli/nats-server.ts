@@ -80,7 +80,8 @@ function acceptsConnections(port: number): Promise<boolean> {
  * ```
  */
 export async function launchNatsServer(options: NatsServerLaunchOptions = {}): Promise<LaunchedNatsServer> {
-  const resolved = { ...DEFAULT_NATS_SERVER_LAUNCH_OPTIONS, ...options };
+  const defined = Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined));
+  const resolved = { ...DEFAULT_NATS_SERVER_LAUNCH_OPTIONS, ...defined } as Required<NatsServerLaunchOptions>;
   const probe = spawnSync(resolved.binary, ['--version'], { encoding: 'utf8' });
   if (probe.error !== undefined || probe.status !== 0) {
     throw new CLIError(

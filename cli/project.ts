@@ -84,12 +84,8 @@ async function registerTypeScriptLoader(project: Project): Promise<void> {
   if (loaderRegistered) return;
   const candidates = [join(project.root, 'package.json'), import.meta.url];
   for (const from of candidates) {
-    let apiPath: string;
-    try {
-      apiPath = createRequire(from).resolve('tsx/esm/api');
-    } catch {
-      continue;
-    }
+    const apiPath = tsxEsmApi(from);
+    if (apiPath === undefined) continue;
     const api = (await import(pathToFileURL(apiPath).href)) as {
       register: (options?: { tsconfig?: string | false }) => unknown;
     };
@@ -103,6 +99,20 @@ async function registerTypeScriptLoader(project: Project): Promise<void> {
     `${relative(project.root, project.manifestPath)} is TypeScript, and tsx (which loads it) is not installed.`,
     { hint: 'Install it in the application: `npm install --save-dev tsx`.' },
   );
+}
+
+/** The ESM entry of `tsx/esm/api` as installed next to `from`, read from tsx's exports map. */
+function tsxEsmApi(from: string): string | undefined {
+  let packagePath: string;
+  try {
+    packagePath = createRequire(from).resolve('tsx/package.json');
+  } catch {
+    return undefined;
+  }
+  const exportsMap = (JSON.parse(readFileSync(packagePath, 'utf8')) as { exports?: Record<string, unknown> }).exports;
+  const entry = exportsMap?.['./esm/api'] as { import?: { default?: string } | string } | undefined;
+  const target = typeof entry?.import === 'string' ? entry.import : entry?.import?.default;
+  return target === undefined ? undefined : join(dirname(packagePath), target);
 }
 
 /**

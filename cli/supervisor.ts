@@ -94,7 +94,8 @@ interface Managed {
  * ```
  */
 export function createSupervisor(options: SupervisorOptions): Supervisor {
-  const resolved = { ...DEFAULT_SUPERVISOR_OPTIONS, ...options };
+  const defined = Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined));
+  const resolved = { ...DEFAULT_SUPERVISOR_OPTIONS, ...defined } as SupervisorOptions & typeof DEFAULT_SUPERVISOR_OPTIONS;
   const width = Math.max(...options.processes.map((process) => process.name.length));
   const managed: Managed[] = options.processes.map((spec, index) => {
     const label = spec.name.padEnd(width);

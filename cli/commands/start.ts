@@ -46,7 +46,10 @@ export default defineCommand({
     if (running.httpUrl) out(`keel: HTTP gateway on ${running.httpUrl}`);
     out('keel: ready (Ctrl-C to stop)');
     cli.supervisor?.send({ type: 'ready', modules: running.kernel.hosted, httpUrl: running.httpUrl });
+    // Nothing may hold the event loop open (in process, the kernel has no sockets): hold it until the signal.
+    const keepAlive = setInterval(() => {}, 2 ** 30);
     if (!cli.signal.aborted) await once(cli.signal, 'abort');
+    clearInterval(keepAlive);
     cli.supervisor?.send({ type: 'stopping' });
     out('keel: stopping: finishing work in flight');
     await running.stop();

@@ -89,9 +89,11 @@ export default defineCommand({
         gaveUp.abort();
       },
     });
+    const keepAlive = setInterval(() => {}, 2 ** 30);
     if (!cli.signal.aborted && !gaveUp.signal.aborted) {
       await Promise.race([once(cli.signal, 'abort'), once(gaveUp.signal, 'abort')]);
     }
+    clearInterval(keepAlive);
     log(failed ? 'stopping every process' : 'stopping: draining every process');
     const exits = await supervisor.stop();
     for (const exit of exits) {

@@ -53,7 +53,7 @@ const COMMENT =
 function schemaOf(schema: z.ZodType, io: 'input' | 'output'): JsonSchema {
   const json = z.toJSONSchema(schema, { io, unrepresentable: 'any' }) as Record<string, unknown>;
   delete json['$schema'];
-  return sortKeys(json) as JsonSchema;
+  return json as JsonSchema;
 }
 
 function sortKeys(value: unknown): unknown {

@@ -1,0 +1,223 @@
+import { createRequire } from 'node:module';
+import { describe, expect, it } from 'vitest';
+import { main, runCli, type OutputStream } from 'keel/cli';
+
+const { version } = createRequire(import.meta.url)('keel/package.json') as { version: string };
+
+function collector(): OutputStream & { text: string } {
+  const stream = {
+    text: '',
+    write(chunk: string) {
+      stream.text += chunk;
+      return true;
+    },
+  };
+  return stream;
+}
+
+async function run(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const stdout = collector();
+  const stderr = collector();
+  const code = await runCli(main, argv, { stdout, stderr, cwd: process.cwd(), env: {} });
+  // The version changes with every release; the help text around it is what is pinned.
+  return { code, stdout: stdout.text.replaceAll(`v${version}`, 'v<version>'), stderr: stderr.text };
+}
+
+describe('cli - help', () => {
+  it('cli - lists the commands with examples', async () => {
+    const { code, stdout } = await run(['--help']);
+    expect(code).toBe(0);
+    expect(stdout).toMatchInlineSnapshot(`
+      "Build a modular monolith whose modules split into services without code changes (keel v<version>)
+
+      USAGE keel new|generate|g|start|up
+
+      COMMANDS
+
+                new    Create an application with one starter module
+        generate, g    Generate code in the current application
+              start    Run the application, or the modules named, in this process
+                 up    Run a whole topology locally: every process, NATS, restarts, one log
+
+      Use keel <command> --help for more information about a command.
+
+      EXAMPLES
+
+        $ keel new my-shop
+        $ keel generate module billing --depends-on orders --events invoiceSent
+        $ keel start --modules catalog,orders --nats nats://127.0.0.1:4222
+        $ keel up topologies/split.ts
+      "
+    `);
+  });
+
+  it('cli - prints the root help when no command is given', async () => {
+    const bare = await run([]);
+    expect(bare.code).toBe(0);
+    expect(bare.stdout).toBe((await run(['--help'])).stdout);
+  });
+
+  it('cli - explains keel new', async () => {
+    expect((await run(['new', '--help'])).stdout).toMatchInlineSnapshot(`
+      "Create an application with one starter module (keel new)
+
+      USAGE keel new [OPTIONS] <DIR>
+
+      ARGUMENTS
+
+        DIR    Folder to create (must not exist, or be empty) (Required)
+
+      OPTIONS
+
+            --name=<name>    Package name (default: the folder name)
+        --module=<module>    Name of the starter module (Default: greeter)
+            --keel=<spec>    keel dependency in package.json: a version range or file:<tarball>
+
+      EXAMPLES
+
+        $ keel new my-shop
+        $ keel new my-shop --module catalog
+        $ keel new my-shop --keel file:../keel-0.1.0.tgz
+      "
+    `);
+  });
+
+  it('cli - explains keel generate', async () => {
+    expect((await run(['generate', '--help'])).stdout).toMatchInlineSnapshot(`
+      "Generate code in the current application (keel generate)
+
+      USAGE keel generate module
+
+      COMMANDS
+
+        module    Generate a module: contract.ts, module.ts and a test, registered in the manifest
+
+      Use keel generate <command> --help for more information about a command.
+
+      EXAMPLES
+
+        $ keel generate module billing
+        $ keel generate module billing --depends-on orders --dry-run
+      "
+    `);
+  });
+
+  it('cli - explains keel generate module', async () => {
+    expect((await run(['generate', 'module', '--help'])).stdout).toMatchInlineSnapshot(`
+      "Generate a module: contract.ts, module.ts and a test, registered in the manifest (keel generate module)
+
+      USAGE keel generate module [OPTIONS] <NAME>
+
+      ARGUMENTS
+
+        NAME    Module name, lower-kebab-case (such as order-history) (Required)
+
+      OPTIONS
+
+        --depends-on=<a,b>    Modules it calls, comma-separated
+            --events=<a,b>    Events it publishes, camelCase, comma-separated
+                 --dry-run    Show the files without writing anything
+
+      EXAMPLES
+
+        $ keel generate module billing
+        $ keel generate module billing --depends-on orders,payments --events invoiceSent,invoicePaid
+        $ keel generate module billing --dry-run
+      "
+    `);
+  });
+
+  it('cli - explains keel start', async () => {
+    expect((await run(['start', '--help'])).stdout).toMatchInlineSnapshot(`
+      "Run the application, or the modules named, in this process (keel start)
+
+      USAGE keel start [OPTIONS]
+
+      OPTIONS
+
+        --modules=<a,b>    Modules to host here, comma-separated (default: all)
+           --nats=<url>    NATS server URL for the other modules (default: $KEEL_NATS_URL)
+          --http=<port>    Serve the HTTP gateway on this port (default: $KEEL_HTTP_PORT, or none)
+
+      EXAMPLES
+
+        $ keel start
+        $ keel start --modules catalog,orders --nats nats://127.0.0.1:4222
+        $ keel start --http 3000
+      "
+    `);
+  });
+
+  it('cli - explains keel up', async () => {
+    expect((await run(['up', '--help'])).stdout).toMatchInlineSnapshot(`
+      "Run a whole topology locally: every process, NATS, restarts, one log (keel up)
+
+      USAGE keel up [OPTIONS] [TOPOLOGY]
+
+      ARGUMENTS
+
+        TOPOLOGY    Topology file (.ts, .js or .json); default: every module in one process
+
+      OPTIONS
+
+        --nats=<url>    NATS server URL (default: the topology's, then $KEEL_NATS_URL, else nats-server is started)
+
+      EXAMPLES
+
+        $ keel up
+        $ keel up topologies/split.ts
+        $ keel up topologies/per-module.ts --nats nats://127.0.0.1:4222
+      "
+    `);
+  });
+
+  it('cli - prints its version', async () => {
+    const { code, stdout } = await run(['--version']);
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/^\d+\.\d+\.\d+/);
+  });
+});
+
+describe('cli - usage errors', () => {
+  it('cli - refuses an unknown command with E_UNKNOWN_COMMAND and exit code 2', async () => {
+    const { code, stderr } = await run(['deploy']);
+    expect(code).toBe(2);
+    expect(stderr).toMatchInlineSnapshot(`
+      "error E_UNKNOWN_COMMAND: Unknown command "deploy" for keel. Available: new, generate, start, up.
+        Run \`keel --help\` to see what each command does.
+      "
+    `);
+  });
+
+  it('cli - refuses an unknown option with E_USAGE', async () => {
+    const { code, stderr } = await run(['generate', 'module', 'billing', '--depend-on', 'orders']);
+    expect(code).toBe(2);
+    expect(stderr).toMatchInlineSnapshot(`
+      "error E_USAGE: Unknown option --depend-on for keel generate module.
+        Run \`keel generate module --help\` for usage.
+      "
+    `);
+  });
+
+  it('cli - refuses a missing argument with E_USAGE', async () => {
+    const { code, stderr } = await run(['new']);
+    expect(code).toBe(2);
+    expect(stderr).toMatchInlineSnapshot(`
+      "error E_USAGE: Missing required positional argument: DIR.
+        Run \`keel new --help\` for usage.
+      "
+    `);
+  });
+
+  it('cli - refuses an extra argument with E_USAGE', async () => {
+    const { code, stderr } = await run(['generate', 'module', 'billing', 'shipping']);
+    expect(code).toBe(2);
+    expect(stderr).toContain('error E_USAGE: Unexpected argument "shipping" for keel generate module.');
+  });
+
+  it('cli - refuses an option without its value with E_USAGE', async () => {
+    const { code, stderr } = await run(['generate', 'module', 'billing', '--depends-on']);
+    expect(code).toBe(2);
+    expect(stderr).toContain('error E_USAGE: Option --depends-on needs a value.');
+  });
+});
