@@ -248,7 +248,11 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
   };
   const sendProblem = (reply: FastifyReply, problem: Problem): FastifyReply => {
     // Headers may not be writable when the client has gone; fastify then only logs.
-    return reply.status(problem.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(problem));
+    return reply
+      .status(problem.status)
+      .header(correlationHeader, problem.correlationId)
+      .type(PROBLEM_CONTENT_TYPE)
+      .send(JSON.stringify(problem));
   };
   const refuse = (request: FastifyRequest, reply: FastifyReply, refusal: GatewayRefusal): FastifyReply =>
     sendProblem(reply, gatewayProblem(refusal.code, refusal.message, correlationIdOf(request), refusal.details));
@@ -259,6 +263,9 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
     bodyLimit: resolved.bodyLimit,
     return503OnClosing: false,
     forceCloseConnections: 'idle',
+    // Errors met before routing (an undecodable URL): answered like every other bad request.
+    frameworkErrors: (error, request, reply) =>
+      refuse(request, reply, new GatewayRefusal(HttpProblemCode.MALFORMED_REQUEST, `The request is malformed: ${error.message}`)),
     clientErrorHandler: (error, socket) => {
       if (!socket.writable || (error as NodeJS.ErrnoException).code === 'ECONNRESET') {
         socket.destroy();
@@ -276,6 +283,32 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
   // JSON only: without this, fastify would also accept text/plain bodies as strings.
   server.removeContentTypeParser('text/plain');
 
+  const allowedMethods = new Map<string, string[]>();
+  const notFound = (request: FastifyRequest, reply: FastifyReply): FastifyReply => {
+    const path = request.url.split('?')[0] ?? '';
+    const allowed = allowedMethods.get(path.length > 1 ? path.replace(/\/+$/, '') : path);
+    if (allowed !== undefined) {
+      reply.header('allow', allowed.join(', '));
+      return refuse(
+        request,
+        reply,
+        new GatewayRefusal(HttpProblemCode.METHOD_NOT_ALLOWED, `${path} does not take ${request.method}; use ${allowed.join(' or ')}.`, {
+          allow: allowed,
+        }),
+      );
+    }
+    const [, moduleName, operationName] = path.split('/');
+    const contract = contracts.find((candidate) => candidate.name === moduleName);
+    const message =
+      contract !== undefined
+        ? `Module "${contract.name}" has no operation "${operationName ?? ''}"; its operations are ${Object.keys(contract.operations).join(', ') || 'none'} ` +
+          `(POST /${contract.name}/<operation>).`
+        : `No route ${request.method} ${path}. Operations are POST /<module>/<operation>; ` +
+          `the list is at ${GATEWAY_PATHS.openapi}${resolved.docsPath === false ? '' : ` and ${resolved.docsPath}`}.`;
+    return refuse(request, reply, new GatewayRefusal(HttpProblemCode.ROUTE_NOT_FOUND, message));
+  };
+  server.setNotFoundHandler(notFound);
+
   server.addHook('onRequest', async (request, reply) => {
     reply.header(correlationHeader, correlationIdOf(request));
     if (closing) {
@@ -285,6 +318,8 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
         gatewayProblem(KeelErrorCode.UNAVAILABLE, 'The gateway is shutting down; retry on another instance.', correlationIdOf(request)),
       );
     }
+    // Unknown routes are answered before their body is read or parsed.
+    if (request.is404) return notFound(request, reply);
     return undefined;
   });
   server.addHook('onSend', async (_request, reply, payload) => {
@@ -308,31 +343,6 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
       logger.error({ err: error, correlationId, route: request.routeOptions.url, code: problem.code }, 'request failed');
     }
     return sendProblem(reply, problem);
-  });
-
-  const allowedMethods = new Map<string, string[]>();
-  server.setNotFoundHandler((request, reply) => {
-    const path = request.url.split('?')[0] ?? '';
-    const allowed = allowedMethods.get(path.length > 1 ? path.replace(/\/+$/, '') : path);
-    if (allowed !== undefined) {
-      reply.header('allow', allowed.join(', '));
-      return refuse(
-        request,
-        reply,
-        new GatewayRefusal(HttpProblemCode.METHOD_NOT_ALLOWED, `${path} does not take ${request.method}; use ${allowed.join(' or ')}.`, {
-          allow: allowed,
-        }),
-      );
-    }
-    const [, moduleName, operationName] = path.split('/');
-    const contract = contracts.find((candidate) => candidate.name === moduleName);
-    const message =
-      contract !== undefined
-        ? `Module "${contract.name}" has no operation "${operationName ?? ''}"; its operations are ${Object.keys(contract.operations).join(', ') || 'none'} ` +
-          `(POST /${contract.name}/<operation>).`
-        : `No route ${request.method} ${path}. Operations are POST /<module>/<operation>; ` +
-          `the list is at ${GATEWAY_PATHS.openapi}${resolved.docsPath === false ? '' : ` and ${resolved.docsPath}`}.`;
-    return refuse(request, reply, new GatewayRefusal(HttpProblemCode.ROUTE_NOT_FOUND, message));
   });
 
   await resolved.configure?.(server);

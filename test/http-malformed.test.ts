@@ -1,0 +1,279 @@
+/**
+ * Hundreds of generated malformed requests against a real gateway on loopback: every answer
+ * must be a well-formed 4xx problem, and the server must still serve a good request after.
+ * Bounded: a fixed number of requests, a few at a time, from a seeded generator.
+ */
+import { connect } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createKernel, silentLogger, type Kernel } from 'keel';
+import { createHttpGateway, type HttpGateway, type Problem } from 'keel/http';
+import { fixtureModules } from './support/http-fixture.js';
+
+const REQUESTS = 480;
+const CONCURRENCY = 16;
+const BODY_LIMIT = 2048;
+
+/** mulberry32: a small seeded generator, so a failure can be replayed. */
+function random(seed: number): () => number {
+  let state = seed >>> 0;
+  return () => {
+    state = (state + 0x6d2b79f5) >>> 0;
+    let t = state;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+interface Malformed {
+  readonly kind: string;
+  readonly method: string;
+  readonly path: string;
+  readonly headers: Record<string, string>;
+  readonly body?: string | Uint8Array;
+}
+
+const JSON_TYPE = { 'content-type': 'application/json' };
+
+function generators(next: () => number): ((index: number) => Malformed)[] {
+  const pick = <T>(items: readonly T[]): T => items[Math.floor(next() * items.length)] as T;
+  const int = (max: number): number => Math.floor(next() * max);
+  const text = (length: number): string =>
+    Array.from({ length }, () => String.fromCharCode(32 + int(95))).join('');
+  const validPut = (): string => JSON.stringify({ key: `k${int(1e6)}`, value: { n: int(100), s: text(int(20)) }, tags: ['a'] });
+  const wrongValues = [null, true, 12, 'text', [], {}, [1, 2], { nested: { deep: 1 } }, -1, 1.5, ''];
+  return [
+    () => {
+      const json = validPut();
+      return { kind: 'truncated JSON', method: 'POST', path: '/store/put', headers: JSON_TYPE, body: json.slice(0, 1 + int(json.length - 2)) };
+    },
+    () => ({
+      kind: 'random bytes',
+      method: 'POST',
+      path: pick(['/store/put', '/store/get', '/probe/fail']),
+      headers: JSON_TYPE,
+      body: Uint8Array.from({ length: 1 + int(200) }, () => int(256)),
+    }),
+    () => ({
+      kind: 'wrong field types',
+      method: 'POST',
+      path: '/store/put',
+      headers: JSON_TYPE,
+      body: JSON.stringify(
+        pick([
+          { key: pick(wrongValues.filter((value) => typeof value !== 'string')), value: 1 },
+          { key: 'x'.repeat(65 + int(100)), value: 1 },
+          { key: 'ok', value: 1, tags: pick([12, 'tag', [1], [null], Array.from({ length: 11 }, () => 't')]) },
+          { value: pick(wrongValues) },
+        ]),
+      ),
+    }),
+    () => ({
+      kind: 'root not an object',
+      method: 'POST',
+      path: pick(['/store/put', '/store/get', '/probe/context', '/probe/fail']),
+      headers: JSON_TYPE,
+      body: JSON.stringify(pick([null, true, false, 0, 42, 'string', [], [{}], [1, 2, 3]])),
+    }),
+    () => ({
+      kind: 'wrong content type',
+      method: 'POST',
+      path: pick(['/store/put', '/store/get']),
+      headers: {
+        'content-type': pick([
+          'text/plain',
+          'application/xml',
+          'multipart/form-data; boundary=abc',
+          'application/x-www-form-urlencoded',
+          'application/jsonx',
+          'image/png',
+          'text/html; charset=utf-8',
+          'invalid',
+          'a/b/c',
+        ]),
+      },
+      body: pick([validPut(), 'key=value', '<xml/>', text(50)]),
+    }),
+    () => ({
+      kind: 'oversized body',
+      method: 'POST',
+      path: pick(['/store/put', '/store/get', '/nowhere']),
+      headers: JSON_TYPE,
+      body: JSON.stringify({ key: 'big', value: 'x'.repeat(BODY_LIMIT + int(BODY_LIMIT * 4)) }),
+    }),
+    () => ({
+      kind: 'unknown route',
+      method: pick(['GET', 'POST', 'PUT']),
+      path: pick([
+        `/${text(1 + int(10)).replace(/[^a-z]/gi, 'x')}`,
+        `/store/${text(5).replace(/[^a-z]/gi, 'y')}`,
+        '/store',
+        '/store/put/extra',
+        '/probe/',
+        '/openapi.yaml',
+        `/${'a/'.repeat(1 + int(30))}`,
+        '/%zz',
+        `/store/put?${text(10).replace(/[^a-z]/gi, 'q')}`.replace('/put?', '/putt?'),
+      ]),
+      headers: JSON_TYPE,
+      body: undefined,
+    }),
+    () => ({
+      kind: 'wrong method',
+      method: pick(['PUT', 'DELETE', 'PATCH', 'GET']),
+      path: pick(['/store/put', '/probe/wait', '/probe/fail']),
+      headers: JSON_TYPE,
+      body: undefined,
+    }),
+    () => ({
+      kind: 'bad timeout header',
+      method: 'POST',
+      path: '/probe/context',
+      headers: { ...JSON_TYPE, 'x-keel-timeout-ms': pick(['abc', '0', '-1', '1e3', '12.5', ' ', '9'.repeat(20), 'Infinity', '0x10']) },
+      body: '{}',
+    }),
+    () => ({
+      kind: 'bad GET input',
+      method: 'GET',
+      path: pick([
+        `/store/get?input=${encodeURIComponent(text(1 + int(30)))}{`,
+        '/store/get?input=%7B%22key%22%3A',
+        '/store/get?input={}&input={}',
+        `/store/get?input=${encodeURIComponent(JSON.stringify({ key: int(100) }))}`,
+        '/store/get',
+        `/store/greeting?input=${encodeURIComponent(JSON.stringify([text(5)]))}`,
+      ]),
+      headers: {},
+      body: undefined,
+    }),
+    () => ({
+      kind: 'prototype pollution',
+      method: 'POST',
+      path: '/store/put',
+      headers: JSON_TYPE,
+      body: pick([
+        '{"key":"p","value":1,"__proto__":{"polluted":true}}',
+        '{"key":"p","value":{"__proto__":{"polluted":true}}}',
+        '{"key":"p","value":{"constructor":{"prototype":{"polluted":true}}}}',
+      ]),
+    }),
+    () => {
+      const depth = 50 + int(900);
+      return {
+        kind: 'deep nesting without a key',
+        method: 'POST',
+        path: '/store/put',
+        headers: JSON_TYPE,
+        body: `{"value":${'['.repeat(depth)}${']'.repeat(depth)}}`,
+      };
+    },
+    () => ({ kind: 'empty JSON body', method: 'POST', path: '/store/put', headers: JSON_TYPE, body: '' }),
+    () => ({ kind: 'no body', method: 'POST', path: pick(['/store/put', '/store/get']), headers: {}, body: undefined }),
+  ];
+}
+
+function checkProblem(request: Malformed, status: number, contentType: string | null, text: string): string | undefined {
+  const label = `${request.kind}: ${request.method} ${request.path.slice(0, 60)} -> ${status}`;
+  if (status < 400 || status > 499) return `${label}: not a 4xx (${text.slice(0, 200)})`;
+  if (contentType !== 'application/problem+json; charset=utf-8') return `${label}: content-type ${contentType}`;
+  let problem: Problem;
+  try {
+    problem = JSON.parse(text) as Problem;
+  } catch {
+    return `${label}: body is not JSON (${text.slice(0, 200)})`;
+  }
+  if (problem.status !== status) return `${label}: problem.status ${problem.status}`;
+  for (const field of ['type', 'title', 'detail', 'code', 'correlationId'] as const) {
+    if (typeof problem[field] !== 'string' || problem[field] === '') return `${label}: problem.${field} missing`;
+  }
+  if (problem.type !== `urn:keel:error:${problem.code}`) return `${label}: type ${problem.type}`;
+  if (/\bat .+:\d+:\d+/.test(text) || 'stack' in problem) return `${label}: leaks a stack trace`;
+  return undefined;
+}
+
+describe('http - malformed requests', () => {
+  let kernel: Kernel;
+  let gateway: HttpGateway;
+  let url: string;
+
+  beforeAll(async () => {
+    kernel = createKernel({ modules: fixtureModules, logger: silentLogger });
+    await kernel.start();
+    gateway = await createHttpGateway({ kernel, port: 0, logger: silentLogger, bodyLimit: BODY_LIMIT, metrics: { defaultMetrics: false } });
+    url = await gateway.listen();
+  });
+  afterAll(async () => {
+    await gateway.close();
+  });
+
+  it(`http - ${REQUESTS} generated malformed requests each get a well-formed 4xx problem, and the server keeps serving`, async () => {
+    const next = random(0x6b65656c);
+    const makers = generators(next);
+    const requests = Array.from({ length: REQUESTS }, (_, index) => (makers[index % makers.length] as (index: number) => Malformed)(index));
+    const failures: string[] = [];
+    const statuses = new Map<string, Set<number>>();
+    for (let start = 0; start < requests.length; start += CONCURRENCY) {
+      await Promise.all(
+        requests.slice(start, start + CONCURRENCY).map(async (request) => {
+          const response = await fetch(`${url}${request.path}`, {
+            method: request.method,
+            headers: request.headers,
+            ...(request.body === undefined ? {} : { body: request.body }),
+          });
+          const text = await response.text();
+          const failure = checkProblem(request, response.status, response.headers.get('content-type'), text);
+          if (failure !== undefined) failures.push(failure);
+          const seen = statuses.get(request.kind) ?? new Set<number>();
+          seen.add(response.status);
+          statuses.set(request.kind, seen);
+        }),
+      );
+    }
+    expect(failures).toEqual([]);
+    const byKind = Object.fromEntries([...statuses].map(([kind, seen]) => [kind, [...seen].sort()]));
+    expect(byKind).toMatchObject({
+      'truncated JSON': [400],
+      'wrong content type': [415],
+      'oversized body': expect.arrayContaining([413]),
+      'wrong method': [405],
+      'bad timeout header': [400],
+      'prototype pollution': [400],
+      'empty JSON body': [400],
+    });
+    expect(byKind['unknown route']).toContain(404);
+
+    const good = await fetch(`${url}/store/put`, { method: 'POST', headers: JSON_TYPE, body: JSON.stringify({ key: 'after', value: 1 }) });
+    expect(good.status).toBe(200);
+    expect(await good.json()).toEqual({ key: 'after', stored: true });
+    expect((await fetch(`${url}/readyz`)).status).toBe(200);
+    const metrics = await (await fetch(`${url}/metrics`)).text();
+    expect(metrics).toMatch(/keel_http_requests_total\{method="POST",route="unmatched",status="404"\}/);
+  });
+
+  it('http - broken HTTP on a raw socket gets a 400 problem and the server keeps serving', async () => {
+    const { port } = new URL(url);
+    const raw = async (bytes: string): Promise<string> =>
+      new Promise((resolve, reject) => {
+        const socket = connect(Number(port), '127.0.0.1');
+        let received = '';
+        socket.setEncoding('utf8');
+        socket.on('data', (chunk: string) => (received += chunk));
+        socket.on('end', () => resolve(received));
+        socket.on('error', reject);
+        socket.write(bytes);
+      });
+    for (const bytes of [
+      'NOT HTTP AT ALL\r\n\r\n',
+      'POST /store/put HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n',
+      'POST /store/put HTTP/1.1\r\nHost: x\r\nBad Header Line\r\n\r\n',
+      'GET / HTTP/9.9\r\n\r\n',
+    ]) {
+      const answer = await raw(bytes);
+      expect(answer, bytes).toMatch(/^HTTP\/1\.1 400 /);
+      expect(answer).toContain('Content-Type: application/problem+json');
+      const problem = JSON.parse(answer.slice(answer.indexOf('\r\n\r\n') + 4)) as Problem;
+      expect(problem).toMatchObject({ status: 400, code: 'MALFORMED_REQUEST' });
+    }
+    expect((await fetch(`${url}/healthz`)).status).toBe(200);
+  });
+});
