@@ -1,0 +1,84 @@
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { loadContracts } from '../cli/tooling/contract-loader.js';
+import {
+  ContractVerdict,
+  buildLock,
+  diffLocks,
+  formatContractsDiff,
+  lockPath,
+  readLock,
+} from '../cli/tooling/contracts-lock.js';
+import { before, cases } from './fixtures/tooling/contracts/changes.js';
+
+const repository = fileURLToPath(new URL('..', import.meta.url));
+const tree = (name: string) => fileURLToPath(new URL(`./fixtures/tooling/contracts/${name}/`, import.meta.url));
+
+async function diffTree(name: string) {
+  const root = tree(name);
+  const { contracts, failures } = await loadContracts(root);
+  expect(failures).toEqual([]);
+  return diffLocks(readLock(lockPath(root)), buildLock(contracts.map((loaded) => loaded.contract)));
+}
+
+describe('tooling - contracts', () => {
+  it.each(cases)('tooling - contracts classifies "$rule" as $kind', ({ after, kind, shows }) => {
+    const diff = diffLocks(buildLock([before]), buildLock([after]));
+    const [entry] = diff.contracts;
+    const described = entry?.changes.map((change) => `${change.where}: ${change.message}`) ?? [];
+    const matching = entry?.changes.filter((change) => `${change.where}: ${change.message}`.includes(shows)) ?? [];
+    expect(matching, `expected a change showing "${shows}" among:\n${described.join('\n')}`).toHaveLength(1);
+    expect(matching[0]?.kind).toBe(kind);
+    // Exactly one change was planted: nothing else may be reported as breaking.
+    expect(entry?.changes.filter((change) => change.kind === 'breaking').length).toBe(kind === 'breaking' ? 1 : 0);
+    expect(entry?.verdict).toBe(kind === 'breaking' ? ContractVerdict.BREAKING : ContractVerdict.COMPATIBLE);
+    expect(diff.ok).toBe(kind === 'compatible');
+  });
+
+  it('tooling - contracts allows a breaking change when the major version was raised', async () => {
+    const diff = await diffTree('major');
+    expect(diff.ok).toBe(true);
+    expect(diff.contracts[0]).toMatchObject({ contract: 'parcels', lockedVersion: '1.0.0', version: '2.0.0', verdict: 'major' });
+    expect(formatContractsDiff(diff)).toContain('parcels 1.0.0 → 2.0.0: breaking changes, allowed by the new major version');
+  });
+
+  it('tooling - contracts fails a breaking change without a major version bump', async () => {
+    const diff = await diffTree('breaking');
+    expect(diff.ok).toBe(false);
+    const text = formatContractsDiff(diff);
+    expect(text).toContain('parcels 1.0.0: BREAKING without a major version bump (raise it to 2.0.0 or undo the change)');
+    expect(text).toContain('breaking    send input.recipient: new required field "recipient"');
+  });
+
+  it('tooling - contracts passes a compatible change and says the lock is behind', async () => {
+    const diff = await diffTree('compatible');
+    expect(diff).toMatchObject({ ok: true, changed: true });
+    expect(formatContractsDiff(diff)).toContain('Run `keel contracts snapshot` to record the changes in the lock.');
+  });
+
+  it('tooling - contracts fails when a contract disappears', () => {
+    const diff = diffLocks(buildLock([before]), buildLock([]));
+    expect(diff.ok).toBe(false);
+    expect(diff.contracts[0]?.verdict).toBe(ContractVerdict.REMOVED);
+  });
+
+  it('tooling - contracts of the repository have no unannounced breaking change against contracts.lock.json', async () => {
+    const { contracts, failures } = await loadContracts(repository);
+    expect(failures).toEqual([]);
+    const current = buildLock(contracts.map((loaded) => loaded.contract));
+    const diff = diffLocks(readLock(lockPath(repository)), current);
+    // What CI runs (`keel contracts diff`): no breaking change without a major bump.
+    expect(formatContractsDiff(diff)).not.toContain('BREAKING');
+    expect(diff.ok).toBe(true);
+  });
+
+  it('tooling - contracts lock writes input schemas with io input and outputs with io output', () => {
+    const lock = buildLock([before]);
+    const send = lock.contracts['parcels']?.operations['send'];
+    // `express` has a default: optional for callers (input), and no additionalProperties: false on inputs.
+    expect(send?.input).toMatchObject({ type: 'object', required: ['address', 'weightGrams'] });
+    expect(send?.input).not.toHaveProperty('additionalProperties');
+    expect(send?.output).toMatchObject({ additionalProperties: false });
+    expect(Object.keys(send?.errors ?? {})).toEqual(['UNKNOWN_PARCEL']);
+  });
+});
