@@ -8,15 +8,14 @@ import { inventory } from '../modules/inventory/contract.js';
 import { modules } from '../modules/index.js';
 import { topologyFromEnv } from './topology.js';
 
-const topology = await topologyFromEnv(process.env);
+const topology = await topologyFromEnv(process.env).catch((error: unknown) => fail('read its topology', error));
 const kernel = createKernel({ modules, topology });
 
 try {
   await kernel.start();
 } catch (error) {
-  console.error(`The shop could not start: ${error instanceof Error ? error.message : String(error)}`);
   await topology.transport?.close();
-  process.exit(1);
+  fail('start', error);
 }
 
 console.log(await summary(kernel));
@@ -47,13 +46,18 @@ async function stop(signal: NodeJS.Signals): Promise<void> {
 process.on('SIGINT', (signal) => void stop(signal));
 process.on('SIGTERM', (signal) => void stop(signal));
 
+function fail(what: string, error: unknown): never {
+  console.error(`The shop could not ${what}: ${error instanceof Error ? error.message : String(error)}`);
+  process.exit(1);
+}
+
 /** A human summary of what this process runs, with the catalog when it is hosted here. */
 async function summary(running: Kernel): Promise<string> {
   const status = running.status();
   const lines = [
     '',
     `keel shop ${status.ready ? 'is ready' : 'started, not ready yet'}`,
-    `  hosted here: ${status.modules.map((module) => `${module.name} ${module.version}`).join(', ')}`,
+    `  hosted here: ${status.modules.map((module) => `${module.name} ${module.version}`).join(', ') || 'nothing (a client of the others)'}`,
     `  elsewhere:   ${status.remote.length ? status.remote.join(', ') : 'nothing (every module runs in this process)'}`,
     `  transports:  ${status.transports.map((transport) => `${transport.name}${transport.ready ? '' : ' (not ready)'}`).join(', ')}`,
   ];
