@@ -9,14 +9,10 @@ import { modules } from '../modules/index.js';
 import { topologyFromEnv } from './topology.js';
 
 const topology = await topologyFromEnv(process.env).catch((error: unknown) => fail('read its topology', error));
-const kernel = createKernel({ modules, topology });
-
-try {
-  await kernel.start();
-} catch (error) {
+const kernel = await startKernel().catch(async (error: unknown) => {
   await topology.transport?.close();
-  fail('start', error);
-}
+  return fail('start', error);
+});
 
 console.log(await summary(kernel));
 
@@ -45,6 +41,12 @@ async function stop(signal: NodeJS.Signals): Promise<void> {
 
 process.on('SIGINT', (signal) => void stop(signal));
 process.on('SIGTERM', (signal) => void stop(signal));
+
+async function startKernel(): Promise<Kernel> {
+  const created = createKernel({ modules, topology });
+  await created.start();
+  return created;
+}
 
 function fail(what: string, error: unknown): never {
   console.error(`The shop could not ${what}: ${error instanceof Error ? error.message : String(error)}`);
