@@ -1,0 +1,151 @@
+/**
+ * The example shop behind the HTTP gateway: the shop's whole end-to-end suite, driven through
+ * HTTP only, in one process and with the gateway in a process hosting no module (over NATS);
+ * then the shop's HTTP surface itself: placing an order, its errors, and its OpenAPI document.
+ */
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { KeelError, createKernel, silentLogger, type AnyContract, type Client, type KeelErrorCode, type Kernel, type Transport } from 'keel';
+import { createHttpGateway, type HttpGateway, type Problem } from 'keel/http';
+import { createNatsTransport } from 'keel/nats';
+import { catalog } from '../modules/catalog/contract.js';
+import { modules } from '../modules/index.js';
+import { inventory } from '../modules/inventory/contract.js';
+import { TestCard } from '../modules/payments/contract.js';
+import { startNatsServer } from './support/nats-server.js';
+import { describeShopSuite, type ShopHarness } from './support/shop-suite.js';
+
+const JSON_HEADERS = { 'content-type': 'application/json' };
+
+/**
+ * A client of `contract` that knows only the gateway's URL: every call is an HTTP request, and
+ * every problem is rebuilt as the error a kernel client would throw (a declared error as its
+ * class, anything else as a KeelError with the same code), so the shop suite runs unchanged.
+ */
+function httpClient<C extends AnyContract>(contract: C, baseUrl: string): Client<C> {
+  const client: Record<string, (input: unknown) => Promise<unknown>> = {};
+  for (const [name, operation] of Object.entries(contract.operations)) {
+    const declared = new Map(operation.errors.map((error) => [error.code, error]));
+    client[name] = async (input) => {
+      const response = await fetch(`${baseUrl}/${contract.name}/${name}`, {
+        method: 'POST',
+        headers: JSON_HEADERS,
+        body: JSON.stringify(input),
+      });
+      const body: unknown = await response.json();
+      if (response.ok) return operation.output.parse(body);
+      const problem = body as Problem;
+      const errorClass = declared.get(problem.code);
+      if (errorClass !== undefined) {
+        const error = new errorClass(problem.data as never, { message: problem.detail });
+        error.correlationId = problem.correlationId;
+        throw error;
+      }
+      throw new KeelError(problem.code as KeelErrorCode, problem.detail, { correlationId: problem.correlationId, details: problem.details });
+    };
+  }
+  return client as Client<C>;
+}
+
+function harness(baseUrl: string, stop: () => Promise<void>): ShopHarness {
+  return { client: (contract) => httpClient(contract, baseUrl), stop };
+}
+
+describeShopSuite('through the HTTP gateway, one process', async () => {
+  const kernel = createKernel({ modules, logger: silentLogger });
+  await kernel.start();
+  const gateway = await createHttpGateway({ kernel, port: 0, logger: silentLogger, metrics: { defaultMetrics: false } });
+  return harness(await gateway.listen(), () => gateway.close());
+});
+
+describeShopSuite('through the HTTP gateway hosting no module, over NATS', async () => {
+  const server = await startNatsServer();
+  const prefix = `keel.shop-http-${randomUUID().slice(0, 8)}`;
+  const connect = (): Promise<Transport> => createNatsTransport({ servers: server.url, prefix, logger: silentLogger });
+  const servicesTransport = await connect();
+  const services = createKernel({ modules, topology: { transport: servicesTransport }, logger: silentLogger });
+  await services.start();
+  const edgeTransport = await connect();
+  const edge = createKernel({ modules, topology: { host: [], transport: edgeTransport }, logger: silentLogger });
+  await edge.start();
+  const gateway = await createHttpGateway({ kernel: edge, port: 0, logger: silentLogger, metrics: { defaultMetrics: false } });
+  return harness(await gateway.listen(), async () => {
+    await gateway.close();
+    await edgeTransport.close();
+    await services.stop();
+    await servicesTransport.close();
+    await server.stop();
+  });
+});
+
+describe('http - the shop over HTTP', () => {
+  let kernel: Kernel;
+  let gateway: HttpGateway;
+  let url: string;
+
+  const post = async (path: string, body: unknown): Promise<{ status: number; body: any; contentType: string | null }> => {
+    const response = await fetch(`${url}${path}`, { method: 'POST', headers: JSON_HEADERS, body: JSON.stringify(body) });
+    return { status: response.status, body: await response.json(), contentType: response.headers.get('content-type') };
+  };
+  const newProduct = async (priceCents: number, onHand: number): Promise<string> => {
+    const sku = `HTTP-${randomUUID().slice(0, 8)}`;
+    expect((await post('/catalog/addProduct', { sku, name: `Product ${sku}`, priceCents })).status).toBe(200);
+    if (onHand > 0) expect((await post('/inventory/restock', { sku, quantity: onHand })).status).toBe(200);
+    return sku;
+  };
+
+  beforeAll(async () => {
+    kernel = createKernel({ modules, logger: silentLogger });
+    await kernel.start();
+    gateway = await createHttpGateway({ kernel, port: 0, logger: silentLogger, metrics: { defaultMetrics: false } });
+    url = await gateway.listen();
+  });
+  afterAll(async () => {
+    await gateway.close();
+  });
+
+  it('http - POST /orders/placeOrder places an order', async () => {
+    const sku = await newProduct(1250, 5);
+    const placed = await post('/orders/placeOrder', { customerId: 'c-http', lines: [{ sku, quantity: 2 }], card: { token: TestCard.VISA } });
+    expect(placed.status).toBe(200);
+    expect(placed.body).toMatchObject({ customerId: 'c-http', status: 'placed', totalCents: 2500, lines: [{ sku, quantity: 2 }] });
+    const read = await fetch(`${url}/orders/getOrder?input=${encodeURIComponent(JSON.stringify({ orderId: placed.body.orderId }))}`);
+    expect(await read.json()).toEqual(placed.body);
+  });
+
+  it('http - out of stock is a 409 problem with the declared data', async () => {
+    const sku = await newProduct(900, 1);
+    const failed = await post('/orders/placeOrder', { customerId: 'c-http', lines: [{ sku, quantity: 3 }], card: { token: TestCard.VISA } });
+    expect(failed.status).toBe(409);
+    expect(failed.contentType).toBe('application/problem+json; charset=utf-8');
+    expect(failed.body).toMatchObject({
+      type: 'urn:keel:error:OUT_OF_STOCK',
+      status: 409,
+      code: 'OUT_OF_STOCK',
+      data: { sku, requested: 3, available: 1 },
+    });
+    expect(typeof failed.body.correlationId).toBe('string');
+    expect((await post('/inventory/getStock', { sku })).body).toMatchObject({ sku, available: 1 });
+  });
+
+  it('http - an unknown product is a 404 problem', async () => {
+    const failed = await post('/orders/placeOrder', { customerId: 'c-http', lines: [{ sku: 'NO-SUCH-SKU', quantity: 1 }], card: { token: TestCard.VISA } });
+    expect(failed.status).toBe(404);
+    expect(failed.body).toMatchObject({ code: 'UNKNOWN_PRODUCT', data: { sku: 'NO-SUCH-SKU' } });
+    const direct = await fetch(`${url}/catalog/getProduct?input=${encodeURIComponent('{"sku":"NO-SUCH-SKU"}')}`);
+    expect(direct.status).toBe(404);
+  });
+
+  it("http - /openapi.json documents every shop operation and placeOrder's declared errors", async () => {
+    const document = (await (await fetch(`${url}/openapi.json`)).json()) as any;
+    const expected = modules.flatMap((module) => Object.keys(module.contract.operations).map((name) => `/${module.name}/${name}`));
+    expect(Object.keys(document.paths).sort()).toEqual(expected.sort());
+    const responses = document.paths['/orders/placeOrder'].post.responses;
+    expect(responses['404'].content['application/problem+json'].schema).toEqual({ $ref: '#/components/schemas/orders.UNKNOWN_PRODUCT' });
+    expect(responses['409'].content['application/problem+json'].schema).toEqual({ $ref: '#/components/schemas/orders.OUT_OF_STOCK' });
+    expect(responses['422'].content['application/problem+json'].schema).toEqual({ $ref: '#/components/schemas/orders.PAYMENT_DECLINED' });
+    expect(document.components.schemas['orders.OUT_OF_STOCK.data'].required).toEqual(expect.arrayContaining(['sku', 'requested', 'available']));
+    expect(document.tags.map((tag: { name: string }) => tag.name)).toEqual(modules.map((module) => module.name));
+    expect([catalog.name, inventory.name].every((name) => document.tags.some((tag: { name: string }) => tag.name === name))).toBe(true);
+  });
+});
