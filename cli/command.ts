@@ -143,6 +143,15 @@ function aliasesOf(def: ArgsDef[string]): string[] {
   return alias === undefined ? [] : Array.isArray(alias) ? alias : [alias];
 }
 
+async function findByAlias(subCommands: Record<string, Resolvable<CommandDef>>, name: string): Promise<CommandDef | undefined> {
+  for (const sub of Object.values(subCommands)) {
+    const command = await resolve(sub);
+    const alias = (await resolve(command.meta ?? {}))?.alias;
+    if (alias !== undefined && (Array.isArray(alias) ? alias : [alias]).includes(name)) return command;
+  }
+  return undefined;
+}
+
 /** Walks sub-commands as far as the argument list names them. */
 async function resolveCommand(root: CommandDef, rawArgs: string[]): Promise<Resolved> {
   let current: Resolved = { command: root, path: [await nameOf(root, 'keel')], rawArgs };
@@ -152,7 +161,7 @@ async function resolveCommand(root: CommandDef, rawArgs: string[]): Promise<Reso
     const index = subCommandIndex(current.rawArgs, await resolve(current.command.args ?? {}));
     if (index < 0) return current;
     const name = current.rawArgs[index] as string;
-    const sub = subCommands[name];
+    const sub = subCommands[name] ?? (await findByAlias(subCommands, name));
     if (sub === undefined) {
       throw new CLIError(
         CliErrorCode.E_UNKNOWN_COMMAND,

@@ -44,5 +44,5 @@ export {
   type TopologyFile,
   type TopologyInput,
 } from './topology.js';
-export { findProject, loadManifest, type Project } from './project.js';
+export { findProject, importProjectFile, loadManifest, type Project } from './project.js';
 export { startHost, type Host, type HostOptions } from './host.js';

@@ -124,16 +124,25 @@ function tsxEsmApi(from: string): string | undefined {
  * const topology = await importProjectFile(project, '/home/me/shop/topologies/split.ts');
  * ```
  */
-export async function importProjectFile(project: Project, path: string): Promise<Record<string, unknown>> {
-  const url = pathToFileURL(path).href;
-  try {
-    return (await import(url)) as Record<string, unknown>;
-  } catch (error) {
-    if ((error as { code?: unknown }).code !== 'ERR_UNKNOWN_FILE_EXTENSION') throw error;
+export async function importProjectFile(
+  project: Project,
+  path: string,
+  options: { readonly fresh?: boolean } = {},
+): Promise<Record<string, unknown>> {
+  // A fresh import reads the file as it is now, not as an earlier import in this process saw it.
+  const url = `${pathToFileURL(path).href}${options.fresh ? `?keel-load=${++loads}` : ''}`;
+  if (!loaderRegistered) {
+    try {
+      return (await import(url)) as Record<string, unknown>;
+    } catch (error) {
+      if ((error as { code?: unknown }).code !== 'ERR_UNKNOWN_FILE_EXTENSION') throw error;
+    }
+    await registerTypeScriptLoader(project);
   }
-  await registerTypeScriptLoader(project);
-  return (await import(`${url}?keel-loader`)) as Record<string, unknown>;
+  return (await import(`${url}${url.includes('?') ? '&' : '?'}keel-loader`)) as Record<string, unknown>;
 }
+
+let loads = 0;
 
 /**
  * Imports the project's manifest and returns its `modules` array. Throws `E_MANIFEST` when the
@@ -149,7 +158,7 @@ export async function loadManifest(project: Project): Promise<readonly AnyModule
   const shown = relative(project.root, project.manifestPath) || project.manifestPath;
   let exports: Record<string, unknown>;
   try {
-    exports = await importProjectFile(project, project.manifestPath);
+    exports = await importProjectFile(project, project.manifestPath, { fresh: true });
   } catch (error) {
     if (error instanceof CLIError) throw error;
     throw new CLIError(CliErrorCode.E_MANIFEST, `Loading ${shown} failed: ${(error as Error).message}`, {

@@ -42,7 +42,11 @@ export default defineCommand({
       out(`  ${file.action === 'create' ? 'created' : 'updated'} ${shownPath(project, file.path)}${file.note ? `  (${file.note})` : ''}`);
     }
     out('');
-    out('Next: describe its operations in contract.ts, implement them in module.ts, then run the tests.');
+    const test = plan.files.find((file) => file.path.endsWith('-contract.test.ts'));
+    out(
+      'Next: describe its operations in contract.ts, implement them in module.ts, then run them with ' +
+        `\`npx vitest run ${test ? shownPath(project, test.path) : ''}\`.`,
+    );
   },
 });
 

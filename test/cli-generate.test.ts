@@ -1,0 +1,268 @@
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join, relative, resolve } from 'node:path';
+import { createRequire } from 'node:module';
+import { afterAll, describe, expect, it } from 'vitest';
+import { createKernel, silentLogger, type AnyContract } from 'keel';
+import { findProject, importProjectFile, loadManifest, main, runCli, type OutputStream } from 'keel/cli';
+import { addToManifest } from '../cli/manifest.js';
+import { findCycle } from '../cli/project.js';
+
+const repository = resolve(dirname(createRequire(import.meta.url).resolve('keel/package.json')));
+const temporary: string[] = [];
+
+afterAll(() => {
+  for (const folder of temporary) rmSync(folder, { recursive: true, force: true });
+});
+
+function collector(): OutputStream & { text: string } {
+  const stream = {
+    text: '',
+    write(chunk: string) {
+      stream.text += chunk;
+      return true;
+    },
+  };
+  return stream;
+}
+
+async function keel(cwd: string, ...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const stdout = collector();
+  const stderr = collector();
+  const code = await runCli(main, argv, { stdout, stderr, cwd, env: {} });
+  return { code, stdout: stdout.text, stderr: stderr.text };
+}
+
+/** Every file under `root` (except node_modules) with its content: what "nothing written" is checked against. */
+function tree(root: string): Record<string, string> {
+  const files: Record<string, string> = {};
+  const walk = (folder: string): void => {
+    for (const entry of readdirSync(folder)) {
+      if (entry === 'node_modules') continue;
+      const path = join(folder, entry);
+      if (statSync(path).isDirectory()) walk(path);
+      else files[relative(root, path)] = readFileSync(path, 'utf8');
+    }
+  };
+  walk(root);
+  return files;
+}
+
+/** A new application whose `keel` and `zod` resolve to this repository, without npm install. */
+async function newApp(): Promise<string> {
+  const parent = mkdtempSync(join(tmpdir(), 'keel-cli-'));
+  temporary.push(parent);
+  const result = await keel(parent, 'new', 'shop-app');
+  expect(result.code, result.stderr).toBe(0);
+  const root = join(parent, 'shop-app');
+  mkdirSync(join(root, 'node_modules'));
+  symlinkSync(repository, join(root, 'node_modules', 'keel'), 'dir');
+  symlinkSync(join(repository, 'node_modules', 'zod'), join(root, 'node_modules', 'zod'), 'dir');
+  return root;
+}
+
+describe('cli - keel new', () => {
+  it('cli - creates an application with a starter module and prints the next steps', async () => {
+    const parent = mkdtempSync(join(tmpdir(), 'keel-cli-'));
+    temporary.push(parent);
+    const { code, stdout } = await keel(parent, 'new', 'my-shop', '--keel', 'file:../keel.tgz');
+    expect(code).toBe(0);
+    expect(Object.keys(tree(join(parent, 'my-shop'))).sort()).toEqual([
+      '.gitignore',
+      'README.md',
+      'modules/greeter/contract.ts',
+      'modules/greeter/module.ts',
+      'modules/index.ts',
+      'package.json',
+      'test/greeter-contract.test.ts',
+      'test/support/application.ts',
+      'topologies/single.ts',
+      'tsconfig.json',
+    ]);
+    const manifest = JSON.parse(readFileSync(join(parent, 'my-shop', 'package.json'), 'utf8'));
+    expect(manifest.name).toBe('my-shop');
+    expect(manifest.dependencies.keel).toBe('file:../keel.tgz');
+    expect(manifest.scripts).toMatchObject({ start: 'keel start', test: 'vitest run' });
+    expect(stdout).toContain('cd my-shop\n  npm install\n  npm test');
+  });
+
+  it('cli - refuses a folder that is not empty, writing nothing', async () => {
+    const parent = mkdtempSync(join(tmpdir(), 'keel-cli-'));
+    temporary.push(parent);
+    mkdirSync(join(parent, 'taken'));
+    writeFileSync(join(parent, 'taken', 'notes.txt'), 'mine');
+    const { code, stderr } = await keel(parent, 'new', 'taken');
+    expect(code).toBe(1);
+    expect(stderr).toContain('error E_TARGET_EXISTS:');
+    expect(tree(join(parent, 'taken'))).toEqual({ 'notes.txt': 'mine' });
+  });
+
+  it('cli - refuses a folder name that is not a package name', async () => {
+    const parent = mkdtempSync(join(tmpdir(), 'keel-cli-'));
+    temporary.push(parent);
+    const { code, stderr } = await keel(parent, 'new', 'My Shop');
+    expect(code).toBe(2);
+    expect(stderr).toContain('error E_INVALID_NAME: "My Shop" is not a valid npm package name');
+    expect(existsSync(join(parent, 'My Shop'))).toBe(false);
+  });
+});
+
+describe('cli - keel generate module', () => {
+  it('cli - generates two modules, one depending on the other, that start and answer', async () => {
+    const root = await newApp();
+    const billing = await keel(root, 'generate', 'module', 'billing', '--depends-on', 'greeter', '--events', 'invoiceSent');
+    expect(billing.code, billing.stderr).toBe(0);
+    expect(billing.stdout).toMatchInlineSnapshot(`
+      "Generated module billing:
+        created modules/billing/contract.ts
+        created modules/billing/module.ts
+        created test/billing-contract.test.ts
+        updated modules/index.ts  (registers billingModule)
+
+      Next: describe its operations in contract.ts, implement them in module.ts, then run them with \`npx vitest run test/billing-contract.test.ts\`.
+      "
+    `);
+    const shipping = await keel(join(root, 'modules'), 'g', 'module', 'order-shipping', '--depends-on', 'billing,greeter');
+    expect(shipping.code, shipping.stderr).toBe(0);
+
+    const manifestSource = readFileSync(join(root, 'modules', 'index.ts'), 'utf8');
+    expect(manifestSource).toContain("import { orderShippingModule } from './order-shipping/module.js';");
+    expect(manifestSource).toContain('[greeterModule, billingModule, orderShippingModule]');
+    expect(readFileSync(join(root, 'modules', 'order-shipping', 'module.ts'), 'utf8')).toContain(
+      "import { billing } from '../billing/contract.js';\nimport { greeter } from '../greeter/contract.js';",
+    );
+
+    const project = findProject(root);
+    const modules = await loadManifest(project);
+    expect(modules.map((module) => module.name)).toEqual(['greeter', 'billing', 'order-shipping']);
+    const contract = (await importProjectFile(project, join(root, 'modules', 'order-shipping', 'contract.ts')))[
+      'orderShipping'
+    ] as AnyContract;
+    const kernel = createKernel({ modules, logger: silentLogger });
+    await kernel.start();
+    try {
+      expect(kernel.hosted).toEqual(['greeter', 'billing', 'order-shipping']);
+      const client = kernel.client(contract) as unknown as { hello(input: { name: string }): Promise<unknown> };
+      await expect(client.hello({ name: 'Ada' })).resolves.toEqual({ message: 'Hello, Ada, from order-shipping.' });
+    } finally {
+      await kernel.stop();
+    }
+  });
+
+  it('cli - shows the files of a dry run and writes nothing', async () => {
+    const root = await newApp();
+    const before = tree(root);
+    const { code, stdout } = await keel(root, 'generate', 'module', 'billing', '--events', 'invoiceSent', '--dry-run');
+    expect(code).toBe(0);
+    expect(stdout).toContain('Would generate module billing (dry run: nothing written):');
+    expect(stdout).toContain('--- create modules/billing/contract.ts\n');
+    expect(stdout).toContain("    invoiceSent: event({\n");
+    expect(stdout).toContain(
+      '--- update modules/index.ts (registers billingModule)\n' +
+        "+ import { billingModule } from './billing/module.js';\n" +
+        '+ export const modules: readonly AnyModule[] = [greeterModule, billingModule];\n',
+    );
+    expect(tree(root)).toEqual(before);
+  });
+
+  it.each([
+    ['an invalid name', ['Billing'], 'E_INVALID_NAME', 'Module name "Billing" is not lower-kebab-case', 2],
+    ['an invalid event name', ['billing', '--events', 'invoice-sent'], 'E_INVALID_NAME', 'Event name "invoice-sent"', 2],
+    ['an existing module', ['greeter'], 'E_MODULE_EXISTS', 'Module "greeter" is already in modules/index.ts', 1],
+    ['an unknown dependency', ['billing', '--depends-on', 'greeter,ledger'], 'E_UNKNOWN_MODULE', 'no such module', 1],
+    ['a dependency on itself', ['billing', '--depends-on', 'billing'], 'E_DEPENDENCY_CYCLE', 'billing → billing', 1],
+  ])('cli - refuses %s with a clear message and writes nothing', async (_, argv, code, message, exitCode) => {
+    const root = await newApp();
+    const before = tree(root);
+    const result = await keel(root, 'generate', 'module', ...argv);
+    expect(result.code).toBe(exitCode);
+    expect(result.stderr).toContain(`error ${code}: `);
+    expect(result.stderr).toContain(message);
+    expect(tree(root)).toEqual(before);
+  });
+
+  it('cli - refuses a module folder that exists outside the manifest', async () => {
+    const root = await newApp();
+    mkdirSync(join(root, 'modules', 'billing'));
+    const before = tree(root);
+    const result = await keel(root, 'generate', 'module', 'billing');
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('error E_MODULE_EXISTS: modules/billing/ already exists');
+    expect(tree(root)).toEqual(before);
+  });
+
+  it('cli - leaves no half-generated folder when a write fails', async () => {
+    const root = await newApp();
+    rmSync(join(root, 'test'), { recursive: true });
+    writeFileSync(join(root, 'test'), 'a file where the test folder should be');
+    const before = tree(root);
+    const result = await keel(root, 'generate', 'module', 'billing');
+    expect(result.code).toBe(1);
+    expect(existsSync(join(root, 'modules', 'billing'))).toBe(false);
+    expect(tree(root)).toEqual(before);
+  });
+
+  it('cli - refuses to run outside an application', async () => {
+    const folder = mkdtempSync(join(tmpdir(), 'keel-cli-'));
+    temporary.push(folder);
+    const result = await keel(folder, 'generate', 'module', 'billing');
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('error E_NO_PROJECT:');
+  });
+
+  it('cli - plans a module in this repository against the shop manifest', async () => {
+    const { code, stdout, stderr } = await keel(
+      repository,
+      'generate',
+      'module',
+      'billing',
+      '--depends-on',
+      'orders,catalog',
+      '--events',
+      'invoiceSent',
+      '--dry-run',
+    );
+    expect(code, stderr).toBe(0);
+    expect(stdout).toContain("import { orders } from '../orders/contract.js';\nimport { catalog } from '../catalog/contract.js';");
+    expect(stdout).toContain('--- create test/billing-contract.test.ts\n');
+    expect(stdout).toContain("+ import { billingModule } from './billing/module.js';");
+    expect(existsSync(join(repository, 'modules', 'billing'))).toBe(false);
+  });
+});
+
+describe('cli - manifest editing', () => {
+  const entry = { identifier: 'billingModule', importPath: './billing/module.js' };
+
+  it('cli - appends to a one-line array and keeps `as const`', () => {
+    const source = "import { a } from './a/module.js';\n\nexport const modules = [aModule, bModule] as const;\n";
+    expect(addToManifest(source, entry)).toBe(
+      "import { a } from './a/module.js';\nimport { billingModule } from './billing/module.js';\n\n" +
+        'export const modules = [aModule, bModule, billingModule] as const;\n',
+    );
+  });
+
+  it('cli - appends to a multi-line array in its indentation', () => {
+    const source = "import type { AnyModule } from 'keel';\nexport const modules: readonly AnyModule[] = [\n  aModule,\n  bModule, // the b\n];\n";
+    expect(addToManifest(source, entry)).toBe(
+      "import type { AnyModule } from 'keel';\nimport { billingModule } from './billing/module.js';\n" +
+        'export const modules: readonly AnyModule[] = [\n  aModule,\n  bModule, // the b\n  billingModule,\n];\n',
+    );
+  });
+
+  it('cli - refuses a manifest without an array literal', () => {
+    expect(() => addToManifest('export const modules = build();\n', entry, 'modules/index.ts')).toThrow(
+      /Cannot add billingModule to modules\/index.ts: it has no `export const modules = \[\.\.\.\]` array literal/,
+    );
+  });
+
+  it('cli - names the chain of a dependency cycle', () => {
+    expect(
+      findCycle([
+        { name: 'a', dependsOn: ['b'], subscribesTo: [] },
+        { name: 'b', dependsOn: ['c'], subscribesTo: [] },
+        { name: 'c', dependsOn: ['a'], subscribesTo: [] },
+      ]),
+    ).toEqual(['a', 'b', 'c', 'a']);
+    expect(findCycle([{ name: 'a', dependsOn: [], subscribesTo: ['a'] }])).toBeUndefined();
+  });
+});
