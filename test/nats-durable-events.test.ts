@@ -199,3 +199,22 @@ describe('nats - durable events on JetStream', () => {
     });
   });
 });
+
+describe('nats - durable events without JetStream', () => {
+  let server: NatsServer;
+
+  beforeAll(async () => {
+    server = await startNatsServer({ jetstream: false });
+  });
+
+  it('nats - refuses to start a durable subscriber with UNAVAILABLE saying JetStream is needed', async () => {
+    const transport = await createNatsTransport({ servers: server.url, logger: silentLogger, jetStreamTimeoutMs: 2_000 });
+    const kernel = createKernel({ modules: manifest('no-js'), topology: { host: ['auditor'], transport }, logger: silentLogger });
+    try {
+      await expect(kernel.start()).rejects.toMatchObject({ code: 'UNAVAILABLE', message: expect.stringContaining('JetStream') });
+    } finally {
+      await kernel.stop();
+      await transport.close();
+    }
+  });
+});

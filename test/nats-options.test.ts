@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -144,5 +145,67 @@ describe('nats - connecting', () => {
     expect(isKeelError(await rejection(createNatsTransport({ servers: [] })), 'INVALID_CONFIG')).toBe(true);
     expect(isKeelError(await rejection(createNatsTransport({ defaultTimeoutMs: -1 })), 'INVALID_CONFIG')).toBe(true);
     expect(isKeelError(await rejection(createNatsTransport({ user: 'u' })), 'INVALID_CONFIG')).toBe(true);
+  });
+});
+
+/** A throwaway CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl. */
+function makeCertificates(): { ca: string; serverCert: string; serverKey: string; clientCert: string; clientKey: string } | undefined {
+  if (spawnSync('openssl', ['version']).status !== 0) return undefined;
+  const directory = mkdtempSync(join(tmpdir(), 'keel-nats-tls-'));
+  const path = (name: string): string => join(directory, name);
+  const openssl = (...args: string[]): void => {
+    const result = spawnSync('openssl', args, { cwd: directory, encoding: 'utf8' });
+    if (result.status !== 0) throw new Error(`openssl ${args.join(' ')} failed: ${result.stderr}`);
+  };
+  const key = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
+  openssl('req', '-x509', ...key, '-keyout', path('ca.key'), '-out', path('ca.pem'), '-days', '1', '-subj', '/CN=keel test CA');
+  for (const [name, extension] of [
+    ['server', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth'],
+    ['client', 'extendedKeyUsage=clientAuth'],
+  ] as const) {
+    writeFileSync(path(`${name}.ext`), `${extension}\n`);
+    openssl('req', ...key, '-keyout', path(`${name}.key`), '-out', path(`${name}.csr`), '-subj', `/CN=keel test ${name}`);
+    openssl(
+      'x509', '-req', '-in', path(`${name}.csr`), '-CA', path('ca.pem'), '-CAkey', path('ca.key'), '-CAcreateserial',
+      '-out', path(`${name}.pem`), '-days', '1', '-extfile', path(`${name}.ext`),
+    );
+  }
+  return {
+    ca: path('ca.pem'),
+    serverCert: path('server.pem'),
+    serverKey: path('server.key'),
+    clientCert: path('client.pem'),
+    clientKey: path('client.key'),
+  };
+}
+
+describe('nats - TLS', () => {
+  const certificates = makeCertificates();
+  let server: NatsServer;
+
+  beforeAll(async () => {
+    if (certificates === undefined) return;
+    server = await startNatsServer({
+      tls: { certFile: certificates.serverCert, keyFile: certificates.serverKey, caFile: certificates.ca, verify: true },
+    });
+  });
+
+  it.skipIf(certificates === undefined)('nats - connects with mutual TLS configured from the environment', async () => {
+    const { ca, clientCert, clientKey } = certificates as NonNullable<typeof certificates>;
+    const options = natsOptionsFromEnv({
+      KEEL_NATS_URL: server.url,
+      KEEL_NATS_TLS_CA: ca,
+      KEEL_NATS_TLS_CERT: clientCert,
+      KEEL_NATS_TLS_KEY: clientKey,
+    });
+    const transport = await createNatsTransport({ ...options, logger: silentLogger });
+    expect(transport.status().ready).toBe(true);
+    await transport.close();
+  });
+
+  it.skipIf(certificates === undefined)('nats - is refused with UNAVAILABLE without a client certificate', async () => {
+    const { ca } = certificates as NonNullable<typeof certificates>;
+    const error = await rejection(createNatsTransport({ servers: server.url, tls: { caFile: ca }, connectTimeoutMs: 2_000, logger: silentLogger }));
+    expect(isKeelError(error, 'UNAVAILABLE')).toBe(true);
   });
 });

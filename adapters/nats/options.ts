@@ -7,7 +7,14 @@ import { KeelError, KeelErrorCode, type Logger } from 'keel';
 import { credsAuthenticator, type ConnectionOptions } from 'nats';
 import { isValidPrefix } from './wire.js';
 
-/** TLS files of a NATS connection. */
+/**
+ * TLS files of a NATS connection.
+ *
+ * @example
+ * ```ts
+ * await createNatsTransport({ servers: 'tls://nats.internal:4222', tls: { caFile: '/etc/ssl/internal-ca.pem' } });
+ * ```
+ */
 export interface NatsTlsOptions {
   /** CA certificate(s) that sign the server's certificate (PEM file). */
   readonly caFile?: string;
@@ -17,7 +24,20 @@ export interface NatsTlsOptions {
   readonly keyFile?: string;
 }
 
-/** Options of {@link createNatsTransport}. */
+/**
+ * Options of {@link createNatsTransport}. Every field is optional; see
+ * {@link DEFAULT_NATS_TRANSPORT_OPTIONS} for the defaults.
+ *
+ * @example
+ * ```ts
+ * const options: NatsTransportOptions = {
+ *   servers: ['nats://nats-1:4222', 'nats://nats-2:4222'],
+ *   prefix: 'acme.shop',
+ *   credentialsFile: '/run/secrets/shop.creds',
+ * };
+ * const transport = await createNatsTransport(options);
+ * ```
+ */
 export interface NatsTransportOptions {
   /** One or more server URLs (`nats://host:4222`, `tls://host:4222`, `host:4222`). Default `nats://127.0.0.1:4222`. */
   readonly servers?: string | readonly string[];
@@ -58,7 +78,14 @@ export interface NatsTransportOptions {
   readonly logger?: Logger;
 }
 
-/** Defaults of {@link NatsTransportOptions}. */
+/**
+ * Defaults of {@link NatsTransportOptions}, merged once when the transport is created.
+ *
+ * @example
+ * ```ts
+ * const quickRetries = { redeliveryDelayMs: DEFAULT_NATS_TRANSPORT_OPTIONS.redeliveryDelayMs / 10 };
+ * ```
+ */
 export const DEFAULT_NATS_TRANSPORT_OPTIONS = {
   servers: 'nats://127.0.0.1:4222',
   prefix: 'keel',
@@ -212,7 +239,14 @@ export function connectionOptions(options: ResolvedNatsOptions): ConnectionOptio
   return connection;
 }
 
-/** Environment variables {@link natsOptionsFromEnv} reads. */
+/**
+ * Environment variables {@link natsOptionsFromEnv} reads.
+ *
+ * @example
+ * ```ts
+ * if (process.env[NATS_ENV.URL] === undefined) console.log('running every module in this process');
+ * ```
+ */
 export const NATS_ENV = {
   URL: 'KEEL_NATS_URL',
   PREFIX: 'KEEL_NATS_PREFIX',

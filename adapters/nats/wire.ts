@@ -5,7 +5,18 @@
  */
 import { ErrorKind, KeelErrorCode, type AnyContract, type ErrorEnvelope } from 'keel';
 
-/** Header names keel sets and reads. Header names are case-sensitive on the wire. */
+/**
+ * Header names keel sets and reads (docs/wire-protocol.md). Names are case-sensitive on the wire.
+ *
+ * @example
+ * ```ts
+ * const request = headers(); // from 'nats'
+ * request.set(Header.CONTRACT_VERSION, '1.0.0');
+ * request.set(Header.TIMEOUT_MS, '5000');
+ * const reply = await nc.request('keel.catalog.getProduct', JSON.stringify({ sku: 'KB-001' }), { headers: request });
+ * if (reply.headers?.has(Header.SERVICE_ERROR_CODE)) console.error(reply.json());
+ * ```
+ */
 export const Header = {
   /** Semver of the contract the sender was built against (calls and events). Required on calls. */
   CONTRACT_VERSION: 'Keel-Contract-Version',
@@ -42,7 +53,17 @@ export const Header = {
 /** A {@link Header} value. */
 export type Header = (typeof Header)[keyof typeof Header];
 
-/** Subject and resource names for one prefix. Computed once per transport. */
+/**
+ * Subject and JetStream names for one prefix, as docs/wire-protocol.md lists them.
+ *
+ * @example
+ * ```ts
+ * const subjects = new Subjects('keel');
+ * subjects.operation('catalog', 'getProduct'); // 'keel.catalog.getProduct'
+ * subjects.durable('orders', 'orderPlaced');   // 'keel.orders.durable.orderPlaced'
+ * subjects.stream('orders');                   // 'keel_orders'
+ * ```
+ */
 export class Subjects {
   /** Prefix as a stream-name-safe token (`keel.prod` → `keel_prod`). */
   readonly #token: string;
@@ -112,6 +133,12 @@ export function isValidPrefix(prefix: string): boolean {
 /**
  * NATS service error code (`Nats-Service-Error-Code`) of each keel error code. HTTP-like
  * numbers, as the NATS service API recommends.
+ *
+ * @example
+ * ```ts
+ * SERVICE_ERROR_CODES.NO_RESPONDERS; // 503
+ * SERVICE_ERROR_CODES.VERSION_MISMATCH; // 409
+ * ```
  */
 export const SERVICE_ERROR_CODES = {
   INVALID_INPUT: 400,
@@ -132,7 +159,15 @@ export const SERVICE_ERROR_CODES = {
   INVALID_CONFIG: 500,
 } as const satisfies Record<KeelErrorCode, number>;
 
-/** NATS service error code of each declared error kind. */
+/**
+ * NATS service error code of a declared contract error, by its kind.
+ *
+ * @example
+ * ```ts
+ * DECLARED_ERROR_CODES['not-found']; // 404
+ * DECLARED_ERROR_CODES[OutOfStock.kind]; // 409 for a 'conflict'
+ * ```
+ */
 export const DECLARED_ERROR_CODES = {
   [ErrorKind.NOT_FOUND]: 404,
   [ErrorKind.CONFLICT]: 409,

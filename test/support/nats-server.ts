@@ -27,6 +27,8 @@ export interface NatsServerOptions {
   readonly startTimeoutMs?: number;
   /** Enables JetStream (default true). */
   readonly jetstream?: boolean;
+  /** Requires TLS with this certificate and key (PEM files); with `caFile` and `verify`, client certificates too. */
+  readonly tls?: { readonly certFile: string; readonly keyFile: string; readonly caFile?: string; readonly verify?: boolean };
 }
 
 /** A running test server. */
@@ -157,6 +159,13 @@ class NatsServerImpl implements NatsServer {
       lines.push(`jetstream { store_dir: ${JSON.stringify(this.storeDir)} }`);
     }
     if (this.options.maxPayload !== undefined) lines.push(`max_payload: ${this.options.maxPayload}`);
+    const tls = this.options.tls;
+    if (tls !== undefined) {
+      const entries = [`cert_file: ${JSON.stringify(tls.certFile)}`, `key_file: ${JSON.stringify(tls.keyFile)}`];
+      if (tls.caFile !== undefined) entries.push(`ca_file: ${JSON.stringify(tls.caFile)}`);
+      if (tls.verify === true) entries.push('verify: true');
+      lines.push(`tls { ${entries.join(', ')} }`);
+    }
     if (this.options.token !== undefined) {
       lines.push(`authorization { token: ${JSON.stringify(this.options.token)} }`);
     } else if (this.options.user !== undefined) {
