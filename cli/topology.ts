@@ -42,9 +42,13 @@ export const TopologySchema = z
       .strict()
       .default({}),
     /** Process groups by name. */
-    processes: z
-      .record(kebab('a process name'), ProcessGroupSchema)
-      .refine((processes) => Object.keys(processes).length > 0, 'define at least one process'),
+    processes: z.record(z.string(), ProcessGroupSchema).superRefine((processes, context) => {
+      const names = Object.keys(processes);
+      if (names.length === 0) context.addIssue({ code: 'custom', message: 'define at least one process' });
+      for (const name of names.filter((name) => !MODULE_NAME_PATTERN.test(name))) {
+        context.addIssue({ code: 'custom', path: [name], message: `process name "${name}" must be lower-kebab-case, such as "back-office"` });
+      }
+    }),
   })
   .strict();
 
@@ -66,7 +70,7 @@ export type ProcessGroup = z.output<typeof ProcessGroupSchema>;
  * export default defineTopology({
  *   processes: {
  *     storefront: { modules: ['catalog', 'orders'], replicas: 2 },
- *     back-office: { modules: ['inventory', 'payments', 'notifications'] },
+ *     'back-office': { modules: ['inventory', 'payments', 'notifications'] },
  *   },
  * });
  * ```

@@ -142,7 +142,9 @@ interface Drawing {
 const UNPLACED = '(not hosted)';
 
 function identifier(text: string): string {
-  return text.replace(/[^A-Za-z0-9_]/g, '_');
+  const id = text.replace(/[^A-Za-z0-9_]/g, '_');
+  // Mermaid reads a node called `end` as the end of a subgraph.
+  return id.toLowerCase() === 'end' ? `${id}_` : id;
 }
 
 function layout(graph: ModuleGraph, topology: GraphTopology | undefined): Drawing {

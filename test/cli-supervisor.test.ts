@@ -1,0 +1,90 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { createSupervisor, type ProcessSpec } from '../cli/supervisor.js';
+
+const folder = mkdtempSync(join(tmpdir(), 'keel-supervisor-'));
+afterAll(() => rmSync(folder, { recursive: true, force: true }));
+
+/** A child that behaves like `keel start`: reports ready over IPC, drains and exits 0 on SIGTERM. */
+const WELL_BEHAVED = `
+  console.log('starting');
+  console.error('a warning');
+  process.send({ type: 'ready', modules: [] });
+  process.on('SIGTERM', () => { console.log('draining'); process.exit(0); });
+  setInterval(() => {}, 1000);
+`;
+
+/** Crashes the first time (leaving a marker file), then behaves. */
+const CRASHES_ONCE = `
+  const fs = require('node:fs');
+  const marker = process.env.MARKER;
+  if (!fs.existsSync(marker)) { fs.writeFileSync(marker, ''); console.log('crashing'); process.exit(3); }
+  ${WELL_BEHAVED}
+`;
+
+function spec(name: string, script: string, env: Record<string, string> = {}): ProcessSpec {
+  return { name, command: process.execPath, args: ['-e', script], cwd: folder, env: { ...process.env, ...env } };
+}
+
+function sink(): { text: string; write(chunk: string): boolean } {
+  const stream = {
+    text: '',
+    write(chunk: string) {
+      stream.text += chunk;
+      return true;
+    },
+  };
+  return stream;
+}
+
+describe('cli - supervisor', () => {
+  it('cli - prefixes output, restarts a crashed process with backoff, reports readiness and drains', async () => {
+    const output = sink();
+    const log: string[] = [];
+    let allReady!: () => void;
+    const ready = new Promise<void>((resolve) => (allReady = resolve));
+    const supervisor = createSupervisor({
+      processes: [spec('steady', WELL_BEHAVED), spec('flaky', CRASHES_ONCE, { MARKER: join(folder, 'crashed-once') })],
+      output,
+      log: (line) => log.push(line),
+      onAllReady: () => allReady(),
+      initialBackoffMs: 10,
+    });
+    await ready;
+    expect(supervisor.ready).toBe(true);
+    const exits = await supervisor.stop();
+
+    expect(exits).toEqual([
+      { name: 'steady', code: 0, signal: null },
+      { name: 'flaky', code: 0, signal: null },
+    ]);
+    expect(log).toContain('flaky exited (exit code 3); restarting in 10 ms.');
+    expect(output.text).toContain('flaky  | crashing\n');
+    expect(output.text).toContain('steady | starting\n');
+    expect(output.text).toContain('steady | a warning\n');
+    expect(output.text).toContain('steady | draining\n');
+  });
+
+  it('cli - gives up on a process that never becomes ready', async () => {
+    const log: string[] = [];
+    let gaveUp!: (name: string) => void;
+    const given = new Promise<string>((resolve) => (gaveUp = resolve));
+    const supervisor = createSupervisor({
+      processes: [spec('broken', 'process.exit(1)')],
+      output: sink(),
+      log: (line) => log.push(line),
+      onGiveUp: (name) => gaveUp(name),
+      initialBackoffMs: 1,
+      maxFailedStarts: 3,
+    });
+    expect(await given).toBe('broken');
+    expect(log).toEqual([
+      'broken exited (exit code 1); restarting in 1 ms.',
+      'broken exited (exit code 1); restarting in 2 ms.',
+      'broken exited (exit code 1) 3 times in a row before becoming ready; giving up.',
+    ]);
+    await supervisor.stop();
+  });
+});

@@ -1,0 +1,75 @@
+import { dirname, join } from 'node:path';
+import { createRequire } from 'node:module';
+import { describe, expect, it } from 'vitest';
+import { findProject, isCliError, loadTopology, parseTopology } from 'keel/cli';
+import { modules } from '../modules/index.js';
+
+const repository = dirname(createRequire(import.meta.url).resolve('keel/package.json'));
+const shop = modules.map((module) => module.name as string);
+
+function failure(run: () => unknown): string {
+  try {
+    run();
+  } catch (error) {
+    if (isCliError(error, 'E_TOPOLOGY')) return error.message;
+    throw error;
+  }
+  throw new Error('expected an E_TOPOLOGY error');
+}
+
+describe('cli - topology files', () => {
+  it.each(['single.ts', 'per-module.ts', 'split.ts'])('cli - the shipped topology %s hosts every shop module', async (file) => {
+    const topology = await loadTopology(findProject(repository), join(repository, 'topologies', file), shop);
+    const hosted = Object.values(topology.processes).flatMap((group) => group.modules);
+    expect(new Set(hosted)).toEqual(new Set(shop));
+  });
+
+  it('cli - fills in defaults', () => {
+    expect(parseTopology({ processes: { app: { modules: ['catalog'] } } }, ['catalog'])).toEqual({
+      nats: {},
+      processes: { app: { modules: ['catalog'], replicas: 1, env: {} } },
+    });
+  });
+
+  it('cli - lists every schema problem with its path', () => {
+    expect(
+      failure(() =>
+        parseTopology(
+          { processes: { Store: { modules: [] }, back: { modules: ['catalog'], replicas: 0, extra: true } } },
+          shop,
+          'topologies/bad.json',
+        ),
+      ),
+    ).toMatchInlineSnapshot(`
+      "topologies/bad.json is not a valid topology:
+        - processes.Store.modules: list at least one module
+        - processes.back.replicas: Too small: expected number to be >=1
+        - processes.back: Unrecognized key: "extra"
+        - processes.Store: process name "Store" must be lower-kebab-case, such as "back-office""
+    `);
+  });
+
+  it('cli - refuses a module that is not in the manifest', () => {
+    expect(failure(() => parseTopology({ processes: { app: { modules: ['catalog', 'billing'] } } }, ['catalog']))).toBe(
+      'the topology: process "app" hosts "billing", which is not in the manifest (it has: catalog).',
+    );
+  });
+
+  it('cli - refuses a topology that leaves a module without a process', () => {
+    expect(failure(() => parseTopology({ processes: { app: { modules: ['catalog'] } } }, ['catalog', 'orders']))).toBe(
+      'the topology: no process hosts "orders"; calls to it would find no responders.',
+    );
+  });
+
+  it('cli - refuses an HTTP port shared by replicas', () => {
+    expect(failure(() => parseTopology({ processes: { web: { modules: ['catalog'], replicas: 2, http: 3000 } } }, ['catalog']))).toContain(
+      'process "web" has 2 replicas and an HTTP port',
+    );
+  });
+
+  it('cli - refuses a file without a default export', async () => {
+    await expect(loadTopology(findProject(repository), join(repository, 'modules', 'index.ts'), shop)).rejects.toThrow(
+      'modules/index.ts has no default export; export default defineTopology({ ... }).',
+    );
+  });
+});

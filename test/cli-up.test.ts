@@ -1,0 +1,91 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { dirname } from 'node:path';
+import { createRequire } from 'node:module';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createKernel, silentLogger, type Kernel, type Transport } from 'keel';
+import { createNatsTransport } from 'keel/nats';
+import { catalog } from '../modules/catalog/contract.js';
+import { modules } from '../modules/index.js';
+import { orders } from '../modules/orders/contract.js';
+import { startNatsServer, type NatsServer } from './support/nats-server.js';
+
+const repository = dirname(createRequire(import.meta.url).resolve('keel/package.json'));
+
+/** Runs `keel up` from source, as `npm run keel -- up` does, and collects its output. */
+function keelUp(...argv: string[]): { child: ChildProcess; output: () => string; waitFor: (text: string) => Promise<void>; exited: Promise<number | null> } {
+  const child = spawn(process.execPath, ['--import', 'tsx', '--conditions=keel-source', 'cli/bin.ts', 'up', ...argv], {
+    cwd: repository,
+    env: { ...process.env, KEEL_LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  const waiters: { text: string; resolve: () => void }[] = [];
+  const collect = (chunk: Buffer): void => {
+    output += chunk.toString('utf8');
+    for (const waiter of waiters.filter((entry) => output.includes(entry.text))) {
+      waiters.splice(waiters.indexOf(waiter), 1);
+      waiter.resolve();
+    }
+  };
+  child.stdout?.on('data', collect);
+  child.stderr?.on('data', collect);
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  return {
+    child,
+    output: () => output,
+    exited,
+    waitFor: (text) =>
+      output.includes(text)
+        ? Promise.resolve()
+        : Promise.race([
+            new Promise<void>((resolve) => waiters.push({ text, resolve })),
+            exited.then((code) => {
+              throw new Error(`keel up exited (${code}) before printing "${text}". Its output:\n${output}`);
+            }),
+          ]),
+  };
+}
+
+describe('cli - keel up', () => {
+  let server: NatsServer;
+  let transport: Transport;
+  let caller: Kernel;
+
+  beforeAll(async () => {
+    server = await startNatsServer();
+    transport = await createNatsTransport({ servers: server.url, logger: silentLogger });
+    caller = createKernel({ modules, logger: silentLogger, topology: { host: [], transport } });
+    await caller.start();
+  });
+
+  afterAll(async () => {
+    await caller?.stop();
+    await transport?.close();
+  });
+
+  it('cli - runs the split shop topology, answers across processes, and drains every process on SIGTERM', async () => {
+    const up = keelUp('topologies/split.ts', '--nats', server.url);
+    try {
+      await up.waitFor('keel up: ready: all 4 processes (storefront#1, storefront#2, back-office, notifications)');
+
+      const { products } = await caller.client(catalog).listProducts({});
+      const sku = (products[0] as { sku: string }).sku;
+      const order = await caller.client(orders).placeOrder({
+        customerId: 'cli-up',
+        lines: [{ sku, quantity: 1 }],
+        card: { token: 'tok_visa' },
+      });
+      expect(order).toMatchObject({ customerId: 'cli-up' });
+      expect(await caller.client(orders).getOrder({ orderId: order.orderId })).toEqual(order);
+    } finally {
+      up.child.kill('SIGTERM');
+    }
+    expect(await up.exited, up.output()).toBe(0);
+    const output = up.output();
+    for (const name of ['storefront#1', 'storefront#2', 'back-office', 'notifications']) {
+      expect(output).toContain(`keel up:   ${name} stopped cleanly`);
+    }
+    expect(output).toContain('keel up: stopped');
+  });
+
+});
