@@ -1,8 +1,10 @@
 /**
  * `npm start`: runs the shop. Hosts the modules the topology names (all of them by default),
- * prints what runs here, and stops cleanly on SIGINT or SIGTERM.
+ * serves them over HTTP (see docs/http.md), prints what runs here, and stops cleanly on SIGINT
+ * or SIGTERM.
  */
-import { createKernel, type Kernel } from 'keel';
+import { KeelError, KeelErrorCode, createKernel, type Kernel } from 'keel';
+import { createHttpGateway, type HttpGateway } from 'keel/http';
 import { catalog } from '../modules/catalog/contract.js';
 import { inventory } from '../modules/inventory/contract.js';
 import { modules } from '../modules/index.js';
@@ -12,6 +14,11 @@ const topology = await topologyFromEnv(process.env).catch((error: unknown) => fa
 const kernel = await startKernel().catch(async (error: unknown) => {
   await topology.transport?.close();
   return fail('start', error);
+});
+const gateway = await startGateway(kernel).catch(async (error: unknown) => {
+  await kernel.stop();
+  await topology.transport?.close();
+  return fail('serve HTTP', error);
 });
 
 console.log(await summary(kernel));
@@ -28,6 +35,9 @@ async function stop(signal: NodeJS.Signals): Promise<void> {
   stopping = true;
   console.log(`${signal} received: finishing work in flight, then stopping.`);
   try {
+    // The order matters: stop taking HTTP requests and answer those in flight, then stop the
+    // modules (which finish their own work in flight), then close the connection to the others.
+    await gateway?.close();
     await kernel.stop();
     await topology.transport?.close();
   } catch (error) {
@@ -48,6 +58,29 @@ async function startKernel(): Promise<Kernel> {
   return created;
 }
 
+/**
+ * The HTTP gateway, on `PORT` (0: any free port; `off`: none) and `KEEL_HTTP_HOST` (default
+ * 127.0.0.1). Without `PORT` it serves on 3000 in the default one-process topology only, so that
+ * the module processes of a split topology (`KEEL_MODULES` set) do not all claim one port.
+ */
+async function startGateway(running: Kernel): Promise<HttpGateway | undefined> {
+  const port = process.env['PORT']?.trim() || undefined;
+  if (port === 'off' || (port === undefined && process.env['KEEL_MODULES']?.trim())) return undefined;
+  const number = port === undefined ? 3000 : Number(port);
+  if (!Number.isInteger(number) || number < 0 || number > 65_535) {
+    throw new KeelError(KeelErrorCode.INVALID_CONFIG, `PORT "${port}" is not a port number (0 to 65535), nor "off".`);
+  }
+  const served = await createHttpGateway({
+    kernel: running,
+    port: number,
+    host: process.env['KEEL_HTTP_HOST']?.trim() || '127.0.0.1',
+    stopKernelOnClose: false,
+    openapi: { title: 'keel shop', description: 'The example shop of keel: catalog, inventory, payments, orders and notifications.' },
+  });
+  await served.listen();
+  return served;
+}
+
 function fail(what: string, error: unknown): never {
   console.error(`The shop could not ${what}: ${error instanceof Error ? error.message : String(error)}`);
   process.exit(1);
@@ -63,6 +96,9 @@ async function summary(running: Kernel): Promise<string> {
     `  elsewhere:   ${status.remote.length ? status.remote.join(', ') : 'nothing (every module runs in this process)'}`,
     `  transports:  ${status.transports.map((transport) => `${transport.name}${transport.ready ? '' : ' (not ready)'}`).join(', ')}`,
   ];
+  if (gateway?.url !== undefined) {
+    lines.push(`  http:        ${gateway.url}  (API reference ${gateway.url}/docs, OpenAPI ${gateway.url}/openapi.json)`);
+  }
   if (running.hosted.includes(catalog.name)) {
     const { products } = await running.client(catalog).listProducts({});
     const stock = running.hosted.includes(inventory.name) ? running.client(inventory) : undefined;
