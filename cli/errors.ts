@@ -36,10 +36,6 @@ export const CliErrorCode = {
   E_LOADER: 'E_LOADER',
   /** nats-server is not on PATH or did not start. */
   E_NATS_SERVER: 'E_NATS_SERVER',
-  /** A transport or adapter this command needs is not available. */
-  E_ADAPTER: 'E_ADAPTER',
-  /** The application failed to start. */
-  E_START: 'E_START',
   /** A supervised process group could not be kept running. */
   E_PROCESS: 'E_PROCESS',
 } as const;
