@@ -298,7 +298,7 @@ export function formatStatusReport(report: StatusReport, options: { readonly ins
     lines.push(`keel status: no keel module answers on ${report.servers}.`);
   } else if (report.missing.length > 0) {
     lines.push(
-      `keel status: ${report.missing.join(', ')} ${report.missing.length === 1 ? 'has' : 'have'} no running instance on ${report.servers} (${running} modules, ${instances} instances answer).`,
+      `keel status: ${report.missing.join(', ')} ${report.missing.length === 1 ? 'has' : 'have'} no running instance on ${report.servers} (${running} module${running === 1 ? '' : 's'} and ${instances} instance${instances === 1 ? '' : 's'} answer).`,
     );
   } else {
     lines.push(`keel status: ${running} module${running === 1 ? '' : 's'}, ${instances} instance${instances === 1 ? '' : 's'} on ${report.servers}.`);

@@ -1,0 +1,133 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { connect, type NatsConnection, type Service } from 'nats';
+import {
+  createKernel,
+  defineContract,
+  defineError,
+  defineModule,
+  operation,
+  silentLogger,
+  type AnyModule,
+  type Kernel,
+  type Transport,
+} from 'keel';
+import { createNatsTransport } from 'keel/nats';
+import { connectForStatus, formatDuration, formatStatusReport, readStatus } from '../cli/tooling/status.js';
+import { startNatsServer, type NatsServer } from './support/nats-server.js';
+
+const Refused = defineError({ code: 'REFUSED', kind: 'conflict', data: z.object({ name: z.string() }) });
+
+const greeter = defineContract({
+  name: 'greeter',
+  version: '1.4.0',
+  operations: {
+    hello: operation({ input: z.object({ name: z.string() }), output: z.object({ text: z.string() }), errors: [Refused] }),
+    bye: operation({ input: z.object({ name: z.string() }), output: z.object({ text: z.string() }) }),
+  },
+});
+
+const manifest: AnyModule[] = [
+  defineModule({
+    contract: greeter,
+    create: () => ({
+      handlers: {
+        hello: ({ name }) => {
+          if (name === 'nobody') throw new Refused({ name });
+          return { text: `hello ${name}` };
+        },
+        bye: ({ name }) => ({ text: `bye ${name}` }),
+      },
+    }),
+  }),
+];
+
+describe('tooling - status', () => {
+  let server: NatsServer;
+  let connection: NatsConnection;
+  let raw: NatsConnection;
+  let legacy: Service;
+  const transports: Transport[] = [];
+  const kernels: Kernel[] = [];
+
+  const boot = async (host: string[]): Promise<Kernel> => {
+    const transport = await createNatsTransport({ servers: server.url, logger: silentLogger });
+    transports.push(transport);
+    const kernel = createKernel({ modules: manifest, topology: { host, transport }, logger: silentLogger });
+    await kernel.start();
+    kernels.push(kernel);
+    return kernel;
+  };
+
+  beforeAll(async () => {
+    server = await startNatsServer();
+    await boot(['greeter']);
+    await boot(['greeter']);
+    const caller = await boot([]);
+    const client = caller.client(greeter);
+    for (let index = 0; index < 5; index++) await client.hello({ name: `n${index}` });
+    await client.bye({ name: 'n' });
+    await expect(client.hello({ name: 'nobody' })).rejects.toBeInstanceOf(Refused);
+
+    // A NATS service keel did not register, through the raw client.
+    raw = await connect({ servers: server.url });
+    legacy = await raw.services.add({ name: 'legacy', version: '0.3.0' });
+    legacy.addEndpoint('ping', (error, msg) => {
+      if (error === null) msg.respond('pong');
+    });
+    await raw.request('ping', '', { timeout: 2_000 }).catch(() => undefined);
+    connection = await connectForStatus({ servers: server.url });
+  });
+
+  afterAll(async () => {
+    await connection?.close();
+    await legacy?.stop();
+    await raw?.close();
+    for (const kernel of [...kernels].reverse()) await kernel.stop();
+    for (const transport of transports) await transport.close();
+  });
+
+  it('tooling - status discovers keel modules through $SRV.PING, INFO and STATS', async () => {
+    const report = await readStatus(connection);
+    expect(report.ok).toBe(true);
+    expect(report.modules.map((module) => module.name)).toEqual(['greeter']);
+    const [module] = report.modules;
+    expect(module).toMatchObject({ name: 'greeter', keel: true, versions: ['1.4.0'], requests: 7 });
+    expect(module?.instances).toHaveLength(2);
+    expect(module?.instances.map((instance) => instance.operations)).toEqual([
+      ['bye', 'hello'],
+      ['bye', 'hello'],
+    ]);
+    expect(module?.instances.every((instance) => instance.prefix === 'keel' && instance.uptimeMs !== undefined)).toBe(true);
+    expect(module?.averageMs).toBeTypeOf('number');
+  });
+
+  it('tooling - status shows services keel did not register only when asked', async () => {
+    const report = await readStatus(connection, { all: true });
+    expect(report.modules.map((module) => [module.name, module.keel])).toEqual([
+      ['greeter', true],
+      ['legacy', false],
+    ]);
+    expect(report.modules[1]).toMatchObject({ versions: ['0.3.0'], requests: 1 });
+  });
+
+  it('tooling - status fails when an expected module has no instance', async () => {
+    const report = await readStatus(connection, { expected: ['greeter', 'ledger'] });
+    expect(report.ok).toBe(false);
+    expect(report.missing).toEqual(['ledger']);
+    const text = formatStatusReport(report);
+    expect(text).toMatch(/^MODULE\s+INSTANCES\s+VERSION\s+UPTIME\s+REQUESTS\s+ERRORS\s+AVG TIME$/m);
+    expect(text).toMatch(/^greeter\s+2\s+1\.4\.0\s+\S+( \S+)?\s+7\s+\d+\s+\S+$/m);
+    expect(text).toMatch(/^ledger\s+0\s+-\s+-\s+-\s+-\s+-\s+← expected, but no instance answers$/m);
+    expect(text).toContain(`keel status: ledger has no running instance on 127.0.0.1:${server.port}`);
+  });
+
+  it('tooling - status filters keel modules by subject prefix', async () => {
+    expect((await readStatus(connection, { prefix: 'other' })).modules).toEqual([]);
+    expect((await readStatus(connection, { prefix: 'keel' })).modules).toHaveLength(1);
+  });
+
+  it('tooling - status formats uptimes for people', () => {
+    expect([850, 12_000, 185_000, 8_040_000, 277_200_000].map(formatDuration)).toEqual(['850ms', '12s', '3m 05s', '2h 14m', '3d 5h']);
+  });
+});
