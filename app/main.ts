@@ -75,6 +75,17 @@ async function startGateway(running: Kernel): Promise<HttpGateway | undefined> {
     port: number,
     host: process.env['KEEL_HTTP_HOST']?.trim() || '127.0.0.1',
     stopKernelOnClose: false,
+    // The shop's pure reads, also offered as GET ?input=<json> (the other idempotent operations change state).
+    getOperations: [
+      'catalog.getProduct',
+      'catalog.listProducts',
+      'inventory.getStock',
+      'orders.getOrder',
+      'orders.listOrders',
+      'payments.getPayment',
+      'payments.listPayments',
+      'notifications.listNotifications',
+    ],
     openapi: { title: 'keel shop', description: 'The example shop of keel: catalog, inventory, payments, orders and notifications.' },
   });
   await served.listen();

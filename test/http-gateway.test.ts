@@ -38,7 +38,13 @@ describe('http - gateway in one process', () => {
     kernel = createKernel({ modules: fixtureModules, logger: silentLogger });
     await kernel.start();
     kernel.observe({ callMade: (record) => made.push(record) });
-    gateway = await createHttpGateway({ kernel, port: 0, logger: silentLogger, metrics: { defaultMetrics: false } });
+    gateway = await createHttpGateway({
+      kernel,
+      port: 0,
+      logger: silentLogger,
+      metrics: { defaultMetrics: false },
+      getOperations: ['store.get', 'store.greeting'],
+    });
     url = await gateway.listen();
   });
   afterEach(() => openAllGates());
@@ -59,12 +65,14 @@ describe('http - gateway in one process', () => {
     expect(await greeting.text()).toBe('"hello, Ada"');
   });
 
-  it('http - idempotent operations also answer GET with a JSON input query; others answer 405', async () => {
+  it('http - operations chosen in getOperations also answer GET with a JSON input query; others answer 405', async () => {
     await post(`${url}/store/put`, { key: 'g', value: 7, tags: ['x'] });
     const got = await fetch(`${url}/store/get?input=${encodeURIComponent(JSON.stringify({ key: 'g' }))}`);
     expect(got.status).toBe(200);
     expect(await got.json()).toEqual({ key: 'g', value: 7, tags: ['x'] });
 
+    const contextByGet = await fetch(`${url}/probe/context?input=%7B%7D`);
+    expect(contextByGet.status).toBe(405);
     const notIdempotent = await fetch(`${url}/store/put?input=${encodeURIComponent('{"key":"h","value":1}')}`);
     expect(notIdempotent.status).toBe(405);
     expect(notIdempotent.headers.get('allow')).toBe('POST');
@@ -344,5 +352,7 @@ describe('http - gateway options and lifecycle', () => {
     await expect(createHttpGateway({ kernel, bodyLimit: -1 })).rejects.toMatchObject({ code: 'INVALID_CONFIG' });
     await expect(createHttpGateway({ kernel, docsPath: '/store' })).rejects.toThrow(/shadow the gateway's \/store path/);
     await expect(createHttpGateway({ kernel, contracts: [store, store] })).rejects.toThrow(/listed twice/);
+    await expect(createHttpGateway({ kernel, getOperations: ['store.put'] })).rejects.toThrow(/does not declare idempotent/);
+    await expect(createHttpGateway({ kernel, getOperations: ['store'] })).rejects.toThrow(/write it as "module.operation"/);
   });
 });

@@ -199,7 +199,14 @@ describe('http - malformed requests', () => {
   beforeAll(async () => {
     kernel = createKernel({ modules: fixtureModules, logger: silentLogger });
     await kernel.start();
-    gateway = await createHttpGateway({ kernel, port: 0, logger: silentLogger, bodyLimit: BODY_LIMIT, metrics: { defaultMetrics: false } });
+    gateway = await createHttpGateway({
+      kernel,
+      port: 0,
+      logger: silentLogger,
+      bodyLimit: BODY_LIMIT,
+      metrics: { defaultMetrics: false },
+      getOperations: ['store.get', 'store.greeting'],
+    });
     url = await gateway.listen();
   });
   afterAll(async () => {

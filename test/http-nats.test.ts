@@ -48,7 +48,13 @@ describe('http - gateway hosting no module, over NATS', () => {
     gatewayKernel = createKernel({ modules: fixtureModules, topology: { host: [], transport: gatewayTransport }, logger: silentLogger });
     await gatewayKernel.start();
     gatewayKernel.observe({ callMade: (record) => made.push(record) });
-    gateway = await createHttpGateway({ kernel: gatewayKernel, port: 0, logger: silentLogger, metrics: { defaultMetrics: false } });
+    gateway = await createHttpGateway({
+      kernel: gatewayKernel,
+      port: 0,
+      logger: silentLogger,
+      metrics: { defaultMetrics: false },
+      getOperations: ['store.get'],
+    });
     url = await gateway.listen();
   });
   afterEach(() => openAllGates());

@@ -39,6 +39,7 @@ describe('http - OpenAPI and the API reference', () => {
       port: 0,
       logger: silentLogger,
       metrics: false,
+      getOperations: ['store.get'],
       openapi: { title: 'Fixture API', version: '2.0.0', description: 'Gateway test API.' },
     });
     url = await gateway.listen();
@@ -61,7 +62,7 @@ describe('http - OpenAPI and the API reference', () => {
     }
   });
 
-  it('http - every operation is a POST path, idempotent ones also GET, with the contract as tag', () => {
+  it('http - every operation is a POST path, those in getOperations also GET, with the contract as tag', () => {
     const paths = document['paths'] as Json;
     expect(Object.keys(paths).sort()).toEqual([
       '/probe/context',
@@ -73,6 +74,7 @@ describe('http - OpenAPI and the API reference', () => {
     ]);
     expect(Object.keys(paths['/store/put']).sort()).toEqual(['post']);
     expect(Object.keys(paths['/store/get']).sort()).toEqual(['get', 'post']);
+    expect(Object.keys(paths['/store/greeting']).sort()).toEqual(['post']);
     const put = paths['/store/put'].post as Json;
     expect(put['operationId']).toBe('store.put');
     expect(put['tags']).toEqual(['store']);
@@ -130,6 +132,7 @@ describe('http - OpenAPI and the API reference', () => {
       version: '2.0.0',
       description: 'Gateway test API.',
       maxTimeoutMs: 10_000,
+      getOperations: ['store.get'],
     });
     expect(JSON.parse(JSON.stringify(standalone)) as OpenApiDocument).toEqual(document);
   });

@@ -97,7 +97,13 @@ describe('http - the shop over HTTP', () => {
   beforeAll(async () => {
     kernel = createKernel({ modules, logger: silentLogger });
     await kernel.start();
-    gateway = await createHttpGateway({ kernel, port: 0, logger: silentLogger, metrics: { defaultMetrics: false } });
+    gateway = await createHttpGateway({
+      kernel,
+      port: 0,
+      logger: silentLogger,
+      metrics: { defaultMetrics: false },
+      getOperations: ['catalog.getProduct', 'orders.getOrder'],
+    });
     url = await gateway.listen();
   });
   afterAll(async () => {

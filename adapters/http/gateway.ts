@@ -48,8 +48,13 @@ export interface HttpGatewayOptions {
   readonly timeoutHeader?: string;
   /** Header carrying the correlation id, read and echoed (default `x-correlation-id`). */
   readonly correlationHeader?: string;
-  /** Also serve idempotent operations as `GET /<module>/<operation>?input=<json>` (default true). */
-  readonly idempotentGet?: boolean;
+  /**
+   * Operations, named `module.operation`, also served as `GET /<module>/<operation>?input=<json>`
+   * (default none). Each must be declared idempotent, and should be a pure read: browsers,
+   * crawlers and proxies repeat and prefetch GETs, while a contract's `idempotent` only says
+   * that repeating is safe (a charge per order id is idempotent, and no read).
+   */
+  readonly getOperations?: readonly string[];
   /** Path of the API reference page (default `/docs`); `false` serves none. */
   readonly docsPath?: string | false;
   /** `info` of the OpenAPI document. */
@@ -78,7 +83,7 @@ export const DEFAULT_HTTP_GATEWAY_OPTIONS = {
   maxTimeoutMs: DEFAULT_TIMEOUT_MS,
   timeoutHeader: 'x-keel-timeout-ms',
   correlationHeader: 'x-correlation-id',
-  idempotentGet: true,
+  getOperations: [],
   docsPath: '/docs',
   caller: 'http',
   stopKernelOnClose: true,
@@ -161,7 +166,7 @@ type ResolvedOptions = Omit<HttpGatewayOptions, keyof typeof DEFAULT_HTTP_GATEWA
   readonly maxTimeoutMs: number;
   readonly timeoutHeader: string;
   readonly correlationHeader: string;
-  readonly idempotentGet: boolean;
+  readonly getOperations: readonly string[];
   readonly docsPath: string | false;
   readonly caller: string;
   readonly stopKernelOnClose: boolean;
@@ -189,6 +194,16 @@ function checkOptions(options: ResolvedOptions, contracts: readonly AnyContract[
     }
     if (seen.has(contract.name)) fail(`contract "${contract.name}" is listed twice in contracts.`);
     seen.add(contract.name);
+  }
+  for (const name of options.getOperations) {
+    const [contractName, operationName] = name.split('.');
+    const operation = contracts.find((contract) => contract.name === contractName)?.operations[operationName ?? ''];
+    if (operation === undefined) {
+      throw configError(`getOperations names "${name}", which is no operation of the exposed contracts; write it as "module.operation".`);
+    }
+    if (!operation.idempotent) {
+      throw configError(`getOperations names "${name}", which its contract does not declare idempotent; GET is only for idempotent reads.`);
+    }
   }
 }
 
@@ -226,7 +241,7 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
   const document = createOpenApiDocument({
     contracts,
     ...resolved.openapi,
-    idempotentGet: resolved.idempotentGet,
+    getOperations: resolved.getOperations,
     timeoutHeader: resolved.timeoutHeader,
     maxTimeoutMs: resolved.maxTimeoutMs,
   });
@@ -383,6 +398,7 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
     }
   };
 
+  const getOperations = new Set(resolved.getOperations);
   for (const contract of contracts) {
     const client = kernel.client(contract, { caller: resolved.caller }) as unknown as Record<string, Call>;
     for (const [name, operation] of Object.entries(contract.operations)) {
@@ -391,7 +407,7 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
       const url = operationPath(contract.name, name);
       const methods = ['POST'];
       server.post(url, (request, reply) => serve(request, reply, call, cap, request.body));
-      if (resolved.idempotentGet && operation.idempotent) {
+      if (getOperations.has(`${contract.name}.${name}`)) {
         methods.push('GET');
         server.get(url, (request, reply) => serve(request, reply, call, cap, parseQueryInput(request.query)));
       }
@@ -419,7 +435,8 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
     await server.register(fastifySwaggerUi, {
       routePrefix: resolved.docsPath,
       uiConfig: { deepLinking: true, displayRequestDuration: true, tryItOutEnabled: true },
-      theme: { title: document.info.title },
+      // swagger-ui's top bar is an explorer for other URLs and a fastify logo: noise for one API.
+      theme: { title: document.info.title, css: [{ filename: 'keel.css', content: '.swagger-ui .topbar { display: none; }' }] },
       validatorUrl: false,
     });
   }

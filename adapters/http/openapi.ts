@@ -28,8 +28,8 @@ export interface OpenApiOptions {
   readonly version?: string;
   /** `info.description`. */
   readonly description?: string;
-  /** Also document `GET /<module>/<operation>?input=<json>` for idempotent operations (default true). */
-  readonly idempotentGet?: boolean;
+  /** Operations (`module.operation`) also documented as `GET /<module>/<operation>?input=<json>`. */
+  readonly getOperations?: readonly string[];
   /** Header read for the call's deadline (default `x-keel-timeout-ms`). */
   readonly timeoutHeader?: string;
   /** Largest deadline the header may ask for on operations without their own `timeoutMs`; documented on the header. */
@@ -200,7 +200,7 @@ function operationDescription(contract: AnyContract, name: string, operation: An
  * ```
  */
 export function createOpenApiDocument(options: OpenApiOptions): OpenApiDocument {
-  const idempotentGet = options.idempotentGet ?? true;
+  const getOperations = new Set(options.getOperations ?? []);
   const timeoutHeader = options.timeoutHeader ?? 'x-keel-timeout-ms';
   const collector = new SchemaCollector();
   collector.put('Problem', PROBLEM_SCHEMA);
@@ -295,7 +295,7 @@ export function createOpenApiDocument(options: OpenApiOptions): OpenApiDocument 
           requestBody: { required: true, content: { 'application/json': { schema: input } } },
         },
       };
-      if (idempotentGet && operation.idempotent) {
+      if (getOperations.has(base)) {
         item['get'] = {
           ...common,
           operationId: `${base}.get`,
