@@ -9,10 +9,10 @@ afterAll(() => rmSync(folder, { recursive: true, force: true }));
 
 /** A child that behaves like `keel start`: reports ready over IPC, drains and exits 0 on SIGTERM. */
 const WELL_BEHAVED = `
+  process.on('SIGTERM', () => { console.log('draining'); process.exit(0); });
   console.log('starting');
   console.error('a warning');
   process.send({ type: 'ready', modules: [] });
-  process.on('SIGTERM', () => { console.log('draining'); process.exit(0); });
   setInterval(() => {}, 1000);
 `;
 
