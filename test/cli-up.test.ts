@@ -3,6 +3,7 @@ import { dirname } from 'node:path';
 import { createRequire } from 'node:module';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createKernel, silentLogger, type Kernel, type Transport } from 'keel';
+import { main, runCli } from 'keel/cli';
 import { createNatsTransport } from 'keel/nats';
 import { catalog } from '../modules/catalog/contract.js';
 import { modules } from '../modules/index.js';
@@ -88,4 +89,17 @@ describe('cli - keel up', () => {
     expect(output).toContain('keel up: stopped');
   });
 
+
+  it('cli - says how to get nats-server when a topology needs NATS and none is on PATH', async () => {
+    let stderr = '';
+    const code = await runCli(main, ['up', 'topologies/per-module.ts'], {
+      cwd: repository,
+      env: { KEEL_NATS_SERVER_BIN: '/nonexistent/nats-server' },
+      stdout: { write: () => true },
+      stderr: { write: (text: string) => (stderr += text) },
+    });
+    expect(code).toBe(1);
+    expect(stderr).toContain('error E_NATS_SERVER: Cannot run "/nonexistent/nats-server"');
+    expect(stderr).toContain('apt-get install nats-server');
+  });
 });

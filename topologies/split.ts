@@ -1,6 +1,6 @@
 /**
  * The shop split the way a team might run it: the storefront (catalog and orders) in two
- * replicas behind the HTTP gateway's process, the back office together, notifications alone.
+ * replicas, the back office (inventory and payments) together, notifications alone.
  */
 import { defineTopology } from 'keel/cli';
 

@@ -1,0 +1,82 @@
+import { dirname } from 'node:path';
+import { createRequire } from 'node:module';
+import { describe, expect, it } from 'vitest';
+import { main, runCli, type OutputStream } from 'keel/cli';
+
+const repository = dirname(createRequire(import.meta.url).resolve('keel/package.json'));
+
+/** Collects output and resolves `waitFor(text)` once the text was written. */
+function collector(): OutputStream & { text: string; waitFor(text: string): Promise<void> } {
+  const waiters: { text: string; resolve: () => void }[] = [];
+  const stream = {
+    text: '',
+    write(chunk: string) {
+      stream.text += chunk;
+      for (const waiter of waiters.filter((entry) => stream.text.includes(entry.text))) {
+        waiters.splice(waiters.indexOf(waiter), 1);
+        waiter.resolve();
+      }
+      return true;
+    },
+    waitFor(text: string) {
+      return stream.text.includes(text) ? Promise.resolve() : new Promise<void>((resolve) => waiters.push({ text, resolve }));
+    },
+  };
+  return stream;
+}
+
+function start(...argv: string[]) {
+  const stdout = collector();
+  const stderr = collector();
+  const controller = new AbortController();
+  const exit = runCli(main, ['start', ...argv], {
+    cwd: repository,
+    env: { KEEL_LOG_LEVEL: 'silent' },
+    stdout,
+    stderr,
+    signal: controller.signal,
+  });
+  return { stdout, stderr, exit, stop: () => controller.abort('SIGTERM') };
+}
+
+describe('cli - keel start', () => {
+  it('cli - runs the shop in process with the HTTP gateway, and drains when signalled', async () => {
+    const running = start('--http', '0');
+    await Promise.race([running.stdout.waitFor('keel: ready'), running.exit.then(() => expect.fail(running.stderr.text))]);
+    const url = /keel: HTTP gateway on (\S+)/.exec(running.stdout.text)?.[1];
+    expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    try {
+      expect((await fetch(`${url}/readyz`)).status).toBe(200);
+      const response = await fetch(`${url}/catalog/getProduct`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ sku: 'KB-001' }),
+      });
+      expect(await response.json()).toMatchObject({ sku: 'KB-001', name: 'Mechanical keyboard' });
+    } finally {
+      running.stop();
+    }
+    expect(await running.exit).toBe(0);
+    expect(running.stdout.text).toContain('keel: hosting catalog, inventory, payments, orders, notifications\n');
+    expect(running.stdout.text).toContain('keel: stopping: finishing work in flight\nkeel: stopped\n');
+  });
+
+  it('cli - refuses a module that is not in the manifest', async () => {
+    const running = start('--modules', 'catalog,billing');
+    expect(await running.exit).toBe(1);
+    expect(running.stderr.text).toContain('error E_UNKNOWN_MODULE: No module named "billing" in the manifest');
+  });
+
+  it('cli - explains that a module whose dependencies run elsewhere needs NATS', async () => {
+    const running = start('--modules', 'orders');
+    expect(await running.exit).toBe(1);
+    expect(running.stderr.text).toContain('error INVALID_TOPOLOGY: Module "orders" needs');
+    expect(running.stderr.text).toContain('KEEL_NATS_URL');
+  });
+
+  it('cli - refuses an HTTP port that is not a number', async () => {
+    const running = start('--http', 'eighty');
+    expect(await running.exit).toBe(2);
+    expect(running.stderr.text).toContain('error E_USAGE: HTTP port "eighty" is not a port number (0 to 65535).');
+  });
+});
