@@ -8,7 +8,6 @@ import {
   renderUsage,
   runCommand,
   type ArgsDef,
-  type CommandContext,
   type CommandDef,
   type CommandMeta,
   type Resolvable,
@@ -103,9 +102,6 @@ export function contextOf(data: unknown): CliContext {
   }
   return context;
 }
-
-/** The parsed arguments type of a command, for helpers a command's `run` calls. */
-export type ArgsOf<C> = C extends CommandDef<infer T> ? CommandContext<T>['args'] : never;
 
 const resolve = async <T>(value: Resolvable<T>): Promise<T> =>
   typeof value === 'function' ? (value as () => T | Promise<T>)() : value;

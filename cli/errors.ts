@@ -38,12 +38,25 @@ export const CliErrorCode = {
   E_NATS_SERVER: 'E_NATS_SERVER',
   /** A supervised process group could not be kept running. */
   E_PROCESS: 'E_PROCESS',
+  /** `keel check` found architecture rules broken. */
+  E_CHECK: 'E_CHECK',
+  /** `keel contracts`: a breaking contract change without a major version bump, or no usable lock file. */
+  E_CONTRACTS: 'E_CONTRACTS',
+  /** `keel status`: NATS is unreachable, or a module the topology expects has no running instance. */
+  E_STATUS: 'E_STATUS',
 } as const;
 
 /** A {@link CliErrorCode} value. */
 export type CliErrorCode = (typeof CliErrorCode)[keyof typeof CliErrorCode];
 
-/** Process exit codes the CLI uses. */
+/**
+ * Process exit codes the CLI uses.
+ *
+ * @example
+ * ```ts
+ * process.exitCode = error instanceof CLIError ? error.exitCode : ExitCode.FAILURE;
+ * ```
+ */
 export const ExitCode = {
   OK: 0,
   /** The command failed. */

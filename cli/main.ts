@@ -35,5 +35,9 @@ export const main = defineCommand({
     generate: () => load(import('./commands/generate.js')),
     start: () => load(import('./commands/start.js')),
     up: () => load(import('./commands/up.js')),
+    check: () => load(import('./commands/check.js')),
+    graph: () => load(import('./commands/graph.js')),
+    status: () => load(import('./commands/status.js')),
+    contracts: () => load(import('./commands/contracts.js')),
   },
 });

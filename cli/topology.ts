@@ -13,7 +13,14 @@ import { importProjectFile, type Project } from './project.js';
 const kebab = (what: string) =>
   z.string().regex(MODULE_NAME_PATTERN, `${what} must be lower-kebab-case, such as "order-history"`);
 
-/** One process group of a topology. */
+/**
+ * One process group of a topology.
+ *
+ * @example
+ * ```ts
+ * ProcessGroupSchema.parse({ modules: ['catalog'] }); // { modules: ['catalog'], replicas: 1, env: {} }
+ * ```
+ */
 export const ProcessGroupSchema = z
   .object({
     /** Modules this process hosts; it reaches every other module over NATS. */
@@ -27,7 +34,14 @@ export const ProcessGroupSchema = z
   })
   .strict();
 
-/** The topology file's schema. */
+/**
+ * The topology file's schema (use {@link parseTopology}, which also checks module names).
+ *
+ * @example
+ * ```ts
+ * TopologySchema.safeParse(JSON.parse(readFileSync('topologies/split.json', 'utf8'))).success;
+ * ```
+ */
 export const TopologySchema = z
   .object({
     /** Shown in `keel up` output. */

@@ -1,0 +1,80 @@
+/**
+ * `keel status`: the modules running on a NATS system, found through the NATS service API
+ * (`$SRV.PING`, `$SRV.INFO`, `$SRV.STATS`): instances, version, uptime, requests, errors and
+ * average processing time per module. With a topology, fails when one of its modules has no
+ * running instance.
+ */
+import { NATS_ENV } from 'keel/nats';
+import { contextOf, defineCommand } from '../command.js';
+import { CLIError, CliErrorCode } from '../errors.js';
+import { findProject } from '../project.js';
+import { ROOT_ARG, projectAt, topologyAt } from '../tooling/command-support.js';
+import { connectForStatus, formatStatusReport, readStatus, type StatusConnectOptions } from '../tooling/status.js';
+
+const DEFAULT_NATS_URL = 'nats://127.0.0.1:4222';
+
+export default defineCommand({
+  meta: {
+    name: 'status',
+    description: 'Show the running modules: instances, version, uptime, requests, errors, average time',
+    examples: ['keel status', 'keel status --nats nats://10.0.0.5:4222 --json', 'keel status --topology topologies/split.ts'],
+  },
+  args: {
+    nats: { type: 'string', description: `NATS server URL (default: the topology's, then $KEEL_NATS_URL, else ${DEFAULT_NATS_URL})`, valueHint: 'url' },
+    topology: { type: 'string', description: 'Topology file: fail when one of its modules has no running instance', valueHint: 'file' },
+    prefix: { type: 'string', description: 'Only modules serving under this subject prefix (default: the topology\'s, else any)', valueHint: 'prefix' },
+    all: { type: 'boolean', description: 'Also list NATS services that keel did not register', default: false },
+    instances: { type: 'boolean', description: 'One line per instance under each module', default: false },
+    wait: { type: 'string', description: 'Longest wait for answers in milliseconds (default 1000)', valueHint: 'ms' },
+    json: { type: 'boolean', description: 'Print the report as JSON', default: false },
+    root: ROOT_ARG,
+  },
+  run: async ({ args, data }) => {
+    const cli = contextOf(data);
+    const topology =
+      args.topology === undefined ? undefined : await topologyAt(args.root === undefined ? findProject(cli.cwd) : projectAt(cli.cwd, args.root), cli.cwd, args.topology);
+    const maxWaitMs = args.wait === undefined ? undefined : Number(args.wait);
+    if (maxWaitMs !== undefined && !(Number.isInteger(maxWaitMs) && maxWaitMs > 0)) {
+      throw new CLIError(CliErrorCode.E_USAGE, `--wait "${args.wait}" is not a positive number of milliseconds.`);
+    }
+    const env = (name: string) => (cli.env[name] === undefined || cli.env[name] === '' ? undefined : cli.env[name]);
+    const servers = args.nats ?? topology?.nats.url ?? env(NATS_ENV.URL) ?? DEFAULT_NATS_URL;
+    const options: StatusConnectOptions = {
+      servers,
+      token: env(NATS_ENV.TOKEN),
+      user: env(NATS_ENV.USER),
+      password: env(NATS_ENV.PASSWORD),
+      credentialsFile: env(NATS_ENV.CREDS),
+      tls:
+        env(NATS_ENV.TLS_CA) ?? env(NATS_ENV.TLS_CERT) ?? env(NATS_ENV.TLS_KEY)
+          ? { caFile: env(NATS_ENV.TLS_CA), certFile: env(NATS_ENV.TLS_CERT), keyFile: env(NATS_ENV.TLS_KEY) }
+          : undefined,
+    };
+    let connection;
+    try {
+      connection = await connectForStatus(options);
+    } catch (error) {
+      throw new CLIError(CliErrorCode.E_STATUS, `Cannot reach NATS at ${servers}: ${(error as Error).message}.`, {
+        cause: error,
+        hint: 'Pass the server with --nats <url> (or set KEEL_NATS_URL), and check that it runs.',
+      });
+    }
+    try {
+      const expected = topology === undefined ? [] : [...new Set(Object.values(topology.processes).flatMap((group) => group.modules))];
+      const report = await readStatus(connection, {
+        expected,
+        prefix: args.prefix ?? topology?.nats.prefix,
+        all: args.all,
+        ...(maxWaitMs === undefined ? {} : { maxWaitMs }),
+      });
+      cli.stdout.write(args.json ? `${JSON.stringify(report, null, 2)}\n` : formatStatusReport(report, { instances: args.instances }));
+      if (!report.ok) {
+        throw new CLIError(CliErrorCode.E_STATUS, `No running instance of ${report.missing.join(', ')}.`, {
+          hint: 'Start it (`keel start --modules <name>` or `keel up <topology>`), then run `keel status` again.',
+        });
+      }
+    } finally {
+      await connection.close();
+    }
+  },
+});
