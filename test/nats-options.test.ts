@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -30,6 +30,7 @@ describe('nats - options from the environment', () => {
   const directory = mkdtempSync(join(tmpdir(), 'keel-nats-options-'));
   const file = join(directory, 'file.pem');
   writeFileSync(file, 'not really a certificate');
+  afterAll(() => rmSync(directory, { recursive: true, force: true }));
 
   it('nats - means "no NATS" when KEEL_NATS_URL is not set', () => {
     expect(natsOptionsFromEnv({})).toBeUndefined();
@@ -149,7 +150,9 @@ describe('nats - connecting', () => {
 });
 
 /** A throwaway CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl. */
-function makeCertificates(): { ca: string; serverCert: string; serverKey: string; clientCert: string; clientKey: string } | undefined {
+function makeCertificates():
+  | { directory: string; ca: string; serverCert: string; serverKey: string; clientCert: string; clientKey: string }
+  | undefined {
   if (spawnSync('openssl', ['version']).status !== 0) return undefined;
   const directory = mkdtempSync(join(tmpdir(), 'keel-nats-tls-'));
   const path = (name: string): string => join(directory, name);
@@ -171,6 +174,7 @@ function makeCertificates(): { ca: string; serverCert: string; serverKey: string
     );
   }
   return {
+    directory,
     ca: path('ca.pem'),
     serverCert: path('server.pem'),
     serverKey: path('server.key'),
@@ -182,6 +186,9 @@ function makeCertificates(): { ca: string; serverCert: string; serverKey: string
 describe('nats - TLS', () => {
   const certificates = makeCertificates();
   let server: NatsServer;
+  afterAll(() => {
+    if (certificates !== undefined) rmSync(certificates.directory, { recursive: true, force: true });
+  });
 
   beforeAll(async () => {
     if (certificates === undefined) return;

@@ -640,6 +640,14 @@ class NatsTransport implements Transport {
     } catch (error) {
       const code = natsCode(error);
       if (code === ErrorCode.MaxPayloadExceeded) throw this.#publishError(error, `The payload of event ${label}`, data.length, correlationId);
+      if (code === ErrorCode.Timeout) {
+        throw new KeelError(
+          KeelErrorCode.TIMEOUT,
+          `Durable event ${label} was sent, but JetStream did not confirm storing it within ${this.#options.jetStreamTimeoutMs} ms; ` +
+            'it may or may not have been stored. Check the NATS connection and the JetStream server.',
+          { correlationId, cause: error },
+        );
+      }
       throw new KeelError(
         KeelErrorCode.UNAVAILABLE,
         `Durable event ${label} was not confirmed by JetStream (${reason(error)}); it may or may not have been stored. ` +
