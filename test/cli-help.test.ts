@@ -30,7 +30,7 @@ describe('cli - help', () => {
     expect(stdout).toMatchInlineSnapshot(`
       "Build a modular monolith whose modules split into services without code changes (keel v<version>)
 
-      USAGE keel new|generate|g|start|up
+      USAGE keel new|generate|g|start|up|check|graph|status|contracts
 
       COMMANDS
 
@@ -38,6 +38,10 @@ describe('cli - help', () => {
         generate, g    Generate code in the current application
               start    Run the application, or the modules named, in this process
                  up    Run a whole topology locally: every process, NATS, restarts, one log
+              check    Check module boundaries, cycles, declared dependencies, layering and contract schemas
+              graph    Draw the modules, their calls and events, grouped by process under a topology
+             status    Show the running modules: instances, version, uptime, requests, errors, average time
+          contracts    Record contracts in contracts.lock.json and check changes against it
 
       Use keel <command> --help for more information about a command.
 
@@ -183,7 +187,7 @@ describe('cli - usage errors', () => {
     const { code, stderr } = await run(['deploy']);
     expect(code).toBe(2);
     expect(stderr).toMatchInlineSnapshot(`
-      "error E_UNKNOWN_COMMAND: Unknown command "deploy" for keel. Available: new, generate, start, up.
+      "error E_UNKNOWN_COMMAND: Unknown command "deploy" for keel. Available: new, generate, start, up, check, graph, status, contracts.
         Run \`keel --help\` to see what each command does.
       "
     `);

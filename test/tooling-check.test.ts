@@ -1,9 +1,28 @@
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { main, runCli, type OutputStream } from 'keel/cli';
 import { CheckRule, formatCheckReport, runCheck, type CheckRule as Rule } from '../cli/tooling/check.js';
 
 const repository = fileURLToPath(new URL('..', import.meta.url));
 const fixture = (name: string) => fileURLToPath(new URL(`./fixtures/tooling/check/${name}/`, import.meta.url));
+
+function collector(): OutputStream & { text: string } {
+  const stream = {
+    text: '',
+    write(chunk: string) {
+      stream.text += chunk;
+      return true;
+    },
+  };
+  return stream;
+}
+
+async function keel(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const stdout = collector();
+  const stderr = collector();
+  const code = await runCli(main, argv, { stdout, stderr, cwd: repository, env: {} });
+  return { code, stdout: stdout.text, stderr: stderr.text };
+}
 
 interface Planted {
   readonly fixture: string;
@@ -100,5 +119,24 @@ describe('tooling - check', () => {
   it('tooling - check reports the chain of a dependency cycle', async () => {
     const report = await runCheck(fixture('dependency-cycle'));
     expect(report.violations[0]?.chain).toEqual(['alpha', 'beta', 'alpha']);
+  });
+
+  it('tooling - check command exits 0 on the repository and 1 with E_CHECK on a violation', async () => {
+    const clean = await keel(['check']);
+    expect(clean).toMatchObject({ code: 0, stderr: '' });
+    expect(clean.stdout).toMatch(/^keel check: no problems \(\d+ modules, \d+ files, \d+ contracts loaded\)\.$/m);
+
+    const broken = await keel(['check', '--root', fixture('undeclared-import')]);
+    expect(broken.code).toBe(1);
+    expect(broken.stdout).toContain('modules/beta/module.ts:3:1  undeclared-dependency');
+    expect(broken.stderr).toContain('error E_CHECK: 1 architecture problem found.');
+  });
+
+  it('tooling - check command prints JSON for tools', async () => {
+    const { code, stdout } = await keel(['check', '--json', '--root', fixture('dependency-cycle')]);
+    expect(code).toBe(1);
+    const report = JSON.parse(stdout) as { ok: boolean; violations: Array<{ rule: string; chain: string[] }> };
+    expect(report.ok).toBe(false);
+    expect(report.violations).toMatchObject([{ rule: 'dependency-cycle', chain: ['alpha', 'beta', 'alpha'] }]);
   });
 });

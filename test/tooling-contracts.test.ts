@@ -1,5 +1,9 @@
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { main, runCli, type OutputStream } from 'keel/cli';
 import { loadContracts } from '../cli/tooling/contract-loader.js';
 import {
   ContractVerdict,
@@ -14,6 +18,24 @@ import { before, cases } from './fixtures/tooling/contracts/changes.js';
 const repository = fileURLToPath(new URL('..', import.meta.url));
 const tree = (name: string) => fileURLToPath(new URL(`./fixtures/tooling/contracts/${name}/`, import.meta.url));
 
+function collector(): OutputStream & { text: string } {
+  const stream = {
+    text: '',
+    write(chunk: string) {
+      stream.text += chunk;
+      return true;
+    },
+  };
+  return stream;
+}
+
+async function keel(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  const stdout = collector();
+  const stderr = collector();
+  const code = await runCli(main, argv, { stdout, stderr, cwd: repository, env: {} });
+  return { code, stdout: stdout.text, stderr: stderr.text };
+}
+
 async function diffTree(name: string) {
   const root = tree(name);
   const { contracts, failures } = await loadContracts(root);
@@ -22,7 +44,7 @@ async function diffTree(name: string) {
 }
 
 describe('tooling - contracts', () => {
-  it.each(cases)('tooling - contracts classifies "$rule" as $kind', ({ after, kind, shows }) => {
+  it.each(cases.map((change) => [change.rule, change.kind, change] as const))('tooling - contracts classifies %s as %s', (_rule, _kind, { after, kind, shows }) => {
     const diff = diffLocks(buildLock([before]), buildLock([after]));
     const [entry] = diff.contracts;
     const described = entry?.changes.map((change) => `${change.where}: ${change.message}`) ?? [];
@@ -80,5 +102,43 @@ describe('tooling - contracts', () => {
     expect(send?.input).not.toHaveProperty('additionalProperties');
     expect(send?.output).toMatchObject({ additionalProperties: false });
     expect(Object.keys(send?.errors ?? {})).toEqual(['UNKNOWN_PARCEL']);
+  });
+
+  it('tooling - contracts snapshot command writes the lock, then finds it up to date', async () => {
+    const lock = join(mkdtempSync(join(tmpdir(), 'keel-lock-')), 'contracts.lock.json');
+    const first = await keel(['contracts', 'snapshot', '--root', tree('major'), '--lock', lock]);
+    expect(first).toMatchObject({ code: 0, stderr: '' });
+    expect(first.stdout).toContain('keel contracts snapshot: wrote');
+    expect(first.stdout).toContain('(parcels@2.0.0)');
+    expect(readLock(lock).contracts['parcels']?.version).toBe('2.0.0');
+    const written = readFileSync(lock, 'utf8');
+    const second = await keel(['contracts', 'snapshot', '--root', tree('major'), '--lock', lock]);
+    expect(second.stdout).toContain('is up to date (parcels@2.0.0)');
+    expect(readFileSync(lock, 'utf8')).toBe(written);
+  });
+
+  it('tooling - contracts diff command exits 1 with E_CONTRACTS on a breaking change only', async () => {
+    const breaking = await keel(['contracts', 'diff', '--root', tree('breaking')]);
+    expect(breaking.code).toBe(1);
+    expect(breaking.stdout).toContain('send input.recipient: new required field "recipient"');
+    expect(breaking.stderr).toContain('error E_CONTRACTS: Breaking contract change without a major version bump: parcels.');
+
+    expect((await keel(['contracts', 'diff', '--root', tree('major')])).code).toBe(0);
+    expect((await keel(['contracts', 'diff', '--root', tree('compatible')])).code).toBe(0);
+    const json = await keel(['contracts', 'diff', '--json', '--root', tree('compatible')]);
+    expect(JSON.parse(json.stdout)).toMatchObject({ ok: true, changed: true, contracts: [{ contract: 'parcels', verdict: 'compatible' }] });
+  });
+
+  it('tooling - contracts diff command says what to do when there is no lock', async () => {
+    const missing = join(mkdtempSync(join(tmpdir(), 'keel-lock-')), 'contracts.lock.json');
+    const { code, stderr } = await keel(['contracts', 'diff', '--root', tree('major'), '--lock', missing]);
+    expect(code).toBe(1);
+    expect(stderr).toContain('does not exist. Write it with `keel contracts snapshot` and commit it.');
+  });
+
+  it('tooling - contracts diff command passes on the repository (what CI runs)', async () => {
+    const { code, stdout } = await keel(['contracts', 'diff']);
+    expect(stdout).not.toContain('BREAKING');
+    expect(code).toBe(0);
   });
 });

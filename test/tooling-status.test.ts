@@ -1,3 +1,7 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { connect, type NatsConnection, type Service } from 'nats';
@@ -13,8 +17,30 @@ import {
   type Transport,
 } from 'keel';
 import { createNatsTransport } from 'keel/nats';
+import { main, runCli, type OutputStream } from 'keel/cli';
+import { modules as shop } from '../modules/index.js';
 import { connectForStatus, formatDuration, formatStatusReport, readStatus } from '../cli/tooling/status.js';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
+
+const repository = fileURLToPath(new URL('..', import.meta.url));
+
+function collector(): OutputStream & { text: string } {
+  const stream = {
+    text: '',
+    write(chunk: string) {
+      stream.text += chunk;
+      return true;
+    },
+  };
+  return stream;
+}
+
+async function keel(argv: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  const stdout = collector();
+  const stderr = collector();
+  const code = await runCli(main, argv, { stdout, stderr, cwd: repository, env });
+  return { code, stdout: stdout.text, stderr: stderr.text };
+}
 
 const Refused = defineError({ code: 'REFUSED', kind: 'conflict', data: z.object({ name: z.string() }) });
 
@@ -50,10 +76,10 @@ describe('tooling - status', () => {
   const transports: Transport[] = [];
   const kernels: Kernel[] = [];
 
-  const boot = async (host: string[]): Promise<Kernel> => {
-    const transport = await createNatsTransport({ servers: server.url, logger: silentLogger });
+  const boot = async (host: string[], modules: readonly AnyModule[] = manifest, prefix = 'keel'): Promise<Kernel> => {
+    const transport = await createNatsTransport({ servers: server.url, prefix, logger: silentLogger });
     transports.push(transport);
-    const kernel = createKernel({ modules: manifest, topology: { host, transport }, logger: silentLogger });
+    const kernel = createKernel({ modules, topology: { host, transport }, logger: silentLogger });
     await kernel.start();
     kernels.push(kernel);
     return kernel;
@@ -77,6 +103,9 @@ describe('tooling - status', () => {
     });
     await raw.request('ping', '', { timeout: 2_000 }).catch(() => undefined);
     connection = await connectForStatus({ servers: server.url });
+
+    // Part of the shop, under its own subject prefix, for the command tests.
+    await boot(['catalog', 'inventory'], shop, 'shop');
   });
 
   afterAll(async () => {
@@ -88,7 +117,7 @@ describe('tooling - status', () => {
   });
 
   it('tooling - status discovers keel modules through $SRV.PING, INFO and STATS', async () => {
-    const report = await readStatus(connection);
+    const report = await readStatus(connection, { prefix: 'keel' });
     expect(report.ok).toBe(true);
     expect(report.modules.map((module) => module.name)).toEqual(['greeter']);
     const [module] = report.modules;
@@ -105,14 +134,16 @@ describe('tooling - status', () => {
   it('tooling - status shows services keel did not register only when asked', async () => {
     const report = await readStatus(connection, { all: true });
     expect(report.modules.map((module) => [module.name, module.keel])).toEqual([
+      ['catalog', true],
       ['greeter', true],
+      ['inventory', true],
       ['legacy', false],
     ]);
-    expect(report.modules[1]).toMatchObject({ versions: ['0.3.0'], requests: 1 });
+    expect(report.modules[3]).toMatchObject({ versions: ['0.3.0'], requests: 1 });
   });
 
   it('tooling - status fails when an expected module has no instance', async () => {
-    const report = await readStatus(connection, { expected: ['greeter', 'ledger'] });
+    const report = await readStatus(connection, { expected: ['greeter', 'ledger'], prefix: 'keel' });
     expect(report.ok).toBe(false);
     expect(report.missing).toEqual(['ledger']);
     const text = formatStatusReport(report);
@@ -129,5 +160,47 @@ describe('tooling - status', () => {
 
   it('tooling - status formats uptimes for people', () => {
     expect([850, 12_000, 185_000, 8_040_000, 277_200_000].map(formatDuration)).toEqual(['850ms', '12s', '3m 05s', '2h 14m', '3d 5h']);
+  });
+
+  it('tooling - status command prints the table and exits 0 when nothing is missing', async () => {
+    const { code, stdout, stderr } = await keel(['status', '--nats', server.url, '--prefix', 'shop']);
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/^catalog\s+1\s+1\.0\.0\s/m);
+    expect(stdout).toMatch(/^inventory\s+1\s+1\.0\.0\s/m);
+    expect(stdout).toContain('keel status: 2 modules, 2 instances on');
+  });
+
+  it('tooling - status command exits 1 with E_STATUS when a module of the topology has no instance', async () => {
+    const directory = mkdtempSync(join(tmpdir(), 'keel-status-'));
+    const file = join(directory, 'split.json');
+    writeFileSync(
+      file,
+      JSON.stringify({
+        nats: { url: server.url, prefix: 'shop' },
+        processes: { front: { modules: ['catalog', 'inventory'] }, back: { modules: ['orders', 'payments', 'notifications'] } },
+      }),
+    );
+    const { code, stdout, stderr } = await keel(['status', '--topology', file, '--json']);
+    expect(code).toBe(1);
+    const report = JSON.parse(stdout) as { ok: boolean; missing: string[]; modules: Array<{ name: string; instances: unknown[] }> };
+    expect(report.ok).toBe(false);
+    expect(report.missing).toEqual(['notifications', 'orders', 'payments']);
+    expect(report.modules.map((module) => [module.name, module.instances.length])).toEqual([
+      ['catalog', 1],
+      ['inventory', 1],
+      ['notifications', 0],
+      ['orders', 0],
+      ['payments', 0],
+    ]);
+    expect(stderr).toContain('error E_STATUS: No running instance of notifications, orders, payments.');
+  });
+
+  it('tooling - status command reads the server from KEEL_NATS_URL and fails clearly when NATS is unreachable', async () => {
+    const viaEnv = await keel(['status', '--prefix', 'shop'], { KEEL_NATS_URL: server.url });
+    expect(viaEnv.code).toBe(0);
+    const closed = await keel(['status', '--nats', 'nats://127.0.0.1:1']);
+    expect(closed.code).toBe(1);
+    expect(closed.stderr).toContain('error E_STATUS: Cannot reach NATS at nats://127.0.0.1:1');
   });
 });
