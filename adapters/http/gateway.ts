@@ -1,6 +1,6 @@
 /**
  * The HTTP gateway: a fastify server exposing contract operations as `POST /<module>/<operation>`
- * (and `GET ...?input=` for idempotent ones), with OpenAPI, an API reference page, health,
+ * (and `GET ...?input=` for the reads named in `getOperations`), with OpenAPI, an API reference page, health,
  * readiness and Prometheus metrics. Every route is derived from the contracts; none is written
  * by hand per operation.
  */
@@ -25,7 +25,22 @@ import { createOpenApiDocument, operationPath, type OpenApiDocument } from './op
 import { PROBLEM_CONTENT_TYPE, gatewayProblem, problemOf, type Problem } from './problem.js';
 import { HttpProblemCode } from './status.js';
 
-/** What {@link createHttpGateway} takes. */
+/**
+ * What {@link createHttpGateway} takes. Only `kernel` is required; see
+ * {@link DEFAULT_HTTP_GATEWAY_OPTIONS} for the defaults.
+ *
+ * @example
+ * ```ts
+ * const options: HttpGatewayOptions = {
+ *   kernel,
+ *   port: Number(process.env.PORT ?? 3000),
+ *   bodyLimit: 256 * 1024,
+ *   getOperations: ['catalog.getProduct', 'orders.getOrder'],
+ *   openapi: { title: 'Shop API' },
+ * };
+ * const gateway = await createHttpGateway(options);
+ * ```
+ */
 export interface HttpGatewayOptions {
   /** The kernel whose contracts are exposed. It may host every module, some, or none (reaching them over NATS). */
   readonly kernel: Kernel;
@@ -74,7 +89,14 @@ export interface HttpGatewayOptions {
   readonly configure?: (server: FastifyInstance) => void | Promise<void>;
 }
 
-/** Defaults of {@link HttpGatewayOptions}. */
+/**
+ * Defaults of {@link HttpGatewayOptions}, merged once when the gateway is created.
+ *
+ * @example
+ * ```ts
+ * const gateway = await createHttpGateway({ kernel, bodyLimit: 4 * DEFAULT_HTTP_GATEWAY_OPTIONS.bodyLimit });
+ * ```
+ */
 export const DEFAULT_HTTP_GATEWAY_OPTIONS = {
   port: 3000,
   host: '127.0.0.1',
@@ -89,7 +111,21 @@ export const DEFAULT_HTTP_GATEWAY_OPTIONS = {
   stopKernelOnClose: true,
 } as const satisfies Partial<HttpGatewayOptions>;
 
-/** A running (or ready to run) HTTP gateway, made by {@link createHttpGateway}. */
+/**
+ * A running (or ready to run) HTTP gateway, made by {@link createHttpGateway}.
+ *
+ * @example
+ * ```ts
+ * const gateway = await createHttpGateway({ kernel, port: 0 });
+ * const url = await gateway.listen();
+ * const response = await fetch(`${url}/catalog/getProduct`, {
+ *   method: 'POST',
+ *   headers: { 'content-type': 'application/json' },
+ *   body: JSON.stringify({ sku: 'KB-001' }),
+ * });
+ * await gateway.close(); // answers requests in flight, then stops the kernel
+ * ```
+ */
 export interface HttpGateway {
   /** `http://host:port` once listening, else `undefined`. */
   readonly url: string | undefined;
@@ -113,7 +149,6 @@ const GATEWAY_PATHS = { health: '/healthz', ready: '/readyz', metrics: '/metrics
 const JSON_CONTENT_TYPE = 'application/json; charset=utf-8';
 const CORRELATION_ID_PATTERN = /^[\x21-\x7e]{1,128}$/;
 const TIMEOUT_PATTERN = /^[0-9]{1,15}$/;
-const OTHER_METHODS = ['DELETE', 'PATCH', 'PUT', 'OPTIONS'] as const;
 
 /** A request the gateway refuses before any call: answered with its own problem code. */
 class GatewayRefusal extends Error {

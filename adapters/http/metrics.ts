@@ -5,12 +5,27 @@
 import { Counter, Histogram, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
 import { OK_OUTCOME, type CallRecord, type EventRecord, type Kernel } from 'keel';
 
-/** Latency buckets in seconds: from in-process calls (well under a millisecond) to slow remote ones. */
+/**
+ * Latency buckets in seconds: from in-process calls (well under a millisecond) to slow remote ones.
+ *
+ * @example
+ * ```ts
+ * createKernelMetrics(kernel, { buckets: DEFAULT_LATENCY_BUCKETS.filter((seconds) => seconds >= 0.001) });
+ * ```
+ */
 export const DEFAULT_LATENCY_BUCKETS: readonly number[] = [
   0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
 ];
 
-/** What {@link createKernelMetrics} takes. */
+/**
+ * What {@link createKernelMetrics} takes.
+ *
+ * @example
+ * ```ts
+ * import { register } from 'prom-client';
+ * const gateway = await createHttpGateway({ kernel, metrics: { registry: register, defaultMetrics: false } });
+ * ```
+ */
 export interface KernelMetricsOptions {
   /** Registry to register into (default: a new one, so several gateways in a process do not clash). */
   readonly registry?: Registry;
@@ -20,7 +35,16 @@ export interface KernelMetricsOptions {
   readonly buckets?: readonly number[];
 }
 
-/** Metrics of one kernel and one HTTP server; made by {@link createKernelMetrics}. */
+/**
+ * Metrics of one kernel and one HTTP server; made by {@link createKernelMetrics}.
+ *
+ * @example
+ * ```ts
+ * const metrics: KernelMetrics = createKernelMetrics(kernel);
+ * const text = await metrics.registry.metrics(); // Prometheus text format
+ * metrics.close();
+ * ```
+ */
 export interface KernelMetrics {
   /** The registry holding every metric; `registry.metrics()` is the Prometheus text. */
   readonly registry: Registry;

@@ -10,7 +10,15 @@ import { HTTP_STATUS_BY_CODE, HTTP_STATUS_BY_KIND } from './status.js';
 /** A JSON object; the OpenAPI document is plain JSON. */
 export type JsonObject = { [key: string]: unknown };
 
-/** An OpenAPI 3.1 document, as {@link createOpenApiDocument} builds it. */
+/**
+ * An OpenAPI 3.1 document, as {@link createOpenApiDocument} builds it: plain JSON.
+ *
+ * @example
+ * ```ts
+ * const document: OpenApiDocument = createOpenApiDocument({ contracts: [orders] });
+ * console.log(Object.keys(document.paths)); // ['/orders/placeOrder', ...]
+ * ```
+ */
 export interface OpenApiDocument extends JsonObject {
   readonly openapi: string;
   readonly info: { readonly title: string; readonly version: string; readonly description?: string };
@@ -18,7 +26,15 @@ export interface OpenApiDocument extends JsonObject {
   readonly components: { readonly schemas: Record<string, JsonObject> } & JsonObject;
 }
 
-/** What {@link createOpenApiDocument} takes. */
+/**
+ * What {@link createOpenApiDocument} takes.
+ *
+ * @example
+ * ```ts
+ * const options: OpenApiOptions = { contracts: [catalog, orders], title: 'Shop API', getOperations: ['catalog.getProduct'] };
+ * const document = createOpenApiDocument(options);
+ * ```
+ */
 export interface OpenApiOptions {
   /** The contracts whose operations are documented. */
   readonly contracts: readonly AnyContract[];
@@ -36,7 +52,14 @@ export interface OpenApiOptions {
   readonly maxTimeoutMs?: number;
 }
 
-/** The HTTP path of an operation: `/<module>/<operation>`. */
+/**
+ * The HTTP path of an operation: `/<module>/<operation>`.
+ *
+ * @example
+ * ```ts
+ * operationPath('orders', 'placeOrder'); // '/orders/placeOrder'
+ * ```
+ */
 export function operationPath(contract: string, operation: string): string {
   return `/${contract}/${operation}`;
 }

@@ -4,10 +4,24 @@
 import { ContractError, KeelErrorCode, isKeelError } from 'keel';
 import { httpStatusOf, httpStatusOfCode, type HttpProblemCode } from './status.js';
 
-/** Content type of every error response. */
+/**
+ * Content type of every error response.
+ *
+ * @example
+ * ```ts
+ * reply.status(problem.status).type(PROBLEM_CONTENT_TYPE).send(JSON.stringify(problem));
+ * ```
+ */
 export const PROBLEM_CONTENT_TYPE = 'application/problem+json; charset=utf-8';
 
-/** Prefix of a problem's `type`: the error code follows it (`urn:keel:error:OUT_OF_STOCK`). */
+/**
+ * Prefix of a problem's `type`: the error code follows it (`urn:keel:error:OUT_OF_STOCK`).
+ *
+ * @example
+ * ```ts
+ * const code = problem.type.slice(PROBLEM_TYPE_PREFIX.length); // 'OUT_OF_STOCK'
+ * ```
+ */
 export const PROBLEM_TYPE_PREFIX = 'urn:keel:error:';
 
 /**

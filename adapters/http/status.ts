@@ -8,6 +8,12 @@ import { ContractError, ErrorKind, KeelErrorCode, isKeelError } from 'keel';
 /**
  * Codes the gateway answers with itself, for requests that never became a call: the HTTP
  * request was malformed before any contract schema could look at it.
+ *
+ * @example
+ * ```ts
+ * const problem = (await response.json()) as Problem;
+ * if (problem.code === HttpProblemCode.ROUTE_NOT_FOUND) console.error(problem.detail);
+ * ```
  */
 export const HttpProblemCode = {
   /** No route: neither an operation (`POST /<module>/<operation>`) nor a gateway endpoint. */
