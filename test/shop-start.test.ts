@@ -10,7 +10,7 @@ describe('app - npm start', () => {
   it.each(['SIGINT', 'SIGTERM'] as const)('app - prints what it hosts, then stops and exits 0 on %s', async (signal) => {
     const child = spawn(tsx, ['--conditions=keel-source', 'app/main.ts'], {
       cwd: root,
-      env: { ...process.env, KEEL_LOG_LEVEL: 'silent' },
+      env: { ...process.env, KEEL_LOG_LEVEL: 'silent', PORT: '0' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let output = '';
