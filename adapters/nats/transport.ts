@@ -14,7 +14,6 @@ import {
   isKeelError,
   noRespondersError,
   timeoutError,
-  type AnyContract,
   type CallContext,
   type DeadlineEntry,
   type ErrorEnvelope,
