@@ -81,10 +81,17 @@ if (process.env['VITEST'] !== undefined) {
 export async function startNatsServer(options: NatsServerOptions = {}): Promise<NatsServer> {
   const binary = options.binary ?? process.env['KEEL_NATS_SERVER_BIN'] ?? 'nats-server';
   assertBinary(binary);
-  const port = await freePort();
-  const server = new NatsServerImpl(binary, port, options);
-  await server.start();
-  return server;
+  // Another process may take the free port before nats-server binds it: try a few ports.
+  for (let attempt = 1; ; attempt += 1) {
+    const server = new NatsServerImpl(binary, await freePort(), options);
+    try {
+      await server.start();
+      return server;
+    } catch (error) {
+      await server.stop();
+      if (attempt >= 3 || !String(error).includes('address already in use')) throw error;
+    }
+  }
 }
 
 function assertBinary(binary: string): void {
