@@ -8,6 +8,7 @@ import { createNatsTransport } from 'keel/nats';
 import { catalog } from '../modules/catalog/contract.js';
 import { modules } from '../modules/index.js';
 import { orders } from '../modules/orders/contract.js';
+import { payments } from '../modules/payments/contract.js';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
 
 const repository = dirname(createRequire(import.meta.url).resolve('keel/package.json'));
@@ -77,7 +78,10 @@ describe('cli - keel up', () => {
         card: { token: 'tok_visa' },
       });
       expect(order).toMatchObject({ customerId: 'cli-up' });
-      expect(await caller.client(orders).getOrder({ orderId: order.orderId })).toEqual(order);
+      // Orders (a storefront replica) charged the card in payments (the back office, one instance).
+      // The storefront's replicas keep their orders in memory, so reading the order back could reach the other one.
+      const { payments: charged } = await caller.client(payments).listPayments({ customerId: 'cli-up' });
+      expect(charged).toEqual([expect.objectContaining({ paymentId: order.paymentId, amountCents: order.totalCents })]);
     } finally {
       up.child.kill('SIGTERM');
     }
