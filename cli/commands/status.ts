@@ -4,10 +4,10 @@
  * average processing time per module. With a topology, fails when one of its modules has no
  * running instance.
  */
+import type { NatsConnection } from 'nats';
 import { NATS_ENV } from 'keel/nats';
 import { contextOf, defineCommand } from '../command.js';
 import { CLIError, CliErrorCode } from '../errors.js';
-import { findProject } from '../project.js';
 import { ROOT_ARG, projectAt, topologyAt } from '../tooling/command-support.js';
 import { connectForStatus, formatStatusReport, readStatus, type StatusConnectOptions } from '../tooling/status.js';
 
@@ -31,8 +31,7 @@ export default defineCommand({
   },
   run: async ({ args, data }) => {
     const cli = contextOf(data);
-    const topology =
-      args.topology === undefined ? undefined : await topologyAt(args.root === undefined ? findProject(cli.cwd) : projectAt(cli.cwd, args.root), cli.cwd, args.topology);
+    const topology = args.topology === undefined ? undefined : await topologyAt(projectAt(cli.cwd, args.root), cli.cwd, args.topology);
     const maxWaitMs = args.wait === undefined ? undefined : Number(args.wait);
     if (maxWaitMs !== undefined && !(Number.isInteger(maxWaitMs) && maxWaitMs > 0)) {
       throw new CLIError(CliErrorCode.E_USAGE, `--wait "${args.wait}" is not a positive number of milliseconds.`);
@@ -50,7 +49,7 @@ export default defineCommand({
           ? { caFile: env(NATS_ENV.TLS_CA), certFile: env(NATS_ENV.TLS_CERT), keyFile: env(NATS_ENV.TLS_KEY) }
           : undefined,
     };
-    let connection;
+    let connection: NatsConnection;
     try {
       connection = await connectForStatus(options);
     } catch (error) {
