@@ -204,7 +204,8 @@ export function noRespondersError(address: OperationAddress, context: CallContex
   return new KeelError(
     KeelErrorCode.NO_RESPONDERS,
     `No instance of module "${address.contract}" is serving ${address.operation} ${where}. ` +
-      'The call was not delivered and is safe to retry; start the module or check the topology.',
+      'The call was not delivered and is safe to retry; start the module, check the topology, or ' +
+      'check that the running version of the module has this operation.',
     { correlationId: context.correlationId },
   );
 }
