@@ -3,6 +3,7 @@
  * Each section compares keel against a baseline measured in the same run.
  */
 import { benchInProcess } from './in-process.js';
+import { benchNats } from './nats.js';
 import { machine, write } from './support.js';
 
 const only = process.argv.slice(2);
@@ -11,6 +12,12 @@ const wanted = (name: string) => only.length === 0 || only.includes(name);
 
 if (wanted('in-process')) {
   const result = await benchInProcess();
+  console.log(result.markdown);
+  sections.push(result.markdown);
+}
+
+if (wanted('nats')) {
+  const result = await benchNats();
   console.log(result.markdown);
   sections.push(result.markdown);
 }

@@ -1,0 +1,53 @@
+/**
+ * Benchmark peers: a script run with `tsx --conditions=keel-source` in a second process, so
+ * that what is measured crosses a process boundary. A peer prints `ready` (or any line) when
+ * it serves, and exits when its stdin closes. `KEEL_BENCH_PROFILE=<dir>` runs peers with
+ * `--cpu-prof` into that folder.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { createInterface } from 'node:readline';
+
+const TSX = new URL('../node_modules/.bin/tsx', import.meta.url).pathname;
+
+/** A running peer process. */
+export interface Peer {
+  /** Lines the peer printed after `ready`. */
+  readonly lines: AsyncIterator<string>;
+  /** Closes its stdin and waits for it to exit (SIGKILL after `graceMs`). */
+  stop(graceMs?: number): Promise<void>;
+}
+
+/** Starts `script` (a path relative to bench/) with `args`; resolves once it printed its first line. */
+export async function startPeer(script: string, args: readonly string[], startTimeoutMs = 30_000): Promise<Peer> {
+  const profile = process.env['KEEL_BENCH_PROFILE'];
+  const nodeFlags = profile === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${profile}`];
+  const child: ChildProcess = spawn(
+    TSX,
+    [...nodeFlags, '--conditions=keel-source', new URL(script, import.meta.url).pathname, ...args],
+    { stdio: ['pipe', 'pipe', 'inherit'] },
+  );
+  const exited = once(child, 'exit');
+  const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
+  const stop = async (graceMs = 10_000): Promise<void> => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.stdin?.end();
+    const timer = setTimeout(() => child.kill('SIGKILL'), graceMs);
+    await exited;
+    clearTimeout(timer);
+  };
+  let timer: NodeJS.Timeout | undefined;
+  const first = await Promise.race([
+    lines.next(),
+    new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), startTimeoutMs);
+    }),
+    exited.then(() => 'exited' as const),
+  ]);
+  clearTimeout(timer);
+  if (first === 'timeout' || first === 'exited' || first.done === true) {
+    await stop(0);
+    throw new Error(`benchmark peer ${script} ${args.join(' ')} did not start (${first === 'timeout' ? 'timed out' : 'it exited'})`);
+  }
+  return { lines, stop };
+}
