@@ -100,17 +100,39 @@ function reason(error: unknown): string {
 
 const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
 
-/** One outgoing call waiting for its reply. */
-interface PendingCall extends DeadlineEntry {
-  readonly token: string;
-  readonly address: OperationAddress;
-  readonly context: CallContext;
-  readonly startedAt: number;
-  readonly resolve: (value: unknown) => void;
-  readonly reject: (error: unknown) => void;
-  readonly signal: AbortSignal | undefined;
-  onAbort: (() => void) | undefined;
+/** What a pending call needs from its transport when its deadline passes. */
+interface CallOwner {
+  expired(call: PendingCall): void;
 }
+
+/**
+ * One outgoing call waiting for its reply. A class rather than an object literal with closures:
+ * a call allocates one object and no function (under tsx, esbuild's keepNames would also wrap
+ * every named closure made per call).
+ */
+class PendingCall implements DeadlineEntry {
+  readonly deadline: number;
+  readonly startedAt = Date.now();
+  resolve: (value: unknown) => void = ignore;
+  reject: (error: unknown) => void = ignore;
+  onAbort: (() => void) | undefined;
+
+  constructor(
+    readonly owner: CallOwner,
+    readonly token: string,
+    readonly address: OperationAddress,
+    readonly context: CallContext,
+    readonly signal: AbortSignal | undefined,
+  ) {
+    this.deadline = context.deadline;
+  }
+
+  expire(): void {
+    this.owner.expired(this);
+  }
+}
+
+function ignore(): void {}
 
 /** Counts work in flight; resolves waiters when it drops to zero. */
 class InFlight {
@@ -311,43 +333,38 @@ class NatsTransport implements Transport {
     const limit = this.#maxPayload;
     if (data.length > limit) return Promise.reject(this.#tooLarge(`The input of ${label}`, data.length, limit, context.correlationId));
     const token = (this.#nextToken++).toString(36);
-    return new Promise<unknown>((resolve, reject) => {
-      const call: PendingCall = {
-        token,
-        address,
-        context,
-        deadline: context.deadline,
-        startedAt: Date.now(),
-        resolve,
-        reject,
-        signal,
-        onAbort: undefined,
-        expire: () => {
-          this.#pending.delete(token);
-          this.#afterSettle(call);
-          reject(timeoutError(address, context, context.deadline - call.startedAt));
-        },
-      };
-      try {
-        this.#nc.publish(this.#subjects.operation(address.contract, address.operation), data, {
-          reply: `${this.#inbox}.${token}`,
-          headers: callHeaders(address, context),
-        });
-      } catch (error) {
-        reject(this.#publishError(error, `The input of ${label}`, data.length, context.correlationId));
-        return;
-      }
-      this.#pending.set(token, call);
-      this.#deadlines.add(call);
-      if (signal !== undefined) {
-        call.onAbort = () => {
-          if (!this.#pending.has(token)) return;
-          this.#settle(call);
-          reject(cancelledError(address, context, signal.reason));
-        };
-        signal.addEventListener('abort', call.onAbort, { once: true });
-      }
+    const call = new PendingCall(this, token, address, context, signal);
+    const answer = new Promise<unknown>((resolve, reject) => {
+      call.resolve = resolve;
+      call.reject = reject;
     });
+    try {
+      this.#nc.publish(this.#subjects.operation(address.contract, address.operation), data, {
+        reply: `${this.#inbox}.${token}`,
+        headers: callHeaders(address, context),
+      });
+    } catch (error) {
+      call.reject(this.#publishError(error, `The input of ${label}`, data.length, context.correlationId));
+      return answer;
+    }
+    this.#pending.set(token, call);
+    this.#deadlines.add(call);
+    if (signal !== undefined) {
+      call.onAbort = () => {
+        if (!this.#pending.has(token)) return;
+        this.#settle(call);
+        call.reject(cancelledError(address, context, signal.reason));
+      };
+      signal.addEventListener('abort', call.onAbort, { once: true });
+    }
+    return answer;
+  }
+
+  /** A pending call's deadline passed (the scheduler already forgot it). */
+  expired(call: PendingCall): void {
+    this.#pending.delete(call.token);
+    this.#afterSettle(call);
+    call.reject(timeoutError(call.address, call.context, call.context.deadline - call.startedAt));
   }
 
   #tooLarge(what: string, size: number, limit: number, correlationId: string | undefined): KeelError {
@@ -392,9 +409,9 @@ class NatsTransport implements Transport {
     if (call === undefined) return; // late answer to a call that already timed out or was cancelled
     this.#settle(call);
     const { address, context } = call;
-    const label = `${address.contract}.${address.operation}`;
     const replyHeaders = msg.headers;
     if (replyHeaders !== undefined) {
+      const label = `${address.contract}.${address.operation}`;
       if (replyHeaders.code === 503) {
         call.reject(noRespondersError(address, context, `on NATS (subject ${this.#subjects.operation(address.contract, address.operation)})`));
         return;
@@ -418,10 +435,11 @@ class NatsTransport implements Transport {
       output = decodeJson(msg.data);
     } catch (cause) {
       call.reject(
-        new KeelError(KeelErrorCode.INTERNAL, `${label} answered with bytes that are not JSON; the callee does not follow the keel wire protocol.`, {
-          correlationId: context.correlationId,
-          cause,
-        }),
+        new KeelError(
+          KeelErrorCode.INTERNAL,
+          `${address.contract}.${address.operation} answered with bytes that are not JSON; the callee does not follow the keel wire protocol.`,
+          { correlationId: context.correlationId, cause },
+        ),
       );
       return;
     }
