@@ -26,3 +26,4 @@ export {
   type NatsTransportOptions,
 } from './options.js';
 export { DECLARED_ERROR_CODES, Header, SERVICE_ERROR_CODES, Subjects } from './wire.js';
+export { ENDPOINT_STATS_TYPE, isEndpointStatsData, type EndpointStatsData } from './endpoint-stats.js';

@@ -55,7 +55,9 @@ import {
   type StreamConfig,
   type Subscription,
 } from 'nats';
+import { performance } from 'node:perf_hooks';
 import { z } from 'zod';
+import { EndpointCounters } from './endpoint-stats.js';
 import { callHeaders, eventHeaders, readEventHeaders, readRequestHeaders, sameMajor } from './headers.js';
 import { connectionOptions, redactUrl, resolveOptions, type NatsTransportOptions, type ResolvedNatsOptions } from './options.js';
 import { Header, Subjects, decodeJson, encodeJson, headerValue, serviceErrorCode } from './wire.js';
@@ -470,12 +472,15 @@ class NatsTransport implements Transport {
     const contract = module.contract;
     if (this.#closing !== undefined) throw this.#unavailable(`Cannot serve module "${contract.name}"`);
     const served: Served = { module, label: contract.name, inFlight: new InFlight(), service: undefined };
+    // The client's own counters miss asynchronous answers: each endpoint's `data` carries keel's (endpoint-stats.ts).
+    const countersBySubject = new Map<string, EndpointCounters>();
     const service = await this.#nc.services.add({
       name: contract.name,
       version: contract.version,
       description: contract.description ?? `keel module ${contract.name}`,
       queue: contract.name,
       metadata: { 'keel.prefix': this.#options.prefix, 'keel.protocol': '1' },
+      statsHandler: (endpoint) => Promise.resolve(countersBySubject.get(endpoint.subject)?.report() ?? null),
     });
     served.service = service;
     const group = service.addGroup(this.#subjects.module(contract.name), contract.name);
@@ -488,8 +493,10 @@ class NatsTransport implements Transport {
       };
       if (definition.timeoutMs !== undefined) metadata['timeout_ms'] = String(definition.timeoutMs);
       if (definition.description !== undefined) metadata['description'] = definition.description;
+      const counters = new EndpointCounters();
+      countersBySubject.set(this.#subjects.operation(contract.name, operation), counters);
       group.addEndpoint(operation, {
-        handler: (error, msg) => this.#onRequest(served, operation, error, msg),
+        handler: (error, msg) => this.#onRequest(served, operation, counters, error, msg),
         metadata,
         queue: contract.name,
       });
@@ -527,7 +534,8 @@ class NatsTransport implements Transport {
     }
   }
 
-  #onRequest(served: Served, operation: string, error: NatsError | null, msg: ServiceMsg): void {
+  #onRequest(served: Served, operation: string, counters: EndpointCounters, error: NatsError | null, msg: ServiceMsg): void {
+    const startedAt = performance.now();
     const contract = served.module.contract;
     const target = `${contract.name}.${operation}`;
     if (error !== null) {
@@ -554,12 +562,13 @@ class NatsTransport implements Transport {
       }
     } catch (failure) {
       const keel = failure as KeelError;
-      this.#respondError(msg, served, operation, {
+      this.#respondError(msg, served, operation, counters, {
         type: 'keel',
         code: keel.code,
         message: keel.message,
         ...(keel.correlationId === undefined ? {} : { correlationId: keel.correlationId }),
       });
+      counters.answered(startedAt);
       served.inFlight.end();
       return;
     }
@@ -567,11 +576,13 @@ class NatsTransport implements Transport {
     const address: OperationAddress = { contract: contract.name, version: request.version, operation };
     served.module.dispatch(address, input, context, false).then(
       (output) => {
-        this.#respond(msg, served, operation, output, context);
+        this.#respond(msg, served, operation, counters, output, context);
+        counters.answered(startedAt);
         served.inFlight.end();
       },
       (failure: unknown) => {
-        this.#respondError(msg, served, operation, this.#envelopeOf(failure, target, context));
+        this.#respondError(msg, served, operation, counters, this.#envelopeOf(failure, target, context));
+        counters.answered(startedAt);
         served.inFlight.end();
       },
     );
@@ -588,13 +599,13 @@ class NatsTransport implements Transport {
     };
   }
 
-  #respond(msg: ServiceMsg, served: Served, operation: string, output: unknown, context: CallContext): void {
+  #respond(msg: ServiceMsg, served: Served, operation: string, counters: EndpointCounters, output: unknown, context: CallContext): void {
     const data = encodeJson(output);
     const limit = this.#maxPayload;
     if (data.length > limit) {
       const error = this.#tooLarge(`The output of ${served.label}.${operation}`, data.length, limit, context.correlationId);
       this.#logger.error({ operation: `${served.label}.${operation}`, size: data.length, limit, correlationId: context.correlationId }, error.message);
-      this.#respondError(msg, served, operation, {
+      this.#respondError(msg, served, operation, counters, {
         type: 'keel',
         code: error.code,
         message: error.message,
@@ -606,13 +617,15 @@ class NatsTransport implements Transport {
     try {
       msg.respond(data);
     } catch (error) {
+      counters.failed(headerValue(`reply not sent: ${reason(error)}`));
       this.#logger.warn({ err: error, operation: `${served.label}.${operation}`, correlationId: context.correlationId }, 'could not send a reply');
     }
   }
 
-  #respondError(msg: ServiceMsg, served: Served, operation: string, envelope: ErrorEnvelope): void {
+  #respondError(msg: ServiceMsg, served: Served, operation: string, counters: EndpointCounters, envelope: ErrorEnvelope): void {
     const code = serviceErrorCode(envelope, served.module.contract, operation);
     const description = headerValue(`${envelope.code}: ${envelope.message}`);
+    counters.failed(description);
     try {
       try {
         msg.respondError(code, description, encodeJson(envelope));

@@ -1,0 +1,109 @@
+/**
+ * keel's own counters for each endpoint (operation) of a module served on NATS, reported as
+ * the endpoint's `data` in `$SRV.STATS` through the service's `statsHandler`.
+ *
+ * Why not the standard fields: the `nats` client (v2) times only the synchronous part of an
+ * endpoint handler and counts an error only when the handler throws. keel's handler hands the
+ * request to the module and answers later, failures included, as error replies; so the
+ * standard `num_errors` stays 0 and `processing_time` near 0. The client offers no public way
+ * to record an outcome after the handler returned, so keel counts the whole call itself.
+ * docs/wire-protocol.md ("Statistics") describes both sets of fields.
+ */
+import { performance } from 'node:perf_hooks';
+
+/**
+ * The `type` of keel's endpoint statistics, so readers can tell them from other `data`.
+ *
+ * @example
+ * ```ts
+ * const stats = (await nc.request('$SRV.STATS.catalog')).json<ServiceStats>();
+ * const keel = stats.endpoints?.filter((endpoint) => isEndpointStatsData(endpoint.data));
+ * ENDPOINT_STATS_TYPE; // 'io.keel.endpoint_stats.v1'
+ * ```
+ */
+export const ENDPOINT_STATS_TYPE = 'io.keel.endpoint_stats.v1';
+
+/**
+ * The `data` of one endpoint in `$SRV.STATS` for a keel module: the standard field names,
+ * measured over the whole call, from the moment the request reaches keel's endpoint handler
+ * until its reply (success or error) has been handed to the NATS client.
+ *
+ * @example
+ * ```ts
+ * const translate = stats.endpoints?.find((endpoint) => endpoint.name === 'translate');
+ * if (isEndpointStatsData(translate?.data)) {
+ *   console.log(translate.data.num_errors, translate.data.average_processing_time / 1e6, 'ms');
+ * }
+ * ```
+ */
+export interface EndpointStatsData {
+  readonly type: typeof ENDPOINT_STATS_TYPE;
+  /** Requests answered (with an output or an error reply). Requests still running are not counted yet. */
+  readonly num_requests: number;
+  /** Answers that were error replies (`Nats-Service-Error-Code` set): declared errors included. */
+  readonly num_errors: number;
+  /** `Nats-Service-Error` of the last error reply (`CODE: message`), when there was one. */
+  readonly last_error?: string;
+  /** Total time of the answered requests, in nanoseconds. */
+  readonly processing_time: number;
+  /** `processing_time / num_requests`, rounded, in nanoseconds (0 before the first answer). */
+  readonly average_processing_time: number;
+}
+
+/**
+ * True when `value` is keel's {@link EndpointStatsData} (the `data` of an endpoint in `$SRV.STATS`).
+ *
+ * @example
+ * ```ts
+ * for (const endpoint of stats.endpoints ?? []) {
+ *   const errors = isEndpointStatsData(endpoint.data) ? endpoint.data.num_errors : endpoint.num_errors;
+ * }
+ * ```
+ */
+export function isEndpointStatsData(value: unknown): value is EndpointStatsData {
+  if (typeof value !== 'object' || value === null) return false;
+  const data = value as Record<string, unknown>;
+  return (
+    data['type'] === ENDPOINT_STATS_TYPE &&
+    typeof data['num_requests'] === 'number' &&
+    typeof data['num_errors'] === 'number' &&
+    typeof data['processing_time'] === 'number' &&
+    typeof data['average_processing_time'] === 'number'
+  );
+}
+
+/**
+ * The counters of one endpoint. Updated once per answered request with plain numbers (no
+ * allocation); {@link EndpointCounters.report} builds the `data` object only when asked.
+ */
+export class EndpointCounters {
+  requests = 0;
+  errors = 0;
+  /** Total processing time in milliseconds (fractional, from `performance.now()`). */
+  processingMs = 0;
+  lastError: string | undefined = undefined;
+
+  /** A request was answered; `startedAt` is the `performance.now()` of its arrival. */
+  answered(startedAt: number): void {
+    this.requests += 1;
+    this.processingMs += performance.now() - startedAt;
+  }
+
+  /** The answer is an error reply (or the reply could not be sent), described by `description`. */
+  failed(description: string): void {
+    this.errors += 1;
+    this.lastError = description;
+  }
+
+  report(): EndpointStatsData {
+    const processing = Math.round(this.processingMs * 1e6);
+    return {
+      type: ENDPOINT_STATS_TYPE,
+      num_requests: this.requests,
+      num_errors: this.errors,
+      ...(this.lastError === undefined ? {} : { last_error: this.lastError }),
+      processing_time: processing,
+      average_processing_time: this.requests > 0 ? Math.round(processing / this.requests) : 0,
+    };
+  }
+}
