@@ -1,4 +1,6 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -50,8 +52,11 @@ const greeter = defineContract({
   operations: {
     hello: operation({ input: z.object({ name: z.string() }), output: z.object({ text: z.string() }), errors: [Refused] }),
     bye: operation({ input: z.object({ name: z.string() }), output: z.object({ text: z.string() }) }),
+    nap: operation({ input: z.object({ ms: z.number() }), output: z.object({ tookMs: z.number() }) }),
   },
 });
+
+const NAP_MS = 30;
 
 const manifest: AnyModule[] = [
   defineModule({
@@ -63,6 +68,11 @@ const manifest: AnyModule[] = [
           return { text: `hello ${name}` };
         },
         bye: ({ name }) => ({ text: `bye ${name}` }),
+        nap: async ({ ms }) => {
+          const started = performance.now();
+          await sleep(ms);
+          return { tookMs: performance.now() - started };
+        },
       },
     }),
   }),
@@ -75,6 +85,7 @@ describe('tooling - status', () => {
   let legacy: Service;
   const transports: Transport[] = [];
   const kernels: Kernel[] = [];
+  let napMs = 0;
 
   const boot = async (host: string[], modules: readonly AnyModule[] = manifest, prefix = 'keel'): Promise<Kernel> => {
     const transport = await createNatsTransport({ servers: server.url, prefix, logger: silentLogger });
@@ -94,6 +105,7 @@ describe('tooling - status', () => {
     for (let index = 0; index < 5; index++) await client.hello({ name: `n${index}` });
     await client.bye({ name: 'n' });
     await expect(client.hello({ name: 'nobody' })).rejects.toBeInstanceOf(Refused);
+    napMs = (await client.nap({ ms: NAP_MS })).tookMs;
 
     // A NATS service keel did not register, through the raw client.
     raw = await connect({ servers: server.url });
@@ -121,14 +133,39 @@ describe('tooling - status', () => {
     expect(report.ok).toBe(true);
     expect(report.modules.map((module) => module.name)).toEqual(['greeter']);
     const [module] = report.modules;
-    expect(module).toMatchObject({ name: 'greeter', keel: true, versions: ['1.4.0'], requests: 7 });
+    expect(module).toMatchObject({ name: 'greeter', keel: true, versions: ['1.4.0'], requests: 8 });
     expect(module?.instances).toHaveLength(2);
     expect(module?.instances.map((instance) => instance.operations)).toEqual([
-      ['bye', 'hello'],
-      ['bye', 'hello'],
+      ['bye', 'hello', 'nap'],
+      ['bye', 'hello', 'nap'],
     ]);
     expect(module?.instances.every((instance) => instance.prefix === 'keel' && instance.uptimeMs !== undefined)).toBe(true);
     expect(module?.averageMs).toBeTypeOf('number');
+  });
+
+  it('tooling - status counts error replies and whole-call processing time from keel counters', async () => {
+    const report = await readStatus(connection, { prefix: 'keel' });
+    const [module] = report.modules;
+    // The declared REFUSED error is an error reply: the `nats` client's own num_errors misses it.
+    expect(module?.errors).toBe(1);
+    expect(module?.instances.every((instance) => instance.counters === 'keel')).toBe(true);
+    expect(module?.instances.map((instance) => instance.lastError).filter((text) => text !== undefined)).toEqual([
+      expect.stringMatching(/^REFUSED: /),
+    ]);
+    const totalMs = module?.instances.reduce((sum, instance) => sum + instance.processingMs, 0) ?? 0;
+    expect(totalMs).toBeGreaterThanOrEqual(napMs - 0.001);
+    expect(totalMs).toBeGreaterThanOrEqual(NAP_MS - 1);
+    expect(module?.averageMs).toBeCloseTo(totalMs / 8, 6);
+  });
+
+  it('tooling - status command shows the errors and average time of keel modules', async () => {
+    const { code, stdout } = await keel(['status', '--nats', server.url, '--prefix', 'keel']);
+    expect(code).toBe(0);
+    const row = /^greeter\s+2\s+1\.4\.0\s+\S+(?: \S+)?\s+8\s+1\s+(\S+)$/m.exec(stdout);
+    expect(row, stdout).not.toBeNull();
+    const average = row?.[1] ?? '';
+    const averageMs = Number.parseFloat(average) / (average.endsWith('µs') ? 1_000 : 1);
+    expect(averageMs).toBeGreaterThanOrEqual((NAP_MS - 2) / 8);
   });
 
   it('tooling - status shows services keel did not register only when asked', async () => {
@@ -140,6 +177,8 @@ describe('tooling - status', () => {
       ['legacy', false],
     ]);
     expect(report.modules[3]).toMatchObject({ versions: ['0.3.0'], requests: 1 });
+    // Without keel's counters in `data`, the standard fields are used.
+    expect(report.modules[3]?.instances.map((instance) => instance.counters)).toEqual(['nats']);
   });
 
   it('tooling - status fails when an expected module has no instance', async () => {
@@ -148,7 +187,7 @@ describe('tooling - status', () => {
     expect(report.missing).toEqual(['ledger']);
     const text = formatStatusReport(report);
     expect(text).toMatch(/^MODULE\s+INSTANCES\s+VERSION\s+UPTIME\s+REQUESTS\s+ERRORS\s+AVG TIME$/m);
-    expect(text).toMatch(/^greeter\s+2\s+1\.4\.0\s+\S+( \S+)?\s+7\s+\d+\s+\S+$/m);
+    expect(text).toMatch(/^greeter\s+2\s+1\.4\.0\s+\S+( \S+)?\s+8\s+1\s+\S+$/m);
     expect(text).toMatch(/^ledger\s+0\s+-\s+-\s+-\s+-\s+-\s+← expected, but no instance answers$/m);
     expect(text).toContain(`keel status: ledger has no running instance on 127.0.0.1:${server.port}`);
   });

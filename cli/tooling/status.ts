@@ -2,13 +2,19 @@
  * `keel status`: finds the running modules through the NATS service API — `$SRV.PING` to
  * discover instances, `$SRV.INFO` for what they serve, `$SRV.STATS` for their counters — and
  * sums them per module. Any NATS tool sees the same data (`nats micro ls`); keel only reads it.
+ *
+ * Counters: keel modules put their own per-endpoint counters in the endpoint's `data` (the
+ * standard fields of the `nats` client miss asynchronous answers; docs/wire-protocol.md,
+ * "Statistics"). They are preferred where present; other services report the standard fields.
  */
 import { readFileSync } from 'node:fs';
+import { isEndpointStatsData } from 'keel/nats';
 import {
   RequestStrategy,
   connect,
   credsAuthenticator,
   type ConnectionOptions,
+  type NamedEndpointStats,
   type NatsConnection,
   type ServiceIdentity,
   type ServiceInfo,
@@ -37,6 +43,36 @@ export interface InstanceStatus {
   /** The keel subject prefix it serves under, for keel modules. */
   readonly prefix: string | undefined;
   readonly lastError: string | undefined;
+  /**
+   * Where requests, errors and processing time come from: `keel` — the keel adapter's own
+   * counters (each endpoint's `data`), measured over whole calls; `nats` — the standard fields
+   * of `$SRV.STATS` (services keel did not register, or keel versions without its counters).
+   */
+  readonly counters: 'keel' | 'nats';
+}
+
+interface EndpointCounts {
+  readonly requests: number;
+  readonly errors: number;
+  readonly processingNs: number;
+  readonly lastError: string | undefined;
+  /** True when the counts are keel's own (the endpoint's `data`). */
+  readonly keel: boolean;
+}
+
+/** An endpoint's counters: keel's own when its `data` carries them, the standard fields otherwise. */
+function countersOf(endpoint: NamedEndpointStats): EndpointCounts {
+  const data = endpoint.data;
+  if (isEndpointStatsData(data)) {
+    return { requests: data.num_requests, errors: data.num_errors, processingNs: data.processing_time, lastError: data.last_error, keel: true };
+  }
+  return {
+    requests: endpoint.num_requests ?? 0,
+    errors: endpoint.num_errors ?? 0,
+    processingNs: endpoint.processing_time ?? 0,
+    lastError: endpoint.last_error,
+    keel: false,
+  };
 }
 
 /** One module (NATS service name) and its instances. */
@@ -176,21 +212,22 @@ export async function readStatus(connection: NatsConnection, options: StatusOpti
     const prefix = metadata[KEEL_SERVICE_METADATA.PREFIX];
     if (!keel && !settings.all) continue;
     if (keel && settings.prefix !== undefined && prefix !== settings.prefix) continue;
-    const endpoints = stat?.endpoints ?? [];
+    const endpoints = (stat?.endpoints ?? []).map(countersOf);
     const started = stat?.started;
     const startedAt = started === undefined ? Number.NaN : Date.parse(started);
-    const lastError = endpoints.map((endpoint) => endpoint.last_error).find((text) => text !== undefined && text !== '');
+    const lastError = endpoints.map((endpoint) => endpoint.lastError).find((text) => text !== undefined && text !== '');
     const instance: InstanceStatus = {
       id: identity.id,
       version: identity.version,
       started,
       uptimeMs: Number.isNaN(startedAt) ? undefined : Math.max(0, now - startedAt),
-      requests: endpoints.reduce((sum, endpoint) => sum + (endpoint.num_requests ?? 0), 0),
-      errors: endpoints.reduce((sum, endpoint) => sum + (endpoint.num_errors ?? 0), 0),
-      processingMs: endpoints.reduce((sum, endpoint) => sum + (endpoint.processing_time ?? 0), 0) / 1e6,
+      requests: endpoints.reduce((sum, endpoint) => sum + endpoint.requests, 0),
+      errors: endpoints.reduce((sum, endpoint) => sum + endpoint.errors, 0),
+      processingMs: endpoints.reduce((sum, endpoint) => sum + endpoint.processingNs, 0) / 1e6,
       operations: (info?.endpoints ?? []).map((endpoint) => endpoint.name).sort(),
       prefix,
       lastError,
+      counters: keel && endpoints.every((endpoint) => endpoint.keel) ? 'keel' : 'nats',
     };
     const entry = byName.get(identity.name) ?? { keel, instances: [] };
     entry.instances.push(instance);
