@@ -2,10 +2,11 @@
  * The other process of the NATS benchmark. `tsx --conditions=keel-source bench/nats-peer.ts <mode> <url>`:
  * - `keel`: a kernel hosting `pricing` and `tally` over the NATS transport;
  * - `raw`: a plain nats client answering the same quote and counting the same events.
- * Prints `ready` once serving, and exits when its stdin closes.
+ * Prints `ready` once serving, answers `cpu` on stdin with its CPU time, and exits when its stdin closes.
  */
 import { createKernel, silentLogger } from 'keel';
 import { createNatsTransport } from 'keel/nats';
+import { createInterface } from 'node:readline';
 import { connect, type Msg, type NatsError } from 'nats';
 import { Counter, RAW_SUBJECTS, pricingModule, quote, tallyModule, tickerModule } from './nats-fixture.js';
 
@@ -70,8 +71,15 @@ if (mode === 'keel') {
   stop = () => nc.drain();
 }
 
-process.stdin.resume();
-process.stdin.once('end', () => {
+// Commands on stdin, one per line: `cpu` answers this process's CPU time so far (µs, user + system).
+const commands = createInterface({ input: process.stdin });
+commands.on('line', (line) => {
+  if (line.trim() === 'cpu') {
+    const { user, system } = process.cpuUsage();
+    process.stdout.write(`${user + system}\n`);
+  }
+});
+commands.once('close', () => {
   void stop().finally(() => process.exit(0));
 });
 process.stdout.write('ready\n');

@@ -10,7 +10,7 @@ import { createNatsTransport } from 'keel/nats';
 import { connect, createInbox, type Msg, type NatsConnection, type NatsError } from 'nats';
 import { startNatsServer } from '../test/support/nats-server.js';
 import { QUOTE_INPUT, RAW_SUBJECTS, TICK_PAYLOAD, pricing, pricingModule, tally, tallyModule, tickerModule } from './nats-fixture.js';
-import { startPeer } from './peer.js';
+import { startPeer, type Peer } from './peer.js';
 import { concurrent, latencies, rate, sequential } from './support.js';
 
 const encoder = new TextEncoder();
@@ -89,6 +89,35 @@ async function interleaved(rounds: number, cases: Cases): Promise<Record<string,
   return medians;
 }
 
+/** CPU time per operation (µs) in this process and in the peer on the other side, per case. */
+class CpuMeter {
+  readonly #samples = new Map<string, { here: number[]; peer: number[] }>();
+
+  /** Runs `run` (which performs `count` operations) and records the CPU both processes spent. */
+  async measure(name: string, peer: Peer, count: number, run: () => Promise<number>): Promise<number> {
+    const peerBefore = Number(await peer.ask('cpu'));
+    const hereBefore = process.cpuUsage();
+    const result = await run();
+    const here = process.cpuUsage(hereBefore);
+    const peerAfter = Number(await peer.ask('cpu'));
+    let samples = this.#samples.get(name);
+    if (samples === undefined) {
+      samples = { here: [], peer: [] };
+      this.#samples.set(name, samples);
+    }
+    samples.here.push((here.user + here.system) / count);
+    samples.peer.push((peerAfter - peerBefore) / count);
+    return result;
+  }
+
+  /** Median µs per operation here and in the peer. */
+  perOperation(name: string): { here: number; peer: number } {
+    const samples = this.#samples.get(name);
+    const middle = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? 0;
+    return samples === undefined ? { here: 0, peer: 0 } : { here: middle(samples.here), peer: middle(samples.peer) };
+  }
+}
+
 function ratio(value: number, baseline: number): string {
   return `${(value / baseline).toFixed(2)}×`;
 }
@@ -103,6 +132,8 @@ export async function benchNats(): Promise<{ markdown: string; summary: Record<s
   const transports: Transport[] = [];
   const connections: NatsConnection[] = [];
   const peers = await Promise.all([startPeer('nats-peer.ts', ['keel', server.url]), startPeer('nats-peer.ts', ['raw', server.url])]);
+  const [keelPeer, rawPeer] = peers as [Peer, Peer];
+  const cpu = new CpuMeter();
   try {
     // keel: this process is a pure client kernel; pricing and tally run in the keel peer.
     const ticker = tickerModule();
@@ -143,9 +174,9 @@ export async function benchNats(): Promise<{ markdown: string; summary: Record<s
       keel: () => sequential(SEQUENTIAL_CALLS, keelCall),
     });
     const conc = await interleaved(ROUNDS, {
-      raw: () => concurrent(CONCURRENT_CALLS, CONCURRENCY, rawRequest),
-      muxed: () => concurrent(CONCURRENT_CALLS, CONCURRENCY, handMuxed),
-      keel: () => concurrent(CONCURRENT_CALLS, CONCURRENCY, keelCall),
+      raw: () => cpu.measure('raw', rawPeer, CONCURRENT_CALLS, () => concurrent(CONCURRENT_CALLS, CONCURRENCY, rawRequest)),
+      muxed: () => cpu.measure('muxed', rawPeer, CONCURRENT_CALLS, () => concurrent(CONCURRENT_CALLS, CONCURRENCY, handMuxed)),
+      keel: () => cpu.measure('keel', keelPeer, CONCURRENT_CALLS, () => concurrent(CONCURRENT_CALLS, CONCURRENCY, keelCall)),
     });
     const p50: Record<string, number> = {};
     const p99: Record<string, number> = {};
@@ -166,15 +197,16 @@ export async function benchNats(): Promise<{ markdown: string; summary: Record<s
     // large chunks; "one at a time": the publisher awaits each (keel: each emit; raw: a microtask),
     // so the nats client flushes each message on its own, as a handler emitting one event does.
     const lost: Record<string, number> = {};
-    const timed = async (name: string, expect: () => Promise<unknown>, publishAll: () => Promise<void>, waitFor: () => Promise<number>) => {
-      await expect();
-      const started = process.hrtime.bigint();
-      await publishAll();
-      const received = await waitFor();
-      const elapsed = Number(process.hrtime.bigint() - started) / 1e9;
-      lost[name] = Math.max(lost[name] ?? 0, EVENTS - received);
-      return received / elapsed;
-    };
+    const timed = (name: string, expect: () => Promise<unknown>, publishAll: () => Promise<void>, waitFor: () => Promise<number>) =>
+      cpu.measure(`events:${name}`, name.startsWith('keel') ? keelPeer : rawPeer, EVENTS, async () => {
+        await expect();
+        const started = process.hrtime.bigint();
+        await publishAll();
+        const received = await waitFor();
+        const elapsed = Number(process.hrtime.bigint() - started) / 1e9;
+        lost[name] = Math.max(lost[name] ?? 0, EVENTS - received);
+        return received / elapsed;
+      });
     const keelExpect = () => tallyClient.expect({ count: EVENTS });
     const keelWait = async () => (await tallyClient.waitFor({ waitMs: 30_000 }, { timeoutMs: 40_000 })).received;
     const rawExpect = () => nc.request(RAW_SUBJECTS.expect, encoder.encode(JSON.stringify({ count: EVENTS })), { timeout: 10_000 });
@@ -216,8 +248,15 @@ export async function benchNats(): Promise<{ markdown: string; summary: Record<s
     const targetMuxed = keelConc >= 0.9 * muxedConc;
     const targetLatency = p50['keel']! <= 1.1 * p50['raw']!;
     const machineScale = muxedConc / ISSUE.handMuxed;
-    const row = (name: string, label: string): string =>
-      `| ${label} | ${rate(seq[name]!)} | ${p50[name]!.toFixed(0)} / ${p99[name]!.toFixed(0)} µs | ${rate(conc[name]!)} |`;
+    const micros = (value: number): string => value.toFixed(1);
+    const row = (name: string, label: string): string => {
+      const { here, peer } = cpu.perOperation(name);
+      return `| ${label} | ${rate(seq[name]!)} | ${p50[name]!.toFixed(0)} / ${p99[name]!.toFixed(0)} µs | ${rate(conc[name]!)} | ${micros(here)} + ${micros(peer)} µs |`;
+    };
+    const eventCpu = (name: string): string => {
+      const { here, peer } = cpu.perOperation(`events:${name}`);
+      return `${micros(here)} + ${micros(peer)} µs`;
+    };
     const markdown = [
       '### Remote call over NATS vs raw nats (callee in another process)',
       '',
@@ -230,10 +269,12 @@ export async function benchNats(): Promise<{ markdown: string; summary: Record<s
       'request with a timer per request), and a hand-written muxed request (one reply subscription,',
       'a map of pending requests, no timer). A local nats-server on loopback carries everything.',
       `Medians of ${ROUNDS} interleaved rounds (${SEQUENTIAL_CALLS} sequential / ${CONCURRENT_CALLS} calls at ${CONCURRENCY} in flight);`,
-      `latency: the median round of 3 × ${LATENCY_SAMPLES} sequential calls.`,
+      `latency: the median round of 3 × ${LATENCY_SAMPLES} sequential calls. CPU per call: user + system time of the calling`,
+      'process and of the answering process over a 64-concurrent round, divided by the calls (nats-server not included);',
+      'on a shared 2-core machine the CPU the two ends spend per call is what bounds throughput.',
       '',
-      '| case | sequential | p50 / p99 latency | 64 concurrent |',
-      '|---|---|---|---|',
+      '| case | sequential | p50 / p99 latency | 64 concurrent | CPU per call at 64 concurrent: caller + callee |',
+      '|---|---|---|---|---|',
       row('raw', 'raw `nc.request`'),
       row('muxed', 'hand-muxed raw publish'),
       row('keel', 'keel call'),
@@ -261,10 +302,10 @@ export async function benchNats(): Promise<{ markdown: string; summary: Record<s
       '"one at a time": each publish awaited (keel: `await emit`; raw: a microtask), so each is flushed on its own,',
       'as when a handler emits one event. Medians of 3 interleaved rounds.',
       '',
-      '| publishing | raw publish/subscribe | keel notification events | keel vs raw |',
-      '|---|---|---|---|',
-      `| batched (all publishes in one go) | ${rate(events['rawBatched']!)} | ${rate(events['keelBatched']!)} | ${ratio(events['keelBatched']!, events['rawBatched']!)} |`,
-      `| one at a time (each awaited) | ${rate(events['rawEach']!)} | ${rate(events['keelEach']!)} | ${ratio(events['keelEach']!, events['rawEach']!)} |`,
+      '| publishing | raw publish/subscribe | keel notification events | keel vs raw | CPU per event, publisher + subscriber: raw / keel |',
+      '|---|---|---|---|---|',
+      `| batched (all publishes in one go) | ${rate(events['rawBatched']!)} | ${rate(events['keelBatched']!)} | ${ratio(events['keelBatched']!, events['rawBatched']!)} | ${eventCpu('rawBatched')} / ${eventCpu('keelBatched')} |`,
+      `| one at a time (each awaited) | ${rate(events['rawEach']!)} | ${rate(events['keelEach']!)} | ${ratio(events['keelEach']!, events['rawEach']!)} | ${eventCpu('rawEach')} / ${eventCpu('keelEach')} |`,
       '',
       `Events lost (core NATS is at-most-once): ${Object.values(lost).reduce((a, b) => a + b, 0)} of ${EVENTS} per round at most.`,
       '',

@@ -1,7 +1,7 @@
 /**
  * Benchmark peers: a script run with `tsx --conditions=keel-source` in a second process, so
  * that what is measured crosses a process boundary. A peer prints `ready` (or any line) when
- * it serves, and exits when its stdin closes. `KEEL_BENCH_PROFILE=<dir>` runs peers with
+ * it serves, answers commands written to its stdin one line each, and exits when its stdin closes. `KEEL_BENCH_PROFILE=<dir>` runs peers with
  * `--cpu-prof` into that folder.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -12,8 +12,8 @@ const TSX = new URL('../node_modules/.bin/tsx', import.meta.url).pathname;
 
 /** A running peer process. */
 export interface Peer {
-  /** Lines the peer printed after `ready`. */
-  readonly lines: AsyncIterator<string>;
+  /** Sends one command line and resolves with the peer's next line of output. */
+  ask(command: string): Promise<string>;
   /** Closes its stdin and waits for it to exit (SIGKILL after `graceMs`). */
   stop(graceMs?: number): Promise<void>;
 }
@@ -49,5 +49,11 @@ export async function startPeer(script: string, args: readonly string[], startTi
     await stop(0);
     throw new Error(`benchmark peer ${script} ${args.join(' ')} did not start (${first === 'timeout' ? 'timed out' : 'it exited'})`);
   }
-  return { lines, stop };
+  const ask = async (command: string): Promise<string> => {
+    child.stdin!.write(`${command}\n`);
+    const answer = await lines.next();
+    if (answer.done === true) throw new Error(`benchmark peer ${script} exited instead of answering "${command}"`);
+    return answer.value;
+  };
+  return { ask, stop };
 }

@@ -184,26 +184,25 @@ export function readRequestHeaders(
     }
   }
   correlationId = correlationId === undefined || correlationId === '' ? newCorrelationId() : correlationId;
-  const refuse = (message: string): never => {
-    throw new KeelError(KeelErrorCode.INVALID_INPUT, `Request to ${target}: ${message} See docs/wire-protocol.md.`, {
-      correlationId,
-    });
-  };
-  if (version === undefined) refuse(`header ${Header.CONTRACT_VERSION} is missing; send the semver of the contract you were built against.`);
-  if (!VERSION_PATTERN.test(version as string)) refuse(`header ${Header.CONTRACT_VERSION} "${version}" is not a semver version such as 1.0.0.`);
+  if (version === undefined) {
+    refuse(target, correlationId, `header ${Header.CONTRACT_VERSION} is missing; send the semver of the contract you were built against.`);
+  }
+  if (!VERSION_PATTERN.test(version)) {
+    refuse(target, correlationId, `header ${Header.CONTRACT_VERSION} "${version}" is not a semver version such as 1.0.0.`);
+  }
   const now = Date.now();
   let end = now + defaultTimeoutMs;
   if (deadline !== undefined) {
-    if (!INTEGER_PATTERN.test(deadline)) refuse(`header ${Header.DEADLINE} "${deadline}" is not epoch milliseconds.`);
+    if (!INTEGER_PATTERN.test(deadline)) refuse(target, correlationId, `header ${Header.DEADLINE} "${deadline}" is not epoch milliseconds.`);
     end = Number(deadline);
   } else if (timeout !== undefined) {
     if (!INTEGER_PATTERN.test(timeout) || Number(timeout) <= 0) {
-      refuse(`header ${Header.TIMEOUT_MS} "${timeout}" is not a positive number of milliseconds.`);
+      refuse(target, correlationId, `header ${Header.TIMEOUT_MS} "${timeout}" is not a positive number of milliseconds.`);
     }
     end = now + Number(timeout);
   }
   return {
-    version: version as string,
+    version,
     context: {
       correlationId,
       traceparent: isTraceparent(traceparent) ? traceparent : undefined,
@@ -211,6 +210,11 @@ export function readRequestHeaders(
       deadline: end,
     },
   };
+}
+
+/** Refuses a request whose headers the callee cannot understand (a module-level function: no closure per request). */
+function refuse(target: string, correlationId: string, message: string): never {
+  throw new KeelError(KeelErrorCode.INVALID_INPUT, `Request to ${target}: ${message} See docs/wire-protocol.md.`, { correlationId });
 }
 
 /** Headers of one published event. */
