@@ -5,7 +5,7 @@
  */
 import type { AnyContract, AnyOperation, OperationInput, OperationOutput } from './contract.js';
 import { EXTERNAL_CALLER, currentContext, newCorrelationId, type CallContext } from './context.js';
-import { fromErrorEnvelope } from './envelope.js';
+import { fromErrorEnvelope, markCallError } from './envelope.js';
 import { KeelError, KeelErrorCode, validationError, type AnyErrorClass } from './errors.js';
 import { OK_OUTCOME, outcomeOf, type KernelObserver } from './observer.js';
 import { RemoteFailure, type OperationAddress, type Transport } from './transport.js';
@@ -42,6 +42,9 @@ export interface ClientOptions {
 
 /** Default deadline of a call, when neither the call nor the operation sets one. */
 export const DEFAULT_TIMEOUT_MS = 10_000;
+
+/** The longest deadline a call may ask for: the largest delay a Node.js timer supports (about 24.8 days). */
+export const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 
 /**
  * Builds a client of `contract` that calls through `transport`. The kernel builds these for
@@ -85,38 +88,51 @@ function makeCall(
   const label = `${contract.name}.${name}`;
 
   const rebuild = (error: unknown, context: CallContext): Error => {
-    if (error instanceof RemoteFailure) return fromErrorEnvelope(error.envelope, errorsByCode);
-    if (error instanceof Error) return error;
-    return new KeelError(KeelErrorCode.INTERNAL, `${label} failed: ${String(error)}`, {
-      correlationId: context.correlationId,
-    });
+    if (error instanceof RemoteFailure) return markCallError(fromErrorEnvelope(error.envelope, errorsByCode));
+    if (error instanceof Error) return markCallError(error);
+    return markCallError(
+      new KeelError(KeelErrorCode.INTERNAL, `${label} failed: ${String(error)}`, { correlationId: context.correlationId }),
+    );
   };
 
   const rebuildLocal = (error: unknown): Error =>
-    error instanceof RemoteFailure
-      ? fromErrorEnvelope(error.envelope, errorsByCode)
-      : error instanceof Error
-        ? error
-        : new KeelError(KeelErrorCode.INTERNAL, `${label} failed: ${String(error)}`);
+    markCallError(
+      error instanceof RemoteFailure
+        ? fromErrorEnvelope(error.envelope, errorsByCode)
+        : error instanceof Error
+          ? error
+          : new KeelError(KeelErrorCode.INTERNAL, `${label} failed: ${String(error)}`),
+    );
 
   const localOptions = { rebuildError: rebuildLocal };
 
   const checkOutput = (output: unknown, context: CallContext): unknown => {
     const checked = outputSchema.safeParse(output);
     if (checked.success) return checked.data;
-    throw new KeelError(
+    throw markCallError(new KeelError(
       KeelErrorCode.VERSION_MISMATCH,
       `${label} answered with output this caller's contract does not accept (${checked.error.message}). ` +
         'Caller and callee disagree on the contract; deploy matching versions.',
       { correlationId: context.correlationId, details: { issues: checked.error.issues } },
-    );
+    ));
   };
 
   // Not an async function: an in-process call to a synchronous handler costs two promises.
   return (input: unknown, options?: CallOptions): Promise<unknown> => {
     const parent = currentContext();
     const now = Date.now();
-    let deadline = now + (options?.timeoutMs ?? operationTimeout);
+    const timeoutMs = options?.timeoutMs;
+    if (timeoutMs !== undefined && !(timeoutMs > 0 && timeoutMs <= MAX_TIMEOUT_MS)) {
+      return Promise.reject(
+        markCallError(
+          new KeelError(
+            KeelErrorCode.INVALID_INPUT,
+            `timeoutMs for ${label} must be a number of milliseconds above 0 and at most ${MAX_TIMEOUT_MS}, got ${String(timeoutMs)}.`,
+          ),
+        ),
+      );
+    }
+    let deadline = now + (timeoutMs ?? operationTimeout);
     if (parent !== undefined && parent.deadline < deadline) deadline = parent.deadline;
     const context: CallContext =
       parent === undefined
@@ -129,15 +145,19 @@ function makeCall(
         : { correlationId: parent.correlationId, traceparent: parent.traceparent, caller, deadline };
     if (deadline <= now) {
       return Promise.reject(
-        new KeelError(KeelErrorCode.TIMEOUT, `${label} was not called: the surrounding call's deadline has already passed.`, {
-          correlationId: context.correlationId,
-        }),
+        markCallError(
+          new KeelError(KeelErrorCode.TIMEOUT, `${label} was not called: the surrounding call's deadline has already passed.`, {
+            correlationId: context.correlationId,
+          }),
+        ),
       );
     }
     const parsed = inputSchema.safeParse(input);
     if (!parsed.success) {
       return Promise.reject(
-        validationError(KeelErrorCode.INVALID_INPUT, 'input', contract.name, name, parsed.error.issues, context.correlationId),
+        markCallError(
+          validationError(KeelErrorCode.INVALID_INPUT, 'input', contract.name, name, parsed.error.issues, context.correlationId),
+        ),
       );
     }
     if (!validateOutput) {

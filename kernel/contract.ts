@@ -116,10 +116,10 @@ export function operation<
   Output extends z.ZodType,
   const Errors extends readonly AnyErrorClass[] = readonly [],
 >(spec: OperationSpec<Input, Output, Errors>): OperationDefinition<Input, Output, Errors> {
-  if (spec.timeoutMs !== undefined && !(Number.isFinite(spec.timeoutMs) && spec.timeoutMs > 0)) {
+  if (spec.timeoutMs !== undefined && !(spec.timeoutMs > 0 && spec.timeoutMs <= 2 ** 31 - 1)) {
     throw new KeelError(
       KeelErrorCode.INVALID_CONTRACT,
-      `timeoutMs must be a positive number of milliseconds, got ${String(spec.timeoutMs)}.`,
+      `timeoutMs must be a number of milliseconds above 0 and at most ${2 ** 31 - 1}, got ${String(spec.timeoutMs)}.`,
     );
   }
   return Object.freeze({
@@ -297,6 +297,17 @@ function isJsonValue(value: unknown): boolean {
   return false;
 }
 
+/** True when two reads of a default share a nested object or array (a literal default). */
+function sharesNestedValues(first: unknown, second: unknown): boolean {
+  if (typeof first !== 'object' || first === null || typeof second !== 'object' || second === null) return false;
+  for (const key of Object.keys(first)) {
+    const a = (first as Record<string, unknown>)[key];
+    const b = (second as Record<string, unknown>)[key];
+    if (typeof a === 'object' && a !== null && (a === b || sharesNestedValues(a, b))) return true;
+  }
+  return false;
+}
+
 /**
  * Walks a zod schema and refuses what JSON cannot carry faithfully. `z.json()` is allowed
  * (it is made of lazy unions of JSON values).
@@ -318,7 +329,14 @@ function assertWireSafe(schema: unknown, where: string, fail: (message: string) 
         const shape = def['shape'] as Record<string, unknown>;
         for (const [key, child] of Object.entries(shape)) visit(child, `${path}.${key}`);
         const catchall = def['catchall'] as ZodInternals | undefined;
-        if (catchall && !['never', 'unknown', 'any'].includes(catchall._zod.def.type)) visit(catchall, `${path}.*`);
+        if (catchall && (catchall._zod.def.type === 'unknown' || catchall._zod.def.type === 'any')) {
+          fail(
+            `${at} cannot cross a process boundary: a loose object (z.looseObject() or .passthrough()) lets unknown ` +
+              'keys through uncopied and unchecked; use z.object() (unknown keys are dropped) or add ' +
+              'a field such as extra: z.record(z.string(), z.json()).',
+          );
+        }
+        if (catchall && catchall._zod.def.type !== 'never') visit(catchall, `${path}.*`);
         return;
       }
       case 'array':
@@ -343,9 +361,14 @@ function assertWireSafe(schema: unknown, where: string, fail: (message: string) 
       case 'readonly':
         return visit(def['innerType'], path);
       case 'default': {
-        const fallback = (def as { defaultValue?: unknown }).defaultValue;
-        const value = typeof fallback === 'function' ? undefined : fallback;
-        if (value !== undefined && !isJsonValue(value)) fail(`${at}: default value is not plain JSON.`);
+        const first = (def as { defaultValue?: unknown }).defaultValue;
+        if (first !== undefined && !isJsonValue(first)) fail(`${at}: default value is not plain JSON.`);
+        if (sharesNestedValues(first, (def as { defaultValue?: unknown }).defaultValue)) {
+          fail(
+            `${at}: the default value holds nested objects or arrays that every call would share (zod copies only ` +
+              'the top level), so one caller could change what the next one gets. Use a function: .default(() => ({ ... })).',
+          );
+        }
         return visit(def['innerType'], path);
       }
       case 'lazy':

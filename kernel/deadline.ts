@@ -4,6 +4,9 @@
  * deadline, expires whatever is due. Completing an entry is a `Set.delete`.
  */
 
+// setTimeout's longest delay; a later deadline simply re-arms when this fires.
+const MAX_DELAY_MS = 2 ** 31 - 1;
+
 /** A pending deadline; `expire` runs once if the entry is still pending at its deadline. */
 export interface DeadlineEntry {
   readonly deadline: number;
@@ -36,11 +39,14 @@ export class DeadlineScheduler {
   add(entry: DeadlineEntry): void {
     this.#pending.add(entry);
     if (entry.deadline < this.#armedFor) this.#arm(entry.deadline);
+    // While something waits for its deadline, the timer keeps the process alive: a script
+    // awaiting a call that never answers gets TIMEOUT instead of exiting early.
+    else if (this.#pending.size === 1) this.#timer?.ref();
   }
 
   /** Stops tracking `entry` (it finished in time). */
   delete(entry: DeadlineEntry): void {
-    this.#pending.delete(entry);
+    if (this.#pending.delete(entry) && this.#pending.size === 0) this.#timer?.unref();
   }
 
   /** Expires nothing, forgets everything, and clears the timer. */
@@ -54,8 +60,8 @@ export class DeadlineScheduler {
   #arm(at: number): void {
     if (this.#timer) clearTimeout(this.#timer);
     this.#armedFor = at;
-    this.#timer = setTimeout(() => this.#fire(), Math.max(0, at - Date.now()));
-    this.#timer.unref();
+    this.#timer = setTimeout(() => this.#fire(), Math.min(MAX_DELAY_MS, Math.max(0, at - Date.now())));
+    if (this.#pending.size === 0) this.#timer.unref();
   }
 
   #fire(): void {

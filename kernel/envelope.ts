@@ -9,6 +9,24 @@ import { RemoteFailure, type ErrorEnvelope, type OperationAddress } from './tran
 
 const KEEL_CODES: ReadonlySet<string> = new Set(Object.values(KeelErrorCode));
 
+// Errors a client raised for a call this handler made (a nested call). They describe that call,
+// not the one being answered: a nested NO_RESPONDERS does not mean the outer call was not
+// delivered, and a nested INVALID_INPUT does not mean the outer caller's input was invalid.
+const nestedCallErrors = new WeakSet<object>();
+
+/** Marks `error` as raised by a client for the call it made; returns it. */
+export function markCallError<E>(error: E): E {
+  if (typeof error === 'object' && error !== null) nestedCallErrors.add(error);
+  return error;
+}
+
+// What a nested call's failure still means for the outer call: its outcome is unknown too.
+const KEPT_FROM_NESTED_CALLS: ReadonlySet<string> = new Set([
+  KeelErrorCode.TIMEOUT,
+  KeelErrorCode.CANCELLED,
+  KeelErrorCode.INTERRUPTED,
+]);
+
 /**
  * Turns whatever a handler threw into an envelope. Declared errors keep code and data;
  * keel errors keep their code; anything else becomes `INTERNAL` with the correlation id,
@@ -32,6 +50,12 @@ export function toErrorEnvelope(
     logger.error(
       { err: error, correlationId, operation: `${address.contract}.${address.operation}`, code: error.code },
       `handler threw error ${error.code}, which ${address.contract}.${address.operation} does not declare (or with invalid data); the caller sees INTERNAL. Declare it in the contract's errors.`,
+    );
+  } else if (isKeelError(error) && nestedCallErrors.has(error) && !KEPT_FROM_NESTED_CALLS.has(error.code)) {
+    logger.error(
+      { err: error, correlationId, operation: `${address.contract}.${address.operation}`, code: error.code },
+      `a call made by the handler failed with ${error.code} and the handler let it through; the caller sees INTERNAL. ` +
+        'Catch it in the handler, or declare a domain error for it.',
     );
   } else if (isKeelError(error)) {
     return {

@@ -26,6 +26,11 @@ export const KeelErrorCode = {
   NO_RESPONDERS: 'NO_RESPONDERS',
   /** The callee is shutting down or not ready. The request was not processed: safe to retry. */
   UNAVAILABLE: 'UNAVAILABLE',
+  /**
+   * The connection or the transport closed while the call was in flight. The request may have
+   * been processed: like a timeout, retry only idempotent operations.
+   */
+  INTERRUPTED: 'INTERRUPTED',
   /** The caller cancelled the call (AbortSignal). */
   CANCELLED: 'CANCELLED',
   /** An undeclared failure inside the callee; its logs hold the details under the correlation id. */
@@ -46,6 +51,8 @@ export const KeelErrorCode = {
   UNDECLARED_DEPENDENCY: 'UNDECLARED_DEPENDENCY',
   /** Configuration (environment variables, topology file, adapter options) is invalid. */
   INVALID_CONFIG: 'INVALID_CONFIG',
+  /** An object was used in the wrong lifecycle state (a kernel started twice, an event emitted after stop). */
+  INVALID_STATE: 'INVALID_STATE',
 } as const;
 
 /** A {@link KeelErrorCode} value. */

@@ -80,7 +80,7 @@ export {
 } from './module.js';
 
 // Clients and call context
-export { DEFAULT_TIMEOUT_MS, createClient, type CallOptions, type Client, type ClientOptions } from './client.js';
+export { DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS, createClient, type CallOptions, type Client, type ClientOptions } from './client.js';
 export {
   EXTERNAL_CALLER,
   currentContext,
@@ -114,6 +114,7 @@ export { createLogger, silentLogger, type LogFunction, type Logger } from './log
 // The Transport port, for adapters
 export {
   Fanout,
+  PendingAnswer,
   RemoteFailure,
   cancelledError,
   noRespondersError,

@@ -44,6 +44,11 @@ export interface KernelOptions {
   readonly logger?: Logger;
   /** Called for every durable event given up on. */
   readonly onDeadLetter?: (deadLetter: DeadLetter) => void;
+  /**
+   * How long stop waits for one module's work in flight before stopping it anyway
+   * (default 30 000 ms). Over NATS the transport's own drain timeout applies as well.
+   */
+  readonly drainTimeoutMs?: number;
 }
 
 /** Defaults of {@link KernelOptions}. */
@@ -51,6 +56,7 @@ export const DEFAULT_KERNEL_OPTIONS = {
   defaultTimeoutMs: DEFAULT_TIMEOUT_MS,
   eventTimeoutMs: 30_000,
   maxDeliveryAttempts: 5,
+  drainTimeoutMs: 30_000,
 } as const satisfies Partial<KernelOptions>;
 
 /** Lifecycle state of a kernel or of one hosted module. */
@@ -136,6 +142,8 @@ interface HostedModule {
   instance: ModuleInstance<AnyContract, readonly AnyContract[]> | undefined;
   container: Container | undefined;
   registrations: Registration[];
+  /** True once the start hook (if any) completed: only then does the stop hook run. */
+  startHookRan: boolean;
 }
 
 function topologyError(message: string): KeelError {
@@ -213,6 +221,7 @@ class KernelImpl implements Kernel {
   readonly #clients = new Map<string, Client<AnyContract>>();
   readonly #observers: KernelObserver[] = [];
   #stopping: Promise<void> | undefined;
+  #starting: Promise<void> | undefined;
 
   constructor(options: ResolvedOptions) {
     this.#options = options;
@@ -231,7 +240,14 @@ class KernelImpl implements Kernel {
     this.#local = createLocalTransport({ logger: this.#logger });
     this.#hosted = order
       .filter((module) => this.#hostedNames.has(module.name))
-      .map((module) => ({ module, state: LifecycleState.CREATED, instance: undefined, container: undefined, registrations: [] }));
+      .map((module) => ({
+        module,
+        state: LifecycleState.CREATED,
+        instance: undefined,
+        container: undefined,
+        registrations: [],
+        startHookRan: false,
+      }));
     this.hosted = this.#hosted.map((entry) => entry.module.name);
     if (this.#remote === undefined) {
       for (const entry of this.#hosted) {
@@ -252,14 +268,22 @@ class KernelImpl implements Kernel {
     return this.#state;
   }
 
-  async start(): Promise<void> {
+  start(): Promise<void> {
     if (this.#state !== LifecycleState.CREATED) {
-      throw new KeelError(KeelErrorCode.INVALID_TOPOLOGY, `The kernel is ${this.#state}; a kernel starts once. Create a new one.`);
+      return Promise.reject(
+        new KeelError(KeelErrorCode.INVALID_STATE, `The kernel is ${this.#state}; a kernel starts once. Create a new one.`),
+      );
     }
+    this.#starting = this.#startAll();
+    return this.#starting;
+  }
+
+  async #startAll(): Promise<void> {
     this.#state = LifecycleState.STARTING;
     const started: HostedModule[] = [];
     try {
       for (const entry of this.#hosted) {
+        if (this.#stopping !== undefined) break;
         started.push(entry);
         await this.#startModule(entry);
       }
@@ -268,6 +292,9 @@ class KernelImpl implements Kernel {
       for (const entry of started.reverse()) await this.#stopModule(entry);
       this.#state = LifecycleState.FAILED;
       throw error;
+    }
+    if (this.#stopping !== undefined) {
+      throw new KeelError(KeelErrorCode.INVALID_STATE, 'The kernel was stopped while it was starting.');
     }
     this.#state = LifecycleState.STARTED;
     this.#logger.info({ hosted: this.hosted, transport: this.#remote?.name ?? 'local' }, 'kernel started');
@@ -283,6 +310,12 @@ class KernelImpl implements Kernel {
       this.#state = LifecycleState.STOPPED;
       return;
     }
+    // Stopping during start: let the module being started finish starting, then stop them all.
+    await this.#starting?.catch(() => {});
+    if (this.#state === LifecycleState.FAILED) {
+      this.#state = LifecycleState.STOPPED;
+      return;
+    }
     this.#state = LifecycleState.STOPPING;
     for (const entry of [...this.#hosted].reverse()) await this.#stopModule(entry);
     await this.#local.close();
@@ -291,7 +324,11 @@ class KernelImpl implements Kernel {
   }
 
   ready(): boolean {
-    return this.#state === LifecycleState.STARTED && (this.#remote === undefined || this.#remote.status().ready);
+    return (
+      this.#state === LifecycleState.STARTED &&
+      this.#stopping === undefined &&
+      (this.#remote === undefined || this.#remote.status().ready)
+    );
   }
 
   status(): KernelStatus {
@@ -330,7 +367,13 @@ class KernelImpl implements Kernel {
     const key = `${caller}\u0000${contract.name}`;
     let client = this.#clients.get(key);
     if (client === undefined) {
-      const transport = this.#hostedNames.has(contract.name) ? this.#local : (this.#remote as Transport);
+      const transport = this.#hostedNames.has(contract.name) ? this.#local : this.#remote;
+      if (transport === undefined) {
+        throw topologyError(
+          `This process does not host "${contract.name}" and has no transport to reach it elsewhere. ` +
+            'Host it here (topology.host), or configure a transport (for example KEEL_NATS_URL).',
+        );
+      }
       client = createClient(contract, transport, {
         caller,
         defaultTimeoutMs: this.#options.defaultTimeoutMs,
@@ -376,6 +419,7 @@ class KernelImpl implements Kernel {
     entry.instance = instance;
     this.#checkInstance(module, instance);
     await instance.start?.();
+    entry.startHookRan = true;
     const served = createServedModule(
       contract,
       instance.handlers as Readonly<Record<string, OperationHandler<AnyOperation>>>,
@@ -460,7 +504,10 @@ class KernelImpl implements Kernel {
       throw validationError(KeelErrorCode.INVALID_EVENT, 'payload', contract.name, event, parsed.error.issues, context?.correlationId);
     }
     if (this.#state === LifecycleState.STOPPED) {
-      throw new KeelError(KeelErrorCode.UNAVAILABLE, `Module "${contract.name}" emitted ${event} after the kernel stopped.`);
+      throw new KeelError(
+        KeelErrorCode.INVALID_STATE,
+        `Module "${contract.name}" emitted ${event} after the kernel stopped; emit only while the module runs.`,
+      );
     }
     await this.#eventTransport.publish({
       contract: contract.name,
@@ -483,14 +530,31 @@ class KernelImpl implements Kernel {
     entry.state = LifecycleState.STOPPING;
     const registrations = entry.registrations;
     entry.registrations = [];
-    const results = await Promise.allSettled(registrations.map((registration) => registration.stop()));
-    for (const result of results) {
-      if (result.status === 'rejected') this.#logger.warn({ err: result.reason, module: entry.module.name }, 'stopping a registration failed');
+    const drained = Promise.allSettled(registrations.map((registration) => registration.stop()));
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<'timeout'>((resolve) => {
+      timer = setTimeout(() => resolve('timeout'), this.#options.drainTimeoutMs);
+    });
+    const results = await Promise.race([drained, timedOut]);
+    clearTimeout(timer);
+    if (results === 'timeout') {
+      this.#logger.error(
+        { module: entry.module.name, drainTimeoutMs: this.#options.drainTimeoutMs },
+        'work in flight did not finish within drainTimeoutMs; stopping the module anyway',
+      );
+    } else {
+      for (const result of results) {
+        if (result.status === 'rejected') {
+          this.#logger.warn({ err: result.reason, module: entry.module.name }, 'stopping a registration failed');
+        }
+      }
     }
-    try {
-      await entry.instance?.stop?.();
-    } catch (error) {
-      this.#logger.error({ err: error, module: entry.module.name }, 'module stop hook failed');
+    if (entry.startHookRan) {
+      try {
+        await entry.instance?.stop?.();
+      } catch (error) {
+        this.#logger.error({ err: error, module: entry.module.name }, 'module stop hook failed');
+      }
     }
     entry.container?.unbindAll();
     entry.state = LifecycleState.STOPPED;

@@ -87,11 +87,11 @@ class PendingCall implements DeadlineEntry {
   }
 
   expire(): void {
-    if (this.#settle(false)) this.reject(timeoutError(this.address, this.context));
+    if (this.#settle(false)) this.reject(this.rebuild(timeoutError(this.address, this.context)));
   }
 
   abort(): void {
-    if (this.#settle(false)) this.reject(cancelledError(this.address, this.context, this.signal?.reason));
+    if (this.#settle(false)) this.reject(this.rebuild(cancelledError(this.address, this.context, this.signal?.reason)));
   }
 
   succeed(value: unknown): void {
@@ -121,40 +121,36 @@ class PendingCall implements DeadlineEntry {
   }
 }
 
-class Server {
+/** Counts work in flight; resolves every waiter when it drops to zero. */
+class InFlight {
   inFlight = 0;
-  #idle: (() => void) | undefined;
-  constructor(readonly module: ServedModule) {}
+  #idle: (() => void)[] = [];
 
   done(): void {
     this.inFlight -= 1;
-    if (this.inFlight === 0 && this.#idle) this.#idle();
+    if (this.inFlight === 0 && this.#idle.length > 0) {
+      const waiters = this.#idle;
+      this.#idle = [];
+      for (const waiter of waiters) waiter();
+    }
   }
 
   whenIdle(): Promise<void> {
     if (this.inFlight === 0) return Promise.resolve();
-    return new Promise((resolve) => {
-      this.#idle = resolve;
-    });
+    return new Promise((resolve) => this.#idle.push(resolve));
   }
 }
 
-class Subscriber {
-  inFlight = 0;
-  stopped = false;
-  #idle: (() => void) | undefined;
-  constructor(readonly subscription: EventSubscription) {}
-
-  done(): void {
-    this.inFlight -= 1;
-    if (this.inFlight === 0 && this.#idle) this.#idle();
+class Server extends InFlight {
+  constructor(readonly module: ServedModule) {
+    super();
   }
+}
 
-  whenIdle(): Promise<void> {
-    if (this.inFlight === 0) return Promise.resolve();
-    return new Promise((resolve) => {
-      this.#idle = resolve;
-    });
+class Subscriber extends InFlight {
+  stopped = false;
+  constructor(readonly subscription: EventSubscription) {
+    super();
   }
 }
 
@@ -179,14 +175,14 @@ class LocalTransport implements Transport {
   }
 
   call(address: OperationAddress, input: unknown, context: CallContext, options?: TransportCallOptions): Promise<unknown> {
+    const rebuild = options?.rebuildError ?? identity;
     const servers = this.#servers.get(address.contract);
     if (servers === undefined || servers.list.length === 0) {
-      return Promise.reject(noRespondersError(address, context, 'in this process'));
+      return Promise.reject(rebuild(noRespondersError(address, context, 'in this process')));
     }
     const server = servers.list[servers.next++ % servers.list.length] as Server;
     const signal = options?.signal;
-    if (signal?.aborted) return Promise.reject(cancelledError(address, context, signal.reason));
-    const rebuild = options?.rebuildError ?? identity;
+    if (signal?.aborted) return Promise.reject(rebuild(cancelledError(address, context, signal.reason)));
     let answer: unknown;
     try {
       answer = server.module.invoke(address, input, context, true);
@@ -198,7 +194,7 @@ class LocalTransport implements Transport {
       return this.#await(server, new PendingAnswer(answer, identity, asRemoteFailure), address, context, signal, rebuild);
     }
     // A synchronous handler: it already finished, so only a blown deadline can change the outcome.
-    if (Date.now() > context.deadline) return Promise.reject(timeoutError(address, context));
+    if (Date.now() > context.deadline) return Promise.reject(rebuild(timeoutError(address, context)));
     return Promise.resolve(answer);
   }
 

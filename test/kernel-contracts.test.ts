@@ -51,6 +51,54 @@ describe('kernel contracts - definition', () => {
     expect(error.message).toContain(hint);
   });
 
+  it('refuses a loose object, whose unknown keys would cross uncopied and unchecked', () => {
+    const error = refusal(() =>
+      defineContract({
+        name: 'shop',
+        version: '1.0.0',
+        operations: { place: operation({ input: z.looseObject({ id: z.string() }), output: ok }) },
+      }),
+    );
+    expect(error.message).toContain('shop.place input');
+    expect(error.message).toContain('loose object');
+    expect(() =>
+      defineContract({
+        name: 'shop',
+        version: '1.0.0',
+        operations: { place: operation({ input: z.object({ id: z.string() }).passthrough(), output: ok }) },
+      }),
+    ).toThrow(/loose object/);
+  });
+
+  it('refuses a literal default whose nested objects every call would share, and accepts a function default', () => {
+    const error = refusal(() =>
+      defineContract({
+        name: 'shop',
+        version: '1.0.0',
+        operations: {
+          place: operation({ input: z.object({ options: z.object({ tags: z.array(z.string()) }).default({ tags: [] }) }), output: ok }),
+        },
+      }),
+    );
+    expect(error.message).toContain('shop.place input.options');
+    expect(error.message).toContain('.default(() =>');
+    expect(() =>
+      defineContract({
+        name: 'shop',
+        version: '1.0.0',
+        operations: {
+          place: operation({
+            input: z.object({
+              options: z.object({ tags: z.array(z.string()) }).default(() => ({ tags: [] })),
+              tags: z.array(z.string()).default([]),
+            }),
+            output: ok,
+          }),
+        },
+      }),
+    ).not.toThrow();
+  });
+
   it('refuses unsafe event payloads and error data, naming them', () => {
     expect(
       refusal(() =>

@@ -1,8 +1,10 @@
+import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import {
   KeelError,
   createKernel,
+  createLocalTransport,
   defineContract,
   defineModule,
   isKeelError,
@@ -223,5 +225,118 @@ describe('kernel lifecycle - start and stop', () => {
     await expect(kernel.client(a).ping({}, { correlationId: 'corr-log' })).rejects.toThrow(/internal error/);
     expect(records.some((r) => r.record['correlationId'] === 'corr-log' && String(r.record['err']).includes('kaboom'))).toBe(true);
     await kernel.stop();
+  });
+});
+
+describe('kernel lifecycle - misuse and edge cases', () => {
+  it('refuses to start twice with INVALID_STATE', async () => {
+    const kernel = createKernel({ modules: [moduleOf(contractNamed('alpha'))], logger: silentLogger });
+    await kernel.start();
+    const error = await kernel.start().catch((e: unknown) => e);
+    expect(isKeelError(error, 'INVALID_STATE')).toBe(true);
+    await kernel.stop();
+  });
+
+  it('stopped while starting, ends stopped with every started module stopped', async () => {
+    const journal: string[] = [];
+    const a = contractNamed('alpha');
+    const b = contractNamed('beta');
+    const slowStart = defineModule({
+      contract: b,
+      create: () => ({
+        handlers: { ping: () => ({}) },
+        start: async () => {
+          await sleep(100);
+          journal.push('start beta');
+        },
+        stop: () => {
+          journal.push('stop beta');
+        },
+      }),
+    });
+    const kernel = createKernel({ modules: [moduleOf(a, [b], journal), slowStart], logger: silentLogger });
+    const starting = kernel.start();
+    await sleep(10);
+    await kernel.stop();
+    const error = await starting.catch((e: unknown) => e);
+    expect(isKeelError(error, 'INVALID_STATE')).toBe(true);
+    expect(kernel.state).toBe('stopped');
+    expect(kernel.ready()).toBe(false);
+    expect(journal).toEqual(['start beta', 'stop beta']);
+  });
+
+  it('does not run the stop hook of a module whose start hook failed', async () => {
+    const journal: string[] = [];
+    const kernel = createKernel({
+      modules: [
+        defineModule({
+          contract: contractNamed('alpha'),
+          create: () => ({
+            handlers: { ping: () => ({}) },
+            start: () => {
+              throw new Error('no database');
+            },
+            stop: () => {
+              journal.push('stop alpha');
+            },
+          }),
+        }),
+      ],
+      logger: silentLogger,
+    });
+    await expect(kernel.start()).rejects.toThrow('no database');
+    expect(journal).toEqual([]);
+  });
+
+  it('stops after drainTimeoutMs when a handler never settles', async () => {
+    const a = contractNamed('alpha');
+    const kernel = createKernel({
+      modules: [defineModule({ contract: a, create: () => ({ handlers: { ping: () => new Promise<never>(() => {}) } }) })],
+      logger: silentLogger,
+      drainTimeoutMs: 100,
+    });
+    await kernel.start();
+    const hung = kernel.client(a).ping({}, { timeoutMs: 5_000 }).catch((e: unknown) => e);
+    await sleep(10);
+    await kernel.stop();
+    expect(kernel.state).toBe('stopped');
+    void hung;
+  });
+
+  it('refuses a client of a module this process cannot reach, when it is made', () => {
+    const a = contractNamed('alpha');
+    const b = contractNamed('beta');
+    const kernel = createKernel({ modules: [moduleOf(a), moduleOf(b)], topology: { host: ['alpha'] }, logger: silentLogger });
+    expect(() => kernel.client(b)).toThrow(/does not host "beta" and has no transport/);
+  });
+
+  it.each([Number.NaN, 0, -5, 2 ** 31, Number.POSITIVE_INFINITY])('refuses a call timeout of %s with INVALID_INPUT', async (timeoutMs) => {
+    const a = contractNamed('alpha');
+    const kernel = createKernel({ modules: [moduleOf(a)], logger: silentLogger });
+    await kernel.start();
+    const error = await kernel.client(a).ping({}, { timeoutMs }).catch((e: unknown) => e);
+    expect(isKeelError(error, 'INVALID_INPUT')).toBe(true);
+    expect((error as Error).message).toContain('timeoutMs');
+    await kernel.stop();
+  });
+
+  it('lets a served registration of the local transport be stopped twice while work is in flight', async () => {
+    const a = contractNamed('alpha');
+    const bus = createLocalTransport();
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const registration = await bus.serve({
+      contract: a,
+      dispatch: async () => (await gate, {}),
+      invoke: async () => (await gate, {}),
+    });
+    const context = { correlationId: 'c', traceparent: undefined, caller: 'test', deadline: Date.now() + 5_000 };
+    const call = bus.call({ contract: 'alpha', version: '1.0.0', operation: 'ping' }, {}, context);
+    const first = registration.stop();
+    const second = registration.stop();
+    release();
+    await Promise.all([first, second]);
+    expect(await call).toEqual({});
+    await bus.close();
   });
 });

@@ -77,6 +77,8 @@ const TITLES: Readonly<Record<KeelErrorCode | HttpProblemCode, string>> = {
   INVALID_TOPOLOGY: 'Invalid topology',
   UNDECLARED_DEPENDENCY: 'Undeclared dependency',
   INVALID_CONFIG: 'Invalid configuration',
+  INVALID_STATE: 'Invalid lifecycle state',
+  INTERRUPTED: 'Interrupted: outcome unknown',
   ROUTE_NOT_FOUND: 'Route not found',
   METHOD_NOT_ALLOWED: 'Method not allowed',
   UNSUPPORTED_MEDIA_TYPE: 'Unsupported media type',

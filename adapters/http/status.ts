@@ -62,6 +62,8 @@ export const HTTP_STATUS_BY_CODE = {
   [KeelErrorCode.INVALID_TOPOLOGY]: 500,
   [KeelErrorCode.UNDECLARED_DEPENDENCY]: 500,
   [KeelErrorCode.INVALID_CONFIG]: 500,
+  [KeelErrorCode.INVALID_STATE]: 500,
+  [KeelErrorCode.INTERRUPTED]: 502,
   [HttpProblemCode.ROUTE_NOT_FOUND]: 404,
   [HttpProblemCode.METHOD_NOT_ALLOWED]: 405,
   [HttpProblemCode.UNSUPPORTED_MEDIA_TYPE]: 415,

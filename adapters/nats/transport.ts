@@ -294,8 +294,9 @@ class NatsTransport implements Transport {
       this.#settle(call);
       call.reject(
         new KeelError(
-          KeelErrorCode.UNAVAILABLE,
-          `${call.address.contract}.${call.address.operation}: the NATS connection closed before an answer arrived; its outcome is unknown.`,
+          KeelErrorCode.INTERRUPTED,
+          `${call.address.contract}.${call.address.operation}: the NATS connection closed before an answer arrived; its outcome is unknown ` +
+            '(retry only idempotent operations).',
           { correlationId: call.context.correlationId, cause: error ?? undefined },
         ),
       );
@@ -679,7 +680,7 @@ class NatsTransport implements Transport {
         );
       }
       throw new KeelError(
-        KeelErrorCode.UNAVAILABLE,
+        KeelErrorCode.INTERRUPTED,
         `Durable event ${label} was not confirmed by JetStream (${reason(error)}); it may or may not have been stored. ` +
           'Check that nats-server runs with JetStream enabled (-js) and is reachable.',
         { correlationId, cause: error },
@@ -1062,8 +1063,9 @@ class NatsTransport implements Transport {
       this.#settle(call);
       call.reject(
         new KeelError(
-          KeelErrorCode.UNAVAILABLE,
-          `${call.address.contract}.${call.address.operation}: the NATS transport closed before an answer arrived; its outcome is unknown.`,
+          KeelErrorCode.INTERRUPTED,
+          `${call.address.contract}.${call.address.operation}: the NATS transport closed before an answer arrived; its outcome is unknown ` +
+            '(retry only idempotent operations).',
           { correlationId: call.context.correlationId },
         ),
       );

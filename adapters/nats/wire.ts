@@ -157,6 +157,8 @@ export const SERVICE_ERROR_CODES = {
   INVALID_TOPOLOGY: 500,
   UNDECLARED_DEPENDENCY: 500,
   INVALID_CONFIG: 500,
+  INVALID_STATE: 500,
+  INTERRUPTED: 502,
 } as const satisfies Record<KeelErrorCode, number>;
 
 /**

@@ -114,6 +114,10 @@ export const relay = defineContract({
       output: z.object({ ok: z.boolean() }),
       errors: [Rejected],
     }),
+    nestedFailure: operation({
+      input: z.object({ kind: z.enum(['no-responders', 'invalid-input']) }),
+      output: z.object({ ok: z.boolean() }),
+    }),
   },
 });
 
@@ -136,6 +140,7 @@ export const ghost = defineContract({
 });
 
 interface Received {
+  readonly traceparent: string | undefined;
   readonly module: string;
   readonly instance: string;
   readonly event: string;
@@ -200,9 +205,10 @@ function makeModules(received: Received[], instance: string) {
 
   const relayModule = defineModule({
     contract: relay,
-    dependsOn: [probe],
+    dependsOn: [probe, ghost],
     create: ({ get }) => {
       const probeClient = get(probe);
+      const ghostClient = get(ghost);
       return {
         handlers: {
           context: async () => ({ own: viewOf(), nested: await probeClient.context({}) }),
@@ -211,13 +217,19 @@ function makeModules(received: Received[], instance: string) {
             return probeClient.slow({ ms: nestedMs });
           },
           forward: async ({ mode }) => probeClient.fail({ mode }),
+          nestedFailure: async ({ kind }) => {
+            if (kind === 'no-responders') await ghostClient.boo({});
+            else await probeClient.echo({ item: { id: 42 } } as never);
+            return { ok: true };
+          },
         },
       };
     },
   });
 
-  const record = (module: string, eventName: string) => (payload: { tag: string }, context: { attempt: number; correlationId: string; caller: string }) => {
+  const record = (module: string, eventName: string) => (payload: { tag: string }, context: { attempt: number; correlationId: string; caller: string; traceparent: string | undefined }) => {
     received.push({
+      traceparent: context.traceparent,
       module,
       instance,
       event: eventName,
@@ -462,6 +474,20 @@ export function describeTransportConformance(target: ConformanceTarget): void {
         expect(isKeelError(error, 'INTERNAL')).toBe(true);
       });
 
+      it('reports a dependency failure the handler lets through as INTERNAL, never as retryable NO_RESPONDERS', async () => {
+        const error = await expectRejection(
+          booted().client.client(relay).nestedFailure({ kind: 'no-responders' }, { correlationId: 'corr-nested-1' }),
+        );
+        expect(isKeelError(error, 'INTERNAL')).toBe(true);
+        expect((error as KeelError).retryable).toBe(false);
+        expect((error as KeelError).correlationId).toBe('corr-nested-1');
+      });
+
+      it('reports invalid input the handler sent to a dependency as INTERNAL, not as the caller\'s INVALID_INPUT', async () => {
+        const error = await expectRejection(booted().client.client(relay).nestedFailure({ kind: 'invalid-input' }));
+        expect(isKeelError(error, 'INTERNAL')).toBe(true);
+      });
+
       it('answers NO_RESPONDERS, retryable, when nothing serves the module', async () => {
         const error = await expectRejection(booted().client.client(ghost).boo({}, { timeoutMs: 3_000 }));
         expect(isKeelError(error, 'NO_RESPONDERS')).toBe(true);
@@ -548,7 +574,8 @@ export function describeTransportConformance(target: ConformanceTarget): void {
     describe('events', () => {
       it('delivers each event once to each subscribing module, with the publisher context', async () => {
         const tag = uniqueTag('once');
-        await booted().client.client(probe).ping({ tag }, { correlationId: `corr-${tag}` });
+        const traceparent = '00-5bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+        await booted().client.client(probe).ping({ tag }, { correlationId: `corr-${tag}`, traceparent });
         await vi.waitFor(() => {
           const got = booted().received.filter((r) => r.tag === tag && r.event === 'pinged');
           expect(got.map((r) => r.module).sort()).toEqual(['auditor', 'listener']);
@@ -556,7 +583,7 @@ export function describeTransportConformance(target: ConformanceTarget): void {
         await sleep(150);
         const got = booted().received.filter((r) => r.tag === tag && r.event === 'pinged');
         expect(got).toHaveLength(2);
-        for (const r of got) expect(r).toMatchObject({ correlationId: `corr-${tag}`, caller: 'probe', attempt: 1 });
+        for (const r of got) expect(r).toMatchObject({ correlationId: `corr-${tag}`, traceparent, caller: 'probe', attempt: 1 });
       });
 
       it('gives each subscribing module its own copy of the payload', async () => {
