@@ -534,6 +534,17 @@ export function describeTransportConformance(target: ConformanceTarget): void {
         }
       });
 
+      it('cancels a call with CANCELLED when the caller aborts it', async () => {
+        const controller = new AbortController();
+        const pending = expectRejection(booted().client.client(probe).slow({ ms: 1_500 }, { signal: controller.signal }));
+        await sleep(50);
+        controller.abort();
+        const error = await pending;
+        expect(isKeelError(error, 'CANCELLED')).toBe(true);
+        expect((error as KeelError).retryable).toBe(false);
+        expect(await booted().client.client(probe).withDefault({ name: 'after cancel' })).toEqual({ text: 'hello after cancel' });
+      });
+
       it('lets a call finish when it is within its deadline', async () => {
         expect(await booted().client.client(probe).slow({ ms: 20 }, { timeoutMs: 3_000 })).toEqual({ slept: 20 });
       });
