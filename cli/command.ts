@@ -15,13 +15,32 @@ import {
 import { isKeelError } from 'keel';
 import { CLIError, CliErrorCode, ExitCode, isCliError } from './errors.js';
 
-/** Where a command writes. `process.stdout` satisfies it; so does a string collector in tests. */
+/**
+ * Where a command writes. `process.stdout` satisfies it; so does a string collector in tests.
+ *
+ * @example
+ * ```ts
+ * import { main, runCli, type OutputStream } from 'keel/cli';
+ *
+ * let output = '';
+ * const stdout: OutputStream = { write: (text) => (output += text) };
+ * await runCli(main, ['graph'], { stdout });
+ * ```
+ */
 export interface OutputStream {
   write(text: string): unknown;
   readonly isTTY?: boolean;
 }
 
-/** How to start this very CLI again in a child process (used by `keel up`). */
+/**
+ * How to start this very CLI again in a child process (used by `keel up`).
+ *
+ * @example
+ * ```ts
+ * const self: SelfCommand = { command: process.execPath, args: [...process.execArgv, process.argv[1] ?? ''] }; // the default
+ * spawn(self.command, [...self.args, 'start', '--modules', 'orders']);
+ * ```
+ */
 export interface SelfCommand {
   /** The executable, normally `process.execPath`. */
   readonly command: string;
@@ -29,17 +48,45 @@ export interface SelfCommand {
   readonly args: readonly string[];
 }
 
-/** A message a `keel start` process sends to the `keel up` that runs it. */
+/**
+ * A message a `keel start` process sends to the `keel up` that runs it.
+ *
+ * @example
+ * ```ts
+ * const ready: SupervisorMessage = { type: 'ready', modules: host.kernel.hosted, httpUrl: host.httpUrl };
+ * cli.supervisor?.send(ready);
+ * ```
+ */
 export type SupervisorMessage =
   | { readonly type: 'ready'; readonly modules: readonly string[]; readonly httpUrl?: string | undefined }
   | { readonly type: 'stopping' };
 
-/** The channel to a supervising `keel up` (Node's IPC channel in a child process). */
+/**
+ * The channel to a supervising `keel up` (Node's IPC channel in a child process).
+ *
+ * @example
+ * ```ts
+ * const supervisor: SupervisorChannel | undefined =
+ *   process.send === undefined ? undefined : { send: (message) => void process.send?.(message) };
+ * process.exitCode = await runCli(main, process.argv.slice(2), { supervisor });
+ * ```
+ */
 export interface SupervisorChannel {
   send(message: SupervisorMessage): void;
 }
 
-/** What every command receives besides its parsed arguments. */
+/**
+ * What every command receives besides its parsed arguments.
+ *
+ * @example
+ * ```ts
+ * run: async ({ data }) => {
+ *   const cli: CliContext = contextOf(data);
+ *   const project = findProject(cli.cwd);
+ *   cli.stdout.write(`manifest: ${project.manifestPath}\n`);
+ * },
+ * ```
+ */
 export interface CliContext {
   /** Directory relative paths are resolved against. */
   readonly cwd: string;
@@ -53,16 +100,45 @@ export interface CliContext {
   readonly supervisor?: SupervisorChannel | undefined;
 }
 
-/** What {@link runCli} takes; every field defaults to the current process. */
+/**
+ * What {@link runCli} takes; every field defaults to the current process.
+ *
+ * @example
+ * ```ts
+ * const options: RunCliOptions = { cwd: '/home/me/shop', env: { ...process.env, KEEL_NATS_URL: undefined } };
+ * const code = await runCli(main, ['check'], options);
+ * ```
+ */
 export type RunCliOptions = Partial<CliContext>;
 
-/** A command's metadata: citty's, plus examples shown under `--help`. */
+/**
+ * A command's metadata: citty's, plus examples shown under `--help`.
+ *
+ * @example
+ * ```ts
+ * const meta: KeelCommandMeta = {
+ *   name: 'graph',
+ *   description: 'Draw the modules, their calls and events',
+ *   examples: ['keel graph', 'keel graph --format dot | dot -Tsvg > graph.svg'],
+ * };
+ * ```
+ */
 export interface KeelCommandMeta extends CommandMeta {
   /** Command lines shown under EXAMPLES, without the leading `$ `. */
   readonly examples?: readonly string[];
 }
 
-/** A command definition: citty's, with {@link KeelCommandMeta}. */
+/**
+ * A command definition: citty's, with {@link KeelCommandMeta}.
+ *
+ * @example
+ * ```ts
+ * const hello: KeelCommandDef = {
+ *   meta: { name: 'hello', description: 'Say hello', examples: ['keel hello'] },
+ *   run: ({ data }) => void contextOf(data).stdout.write('hello\n'),
+ * };
+ * ```
+ */
 export type KeelCommandDef<T extends ArgsDef = ArgsDef> = Omit<CommandDef<T>, 'meta'> & {
   readonly meta?: Resolvable<KeelCommandMeta>;
 };
@@ -74,8 +150,8 @@ export type KeelCommandDef<T extends ArgsDef = ArgsDef> = Omit<CommandDef<T>, 'm
  * @example
  * ```ts
  * export default defineCommand({
- *   meta: { name: 'graph', description: 'Print the module dependency graph', examples: ['keel graph'] },
- *   args: { format: { type: 'enum', options: ['text', 'mermaid'], default: 'text' } },
+ *   meta: { name: 'graph', description: 'Print the module dependency graph', examples: ['keel graph --format dot'] },
+ *   args: { format: { type: 'enum', options: ['mermaid', 'dot'], default: 'mermaid' } },
  *   run: ({ args, data }) => {
  *     const cli = contextOf(data);
  *     cli.stdout.write(`format: ${args.format}\n`);
@@ -269,7 +345,7 @@ function write(stream: OutputStream, text: string): void {
  *
  * @example
  * ```ts
- * import { main } from './main.js';
+ * import { main, runCli } from 'keel/cli';
  *
  * const lines: string[] = [];
  * const code = await runCli(main, ['generate', 'module', 'billing', '--dry-run'], {

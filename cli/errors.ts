@@ -74,7 +74,17 @@ const USAGE_CODES: ReadonlySet<CliErrorCode> = new Set<CliErrorCode>([
   CliErrorCode.E_INVALID_NAME,
 ]);
 
-/** Options of {@link CLIError}. */
+/**
+ * Options of {@link CLIError}.
+ *
+ * @example
+ * ```ts
+ * throw new CLIError(CliErrorCode.E_MANIFEST, `Loading modules/index.ts failed: ${(error as Error).message}`, {
+ *   cause: error,
+ *   hint: 'Fix the error above (run `npx tsc --noEmit` for details), then try again.',
+ * });
+ * ```
+ */
 export interface CLIErrorOptions {
   readonly cause?: unknown;
   /** A hint printed under the message, such as the command to run next. */

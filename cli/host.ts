@@ -5,7 +5,15 @@
 import { createKernel, type AnyModule, type Kernel, type Logger, type Transport } from 'keel';
 import { CLIError, CliErrorCode } from './errors.js';
 
-/** What {@link startHost} takes. */
+/**
+ * What {@link startHost} takes.
+ *
+ * @example
+ * ```ts
+ * const options: HostOptions = { modules, host: ['catalog', 'orders'], env: process.env, natsUrl: 'nats://127.0.0.1:4222', httpPort: 3000 };
+ * const host = await startHost(options);
+ * ```
+ */
 export interface HostOptions {
   /** The application manifest. */
   readonly modules: readonly AnyModule[];
@@ -22,7 +30,16 @@ export interface HostOptions {
   readonly logger?: Logger | undefined;
 }
 
-/** A running process, from {@link startHost}. */
+/**
+ * A running process, from {@link startHost}.
+ *
+ * @example
+ * ```ts
+ * const host: Host = await startHost({ modules, env: process.env, httpPort: 3000 });
+ * console.log(host.kernel.hosted, host.transport?.name ?? 'in process', host.httpUrl);
+ * process.once('SIGTERM', () => void host.stop());
+ * ```
+ */
 export interface Host {
   readonly kernel: Kernel;
   /** The NATS transport, when one is configured. */

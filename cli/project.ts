@@ -9,7 +9,15 @@ import { pathToFileURL } from 'node:url';
 import type { AnyContract, AnyModule } from 'keel';
 import { CLIError, CliErrorCode } from './errors.js';
 
-/** A keel application on disk. */
+/**
+ * A keel application on disk.
+ *
+ * @example
+ * ```ts
+ * const project: Project = findProject(process.cwd());
+ * console.log(project.root, project.manifestPath, project.modulesDir, project.testDir);
+ * ```
+ */
 export interface Project {
   /** The folder holding package.json. */
   readonly root: string;

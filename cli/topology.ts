@@ -66,11 +66,38 @@ export const TopologySchema = z
   })
   .strict();
 
-/** A topology as written in a file (defaults may be left out). */
+/**
+ * A topology as written in a file (defaults may be left out).
+ *
+ * @example
+ * ```ts
+ * import type { TopologyInput } from 'keel/cli';
+ *
+ * const split: TopologyInput = {
+ *   processes: { storefront: { modules: ['catalog', 'orders'] }, warehouse: { modules: ['inventory'], replicas: 2 } },
+ * };
+ * ```
+ */
 export type TopologyInput = z.input<typeof TopologySchema>;
-/** A validated topology, defaults filled in. */
+/**
+ * A validated topology, defaults filled in.
+ *
+ * @example
+ * ```ts
+ * const topology: TopologyFile = await loadTopology(project, '/home/me/shop/topologies/split.ts', manifestNames);
+ * for (const [name, group] of Object.entries(topology.processes)) console.log(name, group.modules, group.replicas);
+ * ```
+ */
 export type TopologyFile = z.output<typeof TopologySchema>;
-/** One validated process group. */
+/**
+ * One validated process group.
+ *
+ * @example
+ * ```ts
+ * const group: ProcessGroup = ProcessGroupSchema.parse({ modules: ['inventory'], replicas: 2 });
+ * group.env; // {} (defaulted)
+ * ```
+ */
 export type ProcessGroup = z.output<typeof ProcessGroupSchema>;
 
 /**
