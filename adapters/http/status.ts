@@ -100,7 +100,7 @@ const STATUS_BY_KIND: Readonly<Record<string, number>> = HTTP_STATUS_BY_KIND;
  * @example
  * ```ts
  * try {
- *   await orders.placeOrder(input);
+ *   await kernel.client(orders).placeOrder(input);
  * } catch (error) {
  *   reply.status(httpStatusOf(error));
  * }
