@@ -81,7 +81,7 @@ export type Card = z.output<typeof Card>;
  *
  * @example
  * ```ts
- * if (error.data.reason === DeclineReason.enum.insufficient_funds) askForAnotherCard();
+ * if (error instanceof PaymentDeclined && error.data.reason === DeclineReason.enum.insufficient_funds) askForAnotherCard();
  * ```
  */
 export const DeclineReason = z.enum(['card_declined', 'insufficient_funds', 'amount_over_limit']);
