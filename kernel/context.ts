@@ -5,7 +5,17 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomBytes, randomUUID } from 'node:crypto';
 
-/** The context every call and event carries. Plain data. */
+/**
+ * The context every call and event carries. Plain data.
+ *
+ * @example
+ * ```ts
+ * import { EXTERNAL_CALLER, newCorrelationId, runWithContext, type CallContext } from 'keel';
+ *
+ * const context: CallContext = { correlationId: newCorrelationId(), traceparent: undefined, caller: EXTERNAL_CALLER, deadline: Date.now() + 5_000 };
+ * await runWithContext(context, () => kernel.client(catalog).listProducts({}));
+ * ```
+ */
 export interface CallContext {
   /** Groups every call and event caused by one outside request. */
   readonly correlationId: string;
@@ -17,7 +27,17 @@ export interface CallContext {
   readonly deadline: number;
 }
 
-/** Caller name used for calls that come from outside any module (tests, gateways, scripts). */
+/**
+ * Caller name used for calls that come from outside any module (tests, gateways, scripts).
+ *
+ * @example
+ * ```ts
+ * getOrder: ({ orderId }, context) => {
+ *   if (context.caller === EXTERNAL_CALLER) logger.info({ orderId }, 'read from outside the application');
+ *   return store.get(orderId);
+ * },
+ * ```
+ */
 export const EXTERNAL_CALLER = 'external';
 
 const storage = new AsyncLocalStorage<CallContext>();
@@ -78,7 +98,15 @@ export function newCorrelationId(): string {
   return ID_PREFIX + idCounter.toString(36);
 }
 
-/** A new W3C `traceparent` value starting a trace (sampled). */
+/**
+ * A new W3C `traceparent` value starting a trace (sampled).
+ *
+ * @example
+ * ```ts
+ * const traceparent = newTraceparent(); // '00-<32 hex digits>-<16 hex digits>-01'
+ * await kernel.client(orders).getOrder({ orderId }, { traceparent });
+ * ```
+ */
 export function newTraceparent(): string {
   const trace = randomUUID().replaceAll('-', '');
   const span = randomUUID().replaceAll('-', '').slice(0, 16);
@@ -87,7 +115,15 @@ export function newTraceparent(): string {
 
 const TRACEPARENT_PATTERN = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
 
-/** True when `value` is a well-formed W3C `traceparent`. */
+/**
+ * True when `value` is a well-formed W3C `traceparent`.
+ *
+ * @example
+ * ```ts
+ * const incoming = request.headers['traceparent'];
+ * const traceparent = isTraceparent(incoming) ? incoming : newTraceparent();
+ * ```
+ */
 export function isTraceparent(value: unknown): value is string {
   return typeof value === 'string' && TRACEPARENT_PATTERN.test(value);
 }

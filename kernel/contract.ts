@@ -6,7 +6,16 @@
 import { z } from 'zod';
 import { KeelError, KeelErrorCode, type AnyErrorClass } from './errors.js';
 
-/** How an event reaches its subscribers. */
+/**
+ * How an event reaches its subscribers.
+ *
+ * @example
+ * ```ts
+ * import { Delivery, event } from 'keel';
+ *
+ * const orderPlaced = event({ payload: z.object({ orderId: z.string() }), delivery: Delivery.DURABLE });
+ * ```
+ */
 export const Delivery = {
   /** At most once, to instances connected at the time. Cheap; lost if nobody listens. */
   NOTIFICATION: 'notification',
@@ -17,7 +26,18 @@ export const Delivery = {
 /** A {@link Delivery} value. */
 export type Delivery = (typeof Delivery)[keyof typeof Delivery];
 
-/** A request/reply operation, built with {@link operation}. */
+/**
+ * A request/reply operation, built with {@link operation}.
+ *
+ * @example
+ * ```ts
+ * import { catalog } from './modules/catalog/contract.js';
+ *
+ * const getProduct = catalog.operations.getProduct;
+ * getProduct.idempotent; // true
+ * getProduct.errors.map((error) => error.code); // ['UNKNOWN_PRODUCT']
+ * ```
+ */
 export interface OperationDefinition<
   Input extends z.ZodType = z.ZodType,
   Output extends z.ZodType = z.ZodType,
@@ -34,7 +54,18 @@ export interface OperationDefinition<
   readonly description: string | undefined;
 }
 
-/** An event, built with {@link event}. */
+/**
+ * An event, built with {@link event}.
+ *
+ * @example
+ * ```ts
+ * import { orders } from './modules/orders/contract.js';
+ *
+ * const orderPlaced = orders.events.orderPlaced;
+ * orderPlaced.delivery; // 'durable'
+ * orderPlaced.payload.parse(message); // the validated payload
+ * ```
+ */
 export interface EventDefinition<Payload extends z.ZodType = z.ZodType> {
   readonly kind: 'event';
   readonly payload: Payload;
@@ -42,12 +73,43 @@ export interface EventDefinition<Payload extends z.ZodType = z.ZodType> {
   readonly description: string | undefined;
 }
 
-/** Any operation definition. */
+/**
+ * Any operation definition.
+ *
+ * @example
+ * ```ts
+ * import type { AnyOperation } from 'keel';
+ *
+ * const retryable = (operation: AnyOperation): boolean => operation.idempotent;
+ * Object.entries(orders.operations).filter(([, operation]) => retryable(operation)); // getOrder, listOrders
+ * ```
+ */
 export type AnyOperation = OperationDefinition<z.ZodType, z.ZodType, readonly AnyErrorClass[]>;
-/** Any event definition. */
+/**
+ * Any event definition.
+ *
+ * @example
+ * ```ts
+ * import { Delivery, type AnyEvent } from 'keel';
+ *
+ * const isDurable = (definition: AnyEvent): boolean => definition.delivery === Delivery.DURABLE;
+ * isDurable(orders.events.orderPlaced); // true
+ * ```
+ */
 export type AnyEvent = EventDefinition<z.ZodType>;
 
-/** A contract, built with {@link defineContract}. Plain data; also the DI token of its client. */
+/**
+ * A contract, built with {@link defineContract}. Plain data; also the DI token of its client.
+ *
+ * @example
+ * ```ts
+ * import type { Contract } from 'keel';
+ *
+ * const describe = (contract: Contract): string =>
+ *   `${contract.name} ${contract.version}: ${Object.keys(contract.operations).join(', ')}`;
+ * describe(catalog); // 'catalog 1.0.0: addProduct, getProduct, listProducts'
+ * ```
+ */
 export interface Contract<
   Name extends string = string,
   Operations extends Record<string, AnyOperation> = Record<string, AnyOperation>,
@@ -63,25 +125,125 @@ export interface Contract<
   readonly token: symbol;
 }
 
-/** Any contract. */
+/**
+ * Any contract.
+ *
+ * @example
+ * ```ts
+ * import type { AnyContract } from 'keel';
+ *
+ * const eventNames = (contract: AnyContract): string[] => Object.keys(contract.events);
+ * eventNames(orders); // ['orderPlaced', 'orderCancelled']
+ * ```
+ */
 export type AnyContract = Contract<string, Record<string, AnyOperation>, Record<string, AnyEvent>>;
 
-/** Input type a caller passes to operation `Op` (before defaults and coercion). */
+/**
+ * Input type a caller passes to operation `Op` (before defaults and coercion).
+ *
+ * @example
+ * ```ts
+ * import type { OperationInput } from 'keel';
+ *
+ * const input: OperationInput<typeof orders.operations.placeOrder> = {
+ *   customerId: 'c-42',
+ *   lines: [{ sku: 'KB-001', quantity: 1 }],
+ *   card: { token: 'tok_visa' },
+ * };
+ * ```
+ */
 export type OperationInput<Op extends AnyOperation> = z.input<Op['input']>;
-/** Input type a handler of `Op` receives (after parsing). */
+/**
+ * Input type a handler of `Op` receives (after parsing).
+ *
+ * @example
+ * ```ts
+ * import type { HandlerInput } from 'keel';
+ *
+ * const unitsOf = (input: HandlerInput<typeof inventory.operations.reserve>): number =>
+ *   input.lines.reduce((sum, line) => sum + line.quantity, 0);
+ * ```
+ */
 export type HandlerInput<Op extends AnyOperation> = z.output<Op['input']>;
-/** Value a handler of `Op` returns (before output parsing). */
+/**
+ * Value a handler of `Op` returns (before output parsing).
+ *
+ * @example
+ * ```ts
+ * import type { HandlerOutput } from 'keel';
+ *
+ * const levelOf = (sku: string, onHand: number, reserved: number): HandlerOutput<typeof inventory.operations.getStock> =>
+ *   ({ sku, onHand, reserved, available: onHand - reserved });
+ * ```
+ */
 export type HandlerOutput<Op extends AnyOperation> = z.input<Op['output']>;
-/** Value a caller of `Op` receives. */
+/**
+ * Value a caller of `Op` receives.
+ *
+ * @example
+ * ```ts
+ * import type { OperationOutput } from 'keel';
+ *
+ * type PlacedOrder = OperationOutput<typeof orders.operations.placeOrder>; // the contract's Order
+ * const summary = (order: PlacedOrder): string => `${order.orderId}: ${order.totalCents} cents`;
+ * ```
+ */
 export type OperationOutput<Op extends AnyOperation> = z.output<Op['output']>;
-/** Payload type a publisher passes for event `Ev`. */
+/**
+ * Payload type a publisher passes for event `Ev`.
+ *
+ * @example
+ * ```ts
+ * import type { EventInput } from 'keel';
+ *
+ * const low: EventInput<typeof inventory.events.stockLow> = { sku: 'KB-001', available: 2, threshold: 5 };
+ * await emit('stockLow', low); // inside the inventory module
+ * ```
+ */
 export type EventInput<Ev extends AnyEvent> = z.input<Ev['payload']>;
-/** Payload type a subscriber receives for event `Ev`. */
+/**
+ * Payload type a subscriber receives for event `Ev`.
+ *
+ * @example
+ * ```ts
+ * import type { EventPayload } from 'keel';
+ *
+ * const confirm = (placed: EventPayload<typeof orders.events.orderPlaced>): string =>
+ *   `Order ${placed.orderId} confirmed: ${placed.totalCents} cents`;
+ * ```
+ */
 export type EventPayload<Ev extends AnyEvent> = z.output<Ev['payload']>;
-/** Union of the declared error instances of `Op`. */
+/**
+ * Union of the declared error instances of `Op`.
+ *
+ * @example
+ * ```ts
+ * import type { DeclaredErrorOf } from 'keel';
+ *
+ * function explain(error: DeclaredErrorOf<typeof orders.operations.placeOrder>): string {
+ *   if (error.code === 'OUT_OF_STOCK') return `only ${error.data.available} of ${error.data.sku} left`;
+ *   if (error.code === 'PAYMENT_DECLINED') return `card declined: ${error.data.reason}`;
+ *   return `unknown product ${error.data.sku}`;
+ * }
+ * ```
+ */
 export type DeclaredErrorOf<Op extends AnyOperation> = InstanceType<Op['errors'][number]>;
 
-/** What {@link operation} takes. */
+/**
+ * What {@link operation} takes.
+ *
+ * @example
+ * ```ts
+ * const getProduct = operation({
+ *   input: z.object({ sku: Sku }),
+ *   output: Product,
+ *   errors: [UnknownProduct],
+ *   idempotent: true,
+ *   timeoutMs: 2_000,
+ *   description: 'Reads one product by SKU.',
+ * });
+ * ```
+ */
 export interface OperationSpec<
   Input extends z.ZodType,
   Output extends z.ZodType,
@@ -133,7 +295,18 @@ export function operation<
   });
 }
 
-/** What {@link event} takes. */
+/**
+ * What {@link event} takes.
+ *
+ * @example
+ * ```ts
+ * const orderCancelled = event({
+ *   payload: z.object({ orderId: z.string(), refundedCents: z.number().int() }),
+ *   delivery: 'durable',
+ *   description: 'An order was cancelled and its payment refunded.',
+ * });
+ * ```
+ */
 export interface EventSpec<Payload extends z.ZodType> {
   readonly payload: Payload;
   /** Default `notification`. */
@@ -158,7 +331,21 @@ export function event<Payload extends z.ZodType>(spec: EventSpec<Payload>): Even
   });
 }
 
-/** What {@link defineContract} takes. */
+/**
+ * What {@link defineContract} takes.
+ *
+ * @example
+ * ```ts
+ * export const notifications = defineContract({
+ *   name: 'notifications',
+ *   version: '1.0.0',
+ *   description: 'Customer notifications sent when an order is placed or cancelled.',
+ *   operations: {
+ *     listNotifications: operation({ input: z.object({ customerId: z.string() }), output: z.object({ notifications: z.array(Notification) }) }),
+ *   },
+ * });
+ * ```
+ */
 export interface ContractSpec<
   Name extends string,
   Operations extends Record<string, AnyOperation>,
@@ -242,12 +429,28 @@ export function defineContract<
   }) as Contract<Name, Operations, Events>;
 }
 
-/** The major version of a semver string. */
+/**
+ * The major version of a semver string.
+ *
+ * @example
+ * ```ts
+ * majorOf('2.3.1'); // 2
+ * if (majorOf(callerVersion) !== majorOf(orders.version)) console.warn('incompatible contract versions');
+ * ```
+ */
 export function majorOf(version: string): number {
   return Number.parseInt(version, 10);
 }
 
-/** True when `value` looks like a contract made by {@link defineContract}. */
+/**
+ * True when `value` looks like a contract made by {@link defineContract}.
+ *
+ * @example
+ * ```ts
+ * const exported = await import('./modules/catalog/contract.js');
+ * const contracts = Object.values(exported).filter(isContract); // [catalog]
+ * ```
+ */
 export function isContract(value: unknown): value is AnyContract {
   return (
     typeof value === 'object' &&

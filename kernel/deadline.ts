@@ -7,7 +7,15 @@
 // setTimeout's longest delay; a later deadline simply re-arms when this fires.
 const MAX_DELAY_MS = 2 ** 31 - 1;
 
-/** A pending deadline; `expire` runs once if the entry is still pending at its deadline. */
+/**
+ * A pending deadline; `expire` runs once if the entry is still pending at its deadline.
+ *
+ * @example
+ * ```ts
+ * const entry: DeadlineEntry = { deadline: context.deadline, expire: () => reject(timeoutError(address, context)) };
+ * deadlines.add(entry);
+ * ```
+ */
 export interface DeadlineEntry {
   readonly deadline: number;
   expire(): void;

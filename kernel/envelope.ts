@@ -31,6 +31,12 @@ const KEPT_FROM_NESTED_CALLS: ReadonlySet<string> = new Set([
  * Turns whatever a handler threw into an envelope. Declared errors keep code and data;
  * keel errors keep their code; anything else becomes `INTERNAL` with the correlation id,
  * and the original (with its stack) is logged here, on the callee's side, never sent.
+ *
+ * @example
+ * ```ts
+ * const envelope = toErrorEnvelope(error, address, inventory.operations.reserve, context.correlationId, logger);
+ * envelope.code; // 'OUT_OF_STOCK' for a thrown OutOfStock, 'INTERNAL' for a TypeError
+ * ```
  */
 export function toErrorEnvelope(
   error: unknown,
@@ -95,6 +101,13 @@ export function toRemoteFailure(
 /**
  * Rebuilds the caller-side error from an envelope: a declared error becomes an instance of the
  * class the caller's contract declares; a keel error a {@link KeelError} with the same code.
+ *
+ * @example
+ * ```ts
+ * const errorsByCode = new Map<string, AnyErrorClass>(inventory.operations.reserve.errors.map((error) => [error.code, error]));
+ * const error = fromErrorEnvelope(envelope, errorsByCode);
+ * error instanceof OutOfStock; // true for an OUT_OF_STOCK envelope
+ * ```
  */
 export function fromErrorEnvelope(envelope: ErrorEnvelope, errorsByCode: ReadonlyMap<string, AnyErrorClass>): Error {
   if (envelope.type === 'declared') {
@@ -127,7 +140,15 @@ export function fromErrorEnvelope(envelope: ErrorEnvelope, errorsByCode: Readonl
   });
 }
 
-/** True when `value` has the shape of an {@link ErrorEnvelope}; used to check bytes from a wire. */
+/**
+ * True when `value` has the shape of an {@link ErrorEnvelope}; used to check bytes from a wire.
+ *
+ * @example
+ * ```ts
+ * const body: unknown = JSON.parse(replyText);
+ * if (isErrorEnvelope(body)) throw new RemoteFailure(body);
+ * ```
+ */
 export function isErrorEnvelope(value: unknown): value is ErrorEnvelope {
   if (typeof value !== 'object' || value === null) return false;
   const candidate = value as Record<string, unknown>;

@@ -12,6 +12,16 @@ import type { z } from 'zod';
 /**
  * Every code a {@link KeelError} can carry. A closed map: adapters translate codes with explicit
  * tables (see the HTTP adapter's status table and the NATS wire protocol), never by guessing.
+ *
+ * @example
+ * ```ts
+ * import { KeelError, KeelErrorCode } from 'keel';
+ *
+ * const port = Number(process.env['PORT'] ?? 3000);
+ * if (!Number.isInteger(port)) {
+ *   throw new KeelError(KeelErrorCode.INVALID_CONFIG, 'PORT is not a whole number; set it to a port such as 3000, or unset it.');
+ * }
+ * ```
  */
 export const KeelErrorCode = {
   /** The input of an operation did not match its contract's schema. Not retryable. */
@@ -63,7 +73,17 @@ const RETRYABLE: ReadonlySet<KeelErrorCode> = new Set<KeelErrorCode>([
   KeelErrorCode.UNAVAILABLE,
 ]);
 
-/** Options accepted by {@link KeelError}'s constructor. */
+/**
+ * Options accepted by {@link KeelError}'s constructor.
+ *
+ * @example
+ * ```ts
+ * throw new KeelError(KeelErrorCode.INVALID_CONFIG, 'SHOP_SETTINGS is not valid JSON; fix it or unset it.', {
+ *   cause: error,
+ *   details: { variable: 'SHOP_SETTINGS' },
+ * });
+ * ```
+ */
 export interface KeelErrorOptions {
   /** The underlying error, if any. */
   readonly cause?: unknown;
@@ -80,7 +100,7 @@ export interface KeelErrorOptions {
  * @example
  * ```ts
  * try {
- *   await orders.placeOrder(input);
+ *   await kernel.client(orders).placeOrder(input);
  * } catch (error) {
  *   if (isKeelError(error, 'NO_RESPONDERS')) {
  *     // nothing was delivered; safe to retry later
@@ -125,6 +145,17 @@ export function isKeelError(error: unknown, code?: KeelErrorCode): error is Keel
 /**
  * What a declared error means, independent of any transport. Adapters map it with explicit
  * tables (the HTTP adapter maps `not-found` to 404, `conflict` to 409, and so on).
+ *
+ * @example
+ * ```ts
+ * import { ErrorKind, defineError } from 'keel';
+ *
+ * export const OrderNotFound = defineError({
+ *   code: 'ORDER_NOT_FOUND',
+ *   kind: ErrorKind.NOT_FOUND,
+ *   data: z.object({ orderId: z.string() }),
+ * });
+ * ```
  */
 export const ErrorKind = {
   NOT_FOUND: 'not-found',
@@ -143,6 +174,18 @@ export type ErrorKind = (typeof ErrorKind)[keyof typeof ErrorKind];
 /**
  * Base class of every declared contract error. Do not subclass it yourself: use
  * {@link defineError}, which gives each error its own class, code and data schema.
+ *
+ * @example
+ * ```ts
+ * import { ContractError } from 'keel';
+ *
+ * try {
+ *   await shop.placeOrder(input);
+ * } catch (error) {
+ *   if (error instanceof ContractError) console.warn(error.code, error.kind, error.data, error.correlationId);
+ *   else throw error;
+ * }
+ * ```
  */
 export class ContractError<Code extends string = string, Data = unknown> extends Error {
   override readonly name: string = 'ContractError';
@@ -161,7 +204,19 @@ export class ContractError<Code extends string = string, Data = unknown> extends
   }
 }
 
-/** The class {@link defineError} returns: construct it to throw, use it with `instanceof` to catch. */
+/**
+ * The class {@link defineError} returns: construct it to throw, use it with `instanceof` to catch.
+ *
+ * @example
+ * ```ts
+ * import { OutOfStock } from './modules/inventory/contract.js';
+ *
+ * OutOfStock.code; // 'OUT_OF_STOCK'
+ * OutOfStock.kind; // 'conflict'
+ * if (OutOfStock.is(error)) console.warn(`${error.data.available} left`);
+ * throw new OutOfStock({ sku: 'KB-001', requested: 3, available: 1 });
+ * ```
+ */
 export interface ErrorClass<Code extends string = string, Schema extends z.ZodType = z.ZodType> {
   new (data: z.input<Schema>, options?: { message?: string; cause?: unknown }): ContractError<Code, z.output<Schema>>;
   readonly code: Code;
@@ -174,10 +229,33 @@ export interface ErrorClass<Code extends string = string, Schema extends z.ZodTy
   format(data: z.output<Schema>): string;
 }
 
-/** Any {@link ErrorClass}. */
+/**
+ * Any {@link ErrorClass}.
+ *
+ * @example
+ * ```ts
+ * import type { AnyErrorClass } from 'keel';
+ *
+ * const codesOf = (errors: readonly AnyErrorClass[]): string[] => errors.map((error) => error.code);
+ * codesOf(orders.operations.placeOrder.errors); // ['UNKNOWN_PRODUCT', 'OUT_OF_STOCK', 'PAYMENT_DECLINED']
+ * ```
+ */
 export type AnyErrorClass = ErrorClass<string, z.ZodType>;
 
-/** What {@link defineError} takes. */
+/**
+ * What {@link defineError} takes.
+ *
+ * @example
+ * ```ts
+ * export const UnknownPayment = defineError({
+ *   code: 'UNKNOWN_PAYMENT',
+ *   kind: 'not-found',
+ *   data: z.object({ paymentId: z.string() }),
+ *   description: 'No payment has this id.',
+ *   message: (data) => `No payment has id "${data.paymentId}". Use the paymentId that charge returned.`,
+ * });
+ * ```
+ */
 export interface ErrorSpec<Code extends string, Schema extends z.ZodType> {
   /** Stable, SCREAMING_SNAKE_CASE code that callers and other languages match on. */
   readonly code: Code;
@@ -255,7 +333,19 @@ export function defineError<const Code extends string, Schema extends z.ZodType>
   return DeclaredError as unknown as ErrorClass<Code, Schema>;
 }
 
-/** A zod issue, as carried in `details.issues`. */
+/**
+ * A zod issue, as carried in `details.issues`.
+ *
+ * @example
+ * ```ts
+ * import { isKeelError, type ValidationIssue } from 'keel';
+ *
+ * if (isKeelError(error, 'INVALID_INPUT')) {
+ *   const issues = (error.details?.['issues'] ?? []) as readonly ValidationIssue[];
+ *   for (const issue of issues) console.warn(`${issue.path.map(String).join('.')}: ${issue.message}`);
+ * }
+ * ```
+ */
 export interface ValidationIssue {
   readonly path: readonly PropertyKey[];
   readonly message: string;
@@ -265,6 +355,16 @@ export interface ValidationIssue {
 /**
  * The one validation error for a value that failed a contract schema, the same on the caller's
  * side, on the callee's side and on every transport.
+ *
+ * @example
+ * ```ts
+ * import { validationError } from 'keel';
+ *
+ * const parsed = inventory.operations.reserve.input.safeParse(input);
+ * if (!parsed.success) {
+ *   throw validationError('INVALID_INPUT', 'input', 'inventory', 'reserve', parsed.error.issues, context.correlationId);
+ * }
+ * ```
  */
 export function validationError(
   code: typeof KeelErrorCode.INVALID_INPUT | typeof KeelErrorCode.INVALID_OUTPUT | typeof KeelErrorCode.INVALID_EVENT,

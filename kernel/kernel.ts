@@ -17,7 +17,17 @@ import type { KernelObserver } from './observer.js';
 import { Fanout, type Registration, type Transport, type TransportStatus } from './transport.js';
 import type { AnyOperation } from './contract.js';
 
-/** Which modules this process hosts, and how it reaches the others. */
+/**
+ * Which modules this process hosts, and how it reaches the others.
+ *
+ * @example
+ * ```ts
+ * import { createNatsTransport } from 'keel/nats';
+ *
+ * const topology: Topology = { host: ['orders', 'payments'], transport: await createNatsTransport({ servers: 'nats://127.0.0.1:4222' }) };
+ * const kernel = createKernel({ modules, topology });
+ * ```
+ */
 export interface Topology {
   /** Names of the modules to host here. Default: every module of the manifest. */
   readonly host?: readonly string[];
@@ -29,7 +39,21 @@ export interface Topology {
   readonly transport?: Transport;
 }
 
-/** What {@link createKernel} takes. */
+/**
+ * What {@link createKernel} takes.
+ *
+ * @example
+ * ```ts
+ * const options: KernelOptions = {
+ *   modules,
+ *   defaultTimeoutMs: 5_000,
+ *   maxDeliveryAttempts: 3,
+ *   logger: createLogger({ level: 'warn' }),
+ *   onDeadLetter: (letter) => console.error(`${letter.subscriber} gave up on ${letter.contract}.${letter.event}`),
+ * };
+ * const kernel = createKernel(options);
+ * ```
+ */
 export interface KernelOptions {
   /** The application manifest: every module of the application, hosted here or not. */
   readonly modules: readonly AnyModule[];
@@ -51,7 +75,14 @@ export interface KernelOptions {
   readonly drainTimeoutMs?: number;
 }
 
-/** Defaults of {@link KernelOptions}. */
+/**
+ * Defaults of {@link KernelOptions}.
+ *
+ * @example
+ * ```ts
+ * const kernel = createKernel({ modules, eventTimeoutMs: 2 * DEFAULT_KERNEL_OPTIONS.eventTimeoutMs });
+ * ```
+ */
 export const DEFAULT_KERNEL_OPTIONS = {
   defaultTimeoutMs: DEFAULT_TIMEOUT_MS,
   eventTimeoutMs: 30_000,
@@ -59,7 +90,15 @@ export const DEFAULT_KERNEL_OPTIONS = {
   drainTimeoutMs: 30_000,
 } as const satisfies Partial<KernelOptions>;
 
-/** Lifecycle state of a kernel or of one hosted module. */
+/**
+ * Lifecycle state of a kernel or of one hosted module.
+ *
+ * @example
+ * ```ts
+ * const notStarted = kernel.status().modules.filter((module) => module.state !== LifecycleState.STARTED);
+ * if (kernel.state === LifecycleState.STARTED) await kernel.stop();
+ * ```
+ */
 export const LifecycleState = {
   CREATED: 'created',
   STARTING: 'starting',
@@ -72,7 +111,17 @@ export const LifecycleState = {
 /** A {@link LifecycleState} value. */
 export type LifecycleState = (typeof LifecycleState)[keyof typeof LifecycleState];
 
-/** What {@link Kernel.status} reports. */
+/**
+ * What {@link Kernel.status} reports.
+ *
+ * @example
+ * ```ts
+ * const status: KernelStatus = kernel.status();
+ * console.log(status.state, status.ready, status.remote); // 'started' true ['payments'] (payments runs elsewhere)
+ * for (const module of status.modules) console.log(`${module.name} ${module.version}: ${module.state}`);
+ * for (const transport of status.transports) console.log(transport.name, transport.ready ? 'ready' : transport.detail);
+ * ```
+ */
 export interface KernelStatus {
   readonly state: LifecycleState;
   readonly ready: boolean;
@@ -82,13 +131,31 @@ export interface KernelStatus {
   readonly transports: readonly TransportStatus[];
 }
 
-/** Options of {@link Kernel.client}. */
+/**
+ * Options of {@link Kernel.client}.
+ *
+ * @example
+ * ```ts
+ * const shop = kernel.client(orders, { caller: 'nightly-report' }); // handlers see context.caller === 'nightly-report'
+ * ```
+ */
 export interface KernelClientOptions {
   /** Caller name carried in the call context (default `external`). */
   readonly caller?: string;
 }
 
-/** A running application, or the part of it this process hosts. */
+/**
+ * A running application, or the part of it this process hosts.
+ *
+ * @example
+ * ```ts
+ * const kernel: Kernel = createKernel({ modules });
+ * await kernel.start();
+ * console.log(kernel.hosted, kernel.ready()); // every module of the manifest, dependencies first; true
+ * const { products } = await kernel.client(catalog).listProducts({});
+ * await kernel.stop();
+ * ```
+ */
 export interface Kernel {
   /** Names of the modules hosted here, in start order. */
   readonly hosted: readonly string[];
@@ -122,11 +189,12 @@ export interface Kernel {
  * ```ts
  * import { createKernel } from 'keel';
  * import { modules } from './modules/index.js';
+ * import { orders } from './modules/orders/contract.js';
  *
  * const kernel = createKernel({ modules });
  * await kernel.start();
- * const orders = kernel.client(ordersContract);
- * await orders.placeOrder({ customerId: 'c-1', lines: [{ sku: 'KB-1', quantity: 1 }] });
+ * const shop = kernel.client(orders);
+ * await shop.placeOrder({ customerId: 'c-42', lines: [{ sku: 'KB-001', quantity: 1 }], card: { token: 'tok_visa' } });
  * await kernel.stop();
  * ```
  */

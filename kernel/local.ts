@@ -25,7 +25,15 @@ import {
 } from './transport.js';
 import type { CallContext } from './context.js';
 
-/** Options of {@link createLocalTransport}. */
+/**
+ * Options of {@link createLocalTransport}.
+ *
+ * @example
+ * ```ts
+ * const options: LocalTransportOptions = { logger: createLogger({ level: 'warn' }), redeliveryDelayMs: 10 };
+ * const bus = createLocalTransport(options);
+ * ```
+ */
 export interface LocalTransportOptions {
   /** Where dropped events are reported. */
   readonly logger?: Logger;
@@ -33,7 +41,14 @@ export interface LocalTransportOptions {
   readonly redeliveryDelayMs?: number;
 }
 
-/** Defaults of {@link LocalTransportOptions}. */
+/**
+ * Defaults of {@link LocalTransportOptions}.
+ *
+ * @example
+ * ```ts
+ * const bus = createLocalTransport({ redeliveryDelayMs: DEFAULT_LOCAL_TRANSPORT_OPTIONS.redeliveryDelayMs / 5 });
+ * ```
+ */
 export const DEFAULT_LOCAL_TRANSPORT_OPTIONS = {
   redeliveryDelayMs: 50,
 } as const satisfies Partial<LocalTransportOptions>;

@@ -4,10 +4,36 @@
  */
 import { pino } from 'pino';
 
-/** A structured log function: a record, then a message. */
+/**
+ * A structured log function: a record, then a message.
+ *
+ * @example
+ * ```ts
+ * import type { LogFunction } from 'keel';
+ *
+ * const info: LogFunction = (record, message) => console.log(JSON.stringify({ level: 'info', msg: message, ...record }));
+ * info({ sku: 'KB-001', quantity: 2 }, 'restocked');
+ * ```
+ */
 export type LogFunction = (record: Record<string, unknown>, message: string) => void;
 
-/** The logger keel writes to. A pino logger satisfies it. */
+/**
+ * The logger keel writes to. A pino logger satisfies it.
+ *
+ * @example
+ * ```ts
+ * import type { Logger } from 'keel';
+ *
+ * const consoleLogger = (bindings: Record<string, unknown> = {}): Logger => ({
+ *   debug: (record, message) => console.debug(message, { ...bindings, ...record }),
+ *   info: (record, message) => console.info(message, { ...bindings, ...record }),
+ *   warn: (record, message) => console.warn(message, { ...bindings, ...record }),
+ *   error: (record, message) => console.error(message, { ...bindings, ...record }),
+ *   child: (more) => consoleLogger({ ...bindings, ...more }),
+ * });
+ * const kernel = createKernel({ modules, logger: consoleLogger() });
+ * ```
+ */
 export interface Logger {
   debug: LogFunction;
   info: LogFunction;
@@ -33,7 +59,14 @@ export function createLogger(options: { level?: string; name?: string } = {}): L
   }) as unknown as Logger;
 }
 
-/** A logger that drops everything. */
+/**
+ * A logger that drops everything.
+ *
+ * @example
+ * ```ts
+ * const kernel = createKernel({ modules, logger: silentLogger }); // a quiet test
+ * ```
+ */
 export const silentLogger: Logger = {
   debug: () => {},
   info: () => {},

@@ -19,27 +19,85 @@ import type { Logger } from './logger.js';
 import type { EventMetadata, Fanout } from './transport.js';
 import type { Client } from './client.js';
 
-/** A handler of one operation: validated input in, output (validated after) out. */
+/**
+ * A handler of one operation: validated input in, output (validated after) out.
+ *
+ * @example
+ * ```ts
+ * import type { OperationHandler } from 'keel';
+ *
+ * const getProduct: OperationHandler<typeof catalog.operations.getProduct> = ({ sku }, context) => {
+ *   const product = products.get(sku);
+ *   if (product === undefined) throw new UnknownProduct({ sku });
+ *   return product;
+ * };
+ * ```
+ */
 export type OperationHandler<Op extends AnyOperation> = (
   input: HandlerInput<Op>,
   context: CallContext,
 ) => Promise<HandlerOutput<Op>> | HandlerOutput<Op>;
 
-/** One handler per operation of `C`: a missing or an extra handler does not compile. */
+/**
+ * One handler per operation of `C`: a missing or an extra handler does not compile.
+ *
+ * @example
+ * ```ts
+ * import type { Handlers } from 'keel';
+ *
+ * const handlers: Handlers<typeof catalog> = {
+ *   addProduct: (input) => store.add(input),
+ *   getProduct: ({ sku }) => store.get(sku),
+ *   listProducts: () => ({ products: store.list() }),
+ * };
+ * ```
+ */
 export type Handlers<C extends AnyContract> = {
   readonly [K in keyof C['operations']]: OperationHandler<C['operations'][K]>;
 };
 
-/** Metadata an event handler receives besides the payload. */
+/**
+ * Metadata an event handler receives besides the payload.
+ *
+ * @example
+ * ```ts
+ * import type { EventContext } from 'keel';
+ *
+ * const logDelivery = (context: EventContext): void =>
+ *   logger.info({ eventId: context.id, attempt: context.attempt, correlationId: context.correlationId }, `from ${context.publisher}`);
+ * ```
+ */
 export interface EventContext extends CallContext, EventMetadata {}
 
-/** A handler of one event. Throwing makes a durable event be redelivered. */
+/**
+ * A handler of one event. Throwing makes a durable event be redelivered.
+ *
+ * @example
+ * ```ts
+ * import type { EventHandlerFunction } from 'keel';
+ *
+ * const onOrderPlaced: EventHandlerFunction<typeof orders.events.orderPlaced> = async ({ orderId }, { attempt }) => {
+ *   if (attempt > 1) logger.warn({ orderId, attempt }, 'orderPlaced redelivered');
+ *   await store.commit(orderId); // throwing here redelivers the event
+ * };
+ * ```
+ */
 export type EventHandlerFunction<Ev extends AnyEvent> = (
   payload: EventPayload<Ev>,
   context: EventContext,
 ) => Promise<void> | void;
 
-/** An event handler with delivery options. */
+/**
+ * An event handler with delivery options.
+ *
+ * @example
+ * ```ts
+ * events: {
+ *   orders: { orderPlaced: { handle: ({ orderId }) => store.commit(orderId), maxAttempts: 10 } },
+ *   catalog: { productAdded: { handle: (product) => { cache.set(product.sku, product); }, fanout: 'every-instance' } },
+ * },
+ * ```
+ */
 export interface EventHandlerOptions<Ev extends AnyEvent> {
   readonly handle: EventHandlerFunction<Ev>;
   /** `every-instance` delivers to every running instance of this module (notification events only). */
@@ -48,10 +106,32 @@ export interface EventHandlerOptions<Ev extends AnyEvent> {
   readonly maxAttempts?: number;
 }
 
-/** An event handler: a function, or a function with options. */
+/**
+ * An event handler: a function, or a function with options.
+ *
+ * @example
+ * ```ts
+ * import type { EventHandler } from 'keel';
+ *
+ * const plain: EventHandler<typeof orders.events.orderCancelled> = ({ orderId }) => store.cancel(orderId);
+ * const patient: EventHandler<typeof orders.events.orderCancelled> = { handle: plain, maxAttempts: 20 };
+ * ```
+ */
 export type EventHandler<Ev extends AnyEvent> = EventHandlerFunction<Ev> | EventHandlerOptions<Ev>;
 
-/** Handlers for the events of the contracts in `Subs`, keyed by contract name then event name. */
+/**
+ * Handlers for the events of the contracts in `Subs`, keyed by contract name then event name.
+ *
+ * @example
+ * ```ts
+ * import type { EventHandlers } from 'keel';
+ *
+ * const events: EventHandlers<[typeof orders, typeof payments]> = {
+ *   orders: { orderCancelled: ({ orderId }) => store.cancel(orderId) },
+ *   payments: { paymentRefunded: ({ orderId, amountCents }) => store.noteRefund(orderId, amountCents) },
+ * };
+ * ```
+ */
 export type EventHandlers<Subs extends readonly AnyContract[]> = {
   readonly [Name in Subs[number]['name']]?: {
     readonly [E in keyof Extract<Subs[number], { readonly name: Name }>['events']]?: EventHandler<
@@ -60,7 +140,18 @@ export type EventHandlers<Subs extends readonly AnyContract[]> = {
   };
 };
 
-/** Resolves the module's own providers and the clients of its declared dependencies. */
+/**
+ * Resolves the module's own providers and the clients of its declared dependencies.
+ *
+ * @example
+ * ```ts
+ * create: ({ get }) => {
+ *   const products = get(catalog); // Client<typeof catalog>; catalog must be in dependsOn
+ *   const store = get(OrderStore); // a provider bound in this module's providers
+ *   return { handlers: orderHandlers(store, products) };
+ * },
+ * ```
+ */
 export interface Resolver<Deps extends readonly AnyContract[]> {
   /** The client of a contract declared in `dependsOn`. */
   <D extends Deps[number]>(contract: D): Client<D>;
@@ -68,13 +159,34 @@ export interface Resolver<Deps extends readonly AnyContract[]> {
   <T>(serviceIdentifier: ServiceIdentifier<T>): T;
 }
 
-/** Publishes one of the module's own events. Resolves once the transport accepted it. */
+/**
+ * Publishes one of the module's own events. Resolves once the transport accepted it.
+ *
+ * @example
+ * ```ts
+ * import type { Emit } from 'keel';
+ *
+ * const announceLow = (emit: Emit<typeof inventory>, sku: string, available: number): Promise<void> =>
+ *   emit('stockLow', { sku, available, threshold: 5 });
+ * ```
+ */
 export type Emit<C extends AnyContract> = <E extends keyof C['events'] & string>(
   event: E,
   payload: EventInput<C['events'][E]>,
 ) => Promise<void>;
 
-/** What `create` receives. */
+/**
+ * What `create` receives.
+ *
+ * @example
+ * ```ts
+ * create: ({ name, get, emit, logger }) => {
+ *   logger.info({ module: name }, 'creating');
+ *   const products = get(catalog);
+ *   return { handlers: inventoryHandlers(products, emit) }; // handlers call the catalog and emit stockLow
+ * },
+ * ```
+ */
 export interface ModuleTools<C extends AnyContract, Deps extends readonly AnyContract[]> {
   /** This module's name (its contract's name). */
   readonly name: C['name'];
@@ -89,12 +201,40 @@ export interface ModuleTools<C extends AnyContract, Deps extends readonly AnyCon
 /**
  * `H` with every key that is not an operation of `C` turned into `never`, so that an extra
  * handler does not compile.
+ *
+ * @example
+ * ```ts
+ * defineModule({
+ *   contract: notifications,
+ *   create: () => ({
+ *     handlers: {
+ *       listNotifications: () => ({ notifications: [] }),
+ *       // resend: () => ...,  // does not compile: notifications has no operation "resend"
+ *     },
+ *   }),
+ * });
+ * ```
  */
 export type ExactHandlers<H, C extends AnyContract> = H & {
   readonly [K in Exclude<keyof H, keyof C['operations']>]: never;
 };
 
-/** What `create` returns: the module's running parts. */
+/**
+ * What `create` returns: the module's running parts.
+ *
+ * @example
+ * ```ts
+ * create: ({ get }) => {
+ *   const outbox = get(Outbox);
+ *   return {
+ *     handlers: { listNotifications: ({ customerId }) => ({ notifications: outbox.forCustomer(customerId) }) },
+ *     events: { orders: { orderPlaced: (placed) => outbox.confirm(placed) } },
+ *     start: () => outbox.open(),
+ *     stop: () => outbox.flush(),
+ *   };
+ * },
+ * ```
+ */
 export interface ModuleInstance<
   C extends AnyContract,
   Subs extends readonly AnyContract[],
@@ -109,7 +249,21 @@ export interface ModuleInstance<
   readonly stop?: () => Promise<void> | void;
 }
 
-/** What {@link defineModule} takes. */
+/**
+ * What {@link defineModule} takes.
+ *
+ * @example
+ * ```ts
+ * export const ordersModule = defineModule({
+ *   contract: orders,
+ *   dependsOn: [catalog, inventory, payments],
+ *   providers: (bind) => {
+ *     bind(OrderStore).toSelf().inSingletonScope();
+ *   },
+ *   create: ({ get, emit }) => ({ handlers: createOrderHandlers(get(OrderStore), get(catalog), emit) }),
+ * });
+ * ```
+ */
 export interface ModuleSpec<
   C extends AnyContract,
   Deps extends readonly AnyContract[],
@@ -130,7 +284,18 @@ export interface ModuleSpec<
   ) => ModuleInstance<NoInfer<C>, NoInfer<Subs>, H> | Promise<ModuleInstance<NoInfer<C>, NoInfer<Subs>, H>>;
 }
 
-/** A module value, built by {@link defineModule}. */
+/**
+ * A module value, built by {@link defineModule}.
+ *
+ * @example
+ * ```ts
+ * import { modules } from './modules/index.js';
+ *
+ * for (const module of modules) {
+ *   console.log(module.name, '→', module.dependsOn.map((contract) => contract.name).join(', '));
+ * }
+ * ```
+ */
 export interface Module<
   C extends AnyContract = AnyContract,
   Deps extends readonly AnyContract[] = readonly AnyContract[],
@@ -145,7 +310,18 @@ export interface Module<
   readonly create: (tools: ModuleTools<C, Deps>) => ModuleInstance<C, Subs> | Promise<ModuleInstance<C, Subs>>;
 }
 
-/** Any module, as the kernel sees it. */
+/**
+ * Any module, as the kernel sees it: what an application manifest lists and
+ * `createKernel({ modules })` takes.
+ *
+ * @example
+ * ```ts
+ * import type { AnyModule } from 'keel';
+ *
+ * export const modules: readonly AnyModule[] = [catalogModule, inventoryModule, paymentsModule, ordersModule, notificationsModule];
+ * const kernel = createKernel({ modules });
+ * ```
+ */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type AnyModule = Module<AnyContract, readonly AnyContract[], readonly AnyContract[]> | Module<any, any, any>;
 
@@ -158,16 +334,24 @@ export type AnyModule = Module<AnyContract, readonly AnyContract[], readonly Any
  *   contract: inventory,
  *   dependsOn: [catalog],
  *   subscribesTo: [orders],
- *   providers: (bind) => bind(StockStore).toConstantValue(new StockStore()),
- *   create: ({ get, emit }) => {
- *     const stock = get(StockStore);
- *     const catalogClient = get(catalog);
+ *   providers: (bind) => {
+ *     bind(StockStore).toSelf().inSingletonScope();
+ *   },
+ *   create: ({ get }) => {
+ *     const store = get(StockStore);
+ *     const products = get(catalog);
  *     return {
  *       handlers: {
- *         reserve: async ({ items }) => stock.reserve(items),
+ *         restock: async ({ sku, quantity }) => {
+ *           await products.getProduct({ sku }); // an unknown SKU fails with UnknownProduct
+ *           return store.restock(sku, quantity);
+ *         },
+ *         getStock: ({ sku }) => store.level(sku),
+ *         reserve: ({ orderId, lines }) => store.reserve(orderId, lines),
+ *         release: ({ orderId }) => store.release(orderId),
  *       },
  *       events: {
- *         orders: { orderCancelled: ({ orderId }) => stock.release(orderId) },
+ *         orders: { orderCancelled: ({ orderId }) => store.cancel(orderId) },
  *       },
  *     };
  *   },

@@ -3,10 +3,32 @@
  * the kernel knowing any of them. Hooks run synchronously on the hot path: keep them cheap.
  */
 
-/** Outcome recorded for a successful call or handled event. */
+/**
+ * Outcome recorded for a successful call or handled event.
+ *
+ * @example
+ * ```ts
+ * kernel.observe({
+ *   callServed: (record) => {
+ *     if (record.outcome !== OK_OUTCOME) console.warn(`${record.contract}.${record.operation} failed: ${record.outcome}`);
+ *   },
+ * });
+ * ```
+ */
 export const OK_OUTCOME = 'ok';
 
-/** One finished call, as seen by the caller (`callMade`) or the callee (`callServed`). */
+/**
+ * One finished call, as seen by the caller (`callMade`) or the callee (`callServed`).
+ *
+ * @example
+ * ```ts
+ * import type { CallRecord } from 'keel';
+ *
+ * const describe = (record: CallRecord): string =>
+ *   `${record.caller} → ${record.contract}.${record.operation} over ${record.transport}: ${record.outcome} in ${record.durationMs.toFixed(1)} ms`;
+ * kernel.observe({ callMade: (record) => console.log(describe(record)) });
+ * ```
+ */
 export interface CallRecord {
   readonly contract: string;
   readonly operation: string;
@@ -19,7 +41,18 @@ export interface CallRecord {
   readonly outcome: string;
 }
 
-/** One event handled (or failed) by a subscribing module. */
+/**
+ * One event handled (or failed) by a subscribing module.
+ *
+ * @example
+ * ```ts
+ * kernel.observe({
+ *   eventHandled: (record) => {
+ *     if (record.attempt > 1) console.warn(`${record.subscriber} handled ${record.contract}.${record.event} on attempt ${record.attempt}: ${record.outcome}`);
+ *   },
+ * });
+ * ```
+ */
 export interface EventRecord {
   readonly contract: string;
   readonly event: string;

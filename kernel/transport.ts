@@ -10,7 +10,15 @@ import type { AnyContract, Delivery } from './contract.js';
 import type { CallContext } from './context.js';
 import { KeelError, KeelErrorCode } from './errors.js';
 
-/** Which operation a call targets. */
+/**
+ * Which operation a call targets.
+ *
+ * @example
+ * ```ts
+ * const address: OperationAddress = { contract: catalog.name, version: catalog.version, operation: 'getProduct' };
+ * const product = await transport.call(address, { sku: 'KB-001' }, context);
+ * ```
+ */
 export interface OperationAddress {
   /** Contract (module) name. */
   readonly contract: string;
@@ -19,7 +27,15 @@ export interface OperationAddress {
   readonly operation: string;
 }
 
-/** Options of one call, as seen by a transport. */
+/**
+ * Options of one call, as seen by a transport.
+ *
+ * @example
+ * ```ts
+ * const options: TransportCallOptions = { signal: AbortSignal.timeout(1_000) };
+ * await transport.call(address, input, context, options); // rejects with CANCELLED once the signal aborts
+ * ```
+ */
 export interface TransportCallOptions {
   /** Aborts the call early with `CANCELLED`. */
   readonly signal?: AbortSignal | undefined;
@@ -33,6 +49,17 @@ export interface TransportCallOptions {
 /**
  * An error as it crosses a boundary: plain JSON. `type: 'declared'` is a contract error
  * (rebuilt on the caller as its declared class); `type: 'keel'` a {@link KeelError}.
+ *
+ * @example
+ * ```ts
+ * const envelope: ErrorEnvelope = {
+ *   type: 'declared',
+ *   code: 'OUT_OF_STOCK',
+ *   message: 'Only 1 unit(s) of "KB-001" are available, 3 requested. Order fewer, or restock with inventory.restock.',
+ *   data: { sku: 'KB-001', requested: 3, available: 1 },
+ *   correlationId: context.correlationId,
+ * };
+ * ```
  */
 export interface ErrorEnvelope {
   readonly type: 'declared' | 'keel';
@@ -47,6 +74,14 @@ export interface ErrorEnvelope {
  * A failure the callee's side reported, carried as its {@link ErrorEnvelope}. Transports reject
  * with it; the kernel's client rebuilds the caller-side error from the envelope, so no error
  * object (and no reference) ever crosses a module boundary.
+ *
+ * @example
+ * ```ts
+ * // in a transport's call(), decoding the reply
+ * const body: unknown = JSON.parse(replyText);
+ * if (isErrorEnvelope(body)) throw new RemoteFailure(body); // the caller then sees e.g. an OutOfStock
+ * return body;
+ * ```
  */
 export class RemoteFailure extends Error {
   override readonly name = 'RemoteFailure';
@@ -59,6 +94,16 @@ export class RemoteFailure extends Error {
  * The served side of one module, handed to {@link Transport.serve}. `dispatch` validates,
  * runs the handler in the call context, and resolves with the validated output or rejects
  * with a {@link RemoteFailure}. It never rejects with anything else.
+ *
+ * @example
+ * ```ts
+ * // in a wire transport's serve(served), for one request
+ * try {
+ *   reply(JSON.stringify(await served.dispatch(address, JSON.parse(body), context, false)));
+ * } catch (failure) {
+ *   reply(JSON.stringify((failure as RemoteFailure).envelope));
+ * }
+ * ```
  */
 export interface ServedModule {
   readonly contract: AnyContract;
@@ -80,6 +125,15 @@ export interface ServedModule {
  * An answer still being computed, as {@link ServedModule.invoke} returns it for an asynchronous
  * handler: settle the call with `finish(value)` (which validates the output and may throw a
  * {@link RemoteFailure}) or `fail(error)`.
+ *
+ * @example
+ * ```ts
+ * const answer = served.invoke(address, input, context, true);
+ * if (answer instanceof PendingAnswer) {
+ *   return answer.promise.then(answer.finish, (error: unknown) => Promise.reject(answer.fail(error)));
+ * }
+ * return answer; // a synchronous handler's validated output (or, rarely, a promise of it)
+ * ```
  */
 export class PendingAnswer {
   constructor(
@@ -89,13 +143,31 @@ export class PendingAnswer {
   ) {}
 }
 
-/** Handle returned by {@link Transport.serve} and {@link Transport.subscribe}. */
+/**
+ * Handle returned by {@link Transport.serve} and {@link Transport.subscribe}.
+ *
+ * @example
+ * ```ts
+ * const registration: Registration = await transport.serve(served);
+ * // ... on shutdown: no new calls, then wait for the ones in flight
+ * await registration.stop();
+ * ```
+ */
 export interface Registration {
   /** Stops taking new work, waits for work in flight, then resolves. */
   stop(): Promise<void>;
 }
 
-/** Metadata of one published event. */
+/**
+ * Metadata of one published event.
+ *
+ * @example
+ * ```ts
+ * // a transport delivering a published event for the first time
+ * const metadata: EventMetadata = { ...published.metadata, attempt: 1 };
+ * await subscription.handle(published.payload, metadata);
+ * ```
+ */
 export interface EventMetadata {
   /** Unique id of this publication (used for de-duplication by durable transports). */
   readonly id: string;
@@ -109,7 +181,20 @@ export interface EventMetadata {
   readonly attempt: number;
 }
 
-/** One event as the kernel publishes it: payload already validated. */
+/**
+ * One event as the kernel publishes it: payload already validated.
+ *
+ * @example
+ * ```ts
+ * // in a transport's publish(): never wait for the subscribers
+ * publish(event: PublishedEvent): Promise<void> {
+ *   for (const subscription of subscribers.get(`${event.contract}.${event.event}`) ?? []) {
+ *     void subscription.handle(event.payload, { ...event.metadata, attempt: 1 }).catch(() => {});
+ *   }
+ *   return Promise.resolve();
+ * }
+ * ```
+ */
 export interface PublishedEvent {
   readonly contract: string;
   readonly version: string;
@@ -119,7 +204,16 @@ export interface PublishedEvent {
   readonly metadata: Omit<EventMetadata, 'attempt'>;
 }
 
-/** How many instances of a subscribing module get each event. */
+/**
+ * How many instances of a subscribing module get each event.
+ *
+ * @example
+ * ```ts
+ * events: {
+ *   catalog: { productAdded: { handle: (product) => { cache.set(product.sku, product); }, fanout: Fanout.EVERY_INSTANCE } },
+ * },
+ * ```
+ */
 export const Fanout = {
   /** One instance of the subscribing module (load balanced). The default. */
   BALANCED: 'balanced',
@@ -130,7 +224,18 @@ export const Fanout = {
 /** A {@link Fanout} value. */
 export type Fanout = (typeof Fanout)[keyof typeof Fanout];
 
-/** A module's subscription to one event, handed to {@link Transport.subscribe}. */
+/**
+ * A module's subscription to one event, handed to {@link Transport.subscribe}.
+ *
+ * @example
+ * ```ts
+ * async subscribe(subscription: EventSubscription): Promise<Registration> {
+ *   const key = `${subscription.contract}.${subscription.event}`;
+ *   subscribers.set(key, [...(subscribers.get(key) ?? []), subscription]);
+ *   return { stop: async () => void subscribers.set(key, (subscribers.get(key) ?? []).filter((s) => s !== subscription)) };
+ * }
+ * ```
+ */
 export interface EventSubscription {
   /** Subscribing module name (the balancing group). */
   readonly subscriber: string;
@@ -151,7 +256,16 @@ export interface EventSubscription {
   deadLetter(payload: unknown, metadata: EventMetadata, error: unknown): void;
 }
 
-/** Transport health, as the kernel reports it. */
+/**
+ * Transport health, as the kernel reports it.
+ *
+ * @example
+ * ```ts
+ * for (const { name, ready, detail } of kernel.status().transports) {
+ *   console.log(`${name}: ${ready ? 'ready' : `not ready (${detail ?? 'no detail'})`}`);
+ * }
+ * ```
+ */
 export interface TransportStatus {
   readonly name: string;
   readonly ready: boolean;
@@ -188,7 +302,14 @@ export interface Transport {
   close(): Promise<void>;
 }
 
-/** The error a transport raises when a call's deadline passes. */
+/**
+ * The error a transport raises when a call's deadline passes.
+ *
+ * @example
+ * ```ts
+ * const timer = setTimeout(() => reject(timeoutError(address, context, context.deadline - sentAt)), context.deadline - Date.now());
+ * ```
+ */
 export function timeoutError(address: OperationAddress, context: CallContext, budgetMs?: number): KeelError {
   const budget = budgetMs === undefined ? '' : ` within ${Math.max(0, Math.round(budgetMs))} ms`;
   return new KeelError(
@@ -199,7 +320,14 @@ export function timeoutError(address: OperationAddress, context: CallContext, bu
   );
 }
 
-/** The error a transport raises when nothing serves the target module. */
+/**
+ * The error a transport raises when nothing serves the target module.
+ *
+ * @example
+ * ```ts
+ * if (!servers.has(address.contract)) throw noRespondersError(address, context, 'in this process');
+ * ```
+ */
 export function noRespondersError(address: OperationAddress, context: CallContext, where: string): KeelError {
   return new KeelError(
     KeelErrorCode.NO_RESPONDERS,
@@ -210,7 +338,14 @@ export function noRespondersError(address: OperationAddress, context: CallContex
   );
 }
 
-/** The error a transport raises when the caller aborts. */
+/**
+ * The error a transport raises when the caller aborts.
+ *
+ * @example
+ * ```ts
+ * options?.signal?.addEventListener('abort', () => reject(cancelledError(address, context, options.signal?.reason)), { once: true });
+ * ```
+ */
 export function cancelledError(address: OperationAddress, context: CallContext, reason?: unknown): KeelError {
   return new KeelError(
     KeelErrorCode.CANCELLED,
