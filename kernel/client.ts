@@ -10,7 +10,15 @@ import { KeelError, KeelErrorCode, validationError, type AnyErrorClass } from '.
 import { OK_OUTCOME, outcomeOf, type KernelObserver } from './observer.js';
 import { RemoteFailure, type OperationAddress, type Transport } from './transport.js';
 
-/** Options of one call. */
+/**
+ * Options of one call.
+ *
+ * @example
+ * ```ts
+ * const controller = new AbortController();
+ * const order = await kernel.client(orders).getOrder({ orderId }, { timeoutMs: 2_000, signal: controller.signal });
+ * ```
+ */
 export interface CallOptions {
   /** Deadline for this call in milliseconds; capped by the surrounding call's remaining time. */
   readonly timeoutMs?: number;
@@ -22,7 +30,17 @@ export interface CallOptions {
   readonly traceparent?: string;
 }
 
-/** A typed client of contract `C`: one async method per operation. */
+/**
+ * A typed client of contract `C`: one async method per operation.
+ *
+ * @example
+ * ```ts
+ * import type { Client } from 'keel';
+ *
+ * const shop: Client<typeof orders> = kernel.client(orders);
+ * const { orders: placed } = await shop.listOrders({ customerId: 'c-42' });
+ * ```
+ */
 export type Client<C extends AnyContract> = {
   readonly [K in keyof C['operations']]: (
     input: OperationInput<C['operations'][K]>,
@@ -30,7 +48,15 @@ export type Client<C extends AnyContract> = {
   ) => Promise<OperationOutput<C['operations'][K]>>;
 };
 
-/** Client defaults. */
+/**
+ * Client defaults.
+ *
+ * @example
+ * ```ts
+ * const options: ClientOptions = { caller: 'orders', defaultTimeoutMs: 5_000 };
+ * const products = createClient(catalog, transport, options);
+ * ```
+ */
 export interface ClientOptions {
   /** Module name of the caller, or `external`. */
   readonly caller?: string;
@@ -40,10 +66,24 @@ export interface ClientOptions {
   readonly observers?: readonly KernelObserver[];
 }
 
-/** Default deadline of a call, when neither the call nor the operation sets one. */
+/**
+ * Default deadline of a call, when neither the call nor the operation sets one.
+ *
+ * @example
+ * ```ts
+ * const kernel = createKernel({ modules, defaultTimeoutMs: DEFAULT_TIMEOUT_MS / 2 });
+ * ```
+ */
 export const DEFAULT_TIMEOUT_MS = 10_000;
 
-/** The longest deadline a call may ask for: the largest delay a Node.js timer supports (about 24.8 days). */
+/**
+ * The longest deadline a call may ask for: the largest delay a Node.js timer supports (about 24.8 days).
+ *
+ * @example
+ * ```ts
+ * await shop.getOrder({ orderId }, { timeoutMs: Math.min(requestedMs, MAX_TIMEOUT_MS) });
+ * ```
+ */
 export const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 
 /**
@@ -54,7 +94,7 @@ export const MAX_TIMEOUT_MS = 2 ** 31 - 1;
  * @example
  * ```ts
  * const catalogClient = createClient(catalog, transport, { caller: 'orders', defaultTimeoutMs: 5000 });
- * const product = await catalogClient.getProduct({ sku: 'KB-1' });
+ * const product = await catalogClient.getProduct({ sku: 'KB-001' });
  * ```
  */
 export function createClient<C extends AnyContract>(

@@ -157,7 +157,18 @@ export interface SubscriptionSource {
   readonly observers?: readonly KernelObserver[];
 }
 
-/** A durable event given up on after its last attempt. */
+/**
+ * A durable event given up on after its last attempt.
+ *
+ * @example
+ * ```ts
+ * const kernel = createKernel({
+ *   modules,
+ *   onDeadLetter: ({ subscriber, contract, event, metadata, error }) =>
+ *     console.error(`${subscriber} gave up on ${contract}.${event} (${metadata.id}) after ${metadata.attempt} attempts`, error),
+ * });
+ * ```
+ */
 export interface DeadLetter {
   readonly subscriber: string;
   readonly contract: string;
