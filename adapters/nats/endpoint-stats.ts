@@ -30,9 +30,10 @@ export const ENDPOINT_STATS_TYPE = 'io.keel.endpoint_stats.v1';
  *
  * @example
  * ```ts
- * const translate = stats.endpoints?.find((endpoint) => endpoint.name === 'translate');
- * if (isEndpointStatsData(translate?.data)) {
- *   console.log(translate.data.num_errors, translate.data.average_processing_time / 1e6, 'ms');
+ * const stats = (await nc.request('$SRV.STATS.catalog')).json<ServiceStats>(); // ServiceStats from 'nats'
+ * const getProduct = stats.endpoints?.find((endpoint) => endpoint.name === 'getProduct');
+ * if (isEndpointStatsData(getProduct?.data)) {
+ *   console.log(getProduct.data.num_errors, getProduct.data.average_processing_time / 1e6, 'ms');
  * }
  * ```
  */
