@@ -236,16 +236,26 @@ function observeCall(
     const record = { contract, operation, transport, caller, durationMs: performance.now() - started, outcome };
     for (const observer of observers) observer.callMade?.(record);
   };
-  const observed = async (input: unknown, options?: CallOptions): Promise<unknown> => {
+  // Not an async function: one derived promise per call, no await.
+  const observed = (input: unknown, options?: CallOptions): Promise<unknown> => {
     const started = performance.now();
+    let pending: Promise<unknown>;
     try {
-      const output = await call(input, options);
-      report(started, OK_OUTCOME);
-      return output;
+      pending = call(input, options);
     } catch (error) {
       report(started, outcomeOf(error));
-      throw error;
+      return Promise.reject(error);
     }
+    return pending.then(
+      (output) => {
+        report(started, OK_OUTCOME);
+        return output;
+      },
+      (error: unknown) => {
+        report(started, outcomeOf(error));
+        throw error;
+      },
+    );
   };
   return (input, options) => (observers.length === 0 ? call(input, options) : observed(input, options));
 }

@@ -240,40 +240,83 @@ export function createEventSubscription(source: SubscriptionSource): EventSubscr
 
 /**
  * The same served module, reporting every dispatched call to `observers` under `transport`'s
- * name. Costs one length check per call while nobody observes.
+ * name. Costs one length check per call while nobody observes. While observed, a synchronous
+ * handler's answer stays synchronous (no promise, so the local transport keeps its fast path),
+ * and an asynchronous one is reported when it settles, whether or not its caller still waits.
  */
 export function observeServed(served: ServedModule, transport: string, observers: readonly KernelObserver[]): ServedModule {
   const contract = served.contract.name;
-  const observed = async (
-    address: OperationAddress,
-    input: unknown,
-    context: CallContext,
-    trusted: boolean,
-  ): Promise<unknown> => {
-    const started = performance.now();
-    let outcome: string = OK_OUTCOME;
-    try {
-      return await served.dispatch(address, input, context, trusted);
-    } catch (error) {
-      outcome = outcomeOf(error);
-      throw error;
-    } finally {
-      const record = {
-        contract,
-        operation: address.operation,
-        transport,
-        caller: context.caller,
-        durationMs: performance.now() - started,
-        outcome,
-      };
-      for (const observer of observers) observer.callServed?.(record);
-    }
+  const report = (address: OperationAddress, context: CallContext, started: number, outcome: string): void => {
+    const record = {
+      contract,
+      operation: address.operation,
+      transport,
+      caller: context.caller,
+      durationMs: performance.now() - started,
+      outcome,
+    };
+    for (const observer of observers) observer.callServed?.(record);
   };
+  const observedInvoke = (address: OperationAddress, input: unknown, context: CallContext, trusted: boolean): unknown => {
+    const started = performance.now();
+    let answer: unknown;
+    try {
+      answer = served.invoke(address, input, context, trusted);
+    } catch (error) {
+      report(address, context, started, outcomeOf(error));
+      throw error;
+    }
+    if (!(answer instanceof PendingAnswer)) {
+      report(address, context, started, OK_OUTCOME);
+      return answer;
+    }
+    const pending = answer;
+    const settled = Promise.resolve(pending.promise).then(
+      (value) => {
+        let output: unknown;
+        try {
+          output = pending.finish(value);
+        } catch (error) {
+          report(address, context, started, outcomeOf(error));
+          throw error;
+        }
+        report(address, context, started, OK_OUTCOME);
+        return output;
+      },
+      (error: unknown) => {
+        const failure = pending.fail(error);
+        report(address, context, started, outcomeOf(failure));
+        throw failure;
+      },
+    );
+    return new PendingAnswer(settled, passThrough, asRemoteFailure);
+  };
+  const invoke = (address: OperationAddress, input: unknown, context: CallContext, trusted: boolean): unknown =>
+    observers.length === 0 ? served.invoke(address, input, context, trusted) : observedInvoke(address, input, context, trusted);
   return {
     contract: served.contract,
-    dispatch: (address, input, context, trusted) =>
-      observers.length === 0 ? served.dispatch(address, input, context, trusted) : observed(address, input, context, trusted),
-    invoke: (address, input, context, trusted) =>
-      observers.length === 0 ? served.invoke(address, input, context, trusted) : observed(address, input, context, trusted),
+    invoke,
+    dispatch: (address, input, context, trusted) => {
+      if (observers.length === 0) return served.dispatch(address, input, context, trusted);
+      let answer: unknown;
+      try {
+        answer = observedInvoke(address, input, context, trusted);
+      } catch (error) {
+        return Promise.reject(error);
+      }
+      // observedInvoke's pending answers are already finished: their promise settles with the output or the failure.
+      return answer instanceof PendingAnswer ? Promise.resolve(answer.promise) : Promise.resolve(answer);
+    },
   };
+}
+
+function passThrough(value: unknown): unknown {
+  return value;
+}
+
+/** A failure of an observed pending answer: already a RemoteFailure (finish and fail produce one). */
+function asRemoteFailure(error: unknown): RemoteFailure {
+  return error instanceof RemoteFailure
+    ? error
+    : new RemoteFailure({ type: 'keel', code: KeelErrorCode.INTERNAL, message: `call failed: ${String(error)}` });
 }
