@@ -4,6 +4,7 @@
  * readiness and Prometheus metrics. Every route is derived from the contracts; none is written
  * by hand per operation.
  */
+import { setMaxListeners } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import fastifySwagger from '@fastify/swagger';
 import fastifySwaggerUi from '@fastify/swagger-ui';
@@ -150,6 +151,12 @@ const JSON_CONTENT_TYPE = 'application/json; charset=utf-8';
 const CORRELATION_ID_PATTERN = /^[\x21-\x7e]{1,128}$/;
 const TIMEOUT_PATTERN = /^[0-9]{1,15}$/;
 
+/** Request property (a fastify decorator) holding the request's correlation id once known. */
+const CORRELATION_ID_PROPERTY = 'keelCorrelationId';
+
+/** A fastify request with the gateway's decorator. */
+type CorrelatedRequest = FastifyRequest & { [CORRELATION_ID_PROPERTY]: string };
+
 /** A request the gateway refuses before any call: answered with its own problem code. */
 class GatewayRefusal extends Error {
   constructor(
@@ -286,13 +293,15 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
 
   const correlationHeader = resolved.correlationHeader.toLowerCase();
   const timeoutHeader = resolved.timeoutHeader.toLowerCase();
-  const correlationIds = new WeakMap<FastifyRequest, string>();
+  // Kept on the request itself (a fastify request decorator, see below): cheaper than a WeakMap entry per request.
   const correlationIdOf = (request: FastifyRequest): string => {
-    let id = correlationIds.get(request);
-    if (id === undefined) {
+    const correlated = request as Partial<CorrelatedRequest>;
+    let id = correlated[CORRELATION_ID_PROPERTY];
+    // Unset ('') on a routed request; absent on the bare request fastify hands frameworkErrors.
+    if (id === undefined || id === '') {
       const header = request.headers[correlationHeader];
       id = typeof header === 'string' && CORRELATION_ID_PATTERN.test(header) ? header : newCorrelationId();
-      correlationIds.set(request, id);
+      correlated[CORRELATION_ID_PROPERTY] = id;
     }
     return id;
   };
@@ -332,6 +341,7 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
   });
   // JSON only: without this, fastify would also accept text/plain bodies as strings.
   server.removeContentTypeParser('text/plain');
+  server.decorateRequest(CORRELATION_ID_PROPERTY, '');
 
   const allowedMethods = new Map<string, string[]>();
   const notFound = (request: FastifyRequest, reply: FastifyReply): FastifyReply => {
@@ -359,27 +369,33 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
   };
   server.setNotFoundHandler(notFound);
 
-  server.addHook('onRequest', async (request, reply) => {
+  // Hooks in callback style: an async hook costs fastify a promise and a microtask per request.
+  server.addHook('onRequest', (request, reply, done) => {
     reply.header(correlationHeader, correlationIdOf(request));
     if (closing) {
       reply.header('connection', 'close');
-      return sendProblem(
+      sendProblem(
         reply,
         gatewayProblem(KeelErrorCode.UNAVAILABLE, 'The gateway is shutting down; retry on another instance.', correlationIdOf(request)),
       );
+      return;
     }
     // Unknown routes are answered before their body is read or parsed.
-    if (request.is404) return notFound(request, reply);
-    return undefined;
+    if (request.is404) {
+      notFound(request, reply);
+      return;
+    }
+    done();
   });
-  server.addHook('onSend', async (_request, reply, payload) => {
+  server.addHook('onSend', (_request, reply, payload, done) => {
     // A connection kept alive would hold close() open: let each answer given while closing end its connection.
     if (closing) reply.header('connection', 'close');
-    return payload;
+    done(null, payload);
   });
   if (metrics !== undefined) {
-    server.addHook('onResponse', async (request, reply) => {
+    server.addHook('onResponse', (request, reply, done) => {
       metrics.observeHttp(request.method, request.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime);
+      done();
     });
   }
 
@@ -412,26 +428,28 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
       }
       timeoutMs = Math.min(Number(value), cap);
     }
-    return {
-      correlationId: correlationIdOf(request),
-      ...(isTraceparent(traceparent) ? { traceparent } : {}),
-      ...(timeoutMs === undefined ? {} : { timeoutMs }),
-      signal,
-    };
+    // One shape for every request (absent options are undefined), no spreads.
+    return { correlationId: correlationIdOf(request), traceparent: isTraceparent(traceparent) ? traceparent : undefined, timeoutMs, signal };
   };
-  const serve = async (request: FastifyRequest, reply: FastifyReply, call: Call, cap: number, input: unknown): Promise<FastifyReply> => {
-    const controller = new AbortController();
-    const onClose = (): void => {
-      if (!reply.raw.writableFinished) controller.abort(new Error('the HTTP client disconnected'));
-    };
-    reply.raw.once('close', onClose);
-    try {
-      const output = await call(input, readCallOptions(request, cap, controller.signal));
-      return reply.type(JSON_CONTENT_TYPE).send(JSON.stringify(output));
-    } finally {
-      reply.raw.off('close', onClose);
+  // One abort signal per connection, not per request (an AbortSignal costs more than a fast call):
+  // when the client disconnects, the calls of its requests still in flight are cancelled; calls
+  // already answered no longer listen to it.
+  const connectionSignals = new WeakMap<object, AbortSignal>();
+  const signalOf = (request: FastifyRequest): AbortSignal => {
+    const socket = request.raw.socket;
+    let signal = connectionSignals.get(socket);
+    if (signal === undefined) {
+      const controller = new AbortController();
+      signal = controller.signal;
+      setMaxListeners(0, signal); // pipelined requests on one connection each listen while their call runs
+      socket.once('close', () => controller.abort(new Error('the HTTP client disconnected')));
+      connectionSignals.set(socket, signal);
     }
+    return signal;
   };
+  // Not an async function: one promise per request fewer (each costs more once AsyncLocalStorage is on).
+  const serve = (request: FastifyRequest, reply: FastifyReply, call: Call, cap: number, input: unknown): Promise<FastifyReply> =>
+    call(input, readCallOptions(request, cap, signalOf(request))).then((output) => reply.type(JSON_CONTENT_TYPE).send(JSON.stringify(output)));
 
   const getOperations = new Set(resolved.getOperations);
   for (const contract of contracts) {

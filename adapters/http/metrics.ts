@@ -2,8 +2,9 @@
  * Prometheus metrics of a kernel (calls made, calls served, events handled, on every transport)
  * and of the gateway's own HTTP requests, with prom-client.
  */
-import { Counter, Histogram, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
+import { Registry, collectDefaultMetrics } from 'prom-client';
 import { OK_OUTCOME, type CallRecord, type EventRecord, type Kernel } from 'keel';
+import { SeriesCache, SeriesCounter, SeriesHistogram, type CounterSeries, type HistogramSeries } from './series.js';
 
 /**
  * Latency buckets in seconds: from in-process calls (well under a millisecond) to slow remote ones.
@@ -54,8 +55,23 @@ export interface KernelMetrics {
   close(): void;
 }
 
-function metric<T extends Metric>(registry: Registry, name: string, make: () => T): T {
-  return (registry.getSingleMetric(name) as T | undefined) ?? make();
+/** The metric series one kind of call record lands in. */
+interface CallSeries {
+  readonly calls: CounterSeries;
+  readonly errors: CounterSeries | undefined;
+  readonly duration: HistogramSeries;
+}
+
+/** The metric series one kind of event record lands in. */
+interface EventSeries {
+  readonly events: CounterSeries;
+  readonly duration: HistogramSeries;
+}
+
+/** The metric series one kind of HTTP request lands in. */
+interface HttpSeries {
+  readonly requests: CounterSeries;
+  readonly duration: HistogramSeries;
 }
 
 /**
@@ -81,50 +97,74 @@ function metric<T extends Metric>(registry: Registry, name: string, make: () => 
 export function createKernelMetrics(kernel: Kernel, options: KernelMetricsOptions = {}): KernelMetrics {
   const registry = options.registry ?? new Registry();
   const buckets = [...(options.buckets ?? DEFAULT_LATENCY_BUCKETS)];
-  const registers = [registry];
   if (options.defaultMetrics ?? true) {
     if (registry.getSingleMetric('process_cpu_user_seconds_total') === undefined) collectDefaultMetrics({ register: registry });
   }
   const callLabels = ['side', 'contract', 'operation', 'transport', 'caller'] as const;
-  const calls = metric(registry, 'keel_calls_total', () =>
-    new Counter({ name: 'keel_calls_total', help: 'Calls made and served, by outcome (ok or error code).', labelNames: [...callLabels, 'outcome'], registers }),
-  );
-  const errors = metric(registry, 'keel_call_errors_total', () =>
-    new Counter({ name: 'keel_call_errors_total', help: 'Failed calls made and served, by error code.', labelNames: [...callLabels, 'code'], registers }),
-  );
-  const durations = metric(registry, 'keel_call_duration_seconds', () =>
-    new Histogram({ name: 'keel_call_duration_seconds', help: 'Latency of calls made and served.', labelNames: callLabels, buckets, registers }),
-  );
+  const calls = new SeriesCounter(registry, 'keel_calls_total', 'Calls made and served, by outcome (ok or error code).', [
+    ...callLabels,
+    'outcome',
+  ]);
+  const errors = new SeriesCounter(registry, 'keel_call_errors_total', 'Failed calls made and served, by error code.', [...callLabels, 'code']);
+  const durations = SeriesHistogram.in(registry, 'keel_call_duration_seconds', 'Latency of calls made and served.', buckets);
   const eventLabels = ['contract', 'event', 'subscriber'] as const;
-  const events = metric(registry, 'keel_events_handled_total', () =>
-    new Counter({ name: 'keel_events_handled_total', help: 'Events handled, by outcome (ok or error code).', labelNames: [...eventLabels, 'outcome'], registers }),
-  );
-  const eventDurations = metric(registry, 'keel_event_handler_duration_seconds', () =>
-    new Histogram({ name: 'keel_event_handler_duration_seconds', help: 'Latency of event handlers.', labelNames: eventLabels, buckets, registers }),
-  );
-  const httpRequests = metric(registry, 'keel_http_requests_total', () =>
-    new Counter({ name: 'keel_http_requests_total', help: 'HTTP requests answered by the gateway.', labelNames: ['method', 'route', 'status'], registers }),
-  );
-  const httpDurations = metric(registry, 'keel_http_request_duration_seconds', () =>
-    new Histogram({ name: 'keel_http_request_duration_seconds', help: 'Latency of HTTP requests.', labelNames: ['method', 'route'], buckets, registers }),
-  );
+  const events = new SeriesCounter(registry, 'keel_events_handled_total', 'Events handled, by outcome (ok or error code).', [
+    ...eventLabels,
+    'outcome',
+  ]);
+  const eventDurations = SeriesHistogram.in(registry, 'keel_event_handler_duration_seconds', 'Latency of event handlers.', buckets);
+  const httpRequests = new SeriesCounter(registry, 'keel_http_requests_total', 'HTTP requests answered by the gateway.', ['method', 'route', 'status']);
+  const httpDurations = SeriesHistogram.in(registry, 'keel_http_request_duration_seconds', 'Latency of HTTP requests.', buckets);
 
+  // Each kind of record is resolved once to its series; recording is then arithmetic (series.ts).
+  const keyOf = (...values: string[]): string => values.join('\u0001');
+  const madeSeries = new SeriesCache<CallSeries>();
+  const servedSeries = new SeriesCache<CallSeries>();
   const recordCall = (side: 'made' | 'served', record: CallRecord): void => {
-    const labels = {
-      side,
-      contract: record.contract,
-      operation: record.operation,
-      transport: record.transport,
-      caller: record.caller,
-    };
-    calls.inc({ ...labels, outcome: record.outcome });
-    if (record.outcome !== OK_OUTCOME) errors.inc({ ...labels, code: record.outcome });
-    durations.observe(labels, record.durationMs / 1000);
+    const cache = side === 'made' ? madeSeries : servedSeries;
+    const { contract, operation, transport, caller, outcome } = record;
+    let series = cache.get(contract, operation, transport, caller, outcome);
+    if (series === undefined) {
+      const labels = { side, contract, operation, transport, caller };
+      const key = keyOf(side, contract, operation, transport, caller);
+      series = cache.set(
+        {
+          calls: calls.series(keyOf(key, outcome), () => ({ ...labels, outcome })),
+          errors: outcome === OK_OUTCOME ? undefined : errors.series(keyOf(key, outcome), () => ({ ...labels, code: outcome })),
+          duration: durations.series(key, () => labels),
+        },
+        contract,
+        operation,
+        transport,
+        caller,
+        outcome,
+      );
+    }
+    calls.inc(series.calls);
+    if (series.errors !== undefined) errors.inc(series.errors);
+    durations.observe(series.duration, record.durationMs / 1000);
   };
+  const eventSeries = new SeriesCache<EventSeries>();
   const recordEvent = (record: EventRecord): void => {
-    const labels = { contract: record.contract, event: record.event, subscriber: record.subscriber };
-    events.inc({ ...labels, outcome: record.outcome });
-    eventDurations.observe(labels, record.durationMs / 1000);
+    const { contract, event, subscriber, outcome } = record;
+    let series = eventSeries.get(contract, event, subscriber, outcome, '');
+    if (series === undefined) {
+      const labels = { contract, event, subscriber };
+      const key = keyOf(contract, event, subscriber);
+      series = eventSeries.set(
+        {
+          events: events.series(keyOf(key, outcome), () => ({ ...labels, outcome })),
+          duration: eventDurations.series(key, () => labels),
+        },
+        contract,
+        event,
+        subscriber,
+        outcome,
+        '',
+      );
+    }
+    events.inc(series.events);
+    eventDurations.observe(series.duration, record.durationMs / 1000);
   };
   const stop = kernel.observe({
     callMade: (record) => recordCall('made', record),
@@ -132,12 +172,30 @@ export function createKernelMetrics(kernel: Kernel, options: KernelMetricsOption
     eventHandled: recordEvent,
   });
 
+  const httpSeries = new SeriesCache<HttpSeries>();
   return {
     registry,
     observeHttp(method, route, status, durationMs) {
-      httpRequests.inc({ method, route, status: String(status) });
-      httpDurations.observe({ method, route }, durationMs / 1000);
+      let series = httpSeries.get(method, route, status, '', '');
+      if (series === undefined) {
+        series = httpSeries.set(
+          {
+            requests: httpRequests.series(keyOf(method, route, String(status)), () => ({ method, route, status: String(status) })),
+            duration: httpDurations.series(keyOf(method, route), () => ({ method, route })),
+          },
+          method,
+          route,
+          status,
+          '',
+          '',
+        );
+      }
+      httpRequests.inc(series.requests);
+      httpDurations.observe(series.duration, durationMs / 1000);
     },
-    close: stop,
+    close() {
+      stop();
+      for (const counter of [calls, errors, events, httpRequests]) counter.close();
+    },
   };
 }
