@@ -1,6 +1,6 @@
 /**
- * The modules and payloads the NATS benchmark runs: a `pricing` module with one small JSON
- * operation (the same work the raw responder does), a `ticker` module that publishes a
+ * The modules and payloads the remote benchmarks run (NATS and HTTP): a `pricing` module with one
+ * small JSON operation (the same work the raw baselines do), a `ticker` module that publishes a
  * notification event, and a `tally` module in another process that counts those events.
  */
 import { z } from 'zod';

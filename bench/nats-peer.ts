@@ -8,7 +8,7 @@ import { createKernel, silentLogger } from 'keel';
 import { createNatsTransport } from 'keel/nats';
 import { createInterface } from 'node:readline';
 import { connect, type Msg, type NatsError } from 'nats';
-import { Counter, RAW_SUBJECTS, pricingModule, quote, tallyModule, tickerModule } from './nats-fixture.js';
+import { Counter, RAW_SUBJECTS, pricingModule, quote, tallyModule, tickerModule } from './fixture.js';
 
 const [mode, url] = process.argv.slice(2);
 if ((mode !== 'keel' && mode !== 'raw') || url === undefined) {

@@ -9,7 +9,7 @@ import { createKernel, silentLogger, type Transport } from 'keel';
 import { createNatsTransport } from 'keel/nats';
 import { connect, createInbox, type Msg, type NatsConnection, type NatsError } from 'nats';
 import { startNatsServer } from '../test/support/nats-server.js';
-import { QUOTE_INPUT, RAW_SUBJECTS, TICK_PAYLOAD, pricing, pricingModule, tally, tallyModule, tickerModule } from './nats-fixture.js';
+import { QUOTE_INPUT, RAW_SUBJECTS, TICK_PAYLOAD, pricing, pricingModule, tally, tallyModule, tickerModule } from './fixture.js';
 import { startPeer, type Peer } from './peer.js';
 import { concurrent, latencies, rate, sequential } from './support.js';
 
@@ -289,8 +289,8 @@ export async function benchNats(): Promise<{ markdown: string; summary: Record<s
         `${verdict(targetMoleculer)} (${rate(keelConc)}, ${ratio(keelConc, ISSUE.moleculer)} Moleculer's figure).`,
       `Moleculer is not run here: that target is the issue's absolute figure. For scale, the issue measured the`,
       `hand-muxed path at ~${ISSUE.handMuxed / 1000} k/s and \`nc.request\` at ~${ISSUE.rawRequest / 1000} k/s on this machine class; this run measured`,
-      `${rate(muxedConc)} and ${rate(conc['raw']!)} (the machine ran at ${machineScale.toFixed(2)}× the issue's speed), so Moleculer`,
-      `scaled to this run would be ~${rate(ISSUE.moleculer * machineScale)} and keel is ${ratio(keelConc, ISSUE.moleculer * machineScale)} of that.`,
+      `${rate(muxedConc)} and ${rate(conc['raw']!)} (the machine ran at ${machineScale.toFixed(2)}× the issue's speed, by the hand-muxed path), so`,
+      `Moleculer scaled to this run would be ~${rate(ISSUE.moleculer * machineScale)}: keel is ${ratio(keelConc, ISSUE.moleculer * machineScale)} of that, against the 1.5× asked.`,
       '',
       '### Notification events over NATS vs raw publish/subscribe',
       '',

@@ -12,6 +12,8 @@ const TSX = new URL('../node_modules/.bin/tsx', import.meta.url).pathname;
 
 /** A running peer process. */
 export interface Peer {
+  /** The first line the peer printed (`ready`, or what it announces, such as its URL). */
+  readonly greeting: string;
   /** Sends one command line and resolves with the peer's next line of output. */
   ask(command: string): Promise<string>;
   /** Closes its stdin and waits for it to exit (SIGKILL after `graceMs`). */
@@ -55,5 +57,5 @@ export async function startPeer(script: string, args: readonly string[], startTi
     if (answer.done === true) throw new Error(`benchmark peer ${script} exited instead of answering "${command}"`);
     return answer.value;
   };
-  return { ask, stop };
+  return { greeting: first.value, ask, stop };
 }

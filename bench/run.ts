@@ -2,6 +2,7 @@
  * `npm run bench`: runs every benchmark and writes docs/benchmarks.md with the machine it ran on.
  * Each section compares keel against a baseline measured in the same run.
  */
+import { benchHttp } from './http.js';
 import { benchInProcess } from './in-process.js';
 import { benchNats } from './nats.js';
 import { machine, write } from './support.js';
@@ -18,6 +19,12 @@ if (wanted('in-process')) {
 
 if (wanted('nats')) {
   const result = await benchNats();
+  console.log(result.markdown);
+  sections.push(result.markdown);
+}
+
+if (wanted('http')) {
+  const result = await benchHttp();
   console.log(result.markdown);
   sections.push(result.markdown);
 }

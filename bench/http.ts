@@ -1,0 +1,125 @@
+/**
+ * HTTP throughput: one operation through the keel HTTP gateway (fastify, the contract's schemas,
+ * a kernel call, problem+json errors, metrics) against a bare fastify route returning the same
+ * JSON, in the same run. Each server runs in its own process (bench/http-peer.ts); autocannon
+ * loads them from yet another.
+ */
+import { spawn } from 'node:child_process';
+import { QUOTE_INPUT } from './fixture.js';
+import { startPeer, type Peer } from './peer.js';
+import { rate } from './support.js';
+
+const AUTOCANNON = new URL('../node_modules/autocannon/autocannon.js', import.meta.url).pathname;
+const CONNECTIONS = 64;
+const SECONDS = 4;
+const ROUNDS = 3;
+const BODY = JSON.stringify(QUOTE_INPUT);
+
+/** What one autocannon run reports (the fields used here). */
+interface LoadResult {
+  readonly requests: { readonly average: number; readonly total: number };
+  readonly latency: { readonly p50: number; readonly p99: number };
+  readonly non2xx: number;
+  readonly errors: number;
+  readonly timeouts: number;
+}
+
+/** Loads `url` with POSTs of the quote input from an autocannon process; resolves with its JSON report. */
+function load(url: string, seconds: number): Promise<LoadResult> {
+  return new Promise((resolve, reject) => {
+    const args = [AUTOCANNON, '-j', '-n', '-c', String(CONNECTIONS), '-d', String(seconds), '-m', 'POST'];
+    args.push('-H', 'content-type=application/json', '-b', BODY, url);
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+    let output = '';
+    child.stdout.setEncoding('utf8').on('data', (chunk: string) => {
+      output += chunk;
+    });
+    const killer = setTimeout(() => child.kill('SIGKILL'), (seconds + 30) * 1000);
+    child.once('error', reject);
+    child.once('exit', (code) => {
+      clearTimeout(killer);
+      try {
+        if (code !== 0) throw new Error(`autocannon exited with ${code}`);
+        const result = JSON.parse(output) as LoadResult;
+        if (result.non2xx > 0 || result.errors > 0 || result.timeouts > 0) {
+          throw new Error(`${url}: ${result.non2xx} non-2xx answers, ${result.errors} errors, ${result.timeouts} timeouts`);
+        }
+        resolve(result);
+      } catch (error) {
+        reject(error);
+      }
+    });
+  });
+}
+
+type Server = 'bare' | 'bareAls' | 'gateway' | 'gatewayNoMetrics';
+
+/** Runs the HTTP benchmark; returns the report section. */
+export async function benchHttp(): Promise<{ markdown: string; summary: Record<string, number> }> {
+  const peers: Partial<Record<Server, Peer>> = {};
+  try {
+    peers.bare = await startPeer('http-peer.ts', ['bare']);
+    peers.bareAls = await startPeer('http-peer.ts', ['bare-als']);
+    peers.gateway = await startPeer('http-peer.ts', ['gateway']);
+    peers.gatewayNoMetrics = await startPeer('http-peer.ts', ['gateway-no-metrics']);
+    const servers = peers as Record<Server, Peer>;
+    const names = Object.keys(servers) as Server[];
+    for (const name of names) {
+      const url = servers[name].greeting;
+      const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: BODY });
+      const answer = await response.text();
+      if (response.status !== 200 || answer !== '{"totalCents":500,"currency":"EUR"}') {
+        throw new Error(`${url} answered ${response.status} ${answer}`);
+      }
+      await load(url, 1);
+    }
+    const results: Record<Server, { result: LoadResult; cpuMicros: number }[]> = { bare: [], bareAls: [], gateway: [], gatewayNoMetrics: [] };
+    for (let round = 0; round < ROUNDS; round += 1) {
+      for (let index = 0; index < names.length; index += 1) {
+        const name = names[(index + round) % names.length] as Server;
+        const peer = servers[name];
+        const before = Number(await peer.ask('cpu'));
+        const result = await load(peer.greeting, SECONDS);
+        const cpu = Number(await peer.ask('cpu')) - before;
+        results[name].push({ result, cpuMicros: cpu / Math.max(1, result.requests.total) });
+      }
+    }
+    const median = (name: Server, pick: (sample: { result: LoadResult; cpuMicros: number }) => number): number =>
+      results[name].map(pick).sort((a, b) => a - b)[Math.floor(ROUNDS / 2)] ?? 0;
+    const throughput = (name: Server): number => median(name, (sample) => sample.result.requests.average);
+    const row = (name: Server, label: string): string =>
+      `| ${label} | ${rate(throughput(name))} | ${median(name, (sample) => sample.result.latency.p50)} / ${median(name, (sample) => sample.result.latency.p99)} ms | ` +
+      `${median(name, (sample) => sample.cpuMicros).toFixed(0)} µs | ${(throughput(name) / throughput('bare')).toFixed(2)}× |`;
+    const ratio = throughput('gateway') / throughput('bare');
+    const markdown = [
+      '### HTTP gateway vs a bare fastify route',
+      '',
+      '`POST /pricing/quote` with the same small JSON body (`{ customerId, lines: [{ sku, quantity }] }`), answered with',
+      'the same JSON. Gateway: `createHttpGateway` with its defaults (correlation id, deadline and traceparent headers,',
+      'Prometheus metrics, problem+json errors, cancellation on disconnect) over a kernel hosting the `pricing` module',
+      'in the same process (input and output validated, call context). Bare: a route of the same fastify that parses the',
+      'body and returns the quote, in a process running no keel code; and the same bare route in a process where a keel',
+      "handler ran, so Node 20's AsyncLocalStorage (keel's call context) taxes every promise, as in any keel process.",
+      `Each server runs in its own process; load: autocannon in another process, ${CONNECTIONS} connections, ${SECONDS} s per`,
+      `round; medians of ${ROUNDS} rounds in rotating order after a 1 s warm-up of each. Server CPU per request: user + system`,
+      "time of the server's process over a round, divided by its requests.",
+      '',
+      '| server | requests/s | p50 / p99 latency | server CPU per request | vs bare |',
+      '|---|---|---|---|---|',
+      row('bare', 'bare fastify route'),
+      row('bareAls', 'bare fastify route, AsyncLocalStorage on'),
+      row('gateway', 'keel HTTP gateway (defaults)'),
+      row('gatewayNoMetrics', 'keel HTTP gateway, `metrics: false`'),
+      '',
+      `Target: the gateway serves ≥ 0.8× the bare route's throughput — ${ratio >= 0.8 ? 'met' : 'NOT met'} (${ratio.toFixed(2)}× with its defaults; ` +
+        `${(throughput('gatewayNoMetrics') / throughput('bare')).toFixed(2)}× without metrics).`,
+      '',
+    ].join('\n');
+    return {
+      markdown,
+      summary: { bare: throughput('bare'), bareAls: throughput('bareAls'), gateway: throughput('gateway'), gatewayNoMetrics: throughput('gatewayNoMetrics'), ratio },
+    };
+  } finally {
+    await Promise.allSettled(Object.values(peers).map((peer) => peer.stop()));
+  }
+}
