@@ -52,6 +52,9 @@ export function packageJsonFile(input: AppTemplateInput): string {
       typescript: input.versions.typescript,
       vitest: input.versions.vitest,
     },
+    // esbuild (under tsx and vitest) ships its binary in a platform package; its postinstall
+    // only re-checks that binary, so npm 11's script review can skip it without a warning.
+    allowScripts: { esbuild: false },
   };
   return `${JSON.stringify(manifest, null, 2)}\n`;
 }
