@@ -230,6 +230,44 @@ describe('cli - keel generate module', () => {
   });
 });
 
+/**
+ * The `npx keel generate ...` lines of a markdown file's shell blocks, as argument lists, in
+ * order. Comments are dropped; quoting is not supported (the docs need none).
+ */
+function generateCommandsIn(file: string): string[][] {
+  const commands: string[][] = [];
+  let fence: string | undefined;
+  for (const line of readFileSync(join(repository, file), 'utf8').split('\n')) {
+    if (line.startsWith('```')) {
+      fence = fence === undefined ? line.slice(3).trim() : undefined;
+      continue;
+    }
+    if (fence === undefined || !['', 'sh', 'console'].includes(fence)) continue;
+    const command = line.replace(/\s#.*$/, '').trim();
+    if (!command.startsWith('npx keel generate ') && !command.startsWith('npx keel g ')) continue;
+    expect(command, `${file}: quoting in "${command}"`).not.toMatch(/['"\\$]/);
+    commands.push(command.split(/\s+/).slice(2));
+  }
+  return commands;
+}
+
+describe('cli - documented generate commands', () => {
+  it.each(['README.md', 'docs/cli.md'])('cli - the generate commands of %s work as written in a new application', async (file) => {
+    const commands = generateCommandsIn(file);
+    expect(commands.length, `${file} shows no \`npx keel generate\` command`).toBeGreaterThan(0);
+    const root = await newApp();
+    for (const argv of commands) {
+      const before = argv.includes('--dry-run') ? tree(root) : undefined;
+      const result = await keel(root, ...argv);
+      expect(result.code, `keel ${argv.join(' ')} (from ${file}):\n${result.stderr}`).toBe(0);
+      if (before !== undefined) expect(tree(root)).toEqual(before);
+    }
+    const generated = commands.filter((argv) => !argv.includes('--dry-run')).map((argv) => argv[2] as string);
+    const modules = (await loadManifest(findProject(root))).map((module) => module.name);
+    expect(modules).toEqual(['greeter', ...generated]);
+  });
+});
+
 describe('cli - manifest editing', () => {
   const entry = { identifier: 'billingModule', importPath: './billing/module.js' };
 
