@@ -4,6 +4,10 @@
  * The first Ctrl-C or SIGTERM asks a long-running command to drain. A second Ctrl-C, or a
  * signal while no command listens, exits at once; a repeated SIGTERM (process managers and
  * npm/npx wrappers often relay it twice) does not cut a drain short.
+ *
+ * When whoever reads stdout goes away (`keel graph | head -1`), writing fails with EPIPE. That
+ * is not a failure of the command: further output is dropped, a long-running command drains as
+ * on SIGTERM, and the exit code is the command's own.
  */
 import { getEventListeners } from 'node:events';
 import { runCli, type SupervisorChannel } from './command.js';
@@ -21,6 +25,11 @@ function onSignal(signal: NodeJS.Signals): void {
     process.exit(exitCode);
   }
 }
+
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code !== 'EPIPE' && error.code !== 'ERR_STREAM_DESTROYED') throw error;
+  if (!controller.signal.aborted) controller.abort('EPIPE');
+});
 
 process.on('SIGINT', onSignal);
 process.on('SIGTERM', onSignal);

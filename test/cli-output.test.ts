@@ -1,0 +1,40 @@
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { dirname } from 'node:path';
+import { createRequire } from 'node:module';
+import { describe, expect, it } from 'vitest';
+
+const repository = dirname(createRequire(import.meta.url).resolve('keel/package.json'));
+
+/**
+ * Runs the `keel` executable from source with its stdout piped to a reader that has already
+ * gone away (as `keel ... | head -1` leaves it once head has its line), and returns how it ended.
+ */
+async function runWithClosedStdout(...argv: string[]): Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }> {
+  const child = spawn(process.execPath, ['--import', 'tsx', '--conditions=keel-source', 'cli/bin.ts', ...argv], {
+    cwd: repository,
+    env: { ...process.env, KEEL_LOG_LEVEL: 'silent', KEEL_NATS_URL: '' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stdout.destroy();
+  let stderr = '';
+  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
+  const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
+  const [code, signal] = (await once(child, 'close')) as [number | null, NodeJS.Signals | null];
+  clearTimeout(timer);
+  return { code, signal, stderr };
+}
+
+describe('cli - output to a closed pipe', () => {
+  it('cli - a command whose reader closed early exits 0 without an EPIPE stack trace', async () => {
+    const result = await runWithClosedStdout('generate', 'module', 'billing', '--depends-on', 'orders,catalog', '--dry-run');
+    expect(result.stderr).not.toContain('EPIPE');
+    expect(result).toEqual({ code: 0, signal: null, stderr: '' });
+  });
+
+  it('cli - keel start stops cleanly, as on SIGTERM, when the reader of its output goes away', async () => {
+    const result = await runWithClosedStdout('start');
+    expect(result.stderr).not.toContain('EPIPE');
+    expect(result).toEqual({ code: 0, signal: null, stderr: '' });
+  });
+});
