@@ -2,6 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import {
+  createClient,
   createKernel,
   defineContract,
   defineModule,
@@ -20,18 +21,25 @@ import { startNatsServer, type NatsServer } from './support/nats-server.js';
 
 const MAX_PAYLOAD = 16 * 1024;
 
+const storeOperations = {
+  put: operation({ input: z.object({ text: z.string() }), output: z.object({ length: z.number().int() }) }),
+  get: operation({ input: z.object({ size: z.number().int() }), output: z.object({ text: z.string() }) }),
+  slow: operation({ input: z.object({ ms: z.number().int() }), output: z.object({ slept: z.number() }) }),
+  crash: operation({ input: z.object({}), output: z.object({}) }),
+  announce: operation({ input: z.object({ size: z.number().int() }), output: z.object({}) }),
+};
+
 const store = defineContract({
   name: 'store',
   version: '1.0.0',
-  operations: {
-    put: operation({ input: z.object({ text: z.string() }), output: z.object({ length: z.number().int() }) }),
-    get: operation({ input: z.object({ size: z.number().int() }), output: z.object({ text: z.string() }) }),
-    slow: operation({ input: z.object({ ms: z.number().int() }), output: z.object({ slept: z.number() }) }),
-    crash: operation({ input: z.object({}), output: z.object({}) }),
-    announce: operation({ input: z.object({ size: z.number().int() }), output: z.object({}) }),
-  },
+  operations: storeOperations,
   events: { announced: event({ payload: z.object({ text: z.string() }) }) },
 });
+
+/** What a caller built against later versions of `store` sees: one operation more. */
+const purge = operation({ input: z.object({}), output: z.object({}) });
+const storeNewerMinor = defineContract({ name: 'store', version: '1.3.0', operations: { ...storeOperations, purge } });
+const storeNextMajor = defineContract({ name: 'store', version: '2.0.0', operations: { ...storeOperations, purge } });
 
 const nobody = defineContract({
   name: 'nobody',
@@ -106,6 +114,36 @@ describe('nats - failure behaviour of calls', () => {
     expect(isKeelError(error, 'NO_RESPONDERS')).toBe(true);
     expect(error.retryable).toBe(true);
     expect(error.message).toContain('nobody');
+  }, 10_000);
+
+  it('nats - answers UNKNOWN_OPERATION, as in one process, when the running module lacks the operation (a caller built against a newer minor)', async () => {
+    const newer = createClient(storeNewerMinor, calling);
+    const error = await expectRejection(newer.purge({}, { timeoutMs: 120_000, correlationId: 'corr-purge' }));
+    expect(isKeelError(error, 'UNKNOWN_OPERATION'), String(error)).toBe(true);
+    expect(error.retryable).toBe(false);
+    expect(error.correlationId).toBe('corr-purge');
+    expect(error.message).toContain('Module "store" 1.0.0 has no operation "purge"');
+    expect(error.message).toContain('put, get, slow, crash, announce');
+    expect(await newer.put({ text: 'known' })).toEqual({ length: 5 });
+  }, 10_000);
+
+  it('nats - answers VERSION_MISMATCH naming both versions when the running module has another major and lacks the operation', async () => {
+    const error = await expectRejection(createClient(storeNextMajor, calling).purge({}, { timeoutMs: 120_000 }));
+    expect(isKeelError(error, 'VERSION_MISMATCH'), String(error)).toBe(true);
+    expect(error.message).toContain('store 2.0.0');
+    expect(error.message).toContain('serves 1.0.0');
+    expect(error.message).toContain('share the major version');
+  }, 10_000);
+
+  it('nats - answers NO_RESPONDERS when the module runs only under another subject prefix', async () => {
+    const elsewhere = await createNatsTransport({ servers: server.url, prefix: 'elsewhere', logger: silentLogger });
+    try {
+      const error = await expectRejection(createClient(storeNewerMinor, elsewhere).purge({}, { timeoutMs: 120_000 }));
+      expect(isKeelError(error, 'NO_RESPONDERS'), String(error)).toBe(true);
+      expect(error.message).toContain('elsewhere.store.purge');
+    } finally {
+      await elsewhere.close();
+    }
   }, 10_000);
 
   it('nats - fails a slow call with TIMEOUT at its deadline, and the late answer is ignored', async () => {

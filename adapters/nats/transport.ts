@@ -35,6 +35,7 @@ import {
   DiscardPolicy,
   ErrorCode,
   Events,
+  RequestStrategy,
   RetentionPolicy,
   StorageType,
   connect,
@@ -51,6 +52,7 @@ import {
   type NatsConnection,
   type NatsError,
   type Service,
+  type ServiceInfo,
   type ServiceMsg,
   type StreamConfig,
   type Subscription,
@@ -101,6 +103,16 @@ function reason(error: unknown): string {
 }
 
 const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
+
+/** Longest wait, after a call got no responders, for the module's instances to describe themselves. */
+const NO_RESPONDERS_PROBE_MS = 1_000;
+/** After an instance described itself, how long to wait for more. */
+const NO_RESPONDERS_PROBE_JITTER_MS = 50;
+
+/** Orders service instances by contract version, oldest first. */
+function byVersion(a: ServiceInfo, b: ServiceInfo): number {
+  return a.version.localeCompare(b.version, 'en', { numeric: true });
+}
 
 /** What a pending call needs from its transport when its deadline passes. */
 interface CallOwner {
@@ -416,7 +428,7 @@ class NatsTransport implements Transport {
     if (replyHeaders !== undefined) {
       const label = `${address.contract}.${address.operation}`;
       if (replyHeaders.code === 503) {
-        call.reject(noRespondersError(address, context, `on NATS (subject ${this.#subjects.operation(address.contract, address.operation)})`));
+        void this.#noResponders(call).then(call.reject);
         return;
       }
       if (replyHeaders.hasError) {
@@ -447,6 +459,72 @@ class NatsTransport implements Transport {
       return;
     }
     call.resolve(output);
+  }
+
+  /**
+   * Nothing listens on the operation's subject. Either no instance of the module runs
+   * (NO_RESPONDERS), or the running instances lack this operation: then answer what the module
+   * itself answers in one process, UNKNOWN_OPERATION or VERSION_MISMATCH. Only failed calls pay
+   * for the question, one `$SRV.INFO.{module}` request bounded by the call's remaining deadline.
+   */
+  async #noResponders(call: PendingCall): Promise<Error> {
+    const { address, context } = call;
+    const subject = this.#subjects.operation(address.contract, address.operation);
+    const notDelivered = (): Error => noRespondersError(address, context, `on NATS (subject ${subject})`);
+    const budget = Math.min(NO_RESPONDERS_PROBE_MS, call.deadline - Date.now());
+    if (budget < 1 || this.#closing !== undefined) return notDelivered();
+    const instances = (await this.#serviceInfo(address.contract, budget)).filter(
+      (instance) => instance.metadata?.['keel.prefix'] === this.#options.prefix,
+    );
+    if (call.signal?.aborted) return cancelledError(address, context, call.signal.reason);
+    // An instance that lists the operation was starting or stopping: the call may be retried.
+    if (instances.length === 0 || instances.some((instance) => instance.endpoints.some((endpoint) => endpoint.subject === subject))) {
+      return notDelivered();
+    }
+    const compatible = instances.filter((instance) => sameMajor(instance.version, address.version)).sort(byVersion);
+    const newest = compatible.at(-1);
+    if (newest !== undefined) {
+      const known = newest.endpoints.map((endpoint) => endpoint.name).join(', ');
+      return new RemoteFailure({
+        type: 'keel',
+        code: KeelErrorCode.UNKNOWN_OPERATION,
+        message:
+          `Module "${address.contract}" ${newest.version} has no operation "${address.operation}" (it has: ${known}). ` +
+          'The caller was probably built against another contract version.',
+        correlationId: context.correlationId,
+      });
+    }
+    const versions = [...new Set(instances.sort(byVersion).map((instance) => instance.version))];
+    const served = versions.length === 1 ? `this instance serves ${versions[0]}` : `the running instances serve ${versions.join(', ')}`;
+    return new RemoteFailure({
+      type: 'keel',
+      code: KeelErrorCode.VERSION_MISMATCH,
+      message:
+        `Caller uses contract ${address.contract} ${address.version}, but ${served}: ` +
+        'the major versions differ. Deploy a caller and callee that share the major version.',
+      correlationId: context.correlationId,
+    });
+  }
+
+  /** The `$SRV.INFO` answers of a service's instances within `budgetMs`; none when nothing answers. */
+  async #serviceInfo(name: string, budgetMs: number): Promise<ServiceInfo[]> {
+    const found: ServiceInfo[] = [];
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const answers = await this.#nc.services
+        .client({ strategy: RequestStrategy.JitterTimer, maxWait: budgetMs, jitter: NO_RESPONDERS_PROBE_JITTER_MS })
+        .info(name);
+      // Answers keep the request open for a jitter period each: never past the budget.
+      timer = setTimeout(() => answers.stop(), budgetMs);
+      for await (const info of answers) {
+        if (Array.isArray(info.endpoints) && typeof info.version === 'string') found.push(info);
+      }
+    } catch {
+      // No responders (nothing runs), a closed connection, an answer that is not JSON: what was found so far stands.
+    } finally {
+      clearTimeout(timer);
+    }
+    return found;
   }
 
   #remoteFailure(msg: Msg, replyHeaders: MsgHdrs, label: string, context: CallContext): Error {
