@@ -75,6 +75,27 @@ const planted: readonly Planted[] = [
     shows: "import type { NatsConnection } from 'nats';",
   },
   {
+    fixture: 'kernel-imports-http',
+    rule: CheckRule.KERNEL_IMPORTS_ADAPTER,
+    file: 'kernel/transport.ts',
+    line: 2,
+    shows: "import type { HttpGateway } from 'keel/http';",
+  },
+  {
+    fixture: 'kernel-imports-adapter-path',
+    rule: CheckRule.KERNEL_IMPORTS_ADAPTER,
+    file: 'kernel/transport.ts',
+    line: 2,
+    shows: 'adapters/nats/index.ts',
+  },
+  {
+    fixture: 'kernel-imports-package',
+    rule: CheckRule.KERNEL_IMPORTS_PACKAGE,
+    file: 'kernel/transport.ts',
+    line: 6,
+    shows: "import type { FastifyInstance } from 'fastify';",
+  },
+  {
     fixture: 'adapter-imports-kernel',
     rule: CheckRule.ADAPTER_IMPORTS_KERNEL_INTERNALS,
     file: 'adapters/nats/index.ts',

@@ -3,6 +3,7 @@
  * schemas, on the loaded contracts). Each rule reports file, line and the offending import or
  * chain.
  */
+import { isBuiltin } from 'node:module';
 import { isKeelError } from 'keel';
 import { loadContracts, importWithNode, type ImportFile } from './contract-loader.js';
 import { readModuleFacts, type ModuleFacts } from './module-facts.js';
@@ -25,6 +26,8 @@ export const CheckRule = {
   UNDECLARED_DEPENDENCY: 'undeclared-dependency',
   /** The kernel imports an adapter or a transport library. */
   KERNEL_IMPORTS_ADAPTER: 'kernel-imports-adapter',
+  /** The kernel imports a package that is not one of its own few dependencies. */
+  KERNEL_IMPORTS_PACKAGE: 'kernel-imports-package',
   /** An adapter imports kernel files instead of `keel`. */
   ADAPTER_IMPORTS_KERNEL_INTERNALS: 'adapter-imports-kernel-internals',
   /** An adapter imports another adapter's files instead of its public entry. */
@@ -80,6 +83,19 @@ export const DEFAULT_CHECK_OPTIONS = {
 } as const satisfies CheckOptions;
 
 const TRANSPORT_PACKAGES = [/^nats($|\/)/, /^@nats-io\//, /^keel\/nats($|\/)/, /^keel\/http($|\/)/];
+
+/**
+ * The packages a `kernel/` file may import besides Node's built-in modules: the kernel's own
+ * dependencies. Anything else (fastify, prom-client, a utility library) would travel into every
+ * application through `keel`, whatever transport it uses.
+ */
+const KERNEL_PACKAGES: readonly string[] = ['zod', 'inversify', 'reflect-metadata', 'pino'];
+
+/** `zod` of `zod/v4`, `@scope/name` of `@scope/name/sub`. */
+function packageName(specifier: string): string {
+  const parts = specifier.split('/');
+  return (specifier.startsWith('@') ? parts.slice(0, 2) : parts.slice(0, 1)).join('/');
+}
 
 /**
  * Checks the architecture rules of the project at `root`.
@@ -398,7 +414,16 @@ function layering(tree: SourceTree): Violation[] {
     for (const reference of file.imports) {
       const specifier = reference.specifier ?? '';
       const intoAdapters = reference.target?.startsWith(`${ProjectLayout.ADAPTERS}/`) ?? false;
-      if (!intoAdapters && !TRANSPORT_PACKAGES.some((pattern) => pattern.test(specifier))) continue;
+      if (!intoAdapters && !TRANSPORT_PACKAGES.some((pattern) => pattern.test(specifier))) {
+        const isPackage = reference.specifier !== undefined && !specifier.startsWith('.') && !specifier.startsWith('/');
+        if (!isPackage || isBuiltin(specifier) || KERNEL_PACKAGES.includes(packageName(specifier))) continue;
+        violations.push({
+          rule: CheckRule.KERNEL_IMPORTS_PACKAGE,
+          ...at(file, reference),
+          message: `The kernel ${describeKind(reference)} '${specifier}', which is not one of its own dependencies (${KERNEL_PACKAGES.join(', ')} and node: built-ins). Every application gets what the kernel imports; put this code in an adapter${packageName(specifier) === 'keel' ? ', or import the kernel file by its relative path' : ''}.`,
+        });
+        continue;
+      }
       violations.push({
         rule: CheckRule.KERNEL_IMPORTS_ADAPTER,
         ...at(file, reference),
