@@ -5,7 +5,7 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { KeelErrorCode, createKernel, newTraceparent, silentLogger, type CallRecord, type Kernel, type Transport } from 'keel';
-import { createHttpGateway, type HttpGateway, type Problem } from 'keel/http';
+import { createHttpGateway, createKernelMetrics, type HttpGateway, type KernelMetrics, type Problem } from 'keel/http';
 import { createNatsTransport } from 'keel/nats';
 import { fixtureModules, gate, openAllGates } from './support/http-fixture.js';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
@@ -29,6 +29,7 @@ describe('http - gateway hosting no module, over NATS', () => {
   const prefix = `keel.http-${randomUUID().slice(0, 8)}`;
   let servicesTransport: Transport;
   let services: Kernel;
+  let servicesMetrics: KernelMetrics;
   let gatewayTransport: Transport;
   let gatewayKernel: Kernel;
   let gateway: HttpGateway;
@@ -42,6 +43,7 @@ describe('http - gateway hosting no module, over NATS', () => {
     server = await startNatsServer();
     servicesTransport = await transport();
     services = createKernel({ modules: fixtureModules, topology: { transport: servicesTransport }, logger: silentLogger });
+    servicesMetrics = createKernelMetrics(services, { defaultMetrics: false });
     await services.start();
 
     gatewayTransport = await transport();
@@ -61,6 +63,7 @@ describe('http - gateway hosting no module, over NATS', () => {
   afterAll(async () => {
     await gateway?.close();
     await gatewayTransport?.close();
+    servicesMetrics?.close();
     await services?.stop();
     await servicesTransport?.close();
     await server?.stop();
@@ -127,10 +130,18 @@ describe('http - gateway hosting no module, over NATS', () => {
     }, EVENTUALLY);
   });
 
-  it('http - metrics count calls made over NATS', async () => {
-    const text = await (await fetch(`${url}/metrics`)).text();
-    expect(text).toMatch(/keel_calls_total\{side="made",contract="store",operation="put",transport="nats",caller="http",outcome="ok"\} [1-9]/);
-    expect(text).toMatch(/keel_call_errors_total\{side="made",contract="store",operation="put",transport="nats",caller="http",code="TAKEN"\} [1-9]/);
+  it('http - metrics count calls made over NATS in the gateway process, and calls served over NATS in the module process', async () => {
+    const labels = 'contract="store",operation="put",transport="nats",caller="http"';
+    const made = await (await fetch(`${url}/metrics`)).text();
+    expect(made).toMatch(new RegExp(`keel_calls_total\\{side="made",${labels},outcome="ok"\\} [1-9]`));
+    expect(made).toMatch(new RegExp(`keel_call_errors_total\\{side="made",${labels},code="TAKEN"\\} [1-9]`));
+    expect(made).toMatch(new RegExp(`keel_call_duration_seconds_count\\{side="made",${labels}\\} [1-9]`));
+    expect(made).not.toContain('side="served"');
+
+    const served = await servicesMetrics.registry.metrics();
+    expect(served).toMatch(new RegExp(`keel_calls_total\\{side="served",${labels},outcome="ok"\\} [1-9]`));
+    expect(served).toMatch(new RegExp(`keel_call_errors_total\\{side="served",${labels},code="TAKEN"\\} [1-9]`));
+    expect(served).toMatch(new RegExp(`keel_call_duration_seconds_count\\{side="served",${labels}\\} [1-9]`));
   });
 
   it('http - readyz follows the NATS connection', async () => {
