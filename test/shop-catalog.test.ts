@@ -1,20 +1,15 @@
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { createKernel, isKeelError, type Kernel } from 'keel';
+import { expect, it, vi } from 'vitest';
+import { isKeelError } from 'keel';
 import { DuplicateSku, UnknownProduct, catalog } from '../modules/catalog/contract.js';
 import { catalogModule } from '../modules/catalog/module.js';
+import { EVENTUALLY, describeInTopologies } from './support/shop-module-harness.js';
 import { eventRecorder } from './support/shop-suite.js';
 
-describe('catalog - products', () => {
+describeInTopologies('catalog - products', (boot) => {
   const added = eventRecorder(catalog);
-  let kernel: Kernel;
-  const products = () => kernel.client(catalog);
-
-  beforeAll(async () => {
-    kernel = createKernel({ modules: [catalogModule, added.module] });
-    await kernel.start();
-  });
-  afterAll(() => kernel.stop());
+  const app = boot({ modules: [catalogModule, added.module] });
+  const products = () => app.client(catalog);
 
   it('catalog - starts seeded with products, listed by SKU', async () => {
     const { products: seeded } = await products().listProducts({});
@@ -32,7 +27,7 @@ describe('catalog - products', () => {
     expect(Number.isNaN(Date.parse(product.createdAt))).toBe(false);
     expect(await products().getProduct({ sku })).toEqual(product);
     expect((await products().listProducts({})).products).toContainEqual(product);
-    await vi.waitFor(() => expect(added.of('productAdded')).toContainEqual(product));
+    await vi.waitFor(() => expect(added.of('productAdded')).toContainEqual(product), EVENTUALLY);
   });
 
   it('catalog - a taken SKU fails with DuplicateSku and leaves the product unchanged', async () => {

@@ -1,30 +1,24 @@
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { createKernel, type Kernel } from 'keel';
+import { expect, it, vi } from 'vitest';
 import { UnknownProduct, catalog } from '../modules/catalog/contract.js';
 import { catalogModule } from '../modules/catalog/module.js';
 import { OutOfStock, inventory } from '../modules/inventory/contract.js';
 import { inventoryModule } from '../modules/inventory/module.js';
 import { orders } from '../modules/orders/contract.js';
+import { EVENTUALLY, describeInTopologies } from './support/shop-module-harness.js';
 import { eventRecorder, eventSource } from './support/shop-suite.js';
 
-describe('inventory - stock and reservations', () => {
+describeInTopologies('inventory - stock and reservations', (boot) => {
   // The real orders module is replaced by one that only publishes orders events, so that each
   // test decides which events arrive, how often, and in which order.
   const fakeOrders = eventSource(orders);
   const stockEvents = eventRecorder(inventory);
-  let kernel: Kernel;
-  const stock = () => kernel.client(inventory);
-
-  beforeAll(async () => {
-    kernel = createKernel({ modules: [catalogModule, inventoryModule, fakeOrders.module, stockEvents.module] });
-    await kernel.start();
-  });
-  afterAll(() => kernel.stop());
+  const app = boot({ modules: [catalogModule, inventoryModule, fakeOrders.module, stockEvents.module] });
+  const stock = () => app.client(inventory);
 
   const newProduct = async (onHand: number): Promise<string> => {
     const sku = `SKU-${randomUUID()}`;
-    await kernel.client(catalog).addProduct({ sku, name: `Product ${sku}`, priceCents: 1000 });
+    await app.client(catalog).addProduct({ sku, name: `Product ${sku}`, priceCents: 1000 });
     if (onHand > 0) await stock().restock({ sku, quantity: onHand });
     return sku;
   };
@@ -47,13 +41,13 @@ describe('inventory - stock and reservations', () => {
       refundedCents: quantity * 1000,
       cancelledAt: now(),
     });
-  /** Resolves once the inventory handled every orders event emitted before (one process delivers them in order). */
+  /** Resolves once the inventory handled every orders event emitted before (it receives them in the order they were published). */
   const drained = async (): Promise<void> => {
     const sentinel = await newProduct(1);
     const orderId = randomUUID();
     await stock().reserve({ orderId, lines: [{ sku: sentinel, quantity: 1 }] });
     await placed(orderId, sentinel, 1);
-    await vi.waitFor(async () => expect((await stock().getStock({ sku: sentinel })).onHand).toBe(0));
+    await vi.waitFor(async () => expect((await stock().getStock({ sku: sentinel })).onHand).toBe(0), EVENTUALLY);
   };
 
   it('inventory - starts with stock for the seeded catalog', async () => {
@@ -141,7 +135,7 @@ describe('inventory - stock and reservations', () => {
     const orderId = randomUUID();
     await stock().reserve({ orderId, lines: [{ sku, quantity: 3 }] });
     await placed(orderId, sku, 3);
-    await vi.waitFor(async () => expect(await stock().getStock({ sku })).toEqual(level(sku, 7, 0)));
+    await vi.waitFor(async () => expect(await stock().getStock({ sku })).toEqual(level(sku, 7, 0)), EVENTUALLY);
 
     await cancelled(orderId, sku, 3);
     await cancelled(orderId, sku, 3);
@@ -174,6 +168,6 @@ describe('inventory - stock and reservations', () => {
     await stock().reserve({ orderId: randomUUID(), lines: [{ sku, quantity: 2 }] }); // 3 left: crosses
     await stock().reserve({ orderId: randomUUID(), lines: [{ sku, quantity: 1 }] }); // 2 left: already low
 
-    await vi.waitFor(() => expect(lowFor()).toEqual([{ sku, available: 3, threshold: 5 }]));
+    await vi.waitFor(() => expect(lowFor()).toEqual([{ sku, available: 3, threshold: 5 }]), EVENTUALLY);
   });
 });

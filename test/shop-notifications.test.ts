@@ -1,25 +1,19 @@
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { createKernel, type Kernel } from 'keel';
+import { expect, it, vi } from 'vitest';
 import { notifications } from '../modules/notifications/contract.js';
 import { notificationsModule } from '../modules/notifications/module.js';
 import { orders } from '../modules/orders/contract.js';
 import { payments } from '../modules/payments/contract.js';
+import { EVENTUALLY, describeInTopologies } from './support/shop-module-harness.js';
 import { eventSource } from './support/shop-suite.js';
 
-describe('notifications - customer e-mails', () => {
+describeInTopologies('notifications - customer e-mails', (boot) => {
   // Orders and payments are replaced by modules that only publish their events.
   const fakeOrders = eventSource(orders);
   const fakePayments = eventSource(payments);
-  let kernel: Kernel;
+  const app = boot({ modules: [notificationsModule, fakeOrders.module, fakePayments.module] });
   const sentTo = async (customerId: string) =>
-    (await kernel.client(notifications).listNotifications({ customerId })).notifications;
-
-  beforeAll(async () => {
-    kernel = createKernel({ modules: [notificationsModule, fakeOrders.module, fakePayments.module] });
-    await kernel.start();
-  });
-  afterAll(() => kernel.stop());
+    (await app.client(notifications).listNotifications({ customerId })).notifications;
 
   const now = () => new Date().toISOString();
   const orderPlaced = (customerId: string, orderId: string) => ({
@@ -52,6 +46,7 @@ describe('notifications - customer e-mails', () => {
           sentAt: expect.any(String),
         },
       ]),
+      EVENTUALLY,
     );
   });
 
@@ -61,11 +56,12 @@ describe('notifications - customer e-mails', () => {
     const event = orderPlaced(customerId, orderId);
     await fakeOrders.emit('orderPlaced', event);
     await fakeOrders.emit('orderPlaced', event);
-    // One process delivers in order: once this later e-mail is in, both deliveries were handled.
+    // Events arrive in the order they were published: once this later e-mail is in, both deliveries were handled.
     await fakeOrders.emit('orderCancelled', { orderId, customerId, lines: event.lines, refundedCents: 21_250, cancelledAt: now() });
 
     await vi.waitFor(async () =>
       expect((await sentTo(customerId)).map((n) => n.topic)).toEqual(['order-placed', 'order-cancelled']),
+      EVENTUALLY,
     );
   });
 
@@ -73,9 +69,9 @@ describe('notifications - customer e-mails', () => {
     const customerId = `customer-${randomUUID()}`;
     const orderId = randomUUID();
     await fakeOrders.emit('orderPlaced', orderPlaced(customerId, orderId));
-    await vi.waitFor(async () => expect(await sentTo(customerId)).toHaveLength(1));
+    await vi.waitFor(async () => expect(await sentTo(customerId)).toHaveLength(1), EVENTUALLY);
     await fakeOrders.emit('orderCancelled', { orderId, customerId, lines: [], refundedCents: 21_250, cancelledAt: now() });
-    await vi.waitFor(async () => expect(await sentTo(customerId)).toHaveLength(2));
+    await vi.waitFor(async () => expect(await sentTo(customerId)).toHaveLength(2), EVENTUALLY);
     await fakePayments.emit('paymentRefunded', {
       paymentId: `pay_${orderId}`,
       orderId,
@@ -98,13 +94,14 @@ describe('notifications - customer e-mails', () => {
           body: 'We refunded $212.50 to your card. It may take a few days to appear.',
         },
       ]),
+      EVENTUALLY,
     );
   });
 
   it("notifications - a customer sees only their own e-mails", async () => {
     const customerId = `customer-${randomUUID()}`;
     await fakeOrders.emit('orderPlaced', orderPlaced(customerId, randomUUID()));
-    await vi.waitFor(async () => expect(await sentTo(customerId)).toHaveLength(1));
+    await vi.waitFor(async () => expect(await sentTo(customerId)).toHaveLength(1), EVENTUALLY);
     expect(await sentTo(`customer-${randomUUID()}`)).toEqual([]);
   });
 });

@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { createKernel, type Kernel } from 'keel';
+import { expect, it, vi } from 'vitest';
 import { catalog } from '../modules/catalog/contract.js';
 import { catalogModule } from '../modules/catalog/module.js';
 import { inventory } from '../modules/inventory/contract.js';
@@ -9,25 +8,20 @@ import { OrderNotCancellable, orders } from '../modules/orders/contract.js';
 import { ordersModule } from '../modules/orders/module.js';
 import { PaymentDeclined, TestCard, payments } from '../modules/payments/contract.js';
 import { paymentsModule } from '../modules/payments/module.js';
+import { EVENTUALLY, describeInTopologies } from './support/shop-module-harness.js';
 import { eventRecorder } from './support/shop-suite.js';
 
-describe('orders - placing and cancelling', () => {
+describeInTopologies('orders - placing and cancelling', (boot) => {
   const events = eventRecorder(orders);
-  let kernel: Kernel;
-  const shop = () => kernel.client(orders);
+  // Every module orders calls, but not notifications: nothing here needs it.
+  const app = boot({ modules: [catalogModule, inventoryModule, paymentsModule, ordersModule, events.module] });
+  const shop = () => app.client(orders);
   const VISA = { token: TestCard.VISA };
-
-  beforeAll(async () => {
-    // Every module orders calls, but not notifications: nothing here needs it.
-    kernel = createKernel({ modules: [catalogModule, inventoryModule, paymentsModule, ordersModule, events.module] });
-    await kernel.start();
-  });
-  afterAll(() => kernel.stop());
 
   const newProduct = async (priceCents: number, onHand: number): Promise<string> => {
     const sku = `SKU-${randomUUID()}`;
-    await kernel.client(catalog).addProduct({ sku, name: `Product ${sku}`, priceCents });
-    await kernel.client(inventory).restock({ sku, quantity: onHand });
+    await app.client(catalog).addProduct({ sku, name: `Product ${sku}`, priceCents });
+    await app.client(inventory).restock({ sku, quantity: onHand });
     return sku;
   };
   const newCustomer = () => `customer-${randomUUID()}`;
@@ -75,6 +69,7 @@ describe('orders - placing and cancelling', () => {
           placedAt: order.placedAt,
         },
       ]),
+      EVENTUALLY,
     );
   });
 
@@ -86,8 +81,8 @@ describe('orders - placing and cancelling', () => {
     ).rejects.toBeInstanceOf(PaymentDeclined);
     const order = await shop().placeOrder({ customerId, lines: [{ sku, quantity: 1 }], card: VISA });
 
-    // One process delivers events in order: once the good order's event is in, the failed one would be too.
-    await vi.waitFor(() => expect(placedFor(customerId).map((event) => event.orderId)).toEqual([order.orderId]));
+    // Events arrive in the order they were published: once the good order's event is in, the failed one would be too.
+    await vi.waitFor(() => expect(placedFor(customerId).map((event) => event.orderId)).toEqual([order.orderId]), EVENTUALLY);
   });
 
   it("orders - listOrders returns one customer's orders, oldest first", async () => {
@@ -117,6 +112,7 @@ describe('orders - placing and cancelling', () => {
           cancelledAt: cancelled.cancelledAt,
         },
       ]),
+      EVENTUALLY,
     );
   });
 
@@ -133,9 +129,12 @@ describe('orders - placing and cancelling', () => {
     expect(results.filter((result) => result.status === 'fulfilled')).toHaveLength(1);
     const rejected = results.find((result) => result.status === 'rejected') as PromiseRejectedResult;
     expect(rejected.reason).toBeInstanceOf(OrderNotCancellable);
-    expect(await kernel.client(payments).listPayments({ customerId })).toEqual({
+    expect(await app.client(payments).listPayments({ customerId })).toEqual({
       payments: [expect.objectContaining({ paymentId: order.paymentId, status: 'refunded' })],
     });
-    await vi.waitFor(async () => expect(await kernel.client(inventory).getStock({ sku })).toMatchObject({ onHand: 10, reserved: 0 }));
+    await vi.waitFor(
+      async () => expect(await app.client(inventory).getStock({ sku })).toMatchObject({ onHand: 10, reserved: 0 }),
+      EVENTUALLY,
+    );
   });
 });

@@ -1,6 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { createKernel, type Kernel } from 'keel';
+import { expect, it, vi } from 'vitest';
 import {
   CHARGE_LIMIT_CENTS,
   PaymentConflict,
@@ -10,24 +9,19 @@ import {
   payments,
 } from '../modules/payments/contract.js';
 import { paymentsModule } from '../modules/payments/module.js';
+import { EVENTUALLY, describeInTopologies } from './support/shop-module-harness.js';
 import { eventRecorder } from './support/shop-suite.js';
 
-describe('payments - charges and refunds', () => {
+describeInTopologies('payments - charges and refunds', (boot) => {
   const events = eventRecorder(payments);
-  let kernel: Kernel;
-  const cards = () => kernel.client(payments);
+  const app = boot({ modules: [paymentsModule, events.module] });
+  const cards = () => app.client(payments);
   const newCharge = (amountCents = 2500, token: string = TestCard.VISA) => ({
     orderId: randomUUID(),
     customerId: `customer-${randomUUID()}`,
     amountCents,
     card: { token },
   });
-
-  beforeAll(async () => {
-    kernel = createKernel({ modules: [paymentsModule, events.module] });
-    await kernel.start();
-  });
-  afterAll(() => kernel.stop());
 
   it('payments - charge captures a payment and announces paymentCaptured', async () => {
     const charge = newCharge(2500);
@@ -52,6 +46,7 @@ describe('payments - charges and refunds', () => {
         amountCents: 2500,
         capturedAt: payment.capturedAt,
       }),
+      EVENTUALLY,
     );
   });
 
@@ -62,7 +57,7 @@ describe('payments - charges and refunds', () => {
 
     expect(again).toEqual([first, first]);
     expect((await cards().listPayments({ customerId: charge.customerId })).payments).toHaveLength(1);
-    await vi.waitFor(() => expect(events.of('paymentCaptured').filter((e) => e.orderId === charge.orderId)).toHaveLength(1));
+    await vi.waitFor(() => expect(events.of('paymentCaptured').filter((e) => e.orderId === charge.orderId)).toHaveLength(1), EVENTUALLY);
   });
 
   it('payments - charging an order again with another amount fails with PaymentConflict', async () => {
@@ -124,6 +119,7 @@ describe('payments - charges and refunds', () => {
           refundedAt: refunded.refundedAt,
         },
       ]),
+      EVENTUALLY,
     );
   });
 
