@@ -59,16 +59,18 @@ async function startKernel(): Promise<Kernel> {
 }
 
 /**
- * The HTTP gateway, on `PORT` (0: any free port; `off`: none) and `KEEL_HTTP_HOST` (default
- * 127.0.0.1). Without `PORT` it serves on 3000 in the default one-process topology only, so that
- * the module processes of a split topology (`KEEL_MODULES` set) do not all claim one port.
+ * The HTTP gateway, on `KEEL_HTTP_PORT`, else `PORT` (0: any free port; `off`: none), and
+ * `KEEL_HTTP_HOST` (default 127.0.0.1): the names `keel start` reads too. Without a port it serves
+ * on 3000 in the default one-process topology only, so that the module processes of a split
+ * topology (`KEEL_MODULES` set) do not all claim one port.
  */
 async function startGateway(running: Kernel): Promise<HttpGateway | undefined> {
-  const port = process.env['PORT']?.trim() || undefined;
+  const variable = ['KEEL_HTTP_PORT', 'PORT'].find((name) => process.env[name]?.trim());
+  const port = variable === undefined ? undefined : (process.env[variable]?.trim() as string);
   if (port === 'off' || (port === undefined && process.env['KEEL_MODULES']?.trim())) return undefined;
   const number = port === undefined ? 3000 : Number(port);
-  if (!Number.isInteger(number) || number < 0 || number > 65_535) {
-    throw new KeelError(KeelErrorCode.INVALID_CONFIG, `PORT "${port}" is not a port number (0 to 65535), nor "off".`);
+  if (port !== undefined && !(/^\d+$/.test(port) && number <= 65_535)) {
+    throw new KeelError(KeelErrorCode.INVALID_CONFIG, `${variable} "${port}" is not a port number (0 to 65535), nor "off".`);
   }
   const served = await createHttpGateway({
     kernel: running,

@@ -139,15 +139,17 @@ describe('cli - help', () => {
 
       OPTIONS
 
-        --modules=<a,b>    Modules to host here, comma-separated (default: all)
-           --nats=<url>    NATS server URL for the other modules (default: $KEEL_NATS_URL)
-          --http=<port>    Serve the HTTP gateway on this port (default: $KEEL_HTTP_PORT, or none)
+         --modules=<a,b>    Modules to host here, comma-separated, or none (default: $KEEL_MODULES, else all)
+            --nats=<url>    NATS server URL for the other modules (default: $KEEL_NATS_URL)
+           --http=<port>    Serve the HTTP gateway on this port; 0 picks a free one, off serves none (default: $KEEL_HTTP_PORT, then $PORT, else none)
+        --host=<address>    Address the HTTP gateway listens on (default: $KEEL_HTTP_HOST, else 127.0.0.1)
 
       EXAMPLES
 
         $ keel start
         $ keel start --modules catalog,orders --nats nats://127.0.0.1:4222
         $ keel start --http 3000
+        $ keel start --modules none --nats nats://127.0.0.1:4222 --http 8080 --host 0.0.0.0
       "
     `);
   });

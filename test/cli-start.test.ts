@@ -26,12 +26,16 @@ function collector(): OutputStream & { text: string; waitFor(text: string): Prom
 }
 
 function start(...argv: string[]) {
+  return startWith({}, ...argv);
+}
+
+function startWith(env: Record<string, string>, ...argv: string[]) {
   const stdout = collector();
   const stderr = collector();
   const controller = new AbortController();
   const exit = runCli(main, ['start', ...argv], {
     cwd: repository,
-    env: { KEEL_LOG_LEVEL: 'silent' },
+    env: { KEEL_LOG_LEVEL: 'silent', ...env },
     stdout,
     stderr,
     signal: controller.signal,
@@ -74,9 +78,57 @@ describe('cli - keel start', () => {
     expect(running.stderr.text).toContain('KEEL_NATS_URL');
   });
 
-  it('cli - refuses an HTTP port that is not a number', async () => {
-    const running = start('--http', 'eighty');
-    expect(await running.exit).toBe(2);
-    expect(running.stderr.text).toContain('error E_USAGE: HTTP port "eighty" is not a port number (0 to 65535).');
+  it('cli - refuses an HTTP port that is not a number, naming the variable it came from', async () => {
+    const flag = start('--http', 'eighty');
+    expect(await flag.exit).toBe(2);
+    expect(flag.stderr.text).toContain('error E_USAGE: HTTP port "eighty" is not a port number (0 to 65535), nor "off".');
+    const variable = startWith({ PORT: 'eighty' });
+    expect(await variable.exit).toBe(2);
+    expect(variable.stderr.text).toContain('error E_USAGE: HTTP port "eighty" (from PORT) is not a port number');
+  });
+
+  /** Starts, returns the gateway URL it printed (or undefined) and what it hosts, then stops it. */
+  async function startAndStop(env: Record<string, string>, ...argv: string[]): Promise<{ url: string | undefined; hosting: string | undefined }> {
+    const running = startWith(env, ...argv);
+    await Promise.race([running.stdout.waitFor('keel: ready'), running.exit.then(() => expect.fail(running.stderr.text))]);
+    const url = /keel: HTTP gateway on (\S+)/.exec(running.stdout.text)?.[1];
+    try {
+      if (url !== undefined) expect((await fetch(`${url}/healthz`)).status).toBe(200);
+    } finally {
+      running.stop();
+    }
+    expect(await running.exit, running.stderr.text).toBe(0);
+    return { url, hosting: /keel: hosting (.*)/.exec(running.stdout.text)?.[1] };
+  }
+
+  it('cli - serves the gateway on --host, else KEEL_HTTP_HOST', async () => {
+    expect((await startAndStop({}, '--http', '0', '--host', '127.0.0.2')).url).toMatch(/^http:\/\/127\.0\.0\.2:\d+$/);
+    expect((await startAndStop({ KEEL_HTTP_HOST: '127.0.0.3' }, '--http', '0')).url).toMatch(/^http:\/\/127\.0\.0\.3:\d+$/);
+    expect((await startAndStop({ KEEL_HTTP_HOST: '127.0.0.3' }, '--http', '0', '--host', '127.0.0.2')).url).toMatch(
+      /^http:\/\/127\.0\.0\.2:/,
+    );
+  });
+
+  it('cli - takes the gateway port from --http, then KEEL_HTTP_PORT, then PORT, as npm start does; off serves none', async () => {
+    expect((await startAndStop({ PORT: '0' })).url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    // KEEL_HTTP_PORT wins over PORT (an unusable PORT is not even read).
+    expect((await startAndStop({ KEEL_HTTP_PORT: '0', PORT: 'eighty' })).url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    expect((await startAndStop({ PORT: '0' }, '--http', 'off')).url).toBeUndefined();
+    expect((await startAndStop({ PORT: 'off' })).url).toBeUndefined();
+    expect((await startAndStop({})).url).toBeUndefined();
+  });
+
+  it('cli - hosts the modules of KEEL_MODULES when --modules is not given', async () => {
+    expect((await startAndStop({ KEEL_MODULES: 'catalog' })).hosting).toBe('catalog');
+    expect((await startAndStop({ KEEL_MODULES: 'catalog' }, '--modules', 'catalog,payments')).hosting).toBe('catalog, payments');
+  });
+
+  it('cli - refuses --host without a gateway, and hosting none without NATS', async () => {
+    const host = start('--host', '0.0.0.0');
+    expect(await host.exit).toBe(2);
+    expect(host.stderr.text).toContain('error E_USAGE: --host is the address of the HTTP gateway, and no gateway was asked for.');
+    const none = start('--modules', 'none');
+    expect(await none.exit).toBe(2);
+    expect(none.stderr.text).toContain('error E_USAGE: Hosting "none" makes a process that reaches every module over NATS');
   });
 });

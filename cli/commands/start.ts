@@ -9,6 +9,34 @@ import { startHost } from '../host.js';
 import { splitList } from '../names.js';
 import { findProject, loadManifest } from '../project.js';
 
+/** The `--modules` (or `KEEL_MODULES`) value that hosts no module: a pure client, such as an HTTP gateway. */
+const NO_MODULES = 'none';
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+/** The first of `names` whose value is set and not blank, with its value. */
+function firstSet(env: Env, names: readonly string[]): { readonly name: string; readonly value: string } | undefined {
+  for (const name of names) {
+    const value = env[name]?.trim();
+    if (value) return { name, value };
+  }
+  return undefined;
+}
+
+/** The gateway port: `--http`, else `KEEL_HTTP_PORT`, else `PORT`; `off` (or none of them) means no gateway. */
+function httpPortOf(flag: string | undefined, env: Env): number | undefined {
+  const source = flag === undefined ? firstSet(env, ['KEEL_HTTP_PORT', 'PORT']) : { name: '--http', value: flag.trim() };
+  if (source === undefined || source.value === 'off') return undefined;
+  const port = Number(source.value);
+  if (!(/^\d+$/.test(source.value) && port <= 65_535)) {
+    throw new CLIError(
+      CliErrorCode.E_USAGE,
+      `HTTP port "${source.value}"${source.name === '--http' ? '' : ` (from ${source.name})`} is not a port number (0 to 65535), nor "off".`,
+    );
+  }
+  return port;
+}
+
 export default defineCommand({
   meta: {
     name: 'start',
@@ -17,31 +45,54 @@ export default defineCommand({
       'keel start',
       'keel start --modules catalog,orders --nats nats://127.0.0.1:4222',
       'keel start --http 3000',
+      'keel start --modules none --nats nats://127.0.0.1:4222 --http 8080 --host 0.0.0.0',
     ],
   },
   args: {
-    modules: { type: 'string', description: 'Modules to host here, comma-separated (default: all)', valueHint: 'a,b' },
+    modules: {
+      type: 'string',
+      description: 'Modules to host here, comma-separated, or none (default: $KEEL_MODULES, else all)',
+      valueHint: 'a,b',
+    },
     nats: { type: 'string', description: 'NATS server URL for the other modules (default: $KEEL_NATS_URL)', valueHint: 'url' },
-    http: { type: 'string', description: 'Serve the HTTP gateway on this port (default: $KEEL_HTTP_PORT, or none)', valueHint: 'port' },
+    http: {
+      type: 'string',
+      description: 'Serve the HTTP gateway on this port; 0 picks a free one, off serves none (default: $KEEL_HTTP_PORT, then $PORT, else none)',
+      valueHint: 'port',
+    },
+    host: {
+      type: 'string',
+      description: 'Address the HTTP gateway listens on (default: $KEEL_HTTP_HOST, else 127.0.0.1)',
+      valueHint: 'address',
+    },
   },
   run: async ({ args, data }) => {
     const cli = contextOf(data);
     const out = (line: string) => cli.stdout.write(`${line}\n`);
     const project = findProject(cli.cwd);
     const modules = await loadManifest(project);
-    const host = args.modules === undefined ? undefined : splitList(args.modules);
-    if (host !== undefined && host.length === 0) {
-      throw new CLIError(CliErrorCode.E_USAGE, '--modules is empty; name at least one module, or leave it out to host all.');
+    const modulesText = args.modules ?? firstSet(cli.env, ['KEEL_MODULES'])?.value;
+    const host = modulesText === undefined ? undefined : modulesText.trim() === NO_MODULES ? [] : splitList(modulesText);
+    if (host !== undefined && host.length === 0 && modulesText?.trim() !== NO_MODULES) {
+      throw new CLIError(CliErrorCode.E_USAGE, `--modules is empty; name at least one module, "${NO_MODULES}" to host nothing, or leave it out to host all.`);
     }
-    const httpText = args.http ?? cli.env['KEEL_HTTP_PORT'];
-    const httpPort = httpText === undefined || httpText === '' ? undefined : Number(httpText);
-    if (httpPort !== undefined && !(Number.isInteger(httpPort) && httpPort >= 0 && httpPort <= 65_535)) {
-      throw new CLIError(CliErrorCode.E_USAGE, `HTTP port "${httpText}" is not a port number (0 to 65535).`);
+    if (host?.length === 0 && !(args.nats ?? cli.env['KEEL_NATS_URL'])) {
+      throw new CLIError(CliErrorCode.E_USAGE, `Hosting "${NO_MODULES}" makes a process that reaches every module over NATS, and no NATS server was given.`, {
+        hint: 'Pass --nats <url> (or set KEEL_NATS_URL), or name the modules to host here.',
+      });
+    }
+    const httpPort = httpPortOf(args.http, cli.env);
+    const httpHost = args.host?.trim() || firstSet(cli.env, ['KEEL_HTTP_HOST'])?.value;
+    if (args.host !== undefined && httpPort === undefined) {
+      throw new CLIError(CliErrorCode.E_USAGE, '--host is the address of the HTTP gateway, and no gateway was asked for.', {
+        hint: 'Give it a port with --http <port> (or KEEL_HTTP_PORT, or PORT).',
+      });
     }
     if (cli.signal.aborted) return;
-    const running = await startHost({ modules, host, env: cli.env, natsUrl: args.nats, httpPort });
+    const running = await startHost({ modules, host, env: cli.env, natsUrl: args.nats, httpPort, httpHost });
     const status = running.kernel.status();
-    out(`keel: hosting ${status.modules.map((module) => module.name).join(', ')}`);
+    const hosted = status.modules.map((module) => module.name);
+    out(`keel: hosting ${hosted.length > 0 ? hosted.join(', ') : 'no module (a client of the others)'}`);
     if (status.remote.length > 0) out(`keel: reaching ${status.remote.join(', ')} over ${running.transport?.name ?? 'the transport'}`);
     if (running.httpUrl) out(`keel: HTTP gateway on ${running.httpUrl}`);
     out('keel: ready (Ctrl-C to stop)');

@@ -47,6 +47,9 @@ export default defineCommand({
       log(`started nats-server on ${natsUrl}`);
     }
 
+    // A process serves HTTP where the topology says (`http`, or a port in its `env`), never because
+    // this shell has PORT or KEEL_HTTP_PORT set: every process would then claim the same port.
+    const { PORT: _port, KEEL_HTTP_PORT: _httpPort, ...inherited } = cli.env;
     const processes: ProcessSpec[] = [];
     for (const [group, spec] of Object.entries(topology.processes)) {
       for (let replica = 1; replica <= spec.replicas; replica++) {
@@ -64,7 +67,7 @@ export default defineCommand({
           ],
           cwd: project.root,
           env: {
-            ...cli.env,
+            ...inherited,
             ...spec.env,
             KEEL_PROCESS_NAME: name,
             ...(topology.nats.prefix === undefined ? {} : { KEEL_NATS_PREFIX: topology.nats.prefix }),
