@@ -2,10 +2,22 @@ import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { isKeelError, silentLogger, type KeelError } from 'keel';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { z } from 'zod';
+import {
+  createClient,
+  createKernel,
+  defineContract,
+  defineModule,
+  isKeelError,
+  operation,
+  silentLogger,
+  type KeelError,
+  type Logger,
+  type Transport,
+} from 'keel';
 import { createNatsTransport, natsOptionsFromEnv } from 'keel/nats';
-import { startNatsServer, type NatsServer } from './support/nats-server.js';
+import { closedPort, createOperatorAuth, startNatsServer, type NatsServer } from './support/nats-server.js';
 
 function configError(run: () => unknown): KeelError {
   try {
@@ -135,6 +147,29 @@ describe('nats - connecting', () => {
     expect(withUrlSecret.message).not.toContain('hunter2');
   });
 
+  it('nats - fails with UNAVAILABLE saying authorization failed, without the password, when the password is wrong', async () => {
+    const error = await rejection(createNatsTransport({ servers: userServer.url, user: 'shop', password: 'wrong-hunter2', logger: silentLogger }));
+    expect(isKeelError(error, 'UNAVAILABLE')).toBe(true);
+    expect(error.message).toMatch(/authorization violation/i);
+    expect(error.message).toContain(`127.0.0.1:${userServer.port}`);
+    expect(error.message).not.toContain('hunter2');
+  });
+
+  it('nats - connects to a live server of the list when the others refuse connections', async () => {
+    const dead: string[] = [];
+    for (let index = 0; index < 3; index += 1) dead.push(`nats://127.0.0.1:${await closedPort()}`);
+    // The client shuffles its server list: with three dead servers and four connections, the
+    // live one comes first every time with a chance of 1 in 256.
+    for (let attempt = 0; attempt < 4; attempt += 1) {
+      const transport = await createNatsTransport({ servers: [...dead, userServer.url], user: 'shop', password: 'hunter2-password', logger: silentLogger });
+      try {
+        expect(transport.status()).toMatchObject({ ready: true, detail: expect.stringContaining(`127.0.0.1:${userServer.port}`) });
+      } finally {
+        await transport.close();
+      }
+    }
+  });
+
   it('nats - fails with UNAVAILABLE naming the servers when nothing listens', async () => {
     const error = await rejection(createNatsTransport({ servers: 'nats://127.0.0.1:1', connectTimeoutMs: 1_000, logger: silentLogger }));
     expect(isKeelError(error, 'UNAVAILABLE')).toBe(true);
@@ -147,6 +182,133 @@ describe('nats - connecting', () => {
     expect(isKeelError(await rejection(createNatsTransport({ defaultTimeoutMs: -1 })), 'INVALID_CONFIG')).toBe(true);
     expect(isKeelError(await rejection(createNatsTransport({ user: 'u' })), 'INVALID_CONFIG')).toBe(true);
   });
+});
+
+const echo = defineContract({
+  name: 'echo',
+  version: '1.0.0',
+  operations: { say: operation({ input: z.object({ text: z.string() }), output: z.object({ text: z.string() }) }) },
+});
+const echoModule = defineModule({ contract: echo, create: () => ({ handlers: { say: ({ text }) => ({ text }) } }) });
+
+describe('nats - credentials file (operator mode, JWT and nkey seed)', () => {
+  const setup = createOperatorAuth();
+  const directory = mkdtempSync(join(tmpdir(), 'keel-nats-creds-'));
+  const userCreds = join(directory, 'user.creds');
+  const strangerCreds = join(directory, 'stranger.creds');
+  writeFileSync(userCreds, setup.user.text);
+  writeFileSync(strangerCreds, setup.stranger.text);
+  let server: NatsServer;
+
+  beforeAll(async () => {
+    server = await startNatsServer({ operator: setup.auth, jetstream: false });
+  });
+  afterAll(async () => {
+    await server?.stop();
+    rmSync(directory, { recursive: true, force: true });
+  });
+
+  it('nats - connects with KEEL_NATS_CREDS, serves a module and calls it over NATS', async () => {
+    const transport = await createNatsTransport({ ...natsOptionsFromEnv({ KEEL_NATS_URL: server.url, KEEL_NATS_CREDS: userCreds }), logger: silentLogger });
+    const kernel = createKernel({ modules: [echoModule], topology: { transport }, logger: silentLogger });
+    try {
+      await kernel.start();
+      expect(kernel.ready()).toBe(true);
+      expect(await createClient(echo, transport).say({ text: 'signed' })).toEqual({ text: 'signed' });
+      expect(JSON.stringify(transport.status())).not.toContain(setup.user.seed);
+    } finally {
+      await kernel.stop();
+      await transport.close();
+    }
+  });
+
+  it('nats - fails with UNAVAILABLE, without the seed or the JWT, when the account is not trusted', async () => {
+    const error = await rejection(createNatsTransport({ servers: server.url, credentialsFile: strangerCreds, logger: silentLogger }));
+    expect(isKeelError(error, 'UNAVAILABLE')).toBe(true);
+    expect(error.message).toMatch(/authorization violation/i);
+    expect(error.message).not.toContain(setup.stranger.seed);
+    expect(error.message).not.toContain(setup.stranger.jwt);
+  });
+});
+
+/** Every record a logger got, as text: message, fields, and errors with their message, stack and cause. */
+function capturingLogger(): { logger: Logger; records: string[] } {
+  const records: string[] = [];
+  const errorText = (_key: string, value: unknown): unknown =>
+    value instanceof Error ? { ...value, name: value.name, message: value.message, stack: value.stack, cause: value.cause } : value;
+  const make = (bindings: Record<string, unknown>): Logger => {
+    const log = (level: string) => (record: Record<string, unknown>, message: string) => {
+      records.push(`${level} ${message} ${JSON.stringify({ ...bindings, ...record }, errorText)}`);
+    };
+    return { debug: log('debug'), info: log('info'), warn: log('warn'), error: log('error'), child: (more) => make({ ...bindings, ...more }) };
+  };
+  return { logger: make({}), records };
+}
+
+describe('nats - secrets never reach the logs', () => {
+  const TOKEN = 'hunter2-log-token';
+  const PASSWORD = 'hunter2-log-password';
+  const ROTATED = 'hunter2-rotated-token';
+  const setup = createOperatorAuth();
+  const directory = mkdtempSync(join(tmpdir(), 'keel-nats-log-'));
+  const userCreds = join(directory, 'user.creds');
+  writeFileSync(userCreds, setup.user.text);
+  const servers: NatsServer[] = [];
+  afterAll(async () => {
+    for (const server of servers) await server.stop();
+    rmSync(directory, { recursive: true, force: true });
+  });
+
+  it('nats - logs no token, password or seed across connecting, failed authentication and reconnecting', async () => {
+    const { logger, records } = capturingLogger();
+    const tokenServer = await startNatsServer({ token: TOKEN, jetstream: false });
+    const userServer = await startNatsServer({ user: 'shop', password: PASSWORD, jetstream: false });
+    const credsServer = await startNatsServer({ operator: setup.auth, jetstream: false });
+    servers.push(tokenServer, userServer, credsServer);
+    const transports: Transport[] = [];
+    const open = async (options: Parameters<typeof createNatsTransport>[0]): Promise<Transport> => {
+      const transport = await createNatsTransport({ ...options, logger, reconnectTimeWaitMs: 100 });
+      transports.push(transport);
+      return transport;
+    };
+    try {
+      const byToken = await open({ servers: tokenServer.url, token: TOKEN });
+      const byPassword = await open({ servers: userServer.url, user: 'shop', password: PASSWORD });
+      await open({ servers: credsServer.url, credentialsFile: userCreds });
+
+      // Failed authentication, at connect time.
+      expect(await rejection(open({ servers: tokenServer.url, token: `wrong-${TOKEN}` }))).toBeDefined();
+      expect(await rejection(open({ servers: userServer.url, user: 'shop', password: `wrong-${PASSWORD}` }))).toBeDefined();
+
+      // Disconnect and reconnect.
+      await tokenServer.restart();
+      await userServer.restart();
+      await vi.waitFor(() => {
+        expect(byToken.status().ready).toBe(true);
+        expect(byPassword.status().ready).toBe(true);
+      }, { timeout: 15_000, interval: 50 });
+      expect(records.some((record) => record.includes('disconnected from NATS'))).toBe(true);
+      expect(records.some((record) => record.includes('reconnected to NATS'))).toBe(true);
+
+      // Failed authentication while reconnecting: another server, with another token, takes the address.
+      await tokenServer.kill();
+      const impostor = await startNatsServer({ port: tokenServer.port, token: ROTATED, jetstream: false });
+      servers.push(impostor);
+      await vi.waitFor(() => expect(records.some((record) => /authorization violation/i.test(record))).toBe(true), {
+        timeout: 15_000,
+        interval: 50,
+      });
+      expect(byToken.status().ready).toBe(false);
+      await impostor.stop();
+    } finally {
+      for (const transport of transports) await transport.close();
+    }
+
+    expect(records.length).toBeGreaterThan(0);
+    for (const record of records) {
+      for (const secret of [TOKEN, PASSWORD, ROTATED, setup.user.seed, setup.user.jwt]) expect(record).not.toContain(secret);
+    }
+  }, 60_000);
 });
 
 /** A throwaway CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl. */

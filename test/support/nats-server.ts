@@ -6,11 +6,13 @@
  * `afterAll`), and every server is killed when the test process exits.
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { nkeys } from 'nats';
 
 /** Options of {@link startNatsServer}. */
 export interface NatsServerOptions {
@@ -29,6 +31,27 @@ export interface NatsServerOptions {
   readonly jetstream?: boolean;
   /** Requires TLS with this certificate and key (PEM files); with `caFile` and `verify`, client certificates too. */
   readonly tls?: { readonly certFile: string; readonly keyFile: string; readonly caFile?: string; readonly verify?: boolean };
+  /** Decentralised (JWT) authentication: clients need a credentials file of a user of these accounts. See {@link createOperatorAuth}. */
+  readonly operator?: NatsOperatorAuth;
+  /** Listen on this port instead of a free one (to stand in for another server at the same address). */
+  readonly port?: number;
+}
+
+/** A NATS operator and its accounts, as a server in operator mode trusts them. */
+export interface NatsOperatorAuth {
+  /** The operator's self-signed JWT. */
+  readonly operatorJwt: string;
+  /** Account public key → account JWT, preloaded in the server's memory resolver. */
+  readonly accounts: Readonly<Record<string, string>>;
+}
+
+/** A user's credentials file (the format `nsc` writes) and its parts. */
+export interface NatsUserCredentials {
+  /** The whole file: user JWT and nkey seed. */
+  readonly text: string;
+  readonly jwt: string;
+  /** The user's nkey seed (`SU…`), the secret in the file. */
+  readonly seed: string;
 }
 
 /** A running test server. */
@@ -83,15 +106,103 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
   assertBinary(binary);
   // Another process may take the free port before nats-server binds it: try a few ports.
   for (let attempt = 1; ; attempt += 1) {
-    const server = new NatsServerImpl(binary, await freePort(), options);
+    const server = new NatsServerImpl(binary, options.port ?? (await freePort()), options);
     try {
       await server.start();
       return server;
     } catch (error) {
       await server.stop();
-      if (attempt >= 3 || !String(error).includes('address already in use')) throw error;
+      if (options.port !== undefined || attempt >= 3 || !String(error).includes('address already in use')) throw error;
     }
   }
+}
+
+/**
+ * A loopback port nothing listens on (it was free a moment ago): connections to it are refused.
+ *
+ * @example
+ * ```ts
+ * const transport = await createNatsTransport({ servers: [`nats://127.0.0.1:${await closedPort()}`, server.url] });
+ * ```
+ */
+export function closedPort(): Promise<number> {
+  return freePort();
+}
+
+/** What {@link createOperatorAuth} makes. */
+export interface OperatorAuthSetup {
+  /** Pass as `operator` to {@link startNatsServer}. */
+  readonly auth: NatsOperatorAuth;
+  /** A user of the trusted account. */
+  readonly user: NatsUserCredentials;
+  /** A user of an account the server does not know: refused. */
+  readonly stranger: NatsUserCredentials;
+}
+
+/**
+ * Mints an operator, one account and users as `nsc` would (ed25519 nkeys from the `nats`
+ * client, JWTs signed by their issuer), so that tests can connect with a credentials file
+ * without any NATS tooling installed.
+ *
+ * @example
+ * ```ts
+ * const { auth, user } = createOperatorAuth();
+ * const server = await startNatsServer({ operator: auth, jetstream: false });
+ * writeFileSync(credsFile, user.text);
+ * await createNatsTransport({ servers: server.url, credentialsFile: credsFile });
+ * ```
+ */
+export function createOperatorAuth(): OperatorAuthSetup {
+  const operator = nkeys.createOperator();
+  const account = nkeys.createAccount();
+  const unknownAccount = nkeys.createAccount();
+  const accountClaims = {
+    limits: { subs: -1, data: -1, payload: -1, imports: -1, exports: -1, wildcards: true, conn: -1, leaf: -1 },
+    default_permissions: { pub: {}, sub: {} },
+    type: 'account',
+    version: 2,
+  };
+  return {
+    auth: {
+      operatorJwt: signJwt(operator, operator.getPublicKey(), 'keel test operator', { type: 'operator', version: 2 }),
+      accounts: { [account.getPublicKey()]: signJwt(operator, account.getPublicKey(), 'keel test account', accountClaims) },
+    },
+    user: userCredentials(account, 'keel test user'),
+    stranger: userCredentials(unknownAccount, 'keel test stranger'),
+  };
+}
+
+/** The part of an nkeys key pair these helpers use (the `nats` client types `nkeys` loosely). */
+interface KeyPair {
+  getPublicKey(): string;
+  getSeed(): Uint8Array;
+  sign(input: Uint8Array): Uint8Array;
+}
+
+function userCredentials(account: KeyPair, name: string): NatsUserCredentials {
+  const user = nkeys.createUser() as KeyPair;
+  const jwt = signJwt(account, user.getPublicKey(), name, { pub: {}, sub: {}, subs: -1, data: -1, payload: -1, type: 'user', version: 2 });
+  const seed = new TextDecoder().decode(user.getSeed());
+  const text =
+    `-----BEGIN NATS USER JWT-----\n${jwt}\n------END NATS USER JWT------\n\n` +
+    `-----BEGIN USER NKEY SEED-----\n${seed}\n------END USER NKEY SEED------\n`;
+  return { text, jwt, seed };
+}
+
+/** A NATS JWT (v2): header and claims in base64url, signed with the issuer's nkey. */
+function signJwt(issuer: KeyPair, subject: string, name: string, nats: Record<string, unknown>): string {
+  const encode = (value: unknown): string => Buffer.from(JSON.stringify(value)).toString('base64url');
+  const header = encode({ typ: 'JWT', alg: 'ed25519-nkey' });
+  const claims = encode({
+    jti: randomBytes(16).toString('hex').toUpperCase(),
+    iat: Math.floor(Date.now() / 1000),
+    iss: issuer.getPublicKey(),
+    name,
+    sub: subject,
+    nats,
+  });
+  const signature = Buffer.from(issuer.sign(new TextEncoder().encode(`${header}.${claims}`))).toString('base64url');
+  return `${header}.${claims}.${signature}`;
 }
 
 function assertBinary(binary: string): void {
@@ -172,6 +283,13 @@ class NatsServerImpl implements NatsServer {
       if (tls.caFile !== undefined) entries.push(`ca_file: ${JSON.stringify(tls.caFile)}`);
       if (tls.verify === true) entries.push('verify: true');
       lines.push(`tls { ${entries.join(', ')} }`);
+    }
+    const operator = this.options.operator;
+    if (operator !== undefined) {
+      const jwtFile = join(this.#directory, 'operator.jwt');
+      writeFileSync(jwtFile, operator.operatorJwt);
+      const preload = Object.entries(operator.accounts).map(([key, jwt]) => `${key}: ${JSON.stringify(jwt)}`);
+      lines.push(`operator: ${JSON.stringify(jwtFile)}`, 'resolver: MEMORY', `resolver_preload: { ${preload.join(', ')} }`);
     }
     if (this.options.token !== undefined) {
       lines.push(`authorization { token: ${JSON.stringify(this.options.token)} }`);
