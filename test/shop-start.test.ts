@@ -1,35 +1,187 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
-import { describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createKernel, isKeelError, silentLogger, type Kernel, type Transport } from 'keel';
+import { createNatsTransport } from 'keel/nats';
+import { catalog } from '../modules/catalog/contract.js';
+import { modules } from '../modules/index.js';
+import { NO_MODULES, topologyFromEnv } from '../app/topology.js';
+import { startNatsServer, type NatsServer } from './support/nats-server.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const tsx = fileURLToPath(new URL('../node_modules/.bin/tsx', import.meta.url));
 
+/**
+ * `npm start` (app/main.ts) in a child process, with exactly the given settings of its own:
+ * through the tsx command as `npm start` runs it, or (quicker) through node with tsx's loader.
+ */
+function startShop(env: Record<string, string>, via: 'tsx' | 'node' = 'node') {
+  const [command, args] =
+    via === 'tsx'
+      ? [tsx, ['--conditions=keel-source', 'app/main.ts']]
+      : [process.execPath, ['--import', 'tsx', '--conditions=keel-source', 'app/main.ts']];
+  const child = spawn(command, args, {
+    cwd: root,
+    env: {
+      ...process.env,
+      KEEL_MODULES: '',
+      KEEL_NATS_URL: '',
+      KEEL_HTTP_PORT: '',
+      KEEL_HTTP_HOST: '',
+      PORT: '',
+      KEEL_LOG_LEVEL: 'silent',
+      ...env,
+    },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
+  return {
+    child,
+    exited,
+    output: () => output,
+    /** Resolves once it printed its summary; fails with its output if it exits first. */
+    ready: async () => {
+      await expect.poll(() => output || child.exitCode, { timeout: 20_000, interval: 50 }).toSatisfy(
+        (seen) => typeof seen === 'string' && seen.includes('Press Ctrl+C to stop.'),
+      );
+      return /^ {2}http: +(\S+)/m.exec(output)?.[1];
+    },
+    /** Waits for it to exit by itself and returns the exit code. */
+    exit: async () => {
+      const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+      const [code] = await exited;
+      clearTimeout(timer);
+      return code;
+    },
+    /** Sends the signal and returns the exit code; kills it if it is still running afterwards. */
+    stop: async (signal: NodeJS.Signals = 'SIGTERM') => {
+      try {
+        if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+        const [code] = await exited;
+        return code;
+      } finally {
+        if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      }
+    },
+  };
+}
+
 describe('app - npm start', () => {
   it.each(['SIGINT', 'SIGTERM'] as const)('app - prints what it hosts, then stops and exits 0 on %s', async (signal) => {
-    const child = spawn(tsx, ['--conditions=keel-source', 'app/main.ts'], {
-      cwd: root,
-      env: { ...process.env, KEEL_LOG_LEVEL: 'silent', PORT: '0' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let output = '';
-    child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
-    const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
-    try {
-      await expect.poll(() => output, { timeout: 20_000, interval: 50 }).toContain('Press Ctrl+C to stop.');
-      expect(output).toContain('keel shop is ready');
-      expect(output).toContain('hosted here: catalog 1.0.0, inventory 1.0.0, payments 1.0.0, orders 1.0.0, notifications 1.0.0');
-      expect(output).toMatch(/KB-001 +Mechanical keyboard +\$89\.00 +25 available/);
+    const shop = startShop({ PORT: '0' }, 'tsx');
+    await shop.ready();
+    const output = shop.output();
+    expect(output).toContain('keel shop is ready');
+    expect(output).toContain('hosted here: catalog 1.0.0, inventory 1.0.0, payments 1.0.0, orders 1.0.0, notifications 1.0.0');
+    expect(output).toMatch(/KB-001 +Mechanical keyboard +\$89\.00 +25 available/);
+    expect(await shop.stop(signal)).toBe(0);
+    expect(shop.output()).toContain(`${signal} received`);
+    expect(shop.output()).toContain('Stopped.');
+  });
 
-      child.kill(signal);
-      const [code] = await exited;
-      expect(code).toBe(0);
-      expect(output).toContain(`${signal} received`);
-      expect(output).toContain('Stopped.');
+  it('app - PORT=off serves no HTTP; KEEL_HTTP_PORT wins over PORT, as in keel start', async () => {
+    const off = startShop({ PORT: 'off' });
+    const both = startShop({ KEEL_HTTP_PORT: '0', PORT: 'not-a-port' });
+    const bad = startShop({ PORT: 'eighty' });
+    try {
+      expect(await off.ready(), off.output()).toBeUndefined();
+      expect(off.output()).not.toContain('http:');
+
+      const url = await both.ready();
+      expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+      expect((await fetch(`${url}/readyz`)).status).toBe(200);
+
+      expect(await bad.exit()).toBe(1);
+      expect(bad.output()).toContain('The shop could not serve HTTP: PORT "eighty" is not a port number (0 to 65535), nor "off".');
     } finally {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      expect(await Promise.all([off.stop(), both.stop()])).toEqual([0, 0]);
+    }
+  });
+});
+
+describe('app - topology from the environment', () => {
+  it('app - KEEL_MODULES=none hosts no module, and without KEEL_NATS_URL has no transport', async () => {
+    expect(NO_MODULES).toBe('none');
+    expect(await topologyFromEnv({ KEEL_MODULES: 'none' })).toEqual({ host: [] });
+    expect(await topologyFromEnv({ KEEL_MODULES: '  none ' })).toEqual({ host: [] });
+    expect(await topologyFromEnv({})).toEqual({});
+    expect(await topologyFromEnv({ KEEL_MODULES: ' ' })).toEqual({});
+    expect(await topologyFromEnv({ KEEL_MODULES: 'catalog, orders,catalog' })).toEqual({ host: ['catalog', 'orders'] });
+  });
+
+  it('app - KEEL_MODULES refuses a name that is not a module, naming the variable', async () => {
+    const refused = await topologyFromEnv({ KEEL_MODULES: 'catalog,billing' }).catch((error: unknown) => error);
+    expect(isKeelError(refused, 'INVALID_CONFIG')).toBe(true);
+    expect((refused as Error).message).toContain('KEEL_MODULES names "billing", which is not in the application');
+  });
+});
+
+describe('app - npm start split over NATS', () => {
+  let server: NatsServer;
+  let transport: Transport;
+  let shop: Kernel;
+
+  beforeAll(async () => {
+    server = await startNatsServer();
+    // Every module of the shop, in this test process, reached by the child processes over NATS.
+    transport = await createNatsTransport({ servers: server.url, logger: silentLogger });
+    shop = createKernel({ modules, logger: silentLogger, topology: { transport } });
+    await shop.start();
+  });
+
+  afterAll(async () => {
+    await shop?.stop();
+    await transport?.close();
+  });
+
+  it('app - KEEL_MODULES=none PORT=0 is a gateway that hosts nothing and answers over NATS, and drains on SIGTERM', async () => {
+    const gateway = startShop({ KEEL_MODULES: 'none', PORT: '0', KEEL_NATS_URL: server.url });
+    const url = await gateway.ready();
+    expect(gateway.output()).toContain('hosted here: nothing (a client of the others)');
+    expect(gateway.output()).toContain('elsewhere:   catalog, inventory, payments, orders, notifications');
+    expect(gateway.output()).toMatch(/transports: .*\bnats\b/);
+    expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+    try {
+      expect((await fetch(`${url}/readyz`)).status).toBe(200);
+      const response = await fetch(`${url}/catalog/getProduct`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ sku: 'KB-001' }),
+      });
+      expect(await response.json()).toMatchObject({ sku: 'KB-001', name: 'Mechanical keyboard' });
+    } finally {
+      expect(await gateway.stop()).toBe(0);
+    }
+    expect(gateway.output()).toContain('Stopped.');
+  });
+
+  it('app - a module process serves HTTP only when given PORT, and then shows its NATS-served calls in /metrics', async () => {
+    const silent = startShop({ KEEL_MODULES: 'catalog', KEEL_NATS_URL: server.url, KEEL_NATS_PREFIX: 'silent' });
+    expect(await silent.ready(), silent.output()).toBeUndefined();
+    expect(silent.output()).toContain('hosted here: catalog 1.0.0');
+    expect(await silent.stop()).toBe(0);
+
+    // Its own prefix, so that the calls below reach this process and not the test's catalog.
+    const prefix = 'metrics';
+    const served = startShop({ KEEL_MODULES: 'catalog', KEEL_NATS_URL: server.url, KEEL_NATS_PREFIX: prefix, PORT: '0' });
+    const url = await served.ready();
+    const callerTransport = await createNatsTransport({ servers: server.url, prefix, logger: silentLogger });
+    const caller = createKernel({ modules, logger: silentLogger, topology: { host: [], transport: callerTransport } });
+    try {
+      expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+      expect((await fetch(`${url}/readyz`)).status).toBe(200);
+      await caller.start();
+      await caller.client(catalog).getProduct({ sku: 'KB-001' });
+      const metrics = await (await fetch(`${url}/metrics`)).text();
+      expect(metrics).toMatch(/^keel_calls_total\{[^}]*side="served"[^}]*transport="nats"[^}]*\} [1-9]/m);
+    } finally {
+      await caller.stop();
+      await callerTransport.close();
+      expect(await served.stop()).toBe(0);
     }
   });
 });
