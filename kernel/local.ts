@@ -1,10 +1,11 @@
 /**
  * The in-process transport. Calls go straight to the served module's dispatcher; deadlines are
  * enforced with one shared timer; events are delivered asynchronously, once per subscribing
- * module (balanced across its instances), with durable events retried in memory.
+ * module (balanced across its instances), with durable events retried in memory and kept, in a
+ * bounded backlog, for a subscribing module none of whose instances runs at the moment.
  */
 import { DeadlineScheduler, type DeadlineEntry } from './deadline.js';
-import { KeelErrorCode, isKeelError } from './errors.js';
+import { KeelError, KeelErrorCode, isKeelError } from './errors.js';
 import { silentLogger, type Logger } from './logger.js';
 import {
   Fanout,
@@ -30,7 +31,7 @@ import type { CallContext } from './context.js';
  *
  * @example
  * ```ts
- * const options: LocalTransportOptions = { logger: createLogger({ level: 'warn' }), redeliveryDelayMs: 10 };
+ * const options: LocalTransportOptions = { logger: createLogger({ level: 'warn' }), redeliveryDelayMs: 10, durableBacklogLimit: 1_000 };
  * const bus = createLocalTransport(options);
  * ```
  */
@@ -39,6 +40,14 @@ export interface LocalTransportOptions {
   readonly logger?: Logger;
   /** Delay before redelivering a failed durable event, multiplied by the attempt number (default 50 ms). */
   readonly redeliveryDelayMs?: number;
+  /**
+   * Durable events kept, per subscribing module and event, while that module has subscribed
+   * before but none of its instances runs (default 10 000). They are delivered when an instance
+   * subscribes again. Beyond the limit the oldest are dropped, and an error names the module,
+   * the event and how many were dropped. The backlog lives in memory: it is gone when the process
+   * ends or the transport closes. `0` keeps none.
+   */
+  readonly durableBacklogLimit?: number;
 }
 
 /**
@@ -51,6 +60,7 @@ export interface LocalTransportOptions {
  */
 export const DEFAULT_LOCAL_TRANSPORT_OPTIONS = {
   redeliveryDelayMs: 50,
+  durableBacklogLimit: 10_000,
 } as const satisfies Partial<LocalTransportOptions>;
 
 /**
@@ -65,7 +75,14 @@ export const DEFAULT_LOCAL_TRANSPORT_OPTIONS = {
  * ```
  */
 export function createLocalTransport(options: LocalTransportOptions = {}): Transport {
-  return new LocalTransport({ ...DEFAULT_LOCAL_TRANSPORT_OPTIONS, ...options });
+  const resolved = { ...DEFAULT_LOCAL_TRANSPORT_OPTIONS, ...options } satisfies LocalTransportOptions;
+  if (!Number.isSafeInteger(resolved.durableBacklogLimit) || resolved.durableBacklogLimit < 0) {
+    throw new KeelError(
+      KeelErrorCode.INVALID_CONFIG,
+      `Local transport: \`durableBacklogLimit\` must be a whole number of events, 0 or more, got ${String(resolved.durableBacklogLimit)}.`,
+    );
+  }
+  return new LocalTransport(resolved);
 }
 
 function identity<T>(value: T): T {
@@ -169,9 +186,21 @@ class Subscriber extends InFlight {
   }
 }
 
+/** A durable event waiting for its subscribing module to run again, and the attempt it will be. */
+interface Pending {
+  readonly event: PublishedEvent;
+  readonly attempt: number;
+}
+
+/** The instances of one subscribing module for one event. */
 interface Group {
+  readonly subscriber: string;
   members: Subscriber[];
   next: number;
+  /** Durable events that arrived while no member ran, oldest first. */
+  backlog: Pending[];
+  /** Backlogged events dropped since the backlog last emptied, because it was full. */
+  dropped: number;
 }
 
 class LocalTransport implements Transport {
@@ -183,10 +212,12 @@ class LocalTransport implements Transport {
   readonly #retries = new Set<NodeJS.Timeout>();
   readonly #logger: Logger;
   readonly #redeliveryDelayMs: number;
+  readonly #durableBacklogLimit: number;
 
-  constructor(options: LocalTransportOptions & { readonly redeliveryDelayMs: number }) {
+  constructor(options: LocalTransportOptions & { readonly redeliveryDelayMs: number; readonly durableBacklogLimit: number }) {
     this.#logger = options.logger ?? silentLogger;
     this.#redeliveryDelayMs = options.redeliveryDelayMs;
+    this.#durableBacklogLimit = options.durableBacklogLimit;
   }
 
   call(address: OperationAddress, input: unknown, context: CallContext, options?: TransportCallOptions): Promise<unknown> {
@@ -260,7 +291,10 @@ class LocalTransport implements Transport {
     const groups = this.#groups.get(`${event.contract}.${event.event}`);
     if (groups !== undefined) {
       for (const group of groups.values()) {
-        if (group.members.length === 0) continue;
+        if (group.members.length === 0) {
+          if (event.delivery === 'durable') this.#keep(group, event, 1);
+          continue;
+        }
         const first = group.members[0] as Subscriber;
         if (first.subscription.fanout === Fanout.EVERY_INSTANCE) {
           for (const member of group.members) this.#schedule(member, event, 1);
@@ -281,12 +315,13 @@ class LocalTransport implements Transport {
     }
     let group = groups.get(subscription.subscriber);
     if (group === undefined) {
-      group = { members: [], next: 0 };
+      group = { subscriber: subscription.subscriber, members: [], next: 0, backlog: [], dropped: 0 };
       groups.set(subscription.subscriber, group);
     }
     const member = new Subscriber(subscription);
     group.members.push(member);
     const owner = group;
+    if (group.backlog.length > 0 || group.dropped > 0) this.#deliverBacklog(key, group);
     return {
       stop: async () => {
         member.stopped = true;
@@ -304,6 +339,51 @@ class LocalTransport implements Transport {
     for (const timer of this.#retries) clearTimeout(timer);
     this.#retries.clear();
     this.#deadlines.clear();
+    for (const [key, groups] of this.#groups) {
+      for (const group of groups.values()) {
+        if (group.backlog.length + group.dropped === 0) continue;
+        this.#logger.warn(
+          { event: key, subscriber: group.subscriber, lost: group.backlog.length + group.dropped },
+          `durable events lost: module "${group.subscriber}" did not run again before the transport closed`,
+        );
+        group.backlog = [];
+        group.dropped = 0;
+      }
+    }
+  }
+
+  /** Keeps a durable event for a group that has no running member; drops the oldest when full. */
+  #keep(group: Group, event: PublishedEvent, attempt: number): void {
+    group.backlog.push({ event, attempt });
+    if (group.backlog.length <= this.#durableBacklogLimit) return;
+    group.backlog.shift();
+    group.dropped += 1;
+    // Once per outage, so that a long one does not log once per event; the total is logged on delivery.
+    if (group.dropped === 1) this.#reportDropped(group, event);
+  }
+
+  #reportDropped(group: Group, event: PublishedEvent): void {
+    this.#logger.error(
+      { event: `${event.contract}.${event.event}`, subscriber: group.subscriber, dropped: group.dropped, limit: this.#durableBacklogLimit },
+      `durable events dropped: module "${group.subscriber}" is not running and its backlog of ${this.#durableBacklogLimit} ` +
+        'events in this process is full; the oldest are dropped first',
+    );
+  }
+
+  /** Hands a group's backlog, in publishing order, to the members it has again. */
+  #deliverBacklog(key: string, group: Group): void {
+    if (group.dropped > 0) {
+      this.#logger.error(
+        { event: key, subscriber: group.subscriber, dropped: group.dropped, delivered: group.backlog.length },
+        `module "${group.subscriber}" runs again; ${group.dropped} durable events were dropped while it was not running`,
+      );
+      group.dropped = 0;
+    }
+    const backlog = group.backlog;
+    group.backlog = [];
+    for (const { event, attempt } of backlog) {
+      this.#schedule(group.members[group.next++ % group.members.length] as Subscriber, event, attempt);
+    }
   }
 
   #schedule(member: Subscriber, event: PublishedEvent, attempt: number): void {
@@ -333,12 +413,9 @@ class LocalTransport implements Transport {
     }
     const timer = setTimeout(() => {
       this.#retries.delete(timer);
-      const group = this.#groups.get(`${event.contract}.${event.event}`)?.get(subscription.subscriber);
-      if (group === undefined || group.members.length === 0) {
-        this.#logger.warn(
-          { event: `${event.contract}.${event.event}`, eventId: event.metadata.id, subscriber: subscription.subscriber },
-          'durable event not redelivered: the subscribing module stopped in this process',
-        );
+      const group = this.#groups.get(`${event.contract}.${event.event}`)?.get(subscription.subscriber) as Group;
+      if (group.members.length === 0) {
+        this.#keep(group, event, attempt + 1);
         return;
       }
       this.#schedule(group.members[group.next++ % group.members.length] as Subscriber, event, attempt + 1);

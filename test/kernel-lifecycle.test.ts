@@ -1,7 +1,8 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import {
+  Fanout,
   KeelError,
   createKernel,
   createLocalTransport,
@@ -12,7 +13,9 @@ import {
   silentLogger,
   type AnyContract,
   type AnyModule,
+  type EventSubscription,
   type Logger,
+  type PublishedEvent,
 } from 'keel';
 
 const empty = z.object({});
@@ -196,6 +199,47 @@ describe('kernel lifecycle - start and stop', () => {
     await kernel.stop();
   });
 
+  it("keeps a module's providers private: a module depending on it cannot resolve them", async () => {
+    const a = contractNamed('alpha');
+    const b = contractNamed('beta');
+    const AlphaSecret = Symbol('AlphaSecret');
+    let resolvedInAlpha: unknown;
+    let caught: unknown;
+    const owner = defineModule({
+      contract: a,
+      providers: (bind) => {
+        bind<string>(AlphaSecret).toConstantValue('alpha only');
+      },
+      create: ({ get }) => {
+        resolvedInAlpha = get<string>(AlphaSecret);
+        return { handlers: { ping: () => ({}) } };
+      },
+    });
+    // beta depends on alpha, so alpha (and its container) is up before beta asks.
+    const nosy = defineModule({
+      contract: b,
+      dependsOn: [a],
+      create: ({ get }) => {
+        try {
+          get<string>(AlphaSecret);
+        } catch (error) {
+          caught = error;
+        }
+        return { handlers: { ping: () => ({}) } };
+      },
+    });
+    const kernel = createKernel({ modules: [nosy, owner], logger: silentLogger });
+    await kernel.start();
+    try {
+      expect(kernel.hosted).toEqual(['alpha', 'beta']);
+      expect(resolvedInAlpha).toBe('alpha only');
+      expect(caught).toBeInstanceOf(Error);
+      expect((caught as Error).message).toContain('No bindings found for service: "Symbol(AlphaSecret)"');
+    } finally {
+      await kernel.stop();
+    }
+  });
+
   it('reports an undeclared failure to the callee logger with the correlation id', async () => {
     const records: { record: Record<string, unknown>; message: string }[] = [];
     const capture: Logger = {
@@ -338,5 +382,82 @@ describe('kernel lifecycle - misuse and edge cases', () => {
     await Promise.all([first, second]);
     expect(await call).toEqual({});
     await bus.close();
+  });
+});
+
+describe('local transport - durable events kept while the subscribing module is stopped', () => {
+  const sold = (n: string): PublishedEvent => ({
+    contract: 'shop',
+    version: '1.0.0',
+    event: 'sold',
+    delivery: 'durable',
+    payload: { n },
+    metadata: { id: `sold-${n}`, correlationId: `corr-${n}`, traceparent: undefined, publisher: 'shop', publishedAt: Date.now() },
+  });
+  const ledger = (handled: string[], failFirst = false): EventSubscription => ({
+    subscriber: 'ledger',
+    contract: 'shop',
+    version: '1.0.0',
+    event: 'sold',
+    delivery: 'durable',
+    fanout: Fanout.BALANCED,
+    maxAttempts: 3,
+    handle: async (payload, metadata) => {
+      handled.push(`${(payload as { n: string }).n}#${metadata.attempt}`);
+      if (failFirst && metadata.attempt === 1) throw new Error('failing the first attempt on purpose');
+    },
+    deadLetter: () => {},
+  });
+
+  it('keeps at most durableBacklogLimit events per module, dropping the oldest with an error naming the module and count', async () => {
+    const errors: { record: Record<string, unknown>; message: string }[] = [];
+    const capture: Logger = { ...silentLogger, error: (record, message) => errors.push({ record, message }), child: () => capture };
+    const bus = createLocalTransport({ durableBacklogLimit: 3, logger: capture });
+    await bus.publish(sold('0')); // nobody ever subscribed: not kept, as over NATS before the consumer exists
+    const first: string[] = [];
+    const registration = await bus.subscribe(ledger(first));
+    await bus.publish(sold('1'));
+    await vi.waitFor(() => expect(first).toEqual(['1#1']));
+    await registration.stop();
+    for (const n of ['2', '3', '4', '5', '6']) await bus.publish(sold(n));
+    expect(errors).toHaveLength(1);
+    expect(errors[0]?.record).toMatchObject({ event: 'shop.sold', subscriber: 'ledger', dropped: 1, limit: 3 });
+    expect(errors[0]?.message).toContain('"ledger"');
+    const second: string[] = [];
+    await bus.subscribe(ledger(second));
+    await vi.waitFor(() => expect(second).toEqual(['4#1', '5#1', '6#1']));
+    expect(errors).toHaveLength(2);
+    expect(errors[1]?.record).toMatchObject({ event: 'shop.sold', subscriber: 'ledger', dropped: 2, delivered: 3 });
+    expect(errors[1]?.message).toContain('2 durable events were dropped');
+    expect(first).toEqual(['1#1']);
+    await bus.close();
+  });
+
+  it('keeps a failed event whose redelivery finds the module stopped, and redelivers it as the next attempt', async () => {
+    const bus = createLocalTransport({ redeliveryDelayMs: 250, logger: silentLogger });
+    const first: string[] = [];
+    const registration = await bus.subscribe(ledger(first, true));
+    await bus.publish(sold('1'));
+    await vi.waitFor(() => expect(first).toEqual(['1#1']), { interval: 5 });
+    await registration.stop();
+    await sleep(400); // past the redelivery delay: the retry finds nobody running
+    expect(first).toEqual(['1#1']);
+    const second: string[] = [];
+    await bus.subscribe(ledger(second));
+    await vi.waitFor(() => expect(second).toEqual(['1#2']));
+    await bus.close();
+  });
+
+  it('refuses a durableBacklogLimit that is not a whole number of events with INVALID_CONFIG', () => {
+    for (const durableBacklogLimit of [-1, 1.5, Number.NaN]) {
+      let caught: unknown;
+      try {
+        createLocalTransport({ durableBacklogLimit });
+      } catch (error) {
+        caught = error;
+      }
+      expect(isKeelError(caught, 'INVALID_CONFIG')).toBe(true);
+      expect((caught as Error).message).toContain('durableBacklogLimit');
+    }
   });
 });
