@@ -21,7 +21,9 @@ import {
   operation,
   silentLogger,
   type AnyModule,
+  type EventRecord,
   type Kernel,
+  type Logger,
   type Transport,
 } from 'keel';
 
@@ -133,6 +135,13 @@ export const auditor = defineContract({
   operations: { noop: operation({ input: z.object({}), output: z.object({}) }) },
 });
 
+/** A module whose start hook the readiness test holds open. */
+export const gated = defineContract({
+  name: 'gated',
+  version: '1.0.0',
+  operations: { noop: operation({ input: z.object({}), output: z.object({}) }) },
+});
+
 export const ghost = defineContract({
   name: 'ghost',
   version: '1.0.0',
@@ -149,6 +158,10 @@ interface Received {
   readonly correlationId: string;
   readonly caller: string;
   readonly payload: unknown;
+  /** The handler's context deadline, read through currentContext(). */
+  readonly deadline: number;
+  /** What was left of it when the handler ran. */
+  readonly remainingMs: number;
 }
 
 function viewOf(): z.infer<typeof ContextView> {
@@ -162,7 +175,7 @@ function viewOf(): z.infer<typeof ContextView> {
   };
 }
 
-function makeModules(received: Received[], instance: string) {
+function makeModules(received: Received[], instance: string, handling: string[]) {
   let stored: z.infer<typeof Item> | null = null;
   const sharedItem = { id: 'shared', tags: ['a'], nested: { count: 1 } };
   const failures = new Map<string, number>();
@@ -228,6 +241,8 @@ function makeModules(received: Received[], instance: string) {
   });
 
   const record = (module: string, eventName: string) => (payload: { tag: string }, context: { attempt: number; correlationId: string; caller: string; traceparent: string | undefined }) => {
+    const ambient = currentContext();
+    if (ambient === undefined) throw new Error('no event context in handler');
     received.push({
       traceparent: context.traceparent,
       module,
@@ -238,6 +253,8 @@ function makeModules(received: Received[], instance: string) {
       correlationId: context.correlationId,
       caller: context.caller,
       payload,
+      deadline: ambient.deadline,
+      remainingMs: ambient.deadline - Date.now(),
     });
   };
 
@@ -275,6 +292,7 @@ function makeModules(received: Received[], instance: string) {
       events: {
         probe: {
           pinged: async (payload, context) => {
+            handling.push(`${instance}:${payload.tag}`);
             if (payload.tag.startsWith('slow-subscriber')) await sleep(1_000);
             record('auditor', 'pinged')(payload, context);
           },
@@ -288,8 +306,8 @@ function makeModules(received: Received[], instance: string) {
   return { probeModule, relayModule, listenerModule, auditorModule, ghostModule };
 }
 
-function manifest(received: Received[], instance: string): AnyModule[] {
-  const m = makeModules(received, instance);
+function manifest(received: Received[], instance: string, handling: string[] = []): AnyModule[] {
+  const m = makeModules(received, instance, handling);
   return [m.probeModule, m.relayModule, m.listenerModule, m.auditorModule, m.ghostModule];
 }
 
@@ -299,35 +317,33 @@ interface Booted {
   readonly kernels: Map<string, Kernel>;
   readonly transports: Transport[];
   readonly received: Received[];
+  /** `instance:tag` of every auditor delivery, recorded when its handler starts. */
+  readonly handling: string[];
   readonly deadLetters: { tag: string; attempts: number }[];
+  readonly options: BootOptions;
+}
+
+interface BootOptions {
+  readonly defaultTimeoutMs?: number;
+  readonly eventTimeoutMs?: number;
+  readonly logger?: Logger;
 }
 
 let bootCount = 0;
 
+function nextNamespace(): string {
+  bootCount += 1;
+  return `app${bootCount}`;
+}
+
 async function boot(
   target: ConformanceTarget,
   placement: readonly { readonly name: string; readonly host: readonly string[] }[],
-  options: { defaultTimeoutMs?: number } = {},
+  options: BootOptions = {},
 ): Promise<Booted> {
-  const received: Received[] = [];
-  const deadLetters: { tag: string; attempts: number }[] = [];
+  const namespace = nextNamespace();
   const transports: Transport[] = [];
-  const kernels = new Map<string, Kernel>();
-  bootCount += 1;
-  const namespace = `app${bootCount}`;
-  for (const { name, host } of placement) {
-    const transport = await target.createTransport(namespace);
-    transports.push(transport);
-    const kernel = createKernel({
-      modules: manifest(received, name),
-      topology: { host, transport },
-      logger: silentLogger,
-      defaultTimeoutMs: options.defaultTimeoutMs ?? 5_000,
-      onDeadLetter: (letter) => deadLetters.push({ tag: (letter.payload as { tag: string }).tag, attempts: letter.metadata.attempt }),
-    });
-    await kernel.start();
-    kernels.set(name, kernel);
-  }
+  const received: Received[] = [];
   const transport = await target.createTransport(namespace);
   transports.push(transport);
   const client = createKernel({
@@ -337,7 +353,27 @@ async function boot(
     defaultTimeoutMs: options.defaultTimeoutMs ?? 5_000,
   });
   await client.start();
-  return { namespace, client, kernels, transports, received, deadLetters };
+  const booted: Booted = { namespace, client, kernels: new Map(), transports, received, handling: [], deadLetters: [], options };
+  for (const { name, host } of placement) await addKernel(target, booted, name, host);
+  return booted;
+}
+
+/** Starts one more kernel of a booted application, hosting `host`, as if in another process. */
+async function addKernel(target: ConformanceTarget, booted: Booted, name: string, host: readonly string[]): Promise<Kernel> {
+  const { options } = booted;
+  const transport = await target.createTransport(booted.namespace);
+  booted.transports.push(transport);
+  const kernel = createKernel({
+    modules: manifest(booted.received, name, booted.handling),
+    topology: { host, transport },
+    logger: options.logger ?? silentLogger,
+    defaultTimeoutMs: options.defaultTimeoutMs ?? 5_000,
+    ...(options.eventTimeoutMs === undefined ? {} : { eventTimeoutMs: options.eventTimeoutMs }),
+    onDeadLetter: (letter) => booted.deadLetters.push({ tag: (letter.payload as { tag: string }).tag, attempts: letter.metadata.attempt }),
+  });
+  booted.kernels.set(name, kernel);
+  await kernel.start();
+  return kernel;
 }
 
 async function shutdown(target: ConformanceTarget, booted: Booted | undefined): Promise<void> {
@@ -345,6 +381,26 @@ async function shutdown(target: ConformanceTarget, booted: Booted | undefined): 
   await booted.client.stop();
   for (const kernel of [...booted.kernels.values()].reverse()) await kernel.stop();
   for (const transport of booted.transports) await target.closeTransport(transport);
+}
+
+interface LogEntry {
+  readonly level: 'debug' | 'info' | 'warn' | 'error';
+  readonly message: string;
+  readonly record: Record<string, unknown>;
+}
+
+/** A logger that keeps every record, with the bindings of the child it was written through. */
+function capturingLogger(entries: LogEntry[], bindings: Record<string, unknown> = {}): Logger {
+  const at = (level: LogEntry['level']) => (record: Record<string, unknown>, message: string) => {
+    entries.push({ level, message, record: { ...bindings, ...record } });
+  };
+  return {
+    debug: at('debug'),
+    info: at('info'),
+    warn: at('warn'),
+    error: at('error'),
+    child: (more) => capturingLogger(entries, { ...bindings, ...more }),
+  };
 }
 
 const SPLIT = [
@@ -550,8 +606,15 @@ export function describeTransportConformance(target: ConformanceTarget): void {
       });
 
       it('gives a nested call no more than what is left of the outer deadline', async () => {
+        // 4 s is less than every default in play (5 s in the suite, 10 s in the kernel), so a lost
+        // deadline would show as a later one on either side.
+        const before = Date.now();
         const answer = await booted().client.client(relay).context({}, { timeoutMs: 4_000 });
+        const after = Date.now();
+        expect(answer.own.deadline).toBeGreaterThanOrEqual(before + 4_000);
+        expect(answer.own.deadline).toBeLessThanOrEqual(after + 4_000);
         expect(answer.nested.deadline).toBeLessThanOrEqual(answer.own.deadline);
+        expect(answer.nested.deadline).toBeLessThanOrEqual(after + 4_000);
       });
 
       it('fails the outer call with TIMEOUT when the nested call runs out of the inherited budget', async () => {
@@ -563,10 +626,15 @@ export function describeTransportConformance(target: ConformanceTarget): void {
     });
 
     describe('context', () => {
-      it('carries correlation id, traceparent and caller into the callee', async () => {
+      it('carries correlation id, traceparent, caller and deadline into the callee', async () => {
         const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
-        const view = await booted().client.client(probe).context({}, { correlationId: 'corr-ctx-1', traceparent });
+        const before = Date.now();
+        const view = await booted().client.client(probe).context({}, { correlationId: 'corr-ctx-1', traceparent, timeoutMs: 3_000 });
+        const after = Date.now();
         expect(view).toMatchObject({ correlationId: 'corr-ctx-1', traceparent, caller: 'external' });
+        // The caller's deadline itself, not one the callee made up from its own default.
+        expect(view.deadline).toBeGreaterThanOrEqual(before + 3_000);
+        expect(view.deadline).toBeLessThanOrEqual(after + 3_000);
       });
 
       it('keeps correlation id and traceparent across nested calls and names the calling module', async () => {
@@ -640,25 +708,85 @@ export function describeTransportConformance(target: ConformanceTarget): void {
         expect(booted().received.filter((r) => r.tag === tag && r.event === 'recorded')).toHaveLength(3);
       });
 
-      it('balances across instances of one module, and delivers to every instance only when opted in', async () => {
+      it('balances across instances of one module, each event once, and delivers to every instance only when opted in', async () => {
         const twice = await boot(target, [
           { name: 'probe-b', host: ['probe'] },
           { name: 'listener-b1', host: ['listener'] },
           { name: 'listener-b2', host: ['listener'] },
         ]);
         try {
-          const tag = uniqueTag('fanout');
-          await twice.client.client(probe).ping({ tag });
-          await vi.waitFor(() => {
-            const broadcast = twice.received.filter((r) => r.tag === tag && r.event === 'broadcast');
-            expect(broadcast.map((r) => r.instance).sort()).toEqual(['listener-b1', 'listener-b2']);
-            expect(twice.received.filter((r) => r.tag === tag && r.event === 'pinged')).toHaveLength(1);
-          });
+          // 20 events: a fair split leaves one instance idle with probability 2 × 2^-20.
+          const tags = Array.from({ length: 20 }, (_, index) => uniqueTag(`fanout${index}`));
+          const probeClient = twice.client.client(probe);
+          for (const tag of tags) await probeClient.ping({ tag });
+          const delivered = (event: string) => twice.received.filter((r) => r.event === event && tags.includes(r.tag));
+          const expectSettled = () => {
+            const pinged = delivered('pinged');
+            expect(pinged).toHaveLength(tags.length);
+            expect(new Set(pinged.map((r) => r.tag)).size).toBe(tags.length);
+            expect([...new Set(pinged.map((r) => r.instance))].sort()).toEqual(['listener-b1', 'listener-b2']);
+            const recorded = delivered('recorded');
+            expect(recorded).toHaveLength(tags.length);
+            expect(new Set(recorded.map((r) => r.tag)).size).toBe(tags.length);
+            const broadcast = delivered('broadcast');
+            expect(broadcast).toHaveLength(2 * tags.length);
+            for (const tag of tags) {
+              expect(broadcast.filter((r) => r.tag === tag).map((r) => r.instance).sort()).toEqual(['listener-b1', 'listener-b2']);
+            }
+          };
+          await vi.waitFor(expectSettled, { timeout: 10_000, interval: 50 });
           await sleep(150);
-          expect(twice.received.filter((r) => r.tag === tag && r.event === 'pinged')).toHaveLength(1);
-          expect(twice.received.filter((r) => r.tag === tag && r.event === 'broadcast')).toHaveLength(2);
+          expectSettled();
         } finally {
           await shutdown(target, twice);
+        }
+      });
+
+      it('keeps durable events published while the subscribing module is stopped, and delivers them when it is back', async () => {
+        const app = await boot(target, [
+          { name: 'probe-k', host: ['probe'] },
+          { name: 'listener-k1', host: ['listener'] },
+        ]);
+        try {
+          await (app.kernels.get('listener-k1') as Kernel).stop();
+          const tags = [uniqueTag('kept'), uniqueTag('kept')];
+          for (const tag of tags) await app.client.client(probe).ping({ tag });
+          await sleep(200);
+          expect(app.received.filter((r) => tags.includes(r.tag))).toEqual([]);
+          await addKernel(target, app, 'listener-k2', ['listener']);
+          await vi.waitFor(
+            () => {
+              const recorded = app.received.filter((r) => tags.includes(r.tag) && r.event === 'recorded');
+              expect(recorded.map((r) => [r.tag, r.instance, r.attempt])).toEqual(tags.map((tag) => [tag, 'listener-k2', 1]));
+            },
+            { timeout: 10_000, interval: 50 },
+          );
+          await sleep(150);
+          // Notifications are at most once: neither transport keeps them for a module that is not running.
+          expect(app.received.filter((r) => tags.includes(r.tag) && r.event !== 'recorded')).toEqual([]);
+          expect(app.received.filter((r) => tags.includes(r.tag))).toHaveLength(tags.length);
+        } finally {
+          await shutdown(target, app);
+        }
+      });
+
+      it('drains on stop: an event handler in flight finishes before stop resolves', async () => {
+        const app = await boot(target, [
+          { name: 'probe-d', host: ['probe'] },
+          { name: 'auditor-d', host: ['auditor'] },
+        ]);
+        try {
+          // The auditor's handler sleeps a second for this tag.
+          const tag = uniqueTag('slow-subscriber-drain');
+          await app.client.client(probe).ping({ tag });
+          await vi.waitFor(() => expect(app.handling).toContain(`auditor-d:${tag}`), { timeout: 5_000, interval: 10 });
+          const handled = () => app.received.filter((r) => r.tag === tag && r.module === 'auditor');
+          const stopped = (app.kernels.get('auditor-d') as Kernel).stop();
+          expect(handled()).toHaveLength(0);
+          await stopped;
+          expect(handled()).toHaveLength(1);
+        } finally {
+          await shutdown(target, app);
         }
       });
 
@@ -674,10 +802,118 @@ export function describeTransportConformance(target: ConformanceTarget): void {
       });
     });
 
+    describe('events, observed', () => {
+      const EVENT_TIMEOUT_MS = 2_000;
+      const entries: LogEntry[] = [];
+      const records: EventRecord[] = [];
+      let observed: Booted | undefined;
+      const app = (): Booted => {
+        if (observed === undefined) throw new Error('application not booted');
+        return observed;
+      };
+
+      beforeAll(async () => {
+        observed = await boot(
+          target,
+          [
+            { name: 'probe-o', host: ['probe'] },
+            { name: 'listener-o', host: ['listener'] },
+          ],
+          { logger: capturingLogger(entries), eventTimeoutMs: EVENT_TIMEOUT_MS },
+        );
+        (observed.kernels.get('listener-o') as Kernel).observe({ eventHandled: (record) => records.push(record) });
+      });
+      afterAll(async () => {
+        await shutdown(target, observed);
+      });
+
+      it('reports a failing handler to the logger and to observers, and keeps delivering', async () => {
+        const bad = uniqueTag('reported');
+        const good = uniqueTag('reported-after');
+        const probeClient = app().client.client(probe);
+        await probeClient.ping({ tag: bad, explode: true }, { correlationId: `corr-${bad}` });
+        await probeClient.ping({ tag: good }, { correlationId: `corr-${good}` });
+        await vi.waitFor(() => {
+          expect(app().received.some((r) => r.tag === good && r.module === 'listener' && r.event === 'pinged')).toBe(true);
+          expect(entries.some((entry) => entry.record['correlationId'] === `corr-${bad}`)).toBe(true);
+        });
+        const reported = entries.filter((entry) => entry.record['correlationId'] === `corr-${bad}` && entry.level !== 'debug');
+        expect(reported).toHaveLength(1);
+        expect(reported[0]).toMatchObject({
+          level: 'warn',
+          message: expect.stringContaining('"listener"'),
+          record: { module: 'listener', event: 'probe.pinged', attempt: 1, err: expect.objectContaining({ message: 'listener exploded on purpose' }) },
+        });
+        expect(records).toContainEqual(
+          expect.objectContaining({ contract: 'probe', event: 'pinged', subscriber: 'listener', attempt: 1, outcome: 'INTERNAL' }),
+        );
+        expect(records).toContainEqual(
+          expect.objectContaining({ contract: 'probe', event: 'pinged', subscriber: 'listener', attempt: 1, outcome: 'ok' }),
+        );
+      });
+
+      it("gives an event handler its own deadline, eventTimeoutMs after delivery, not the publishing call's", async () => {
+        const tag = uniqueTag('event-deadline');
+        const before = Date.now();
+        await app().client.client(probe).ping({ tag }, { timeoutMs: 20_000 });
+        await vi.waitFor(() => {
+          const events = app().received.filter((r) => r.tag === tag).map((r) => r.event);
+          expect(events.sort()).toEqual(['broadcast', 'pinged', 'recorded']);
+        });
+        const after = Date.now();
+        for (const delivery of app().received.filter((r) => r.tag === tag)) {
+          expect(delivery.remainingMs).toBeGreaterThan(0);
+          expect(delivery.remainingMs).toBeLessThanOrEqual(EVENT_TIMEOUT_MS);
+          expect(delivery.deadline).toBeGreaterThanOrEqual(before + EVENT_TIMEOUT_MS);
+          expect(delivery.deadline).toBeLessThanOrEqual(after + EVENT_TIMEOUT_MS);
+        }
+      });
+    });
+
     describe('lifecycle', () => {
       it('is ready only once every hosted module is started', async () => {
         for (const kernel of booted().kernels.values()) expect(kernel.ready()).toBe(true);
         expect(booted().client.ready()).toBe(true);
+      });
+
+      it('is not ready, and does not serve, while a hosted module is still starting', async () => {
+        let openGate = (): void => {};
+        const gate = new Promise<void>((resolve) => (openGate = resolve));
+        let enteredStart = (): void => {};
+        const inStart = new Promise<void>((resolve) => (enteredStart = resolve));
+        const gatedModule = defineModule({
+          contract: gated,
+          create: () => ({
+            handlers: { noop: () => ({}) },
+            start: async () => {
+              enteredStart();
+              await gate;
+            },
+          }),
+        });
+        const namespace = nextNamespace();
+        const transport = await target.createTransport(namespace);
+        const callerTransport = await target.createTransport(namespace);
+        const kernel = createKernel({ modules: [gatedModule], topology: { host: ['gated'], transport }, logger: silentLogger });
+        try {
+          expect(kernel.ready()).toBe(false);
+          const started = kernel.start();
+          await inStart;
+          expect(kernel.ready()).toBe(false);
+          expect(kernel.status()).toMatchObject({ state: 'starting', ready: false, modules: [{ name: 'gated', state: 'starting' }] });
+          const client = createClient(gated, callerTransport, { caller: 'external', defaultTimeoutMs: 2_000 });
+          const early = await expectRejection(client.noop({}));
+          expect(isKeelError(early, 'NO_RESPONDERS')).toBe(true);
+          openGate();
+          await started;
+          expect(kernel.ready()).toBe(true);
+          expect(await client.noop({})).toEqual({});
+        } finally {
+          openGate();
+          await kernel.stop();
+          await target.closeTransport(callerTransport);
+          await target.closeTransport(transport);
+        }
       });
 
       it('drains on stop: in-flight calls finish, then new calls find no responder', async () => {
