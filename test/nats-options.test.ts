@@ -155,6 +155,38 @@ describe('nats - connecting', () => {
     expect(error.message).not.toContain('hunter2');
   });
 
+  it('nats - connects with credentials written in the server URL, and never shows them', async () => {
+    for (const servers of [
+      `nats://shop:hunter2-password@127.0.0.1:${userServer.port}`,
+      `nats://hunter2-token@127.0.0.1:${tokenServer.port}`,
+      `127.0.0.1:${tokenServer.port},nats://hunter2-token@127.0.0.1:${tokenServer.port}`,
+    ]) {
+      const transport = await createNatsTransport({ servers, logger: silentLogger });
+      try {
+        expect(transport.status()).toMatchObject({ name: 'nats', ready: true });
+        expect(JSON.stringify(transport.status())).not.toContain('hunter2');
+      } finally {
+        await transport.close();
+      }
+    }
+    const fromEnv = natsOptionsFromEnv({ KEEL_NATS_URL: `nats://shop:hunter2-password@127.0.0.1:${userServer.port}` });
+    const transport = await createNatsTransport({ ...fromEnv, logger: silentLogger });
+    expect(transport.status().ready).toBe(true);
+    await transport.close();
+  });
+
+  it('nats - refuses credentials given twice or differently in several URLs, without showing them', async () => {
+    const twice = await rejection(
+      createNatsTransport({ servers: `nats://shop:hunter2@127.0.0.1:${userServer.port}`, user: 'shop', password: 'hunter2', logger: silentLogger }),
+    );
+    expect(isKeelError(twice, 'INVALID_CONFIG')).toBe(true);
+    expect(twice.message).toContain('both in a server URL and as options');
+    const differ = await rejection(createNatsTransport({ servers: ['nats://a:hunter2@127.0.0.1:1', 'nats://b:hunter3@127.0.0.1:2'], logger: silentLogger }));
+    expect(isKeelError(differ, 'INVALID_CONFIG')).toBe(true);
+    expect(differ.message).toContain('different credentials');
+    for (const error of [twice, differ]) expect(error.message).not.toMatch(/hunter/);
+  });
+
   it('nats - connects to a live server of the list when the others refuse connections', async () => {
     const dead: string[] = [];
     for (let index = 0; index < 3; index += 1) dead.push(`nats://127.0.0.1:${await closedPort()}`);
@@ -294,12 +326,17 @@ describe('nats - secrets never reach the logs', () => {
       await tokenServer.kill();
       const impostor = await startNatsServer({ port: tokenServer.port, token: ROTATED, jetstream: false });
       servers.push(impostor);
-      await vi.waitFor(() => expect(records.some((record) => /authorization violation/i.test(record))).toBe(true), {
+      await vi.waitFor(() => expect(records.some((record) => /refused this connection's credentials/.test(record))).toBe(true), {
         timeout: 15_000,
         interval: 50,
       });
       expect(byToken.status().ready).toBe(false);
+      // The client keeps trying (credentials can be rotated on the server): once the right
+      // server is back at that address, the connection comes back by itself.
       await impostor.stop();
+      const restored = await startNatsServer({ port: tokenServer.port, token: TOKEN, jetstream: false });
+      servers.push(restored);
+      await vi.waitFor(() => expect(byToken.status().ready).toBe(true), { timeout: 15_000, interval: 50 });
     } finally {
       for (const transport of transports) await transport.close();
     }

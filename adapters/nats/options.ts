@@ -39,7 +39,11 @@ export interface NatsTlsOptions {
  * ```
  */
 export interface NatsTransportOptions {
-  /** One or more server URLs (`nats://host:4222`, `tls://host:4222`, `host:4222`). Default `nats://127.0.0.1:4222`. */
+  /**
+   * One or more server URLs (`nats://host:4222`, `tls://host:4222`, `host:4222`). Default `nats://127.0.0.1:4222`.
+   * Credentials in a URL (`nats://user:password@host:4222`, `nats://token@host:4222`) are used as
+   * `user`/`password` or `token`, and never logged.
+   */
   readonly servers?: string | readonly string[];
   /** First token(s) of every keel subject. Default `keel`. Processes that talk to each other share it. */
   readonly prefix?: string;
@@ -128,12 +132,13 @@ const NUMERIC_OPTIONS = [
 
 /** Merges defaults and checks every option; throws `INVALID_CONFIG` naming the option. */
 export function resolveOptions(options: NatsTransportOptions): ResolvedNatsOptions {
-  const merged = { ...DEFAULT_NATS_TRANSPORT_OPTIONS, ...stripUndefined(options) };
+  let merged = { ...DEFAULT_NATS_TRANSPORT_OPTIONS, ...stripUndefined(options) };
   const servers = (typeof merged.servers === 'string' ? merged.servers.split(',') : [...merged.servers])
     .map((server) => server.trim())
     .filter((server) => server !== '');
   if (servers.length === 0) throw configError('NATS transport: `servers` is empty; give at least one URL such as nats://127.0.0.1:4222.');
   for (const server of servers) checkServerUrl(server, '`servers`');
+  const lifted = liftUrlCredentials(servers, merged);
   if (!isValidPrefix(merged.prefix)) {
     throw configError(
       `NATS transport: prefix "${merged.prefix}" is not a valid subject prefix; use letters, digits, "-" and "_" in dot-separated tokens, such as "keel" or "acme.shop".`,
@@ -145,6 +150,7 @@ export function resolveOptions(options: NatsTransportOptions): ResolvedNatsOptio
       throw configError(`NATS transport: \`${key}\` must be a positive number, got ${String(value)}.`);
     }
   }
+  merged = { ...merged, ...lifted.credentials };
   if (merged.token !== undefined && (merged.user !== undefined || merged.credentialsFile !== undefined)) {
     throw configError('NATS transport: give either a token, a user and password, or a credentials file, not several.');
   }
@@ -168,7 +174,46 @@ export function resolveOptions(options: NatsTransportOptions): ResolvedNatsOptio
       if (file !== undefined) checkReadable(file, what);
     }
   }
-  return { ...merged, servers } as ResolvedNatsOptions;
+  return { ...merged, servers: lifted.servers } as ResolvedNatsOptions;
+}
+
+/**
+ * Credentials written into server URLs, as the NATS CLI and the Go client accept them
+ * (`nats://user:password@host:4222`, `nats://token@host:4222`), lifted into `user`/`password` or
+ * `token`: the `nats` client for Node ignores them, and a silent "Authorization Violation" would
+ * hide why. The URLs handed on carry no secret. Refused when URLs disagree, or when options
+ * give credentials too.
+ */
+function liftUrlCredentials(
+  servers: readonly string[],
+  options: Pick<NatsTransportOptions, 'token' | 'user' | 'password' | 'credentialsFile'>,
+): { servers: string[]; credentials: { user?: string; password?: string; token?: string } } {
+  let found: { user?: string; password?: string; token?: string } | undefined;
+  let foundKey: string | undefined;
+  const stripped = servers.map((server) => {
+    const hasScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(server);
+    const url = new URL(hasScheme ? server : `nats://${server}`);
+    if (url.username === '' && url.password === '') return server;
+    const user = decodeURIComponent(url.username);
+    const password = decodeURIComponent(url.password);
+    const credentials = password === '' && !server.includes(':' + '@') ? { token: user } : { user, password };
+    const key = JSON.stringify(credentials);
+    if (foundKey !== undefined && key !== foundKey) {
+      throw configError(
+        'NATS transport: the server URLs carry different credentials; give one set, in every URL or in the user/password or token options.',
+      );
+    }
+    found = credentials;
+    foundKey = key;
+    return `${url.protocol}//${url.host}`;
+  });
+  if (found === undefined) return { servers: stripped, credentials: {} };
+  if (options.token !== undefined || options.user !== undefined || options.password !== undefined || options.credentialsFile !== undefined) {
+    throw configError(
+      'NATS transport: credentials are given both in a server URL and as options; keep one (the URL form is nats://user:password@host:4222).',
+    );
+  }
+  return { servers: stripped, credentials: found };
 }
 
 function stripUndefined<T extends object>(value: T): Partial<T> {
@@ -213,6 +258,9 @@ export function connectionOptions(options: ResolvedNatsOptions): ConnectionOptio
     timeout: options.connectTimeoutMs,
     reconnect: true,
     maxReconnectAttempts: -1,
+    // Keep reconnecting after repeated authentication errors too: credentials rotated on the
+    // server come back, and a process that gave up would need a restart.
+    ignoreAuthErrorAbort: true,
     reconnectTimeWait: options.reconnectTimeWaitMs,
     reconnectJitter: 100,
     reconnectJitterTLS: 100,

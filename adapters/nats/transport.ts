@@ -286,7 +286,15 @@ class NatsTransport implements Transport {
             this.#logger.warn({ server: this.#nc.getServer() }, 'NATS server entering lame duck mode; will move to another server');
             break;
           case Events.Error:
-            this.#logger.warn({ error: String(status.data) }, 'NATS reported an error');
+            if (/AUTH/i.test(String(status.data))) {
+              // The client keeps retrying (credentials may be rotated server-side); say why it is not back.
+              this.#logger.error(
+                { error: String(status.data), server: this.#nc.getServer() },
+                'NATS refused this connection\'s credentials; retrying — check the token, user and password or credentials file (KEEL_NATS_TOKEN, KEEL_NATS_USER/KEEL_NATS_PASSWORD, KEEL_NATS_CREDS)',
+              );
+            } else {
+              this.#logger.warn({ error: String(status.data) }, 'NATS reported an error');
+            }
             break;
           default:
             break;
