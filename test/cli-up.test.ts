@@ -1,23 +1,47 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { dirname } from 'node:path';
+import { cpSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { createConnection } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { createRequire } from 'node:module';
+import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createKernel, silentLogger, type Kernel, type Transport } from 'keel';
+import { z } from 'zod';
+import { createClient, createKernel, defineContract, operation, silentLogger, type Kernel, type Transport } from 'keel';
 import { main, runCli } from 'keel/cli';
 import { createNatsTransport } from 'keel/nats';
 import { catalog } from '../modules/catalog/contract.js';
 import { modules } from '../modules/index.js';
 import { orders } from '../modules/orders/contract.js';
 import { payments } from '../modules/payments/contract.js';
+import { freePort } from '../cli/nats-server.js';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
 
-const repository = dirname(createRequire(import.meta.url).resolve('keel/package.json'));
+const require = createRequire(import.meta.url);
+const repository = dirname(require.resolve('keel/package.json'));
+/** tsx's loader by absolute URL, so that `keel up` and the processes it starts find it from any folder. */
+const tsxLoader = pathToFileURL(require.resolve('tsx')).href;
+const temporary: string[] = [];
+
+afterAll(() => {
+  for (const folder of temporary) rmSync(folder, { recursive: true, force: true });
+});
+
+interface UpOptions {
+  /** The application folder (default: this repository, the shop). */
+  readonly cwd?: string;
+  /** Environment variables over this process's. */
+  readonly env?: Record<string, string>;
+}
 
 /** Runs `keel up` from source, as `npm run keel -- up` does, and collects its output. */
-function keelUp(...argv: string[]): { child: ChildProcess; output: () => string; waitFor: (text: string) => Promise<void>; exited: Promise<number | null> } {
-  const child = spawn(process.execPath, ['--import', 'tsx', '--conditions=keel-source', 'cli/bin.ts', 'up', ...argv], {
-    cwd: repository,
-    env: { ...process.env, KEEL_LOG_LEVEL: 'warn' },
+function keelUp(
+  argv: readonly string[],
+  options: UpOptions = {},
+): { child: ChildProcess; output: () => string; waitFor: (text: string) => Promise<void>; exited: Promise<number | null> } {
+  const child = spawn(process.execPath, ['--import', tsxLoader, '--conditions=keel-source', join(repository, 'cli/bin.ts'), 'up', ...argv], {
+    cwd: options.cwd ?? repository,
+    env: { ...process.env, KEEL_LOG_LEVEL: 'warn', ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
@@ -48,6 +72,55 @@ function keelUp(...argv: string[]): { child: ChildProcess; output: () => string;
   };
 }
 
+/** SIGTERM to `keel up` (SIGKILL if it has not exited after `graceMs`); resolves with its exit code. */
+async function terminate(up: ReturnType<typeof keelUp>, graceMs = 60_000): Promise<number | null> {
+  if (up.child.exitCode === null && up.child.signalCode === null) up.child.kill('SIGTERM');
+  const force = setTimeout(() => up.child.kill('SIGKILL'), graceMs);
+  const code = await up.exited;
+  clearTimeout(force);
+  return code;
+}
+
+/** The nats-server `keel up` started, from its output. */
+function startedNatsUrl(output: string): string {
+  const url = /keel up: started nats-server on (nats:\/\/127\.0\.0\.1:\d+)/.exec(output)?.[1];
+  expect(url, output).toBeDefined();
+  return url as string;
+}
+
+function acceptsConnections(url: string): Promise<boolean> {
+  const { hostname, port } = new URL(url);
+  return new Promise((resolve) => {
+    const socket = createConnection({ host: hostname, port: Number(port) });
+    socket.once('connect', () => {
+      socket.destroy();
+      resolve(true);
+    });
+    socket.once('error', () => resolve(false));
+  });
+}
+
+/** A copy of the one-module fixture application whose `keel` and `zod` resolve to this repository. */
+function replicasApp(): string {
+  const parent = mkdtempSync(join(tmpdir(), 'keel-up-'));
+  temporary.push(parent);
+  const root = join(parent, 'up-replicas');
+  cpSync(join(repository, 'test/fixtures/tooling/up-replicas'), root, { recursive: true });
+  mkdirSync(join(root, 'node_modules'));
+  symlinkSync(repository, join(root, 'node_modules', 'keel'), 'dir');
+  symlinkSync(join(repository, 'node_modules', 'zod'), join(root, 'node_modules', 'zod'), 'dir');
+  return root;
+}
+
+/** The fixture's contract, as a caller outside the application sees it (same name, version and schemas). */
+const whoami = defineContract({
+  name: 'whoami',
+  version: '1.0.0',
+  operations: {
+    whoami: operation({ input: z.object({}), output: z.object({ pid: z.number().int(), process: z.string() }), idempotent: true }),
+  },
+});
+
 describe('cli - keel up', () => {
   let server: NatsServer;
   let transport: Transport;
@@ -66,7 +139,7 @@ describe('cli - keel up', () => {
   });
 
   it('cli - runs the split shop topology, answers across processes, and drains every process on SIGTERM', async () => {
-    const up = keelUp('topologies/split.ts', '--nats', server.url);
+    const up = keelUp(['topologies/split.ts', '--nats', server.url]);
     try {
       await up.waitFor('keel up: ready: all 3 processes (storefront, back-office, notifications)');
 
@@ -93,6 +166,76 @@ describe('cli - keel up', () => {
     expect(output).toContain('keel up: stopped');
   });
 
+  it('cli - starts its own nats-server from PATH for the per-module topology, answers, and stops it all on SIGTERM', { timeout: 150_000 }, async () => {
+    // A PORT in the environment must not reach the five processes: they would all claim it.
+    const port = await freePort();
+    const up = keelUp(['topologies/per-module.ts'], { env: { KEEL_NATS_URL: '', PORT: String(port), KEEL_HTTP_PORT: '' } });
+    let natsUrl: string | undefined;
+    let callerTransport: Transport | undefined;
+    try {
+      await up.waitFor('keel up: ready: all 5 processes (catalog, inventory, payments, orders, notifications)');
+      natsUrl = startedNatsUrl(up.output());
+      expect(up.output()).toContain(`keel up: shop, one process per module: 5 processes over ${natsUrl}`);
+      for (const name of ['catalog', 'inventory', 'payments', 'orders', 'notifications']) {
+        expect(up.output()).toMatch(new RegExp(`^${name} +\\| keel: ready`, 'm'));
+      }
+      expect(up.output()).not.toContain('HTTP gateway on');
+
+      callerTransport = await createNatsTransport({ servers: natsUrl, logger: silentLogger });
+      const caller = createKernel({ modules, logger: silentLogger, topology: { host: [], transport: callerTransport } });
+      await caller.start();
+      const order = await caller.client(orders).placeOrder({
+        customerId: 'cli-up-own-nats',
+        lines: [{ sku: 'KB-001', quantity: 1 }],
+        card: { token: 'tok_visa' },
+      });
+      expect(order).toMatchObject({ customerId: 'cli-up-own-nats', status: 'placed' });
+      await caller.stop();
+    } finally {
+      await callerTransport?.close();
+      expect(await terminate(up), up.output()).toBe(0);
+    }
+    for (const name of ['catalog', 'inventory', 'payments', 'orders', 'notifications']) {
+      expect(up.output()).toContain(`keel up:   ${name} stopped cleanly`);
+    }
+    expect(up.output()).toContain('keel up: stopped');
+    expect(await acceptsConnections(natsUrl as string)).toBe(false);
+  });
+
+  it('cli - runs replicas as name#1 and name#2, and calls reach both', { timeout: 120_000 }, async () => {
+    const app = replicasApp();
+    const up = keelUp(['topologies/replicas.json'], { cwd: app, env: { KEEL_NATS_URL: '' } });
+    let transport: Transport | undefined;
+    try {
+      await up.waitFor('keel up: ready: all 2 processes (whoami#1, whoami#2)');
+      expect(up.output()).toContain('keel up:   whoami ×2: whoami');
+      expect(up.output()).toMatch(/^whoami#1 \| keel: ready/m);
+      expect(up.output()).toMatch(/^whoami#2 \| keel: ready/m);
+      const natsUrl = startedNatsUrl(up.output());
+
+      transport = await createNatsTransport({ servers: natsUrl, logger: silentLogger });
+      const client = createClient(whoami, transport);
+      const answers = await Promise.all(Array.from({ length: 40 }, () => client.whoami({})));
+      // NATS spreads a queue group's messages at random: both answer 40 calls but with odds of 2^-39.
+      expect(new Set(answers.map((answer) => answer.process))).toEqual(new Set(['whoami#1', 'whoami#2']));
+      expect(new Set(answers.map((answer) => answer.pid)).size).toBe(2);
+
+      let status = '';
+      const code = await runCli(main, ['status', '--nats', natsUrl], {
+        cwd: app,
+        env: {},
+        stdout: { write: (text: string) => (status += text) },
+        stderr: { write: (text: string) => (status += text) },
+      });
+      expect(code, status).toBe(0);
+      expect(status).toMatch(/^whoami +2 +1\.0\.0 /m);
+    } finally {
+      await transport?.close();
+      expect(await terminate(up), up.output()).toBe(0);
+    }
+    expect(up.output()).toContain('keel up:   whoami#1 stopped cleanly');
+    expect(up.output()).toContain('keel up:   whoami#2 stopped cleanly');
+  });
 
   it('cli - says how to get nats-server when a topology needs NATS and none is on PATH', async () => {
     let stderr = '';
