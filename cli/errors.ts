@@ -36,6 +36,8 @@ export const CliErrorCode = {
   E_LOADER: 'E_LOADER',
   /** nats-server is not on PATH or did not start. */
   E_NATS_SERVER: 'E_NATS_SERVER',
+  /** The HTTP gateway cannot listen on its address: the port is in use, or not allowed. */
+  E_HTTP_LISTEN: 'E_HTTP_LISTEN',
   /** A supervised process group could not be kept running. */
   E_PROCESS: 'E_PROCESS',
   /** `keel check` found architecture rules broken. */

@@ -128,6 +128,18 @@ async function startGateway(kernel: Kernel, options: HostOptions): Promise<{ rea
     ...(options.httpHost ? { host: options.httpHost } : {}),
     ...(options.logger ? { logger: options.logger } : {}),
   });
-  await gateway.listen();
+  try {
+    await gateway.listen();
+  } catch (error) {
+    await gateway.close().catch(() => undefined);
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code !== 'EADDRINUSE' && code !== 'EACCES' && code !== 'EADDRNOTAVAIL') throw error;
+    const address = `${options.httpHost ?? '127.0.0.1'}:${options.httpPort}`;
+    const why = code === 'EADDRINUSE' ? 'another process listens there' : code === 'EACCES' ? 'not allowed for this user' : 'no such local address';
+    throw new CLIError(CliErrorCode.E_HTTP_LISTEN, `The HTTP gateway cannot listen on ${address}: ${why} (${code}).`, {
+      hint: 'Pick another port (0 picks a free one) or address, or stop what holds it.',
+      cause: error,
+    });
+  }
   return gateway;
 }

@@ -1,3 +1,5 @@
+import { once } from 'node:events';
+import { createServer } from 'node:net';
 import { dirname } from 'node:path';
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
@@ -121,6 +123,23 @@ describe('cli - keel start', () => {
   it('cli - hosts the modules of KEEL_MODULES when --modules is not given', async () => {
     expect((await startAndStop({ KEEL_MODULES: 'catalog' })).hosting).toBe('catalog');
     expect((await startAndStop({ KEEL_MODULES: 'catalog' }, '--modules', 'catalog,payments')).hosting).toBe('catalog, payments');
+  });
+
+  it('cli - says which address the gateway cannot listen on, when its port is taken', async () => {
+    const holder = createServer();
+    holder.listen(0, '127.0.0.1');
+    await once(holder, 'listening');
+    const port = (holder.address() as { port: number }).port;
+    try {
+      const running = start('--http', String(port));
+      expect(await running.exit).toBe(1);
+      expect(running.stderr.text).toContain(
+        `error E_HTTP_LISTEN: The HTTP gateway cannot listen on 127.0.0.1:${port}: another process listens there (EADDRINUSE).`,
+      );
+      expect(running.stderr.text).not.toContain('unexpected failure');
+    } finally {
+      holder.close();
+    }
   });
 
   it('cli - refuses --host without a gateway, and hosting none without NATS', async () => {
