@@ -480,6 +480,14 @@ class KernelImpl implements Kernel {
         }
         return container.get(identifier.token);
       }
+      if (!container.isBound(identifier as ServiceIdentifier)) {
+        throw new KeelError(
+          KeelErrorCode.INVALID_MODULE,
+          `Module "${module.name}" asked for ${describeIdentifier(identifier)}, which nothing in its container provides. ` +
+            `A module sees its own providers and the clients of its dependsOn contracts, nothing of other modules: ` +
+            `bind it in ${module.name}'s providers, or call the module that owns it through its contract.`,
+        );
+      }
       return container.get(identifier as ServiceIdentifier);
     };
     const emit = (event: string, payload: unknown): Promise<void> => this.#emit(contract, event, payload);
@@ -627,4 +635,11 @@ class KernelImpl implements Kernel {
     entry.container?.unbindAll();
     entry.state = LifecycleState.STOPPED;
   }
+}
+
+/** A DI token as a person reads it: a symbol's description, a class's name, a string as is. */
+function describeIdentifier(identifier: unknown): string {
+  if (typeof identifier === 'symbol') return identifier.toString();
+  if (typeof identifier === 'function') return identifier.name === '' ? 'an anonymous class' : `class ${identifier.name}`;
+  return `"${String(identifier)}"`;
 }

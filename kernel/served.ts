@@ -75,6 +75,18 @@ export function createServedModule(
   };
 
   const lookup = (address: OperationAddress, context: CallContext): OperationEntry => {
+    // The version first: a caller on another major is told so even when it asks for an
+    // operation this major lacks, as over NATS, where the caller learns it from $SRV.INFO.
+    if (address.version !== contract.version && majorOf(address.version) !== major) {
+      throw new RemoteFailure({
+        type: 'keel',
+        code: KeelErrorCode.VERSION_MISMATCH,
+        message:
+          `Caller uses contract ${contract.name} ${address.version}, but this instance serves ${contract.version}: ` +
+          'the major versions differ. Deploy a caller and callee that share the major version.',
+        correlationId: context.correlationId,
+      });
+    }
     const entry = entries.get(address.operation);
     if (entry === undefined) {
       throw new RemoteFailure({
@@ -83,16 +95,6 @@ export function createServedModule(
         message:
           `Module "${contract.name}" ${contract.version} has no operation "${address.operation}" (it has: ${known}). ` +
           'The caller was probably built against another contract version.',
-        correlationId: context.correlationId,
-      });
-    }
-    if (address.version !== contract.version && majorOf(address.version) !== major) {
-      throw new RemoteFailure({
-        type: 'keel',
-        code: KeelErrorCode.VERSION_MISMATCH,
-        message:
-          `Caller uses contract ${contract.name} ${address.version}, but this instance serves ${contract.version}: ` +
-          'the major versions differ. Deploy a caller and callee that share the major version.',
         correlationId: context.correlationId,
       });
     }

@@ -233,8 +233,8 @@ describe('kernel lifecycle - start and stop', () => {
     try {
       expect(kernel.hosted).toEqual(['alpha', 'beta']);
       expect(resolvedInAlpha).toBe('alpha only');
-      expect(caught).toBeInstanceOf(Error);
-      expect((caught as Error).message).toContain('No bindings found for service: "Symbol(AlphaSecret)"');
+      expect(isKeelError(caught, 'INVALID_MODULE')).toBe(true);
+      expect((caught as Error).message).toContain('Module "beta" asked for Symbol(AlphaSecret), which nothing in its container provides');
     } finally {
       await kernel.stop();
     }

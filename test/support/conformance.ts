@@ -566,6 +566,26 @@ export function describeTransportConformance(target: ConformanceTarget): void {
           await target.closeTransport(transport);
         }
       });
+
+      it('answers UNKNOWN_OPERATION, not retryable, to a newer minor asking for an operation the module lacks; VERSION_MISMATCH on another major', async () => {
+        const extra = operation({ input: z.object({}), output: z.object({}) });
+        const newer = defineContract({ ...probe, version: '1.9.0', operations: { ...probe.operations, purge: extra } });
+        const nextMajor = defineContract({ ...probe, version: '2.0.0', operations: { ...probe.operations, purge: extra } });
+        const transport = await target.createTransport(booted().namespace);
+        try {
+          const options = { caller: 'external', defaultTimeoutMs: 3_000 } as const;
+          const unknown = await expectRejection(createClient(newer, transport, options).purge({}));
+          expect(isKeelError(unknown, 'UNKNOWN_OPERATION')).toBe(true);
+          expect((unknown as KeelError).retryable).toBe(false);
+          expect(unknown.message).toContain(`Module "probe" ${probe.version} has no operation "purge"`);
+          expect(await createClient(newer, transport, options).withDefault({ name: 'y' })).toEqual({ text: 'hello y' });
+          const mismatch = await expectRejection(createClient(nextMajor, transport, options).purge({}));
+          expect(isKeelError(mismatch, 'VERSION_MISMATCH')).toBe(true);
+          expect(mismatch.message).toContain('probe 2.0.0');
+        } finally {
+          await target.closeTransport(transport);
+        }
+      });
     });
 
     describe('deadlines', () => {
