@@ -7,6 +7,7 @@ import {
   DeadlineScheduler,
   KeelError,
   KeelErrorCode,
+  PendingAnswer,
   RemoteFailure,
   cancelledError,
   createLogger,
@@ -661,18 +662,54 @@ class NatsTransport implements Transport {
     }
     const { context } = request;
     const address: OperationAddress = { contract: contract.name, version: request.version, operation };
-    served.module.dispatch(address, input, context, false).then(
-      (output) => {
-        this.#respond(msg, served, operation, counters, output, context);
-        counters.answered(startedAt);
-        served.inFlight.end();
-      },
-      (failure: unknown) => {
-        this.#respondError(msg, served, operation, counters, this.#envelopeOf(failure, target, context));
-        counters.answered(startedAt);
-        served.inFlight.end();
-      },
-    );
+    // invoke, not dispatch: a synchronous handler is answered in this same turn, with no promise
+    // (each one is taxed by AsyncLocalStorage's hooks on Node 20); an asynchronous one when it settles.
+    let answer: unknown;
+    try {
+      answer = served.module.invoke(address, input, context, false);
+    } catch (failure) {
+      this.#answerFailure(msg, served, operation, counters, failure, target, context, startedAt);
+      return;
+    }
+    if (answer instanceof PendingAnswer) {
+      const pending = answer;
+      Promise.resolve(pending.promise).then(
+        (value) => {
+          let output: unknown;
+          try {
+            output = pending.finish(value);
+          } catch (failure) {
+            this.#answerFailure(msg, served, operation, counters, failure, target, context, startedAt);
+            return;
+          }
+          this.#answer(msg, served, operation, counters, output, context, startedAt);
+        },
+        (error: unknown) => this.#answerFailure(msg, served, operation, counters, pending.fail(error), target, context, startedAt),
+      );
+      return;
+    }
+    this.#answer(msg, served, operation, counters, answer, context, startedAt);
+  }
+
+  #answer(msg: ServiceMsg, served: Served, operation: string, counters: EndpointCounters, output: unknown, context: CallContext, startedAt: number): void {
+    this.#respond(msg, served, operation, counters, output, context);
+    counters.answered(startedAt);
+    served.inFlight.end();
+  }
+
+  #answerFailure(
+    msg: ServiceMsg,
+    served: Served,
+    operation: string,
+    counters: EndpointCounters,
+    failure: unknown,
+    target: string,
+    context: CallContext,
+    startedAt: number,
+  ): void {
+    this.#respondError(msg, served, operation, counters, this.#envelopeOf(failure, target, context));
+    counters.answered(startedAt);
+    served.inFlight.end();
   }
 
   #envelopeOf(failure: unknown, target: string, context: CallContext): ErrorEnvelope {
