@@ -4,7 +4,7 @@
  */
 import { z } from 'zod';
 import { createKernel, defineContract, defineModule, operation, silentLogger } from 'keel';
-import { concurrent, latencies, median, rate, sequential } from './support.js';
+import { concurrent, interleaved, latencies, median, rate, sequential } from './support.js';
 
 const Line = z.object({ sku: z.string(), quantity: z.number().int().positive() });
 const pricing = defineContract({
@@ -49,13 +49,20 @@ export async function benchInProcess(): Promise<{ markdown: string; summary: Rec
   // Measured before any call context exists: Node 20's AsyncLocalStorage is still idle.
   const idleSeq = await median(ROUNDS, () => sequential(N, () => direct(input)));
   const idleConc = await median(ROUNDS, () => concurrent(N, 64, () => direct(input)));
-  const syncSeq = await median(ROUNDS, () => sequential(N, () => syncClient.quote(input)));
-  const syncConc = await median(ROUNDS, () => concurrent(N, 64, () => syncClient.quote(input)));
-  const asyncSeq = await median(ROUNDS, () => sequential(N, () => asyncClient.quote(input)));
-  const asyncConc = await median(ROUNDS, () => concurrent(N, 64, () => asyncClient.quote(input)));
-  // Measured after keel calls ran: AsyncLocalStorage's promise hooks are on, as in any keel app.
-  const activeSeq = await median(ROUNDS, () => sequential(N, () => direct(input)));
-  const activeConc = await median(ROUNDS, () => concurrent(N, 64, () => direct(input)));
+  // Then keel and the direct call (now with AsyncLocalStorage's promise hooks on, as in any keel
+  // app) in interleaved rounds, so that a noisy neighbour slows every case alike.
+  const seq = await interleaved(ROUNDS, {
+    active: () => sequential(N, () => direct(input)),
+    sync: () => sequential(N, () => syncClient.quote(input)),
+    async: () => sequential(N, () => asyncClient.quote(input)),
+  });
+  const conc = await interleaved(ROUNDS, {
+    active: () => concurrent(N, 64, () => direct(input)),
+    sync: () => concurrent(N, 64, () => syncClient.quote(input)),
+    async: () => concurrent(N, 64, () => asyncClient.quote(input)),
+  });
+  const [activeSeq, syncSeq, asyncSeq] = [seq['active']!, seq['sync']!, seq['async']!];
+  const [activeConc, syncConc, asyncConc] = [conc['active']!, conc['sync']!, conc['async']!];
   const directLatency = await latencies(50_000, () => direct(input));
   const keelLatency = await latencies(50_000, () => asyncClient.quote(input));
   await kernel.stop();
@@ -69,7 +76,8 @@ export async function benchInProcess(): Promise<{ markdown: string; summary: Rec
     'validated on the way in and out, with call context and deadline, against `await quote(input)`.',
     'keel carries call context in AsyncLocalStorage; on Node 20 that turns on promise hooks that',
     'tax every promise in the process, so the direct call is measured twice: before any keel call',
-    '("ALS idle") and after ("ALS active", the condition of every keel application).',
+    '("ALS idle") and after ("ALS active", the condition of every keel application). Medians of',
+    `${ROUNDS} rounds of ${N / 1000}k calls; the ALS-active and keel cases run in interleaved rounds.`,
     '',
     '| case | direct, ALS idle | direct, ALS active | keel, sync handler | keel, async handler | keel cost vs direct (active) |',
     '|---|---|---|---|---|---|',

@@ -11,7 +11,7 @@ import { connect, createInbox, type Msg, type NatsConnection, type NatsError } f
 import { startNatsServer } from '../test/support/nats-server.js';
 import { QUOTE_INPUT, RAW_SUBJECTS, TICK_PAYLOAD, pricing, pricingModule, tally, tallyModule, tickerModule } from './fixture.js';
 import { startPeer, type Peer } from './peer.js';
-import { concurrent, latencies, rate, sequential } from './support.js';
+import { concurrent, interleaved, latencies, rate, sequential } from './support.js';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -68,26 +68,6 @@ class HandMuxer {
   }
 }
 
-type Cases = Record<string, () => Promise<number>>;
-
-/** Runs every case once per round, rotating the order, after one warm-up round; returns medians. */
-async function interleaved(rounds: number, cases: Cases): Promise<Record<string, number>> {
-  const names = Object.keys(cases);
-  const samples: Record<string, number[]> = Object.fromEntries(names.map((name) => [name, []]));
-  for (const name of names) await cases[name]!();
-  for (let round = 0; round < rounds; round += 1) {
-    for (let index = 0; index < names.length; index += 1) {
-      const name = names[(index + round) % names.length]!;
-      samples[name]!.push(await cases[name]!());
-    }
-  }
-  const medians: Record<string, number> = {};
-  for (const name of names) {
-    const values = samples[name]!.sort((a, b) => a - b);
-    medians[name] = values[Math.floor(values.length / 2)] ?? 0;
-  }
-  return medians;
-}
 
 /** CPU time per operation (µs) in this process and in the peer on the other side, per case. */
 class CpuMeter {

@@ -59,6 +59,28 @@ export async function median(rounds: number, measure: () => Promise<number>): Pr
   return values[Math.floor(values.length / 2)] ?? 0;
 }
 
+/** Named measurements, each returning operations per second. */
+export type Cases = Record<string, () => Promise<number>>;
+
+/** Runs every case once per round, rotating the order, after one warm-up round; returns medians. */
+export async function interleaved(rounds: number, cases: Cases): Promise<Record<string, number>> {
+  const names = Object.keys(cases);
+  const samples: Record<string, number[]> = Object.fromEntries(names.map((name) => [name, []]));
+  for (const name of names) await cases[name]!();
+  for (let round = 0; round < rounds; round += 1) {
+    for (let index = 0; index < names.length; index += 1) {
+      const name = names[(index + round) % names.length]!;
+      samples[name]!.push(await cases[name]!());
+    }
+  }
+  const medians: Record<string, number> = {};
+  for (const name of names) {
+    const values = samples[name]!.sort((a, b) => a - b);
+    medians[name] = values[Math.floor(values.length / 2)] ?? 0;
+  }
+  return medians;
+}
+
 /** A one-line description of this machine. */
 export function machine(): string {
   const cpu = cpus();
