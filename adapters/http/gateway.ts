@@ -45,7 +45,11 @@ import { HttpProblemCode } from './status.js';
 export interface HttpGatewayOptions {
   /** The kernel whose contracts are exposed. It may host every module, some, or none (reaching them over NATS). */
   readonly kernel: Kernel;
-  /** Contracts to expose (default: every contract of the kernel's manifest). */
+  /**
+   * Contracts to expose (default: every contract of the kernel's manifest). `[]` exposes no
+   * operation: the gateway then serves health, readiness, metrics and an OpenAPI document
+   * without paths, for a process that only needs probing and scraping.
+   */
   readonly contracts?: readonly AnyContract[];
   /** Port to listen on; 0 picks a free one (default 3000). */
   readonly port?: number;
@@ -344,6 +348,17 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
   server.decorateRequest(CORRELATION_ID_PROPERTY, '');
 
   const allowedMethods = new Map<string, string[]>();
+  const exposedOperations =
+    contracts.length === 0
+      ? `This gateway exposes no operation; it serves only ${[
+          GATEWAY_PATHS.health,
+          GATEWAY_PATHS.ready,
+          ...(metrics === undefined ? [] : [GATEWAY_PATHS.metrics]),
+          GATEWAY_PATHS.openapi,
+          ...(resolved.docsPath === false ? [] : [resolved.docsPath]),
+        ].join(', ')}.`
+      : `Operations are POST /<module>/<operation>, for the modules ${contracts.map((contract) => contract.name).join(', ')}; the list is at ` +
+        `${GATEWAY_PATHS.openapi}${resolved.docsPath === false ? '' : ` and ${resolved.docsPath}`}.`;
   const notFound = (request: FastifyRequest, reply: FastifyReply): FastifyReply => {
     const path = request.url.split('?')[0] ?? '';
     const allowed = allowedMethods.get(path.length > 1 ? path.replace(/\/+$/, '') : path);
@@ -359,12 +374,17 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
     }
     const [, moduleName, operationName] = path.split('/');
     const contract = contracts.find((candidate) => candidate.name === moduleName);
-    const message =
-      contract !== undefined
-        ? `Module "${contract.name}" has no operation "${operationName ?? ''}"; its operations are ${Object.keys(contract.operations).join(', ') || 'none'} ` +
-          `(POST /${contract.name}/<operation>).`
-        : `No route ${request.method} ${path}. Operations are POST /<module>/<operation>; ` +
-          `the list is at ${GATEWAY_PATHS.openapi}${resolved.docsPath === false ? '' : ` and ${resolved.docsPath}`}.`;
+    let message: string;
+    if (contract !== undefined) {
+      message =
+        `Module "${contract.name}" has no operation "${operationName ?? ''}"; its operations are ${Object.keys(contract.operations).join(', ') || 'none'} ` +
+        `(POST /${contract.name}/<operation>).`;
+    } else if (kernel.modules.some((module) => module.name === moduleName)) {
+      // A module of the application that this gateway was told not to expose: say so, rather than that it does not exist.
+      message = `No route ${request.method} ${path}: module "${moduleName}" is not exposed by this gateway. ${exposedOperations}`;
+    } else {
+      message = `No route ${request.method} ${path}. ${exposedOperations}`;
+    }
     return refuse(request, reply, new GatewayRefusal(HttpProblemCode.ROUTE_NOT_FOUND, message));
   };
   server.setNotFoundHandler(notFound);
