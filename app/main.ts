@@ -3,7 +3,7 @@
  * serves them over HTTP (see docs/http.md), prints what runs here, and stops cleanly on SIGINT
  * or SIGTERM.
  */
-import { KeelError, KeelErrorCode, createKernel, type Kernel } from 'keel';
+import { KeelError, KeelErrorCode, createKernel, type AnyContract, type Kernel } from 'keel';
 import { createHttpGateway, type HttpGateway } from 'keel/http';
 import { catalog } from '../modules/catalog/contract.js';
 import { inventory } from '../modules/inventory/contract.js';
@@ -60,9 +60,10 @@ async function startKernel(): Promise<Kernel> {
 
 /**
  * The HTTP gateway, on `KEEL_HTTP_PORT`, else `PORT` (0: any free port; `off`: none), and
- * `KEEL_HTTP_HOST` (default 127.0.0.1): the names `keel start` reads too. Without a port it serves
- * on 3000 in the default one-process topology only, so that the module processes of a split
- * topology (`KEEL_MODULES` set) do not all claim one port.
+ * `KEEL_HTTP_HOST` (default 127.0.0.1), exposing the operations `KEEL_HTTP_OPERATIONS` says: the
+ * names `keel start` reads too. Without a port it serves on 3000 in the default one-process
+ * topology only, so that the module processes of a split topology (`KEEL_MODULES` set) do not
+ * all claim one port.
  */
 async function startGateway(running: Kernel): Promise<HttpGateway | undefined> {
   const variable = ['KEEL_HTTP_PORT', 'PORT'].find((name) => process.env[name]?.trim());
@@ -72,26 +73,54 @@ async function startGateway(running: Kernel): Promise<HttpGateway | undefined> {
   if (port !== undefined && !(/^\d+$/.test(port) && number <= 65_535)) {
     throw new KeelError(KeelErrorCode.INVALID_CONFIG, `${variable} "${port}" is not a port number (0 to 65535), nor "off".`);
   }
+  const contracts = exposedContracts(running);
+  // The shop's pure reads, also offered as GET ?input=<json> (the other idempotent operations change state),
+  // among the exposed operations only: the gateway refuses a GET route for an operation it does not serve.
+  const getOperations = [
+    'catalog.getProduct',
+    'catalog.listProducts',
+    'inventory.getStock',
+    'orders.getOrder',
+    'orders.listOrders',
+    'payments.getPayment',
+    'payments.listPayments',
+    'notifications.listNotifications',
+  ].filter((name) => contracts.some((contract) => contract.name === name.split('.')[0]));
   const served = await createHttpGateway({
     kernel: running,
     port: number,
     host: process.env['KEEL_HTTP_HOST']?.trim() || '127.0.0.1',
     stopKernelOnClose: false,
-    // The shop's pure reads, also offered as GET ?input=<json> (the other idempotent operations change state).
-    getOperations: [
-      'catalog.getProduct',
-      'catalog.listProducts',
-      'inventory.getStock',
-      'orders.getOrder',
-      'orders.listOrders',
-      'payments.getPayment',
-      'payments.listPayments',
-      'notifications.listNotifications',
-    ],
+    contracts,
+    getOperations,
     openapi: { title: 'keel shop', description: 'The example shop of keel: catalog, inventory, payments, orders and notifications.' },
   });
   await served.listen();
   return served;
+}
+
+/**
+ * The contracts whose operations the gateway exposes, from `KEEL_HTTP_OPERATIONS`: `all` (the
+ * default) every module's, those hosted elsewhere reached over NATS; `hosted` those of the
+ * modules this process hosts; `none` no operation, for a module process that serves only
+ * /healthz, /readyz and /metrics.
+ */
+function exposedContracts(running: Kernel): readonly AnyContract[] {
+  const value = process.env['KEEL_HTTP_OPERATIONS']?.trim() || 'all';
+  switch (value) {
+    case 'all':
+      return running.modules.map((module) => module.contract as AnyContract);
+    case 'hosted':
+      return running.modules.filter((module) => running.hosted.includes(module.name)).map((module) => module.contract as AnyContract);
+    case 'none':
+      return [];
+    default:
+      throw new KeelError(
+        KeelErrorCode.INVALID_CONFIG,
+        `KEEL_HTTP_OPERATIONS "${value}" is not one of all (every operation), hosted (those of the modules hosted here) ` +
+          'or none (no operation: only /healthz, /readyz and /metrics).',
+      );
+  }
 }
 
 function fail(what: string, error: unknown): never {
@@ -110,7 +139,15 @@ async function summary(running: Kernel): Promise<string> {
     `  transports:  ${status.transports.map((transport) => `${transport.name}${transport.ready ? '' : ' (not ready)'}`).join(', ')}`,
   ];
   if (gateway?.url !== undefined) {
-    lines.push(`  http:        ${gateway.url}  (API reference ${gateway.url}/docs, OpenAPI ${gateway.url}/openapi.json)`);
+    const exposed = new Set(Object.keys(gateway.openapi.paths).map((path) => path.split('/')[1]));
+    const reference = `API reference ${gateway.url}/docs, OpenAPI ${gateway.url}/openapi.json`;
+    lines.push(
+      exposed.size === 0
+        ? `  http:        ${gateway.url}  (no operation: readiness ${gateway.url}/readyz, metrics ${gateway.url}/metrics)`
+        : exposed.size < running.modules.length
+          ? `  http:        ${gateway.url}  (operations of ${[...exposed].join(', ')} only; ${reference})`
+          : `  http:        ${gateway.url}  (${reference})`,
+    );
   }
   if (running.hosted.includes(catalog.name)) {
     const { products } = await running.client(catalog).listProducts({});

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createKernel, isKeelError, silentLogger, type Kernel, type Transport } from 'keel';
 import { createNatsTransport } from 'keel/nats';
 import { catalog } from '../modules/catalog/contract.js';
+import { orders } from '../modules/orders/contract.js';
 import { modules } from '../modules/index.js';
 import { NO_MODULES, topologyFromEnv } from '../app/topology.js';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
@@ -29,6 +30,7 @@ function startShop(env: Record<string, string>, via: 'tsx' | 'node' = 'node') {
       KEEL_NATS_URL: '',
       KEEL_HTTP_PORT: '',
       KEEL_HTTP_HOST: '',
+      KEEL_HTTP_OPERATIONS: '',
       PORT: '',
       KEEL_LOG_LEVEL: 'silent',
       ...env,
@@ -100,6 +102,15 @@ describe('app - npm start', () => {
     } finally {
       expect(await Promise.all([off.stop(), both.stop()])).toEqual([0, 0]);
     }
+  });
+
+  it('app - KEEL_HTTP_OPERATIONS refuses a value other than all, hosted or none, naming the variable', async () => {
+    const bad = startShop({ PORT: '0', KEEL_HTTP_OPERATIONS: 'some' });
+    expect(await bad.exit()).toBe(1);
+    expect(bad.output()).toContain(
+      'The shop could not serve HTTP: KEEL_HTTP_OPERATIONS "some" is not one of all (every operation), ' +
+        'hosted (those of the modules hosted here) or none (no operation: only /healthz, /readyz and /metrics).',
+    );
   });
 });
 
@@ -182,6 +193,92 @@ describe('app - npm start split over NATS', () => {
       await caller.stop();
       await callerTransport.close();
       expect(await served.stop()).toBe(0);
+    }
+  });
+
+  /** A kernel hosting nothing, calling the modules of `prefix` over the test's nats-server. */
+  async function callerOn(prefix: string): Promise<{ kernel: Kernel; close(): Promise<void> }> {
+    const callerTransport = await createNatsTransport({ servers: server.url, prefix, logger: silentLogger });
+    const kernel = createKernel({ modules, logger: silentLogger, topology: { host: [], transport: callerTransport } });
+    await kernel.start();
+    return {
+      kernel,
+      close: async () => {
+        await kernel.stop();
+        await callerTransport.close();
+      },
+    };
+  }
+
+  async function postJson(url: string, body: unknown): Promise<Response> {
+    return fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  }
+
+  it('app - KEEL_HTTP_OPERATIONS=none: a module process serves readiness and metrics on its PORT, and no operation', async () => {
+    const prefix = 'operations-none';
+    const ordersProcess = startShop({
+      KEEL_MODULES: 'orders',
+      KEEL_HTTP_OPERATIONS: 'none',
+      KEEL_NATS_URL: server.url,
+      KEEL_NATS_PREFIX: prefix,
+      PORT: '0',
+    });
+    const url = await ordersProcess.ready();
+    const caller = await callerOn(prefix);
+    try {
+      expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+      expect(ordersProcess.output()).toContain(`http:        ${url}  (no operation: readiness ${url}/readyz, metrics ${url}/metrics)`);
+      expect((await fetch(`${url}/readyz`)).status).toBe(200);
+
+      const placeOrder = await postJson(`${url}/orders/placeOrder`, {
+        customerId: 'c-1',
+        lines: [{ sku: 'KB-001', quantity: 1 }],
+        card: { token: 'tok_visa' },
+      });
+      expect(placeOrder.status).toBe(404);
+      expect(placeOrder.headers.get('content-type')).toBe('application/problem+json; charset=utf-8');
+      expect(await placeOrder.json()).toMatchObject({
+        code: 'ROUTE_NOT_FOUND',
+        detail: expect.stringContaining('module "orders" is not exposed by this gateway'),
+      });
+      expect((await postJson(`${url}/catalog/getProduct`, { sku: 'KB-001' })).status).toBe(404);
+      expect(((await (await fetch(`${url}/openapi.json`)).json()) as { paths: object }).paths).toEqual({});
+
+      // The module still serves over NATS, and its metrics show it.
+      expect(await caller.kernel.client(orders).listOrders({ customerId: 'c-1' })).toEqual({ orders: [] });
+      const metrics = await (await fetch(`${url}/metrics`)).text();
+      expect(metrics).toMatch(/^keel_calls_total\{side="served",contract="orders",operation="listOrders",transport="nats",[^}]*\} 1$/m);
+      expect(metrics).toMatch(/^keel_http_requests_total\{method="GET",route="\/readyz",status="200"\} 1$/m);
+    } finally {
+      await caller.close();
+      expect(await ordersProcess.stop()).toBe(0);
+    }
+  });
+
+  it('app - KEEL_HTTP_OPERATIONS=hosted: only the operations of the modules hosted here, GET reads among them', async () => {
+    const ordersProcess = startShop({
+      KEEL_MODULES: 'orders',
+      KEEL_HTTP_OPERATIONS: 'hosted',
+      KEEL_NATS_URL: server.url,
+      KEEL_NATS_PREFIX: 'operations-hosted',
+      PORT: '0',
+    });
+    const url = await ordersProcess.ready();
+    try {
+      expect(ordersProcess.output()).toContain(
+        `http:        ${url}  (operations of orders only; API reference ${url}/docs, OpenAPI ${url}/openapi.json)`,
+      );
+      const listed = await postJson(`${url}/orders/listOrders`, { customerId: 'c-1' });
+      expect(await listed.json()).toEqual({ orders: [] });
+      const read = await fetch(`${url}/orders/listOrders?input=${encodeURIComponent(JSON.stringify({ customerId: 'c-1' }))}`);
+      expect(read.status).toBe(200);
+      const catalogRead = await postJson(`${url}/catalog/getProduct`, { sku: 'KB-001' });
+      expect(catalogRead.status).toBe(404);
+      expect(await catalogRead.json()).toMatchObject({ detail: expect.stringContaining('module "catalog" is not exposed by this gateway') });
+      const paths = Object.keys(((await (await fetch(`${url}/openapi.json`)).json()) as { paths: object }).paths);
+      expect(paths.sort()).toEqual(['/orders/cancelOrder', '/orders/getOrder', '/orders/listOrders', '/orders/placeOrder']);
+    } finally {
+      expect(await ordersProcess.stop()).toBe(0);
     }
   });
 });
