@@ -2,8 +2,37 @@
  * One running process of an application (what `keel start` runs): a kernel hosting some or all
  * modules, the NATS transport to the others when configured, and the HTTP gateway when asked.
  */
-import { createKernel, type AnyModule, type Kernel, type Logger, type Transport } from 'keel';
+import { createKernel, type AnyContract, type AnyModule, type Kernel, type Logger, type Transport } from 'keel';
 import { CLIError, CliErrorCode } from './errors.js';
+
+/**
+ * Which operations the HTTP gateway of {@link startHost} exposes: `all` (every module's, those
+ * hosted elsewhere reached over NATS), `hosted` (those of the modules this process hosts) or
+ * `none` (no operation: only `/healthz`, `/readyz`, `/metrics` and an OpenAPI document without
+ * paths, for a module process that needs probing and scraping only).
+ *
+ * @example
+ * ```ts
+ * const host = await startHost({ modules, host: ['orders'], env: process.env, httpPort: 3004, httpOperations: HttpOperations.NONE });
+ * ```
+ */
+export const HttpOperations = {
+  ALL: 'all',
+  HOSTED: 'hosted',
+  NONE: 'none',
+} as const;
+
+/** An {@link HttpOperations} value. */
+export type HttpOperations = (typeof HttpOperations)[keyof typeof HttpOperations];
+
+/** What each {@link HttpOperations} value exposes, for messages that list the allowed values. */
+export const HTTP_OPERATIONS_CHOICES =
+  'all (every operation), hosted (those of the modules hosted here) or none (no operation: only /healthz, /readyz and /metrics)';
+
+/** True when `value` is an {@link HttpOperations} value. */
+export function isHttpOperations(value: string): value is HttpOperations {
+  return (Object.values(HttpOperations) as string[]).includes(value);
+}
 
 /**
  * What {@link startHost} takes.
@@ -27,6 +56,8 @@ export interface HostOptions {
   readonly httpPort?: number | undefined;
   /** HTTP gateway address (default the gateway's, 127.0.0.1). */
   readonly httpHost?: string | undefined;
+  /** The operations the HTTP gateway exposes (default `all`). */
+  readonly httpOperations?: HttpOperations | undefined;
   readonly logger?: Logger | undefined;
 }
 
@@ -52,8 +83,9 @@ export interface Host {
 
 /**
  * Starts one process of an application. Throws `E_UNKNOWN_MODULE` for a module name that is
- * not in the manifest; the kernel's own checks (a hosted module that needs one not reachable
- * here, for example) surface as its `KeelError`.
+ * not in the manifest and `E_USAGE` for an `httpOperations` that is no {@link HttpOperations}
+ * value; the kernel's own checks (a hosted module that needs one not reachable here, for
+ * example) surface as its `KeelError`.
  *
  * @example
  * ```ts
@@ -63,6 +95,9 @@ export interface Host {
  * ```
  */
 export async function startHost(options: HostOptions): Promise<Host> {
+  if (options.httpOperations !== undefined && !isHttpOperations(options.httpOperations)) {
+    throw new CLIError(CliErrorCode.E_USAGE, `httpOperations "${String(options.httpOperations)}" is not one of ${HTTP_OPERATIONS_CHOICES}.`);
+  }
   const names = options.modules.map((module) => module.name as string);
   const unknown = (options.host ?? []).filter((name) => !names.includes(name));
   if (unknown.length > 0) {
@@ -118,11 +153,24 @@ async function connectNats(options: HostOptions): Promise<Transport | undefined>
   return createNatsTransport({ ...natsOptions, ...(options.logger ? { logger: options.logger } : {}) });
 }
 
+/** The contracts whose operations the gateway exposes. */
+function exposedContracts(kernel: Kernel, operations: HttpOperations): readonly AnyContract[] {
+  switch (operations) {
+    case HttpOperations.ALL:
+      return kernel.modules.map((module) => module.contract as AnyContract);
+    case HttpOperations.HOSTED:
+      return kernel.modules.filter((module) => kernel.hosted.includes(module.name)).map((module) => module.contract as AnyContract);
+    case HttpOperations.NONE:
+      return [];
+  }
+}
+
 /** The hook for the HTTP gateway: contract operations as HTTP endpoints, with health and metrics. */
 async function startGateway(kernel: Kernel, options: HostOptions): Promise<{ readonly url: string | undefined; close(): Promise<void> }> {
   const { createHttpGateway } = await import('keel/http');
   const gateway = await createHttpGateway({
     kernel,
+    contracts: exposedContracts(kernel, options.httpOperations ?? HttpOperations.ALL),
     port: options.httpPort,
     stopKernelOnClose: false,
     ...(options.httpHost ? { host: options.httpHost } : {}),

@@ -45,4 +45,4 @@ export {
   type TopologyInput,
 } from './topology.js';
 export { findProject, importProjectFile, loadManifest, type Project } from './project.js';
-export { startHost, type Host, type HostOptions } from './host.js';
+export { HttpOperations, startHost, type Host, type HostOptions } from './host.js';

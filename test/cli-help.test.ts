@@ -139,10 +139,11 @@ describe('cli - help', () => {
 
       OPTIONS
 
-         --modules=<a,b>    Modules to host here, comma-separated, or none (default: $KEEL_MODULES, else all)
-            --nats=<url>    NATS server URL for the other modules (default: $KEEL_NATS_URL)
-           --http=<port>    Serve the HTTP gateway on this port; 0 picks a free one, off serves none (default: $KEEL_HTTP_PORT, then $PORT, else none)
-        --host=<address>    Address the HTTP gateway listens on (default: $KEEL_HTTP_HOST, else 127.0.0.1)
+             --modules=<a,b>    Modules to host here, comma-separated, or none (default: $KEEL_MODULES, else all)
+                --nats=<url>    NATS server URL for the other modules (default: $KEEL_NATS_URL)
+               --http=<port>    Serve the HTTP gateway on this port; 0 picks a free one, off serves none (default: $KEEL_HTTP_PORT, then $PORT, else none)
+            --host=<address>    Address the HTTP gateway listens on (default: $KEEL_HTTP_HOST, else 127.0.0.1)
+        --operations=<which>    Operations the HTTP gateway exposes: all, hosted (those of the modules hosted here) or none (only /healthz, /readyz, /metrics; default: $KEEL_HTTP_OPERATIONS, else all)
 
       EXAMPLES
 
@@ -150,6 +151,7 @@ describe('cli - help', () => {
         $ keel start --modules catalog,orders --nats nats://127.0.0.1:4222
         $ keel start --http 3000
         $ keel start --modules none --nats nats://127.0.0.1:4222 --http 8080 --host 0.0.0.0
+        $ keel start --modules orders --nats nats://127.0.0.1:4222 --http 3004 --operations none
       "
     `);
   });

@@ -142,10 +142,77 @@ describe('cli - keel start', () => {
     }
   });
 
-  it('cli - refuses --host without a gateway, and hosting none without NATS', async () => {
+  it('cli - --operations none serves health, readiness and metrics, and answers an operation with a 404 problem', async () => {
+    const running = start('--http', '0', '--operations', 'none');
+    await Promise.race([running.stdout.waitFor('keel: ready'), running.exit.then(() => expect.fail(running.stderr.text))]);
+    const url = /keel: HTTP gateway on (\S+)/.exec(running.stdout.text)?.[1];
+    try {
+      expect(running.stdout.text).toContain(`keel: HTTP gateway on ${url} (no operation: /healthz, /readyz and /metrics only)\n`);
+      expect((await fetch(`${url}/healthz`)).status).toBe(200);
+      expect((await fetch(`${url}/readyz`)).status).toBe(200);
+      const response = await fetch(`${url}/catalog/getProduct`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ sku: 'KB-001' }),
+      });
+      expect(response.status).toBe(404);
+      expect(await response.json()).toMatchObject({
+        code: 'ROUTE_NOT_FOUND',
+        detail: expect.stringContaining('module "catalog" is not exposed by this gateway'),
+      });
+      expect(await (await fetch(`${url}/metrics`)).text()).toMatch(/^keel_http_requests_total\{method="GET",route="\/readyz",status="200"\} 1$/m);
+    } finally {
+      running.stop();
+    }
+    expect(await running.exit).toBe(0);
+  });
+
+  /** The status of POST /<module>/<operation> on a gateway started with these settings. */
+  async function statusOf(env: Record<string, string>, argv: readonly string[], module: string, operation: string, input: unknown): Promise<number> {
+    const running = startWith(env, '--http', '0', ...argv);
+    await Promise.race([running.stdout.waitFor('keel: ready'), running.exit.then(() => expect.fail(running.stderr.text))]);
+    const url = /keel: HTTP gateway on (\S+)/.exec(running.stdout.text)?.[1];
+    try {
+      const response = await fetch(`${url}/${module}/${operation}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(input),
+      });
+      return response.status;
+    } finally {
+      running.stop();
+      expect(await running.exit, running.stderr.text).toBe(0);
+    }
+  }
+
+  it('cli - takes the operations from --operations, else KEEL_HTTP_OPERATIONS; hosted exposes the hosted modules only', async () => {
+    const product = ['catalog', 'getProduct', { sku: 'KB-001' }] as const;
+    const payments = ['payments', 'listPayments', { customerId: 'c-1' }] as const;
+    expect(await statusOf({ KEEL_HTTP_OPERATIONS: 'none' }, [], ...product)).toBe(404);
+    expect(await statusOf({ KEEL_HTTP_OPERATIONS: 'none' }, ['--operations', 'all'], ...product)).toBe(200);
+    expect(await statusOf({}, ['--modules', 'catalog', '--operations', 'hosted'], ...product)).toBe(200);
+    expect(await statusOf({ KEEL_HTTP_OPERATIONS: 'hosted' }, ['--modules', 'catalog'], ...payments)).toBe(404);
+  });
+
+  it('cli - refuses operations other than all, hosted or none, naming the flag or the variable', async () => {
+    const flag = start('--http', '0', '--operations', 'some');
+    expect(await flag.exit).toBe(2);
+    expect(flag.stderr.text).toContain(
+      'error E_USAGE: --operations "some" is not one of all (every operation), hosted (those of the modules hosted here) ' +
+        'or none (no operation: only /healthz, /readyz and /metrics).',
+    );
+    const variable = startWith({ KEEL_HTTP_OPERATIONS: 'public' }, '--http', '0');
+    expect(await variable.exit).toBe(2);
+    expect(variable.stderr.text).toContain('error E_USAGE: KEEL_HTTP_OPERATIONS "public" is not one of all (every operation)');
+  });
+
+  it('cli - refuses --host or --operations without a gateway, and hosting none without NATS', async () => {
     const host = start('--host', '0.0.0.0');
     expect(await host.exit).toBe(2);
     expect(host.stderr.text).toContain('error E_USAGE: --host is the address of the HTTP gateway, and no gateway was asked for.');
+    const operations = start('--operations', 'none');
+    expect(await operations.exit).toBe(2);
+    expect(operations.stderr.text).toContain('error E_USAGE: --operations picks the operations of the HTTP gateway, and no gateway was asked for.');
     const none = start('--modules', 'none');
     expect(await none.exit).toBe(2);
     expect(none.stderr.text).toContain('error E_USAGE: Hosting "none" makes a process that reaches every module over NATS');

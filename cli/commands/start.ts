@@ -3,9 +3,10 @@
  * default) and reaching the others over NATS, until Ctrl-C or SIGTERM drains it.
  */
 import { once } from 'node:events';
+import type { Kernel } from 'keel';
 import { contextOf, defineCommand } from '../command.js';
 import { CLIError, CliErrorCode } from '../errors.js';
-import { startHost } from '../host.js';
+import { HTTP_OPERATIONS_CHOICES, HttpOperations, isHttpOperations, startHost } from '../host.js';
 import { splitList } from '../names.js';
 import { findProject, loadManifest } from '../project.js';
 
@@ -37,6 +38,27 @@ function httpPortOf(flag: string | undefined, env: Env): number | undefined {
   return port;
 }
 
+/** How the start line describes the gateway's operations, when not every one is exposed. */
+function exposedText(operations: HttpOperations | undefined, kernel: Kernel): string {
+  if (operations === HttpOperations.NONE || (operations === HttpOperations.HOSTED && kernel.hosted.length === 0)) {
+    return ' (no operation: /healthz, /readyz and /metrics only)';
+  }
+  if (operations === HttpOperations.HOSTED && kernel.hosted.length < kernel.modules.length) {
+    return ` (operations of ${kernel.hosted.join(', ')} only)`;
+  }
+  return '';
+}
+
+/** What the gateway exposes: `--operations`, else `KEEL_HTTP_OPERATIONS`, else every operation. */
+function httpOperationsOf(flag: string | undefined, env: Env): HttpOperations | undefined {
+  const source = flag === undefined ? firstSet(env, ['KEEL_HTTP_OPERATIONS']) : { name: '--operations', value: flag.trim() };
+  if (source === undefined) return undefined;
+  if (!isHttpOperations(source.value)) {
+    throw new CLIError(CliErrorCode.E_USAGE, `${source.name} "${source.value}" is not one of ${HTTP_OPERATIONS_CHOICES}.`);
+  }
+  return source.value;
+}
+
 export default defineCommand({
   meta: {
     name: 'start',
@@ -46,6 +68,7 @@ export default defineCommand({
       'keel start --modules catalog,orders --nats nats://127.0.0.1:4222',
       'keel start --http 3000',
       'keel start --modules none --nats nats://127.0.0.1:4222 --http 8080 --host 0.0.0.0',
+      'keel start --modules orders --nats nats://127.0.0.1:4222 --http 3004 --operations none',
     ],
   },
   args: {
@@ -65,6 +88,12 @@ export default defineCommand({
       description: 'Address the HTTP gateway listens on (default: $KEEL_HTTP_HOST, else 127.0.0.1)',
       valueHint: 'address',
     },
+    operations: {
+      type: 'string',
+      description:
+        'Operations the HTTP gateway exposes: all, hosted (those of the modules hosted here) or none (only /healthz, /readyz, /metrics; default: $KEEL_HTTP_OPERATIONS, else all)',
+      valueHint: 'which',
+    },
   },
   run: async ({ args, data }) => {
     const cli = contextOf(data);
@@ -83,18 +112,21 @@ export default defineCommand({
     }
     const httpPort = httpPortOf(args.http, cli.env);
     const httpHost = args.host?.trim() || firstSet(cli.env, ['KEEL_HTTP_HOST'])?.value;
-    if (args.host !== undefined && httpPort === undefined) {
-      throw new CLIError(CliErrorCode.E_USAGE, '--host is the address of the HTTP gateway, and no gateway was asked for.', {
+    const httpOperations = httpOperationsOf(args.operations, cli.env);
+    const gatewayOption =
+      args.host !== undefined ? '--host is the address' : args.operations !== undefined ? '--operations picks the operations' : undefined;
+    if (gatewayOption !== undefined && httpPort === undefined) {
+      throw new CLIError(CliErrorCode.E_USAGE, `${gatewayOption} of the HTTP gateway, and no gateway was asked for.`, {
         hint: 'Give it a port with --http <port> (or KEEL_HTTP_PORT, or PORT).',
       });
     }
     if (cli.signal.aborted) return;
-    const running = await startHost({ modules, host, env: cli.env, natsUrl: args.nats, httpPort, httpHost });
+    const running = await startHost({ modules, host, env: cli.env, natsUrl: args.nats, httpPort, httpHost, httpOperations });
     const status = running.kernel.status();
     const hosted = status.modules.map((module) => module.name);
     out(`keel: hosting ${hosted.length > 0 ? hosted.join(', ') : 'no module (a client of the others)'}`);
     if (status.remote.length > 0) out(`keel: reaching ${status.remote.join(', ')} over ${running.transport?.name ?? 'the transport'}`);
-    if (running.httpUrl) out(`keel: HTTP gateway on ${running.httpUrl}`);
+    if (running.httpUrl) out(`keel: HTTP gateway on ${running.httpUrl}${exposedText(httpOperations, running.kernel)}`);
     out('keel: ready (Ctrl-C to stop)');
     cli.supervisor?.send({ type: 'ready', modules: running.kernel.hosted, httpUrl: running.httpUrl });
     // Nothing may hold the event loop open (in process, the kernel has no sockets): hold it until the signal.
