@@ -4,9 +4,10 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { createRequire } from 'node:module';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createKernel, silentLogger, type AnyContract } from 'keel';
-import { findProject, importProjectFile, loadManifest, main, runCli, type OutputStream } from 'keel/cli';
+import { findProject, importProjectFile, loadManifest } from 'keel/cli';
 import { addToManifest } from '../cli/manifest.js';
 import { findCycle } from '../cli/project.js';
+import { runKeel, type CliRun } from './support/cli.js';
 
 const repository = resolve(dirname(createRequire(import.meta.url).resolve('keel/package.json')));
 const temporary: string[] = [];
@@ -15,22 +16,8 @@ afterAll(() => {
   for (const folder of temporary) rmSync(folder, { recursive: true, force: true });
 });
 
-function collector(): OutputStream & { text: string } {
-  const stream = {
-    text: '',
-    write(chunk: string) {
-      stream.text += chunk;
-      return true;
-    },
-  };
-  return stream;
-}
-
-async function keel(cwd: string, ...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout = collector();
-  const stderr = collector();
-  const code = await runCli(main, argv, { stdout, stderr, cwd, env: {} });
-  return { code, stdout: stdout.text, stderr: stderr.text };
+async function keel(cwd: string, ...argv: string[]): Promise<CliRun> {
+  return runKeel(argv, { cwd });
 }
 
 /** Every file under `root` (except node_modules) with its content: what "nothing written" is checked against. */

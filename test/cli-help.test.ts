@@ -1,26 +1,13 @@
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
-import { main, runCli, type OutputStream } from 'keel/cli';
+import { runKeel, type CliRun } from './support/cli.js';
 
 const { version } = createRequire(import.meta.url)('keel/package.json') as { version: string };
 
-function collector(): OutputStream & { text: string } {
-  const stream = {
-    text: '',
-    write(chunk: string) {
-      stream.text += chunk;
-      return true;
-    },
-  };
-  return stream;
-}
-
-async function run(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout = collector();
-  const stderr = collector();
-  const code = await runCli(main, argv, { stdout, stderr, cwd: process.cwd(), env: {} });
+async function run(argv: string[]): Promise<CliRun> {
+  const result = await runKeel(argv, { cwd: process.cwd() });
   // The version changes with every release; the help text around it is what is pinned.
-  return { code, stdout: stdout.text.replaceAll(`v${version}`, 'v<version>'), stderr: stderr.text };
+  return { ...result, stdout: result.stdout.replaceAll(`v${version}`, 'v<version>') };
 }
 
 describe('cli - help', () => {

@@ -3,7 +3,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { main, runCli, type OutputStream } from 'keel/cli';
 import { loadContracts } from '../cli/tooling/contract-loader.js';
 import {
   ContractVerdict,
@@ -14,26 +13,13 @@ import {
   readLock,
 } from '../cli/tooling/contracts-lock.js';
 import { before, cases } from './fixtures/tooling/contracts/changes.js';
+import { runKeel, type CliRun } from './support/cli.js';
 
 const repository = fileURLToPath(new URL('..', import.meta.url));
 const tree = (name: string) => fileURLToPath(new URL(`./fixtures/tooling/contracts/${name}/`, import.meta.url));
 
-function collector(): OutputStream & { text: string } {
-  const stream = {
-    text: '',
-    write(chunk: string) {
-      stream.text += chunk;
-      return true;
-    },
-  };
-  return stream;
-}
-
-async function keel(argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout = collector();
-  const stderr = collector();
-  const code = await runCli(main, argv, { stdout, stderr, cwd: repository, env: {} });
-  return { code, stdout: stdout.text, stderr: stderr.text };
+async function keel(argv: string[]): Promise<CliRun> {
+  return runKeel(argv, { cwd: repository });
 }
 
 async function diffTree(name: string) {

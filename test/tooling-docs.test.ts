@@ -1,27 +1,13 @@
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { main, runCli, type OutputStream } from 'keel/cli';
+import { runKeel, type CliRun } from './support/cli.js';
 
 const repository = fileURLToPath(new URL('..', import.meta.url));
 const PROMPT = '$ npm run keel --silent -- ';
 
-function collector(): OutputStream & { text: string } {
-  const stream = {
-    text: '',
-    write(chunk: string) {
-      stream.text += chunk;
-      return true;
-    },
-  };
-  return stream;
-}
-
-async function keel(argv: readonly string[]): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout = collector();
-  const stderr = collector();
-  const code = await runCli(main, argv, { stdout, stderr, cwd: repository, env: {} });
-  return { code, stdout: stdout.text, stderr: stderr.text };
+async function keel(argv: readonly string[]): Promise<CliRun> {
+  return runKeel(argv, { cwd: repository });
 }
 
 interface Block {

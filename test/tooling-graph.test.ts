@@ -3,28 +3,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { main, runCli, type OutputStream } from 'keel/cli';
 import { readModuleGraph, renderDot, renderMermaid, type GraphTopology } from '../cli/tooling/graph.js';
+import { runKeel, type CliRun } from './support/cli.js';
 
 const repository = fileURLToPath(new URL('..', import.meta.url));
 const fixture = (name: string) => fileURLToPath(new URL(`./fixtures/tooling/check/${name}/`, import.meta.url));
 
-function collector(): OutputStream & { text: string } {
-  const stream = {
-    text: '',
-    write(chunk: string) {
-      stream.text += chunk;
-      return true;
-    },
-  };
-  return stream;
-}
-
-async function keel(argv: string[], cwd = repository): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout = collector();
-  const stderr = collector();
-  const code = await runCli(main, argv, { stdout, stderr, cwd, env: {} });
-  return { code, stdout: stdout.text, stderr: stderr.text };
+async function keel(argv: string[], cwd = repository): Promise<CliRun> {
+  return runKeel(argv, { cwd });
 }
 
 const SPLIT: GraphTopology = {

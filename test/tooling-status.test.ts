@@ -19,29 +19,15 @@ import {
   type Transport,
 } from 'keel';
 import { createNatsTransport } from 'keel/nats';
-import { main, runCli, type OutputStream } from 'keel/cli';
 import { modules as shop } from '../modules/index.js';
 import { connectForStatus, formatDuration, formatStatusReport, readStatus } from '../cli/tooling/status.js';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
+import { runKeel, type CliRun } from './support/cli.js';
 
 const repository = fileURLToPath(new URL('..', import.meta.url));
 
-function collector(): OutputStream & { text: string } {
-  const stream = {
-    text: '',
-    write(chunk: string) {
-      stream.text += chunk;
-      return true;
-    },
-  };
-  return stream;
-}
-
-async function keel(argv: string[], env: Record<string, string> = {}): Promise<{ code: number; stdout: string; stderr: string }> {
-  const stdout = collector();
-  const stderr = collector();
-  const code = await runCli(main, argv, { stdout, stderr, cwd: repository, env });
-  return { code, stdout: stdout.text, stderr: stderr.text };
+async function keel(argv: string[], env: Record<string, string> = {}): Promise<CliRun> {
+  return runKeel(argv, { cwd: repository, env });
 }
 
 const Refused = defineError({ code: 'REFUSED', kind: 'conflict', data: z.object({ name: z.string() }) });
