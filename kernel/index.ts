@@ -119,6 +119,8 @@ export {
   cancelledError,
   noRespondersError,
   timeoutError,
+  unknownOperationFailure,
+  versionMismatchFailure,
   type ErrorEnvelope,
   type EventMetadata,
   type EventSubscription,

@@ -18,6 +18,8 @@ import {
   type Fanout,
   type OperationAddress,
   type ServedModule,
+  unknownOperationFailure,
+  versionMismatchFailure,
 } from './transport.js';
 
 interface OperationEntry {
@@ -45,7 +47,7 @@ export function createServedModule(
     entries.set(name, { name, definition, handler });
   }
   const major = majorOf(contract.version);
-  const known = [...entries.keys()].join(', ');
+  const operationNames = [...entries.keys()];
 
   const failInput = (entry: OperationEntry, address: OperationAddress, issues: readonly ValidationIssue[], context: CallContext) =>
     toRemoteFailure(
@@ -78,26 +80,10 @@ export function createServedModule(
     // The version first: a caller on another major is told so even when it asks for an
     // operation this major lacks, as over NATS, where the caller learns it from $SRV.INFO.
     if (address.version !== contract.version && majorOf(address.version) !== major) {
-      throw new RemoteFailure({
-        type: 'keel',
-        code: KeelErrorCode.VERSION_MISMATCH,
-        message:
-          `Caller uses contract ${contract.name} ${address.version}, but this instance serves ${contract.version}: ` +
-          'the major versions differ. Deploy a caller and callee that share the major version.',
-        correlationId: context.correlationId,
-      });
+      throw versionMismatchFailure(address, context, [contract.version]);
     }
     const entry = entries.get(address.operation);
-    if (entry === undefined) {
-      throw new RemoteFailure({
-        type: 'keel',
-        code: KeelErrorCode.UNKNOWN_OPERATION,
-        message:
-          `Module "${contract.name}" ${contract.version} has no operation "${address.operation}" (it has: ${known}). ` +
-          'The caller was probably built against another contract version.',
-        correlationId: context.correlationId,
-      });
-    }
+    if (entry === undefined) throw unknownOperationFailure(address, context, contract.version, operationNames);
     return entry;
   };
 

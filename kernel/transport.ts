@@ -339,6 +339,53 @@ export function noRespondersError(address: OperationAddress, context: CallContex
 }
 
 /**
+ * What a module answers when asked for an operation its contract does not have: the same
+ * failure in process and over NATS (where the caller learns what runs from `$SRV.INFO`).
+ *
+ * @example
+ * ```ts
+ * if (!entries.has(address.operation)) throw unknownOperationFailure(address, context, contract.version, Object.keys(contract.operations));
+ * ```
+ */
+export function unknownOperationFailure(
+  address: OperationAddress,
+  context: CallContext,
+  servedVersion: string,
+  operations: readonly string[],
+): RemoteFailure {
+  return new RemoteFailure({
+    type: 'keel',
+    code: KeelErrorCode.UNKNOWN_OPERATION,
+    message:
+      `Module "${address.contract}" ${servedVersion} has no operation "${address.operation}" (it has: ${operations.join(', ')}). ` +
+      'The caller was probably built against another contract version.',
+    correlationId: context.correlationId,
+  });
+}
+
+/**
+ * What a module answers to a caller whose contract major version differs from the one it
+ * serves (`servedVersions`: the version of this instance, or of every running instance).
+ *
+ * @example
+ * ```ts
+ * if (majorOf(address.version) !== majorOf(contract.version)) throw versionMismatchFailure(address, context, [contract.version]);
+ * ```
+ */
+export function versionMismatchFailure(address: OperationAddress, context: CallContext, servedVersions: readonly string[]): RemoteFailure {
+  const served =
+    servedVersions.length === 1 ? `this instance serves ${servedVersions[0]}` : `the running instances serve ${servedVersions.join(', ')}`;
+  return new RemoteFailure({
+    type: 'keel',
+    code: KeelErrorCode.VERSION_MISMATCH,
+    message:
+      `Caller uses contract ${address.contract} ${address.version}, but ${served}: ` +
+      'the major versions differ. Deploy a caller and callee that share the major version.',
+    correlationId: context.correlationId,
+  });
+}
+
+/**
  * The error a transport raises when the caller aborts.
  *
  * @example

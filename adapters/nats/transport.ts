@@ -15,6 +15,8 @@ import {
   isKeelError,
   noRespondersError,
   timeoutError,
+  unknownOperationFailure,
+  versionMismatchFailure,
   type CallContext,
   type DeadlineEntry,
   type ErrorEnvelope,
@@ -493,26 +495,9 @@ class NatsTransport implements Transport {
     const compatible = instances.filter((instance) => sameMajor(instance.version, address.version)).sort(byVersion);
     const newest = compatible.at(-1);
     if (newest !== undefined) {
-      const known = newest.endpoints.map((endpoint) => endpoint.name).join(', ');
-      return new RemoteFailure({
-        type: 'keel',
-        code: KeelErrorCode.UNKNOWN_OPERATION,
-        message:
-          `Module "${address.contract}" ${newest.version} has no operation "${address.operation}" (it has: ${known}). ` +
-          'The caller was probably built against another contract version.',
-        correlationId: context.correlationId,
-      });
+      return unknownOperationFailure(address, context, newest.version, newest.endpoints.map((endpoint) => endpoint.name));
     }
-    const versions = [...new Set(instances.sort(byVersion).map((instance) => instance.version))];
-    const served = versions.length === 1 ? `this instance serves ${versions[0]}` : `the running instances serve ${versions.join(', ')}`;
-    return new RemoteFailure({
-      type: 'keel',
-      code: KeelErrorCode.VERSION_MISMATCH,
-      message:
-        `Caller uses contract ${address.contract} ${address.version}, but ${served}: ` +
-        'the major versions differ. Deploy a caller and callee that share the major version.',
-      correlationId: context.correlationId,
-    });
+    return versionMismatchFailure(address, context, [...new Set(instances.sort(byVersion).map((instance) => instance.version))]);
   }
 
   /** The `$SRV.INFO` answers of a service's instances within `budgetMs`; none when nothing answers. */
