@@ -8,10 +8,10 @@
  * Prints the operation's URL once listening, answers `cpu` on stdin with its CPU time (µs), and
  * exits when its stdin closes.
  */
-import { createInterface } from 'node:readline';
 import { fastify } from 'fastify';
 import { createKernel, silentLogger } from 'keel';
 import { createHttpGateway } from 'keel/http';
+import { servePeer } from './peer.js';
 import { QUOTE_INPUT, pricing, pricingModule, quote } from './fixture.js';
 
 const mode = process.argv[2];
@@ -41,14 +41,4 @@ if (mode === 'gateway' || mode === 'gateway-no-metrics') {
   process.exit(2);
 }
 
-const commands = createInterface({ input: process.stdin });
-commands.on('line', (line) => {
-  if (line.trim() === 'cpu') {
-    const { user, system } = process.cpuUsage();
-    process.stdout.write(`${user + system}\n`);
-  }
-});
-commands.once('close', () => {
-  void stop().finally(() => process.exit(0));
-});
-process.stdout.write(`${url}\n`);
+servePeer(url, stop);

@@ -6,8 +6,8 @@
  */
 import { createKernel, silentLogger } from 'keel';
 import { createNatsTransport } from 'keel/nats';
-import { createInterface } from 'node:readline';
 import { connect, type Msg, type NatsError } from 'nats';
+import { servePeer } from './peer.js';
 import { Counter, RAW_SUBJECTS, pricingModule, quote, tallyModule, tickerModule } from './fixture.js';
 
 const [mode, url] = process.argv.slice(2);
@@ -71,15 +71,4 @@ if (mode === 'keel') {
   stop = () => nc.drain();
 }
 
-// Commands on stdin, one per line: `cpu` answers this process's CPU time so far (µs, user + system).
-const commands = createInterface({ input: process.stdin });
-commands.on('line', (line) => {
-  if (line.trim() === 'cpu') {
-    const { user, system } = process.cpuUsage();
-    process.stdout.write(`${user + system}\n`);
-  }
-});
-commands.once('close', () => {
-  void stop().finally(() => process.exit(0));
-});
-process.stdout.write('ready\n');
+servePeer('ready', stop);

@@ -59,3 +59,21 @@ export async function startPeer(script: string, args: readonly string[], startTi
   };
   return { greeting: first.value, ask, stop };
 }
+
+/**
+ * The peer's side: prints `greeting` (its first line), answers `cpu` on stdin with the CPU time
+ * this process spent so far (µs, user + system), and runs `stop` then exits when stdin closes.
+ */
+export function servePeer(greeting: string, stop: () => Promise<void>): void {
+  const commands = createInterface({ input: process.stdin });
+  commands.on('line', (line) => {
+    if (line.trim() === 'cpu') {
+      const { user, system } = process.cpuUsage();
+      process.stdout.write(`${user + system}\n`);
+    }
+  });
+  commands.once('close', () => {
+    void stop().finally(() => process.exit(0));
+  });
+  process.stdout.write(`${greeting}\n`);
+}
