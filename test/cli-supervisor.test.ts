@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createSupervisor, type ProcessSpec } from '../cli/supervisor.js';
+import { collector } from './support/cli.js';
 
 const folder = mkdtempSync(join(tmpdir(), 'keel-supervisor-'));
 afterAll(() => rmSync(folder, { recursive: true, force: true }));
@@ -28,20 +29,9 @@ function spec(name: string, script: string, env: Record<string, string> = {}): P
   return { name, command: process.execPath, args: ['-e', script], cwd: folder, env: { ...process.env, ...env } };
 }
 
-function sink(): { text: string; write(chunk: string): boolean } {
-  const stream = {
-    text: '',
-    write(chunk: string) {
-      stream.text += chunk;
-      return true;
-    },
-  };
-  return stream;
-}
-
 describe('cli - supervisor', () => {
   it('cli - prefixes output, restarts a crashed process with backoff, reports readiness and drains', async () => {
-    const output = sink();
+    const output = collector();
     const log: string[] = [];
     let allReady!: () => void;
     const ready = new Promise<void>((resolve) => (allReady = resolve));
@@ -73,7 +63,7 @@ describe('cli - supervisor', () => {
     const given = new Promise<string>((resolve) => (gaveUp = resolve));
     const supervisor = createSupervisor({
       processes: [spec('broken', 'process.exit(1)')],
-      output: sink(),
+      output: collector(),
       log: (line) => log.push(line),
       onGiveUp: (name) => gaveUp(name),
       initialBackoffMs: 1,
