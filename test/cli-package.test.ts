@@ -7,7 +7,7 @@
 import { spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { createRequire } from 'node:module';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
@@ -56,7 +56,8 @@ describe('cli - the packed package', () => {
     expect(listing).toContain('package/dist/kernel/index.d.ts');
     expect(listing.some((file) => file.endsWith('.ts') && !file.endsWith('.d.ts'))).toBe(false);
 
-    const created = run(process.execPath, [join(repository, 'dist', 'cli', 'bin.js'), 'new', 'my-shop', '--keel', `file:${tarball}`], folder);
+    // As README's "Three ways to use keel" step 1 says: the tarball's own `keel` bin, through npx.
+    const created = run('npx', ['--yes', '--package', `./${basename(tarball)}`, '--', 'keel', 'new', 'my-shop', '--keel', `file:${tarball}`], folder);
     expect(created.stdout).toContain('Created my-shop in my-shop, with the module greeter.');
 
     run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', '--loglevel=error'], app);
