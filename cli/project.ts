@@ -86,10 +86,26 @@ export function findProject(cwd: string): Project {
   );
 }
 
+/**
+ * True when the CLI runs from its own TypeScript sources: then a TypeScript loader (tsx, or
+ * vitest's) is already in this process, and it loads the project's `.ts` files the same way.
+ * The installed CLI is JavaScript and registers tsx itself before it imports any `.ts` file.
+ */
+const CLI_RUNS_FROM_SOURCE = import.meta.url.endsWith('.ts');
+
+/** Files tsx loads for the CLI: TypeScript of any module flavour. */
+const TYPESCRIPT_FILE = /\.[cm]?tsx?$/;
+
 let loaderRegistered = false;
 
-async function registerTypeScriptLoader(project: Project): Promise<void> {
-  if (loaderRegistered) return;
+/**
+ * Registers tsx's ESM loader once, before the first `.ts` file is imported. The decision never
+ * depends on an import failing first: Node 22.18 and later strip types themselves, but they
+ * neither map `./x.js` to `./x.ts` nor compile decorators, so a first native attempt can fail
+ * half-way with any error, or leave a failed module cached for the next import to meet again.
+ */
+async function ensureTypeScriptLoader(project: Project): Promise<void> {
+  if (loaderRegistered || CLI_RUNS_FROM_SOURCE) return;
   const candidates = [join(project.root, 'package.json'), import.meta.url];
   for (const from of candidates) {
     const apiPath = tsxEsmApi(from);
@@ -105,7 +121,11 @@ async function registerTypeScriptLoader(project: Project): Promise<void> {
   throw new CLIError(
     CliErrorCode.E_LOADER,
     `${relative(project.root, project.manifestPath)} is TypeScript, and tsx (which loads it) is not installed.`,
-    { hint: 'Install it in the application: `npm install --save-dev tsx`.' },
+    {
+      hint:
+        'In development, install it in the application (`npm install --save-dev tsx`). ' +
+        'In production, build the application with `keel build` and start the build (`keel start --build`).',
+    },
   );
 }
 
@@ -124,8 +144,9 @@ function tsxEsmApi(from: string): string | undefined {
 }
 
 /**
- * Imports a TypeScript or JavaScript file of the project, registering tsx first when this
- * process cannot load TypeScript by itself.
+ * Imports a TypeScript or JavaScript file of the project. Before the first TypeScript file, the
+ * installed CLI registers tsx (the application's own, else the one next to keel), on every Node
+ * line alike; JavaScript (a build from `keel build`) is imported by Node alone.
  *
  * @example
  * ```ts
@@ -137,17 +158,10 @@ export async function importProjectFile(
   path: string,
   options: { readonly fresh?: boolean } = {},
 ): Promise<Record<string, unknown>> {
+  if (TYPESCRIPT_FILE.test(path)) await ensureTypeScriptLoader(project);
   // A fresh import reads the file as it is now, not as an earlier import in this process saw it.
   const url = `${pathToFileURL(path).href}${options.fresh ? `?keel-load=${++loads}` : ''}`;
-  if (!loaderRegistered) {
-    try {
-      return (await import(url)) as Record<string, unknown>;
-    } catch (error) {
-      if ((error as { code?: unknown }).code !== 'ERR_UNKNOWN_FILE_EXTENSION') throw error;
-    }
-    await registerTypeScriptLoader(project);
-  }
-  return (await import(`${url}${url.includes('?') ? '&' : '?'}keel-loader`)) as Record<string, unknown>;
+  return (await import(url)) as Record<string, unknown>;
 }
 
 let loads = 0;
