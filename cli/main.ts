@@ -35,6 +35,7 @@ export const main = defineCommand({
     generate: () => load(import('./commands/generate.js')),
     start: () => load(import('./commands/start.js')),
     up: () => load(import('./commands/up.js')),
+    deploy: () => load(import('./commands/deploy.js')),
     check: () => load(import('./commands/check.js')),
     graph: () => load(import('./commands/graph.js')),
     status: () => load(import('./commands/status.js')),

@@ -17,7 +17,7 @@ describe('cli - help', () => {
     expect(stdout).toMatchInlineSnapshot(`
       "Build a modular monolith whose modules split into services without code changes (keel v<version>)
 
-      USAGE keel new|generate|g|start|up|check|graph|status|contracts
+      USAGE keel new|generate|g|start|up|deploy|check|graph|status|contracts
 
       COMMANDS
 
@@ -25,6 +25,7 @@ describe('cli - help', () => {
         generate, g    Generate code in the current application
               start    Run the application, or the modules named, in this process
                  up    Run a whole topology locally: every process, NATS, restarts, one log
+             deploy    Write a Dockerfile, compose.yaml and Kubernetes manifests for a topology
               check    Check module boundaries, cycles, declared dependencies, layering and contract schemas
               graph    Draw the modules, their calls and events, grouped by process under a topology
              status    Show the running modules: instances, version, uptime, requests, errors, average time
@@ -175,10 +176,10 @@ describe('cli - help', () => {
 
 describe('cli - usage errors', () => {
   it('cli - refuses an unknown command with E_UNKNOWN_COMMAND and exit code 2', async () => {
-    const { code, stderr } = await run(['deploy']);
+    const { code, stderr } = await run(['publish']);
     expect(code).toBe(2);
     expect(stderr).toMatchInlineSnapshot(`
-      "error E_UNKNOWN_COMMAND: Unknown command "deploy" for keel. Available: new, generate, start, up, check, graph, status, contracts.
+      "error E_UNKNOWN_COMMAND: Unknown command "publish" for keel. Available: new, generate, start, up, deploy, check, graph, status, contracts.
         Run \`keel --help\` to see what each command does.
       "
     `);

@@ -1,0 +1,98 @@
+/**
+ * `keel deploy <topology> --out <dir>`: writes the files a team hands to Docker and
+ * Kubernetes (Dockerfile, compose.yaml, k8s/) from a topology's process groups, replicas and
+ * environment. The generators live in `cli/deploy/`; this command loads, checks and writes.
+ */
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join, relative, resolve } from 'node:path';
+import { contextOf, defineCommand } from '../command.js';
+import { appNameOf, GENERATED_MARK, planDeployment, type DeployFile } from '../deploy/index.js';
+import { CLIError, CliErrorCode } from '../errors.js';
+import { findProject } from '../project.js';
+import { topologyAt } from '../tooling/command-support.js';
+
+/** `name` and `version` of the application's package.json. */
+function packageOf(root: string): { name: string; version: string } {
+  try {
+    const parsed = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { name?: unknown; version?: unknown };
+    return {
+      name: typeof parsed.name === 'string' ? parsed.name : 'app',
+      version: typeof parsed.version === 'string' ? parsed.version : 'latest',
+    };
+  } catch (error) {
+    throw new CLIError(CliErrorCode.E_NO_PROJECT, `${join(root, 'package.json')} cannot be read: ${(error as Error).message}`, { cause: error });
+  }
+}
+
+/** Files under `folder` (recursively), as paths relative to it. */
+function filesUnder(folder: string, prefix = ''): string[] {
+  return readdirSync(folder, { withFileTypes: true }).flatMap((entry) =>
+    entry.isDirectory() ? filesUnder(join(folder, entry.name), `${prefix}${entry.name}/`) : [`${prefix}${entry.name}`],
+  );
+}
+
+/** Files an earlier `keel deploy` wrote under `out` that this plan no longer has (a group removed, a PDB no longer needed). */
+function staleGenerated(out: string, plan: readonly DeployFile[]): string[] {
+  const planned = new Set(plan.map((file) => file.path));
+  return filesUnder(out).filter(
+    (path) => !planned.has(path) && /\.ya?ml$|^Dockerfile$/.test(path) && readFileSync(join(out, path), 'utf8').startsWith(`# ${GENERATED_MARK}`),
+  );
+}
+
+export default defineCommand({
+  meta: {
+    name: 'deploy',
+    description: 'Write a Dockerfile, compose.yaml and Kubernetes manifests for a topology',
+    examples: [
+      'keel deploy topologies/split.ts --out deploy',
+      'keel deploy topologies/per-module.ts --out deploy --image registry.example.com/shop:1.4.0 --force',
+    ],
+  },
+  args: {
+    topology: { type: 'positional', description: 'Topology file (.ts, .js or .json)', required: true },
+    out: { type: 'string', description: 'Folder to write (must be empty unless --force)', default: 'deploy', valueHint: 'dir' },
+    image: { type: 'string', description: 'Image every group runs (default: <package name>:<version>)', valueHint: 'name:tag' },
+    name: { type: 'string', description: 'Application name for compose and Kubernetes objects (default: from the package name)', valueHint: 'app' },
+    node: { type: 'string', description: 'Major version of the node base image', default: '24', valueHint: 'major' },
+    force: { type: 'boolean', description: 'Write into a folder that is not empty, replacing what keel deploy wrote there before', default: false },
+  },
+  run: async ({ args, data }) => {
+    const cli = contextOf(data);
+    const project = findProject(cli.cwd);
+    const topologyPath = resolve(cli.cwd, args.topology);
+    const topology = await topologyAt(project, cli.cwd, args.topology);
+    const pkg = packageOf(project.root);
+    const nodeText = String(args.node).trim();
+    if (!/^\d+$/.test(nodeText)) {
+      throw new CLIError(CliErrorCode.E_USAGE, `--node "${nodeText}" is not a Node.js major version such as 24.`);
+    }
+    const plan = planDeployment(topology, {
+      app: args.name ?? appNameOf(pkg.name),
+      image: args.image ?? `${pkg.name.replace(/^@/, '')}:${pkg.version}`,
+      nodeMajor: Number(nodeText),
+      source: relative(project.root, topologyPath).replaceAll('\\', '/') || args.topology,
+    });
+
+    const out = resolve(cli.cwd, args.out);
+    if (existsSync(out) && !statSync(out).isDirectory()) {
+      throw new CLIError(CliErrorCode.E_USAGE, `--out ${args.out} is a file, not a folder.`);
+    }
+    if (existsSync(out) && readdirSync(out).length > 0) {
+      if (!args.force) {
+        throw new CLIError(CliErrorCode.E_TARGET_EXISTS, `--out ${args.out} is not empty; keel deploy will not overwrite it.`, {
+          hint: 'Choose an empty folder, or pass --force to replace the files keel deploy writes there.',
+        });
+      }
+      for (const path of staleGenerated(out, plan)) {
+        rmSync(join(out, path));
+        cli.stdout.write(`keel deploy: removed ${relative(cli.cwd, join(out, path))} (no longer in the topology)\n`);
+      }
+    }
+    for (const file of plan) {
+      const path = join(out, file.path);
+      mkdirSync(dirname(path), { recursive: true });
+      writeFileSync(path, file.contents);
+      cli.stdout.write(`keel deploy: wrote ${relative(cli.cwd, path)}\n`);
+    }
+  },
+});

@@ -1,0 +1,62 @@
+/**
+ * The image: one for every process group (the group is chosen at run time by `KEEL_MODULES`),
+ * built in two stages so that the runtime stage holds production dependencies and `dist/` only.
+ */
+import { DEFAULT_DEPLOY_OPTIONS, generatedHeader, healthCommand, type ResolvedDeployOptions } from './plan.js';
+
+/** The `keel` command inside the image, started by node itself (no npm or shell between). */
+const KEEL_BIN = 'node_modules/keel/dist/cli/bin.js';
+
+/**
+ * The Dockerfile: a build stage (`npm ci`, `npx keel build`) and a runtime stage on the same
+ * official `node:<major>-slim` image with `npm ci --omit=dev` and the build's `dist/`, run as
+ * the image's non-root `node` user, with an exec-form `CMD` (so SIGTERM reaches node and keel
+ * drains) and a `HEALTHCHECK` on `/healthz` done by node.
+ *
+ * @example
+ * ```ts
+ * writeFileSync('deploy/Dockerfile', dockerfile(resolveDeployOptions({ app: 'my-shop', image: 'my-shop:0.1.0' })));
+ * ```
+ */
+export function dockerfile(options: ResolvedDeployOptions): string {
+  const base = `node:${options.nodeMajor}-slim`;
+  const port = DEFAULT_DEPLOY_OPTIONS.containerPort;
+  return [
+    `# ${generatedHeader(options)}`,
+    '# Build from the application folder: docker build -t ' + options.image + ' -f <out>/Dockerfile .',
+    '# One image for every process group: KEEL_MODULES picks the modules a container hosts.',
+    '',
+    `FROM ${base} AS build`,
+    'WORKDIR /app',
+    'COPY package.json package-lock.json ./',
+    'RUN npm ci --no-audit --no-fund',
+    'COPY . .',
+    'RUN npx keel build',
+    '',
+    `FROM ${base} AS runtime`,
+    `ENV NODE_ENV=production PORT=${port} KEEL_HTTP_HOST=0.0.0.0`,
+    'WORKDIR /app',
+    'COPY package.json package-lock.json ./',
+    'RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force',
+    'COPY --from=build /app/dist ./dist',
+    // The files stay root's: the process (uid 1000) reads them and cannot change them.
+    'USER node',
+    `EXPOSE ${port}`,
+    `HEALTHCHECK --interval=10s --timeout=3s --start-period=15s --retries=3 CMD ${JSON.stringify(healthCommand())}`,
+    `CMD ${JSON.stringify(['node', KEEL_BIN, 'start'])}`,
+    '',
+  ].join('\n');
+}
+
+/**
+ * The `.dockerignore` beside the Dockerfile: what the build stage must not copy from the
+ * application folder (it installs and builds its own).
+ *
+ * @example
+ * ```ts
+ * writeFileSync('.dockerignore', dockerignore());
+ * ```
+ */
+export function dockerignore(): string {
+  return ['node_modules', 'dist', '.git', '*.tgz', ''].join('\n');
+}

@@ -1,0 +1,59 @@
+/**
+ * `keel deploy`'s generators: pure functions from a validated topology and
+ * {@link DeployOptions} to the files handed to Docker and Kubernetes. The command writes what
+ * {@link planDeployment} returns; tests call the same functions.
+ */
+import type { TopologyFile } from '../topology.js';
+import { composeFile } from './compose.js';
+import { dockerfile, dockerignore } from './dockerfile.js';
+import { kubernetesFiles } from './kubernetes.js';
+import { assertDeployable, resolveDeployOptions, type DeployFile, type DeployOptions } from './plan.js';
+
+export { composeDocument, composeFile } from './compose.js';
+export { dockerfile, dockerignore } from './dockerfile.js';
+export {
+  DEFAULT_RESOURCES,
+  deploymentDocument,
+  kubernetesFiles,
+  natsSecretName,
+  podDisruptionBudgetDocument,
+  serviceDocument,
+} from './kubernetes.js';
+export {
+  DEFAULT_DEPLOY_OPTIONS,
+  GENERATED_MARK,
+  appNameOf,
+  assertDeployable,
+  groupEnvironment,
+  healthCommand,
+  objectName,
+  resolveDeployOptions,
+  type DeployFile,
+  type DeployOptions,
+  type ResolvedDeployOptions,
+} from './plan.js';
+
+/**
+ * Every file of a deployment, in a stable order: `Dockerfile`, its ignore files,
+ * `compose.yaml`, then `k8s/`. Checks the options and the topology first (`E_USAGE`,
+ * `E_TOPOLOGY`). Output is deterministic: the same input gives the same bytes.
+ *
+ * @example
+ * ```ts
+ * for (const file of planDeployment(topology, { app: 'my-shop', image: 'my-shop:0.1.0', source: 'topologies/split.ts' })) {
+ *   writeFileSync(join('deploy', file.path), file.contents);
+ * }
+ * ```
+ */
+export function planDeployment(topology: TopologyFile, options: DeployOptions): DeployFile[] {
+  const resolved = resolveDeployOptions(options);
+  assertDeployable(topology, resolved);
+  return [
+    { path: 'Dockerfile', contents: dockerfile(resolved) },
+    // BuildKit reads <Dockerfile>.dockerignore beside a Dockerfile given with -f, before the context's .dockerignore.
+    { path: 'Dockerfile.dockerignore', contents: dockerignore() },
+    { path: '.dockerignore', contents: dockerignore() },
+    { path: 'compose.yaml', contents: composeFile(topology, resolved) },
+    ...kubernetesFiles(topology, resolved),
+  ];
+}

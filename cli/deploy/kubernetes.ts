@@ -1,0 +1,199 @@
+/**
+ * `k8s/`: per process group a Deployment, a Service when the group is the HTTP gateway, a
+ * PodDisruptionBudget when it runs two or more replicas, and a `kustomization.yaml` listing
+ * them. NATS is not among them: it runs from the official NATS Helm chart, and the URL (with
+ * its credentials) comes from a Secret the operator creates.
+ */
+import { stringify } from 'yaml';
+import { needsNats, type ProcessGroup, type TopologyFile } from '../topology.js';
+import {
+  DEFAULT_DEPLOY_OPTIONS,
+  generatedHeader,
+  groupEnvironment,
+  isGateway,
+  objectName,
+  type DeployFile,
+  type ResolvedDeployOptions,
+} from './plan.js';
+
+/** The uid of the `node` user of the official node images. */
+const NODE_USER_ID = 1000;
+
+/**
+ * Resources of every keel container. Requests are what one idle process needs (the scheduler
+ * places pods by them); the memory limit leaves room over that for bursts and a heap that V8
+ * sizes from it. No CPU limit: CPU is throttled, not killed, and a limit would only add latency.
+ *
+ * @example
+ * ```ts
+ * DEFAULT_RESOURCES.limits.memory; // '256Mi'
+ * ```
+ */
+export const DEFAULT_RESOURCES = {
+  requests: { cpu: '50m', memory: '96Mi' },
+  limits: { memory: '256Mi' },
+} as const;
+
+/**
+ * The Secret holding `KEEL_NATS_URL` (with credentials, if any) for every Deployment:
+ * `<app>-nats`.
+ *
+ * @example
+ * ```ts
+ * natsSecretName({ app: 'my-shop' }); // 'my-shop-nats'
+ * ```
+ */
+export function natsSecretName(options: Pick<ResolvedDeployOptions, 'app'>): string {
+  return `${options.app}-nats`;
+}
+
+function labelsOf(options: ResolvedDeployOptions, name: string) {
+  return {
+    'app.kubernetes.io/name': options.app,
+    'app.kubernetes.io/component': name,
+    'app.kubernetes.io/part-of': options.app,
+    'app.kubernetes.io/managed-by': 'keel',
+  };
+}
+
+function selectorOf(options: ResolvedDeployOptions, name: string) {
+  return { 'app.kubernetes.io/name': options.app, 'app.kubernetes.io/component': name };
+}
+
+const probe = (path: string, timing: { periodSeconds: number; failureThreshold: number }) => ({
+  httpGet: { path, port: 'http' },
+  periodSeconds: timing.periodSeconds,
+  timeoutSeconds: 3,
+  failureThreshold: timing.failureThreshold,
+});
+
+/**
+ * One group's Deployment: its replicas and `KEEL_MODULES`, probes on `/healthz` (startup,
+ * liveness) and `/readyz` (readiness), a grace period longer than keel's drain, resources, a
+ * non-root read-only container with an `emptyDir` at `/tmp`, and the NATS URL from the Secret.
+ *
+ * @example
+ * ```ts
+ * deploymentDocument(topology, 'storefront', topology.processes['storefront']!, options).spec.replicas; // 1
+ * ```
+ */
+export function deploymentDocument(topology: TopologyFile, name: string, group: ProcessGroup, options: ResolvedDeployOptions) {
+  const env: Record<string, unknown>[] = groupEnvironment(topology, name, group).map(([key, value]) => ({ name: key, value }));
+  if (needsNats(topology)) {
+    env.splice(2, 0, { name: 'KEEL_NATS_URL', valueFrom: { secretKeyRef: { name: natsSecretName(options), key: 'KEEL_NATS_URL' } } });
+  }
+  return {
+    apiVersion: 'apps/v1',
+    kind: 'Deployment',
+    metadata: { name: objectName(options, name), labels: labelsOf(options, name) },
+    spec: {
+      replicas: group.replicas,
+      selector: { matchLabels: selectorOf(options, name) },
+      // A new pod is ready before an old one stops: no capacity lost during a rollout.
+      strategy: { type: 'RollingUpdate', rollingUpdate: { maxSurge: 1, maxUnavailable: 0 } },
+      template: {
+        metadata: { labels: labelsOf(options, name) },
+        spec: {
+          terminationGracePeriodSeconds: DEFAULT_DEPLOY_OPTIONS.stopGraceSeconds,
+          automountServiceAccountToken: false,
+          securityContext: { runAsNonRoot: true, runAsUser: NODE_USER_ID, runAsGroup: NODE_USER_ID, seccompProfile: { type: 'RuntimeDefault' } },
+          containers: [
+            {
+              name,
+              image: options.image,
+              ports: [{ name: 'http', containerPort: DEFAULT_DEPLOY_OPTIONS.containerPort, protocol: 'TCP' }],
+              env,
+              startupProbe: probe('/healthz', { periodSeconds: 2, failureThreshold: 30 }),
+              readinessProbe: probe('/readyz', { periodSeconds: 5, failureThreshold: 2 }),
+              livenessProbe: probe('/healthz', { periodSeconds: 10, failureThreshold: 3 }),
+              resources: {
+                requests: { ...DEFAULT_RESOURCES.requests },
+                limits: { ...DEFAULT_RESOURCES.limits },
+              },
+              securityContext: {
+                runAsNonRoot: true,
+                runAsUser: NODE_USER_ID,
+                readOnlyRootFilesystem: true,
+                allowPrivilegeEscalation: false,
+                capabilities: { drop: ['ALL'] },
+              },
+              volumeMounts: [{ name: 'tmp', mountPath: '/tmp' }],
+            },
+          ],
+          volumes: [{ name: 'tmp', emptyDir: {} }],
+        },
+      },
+    },
+  };
+}
+
+/**
+ * The gateway's Service: the topology's `http` port, sent to the container's PORT.
+ *
+ * @example
+ * ```ts
+ * serviceDocument('gateway', { modules: ['catalog'], replicas: 1, env: {}, http: 8080 }, options).spec.ports[0].port; // 8080
+ * ```
+ */
+export function serviceDocument(name: string, group: ProcessGroup, options: ResolvedDeployOptions) {
+  return {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name: objectName(options, name), labels: labelsOf(options, name) },
+    spec: {
+      type: 'ClusterIP',
+      selector: selectorOf(options, name),
+      ports: [{ name: 'http', port: group.http || DEFAULT_DEPLOY_OPTIONS.containerPort, targetPort: 'http', protocol: 'TCP' }],
+    },
+  };
+}
+
+/**
+ * A PodDisruptionBudget for a group of two or more replicas: a node drain takes one pod at a
+ * time, so the group always keeps a responder.
+ *
+ * @example
+ * ```ts
+ * podDisruptionBudgetDocument('inventory', options).spec.maxUnavailable; // 1
+ * ```
+ */
+export function podDisruptionBudgetDocument(name: string, options: ResolvedDeployOptions) {
+  return {
+    apiVersion: 'policy/v1',
+    kind: 'PodDisruptionBudget',
+    metadata: { name: objectName(options, name), labels: labelsOf(options, name) },
+    spec: { maxUnavailable: 1, selector: { matchLabels: selectorOf(options, name) } },
+  };
+}
+
+/**
+ * Every file under `k8s/`, in a stable order: per group its Deployment, Service and
+ * PodDisruptionBudget (as they apply), then `kustomization.yaml` listing them.
+ *
+ * @example
+ * ```ts
+ * kubernetesFiles(topology, options).map((file) => file.path);
+ * // ['k8s/storefront-deployment.yaml', ..., 'k8s/kustomization.yaml']
+ * ```
+ */
+export function kubernetesFiles(topology: TopologyFile, options: ResolvedDeployOptions): DeployFile[] {
+  const header = `# ${generatedHeader(options)}\n`;
+  const files: DeployFile[] = [];
+  const add = (file: string, document: unknown) => {
+    files.push({ path: `k8s/${file}`, contents: header + stringify(document, { lineWidth: 0 }) });
+  };
+  for (const [name, group] of Object.entries(topology.processes)) {
+    add(`${name}-deployment.yaml`, deploymentDocument(topology, name, group, options));
+    if (isGateway(group)) add(`${name}-service.yaml`, serviceDocument(name, group, options));
+    if (group.replicas >= 2) add(`${name}-pdb.yaml`, podDisruptionBudgetDocument(name, options));
+  }
+  const resources = files.map((file) => file.path.slice('k8s/'.length));
+  const secretNote = needsNats(topology)
+    ? `# Before applying: kubectl create secret generic ${natsSecretName(options)} --from-literal=KEEL_NATS_URL=${DEFAULT_DEPLOY_OPTIONS.natsUrl}\n`
+    : '';
+  files.push({
+    path: 'k8s/kustomization.yaml',
+    contents: header + secretNote + stringify({ apiVersion: 'kustomize.config.k8s.io/v1beta1', kind: 'Kustomization', resources }, { lineWidth: 0 }),
+  });
+  return files;
+}

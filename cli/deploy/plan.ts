@@ -1,0 +1,241 @@
+/**
+ * What every deployment file shares: the options of `keel deploy`, checked once, and the facts
+ * derived from a topology that the Dockerfile, compose and Kubernetes generators all use (the
+ * container port, the health command, each group's environment), so that they cannot disagree.
+ */
+import { DEFAULT_KERNEL_OPTIONS } from 'keel';
+import { CLIError, CliErrorCode } from '../errors.js';
+import type { ProcessGroup, TopologyFile } from '../topology.js';
+
+/**
+ * One file `keel deploy` writes: a path relative to `--out` (with `/`) and its contents.
+ *
+ * @example
+ * ```ts
+ * const file: DeployFile = { path: 'k8s/kustomization.yaml', contents: 'resources: []\n' };
+ * ```
+ */
+export interface DeployFile {
+  readonly path: string;
+  readonly contents: string;
+}
+
+/**
+ * Options of {@link planDeployment}.
+ *
+ * @example
+ * ```ts
+ * const options: DeployOptions = { app: 'my-shop', image: 'my-shop:0.1.0', source: 'topologies/split.ts' };
+ * ```
+ */
+export interface DeployOptions {
+  /** Application name: the compose project, and the prefix and `part-of` label of every Kubernetes object. A DNS label. */
+  readonly app: string;
+  /** The one image every group runs, such as `registry.example.com/my-shop:0.1.0`. */
+  readonly image: string;
+  /** Major version of the official `node` image (default 24). */
+  readonly nodeMajor?: number;
+  /** The topology file, as the header of every generated file names it. */
+  readonly source?: string;
+}
+
+/**
+ * Defaults of {@link DeployOptions}, and the fixed facts of the generated files.
+ *
+ * @example
+ * ```ts
+ * DEFAULT_DEPLOY_OPTIONS.containerPort; // 3000: PORT in the image, where every process serves /healthz, /readyz and /metrics
+ * ```
+ */
+export const DEFAULT_DEPLOY_OPTIONS = {
+  nodeMajor: 24,
+  /** The oldest Node line keel supports. */
+  minimumNodeMajor: 20,
+  /** PORT inside every container. */
+  containerPort: 3000,
+  /** Longer than the kernel's drain timeout, so that a stopping process finishes its work before it is killed. */
+  stopGraceSeconds: Math.ceil(DEFAULT_KERNEL_OPTIONS.drainTimeoutMs / 1000) + 15,
+  natsImage: 'nats:2.10-alpine',
+  /** The service name the official NATS Helm chart creates (release `nats`), and compose's NATS service. */
+  natsUrl: 'nats://nats:4222',
+} as const;
+
+/** {@link DeployOptions} with every default filled in. */
+export type ResolvedDeployOptions = Required<DeployOptions>;
+
+/** A DNS-1035 label: Kubernetes Service names, compose project names. */
+const DNS_LABEL = /^[a-z]([-a-z0-9]*[a-z0-9])?$/;
+/** A container image reference: `[registry[:port]/]path[:tag][@digest]`. */
+const IMAGE = /^[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[\w][\w.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$/;
+/** Variables keel sets itself in every container; a group's `env` may not set them. */
+const RESERVED_ENV = ['KEEL_MODULES', 'KEEL_NATS_URL', 'PORT', 'KEEL_HTTP_PORT', 'KEEL_HTTP_HOST'] as const;
+
+/**
+ * An application name for deployment files from an npm package name: the scope dropped,
+ * lower-case, anything else than letters, digits and `-` turned into `-`.
+ *
+ * @example
+ * ```ts
+ * appNameOf('@acme/My_Shop'); // 'my-shop'
+ * ```
+ */
+export function appNameOf(packageName: string): string {
+  return packageName
+    .replace(/^@[^/]+\//, '')
+    .toLowerCase()
+    .replace(/[^a-z0-9-]+/g, '-')
+    .replace(/^[^a-z]+|-+$/g, '');
+}
+
+/**
+ * Checks {@link DeployOptions} once, up front, and fills in the defaults. Throws `E_USAGE`
+ * naming the flag that is wrong (`--name`, `--image`, `--node`).
+ *
+ * @example
+ * ```ts
+ * resolveDeployOptions({ app: 'my-shop', image: 'my-shop:0.1.0' }).nodeMajor; // 24
+ * ```
+ */
+export function resolveDeployOptions(options: DeployOptions): ResolvedDeployOptions {
+  const resolved = { nodeMajor: DEFAULT_DEPLOY_OPTIONS.nodeMajor, source: 'the topology', ...options };
+  if (!DNS_LABEL.test(resolved.app) || resolved.app.length > 40) {
+    throw new CLIError(
+      CliErrorCode.E_USAGE,
+      `--name "${resolved.app}" is not usable as a Kubernetes name: lower-case letters, digits and "-", starting with a letter, at most 40 characters.`,
+      { hint: 'Pass --name my-shop.' },
+    );
+  }
+  if (!IMAGE.test(resolved.image)) {
+    throw new CLIError(CliErrorCode.E_USAGE, `--image "${resolved.image}" is not an image reference such as my-shop:0.1.0 or registry.example.com/team/my-shop:0.1.0.`);
+  }
+  const node = resolved.nodeMajor;
+  if (!Number.isInteger(node) || node < DEFAULT_DEPLOY_OPTIONS.minimumNodeMajor || node % 2 !== 0) {
+    throw new CLIError(
+      CliErrorCode.E_USAGE,
+      `--node "${node}" is not a Node.js LTS major keel supports: an even number from ${DEFAULT_DEPLOY_OPTIONS.minimumNodeMajor} up, such as 24.`,
+    );
+  }
+  return resolved;
+}
+
+/**
+ * Checks what the generators need of a topology beyond its schema: names short enough for
+ * Kubernetes objects, and no group `env` that sets a variable keel sets itself. Throws
+ * `E_TOPOLOGY` naming the field.
+ *
+ * @example
+ * ```ts
+ * assertDeployable(topology, resolveDeployOptions({ app: 'my-shop', image: 'my-shop:0.1.0' }));
+ * ```
+ */
+export function assertDeployable(topology: TopologyFile, options: ResolvedDeployOptions): void {
+  for (const [name, group] of Object.entries(topology.processes)) {
+    if (objectName(options, name).length > 63) {
+      throw new CLIError(
+        CliErrorCode.E_TOPOLOGY,
+        `${options.source}: processes.${name}: "${objectName(options, name)}" is longer than the 63 characters of a Kubernetes name; shorten the process name or --name.`,
+      );
+    }
+    for (const key of Object.keys(group.env)) {
+      if ((RESERVED_ENV as readonly string[]).includes(key)) {
+        throw new CLIError(
+          CliErrorCode.E_TOPOLOGY,
+          `${options.source}: processes.${name}.env.${key} is set by keel deploy itself (${RESERVED_ENV.join(', ')}); remove it from the topology.`,
+          { hint: key === 'KEEL_NATS_URL' ? 'The NATS URL comes from compose\'s NATS service, and in Kubernetes from a Secret.' : undefined },
+        );
+      }
+    }
+  }
+}
+
+/**
+ * The name of a group's Kubernetes objects: `<app>-<group>`.
+ *
+ * @example
+ * ```ts
+ * objectName({ app: 'my-shop' }, 'storefront'); // 'my-shop-storefront'
+ * ```
+ */
+export function objectName(options: Pick<DeployOptions, 'app'>, group: string): string {
+  return `${options.app}-${group}`;
+}
+
+/**
+ * True when a group serves the application's operations over HTTP (its topology entry sets
+ * `http`): the gateway, published by compose and given a Kubernetes Service.
+ *
+ * @example
+ * ```ts
+ * isGateway({ modules: ['catalog'], replicas: 1, env: {}, http: 8080 }); // true
+ * ```
+ */
+export function isGateway(group: ProcessGroup): boolean {
+  return group.http !== undefined;
+}
+
+/**
+ * A group's environment, in a stable order, except the NATS URL (compose writes it inline,
+ * Kubernetes takes it from a Secret): the modules it hosts, its name, the NATS subject prefix
+ * when the topology sets one, the operations its HTTP port exposes, then the group's own `env`.
+ *
+ * @example
+ * ```ts
+ * groupEnvironment(topology, 'storefront', topology.processes['storefront']!);
+ * // [['KEEL_MODULES', 'catalog,orders'], ['KEEL_PROCESS_NAME', 'storefront'], ['KEEL_HTTP_OPERATIONS', 'all']]
+ * ```
+ */
+export function groupEnvironment(topology: TopologyFile, name: string, group: ProcessGroup): [string, string][] {
+  const environment: [string, string][] = [
+    ['KEEL_MODULES', group.modules.join(',')],
+    ['KEEL_PROCESS_NAME', name],
+  ];
+  if (topology.nats.prefix !== undefined) environment.push(['KEEL_NATS_PREFIX', topology.nats.prefix]);
+  // Every process keeps PORT for /healthz, /readyz and /metrics; only the gateway exposes operations.
+  environment.push(['KEEL_HTTP_OPERATIONS', isGateway(group) ? 'all' : 'none']);
+  for (const [key, value] of Object.entries(group.env)) {
+    const index = environment.findIndex(([existing]) => existing === key);
+    if (index >= 0) environment[index] = [key, value];
+    else environment.push([key, value]);
+  }
+  return environment;
+}
+
+/**
+ * The health check command every container runs: node's own `fetch` of `/healthz` on PORT
+ * (the slim image has neither curl nor wget), exiting 0 when it answers 2xx.
+ *
+ * @example
+ * ```ts
+ * ['CMD', ...healthCommand()]; // a compose healthcheck test
+ * ```
+ */
+export function healthCommand(): string[] {
+  return [
+    'node',
+    '-e',
+    `fetch('http://127.0.0.1:'+(process.env.PORT||${DEFAULT_DEPLOY_OPTIONS.containerPort})+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))`,
+  ];
+}
+
+/**
+ * The comment heading every generated file.
+ *
+ * @example
+ * ```ts
+ * generatedHeader({ source: 'topologies/split.ts' }); // 'Generated by keel deploy from topologies/split.ts. ...'
+ * ```
+ */
+export function generatedHeader(options: Pick<ResolvedDeployOptions, 'source'>): string {
+  return `${GENERATED_MARK} from ${options.source}. Change the topology and run keel deploy again rather than editing this file.`;
+}
+
+/**
+ * How every generated file begins (after `# `), so that `keel deploy --force` knows which
+ * files it wrote before.
+ *
+ * @example
+ * ```ts
+ * readFileSync(path, 'utf8').startsWith(`# ${GENERATED_MARK}`);
+ * ```
+ */
+export const GENERATED_MARK = 'Generated by keel deploy';

@@ -1,0 +1,362 @@
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { Ajv, type ValidateFunction } from 'ajv';
+import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
+import { PodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
+import { Service } from 'kubernetes-models/v1/Service';
+import { parse } from 'yaml';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { planDeployment, type DeployFile } from '../cli/deploy/index.js';
+import { parseTopology } from '../cli/topology.js';
+import { runKeel } from './support/cli.js';
+
+const require = createRequire(import.meta.url);
+const repository = dirname(require.resolve('keel/package.json'));
+const shopModules = ['catalog', 'inventory', 'payments', 'orders', 'notifications'];
+const temporary: string[] = [];
+
+function temporaryFolder(): string {
+  const folder = mkdtempSync(join(tmpdir(), 'keel-deploy-'));
+  temporary.push(folder);
+  return folder;
+}
+
+afterAll(() => {
+  for (const folder of temporary) rmSync(folder, { recursive: true, force: true });
+});
+
+/** A topology the shop files do not cover: replicas, an HTTP gateway, a group's env and a subject prefix. */
+const replicated = {
+  name: 'shop, replicated',
+  nats: { prefix: 'shop' },
+  processes: {
+    gateway: { modules: ['catalog'], http: 8080, env: { KEEL_LOG_LEVEL: 'info' } },
+    orders: { modules: ['orders', 'payments'], replicas: 3, env: { ORDERS_FEATURE: 'on', KEEL_HTTP_OPERATIONS: 'hosted' } },
+    warehouse: { modules: ['inventory', 'notifications'], replicas: 2 },
+  },
+};
+let replicatedPath = '';
+
+/** Files `keel deploy` wrote under `out`, as a map from relative path to text. */
+function readTree(out: string, prefix = ''): Map<string, string> {
+  const files = new Map<string, string>();
+  for (const entry of readdirSync(join(out, prefix), { withFileTypes: true })) {
+    const path = `${prefix}${entry.name}`;
+    if (entry.isDirectory()) for (const [nested, text] of readTree(out, `${path}/`)) files.set(nested, text);
+    else files.set(path, readFileSync(join(out, path), 'utf8'));
+  }
+  return files;
+}
+
+interface Deployed {
+  readonly stdout: string;
+  readonly out: string;
+  readonly files: Map<string, string>;
+}
+
+async function deploy(topology: string, extra: readonly string[] = []): Promise<Deployed> {
+  const out = join(temporaryFolder(), 'deploy');
+  const run = await runKeel(['deploy', topology, '--out', out, ...extra], { cwd: repository });
+  expect(run.stderr).toBe('');
+  expect(run.code).toBe(0);
+  return { stdout: run.stdout, out, files: readTree(out) };
+}
+
+const yamlOf = (deployed: Deployed, path: string): any => parse(deployed.files.get(path) ?? '');
+const kubernetesOf = (deployed: Deployed, suffix: string): [string, any][] =>
+  [...deployed.files].filter(([path]) => path.startsWith('k8s/') && path.endsWith(suffix)).map(([path, text]) => [path, parse(text)]);
+
+let validateCompose: ValidateFunction;
+const topologies: Record<string, Deployed> = {};
+
+beforeAll(async () => {
+  replicatedPath = join(temporaryFolder(), 'replicated.json');
+  writeFileSync(replicatedPath, JSON.stringify(replicated));
+  const composeSchema = JSON.parse(readFileSync(join(repository, 'test/fixtures/schemas/compose-spec.json'), 'utf8'));
+  const ajv = new Ajv({ allErrors: true, strict: false });
+  // The schema names draft-07 by its https URI; ajv registers draft-07 as http://…#. Same meta-schema.
+  ajv.addMetaSchema({ ...require('ajv/dist/refs/json-schema-draft-07.json'), $id: composeSchema.$schema });
+  validateCompose = ajv.compile(composeSchema);
+  for (const name of ['single', 'split', 'per-module']) topologies[name] = await deploy(`topologies/${name}.ts`);
+  topologies['replicated'] = await deploy(replicatedPath);
+});
+
+describe('cli - deploy', () => {
+  it('cli - deploy writes the Dockerfile, ignore files, compose.yaml and k8s/, printing one line per file', () => {
+    const { stdout, files } = topologies['split']!;
+    expect([...files.keys()].sort()).toEqual([
+      '.dockerignore',
+      'Dockerfile',
+      'Dockerfile.dockerignore',
+      'compose.yaml',
+      'k8s/back-office-deployment.yaml',
+      'k8s/kustomization.yaml',
+      'k8s/notifications-deployment.yaml',
+      'k8s/storefront-deployment.yaml',
+    ]);
+    const lines = stdout.trimEnd().split('\n');
+    expect(lines).toHaveLength(files.size);
+    for (const path of files.keys()) expect(lines.some((line) => line.startsWith('keel deploy: wrote ') && line.endsWith(join('deploy', path)))).toBe(true);
+  });
+
+  it('cli - deploy compose.yaml of every topology validates against the Compose specification schema', () => {
+    for (const [name, deployed] of Object.entries(topologies)) {
+      const valid = validateCompose(yamlOf(deployed, 'compose.yaml'));
+      expect({ name, errors: validateCompose.errors ?? null }).toEqual({ name, errors: null });
+      expect(valid).toBe(true);
+    }
+  });
+
+  it('cli - deploy the compose schema check rejects a misspelt key (it is strict)', () => {
+    const compose = yamlOf(topologies['split']!, 'compose.yaml');
+    compose.services.storefront.replica = 2;
+    expect(validateCompose(compose)).toBe(false);
+  });
+
+  it('cli - deploy k8s Deployments, Services and PodDisruptionBudgets validate against the Kubernetes schemas', () => {
+    const models = { Deployment, Service, PodDisruptionBudget } as const;
+    let checked = 0;
+    for (const deployed of Object.values(topologies)) {
+      for (const [path, document] of kubernetesOf(deployed, '.yaml').filter(([path]) => !path.endsWith('kustomization.yaml'))) {
+        const Model = models[document.kind as keyof typeof models];
+        expect(Model, `${path} has kind ${document.kind}`).toBeDefined();
+        expect(() => new Model(document).validate(), path).not.toThrow();
+        checked++;
+      }
+    }
+    expect(checked).toBe(1 + 3 + 5 + 3 + 1 + 2);
+    const broken = yamlOf(topologies['replicated']!, 'k8s/gateway-deployment.yaml');
+    broken.spec.replicas = 'three';
+    expect(() => new Deployment(broken).validate()).toThrow();
+  });
+
+  it('cli - deploy kustomization.yaml lists every manifest it sits beside, and nothing else', () => {
+    for (const deployed of Object.values(topologies)) {
+      const kustomization = yamlOf(deployed, 'k8s/kustomization.yaml');
+      expect(kustomization.apiVersion).toBe('kustomize.config.k8s.io/v1beta1');
+      expect(kustomization.kind).toBe('Kustomization');
+      const manifests = [...deployed.files.keys()].filter((path) => path.startsWith('k8s/') && path !== 'k8s/kustomization.yaml');
+      expect([...kustomization.resources].sort()).toEqual(manifests.map((path) => path.slice(4)).sort());
+    }
+  });
+
+  it('cli - deploy Dockerfile is multi-stage, installs production dependencies only at run time, runs as node with an exec-form CMD and a node HEALTHCHECK on /healthz', () => {
+    const text = topologies['split']!.files.get('Dockerfile')!;
+    const instructions = text.split('\n').filter((line) => line !== '' && !line.startsWith('#'));
+    const froms = instructions.filter((line) => line.startsWith('FROM '));
+    expect(froms).toEqual(['FROM node:24-slim AS build', 'FROM node:24-slim AS runtime']);
+    const runtime = instructions.slice(instructions.indexOf('FROM node:24-slim AS runtime'));
+    const build = instructions.slice(0, instructions.indexOf('FROM node:24-slim AS runtime'));
+    expect(build).toContain('RUN npm ci --no-audit --no-fund');
+    expect(build).toContain('RUN npx keel build');
+    expect(runtime).toContain('COPY package.json package-lock.json ./');
+    expect(runtime.some((line) => line.startsWith('RUN npm ci --omit=dev'))).toBe(true);
+    expect(runtime).toContain('COPY --from=build /app/dist ./dist');
+    expect(runtime).toContain('ENV NODE_ENV=production PORT=3000 KEEL_HTTP_HOST=0.0.0.0');
+    expect(runtime).toContain('USER node');
+    const cmd = runtime.find((line) => line.startsWith('CMD '))!;
+    expect(JSON.parse(cmd.slice(4))).toEqual(['node', 'node_modules/keel/dist/cli/bin.js', 'start']);
+    const healthcheck = runtime.find((line) => line.startsWith('HEALTHCHECK '))!;
+    const [, command] = healthcheck.split(' CMD ');
+    const exec = JSON.parse(command!) as string[];
+    expect(exec.slice(0, 2)).toEqual(['node', '-e']);
+    expect(exec[2]).toContain("'/healthz'");
+    expect(runtime.indexOf('USER node')).toBeLessThan(runtime.indexOf(cmd));
+    for (const ignore of ['.dockerignore', 'Dockerfile.dockerignore']) {
+      expect(topologies['split']!.files.get(ignore)!.split('\n')).toEqual(expect.arrayContaining(['node_modules', 'dist', '.git', '*.tgz']));
+    }
+  });
+
+  it('cli - deploy --node picks the base image of both stages', async () => {
+    const { files } = await deploy('topologies/single.ts', ['--node', '22']);
+    expect(files.get('Dockerfile')!.match(/^FROM .*$/gm)).toEqual(['FROM node:22-slim AS build', 'FROM node:22-slim AS runtime']);
+  });
+
+  it('cli - deploy gives each group its replicas and KEEL_MODULES in compose and in its Deployment', () => {
+    for (const [name, deployed] of Object.entries(topologies)) {
+      const source = name === 'replicated' ? replicated : undefined;
+      const compose = yamlOf(deployed, 'compose.yaml');
+      const deployments = kubernetesOf(deployed, '-deployment.yaml');
+      const groups = Object.keys(compose.services).filter((service) => service !== 'nats');
+      expect(deployments.map(([path]) => path.slice(4, -'-deployment.yaml'.length)).sort()).toEqual([...groups].sort());
+      for (const group of groups) {
+        const service = compose.services[group];
+        const deployment = deployments.find(([path]) => path === `k8s/${group}-deployment.yaml`)![1];
+        const container = deployment.spec.template.spec.containers[0];
+        const modules = container.env.find((variable: any) => variable.name === 'KEEL_MODULES').value;
+        expect(service.environment.KEEL_MODULES).toBe(modules);
+        expect(service.deploy.replicas).toBe(deployment.spec.replicas);
+        if (source) {
+          const group_ = source.processes[group as keyof typeof source.processes] as { modules: string[]; replicas?: number };
+          expect(modules).toBe(group_.modules.join(','));
+          expect(deployment.spec.replicas).toBe(group_.replicas ?? 1);
+        }
+      }
+    }
+    const perModule = yamlOf(topologies['per-module']!, 'compose.yaml');
+    expect(Object.keys(perModule.services)).toEqual(['nats', 'catalog', 'inventory', 'payments', 'orders', 'notifications']);
+  });
+
+  it('cli - deploy compose runs NATS with JetStream on a named volume, with a health check, and every group waits for it to be healthy', () => {
+    const compose = yamlOf(topologies['replicated']!, 'compose.yaml');
+    const nats = compose.services.nats;
+    expect(nats.image).toBe('nats:2.10-alpine');
+    expect(nats.command).toEqual(['-js', '-sd', '/data', '-m', '8222']);
+    expect(nats.volumes).toEqual(['nats-data:/data']);
+    expect(compose.volumes).toEqual({ 'nats-data': {} });
+    expect(nats.healthcheck.test).toEqual(['CMD', 'wget', '-q', '--spider', 'http://127.0.0.1:8222/healthz']);
+    for (const group of ['gateway', 'orders', 'warehouse']) {
+      const service = compose.services[group];
+      expect(service.depends_on).toEqual({ nats: { condition: 'service_healthy' } });
+      expect(service.environment.KEEL_NATS_URL).toBe('nats://nats:4222');
+      expect(service.environment.KEEL_NATS_PREFIX).toBe('shop');
+      expect(service.environment.KEEL_PROCESS_NAME).toBe(group);
+      expect(service.healthcheck.test.slice(0, 3)).toEqual(['CMD', 'node', '-e']);
+      expect(service.healthcheck.test[3]).toContain('/healthz');
+      expect(service.stop_grace_period).toBe('45s');
+    }
+  });
+
+  it('cli - deploy publishes only the gateway\'s port and exposes operations only on the gateway; a group\'s env is passed on', () => {
+    const compose = yamlOf(topologies['replicated']!, 'compose.yaml');
+    expect(compose.services.gateway.ports).toEqual(['8080:3000']);
+    expect(compose.services.gateway.environment.KEEL_HTTP_OPERATIONS).toBe('all');
+    expect(compose.services.gateway.environment.KEEL_LOG_LEVEL).toBe('info');
+    expect(compose.services.orders.ports).toBeUndefined();
+    expect(compose.services.orders.environment.ORDERS_FEATURE).toBe('on');
+    expect(compose.services.orders.environment.KEEL_HTTP_OPERATIONS).toBe('hosted');
+    expect(compose.services.warehouse.ports).toBeUndefined();
+    expect(compose.services.warehouse.environment.KEEL_HTTP_OPERATIONS).toBe('none');
+    for (const name of ['split', 'per-module', 'single']) {
+      const services = yamlOf(topologies[name]!, 'compose.yaml').services;
+      for (const service of Object.values<any>(services)) expect(service.ports).toBeUndefined();
+    }
+  });
+
+  it('cli - deploy writes a Service for the HTTP gateway only, to the container port', () => {
+    const services = kubernetesOf(topologies['replicated']!, '-service.yaml');
+    expect(services.map(([path]) => path)).toEqual(['k8s/gateway-service.yaml']);
+    const [, service] = services[0]!;
+    expect(service.spec.ports).toEqual([{ name: 'http', port: 8080, targetPort: 'http', protocol: 'TCP' }]);
+    expect(service.spec.selector).toEqual({ 'app.kubernetes.io/name': 'keel', 'app.kubernetes.io/component': 'gateway' });
+    for (const name of ['split', 'per-module', 'single']) expect(kubernetesOf(topologies[name]!, '-service.yaml')).toEqual([]);
+  });
+
+  it('cli - deploy writes a PodDisruptionBudget only for groups with two or more replicas', () => {
+    const budgets = kubernetesOf(topologies['replicated']!, '-pdb.yaml');
+    expect(budgets.map(([path]) => path)).toEqual(['k8s/orders-pdb.yaml', 'k8s/warehouse-pdb.yaml']);
+    for (const [, budget] of budgets) expect(budget.spec.maxUnavailable).toBe(1);
+    expect(budgets[0]![1].spec.selector.matchLabels).toEqual({ 'app.kubernetes.io/name': 'keel', 'app.kubernetes.io/component': 'orders' });
+    for (const name of ['split', 'per-module', 'single']) expect(kubernetesOf(topologies[name]!, '-pdb.yaml')).toEqual([]);
+  });
+
+  it('cli - deploy takes the NATS URL from a Secret by secretKeyRef, never inline, in every Deployment', () => {
+    for (const name of ['split', 'per-module', 'replicated']) {
+      for (const [path, deployment] of kubernetesOf(topologies[name]!, '-deployment.yaml')) {
+        const env = deployment.spec.template.spec.containers[0].env;
+        const nats = env.filter((variable: any) => variable.name === 'KEEL_NATS_URL');
+        expect(nats, path).toEqual([{ name: 'KEEL_NATS_URL', valueFrom: { secretKeyRef: { name: 'keel-nats', key: 'KEEL_NATS_URL' } } }]);
+        expect(topologies[name]!.files.get(path)).not.toContain('nats://');
+      }
+    }
+  });
+
+  it('cli - deploy of one process has no NATS: no nats service, no volume, no NATS URL', () => {
+    const single = topologies['single']!;
+    const compose = yamlOf(single, 'compose.yaml');
+    expect(Object.keys(compose.services)).toEqual(['shop']);
+    expect(compose.volumes).toBeUndefined();
+    expect(compose.services.shop.depends_on).toBeUndefined();
+    expect(compose.services.shop.environment).toEqual({ KEEL_MODULES: shopModules.join(','), KEEL_PROCESS_NAME: 'shop', KEEL_HTTP_OPERATIONS: 'none' });
+    expect(single.files.get('k8s/shop-deployment.yaml')).not.toContain('KEEL_NATS_URL');
+  });
+
+  it('cli - deploy probes /readyz for readiness and /healthz for liveness and start-up, with a grace period longer than the 30 s drain', () => {
+    for (const [path, deployment] of kubernetesOf(topologies['replicated']!, '-deployment.yaml')) {
+      const pod = deployment.spec.template.spec;
+      const container = pod.containers[0];
+      expect(container.readinessProbe.httpGet, path).toEqual({ path: '/readyz', port: 'http' });
+      expect(container.livenessProbe.httpGet, path).toEqual({ path: '/healthz', port: 'http' });
+      expect(container.startupProbe.httpGet, path).toEqual({ path: '/healthz', port: 'http' });
+      expect(container.ports).toEqual([{ name: 'http', containerPort: 3000, protocol: 'TCP' }]);
+      expect(pod.terminationGracePeriodSeconds).toBeGreaterThan(30);
+      expect(container.resources.requests).toEqual({ cpu: '50m', memory: '96Mi' });
+      expect(container.resources.limits.memory).toBe('256Mi');
+    }
+  });
+
+  it('cli - deploy runs every container as the non-root node user on a read-only root filesystem with an emptyDir at /tmp', () => {
+    for (const [path, deployment] of kubernetesOf(topologies['per-module']!, '-deployment.yaml')) {
+      const pod = deployment.spec.template.spec;
+      const container = pod.containers[0];
+      expect(pod.securityContext.runAsNonRoot, path).toBe(true);
+      expect(container.securityContext).toEqual({
+        runAsNonRoot: true,
+        runAsUser: 1000,
+        readOnlyRootFilesystem: true,
+        allowPrivilegeEscalation: false,
+        capabilities: { drop: ['ALL'] },
+      });
+      expect(container.volumeMounts).toEqual([{ name: 'tmp', mountPath: '/tmp' }]);
+      expect(pod.volumes).toEqual([{ name: 'tmp', emptyDir: {} }]);
+      const group = path.slice(4, -'-deployment.yaml'.length);
+      expect(deployment.metadata.labels).toMatchObject({
+        'app.kubernetes.io/name': 'keel',
+        'app.kubernetes.io/component': group,
+        'app.kubernetes.io/part-of': 'keel',
+      });
+      expect(container.image).toBe(`keel:${require('keel/package.json').version}`);
+    }
+  });
+
+  it('cli - deploy output is deterministic: the same topology gives the same bytes', () => {
+    const topology = parseTopology(replicated, shopModules, 'replicated.json');
+    const options = { app: 'my-shop', image: 'registry.example.com/my-shop:1.0.0', source: 'replicated.json' };
+    const first: DeployFile[] = planDeployment(topology, options);
+    expect(planDeployment(parseTopology(replicated, shopModules, 'replicated.json'), options)).toEqual(first);
+    expect(first.find((file) => file.path === 'k8s/gateway-deployment.yaml')!.contents).toContain('image: registry.example.com/my-shop:1.0.0');
+  });
+
+  it('cli - deploy refuses a non-empty --out without --force; --force rewrites it and removes files of groups no longer there', async () => {
+    const { out } = await deploy(replicatedPath);
+    const refused = await runKeel(['deploy', 'topologies/split.ts', '--out', out], { cwd: repository });
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain('E_TARGET_EXISTS');
+    expect(refused.stderr).toContain('--out');
+    writeFileSync(join(out, 'NOTES.md'), 'mine\n');
+    const forced = await runKeel(['deploy', 'topologies/split.ts', '--out', out, '--force'], { cwd: repository });
+    expect(forced.code).toBe(0);
+    expect(forced.stdout).toMatch(/^keel deploy: removed .*gateway-deployment\.yaml/m);
+    expect(existsSync(join(out, 'k8s/gateway-deployment.yaml'))).toBe(false);
+    expect(existsSync(join(out, 'k8s/orders-pdb.yaml'))).toBe(false);
+    expect(readFileSync(join(out, 'NOTES.md'), 'utf8')).toBe('mine\n');
+    expect(readTree(out)).toEqual(new Map([...topologies['split']!.files, ['NOTES.md', 'mine\n']]));
+  });
+
+  it('cli - deploy names the wrong flag or topology field in its errors', async () => {
+    const out = join(temporaryFolder(), 'out');
+    const cases: [string[], string, string][] = [
+      [['--image', 'Not An Image'], 'E_USAGE', '--image'],
+      [['--node', 'latest'], 'E_USAGE', '--node'],
+      [['--node', '23'], 'E_USAGE', '--node'],
+      [['--name', '9lives'], 'E_USAGE', '--name'],
+    ];
+    for (const [flags, code, named] of cases) {
+      const run = await runKeel(['deploy', 'topologies/split.ts', '--out', out, ...flags], { cwd: repository });
+      expect(run.stderr, flags.join(' ')).toContain(code);
+      expect(run.stderr, flags.join(' ')).toContain(named);
+    }
+    const bad = join(temporaryFolder(), 'bad.json');
+    writeFileSync(bad, JSON.stringify({ processes: { app: { modules: shopModules, env: { KEEL_NATS_URL: 'nats://secret@host:4222' } } } }));
+    const env = await runKeel(['deploy', bad, '--out', out], { cwd: repository });
+    expect(env.stderr).toContain('E_TOPOLOGY');
+    expect(env.stderr).toContain('processes.app.env.KEEL_NATS_URL');
+    mkdirSync(out, { recursive: true });
+    writeFileSync(join(out, 'file'), '');
+    const file = await runKeel(['deploy', 'topologies/split.ts', '--out', join(out, 'file')], { cwd: repository });
+    expect(file.stderr).toContain('--out');
+    expect(file.code).toBe(2);
+  });
+});
