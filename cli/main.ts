@@ -33,6 +33,7 @@ export const main = defineCommand({
   subCommands: {
     new: () => load(import('./commands/new.js')),
     generate: () => load(import('./commands/generate.js')),
+    build: () => load(import('./commands/build.js')),
     start: () => load(import('./commands/start.js')),
     up: () => load(import('./commands/up.js')),
     deploy: () => load(import('./commands/deploy.js')),

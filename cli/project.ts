@@ -10,23 +10,26 @@ import type { AnyContract, AnyModule } from 'keel';
 import { CLIError, CliErrorCode } from './errors.js';
 
 /**
- * A keel application on disk.
+ * A keel application on disk: its TypeScript sources, or the JavaScript `keel build` wrote.
  *
  * @example
  * ```ts
  * const project: Project = findProject(process.cwd());
  * console.log(project.root, project.manifestPath, project.modulesDir, project.testDir);
+ * if (project.build) console.log(`running the build of ${project.build.info.builtAt}`);
  * ```
  */
 export interface Project {
   /** The folder holding package.json. */
   readonly root: string;
-  /** Absolute path of the manifest, the file exporting `modules`. */
+  /** Absolute path of the manifest, the file exporting `modules` (in the build when {@link build} is set). */
   readonly manifestPath: string;
   /** Folder holding one folder per module (the manifest's folder). */
   readonly modulesDir: string;
   /** Folder where module tests go. */
   readonly testDir: string;
+  /** Set when the project runs from its build rather than from its sources. */
+  readonly build?: ProjectBuild | undefined;
 }
 
 /** What a project may set under `"keel"` in its package.json. */
@@ -35,45 +38,142 @@ export interface ProjectSettings {
   readonly manifest?: string;
   /** Test folder relative to the project root (default `test`). */
   readonly testDir?: string;
+  /** Folder `keel build` writes, relative to the project root (default `dist`). */
+  readonly outDir?: string;
+  /** Files or folders `keel build` compiles besides the manifest's folder and `topologies/`, such as a custom entry. */
+  readonly entry?: readonly string[];
 }
 
 /** Defaults of {@link ProjectSettings}. */
 export const DEFAULT_PROJECT_SETTINGS = {
   manifest: 'modules/index.ts',
   testDir: 'test',
+  outDir: 'dist',
+  entry: [],
 } as const satisfies ProjectSettings;
 
-function settingsAt(folder: string): Required<ProjectSettings> | undefined {
+/** The file `keel build` writes at the top of its output, describing the build. */
+export const BUILD_INFO_FILE = 'keel-build.json';
+
+/**
+ * What `keel build` records in {@link BUILD_INFO_FILE}.
+ *
+ * @example
+ * ```ts
+ * const info: BuildInfo = { keel: '0.1.0', builtAt: '2026-11-30T10:00:00.000Z', manifest: 'modules/index.js' };
+ * ```
+ */
+export interface BuildInfo {
+  /** keel's version that built it. */
+  readonly keel: string;
+  /** When it was built (ISO 8601). */
+  readonly builtAt: string;
+  /** The compiled manifest, relative to the build folder. */
+  readonly manifest: string;
+}
+
+/** A project's build, as {@link findProject} found it. */
+export interface ProjectBuild {
+  /** Absolute path of the build folder. */
+  readonly outDir: string;
+  readonly info: BuildInfo;
+}
+
+/** {@link ProjectSettings} with the defaults filled in. */
+export type ResolvedProjectSettings = { readonly [K in keyof ProjectSettings]-?: NonNullable<ProjectSettings[K]> };
+
+/**
+ * The `"keel"` settings of the package.json in `folder`, defaults filled in, or undefined when
+ * the folder has no package.json. Throws `E_NO_PROJECT` naming the field that is wrong.
+ *
+ * @example
+ * ```ts
+ * projectSettings('/home/me/shop')?.outDir; // 'dist'
+ * ```
+ */
+export function projectSettings(folder: string): ResolvedProjectSettings | undefined {
   const packagePath = join(folder, 'package.json');
   if (!existsSync(packagePath)) return undefined;
-  let settings: ProjectSettings = {};
+  let settings: Record<string, unknown> = {};
   try {
-    const parsed = JSON.parse(readFileSync(packagePath, 'utf8')) as { keel?: ProjectSettings };
-    settings = typeof parsed.keel === 'object' && parsed.keel !== null ? parsed.keel : {};
+    const parsed = JSON.parse(readFileSync(packagePath, 'utf8')) as { keel?: unknown };
+    if (typeof parsed.keel === 'object' && parsed.keel !== null) settings = parsed.keel as Record<string, unknown>;
   } catch (error) {
     throw new CLIError(CliErrorCode.E_NO_PROJECT, `${packagePath} is not valid JSON; fix it first.`, { cause: error });
   }
-  const merged = { ...DEFAULT_PROJECT_SETTINGS, ...settings };
-  return existsSync(join(folder, merged.manifest)) ? merged : undefined;
+  const wrong = (field: string, what: string): never => {
+    throw new CLIError(CliErrorCode.E_NO_PROJECT, `${packagePath}: "keel.${field}" must be ${what}.`);
+  };
+  for (const field of ['manifest', 'testDir', 'outDir'] as const) {
+    const value = settings[field];
+    if (value !== undefined && (typeof value !== 'string' || value.trim() === '')) wrong(field, 'a path relative to the project root');
+  }
+  const entry = settings['entry'];
+  if (entry !== undefined && !(Array.isArray(entry) && entry.every((item) => typeof item === 'string' && item.trim() !== ''))) {
+    wrong('entry', 'an array of paths relative to the project root, such as ["app/main.ts"]');
+  }
+  return { ...DEFAULT_PROJECT_SETTINGS, ...(settings as ProjectSettings) };
+}
+
+/**
+ * Reads the {@link BUILD_INFO_FILE} of a build folder, or undefined when there is none.
+ *
+ * @example
+ * ```ts
+ * readBuildInfo('/home/me/shop/dist')?.builtAt;
+ * ```
+ */
+export function readBuildInfo(outDir: string): BuildInfo | undefined {
+  const path = join(outDir, BUILD_INFO_FILE);
+  if (!existsSync(path)) return undefined;
+  const parsed = JSON.parse(readFileSync(path, 'utf8')) as Partial<BuildInfo>;
+  if (typeof parsed.manifest !== 'string' || typeof parsed.builtAt !== 'string') {
+    throw new CLIError(CliErrorCode.E_BUILD, `${path} is not a build record keel wrote.`, {
+      hint: 'Build the application again with `keel build`.',
+    });
+  }
+  return { keel: parsed.keel ?? 'unknown', builtAt: parsed.builtAt, manifest: parsed.manifest };
+}
+
+/** Options of {@link findProject}. */
+export interface FindProjectOptions {
+  /** Run from the build even when the sources are there (`keel start --build`). */
+  readonly fromBuild?: boolean;
 }
 
 /**
  * Finds the keel project containing `cwd`: the nearest folder upwards with a package.json and
- * a manifest. Throws `E_NO_PROJECT` when there is none.
+ * either a manifest or a build. A folder holding both runs its sources, unless `fromBuild` asks
+ * for the build. Throws `E_NO_PROJECT` when there is none, `E_BUILD` when a build is asked for
+ * and missing.
  *
  * @example
  * ```ts
  * const project = findProject(process.cwd());
  * console.log(project.manifestPath); // /home/me/shop/modules/index.ts
+ * findProject('/srv/shop', { fromBuild: true }).manifestPath; // /srv/shop/dist/modules/index.js
  * ```
  */
-export function findProject(cwd: string): Project {
+export function findProject(cwd: string, options: FindProjectOptions = {}): Project {
   let folder = resolve(cwd);
   for (;;) {
-    const settings = settingsAt(folder);
+    const settings = projectSettings(folder);
     if (settings !== undefined) {
       const manifestPath = join(folder, settings.manifest);
-      return { root: folder, manifestPath, modulesDir: dirname(manifestPath), testDir: join(folder, settings.testDir) };
+      const testDir = join(folder, settings.testDir);
+      const hasSources = existsSync(manifestPath);
+      const outDir = resolve(folder, settings.outDir);
+      const info = hasSources && !options.fromBuild ? undefined : readBuildInfo(outDir);
+      if (info !== undefined) {
+        const builtManifest = join(outDir, info.manifest);
+        return { root: folder, manifestPath: builtManifest, modulesDir: dirname(builtManifest), testDir, build: { outDir, info } };
+      }
+      if (hasSources && options.fromBuild) {
+        throw new CLIError(CliErrorCode.E_BUILD, `${folder} has no build in ${settings.outDir}/ to start.`, {
+          hint: 'Build it first with `keel build` (or `npm run build`).',
+        });
+      }
+      if (hasSources) return { root: folder, manifestPath, modulesDir: dirname(manifestPath), testDir };
     }
     const parent = dirname(folder);
     if (parent === folder) break;
@@ -81,7 +181,7 @@ export function findProject(cwd: string): Project {
   }
   throw new CLIError(
     CliErrorCode.E_NO_PROJECT,
-    `No keel application found in ${resolve(cwd)} or above it: no package.json next to ${DEFAULT_PROJECT_SETTINGS.manifest}.`,
+    `No keel application found in ${resolve(cwd)} or above it: no package.json next to ${DEFAULT_PROJECT_SETTINGS.manifest} or a build of it.`,
     { hint: 'Run this inside an application, or create one with `keel new <dir>`.' },
   );
 }
@@ -255,6 +355,8 @@ export function findCycle(nodes: readonly ModuleNode[]): string[] | undefined {
 
 interface KeelPackage {
   readonly version: string;
+  /** The Node.js range keel runs on (`engines.node`). */
+  readonly engines: string;
   readonly dependencies: Readonly<Record<string, string>>;
   readonly devDependencies: Readonly<Record<string, string>>;
 }
@@ -269,9 +371,10 @@ interface KeelPackage {
  */
 export function keelPackage(): KeelPackage {
   const path = createRequire(import.meta.url).resolve('keel/package.json');
-  const parsed = JSON.parse(readFileSync(path, 'utf8')) as Partial<KeelPackage>;
+  const parsed = JSON.parse(readFileSync(path, 'utf8')) as Partial<Omit<KeelPackage, 'engines'>> & { engines?: { node?: string } };
   return {
     version: parsed.version ?? '0.0.0',
+    engines: parsed.engines?.node ?? '>=22.12.0',
     dependencies: parsed.dependencies ?? {},
     devDependencies: parsed.devDependencies ?? {},
   };

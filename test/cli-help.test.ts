@@ -17,12 +17,13 @@ describe('cli - help', () => {
     expect(stdout).toMatchInlineSnapshot(`
       "Build a modular monolith whose modules split into services without code changes (keel v<version>)
 
-      USAGE keel new|generate|g|start|up|deploy|check|graph|status|contracts
+      USAGE keel new|generate|g|build|start|up|deploy|check|graph|status|contracts
 
       COMMANDS
 
                 new    Create an application with one starter module
         generate, g    Generate code in the current application
+              build    Compile the application (modules, topologies, entry files) to JavaScript in dist/
               start    Run the application, or the modules named, in this process
                  up    Run a whole topology locally: every process, NATS, restarts, one log
              deploy    Write a Dockerfile, compose.yaml and Kubernetes manifests for a topology
@@ -129,15 +130,17 @@ describe('cli - help', () => {
 
              --modules=<a,b>    Modules to host here, comma-separated, or none (default: $KEEL_MODULES, else all)
                 --nats=<url>    NATS server URL for the other modules (default: $KEEL_NATS_URL)
-               --http=<port>    Serve the HTTP gateway on this port; 0 picks a free one, off serves none (default: $KEEL_HTTP_PORT, then $PORT, else none)
+               --http=<port>    Serve the HTTP gateway on this port; 0 picks a free one, off serves none (default: $KEEL_HTTP_PORT, then $PORT, else 3000 when hosting every module, else none)
             --host=<address>    Address the HTTP gateway listens on (default: $KEEL_HTTP_HOST, else 127.0.0.1)
+                     --build    Run the build from \`keel build\` even where the TypeScript sources are (without them, the build runs anyway)
         --operations=<which>    Operations the HTTP gateway exposes: all, hosted (those of the modules hosted here) or none (only /healthz, /readyz, /metrics; default: $KEEL_HTTP_OPERATIONS, else all)
 
       EXAMPLES
 
         $ keel start
         $ keel start --modules catalog,orders --nats nats://127.0.0.1:4222
-        $ keel start --http 3000
+        $ keel start --http 8080
+        $ keel start --build
         $ keel start --modules none --nats nats://127.0.0.1:4222 --http 8080 --host 0.0.0.0
         $ keel start --modules orders --nats nats://127.0.0.1:4222 --http 3004 --operations none
       "
@@ -179,7 +182,7 @@ describe('cli - usage errors', () => {
     const { code, stderr } = await run(['publish']);
     expect(code).toBe(2);
     expect(stderr).toMatchInlineSnapshot(`
-      "error E_UNKNOWN_COMMAND: Unknown command "publish" for keel. Available: new, generate, start, up, deploy, check, graph, status, contracts.
+      "error E_UNKNOWN_COMMAND: Unknown command "publish" for keel. Available: new, generate, build, start, up, deploy, check, graph, status, contracts.
         Run \`keel --help\` to see what each command does.
       "
     `);

@@ -33,7 +33,7 @@ describe('cli - output to a closed pipe', () => {
   });
 
   it('cli - keel start stops cleanly, as on SIGTERM, when the reader of its output goes away', async () => {
-    const result = await runWithClosedStdout('start');
+    const result = await runWithClosedStdout('start', '--http', '0');
     expect(result.stderr).not.toContain('EPIPE');
     expect(result).toEqual({ code: 0, signal: null, stderr: '' });
   });

@@ -67,6 +67,31 @@ describe('cli - keel start', () => {
     expect(running.stdout.text).toContain('keel: stopping: finishing work in flight\nkeel: stopped\n');
   });
 
+  it('cli - serves HTTP on port 3000 when hosting every module and no port is given (shown by 3000 being taken)', async () => {
+    // Hold 3000 (or find it held already): the gateway must then fail on exactly that port.
+    const blocker = createServer();
+    await new Promise<void>((resolve) => {
+      blocker.once('error', () => resolve());
+      blocker.listen(3000, '127.0.0.1', () => resolve());
+    });
+    try {
+      const running = startWith({ PORT: '', KEEL_HTTP_PORT: '' });
+      expect(await running.exit).toBe(1);
+      expect(running.stderr.text).toContain('error E_HTTP_LISTEN: The HTTP gateway cannot listen on 127.0.0.1:3000');
+    } finally {
+      blocker.close();
+    }
+  });
+
+  it('cli - a process hosting some modules serves no HTTP unless given a port', async () => {
+    const running = start('--modules', 'catalog');
+    await Promise.race([running.stdout.waitFor('keel: ready'), running.exit.then(() => expect.fail(running.stderr.text))]);
+    running.stop();
+    expect(await running.exit).toBe(0);
+    expect(running.stdout.text).toContain('keel: hosting catalog\n');
+    expect(running.stdout.text).not.toContain('HTTP gateway');
+  });
+
   it('cli - refuses a module that is not in the manifest', async () => {
     const running = start('--modules', 'catalog,billing');
     expect(await running.exit).toBe(1);
@@ -111,13 +136,13 @@ describe('cli - keel start', () => {
     );
   });
 
-  it('cli - takes the gateway port from --http, then KEEL_HTTP_PORT, then PORT, as npm start does; off serves none', async () => {
+  it('cli - takes the gateway port from --http, then KEEL_HTTP_PORT, then PORT, as npm start does; off serves none; a module process without any serves none', async () => {
     expect((await startAndStop({ PORT: '0' })).url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     // KEEL_HTTP_PORT wins over PORT (an unusable PORT is not even read).
     expect((await startAndStop({ KEEL_HTTP_PORT: '0', PORT: 'eighty' })).url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     expect((await startAndStop({ PORT: '0' }, '--http', 'off')).url).toBeUndefined();
     expect((await startAndStop({ PORT: 'off' })).url).toBeUndefined();
-    expect((await startAndStop({})).url).toBeUndefined();
+    expect((await startAndStop({}, '--modules', 'catalog')).url).toBeUndefined();
   });
 
   it('cli - hosts the modules of KEEL_MODULES when --modules is not given', async () => {
@@ -207,10 +232,10 @@ describe('cli - keel start', () => {
   });
 
   it('cli - refuses --host or --operations without a gateway, and hosting none without NATS', async () => {
-    const host = start('--host', '0.0.0.0');
+    const host = start('--host', '0.0.0.0', '--http', 'off');
     expect(await host.exit).toBe(2);
     expect(host.stderr.text).toContain('error E_USAGE: --host is the address of the HTTP gateway, and no gateway was asked for.');
-    const operations = start('--operations', 'none');
+    const operations = start('--modules', 'catalog', '--operations', 'none');
     expect(await operations.exit).toBe(2);
     expect(operations.stderr.text).toContain('error E_USAGE: --operations picks the operations of the HTTP gateway, and no gateway was asked for.');
     const none = start('--modules', 'none');

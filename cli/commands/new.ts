@@ -44,6 +44,7 @@ export default defineCommand({
     const input: AppTemplateInput = {
       name,
       keelSpec: args.keel ?? `^${keel.version}`,
+      nodeRange: keel.engines,
       starter,
       versions: {
         zod: keel.dependencies['zod'] ?? '^4.0.0',
@@ -94,7 +95,7 @@ export default defineCommand({
     if (shown !== '.') out(`  cd ${shown}`);
     out('  npm install');
     out(`  npm test                                   # ${starter}'s tests, through its contract`);
-    out('  npm start                                  # the application in one process');
+    out('  npm start                                  # the application in one process, HTTP on port 3000');
     out('  npx keel generate module billing --depends-on ' + starter + '   # add a module');
   },
 });

@@ -3,6 +3,7 @@
  * default) and reaching the others over NATS, until Ctrl-C or SIGTERM drains it.
  */
 import { once } from 'node:events';
+import { relative } from 'node:path';
 import type { Kernel } from 'keel';
 import { contextOf, defineCommand } from '../command.js';
 import { CLIError, CliErrorCode } from '../errors.js';
@@ -24,10 +25,19 @@ function firstSet(env: Env, names: readonly string[]): { readonly name: string; 
   return undefined;
 }
 
-/** The gateway port: `--http`, else `KEEL_HTTP_PORT`, else `PORT`; `off` (or none of them) means no gateway. */
-function httpPortOf(flag: string | undefined, env: Env): number | undefined {
+/** The port of a process hosting the whole application when nothing else names one, as the shop's `npm start`. */
+export const DEFAULT_HTTP_PORT = 3000;
+
+/**
+ * The gateway port: `--http`, else `KEEL_HTTP_PORT`, else `PORT`; `off` means no gateway. With
+ * none of them, a process hosting every module serves on {@link DEFAULT_HTTP_PORT}, and one
+ * hosting some (a module process of a split topology) serves none, so that they do not all
+ * claim one port.
+ */
+function httpPortOf(flag: string | undefined, env: Env, hostsAll: boolean): number | undefined {
   const source = flag === undefined ? firstSet(env, ['KEEL_HTTP_PORT', 'PORT']) : { name: '--http', value: flag.trim() };
-  if (source === undefined || source.value === 'off') return undefined;
+  if (source === undefined) return hostsAll ? DEFAULT_HTTP_PORT : undefined;
+  if (source.value === 'off') return undefined;
   const port = Number(source.value);
   if (!(/^\d+$/.test(source.value) && port <= 65_535)) {
     throw new CLIError(
@@ -66,7 +76,8 @@ export default defineCommand({
     examples: [
       'keel start',
       'keel start --modules catalog,orders --nats nats://127.0.0.1:4222',
-      'keel start --http 3000',
+      'keel start --http 8080',
+      'keel start --build',
       'keel start --modules none --nats nats://127.0.0.1:4222 --http 8080 --host 0.0.0.0',
       'keel start --modules orders --nats nats://127.0.0.1:4222 --http 3004 --operations none',
     ],
@@ -80,13 +91,18 @@ export default defineCommand({
     nats: { type: 'string', description: 'NATS server URL for the other modules (default: $KEEL_NATS_URL)', valueHint: 'url' },
     http: {
       type: 'string',
-      description: 'Serve the HTTP gateway on this port; 0 picks a free one, off serves none (default: $KEEL_HTTP_PORT, then $PORT, else none)',
+      description:
+        'Serve the HTTP gateway on this port; 0 picks a free one, off serves none (default: $KEEL_HTTP_PORT, then $PORT, else 3000 when hosting every module, else none)',
       valueHint: 'port',
     },
     host: {
       type: 'string',
       description: 'Address the HTTP gateway listens on (default: $KEEL_HTTP_HOST, else 127.0.0.1)',
       valueHint: 'address',
+    },
+    build: {
+      type: 'boolean',
+      description: 'Run the build from `keel build` even where the TypeScript sources are (without them, the build runs anyway)',
     },
     operations: {
       type: 'string',
@@ -98,7 +114,8 @@ export default defineCommand({
   run: async ({ args, data }) => {
     const cli = contextOf(data);
     const out = (line: string) => cli.stdout.write(`${line}\n`);
-    const project = findProject(cli.cwd);
+    const project = findProject(cli.cwd, { fromBuild: args.build === true });
+    if (project.build) out(`keel: running the build in ${relative(cli.cwd, project.build.outDir) || '.'}/ (built ${project.build.info.builtAt})`);
     const modules = await loadManifest(project);
     const modulesText = args.modules ?? firstSet(cli.env, ['KEEL_MODULES'])?.value;
     const host = modulesText === undefined ? undefined : modulesText.trim() === NO_MODULES ? [] : splitList(modulesText);
@@ -110,7 +127,7 @@ export default defineCommand({
         hint: 'Pass --nats <url> (or set KEEL_NATS_URL), or name the modules to host here.',
       });
     }
-    const httpPort = httpPortOf(args.http, cli.env);
+    const httpPort = httpPortOf(args.http, cli.env, host === undefined);
     const httpHost = args.host?.trim() || firstSet(cli.env, ['KEEL_HTTP_HOST'])?.value;
     const httpOperations = httpOperationsOf(args.operations, cli.env);
     const gatewayOption =

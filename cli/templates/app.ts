@@ -9,6 +9,8 @@ export interface AppTemplateInput {
   readonly name: string;
   /** The keel dependency: a semver range, or a `file:` path to a packed tarball. */
   readonly keelSpec: string;
+  /** The Node.js range the application runs on: keel's own `engines.node`. */
+  readonly nodeRange: string;
   /** Version ranges of the packages the application uses, from keel's own package.json. */
   readonly versions: {
     readonly zod: string;
@@ -26,7 +28,7 @@ export interface AppTemplateInput {
  *
  * @example
  * ```ts
- * packageJsonFile({ name: 'my-shop', keelSpec: '^0.1.0', versions, starter: 'greeter' });
+ * packageJsonFile({ name: 'my-shop', keelSpec: '^0.1.0', nodeRange: '>=22.12.0', versions, starter: 'greeter' });
  * ```
  */
 export function packageJsonFile(input: AppTemplateInput): string {
@@ -35,9 +37,10 @@ export function packageJsonFile(input: AppTemplateInput): string {
     version: '0.1.0',
     private: true,
     type: 'module',
-    engines: { node: '>=20' },
+    engines: { node: input.nodeRange },
     scripts: {
       start: 'keel start',
+      build: 'keel build',
       test: 'vitest run',
       typecheck: 'tsc --noEmit',
       keel: 'keel',
@@ -123,7 +126,7 @@ export const modules: readonly AnyModule[] = [];
  *
  * @example
  * ```ts
- * writeFileSync('README.md', readmeFile({ name: 'my-shop', keelSpec: '^0.1.0', versions, starter: 'greeter' }));
+ * writeFileSync('README.md', readmeFile({ name: 'my-shop', keelSpec: '^0.1.0', nodeRange: '>=22.12.0', versions, starter: 'greeter' }));
  * ```
  */
 export function readmeFile(input: AppTemplateInput): string {
@@ -134,11 +137,34 @@ through typed contracts, so any of them can move to its own process without a co
 
 ## Run it
 
+Node.js ${input.nodeRange} (see \`engines\` in package.json).
+
 \`\`\`sh
 npm install
 npm test        # every module's tests, in one process
-npm start       # the whole application in one process (keel start)
+npm start       # the whole application in one process, serving HTTP on $PORT (default 3000)
 \`\`\`
+
+Call an operation (every operation is \`POST /<module>/<operation>\` with its input as JSON; the
+OpenAPI document is at \`/openapi.json\`, a browsable one at \`/docs\`):
+
+\`\`\`sh
+curl -s -X POST http://127.0.0.1:3000/${input.starter}/hello -H 'content-type: application/json' -d '{"name":"Ada"}'
+\`\`\`
+
+\`/healthz\` and \`/readyz\` answer probes, \`/metrics\` serves Prometheus metrics. \`PORT=8080 npm start\`
+picks another port, \`PORT=off\` serves no HTTP.
+
+## Build and run in production
+
+\`\`\`sh
+npm run build                 # keel build: type-checks and compiles to JavaScript in dist/
+npm ci --omit=dev             # where it runs: production dependencies only, no tsx, no TypeScript
+npx keel start                # runs dist/ (keel start --build runs it where the sources are too)
+\`\`\`
+
+\`npx keel deploy topologies/single.ts --out deploy\` writes a Dockerfile, a Compose file and
+Kubernetes manifests for a topology.
 
 ## Layout
 

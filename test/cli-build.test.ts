@@ -1,0 +1,137 @@
+/**
+ * `keel build` on the shop (this repository's example application) and on small projects made
+ * here: what it writes, what it refuses, and `keel start --build` running what it wrote. The
+ * packed-package test runs a build from a production install, with neither tsx nor TypeScript.
+ */
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join, relative } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { main, runCli } from 'keel/cli';
+import { collector, runKeel } from './support/cli.js';
+
+const repository = dirname(createRequire(import.meta.url).resolve('keel/package.json'));
+/** The shop's build folder: `keel.outDir` in this repository's package.json. */
+const shopBuild = join(repository, 'build');
+const scratchRoot = join(repository, '.scratch');
+mkdirSync(scratchRoot, { recursive: true });
+const scratch = mkdtempSync(join(scratchRoot, 'build-test-'));
+
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+/** A project of its own under .scratch (so that TypeScript resolves from this repository's node_modules). */
+function project(name: string, files: Record<string, string>): string {
+  const root = join(scratch, name);
+  for (const [path, content] of Object.entries(files)) {
+    mkdirSync(dirname(join(root, path)), { recursive: true });
+    writeFileSync(join(root, path), content);
+  }
+  return root;
+}
+
+const tsconfig = JSON.stringify({
+  compilerOptions: { target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', strict: true, types: ['node'], noEmit: true },
+  include: ['modules'],
+});
+
+function files(folder: string): string[] {
+  return readdirSync(folder, { recursive: true, withFileTypes: true })
+    .filter((entry) => entry.isFile())
+    .map((entry) => relative(folder, join(entry.parentPath, entry.name)));
+}
+
+describe('cli - keel build', () => {
+  it('cli - builds the shop to JavaScript (modules, topologies, the entry in keel.entry) with a build record, and no tests', async () => {
+    const built = await runKeel(['build'], { cwd: repository });
+    expect(built, built.stderr).toMatchObject({ code: 0 });
+    expect(built.stdout).toMatch(/^keel build: \d+ JavaScript files from modules, topologies, app in build\/ \(/);
+
+    const written = files(shopBuild);
+    for (const file of ['modules/index.js', 'modules/orders/contract.js', 'modules/catalog/product-store.js', 'topologies/split.js', 'app/main.js']) {
+      expect(written).toContain(file);
+    }
+    expect(written.filter((file) => /\.test\.|\.ts$/.test(file) && !file.endsWith('.d.ts'))).toEqual([]);
+    const record = JSON.parse(readFileSync(join(shopBuild, 'keel-build.json'), 'utf8'));
+    expect(record).toMatchObject({ manifest: 'modules/index.js', keel: JSON.parse(readFileSync(join(repository, 'package.json'), 'utf8')).version });
+    expect(Date.parse(record.builtAt)).not.toBeNaN();
+  }, 120_000);
+
+  it('cli - keel start --build runs the JavaScript of the build where the sources are too', async () => {
+    expect(existsSync(join(shopBuild, 'keel-build.json')), 'the test above builds the shop').toBe(true);
+    const stdout = collector();
+    const stderr = collector();
+    const controller = new AbortController();
+    const exit = runCli(main, ['start', '--build', '--http', '0'], {
+      cwd: repository,
+      env: { KEEL_LOG_LEVEL: 'silent' },
+      stdout,
+      stderr,
+      signal: controller.signal,
+    });
+    const deadline = Date.now() + 30_000;
+    while (!stdout.text.includes('keel: ready') && Date.now() < deadline) {
+      const ended = await Promise.race([exit, new Promise((resolve) => setTimeout(resolve, 50, 'waiting'))]);
+      if (ended !== 'waiting') expect.fail(`keel start ended (${String(ended)}) before it was ready:\n${stderr.text}`);
+    }
+    const url = /keel: HTTP gateway on (\S+)/.exec(stdout.text)?.[1];
+    try {
+      expect(stdout.text).toMatch(/^keel: running the build in build\/ \(built \d{4}-/);
+      const response = await fetch(`${url}/catalog/getProduct`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ sku: 'KB-001' }),
+      });
+      expect(await response.json()).toMatchObject({ sku: 'KB-001' });
+    } finally {
+      controller.abort('SIGTERM');
+    }
+    expect(await exit).toBe(0);
+  }, 60_000);
+
+  it('cli - keel build reports tsc errors as E_BUILD and leaves no half build', async () => {
+    const root = project('broken', {
+      'package.json': JSON.stringify({ name: 'broken', type: 'module' }),
+      'tsconfig.json': tsconfig,
+      'modules/index.ts': "export const modules: number = 'not a number';\n",
+    });
+    const built = await runKeel(['build'], { cwd: root });
+    expect(built.code).toBe(1);
+    expect(built.stderr).toContain('error E_BUILD: tsc found errors; nothing usable was built:');
+    expect(built.stderr).toMatch(/modules\/index\.ts\(1,14\): error TS2322/);
+    expect(existsSync(join(root, 'dist'))).toBe(false);
+
+    const start = await runKeel(['start', '--build'], { cwd: root });
+    expect(start.code).toBe(1);
+    expect(start.stderr).toContain(`error E_BUILD: ${root} has no build in dist/ to start.`);
+  }, 60_000);
+
+  it('cli - keel build replaces its own earlier build, and refuses an output folder holding other files, the sources, or one outside the project', async () => {
+    const root = project('refusals', {
+      'package.json': JSON.stringify({ name: 'refusals', type: 'module', keel: { outDir: 'out' } }),
+      'tsconfig.json': tsconfig,
+      'modules/index.ts': 'export const modules = [];\n',
+    });
+    expect((await runKeel(['build'], { cwd: root })).code).toBe(0);
+    writeFileSync(join(root, 'out', 'stale.js'), 'an earlier build left this');
+    expect((await runKeel(['build'], { cwd: root })).code).toBe(0);
+    expect(files(join(root, 'out')).sort()).toEqual(['keel-build.json', 'modules/index.js', 'modules/index.js.map']);
+
+    rmSync(join(root, 'out', 'keel-build.json'));
+    const foreign = await runKeel(['build'], { cwd: root });
+    expect(foreign.code).toBe(1);
+    expect(foreign.stderr).toContain('error E_BUILD: keel build will not write to out: it holds files that keel build did not write');
+    expect(files(join(root, 'out')).sort()).toEqual(['modules/index.js', 'modules/index.js.map']);
+
+    const sources = await runKeel(['build', '--out-dir', 'modules'], { cwd: root });
+    expect(sources.stderr).toContain('keel build will not write to modules: the sources are in it.');
+    const outside = await runKeel(['build', '--out-dir', '../elsewhere'], { cwd: root });
+    expect(outside.stderr).toContain('keel build will not write to ../elsewhere: it must be a folder inside the project.');
+
+    const entry = project('bad-entry', {
+      'package.json': JSON.stringify({ name: 'bad-entry', type: 'module', keel: { entry: 'app/main.ts' } }),
+      'modules/index.ts': 'export const modules = [];\n',
+    });
+    const wrongShape = await runKeel(['build'], { cwd: entry });
+    expect(wrongShape.stderr).toContain('"keel.entry" must be an array of paths relative to the project root');
+  }, 60_000);
+});
