@@ -18,7 +18,7 @@ export const CliErrorCode = {
   E_UNKNOWN_COMMAND: 'E_UNKNOWN_COMMAND',
   /** A module, application or topology name is not lower-kebab-case. */
   E_INVALID_NAME: 'E_INVALID_NAME',
-  /** `keel new` was pointed at a directory that is not empty. */
+  /** `keel new`, or `keel deploy --out` without `--force`, was pointed at a directory that is not empty. */
   E_TARGET_EXISTS: 'E_TARGET_EXISTS',
   /** The module to generate is already in the manifest or its folder already exists. */
   E_MODULE_EXISTS: 'E_MODULE_EXISTS',

@@ -9,6 +9,7 @@ import { Service } from 'kubernetes-models/v1/Service';
 import { parse } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { planDeployment, type DeployFile } from '../cli/deploy/index.js';
+import { projectSettings } from '../cli/project.js';
 import { parseTopology } from '../cli/topology.js';
 import { runKeel } from './support/cli.js';
 
@@ -153,7 +154,9 @@ describe('cli - deploy', () => {
     expect(build).toContain('RUN npx keel build');
     expect(runtime).toContain('COPY package.json package-lock.json ./');
     expect(runtime.some((line) => line.startsWith('RUN npm ci --omit=dev'))).toBe(true);
-    expect(runtime).toContain('COPY --from=build /app/dist ./dist');
+    // The shop's build goes where package.json's keel.outDir says (keel's own dist/ is the library).
+    const buildDir = projectSettings(repository)!.outDir;
+    expect(runtime).toContain(`COPY --from=build /app/${buildDir} ./${buildDir}`);
     expect(runtime).toContain('ENV NODE_ENV=production PORT=3000 KEEL_HTTP_HOST=0.0.0.0');
     expect(runtime).toContain('USER node');
     const cmd = runtime.find((line) => line.startsWith('CMD '))!;
@@ -165,7 +168,7 @@ describe('cli - deploy', () => {
     expect(exec[2]).toContain("'/healthz'");
     expect(runtime.indexOf('USER node')).toBeLessThan(runtime.indexOf(cmd));
     for (const ignore of ['.dockerignore', 'Dockerfile.dockerignore']) {
-      expect(topologies['split']!.files.get(ignore)!.split('\n')).toEqual(expect.arrayContaining(['node_modules', 'dist', '.git', '*.tgz']));
+      expect(topologies['split']!.files.get(ignore)!.split('\n')).toEqual(expect.arrayContaining(['node_modules', 'dist', buildDir, '.git', '*.tgz']));
     }
   });
 
@@ -317,6 +320,7 @@ describe('cli - deploy', () => {
     const first: DeployFile[] = planDeployment(topology, options);
     expect(planDeployment(parseTopology(replicated, shopModules, 'replicated.json'), options)).toEqual(first);
     expect(first.find((file) => file.path === 'k8s/gateway-deployment.yaml')!.contents).toContain('image: registry.example.com/my-shop:1.0.0');
+    expect(first.find((file) => file.path === 'Dockerfile')!.contents).toContain('COPY --from=build /app/dist ./dist');
   });
 
   it('cli - deploy refuses a non-empty --out without --force; --force rewrites it and removes files of groups no longer there', async () => {

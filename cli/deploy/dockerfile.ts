@@ -1,6 +1,6 @@
 /**
  * The image: one for every process group (the group is chosen at run time by `KEEL_MODULES`),
- * built in two stages so that the runtime stage holds production dependencies and `dist/` only.
+ * built in two stages so that the runtime stage holds production dependencies and the build only.
  */
 import { DEFAULT_DEPLOY_OPTIONS, generatedHeader, healthCommand, type ResolvedDeployOptions } from './plan.js';
 
@@ -9,7 +9,7 @@ const KEEL_BIN = 'node_modules/keel/dist/cli/bin.js';
 
 /**
  * The Dockerfile: a build stage (`npm ci`, `npx keel build`) and a runtime stage on the same
- * official `node:<major>-slim` image with `npm ci --omit=dev` and the build's `dist/`, run as
+ * official `node:<major>-slim` image with `npm ci --omit=dev` and the build folder, run as
  * the image's non-root `node` user, with an exec-form `CMD` (so SIGTERM reaches node and keel
  * drains) and a `HEALTHCHECK` on `/healthz` done by node.
  *
@@ -38,7 +38,7 @@ export function dockerfile(options: ResolvedDeployOptions): string {
     'WORKDIR /app',
     'COPY package.json package-lock.json ./',
     'RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force',
-    'COPY --from=build /app/dist ./dist',
+    `COPY --from=build /app/${options.buildDir} ./${options.buildDir}`,
     // The files stay root's: the process (uid 1000) reads them and cannot change them.
     'USER node',
     `EXPOSE ${port}`,
@@ -54,9 +54,9 @@ export function dockerfile(options: ResolvedDeployOptions): string {
  *
  * @example
  * ```ts
- * writeFileSync('.dockerignore', dockerignore());
+ * writeFileSync('.dockerignore', dockerignore({ buildDir: 'dist' }));
  * ```
  */
-export function dockerignore(): string {
-  return ['node_modules', 'dist', '.git', '*.tgz', ''].join('\n');
+export function dockerignore(options: Pick<ResolvedDeployOptions, 'buildDir'> = { buildDir: 'dist' }): string {
+  return [...new Set(['node_modules', 'dist', options.buildDir, '.git', '*.tgz'])].join('\n') + '\n';
 }

@@ -51,8 +51,8 @@ export function planDeployment(topology: TopologyFile, options: DeployOptions): 
   return [
     { path: 'Dockerfile', contents: dockerfile(resolved) },
     // BuildKit reads <Dockerfile>.dockerignore beside a Dockerfile given with -f, before the context's .dockerignore.
-    { path: 'Dockerfile.dockerignore', contents: dockerignore() },
-    { path: '.dockerignore', contents: dockerignore() },
+    { path: 'Dockerfile.dockerignore', contents: dockerignore(resolved) },
+    { path: '.dockerignore', contents: dockerignore(resolved) },
     { path: 'compose.yaml', contents: composeFile(topology, resolved) },
     ...kubernetesFiles(topology, resolved),
   ];

@@ -37,6 +37,8 @@ export interface DeployOptions {
   readonly nodeMajor?: number;
   /** The topology file, as the header of every generated file names it. */
   readonly source?: string;
+  /** Where `keel build` writes, relative to the application folder (default `dist`, or `keel.outDir` of package.json). */
+  readonly buildDir?: string;
 }
 
 /**
@@ -49,6 +51,8 @@ export interface DeployOptions {
  */
 export const DEFAULT_DEPLOY_OPTIONS = {
   nodeMajor: 24,
+  /** Where `keel build` writes unless package.json says otherwise. */
+  buildDir: 'dist',
   /** The oldest Node line keel supports. */
   minimumNodeMajor: 20,
   /** PORT inside every container. */
@@ -63,6 +67,8 @@ export const DEFAULT_DEPLOY_OPTIONS = {
 /** {@link DeployOptions} with every default filled in. */
 export type ResolvedDeployOptions = Required<DeployOptions>;
 
+/** A relative folder path written with `/`. */
+const BUILD_DIR = /^[\w.-]+(\/[\w.-]+)*$/;
 /** A DNS-1035 label: Kubernetes Service names, compose project names. */
 const DNS_LABEL = /^[a-z]([-a-z0-9]*[a-z0-9])?$/;
 /** A container image reference: `[registry[:port]/]path[:tag][@digest]`. */
@@ -97,7 +103,13 @@ export function appNameOf(packageName: string): string {
  * ```
  */
 export function resolveDeployOptions(options: DeployOptions): ResolvedDeployOptions {
-  const resolved = { nodeMajor: DEFAULT_DEPLOY_OPTIONS.nodeMajor, source: 'the topology', ...options };
+  const resolved = { nodeMajor: DEFAULT_DEPLOY_OPTIONS.nodeMajor, source: 'the topology', buildDir: DEFAULT_DEPLOY_OPTIONS.buildDir, ...options };
+  if (!BUILD_DIR.test(resolved.buildDir) || resolved.buildDir.split('/').includes('..')) {
+    throw new CLIError(
+      CliErrorCode.E_USAGE,
+      `The build folder "${resolved.buildDir}" ("keel.outDir" of package.json) must be a relative path inside the application, such as dist.`,
+    );
+  }
   if (!DNS_LABEL.test(resolved.app) || resolved.app.length > 40) {
     throw new CLIError(
       CliErrorCode.E_USAGE,
