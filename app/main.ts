@@ -21,8 +21,6 @@ const gateway = await startGateway(kernel).catch(async (error: unknown) => {
   return fail('serve HTTP', error);
 });
 
-console.log(await summary(kernel));
-
 // Nothing else may hold the process open (the local transport has no sockets), so hold it until a signal.
 const keepAlive = setInterval(() => {}, 2 ** 31 - 1);
 let stopping = false;
@@ -51,6 +49,9 @@ async function stop(signal: NodeJS.Signals): Promise<void> {
 
 process.on('SIGINT', (signal) => void stop(signal));
 process.on('SIGTERM', (signal) => void stop(signal));
+
+// Only now that SIGINT and SIGTERM stop it cleanly: whoever waits for this summary may signal at once.
+console.log(await summary(kernel));
 
 async function startKernel(): Promise<Kernel> {
   const created = createKernel({ modules, topology });
