@@ -1,15 +1,22 @@
 /**
- * The slow one: keel as users get it. Packs keel with `npm pack`, creates an application with
- * `keel new`, installs the tarball (dependencies from the npm cache or registry), generates two
- * modules where one depends on the other, and runs the new application's own checks: its
- * tests in process and over NATS, its typecheck, and `keel start`.
+ * The slow one: keel as users get it, on whatever Node runs the suite (CI runs this file on
+ * every supported line). Packs keel with `npm pack`, creates an application with `keel new`,
+ * installs the tarball (dependencies from the npm cache or registry), generates two modules
+ * where one depends on the other and reuses its declared error, and runs the new application's
+ * own checks: its tests in process and over NATS, its typecheck, the installed CLI's `check`
+ * and `contracts snapshot`/`diff`, `npm start` with one HTTP call, and then the steps of the
+ * Dockerfile `keel deploy` writes: build, production install, start, `/readyz`, HEALTHCHECK.
  */
 import { spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { createRequire } from 'node:module';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { ChildProcessByStdio } from 'node:child_process';
+import type { Readable } from 'node:stream';
+import { runDockerfileSteps, startCmd } from './support/dockerfile.js';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
 
 const repository = dirname(createRequire(import.meta.url).resolve('keel/package.json'));
@@ -32,6 +39,54 @@ function run(command: string, args: string[], cwd: string, extra: Record<string,
   return result;
 }
 
+/** A port free on loopback now. */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/**
+ * Waits for a started application to be ready, checks /readyz and one operation over HTTP
+ * (and `check`, if given), then sends SIGTERM and expects a clean stop. Returns its output.
+ */
+async function startAndCall(child: ChildProcessByStdio<null, Readable, Readable>, port: number, check?: () => Promise<void>): Promise<string> {
+  let output = '';
+  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+  const ready = new Promise<void>((resolve, reject) => {
+    const collect = (chunk: Buffer): void => {
+      output += chunk.toString('utf8');
+      if (output.includes('keel: ready')) resolve();
+    };
+    child.stdout.on('data', collect);
+    child.stderr.on('data', collect);
+    void exited.then((code) => reject(new Error(`the application exited (${code}) before it was ready:\n${output}`)));
+  });
+  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+  try {
+    await ready;
+    const base = `http://127.0.0.1:${port}`;
+    expect(output).toContain(`keel: HTTP gateway on ${base}`);
+    expect((await fetch(`${base}/readyz`)).status).toBe(200);
+    const response = await fetch(`${base}/greeter/hello`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ name: 'Ada' }),
+    });
+    expect(response.status).toBe(200);
+    expect(await response.json()).toEqual({ message: expect.stringContaining('Ada') });
+    await check?.();
+  } finally {
+    child.kill('SIGTERM');
+  }
+  expect(await exited, output).toBe(0);
+  clearTimeout(timer);
+  expect(output).toContain('keel: stopped');
+  return output;
+}
+
 describe('cli - the packed package', () => {
   const folder = mkdtempSync(join(tmpdir(), 'keel-package-'));
   const app = join(folder, 'my-shop');
@@ -50,7 +105,7 @@ describe('cli - the packed package', () => {
     rmSync(folder, { recursive: true, force: true });
   });
 
-  it('cli - a new application installs keel from the tarball, generates modules and passes its own tests', async () => {
+  it('cli - a new application installs keel from the tarball, generates modules, passes its own tests and checks, serves HTTP, and runs from a production install of its build as its Dockerfile says', async () => {
     const listing = run('tar', ['-tzf', tarball], folder).stdout.split('\n');
     expect(listing).toContain('package/dist/cli/bin.js');
     expect(listing).toContain('package/dist/kernel/index.d.ts');
@@ -69,6 +124,36 @@ describe('cli - the packed package', () => {
     const shipping = run(keel, ['generate', 'module', 'shipping', '--depends-on', 'billing'], app);
     expect(shipping.stdout).toContain('updated modules/index.ts  (registers shippingModule)');
 
+    // shipping reuses billing's declared error, as the shop's orders contract reuses payments'.
+    const billingContract = join(app, 'modules', 'billing', 'contract.ts');
+    writeFileSync(
+      billingContract,
+      readFileSync(billingContract, 'utf8')
+        .replace("import { defineContract,", "import { ErrorKind, defineContract, defineError,")
+        .replace(
+          'export const billing = defineContract({',
+          [
+            'export const InvoiceMissing = defineError({',
+            "  code: 'INVOICE_MISSING',",
+            '  kind: ErrorKind.NOT_FOUND,',
+            '  data: z.object({ invoice: z.string() }),',
+            "  message: (data) => `No invoice ${data.invoice}.`,",
+            '});',
+            '',
+            'export const billing = defineContract({',
+          ].join('\n'),
+        )
+        .replace("      idempotent: true,", "      idempotent: true,\n      errors: [InvoiceMissing],"),
+    );
+    const shippingContract = join(app, 'modules', 'shipping', 'contract.ts');
+    writeFileSync(
+      shippingContract,
+      readFileSync(shippingContract, 'utf8')
+        .replace("import { defineContract, operation } from 'keel';", "import { defineContract, operation } from 'keel';\nimport { InvoiceMissing } from '../billing/contract.js';")
+        .replace("      idempotent: true,", "      idempotent: true,\n      errors: [InvoiceMissing],"),
+    );
+    expect(readFileSync(shippingContract, 'utf8')).toContain('errors: [InvoiceMissing]');
+
     const vitest = join(app, 'node_modules', '.bin', 'vitest');
     const inProcess = run(vitest, ['run'], app);
     expect(inProcess.stdout).toMatch(/Tests\s+8 passed/);
@@ -76,23 +161,40 @@ describe('cli - the packed package', () => {
     expect(overNats.stdout).toMatch(/Tests\s+8 passed/);
     run(join(app, 'node_modules', '.bin', 'tsc'), ['--noEmit'], app);
 
-    // `npm start` is `keel start`: the application in one process, until SIGTERM drains it.
-    const start = spawn(keel, ['start'], { cwd: app, env: userEnvironment(), stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    const ready = new Promise<void>((resolve, reject) => {
-      const collect = (chunk: Buffer): void => {
-        output += chunk.toString('utf8');
-        if (output.includes('keel: ready')) resolve();
-      };
-      start.stdout.on('data', collect);
-      start.stderr.on('data', collect);
-      start.once('exit', (code) => reject(new Error(`keel start exited (${code}) before it was ready:\n${output}`)));
+    // The installed CLI (JavaScript) loads contracts that import contracts, on whatever Node runs it.
+    expect(run(keel, ['check'], app).stdout).toMatch(/keel check: no problems \(3 modules, \d+ files, 3 contracts loaded\)/);
+    run(keel, ['contracts', 'snapshot'], app);
+    const lock = JSON.parse(readFileSync(join(app, 'contracts.lock.json'), 'utf8'));
+    expect(JSON.stringify(lock)).toContain('INVOICE_MISSING');
+    expect(run(keel, ['contracts', 'diff'], app).stdout).toContain('keel contracts diff: the contracts match the lock.');
+
+    // `npm start` is `keel start`: the application in one process, serving HTTP, until SIGTERM drains it.
+    const port = await freePort();
+    const started = await startAndCall(spawn(keel, ['start'], { cwd: app, env: userEnvironment({ PORT: String(port) }), stdio: ['ignore', 'pipe', 'pipe'] }), port);
+    expect(started).toContain('keel: hosting greeter, billing, shipping');
+
+    // The Dockerfile keel deploy writes, step by step: build stage (npm ci, keel build), then the
+    // runtime stage (production install, the build only), started by its CMD and checked by its HEALTHCHECK.
+    run(keel, ['deploy', 'topologies/single.ts', '--out', 'deploy'], app);
+    const stages = runDockerfileSteps({
+      dockerfile: join(app, 'deploy', 'Dockerfile'),
+      context: app,
+      workspace: join(folder, 'image'),
+      env: userEnvironment({ npm_config_prefer_offline: 'true', npm_config_loglevel: 'error' }),
     });
-    const exited = new Promise<number | null>((resolve) => start.once('exit', resolve));
-    await ready;
-    start.kill('SIGTERM');
-    expect(await exited, output).toBe(0);
-    expect(output).toContain('keel: hosting greeter, billing, shipping');
-    expect(output).toContain('keel: stopped');
-  }, 300_000);
+    const runtime = stages.at(-1);
+    if (runtime === undefined) throw new Error('the Dockerfile has no stage');
+    expect(stages.map((stage) => stage.name)).toEqual(['build', 'runtime']);
+    expect(readdirSync(runtime.folder).sort()).toEqual(['dist', 'node_modules', 'package-lock.json', 'package.json']);
+    for (const devOnly of ['tsx', 'typescript', 'vitest']) expect(existsSync(join(runtime.folder, 'node_modules', devOnly)), devOnly).toBe(false);
+    const productionPort = await freePort();
+    const child = startCmd(runtime, userEnvironment({ PORT: String(productionPort), KEEL_HTTP_HOST: '127.0.0.1' }));
+    const production = await startAndCall(child, productionPort, async () => {
+      const [command, ...args] = runtime.healthcheck ?? [];
+      expect(command, 'the runtime stage has a HEALTHCHECK').toBeDefined();
+      run(command as string, args, runtime.folder, { PORT: String(productionPort) });
+    });
+    expect(production).toContain('keel: running the build in dist/');
+    expect(production).toContain('keel: hosting greeter, billing, shipping');
+  }, 600_000);
 });
