@@ -10,6 +10,9 @@ import { CLIError, CliErrorCode } from './errors.js';
 import { MODULE_NAME_PATTERN } from './names.js';
 import { importProjectFile, type Project } from './project.js';
 
+/** In a process group's `modules`: every module of the manifest that no other group names. */
+export const EVERY_OTHER_MODULE = '*';
+
 const kebab = (what: string) =>
   z.string().regex(MODULE_NAME_PATTERN, `${what} must be lower-kebab-case, such as "order-history"`);
 
@@ -23,8 +26,14 @@ const kebab = (what: string) =>
  */
 export const ProcessGroupSchema = z
   .object({
-    /** Modules this process hosts; it reaches every other module over NATS. */
-    modules: z.array(kebab('a module name')).min(1, 'list at least one module'),
+    /**
+     * Modules this process hosts; it reaches every other module over NATS. `'*'` stands for every
+     * module of the manifest that no other process names, so that a new module has a home.
+     */
+    modules: z
+      .array(z.union([z.literal(EVERY_OTHER_MODULE), kebab('a module name')]))
+      .min(1, 'list at least one module')
+      .refine((modules) => !modules.includes(EVERY_OTHER_MODULE) || modules.length === 1, '"*" stands alone: write modules: ["*"]'),
     /** Identical processes to run (default 1); calls and events are balanced across them. */
     replicas: z.number().int().min(1).max(32).default(1),
     /** HTTP gateway port of this process (needs the HTTP adapter; one replica only). */
@@ -139,7 +148,7 @@ export function parseTopology(value: unknown, manifest: readonly string[], sourc
       hint: 'A topology is { processes: { <name>: { modules: [...], replicas?: n } }, nats?: { url } }.',
     });
   }
-  const topology = parsed.data;
+  const topology = expandEveryOtherModule(parsed.data, manifest, source);
   const hosted = new Set<string>();
   for (const [name, group] of Object.entries(topology.processes)) {
     for (const module of group.modules) {
@@ -168,6 +177,32 @@ export function parseTopology(value: unknown, manifest: readonly string[], sourc
     );
   }
   return topology;
+}
+
+/** Replaces `['*']` with the manifest's modules that no other group names. */
+function expandEveryOtherModule(topology: TopologyFile, manifest: readonly string[], source: string): TopologyFile {
+  const groups = Object.entries(topology.processes);
+  const wildcards = groups.filter(([, group]) => group.modules.includes(EVERY_OTHER_MODULE));
+  if (wildcards.length === 0) return topology;
+  if (wildcards.length > 1) {
+    throw new CLIError(
+      CliErrorCode.E_TOPOLOGY,
+      `${source}: processes ${wildcards.map(([name]) => `"${name}"`).join(' and ')} both host "*"; one process at most hosts every other module.`,
+    );
+  }
+  const named = new Set(groups.flatMap(([, group]) => group.modules));
+  const rest = manifest.filter((module) => !named.has(module));
+  if (rest.length === 0) {
+    throw new CLIError(
+      CliErrorCode.E_TOPOLOGY,
+      `${source}: process "${wildcards[0]?.[0]}" hosts "*", every module that no other process names, and the others name them all.`,
+      { hint: 'Remove that process, or move a module to it.' },
+    );
+  }
+  const processes = Object.fromEntries(
+    groups.map(([name, group]) => [name, group.modules.includes(EVERY_OTHER_MODULE) ? { ...group, modules: rest } : group]),
+  );
+  return { ...topology, processes };
 }
 
 /**

@@ -61,6 +61,25 @@ describe('cli - topology files', () => {
     );
   });
 
+  it('cli - "*" hosts every module of the manifest that no other process names', () => {
+    const topology = parseTopology({ processes: { main: { modules: ['*'] }, pay: { modules: ['payments'], replicas: 2 } } }, shop);
+    expect(topology.processes['main']?.modules).toEqual(shop.filter((module) => module !== 'payments'));
+    expect(topology.processes['pay']?.modules).toEqual(['payments']);
+    expect(parseTopology({ processes: { app: { modules: ['*'] } } }, shop).processes['app']?.modules).toEqual(shop);
+  });
+
+  it('cli - refuses "*" beside names, in two processes, or with nothing left for it', () => {
+    expect(failure(() => parseTopology({ processes: { app: { modules: ['*', 'catalog'] } } }, shop))).toContain(
+      'processes.app.modules: "*" stands alone: write modules: ["*"]',
+    );
+    expect(failure(() => parseTopology({ processes: { a: { modules: ['*'] }, b: { modules: ['*'] } } }, shop))).toBe(
+      'the topology: processes "a" and "b" both host "*"; one process at most hosts every other module.',
+    );
+    expect(failure(() => parseTopology({ processes: { a: { modules: ['*'] }, b: { modules: ['catalog'] } } }, ['catalog']))).toBe(
+      'the topology: process "a" hosts "*", every module that no other process names, and the others name them all.',
+    );
+  });
+
   it('cli - refuses an HTTP port shared by replicas', () => {
     expect(failure(() => parseTopology({ processes: { web: { modules: ['catalog'], replicas: 2, http: 3000 } } }, ['catalog']))).toContain(
       'process "web" has 2 replicas and an HTTP port',

@@ -52,6 +52,7 @@ export default defineCommand({
         typescript: keel.devDependencies['typescript'] ?? '^5.0.0',
         vitest: keel.devDependencies['vitest'] ?? '^4.0.0',
         typesNode: keel.devDependencies['@types/node'] ?? '^20.0.0',
+        vite: keel.devDependencies['vite'] ?? '~8.3.8',
       },
     };
     const project: Project = {

@@ -18,6 +18,12 @@ export interface AppTemplateInput {
     readonly typescript: string;
     readonly vitest: string;
     readonly typesNode: string;
+    /**
+     * vitest's bundler, pinned to the range keel is tested with: vite 8.4.0 declares an optional
+     * dependency the npm registry does not serve, and `npm ci` then rejects the lock file that
+     * `npm install` wrote (npm counts the missing optional package as drift).
+     */
+    readonly vite: string;
   };
   /** Name of the starter module. */
   readonly starter: string;
@@ -53,6 +59,7 @@ export function packageJsonFile(input: AppTemplateInput): string {
       '@types/node': input.versions.typesNode,
       tsx: input.versions.tsx,
       typescript: input.versions.typescript,
+      vite: input.versions.vite,
       vitest: input.versions.vitest,
     },
     // esbuild (under tsx and vitest) ships its binary in a platform package; its postinstall
@@ -216,14 +223,16 @@ npx keel up topologies/single.ts
  */
 export function topologyFile(starter: string): string {
   return `/**
- * The whole application in one process. Copy this file to split it: give each process the
- * modules it hosts, and \`keel up\` reaches the others over NATS.
+ * The whole application in one process: "*" is every module of the manifest that no other
+ * process names, so a module added later runs here too. Copy this file to split it: give a
+ * process the modules it hosts (such as { modules: ['${starter}'], replicas: 2 }), and the
+ * others reach it over NATS.
  */
 import { defineTopology } from 'keel/cli';
 
 export default defineTopology({
   processes: {
-    app: { modules: ['${starter}'] },
+    app: { modules: ['*'] },
   },
 });
 `;
