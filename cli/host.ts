@@ -168,9 +168,12 @@ function exposedContracts(kernel: Kernel, operations: HttpOperations): readonly 
 /** The hook for the HTTP gateway: contract operations as HTTP endpoints, with health and metrics. */
 async function startGateway(kernel: Kernel, options: HostOptions): Promise<{ readonly url: string | undefined; close(): Promise<void> }> {
   const { createHttpGateway } = await import('keel/http');
+  const contracts = exposedContracts(kernel, options.httpOperations ?? HttpOperations.ALL);
   const gateway = await createHttpGateway({
     kernel,
-    contracts: exposedContracts(kernel, options.httpOperations ?? HttpOperations.ALL),
+    contracts,
+    // No operation, no reference page: a probes-and-metrics process loads and serves less.
+    ...(contracts.length === 0 ? { docsPath: false as const } : {}),
     port: options.httpPort,
     stopKernelOnClose: false,
     ...(options.httpHost ? { host: options.httpHost } : {}),

@@ -6,8 +6,6 @@
  */
 import { setMaxListeners } from 'node:events';
 import type { AddressInfo } from 'node:net';
-import fastifySwagger from '@fastify/swagger';
-import fastifySwaggerUi from '@fastify/swagger-ui';
 import { fastify, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import {
   DEFAULT_TIMEOUT_MS,
@@ -504,6 +502,11 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
   }
   server.get(GATEWAY_PATHS.openapi, async (_request, reply) => reply.type(JSON_CONTENT_TYPE).send(documentJson));
   if (resolved.docsPath !== false) {
+    // Loaded only for a gateway that serves the page: a probes-only process starts without them.
+    const [{ default: fastifySwagger }, { default: fastifySwaggerUi }] = await Promise.all([
+      import('@fastify/swagger'),
+      import('@fastify/swagger-ui'),
+    ]);
     await server.register(fastifySwagger, { mode: 'static', specification: { document: document as never } });
     await server.register(fastifySwaggerUi, {
       routePrefix: resolved.docsPath,
