@@ -1,0 +1,41 @@
+/**
+ * The `keel` command line, loaded by `bin.ts`: runs {@link main} with this process's arguments, streams and signals.
+ * The first Ctrl-C or SIGTERM asks a long-running command to drain. A second Ctrl-C, or a
+ * signal while no command listens, exits at once; a repeated SIGTERM (process managers and
+ * npm/npx wrappers often relay it twice) does not cut a drain short.
+ *
+ * When whoever reads stdout goes away (`keel graph | head -1`), writing fails with EPIPE. That
+ * is not a failure of the command: further output is dropped, a long-running command drains as
+ * on SIGTERM, and the exit code is the command's own.
+ */
+import { getEventListeners } from 'node:events';
+import { runCli, type SupervisorChannel } from './command.js';
+import { main } from './main.js';
+
+const controller = new AbortController();
+
+function onSignal(signal: NodeJS.Signals): void {
+  const exitCode = 128 + (signal === 'SIGINT' ? 2 : 15);
+  if (!controller.signal.aborted) {
+    if (getEventListeners(controller.signal, 'abort').length === 0) process.exit(exitCode);
+    controller.abort(signal);
+  } else if (signal === 'SIGINT') {
+    process.stderr.write('keel: Ctrl-C again, exiting without waiting for work in flight.\n');
+    process.exit(exitCode);
+  }
+}
+
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code !== 'EPIPE' && error.code !== 'ERR_STREAM_DESTROYED') throw error;
+  if (!controller.signal.aborted) controller.abort('EPIPE');
+});
+
+process.on('SIGINT', onSignal);
+process.on('SIGTERM', onSignal);
+// Started by `keel up`: stop when it goes away, and tell it when this process is ready.
+process.on('disconnect', () => controller.abort('disconnect'));
+const supervisor: SupervisorChannel | undefined =
+  process.send === undefined ? undefined : { send: (message) => process.connected && process.send?.(message) };
+
+process.exitCode = await runCli(main, process.argv.slice(2), { signal: controller.signal, supervisor });
+if (process.connected) process.disconnect();
