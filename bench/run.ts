@@ -5,6 +5,7 @@
 import { benchHttp } from './http.js';
 import { benchInProcess } from './in-process.js';
 import { benchNats } from './nats.js';
+import { benchStartup } from './startup.js';
 import { machine, write } from './support.js';
 
 const only = process.argv.slice(2);
@@ -25,6 +26,12 @@ if (wanted('nats')) {
 
 if (wanted('http')) {
   const result = await benchHttp();
+  console.log(result.markdown);
+  sections.push(result.markdown);
+}
+
+if (wanted('startup')) {
+  const result = await benchStartup();
   console.log(result.markdown);
   sections.push(result.markdown);
 }

@@ -106,6 +106,9 @@ export async function startHost(options: HostOptions): Promise<Host> {
       `No module named ${unknown.map((name) => `"${name}"`).join(', ')} in the manifest (it has: ${names.join(', ')}).`,
     );
   }
+  // Load the gateway's code while NATS connects and the modules start: loading is most of a start.
+  const gatewayCode = options.httpPort === undefined ? undefined : import('keel/http');
+  gatewayCode?.catch(() => undefined);
   const transport = await connectNats(options);
   let kernel: Kernel;
   try {
@@ -122,7 +125,7 @@ export async function startHost(options: HostOptions): Promise<Host> {
   let gateway: { readonly url: string | undefined; close(): Promise<void> } | undefined;
   if (options.httpPort !== undefined) {
     try {
-      gateway = await startGateway(kernel, options);
+      gateway = await startGateway(kernel, options, await (gatewayCode as Promise<typeof import('keel/http')>));
     } catch (error) {
       await kernel.stop();
       await transport?.close();
@@ -166,8 +169,11 @@ function exposedContracts(kernel: Kernel, operations: HttpOperations): readonly 
 }
 
 /** The hook for the HTTP gateway: contract operations as HTTP endpoints, with health and metrics. */
-async function startGateway(kernel: Kernel, options: HostOptions): Promise<{ readonly url: string | undefined; close(): Promise<void> }> {
-  const { createHttpGateway } = await import('keel/http');
+async function startGateway(
+  kernel: Kernel,
+  options: HostOptions,
+  { createHttpGateway }: typeof import('keel/http'),
+): Promise<{ readonly url: string | undefined; close(): Promise<void> }> {
   const contracts = exposedContracts(kernel, options.httpOperations ?? HttpOperations.ALL);
   const gateway = await createHttpGateway({
     kernel,

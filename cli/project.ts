@@ -126,8 +126,13 @@ export function projectSettings(folder: string): ResolvedProjectSettings | undef
 export function readBuildInfo(outDir: string): BuildInfo | undefined {
   const path = join(outDir, BUILD_INFO_FILE);
   if (!existsSync(path)) return undefined;
-  const parsed = JSON.parse(readFileSync(path, 'utf8')) as Partial<BuildInfo>;
-  if (typeof parsed.manifest !== 'string' || typeof parsed.builtAt !== 'string') {
+  let parsed: Partial<BuildInfo> = {};
+  try {
+    parsed = JSON.parse(readFileSync(path, 'utf8')) as Partial<BuildInfo>;
+  } catch {
+    // Not JSON: refused below like any other record keel did not write.
+  }
+  if (typeof parsed?.manifest !== 'string' || typeof parsed.builtAt !== 'string') {
     throw new CLIError(CliErrorCode.E_BUILD, `${path} is not a build record keel wrote.`, {
       hint: 'Build the application again with `keel build`.',
     });

@@ -116,6 +116,10 @@ describe('cli - keel build', () => {
     expect((await runKeel(['build'], { cwd: root })).code).toBe(0);
     expect(files(join(root, 'out')).sort()).toEqual(['keel-build.json', 'modules/index.js', 'modules/index.js.map']);
 
+    writeFileSync(join(root, 'out', 'keel-build.json'), 'not json');
+    const corrupt = await runKeel(['build'], { cwd: root });
+    expect(corrupt.stderr).toContain(`error E_BUILD: ${join(root, 'out', 'keel-build.json')} is not a build record keel wrote.`);
+
     rmSync(join(root, 'out', 'keel-build.json'));
     const foreign = await runKeel(['build'], { cwd: root });
     expect(foreign.code).toBe(1);

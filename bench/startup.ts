@@ -1,0 +1,174 @@
+/**
+ * Start-up: how long a one-module process of the shop's per-module topology takes from launch to
+ * ready, and how much memory it holds when idle, started from the build (`keel build`, then
+ * plain `node`, as the image runs it) against two baselines measured in the same run: bare Node
+ * (a script that only says it is ready) and the same process through tsx (how `keel start`
+ * runs from the sources). Also the size of a production install (`npm ci --omit=dev`).
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { launchNatsServer } from '../cli/nats-server.js';
+
+const repository = join(import.meta.dirname, '..');
+const ROUNDS = 5;
+const IDLE_MS = 2_000;
+/** The targets of issue 10, for a one-module process started from the build. */
+const TARGET = { readyMs: 500, rssMb: 80 } as const;
+
+interface Sample {
+  readonly readyMs: number;
+  readonly rssMb: number;
+}
+
+/** Launches `args`, waits for `marker` on stdout, idles, reads VmRSS, then SIGTERMs it. */
+async function sample(command: string, args: readonly string[], env: Record<string, string>, marker: string): Promise<Sample> {
+  const started = performance.now();
+  const child = spawn(command, args, { cwd: repository, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  const readyMs = await new Promise<number>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`not ready within 30 s: ${args.join(' ')}\n${output}`)), 30_000);
+    child.stdout.on('data', (chunk: Buffer) => {
+      output += chunk.toString('utf8');
+      if (output.includes(marker)) {
+        clearTimeout(timer);
+        resolve(performance.now() - started);
+      }
+    });
+    child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
+    child.once('exit', (code) => reject(new Error(`exited (${code}) before ready: ${args.join(' ')}\n${output}`)));
+  });
+  await new Promise((resolve) => setTimeout(resolve, IDLE_MS));
+  const rssKb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1] ?? Number.NaN);
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  await exited;
+  return { readyMs, rssMb: rssKb / 1024 };
+}
+
+function medianOf(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
+}
+
+function run(command: string, args: string[], cwd: string): void {
+  const result = spawnSync(command, args, { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  if (result.status !== 0) throw new Error(`${command} ${args.join(' ')} failed:\n${result.stdout}\n${result.stderr}`);
+}
+
+function folderBytes(folder: string): number {
+  let total = 0;
+  for (const entry of readdirSync(folder, { recursive: true, withFileTypes: true })) {
+    if (entry.isFile()) total += statSync(join(entry.parentPath, entry.name)).size;
+  }
+  return total;
+}
+
+/** A production install of an application depending on keel, as the image's runtime stage makes it. */
+function productionInstallMb(): { total: number; largest: string } {
+  const folder = mkdtempSync(join(tmpdir(), 'keel-bench-install-'));
+  try {
+    run('npm', ['pack', '--silent', '--pack-destination', folder], repository);
+    const tarball = readdirSync(folder).find((file) => file.endsWith('.tgz'));
+    const manifest = JSON.parse(readFileSync(join(repository, 'package.json'), 'utf8')) as { dependencies: Record<string, string> };
+    const app = join(folder, 'app');
+    mkdirSync(app);
+    writeFileSync(
+      join(app, 'package.json'),
+      JSON.stringify({ name: 'app', private: true, type: 'module', dependencies: { keel: `file:../${tarball}`, zod: manifest.dependencies['zod'] } }),
+    );
+    run('npm', ['install', '--omit=dev', '--no-audit', '--no-fund', '--prefer-offline', '--loglevel=error'], app);
+    const modules = join(app, 'node_modules');
+    const sizes = readdirSync(modules)
+      .flatMap((name) => (name.startsWith('@') ? readdirSync(join(modules, name)).map((inner) => `${name}/${inner}`) : [name]))
+      .filter((name) => !name.startsWith('.'))
+      .map((name) => [name, folderBytes(join(modules, name))] as const)
+      .sort((a, b) => b[1] - a[1]);
+    const mb = (bytes: number) => (bytes / 2 ** 20).toFixed(1);
+    return {
+      total: folderBytes(modules) / 2 ** 20,
+      largest: sizes.slice(0, 5).map(([name, bytes]) => `${name} ${mb(bytes)} MB`).join(', '),
+    };
+  } finally {
+    rmSync(folder, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Runs the start-up benchmark and returns its markdown section.
+ *
+ * @example
+ * ```ts
+ * const { markdown } = await benchStartup();
+ * ```
+ */
+export async function benchStartup(): Promise<{ markdown: string }> {
+  run('npm', ['run', 'build', '--silent'], repository);
+  const keel = join(repository, 'dist', 'cli', 'bin.js');
+  run(process.execPath, [keel, 'build'], repository);
+  const { default: topology } = (await import('../topologies/per-module.js')) as { default: { processes: Record<string, { modules: string[] }> } };
+  const modules = Object.values(topology.processes).flatMap((group) => group.modules);
+  const nats = await launchNatsServer();
+  const cache = mkdtempSync(join(tmpdir(), 'keel-bench-compile-cache-'));
+  // A module process of a deployed topology: its modules, NATS for the rest, probes and metrics on PORT.
+  const moduleEnv = { KEEL_LOG_LEVEL: 'warn', PORT: '0', KEEL_HTTP_OPERATIONS: 'none' };
+  const bare = "process.stdout.write('keel: ready\\n'); setInterval(() => {}, 1 << 30); process.on('SIGTERM', () => process.exit(0));";
+  const rows: string[] = [];
+  const all: Record<string, Sample[]> = { bare: [], build: [], cached: [], tsx: [] };
+  try {
+    for (const module of modules) {
+      const startArgs = ['start', '--modules', module, '--nats', nats.url];
+      const cases: Record<string, () => Promise<Sample>> = {
+        bare: () => sample(process.execPath, ['-e', bare], {}, 'keel: ready'),
+        build: () => sample(process.execPath, [keel, ...startArgs, '--build'], { ...moduleEnv, NODE_DISABLE_COMPILE_CACHE: '1' }, 'keel: ready'),
+        cached: () => sample(process.execPath, [keel, ...startArgs, '--build'], { ...moduleEnv, NODE_COMPILE_CACHE: cache }, 'keel: ready'),
+        tsx: () => sample(process.execPath, ['--import', 'tsx', '--conditions=keel-source', 'cli/bin.ts', ...startArgs], moduleEnv, 'keel: ready'),
+      };
+      const samples: Record<string, Sample[]> = { bare: [], build: [], cached: [], tsx: [] };
+      const names = Object.keys(cases);
+      for (const name of names) await cases[name]!();
+      for (let round = 0; round < ROUNDS; round += 1) {
+        for (let index = 0; index < names.length; index += 1) {
+          const name = names[(index + round) % names.length]!;
+          samples[name]!.push(await cases[name]!());
+        }
+      }
+      const cell = (name: string) => {
+        const list = samples[name]!;
+        all[name]!.push(...list);
+        return `${medianOf(list.map((entry) => entry.readyMs)).toFixed(0)} ms · ${medianOf(list.map((entry) => entry.rssMb)).toFixed(0)} MB`;
+      };
+      rows.push(`| ${module} | ${cell('build')} | ${cell('cached')} | ${cell('tsx')} | ${cell('bare')} |`);
+    }
+  } finally {
+    await nats.stop();
+    rmSync(cache, { recursive: true, force: true });
+  }
+  const ready = (name: string) => medianOf(all[name]!.map((entry) => entry.readyMs));
+  const rss = (name: string) => medianOf(all[name]!.map((entry) => entry.rssMb));
+  const install = productionInstallMb();
+  const verdict = (value: number, target: number, unit: string) => `${value.toFixed(0)} ${unit} (target ≤ ${target} ${unit}: ${value <= target ? 'met' : 'not met'})`;
+  const markdown = [
+    '## Start-up of a one-module process',
+    '',
+    `Each module of \`topologies/per-module.ts\` started alone, hosting that module, reaching the others over a local nats-server, serving probes and metrics on a port (\`KEEL_HTTP_OPERATIONS=none\`, as \`keel deploy\` sets). Launch to the \`keel: ready\` line, and resident memory (VmRSS) after ${IDLE_MS / 1000} s idle; medians of ${ROUNDS} interleaved rounds.`,
+    '',
+    '- **build**: `node node_modules/keel/dist/cli/bin.js start` on the output of `keel build`, as the image runs it, on its first start (`NODE_DISABLE_COMPILE_CACHE=1`);',
+    '- **build, compile cache warm**: the same with the compile cache the `keel` executable turns on (Node ≥ 22.1), filled by an earlier start, as a restarted container finds it;',
+    '- **tsx**: `keel start` from the TypeScript sources through tsx (development);',
+    '- **bare Node**: a script that prints the line and idles: the floor.',
+    '',
+    '| module | build | build, compile cache warm | tsx | bare Node |',
+    '| --- | ---: | ---: | ---: | ---: |',
+    ...rows,
+    '',
+    `Over every module: from the build, ready in ${verdict(ready('build'), TARGET.readyMs, 'ms')}, idle at ${verdict(rss('build'), TARGET.rssMb, 'MB')}; with a warm compile cache ready in ${ready('cached').toFixed(0)} ms. ` +
+      `The build is ready in ${(ready('build') / ready('tsx')).toFixed(2)}× the time of tsx and holds ${(rss('build') / rss('tsx')).toFixed(2)}× its memory; ` +
+      `bare Node takes ${ready('bare').toFixed(0)} ms and ${rss('bare').toFixed(0)} MB.`,
+    '',
+    `Production install (\`npm install --omit=dev\` of an application depending on keel and zod): ${install.total.toFixed(1)} MB of node_modules; largest: ${install.largest}.`,
+    '',
+  ].join('\n');
+  return { markdown };
+}
