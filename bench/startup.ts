@@ -28,7 +28,10 @@ async function sample(command: string, args: readonly string[], env: Record<stri
   const child = spawn(command, args, { cwd: repository, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   const readyMs = await new Promise<number>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`not ready within 30 s: ${args.join(' ')}\n${output}`)), 30_000);
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`not ready within 30 s: ${args.join(' ')}\n${output}`));
+    }, 30_000);
     child.stdout.on('data', (chunk: Buffer) => {
       output += chunk.toString('utf8');
       if (output.includes(marker)) {
@@ -37,7 +40,10 @@ async function sample(command: string, args: readonly string[], env: Record<stri
       }
     });
     child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
-    child.once('exit', (code) => reject(new Error(`exited (${code}) before ready: ${args.join(' ')}\n${output}`)));
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`exited (${code}) before ready: ${args.join(' ')}\n${output}`));
+    });
   });
   await new Promise((resolve) => setTimeout(resolve, IDLE_MS));
   const rssKb = Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1] ?? Number.NaN);

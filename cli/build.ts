@@ -6,7 +6,7 @@
  * Why tsc rather than a bundler: it is the compiler the application already type-checks with
  * (a build refuses code that does not type-check), it honours the application's tsconfig
  * (decorators included), and it keeps one JavaScript file per source file, so the module
- * boundaries `keel check` enforces, stack traces and source maps stay as written. Dependencies
+ * boundaries `keel check` enforces and the source maps stay as written. Dependencies
  * stay in node_modules, installed with `npm ci --omit=dev`.
  */
 import { spawn } from 'node:child_process';
@@ -14,12 +14,11 @@ import { cpSync, existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFile
 import { createRequire } from 'node:module';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { CLIError, CliErrorCode } from './errors.js';
-import { BUILD_INFO_FILE, keelPackage, projectSettings, readBuildInfo, type BuildInfo, type Project } from './project.js';
+import { BUILD_INFO_FILE, TYPESCRIPT_FILE, keelPackage, projectSettings, readBuildInfo, type BuildInfo, type Project } from './project.js';
 import { tsconfigFile } from './templates/app.js';
 
 /** The folder of topology files `keel build` compiles when it exists. */
 const TOPOLOGIES_DIR = 'topologies';
-const TYPESCRIPT_SOURCE = /\.[cm]?tsx?$/;
 const TEST_FILE = /\.(test|spec)\.[cm]?[jt]sx?$/;
 const DECLARATION = /\.d\.[cm]?ts$/;
 
@@ -74,6 +73,11 @@ export async function buildProject(project: Project, options: BuildOptions = {})
   }
   const settings = projectSettings(project.root);
   if (settings === undefined) throw new CLIError(CliErrorCode.E_NO_PROJECT, `${project.root} has no package.json.`);
+  if (project.modulesDir === project.root) {
+    throw new CLIError(CliErrorCode.E_BUILD, `keel build compiles the manifest's folder, and ${project.manifestPath} is at the project root.`, {
+      hint: 'Keep the manifest in a folder of its own, such as modules/index.ts ("keel.manifest" in package.json).',
+    });
+  }
   const outDir = outputFolder(project, options.outDir ?? settings.outDir);
   const sources = [relative(project.root, project.modulesDir), ...(existsSync(join(project.root, TOPOLOGIES_DIR)) ? [TOPOLOGIES_DIR] : [])];
   for (const entry of settings.entry) {
@@ -87,7 +91,7 @@ export async function buildProject(project: Project, options: BuildOptions = {})
   // The config sits under the project's node_modules, where tsc finds `@types` as for the project itself.
   const scratch = join(project.root, 'node_modules', '.cache', 'keel');
   mkdirSync(scratch, { recursive: true });
-  const config = join(scratch, 'tsconfig.build.json');
+  const config = join(scratch, `tsconfig.build.${process.pid}.json`);
   writeFileSync(config, buildConfig(project, outDir, sources));
   try {
     await compile(tsc, config, project.root);
@@ -212,7 +216,7 @@ function copyAssets(root: string, outDir: string, sources: readonly string[]): v
       recursive: true,
       filter: (path) => {
         if (statSync(path).isDirectory()) return !path.split(sep).includes('node_modules');
-        return !TYPESCRIPT_SOURCE.test(path) && !TEST_FILE.test(path) && !DECLARATION.test(path);
+        return !TYPESCRIPT_FILE.test(path) && !TEST_FILE.test(path) && !DECLARATION.test(path);
       },
     });
   }

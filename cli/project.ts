@@ -134,7 +134,7 @@ export function readBuildInfo(outDir: string): BuildInfo | undefined {
   }
   if (typeof parsed?.manifest !== 'string' || typeof parsed.builtAt !== 'string') {
     throw new CLIError(CliErrorCode.E_BUILD, `${path} is not a build record keel wrote.`, {
-      hint: 'Build the application again with `keel build`.',
+      hint: `If ${outDir} is an old build, delete it and run \`keel build\` again; if it holds other files, build elsewhere (--out-dir).`,
     });
   }
   return { keel: parsed.keel ?? 'unknown', builtAt: parsed.builtAt, manifest: parsed.manifest };
@@ -198,8 +198,11 @@ export function findProject(cwd: string, options: FindProjectOptions = {}): Proj
  */
 const CLI_RUNS_FROM_SOURCE = import.meta.url.endsWith('.ts');
 
-/** Files tsx loads for the CLI: TypeScript of any module flavour. */
-const TYPESCRIPT_FILE = /\.[cm]?tsx?$/;
+/**
+ * TypeScript files of any module flavour: what tsx loads for the CLI, and what `keel build`
+ * compiles rather than copies.
+ */
+export const TYPESCRIPT_FILE = /\.[cm]?tsx?$/;
 
 let loaderRegistered = false;
 
@@ -209,7 +212,7 @@ let loaderRegistered = false;
  * neither map `./x.js` to `./x.ts` nor compile decorators, so a first native attempt can fail
  * half-way with any error, or leave a failed module cached for the next import to meet again.
  */
-async function ensureTypeScriptLoader(project: Project): Promise<void> {
+async function ensureTypeScriptLoader(project: Project, path: string): Promise<void> {
   if (loaderRegistered || CLI_RUNS_FROM_SOURCE) return;
   const candidates = [join(project.root, 'package.json'), import.meta.url];
   for (const from of candidates) {
@@ -225,7 +228,7 @@ async function ensureTypeScriptLoader(project: Project): Promise<void> {
   }
   throw new CLIError(
     CliErrorCode.E_LOADER,
-    `${relative(project.root, project.manifestPath)} is TypeScript, and tsx (which loads it) is not installed.`,
+    `${relative(project.root, path) || path} is TypeScript, and tsx (which loads it) is not installed.`,
     {
       hint:
         'In development, install it in the application (`npm install --save-dev tsx`). ' +
@@ -263,7 +266,7 @@ export async function importProjectFile(
   path: string,
   options: { readonly fresh?: boolean } = {},
 ): Promise<Record<string, unknown>> {
-  if (TYPESCRIPT_FILE.test(path)) await ensureTypeScriptLoader(project);
+  if (TYPESCRIPT_FILE.test(path)) await ensureTypeScriptLoader(project, path);
   // A fresh import reads the file as it is now, not as an earlier import in this process saw it.
   const url = `${pathToFileURL(path).href}${options.fresh ? `?keel-load=${++loads}` : ''}`;
   return (await import(url)) as Record<string, unknown>;

@@ -2,6 +2,7 @@
  * Logging. keel logs structured records through a small {@link Logger} interface that pino
  * (the default) satisfies, so an application can pass its own pino instance or any adapter.
  */
+import { hostname } from 'node:os';
 import { pino } from 'pino';
 
 /**
@@ -45,7 +46,9 @@ export interface Logger {
 
 /**
  * The default logger: pino writing JSON lines to stdout, level from `KEEL_LOG_LEVEL`
- * (default `info`; `silent` turns it off).
+ * (default `info`; `silent` turns it off). Where `KEEL_PROCESS_NAME` is set (by `keel up` and
+ * the files `keel deploy` writes: the process group's name), every record carries it as
+ * `process`, so that the lines of many processes in one log store say where they come from.
  *
  * @example
  * ```ts
@@ -53,9 +56,11 @@ export interface Logger {
  * ```
  */
 export function createLogger(options: { level?: string; name?: string } = {}): Logger {
+  const processName = process.env['KEEL_PROCESS_NAME']?.trim();
   return pino({
     name: options.name ?? 'keel',
     level: options.level ?? process.env['KEEL_LOG_LEVEL'] ?? 'info',
+    ...(processName ? { base: { pid: process.pid, hostname: hostname(), process: processName } } : {}),
   }) as unknown as Logger;
 }
 

@@ -105,7 +105,7 @@ describe('cli - keel build', () => {
     expect(start.stderr).toContain(`error E_BUILD: ${root} has no build in dist/ to start.`);
   }, 60_000);
 
-  it('cli - keel build replaces its own earlier build, and refuses an output folder holding other files, the sources, or one outside the project', async () => {
+  it('cli - keel build replaces its own earlier build, and refuses an output folder holding other files or a corrupt record, the sources, one outside the project, and a manifest at the root', async () => {
     const root = project('refusals', {
       'package.json': JSON.stringify({ name: 'refusals', type: 'module', keel: { outDir: 'out' } }),
       'tsconfig.json': tsconfig,
@@ -119,6 +119,7 @@ describe('cli - keel build', () => {
     writeFileSync(join(root, 'out', 'keel-build.json'), 'not json');
     const corrupt = await runKeel(['build'], { cwd: root });
     expect(corrupt.stderr).toContain(`error E_BUILD: ${join(root, 'out', 'keel-build.json')} is not a build record keel wrote.`);
+    expect(corrupt.stderr).toContain(`If ${join(root, 'out')} is an old build, delete it and run \`keel build\` again`);
 
     rmSync(join(root, 'out', 'keel-build.json'));
     const foreign = await runKeel(['build'], { cwd: root });
@@ -137,5 +138,12 @@ describe('cli - keel build', () => {
     });
     const wrongShape = await runKeel(['build'], { cwd: entry });
     expect(wrongShape.stderr).toContain('"keel.entry" must be an array of paths relative to the project root');
+
+    const atRoot = project('root-manifest', {
+      'package.json': JSON.stringify({ name: 'root-manifest', type: 'module', keel: { manifest: 'index.ts' } }),
+      'index.ts': 'export const modules = [];\n',
+    });
+    const rootManifest = await runKeel(['build'], { cwd: atRoot });
+    expect(rootManifest.stderr).toContain(`error E_BUILD: keel build compiles the manifest's folder, and ${join(atRoot, 'index.ts')} is at the project root.`);
   }, 60_000);
 });

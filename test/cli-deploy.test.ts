@@ -127,7 +127,8 @@ describe('cli - deploy', () => {
         checked++;
       }
     }
-    expect(checked).toBe(1 + 3 + 5 + 3 + 1 + 2);
+    // single: a Deployment and its Service; split: 3; per-module: 5; replicated: 3 Deployments, a Service, 2 budgets.
+    expect(checked).toBe(2 + 3 + 5 + 3 + 1 + 2);
     const broken = yamlOf(topologies['replicated']!, 'k8s/gateway-deployment.yaml');
     broken.spec.replicas = 'three';
     expect(() => new Deployment(broken).validate()).toThrow();
@@ -219,7 +220,7 @@ describe('cli - deploy', () => {
       expect(service.environment.KEEL_PROCESS_NAME).toBe(group);
       expect(service.healthcheck.test.slice(0, 3)).toEqual(['CMD', 'node', '-e']);
       expect(service.healthcheck.test[3]).toContain('/healthz');
-      expect(service.stop_grace_period).toBe('45s');
+      expect(service.stop_grace_period).toBe('75s');
     }
   });
 
@@ -233,10 +234,12 @@ describe('cli - deploy', () => {
     expect(compose.services.orders.environment.KEEL_HTTP_OPERATIONS).toBe('hosted');
     expect(compose.services.warehouse.ports).toBeUndefined();
     expect(compose.services.warehouse.environment.KEEL_HTTP_OPERATIONS).toBe('none');
-    for (const name of ['split', 'per-module', 'single']) {
+    for (const name of ['split', 'per-module']) {
       const services = yamlOf(topologies[name]!, 'compose.yaml').services;
       for (const service of Object.values<any>(services)) expect(service.ports).toBeUndefined();
     }
+    // The shop's single.ts (like a new application's) names http: its one process is the gateway.
+    expect(yamlOf(topologies['single']!, 'compose.yaml').services.shop.ports).toEqual(['3000:3000']);
   });
 
   it('cli - deploy writes a Service for the HTTP gateway only, to the container port', () => {
@@ -245,7 +248,8 @@ describe('cli - deploy', () => {
     const [, service] = services[0]!;
     expect(service.spec.ports).toEqual([{ name: 'http', port: 8080, targetPort: 'http', protocol: 'TCP' }]);
     expect(service.spec.selector).toEqual({ 'app.kubernetes.io/name': 'keel', 'app.kubernetes.io/component': 'gateway' });
-    for (const name of ['split', 'per-module', 'single']) expect(kubernetesOf(topologies[name]!, '-service.yaml')).toEqual([]);
+    for (const name of ['split', 'per-module']) expect(kubernetesOf(topologies[name]!, '-service.yaml')).toEqual([]);
+    expect(kubernetesOf(topologies['single']!, '-service.yaml').map(([path]) => path)).toEqual(['k8s/shop-service.yaml']);
   });
 
   it('cli - deploy writes a PodDisruptionBudget only for groups with two or more replicas', () => {
@@ -256,12 +260,15 @@ describe('cli - deploy', () => {
     for (const name of ['split', 'per-module', 'single']) expect(kubernetesOf(topologies[name]!, '-pdb.yaml')).toEqual([]);
   });
 
-  it('cli - deploy takes the NATS URL from a Secret by secretKeyRef, never inline, in every Deployment', () => {
+  it('cli - deploy takes the NATS URL from a Secret by secretKeyRef, and the Secret\'s other keys by envFrom, never inline, in every Deployment', () => {
     for (const name of ['split', 'per-module', 'replicated']) {
       for (const [path, deployment] of kubernetesOf(topologies[name]!, '-deployment.yaml')) {
         const env = deployment.spec.template.spec.containers[0].env;
         const nats = env.filter((variable: any) => variable.name === 'KEEL_NATS_URL');
         expect(nats, path).toEqual([{ name: 'KEEL_NATS_URL', valueFrom: { secretKeyRef: { name: 'keel-nats', key: 'KEEL_NATS_URL' } } }]);
+        expect(deployment.spec.template.spec.containers[0].envFrom, `${path}: the Secret's other keys (token, user, password)`).toEqual([
+          { secretRef: { name: 'keel-nats' } },
+        ]);
         expect(topologies[name]!.files.get(path)).not.toContain('nats://');
       }
     }
@@ -273,11 +280,11 @@ describe('cli - deploy', () => {
     expect(Object.keys(compose.services)).toEqual(['shop']);
     expect(compose.volumes).toBeUndefined();
     expect(compose.services.shop.depends_on).toBeUndefined();
-    expect(compose.services.shop.environment).toEqual({ KEEL_MODULES: shopModules.join(','), KEEL_PROCESS_NAME: 'shop', KEEL_HTTP_OPERATIONS: 'none' });
+    expect(compose.services.shop.environment).toEqual({ KEEL_MODULES: shopModules.join(','), KEEL_PROCESS_NAME: 'shop', KEEL_HTTP_OPERATIONS: 'all' });
     expect(single.files.get('k8s/shop-deployment.yaml')).not.toContain('KEEL_NATS_URL');
   });
 
-  it('cli - deploy probes /readyz for readiness and /healthz for liveness and start-up, with a grace period longer than the 30 s drain', () => {
+  it('cli - deploy probes /readyz for readiness and /healthz for liveness and start-up, with a grace period longer than the drains of the kernel and the transport (30 s each)', () => {
     for (const [path, deployment] of kubernetesOf(topologies['replicated']!, '-deployment.yaml')) {
       const pod = deployment.spec.template.spec;
       const container = pod.containers[0];
@@ -285,7 +292,7 @@ describe('cli - deploy', () => {
       expect(container.livenessProbe.httpGet, path).toEqual({ path: '/healthz', port: 'http' });
       expect(container.startupProbe.httpGet, path).toEqual({ path: '/healthz', port: 'http' });
       expect(container.ports).toEqual([{ name: 'http', containerPort: 3000, protocol: 'TCP' }]);
-      expect(pod.terminationGracePeriodSeconds).toBeGreaterThan(30);
+      expect(pod.terminationGracePeriodSeconds).toBeGreaterThan(60);
       expect(container.resources.requests).toEqual({ cpu: '50m', memory: '96Mi' });
       expect(container.resources.limits.memory).toBe('256Mi');
     }

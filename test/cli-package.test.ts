@@ -8,15 +8,15 @@
  * Dockerfile `keel deploy` writes: build, production install, start, `/readyz`, HEALTHCHECK.
  */
 import { spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { createRequire } from 'node:module';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ChildProcessByStdio } from 'node:child_process';
 import type { Readable } from 'node:stream';
-import { runDockerfileSteps, startCmd } from './support/dockerfile.js';
+import { parse as parseYaml } from 'yaml';
+import { runDockerfileSteps, runHealthcheck, startCmd } from './support/dockerfile.js';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
 
 const repository = dirname(createRequire(import.meta.url).resolve('keel/package.json'));
@@ -39,20 +39,19 @@ function run(command: string, args: string[], cwd: string, extra: Record<string,
   return result;
 }
 
-/** A port free on loopback now. */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
-
 /**
- * Waits for a started application to be ready, checks /readyz and one operation over HTTP
- * (and `check`, if given), then sends SIGTERM and expects a clean stop. Returns its output.
+ * Waits for a started application to be ready, reads the gateway's port from its output,
+ * checks /readyz and one operation over HTTP (and `check`, if given), then stops it and expects
+ * a clean stop. Returns its output. A child started `detached` (npm, which forwards signals to
+ * keel but ends by them itself, as in a terminal) is stopped through its process group, and
+ * keel's own report of its stop is what is checked; any other exits 0 on SIGTERM.
  */
-async function startAndCall(child: ChildProcessByStdio<null, Readable, Readable>, port: number, check?: () => Promise<void>): Promise<string> {
+async function startAndCall(child: ChildProcessByStdio<null, Readable, Readable>, check?: (port: number) => void | Promise<void>): Promise<string> {
+  const group = child.spawnargs[0] === 'npm';
+  const signal = (name: NodeJS.Signals): void => {
+    if (group && child.pid !== undefined) process.kill(-child.pid, name);
+    else child.kill(name);
+  };
   let output = '';
   const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
   const ready = new Promise<void>((resolve, reject) => {
@@ -64,11 +63,11 @@ async function startAndCall(child: ChildProcessByStdio<null, Readable, Readable>
     child.stderr.on('data', collect);
     void exited.then((code) => reject(new Error(`the application exited (${code}) before it was ready:\n${output}`)));
   });
-  const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+  const timer = setTimeout(() => signal('SIGKILL'), 60_000);
   try {
     await ready;
-    const base = `http://127.0.0.1:${port}`;
-    expect(output).toContain(`keel: HTTP gateway on ${base}`);
+    const base = /keel: HTTP gateway on (http:\/\/127\.0\.0\.1:\d+)/.exec(output)?.[1];
+    expect(base, output).toBeDefined();
     expect((await fetch(`${base}/readyz`)).status).toBe(200);
     const response = await fetch(`${base}/greeter/hello`, {
       method: 'POST',
@@ -77,13 +76,14 @@ async function startAndCall(child: ChildProcessByStdio<null, Readable, Readable>
     });
     expect(response.status).toBe(200);
     expect(await response.json()).toEqual({ message: expect.stringContaining('Ada') });
-    await check?.();
+    await check?.(Number(new URL(base as string).port));
   } finally {
-    child.kill('SIGTERM');
+    signal('SIGTERM');
   }
-  expect(await exited, output).toBe(0);
+  const code = await exited;
   clearTimeout(timer);
-  expect(output).toContain('keel: stopped');
+  if (!group) expect(code, output).toBe(0);
+  expect(output).toContain('keel: stopping: finishing work in flight\nkeel: stopped\n');
   return output;
 }
 
@@ -169,13 +169,15 @@ describe('cli - the packed package', () => {
     expect(run(keel, ['contracts', 'diff'], app).stdout).toContain('keel contracts diff: the contracts match the lock.');
 
     // `npm start` is `keel start`: the application in one process, serving HTTP, until SIGTERM drains it.
-    const port = await freePort();
-    const started = await startAndCall(spawn(keel, ['start'], { cwd: app, env: userEnvironment({ PORT: String(port) }), stdio: ['ignore', 'pipe', 'pipe'] }), port);
+    const started = await startAndCall(spawn('npm', ['start'], { cwd: app, env: userEnvironment({ PORT: '0' }), stdio: ['ignore', 'pipe', 'pipe'], detached: true }));
     expect(started).toContain('keel: hosting greeter, billing, shipping');
 
     // The Dockerfile keel deploy writes, step by step: build stage (npm ci, keel build), then the
-    // runtime stage (production install, the build only), started by its CMD and checked by its HEALTHCHECK.
+    // runtime stage (production install, the build only), started by its CMD as its USER with the
+    // environment compose gives the topology's one process, and checked by its HEALTHCHECK.
     run(keel, ['deploy', 'topologies/single.ts', '--out', 'deploy'], app);
+    const compose = parseYaml(readFileSync(join(app, 'deploy', 'compose.yaml'), 'utf8')) as { services: Record<string, { environment: Record<string, string> }> };
+    expect(Object.keys(compose.services)).toEqual(['app']);
     const stages = runDockerfileSteps({
       dockerfile: join(app, 'deploy', 'Dockerfile'),
       context: app,
@@ -187,13 +189,11 @@ describe('cli - the packed package', () => {
     expect(stages.map((stage) => stage.name)).toEqual(['build', 'runtime']);
     expect(readdirSync(runtime.folder).sort()).toEqual(['dist', 'node_modules', 'package-lock.json', 'package.json']);
     for (const devOnly of ['tsx', 'typescript', 'vitest']) expect(existsSync(join(runtime.folder, 'node_modules', devOnly)), devOnly).toBe(false);
-    const productionPort = await freePort();
-    const child = startCmd(runtime, userEnvironment({ PORT: String(productionPort), KEEL_HTTP_HOST: '127.0.0.1' }));
-    const production = await startAndCall(child, productionPort, async () => {
-      const [command, ...args] = runtime.healthcheck ?? [];
-      expect(command, 'the runtime stage has a HEALTHCHECK').toBeDefined();
-      run(command as string, args, runtime.folder, { PORT: String(productionPort) });
-    });
+    expect(runtime.user).toBe('node');
+    // The image's user (uid 1000, when this test runs as root) must reach its files, as in the image.
+    chmodSync(folder, 0o755);
+    const environment = userEnvironment({ ...compose.services['app']?.environment, PORT: '0', KEEL_HTTP_HOST: '127.0.0.1' });
+    const production = await startAndCall(startCmd(runtime, environment), (port) => runHealthcheck(runtime, { ...environment, PORT: String(port) }));
     expect(production).toContain('keel: running the build in dist/');
     expect(production).toContain('keel: hosting greeter, billing, shipping');
   }, 600_000);

@@ -24,18 +24,18 @@ function packageOf(root: string): { name: string; version: string } {
   }
 }
 
-/** Files under `folder` (recursively), as paths relative to it. */
-function filesUnder(folder: string, prefix = ''): string[] {
-  return readdirSync(folder, { withFileTypes: true }).flatMap((entry) =>
-    entry.isDirectory() ? filesUnder(join(folder, entry.name), `${prefix}${entry.name}/`) : [`${prefix}${entry.name}`],
-  );
+/** Files under `folder` (recursively), as `/`-separated paths relative to it. */
+function filesUnder(folder: string): string[] {
+  return readdirSync(folder, { withFileTypes: true, recursive: true })
+    .filter((entry) => !entry.isDirectory())
+    .map((entry) => relative(folder, join(entry.parentPath, entry.name)).replaceAll('\\', '/'));
 }
 
 /** Files an earlier `keel deploy` wrote under `out` that this plan no longer has (a group removed, a PDB no longer needed). */
 function staleGenerated(out: string, plan: readonly DeployFile[]): string[] {
   const planned = new Set(plan.map((file) => file.path));
   return filesUnder(out).filter(
-    (path) => !planned.has(path) && /\.ya?ml$|^Dockerfile$/.test(path) && readFileSync(join(out, path), 'utf8').startsWith(`# ${GENERATED_MARK}`),
+    (path) => !planned.has(path) && /\.ya?ml$/.test(path) && readFileSync(join(out, path), 'utf8').startsWith(`# ${GENERATED_MARK}`),
   );
 }
 

@@ -36,7 +36,8 @@ export const DEFAULT_RESOURCES = {
 
 /**
  * The Secret holding `KEEL_NATS_URL` (with credentials, if any) for every Deployment:
- * `<app>-nats`.
+ * `<app>-nats`. Its other keys (`KEEL_NATS_TOKEN`, `KEEL_NATS_USER`, `KEEL_NATS_PASSWORD`, ...)
+ * reach the containers as variables too.
  *
  * @example
  * ```ts
@@ -103,6 +104,8 @@ export function deploymentDocument(topology: TopologyFile, name: string, group: 
               image: options.image,
               ports: [{ name: 'http', containerPort: DEFAULT_DEPLOY_OPTIONS.containerPort, protocol: 'TCP' }],
               env,
+              // Every other key of the Secret too: KEEL_NATS_TOKEN, KEEL_NATS_USER and KEEL_NATS_PASSWORD, TLS paths.
+              ...(needsNats(topology) ? { envFrom: [{ secretRef: { name: natsSecretName(options) } }] } : {}),
               startupProbe: probe('/healthz', { periodSeconds: 2, failureThreshold: 30 }),
               readinessProbe: probe('/readyz', { periodSeconds: 5, failureThreshold: 2 }),
               livenessProbe: probe('/healthz', { periodSeconds: 10, failureThreshold: 3 }),

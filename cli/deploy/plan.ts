@@ -4,6 +4,7 @@
  * container port, the health command, each group's environment), so that they cannot disagree.
  */
 import { DEFAULT_KERNEL_OPTIONS } from 'keel';
+import { DEFAULT_NATS_TRANSPORT_OPTIONS } from 'keel/nats';
 import { CLIError, CliErrorCode } from '../errors.js';
 import type { ProcessGroup, TopologyFile } from '../topology.js';
 
@@ -57,8 +58,12 @@ export const DEFAULT_DEPLOY_OPTIONS = {
   minimumNodeMajor: 20,
   /** PORT inside every container. */
   containerPort: 3000,
-  /** Longer than the kernel's drain timeout, so that a stopping process finishes its work before it is killed. */
-  stopGraceSeconds: Math.ceil(DEFAULT_KERNEL_OPTIONS.drainTimeoutMs / 1000) + 15,
+  /**
+   * Longer than the worst stop keel allows itself: the kernel's drain, then the NATS transport's
+   * (each bounded by its own `drainTimeoutMs`), plus a margin, so a stopping process finishes
+   * its work before it is killed.
+   */
+  stopGraceSeconds: Math.ceil((DEFAULT_KERNEL_OPTIONS.drainTimeoutMs + DEFAULT_NATS_TRANSPORT_OPTIONS.drainTimeoutMs) / 1000) + 15,
   natsImage: 'nats:2.10-alpine',
   /** The service name the official NATS Helm chart creates (release `nats`), and compose's NATS service. */
   natsUrl: 'nats://nats:4222',

@@ -166,8 +166,16 @@ picks another port, \`PORT=off\` serves no HTTP.
 
 \`\`\`sh
 npm run build                 # keel build: type-checks and compiles to JavaScript in dist/
-npm ci --omit=dev             # where it runs: production dependencies only, no tsx, no TypeScript
-npx keel start                # runs dist/ (keel start --build runs it where the sources are too)
+npx keel start --build        # runs dist/ here, where the sources are too
+\`\`\`
+
+Where it runs, it needs only package.json, package-lock.json and dist/, and production
+dependencies (no tsx, no TypeScript):
+
+\`\`\`sh
+mkdir ../${input.name}-prod && cp -r package.json package-lock.json dist ../${input.name}-prod/
+cd ../${input.name}-prod && npm ci --omit=dev
+node node_modules/keel/dist/cli/bin.js start   # a folder with a build and no sources runs the build
 \`\`\`
 
 \`npx keel deploy topologies/single.ts --out deploy\` writes a Dockerfile, a Compose file and
@@ -224,15 +232,16 @@ npx keel up topologies/single.ts
 export function topologyFile(starter: string): string {
   return `/**
  * The whole application in one process: "*" is every module of the manifest that no other
- * process names, so a module added later runs here too. Copy this file to split it: give a
- * process the modules it hosts (such as { modules: ['${starter}'], replicas: 2 }), and the
- * others reach it over NATS.
+ * process names, so a module added later runs here too, and \`http\` makes it the gateway that
+ * serves every operation over HTTP (published by \`keel deploy\`). Copy this file to split it:
+ * give a process the modules it hosts (such as { modules: ['${starter}'], replicas: 2 }), and
+ * the others reach it over NATS.
  */
 import { defineTopology } from 'keel/cli';
 
 export default defineTopology({
   processes: {
-    app: { modules: ['*'] },
+    app: { modules: ['*'], http: 3000 },
   },
 });
 `;

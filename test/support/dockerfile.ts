@@ -139,8 +139,23 @@ export function runDockerfileSteps(options: {
   return stages;
 }
 
+/** User ids of the official node image's users. */
+const IMAGE_USERS: Readonly<Record<string, number>> = { root: 0, node: 1000 };
+
 /**
- * Starts a stage's `CMD` (exec form) in its folder, with its `ENV` and then `env` over it.
+ * The uid and gid a stage's `USER` runs as, when this process may switch to it (it runs as
+ * root, as CI does); otherwise nothing, and the command runs as whoever runs the test.
+ */
+function userOf(stage: Stage): { uid: number; gid: number } | Record<string, never> {
+  if (stage.user === undefined || process.getuid?.() !== 0) return {};
+  const id = IMAGE_USERS[stage.user] ?? Number(stage.user);
+  if (!Number.isInteger(id)) throw new Error(`this runner does not know the image user ${stage.user}`);
+  return { uid: id, gid: id };
+}
+
+/**
+ * Starts a stage's `CMD` (exec form) in its folder, as its `USER`, with its `ENV` and then the
+ * `PORT` and `KEEL_*` variables of `env` over it (as compose or Kubernetes set them).
  *
  * @example
  * ```ts
@@ -150,7 +165,27 @@ export function runDockerfileSteps(options: {
 export function startCmd(stage: Stage, env: Record<string, string | undefined>): ChildProcessByStdio<null, Readable, Readable> {
   const [command, ...args] = stage.cmd ?? [];
   if (command === undefined) throw new Error(`stage ${stage.name} has no CMD`);
-  return spawn(command, args, { cwd: stage.folder, env: { ...env, ...stage.env, ...pick(env) }, stdio: ['ignore', 'pipe', 'pipe'] });
+  return spawn(command, args, {
+    cwd: stage.folder,
+    env: { ...env, ...stage.env, ...pick(env) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    ...userOf(stage),
+  });
+}
+
+/**
+ * Runs a stage's `HEALTHCHECK` command as its `USER`, with its `ENV` and `env` over it; throws
+ * when it exits non-zero.
+ *
+ * @example
+ * ```ts
+ * runHealthcheck(runtime, { PORT: '43121' });
+ * ```
+ */
+export function runHealthcheck(stage: Stage, env: Record<string, string | undefined>): void {
+  const [command, ...args] = stage.healthcheck ?? [];
+  if (command === undefined) throw new Error(`stage ${stage.name} has no HEALTHCHECK`);
+  execFileSync(command, args, { cwd: stage.folder, env: { ...env, ...stage.env, ...pick(env) }, stdio: 'pipe', timeout: 10_000, ...userOf(stage) });
 }
 
 /** The variables the test sets on purpose (PORT, host) win over the image's defaults. */
