@@ -146,12 +146,35 @@ describe('nats - failure behaviour of calls', () => {
     }
   }, 10_000);
 
-  it('nats - fails a slow call with TIMEOUT at its deadline, and the late answer is ignored', async () => {
-    const error = await expectRejection(client.client(store).slow({ ms: 600 }, { timeoutMs: 100 }));
-    expect(isKeelError(error, 'TIMEOUT')).toBe(true);
-    expect(error.retryable).toBe(false);
-    await sleep(700); // let the late answer arrive
-    expect(await client.client(store).put({ text: 'after' })).toEqual({ length: 5 });
+  it('nats - fails a slow call with TIMEOUT at its deadline, and drops its late answer: seen on the wire, it settles no other call in flight', async () => {
+    // A connection of its own watches every reply subject, so that the late answer's arrival is seen, not assumed.
+    const watcher = await connect({ servers: server.url });
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      let lateAnswerSeen!: () => void;
+      const lateAnswer = new Promise<void>((resolve) => (lateAnswerSeen = resolve));
+      watcher.subscribe('_INBOX.>', {
+        callback: (_error, msg) => {
+          if (msg.data.length > 0 && msg.string().includes('"slept":600')) lateAnswerSeen();
+        },
+      });
+      await watcher.flush();
+
+      const error = await expectRejection(client.client(store).slow({ ms: 600 }, { timeoutMs: 100 }));
+      expect(isKeelError(error, 'TIMEOUT')).toBe(true);
+      expect(error.retryable).toBe(false);
+      // Another call is pending on the same reply inbox when the late answer arrives; it must get its own.
+      const inFlight = client.client(store).slow({ ms: 900 }, { timeoutMs: 10_000 });
+      await lateAnswer;
+      expect(await inFlight).toEqual({ slept: 900 });
+      expect(await client.client(store).put({ text: 'after' })).toEqual({ length: 5 });
+      expect(unhandled).toEqual([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+      await watcher.close();
+    }
   });
 
   it('nats - refuses an input larger than max_payload with PAYLOAD_TOO_LARGE naming the operation, and the next call works', async () => {
