@@ -416,6 +416,10 @@ class LocalTransport implements Transport {
       const group = this.#groups.get(`${event.contract}.${event.event}`)?.get(subscription.subscriber) as Group;
       if (group.members.length === 0) {
         this.#keep(group, event, attempt + 1);
+        this.#logger.debug(
+          { event: `${event.contract}.${event.event}`, subscriber: subscription.subscriber, attempt: attempt + 1 },
+          'durable event kept for its retry: no instance of the subscribing module runs',
+        );
         return;
       }
       this.#schedule(group.members[group.next++ % group.members.length] as Subscriber, event, attempt + 1);

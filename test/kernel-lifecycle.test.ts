@@ -434,13 +434,16 @@ describe('local transport - durable events kept while the subscribing module is 
   });
 
   it('keeps a failed event whose redelivery finds the module stopped, and redelivers it as the next attempt', async () => {
-    const bus = createLocalTransport({ redeliveryDelayMs: 250, logger: silentLogger });
+    const kept: Record<string, unknown>[] = [];
+    const capture: Logger = { ...silentLogger, debug: (record) => void kept.push(record), child: () => capture };
+    const bus = createLocalTransport({ redeliveryDelayMs: 250, logger: capture });
     const first: string[] = [];
     const registration = await bus.subscribe(ledger(first, true));
     await bus.publish(sold('1'));
     await vi.waitFor(() => expect(first).toEqual(['1#1']), { interval: 5 });
     await registration.stop();
-    await sleep(400); // past the redelivery delay: the retry finds nobody running
+    // The retry came due, found nobody running, and kept the event (its own record says so).
+    await vi.waitFor(() => expect(kept).toContainEqual({ event: 'shop.sold', subscriber: 'ledger', attempt: 2 }), { interval: 5 });
     expect(first).toEqual(['1#1']);
     const second: string[] = [];
     await bus.subscribe(ledger(second));

@@ -1,4 +1,3 @@
-import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import {
@@ -106,6 +105,22 @@ describe('nats - durable events on JetStream', () => {
 
   const client = (): Kernel => kernels.get('client') as Kernel;
 
+  /**
+   * Waits until auditor's durable consumer has nothing waiting and nothing unacknowledged: no
+   * further delivery (a redelivery included) can happen, so counting deliveries is final. This
+   * is the positive signal an absence check waits for, instead of a fixed sleep.
+   */
+  const consumerDrained = async (): Promise<void> => {
+    const jsm = await raw.jetstreamManager();
+    await vi.waitFor(
+      async () => {
+        const info = await jsm.consumers.info('keel_ledger', 'auditor__recorded');
+        expect({ pending: info.num_pending, unacknowledged: info.num_ack_pending }).toEqual({ pending: 0, unacknowledged: 0 });
+      },
+      { timeout: 15_000, interval: 50 },
+    );
+  };
+
   beforeAll(async () => {
     server = await startNatsServer();
     await boot('ledger', ['ledger']);
@@ -126,7 +141,7 @@ describe('nats - durable events on JetStream', () => {
       timeout: 15_000,
       interval: 50,
     });
-    await sleep(200);
+    await consumerDrained();
     expect(tagged('retry')).toHaveLength(3);
     expect(deadLetters.some((letter) => (letter.payload as { tag: string }).tag === 'retry')).toBe(false);
   });
@@ -137,7 +152,7 @@ describe('nats - durable events on JetStream', () => {
       () => expect(deadLetters.find((letter) => (letter.payload as { tag: string }).tag === 'hopeless')?.metadata.attempt).toBe(3),
       { timeout: 15_000, interval: 50 },
     );
-    await sleep(200);
+    await consumerDrained();
     expect(tagged('hopeless').map((delivery) => delivery.attempt)).toEqual([1, 2, 3]);
 
     const jsm = await raw.jetstreamManager();
@@ -170,7 +185,12 @@ describe('nats - durable events on JetStream', () => {
     await (kernels.get('auditor-1') as Kernel).stop();
     kernels.delete('auditor-1');
     await client().client(ledger).record({ tag: 'while-down', failTimes: 0 });
-    await sleep(200);
+    // Kept: the event waits on the durable consumer (a positive signal), and no instance has handled it.
+    const jsm = await raw.jetstreamManager();
+    await vi.waitFor(async () => expect((await jsm.consumers.info('keel_ledger', 'auditor__recorded')).num_pending).toBeGreaterThanOrEqual(1), {
+      timeout: 10_000,
+      interval: 50,
+    });
     expect(tagged('while-down')).toHaveLength(0);
     await boot('auditor-2', ['auditor']);
     await vi.waitFor(() => expect(tagged('while-down').map((delivery) => delivery.instance)).toEqual(['auditor-2']), {
@@ -183,7 +203,7 @@ describe('nats - durable events on JetStream', () => {
     const tags = Array.from({ length: 40 }, (_, index) => `balanced-${index}`);
     for (const tag of tags) await client().client(ledger).record({ tag, failTimes: 0 });
     await vi.waitFor(() => expect(tags.every((tag) => tagged(tag).length >= 1)).toBe(true), { timeout: 15_000 });
-    await sleep(200);
+    await consumerDrained();
     for (const tag of tags) expect(tagged(tag)).toHaveLength(1);
   });
 
