@@ -4,7 +4,7 @@
  * errors by code. Everything per operation is computed once, when the client is built.
  */
 import type { AnyContract, AnyOperation, OperationInput, OperationOutput } from './contract.js';
-import { EXTERNAL_CALLER, currentContext, newCorrelationId, type CallContext } from './context.js';
+import { EXTERNAL_CALLER, currentContext, isCorrelationId, isTraceparent, newCorrelationId, type CallContext } from './context.js';
 import { fromErrorEnvelope, markCallError } from './envelope.js';
 import { KeelError, KeelErrorCode, validationError, type AnyErrorClass } from './errors.js';
 import { OK_OUTCOME, outcomeOf, type KernelObserver } from './observer.js';
@@ -24,9 +24,16 @@ export interface CallOptions {
   readonly timeoutMs?: number;
   /** Aborts the call with `CANCELLED`. */
   readonly signal?: AbortSignal;
-  /** Correlation id to use when the call starts a new context (ignored inside a handler). */
+  /**
+   * Correlation id to use when the call starts a new context (ignored inside a handler): 1 to
+   * 128 visible ASCII characters, so that every transport carries it unchanged; another value
+   * is refused with `INVALID_INPUT` before the call is made.
+   */
   readonly correlationId?: string;
-  /** Traceparent to use when the call starts a new context (ignored inside a handler). */
+  /**
+   * W3C traceparent to use when the call starts a new context (ignored inside a handler); a
+   * malformed one is refused with `INVALID_INPUT` before the call is made.
+   */
   readonly traceparent?: string;
 }
 
@@ -172,6 +179,8 @@ function makeCall(
         ),
       );
     }
+    const refused = parent === undefined ? refusedContextOption(options, label) : undefined;
+    if (refused !== undefined) return Promise.reject(markCallError(refused));
     let deadline = now + (timeoutMs ?? operationTimeout);
     if (parent !== undefined && parent.deadline < deadline) deadline = parent.deadline;
     const context: CallContext =
@@ -258,4 +267,25 @@ function observeCall(
     );
   };
   return (input, options) => (observers.length === 0 ? call(input, options) : observed(input, options));
+}
+
+/**
+ * The error for a `correlationId` or `traceparent` call option that could not cross every
+ * transport unchanged, or undefined when both are fine: checked once, here, so that a call
+ * carries the same context in process and over NATS.
+ */
+function refusedContextOption(options: CallOptions | undefined, label: string): KeelError | undefined {
+  if (options?.correlationId !== undefined && !isCorrelationId(options.correlationId)) {
+    return new KeelError(
+      KeelErrorCode.INVALID_INPUT,
+      `correlationId for ${label} must be 1 to 128 visible ASCII characters (no spaces or line breaks), got ${JSON.stringify(options.correlationId)}.`,
+    );
+  }
+  if (options?.traceparent !== undefined && !isTraceparent(options.traceparent)) {
+    return new KeelError(
+      KeelErrorCode.INVALID_INPUT,
+      `traceparent for ${label} must be a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>, lower case), got ${JSON.stringify(options.traceparent)}; newTraceparent() makes one.`,
+    );
+  }
+  return undefined;
 }

@@ -127,3 +127,21 @@ const TRACEPARENT_PATTERN = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$
 export function isTraceparent(value: unknown): value is string {
   return typeof value === 'string' && TRACEPARENT_PATTERN.test(value);
 }
+
+/** What a correlation id may be: 1 to 128 visible ASCII characters, so that it crosses an HTTP or NATS header unchanged. */
+const CORRELATION_ID_PATTERN = /^[\x21-\x7e]{1,128}$/;
+
+/**
+ * True when `value` can serve as a correlation id: 1 to 128 visible ASCII characters (no
+ * space, no line break). Every transport carries such an id unchanged; keel refuses any other
+ * at the call that passes it, in process as over NATS, so that an id means the same everywhere.
+ *
+ * @example
+ * ```ts
+ * const incoming = request.headers['x-correlation-id'];
+ * const correlationId = isCorrelationId(incoming) ? incoming : newCorrelationId();
+ * ```
+ */
+export function isCorrelationId(value: unknown): value is string {
+  return typeof value === 'string' && CORRELATION_ID_PATTERN.test(value);
+}

@@ -84,6 +84,7 @@ export { DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS, createClient, type CallOptions, typ
 export {
   EXTERNAL_CALLER,
   currentContext,
+  isCorrelationId,
   isTraceparent,
   newCorrelationId,
   newTraceparent,

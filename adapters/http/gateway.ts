@@ -12,6 +12,7 @@ import {
   KeelError,
   KeelErrorCode,
   createLogger,
+  isCorrelationId,
   isTraceparent,
   newCorrelationId,
   type AnyContract,
@@ -150,7 +151,6 @@ export interface HttpGateway {
 const GATEWAY_PATHS = { health: '/healthz', ready: '/readyz', metrics: '/metrics', openapi: '/openapi.json' } as const;
 
 const JSON_CONTENT_TYPE = 'application/json; charset=utf-8';
-const CORRELATION_ID_PATTERN = /^[\x21-\x7e]{1,128}$/;
 const TIMEOUT_PATTERN = /^[0-9]{1,15}$/;
 
 /** Request property (a fastify decorator) holding the request's correlation id once known. */
@@ -302,7 +302,7 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
     // Unset ('') on a routed request; absent on the bare request fastify hands frameworkErrors.
     if (id === undefined || id === '') {
       const header = request.headers[correlationHeader];
-      id = typeof header === 'string' && CORRELATION_ID_PATTERN.test(header) ? header : newCorrelationId();
+      id = isCorrelationId(header) ? header : newCorrelationId();
       correlated[CORRELATION_ID_PROPERTY] = id;
     }
     return id;

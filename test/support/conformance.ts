@@ -668,6 +668,19 @@ export function describeTransportConformance(target: ConformanceTarget): void {
         const view = await booted().client.client(probe).context({});
         expect(view.correlationId).toMatch(/\S{8,}/);
       });
+
+      it('carries a 128-character correlation id unchanged, and refuses one or a traceparent that a header could not carry, before calling', async () => {
+        const longest = `id-${'x'.repeat(125)}`;
+        expect((await booted().client.client(probe).context({}, { correlationId: longest })).correlationId).toBe(longest);
+        for (const correlationId of ['with\nnewline', ' padded ', 'has space', '', 'x'.repeat(129), 'café']) {
+          const error = await expectRejection(booted().client.client(probe).context({}, { correlationId }));
+          expect(isKeelError(error, 'INVALID_INPUT'), `${JSON.stringify(correlationId)}: ${String(error)}`).toBe(true);
+          expect(error.message).toContain(`correlationId for probe.context must be 1 to 128 visible ASCII characters`);
+        }
+        const traceparent = await expectRejection(booted().client.client(probe).context({}, { traceparent: 'not-a-traceparent' }));
+        expect(isKeelError(traceparent, 'INVALID_INPUT')).toBe(true);
+        expect(traceparent.message).toContain('traceparent for probe.context must be a W3C traceparent');
+      });
     });
 
     describe('events', () => {
