@@ -10,6 +10,7 @@ import { createClient, DEFAULT_TIMEOUT_MS, type Client } from './client.js';
 import { currentContext, newCorrelationId } from './context.js';
 import { KeelError, KeelErrorCode, validationError } from './errors.js';
 import { createLocalTransport } from './local.js';
+import { parseKernelOptions } from './kernel-options.js';
 import { createLogger, type Logger } from './logger.js';
 import type { AnyModule, EventHandler, EventHandlerFunction, EventHandlerOptions, ModuleInstance, OperationHandler } from './module.js';
 import { createEventSubscription, createServedModule, observeServed, type DeadLetter } from './served.js';
@@ -183,7 +184,9 @@ export interface Kernel {
 /**
  * Creates a kernel for an application manifest and a topology. Checks the dependency graph at
  * once: an unknown dependency, a duplicate module, a cycle or a module that cannot be reached
- * is refused with a {@link KeelError} (`INVALID_TOPOLOGY`) naming the problem.
+ * is refused with a {@link KeelError} (`INVALID_TOPOLOGY`) naming the problem. Its options are
+ * checked once, first: a wrong value or an unknown key is `INVALID_CONFIG` naming the field and
+ * what it takes, and an option given as `undefined` takes its default.
  *
  * @example
  * ```ts
@@ -199,7 +202,7 @@ export interface Kernel {
  * ```
  */
 export function createKernel(options: KernelOptions): Kernel {
-  return new KernelImpl({ ...DEFAULT_KERNEL_OPTIONS, ...options });
+  return new KernelImpl(parseKernelOptions(options, DEFAULT_KERNEL_OPTIONS));
 }
 
 type ResolvedOptions = KernelOptions & { readonly [K in keyof typeof DEFAULT_KERNEL_OPTIONS]: number };

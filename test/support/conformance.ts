@@ -368,7 +368,7 @@ async function addKernel(target: ConformanceTarget, booted: Booted, name: string
     topology: { host, transport },
     logger: options.logger ?? silentLogger,
     defaultTimeoutMs: options.defaultTimeoutMs ?? 5_000,
-    ...(options.eventTimeoutMs === undefined ? {} : { eventTimeoutMs: options.eventTimeoutMs }),
+    eventTimeoutMs: options.eventTimeoutMs,
     onDeadLetter: (letter) => booted.deadLetters.push({ tag: (letter.payload as { tag: string }).tag, attempts: letter.metadata.attempt }),
   });
   booted.kernels.set(name, kernel);

@@ -1,0 +1,73 @@
+/**
+ * createKernel's options are checked once: an explicit `undefined` means the default, and a
+ * wrong value (or an unknown key) is INVALID_CONFIG naming the field and what it takes.
+ */
+import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { createKernel, currentContext, defineContract, defineModule, isKeelError, operation, silentLogger, type KernelOptions } from 'keel';
+
+const clock = defineContract({
+  name: 'clock',
+  version: '1.0.0',
+  operations: { deadline: operation({ input: z.object({}), output: z.object({ remainingMs: z.number() }) }) },
+});
+
+const clockModule = defineModule({
+  contract: clock,
+  create: () => ({ handlers: { deadline: () => ({ remainingMs: (currentContext()?.deadline ?? Number.NaN) - Date.now() }) } }),
+});
+
+function refusal(options: Partial<KernelOptions> & Record<string, unknown>): string {
+  try {
+    createKernel({ modules: [clockModule], logger: silentLogger, ...options } as KernelOptions);
+  } catch (error) {
+    expect(isKeelError(error, 'INVALID_CONFIG'), String(error)).toBe(true);
+    return (error as Error).message;
+  }
+  throw new Error(`createKernel accepted ${JSON.stringify(options)}`);
+}
+
+describe('kernel - options', () => {
+  it('kernel - an option given as undefined takes its default: a call gets the 10 s default deadline, not NaN', async () => {
+    const kernel = createKernel({ modules: [clockModule], logger: silentLogger, defaultTimeoutMs: undefined, eventTimeoutMs: undefined });
+    await kernel.start();
+    try {
+      const { remainingMs } = await kernel.client(clock).deadline({});
+      expect(remainingMs).toBeGreaterThan(9_000);
+      expect(remainingMs).toBeLessThanOrEqual(10_000);
+    } finally {
+      await kernel.stop();
+    }
+  });
+
+  it('kernel - refuses a timeout that is not a number of milliseconds above 0, naming the field and the value', () => {
+    expect(refusal({ defaultTimeoutMs: -5 })).toBe(
+      'createKernel: defaultTimeoutMs must be a number of milliseconds above 0 and at most 2147483647, got -5.',
+    );
+    expect(refusal({ defaultTimeoutMs: Number.NaN })).toContain('defaultTimeoutMs must be a number of milliseconds above 0');
+    expect(refusal({ eventTimeoutMs: '30s' as unknown as number })).toContain('eventTimeoutMs must be a number of milliseconds above 0 and at most 2147483647, got "30s"');
+  });
+
+  it('kernel - refuses wrong delivery attempts, drain timeout, logger and dead-letter handler, every one named', () => {
+    const message = refusal({
+      maxDeliveryAttempts: 1.5,
+      drainTimeoutMs: -1,
+      logger: {} as never,
+      onDeadLetter: 'log it' as never,
+    });
+    expect(message).toContain('maxDeliveryAttempts must be a whole number of deliveries, 1 or more, got 1.5');
+    expect(message).toContain('drainTimeoutMs must be a number of milliseconds, 0 (do not wait) to 2147483647, got -1');
+    expect(message).toContain('logger must be a Logger (debug, info, warn, error, child)');
+    expect(message).toContain('onDeadLetter must be a function of a DeadLetter, got "log it"');
+  });
+
+  it('kernel - refuses an unknown option (a misspelt one) and names what it takes', () => {
+    expect(refusal({ defaultTimeout: 5_000 })).toBe(
+      'createKernel: unknown option "defaultTimeout" (it takes modules, topology, defaultTimeoutMs, eventTimeoutMs, maxDeliveryAttempts, drainTimeoutMs, logger, onDeadLetter).',
+    );
+  });
+
+  it('kernel - accepts 0 as drainTimeoutMs (do not wait) and a whole number of delivery attempts', () => {
+    expect(() => createKernel({ modules: [clockModule], logger: silentLogger, drainTimeoutMs: 0, maxDeliveryAttempts: 1 })).not.toThrow();
+  });
+});
