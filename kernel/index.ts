@@ -112,27 +112,7 @@ export { OK_OUTCOME, type CallRecord, type EventRecord, type KernelObserver } fr
 // Logging
 export { createLogger, silentLogger, type LogFunction, type Logger } from './logger.js';
 
-// The Transport port, for adapters
-export {
-  Fanout,
-  PendingAnswer,
-  RemoteFailure,
-  cancelledError,
-  noRespondersError,
-  timeoutError,
-  unknownOperationFailure,
-  versionMismatchFailure,
-  type ErrorEnvelope,
-  type EventMetadata,
-  type EventSubscription,
-  type OperationAddress,
-  type PublishedEvent,
-  type Registration,
-  type ServedModule,
-  type Transport,
-  type TransportCallOptions,
-  type TransportStatus,
-} from './transport.js';
-export { fromErrorEnvelope, isErrorEnvelope, toErrorEnvelope } from './envelope.js';
-export { DeadlineScheduler, type DeadlineEntry } from './deadline.js';
+// Transports: the one a topology takes, and the in-process one. Adapter authors implement the
+// port from 'keel/transport' (kernel/transport-entry.ts).
+export type { EventMetadata, Transport } from './transport.js';
 export { DEFAULT_LOCAL_TRANSPORT_OPTIONS, createLocalTransport, type LocalTransportOptions } from './local.js';

@@ -109,6 +109,7 @@ describe('cli - the packed package', () => {
     const listing = run('tar', ['-tzf', tarball], folder).stdout.split('\n');
     expect(listing).toContain('package/dist/cli/bin.js');
     expect(listing).toContain('package/dist/kernel/index.d.ts');
+    expect(listing).toContain('package/dist/kernel/transport-entry.d.ts');
     expect(listing.some((file) => file.endsWith('.ts') && !file.endsWith('.d.ts'))).toBe(false);
 
     // As README's "Three ways to use keel" step 1 says: the tarball's own `keel` bin, through npx.

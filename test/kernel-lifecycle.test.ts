@@ -2,7 +2,6 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import {
-  Fanout,
   KeelError,
   createKernel,
   createLocalTransport,
@@ -13,10 +12,9 @@ import {
   silentLogger,
   type AnyContract,
   type AnyModule,
-  type EventSubscription,
   type Logger,
-  type PublishedEvent,
 } from 'keel';
+import { Fanout, type EventSubscription, type PublishedEvent } from 'keel/transport';
 
 const empty = z.object({});
 

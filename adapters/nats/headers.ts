@@ -11,10 +11,8 @@ import {
   majorOf,
   newCorrelationId,
   type CallContext,
-  type EventMetadata,
-  type OperationAddress,
-  type PublishedEvent,
 } from 'keel';
+import { type EventMetadata, type OperationAddress, type PublishedEvent } from 'keel/transport';
 import { headers, type Match, type MsgHdrs } from 'nats';
 import { Header, headerValue } from './wire.js';
 

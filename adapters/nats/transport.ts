@@ -4,25 +4,27 @@
  * core NATS and durable events on JetStream.
  */
 import {
-  DeadlineScheduler,
   KeelError,
   KeelErrorCode,
+  createLogger,
+  isKeelError,
+  type CallContext,
+  type Logger,
+} from 'keel';
+import {
+  DeadlineScheduler,
   PendingAnswer,
   RemoteFailure,
   cancelledError,
-  createLogger,
   isErrorEnvelope,
-  isKeelError,
   noRespondersError,
   timeoutError,
   unknownOperationFailure,
   versionMismatchFailure,
-  type CallContext,
   type DeadlineEntry,
   type ErrorEnvelope,
   type EventMetadata,
   type EventSubscription,
-  type Logger,
   type OperationAddress,
   type PublishedEvent,
   type Registration,
@@ -30,7 +32,7 @@ import {
   type Transport,
   type TransportCallOptions,
   type TransportStatus,
-} from 'keel';
+} from 'keel/transport';
 import {
   AckPolicy,
   ConsumerEvents,

@@ -3,7 +3,8 @@
  * the explicit table from error codes to NATS service error codes. docs/wire-protocol.md
  * describes the same thing for people; keep the two in step.
  */
-import { ErrorKind, KeelErrorCode, type AnyContract, type ErrorEnvelope } from 'keel';
+import { ErrorKind, KeelErrorCode, type AnyContract } from 'keel';
+import { type ErrorEnvelope } from 'keel/transport';
 
 /**
  * Header names keel sets and reads (docs/wire-protocol.md). Names are case-sensitive on the wire.

@@ -28,6 +28,8 @@ export const CheckRule = {
   KERNEL_IMPORTS_ADAPTER: 'kernel-imports-adapter',
   /** The kernel imports a package that is not one of its own few dependencies. */
   KERNEL_IMPORTS_PACKAGE: 'kernel-imports-package',
+  /** Application code imports `keel/transport`, the door for adapter authors, instead of `keel`. */
+  MODULE_IMPORTS_TRANSPORT_PORT: 'module-imports-transport-port',
   /** An adapter imports kernel files instead of `keel`. */
   ADAPTER_IMPORTS_KERNEL_INTERNALS: 'adapter-imports-kernel-internals',
   /** An adapter imports another adapter's files instead of its public entry. */
@@ -200,6 +202,9 @@ function describeKind(reference: ResolvedImport): string {
   }
 }
 
+/** The entry of keel for adapter authors; application modules import 'keel'. */
+const TRANSPORT_ENTRY = 'keel/transport';
+
 function moduleBoundaries(tree: SourceTree): Violation[] {
   const violations: Violation[] = [];
   for (const file of tree.filesUnder(ProjectLayout.MODULES)) {
@@ -216,6 +221,14 @@ function moduleBoundaries(tree: SourceTree): Violation[] {
             message: `${who} imports a computed specifier (${reference.text}), which cannot be checked. Import other modules' contracts statically, by a literal path.`,
           });
         }
+        continue;
+      }
+      if (reference.specifier === TRANSPORT_ENTRY) {
+        violations.push({
+          rule: CheckRule.MODULE_IMPORTS_TRANSPORT_PORT,
+          ...at(file, reference),
+          message: `${who} ${describeKind(reference)} '${TRANSPORT_ENTRY}', the door for adapter authors (the Transport port and its parts). Application code imports from 'keel'; write a transport as an adapter.`,
+        });
         continue;
       }
       const target = reference.target;
@@ -440,7 +453,7 @@ function layering(tree: SourceTree): Violation[] {
         violations.push({
           rule: CheckRule.ADAPTER_IMPORTS_KERNEL_INTERNALS,
           ...at(file, reference),
-          message: `The ${adapter} adapter ${describeKind(reference)} ${target}, a kernel file. Adapters depend on the public API only: import from 'keel' (and export what is missing from kernel/index.ts).`,
+          message: `The ${adapter} adapter ${describeKind(reference)} ${target}, a kernel file. Adapters depend on the public doors only: import from 'keel' or 'keel/transport' (and export what is missing from kernel/index.ts or kernel/transport-entry.ts).`,
         });
       } else if (target.startsWith(`${ProjectLayout.ADAPTERS}/`) && target.split('/')[1] !== adapter) {
         const other = target.split('/')[1];
