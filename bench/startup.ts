@@ -10,6 +10,7 @@ import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, wr
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { launchNatsServer } from '../cli/nats-server.js';
+import { interleavedSamples } from './support.js';
 
 const repository = join(import.meta.dirname, '..');
 const ROUNDS = 5;
@@ -131,15 +132,7 @@ export async function benchStartup(): Promise<{ markdown: string }> {
         cached: () => sample(process.execPath, [keel, ...startArgs, '--build'], { ...moduleEnv, NODE_COMPILE_CACHE: cache }, 'keel: ready'),
         tsx: () => sample(process.execPath, ['--import', 'tsx', '--conditions=keel-source', 'cli/bin.ts', ...startArgs], moduleEnv, 'keel: ready'),
       };
-      const samples: Record<string, Sample[]> = { bare: [], build: [], cached: [], tsx: [] };
-      const names = Object.keys(cases);
-      for (const name of names) await cases[name]!();
-      for (let round = 0; round < ROUNDS; round += 1) {
-        for (let index = 0; index < names.length; index += 1) {
-          const name = names[(index + round) % names.length]!;
-          samples[name]!.push(await cases[name]!());
-        }
-      }
+      const samples = await interleavedSamples(ROUNDS, cases);
       const cell = (name: string) => {
         const list = samples[name]!;
         all[name]!.push(...list);

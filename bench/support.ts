@@ -62,10 +62,13 @@ export async function median(rounds: number, measure: () => Promise<number>): Pr
 /** Named measurements, each returning operations per second. */
 export type Cases = Record<string, () => Promise<number>>;
 
-/** Runs every case once per round, rotating the order, after one warm-up round; returns medians. */
-export async function interleaved(rounds: number, cases: Cases): Promise<Record<string, number>> {
+/**
+ * Runs every case once per round, rotating the order, after one warm-up round (not kept), so a
+ * noisy neighbour slows every case alike; returns each case's samples.
+ */
+export async function interleavedSamples<T>(rounds: number, cases: Record<string, () => Promise<T>>): Promise<Record<string, T[]>> {
   const names = Object.keys(cases);
-  const samples: Record<string, number[]> = Object.fromEntries(names.map((name) => [name, []]));
+  const samples: Record<string, T[]> = Object.fromEntries(names.map((name) => [name, []]));
   for (const name of names) await cases[name]!();
   for (let round = 0; round < rounds; round += 1) {
     for (let index = 0; index < names.length; index += 1) {
@@ -73,6 +76,13 @@ export async function interleaved(rounds: number, cases: Cases): Promise<Record<
       samples[name]!.push(await cases[name]!());
     }
   }
+  return samples;
+}
+
+/** Runs every case once per round, rotating the order, after one warm-up round; returns medians. */
+export async function interleaved(rounds: number, cases: Cases): Promise<Record<string, number>> {
+  const names = Object.keys(cases);
+  const samples = await interleavedSamples(rounds, cases);
   const medians: Record<string, number> = {};
   for (const name of names) {
     const values = samples[name]!.sort((a, b) => a - b);
