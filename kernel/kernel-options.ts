@@ -5,8 +5,8 @@
  */
 import { z } from 'zod';
 import { MAX_TIMEOUT_MS } from './client.js';
-import { KeelError, KeelErrorCode } from './errors.js';
 import type { KernelOptions } from './kernel.js';
+import { parseOptions } from './options.js';
 
 const milliseconds = (what: string) =>
   z
@@ -38,11 +38,6 @@ const KernelOptionsSchema = z
   })
   .strict();
 
-/** Drops keys whose value is `undefined`: for an option, `undefined` means "the default". */
-function definedOnly(options: object): Record<string, unknown> {
-  return Object.fromEntries(Object.entries(options).filter(([, value]) => value !== undefined));
-}
-
 /**
  * Checks `options` once and returns them with `defaults` filled in. Throws `INVALID_CONFIG`
  * naming every wrong field (an unknown key included) and what it takes.
@@ -54,25 +49,6 @@ function definedOnly(options: object): Record<string, unknown> {
  * ```
  */
 export function parseKernelOptions<D extends Partial<KernelOptions>>(options: KernelOptions, defaults: D): KernelOptions & D {
-  const given = definedOnly(options);
-  const parsed = KernelOptionsSchema.safeParse(given);
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map((issue) =>
-      issue.code === 'unrecognized_keys'
-        ? `unknown option${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((key) => `"${key}"`).join(', ')} (it takes modules, topology, defaultTimeoutMs, eventTimeoutMs, maxDeliveryAttempts, drainTimeoutMs, logger, onDeadLetter)`
-        : `${issue.path.join('.')} ${issue.message}, got ${describe(valueAt(given, issue.path))}`,
-    );
-    throw new KeelError(KeelErrorCode.INVALID_CONFIG, `createKernel: ${problems.join('; ')}.`);
-  }
+  const given = parseOptions('createKernel', KernelOptionsSchema, options);
   return { ...defaults, ...(given as unknown as KernelOptions) };
-}
-
-function valueAt(value: unknown, path: readonly PropertyKey[]): unknown {
-  return path.reduce<unknown>((current, key) => (current as Record<PropertyKey, unknown> | undefined)?.[key], value);
-}
-
-function describe(value: unknown): string {
-  if (typeof value === 'function') return 'a function';
-  if (typeof value === 'object' && value !== null) return Array.isArray(value) ? 'an array' : 'an object';
-  return typeof value === 'string' ? JSON.stringify(value) : String(value);
 }

@@ -37,3 +37,4 @@ export {
 } from './transport.js';
 export { fromErrorEnvelope, isErrorEnvelope, toErrorEnvelope } from './envelope.js';
 export { DeadlineScheduler, type DeadlineEntry } from './deadline.js';
+export { definedOnly, describeValue, parseOptions } from './options.js';
