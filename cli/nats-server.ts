@@ -55,7 +55,17 @@ export function freePort(): Promise<number> {
   });
 }
 
-function acceptsConnections(port: number): Promise<boolean> {
+/**
+ * True when a NATS server on 127.0.0.1:`port` accepts a TCP connection and greets it with its
+ * `INFO` line within a second; false when nothing listens, something else answers, or it is
+ * silent. The socket is closed either way.
+ *
+ * @example
+ * ```ts
+ * while (!(await acceptsConnections(port))) await sleep(50);
+ * ```
+ */
+export function acceptsConnections(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = createConnection({ host: '127.0.0.1', port });
     const finish = (ok: boolean): void => {

@@ -8,11 +8,11 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { nkeys } from 'nats';
+import { acceptsConnections, freePort } from '../../cli/nats-server.js';
 
 /** Options of {@link startNatsServer}. */
 export interface NatsServerOptions {
@@ -214,35 +214,6 @@ function assertBinary(binary: string): void {
         'the nats-server releases on PATH, or point KEEL_NATS_SERVER_BIN at it.',
     );
   }
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const probe = createServer();
-    probe.unref();
-    probe.once('error', reject);
-    probe.listen(0, '127.0.0.1', () => {
-      const address = probe.address();
-      probe.close(() => {
-        if (typeof address === 'object' && address !== null) resolve(address.port);
-        else reject(new Error('could not find a free port'));
-      });
-    });
-  });
-}
-
-/** Resolves when a TCP client gets the server's INFO line. */
-function acceptsConnections(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = createConnection({ host: '127.0.0.1', port });
-    const finish = (ok: boolean): void => {
-      socket.destroy();
-      resolve(ok);
-    };
-    socket.setTimeout(1000, () => finish(false));
-    socket.once('error', () => finish(false));
-    socket.once('data', (chunk) => finish(chunk.toString('utf8').startsWith('INFO')));
-  });
 }
 
 class NatsServerImpl implements NatsServer {
