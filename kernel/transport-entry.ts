@@ -38,3 +38,4 @@ export {
 export { fromErrorEnvelope, isErrorEnvelope, toErrorEnvelope } from './envelope.js';
 export { DeadlineScheduler, type DeadlineEntry } from './deadline.js';
 export { definedOnly, describeValue, parseOptions } from './options.js';
+export { STATUS_BY_ERROR_KIND } from './error-kind-status.js';

@@ -1,9 +1,11 @@
 /**
- * The one table from error codes to HTTP statuses. Every {@link KeelErrorCode}, every code the
- * gateway itself answers with ({@link HttpProblemCode}) and every declared error's
- * {@link ErrorKind} has exactly one status here; nothing elsewhere guesses a status.
+ * The tables from errors to HTTP statuses. Every {@link KeelErrorCode} and every code the
+ * gateway itself answers with ({@link HttpProblemCode}) has exactly one status here; every
+ * declared error's {@link ErrorKind} has the kernel's one status for it (`STATUS_BY_ERROR_KIND`,
+ * shared with the NATS adapter). Nothing elsewhere guesses a status.
  */
-import { ContractError, ErrorKind, KeelErrorCode, isKeelError } from 'keel';
+import { ContractError, KeelErrorCode, isKeelError } from 'keel';
+import { STATUS_BY_ERROR_KIND } from 'keel/transport';
 
 /**
  * Codes the gateway answers with itself, for requests that never became a call: the HTTP
@@ -72,23 +74,16 @@ export const HTTP_STATUS_BY_CODE = {
 } as const satisfies Record<KeelErrorCode | HttpProblemCode, number>;
 
 /**
- * HTTP status of a declared contract error, by its {@link ErrorKind}.
+ * HTTP status of a declared contract error, by its {@link ErrorKind}: the kernel's
+ * `STATUS_BY_ERROR_KIND` ('keel/transport'), the same table the NATS adapter sends as its
+ * service error code, so a kind has one status on every wire.
  *
  * @example
  * ```ts
  * HTTP_STATUS_BY_KIND[OutOfStock.kind]; // 409 for kind 'conflict'
  * ```
  */
-export const HTTP_STATUS_BY_KIND = {
-  [ErrorKind.NOT_FOUND]: 404,
-  [ErrorKind.CONFLICT]: 409,
-  [ErrorKind.INVALID]: 400,
-  [ErrorKind.UNPROCESSABLE]: 422,
-  [ErrorKind.FORBIDDEN]: 403,
-  [ErrorKind.UNAUTHENTICATED]: 401,
-  [ErrorKind.RATE_LIMITED]: 429,
-  [ErrorKind.UNAVAILABLE]: 503,
-} as const satisfies Record<ErrorKind, number>;
+export const HTTP_STATUS_BY_KIND = STATUS_BY_ERROR_KIND;
 
 const STATUS_BY_CODE: Readonly<Record<string, number>> = HTTP_STATUS_BY_CODE;
 const STATUS_BY_KIND: Readonly<Record<string, number>> = HTTP_STATUS_BY_KIND;

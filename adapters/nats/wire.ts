@@ -3,8 +3,8 @@
  * the explicit table from error codes to NATS service error codes. docs/wire-protocol.md
  * describes the same thing for people; keep the two in step.
  */
-import { ErrorKind, KeelErrorCode, type AnyContract } from 'keel';
-import { type ErrorEnvelope } from 'keel/transport';
+import { KeelErrorCode, type AnyContract } from 'keel';
+import { STATUS_BY_ERROR_KIND, type ErrorEnvelope } from 'keel/transport';
 
 /**
  * Header names keel sets and reads (docs/wire-protocol.md). Names are case-sensitive on the wire.
@@ -163,7 +163,9 @@ export const SERVICE_ERROR_CODES = {
 } as const satisfies Record<KeelErrorCode, number>;
 
 /**
- * NATS service error code of a declared contract error, by its kind.
+ * NATS service error code of a declared contract error, by its kind: the kernel's
+ * `STATUS_BY_ERROR_KIND` ('keel/transport'), the same table the HTTP gateway answers with, so a
+ * kind has one status on every wire.
  *
  * @example
  * ```ts
@@ -171,16 +173,7 @@ export const SERVICE_ERROR_CODES = {
  * DECLARED_ERROR_CODES[OutOfStock.kind]; // 409 for a 'conflict'
  * ```
  */
-export const DECLARED_ERROR_CODES = {
-  [ErrorKind.NOT_FOUND]: 404,
-  [ErrorKind.CONFLICT]: 409,
-  [ErrorKind.INVALID]: 400,
-  [ErrorKind.UNPROCESSABLE]: 422,
-  [ErrorKind.FORBIDDEN]: 403,
-  [ErrorKind.UNAUTHENTICATED]: 401,
-  [ErrorKind.RATE_LIMITED]: 429,
-  [ErrorKind.UNAVAILABLE]: 503,
-} as const satisfies Record<ErrorKind, number>;
+export const DECLARED_ERROR_CODES = STATUS_BY_ERROR_KIND;
 
 /** The service error code for an envelope: by kind for a declared error, by code otherwise. */
 export function serviceErrorCode(envelope: ErrorEnvelope, contract: AnyContract, operation: string): number {
