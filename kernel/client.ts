@@ -9,6 +9,7 @@ import { fromErrorEnvelope, markCallError } from './envelope.js';
 import { KeelError, KeelErrorCode, validationError, type AnyErrorClass } from './errors.js';
 import { OK_OUTCOME, outcomeOf, type KernelObserver } from './observer.js';
 import { RemoteFailure, type OperationAddress, type Transport } from './transport.js';
+import { directCaller } from './local.js';
 
 /**
  * Options of one call.
@@ -141,17 +142,7 @@ function makeCall(
       new KeelError(KeelErrorCode.INTERNAL, `${label} failed: ${String(error)}`, { correlationId: context.correlationId }),
     );
   };
-
-  const rebuildLocal = (error: unknown): Error =>
-    markCallError(
-      error instanceof RemoteFailure
-        ? fromErrorEnvelope(error.envelope, errorsByCode)
-        : error instanceof Error
-          ? error
-          : new KeelError(KeelErrorCode.INTERNAL, `${label} failed: ${String(error)}`),
-    );
-
-  const localOptions = { rebuildError: rebuildLocal };
+  const direct = directCaller(transport);
 
   const checkOutput = (output: unknown, context: CallContext): unknown => {
     const checked = outputSchema.safeParse(output);
@@ -209,15 +200,8 @@ function makeCall(
         ),
       );
     }
-    if (!validateOutput) {
-      // In process: the transport settles the call itself and rebuilds errors with our function.
-      return transport.call(
-        address,
-        parsed.data,
-        context,
-        options?.signal ? { signal: options.signal, rebuildError: rebuildLocal } : localOptions,
-      );
-    }
+    // The in-process transport settles the call and rebuilds its failure itself: no promise of ours.
+    if (direct !== undefined) return direct(address, parsed.data, context, options?.signal, rebuild);
     let pending: Promise<unknown>;
     try {
       pending = transport.call(address, parsed.data, context, options?.signal ? { signal: options.signal } : undefined);
@@ -225,7 +209,7 @@ function makeCall(
       return Promise.reject(rebuild(error, context));
     }
     return pending.then(
-      (output) => checkOutput(output, context),
+      validateOutput ? (output) => checkOutput(output, context) : undefined,
       (error: unknown) => {
         throw rebuild(error, context);
       },

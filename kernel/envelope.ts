@@ -87,7 +87,7 @@ export function toErrorEnvelope(
   };
 }
 
-/** A {@link RemoteFailure} for `error`; what dispatchers reject with. */
+/** A {@link RemoteFailure} for `error`: what the answer pipeline fails a call with. */
 export function toRemoteFailure(
   error: unknown,
   address: OperationAddress,

@@ -11,9 +11,10 @@ import { currentContext, newCorrelationId } from './context.js';
 import { KeelError, KeelErrorCode, validationError } from './errors.js';
 import { createLocalTransport } from './local.js';
 import { parseKernelOptions } from './kernel-options.js';
+import { within } from './in-flight.js';
 import { createLogger, type Logger } from './logger.js';
 import type { AnyModule, EventHandler, EventHandlerFunction, EventHandlerOptions, ModuleInstance, OperationHandler } from './module.js';
-import { createEventSubscription, createServedModule, observeServed, type DeadLetter } from './served.js';
+import { createEventSubscription, createServedModule, type DeadLetter } from './served.js';
 import type { KernelObserver } from './observer.js';
 import { Fanout, type Registration, type Transport, type TransportStatus } from './transport.js';
 import type { AnyOperation } from './contract.js';
@@ -499,15 +500,11 @@ class KernelImpl implements Kernel {
     this.#checkInstance(module, instance);
     await instance.start?.();
     entry.startHookRan = true;
-    const served = createServedModule(
-      contract,
-      instance.handlers as Readonly<Record<string, OperationHandler<AnyOperation>>>,
-      logger,
-    );
-    entry.registrations.push(await this.#local.serve(observeServed(served, this.#local.name, this.#observers)));
-    if (this.#remote) {
-      entry.registrations.push(await this.#remote.serve(observeServed(served, this.#remote.name, this.#observers)));
-    }
+    const handlers = instance.handlers as Readonly<Record<string, OperationHandler<AnyOperation>>>;
+    const serveOn = (transport: Transport) =>
+      transport.serve(createServedModule({ contract, handlers, logger, transport: transport.name, observers: this.#observers }));
+    entry.registrations.push(await serveOn(this.#local));
+    if (this.#remote) entry.registrations.push(await serveOn(this.#remote));
     for (const source of module.subscribesTo as readonly AnyContract[]) {
       const handlers = (instance.events as Record<string, Record<string, EventHandler<AnyEvent>>> | undefined)?.[source.name];
       if (handlers === undefined) continue;
@@ -610,18 +607,13 @@ class KernelImpl implements Kernel {
     const registrations = entry.registrations;
     entry.registrations = [];
     const drained = Promise.allSettled(registrations.map((registration) => registration.stop()));
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<'timeout'>((resolve) => {
-      timer = setTimeout(() => resolve('timeout'), this.#options.drainTimeoutMs);
-    });
-    const results = await Promise.race([drained, timedOut]);
-    clearTimeout(timer);
-    if (results === 'timeout') {
+    if (!(await within(drained, this.#options.drainTimeoutMs))) {
       this.#logger.error(
         { module: entry.module.name, drainTimeoutMs: this.#options.drainTimeoutMs },
         'work in flight did not finish within drainTimeoutMs; stopping the module anyway',
       );
     } else {
+      const results = await drained;
       for (const result of results) {
         if (result.status === 'rejected') {
           this.#logger.warn({ err: result.reason, module: entry.module.name }, 'stopping a registration failed');

@@ -1,16 +1,17 @@
 /**
- * The in-process transport. Calls go straight to the served module's dispatcher; deadlines are
+ * The in-process transport. Calls go straight to the served module's answer pipeline; deadlines are
  * enforced with one shared timer; events are delivered asynchronously, once per subscribing
  * module (balanced across its instances), with durable events retried in memory and kept, in a
  * bounded backlog, for a subscribing module none of whose instances runs at the moment.
  */
 import { DeadlineScheduler, type DeadlineEntry } from './deadline.js';
+import { InFlight } from './in-flight.js';
 import { KeelError, KeelErrorCode, isKeelError } from './errors.js';
 import { silentLogger, type Logger } from './logger.js';
 import {
   Fanout,
-  PendingAnswer,
-  RemoteFailure,
+  type Answer,
+  type RemoteFailure,
   cancelledError,
   noRespondersError,
   timeoutError,
@@ -85,92 +86,109 @@ export function createLocalTransport(options: LocalTransportOptions = {}): Trans
   return new LocalTransport(resolved);
 }
 
-function identity<T>(value: T): T {
-  return value;
+/** Turns a call's failure into what the caller sees: the kernel's client passes its own. */
+export type Rebuild = (error: unknown, context: CallContext) => unknown;
+
+function asIs(error: unknown): unknown {
+  return error;
 }
 
-function asRemoteFailure(error: unknown): RemoteFailure {
-  return error instanceof RemoteFailure
-    ? error
-    : new RemoteFailure({ type: 'keel', code: 'INTERNAL', message: `in-process call failed: ${String(error)}` });
-}
+function ignore(): void {}
+
+const RUNNING = 0;
+const SUCCEEDED = 1;
+const FAILED = 2;
 
 /**
- * One asynchronous in-process call waiting for its handler. A class rather than closures: the
- * hot path allocates one object per call and no functions.
+ * One in-process call: the {@link Answer} its served module settles. A synchronous handler
+ * settles it before `handle` returns, and the call never makes a promise of its own; an
+ * asynchronous one settles it later, racing the deadline and the caller's signal. A class
+ * rather than closures: the hot path allocates one object per call and no functions.
  */
-class PendingCall implements DeadlineEntry {
+class LocalCall implements Answer, DeadlineEntry {
   readonly deadline: number;
-  settled = false;
-  resolve: (value: unknown) => void = identity;
-  reject: (error: unknown) => void = identity;
+  state = RUNNING;
+  outcome: unknown;
+  /** Set once `handle` returned without an outcome: the call now waits for its handler. */
+  server: Server | undefined;
+  resolve: (value: unknown) => void = ignore;
+  reject: (error: unknown) => void = ignore;
   onAbort: (() => void) | undefined;
 
   constructor(
     readonly deadlines: DeadlineScheduler,
-    readonly server: Server,
-    readonly answer: PendingAnswer,
     readonly address: OperationAddress,
     readonly context: CallContext,
     readonly signal: AbortSignal | undefined,
-    readonly rebuild: (error: unknown) => unknown,
+    readonly rebuild: Rebuild,
   ) {
     this.deadline = context.deadline;
   }
 
+  ok(output: unknown): void {
+    this.#settle(SUCCEEDED, output, true);
+  }
+
+  fail(failure: RemoteFailure): void {
+    this.#settle(FAILED, failure, true);
+  }
+
   expire(): void {
-    if (this.#settle(false)) this.reject(this.rebuild(timeoutError(this.address, this.context)));
+    this.#settle(FAILED, timeoutError(this.address, this.context), false);
   }
 
   abort(): void {
-    if (this.#settle(false)) this.reject(this.rebuild(cancelledError(this.address, this.context, this.signal?.reason)));
+    this.#settle(FAILED, cancelledError(this.address, this.context, this.signal?.reason), false);
   }
 
-  succeed(value: unknown): void {
-    this.server.done();
-    if (!this.#settle(true)) return;
-    let output: unknown;
-    try {
-      output = this.answer.finish(value);
-    } catch (error) {
-      this.reject(this.rebuild(error));
+  /** Waits for the handler: from now on, the first of answer, deadline and abort settles the call. */
+  wait(server: Server): Promise<unknown> {
+    this.server = server;
+    server.begin();
+    const promise = new Promise<unknown>((resolve, reject) => {
+      this.resolve = resolve;
+      this.reject = reject;
+    });
+    this.deadlines.add(this);
+    if (this.signal) {
+      this.onAbort = () => this.abort();
+      this.signal.addEventListener('abort', this.onAbort, { once: true });
+    }
+    return promise;
+  }
+
+  #settle(state: number, outcome: unknown, fromHandler: boolean): void {
+    const server = this.server;
+    if (server === undefined) {
+      // Still inside handle(): a synchronous answer, read by call() when handle returns.
+      if (this.state === RUNNING) {
+        this.state = state;
+        this.outcome = outcome;
+      }
       return;
     }
-    this.resolve(output);
-  }
-
-  failWith(error: unknown): void {
-    this.server.done();
-    if (this.#settle(true)) this.reject(this.rebuild(this.answer.fail(error)));
-  }
-
-  #settle(fromHandler: boolean): boolean {
-    if (this.settled) return false;
-    this.settled = true;
+    if (fromHandler) server.end();
+    if (this.state !== RUNNING) return;
+    this.state = state;
     if (fromHandler) this.deadlines.delete(this);
     if (this.onAbort) this.signal?.removeEventListener('abort', this.onAbort);
-    return true;
+    if (state === SUCCEEDED) this.resolve(outcome);
+    else this.reject(this.rebuild(outcome, this.context));
   }
 }
 
-/** Counts work in flight; resolves every waiter when it drops to zero. */
-class InFlight {
-  inFlight = 0;
-  #idle: (() => void)[] = [];
+/** A call into the in-process transport that rebuilds failures itself (see {@link directCaller}). */
+export type DirectCall = (address: OperationAddress, input: unknown, context: CallContext, signal: AbortSignal | undefined, rebuild: Rebuild) => Promise<unknown>;
 
-  done(): void {
-    this.inFlight -= 1;
-    if (this.inFlight === 0 && this.#idle.length > 0) {
-      const waiters = this.#idle;
-      this.#idle = [];
-      for (const waiter of waiters) waiter();
-    }
-  }
-
-  whenIdle(): Promise<void> {
-    if (this.inFlight === 0) return Promise.resolve();
-    return new Promise((resolve) => this.#idle.push(resolve));
-  }
+/**
+ * The kernel's own way into its in-process transport: a call that rejects with the caller-side
+ * error directly, one promise fewer per call than `transport.call(...).then(undefined, rebuild)`.
+ * Undefined for any other transport, which the client then drives through the port.
+ */
+export function directCaller(transport: Transport): DirectCall | undefined {
+  return transport instanceof LocalTransport
+    ? (address, input, context, signal, rebuild) => transport.callRebuilding(address, input, context, signal, rebuild)
+    : undefined;
 }
 
 class Server extends InFlight {
@@ -221,53 +239,29 @@ class LocalTransport implements Transport {
   }
 
   call(address: OperationAddress, input: unknown, context: CallContext, options?: TransportCallOptions): Promise<unknown> {
-    const rebuild = options?.rebuildError ?? identity;
-    const servers = this.#servers.get(address.contract);
-    if (servers === undefined || servers.list.length === 0) {
-      return Promise.reject(rebuild(noRespondersError(address, context, 'in this process')));
-    }
-    const server = servers.list[servers.next++ % servers.list.length] as Server;
-    const signal = options?.signal;
-    if (signal?.aborted) return Promise.reject(rebuild(cancelledError(address, context, signal.reason)));
-    let answer: unknown;
-    try {
-      answer = server.module.invoke(address, input, context, true);
-    } catch (error) {
-      return Promise.reject(rebuild(error));
-    }
-    if (answer instanceof PendingAnswer) return this.#await(server, answer, address, context, signal, rebuild);
-    if (answer instanceof Promise) {
-      return this.#await(server, new PendingAnswer(answer, identity, asRemoteFailure), address, context, signal, rebuild);
-    }
-    // A synchronous handler: it already finished, so only a blown deadline can change the outcome.
-    if (Date.now() > context.deadline) return Promise.reject(rebuild(timeoutError(address, context)));
-    return Promise.resolve(answer);
+    return this.callRebuilding(address, input, context, options?.signal, asIs);
   }
 
-  #await(
-    server: Server,
-    answer: PendingAnswer,
-    address: OperationAddress,
-    context: CallContext,
-    signal: AbortSignal | undefined,
-    rebuild: (error: unknown) => unknown,
-  ): Promise<unknown> {
-    server.inFlight += 1;
-    const call = new PendingCall(this.#deadlines, server, answer, address, context, signal, rebuild);
-    const promise = new Promise<unknown>((resolve, reject) => {
-      call.resolve = resolve;
-      call.reject = reject;
-    });
-    this.#deadlines.add(call);
-    if (signal) {
-      call.onAbort = () => call.abort();
-      signal.addEventListener('abort', call.onAbort, { once: true });
+  /**
+   * {@link call}, with failures rebuilt by `rebuild` before they reject: the kernel's client
+   * passes its own, which saves a promise per call (see {@link directCaller}).
+   */
+  callRebuilding(address: OperationAddress, input: unknown, context: CallContext, signal: AbortSignal | undefined, rebuild: Rebuild): Promise<unknown> {
+    const servers = this.#servers.get(address.contract);
+    if (servers === undefined || servers.list.length === 0) {
+      return Promise.reject(rebuild(noRespondersError(address, context, 'in this process'), context));
     }
-    answer.promise.then(
-      (value) => call.succeed(value),
-      (error: unknown) => call.failWith(error),
-    );
-    return promise;
+    const server = servers.list[servers.next++ % servers.list.length] as Server;
+    if (signal?.aborted) return Promise.reject(rebuild(cancelledError(address, context, signal.reason), context));
+    const call = new LocalCall(this.#deadlines, address, context, signal, rebuild);
+    server.module.handle(address, input, context, true, call);
+    if (call.state === SUCCEEDED) {
+      // A synchronous handler: it already finished, so only a blown deadline can change the outcome.
+      if (Date.now() > context.deadline) return Promise.reject(rebuild(timeoutError(address, context), context));
+      return Promise.resolve(call.outcome);
+    }
+    if (call.state === FAILED) return Promise.reject(rebuild(call.outcome, context));
+    return call.wait(server);
   }
 
   async serve(module: ServedModule): Promise<Registration> {
@@ -282,7 +276,7 @@ class LocalTransport implements Transport {
     return {
       stop: async () => {
         entry.list = entry.list.filter((candidate) => candidate !== server);
-        await server.whenIdle();
+        await server.idle();
       },
     };
   }
@@ -326,7 +320,7 @@ class LocalTransport implements Transport {
       stop: async () => {
         member.stopped = true;
         owner.members = owner.members.filter((candidate) => candidate !== member);
-        await member.whenIdle();
+        await member.idle();
       },
     };
   }
@@ -387,7 +381,7 @@ class LocalTransport implements Transport {
   }
 
   #schedule(member: Subscriber, event: PublishedEvent, attempt: number): void {
-    member.inFlight += 1;
+    member.begin();
     setImmediate(() => {
       void this.#deliver(member, event, attempt);
     });
@@ -401,7 +395,7 @@ class LocalTransport implements Transport {
     } catch (error) {
       if (event.delivery === 'durable') this.#redeliver(subscription, event, attempt, error);
     } finally {
-      member.done();
+      member.end();
     }
   }
 

@@ -1,18 +1,18 @@
 /**
- * The callee's side of a module: one dispatcher per served module (input validation, version
- * check, call context, output validation, error envelopes) and one wrapper per event
- * subscription. Transports only move bytes to and from these.
+ * The callee's side of a module: the answer pipeline of each served module (version check,
+ * input validation, call context, output validation, error envelopes, observation) and one
+ * wrapper per event subscription. Transports only move bytes to and from these.
  */
 import { majorOf, type AnyContract, type AnyEvent, type AnyOperation } from './contract.js';
 import { runWithContext, type CallContext } from './context.js';
 import { toRemoteFailure } from './envelope.js';
-import { KeelError, KeelErrorCode, validationError, type ValidationIssue } from './errors.js';
+import { KeelError, KeelErrorCode, validationError } from './errors.js';
 import type { Logger } from './logger.js';
 import { OK_OUTCOME, outcomeOf, type KernelObserver } from './observer.js';
 import type { EventContext, EventHandlerFunction, OperationHandler } from './module.js';
 import {
-  PendingAnswer,
   RemoteFailure,
+  type Answer,
   type EventMetadata,
   type EventSubscription,
   type Fanout,
@@ -32,12 +32,34 @@ function isPromiseLike(value: unknown): value is PromiseLike<unknown> {
   return typeof value === 'object' && value !== null && typeof (value as { then?: unknown }).then === 'function';
 }
 
-/** Builds the {@link ServedModule} of a module from its contract and handlers. */
-export function createServedModule(
-  contract: AnyContract,
-  handlers: Readonly<Record<string, OperationHandler<AnyOperation>>>,
-  logger: Logger,
-): ServedModule {
+/** What the kernel needs to build the {@link ServedModule} of one module on one transport. */
+export interface ServedSource {
+  readonly contract: AnyContract;
+  readonly handlers: Readonly<Record<string, OperationHandler<AnyOperation>>>;
+  readonly logger: Logger;
+  /** The transport's name, as observers see it (`local`, `nats`). */
+  readonly transport: string;
+  /** The kernel's observers: read on each call, so one added later sees later calls. */
+  readonly observers: readonly KernelObserver[];
+}
+
+/**
+ * Builds the {@link ServedModule} of a module: the answer pipeline, the one place a served call
+ * is settled on every transport.
+ *
+ * ```text
+ * transport ─▶ handle(address, input, context, trusted, answer)
+ *                │ version, operation ──────────────▶ answer.fail(VERSION_MISMATCH | UNKNOWN_OPERATION)
+ *                │ input schema (unless trusted) ───▶ answer.fail(INVALID_INPUT)
+ *                │ handler, in the call context ────▶ throws: answer.fail(declared | INTERNAL)
+ *                │   synchronous value: now; promise: when it settles
+ *                │ output schema ───────────────────▶ answer.fail(INVALID_OUTPUT)
+ *                └──────────────────────────────────▶ answer.ok(output)
+ *   observers (metrics, tracing) wrap `answer` when there are any: one length check otherwise.
+ * ```
+ */
+export function createServedModule(source: ServedSource): ServedModule {
+  const { contract, handlers, logger, transport, observers } = source;
   const entries = new Map<string, OperationEntry>();
   for (const [name, definition] of Object.entries(contract.operations)) {
     const handler = handlers[name];
@@ -49,85 +71,112 @@ export function createServedModule(
   const major = majorOf(contract.version);
   const operationNames = [...entries.keys()];
 
-  const failInput = (entry: OperationEntry, address: OperationAddress, issues: readonly ValidationIssue[], context: CallContext) =>
-    toRemoteFailure(
-      validationError(KeelErrorCode.INVALID_INPUT, 'input', contract.name, entry.name, issues, context.correlationId),
-      address,
-      entry.definition,
-      context.correlationId,
-      logger,
-    );
+  const lookup = (address: OperationAddress, context: CallContext): OperationEntry | RemoteFailure => {
+    // The version first: a caller on another major is told so even when it asks for an
+    // operation this major lacks, as over NATS, where the caller learns it from $SRV.INFO.
+    if (address.version !== contract.version && majorOf(address.version) !== major) {
+      return versionMismatchFailure(address, context, [contract.version]);
+    }
+    return entries.get(address.operation) ?? unknownOperationFailure(address, context, contract.version, operationNames);
+  };
 
-  const checkOutput = (entry: OperationEntry, result: unknown, context: CallContext): unknown => {
+  const failure = (error: unknown, address: OperationAddress, entry: OperationEntry, context: CallContext): RemoteFailure =>
+    toRemoteFailure(error, address, entry.definition, context.correlationId, logger);
+
+  const finish = (entry: OperationEntry, result: unknown, context: CallContext, answer: Answer): void => {
     const output = entry.definition.output.safeParse(result);
-    if (output.success) return output.data;
+    if (output.success) {
+      answer.ok(output.data);
+      return;
+    }
     logger.error(
       { correlationId: context.correlationId, operation: `${contract.name}.${entry.name}`, issues: output.error.issues },
       'handler returned output that breaks its contract',
     );
-    throw new RemoteFailure({
-      type: 'keel',
-      code: KeelErrorCode.INVALID_OUTPUT,
-      message:
-        `${contract.name}.${entry.name} returned output that breaks its contract (correlation id ${context.correlationId}); ` +
-        `this is a bug in the "${contract.name}" module.`,
-      correlationId: context.correlationId,
-      details: { issues: output.error.issues.map((issue) => ({ path: issue.path.map(String), message: issue.message })) },
-    });
+    answer.fail(
+      new RemoteFailure({
+        type: 'keel',
+        code: KeelErrorCode.INVALID_OUTPUT,
+        message:
+          `${contract.name}.${entry.name} returned output that breaks its contract (correlation id ${context.correlationId}); ` +
+          `this is a bug in the "${contract.name}" module.`,
+        correlationId: context.correlationId,
+        details: { issues: output.error.issues.map((issue) => ({ path: issue.path.map(String), message: issue.message })) },
+      }),
+    );
   };
 
-  const lookup = (address: OperationAddress, context: CallContext): OperationEntry => {
-    // The version first: a caller on another major is told so even when it asks for an
-    // operation this major lacks, as over NATS, where the caller learns it from $SRV.INFO.
-    if (address.version !== contract.version && majorOf(address.version) !== major) {
-      throw versionMismatchFailure(address, context, [contract.version]);
-    }
-    const entry = entries.get(address.operation);
-    if (entry === undefined) throw unknownOperationFailure(address, context, contract.version, operationNames);
-    return entry;
-  };
-
-  const invoke = (address: OperationAddress, input: unknown, context: CallContext, trusted: boolean): unknown => {
+  const run = (address: OperationAddress, input: unknown, context: CallContext, trusted: boolean, answer: Answer): void => {
     const entry = lookup(address, context);
+    if (entry instanceof RemoteFailure) {
+      answer.fail(entry);
+      return;
+    }
     let value = input;
     if (!trusted) {
       const parsed = entry.definition.input.safeParse(input);
-      if (!parsed.success) throw failInput(entry, address, parsed.error.issues, context);
+      if (!parsed.success) {
+        const error = validationError(KeelErrorCode.INVALID_INPUT, 'input', contract.name, entry.name, parsed.error.issues, context.correlationId);
+        answer.fail(failure(error, address, entry, context));
+        return;
+      }
       value = parsed.data;
     }
     let result: unknown;
     try {
       result = runWithContext(context, () => entry.handler(value, context));
+      if (isPromiseLike(result)) {
+        result.then(
+          (resolved) => finish(entry, resolved, context, answer),
+          (error: unknown) => answer.fail(failure(error, address, entry, context)),
+        );
+        return;
+      }
     } catch (error) {
-      throw toRemoteFailure(error, address, entry.definition, context.correlationId, logger);
+      // The handler threw, or a thenable's then() did: either way the call failed here.
+      answer.fail(failure(error, address, entry, context));
+      return;
     }
-    if (isPromiseLike(result)) {
-      return new PendingAnswer(
-        result,
-        (resolved: unknown) => checkOutput(entry, resolved, context),
-        (error: unknown) => toRemoteFailure(error, address, entry.definition, context.correlationId, logger),
-      );
-    }
-    return checkOutput(entry, result, context);
+    finish(entry, result, context, answer);
   };
 
-  const dispatch = (address: OperationAddress, input: unknown, context: CallContext, trusted: boolean): Promise<unknown> => {
-    let answer: unknown;
-    try {
-      answer = invoke(address, input, context, trusted);
-    } catch (error) {
-      return Promise.reject(error);
-    }
-    if (answer instanceof PendingAnswer) {
-      const pending = answer;
-      return Promise.resolve(pending.promise).then(pending.finish, (error: unknown) => {
-        throw pending.fail(error);
-      });
-    }
-    return Promise.resolve(answer);
+  return {
+    contract,
+    handle(address, input, context, trusted, answer): void {
+      if (observers.length === 0) run(address, input, context, trusted, answer);
+      else run(address, input, context, trusted, new ObservedAnswer(answer, observers, contract.name, address.operation, transport, context.caller));
+    },
   };
+}
 
-  return { contract, dispatch, invoke };
+/** An {@link Answer} that reports the call to the kernel's observers as it settles. */
+class ObservedAnswer implements Answer {
+  readonly #started = performance.now();
+
+  constructor(
+    readonly answer: Answer,
+    readonly observers: readonly KernelObserver[],
+    readonly contract: string,
+    readonly operation: string,
+    readonly transport: string,
+    readonly caller: string,
+  ) {}
+
+  ok(output: unknown): void {
+    this.#report(OK_OUTCOME);
+    this.answer.ok(output);
+  }
+
+  fail(failure: RemoteFailure): void {
+    this.#report(outcomeOf(failure));
+    this.answer.fail(failure);
+  }
+
+  #report(outcome: string): void {
+    const { contract, operation, transport, caller } = this;
+    const record = { contract, operation, transport, caller, durationMs: performance.now() - this.#started, outcome };
+    for (const observer of this.observers) observer.callServed?.(record);
+  }
 }
 
 /** What the kernel needs to build one {@link EventSubscription}. */
@@ -224,87 +273,4 @@ export function createEventSubscription(source: SubscriptionSource): EventSubscr
       source.onDeadLetter?.({ subscriber, contract: contractName, event, payload, metadata, error });
     },
   };
-}
-
-/**
- * The same served module, reporting every dispatched call to `observers` under `transport`'s
- * name. Costs one length check per call while nobody observes. While observed, a synchronous
- * handler's answer stays synchronous (no promise, so the local transport keeps its fast path),
- * and an asynchronous one is reported when it settles, whether or not its caller still waits.
- */
-export function observeServed(served: ServedModule, transport: string, observers: readonly KernelObserver[]): ServedModule {
-  const contract = served.contract.name;
-  const report = (address: OperationAddress, context: CallContext, started: number, outcome: string): void => {
-    const record = {
-      contract,
-      operation: address.operation,
-      transport,
-      caller: context.caller,
-      durationMs: performance.now() - started,
-      outcome,
-    };
-    for (const observer of observers) observer.callServed?.(record);
-  };
-  const observedInvoke = (address: OperationAddress, input: unknown, context: CallContext, trusted: boolean): unknown => {
-    const started = performance.now();
-    let answer: unknown;
-    try {
-      answer = served.invoke(address, input, context, trusted);
-    } catch (error) {
-      report(address, context, started, outcomeOf(error));
-      throw error;
-    }
-    if (!(answer instanceof PendingAnswer)) {
-      report(address, context, started, OK_OUTCOME);
-      return answer;
-    }
-    const pending = answer;
-    const settled = Promise.resolve(pending.promise).then(
-      (value) => {
-        let output: unknown;
-        try {
-          output = pending.finish(value);
-        } catch (error) {
-          report(address, context, started, outcomeOf(error));
-          throw error;
-        }
-        report(address, context, started, OK_OUTCOME);
-        return output;
-      },
-      (error: unknown) => {
-        const failure = pending.fail(error);
-        report(address, context, started, outcomeOf(failure));
-        throw failure;
-      },
-    );
-    return new PendingAnswer(settled, passThrough, asRemoteFailure);
-  };
-  const invoke = (address: OperationAddress, input: unknown, context: CallContext, trusted: boolean): unknown =>
-    observers.length === 0 ? served.invoke(address, input, context, trusted) : observedInvoke(address, input, context, trusted);
-  return {
-    contract: served.contract,
-    invoke,
-    dispatch: (address, input, context, trusted) => {
-      if (observers.length === 0) return served.dispatch(address, input, context, trusted);
-      let answer: unknown;
-      try {
-        answer = observedInvoke(address, input, context, trusted);
-      } catch (error) {
-        return Promise.reject(error);
-      }
-      // observedInvoke's pending answers are already finished: their promise settles with the output or the failure.
-      return answer instanceof PendingAnswer ? Promise.resolve(answer.promise) : Promise.resolve(answer);
-    },
-  };
-}
-
-function passThrough(value: unknown): unknown {
-  return value;
-}
-
-/** A failure of an observed pending answer: already a RemoteFailure (finish and fail produce one). */
-function asRemoteFailure(error: unknown): RemoteFailure {
-  return error instanceof RemoteFailure
-    ? error
-    : new RemoteFailure({ type: 'keel', code: KeelErrorCode.INTERNAL, message: `call failed: ${String(error)}` });
 }

@@ -1,8 +1,12 @@
 /**
- * keel/transport — the door for adapter authors: the {@link Transport} port a transport
- * implements, and the pieces every transport shares (the answer of a served module, failures
- * with their codes, error envelopes, one deadline timer). Application authors import from
- * `'keel'` and never need this entry; `keel check` refuses it in application modules.
+ * keel/transport — the door for adapter and tooling authors: the {@link Transport} port a
+ * transport implements, and the pieces every transport shares (the answer of a served module,
+ * failures with their codes, error envelopes, one deadline timer); what a gateway, an observer
+ * and the CLI's tools use (the contract's parts, the call context's rules, observer records,
+ * the `DEFAULT_*` options, clients and the in-process transport made by hand). Adapters import
+ * the application's names (`createKernel`, `KeelError`, `CallContext`, ...) from `'keel'`; no
+ * name is in both doors but `type Transport`. Application authors import from `'keel'` and never
+ * need this entry; `keel check` refuses it in application modules.
  *
  * @example
  * ```ts
@@ -17,13 +21,13 @@
  */
 export {
   Fanout,
-  PendingAnswer,
   RemoteFailure,
   cancelledError,
   noRespondersError,
   timeoutError,
   unknownOperationFailure,
   versionMismatchFailure,
+  type Answer,
   type ErrorEnvelope,
   type EventMetadata,
   type EventSubscription,
@@ -39,3 +43,14 @@ export { fromErrorEnvelope, isErrorEnvelope, toErrorEnvelope } from './envelope.
 export { DeadlineScheduler, type DeadlineEntry } from './deadline.js';
 export { definedOnly, describeValue, parseOptions } from './options.js';
 export { STATUS_BY_ERROR_KIND } from './error-kind-status.js';
+// Moved from 'keel': used by adapters, the CLI's tools and tests, never by an application.
+export { isContract, majorOf, type AnyOperation } from './contract.js';
+export { ContractError, type AnyErrorClass } from './errors.js';
+export { DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS, createClient, type CallOptions, type ClientOptions } from './client.js';
+export { EXTERNAL_CALLER, isCorrelationId, isTraceparent, newCorrelationId, newTraceparent } from './context.js';
+export { DEFAULT_KERNEL_OPTIONS } from './kernel.js';
+export type { DeadLetter } from './served.js';
+export { OK_OUTCOME, type CallRecord, type EventRecord, type KernelObserver } from './observer.js';
+export { createLogger } from './logger.js';
+export { DEFAULT_LOCAL_TRANSPORT_OPTIONS, createLocalTransport, type LocalTransportOptions } from './local.js';
+export { InFlight, within } from './in-flight.js';

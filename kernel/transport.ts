@@ -39,11 +39,6 @@ export interface OperationAddress {
 export interface TransportCallOptions {
   /** Aborts the call early with `CANCELLED`. */
   readonly signal?: AbortSignal | undefined;
-  /**
-   * Turns a rejection into the caller-side error. An in-process transport applies it itself
-   * (saving a promise hop); other transports leave it to the kernel's client.
-   */
-  readonly rebuildError?: ((error: unknown) => Error) | undefined;
 }
 
 /**
@@ -91,56 +86,49 @@ export class RemoteFailure extends Error {
 }
 
 /**
- * The served side of one module, handed to {@link Transport.serve}. `dispatch` validates,
- * runs the handler in the call context, and resolves with the validated output or rejects
- * with a {@link RemoteFailure}. It never rejects with anything else.
+ * Where a served call's outcome goes: {@link ServedModule.handle} calls exactly one of these,
+ * exactly once, with the validated output or with a {@link RemoteFailure}. For a synchronous
+ * handler it does so before `handle` returns (no promise is made); for an asynchronous one when
+ * the handler settles. Neither method may throw.
+ *
+ * A transport usually implements it with one small object per call (a class, so the hot path
+ * allocates no closures).
+ *
+ * @example
+ * ```ts
+ * class NatsReply implements Answer {
+ *   constructor(readonly msg: Msg) {}
+ *   ok(output: unknown): void { this.msg.respond(JSON.stringify(output)); }
+ *   fail(failure: RemoteFailure): void { this.msg.respond(JSON.stringify(failure.envelope)); }
+ * }
+ * ```
+ */
+export interface Answer {
+  ok(output: unknown): void;
+  fail(failure: RemoteFailure): void;
+}
+
+/**
+ * The served side of one module, handed to {@link Transport.serve}: the one place a served call
+ * is settled, on every transport. `handle` checks the version and the operation, validates the
+ * input, runs the handler in the call context, validates the output, maps errors to
+ * envelopes, reports the call to the kernel's observers, and settles `answer`.
  *
  * @example
  * ```ts
  * // in a wire transport's serve(served), for one request
- * try {
- *   reply(JSON.stringify(await served.dispatch(address, JSON.parse(body), context, false)));
- * } catch (failure) {
- *   reply(JSON.stringify((failure as RemoteFailure).envelope));
- * }
+ * served.handle(address, JSON.parse(body), context, false, new NatsReply(msg));
  * ```
  */
 export interface ServedModule {
   readonly contract: AnyContract;
   /**
+   * Settles `answer` exactly once (see {@link Answer}); never throws.
+   *
    * @param trusted true when `input` was already validated and copied by a kernel client in
    * this process (the in-process transport), so it need not be parsed again.
    */
-  dispatch(address: OperationAddress, input: unknown, context: CallContext, trusted: boolean): Promise<unknown>;
-  /**
-   * Like `dispatch`, but without promise hops of its own: answers synchronously when the
-   * handler is synchronous (throwing a {@link RemoteFailure} synchronously), and returns a
-   * {@link PendingAnswer} (or a promise) when it is not. In-process transports use it; wire
-   * transports should use `dispatch`.
-   */
-  invoke(address: OperationAddress, input: unknown, context: CallContext, trusted: boolean): unknown;
-}
-
-/**
- * An answer still being computed, as {@link ServedModule.invoke} returns it for an asynchronous
- * handler: settle the call with `finish(value)` (which validates the output and may throw a
- * {@link RemoteFailure}) or `fail(error)`.
- *
- * @example
- * ```ts
- * const answer = served.invoke(address, input, context, true);
- * if (answer instanceof PendingAnswer) {
- *   return answer.promise.then(answer.finish, (error: unknown) => Promise.reject(answer.fail(error)));
- * }
- * return answer; // a synchronous handler's validated output (or, rarely, a promise of it)
- * ```
- */
-export class PendingAnswer {
-  constructor(
-    readonly promise: PromiseLike<unknown>,
-    readonly finish: (value: unknown) => unknown,
-    readonly fail: (error: unknown) => RemoteFailure,
-  ) {}
+  handle(address: OperationAddress, input: unknown, context: CallContext, trusted: boolean, answer: Answer): void;
 }
 
 /**

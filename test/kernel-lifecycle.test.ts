@@ -4,7 +4,6 @@ import { z } from 'zod';
 import {
   KeelError,
   createKernel,
-  createLocalTransport,
   defineContract,
   defineModule,
   isKeelError,
@@ -14,7 +13,7 @@ import {
   type AnyModule,
   type Logger,
 } from 'keel';
-import { Fanout, type EventSubscription, type PublishedEvent } from 'keel/transport';
+import { Fanout, createLocalTransport, type EventSubscription, type PublishedEvent } from 'keel/transport';
 
 const empty = z.object({});
 
@@ -369,8 +368,7 @@ describe('kernel lifecycle - misuse and edge cases', () => {
     const gate = new Promise<void>((resolve) => (release = resolve));
     const registration = await bus.serve({
       contract: a,
-      dispatch: async () => (await gate, {}),
-      invoke: async () => (await gate, {}),
+      handle: (_address, _input, _context, _trusted, answer) => void gate.then(() => answer.ok({})),
     });
     const context = { correlationId: 'c', traceparent: undefined, caller: 'test', deadline: Date.now() + 5_000 };
     const call = bus.call({ contract: 'alpha', version: '1.0.0', operation: 'ping' }, {}, context);

@@ -3,24 +3,19 @@
  * served as NATS services (discoverable with `$SRV.PING/INFO/STATS`), notification events on
  * core NATS and durable events on JetStream.
  */
-import {
-  KeelError,
-  KeelErrorCode,
-  createLogger,
-  isKeelError,
-  type CallContext,
-  type Logger,
-} from 'keel';
+import { KeelError, KeelErrorCode, isKeelError, type CallContext, type Logger } from 'keel';
 import {
   DeadlineScheduler,
-  PendingAnswer,
+  InFlight,
   RemoteFailure,
   cancelledError,
+  createLogger,
   isErrorEnvelope,
   noRespondersError,
   timeoutError,
   unknownOperationFailure,
   versionMismatchFailure,
+  within,
   type DeadlineEntry,
   type ErrorEnvelope,
   type EventMetadata,
@@ -153,30 +148,6 @@ class PendingCall implements DeadlineEntry {
 
 function ignore(): void {}
 
-/** Counts work in flight; resolves waiters when it drops to zero. */
-class InFlight {
-  count = 0;
-  #waiters: (() => void)[] = [];
-
-  begin(): void {
-    this.count += 1;
-  }
-
-  end(): void {
-    this.count -= 1;
-    if (this.count === 0 && this.#waiters.length > 0) {
-      const waiters = this.#waiters;
-      this.#waiters = [];
-      for (const waiter of waiters) waiter();
-    }
-  }
-
-  idle(): Promise<void> {
-    if (this.count === 0) return Promise.resolve();
-    return new Promise((resolve) => this.#waiters.push(resolve));
-  }
-}
-
 /** A module served on NATS. */
 interface Served {
   readonly module: ServedModule;
@@ -195,20 +166,6 @@ interface DurableState {
   readonly handling: Set<JsMsg>;
   messages: ConsumerMessages | undefined;
   stopped: boolean;
-}
-
-/** Resolves with `true` if `promise` settled within `ms`, `false` otherwise. Never rejects. */
-async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<false>((resolve) => {
-    timer = setTimeout(() => resolve(false), ms);
-    timer.unref();
-  });
-  try {
-    return await Promise.race([promise.then(() => true, () => true), timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
 }
 
 function natsCode(error: unknown): string | undefined {
@@ -649,33 +606,13 @@ class NatsTransport implements Transport {
     }
     const { context } = request;
     const address: OperationAddress = { contract: contract.name, version: request.version, operation };
-    // invoke, not dispatch: a synchronous handler is answered in this same turn, with no promise
-    // (each one is taxed by AsyncLocalStorage's hooks on Node 20); an asynchronous one when it settles.
-    let answer: unknown;
-    try {
-      answer = served.module.invoke(address, input, context, false);
-    } catch (failure) {
-      this.#answerFailure(msg, served, operation, counters, failure, target, context, startedAt);
-      return;
-    }
-    if (answer instanceof PendingAnswer) {
-      const pending = answer;
-      Promise.resolve(pending.promise).then(
-        (value) => {
-          let output: unknown;
-          try {
-            output = pending.finish(value);
-          } catch (failure) {
-            this.#answerFailure(msg, served, operation, counters, failure, target, context, startedAt);
-            return;
-          }
-          this.#answer(msg, served, operation, counters, output, context, startedAt);
-        },
-        (error: unknown) => this.#answerFailure(msg, served, operation, counters, pending.fail(error), target, context, startedAt),
-      );
-      return;
-    }
-    this.#answer(msg, served, operation, counters, answer, context, startedAt);
+    // The kernel's answer pipeline settles the call: a synchronous handler in this same turn, with
+    // no promise (each one is taxed by AsyncLocalStorage's hooks on Node 20), an asynchronous one
+    // when it settles.
+    served.module.handle(address, input, context, false, {
+      ok: (output) => this.#answer(msg, served, operation, counters, output, context, startedAt),
+      fail: (failure) => this.#answerFailure(msg, served, operation, counters, failure, target, context, startedAt),
+    });
   }
 
   #answer(msg: ServiceMsg, served: Served, operation: string, counters: EndpointCounters, output: unknown, context: CallContext, startedAt: number): void {
@@ -701,7 +638,7 @@ class NatsTransport implements Transport {
 
   #envelopeOf(failure: unknown, target: string, context: CallContext): ErrorEnvelope {
     if (failure instanceof RemoteFailure) return failure.envelope;
-    this.#logger.error({ err: failure, operation: target, correlationId: context.correlationId }, 'dispatcher failed unexpectedly');
+    this.#logger.error({ err: failure, operation: target, correlationId: context.correlationId }, 'the answer pipeline failed a call with something other than a RemoteFailure');
     return {
       type: 'keel',
       code: KeelErrorCode.INTERNAL,

@@ -8,9 +8,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import {
-  ContractError,
   KeelError,
-  createClient,
   createKernel,
   currentContext,
   defineContract,
@@ -21,11 +19,11 @@ import {
   operation,
   silentLogger,
   type AnyModule,
-  type EventRecord,
   type Kernel,
   type Logger,
   type Transport,
 } from 'keel';
+import { ContractError, createClient, type EventRecord } from 'keel/transport';
 
 /** What a transport must provide to run the suite. */
 export interface ConformanceTarget {
@@ -74,7 +72,9 @@ export const probe = defineContract({
       output: z.object({ text: z.string() }),
     }),
     fail: operation({
-      input: z.object({ mode: z.enum(['declared', 'undeclared', 'undeclared-contract-error', 'bad-output']) }),
+      input: z.object({
+        mode: z.enum(['declared', 'undeclared', 'undeclared-contract-error', 'bad-output', 'thenable-ok', 'thenable-declared']),
+      }),
       output: z.object({ ok: z.boolean() }),
       errors: [Rejected],
     }),
@@ -175,6 +175,23 @@ function viewOf(): z.infer<typeof ContextView> {
   };
 }
 
+/** A PromiseLike that is not a Promise, settling on a later macrotask with what `produce` returns or throws. */
+function thenable<T>(produce: () => T): PromiseLike<T> {
+  return {
+    then(onValue, onError) {
+      return new Promise<T>((resolve, reject) =>
+        setTimeout(() => {
+          try {
+            resolve(produce());
+          } catch (error) {
+            reject(error);
+          }
+        }, 1),
+      ).then(onValue, onError);
+    },
+  };
+}
+
 function makeModules(received: Received[], instance: string, handling: string[]) {
   let stored: z.infer<typeof Item> | null = null;
   const sharedItem = { id: 'shared', tags: ['a'], nested: { count: 1 } };
@@ -195,6 +212,13 @@ function makeModules(received: Received[], instance: string, handling: string[])
           if (mode === 'declared') throw new Rejected({ reason: 'over limit', limit: 3 });
           if (mode === 'undeclared-contract-error') throw new UnrelatedError({});
           if (mode === 'bad-output') return { ok: 'yes' } as unknown as { ok: boolean };
+          // A thenable that is not a native promise: the answer pipeline settles it like one.
+          if (mode === 'thenable-ok') return thenable(() => ({ ok: true })) as unknown as { ok: boolean };
+          if (mode === 'thenable-declared') {
+            return thenable(() => {
+              throw new Rejected({ reason: 'from a thenable', limit: 1 });
+            }) as unknown as { ok: boolean };
+          }
           throw new Error('boom: a secret stack trace');
         },
         slow: async ({ ms }) => {
@@ -488,6 +512,14 @@ export function describeTransportConformance(target: ConformanceTarget): void {
         expect(error.message).toContain('item.id');
         expect((error as KeelError).details).toMatchObject({ contract: 'probe', operation: 'echo' });
         expect(((error as KeelError).details?.['issues'] as unknown[]).length).toBeGreaterThan(0);
+      });
+
+      it('settles a handler that returns a thenable (not a native promise) with its value, or its declared error', async () => {
+        const probeClient = booted().client.client(probe);
+        expect(await probeClient.fail({ mode: 'thenable-ok' })).toEqual({ ok: true });
+        const error = await expectRejection(probeClient.fail({ mode: 'thenable-declared' }));
+        expect(error).toBeInstanceOf(Rejected);
+        expect((error as InstanceType<typeof Rejected>).data).toEqual({ reason: 'from a thenable', limit: 1 });
       });
 
       it('reports a handler output that breaks the contract as INVALID_OUTPUT', async () => {
