@@ -4,7 +4,7 @@
  */
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, sep } from 'node:path';
-import { isContract } from 'keel';
+import { isContract } from 'keel/transport';
 import { CLIError, CliErrorCode } from './errors.js';
 import { addToManifest } from './manifest.js';
 import { assertEventName, assertModuleName, splitList } from './names.js';

@@ -1,9 +1,22 @@
 /**
- * keel — the kernel's public API.
+ * keel — the door for application authors: what a contract, a module, a kernel and a test of
+ * an application need, and nothing more. Adapter and tooling authors (transports, gateways,
+ * observers, the CLI) import the rest from `'keel/transport'` (kernel/transport-entry.ts).
  *
  * Contracts ({@link defineContract}, {@link operation}, {@link event}, {@link defineError}) are
  * plain data; modules ({@link defineModule}) implement one contract each; the kernel
  * ({@link createKernel}) wires them in one process or, given a {@link Transport}, across many.
+ *
+ * Types flow from the contract's zod schemas. A handler written outside `defineModule` is typed
+ * with {@link HandlerInput} and {@link HandlerOutput}; the other shapes are one `z.input` or
+ * `z.output` away, with no keel name to import:
+ *
+ * | what | type |
+ * |---|---|
+ * | what a caller passes | `z.input<typeof orders.operations.placeOrder.input>` |
+ * | what a caller gets back | `z.output<typeof orders.operations.placeOrder.output>` |
+ * | an event's payload, as a handler receives it | `z.output<typeof orders.events.orderPlaced.payload>` |
+ * | an event's payload, as `emit` takes it | `z.input<typeof orders.events.orderPlaced.payload>` |
  *
  * @example
  * ```ts
@@ -22,97 +35,27 @@ export {
   Delivery,
   defineContract,
   event,
-  isContract,
-  majorOf,
   operation,
   type AnyContract,
-  type AnyEvent,
-  type AnyOperation,
-  type Contract,
-  type ContractSpec,
-  type DeclaredErrorOf,
-  type EventDefinition,
-  type EventInput,
-  type EventPayload,
-  type EventSpec,
   type HandlerInput,
   type HandlerOutput,
-  type OperationDefinition,
-  type OperationInput,
-  type OperationOutput,
-  type OperationSpec,
 } from './contract.js';
 
 // Errors
-export {
-  ContractError,
-  ErrorKind,
-  KeelError,
-  KeelErrorCode,
-  defineError,
-  isKeelError,
-  validationError,
-  type AnyErrorClass,
-  type ErrorClass,
-  type ErrorSpec,
-  type KeelErrorOptions,
-  type ValidationIssue,
-} from './errors.js';
+export { ErrorKind, KeelError, KeelErrorCode, defineError, isKeelError } from './errors.js';
 
 // Modules
-export {
-  defineModule,
-  type AnyModule,
-  type Emit,
-  type EventContext,
-  type EventHandler,
-  type EventHandlerFunction,
-  type EventHandlerOptions,
-  type EventHandlers,
-  type ExactHandlers,
-  type Handlers,
-  type Module,
-  type ModuleInstance,
-  type ModuleSpec,
-  type ModuleTools,
-  type OperationHandler,
-  type Resolver,
-} from './module.js';
+export { defineModule, type AnyModule, type Emit } from './module.js';
 
 // Clients and call context
-export { DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS, createClient, type CallOptions, type Client, type ClientOptions } from './client.js';
-export {
-  EXTERNAL_CALLER,
-  currentContext,
-  isCorrelationId,
-  isTraceparent,
-  newCorrelationId,
-  newTraceparent,
-  remainingMs,
-  runWithContext,
-  type CallContext,
-} from './context.js';
+export type { Client } from './client.js';
+export { currentContext, runWithContext, type CallContext } from './context.js';
 
 // Kernel
-export {
-  DEFAULT_KERNEL_OPTIONS,
-  LifecycleState,
-  createKernel,
-  type Kernel,
-  type KernelClientOptions,
-  type KernelOptions,
-  type KernelStatus,
-  type Topology,
-} from './kernel.js';
-export type { DeadLetter } from './served.js';
+export { createKernel, type Kernel, type KernelOptions } from './kernel.js';
 
-// Observation
-export { OK_OUTCOME, type CallRecord, type EventRecord, type KernelObserver } from './observer.js';
+// Logging: a module gets a Logger in its tools; tests pass silentLogger to keep output quiet.
+export { silentLogger, type Logger } from './logger.js';
 
-// Logging
-export { createLogger, silentLogger, type LogFunction, type Logger } from './logger.js';
-
-// Transports: the one a topology takes, and the in-process one. Adapter authors implement the
-// port from 'keel/transport' (kernel/transport-entry.ts).
-export type { EventMetadata, Transport } from './transport.js';
-export { DEFAULT_LOCAL_TRANSPORT_OPTIONS, createLocalTransport, type LocalTransportOptions } from './local.js';
+// The transport a topology takes. Adapter authors implement it from 'keel/transport'.
+export type { Transport } from './transport.js';

@@ -1,5 +1,6 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ErrorKind, KeelErrorCode, createKernel, newTraceparent, silentLogger, type CallRecord, type Kernel } from 'keel';
+import { ErrorKind, KeelErrorCode, createKernel, silentLogger, type Kernel } from 'keel';
+import { newTraceparent, type CallRecord } from 'keel/transport';
 import {
   HTTP_STATUS_BY_CODE,
   HTTP_STATUS_BY_KIND,

@@ -5,7 +5,8 @@
 import { Counter, Histogram, Registry } from 'prom-client';
 import { z } from 'zod';
 import { describe, expect, it } from 'vitest';
-import { createKernel, defineContract, defineError, defineModule, operation, silentLogger, type CallRecord } from 'keel';
+import { createKernel, defineContract, defineError, defineModule, operation, silentLogger } from 'keel';
+import type { CallRecord } from 'keel/transport';
 import { DEFAULT_LATENCY_BUCKETS, createKernelMetrics } from 'keel/http';
 
 const Missing = defineError({ code: 'MISSING', kind: 'not-found', data: z.object({}), message: () => 'missing' });

@@ -4,7 +4,8 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
-import { KeelErrorCode, createKernel, newTraceparent, silentLogger, type CallRecord, type Kernel, type Transport } from 'keel';
+import { KeelErrorCode, createKernel, silentLogger, type Kernel, type Transport } from 'keel';
+import { newTraceparent, type CallRecord } from 'keel/transport';
 import { createHttpGateway, createKernelMetrics, type HttpGateway, type KernelMetrics, type Problem } from 'keel/http';
 import { createNatsTransport } from 'keel/nats';
 import { fixtureModules, gate, openAllGates } from './support/http-fixture.js';

@@ -12,7 +12,7 @@ const repository = dirname(createRequire(import.meta.url).resolve('keel/package.
 function logLine(env: Record<string, string>): Record<string, unknown> {
   const result = spawnSync(
     process.execPath,
-    ['--import', 'tsx', '--conditions=keel-source', '--input-type=module', '-e', "(await import('keel')).createLogger().info({ order: 7 }, 'placed');"],
+    ['--import', 'tsx', '--conditions=keel-source', '--input-type=module', '-e', "(await import('keel/transport')).createLogger().info({ order: 7 }, 'placed');"],
     { cwd: repository, env: { PATH: process.env['PATH'] ?? '', ...env }, encoding: 'utf8', timeout: 30_000 },
   );
   expect(result.status, result.stderr).toBe(0);

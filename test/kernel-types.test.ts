@@ -11,11 +11,10 @@ import {
   event,
   operation,
   type Client,
-  type ContractError,
   type HandlerInput,
-  type OperationInput,
-  type OperationOutput,
+  type HandlerOutput,
 } from 'keel';
+import type { ContractError } from 'keel/transport';
 
 const UnknownSku = defineError({ code: 'UNKNOWN_SKU', kind: 'not-found', data: z.object({ sku: z.string() }) });
 
@@ -47,10 +46,16 @@ const orders = defineContract({
 type Get = (typeof catalog)['operations']['get'];
 
 describe('kernel types - inference', () => {
-  it('types callers by z.input and results by z.output', () => {
-    expectTypeOf<OperationInput<Get>>().toEqualTypeOf<{ sku: string; locale?: string | undefined }>();
-    expectTypeOf<OperationOutput<Get>>().toEqualTypeOf<{ sku: string; priceCents: number; tags: string[] }>();
+  it('types handlers by z.output of the input and z.input of the output', () => {
     expectTypeOf<HandlerInput<Get>>().toEqualTypeOf<{ sku: string; locale: string }>();
+    expectTypeOf<HandlerOutput<Get>>().toEqualTypeOf<{ sku: string; priceCents: number; tags?: string[] | undefined }>();
+  });
+
+  it('types callers by z.input and results by z.output, as README tells an author to write them', () => {
+    expectTypeOf<Parameters<Client<typeof catalog>['get']>[0]>().toEqualTypeOf<z.input<Get['input']>>();
+    expectTypeOf<Client<typeof catalog>['get']>().returns.resolves.toEqualTypeOf<z.output<Get['output']>>();
+    expectTypeOf<z.input<Get['input']>>().toEqualTypeOf<{ sku: string; locale?: string | undefined }>();
+    expectTypeOf<z.output<Get['output']>>().toEqualTypeOf<{ sku: string; priceCents: number; tags: string[] }>();
   });
 
   it('generates a typed client from the contract, with no codegen', () => {

@@ -1,4 +1,5 @@
-import { createLocalTransport, silentLogger, type Transport } from 'keel';
+import { silentLogger, type Transport } from 'keel';
+import { createLocalTransport } from 'keel/transport';
 import { describeTransportConformance } from './support/conformance.js';
 
 // One in-process bus per namespace, shared by the kernels of one test application: each module

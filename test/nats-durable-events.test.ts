@@ -8,10 +8,10 @@ import {
   operation,
   silentLogger,
   type AnyModule,
-  type DeadLetter,
   type Kernel,
   type Transport,
 } from 'keel';
+import type { DeadLetter } from 'keel/transport';
 import { createNatsTransport } from 'keel/nats';
 import { AckPolicy, DeliverPolicy, connect, headers, type NatsConnection } from 'nats';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';

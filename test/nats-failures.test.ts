@@ -2,7 +2,6 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import {
-  createClient,
   createKernel,
   defineContract,
   defineModule,
@@ -11,10 +10,11 @@ import {
   operation,
   silentLogger,
   type AnyModule,
-  type Kernel,
   type KeelError,
+  type Kernel,
   type Transport,
 } from 'keel';
+import { createClient } from 'keel/transport';
 import { createNatsTransport } from 'keel/nats';
 import { connect, headers, type NatsConnection } from 'nats';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';

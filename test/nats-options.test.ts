@@ -5,7 +5,6 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import {
-  createClient,
   createKernel,
   defineContract,
   defineModule,
@@ -16,6 +15,7 @@ import {
   type Logger,
   type Transport,
 } from 'keel';
+import { createClient } from 'keel/transport';
 import { createNatsTransport, natsOptionsFromEnv } from 'keel/nats';
 import { closedPort, createOperatorAuth, startNatsServer, type NatsServer } from './support/nats-server.js';
 

@@ -7,19 +7,8 @@
 import { setMaxListeners } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { fastify, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import {
-  DEFAULT_TIMEOUT_MS,
-  KeelError,
-  KeelErrorCode,
-  createLogger,
-  isCorrelationId,
-  isTraceparent,
-  newCorrelationId,
-  type AnyContract,
-  type CallOptions,
-  type Kernel,
-  type Logger,
-} from 'keel';
+import { KeelError, KeelErrorCode, type AnyContract, type Kernel, type Logger } from 'keel';
+import { DEFAULT_TIMEOUT_MS, createLogger, isCorrelationId, isTraceparent, newCorrelationId, type CallOptions } from 'keel/transport';
 import { createKernelMetrics, type KernelMetrics, type KernelMetricsOptions } from './metrics.js';
 import { createOpenApiDocument, operationPath, type OpenApiDocument } from './openapi.js';
 import { PROBLEM_CONTENT_TYPE, gatewayProblem, problemOf, type Problem } from './problem.js';

@@ -3,7 +3,8 @@
  * and of the gateway's own HTTP requests, with prom-client.
  */
 import { Registry, collectDefaultMetrics } from 'prom-client';
-import { OK_OUTCOME, type CallRecord, type EventRecord, type Kernel } from 'keel';
+import type { Kernel } from 'keel';
+import { OK_OUTCOME, type CallRecord, type EventRecord } from 'keel/transport';
 import { SeriesCache, SeriesCounter, SeriesHistogram, type CounterSeries, type HistogramSeries } from './series.js';
 
 /**

@@ -1,7 +1,8 @@
 /**
  * Problem details (RFC 9457): the one JSON body of every error the gateway answers with.
  */
-import { ContractError, KeelErrorCode, isKeelError } from 'keel';
+import { KeelErrorCode, isKeelError } from 'keel';
+import { ContractError } from 'keel/transport';
 import { httpStatusOf, httpStatusOfCode, type HttpProblemCode } from './status.js';
 
 /**

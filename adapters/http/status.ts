@@ -4,8 +4,8 @@
  * declared error's {@link ErrorKind} has the kernel's one status for it (`STATUS_BY_ERROR_KIND`,
  * shared with the NATS adapter). Nothing elsewhere guesses a status.
  */
-import { ContractError, KeelErrorCode, isKeelError } from 'keel';
-import { STATUS_BY_ERROR_KIND } from 'keel/transport';
+import { KeelErrorCode, isKeelError } from 'keel';
+import { ContractError, STATUS_BY_ERROR_KIND } from 'keel/transport';
 
 /**
  * Codes the gateway answers with itself, for requests that never became a call: the HTTP

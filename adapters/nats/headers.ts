@@ -3,16 +3,16 @@
  * a header blindly: a foreign client may send anything, so every value is checked and a
  * request the callee cannot understand gets an error envelope, never a crash.
  */
+import { KeelError, KeelErrorCode, type CallContext } from 'keel';
 import {
   EXTERNAL_CALLER,
-  KeelError,
-  KeelErrorCode,
   isTraceparent,
   majorOf,
   newCorrelationId,
-  type CallContext,
-} from 'keel';
-import { type EventMetadata, type OperationAddress, type PublishedEvent } from 'keel/transport';
+  type EventMetadata,
+  type OperationAddress,
+  type PublishedEvent,
+} from 'keel/transport';
 import { headers, type Match, type MsgHdrs } from 'nats';
 import { Header, headerValue } from './wire.js';
 

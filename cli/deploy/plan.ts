@@ -3,7 +3,7 @@
  * derived from a topology that the Dockerfile, compose and Kubernetes generators all use (the
  * container port, the health command, each group's environment), so that they cannot disagree.
  */
-import { DEFAULT_KERNEL_OPTIONS } from 'keel';
+import { DEFAULT_KERNEL_OPTIONS } from 'keel/transport';
 import { DEFAULT_NATS_TRANSPORT_OPTIONS } from 'keel/nats';
 import { CLIError, CliErrorCode } from '../errors.js';
 import type { ProcessGroup, TopologyFile } from '../topology.js';

@@ -5,7 +5,8 @@
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { isContract, type AnyContract } from 'keel';
+import type { AnyContract } from 'keel';
+import { isContract } from 'keel/transport';
 import { ProjectLayout } from './source-tree.js';
 
 /** Imports one file and returns its exports (the CLI passes one that can load TypeScript). */

@@ -6,7 +6,8 @@
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { z } from 'zod';
-import { majorOf, type AnyContract } from 'keel';
+import type { AnyContract } from 'keel';
+import { majorOf } from 'keel/transport';
 import { SchemaPosition, diffSchemas, isBreaking, type JsonSchema } from './schema-diff.js';
 
 /** The lock file's name, at the project root. */

@@ -6,17 +6,15 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import type { z } from 'zod';
 import {
   defineContract,
   defineModule,
   isKeelError,
   type AnyContract,
+  type AnyModule,
   type Client,
   type Emit,
-  type EventPayload,
-  type ExactHandlers,
-  type Handlers,
-  type Module,
 } from 'keel';
 import { UnknownProduct, catalog } from '../../modules/catalog/contract.js';
 import { OutOfStock, inventory } from '../../modules/inventory/contract.js';
@@ -334,7 +332,7 @@ export function describeShopSuite(name: string, boot: () => Promise<ShopHarness>
  * await fakeOrders.emit('orderPlaced', payload);
  * ```
  */
-export function eventSource<C extends AnyContract>(contract: C): { module: Module<C>; emit: Emit<C> } {
+export function eventSource<C extends AnyContract>(contract: C): { module: AnyModule; emit: Emit<C> } {
   let publish: Emit<C> | undefined;
   const handlers = Object.fromEntries(
     Object.keys(contract.operations).map((operation) => [
@@ -343,7 +341,7 @@ export function eventSource<C extends AnyContract>(contract: C): { module: Modul
         throw new Error(`${contract.name}.${operation} is not served by this event source`);
       },
     ]),
-  ) as unknown as ExactHandlers<Handlers<C>, C>;
+  ) as never;
   const module = defineModule({
     contract,
     create: ({ emit }) => {
@@ -355,7 +353,7 @@ export function eventSource<C extends AnyContract>(contract: C): { module: Modul
     if (publish === undefined) throw new Error(`start the kernel before emitting ${contract.name} events`);
     return publish(event, payload);
   };
-  return { module: module as unknown as Module<C>, emit };
+  return { module, emit };
 }
 
 /**
@@ -372,8 +370,8 @@ export function eventSource<C extends AnyContract>(contract: C): { module: Modul
 export function eventRecorder<S extends AnyContract>(
   source: S,
 ): {
-  module: Module;
-  of<E extends keyof S['events'] & string>(event: E): EventPayload<S['events'][E]>[];
+  module: AnyModule;
+  of<E extends keyof S['events'] & string>(event: E): z.output<S['events'][E]['payload']>[];
 } {
   const received: { event: string; payload: unknown }[] = [];
   const contract = defineContract({
@@ -391,7 +389,7 @@ export function eventRecorder<S extends AnyContract>(
     create: () => ({ handlers: {}, events: { [source.name]: handlers } as never }),
   });
   return {
-    module: module as unknown as Module,
+    module,
     of: (event) => received.filter((entry) => entry.event === event).map((entry) => entry.payload as never),
   };
 }
