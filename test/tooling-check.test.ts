@@ -41,7 +41,7 @@ const planted: readonly Planted[] = [
     rule: CheckRule.MODULE_IMPORTS_TRANSPORT_PORT,
     file: 'modules/beta/module.ts',
     line: 5,
-    shows: "import type { Transport } from 'keel/transport';",
+    shows: "import { createLogger } from 'keel/transport';",
   },
   { fixture: 'computed-import', rule: CheckRule.DYNAMIC_IMPORT, file: 'modules/beta/module.ts', line: 15, shows: 'import(`./helpers/${id}.js`)' },
   { fixture: 'dependency-cycle', rule: CheckRule.DEPENDENCY_CYCLE, file: 'modules/alpha/module.ts', line: 9, shows: 'alpha → beta → alpha' },

@@ -28,7 +28,7 @@ export const CheckRule = {
   KERNEL_IMPORTS_ADAPTER: 'kernel-imports-adapter',
   /** The kernel imports a package that is not one of its own few dependencies. */
   KERNEL_IMPORTS_PACKAGE: 'kernel-imports-package',
-  /** Application code imports `keel/transport`, the door for adapter authors, instead of `keel`. */
+  /** A module imports `keel/transport`, the door for adapter and tooling authors, instead of `keel`. */
   MODULE_IMPORTS_TRANSPORT_PORT: 'module-imports-transport-port',
   /** An adapter imports kernel files instead of `keel`. */
   ADAPTER_IMPORTS_KERNEL_INTERNALS: 'adapter-imports-kernel-internals',
@@ -202,7 +202,7 @@ function describeKind(reference: ResolvedImport): string {
   }
 }
 
-/** The entry of keel for adapter authors; application modules import 'keel'. */
+/** The entry of keel for adapter and tooling authors; application modules import 'keel'. */
 const TRANSPORT_ENTRY = 'keel/transport';
 
 function moduleBoundaries(tree: SourceTree): Violation[] {
@@ -227,7 +227,9 @@ function moduleBoundaries(tree: SourceTree): Violation[] {
         violations.push({
           rule: CheckRule.MODULE_IMPORTS_TRANSPORT_PORT,
           ...at(file, reference),
-          message: `${who} ${describeKind(reference)} '${TRANSPORT_ENTRY}', the door for adapter authors (the Transport port and its parts). Application code imports from 'keel'; write a transport as an adapter.`,
+          message:
+            `${who} ${describeKind(reference)} '${TRANSPORT_ENTRY}', the door for adapter and tooling authors (transports, gateways, observers). ` +
+            `Everything a module needs is in 'keel' (type Transport too): import it from there, and write what needs '${TRANSPORT_ENTRY}' as an adapter.`,
         });
         continue;
       }
