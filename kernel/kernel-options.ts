@@ -1,12 +1,89 @@
 /**
- * The kernel's options, parsed once by {@link parseKernelOptions}: defaults filled in (an
- * explicit `undefined` means the default, as if the key were absent), types and ranges checked,
- * unknown keys refused. A bad option is an `INVALID_CONFIG` naming the field and what it takes.
+ * The kernel's options: what {@link createKernel} takes, its defaults, and their parsing, done
+ * once by {@link parseKernelOptions} (an explicit `undefined` means the default, as if the key
+ * were absent; types and ranges checked; unknown keys refused). A bad option is an
+ * `INVALID_CONFIG` naming the field and what it takes.
  */
 import { z } from 'zod';
-import { MAX_TIMEOUT_MS } from './client.js';
-import type { KernelOptions } from './kernel.js';
+import { DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS } from './client.js';
+import type { Logger } from './logger.js';
+import type { AnyModule } from './module.js';
+import type { DeadLetter } from './served.js';
+import type { Transport } from './transport.js';
 import { parseOptions } from './options.js';
+
+/**
+ * Which modules this process hosts, and how it reaches the others.
+ *
+ * @example
+ * ```ts
+ * import { createNatsTransport } from 'keel/nats';
+ *
+ * const topology: Topology = { host: ['orders', 'payments'], transport: await createNatsTransport({ servers: 'nats://127.0.0.1:4222' }) };
+ * const kernel = createKernel({ modules, topology });
+ * ```
+ */
+export interface Topology {
+  /** Names of the modules to host here. Default: every module of the manifest. */
+  readonly host?: readonly string[];
+  /**
+   * Transport to modules hosted elsewhere (for example NATS). Hosted modules are also served on
+   * it, and every event travels through it. Without one, everything stays in this process.
+   * The kernel does not close it: close it after `kernel.stop()`.
+   */
+  readonly transport?: Transport;
+}
+
+/**
+ * What {@link createKernel} takes.
+ *
+ * @example
+ * ```ts
+ * const options: KernelOptions = {
+ *   modules,
+ *   defaultTimeoutMs: 5_000,
+ *   maxDeliveryAttempts: 3,
+ *   logger: createLogger({ level: 'warn' }),
+ *   onDeadLetter: (letter) => console.error(`${letter.subscriber} gave up on ${letter.contract}.${letter.event}`),
+ * };
+ * const kernel = createKernel(options);
+ * ```
+ */
+export interface KernelOptions {
+  /** The application manifest: every module of the application, hosted here or not. */
+  readonly modules: readonly AnyModule[];
+  readonly topology?: Topology;
+  /** Deadline of calls whose operation and caller set none (default 10 000 ms). */
+  readonly defaultTimeoutMs?: number;
+  /** Time an event handler gets before its context's deadline (default 30 000 ms). */
+  readonly eventTimeoutMs?: number;
+  /** Deliveries of a durable event before dead-lettering, unless a handler says otherwise (default 5). */
+  readonly maxDeliveryAttempts?: number;
+  /** Defaults to pino on stdout, level from `KEEL_LOG_LEVEL`. */
+  readonly logger?: Logger;
+  /** Called for every durable event given up on. */
+  readonly onDeadLetter?: (deadLetter: DeadLetter) => void;
+  /**
+   * How long stop waits for one module's work in flight before stopping it anyway
+   * (default 30 000 ms). Over NATS the transport's own drain timeout applies as well.
+   */
+  readonly drainTimeoutMs?: number;
+}
+
+/**
+ * Defaults of {@link KernelOptions}.
+ *
+ * @example
+ * ```ts
+ * const kernel = createKernel({ modules, eventTimeoutMs: 2 * DEFAULT_KERNEL_OPTIONS.eventTimeoutMs });
+ * ```
+ */
+export const DEFAULT_KERNEL_OPTIONS = {
+  defaultTimeoutMs: DEFAULT_TIMEOUT_MS,
+  eventTimeoutMs: 30_000,
+  maxDeliveryAttempts: 5,
+  drainTimeoutMs: 30_000,
+} as const satisfies Partial<KernelOptions>;
 
 const milliseconds = (what: string) =>
   z

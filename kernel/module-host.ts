@@ -1,0 +1,237 @@
+/**
+ * One module hosted in this process: its own inversify container (its providers and the clients
+ * of its dependsOn contracts, nothing else), its instance and hooks, its answer pipeline served
+ * on each transport, its event subscriptions, and its drain on stop.
+ */
+import { Container, type ServiceIdentifier } from 'inversify';
+import type { Client } from './client.js';
+import { isContract, type AnyContract, type AnyEvent, type AnyOperation } from './contract.js';
+import { currentContext, newCorrelationId } from './context.js';
+import { KeelError, KeelErrorCode, validationError } from './errors.js';
+import { within } from './in-flight.js';
+import { LifecycleState } from './lifecycle.js';
+import type { Logger } from './logger.js';
+import type { AnyModule, EventHandler, EventHandlerFunction, EventHandlerOptions, ModuleInstance, OperationHandler } from './module.js';
+import type { KernelObserver } from './observer.js';
+import { createEventSubscription, createServedModule, type DeadLetter } from './served.js';
+import { Fanout, type Registration, type Transport } from './transport.js';
+
+/** What the kernel gives each module it hosts. */
+export interface HostServices {
+  /** The kernel's container, parent of every module's own. */
+  readonly root: Container;
+  readonly local: Transport;
+  /** The transport to other processes; events travel through it when there is one. */
+  readonly remote: Transport | undefined;
+  readonly logger: Logger;
+  readonly observers: readonly KernelObserver[];
+  readonly maxDeliveryAttempts: number;
+  readonly eventTimeoutMs: number;
+  readonly drainTimeoutMs: number;
+  readonly onDeadLetter: ((deadLetter: DeadLetter) => void) | undefined;
+  /** The client a module gets for a contract it depends on. */
+  clientFor(contract: AnyContract, caller: string): Client<AnyContract>;
+  /** True once the kernel stopped: a module may no longer emit. */
+  stopped(): boolean;
+}
+
+export class ModuleHost {
+  state: LifecycleState = LifecycleState.CREATED;
+  #container: Container | undefined;
+  #instance: ModuleInstance<AnyContract, readonly AnyContract[]> | undefined;
+  #registrations: Registration[] = [];
+  /** True once the start hook (if any) completed: only then does the stop hook run. */
+  #startHookRan = false;
+
+  constructor(
+    readonly module: AnyModule,
+    readonly services: HostServices,
+  ) {}
+
+  /** Creates the module in its own container, runs its start hook, serves it and subscribes it. */
+  async start(): Promise<void> {
+    const { module, services } = this;
+    const contract = module.contract as AnyContract;
+    const logger = services.logger.child({ module: module.name });
+    this.state = LifecycleState.STARTING;
+    const container = new Container({ parent: services.root });
+    this.#container = container;
+    module.providers?.(container.bind.bind(container));
+    const declared = new Set<string>();
+    for (const dependency of module.dependsOn as readonly AnyContract[]) {
+      declared.add(dependency.name);
+      container.bind(dependency.token).toConstantValue(services.clientFor(dependency, module.name));
+    }
+    const get = (identifier: unknown): unknown => {
+      if (isContract(identifier)) {
+        if (!declared.has(identifier.name)) {
+          throw new KeelError(
+            KeelErrorCode.UNDECLARED_DEPENDENCY,
+            `Module "${module.name}" asked for the client of "${identifier.name}" but does not declare it. ` +
+              `Add it to dependsOn in ${module.name}'s defineModule().`,
+          );
+        }
+        return container.get(identifier.token);
+      }
+      if (!container.isBound(identifier as ServiceIdentifier)) {
+        throw new KeelError(
+          KeelErrorCode.INVALID_MODULE,
+          `Module "${module.name}" asked for ${describeIdentifier(identifier)}, which nothing in its container provides. ` +
+            `A module sees its own providers and the clients of its dependsOn contracts, nothing of other modules: ` +
+            `bind it in ${module.name}'s providers, or call the module that owns it through its contract.`,
+        );
+      }
+      return container.get(identifier as ServiceIdentifier);
+    };
+    const emit = (event: string, payload: unknown): Promise<void> => this.#emit(contract, event, payload);
+    const instance = await module.create({ name: module.name, get: get as never, emit: emit as never, logger });
+    this.#instance = instance;
+    checkInstance(module, instance);
+    await instance.start?.();
+    this.#startHookRan = true;
+    const handlers = instance.handlers as Readonly<Record<string, OperationHandler<AnyOperation>>>;
+    const serveOn = (transport: Transport) =>
+      transport.serve(createServedModule({ contract, handlers, logger, transport: transport.name, observers: services.observers }));
+    this.#registrations.push(await serveOn(services.local));
+    if (services.remote) this.#registrations.push(await serveOn(services.remote));
+    await this.#subscribe(instance, logger);
+    this.state = LifecycleState.STARTED;
+  }
+
+  /** Subscribes each of the instance's event handlers on the event transport. */
+  async #subscribe(instance: ModuleInstance<AnyContract, readonly AnyContract[]>, logger: Logger): Promise<void> {
+    const { module, services } = this;
+    for (const source of module.subscribesTo as readonly AnyContract[]) {
+      const handlers = (instance.events as Record<string, Record<string, EventHandler<AnyEvent>>> | undefined)?.[source.name];
+      if (handlers === undefined) continue;
+      for (const [event, handler] of Object.entries(handlers)) {
+        const definition = source.events[event] as AnyEvent;
+        const options: Partial<EventHandlerOptions<AnyEvent>> = typeof handler === 'function' ? {} : handler;
+        const fanout = options.fanout ?? Fanout.BALANCED;
+        if (fanout === Fanout.EVERY_INSTANCE && definition.delivery === 'durable') {
+          throw new KeelError(
+            KeelErrorCode.INVALID_MODULE,
+            `Module "${module.name}": every-instance delivery of ${source.name}.${event} is not supported because the event is durable; ` +
+              'durable events are delivered once per module. Use a notification event for every-instance fan-out.',
+          );
+        }
+        const subscription = createEventSubscription({
+          subscriber: module.name,
+          source,
+          event,
+          definition,
+          handler: (typeof handler === 'function' ? handler : handler.handle) as EventHandlerFunction<AnyEvent>,
+          fanout,
+          maxAttempts: options.maxAttempts ?? services.maxDeliveryAttempts,
+          eventTimeoutMs: services.eventTimeoutMs,
+          logger,
+          onDeadLetter: services.onDeadLetter,
+          observers: services.observers,
+        });
+        this.#registrations.push(await (services.remote ?? services.local).subscribe(subscription));
+      }
+    }
+  }
+
+  async #emit(contract: AnyContract, event: string, payload: unknown): Promise<void> {
+    const definition = contract.events[event];
+    const context = currentContext();
+    if (definition === undefined) {
+      throw new KeelError(
+        KeelErrorCode.INVALID_EVENT,
+        `Module "${contract.name}" emitted "${event}", which its contract does not declare (it declares: ${
+          Object.keys(contract.events).join(', ') || 'no events'
+        }).`,
+      );
+    }
+    const parsed = definition.payload.safeParse(payload);
+    if (!parsed.success) {
+      throw validationError(KeelErrorCode.INVALID_EVENT, 'payload', contract.name, event, parsed.error.issues, context?.correlationId);
+    }
+    if (this.services.stopped()) {
+      throw new KeelError(
+        KeelErrorCode.INVALID_STATE,
+        `Module "${contract.name}" emitted ${event} after the kernel stopped; emit only while the module runs.`,
+      );
+    }
+    await (this.services.remote ?? this.services.local).publish({
+      contract: contract.name,
+      version: contract.version,
+      event,
+      delivery: definition.delivery,
+      payload: parsed.data,
+      metadata: {
+        id: newCorrelationId(),
+        correlationId: context?.correlationId ?? newCorrelationId(),
+        traceparent: context?.traceparent,
+        publisher: contract.name,
+        publishedAt: Date.now(),
+      },
+    });
+  }
+
+  /** Stops serving, lets work in flight finish (at most drainTimeoutMs), runs the stop hook. Idempotent. */
+  async stop(): Promise<void> {
+    if (this.state === LifecycleState.STOPPED || this.state === LifecycleState.CREATED) return;
+    this.state = LifecycleState.STOPPING;
+    const registrations = this.#registrations;
+    this.#registrations = [];
+    const drained = Promise.allSettled(registrations.map((registration) => registration.stop()));
+    if (!(await within(drained, this.services.drainTimeoutMs))) {
+      this.services.logger.error(
+        { module: this.module.name, drainTimeoutMs: this.services.drainTimeoutMs },
+        'work in flight did not finish within drainTimeoutMs; stopping the module anyway',
+      );
+    } else {
+      const results = await drained;
+      for (const result of results) {
+        if (result.status === 'rejected') {
+          this.services.logger.warn({ err: result.reason, module: this.module.name }, 'stopping a registration failed');
+        }
+      }
+    }
+    if (this.#startHookRan) {
+      try {
+        await this.#instance?.stop?.();
+      } catch (error) {
+        this.services.logger.error({ err: error, module: this.module.name }, 'module stop hook failed');
+      }
+    }
+    this.#container?.unbindAll();
+    this.state = LifecycleState.STOPPED;
+  }
+}
+
+/** Refuses an instance whose handlers do not match its contract, or that handles events it does not subscribe to. */
+function checkInstance(module: AnyModule, instance: ModuleInstance<AnyContract, readonly AnyContract[]>): void {
+  const fail = (message: string): never => {
+    throw new KeelError(KeelErrorCode.INVALID_MODULE, `Module "${module.name}": ${message}`);
+  };
+  if (typeof instance !== 'object' || instance === null || typeof instance.handlers !== 'object') {
+    fail('create() must return an object with `handlers`.');
+  }
+  const operations = Object.keys((module.contract as AnyContract).operations);
+  const handlers = Object.keys(instance.handlers);
+  const missing = operations.filter((name) => typeof (instance.handlers as Record<string, unknown>)[name] !== 'function');
+  const extra = handlers.filter((name) => !operations.includes(name));
+  if (missing.length) fail(`no handler for operation(s) ${missing.join(', ')}.`);
+  if (extra.length) fail(`handler(s) ${extra.join(', ')} match no operation of its contract.`);
+  const events = (instance.events ?? {}) as Record<string, Record<string, unknown>>;
+  const sources = new Map((module.subscribesTo as readonly AnyContract[]).map((contract) => [contract.name, contract]));
+  for (const [sourceName, handlers] of Object.entries(events)) {
+    const source = sources.get(sourceName);
+    if (source === undefined) fail(`handles events of "${sourceName}" but does not list it in subscribesTo.`);
+    for (const [event, handler] of Object.entries(handlers ?? {})) {
+      if (!(event in (source as AnyContract).events)) fail(`handles ${sourceName}.${event}, which that contract does not declare.`);
+      const callable = typeof handler === 'function' ? handler : (handler as { handle?: unknown })?.handle;
+      if (typeof callable !== 'function') fail(`the handler of ${sourceName}.${event} is not a function.`);
+    }
+  }
+}
+
+/** A DI token as a person reads it: a symbol's description, a class's name, a string as is. */
+function describeIdentifier(identifier: unknown): string {
+  if (typeof identifier === 'symbol') return identifier.toString();
+  if (typeof identifier === 'function') return identifier.name === '' ? 'an anonymous class' : `class ${identifier.name}`;
+  return `"${String(identifier)}"`;
+}
