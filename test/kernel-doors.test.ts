@@ -1,0 +1,130 @@
+/**
+ * keel's two public doors, pinned name by name: `'keel'` for application authors and
+ * `'keel/transport'` for adapter and tooling authors. A name added to either door, or moved
+ * between them, fails here until it is added to these lists on purpose. docs/design-notes.md
+ * ("Public doors") says what belongs in which.
+ */
+import { readFileSync } from 'node:fs';
+import { parseSync } from 'oxc-parser';
+import { describe, expect, it } from 'vitest';
+import * as keel from 'keel';
+import * as transport from 'keel/transport';
+
+/** `'keel'`: what a contract, a module, a kernel and a test of an application need. */
+const KEEL = {
+  values: [
+    'Delivery',
+    'ErrorKind',
+    'KeelError',
+    'KeelErrorCode',
+    'createKernel',
+    'currentContext',
+    'defineContract',
+    'defineError',
+    'defineModule',
+    'event',
+    'isKeelError',
+    'operation',
+    'runWithContext',
+    'silentLogger',
+  ],
+  types: ['AnyContract', 'AnyModule', 'CallContext', 'Client', 'Emit', 'HandlerInput', 'HandlerOutput', 'Kernel', 'KernelOptions', 'Logger', 'Transport'],
+};
+
+/** `'keel/transport'`: what transports, the HTTP gateway, observers, the CLI's tools and keel's tests need. */
+const TRANSPORT = {
+  values: [
+    'ContractError',
+    'DEFAULT_KERNEL_OPTIONS',
+    'DEFAULT_LOCAL_TRANSPORT_OPTIONS',
+    'DEFAULT_TIMEOUT_MS',
+    'DeadlineScheduler',
+    'EXTERNAL_CALLER',
+    'Fanout',
+    'InFlight',
+    'MAX_TIMEOUT_MS',
+    'OK_OUTCOME',
+    'RemoteFailure',
+    'STATUS_BY_ERROR_KIND',
+    'cancelledError',
+    'createClient',
+    'createLocalTransport',
+    'createLogger',
+    'definedOnly',
+    'describeValue',
+    'fromErrorEnvelope',
+    'isContract',
+    'isCorrelationId',
+    'isErrorEnvelope',
+    'isTraceparent',
+    'majorOf',
+    'newCorrelationId',
+    'newTraceparent',
+    'noRespondersError',
+    'parseOptions',
+    'timeoutError',
+    'toErrorEnvelope',
+    'unknownOperationFailure',
+    'versionMismatchFailure',
+    'within',
+  ],
+  types: [
+    'Answer',
+    'AnyErrorClass',
+    'AnyOperation',
+    'CallOptions',
+    'CallRecord',
+    'ClientOptions',
+    'DeadLetter',
+    'DeadlineEntry',
+    'ErrorEnvelope',
+    'EventMetadata',
+    'EventRecord',
+    'EventSubscription',
+    'KernelObserver',
+    'LocalTransportOptions',
+    'OperationAddress',
+    'PublishedEvent',
+    'Registration',
+    'ServedModule',
+    'Transport',
+    'TransportCallOptions',
+    'TransportStatus',
+  ],
+};
+
+/** The names a door's source exports, values and types apart; a door re-exports by name only. */
+function exportsOf(entry: string): { values: string[]; types: string[] } {
+  const path = new URL(`../kernel/${entry}`, import.meta.url);
+  const { program, errors } = parseSync(entry, readFileSync(path, 'utf8'));
+  expect(errors).toEqual([]);
+  const values: string[] = [];
+  const types: string[] = [];
+  for (const statement of program.body) {
+    expect(statement.type, `${entry} declares or imports nothing and has no export *`).toBe('ExportNamedDeclaration');
+    if (statement.type !== 'ExportNamedDeclaration') continue;
+    expect(statement.declaration, `${entry} re-exports only`).toBeNull();
+    for (const specifier of statement.specifiers) {
+      const name = specifier.exported.type === 'Identifier' ? specifier.exported.name : String(specifier.exported.value);
+      (statement.exportKind === 'type' || specifier.exportKind === 'type' ? types : values).push(name);
+    }
+  }
+  return { values: values.sort(), types: types.sort() };
+}
+
+describe('kernel - public doors', () => {
+  it("kernel - 'keel' exports exactly the application authors' names", () => {
+    expect(exportsOf('index.ts')).toEqual(KEEL);
+    expect(Object.keys(keel).sort()).toEqual(KEEL.values);
+  });
+
+  it("kernel - 'keel/transport' exports exactly the adapter and tooling authors' names", () => {
+    expect(exportsOf('transport-entry.ts')).toEqual(TRANSPORT);
+    expect(Object.keys(transport).sort()).toEqual(TRANSPORT.values);
+  });
+
+  it('kernel - the doors share no name but type Transport, which a topology takes and an adapter implements', () => {
+    const keelNames = [...KEEL.values, ...KEEL.types];
+    expect([...TRANSPORT.values, ...TRANSPORT.types].filter((name) => keelNames.includes(name))).toEqual(['Transport']);
+  });
+});
