@@ -6,7 +6,9 @@
  */
 import { DeadlineScheduler, type DeadlineEntry } from './deadline.js';
 import { InFlight } from './in-flight.js';
-import { KeelError, KeelErrorCode, isKeelError } from './errors.js';
+import { z } from 'zod';
+import { KeelErrorCode, isKeelError } from './errors.js';
+import { parseOptions } from './options.js';
 import { silentLogger, type Logger } from './logger.js';
 import {
   Fanout,
@@ -76,15 +78,27 @@ export const DEFAULT_LOCAL_TRANSPORT_OPTIONS = {
  * ```
  */
 export function createLocalTransport(options: LocalTransportOptions = {}): Transport {
-  const resolved = { ...DEFAULT_LOCAL_TRANSPORT_OPTIONS, ...options } satisfies LocalTransportOptions;
-  if (!Number.isSafeInteger(resolved.durableBacklogLimit) || resolved.durableBacklogLimit < 0) {
-    throw new KeelError(
-      KeelErrorCode.INVALID_CONFIG,
-      `Local transport: \`durableBacklogLimit\` must be a whole number of events, 0 or more, got ${String(resolved.durableBacklogLimit)}.`,
-    );
-  }
-  return new LocalTransport(resolved);
+  const given = parseOptions('createLocalTransport', LocalTransportOptionsSchema, options);
+  return new LocalTransport({ ...DEFAULT_LOCAL_TRANSPORT_OPTIONS, ...given });
 }
+
+const LocalTransportOptionsSchema = z
+  .object({
+    logger: z
+      .custom((value) => typeof value === 'object' && value !== null && typeof (value as { warn?: unknown }).warn === 'function', {
+        error: 'must be a Logger (debug, info, warn, error, child), such as createLogger() or a pino instance',
+      })
+      .optional(),
+    redeliveryDelayMs: z
+      .number({ error: 'must be a number of milliseconds, 0 to 3600000' })
+      .refine((value) => Number.isFinite(value) && value >= 0 && value <= 3_600_000, 'must be a number of milliseconds, 0 to 3600000')
+      .optional(),
+    durableBacklogLimit: z
+      .number({ error: 'must be a whole number of events, 0 or more' })
+      .refine((value) => Number.isSafeInteger(value) && value >= 0, 'must be a whole number of events, 0 or more')
+      .optional(),
+  })
+  .strict();
 
 /** Turns a call's failure into what the caller sees: the kernel's client passes its own. */
 export type Rebuild = (error: unknown, context: CallContext) => unknown;

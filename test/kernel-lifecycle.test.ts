@@ -447,6 +447,23 @@ describe('local transport - durable events kept while the subscribing module is 
     await bus.close();
   });
 
+  it('checks createLocalTransport options once: undefined takes the default, a wrong value or unknown key is INVALID_CONFIG naming it', () => {
+    const refusal = (options: object): string => {
+      try {
+        createLocalTransport(options as never);
+      } catch (error) {
+        expect(isKeelError(error, 'INVALID_CONFIG')).toBe(true);
+        return (error as Error).message;
+      }
+      throw new Error(`createLocalTransport accepted ${JSON.stringify(options)}`);
+    };
+    expect(() => createLocalTransport({ redeliveryDelayMs: undefined, durableBacklogLimit: undefined })).not.toThrow();
+    expect(refusal({ redeliveryDelayMs: -1 })).toMatch(/createLocalTransport: redeliveryDelayMs must be a number of milliseconds, 0 to 3600000, got -1/);
+    expect(refusal({ redeliveryDelayMs: '50' })).toContain('redeliveryDelayMs must be a number of milliseconds');
+    expect(refusal({ logger: console.log })).toContain('logger must be a Logger');
+    expect(refusal({ redeliveryDelay: 10 })).toMatch(/unknown option "redeliveryDelay" \(it takes logger, redeliveryDelayMs, durableBacklogLimit\)/);
+  });
+
   it('refuses a durableBacklogLimit that is not a whole number of events with INVALID_CONFIG', () => {
     for (const durableBacklogLimit of [-1, 1.5, Number.NaN]) {
       let caught: unknown;
