@@ -1,0 +1,182 @@
+/**
+ * Events in one process: delivered asynchronously, once per subscribing module (balanced across
+ * its instances) or to every instance; durable events retried with a growing delay, dead-lettered
+ * after their last attempt, and kept in a bounded backlog while no instance of the subscribing
+ * module runs.
+ */
+import { KeelErrorCode, isKeelError } from './errors.js';
+import { InFlight } from './in-flight.js';
+import type { Logger } from './logger.js';
+import { Fanout, type EventMetadata, type EventSubscription, type PublishedEvent, type Registration } from './transport.js';
+
+class Subscriber extends InFlight {
+  stopped = false;
+  constructor(readonly subscription: EventSubscription) {
+    super();
+  }
+}
+
+/** A durable event waiting for its subscribing module to run again, and the attempt it will be. */
+interface Pending {
+  readonly event: PublishedEvent;
+  readonly attempt: number;
+}
+
+/** The instances of one subscribing module for one event. */
+interface Group {
+  readonly subscriber: string;
+  members: Subscriber[];
+  next: number;
+  /** Durable events that arrived while no member ran, oldest first. */
+  backlog: Pending[];
+  /** Backlogged events dropped since the backlog last emptied, because it was full. */
+  dropped: number;
+}
+
+/** The event side of the in-process transport. */
+export class LocalEvents {
+  readonly #groups = new Map<string, Map<string, Group>>();
+  readonly #retries = new Set<NodeJS.Timeout>();
+
+  constructor(
+    readonly logger: Logger,
+    readonly redeliveryDelayMs: number,
+    readonly durableBacklogLimit: number,
+  ) {}
+
+  publish(event: PublishedEvent): Promise<void> {
+    const groups = this.#groups.get(`${event.contract}.${event.event}`);
+    if (groups !== undefined) {
+      for (const group of groups.values()) {
+        if (group.members.length === 0) {
+          if (event.delivery === 'durable') this.#keep(group, event, 1);
+          continue;
+        }
+        const first = group.members[0] as Subscriber;
+        if (first.subscription.fanout === Fanout.EVERY_INSTANCE) {
+          for (const member of group.members) this.#schedule(member, event, 1);
+        } else {
+          this.#schedule(group.members[group.next++ % group.members.length] as Subscriber, event, 1);
+        }
+      }
+    }
+    return Promise.resolve();
+  }
+
+  async subscribe(subscription: EventSubscription): Promise<Registration> {
+    const key = `${subscription.contract}.${subscription.event}`;
+    let groups = this.#groups.get(key);
+    if (groups === undefined) {
+      groups = new Map();
+      this.#groups.set(key, groups);
+    }
+    let group = groups.get(subscription.subscriber);
+    if (group === undefined) {
+      group = { subscriber: subscription.subscriber, members: [], next: 0, backlog: [], dropped: 0 };
+      groups.set(subscription.subscriber, group);
+    }
+    const member = new Subscriber(subscription);
+    group.members.push(member);
+    const owner = group;
+    if (group.backlog.length > 0 || group.dropped > 0) this.#deliverBacklog(key, group);
+    return {
+      stop: async () => {
+        member.stopped = true;
+        owner.members = owner.members.filter((candidate) => candidate !== member);
+        await member.idle();
+      },
+    };
+  }
+
+  /** Stops redeliveries and reports the durable events that no member will ever get. */
+  close(): void {
+    for (const timer of this.#retries) clearTimeout(timer);
+    this.#retries.clear();
+    for (const [key, groups] of this.#groups) {
+      for (const group of groups.values()) {
+        if (group.backlog.length + group.dropped === 0) continue;
+        this.logger.warn(
+          { event: key, subscriber: group.subscriber, lost: group.backlog.length + group.dropped },
+          `durable events lost: module "${group.subscriber}" did not run again before the transport closed`,
+        );
+        group.backlog = [];
+        group.dropped = 0;
+      }
+    }
+  }
+
+  /** Keeps a durable event for a group that has no running member; drops the oldest when full. */
+  #keep(group: Group, event: PublishedEvent, attempt: number): void {
+    group.backlog.push({ event, attempt });
+    if (group.backlog.length <= this.durableBacklogLimit) return;
+    group.backlog.shift();
+    group.dropped += 1;
+    // Once per outage, so that a long one does not log once per event; the total is logged on delivery.
+    if (group.dropped === 1) this.#reportDropped(group, event);
+  }
+
+  #reportDropped(group: Group, event: PublishedEvent): void {
+    this.logger.error(
+      { event: `${event.contract}.${event.event}`, subscriber: group.subscriber, dropped: group.dropped, limit: this.durableBacklogLimit },
+      `durable events dropped: module "${group.subscriber}" is not running and its backlog of ${this.durableBacklogLimit} ` +
+        'events in this process is full; the oldest are dropped first',
+    );
+  }
+
+  /** Hands a group's backlog, in publishing order, to the members it has again. */
+  #deliverBacklog(key: string, group: Group): void {
+    if (group.dropped > 0) {
+      this.logger.error(
+        { event: key, subscriber: group.subscriber, dropped: group.dropped, delivered: group.backlog.length },
+        `module "${group.subscriber}" runs again; ${group.dropped} durable events were dropped while it was not running`,
+      );
+      group.dropped = 0;
+    }
+    const backlog = group.backlog;
+    group.backlog = [];
+    for (const { event, attempt } of backlog) {
+      this.#schedule(group.members[group.next++ % group.members.length] as Subscriber, event, attempt);
+    }
+  }
+
+  #schedule(member: Subscriber, event: PublishedEvent, attempt: number): void {
+    member.begin();
+    setImmediate(() => {
+      void this.#deliver(member, event, attempt);
+    });
+  }
+
+  async #deliver(member: Subscriber, event: PublishedEvent, attempt: number): Promise<void> {
+    const subscription = member.subscription;
+    const metadata: EventMetadata = { ...event.metadata, attempt };
+    try {
+      await subscription.handle(event.payload, metadata);
+    } catch (error) {
+      if (event.delivery === 'durable') this.#redeliver(subscription, event, attempt, error);
+    } finally {
+      member.end();
+    }
+  }
+
+  #redeliver(subscription: EventSubscription, event: PublishedEvent, attempt: number, error: unknown): void {
+    const metadata: EventMetadata = { ...event.metadata, attempt };
+    if (isKeelError(error, KeelErrorCode.INVALID_EVENT) || attempt >= subscription.maxAttempts) {
+      subscription.deadLetter(event.payload, metadata, error);
+      return;
+    }
+    const timer = setTimeout(() => {
+      this.#retries.delete(timer);
+      const group = this.#groups.get(`${event.contract}.${event.event}`)?.get(subscription.subscriber) as Group;
+      if (group.members.length === 0) {
+        this.#keep(group, event, attempt + 1);
+        this.logger.debug(
+          { event: `${event.contract}.${event.event}`, subscriber: subscription.subscriber, attempt: attempt + 1 },
+          'durable event kept for its retry: no instance of the subscribing module runs',
+        );
+        return;
+      }
+      this.#schedule(group.members[group.next++ % group.members.length] as Subscriber, event, attempt + 1);
+    }, this.redeliveryDelayMs * attempt);
+    this.#retries.add(timer);
+  }
+}
