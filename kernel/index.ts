@@ -30,22 +30,35 @@
  * @module
  */
 
-// Contracts
+// Contracts. Contract, OperationDefinition and EventDefinition are what defineContract, operation
+// and event return: a project that emits declarations (a contract shared as a package) must be
+// able to name them, or its contract.ts does not compile (TS2883).
 export {
-  Delivery,
   defineContract,
   event,
   operation,
   type AnyContract,
+  type Contract,
+  type EventDefinition,
   type HandlerInput,
   type HandlerOutput,
+  type OperationDefinition,
 } from './contract.js';
 
-// Errors
-export { ErrorKind, KeelError, KeelErrorCode, defineError, isKeelError } from './errors.js';
+// Errors. ErrorClass and AnyErrorClass name what defineError returns and what an operation's
+// `errors` holds, for the same reason.
+export {
+  ErrorKind,
+  KeelError,
+  KeelErrorCode,
+  defineError,
+  isKeelError,
+  type AnyErrorClass,
+  type ErrorClass,
+} from './errors.js';
 
-// Modules
-export { defineModule, type AnyModule, type Emit } from './module.js';
+// Modules: Module is what defineModule returns.
+export { defineModule, type AnyModule, type Emit, type Module } from './module.js';
 
 // Clients and call context
 export type { Client } from './client.js';

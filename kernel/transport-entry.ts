@@ -45,7 +45,7 @@ export { definedOnly, describeValue, parseOptions } from './options.js';
 export { STATUS_BY_ERROR_KIND } from './error-kind-status.js';
 // Moved from 'keel': used by adapters, the CLI's tools and tests, never by an application.
 export { isContract, majorOf, type AnyOperation } from './contract.js';
-export { ContractError, type AnyErrorClass } from './errors.js';
+export { ContractError } from './errors.js';
 export { DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS, createClient, type CallOptions, type ClientOptions } from './client.js';
 export { EXTERNAL_CALLER, isCorrelationId, isTraceparent, newCorrelationId, newTraceparent } from './context.js';
 export { DEFAULT_KERNEL_OPTIONS } from './kernel.js';

@@ -119,6 +119,13 @@ describe('cli - the packed package', () => {
     run('npm', ['install', '--no-audit', '--no-fund', '--prefer-offline', '--loglevel=error'], app);
     const installed = JSON.parse(readFileSync(join(app, 'node_modules', 'keel', 'package.json'), 'utf8'));
     expect(installed.bin).toEqual({ keel: './dist/cli/bin.js' });
+    // Both doors resolve from the installed package, each to its own names.
+    const doors = run(
+      process.execPath,
+      ['--input-type=module', '-e', "const [a, t] = [await import('keel'), await import('keel/transport')]; console.log(typeof a.createKernel, typeof t.createLocalTransport, 'createLocalTransport' in a);"],
+      app,
+    );
+    expect(doors.stdout.trim()).toBe('function function false');
 
     const keel = join(app, 'node_modules', '.bin', 'keel');
     run(keel, ['generate', 'module', 'billing', '--depends-on', 'greeter', '--events', 'invoiceSent'], app);
@@ -161,6 +168,9 @@ describe('cli - the packed package', () => {
     const overNats = run(vitest, ['run'], app, { KEEL_NATS_URL: server.url });
     expect(overNats.stdout).toMatch(/Tests\s+8 passed/);
     run(join(app, 'node_modules', '.bin', 'tsc'), ['--noEmit'], app);
+    // With declarations on (a contract shared as a package), every type a contract, an error or a
+    // module infers can be named from 'keel' (TS2883 otherwise), with the installed declarations.
+    run(join(app, 'node_modules', '.bin', 'tsc'), ['--noEmit', '--declaration'], app);
 
     // The installed CLI (JavaScript) loads contracts that import contracts, on whatever Node runs it.
     expect(run(keel, ['check'], app).stdout).toMatch(/keel check: no problems \(3 modules, \d+ files, 3 contracts loaded\)/);

@@ -13,7 +13,6 @@ import * as transport from 'keel/transport';
 /** `'keel'`: what a contract, a module, a kernel and a test of an application need. */
 const KEEL = {
   values: [
-    'Delivery',
     'ErrorKind',
     'KeelError',
     'KeelErrorCode',
@@ -28,7 +27,25 @@ const KEEL = {
     'runWithContext',
     'silentLogger',
   ],
-  types: ['AnyContract', 'AnyModule', 'CallContext', 'Client', 'Emit', 'HandlerInput', 'HandlerOutput', 'Kernel', 'KernelOptions', 'Logger', 'Transport'],
+  types: [
+    'AnyContract',
+    'AnyErrorClass',
+    'AnyModule',
+    'CallContext',
+    'Client',
+    'Contract',
+    'Emit',
+    'ErrorClass',
+    'EventDefinition',
+    'HandlerInput',
+    'HandlerOutput',
+    'Kernel',
+    'KernelOptions',
+    'Logger',
+    'Module',
+    'OperationDefinition',
+    'Transport',
+  ],
 };
 
 /** `'keel/transport'`: what transports, the HTTP gateway, observers, the CLI's tools and keel's tests need. */
@@ -70,7 +87,6 @@ const TRANSPORT = {
   ],
   types: [
     'Answer',
-    'AnyErrorClass',
     'AnyOperation',
     'CallOptions',
     'CallRecord',

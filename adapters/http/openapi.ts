@@ -3,8 +3,8 @@
  * `z.toJSONSchema`, declared errors as documented responses.
  */
 import { z } from 'zod';
-import type { AnyContract } from 'keel';
-import type { AnyErrorClass, AnyOperation } from 'keel/transport';
+import type { AnyContract, AnyErrorClass } from 'keel';
+import type { AnyOperation } from 'keel/transport';
 import { PROBLEM_TYPE_PREFIX, titleOfCode } from './problem.js';
 import { HTTP_STATUS_BY_CODE, HTTP_STATUS_BY_KIND } from './status.js';
 
