@@ -10,10 +10,13 @@ import { randomBytes, randomUUID } from 'node:crypto';
  *
  * @example
  * ```ts
- * import { EXTERNAL_CALLER, newCorrelationId, runWithContext, type CallContext } from 'keel';
+ * import { currentContext, runWithContext, type CallContext } from 'keel';
  *
- * const context: CallContext = { correlationId: newCorrelationId(), traceparent: undefined, caller: EXTERNAL_CALLER, deadline: Date.now() + 5_000 };
- * await runWithContext(context, () => kernel.client(catalog).listProducts({}));
+ * // Compensation gets a deadline of its own, and keeps the correlation id of the call it belongs to.
+ * const withDeadline = <T>(context: CallContext, ms: number, work: () => Promise<T>): Promise<T> =>
+ *   runWithContext({ ...context, deadline: Date.now() + ms }, work);
+ * const context = currentContext();
+ * if (context !== undefined) await withDeadline(context, 5_000, () => stock.release({ orderId }));
  * ```
  */
 export interface CallContext {

@@ -173,18 +173,17 @@ export type ErrorKind = (typeof ErrorKind)[keyof typeof ErrorKind];
 
 /**
  * Base class of every declared contract error. Do not subclass it yourself: use
- * {@link defineError}, which gives each error its own class, code and data schema.
+ * {@link defineError}, which gives each error its own class, code and data schema. It is in
+ * `'keel/transport'`, for code that handles any declared error alike (a gateway, an adapter);
+ * an application catches a declared error by its own class (`error instanceof OutOfStock`,
+ * `OutOfStock.is(error)`), which also types its data.
  *
  * @example
  * ```ts
- * import { ContractError } from 'keel';
+ * import { ContractError, STATUS_BY_ERROR_KIND } from 'keel/transport';
  *
- * try {
- *   await shop.placeOrder(input);
- * } catch (error) {
- *   if (error instanceof ContractError) console.warn(error.code, error.kind, error.data, error.correlationId);
- *   else throw error;
- * }
+ * const problemOf = (error: unknown) =>
+ *   error instanceof ContractError ? { status: STATUS_BY_ERROR_KIND[error.kind], code: error.code, data: error.data } : undefined;
  * ```
  */
 export class ContractError<Code extends string = string, Data = unknown> extends Error {
@@ -334,15 +333,16 @@ export function defineError<const Code extends string, Schema extends z.ZodType>
 }
 
 /**
- * A zod issue, as carried in `details.issues`.
+ * A zod issue, as carried in `details.issues`. Internal: a caller reads the same shape from
+ * the error's details.
  *
  * @example
  * ```ts
- * import { isKeelError, type ValidationIssue } from 'keel';
+ * import { isKeelError } from 'keel';
  *
  * if (isKeelError(error, 'INVALID_INPUT')) {
- *   const issues = (error.details?.['issues'] ?? []) as readonly ValidationIssue[];
- *   for (const issue of issues) console.warn(`${issue.path.map(String).join('.')}: ${issue.message}`);
+ *   const issues = (error.details?.['issues'] ?? []) as readonly { path: readonly (string | number)[]; message: string }[];
+ *   for (const issue of issues) console.warn(`${issue.path.join('.')}: ${issue.message}`);
  * }
  * ```
  */
@@ -354,12 +354,11 @@ export interface ValidationIssue {
 
 /**
  * The one validation error for a value that failed a contract schema, the same on the caller's
- * side, on the callee's side and on every transport.
+ * side, on the callee's side and on every transport. Internal: the client and the served
+ * module raise it, whatever the transport.
  *
  * @example
  * ```ts
- * import { validationError } from 'keel';
- *
  * const parsed = inventory.operations.reserve.input.safeParse(input);
  * if (!parsed.success) {
  *   throw validationError('INVALID_INPUT', 'input', 'inventory', 'reserve', parsed.error.issues, context.correlationId);

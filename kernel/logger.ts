@@ -6,14 +6,11 @@ import { hostname } from 'node:os';
 import { pino } from 'pino';
 
 /**
- * A structured log function: a record, then a message.
+ * A structured log function, each method of a {@link Logger}: a record, then a message.
  *
  * @example
  * ```ts
- * import type { LogFunction } from 'keel';
- *
- * const info: LogFunction = (record, message) => console.log(JSON.stringify({ level: 'info', msg: message, ...record }));
- * info({ sku: 'KB-001', quantity: 2 }, 'restocked');
+ * logger.info({ sku: 'KB-001', quantity: 2 }, 'restocked');
  * ```
  */
 export type LogFunction = (record: Record<string, unknown>, message: string) => void;

@@ -20,13 +20,16 @@ import type { EventMetadata, Fanout } from './transport.js';
 import type { Client } from './client.js';
 
 /**
- * A handler of one operation: validated input in, output (validated after) out.
+ * A handler of one operation: validated input in, output (validated after) out. Not in
+ * `'keel'`: a handler written in `defineModule` is typed by inference, and one written apart
+ * is typed with `HandlerInput` and `HandlerOutput`, its context with `CallContext`.
  *
  * @example
  * ```ts
- * import type { OperationHandler } from 'keel';
+ * import type { CallContext, HandlerInput, HandlerOutput } from 'keel';
  *
- * const getProduct: OperationHandler<typeof catalog.operations.getProduct> = ({ sku }, context) => {
+ * type GetProduct = typeof catalog.operations.getProduct;
+ * const getProduct = ({ sku }: HandlerInput<GetProduct>, context: CallContext): HandlerOutput<GetProduct> => {
  *   const product = products.get(sku);
  *   if (product === undefined) throw new UnknownProduct({ sku });
  *   return product;
@@ -39,17 +42,18 @@ export type OperationHandler<Op extends AnyOperation> = (
 ) => Promise<HandlerOutput<Op>> | HandlerOutput<Op>;
 
 /**
- * One handler per operation of `C`: a missing or an extra handler does not compile.
+ * One handler per operation of `C`: a missing or an extra handler does not compile. Not in
+ * `'keel'`: `defineModule` holds `create`'s handlers to it.
  *
  * @example
  * ```ts
- * import type { Handlers } from 'keel';
- *
- * const handlers: Handlers<typeof catalog> = {
- *   addProduct: (input) => store.add(input),
- *   getProduct: ({ sku }) => store.get(sku),
- *   listProducts: () => ({ products: store.list() }),
- * };
+ * create: () => ({
+ *   handlers: {
+ *     addProduct: (input) => store.add(input),
+ *     getProduct: ({ sku }) => store.get(sku),
+ *     listProducts: () => ({ products: store.list() }),
+ *   },
+ * }),
  * ```
  */
 export type Handlers<C extends AnyContract> = {
@@ -57,29 +61,37 @@ export type Handlers<C extends AnyContract> = {
 };
 
 /**
- * Metadata an event handler receives besides the payload.
+ * Metadata an event handler receives besides the payload: the call context and the event's
+ * own (id, publisher, attempt). Not in `'keel'`: an event handler gets it typed in
+ * `defineModule`.
  *
  * @example
  * ```ts
- * import type { EventContext } from 'keel';
- *
- * const logDelivery = (context: EventContext): void =>
- *   logger.info({ eventId: context.id, attempt: context.attempt, correlationId: context.correlationId }, `from ${context.publisher}`);
+ * events: {
+ *   orders: {
+ *     orderPlaced: (_payload, context) =>
+ *       logger.info({ eventId: context.id, attempt: context.attempt, correlationId: context.correlationId }, `from ${context.publisher}`),
+ *   },
+ * },
  * ```
  */
 export interface EventContext extends CallContext, EventMetadata {}
 
 /**
- * A handler of one event. Throwing makes a durable event be redelivered.
+ * A handler of one event. Throwing makes a durable event be redelivered. Not in `'keel'`: an
+ * event handler is typed in `defineModule`; its payload apart is
+ * `z.output<typeof orders.events.orderPlaced.payload>`.
  *
  * @example
  * ```ts
- * import type { EventHandlerFunction } from 'keel';
- *
- * const onOrderPlaced: EventHandlerFunction<typeof orders.events.orderPlaced> = async ({ orderId }, { attempt }) => {
- *   if (attempt > 1) logger.warn({ orderId, attempt }, 'orderPlaced redelivered');
- *   await store.commit(orderId); // throwing here redelivers the event
- * };
+ * events: {
+ *   orders: {
+ *     orderPlaced: async ({ orderId }, { attempt }) => {
+ *       if (attempt > 1) logger.warn({ orderId, attempt }, 'orderPlaced redelivered');
+ *       await store.commit(orderId); // throwing here redelivers the event
+ *     },
+ *   },
+ * },
  * ```
  */
 export type EventHandlerFunction<Ev extends AnyEvent> = (
@@ -107,29 +119,35 @@ export interface EventHandlerOptions<Ev extends AnyEvent> {
 }
 
 /**
- * An event handler: a function, or a function with options.
+ * An event handler: a function, or a function with options. Not in `'keel'`: `defineModule`
+ * types both forms.
  *
  * @example
  * ```ts
- * import type { EventHandler } from 'keel';
- *
- * const plain: EventHandler<typeof orders.events.orderCancelled> = ({ orderId }) => store.cancel(orderId);
- * const patient: EventHandler<typeof orders.events.orderCancelled> = { handle: plain, maxAttempts: 20 };
+ * events: {
+ *   orders: {
+ *     orderPlaced: ({ orderId }) => store.note(orderId),
+ *     orderCancelled: { handle: ({ orderId }) => store.cancel(orderId), maxAttempts: 20 },
+ *   },
+ * },
  * ```
  */
 export type EventHandler<Ev extends AnyEvent> = EventHandlerFunction<Ev> | EventHandlerOptions<Ev>;
 
 /**
  * Handlers for the events of the contracts in `Subs`, keyed by contract name then event name.
+ * Not in `'keel'`: `defineModule` holds `create`'s events to the contracts in `subscribesTo`.
  *
  * @example
  * ```ts
- * import type { EventHandlers } from 'keel';
- *
- * const events: EventHandlers<[typeof orders, typeof payments]> = {
- *   orders: { orderCancelled: ({ orderId }) => store.cancel(orderId) },
- *   payments: { paymentRefunded: ({ orderId, amountCents }) => store.noteRefund(orderId, amountCents) },
- * };
+ * subscribesTo: [orders, payments],
+ * create: () => ({
+ *   handlers: {},
+ *   events: {
+ *     orders: { orderCancelled: ({ orderId }) => store.cancel(orderId) },
+ *     payments: { paymentRefunded: ({ orderId, amountCents }) => store.noteRefund(orderId, amountCents) },
+ *   },
+ * }),
  * ```
  */
 export type EventHandlers<Subs extends readonly AnyContract[]> = {

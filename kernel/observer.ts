@@ -22,7 +22,7 @@ export const OK_OUTCOME = 'ok';
  *
  * @example
  * ```ts
- * import type { CallRecord } from 'keel';
+ * import type { CallRecord } from 'keel/transport';
  *
  * const describe = (record: CallRecord): string =>
  *   `${record.caller} → ${record.contract}.${record.operation} over ${record.transport}: ${record.outcome} in ${record.durationMs.toFixed(1)} ms`;
