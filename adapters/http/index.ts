@@ -18,12 +18,8 @@
  * @module
  */
 
-export {
-  DEFAULT_HTTP_GATEWAY_OPTIONS,
-  createHttpGateway,
-  type HttpGateway,
-  type HttpGatewayOptions,
-} from './gateway.js';
+export { createHttpGateway, type HttpGateway } from './gateway.js';
+export { DEFAULT_HTTP_GATEWAY_OPTIONS, type HttpGatewayOptions } from './gateway-options.js';
 export {
   HTTP_STATUS_BY_CODE,
   HTTP_STATUS_BY_KIND,

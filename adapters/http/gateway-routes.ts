@@ -1,0 +1,252 @@
+/**
+ * The gateway's routes: every operation of the exposed contracts as `POST /<module>/<operation>`
+ * (and `GET ...?input=` for `getOperations`), the call options read from a request (correlation
+ * id, traceparent, deadline header, a per-connection abort signal), and the answer to a request
+ * refused before it becomes a call (no such route, a wrong method, a malformed body or header).
+ */
+import { setMaxListeners } from 'node:events';
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { KeelErrorCode } from 'keel';
+import { isCorrelationId, isTraceparent, newCorrelationId, type CallOptions } from 'keel/transport';
+import { GATEWAY_PATHS, type ResolvedHttpGatewayOptions } from './gateway-options.js';
+import { operationPath } from './openapi.js';
+import { PROBLEM_CONTENT_TYPE, gatewayProblem, type Problem } from './problem.js';
+import { HttpProblemCode } from './status.js';
+
+/** Content type of every JSON answer that is not a problem. */
+export const JSON_CONTENT_TYPE = 'application/json; charset=utf-8';
+const TIMEOUT_PATTERN = /^[0-9]{1,15}$/;
+
+/** Request property (a fastify decorator) holding the request's correlation id once known. */
+export const CORRELATION_ID_PROPERTY = 'keelCorrelationId';
+
+/** A fastify request with the gateway's decorator. */
+type CorrelatedRequest = FastifyRequest & { [CORRELATION_ID_PROPERTY]: string };
+
+type Call = (input: unknown, options?: CallOptions) => Promise<unknown>;
+
+/** A request the gateway refuses before any call: answered with its own problem code. */
+export class GatewayRefusal extends Error {
+  constructor(
+    readonly code: HttpProblemCode | typeof KeelErrorCode.PAYLOAD_TOO_LARGE,
+    message: string,
+    readonly details?: Readonly<Record<string, unknown>>,
+  ) {
+    super(message);
+  }
+}
+
+/** Maps fastify's own request errors (body parsing, limits) to gateway codes. */
+export function refusalOfFastifyError(error: FastifyError, bodyLimit: number): GatewayRefusal | undefined {
+  switch (error.code) {
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new GatewayRefusal(
+        HttpProblemCode.UNSUPPORTED_MEDIA_TYPE,
+        'The body must be JSON: send it with content-type application/json.',
+      );
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new GatewayRefusal(
+        KeelErrorCode.PAYLOAD_TOO_LARGE,
+        `The body is larger than ${bodyLimit} bytes, the most this gateway accepts.`,
+        { limit: bodyLimit },
+      );
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return new GatewayRefusal(
+        HttpProblemCode.MALFORMED_JSON,
+        'The body is empty but its content-type says JSON: send the input as JSON, for example {}.',
+      );
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return new GatewayRefusal(
+        HttpProblemCode.MALFORMED_JSON,
+        'The body is not valid JSON (or holds a __proto__ or constructor.prototype key): send the input as JSON.',
+      );
+    default:
+      if (typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 500) {
+        return new GatewayRefusal(HttpProblemCode.MALFORMED_REQUEST, `The request is malformed: ${error.message}`);
+      }
+      return undefined;
+  }
+}
+
+/** How the gateway names a request (its correlation id) and answers one with a problem. */
+export interface RequestAnswers {
+  /** The request's correlation id: its header's when valid, else a new one; the same on every call. */
+  correlationIdOf(request: FastifyRequest): string;
+  /** Answers with a problem body, its status and the correlation header. */
+  sendProblem(reply: FastifyReply, problem: Problem): FastifyReply;
+  /** Answers a refused request. */
+  refuse(request: FastifyRequest, reply: FastifyReply, refusal: GatewayRefusal): FastifyReply;
+}
+
+/** The {@link RequestAnswers} of a gateway whose correlation header is `correlationHeader` (lower case). */
+export function requestAnswers(correlationHeader: string): RequestAnswers {
+  // Kept on the request itself (a fastify request decorator): cheaper than a WeakMap entry per request.
+  const correlationIdOf = (request: FastifyRequest): string => {
+    const correlated = request as Partial<CorrelatedRequest>;
+    let id = correlated[CORRELATION_ID_PROPERTY];
+    // Unset ('') on a routed request; absent on the bare request fastify hands frameworkErrors.
+    if (id === undefined || id === '') {
+      const header = request.headers[correlationHeader];
+      id = isCorrelationId(header) ? header : newCorrelationId();
+      correlated[CORRELATION_ID_PROPERTY] = id;
+    }
+    return id;
+  };
+  const sendProblem = (reply: FastifyReply, problem: Problem): FastifyReply => {
+    // Headers may not be writable when the client has gone; fastify then only logs.
+    return reply
+      .status(problem.status)
+      .header(correlationHeader, problem.correlationId)
+      .type(PROBLEM_CONTENT_TYPE)
+      .send(JSON.stringify(problem));
+  };
+  const refuse = (request: FastifyRequest, reply: FastifyReply, refusal: GatewayRefusal): FastifyReply =>
+    sendProblem(reply, gatewayProblem(refusal.code, refusal.message, correlationIdOf(request), refusal.details));
+  return { correlationIdOf, sendProblem, refuse };
+}
+
+/** The methods of each operation path: POST, and GET too for the operations named in `getOperations`. */
+export function allowedMethodsOf(options: ResolvedHttpGatewayOptions): ReadonlyMap<string, readonly string[]> {
+  const getOperations = new Set(options.getOperations);
+  const allowed = new Map<string, readonly string[]>();
+  for (const contract of options.contracts) {
+    for (const name of Object.keys(contract.operations)) {
+      allowed.set(operationPath(contract.name, name), getOperations.has(`${contract.name}.${name}`) ? ['POST', 'GET'] : ['POST']);
+    }
+  }
+  return allowed;
+}
+
+/**
+ * The answer to a request no route takes: 405 with `allow` for an operation path asked with
+ * another method, else 404 saying what the gateway does expose.
+ */
+export function notFoundHandler(
+  options: ResolvedHttpGatewayOptions,
+  allowedMethods: ReadonlyMap<string, readonly string[]>,
+  refuse: RequestAnswers['refuse'],
+): (request: FastifyRequest, reply: FastifyReply) => FastifyReply {
+  const { contracts, docsPath, kernel } = options;
+  const exposedOperations =
+    contracts.length === 0
+      ? `This gateway exposes no operation; it serves only ${[
+          GATEWAY_PATHS.health,
+          GATEWAY_PATHS.ready,
+          ...(options.metrics === false ? [] : [GATEWAY_PATHS.metrics]),
+          GATEWAY_PATHS.openapi,
+          ...(docsPath === false ? [] : [docsPath]),
+        ].join(', ')}.`
+      : `Operations are POST /<module>/<operation>, for the modules ${contracts.map((contract) => contract.name).join(', ')}; the list is at ` +
+        `${GATEWAY_PATHS.openapi}${docsPath === false ? '' : ` and ${docsPath}`}.`;
+  return (request, reply) => {
+    const path = request.url.split('?')[0] ?? '';
+    const allowed = allowedMethods.get(path.length > 1 ? path.replace(/\/+$/, '') : path);
+    if (allowed !== undefined) {
+      reply.header('allow', allowed.join(', '));
+      return refuse(
+        request,
+        reply,
+        new GatewayRefusal(HttpProblemCode.METHOD_NOT_ALLOWED, `${path} does not take ${request.method}; use ${allowed.join(' or ')}.`, {
+          allow: allowed,
+        }),
+      );
+    }
+    const [, moduleName, operationName] = path.split('/');
+    const contract = contracts.find((candidate) => candidate.name === moduleName);
+    let message: string;
+    if (contract !== undefined) {
+      message =
+        `Module "${contract.name}" has no operation "${operationName ?? ''}"; its operations are ${Object.keys(contract.operations).join(', ') || 'none'} ` +
+        `(POST /${contract.name}/<operation>).`;
+    } else if (kernel.modules.some((module) => module.name === moduleName)) {
+      // A module of the application that this gateway was told not to expose: say so, rather than that it does not exist.
+      message = `No route ${request.method} ${path}: module "${moduleName}" is not exposed by this gateway. ${exposedOperations}`;
+    } else {
+      message = `No route ${request.method} ${path}. ${exposedOperations}`;
+    }
+    return refuse(request, reply, new GatewayRefusal(HttpProblemCode.ROUTE_NOT_FOUND, message));
+  };
+}
+
+/**
+ * Adds a route per operation and method in `allowedMethods`, each calling the operation through
+ * `kernel.client(contract, { caller })` with the request's call options.
+ */
+export function addOperationRoutes(
+  server: FastifyInstance,
+  options: ResolvedHttpGatewayOptions,
+  allowedMethods: ReadonlyMap<string, readonly string[]>,
+  correlationIdOf: RequestAnswers['correlationIdOf'],
+): void {
+  const { kernel } = options;
+  const timeoutHeader = options.timeoutHeader.toLowerCase();
+  const readCallOptions = (request: FastifyRequest, cap: number, signal: AbortSignal): CallOptions => {
+    const traceparent = request.headers['traceparent'];
+    const timeout = request.headers[timeoutHeader];
+    let timeoutMs: number | undefined;
+    if (timeout !== undefined) {
+      const value = Array.isArray(timeout) ? timeout.join(',') : timeout;
+      if (!TIMEOUT_PATTERN.test(value) || Number(value) === 0) {
+        throw new GatewayRefusal(
+          HttpProblemCode.MALFORMED_REQUEST,
+          `Header ${timeoutHeader} must be a positive whole number of milliseconds, got "${value.slice(0, 40)}".`,
+        );
+      }
+      timeoutMs = Math.min(Number(value), cap);
+    }
+    // One shape for every request (absent options are undefined), no spreads.
+    return { correlationId: correlationIdOf(request), traceparent: isTraceparent(traceparent) ? traceparent : undefined, timeoutMs, signal };
+  };
+  // One abort signal per connection, not per request (an AbortSignal costs more than a fast call):
+  // when the client disconnects, the calls of its requests still in flight are cancelled; calls
+  // already answered no longer listen to it.
+  const connectionSignals = new WeakMap<object, AbortSignal>();
+  const signalOf = (request: FastifyRequest): AbortSignal => {
+    const socket = request.raw.socket;
+    let signal = connectionSignals.get(socket);
+    if (signal === undefined) {
+      const controller = new AbortController();
+      signal = controller.signal;
+      setMaxListeners(0, signal); // pipelined requests on one connection each listen while their call runs
+      socket.once('close', () => controller.abort(new Error('the HTTP client disconnected')));
+      connectionSignals.set(socket, signal);
+    }
+    return signal;
+  };
+  // Not an async function: one promise per request fewer (each costs more once AsyncLocalStorage is on).
+  const serve = (request: FastifyRequest, reply: FastifyReply, call: Call, cap: number, input: unknown): Promise<FastifyReply> =>
+    call(input, readCallOptions(request, cap, signalOf(request))).then((output) => reply.type(JSON_CONTENT_TYPE).send(JSON.stringify(output)));
+
+  for (const contract of options.contracts) {
+    const client = kernel.client(contract, { caller: options.caller }) as unknown as Record<string, Call>;
+    for (const [name, operation] of Object.entries(contract.operations)) {
+      const call = client[name] as Call;
+      const cap = operation.timeoutMs ?? options.maxTimeoutMs;
+      const url = operationPath(contract.name, name);
+      server.post(url, (request, reply) => serve(request, reply, call, cap, request.body));
+      if (allowedMethods.get(url)?.includes('GET')) {
+        server.get(url, (request, reply) => serve(request, reply, call, cap, parseQueryInput(request.query)));
+      }
+    }
+  }
+}
+
+/** The `input` query parameter of a GET, parsed as JSON (absent: `undefined`, left to the schema). */
+function parseQueryInput(query: unknown): unknown {
+  const raw = (query as Record<string, unknown> | undefined)?.['input'];
+  if (raw === undefined) return undefined;
+  if (typeof raw !== 'string') {
+    throw new GatewayRefusal(HttpProblemCode.MALFORMED_REQUEST, 'Give the query parameter "input" once, as URL-encoded JSON.');
+  }
+  try {
+    return JSON.parse(raw, (key, value: unknown) => {
+      if (key === '__proto__') throw new SyntaxError('__proto__ key');
+      return value;
+    });
+  } catch {
+    throw new GatewayRefusal(
+      HttpProblemCode.MALFORMED_JSON,
+      'The query parameter "input" is not valid JSON: URL-encode a JSON value, for example ?input=%7B%22sku%22%3A%22KB-1%22%7D.',
+    );
+  }
+}
