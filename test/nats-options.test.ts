@@ -16,7 +16,8 @@ import {
   type Transport,
 } from 'keel';
 import { createClient } from 'keel/transport';
-import { createNatsTransport, natsOptionsFromEnv } from 'keel/nats';
+import { DEFAULT_NATS_TRANSPORT_OPTIONS, createNatsTransport, natsOptionsFromEnv, type NatsTransportOptions } from 'keel/nats';
+import { connect, headers } from 'nats';
 import { closedPort, createOperatorAuth, startNatsServer, type NatsServer } from './support/nats-server.js';
 
 function configError(run: () => unknown): KeelError {
@@ -108,6 +109,76 @@ describe('nats - options from the environment', () => {
   });
 });
 
+describe('nats - options checked once', () => {
+  const directory = mkdtempSync(join(tmpdir(), 'keel-nats-checked-'));
+  const file = join(directory, 'file.pem');
+  writeFileSync(file, 'not really a certificate');
+  afterAll(() => rmSync(directory, { recursive: true, force: true }));
+
+  /** The INVALID_CONFIG message createNatsTransport refuses `options` with, before connecting. */
+  async function refusal(options: Record<string, unknown>): Promise<string> {
+    const error = await rejection(createNatsTransport({ servers: 'nats://127.0.0.1:1', logger: silentLogger, ...options } as NatsTransportOptions));
+    expect(isKeelError(error, 'INVALID_CONFIG'), String(error)).toBe(true);
+    return error.message;
+  }
+
+  it('nats - refuses an unknown option (a misspelt one) and names what it takes', async () => {
+    const message = await refusal({ drainTimeout: 5_000 });
+    expect(message).toMatch(/^createNatsTransport: unknown option "drainTimeout" \(it takes servers, prefix, name, .*drainTimeoutMs, logger\)\.$/);
+  });
+
+  it('nats - refuses an option of the wrong type, naming the field, what it takes and what it got', async () => {
+    expect(await refusal({ defaultTimeoutMs: '5000' })).toBe(
+      'createNatsTransport: defaultTimeoutMs must be a number of milliseconds above 0 and at most 2147483647, got "5000".',
+    );
+    const message = await refusal({ servers: 4222, name: 7, tls: 'yes', logger: {} });
+    expect(message).toContain('servers must be a NATS URL such as nats://127.0.0.1:4222, several separated by commas, or a list of them, got 4222');
+    expect(message).toContain('name must be a connection name, got 7');
+    expect(message).toContain('tls must be an object of caFile, certFile and keyFile, each optional (an empty object requires TLS), got "yes"');
+    expect(message).toContain('logger must be a Logger (debug, info, warn, error, child)');
+    expect(await refusal({ tls: { caFile: file, ca: file } })).toContain('tls must be an object of caFile, certFile and keyFile');
+    expect(await refusal({ tls: { certFile: 42 } })).toContain('tls.certFile must be the path of a PEM file, got 42');
+  });
+
+  it('nats - refuses an option out of range, naming every field and the value', async () => {
+    const message = await refusal({
+      connectTimeoutMs: 0,
+      reconnectTimeWaitMs: Number.NaN,
+      drainTimeoutMs: 2 ** 31,
+      maxAckPending: 1.5,
+      deadLetterMaxAgeMs: -1,
+      prefix: 'keel.>',
+    });
+    expect(message).toContain('connectTimeoutMs must be a number of milliseconds above 0 and at most 2147483647, got 0');
+    expect(message).toContain('reconnectTimeWaitMs must be a number of milliseconds above 0 and at most 2147483647, got NaN');
+    expect(message).toContain('drainTimeoutMs must be a number of milliseconds above 0 and at most 2147483647, got 2147483648');
+    expect(message).toContain('maxAckPending must be a whole number of events, 1 or more, got 1.5');
+    expect(message).toContain('deadLetterMaxAgeMs must be a number of milliseconds above 0, got -1');
+    expect(message).toContain('prefix must be a subject prefix: letters, digits, "-" and "_" in dot-separated tokens');
+    expect(await refusal({ servers: ' , ' })).toContain('servers must be a NATS URL');
+    expect(await refusal({ servers: [] })).toContain('servers must be a NATS URL');
+  });
+
+  it('nats - names a token or password of the wrong type without showing it', async () => {
+    const message = await refusal({ user: 'shop', password: 20_250_101 });
+    expect(message).toBe('createNatsTransport: password must be a string, got a number (not shown: it is a secret).');
+    expect(await refusal({ token: { value: 'hunter2' } })).toBe('createNatsTransport: token must be a string, got an object (not shown: it is a secret).');
+  });
+
+  it('nats - names the field in the checks a schema cannot make: URLs, credentials, files, a certificate without its key', async () => {
+    const url = await refusal({ servers: 'http://shop:hunter2@127.0.0.1:4222' });
+    expect(url).toBe('createNatsTransport: servers "http://***@127.0.0.1:4222" uses http:; keel connects with nats:// or tls:// URLs.');
+    expect(await refusal({ servers: 'nats://127.0.0.1:4222/path' })).toContain('servers "nats://127.0.0.1:4222/path" has a path');
+    expect(await refusal({ user: 'shop' })).toContain('user and password go together');
+    expect(await refusal({ token: 't', credentialsFile: file })).toContain('give either token, user and password, or credentialsFile');
+    expect(await refusal({ credentialsFile: join(directory, 'missing.creds') })).toBe(
+      `createNatsTransport: credentialsFile "${join(directory, 'missing.creds')}" does not exist or cannot be read.`,
+    );
+    expect(await refusal({ tls: { certFile: file } })).toContain('tls.certFile and tls.keyFile go together');
+    expect(await refusal({ tls: { caFile: join(directory, 'missing.pem') } })).toContain(`tls.caFile "${join(directory, 'missing.pem')}" does not exist`);
+  });
+});
+
 describe('nats - connecting', () => {
   let tokenServer: NatsServer;
   let userServer: NatsServer;
@@ -133,6 +204,34 @@ describe('nats - connecting', () => {
       expect(JSON.stringify(transport.status())).not.toContain('hunter2');
       await transport.close();
       expect(transport.status().ready).toBe(false);
+    }
+  });
+
+  it('nats - an option given as undefined takes its default: prefix keel, and a 10 s deadline for a request without one', async () => {
+    const everyDefaultUndefined = Object.fromEntries(Object.keys(DEFAULT_NATS_TRANSPORT_OPTIONS).map((key) => [key, undefined]));
+    const transport = await createNatsTransport({
+      ...everyDefaultUndefined,
+      servers: tokenServer.url,
+      token: 'hunter2-token',
+      credentialsFile: undefined,
+      tls: undefined,
+      logger: silentLogger,
+    });
+    const kernel = createKernel({ modules: [clockModule], topology: { transport }, logger: silentLogger });
+    const raw = await connect({ servers: tokenServer.url, token: 'hunter2-token' });
+    try {
+      await kernel.start();
+      expect(transport.status().detail).toContain('(prefix keel)');
+      const request = headers();
+      request.set('Keel-Contract-Version', clock.version);
+      const reply = await raw.request('keel.clock.remaining', new TextEncoder().encode('{}'), { headers: request, timeout: 5_000 });
+      const { remainingMs } = reply.json<{ remainingMs: number }>();
+      expect(remainingMs).toBeGreaterThan(9_000);
+      expect(remainingMs).toBeLessThanOrEqual(DEFAULT_NATS_TRANSPORT_OPTIONS.defaultTimeoutMs);
+    } finally {
+      await raw.close();
+      await kernel.stop();
+      await transport.close();
     }
   });
 
@@ -223,6 +322,16 @@ const echo = defineContract({
 });
 const echoModule = defineModule({ contract: echo, create: () => ({ handlers: { say: ({ text }) => ({ text }) } }) });
 
+const clock = defineContract({
+  name: 'clock',
+  version: '1.0.0',
+  operations: { remaining: operation({ input: z.object({}), output: z.object({ remainingMs: z.number() }) }) },
+});
+const clockModule = defineModule({
+  contract: clock,
+  create: () => ({ handlers: { remaining: (_input, context) => ({ remainingMs: context.deadline - Date.now() }) } }),
+});
+
 describe('nats - credentials file (operator mode, JWT and nkey seed)', () => {
   const setup = createOperatorAuth();
   const directory = mkdtempSync(join(tmpdir(), 'keel-nats-creds-'));
@@ -261,6 +370,7 @@ describe('nats - credentials file (operator mode, JWT and nkey seed)', () => {
     expect(error.message).not.toContain(setup.stranger.seed);
     expect(error.message).not.toContain(setup.stranger.jwt);
   });
+
 });
 
 /** Every record a logger got, as text: message, fields, and errors with their message, stack and cause. */

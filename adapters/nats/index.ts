@@ -20,10 +20,9 @@
 export { createNatsTransport } from './transport.js';
 export {
   DEFAULT_NATS_TRANSPORT_OPTIONS,
-  NATS_ENV,
-  natsOptionsFromEnv,
   type NatsTlsOptions,
   type NatsTransportOptions,
 } from './options.js';
+export { NATS_ENV, natsOptionsFromEnv } from './options-from-env.js';
 export { DECLARED_ERROR_CODES, Header, SERVICE_ERROR_CODES, Subjects } from './wire.js';
 export { ENDPOINT_STATS_TYPE, isEndpointStatsData, type EndpointStatsData } from './endpoint-stats.js';

@@ -1,10 +1,13 @@
 /**
- * Options of the NATS transport: defaults merged in one place, connection options built once,
- * and the environment-variable reader used by `app/` and the CLI.
+ * Options of the NATS transport: checked once by a strict zod schema (through keel's
+ * `parseOptions`), defaults merged in one place, and the `nats` client's connection options
+ * built from them. The environment-variable reader is in `options-from-env.ts`.
  */
 import { accessSync, constants, readFileSync } from 'node:fs';
 import { KeelError, KeelErrorCode, type Logger } from 'keel';
+import { MAX_TIMEOUT_MS, describeValue, parseOptions } from 'keel/transport';
 import { credsAuthenticator, type ConnectionOptions } from 'nats';
+import { z } from 'zod';
 import { isValidPrefix } from './wire.js';
 
 /**
@@ -113,68 +116,130 @@ export type ResolvedNatsOptions = Omit<NatsTransportOptions, keyof typeof DEFAUL
   readonly name: string;
 } & { readonly [K in Exclude<keyof typeof DEFAULT_NATS_TRANSPORT_OPTIONS, 'servers' | 'prefix' | 'name'>]: number };
 
-function configError(message: string): KeelError {
+/** The factory every message of {@link resolveOptions} starts with. */
+const FACTORY = 'createNatsTransport';
+
+/**
+ * An `INVALID_CONFIG` error with `message` as it stands; {@link resolveOptions} starts its
+ * messages with the factory, the environment reader with the variable.
+ */
+export function configError(message: string): KeelError {
   return new KeelError(KeelErrorCode.INVALID_CONFIG, message);
 }
 
-const NUMERIC_OPTIONS = [
-  'connectTimeoutMs',
-  'reconnectTimeWaitMs',
-  'defaultTimeoutMs',
-  'redeliveryDelayMs',
-  'maxRedeliveryDelayMs',
-  'ackWaitMs',
-  'maxAckPending',
-  'deadLetterMaxAgeMs',
-  'jetStreamTimeoutMs',
-  'drainTimeoutMs',
-] as const;
+const TIMEOUT = `must be a number of milliseconds above 0 and at most ${MAX_TIMEOUT_MS}`;
 
-/** Merges defaults and checks every option; throws `INVALID_CONFIG` naming the option. */
+/** Milliseconds that end up in a timer, which `setTimeout` fires at once beyond `MAX_TIMEOUT_MS`. */
+const timeout = () =>
+  z.number({ error: TIMEOUT }).refine((value) => Number.isFinite(value) && value > 0 && value <= MAX_TIMEOUT_MS, TIMEOUT).optional();
+
+const text = (what: string) => z.string({ error: `must be ${what}` }).optional();
+
+/** Server URLs as given, one string (comma-separated) or a list, as a list without blanks. */
+export function serverList(servers: string | readonly string[]): string[] {
+  return (typeof servers === 'string' ? servers.split(',') : [...servers]).map((server) => server.trim()).filter((server) => server !== '');
+}
+
+const SERVERS = 'must be a NATS URL such as nats://127.0.0.1:4222, several separated by commas, or a list of them';
+const PEM_FILE = 'the path of a PEM file';
+const TLS_FILES = ['caFile', 'certFile', 'keyFile'] as const;
+const TLS = 'must be an object of caFile, certFile and keyFile, each optional (an empty object requires TLS)';
+const PREFIX = 'must be a subject prefix: letters, digits, "-" and "_" in dot-separated tokens, such as "keel" or "acme.shop"';
+
+/**
+ * Types and ranges of every option. The server URLs themselves are checked by hand after it
+ * (`checkServerUrl`): a message from here shows the value, and a URL may hold a password.
+ */
+const NatsTransportOptionsSchema = z
+  .object({
+    servers: z
+      .union([z.string(), z.array(z.string())], { error: SERVERS })
+      .refine((servers) => serverList(servers).length > 0, SERVERS)
+      .optional(),
+    prefix: z.string({ error: PREFIX }).refine(isValidPrefix, PREFIX).optional(),
+    name: text('a connection name'),
+    token: text('a string'),
+    user: text('a user name'),
+    password: text('a string'),
+    credentialsFile: text('the path of a NATS credentials file'),
+    // Loose, then refined: a strict nested object's unknown key would be reported without its
+    // path, as if it were an unknown option of the transport.
+    tls: z
+      .looseObject({ caFile: text(PEM_FILE), certFile: text(PEM_FILE), keyFile: text(PEM_FILE) }, { error: TLS })
+      .refine((tls) => Object.keys(tls).every((key) => (TLS_FILES as readonly string[]).includes(key)), TLS)
+      .optional(),
+    connectTimeoutMs: timeout(),
+    reconnectTimeWaitMs: timeout(),
+    defaultTimeoutMs: timeout(),
+    redeliveryDelayMs: timeout(),
+    maxRedeliveryDelayMs: timeout(),
+    ackWaitMs: timeout(),
+    maxAckPending: z
+      .number({ error: 'must be a whole number of events, 1 or more' })
+      .refine((value) => Number.isSafeInteger(value) && value >= 1, 'must be a whole number of events, 1 or more')
+      .optional(),
+    // A JetStream max_age, never a timer: it may exceed MAX_TIMEOUT_MS.
+    deadLetterMaxAgeMs: z
+      .number({ error: 'must be a number of milliseconds above 0' })
+      .refine((value) => Number.isFinite(value) && value > 0, 'must be a number of milliseconds above 0')
+      .optional(),
+    jetStreamTimeoutMs: timeout(),
+    drainTimeoutMs: timeout(),
+    logger: z
+      .custom((value) => typeof value === 'object' && value !== null && typeof (value as { info?: unknown }).info === 'function', {
+        error: 'must be a Logger (debug, info, warn, error, child), such as createLogger() or a pino instance',
+      })
+      .optional(),
+  } satisfies Record<keyof NatsTransportOptions, z.ZodType>)
+  .strict();
+
+/** The options that hold a secret: a message about them never shows their value. */
+const SECRET_OPTIONS = ['token', 'password'] as const;
+
+/**
+ * Checks every option once and merges the defaults; throws `INVALID_CONFIG` naming the field
+ * (every wrong type or range at once, then the first of the checks zod cannot make: server
+ * URLs, credentials given twice, files that cannot be read, a certificate without its key).
+ */
 export function resolveOptions(options: NatsTransportOptions): ResolvedNatsOptions {
-  let merged = { ...DEFAULT_NATS_TRANSPORT_OPTIONS, ...stripUndefined(options) };
-  const servers = (typeof merged.servers === 'string' ? merged.servers.split(',') : [...merged.servers])
-    .map((server) => server.trim())
-    .filter((server) => server !== '');
-  if (servers.length === 0) throw configError('NATS transport: `servers` is empty; give at least one URL such as nats://127.0.0.1:4222.');
-  for (const server of servers) checkServerUrl(server, '`servers`');
+  refuseSecretsOfWrongType(options);
+  const merged = { ...DEFAULT_NATS_TRANSPORT_OPTIONS, ...parseOptions(FACTORY, NatsTransportOptionsSchema, options) };
+  const servers = serverList(merged.servers);
+  for (const server of servers) checkServerUrl(server, `${FACTORY}: servers`);
   const lifted = liftUrlCredentials(servers, merged);
-  if (!isValidPrefix(merged.prefix)) {
-    throw configError(
-      `NATS transport: prefix "${merged.prefix}" is not a valid subject prefix; use letters, digits, "-" and "_" in dot-separated tokens, such as "keel" or "acme.shop".`,
-    );
+  const resolved = { ...merged, ...lifted.credentials, servers: lifted.servers };
+  if (resolved.token !== undefined && (resolved.user !== undefined || resolved.credentialsFile !== undefined)) {
+    throw configError(`${FACTORY}: give either token, user and password, or credentialsFile, not several.`);
   }
-  for (const key of NUMERIC_OPTIONS) {
-    const value = merged[key];
-    if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) {
-      throw configError(`NATS transport: \`${key}\` must be a positive number, got ${String(value)}.`);
-    }
+  if (resolved.user !== undefined && resolved.credentialsFile !== undefined) {
+    throw configError(`${FACTORY}: give either user and password or credentialsFile, not both.`);
   }
-  merged = { ...merged, ...lifted.credentials };
-  if (merged.token !== undefined && (merged.user !== undefined || merged.credentialsFile !== undefined)) {
-    throw configError('NATS transport: give either a token, a user and password, or a credentials file, not several.');
+  if ((resolved.user === undefined) !== (resolved.password === undefined)) {
+    throw configError(`${FACTORY}: user and password go together; set both or neither.`);
   }
-  if (merged.user !== undefined && merged.credentialsFile !== undefined) {
-    throw configError('NATS transport: give either a user and password or a credentials file, not both.');
-  }
-  if ((merged.user === undefined) !== (merged.password === undefined)) {
-    throw configError('NATS transport: `user` and `password` go together; set both or neither.');
-  }
-  if (merged.credentialsFile !== undefined) checkReadable(merged.credentialsFile, 'credentials file');
-  const tls = merged.tls;
+  if (resolved.credentialsFile !== undefined) checkReadable(resolved.credentialsFile, `${FACTORY}: credentialsFile`);
+  const tls = resolved.tls;
   if (tls !== undefined) {
     if ((tls.certFile === undefined) !== (tls.keyFile === undefined)) {
-      throw configError('NATS transport: a TLS client certificate needs its key: set both certFile and keyFile, or neither.');
+      throw configError(`${FACTORY}: tls.certFile and tls.keyFile go together (a client certificate needs its key); set both or neither.`);
     }
-    for (const [what, file] of [
-      ['TLS CA file', tls.caFile],
-      ['TLS certificate file', tls.certFile],
-      ['TLS key file', tls.keyFile],
-    ] as const) {
-      if (file !== undefined) checkReadable(file, what);
+    for (const key of TLS_FILES) {
+      const file = tls[key];
+      if (file !== undefined) checkReadable(file, `${FACTORY}: tls.${key}`);
     }
   }
-  return { ...merged, servers: lifted.servers } as ResolvedNatsOptions;
+  return resolved as ResolvedNatsOptions;
+}
+
+/** Refused before the schema, whose message would show the value: a password given as a number is still a password. */
+function refuseSecretsOfWrongType(options: NatsTransportOptions): void {
+  if (typeof options !== 'object' || options === null) return;
+  for (const key of SECRET_OPTIONS) {
+    const value: unknown = options[key];
+    if (value === undefined || typeof value === 'string') continue;
+    const kind = typeof value === 'object' || typeof value === 'function' ? describeValue(value) : `a ${typeof value}`;
+    throw configError(`${FACTORY}: ${key} must be a string, got ${kind} (not shown: it is a secret).`);
+  }
 }
 
 /**
@@ -200,7 +265,7 @@ function liftUrlCredentials(
     const key = JSON.stringify(credentials);
     if (foundKey !== undefined && key !== foundKey) {
       throw configError(
-        'NATS transport: the server URLs carry different credentials; give one set, in every URL or in the user/password or token options.',
+        `${FACTORY}: the servers carry different credentials; give one set, in every URL or in the user and password or token options.`,
       );
     }
     found = credentials;
@@ -210,38 +275,37 @@ function liftUrlCredentials(
   if (found === undefined) return { servers: stripped, credentials: {} };
   if (options.token !== undefined || options.user !== undefined || options.password !== undefined || options.credentialsFile !== undefined) {
     throw configError(
-      'NATS transport: credentials are given both in a server URL and as options; keep one (the URL form is nats://user:password@host:4222).',
+      `${FACTORY}: credentials are given both in a server URL and as options (token, user, password or credentialsFile); keep one (the URL form is nats://user:password@host:4222).`,
     );
   }
   return { servers: stripped, credentials: found };
 }
 
-function stripUndefined<T extends object>(value: T): Partial<T> {
-  return Object.fromEntries(Object.entries(value).filter(([, entry]) => entry !== undefined)) as Partial<T>;
-}
-
-function checkServerUrl(server: string, source: string): void {
+/**
+ * Refuses a server URL that is not `nats://host:port` or `tls://host:port` (the scheme may be
+ * left out). `label` starts the message: the factory and field, or the variable. The URL is
+ * shown without its credentials.
+ */
+export function checkServerUrl(server: string, label: string): void {
   const withScheme = /^[a-z][a-z0-9+.-]*:\/\//i.test(server) ? server : `nats://${server}`;
+  const shown = `${label} "${redactUrl(server)}"`;
   let url: URL;
   try {
     url = new URL(withScheme);
   } catch {
-    throw configError(`${source}: "${redactUrl(server)}" is not a NATS URL; use nats://host:port (several separated by commas).`);
+    throw configError(`${shown} is not a NATS URL; use nats://host:port (several separated by commas).`);
   }
-  if (!['nats:', 'tls:'].includes(url.protocol)) {
-    throw configError(`${source}: "${redactUrl(server)}" uses ${url.protocol}; keel connects with nats:// or tls:// URLs.`);
-  }
-  if (url.hostname === '') throw configError(`${source}: "${redactUrl(server)}" has no host; use nats://host:port.`);
-  if (url.pathname !== '' && url.pathname !== '/') {
-    throw configError(`${source}: "${redactUrl(server)}" has a path; a NATS URL is only nats://host:port.`);
-  }
+  if (!['nats:', 'tls:'].includes(url.protocol)) throw configError(`${shown} uses ${url.protocol}; keel connects with nats:// or tls:// URLs.`);
+  if (url.hostname === '') throw configError(`${shown} has no host; use nats://host:port.`);
+  if (url.pathname !== '' && url.pathname !== '/') throw configError(`${shown} has a path; a NATS URL is only nats://host:port.`);
 }
 
-function checkReadable(file: string, what: string): void {
+/** Refuses a file this process cannot read; `label` starts the message (the field, or the variable). */
+export function checkReadable(file: string, label: string): void {
   try {
     accessSync(file, constants.R_OK);
   } catch {
-    throw configError(`NATS transport: the ${what} "${file}" does not exist or cannot be read.`);
+    throw configError(`${label} "${file}" does not exist or cannot be read.`);
   }
 }
 
@@ -250,7 +314,7 @@ export function redactUrl(server: string): string {
   return server.replace(/\/\/[^@/]*@/, '//***@');
 }
 
-/** Builds the `nats` client's connection options. Reads credential files now. */
+/** Builds the `nats` client's connection options. A credentials file is read on each connect. */
 export function connectionOptions(options: ResolvedNatsOptions): ConnectionOptions {
   const connection: ConnectionOptions = {
     servers: [...options.servers],
@@ -285,116 +349,4 @@ export function connectionOptions(options: ResolvedNatsOptions): ConnectionOptio
     };
   }
   return connection;
-}
-
-/**
- * Environment variables {@link natsOptionsFromEnv} reads.
- *
- * @example
- * ```ts
- * if (process.env[NATS_ENV.URL] === undefined) console.log('running every module in this process');
- * ```
- */
-export const NATS_ENV = {
-  URL: 'KEEL_NATS_URL',
-  PREFIX: 'KEEL_NATS_PREFIX',
-  TOKEN: 'KEEL_NATS_TOKEN',
-  USER: 'KEEL_NATS_USER',
-  PASSWORD: 'KEEL_NATS_PASSWORD',
-  CREDS: 'KEEL_NATS_CREDS',
-  TLS_CA: 'KEEL_NATS_TLS_CA',
-  TLS_CERT: 'KEEL_NATS_TLS_CERT',
-  TLS_KEY: 'KEEL_NATS_TLS_KEY',
-} as const;
-
-/**
- * Reads NATS transport options from environment variables, or `undefined` when `KEEL_NATS_URL`
- * is not set (then everything runs in one process). Checks them at once and throws a
- * `KeelError` `INVALID_CONFIG` naming the variable; secret values are never put in messages.
- *
- * | variable | meaning |
- * |---|---|
- * | `KEEL_NATS_URL` | server URLs, comma-separated (`nats://a:4222,nats://b:4222`) |
- * | `KEEL_NATS_PREFIX` | subject prefix (default `keel`) |
- * | `KEEL_NATS_TOKEN` | token authentication |
- * | `KEEL_NATS_USER`, `KEEL_NATS_PASSWORD` | user and password authentication |
- * | `KEEL_NATS_CREDS` | credentials file (JWT + nkey seed) |
- * | `KEEL_NATS_TLS_CA`, `KEEL_NATS_TLS_CERT`, `KEEL_NATS_TLS_KEY` | TLS files (PEM) |
- *
- * @example
- * ```ts
- * const options = natsOptionsFromEnv(process.env);
- * const transport = options === undefined ? undefined : await createNatsTransport(options);
- * ```
- */
-export function natsOptionsFromEnv(env: Readonly<Record<string, string | undefined>>): NatsTransportOptions | undefined {
-  const read = (name: string): string | undefined => {
-    const value = env[name]?.trim();
-    return value === undefined || value === '' ? undefined : value;
-  };
-  const url = read(NATS_ENV.URL);
-  const others = Object.values(NATS_ENV).filter((name) => name !== NATS_ENV.URL && read(name) !== undefined);
-  if (url === undefined) {
-    if (others.length > 0) {
-      throw configError(`${others.join(', ')} ${others.length === 1 ? 'is' : 'are'} set but ${NATS_ENV.URL} is not; set ${NATS_ENV.URL} to the NATS server URL(s), or unset the others.`);
-    }
-    return undefined;
-  }
-  const servers = url.split(',').map((server) => server.trim()).filter((server) => server !== '');
-  if (servers.length === 0) throw configError(`${NATS_ENV.URL} holds no URL; use nats://host:port, several separated by commas.`);
-  for (const server of servers) checkServerUrl(server, NATS_ENV.URL);
-
-  const prefix = read(NATS_ENV.PREFIX);
-  if (prefix !== undefined && !isValidPrefix(prefix)) {
-    throw configError(
-      `${NATS_ENV.PREFIX}="${prefix}" is not a valid subject prefix; use letters, digits, "-" and "_" in dot-separated tokens, such as "keel" or "acme.shop".`,
-    );
-  }
-  const token = read(NATS_ENV.TOKEN);
-  const user = read(NATS_ENV.USER);
-  const password = read(NATS_ENV.PASSWORD);
-  const creds = read(NATS_ENV.CREDS);
-  const methods = [token && NATS_ENV.TOKEN, user && NATS_ENV.USER, creds && NATS_ENV.CREDS].filter(Boolean);
-  if (methods.length > 1) {
-    throw configError(`${methods.join(' and ')} are both set; choose one way to authenticate to NATS.`);
-  }
-  if ((user === undefined) !== (password === undefined)) {
-    throw configError(`${NATS_ENV.USER} and ${NATS_ENV.PASSWORD} go together; set both or neither.`);
-  }
-  if (creds !== undefined) checkEnvFile(creds, NATS_ENV.CREDS);
-  const ca = read(NATS_ENV.TLS_CA);
-  const cert = read(NATS_ENV.TLS_CERT);
-  const key = read(NATS_ENV.TLS_KEY);
-  if ((cert === undefined) !== (key === undefined)) {
-    throw configError(`${NATS_ENV.TLS_CERT} and ${NATS_ENV.TLS_KEY} go together (a client certificate and its key); set both or neither.`);
-  }
-  if (ca !== undefined) checkEnvFile(ca, NATS_ENV.TLS_CA);
-  if (cert !== undefined) checkEnvFile(cert, NATS_ENV.TLS_CERT);
-  if (key !== undefined) checkEnvFile(key, NATS_ENV.TLS_KEY);
-  const useTls = ca !== undefined || cert !== undefined || servers.some((server) => server.startsWith('tls://'));
-
-  return {
-    servers,
-    ...(prefix === undefined ? {} : { prefix }),
-    ...(token === undefined ? {} : { token }),
-    ...(user === undefined ? {} : { user, password }),
-    ...(creds === undefined ? {} : { credentialsFile: creds }),
-    ...(useTls
-      ? {
-          tls: {
-            ...(ca === undefined ? {} : { caFile: ca }),
-            ...(cert === undefined ? {} : { certFile: cert }),
-            ...(key === undefined ? {} : { keyFile: key }),
-          },
-        }
-      : {}),
-  };
-}
-
-function checkEnvFile(file: string, variable: string): void {
-  try {
-    accessSync(file, constants.R_OK);
-  } catch {
-    throw configError(`${variable}="${file}": the file does not exist or cannot be read.`);
-  }
 }
