@@ -1,10 +1,13 @@
 /**
- * The HTTP gateway's options: their types, their defaults, and {@link resolveHttpGatewayOptions},
- * which merges and checks them once, before the gateway is set up.
+ * The HTTP gateway's options, checked once by {@link resolveHttpGatewayOptions}: a strict zod
+ * schema for types and ranges (an explicit `undefined` means the default, an unknown key is
+ * refused), then the checks that need the exposed contracts (paths that would clash, GET
+ * operations). Every wrong option is one `INVALID_CONFIG` naming the field.
  */
 import type { FastifyInstance } from 'fastify';
+import { z } from 'zod';
 import { KeelError, KeelErrorCode, type AnyContract, type Kernel, type Logger } from 'keel';
-import { DEFAULT_TIMEOUT_MS, definedOnly } from 'keel/transport';
+import { DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS, isContract, parseOptions } from 'keel/transport';
 import type { KernelMetricsOptions } from './metrics.js';
 
 /**
@@ -106,10 +109,78 @@ export type ResolvedHttpGatewayOptions = Omit<HttpGatewayOptions, 'contracts'> &
     readonly contracts: readonly AnyContract[];
   };
 
+const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+const DOCS_PATH = /^\/[a-z0-9-/]*[a-z0-9]$/i;
+const DOCS_PATH_RULE = 'must be false (no page) or a path like "/docs"';
+const TIMEOUT_RULE = `must be a number of milliseconds above 0 and at most ${MAX_TIMEOUT_MS}`;
+const FACTORY = 'createHttpGateway';
+
+const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
+
+const wholeNumber = (what: string, accepts: (value: number) => boolean) =>
+  z.number({ error: `must be ${what}` }).refine((value) => Number.isSafeInteger(value) && accepts(value), `must be ${what}`);
+const text = (what: string, pattern = /\S/) => z.string({ error: `must be ${what}` }).regex(pattern, `must be ${what}`);
+const flag = () => z.boolean({ error: 'must be true or false' });
+
+const OpenApiInfoSchema = z
+  .object({ title: z.string().optional(), version: z.string().optional(), description: z.string().optional() })
+  .strict();
+const MetricsOptionsSchema = z
+  .object({
+    registry: z.custom((value) => isObject(value) && typeof value['registerMetric'] === 'function').optional(),
+    defaultMetrics: z.boolean().optional(),
+    buckets: z.array(z.number().positive()).optional(),
+  })
+  .strict();
+
+const HttpGatewayOptionsSchema = z
+  .object({
+    kernel: z.custom((value) => isObject(value) && typeof value['client'] === 'function' && Array.isArray(value['modules']), {
+      error: 'must be a Kernel made with createKernel()',
+    }),
+    contracts: z
+      .array(
+        z.custom((value) => isContract(value), { error: 'must be a contract made with defineContract()' }),
+        { error: 'must be an array of contracts made with defineContract()' },
+      )
+      .optional(),
+    port: wholeNumber('a whole number from 0 (any free port) to 65535', (value) => value >= 0 && value <= 65_535).optional(),
+    host: text('a host name or address, such as 127.0.0.1 or 0.0.0.0').optional(),
+    bodyLimit: wholeNumber('a whole number of bytes above 0', (value) => value > 0).optional(),
+    development: flag().optional(),
+    maxTimeoutMs: z
+      .number({ error: TIMEOUT_RULE })
+      .refine((value) => value > 0 && value <= MAX_TIMEOUT_MS, TIMEOUT_RULE)
+      .optional(),
+    timeoutHeader: text('an HTTP header name, such as x-keel-timeout-ms', HEADER_NAME).optional(),
+    correlationHeader: text('an HTTP header name, such as x-correlation-id', HEADER_NAME).optional(),
+    getOperations: z.array(z.string(), { error: 'must be an array of "module.operation" names' }).optional(),
+    docsPath: z
+      .union([z.literal(false), z.string().regex(DOCS_PATH, DOCS_PATH_RULE)], { error: DOCS_PATH_RULE })
+      .optional(),
+    openapi: z
+      .custom((value) => OpenApiInfoSchema.safeParse(value).success, { error: 'must be an object of title, version and description, each a string' })
+      .optional(),
+    metrics: z
+      .custom((value) => typeof value === 'boolean' || MetricsOptionsSchema.safeParse(value).success, {
+        error: 'must be true, false or an object of registry (a prom-client Registry), defaultMetrics (true or false) and buckets (seconds above 0)',
+      })
+      .optional(),
+    caller: text('a caller name that is not empty, such as http').optional(),
+    stopKernelOnClose: flag().optional(),
+    logger: z
+      .custom((value) => isObject(value) && typeof value['info'] === 'function', {
+        error: 'must be a Logger (debug, info, warn, error, child), such as createLogger() or a pino instance',
+      })
+      .optional(),
+    configure: z.custom((value) => typeof value === 'function', { error: 'must be a function of the fastify instance' }).optional(),
+  })
+  .strict();
+
 /**
- * Merges the gateway's options with {@link DEFAULT_HTTP_GATEWAY_OPTIONS} (an option given as
- * `undefined` takes its default), decides the exposed contracts (default: every contract of the
- * kernel's manifest) and checks them. Throws `INVALID_CONFIG`.
+ * Checks the gateway's options once and returns them with the defaults filled in and the
+ * exposed contracts decided (default: every contract of the kernel's manifest). Throws
+ * `INVALID_CONFIG` naming every wrong field and what it takes.
  *
  * @example
  * ```ts
@@ -118,49 +189,43 @@ export type ResolvedHttpGatewayOptions = Omit<HttpGatewayOptions, 'contracts'> &
  * ```
  */
 export function resolveHttpGatewayOptions(options: HttpGatewayOptions): ResolvedHttpGatewayOptions {
-  const merged = { ...DEFAULT_HTTP_GATEWAY_OPTIONS, ...(definedOnly(options) as HttpGatewayOptions) };
+  const given = parseOptions(FACTORY, HttpGatewayOptionsSchema, options) as HttpGatewayOptions;
+  const merged = { ...DEFAULT_HTTP_GATEWAY_OPTIONS, ...given };
   const resolved: ResolvedHttpGatewayOptions = {
     ...merged,
     contracts: merged.contracts ?? merged.kernel.modules.map((module) => module.contract as AnyContract),
   };
-  checkOptions(resolved);
+  const problems = pathProblems(resolved);
+  if (problems.length > 0) throw new KeelError(KeelErrorCode.INVALID_CONFIG, `${FACTORY}: ${problems.join('; ')}.`);
   return resolved;
 }
 
-function checkOptions(options: ResolvedHttpGatewayOptions): void {
-  const fail = (message: string): never => {
-    throw configError(message);
-  };
-  if (!Number.isInteger(options.port) || options.port < 0 || options.port > 65_535) fail(`port must be 0..65535, got ${options.port}.`);
-  if (!Number.isInteger(options.bodyLimit) || options.bodyLimit <= 0) fail(`bodyLimit must be a positive number of bytes, got ${options.bodyLimit}.`);
-  if (!(options.maxTimeoutMs > 0)) fail(`maxTimeoutMs must be positive, got ${options.maxTimeoutMs}.`);
-  if (options.docsPath !== false && !/^\/[a-z0-9-/]*[a-z0-9]$/i.test(options.docsPath)) {
-    fail(`docsPath must look like "/docs", got "${options.docsPath}".`);
+/** What in valid options still clashes: a path served twice, a GET for an operation that is not there or not idempotent. */
+function pathProblems(options: ResolvedHttpGatewayOptions): string[] {
+  const problems: string[] = [];
+  const { contracts, docsPath } = options;
+  const fixedPaths = [GATEWAY_PATHS.health, GATEWAY_PATHS.ready, ...(options.metrics === false ? [] : [GATEWAY_PATHS.metrics])];
+  if (docsPath !== false && (fixedPaths as string[]).includes(docsPath)) {
+    problems.push(`docsPath is "${docsPath}", a path the gateway serves itself (choose another, such as "/docs")`);
   }
-  const { contracts } = options;
-  const reserved = new Set(
-    [...Object.values(GATEWAY_PATHS), ...(options.docsPath === false ? [] : [options.docsPath])].map((path) => path.split('/')[1]),
-  );
+  const reserved = new Set([...Object.values(GATEWAY_PATHS), ...(docsPath === false ? [] : [docsPath])].map((path) => path.split('/')[1]));
   const seen = new Set<string>();
   for (const contract of contracts) {
-    if (reserved.has(contract.name)) {
-      fail(`contract "${contract.name}" would shadow the gateway's /${contract.name} path; choose another docsPath or do not expose it.`);
+    if (seen.has(contract.name)) {
+      problems.push(`contracts has "${contract.name}" listed twice (list each contract once)`);
+    } else if (reserved.has(contract.name)) {
+      problems.push(`contracts has "${contract.name}", which would shadow the gateway's /${contract.name} path (choose another docsPath, or do not expose it)`);
     }
-    if (seen.has(contract.name)) fail(`contract "${contract.name}" is listed twice in contracts.`);
     seen.add(contract.name);
   }
   for (const name of options.getOperations) {
     const [contractName, operationName] = name.split('.');
     const operation = contracts.find((contract) => contract.name === contractName)?.operations[operationName ?? ''];
     if (operation === undefined) {
-      throw configError(`getOperations names "${name}", which is no operation of the exposed contracts; write it as "module.operation".`);
-    }
-    if (!operation.idempotent) {
-      throw configError(`getOperations names "${name}", which its contract does not declare idempotent; GET is only for idempotent reads.`);
+      problems.push(`getOperations names "${name}", which is no operation of the exposed contracts (write it as "module.operation")`);
+    } else if (!operation.idempotent) {
+      problems.push(`getOperations names "${name}", which its contract does not declare idempotent (GET is only for idempotent reads)`);
     }
   }
-}
-
-function configError(message: string): KeelError {
-  return new KeelError(KeelErrorCode.INVALID_CONFIG, `HTTP gateway: ${message}`);
+  return problems;
 }

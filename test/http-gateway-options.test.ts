@@ -1,0 +1,157 @@
+/**
+ * createHttpGateway's options are checked once: an explicit `undefined` means the default, and a
+ * wrong value, an unknown key or a clash with the exposed contracts is INVALID_CONFIG naming the
+ * field and what it takes.
+ */
+import { describe, expect, it } from 'vitest';
+import { createKernel, isKeelError, silentLogger, type Kernel } from 'keel';
+import { DEFAULT_HTTP_GATEWAY_OPTIONS, createHttpGateway, type HttpGatewayOptions } from 'keel/http';
+import { fixtureModules, probe, store } from './support/http-fixture.js';
+
+function fixtureKernel(): Kernel {
+  return createKernel({ modules: fixtureModules, logger: silentLogger });
+}
+
+/** The message of the INVALID_CONFIG that createHttpGateway refuses `options` with. */
+async function refusal(options: Partial<HttpGatewayOptions> & Record<string, unknown>): Promise<string> {
+  const refused: unknown = await createHttpGateway({ kernel: fixtureKernel(), logger: silentLogger, metrics: false, ...options } as HttpGatewayOptions).then(
+    async (gateway) => {
+      await gateway.close();
+      throw new Error(`createHttpGateway accepted ${Object.keys(options).join(', ')}`);
+    },
+    (error: unknown) => error,
+  );
+  expect(isKeelError(refused, 'INVALID_CONFIG'), String(refused)).toBe(true);
+  return (refused as Error).message;
+}
+
+describe('http - gateway options', () => {
+  it('http - options given as undefined take their defaults, on a gateway answering real HTTP', async () => {
+    const kernel = fixtureKernel();
+    await kernel.start();
+    const gateway = await createHttpGateway({
+      kernel,
+      port: 0,
+      logger: silentLogger,
+      contracts: undefined,
+      host: undefined,
+      bodyLimit: undefined,
+      development: undefined,
+      maxTimeoutMs: undefined,
+      timeoutHeader: undefined,
+      correlationHeader: undefined,
+      getOperations: undefined,
+      docsPath: undefined,
+      openapi: undefined,
+      metrics: undefined,
+      caller: undefined,
+      stopKernelOnClose: undefined,
+      configure: undefined,
+    });
+    try {
+      const url = await gateway.listen();
+      expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+
+      const context = await fetch(`${url}/probe/context`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-correlation-id': 'options-default' },
+        body: '{}',
+      });
+      expect(context.status).toBe(200);
+      expect(context.headers.get('x-correlation-id')).toBe('options-default');
+      expect(await context.json()).toMatchObject({ correlationId: 'options-default', caller: 'http' });
+
+      const badTimeout = await fetch(`${url}/store/greeting`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-keel-timeout-ms': 'soon' },
+        body: JSON.stringify({ name: 'Ada' }),
+      });
+      expect(badTimeout.status).toBe(400);
+      expect(((await badTimeout.json()) as { detail: string }).detail).toContain('Header x-keel-timeout-ms must be a positive whole number');
+
+      const tooLarge = await fetch(`${url}/store/put`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ key: 'big', value: 'x'.repeat(DEFAULT_HTTP_GATEWAY_OPTIONS.bodyLimit) }),
+      });
+      expect(tooLarge.status).toBe(413);
+      expect(((await tooLarge.json()) as { detail: string }).detail).toContain(`larger than ${DEFAULT_HTTP_GATEWAY_OPTIONS.bodyLimit} bytes`);
+
+      expect((await fetch(`${url}/store/get?input=${encodeURIComponent('{"key":"a"}')}`)).status).toBe(405); // no getOperations
+      expect((await fetch(`${url}/docs`)).status).toBe(200);
+      expect((await fetch(`${url}/metrics`)).status).toBe(200);
+      expect(Object.keys(gateway.openapi.paths)).toContain('/probe/context'); // every contract of the kernel
+      expect(JSON.stringify(gateway.openapi)).toContain(`(${DEFAULT_HTTP_GATEWAY_OPTIONS.maxTimeoutMs} ms for operations that declare none)`);
+    } finally {
+      await gateway.close();
+    }
+    expect(kernel.status().state).toBe('stopped'); // stopKernelOnClose
+  });
+
+  it('http - refuses an unknown option (a misspelt one) and names what it takes', async () => {
+    expect(await refusal({ port: 0, prot: 8080 })).toBe(
+      'createHttpGateway: unknown option "prot" (it takes kernel, contracts, port, host, bodyLimit, development, maxTimeoutMs, ' +
+        'timeoutHeader, correlationHeader, getOperations, docsPath, openapi, metrics, caller, stopKernelOnClose, logger, configure).',
+    );
+  });
+
+  it('http - refuses an option of the wrong type, naming the field, what it takes and what it got', async () => {
+    expect(await refusal({ port: '8080' as never })).toBe(
+      'createHttpGateway: port must be a whole number from 0 (any free port) to 65535, got "8080".',
+    );
+    const message = await refusal({
+      development: 'yes' as never,
+      getOperations: 'store.get' as never,
+      docsPath: true as never,
+      metrics: 'on' as never,
+      openapi: { title: 3 } as never,
+      configure: {} as never,
+    });
+    expect(message).toContain('development must be true or false, got "yes"');
+    expect(message).toContain('getOperations must be an array of "module.operation" names, got "store.get"');
+    expect(message).toContain('docsPath must be false (no page) or a path like "/docs", got true');
+    expect(message).toContain('metrics must be true, false or an object of registry (a prom-client Registry)');
+    expect(message).toContain('openapi must be an object of title, version and description, each a string, got an object');
+    expect(message).toContain('configure must be a function of the fastify instance, got an object');
+    expect(await refusal({ contracts: [store, { name: 'orders' }] as never })).toBe(
+      'createHttpGateway: contracts.1 must be a contract made with defineContract(), got an object.',
+    );
+    expect(await refusal({ kernel: undefined })).toBe('createHttpGateway: kernel must be a Kernel made with createKernel(), got undefined.');
+  });
+
+  it('http - refuses a number out of range, naming the field and the value', async () => {
+    expect(await refusal({ port: 70_000 })).toBe('createHttpGateway: port must be a whole number from 0 (any free port) to 65535, got 70000.');
+    expect(await refusal({ port: 80.5 })).toContain('port must be a whole number from 0 (any free port) to 65535, got 80.5');
+    expect(await refusal({ bodyLimit: 0 })).toBe('createHttpGateway: bodyLimit must be a whole number of bytes above 0, got 0.');
+    expect(await refusal({ maxTimeoutMs: -5 })).toBe(
+      'createHttpGateway: maxTimeoutMs must be a number of milliseconds above 0 and at most 2147483647, got -5.',
+    );
+    expect(await refusal({ maxTimeoutMs: 2 ** 31 })).toContain('maxTimeoutMs must be a number of milliseconds above 0 and at most 2147483647, got 2147483648');
+    expect(await refusal({ maxTimeoutMs: Number.NaN })).toContain('maxTimeoutMs must be a number of milliseconds above 0');
+  });
+
+  it('http - refuses a header name an HTTP header cannot have', async () => {
+    expect(await refusal({ correlationHeader: 'x correlation' })).toBe(
+      'createHttpGateway: correlationHeader must be an HTTP header name, such as x-correlation-id, got "x correlation".',
+    );
+    expect(await refusal({ timeoutHeader: '' })).toContain('timeoutHeader must be an HTTP header name');
+  });
+
+  it('http - names every clash with the exposed contracts in one INVALID_CONFIG, each by its field', async () => {
+    const message = await refusal({ contracts: [store, store], getOperations: ['store.put', 'probe.context', 'store'] });
+    expect(message).toBe(
+      'createHttpGateway: contracts has "store" listed twice (list each contract once); ' +
+        'getOperations names "store.put", which its contract does not declare idempotent (GET is only for idempotent reads); ' +
+        'getOperations names "probe.context", which is no operation of the exposed contracts (write it as "module.operation"); ' +
+        'getOperations names "store", which is no operation of the exposed contracts (write it as "module.operation").',
+    );
+    expect(await refusal({ contracts: [store, probe], docsPath: '/probe' })).toBe(
+      'createHttpGateway: contracts has "probe", which would shadow the gateway\'s /probe path (choose another docsPath, or do not expose it).',
+    );
+  });
+
+  it('http - a docsPath on one of the gateway\'s own paths is INVALID_CONFIG, not a plugin that never starts', async () => {
+    expect(await refusal({ docsPath: '/healthz' })).toContain('docsPath is "/healthz", a path the gateway serves itself');
+    expect(await refusal({ docsPath: '/metrics', metrics: true })).toContain('docsPath is "/metrics", a path the gateway serves itself');
+  });
+});
