@@ -1,0 +1,304 @@
+/**
+ * The calling side of the NATS transport: keel calls as NATS requests over one shared reply
+ * subscription, a map of pending calls, one timer for every deadline, and the question asked of
+ * `$SRV.INFO` when nothing answers (the same UNKNOWN_OPERATION or VERSION_MISMATCH as in one
+ * process).
+ */
+import { KeelError, KeelErrorCode, type CallContext } from 'keel';
+import {
+  DeadlineScheduler,
+  RemoteFailure,
+  cancelledError,
+  isErrorEnvelope,
+  noRespondersError,
+  timeoutError,
+  unknownOperationFailure,
+  versionMismatchFailure,
+  within,
+  type DeadlineEntry,
+  type OperationAddress,
+  type TransportCallOptions,
+} from 'keel/transport';
+import { RequestStrategy, createInbox, type Msg, type MsgHdrs, type NatsError, type ServiceInfo, type Subscription } from 'nats';
+import type { Connection } from './connection.js';
+import { callHeaders, sameMajor } from './headers.js';
+import { Header, decodeJson, encodeJson } from './wire.js';
+
+/** Longest wait, after a call got no responders, for the module's instances to describe themselves. */
+const NO_RESPONDERS_PROBE_MS = 1_000;
+/** After an instance described itself, how long to wait for more. */
+const NO_RESPONDERS_PROBE_JITTER_MS = 50;
+
+/** Orders service instances by contract version, oldest first. */
+function byVersion(a: ServiceInfo, b: ServiceInfo): number {
+  return a.version.localeCompare(b.version, 'en', { numeric: true });
+}
+
+/** What a pending call needs from its transport when its deadline passes. */
+interface CallOwner {
+  expired(call: PendingCall): void;
+}
+
+/**
+ * One outgoing call waiting for its reply. A class rather than an object literal with closures:
+ * a call allocates one object and no function (under tsx, esbuild's keepNames would also wrap
+ * every named closure made per call).
+ */
+class PendingCall implements DeadlineEntry {
+  readonly deadline: number;
+  readonly startedAt = Date.now();
+  resolve: (value: unknown) => void = ignore;
+  reject: (error: unknown) => void = ignore;
+  onAbort: (() => void) | undefined;
+
+  constructor(
+    readonly owner: CallOwner,
+    readonly token: string,
+    readonly address: OperationAddress,
+    readonly context: CallContext,
+    readonly signal: AbortSignal | undefined,
+  ) {
+    this.deadline = context.deadline;
+  }
+
+  expire(): void {
+    this.owner.expired(this);
+  }
+}
+
+function ignore(): void {}
+
+/** Calls over NATS: one reply subscription, a map of pending calls, one timer for every deadline. */
+export class Caller implements CallOwner {
+  readonly #connection: Connection;
+  readonly #inbox: string;
+  readonly #inboxLength: number;
+  readonly #pending = new Map<string, PendingCall>();
+  readonly #deadlines = new DeadlineScheduler();
+  #replies: Subscription | undefined;
+  #nextToken = 0;
+  #allPendingSettled: (() => void) | undefined;
+
+  constructor(connection: Connection) {
+    this.#connection = connection;
+    this.#inbox = createInbox();
+    this.#inboxLength = this.#inbox.length + 1;
+  }
+
+  /** Subscribes to the replies of every call this transport makes. */
+  listen(): void {
+    this.#replies = this.#connection.nc.subscribe(`${this.#inbox}.*`, { callback: (error, msg) => this.#onReply(error, msg) });
+  }
+
+  call(address: OperationAddress, input: unknown, context: CallContext, options?: TransportCallOptions): Promise<unknown> {
+    const connection = this.#connection;
+    const label = `${address.contract}.${address.operation}`;
+    if (connection.closed) return Promise.reject(connection.unavailable(`Cannot call ${label}`));
+    const signal = options?.signal;
+    if (signal?.aborted) return Promise.reject(cancelledError(address, context, signal.reason));
+    const data = encodeJson(input);
+    const limit = connection.maxPayload;
+    if (data.length > limit) return Promise.reject(connection.tooLarge(`The input of ${label}`, data.length, limit, context.correlationId));
+    const token = (this.#nextToken++).toString(36);
+    const call = new PendingCall(this, token, address, context, signal);
+    const answer = new Promise<unknown>((resolve, reject) => {
+      call.resolve = resolve;
+      call.reject = reject;
+    });
+    try {
+      connection.nc.publish(connection.subjects.operation(address.contract, address.operation), data, {
+        reply: `${this.#inbox}.${token}`,
+        headers: callHeaders(address, context),
+      });
+    } catch (error) {
+      call.reject(connection.publishError(error, `The input of ${label}`, data.length, context.correlationId));
+      return answer;
+    }
+    this.#pending.set(token, call);
+    this.#deadlines.add(call);
+    if (signal !== undefined) {
+      call.onAbort = () => {
+        if (!this.#pending.has(token)) return;
+        this.#settle(call);
+        call.reject(cancelledError(address, context, signal.reason));
+      };
+      signal.addEventListener('abort', call.onAbort, { once: true });
+    }
+    return answer;
+  }
+
+  /** A pending call's deadline passed (the scheduler already forgot it). */
+  expired(call: PendingCall): void {
+    this.#pending.delete(call.token);
+    this.#afterSettle(call);
+    call.reject(timeoutError(call.address, call.context, call.context.deadline - call.startedAt));
+  }
+
+  /** The connection closed: every pending call is interrupted. */
+  connectionClosed(error: Error | undefined): void {
+    for (const call of [...this.#pending.values()]) {
+      this.#settle(call);
+      call.reject(
+        new KeelError(
+          KeelErrorCode.INTERRUPTED,
+          `${call.address.contract}.${call.address.operation}: the NATS connection closed before an answer arrived; its outcome is unknown ` +
+            '(retry only idempotent operations).',
+          { correlationId: call.context.correlationId, cause: error ?? undefined },
+        ),
+      );
+    }
+  }
+
+  /** On close: waits (within the drain timeout) for the answers still due, then gives up on the rest. */
+  async close(): Promise<void> {
+    if (this.#pending.size > 0) {
+      const settled = new Promise<void>((resolve) => {
+        this.#allPendingSettled = resolve;
+      });
+      await within(settled, this.#connection.options.drainTimeoutMs);
+    }
+    for (const call of [...this.#pending.values()]) {
+      this.#settle(call);
+      call.reject(
+        new KeelError(
+          KeelErrorCode.INTERRUPTED,
+          `${call.address.contract}.${call.address.operation}: the NATS transport closed before an answer arrived; its outcome is unknown ` +
+            '(retry only idempotent operations).',
+          { correlationId: call.context.correlationId },
+        ),
+      );
+    }
+    this.#deadlines.clear();
+  }
+
+  /** Stops listening for replies (when the connection is closed without draining). */
+  stopReplies(): void {
+    this.#replies?.unsubscribe();
+  }
+
+  /** Forgets a pending call (it got an answer, was cancelled, or the connection closed). */
+  #settle(call: PendingCall): void {
+    this.#pending.delete(call.token);
+    this.#deadlines.delete(call);
+    this.#afterSettle(call);
+  }
+
+  #afterSettle(call: PendingCall): void {
+    if (call.onAbort !== undefined) call.signal?.removeEventListener('abort', call.onAbort);
+    if (this.#pending.size === 0 && this.#allPendingSettled !== undefined) this.#allPendingSettled();
+  }
+
+  #onReply(error: NatsError | null, msg: Msg): void {
+    if (error !== null) {
+      this.#connection.logger.warn({ err: error }, 'reply subscription error');
+      return;
+    }
+    const call = this.#pending.get(msg.subject.slice(this.#inboxLength));
+    if (call === undefined) return; // late answer to a call that already timed out or was cancelled
+    this.#settle(call);
+    const { address, context } = call;
+    const replyHeaders = msg.headers;
+    if (replyHeaders !== undefined) {
+      const label = `${address.contract}.${address.operation}`;
+      if (replyHeaders.code === 503) {
+        void this.#noResponders(call).then(call.reject);
+        return;
+      }
+      if (replyHeaders.hasError) {
+        call.reject(
+          new KeelError(KeelErrorCode.UNAVAILABLE, `${label}: NATS answered with status ${replyHeaders.status}; the call was not processed.`, {
+            correlationId: context.correlationId,
+          }),
+        );
+        return;
+      }
+      const serviceCode = replyHeaders.get(Header.SERVICE_ERROR_CODE);
+      if (serviceCode !== '') {
+        call.reject(remoteFailure(msg, replyHeaders, label, context));
+        return;
+      }
+    }
+    let output: unknown;
+    try {
+      output = decodeJson(msg.data);
+    } catch (cause) {
+      call.reject(
+        new KeelError(
+          KeelErrorCode.INTERNAL,
+          `${address.contract}.${address.operation} answered with bytes that are not JSON; the callee does not follow the keel wire protocol.`,
+          { correlationId: context.correlationId, cause },
+        ),
+      );
+      return;
+    }
+    call.resolve(output);
+  }
+
+  /**
+   * Nothing listens on the operation's subject. Either no instance of the module runs
+   * (NO_RESPONDERS), or the running instances lack this operation: then answer what the module
+   * itself answers in one process, UNKNOWN_OPERATION or VERSION_MISMATCH. Only failed calls pay
+   * for the question, one `$SRV.INFO.{module}` request bounded by the call's remaining deadline.
+   */
+  async #noResponders(call: PendingCall): Promise<Error> {
+    const { address, context } = call;
+    const connection = this.#connection;
+    const subject = connection.subjects.operation(address.contract, address.operation);
+    const notDelivered = (): Error => noRespondersError(address, context, `on NATS (subject ${subject})`);
+    const budget = Math.min(NO_RESPONDERS_PROBE_MS, call.deadline - Date.now());
+    if (budget < 1 || connection.closing) return notDelivered();
+    const instances = (await this.#serviceInfo(address.contract, budget)).filter(
+      (instance) => instance.metadata?.['keel.prefix'] === connection.options.prefix,
+    );
+    if (call.signal?.aborted) return cancelledError(address, context, call.signal.reason);
+    // An instance that lists the operation was starting or stopping: the call may be retried.
+    if (instances.length === 0 || instances.some((instance) => instance.endpoints.some((endpoint) => endpoint.subject === subject))) {
+      return notDelivered();
+    }
+    const compatible = instances.filter((instance) => sameMajor(instance.version, address.version)).sort(byVersion);
+    const newest = compatible.at(-1);
+    if (newest !== undefined) {
+      return unknownOperationFailure(address, context, newest.version, newest.endpoints.map((endpoint) => endpoint.name));
+    }
+    return versionMismatchFailure(address, context, [...new Set(instances.sort(byVersion).map((instance) => instance.version))]);
+  }
+
+  /** The `$SRV.INFO` answers of a service's instances within `budgetMs`; none when nothing answers. */
+  async #serviceInfo(name: string, budgetMs: number): Promise<ServiceInfo[]> {
+    const found: ServiceInfo[] = [];
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const answers = await this.#connection.nc.services
+        .client({ strategy: RequestStrategy.JitterTimer, maxWait: budgetMs, jitter: NO_RESPONDERS_PROBE_JITTER_MS })
+        .info(name);
+      // Answers keep the request open for a jitter period each: never past the budget.
+      timer = setTimeout(() => answers.stop(), budgetMs);
+      for await (const info of answers) {
+        if (Array.isArray(info.endpoints) && typeof info.version === 'string') found.push(info);
+      }
+    } catch {
+      // No responders (nothing runs), a closed connection, an answer that is not JSON: what was found so far stands.
+    } finally {
+      clearTimeout(timer);
+    }
+    return found;
+  }
+}
+
+/** A service error reply as the caller's failure: the keel envelope it carries, or INTERNAL naming the NATS error. */
+function remoteFailure(msg: Msg, replyHeaders: MsgHdrs, label: string, context: CallContext): Error {
+  let envelope: unknown;
+  try {
+    envelope = decodeJson(msg.data);
+  } catch {
+    envelope = undefined;
+  }
+  if (isErrorEnvelope(envelope)) return new RemoteFailure(envelope);
+  const code = replyHeaders.get(Header.SERVICE_ERROR_CODE);
+  const description = replyHeaders.get(Header.SERVICE_ERROR);
+  return new KeelError(
+    KeelErrorCode.INTERNAL,
+    `${label} failed with NATS service error ${code}: ${description || 'no description'} (no keel error envelope in the reply).`,
+    { correlationId: context.correlationId, details: { serviceErrorCode: code } },
+  );
+}

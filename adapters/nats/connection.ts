@@ -1,0 +1,221 @@
+/**
+ * The NATS transport's connection: connecting, following its status (disconnects, reconnects,
+ * lame duck mode, refused credentials), what is registered on it, and closing it, drained when
+ * it can be. The caller, the responder and the event parts share one {@link Connection}.
+ */
+import { KeelError, KeelErrorCode, type Logger } from 'keel';
+import { within, type Registration, type TransportStatus } from 'keel/transport';
+import { ErrorCode, Events, connect, type NatsConnection, type NatsError } from 'nats';
+import { connectionOptions, redactUrl, type ResolvedNatsOptions } from './options.js';
+import { Subjects } from './wire.js';
+
+const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
+
+/**
+ * Connects to the NATS servers of `options`; rejects with `UNAVAILABLE`, saying what to check,
+ * when none answers.
+ */
+export async function openConnection(options: ResolvedNatsOptions, logger: Logger): Promise<Connection> {
+  let nc: NatsConnection;
+  try {
+    nc = await connect(connectionOptions(options));
+  } catch (error) {
+    throw new KeelError(
+      KeelErrorCode.UNAVAILABLE,
+      `Could not connect to NATS at ${options.servers.map(redactUrl).join(', ')}: ${reason(error)}. ` +
+        'Start nats-server there, or fix KEEL_NATS_URL and the NATS credentials.',
+      { cause: error },
+    );
+  }
+  return new Connection(nc, options, logger);
+}
+
+/** An error's message, with the NATS error code when it has one. */
+export function reason(error: unknown): string {
+  if (error instanceof Error) return (error as NatsError).code ? `${error.message} (${(error as NatsError).code})` : error.message;
+  return String(error);
+}
+
+/** The NATS client's error code of `error` (`ErrorCode`), if it has one. */
+export function natsCode(error: unknown): string | undefined {
+  return typeof error === 'object' && error !== null ? ((error as NatsError).code as string | undefined) : undefined;
+}
+
+/** One NATS connection with the state every part of the transport reads. */
+export class Connection {
+  readonly nc: NatsConnection;
+  readonly options: ResolvedNatsOptions;
+  readonly logger: Logger;
+  readonly subjects: Subjects;
+  /** False while the client is disconnected (it reconnects by itself), and once closed. */
+  connected = true;
+  readonly #registrations = new Set<Registration>();
+  #closing: Promise<void> | undefined;
+
+  constructor(nc: NatsConnection, options: ResolvedNatsOptions, logger: Logger) {
+    this.nc = nc;
+    this.options = options;
+    this.logger = logger;
+    this.subjects = new Subjects(options.prefix);
+  }
+
+  /**
+   * Follows the connection's status until it ends; `onClosed` runs when the connection closes,
+   * whatever closed it. Resolves once the server has seen every subscription made so far.
+   */
+  async start(onClosed: (error: Error | undefined) => void): Promise<void> {
+    void this.#watchStatus();
+    void this.nc.closed().then((error) => {
+      this.connected = false;
+      if (this.#closing === undefined) {
+        this.logger.error({ err: error }, 'NATS connection closed unexpectedly; this process can no longer reach other modules');
+      }
+      onClosed(error ?? undefined);
+    });
+    await this.nc.flush();
+    this.logger.info({ server: this.nc.getServer(), prefix: this.options.prefix }, 'connected to NATS');
+  }
+
+  async #watchStatus(): Promise<void> {
+    try {
+      for await (const status of this.nc.status()) {
+        switch (status.type) {
+          case Events.Disconnect:
+            if (this.connected) this.logger.warn({ server: String(status.data) }, 'disconnected from NATS; reconnecting');
+            this.connected = false;
+            break;
+          case Events.Reconnect:
+            this.connected = true;
+            this.logger.info({ server: String(status.data) }, 'reconnected to NATS');
+            break;
+          case Events.LDM:
+            this.logger.warn({ server: this.nc.getServer() }, 'NATS server entering lame duck mode; will move to another server');
+            break;
+          case Events.Error:
+            if (/AUTH/i.test(String(status.data))) {
+              // The client keeps retrying (credentials may be rotated server-side); say why it is not back.
+              this.logger.error(
+                { error: String(status.data), server: this.nc.getServer() },
+                'NATS refused this connection\'s credentials; retrying — check the token, user and password or credentials file (KEEL_NATS_TOKEN, KEEL_NATS_USER/KEEL_NATS_PASSWORD, KEEL_NATS_CREDS)',
+              );
+            } else {
+              this.logger.warn({ error: String(status.data) }, 'NATS reported an error');
+            }
+            break;
+          default:
+            break;
+        }
+      }
+    } catch (error) {
+      this.logger.warn({ err: error }, 'NATS status stream failed');
+    }
+  }
+
+  /** True once the transport's `close` was called. */
+  get closing(): boolean {
+    return this.#closing !== undefined;
+  }
+
+  /** True once the transport's `close` was called or the connection closed by itself. */
+  get closed(): boolean {
+    return this.#closing !== undefined || this.nc.isClosed();
+  }
+
+  status(name: string): TransportStatus {
+    const closed = this.closed;
+    const ready = this.connected && !closed;
+    let detail: string;
+    if (ready) detail = `connected to ${this.nc.getServer()} (prefix ${this.options.prefix})`;
+    else if (closed) detail = 'closed';
+    else detail = `disconnected from NATS; reconnecting to ${this.options.servers.map(redactUrl).join(', ')}`;
+    return { name, ready, detail };
+  }
+
+  get maxPayload(): number {
+    return this.nc.info?.max_payload ?? DEFAULT_MAX_PAYLOAD;
+  }
+
+  unavailable(what: string): KeelError {
+    return new KeelError(
+      KeelErrorCode.UNAVAILABLE,
+      `${what}: the NATS transport is closed. Create a new transport (and kernel) to reach other modules again.`,
+    );
+  }
+
+  tooLarge(what: string, size: number, limit: number, correlationId: string | undefined): KeelError {
+    return new KeelError(
+      KeelErrorCode.PAYLOAD_TOO_LARGE,
+      `${what} is ${size} bytes as JSON, more than the ${limit} bytes the NATS server accepts (max_payload). ` +
+        'Nothing was sent. Send less data per message (page it, or pass a reference), or raise max_payload on the server.',
+      { correlationId, details: { size, limit } },
+    );
+  }
+
+  /** What a failed `publish` of `size` bytes becomes for the caller. */
+  publishError(error: unknown, what: string, size: number, correlationId: string | undefined): KeelError {
+    const code = natsCode(error);
+    if (code === ErrorCode.MaxPayloadExceeded) return this.tooLarge(`${what} (with its headers)`, size, this.maxPayload, correlationId);
+    if (code === ErrorCode.ConnectionClosed || code === ErrorCode.ConnectionDraining) {
+      return new KeelError(KeelErrorCode.UNAVAILABLE, `${what} was not sent: the NATS connection is closing.`, {
+        correlationId,
+        cause: error,
+      });
+    }
+    return new KeelError(KeelErrorCode.UNAVAILABLE, `${what} was not sent: ${reason(error)}.`, { correlationId, cause: error });
+  }
+
+  /**
+   * A registration (a served module, a subscription) that `stop` once, however often it is
+   * called, and that the transport stops when it closes until then.
+   */
+  register(stop: () => Promise<void>): Registration {
+    let stopping: Promise<void> | undefined;
+    const registration: Registration = {
+      stop: () => {
+        stopping ??= stop().then(() => {
+          this.#registrations.delete(registration);
+        });
+        return stopping;
+      },
+    };
+    this.#registrations.add(registration);
+    return registration;
+  }
+
+  /**
+   * Closes once, however often it is called: the first call runs `shutdown` (which stops what
+   * runs on the connection, then drains or ends it), and `closing` is true from then on.
+   */
+  closeOnce(shutdown: () => Promise<void>): Promise<void> {
+    this.#closing ??= shutdown();
+    return this.#closing;
+  }
+
+  /** Stops every registration still running. */
+  async stopRegistrations(): Promise<void> {
+    await Promise.allSettled([...this.#registrations].map((registration) => registration.stop()));
+  }
+
+  /**
+   * Drains the connection (the server stops sending, what was sent is delivered) within the
+   * drain timeout and closes it. False when it could not: the caller then closes it with
+   * {@link Connection.end}.
+   */
+  async drain(): Promise<boolean> {
+    if (this.nc.isClosed()) return true;
+    if (this.connected && !this.nc.isDraining()) {
+      const drained = this.nc.drain().catch(() => undefined);
+      if (await within(drained, this.options.drainTimeoutMs)) {
+        this.logger.info({}, 'NATS connection drained and closed');
+        return true;
+      }
+    }
+    return false;
+  }
+
+  /** Closes the connection without draining it. */
+  async end(): Promise<void> {
+    await this.nc.close().catch(() => undefined);
+    this.logger.info({}, 'NATS connection closed');
+  }
+}

@@ -1,0 +1,193 @@
+/**
+ * Consuming durable events from JetStream for a subscribing module: messages kept alive while
+ * their handler works, redelivery with a growing delay after a failure, and dead letters for
+ * the events given up on. The streams and consumers themselves are jetstream.ts's.
+ */
+import { KeelError, KeelErrorCode, isKeelError } from 'keel';
+import { InFlight, within, type EventMetadata, type EventSubscription, type Registration } from 'keel/transport';
+import { ConsumerEvents, headers as natsHeaders, type ConsumerMessages, type JsMsg } from 'nats';
+import type { Connection } from './connection.js';
+import { readEventHeaders, sameMajor } from './headers.js';
+import type { DurableConsumer, JetStream } from './jetstream.js';
+import { Header, decodeJson, headerValue } from './wire.js';
+
+/** A durable subscription's running state. */
+interface DurableState extends DurableConsumer {
+  readonly inFlight: InFlight;
+  readonly handling: Set<JsMsg>;
+  messages: ConsumerMessages | undefined;
+  stopped: boolean;
+}
+
+/** Durable subscriptions: one JetStream consumer each, consumed until the registration stops. */
+export class DurableEvents {
+  readonly #connection: Connection;
+  readonly #jetStream: JetStream;
+
+  constructor(connection: Connection, jetStream: JetStream) {
+    this.#connection = connection;
+    this.#jetStream = jetStream;
+  }
+
+  async subscribe(subscription: EventSubscription): Promise<Registration> {
+    const { subjects, options } = this.#connection;
+    const stream = subjects.stream(subscription.contract);
+    const consumer = subjects.consumer(subscription.subscriber, subscription.event);
+    const state: DurableState = {
+      subscription,
+      stream,
+      consumer,
+      label: `${subscription.contract}.${subscription.event}`,
+      inFlight: new InFlight(),
+      handling: new Set(),
+      messages: undefined,
+      stopped: false,
+    };
+    const jetStream = this.#jetStream;
+    await jetStream.ensureEventStream(subscription.contract);
+    await jetStream.ensureDeadLetterStream();
+    await jetStream.ensureConsumer(state);
+    const js = await jetStream.client();
+    const source = await js.consumers.get(stream, consumer);
+    const messages = await source.consume({
+      max_messages: Math.min(options.maxAckPending, 64),
+      callback: (msg) => this.#onDurable(state, msg),
+    });
+    state.messages = messages;
+    void this.#watchConsumer(state, messages);
+    // Long handlers keep their message: tell JetStream they are still working before ack_wait ends.
+    const keepAlive = setInterval(() => {
+      for (const msg of state.handling) msg.working();
+    }, Math.max(100, Math.floor(options.ackWaitMs / 2)));
+    keepAlive.unref();
+    return this.#connection.register(async () => {
+      state.stopped = true;
+      await within(messages.close(), options.drainTimeoutMs);
+      await within(state.inFlight.idle(), options.drainTimeoutMs);
+      clearInterval(keepAlive);
+    });
+  }
+
+  /** Recreates stream and consumer if they vanish (a NATS server that lost its store). */
+  async #watchConsumer(state: DurableState, messages: ConsumerMessages): Promise<void> {
+    const logger = this.#connection.logger;
+    let repairing = false;
+    try {
+      for await (const status of await messages.status()) {
+        if (state.stopped) break;
+        if (status.type !== ConsumerEvents.ConsumerNotFound && status.type !== ConsumerEvents.StreamNotFound) continue;
+        if (repairing) continue;
+        repairing = true;
+        this.#jetStream.forgetStream(state.stream);
+        this.#jetStream
+          .ensureEventStream(state.subscription.contract)
+          .then(() => this.#jetStream.ensureConsumer(state))
+          .then(
+            () => logger.warn({ stream: state.stream, consumer: state.consumer }, 'recreated a missing JetStream stream or consumer'),
+            (error: unknown) => logger.warn({ err: error, stream: state.stream }, 'could not recreate a JetStream consumer; will retry'),
+          )
+          .finally(() => {
+            repairing = false;
+          });
+      }
+    } catch (error) {
+      if (!state.stopped) logger.warn({ err: error, consumer: state.consumer }, 'JetStream consumer status stream failed');
+    }
+  }
+
+  #redeliveryDelay(attempt: number): number {
+    const { options } = this.#connection;
+    return Math.min(options.redeliveryDelayMs * attempt, options.maxRedeliveryDelayMs);
+  }
+
+  #onDurable(state: DurableState, msg: JsMsg): void {
+    state.inFlight.begin();
+    state.handling.add(msg);
+    void this.#handleDurable(state, msg).finally(() => {
+      state.handling.delete(msg);
+      state.inFlight.end();
+    });
+  }
+
+  async #handleDurable(state: DurableState, msg: JsMsg): Promise<void> {
+    const { subscription, label } = state;
+    const attempt = msg.info.deliveryCount;
+    const { version, metadata } = readEventHeaders(msg.headers, attempt, subscription.contract);
+    const invalid = (message: string): KeelError =>
+      new KeelError(KeelErrorCode.INVALID_EVENT, `Event ${label}: ${message}`, { correlationId: metadata.correlationId });
+    let payload: unknown;
+    try {
+      if (!sameMajor(version, subscription.version)) {
+        throw invalid(
+          `published with contract version ${String(version)}, but module "${subscription.subscriber}" was built against ${subscription.version}; the major versions differ.`,
+        );
+      }
+      try {
+        payload = decodeJson(msg.data);
+      } catch {
+        throw invalid('the body is not valid UTF-8 JSON.');
+      }
+    } catch (error) {
+      await this.#giveUp(state, msg, undefined, metadata, error);
+      return;
+    }
+    if (attempt > subscription.maxAttempts) {
+      // The previous holder died during the last attempt: do not run the handler again.
+      await this.#giveUp(
+        state,
+        msg,
+        payload,
+        { ...metadata, attempt: subscription.maxAttempts },
+        new KeelError(KeelErrorCode.INTERNAL, `Event ${label} was delivered ${attempt - 1} times without an acknowledgement.`),
+      );
+      return;
+    }
+    try {
+      await subscription.handle(payload, metadata);
+    } catch (error) {
+      if (isKeelError(error, KeelErrorCode.INVALID_EVENT) || attempt >= subscription.maxAttempts) {
+        await this.#giveUp(state, msg, payload, metadata, error);
+      } else {
+        msg.nak(this.#redeliveryDelay(attempt));
+      }
+      return;
+    }
+    msg.ack();
+  }
+
+  /** Dead-letters a durable event: tells the kernel, stores it on the dead-letter stream, terminates it. */
+  async #giveUp(state: DurableState, msg: JsMsg, payload: unknown, metadata: EventMetadata, error: unknown): Promise<void> {
+    const { subscription } = state;
+    const { subjects, options, logger } = this.#connection;
+    try {
+      subscription.deadLetter(payload, metadata, error);
+    } catch (failure) {
+      logger.warn({ err: failure, event: state.label }, 'dead-letter hook failed');
+    }
+    const letterHeaders = natsHeaders();
+    if (msg.headers !== undefined) {
+      for (const [key, values] of msg.headers) {
+        if (key === Header.MESSAGE_ID) continue;
+        for (const value of values) letterHeaders.append(key, value);
+      }
+    }
+    letterHeaders.set(Header.SUBSCRIBER, subscription.subscriber);
+    letterHeaders.set(Header.ATTEMPTS, String(metadata.attempt));
+    const failure = isKeelError(error) ? `${error.code}: ${error.message}` : error instanceof Error ? error.message : String(error);
+    letterHeaders.set(Header.FAILURE, headerValue(failure));
+    try {
+      await this.#jetStream.ensureDeadLetterStream();
+      const js = await this.#jetStream.client();
+      await js.publish(subjects.deadLetter(subscription.subscriber, subscription.contract, subscription.event), msg.data, {
+        headers: letterHeaders,
+        timeout: options.jetStreamTimeoutMs,
+      });
+    } catch (publishError) {
+      logger.error(
+        { err: publishError, event: state.label, eventId: metadata.id, subscriber: subscription.subscriber },
+        'could not store a dead letter on JetStream; the event is only in the logs now',
+      );
+    }
+    msg.term();
+  }
+}

@@ -1,0 +1,98 @@
+/**
+ * Notification events on core NATS: published without waiting for anyone, delivered at most once
+ * to one instance of each subscribing module (a queue group per module) or to every instance.
+ * Durable events are JetStream's (jetstream.ts).
+ */
+import { InFlight, within, type EventSubscription, type PublishedEvent, type Registration } from 'keel/transport';
+import type { Msg, Subscription } from 'nats';
+import type { Connection } from './connection.js';
+import { eventHeaders, readEventHeaders, sameMajor } from './headers.js';
+import { decodeJson, encodeJson } from './wire.js';
+
+/**
+ * An event's payload as JSON, refused (with `UNAVAILABLE` or `PAYLOAD_TOO_LARGE`) when the
+ * transport is closed or the payload exceeds what the server accepts; either delivery starts so.
+ */
+export function eventPayload(connection: Connection, event: PublishedEvent, label: string): Uint8Array {
+  if (connection.closed) throw connection.unavailable(`Cannot publish ${label}`);
+  const data = encodeJson(event.payload);
+  const limit = connection.maxPayload;
+  if (data.length > limit) throw connection.tooLarge(`The payload of event ${label}`, data.length, limit, event.metadata.correlationId);
+  return data;
+}
+
+/** Notification events: publishing them and subscribing modules to them. */
+export class Notifications {
+  readonly #connection: Connection;
+
+  constructor(connection: Connection) {
+    this.#connection = connection;
+  }
+
+  async publish(event: PublishedEvent): Promise<void> {
+    const label = `${event.contract}.${event.event}`;
+    const data = eventPayload(this.#connection, event, label);
+    const { nc, subjects } = this.#connection;
+    try {
+      nc.publish(subjects.notification(event.contract, event.event), data, { headers: eventHeaders(event) });
+    } catch (error) {
+      throw this.#connection.publishError(error, `The payload of event ${label}`, data.length, event.metadata.correlationId);
+    }
+  }
+
+  async subscribe(subscription: EventSubscription): Promise<Registration> {
+    const { nc, subjects, logger, options } = this.#connection;
+    const inFlight = new InFlight();
+    const label = `${subscription.contract}.${subscription.event}`;
+    const subject = subjects.notification(subscription.contract, subscription.event);
+    const sub = nc.subscribe(subject, {
+      ...(subscription.fanout === 'every-instance' ? {} : { queue: subscription.subscriber }),
+      callback: (error, msg) => {
+        if (error !== null) {
+          logger.warn({ err: error, event: label, subscriber: subscription.subscriber }, 'event subscription error');
+          return;
+        }
+        this.#onNotification(subscription, label, inFlight, msg);
+      },
+    });
+    await nc.flush();
+    return this.#connection.register(async () => {
+      await this.#drainSubscription(sub);
+      await within(inFlight.idle(), options.drainTimeoutMs);
+    });
+  }
+
+  async #drainSubscription(sub: Subscription): Promise<void> {
+    if (sub.isClosed()) return;
+    if (!this.#connection.connected) {
+      sub.unsubscribe();
+      return;
+    }
+    const drained = sub.drain().catch(() => sub.unsubscribe());
+    await within(drained, this.#connection.options.drainTimeoutMs);
+  }
+
+  #onNotification(subscription: EventSubscription, label: string, inFlight: InFlight, msg: Msg): void {
+    const logger = this.#connection.logger;
+    const { version, metadata } = readEventHeaders(msg.headers, 1, subscription.contract);
+    if (!sameMajor(version, subscription.version)) {
+      logger.error(
+        { event: label, eventId: metadata.id, sent: version, expected: subscription.version, subscriber: subscription.subscriber },
+        'dropped an event published with another major contract version',
+      );
+      return;
+    }
+    let payload: unknown;
+    try {
+      payload = decodeJson(msg.data);
+    } catch {
+      logger.error({ event: label, eventId: metadata.id, subscriber: subscription.subscriber }, 'dropped an event whose body is not JSON');
+      return;
+    }
+    inFlight.begin();
+    subscription.handle(payload, metadata).then(
+      () => inFlight.end(),
+      () => inFlight.end(), // the subscription logged it; a notification is not retried
+    );
+  }
+}
