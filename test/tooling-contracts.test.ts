@@ -4,14 +4,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { loadContracts } from '../cli/tooling/contract-loader.js';
-import {
-  ContractVerdict,
-  buildLock,
-  diffLocks,
-  formatContractsDiff,
-  lockPath,
-  readLock,
-} from '../cli/tooling/contracts-lock.js';
+import { ContractVerdict, diffLocks, formatContractsDiff } from '../cli/tooling/contracts-diff.js';
+import { buildLock, lockPath, readLock } from '../cli/tooling/contracts-lock.js';
 import { before, cases } from './fixtures/tooling/contracts/changes.js';
 import { runKeel, type CliRun } from './support/cli.js';
 

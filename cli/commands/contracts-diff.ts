@@ -7,7 +7,8 @@ import { contextOf, defineCommand } from '../command.js';
 import { CLIError, CliErrorCode } from '../errors.js';
 import { ROOT_ARG, importerFor, projectAt } from '../tooling/command-support.js';
 import { loadContracts } from '../tooling/contract-loader.js';
-import { buildLock, diffLocks, formatContractsDiff, lockPath, readLock, type ContractsLock } from '../tooling/contracts-lock.js';
+import { diffLocks, formatContractsDiff } from '../tooling/contracts-diff.js';
+import { buildLock, lockPath, readLock, type ContractsLock } from '../tooling/contracts-lock.js';
 
 export default defineCommand({
   meta: {
