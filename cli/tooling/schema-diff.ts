@@ -3,10 +3,11 @@
  * difference, whether the new schema accepts more values (wider), fewer (narrower), or
  * different ones (both). Whether that breaks anyone depends on who reads the value: a wider
  * input is compatible, a wider output is not. Anything not understood counts as both.
+ * Reading one schema (references, types, union members, canonical text) is in json-schema.ts.
  */
+import { IGNORED, alternativesOf, canonical, resolveRef, typesOf, type JsonSchema, type SchemaObject } from './json-schema.js';
 
-/** A JSON Schema node (or a boolean schema). */
-export type JsonSchema = boolean | { readonly [keyword: string]: unknown };
+export type { JsonSchema } from './json-schema.js';
 
 /** Where a schema sits: callers write inputs; callers read outputs, event payloads and error data. */
 export const SchemaPosition = {
@@ -37,7 +38,6 @@ export function isBreaking(direction: Direction, position: SchemaPosition): bool
   return position === SchemaPosition.INPUT ? direction === 'narrower' : direction === 'wider';
 }
 
-const IGNORED = new Set(['$schema', '$id', '$defs', 'definitions', 'title', 'description', 'default', 'examples', '$comment', 'deprecated', 'readOnly', 'writeOnly']);
 const LOWER_BOUNDS = ['minimum', 'exclusiveMinimum', 'minLength', 'minItems', 'minProperties'];
 const UPPER_BOUNDS = ['maximum', 'exclusiveMaximum', 'maxLength', 'maxItems', 'maxProperties'];
 const HANDLED = new Set([
@@ -64,8 +64,6 @@ const HANDLED = new Set([
   '$ref',
 ]);
 
-type SchemaObject = { readonly [keyword: string]: unknown };
-
 interface Context {
   readonly oldRoot: JsonSchema;
   readonly newRoot: JsonSchema;
@@ -91,62 +89,8 @@ export function diffSchemas(oldSchema: JsonSchema, newSchema: JsonSchema, positi
   return context.out;
 }
 
-function resolveRef(root: JsonSchema, node: JsonSchema): { node: JsonSchema; ref: string | undefined } {
-  let current = node;
-  let ref: string | undefined;
-  for (let hops = 0; hops < 32 && typeof current === 'object' && typeof current['$ref'] === 'string'; hops++) {
-    ref = current['$ref'] as string;
-    current = lookup(root, ref) ?? {};
-  }
-  return { node: current, ref };
-}
-
-function lookup(root: JsonSchema, ref: string): JsonSchema | undefined {
-  if (!ref.startsWith('#')) return undefined;
-  let current: unknown = root;
-  for (const part of ref.slice(1).split('/').filter(Boolean)) {
-    const key = part.replace(/~1/g, '/').replace(/~0/g, '~');
-    if (typeof current !== 'object' || current === null) return undefined;
-    current = (current as Record<string, unknown>)[key];
-  }
-  return current as JsonSchema | undefined;
-}
-
 function record(context: Context, path: string, direction: Direction, what: string): void {
   context.out.push({ path, direction, what });
-}
-
-function typesOf(node: SchemaObject): Set<string> | undefined {
-  const type = node['type'];
-  if (typeof type === 'string') return new Set([type]);
-  if (Array.isArray(type)) return new Set(type as string[]);
-  return undefined;
-}
-
-function alternativesOf(root: JsonSchema, node: JsonSchema): JsonSchema[] {
-  const resolved = resolveRef(root, node).node;
-  if (typeof resolved !== 'object') return [resolved];
-  const options = (resolved['anyOf'] ?? resolved['oneOf']) as JsonSchema[] | undefined;
-  if (!Array.isArray(options)) return [node];
-  const rest = Object.keys(resolved).filter((key) => key !== 'anyOf' && key !== 'oneOf' && !IGNORED.has(key));
-  if (rest.length > 0) return [node];
-  return options.flatMap((option) => alternativesOf(root, option));
-}
-
-/** A canonical text of a schema with references inlined (recursion cut), for equality tests. */
-function canonical(root: JsonSchema, node: unknown, stack: readonly string[] = []): string {
-  if (typeof node !== 'object' || node === null) return JSON.stringify(node);
-  if (Array.isArray(node)) return `[${node.map((item) => canonical(root, item, stack)).join(',')}]`;
-  const object = node as SchemaObject;
-  if (typeof object['$ref'] === 'string') {
-    const ref = object['$ref'] as string;
-    if (stack.includes(ref)) return `{"$recursive":${stack.length - stack.indexOf(ref)}}`;
-    return canonical(root, lookup(root, ref) ?? {}, [...stack, ref]);
-  }
-  const keys = Object.keys(object)
-    .filter((key) => !IGNORED.has(key))
-    .sort();
-  return `{${keys.map((key) => `${JSON.stringify(key)}:${canonical(root, object[key], stack)}`).join(',')}}`;
 }
 
 function describeType(root: JsonSchema, node: JsonSchema): string {
