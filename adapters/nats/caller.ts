@@ -134,16 +134,19 @@ export class Caller implements CallOwner {
     call.reject(timeoutError(call.address, call.context, call.context.deadline - call.startedAt));
   }
 
-  /** The connection closed: every pending call is interrupted. */
-  connectionClosed(error: Error | undefined): void {
+  /**
+   * Rejects every pending call with INTERRUPTED: `ended` says what ended before the answer
+   * arrived ("the NATS connection closed", "the NATS transport closed").
+   */
+  interrupt(ended: string, cause?: unknown): void {
     for (const call of [...this.#pending.values()]) {
       this.#settle(call);
       call.reject(
         new KeelError(
           KeelErrorCode.INTERRUPTED,
-          `${call.address.contract}.${call.address.operation}: the NATS connection closed before an answer arrived; its outcome is unknown ` +
+          `${call.address.contract}.${call.address.operation}: ${ended} before an answer arrived; its outcome is unknown ` +
             '(retry only idempotent operations).',
-          { correlationId: call.context.correlationId, cause: error ?? undefined },
+          { correlationId: call.context.correlationId, cause },
         ),
       );
     }
@@ -157,17 +160,7 @@ export class Caller implements CallOwner {
       });
       await within(settled, this.#connection.options.drainTimeoutMs);
     }
-    for (const call of [...this.#pending.values()]) {
-      this.#settle(call);
-      call.reject(
-        new KeelError(
-          KeelErrorCode.INTERRUPTED,
-          `${call.address.contract}.${call.address.operation}: the NATS transport closed before an answer arrived; its outcome is unknown ` +
-            '(retry only idempotent operations).',
-          { correlationId: call.context.correlationId },
-        ),
-      );
-    }
+    this.interrupt('the NATS transport closed');
     this.#deadlines.clear();
   }
 

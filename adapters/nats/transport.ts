@@ -69,7 +69,7 @@ class NatsTransport implements Transport {
 
   async init(): Promise<void> {
     this.#caller.listen();
-    await this.#connection.start((error) => this.#caller.connectionClosed(error));
+    await this.#connection.start((error) => this.#caller.interrupt('the NATS connection closed', error));
   }
 
   status(): TransportStatus {
