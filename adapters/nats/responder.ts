@@ -1,14 +1,16 @@
 /**
  * The serving side of the NATS transport: one NATS service per module (discoverable with
  * `$SRV.PING/INFO/STATS`), one endpoint per operation, one queue group per module. A request is
- * read here, settled by the kernel's answer pipeline, and its answer or error envelope encoded
- * within the server's payload limit and counted in the endpoint's statistics.
+ * read here and settled by the kernel's answer pipeline into a {@link NatsReply}, which encodes
+ * the answer or the error envelope within the server's payload limit and counts it in the
+ * endpoint's statistics.
  */
 import { KeelError, KeelErrorCode, type CallContext } from 'keel';
 import {
   InFlight,
   RemoteFailure,
   within,
+  type Answer,
   type ErrorEnvelope,
   type OperationAddress,
   type Registration,
@@ -28,6 +30,109 @@ interface Served {
   readonly label: string;
   readonly inFlight: InFlight;
   service: Service | undefined;
+}
+
+/** One operation served on NATS: what every request to it shares, made once by `serve`. */
+class Endpoint {
+  /** `module.operation`, for messages and logs. */
+  readonly target: string;
+  readonly counters = new EndpointCounters();
+
+  constructor(
+    readonly connection: Connection,
+    readonly served: Served,
+    readonly operation: string,
+  ) {
+    this.target = `${served.label}.${operation}`;
+  }
+
+  /** A request was answered, successfully or not. */
+  answered(startedAt: number): void {
+    this.counters.answered(startedAt);
+    this.served.inFlight.end();
+  }
+
+  respondError(msg: ServiceMsg, envelope: ErrorEnvelope): void {
+    const code = serviceErrorCode(envelope, this.served.module.contract, this.operation);
+    const description = headerValue(`${envelope.code}: ${envelope.message}`);
+    this.counters.failed(description);
+    try {
+      try {
+        msg.respondError(code, description, encodeJson(envelope));
+      } catch (error) {
+        if (natsCode(error) !== ErrorCode.MaxPayloadExceeded) throw error;
+        // Details (zod issues of a huge input) or data made the envelope too large: send its core.
+        const { type, message, correlationId } = envelope;
+        msg.respondError(code, description, encodeJson({ type, code: envelope.code, message: headerValue(message, 2048), correlationId }));
+      }
+    } catch (error) {
+      this.connection.logger.warn({ err: error, operation: this.target, correlationId: envelope.correlationId }, 'could not send an error reply');
+    }
+  }
+}
+
+/**
+ * The answer to one request, handed to the kernel's answer pipeline, which calls exactly one of
+ * `ok` and `fail`. A class rather than an object literal with two closures: a request allocates
+ * one object and no function.
+ */
+class NatsReply implements Answer {
+  constructor(
+    readonly endpoint: Endpoint,
+    readonly msg: ServiceMsg,
+    readonly context: CallContext,
+    readonly startedAt: number,
+  ) {}
+
+  ok(output: unknown): void {
+    this.#respond(output);
+    this.endpoint.answered(this.startedAt);
+  }
+
+  fail(failure: RemoteFailure): void {
+    this.endpoint.respondError(this.msg, this.#envelopeOf(failure));
+    this.endpoint.answered(this.startedAt);
+  }
+
+  #envelopeOf(failure: unknown): ErrorEnvelope {
+    if (failure instanceof RemoteFailure) return failure.envelope;
+    const { endpoint, context } = this;
+    endpoint.connection.logger.error(
+      { err: failure, operation: endpoint.target, correlationId: context.correlationId },
+      'the answer pipeline failed a call with something other than a RemoteFailure',
+    );
+    return {
+      type: 'keel',
+      code: KeelErrorCode.INTERNAL,
+      message: `${endpoint.target} failed with an internal error (correlation id ${context.correlationId}).`,
+      correlationId: context.correlationId,
+    };
+  }
+
+  #respond(output: unknown): void {
+    const { endpoint, msg, context } = this;
+    const { connection, target } = endpoint;
+    const data = encodeJson(output);
+    const limit = connection.maxPayload;
+    if (data.length > limit) {
+      const error = connection.tooLarge(`The output of ${target}`, data.length, limit, context.correlationId);
+      connection.logger.error({ operation: target, size: data.length, limit, correlationId: context.correlationId }, error.message);
+      endpoint.respondError(msg, {
+        type: 'keel',
+        code: error.code,
+        message: error.message,
+        correlationId: context.correlationId,
+        details: { size: data.length, limit },
+      });
+      return;
+    }
+    try {
+      msg.respond(data);
+    } catch (error) {
+      endpoint.counters.failed(headerValue(`reply not sent: ${reason(error)}`));
+      connection.logger.warn({ err: error, operation: target, correlationId: context.correlationId }, 'could not send a reply');
+    }
+  }
 }
 
 function jsonSchemaOf(schema: z.ZodType, io: 'input' | 'output'): string {
@@ -73,10 +178,10 @@ export class Responder {
       };
       if (definition.timeoutMs !== undefined) metadata['timeout_ms'] = String(definition.timeoutMs);
       if (definition.description !== undefined) metadata['description'] = definition.description;
-      const counters = new EndpointCounters();
-      countersBySubject.set(subjects.operation(contract.name, operation), counters);
+      const endpoint = new Endpoint(connection, served, operation);
+      countersBySubject.set(subjects.operation(contract.name, operation), endpoint.counters);
       group.addEndpoint(operation, {
-        handler: (error, msg) => this.#onRequest(served, operation, counters, error, msg),
+        handler: (error, msg) => this.#onRequest(endpoint, error, msg),
         metadata,
         queue: contract.name,
       });
@@ -106,10 +211,9 @@ export class Responder {
     }
   }
 
-  #onRequest(served: Served, operation: string, counters: EndpointCounters, error: NatsError | null, msg: ServiceMsg): void {
+  #onRequest(endpoint: Endpoint, error: NatsError | null, msg: ServiceMsg): void {
     const startedAt = performance.now();
-    const contract = served.module.contract;
-    const target = `${contract.name}.${operation}`;
+    const { served, operation, target } = endpoint;
     const logger = this.#connection.logger;
     if (error !== null) {
       logger.warn({ err: error, operation: target }, 'request subscription error');
@@ -135,104 +239,20 @@ export class Responder {
       }
     } catch (failure) {
       const keel = failure as KeelError;
-      this.#respondError(msg, served, operation, counters, {
+      endpoint.respondError(msg, {
         type: 'keel',
         code: keel.code,
         message: keel.message,
         ...(keel.correlationId === undefined ? {} : { correlationId: keel.correlationId }),
       });
-      counters.answered(startedAt);
-      served.inFlight.end();
+      endpoint.answered(startedAt);
       return;
     }
     const { context } = request;
-    const address: OperationAddress = { contract: contract.name, version: request.version, operation };
+    const address: OperationAddress = { contract: served.module.contract.name, version: request.version, operation };
     // The kernel's answer pipeline settles the call: a synchronous handler in this same turn, with
     // no promise (each one is taxed by AsyncLocalStorage's hooks on Node 20), an asynchronous one
     // when it settles.
-    served.module.handle(address, input, context, false, {
-      ok: (output) => this.#answer(msg, served, operation, counters, output, context, startedAt),
-      fail: (failure) => this.#answerFailure(msg, served, operation, counters, failure, target, context, startedAt),
-    });
-  }
-
-  #answer(msg: ServiceMsg, served: Served, operation: string, counters: EndpointCounters, output: unknown, context: CallContext, startedAt: number): void {
-    this.#respond(msg, served, operation, counters, output, context);
-    counters.answered(startedAt);
-    served.inFlight.end();
-  }
-
-  #answerFailure(
-    msg: ServiceMsg,
-    served: Served,
-    operation: string,
-    counters: EndpointCounters,
-    failure: unknown,
-    target: string,
-    context: CallContext,
-    startedAt: number,
-  ): void {
-    this.#respondError(msg, served, operation, counters, this.#envelopeOf(failure, target, context));
-    counters.answered(startedAt);
-    served.inFlight.end();
-  }
-
-  #envelopeOf(failure: unknown, target: string, context: CallContext): ErrorEnvelope {
-    if (failure instanceof RemoteFailure) return failure.envelope;
-    this.#connection.logger.error(
-      { err: failure, operation: target, correlationId: context.correlationId },
-      'the answer pipeline failed a call with something other than a RemoteFailure',
-    );
-    return {
-      type: 'keel',
-      code: KeelErrorCode.INTERNAL,
-      message: `${target} failed with an internal error (correlation id ${context.correlationId}).`,
-      correlationId: context.correlationId,
-    };
-  }
-
-  #respond(msg: ServiceMsg, served: Served, operation: string, counters: EndpointCounters, output: unknown, context: CallContext): void {
-    const { logger } = this.#connection;
-    const data = encodeJson(output);
-    const limit = this.#connection.maxPayload;
-    if (data.length > limit) {
-      const error = this.#connection.tooLarge(`The output of ${served.label}.${operation}`, data.length, limit, context.correlationId);
-      logger.error({ operation: `${served.label}.${operation}`, size: data.length, limit, correlationId: context.correlationId }, error.message);
-      this.#respondError(msg, served, operation, counters, {
-        type: 'keel',
-        code: error.code,
-        message: error.message,
-        correlationId: context.correlationId,
-        details: { size: data.length, limit },
-      });
-      return;
-    }
-    try {
-      msg.respond(data);
-    } catch (error) {
-      counters.failed(headerValue(`reply not sent: ${reason(error)}`));
-      logger.warn({ err: error, operation: `${served.label}.${operation}`, correlationId: context.correlationId }, 'could not send a reply');
-    }
-  }
-
-  #respondError(msg: ServiceMsg, served: Served, operation: string, counters: EndpointCounters, envelope: ErrorEnvelope): void {
-    const code = serviceErrorCode(envelope, served.module.contract, operation);
-    const description = headerValue(`${envelope.code}: ${envelope.message}`);
-    counters.failed(description);
-    try {
-      try {
-        msg.respondError(code, description, encodeJson(envelope));
-      } catch (error) {
-        if (natsCode(error) !== ErrorCode.MaxPayloadExceeded) throw error;
-        // Details (zod issues of a huge input) or data made the envelope too large: send its core.
-        const { type, message, correlationId } = envelope;
-        msg.respondError(code, description, encodeJson({ type, code: envelope.code, message: headerValue(message, 2048), correlationId }));
-      }
-    } catch (error) {
-      this.#connection.logger.warn(
-        { err: error, operation: `${served.label}.${operation}`, correlationId: envelope.correlationId },
-        'could not send an error reply',
-      );
-    }
+    served.module.handle(address, input, context, false, new NatsReply(endpoint, msg, context, startedAt));
   }
 }
