@@ -18,6 +18,7 @@ import {
 import { createClient } from 'keel/transport';
 import { DEFAULT_NATS_TRANSPORT_OPTIONS, createNatsTransport, natsOptionsFromEnv, type NatsTransportOptions } from 'keel/nats';
 import { connect, headers } from 'nats';
+import { connectForStatus } from '../cli/tooling/status.js';
 import { closedPort, createOperatorAuth, startNatsServer, type NatsServer } from './support/nats-server.js';
 
 function configError(run: () => unknown): KeelError {
@@ -371,6 +372,34 @@ describe('nats - credentials file (operator mode, JWT and nkey seed)', () => {
     expect(error.message).not.toContain(setup.stranger.jwt);
   });
 
+  it('nats - keel status connects with the same credentials file, and is refused with an untrusted one', async () => {
+    const connection = await connectForStatus({ servers: server.url, credentialsFile: userCreds });
+    await connection.close();
+    await expect(connectForStatus({ servers: server.url, credentialsFile: strangerCreds })).rejects.toThrow(/authorization violation/i);
+  });
+
+  // Runs last here: it restarts the server.
+  it('nats - reads the credentials file on every connect, so a file rotated on disk is used when it reconnects', async () => {
+    const rotating = join(directory, 'rotating.creds');
+    writeFileSync(rotating, setup.user.text);
+    const { logger, records } = capturingLogger();
+    const transport = await createNatsTransport({ servers: server.url, credentialsFile: rotating, reconnectTimeWaitMs: 100, logger });
+    try {
+      expect(transport.status().ready).toBe(true);
+      // A user of an account the server does not trust: only a fresh read of the file sends it.
+      writeFileSync(rotating, setup.stranger.text);
+      await server.restart();
+      await vi.waitFor(() => expect(records.some((record) => /refused this connection's credentials/.test(record))).toBe(true), {
+        timeout: 15_000,
+        interval: 50,
+      });
+      expect(transport.status().ready).toBe(false);
+      writeFileSync(rotating, setup.user.text);
+      await vi.waitFor(() => expect(transport.status().ready).toBe(true), { timeout: 15_000, interval: 50 });
+    } finally {
+      await transport.close();
+    }
+  }, 30_000);
 });
 
 /** Every record a logger got, as text: message, fields, and errors with their message, stack and cause. */

@@ -20,6 +20,8 @@
 export { createNatsTransport } from './transport.js';
 export {
   DEFAULT_NATS_TRANSPORT_OPTIONS,
+  natsAuthOptions,
+  type NatsAuthOptions,
   type NatsTlsOptions,
   type NatsTransportOptions,
 } from './options.js';

@@ -314,9 +314,9 @@ export function redactUrl(server: string): string {
   return server.replace(/\/\/[^@/]*@/, '//***@');
 }
 
-/** Builds the `nats` client's connection options. A credentials file is read on each connect. */
+/** Builds the `nats` client's connection options of the transport: reconnecting for ever. */
 export function connectionOptions(options: ResolvedNatsOptions): ConnectionOptions {
-  const connection: ConnectionOptions = {
+  return {
     servers: [...options.servers],
     name: options.name,
     timeout: options.connectTimeoutMs,
@@ -331,22 +331,40 @@ export function connectionOptions(options: ResolvedNatsOptions): ConnectionOptio
     waitOnFirstConnect: false,
     ignoreClusterUpdates: false,
     noAsyncTraces: true,
+    ...natsAuthOptions(options),
   };
-  if (options.token !== undefined) connection.token = options.token;
-  if (options.user !== undefined) {
-    connection.user = options.user;
-    connection.pass = options.password;
-  }
-  if (options.credentialsFile !== undefined) {
-    const file = options.credentialsFile;
-    connection.authenticator = credsAuthenticator(() => readFileSync(file));
-  }
-  if (options.tls !== undefined) {
-    connection.tls = {
-      ...(options.tls.caFile === undefined ? {} : { caFile: options.tls.caFile }),
-      ...(options.tls.certFile === undefined ? {} : { certFile: options.tls.certFile }),
-      ...(options.tls.keyFile === undefined ? {} : { keyFile: options.tls.keyFile }),
-    };
-  }
-  return connection;
+}
+
+/** What authenticates a NATS connection and secures it: the fields {@link natsAuthOptions} reads. */
+export type NatsAuthOptions = Pick<NatsTransportOptions, 'token' | 'user' | 'password' | 'credentialsFile' | 'tls'>;
+
+/**
+ * The authentication and TLS part of the `nats` client's connection options, the same for
+ * the transport and for `keel status`. A credentials file is read on every connect and
+ * reconnect, not once, so credentials rotated on disk are used without a restart. Checks
+ * nothing: give it options {@link createNatsTransport} would accept.
+ *
+ * @example
+ * ```ts
+ * import { connect } from 'nats';
+ *
+ * const connection = await connect({ servers: 'nats://127.0.0.1:4222', reconnect: false, ...natsAuthOptions({ credentialsFile: '/run/secrets/shop.creds' }) });
+ * ```
+ */
+export function natsAuthOptions(options: NatsAuthOptions): Pick<ConnectionOptions, 'token' | 'user' | 'pass' | 'authenticator' | 'tls'> {
+  const { token, user, password, credentialsFile, tls } = options;
+  return {
+    ...(token === undefined ? {} : { token }),
+    ...(user === undefined ? {} : { user, pass: password }),
+    ...(credentialsFile === undefined ? {} : { authenticator: credsAuthenticator(() => readFileSync(credentialsFile)) }),
+    ...(tls === undefined
+      ? {}
+      : {
+          tls: {
+            ...(tls.caFile === undefined ? {} : { caFile: tls.caFile }),
+            ...(tls.certFile === undefined ? {} : { certFile: tls.certFile }),
+            ...(tls.keyFile === undefined ? {} : { keyFile: tls.keyFile }),
+          },
+        }),
+  };
 }

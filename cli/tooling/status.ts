@@ -7,13 +7,10 @@
  * standard fields of the `nats` client miss asynchronous answers; docs/wire-protocol.md,
  * "Statistics"). They are preferred where present; other services report the standard fields.
  */
-import { readFileSync } from 'node:fs';
-import { isEndpointStatsData } from 'keel/nats';
+import { isEndpointStatsData, natsAuthOptions } from 'keel/nats';
 import {
   RequestStrategy,
   connect,
-  credsAuthenticator,
-  type ConnectionOptions,
   type NamedEndpointStats,
   type NatsConnection,
   type ServiceIdentity,
@@ -146,25 +143,15 @@ export interface StatusConnectOptions {
  * ```
  */
 export async function connectForStatus(options: StatusConnectOptions): Promise<NatsConnection> {
-  const connection: ConnectionOptions = {
+  return connect({
     servers: typeof options.servers === 'string' ? options.servers.split(',').map((server) => server.trim()) : [...options.servers],
     name: 'keel status',
     timeout: options.timeoutMs ?? 3_000,
     reconnect: false,
     maxReconnectAttempts: 0,
     noAsyncTraces: true,
-  };
-  if (options.token !== undefined) connection.token = options.token;
-  if (options.user !== undefined) {
-    connection.user = options.user;
-    connection.pass = options.password;
-  }
-  if (options.credentialsFile !== undefined) {
-    const file = options.credentialsFile;
-    connection.authenticator = credsAuthenticator(readFileSync(file));
-  }
-  if (options.tls !== undefined) connection.tls = { ...options.tls };
-  return connect(connection);
+    ...natsAuthOptions(options),
+  });
 }
 
 async function collect<T>(iterator: Promise<AsyncIterable<T>>): Promise<T[]> {
