@@ -12,7 +12,7 @@ import { assertWireSafe } from './schema-walk.js';
  *
  * @example
  * ```ts
- * import { Delivery, event } from 'keel';
+ * // internal to the kernel: an application writes delivery: 'durable'
  *
  * const orderPlaced = event({ payload: z.object({ orderId: z.string() }), delivery: Delivery.DURABLE });
  * ```
@@ -79,7 +79,7 @@ export interface EventDefinition<Payload extends z.ZodType = z.ZodType> {
  *
  * @example
  * ```ts
- * import type { AnyOperation } from 'keel';
+ * import type { AnyOperation } from 'keel/transport';
  *
  * const retryable = (operation: AnyOperation): boolean => operation.idempotent;
  * Object.entries(orders.operations).filter(([, operation]) => retryable(operation)); // getOrder, listOrders
@@ -91,7 +91,7 @@ export type AnyOperation = OperationDefinition<z.ZodType, z.ZodType, readonly An
  *
  * @example
  * ```ts
- * import { Delivery, type AnyEvent } from 'keel';
+ * // internal to the kernel
  *
  * const isDurable = (definition: AnyEvent): boolean => definition.delivery === Delivery.DURABLE;
  * isDurable(orders.events.orderPlaced); // true
@@ -144,7 +144,7 @@ export type AnyContract = Contract<string, Record<string, AnyOperation>, Record<
  *
  * @example
  * ```ts
- * import type { OperationInput } from 'keel';
+ * // internal to the kernel: an application writes z.input<typeof orders.operations.placeOrder.input>
  *
  * const input: OperationInput<typeof orders.operations.placeOrder> = {
  *   customerId: 'c-42',
@@ -183,7 +183,7 @@ export type HandlerOutput<Op extends AnyOperation> = z.input<Op['output']>;
  *
  * @example
  * ```ts
- * import type { OperationOutput } from 'keel';
+ * // internal to the kernel: an application writes z.output<typeof orders.operations.placeOrder.output>
  *
  * type PlacedOrder = OperationOutput<typeof orders.operations.placeOrder>; // the contract's Order
  * const summary = (order: PlacedOrder): string => `${order.orderId}: ${order.totalCents} cents`;
@@ -195,7 +195,7 @@ export type OperationOutput<Op extends AnyOperation> = z.output<Op['output']>;
  *
  * @example
  * ```ts
- * import type { EventInput } from 'keel';
+ * // internal to the kernel: an application writes z.input<typeof inventory.events.stockLow.payload>
  *
  * const low: EventInput<typeof inventory.events.stockLow> = { sku: 'KB-001', available: 2, threshold: 5 };
  * await emit('stockLow', low); // inside the inventory module
@@ -207,7 +207,7 @@ export type EventInput<Ev extends AnyEvent> = z.input<Ev['payload']>;
  *
  * @example
  * ```ts
- * import type { EventPayload } from 'keel';
+ * // internal to the kernel: an application writes z.output<typeof orders.events.orderPlaced.payload>
  *
  * const confirm = (placed: EventPayload<typeof orders.events.orderPlaced>): string =>
  *   `Order ${placed.orderId} confirmed: ${placed.totalCents} cents`;
@@ -219,7 +219,7 @@ export type EventPayload<Ev extends AnyEvent> = z.output<Ev['payload']>;
  *
  * @example
  * ```ts
- * import type { DeclaredErrorOf } from 'keel';
+ * // internal to the kernel: an application names the declared classes (OutOfStock, PaymentDeclined, ...)
  *
  * function explain(error: DeclaredErrorOf<typeof orders.operations.placeOrder>): string {
  *   if (error.code === 'OUT_OF_STOCK') return `only ${error.data.available} of ${error.data.sku} left`;

@@ -10,17 +10,21 @@ import type { Logger } from './logger.js';
 import type { AnyModule } from './module.js';
 import type { DeadLetter } from './served.js';
 import type { Transport } from './transport.js';
-import { parseOptions } from './options.js';
+import { loggerOption, parseOptions } from './options.js';
 
 /**
  * Which modules this process hosts, and how it reaches the others.
  *
  * @example
  * ```ts
+ * import { createKernel } from 'keel';
  * import { createNatsTransport } from 'keel/nats';
  *
- * const topology: Topology = { host: ['orders', 'payments'], transport: await createNatsTransport({ servers: 'nats://127.0.0.1:4222' }) };
- * const kernel = createKernel({ modules, topology });
+ * // the type is KernelOptions['topology'] outside the kernel
+ * const kernel = createKernel({
+ *   modules,
+ *   topology: { host: ['orders', 'payments'], transport: await createNatsTransport({ servers: 'nats://127.0.0.1:4222' }) },
+ * });
  * ```
  */
 export interface Topology {
@@ -39,6 +43,9 @@ export interface Topology {
  *
  * @example
  * ```ts
+ * import { createKernel, type KernelOptions } from 'keel';
+ * import { createLogger } from 'keel/transport';
+ *
  * const options: KernelOptions = {
  *   modules,
  *   defaultTimeoutMs: 5_000,
@@ -75,6 +82,8 @@ export interface KernelOptions {
  *
  * @example
  * ```ts
+ * import { DEFAULT_KERNEL_OPTIONS } from 'keel/transport';
+ *
  * const kernel = createKernel({ modules, eventTimeoutMs: 2 * DEFAULT_KERNEL_OPTIONS.eventTimeoutMs });
  * ```
  */
@@ -106,11 +115,7 @@ const KernelOptionsSchema = z
       .number({ error: `must be a number of milliseconds, 0 (do not wait) to ${MAX_TIMEOUT_MS}` })
       .refine((value) => Number.isFinite(value) && value >= 0 && value <= MAX_TIMEOUT_MS, `must be a number of milliseconds, 0 (do not wait) to ${MAX_TIMEOUT_MS}`)
       .optional(),
-    logger: z
-      .custom((value) => typeof value === 'object' && value !== null && typeof (value as { info?: unknown }).info === 'function', {
-        error: 'must be a Logger (debug, info, warn, error, child), such as createLogger() or a pino instance',
-      })
-      .optional(),
+    logger: loggerOption().optional(),
     onDeadLetter: z.custom((value) => typeof value === 'function', { error: 'must be a function of a DeadLetter' }).optional(),
   })
   .strict();

@@ -5,8 +5,8 @@
  *
  * @example
  * ```ts
- * const notStarted = kernel.status().modules.filter((module) => module.state !== LifecycleState.STARTED);
- * if (kernel.state === LifecycleState.STARTED) await kernel.stop();
+ * const notStarted = kernel.status().modules.filter((module) => module.state !== 'started');
+ * if (kernel.state === 'started') await kernel.stop();
  * ```
  */
 export const LifecycleState = {

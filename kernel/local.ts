@@ -8,7 +8,7 @@ import { DeadlineScheduler, type DeadlineEntry } from './deadline.js';
 import { InFlight } from './in-flight.js';
 import { LocalEvents } from './local-events.js';
 import { silentLogger, type Logger } from './logger.js';
-import { parseOptions } from './options.js';
+import { loggerOption, parseOptions } from './options.js';
 import {
   cancelledError,
   noRespondersError,
@@ -80,11 +80,7 @@ export function createLocalTransport(options: LocalTransportOptions = {}): Trans
 
 const LocalTransportOptionsSchema = z
   .object({
-    logger: z
-      .custom((value) => typeof value === 'object' && value !== null && typeof (value as { warn?: unknown }).warn === 'function', {
-        error: 'must be a Logger (debug, info, warn, error, child), such as createLogger() or a pino instance',
-      })
-      .optional(),
+    logger: loggerOption().optional(),
     redeliveryDelayMs: z
       .number({ error: 'must be a number of milliseconds, 0 to 3600000' })
       .refine((value) => Number.isFinite(value) && value >= 0 && value <= 3_600_000, 'must be a number of milliseconds, 0 to 3600000')

@@ -4,8 +4,29 @@
  * checked by a zod schema; unknown keys are refused. A bad option is one `INVALID_CONFIG` that
  * names every wrong field, what it takes and what it got.
  */
-import type { z } from 'zod';
+import { z } from 'zod';
 import { KeelError, KeelErrorCode } from './errors.js';
+
+const LOGGER_METHODS = ['debug', 'info', 'warn', 'error', 'child'] as const;
+
+/**
+ * The zod schema of a `logger` option: an object with the {@link Logger} methods (a pino
+ * instance is one). One definition, so every factory says the same thing about a wrong one.
+ *
+ * @example
+ * ```ts
+ * const Schema = z.object({ logger: loggerOption().optional() }).strict();
+ * ```
+ */
+export function loggerOption(): z.ZodType {
+  return z.custom(
+    (value) =>
+      typeof value === 'object' &&
+      value !== null &&
+      LOGGER_METHODS.every((method) => typeof (value as Record<string, unknown>)[method] === 'function'),
+    { error: `must be a Logger (${LOGGER_METHODS.join(', ')}), such as createLogger() or a pino instance` },
+  );
+}
 
 /** Drops keys whose value is `undefined`: for an option, `undefined` means "the default". */
 export function definedOnly<T extends object>(options: T): Partial<T> {
@@ -15,7 +36,8 @@ export function definedOnly<T extends object>(options: T): Partial<T> {
 /**
  * Checks `options` against `schema` (a strict zod object) and returns the options given, with
  * `undefined` values dropped so that defaults spread over them. Throws `INVALID_CONFIG`
- * starting with `factory` and naming every wrong field.
+ * starting with `factory` and naming every wrong field, an unknown key by its full path. The
+ * value of a field named in `secrets` is never repeated, only its kind.
  *
  * @example
  * ```ts
@@ -24,7 +46,12 @@ export function definedOnly<T extends object>(options: T): Partial<T> {
  * const resolved = { ...DEFAULTS, ...given };
  * ```
  */
-export function parseOptions<T extends object>(factory: string, schema: z.ZodType, options: T): Partial<T> {
+export function parseOptions<T extends object>(
+  factory: string,
+  schema: z.ZodType,
+  options: T,
+  secrets: readonly string[] = [],
+): Partial<T> {
   if (typeof options !== 'object' || options === null || Array.isArray(options)) {
     throw new KeelError(KeelErrorCode.INVALID_CONFIG, `${factory}: the options must be an object, got ${describeValue(options)}.`);
   }
@@ -32,17 +59,30 @@ export function parseOptions<T extends object>(factory: string, schema: z.ZodTyp
   const parsed = schema.safeParse(given);
   if (parsed.success) return given;
   const known = knownKeys(schema);
-  const problems = parsed.error.issues.map((issue) =>
-    issue.code === 'unrecognized_keys'
-      ? `unknown option${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map((key) => `"${key}"`).join(', ')}` +
-        (known === undefined ? '' : ` (it takes ${known.join(', ')})`)
-      : `${issue.path.map(String).join('.') || 'the options'} ${issue.message}, got ${describeValue(valueAt(given, issue.path))}`,
-  );
+  const problems = parsed.error.issues.map((issue) => {
+    const path = issue.path.map(String);
+    if (issue.code === 'unrecognized_keys') {
+      const keys = issue.keys.map((key) => `"${[...path, key].join('.')}"`).join(', ');
+      const takes = path.length === 0 ? known : knownKeys(valueAt(schema, ['shape', ...path]) as z.ZodType);
+      return `unknown option${issue.keys.length > 1 ? 's' : ''} ${keys}` + (takes === undefined ? '' : ` (it takes ${takes.join(', ')})`);
+    }
+    const field = path.join('.') || 'the options';
+    // A secret's value is never repeated, not even a wrong one: say only what kind of value it was.
+    const value = valueAt(given, issue.path);
+    const kind = typeof value === 'object' || typeof value === 'function' ? describeValue(value) : `a ${typeof value}`;
+    const got = secrets.includes(path[0] ?? '') ? `${kind} (not shown: it is a secret)` : describeValue(value);
+    return `${field} ${issue.message}, got ${got}`;
+  });
   throw new KeelError(KeelErrorCode.INVALID_CONFIG, `${factory}: ${problems.join('; ')}.`);
 }
 
-function knownKeys(schema: z.ZodType): readonly string[] | undefined {
-  const shape = (schema as { shape?: unknown }).shape;
+function knownKeys(schema: z.ZodType | undefined): readonly string[] | undefined {
+  let inner: unknown = schema;
+  // Look through .optional() and friends to the object's shape.
+  while (inner !== undefined && (inner as { shape?: unknown }).shape === undefined && typeof (inner as { unwrap?: unknown }).unwrap === 'function') {
+    inner = (inner as { unwrap: () => unknown }).unwrap();
+  }
+  const shape = (inner as { shape?: unknown } | undefined)?.shape;
   return typeof shape === 'object' && shape !== null ? Object.keys(shape) : undefined;
 }
 

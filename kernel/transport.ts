@@ -96,7 +96,8 @@ export class RemoteFailure extends Error {
  *
  * @example
  * ```ts
- * class NatsReply implements Answer {
+ * // a sketch of adapters/nats/responder.ts's NatsReply
+ * class Reply implements Answer {
  *   constructor(readonly msg: Msg) {}
  *   ok(output: unknown): void { this.msg.respond(JSON.stringify(output)); }
  *   fail(failure: RemoteFailure): void { this.msg.respond(JSON.stringify(failure.envelope)); }
@@ -117,7 +118,7 @@ export interface Answer {
  * @example
  * ```ts
  * // in a wire transport's serve(served), for one request
- * served.handle(address, JSON.parse(body), context, false, new NatsReply(msg));
+ * served.handle(address, JSON.parse(body), context, false, new Reply(msg));
  * ```
  */
 export interface ServedModule {

@@ -74,6 +74,7 @@ const TRANSPORT = {
     'isCorrelationId',
     'isErrorEnvelope',
     'isTraceparent',
+    'loggerOption',
     'majorOf',
     'newCorrelationId',
     'newTraceparent',

@@ -5,6 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { createKernel, currentContext, defineContract, defineModule, isKeelError, operation, silentLogger, type KernelOptions } from 'keel';
+import { loggerOption, parseOptions } from 'keel/transport';
 
 const clock = defineContract({
   name: 'clock',
@@ -69,5 +70,45 @@ describe('kernel - options', () => {
 
   it('kernel - accepts 0 as drainTimeoutMs (do not wait) and a whole number of delivery attempts', () => {
     expect(() => createKernel({ modules: [clockModule], logger: silentLogger, drainTimeoutMs: 0, maxDeliveryAttempts: 1 })).not.toThrow();
+  });
+});
+
+describe('parseOptions - the one way every factory checks its options', () => {
+  const Schema = z
+    .object({
+      port: z.number({ error: 'must be a TCP port' }).optional(),
+      tls: z.object({ certFile: z.string().optional(), keyFile: z.string().optional() }).strict().optional(),
+      password: z.string({ error: 'must be a string' }).optional(),
+      logger: loggerOption().optional(),
+    })
+    .strict();
+  const refusal = (options: object): string => {
+    try {
+      parseOptions('createThing', Schema, options, ['password']);
+    } catch (error) {
+      expect(isKeelError(error, 'INVALID_CONFIG')).toBe(true);
+      return (error as Error).message;
+    }
+    throw new Error(`parseOptions accepted ${JSON.stringify(options)}`);
+  };
+
+  it('names an unknown key inside a nested option by its full path, with the keys that level takes', () => {
+    expect(refusal({ tls: { certfile: 'a.pem' } })).toBe(
+      'createThing: unknown option "tls.certfile" (it takes certFile, keyFile).',
+    );
+  });
+
+  it('never repeats the value of a secret, only its kind', () => {
+    const message = refusal({ password: 20250101 });
+    expect(message).toBe('createThing: password must be a string, got a number (not shown: it is a secret).');
+    expect(message).not.toContain('20250101');
+  });
+
+  it('refuses a logger without the Logger methods, naming them', () => {
+    expect(refusal({ logger: { info: () => {} } })).toMatch(/logger must be a Logger \(debug, info, warn, error, child\)/);
+  });
+
+  it('drops options given as undefined so that defaults spread over them', () => {
+    expect(parseOptions('createThing', Schema, { port: undefined, password: 'x' })).toEqual({ password: 'x' });
   });
 });

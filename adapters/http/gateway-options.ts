@@ -7,7 +7,7 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { KeelError, KeelErrorCode, type AnyContract, type Kernel, type Logger } from 'keel';
-import { DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS, isContract, parseOptions } from 'keel/transport';
+import { DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS, isContract, loggerOption, parseOptions } from 'keel/transport';
 import type { KernelMetricsOptions } from './metrics.js';
 
 /**
@@ -168,11 +168,7 @@ const HttpGatewayOptionsSchema = z
       .optional(),
     caller: text('a caller name that is not empty, such as http').optional(),
     stopKernelOnClose: flag().optional(),
-    logger: z
-      .custom((value) => isObject(value) && typeof value['info'] === 'function', {
-        error: 'must be a Logger (debug, info, warn, error, child), such as createLogger() or a pino instance',
-      })
-      .optional(),
+    logger: loggerOption().optional(),
     configure: z.custom((value) => typeof value === 'function', { error: 'must be a function of the fastify instance' }).optional(),
   })
   .strict();

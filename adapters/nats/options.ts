@@ -5,7 +5,7 @@
  */
 import { accessSync, constants, readFileSync } from 'node:fs';
 import { KeelError, KeelErrorCode, type Logger } from 'keel';
-import { MAX_TIMEOUT_MS, describeValue, parseOptions } from 'keel/transport';
+import { MAX_TIMEOUT_MS, describeValue, loggerOption, parseOptions } from 'keel/transport';
 import { credsAuthenticator, type ConnectionOptions } from 'nats';
 import { z } from 'zod';
 import { isValidPrefix } from './wire.js';
@@ -185,11 +185,7 @@ const NatsTransportOptionsSchema = z
       .optional(),
     jetStreamTimeoutMs: timeout(),
     drainTimeoutMs: timeout(),
-    logger: z
-      .custom((value) => typeof value === 'object' && value !== null && typeof (value as { info?: unknown }).info === 'function', {
-        error: 'must be a Logger (debug, info, warn, error, child), such as createLogger() or a pino instance',
-      })
-      .optional(),
+    logger: loggerOption().optional(),
   } satisfies Record<keyof NatsTransportOptions, z.ZodType>)
   .strict();
 
@@ -202,8 +198,7 @@ const SECRET_OPTIONS = ['token', 'password'] as const;
  * URLs, credentials given twice, files that cannot be read, a certificate without its key).
  */
 export function resolveOptions(options: NatsTransportOptions): ResolvedNatsOptions {
-  refuseSecretsOfWrongType(options);
-  const merged = { ...DEFAULT_NATS_TRANSPORT_OPTIONS, ...parseOptions(FACTORY, NatsTransportOptionsSchema, options) };
+  const merged = { ...DEFAULT_NATS_TRANSPORT_OPTIONS, ...parseOptions(FACTORY, NatsTransportOptionsSchema, options, SECRET_OPTIONS) };
   const servers = serverList(merged.servers);
   for (const server of servers) checkServerUrl(server, `${FACTORY}: servers`);
   const lifted = liftUrlCredentials(servers, merged);
@@ -229,17 +224,6 @@ export function resolveOptions(options: NatsTransportOptions): ResolvedNatsOptio
     }
   }
   return resolved as ResolvedNatsOptions;
-}
-
-/** Refused before the schema, whose message would show the value: a password given as a number is still a password. */
-function refuseSecretsOfWrongType(options: NatsTransportOptions): void {
-  if (typeof options !== 'object' || options === null) return;
-  for (const key of SECRET_OPTIONS) {
-    const value: unknown = options[key];
-    if (value === undefined || typeof value === 'string') continue;
-    const kind = typeof value === 'object' || typeof value === 'function' ? describeValue(value) : `a ${typeof value}`;
-    throw configError(`${FACTORY}: ${key} must be a string, got ${kind} (not shown: it is a secret).`);
-  }
 }
 
 /**
