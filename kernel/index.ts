@@ -70,5 +70,9 @@ export { createKernel, type Kernel, type KernelOptions } from './kernel.js';
 // Logging: a module gets a Logger in its tools; tests pass silentLogger to keep output quiet.
 export { silentLogger, type Logger } from './logger.js';
 
+// Module-owned data: the db a module gets when it declares data, and what a kernel's database
+// option takes. Engines come from 'keel/pglite' and 'keel/postgres'.
+export type { Database, DatabaseEngine } from './database.js';
+
 // The transport a topology takes. Adapter authors implement it from 'keel/transport'.
 export type { Transport } from './transport.js';

@@ -9,6 +9,7 @@ import { DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS } from './client.js';
 import type { Logger } from './logger.js';
 import type { AnyModule } from './module.js';
 import type { DeadLetter } from './served.js';
+import type { DatabaseEngine } from './database.js';
 import type { Transport } from './transport.js';
 import { loggerOption, parseOptions } from './options.js';
 
@@ -71,6 +72,13 @@ export interface KernelOptions {
   /** Called for every durable event given up on. */
   readonly onDeadLetter?: (deadLetter: DeadLetter) => void;
   /**
+   * Where modules that declare `data` keep it: one engine for all (each module in its own
+   * schema), or a function choosing one per module (a database per module). Needed as soon as
+   * a hosted module declares `data`; `keel start` makes one from `DATABASE_URL`, or an embedded
+   * PGlite. The kernel does not close it: close it after `kernel.stop()`.
+   */
+  readonly database?: DatabaseEngine | ((module: string) => DatabaseEngine);
+  /**
    * How long stop waits for one module's work in flight before stopping it anyway
    * (default 30 000 ms). Over NATS the transport's own drain timeout applies as well.
    */
@@ -117,6 +125,14 @@ const KernelOptionsSchema = z
       .optional(),
     logger: loggerOption().optional(),
     onDeadLetter: z.custom((value) => typeof value === 'function', { error: 'must be a function of a DeadLetter' }).optional(),
+    database: z
+      .custom(
+        (value) =>
+          typeof value === 'function' ||
+          (typeof value === 'object' && value !== null && typeof (value as { connect?: unknown }).connect === 'function'),
+        { error: 'must be a DatabaseEngine, such as createPGliteDatabase() or createPostgresDatabase({ url }), or a function of a module name returning one' },
+      )
+      .optional(),
   })
   .strict();
 

@@ -155,6 +155,7 @@ class KernelImpl implements Kernel {
       eventTimeoutMs: options.eventTimeoutMs,
       drainTimeoutMs: options.drainTimeoutMs,
       onDeadLetter: options.onDeadLetter,
+      databaseFor: (module: string) => (typeof options.database === 'function' ? options.database(module) : options.database),
       clientFor: (contract: AnyContract, caller: string) => this.#clientFor(contract, caller),
       stopped: () => this.#state === LifecycleState.STOPPED,
     };

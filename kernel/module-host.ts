@@ -9,6 +9,10 @@ import { isContract, type AnyContract, type AnyEvent, type AnyOperation } from '
 import { currentContext, newCorrelationId } from './context.js';
 import { KeelError, KeelErrorCode, validationError } from './errors.js';
 import { within } from './in-flight.js';
+import { schemaOf, type DatabaseEngine, type ModuleData } from './database.js';
+import { migrate, readMigrations } from './migrations.js';
+import { ModuleDatabase, missingDatabase } from './module-data.js';
+import { OutboxRelay } from './outbox-relay.js';
 import { LifecycleState } from './lifecycle.js';
 import type { Logger } from './logger.js';
 import type { AnyModule, EventHandler, EventHandlerFunction, EventHandlerOptions, ModuleInstance, OperationHandler } from './module.js';
@@ -33,6 +37,8 @@ export interface HostServices {
   clientFor(contract: AnyContract, caller: string): Client<AnyContract>;
   /** True once the kernel stopped: a module may no longer emit. */
   stopped(): boolean;
+  /** The database engine of a module that declares data, if the kernel was given one. */
+  databaseFor(module: string): DatabaseEngine | undefined;
 }
 
 export class ModuleHost {
@@ -42,6 +48,9 @@ export class ModuleHost {
   #registrations: Registration[] = [];
   /** True once the start hook (if any) completed: only then does the stop hook run. */
   #startHookRan = false;
+  /** The module's database and its outbox relay, when it declares data. */
+  #db: ModuleDatabase | undefined;
+  #relay: OutboxRelay | undefined;
 
   constructor(
     readonly module: AnyModule,
@@ -84,7 +93,8 @@ export class ModuleHost {
       return container.get(identifier as ServiceIdentifier);
     };
     const emit = (event: string, payload: unknown): Promise<void> => this.#emit(contract, event, payload);
-    const instance = await module.create({ name: module.name, get: get as never, emit: emit as never, logger });
+    const db = module.data === undefined ? missingDatabase(module.name) : await this.#openDatabase(module.data, logger);
+    const instance = await module.create({ name: module.name, get: get as never, emit: emit as never, logger, db });
     this.#instance = instance;
     checkInstance(module, instance);
     await instance.start?.();
@@ -95,7 +105,55 @@ export class ModuleHost {
     this.#registrations.push(await serveOn(services.local));
     if (services.remote) this.#registrations.push(await serveOn(services.remote));
     await this.#subscribe(instance, logger);
+    this.#relay?.start();
     this.state = LifecycleState.STARTED;
+  }
+
+  /**
+   * A durable event's handler in a module that owns data runs in one transaction with the
+   * record of the event's id in the module's inbox: a redelivery of an event already handled
+   * has no second effect, and a handler that fails leaves no record, so the retry runs it.
+   */
+  #withInbox(source: string, event: string, definition: AnyEvent, handler: EventHandlerFunction<AnyEvent>): EventHandlerFunction<AnyEvent> {
+    const db = this.#db;
+    if (db === undefined || definition.delivery !== 'durable') return handler;
+    return (payload, context) =>
+      db.transaction(async () => {
+        const { rowCount } = await db.query(
+          'insert into keel_inbox (event_id, source, event) values ($1, $2, $3) on conflict (event_id) do nothing',
+          [context.id, source, event],
+        );
+        if (rowCount === 0) {
+          this.services.logger.debug({ module: this.module.name, event: `${source}.${event}`, eventId: context.id }, 'event already handled; skipped');
+          return;
+        }
+        await handler(payload, context);
+      });
+  }
+
+  /** Connects the module's schema, applies its migrations, and prepares its outbox relay. */
+  async #openDatabase(data: ModuleData, logger: Logger): Promise<ModuleDatabase> {
+    const { module, services } = this;
+    const engine = services.databaseFor(module.name);
+    if (engine === undefined) {
+      throw new KeelError(
+        KeelErrorCode.INVALID_CONFIG,
+        `Module "${module.name}" declares data, but the kernel has no database. Give createKernel a database: ` +
+          "createPGliteDatabase() from 'keel/pglite' (embedded, no server) or createPostgresDatabase({ url }) from 'keel/postgres'.",
+      );
+    }
+    const schema = schemaOf(module.name);
+    const connection = await engine.connect(schema);
+    try {
+      const applied = await migrate(connection, module.name, schema, readMigrations(module.name, data.migrations));
+      if (applied.length > 0) logger.info({ schema, database: engine.location, applied }, 'migrations applied');
+    } catch (error) {
+      await connection.close().catch(() => undefined);
+      throw error;
+    }
+    this.#db = new ModuleDatabase(module.name, schema, engine, connection);
+    this.#relay = new OutboxRelay(module.contract as AnyContract, connection, () => services.remote ?? services.local, logger);
+    return this.#db;
   }
 
   /** Subscribes each of the instance's event handlers on the event transport. */
@@ -120,7 +178,12 @@ export class ModuleHost {
           source,
           event,
           definition,
-          handler: (typeof handler === 'function' ? handler : handler.handle) as EventHandlerFunction<AnyEvent>,
+          handler: this.#withInbox(
+            source.name,
+            event,
+            definition,
+            (typeof handler === 'function' ? handler : handler.handle) as EventHandlerFunction<AnyEvent>,
+          ),
           fanout,
           maxAttempts: options.maxAttempts ?? services.maxDeliveryAttempts,
           eventTimeoutMs: services.eventTimeoutMs,
@@ -153,6 +216,18 @@ export class ModuleHost {
         KeelErrorCode.INVALID_STATE,
         `Module "${contract.name}" emitted ${event} after the kernel stopped; emit only while the module runs.`,
       );
+    }
+    const transaction = this.#db?.current();
+    if (transaction !== undefined) {
+      // In a transaction: the event is written to the outbox with the rest, and the relay
+      // publishes it once (and only if) the transaction commits.
+      await transaction.tx.query(
+        'insert into keel_outbox (id, event, payload, correlation_id, traceparent) values ($1, $2, $3, $4, $5)',
+        [newCorrelationId(), event, JSON.stringify(parsed.data), context?.correlationId ?? newCorrelationId(), context?.traceparent ?? null],
+      );
+      const relay = this.#relay;
+      if (relay !== undefined && !transaction.afterCommit.includes(relay.kicker)) transaction.afterCommit.push(relay.kicker);
+      return;
     }
     await (this.services.remote ?? this.services.local).publish({
       contract: contract.name,
@@ -197,6 +272,10 @@ export class ModuleHost {
         this.services.logger.error({ err: error, module: this.module.name }, 'module stop hook failed');
       }
     }
+    if (this.#relay !== undefined) await within(this.#relay.stop(), this.services.drainTimeoutMs);
+    await this.#db?.connection.close().catch((error: unknown) => {
+      this.services.logger.warn({ err: error, module: this.module.name }, 'closing the database connection failed');
+    });
     this.#container?.unbindAll();
     this.state = LifecycleState.STOPPED;
   }

@@ -18,6 +18,7 @@ import { KeelError, KeelErrorCode } from './errors.js';
 import type { Logger } from './logger.js';
 import type { EventMetadata, Fanout } from './transport.js';
 import type { Client } from './client.js';
+import type { Database, ModuleData } from './database.js';
 
 /**
  * A handler of one operation: validated input in, output (validated after) out. Not in
@@ -214,6 +215,11 @@ export interface ModuleTools<C extends AnyContract, Deps extends readonly AnyCon
   readonly emit: Emit<C>;
   /** A logger bound to this module. */
   readonly logger: Logger;
+  /**
+   * The module's own database (its schema), when it declares `data`; its migrations are
+   * applied before `create` runs. Without `data`, using it fails with what to declare.
+   */
+  readonly db: Database;
 }
 
 /**
@@ -296,6 +302,8 @@ export interface ModuleSpec<
   readonly subscribesTo?: Subs;
   /** Binds private providers in the module's own container. Inject with explicit tokens. */
   readonly providers?: (bind: Bind) => void;
+  /** Declares that the module owns data: it gets `db`, its own schema, with these migrations. */
+  readonly data?: ModuleData;
   /** Builds the module once at start: resolve what handlers need here, never per call. */
   readonly create: (
     tools: ModuleTools<NoInfer<C>, NoInfer<Deps>>,
@@ -325,6 +333,7 @@ export interface Module<
   readonly dependsOn: Deps;
   readonly subscribesTo: Subs;
   readonly providers: ((bind: Bind) => void) | undefined;
+  readonly data: ModuleData | undefined;
   readonly create: (tools: ModuleTools<C, Deps>) => ModuleInstance<C, Subs> | Promise<ModuleInstance<C, Subs>>;
 }
 
@@ -403,6 +412,12 @@ export function defineModule<
       fail('every entry of `subscribesTo` must be a contract (did an import cycle leave it undefined?).');
     }
   }
+  if (spec.data !== undefined) {
+    const migrations = (spec.data as { migrations?: unknown } | null)?.migrations;
+    if (!(migrations instanceof URL) && (typeof migrations !== 'string' || migrations === '')) {
+      fail("`data.migrations` must be the folder of its .sql migrations: new URL('./migrations/', import.meta.url).");
+    }
+  }
   return Object.freeze({
     kind: 'module' as const,
     name: name as C['name'],
@@ -410,6 +425,7 @@ export function defineModule<
     dependsOn,
     subscribesTo,
     providers: spec.providers,
+    data: spec.data,
     create: spec.create as Module<C, Deps, Subs>['create'],
   });
 }

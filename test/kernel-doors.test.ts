@@ -34,6 +34,8 @@ const KEEL = {
     'CallContext',
     'Client',
     'Contract',
+    'Database',
+    'DatabaseEngine',
     'Emit',
     'ErrorClass',
     'EventDefinition',
@@ -80,6 +82,8 @@ const TRANSPORT = {
     'newTraceparent',
     'noRespondersError',
     'parseOptions',
+    'quoteIdentifier',
+    'schemaOf',
     'timeoutError',
     'toErrorEnvelope',
     'unknownOperationFailure',
@@ -92,6 +96,7 @@ const TRANSPORT = {
     'CallOptions',
     'CallRecord',
     'ClientOptions',
+    'DatabaseEngine',
     'DeadLetter',
     'DeadlineEntry',
     'ErrorEnvelope',
@@ -102,8 +107,12 @@ const TRANSPORT = {
     'LocalTransportOptions',
     'OperationAddress',
     'PublishedEvent',
+    'QueryResult',
     'Registration',
+    'Row',
+    'SchemaConnection',
     'ServedModule',
+    'SqlRunner',
     'Transport',
     'TransportCallOptions',
     'TransportStatus',
@@ -140,8 +149,8 @@ describe('kernel - public doors', () => {
     expect(Object.keys(transport).sort()).toEqual(TRANSPORT.values);
   });
 
-  it('kernel - the doors share no name but type Transport, which a topology takes and an adapter implements', () => {
+  it('kernel - the doors share no names but the ports an application hands to createKernel and an adapter implements: DatabaseEngine and Transport', () => {
     const keelNames = [...KEEL.values, ...KEEL.types];
-    expect([...TRANSPORT.values, ...TRANSPORT.types].filter((name) => keelNames.includes(name))).toEqual(['Transport']);
+    expect([...TRANSPORT.values, ...TRANSPORT.types].filter((name) => keelNames.includes(name))).toEqual(['DatabaseEngine', 'Transport']);
   });
 });

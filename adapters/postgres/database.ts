@@ -1,0 +1,168 @@
+/**
+ * The PostgreSQL engine: a `pg` pool per module schema, whose connections start with the
+ * module's search_path, so that unqualified names resolve in the module's own schema.
+ */
+import pg from 'pg';
+import { z } from 'zod';
+import type { DatabaseEngine, QueryResult, Row, SchemaConnection, SqlRunner } from 'keel/transport';
+import { KeelError, KeelErrorCode } from 'keel';
+import { parseOptions, quoteIdentifier } from 'keel/transport';
+
+/**
+ * Options of {@link createPostgresDatabase}.
+ *
+ * @example
+ * ```ts
+ * const database = createPostgresDatabase({ url: 'postgres://keel@db.internal:5432/shop', poolSize: 10 });
+ * ```
+ */
+export interface PostgresDatabaseOptions {
+  /** A `postgres://` connection URL. */
+  readonly url: string;
+  /** Connections per module (default 5). */
+  readonly poolSize?: number;
+  /** How long to wait for a connection, in ms (default 10 000). */
+  readonly connectTimeoutMs?: number;
+}
+
+const Schema = z
+  .object({
+    url: z
+      .string({ error: 'must be a postgres:// URL' })
+      .refine((value) => /^postgres(ql)?:\/\//.test(value), 'must be a postgres:// URL, such as postgres://user@127.0.0.1:5432/shop'),
+    poolSize: z.number({ error: 'must be a whole number of connections, 1 to 100' }).int().min(1).max(100).optional(),
+    connectTimeoutMs: z.number({ error: 'must be a number of milliseconds, 1 to 600000' }).int().min(1).max(600_000).optional(),
+  })
+  .strict();
+
+/** The URL without its password, safe to log: `127.0.0.1:5432/shop`. */
+function locationOf(url: string): string {
+  try {
+    const parsed = new URL(url);
+    return `${parsed.host}${parsed.pathname}`;
+  } catch {
+    return 'postgres';
+  }
+}
+
+/**
+ * A PostgreSQL database for the modules that own data: each gets its own schema and pool.
+ * Connects lazily: a wrong URL fails when the first module starts, naming the database.
+ *
+ * @example
+ * ```ts
+ * const database = createPostgresDatabase({ url: process.env.DATABASE_URL! });
+ * ```
+ */
+export function createPostgresDatabase(options: PostgresDatabaseOptions): DatabaseEngine {
+  const given = parseOptions('createPostgresDatabase', Schema, options, ['url']) as PostgresDatabaseOptions;
+  return new PostgresEngine(given.url, given.poolSize ?? 5, given.connectTimeoutMs ?? 10_000);
+}
+
+class PostgresEngine implements DatabaseEngine {
+  readonly name = 'postgres';
+  readonly oneTransactionAtATime = false;
+  readonly location: string;
+  readonly #pools = new Set<pg.Pool>();
+
+  constructor(
+    readonly url: string,
+    readonly poolSize: number,
+    readonly connectTimeoutMs: number,
+  ) {
+    this.location = locationOf(url);
+  }
+
+  async connect(schema: string): Promise<SchemaConnection> {
+    const pool = new pg.Pool({
+      connectionString: this.url,
+      max: this.poolSize,
+      connectionTimeoutMillis: this.connectTimeoutMs,
+      options: `-c search_path=${quoteIdentifier(schema)}`,
+    });
+    // An idle connection the server dropped must not crash the process; the pool replaces it.
+    pool.on('error', () => undefined);
+    this.#pools.add(pool);
+    try {
+      await pool.query(`create schema if not exists ${quoteIdentifier(schema)}`);
+    } catch (error) {
+      this.#pools.delete(pool);
+      await pool.end().catch(() => undefined);
+      // Two instances creating the schema at once: the loser sees a unique violation; the schema exists.
+      if ((error as { code?: string }).code !== '23505') {
+        throw new KeelError(
+          KeelErrorCode.UNAVAILABLE,
+          `PostgreSQL at ${this.location} refused schema "${schema}": ${(error as Error).message}. ` +
+            'Check DATABASE_URL, that the server runs, and that the user may create schemas in the database.',
+          { cause: error },
+        );
+      }
+      return this.connect(schema);
+    }
+    return new PostgresSchema(pool, () => this.#pools.delete(pool));
+  }
+
+  async close(): Promise<void> {
+    const pools = [...this.#pools];
+    this.#pools.clear();
+    await Promise.all(pools.map((pool) => pool.end().catch(() => undefined)));
+  }
+}
+
+function resultOf<R extends Row>(result: pg.QueryResult): QueryResult<R> {
+  return { rows: result.rows as R[], rowCount: result.rowCount ?? result.rows.length };
+}
+
+function runnerOf(client: pg.Pool | pg.PoolClient): SqlRunner {
+  return {
+    query: async <R extends Row = Row>(text: string, params?: readonly unknown[]) =>
+      resultOf<R>(await client.query(text, params === undefined ? undefined : [...params])),
+    exec: async (script: string) => {
+      await client.query(script);
+    },
+  };
+}
+
+class PostgresSchema implements SchemaConnection {
+  readonly #runner: SqlRunner;
+
+  constructor(
+    readonly pool: pg.Pool,
+    readonly forget: () => void,
+  ) {
+    this.#runner = runnerOf(pool);
+  }
+
+  query<R extends Row = Row>(text: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
+    return this.#runner.query<R>(text, params);
+  }
+
+  exec(script: string): Promise<void> {
+    return this.#runner.exec(script);
+  }
+
+  async transaction<T>(work: (tx: SqlRunner) => Promise<T>): Promise<T> {
+    const client = await this.pool.connect();
+    let broken: unknown;
+    try {
+      await client.query('begin');
+      const result = await work(runnerOf(client));
+      await client.query('commit');
+      return result;
+    } catch (error) {
+      try {
+        await client.query('rollback');
+      } catch (rollbackError) {
+        broken = rollbackError; // the connection is unusable: drop it from the pool
+      }
+      throw error;
+    } finally {
+      client.release(broken instanceof Error ? broken : undefined);
+    }
+  }
+
+  async close(): Promise<void> {
+    this.forget();
+    await this.pool.end();
+  }
+}

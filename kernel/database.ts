@@ -1,0 +1,148 @@
+/**
+ * Module-owned data: the database a module declares it owns (`data` in defineModule), and the
+ * port a database adapter implements (PGlite embedded, PostgreSQL). Each module gets its own
+ * schema: unqualified table names resolve there, and its migrations, outbox, inbox and
+ * idempotency records live there.
+ */
+
+/** One row of a query result: column name to value. */
+export type Row = Record<string, unknown>;
+
+/**
+ * What a query returns.
+ *
+ * @example
+ * ```ts
+ * const { rows, rowCount } = await db.query<{ sku: string; on_hand: number }>('select sku, on_hand from stock where sku = $1', [sku]);
+ * ```
+ */
+export interface QueryResult<R extends Row = Row> {
+  readonly rows: R[];
+  /** Rows returned, or changed by an insert, update or delete. */
+  readonly rowCount: number;
+}
+
+/**
+ * Runs SQL: one parameterised statement (`query`, `$1`, `$2`... placeholders), or a script of
+ * several statements without parameters (`exec`, as migrations are).
+ *
+ * @example
+ * ```ts
+ * await sql.exec('create table stock (sku text primary key, on_hand int not null)');
+ * await sql.query('insert into stock (sku, on_hand) values ($1, $2)', ['KB-001', 5]);
+ * ```
+ */
+export interface SqlRunner {
+  query<R extends Row = Row>(text: string, params?: readonly unknown[]): Promise<QueryResult<R>>;
+  exec(script: string): Promise<void>;
+}
+
+/**
+ * A module's database: its own schema, with transactions. A query made inside `transaction`
+ * (anywhere in the call chain of `work`, by this module) joins that transaction; so does
+ * `emit`, whose event is written to the module's outbox and published if and only if the
+ * transaction commits.
+ *
+ * @example
+ * ```ts
+ * create: ({ db, emit }) => ({
+ *   handlers: {
+ *     cancelOrder: ({ orderId }) =>
+ *       db.transaction(async () => {
+ *         const { rowCount } = await db.query("update orders set status = 'cancelled' where id = $1 and status = 'placed'", [orderId]);
+ *         if (rowCount === 0) throw new OrderNotCancellable({ orderId });
+ *         await emit('orderCancelled', { orderId }); // published once the update commits, never if it rolls back
+ *         return { orderId, status: 'cancelled' as const };
+ *       }),
+ *   },
+ * }),
+ * ```
+ */
+export interface Database extends SqlRunner {
+  /** The module's schema (its name, in snake case). */
+  readonly schema: string;
+  /**
+   * Runs `work` in one transaction: committed when it resolves, rolled back when it throws.
+   * Nested calls join the outer transaction.
+   */
+  transaction<T>(work: () => Promise<T>): Promise<T>;
+}
+
+/**
+ * What a module declares in defineModule's `data`: that it owns data, and where its migrations
+ * are: a folder of `.sql` files applied in name order (`001_orders.sql`, `002_...`), each once,
+ * at start, under a lock, all pending ones in one transaction.
+ *
+ * @example
+ * ```ts
+ * defineModule({ contract: orders, data: { migrations: new URL('./migrations/', import.meta.url) }, create: ({ db }) => ... });
+ * ```
+ */
+export interface ModuleData {
+  /** The folder of the module's `.sql` migrations (a `file:` URL or a path). */
+  readonly migrations: URL | string;
+}
+
+/**
+ * One module's connection to its schema, as a {@link DatabaseEngine} gives it: unqualified
+ * names resolve in the schema.
+ *
+ * @example
+ * ```ts
+ * const connection = await engine.connect('orders');
+ * await connection.transaction(async (tx) => tx.query('insert into orders (id) values ($1)', [id]));
+ * ```
+ */
+export interface SchemaConnection extends SqlRunner {
+  /** Runs `work` on one connection in one transaction: commit when it resolves, rollback when it throws. */
+  transaction<T>(work: (tx: SqlRunner) => Promise<T>): Promise<T>;
+  /** Releases the connection's resources. */
+  close(): Promise<void>;
+}
+
+/**
+ * The port a database adapter implements. `createPGliteDatabase()` (`keel/pglite`) and
+ * `createPostgresDatabase()` (`keel/postgres`) are the two keel ships.
+ *
+ * @example
+ * ```ts
+ * const database = await createPostgresDatabase({ url: process.env.DATABASE_URL });
+ * const kernel = createKernel({ modules, database });
+ * await kernel.start(); // each data module: schema created, migrations applied
+ * await kernel.stop();
+ * await database.close(); // the kernel does not close it
+ * ```
+ */
+export interface DatabaseEngine {
+  /** `pglite` or `postgres`, for logs and status. */
+  readonly name: string;
+  /** Where the data lives, safe to log (no password): `in memory`, `.keel/data`, `127.0.0.1:5432/shop`. */
+  readonly location: string;
+  /**
+   * True when the engine runs one transaction at a time (PGlite): a module holding a
+   * transaction while another module of the same process queries would wait forever, so the
+   * kernel refuses that query with a message instead.
+   */
+  readonly oneTransactionAtATime: boolean;
+  /** Creates `schema` if needed; returns a connection whose unqualified names resolve in it. */
+  connect(schema: string): Promise<SchemaConnection>;
+  /** Closes every connection. Idempotent. */
+  close(): Promise<void>;
+}
+
+/**
+ * The schema of a module: its name in snake case (`orderHistory` → `order_history`).
+ *
+ * @example
+ * ```ts
+ * schemaOf('orders'); // 'orders'
+ * ```
+ */
+export function schemaOf(module: string): string {
+  return module.replace(/([a-z0-9])([A-Z])/g, '$1_$2').replace(/-/g, '_').toLowerCase();
+}
+
+/** `name` as a quoted SQL identifier. */
+export function quoteIdentifier(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}

@@ -1,0 +1,175 @@
+/**
+ * Migrations of a module's schema: keel's own tables (outbox, inbox, idempotency) first, then
+ * the module's `.sql` files in name order. Each is applied once and recorded with its checksum
+ * in the schema's `keel_migrations`; all pending ones run in one transaction under an advisory
+ * lock, so that two instances starting together apply them once, and a failing one leaves the
+ * schema as it was.
+ */
+import { createHash } from 'node:crypto';
+import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import type { SchemaConnection, SqlRunner } from './database.js';
+import { KeelError, KeelErrorCode } from './errors.js';
+
+/** One migration: its name (the file name), its SQL and the checksum recorded when applied. */
+export interface Migration {
+  readonly name: string;
+  readonly sql: string;
+  readonly checksum: string;
+}
+
+/** Where one migration of a schema stands. */
+export interface MigrationState {
+  readonly name: string;
+  readonly state: 'applied' | 'pending' | 'changed' | 'missing';
+  /** When it was applied (ISO 8601), for `applied` and `changed`. */
+  readonly appliedAt?: string;
+}
+
+/** keel's own tables in every data module's schema, applied before the module's migrations. */
+const SYSTEM_MIGRATIONS: readonly Migration[] = [
+  migration(
+    'keel/001_outbox_inbox_idempotency',
+    `
+create table keel_outbox (
+  seq bigserial primary key,
+  id text not null unique,
+  event text not null,
+  payload jsonb not null,
+  correlation_id text not null,
+  traceparent text,
+  published_at timestamptz not null default now(),
+  attempts integer not null default 0,
+  claimed_until timestamptz,
+  last_error text,
+  sent_at timestamptz
+);
+create index keel_outbox_unsent on keel_outbox (seq) where sent_at is null;
+create table keel_inbox (
+  event_id text primary key,
+  source text not null,
+  event text not null,
+  handled_at timestamptz not null default now()
+);
+create table keel_idempotency (
+  key text not null,
+  operation text not null,
+  input_hash text not null,
+  state text not null,
+  outcome jsonb,
+  started_at timestamptz not null default now(),
+  completed_at timestamptz,
+  primary key (operation, key)
+);
+`,
+  ),
+];
+
+function migration(name: string, sql: string): Migration {
+  return { name, sql, checksum: createHash('sha256').update(sql).digest('hex') };
+}
+
+/**
+ * The `.sql` files of `folder`, in name order, after keel's own migrations. A missing folder
+ * is a module with no migrations of its own yet.
+ *
+ * @example
+ * ```ts
+ * readMigrations(new URL('./migrations/', import.meta.url)).map((m) => m.name); // ['keel/001_...', '001_orders.sql']
+ * ```
+ */
+export function readMigrations(module: string, folder: URL | string): Migration[] {
+  const path = folder instanceof URL ? fileURLToPath(folder) : folder;
+  let names: string[];
+  try {
+    if (!statSync(path).isDirectory()) throw new Error('not a folder');
+    names = readdirSync(path).filter((name) => name.endsWith('.sql'));
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [...SYSTEM_MIGRATIONS];
+    throw new KeelError(
+      KeelErrorCode.INVALID_MODULE,
+      `Module "${module}": its migrations folder ${path} cannot be read (${(error as Error).message}). ` +
+        "data.migrations must name a folder of .sql files, such as new URL('./migrations/', import.meta.url).",
+    );
+  }
+  names.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  return [...SYSTEM_MIGRATIONS, ...names.map((name) => migration(name, readFileSync(`${path}/${name}`, 'utf8')))];
+}
+
+const LEDGER = `create table if not exists keel_migrations (
+  name text primary key,
+  checksum text not null,
+  applied_at timestamptz not null default now()
+)`;
+
+/** A 64-bit advisory lock key for a schema's migrations, the same in every process. */
+function lockKey(schema: string): string {
+  return BigInt.asIntN(64, BigInt(`0x${createHash('sha256').update(`keel.migrate.${schema}`).digest('hex').slice(0, 16)}`)).toString();
+}
+
+interface Applied {
+  readonly name: string;
+  readonly checksum: string;
+  readonly applied_at: Date | string;
+}
+
+async function appliedMigrations(tx: SqlRunner): Promise<Map<string, Applied>> {
+  const { rows } = await tx.query<Applied & Record<string, unknown>>('select name, checksum, applied_at from keel_migrations order by name');
+  return new Map(rows.map((row) => [row.name, row]));
+}
+
+/**
+ * Applies the pending migrations of `schema` in one transaction, under the schema's advisory
+ * lock; returns the names applied. Refuses, before applying anything, a migration whose file
+ * changed since it was applied.
+ */
+export async function migrate(connection: SchemaConnection, module: string, schema: string, migrations: readonly Migration[]): Promise<string[]> {
+  return connection.transaction(async (tx) => {
+    await tx.query('select pg_advisory_xact_lock($1::bigint)', [lockKey(schema)]);
+    await tx.exec(LEDGER);
+    const applied = await appliedMigrations(tx);
+    for (const { name, checksum } of migrations) {
+      const done = applied.get(name);
+      if (done !== undefined && done.checksum !== checksum) {
+        throw new KeelError(
+          KeelErrorCode.INVALID_MODULE,
+          `Module "${module}": migration ${name} changed after it was applied to schema "${schema}". ` +
+            'An applied migration is history: restore the file, and put the change in a new migration.',
+        );
+      }
+    }
+    const pending = migrations.filter((candidate) => !applied.has(candidate.name));
+    for (const { name, sql, checksum } of pending) {
+      try {
+        await tx.exec(sql);
+      } catch (error) {
+        throw new KeelError(
+          KeelErrorCode.INVALID_MODULE,
+          `Module "${module}": migration ${name} failed in schema "${schema}": ${(error as Error).message}. Nothing of this run was applied.`,
+          { cause: error },
+        );
+      }
+      await tx.query('insert into keel_migrations (name, checksum) values ($1, $2)', [name, checksum]);
+    }
+    return pending.map((candidate) => candidate.name);
+  });
+}
+
+/** Where each migration of `schema` stands, without changing anything. */
+export async function migrationStatus(connection: SchemaConnection, migrations: readonly Migration[]): Promise<MigrationState[]> {
+  return connection.transaction(async (tx) => {
+    const { rows } = await tx.query<{ ledger: string | null }>("select to_regclass('keel_migrations')::text as ledger");
+    const applied = rows[0]?.ledger == null ? new Map<string, Applied>() : await appliedMigrations(tx);
+    const states: MigrationState[] = migrations.map(({ name, checksum }) => {
+      const done = applied.get(name);
+      if (done === undefined) return { name, state: 'pending' };
+      const appliedAt = new Date(done.applied_at).toISOString();
+      return { name, state: done.checksum === checksum ? 'applied' : 'changed', appliedAt };
+    });
+    const known = new Set(migrations.map((candidate) => candidate.name));
+    for (const [name, done] of applied) {
+      if (!known.has(name)) states.push({ name, state: 'missing', appliedAt: new Date(done.applied_at).toISOString() });
+    }
+    return states;
+  });
+}

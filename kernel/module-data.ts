@@ -1,0 +1,119 @@
+/**
+ * A module's {@link Database}: its schema connection, with transactions carried in
+ * AsyncLocalStorage, so that a query or an `emit` anywhere in the call chain of
+ * `db.transaction(work)` joins that transaction.
+ */
+import { AsyncLocalStorage } from 'node:async_hooks';
+import type { Database, DatabaseEngine, QueryResult, Row, SchemaConnection, SqlRunner } from './database.js';
+import { KeelError, KeelErrorCode } from './errors.js';
+
+/** One open transaction of one module, as its call chain sees it. */
+export interface TransactionFrame {
+  readonly tx: SqlRunner;
+  /** Run once the transaction committed (never on rollback). */
+  readonly afterCommit: (() => void)[];
+  /** Set once the transaction ended: work that outlives it must not use it. */
+  ended: boolean;
+}
+
+/** The transactions open in this call chain, one per module database at most. */
+const transactions = new AsyncLocalStorage<ReadonlyMap<ModuleDatabase, TransactionFrame>>();
+
+export class ModuleDatabase implements Database {
+  constructor(
+    readonly module: string,
+    readonly schema: string,
+    readonly engine: DatabaseEngine,
+    readonly connection: SchemaConnection,
+  ) {}
+
+  /** The transaction this call chain holds on this database, if any. */
+  current(): TransactionFrame | undefined {
+    const frame = transactions.getStore()?.get(this);
+    return frame === undefined || frame.ended ? undefined : frame;
+  }
+
+  query<R extends Row = Row>(text: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
+    const frame = this.current();
+    if (frame !== undefined) return frame.tx.query<R>(text, params);
+    const refused = this.#refusal();
+    return refused === undefined ? this.connection.query<R>(text, params) : Promise.reject(refused);
+  }
+
+  exec(script: string): Promise<void> {
+    const frame = this.current();
+    if (frame !== undefined) return frame.tx.exec(script);
+    const refused = this.#refusal();
+    return refused === undefined ? this.connection.exec(script) : Promise.reject(refused);
+  }
+
+  async transaction<T>(work: () => Promise<T>): Promise<T> {
+    if (typeof work !== 'function') {
+      throw new KeelError(KeelErrorCode.INVALID_INPUT, `db.transaction of module "${this.module}" takes a function: db.transaction(async () => { ... }).`);
+    }
+    if (this.current() !== undefined) return work(); // nested: joins the outer transaction
+    const refused = this.#refusal();
+    if (refused !== undefined) throw refused;
+    const frame: TransactionFrame = { tx: this.connection, afterCommit: [], ended: false };
+    let result: T;
+    try {
+      result = await this.connection.transaction((tx) => {
+        (frame as { tx: SqlRunner }).tx = tx;
+        const open = new Map(transactions.getStore() ?? []);
+        open.set(this, frame);
+        return transactions.run(open, work);
+      });
+    } finally {
+      frame.ended = true;
+    }
+    for (const hook of frame.afterCommit) hook();
+    return result;
+  }
+
+  /**
+   * On an engine that runs one transaction at a time (PGlite), a query of this module made in
+   * the call chain of another module's open transaction would wait for that transaction, which
+   * waits for this call: refuse it with what to do instead.
+   */
+  #refusal(): KeelError | undefined {
+    if (!this.engine.oneTransactionAtATime) return undefined;
+    const open = transactions.getStore();
+    if (open === undefined) return undefined;
+    for (const [owner, frame] of open) {
+      if (owner !== this && !frame.ended && owner.engine === this.engine) {
+        return new KeelError(
+          KeelErrorCode.INVALID_STATE,
+          `Module "${this.module}" used its database while module "${owner.module}", which called it, holds a transaction on the ` +
+            `same ${this.engine.name} database (${this.engine.location}). ${this.engine.name} runs one transaction at a time, so ` +
+            `this would wait forever. Call "${this.module}" outside ${owner.module}'s db.transaction(), or use PostgreSQL (DATABASE_URL).`,
+        );
+      }
+    }
+    return undefined;
+  }
+}
+
+/** The `db` of a module that declares no data: every use says how to declare it. */
+export function missingDatabase(module: string): Database {
+  const refuse = (): never => {
+    throw new KeelError(
+      KeelErrorCode.INVALID_MODULE,
+      `Module "${module}" has no database: declare that it owns data with ` +
+        "data: { migrations: new URL('./migrations/', import.meta.url) } in its defineModule().",
+    );
+  };
+  return {
+    schema: module,
+    query: () => Promise.reject(catchSync(refuse)),
+    exec: () => Promise.reject(catchSync(refuse)),
+    transaction: () => Promise.reject(catchSync(refuse)),
+  };
+}
+
+function catchSync(fail: () => never): unknown {
+  try {
+    return fail();
+  } catch (error) {
+    return error;
+  }
+}

@@ -1,0 +1,182 @@
+/**
+ * The transactional outbox's relay: publishes the events a module's committed transactions
+ * wrote to its `keel_outbox`, in the order they were written, and marks each one sent once the
+ * transport accepted it (a JetStream PubAck over NATS). A failed publish is retried with a
+ * growing delay; a crash between publish and mark publishes the event again with the same id,
+ * which JetStream's duplicate window and the subscribers' inbox absorb.
+ */
+import type { AnyContract } from './contract.js';
+import type { SchemaConnection } from './database.js';
+import type { Logger } from './logger.js';
+import type { PublishedEvent, Transport } from './transport.js';
+
+/** How the relay paces itself. */
+export interface OutboxRelayOptions {
+  /** Rows claimed and published per round (default 100). */
+  readonly batchSize: number;
+  /** How often the relay looks for rows left behind (a crash, another instance's claim that expired), in ms (default 1 000). */
+  readonly pollMs: number;
+  /** How long a claimed row is reserved for the instance that claimed it, in seconds (default 30). */
+  readonly claimSeconds: number;
+  /** First retry delay after a failed publish, doubled up to `maxBackoffMs` (default 100 ms). */
+  readonly backoffMs: number;
+  readonly maxBackoffMs: number;
+  /** Sent rows are deleted after this many seconds (default 3 600). */
+  readonly retentionSeconds: number;
+}
+
+export const DEFAULT_OUTBOX_RELAY_OPTIONS: OutboxRelayOptions = {
+  batchSize: 100,
+  pollMs: 1_000,
+  claimSeconds: 30,
+  backoffMs: 100,
+  maxBackoffMs: 5_000,
+  retentionSeconds: 3_600,
+};
+
+interface OutboxRow {
+  readonly seq: string;
+  readonly id: string;
+  readonly event: string;
+  readonly payload: unknown;
+  readonly correlation_id: string;
+  readonly traceparent: string | null;
+  readonly published_at: Date | string;
+  [column: string]: unknown;
+}
+
+const CLAIM = `
+update keel_outbox set claimed_until = now() + make_interval(secs => $2), attempts = attempts + 1
+where seq in (
+  select seq from keel_outbox
+  where sent_at is null and (claimed_until is null or claimed_until < now())
+  order by seq limit $1
+  for update skip locked
+)
+returning seq, id, event, payload, correlation_id, traceparent, published_at`;
+
+export class OutboxRelay {
+  #timer: NodeJS.Timeout | undefined;
+  #running: Promise<void> | undefined;
+  #again = false;
+  #stopped = false;
+  #failures = 0;
+  #rounds = 0;
+  /** kick, as a function to run after a commit (one per transaction, however many events). */
+  readonly kicker = (): void => this.kick();
+
+  constructor(
+    readonly contract: AnyContract,
+    readonly connection: SchemaConnection,
+    readonly transport: () => Transport,
+    readonly logger: Logger,
+    readonly options: OutboxRelayOptions = DEFAULT_OUTBOX_RELAY_OPTIONS,
+  ) {}
+
+  /** Publishes what earlier runs left, then keeps polling. */
+  start(): void {
+    this.#stopped = false;
+    this.#schedule(0);
+  }
+
+  /** A transaction with events committed: publish them now. */
+  kick(): void {
+    if (this.#stopped) return;
+    if (this.#running !== undefined) {
+      this.#again = true;
+      return;
+    }
+    this.#run();
+  }
+
+  /** Stops polling; waits for the round in flight, then tries once more to publish what is left. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#timer);
+    await this.#running;
+    await this.#round().catch(() => undefined);
+  }
+
+  #schedule(delayMs: number): void {
+    clearTimeout(this.#timer);
+    if (this.#stopped) return;
+    this.#timer = setTimeout(() => this.kick(), delayMs);
+    this.#timer.unref();
+  }
+
+  #run(): void {
+    this.#running = this.#round()
+      .then(
+        (more) => {
+          this.#failures = 0;
+          return more;
+        },
+        (error: unknown) => {
+          this.#failures += 1;
+          const delay = Math.min(this.options.backoffMs * 2 ** (this.#failures - 1), this.options.maxBackoffMs);
+          this.logger.warn({ err: error, module: this.contract.name, retryInMs: delay }, 'outbox relay could not publish; it will retry');
+          this.#schedule(delay);
+          return false;
+        },
+      )
+      .then((more) => {
+        this.#running = undefined;
+        if (this.#failures > 0) return;
+        if (more || this.#again) {
+          this.#again = false;
+          this.kick();
+        } else {
+          this.#schedule(this.options.pollMs);
+        }
+      });
+  }
+
+  /** One round: claim a batch, publish it in order, mark what was published. True when the batch was full. */
+  async #round(): Promise<boolean> {
+    const { rows } = await this.connection.query<OutboxRow>(CLAIM, [this.options.batchSize, this.options.claimSeconds]);
+    rows.sort((a, b) => Number(a.seq) - Number(b.seq));
+    const sent: string[] = [];
+    let failure: unknown;
+    for (const row of rows) {
+      try {
+        await this.transport().publish(this.#eventOf(row));
+        sent.push(row.seq);
+      } catch (error) {
+        failure = error;
+        // Keep the order: the rest of the batch waits for this one. Release their claims.
+        await this.connection.query('update keel_outbox set claimed_until = null, last_error = $2 where seq = $1', [row.seq, String(error)]);
+        const rest = rows.slice(rows.indexOf(row) + 1).map((later) => later.seq);
+        if (rest.length > 0) await this.connection.query('update keel_outbox set claimed_until = null where seq = any($1::bigint[])', [rest]);
+        break;
+      }
+    }
+    if (sent.length > 0) {
+      await this.connection.query('update keel_outbox set sent_at = now(), claimed_until = null where seq = any($1::bigint[])', [sent]);
+    }
+    this.#rounds += 1;
+    if (this.#rounds % 100 === 0) {
+      await this.connection.query("delete from keel_outbox where sent_at < now() - make_interval(secs => $1)", [this.options.retentionSeconds]);
+    }
+    if (failure !== undefined) throw failure;
+    return rows.length === this.options.batchSize;
+  }
+
+  #eventOf(row: OutboxRow): PublishedEvent {
+    const definition = this.contract.events[row.event];
+    return {
+      contract: this.contract.name,
+      version: this.contract.version,
+      event: row.event,
+      // An event the contract no longer declares still goes out, as durable: losing it is worse.
+      delivery: definition?.delivery ?? 'durable',
+      payload: row.payload,
+      metadata: {
+        id: row.id,
+        correlationId: row.correlation_id,
+        traceparent: row.traceparent ?? undefined,
+        publisher: this.contract.name,
+        publishedAt: new Date(row.published_at).getTime(),
+      },
+    };
+  }
+}
