@@ -4,7 +4,7 @@
  * errors by code. Everything per operation is computed once, when the client is built.
  */
 import type { AnyContract, AnyOperation, OperationInput, OperationOutput } from './contract.js';
-import { EXTERNAL_CALLER, currentContext, isCorrelationId, isTraceparent, newCorrelationId, type CallContext } from './context.js';
+import { EXTERNAL_CALLER, currentContext, isCorrelationId, isIdempotencyKey, isTraceparent, newCorrelationId, type CallContext } from './context.js';
 import { fromErrorEnvelope, markCallError } from './envelope.js';
 import { KeelError, KeelErrorCode, validationError, type AnyErrorClass } from './errors.js';
 import { OK_OUTCOME, outcomeOf, type KernelObserver } from './observer.js';
@@ -36,6 +36,13 @@ export interface CallOptions {
    * malformed one is refused with `INVALID_INPUT` before the call is made.
    */
   readonly traceparent?: string;
+  /**
+   * Makes a non-idempotent operation run once for this key: a retry with the same key and input
+   * answers with the first outcome, without running again (inside a handler too: pass the key
+   * your own caller gave, or an id of yours, such as the order id). 1 to 255 visible ASCII
+   * characters; another value is refused with `INVALID_INPUT`. Ignored by idempotent operations.
+   */
+  readonly idempotencyKey?: string;
 }
 
 /**
@@ -170,8 +177,9 @@ function makeCall(
         ),
       );
     }
-    const refused = parent === undefined ? refusedContextOption(options, label) : undefined;
+    const refused = (parent === undefined ? refusedContextOption(options, label) : undefined) ?? refusedIdempotencyKey(options, label);
     if (refused !== undefined) return Promise.reject(markCallError(refused));
+    const idempotencyKey = options?.idempotencyKey;
     let deadline = now + (timeoutMs ?? operationTimeout);
     if (parent !== undefined && parent.deadline < deadline) deadline = parent.deadline;
     const context: CallContext =
@@ -181,8 +189,9 @@ function makeCall(
             traceparent: options?.traceparent,
             caller,
             deadline,
+            idempotencyKey,
           }
-        : { correlationId: parent.correlationId, traceparent: parent.traceparent, caller, deadline };
+        : { correlationId: parent.correlationId, traceparent: parent.traceparent, caller, deadline, idempotencyKey };
     if (deadline <= now) {
       return Promise.reject(
         markCallError(
@@ -251,6 +260,16 @@ function observeCall(
     );
   };
   return (input, options) => (observers.length === 0 ? call(input, options) : observed(input, options));
+}
+
+/** The error for an `idempotencyKey` option that could not cross every transport unchanged. */
+function refusedIdempotencyKey(options: CallOptions | undefined, label: string): KeelError | undefined {
+  const key = options?.idempotencyKey;
+  if (key === undefined || isIdempotencyKey(key)) return undefined;
+  return new KeelError(
+    KeelErrorCode.INVALID_INPUT,
+    `idempotencyKey for ${label} must be 1 to 255 visible ASCII characters (no spaces or line breaks), got ${JSON.stringify(key)}.`,
+  );
 }
 
 /**

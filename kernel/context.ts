@@ -28,6 +28,11 @@ export interface CallContext {
   readonly caller: string;
   /** Absolute deadline in epoch milliseconds. Nested calls never get more time than this. */
   readonly deadline: number;
+  /**
+   * The caller's idempotency key for this one call (never inherited by nested calls): a
+   * non-idempotent operation runs once per key and answers a retry with the first outcome.
+   */
+  readonly idempotencyKey?: string | undefined;
 }
 
 /**
@@ -147,4 +152,20 @@ const CORRELATION_ID_PATTERN = /^[\x21-\x7e]{1,128}$/;
  */
 export function isCorrelationId(value: unknown): value is string {
   return typeof value === 'string' && CORRELATION_ID_PATTERN.test(value);
+}
+
+const IDEMPOTENCY_KEY_PATTERN = /^[\x21-\x7e]{1,255}$/;
+
+/**
+ * True when `value` can serve as an idempotency key: 1 to 255 visible ASCII characters (no
+ * space, no line break), which every transport carries unchanged.
+ *
+ * @example
+ * ```ts
+ * const key = request.headers['idempotency-key'];
+ * if (key !== undefined && !isIdempotencyKey(key)) throw new Error('bad Idempotency-Key');
+ * ```
+ */
+export function isIdempotencyKey(value: unknown): value is string {
+  return typeof value === 'string' && IDEMPOTENCY_KEY_PATTERN.test(value);
 }

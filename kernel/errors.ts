@@ -63,6 +63,16 @@ export const KeelErrorCode = {
   INVALID_CONFIG: 'INVALID_CONFIG',
   /** An object was used in the wrong lifecycle state (a kernel started twice, an event emitted after stop). */
   INVALID_STATE: 'INVALID_STATE',
+  /**
+   * An idempotency key was used again with a different input. Nothing ran: use a new key for a
+   * new request (HTTP 422, as the IETF Idempotency-Key draft says).
+   */
+  IDEMPOTENCY_KEY_REUSED: 'IDEMPOTENCY_KEY_REUSED',
+  /**
+   * A request with this idempotency key is still running. Nothing ran: retry later with the same
+   * key, which then answers with the first request's outcome (HTTP 409).
+   */
+  IDEMPOTENCY_KEY_IN_USE: 'IDEMPOTENCY_KEY_IN_USE',
 } as const;
 
 /** A {@link KeelErrorCode} value. */

@@ -58,6 +58,7 @@ create table keel_idempotency (
   state text not null,
   outcome jsonb,
   started_at timestamptz not null default now(),
+  expires_at timestamptz not null,
   completed_at timestamptz,
   primary key (operation, key)
 );

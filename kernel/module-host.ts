@@ -12,7 +12,8 @@ import { within } from './in-flight.js';
 import { schemaOf, type DatabaseEngine, type ModuleData } from './database.js';
 import { migrate, readMigrations } from './migrations.js';
 import { ModuleDatabase, missingDatabase } from './module-data.js';
-import { OutboxRelay } from './outbox-relay.js';
+import { OutboxRelay, crashPoint } from './outbox-relay.js';
+import { MemoryIdempotencyStore, SqlIdempotencyStore } from './idempotency.js';
 import { LifecycleState } from './lifecycle.js';
 import type { Logger } from './logger.js';
 import type { AnyModule, EventHandler, EventHandlerFunction, EventHandlerOptions, ModuleInstance, OperationHandler } from './module.js';
@@ -100,8 +101,9 @@ export class ModuleHost {
     await instance.start?.();
     this.#startHookRan = true;
     const handlers = instance.handlers as Readonly<Record<string, OperationHandler<AnyOperation>>>;
+    const idempotency = this.#db === undefined ? new MemoryIdempotencyStore() : new SqlIdempotencyStore(this.#db);
     const serveOn = (transport: Transport) =>
-      transport.serve(createServedModule({ contract, handlers, logger, transport: transport.name, observers: services.observers }));
+      transport.serve(createServedModule({ contract, handlers, logger, transport: transport.name, observers: services.observers, idempotency }));
     this.#registrations.push(await serveOn(services.local));
     if (services.remote) this.#registrations.push(await serveOn(services.remote));
     await this.#subscribe(instance, logger);
@@ -128,7 +130,7 @@ export class ModuleHost {
           return;
         }
         await handler(payload, context);
-      });
+      }).then(() => crashPoint('inbox:after-commit'));
   }
 
   /** Connects the module's schema, applies its migrations, and prepares its outbox relay. */

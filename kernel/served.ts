@@ -6,6 +6,7 @@
 import { majorOf, type AnyContract, type AnyEvent, type AnyOperation } from './contract.js';
 import { runWithContext, type CallContext } from './context.js';
 import { toRemoteFailure } from './envelope.js';
+import { inputHash, type Claim, type IdempotencyStore } from './idempotency.js';
 import { KeelError, KeelErrorCode, validationError } from './errors.js';
 import type { Logger } from './logger.js';
 import { OK_OUTCOME, outcomeOf, type KernelObserver } from './observer.js';
@@ -41,7 +42,12 @@ export interface ServedSource {
   readonly transport: string;
   /** The kernel's observers: read on each call, so one added later sees later calls. */
   readonly observers: readonly KernelObserver[];
+  /** Where the module keeps idempotency keys; without one, keys are ignored. */
+  readonly idempotency?: IdempotencyStore | undefined;
 }
+
+/** A key still running this long after its first request's deadline is taken over by a retry. */
+export const IDEMPOTENCY_TAKEOVER_GRACE_MS = 5_000;
 
 /**
  * Builds the {@link ServedModule} of a module: the answer pipeline, the one place a served call
@@ -51,6 +57,7 @@ export interface ServedSource {
  * transport ─▶ handle(address, input, context, trusted, answer)
  *                │ version, operation ──────────────▶ answer.fail(VERSION_MISMATCH | UNKNOWN_OPERATION)
  *                │ input schema (unless trusted) ───▶ answer.fail(INVALID_INPUT)
+ *                │ idempotency key (non-idempotent) ▶ replay the first outcome | fail(KEY_REUSED | KEY_IN_USE)
  *                │ handler, in the call context ────▶ throws: answer.fail(declared | INTERNAL)
  *                │   synchronous value: now; promise: when it settles
  *                │ output schema ───────────────────▶ answer.fail(INVALID_OUTPUT)
@@ -59,7 +66,7 @@ export interface ServedSource {
  * ```
  */
 export function createServedModule(source: ServedSource): ServedModule {
-  const { contract, handlers, logger, transport, observers } = source;
+  const { contract, handlers, logger, transport, observers, idempotency } = source;
   const entries = new Map<string, OperationEntry>();
   for (const [name, definition] of Object.entries(contract.operations)) {
     const handler = handlers[name];
@@ -122,6 +129,14 @@ export function createServedModule(source: ServedSource): ServedModule {
       }
       value = parsed.data;
     }
+    if (context.idempotencyKey !== undefined && !entry.definition.idempotent && idempotency !== undefined) {
+      void once(idempotency, entry, address, value, context, answer);
+      return;
+    }
+    execute(entry, address, value, context, answer);
+  };
+
+  const execute = (entry: OperationEntry, address: OperationAddress, value: unknown, context: CallContext, answer: Answer): void => {
     let result: unknown;
     try {
       result = runWithContext(context, () => entry.handler(value, context));
@@ -138,6 +153,68 @@ export function createServedModule(source: ServedSource): ServedModule {
       return;
     }
     finish(entry, result, context, answer);
+  };
+
+  /** A call with an idempotency key to a non-idempotent operation: run once per key, replay after. */
+  const once = async (
+    store: IdempotencyStore,
+    entry: OperationEntry,
+    address: OperationAddress,
+    value: unknown,
+    context: CallContext,
+    answer: Answer,
+  ): Promise<void> => {
+    const key = context.idempotencyKey as string;
+    const label = `${contract.name}.${entry.name}`;
+    let claim: Claim;
+    try {
+      claim = await store.claim(entry.name, key, inputHash(value), context.deadline + IDEMPOTENCY_TAKEOVER_GRACE_MS);
+    } catch (error) {
+      logger.error({ err: error, operation: label, correlationId: context.correlationId }, 'could not claim an idempotency key');
+      answer.fail(failure(error, address, entry, context));
+      return;
+    }
+    if (claim.kind === 'replay') {
+      if ('output' in claim.outcome) answer.ok(claim.outcome.output);
+      else answer.fail(new RemoteFailure({ ...claim.outcome.failure, correlationId: context.correlationId }));
+      return;
+    }
+    if (claim.kind !== 'run') {
+      const reused = claim.kind === 'reused';
+      answer.fail(
+        new RemoteFailure({
+          type: 'keel',
+          code: reused ? KeelErrorCode.IDEMPOTENCY_KEY_REUSED : KeelErrorCode.IDEMPOTENCY_KEY_IN_USE,
+          message: reused
+            ? `${label}: idempotency key ${JSON.stringify(key)} was used before with another input. Nothing ran; use a new key for a new request.`
+            : `${label}: a request with idempotency key ${JSON.stringify(key)} is still running. Nothing ran; retry later with the same key to get its outcome.`,
+          correlationId: context.correlationId,
+        }),
+      );
+      return;
+    }
+    execute(entry, address, value, context, {
+      ok: (output) => {
+        store.complete(entry.name, key, { output }).then(
+          () => answer.ok(output),
+          (error: unknown) => {
+            logger.error({ err: error, operation: label, correlationId: context.correlationId }, 'could not record the outcome of an idempotency key');
+            answer.ok(output);
+          },
+        );
+      },
+      fail: (remote) => {
+        // A declared error is the request's final answer; any other failure may be retried with the same key.
+        const recorded = remote.envelope.type === 'declared' ? store.complete(entry.name, key, { failure: remote.envelope }) : store.abandon(entry.name, key);
+        recorded.then(
+          () => answer.fail(remote),
+          (error: unknown) => {
+            logger.error({ err: error, operation: label, correlationId: context.correlationId }, 'could not record the outcome of an idempotency key');
+            answer.fail(remote);
+          },
+        );
+      },
+    });
   };
 
   return {

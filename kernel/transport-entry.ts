@@ -47,7 +47,7 @@ export { STATUS_BY_ERROR_KIND } from './error-kind-status.js';
 export { isContract, majorOf, type AnyOperation } from './contract.js';
 export { ContractError } from './errors.js';
 export { DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS, createClient, type CallOptions, type ClientOptions } from './client.js';
-export { EXTERNAL_CALLER, isCorrelationId, isTraceparent, newCorrelationId, newTraceparent } from './context.js';
+export { EXTERNAL_CALLER, isCorrelationId, isIdempotencyKey, isTraceparent, newCorrelationId, newTraceparent } from './context.js';
 export { DEFAULT_KERNEL_OPTIONS } from './kernel.js';
 export type { DeadLetter } from './served.js';
 export { OK_OUTCOME, type CallRecord, type EventRecord, type KernelObserver } from './observer.js';

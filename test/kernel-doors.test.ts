@@ -75,6 +75,7 @@ const TRANSPORT = {
     'isContract',
     'isCorrelationId',
     'isErrorEnvelope',
+    'isIdempotencyKey',
     'isTraceparent',
     'loggerOption',
     'majorOf',

@@ -7,7 +7,7 @@
 import { setMaxListeners } from 'node:events';
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { KeelErrorCode } from 'keel';
-import { isCorrelationId, isTraceparent, newCorrelationId, type CallOptions } from 'keel/transport';
+import { isCorrelationId, isIdempotencyKey, isTraceparent, newCorrelationId, type CallOptions } from 'keel/transport';
 import { GATEWAY_PATHS, type ResolvedHttpGatewayOptions } from './gateway-options.js';
 import { operationPath } from './openapi.js';
 import { PROBLEM_CONTENT_TYPE, gatewayProblem, type Problem } from './problem.js';
@@ -172,6 +172,23 @@ export function notFoundHandler(
  * Adds a route per operation and method in `allowedMethods`, each calling the operation through
  * `kernel.client(contract, { caller })` with the request's call options.
  */
+/**
+ * The `Idempotency-Key` header (IETF draft: a structured-field string, `"8e03978e-..."`; a bare
+ * token is taken as well), or undefined when absent. Anything else is a malformed request.
+ */
+function idempotencyKeyOf(header: string | string[] | undefined): string | undefined {
+  if (header === undefined) return undefined;
+  const raw = Array.isArray(header) ? header.join(',') : header;
+  const key = raw.length >= 2 && raw.startsWith('"') && raw.endsWith('"') ? raw.slice(1, -1) : raw;
+  if (!isIdempotencyKey(key)) {
+    throw new GatewayRefusal(
+      HttpProblemCode.MALFORMED_REQUEST,
+      'Header Idempotency-Key must be one key of 1 to 255 visible ASCII characters, such as "8e03978e-40d5-43e8-bc93-6894a57f9324".',
+    );
+  }
+  return key;
+}
+
 export function addOperationRoutes(
   server: FastifyInstance,
   options: ResolvedHttpGatewayOptions,
@@ -194,8 +211,15 @@ export function addOperationRoutes(
       }
       timeoutMs = Math.min(Number(value), cap);
     }
+    const idempotencyKey = idempotencyKeyOf(request.headers['idempotency-key']);
     // One shape for every request (absent options are undefined), no spreads.
-    return { correlationId: correlationIdOf(request), traceparent: isTraceparent(traceparent) ? traceparent : undefined, timeoutMs, signal };
+    return {
+      correlationId: correlationIdOf(request),
+      traceparent: isTraceparent(traceparent) ? traceparent : undefined,
+      timeoutMs,
+      signal,
+      idempotencyKey,
+    };
   };
   // One abort signal per connection, not per request (an AbortSignal costs more than a fast call):
   // when the client disconnects, the calls of its requests still in flight are cancelled; calls

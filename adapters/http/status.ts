@@ -65,6 +65,8 @@ export const HTTP_STATUS_BY_CODE = {
   [KeelErrorCode.UNDECLARED_DEPENDENCY]: 500,
   [KeelErrorCode.INVALID_CONFIG]: 500,
   [KeelErrorCode.INVALID_STATE]: 500,
+  [KeelErrorCode.IDEMPOTENCY_KEY_REUSED]: 422,
+  [KeelErrorCode.IDEMPOTENCY_KEY_IN_USE]: 409,
   [KeelErrorCode.INTERRUPTED]: 502,
   [HttpProblemCode.ROUTE_NOT_FOUND]: 404,
   [HttpProblemCode.METHOD_NOT_ALLOWED]: 405,

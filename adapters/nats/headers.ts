@@ -6,6 +6,7 @@
 import { KeelError, KeelErrorCode, type CallContext } from 'keel';
 import {
   EXTERNAL_CALLER,
+  isIdempotencyKey,
   isTraceparent,
   majorOf,
   newCorrelationId,
@@ -125,6 +126,7 @@ export function callHeaders(address: OperationAddress, context: CallContext): Ms
     `${Header.CALLER}: ${safe(context.caller)}\r\n` +
     `${Header.DEADLINE}: ${Math.floor(context.deadline)}\r\n`;
   if (context.traceparent !== undefined && context.traceparent !== '') text += `${Header.TRACEPARENT}: ${safe(context.traceparent)}\r\n`;
+  if (context.idempotencyKey !== undefined) text += `${Header.IDEMPOTENCY_KEY}: ${safe(context.idempotencyKey)}\r\n`;
   return new WireHeaders(`${text}\r\n`);
 }
 
@@ -153,6 +155,7 @@ export function readRequestHeaders(
   let caller: string | undefined;
   let deadline: string | undefined;
   let timeout: string | undefined;
+  let idempotencyKey: string | undefined;
   if (source !== undefined) {
     for (const [key, values] of source) {
       const value = values[0];
@@ -175,6 +178,9 @@ export function readRequestHeaders(
           break;
         case Header.TIMEOUT_MS:
           timeout = value;
+          break;
+        case Header.IDEMPOTENCY_KEY:
+          idempotencyKey = value;
           break;
         default:
           break;
@@ -199,6 +205,9 @@ export function readRequestHeaders(
     }
     end = now + Number(timeout);
   }
+  if (idempotencyKey !== undefined && !isIdempotencyKey(idempotencyKey)) {
+    refuse(target, correlationId, `header ${Header.IDEMPOTENCY_KEY} is not 1 to 255 visible ASCII characters.`);
+  }
   return {
     version,
     context: {
@@ -206,6 +215,7 @@ export function readRequestHeaders(
       traceparent: isTraceparent(traceparent) ? traceparent : undefined,
       caller: caller === undefined || caller === '' ? EXTERNAL_CALLER : caller,
       deadline: end,
+      idempotencyKey,
     },
   };
 }

@@ -29,6 +29,8 @@ export const Header = {
   CALLER: 'Keel-Caller',
   /** Absolute deadline of a call, in epoch milliseconds. */
   DEADLINE: 'Keel-Deadline',
+  /** The caller's idempotency key for this call (1 to 255 visible ASCII characters). */
+  IDEMPOTENCY_KEY: 'Keel-Idempotency-Key',
   /** Relative deadline of a call in milliseconds, for senders without a synchronised clock. */
   TIMEOUT_MS: 'Keel-Timeout-Ms',
   /** Unique id of an event publication. */
@@ -159,6 +161,8 @@ export const SERVICE_ERROR_CODES = {
   UNDECLARED_DEPENDENCY: 500,
   INVALID_CONFIG: 500,
   INVALID_STATE: 500,
+  IDEMPOTENCY_KEY_REUSED: 422,
+  IDEMPOTENCY_KEY_IN_USE: 409,
   INTERRUPTED: 502,
 } as const satisfies Record<KeelErrorCode, number>;
 

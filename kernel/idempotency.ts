@@ -1,0 +1,149 @@
+/**
+ * Idempotent commands: a caller's idempotency key (CallOptions.idempotencyKey, the HTTP
+ * `Idempotency-Key` header) makes a non-idempotent operation run once per key. The callee keeps
+ * each key's outcome: a retry with the same key and input gets the first outcome without
+ * running again; the same key with another input is IDEMPOTENCY_KEY_REUSED; a retry while the
+ * first request still runs is IDEMPOTENCY_KEY_IN_USE. A module that owns data keeps the keys in
+ * its own database (`keel_idempotency`), so they survive restarts and are shared by its
+ * instances; a module without data keeps them in memory, per instance.
+ */
+import { createHash } from 'node:crypto';
+import type { SqlRunner } from './database.js';
+import type { ErrorEnvelope } from './transport.js';
+
+/** What a finished request answered: its output, or a declared failure. */
+export type StoredOutcome = { readonly output: unknown } | { readonly failure: ErrorEnvelope };
+
+/** What a request with a key may do. */
+export type Claim =
+  | { readonly kind: 'run' }
+  | { readonly kind: 'replay'; readonly outcome: StoredOutcome }
+  | { readonly kind: 'reused' }
+  | { readonly kind: 'in-use' };
+
+/** Where a module keeps its idempotency keys. */
+export interface IdempotencyStore {
+  /** Claims `key` for `operation` until `expiresAt` (epoch ms), or says what the request gets instead. */
+  claim(operation: string, key: string, inputHash: string, expiresAt: number): Promise<Claim>;
+  /** Records the outcome of a claimed request. */
+  complete(operation: string, key: string, outcome: StoredOutcome): Promise<void>;
+  /** Forgets a claimed request that failed without a final outcome (a retry runs it again). */
+  abandon(operation: string, key: string): Promise<void>;
+}
+
+/** A key is kept this long after its request finished. */
+export const IDEMPOTENCY_RETENTION_MS = 24 * 60 * 60 * 1000;
+
+/** The same digest for the same input, whatever the order of its keys. */
+export function inputHash(input: unknown): string {
+  return createHash('sha256').update(canonicalJson(input)).digest('hex');
+}
+
+function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (typeof value === 'object' && value !== null) {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, item]) => item !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([key, item]) => `${JSON.stringify(key)}:${canonicalJson(item)}`).join(',')}}`;
+  }
+  return JSON.stringify(value) ?? 'null';
+}
+
+interface KeyRow {
+  readonly input_hash: string;
+  readonly state: string;
+  readonly outcome: StoredOutcome | string | null;
+  readonly expired: boolean;
+  [column: string]: unknown;
+}
+
+/** Keys in the module's own schema, shared by its instances and kept across restarts. */
+export class SqlIdempotencyStore implements IdempotencyStore {
+  #claims = 0;
+
+  constructor(readonly sql: SqlRunner) {}
+
+  async claim(operation: string, key: string, hash: string, expiresAt: number): Promise<Claim> {
+    if (++this.#claims % 1_000 === 0) {
+      await this.sql.query("delete from keel_idempotency where state = 'completed' and completed_at < now() - make_interval(secs => $1)", [
+        IDEMPOTENCY_RETENTION_MS / 1000,
+      ]);
+    }
+    for (let attempt = 0; attempt < 3; attempt += 1) {
+      const inserted = await this.sql.query(
+        "insert into keel_idempotency (key, operation, input_hash, state, expires_at) values ($1, $2, $3, 'running', to_timestamp($4::double precision / 1000)) on conflict (operation, key) do nothing",
+        [key, operation, hash, expiresAt],
+      );
+      if (inserted.rowCount === 1) return { kind: 'run' };
+      const { rows } = await this.sql.query<KeyRow>(
+        'select input_hash, state, outcome, expires_at < now() as expired from keel_idempotency where operation = $1 and key = $2',
+        [operation, key],
+      );
+      const row = rows[0];
+      if (row === undefined) continue; // abandoned meanwhile: claim again
+      if (row.input_hash !== hash) return { kind: 'reused' };
+      if (row.state === 'completed') {
+        return { kind: 'replay', outcome: (typeof row.outcome === 'string' ? JSON.parse(row.outcome) : row.outcome) as StoredOutcome };
+      }
+      if (!row.expired) return { kind: 'in-use' };
+      // The first request's deadline passed long ago (its process died, or its caller gave up): take it over.
+      const taken = await this.sql.query(
+        "update keel_idempotency set started_at = now(), expires_at = to_timestamp($3::double precision / 1000) where operation = $1 and key = $2 and state = 'running' and expires_at < now()",
+        [operation, key, expiresAt],
+      );
+      if (taken.rowCount === 1) return { kind: 'run' };
+    }
+    return { kind: 'in-use' };
+  }
+
+  async complete(operation: string, key: string, outcome: StoredOutcome): Promise<void> {
+    await this.sql.query("update keel_idempotency set state = 'completed', outcome = $3, completed_at = now() where operation = $1 and key = $2", [
+      operation,
+      key,
+      JSON.stringify(outcome),
+    ]);
+  }
+
+  async abandon(operation: string, key: string): Promise<void> {
+    await this.sql.query("delete from keel_idempotency where operation = $1 and key = $2 and state = 'running'", [operation, key]);
+  }
+}
+
+interface MemoryEntry {
+  readonly hash: string;
+  outcome: StoredOutcome | undefined;
+  expiresAt: number;
+}
+
+/** Keys of a module without data: in this instance's memory, bounded, gone on restart. */
+export class MemoryIdempotencyStore implements IdempotencyStore {
+  readonly #entries = new Map<string, MemoryEntry>();
+
+  constructor(readonly limit = 10_000) {}
+
+  async claim(operation: string, key: string, hash: string, expiresAt: number): Promise<Claim> {
+    const id = `${operation}\u0000${key}`;
+    const entry = this.#entries.get(id);
+    const now = Date.now();
+    if (entry !== undefined && entry.expiresAt >= now) {
+      if (entry.hash !== hash) return { kind: 'reused' };
+      return entry.outcome === undefined ? { kind: 'in-use' } : { kind: 'replay', outcome: entry.outcome };
+    }
+    this.#entries.delete(id);
+    this.#entries.set(id, { hash, outcome: undefined, expiresAt });
+    if (this.#entries.size > this.limit) this.#entries.delete(this.#entries.keys().next().value as string);
+    return { kind: 'run' };
+  }
+
+  async complete(operation: string, key: string, outcome: StoredOutcome): Promise<void> {
+    const entry = this.#entries.get(`${operation}\u0000${key}`);
+    if (entry === undefined) return;
+    entry.outcome = outcome;
+    entry.expiresAt = Date.now() + IDEMPOTENCY_RETENTION_MS;
+  }
+
+  async abandon(operation: string, key: string): Promise<void> {
+    this.#entries.delete(`${operation}\u0000${key}`);
+  }
+}
