@@ -112,7 +112,7 @@ const FAILED = 2;
  * rather than closures: the hot path allocates one object per call and no functions.
  */
 class LocalCall implements Answer, DeadlineEntry {
-  readonly deadline: number;
+  deadline: number;
   state = RUNNING;
   outcome: unknown;
   /** Set once `handle` returned without an outcome: the call now waits for its handler. */
@@ -123,12 +123,24 @@ class LocalCall implements Answer, DeadlineEntry {
 
   constructor(
     readonly deadlines: DeadlineScheduler,
-    readonly address: OperationAddress,
-    readonly context: CallContext,
-    readonly signal: AbortSignal | undefined,
-    readonly rebuild: Rebuild,
+    public address: OperationAddress,
+    public context: CallContext,
+    public signal: AbortSignal | undefined,
+    public rebuild: Rebuild,
   ) {
     this.deadline = context.deadline;
+  }
+
+  /** Makes a call settled synchronously ready for the next one (see LocalTransport's #spare). */
+  reuse(address: OperationAddress, context: CallContext, signal: AbortSignal | undefined, rebuild: Rebuild): this {
+    this.address = address;
+    this.context = context;
+    this.signal = signal;
+    this.rebuild = rebuild;
+    this.deadline = context.deadline;
+    this.state = RUNNING;
+    this.outcome = undefined;
+    return this;
   }
 
   ok(output: unknown): void {
@@ -209,6 +221,7 @@ class LocalTransport implements Transport {
   readonly #servers = new Map<string, { list: Server[]; next: number }>();
   readonly #deadlines = new DeadlineScheduler();
   readonly #events: LocalEvents;
+  #spare: LocalCall | undefined;
 
   constructor(options: LocalTransportOptions & { readonly redeliveryDelayMs: number; readonly durableBacklogLimit: number }) {
     this.#events = new LocalEvents(options.logger ?? silentLogger, options.redeliveryDelayMs, options.durableBacklogLimit);
@@ -229,15 +242,21 @@ class LocalTransport implements Transport {
     }
     const server = servers.list[servers.next++ % servers.list.length] as Server;
     if (signal?.aborted) return Promise.reject(rebuild(cancelledError(address, context, signal.reason), context));
-    const call = new LocalCall(this.#deadlines, address, context, signal, rebuild);
+    // A call a synchronous handler settled is done with before handle returns, so its object is
+    // kept for the next call: the synchronous path allocates nothing of its own. A nested call
+    // (made by the handler) finds no spare and makes one.
+    const spare = this.#spare;
+    this.#spare = undefined;
+    const call = spare === undefined ? new LocalCall(this.#deadlines, address, context, signal, rebuild) : spare.reuse(address, context, signal, rebuild);
     server.module.handle(address, input, context, true, call);
-    if (call.state === SUCCEEDED) {
-      // A synchronous handler: it already finished, so only a blown deadline can change the outcome.
-      if (Date.now() > context.deadline) return Promise.reject(rebuild(timeoutError(address, context), context));
-      return Promise.resolve(call.outcome);
-    }
-    if (call.state === FAILED) return Promise.reject(rebuild(call.outcome, context));
-    return call.wait(server);
+    const { state, outcome } = call;
+    if (state === RUNNING) return call.wait(server);
+    call.reuse(address, context, undefined, asIs);
+    this.#spare = call;
+    if (state === FAILED) return Promise.reject(rebuild(outcome, context));
+    // A synchronous handler: it already finished, so only a blown deadline can change the outcome.
+    if (Date.now() > context.deadline) return Promise.reject(rebuild(timeoutError(address, context), context));
+    return Promise.resolve(outcome);
   }
 
   async serve(module: ServedModule): Promise<Registration> {
