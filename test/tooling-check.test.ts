@@ -43,6 +43,13 @@ const planted: readonly Planted[] = [
     line: 5,
     shows: "import { createLogger } from 'keel/transport';",
   },
+  {
+    fixture: 'module-imports-database-driver',
+    rule: CheckRule.MODULE_IMPORTS_DATABASE_DRIVER,
+    file: 'modules/beta/module.ts',
+    line: 5,
+    shows: "import pg from 'pg';",
+  },
   { fixture: 'computed-import', rule: CheckRule.DYNAMIC_IMPORT, file: 'modules/beta/module.ts', line: 15, shows: 'import(`./helpers/${id}.js`)' },
   { fixture: 'dependency-cycle', rule: CheckRule.DEPENDENCY_CYCLE, file: 'modules/alpha/module.ts', line: 9, shows: 'alpha → beta → alpha' },
   {

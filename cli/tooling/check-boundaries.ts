@@ -10,6 +10,9 @@ import { CheckRule, at, describeKind, type Violation } from './check-rules.js';
 /** The entry of keel for adapter and tooling authors; application modules import 'keel'. */
 const TRANSPORT_ENTRY = 'keel/transport';
 
+/** Database drivers and engines: a module reaches its data through the db the kernel gives it. */
+const DATABASE_DRIVERS = [/^pg($|\/)/, /^postgres($|\/)/, /^@electric-sql\/pglite($|\/)/, /^keel\/(pglite|postgres)($|\/)/];
+
 /** Imports across module boundaries: deep imports, contracts exposing internals, computed specifiers, the transport door. */
 export function moduleBoundaries(tree: SourceTree): Violation[] {
   const violations: Violation[] = [];
@@ -36,6 +39,17 @@ export function moduleBoundaries(tree: SourceTree): Violation[] {
           message:
             `${who} ${describeKind(reference)} '${TRANSPORT_ENTRY}', the door for adapter and tooling authors (transports, gateways, observers). ` +
             `Everything a module needs is in 'keel' (type Transport too): import it from there, and write what needs '${TRANSPORT_ENTRY}' as an adapter.`,
+        });
+        continue;
+      }
+      if (DATABASE_DRIVERS.some((pattern) => pattern.test(reference.specifier ?? ''))) {
+        violations.push({
+          rule: CheckRule.MODULE_IMPORTS_DATABASE_DRIVER,
+          ...at(file, reference),
+          message:
+            `${who} ${describeKind(reference)} '${reference.specifier}', a database driver. A module reaches its data through the db the kernel ` +
+            "gives it (declare data: { migrations } in defineModule): its own schema, its transactions, the outbox and the inbox. A connection of " +
+            "its own would reach other modules' tables and skip the outbox; the engine is chosen where the kernel is made.",
         });
         continue;
       }

@@ -7,7 +7,14 @@ import { isBuiltin } from 'node:module';
 import { ProjectLayout, type SourceTree } from './source-tree.js';
 import { CheckRule, at, describeKind, type Violation } from './check-rules.js';
 
-const TRANSPORT_PACKAGES = [/^nats($|\/)/, /^@nats-io\//, /^keel\/nats($|\/)/, /^keel\/http($|\/)/];
+/** Transports and database engines, and their libraries: the kernel reaches them through its ports only. */
+const TRANSPORT_PACKAGES = [
+  /^nats($|\/)/,
+  /^@nats-io\//,
+  /^keel\/(nats|http|pglite|postgres)($|\/)/,
+  /^pg($|\/)/,
+  /^@electric-sql\/pglite($|\/)/,
+];
 
 /**
  * The packages a `kernel/` file may import besides Node's built-in modules: the kernel's own

@@ -24,6 +24,7 @@ export const CheckRule = {
   KERNEL_IMPORTS_PACKAGE: 'kernel-imports-package',
   /** A module imports `keel/transport`, the door for adapter and tooling authors, instead of `keel`. */
   MODULE_IMPORTS_TRANSPORT_PORT: 'module-imports-transport-port',
+  MODULE_IMPORTS_DATABASE_DRIVER: 'module-imports-database-driver',
   /** An adapter imports kernel files instead of `keel`. */
   ADAPTER_IMPORTS_KERNEL_INTERNALS: 'adapter-imports-kernel-internals',
   /** An adapter imports another adapter's files instead of its public entry. */
