@@ -142,6 +142,38 @@ export function schemaOf(module: string): string {
   return module.replace(/([a-z0-9])([A-Z])/g, '$1_$2').replace(/-/g, '_').toLowerCase();
 }
 
+/**
+ * The role a module's connections run as: its schema's owner, with no rights on other modules'
+ * schemas, so that naming another module's table (`inventory.stock`) is refused by the
+ * database itself, not only by convention.
+ *
+ * @example
+ * ```ts
+ * roleOf('orders'); // 'keel_orders'
+ * ```
+ */
+export function roleOf(schema: string): string {
+  return `keel_${schema}`;
+}
+
+/**
+ * The SQL that makes a module's schema and its role, idempotently: the role (no login), the
+ * current user's membership in it (to `set role`), the schema owned by it.
+ */
+export function schemaSetup(schema: string): string {
+  const role = roleOf(schema);
+  const literal = role.replace(/'/g, "''");
+  return `do $keel$ begin
+  if not exists (select 1 from pg_roles where rolname = '${literal}') then
+    create role ${quoteIdentifier(role)} nologin;
+  end if;
+  if not pg_has_role(current_user, '${literal}', 'member') then
+    execute 'grant ${quoteIdentifier(role).replace(/'/g, "''")} to ' || quote_ident(current_user);
+  end if;
+end $keel$;
+create schema if not exists ${quoteIdentifier(schema)} authorization ${quoteIdentifier(role)};`;
+}
+
 /** `name` as a quoted SQL identifier. */
 export function quoteIdentifier(name: string): string {
   return `"${name.replace(/"/g, '""')}"`;

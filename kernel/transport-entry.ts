@@ -54,4 +54,4 @@ export { OK_OUTCOME, type CallRecord, type EventRecord, type KernelObserver } fr
 export { createLogger } from './logger.js';
 export { DEFAULT_LOCAL_TRANSPORT_OPTIONS, createLocalTransport, type LocalTransportOptions } from './local.js';
 export { InFlight, within } from './in-flight.js';
-export { quoteIdentifier, schemaOf, type DatabaseEngine, type QueryResult, type Row, type SchemaConnection, type SqlRunner } from './database.js';
+export { quoteIdentifier, roleOf, schemaOf, schemaSetup, type DatabaseEngine, type QueryResult, type Row, type SchemaConnection, type SqlRunner } from './database.js';

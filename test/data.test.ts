@@ -67,6 +67,16 @@ describe.each(engines)('data - $name', (engine) => {
     await kernel.stop();
   });
 
+  it("refuses a module's query of another module's table, even naming its schema: each module runs as its own role", async () => {
+    const records: { message: string; fields: Record<string, unknown> }[] = [];
+    const kernel = await started(await engine.fresh(), recordingLogger(records));
+    const error = await kernel.client(ledger).snoop({}).catch((caught: unknown) => caught);
+    expect(isKeelError(error, 'INTERNAL')).toBe(true);
+    const logged = records.map((record) => String((record.fields['err'] as Error | undefined)?.message ?? ''));
+    expect(logged).toContainEqual(expect.stringContaining('permission denied for schema audit'));
+    await kernel.stop();
+  });
+
   it('publishes an event written in a transaction once it commits, and never one whose transaction rolled back', async () => {
     const kernel = await started(await engine.fresh());
     const client = kernel.client(ledger);

@@ -7,7 +7,7 @@ import { mkdirSync } from 'node:fs';
 import { PGlite, type Transaction } from '@electric-sql/pglite';
 import { z } from 'zod';
 import type { DatabaseEngine, QueryResult, Row, SchemaConnection, SqlRunner } from 'keel/transport';
-import { parseOptions, quoteIdentifier } from 'keel/transport';
+import { parseOptions, quoteIdentifier, roleOf, schemaSetup } from 'keel/transport';
 
 /**
  * Options of {@link createPGliteDatabase}.
@@ -71,7 +71,7 @@ class PGliteEngine implements DatabaseEngine {
   ) {}
 
   async connect(schema: string): Promise<SchemaConnection> {
-    await this.pglite.exec(`create schema if not exists ${quoteIdentifier(schema)}`);
+    await this.pglite.exec(schemaSetup(schema));
     return new PGliteSchema(this.pglite, schema);
   }
 
@@ -102,7 +102,8 @@ class PGliteSchema implements SchemaConnection {
     readonly pglite: PGlite,
     readonly schema: string,
   ) {
-    this.#setPath = `set local search_path to ${quoteIdentifier(schema)}`;
+    // Every transaction runs as the module's role, in its schema: PGlite has one session for all modules.
+    this.#setPath = `set local search_path to ${quoteIdentifier(schema)}; set local role ${quoteIdentifier(roleOf(schema))}`;
   }
 
   query<R extends Row = Row>(text: string, params?: readonly unknown[]): Promise<QueryResult<R>> {

@@ -6,7 +6,7 @@ import pg from 'pg';
 import { z } from 'zod';
 import type { DatabaseEngine, QueryResult, Row, SchemaConnection, SqlRunner } from 'keel/transport';
 import { KeelError, KeelErrorCode } from 'keel';
-import { parseOptions, quoteIdentifier } from 'keel/transport';
+import { parseOptions, quoteIdentifier, roleOf, schemaSetup } from 'keel/transport';
 
 /**
  * Options of {@link createPostgresDatabase}.
@@ -74,32 +74,41 @@ class PostgresEngine implements DatabaseEngine {
   }
 
   async connect(schema: string): Promise<SchemaConnection> {
+    await this.#setUp(schema);
     const pool = new pg.Pool({
       connectionString: this.url,
       max: this.poolSize,
       connectionTimeoutMillis: this.connectTimeoutMs,
-      options: `-c search_path=${quoteIdentifier(schema)}`,
+      // Every connection starts in the module's schema, as the module's role.
+      options: `-c search_path=${quoteIdentifier(schema)} -c role=${roleOf(schema)}`,
     });
     // An idle connection the server dropped must not crash the process; the pool replaces it.
     pool.on('error', () => undefined);
     this.#pools.add(pool);
-    try {
-      await pool.query(`create schema if not exists ${quoteIdentifier(schema)}`);
-    } catch (error) {
-      this.#pools.delete(pool);
-      await pool.end().catch(() => undefined);
-      // Two instances creating the schema at once: the loser sees a unique violation; the schema exists.
-      if ((error as { code?: string }).code !== '23505') {
-        throw new KeelError(
-          KeelErrorCode.UNAVAILABLE,
-          `PostgreSQL at ${this.location} refused schema "${schema}": ${(error as Error).message}. ` +
-            'Check DATABASE_URL, that the server runs, and that the user may create schemas in the database.',
-          { cause: error },
-        );
-      }
-      return this.connect(schema);
-    }
     return new PostgresSchema(pool, () => this.#pools.delete(pool));
+  }
+
+  /** Creates the module's role and schema, as the connecting user, on a connection of its own. */
+  async #setUp(schema: string, attempt = 1): Promise<void> {
+    const client = new pg.Client({ connectionString: this.url, connectionTimeoutMillis: this.connectTimeoutMs });
+    client.on('error', () => undefined);
+    try {
+      await client.connect();
+      await client.query(schemaSetup(schema));
+    } catch (error) {
+      // Two instances creating the role or schema at once: the loser sees a unique violation; both exist.
+      const code = (error as { code?: string }).code;
+      if ((code === '23505' || code === '42710') && attempt < 3) return this.#setUp(schema, attempt + 1);
+      throw new KeelError(
+        KeelErrorCode.UNAVAILABLE,
+        `PostgreSQL at ${this.location} refused schema "${schema}" or its role ${roleOf(schema)}: ${(error as Error).message}. ` +
+          'Check DATABASE_URL, that the server runs, and that the user may create schemas and roles (CREATEROLE), ' +
+          'or create the role and the schema owned by it beforehand.',
+        { cause: error },
+      );
+    } finally {
+      await client.end().catch(() => undefined);
+    }
   }
 
   async close(): Promise<void> {
