@@ -1,8 +1,10 @@
 /**
  * One running process of an application (what `keel start` runs): a kernel hosting some or all
- * modules, the NATS transport to the others when configured, and the HTTP gateway when asked.
+ * modules, the NATS transport to the others when configured, the databases of the hosted
+ * modules that own data, and the HTTP gateway when asked.
  */
 import { createKernel, type AnyContract, type AnyModule, type Kernel, type Logger, type Transport } from 'keel';
+import { openDatabases, planDatabases, type OpenDatabases, type PlannedDatabase } from './database.js';
 import { CLIError, CliErrorCode } from './errors.js';
 
 /**
@@ -48,8 +50,14 @@ export interface HostOptions {
   readonly modules: readonly AnyModule[];
   /** Modules to host here (default: all). */
   readonly host?: readonly string[] | undefined;
-  /** Environment: NATS settings are read from `KEEL_NATS_*` (see keel/nats). */
+  /**
+   * Environment: NATS settings are read from `KEEL_NATS_*` (see keel/nats); the databases of
+   * modules that own data from `DATABASE_URL`, `DATABASE_URL_<MODULE>` and `KEEL_DATA_DIR`, and
+   * `KEEL_PROCESS_NAME` names the default folder of the embedded one (docs/cli.md, "Data").
+   */
   readonly env: Readonly<Record<string, string | undefined>>;
+  /** The project folder: the embedded database's default folder is `.keel/data/<process>` in it (default: the current directory). */
+  readonly root?: string | undefined;
   /** NATS server URL(s); overrides `KEEL_NATS_URL`. Without either, no transport: every module must be hosted here. */
   readonly natsUrl?: string | undefined;
   /** HTTP gateway port; without one, no gateway. */
@@ -59,6 +67,24 @@ export interface HostOptions {
   /** The operations the HTTP gateway exposes (default `all`). */
   readonly httpOperations?: HttpOperations | undefined;
   readonly logger?: Logger | undefined;
+}
+
+/**
+ * Where one hosted module keeps its data, as {@link startHost} opened it.
+ *
+ * @example
+ * ```ts
+ * for (const { module, engine, location } of host.databases) console.log(`${module}: ${engine} ${location}`);
+ * // ledger: pglite in .keel/data/app
+ * ```
+ */
+export interface HostedDatabase {
+  readonly module: string;
+  readonly schema: string;
+  /** `pglite` or `postgres`. */
+  readonly engine: string;
+  /** Safe to print (no password): `in .keel/data/app`, `in memory`, `at 127.0.0.1:5432/shop (DATABASE_URL)`. */
+  readonly location: string;
 }
 
 /**
@@ -77,15 +103,18 @@ export interface Host {
   readonly transport: Transport | undefined;
   /** The gateway's URL, when it listens. */
   readonly httpUrl: string | undefined;
-  /** Stops the gateway (requests in flight finish), the kernel (work in flight finishes), then the transport. Idempotent. */
+  /** The hosted modules that own data, each with its database. */
+  readonly databases: readonly HostedDatabase[];
+  /** Stops the gateway (requests in flight finish), the kernel (work in flight finishes), then closes the transport and the databases. Idempotent. */
   stop(): Promise<void>;
 }
 
 /**
  * Starts one process of an application. Throws `E_UNKNOWN_MODULE` for a module name that is
- * not in the manifest and `E_USAGE` for an `httpOperations` that is no {@link HttpOperations}
- * value; the kernel's own checks (a hosted module that needs one not reachable here, for
- * example) surface as its `KeelError`.
+ * not in the manifest, `E_USAGE` for an `httpOperations` that is no {@link HttpOperations}
+ * value, and `INVALID_CONFIG` for a database URL that is not PostgreSQL's; the kernel's own
+ * checks (a hosted module that needs one not reachable here, for example) surface as its
+ * `KeelError`. The databases are opened only when a hosted module owns data.
  *
  * @example
  * ```ts
@@ -106,20 +135,24 @@ export async function startHost(options: HostOptions): Promise<Host> {
       `No module named ${unknown.map((name) => `"${name}"`).join(', ')} in the manifest (it has: ${names.join(', ')}).`,
     );
   }
+  const root = options.root ?? process.cwd();
+  const hosted = options.host === undefined ? options.modules : options.modules.filter((module) => options.host?.includes(module.name));
+  const plan = planDatabases(hosted, { env: options.env, root });
   // Load the gateway's code while NATS connects and the modules start: loading is most of a start.
   const gatewayCode = options.httpPort === undefined ? undefined : import('keel/http');
   gatewayCode?.catch(() => undefined);
-  const transport = await connectNats(options);
+  const { transport, databases } = await connectAndOpen(options, plan, root);
   let kernel: Kernel;
   try {
     kernel = createKernel({
       modules: options.modules,
       topology: { ...(options.host ? { host: options.host } : {}), transport },
+      ...(databases ? { database: databases.engineOf } : {}),
       ...(options.logger ? { logger: options.logger } : {}),
     });
     await kernel.start();
   } catch (error) {
-    await transport?.close();
+    await closeConnections(transport, databases);
     throw error;
   }
   let gateway: { readonly url: string | undefined; close(): Promise<void> } | undefined;
@@ -127,8 +160,11 @@ export async function startHost(options: HostOptions): Promise<Host> {
     try {
       gateway = await startGateway(kernel, options, await (gatewayCode as Promise<typeof import('keel/http')>));
     } catch (error) {
-      await kernel.stop();
-      await transport?.close();
+      try {
+        await kernel.stop();
+      } finally {
+        await closeConnections(transport, databases);
+      }
       throw error;
     }
   }
@@ -137,15 +173,46 @@ export async function startHost(options: HostOptions): Promise<Host> {
     kernel,
     transport,
     httpUrl: gateway?.url,
+    databases: (databases?.modules ?? []).map(({ module, schema, engine, location }) => ({ module, schema, engine: engine.name, location })),
     stop() {
       stopping ??= (async () => {
-        await gateway?.close();
-        await kernel.stop();
-        await transport?.close();
+        try {
+          await gateway?.close();
+          await kernel.stop();
+        } finally {
+          await closeConnections(transport, databases);
+        }
       })();
       return stopping;
     },
   };
+}
+
+/** Connects NATS and opens the databases side by side (each can take a while); if either fails, closes what the other opened. */
+async function connectAndOpen(
+  options: HostOptions,
+  plan: readonly PlannedDatabase[],
+  root: string,
+): Promise<{ transport: Transport | undefined; databases: OpenDatabases | undefined }> {
+  const [transport, databases] = await Promise.allSettled([
+    connectNats(options),
+    plan.length === 0 ? Promise.resolve(undefined) : openDatabases(plan, root),
+  ]);
+  if (transport.status === 'fulfilled' && databases.status === 'fulfilled') return { transport: transport.value, databases: databases.value };
+  await closeConnections(
+    transport.status === 'fulfilled' ? transport.value : undefined,
+    databases.status === 'fulfilled' ? databases.value : undefined,
+  ).catch(() => undefined);
+  throw transport.status === 'rejected' ? transport.reason : (databases as PromiseRejectedResult).reason;
+}
+
+/** Closes the transport, then the databases, whatever the first does: after the kernel, which uses both, stopped. */
+async function closeConnections(transport: Transport | undefined, databases: OpenDatabases | undefined): Promise<void> {
+  try {
+    await transport?.close();
+  } finally {
+    await databases?.close();
+  }
 }
 
 async function connectNats(options: HostOptions): Promise<Transport | undefined> {

@@ -1,6 +1,8 @@
 /**
  * keel/cli — the `keel` command as a library: typed topology files for `keel up`, the
- * command runner (for tests and for adding commands), and the CLI's errors.
+ * command runner (for tests and for adding commands), the CLI's errors, and the databases
+ * `keel start` opens from the environment (`planDatabases`, `openDatabases`), for an entry file
+ * of its own that should find a module's data where `keel start` and `keel db` do.
  *
  * @example
  * ```ts
@@ -45,4 +47,15 @@ export {
   type TopologyInput,
 } from './topology.js';
 export { findProject, importProjectFile, loadManifest, type Project } from './project.js';
-export { HttpOperations, startHost, type Host, type HostOptions } from './host.js';
+export { HttpOperations, startHost, type Host, type HostOptions, type HostedDatabase } from './host.js';
+export {
+  DatabaseEnv,
+  moduleDatabaseVariable,
+  openDatabases,
+  planDatabases,
+  type DatabaseSettings,
+  type DatabaseSource,
+  type OpenDatabase,
+  type OpenDatabases,
+  type PlannedDatabase,
+} from './database.js';

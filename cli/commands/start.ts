@@ -7,7 +7,7 @@ import { relative } from 'node:path';
 import type { Kernel } from 'keel';
 import { contextOf, defineCommand } from '../command.js';
 import { CLIError, CliErrorCode } from '../errors.js';
-import { HTTP_OPERATIONS_CHOICES, HttpOperations, isHttpOperations, startHost } from '../host.js';
+import { HTTP_OPERATIONS_CHOICES, HttpOperations, isHttpOperations, startHost, type HostedDatabase } from '../host.js';
 import { splitList } from '../names.js';
 import { findProject, loadManifest } from '../project.js';
 
@@ -57,6 +57,16 @@ function exposedText(operations: HttpOperations | undefined, kernel: Kernel): st
     return ` (operations of ${kernel.hosted.join(', ')} only)`;
   }
   return '';
+}
+
+/** One line per database: the modules whose data it keeps, its engine and where (never a password). */
+function databaseLines(databases: readonly HostedDatabase[]): string[] {
+  const modulesByPlace = new Map<string, string[]>();
+  for (const { module, engine, location } of databases) {
+    const place = `${engine} ${location}`;
+    modulesByPlace.set(place, [...(modulesByPlace.get(place) ?? []), module]);
+  }
+  return [...modulesByPlace].map(([place, modules]) => `data of ${modules.join(', ')}: ${place}`);
 }
 
 /** What the gateway exposes: `--operations`, else `KEEL_HTTP_OPERATIONS`, else every operation. */
@@ -138,10 +148,11 @@ export default defineCommand({
       });
     }
     if (cli.signal.aborted) return;
-    const running = await startHost({ modules, host, env: cli.env, natsUrl: args.nats, httpPort, httpHost, httpOperations });
+    const running = await startHost({ modules, host, env: cli.env, root: project.root, natsUrl: args.nats, httpPort, httpHost, httpOperations });
     const status = running.kernel.status();
     const hosted = status.modules.map((module) => module.name);
     out(`keel: hosting ${hosted.length > 0 ? hosted.join(', ') : 'no module (a client of the others)'}`);
+    for (const line of databaseLines(running.databases)) out(`keel: ${line}`);
     if (status.remote.length > 0) out(`keel: reaching ${status.remote.join(', ')} over ${running.transport?.name ?? 'the transport'}`);
     if (running.httpUrl) out(`keel: HTTP gateway on ${running.httpUrl}${exposedText(httpOperations, running.kernel)}`);
     out('keel: ready (Ctrl-C to stop)');

@@ -6,6 +6,7 @@
 import { once } from 'node:events';
 import { relative, resolve } from 'node:path';
 import { contextOf, defineCommand } from '../command.js';
+import { assertOwnDataFolders } from '../database.js';
 import { CLIError, CliErrorCode } from '../errors.js';
 import { launchNatsServer, type LaunchedNatsServer } from '../nats-server.js';
 import { findProject, loadManifest } from '../project.js';
@@ -34,10 +35,21 @@ export default defineCommand({
     const cli = contextOf(data);
     const log = (line: string) => cli.stdout.write(`keel up: ${line}\n`);
     const project = findProject(cli.cwd);
-    const names = (await loadManifest(project)).map((module) => module.name as string);
+    const modules = await loadManifest(project);
+    const names = modules.map((module) => module.name as string);
     const file = args.topology === undefined ? undefined : resolve(cli.cwd, args.topology);
     const topology = file === undefined ? singleProcessTopology(names) : await loadTopology(project, file, names);
     const label = topology.name ?? (file === undefined ? 'one process' : relative(project.root, file));
+    // Refused here, once, rather than by every process crashing in turn: a bad database URL, or two processes on one embedded database folder.
+    assertOwnDataFolders(
+      Object.entries(topology.processes).map(([name, spec]) => ({
+        name,
+        modules: modules.filter((module) => spec.modules.includes(module.name)),
+        replicas: spec.replicas,
+        env: spec.env,
+      })),
+      { env: cli.env, root: project.root },
+    );
 
     let natsUrl = args.nats ?? topology.nats.url ?? (cli.env['KEEL_NATS_URL'] || undefined);
     let natsServer: LaunchedNatsServer | undefined;

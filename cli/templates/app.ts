@@ -248,7 +248,8 @@ export default defineTopology({
 }
 
 /**
- * The application's .gitignore.
+ * The application's .gitignore; `.keel/` holds the embedded database `keel start` keeps its
+ * modules' data in.
  *
  * @example
  * ```ts
@@ -256,5 +257,5 @@ export default defineTopology({
  * ```
  */
 export function gitignoreFile(): string {
-  return 'node_modules/\ndist/\ncoverage/\n*.tgz\n';
+  return 'node_modules/\ndist/\ncoverage/\n*.tgz\n.keel/\n';
 }

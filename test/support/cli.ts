@@ -37,3 +37,52 @@ export async function runKeel(argv: readonly string[], options: { readonly cwd: 
   const code = await runCli(main, argv, { stdout, stderr, cwd: options.cwd, env: options.env ?? {} });
   return { code, stdout: stdout.text, stderr: stderr.text };
 }
+
+/** A `keel start` (or any long-running command) running in process, until {@link RunningKeel.stop}. */
+export interface RunningKeel {
+  readonly stdout: OutputStream & { text: string };
+  readonly stderr: OutputStream & { text: string };
+  /** The exit code, once the command returns. */
+  readonly exit: Promise<number>;
+  /** The HTTP gateway's URL it printed, once ready (undefined without a gateway). */
+  readonly url: string | undefined;
+  /** Signals it as Ctrl-C would, and resolves with its exit code. */
+  stop(): Promise<number>;
+}
+
+/**
+ * Runs `keel <argv>` in process and resolves once it printed `keel: ready`; rejects, with what
+ * it printed, when it ends before.
+ *
+ * @example
+ * ```ts
+ * const running = await startKeel(['start', '--http', '0'], { cwd: app.root, env: { KEEL_DATA_DIR: 'memory' } });
+ * await fetch(`${running.url}/readyz`);
+ * expect(await running.stop()).toBe(0);
+ * ```
+ */
+export async function startKeel(
+  argv: readonly string[],
+  options: { readonly cwd: string; readonly env?: Record<string, string> },
+): Promise<RunningKeel> {
+  const stdout = collector();
+  const stderr = collector();
+  const controller = new AbortController();
+  const exit = runCli(main, argv, { stdout, stderr, cwd: options.cwd, env: options.env ?? {}, signal: controller.signal });
+  let ended = false;
+  void exit.then(() => (ended = true));
+  while (!stdout.text.includes('keel: ready')) {
+    if (ended) throw new Error(`keel ${argv.join(' ')} ended (${await exit}) before it was ready:\n${stdout.text}${stderr.text}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  return {
+    stdout,
+    stderr,
+    exit,
+    url: /keel: HTTP gateway on (\S+)/.exec(stdout.text)?.[1],
+    stop: () => {
+      controller.abort('SIGTERM');
+      return exit;
+    },
+  };
+}

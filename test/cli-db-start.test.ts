@@ -1,0 +1,134 @@
+/**
+ * `keel start` and `keel up` on module-owned data: the modules that own data get a database
+ * from the environment (the embedded PGlite in a folder by default, PostgreSQL from
+ * DATABASE_URL, a module's own from DATABASE_URL_<MODULE>), closed on stop; `keel up` gives each
+ * process its own folder. On a small application (test/support/data-app.ts) and the machine's
+ * PostgreSQL (a database per test that needs one, dropped after).
+ */
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { runKeel, startKeel } from './support/cli.js';
+import { call, dataTestbed, query, until } from './support/data-app.js';
+
+const require = createRequire(import.meta.url);
+const repository = dirname(require.resolve('keel/package.json'));
+const testbed = dataTestbed();
+afterAll(() => testbed.cleanup());
+
+describe('cli - keel start on module data', () => {
+  it('cli - keel start keeps the data of the modules that own it in the embedded database across a restart', async () => {
+    const app = testbed.app();
+    const env = { KEEL_DATA_DIR: 'data' };
+    const first = await startKeel(['start', '--http', '0'], { cwd: app.root, env });
+    expect(first.stdout.text).toContain('keel: hosting audit, ledger, echo\nkeel: data of audit, ledger: pglite in data\n');
+    await call(first.url, 'ledger/add', { label: 'kept' });
+    await until(async () => (await call(first.url, 'audit/seen', {})).handled === 1, 'the audit to record the entry');
+    expect(await first.stop()).toBe(0);
+    expect(existsSync(join(app.root, 'data/keel.lock')), 'the folder is released on stop').toBe(false);
+
+    const second = await startKeel(['start', '--http', '0'], { cwd: app.root, env });
+    expect(await call(second.url, 'ledger/labels', {})).toEqual({ labels: ['kept'] });
+    expect(await call(second.url, 'audit/seen', {})).toEqual({ labels: ['kept'], handled: 1 });
+    expect(await second.stop()).toBe(0);
+    expect(existsSync(join(app.root, '.keel')), 'KEEL_DATA_DIR replaces the default folder').toBe(false);
+  }, 60_000);
+
+  it('cli - keel start with DATABASE_URL keeps the data in PostgreSQL, each module in its own schema', async () => {
+    const app = testbed.app();
+    const database = await testbed.database();
+    const running = await startKeel(['start', '--http', '0'], { cwd: app.root, env: { DATABASE_URL: database.url } });
+    expect(running.stdout.text).toContain(`keel: data of audit, ledger: postgres at ${database.location} (DATABASE_URL)\n`);
+    await call(running.url, 'ledger/add', { label: 'in-postgres' });
+    await until(async () => (await call(running.url, 'audit/seen', {})).handled === 1, 'the audit to record the entry');
+    expect(await running.stop()).toBe(0);
+
+    expect(await query(database.url, 'select label from ledger.entries')).toEqual([{ label: 'in-postgres' }]);
+    expect(await query(database.url, 'select label from audit.entries')).toEqual([{ label: 'in-postgres' }]);
+    expect(await query(database.url, 'select name from ledger.keel_migrations order by name')).toEqual([
+      { name: '001_entries.sql' },
+      { name: 'keel/001_outbox_inbox_idempotency' },
+    ]);
+    expect(existsSync(join(app.root, '.keel')), 'nothing embedded was opened').toBe(false);
+  });
+
+  it('cli - DATABASE_URL_<MODULE> gives that module a database of its own; the others keep theirs, and events cross between them', async () => {
+    const app = testbed.app();
+    const database = await testbed.database();
+    const running = await startKeel(['start', '--http', '0'], {
+      cwd: app.root,
+      env: { DATABASE_URL_AUDIT: database.url, KEEL_DATA_DIR: 'memory' },
+    });
+    expect(running.stdout.text).toContain(`keel: data of audit: postgres at ${database.location} (DATABASE_URL_AUDIT)\nkeel: data of ledger: pglite in memory\n`);
+    await call(running.url, 'ledger/add', { label: 'crossing' });
+    await until(async () => (await call(running.url, 'audit/seen', {})).handled === 1, 'the audit to record the entry');
+    expect(await running.stop()).toBe(0);
+    expect(await query(database.url, 'select label from audit.entries')).toEqual([{ label: 'crossing' }]);
+    expect(await query(database.url, "select to_regnamespace('ledger') as ledger")).toEqual([{ ledger: null }]);
+  });
+
+  it('cli - a DATABASE_URL that is not PostgreSQL\'s is refused before anything starts, naming the variable and never showing its value', async () => {
+    const app = testbed.app();
+    const start = await runKeel(['start', '--http', '0'], { cwd: app.root, env: { DATABASE_URL: 'mysql://root:s3cret@db.internal/shop' } });
+    expect(start.code).toBe(1);
+    expect(start.stderr).toContain('error INVALID_CONFIG: DATABASE_URL is not a PostgreSQL URL: it is a "mysql:" URL. It takes postgres://user:password@host:5432/database');
+    expect(start.stderr).not.toContain('s3cret');
+    expect(start.stdout).not.toContain('keel: hosting');
+    expect(existsSync(join(app.root, '.keel'))).toBe(false);
+  });
+
+  it('cli - keel up gives each process of a split topology its own embedded database, .keel/data/<process>', async () => {
+    const app = testbed.app();
+    const topology = join(app.root, 'split.json');
+    writeFileSync(topology, JSON.stringify({ processes: { writer: { modules: ['ledger', 'echo'], http: 0 }, reader: { modules: ['audit'] } } }));
+    // keel up from source, as `npm run keel -- up` runs it; it starts nats-server and both processes.
+    const up = spawn(
+      process.execPath,
+      ['--import', pathToFileURL(require.resolve('tsx')).href, '--conditions=keel-source', join(repository, 'cli/bin.ts'), 'up', topology],
+      { cwd: app.root, env: { ...process.env, KEEL_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let output = '';
+    up.stdout.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
+    up.stderr.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
+    const exited = once(up, 'exit');
+    try {
+      await until(async () => output.includes('keel up: ready') || up.exitCode !== null, 'keel up to be ready', 60_000);
+      expect(output).toContain('keel up: ready');
+      const url = /writer \| keel: HTTP gateway on (\S+)/.exec(output)?.[1];
+      await call(url, 'ledger/add', { label: 'split' });
+      await until(async () => (await call(url, 'audit/seen', {})).handled === 1, 'the audit, in the other process, to record the entry');
+    } finally {
+      up.kill('SIGTERM');
+      await exited;
+    }
+    expect(output).toContain('writer | keel: data of ledger: pglite in .keel/data/writer\n');
+    expect(output).toContain('reader | keel: data of audit: pglite in .keel/data/reader\n');
+    expect(readdirSync(join(app.root, '.keel/data')).sort()).toEqual(['reader', 'writer']);
+    for (const folder of ['reader', 'writer']) expect(existsSync(join(app.root, '.keel/data', folder, 'keel.lock')), folder).toBe(false);
+  }, 90_000);
+
+  it('cli - keel up refuses a topology whose processes would share an embedded database folder', async () => {
+    const app = testbed.app();
+    const split = join(app.root, 'split.json');
+    writeFileSync(split, JSON.stringify({ processes: { writer: { modules: ['ledger', 'echo'] }, reader: { modules: ['audit'] } } }));
+    const shared = await runKeel(['up', split], { cwd: app.root, env: { KEEL_DATA_DIR: 'data' } });
+    expect(shared.code).toBe(1);
+    expect(shared.stderr).toContain(
+      'error E_TOPOLOGY: Processes "writer" and "reader" host modules that own data, and both would open the embedded database in data: PGlite serves one process.',
+    );
+    const replicated = join(app.root, 'replicated.json');
+    writeFileSync(replicated, JSON.stringify({ processes: { app: { modules: ['*'], replicas: 2 } } }));
+    const replicas = await runKeel(['up', replicated], { cwd: app.root });
+    expect(replicas.code).toBe(1);
+    expect(replicas.stderr).toContain(
+      'error E_TOPOLOGY: Process "app" runs 2 replicas of modules that own data, and they would share the embedded database in .keel/data/app',
+    );
+    const badUrl = await runKeel(['up', split], { cwd: app.root, env: { DATABASE_URL: 'mysql://db/shop' } });
+    expect(badUrl.code).toBe(1);
+    expect(badUrl.stderr).toContain('error INVALID_CONFIG: DATABASE_URL is not a PostgreSQL URL');
+  });
+});
