@@ -48,6 +48,8 @@ export const CliErrorCode = {
   E_CONTRACTS: 'E_CONTRACTS',
   /** `keel status`: NATS is unreachable, or a module the topology expects has no running instance. */
   E_STATUS: 'E_STATUS',
+  /** `keel db status`: a migration changed after it was applied, or one applied is no longer a file. */
+  E_MIGRATIONS: 'E_MIGRATIONS',
 } as const;
 
 /** A {@link CliErrorCode} value. */

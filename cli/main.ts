@@ -37,6 +37,7 @@ export const main = defineCommand({
     start: () => load(import('./commands/start.js')),
     up: () => load(import('./commands/up.js')),
     deploy: () => load(import('./commands/deploy.js')),
+    db: () => load(import('./commands/db.js')),
     check: () => load(import('./commands/check.js')),
     graph: () => load(import('./commands/graph.js')),
     status: () => load(import('./commands/status.js')),

@@ -17,7 +17,7 @@ describe('cli - help', () => {
     expect(stdout).toMatchInlineSnapshot(`
       "Build a modular monolith whose modules split into services without code changes (keel v<version>)
 
-      USAGE keel new|generate|g|build|start|up|deploy|check|graph|status|contracts
+      USAGE keel new|generate|g|build|start|up|deploy|db|check|graph|status|contracts
 
       COMMANDS
 
@@ -27,6 +27,7 @@ describe('cli - help', () => {
               start    Run the application, or the modules named, in this process
                  up    Run a whole topology locally: every process, NATS, restarts, one log
              deploy    Write a Dockerfile, compose.yaml and Kubernetes manifests for a topology
+                 db    Apply and show the migrations of the modules that own data
               check    Check module boundaries, cycles, declared dependencies, layering and contract schemas
               graph    Draw the modules, their calls and events, grouped by process under a topology
              status    Show the running modules: instances, version, uptime, requests, errors, average time
@@ -182,7 +183,7 @@ describe('cli - usage errors', () => {
     const { code, stderr } = await run(['publish']);
     expect(code).toBe(2);
     expect(stderr).toMatchInlineSnapshot(`
-      "error E_UNKNOWN_COMMAND: Unknown command "publish" for keel. Available: new, generate, build, start, up, deploy, check, graph, status, contracts.
+      "error E_UNKNOWN_COMMAND: Unknown command "publish" for keel. Available: new, generate, build, start, up, deploy, db, check, graph, status, contracts.
         Run \`keel --help\` to see what each command does.
       "
     `);

@@ -1,0 +1,35 @@
+/**
+ * `keel db migrate`: applies the pending migrations of every module that owns data (or of the
+ * one named) in the databases `keel start` would use with the same environment, without
+ * starting the application, and prints what it applied per module.
+ */
+import { contextOf, defineCommand } from '../command.js';
+import { NO_DATA_MODULE, eachModuleDatabase, migrate, placeLine } from '../migrations.js';
+
+export default defineCommand({
+  meta: {
+    name: 'migrate',
+    description: 'Apply the pending migrations of the modules that own data, without starting the application',
+    examples: ['keel db migrate', 'keel db migrate --module orders', 'KEEL_PROCESS_NAME=storefront keel db migrate --json'],
+  },
+  args: {
+    module: { type: 'string', description: 'Only this module (default: every module that owns data)', valueHint: 'name' },
+    json: { type: 'boolean', description: 'Print what was applied as JSON', default: false },
+  },
+  run: async ({ args, data }) => {
+    const cli = contextOf(data);
+    const modules = await eachModuleDatabase(cli, args.module, async ({ place, connection, migrations }) => {
+      const applied = await migrate(connection, place.module, place.schema, migrations);
+      if (!args.json) {
+        const lines = applied.length > 0 ? applied.map((name) => `  applied  ${name}`) : [`  nothing to apply (${migrations.length} applied before)`];
+        cli.stdout.write(`${[placeLine(place), ...lines].join('\n')}\n`);
+      }
+      return applied;
+    });
+    if (args.json) {
+      cli.stdout.write(`${JSON.stringify({ modules: modules.map(({ place, result }) => ({ ...place, applied: result })) }, null, 2)}\n`);
+    } else if (modules.length === 0) {
+      cli.stdout.write(`keel db: ${NO_DATA_MODULE}\n`);
+    }
+  },
+});
