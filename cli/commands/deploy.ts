@@ -8,7 +8,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { contextOf, defineCommand } from '../command.js';
 import { appNameOf, GENERATED_MARK, planDeployment, type DeployFile } from '../deploy/index.js';
 import { CLIError, CliErrorCode } from '../errors.js';
-import { DEFAULT_PROJECT_SETTINGS, findProject, projectSettings } from '../project.js';
+import { DEFAULT_PROJECT_SETTINGS, findProject, loadManifest, projectSettings } from '../project.js';
 import { topologyAt } from '../tooling/command-support.js';
 
 /** `name` and `version` of the application's package.json. */
@@ -72,6 +72,7 @@ export default defineCommand({
       nodeMajor: Number(nodeText),
       source: relative(project.root, topologyPath).replaceAll('\\', '/') || args.topology,
       buildDir: (projectSettings(project.root)?.outDir ?? DEFAULT_PROJECT_SETTINGS.outDir).replaceAll('\\', '/').replace(/^\.\/|\/+$/g, ''),
+      dataModules: (await loadManifest(project)).filter((module) => module.data !== undefined).map((module) => module.name),
     });
 
     const out = resolve(cli.cwd, args.out);

@@ -1,23 +1,70 @@
 /**
- * `compose.yaml`: NATS with JetStream (when the topology needs it) and one service per
- * process group, all running the one image.
+ * `compose.yaml`: NATS with JetStream (when the topology needs it), PostgreSQL (when a group
+ * hosts a module that owns data) and one service per process group, all running the one image.
  */
 import { stringify } from 'yaml';
 import { needsNats, type TopologyFile } from '../topology.js';
-import { DEFAULT_DEPLOY_OPTIONS, generatedHeader, groupEnvironment, healthCommand, isGateway, type ResolvedDeployOptions } from './plan.js';
+import {
+  DEFAULT_DEPLOY_OPTIONS,
+  generatedHeader,
+  groupEnvironment,
+  healthCommand,
+  hostsAnyData,
+  hostsData,
+  isGateway,
+  type ResolvedDeployOptions,
+} from './plan.js';
 
 /** The NATS monitoring port, which serves `/healthz`. */
 const NATS_MONITOR_PORT = 8222;
 const NATS_VOLUME = 'nats-data';
+const POSTGRES_VOLUME = 'postgres-data';
+/**
+ * compose's PostgreSQL user and password. They are in the file, as everything of compose.yaml
+ * is: it runs the topology on one machine, whose PostgreSQL no other host reaches (no port is
+ * published). Production gives its own DATABASE_URL (docs/deploy.md, "Data").
+ */
+const POSTGRES_USER = 'keel';
+
+/** compose's PostgreSQL service: the official alpine image, a named volume, ready once `pg_isready` says so. */
+function postgresService(options: ResolvedDeployOptions): Record<string, unknown> {
+  return {
+    image: DEFAULT_DEPLOY_OPTIONS.postgresImage,
+    environment: { POSTGRES_USER, POSTGRES_PASSWORD: POSTGRES_USER, POSTGRES_DB: options.app },
+    volumes: [`${POSTGRES_VOLUME}:/var/lib/postgresql/data`],
+    healthcheck: {
+      test: ['CMD', 'pg_isready', '-U', POSTGRES_USER, '-d', options.app],
+      interval: '5s',
+      timeout: '3s',
+      retries: 10,
+      start_period: '10s',
+    },
+    restart: 'unless-stopped',
+  };
+}
+
+/**
+ * The `DATABASE_URL` compose gives the groups hosting modules that own data: its PostgreSQL
+ * service's database, named after the application.
+ *
+ * @example
+ * ```ts
+ * composeDatabaseUrl({ app: 'my-shop' }); // 'postgres://keel:keel@postgres:5432/my-shop'
+ * ```
+ */
+export function composeDatabaseUrl(options: Pick<ResolvedDeployOptions, 'app'>): string {
+  return `postgres://${POSTGRES_USER}:${POSTGRES_USER}@postgres:5432/${options.app}`;
+}
 
 /**
  * The compose file as a plain object (keys in the order they are written).
  *
  * The NATS service uses the official image's `-alpine` variant: the default `nats` image is
  * built from scratch and has no program to run a health check with; the alpine one has
- * busybox `wget`, which asks the monitoring port's `/healthz`. Each group waits for NATS to be
- * healthy, runs `deploy.replicas` copies and gets a stop grace period longer than keel's
- * drain timeout (Docker's default of 10 s would kill a draining process).
+ * busybox `wget`, which asks the monitoring port's `/healthz`. Each group waits for NATS (and,
+ * when it hosts a module that owns data, PostgreSQL) to be healthy, runs `deploy.replicas`
+ * copies and gets a stop grace period longer than keel's drain timeout (Docker's default of
+ * 10 s would kill a draining process).
  *
  * @example
  * ```ts
@@ -42,23 +89,36 @@ export function composeDocument(topology: TopologyFile, options: ResolvedDeployO
       restart: 'unless-stopped',
     };
   }
+  const data = hostsAnyData(topology, options);
+  if (data) services['postgres'] = postgresService(options);
   for (const [name, group] of Object.entries(topology.processes)) {
     const pairs = groupEnvironment(topology, name, group);
-    if (nats) pairs.splice(2, 0, ['KEEL_NATS_URL', DEFAULT_DEPLOY_OPTIONS.natsUrl]);
+    const database = hostsData(group, options);
+    pairs.splice(
+      2,
+      0,
+      ...(nats ? [['KEEL_NATS_URL', DEFAULT_DEPLOY_OPTIONS.natsUrl] as [string, string]] : []),
+      ...(database ? [['DATABASE_URL', composeDatabaseUrl(options)] as [string, string]] : []),
+    );
     const environment = Object.fromEntries(pairs);
+    const dependencies = {
+      ...(nats ? { nats: { condition: 'service_healthy' } } : {}),
+      ...(database ? { postgres: { condition: 'service_healthy' } } : {}),
+    };
     services[name] = {
       image: options.image,
       environment,
       // http: 0 (any free port, for keel up) publishes the container port on a port Docker picks.
       ...(isGateway(group) ? { ports: [group.http ? `${group.http}:${DEFAULT_DEPLOY_OPTIONS.containerPort}` : `${DEFAULT_DEPLOY_OPTIONS.containerPort}`] } : {}),
-      ...(nats ? { depends_on: { nats: { condition: 'service_healthy' } } } : {}),
+      ...(Object.keys(dependencies).length > 0 ? { depends_on: dependencies } : {}),
       deploy: { replicas: group.replicas },
       healthcheck: { test: ['CMD', ...healthCommand()], interval: '10s', timeout: '3s', retries: 3, start_period: '15s' },
       stop_grace_period: `${DEFAULT_DEPLOY_OPTIONS.stopGraceSeconds}s`,
       restart: 'unless-stopped',
     };
   }
-  return { name: options.app, services, ...(nats ? { volumes: { [NATS_VOLUME]: {} } } : {}) };
+  const volumes = { ...(nats ? { [NATS_VOLUME]: {} } : {}), ...(data ? { [POSTGRES_VOLUME]: {} } : {}) };
+  return { name: options.app, services, ...(Object.keys(volumes).length > 0 ? { volumes } : {}) };
 }
 
 /**

@@ -53,7 +53,8 @@ export function dockerfile(options: ResolvedDeployOptions): string {
 
 /**
  * The `.dockerignore` beside the Dockerfile: what the build stage must not copy from the
- * application folder (it installs and builds its own).
+ * application folder (it installs and builds its own), nor the embedded database of
+ * `keel start` on the developer's machine (`.keel/`).
  *
  * @example
  * ```ts
@@ -61,5 +62,5 @@ export function dockerfile(options: ResolvedDeployOptions): string {
  * ```
  */
 export function dockerignore(options: Pick<ResolvedDeployOptions, 'buildDir'> = { buildDir: 'dist' }): string {
-  return [...new Set(['node_modules', 'dist', options.buildDir, '.git', '*.tgz'])].join('\n') + '\n';
+  return [...new Set(['node_modules', 'dist', options.buildDir, '.git', '*.tgz', '.keel'])].join('\n') + '\n';
 }

@@ -9,10 +9,11 @@ import { dockerfile, dockerignore } from './dockerfile.js';
 import { kubernetesFiles } from './kubernetes.js';
 import { assertDeployable, resolveDeployOptions, type DeployFile, type DeployOptions } from './plan.js';
 
-export { composeDocument, composeFile } from './compose.js';
+export { composeDatabaseUrl, composeDocument, composeFile } from './compose.js';
 export { dockerfile, dockerignore } from './dockerfile.js';
 export {
   DEFAULT_RESOURCES,
+  databaseSecretName,
   deploymentDocument,
   kubernetesFiles,
   natsSecretName,
@@ -26,6 +27,8 @@ export {
   assertDeployable,
   groupEnvironment,
   healthCommand,
+  hostsAnyData,
+  hostsData,
   objectName,
   resolveDeployOptions,
   type DeployFile,

@@ -1,8 +1,9 @@
 /**
  * `k8s/`: per process group a Deployment, a Service when the group is the HTTP gateway, a
  * PodDisruptionBudget when it runs two or more replicas, and a `kustomization.yaml` listing
- * them. NATS is not among them: it runs from the official NATS Helm chart, and the URL (with
- * its credentials) comes from a Secret the operator creates.
+ * them. NATS and PostgreSQL are not among them: NATS runs from the official NATS Helm chart,
+ * PostgreSQL wherever the operator runs it, and their URLs (with credentials) come from
+ * Secrets the operator creates.
  */
 import { stringify } from 'yaml';
 import { needsNats, type ProcessGroup, type TopologyFile } from '../topology.js';
@@ -10,6 +11,8 @@ import {
   DEFAULT_DEPLOY_OPTIONS,
   generatedHeader,
   groupEnvironment,
+  hostsAnyData,
+  hostsData,
   isGateway,
   objectName,
   type DeployFile,
@@ -48,6 +51,20 @@ export function natsSecretName(options: Pick<ResolvedDeployOptions, 'app'>): str
   return `${options.app}-nats`;
 }
 
+/**
+ * The Secret holding `DATABASE_URL` for the Deployments of groups hosting a module that owns
+ * data: `<app>-database`. Its other keys reach those containers as variables too, such as a
+ * module's own database, `DATABASE_URL_ORDERS`.
+ *
+ * @example
+ * ```ts
+ * databaseSecretName({ app: 'my-shop' }); // 'my-shop-database'
+ * ```
+ */
+export function databaseSecretName(options: Pick<ResolvedDeployOptions, 'app'>): string {
+  return `${options.app}-database`;
+}
+
 function labelsOf(options: ResolvedDeployOptions, name: string) {
   return {
     'app.kubernetes.io/name': options.app,
@@ -71,7 +88,8 @@ const probe = (path: string, timing: { periodSeconds: number; failureThreshold: 
 /**
  * One group's Deployment: its replicas and `KEEL_MODULES`, probes on `/healthz` (startup,
  * liveness) and `/readyz` (readiness), a grace period longer than keel's drain, resources, a
- * non-root read-only container with an `emptyDir` at `/tmp`, and the NATS URL from the Secret.
+ * non-root read-only container with an `emptyDir` at `/tmp`, the NATS URL from its Secret and,
+ * for a group hosting a module that owns data, the database URL from its own.
  *
  * @example
  * ```ts
@@ -80,9 +98,14 @@ const probe = (path: string, timing: { periodSeconds: number; failureThreshold: 
  */
 export function deploymentDocument(topology: TopologyFile, name: string, group: ProcessGroup, options: ResolvedDeployOptions) {
   const env: Record<string, unknown>[] = groupEnvironment(topology, name, group).map(([key, value]) => ({ name: key, value }));
-  if (needsNats(topology)) {
-    env.splice(2, 0, { name: 'KEEL_NATS_URL', valueFrom: { secretKeyRef: { name: natsSecretName(options), key: 'KEEL_NATS_URL' } } });
-  }
+  const fromSecret = (key: string, secret: string) => ({ name: key, valueFrom: { secretKeyRef: { name: secret, key } } });
+  const secrets = [...(needsNats(topology) ? [natsSecretName(options)] : []), ...(hostsData(group, options) ? [databaseSecretName(options)] : [])];
+  env.splice(
+    2,
+    0,
+    ...(needsNats(topology) ? [fromSecret('KEEL_NATS_URL', natsSecretName(options))] : []),
+    ...(hostsData(group, options) ? [fromSecret('DATABASE_URL', databaseSecretName(options))] : []),
+  );
   return {
     apiVersion: 'apps/v1',
     kind: 'Deployment',
@@ -104,8 +127,8 @@ export function deploymentDocument(topology: TopologyFile, name: string, group: 
               image: options.image,
               ports: [{ name: 'http', containerPort: DEFAULT_DEPLOY_OPTIONS.containerPort, protocol: 'TCP' }],
               env,
-              // Every other key of the Secret too: KEEL_NATS_TOKEN, KEEL_NATS_USER and KEEL_NATS_PASSWORD, TLS paths.
-              ...(needsNats(topology) ? { envFrom: [{ secretRef: { name: natsSecretName(options) } }] } : {}),
+              // Every other key of the Secrets too: KEEL_NATS_TOKEN, KEEL_NATS_USER and KEEL_NATS_PASSWORD, TLS paths; DATABASE_URL_<MODULE>.
+              ...(secrets.length > 0 ? { envFrom: secrets.map((secret) => ({ secretRef: { name: secret } })) } : {}),
               startupProbe: probe('/healthz', { periodSeconds: 2, failureThreshold: 30 }),
               readinessProbe: probe('/readyz', { periodSeconds: 5, failureThreshold: 2 }),
               livenessProbe: probe('/healthz', { periodSeconds: 10, failureThreshold: 3 }),
@@ -191,9 +214,14 @@ export function kubernetesFiles(topology: TopologyFile, options: ResolvedDeployO
     if (group.replicas >= 2) add(`${name}-pdb.yaml`, podDisruptionBudgetDocument(name, options));
   }
   const resources = files.map((file) => file.path.slice('k8s/'.length));
-  const secretNote = needsNats(topology)
-    ? `# Before applying: kubectl create secret generic ${natsSecretName(options)} --from-literal=KEEL_NATS_URL=${DEFAULT_DEPLOY_OPTIONS.natsUrl}\n`
-    : '';
+  const secretNote = [
+    ...(needsNats(topology)
+      ? [`# Before applying: kubectl create secret generic ${natsSecretName(options)} --from-literal=KEEL_NATS_URL=${DEFAULT_DEPLOY_OPTIONS.natsUrl}\n`]
+      : []),
+    ...(hostsAnyData(topology, options)
+      ? [`# Before applying: kubectl create secret generic ${databaseSecretName(options)} --from-literal=DATABASE_URL=postgres://<user>:<password>@<host>:5432/${options.app}\n`]
+      : []),
+  ].join('');
   files.push({
     path: 'k8s/kustomization.yaml',
     contents: header + secretNote + stringify({ apiVersion: 'kustomize.config.k8s.io/v1beta1', kind: 'Kustomization', resources }, { lineWidth: 0 }),

@@ -6,7 +6,7 @@
 import { DEFAULT_KERNEL_OPTIONS } from 'keel/transport';
 import { DEFAULT_NATS_TRANSPORT_OPTIONS } from 'keel/nats';
 import { CLIError, CliErrorCode } from '../errors.js';
-import type { ProcessGroup, TopologyFile } from '../topology.js';
+import { needsNats, type ProcessGroup, type TopologyFile } from '../topology.js';
 
 /**
  * One file `keel deploy` writes: a path relative to `--out` (with `/`) and its contents.
@@ -40,6 +40,11 @@ export interface DeployOptions {
   readonly source?: string;
   /** Where `keel build` writes, relative to the application folder (default `dist`, or `keel.outDir` of package.json). */
   readonly buildDir?: string;
+  /**
+   * The modules that own data (declare `data` in defineModule; default none): every group
+   * hosting one gets `DATABASE_URL`, from compose's PostgreSQL service or a Kubernetes Secret.
+   */
+  readonly dataModules?: readonly string[];
 }
 
 /**
@@ -67,6 +72,8 @@ export const DEFAULT_DEPLOY_OPTIONS = {
   natsImage: 'nats:2.10-alpine',
   /** The service name the official NATS Helm chart creates (release `nats`), and compose's NATS service. */
   natsUrl: 'nats://nats:4222',
+  /** compose's PostgreSQL, for the groups hosting modules that own data (its data folder is `/var/lib/postgresql/data` up to 17). */
+  postgresImage: 'postgres:17-alpine',
 } as const;
 
 /** {@link DeployOptions} with every default filled in. */
@@ -79,7 +86,15 @@ const DNS_LABEL = /^[a-z]([-a-z0-9]*[a-z0-9])?$/;
 /** A container image reference: `[registry[:port]/]path[:tag][@digest]`. */
 const IMAGE = /^[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[\w][\w.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$/;
 /** Variables keel sets itself in every container; a group's `env` may not set them. */
-const RESERVED_ENV = ['KEEL_MODULES', 'KEEL_NATS_URL', 'PORT', 'KEEL_HTTP_PORT', 'KEEL_HTTP_HOST'] as const;
+const RESERVED_ENV = ['KEEL_MODULES', 'KEEL_NATS_URL', 'DATABASE_URL', 'PORT', 'KEEL_HTTP_PORT', 'KEEL_HTTP_HOST'] as const;
+
+/** Where each reserved variable comes from instead, for the error that refuses it in a group's `env`. */
+const RESERVED_ENV_SOURCE: Partial<Record<(typeof RESERVED_ENV)[number], string>> = {
+  KEEL_NATS_URL: "The NATS URL comes from compose's NATS service, and in Kubernetes from a Secret.",
+  DATABASE_URL: "The database URL comes from compose's PostgreSQL service, and in Kubernetes from a Secret (docs/deploy.md, \"Data\").",
+};
+
+
 
 /**
  * An application name for deployment files from an npm package name: the scope dropped,
@@ -108,7 +123,13 @@ export function appNameOf(packageName: string): string {
  * ```
  */
 export function resolveDeployOptions(options: DeployOptions): ResolvedDeployOptions {
-  const resolved = { nodeMajor: DEFAULT_DEPLOY_OPTIONS.nodeMajor, source: 'the topology', buildDir: DEFAULT_DEPLOY_OPTIONS.buildDir, ...options };
+  const resolved = {
+    nodeMajor: DEFAULT_DEPLOY_OPTIONS.nodeMajor,
+    source: 'the topology',
+    buildDir: DEFAULT_DEPLOY_OPTIONS.buildDir,
+    dataModules: [],
+    ...options,
+  };
   if (!BUILD_DIR.test(resolved.buildDir) || resolved.buildDir.split('/').includes('..')) {
     throw new CLIError(
       CliErrorCode.E_USAGE,
@@ -137,8 +158,8 @@ export function resolveDeployOptions(options: DeployOptions): ResolvedDeployOpti
 
 /**
  * Checks what the generators need of a topology beyond its schema: names short enough for
- * Kubernetes objects, and no group `env` that sets a variable keel sets itself. Throws
- * `E_TOPOLOGY` naming the field.
+ * Kubernetes objects, no group named like a service compose adds (`nats`, `postgres`), and no
+ * group `env` that sets a variable keel sets itself. Throws `E_TOPOLOGY` naming the field.
  *
  * @example
  * ```ts
@@ -146,7 +167,11 @@ export function resolveDeployOptions(options: DeployOptions): ResolvedDeployOpti
  * ```
  */
 export function assertDeployable(topology: TopologyFile, options: ResolvedDeployOptions): void {
+  const services = [...(needsNats(topology) ? ['nats'] : []), ...(hostsAnyData(topology, options) ? ['postgres'] : [])];
   for (const [name, group] of Object.entries(topology.processes)) {
+    if (services.includes(name)) {
+      throw new CLIError(CliErrorCode.E_TOPOLOGY, `${options.source}: processes.${name}: compose.yaml runs a "${name}" service of its own; rename the process.`);
+    }
     if (objectName(options, name).length > 63) {
       throw new CLIError(
         CliErrorCode.E_TOPOLOGY,
@@ -158,7 +183,7 @@ export function assertDeployable(topology: TopologyFile, options: ResolvedDeploy
         throw new CLIError(
           CliErrorCode.E_TOPOLOGY,
           `${options.source}: processes.${name}.env.${key} is set by keel deploy itself (${RESERVED_ENV.join(', ')}); remove it from the topology.`,
-          { hint: key === 'KEEL_NATS_URL' ? 'The NATS URL comes from compose\'s NATS service, and in Kubernetes from a Secret.' : undefined },
+          { hint: RESERVED_ENV_SOURCE[key as (typeof RESERVED_ENV)[number]] },
         );
       }
     }
@@ -175,6 +200,30 @@ export function assertDeployable(topology: TopologyFile, options: ResolvedDeploy
  */
 export function objectName(options: Pick<DeployOptions, 'app'>, group: string): string {
   return `${options.app}-${group}`;
+}
+
+/**
+ * True when a group hosts a module that owns data: it gets `DATABASE_URL`.
+ *
+ * @example
+ * ```ts
+ * hostsData({ modules: ['orders'], replicas: 1, env: {} }, { dataModules: ['orders'] }); // true
+ * ```
+ */
+export function hostsData(group: ProcessGroup, options: Pick<ResolvedDeployOptions, 'dataModules'>): boolean {
+  return group.modules.some((module) => options.dataModules.includes(module));
+}
+
+/**
+ * True when any group of the topology hosts a module that owns data: compose runs PostgreSQL.
+ *
+ * @example
+ * ```ts
+ * hostsAnyData(topology, options); // false for an application whose modules own no data
+ * ```
+ */
+export function hostsAnyData(topology: TopologyFile, options: Pick<ResolvedDeployOptions, 'dataModules'>): boolean {
+  return Object.values(topology.processes).some((group) => hostsData(group, options));
 }
 
 /**
