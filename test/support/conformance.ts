@@ -24,6 +24,7 @@ import {
   type Transport,
 } from 'keel';
 import { ContractError, createClient, type EventRecord } from 'keel/transport';
+import { describeDataConformance } from './data-conformance.js';
 
 /** What a transport must provide to run the suite. */
 export interface ConformanceTarget {
@@ -999,5 +1000,7 @@ export function describeTransportConformance(target: ConformanceTarget): void {
         }
       });
     });
+
+    describeDataConformance(target);
   });
 }
