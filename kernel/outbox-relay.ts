@@ -23,6 +23,8 @@ export interface OutboxRelayOptions {
   readonly maxBackoffMs: number;
   /** Sent rows are deleted after this many seconds (default 3 600). */
   readonly retentionSeconds: number;
+  /** Inbox records of handled events are deleted after this many seconds (default 7 days). */
+  readonly inboxRetentionSeconds: number;
 }
 
 export const DEFAULT_OUTBOX_RELAY_OPTIONS: OutboxRelayOptions = {
@@ -32,6 +34,7 @@ export const DEFAULT_OUTBOX_RELAY_OPTIONS: OutboxRelayOptions = {
   backoffMs: 100,
   maxBackoffMs: 5_000,
   retentionSeconds: 3_600,
+  inboxRetentionSeconds: 7 * 24 * 3_600,
 };
 
 interface OutboxRow {
@@ -55,6 +58,22 @@ where seq in (
 )
 returning seq, id, event, payload, correlation_id, traceparent, published_at`;
 
+/**
+ * Where a crash test (test/data-crash.test.ts) can stop a process: after a transaction that wrote
+ * events committed, before the relay publishes them; after the relay published an event, before
+ * it marked it sent; after a durable event's handler committed with its inbox record, before the
+ * event is acknowledged.
+ */
+export type CrashPoint = 'outbox:after-commit' | 'outbox:after-publish' | 'inbox:after-commit';
+
+/** Test hook: the {@link CrashPoint} named by `KEEL_TEST_CRASH_AT`, read once when keel loads. Unset, nothing happens. */
+const CRASH_AT = process.env['KEEL_TEST_CRASH_AT'];
+
+/** Test hook: kills this process with SIGKILL, as `kill -9` would, when `KEEL_TEST_CRASH_AT` names `point`. */
+export function crashPoint(point: CrashPoint): void {
+  if (CRASH_AT === point) process.kill(process.pid, 'SIGKILL');
+}
+
 export class OutboxRelay {
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<void> | undefined;
@@ -63,7 +82,10 @@ export class OutboxRelay {
   #failures = 0;
   #rounds = 0;
   /** kick, as a function to run after a commit (one per transaction, however many events). */
-  readonly kicker = (): void => this.kick();
+  readonly kicker = (): void => {
+    crashPoint('outbox:after-commit');
+    this.kick();
+  };
 
   constructor(
     readonly contract: AnyContract,
@@ -140,6 +162,7 @@ export class OutboxRelay {
     for (const row of rows) {
       try {
         await this.transport().publish(this.#eventOf(row));
+        crashPoint('outbox:after-publish');
         sent.push(row.seq);
       } catch (error) {
         failure = error;
@@ -156,6 +179,8 @@ export class OutboxRelay {
     this.#rounds += 1;
     if (this.#rounds % 100 === 0) {
       await this.connection.query("delete from keel_outbox where sent_at < now() - make_interval(secs => $1)", [this.options.retentionSeconds]);
+      // The inbox only has to outlive redeliveries (JetStream's duplicate window and max deliveries), not forever.
+      await this.connection.query("delete from keel_inbox where handled_at < now() - make_interval(secs => $1)", [this.options.inboxRetentionSeconds]);
     }
     if (failure !== undefined) throw failure;
     return rows.length === this.options.batchSize;
