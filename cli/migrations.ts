@@ -3,8 +3,7 @@
  * the one named), their databases opened from the environment as `keel start` opens them, and
  * each module's schema connection with its migrations, visited one module at a time.
  */
-import type { SchemaConnection } from 'keel/transport';
-import { migrate, migrationStatus, readMigrations, type Migration, type MigrationState } from '../kernel/migrations.js';
+import { migrate, migrationStatus, readMigrations, type Migration, type MigrationState, type SchemaConnection } from 'keel/transport';
 import type { CliContext } from './command.js';
 import { openDatabases, planDatabases } from './database.js';
 import { CLIError, CliErrorCode } from './errors.js';

@@ -55,3 +55,4 @@ export { createLogger } from './logger.js';
 export { DEFAULT_LOCAL_TRANSPORT_OPTIONS, createLocalTransport, type LocalTransportOptions } from './local.js';
 export { InFlight, within } from './in-flight.js';
 export { quoteIdentifier, roleOf, schemaOf, schemaSetup, type DatabaseEngine, type QueryResult, type Row, type SchemaConnection, type SqlRunner } from './database.js';
+export { migrate, migrationStatus, readMigrations, type Migration, type MigrationState } from './migrations.js';
