@@ -1,23 +1,32 @@
 /**
  * `npm start`: runs the shop. Hosts the modules the topology names (all of them by default),
- * serves them over HTTP (see docs/http.md), prints what runs here, and stops cleanly on SIGINT
- * or SIGTERM.
+ * keeps their data in the database the environment names (app/database.ts: PGlite in
+ * `.keel/data` by default), serves them over HTTP (see docs/http.md), prints what runs here,
+ * and stops cleanly on SIGINT or SIGTERM.
  */
 import { KeelError, KeelErrorCode, createKernel, type AnyContract, type Kernel } from 'keel';
 import { createHttpGateway, type HttpGateway } from 'keel/http';
 import { catalog } from '../modules/catalog/contract.js';
 import { inventory } from '../modules/inventory/contract.js';
 import { modules } from '../modules/index.js';
+import { databaseFromEnv } from './database.js';
 import { topologyFromEnv } from './topology.js';
 
 const topology = await topologyFromEnv(process.env).catch((error: unknown) => fail('read its topology', error));
+const hosted = modules.filter((module) => topology.host?.includes(module.name) ?? true);
+const database = await databaseFromEnv(process.env, hosted).catch(async (error: unknown) => {
+  await topology.transport?.close();
+  return fail('open its database', error);
+});
 const kernel = await startKernel().catch(async (error: unknown) => {
   await topology.transport?.close();
+  await database?.close();
   return fail('start', error);
 });
 const gateway = await startGateway(kernel).catch(async (error: unknown) => {
   await kernel.stop();
   await topology.transport?.close();
+  await database?.close();
   return fail('serve HTTP', error);
 });
 
@@ -34,10 +43,12 @@ async function stop(signal: NodeJS.Signals): Promise<void> {
   console.log(`${signal} received: finishing work in flight, then stopping.`);
   try {
     // The order matters: stop taking HTTP requests and answer those in flight, then stop the
-    // modules (which finish their own work in flight), then close the connection to the others.
+    // modules (which finish their own work in flight), then close the connection to the others
+    // and the database.
     await gateway?.close();
     await kernel.stop();
     await topology.transport?.close();
+    await database?.close();
   } catch (error) {
     console.error('The shop did not stop cleanly:', error);
     process.exit(1);
@@ -54,7 +65,7 @@ process.on('SIGTERM', (signal) => void stop(signal));
 console.log(await summary(kernel));
 
 async function startKernel(): Promise<Kernel> {
-  const created = createKernel({ modules, topology });
+  const created = createKernel({ modules, topology, ...(database === undefined ? {} : { database: database.engine }) });
   await created.start();
   return created;
 }
@@ -139,6 +150,7 @@ async function summary(running: Kernel): Promise<string> {
     `  elsewhere:   ${status.remote.length ? status.remote.join(', ') : 'nothing (every module runs in this process)'}`,
     `  transports:  ${status.transports.map((transport) => `${transport.name}${transport.ready ? '' : ' (not ready)'}`).join(', ')}`,
   ];
+  if (database !== undefined) lines.push(`  data:        ${database.description}`);
   if (gateway?.url !== undefined) {
     const exposed = new Set(Object.keys(gateway.openapi.paths).map((path) => path.split('/')[1]));
     const reference = `API reference ${gateway.url}/docs, OpenAPI ${gateway.url}/openapi.json`;

@@ -47,7 +47,14 @@ describe('cli - keel build', () => {
     expect(built.stdout).toMatch(/^keel build: \d+ JavaScript files from modules, topologies, app in build\/ \(/);
 
     const written = files(shopBuild);
-    for (const file of ['modules/index.js', 'modules/orders/contract.js', 'modules/catalog/product-store.js', 'topologies/split.js', 'app/main.js']) {
+    for (const file of [
+      'modules/index.js',
+      'modules/orders/contract.js',
+      'modules/orders/order-saga.js',
+      'modules/orders/migrations/001_orders.sql',
+      'topologies/split.js',
+      'app/main.js',
+    ]) {
       expect(written).toContain(file);
     }
     expect(written.filter((file) => /\.test\.|\.ts$/.test(file) && !file.endsWith('.d.ts'))).toEqual([]);

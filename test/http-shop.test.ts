@@ -12,10 +12,15 @@ import { catalog } from '../modules/catalog/contract.js';
 import { modules } from '../modules/index.js';
 import { inventory } from '../modules/inventory/contract.js';
 import { TestCard } from '../modules/payments/contract.js';
+import { pgliteUnderTest } from './support/databases.js';
 import { startNatsServer } from './support/nats-server.js';
 import { describeShopSuite, type ShopHarness } from './support/shop-suite.js';
 
 const JSON_HEADERS = { 'content-type': 'application/json' };
+
+// Each kernel hosting the shop's modules keeps their data in a PGlite of its own, in memory.
+const databases = pgliteUnderTest();
+afterAll(() => databases.cleanup());
 
 /**
  * A client of `contract` that knows only the gateway's URL: every call is an HTTP request, and
@@ -52,7 +57,7 @@ function harness(baseUrl: string, stop: () => Promise<void>): ShopHarness {
 }
 
 describeShopSuite('through the HTTP gateway, one process', async () => {
-  const kernel = createKernel({ modules, logger: silentLogger });
+  const kernel = createKernel({ modules, logger: silentLogger, database: await databases.fresh() });
   await kernel.start();
   const gateway = await createHttpGateway({ kernel, port: 0, logger: silentLogger, metrics: { defaultMetrics: false } });
   return harness(await gateway.listen(), () => gateway.close());
@@ -63,7 +68,7 @@ describeShopSuite('through the HTTP gateway hosting no module, over NATS', async
   const prefix = `keel.shop-http-${randomUUID().slice(0, 8)}`;
   const connect = (): Promise<Transport> => createNatsTransport({ servers: server.url, prefix, logger: silentLogger });
   const servicesTransport = await connect();
-  const services = createKernel({ modules, topology: { transport: servicesTransport }, logger: silentLogger });
+  const services = createKernel({ modules, topology: { transport: servicesTransport }, logger: silentLogger, database: await databases.fresh() });
   await services.start();
   const edgeTransport = await connect();
   const edge = createKernel({ modules, topology: { host: [], transport: edgeTransport }, logger: silentLogger });
@@ -95,7 +100,7 @@ describe('http - the shop over HTTP', () => {
   };
 
   beforeAll(async () => {
-    kernel = createKernel({ modules, logger: silentLogger });
+    kernel = createKernel({ modules, logger: silentLogger, database: await databases.fresh() });
     await kernel.start();
     gateway = await createHttpGateway({
       kernel,
@@ -148,7 +153,9 @@ describe('http - the shop over HTTP', () => {
     expect(Object.keys(document.paths).sort()).toEqual(expected.sort());
     const responses = document.paths['/orders/placeOrder'].post.responses;
     expect(responses['404'].content['application/problem+json'].schema).toEqual({ $ref: '#/components/schemas/orders.UNKNOWN_PRODUCT' });
-    expect(responses['409'].content['application/problem+json'].schema).toEqual({ $ref: '#/components/schemas/orders.OUT_OF_STOCK' });
+    expect(responses['409'].content['application/problem+json'].schema).toEqual({
+      oneOf: [{ $ref: '#/components/schemas/orders.OUT_OF_STOCK' }, { $ref: '#/components/schemas/orders.ORDER_FAILED' }],
+    });
     expect(responses['422'].content['application/problem+json'].schema).toEqual({ $ref: '#/components/schemas/orders.PAYMENT_DECLINED' });
     expect(document.components.schemas['orders.OUT_OF_STOCK.data'].required).toEqual(expect.arrayContaining(['sku', 'requested', 'available']));
     expect(document.tags.map((tag: { name: string }) => tag.name)).toEqual(modules.map((module) => module.name));

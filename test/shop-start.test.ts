@@ -2,13 +2,15 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createKernel, isKeelError, silentLogger, type Kernel, type Transport } from 'keel';
+import { createKernel, isKeelError, silentLogger, type DatabaseEngine, type Kernel, type Transport } from 'keel';
 import { createNatsTransport } from 'keel/nats';
+import { createPGliteDatabase } from 'keel/pglite';
 import { catalog } from '../modules/catalog/contract.js';
 import { orders } from '../modules/orders/contract.js';
 import { modules } from '../modules/index.js';
 import { NO_MODULES, topologyFromEnv } from '../app/topology.js';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
+import { freshPGliteFolder } from './support/topologies.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const tsx = fileURLToPath(new URL('../node_modules/.bin/tsx', import.meta.url));
@@ -33,6 +35,9 @@ function startShop(env: Record<string, string>, via: 'tsx' | 'node' = 'node') {
       KEEL_HTTP_OPERATIONS: '',
       PORT: '',
       KEEL_LOG_LEVEL: 'silent',
+      // In memory unless a test says otherwise: tests never write the repository's .keel/data.
+      DATABASE_URL: '',
+      KEEL_DATA_DIR: 'memory',
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -78,7 +83,8 @@ describe('app - npm start', () => {
     await shop.ready();
     const output = shop.output();
     expect(output).toContain('keel shop is ready');
-    expect(output).toContain('hosted here: catalog 1.0.0, inventory 1.0.0, payments 1.0.0, orders 1.0.0, notifications 1.0.0');
+    expect(output).toContain('hosted here: catalog 1.0.0, inventory 1.0.0, payments 1.1.0, orders 1.1.0, notifications 1.0.0');
+    expect(output).toContain('data:        PGlite in memory');
     expect(output).toMatch(/KB-001 +Mechanical keyboard +\$89\.00 +25 available/);
     expect(await shop.stop(signal)).toBe(0);
     expect(shop.output()).toContain(`${signal} received`);
@@ -114,6 +120,48 @@ describe('app - npm start', () => {
   });
 });
 
+describe('app - data', () => {
+  async function postJson(url: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: unknown }> {
+    const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
+    return { status: response.status, body: await response.json() };
+  }
+
+  it('app - keeps the data in KEEL_DATA_DIR across a restart, refuses a second process on it, and answers an Idempotency-Key retry with the same order', async () => {
+    const data = await freshPGliteFolder();
+    const order = { customerId: `c-${Date.now()}`, lines: [{ sku: 'KB-001', quantity: 2 }], card: { token: 'tok_visa' } };
+    try {
+      const first = startShop({ PORT: '0', KEEL_DATA_DIR: data.folder });
+      let url = await first.ready();
+      expect(first.output()).toContain(`data:        PGlite in ${data.folder}`);
+      const second = startShop({ PORT: '0', KEEL_DATA_DIR: data.folder });
+      expect(await second.exit()).toBe(1);
+      expect(second.output()).toContain(`The shop could not open its database: The embedded database in ${data.folder} is open in process ${first.child.pid}.`);
+
+      const placed = await postJson(`${url}/orders/placeOrder`, order, { 'idempotency-key': 'checkout-1' });
+      expect(placed.status, JSON.stringify(placed.body)).toBe(200);
+      const retried = await postJson(`${url}/orders/placeOrder`, order, { 'idempotency-key': 'checkout-1' });
+      expect(retried).toEqual(placed);
+      const { orderId } = placed.body as { orderId: string };
+      await expect.poll(async () => (await postJson(`${url}/inventory/getStock`, { sku: 'KB-001' })).body, { timeout: 15_000 }).toMatchObject({ onHand: 23 });
+      expect(await first.stop()).toBe(0);
+
+      const again = startShop({ PORT: '0', KEEL_DATA_DIR: data.folder });
+      url = await again.ready();
+      try {
+        expect(again.output()).toMatch(/KB-001 +Mechanical keyboard +\$89\.00 +23 available/);
+        expect(await postJson(`${url}/orders/getOrder`, { orderId })).toEqual(placed);
+        expect((await postJson(`${url}/orders/placeOrder`, order, { 'idempotency-key': 'checkout-1' })).body).toEqual(placed.body);
+        const { body: paid } = await postJson(`${url}/payments/listPayments`, { customerId: order.customerId });
+        expect((paid as { payments: unknown[] }).payments).toHaveLength(1);
+      } finally {
+        expect(await again.stop()).toBe(0);
+      }
+    } finally {
+      data.remove();
+    }
+  });
+});
+
 describe('app - topology from the environment', () => {
   it('app - KEEL_MODULES=none hosts no module, and without KEEL_NATS_URL has no transport', async () => {
     expect(NO_MODULES).toBe('none');
@@ -134,19 +182,22 @@ describe('app - topology from the environment', () => {
 describe('app - npm start split over NATS', () => {
   let server: NatsServer;
   let transport: Transport;
+  let database: DatabaseEngine;
   let shop: Kernel;
 
   beforeAll(async () => {
     server = await startNatsServer();
     // Every module of the shop, in this test process, reached by the child processes over NATS.
     transport = await createNatsTransport({ servers: server.url, logger: silentLogger });
-    shop = createKernel({ modules, logger: silentLogger, topology: { transport } });
+    database = await createPGliteDatabase();
+    shop = createKernel({ modules, logger: silentLogger, topology: { transport }, database });
     await shop.start();
   });
 
   afterAll(async () => {
     await shop?.stop();
     await transport?.close();
+    await database?.close();
   });
 
   it('app - KEEL_MODULES=none PORT=0 is a gateway that hosts nothing and answers over NATS, and drains on SIGTERM', async () => {

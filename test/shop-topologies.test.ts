@@ -8,7 +8,7 @@ import { orders } from '../modules/orders/contract.js';
 import { TestCard } from '../modules/payments/contract.js';
 import { describeShopSuite } from './support/shop-suite.js';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
-import { MIXED, ONE_PROCESS_PER_MODULE, bootShop, type SplitShop } from './support/topologies.js';
+import { MIXED, ONE_PROCESS_PER_MODULE, bootShop, type ShopEngine, type SplitShop } from './support/topologies.js';
 
 // One nats-server for the file; each topology uses its own subject prefix.
 let server: NatsServer | undefined;
@@ -17,15 +17,20 @@ const nats = async (): Promise<NatsServer> => {
   return server;
 };
 
-describeShopSuite('every module in its own process over NATS', async () =>
-  bootShop(ONE_PROCESS_PER_MODULE, (await nats()).url, 'keel.split'),
+// Each process has a database of its own. Every module in its own process runs on PostgreSQL, as a split
+// deployment does (five embedded databases would each pay PGlite's start, on a test box that runs much
+// else); the mixed topology and the drain run on PGlite, each process in a folder of its own. One process
+// runs the suite on both engines (test/shop.test.ts).
+describeShopSuite('every module in its own process over NATS, on postgres', async () =>
+  bootShop(ONE_PROCESS_PER_MODULE, (await nats()).url, 'keel.split', 'postgres'),
 );
 
-describeShopSuite('mixed: two processes over NATS, two modules in the test process', async () =>
-  bootShop(MIXED, (await nats()).url, 'keel.mixed'),
+describeShopSuite('mixed: two processes over NATS, two modules in the test process, on pglite', async () =>
+  bootShop(MIXED, (await nats()).url, 'keel.mixed', 'pglite'),
 );
 
-describe('shop - SIGTERM drains a module process', () => {
+describe('shop - SIGTERM drains a module process, on pglite', () => {
+  const engine: ShopEngine = 'pglite';
   let shop: SplitShop;
 
   beforeAll(async () => {
@@ -39,6 +44,7 @@ describe('shop - SIGTERM drains a module process', () => {
       },
       (await nats()).url,
       'keel.drain',
+      engine,
     );
   });
 

@@ -19,6 +19,7 @@ import {
   type Transport,
 } from 'keel';
 import { createNatsTransport } from 'keel/nats';
+import { createPGliteDatabase } from 'keel/pglite';
 import { modules as shop } from '../modules/index.js';
 import { connectForStatus, formatDuration, formatStatusReport, readStatus } from '../cli/tooling/status.js';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
@@ -73,10 +74,16 @@ describe('tooling - status', () => {
   const kernels: Kernel[] = [];
   let napMs = 0;
 
+  const databases: { close(): Promise<void> }[] = [];
+
   const boot = async (host: string[], modules: readonly AnyModule[] = manifest, prefix = 'keel'): Promise<Kernel> => {
     const transport = await createNatsTransport({ servers: server.url, prefix, logger: silentLogger });
     transports.push(transport);
-    const kernel = createKernel({ modules, topology: { host, transport }, logger: silentLogger });
+    // The shop's modules own data: a database in memory for the kernel that hosts them.
+    const ownsData = modules.some((module) => host.includes(module.name) && module.data !== undefined);
+    const database = ownsData ? await createPGliteDatabase() : undefined;
+    if (database !== undefined) databases.push(database);
+    const kernel = createKernel({ modules, topology: { host, transport }, logger: silentLogger, ...(database ? { database } : {}) });
     await kernel.start();
     kernels.push(kernel);
     return kernel;
@@ -112,6 +119,7 @@ describe('tooling - status', () => {
     await raw?.close();
     for (const kernel of [...kernels].reverse()) await kernel.stop();
     for (const transport of transports) await transport.close();
+    for (const database of databases) await database.close();
   });
 
   it('tooling - status discovers keel modules through $SRV.PING, INFO and STATS', async () => {

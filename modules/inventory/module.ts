@@ -1,19 +1,20 @@
 /**
- * The inventory module: implements {@link inventory} over an in-memory {@link StockStore}, checks
- * SKUs with the catalog, and moves reservations along as orders are placed and cancelled.
+ * The inventory module: implements {@link inventory} over its own schema ({@link StockRepository},
+ * `migrations/`), checks SKUs with the catalog, and moves reservations along as orders are placed
+ * and cancelled.
  */
 import { defineModule } from 'keel';
 import { catalog } from '../catalog/contract.js';
 import { orders } from '../orders/contract.js';
 import { OutOfStock, inventory, type StockLevel } from './contract.js';
-import { DEFAULT_INVENTORY_SETTINGS, INVENTORY_SETTINGS, StockStore } from './stock-store.js';
+import { DEFAULT_INVENTORY_SETTINGS, INVENTORY_SETTINGS, StockRepository, type InventorySettings } from './stock-repository.js';
 
 /**
- * The inventory module, seeded with stock for the catalog's seeded products.
+ * The inventory module, seeded by its migrations with stock for the catalog's seeded products.
  *
  * @example
  * ```ts
- * const kernel = createKernel({ modules: [catalogModule, inventoryModule, paymentsModule, ordersModule] });
+ * const kernel = createKernel({ modules: [catalogModule, inventoryModule, paymentsModule, ordersModule], database: await createPGliteDatabase() });
  * await kernel.start();
  * await kernel.client(inventory).restock({ sku: 'KB-001', quantity: 10 });
  * ```
@@ -22,29 +23,34 @@ export const inventoryModule = defineModule({
   contract: inventory,
   dependsOn: [catalog],
   subscribesTo: [orders],
+  data: { migrations: new URL('./migrations/', import.meta.url) },
   providers: (bind) => {
     bind(INVENTORY_SETTINGS).toConstantValue(DEFAULT_INVENTORY_SETTINGS);
-    bind(StockStore).toSelf().inSingletonScope();
   },
-  create: ({ get, emit, logger }) => {
-    const store = get(StockStore);
+  create: ({ db, get, emit, logger }) => {
+    const { lowStockThreshold } = get<InventorySettings>(INVENTORY_SETTINGS);
+    const store = new StockRepository(db);
     const products = get(catalog);
 
-    /** Throws UnknownProduct unless the catalog has `sku`. Products are never removed, so a SKU once stocked is known. */
+    /**
+     * Throws UnknownProduct unless the catalog has `sku`. Products are never removed, so a SKU once
+     * stocked is known. Called before any transaction: on PGlite a module may not call another
+     * while it holds one.
+     */
     const assertInCatalog = async (sku: string): Promise<void> => {
-      if (!store.tracks(sku)) await products.getProduct({ sku });
+      if (!(await store.tracks(sku))) await products.getProduct({ sku });
     };
 
     const announceLow = async (level: StockLevel): Promise<void> => {
       logger.info({ sku: level.sku, available: level.available }, 'stock low');
-      await emit('stockLow', { sku: level.sku, available: level.available, threshold: store.lowStockThreshold });
+      await emit('stockLow', { sku: level.sku, available: level.available, threshold: lowStockThreshold });
     };
 
     return {
       handlers: {
         restock: async ({ sku, quantity }) => {
           await assertInCatalog(sku);
-          const level = store.restock(sku, quantity);
+          const level = await store.restock(sku, quantity);
           logger.info({ sku, quantity, onHand: level.onHand }, 'restocked');
           return level;
         },
@@ -52,22 +58,26 @@ export const inventoryModule = defineModule({
           await assertInCatalog(sku);
           return store.level(sku);
         },
-        reserve: async ({ orderId, lines }) => {
-          const result = store.reserve(orderId, lines);
-          if (!result.ok) throw new OutOfStock(result.shortage);
-          for (const level of result.newlyLow) await announceLow(level);
-          return result.reservation;
-        },
-        release: ({ orderId }) => store.release(orderId),
+        reserve: ({ orderId, lines }) =>
+          db.transaction(async () => {
+            const result = await store.reserve(orderId, lines, lowStockThreshold);
+            if (!result.ok) throw new OutOfStock(result.shortage); // rolls the transaction back: nothing reserved
+            for (const level of result.newlyLow) await announceLow(level); // to the outbox, with the reservation
+            return result.reservation;
+          }),
+        release: ({ orderId }) => db.transaction(() => store.release(orderId)),
       },
+      // Durable events: the kernel runs each handler in one transaction with the event's id in the
+      // inbox, so a redelivered event changes nothing; the state machine also makes a repeated or
+      // late event (orderPlaced after orderCancelled) change nothing.
       events: {
         orders: {
-          orderPlaced: ({ orderId }) => {
-            const reservation = store.commit(orderId);
+          orderPlaced: async ({ orderId }) => {
+            const reservation = await store.commit(orderId);
             if (reservation === undefined) logger.warn({ orderId }, 'order placed without a reservation here; stock unchanged');
           },
-          orderCancelled: ({ orderId }) => {
-            const reservation = store.cancel(orderId);
+          orderCancelled: async ({ orderId }) => {
+            const reservation = await store.cancel(orderId);
             if (reservation === undefined) logger.warn({ orderId }, 'order cancelled without a reservation here; stock unchanged');
           },
         },

@@ -2,10 +2,15 @@
  * The orders module's public door: placing, reading and cancelling orders. Other modules
  * import this file, and only this file, from `../orders/contract.js`.
  *
- * Placing an order prices its lines from the catalog, reserves the stock, charges the card,
- * then publishes `orderPlaced`. Each step's failure is re-declared here, so a caller catches
- * `UnknownProduct`, `OutOfStock` and `PaymentDeclined` from `placeOrder` itself; when the
- * charge fails, the reservation is released before the error is thrown.
+ * Placing an order prices its lines from the catalog, records the order as pending, reserves
+ * the stock, charges the card, then marks the order placed and publishes `orderPlaced` in one
+ * transaction. Each step's failure is re-declared here, so a caller catches `UnknownProduct`,
+ * `OutOfStock` and `PaymentDeclined` from `placeOrder` itself; when a step fails, what the
+ * earlier ones did is undone (the reservation released, the charge cancelled) before the error
+ * is thrown. Called with an idempotency key (the HTTP `Idempotency-Key` header), placeOrder
+ * runs once per key: a retry gets the first outcome, and a retry after a crash resumes the same
+ * order. An order that a crash left half-way is completed or undone when the orders module
+ * starts again (docs/data.md, "The saga of placeOrder").
  *
  * @example
  * ```ts
@@ -136,6 +141,26 @@ export const OrderNotCancellable = defineError({
   message: (data) => `Order ${data.orderId} is ${data.status} and cannot be cancelled; nothing was changed.`,
 });
 
+/**
+ * The order of this request failed earlier and was undone: nothing is reserved or charged for
+ * it. A retry with the idempotency key of a failed order gets this error; place the order again
+ * with a new key.
+ *
+ * @example
+ * ```ts
+ * if (error instanceof OrderFailed) console.warn(`order ${error.data.orderId} failed: ${error.data.reason}`);
+ * ```
+ */
+export const OrderFailed = defineError({
+  code: 'ORDER_FAILED',
+  kind: ErrorKind.CONFLICT,
+  data: z.object({ orderId: z.string(), code: z.string(), reason: z.string() }),
+  description: 'The order of this idempotency key failed earlier and was undone: nothing is reserved or charged for it.',
+  message: (data) =>
+    `Order ${data.orderId} of this idempotency key failed earlier (${data.code}: ${data.reason}) and was undone: nothing is ` +
+    'reserved or charged for it. Place the order again with a new idempotency key.',
+});
+
 const EventLine = OrderLine.pick({ sku: true, quantity: true, unitPriceCents: true });
 
 /**
@@ -149,7 +174,7 @@ const EventLine = OrderLine.pick({ sku: true, quantity: true, unitPriceCents: tr
  */
 export const orders = defineContract({
   name: 'orders',
-  version: '1.0.0',
+  version: '1.1.0',
   description:
     'Places orders (price from the catalog, stock reserved, card charged), reads them and cancels them ' +
     '(payment refunded, stock returned through the orderCancelled event).',
@@ -157,7 +182,8 @@ export const orders = defineContract({
     placeOrder: operation({
       description:
         'Places an order: prices each line from the catalog, reserves the stock, charges the card and publishes ' +
-        'orderPlaced. Lines with the same SKU are merged. A declined charge releases the reservation.',
+        'orderPlaced. Lines with the same SKU are merged. A declined charge releases the reservation. With an ' +
+        'idempotency key it runs once per key: a retry gets the first outcome, or resumes the order a crash interrupted.',
       input: z.object({
         customerId: CustomerId,
         lines: z
@@ -167,7 +193,7 @@ export const orders = defineContract({
         card: Card,
       }),
       output: Order,
-      errors: [UnknownProduct, OutOfStock, PaymentDeclined],
+      errors: [UnknownProduct, OutOfStock, PaymentDeclined, OrderFailed],
     }),
     getOrder: operation({
       description: 'Reads one order.',

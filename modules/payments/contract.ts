@@ -6,6 +6,12 @@
  * decline, and declines any charge above {@link CHARGE_LIMIT_CENTS}. A charge is idempotent per
  * order: charging an order again returns its first payment, so a caller may safely retry.
  *
+ * A caller that gives up on an order (a saga compensating) calls `cancelCharge`: it refunds the
+ * order's payment if one was captured, and otherwise makes sure none will be, so that a charge
+ * still in flight when the caller gave up captures nothing (`ChargeCancelled`). Together with
+ * `getPaymentForOrder`, this lets a caller that lost track of a charge (a timeout, a crash)
+ * find out and settle it by the order id alone.
+ *
  * @example
  * ```ts
  * import { payments, PaymentDeclined } from '../payments/contract.js';
@@ -158,6 +164,22 @@ export const UnknownPayment = defineError({
   message: (data) => `No payment has id "${data.paymentId}". Use the paymentId that charge returned.`,
 });
 
+/**
+ * The order's charge was cancelled (`cancelCharge`) before it was captured. Nothing was captured.
+ *
+ * @example
+ * ```ts
+ * if (error instanceof ChargeCancelled) console.warn(`order ${error.data.orderId} was given up; charge a new order`);
+ * ```
+ */
+export const ChargeCancelled = defineError({
+  code: 'CHARGE_CANCELLED',
+  kind: ErrorKind.CONFLICT,
+  data: z.object({ orderId: z.string() }),
+  description: "The order's charge was cancelled (payments.cancelCharge) before it was captured. Nothing was captured.",
+  message: (data) => `The charge of order ${data.orderId} was cancelled before it was captured; nothing was charged. Charge under a new order id.`,
+});
+
 const PaymentEvent = Payment.pick({ paymentId: true, orderId: true, customerId: true, amountCents: true });
 
 /**
@@ -172,13 +194,16 @@ const PaymentEvent = Payment.pick({ paymentId: true, orderId: true, customerId: 
  */
 export const payments = defineContract({
   name: 'payments',
-  version: '1.0.0',
-  description: 'Card charges and refunds through a simulated card processor. Charges are idempotent per order.',
+  version: '1.1.0',
+  description:
+    'Card charges and refunds through a simulated card processor. Charges are idempotent per order; a charge an ' +
+    'order gave up on is cancelled by the order id (refunded, or never captured).',
   operations: {
     charge: operation({
       description:
         "Captures a payment for an order. Charging an order again returns its first payment (whatever that payment's " +
-        'status); charging it a different amount fails with PAYMENT_CONFLICT. Declined charges are not recorded.',
+        'status); charging it a different amount fails with PAYMENT_CONFLICT, and charging an order whose charge was ' +
+        'cancelled fails with CHARGE_CANCELLED. Declined charges are not recorded.',
       input: z.object({
         orderId: Payment.shape.orderId,
         customerId: Payment.shape.customerId,
@@ -186,7 +211,15 @@ export const payments = defineContract({
         card: Card,
       }),
       output: Payment,
-      errors: [PaymentDeclined, PaymentConflict],
+      errors: [PaymentDeclined, PaymentConflict, ChargeCancelled],
+      idempotent: true,
+    }),
+    cancelCharge: operation({
+      description:
+        "Gives up on an order's charge: refunds its payment if one was captured (as refund does), and otherwise " +
+        'records the order as cancelled, so that a charge for it arriving later captures nothing. Idempotent.',
+      input: z.object({ orderId: Payment.shape.orderId }),
+      output: z.object({ orderId: Payment.shape.orderId, payment: Payment.nullable() }),
       idempotent: true,
     }),
     refund: operation({
@@ -203,6 +236,12 @@ export const payments = defineContract({
       errors: [UnknownPayment],
       idempotent: true,
     }),
+    getPaymentForOrder: operation({
+      description: "Reads an order's payment, captured or refunded; null when the order was never charged.",
+      input: z.object({ orderId: Payment.shape.orderId }),
+      output: z.object({ payment: Payment.nullable() }),
+      idempotent: true,
+    }),
     listPayments: operation({
       description: "Lists a customer's payments, oldest first.",
       input: z.object({ customerId: Payment.shape.customerId }),
@@ -217,6 +256,7 @@ export const payments = defineContract({
     }),
     paymentRefunded: event({
       description: 'A payment was refunded in full.',
+      delivery: 'durable',
       payload: PaymentEvent.extend({ refundedAt: z.iso.datetime() }),
     }),
   },

@@ -1,9 +1,14 @@
 /**
  * Runs a shop module's focused tests, unchanged, in every topology (DESIGN "The promise, in one
- * test"): all modules in one kernel without a broker, and split over a real NATS server with
- * every module (the one under test, its real dependencies, and the test's fakes and recorders)
- * in a kernel of its own and the test calling from one more kernel that hosts nothing. So every
- * call and every event of the test crosses NATS in the split topology.
+ * test") and on both database engines: all modules in one kernel without a broker, and split
+ * over a real NATS server with every module (the one under test, its real dependencies, and the
+ * test's fakes and recorders) in a kernel of its own and the test calling from one more kernel
+ * that hosts nothing. So every call and every event of the test crosses NATS in the split
+ * topology.
+ *
+ * Each kernel that hosts a module owning data gets a database of its own, as a process of a
+ * real deployment would: a fresh PGlite in memory, or a fresh PostgreSQL database on the
+ * machine's server (test/support/databases.ts), dropped after the `describe`.
  *
  * The split topology starts one `nats-server` (JetStream on, fresh store) per
  * {@link describeInTopologies} call, and stops it after the kernels and their transports.
@@ -11,6 +16,7 @@
 import { afterAll, beforeAll, describe } from 'vitest';
 import { createKernel, silentLogger, type AnyContract, type AnyModule, type Client, type Kernel, type Transport } from 'keel';
 import { createNatsTransport } from 'keel/nats';
+import { pgliteUnderTest, postgresUnderTest, type EngineUnderTest } from './databases.js';
 import { startNatsServer, type NatsServer } from './nats-server.js';
 
 /**
@@ -52,14 +58,19 @@ interface Running {
 interface ModuleTopology {
   readonly name: string;
   /** Per `describe`: set up what the topology needs (a NATS server) and tear it down. */
-  readonly setUp: () => { start(modules: readonly AnyModule[]): Promise<Running>; tearDown(): Promise<void> };
+  readonly setUp: (engine: EngineUnderTest) => { start(modules: readonly AnyModule[]): Promise<Running>; tearDown(): Promise<void> };
+}
+
+/** The database option of a kernel hosting `hosted`: a fresh one when any of them owns data. */
+async function databaseFor(engine: EngineUnderTest, hosted: readonly AnyModule[]) {
+  return hosted.some((module) => module.data !== undefined) ? { database: await engine.fresh() } : {};
 }
 
 const IN_PROCESS: ModuleTopology = {
   name: 'in process',
-  setUp: () => ({
+  setUp: (engine) => ({
     start: async (modules) => {
-      const kernel = createKernel({ modules });
+      const kernel = createKernel({ modules, ...(await databaseFor(engine, modules)) });
       await kernel.start();
       return { client: (contract) => kernel.client(contract), stop: () => kernel.stop() };
     },
@@ -71,13 +82,13 @@ let splitCount = 0;
 
 const SPLIT_OVER_NATS: ModuleTopology = {
   name: 'split over NATS',
-  setUp: () => {
+  setUp: (engine) => {
     let server: Promise<NatsServer> | undefined;
     return {
       start: async (modules) => {
         server ??= startNatsServer({ jetstream: true });
         splitCount += 1;
-        return startSplit(modules, (await server).url, `keel.modules${splitCount}`);
+        return startSplit(modules, engine, (await server).url, `keel.modules${splitCount}`);
       },
       tearDown: async () => {
         await (await server)?.stop();
@@ -89,12 +100,15 @@ const SPLIT_OVER_NATS: ModuleTopology = {
 /** The topologies every module test runs in. */
 const TOPOLOGIES: readonly ModuleTopology[] = [IN_PROCESS, SPLIT_OVER_NATS];
 
+/** The database engines every module test runs on. */
+const ENGINES: readonly (() => EngineUnderTest)[] = [pgliteUnderTest, postgresUnderTest];
+
 /**
- * Starts one kernel per module, each with its own NATS transport under `prefix`, in dependency
- * order, then a kernel that hosts nothing for the test's calls. Stops everything it started if
- * one start fails.
+ * Starts one kernel per module, each with its own NATS transport under `prefix` and, when the
+ * module owns data, its own database, in dependency order, then a kernel that hosts nothing for
+ * the test's calls. Stops everything it started if one start fails.
  */
-async function startSplit(modules: readonly AnyModule[], url: string, prefix: string): Promise<Running> {
+async function startSplit(modules: readonly AnyModule[], engine: EngineUnderTest, url: string, prefix: string): Promise<Running> {
   const started: { kernel: Kernel; transport: Transport }[] = [];
   const stop = async (): Promise<void> => {
     const failures: unknown[] = [];
@@ -104,7 +118,8 @@ async function startSplit(modules: readonly AnyModule[], url: string, prefix: st
   };
   const startKernel = async (host: readonly string[]): Promise<Kernel> => {
     const transport = await createNatsTransport({ servers: url, prefix, name: `test-${host.join('-') || 'caller'}`, logger: silentLogger });
-    const kernel = createKernel({ modules, topology: { host, transport }, logger: silentLogger });
+    const hosted = modules.filter((module) => host.includes(module.name));
+    const kernel = createKernel({ modules, topology: { host, transport }, logger: silentLogger, ...(await databaseFor(engine, hosted)) });
     started.push({ kernel, transport });
     await kernel.start();
     return kernel;
@@ -136,8 +151,9 @@ function dependencyOrder(modules: readonly AnyModule[]): AnyModule[] {
 }
 
 /**
- * Declares `body` once per topology, as `<name> (<topology>)`. The body must not depend on the
- * topology: it boots its modules with the `boot` it gets and talks to them through clients.
+ * Declares `body` once per topology and engine, as `<name> (<topology>, <engine>)`. The body must
+ * not depend on either: it boots its modules with the `boot` it gets and talks to them through
+ * clients.
  *
  * @example
  * ```ts
@@ -154,30 +170,41 @@ function dependencyOrder(modules: readonly AnyModule[]): AnyModule[] {
  */
 export function describeInTopologies(name: string, body: (boot: BootModules) => void): void {
   for (const topology of TOPOLOGIES) {
-    describe(`${name} (${topology.name})`, () => {
-      const setting = topology.setUp();
-      let running: Running | undefined;
-      let booted = false;
-      afterAll(async () => {
-        try {
-          await running?.stop();
-        } finally {
-          await setting.tearDown();
-        }
-      });
-      body((placement) => {
-        if (booted) throw new Error('boot() runs once per describeInTopologies body');
-        booted = true;
-        beforeAll(async () => {
-          running = await setting.start(placement.modules);
-        });
-        return {
-          client: <C extends AnyContract>(contract: C): Client<C> => {
-            if (running === undefined) throw new Error('the modules did not boot; see the beforeAll error');
-            return running.client(contract);
-          },
-        };
-      });
-    });
+    for (const makeEngine of ENGINES) {
+      const engine = makeEngine();
+      describeIn(`${name} (${topology.name}, ${engine.name})`, topology, engine, body);
+    }
   }
+}
+
+function describeIn(title: string, topology: ModuleTopology, engine: EngineUnderTest, body: (boot: BootModules) => void): void {
+  describe(title, () => {
+    const setting = topology.setUp(engine);
+    let running: Running | undefined;
+    let booted = false;
+    afterAll(async () => {
+      try {
+        await running?.stop();
+      } finally {
+        try {
+          await setting.tearDown();
+        } finally {
+          await engine.cleanup();
+        }
+      }
+    });
+    body((placement) => {
+      if (booted) throw new Error('boot() runs once per describeInTopologies body');
+      booted = true;
+      beforeAll(async () => {
+        running = await setting.start(placement.modules);
+      });
+      return {
+        client: <C extends AnyContract>(contract: C): Client<C> => {
+          if (running === undefined) throw new Error('the modules did not boot; see the beforeAll error');
+          return running.client(contract);
+        },
+      };
+    });
+  });
 }

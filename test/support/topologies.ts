@@ -1,19 +1,59 @@
 /**
  * Runs the example shop in several topologies for the shop suite: child processes started
  * exactly as in production (`app/main.ts` with `KEEL_MODULES` and `KEEL_NATS_URL`), and the
- * test process as a pure client (or hosting some modules itself) over NATS.
+ * test process as a pure client (or hosting some modules itself) over NATS. Every process that
+ * hosts modules owning data has a database of its own on the engine asked for: PGlite in a
+ * folder of its own (`KEEL_DATA_DIR`), or a fresh PostgreSQL database (`DATABASE_URL`), removed
+ * or dropped when the shop stops.
  *
  * Child processes are bounded in number, always stopped by the harness, and killed when the
  * test process exits.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { createKernel, silentLogger, type AnyContract, type Client, type Kernel, type Transport } from 'keel';
+import { createKernel, silentLogger, type AnyContract, type Client, type DatabaseEngine, type Kernel, type Transport } from 'keel';
 import { createNatsTransport } from 'keel/nats';
+import { createPGliteDatabase } from 'keel/pglite';
+import { createPostgresDatabase } from 'keel/postgres';
 import { topologyFromEnv } from '../../app/topology.js';
 import { modules } from '../../modules/index.js';
+import { createTestDatabase, type TestDatabase } from './databases.js';
 import type { ShopHarness } from './shop-suite.js';
+
+/** The database engine of a shop's processes. */
+export type ShopEngine = 'pglite' | 'postgres';
+
+/** An embedded database initialised once per test process, copied for each child that needs one. */
+let pgliteTemplate: Promise<string> | undefined;
+
+/**
+ * A new folder holding an empty embedded database, for a child's `KEEL_DATA_DIR`: a copy of one
+ * initialised once per test process, since PGlite's initdb takes seconds where opening a folder
+ * takes half of one. Remove it once the child exited.
+ *
+ * @example
+ * ```ts
+ * const data = await freshPGliteFolder();
+ * const child = await startShopProcess({ ..., env: { KEEL_DATA_DIR: data.folder } });
+ * await child.stop();
+ * data.remove();
+ * ```
+ */
+export async function freshPGliteFolder(): Promise<{ readonly folder: string; remove(): void }> {
+  pgliteTemplate ??= (async () => {
+    const folder = mkdtempSync(join(tmpdir(), 'keel-pglite-template-'));
+    process.once('exit', () => rmSync(folder, { recursive: true, force: true }));
+    const database = await createPGliteDatabase({ dataDir: folder });
+    await database.close();
+    return folder;
+  })();
+  const folder = mkdtempSync(join(tmpdir(), 'keel-pglite-'));
+  cpSync(await pgliteTemplate, folder, { recursive: true });
+  return { folder, remove: () => rmSync(folder, { recursive: true, force: true }) };
+}
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const READY_LINE = '"msg":"kernel started"';
@@ -46,6 +86,8 @@ export interface ShopProcessOptions {
   readonly prefix: string;
   /** How long to wait for "kernel started" (default 60 000 ms). */
   readonly readyTimeoutMs?: number;
+  /** More environment: the database (`DATABASE_URL`, `KEEL_DATA_DIR`; default `KEEL_DATA_DIR=memory`). */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 /**
@@ -69,6 +111,9 @@ export async function startShopProcess(options: ShopProcessOptions): Promise<Sho
       KEEL_NATS_URL: options.natsUrl,
       KEEL_NATS_PREFIX: options.prefix,
       KEEL_LOG_LEVEL: 'info',
+      DATABASE_URL: '',
+      KEEL_DATA_DIR: 'memory',
+      ...options.env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -157,18 +202,22 @@ export interface SplitShop extends ShopHarness {
 
 /**
  * Boots the shop in `topology` against the NATS server at `natsUrl`, under its own subject
- * `prefix` so that several topologies can share one server.
+ * `prefix` so that several topologies can share one server, each process with a database of its
+ * own on `engine`.
  *
  * @example
  * ```ts
- * describeShopSuite('every module in its own process', () => bootShop(ONE_PROCESS_PER_MODULE, server.url, 'keel.split'));
+ * describeShopSuite('every module in its own process', () => bootShop(ONE_PROCESS_PER_MODULE, server.url, 'keel.split', 'postgres'));
  * ```
  */
-export async function bootShop(topology: ShopTopology, natsUrl: string, prefix: string): Promise<SplitShop> {
+export async function bootShop(topology: ShopTopology, natsUrl: string, prefix: string, engine: ShopEngine): Promise<SplitShop> {
   const processes: ShopProcess[] = [];
   const exitCodes = new Map<string, number | string>();
+  const databases: TestDatabase[] = [];
+  const folders: { remove(): void }[] = [];
   let kernel: Kernel | undefined;
   let transport: Transport | undefined;
+  let database: DatabaseEngine | undefined;
   const stopChildren = async (): Promise<void> => {
     await Promise.all(
       processes.map(async (child) => {
@@ -176,9 +225,27 @@ export async function bootShop(topology: ShopTopology, natsUrl: string, prefix: 
       }),
     );
   };
+  const dropDatabases = async (): Promise<void> => {
+    await database?.close();
+    for (const made of databases) await made.drop();
+    for (const folder of folders) folder.remove();
+  };
+  /** A database of its own for one process: an embedded one in a folder of its own, or a fresh PostgreSQL database. */
+  const freshDatabase = async (): Promise<{ env: Record<string, string>; url?: string }> => {
+    if (engine === 'pglite') {
+      const data = await freshPGliteFolder();
+      folders.push(data);
+      return { env: { KEEL_DATA_DIR: data.folder } };
+    }
+    const made = await createTestDatabase();
+    databases.push(made);
+    return { env: { DATABASE_URL: made.url }, url: made.url };
+  };
   try {
     const started = await Promise.allSettled(
-      topology.processes.map((placement) => startShopProcess({ ...placement, natsUrl, prefix })),
+      topology.processes.map(async (placement) =>
+        startShopProcess({ ...placement, natsUrl, prefix, env: (await freshDatabase()).env }),
+      ),
     );
     for (const result of started) if (result.status === 'fulfilled') processes.push(result.value);
     const failure = started.find((result) => result.status === 'rejected');
@@ -187,7 +254,9 @@ export async function bootShop(topology: ShopTopology, natsUrl: string, prefix: 
     if (topology.local.length > 0) {
       const local = await topologyFromEnv({ KEEL_MODULES: topology.local.join(','), KEEL_NATS_URL: natsUrl, KEEL_NATS_PREFIX: prefix });
       transport = local.transport as Transport;
-      kernel = createKernel({ modules, topology: local, logger: silentLogger });
+      const { url } = await freshDatabase();
+      database = url === undefined ? await createPGliteDatabase() : createPostgresDatabase({ url });
+      kernel = createKernel({ modules, topology: local, logger: silentLogger, database });
     } else {
       transport = await createNatsTransport({ servers: natsUrl, prefix, logger: silentLogger });
       kernel = createKernel({ modules, topology: { host: [], transport }, logger: silentLogger });
@@ -197,6 +266,7 @@ export async function bootShop(topology: ShopTopology, natsUrl: string, prefix: 
     await kernel?.stop();
     await transport?.close();
     await stopChildren();
+    await dropDatabases();
     throw error;
   }
   const running = kernel;
@@ -211,6 +281,7 @@ export async function bootShop(topology: ShopTopology, natsUrl: string, prefix: 
       await running.stop();
       await connection.close();
       await stopChildren();
+      await dropDatabases();
     },
   };
 }
