@@ -13,7 +13,8 @@ const repository = dirname(createRequire(import.meta.url).resolve('keel/package.
 async function runWithClosedStdout(...argv: string[]): Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }> {
   const child = spawn(process.execPath, ['--import', 'tsx', '--conditions=keel-source', 'cli/bin.ts', ...argv], {
     cwd: repository,
-    env: { ...process.env, KEEL_LOG_LEVEL: 'silent', KEEL_NATS_URL: '' },
+    // The shop's modules own data: in memory, so that a run never holds nor fills the repository's .keel/data.
+    env: { ...process.env, KEEL_LOG_LEVEL: 'silent', KEEL_NATS_URL: '', DATABASE_URL: '', KEEL_DATA_DIR: 'memory' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   child.stdout.destroy();

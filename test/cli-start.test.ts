@@ -1,6 +1,8 @@
 import { once } from 'node:events';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { dirname } from 'node:path';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
 import { main, runCli, type OutputStream } from 'keel/cli';
@@ -31,13 +33,18 @@ function start(...argv: string[]) {
   return startWith({}, ...argv);
 }
 
+/**
+ * Runs `keel start` in the repository (the shop) with `env` as its whole environment. The shop's
+ * modules own data: each run keeps it in memory (KEEL_DATA_DIR=memory), so that runs neither
+ * contend for the repository's .keel/data/app (held by one process) nor keep data between runs.
+ */
 function startWith(env: Record<string, string>, ...argv: string[]) {
   const stdout = collector();
   const stderr = collector();
   const controller = new AbortController();
   const exit = runCli(main, ['start', ...argv], {
     cwd: repository,
-    env: { KEEL_LOG_LEVEL: 'silent', ...env },
+    env: { KEEL_LOG_LEVEL: 'silent', KEEL_DATA_DIR: 'memory', ...env },
     stdout,
     stderr,
     signal: controller.signal,
@@ -64,7 +71,43 @@ describe('cli - keel start', () => {
     }
     expect(await running.exit).toBe(0);
     expect(running.stdout.text).toContain('keel: hosting catalog, inventory, payments, orders, notifications\n');
+    expect(running.stdout.text).toContain('keel: data of catalog, inventory, payments, orders, notifications: pglite in memory\n');
     expect(running.stdout.text).toContain('keel: stopping: finishing work in flight\nkeel: stopped\n');
+  });
+
+  it("cli - keeps the shop's data in KEEL_DATA_DIR across a restart, and lets go of the folder when it stops", async () => {
+    const folder = mkdtempSync(join(tmpdir(), 'keel-start-data-'));
+    const post = (url: string | undefined, path: string, input: unknown) =>
+      fetch(`${url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(input) });
+    try {
+      const first = startWith({ KEEL_DATA_DIR: folder }, '--http', '0');
+      await Promise.race([first.stdout.waitFor('keel: ready'), first.exit.then(() => expect.fail(first.stderr.text))]);
+      try {
+        expect(first.stdout.text).toContain(`keel: data of catalog, inventory, payments, orders, notifications: pglite in ${folder}\n`);
+        const added = await post(/keel: HTTP gateway on (\S+)/.exec(first.stdout.text)?.[1], '/catalog/addProduct', {
+          sku: 'CLI-RESTART-1',
+          name: 'Mug that outlives a restart',
+          priceCents: 1200,
+        });
+        expect(added.status, await added.clone().text()).toBe(200);
+      } finally {
+        first.stop();
+      }
+      expect(await first.exit, first.stderr.text).toBe(0);
+      expect(existsSync(join(folder, 'keel.lock')), 'the lock goes with the process').toBe(false);
+
+      const second = startWith({ KEEL_DATA_DIR: folder }, '--http', '0');
+      await Promise.race([second.stdout.waitFor('keel: ready'), second.exit.then(() => expect.fail(second.stderr.text))]);
+      try {
+        const read = await post(/keel: HTTP gateway on (\S+)/.exec(second.stdout.text)?.[1], '/catalog/getProduct', { sku: 'CLI-RESTART-1' });
+        expect(await read.json()).toMatchObject({ sku: 'CLI-RESTART-1', name: 'Mug that outlives a restart', priceCents: 1200 });
+      } finally {
+        second.stop();
+      }
+      expect(await second.exit, second.stderr.text).toBe(0);
+    } finally {
+      rmSync(folder, { recursive: true, force: true });
+    }
   });
 
   it('cli - serves HTTP on port 3000 when hosting every module and no port is given (shown by 3000 being taken)', async () => {

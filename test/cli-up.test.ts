@@ -42,7 +42,9 @@ function keelUp(
 ): { child: ChildProcess; output: () => string; waitFor: (text: string) => Promise<void>; exited: Promise<number | null> } {
   const child = spawn(process.execPath, ['--import', tsxLoader, '--conditions=keel-source', join(repository, 'cli/bin.ts'), 'up', ...argv], {
     cwd: options.cwd ?? repository,
-    env: { ...process.env, KEEL_LOG_LEVEL: 'warn', ...options.env },
+    // The shop's modules own data: each process keeps it in memory unless a test says otherwise, so that a
+    // run never holds nor fills the repository's .keel/data/<process> folders, nor finds an earlier run's data.
+    env: { ...process.env, KEEL_LOG_LEVEL: 'warn', DATABASE_URL: '', KEEL_DATA_DIR: 'memory', ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
@@ -143,6 +145,10 @@ describe('cli - keel up', () => {
     const up = keelUp(['topologies/split.ts', '--nats', server.url]);
     try {
       await up.waitFor('keel up: ready: all 3 processes (storefront, back-office, notifications)');
+      // Each process keeps the data of the modules it hosts in a database of its own, here in memory.
+      expect(up.output()).toMatch(/^storefront +\| keel: data of catalog, orders: pglite in memory$/m);
+      expect(up.output()).toMatch(/^back-office +\| keel: data of inventory, payments: pglite in memory$/m);
+      expect(up.output()).toMatch(/^notifications +\| keel: data of notifications: pglite in memory$/m);
 
       const { products } = await caller.client(catalog).listProducts({});
       const sku = (products[0] as { sku: string }).sku;
