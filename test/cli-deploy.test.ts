@@ -15,6 +15,7 @@ import { runKeel } from './support/cli.js';
 
 const require = createRequire(import.meta.url);
 const repository = dirname(require.resolve('keel/package.json'));
+/** The shop's modules, every one of which owns data: each group of every topology hosts some, so each gets PostgreSQL. */
 const shopModules = ['catalog', 'inventory', 'payments', 'orders', 'notifications'];
 const temporary: string[] = [];
 
@@ -184,7 +185,7 @@ describe('cli - deploy', () => {
       const source = name === 'replicated' ? replicated : undefined;
       const compose = yamlOf(deployed, 'compose.yaml');
       const deployments = kubernetesOf(deployed, '-deployment.yaml');
-      const groups = Object.keys(compose.services).filter((service) => service !== 'nats');
+      const groups = Object.keys(compose.services).filter((service) => service !== 'nats' && service !== 'postgres');
       expect(deployments.map(([path]) => path.slice(4, -'-deployment.yaml'.length)).sort()).toEqual([...groups].sort());
       for (const group of groups) {
         const service = compose.services[group];
@@ -201,7 +202,7 @@ describe('cli - deploy', () => {
       }
     }
     const perModule = yamlOf(topologies['per-module']!, 'compose.yaml');
-    expect(Object.keys(perModule.services)).toEqual(['nats', 'catalog', 'inventory', 'payments', 'orders', 'notifications']);
+    expect(Object.keys(perModule.services)).toEqual(['nats', 'postgres', 'catalog', 'inventory', 'payments', 'orders', 'notifications']);
   });
 
   it('cli - deploy compose runs NATS with JetStream on a named volume, with a health check, and every group waits for it to be healthy', () => {
@@ -210,11 +211,12 @@ describe('cli - deploy', () => {
     expect(nats.image).toBe('nats:2.10-alpine');
     expect(nats.command).toEqual(['-js', '-sd', '/data', '-m', '8222']);
     expect(nats.volumes).toEqual(['nats-data:/data']);
-    expect(compose.volumes).toEqual({ 'nats-data': {} });
+    expect(compose.volumes).toEqual({ 'nats-data': {}, 'postgres-data': {} });
     expect(nats.healthcheck.test).toEqual(['CMD', 'wget', '-q', '--spider', 'http://127.0.0.1:8222/healthz']);
     for (const group of ['gateway', 'orders', 'warehouse']) {
       const service = compose.services[group];
-      expect(service.depends_on).toEqual({ nats: { condition: 'service_healthy' } });
+      // Every group hosts a module that owns data, so it waits for PostgreSQL as well.
+      expect(service.depends_on).toEqual({ nats: { condition: 'service_healthy' }, postgres: { condition: 'service_healthy' } });
       expect(service.environment.KEEL_NATS_URL).toBe('nats://nats:4222');
       expect(service.environment.KEEL_NATS_PREFIX).toBe('shop');
       expect(service.environment.KEEL_PROCESS_NAME).toBe(group);
@@ -260,28 +262,60 @@ describe('cli - deploy', () => {
     for (const name of ['split', 'per-module', 'single']) expect(kubernetesOf(topologies[name]!, '-pdb.yaml')).toEqual([]);
   });
 
-  it('cli - deploy takes the NATS URL from a Secret by secretKeyRef, and the Secret\'s other keys by envFrom, never inline, in every Deployment', () => {
+  it('cli - deploy takes the NATS and database URLs from Secrets by secretKeyRef, and the Secrets\' other keys by envFrom, never inline, in every Deployment', () => {
     for (const name of ['split', 'per-module', 'replicated']) {
       for (const [path, deployment] of kubernetesOf(topologies[name]!, '-deployment.yaml')) {
         const env = deployment.spec.template.spec.containers[0].env;
         const nats = env.filter((variable: any) => variable.name === 'KEEL_NATS_URL');
         expect(nats, path).toEqual([{ name: 'KEEL_NATS_URL', valueFrom: { secretKeyRef: { name: 'keel-nats', key: 'KEEL_NATS_URL' } } }]);
-        expect(deployment.spec.template.spec.containers[0].envFrom, `${path}: the Secret's other keys (token, user, password)`).toEqual([
-          { secretRef: { name: 'keel-nats' } },
-        ]);
+        const database = env.filter((variable: any) => variable.name === 'DATABASE_URL');
+        expect(database, path).toEqual([{ name: 'DATABASE_URL', valueFrom: { secretKeyRef: { name: 'keel-database', key: 'DATABASE_URL' } } }]);
+        expect(
+          deployment.spec.template.spec.containers[0].envFrom,
+          `${path}: the Secrets' other keys (NATS token, user, password; DATABASE_URL_<MODULE>)`,
+        ).toEqual([{ secretRef: { name: 'keel-nats' } }, { secretRef: { name: 'keel-database' } }]);
         expect(topologies[name]!.files.get(path)).not.toContain('nats://');
+        expect(topologies[name]!.files.get(path)).not.toContain('postgres://');
       }
     }
   });
 
-  it('cli - deploy of one process has no NATS: no nats service, no volume, no NATS URL', () => {
+  it('cli - deploy gives the shop, whose five modules own data, PostgreSQL: a compose service every group reaches by DATABASE_URL, and the database Secret in Kubernetes', () => {
+    for (const [name, deployed] of Object.entries(topologies)) {
+      const compose = yamlOf(deployed, 'compose.yaml');
+      const postgres = compose.services.postgres;
+      expect(postgres, name).toMatchObject({ image: 'postgres:17-alpine', volumes: ['postgres-data:/var/lib/postgresql/data'] });
+      expect(postgres.environment, name).toEqual({ POSTGRES_USER: 'keel', POSTGRES_PASSWORD: 'keel', POSTGRES_DB: 'keel' });
+      expect(postgres.healthcheck.test, name).toEqual(['CMD', 'pg_isready', '-U', 'keel', '-d', 'keel']);
+      expect(postgres.ports, `${name}: PostgreSQL is not published`).toBeUndefined();
+      expect(compose.volumes['postgres-data'], name).toEqual({});
+      const groups = Object.keys(compose.services).filter((service) => service !== 'nats' && service !== 'postgres');
+      expect(groups.length, name).toBeGreaterThan(0);
+      for (const group of groups) {
+        const service = compose.services[group];
+        expect(service.environment.DATABASE_URL, `${name}: ${group}`).toBe('postgres://keel:keel@postgres:5432/keel');
+        expect(service.depends_on.postgres, `${name}: ${group}`).toEqual({ condition: 'service_healthy' });
+      }
+      expect(deployed.files.get('k8s/kustomization.yaml'), name).toContain(
+        '# Before applying: kubectl create secret generic keel-database --from-literal=DATABASE_URL=postgres://<user>:<password>@<host>:5432/keel\n',
+      );
+    }
+  });
+
+  it('cli - deploy of one process has no NATS: no nats service or volume, no NATS URL; PostgreSQL only, for its data', () => {
     const single = topologies['single']!;
     const compose = yamlOf(single, 'compose.yaml');
-    expect(Object.keys(compose.services)).toEqual(['shop']);
-    expect(compose.volumes).toBeUndefined();
-    expect(compose.services.shop.depends_on).toBeUndefined();
-    expect(compose.services.shop.environment).toEqual({ KEEL_MODULES: shopModules.join(','), KEEL_PROCESS_NAME: 'shop', KEEL_HTTP_OPERATIONS: 'all' });
+    expect(Object.keys(compose.services)).toEqual(['postgres', 'shop']);
+    expect(compose.volumes).toEqual({ 'postgres-data': {} });
+    expect(compose.services.shop.depends_on).toEqual({ postgres: { condition: 'service_healthy' } });
+    expect(compose.services.shop.environment).toEqual({
+      KEEL_MODULES: shopModules.join(','),
+      KEEL_PROCESS_NAME: 'shop',
+      DATABASE_URL: 'postgres://keel:keel@postgres:5432/keel',
+      KEEL_HTTP_OPERATIONS: 'all',
+    });
     expect(single.files.get('k8s/shop-deployment.yaml')).not.toContain('KEEL_NATS_URL');
+    expect(yamlOf(single, 'k8s/shop-deployment.yaml').spec.template.spec.containers[0].envFrom).toEqual([{ secretRef: { name: 'keel-database' } }]);
   });
 
   it('cli - deploy probes /readyz for readiness and /healthz for liveness and start-up, with a grace period longer than the drains of the kernel and the transport (30 s each)', () => {
