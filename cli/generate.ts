@@ -11,6 +11,7 @@ import { assertEventName, assertModuleName, splitList } from './names.js';
 import { findCycle, importProjectFile, loadManifest, moduleGraph, type ModuleNode, type Project } from './project.js';
 import {
   contractFile,
+  migrationFile,
   moduleFile,
   moduleIdentifiers,
   moduleTestFile,
@@ -44,6 +45,8 @@ export interface PlanModuleOptions {
   readonly dependsOn?: string | undefined;
   /** Comma-separated camelCase names of events the new module publishes. */
   readonly events?: string | undefined;
+  /** The new module owns data: `migrations/001_<name>.sql` and a `hello` that uses `db`. */
+  readonly data?: boolean | undefined;
 }
 
 /** Where a planned file goes, relative to the project, with forward slashes. */
@@ -83,7 +86,7 @@ async function dependencyImport(project: Project, name: string, moduleDir: strin
  *
  * @example
  * ```ts
- * const plan = await planModule(findProject(process.cwd()), { name: 'billing', dependsOn: 'orders', events: 'invoiceSent' });
+ * const plan = await planModule(findProject(process.cwd()), { name: 'billing', dependsOn: 'orders', events: 'invoiceSent', data: true });
  * writePlan(plan);
  * ```
  */
@@ -92,7 +95,7 @@ export async function planModule(project: Project, options: PlanModuleOptions): 
   const dependsOn = splitList(options.dependsOn).map((dependency) => assertModuleName(dependency, 'Dependency'));
   const events = splitList(options.events).map(assertEventName);
   const nodes = moduleGraph(await loadManifest(project));
-  return planAgainst(project, nodes, { name, dependsOn, events }, (dependency, moduleDir) =>
+  return planAgainst(project, nodes, { name, dependsOn, events, data: options.data === true }, (dependency, moduleDir) =>
     dependencyImport(project, dependency, moduleDir),
   );
 }
@@ -101,11 +104,12 @@ export async function planModule(project: Project, options: PlanModuleOptions): 
 export async function planAgainst(
   project: Project,
   nodes: readonly ModuleNode[],
-  request: { readonly name: string; readonly dependsOn: readonly string[]; readonly events: readonly string[] },
+  request: { readonly name: string; readonly dependsOn: readonly string[]; readonly events: readonly string[]; readonly data?: boolean },
   resolveDependency: (name: string, moduleDir: string) => Promise<DependencyImport>,
   manifestSource: string = readFileSync(project.manifestPath, 'utf8'),
 ): Promise<ModulePlan> {
   const { name, dependsOn, events } = request;
+  const data = request.data === true;
   const known = nodes.map((node) => node.name);
   const moduleDir = join(project.modulesDir, name);
   if (known.includes(name)) {
@@ -144,16 +148,18 @@ export async function planAgainst(
     throw new CLIError(CliErrorCode.E_MODULE_EXISTS, `${shownPath(project, testFile)} already exists; remove it or choose another name.`);
   }
   const contractPath = join(moduleDir, 'contract.ts');
+  const template = { name, dependsOn: imports, events, data };
   const files: PlannedFile[] = [
-    { path: contractPath, action: 'create', content: contractFile({ name, dependsOn: imports, events }) },
-    { path: join(moduleDir, 'module.ts'), action: 'create', content: moduleFile({ name, dependsOn: imports, events }) },
+    { path: contractPath, action: 'create', content: contractFile(template) },
+    { path: join(moduleDir, 'module.ts'), action: 'create', content: moduleFile(template) },
+    ...(data
+      ? [{ path: join(moduleDir, 'migrations', `001_${name}.sql`), action: 'create' as const, content: migrationFile(template), note: 'its first table' }]
+      : []),
     {
       path: testFile,
       action: 'create',
       content: moduleTestFile({
-        name,
-        dependsOn: imports,
-        events,
+        ...template,
         manifestImport: importSpecifier(project.testDir, project.manifestPath),
         contractImport: importSpecifier(project.testDir, contractPath),
         supportImport: importSpecifier(project.testDir, supportFile),

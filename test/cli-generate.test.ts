@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -7,7 +8,7 @@ import { createKernel, silentLogger, type AnyContract } from 'keel';
 import { findProject, importProjectFile, loadManifest } from 'keel/cli';
 import { addToManifest } from '../cli/manifest.js';
 import { findCycle } from '../cli/project.js';
-import { runKeel, type CliRun } from './support/cli.js';
+import { runKeel, startKeel, type CliRun } from './support/cli.js';
 
 const repository = resolve(dirname(createRequire(import.meta.url).resolve('keel/package.json')));
 const temporary: string[] = [];
@@ -133,6 +134,66 @@ describe('cli - keel generate module', () => {
       await expect(client.hello({ name: 'Ada' })).resolves.toEqual({ message: 'Hello, Ada, from order-shipping.' });
     } finally {
       await kernel.stop();
+    }
+  });
+
+  it('cli - generates a module that owns data (--data): its migration, a hello counting greetings through db, and a test that passes in the application', { timeout: 120_000 }, async () => {
+    const root = await newApp();
+    const generated = await keel(root, 'generate', 'module', 'billing', '--depends-on', 'greeter', '--events', 'invoiceSent', '--data');
+    expect(generated.code, generated.stderr).toBe(0);
+    expect(generated.stdout).toMatchInlineSnapshot(`
+      "Generated module billing:
+        created modules/billing/contract.ts
+        created modules/billing/module.ts
+        created modules/billing/migrations/001_billing.sql  (its first table)
+        created test/billing-contract.test.ts
+        updated modules/index.ts  (registers billingModule)
+
+      Next: describe its operations in contract.ts, its tables in migrations/ (a new file for each change), implement them in module.ts, then run them with \`npx vitest run test/billing-contract.test.ts\`.
+      "
+    `);
+    expect(readFileSync(join(root, 'modules', 'billing', 'migrations', '001_billing.sql'), 'utf8')).toContain('create table greetings (');
+    const moduleSource = readFileSync(join(root, 'modules', 'billing', 'module.ts'), 'utf8');
+    expect(moduleSource).toContain("  data: { migrations: new URL('./migrations/', import.meta.url) },\n");
+    expect(moduleSource).toContain('create: ({ db, get, emit }) => {');
+    expect(readFileSync(join(root, 'modules', 'billing', 'contract.ts'), 'utf8')).not.toContain('idempotent');
+    // The starter module owns no data, and is generated as before.
+    expect(readFileSync(join(root, 'modules', 'greeter', 'module.ts'), 'utf8')).not.toContain('data:');
+
+    // The application's own tests, run by vitest in its folder, where keel resolves to this repository's sources.
+    symlinkSync(join(repository, 'node_modules', 'vitest'), join(root, 'node_modules', 'vitest'), 'dir');
+    writeFileSync(
+      join(root, 'vitest.config.mjs'),
+      "export default { resolve: { conditions: ['keel-source'] }, ssr: { resolve: { conditions: ['keel-source'] } } };\n",
+    );
+    const env: NodeJS.ProcessEnv = { PATH: process.env['PATH'], HOME: process.env['HOME'], KEEL_LOG_LEVEL: 'silent', NO_COLOR: '1' };
+    const vitest = spawnSync(process.execPath, [join(repository, 'node_modules', 'vitest', 'vitest.mjs'), 'run'], {
+      cwd: root,
+      env,
+      encoding: 'utf8',
+      timeout: 100_000,
+    });
+    expect(vitest.status, `${vitest.stdout}\n${vitest.stderr}`).toBe(0);
+    expect(vitest.stdout).toMatch(/✓ test\/billing-contract\.test\.ts \(4 tests\)/);
+    expect(vitest.stdout).toMatch(/Tests\s+7 passed/);
+
+    // keel start (npm start) keeps the module's data in .keel/data/app, across a restart.
+    const hello = async (url: string | undefined): Promise<unknown> => {
+      const response = await fetch(`${url}/billing/hello`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ name: 'Ada' }),
+      });
+      return response.json();
+    };
+    for (const greetings of [1, 2]) {
+      const running = await startKeel(['start', '--http', '0'], { cwd: root, env: { KEEL_LOG_LEVEL: 'silent' } });
+      try {
+        expect(running.stdout.text).toContain('keel: data of billing: pglite in .keel/data/app\n');
+        expect(await hello(running.url)).toEqual({ message: 'Hello, Ada, from billing.', greetings });
+      } finally {
+        expect(await running.stop(), running.stderr.text).toBe(0);
+      }
     }
   });
 

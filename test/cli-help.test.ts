@@ -110,12 +110,14 @@ describe('cli - help', () => {
 
         --depends-on=<a,b>    Modules it calls, comma-separated
             --events=<a,b>    Events it publishes, camelCase, comma-separated
+                    --data    It owns data: its own schema, made by migrations/001_<name>.sql, reached through db
                  --dry-run    Show the files without writing anything
 
       EXAMPLES
 
         $ keel generate module billing
         $ keel generate module billing --depends-on orders,payments --events invoiceSent,invoicePaid
+        $ keel generate module billing --data
         $ keel generate module billing --dry-run
       "
     `);

@@ -13,6 +13,7 @@ export default defineCommand({
     examples: [
       'keel generate module billing',
       'keel generate module billing --depends-on orders,payments --events invoiceSent,invoicePaid',
+      'keel generate module billing --data',
       'keel generate module billing --dry-run',
     ],
   },
@@ -20,12 +21,13 @@ export default defineCommand({
     name: { type: 'positional', description: 'Module name, lower-kebab-case (such as order-history)', required: true },
     'depends-on': { type: 'string', description: 'Modules it calls, comma-separated', valueHint: 'a,b' },
     events: { type: 'string', description: 'Events it publishes, camelCase, comma-separated', valueHint: 'a,b' },
+    data: { type: 'boolean', description: 'It owns data: its own schema, made by migrations/001_<name>.sql, reached through db' },
     'dry-run': { type: 'boolean', description: 'Show the files without writing anything' },
   },
   run: async ({ args, data }) => {
     const cli = contextOf(data);
     const project = findProject(cli.cwd);
-    const plan = await planModule(project, { name: args.name, dependsOn: args['depends-on'], events: args.events });
+    const plan = await planModule(project, { name: args.name, dependsOn: args['depends-on'], events: args.events, data: args.data });
     const out = (line = '') => cli.stdout.write(`${line}\n`);
     if (args['dry-run']) {
       out(`Would generate module ${plan.name} (dry run: nothing written):`);
@@ -43,8 +45,9 @@ export default defineCommand({
     }
     out('');
     const test = plan.files.find((file) => file.path.endsWith('-contract.test.ts'));
+    const tables = plan.files.some((file) => file.path.endsWith('.sql')) ? ' its tables in migrations/ (a new file for each change),' : '';
     out(
-      'Next: describe its operations in contract.ts, implement them in module.ts, then run them with ' +
+      `Next: describe its operations in contract.ts,${tables} implement them in module.ts, then run them with ` +
         `\`npx vitest run ${test ? shownPath(project, test.path) : ''}\`.`,
     );
   },

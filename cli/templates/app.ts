@@ -194,7 +194,12 @@ test/<name>-contract.test.ts  tests that call a module through its contract
 
 \`\`\`sh
 npx keel generate module billing --depends-on ${input.starter} --events invoiceSent
+npx keel generate module ledger --data    # one that owns data: its own schema, a migration, db
 \`\`\`
+
+A module that owns data keeps it in the embedded PostgreSQL (PGlite) in \`.keel/data/app\` under
+\`npm start\`, in memory in the tests, and in PostgreSQL where \`DATABASE_URL\` is set;
+\`npx keel db status\` shows where each module stands.
 
 ## Split it into services
 

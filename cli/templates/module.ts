@@ -1,7 +1,9 @@
 /**
- * Templates of a generated module: its contract, its implementation, its test, and the test
- * support file that runs an application in process or over NATS.
+ * Templates of a generated module: its contract, its implementation, its first migration when
+ * it owns data, its test, and the test support file that runs an application in process or
+ * over NATS.
  */
+import { schemaOf } from 'keel/transport';
 import { camelCase } from '../names.js';
 
 /** A contract the new module depends on, as its source imports it. */
@@ -21,6 +23,11 @@ export interface ModuleTemplateInput {
   readonly dependsOn: readonly DependencyImport[];
   /** Events the module publishes, camelCase. */
   readonly events: readonly string[];
+  /**
+   * Whether the module owns data (`--data`): a migration making its `greetings` table, and a
+   * `hello` that records each greeting through `db` and says how many a name has had.
+   */
+  readonly data?: boolean;
 }
 
 /** Identifiers derived from a module name. */
@@ -57,6 +64,22 @@ const article = (word: string): string => (/^[aeiou]/i.test(word) ? 'an' : 'a');
 export function contractFile(input: ModuleTemplateInput): string {
   const { contract } = moduleIdentifiers(input.name);
   const imports = input.events.length > 0 ? 'defineContract, event, operation' : 'defineContract, operation';
+  // A hello that records each greeting is not idempotent: a retry would count twice.
+  const hello = input.data
+    ? `    hello: operation({
+      input: z.object({ name: z.string().min(1) }),
+      output: z.object({ message: z.string(), greetings: z.number().int() }),
+      description: 'Greets the caller and counts the greetings of each name in its own table; a starting point to replace.',
+    }),
+`
+    : `    hello: operation({
+      input: z.object({ name: z.string().min(1) }),
+      output: z.object({ message: z.string() }),
+      idempotent: true,
+      description: 'Greets the caller; a starting point to replace.',
+    }),
+`;
+  const example = input.data ? 'const { message, greetings } =' : 'const { message } =';
   const events =
     input.events.length === 0
       ? ''
@@ -85,7 +108,7 @@ import { ${imports} } from 'keel';
  * @example
  * \`\`\`ts
  * const ${contract}Client = kernel.client(${contract});
- * const { message } = await ${contract}Client.hello({ name: 'Ada' });
+ * ${example} await ${contract}Client.hello({ name: 'Ada' });
  * \`\`\`
  */
 export const ${contract} = defineContract({
@@ -93,73 +116,123 @@ export const ${contract} = defineContract({
   version: '0.1.0',
   description: 'What the ${input.name} module does, in one sentence.',
   operations: {
-    hello: operation({
-      input: z.object({ name: z.string().min(1) }),
-      output: z.object({ message: z.string() }),
-      idempotent: true,
-      description: 'Greets the caller; a starting point to replace.',
-    }),
-  },
+${hello}  },
 ${events}});
 `;
 }
 
 /**
  * The module's `module.ts`: the implementation, with a client of every dependency resolved
- * once at start.
+ * once at start; when it owns data, `hello` records each greeting through `db`.
  *
  * @example
  * ```ts
- * moduleFile({ name: 'billing', dependsOn: [{ name: 'catalog', exportName: 'catalog', importPath: '../catalog/contract.js' }], events: [] });
+ * moduleFile({ name: 'billing', dependsOn: [{ name: 'catalog', exportName: 'catalog', importPath: '../catalog/contract.js' }], events: [], data: true });
  * ```
  */
 export function moduleFile(input: ModuleTemplateInput): string {
   const ids = moduleIdentifiers(input.name);
   const hasEvents = input.events.length > 0;
+  const hasDependencies = input.dependsOn.length > 0;
   const dependencyImports = input.dependsOn
     .map((dependency) => `import { ${dependency.exportName} } from '${dependency.importPath}';\n`)
     .join('');
-  const dependsOn =
-    input.dependsOn.length > 0 ? `  dependsOn: [${input.dependsOn.map((dependency) => dependency.exportName).join(', ')}],\n` : '';
-  const hasDependencies = input.dependsOn.length > 0;
-  const tools = hasDependencies && hasEvents ? '{ get, emit }' : hasDependencies ? '{ get }' : hasEvents ? '{ emit }' : '';
+  const dependsOn = hasDependencies ? `  dependsOn: [${input.dependsOn.map((dependency) => dependency.exportName).join(', ')}],\n` : '';
+  const tools = [...(input.data ? ['db'] : []), ...(hasDependencies ? ['get'] : []), ...(hasEvents ? ['emit'] : [])];
   const clients = input.dependsOn
     .map((dependency) => `    const ${camelCase(dependency.name)}Client = get(${dependency.exportName});\n`)
     .join('');
-  const clientsComment =
-    input.dependsOn.length > 0
-      ? `    // Clients of the contracts ${input.name} depends on, resolved once: call them from the handlers.\n`
-      : '';
-  const emits = input.events.map((name) => `          await emit('${name}', { name });\n`).join('');
-  const handler = hasEvents
-    ? `        hello: async ({ name }) => {\n${emits}          return { message: \`Hello, \${name}, from ${input.name}.\` };\n        },\n`
-    : `        hello: ({ name }) => ({ message: \`Hello, \${name}, from ${input.name}.\` }),\n`;
+  const clientsComment = hasDependencies
+    ? `    // Clients of the contracts ${input.name} depends on, resolved once: call them from the handlers.\n`
+    : '';
+  const message = `\`Hello, \${name}, from ${input.name}.\``;
   const example = [ids.module, ...input.dependsOn.map((dependency) => `${camelCase(dependency.name)}Module`)].join(', ');
+  const schema = schemaOf(input.name);
   return `/**
- * The ${input.name} module: implements the {@link ${ids.contract}} contract.
+ * The ${input.name} module: implements the {@link ${ids.contract}} contract${
+    input.data ? `, keeping its data in its own\n * schema (${schema}), which the migrations in ./migrations/ make` : ''
+  }.
  */
 import { defineModule } from 'keel';
 ${dependencyImports}import { ${ids.contract} } from './contract.js';
-
+${
+  input.data
+    ? `
+/** Counts one more greeting of a name (the first one makes its row) and returns the count. */
+const GREET = \`insert into greetings (name) values ($1)
+  on conflict (name) do update set times = greetings.times + 1
+  returning times\`;
+`
+    : ''
+}
 /**
  * The ${input.name} module, listed in the application manifest.
  *
  * @example
  * \`\`\`ts
- * const kernel = createKernel({ modules: [${example}] });
+ * const kernel = createKernel({ modules: [${example}]${input.data ? ', database: await createPGliteDatabase()' : ''} });
  * await kernel.start();
  * await kernel.client(${ids.contract}).hello({ name: 'Ada' });
  * \`\`\`
  */
 export const ${ids.module} = defineModule({
   contract: ${ids.contract},
-${dependsOn}  create: (${tools}) => {
+${dependsOn}${
+    input.data
+      ? `  // ${input.name} owns data: its own schema, where keel applies the .sql files of migrations/ at start,\n` +
+        '  // in name order, each once. Reach it through db only.\n' +
+        "  data: { migrations: new URL('./migrations/', import.meta.url) },\n"
+      : ''
+  }  create: (${tools.length > 0 ? `{ ${tools.join(', ')} }` : ''}) => {
 ${clientsComment}${clients}    return {
       handlers: {
-${handler}      },
+${helloHandler(input, message)}      },
     };
   },
 });
+`;
+}
+
+/** The generated `hello` handler, indented for the handlers object. */
+function helloHandler(input: ModuleTemplateInput, message: string): string {
+  const emits = (indent: string) => input.events.map((name) => `${indent}await emit('${name}', { name });\n`).join('');
+  if (!input.data) {
+    return input.events.length > 0
+      ? `        hello: async ({ name }) => {\n${emits('          ')}          return { message: ${message} };\n        },\n`
+      : `        hello: ({ name }) => ({ message: ${message} }),\n`;
+  }
+  // The insert returns its row; 1 is what the first greeting counts.
+  const count = "const { rows } = await db.query<{ times: number }>(GREET, [name]);\n";
+  const answer = `return { message: ${message}, greetings: rows[0]?.times ?? 1 };\n`;
+  if (input.events.length === 0) {
+    return `        hello: async ({ name }) => {\n          ${count}          ${answer}        },\n`;
+  }
+  return (
+    '        hello: ({ name }) =>\n' +
+    '          // One transaction: the count and the events commit together, and the events are published once it commits.\n' +
+    '          db.transaction(async () => {\n' +
+    `            ${count}${emits('            ')}            ${answer}` +
+    '          }),\n'
+  );
+}
+
+/**
+ * The first migration of a module that owns data, `migrations/001_<name>.sql`: the table its
+ * generated `hello` counts greetings in.
+ *
+ * @example
+ * ```ts
+ * writeFileSync('modules/billing/migrations/001_billing.sql', migrationFile({ name: 'billing', dependsOn: [], events: [], data: true }));
+ * ```
+ */
+export function migrationFile(input: ModuleTemplateInput): string {
+  return `-- The ${input.name} module's first migration, in its own schema (${schemaOf(input.name)}): how many times each name was greeted.
+-- keel applies the .sql files of this folder at start, in name order, each once, and records them.
+-- Once applied, a file is history: change the schema in a new one (002_...), never here.
+create table greetings (
+  name text primary key,
+  times integer not null default 1 check (times > 0)
+);
 `;
 }
 
@@ -216,9 +289,21 @@ ${input.events
 ${input.events.map((name) => `    await expect(received.${name}).resolves.toEqual({ name: 'Events' });\n`).join('')}  });
 `
     : '';
+  const dataTest = input.data
+    ? `
+  it('${input.name} - counts the greetings of each name in its own data', async () => {
+    const client = app.caller.client(${ids.contract});
+    await client.hello({ name: 'Grace' });
+    await expect(client.hello({ name: 'Grace' })).resolves.toEqual({ message: 'Hello, Grace, from ${input.name}.', greetings: 2 });
+    await expect(client.hello({ name: 'Linus' })).resolves.toMatchObject({ greetings: 1 });
+  });
+`
+    : '';
   return `/**
  * The ${input.name} module, tested through its contract: in one process by default, over NATS
- * when KEEL_NATS_URL is set (see ${input.supportImport.replace(/\.js$/, '.ts')}).
+ * when KEEL_NATS_URL is set (see ${input.supportImport.replace(/\.js$/, '.ts')}).${
+    input.data ? '\n * Its data starts empty: the application of this file has a database in memory of its own.' : ''
+  }
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ${keelImports} } from 'keel';
@@ -239,9 +324,9 @@ describe('${input.name} - through its contract', () => {
 
   it('${input.name} - answers hello', async () => {
     const client = app.caller.client(${ids.contract});
-    await expect(client.hello({ name: 'Ada' })).resolves.toEqual({ message: 'Hello, Ada, from ${input.name}.' });
+    await expect(client.hello({ name: 'Ada' })).resolves.toEqual({ message: 'Hello, Ada, from ${input.name}.'${input.data ? ', greetings: 1' : ''} });
   });
-
+${dataTest}
   it('${input.name} - refuses input its contract does not allow', async () => {
     const error = await app.caller
       .client(${ids.contract})
@@ -259,7 +344,11 @@ function quoteKey(name: string): string {
 
 /**
  * `test/support/application.ts`: starts an application for tests, in one process or, when
- * `KEEL_NATS_URL` is set, served by one kernel and called from another over NATS.
+ * `KEEL_NATS_URL` is set, served by one kernel and called from another over NATS. When a module
+ * owns data, the kernel serving the modules gets a PGlite database in memory of its own, made
+ * for that application and closed when it stops; an application whose modules own none never
+ * loads PGlite. The file decides when it runs, so it stays right when `keel generate module
+ * --data` adds the first module that owns data.
  *
  * @example
  * ```ts
@@ -272,15 +361,17 @@ export function testSupportFile(): string {
  * KEEL_NATS_URL is set (for example \`KEEL_NATS_URL=nats://127.0.0.1:4222 npm test\`), the modules
  * are served by one kernel and called from a second one, so every call and every event crosses
  * NATS. Each application gets its own subject prefix, so test files never answer each other.
+ * When a module owns data, the serving kernel keeps it in a PGlite database in memory made for
+ * this application alone: every test file starts from empty tables, and nothing is left behind.
  */
 import { randomUUID } from 'node:crypto';
-import { createKernel, silentLogger, type AnyModule, type Kernel, type Transport } from 'keel';
+import { createKernel, silentLogger, type AnyModule, type DatabaseEngine, type Kernel, type Transport } from 'keel';
 
 /** A running application under test. */
 export interface TestApplication {
   /** The kernel to take clients from: \`app.caller.client(contract)\`. */
   readonly caller: Kernel;
-  /** Stops both kernels and closes the NATS connections. */
+  /** Stops both kernels, closes the NATS connections and the database. */
   stop(): Promise<void>;
 }
 
@@ -304,8 +395,9 @@ export async function startApplication(modules: readonly AnyModule[]): Promise<T
     transports.push(transport);
     return transport;
   };
+  const database = await openDatabase(modules);
   const serverTransport = await connect();
-  const server = createKernel({ modules, logger: silentLogger, topology: { transport: serverTransport } });
+  const server = createKernel({ modules, logger: silentLogger, database, topology: { transport: serverTransport } });
   await server.start();
   const callerTransport = await connect();
   const caller =
@@ -319,8 +411,16 @@ export async function startApplication(modules: readonly AnyModule[]): Promise<T
       await caller.stop();
       await server.stop();
       for (const transport of transports) await transport.close();
+      await database?.close();
     },
   };
+}
+
+/** A PGlite database in memory when a module owns data (\`data: { migrations }\`), else none. */
+async function openDatabase(modules: readonly AnyModule[]): Promise<DatabaseEngine | undefined> {
+  if (!modules.some((module) => module.data !== undefined)) return undefined;
+  const { createPGliteDatabase } = await import('keel/pglite');
+  return createPGliteDatabase();
 }
 `;
 }
