@@ -3,7 +3,8 @@
  * PostgreSQL database): what the shop keeps survives a kernel restart on the same database; a
  * retry of placeOrder with the same idempotency key charges once and answers the same order; and
  * a failure or a crash in the middle of placeOrder leaves no card charged without a placed order
- * once recovery has run.
+ * once recovery has run, whether the orders process died or payments was down when the saga
+ * had to undo a charge.
  *
  * Faults are injected around the real payments module, in the test only: a module of the
  * payments contract whose charge calls the real one, then answers TIMEOUT or never answers. A
@@ -33,7 +34,8 @@ import { inventoryModule } from '../modules/inventory/module.js';
 import { notifications } from '../modules/notifications/contract.js';
 import { notificationsModule } from '../modules/notifications/module.js';
 import { OrderFailed, orders } from '../modules/orders/contract.js';
-import { ordersModule } from '../modules/orders/module.js';
+import { ORDER_RECOVERY_OPTIONS, ordersModule } from '../modules/orders/module.js';
+import { DEFAULT_ORDER_RECOVERY_OPTIONS } from '../modules/orders/order-recovery.js';
 import { ChargeCancelled, TestCard, payments, type Payment } from '../modules/payments/contract.js';
 import { paymentsModule } from '../modules/payments/module.js';
 import { enginesUnderTest } from './support/databases.js';
@@ -49,19 +51,40 @@ const VISA = { token: TestCard.VISA };
 
 type ChargeInput = HandlerInput<typeof payments.operations.charge>;
 type Charge = (input: ChargeInput, context: CallContext) => Promise<Payment>;
+type CancelChargeInput = HandlerInput<typeof payments.operations.cancelCharge>;
+type CancelCharge = (input: CancelChargeInput, context: CallContext) => Promise<{ orderId: string; payment: Payment | null }>;
 
-/** The real payments module, its charge wrapped by `wrap` (which may call the real one). */
-function paymentsWithCharge(wrap: (charge: Charge, input: ChargeInput, context: CallContext) => Promise<Payment>): AnyModule {
+/** The real payments module, its charge (and cancelCharge) wrapped (the wrappers may call the real ones). */
+function paymentsWithCharge(
+  wrap: (charge: Charge, input: ChargeInput, context: CallContext) => Promise<Payment>,
+  wrapCancel?: (cancelCharge: CancelCharge, input: CancelChargeInput, context: CallContext) => ReturnType<CancelCharge>,
+): AnyModule {
   return defineModule({
     contract: payments,
     data: paymentsModule.data,
     create: async (tools) => {
       const real = await paymentsModule.create(tools);
       const charge = real.handlers.charge as Charge;
-      return { ...real, handlers: { ...real.handlers, charge: (input, context) => wrap(charge, input, context) } };
+      const cancelCharge = real.handlers.cancelCharge as CancelCharge;
+      return {
+        ...real,
+        handlers: {
+          ...real.handlers,
+          charge: (input, context) => wrap(charge, input, context),
+          cancelCharge: (input, context) => (wrapCancel === undefined ? cancelCharge(input, context) : wrapCancel(cancelCharge, input, context)),
+        },
+      };
     },
   });
 }
+
+/** The orders module with recovery passes every 200 ms: a module value is data, and its providers can be replaced. */
+const ordersRecoveringOften: AnyModule = {
+  ...ordersModule,
+  providers: (bind) => {
+    bind(ORDER_RECOVERY_OPTIONS).toConstantValue({ ...DEFAULT_ORDER_RECOVERY_OPTIONS, intervalMs: 200 });
+  },
+};
 
 /** A promise and the function that resolves it. */
 function signal(): { promise: Promise<void>; resolve: () => void } {
@@ -78,9 +101,14 @@ function recordingLogger(messages: string[]): Logger {
 }
 
 describe.each(engines)('shop data - $name', (engine) => {
-  async function shopOn(database: DatabaseEngine, payment: AnyModule = paymentsModule, logger: Logger = silentLogger): Promise<Kernel> {
+  async function shopOn(
+    database: DatabaseEngine,
+    payment: AnyModule = paymentsModule,
+    logger: Logger = silentLogger,
+    order: AnyModule = ordersModule,
+  ): Promise<Kernel> {
     const kernel = createKernel({
-      modules: [catalogModule, inventoryModule, payment, ordersModule, notificationsModule],
+      modules: [catalogModule, inventoryModule, payment, order, notificationsModule],
       database,
       logger,
       drainTimeoutMs: 200,
@@ -191,6 +219,44 @@ describe.each(engines)('shop data - $name', (engine) => {
       const { orderId } = (retry as InstanceType<typeof OrderFailed>).data;
       expect((retry as InstanceType<typeof OrderFailed>).data).toMatchObject({ code: 'TIMEOUT' });
       expect((await kernel.client(payments).listPayments({ customerId })).payments).toEqual([expect.objectContaining({ orderId, status: 'refunded' })]);
+    } finally {
+      await kernel.stop();
+    }
+  });
+
+  it('shop data - an undo that failed (payments down when the saga gave up) is finished by recovery while the shop runs', async () => {
+    let paymentsDown = true;
+    const flaky = paymentsWithCharge(
+      async (charge, input, context) => {
+        await charge(input, context);
+        throw new KeelError(KeelErrorCode.TIMEOUT, 'payments.charge timed out (injected by the test after the capture)');
+      },
+      async (cancelCharge, input, context) => {
+        if (paymentsDown) throw new KeelError(KeelErrorCode.UNAVAILABLE, 'payments is down (injected by the test)');
+        return cancelCharge(input, context);
+      },
+    );
+    const messages: string[] = [];
+    const kernel = await shopOn(await engine.fresh(), flaky, recordingLogger(messages), ordersRecoveringOften);
+    try {
+      const sku = await newProduct(kernel, 5);
+      const customerId = `customer-${randomUUID()}`;
+      const failure = await kernel
+        .client(orders)
+        .placeOrder({ customerId, lines: [{ sku, quantity: 1 }], card: VISA }, { timeoutMs: 1_000 })
+        .catch((error: unknown) => error);
+      expect(isKeelError(failure, KeelErrorCode.TIMEOUT)).toBe(true);
+      // Released, but still charged: the saga could not cancel the charge, and left the order compensating.
+      expect(await kernel.client(inventory).getStock({ sku })).toEqual({ sku, onHand: 5, reserved: 0, available: 5 });
+      expect((await kernel.client(payments).listPayments({ customerId })).payments).toEqual([expect.objectContaining({ status: 'captured' })]);
+      expect(messages).toContain('could not undo a failed order; it stays compensating, and recovery will undo it');
+
+      paymentsDown = false;
+      await vi.waitFor(async () => {
+        expect((await kernel.client(payments).listPayments({ customerId })).payments).toEqual([expect.objectContaining({ status: 'refunded' })]);
+      }, EVENTUALLY);
+      expect(messages).toContain('order recovery: order compensated');
+      expect(await kernel.client(orders).listOrders({ customerId })).toEqual({ orders: [] });
     } finally {
       await kernel.stop();
     }

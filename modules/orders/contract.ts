@@ -9,8 +9,8 @@
  * earlier ones did is undone (the reservation released, the charge cancelled) before the error
  * is thrown. Called with an idempotency key (the HTTP `Idempotency-Key` header), placeOrder
  * runs once per key: a retry gets the first outcome, and a retry after a crash resumes the same
- * order. An order that a crash left half-way is completed or undone when the orders module
- * starts again (docs/data.md, "The saga of placeOrder").
+ * order. An order that a crash left half-way is completed or undone by the orders module's
+ * recovery, at start and every minute (docs/data.md, "The saga of placeOrder").
  *
  * @example
  * ```ts

@@ -1,8 +1,8 @@
 /**
  * The orders module: implements {@link orders} by calling the catalog, the inventory and
  * payments through their contracts, keeping orders in its own schema ({@link OrderRepository},
- * `migrations/`). placeOrder and cancelOrder are sagas ({@link OrderSaga}); at start, recovery
- * ({@link OrderRecovery}) finishes in the background what a crash left half-way.
+ * `migrations/`). placeOrder and cancelOrder are sagas ({@link OrderSaga}); recovery
+ * ({@link OrderRecovery}) finishes in the background, from start on, what a crash left half-way.
  */
 import { defineModule } from 'keel';
 import { catalog } from '../catalog/contract.js';
@@ -58,7 +58,7 @@ export const ordersModule = defineModule({
 
         cancelOrder: ({ orderId }, context) => saga.cancel(orderId, context),
       },
-      // Not awaited beyond noting where to start: the modules recovery calls may run in processes that start later.
+      // In the background: the modules recovery calls may run in processes that start later.
       start: () => recovery.start(),
       stop: () => recovery.stop(),
     };

@@ -1,13 +1,13 @@
 /**
- * Recovery of the orders a crash left half-way, run in the background once the orders module
- * started. Private to the orders module.
+ * Recovery of the orders left half-way, in the background while the orders module runs: at
+ * start, then every minute. Private to the orders module.
  *
- * It looks at the orders that were unfinished when it started (pending, compensating,
- * cancelling), waits until the call that drove each one has given up (its deadline, plus a
- * grace), and has the saga complete or undo it. The modules it calls may run in processes that
- * start later, so a pass that could not finish an order is tried again with a growing delay;
- * it stops once nothing is left. Orders that this process's own calls leave unfinished later
- * are for the next start, of this instance or another.
+ * A pass looks at the unfinished orders (pending, compensating, cancelling), leaves each alone
+ * until the call that drove it has given up (its deadline, plus a grace), and has the saga
+ * complete or undo it. That covers the orders of a process that died (this one before a
+ * restart, or another instance) and those a saga of this process could not undo at the time
+ * (the inventory was down). The modules it calls may run in processes that start later, so a
+ * pass that could not finish an order is tried again sooner, with a growing delay.
  */
 import type { Logger } from 'keel';
 import type { OrderRepository } from './order-repository.js';
@@ -17,13 +17,14 @@ import type { OrderSaga, RecoveryOutcome } from './order-saga.js';
 export interface OrderRecoveryOptions {
   /** How long after an order's deadline recovery waits before touching it, in ms (default 1 000). */
   readonly graceMs: number;
-  /** First delay before a pass that failed is tried again, doubled up to `maxRetryMs` (default 500 ms). */
+  /** Time between two passes when the last one finished everything it could, in ms (default 60 000). */
+  readonly intervalMs: number;
+  /** First delay before a pass that could not finish an order runs again, doubled up to `intervalMs` (default 500 ms). */
   readonly firstRetryMs: number;
-  readonly maxRetryMs: number;
 }
 
 /** Default {@link OrderRecoveryOptions}. */
-export const DEFAULT_ORDER_RECOVERY_OPTIONS: OrderRecoveryOptions = { graceMs: 1_000, firstRetryMs: 500, maxRetryMs: 30_000 };
+export const DEFAULT_ORDER_RECOVERY_OPTIONS: OrderRecoveryOptions = { graceMs: 1_000, intervalMs: 60_000, firstRetryMs: 500 };
 
 /** Recovery's background loop. */
 export class OrderRecovery {
@@ -31,7 +32,6 @@ export class OrderRecovery {
   readonly #saga: OrderSaga;
   readonly #logger: Logger;
   readonly #options: OrderRecoveryOptions;
-  #since: string | undefined;
   #timer: NodeJS.Timeout | undefined;
   #pass: Promise<void> | undefined;
   #retryMs: number;
@@ -45,10 +45,9 @@ export class OrderRecovery {
     this.#retryMs = options.firstRetryMs;
   }
 
-  /** Notes the database's time (the orders unfinished until then are recovery's), and starts the first pass. */
-  async start(): Promise<void> {
+  /** Starts the first pass, without waiting for it. */
+  start(): void {
     this.#stopped = false;
-    this.#since = await this.#store.now();
     this.#schedule(0);
   }
 
@@ -69,25 +68,25 @@ export class OrderRecovery {
   }
 
   async #run(): Promise<void> {
-    let next: number | undefined;
+    let next: number;
     try {
       next = await this.#once();
     } catch (error) {
       next = this.#backOff();
       this.#logger.warn({ err: error, retryInMs: next }, 'order recovery could not read the unfinished orders; it will try again');
     }
-    if (next !== undefined && !this.#stopped) this.#schedule(next);
+    if (!this.#stopped) this.#schedule(next);
   }
 
-  /** One pass; returns when to look again, or undefined when nothing is left. */
-  async #once(): Promise<number | undefined> {
-    const unfinished = await this.#store.unfinished(this.#since as string, this.#options.graceMs);
+  /** One pass; returns when to run the next. */
+  async #once(): Promise<number> {
+    const unfinished = await this.#store.unfinished(this.#options.graceMs);
     const done: Record<RecoveryOutcome, number> = { completed: 0, compensated: 0, cancelled: 0, skipped: 0 };
     let waiting = 0;
     let failed = 0;
-    let nextDueMs = Number.POSITIVE_INFINITY;
+    let nextDueMs = this.#options.intervalMs;
     for (const order of unfinished) {
-      if (this.#stopped) return undefined;
+      if (this.#stopped) break;
       if (order.dueInMs > 0) {
         waiting += 1;
         nextDueMs = Math.min(nextDueMs, order.dueInMs);
@@ -102,22 +101,18 @@ export class OrderRecovery {
         this.#logger.warn({ err: error, orderId: order.orderId, status: order.status }, 'order recovery could not finish an order; it will try again');
       }
     }
-    if (unfinished.length === 0) {
-      this.#logger.debug({}, 'order recovery: no unfinished order');
-      return undefined;
-    }
-    const next = failed > 0 ? Math.min(this.#backOff(), nextDueMs) : waiting > 0 ? Math.min(nextDueMs, this.#options.maxRetryMs) : undefined;
+    const next = failed > 0 ? Math.min(this.#backOff(), nextDueMs) : nextDueMs;
     if (failed === 0) this.#retryMs = this.#options.firstRetryMs;
-    this.#logger.info(
-      { ...done, waiting, failed, ...(next === undefined ? {} : { nextPassInMs: Math.round(next) }) },
-      next === undefined ? 'order recovery finished' : 'order recovery pass done; more to do',
-    );
+    const acted = done.completed + done.compensated + done.cancelled + failed;
+    const summary = { ...done, waiting, failed, nextPassInMs: Math.round(next) };
+    if (acted > 0) this.#logger.info(summary, 'order recovery pass');
+    else this.#logger.debug(summary, 'order recovery pass');
     return next;
   }
 
   #backOff(): number {
     const delay = this.#retryMs;
-    this.#retryMs = Math.min(this.#retryMs * 2, this.#options.maxRetryMs);
+    this.#retryMs = Math.min(this.#retryMs * 2, this.#options.intervalMs);
     return delay;
   }
 }

@@ -160,21 +160,15 @@ export class OrderRepository {
     return this.#move(orderId, 'cancelling', 'cancelled');
   }
 
-  /** The database's clock now, as text: what {@link unfinished} compares with. */
-  async now(): Promise<string> {
-    const { rows } = await this.#db.query<{ now: string }>('select now()::text as now');
-    return (rows[0] as { now: string }).now;
-  }
-
   /**
-   * Orders left half-way (pending, compensating, cancelling) that last changed at or before
-   * `since`, oldest first, each with the time until its driving call's deadline plus `graceMs`.
+   * Orders left half-way (pending, compensating, cancelling), oldest change first, each with the
+   * time until its driving call's deadline plus `graceMs` has passed (by the database's clock).
    */
-  async unfinished(since: string, graceMs: number): Promise<UnfinishedOrder[]> {
+  async unfinished(graceMs: number): Promise<UnfinishedOrder[]> {
     const { rows } = await this.#db.query<OrderRow & { due_in_ms: number | string }>(
-      `select ${COLUMNS}, extract(epoch from (deadline_at - now())) * 1000 + $2 as due_in_ms from orders ` +
-        "where status in ('pending', 'compensating', 'cancelling') and updated_at <= $1::timestamptz order by updated_at",
-      [since, graceMs],
+      `select ${COLUMNS}, extract(epoch from (deadline_at - now())) * 1000 + $1 as due_in_ms from orders ` +
+        "where status in ('pending', 'compensating', 'cancelling') order by updated_at",
+      [graceMs],
     );
     return rows.map((row) => ({ ...toRecord(row), dueInMs: Number(row.due_in_ms) }));
   }
