@@ -2,6 +2,7 @@
  * `npm run bench`: runs every benchmark and writes docs/benchmarks.md with the machine it ran on.
  * Each section compares keel against a baseline measured in the same run.
  */
+import { benchData } from './data.js';
 import { benchHttp } from './http.js';
 import { benchInProcess } from './in-process.js';
 import { benchNats } from './nats.js';
@@ -36,6 +37,12 @@ if (wanted('startup')) {
   sections.push(result.markdown);
 }
 
+// Written to docs/data.md (its Figures), not to docs/benchmarks.md: needs PostgreSQL, takes minutes.
+if (only.includes('data')) {
+  const result = await benchData();
+  console.log(result.markdown);
+}
+
 const report = [
   '# Benchmarks',
   '',
@@ -48,4 +55,5 @@ const report = [
   ...sections,
 ].join('\n');
 if (only.length === 0) write('docs/benchmarks.md', report);
+else if (only.length === 1 && only[0] === 'data') console.log('(data run: docs/data.md written)');
 else console.log('(partial run: docs/benchmarks.md not written)');
