@@ -66,6 +66,7 @@ describe('cli - keel new', () => {
       'test/support/application.ts',
       'topologies/single.ts',
       'tsconfig.json',
+      'vitest.config.ts',
     ]);
     const manifest = JSON.parse(readFileSync(join(parent, 'my-shop', 'package.json'), 'utf8'));
     expect(manifest.name).toBe('my-shop');
@@ -160,14 +161,22 @@ describe('cli - keel generate module', () => {
     // The starter module owns no data, and is generated as before.
     expect(readFileSync(join(root, 'modules', 'greeter', 'module.ts'), 'utf8')).not.toContain('data:');
 
-    // The application's own tests, run by vitest in its folder, where keel resolves to this repository's sources.
+    // The application's own tests, run by vitest in its folder with its own vitest.config.ts, where
+    // keel resolves to this repository's TypeScript sources (the keel-source condition) as in keel's tests.
     symlinkSync(join(repository, 'node_modules', 'vitest'), join(root, 'node_modules', 'vitest'), 'dir');
     writeFileSync(
-      join(root, 'vitest.config.mjs'),
-      "export default { resolve: { conditions: ['keel-source'] }, ssr: { resolve: { conditions: ['keel-source'] } } };\n",
+      join(root, 'vitest.keel-source.config.mjs'),
+      [
+        "import { mergeConfig } from 'vitest/config';",
+        "import config from './vitest.config.ts';",
+        '',
+        "export default mergeConfig(config, { resolve: { conditions: ['keel-source'] }, ssr: { resolve: { conditions: ['keel-source'] } } });",
+        '',
+      ].join('\n'),
     );
     const env: NodeJS.ProcessEnv = { PATH: process.env['PATH'], HOME: process.env['HOME'], KEEL_LOG_LEVEL: 'silent', NO_COLOR: '1' };
-    const vitest = spawnSync(process.execPath, [join(repository, 'node_modules', 'vitest', 'vitest.mjs'), 'run'], {
+    const vitestCli = join(repository, 'node_modules', 'vitest', 'vitest.mjs');
+    const vitest = spawnSync(process.execPath, [vitestCli, 'run', '--config', 'vitest.keel-source.config.mjs'], {
       cwd: root,
       env,
       encoding: 'utf8',

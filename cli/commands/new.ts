@@ -9,7 +9,16 @@ import { CLIError, CliErrorCode } from '../errors.js';
 import { planAgainst, writePlan } from '../generate.js';
 import { assertModuleName } from '../names.js';
 import { DEFAULT_PROJECT_SETTINGS, keelPackage, type Project } from '../project.js';
-import { gitignoreFile, manifestFile, packageJsonFile, readmeFile, topologyFile, tsconfigFile, type AppTemplateInput } from '../templates/app.js';
+import {
+  gitignoreFile,
+  manifestFile,
+  packageJsonFile,
+  readmeFile,
+  topologyFile,
+  tsconfigFile,
+  vitestConfigFile,
+  type AppTemplateInput,
+} from '../templates/app.js';
 
 const PACKAGE_NAME = /^(?:@[a-z0-9][a-z0-9._-]*\/)?[a-z0-9][a-z0-9._-]*$/;
 
@@ -64,6 +73,7 @@ export default defineCommand({
     const skeleton: [string, string][] = [
       ['package.json', packageJsonFile(input)],
       ['tsconfig.json', tsconfigFile()],
+      ['vitest.config.ts', vitestConfigFile()],
       ['README.md', readmeFile(input)],
       ['.gitignore', gitignoreFile()],
       [join('topologies', 'single.ts'), topologyFile(starter)],

@@ -100,6 +100,31 @@ export function tsconfigFile(): string {
 }
 
 /**
+ * The application's vitest.config.ts: a minute for hooks, where a test file starts the
+ * application. A module that owns data makes that start open a PGlite database (PostgreSQL
+ * compiled to WebAssembly) for the file, a few seconds each, and more when several test files
+ * start at once on a machine of two cores, as CI has: vitest's 10 s default is too short there.
+ *
+ * @example
+ * ```ts
+ * writeFileSync('vitest.config.ts', vitestConfigFile());
+ * ```
+ */
+export function vitestConfigFile(): string {
+  return `/**
+ * vitest's settings. A test file starts the application in a hook; once a module owns data,
+ * that start opens a PGlite database in memory for the file (PostgreSQL compiled to
+ * WebAssembly), which takes a few seconds, more when several files start at once.
+ */
+import { defineConfig } from 'vitest/config';
+
+export default defineConfig({
+  test: { hookTimeout: 60_000 },
+});
+`;
+}
+
+/**
  * An empty manifest; the module generator adds to its `modules` array.
  *
  * @example
