@@ -2,10 +2,13 @@
  * The slow one: keel as users get it, on whatever Node runs the suite (CI runs this file on
  * every supported line). Packs keel with `npm pack`, creates an application with `keel new`,
  * installs the tarball (dependencies from the npm cache or registry), generates two modules
- * where one depends on the other and reuses its declared error, and runs the new application's
- * own checks: its tests in process and over NATS, its typecheck, the installed CLI's `check`
- * and `contracts snapshot`/`diff`, `npm start` with one HTTP call, and then the steps of the
- * Dockerfile `keel deploy` writes: build, production install, start, `/readyz`, HEALTHCHECK.
+ * where one depends on the other and reuses its declared error, the first owning data
+ * (`--data`), and runs the new application's own checks: its tests in process and over NATS
+ * (data in PGlite in memory), its typecheck, the installed CLI's `check` and `contracts
+ * snapshot`/`diff`, `npm start` with HTTP calls, twice (the data kept in .keel/data across the
+ * restart), and then the steps of the Dockerfile `keel deploy` writes: build, production
+ * install, start (its data in the machine's PostgreSQL, as compose's DATABASE_URL would put
+ * it), `/readyz`, HEALTHCHECK.
  */
 import { spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -16,6 +19,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ChildProcessByStdio } from 'node:child_process';
 import type { Readable } from 'node:stream';
 import { parse as parseYaml } from 'yaml';
+import { createTestDatabase, type TestDatabase } from './support/databases.js';
 import { runDockerfileSteps, runHealthcheck, startCmd } from './support/dockerfile.js';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
 
@@ -39,6 +43,23 @@ function run(command: string, args: string[], cwd: string, extra: Record<string,
   return result;
 }
 
+/** POSTs `input` to an operation of the application on `port` and returns the answer's status and body. */
+async function call(port: number, path: string, input: unknown): Promise<{ status: number; body: unknown }> {
+  const response = await fetch(`http://127.0.0.1:${port}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(input),
+  });
+  return { status: response.status, body: await response.json() };
+}
+
+/** A `check` for {@link startAndCall}: billing (which owns data) has greeted Ada `times` times, this call included. */
+function greetsAda(times: number): (port: number) => Promise<void> {
+  return async (port) => {
+    expect(await call(port, '/billing/hello', { name: 'Ada' })).toEqual({ status: 200, body: { message: 'Hello, Ada, from billing.', greetings: times } });
+  };
+}
+
 /**
  * Waits for a started application to be ready, reads the gateway's port from its output,
  * checks /readyz and one operation over HTTP (and `check`, if given), then stops it and expects
@@ -53,7 +74,9 @@ async function startAndCall(child: ChildProcessByStdio<null, Readable, Readable>
     else child.kill(name);
   };
   let output = '';
-  const exited = new Promise<number | null>((resolve) => child.once('exit', resolve));
+  // 'close', not 'exit': npm ends by the signal while keel, which shares its pipes, still drains and
+  // closes its database; the pipes close once every process of the group has exited.
+  const exited = new Promise<number | null>((resolve) => child.once('close', resolve));
   const ready = new Promise<void>((resolve, reject) => {
     const collect = (chunk: Buffer): void => {
       output += chunk.toString('utf8');
@@ -92,6 +115,7 @@ describe('cli - the packed package', () => {
   const app = join(folder, 'my-shop');
   let tarball: string;
   let server: NatsServer;
+  let database: TestDatabase | undefined;
 
   beforeAll(async () => {
     server = await startNatsServer();
@@ -101,7 +125,8 @@ describe('cli - the packed package', () => {
     tarball = join(folder, packed);
   }, 120_000);
 
-  afterAll(() => {
+  afterAll(async () => {
+    await database?.drop();
     rmSync(folder, { recursive: true, force: true });
   });
 
@@ -128,7 +153,8 @@ describe('cli - the packed package', () => {
     expect(doors.stdout.trim()).toBe('function function false');
 
     const keel = join(app, 'node_modules', '.bin', 'keel');
-    run(keel, ['generate', 'module', 'billing', '--depends-on', 'greeter', '--events', 'invoiceSent'], app);
+    // billing owns data: a migration, and a hello that counts each name's greetings in its own table.
+    run(keel, ['generate', 'module', 'billing', '--depends-on', 'greeter', '--events', 'invoiceSent', '--data'], app);
     const shipping = run(keel, ['generate', 'module', 'shipping', '--depends-on', 'billing'], app);
     expect(shipping.stdout).toContain('updated modules/index.ts  (registers shippingModule)');
 
@@ -151,8 +177,9 @@ describe('cli - the packed package', () => {
             'export const billing = defineContract({',
           ].join('\n'),
         )
-        .replace("      idempotent: true,", "      idempotent: true,\n      errors: [InvoiceMissing],"),
+        .replace("\n      description: 'Greets", "\n      errors: [InvoiceMissing],\n      description: 'Greets"),
     );
+    expect(readFileSync(billingContract, 'utf8')).toContain('errors: [InvoiceMissing]');
     const shippingContract = join(app, 'modules', 'shipping', 'contract.ts');
     writeFileSync(
       shippingContract,
@@ -163,10 +190,11 @@ describe('cli - the packed package', () => {
     expect(readFileSync(shippingContract, 'utf8')).toContain('errors: [InvoiceMissing]');
 
     const vitest = join(app, 'node_modules', '.bin', 'vitest');
+    // greeter 3, billing 4 (its greetings counted in a PGlite in memory), shipping 2.
     const inProcess = run(vitest, ['run'], app);
-    expect(inProcess.stdout).toMatch(/Tests\s+8 passed/);
+    expect(inProcess.stdout).toMatch(/Tests\s+9 passed/);
     const overNats = run(vitest, ['run'], app, { KEEL_NATS_URL: server.url });
-    expect(overNats.stdout).toMatch(/Tests\s+8 passed/);
+    expect(overNats.stdout).toMatch(/Tests\s+9 passed/);
     run(join(app, 'node_modules', '.bin', 'tsc'), ['--noEmit'], app);
     // With declarations on (a contract shared as a package), every type a contract, an error or a
     // module infers can be named from 'keel' (TS2883 otherwise), with the installed declarations.
@@ -180,15 +208,21 @@ describe('cli - the packed package', () => {
     expect(run(keel, ['contracts', 'diff'], app).stdout).toContain('keel contracts diff: the contracts match the lock.');
 
     // `npm start` is `keel start`: the application in one process, serving HTTP, until SIGTERM drains it.
-    const started = await startAndCall(spawn('npm', ['start'], { cwd: app, env: userEnvironment({ PORT: '0' }), stdio: ['ignore', 'pipe', 'pipe'], detached: true }));
+    // billing's data is in the embedded database in .keel/data/app, kept across a restart.
+    const npmStart = () => spawn('npm', ['start'], { cwd: app, env: userEnvironment({ PORT: '0' }), stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    const started = await startAndCall(npmStart(), greetsAda(1));
     expect(started).toContain('keel: hosting greeter, billing, shipping');
+    expect(started).toContain('keel: data of billing: pglite in .keel/data/app\n');
+    expect(await startAndCall(npmStart(), greetsAda(2))).toContain('keel: data of billing: pglite in .keel/data/app\n');
 
     // The Dockerfile keel deploy writes, step by step: build stage (npm ci, keel build), then the
     // runtime stage (production install, the build only), started by its CMD as its USER with the
     // environment compose gives the topology's one process, and checked by its HEALTHCHECK.
     run(keel, ['deploy', 'topologies/single.ts', '--out', 'deploy'], app);
     const compose = parseYaml(readFileSync(join(app, 'deploy', 'compose.yaml'), 'utf8')) as { services: Record<string, { environment: Record<string, string> }> };
-    expect(Object.keys(compose.services)).toEqual(['app']);
+    // billing owns data: compose runs PostgreSQL beside the application's one process.
+    expect(Object.keys(compose.services)).toEqual(['postgres', 'app']);
+    expect(compose.services['app']?.environment['DATABASE_URL']).toBe('postgres://keel:keel@postgres:5432/my-shop');
     const stages = runDockerfileSteps({
       dockerfile: join(app, 'deploy', 'Dockerfile'),
       context: app,
@@ -203,9 +237,16 @@ describe('cli - the packed package', () => {
     expect(runtime.user).toBe('node');
     // The image's user (uid 1000, when this test runs as root) must reach its files, as in the image.
     chmodSync(folder, 0o755);
-    const environment = userEnvironment({ ...compose.services['app']?.environment, PORT: '0', KEEL_HTTP_HOST: '127.0.0.1' });
-    const production = await startAndCall(startCmd(runtime, environment), (port) => runHealthcheck(runtime, { ...environment, PORT: String(port) }));
+    // compose's DATABASE_URL names its postgres service; here the machine's PostgreSQL stands in for it,
+    // in a database made for this test: the production install reaches PostgreSQL through keel/postgres.
+    database = await createTestDatabase();
+    const environment = userEnvironment({ ...compose.services['app']?.environment, DATABASE_URL: database.url, PORT: '0', KEEL_HTTP_HOST: '127.0.0.1' });
+    const production = await startAndCall(startCmd(runtime, environment), async (port) => {
+      runHealthcheck(runtime, { ...environment, PORT: String(port) });
+      await greetsAda(1)(port);
+    });
     expect(production).toContain('keel: running the build in dist/');
     expect(production).toContain('keel: hosting greeter, billing, shipping');
+    expect(production).toMatch(/^keel: data of billing: postgres at 127\.0\.0\.1:5432\/keel_test_\w+/m);
   }, 600_000);
 });
