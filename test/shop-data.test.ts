@@ -278,7 +278,8 @@ describe.each(engines)('shop data - $name', (engine) => {
     const place = (customerId: string) => {
       const call = first.client(orders).placeOrder(
         { customerId, lines: [{ sku, quantity: 2 }], card: VISA },
-        { idempotencyKey: `checkout-${customerId}`, timeoutMs: 1_500 },
+        // Time enough for the kernel to stop before the calls' deadline: a saga whose charge timed out would undo it.
+        { idempotencyKey: `checkout-${customerId}`, timeoutMs: 3_000 },
       );
       call.catch(() => undefined); // never settles: its kernel stops under it
     };
@@ -292,7 +293,7 @@ describe.each(engines)('shop data - $name', (engine) => {
     try {
       const [payment] = (await second.client(payments).listPayments({ customerId: paid })).payments;
       expect(payment).toMatchObject({ status: 'captured', amountCents: 2000 });
-      // Recovery waits for the calls' deadline (1.5 s) and a grace, then places the paid order...
+      // Recovery waits for the calls' deadline (3 s) and a grace, then places the paid order...
       await vi.waitFor(async () => {
         expect(await second.client(orders).listOrders({ customerId: paid })).toEqual({
           orders: [expect.objectContaining({ orderId: payment?.orderId, status: 'placed', paymentId: payment?.paymentId })],

@@ -41,7 +41,11 @@ describeInTopologies('inventory - stock and reservations', (boot) => {
       refundedCents: quantity * 1000,
       cancelledAt: now(),
     });
-  /** Resolves once the inventory handled every orders event emitted before (it receives them in the order they were published). */
+  /**
+   * Resolves once the inventory handled an orders event emitted after the others. It receives them in the order
+   * they were published, but over NATS their handlers (each a transaction) may run side by side, so a test first
+   * waits for the state it expects, then for this, to give a duplicate or late event its chance to change it.
+   */
   const drained = async (): Promise<void> => {
     const sentinel = await newProduct(1);
     const orderId = randomUUID();
@@ -122,6 +126,7 @@ describeInTopologies('inventory - stock and reservations', (boot) => {
 
     await placed(orderId, sku, 3);
     await placed(orderId, sku, 3);
+    await vi.waitFor(async () => expect(await stock().getStock({ sku })).toEqual(level(sku, 7, 0)), EVENTUALLY);
     await drained();
 
     expect(await stock().getStock({ sku })).toEqual(level(sku, 7, 0));
@@ -140,6 +145,7 @@ describeInTopologies('inventory - stock and reservations', (boot) => {
     await cancelled(orderId, sku, 3);
     await cancelled(orderId, sku, 3);
     await placed(orderId, sku, 3);
+    await vi.waitFor(async () => expect(await stock().getStock({ sku })).toEqual(level(sku, 10, 0)), EVENTUALLY);
     await drained();
 
     // The redelivered orderCancelled and a late orderPlaced changed nothing.
@@ -153,6 +159,7 @@ describeInTopologies('inventory - stock and reservations', (boot) => {
     await stock().reserve({ orderId, lines: [{ sku, quantity: 3 }] });
 
     await cancelled(orderId, sku, 3);
+    await vi.waitFor(async () => expect(await stock().getStock({ sku })).toEqual(level(sku, 10, 0)), EVENTUALLY);
     await placed(orderId, sku, 3);
     await drained();
 

@@ -56,7 +56,9 @@ describeInTopologies('notifications - customer e-mails', (boot) => {
     const event = orderPlaced(customerId, orderId);
     await fakeOrders.emit('orderPlaced', event);
     await fakeOrders.emit('orderPlaced', event);
-    // Events arrive in the order they were published: once this later e-mail is in, both deliveries were handled.
+    await vi.waitFor(async () => expect((await sentTo(customerId)).map((n) => n.topic)).toContain('order-placed'), EVENTUALLY);
+    // Events arrive in the order they were published (over NATS their handlers may run side by side): once this
+    // later e-mail is in, both deliveries were handled, or are being.
     await fakeOrders.emit('orderCancelled', { orderId, customerId, lines: event.lines, refundedCents: 21_250, cancelledAt: now() });
 
     await vi.waitFor(async () =>

@@ -10,16 +10,25 @@ import { orders } from '../modules/orders/contract.js';
 import { modules } from '../modules/index.js';
 import { NO_MODULES, topologyFromEnv } from '../app/topology.js';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
-import { freshPGliteFolder } from './support/topologies.js';
+import { copyOfPGlite, freshPGliteFolder, pgliteTemplateFolder } from './support/topologies.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const tsx = fileURLToPath(new URL('../node_modules/.bin/tsx', import.meta.url));
 
+/** An empty embedded database, initialised once for the file: each shop started gets a copy. */
+let template: string;
+beforeAll(async () => {
+  template = await pgliteTemplateFolder();
+});
+
 /**
  * `npm start` (app/main.ts) in a child process, with exactly the given settings of its own:
  * through the tsx command as `npm start` runs it, or (quicker) through node with tsx's loader.
+ * Unless `env` names its database, it keeps its data in a copy of the file's empty embedded
+ * database, removed when it exits: never the repository's .keel/data, and no initdb per process.
  */
 function startShop(env: Record<string, string>, via: 'tsx' | 'node' = 'node') {
+  const data = 'KEEL_DATA_DIR' in env || 'DATABASE_URL' in env ? undefined : copyOfPGlite(template);
   const [command, args] =
     via === 'tsx'
       ? [tsx, ['--conditions=keel-source', 'app/main.ts']]
@@ -35,9 +44,8 @@ function startShop(env: Record<string, string>, via: 'tsx' | 'node' = 'node') {
       KEEL_HTTP_OPERATIONS: '',
       PORT: '',
       KEEL_LOG_LEVEL: 'silent',
-      // In memory unless a test says otherwise: tests never write the repository's .keel/data.
       DATABASE_URL: '',
-      KEEL_DATA_DIR: 'memory',
+      ...(data === undefined ? {} : { KEEL_DATA_DIR: data.folder }),
       ...env,
     },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -46,6 +54,7 @@ function startShop(env: Record<string, string>, via: 'tsx' | 'node' = 'node') {
   child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
   child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
   const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
+  void exited.then(() => data?.remove());
   return {
     child,
     exited,
@@ -84,7 +93,7 @@ describe('app - npm start', () => {
     const output = shop.output();
     expect(output).toContain('keel shop is ready');
     expect(output).toContain('hosted here: catalog 1.0.0, inventory 1.0.0, payments 1.1.0, orders 1.1.0, notifications 1.0.0');
-    expect(output).toContain('data:        PGlite in memory');
+    expect(output).toMatch(/data: {8}PGlite in \S+keel-pglite-/);
     expect(output).toMatch(/KB-001 +Mechanical keyboard +\$89\.00 +25 available/);
     expect(await shop.stop(signal)).toBe(0);
     expect(shop.output()).toContain(`${signal} received`);
@@ -183,13 +192,16 @@ describe('app - npm start split over NATS', () => {
   let server: NatsServer;
   let transport: Transport;
   let database: DatabaseEngine;
+  let data: { remove(): void } | undefined;
   let shop: Kernel;
 
   beforeAll(async () => {
     server = await startNatsServer();
     // Every module of the shop, in this test process, reached by the child processes over NATS.
     transport = await createNatsTransport({ servers: server.url, logger: silentLogger });
-    database = await createPGliteDatabase();
+    const copy = copyOfPGlite(template);
+    data = copy;
+    database = await createPGliteDatabase({ dataDir: copy.folder });
     shop = createKernel({ modules, logger: silentLogger, topology: { transport }, database });
     await shop.start();
   });
@@ -198,6 +210,7 @@ describe('app - npm start split over NATS', () => {
     await shop?.stop();
     await transport?.close();
     await database?.close();
+    data?.remove();
   });
 
   it('app - KEEL_MODULES=none PORT=0 is a gateway that hosts nothing and answers over NATS, and drains on SIGTERM', async () => {

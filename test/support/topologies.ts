@@ -30,19 +30,10 @@ export type ShopEngine = 'pglite' | 'postgres';
 let pgliteTemplate: Promise<string> | undefined;
 
 /**
- * A new folder holding an empty embedded database, for a child's `KEEL_DATA_DIR`: a copy of one
- * initialised once per test process, since PGlite's initdb takes seconds where opening a folder
- * takes half of one. Remove it once the child exited.
- *
- * @example
- * ```ts
- * const data = await freshPGliteFolder();
- * const child = await startShopProcess({ ..., env: { KEEL_DATA_DIR: data.folder } });
- * await child.stop();
- * data.remove();
- * ```
+ * The folder of an empty embedded database, initialised once per test process (PGlite's initdb
+ * takes seconds, where opening a folder takes half of one): copy it with {@link copyOfPGlite}.
  */
-export async function freshPGliteFolder(): Promise<{ readonly folder: string; remove(): void }> {
+export function pgliteTemplateFolder(): Promise<string> {
   pgliteTemplate ??= (async () => {
     const folder = mkdtempSync(join(tmpdir(), 'keel-pglite-template-'));
     process.once('exit', () => rmSync(folder, { recursive: true, force: true }));
@@ -50,9 +41,30 @@ export async function freshPGliteFolder(): Promise<{ readonly folder: string; re
     await database.close();
     return folder;
   })();
+  return pgliteTemplate;
+}
+
+/**
+ * A new folder holding a copy of the empty embedded database in `template`, for a child's
+ * `KEEL_DATA_DIR`. Remove it once the child exited.
+ *
+ * @example
+ * ```ts
+ * const data = copyOfPGlite(await pgliteTemplateFolder());
+ * const child = await startShopProcess({ ..., env: { KEEL_DATA_DIR: data.folder } });
+ * await child.stop();
+ * data.remove();
+ * ```
+ */
+export function copyOfPGlite(template: string): { readonly folder: string; remove(): void } {
   const folder = mkdtempSync(join(tmpdir(), 'keel-pglite-'));
-  cpSync(await pgliteTemplate, folder, { recursive: true });
+  cpSync(template, folder, { recursive: true });
   return { folder, remove: () => rmSync(folder, { recursive: true, force: true }) };
+}
+
+/** A new folder holding an empty embedded database: {@link copyOfPGlite} of {@link pgliteTemplateFolder}. */
+export async function freshPGliteFolder(): Promise<{ readonly folder: string; remove(): void }> {
+  return copyOfPGlite(await pgliteTemplateFolder());
 }
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
