@@ -175,7 +175,9 @@ export function createServedModule(source: ServedSource): ServedModule {
       return;
     }
     if (claim.kind === 'replay') {
-      if ('output' in claim.outcome) answer.ok(claim.outcome.output);
+      // The stored output goes through the output schema again: the same value in the same key
+      // order as the first answer (the database may have reordered an object's keys).
+      if ('output' in claim.outcome) finish(entry, claim.outcome.output, context, answer);
       else answer.fail(new RemoteFailure({ ...claim.outcome.failure, correlationId: context.correlationId }));
       return;
     }
