@@ -109,13 +109,13 @@ export class OrderSaga {
     }
     if (order.status !== 'pending') return this.#settled(order);
 
-    let undo = UNDO_NOTHING;
+    // What to undo if a step fails: a reserve that timed out may have reserved, a charge that timed out may have captured.
+    let undo: Undo = { release: true, cancelCharge: false };
     let paymentId: string;
     try {
       // The order id is the idempotency key downstream. reserve and charge are idempotent per order id, as their
       // contracts say, so a resumed saga and recovery reach the same reservation and the same payment; the key
       // tells the kernel so too, and would keep a non-idempotent step to one run per order.
-      undo = { release: true, cancelCharge: false };
       await this.stock.reserve({ orderId, lines: wanted }, { idempotencyKey: orderId });
       undo = UNDO_EVERYTHING;
       ({ paymentId } = await this.cards.charge(
