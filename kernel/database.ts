@@ -63,7 +63,8 @@ export interface Database extends SqlRunner {
   readonly schema: string;
   /**
    * Runs `work` in one transaction: committed when it resolves, rolled back when it throws.
-   * Nested calls join the outer transaction.
+   * A nested call runs in a savepoint of the outer transaction: when it throws, its own work is
+   * undone, and the outer transaction goes on if the error is caught.
    */
   transaction<T>(work: () => Promise<T>): Promise<T>;
 }

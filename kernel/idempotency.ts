@@ -16,7 +16,8 @@ export type StoredOutcome = { readonly output: unknown } | { readonly failure: E
 
 /** What a request with a key may do. */
 export type Claim =
-  | { readonly kind: 'run' }
+  /** Run it: `token` names this claim, so that only its holder records or forgets the outcome. */
+  | { readonly kind: 'run'; readonly token: string }
   | { readonly kind: 'replay'; readonly outcome: StoredOutcome }
   | { readonly kind: 'reused' }
   | { readonly kind: 'in-use' };
@@ -25,10 +26,10 @@ export type Claim =
 export interface IdempotencyStore {
   /** Claims `key` for `operation` until `expiresAt` (epoch ms), or says what the request gets instead. */
   claim(operation: string, key: string, inputHash: string, expiresAt: number): Promise<Claim>;
-  /** Records the outcome of a claimed request. */
-  complete(operation: string, key: string, outcome: StoredOutcome): Promise<void>;
-  /** Forgets a claimed request that failed without a final outcome (a retry runs it again). */
-  abandon(operation: string, key: string): Promise<void>;
+  /** Records the outcome of a claimed request, if `token`'s claim still holds the key (a retry may have taken it over). */
+  complete(operation: string, key: string, token: string, outcome: StoredOutcome): Promise<void>;
+  /** Forgets a claimed request that failed without a final outcome (a retry runs it again), if `token`'s claim still holds the key. */
+  abandon(operation: string, key: string, token: string): Promise<void>;
 }
 
 /** A key is kept this long after its request finished. */
@@ -71,11 +72,13 @@ export class SqlIdempotencyStore implements IdempotencyStore {
       ]);
     }
     for (let attempt = 0; attempt < 3; attempt += 1) {
-      const inserted = await this.sql.query(
-        "insert into keel_idempotency (key, operation, input_hash, state, expires_at) values ($1, $2, $3, 'running', to_timestamp($4::double precision / 1000)) on conflict (operation, key) do nothing",
+      // A claim's token is the moment it was made (clock_timestamp(), microseconds): a takeover makes a new one.
+      const inserted = await this.sql.query<{ token: string }>(
+        "insert into keel_idempotency (key, operation, input_hash, state, started_at, expires_at) values ($1, $2, $3, 'running', clock_timestamp(), to_timestamp($4::double precision / 1000)) on conflict (operation, key) do nothing returning started_at::text as token",
         [key, operation, hash, expiresAt],
       );
-      if (inserted.rowCount === 1) return { kind: 'run' };
+      const claimed = inserted.rows[0];
+      if (claimed !== undefined) return { kind: 'run', token: claimed.token };
       const { rows } = await this.sql.query<KeyRow>(
         'select input_hash, state, outcome, expires_at < now() as expired from keel_idempotency where operation = $1 and key = $2',
         [operation, key],
@@ -88,30 +91,35 @@ export class SqlIdempotencyStore implements IdempotencyStore {
       }
       if (!row.expired) return { kind: 'in-use' };
       // The first request's deadline passed long ago (its process died, or its caller gave up): take it over.
-      const taken = await this.sql.query(
-        "update keel_idempotency set started_at = now(), expires_at = to_timestamp($3::double precision / 1000) where operation = $1 and key = $2 and state = 'running' and expires_at < now()",
+      const taken = await this.sql.query<{ token: string }>(
+        "update keel_idempotency set started_at = clock_timestamp(), expires_at = to_timestamp($3::double precision / 1000) where operation = $1 and key = $2 and state = 'running' and expires_at < now() returning started_at::text as token",
         [operation, key, expiresAt],
       );
-      if (taken.rowCount === 1) return { kind: 'run' };
+      const takenOver = taken.rows[0];
+      if (takenOver !== undefined) return { kind: 'run', token: takenOver.token };
     }
     return { kind: 'in-use' };
   }
 
-  async complete(operation: string, key: string, outcome: StoredOutcome): Promise<void> {
-    await this.sql.query("update keel_idempotency set state = 'completed', outcome = $3, completed_at = now() where operation = $1 and key = $2", [
-      operation,
-      key,
-      JSON.stringify(outcome),
-    ]);
+  async complete(operation: string, key: string, token: string, outcome: StoredOutcome): Promise<void> {
+    await this.sql.query(
+      "update keel_idempotency set state = 'completed', outcome = $4, completed_at = now() where operation = $1 and key = $2 and state = 'running' and started_at = $3::timestamptz",
+      [operation, key, token, JSON.stringify(outcome)],
+    );
   }
 
-  async abandon(operation: string, key: string): Promise<void> {
-    await this.sql.query("delete from keel_idempotency where operation = $1 and key = $2 and state = 'running'", [operation, key]);
+  async abandon(operation: string, key: string, token: string): Promise<void> {
+    await this.sql.query("delete from keel_idempotency where operation = $1 and key = $2 and state = 'running' and started_at = $3::timestamptz", [
+      operation,
+      key,
+      token,
+    ]);
   }
 }
 
 interface MemoryEntry {
   readonly hash: string;
+  readonly token: string;
   outcome: StoredOutcome | undefined;
   expiresAt: number;
 }
@@ -119,6 +127,7 @@ interface MemoryEntry {
 /** Keys of a module without data: in this instance's memory, bounded, gone on restart. */
 export class MemoryIdempotencyStore implements IdempotencyStore {
   readonly #entries = new Map<string, MemoryEntry>();
+  #claims = 0;
 
   constructor(readonly limit = 10_000) {}
 
@@ -131,19 +140,22 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
       return entry.outcome === undefined ? { kind: 'in-use' } : { kind: 'replay', outcome: entry.outcome };
     }
     this.#entries.delete(id);
-    this.#entries.set(id, { hash, outcome: undefined, expiresAt });
+    const token = String(++this.#claims);
+    this.#entries.set(id, { hash, token, outcome: undefined, expiresAt });
     if (this.#entries.size > this.limit) this.#entries.delete(this.#entries.keys().next().value as string);
-    return { kind: 'run' };
+    return { kind: 'run', token };
   }
 
-  async complete(operation: string, key: string, outcome: StoredOutcome): Promise<void> {
+  async complete(operation: string, key: string, token: string, outcome: StoredOutcome): Promise<void> {
     const entry = this.#entries.get(`${operation}\u0000${key}`);
-    if (entry === undefined) return;
+    if (entry === undefined || entry.token !== token || entry.outcome !== undefined) return;
     entry.outcome = outcome;
     entry.expiresAt = Date.now() + IDEMPOTENCY_RETENTION_MS;
   }
 
-  async abandon(operation: string, key: string): Promise<void> {
-    this.#entries.delete(`${operation}\u0000${key}`);
+  async abandon(operation: string, key: string, token: string): Promise<void> {
+    const id = `${operation}\u0000${key}`;
+    const entry = this.#entries.get(id);
+    if (entry !== undefined && entry.token === token && entry.outcome === undefined) this.#entries.delete(id);
   }
 }

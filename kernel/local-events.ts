@@ -4,7 +4,7 @@
  * after their last attempt, and kept in a bounded backlog while no instance of the subscribing
  * module runs.
  */
-import { KeelErrorCode, isKeelError } from './errors.js';
+import { KeelError, KeelErrorCode, isKeelError } from './errors.js';
 import { InFlight } from './in-flight.js';
 import type { Logger } from './logger.js';
 import { Fanout, type EventMetadata, type EventSubscription, type PublishedEvent, type Registration } from './transport.js';
@@ -61,6 +61,68 @@ export class LocalEvents {
       }
     }
     return Promise.resolve();
+  }
+
+  /**
+   * Publishes a durable event from an outbox and resolves only once every subscribing module
+   * handled it (or dead-lettered it after its last attempt): until then the event stays unsent
+   * in the outbox, which outlives this process, where the in-memory backlog would not. Rejects
+   * with UNAVAILABLE, before delivering anything, when a subscribing module has no running
+   * instance here: the relay publishes it again later.
+   */
+  async publishConfirmed(event: PublishedEvent): Promise<void> {
+    const groups = [...(this.#groups.get(`${event.contract}.${event.event}`)?.values() ?? [])];
+    const idle = groups.filter((group) => group.members.length === 0).map((group) => group.subscriber);
+    if (idle.length > 0) {
+      throw new KeelError(
+        KeelErrorCode.UNAVAILABLE,
+        `${event.contract}.${event.event} ${event.metadata.id} waits in the outbox: no instance of ${idle.join(', ')} runs in this process now.`,
+      );
+    }
+    await Promise.all(
+      groups.flatMap((group) => {
+        const first = group.members[0] as Subscriber;
+        const targets = first.subscription.fanout === Fanout.EVERY_INSTANCE ? group.members : [group.members[group.next++ % group.members.length] as Subscriber];
+        return targets.map((member) => this.#deliverConfirmed(group, member, event));
+      }),
+    );
+  }
+
+  /** One group's delivery of a confirmed event: its attempts, then its dead letter. */
+  async #deliverConfirmed(group: Group, first: Subscriber, event: PublishedEvent): Promise<void> {
+    let member = first;
+    for (let attempt = 1; ; attempt += 1) {
+      const subscription = member.subscription;
+      const metadata: EventMetadata = { ...event.metadata, attempt };
+      member.begin();
+      try {
+        await new Promise<void>((resolve) => setImmediate(resolve));
+        await subscription.handle(event.payload, metadata);
+        return;
+      } catch (error) {
+        if (isKeelError(error, KeelErrorCode.INVALID_EVENT) || attempt >= subscription.maxAttempts) {
+          subscription.deadLetter(event.payload, metadata, error);
+          return;
+        }
+      } finally {
+        member.end();
+      }
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => {
+          this.#retries.delete(timer);
+          resolve();
+        }, this.redeliveryDelayMs * attempt);
+        this.#retries.add(timer);
+      });
+      const next = member.stopped ? group.members[group.next++ % Math.max(group.members.length, 1)] : member;
+      if (next === undefined) {
+        throw new KeelError(
+          KeelErrorCode.UNAVAILABLE,
+          `${event.contract}.${event.event} ${event.metadata.id} waits in the outbox: ${group.subscriber} stopped before it was handled.`,
+        );
+      }
+      member = next;
+    }
   }
 
   async subscribe(subscription: EventSubscription): Promise<Registration> {

@@ -195,6 +195,18 @@ class LocalCall implements Answer, DeadlineEntry {
   }
 }
 
+/**
+ * How an outbox relay publishes on `transport`: over a transport that persists what it accepts
+ * (JetStream), `publish`; in this process, a durable event is confirmed only once its
+ * subscribers handled it, since the in-process transport keeps nothing across a crash.
+ */
+export function outboxPublisher(transport: Transport): (event: PublishedEvent) => Promise<void> {
+  if (transport instanceof LocalTransport) {
+    return (event) => (event.delivery === 'durable' ? transport.publishConfirmed(event) : transport.publish(event));
+  }
+  return (event) => transport.publish(event);
+}
+
 /** A call into the in-process transport that rebuilds failures itself (see {@link directCaller}). */
 export type DirectCall = (address: OperationAddress, input: unknown, context: CallContext, signal: AbortSignal | undefined, rebuild: Rebuild) => Promise<unknown>;
 
@@ -282,6 +294,11 @@ class LocalTransport implements Transport {
 
   subscribe(subscription: EventSubscription): Promise<Registration> {
     return this.#events.subscribe(subscription);
+  }
+
+  /** {@link LocalEvents.publishConfirmed}: for the outbox relay (see {@link outboxPublisher}). */
+  publishConfirmed(event: PublishedEvent): Promise<void> {
+    return this.#events.publishConfirmed(event);
   }
 
   status(): TransportStatus {

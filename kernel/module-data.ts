@@ -20,6 +20,8 @@ export interface TransactionFrame {
 const transactions = new AsyncLocalStorage<ReadonlyMap<ModuleDatabase, TransactionFrame>>();
 
 export class ModuleDatabase implements Database {
+  #savepoints = 0;
+
   constructor(
     readonly module: string,
     readonly schema: string,
@@ -51,7 +53,8 @@ export class ModuleDatabase implements Database {
     if (typeof work !== 'function') {
       throw new KeelError(KeelErrorCode.INVALID_INPUT, `db.transaction of module "${this.module}" takes a function: db.transaction(async () => { ... }).`);
     }
-    if (this.current() !== undefined) return work(); // nested: joins the outer transaction
+    const outer = this.current();
+    if (outer !== undefined) return this.#nested(outer, work);
     const refused = this.#refusal();
     if (refused !== undefined) throw refused;
     const frame: TransactionFrame = { tx: this.connection, afterCommit: [], ended: false };
@@ -66,8 +69,24 @@ export class ModuleDatabase implements Database {
     } finally {
       frame.ended = true;
     }
-    for (const hook of frame.afterCommit) hook();
+    // Outside every transaction frame: what a hook starts (the relay, a local delivery) must not
+    // join a transaction its caller still holds.
+    for (const hook of frame.afterCommit) transactions.exit(hook);
     return result;
+  }
+
+  /** A transaction inside one of this module's: a savepoint, so that its own failure undoes only its own work. */
+  async #nested<T>(outer: TransactionFrame, work: () => Promise<T>): Promise<T> {
+    const savepoint = `keel_nested_${++this.#savepoints}`;
+    await outer.tx.exec(`savepoint ${savepoint}`);
+    try {
+      const result = await work();
+      await outer.tx.exec(`release savepoint ${savepoint}`);
+      return result;
+    } catch (error) {
+      await outer.tx.exec(`rollback to savepoint ${savepoint}`);
+      throw error;
+    }
   }
 
   /**
@@ -91,6 +110,15 @@ export class ModuleDatabase implements Database {
     }
     return undefined;
   }
+}
+
+/**
+ * Runs `work` outside every open transaction of this call chain: an event handler runs in the
+ * context its event was published from, and must not join (and be rolled back with) a
+ * transaction that was open there.
+ */
+export function outsideTransactions<T>(work: () => T): T {
+  return transactions.getStore() === undefined ? work() : transactions.exit(work);
 }
 
 /** The `db` of a module that declares no data: every use says how to declare it. */

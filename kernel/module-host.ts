@@ -11,8 +11,9 @@ import { KeelError, KeelErrorCode, validationError } from './errors.js';
 import { within } from './in-flight.js';
 import { schemaOf, type DatabaseEngine, type ModuleData } from './database.js';
 import { migrate, readMigrations } from './migrations.js';
-import { ModuleDatabase, missingDatabase } from './module-data.js';
+import { ModuleDatabase, missingDatabase, outsideTransactions } from './module-data.js';
 import { OutboxRelay, crashPoint } from './outbox-relay.js';
+import { outboxPublisher } from './local.js';
 import { MemoryIdempotencyStore, SqlIdempotencyStore } from './idempotency.js';
 import { LifecycleState } from './lifecycle.js';
 import type { Logger } from './logger.js';
@@ -118,9 +119,11 @@ export class ModuleHost {
    */
   #withInbox(source: string, event: string, definition: AnyEvent, handler: EventHandlerFunction<AnyEvent>): EventHandlerFunction<AnyEvent> {
     const db = this.#db;
-    if (db === undefined || definition.delivery !== 'durable') return handler;
+    if (db === undefined) return handler;
+    // A handler runs in the context its event was published from: never in a transaction that was open there.
+    if (definition.delivery !== 'durable') return (payload, context) => outsideTransactions(() => handler(payload, context));
     return (payload, context) =>
-      db.transaction(async () => {
+      outsideTransactions(() => db.transaction(async () => {
         const { rowCount } = await db.query(
           'insert into keel_inbox (event_id, source, event) values ($1, $2, $3) on conflict (event_id) do nothing',
           [context.id, source, event],
@@ -130,7 +133,7 @@ export class ModuleHost {
           return;
         }
         await handler(payload, context);
-      }).then(() => crashPoint('inbox:after-commit'));
+      })).then(() => crashPoint('inbox:after-commit'));
   }
 
   /** Connects the module's schema, applies its migrations, and prepares its outbox relay. */
@@ -154,7 +157,7 @@ export class ModuleHost {
       throw error;
     }
     this.#db = new ModuleDatabase(module.name, schema, engine, connection);
-    this.#relay = new OutboxRelay(module.contract as AnyContract, connection, () => services.remote ?? services.local, logger);
+    this.#relay = new OutboxRelay(module.contract as AnyContract, connection, outboxPublisher(services.remote ?? services.local), logger);
     return this.#db;
   }
 

@@ -8,7 +8,7 @@
 import type { AnyContract } from './contract.js';
 import type { SchemaConnection } from './database.js';
 import type { Logger } from './logger.js';
-import type { PublishedEvent, Transport } from './transport.js';
+import type { PublishedEvent } from './transport.js';
 
 /** How the relay paces itself. */
 export interface OutboxRelayOptions {
@@ -90,7 +90,8 @@ export class OutboxRelay {
   constructor(
     readonly contract: AnyContract,
     readonly connection: SchemaConnection,
-    readonly transport: () => Transport,
+    /** Publishes one event, resolving once the transport holds it (see outboxPublisher). */
+    readonly publish: (event: PublishedEvent) => Promise<void>,
     readonly logger: Logger,
     readonly options: OutboxRelayOptions = DEFAULT_OUTBOX_RELAY_OPTIONS,
   ) {}
@@ -161,7 +162,7 @@ export class OutboxRelay {
     let failure: unknown;
     for (const row of rows) {
       try {
-        await this.transport().publish(this.#eventOf(row));
+        await this.publish(this.#eventOf(row));
         crashPoint('outbox:after-publish');
         sent.push(row.seq);
       } catch (error) {

@@ -197,7 +197,7 @@ export function createServedModule(source: ServedSource): ServedModule {
     }
     execute(entry, address, value, context, {
       ok: (output) => {
-        store.complete(entry.name, key, { output }).then(
+        store.complete(entry.name, key, claim.token, { output }).then(
           () => answer.ok(output),
           (error: unknown) => {
             logger.error({ err: error, operation: label, correlationId: context.correlationId }, 'could not record the outcome of an idempotency key');
@@ -207,7 +207,10 @@ export function createServedModule(source: ServedSource): ServedModule {
       },
       fail: (remote) => {
         // A declared error is the request's final answer; any other failure may be retried with the same key.
-        const recorded = remote.envelope.type === 'declared' ? store.complete(entry.name, key, { failure: remote.envelope }) : store.abandon(entry.name, key);
+        const recorded =
+          remote.envelope.type === 'declared'
+            ? store.complete(entry.name, key, claim.token, { failure: remote.envelope })
+            : store.abandon(entry.name, key, claim.token);
         recorded.then(
           () => answer.fail(remote),
           (error: unknown) => {

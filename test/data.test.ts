@@ -9,7 +9,8 @@ import { cpSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createKernel, defineModule, isKeelError, silentLogger, type DatabaseEngine, type Kernel, type Logger } from 'keel';
+import { z } from 'zod';
+import { createKernel, defineContract, defineModule, isKeelError, operation, silentLogger, type DatabaseEngine, type Kernel, type Logger } from 'keel';
 import { Refused, audit, auditModule, ledger, ledgerModule, makeAuditModule } from './fixtures/data/modules.js';
 import { enginesUnderTest } from './support/databases.js';
 
@@ -128,6 +129,51 @@ describe.each(engines)('data - $name', (engine) => {
     );
     await until(async () => ((await kernel.client(audit).seen({})).labels.includes('after') ? true : undefined), 'the later event');
     expect(await kernel.client(audit).seen({})).toEqual({ labels: ['once', 'after'], handled: 2 });
+    await kernel.stop();
+  });
+
+  it('undoes a nested db.transaction that throws (a savepoint), keeps the outer one, and never reports a transaction aborted by a caught SQL error as committed', async () => {
+    const probeContract = defineContract({
+      name: 'ledger',
+      version: '1.0.0',
+      operations: {
+        nested: operation({ input: z.object({}), output: z.object({ labels: z.array(z.string()) }) }),
+        caught: operation({ input: z.object({}), output: z.object({}) }),
+      },
+    });
+    const probe = defineModule({
+      contract: probeContract,
+      data: { migrations: new URL('./fixtures/data/ledger/migrations/', import.meta.url) },
+      create: ({ db }) => ({
+        handlers: {
+          nested: async () => {
+            await db.transaction(async () => {
+              await db.query("insert into entries (label) values ('outer')");
+              await db
+                .transaction(async () => {
+                  await db.query("insert into entries (label) values ('inner')");
+                  throw new Error('the inner work fails');
+                })
+                .catch(() => undefined);
+            });
+            return { labels: (await db.query<{ label: string }>('select label from entries order by id')).rows.map((row) => row.label) };
+          },
+          caught: async () => {
+            await db.transaction(async () => {
+              await db.query("insert into entries (label) values ('twice')");
+              await db.query("insert into entries (label) values ('twice')").catch(() => undefined); // unique violation, caught
+            });
+            return {};
+          },
+        },
+      }),
+    });
+    const kernel = createKernel({ modules: [probe], database: await engine.fresh(), logger: silentLogger });
+    await kernel.start();
+    expect(await kernel.client(probeContract).nested({})).toEqual({ labels: ['outer'] });
+    const error = await kernel.client(probeContract).caught({}).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(Error); // PGlite and PostgreSQL alike: the transaction did not commit
+    expect((await kernel.client(probeContract).nested({}).catch(() => ({ labels: [] }))).labels).not.toContain('twice');
     await kernel.stop();
   });
 

@@ -156,7 +156,16 @@ class PostgresSchema implements SchemaConnection {
     try {
       await client.query('begin');
       const result = await work(runnerOf(client));
-      await client.query('commit');
+      // A statement that failed inside the transaction (its error caught by the work) aborted it:
+      // PostgreSQL then answers commit with ROLLBACK, and nothing of it was kept. Say so, as PGlite does.
+      const committed = await client.query('commit');
+      if (committed.command === 'ROLLBACK') {
+        throw new KeelError(
+          KeelErrorCode.INTERNAL,
+          'The transaction was rolled back instead of committed: a statement in it failed and its error was caught. ' +
+            'Let the error end db.transaction(), or check before the statement (a select, or insert ... on conflict) instead of catching its failure.',
+        );
+      }
       return result;
     } catch (error) {
       try {

@@ -8,7 +8,7 @@
  * - no payment is captured for an order that is not placed, once recovery has run;
  * - a retry with the same key charged once (each key's customer has at most one order and one charge).
  *
- * Used by test/shop-chaos.test.ts (a small run) and bench/data-chaos.ts (the figures in
+ * Used by test/shop-chaos.chaos.ts (`npm run test:chaos`, a small run) and bench/data.ts (the figures in
  * docs/data.md). Traffic goes to loopback only; every process is stopped at the end.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -60,6 +60,8 @@ export interface ChaosReport {
   /** When the chaos happened, ms after the load started. */
   readonly natsKilledAtMs: number | undefined;
   readonly ordersKilledAtMs: number | undefined;
+  /** What the processes logged about the orders that broke a promise (to diagnose a failure). */
+  readonly evidence: readonly string[];
 }
 
 const MODULES = ['catalog', 'inventory', 'payments', 'orders', 'notifications'] as const;
@@ -73,6 +75,7 @@ export async function runShopChaos(options: ChaosOptions): Promise<ChaosReport> 
   const prefix = `chaos${process.pid}`;
   const env = { DATABASE_URL: database.url, KEEL_DATA_DIR: '' };
   const processes = new Map<string, ShopProcess>();
+  const ended: ShopProcess[] = [];
   const start = (module: string) =>
     startShopProcess({ name: module, modules: [module], natsUrl: nats.url, prefix, env: { ...env, KEEL_PROCESS_NAME: module } });
   try {
@@ -142,7 +145,9 @@ export async function runShopChaos(options: ChaosOptions): Promise<ChaosReport> 
           chaos.push(
             (async () => {
               log('killing the orders process (SIGKILL)');
-              await processes.get('orders')?.stop('SIGKILL');
+              const killed = processes.get('orders');
+              await killed?.stop('SIGKILL');
+              if (killed !== undefined) ended.push(killed);
               processes.set('orders', await start('orders'));
               log('orders process back');
             })(),
@@ -162,6 +167,14 @@ export async function runShopChaos(options: ChaosOptions): Promise<ChaosReport> 
       const unfinished = await settle(client, log);
       const violations = await check(client, answered200);
       const placed = Number((await client.query("select count(*)::int as n from orders.orders where status = 'placed'")).rows[0].n);
+      const broken = new Set([...Object.values(violations).flat(), ...unfinished]);
+      const evidence = [...ended, ...processes.values()].flatMap((child) =>
+        child
+          .output()
+          .split('\n')
+          .filter((line) => [...broken].some((id) => line.includes(id)) || /dead-letter|gave up|outbox relay/.test(line))
+          .map((line) => `${child.name}: ${line.slice(0, 600)}`),
+      );
       return {
         orders: options.orders,
         elapsedMs,
@@ -173,6 +186,7 @@ export async function runShopChaos(options: ChaosOptions): Promise<ChaosReport> 
         violations: { ...violations, unfinishedAfterRecovery: unfinished },
         natsKilledAtMs,
         ordersKilledAtMs,
+        evidence,
       };
     } finally {
       await client.end();

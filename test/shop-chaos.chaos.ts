@@ -13,7 +13,7 @@ describe('shop - chaos', () => {
     async () => {
       const lines: string[] = [];
       const report = await runShopChaos({ orders: 60, concurrency: 6, natsOutageMs: 3_000, killOrders: true, retryForMs: 60_000, log: (line) => lines.push(line) });
-      expect(report.violations, lines.join('\n')).toEqual({
+      expect(report.violations, [...lines, ...report.evidence].join('\n')).toEqual({
         placedWithoutOneNotification: [],
         placedWithoutOneStockCommit: [],
         answered200NotPlaced: [],
