@@ -168,13 +168,14 @@ export async function runShopChaos(options: ChaosOptions): Promise<ChaosReport> 
       const violations = await check(client, answered200);
       const placed = Number((await client.query("select count(*)::int as n from orders.orders where status = 'placed'")).rows[0].n);
       const broken = new Set([...Object.values(violations).flat(), ...unfinished]);
+      const jetStream = broken.size > 0 ? await jetStreamState(nats.url) : [];
       const evidence = [...ended, ...processes.values()].flatMap((child) =>
         child
           .output()
           .split('\n')
           .filter((line) => [...broken].some((id) => line.includes(id)) || /dead-letter|gave up|outbox relay/.test(line))
           .map((line) => `${child.name}: ${line.slice(0, 600)}`),
-      );
+      ).concat(jetStream);
       return {
         orders: options.orders,
         elapsedMs,
@@ -195,6 +196,28 @@ export async function runShopChaos(options: ChaosOptions): Promise<ChaosReport> 
     await Promise.all([...processes.values()].map((child) => child.stop('SIGTERM', 10_000).catch(() => undefined)));
     await nats.stop();
     await database.drop().catch(() => undefined);
+  }
+}
+
+/** Every stream's message counts and every consumer's delivery state, to tell where a lost event went. */
+async function jetStreamState(url: string): Promise<string[]> {
+  const { connect } = await import('nats');
+  const nc = await connect({ servers: url });
+  try {
+    const jsm = await nc.jetstreamManager();
+    const lines: string[] = [];
+    for await (const stream of jsm.streams.list()) {
+      lines.push(`stream ${stream.config.name}: ${stream.state.messages} messages, seq ${stream.state.first_seq}..${stream.state.last_seq}`);
+      for await (const consumer of jsm.consumers.list(stream.config.name)) {
+        lines.push(
+          `  consumer ${consumer.name}: delivered ${consumer.delivered.stream_seq}, ack floor ${consumer.ack_floor.stream_seq}, ` +
+            `pending ${consumer.num_pending}, ack pending ${consumer.num_ack_pending}, redelivered ${consumer.num_redelivered}`,
+        );
+      }
+    }
+    return lines;
+  } finally {
+    await nc.close();
   }
 }
 
