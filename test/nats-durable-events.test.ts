@@ -9,11 +9,12 @@ import {
   silentLogger,
   type AnyModule,
   type Kernel,
+  type Logger,
   type Transport,
 } from 'keel';
 import type { DeadLetter } from 'keel/transport';
 import { createNatsTransport } from 'keel/nats';
-import { AckPolicy, DeliverPolicy, connect, headers, type NatsConnection } from 'nats';
+import { AckPolicy, DeliverPolicy, RetentionPolicy, StorageType, connect, headers, nanos, type NatsConnection } from 'nats';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
 
 const ledger = defineContract({
@@ -211,12 +212,51 @@ describe('nats - durable events on JetStream', () => {
     const jsm = await raw.jetstreamManager();
     const stream = await jsm.streams.info('keel_ledger');
     expect(stream.config.subjects).toEqual(['keel.ledger.durable.>']);
+    // Limits retention kept 7 days: interest retention loses confirmed events over a restart (nats-reconnect.test.ts).
+    expect(stream.config).toMatchObject({ retention: RetentionPolicy.Limits, max_age: nanos(7 * 24 * 60 * 60 * 1000) });
     const consumer = await jsm.consumers.info('keel_ledger', 'auditor__recorded');
     expect(consumer.config).toMatchObject({
       ack_policy: AckPolicy.Explicit,
       deliver_policy: DeliverPolicy.New,
       filter_subject: 'keel.ledger.durable.recorded',
     });
+  });
+});
+
+describe('nats - a stream made by an earlier keel with interest retention', () => {
+  let server: NatsServer;
+
+  beforeAll(async () => {
+    server = await startNatsServer();
+  });
+
+  it('nats - keeps publishing to it and warns, naming the stream and how to make it again with limits retention', async () => {
+    const raw = await connect({ servers: server.url });
+    const jsm = await raw.jetstreamManager();
+    await jsm.streams.add({ name: 'old_ledger', subjects: ['old.ledger.durable.>'], retention: RetentionPolicy.Interest, storage: StorageType.File });
+    const warnings: string[] = [];
+    const logger: Logger = {
+      debug: () => undefined,
+      info: () => undefined,
+      warn: (_record, message) => void warnings.push(message),
+      error: () => undefined,
+      child: () => logger,
+    };
+    const transport = await createNatsTransport({ servers: server.url, prefix: 'old', logger, eventMaxAgeMs: 60_000 });
+    const kernel = createKernel({ modules: manifest('old'), topology: { host: ['ledger'], transport }, logger: silentLogger });
+    try {
+      await kernel.start();
+      await kernel.client(ledger).record({ tag: 'old-stream', failTimes: 0 });
+      const info = await jsm.streams.info('old_ledger');
+      // Accepted (an interest stream without consumers keeps nothing, but counts it).
+      expect(info.state.last_seq).toBe(1);
+      expect(info.config.max_age).toBe(nanos(60_000));
+      expect(warnings).toEqual([expect.stringMatching(/stream old_ledger has interest retention.*nats stream rm old_ledger/)]);
+    } finally {
+      await kernel.stop();
+      await transport.close();
+      await raw.close();
+    }
   });
 });
 

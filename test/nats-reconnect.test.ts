@@ -150,6 +150,42 @@ describe('nats - nats-server restart', () => {
     await vi.waitFor(() => expect(seen).toContain('event-after'), { timeout: 20_000, interval: 100 });
   });
 
+  it('nats - delivers every durable event JetStream confirmed, when nats-server stops and starts while events are published and handled', async () => {
+    // Two publishers emit while the subscriber handles (and acknowledges) as it goes; the server
+    // stops once a third are out. Every emit that resolved was confirmed stored by JetStream, so
+    // every one of those must be handled after the restart. With interest retention, nats-server
+    // 2.9 lost the last one or two confirmed events in 5 of 6 such runs.
+    const perPublisher = 90;
+    const confirmed: string[] = [];
+    let sent = 0;
+    let stopped: Promise<void> | undefined;
+    const publisher = async (name: string): Promise<void> => {
+      for (let index = 0; index < perPublisher; index++) {
+        const tag = `event-burst-${name}-${index}`;
+        for (let attempt = 0; ; attempt++) {
+          try {
+            await client.client(worker).work({ ms: 0, tag }, { timeoutMs: 1_000 });
+            confirmed.push(tag);
+            break;
+          } catch (error) {
+            if (attempt >= 100) throw error;
+            await sleep(100);
+          }
+        }
+        if (++sent === Math.floor((2 * perPublisher) / 3)) stopped = server.kill();
+        await sleep(5);
+      }
+    };
+    const publishing = Promise.all([publisher('a'), publisher('b')]);
+    await vi.waitFor(() => expect(stopped).toBeDefined(), { timeout: 20_000, interval: 20 });
+    await stopped;
+    await server.start();
+    await publishing;
+
+    await vi.waitFor(() => expect(confirmed.filter((tag) => !seen.includes(tag))).toEqual([]), { timeout: 30_000, interval: 100 });
+    expect(confirmed).toHaveLength(2 * perPublisher);
+  });
+
   it('nats - fails new calls with TIMEOUT, not a hang, while the server is down', async () => {
     await server.kill();
     await vi.waitFor(() => expect(clientTransport.status().ready).toBe(false));

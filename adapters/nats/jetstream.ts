@@ -18,6 +18,7 @@ import {
   type JetStreamManager,
   type NatsError,
   type StreamConfig,
+  type StreamInfo,
 } from 'nats';
 import { natsCode, reason, type Connection } from './connection.js';
 import { eventPayload } from './events.js';
@@ -42,6 +43,9 @@ const JS_CONSUMER_NOT_FOUND = 10014;
 const JS_STREAM_NAME_IN_USE = 10058;
 const JS_CONSUMER_EXISTS = 10013;
 const JS_CONSUMER_NAME_EXISTS = 10148;
+
+/** How long JetStream remembers a `Nats-Msg-Id` to drop a republished event (docs/wire-protocol.md). */
+const DUPLICATE_WINDOW_MS = 2 * 60 * 1000;
 
 /** The transport's JetStream: its client, and the streams and consumers made so far. */
 export class JetStream {
@@ -106,19 +110,29 @@ export class JetStream {
     return this.#js;
   }
 
-  /** Creates (once per process, idempotently) the stream of a module's durable events. */
+  /**
+   * Creates (once per process, idempotently) the stream of a module's durable events.
+   *
+   * Limits retention, kept for `eventMaxAgeMs`: each consumer's acknowledgements track what it
+   * handled, and the stream keeps its messages whatever they acknowledge. With interest
+   * retention, nats-server 2.9 drops the last messages it had confirmed storing when it stops
+   * while consumers remove acknowledged ones (2 in 5 of 6 runs of a restart test), and the relay
+   * marked them sent; see docs/design-notes.md.
+   */
   ensureEventStream(module: string): Promise<void> {
-    const { subjects } = this.#connection;
+    const { subjects, options } = this.#connection;
     const name = subjects.stream(module);
     const subject = subjects.durableWildcard(module);
     return this.#ensureStream(name, {
       name,
       subjects: [subject],
       description: `keel durable events of module ${module}`,
-      retention: RetentionPolicy.Interest,
+      retention: RetentionPolicy.Limits,
       storage: StorageType.File,
       discard: DiscardPolicy.Old,
-      duplicate_window: nanos(2 * 60 * 1000),
+      max_age: nanos(options.eventMaxAgeMs),
+      // JetStream refuses a duplicate window longer than the stream's max age.
+      duplicate_window: nanos(Math.min(DUPLICATE_WINDOW_MS, options.eventMaxAgeMs)),
     });
   }
 
@@ -135,6 +149,16 @@ export class JetStream {
       discard: DiscardPolicy.Old,
       max_age: nanos(options.deadLetterMaxAgeMs),
     });
+  }
+
+  /** A stream made by an earlier keel with another retention: nats-server 2.9 cannot change it. */
+  #retentionDiffers(name: string, actual: RetentionPolicy, wanted: RetentionPolicy): void {
+    this.#connection.logger.warn(
+      { stream: name, retention: actual, expected: wanted },
+      `JetStream stream ${name} has ${actual} retention, made by an earlier keel; keel now makes ${wanted} retention streams, ` +
+        'because nats-server can lose the last confirmed events of an interest stream when it restarts. ' +
+        `Once its consumers have caught up, delete it (nats stream rm ${name}) and keel makes it again at its next start.`,
+    );
   }
 
   /** Forgets that stream `name` was made, so that the next use makes it again (it vanished). */
@@ -156,22 +180,32 @@ export class JetStream {
 
   async #createStream(name: string, config: Partial<StreamConfig> & { subjects: string[] }): Promise<void> {
     const jsm = await this.#jetstreamManager();
+    let info: StreamInfo;
     try {
-      const info = await jsm.streams.info(name);
-      const missing = config.subjects.filter((subject) => !info.config.subjects.includes(subject));
-      if (missing.length > 0) {
-        await jsm.streams.update(name, { ...info.config, subjects: [...info.config.subjects, ...missing] });
-      }
-      return;
+      info = await jsm.streams.info(name);
     } catch (error) {
       if (jsErrorCode(error) !== JS_STREAM_NOT_FOUND) throw jetStreamFailure(`inspect stream ${name}`, error);
+      try {
+        await jsm.streams.add(config);
+        this.#connection.logger.info({ stream: name, subjects: config.subjects }, 'created JetStream stream');
+      } catch (addError) {
+        if (jsErrorCode(addError) !== JS_STREAM_NAME_IN_USE) throw jetStreamFailure(`create stream ${name}`, addError);
+      }
+      return;
     }
-    try {
-      await jsm.streams.add(config);
-      this.#connection.logger.info({ stream: name, subjects: config.subjects }, 'created JetStream stream');
-    } catch (error) {
-      if (jsErrorCode(error) !== JS_STREAM_NAME_IN_USE) throw jetStreamFailure(`create stream ${name}`, error);
+    const current = info.config;
+    const missing = config.subjects.filter((subject) => !current.subjects.includes(subject));
+    const limits = (['max_age', 'duplicate_window'] as const).filter((key) => config[key] !== undefined && current[key] !== config[key]);
+    if (missing.length > 0 || limits.length > 0) {
+      const update: StreamConfig = { ...current, subjects: [...current.subjects, ...missing] };
+      for (const key of limits) update[key] = config[key] as number;
+      try {
+        await jsm.streams.update(name, update);
+      } catch (error) {
+        throw jetStreamFailure(`update stream ${name} (${[...(missing.length > 0 ? ['subjects'] : []), ...limits].join(', ')})`, error);
+      }
     }
+    if (config.retention !== undefined && current.retention !== config.retention) this.#retentionDiffers(name, current.retention, config.retention);
   }
 
   /** Creates the durable consumer, or brings its ack wait and limit up to date. */

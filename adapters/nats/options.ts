@@ -75,6 +75,12 @@ export interface NatsTransportOptions {
   readonly ackWaitMs?: number;
   /** Durable events handed to one subscribing module at once (default 256). */
   readonly maxAckPending?: number;
+  /**
+   * How long a module's stream keeps its durable events (default 7 days): a subscribing module
+   * that is down longer than this misses the oldest ones. Streams use limits retention, not
+   * interest retention (docs/wire-protocol.md says why).
+   */
+  readonly eventMaxAgeMs?: number;
   /** How long dead letters stay in the dead-letter stream (default 7 days). */
   readonly deadLetterMaxAgeMs?: number;
   /** Milliseconds to wait for a JetStream publish acknowledgement or API answer (default 5 000). */
@@ -104,6 +110,7 @@ export const DEFAULT_NATS_TRANSPORT_OPTIONS = {
   maxRedeliveryDelayMs: 60_000,
   ackWaitMs: 30_000,
   maxAckPending: 256,
+  eventMaxAgeMs: 7 * 24 * 60 * 60 * 1000,
   deadLetterMaxAgeMs: 7 * 24 * 60 * 60 * 1000,
   jetStreamTimeoutMs: 5_000,
   drainTimeoutMs: 30_000,
@@ -132,6 +139,11 @@ const TIMEOUT = `must be a number of milliseconds above 0 and at most ${MAX_TIME
 /** Milliseconds that end up in a timer, which `setTimeout` fires at once beyond `MAX_TIMEOUT_MS`. */
 const timeout = () =>
   z.number({ error: TIMEOUT }).refine((value) => Number.isFinite(value) && value > 0 && value <= MAX_TIMEOUT_MS, TIMEOUT).optional();
+
+const MAX_AGE = 'must be a number of milliseconds above 0';
+
+/** A JetStream max_age in milliseconds. */
+const maxAge = () => z.number({ error: MAX_AGE }).refine((value) => Number.isFinite(value) && value > 0, MAX_AGE).optional();
 
 const text = (what: string) => z.string({ error: `must be ${what}` }).optional();
 
@@ -178,11 +190,9 @@ const NatsTransportOptionsSchema = z
       .number({ error: 'must be a whole number of events, 1 or more' })
       .refine((value) => Number.isSafeInteger(value) && value >= 1, 'must be a whole number of events, 1 or more')
       .optional(),
-    // A JetStream max_age, never a timer: it may exceed MAX_TIMEOUT_MS.
-    deadLetterMaxAgeMs: z
-      .number({ error: 'must be a number of milliseconds above 0' })
-      .refine((value) => Number.isFinite(value) && value > 0, 'must be a number of milliseconds above 0')
-      .optional(),
+    // JetStream max_ages, never timers: they may exceed MAX_TIMEOUT_MS.
+    eventMaxAgeMs: maxAge(),
+    deadLetterMaxAgeMs: maxAge(),
     jetStreamTimeoutMs: timeout(),
     drainTimeoutMs: timeout(),
     logger: loggerOption().optional(),
