@@ -9,12 +9,12 @@ import { createHttpGateway, type HttpGateway } from 'keel/http';
 import { catalog } from '../modules/catalog/contract.js';
 import { inventory } from '../modules/inventory/contract.js';
 import { modules } from '../modules/index.js';
-import { databaseFromEnv } from './database.js';
+import { databasesFromEnv, describeDatabases } from './database.js';
 import { topologyFromEnv } from './topology.js';
 
 const topology = await topologyFromEnv(process.env).catch((error: unknown) => fail('read its topology', error));
 const hosted = modules.filter((module) => topology.host?.includes(module.name) ?? true);
-const database = await databaseFromEnv(process.env, hosted).catch(async (error: unknown) => {
+const database = await databasesFromEnv(process.env, hosted).catch(async (error: unknown) => {
   await topology.transport?.close();
   return fail('open its database', error);
 });
@@ -65,7 +65,7 @@ process.on('SIGTERM', (signal) => void stop(signal));
 console.log(await summary(kernel));
 
 async function startKernel(): Promise<Kernel> {
-  const created = createKernel({ modules, topology, ...(database === undefined ? {} : { database: database.engine }) });
+  const created = createKernel({ modules, topology, ...(database === undefined ? {} : { database: database.engineOf }) });
   await created.start();
   return created;
 }
@@ -150,7 +150,7 @@ async function summary(running: Kernel): Promise<string> {
     `  elsewhere:   ${status.remote.length ? status.remote.join(', ') : 'nothing (every module runs in this process)'}`,
     `  transports:  ${status.transports.map((transport) => `${transport.name}${transport.ready ? '' : ' (not ready)'}`).join(', ')}`,
   ];
-  if (database !== undefined) lines.push(`  data:        ${database.description}`);
+  if (database !== undefined) lines.push(`  data:        ${describeDatabases(database)}`);
   if (gateway?.url !== undefined) {
     const exposed = new Set(Object.keys(gateway.openapi.paths).map((path) => path.split('/')[1]));
     const reference = `API reference ${gateway.url}/docs, OpenAPI ${gateway.url}/openapi.json`;

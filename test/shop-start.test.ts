@@ -144,7 +144,7 @@ describe('app - data', () => {
       expect(first.output()).toContain(`data:        PGlite in ${data.folder}`);
       const second = startShop({ PORT: '0', KEEL_DATA_DIR: data.folder });
       expect(await second.exit()).toBe(1);
-      expect(second.output()).toContain(`The shop could not open its database: The embedded database in ${data.folder} is open in process ${first.child.pid}.`);
+      expect(second.output()).toContain(`The shop could not open its database: The embedded database in ${data.folder} is open in process ${first.child.pid}, and PGlite serves one process at a time.`);
 
       const placed = await postJson(`${url}/orders/placeOrder`, order, { 'idempotency-key': 'checkout-1' });
       expect(placed.status, JSON.stringify(placed.body)).toBe(200);
