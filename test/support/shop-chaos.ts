@@ -8,7 +8,7 @@
  * - no payment is captured for an order that is not placed, once recovery has run;
  * - a retry with the same key charged once (each key's customer has at most one order and one charge).
  *
- * Used by test/shop-chaos.chaos.ts (`npm run test:chaos`, a small run) and bench/data.ts (the figures in
+ * Used by test/shop-chaos.test.ts (part of `npm test`, a small run) and bench/data.ts (the figures in
  * docs/data.md). Traffic goes to loopback only; every process is stopped at the end.
  */
 import { setTimeout as sleep } from 'node:timers/promises';
