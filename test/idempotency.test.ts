@@ -6,11 +6,12 @@
  * restart. The HTTP gateway takes the IETF Idempotency-Key header.
  */
 import { randomUUID } from 'node:crypto';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createKernel, isKeelError, silentLogger, type AnyModule, type DatabaseEngine, type Kernel, type Transport } from 'keel';
 import { createHttpGateway } from 'keel/http';
 import { createNatsTransport } from 'keel/nats';
-import { Declined, gateNamed, tally, tallyInMemory, tallyWithData } from './fixtures/idempotency/modules.js';
+import { Declined, gateNamed, runsOf, tally, tallyInMemory, tallyWithData } from './fixtures/idempotency/modules.js';
 import { pgliteUnderTest, postgresUnderTest } from './support/databases.js';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
 
@@ -118,7 +119,7 @@ describe.each(combos)('idempotency - keys in $store, calls $via', ({ store, via 
 
   it('refuses a retry while the first request runs as IDEMPOTENCY_KEY_IN_USE, then replays its outcome', async () => {
     const key = randomUUID();
-    const gate = gateNamed(key);
+    const gate = gateNamed(`${key}#1`);
     const first = client().slow({ gate: key }, { idempotencyKey: key });
     // The retry is refused only once the first request holds the key: try until it is.
     let refused: unknown;
@@ -182,6 +183,61 @@ describe.each(combos)('idempotency - keys in $store, calls $via', ({ store, via 
         expect((await client().peek({})).count).toBe(before);
       }
     },
+  );
+});
+
+// Two instances of a module share its keys only on PostgreSQL: PGlite serves one process.
+describe.each([{ store: 'postgres', engine: postgres }])('idempotency - a key taken over after its claim expired, keys in $store', ({ engine }) => {
+  it(
+    'keeps the outcome of the run that took the key over: the first run, finishing late, neither records its outcome nor frees the key',
+    async () => {
+      // Two instances of the callee on one database, as two processes would be.
+      const database = await engine.fresh();
+      const instance = async () => {
+        const kernel = createKernel({ modules: [tallyWithData], logger: silentLogger, database });
+        await kernel.start();
+        return kernel;
+      };
+      const [first, second] = [await instance(), await instance()];
+      const key = randomUUID();
+      try {
+        // The first run holds the key until its deadline plus the takeover grace (5 s), and its caller gives up.
+        const abandoned = first.client(tally).slow({ gate: key }, { idempotencyKey: key, timeoutMs: 100 }).catch((error: unknown) => error);
+        expect(isKeelError(await abandoned, 'TIMEOUT')).toBe(true);
+        // A retry through the other instance is refused while the claim holds, then takes the key over.
+        let retry: Promise<unknown> | undefined;
+        for (let tries = 0; tries < 100 && retry === undefined; tries += 1) {
+          const attempt = second.client(tally).slow({ gate: key }, { idempotencyKey: key, timeoutMs: 20_000 }).catch((error: unknown) => error);
+          // Either it is refused, or its run starts (the second run of this gate).
+          const started = vi.waitFor(() => expect(runsOf(key)).toBe(2), { timeout: 20_000, interval: 20 }).then(() => 'started' as const);
+          const outcome = await Promise.race([attempt, started]);
+          if (outcome === 'started') retry = attempt;
+          else {
+            expect(isKeelError(outcome, 'IDEMPOTENCY_KEY_IN_USE'), String(outcome)).toBe(true);
+            await sleep(200);
+          }
+        }
+        expect(runsOf(key)).toBe(2);
+        // The first run now finishes, while the retry still runs: stopping its instance waits for it to end.
+        gateNamed(`${key}#1`).open();
+        await first.stop();
+        // The key is still the retry's: a third request is refused as in use, not answered with the first run's outcome.
+        const third = await second.client(tally).slow({ gate: key }, { idempotencyKey: key }).catch((error: unknown) => error);
+        expect(isKeelError(third, 'IDEMPOTENCY_KEY_IN_USE'), JSON.stringify(third)).toBe(true);
+        gateNamed(`${key}#2`).open();
+        const answered = await retry;
+        expect(await second.client(tally).slow({ gate: key }, { idempotencyKey: key })).toEqual(answered);
+        // Both runs ran (the first was given up on, not stopped); the key answers with the retry's count.
+        expect((await second.client(tally).peek({})).count).toBe(2);
+        expect(answered).toEqual({ count: 2 });
+      } finally {
+        // Whatever failed above, no run is left waiting at its gate, so both instances stop.
+        for (const run of [1, 2]) gateNamed(`${key}#${run}`).open();
+        await first.stop();
+        await second.stop();
+      }
+    },
+    30_000,
   );
 });
 
