@@ -110,6 +110,44 @@ describe.each(engines)('data - $name', (engine) => {
     await kernel.stop();
   });
 
+  it('marks an event sent in one process only once its subscriber handled it: a crash meanwhile leaves it in the outbox', async () => {
+    const database = await engine.fresh();
+    let started = false;
+    let release = () => {};
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const watcher = defineModule({
+      contract: defineContract({ name: 'watcher', version: '1.0.0', operations: { noop: operation({ input: z.object({}), output: z.object({}) }) } }),
+      subscribesTo: [ledger],
+      create: () => ({
+        handlers: { noop: () => ({}) },
+        events: {
+          ledger: {
+            entryAdded: async () => {
+              started = true;
+              await released;
+            },
+          },
+        },
+      }),
+    });
+    const kernel = createKernel({ modules: [auditModule, ledgerModule, watcher], database, logger: silentLogger });
+    await kernel.start();
+    const connection = await database.connect('ledger');
+    const sentAt = async () => (await connection.query<{ sent_at: unknown }>('select sent_at from keel_outbox')).rows.map((row) => row.sent_at);
+    try {
+      await kernel.client(ledger).add({ label: 'held' });
+      await until(async () => (started ? true : undefined), 'the watcher to start handling the event');
+      // Its handler runs: the row stays unsent, so a crash now would publish it again at the next start.
+      expect(await sentAt()).toEqual([null]);
+      release();
+      await until(async () => ((await sentAt())[0] !== null ? true : undefined), 'the relay to mark the event sent once it was handled');
+    } finally {
+      release();
+      await connection.close();
+      await kernel.stop();
+    }
+  });
+
   it('gives a durable event delivered twice (published again after a crash before it was marked sent) one effect', async () => {
     const database = await engine.fresh();
     const records: { message: string; fields: Record<string, unknown> }[] = [];
