@@ -64,6 +64,16 @@ create table keel_idempotency (
 );
 `,
   ),
+  migration(
+    'keel/002_outbox_failed',
+    `
+-- An event the transport refuses for good (larger than the server takes) is set aside here,
+-- so that the events after it still go out; last_error says why.
+alter table keel_outbox add column failed_at timestamptz;
+drop index keel_outbox_unsent;
+create index keel_outbox_unsent on keel_outbox (seq) where sent_at is null and failed_at is null;
+`,
+  ),
 ];
 
 function migration(name: string, sql: string): Migration {

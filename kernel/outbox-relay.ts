@@ -3,9 +3,13 @@
  * wrote to its `keel_outbox`, in the order they were written, and marks each one sent once the
  * transport accepted it (a JetStream PubAck over NATS). A failed publish is retried with a
  * growing delay; a crash between publish and mark publishes the event again with the same id,
- * which JetStream's duplicate window and the subscribers' inbox absorb.
+ * which JetStream's duplicate window and the subscribers' inbox absorb. An event the transport
+ * refuses for good (PAYLOAD_TOO_LARGE, INVALID_EVENT: no retry can succeed) is set aside
+ * (`failed_at`, `last_error`) and logged as an error naming it, so that it does not hold back
+ * every event after it.
  */
 import type { AnyContract } from './contract.js';
+import { KeelErrorCode, isKeelError } from './errors.js';
 import type { SchemaConnection } from './database.js';
 import type { Logger } from './logger.js';
 import type { PublishedEvent } from './transport.js';
@@ -45,6 +49,7 @@ interface OutboxRow {
   readonly correlation_id: string;
   readonly traceparent: string | null;
   readonly published_at: Date | string;
+  readonly attempts: number;
   [column: string]: unknown;
 }
 
@@ -52,11 +57,14 @@ const CLAIM = `
 update keel_outbox set claimed_until = now() + make_interval(secs => $2), attempts = attempts + 1
 where seq in (
   select seq from keel_outbox
-  where sent_at is null and (claimed_until is null or claimed_until < now())
+  where sent_at is null and failed_at is null and (claimed_until is null or claimed_until < now())
   order by seq limit $1
   for update skip locked
 )
-returning seq, id, event, payload, correlation_id, traceparent, published_at`;
+returning seq, id, event, payload, correlation_id, traceparent, published_at, attempts`;
+
+/** Refusals no retry can change: the event is set aside instead of holding back those after it. */
+const REFUSED_FOR_GOOD: readonly string[] = [KeelErrorCode.PAYLOAD_TOO_LARGE, KeelErrorCode.INVALID_EVENT];
 
 /**
  * Where a crash test (test/data-crash.test.ts) can stop a process: after a transaction that wrote
@@ -81,6 +89,8 @@ export class OutboxRelay {
   #stopped = false;
   #failures = 0;
   #rounds = 0;
+  /** The event whose failed publish holds back the others, for the retry's log line. */
+  #heldBack: Record<string, unknown> | undefined;
   /** kick, as a function to run after a commit (one per transaction, however many events). */
   readonly kicker = (): void => {
     crashPoint('outbox:after-commit');
@@ -137,7 +147,8 @@ export class OutboxRelay {
         (error: unknown) => {
           this.#failures += 1;
           const delay = Math.min(this.options.backoffMs * 2 ** (this.#failures - 1), this.options.maxBackoffMs);
-          this.logger.warn({ err: error, module: this.contract.name, retryInMs: delay }, 'outbox relay could not publish; it will retry');
+          const event = this.#heldBack ?? { module: this.contract.name };
+          this.logger.warn({ err: error, ...event, retryInMs: delay }, 'outbox relay could not publish; it will retry, holding back the events after this one');
           this.#schedule(delay);
           return false;
         },
@@ -156,6 +167,7 @@ export class OutboxRelay {
 
   /** One round: claim a batch, publish it in order, mark what was published. True when the batch was full. */
   async #round(): Promise<boolean> {
+    this.#heldBack = undefined;
     const { rows } = await this.connection.query<OutboxRow>(CLAIM, [this.options.batchSize, this.options.claimSeconds]);
     rows.sort((a, b) => Number(a.seq) - Number(b.seq));
     const sent: string[] = [];
@@ -166,7 +178,17 @@ export class OutboxRelay {
         crashPoint('outbox:after-publish');
         sent.push(row.seq);
       } catch (error) {
+        const event = { module: this.contract.name, event: row.event, eventId: row.id, seq: Number(row.seq), attempts: Number(row.attempts) };
+        if (REFUSED_FOR_GOOD.some((code) => isKeelError(error, code as KeelErrorCode))) {
+          await this.connection.query('update keel_outbox set failed_at = now(), claimed_until = null, last_error = $2 where seq = $1', [row.seq, String(error)]);
+          this.logger.error(
+            { err: error, ...event },
+            'outbox event refused for good and set aside (failed_at in keel_outbox); the events after it go on. Fix its cause, then set failed_at to null to send it again',
+          );
+          continue;
+        }
         failure = error;
+        this.#heldBack = event;
         // Keep the order: the rest of the batch waits for this one. Release their claims.
         await this.connection.query('update keel_outbox set claimed_until = null, last_error = $2 where seq = $1', [row.seq, String(error)]);
         const rest = rows.slice(rows.indexOf(row) + 1).map((later) => later.seq);
