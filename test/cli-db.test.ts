@@ -145,7 +145,7 @@ describe('cli - keel db', () => {
     const status = await runKeel(['db', 'status', '--json'], { cwd: app.root, env });
     expect(status.code, status.stderr).toBe(0);
     expect(JSON.parse(status.stdout).modules.flatMap((entry: any) => entry.migrations.map((migration: any) => migration.state))).toEqual(
-      Array(5).fill('applied'),
+      Array(7).fill('applied'),
     );
     expect(existsSync(join(app.root, '.keel'))).toBe(false);
   });
