@@ -58,6 +58,7 @@ export const IDEMPOTENCY_TAKEOVER_GRACE_MS = 5_000;
  *                │ version, operation ──────────────▶ answer.fail(VERSION_MISMATCH | UNKNOWN_OPERATION)
  *                │ input schema (unless trusted) ───▶ answer.fail(INVALID_INPUT)
  *                │ idempotency key (non-idempotent) ▶ replay the first outcome | fail(KEY_REUSED | KEY_IN_USE)
+ *                │ deadline already passed ─────────▶ answer.fail(TIMEOUT), the handler never starts
  *                │ handler, in the call context ────▶ throws: answer.fail(declared | INTERNAL)
  *                │   synchronous value: now; promise: when it settles
  *                │ output schema ───────────────────▶ answer.fail(INVALID_OUTPUT)
@@ -137,6 +138,13 @@ export function createServedModule(source: ServedSource): ServedModule {
   };
 
   const execute = (entry: OperationEntry, address: OperationAddress, value: unknown, context: CallContext, answer: Answer): void => {
+    // A callee never starts work whose deadline has passed: its caller has stopped waiting, and
+    // the outcome would be unknown to it (a restock an hour late must not be applied).
+    const late = Date.now() - context.deadline;
+    if (late >= 0) {
+      answer.fail(expiredFailure(contract.name, entry.name, late, context));
+      return;
+    }
     let result: unknown;
     try {
       result = runWithContext(context, () => entry.handler(value, context));
@@ -229,6 +237,18 @@ export function createServedModule(source: ServedSource): ServedModule {
       else run(address, input, context, trusted, new ObservedAnswer(answer, observers, contract.name, address.operation, transport, context.caller));
     },
   };
+}
+
+/** What a call whose deadline passed before its handler could start is answered: `TIMEOUT`, nothing ran. */
+function expiredFailure(contract: string, operation: string, lateMs: number, context: CallContext): RemoteFailure {
+  return new RemoteFailure({
+    type: 'keel',
+    code: KeelErrorCode.TIMEOUT,
+    message:
+      `${contract}.${operation} was not run: its deadline had passed ${Math.round(lateMs)} ms before the callee could start it. ` +
+      'Nothing was done; retry with a later deadline. If calls with time to spare get this, synchronise the clocks of the hosts.',
+    correlationId: context.correlationId,
+  });
 }
 
 /** An {@link Answer} that reports the call to the kernel's observers as it settles. */

@@ -87,6 +87,20 @@ describe('http - gateway in one process', () => {
     expect((await problemOf(badQuery)).code).toBe(HttpProblemCode.MALFORMED_JSON);
   });
 
+  it('http - GET ?input= refuses a constructor.prototype or __proto__ key with MALFORMED_JSON, exactly as POST does', async () => {
+    await post(`${url}/store/put`, { key: 'poison', value: 1 });
+    for (const text of ['{"key":"poison","constructor":{"prototype":{"polluted":true}}}', '{"key":"poison","__proto__":{"polluted":true}}']) {
+      const byPost = await fetch(`${url}/store/get`, { method: 'POST', headers: JSON_HEADERS, body: text });
+      expect(byPost.status).toBe(400);
+      expect((await problemOf(byPost)).code).toBe(HttpProblemCode.MALFORMED_JSON);
+      const byGet = await fetch(`${url}/store/get?input=${encodeURIComponent(text)}`);
+      expect(byGet.status).toBe(400);
+      expect((await problemOf(byGet)).code).toBe(HttpProblemCode.MALFORMED_JSON);
+    }
+    // The same input without the poisoned key is served by GET.
+    expect((await fetch(`${url}/store/get?input=${encodeURIComponent('{"key":"poison","constructor":{}}')}`)).status).toBe(200);
+  });
+
   it("http - invalid fields get the kernel's INVALID_INPUT as a 400 problem with the zod issues", async () => {
     const response = await post(`${url}/store/put`, { key: '', value: 1, tags: 'not-an-array' });
     expect(response.status).toBe(400);

@@ -169,6 +169,9 @@ describe('nats - durable events on JetStream', () => {
     const eventHeaders = headers();
     eventHeaders.set('Keel-Contract-Version', '1.0.0');
     eventHeaders.set('Keel-Event-Id', 'bad-payload-1');
+    eventHeaders.set('Keel-Correlation-Id', 'bad-payload');
+    eventHeaders.set('Keel-Publisher', 'ledger');
+    eventHeaders.set('Keel-Published-At', String(Date.now()));
     const js = raw.jetstream();
     await js.publish('keel.ledger.durable.recorded', new TextEncoder().encode('{"tag": 42}'), { headers: eventHeaders });
     await js.publish('keel.ledger.durable.recorded', new TextEncoder().encode('not json'), { headers: eventHeaders, msgID: 'bad-bytes-1' });

@@ -148,6 +148,8 @@ describe('nats - options checked once', () => {
       drainTimeoutMs: 2 ** 31,
       maxAckPending: 1.5,
       deadLetterMaxAgeMs: -1,
+      deadLetterMaxMessages: 0,
+      deadLetterMaxBytes: 1.5,
       eventMaxAgeMs: Number.POSITIVE_INFINITY,
       prefix: 'keel.>',
     });
@@ -156,6 +158,8 @@ describe('nats - options checked once', () => {
     expect(message).toContain('drainTimeoutMs must be a number of milliseconds above 0 and at most 2147483647, got 2147483648');
     expect(message).toContain('maxAckPending must be a whole number of events, 1 or more, got 1.5');
     expect(message).toContain('deadLetterMaxAgeMs must be a number of milliseconds above 0, got -1');
+    expect(message).toContain('deadLetterMaxMessages must be a whole number of dead letters, 1 or more, got 0');
+    expect(message).toContain('deadLetterMaxBytes must be a whole number of bytes, 1 or more, got 1.5');
     expect(message).toContain('eventMaxAgeMs must be a number of milliseconds above 0, got Infinity');
     expect(message).toContain('prefix must be a subject prefix: letters, digits, "-" and "_" in dot-separated tokens');
     expect(await refusal({ servers: ' , ' })).toContain('servers must be a NATS URL');

@@ -117,6 +117,7 @@ describe('nats - service statistics', () => {
       num_errors: 0,
       processing_time: 0,
       average_processing_time: 0,
+      num_no_reply: 0,
     });
   });
 

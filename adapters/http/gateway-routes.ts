@@ -5,7 +5,7 @@
  * refused before it becomes a call (no such route, a wrong method, a malformed body or header).
  */
 import { setMaxListeners } from 'node:events';
-import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyBodyParser, FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { KeelErrorCode } from 'keel';
 import { isCorrelationId, isIdempotencyKey, isTraceparent, newCorrelationId, type CallOptions } from 'keel/transport';
 import { GATEWAY_PATHS, type ResolvedHttpGatewayOptions } from './gateway-options.js';
@@ -241,6 +241,10 @@ export function addOperationRoutes(
   const serve = (request: FastifyRequest, reply: FastifyReply, call: Call, cap: number, input: unknown): Promise<FastifyReply> =>
     call(input, readCallOptions(request, cap, signalOf(request))).then((output) => reply.type(JSON_CONTENT_TYPE).send(JSON.stringify(output)));
 
+  // The very parser of POST bodies, with the server's own poisoning rules (fastify's default:
+  // refuse __proto__ and constructor.prototype keys): GET input follows the same rules.
+  const { onProtoPoisoning = 'error', onConstructorPoisoning = 'error' } = server.initialConfig;
+  const parseJson = server.getDefaultJsonParser(onProtoPoisoning, onConstructorPoisoning);
   for (const contract of options.contracts) {
     const client = kernel.client(contract, { caller: options.caller }) as unknown as Record<string, Call>;
     for (const [name, operation] of Object.entries(contract.operations)) {
@@ -249,28 +253,34 @@ export function addOperationRoutes(
       const url = operationPath(contract.name, name);
       server.post(url, (request, reply) => serve(request, reply, call, cap, request.body));
       if (allowedMethods.get(url)?.includes('GET')) {
-        server.get(url, (request, reply) => serve(request, reply, call, cap, parseQueryInput(request.query)));
+        server.get(url, (request, reply) => serve(request, reply, call, cap, parseQueryInput(request, parseJson)));
       }
     }
   }
 }
 
-/** The `input` query parameter of a GET, parsed as JSON (absent: `undefined`, left to the schema). */
-function parseQueryInput(query: unknown): unknown {
-  const raw = (query as Record<string, unknown> | undefined)?.['input'];
+/**
+ * The `input` query parameter of a GET (absent: `undefined`, left to the schema), parsed by
+ * `parseJson`, the gateway's parser of POST bodies: the same JSON, and the same refusal of
+ * `__proto__` and `constructor.prototype` keys.
+ */
+function parseQueryInput(request: FastifyRequest, parseJson: FastifyBodyParser<string>): unknown {
+  const raw = (request.query as Record<string, unknown> | undefined)?.['input'];
   if (raw === undefined) return undefined;
   if (typeof raw !== 'string') {
     throw new GatewayRefusal(HttpProblemCode.MALFORMED_REQUEST, 'Give the query parameter "input" once, as URL-encoded JSON.');
   }
-  try {
-    return JSON.parse(raw, (key, value: unknown) => {
-      if (key === '__proto__') throw new SyntaxError('__proto__ key');
-      return value;
-    });
-  } catch {
+  let parsed: { readonly value: unknown } | undefined;
+  // fastify's JSON parser answers synchronously.
+  parseJson(request, raw, (error, value) => {
+    if (error === null) parsed = { value };
+  });
+  if (parsed === undefined) {
     throw new GatewayRefusal(
       HttpProblemCode.MALFORMED_JSON,
-      'The query parameter "input" is not valid JSON: URL-encode a JSON value, for example ?input=%7B%22sku%22%3A%22KB-1%22%7D.',
+      'The query parameter "input" is not valid JSON (or holds a __proto__ or constructor.prototype key): ' +
+        'URL-encode a JSON value, for example ?input=%7B%22sku%22%3A%22KB-1%22%7D.',
     );
   }
+  return parsed.value;
 }

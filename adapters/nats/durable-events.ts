@@ -9,6 +9,7 @@ import { ConsumerEvents, headers as natsHeaders, type ConsumerMessages, type JsM
 import type { Connection } from './connection.js';
 import { readEventHeaders, sameMajor } from './headers.js';
 import type { DurableConsumer, JetStream } from './jetstream.js';
+import { LogThrottle } from './log-throttle.js';
 import { Header, decodeJson, headerValue } from './wire.js';
 
 /** A durable subscription's running state. */
@@ -23,6 +24,7 @@ interface DurableState extends DurableConsumer {
 export class DurableEvents {
   readonly #connection: Connection;
   readonly #jetStream: JetStream;
+  readonly #refusedLog = new LogThrottle();
 
   constructor(connection: Connection, jetStream: JetStream) {
     this.#connection = connection;
@@ -112,7 +114,20 @@ export class DurableEvents {
   async #handleDurable(state: DurableState, msg: JsMsg): Promise<void> {
     const { subscription, label } = state;
     const attempt = msg.info.deliveryCount;
-    const { version, metadata } = readEventHeaders(msg.headers, attempt, subscription.contract);
+    const { version, metadata, refusal } = readEventHeaders(msg.headers, attempt, subscription.contract);
+    if (refusal !== undefined) {
+      // Not sent by keel: terminated without a dead letter, so that forged messages cannot fill
+      // the dead-letter stream or reach the dead-letter hook.
+      const suppressed = this.#refusedLog.take();
+      if (suppressed >= 0) {
+        this.#connection.logger.warn(
+          { event: label, subscriber: subscription.subscriber, problem: refusal, suppressed },
+          'terminated durable events without keel headers, without dead letters (at most one line per 10 s; suppressed: how many since the last line)',
+        );
+      }
+      msg.term();
+      return;
+    }
     const invalid = (message: string): KeelError =>
       new KeelError(KeelErrorCode.INVALID_EVENT, `Event ${label}: ${message}`, { correlationId: metadata.correlationId });
     let payload: unknown;

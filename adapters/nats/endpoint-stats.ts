@@ -49,6 +49,11 @@ export interface EndpointStatsData {
   readonly processing_time: number;
   /** `processing_time / num_requests`, rounded, in nanoseconds (0 before the first answer). */
   readonly average_processing_time: number;
+  /**
+   * Requests dropped unanswered because they had no reply subject (not in `num_requests`).
+   * Absent in the statistics of a keel older than this field.
+   */
+  readonly num_no_reply?: number;
 }
 
 /**
@@ -83,6 +88,8 @@ export class EndpointCounters {
   /** Total processing time in milliseconds (fractional, from `performance.now()`). */
   processingMs = 0;
   lastError: string | undefined = undefined;
+  /** Requests dropped because they had no reply subject. */
+  noReply = 0;
 
   /** A request was answered; `startedAt` is the `performance.now()` of its arrival. */
   answered(startedAt: number): void {
@@ -105,6 +112,7 @@ export class EndpointCounters {
       ...(this.lastError === undefined ? {} : { last_error: this.lastError }),
       processing_time: processing,
       average_processing_time: this.requests > 0 ? Math.round(processing / this.requests) : 0,
+      num_no_reply: this.noReply,
     };
   }
 }

@@ -7,6 +7,7 @@ import { InFlight, within, type EventSubscription, type PublishedEvent, type Reg
 import type { Msg, Subscription } from 'nats';
 import type { Connection } from './connection.js';
 import { eventHeaders, readEventHeaders, sameMajor } from './headers.js';
+import { LogThrottle } from './log-throttle.js';
 import { decodeJson, encodeJson } from './wire.js';
 
 /**
@@ -24,6 +25,7 @@ export function eventPayload(connection: Connection, event: PublishedEvent, labe
 /** Notification events: publishing them and subscribing modules to them. */
 export class Notifications {
   readonly #connection: Connection;
+  readonly #refusedLog = new LogThrottle();
 
   constructor(connection: Connection) {
     this.#connection = connection;
@@ -74,7 +76,17 @@ export class Notifications {
 
   #onNotification(subscription: EventSubscription, label: string, inFlight: InFlight, msg: Msg): void {
     const logger = this.#connection.logger;
-    const { version, metadata } = readEventHeaders(msg.headers, 1, subscription.contract);
+    const { version, metadata, refusal } = readEventHeaders(msg.headers, 1, subscription.contract);
+    if (refusal !== undefined) {
+      const suppressed = this.#refusedLog.take();
+      if (suppressed >= 0) {
+        logger.warn(
+          { event: label, subscriber: subscription.subscriber, problem: refusal, suppressed },
+          'dropped events without keel headers (at most one line per 10 s; suppressed: how many since the last line)',
+        );
+      }
+      return;
+    }
     if (!sameMajor(version, subscription.version)) {
       logger.error(
         { event: label, eventId: metadata.id, sent: version, expected: subscription.version, subscriber: subscription.subscriber },

@@ -242,10 +242,22 @@ export function eventHeaders(event: PublishedEvent): MsgHdrs {
 export interface EventHeaders {
   readonly version: string | undefined;
   readonly metadata: EventMetadata;
+  /**
+   * Why the event must be refused before its payload is looked at: a header keel always sends
+   * is missing or malformed, or it names another publisher than the module that owns the
+   * event. `undefined` when the headers are keel's.
+   */
+  readonly refusal: string | undefined;
 }
 
-/** Reads an event's headers; anything missing gets a default so the event can still be handled or dead-lettered. */
-export function readEventHeaders(source: MsgHdrs | undefined, attempt: number, fallbackPublisher: string): EventHeaders {
+/**
+ * Reads an event's headers. keel sends `Keel-Contract-Version`, `Keel-Event-Id`,
+ * `Keel-Correlation-Id`, `Keel-Publisher` and `Keel-Published-At` on every event; a message
+ * without one of them, with a malformed one, or published in the name of another module than
+ * `owner` (the module whose contract declares the event) was not sent by keel and gets a
+ * `refusal`. Metadata is filled in anyway, for the logs.
+ */
+export function readEventHeaders(source: MsgHdrs | undefined, attempt: number, owner: string): EventHeaders {
   let version: string | undefined;
   let id: string | undefined;
   let correlationId: string | undefined;
@@ -262,9 +274,6 @@ export function readEventHeaders(source: MsgHdrs | undefined, attempt: number, f
           break;
         case Header.EVENT_ID:
           id = value;
-          break;
-        case Header.MESSAGE_ID:
-          id ??= value;
           break;
         case Header.CORRELATION_ID:
           correlationId = value;
@@ -283,21 +292,56 @@ export function readEventHeaders(source: MsgHdrs | undefined, attempt: number, f
       }
     }
   }
-  const at = publishedAt !== undefined && INTEGER_PATTERN.test(publishedAt) ? Number(publishedAt) : Date.now();
+  const atValid = publishedAt !== undefined && INTEGER_PATTERN.test(publishedAt);
   return {
     version,
     metadata: {
       id: id ?? newCorrelationId(),
       correlationId: correlationId ?? newCorrelationId(),
       traceparent: isTraceparent(traceparent) ? traceparent : undefined,
-      publisher: publisher ?? fallbackPublisher,
-      publishedAt: at,
+      publisher: publisher ?? owner,
+      publishedAt: atValid ? Number(publishedAt) : Date.now(),
       attempt,
     },
+    refusal: eventRefusal(version, id, correlationId, publisher, publishedAt, atValid, owner),
   };
 }
 
-/** True when `sent` (a version header, possibly absent) has the same major as `expected`. */
+/** The problems of an event's keel headers, in one sentence, or `undefined` when there are none. */
+function eventRefusal(
+  version: string | undefined,
+  id: string | undefined,
+  correlationId: string | undefined,
+  publisher: string | undefined,
+  publishedAt: string | undefined,
+  atValid: boolean,
+  owner: string,
+): string | undefined {
+  if (version !== undefined && id !== undefined && correlationId !== undefined && publisher === owner && atValid && VERSION_PATTERN.test(version)) {
+    return undefined;
+  }
+  const missing = (
+    [
+      [Header.CONTRACT_VERSION, version],
+      [Header.EVENT_ID, id],
+      [Header.CORRELATION_ID, correlationId],
+      [Header.PUBLISHER, publisher],
+      [Header.PUBLISHED_AT, publishedAt],
+    ] as const
+  )
+    .filter(([, value]) => value === undefined)
+    .map(([name]) => name);
+  const problems: string[] = [];
+  if (missing.length > 0) problems.push(`missing ${missing.join(', ')}`);
+  if (version !== undefined && !VERSION_PATTERN.test(version)) problems.push(`${Header.CONTRACT_VERSION} "${headerValue(version, 64)}" is not a semver version`);
+  if (publishedAt !== undefined && !atValid) problems.push(`${Header.PUBLISHED_AT} "${headerValue(publishedAt, 64)}" is not epoch milliseconds`);
+  if (publisher !== undefined && publisher !== owner) {
+    problems.push(`${Header.PUBLISHER} "${headerValue(publisher, 64)}" is not "${owner}", the module that owns the event`);
+  }
+  return `${problems.join('; ')}. keel sends these headers on every event (docs/wire-protocol.md, "Events").`;
+}
+
+/** True when `sent` (the version header of an event whose headers were accepted) has the same major as `expected`. */
 export function sameMajor(sent: string | undefined, expected: string): boolean {
-  return sent === undefined || (VERSION_PATTERN.test(sent) && majorOf(sent) === majorOf(expected));
+  return sent !== undefined && VERSION_PATTERN.test(sent) && majorOf(sent) === majorOf(expected);
 }

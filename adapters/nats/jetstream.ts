@@ -148,6 +148,10 @@ export class JetStream {
       storage: StorageType.File,
       discard: DiscardPolicy.Old,
       max_age: nanos(options.deadLetterMaxAgeMs),
+      // Bounded: every subscriber of a forged invalid event stores a letter, so without these a
+      // flood of them grows the stream for deadLetterMaxAgeMs.
+      max_msgs: options.deadLetterMaxMessages,
+      max_bytes: options.deadLetterMaxBytes,
     });
   }
 
@@ -195,7 +199,7 @@ export class JetStream {
     }
     const current = info.config;
     const missing = config.subjects.filter((subject) => !current.subjects.includes(subject));
-    const limits = (['max_age', 'duplicate_window'] as const).filter((key) => config[key] !== undefined && current[key] !== config[key]);
+    const limits = (['max_age', 'duplicate_window', 'max_msgs', 'max_bytes'] as const).filter((key) => config[key] !== undefined && current[key] !== config[key]);
     if (missing.length > 0 || limits.length > 0) {
       const update: StreamConfig = { ...current, subjects: [...current.subjects, ...missing] };
       for (const key of limits) update[key] = config[key] as number;

@@ -83,6 +83,16 @@ export interface NatsTransportOptions {
   readonly eventMaxAgeMs?: number;
   /** How long dead letters stay in the dead-letter stream (default 7 days). */
   readonly deadLetterMaxAgeMs?: number;
+  /**
+   * Most dead letters the dead-letter stream keeps (default 10 000); beyond it the oldest are
+   * discarded, so a flood of invalid events cannot grow it without bound.
+   */
+  readonly deadLetterMaxMessages?: number;
+  /**
+   * Most bytes the dead-letter stream keeps (default 64 MiB); beyond it the oldest letters are
+   * discarded. JetStream reserves this much of its storage for the stream when it is made.
+   */
+  readonly deadLetterMaxBytes?: number;
   /** Milliseconds to wait for a JetStream publish acknowledgement or API answer (default 5 000). */
   readonly jetStreamTimeoutMs?: number;
   /** Longest `close()` waits for calls in flight before abandoning them (default 30 000 ms). */
@@ -112,6 +122,8 @@ export const DEFAULT_NATS_TRANSPORT_OPTIONS = {
   maxAckPending: 256,
   eventMaxAgeMs: 7 * 24 * 60 * 60 * 1000,
   deadLetterMaxAgeMs: 7 * 24 * 60 * 60 * 1000,
+  deadLetterMaxMessages: 10_000,
+  deadLetterMaxBytes: 64 * 1024 * 1024,
   jetStreamTimeoutMs: 5_000,
   drainTimeoutMs: 30_000,
 } as const satisfies NatsTransportOptions;
@@ -144,6 +156,12 @@ const MAX_AGE = 'must be a number of milliseconds above 0';
 
 /** A JetStream max_age in milliseconds. */
 const maxAge = () => z.number({ error: MAX_AGE }).refine((value) => Number.isFinite(value) && value > 0, MAX_AGE).optional();
+
+/** A JetStream limit: a whole number, 1 or more. */
+const count = (what: string) => {
+  const message = `must be a whole number of ${what}, 1 or more`;
+  return z.number({ error: message }).refine((value) => Number.isSafeInteger(value) && value >= 1, message).optional();
+};
 
 const text = (what: string) => z.string({ error: `must be ${what}` }).optional();
 
@@ -193,6 +211,8 @@ const NatsTransportOptionsSchema = z
     // JetStream max_ages, never timers: they may exceed MAX_TIMEOUT_MS.
     eventMaxAgeMs: maxAge(),
     deadLetterMaxAgeMs: maxAge(),
+    deadLetterMaxMessages: count('dead letters'),
+    deadLetterMaxBytes: count('bytes'),
     jetStreamTimeoutMs: timeout(),
     drainTimeoutMs: timeout(),
     logger: loggerOption().optional(),

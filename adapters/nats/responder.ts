@@ -22,6 +22,7 @@ import { z } from 'zod';
 import { natsCode, reason, type Connection } from './connection.js';
 import { EndpointCounters } from './endpoint-stats.js';
 import { readRequestHeaders } from './headers.js';
+import { LogThrottle } from './log-throttle.js';
 import { decodeJson, encodeJson, headerValue, serviceErrorCode } from './wire.js';
 
 /** A module served on NATS. */
@@ -146,6 +147,7 @@ function jsonSchemaOf(schema: z.ZodType, io: 'input' | 'output'): string {
 /** Serves modules on NATS. */
 export class Responder {
   readonly #connection: Connection;
+  readonly #noReplyLog = new LogThrottle();
 
   constructor(connection: Connection) {
     this.#connection = connection;
@@ -220,7 +222,16 @@ export class Responder {
       return;
     }
     if (msg.reply === '') {
-      logger.warn({ operation: target, subject: msg.subject }, 'dropped a request without a reply subject');
+      // Counted per endpoint ($SRV.STATS data num_no_reply); logged at a bounded rate, since any
+      // client allowed to publish on the subject can send as many as it likes.
+      endpoint.counters.noReply += 1;
+      const suppressed = this.#noReplyLog.take();
+      if (suppressed >= 0) {
+        logger.warn(
+          { operation: target, subject: msg.subject, suppressed },
+          'dropped requests without a reply subject (at most one line per 10 s; suppressed: how many since the last line)',
+        );
+      }
       return;
     }
     served.inFlight.begin();

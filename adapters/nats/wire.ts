@@ -19,25 +19,25 @@ import { STATUS_BY_ERROR_KIND, type ErrorEnvelope } from 'keel/transport';
  * ```
  */
 export const Header = {
-  /** Semver of the contract the sender was built against (calls and events). Required on calls. */
+  /** Semver of the contract the sender was built against (calls and events). Required on both. */
   CONTRACT_VERSION: 'Keel-Contract-Version',
-  /** Correlation id of the call or event. */
+  /** Correlation id of the call or event. Required on events. */
   CORRELATION_ID: 'Keel-Correlation-Id',
   /** W3C trace context, propagated unchanged. */
   TRACEPARENT: 'traceparent',
   /** Calling module name, or `external`. */
   CALLER: 'Keel-Caller',
-  /** Absolute deadline of a call, in epoch milliseconds. */
+  /** Absolute deadline of a call, in epoch milliseconds; a request arriving after it is answered TIMEOUT, not run. */
   DEADLINE: 'Keel-Deadline',
   /** The caller's idempotency key for this call (1 to 255 visible ASCII characters). */
   IDEMPOTENCY_KEY: 'Keel-Idempotency-Key',
   /** Relative deadline of a call in milliseconds, for senders without a synchronised clock. */
   TIMEOUT_MS: 'Keel-Timeout-Ms',
-  /** Unique id of an event publication. */
+  /** Unique id of an event publication. Required on events. */
   EVENT_ID: 'Keel-Event-Id',
-  /** Publishing module of an event. */
+  /** Publishing module of an event: the module that owns it. Required on events. */
   PUBLISHER: 'Keel-Publisher',
-  /** Epoch milliseconds when an event was published. */
+  /** Epoch milliseconds when an event was published. Required on events. */
   PUBLISHED_AT: 'Keel-Published-At',
   /** On a dead letter: the subscribing module that gave up. */
   SUBSCRIBER: 'Keel-Subscriber',

@@ -23,7 +23,7 @@ import {
   type Logger,
   type Transport,
 } from 'keel';
-import { ContractError, createClient, type EventRecord } from 'keel/transport';
+import { ContractError, RemoteFailure, createClient, type EventRecord } from 'keel/transport';
 import { describeDataConformance } from './data-conformance.js';
 
 /** What a transport must provide to run the suite. */
@@ -668,6 +668,22 @@ export function describeTransportConformance(target: ConformanceTarget): void {
         expect(answer.own.deadline).toBeLessThanOrEqual(after + 4_000);
         expect(answer.nested.deadline).toBeLessThanOrEqual(answer.own.deadline);
         expect(answer.nested.deadline).toBeLessThanOrEqual(after + 4_000);
+      });
+
+      it('refuses a call that arrives after its deadline with TIMEOUT, before its handler runs', async () => {
+        const { client, transports } = booted();
+        const transport = transports[0] as Transport;
+        const item = (id: string) => ({ id, tags: ['deadline'], nested: { count: 1 } });
+        const before = item(uniqueTag('before'));
+        await client.client(probe).echo({ item: before });
+        const address = (operation: string) => ({ contract: probe.name, version: probe.version, operation });
+        const context = (correlationId: string, deadline: number) => ({ correlationId, traceparent: undefined, caller: 'external', deadline });
+        // The transport itself, as a peer with a late clock or a replayed message would reach it:
+        // a kernel client refuses to send such a call.
+        const late = await expectRejection(transport.call(address('echo'), { item: item(uniqueTag('late')) }, context('late-1', Date.now() - 3_600_000)));
+        expect(late instanceof RemoteFailure ? late.envelope.code : (late as KeelError).code).toBe('TIMEOUT');
+        // A later call on the same transport reaches the module after the late one: the late echo stored nothing.
+        expect(await transport.call(address('stored'), {}, context('late-2', Date.now() + 5_000))).toEqual({ item: before });
       });
 
       it('fails the outer call with TIMEOUT when the nested call runs out of the inherited budget', async () => {

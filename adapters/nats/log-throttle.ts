@@ -1,0 +1,38 @@
+/**
+ * A bound on how often one kind of warning is written: anyone who can publish to a subject can
+ * make a callee drop messages (a request without a reply subject, an event without keel's
+ * headers), and one log line per message would let them flood the logs. The messages are still
+ * counted where they are dropped; the log says that it happens, and how often.
+ */
+
+/** At most one line per this many milliseconds for each kind of dropped message. */
+export const DROPPED_LOG_INTERVAL_MS = 10_000;
+
+/**
+ * Lets the first occurrence through, then at most one per interval; the one let through after a
+ * quiet spell carries the number left out since the previous line.
+ */
+export class LogThrottle {
+  readonly #intervalMs: number;
+  #nextAt = 0;
+  #suppressed = 0;
+
+  constructor(intervalMs: number = DROPPED_LOG_INTERVAL_MS) {
+    this.#intervalMs = intervalMs;
+  }
+
+  /**
+   * Records one occurrence: `-1` when it must not be logged, otherwise how many occurrences
+   * were left out since the previous line (to be written with it).
+   */
+  take(now: number = Date.now()): number {
+    if (now < this.#nextAt) {
+      this.#suppressed += 1;
+      return -1;
+    }
+    const suppressed = this.#suppressed;
+    this.#suppressed = 0;
+    this.#nextAt = now + this.#intervalMs;
+    return suppressed;
+  }
+}

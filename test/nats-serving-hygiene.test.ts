@@ -1,0 +1,224 @@
+/**
+ * Serving-side hygiene over NATS (issue 13, docs/security.md "Serving-side hygiene"): the attacks
+ * found from a plain NATS client, re-run with the plain `nats` package against a real server and
+ * a keel process, each refused. Every absence is proven after a later message that had to come
+ * after the refused one (an answer, a handled event, a drained consumer), never after a sleep.
+ */
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { connect, headers, type MsgHdrs, type NatsConnection, type ServiceStats } from 'nats';
+import { z } from 'zod';
+import { createKernel, defineContract, defineModule, event, operation, silentLogger, type Kernel, type Logger, type Transport } from 'keel';
+import type { DeadLetter } from 'keel/transport';
+import { DEFAULT_NATS_TRANSPORT_OPTIONS, createNatsTransport, isEndpointStatsData } from 'keel/nats';
+import { startNatsServer, type NatsServer } from './support/nats-server.js';
+
+// --- the keel side ------------------------------------------------------------------------------
+
+const orders = defineContract({
+  name: 'orders',
+  version: '1.0.0',
+  operations: { noop: operation({ input: z.object({}), output: z.object({}) }) },
+  events: {
+    orderCancelled: event({ payload: z.object({ orderId: z.string() }) }),
+    refundIssued: event({ payload: z.object({ orderId: z.string(), amount: z.number() }), delivery: 'durable' }),
+  },
+});
+
+const inventory = defineContract({
+  name: 'inventory',
+  version: '1.0.0',
+  operations: {
+    restock: operation({ input: z.object({ sku: z.string(), quantity: z.number().int() }), output: z.object({ onHand: z.number() }) }),
+    onHand: operation({ input: z.object({ sku: z.string() }), output: z.object({ onHand: z.number() }) }),
+  },
+});
+
+const stock = new Map<string, number>();
+const handled: string[] = [];
+const deadLetters: DeadLetter[] = [];
+
+const modules = [
+  defineModule({ contract: orders, create: () => ({ handlers: { noop: () => ({}) } }) }),
+  defineModule({
+    contract: inventory,
+    subscribesTo: [orders],
+    create: () => ({
+      handlers: {
+        restock: ({ sku, quantity }) => {
+          stock.set(sku, (stock.get(sku) ?? 0) + quantity);
+          return { onHand: stock.get(sku) ?? 0 };
+        },
+        onHand: ({ sku }) => ({ onHand: stock.get(sku) ?? 0 }),
+      },
+      events: {
+        orders: {
+          orderCancelled: ({ orderId }) => {
+            handled.push(`orderCancelled:${orderId}`);
+          },
+          refundIssued: ({ orderId }) => {
+            handled.push(`refundIssued:${orderId}`);
+          },
+        },
+      },
+    }),
+  }),
+];
+
+interface LogLine {
+  readonly level: string;
+  readonly message: string;
+  readonly record: Record<string, unknown>;
+}
+
+function capturingLogger(lines: LogLine[]): Logger {
+  const at = (level: string) => (record: Record<string, unknown>, message: string) => {
+    lines.push({ level, message, record });
+  };
+  const logger: Logger = { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error'), child: () => logger };
+  return logger;
+}
+
+// --- the foreign client -------------------------------------------------------------------------
+
+const encoder = new TextEncoder();
+const json = (value: unknown): Uint8Array => encoder.encode(JSON.stringify(value));
+
+function headersOf(values: Record<string, string>): MsgHdrs {
+  const result = headers();
+  for (const [key, value] of Object.entries(values)) result.set(key, value);
+  return result;
+}
+
+/** The headers keel sends on every event of `orders`. */
+function keelEventHeaders(id: string): Record<string, string> {
+  return {
+    'Keel-Contract-Version': '1.0.0',
+    'Keel-Event-Id': id,
+    'Keel-Correlation-Id': `correlation-${id}`,
+    'Keel-Publisher': 'orders',
+    'Keel-Published-At': String(Date.now()),
+  };
+}
+
+const DEAD_LETTER_LIMIT = 5;
+
+describe('nats - serving-side hygiene, attacked from a plain NATS client', () => {
+  let server: NatsServer;
+  let transport: Transport;
+  let kernel: Kernel;
+  let nc: NatsConnection;
+  const lines: LogLine[] = [];
+
+  const call = (operationName: string, input: unknown, values: Record<string, string>) =>
+    nc.request(`keel.inventory.${operationName}`, json(input), { headers: headersOf(values), timeout: 5_000 });
+  const onHand = async (sku: string): Promise<number> =>
+    (await call('onHand', { sku }, { 'Keel-Contract-Version': '1.0.0' })).json<{ onHand: number }>().onHand;
+  const warnings = (text: string): LogLine[] => lines.filter((line) => line.level === 'warn' && line.message.includes(text));
+
+  /** Waits until the durable consumer has nothing waiting and nothing unacknowledged: every delivery is final. */
+  const consumerDrained = async (): Promise<void> => {
+    const jsm = await nc.jetstreamManager();
+    await vi.waitFor(
+      async () => {
+        const info = await jsm.consumers.info('keel_orders', 'inventory__refundIssued');
+        expect({ pending: info.num_pending, unacknowledged: info.num_ack_pending }).toEqual({ pending: 0, unacknowledged: 0 });
+      },
+      { timeout: 15_000, interval: 50 },
+    );
+  };
+
+  beforeAll(async () => {
+    server = await startNatsServer();
+    transport = await createNatsTransport({ servers: server.url, logger: capturingLogger(lines), deadLetterMaxMessages: DEAD_LETTER_LIMIT });
+    kernel = createKernel({ modules, topology: { transport }, logger: silentLogger, onDeadLetter: (letter) => deadLetters.push(letter) });
+    await kernel.start();
+    nc = await connect({ servers: server.url });
+  });
+
+  afterAll(async () => {
+    await nc?.close();
+    await kernel?.stop();
+    await transport?.close();
+    await server?.stop();
+  });
+
+  it('nats - refuses a restock whose Keel-Deadline passed an hour ago with TIMEOUT (504), and applies nothing', async () => {
+    const late = await call('restock', { sku: 'late', quantity: 5 }, { 'Keel-Contract-Version': '1.0.0', 'Keel-Deadline': String(Date.now() - 3_600_000) });
+    expect(late.headers?.get('Nats-Service-Error-Code')).toBe('504');
+    expect(late.json()).toMatchObject({ type: 'keel', code: 'TIMEOUT' });
+    expect(late.json<{ message: string }>().message).toContain('was not run');
+    expect(await onHand('late')).toBe(0);
+
+    const inTime = await call('restock', { sku: 'late', quantity: 5 }, { 'Keel-Contract-Version': '1.0.0', 'Keel-Deadline': String(Date.now() + 5_000) });
+    expect(inTime.json()).toEqual({ onHand: 5 });
+  });
+
+  it('nats - refuses a restock without Keel-Contract-Version (INVALID_INPUT, 400) before its handler runs', async () => {
+    const reply = await nc.request('keel.inventory.restock', json({ sku: 'unversioned', quantity: 5 }), { timeout: 5_000 });
+    expect(reply.headers?.get('Nats-Service-Error-Code')).toBe('400');
+    expect(reply.json<{ code: string; message: string }>()).toMatchObject({ code: 'INVALID_INPUT', message: expect.stringContaining('Keel-Contract-Version') });
+    expect(await onHand('unversioned')).toBe(0);
+  });
+
+  it('nats - counts 50 requests without a reply subject in $SRV.STATS data (num_no_reply) and logs one line for them', async () => {
+    const before = lines.length;
+    for (let index = 0; index < 50; index += 1) {
+      nc.publish('keel.inventory.restock', json({ sku: 'no-reply', quantity: 1 }), { headers: headersOf({ 'Keel-Contract-Version': '1.0.0' }) });
+    }
+    // Answered after the 50 were read: same connection, same subscriber.
+    expect(await onHand('no-reply')).toBe(0);
+
+    const stats = (await nc.request('$SRV.STATS.inventory', undefined, { timeout: 5_000 })).json<ServiceStats>();
+    const restock = stats.endpoints?.find((endpoint) => endpoint.name === 'restock');
+    expect(isEndpointStatsData(restock?.data)).toBe(true);
+    expect((restock?.data as { num_no_reply: number }).num_no_reply).toBe(50);
+    const logged = warnings('without a reply subject').filter((line) => lines.indexOf(line) >= before);
+    expect(logged).toHaveLength(1);
+    expect(logged[0]?.record).toMatchObject({ operation: 'inventory.restock', suppressed: 0 });
+  });
+
+  it('nats - drops a schema-valid orderCancelled with no headers, or in another module\'s name, and handles one with keel\'s headers', async () => {
+    nc.publish('keel.orders.events.orderCancelled', json({ orderId: 'forged-bare' }));
+    nc.publish('keel.orders.events.orderCancelled', json({ orderId: 'forged-name' }), {
+      headers: headersOf({ ...keelEventHeaders('forged-name'), 'Keel-Publisher': 'payments' }),
+    });
+    nc.publish('keel.orders.events.orderCancelled', json({ orderId: 'forged-version' }), {
+      headers: headersOf({ ...keelEventHeaders('forged-version'), 'Keel-Contract-Version': 'latest' }),
+    });
+    nc.publish('keel.orders.events.orderCancelled', json({ orderId: 'real' }), { headers: headersOf(keelEventHeaders('real')) });
+    await vi.waitFor(() => expect(handled).toContain('orderCancelled:real'), { timeout: 10_000, interval: 20 });
+    expect(handled.filter((entry) => entry.startsWith('orderCancelled:forged'))).toEqual([]);
+    const logged = warnings('without keel headers').filter((line) => line.message.startsWith('dropped'));
+    expect(logged).toHaveLength(1);
+    expect(String(logged[0]?.record['problem'])).toContain('missing Keel-Contract-Version, Keel-Event-Id, Keel-Correlation-Id, Keel-Publisher, Keel-Published-At');
+  });
+
+  it('nats - terminates a durable refundIssued with no headers without handling or dead-lettering it, and handles one with keel\'s headers', async () => {
+    const js = nc.jetstream();
+    await js.publish('keel.orders.durable.refundIssued', json({ orderId: 'forged-refund', amount: 999.99 }));
+    await js.publish('keel.orders.durable.refundIssued', json({ orderId: 'real-refund', amount: 5 }), { headers: headersOf(keelEventHeaders('real-refund')) });
+    await vi.waitFor(() => expect(handled).toContain('refundIssued:real-refund'), { timeout: 10_000, interval: 20 });
+    await consumerDrained();
+    expect(handled).not.toContain('refundIssued:forged-refund');
+    expect(deadLetters).toEqual([]);
+    const jsm = await nc.jetstreamManager();
+    expect((await jsm.streams.info('keel__dead-letters')).state.messages).toBe(0);
+    expect(warnings('without keel headers').filter((line) => line.message.startsWith('terminated durable'))).toHaveLength(1);
+  });
+
+  it(`nats - keeps at most deadLetterMaxMessages (${DEAD_LETTER_LIMIT}) dead letters when 12 forged invalid events arrive`, async () => {
+    const js = nc.jetstream();
+    for (let index = 0; index < 12; index += 1) {
+      const id = `invalid-${index}`;
+      await js.publish('keel.orders.durable.refundIssued', json({ orderId: id, amount: 'lots' }), { headers: headersOf(keelEventHeaders(id)), msgID: id });
+    }
+    await vi.waitFor(() => expect(deadLetters).toHaveLength(12), { timeout: 15_000, interval: 50 });
+    await consumerDrained();
+    const jsm = await nc.jetstreamManager();
+    const info = await jsm.streams.info('keel__dead-letters');
+    expect(info.config).toMatchObject({ max_msgs: DEAD_LETTER_LIMIT, max_bytes: DEFAULT_NATS_TRANSPORT_OPTIONS.deadLetterMaxBytes, discard: 'old' });
+    expect(info.state.messages).toBe(DEAD_LETTER_LIMIT);
+    const newest = await jsm.streams.getMessage('keel__dead-letters', { last_by_subj: 'keel._dead-letter.inventory.orders.refundIssued' });
+    expect(newest.header.get('Keel-Event-Id')).toBe('invalid-11');
+  });
+});
