@@ -46,6 +46,16 @@ describe('nats - options from the environment', () => {
   writeFileSync(file, 'not really a certificate');
   afterAll(() => rmSync(directory, { recursive: true, force: true }));
 
+  it('nats - reads the reply inbox prefix, and refuses one with a wildcard naming the variable', () => {
+    expect(natsOptionsFromEnv({ KEEL_NATS_URL: 'nats://a:4222', KEEL_NATS_INBOX_PREFIX: '_INBOX_keel.storefront' })).toEqual({
+      servers: ['nats://a:4222'],
+      inboxPrefix: '_INBOX_keel.storefront',
+    });
+    expect(() => natsOptionsFromEnv({ KEEL_NATS_URL: 'nats://a:4222', KEEL_NATS_INBOX_PREFIX: '_INBOX.>' })).toThrow(
+      'KEEL_NATS_INBOX_PREFIX="_INBOX.>" is not a reply subject prefix',
+    );
+  });
+
   it('nats - means "no NATS" when KEEL_NATS_URL is not set', () => {
     expect(natsOptionsFromEnv({})).toBeUndefined();
     expect(natsOptionsFromEnv({ KEEL_NATS_URL: '  ' })).toBeUndefined();
@@ -137,6 +147,7 @@ describe('nats - options checked once', () => {
     expect(message).toContain('name must be a connection name, got 7');
     expect(message).toContain('tls must be an object of caFile, certFile and keyFile, each optional (an empty object requires TLS), got "yes"');
     expect(message).toContain('logger must be a Logger (debug, info, warn, error, child)');
+    expect(await refusal({ inboxPrefix: '_INBOX.*' })).toContain('inboxPrefix must be subject tokens without wildcards');
     expect(await refusal({ tls: { caFile: file, ca: file } })).toContain('tls must be an object of caFile, certFile and keyFile');
     expect(await refusal({ tls: { certFile: 42 } })).toContain('tls.certFile must be the path of a PEM file, got 42');
   });

@@ -35,6 +35,11 @@ export interface NatsServerOptions {
   readonly operator?: NatsOperatorAuth;
   /** Listen on this port instead of a free one (to stand in for another server at the same address). */
   readonly port?: number;
+  /**
+   * More configuration, appended to what the other options write: such as the `authorization`
+   * block `keel deploy` generates (cli/deploy/nats-config.ts). Not with `token` or `user`.
+   */
+  readonly extraConfig?: string;
 }
 
 /** A NATS operator and its accounts, as a server in operator mode trusts them. */
@@ -269,6 +274,7 @@ class NatsServerImpl implements NatsServer {
         `authorization { user: ${JSON.stringify(this.options.user)}, password: ${JSON.stringify(this.options.password ?? '')} }`,
       );
     }
+    if (this.options.extraConfig !== undefined) lines.push(this.options.extraConfig);
     return `${lines.join('\n')}\n`;
   }
 
