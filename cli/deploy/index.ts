@@ -24,7 +24,16 @@ export {
   serviceDocument,
 } from './kubernetes.js';
 export { deploymentNatsUsers, natsEnvPath, natsFiles } from './nats-files.js';
-export { natsEnvFile, natsPassword, natsServerConfig, natsUsers, passwordsFromEnvFiles, type NatsUser } from './nats-config.js';
+export {
+  natsAuthorization,
+  natsEnvFile,
+  natsPassword,
+  natsServerConfig,
+  natsUserEnvironment,
+  natsUsers,
+  passwordsFromEnvFiles,
+  type NatsUser,
+} from './nats-config.js';
 export { NATS_CLIENT_USER, natsClientPermissions, natsInboxPrefix, natsPermissions, type NatsUserPermissions } from './nats-permissions.js';
 export {
   DEFAULT_DEPLOY_OPTIONS,
