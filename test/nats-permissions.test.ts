@@ -177,15 +177,30 @@ describe('nats permissions - enforced by a real nats-server with the generated c
     expect(await publishAs(userOf(NATS_CLIENT_USER), `${PREFIX}.orders.durable.orderCancelled`)).toBe('PERMISSIONS_VIOLATION');
     expect(await publishAs(userOf(NATS_CLIENT_USER), `${PREFIX}.payments.refund`)).toBe('accepted');
   });
+  it('nats permissions - the server logs each refusal (what the shop check below relies on)', () => {
+    expect(server.output()).toMatch(/Publish Violation|Permissions Violation for Publish/);
+    expect(server.output()).toMatch(/Subscription Violation|Permissions Violation for Subscription/);
+  });
 });
+
+/** The server the shop suite runs on, for the check after it. */
+let lockedShopServer: NatsServer | undefined;
 
 describe('nats permissions - the shop, one process per module, under the generated permissions', () => {
   const environment = (name: string): Record<string, string> => natsUserEnvironment(userOf(name));
   describeShopSuite('one process per module over a locked-down NATS, on postgres', async () => {
-    const server = await startNatsServer({ extraConfig: natsAuthorization(users) });
-    return bootShop(ONE_PROCESS_PER_MODULE, server.url, PREFIX, 'postgres', {
+    lockedShopServer = await startNatsServer({ extraConfig: natsAuthorization(users) });
+    return bootShop(ONE_PROCESS_PER_MODULE, lockedShopServer.url, PREFIX, 'postgres', {
       processEnv: environment,
       localEnv: environment(NATS_CLIENT_USER),
     });
+  });
+});
+
+describe('nats permissions - nothing the shop does is refused', () => {
+  it('nats permissions - the server logged no permission violation while the shop suite ran (every subject it uses is allowed)', () => {
+    // The shop suite above ran first: the server's log holds a line for each refused publish or subscription.
+    expect(lockedShopServer?.output()).toBeDefined();
+    expect(lockedShopServer?.output()).not.toMatch(/Violation/i);
   });
 });

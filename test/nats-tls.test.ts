@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import { createKernel, defineContract, defineModule, event, isKeelError, operation, silentLogger, type Kernel, type Transport } from 'keel';
 import { createNatsTransport, natsOptionsFromEnv } from 'keel/nats';
+import { connect } from 'nats';
 import { natsAuthorization, natsUserEnvironment, natsUsers, type NatsUser } from '../cli/deploy/nats-config.js';
 import { parseTopology } from '../cli/topology.js';
 import { makeCertificates, type TestCertificates } from './support/certificates.js';
@@ -45,7 +46,17 @@ const modules = [
     subscribesTo: [greeter],
     create: () => ({
       handlers: { count: () => ({ names: [...signed] }) },
-      events: { greeter: { greeted: ({ name }) => void signed.push(name) } },
+      events: {
+        greeter: {
+          greeted: {
+            maxAttempts: 1,
+            handle: ({ name }) => {
+              if (name === 'poison') throw new Error('refusing to sign for poison');
+              signed.push(name);
+            },
+          },
+        },
+      },
     }),
   }),
 ];
@@ -91,12 +102,23 @@ describe('nats TLS - a server requiring TLS, locked down with the generated user
     });
   });
 
-  it('nats TLS - calls and durable events travel over TLS with KEEL_NATS_TLS_CA', async () => {
+  it('nats TLS - calls, durable events and a dead letter travel over TLS with KEEL_NATS_TLS_CA, and the locked-down server refuses none of them', async () => {
     const split = await runSplit(server, { KEEL_NATS_TLS_CA: certificates.ca });
     try {
       const client = split.kernels[2]!;
       expect(await client.client(greeter).greet({ name: 'ada' })).toEqual({ text: 'hello ada' });
       await vi.waitFor(async () => expect((await client.client(guestbook).count({})).names).toContain('ada'), { timeout: 15_000, interval: 50 });
+      // A handler that fails for good dead-letters the event: back may store it (and read the dead-letter stream's count).
+      await client.client(greeter).greet({ name: 'poison' });
+      const back = userOf('back');
+      const nc = await connect({ servers: server.url, user: back.user, pass: back.password, inboxPrefix: back.inboxPrefix, tls: { caFile: certificates.ca } });
+      try {
+        const jsm = await nc.jetstreamManager();
+        await vi.waitFor(async () => expect((await jsm.streams.info('tls__dead-letters')).state.messages).toBe(1), { timeout: 15_000, interval: 50 });
+      } finally {
+        await nc.close();
+      }
+      expect(server.output()).not.toMatch(/Violation/i);
     } finally {
       await stopSplit(split);
     }

@@ -68,6 +68,8 @@ export interface NatsServer {
   readonly storeDir: string;
   /** True while the server process runs. */
   readonly running: boolean;
+  /** What the server printed since it last started (its first 64 KiB): errors such as permission violations. */
+  output(): string;
   /** Stops the server (SIGTERM, then SIGKILL after 5 s). Idempotent. Removes the store on final stop. */
   stop(): Promise<void>;
   /** Stops the process only, keeping port and store, so that {@link NatsServer.start} can bring it back. */
@@ -245,6 +247,10 @@ class NatsServerImpl implements NatsServer {
 
   get running(): boolean {
     return this.#process !== undefined;
+  }
+
+  output(): string {
+    return this.#output;
   }
 
   #configText(): string {
