@@ -3,7 +3,7 @@
  * loopback port, with JetStream in a temporary store that is removed when it stops.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,6 +18,11 @@ export interface NatsServerLaunchOptions {
   readonly startTimeoutMs?: number;
   /** How long `stop()` waits before SIGKILL (default 10 000 ms). */
   readonly stopTimeoutMs?: number;
+  /**
+   * Configuration added to the server's (such as the `authorization` block of
+   * `natsAuthorization`, cli/deploy/nats-config.ts): with users, anonymous clients are refused.
+   */
+  readonly extraConfig?: string;
 }
 
 /** Defaults of {@link NatsServerLaunchOptions}. */
@@ -31,6 +36,8 @@ export const DEFAULT_NATS_SERVER_LAUNCH_OPTIONS = {
 export interface LaunchedNatsServer {
   /** `nats://127.0.0.1:<port>` */
   readonly url: string;
+  /** Its temporary folder (mode 0700), removed when it stops: a place for files that hold its secrets. */
+  readonly directory: string;
   /** Stops the server and removes its store. Idempotent. */
   stop(): Promise<void>;
 }
@@ -79,7 +86,8 @@ export function acceptsConnections(port: number): Promise<boolean> {
 }
 
 /**
- * Starts `nats-server -js` on a free loopback port. Throws `E_NATS_SERVER` when the binary is
+ * Starts `nats-server` with JetStream on a free loopback port, from a configuration file in a
+ * temporary folder (with `extraConfig` added). Throws `E_NATS_SERVER` when the binary is
  * missing or the server does not come up, with what to do about it.
  *
  * @example
@@ -106,9 +114,11 @@ export async function launchNatsServer(options: NatsServerLaunchOptions = {}): P
   }
   const port = await freePort();
   const directory = mkdtempSync(join(tmpdir(), 'keel-up-nats-'));
-  const child = spawn(resolved.binary, ['-a', '127.0.0.1', '-p', String(port), '-js', '-sd', join(directory, 'store')], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const config = join(directory, 'nats-server.conf');
+  const lines = [`listen: "127.0.0.1:${port}"`, `jetstream { store_dir: ${JSON.stringify(join(directory, 'store'))} }`];
+  if (options.extraConfig !== undefined) lines.push(options.extraConfig);
+  writeFileSync(config, `${lines.join('\n')}\n`, { mode: 0o600 });
+  const child = spawn(resolved.binary, ['-c', config], { stdio: ['ignore', 'pipe', 'pipe'] });
   let output = '';
   const collect = (chunk: Buffer): void => {
     if (output.length < 16_384) output += chunk.toString('utf8');
@@ -137,7 +147,7 @@ export async function launchNatsServer(options: NatsServerLaunchOptions = {}): P
   };
   const deadline = Date.now() + resolved.startTimeoutMs;
   while (Date.now() < deadline && !exited) {
-    if (await acceptsConnections(port)) return { url: `nats://127.0.0.1:${port}`, stop };
+    if (await acceptsConnections(port)) return { url: `nats://127.0.0.1:${port}`, directory, stop };
     await sleep(50);
   }
   await stop();

@@ -83,10 +83,14 @@ describe('cli - deploy of modules that own data', () => {
       const database = container.env.filter((variable: any) => variable.name === 'DATABASE_URL');
       if (group === 'echo') {
         expect(database, path).toEqual([]);
-        expect(container.envFrom, path).toEqual([{ secretRef: { name: 'data-app-nats' } }]);
+        expect(container.envFrom, path).toEqual([{ secretRef: { name: 'data-app-nats' } }, { secretRef: { name: `data-app-${group}-nats` } }]);
       } else {
         expect(database, path).toEqual([{ name: 'DATABASE_URL', valueFrom: { secretKeyRef: { name: 'data-app-database', key: 'DATABASE_URL' } } }]);
-        expect(container.envFrom, path).toEqual([{ secretRef: { name: 'data-app-nats' } }, { secretRef: { name: 'data-app-database' } }]);
+        expect(container.envFrom, path).toEqual([
+          { secretRef: { name: 'data-app-nats' } },
+          { secretRef: { name: `data-app-${group}-nats` } },
+          { secretRef: { name: 'data-app-database' } },
+        ]);
       }
       expect(files.get(path)).not.toContain('postgres://');
     }

@@ -1,10 +1,12 @@
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { Ajv, type ValidateFunction } from 'ajv';
 import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
+import { Secret } from 'kubernetes-models/v1/Secret';
 import { Service } from 'kubernetes-models/v1/Service';
 import { parse } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -90,13 +92,22 @@ describe('cli - deploy', () => {
     const { stdout, files } = topologies['split']!;
     expect([...files.keys()].sort()).toEqual([
       '.dockerignore',
+      '.gitignore',
       'Dockerfile',
       'Dockerfile.dockerignore',
       'compose.yaml',
       'k8s/back-office-deployment.yaml',
+      'k8s/back-office-nats-credentials.yaml',
       'k8s/kustomization.yaml',
       'k8s/notifications-deployment.yaml',
+      'k8s/notifications-nats-credentials.yaml',
       'k8s/storefront-deployment.yaml',
+      'k8s/storefront-nats-credentials.yaml',
+      'nats/_client.env',
+      'nats/back-office.env',
+      'nats/nats-server.conf',
+      'nats/notifications.env',
+      'nats/storefront.env',
     ]);
     const lines = stdout.trimEnd().split('\n');
     expect(lines).toHaveLength(files.size);
@@ -118,7 +129,7 @@ describe('cli - deploy', () => {
   });
 
   it('cli - deploy k8s Deployments, Services and PodDisruptionBudgets validate against the Kubernetes schemas', () => {
-    const models = { Deployment, Service, PodDisruptionBudget } as const;
+    const models = { Deployment, Service, PodDisruptionBudget, Secret } as const;
     let checked = 0;
     for (const deployed of Object.values(topologies)) {
       for (const [path, document] of kubernetesOf(deployed, '.yaml').filter(([path]) => !path.endsWith('kustomization.yaml'))) {
@@ -128,8 +139,9 @@ describe('cli - deploy', () => {
         checked++;
       }
     }
-    // single: a Deployment and its Service; split: 3; per-module: 5; replicated: 3 Deployments, a Service, 2 budgets.
-    expect(checked).toBe(2 + 3 + 5 + 3 + 1 + 2);
+    // single: a Deployment and its Service; split: 3 and their NATS credentials; per-module: 5 and theirs;
+    // replicated: 3 Deployments and their credentials, a Service, 2 budgets.
+    expect(checked).toBe(2 + 3 * 2 + 5 * 2 + 3 * 2 + 1 + 2);
     const broken = yamlOf(topologies['replicated']!, 'k8s/gateway-deployment.yaml');
     broken.spec.replicas = 'three';
     expect(() => new Deployment(broken).validate()).toThrow();
@@ -209,8 +221,13 @@ describe('cli - deploy', () => {
     const compose = yamlOf(topologies['replicated']!, 'compose.yaml');
     const nats = compose.services.nats;
     expect(nats.image).toBe('nats:2.10-alpine');
-    expect(nats.command).toEqual(['-js', '-sd', '/data', '-m', '8222']);
-    expect(nats.volumes).toEqual(['nats-data:/data']);
+    // Locked down: the generated configuration holds JetStream's store, the monitoring port and the users.
+    expect(nats.command).toEqual(['-c', '/etc/nats/nats-server.conf']);
+    expect(nats.volumes).toEqual(['nats-data:/data', './nats/nats-server.conf:/etc/nats/nats-server.conf:ro']);
+    const config = topologies['replicated']!.files.get('nats/nats-server.conf')!;
+    expect(config).toContain('listen: "0.0.0.0:4222"');
+    expect(config).toContain('http_port: 8222');
+    expect(config).toContain('jetstream { store_dir: "/data" }');
     expect(compose.volumes).toEqual({ 'nats-data': {}, 'postgres-data': {} });
     expect(nats.healthcheck.test).toEqual(['CMD', 'wget', '-q', '--spider', 'http://127.0.0.1:8222/healthz']);
     for (const group of ['gateway', 'orders', 'warehouse']) {
@@ -218,6 +235,8 @@ describe('cli - deploy', () => {
       // Every group hosts a module that owns data, so it waits for PostgreSQL as well.
       expect(service.depends_on).toEqual({ nats: { condition: 'service_healthy' }, postgres: { condition: 'service_healthy' } });
       expect(service.environment.KEEL_NATS_URL).toBe('nats://nats:4222');
+      expect(service.env_file).toEqual([`nats/${group}.env`]);
+      expect(service.environment.KEEL_NATS_PASSWORD).toBeUndefined();
       expect(service.environment.KEEL_NATS_PREFIX).toBe('shop');
       expect(service.environment.KEEL_PROCESS_NAME).toBe(group);
       expect(service.healthcheck.test.slice(0, 3)).toEqual(['CMD', 'node', '-e']);
@@ -273,7 +292,7 @@ describe('cli - deploy', () => {
         expect(
           deployment.spec.template.spec.containers[0].envFrom,
           `${path}: the Secrets' other keys (NATS token, user, password; DATABASE_URL_<MODULE>)`,
-        ).toEqual([{ secretRef: { name: 'keel-nats' } }, { secretRef: { name: 'keel-database' } }]);
+        ).toEqual([{ secretRef: { name: 'keel-nats' } }, { secretRef: { name: `${deployment.metadata.name}-nats` } }, { secretRef: { name: 'keel-database' } }]);
         expect(topologies[name]!.files.get(path)).not.toContain('nats://');
         expect(topologies[name]!.files.get(path)).not.toContain('postgres://');
       }
@@ -356,6 +375,43 @@ describe('cli - deploy', () => {
     }
   });
 
+  it('cli - deploy writes one NATS user per group into nats-server.conf and nats/<group>.env (mode 0600), the same in each group\'s Kubernetes Secret, and a .gitignore keeping them out of git', () => {
+    const { out, files } = topologies['split']!;
+    const config = files.get('nats/nats-server.conf')!;
+    const passwords = new Set<string>();
+    for (const group of ['storefront', 'back-office', 'notifications', '_client']) {
+      const path = `nats/${group}.env`;
+      expect(statSync(join(out, path)).mode & 0o777, path).toBe(0o600);
+      const values = Object.fromEntries(files.get(path)!.split('\n').filter((line) => /^KEEL_/.test(line)).map((line) => line.split(/=(.*)/s).slice(0, 2)));
+      expect(Object.keys(values).sort(), path).toEqual(['KEEL_NATS_INBOX_PREFIX', 'KEEL_NATS_PASSWORD', 'KEEL_NATS_USER']);
+      expect(values['KEEL_NATS_USER']).toBe(group);
+      expect(values['KEEL_NATS_INBOX_PREFIX']).toBe(`_INBOX_keel.${group}`);
+      expect(values['KEEL_NATS_PASSWORD']).toMatch(/^[\w-]{32}$/);
+      passwords.add(values['KEEL_NATS_PASSWORD']);
+      expect(config).toContain(`user: "${group}"\n      password: "${values['KEEL_NATS_PASSWORD']}"`);
+      if (group !== '_client') {
+        expect(yamlOf(topologies['split']!, `k8s/${group}-nats-credentials.yaml`)).toMatchObject({ kind: 'Secret', metadata: { name: `keel-${group}-nats` }, stringData: values });
+        expect(statSync(join(out, `k8s/${group}-nats-credentials.yaml`)).mode & 0o777).toBe(0o600);
+      }
+    }
+    expect(passwords.size, 'every user has a password of its own').toBe(4);
+    expect(statSync(join(out, 'nats/nats-server.conf')).mode & 0o777).toBe(0o600);
+    expect(files.get('.gitignore')!.split('\n')).toEqual(expect.arrayContaining(['nats/', 'k8s/*-nats-credentials.yaml']));
+    for (const password of passwords) expect(files.get('compose.yaml'), 'compose reads the passwords from nats/<group>.env').not.toContain(password);
+    const check = spawnSync(process.env['KEEL_NATS_SERVER_BIN'] ?? 'nats-server', ['-t', '-c', join(out, 'nats/nats-server.conf')], { encoding: 'utf8' });
+    expect(check.status, `nats-server -t: ${check.stderr}${check.stdout}`).toBe(0);
+  });
+
+  it('cli - deploy --force keeps the NATS passwords it wrote before, so that a redeploy does not lock out running processes', async () => {
+    const { out, files } = await deploy('topologies/split.ts');
+    const again = await runKeel(['deploy', 'topologies/split.ts', '--out', out, '--force'], { cwd: repository });
+    expect(again.code).toBe(0);
+    expect(readTree(out)).toEqual(files);
+    rmSync(join(out, 'nats'), { recursive: true });
+    expect((await runKeel(['deploy', 'topologies/split.ts', '--out', out, '--force'], { cwd: repository })).code).toBe(0);
+    expect(readFileSync(join(out, 'nats/storefront.env'), 'utf8'), 'rotated: nats/ removed, new passwords').not.toBe(files.get('nats/storefront.env'));
+  });
+
   it('cli - deploy output is deterministic: the same topology gives the same bytes', () => {
     const topology = parseTopology(replicated, shopModules, 'replicated.json');
     const options = { app: 'my-shop', image: 'registry.example.com/my-shop:1.0.0', source: 'replicated.json' };
@@ -378,7 +434,11 @@ describe('cli - deploy', () => {
     expect(existsSync(join(out, 'k8s/gateway-deployment.yaml'))).toBe(false);
     expect(existsSync(join(out, 'k8s/orders-pdb.yaml'))).toBe(false);
     expect(readFileSync(join(out, 'NOTES.md'), 'utf8')).toBe('mine\n');
-    expect(readTree(out)).toEqual(new Map([...topologies['split']!.files, ['NOTES.md', 'mine\n']]));
+    // The same files, those holding generated NATS passwords aside (random, so different from the other run's).
+    const secret = (path: string): boolean => path.startsWith('nats/') || path.endsWith('-nats-credentials.yaml');
+    const publicPart = (files: Map<string, string>) => new Map([...files].map(([path, text]) => [path, secret(path) ? 'secret' : text]));
+    expect(publicPart(readTree(out))).toEqual(publicPart(new Map([...topologies['split']!.files, ['NOTES.md', 'mine\n']])));
+    expect(existsSync(join(out, 'nats/gateway.env')), 'the removed group\'s credentials are removed').toBe(false);
   });
 
   it('cli - deploy explains its arguments and options', async () => {

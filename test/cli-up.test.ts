@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -10,7 +10,7 @@ import { z } from 'zod';
 import { createKernel, defineContract, operation, silentLogger, type Kernel, type Transport } from 'keel';
 import { createClient } from 'keel/transport';
 import { main, runCli } from 'keel/cli';
-import { createNatsTransport } from 'keel/nats';
+import { createNatsTransport, natsOptionsFromEnv } from 'keel/nats';
 import { catalog } from '../modules/catalog/contract.js';
 import { modules } from '../modules/index.js';
 import { orders } from '../modules/orders/contract.js';
@@ -89,6 +89,19 @@ function startedNatsUrl(output: string): string {
   const url = /keel up: started nats-server on (nats:\/\/127\.0\.0\.1:\d+)/.exec(output)?.[1];
   expect(url, output).toBeDefined();
   return url as string;
+}
+
+/** The client user's `KEEL_NATS_*` variables from the file keel up names, as `natsOptionsFromEnv` reads them. */
+function clientEnvironment(output: string): Record<string, string> {
+  const path = /a client of every operation \(keel status, scripts\) finds its credentials in (\S+)/.exec(output)?.[1];
+  expect(path, output).toBeDefined();
+  expect(statSync(path as string).mode & 0o777).toBe(0o600);
+  return Object.fromEntries(
+    readFileSync(path as string, 'utf8')
+      .split('\n')
+      .filter((line) => line.startsWith('KEEL_'))
+      .map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]),
+  );
 }
 
 function acceptsConnections(url: string): Promise<boolean> {
@@ -188,7 +201,17 @@ describe('cli - keel up', () => {
       }
       expect(up.output()).not.toContain('HTTP gateway on');
 
-      callerTransport = await createNatsTransport({ servers: natsUrl, logger: silentLogger });
+      // Locked down by default: an anonymous client is refused; the client user keel up wrote is let in.
+      const anonymous = await createNatsTransport({ servers: natsUrl, connectTimeoutMs: 2_000, logger: silentLogger }).then(
+        async (transport) => {
+          await transport.close();
+          return 'connected';
+        },
+        (error: unknown) => String(error),
+      );
+      expect(anonymous).toMatch(/Authorization Violation/i);
+      const client = natsOptionsFromEnv({ ...clientEnvironment(up.output()), KEEL_NATS_URL: natsUrl });
+      callerTransport = await createNatsTransport({ ...client, logger: silentLogger });
       const caller = createKernel({ modules, logger: silentLogger, topology: { host: [], transport: callerTransport } });
       await caller.start();
       const order = await caller.client(orders).placeOrder({
@@ -220,7 +243,8 @@ describe('cli - keel up', () => {
       expect(up.output()).toMatch(/^whoami#2 \| keel: ready/m);
       const natsUrl = startedNatsUrl(up.output());
 
-      transport = await createNatsTransport({ servers: natsUrl, logger: silentLogger });
+      const credentials = clientEnvironment(up.output());
+      transport = await createNatsTransport({ ...natsOptionsFromEnv({ ...credentials, KEEL_NATS_URL: natsUrl }), logger: silentLogger });
       const client = createClient(whoami, transport);
       const answers = await Promise.all(Array.from({ length: 40 }, () => client.whoami({})));
       // NATS spreads a queue group's messages at random: both answer 40 calls but with odds of 2^-39.
@@ -230,7 +254,7 @@ describe('cli - keel up', () => {
       let status = '';
       const code = await runCli(main, ['status', '--nats', natsUrl], {
         cwd: app,
-        env: {},
+        env: credentials,
         stdout: { write: (text: string) => (status += text) },
         stderr: { write: (text: string) => (status += text) },
       });

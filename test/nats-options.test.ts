@@ -1,4 +1,3 @@
-import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,6 +18,7 @@ import { createClient } from 'keel/transport';
 import { DEFAULT_NATS_TRANSPORT_OPTIONS, createNatsTransport, natsOptionsFromEnv, type NatsTransportOptions } from 'keel/nats';
 import { connect, headers } from 'nats';
 import { connectForStatus } from '../cli/tooling/status.js';
+import { makeCertificates } from './support/certificates.js';
 import { closedPort, createOperatorAuth, startNatsServer, type NatsServer } from './support/nats-server.js';
 
 function configError(run: () => unknown): KeelError {
@@ -45,6 +45,16 @@ describe('nats - options from the environment', () => {
   const file = join(directory, 'file.pem');
   writeFileSync(file, 'not really a certificate');
   afterAll(() => rmSync(directory, { recursive: true, force: true }));
+
+  it('nats - reads the reply inbox prefix, and refuses one with a wildcard naming the variable', () => {
+    expect(natsOptionsFromEnv({ KEEL_NATS_URL: 'nats://a:4222', KEEL_NATS_INBOX_PREFIX: '_INBOX_keel.storefront' })).toEqual({
+      servers: ['nats://a:4222'],
+      inboxPrefix: '_INBOX_keel.storefront',
+    });
+    expect(() => natsOptionsFromEnv({ KEEL_NATS_URL: 'nats://a:4222', KEEL_NATS_INBOX_PREFIX: '_INBOX.>' })).toThrow(
+      'KEEL_NATS_INBOX_PREFIX="_INBOX.>" is not a reply subject prefix',
+    );
+  });
 
   it('nats - means "no NATS" when KEEL_NATS_URL is not set', () => {
     expect(natsOptionsFromEnv({})).toBeUndefined();
@@ -137,6 +147,7 @@ describe('nats - options checked once', () => {
     expect(message).toContain('name must be a connection name, got 7');
     expect(message).toContain('tls must be an object of caFile, certFile and keyFile, each optional (an empty object requires TLS), got "yes"');
     expect(message).toContain('logger must be a Logger (debug, info, warn, error, child)');
+    expect(await refusal({ inboxPrefix: '_INBOX.*' })).toContain('inboxPrefix must be subject tokens without wildcards');
     expect(await refusal({ tls: { caFile: file, ca: file } })).toContain('tls must be an object of caFile, certFile and keyFile');
     expect(await refusal({ tls: { certFile: 42 } })).toContain('tls.certFile must be the path of a PEM file, got 42');
   });
@@ -492,43 +503,6 @@ describe('nats - secrets never reach the logs', () => {
     }
   }, 60_000);
 });
-
-/**
- * A throwaway CA, a server certificate for 127.0.0.1 and a client certificate, made with
- * openssl. Without openssl the TLS tests fail saying so: they are never skipped in silence.
- */
-function makeCertificates(): { directory: string; ca: string; serverCert: string; serverKey: string; clientCert: string; clientKey: string } {
-  if (spawnSync('openssl', ['version']).status !== 0) {
-    throw new Error('openssl is not on PATH: the TLS tests make their certificates with it. Install it (Debian/Ubuntu: apt-get install openssl).');
-  }
-  const directory = mkdtempSync(join(tmpdir(), 'keel-nats-tls-'));
-  const path = (name: string): string => join(directory, name);
-  const openssl = (...args: string[]): void => {
-    const result = spawnSync('openssl', args, { cwd: directory, encoding: 'utf8' });
-    if (result.status !== 0) throw new Error(`openssl ${args.join(' ')} failed: ${result.stderr}`);
-  };
-  const key = ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes'];
-  openssl('req', '-x509', ...key, '-keyout', path('ca.key'), '-out', path('ca.pem'), '-days', '1', '-subj', '/CN=keel test CA');
-  for (const [name, extension] of [
-    ['server', 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth'],
-    ['client', 'extendedKeyUsage=clientAuth'],
-  ] as const) {
-    writeFileSync(path(`${name}.ext`), `${extension}\n`);
-    openssl('req', ...key, '-keyout', path(`${name}.key`), '-out', path(`${name}.csr`), '-subj', `/CN=keel test ${name}`);
-    openssl(
-      'x509', '-req', '-in', path(`${name}.csr`), '-CA', path('ca.pem'), '-CAkey', path('ca.key'), '-CAcreateserial',
-      '-out', path(`${name}.pem`), '-days', '1', '-extfile', path(`${name}.ext`),
-    );
-  }
-  return {
-    directory,
-    ca: path('ca.pem'),
-    serverCert: path('server.pem'),
-    serverKey: path('server.key'),
-    clientCert: path('client.pem'),
-    clientKey: path('client.key'),
-  };
-}
 
 describe('nats - TLS', () => {
   let certificates: ReturnType<typeof makeCertificates>;

@@ -81,7 +81,8 @@ export class Caller implements CallOwner {
 
   constructor(connection: Connection) {
     this.#connection = connection;
-    this.#inbox = createInbox();
+    // The connection's own prefix: a server may let this process read only replies under it.
+    this.#inbox = createInbox(connection.options.inboxPrefix);
     this.#inboxLength = this.#inbox.length + 1;
   }
 

@@ -22,8 +22,7 @@ export async function openConnection(options: ResolvedNatsOptions, logger: Logge
   } catch (error) {
     throw new KeelError(
       KeelErrorCode.UNAVAILABLE,
-      `Could not connect to NATS at ${options.servers.map(redactUrl).join(', ')}: ${reason(error)}. ` +
-        'Start nats-server there, or fix KEEL_NATS_URL and the NATS credentials.',
+      `Could not connect to NATS at ${options.servers.map(redactUrl).join(', ')}: ${reason(error)}. ${connectAdvice(error, options)}`,
       { cause: error },
     );
   }
@@ -31,6 +30,18 @@ export async function openConnection(options: ResolvedNatsOptions, logger: Logge
 }
 
 /** An error's message, with the NATS error code when it has one. */
+/** What to do about a failed connection: a TLS problem has its own remedy. */
+function connectAdvice(error: unknown, options: ResolvedNatsOptions): string {
+  const text = reason(error);
+  if (/certificate|self[- ]signed|CERT_|SSL|TLS/i.test(text)) {
+    return options.tls?.caFile === undefined
+      ? "The server's TLS certificate is not trusted: set KEEL_NATS_TLS_CA (tls.caFile) to the CA certificate that signed it."
+      : 'Check that KEEL_NATS_TLS_CA (tls.caFile) signed the server\'s certificate, that it names this host, and, if the server verifies clients, KEEL_NATS_TLS_CERT and KEEL_NATS_TLS_KEY.';
+  }
+  return 'Start nats-server there, or fix KEEL_NATS_URL and the NATS credentials.';
+}
+
+/** A NATS client error as text: its message and code. */
 export function reason(error: unknown): string {
   if (error instanceof Error) return (error as NatsError).code ? `${error.message} (${(error as NatsError).code})` : error.message;
   return String(error);

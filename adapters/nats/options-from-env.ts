@@ -23,6 +23,7 @@ export const NATS_ENV = {
   TLS_CA: 'KEEL_NATS_TLS_CA',
   TLS_CERT: 'KEEL_NATS_TLS_CERT',
   TLS_KEY: 'KEEL_NATS_TLS_KEY',
+  INBOX_PREFIX: 'KEEL_NATS_INBOX_PREFIX',
 } as const;
 
 /**
@@ -38,6 +39,7 @@ export const NATS_ENV = {
  * | `KEEL_NATS_USER`, `KEEL_NATS_PASSWORD` | user and password authentication |
  * | `KEEL_NATS_CREDS` | credentials file (JWT + nkey seed) |
  * | `KEEL_NATS_TLS_CA`, `KEEL_NATS_TLS_CERT`, `KEEL_NATS_TLS_KEY` | TLS files (PEM) |
+ * | `KEEL_NATS_INBOX_PREFIX` | this process's reply subject prefix (default `_INBOX`) |
  *
  * @example
  * ```ts
@@ -68,6 +70,12 @@ export function natsOptionsFromEnv(env: Readonly<Record<string, string | undefin
       `${NATS_ENV.PREFIX}="${prefix}" is not a valid subject prefix; use letters, digits, "-" and "_" in dot-separated tokens, such as "keel" or "acme.shop".`,
     );
   }
+  const inboxPrefix = read(NATS_ENV.INBOX_PREFIX);
+  if (inboxPrefix !== undefined && !isValidPrefix(inboxPrefix)) {
+    throw configError(
+      `${NATS_ENV.INBOX_PREFIX}="${inboxPrefix}" is not a reply subject prefix; use subject tokens without wildcards, such as "_INBOX.keel.storefront".`,
+    );
+  }
   const token = read(NATS_ENV.TOKEN);
   const user = read(NATS_ENV.USER);
   const password = read(NATS_ENV.PASSWORD);
@@ -94,6 +102,7 @@ export function natsOptionsFromEnv(env: Readonly<Record<string, string | undefin
   return {
     servers,
     ...(prefix === undefined ? {} : { prefix }),
+    ...(inboxPrefix === undefined ? {} : { inboxPrefix }),
     ...(token === undefined ? {} : { token }),
     ...(user === undefined ? {} : { user, password }),
     ...(creds === undefined ? {} : { credentialsFile: creds }),

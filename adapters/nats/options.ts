@@ -61,6 +61,13 @@ export interface NatsTransportOptions {
   readonly credentialsFile?: string;
   /** TLS: an object (even empty) requires TLS; files add a CA or a client certificate. */
   readonly tls?: NatsTlsOptions;
+  /**
+   * First token(s) of this process's reply subjects (default `_INBOX`): calls, JetStream
+   * acknowledgements and `$SRV` questions are answered on `{inboxPrefix}.…`. A server that gives
+   * each process its own prefix (as `keel deploy` and `keel up` configure it) keeps one process
+   * from reading another's replies.
+   */
+  readonly inboxPrefix?: string;
   /** Milliseconds to wait for the first connection (default 5 000). */
   readonly connectTimeoutMs?: number;
   /** Milliseconds between reconnect attempts (default 1 000, plus up to 100 ms of jitter). Reconnects never give up. */
@@ -174,6 +181,7 @@ const SERVERS = 'must be a NATS URL such as nats://127.0.0.1:4222, several separ
 const PEM_FILE = 'the path of a PEM file';
 const TLS_FILES = ['caFile', 'certFile', 'keyFile'] as const;
 const TLS = 'must be an object of caFile, certFile and keyFile, each optional (an empty object requires TLS)';
+const INBOX_PREFIX = 'must be subject tokens without wildcards, such as "_INBOX.keel.storefront"';
 const PREFIX = 'must be a subject prefix: letters, digits, "-" and "_" in dot-separated tokens, such as "keel" or "acme.shop"';
 
 /**
@@ -198,6 +206,7 @@ const NatsTransportOptionsSchema = z
       .looseObject({ caFile: text(PEM_FILE), certFile: text(PEM_FILE), keyFile: text(PEM_FILE) }, { error: TLS })
       .refine((tls) => Object.keys(tls).every((key) => (TLS_FILES as readonly string[]).includes(key)), TLS)
       .optional(),
+    inboxPrefix: z.string({ error: INBOX_PREFIX }).refine(isValidPrefix, INBOX_PREFIX).optional(),
     connectTimeoutMs: timeout(),
     reconnectTimeWaitMs: timeout(),
     defaultTimeoutMs: timeout(),
@@ -345,6 +354,7 @@ export function connectionOptions(options: ResolvedNatsOptions): ConnectionOptio
     waitOnFirstConnect: false,
     ignoreClusterUpdates: false,
     noAsyncTraces: true,
+    ...(options.inboxPrefix === undefined ? {} : { inboxPrefix: options.inboxPrefix }),
     ...natsAuthOptions(options),
   };
 }

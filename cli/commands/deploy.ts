@@ -3,10 +3,10 @@
  * Kubernetes (Dockerfile, compose.yaml, k8s/) from a topology's process groups, replicas and
  * environment. The generators live in `cli/deploy/`; this command loads, checks and writes.
  */
-import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { contextOf, defineCommand } from '../command.js';
-import { appNameOf, GENERATED_MARK, planDeployment, type DeployFile } from '../deploy/index.js';
+import { appNameOf, GENERATED_MARK, passwordsFromEnvFiles, planDeployment, type DeployFile } from '../deploy/index.js';
 import { CLIError, CliErrorCode } from '../errors.js';
 import { DEFAULT_PROJECT_SETTINGS, findProject, loadManifest, projectSettings } from '../project.js';
 import { topologyAt } from '../tooling/command-support.js';
@@ -35,8 +35,22 @@ function filesUnder(folder: string): string[] {
 function staleGenerated(out: string, plan: readonly DeployFile[]): string[] {
   const planned = new Set(plan.map((file) => file.path));
   return filesUnder(out).filter(
-    (path) => !planned.has(path) && /\.ya?ml$/.test(path) && readFileSync(join(out, path), 'utf8').startsWith(`# ${GENERATED_MARK}`),
+    (path) =>
+      !planned.has(path) &&
+      (/\.ya?ml$/.test(path) || /^nats\/.*\.(env|conf)$/.test(path)) &&
+      readFileSync(join(out, path), 'utf8').startsWith(`# ${GENERATED_MARK}`),
   );
+}
+
+/** The NATS passwords an earlier `keel deploy` wrote under `out/nats/`, by user: kept, so that a redeploy does not lock out running processes. */
+function earlierNatsPasswords(out: string): Record<string, string> {
+  const folder = join(out, 'nats');
+  if (!existsSync(folder)) return {};
+  const texts = readdirSync(folder)
+    .filter((file) => file.endsWith('.env'))
+    .map((file) => readFileSync(join(folder, file), 'utf8'))
+    .filter((text) => text.startsWith(`# ${GENERATED_MARK}`));
+  return passwordsFromEnvFiles(texts);
 }
 
 export default defineCommand({
@@ -66,16 +80,19 @@ export default defineCommand({
     if (!/^\d+$/.test(nodeText)) {
       throw new CLIError(CliErrorCode.E_USAGE, `--node "${nodeText}" is not a Node.js major version such as 24.`);
     }
+    const out = resolve(cli.cwd, args.out);
+    const manifest = await loadManifest(project);
     const plan = planDeployment(topology, {
       app: args.name ?? appNameOf(pkg.name),
       image: args.image ?? `${pkg.name.replace(/^@/, '')}:${pkg.version}`,
       nodeMajor: Number(nodeText),
       source: relative(project.root, topologyPath).replaceAll('\\', '/') || args.topology,
       buildDir: (projectSettings(project.root)?.outDir ?? DEFAULT_PROJECT_SETTINGS.outDir).replaceAll('\\', '/').replace(/^\.\/|\/+$/g, ''),
-      dataModules: (await loadManifest(project)).filter((module) => module.data !== undefined).map((module) => module.name),
+      dataModules: manifest.filter((module) => module.data !== undefined).map((module) => module.name),
+      modules: manifest,
+      natsPasswords: args.force && existsSync(out) && statSync(out).isDirectory() ? earlierNatsPasswords(out) : {},
     });
 
-    const out = resolve(cli.cwd, args.out);
     if (existsSync(out) && !statSync(out).isDirectory()) {
       throw new CLIError(CliErrorCode.E_USAGE, `--out ${args.out} is a file, not a folder.`);
     }
@@ -93,7 +110,9 @@ export default defineCommand({
     for (const file of plan) {
       const path = join(out, file.path);
       mkdirSync(dirname(path), { recursive: true });
-      writeFileSync(path, file.contents);
+      writeFileSync(path, file.contents, file.mode === undefined ? {} : { mode: file.mode });
+      // A file that existed keeps its mode through writeFileSync: set it.
+      if (file.mode !== undefined) chmodSync(path, file.mode);
       cli.stdout.write(`keel deploy: wrote ${relative(cli.cwd, path)}\n`);
     }
   },

@@ -44,6 +44,7 @@ export default defineCommand({
       user: env(NATS_ENV.USER),
       password: env(NATS_ENV.PASSWORD),
       credentialsFile: env(NATS_ENV.CREDS),
+      inboxPrefix: env(NATS_ENV.INBOX_PREFIX),
       tls:
         env(NATS_ENV.TLS_CA) ?? env(NATS_ENV.TLS_CERT) ?? env(NATS_ENV.TLS_KEY)
           ? { caFile: env(NATS_ENV.TLS_CA), certFile: env(NATS_ENV.TLS_CERT), keyFile: env(NATS_ENV.TLS_KEY) }

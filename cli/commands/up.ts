@@ -4,10 +4,12 @@
  * until Ctrl-C or SIGTERM drains everything.
  */
 import { once } from 'node:events';
-import { relative, resolve } from 'node:path';
+import { writeFileSync } from 'node:fs';
+import { join, relative, resolve } from 'node:path';
 import { contextOf, defineCommand } from '../command.js';
 import { assertOwnDataFolders } from '../database.js';
 import { CLIError, CliErrorCode } from '../errors.js';
+import { NATS_CLIENT_USER, natsAuthorization, natsEnvFile, natsUserEnvironment, natsUsers, type NatsUser } from '../deploy/index.js';
 import { launchNatsServer, type LaunchedNatsServer } from '../nats-server.js';
 import { findProject, loadManifest } from '../project.js';
 import { createSupervisor, type ProcessSpec } from '../supervisor.js';
@@ -53,11 +55,22 @@ export default defineCommand({
 
     let natsUrl = args.nats ?? topology.nats.url ?? (cli.env['KEEL_NATS_URL'] || undefined);
     let natsServer: LaunchedNatsServer | undefined;
+    // The server keel up starts is locked down: one user per process group, allowed what its modules need.
+    let users: NatsUser[] = [];
     if (natsUrl === undefined && needsNats(topology)) {
-      natsServer = await launchNatsServer({ binary: cli.env['KEEL_NATS_SERVER_BIN'] || undefined });
+      users = natsUsers(topology, modules);
+      natsServer = await launchNatsServer({ binary: cli.env['KEEL_NATS_SERVER_BIN'] || undefined, extraConfig: natsAuthorization(users) });
       natsUrl = natsServer.url;
       log(`started nats-server on ${natsUrl}`);
+      const client = users.find((user) => user.user === NATS_CLIENT_USER) as NatsUser;
+      const clientEnv = join(natsServer.directory, `${NATS_CLIENT_USER}.env`);
+      writeFileSync(clientEnv, natsEnvFile(client, 'Written by keel up; removed when it stops.'), { mode: 0o600 });
+      log(`NATS is locked down: each process has its own user; a client of every operation (keel status, scripts) finds its credentials in ${clientEnv}`);
     }
+    const credentialsOf = (group: string): Record<string, string> => {
+      const user = users.find((candidate) => candidate.user === group);
+      return user === undefined ? {} : natsUserEnvironment(user);
+    };
 
     // A process serves HTTP where the topology says (`http`, or a port in its `env`), never because
     // this shell has PORT or KEEL_HTTP_PORT set: every process would then claim the same port.
@@ -83,6 +96,7 @@ export default defineCommand({
             ...spec.env,
             KEEL_PROCESS_NAME: name,
             ...(topology.nats.prefix === undefined ? {} : { KEEL_NATS_PREFIX: topology.nats.prefix }),
+            ...credentialsOf(group),
           },
         });
       }

@@ -4,6 +4,7 @@
  */
 import { stringify } from 'yaml';
 import { needsNats, type TopologyFile } from '../topology.js';
+import { NATS_CONFIG_PATH, NATS_MONITOR_PORT, natsEnvPath } from './nats-files.js';
 import {
   DEFAULT_DEPLOY_OPTIONS,
   generatedHeader,
@@ -12,11 +13,10 @@ import {
   hostsAnyData,
   hostsData,
   isGateway,
+  locksNats,
   type ResolvedDeployOptions,
 } from './plan.js';
 
-/** The NATS monitoring port, which serves `/healthz`. */
-const NATS_MONITOR_PORT = 8222;
 const NATS_VOLUME = 'nats-data';
 const POSTGRES_VOLUME = 'postgres-data';
 /**
@@ -73,12 +73,14 @@ export function composeDatabaseUrl(options: Pick<ResolvedDeployOptions, 'app'>):
  */
 export function composeDocument(topology: TopologyFile, options: ResolvedDeployOptions): Record<string, unknown> {
   const nats = needsNats(topology);
+  // Locked down: the server reads nats/nats-server.conf (users, JetStream, monitoring), each group its nats/<group>.env.
+  const locked = locksNats(topology, options);
   const services: Record<string, unknown> = {};
   if (nats) {
     services['nats'] = {
       image: DEFAULT_DEPLOY_OPTIONS.natsImage,
-      command: ['-js', '-sd', '/data', '-m', String(NATS_MONITOR_PORT)],
-      volumes: [`${NATS_VOLUME}:/data`],
+      command: locked ? ['-c', NATS_CONFIG_PATH] : ['-js', '-sd', '/data', '-m', String(NATS_MONITOR_PORT)],
+      volumes: [`${NATS_VOLUME}:/data`, ...(locked ? [`./nats/nats-server.conf:${NATS_CONFIG_PATH}:ro`] : [])],
       healthcheck: {
         test: ['CMD', 'wget', '-q', '--spider', `http://127.0.0.1:${NATS_MONITOR_PORT}/healthz`],
         interval: '5s',
@@ -107,6 +109,7 @@ export function composeDocument(topology: TopologyFile, options: ResolvedDeployO
     };
     services[name] = {
       image: options.image,
+      ...(locked ? { env_file: [natsEnvPath(name)] } : {}),
       environment,
       // http: 0 (any free port, for keel up) publishes the container port on a port Docker picks.
       ...(isGateway(group) ? { ports: [group.http ? `${group.http}:${DEFAULT_DEPLOY_OPTIONS.containerPort}` : `${DEFAULT_DEPLOY_OPTIONS.containerPort}`] } : {}),

@@ -7,6 +7,7 @@ import type { TopologyFile } from '../topology.js';
 import { composeFile } from './compose.js';
 import { dockerfile, dockerignore } from './dockerfile.js';
 import { kubernetesFiles } from './kubernetes.js';
+import { deploymentNatsUsers, natsFiles } from './nats-files.js';
 import { assertDeployable, resolveDeployOptions, type DeployFile, type DeployOptions } from './plan.js';
 
 export { composeDatabaseUrl, composeDocument, composeFile } from './compose.js';
@@ -16,10 +17,24 @@ export {
   databaseSecretName,
   deploymentDocument,
   kubernetesFiles,
+  natsCredentialsSecretDocument,
+  natsCredentialsSecretName,
   natsSecretName,
   podDisruptionBudgetDocument,
   serviceDocument,
 } from './kubernetes.js';
+export { deploymentNatsUsers, natsEnvPath, natsFiles } from './nats-files.js';
+export {
+  natsAuthorization,
+  natsEnvFile,
+  natsPassword,
+  natsServerConfig,
+  natsUserEnvironment,
+  natsUsers,
+  passwordsFromEnvFiles,
+  type NatsUser,
+} from './nats-config.js';
+export { NATS_CLIENT_USER, natsClientPermissions, natsInboxPrefix, natsPermissions, type NatsUserPermissions } from './nats-permissions.js';
 export {
   DEFAULT_DEPLOY_OPTIONS,
   GENERATED_MARK,
@@ -29,6 +44,7 @@ export {
   healthCommand,
   hostsAnyData,
   hostsData,
+  locksNats,
   objectName,
   resolveDeployOptions,
   type DeployFile,
@@ -38,8 +54,10 @@ export {
 
 /**
  * Every file of a deployment, in a stable order: `Dockerfile`, its ignore files,
- * `compose.yaml`, then `k8s/`. Checks the options and the topology first (`E_USAGE`,
- * `E_TOPOLOGY`). Output is deterministic: the same input gives the same bytes.
+ * `compose.yaml`, `k8s/`, then, when the topology needs NATS and `modules` are given, `nats/`
+ * (the server configuration and each group's credentials) and `.gitignore`. Checks the options
+ * and the topology first (`E_USAGE`, `E_TOPOLOGY`). Output is deterministic: the same input
+ * gives the same bytes (give `natsPasswords` for every user to make the secrets so too).
  *
  * @example
  * ```ts
@@ -51,12 +69,14 @@ export {
 export function planDeployment(topology: TopologyFile, options: DeployOptions): DeployFile[] {
   const resolved = resolveDeployOptions(options);
   assertDeployable(topology, resolved);
+  const users = deploymentNatsUsers(topology, resolved);
   return [
     { path: 'Dockerfile', contents: dockerfile(resolved) },
     // BuildKit reads <Dockerfile>.dockerignore beside a Dockerfile given with -f, before the context's .dockerignore.
     { path: 'Dockerfile.dockerignore', contents: dockerignore(resolved) },
     { path: '.dockerignore', contents: dockerignore(resolved) },
     { path: 'compose.yaml', contents: composeFile(topology, resolved) },
-    ...kubernetesFiles(topology, resolved),
+    ...kubernetesFiles(topology, resolved, users),
+    ...natsFiles(topology, resolved, users),
   ];
 }

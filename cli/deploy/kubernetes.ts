@@ -7,6 +7,7 @@
  */
 import { stringify } from 'yaml';
 import { needsNats, type ProcessGroup, type TopologyFile } from '../topology.js';
+import { natsUserEnvironment, type NatsUser } from './nats-config.js';
 import {
   DEFAULT_DEPLOY_OPTIONS,
   generatedHeader,
@@ -65,6 +66,38 @@ export function databaseSecretName(options: Pick<ResolvedDeployOptions, 'app'>):
   return `${options.app}-database`;
 }
 
+/**
+ * The Secret holding one group's NATS user, password and inbox prefix (the same as
+ * `nats/<group>.env`): `<app>-<group>-nats`, written by `keel deploy` as
+ * `k8s/<group>-nats-credentials.yaml`.
+ *
+ * @example
+ * ```ts
+ * natsCredentialsSecretName({ app: 'my-shop' }, 'storefront'); // 'my-shop-storefront-nats'
+ * ```
+ */
+export function natsCredentialsSecretName(options: Pick<ResolvedDeployOptions, 'app'>, group: string): string {
+  return `${objectName(options, group)}-nats`;
+}
+
+/**
+ * The Secret of one group's NATS credentials.
+ *
+ * @example
+ * ```ts
+ * natsCredentialsSecretDocument('storefront', user, options).stringData.KEEL_NATS_USER; // 'storefront'
+ * ```
+ */
+export function natsCredentialsSecretDocument(name: string, user: NatsUser, options: ResolvedDeployOptions) {
+  return {
+    apiVersion: 'v1',
+    kind: 'Secret',
+    metadata: { name: natsCredentialsSecretName(options, name), labels: labelsOf(options, name) },
+    type: 'Opaque',
+    stringData: natsUserEnvironment(user),
+  };
+}
+
 function labelsOf(options: ResolvedDeployOptions, name: string) {
   return {
     'app.kubernetes.io/name': options.app,
@@ -96,10 +129,14 @@ const probe = (path: string, timing: { periodSeconds: number; failureThreshold: 
  * deploymentDocument(topology, 'storefront', topology.processes['storefront']!, options).spec.replicas; // 1
  * ```
  */
-export function deploymentDocument(topology: TopologyFile, name: string, group: ProcessGroup, options: ResolvedDeployOptions) {
+export function deploymentDocument(topology: TopologyFile, name: string, group: ProcessGroup, options: ResolvedDeployOptions, locked = false) {
   const env: Record<string, unknown>[] = groupEnvironment(topology, name, group).map(([key, value]) => ({ name: key, value }));
   const fromSecret = (key: string, secret: string) => ({ name: key, valueFrom: { secretKeyRef: { name: secret, key } } });
-  const secrets = [...(needsNats(topology) ? [natsSecretName(options)] : []), ...(hostsData(group, options) ? [databaseSecretName(options)] : [])];
+  const secrets = [
+    ...(needsNats(topology) ? [natsSecretName(options)] : []),
+    ...(locked ? [natsCredentialsSecretName(options, name)] : []),
+    ...(hostsData(group, options) ? [databaseSecretName(options)] : []),
+  ];
   env.splice(
     2,
     0,
@@ -202,14 +239,16 @@ export function podDisruptionBudgetDocument(name: string, options: ResolvedDeplo
  * // ['k8s/storefront-deployment.yaml', ..., 'k8s/kustomization.yaml']
  * ```
  */
-export function kubernetesFiles(topology: TopologyFile, options: ResolvedDeployOptions): DeployFile[] {
+export function kubernetesFiles(topology: TopologyFile, options: ResolvedDeployOptions, users: readonly NatsUser[] = []): DeployFile[] {
   const header = `# ${generatedHeader(options)}\n`;
   const files: DeployFile[] = [];
-  const add = (file: string, document: unknown) => {
-    files.push({ path: `k8s/${file}`, contents: header + stringify(document, { lineWidth: 0 }) });
+  const add = (file: string, document: unknown, mode?: number) => {
+    files.push({ path: `k8s/${file}`, contents: header + stringify(document, { lineWidth: 0 }), ...(mode === undefined ? {} : { mode }) });
   };
   for (const [name, group] of Object.entries(topology.processes)) {
-    add(`${name}-deployment.yaml`, deploymentDocument(topology, name, group, options));
+    const user = users.find((candidate) => candidate.user === name);
+    if (user !== undefined) add(`${name}-nats-credentials.yaml`, natsCredentialsSecretDocument(name, user, options), 0o600);
+    add(`${name}-deployment.yaml`, deploymentDocument(topology, name, group, options, user !== undefined));
     if (isGateway(group)) add(`${name}-service.yaml`, serviceDocument(name, group, options));
     if (group.replicas >= 2) add(`${name}-pdb.yaml`, podDisruptionBudgetDocument(name, options));
   }

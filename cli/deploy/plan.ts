@@ -3,6 +3,7 @@
  * derived from a topology that the Dockerfile, compose and Kubernetes generators all use (the
  * container port, the health command, each group's environment), so that they cannot disagree.
  */
+import type { AnyModule } from 'keel';
 import { DEFAULT_KERNEL_OPTIONS } from 'keel/transport';
 import { DEFAULT_NATS_TRANSPORT_OPTIONS } from 'keel/nats';
 import { CLIError, CliErrorCode } from '../errors.js';
@@ -19,6 +20,8 @@ import { needsNats, type ProcessGroup, type TopologyFile } from '../topology.js'
 export interface DeployFile {
   readonly path: string;
   readonly contents: string;
+  /** File mode, such as `0o600` for a file holding secrets (default: the process's umask). */
+  readonly mode?: number;
 }
 
 /**
@@ -45,6 +48,14 @@ export interface DeployOptions {
    * hosting one gets `DATABASE_URL`, from compose's PostgreSQL service or a Kubernetes Secret.
    */
   readonly dataModules?: readonly string[];
+  /**
+   * The application's modules (the manifest): with them, a topology that needs NATS gets one NATS
+   * user per process group, allowed only what its modules need (`nats/`, docs/security.md).
+   * Without them (default none), no NATS credentials are written.
+   */
+  readonly modules?: readonly AnyModule[];
+  /** NATS passwords to keep, by user (default none: each user gets a new random one). */
+  readonly natsPasswords?: Readonly<Record<string, string>>;
 }
 
 /**
@@ -86,11 +97,24 @@ const DNS_LABEL = /^[a-z]([-a-z0-9]*[a-z0-9])?$/;
 /** A container image reference: `[registry[:port]/]path[:tag][@digest]`. */
 const IMAGE = /^[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[\w][\w.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$/;
 /** Variables keel sets itself in every container; a group's `env` may not set them. */
-const RESERVED_ENV = ['KEEL_MODULES', 'KEEL_NATS_URL', 'DATABASE_URL', 'PORT', 'KEEL_HTTP_PORT', 'KEEL_HTTP_HOST'] as const;
+const RESERVED_ENV = [
+  'KEEL_MODULES',
+  'KEEL_NATS_URL',
+  'KEEL_NATS_USER',
+  'KEEL_NATS_PASSWORD',
+  'KEEL_NATS_INBOX_PREFIX',
+  'DATABASE_URL',
+  'PORT',
+  'KEEL_HTTP_PORT',
+  'KEEL_HTTP_HOST',
+] as const;
 
 /** Where each reserved variable comes from instead, for the error that refuses it in a group's `env`. */
 const RESERVED_ENV_SOURCE: Partial<Record<(typeof RESERVED_ENV)[number], string>> = {
   KEEL_NATS_URL: "The NATS URL comes from compose's NATS service, and in Kubernetes from a Secret.",
+  KEEL_NATS_USER: 'Each group gets its own NATS user from nats/<group>.env (docs/security.md).',
+  KEEL_NATS_PASSWORD: 'Each group gets its own NATS password from nats/<group>.env (docs/security.md).',
+  KEEL_NATS_INBOX_PREFIX: 'Each group gets its own inbox prefix from nats/<group>.env (docs/security.md).',
   DATABASE_URL: "The database URL comes from compose's PostgreSQL service, and in Kubernetes from a Secret (docs/deploy.md, \"Data\").",
 };
 
@@ -128,6 +152,8 @@ export function resolveDeployOptions(options: DeployOptions): ResolvedDeployOpti
     source: 'the topology',
     buildDir: DEFAULT_DEPLOY_OPTIONS.buildDir,
     dataModules: [],
+    modules: [],
+    natsPasswords: {},
     ...options,
   };
   if (!BUILD_DIR.test(resolved.buildDir) || resolved.buildDir.split('/').includes('..')) {
@@ -264,6 +290,19 @@ export function groupEnvironment(topology: TopologyFile, name: string, group: Pr
     else environment.push([key, value]);
   }
   return environment;
+}
+
+/**
+ * True when the deployment locks NATS down: the topology needs NATS and the modules are known,
+ * so each group gets its own NATS user (`nats/`).
+ *
+ * @example
+ * ```ts
+ * locksNats(topology, resolveDeployOptions({ app: 'my-shop', image: 'my-shop:0.1.0', modules }));
+ * ```
+ */
+export function locksNats(topology: TopologyFile, options: Pick<ResolvedDeployOptions, 'modules'>): boolean {
+  return needsNats(topology) && options.modules.length > 0;
 }
 
 /**

@@ -130,6 +130,8 @@ export interface StatusConnectOptions {
   readonly password?: string;
   readonly credentialsFile?: string;
   readonly tls?: { readonly caFile?: string; readonly certFile?: string; readonly keyFile?: string };
+  /** Reply subject prefix (`KEEL_NATS_INBOX_PREFIX`): a locked-down server lets a user read only its own. */
+  readonly inboxPrefix?: string;
   /** Milliseconds to wait for the connection (default 3 000). */
   readonly timeoutMs?: number;
 }
@@ -150,6 +152,7 @@ export async function connectForStatus(options: StatusConnectOptions): Promise<N
     reconnect: false,
     maxReconnectAttempts: 0,
     noAsyncTraces: true,
+    ...(options.inboxPrefix === undefined ? {} : { inboxPrefix: options.inboxPrefix }),
     ...natsAuthOptions(options),
   });
 }

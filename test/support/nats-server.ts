@@ -35,6 +35,11 @@ export interface NatsServerOptions {
   readonly operator?: NatsOperatorAuth;
   /** Listen on this port instead of a free one (to stand in for another server at the same address). */
   readonly port?: number;
+  /**
+   * More configuration, appended to what the other options write: such as the `authorization`
+   * block `keel deploy` generates (cli/deploy/nats-config.ts). Not with `token` or `user`.
+   */
+  readonly extraConfig?: string;
 }
 
 /** A NATS operator and its accounts, as a server in operator mode trusts them. */
@@ -63,6 +68,8 @@ export interface NatsServer {
   readonly storeDir: string;
   /** True while the server process runs. */
   readonly running: boolean;
+  /** What the server printed since it last started (its first 64 KiB): errors such as permission violations. */
+  output(): string;
   /** Stops the server (SIGTERM, then SIGKILL after 5 s). Idempotent. Removes the store on final stop. */
   stop(): Promise<void>;
   /** Stops the process only, keeping port and store, so that {@link NatsServer.start} can bring it back. */
@@ -242,6 +249,10 @@ class NatsServerImpl implements NatsServer {
     return this.#process !== undefined;
   }
 
+  output(): string {
+    return this.#output;
+  }
+
   #configText(): string {
     const lines = [`host: "127.0.0.1"`, `port: ${this.port}`];
     if (this.options.jetstream !== false) {
@@ -269,6 +280,7 @@ class NatsServerImpl implements NatsServer {
         `authorization { user: ${JSON.stringify(this.options.user)}, password: ${JSON.stringify(this.options.password ?? '')} }`,
       );
     }
+    if (this.options.extraConfig !== undefined) lines.push(this.options.extraConfig);
     return `${lines.join('\n')}\n`;
   }
 

@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createKernel, silentLogger, type AnyContract, type Client, type DatabaseEngine, type Kernel, type Transport } from 'keel';
-import { createNatsTransport } from 'keel/nats';
+import { createNatsTransport, natsOptionsFromEnv } from 'keel/nats';
 import { createPGliteDatabase } from 'keel/pglite';
 import { createPostgresDatabase } from 'keel/postgres';
 import { topologyFromEnv } from '../../app/topology.js';
@@ -203,6 +203,14 @@ export const MIXED: ShopTopology = {
   local: ['catalog', 'notifications'],
 };
 
+/** NATS credentials of a shop's processes, for a server that requires them (default: none). */
+export interface ShopNatsAccess {
+  /** More environment of one child process, by its name (`KEEL_NATS_USER`, `KEEL_NATS_PASSWORD`, `KEEL_NATS_INBOX_PREFIX`). */
+  readonly processEnv?: (name: string) => Readonly<Record<string, string>>;
+  /** More environment of the test process's own NATS connection (read as the children read theirs). */
+  readonly localEnv?: Readonly<Record<string, string>>;
+}
+
 /** A running split shop, as the shop suite sees it, plus its parts for tests that need them. */
 export interface SplitShop extends ShopHarness {
   readonly processes: readonly ShopProcess[];
@@ -222,7 +230,13 @@ export interface SplitShop extends ShopHarness {
  * describeShopSuite('every module in its own process', () => bootShop(ONE_PROCESS_PER_MODULE, server.url, 'keel.split', 'postgres'));
  * ```
  */
-export async function bootShop(topology: ShopTopology, natsUrl: string, prefix: string, engine: ShopEngine): Promise<SplitShop> {
+export async function bootShop(
+  topology: ShopTopology,
+  natsUrl: string,
+  prefix: string,
+  engine: ShopEngine,
+  access: ShopNatsAccess = {},
+): Promise<SplitShop> {
   const processes: ShopProcess[] = [];
   const exitCodes = new Map<string, number | string>();
   const databases: TestDatabase[] = [];
@@ -256,7 +270,7 @@ export async function bootShop(topology: ShopTopology, natsUrl: string, prefix: 
   try {
     const started = await Promise.allSettled(
       topology.processes.map(async (placement) =>
-        startShopProcess({ ...placement, natsUrl, prefix, env: (await freshDatabase()).env }),
+        startShopProcess({ ...placement, natsUrl, prefix, env: { ...(await freshDatabase()).env, ...access.processEnv?.(placement.name) } }),
       ),
     );
     for (const result of started) if (result.status === 'fulfilled') processes.push(result.value);
@@ -264,13 +278,14 @@ export async function bootShop(topology: ShopTopology, natsUrl: string, prefix: 
     if (failure !== undefined) throw (failure as PromiseRejectedResult).reason;
 
     if (topology.local.length > 0) {
-      const local = await topologyFromEnv({ KEEL_MODULES: topology.local.join(','), KEEL_NATS_URL: natsUrl, KEEL_NATS_PREFIX: prefix });
+      const local = await topologyFromEnv({ KEEL_MODULES: topology.local.join(','), KEEL_NATS_URL: natsUrl, KEEL_NATS_PREFIX: prefix, ...access.localEnv });
       transport = local.transport as Transport;
       const { url } = await freshDatabase();
       database = url === undefined ? await createPGliteDatabase() : createPostgresDatabase({ url });
       kernel = createKernel({ modules, topology: local, logger: silentLogger, database });
     } else {
-      transport = await createNatsTransport({ servers: natsUrl, prefix, logger: silentLogger });
+      const options = natsOptionsFromEnv({ KEEL_NATS_URL: natsUrl, KEEL_NATS_PREFIX: prefix, ...access.localEnv });
+      transport = await createNatsTransport({ ...options, logger: silentLogger });
       kernel = createKernel({ modules, topology: { host: [], transport }, logger: silentLogger });
     }
     await kernel.start();

@@ -1,0 +1,173 @@
+/**
+ * The NATS server configuration and the per-group credentials that `keel deploy` and `keel up`
+ * write from {@link natsPermissions}: one plain user per process group (and the
+ * {@link NATS_CLIENT_USER}) in the server's one account, each with a generated password and only
+ * its permissions; no anonymous access.
+ */
+import { randomBytes } from 'node:crypto';
+import type { AnyModule } from 'keel';
+import { NATS_ENV } from 'keel/nats';
+import type { TopologyFile } from '../topology.js';
+import { NATS_CLIENT_USER, natsClientPermissions, natsPermissions, type NatsUserPermissions } from './nats-permissions.js';
+
+/**
+ * One NATS user with its password: what the server configuration lists and what its process
+ * gets as `KEEL_NATS_*` variables.
+ *
+ * @example
+ * ```ts
+ * const [storefront] = natsUsers(topology, modules);
+ * storefront.password; // 32 random characters
+ * ```
+ */
+export interface NatsUser extends NatsUserPermissions {
+  readonly password: string;
+}
+
+/**
+ * A new random password: 24 bytes from the system's CSPRNG, base64url.
+ *
+ * @example
+ * ```ts
+ * natsPassword().length; // 32
+ * ```
+ */
+export function natsPassword(): string {
+  return randomBytes(24).toString('base64url');
+}
+
+/**
+ * Every process group's user and the client user, each with a password: the one in `passwords`
+ * (kept from an earlier run) or a new random one.
+ *
+ * @example
+ * ```ts
+ * const users = natsUsers(topology, modules, { storefront: previous });
+ * ```
+ */
+export function natsUsers(
+  topology: TopologyFile,
+  modules: readonly AnyModule[],
+  passwords: Readonly<Record<string, string>> = {},
+): NatsUser[] {
+  return [...natsPermissions(topology, modules), natsClientPermissions(topology, modules)].map((user) => ({
+    ...user,
+    password: passwords[user.user] ?? natsPassword(),
+  }));
+}
+
+/** Where a nats-server configured by {@link natsServerConfig} listens and stores. */
+export interface NatsServerConfigOptions {
+  /** A comment put first (without `# `), such as the generated-file header. */
+  readonly header?: string;
+  /** `host:port` clients connect to, such as `0.0.0.0:4222`. */
+  readonly listen: string;
+  /** JetStream's store folder. */
+  readonly storeDir: string;
+  /** The monitoring port (`/healthz`), if any. */
+  readonly monitorPort?: number;
+}
+
+const quote = (value: string): string => JSON.stringify(value);
+const list = (subjects: readonly string[], indent: string): string =>
+  subjects.length === 0 ? '[]' : `[\n${subjects.map((subject) => `${indent}  ${quote(subject)}`).join(',\n')}\n${indent}]`;
+
+/**
+ * The `authorization` block of a nats-server configuration: one user per entry of `users`,
+ * each allowed only its permissions and the replies to the requests it receives. A server with
+ * users refuses anonymous connections.
+ *
+ * @example
+ * ```ts
+ * const block = natsAuthorization(natsUsers(topology, modules));
+ * ```
+ */
+export function natsAuthorization(users: readonly NatsUser[]): string {
+  const entries = users.map((user) =>
+    [
+      '    {',
+      `      user: ${quote(user.user)}`,
+      `      password: ${quote(user.password)}`,
+      '      permissions: {',
+      `        publish: { allow: ${list(user.publish, '        ')} }`,
+      `        subscribe: { allow: ${list(user.subscribe, '        ')} }`,
+      '        allow_responses: true',
+      '      }',
+      '    }',
+    ].join('\n'),
+  );
+  return ['authorization {', '  users: [', ...entries, '  ]', '}'].join('\n');
+}
+
+/**
+ * A whole nats-server configuration: where it listens, JetStream on, and
+ * {@link natsAuthorization} of `users`.
+ *
+ * @example
+ * ```ts
+ * writeFileSync('nats-server.conf', natsServerConfig(natsUsers(topology, modules), { listen: '0.0.0.0:4222', storeDir: '/data', monitorPort: 8222 }));
+ * ```
+ */
+export function natsServerConfig(users: readonly NatsUser[], options: NatsServerConfigOptions): string {
+  const lines = [
+    ...(options.header === undefined ? [] : options.header.split('\n').map((line) => `# ${line}`)),
+    '# One user per process group, allowed what its modules need (docs/security.md). Holds passwords: keep it secret.',
+    `listen: ${quote(options.listen)}`,
+    ...(options.monitorPort === undefined ? [] : [`http_port: ${options.monitorPort}`]),
+    `jetstream { store_dir: ${quote(options.storeDir)} }`,
+    natsAuthorization(users),
+  ];
+  return `${lines.join('\n')}\n`;
+}
+
+/**
+ * The `KEEL_NATS_*` variables of one user: user, password and inbox prefix.
+ *
+ * @example
+ * ```ts
+ * natsUserEnvironment(user); // { KEEL_NATS_USER: 'storefront', KEEL_NATS_PASSWORD: '…', KEEL_NATS_INBOX_PREFIX: '_INBOX_keel.storefront' }
+ * ```
+ */
+export function natsUserEnvironment(user: NatsUser): Record<string, string> {
+  return { [NATS_ENV.USER]: user.user, [NATS_ENV.PASSWORD]: user.password, [NATS_ENV.INBOX_PREFIX]: user.inboxPrefix };
+}
+
+/**
+ * One user's `.env` file: a comment, then `KEY=value` lines, as compose's `env_file` and
+ * `kubectl create secret --from-env-file` read them.
+ *
+ * @example
+ * ```ts
+ * writeFileSync('nats/storefront.env', natsEnvFile(user, 'Generated by keel deploy'), { mode: 0o600 });
+ * ```
+ */
+export function natsEnvFile(user: NatsUser, header: string): string {
+  const who = user.user === NATS_CLIENT_USER ? 'a client of every operation (keel status, scripts)' : `process group ${user.user}`;
+  const lines = Object.entries(natsUserEnvironment(user)).map(([key, value]) => `${key}=${value}`);
+  return `# ${header}\n# NATS credentials of ${who}. Secret: never commit it.\n${lines.join('\n')}\n`;
+}
+
+/**
+ * Reads the passwords out of `.env` files {@link natsEnvFile} wrote, by user, so that running
+ * `keel deploy` again keeps them.
+ *
+ * @example
+ * ```ts
+ * passwordsFromEnvFiles([readFileSync('deploy/nats/storefront.env', 'utf8')]); // { storefront: '…' }
+ * ```
+ */
+export function passwordsFromEnvFiles(texts: readonly string[]): Record<string, string> {
+  const passwords: Record<string, string> = {};
+  for (const text of texts) {
+    const values = Object.fromEntries(
+      text
+        .split('\n')
+        .filter((line) => /^[A-Z_]+=/.test(line))
+        .map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]),
+    );
+    const user = values[NATS_ENV.USER];
+    const password = values[NATS_ENV.PASSWORD];
+    if (user !== undefined && password !== undefined && password !== '') passwords[user] = password;
+  }
+  return passwords;
+}

@@ -1,0 +1,206 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RequestStrategy, connect, type NatsConnection } from 'nats';
+import { natsAuthorization, natsUserEnvironment, natsUsers, type NatsUser } from '../cli/deploy/nats-config.js';
+import { NATS_CLIENT_USER, natsPermissions } from '../cli/deploy/nats-permissions.js';
+import { parseTopology } from '../cli/topology.js';
+import { modules } from '../modules/index.js';
+import { startNatsServer, type NatsServer } from './support/nats-server.js';
+import { describeShopSuite } from './support/shop-suite.js';
+import { ONE_PROCESS_PER_MODULE, bootShop } from './support/topologies.js';
+
+const PREFIX = 'keel.locked';
+const names = modules.map((module) => module.name as string);
+/** The shop, one process per module, as its topology file says, under its own subject prefix. */
+const perModule = parseTopology(
+  { nats: { prefix: PREFIX }, processes: Object.fromEntries(names.map((name) => [name, { modules: [name] }])) },
+  names,
+  'per-module',
+);
+const users = natsUsers(perModule, modules);
+const userOf = (name: string): NatsUser => users.find((user) => user.user === name) as NatsUser;
+
+describe('nats permissions - derived from the module graph', () => {
+  const permissions = natsPermissions(perModule, modules);
+  const of = (group: string) => permissions.find((user) => user.user === group)!;
+
+  it('nats permissions - orders may call the operations of catalog, inventory and payments and no other module', () => {
+    const calls = of('orders').publish.filter((subject) => /^keel\.locked\.[a-z-]+\.[a-zA-Z]+$/.test(subject));
+    expect(new Set(calls.map((subject) => subject.split('.')[2]))).toEqual(new Set(['catalog', 'inventory', 'payments']));
+    expect(calls).toContain('keel.locked.payments.charge');
+    expect(of('orders').publish).toContain('$SRV.INFO.payments');
+    expect(of('notifications').publish.some((subject) => subject.startsWith('keel.locked.payments.'))).toBe(false);
+  });
+
+  it('nats permissions - a group serves only its own operation subjects and its $SRV discovery, and reads only its own inbox', () => {
+    const subscribe = of('payments').subscribe;
+    expect(subscribe).toContain('keel.locked.payments.refund');
+    expect(subscribe).toContain('_INBOX_keel_locked.payments.>');
+    expect(subscribe).toContain('$SRV.PING.payments.*');
+    expect(subscribe.filter((subject) => subject.startsWith('_INBOX'))).toEqual(['_INBOX_keel_locked.payments.>']);
+    expect(subscribe.some((subject) => subject === '>' || subject.endsWith('.>') && !subject.startsWith('_INBOX_'))).toBe(false);
+    expect(subscribe.some((subject) => subject.startsWith('keel.locked.orders.'))).toBe(false);
+  });
+
+  it('nats permissions - a group publishes its own events only, and the JetStream API of its own stream and consumers only', () => {
+    const orders = of('orders').publish;
+    expect(orders).toEqual(expect.arrayContaining(['keel.locked.orders.durable.orderPlaced', '$JS.API.STREAM.CREATE.keel_locked_orders', '$JS.API.INFO']));
+    expect(orders.some((subject) => subject.includes('payments.durable') || subject.includes('.events.'))).toBe(false);
+    const notifications = of('notifications').publish;
+    expect(notifications).toEqual(
+      expect.arrayContaining([
+        '$JS.API.CONSUMER.MSG.NEXT.keel_locked_orders.notifications__orderPlaced',
+        '$JS.ACK.keel_locked_payments.notifications__paymentRefunded.>',
+        'keel.locked._dead-letter.notifications.orders.orderPlaced',
+      ]),
+    );
+    expect(notifications.some((subject) => subject.includes('inventory__'))).toBe(false);
+    expect(notifications).not.toContain('$JS.API.STREAM.UPDATE.keel_locked_orders');
+    // Notification events of a subscribed contract are subscribed to on core NATS.
+    expect(of('notifications').subscribe).toContain('keel.locked.payments.events.paymentCaptured');
+  });
+
+  it('nats permissions - a gateway exposing every operation over HTTP may call every operation of the other modules', () => {
+    const gatewayed = parseTopology({ processes: { web: { modules: ['catalog'], http: 8080 }, rest: { modules: ['*'] } } }, names, 'gateway');
+    const web = natsPermissions(gatewayed, modules).find((user) => user.user === 'web')!;
+    expect(web.publish).toEqual(expect.arrayContaining(['keel.orders.placeOrder', 'keel.payments.refund', 'keel.notifications.listNotifications']));
+    expect(web.publish).not.toContain('keel.catalog.getProduct');
+  });
+});
+
+describe('nats permissions - enforced by a real nats-server with the generated configuration', () => {
+  let server: NatsServer;
+  const connections: NatsConnection[] = [];
+  /** A raw NATS client (not keel) as `user`, with its inbox prefix, collecting the errors the server reports. */
+  const as = async (user: NatsUser) => {
+    const nc = await connect({ servers: server.url, user: user.user, pass: user.password, inboxPrefix: user.inboxPrefix, reconnect: false });
+    connections.push(nc);
+    const errors: string[] = [];
+    void (async () => {
+      for await (const status of nc.status()) if (status.type === 'error') errors.push(String(status.data));
+    })();
+    return { nc, errors };
+  };
+
+  beforeAll(async () => {
+    server = await startNatsServer({ extraConfig: natsAuthorization(users) });
+  });
+
+  afterAll(async () => {
+    for (const nc of connections) await nc.close();
+  });
+
+  it('nats permissions - an anonymous connection is refused', async () => {
+    const error = await connect({ servers: server.url, reconnect: false }).then(
+      (nc) => nc.close().then(() => 'connected'),
+      (reason: unknown) => String(reason),
+    );
+    expect(error).toMatch(/Authorization Violation/i);
+  });
+
+  it('nats permissions - a group cannot subscribe to ">", to "_INBOX.>" or to another group\'s inbox', async () => {
+    const { nc } = await as(userOf('catalog'));
+    for (const subject of ['>', '_INBOX.>', `${userOf('orders').inboxPrefix}.>`]) {
+      const sub = nc.subscribe(subject);
+      const refusal = await (async () => {
+        try {
+          for await (const _ of sub) return 'a message arrived';
+          return 'closed without error';
+        } catch (error) {
+          return String(error);
+        }
+      })();
+      expect(refusal, subject).toContain(`Permissions Violation for Subscription to "${subject}"`);
+    }
+  });
+
+  /**
+   * Publishes `subject` as `user` on a connection of its own that does nothing else, and resolves
+   * with the status the server reported for it (nats.js reports the code only, hence one
+   * connection per publish).
+   */
+  const publishAs = async (user: NatsUser, subject: string): Promise<string> => {
+    const { nc, errors } = await as(user);
+    nc.publish(subject, '{}', { reply: `${user.inboxPrefix}.x` });
+    await nc.flush();
+    // A PING answered after the publish: the server handled the publish, and any -ERR for it came first.
+    await nc.flush();
+    return errors.join(' | ') || 'accepted';
+  };
+
+  it('nats permissions - notifications cannot call payments.refund, which it does not depend on, while orders can', async () => {
+    const payments = await as(userOf('payments'));
+    const received: string[] = [];
+    payments.nc.subscribe(`${PREFIX}.payments.refund`, { callback: (_error, msg) => received.push(msg.reply ?? '') });
+    await payments.nc.flush();
+    expect(await publishAs(userOf('notifications'), `${PREFIX}.payments.refund`)).toBe('PERMISSIONS_VIOLATION');
+    expect(await publishAs(userOf('orders'), `${PREFIX}.payments.refund`)).toBe('accepted');
+    await payments.nc.flush();
+    // Only orders' request reached payments: it was sent after the refused one.
+    expect(received).toEqual([`${userOf('orders').inboxPrefix}.x`]);
+  });
+
+  it('nats permissions - orders cannot publish another module\'s events, notification or durable, but publishes its own', async () => {
+    expect(await publishAs(userOf('orders'), `${PREFIX}.payments.durable.paymentRefunded`)).toBe('PERMISSIONS_VIOLATION');
+    expect(await publishAs(userOf('orders'), `${PREFIX}.catalog.events.productAdded`)).toBe('PERMISSIONS_VIOLATION');
+    expect(await publishAs(userOf('inventory'), `${PREFIX}.orders.durable.orderCancelled`)).toBe('PERMISSIONS_VIOLATION');
+    expect(await publishAs(userOf('orders'), `${PREFIX}.orders.durable.orderCancelled`)).toBe('accepted');
+  });
+
+  it('nats permissions - a group cannot touch the JetStream API of another module\'s stream or consumers', async () => {
+    expect(await publishAs(userOf('catalog'), '$JS.API.STREAM.DELETE.keel_locked_orders')).toBe('PERMISSIONS_VIOLATION');
+    expect(await publishAs(userOf('orders'), '$JS.API.STREAM.PURGE.keel_locked_orders')).toBe('PERMISSIONS_VIOLATION');
+    expect(await publishAs(userOf('notifications'), '$JS.API.CONSUMER.MSG.NEXT.keel_locked_orders.inventory__orderPlaced')).toBe(
+      'PERMISSIONS_VIOLATION',
+    );
+    expect(await publishAs(userOf('notifications'), '$JS.API.CONSUMER.INFO.keel_locked_orders.notifications__orderPlaced')).toBe('accepted');
+  });
+
+  it('nats permissions - $SRV discovery works with the inbox prefixes: the client pings and asks payments, which answers', async () => {
+    const payments = await as(userOf('payments'));
+    const service = await payments.nc.services.add({ name: 'payments', version: '1.0.0' });
+    const client = await as(userOf(NATS_CLIENT_USER));
+    const pings = [];
+    for await (const ping of await client.nc.services.client({ strategy: RequestStrategy.Timer, maxWait: 1_000 }).ping('payments')) pings.push(ping);
+    expect(pings.map((ping) => ping.name)).toEqual(['payments']);
+    expect(client.errors).toEqual([]);
+    await service.stop();
+  });
+
+  it('nats permissions - the client user calls operations but cannot serve one nor publish an event', async () => {
+    const { nc } = await as(userOf(NATS_CLIENT_USER));
+    const sub = nc.subscribe(`${PREFIX}.payments.refund`);
+    await expect(
+      (async () => {
+        for await (const _ of sub) break;
+      })(),
+    ).rejects.toThrow(/Permissions Violation for Subscription/);
+    expect(await publishAs(userOf(NATS_CLIENT_USER), `${PREFIX}.orders.durable.orderCancelled`)).toBe('PERMISSIONS_VIOLATION');
+    expect(await publishAs(userOf(NATS_CLIENT_USER), `${PREFIX}.payments.refund`)).toBe('accepted');
+  });
+  it('nats permissions - the server logs each refusal (what the shop check below relies on)', () => {
+    expect(server.output()).toMatch(/Publish Violation|Permissions Violation for Publish/);
+    expect(server.output()).toMatch(/Subscription Violation|Permissions Violation for Subscription/);
+  });
+});
+
+/** The server the shop suite runs on, for the check after it. */
+let lockedShopServer: NatsServer | undefined;
+
+describe('nats permissions - the shop, one process per module, under the generated permissions', () => {
+  const environment = (name: string): Record<string, string> => natsUserEnvironment(userOf(name));
+  describeShopSuite('one process per module over a locked-down NATS, on postgres', async () => {
+    lockedShopServer = await startNatsServer({ extraConfig: natsAuthorization(users) });
+    return bootShop(ONE_PROCESS_PER_MODULE, lockedShopServer.url, PREFIX, 'postgres', {
+      processEnv: environment,
+      localEnv: environment(NATS_CLIENT_USER),
+    });
+  });
+});
+
+describe('nats permissions - nothing the shop does is refused', () => {
+  it('nats permissions - the server logged no permission violation while the shop suite ran (every subject it uses is allowed)', () => {
+    // The shop suite above ran first: the server's log holds a line for each refused publish or subscription.
+    expect(lockedShopServer?.output()).toBeDefined();
+    expect(lockedShopServer?.output()).not.toMatch(/Violation/i);
+  });
+});
