@@ -64,6 +64,8 @@ create table keel_idempotency (
 );
 `,
   ),
+  // The principal of the context an event was emitted in travels with it (event metadata).
+  migration('keel/002_outbox_principal', 'alter table keel_outbox add column principal jsonb;\n'),
 ];
 
 function migration(name: string, sql: string): Migration {

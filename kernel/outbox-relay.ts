@@ -44,6 +44,7 @@ interface OutboxRow {
   readonly payload: unknown;
   readonly correlation_id: string;
   readonly traceparent: string | null;
+  readonly principal: unknown;
   readonly published_at: Date | string;
   [column: string]: unknown;
 }
@@ -56,7 +57,7 @@ where seq in (
   order by seq limit $1
   for update skip locked
 )
-returning seq, id, event, payload, correlation_id, traceparent, published_at`;
+returning seq, id, event, payload, correlation_id, traceparent, principal, published_at`;
 
 /**
  * Where a crash test (test/data-crash.test.ts) can stop a process: after a transaction that wrote
@@ -202,6 +203,7 @@ export class OutboxRelay {
         traceparent: row.traceparent ?? undefined,
         publisher: this.contract.name,
         publishedAt: new Date(row.published_at).getTime(),
+        principal: row.principal ?? undefined,
       },
     };
   }

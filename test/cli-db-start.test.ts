@@ -52,6 +52,7 @@ describe('cli - keel start on module data', () => {
     expect(await query(database.url, 'select name from ledger.keel_migrations order by name')).toEqual([
       { name: '001_entries.sql' },
       { name: 'keel/001_outbox_inbox_idempotency' },
+      { name: 'keel/002_outbox_principal' },
     ]);
     expect(existsSync(join(app.root, '.keel')), 'nothing embedded was opened').toBe(false);
   });

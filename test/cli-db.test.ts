@@ -42,10 +42,12 @@ describe('cli - keel db', () => {
     expect(lines(before)).toEqual([
       'audit: schema audit, pglite in data',
       ' pending keel/001_outbox_inbox_idempotency',
+      ' pending keel/002_outbox_principal',
       ' pending 001_entries.sql',
       ' pending 002_counter.sql',
       'ledger: schema ledger, pglite in data',
       ' pending keel/001_outbox_inbox_idempotency',
+      ' pending keel/002_outbox_principal',
       ' pending 001_entries.sql',
     ]);
 
@@ -54,24 +56,26 @@ describe('cli - keel db', () => {
     expect(lines(migrated)).toEqual([
       'audit: schema audit, pglite in data',
       ' applied keel/001_outbox_inbox_idempotency',
+      ' applied keel/002_outbox_principal',
       ' applied 001_entries.sql',
       ' applied 002_counter.sql',
       'ledger: schema ledger, pglite in data',
       ' applied keel/001_outbox_inbox_idempotency',
+      ' applied keel/002_outbox_principal',
       ' applied 001_entries.sql',
     ]);
     const again = await runKeel(['db', 'migrate'], { cwd: app.root, env });
     expect(lines(again)).toEqual([
       'audit: schema audit, pglite in data',
-      ' nothing to apply (3 applied before)',
+      ' nothing to apply (4 applied before)',
       'ledger: schema ledger, pglite in data',
-      ' nothing to apply (2 applied before)',
+      ' nothing to apply (3 applied before)',
     ]);
 
     const after = await runKeel(['db', 'status'], { cwd: app.root, env });
     expect(after.code, after.stderr).toBe(0);
     const states = lines(after).filter((line) => line.startsWith(' '));
-    expect(states).toHaveLength(5);
+    expect(states).toHaveLength(7);
     for (const line of states) expect(line).toMatch(new RegExp(`^ applied ${ISO_TIME.source} \\S+$`));
 
     const json = await runKeel(['db', 'status', '--json', '--module', 'ledger'], { cwd: app.root, env });
@@ -81,6 +85,7 @@ describe('cli - keel db', () => {
     expect(report.modules[0]).toMatchObject({ module: 'ledger', schema: 'ledger', engine: 'pglite', location: 'in data' });
     expect(report.modules[0].migrations.map((entry: any) => [entry.name, entry.state])).toEqual([
       ['keel/001_outbox_inbox_idempotency', 'applied'],
+      ['keel/002_outbox_principal', 'applied'],
       ['001_entries.sql', 'applied'],
     ]);
     expect(report.modules[0].migrations[0].appliedAt).toMatch(ISO_TIME);

@@ -112,11 +112,12 @@ export class DurableEvents {
   async #handleDurable(state: DurableState, msg: JsMsg): Promise<void> {
     const { subscription, label } = state;
     const attempt = msg.info.deliveryCount;
-    const { version, metadata } = readEventHeaders(msg.headers, attempt, subscription.contract);
+    const { version, metadata, refused } = readEventHeaders(msg.headers, attempt, subscription.contract);
     const invalid = (message: string): KeelError =>
       new KeelError(KeelErrorCode.INVALID_EVENT, `Event ${label}: ${message}`, { correlationId: metadata.correlationId });
     let payload: unknown;
     try {
+      if (refused !== undefined) throw refused;
       if (!sameMajor(version, subscription.version)) {
         throw invalid(
           `published with contract version ${String(version)}, but module "${subscription.subscriber}" was built against ${subscription.version}; the major versions differ.`,

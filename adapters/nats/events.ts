@@ -74,7 +74,11 @@ export class Notifications {
 
   #onNotification(subscription: EventSubscription, label: string, inFlight: InFlight, msg: Msg): void {
     const logger = this.#connection.logger;
-    const { version, metadata } = readEventHeaders(msg.headers, 1, subscription.contract);
+    const { version, metadata, refused } = readEventHeaders(msg.headers, 1, subscription.contract);
+    if (refused !== undefined) {
+      logger.error({ event: label, eventId: metadata.id, subscriber: subscription.subscriber, err: refused }, 'dropped an event whose principal header is not JSON');
+      return;
+    }
     if (!sameMajor(version, subscription.version)) {
       logger.error(
         { event: label, eventId: metadata.id, sent: version, expected: subscription.version, subscriber: subscription.subscriber },

@@ -118,6 +118,41 @@ class WireHeaders implements MsgHdrs, Encodable {
   }
 }
 
+/** The longest `Keel-Principal` header a receiver reads (characters); a longer one is refused. */
+export const MAX_PRINCIPAL_HEADER = 8_192;
+
+// Nested calls and events share their principal object (frozen): encode each one once.
+const encodedPrincipals = new WeakMap<object, string>();
+
+/** A principal as a header value: compact JSON with every non-ASCII character escaped, so that it crosses unchanged. */
+function principalHeader(principal: unknown): string {
+  const cached = typeof principal === 'object' && principal !== null ? encodedPrincipals.get(principal) : undefined;
+  if (cached !== undefined) return cached;
+  const text = JSON.stringify(principal).replace(/[\u007f-\uffff]/g, (character) => `\\u${character.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  if (typeof principal === 'object' && principal !== null) encodedPrincipals.set(principal, text);
+  return text;
+}
+
+/**
+ * The principal a `Keel-Principal` header carries, as plain JSON data (the kernel then checks it
+ * against the application's schema), or a KeelError `UNAUTHENTICATED` for a header that is not
+ * JSON or is too long.
+ */
+function readPrincipal(value: string, where: string, correlationId: string): unknown {
+  if (value.length <= MAX_PRINCIPAL_HEADER) {
+    try {
+      return JSON.parse(value) as unknown;
+    } catch {
+      // answered below
+    }
+  }
+  return new KeelError(
+    KeelErrorCode.UNAUTHENTICATED,
+    `${where}: header ${Header.PRINCIPAL} is not JSON of at most ${MAX_PRINCIPAL_HEADER} characters. See docs/wire-protocol.md.`,
+    { correlationId },
+  );
+}
+
 /** Headers of one call. */
 export function callHeaders(address: OperationAddress, context: CallContext): MsgHdrs {
   let text =
@@ -127,6 +162,7 @@ export function callHeaders(address: OperationAddress, context: CallContext): Ms
     `${Header.DEADLINE}: ${Math.floor(context.deadline)}\r\n`;
   if (context.traceparent !== undefined && context.traceparent !== '') text += `${Header.TRACEPARENT}: ${safe(context.traceparent)}\r\n`;
   if (context.idempotencyKey !== undefined) text += `${Header.IDEMPOTENCY_KEY}: ${safe(context.idempotencyKey)}\r\n`;
+  if (context.principal !== undefined) text += `${Header.PRINCIPAL}: ${principalHeader(context.principal)}\r\n`;
   return new WireHeaders(`${text}\r\n`);
 }
 
@@ -156,6 +192,7 @@ export function readRequestHeaders(
   let deadline: string | undefined;
   let timeout: string | undefined;
   let idempotencyKey: string | undefined;
+  let principal: string | undefined;
   if (source !== undefined) {
     for (const [key, values] of source) {
       const value = values[0];
@@ -181,6 +218,9 @@ export function readRequestHeaders(
           break;
         case Header.IDEMPOTENCY_KEY:
           idempotencyKey = value;
+          break;
+        case Header.PRINCIPAL:
+          principal = value;
           break;
         default:
           break;
@@ -208,6 +248,11 @@ export function readRequestHeaders(
   if (idempotencyKey !== undefined && !isIdempotencyKey(idempotencyKey)) {
     refuse(target, correlationId, `header ${Header.IDEMPOTENCY_KEY} is not 1 to 255 visible ASCII characters.`);
   }
+  let who: unknown;
+  if (principal !== undefined) {
+    who = readPrincipal(principal, `Request to ${target}`, correlationId);
+    if (who instanceof KeelError) throw who;
+  }
   return {
     version,
     context: {
@@ -216,6 +261,8 @@ export function readRequestHeaders(
       caller: caller === undefined || caller === '' ? EXTERNAL_CALLER : caller,
       deadline: end,
       idempotencyKey,
+      // Plain JSON here: the kernel's answer pipeline checks it against the application's schema.
+      principal: who as CallContext['principal'],
     },
   };
 }
@@ -235,6 +282,7 @@ export function eventHeaders(event: PublishedEvent): MsgHdrs {
     `${Header.PUBLISHER}: ${safe(metadata.publisher)}\r\n` +
     `${Header.PUBLISHED_AT}: ${Math.floor(metadata.publishedAt)}\r\n`;
   if (metadata.traceparent !== undefined && metadata.traceparent !== '') text += `${Header.TRACEPARENT}: ${safe(metadata.traceparent)}\r\n`;
+  if (metadata.principal !== undefined) text += `${Header.PRINCIPAL}: ${principalHeader(metadata.principal)}\r\n`;
   return new WireHeaders(`${text}\r\n`);
 }
 
@@ -242,6 +290,8 @@ export function eventHeaders(event: PublishedEvent): MsgHdrs {
 export interface EventHeaders {
   readonly version: string | undefined;
   readonly metadata: EventMetadata;
+  /** Why the event can never be handled, read from its headers (a `Keel-Principal` that is not JSON). */
+  readonly refused?: KeelError;
 }
 
 /** Reads an event's headers; anything missing gets a default so the event can still be handled or dead-lettered. */
@@ -252,6 +302,7 @@ export function readEventHeaders(source: MsgHdrs | undefined, attempt: number, f
   let traceparent: string | undefined;
   let publisher: string | undefined;
   let publishedAt: string | undefined;
+  let principal: string | undefined;
   if (source !== undefined) {
     for (const [key, values] of source) {
       const value = values[0];
@@ -278,23 +329,29 @@ export function readEventHeaders(source: MsgHdrs | undefined, attempt: number, f
         case Header.PUBLISHED_AT:
           publishedAt = value;
           break;
+        case Header.PRINCIPAL:
+          principal = value;
+          break;
         default:
           break;
       }
     }
   }
   const at = publishedAt !== undefined && INTEGER_PATTERN.test(publishedAt) ? Number(publishedAt) : Date.now();
-  return {
-    version,
-    metadata: {
-      id: id ?? newCorrelationId(),
-      correlationId: correlationId ?? newCorrelationId(),
-      traceparent: isTraceparent(traceparent) ? traceparent : undefined,
-      publisher: publisher ?? fallbackPublisher,
-      publishedAt: at,
-      attempt,
-    },
+  const metadata: EventMetadata = {
+    id: id ?? newCorrelationId(),
+    correlationId: correlationId ?? newCorrelationId(),
+    traceparent: isTraceparent(traceparent) ? traceparent : undefined,
+    publisher: publisher ?? fallbackPublisher,
+    publishedAt: at,
+    attempt,
   };
+  if (principal === undefined) return { version, metadata };
+  const who = readPrincipal(principal, `Event ${metadata.id}`, metadata.correlationId);
+  if (who instanceof KeelError) {
+    return { version, metadata, refused: new KeelError(KeelErrorCode.INVALID_EVENT, who.message, { correlationId: metadata.correlationId }) };
+  }
+  return { version, metadata: { ...metadata, principal: who } };
 }
 
 /** True when `sent` (a version header, possibly absent) has the same major as `expected`. */
