@@ -141,7 +141,7 @@ describe('cli - keel db', () => {
     const migrated = await runKeel(['db', 'migrate'], { cwd: app.root, env });
     expect(migrated.code, migrated.stderr).toBe(0);
     expect(lines(migrated)).toContain(`audit: schema audit, postgres at ${database.location} (DATABASE_URL)`);
-    expect(await query(database.url, 'select count(*)::int as applied from audit.keel_migrations')).toEqual([{ applied: 3 }]);
+    expect(await query(database.url, 'select count(*)::int as applied from audit.keel_migrations')).toEqual([{ applied: 4 }]);
     const status = await runKeel(['db', 'status', '--json'], { cwd: app.root, env });
     expect(status.code, status.stderr).toBe(0);
     expect(JSON.parse(status.stdout).modules.flatMap((entry: any) => entry.migrations.map((migration: any) => migration.state))).toEqual(
