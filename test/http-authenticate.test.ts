@@ -142,6 +142,19 @@ describe('http - caller identity', () => {
     });
   });
 
+  it('http - the OpenAPI document marks the operations whose contract declares auth with the bearer scheme, 401 and (for a predicate) 403', async () => {
+    const document = (await (await fetch(`${url}/openapi.json`)).json()) as any;
+    const post = (path: string) => document.paths[path].post;
+    expect(post('/account/whoami').security).toBeUndefined();
+    expect(post('/account/whoami').responses['401']).toBeUndefined();
+    expect(post('/account/settings')).toMatchObject({ security: [{ bearer: [] }], responses: { '401': { $ref: '#/components/responses/Unauthenticated' } } });
+    expect(post('/account/settings').responses['403']).toBeUndefined();
+    expect(post('/account/setPrice').responses['403']).toEqual({ $ref: '#/components/responses/Forbidden' });
+    expect(document.components.securitySchemes).toEqual({ bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } });
+    const SwaggerParser = (await import('@apidevtools/swagger-parser')).default;
+    await SwaggerParser.validate(structuredClone(document));
+  });
+
   it('http - createJwtAuthenticator refuses options it cannot verify with: neither or both key sources, a short secret', () => {
     const refusal = (options: Parameters<typeof createJwtAuthenticator>[0]): string => {
       try {
