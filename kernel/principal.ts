@@ -113,3 +113,21 @@ export function validPrincipal(schema: PrincipalSchema | undefined, value: unkno
   }
   return deepFreeze(parsed.data);
 }
+
+/** The refusal of a call without a principal to an operation whose contract declares `auth`. */
+export function unauthenticated(contract: string, operation: string, context: { readonly correlationId: string }): KeelError {
+  return new KeelError(
+    KeelErrorCode.UNAUTHENTICATED,
+    `${contract}.${operation} needs a caller identity and the call carries none. Nothing ran: authenticate (over HTTP, send credentials such as a bearer token) and call again.`,
+    { correlationId: context.correlationId },
+  );
+}
+
+/** The refusal of a call whose principal the operation's `auth` predicate did not allow. */
+export function forbidden(contract: string, operation: string, context: { readonly correlationId: string }): KeelError {
+  return new KeelError(
+    KeelErrorCode.FORBIDDEN,
+    `${contract}.${operation} is not allowed for this principal (its contract's auth refused it). Nothing ran; calling again as the same principal fails again.`,
+    { correlationId: context.correlationId },
+  );
+}

@@ -11,7 +11,7 @@ import { KeelError, KeelErrorCode, validationError } from './errors.js';
 import type { Logger } from './logger.js';
 import { OK_OUTCOME, outcomeOf, type KernelObserver } from './observer.js';
 import type { EventContext, EventHandlerFunction, OperationHandler } from './module.js';
-import { validPrincipal, type Principal, type PrincipalSchema } from './principal.js';
+import { forbidden, unauthenticated, validPrincipal, type Principal, type PrincipalSchema } from './principal.js';
 import {
   RemoteFailure,
   type Answer,
@@ -203,7 +203,9 @@ export function createServedModule(source: ServedSource): ServedModule {
     const label = `${contract.name}.${entry.name}`;
     let claim: Claim;
     try {
-      claim = await store.claim(entry.name, key, inputHash(value), context.deadline + IDEMPOTENCY_TAKEOVER_GRACE_MS);
+      // A key is one principal's: another's request with the same key and input is a reuse, never a replay of someone else's answer.
+      const hashed = context.principal === undefined ? value : { input: value, principal: context.principal };
+      claim = await store.claim(entry.name, key, inputHash(hashed), context.deadline + IDEMPOTENCY_TAKEOVER_GRACE_MS);
     } catch (error) {
       logger.error({ err: error, operation: label, correlationId: context.correlationId }, 'could not claim an idempotency key');
       answer.fail(failure(error, address, entry, context));
@@ -264,22 +266,6 @@ export function createServedModule(source: ServedSource): ServedModule {
       else run(address, input, context, trusted, new ObservedAnswer(answer, observers, contract.name, address.operation, transport, context.caller));
     },
   };
-}
-
-function unauthenticated(contract: string, operation: string, context: CallContext): KeelError {
-  return new KeelError(
-    KeelErrorCode.UNAUTHENTICATED,
-    `${contract}.${operation} needs a caller identity and the call carries none. Nothing ran: authenticate (over HTTP, send credentials such as a bearer token) and call again.`,
-    { correlationId: context.correlationId },
-  );
-}
-
-function forbidden(contract: string, operation: string, context: CallContext): KeelError {
-  return new KeelError(
-    KeelErrorCode.FORBIDDEN,
-    `${contract}.${operation} is not allowed for this principal (its contract's auth refused it). Nothing ran; calling again as the same principal fails again.`,
-    { correlationId: context.correlationId },
-  );
 }
 
 /** An {@link Answer} that reports the call to the kernel's observers as it settles. */

@@ -182,9 +182,10 @@ export function describeIdentityConformance(target: ConformanceTarget): void {
       return app.client;
     };
 
+    // Four kernels and a PGlite: allow for a loaded machine.
     beforeAll(async () => {
       app = await bootIdentity(target, `identity${process.pid}`);
-    });
+    }, 120_000);
     afterAll(async () => {
       await shutdownIdentity(target, app);
     });
@@ -217,6 +218,13 @@ export function describeIdentityConformance(target: ConformanceTarget): void {
       expect(isKeelError(await rejection(client().client(vault).unlock({ shelf: 'sealed' }, { principal: ada })), 'FORBIDDEN')).toBe(true);
       expect(isKeelError(await rejection(client().client(vault).unlock({ shelf: 'a' })), 'UNAUTHENTICATED')).toBe(true);
       expect(await client().client(vault).unlock({ shelf: 'a' }, { principal: ada })).toEqual({ unlockedBy: 'ada' });
+    });
+
+    it("keeps an idempotency key to its principal: another principal's request with the same key and input is IDEMPOTENCY_KEY_REUSED, not a replay of the first answer", async () => {
+      const idempotencyKey = `key-${Math.random().toString(36).slice(2, 10)}`;
+      expect(await client().client(vault).open({}, { principal: bob, idempotencyKey })).toEqual({ openedBy: 'bob' });
+      expect(await client().client(vault).open({}, { principal: bob, idempotencyKey })).toEqual({ openedBy: 'bob' });
+      expect(isKeelError(await rejection(client().client(vault).open({}, { principal: ada, idempotencyKey })), 'IDEMPOTENCY_KEY_REUSED')).toBe(true);
     });
 
     it("refuses, before calling, a principal option that does not match the application's schema, with UNAUTHENTICATED", async () => {
