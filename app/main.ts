@@ -10,6 +10,7 @@ import { catalog } from '../modules/catalog/contract.js';
 import { inventory } from '../modules/inventory/contract.js';
 import { modules } from '../modules/index.js';
 import { databasesFromEnv, describeDatabases } from './database.js';
+import { Principal, authenticatorFromEnv } from './principal.js';
 import { topologyFromEnv } from './topology.js';
 
 const topology = await topologyFromEnv(process.env).catch((error: unknown) => fail('read its topology', error));
@@ -65,7 +66,7 @@ process.on('SIGTERM', (signal) => void stop(signal));
 console.log(await summary(kernel));
 
 async function startKernel(): Promise<Kernel> {
-  const created = createKernel({ modules, topology, ...(database === undefined ? {} : { database: database.engineOf }) });
+  const created = createKernel({ modules, topology, principal: Principal, ...(database === undefined ? {} : { database: database.engineOf }) });
   await created.start();
   return created;
 }
@@ -105,6 +106,8 @@ async function startGateway(running: Kernel): Promise<HttpGateway | undefined> {
     stopKernelOnClose: false,
     contracts,
     getOperations,
+    // Bearer JWTs signed with SHOP_AUTH_SECRET (app/principal.ts); without it every call is anonymous.
+    authenticate: authenticatorFromEnv(process.env),
     openapi: { title: 'keel shop', description: 'The example shop of keel: catalog, inventory, payments, orders and notifications.' },
   });
   await served.listen();

@@ -10,6 +10,7 @@ import { KeelError, KeelErrorCode, validationError, type AnyErrorClass } from '.
 import { OK_OUTCOME, outcomeOf, type KernelObserver } from './observer.js';
 import { RemoteFailure, type OperationAddress, type Transport } from './transport.js';
 import { directCaller } from './local.js';
+import { validPrincipal, type Principal, type PrincipalSchema } from './principal.js';
 
 /**
  * Options of one call.
@@ -43,6 +44,13 @@ export interface CallOptions {
    * characters; another value is refused with `INVALID_INPUT`. Ignored by idempotent operations.
    */
   readonly idempotencyKey?: string;
+  /**
+   * Who the call is made for, when it starts a new context (ignored inside a handler, whose
+   * calls carry the principal of the call or event being handled). Validated against the
+   * kernel's `principal` schema; one that does not match is refused with `UNAUTHENTICATED`
+   * before the call is made. The HTTP gateway passes what its `authenticate` hook returned.
+   */
+  readonly principal?: Principal;
 }
 
 /**
@@ -79,6 +87,8 @@ export interface ClientOptions {
   readonly defaultTimeoutMs: number;
   /** Observers told about every finished call (a live array: the kernel adds to it). */
   readonly observers?: readonly KernelObserver[];
+  /** The application's principal schema, which checks a `principal` call option (the kernel's `principal` option). */
+  readonly principal?: PrincipalSchema | undefined;
 }
 
 /**
@@ -120,7 +130,7 @@ export function createClient<C extends AnyContract>(
   const caller = options.caller ?? EXTERNAL_CALLER;
   const client: Record<string, unknown> = {};
   for (const [name, definition] of Object.entries(contract.operations)) {
-    const call = makeCall(contract, name, definition, transport, caller, options.defaultTimeoutMs);
+    const call = makeCall(contract, name, definition, transport, caller, options.defaultTimeoutMs, options.principal);
     client[name] = options.observers ? observeCall(call, contract.name, name, transport.name, caller, options.observers) : call;
   }
   return Object.freeze(client) as Client<C>;
@@ -133,6 +143,7 @@ function makeCall(
   transport: Transport,
   caller: string,
   defaultTimeoutMs: number,
+  principalSchema: PrincipalSchema | undefined,
 ): (input: unknown, options?: CallOptions) => Promise<unknown> {
   const address: OperationAddress = Object.freeze({ contract: contract.name, version: contract.version, operation: name });
   const errorsByCode = new Map<string, AnyErrorClass>(definition.errors.map((error) => [error.code, error]));
@@ -182,6 +193,15 @@ function makeCall(
     const idempotencyKey = options?.idempotencyKey;
     let deadline = now + (timeoutMs ?? operationTimeout);
     if (parent !== undefined && parent.deadline < deadline) deadline = parent.deadline;
+    let principal: Principal | undefined;
+    if (parent !== undefined) principal = parent.principal;
+    else if (options?.principal !== undefined) {
+      try {
+        principal = validPrincipal(principalSchema, options.principal, `The call to ${label}`, options.correlationId);
+      } catch (error) {
+        return Promise.reject(markCallError(error));
+      }
+    }
     const context: CallContext =
       parent === undefined
         ? {
@@ -190,8 +210,9 @@ function makeCall(
             caller,
             deadline,
             idempotencyKey,
+            principal,
           }
-        : { correlationId: parent.correlationId, traceparent: parent.traceparent, caller, deadline, idempotencyKey };
+        : { correlationId: parent.correlationId, traceparent: parent.traceparent, caller, deadline, idempotencyKey, principal };
     if (deadline <= now) {
       return Promise.reject(
         markCallError(

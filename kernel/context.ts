@@ -1,9 +1,10 @@
 /**
- * Call context: correlation id, traceparent, caller module and deadline. In a process it
+ * Call context: correlation id, traceparent, caller module, deadline and principal. In a process it
  * travels through AsyncLocalStorage; over a wire, adapters carry it in headers.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomBytes, randomUUID } from 'node:crypto';
+import type { Principal } from './principal.js';
 
 /**
  * The context every call and event carries. Plain data.
@@ -33,6 +34,12 @@ export interface CallContext {
    * non-idempotent operation runs once per key and answers a retry with the first outcome.
    */
   readonly idempotencyKey?: string | undefined;
+  /**
+   * Who the call is made for (the end user the gateway authenticated), validated against the
+   * application's principal schema and frozen; inherited by nested calls and by the events a
+   * handler emits. `undefined` for an anonymous call. Typed by registering it (`Register`).
+   */
+  readonly principal?: Principal | undefined;
 }
 
 /**

@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { KeelError, KeelErrorCode, type AnyErrorClass } from './errors.js';
+import { checkAuth, type OperationAuth } from './principal.js';
 import { assertWireSafe } from './schema-walk.js';
 
 /**
@@ -53,6 +54,8 @@ export interface OperationDefinition<
   /** Deadline for one call, overriding the kernel default; a caller may still shorten it. */
   readonly timeoutMs: number | undefined;
   readonly description: string | undefined;
+  /** Who may call it: `'required'`, a predicate, or `undefined` (anyone, with or without a principal). */
+  readonly auth: OperationAuth<z.output<Input>> | undefined;
 }
 
 /**
@@ -259,6 +262,15 @@ export interface OperationSpec<
   /** Per-operation deadline in milliseconds. */
   readonly timeoutMs?: number;
   readonly description?: string;
+  /**
+   * Who may call it (default: anyone). `'required'`: a call without a principal fails with
+   * `UNAUTHENTICATED` before the input is read. A predicate `(principal, input) => boolean`
+   * also requires one, and a call it does not return `true` for fails with `FORBIDDEN`. Checked
+   * by the module serving the call on every transport; the HTTP gateway answers 401 for
+   * `'required'` itself, without a call. A contract is shared with its callers, so the rule is
+   * part of what they are promised.
+   */
+  readonly auth?: OperationAuth<z.output<Input>>;
 }
 
 /**
@@ -285,6 +297,7 @@ export function operation<
       `timeoutMs must be a number of milliseconds above 0 and at most ${2 ** 31 - 1}, got ${String(spec.timeoutMs)}.`,
     );
   }
+  checkAuth(spec.auth, 'operation');
   return Object.freeze({
     kind: 'operation' as const,
     input: spec.input,
@@ -293,6 +306,7 @@ export function operation<
     idempotent: spec.idempotent ?? false,
     timeoutMs: spec.timeoutMs,
     description: spec.description,
+    auth: spec.auth,
   });
 }
 

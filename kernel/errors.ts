@@ -73,6 +73,17 @@ export const KeelErrorCode = {
    * key, which then answers with the first request's outcome (HTTP 409).
    */
   IDEMPOTENCY_KEY_IN_USE: 'IDEMPOTENCY_KEY_IN_USE',
+  /**
+   * The operation needs a caller identity (a principal) and the call carries none, or carries
+   * one that does not match the application's principal schema (HTTP 401). Nothing ran:
+   * authenticate and call again.
+   */
+  UNAUTHENTICATED: 'UNAUTHENTICATED',
+  /**
+   * The call's principal is not allowed this operation: its contract's `auth` predicate refused
+   * it, or the handler did (HTTP 403). Nothing ran; calling again as the same principal fails again.
+   */
+  FORBIDDEN: 'FORBIDDEN',
 } as const;
 
 /** A {@link KeelErrorCode} value. */

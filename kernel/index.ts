@@ -64,6 +64,10 @@ export { defineModule, type AnyModule, type Emit, type Module } from './module.j
 export type { Client } from './client.js';
 export { currentContext, runWithContext, type CallContext } from './context.js';
 
+// Caller identity: the application registers its principal's type in Register (module
+// augmentation); OperationAuth names what an operation's auth takes (TS2883, as above).
+export type { OperationAuth, Principal, Register } from './principal.js';
+
 // Kernel
 export { createKernel, type Kernel, type KernelOptions } from './kernel.js';
 

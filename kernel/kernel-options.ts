@@ -10,6 +10,7 @@ import type { Logger } from './logger.js';
 import type { AnyModule } from './module.js';
 import type { DeadLetter } from './served.js';
 import type { DatabaseEngine } from './database.js';
+import { checkPrincipalSchema, type PrincipalSchema } from './principal.js';
 import type { Transport } from './transport.js';
 import { loggerOption, parseOptions } from './options.js';
 
@@ -83,6 +84,15 @@ export interface KernelOptions {
    * (default 30 000 ms). Over NATS the transport's own drain timeout applies as well.
    */
   readonly drainTimeoutMs?: number;
+  /**
+   * The application's principal: a zod schema of the caller identity that travels with every
+   * call and event (`context.principal`). A principal given as a call option, or arriving from
+   * another process, is checked against it once; one that does not match is `UNAUTHENTICATED`.
+   * Register its type once (`declare module 'keel' { interface Register { principal: ... } }`)
+   * to type handlers and `auth` predicates. Without it, a call or event carrying a principal is
+   * refused. Give every process of the application the same schema.
+   */
+  readonly principal?: PrincipalSchema;
 }
 
 /**
@@ -133,6 +143,11 @@ const KernelOptionsSchema = z
         { error: 'must be a DatabaseEngine, such as createPGliteDatabase() or createPostgresDatabase({ url }), or a function of a module name returning one' },
       )
       .optional(),
+    principal: z
+      .custom((value) => typeof value === 'object' && value !== null && '_zod' in value, {
+        error: 'must be a zod schema of the principal, such as z.object({ sub: z.string(), roles: z.array(z.string()) })',
+      })
+      .optional(),
   })
   .strict();
 
@@ -148,5 +163,6 @@ const KernelOptionsSchema = z
  */
 export function parseKernelOptions<D extends Partial<KernelOptions>>(options: KernelOptions, defaults: D): KernelOptions & D {
   const given = parseOptions('createKernel', KernelOptionsSchema, options);
+  if (given.principal !== undefined) checkPrincipalSchema(given.principal);
   return { ...defaults, ...(given as unknown as KernelOptions) };
 }

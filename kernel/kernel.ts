@@ -155,6 +155,7 @@ class KernelImpl implements Kernel {
       eventTimeoutMs: options.eventTimeoutMs,
       drainTimeoutMs: options.drainTimeoutMs,
       onDeadLetter: options.onDeadLetter,
+      principal: options.principal,
       databaseFor: (module: string) => (typeof options.database === 'function' ? options.database(module) : options.database),
       clientFor: (contract: AnyContract, caller: string) => this.#clientFor(contract, caller),
       stopped: () => this.#state === LifecycleState.STOPPED,
@@ -277,6 +278,7 @@ class KernelImpl implements Kernel {
         caller,
         defaultTimeoutMs: this.#options.defaultTimeoutMs,
         observers: this.#observers,
+        principal: this.#options.principal,
       });
       this.#clients.set(key, client);
     }

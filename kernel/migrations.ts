@@ -74,6 +74,8 @@ drop index keel_outbox_unsent;
 create index keel_outbox_unsent on keel_outbox (seq) where sent_at is null and failed_at is null;
 `,
   ),
+  // The principal of the context an event was emitted in travels with it (event metadata).
+  migration('keel/003_outbox_principal', 'alter table keel_outbox add column principal jsonb;\n'),
 ];
 
 function migration(name: string, sql: string): Migration {

@@ -19,6 +19,7 @@ import { LifecycleState } from './lifecycle.js';
 import type { Logger } from './logger.js';
 import type { AnyModule, EventHandler, EventHandlerFunction, EventHandlerOptions, ModuleInstance, OperationHandler } from './module.js';
 import type { KernelObserver } from './observer.js';
+import type { PrincipalSchema } from './principal.js';
 import { createEventSubscription, createServedModule, type DeadLetter } from './served.js';
 import { Fanout, type Registration, type Transport } from './transport.js';
 
@@ -35,6 +36,8 @@ export interface HostServices {
   readonly eventTimeoutMs: number;
   readonly drainTimeoutMs: number;
   readonly onDeadLetter: ((deadLetter: DeadLetter) => void) | undefined;
+  /** The application's principal schema (the kernel's `principal` option). */
+  readonly principal: PrincipalSchema | undefined;
   /** The client a module gets for a contract it depends on. */
   clientFor(contract: AnyContract, caller: string): Client<AnyContract>;
   /** True once the kernel stopped: a module may no longer emit. */
@@ -104,7 +107,9 @@ export class ModuleHost {
     const handlers = instance.handlers as Readonly<Record<string, OperationHandler<AnyOperation>>>;
     const idempotency = this.#db === undefined ? new MemoryIdempotencyStore() : new SqlIdempotencyStore(this.#db);
     const serveOn = (transport: Transport) =>
-      transport.serve(createServedModule({ contract, handlers, logger, transport: transport.name, observers: services.observers, idempotency }));
+      transport.serve(
+        createServedModule({ contract, handlers, logger, transport: transport.name, observers: services.observers, idempotency, principal: services.principal }),
+      );
     this.#registrations.push(await serveOn(services.local));
     if (services.remote) this.#registrations.push(await serveOn(services.remote));
     await this.#subscribe(instance, logger);
@@ -195,6 +200,7 @@ export class ModuleHost {
           logger,
           onDeadLetter: services.onDeadLetter,
           observers: services.observers,
+          principal: services.principal,
         });
         this.#registrations.push(await (services.remote ?? services.local).subscribe(subscription));
       }
@@ -227,8 +233,15 @@ export class ModuleHost {
       // In a transaction: the event is written to the outbox with the rest, and the relay
       // publishes it once (and only if) the transaction commits.
       await transaction.tx.query(
-        'insert into keel_outbox (id, event, payload, correlation_id, traceparent) values ($1, $2, $3, $4, $5)',
-        [newCorrelationId(), event, JSON.stringify(parsed.data), context?.correlationId ?? newCorrelationId(), context?.traceparent ?? null],
+        'insert into keel_outbox (id, event, payload, correlation_id, traceparent, principal) values ($1, $2, $3, $4, $5, $6)',
+        [
+          newCorrelationId(),
+          event,
+          JSON.stringify(parsed.data),
+          context?.correlationId ?? newCorrelationId(),
+          context?.traceparent ?? null,
+          context?.principal === undefined ? null : JSON.stringify(context.principal),
+        ],
       );
       const relay = this.#relay;
       if (relay !== undefined && !transaction.afterCommit.includes(relay.kicker)) transaction.afterCommit.push(relay.kicker);
@@ -246,6 +259,7 @@ export class ModuleHost {
         traceparent: context?.traceparent,
         publisher: contract.name,
         publishedAt: Date.now(),
+        principal: context?.principal,
       },
     });
   }

@@ -76,7 +76,7 @@ export type Handlers<C extends AnyContract> = {
  * },
  * ```
  */
-export interface EventContext extends CallContext, EventMetadata {}
+export interface EventContext extends CallContext, Omit<EventMetadata, 'principal'> {}
 
 /**
  * A handler of one event. Throwing makes a durable event be redelivered. Not in `'keel'`: an

@@ -48,6 +48,7 @@ interface OutboxRow {
   readonly payload: unknown;
   readonly correlation_id: string;
   readonly traceparent: string | null;
+  readonly principal: unknown;
   readonly published_at: Date | string;
   readonly attempts: number;
   [column: string]: unknown;
@@ -61,7 +62,7 @@ where seq in (
   order by seq limit $1
   for update skip locked
 )
-returning seq, id, event, payload, correlation_id, traceparent, published_at, attempts`;
+returning seq, id, event, payload, correlation_id, traceparent, principal, published_at, attempts`;
 
 /** Refusals no retry can change: the event is set aside instead of holding back those after it. */
 const REFUSED_FOR_GOOD: readonly string[] = [KeelErrorCode.PAYLOAD_TOO_LARGE, KeelErrorCode.INVALID_EVENT];
@@ -224,6 +225,7 @@ export class OutboxRelay {
         traceparent: row.traceparent ?? undefined,
         publisher: this.contract.name,
         publishedAt: new Date(row.published_at).getTime(),
+        principal: row.principal ?? undefined,
       },
     };
   }

@@ -11,6 +11,7 @@ import { KeelError, KeelErrorCode, validationError } from './errors.js';
 import type { Logger } from './logger.js';
 import { OK_OUTCOME, outcomeOf, type KernelObserver } from './observer.js';
 import type { EventContext, EventHandlerFunction, OperationHandler } from './module.js';
+import { forbidden, unauthenticated, validPrincipal, type Principal, type PrincipalSchema } from './principal.js';
 import {
   RemoteFailure,
   type Answer,
@@ -44,6 +45,8 @@ export interface ServedSource {
   readonly observers: readonly KernelObserver[];
   /** Where the module keeps idempotency keys; without one, keys are ignored. */
   readonly idempotency?: IdempotencyStore | undefined;
+  /** The application's principal schema: a principal from a wire is checked against it. */
+  readonly principal?: PrincipalSchema | undefined;
 }
 
 /** A key still running this long after its first request's deadline is taken over by a retry. */
@@ -56,7 +59,10 @@ export const IDEMPOTENCY_TAKEOVER_GRACE_MS = 5_000;
  * ```text
  * transport ─▶ handle(address, input, context, trusted, answer)
  *                │ version, operation ──────────────▶ answer.fail(VERSION_MISMATCH | UNKNOWN_OPERATION)
+ *                │ principal schema (unless trusted) ▶ answer.fail(UNAUTHENTICATED)
+ *                │ auth: a principal ───────────────▶ answer.fail(UNAUTHENTICATED)
  *                │ input schema (unless trusted) ───▶ answer.fail(INVALID_INPUT)
+ *                │ auth predicate ──────────────────▶ answer.fail(FORBIDDEN)
  *                │ idempotency key (non-idempotent) ▶ replay the first outcome | fail(KEY_REUSED | KEY_IN_USE)
  *                │ deadline already passed ─────────▶ answer.fail(TIMEOUT), the handler never starts
  *                │ handler, in the call context ────▶ throws: answer.fail(declared | INTERNAL)
@@ -67,7 +73,7 @@ export const IDEMPOTENCY_TAKEOVER_GRACE_MS = 5_000;
  * ```
  */
 export function createServedModule(source: ServedSource): ServedModule {
-  const { contract, handlers, logger, transport, observers, idempotency } = source;
+  const { contract, handlers, logger, transport, observers, idempotency, principal: principalSchema } = source;
   const entries = new Map<string, OperationEntry>();
   for (const [name, definition] of Object.entries(contract.operations)) {
     const handler = handlers[name];
@@ -114,10 +120,25 @@ export function createServedModule(source: ServedSource): ServedModule {
     );
   };
 
-  const run = (address: OperationAddress, input: unknown, context: CallContext, trusted: boolean, answer: Answer): void => {
+  const run = (address: OperationAddress, input: unknown, given: CallContext, trusted: boolean, answer: Answer): void => {
+    let context = given;
     const entry = lookup(address, context);
     if (entry instanceof RemoteFailure) {
       answer.fail(entry);
+      return;
+    }
+    const auth = entry.definition.auth;
+    if (!trusted && context.principal !== undefined) {
+      // From a wire: only the application's schema makes it a principal (a client in this process checked it already).
+      try {
+        context = { ...context, principal: validPrincipal(principalSchema, context.principal, `The call to ${contract.name}.${entry.name}`, context.correlationId) };
+      } catch (error) {
+        answer.fail(failure(error, address, entry, context));
+        return;
+      }
+    }
+    if (auth !== undefined && context.principal === undefined) {
+      answer.fail(failure(unauthenticated(contract.name, entry.name, context), address, entry, context));
       return;
     }
     let value = input;
@@ -129,6 +150,20 @@ export function createServedModule(source: ServedSource): ServedModule {
         return;
       }
       value = parsed.data;
+    }
+    if (typeof auth === 'function') {
+      let allowed: boolean;
+      try {
+        allowed = auth(context.principal as Principal, value) === true;
+      } catch (error) {
+        // A predicate that throws is a bug in the contract: INTERNAL, logged here; the call is refused either way.
+        answer.fail(failure(error, address, entry, context));
+        return;
+      }
+      if (!allowed) {
+        answer.fail(failure(forbidden(contract.name, entry.name, context), address, entry, context));
+        return;
+      }
     }
     if (context.idempotencyKey !== undefined && !entry.definition.idempotent && idempotency !== undefined) {
       void once(idempotency, entry, address, value, context, answer);
@@ -176,7 +211,9 @@ export function createServedModule(source: ServedSource): ServedModule {
     const label = `${contract.name}.${entry.name}`;
     let claim: Claim;
     try {
-      claim = await store.claim(entry.name, key, inputHash(value), context.deadline + IDEMPOTENCY_TAKEOVER_GRACE_MS);
+      // A key is one principal's: another's request with the same key and input is a reuse, never a replay of someone else's answer.
+      const hashed = context.principal === undefined ? value : { input: value, principal: context.principal };
+      claim = await store.claim(entry.name, key, inputHash(hashed), context.deadline + IDEMPOTENCY_TAKEOVER_GRACE_MS);
     } catch (error) {
       logger.error({ err: error, operation: label, correlationId: context.correlationId }, 'could not claim an idempotency key');
       answer.fail(failure(error, address, entry, context));
@@ -294,6 +331,8 @@ export interface SubscriptionSource {
   readonly logger: Logger;
   readonly onDeadLetter: ((failure: DeadLetter) => void) | undefined;
   readonly observers?: readonly KernelObserver[];
+  /** The application's principal schema: an event's principal is checked against it (a fresh copy per subscriber). */
+  readonly principal?: PrincipalSchema | undefined;
 }
 
 /**
@@ -348,8 +387,23 @@ export function createEventSubscription(source: SubscriptionSource): EventSubscr
         logger.error({ event: label, eventId: metadata.id, err: error }, 'dropped an event whose payload breaks its contract');
         throw error;
       }
+      let principal: EventContext['principal'];
+      if (metadata.principal !== undefined) {
+        try {
+          principal = validPrincipal(source.principal, metadata.principal, `Event ${label} ${metadata.id}`, metadata.correlationId);
+        } catch (refused) {
+          // A principal that does not match can never be handled: INVALID_EVENT, not retried.
+          const error = new KeelError(KeelErrorCode.INVALID_EVENT, (refused as Error).message, {
+            correlationId: metadata.correlationId,
+            details: (refused as KeelError).details,
+          });
+          logger.error({ event: label, eventId: metadata.id, err: error }, 'dropped an event whose principal does not match the principal schema');
+          throw error;
+        }
+      }
       const context: EventContext = {
         ...metadata,
+        principal,
         caller: metadata.publisher,
         deadline: Date.now() + source.eventTimeoutMs,
       };

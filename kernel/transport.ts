@@ -168,6 +168,11 @@ export interface EventMetadata {
   readonly publishedAt: number;
   /** 1 on first delivery, more on redeliveries of durable events. */
   readonly attempt: number;
+  /**
+   * The principal of the context the event was emitted in (`undefined`: none), as plain JSON
+   * data: the subscribing kernel checks it against the application's principal schema.
+   */
+  readonly principal?: unknown;
 }
 
 /**

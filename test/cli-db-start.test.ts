@@ -53,6 +53,7 @@ describe('cli - keel start on module data', () => {
       { name: '001_entries.sql' },
       { name: 'keel/001_outbox_inbox_idempotency' },
       { name: 'keel/002_outbox_failed' },
+      { name: 'keel/003_outbox_principal' },
     ]);
     expect(existsSync(join(app.root, '.keel')), 'nothing embedded was opened').toBe(false);
   });

@@ -43,11 +43,13 @@ describe('cli - keel db', () => {
       'audit: schema audit, pglite in data',
       ' pending keel/001_outbox_inbox_idempotency',
       ' pending keel/002_outbox_failed',
+      ' pending keel/003_outbox_principal',
       ' pending 001_entries.sql',
       ' pending 002_counter.sql',
       'ledger: schema ledger, pglite in data',
       ' pending keel/001_outbox_inbox_idempotency',
       ' pending keel/002_outbox_failed',
+      ' pending keel/003_outbox_principal',
       ' pending 001_entries.sql',
     ]);
 
@@ -57,25 +59,27 @@ describe('cli - keel db', () => {
       'audit: schema audit, pglite in data',
       ' applied keel/001_outbox_inbox_idempotency',
       ' applied keel/002_outbox_failed',
+      ' applied keel/003_outbox_principal',
       ' applied 001_entries.sql',
       ' applied 002_counter.sql',
       'ledger: schema ledger, pglite in data',
       ' applied keel/001_outbox_inbox_idempotency',
       ' applied keel/002_outbox_failed',
+      ' applied keel/003_outbox_principal',
       ' applied 001_entries.sql',
     ]);
     const again = await runKeel(['db', 'migrate'], { cwd: app.root, env });
     expect(lines(again)).toEqual([
       'audit: schema audit, pglite in data',
-      ' nothing to apply (4 applied before)',
+      ' nothing to apply (5 applied before)',
       'ledger: schema ledger, pglite in data',
-      ' nothing to apply (3 applied before)',
+      ' nothing to apply (4 applied before)',
     ]);
 
     const after = await runKeel(['db', 'status'], { cwd: app.root, env });
     expect(after.code, after.stderr).toBe(0);
     const states = lines(after).filter((line) => line.startsWith(' '));
-    expect(states).toHaveLength(7);
+    expect(states).toHaveLength(9);
     for (const line of states) expect(line).toMatch(new RegExp(`^ applied ${ISO_TIME.source} \\S+$`));
 
     const json = await runKeel(['db', 'status', '--json', '--module', 'ledger'], { cwd: app.root, env });
@@ -86,6 +90,7 @@ describe('cli - keel db', () => {
     expect(report.modules[0].migrations.map((entry: any) => [entry.name, entry.state])).toEqual([
       ['keel/001_outbox_inbox_idempotency', 'applied'],
       ['keel/002_outbox_failed', 'applied'],
+      ['keel/003_outbox_principal', 'applied'],
       ['001_entries.sql', 'applied'],
     ]);
     expect(report.modules[0].migrations[0].appliedAt).toMatch(ISO_TIME);
@@ -141,11 +146,11 @@ describe('cli - keel db', () => {
     const migrated = await runKeel(['db', 'migrate'], { cwd: app.root, env });
     expect(migrated.code, migrated.stderr).toBe(0);
     expect(lines(migrated)).toContain(`audit: schema audit, postgres at ${database.location} (DATABASE_URL)`);
-    expect(await query(database.url, 'select count(*)::int as applied from audit.keel_migrations')).toEqual([{ applied: 4 }]);
+    expect(await query(database.url, 'select count(*)::int as applied from audit.keel_migrations')).toEqual([{ applied: 5 }]);
     const status = await runKeel(['db', 'status', '--json'], { cwd: app.root, env });
     expect(status.code, status.stderr).toBe(0);
     expect(JSON.parse(status.stdout).modules.flatMap((entry: any) => entry.migrations.map((migration: any) => migration.state))).toEqual(
-      Array(7).fill('applied'),
+      Array(9).fill('applied'),
     );
     expect(existsSync(join(app.root, '.keel'))).toBe(false);
   });

@@ -53,7 +53,7 @@ describe.each(engines)('data - $name', (engine) => {
     const second = await started(database, recordingLogger(records));
     const connection = await database.connect('audit');
     const { rows } = await connection.query<{ name: string }>('select name from keel_migrations order by name');
-    expect(rows.map((row) => row.name)).toEqual(['001_entries.sql', '002_counter.sql', 'keel/001_outbox_inbox_idempotency', 'keel/002_outbox_failed']);
+    expect(rows.map((row) => row.name)).toEqual(['001_entries.sql', '002_counter.sql', 'keel/001_outbox_inbox_idempotency', 'keel/002_outbox_failed', 'keel/003_outbox_principal']);
     expect(records.filter((record) => record.message === 'migrations applied')).toEqual([]);
     await connection.close();
     await second.stop();

@@ -91,8 +91,16 @@ describe('http - gateway options', () => {
   it('http - refuses an unknown option (a misspelt one) and names what it takes', async () => {
     expect(await refusal({ port: 0, prot: 8080 })).toBe(
       'createHttpGateway: unknown option "prot" (it takes kernel, contracts, port, host, bodyLimit, development, maxTimeoutMs, ' +
-        'timeoutHeader, correlationHeader, getOperations, docsPath, openapi, metrics, caller, stopKernelOnClose, logger, configure).',
+        'timeoutHeader, correlationHeader, getOperations, docsPath, openapi, metrics, caller, stopKernelOnClose, logger, configure, ' +
+        'authenticate, challenge).',
     );
+  });
+
+  it('http - refuses an authenticate that is not a function and a challenge that is not a WWW-Authenticate value', async () => {
+    expect(await refusal({ authenticate: 'jwt' as never })).toBe(
+      'createHttpGateway: authenticate must be a function of the request returning the principal, such as createJwtAuthenticator({ ... }), got "jwt".',
+    );
+    expect(await refusal({ challenge: 'Bearer realm="a"\r\nX-Injected: 1' })).toContain('createHttpGateway: challenge must be a WWW-Authenticate challenge');
   });
 
   it('http - refuses an option of the wrong type, naming the field, what it takes and what it got', async () => {

@@ -45,7 +45,10 @@ const KEEL = {
     'KernelOptions',
     'Logger',
     'Module',
+    'OperationAuth',
     'OperationDefinition',
+    'Principal',
+    'Register',
     'Transport',
   ],
 };

@@ -64,7 +64,14 @@ describe('kernel - options', () => {
 
   it('kernel - refuses an unknown option (a misspelt one) and names what it takes', () => {
     expect(refusal({ defaultTimeout: 5_000 })).toBe(
-      'createKernel: unknown option "defaultTimeout" (it takes modules, topology, defaultTimeoutMs, eventTimeoutMs, maxDeliveryAttempts, drainTimeoutMs, logger, onDeadLetter, database).',
+      'createKernel: unknown option "defaultTimeout" (it takes modules, topology, defaultTimeoutMs, eventTimeoutMs, maxDeliveryAttempts, drainTimeoutMs, logger, onDeadLetter, database, principal).',
+    );
+  });
+
+  it('kernel - refuses a principal that is no zod schema, or one that could not cross a process as JSON, naming the field', () => {
+    expect(refusal({ principal: { sub: 'string' } as never })).toContain('principal must be a zod schema of the principal');
+    expect(refusal({ principal: z.object({ sub: z.string(), since: z.date() }) as never })).toBe(
+      'createKernel: principal.since cannot cross a process boundary: Date does not survive JSON; use z.iso.datetime() (an ISO-8601 string). The principal travels as JSON in every call and event.',
     );
   });
 

@@ -2,7 +2,7 @@
  * Type-level tests: they pin what callers and handlers see. `npm test` runs `tsc` first, so a
  * `@ts-expect-error` that stops being an error fails the build.
  */
-import { describe, expectTypeOf, it } from 'vitest';
+import { describe, expect, expectTypeOf, it } from 'vitest';
 import { z } from 'zod';
 import {
   defineContract,
@@ -10,8 +10,10 @@ import {
   defineModule,
   event,
   operation,
+  type CallContext,
   type Client,
   type HandlerInput,
+  type Principal,
   type HandlerOutput,
 } from 'keel';
 import type { ContractError } from 'keel/transport';
@@ -44,6 +46,26 @@ const orders = defineContract({
 });
 
 type Get = (typeof catalog)['operations']['get'];
+
+describe('kernel types - caller identity', () => {
+  it("types context.principal and an auth predicate's arguments by the principal the application registered (the shop's, app/principal.ts)", () => {
+    expectTypeOf<Principal>().toEqualTypeOf<{ sub: string; roles: string[] }>();
+    expectTypeOf<CallContext['principal']>().toEqualTypeOf<{ sub: string; roles: string[] } | undefined>();
+    operation({
+      input: z.object({ shelf: z.string() }),
+      output: z.object({}),
+      auth: (principal, input) => {
+        expectTypeOf(principal.roles).toEqualTypeOf<string[]>();
+        expectTypeOf(input).toEqualTypeOf<{ shelf: string }>();
+        return true;
+      },
+    });
+    // @ts-expect-error auth is 'required' or a predicate (and defining the contract refuses it)
+    expect(() => operation({ input: z.object({}), output: z.object({}), auth: 'optional' })).toThrow("auth must be 'required' or a function");
+    // @ts-expect-error a predicate returns a boolean
+    operation({ input: z.object({}), output: z.object({}), auth: () => 'yes' });
+  });
+});
 
 describe('kernel types - inference', () => {
   it('types handlers by z.output of the input and z.input of the output', () => {

@@ -92,7 +92,7 @@ describe('app - npm start', () => {
     await shop.ready();
     const output = shop.output();
     expect(output).toContain('keel shop is ready');
-    expect(output).toContain('hosted here: catalog 1.0.0, inventory 1.0.0, payments 1.1.0, orders 1.1.0, notifications 1.0.0');
+    expect(output).toContain('hosted here: catalog 1.1.0, inventory 1.0.0, payments 1.1.0, orders 1.1.0, notifications 1.0.0');
     expect(output).toMatch(/data: {8}PGlite in \S+keel-pglite-/);
     expect(output).toMatch(/KB-001 +Mechanical keyboard +\$89\.00 +25 available/);
     expect(await shop.stop(signal)).toBe(0);
@@ -237,7 +237,7 @@ describe('app - npm start split over NATS', () => {
   it('app - a module process serves HTTP only when given PORT, and then shows its NATS-served calls in /metrics', async () => {
     const silent = startShop({ KEEL_MODULES: 'catalog', KEEL_NATS_URL: server.url, KEEL_NATS_PREFIX: 'silent' });
     expect(await silent.ready(), silent.output()).toBeUndefined();
-    expect(silent.output()).toContain('hosted here: catalog 1.0.0');
+    expect(silent.output()).toContain('hosted here: catalog 1.1.0');
     expect(await silent.stop()).toBe(0);
 
     // Its own prefix, so that the calls below reach this process and not the test's catalog.

@@ -8,6 +8,7 @@ import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { KeelError, KeelErrorCode, type AnyContract, type Kernel, type Logger } from 'keel';
 import { DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS, isContract, loggerOption, parseOptions } from 'keel/transport';
+import type { Authenticate } from './authenticate.js';
 import type { KernelMetricsOptions } from './metrics.js';
 
 /**
@@ -72,6 +73,20 @@ export interface HttpGatewayOptions {
   /** Logger (default pino, level from `KEEL_LOG_LEVEL`). */
   readonly logger?: Logger;
   /**
+   * Builds the caller's principal from each request to an operation (for example
+   * `createJwtAuthenticator`, a bearer JWT): it travels with the call, its nested calls and the
+   * events they emit (`context.principal`). Returning `undefined` makes the call anonymous;
+   * throwing `UNAUTHENTICATED` answers 401. An operation whose contract declares `auth` is
+   * answered 401 without a call when there is no principal. Default: every call is anonymous.
+   * The kernel needs the application's principal schema (`createKernel({ principal })`).
+   */
+  readonly authenticate?: Authenticate;
+  /**
+   * The `WWW-Authenticate` header of every 401 answer (default `Bearer realm="keel"`); for
+   * credentials the hook refused, a Bearer challenge gets `error="invalid_token"` (RFC 6750).
+   */
+  readonly challenge?: string;
+  /**
    * Called with the fastify instance before any route is added: register authentication hooks,
    * CORS or extra routes here.
    */
@@ -98,6 +113,7 @@ export const DEFAULT_HTTP_GATEWAY_OPTIONS = {
   docsPath: '/docs',
   caller: 'http',
   stopKernelOnClose: true,
+  challenge: 'Bearer realm="keel"',
 } as const satisfies Partial<HttpGatewayOptions>;
 
 /** Paths the gateway serves besides operations. */
@@ -170,6 +186,10 @@ const HttpGatewayOptionsSchema = z
     stopKernelOnClose: flag().optional(),
     logger: loggerOption().optional(),
     configure: z.custom((value) => typeof value === 'function', { error: 'must be a function of the fastify instance' }).optional(),
+    authenticate: z
+      .custom((value) => typeof value === 'function', { error: 'must be a function of the request returning the principal, such as createJwtAuthenticator({ ... })' })
+      .optional(),
+    challenge: text('a WWW-Authenticate challenge such as Bearer realm="shop"', /^[!#$%&'*+.^_`|~0-9A-Za-z-]+( [\x20-\x7e]*)?$/).optional(),
   })
   .strict();
 

@@ -6,8 +6,8 @@
  */
 import { setMaxListeners } from 'node:events';
 import type { FastifyBodyParser, FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { KeelErrorCode } from 'keel';
-import { isCorrelationId, isIdempotencyKey, isTraceparent, newCorrelationId, type CallOptions } from 'keel/transport';
+import { KeelError, KeelErrorCode, type Principal } from 'keel';
+import { isCorrelationId, isIdempotencyKey, isTraceparent, newCorrelationId, type AnyOperation, type CallOptions } from 'keel/transport';
 import { GATEWAY_PATHS, type ResolvedHttpGatewayOptions } from './gateway-options.js';
 import { operationPath } from './openapi.js';
 import { PROBLEM_CONTENT_TYPE, gatewayProblem, type Problem } from './problem.js';
@@ -34,6 +34,23 @@ export class GatewayRefusal extends Error {
   ) {
     super(message);
   }
+}
+
+// Errors the authenticate hook threw: credentials were presented and refused (RFC 6750's invalid_token).
+const refusedCredentials = new WeakSet<object>();
+
+/** True when `error` is the authenticate hook's refusal of the credentials a request presented. */
+export function isRefusedCredentials(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && refusedCredentials.has(error);
+}
+
+/**
+ * The `WWW-Authenticate` value of a 401: the gateway's challenge, with `error="invalid_token"`
+ * for a Bearer challenge when presented credentials were refused.
+ */
+export function challengeOf(challenge: string, refused: boolean): string {
+  if (!refused || !/^bearer(\s|$)/i.test(challenge)) return challenge;
+  return /^bearer\s*$/i.test(challenge) ? 'Bearer error="invalid_token"' : `${challenge}, error="invalid_token"`;
 }
 
 /** Maps fastify's own request errors (body parsing, limits) to gateway codes. */
@@ -197,7 +214,7 @@ export function addOperationRoutes(
 ): void {
   const { kernel } = options;
   const timeoutHeader = options.timeoutHeader.toLowerCase();
-  const readCallOptions = (request: FastifyRequest, cap: number, signal: AbortSignal): CallOptions => {
+  const readCallOptions = (request: FastifyRequest, cap: number, signal: AbortSignal, principal: Principal | undefined): CallOptions => {
     const traceparent = request.headers['traceparent'];
     const timeout = request.headers[timeoutHeader];
     let timeoutMs: number | undefined;
@@ -219,6 +236,7 @@ export function addOperationRoutes(
       timeoutMs,
       signal,
       idempotencyKey,
+      principal,
     };
   };
   // One abort signal per connection, not per request (an AbortSignal costs more than a fast call):
@@ -237,9 +255,51 @@ export function addOperationRoutes(
     }
     return signal;
   };
+  const { authenticate } = options;
+  const send = (request: FastifyRequest, reply: FastifyReply, call: Call, cap: number, input: unknown, principal: Principal | undefined) =>
+    call(input, readCallOptions(request, cap, signalOf(request), principal)).then((output) => reply.type(JSON_CONTENT_TYPE).send(JSON.stringify(output)));
+  /** The call with the principal the hook made of the request; a call its contract says needs one is refused here, without a round trip. */
+  const serveAs = (
+    request: FastifyRequest,
+    reply: FastifyReply,
+    call: Call,
+    cap: number,
+    input: unknown,
+    label: string,
+    principal: Principal | undefined,
+    operation: AnyOperation,
+  ): Promise<FastifyReply> => {
+    if (principal === undefined && operation.auth !== undefined) {
+      return Promise.reject(
+        new KeelError(
+          KeelErrorCode.UNAUTHENTICATED,
+          `${label} needs a caller identity and the request carries none. Nothing ran: send credentials${authenticate === undefined ? '' : ' (such as Authorization: Bearer <token>)'} and retry.`,
+          { correlationId: correlationIdOf(request) },
+        ),
+      );
+    }
+    return send(request, reply, call, cap, input, principal);
+  };
+  const refused = (error: unknown): never => {
+    if (typeof error === 'object' && error !== null) refusedCredentials.add(error);
+    throw error;
+  };
   // Not an async function: one promise per request fewer (each costs more once AsyncLocalStorage is on).
-  const serve = (request: FastifyRequest, reply: FastifyReply, call: Call, cap: number, input: unknown): Promise<FastifyReply> =>
-    call(input, readCallOptions(request, cap, signalOf(request))).then((output) => reply.type(JSON_CONTENT_TYPE).send(JSON.stringify(output)));
+  const serve = (request: FastifyRequest, reply: FastifyReply, call: Call, cap: number, input: unknown, label: string, operation: AnyOperation): Promise<FastifyReply> => {
+    if (authenticate === undefined) {
+      return operation.auth === undefined ? send(request, reply, call, cap, input, undefined) : serveAs(request, reply, call, cap, input, label, undefined, operation);
+    }
+    let principal: ReturnType<typeof authenticate>;
+    try {
+      principal = authenticate(request);
+    } catch (error) {
+      return Promise.reject(refused(error));
+    }
+    return Promise.resolve(principal).then(
+      (who) => serveAs(request, reply, call, cap, input, label, who, operation),
+      refused,
+    );
+  };
 
   // The very parser of POST bodies, with the server's own poisoning rules (fastify's default:
   // refuse __proto__ and constructor.prototype keys): GET input follows the same rules.
@@ -251,9 +311,10 @@ export function addOperationRoutes(
       const call = client[name] as Call;
       const cap = operation.timeoutMs ?? options.maxTimeoutMs;
       const url = operationPath(contract.name, name);
-      server.post(url, (request, reply) => serve(request, reply, call, cap, request.body));
+      const label = `${contract.name}.${name}`;
+      server.post(url, (request, reply) => serve(request, reply, call, cap, request.body, label, operation));
       if (allowedMethods.get(url)?.includes('GET')) {
-        server.get(url, (request, reply) => serve(request, reply, call, cap, parseQueryInput(request, parseJson)));
+        server.get(url, (request, reply) => serve(request, reply, call, cap, parseQueryInput(request, parseJson), label, operation));
       }
     }
   }

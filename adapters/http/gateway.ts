@@ -16,6 +16,8 @@ import {
   JSON_CONTENT_TYPE,
   addOperationRoutes,
   allowedMethodsOf,
+  challengeOf,
+  isRefusedCredentials,
   notFoundHandler,
   refusalOfFastifyError,
   requestAnswers,
@@ -164,6 +166,7 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
     const refusal = refusalOfFastifyError(error, resolved.bodyLimit);
     if (refusal !== undefined) return refuse(request, reply, refusal);
     const problem = problemOf(error, correlationId, resolved.development);
+    if (problem.status === 401) reply.header('www-authenticate', challengeOf(resolved.challenge, isRefusedCredentials(error)));
     if (problem.status >= 500) {
       logger.error({ err: error, correlationId, route: request.routeOptions.url, code: problem.code }, 'request failed');
     }

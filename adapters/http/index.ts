@@ -20,6 +20,7 @@
 
 export { createHttpGateway, type HttpGateway } from './gateway.js';
 export { DEFAULT_HTTP_GATEWAY_OPTIONS, type HttpGatewayOptions } from './gateway-options.js';
+export { createJwtAuthenticator, type Authenticate, type JwtAuthenticatorOptions } from './authenticate.js';
 export {
   HTTP_STATUS_BY_CODE,
   HTTP_STATUS_BY_KIND,

@@ -271,6 +271,7 @@ export function createOpenApiDocument(options: OpenApiOptions): OpenApiDocument 
 
   const paths: Record<string, JsonObject> = {};
   const tags: JsonObject[] = [];
+  let authenticated = false;
   for (const contract of options.contracts) {
     tags.push({ name: contract.name, description: contract.description ?? `The ${contract.name} module (contract ${contract.version}).` });
     for (const [name, operation] of Object.entries(contract.operations)) {
@@ -305,11 +306,18 @@ export function createOpenApiDocument(options: OpenApiOptions): OpenApiDocument 
         };
       }
 
+      if (operation.auth !== undefined) {
+        // The contract's auth: a principal is required (401 without one), and a predicate may refuse it (403).
+        authenticated = true;
+        operationResponses['401'] ??= { $ref: `${RESPONSE_REF}${AUTH_RESPONSES.unauthenticated.name}` };
+        if (typeof operation.auth === 'function') operationResponses['403'] ??= { $ref: `${RESPONSE_REF}${AUTH_RESPONSES.forbidden.name}` };
+      }
       const common = {
         tags: [contract.name],
         summary: operation.description?.split('\n')[0] ?? base,
         description: operationDescription(contract, name, operation),
         responses: operationResponses,
+        ...(operation.auth === undefined ? {} : { security: [{ [BEARER_SCHEME]: [] }] }),
       };
       const item: JsonObject = {
         post: {
@@ -350,6 +358,32 @@ export function createOpenApiDocument(options: OpenApiOptions): OpenApiDocument 
     },
     tags,
     paths,
-    components: { schemas: collector.schemas, responses, parameters },
+    components: {
+      schemas: collector.schemas,
+      responses: authenticated ? { ...responses, ...authResponses() } : responses,
+      parameters,
+      ...(authenticated ? { securitySchemes: { [BEARER_SCHEME]: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } } : {}),
+    },
+  };
+}
+
+/** Security scheme of the operations whose contract declares `auth`: the gateway's authenticate hook reads a bearer token. */
+const BEARER_SCHEME = 'bearer';
+
+/** The responses of operations whose contract declares `auth`. */
+const AUTH_RESPONSES = {
+  unauthenticated: { name: 'Unauthenticated', description: 'No principal, or credentials that do not hold (UNAUTHENTICATED); see WWW-Authenticate.' },
+  forbidden: { name: 'Forbidden', description: "The operation's auth refused the caller's principal (FORBIDDEN)." },
+} as const;
+
+function authResponses(): Record<string, JsonObject> {
+  const content = problemContent({ $ref: `${SCHEMA_REF}Problem` });
+  return {
+    [AUTH_RESPONSES.unauthenticated.name]: {
+      description: AUTH_RESPONSES.unauthenticated.description,
+      headers: { 'WWW-Authenticate': { description: 'The challenge, such as Bearer realm="keel".', schema: { type: 'string' } } },
+      content,
+    },
+    [AUTH_RESPONSES.forbidden.name]: { description: AUTH_RESPONSES.forbidden.description, content },
   };
 }

@@ -82,6 +82,8 @@ const TITLES: Readonly<Record<KeelErrorCode | HttpProblemCode, string>> = {
   INTERRUPTED: 'Interrupted: outcome unknown',
   IDEMPOTENCY_KEY_REUSED: 'Idempotency key reused with another request',
   IDEMPOTENCY_KEY_IN_USE: 'A request with this idempotency key is still running',
+  UNAUTHENTICATED: 'Authentication required',
+  FORBIDDEN: 'Forbidden',
   ROUTE_NOT_FOUND: 'Route not found',
   METHOD_NOT_ALLOWED: 'Method not allowed',
   UNSUPPORTED_MEDIA_TYPE: 'Unsupported media type',

@@ -68,6 +68,8 @@ export const HTTP_STATUS_BY_CODE = {
   [KeelErrorCode.IDEMPOTENCY_KEY_REUSED]: 422,
   [KeelErrorCode.IDEMPOTENCY_KEY_IN_USE]: 409,
   [KeelErrorCode.INTERRUPTED]: 502,
+  [KeelErrorCode.UNAUTHENTICATED]: 401,
+  [KeelErrorCode.FORBIDDEN]: 403,
   [HttpProblemCode.ROUTE_NOT_FOUND]: 404,
   [HttpProblemCode.METHOD_NOT_ALLOWED]: 405,
   [HttpProblemCode.UNSUPPORTED_MEDIA_TYPE]: 415,

@@ -114,7 +114,7 @@ export class DurableEvents {
   async #handleDurable(state: DurableState, msg: JsMsg): Promise<void> {
     const { subscription, label } = state;
     const attempt = msg.info.deliveryCount;
-    const { version, metadata, refusal } = readEventHeaders(msg.headers, attempt, subscription.contract);
+    const { version, metadata, refusal, refused } = readEventHeaders(msg.headers, attempt, subscription.contract);
     if (refusal !== undefined) {
       // Not sent by keel: terminated without a dead letter, so that forged messages cannot fill
       // the dead-letter stream or reach the dead-letter hook.
@@ -132,6 +132,7 @@ export class DurableEvents {
       new KeelError(KeelErrorCode.INVALID_EVENT, `Event ${label}: ${message}`, { correlationId: metadata.correlationId });
     let payload: unknown;
     try {
+      if (refused !== undefined) throw refused;
       if (!sameMajor(version, subscription.version)) {
         throw invalid(
           `published with contract version ${String(version)}, but module "${subscription.subscriber}" was built against ${subscription.version}; the major versions differ.`,

@@ -76,7 +76,7 @@ export class Notifications {
 
   #onNotification(subscription: EventSubscription, label: string, inFlight: InFlight, msg: Msg): void {
     const logger = this.#connection.logger;
-    const { version, metadata, refusal } = readEventHeaders(msg.headers, 1, subscription.contract);
+    const { version, metadata, refusal, refused } = readEventHeaders(msg.headers, 1, subscription.contract);
     if (refusal !== undefined) {
       const suppressed = this.#refusedLog.take();
       if (suppressed >= 0) {
@@ -85,6 +85,10 @@ export class Notifications {
           'dropped events without keel headers (at most one line per 10 s; suppressed: how many since the last line)',
         );
       }
+      return;
+    }
+    if (refused !== undefined) {
+      logger.error({ event: label, eventId: metadata.id, subscriber: subscription.subscriber, err: refused }, 'dropped an event whose principal header is not JSON');
       return;
     }
     if (!sameMajor(version, subscription.version)) {

@@ -118,6 +118,41 @@ class WireHeaders implements MsgHdrs, Encodable {
   }
 }
 
+/** The longest `Keel-Principal` header a receiver reads (characters); a longer one is refused. */
+export const MAX_PRINCIPAL_HEADER = 8_192;
+
+// Nested calls and events share their principal object (frozen): encode each one once.
+const encodedPrincipals = new WeakMap<object, string>();
+
+/** A principal as a header value: compact JSON with every non-ASCII character escaped, so that it crosses unchanged. */
+function principalHeader(principal: unknown): string {
+  const cached = typeof principal === 'object' && principal !== null ? encodedPrincipals.get(principal) : undefined;
+  if (cached !== undefined) return cached;
+  const text = JSON.stringify(principal).replace(/[\u007f-\uffff]/g, (character) => `\\u${character.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  if (typeof principal === 'object' && principal !== null) encodedPrincipals.set(principal, text);
+  return text;
+}
+
+/**
+ * The principal a `Keel-Principal` header carries, as plain JSON data (the kernel then checks it
+ * against the application's schema), or a KeelError `UNAUTHENTICATED` for a header that is not
+ * JSON or is too long.
+ */
+function readPrincipal(value: string, where: string, correlationId: string): unknown {
+  if (value.length <= MAX_PRINCIPAL_HEADER) {
+    try {
+      return JSON.parse(value) as unknown;
+    } catch {
+      // answered below
+    }
+  }
+  return new KeelError(
+    KeelErrorCode.UNAUTHENTICATED,
+    `${where}: header ${Header.PRINCIPAL} is not JSON of at most ${MAX_PRINCIPAL_HEADER} characters. See docs/wire-protocol.md.`,
+    { correlationId },
+  );
+}
+
 /** Headers of one call. */
 export function callHeaders(address: OperationAddress, context: CallContext): MsgHdrs {
   let text =
@@ -127,6 +162,7 @@ export function callHeaders(address: OperationAddress, context: CallContext): Ms
     `${Header.DEADLINE}: ${Math.floor(context.deadline)}\r\n`;
   if (context.traceparent !== undefined && context.traceparent !== '') text += `${Header.TRACEPARENT}: ${safe(context.traceparent)}\r\n`;
   if (context.idempotencyKey !== undefined) text += `${Header.IDEMPOTENCY_KEY}: ${safe(context.idempotencyKey)}\r\n`;
+  if (context.principal !== undefined) text += `${Header.PRINCIPAL}: ${principalHeader(context.principal)}\r\n`;
   return new WireHeaders(`${text}\r\n`);
 }
 
@@ -156,6 +192,7 @@ export function readRequestHeaders(
   let deadline: string | undefined;
   let timeout: string | undefined;
   let idempotencyKey: string | undefined;
+  let principal: string | undefined;
   if (source !== undefined) {
     for (const [key, values] of source) {
       const value = values[0];
@@ -181,6 +218,9 @@ export function readRequestHeaders(
           break;
         case Header.IDEMPOTENCY_KEY:
           idempotencyKey = value;
+          break;
+        case Header.PRINCIPAL:
+          principal = value;
           break;
         default:
           break;
@@ -208,6 +248,11 @@ export function readRequestHeaders(
   if (idempotencyKey !== undefined && !isIdempotencyKey(idempotencyKey)) {
     refuse(target, correlationId, `header ${Header.IDEMPOTENCY_KEY} is not 1 to 255 visible ASCII characters.`);
   }
+  let who: unknown;
+  if (principal !== undefined) {
+    who = readPrincipal(principal, `Request to ${target}`, correlationId);
+    if (who instanceof KeelError) throw who;
+  }
   return {
     version,
     context: {
@@ -216,6 +261,8 @@ export function readRequestHeaders(
       caller: caller === undefined || caller === '' ? EXTERNAL_CALLER : caller,
       deadline: end,
       idempotencyKey,
+      // Plain JSON here: the kernel's answer pipeline checks it against the application's schema.
+      principal: who as CallContext['principal'],
     },
   };
 }
@@ -235,6 +282,7 @@ export function eventHeaders(event: PublishedEvent): MsgHdrs {
     `${Header.PUBLISHER}: ${safe(metadata.publisher)}\r\n` +
     `${Header.PUBLISHED_AT}: ${Math.floor(metadata.publishedAt)}\r\n`;
   if (metadata.traceparent !== undefined && metadata.traceparent !== '') text += `${Header.TRACEPARENT}: ${safe(metadata.traceparent)}\r\n`;
+  if (metadata.principal !== undefined) text += `${Header.PRINCIPAL}: ${principalHeader(metadata.principal)}\r\n`;
   return new WireHeaders(`${text}\r\n`);
 }
 
@@ -248,6 +296,8 @@ export interface EventHeaders {
    * event. `undefined` when the headers are keel's.
    */
   readonly refusal: string | undefined;
+  /** Why the event can never be handled, read from its headers (a `Keel-Principal` that is not JSON). */
+  readonly refused?: KeelError;
 }
 
 /**
@@ -264,6 +314,7 @@ export function readEventHeaders(source: MsgHdrs | undefined, attempt: number, o
   let traceparent: string | undefined;
   let publisher: string | undefined;
   let publishedAt: string | undefined;
+  let principal: string | undefined;
   if (source !== undefined) {
     for (const [key, values] of source) {
       const value = values[0];
@@ -287,24 +338,30 @@ export function readEventHeaders(source: MsgHdrs | undefined, attempt: number, o
         case Header.PUBLISHED_AT:
           publishedAt = value;
           break;
+        case Header.PRINCIPAL:
+          principal = value;
+          break;
         default:
           break;
       }
     }
   }
   const atValid = publishedAt !== undefined && INTEGER_PATTERN.test(publishedAt);
-  return {
-    version,
-    metadata: {
-      id: id ?? newCorrelationId(),
-      correlationId: correlationId ?? newCorrelationId(),
-      traceparent: isTraceparent(traceparent) ? traceparent : undefined,
-      publisher: publisher ?? owner,
-      publishedAt: atValid ? Number(publishedAt) : Date.now(),
-      attempt,
-    },
-    refusal: eventRefusal(version, id, correlationId, publisher, publishedAt, atValid, owner),
+  const refusal = eventRefusal(version, id, correlationId, publisher, publishedAt, atValid, owner);
+  const metadata: EventMetadata = {
+    id: id ?? newCorrelationId(),
+    correlationId: correlationId ?? newCorrelationId(),
+    traceparent: isTraceparent(traceparent) ? traceparent : undefined,
+    publisher: publisher ?? owner,
+    publishedAt: atValid ? Number(publishedAt) : Date.now(),
+    attempt,
   };
+  if (principal === undefined) return { version, metadata, refusal };
+  const who = readPrincipal(principal, `Event ${metadata.id}`, metadata.correlationId);
+  if (who instanceof KeelError) {
+    return { version, metadata, refusal, refused: new KeelError(KeelErrorCode.INVALID_EVENT, who.message, { correlationId: metadata.correlationId }) };
+  }
+  return { version, metadata: { ...metadata, principal: who }, refusal };
 }
 
 /** The problems of an event's keel headers, in one sentence, or `undefined` when there are none. */

@@ -49,6 +49,12 @@ export const Header = {
   SERVICE_ERROR: 'Nats-Service-Error',
   /** NATS service API error code (set on error replies). */
   SERVICE_ERROR_CODE: 'Nats-Service-Error-Code',
+  /**
+   * The caller's identity (calls and events): the principal as compact JSON, ASCII only. Checked
+   * against the application's principal schema on receipt; only processes allowed to publish on
+   * keel's subjects can send one (docs/security.md, "Caller identity").
+   */
+  PRINCIPAL: 'Keel-Principal',
   /** JetStream de-duplication id (durable events). */
   MESSAGE_ID: 'Nats-Msg-Id',
 } as const;
@@ -164,6 +170,8 @@ export const SERVICE_ERROR_CODES = {
   IDEMPOTENCY_KEY_REUSED: 422,
   IDEMPOTENCY_KEY_IN_USE: 409,
   INTERRUPTED: 502,
+  UNAUTHENTICATED: 401,
+  FORBIDDEN: 403,
 } as const satisfies Record<KeelErrorCode, number>;
 
 /**

@@ -114,7 +114,7 @@ export const DuplicateSku = defineError({
  */
 export const catalog = defineContract({
   name: 'catalog',
-  version: '1.0.0',
+  version: '1.1.0',
   description: 'The products the shop sells, with their names and prices in cents.',
   operations: {
     addProduct: operation({
@@ -135,6 +135,15 @@ export const catalog = defineContract({
       input: z.object({}),
       output: z.object({ products: z.array(Product) }),
       idempotent: true,
+    }),
+    setPrice: operation({
+      description: "Changes a product's price. Admins only: the caller's principal must have the admin role.",
+      input: z.object({ sku: Sku, priceCents: Product.shape.priceCents }),
+      output: Product,
+      errors: [UnknownProduct],
+      idempotent: true,
+      // The principal's type is the shop's (app/principal.ts registers it): no import needed here.
+      auth: (principal) => principal.roles.includes('admin'),
     }),
   },
   events: {

@@ -52,6 +52,13 @@ export const catalogModule = defineModule({
         const { rows } = await db.query<ProductRow>(`select ${COLUMNS} from products order by sku collate "C"`);
         return { products: rows.map(toProduct) };
       },
+      // Only an admin gets here: the contract's auth refused everyone else (FORBIDDEN).
+      setPrice: async ({ sku, priceCents }, context) => {
+        const { rows } = await db.query<ProductRow>(`update products set price_cents = $2 where sku = $1 returning ${COLUMNS}`, [sku, priceCents]);
+        if (rows[0] === undefined) throw new UnknownProduct({ sku });
+        logger.info({ sku, priceCents, by: context.principal?.sub }, 'price changed');
+        return toProduct(rows[0]);
+      },
     },
   }),
 });

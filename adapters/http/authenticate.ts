@@ -1,0 +1,168 @@
+/**
+ * Where end-user identity enters keel: the gateway's `authenticate` hook, which turns a request
+ * into the application's principal, and a ready one for bearer JWTs verified with `jose` against
+ * a JSON Web Key Set or a shared secret, with issuer and audience checks.
+ */
+import type { FastifyRequest } from 'fastify';
+import { createRemoteJWKSet, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey, type JWTVerifyOptions } from 'jose';
+import { z } from 'zod';
+import { KeelError, KeelErrorCode, type Principal } from 'keel';
+import { parseOptions } from 'keel/transport';
+
+/**
+ * The gateway's `authenticate` hook: the principal of a request, `undefined` for an anonymous
+ * one (no credentials), or a throw: a `KeelError` `UNAUTHENTICATED` for credentials that do not
+ * hold (401 with `WWW-Authenticate`, `error="invalid_token"`), `UNAVAILABLE` when they cannot be
+ * checked now (503). Whatever it returns is checked against the kernel's principal schema.
+ *
+ * @example
+ * ```ts
+ * const authenticate: Authenticate = (request) => {
+ *   const key = request.headers['x-api-key'];
+ *   if (key === undefined) return undefined;
+ *   const principal = apiKeys.get(String(key));
+ *   if (principal === undefined) throw new KeelError(KeelErrorCode.UNAUTHENTICATED, 'Unknown API key.');
+ *   return principal;
+ * };
+ * const gateway = await createHttpGateway({ kernel, authenticate, challenge: 'ApiKey realm="shop"' });
+ * ```
+ */
+export type Authenticate = (request: FastifyRequest) => Principal | undefined | PromiseLike<Principal | undefined>;
+
+/**
+ * What {@link createJwtAuthenticator} takes: exactly one of `jwksUrl` and `secret`.
+ *
+ * @example
+ * ```ts
+ * const options: JwtAuthenticatorOptions = {
+ *   jwksUrl: 'https://login.example.com/.well-known/jwks.json',
+ *   issuer: 'https://login.example.com/',
+ *   audience: 'shop-api',
+ *   principal: (claims) => ({ sub: claims.sub, roles: claims['roles'] ?? [] }),
+ * };
+ * ```
+ */
+export interface JwtAuthenticatorOptions {
+  /** URL of the issuer's JSON Web Key Set (asymmetric keys: RS*, PS*, ES*, EdDSA), fetched and cached by jose. */
+  readonly jwksUrl?: string | URL;
+  /** Shared secret for HMAC tokens (HS256, HS384, HS512): at least 32 bytes. */
+  readonly secret?: string | Uint8Array;
+  /** Expected `iss`: a token from another issuer is refused. */
+  readonly issuer?: string | readonly string[];
+  /** Expected `aud`: a token for another audience is refused. */
+  readonly audience?: string | readonly string[];
+  /** Accepted algorithms (default: HS256, HS384, HS512 with a secret; every asymmetric one jose knows with a JWKS). */
+  readonly algorithms?: readonly string[];
+  /** Clock skew allowed on `exp` and `nbf`, in seconds (default 5). */
+  readonly clockToleranceSeconds?: number;
+  /** The principal of a verified token's claims (default: the claims as they are; the kernel's schema checks the result). */
+  readonly principal?: (claims: JWTPayload) => unknown;
+  /** How long to wait for the JWKS, in ms (default 5 000). */
+  readonly jwksTimeoutMs?: number;
+}
+
+const JwtAuthenticatorOptionsSchema = z
+  .object({
+    jwksUrl: z
+      .custom((value) => value instanceof URL || (typeof value === 'string' && URL.canParse(value)), { error: 'must be an http(s) URL of a JSON Web Key Set' })
+      .optional(),
+    secret: z
+      .custom((value) => (typeof value === 'string' ? Buffer.byteLength(value) : value instanceof Uint8Array ? value.length : 0) >= 32, {
+        error: 'must be a string or bytes of at least 32 bytes (a shorter HMAC secret can be guessed)',
+      })
+      .optional(),
+    issuer: z.union([z.string().min(1), z.array(z.string().min(1))], { error: 'must be a string or an array of strings' }).optional(),
+    audience: z.union([z.string().min(1), z.array(z.string().min(1))], { error: 'must be a string or an array of strings' }).optional(),
+    algorithms: z.array(z.string().min(1), { error: 'must be an array of JWS algorithm names, such as ["RS256"]' }).min(1).optional(),
+    clockToleranceSeconds: z.number({ error: 'must be a number of seconds, 0 or more' }).min(0).optional(),
+    principal: z.custom((value) => typeof value === 'function', { error: 'must be a function of the claims returning the principal' }).optional(),
+    jwksTimeoutMs: z.number({ error: 'must be a number of milliseconds above 0' }).positive().optional(),
+  })
+  .strict();
+
+const BEARER = /^Bearer[ ]+([A-Za-z0-9\-._~+/]+=*)$/i;
+
+/**
+ * An {@link Authenticate} hook for bearer JWTs: reads `Authorization: Bearer <token>`, verifies
+ * its signature (against the JWKS at `jwksUrl`, or the shared `secret`), its `exp` and `nbf`, and
+ * `iss` and `aud` when `issuer` and `audience` are given, then maps its claims to the principal.
+ * No `Authorization` header is an anonymous request; a token that does not verify is
+ * `UNAUTHENTICATED` (401); a JWKS that cannot be fetched is `UNAVAILABLE` (503). Options are
+ * checked once: a wrong one is `INVALID_CONFIG` naming the field.
+ *
+ * @example
+ * ```ts
+ * import { createHttpGateway, createJwtAuthenticator } from 'keel/http';
+ *
+ * const gateway = await createHttpGateway({
+ *   kernel,
+ *   authenticate: createJwtAuthenticator({
+ *     jwksUrl: 'https://login.example.com/.well-known/jwks.json',
+ *     issuer: 'https://login.example.com/',
+ *     audience: 'shop-api',
+ *     principal: (claims) => ({ sub: claims.sub, roles: claims['roles'] ?? [] }),
+ *   }),
+ * });
+ * ```
+ */
+export function createJwtAuthenticator(options: JwtAuthenticatorOptions): Authenticate {
+  const given = parseOptions('createJwtAuthenticator', JwtAuthenticatorOptionsSchema, options) as JwtAuthenticatorOptions;
+  if ((given.jwksUrl === undefined) === (given.secret === undefined)) {
+    throw new KeelError(
+      KeelErrorCode.INVALID_CONFIG,
+      'createJwtAuthenticator: give exactly one of jwksUrl (the URL of a JSON Web Key Set) and secret (a shared HMAC secret of at least 32 bytes).',
+    );
+  }
+  const key: Uint8Array | JWTVerifyGetKey =
+    given.secret !== undefined
+      ? typeof given.secret === 'string'
+        ? new TextEncoder().encode(given.secret)
+        : given.secret
+      : createRemoteJWKSet(new URL(given.jwksUrl as string | URL), { timeoutDuration: given.jwksTimeoutMs ?? 5_000 });
+  const verifyOptions: JWTVerifyOptions = {
+    ...(given.issuer === undefined ? {} : { issuer: given.issuer as string | string[] }),
+    ...(given.audience === undefined ? {} : { audience: given.audience as string | string[] }),
+    algorithms: [...(given.algorithms ?? (given.secret !== undefined ? ['HS256', 'HS384', 'HS512'] : ASYMMETRIC))],
+    clockTolerance: given.clockToleranceSeconds ?? 5,
+  };
+  const toPrincipal = given.principal ?? ((claims: JWTPayload) => claims);
+  const verify = async (token: string): Promise<Principal> => {
+    let payload: JWTPayload;
+    try {
+      ({ payload } = await jwtVerify(token, key as never, verifyOptions));
+    } catch (error) {
+      throw refusalOf(error);
+    }
+    return toPrincipal(payload) as Principal;
+  };
+  return (request) => {
+    const header = request.headers.authorization;
+    if (header === undefined || header === '') return undefined;
+    const token = BEARER.exec(header)?.[1];
+    if (token === undefined) {
+      throw new KeelError(KeelErrorCode.UNAUTHENTICATED, 'The Authorization header is not "Bearer <token>": send a JWT as a bearer token.');
+    }
+    return verify(token);
+  };
+}
+
+const ASYMMETRIC = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'];
+
+/** What the HTTP client is told about a token jose refused; the reason stays short and safe to show. */
+function refusalOf(error: unknown): KeelError {
+  if (error instanceof errors.JWKSTimeout || (error instanceof Error && !(error instanceof errors.JOSEError))) {
+    // The key set could not be fetched (a timeout, a refused connection): not the client's fault.
+    return new KeelError(KeelErrorCode.UNAVAILABLE, 'The token could not be checked now: the key set is unreachable. Retry later.', { cause: error });
+  }
+  const reason =
+    error instanceof errors.JWTExpired
+      ? 'the token has expired'
+      : error instanceof errors.JWTClaimValidationFailed
+        ? `its "${error.claim}" claim is ${error.reason === 'missing' ? 'missing' : 'not what this API accepts'}`
+        : error instanceof errors.JWSSignatureVerificationFailed || error instanceof errors.JWKSNoMatchingKey
+          ? 'its signature does not verify'
+          : error instanceof errors.JOSEAlgNotAllowed
+            ? 'its algorithm is not accepted'
+            : 'it is not a valid JWT';
+  return new KeelError(KeelErrorCode.UNAUTHENTICATED, `The bearer token was refused: ${reason}. Authenticate again.`, { cause: error });
+}

@@ -1,0 +1,247 @@
+/**
+ * The gateway's authenticate hook over real HTTP, with real JWTs signed here by jose: a shared
+ * secret, and an RSA key whose JSON Web Key Set is served on a local HTTP port. The principal a
+ * token makes reaches the handler; a missing token where the contract requires one, and a token
+ * that does not verify, are 401 with WWW-Authenticate; an auth predicate's refusal is 403.
+ */
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { SignJWT, exportJWK, generateKeyPair, type JWTPayload } from 'jose';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { createKernel, defineContract, defineModule, isKeelError, operation, silentLogger, type Kernel } from 'keel';
+import { createHttpGateway, createJwtAuthenticator, type HttpGateway } from 'keel/http';
+
+const Principal = z.object({ sub: z.string().min(1), roles: z.array(z.string()) });
+const Seen = Principal.nullable();
+
+const account = defineContract({
+  name: 'account',
+  version: '1.0.0',
+  operations: {
+    whoami: operation({ input: z.object({}), output: z.object({ principal: Seen }), idempotent: true }),
+    settings: operation({ input: z.object({}), output: z.object({ owner: z.string() }), auth: 'required' }),
+    setPrice: operation({
+      input: z.object({ cents: z.number().int() }),
+      output: z.object({ by: z.string() }),
+      auth: (principal) => principal.roles.includes('admin'),
+    }),
+  },
+});
+
+const accountModule = defineModule({
+  contract: account,
+  create: () => ({
+    handlers: {
+      whoami: (_input, context) => ({ principal: context.principal ?? null }),
+      settings: (_input, context) => ({ owner: context.principal?.sub ?? '' }),
+      setPrice: (_input, context) => ({ by: context.principal?.sub ?? '' }),
+    },
+  }),
+});
+
+const SECRET = 'a shared secret of more than thirty-two bytes, for tests only';
+const ISSUER = 'https://login.test/';
+const AUDIENCE = 'shop-api';
+
+async function post(url: string, path: string, body: unknown, token?: string): Promise<{ status: number; body: any; challenge: string | null }> {
+  const response = await fetch(`${url}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...(token === undefined ? {} : { authorization: `Bearer ${token}` }) },
+    body: JSON.stringify(body),
+  });
+  return { status: response.status, body: await response.json(), challenge: response.headers.get('www-authenticate') };
+}
+
+function hmacToken(claims: JWTPayload, options: { issuer?: string; audience?: string; expires?: string | number; secret?: string } = {}): Promise<string> {
+  return new SignJWT(claims)
+    .setProtectedHeader({ alg: 'HS256' })
+    .setIssuer(options.issuer ?? ISSUER)
+    .setAudience(options.audience ?? AUDIENCE)
+    .setIssuedAt()
+    .setExpirationTime(options.expires ?? '5m')
+    .sign(new TextEncoder().encode(options.secret ?? SECRET));
+}
+
+describe('http - caller identity', () => {
+  let kernel: Kernel;
+  let gateway: HttpGateway;
+  let url: string;
+
+  beforeAll(async () => {
+    kernel = createKernel({ modules: [accountModule], principal: Principal, logger: silentLogger });
+    await kernel.start();
+    gateway = await createHttpGateway({
+      kernel,
+      port: 0,
+      logger: silentLogger,
+      metrics: false,
+      docsPath: false,
+      stopKernelOnClose: false,
+      authenticate: createJwtAuthenticator({
+        secret: SECRET,
+        issuer: ISSUER,
+        audience: AUDIENCE,
+        principal: (claims) => ({ sub: claims.sub, roles: claims['roles'] ?? [] }),
+      }),
+    });
+    url = await gateway.listen();
+  });
+  afterAll(async () => {
+    await gateway?.close();
+    await kernel?.stop();
+  });
+
+  it('http - a bearer JWT signed with the shared secret becomes the principal the handler reads; no token is an anonymous call', async () => {
+    const token = await hmacToken({ sub: 'ada', roles: ['admin'] });
+    expect(await post(url, '/account/whoami', {}, token)).toMatchObject({ status: 200, body: { principal: { sub: 'ada', roles: ['admin'] } } });
+    expect(await post(url, '/account/whoami', {})).toMatchObject({ status: 200, body: { principal: null } });
+  });
+
+  it("http - an operation whose auth is 'required' answers 401 UNAUTHENTICATED with WWW-Authenticate to a request without a token", async () => {
+    const refused = await post(url, '/account/settings', {});
+    expect(refused).toMatchObject({ status: 401, body: { code: 'UNAUTHENTICATED', title: 'Authentication required' }, challenge: 'Bearer realm="keel"' });
+    expect(refused.body.detail).toContain('account.settings needs a caller identity');
+    expect(await post(url, '/account/settings', {}, await hmacToken({ sub: 'bob', roles: [] }))).toMatchObject({ status: 200, body: { owner: 'bob' } });
+  });
+
+  it('http - a token that is expired, from another issuer or audience, signed with another secret, or not a JWT is 401 with error="invalid_token", even where no auth is required', async () => {
+    const tokens = {
+      expired: await hmacToken({ sub: 'ada', roles: [] }, { expires: Math.floor(Date.now() / 1000) - 60 }),
+      issuer: await hmacToken({ sub: 'ada', roles: [] }, { issuer: 'https://elsewhere.test/' }),
+      audience: await hmacToken({ sub: 'ada', roles: [] }, { audience: 'another-api' }),
+      secret: await hmacToken({ sub: 'ada', roles: [] }, { secret: 'another secret of more than thirty-two bytes, for tests' }),
+      garbage: 'not.a.jwt',
+    };
+    const details: Record<string, string> = {};
+    for (const [name, token] of Object.entries(tokens)) {
+      const refused = await post(url, '/account/whoami', {}, token);
+      expect(refused, name).toMatchObject({ status: 401, body: { code: 'UNAUTHENTICATED' }, challenge: 'Bearer realm="keel", error="invalid_token"' });
+      details[name] = refused.body.detail;
+    }
+    expect(details).toEqual({
+      expired: 'The bearer token was refused: the token has expired. Authenticate again.',
+      issuer: 'The bearer token was refused: its "iss" claim is not what this API accepts. Authenticate again.',
+      audience: 'The bearer token was refused: its "aud" claim is not what this API accepts. Authenticate again.',
+      secret: 'The bearer token was refused: its signature does not verify. Authenticate again.',
+      garbage: 'The bearer token was refused: it is not a valid JWT. Authenticate again.',
+    });
+  });
+
+  it("http - a token whose claims do not make a principal of the application's schema is 401", async () => {
+    const refused = await post(url, '/account/whoami', {}, await hmacToken({ roles: ['admin'] }));
+    expect(refused).toMatchObject({ status: 401, body: { code: 'UNAUTHENTICATED' }, challenge: 'Bearer realm="keel"' });
+  });
+
+  it("http - an auth predicate that refuses the token's principal answers 403 FORBIDDEN; one it allows is served", async () => {
+    const customer = await post(url, '/account/setPrice', { cents: 100 }, await hmacToken({ sub: 'bob', roles: ['customer'] }));
+    expect(customer).toMatchObject({ status: 403, body: { code: 'FORBIDDEN', title: 'Forbidden' }, challenge: null });
+    expect(await post(url, '/account/setPrice', { cents: 100 }, await hmacToken({ sub: 'ada', roles: ['admin'] }))).toMatchObject({
+      status: 200,
+      body: { by: 'ada' },
+    });
+  });
+
+  it('http - the OpenAPI document marks the operations whose contract declares auth with the bearer scheme, 401 and (for a predicate) 403', async () => {
+    const document = (await (await fetch(`${url}/openapi.json`)).json()) as any;
+    const post = (path: string) => document.paths[path].post;
+    expect(post('/account/whoami').security).toBeUndefined();
+    expect(post('/account/whoami').responses['401']).toBeUndefined();
+    expect(post('/account/settings')).toMatchObject({ security: [{ bearer: [] }], responses: { '401': { $ref: '#/components/responses/Unauthenticated' } } });
+    expect(post('/account/settings').responses['403']).toBeUndefined();
+    expect(post('/account/setPrice').responses['403']).toEqual({ $ref: '#/components/responses/Forbidden' });
+    expect(document.components.securitySchemes).toEqual({ bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } });
+    const SwaggerParser = (await import('@apidevtools/swagger-parser')).default;
+    await SwaggerParser.validate(structuredClone(document));
+  });
+
+  it('http - createJwtAuthenticator refuses options it cannot verify with: neither or both key sources, a short secret', () => {
+    const refusal = (options: Parameters<typeof createJwtAuthenticator>[0]): string => {
+      try {
+        createJwtAuthenticator(options);
+      } catch (error) {
+        expect(isKeelError(error, 'INVALID_CONFIG')).toBe(true);
+        return (error as Error).message;
+      }
+      throw new Error('accepted');
+    };
+    expect(refusal({})).toContain('give exactly one of jwksUrl');
+    expect(refusal({ secret: SECRET, jwksUrl: 'http://127.0.0.1:1/jwks.json' })).toContain('give exactly one of jwksUrl');
+    expect(refusal({ secret: 'short' })).toContain('secret');
+  });
+});
+
+describe('http - caller identity from a JSON Web Key Set', () => {
+  let kernel: Kernel;
+  let gateway: HttpGateway;
+  let jwks: Server;
+  let url: string;
+  let sign: (claims: JWTPayload) => Promise<string>;
+  let signWithStranger: (claims: JWTPayload) => Promise<string>;
+  const jwksRequests: string[] = [];
+
+  beforeAll(async () => {
+    const { publicKey, privateKey } = await generateKeyPair('RS256');
+    const stranger = await generateKeyPair('RS256');
+    const jwk = { ...(await exportJWK(publicKey)), kid: 'key-1', alg: 'RS256', use: 'sig' };
+    jwks = createServer((request, response) => {
+      jwksRequests.push(request.url ?? '');
+      response.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ keys: [jwk] }));
+    });
+    await new Promise<void>((resolve) => jwks.listen(0, '127.0.0.1', resolve));
+    const jwksUrl = `http://127.0.0.1:${(jwks.address() as AddressInfo).port}/.well-known/jwks.json`;
+    const signer = (key: Parameters<SignJWT['sign']>[0], kid: string) => (claims: JWTPayload) =>
+      new SignJWT(claims).setProtectedHeader({ alg: 'RS256', kid }).setIssuer(ISSUER).setAudience(AUDIENCE).setExpirationTime('5m').sign(key);
+    sign = signer(privateKey, 'key-1');
+    signWithStranger = signer(stranger.privateKey, 'key-1');
+    kernel = createKernel({ modules: [accountModule], principal: Principal, logger: silentLogger });
+    await kernel.start();
+    gateway = await createHttpGateway({
+      kernel,
+      port: 0,
+      logger: silentLogger,
+      metrics: false,
+      docsPath: false,
+      challenge: 'Bearer realm="shop"',
+      authenticate: createJwtAuthenticator({ jwksUrl, issuer: ISSUER, audience: AUDIENCE }),
+    });
+    url = await gateway.listen();
+  });
+  afterAll(async () => {
+    await gateway?.close();
+    await new Promise((resolve) => jwks?.close(resolve));
+  });
+
+  it('http - a token signed with the key the JWKS publishes is verified (the key set fetched from its URL); one signed with another key is 401', async () => {
+    expect(await post(url, '/account/setPrice', { cents: 5 }, await sign({ sub: 'ada', roles: ['admin'] }))).toMatchObject({ status: 200, body: { by: 'ada' } });
+    expect(jwksRequests).toEqual(['/.well-known/jwks.json']);
+    expect(await post(url, '/account/whoami', {}, await signWithStranger({ sub: 'eve', roles: ['admin'] }))).toMatchObject({
+      status: 401,
+      body: { code: 'UNAUTHENTICATED', detail: 'The bearer token was refused: its signature does not verify. Authenticate again.' },
+      challenge: 'Bearer realm="shop", error="invalid_token"',
+    });
+  });
+
+  it('http - an HMAC token is refused by a JWKS authenticator (no algorithm confusion)', async () => {
+    const refused = await post(url, '/account/whoami', {}, await hmacToken({ sub: 'eve', roles: ['admin'] }));
+    expect(refused).toMatchObject({ status: 401, body: { code: 'UNAUTHENTICATED', detail: 'The bearer token was refused: its algorithm is not accepted. Authenticate again.' } });
+  });
+
+  it('http - a JWKS that cannot be reached makes a token unverifiable for now: 503 UNAVAILABLE, not 401', async () => {
+    const unreachable = await createHttpGateway({
+      kernel,
+      port: 0,
+      logger: silentLogger,
+      metrics: false,
+      docsPath: false,
+      stopKernelOnClose: false,
+      authenticate: createJwtAuthenticator({ jwksUrl: 'http://127.0.0.1:1/jwks.json', issuer: ISSUER, audience: AUDIENCE }),
+    });
+    try {
+      const answer = await post(await unreachable.listen(), '/account/whoami', {}, await sign({ sub: 'ada', roles: [] }));
+      expect(answer).toMatchObject({ status: 503, body: { code: 'UNAVAILABLE' }, challenge: null });
+    } finally {
+      await unreachable.close();
+    }
+  });
+});
