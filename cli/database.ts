@@ -1,7 +1,7 @@
 /**
  * The CLI's part of the databases of a process: refusing a topology whose processes would share
  * an embedded database folder. The rules themselves (which engine each module uses, opening
- * and closing them) are the light entry `keel/databases` (kernel/databases.ts), shared with
+ * and closing them) are the light entry `keel/databases` (adapters/databases/index.ts), shared with
  * applications' own entry points.
  */
 import type { AnyModule } from 'keel';
