@@ -36,6 +36,14 @@ describe('http - gateway options', () => {
       contracts: undefined,
       host: undefined,
       bodyLimit: undefined,
+      requestTimeoutMs: undefined,
+      headersTimeoutMs: undefined,
+      keepAliveTimeoutMs: undefined,
+      maxConnections: undefined,
+      cors: undefined,
+      rateLimit: undefined,
+      securityHeaders: undefined,
+      trustProxy: undefined,
       development: undefined,
       maxTimeoutMs: undefined,
       timeoutHeader: undefined,
@@ -90,7 +98,8 @@ describe('http - gateway options', () => {
 
   it('http - refuses an unknown option (a misspelt one) and names what it takes', async () => {
     expect(await refusal({ port: 0, prot: 8080 })).toBe(
-      'createHttpGateway: unknown option "prot" (it takes kernel, contracts, port, host, bodyLimit, development, maxTimeoutMs, ' +
+      'createHttpGateway: unknown option "prot" (it takes kernel, contracts, port, host, bodyLimit, requestTimeoutMs, headersTimeoutMs, ' +
+        'keepAliveTimeoutMs, maxConnections, cors, rateLimit, securityHeaders, trustProxy, development, maxTimeoutMs, ' +
         'timeoutHeader, correlationHeader, getOperations, docsPath, openapi, metrics, caller, stopKernelOnClose, logger, configure).',
     );
   });

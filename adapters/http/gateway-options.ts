@@ -4,6 +4,7 @@
  * refused), then the checks that need the exposed contracts (paths that would clash, GET
  * operations). Every wrong option is one `INVALID_CONFIG` naming the field.
  */
+import { isIP } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { KeelError, KeelErrorCode, type AnyContract, type Kernel, type Logger } from 'keel';
@@ -41,6 +42,49 @@ export interface HttpGatewayOptions {
   readonly host?: string;
   /** Largest request body in bytes (default 1 MiB); larger bodies get 413. */
   readonly bodyLimit?: number;
+  /**
+   * Milliseconds a client has to send a whole request, headers and body (default 30 000). A
+   * slower one gets 408 and its connection is closed, within about a second after the limit:
+   * a client trickling its body cannot hold a connection open.
+   */
+  readonly requestTimeoutMs?: number;
+  /** Milliseconds a client has to send the request's headers (default 10 000); at most `requestTimeoutMs`. */
+  readonly headersTimeoutMs?: number;
+  /**
+   * Milliseconds an idle keep-alive connection stays open after its last answer (default
+   * 72 000: longer than the 60 s idle timeout of common load balancers, so that they never
+   * reuse a connection the gateway is closing).
+   */
+  readonly keepAliveTimeoutMs?: number;
+  /**
+   * Most connections open at once (default 10 000); a connection above it is closed as soon as
+   * it is accepted. Keep it below the process's file-descriptor limit (`ulimit -n`).
+   */
+  readonly maxConnections?: number;
+  /**
+   * Cross-origin requests from browsers (default `false`: no CORS header is sent, and a
+   * preflight `OPTIONS` is refused with 405). Give the origins allowed to call the API.
+   */
+  readonly cors?: false | HttpCorsOptions;
+  /**
+   * Requests each client may make per window (default 1000 a minute, per client address); one
+   * more gets 429 `RATE_LIMITED` with `Retry-After`. `/healthz`, `/readyz` and `/metrics` are
+   * never limited. `false` turns it off (for a gateway behind a proxy that limits already).
+   */
+  readonly rateLimit?: false | HttpRateLimitOptions;
+  /**
+   * Security headers on every answer (helmet's: `Content-Security-Policy`,
+   * `Strict-Transport-Security`, `X-Content-Type-Options: nosniff`, `X-Frame-Options`, ...).
+   * Default true.
+   */
+  readonly securityHeaders?: boolean;
+  /**
+   * Which proxies to believe about the client's address (`X-Forwarded-For`), which the rate
+   * limit counts by (default `false`: the address of the TCP peer, which a client cannot forge).
+   * `true` trusts every proxy, a number that many hops, a string or array the proxies' addresses
+   * or CIDR ranges (`'10.0.0.0/8'`). Set it behind a load balancer, or every client shares its address.
+   */
+  readonly trustProxy?: boolean | number | string | readonly string[];
   /** Development mode: error bodies carry stack traces and internal messages (default false). */
   readonly development?: boolean;
   /**
@@ -79,6 +123,42 @@ export interface HttpGatewayOptions {
 }
 
 /**
+ * The gateway's CORS settings (`cors` of {@link HttpGatewayOptions}); see docs/http.md.
+ *
+ * @example
+ * ```ts
+ * const cors: HttpCorsOptions = { origins: ['https://shop.example.com'], credentials: true };
+ * const gateway = await createHttpGateway({ kernel, cors });
+ * ```
+ */
+export interface HttpCorsOptions {
+  /** Origins allowed, each `scheme://host[:port]` as a browser sends it; `'*'` allows any (never with `credentials`). */
+  readonly origins: readonly string[];
+  /** Let browsers send cookies and `Authorization` (`Access-Control-Allow-Credentials`, default false). */
+  readonly credentials?: boolean;
+  /** Seconds a browser may keep a preflight's answer (default 600). */
+  readonly maxAgeSeconds?: number;
+}
+
+/**
+ * The gateway's rate limit (`rateLimit` of {@link HttpGatewayOptions}): at most `max` requests
+ * per `windowMs` per client address.
+ *
+ * @example
+ * ```ts
+ * const rateLimit: HttpRateLimitOptions = { max: 100, windowMs: 1_000, allowList: ['10.0.0.5'] };
+ * ```
+ */
+export interface HttpRateLimitOptions {
+  /** Requests allowed per window per client (default 1000). */
+  readonly max?: number;
+  /** The window in milliseconds (default 60 000). */
+  readonly windowMs?: number;
+  /** Client addresses never limited, such as a trusted internal caller. */
+  readonly allowList?: readonly string[];
+}
+
+/**
  * Defaults of {@link HttpGatewayOptions}, merged once when the gateway is created.
  *
  * @example
@@ -90,6 +170,14 @@ export const DEFAULT_HTTP_GATEWAY_OPTIONS = {
   port: 3000,
   host: '127.0.0.1',
   bodyLimit: 1024 * 1024,
+  requestTimeoutMs: 30_000,
+  headersTimeoutMs: 10_000,
+  keepAliveTimeoutMs: 72_000,
+  maxConnections: 10_000,
+  cors: false,
+  rateLimit: { max: 1000, windowMs: 60_000 },
+  securityHeaders: true,
+  trustProxy: false,
   development: false,
   maxTimeoutMs: DEFAULT_TIMEOUT_MS,
   timeoutHeader: 'x-keel-timeout-ms',
@@ -114,6 +202,10 @@ const DOCS_PATH = /^\/[a-z0-9-/]*[a-z0-9]$/i;
 const DOCS_PATH_RULE = 'must be false (no page) or a path like "/docs"';
 const TIMEOUT_RULE = `must be a number of milliseconds above 0 and at most ${MAX_TIMEOUT_MS}`;
 const FACTORY = 'createHttpGateway';
+const MILLISECONDS_RULE = `a whole number of milliseconds above 0 and at most ${MAX_TIMEOUT_MS}`;
+const ORIGIN = /^(\*|[a-z][a-z0-9+.-]*:\/\/[^/\s?#]+)$/i;
+const TRUST_PROXY_RULE =
+  'must be true, false, a number of proxy hops, or the proxies\' addresses or CIDR ranges (a string or an array of strings, such as "10.0.0.0/8")';
 
 const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
 
@@ -125,6 +217,41 @@ const flag = () => z.boolean({ error: 'must be true or false' });
 const OpenApiInfoSchema = z
   .object({ title: z.string().optional(), version: z.string().optional(), description: z.string().optional() })
   .strict();
+/** A proxy as proxy-addr takes it: an address, a CIDR range, or one of its names; a string may list several, comma-separated. */
+const isProxy = (entry: string): boolean => {
+  const [address = '', prefix, ...rest] = entry.trim().split('/');
+  if (rest.length > 0) return false;
+  if (prefix === undefined && ['loopback', 'linklocal', 'uniquelocal'].includes(address)) return true;
+  const family = isIP(address);
+  return family !== 0 && (prefix === undefined || (/^\d{1,3}$/.test(prefix) && Number(prefix) <= (family === 4 ? 32 : 128)));
+};
+const proxyList = () =>
+  z.string().refine((value) => value.split(',').every(isProxy), TRUST_PROXY_RULE);
+const milliseconds = () => wholeNumber(MILLISECONDS_RULE, (value) => value > 0 && value <= MAX_TIMEOUT_MS);
+
+const CorsOptionsSchema = z
+  .object({
+    origins: z
+      .array(text('an origin such as "https://shop.example.com" (scheme, host and port; no path) or "*"', ORIGIN), {
+        error: 'must be an array of origins, such as ["https://shop.example.com"]',
+      })
+      .min(1, 'must name at least one origin (or set cors to false)'),
+    credentials: flag().optional(),
+    maxAgeSeconds: wholeNumber('a whole number of seconds, 0 or more', (value) => value >= 0).optional(),
+  })
+  .strict()
+  .refine((value) => !(value.credentials === true && value.origins.includes('*')), {
+    error: 'cannot allow any origin ("*") with credentials: name the origins',
+    path: ['origins'],
+  });
+const RateLimitOptionsSchema = z
+  .object({
+    max: wholeNumber('a whole number of requests above 0', (value) => value > 0).optional(),
+    windowMs: milliseconds().optional(),
+    allowList: z.array(text('a client address, such as 10.0.0.5'), { error: 'must be an array of client addresses' }).optional(),
+  })
+  .strict();
+
 const MetricsOptionsSchema = z
   .object({
     registry: z.custom((value) => isObject(value) && typeof value['registerMetric'] === 'function').optional(),
@@ -147,6 +274,18 @@ const HttpGatewayOptionsSchema = z
     port: wholeNumber('a whole number from 0 (any free port) to 65535', (value) => value >= 0 && value <= 65_535).optional(),
     host: text('a host name or address, such as 127.0.0.1 or 0.0.0.0').optional(),
     bodyLimit: wholeNumber('a whole number of bytes above 0', (value) => value > 0).optional(),
+    requestTimeoutMs: milliseconds().optional(),
+    headersTimeoutMs: milliseconds().optional(),
+    keepAliveTimeoutMs: milliseconds().optional(),
+    maxConnections: wholeNumber('a whole number of connections above 0', (value) => value > 0).optional(),
+    cors: z.union([z.literal(false), CorsOptionsSchema], { error: 'must be false or an object of origins, credentials and maxAgeSeconds' }).optional(),
+    rateLimit: z.union([z.literal(false), RateLimitOptionsSchema], { error: 'must be false or an object of max, windowMs and allowList' }).optional(),
+    securityHeaders: flag().optional(),
+    trustProxy: z
+      .union([z.boolean(), wholeNumber('a whole number of proxy hops', (value) => value >= 0), proxyList(), z.array(proxyList())], {
+        error: TRUST_PROXY_RULE,
+      })
+      .optional(),
     development: flag().optional(),
     maxTimeoutMs: z
       .number({ error: TIMEOUT_RULE })
@@ -191,9 +330,16 @@ export function resolveHttpGatewayOptions(options: HttpGatewayOptions): Resolved
     ...merged,
     contracts: merged.contracts ?? merged.kernel.modules.map((module) => module.contract as AnyContract),
   };
-  const problems = pathProblems(resolved);
+  const problems = [...timeoutProblems(resolved), ...pathProblems(resolved)];
   if (problems.length > 0) throw new KeelError(KeelErrorCode.INVALID_CONFIG, `${FACTORY}: ${problems.join('; ')}.`);
   return resolved;
+}
+
+/** Timeouts that contradict each other (Node refuses a headers timeout above the request timeout). */
+function timeoutProblems(options: ResolvedHttpGatewayOptions): string[] {
+  return options.headersTimeoutMs > options.requestTimeoutMs
+    ? [`headersTimeoutMs (${options.headersTimeoutMs}) is above requestTimeoutMs (${options.requestTimeoutMs}), which includes the headers (lower it, or raise requestTimeoutMs)`]
+    : [];
 }
 
 /** What in valid options still clashes: a path served twice, a GET for an operation that is not there or not idempotent. */

@@ -20,6 +20,7 @@ import {
   refusalOfFastifyError,
   requestAnswers,
 } from './gateway-routes.js';
+import { NOT_RATE_LIMITED, addDefences, defenceServerOptions } from './gateway-defences.js';
 import { createKernelMetrics, type KernelMetrics } from './metrics.js';
 import { createOpenApiDocument, type OpenApiDocument } from './openapi.js';
 import { PROBLEM_CONTENT_TYPE, gatewayProblem, problemOf } from './problem.js';
@@ -101,6 +102,7 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
   const server = fastify({
     logger: false,
     bodyLimit: resolved.bodyLimit,
+    ...defenceServerOptions(resolved),
     return503OnClosing: false,
     forceCloseConnections: 'idle',
     // Errors met before routing (an undecodable URL): answered like every other bad request.
@@ -170,6 +172,7 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
     return sendProblem(reply, problem);
   });
 
+  await addDefences(server, resolved, correlationHeader);
   await resolved.configure?.(server);
 
   addOperationRoutes(server, resolved, allowedMethods, correlationIdOf);
@@ -223,8 +226,9 @@ interface GatewayRoutesSource {
 /** Adds `/healthz`, `/readyz`, `/metrics` (unless off), `/openapi.json` and the API reference page (unless off). */
 async function addGatewayRoutes(server: FastifyInstance, source: GatewayRoutesSource): Promise<void> {
   const { kernel, metrics, document, documentJson, docsPath } = source;
-  server.get(GATEWAY_PATHS.health, async (_request, reply) => reply.type(JSON_CONTENT_TYPE).send('{"status":"ok"}'));
-  server.get(GATEWAY_PATHS.ready, async (_request, reply) => {
+  const config = { config: NOT_RATE_LIMITED };
+  server.get(GATEWAY_PATHS.health, config, async (_request, reply) => reply.type(JSON_CONTENT_TYPE).send('{"status":"ok"}'));
+  server.get(GATEWAY_PATHS.ready, config, async (_request, reply) => {
     const status = kernel.status();
     const closing = source.isClosing();
     const ready = !closing && kernel.ready();
@@ -234,7 +238,7 @@ async function addGatewayRoutes(server: FastifyInstance, source: GatewayRoutesSo
       .send(JSON.stringify({ ready, closing, state: status.state, modules: status.modules, remote: status.remote, transports: status.transports }));
   });
   if (metrics !== undefined) {
-    server.get(GATEWAY_PATHS.metrics, async (_request, reply) =>
+    server.get(GATEWAY_PATHS.metrics, config, async (_request, reply) =>
       reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
     );
   }
