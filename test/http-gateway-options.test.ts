@@ -139,6 +139,31 @@ describe('http - gateway options', () => {
     expect(await refusal({ maxTimeoutMs: Number.NaN })).toContain('maxTimeoutMs must be a number of milliseconds above 0');
   });
 
+  it('http - refuses a wrong defence option (timeouts, connections, CORS, rate limit, trustProxy), naming the field', async () => {
+    expect(await refusal({ requestTimeoutMs: 0 })).toBe(
+      'createHttpGateway: requestTimeoutMs must be a whole number of milliseconds above 0 and at most 2147483647, got 0.',
+    );
+    expect(await refusal({ headersTimeoutMs: 40_000 })).toBe(
+      'createHttpGateway: headersTimeoutMs (40000) is above requestTimeoutMs (30000), which includes the headers (lower it, or raise requestTimeoutMs).',
+    );
+    expect(await refusal({ maxConnections: 1.5 })).toBe('createHttpGateway: maxConnections must be a whole number of connections above 0, got 1.5.');
+    expect(await refusal({ cors: true as never })).toBe(
+      'createHttpGateway: cors must be false or an object of origins, credentials and maxAgeSeconds, got true.',
+    );
+    expect(await refusal({ cors: { origins: ['https://shop.example.com/app'] } })).toBe(
+      'createHttpGateway: cors.origins.0 must be an origin such as "https://shop.example.com" (scheme, host and port; no path) or "*", got "https://shop.example.com/app".',
+    );
+    expect(await refusal({ cors: { origins: ['*'], credentials: true } })).toBe(
+      'createHttpGateway: cors.origins cannot allow any origin ("*") with credentials: name the origins, got an array.',
+    );
+    expect(await refusal({ rateLimit: { max: 0 } })).toBe('createHttpGateway: rateLimit.max must be a whole number of requests above 0, got 0.');
+    expect(await refusal({ rateLimit: { limit: 5 } as never })).toBe('createHttpGateway: unknown option "rateLimit.limit".');
+    expect(await refusal({ trustProxy: '10.0.0.0/33' })).toBe(
+      'createHttpGateway: trustProxy must be true, false, a number of proxy hops, or the proxies\' addresses or CIDR ranges ' +
+        '(a string or an array of strings, such as "10.0.0.0/8"), got "10.0.0.0/33".',
+    );
+  });
+
   it('http - refuses a header name an HTTP header cannot have', async () => {
     expect(await refusal({ correlationHeader: 'x correlation' })).toBe(
       'createHttpGateway: correlationHeader must be an HTTP header name, such as x-correlation-id, got "x correlation".',

@@ -113,11 +113,18 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
         socket.destroy();
         return;
       }
-      const body = JSON.stringify(
-        gatewayProblem(HttpProblemCode.MALFORMED_REQUEST, `The HTTP request is malformed: ${error.message}`, newCorrelationId()),
-      );
+      // Node's own request and headers timeouts (requestTimeoutMs, headersTimeoutMs) end here too.
+      const timedOut = (error as NodeJS.ErrnoException).code === 'ERR_HTTP_REQUEST_TIMEOUT';
+      const problem = timedOut
+        ? gatewayProblem(
+            HttpProblemCode.REQUEST_TIMEOUT,
+            `The request did not arrive within ${resolved.requestTimeoutMs} ms (its headers within ${resolved.headersTimeoutMs} ms); send it whole, at once.`,
+            newCorrelationId(),
+          )
+        : gatewayProblem(HttpProblemCode.MALFORMED_REQUEST, `The HTTP request is malformed: ${error.message}`, newCorrelationId());
+      const body = JSON.stringify(problem);
       socket.end(
-        `HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Type: ${PROBLEM_CONTENT_TYPE}\r\n` +
+        `HTTP/1.1 ${timedOut ? '408 Request Timeout' : '400 Bad Request'}\r\nConnection: close\r\nContent-Type: ${PROBLEM_CONTENT_TYPE}\r\n` +
           `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
       );
     },
@@ -125,6 +132,8 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
   // JSON only: without this, fastify would also accept text/plain bodies as strings.
   server.removeContentTypeParser('text/plain');
   server.decorateRequest(CORRELATION_ID_PROPERTY, '');
+  // Before the gateway's own hooks: security headers and CORS go on every answer, its early refusals too.
+  await addDefences(server, resolved, correlationHeader);
 
   const allowedMethods = allowedMethodsOf(resolved);
   const notFound = notFoundHandler(resolved, allowedMethods, refuse);
@@ -172,7 +181,6 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
     return sendProblem(reply, problem);
   });
 
-  await addDefences(server, resolved, correlationHeader);
   await resolved.configure?.(server);
 
   addOperationRoutes(server, resolved, allowedMethods, correlationIdOf);

@@ -87,6 +87,7 @@ const TITLES: Readonly<Record<KeelErrorCode | HttpProblemCode, string>> = {
   UNSUPPORTED_MEDIA_TYPE: 'Unsupported media type',
   MALFORMED_JSON: 'Malformed JSON',
   MALFORMED_REQUEST: 'Malformed request',
+  REQUEST_TIMEOUT: 'Request timeout',
   RATE_LIMITED: 'Too many requests',
 };
 
