@@ -144,7 +144,10 @@ describe('http - gateway options', () => {
       'createHttpGateway: requestTimeoutMs must be a whole number of milliseconds above 0 and at most 2147483647, got 0.',
     );
     expect(await refusal({ headersTimeoutMs: 40_000 })).toBe(
-      'createHttpGateway: headersTimeoutMs (40000) is above requestTimeoutMs (30000), which includes the headers (lower it, or raise requestTimeoutMs).',
+      'createHttpGateway: headersTimeoutMs must be at most requestTimeoutMs (30000), which includes the headers (lower it, or raise requestTimeoutMs), got 40000.',
+    );
+    expect(await refusal({ requestTimeoutMs: 5_000 })).toBe(
+      'createHttpGateway: requestTimeoutMs must be at least headersTimeoutMs (10000, its default), since it includes the headers (raise it, or lower headersTimeoutMs), got 5000.',
     );
     expect(await refusal({ maxConnections: 1.5 })).toBe('createHttpGateway: maxConnections must be a whole number of connections above 0, got 1.5.');
     expect(await refusal({ cors: true as never })).toBe(

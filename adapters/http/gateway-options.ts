@@ -260,7 +260,7 @@ const MetricsOptionsSchema = z
   })
   .strict();
 
-const HttpGatewayOptionsSchema = z
+const HttpGatewayFieldsSchema = z
   .object({
     kernel: z.custom((value) => isObject(value) && typeof value['client'] === 'function' && Array.isArray(value['modules']), {
       error: 'must be a Kernel made with createKernel()',
@@ -312,6 +312,63 @@ const HttpGatewayOptionsSchema = z
   })
   .strict();
 
+/** A headers timeout above the request timeout (each given or its default), which Node refuses. */
+const timeoutsInOrder = (value: { headersTimeoutMs?: unknown; requestTimeoutMs?: unknown }, context: z.RefinementCtx): void => {
+  const valid = (given: unknown): given is number | undefined => given === undefined || (Number.isSafeInteger(given) && (given as number) > 0);
+  if (!valid(value.headersTimeoutMs) || !valid(value.requestTimeoutMs)) return; // already refused by its own field
+  const headers = value.headersTimeoutMs ?? DEFAULT_HTTP_GATEWAY_OPTIONS.headersTimeoutMs;
+  const request = value.requestTimeoutMs ?? DEFAULT_HTTP_GATEWAY_OPTIONS.requestTimeoutMs;
+  if (headers <= request) return;
+  context.addIssue(
+    value.headersTimeoutMs === undefined
+      ? {
+          code: 'custom',
+          path: ['requestTimeoutMs'],
+          message: `must be at least headersTimeoutMs (${headers}, its default), since it includes the headers (raise it, or lower headersTimeoutMs)`,
+        }
+      : {
+          code: 'custom',
+          path: ['headersTimeoutMs'],
+          message: `must be at most requestTimeoutMs (${request}), which includes the headers (lower it, or raise requestTimeoutMs)`,
+        },
+  );
+};
+
+const HttpGatewayOptionsSchema = HttpGatewayFieldsSchema.superRefine(timeoutsInOrder);
+
+/**
+ * The options each process decides for itself (`keel start` from its flags, its environment and
+ * the modules it hosts), which an application's configuration file therefore does not set.
+ */
+const PROCESS_OPTIONS = { kernel: true, contracts: true, port: true, host: true, logger: true, stopKernelOnClose: true } as const;
+
+/**
+ * The gateway options an application's configuration file sets (the `gateway` section of
+ * `keel.config.ts`): every {@link HttpGatewayOptions} field but those each process decides
+ * (`kernel`, `contracts`, `port`, `host`, `logger`, `stopKernelOnClose`).
+ *
+ * @example
+ * ```ts
+ * const gateway: HttpGatewayConfig = { cors: { origins: ['https://shop.example.com'] }, trustProxy: 1 };
+ * ```
+ */
+export type HttpGatewayConfig = Omit<HttpGatewayOptions, keyof typeof PROCESS_OPTIONS>;
+
+/**
+ * The zod schema of {@link HttpGatewayConfig}: the gateway's own checks, for a tool that reads
+ * the options from a file before any gateway exists (`keel up`, `keel deploy`). Strict: an
+ * unknown key is refused. Use it through `parseOptions` to name the wrong field.
+ *
+ * @example
+ * ```ts
+ * const ConfigSchema = z.object({ gateway: HttpGatewayConfigSchema.optional() }).strict();
+ * const config = parseOptions('keel.config.ts', ConfigSchema, await import('./keel.config.js'));
+ * ```
+ */
+export const HttpGatewayConfigSchema: z.ZodType<HttpGatewayConfig> = HttpGatewayFieldsSchema.omit(PROCESS_OPTIONS).superRefine(
+  timeoutsInOrder,
+) as unknown as z.ZodType<HttpGatewayConfig>;
+
 /**
  * Checks the gateway's options once and returns them with the defaults filled in and the
  * exposed contracts decided (default: every contract of the kernel's manifest). Throws
@@ -330,16 +387,9 @@ export function resolveHttpGatewayOptions(options: HttpGatewayOptions): Resolved
     ...merged,
     contracts: merged.contracts ?? merged.kernel.modules.map((module) => module.contract as AnyContract),
   };
-  const problems = [...timeoutProblems(resolved), ...pathProblems(resolved)];
+  const problems = pathProblems(resolved);
   if (problems.length > 0) throw new KeelError(KeelErrorCode.INVALID_CONFIG, `${FACTORY}: ${problems.join('; ')}.`);
   return resolved;
-}
-
-/** Timeouts that contradict each other (Node refuses a headers timeout above the request timeout). */
-function timeoutProblems(options: ResolvedHttpGatewayOptions): string[] {
-  return options.headersTimeoutMs > options.requestTimeoutMs
-    ? [`headersTimeoutMs (${options.headersTimeoutMs}) is above requestTimeoutMs (${options.requestTimeoutMs}), which includes the headers (lower it, or raise requestTimeoutMs)`]
-    : [];
 }
 
 /** What in valid options still clashes: a path served twice, a GET for an operation that is not there or not idempotent. */

@@ -19,7 +19,14 @@
  */
 
 export { createHttpGateway, type HttpGateway } from './gateway.js';
-export { DEFAULT_HTTP_GATEWAY_OPTIONS, type HttpGatewayOptions } from './gateway-options.js';
+export {
+  DEFAULT_HTTP_GATEWAY_OPTIONS,
+  HttpGatewayConfigSchema,
+  type HttpCorsOptions,
+  type HttpGatewayConfig,
+  type HttpGatewayOptions,
+  type HttpRateLimitOptions,
+} from './gateway-options.js';
 export {
   HTTP_STATUS_BY_CODE,
   HTTP_STATUS_BY_KIND,
