@@ -9,6 +9,7 @@ import { contextOf, defineCommand } from '../command.js';
 import { CLIError, CliErrorCode } from '../errors.js';
 import { HTTP_OPERATIONS_CHOICES, HttpOperations, isHttpOperations, startHost, type HostedDatabase } from '../host.js';
 import { splitList } from '../names.js';
+import { loadAppConfig } from '../app-config.js';
 import { findProject, loadManifest } from '../project.js';
 
 /** The `--modules` (or `KEEL_MODULES`) value that hosts no module: a pure client, such as an HTTP gateway. */
@@ -127,6 +128,8 @@ export default defineCommand({
     const project = findProject(cli.cwd, { fromBuild: args.build === true });
     if (project.build) out(`keel: running the build in ${relative(cli.cwd, project.build.outDir) || '.'}/ (built ${project.build.info.builtAt})`);
     const modules = await loadManifest(project);
+    const { path: configPath, config } = await loadAppConfig(project);
+    if (configPath !== undefined) out(`keel: configuration from ${relative(cli.cwd, configPath) || configPath}`);
     const modulesText = args.modules ?? firstSet(cli.env, ['KEEL_MODULES'])?.value;
     const host = modulesText === undefined ? undefined : modulesText.trim() === NO_MODULES ? [] : splitList(modulesText);
     if (host !== undefined && host.length === 0 && modulesText?.trim() !== NO_MODULES) {
@@ -148,7 +151,17 @@ export default defineCommand({
       });
     }
     if (cli.signal.aborted) return;
-    const running = await startHost({ modules, host, env: cli.env, root: project.root, natsUrl: args.nats, httpPort, httpHost, httpOperations });
+    const running = await startHost({
+      modules,
+      host,
+      env: cli.env,
+      root: project.root,
+      natsUrl: args.nats,
+      httpPort,
+      httpHost,
+      httpOperations,
+      gateway: config.gateway,
+    });
     const status = running.kernel.status();
     const hosted = status.modules.map((module) => module.name);
     out(`keel: hosting ${hosted.length > 0 ? hosted.join(', ') : 'no module (a client of the others)'}`);
