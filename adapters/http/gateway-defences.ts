@@ -64,16 +64,22 @@ export function defenceServerOptions(options: ResolvedHttpGatewayOptions): Defen
  */
 export async function addDefences(server: FastifyInstance, options: ResolvedHttpGatewayOptions, correlationHeader: string): Promise<void> {
   server.server.maxConnections = options.maxConnections;
-  if (options.securityHeaders) {
-    const { default: helmet } = await import('@fastify/helmet');
+  // Loaded side by side, and only those that are on: loading is most of what they cost a start.
+  const [helmetModule, corsModule, rateLimitModule] = await Promise.all([
+    options.securityHeaders ? import('@fastify/helmet') : undefined,
+    options.cors === false ? undefined : import('@fastify/cors'),
+    options.rateLimit === false ? undefined : import('@fastify/rate-limit'),
+  ]);
+  if (helmetModule !== undefined) {
+    const helmet = helmetModule.default;
     await server.register(helmet, {
       // The gateway often serves plain HTTP behind a TLS proxy or on localhost: upgrading the API
       // reference page's requests to https would break the page where there is no TLS at all.
       contentSecurityPolicy: { directives: { upgradeInsecureRequests: null } },
     });
   }
-  if (options.cors !== false) {
-    const { default: cors } = await import('@fastify/cors');
+  if (corsModule !== undefined && options.cors !== false) {
+    const cors = corsModule.default;
     const origins = new Set(options.cors.origins);
     const anyOrigin = origins.has('*');
     await server.register(cors, {
@@ -87,8 +93,8 @@ export async function addDefences(server: FastifyInstance, options: ResolvedHttp
       exposedHeaders: [correlationHeader, ...EXPOSED_HEADERS],
     });
   }
-  if (options.rateLimit !== false) {
-    const { default: rateLimit } = await import('@fastify/rate-limit');
+  if (rateLimitModule !== undefined && options.rateLimit !== false) {
+    const rateLimit = rateLimitModule.default;
     const { max, windowMs } = { ...DEFAULT_RATE_LIMIT, ...options.rateLimit };
     await server.register(rateLimit, {
       max,
