@@ -4,11 +4,22 @@
  * refused), then the checks that need the exposed contracts (paths that would clash, GET
  * operations). Every wrong option is one `INVALID_CONFIG` naming the field.
  */
-import { isIP } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { KeelError, KeelErrorCode, type AnyContract, type Kernel, type Logger } from 'keel';
 import { DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS, isContract, loggerOption, parseOptions } from 'keel/transport';
+import {
+  CorsOptionsSchema,
+  RateLimitOptionsSchema,
+  TRUST_PROXY_RULE,
+  flag,
+  milliseconds,
+  proxyList,
+  text,
+  wholeNumber,
+  type HttpCorsOptions,
+  type HttpRateLimitOptions,
+} from './gateway-option-rules.js';
 import type { KernelMetricsOptions } from './metrics.js';
 
 /**
@@ -122,41 +133,6 @@ export interface HttpGatewayOptions {
   readonly configure?: (server: FastifyInstance) => void | Promise<void>;
 }
 
-/**
- * The gateway's CORS settings (`cors` of {@link HttpGatewayOptions}); see docs/http.md.
- *
- * @example
- * ```ts
- * const cors: HttpCorsOptions = { origins: ['https://shop.example.com'], credentials: true };
- * const gateway = await createHttpGateway({ kernel, cors });
- * ```
- */
-export interface HttpCorsOptions {
-  /** Origins allowed, each `scheme://host[:port]` as a browser sends it; `'*'` allows any (never with `credentials`). */
-  readonly origins: readonly string[];
-  /** Let browsers send cookies and `Authorization` (`Access-Control-Allow-Credentials`, default false). */
-  readonly credentials?: boolean;
-  /** Seconds a browser may keep a preflight's answer (default 600). */
-  readonly maxAgeSeconds?: number;
-}
-
-/**
- * The gateway's rate limit (`rateLimit` of {@link HttpGatewayOptions}): at most `max` requests
- * per `windowMs` per client address.
- *
- * @example
- * ```ts
- * const rateLimit: HttpRateLimitOptions = { max: 100, windowMs: 1_000, allowList: ['10.0.0.5'] };
- * ```
- */
-export interface HttpRateLimitOptions {
-  /** Requests allowed per window per client (default 1000). */
-  readonly max?: number;
-  /** The window in milliseconds (default 60 000). */
-  readonly windowMs?: number;
-  /** Client addresses never limited, such as a trusted internal caller. */
-  readonly allowList?: readonly string[];
-}
 
 /**
  * Defaults of {@link HttpGatewayOptions}, merged once when the gateway is created.
@@ -202,54 +178,11 @@ const DOCS_PATH = /^\/[a-z0-9-/]*[a-z0-9]$/i;
 const DOCS_PATH_RULE = 'must be false (no page) or a path like "/docs"';
 const TIMEOUT_RULE = `must be a number of milliseconds above 0 and at most ${MAX_TIMEOUT_MS}`;
 const FACTORY = 'createHttpGateway';
-const MILLISECONDS_RULE = `a whole number of milliseconds above 0 and at most ${MAX_TIMEOUT_MS}`;
-const ORIGIN = /^(\*|[a-z][a-z0-9+.-]*:\/\/[^/\s?#]+)$/i;
-const TRUST_PROXY_RULE =
-  'must be true, false, a number of proxy hops, or the proxies\' addresses or CIDR ranges (a string or an array of strings, such as "10.0.0.0/8")';
-
 const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
 
-const wholeNumber = (what: string, accepts: (value: number) => boolean) =>
-  z.number({ error: `must be ${what}` }).refine((value) => Number.isSafeInteger(value) && accepts(value), `must be ${what}`);
-const text = (what: string, pattern = /\S/) => z.string({ error: `must be ${what}` }).regex(pattern, `must be ${what}`);
-const flag = () => z.boolean({ error: 'must be true or false' });
 
 const OpenApiInfoSchema = z
   .object({ title: z.string().optional(), version: z.string().optional(), description: z.string().optional() })
-  .strict();
-/** A proxy as proxy-addr takes it: an address, a CIDR range, or one of its names; a string may list several, comma-separated. */
-const isProxy = (entry: string): boolean => {
-  const [address = '', prefix, ...rest] = entry.trim().split('/');
-  if (rest.length > 0) return false;
-  if (prefix === undefined && ['loopback', 'linklocal', 'uniquelocal'].includes(address)) return true;
-  const family = isIP(address);
-  return family !== 0 && (prefix === undefined || (/^\d{1,3}$/.test(prefix) && Number(prefix) <= (family === 4 ? 32 : 128)));
-};
-const proxyList = () =>
-  z.string().refine((value) => value.split(',').every(isProxy), TRUST_PROXY_RULE);
-const milliseconds = () => wholeNumber(MILLISECONDS_RULE, (value) => value > 0 && value <= MAX_TIMEOUT_MS);
-
-const CorsOptionsSchema = z
-  .object({
-    origins: z
-      .array(text('an origin such as "https://shop.example.com" (scheme, host and port; no path) or "*"', ORIGIN), {
-        error: 'must be an array of origins, such as ["https://shop.example.com"]',
-      })
-      .min(1, 'must name at least one origin (or set cors to false)'),
-    credentials: flag().optional(),
-    maxAgeSeconds: wholeNumber('a whole number of seconds, 0 or more', (value) => value >= 0).optional(),
-  })
-  .strict()
-  .refine((value) => !(value.credentials === true && value.origins.includes('*')), {
-    error: 'cannot allow any origin ("*") with credentials: name the origins',
-    path: ['origins'],
-  });
-const RateLimitOptionsSchema = z
-  .object({
-    max: wholeNumber('a whole number of requests above 0', (value) => value > 0).optional(),
-    windowMs: milliseconds().optional(),
-    allowList: z.array(text('a client address, such as 10.0.0.5'), { error: 'must be an array of client addresses' }).optional(),
-  })
   .strict();
 
 const MetricsOptionsSchema = z

@@ -22,11 +22,10 @@ export { createHttpGateway, type HttpGateway } from './gateway.js';
 export {
   DEFAULT_HTTP_GATEWAY_OPTIONS,
   HttpGatewayConfigSchema,
-  type HttpCorsOptions,
   type HttpGatewayConfig,
   type HttpGatewayOptions,
-  type HttpRateLimitOptions,
 } from './gateway-options.js';
+export type { HttpCorsOptions, HttpRateLimitOptions } from './gateway-option-rules.js';
 export {
   HTTP_STATUS_BY_CODE,
   HTTP_STATUS_BY_KIND,
