@@ -25,6 +25,16 @@ export interface LoadedConfig {
 const firstExisting = (folder: string, names: readonly string[]): string | undefined =>
   names.map((name) => join(folder, name)).find((path) => existsSync(path));
 
+/** Options of {@link loadAppConfig}. */
+export interface LoadConfigOptions {
+  /**
+   * Check the `gateway` section (default true). A process that serves no HTTP passes false: it
+   * does not load the gateway's code only to check options it does not use (`keel up` and
+   * `keel deploy` check them for every process first).
+   */
+  readonly checkGateway?: boolean;
+}
+
 /**
  * Reads and checks the project's configuration file: the one in the build when the project runs
  * from its build, else the one at its root. Throws `E_CONFIG` when it does not load, has no
@@ -37,7 +47,7 @@ const firstExisting = (folder: string, names: readonly string[]): string | undef
  * const gateway = await createHttpGateway({ ...config.gateway, kernel, port: 3000 });
  * ```
  */
-export async function loadAppConfig(project: Project): Promise<LoadedConfig> {
+export async function loadAppConfig(project: Project, options: LoadConfigOptions = {}): Promise<LoadedConfig> {
   const source = firstExisting(project.root, CONFIG_FILE_NAMES);
   const path = project.build === undefined ? source : firstExisting(project.build.outDir, ['keel.config.js', 'keel.config.mjs']);
   if (path === undefined) {
@@ -66,8 +76,8 @@ export async function loadAppConfig(project: Project): Promise<LoadedConfig> {
     });
   }
   // The gateway's own schema checks its section: a gateway option added to keel/http is one here too.
-  const { HttpGatewayConfigSchema } = await import('keel/http');
-  const ConfigSchema = z.object({ gateway: HttpGatewayConfigSchema.optional() }).strict();
+  const gatewaySchema = options.checkGateway === false ? z.object({}).loose() : (await import('keel/http')).HttpGatewayConfigSchema;
+  const ConfigSchema = z.object({ gateway: gatewaySchema.optional() }).strict();
   try {
     parseOptions(shown, ConfigSchema, config);
   } catch (error) {

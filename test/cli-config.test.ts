@@ -129,6 +129,11 @@ describe('cli - keel.config.ts', () => {
       expect(run.stdout.text, argv.join(' ')).not.toContain('ready');
     }
     expect(existsSync(join(root, 'deploy'))).toBe(false);
+    // A process that serves no HTTP does not load the gateway to check options it does not use.
+    const noGateway = keel(root, 'start', '--http', 'off');
+    await Promise.race([noGateway.stdout.waitFor('keel: ready'), noGateway.exit.then(() => expect.fail(noGateway.stderr.text))]);
+    noGateway.stop();
+    expect(await noGateway.exit).toBe(0);
 
     const misspelt = appWith('export default { gatway: {} };\n');
     const start = keel(misspelt, 'start', '--http', '0');

@@ -128,8 +128,6 @@ export default defineCommand({
     const project = findProject(cli.cwd, { fromBuild: args.build === true });
     if (project.build) out(`keel: running the build in ${relative(cli.cwd, project.build.outDir) || '.'}/ (built ${project.build.info.builtAt})`);
     const modules = await loadManifest(project);
-    const { path: configPath, config } = await loadAppConfig(project);
-    if (configPath !== undefined) out(`keel: configuration from ${relative(cli.cwd, configPath) || configPath}`);
     const modulesText = args.modules ?? firstSet(cli.env, ['KEEL_MODULES'])?.value;
     const host = modulesText === undefined ? undefined : modulesText.trim() === NO_MODULES ? [] : splitList(modulesText);
     if (host !== undefined && host.length === 0 && modulesText?.trim() !== NO_MODULES) {
@@ -150,6 +148,8 @@ export default defineCommand({
         hint: 'Give it a port with --http <port> (or KEEL_HTTP_PORT, or PORT).',
       });
     }
+    const { path: configPath, config } = await loadAppConfig(project, { checkGateway: httpPort !== undefined });
+    if (configPath !== undefined) out(`keel: configuration from ${relative(cli.cwd, configPath) || configPath}`);
     if (cli.signal.aborted) return;
     const running = await startHost({
       modules,
