@@ -1,13 +1,15 @@
 /**
  * `npm start`: runs the shop. Hosts the modules the topology names (all of them by default),
  * keeps their data in the database the environment names (app/database.ts: PGlite in
- * `.keel/data` by default), serves them over HTTP (see docs/http.md), prints what runs here,
+ * `.keel/data` by default), serves them over HTTP with the gateway options of keel.config.ts
+ * (see docs/http.md), prints what runs here,
  * and stops cleanly on SIGINT or SIGTERM.
  */
 import { KeelError, KeelErrorCode, createKernel, type AnyContract, type Kernel } from 'keel';
 import { createHttpGateway, type HttpGateway } from 'keel/http';
 import { catalog } from '../modules/catalog/contract.js';
 import { inventory } from '../modules/inventory/contract.js';
+import config from '../keel.config.js';
 import { modules } from '../modules/index.js';
 import { databasesFromEnv, describeDatabases } from './database.js';
 import { Principal, authenticatorFromEnv } from './principal.js';
@@ -100,6 +102,8 @@ async function startGateway(running: Kernel): Promise<HttpGateway | undefined> {
     'notifications.listNotifications',
   ].filter((name) => contracts.some((contract) => contract.name === name.split('.')[0]));
   const served = await createHttpGateway({
+    // keel.config.ts: the gateway options the shop shares with `keel start` (CORS, rate limit, timeouts, ...).
+    ...config.gateway,
     kernel: running,
     port: number,
     host: process.env['KEEL_HTTP_HOST']?.trim() || '127.0.0.1',

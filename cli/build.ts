@@ -13,6 +13,7 @@ import { spawn } from 'node:child_process';
 import { cpSync, existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { CONFIG_FILE_NAMES } from './app-config.js';
 import { CLIError, CliErrorCode } from './errors.js';
 import { BUILD_INFO_FILE, TYPESCRIPT_FILE, keelPackage, projectSettings, readBuildInfo, type BuildInfo, type Project } from './project.js';
 import { tsconfigFile } from './templates/app.js';
@@ -80,6 +81,9 @@ export async function buildProject(project: Project, options: BuildOptions = {})
   }
   const outDir = outputFolder(project, options.outDir ?? settings.outDir);
   const sources = [relative(project.root, project.modulesDir), ...(existsSync(join(project.root, TOPOLOGIES_DIR)) ? [TOPOLOGIES_DIR] : [])];
+  // The application's configuration file travels with the build, where `keel start --build` reads it.
+  const configFile = CONFIG_FILE_NAMES.find((name) => existsSync(join(project.root, name)));
+  if (configFile !== undefined && TYPESCRIPT_FILE.test(configFile)) sources.push(configFile);
   for (const entry of settings.entry) {
     if (!existsSync(resolve(project.root, entry))) {
       throw new CLIError(CliErrorCode.E_BUILD, `"keel.entry" in package.json names ${entry}, which does not exist.`);
@@ -103,6 +107,7 @@ export async function buildProject(project: Project, options: BuildOptions = {})
     rmSync(config, { force: true });
   }
   copyAssets(project.root, outDir, sources);
+  if (configFile !== undefined && !TYPESCRIPT_FILE.test(configFile)) cpSync(join(project.root, configFile), join(outDir, configFile));
   const manifest = relative(project.root, project.manifestPath).replace(/\.([cm]?)tsx?$/, '.$1js');
   if (!existsSync(join(outDir, manifest))) {
     throw new CLIError(CliErrorCode.E_BUILD, `tsc wrote no ${manifest} into ${relative(project.root, outDir)}/.`, {

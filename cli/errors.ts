@@ -34,6 +34,8 @@ export const CliErrorCode = {
   E_TOPOLOGY: 'E_TOPOLOGY',
   /** TypeScript files cannot be loaded: tsx is missing. */
   E_LOADER: 'E_LOADER',
+  /** The application's configuration file (`keel.config.ts`) does not load, or a field of it is wrong. */
+  E_CONFIG: 'E_CONFIG',
   /** `keel build` failed (no TypeScript, type errors, an output folder it may not replace), or a build asked for is missing. */
   E_BUILD: 'E_BUILD',
   /** nats-server is not on PATH or did not start. */

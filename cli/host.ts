@@ -3,6 +3,7 @@
  * modules, the NATS transport to the others when configured, the databases of the hosted
  * modules that own data, and the HTTP gateway when asked.
  */
+import type { HttpGatewayConfig } from 'keel/http';
 import { createKernel, type AnyContract, type AnyModule, type Kernel, type Logger, type Transport } from 'keel';
 import { openDatabases, planDatabases, type OpenDatabases, type PlannedDatabase } from './database.js';
 import { CLIError, CliErrorCode } from './errors.js';
@@ -66,6 +67,11 @@ export interface HostOptions {
   readonly httpHost?: string | undefined;
   /** The operations the HTTP gateway exposes (default `all`). */
   readonly httpOperations?: HttpOperations | undefined;
+  /**
+   * The rest of the gateway's options: the `gateway` section of the application's
+   * `keel.config.ts` (timeouts, CORS, rate limit, ...), given to `createHttpGateway` as it is.
+   */
+  readonly gateway?: HttpGatewayConfig | undefined;
   readonly logger?: Logger | undefined;
 }
 
@@ -243,6 +249,7 @@ async function startGateway(
 ): Promise<{ readonly url: string | undefined; close(): Promise<void> }> {
   const contracts = exposedContracts(kernel, options.httpOperations ?? HttpOperations.ALL);
   const gateway = await createHttpGateway({
+    ...options.gateway,
     kernel,
     contracts,
     // No operation, no reference page: a probes-and-metrics process loads and serves less.

@@ -44,7 +44,7 @@ describe('cli - keel build', () => {
   it('cli - builds the shop to JavaScript (modules, topologies, the entry in keel.entry) with a build record, and no tests', async () => {
     const built = await runKeel(['build'], { cwd: repository });
     expect(built, built.stderr).toMatchObject({ code: 0 });
-    expect(built.stdout).toMatch(/^keel build: \d+ JavaScript files from modules, topologies, app in build\/ \(/);
+    expect(built.stdout).toMatch(/^keel build: \d+ JavaScript files from modules, topologies, keel.config.ts, app in build\/ \(/);
 
     const written = files(shopBuild);
     // Every source file of the compiled folders is in the build, whatever the shop names its files:
@@ -53,6 +53,8 @@ describe('cli - keel build', () => {
     const expected = sources.flatMap((file) => (file.endsWith('.ts') ? [file.replace(/\.ts$/, '.js'), file.replace(/\.ts$/, '.js.map')] : [file]));
     expect(written).toEqual(expect.arrayContaining(expected));
     expect(expected).toEqual(expect.arrayContaining(['modules/index.js', 'topologies/split.js', 'app/main.js']));
+    // The application's configuration travels with the build, where keel start reads it.
+    expect(written).toEqual(expect.arrayContaining(['keel.config.js']));
     expect(written.filter((file) => file.endsWith('.sql')).length, 'the migrations of the modules that own data').toBeGreaterThanOrEqual(5);
     expect(written.filter((file) => /\.test\.|\.ts$/.test(file) && !file.endsWith('.d.ts'))).toEqual([]);
     const record = JSON.parse(readFileSync(join(shopBuild, 'keel-build.json'), 'utf8'));
@@ -81,6 +83,7 @@ describe('cli - keel build', () => {
     const url = /keel: HTTP gateway on (\S+)/.exec(stdout.text)?.[1];
     try {
       expect(stdout.text).toMatch(/^keel: running the build in build\/ \(built \d{4}-/);
+      expect(stdout.text).toContain('keel: configuration from build/keel.config.js\n');
       expect(stdout.text).toContain('keel: data of catalog, inventory, payments, orders, notifications: pglite in memory\n');
       // KB-001 is seeded by a catalog migration: the built module found its migrations beside it in the build.
       const response = await fetch(`${url}/catalog/getProduct`, {

@@ -109,7 +109,9 @@ describe('cli - deploy', () => {
       'nats/notifications.env',
       'nats/storefront.env',
     ]);
-    const lines = stdout.trimEnd().split('\n');
+    const [checked, ...lines] = stdout.trimEnd().split('\n');
+    // The shop's keel.config.ts is checked before anything is written.
+    expect(checked).toBe('keel deploy: checked keel.config.ts; every process of the image reads it from the build');
     expect(lines).toHaveLength(files.size);
     for (const path of files.keys()) expect(lines.some((line) => line.startsWith('keel deploy: wrote ') && line.endsWith(join('deploy', path)))).toBe(true);
   });

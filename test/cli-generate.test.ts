@@ -58,6 +58,7 @@ describe('cli - keel new', () => {
     expect(Object.keys(tree(join(parent, 'my-shop'))).sort()).toEqual([
       '.gitignore',
       'README.md',
+      'keel.config.ts',
       'modules/greeter/contract.ts',
       'modules/greeter/module.ts',
       'modules/index.ts',

@@ -36,6 +36,14 @@ describe('http - gateway options', () => {
       contracts: undefined,
       host: undefined,
       bodyLimit: undefined,
+      requestTimeoutMs: undefined,
+      headersTimeoutMs: undefined,
+      keepAliveTimeoutMs: undefined,
+      maxConnections: undefined,
+      cors: undefined,
+      rateLimit: undefined,
+      securityHeaders: undefined,
+      trustProxy: undefined,
       development: undefined,
       maxTimeoutMs: undefined,
       timeoutHeader: undefined,
@@ -90,7 +98,8 @@ describe('http - gateway options', () => {
 
   it('http - refuses an unknown option (a misspelt one) and names what it takes', async () => {
     expect(await refusal({ port: 0, prot: 8080 })).toBe(
-      'createHttpGateway: unknown option "prot" (it takes kernel, contracts, port, host, bodyLimit, development, maxTimeoutMs, ' +
+      'createHttpGateway: unknown option "prot" (it takes kernel, contracts, port, host, bodyLimit, requestTimeoutMs, headersTimeoutMs, ' +
+        'keepAliveTimeoutMs, maxConnections, cors, rateLimit, securityHeaders, trustProxy, development, maxTimeoutMs, ' +
         'timeoutHeader, correlationHeader, getOperations, docsPath, openapi, metrics, caller, stopKernelOnClose, logger, configure, ' +
         'authenticate, challenge).',
     );
@@ -136,6 +145,34 @@ describe('http - gateway options', () => {
     );
     expect(await refusal({ maxTimeoutMs: 2 ** 31 })).toContain('maxTimeoutMs must be a number of milliseconds above 0 and at most 2147483647, got 2147483648');
     expect(await refusal({ maxTimeoutMs: Number.NaN })).toContain('maxTimeoutMs must be a number of milliseconds above 0');
+  });
+
+  it('http - refuses a wrong defence option (timeouts, connections, CORS, rate limit, trustProxy), naming the field', async () => {
+    expect(await refusal({ requestTimeoutMs: 0 })).toBe(
+      'createHttpGateway: requestTimeoutMs must be a whole number of milliseconds above 0 and at most 2147483647, got 0.',
+    );
+    expect(await refusal({ headersTimeoutMs: 40_000 })).toBe(
+      'createHttpGateway: headersTimeoutMs must be at most requestTimeoutMs (30000), which includes the headers (lower it, or raise requestTimeoutMs), got 40000.',
+    );
+    expect(await refusal({ requestTimeoutMs: 5_000 })).toBe(
+      'createHttpGateway: requestTimeoutMs must be at least headersTimeoutMs (10000, its default), since it includes the headers (raise it, or lower headersTimeoutMs), got 5000.',
+    );
+    expect(await refusal({ maxConnections: 1.5 })).toBe('createHttpGateway: maxConnections must be a whole number of connections above 0, got 1.5.');
+    expect(await refusal({ cors: true as never })).toBe(
+      'createHttpGateway: cors must be false or an object of origins, credentials and maxAgeSeconds, got true.',
+    );
+    expect(await refusal({ cors: { origins: ['https://shop.example.com/app'] } })).toBe(
+      'createHttpGateway: cors.origins.0 must be an origin such as "https://shop.example.com" (scheme, host and port; no path) or "*", got "https://shop.example.com/app".',
+    );
+    expect(await refusal({ cors: { origins: ['*'], credentials: true } })).toBe(
+      'createHttpGateway: cors.origins cannot allow any origin ("*") with credentials: name the origins, got an array.',
+    );
+    expect(await refusal({ rateLimit: { max: 0 } })).toBe('createHttpGateway: rateLimit.max must be a whole number of requests above 0, got 0.');
+    expect(await refusal({ rateLimit: { limit: 5 } as never })).toBe('createHttpGateway: unknown option "rateLimit.limit".');
+    expect(await refusal({ trustProxy: '10.0.0.0/33' })).toBe(
+      'createHttpGateway: trustProxy must be true, false, a number of proxy hops, or the proxies\' addresses or CIDR ranges ' +
+        '(a string or an array of strings, such as "10.0.0.0/8"), got "10.0.0.0/33".',
+    );
   });
 
   it('http - refuses a header name an HTTP header cannot have', async () => {

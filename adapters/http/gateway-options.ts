@@ -9,6 +9,18 @@ import { z } from 'zod';
 import { KeelError, KeelErrorCode, type AnyContract, type Kernel, type Logger } from 'keel';
 import { DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS, isContract, loggerOption, parseOptions } from 'keel/transport';
 import type { Authenticate } from './authenticate.js';
+import {
+  CorsOptionsSchema,
+  RateLimitOptionsSchema,
+  TRUST_PROXY_RULE,
+  flag,
+  milliseconds,
+  proxyList,
+  text,
+  wholeNumber,
+  type HttpCorsOptions,
+  type HttpRateLimitOptions,
+} from './gateway-option-rules.js';
 import type { KernelMetricsOptions } from './metrics.js';
 
 /**
@@ -42,6 +54,49 @@ export interface HttpGatewayOptions {
   readonly host?: string;
   /** Largest request body in bytes (default 1 MiB); larger bodies get 413. */
   readonly bodyLimit?: number;
+  /**
+   * Milliseconds a client has to send a whole request, headers and body (default 30 000). A
+   * slower one gets 408 and its connection is closed, within about a second after the limit:
+   * a client trickling its body cannot hold a connection open.
+   */
+  readonly requestTimeoutMs?: number;
+  /** Milliseconds a client has to send the request's headers (default 10 000); at most `requestTimeoutMs`. */
+  readonly headersTimeoutMs?: number;
+  /**
+   * Milliseconds an idle keep-alive connection stays open after its last answer (default
+   * 72 000: longer than the 60 s idle timeout of common load balancers, so that they never
+   * reuse a connection the gateway is closing).
+   */
+  readonly keepAliveTimeoutMs?: number;
+  /**
+   * Most connections open at once (default 10 000); a connection above it is closed as soon as
+   * it is accepted. Keep it below the process's file-descriptor limit (`ulimit -n`).
+   */
+  readonly maxConnections?: number;
+  /**
+   * Cross-origin requests from browsers (default `false`: no CORS header is sent, and a
+   * preflight `OPTIONS` is refused with 405). Give the origins allowed to call the API.
+   */
+  readonly cors?: false | HttpCorsOptions;
+  /**
+   * Requests each client may make per window (default 1000 a minute, per client address); one
+   * more gets 429 `RATE_LIMITED` with `Retry-After`. `/healthz`, `/readyz` and `/metrics` are
+   * never limited. `false` turns it off (for a gateway behind a proxy that limits already).
+   */
+  readonly rateLimit?: false | HttpRateLimitOptions;
+  /**
+   * Security headers on every answer (helmet's: `Content-Security-Policy`,
+   * `Strict-Transport-Security`, `X-Content-Type-Options: nosniff`, `X-Frame-Options`, ...).
+   * Default true.
+   */
+  readonly securityHeaders?: boolean;
+  /**
+   * Which proxies to believe about the client's address (`X-Forwarded-For`), which the rate
+   * limit counts by (default `false`: the address of the TCP peer, which a client cannot forge).
+   * `true` trusts every proxy, a number that many hops, a string or array the proxies' addresses
+   * or CIDR ranges (`'10.0.0.0/8'`). Set it behind a load balancer, or every client shares its address.
+   */
+  readonly trustProxy?: boolean | number | string | readonly string[];
   /** Development mode: error bodies carry stack traces and internal messages (default false). */
   readonly development?: boolean;
   /**
@@ -93,6 +148,7 @@ export interface HttpGatewayOptions {
   readonly configure?: (server: FastifyInstance) => void | Promise<void>;
 }
 
+
 /**
  * Defaults of {@link HttpGatewayOptions}, merged once when the gateway is created.
  *
@@ -105,6 +161,14 @@ export const DEFAULT_HTTP_GATEWAY_OPTIONS = {
   port: 3000,
   host: '127.0.0.1',
   bodyLimit: 1024 * 1024,
+  requestTimeoutMs: 30_000,
+  headersTimeoutMs: 10_000,
+  keepAliveTimeoutMs: 72_000,
+  maxConnections: 10_000,
+  cors: false,
+  rateLimit: { max: 1000, windowMs: 60_000 },
+  securityHeaders: true,
+  trustProxy: false,
   development: false,
   maxTimeoutMs: DEFAULT_TIMEOUT_MS,
   timeoutHeader: 'x-keel-timeout-ms',
@@ -130,17 +194,13 @@ const DOCS_PATH = /^\/[a-z0-9-/]*[a-z0-9]$/i;
 const DOCS_PATH_RULE = 'must be false (no page) or a path like "/docs"';
 const TIMEOUT_RULE = `must be a number of milliseconds above 0 and at most ${MAX_TIMEOUT_MS}`;
 const FACTORY = 'createHttpGateway';
-
 const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
 
-const wholeNumber = (what: string, accepts: (value: number) => boolean) =>
-  z.number({ error: `must be ${what}` }).refine((value) => Number.isSafeInteger(value) && accepts(value), `must be ${what}`);
-const text = (what: string, pattern = /\S/) => z.string({ error: `must be ${what}` }).regex(pattern, `must be ${what}`);
-const flag = () => z.boolean({ error: 'must be true or false' });
 
 const OpenApiInfoSchema = z
   .object({ title: z.string().optional(), version: z.string().optional(), description: z.string().optional() })
   .strict();
+
 const MetricsOptionsSchema = z
   .object({
     registry: z.custom((value) => isObject(value) && typeof value['registerMetric'] === 'function').optional(),
@@ -149,7 +209,7 @@ const MetricsOptionsSchema = z
   })
   .strict();
 
-const HttpGatewayOptionsSchema = z
+const HttpGatewayFieldsSchema = z
   .object({
     kernel: z.custom((value) => isObject(value) && typeof value['client'] === 'function' && Array.isArray(value['modules']), {
       error: 'must be a Kernel made with createKernel()',
@@ -163,6 +223,18 @@ const HttpGatewayOptionsSchema = z
     port: wholeNumber('a whole number from 0 (any free port) to 65535', (value) => value >= 0 && value <= 65_535).optional(),
     host: text('a host name or address, such as 127.0.0.1 or 0.0.0.0').optional(),
     bodyLimit: wholeNumber('a whole number of bytes above 0', (value) => value > 0).optional(),
+    requestTimeoutMs: milliseconds().optional(),
+    headersTimeoutMs: milliseconds().optional(),
+    keepAliveTimeoutMs: milliseconds().optional(),
+    maxConnections: wholeNumber('a whole number of connections above 0', (value) => value > 0).optional(),
+    cors: z.union([z.literal(false), CorsOptionsSchema], { error: 'must be false or an object of origins, credentials and maxAgeSeconds' }).optional(),
+    rateLimit: z.union([z.literal(false), RateLimitOptionsSchema], { error: 'must be false or an object of max, windowMs and allowList' }).optional(),
+    securityHeaders: flag().optional(),
+    trustProxy: z
+      .union([z.boolean(), wholeNumber('a whole number of proxy hops', (value) => value >= 0), proxyList(), z.array(proxyList())], {
+        error: TRUST_PROXY_RULE,
+      })
+      .optional(),
     development: flag().optional(),
     maxTimeoutMs: z
       .number({ error: TIMEOUT_RULE })
@@ -192,6 +264,63 @@ const HttpGatewayOptionsSchema = z
     challenge: text('a WWW-Authenticate challenge such as Bearer realm="shop"', /^[!#$%&'*+.^_`|~0-9A-Za-z-]+( [\x20-\x7e]*)?$/).optional(),
   })
   .strict();
+
+/** A headers timeout above the request timeout (each given or its default), which Node refuses. */
+const timeoutsInOrder = (value: { headersTimeoutMs?: unknown; requestTimeoutMs?: unknown }, context: z.RefinementCtx): void => {
+  const valid = (given: unknown): given is number | undefined => given === undefined || (Number.isSafeInteger(given) && (given as number) > 0);
+  if (!valid(value.headersTimeoutMs) || !valid(value.requestTimeoutMs)) return; // already refused by its own field
+  const headers = value.headersTimeoutMs ?? DEFAULT_HTTP_GATEWAY_OPTIONS.headersTimeoutMs;
+  const request = value.requestTimeoutMs ?? DEFAULT_HTTP_GATEWAY_OPTIONS.requestTimeoutMs;
+  if (headers <= request) return;
+  context.addIssue(
+    value.headersTimeoutMs === undefined
+      ? {
+          code: 'custom',
+          path: ['requestTimeoutMs'],
+          message: `must be at least headersTimeoutMs (${headers}, its default), since it includes the headers (raise it, or lower headersTimeoutMs)`,
+        }
+      : {
+          code: 'custom',
+          path: ['headersTimeoutMs'],
+          message: `must be at most requestTimeoutMs (${request}), which includes the headers (lower it, or raise requestTimeoutMs)`,
+        },
+  );
+};
+
+const HttpGatewayOptionsSchema = HttpGatewayFieldsSchema.superRefine(timeoutsInOrder);
+
+/**
+ * The options each process decides for itself (`keel start` from its flags, its environment and
+ * the modules it hosts), which an application's configuration file therefore does not set.
+ */
+const PROCESS_OPTIONS = { kernel: true, contracts: true, port: true, host: true, logger: true, stopKernelOnClose: true } as const;
+
+/**
+ * The gateway options an application's configuration file sets (the `gateway` section of
+ * `keel.config.ts`): every {@link HttpGatewayOptions} field but those each process decides
+ * (`kernel`, `contracts`, `port`, `host`, `logger`, `stopKernelOnClose`).
+ *
+ * @example
+ * ```ts
+ * const gateway: HttpGatewayConfig = { cors: { origins: ['https://shop.example.com'] }, trustProxy: 1 };
+ * ```
+ */
+export type HttpGatewayConfig = Omit<HttpGatewayOptions, keyof typeof PROCESS_OPTIONS>;
+
+/**
+ * The zod schema of {@link HttpGatewayConfig}: the gateway's own checks, for a tool that reads
+ * the options from a file before any gateway exists (`keel up`, `keel deploy`). Strict: an
+ * unknown key is refused. Use it through `parseOptions` to name the wrong field.
+ *
+ * @example
+ * ```ts
+ * const ConfigSchema = z.object({ gateway: HttpGatewayConfigSchema.optional() }).strict();
+ * const config = parseOptions('keel.config.ts', ConfigSchema, await import('./keel.config.js'));
+ * ```
+ */
+export const HttpGatewayConfigSchema: z.ZodType<HttpGatewayConfig> = HttpGatewayFieldsSchema.omit(PROCESS_OPTIONS).superRefine(
+  timeoutsInOrder,
+) as unknown as z.ZodType<HttpGatewayConfig>;
 
 /**
  * Checks the gateway's options once and returns them with the defaults filled in and the

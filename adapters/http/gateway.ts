@@ -22,6 +22,7 @@ import {
   refusalOfFastifyError,
   requestAnswers,
 } from './gateway-routes.js';
+import { NOT_RATE_LIMITED, addDefences, defenceServerOptions } from './gateway-defences.js';
 import { createKernelMetrics, type KernelMetrics } from './metrics.js';
 import { createOpenApiDocument, type OpenApiDocument } from './openapi.js';
 import { PROBLEM_CONTENT_TYPE, gatewayProblem, problemOf } from './problem.js';
@@ -103,6 +104,7 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
   const server = fastify({
     logger: false,
     bodyLimit: resolved.bodyLimit,
+    ...defenceServerOptions(resolved),
     return503OnClosing: false,
     forceCloseConnections: 'idle',
     // Errors met before routing (an undecodable URL): answered like every other bad request.
@@ -113,11 +115,18 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
         socket.destroy();
         return;
       }
-      const body = JSON.stringify(
-        gatewayProblem(HttpProblemCode.MALFORMED_REQUEST, `The HTTP request is malformed: ${error.message}`, newCorrelationId()),
-      );
+      // Node's own request and headers timeouts (requestTimeoutMs, headersTimeoutMs) end here too.
+      const timedOut = (error as NodeJS.ErrnoException).code === 'ERR_HTTP_REQUEST_TIMEOUT';
+      const problem = timedOut
+        ? gatewayProblem(
+            HttpProblemCode.REQUEST_TIMEOUT,
+            `The request did not arrive within ${resolved.requestTimeoutMs} ms (its headers within ${resolved.headersTimeoutMs} ms); send it whole, at once.`,
+            newCorrelationId(),
+          )
+        : gatewayProblem(HttpProblemCode.MALFORMED_REQUEST, `The HTTP request is malformed: ${error.message}`, newCorrelationId());
+      const body = JSON.stringify(problem);
       socket.end(
-        `HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Type: ${PROBLEM_CONTENT_TYPE}\r\n` +
+        `HTTP/1.1 ${timedOut ? '408 Request Timeout' : '400 Bad Request'}\r\nConnection: close\r\nContent-Type: ${PROBLEM_CONTENT_TYPE}\r\n` +
           `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
       );
     },
@@ -125,6 +134,8 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
   // JSON only: without this, fastify would also accept text/plain bodies as strings.
   server.removeContentTypeParser('text/plain');
   server.decorateRequest(CORRELATION_ID_PROPERTY, '');
+  // Before the gateway's own hooks: security headers and CORS go on every answer, its early refusals too.
+  await addDefences(server, resolved, correlationHeader);
 
   const allowedMethods = allowedMethodsOf(resolved);
   const notFound = notFoundHandler(resolved, allowedMethods, refuse);
@@ -226,8 +237,9 @@ interface GatewayRoutesSource {
 /** Adds `/healthz`, `/readyz`, `/metrics` (unless off), `/openapi.json` and the API reference page (unless off). */
 async function addGatewayRoutes(server: FastifyInstance, source: GatewayRoutesSource): Promise<void> {
   const { kernel, metrics, document, documentJson, docsPath } = source;
-  server.get(GATEWAY_PATHS.health, async (_request, reply) => reply.type(JSON_CONTENT_TYPE).send('{"status":"ok"}'));
-  server.get(GATEWAY_PATHS.ready, async (_request, reply) => {
+  const config = { config: NOT_RATE_LIMITED };
+  server.get(GATEWAY_PATHS.health, config, async (_request, reply) => reply.type(JSON_CONTENT_TYPE).send('{"status":"ok"}'));
+  server.get(GATEWAY_PATHS.ready, config, async (_request, reply) => {
     const status = kernel.status();
     const closing = source.isClosing();
     const ready = !closing && kernel.ready();
@@ -237,7 +249,7 @@ async function addGatewayRoutes(server: FastifyInstance, source: GatewayRoutesSo
       .send(JSON.stringify({ ready, closing, state: status.state, modules: status.modules, remote: status.remote, transports: status.transports }));
   });
   if (metrics !== undefined) {
-    server.get(GATEWAY_PATHS.metrics, async (_request, reply) =>
+    server.get(GATEWAY_PATHS.metrics, config, async (_request, reply) =>
       reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
     );
   }

@@ -19,7 +19,13 @@
  */
 
 export { createHttpGateway, type HttpGateway } from './gateway.js';
-export { DEFAULT_HTTP_GATEWAY_OPTIONS, type HttpGatewayOptions } from './gateway-options.js';
+export {
+  DEFAULT_HTTP_GATEWAY_OPTIONS,
+  HttpGatewayConfigSchema,
+  type HttpGatewayConfig,
+  type HttpGatewayOptions,
+} from './gateway-options.js';
+export type { HttpCorsOptions, HttpRateLimitOptions } from './gateway-option-rules.js';
 export { createJwtAuthenticator, type Authenticate, type JwtAuthenticatorOptions } from './authenticate.js';
 export {
   HTTP_STATUS_BY_CODE,

@@ -89,6 +89,8 @@ const TITLES: Readonly<Record<KeelErrorCode | HttpProblemCode, string>> = {
   UNSUPPORTED_MEDIA_TYPE: 'Unsupported media type',
   MALFORMED_JSON: 'Malformed JSON',
   MALFORMED_REQUEST: 'Malformed request',
+  REQUEST_TIMEOUT: 'Request timeout',
+  RATE_LIMITED: 'Too many requests',
 };
 
 /** Title of a problem type: a known code's title, else the code in words (`OUT_OF_STOCK` → `Out of stock`). */

@@ -28,6 +28,10 @@ export const HttpProblemCode = {
   MALFORMED_JSON: 'MALFORMED_JSON',
   /** A header or query parameter the gateway reads is malformed, or the request is broken. */
   MALFORMED_REQUEST: 'MALFORMED_REQUEST',
+  /** The client did not send its whole request within the gateway's `requestTimeoutMs` (or its headers within `headersTimeoutMs`). */
+  REQUEST_TIMEOUT: 'REQUEST_TIMEOUT',
+  /** The client sent more requests than the gateway's `rateLimit` allows; retry after `Retry-After` seconds. */
+  RATE_LIMITED: 'RATE_LIMITED',
 } as const;
 
 /** A {@link HttpProblemCode} value. */
@@ -75,6 +79,8 @@ export const HTTP_STATUS_BY_CODE = {
   [HttpProblemCode.UNSUPPORTED_MEDIA_TYPE]: 415,
   [HttpProblemCode.MALFORMED_JSON]: 400,
   [HttpProblemCode.MALFORMED_REQUEST]: 400,
+  [HttpProblemCode.REQUEST_TIMEOUT]: 408,
+  [HttpProblemCode.RATE_LIMITED]: 429,
 } as const satisfies Record<KeelErrorCode | HttpProblemCode, number>;
 
 /**

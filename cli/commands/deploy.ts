@@ -8,6 +8,7 @@ import { dirname, join, relative, resolve } from 'node:path';
 import { contextOf, defineCommand } from '../command.js';
 import { appNameOf, GENERATED_MARK, passwordsFromEnvFiles, planDeployment, type DeployFile } from '../deploy/index.js';
 import { CLIError, CliErrorCode } from '../errors.js';
+import { loadAppConfig } from '../app-config.js';
 import { DEFAULT_PROJECT_SETTINGS, findProject, loadManifest, projectSettings } from '../project.js';
 import { topologyAt } from '../tooling/command-support.js';
 
@@ -75,6 +76,8 @@ export default defineCommand({
     const project = findProject(cli.cwd);
     const topologyPath = resolve(cli.cwd, args.topology);
     const topology = await topologyAt(project, cli.cwd, args.topology);
+    // The image's `keel build` compiles keel.config.ts and each process reads it there: a wrong one is refused now, not at start.
+    const { path: configPath } = await loadAppConfig(project);
     const pkg = packageOf(project.root);
     const nodeText = String(args.node).trim();
     if (!/^\d+$/.test(nodeText)) {
@@ -107,6 +110,7 @@ export default defineCommand({
         cli.stdout.write(`keel deploy: removed ${relative(cli.cwd, join(out, path))} (no longer in the topology)\n`);
       }
     }
+    if (configPath !== undefined) cli.stdout.write(`keel deploy: checked ${relative(cli.cwd, configPath)}; every process of the image reads it from the build\n`);
     for (const file of plan) {
       const path = join(out, file.path);
       mkdirSync(dirname(path), { recursive: true });

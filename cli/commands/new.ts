@@ -10,6 +10,7 @@ import { planAgainst, writePlan } from '../generate.js';
 import { assertModuleName } from '../names.js';
 import { DEFAULT_PROJECT_SETTINGS, keelPackage, type Project } from '../project.js';
 import {
+  configFile,
   gitignoreFile,
   manifestFile,
   packageJsonFile,
@@ -77,6 +78,7 @@ export default defineCommand({
       ['README.md', readmeFile(input)],
       ['.gitignore', gitignoreFile()],
       [join('topologies', 'single.ts'), topologyFile(starter)],
+      ['keel.config.ts', configFile()],
     ];
     const plan = await planAgainst(
       project,

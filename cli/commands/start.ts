@@ -9,6 +9,7 @@ import { contextOf, defineCommand } from '../command.js';
 import { CLIError, CliErrorCode } from '../errors.js';
 import { HTTP_OPERATIONS_CHOICES, HttpOperations, isHttpOperations, startHost, type HostedDatabase } from '../host.js';
 import { splitList } from '../names.js';
+import { loadAppConfig } from '../app-config.js';
 import { findProject, loadManifest } from '../project.js';
 
 /** The `--modules` (or `KEEL_MODULES`) value that hosts no module: a pure client, such as an HTTP gateway. */
@@ -147,8 +148,20 @@ export default defineCommand({
         hint: 'Give it a port with --http <port> (or KEEL_HTTP_PORT, or PORT).',
       });
     }
+    const { path: configPath, config } = await loadAppConfig(project, { checkGateway: httpPort !== undefined });
+    if (configPath !== undefined) out(`keel: configuration from ${relative(cli.cwd, configPath) || configPath}`);
     if (cli.signal.aborted) return;
-    const running = await startHost({ modules, host, env: cli.env, root: project.root, natsUrl: args.nats, httpPort, httpHost, httpOperations });
+    const running = await startHost({
+      modules,
+      host,
+      env: cli.env,
+      root: project.root,
+      natsUrl: args.nats,
+      httpPort,
+      httpHost,
+      httpOperations,
+      gateway: config.gateway,
+    });
     const status = running.kernel.status();
     const hosted = status.modules.map((module) => module.name);
     out(`keel: hosting ${hosted.length > 0 ? hosted.join(', ') : 'no module (a client of the others)'}`);

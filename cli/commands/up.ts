@@ -11,6 +11,7 @@ import { assertOwnDataFolders } from '../database.js';
 import { CLIError, CliErrorCode } from '../errors.js';
 import { NATS_CLIENT_USER, natsAuthorization, natsEnvFile, natsUserEnvironment, natsUsers, type NatsUser } from '../deploy/index.js';
 import { launchNatsServer, type LaunchedNatsServer } from '../nats-server.js';
+import { loadAppConfig } from '../app-config.js';
 import { findProject, loadManifest } from '../project.js';
 import { createSupervisor, type ProcessSpec } from '../supervisor.js';
 import { loadTopology, needsNats, singleProcessTopology } from '../topology.js';
@@ -38,6 +39,8 @@ export default defineCommand({
     const log = (line: string) => cli.stdout.write(`keel up: ${line}\n`);
     const project = findProject(cli.cwd);
     const modules = await loadManifest(project);
+    // Checked here once, rather than by every process failing in turn; each process reads it again as it starts.
+    const { path: configPath } = await loadAppConfig(project);
     const names = modules.map((module) => module.name as string);
     const file = args.topology === undefined ? undefined : resolve(cli.cwd, args.topology);
     const topology = file === undefined ? singleProcessTopology(names) : await loadTopology(project, file, names);
@@ -101,6 +104,7 @@ export default defineCommand({
         });
       }
     }
+    if (configPath !== undefined) log(`configuration from ${relative(cli.cwd, configPath) || configPath}`);
     log(`${label}: ${processes.length} process${processes.length === 1 ? '' : 'es'}${natsUrl ? ` over ${natsUrl}` : ''}`);
     for (const [group, spec] of Object.entries(topology.processes)) {
       log(`  ${group}${spec.replicas > 1 ? ` ×${spec.replicas}` : ''}: ${spec.modules.join(', ')}`);

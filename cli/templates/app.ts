@@ -94,7 +94,7 @@ export function tsconfigFile(): string {
       skipLibCheck: true,
       noEmit: true,
     },
-    include: ['modules', 'test', 'topologies'],
+    include: ['modules', 'test', 'topologies', 'keel.config.ts'],
   };
   return `${JSON.stringify(config, null, 2)}\n`;
 }
@@ -272,6 +272,40 @@ import { defineTopology } from 'keel/cli';
 export default defineTopology({
   processes: {
     app: { modules: ['*'], http: 3000 },
+  },
+});
+`;
+}
+
+/**
+ * `keel.config.ts`: the application's configuration, with the gateway's defences spelt out as
+ * comments to edit (their defaults are safe; docs/security.md says what each protects).
+ *
+ * @example
+ * ```ts
+ * writeFileSync('keel.config.ts', configFile());
+ * ```
+ */
+export function configFile(): string {
+  return `/**
+ * The application's configuration, read by \`keel start\` (so by every process of \`keel up\` and
+ * of a \`keel deploy\` image) and checked by \`keel up\` and \`keel deploy\`. A wrong field is
+ * refused with its name. The gateway's defaults are safe; uncomment what you need otherwise.
+ */
+import { defineConfig } from 'keel/config';
+
+export default defineConfig({
+  gateway: {
+    // Browsers on these origins may call the API (default: no cross-origin calls).
+    // cors: { origins: ['https://app.example.com'] },
+    // Requests per client address (default 1000 a minute; false: none, when a proxy limits).
+    // rateLimit: { max: 1000, windowMs: 60_000 },
+    // Behind a load balancer: believe its X-Forwarded-For, so the rate limit counts each client.
+    // trustProxy: 1,
+    // A client has this long to send a whole request (default 30 s), its headers 10 s.
+    // requestTimeoutMs: 30_000,
+    // maxConnections: 10_000,
+    // bodyLimit: 1024 * 1024,
   },
 });
 `;

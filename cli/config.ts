@@ -1,0 +1,60 @@
+/**
+ * keel/config — the application's configuration file, `keel.config.ts` at the project root:
+ * what every process of the application shares, whichever modules it hosts. `keel start` reads
+ * it (and so each process of `keel up` and of a `keel deploy` image), `keel up` and `keel deploy`
+ * check it first. This entry is light: types and one identity function, so a configuration file
+ * loads nothing but itself. See docs/cli.md ("The configuration file").
+ *
+ * @example
+ * ```ts
+ * // keel.config.ts
+ * import { defineConfig } from 'keel/config';
+ *
+ * export default defineConfig({
+ *   gateway: {
+ *     cors: { origins: ['https://shop.example.com'] },
+ *     rateLimit: { max: 600, windowMs: 60_000 },
+ *     trustProxy: 1, // one load balancer in front
+ *   },
+ * });
+ * ```
+ *
+ * @module
+ */
+import type { HttpGatewayConfig } from 'keel/http';
+
+export type { HttpCorsOptions, HttpGatewayConfig, HttpRateLimitOptions } from 'keel/http';
+
+/**
+ * The application's configuration, the default export of `keel.config.ts`. Each section is
+ * checked when the file is read, and a wrong field is named with the file.
+ *
+ * @example
+ * ```ts
+ * const config: KeelConfig = { gateway: { requestTimeoutMs: 10_000, securityHeaders: true } };
+ * ```
+ */
+export interface KeelConfig {
+  /**
+   * The HTTP gateway of every process that serves one: the options of `createHttpGateway`
+   * ('keel/http') but those each process decides itself (its kernel, the contracts it exposes,
+   * port, host, logger). Timeouts, connection limit, CORS, rate limit, security headers,
+   * trustProxy, body limit, and any other gateway option, given to the gateway as they are.
+   */
+  readonly gateway?: HttpGatewayConfig;
+}
+
+/**
+ * Types the application's configuration: write `export default defineConfig({ ... })` in
+ * `keel.config.ts`. It returns the configuration as given; the file's reader checks it.
+ *
+ * @example
+ * ```ts
+ * import { defineConfig } from 'keel/config';
+ *
+ * export default defineConfig({ gateway: { cors: { origins: ['http://localhost:5173'] } } });
+ * ```
+ */
+export function defineConfig(config: KeelConfig): KeelConfig {
+  return config;
+}

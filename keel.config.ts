@@ -1,0 +1,15 @@
+/**
+ * The shop's configuration, read by `keel start`, `keel up`, `keel deploy` and `npm start`
+ * (app/main.ts). The gateway's defaults are safe (docs/security.md, "A hardened gateway"): this
+ * file only says what the shop wants otherwise.
+ */
+import { defineConfig } from 'keel/config';
+
+export default defineConfig({
+  gateway: {
+    // A browser front end on a development server (Vite's default port) may call the shop's API.
+    cors: { origins: ['http://localhost:5173', 'http://127.0.0.1:5173'] },
+    // Behind a load balancer, name it (an address, a CIDR range or a hop count) so that the rate
+    // limit counts each shopper, not the balancer: trustProxy: 1,
+  },
+});

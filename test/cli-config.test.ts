@@ -1,0 +1,148 @@
+/**
+ * The application's configuration file, keel.config.ts: `keel start` gives its `gateway` section
+ * to the HTTP gateway (shown over real HTTP), and `keel start`, `keel up` and `keel deploy` refuse
+ * a wrong one before starting or writing anything, naming the file and the field.
+ */
+import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { main, runCli, type OutputStream } from 'keel/cli';
+
+const repository = dirname(createRequire(import.meta.url).resolve('keel/package.json'));
+const temporary: string[] = [];
+afterAll(() => {
+  for (const folder of temporary) rmSync(folder, { recursive: true, force: true });
+});
+
+/** Collects output and resolves `waitFor(text)` once the text was written. */
+function collector(): OutputStream & { text: string; waitFor(text: string): Promise<void> } {
+  const waiters: { text: string; resolve: () => void }[] = [];
+  const stream = {
+    text: '',
+    write(chunk: string) {
+      stream.text += chunk;
+      for (const waiter of waiters.filter((entry) => stream.text.includes(entry.text))) {
+        waiters.splice(waiters.indexOf(waiter), 1);
+        waiter.resolve();
+      }
+      return true;
+    },
+    waitFor(text: string) {
+      return stream.text.includes(text) ? Promise.resolve() : new Promise<void>((resolve) => waiters.push({ text, resolve }));
+    },
+  };
+  return stream;
+}
+
+/** A copy of the one-module fixture application (whoami), with `config` as its keel.config.ts. */
+function appWith(config: string | undefined): string {
+  const parent = mkdtempSync(join(tmpdir(), 'keel-config-'));
+  temporary.push(parent);
+  const root = join(parent, 'app');
+  cpSync(join(repository, 'test/fixtures/tooling/up-replicas'), root, { recursive: true });
+  mkdirSync(join(root, 'node_modules'));
+  symlinkSync(repository, join(root, 'node_modules', 'keel'), 'dir');
+  symlinkSync(join(repository, 'node_modules', 'zod'), join(root, 'node_modules', 'zod'), 'dir');
+  if (config !== undefined) writeFileSync(join(root, 'keel.config.ts'), config);
+  return root;
+}
+
+function keel(cwd: string, ...argv: string[]) {
+  const stdout = collector();
+  const stderr = collector();
+  const controller = new AbortController();
+  const exit = runCli(main, argv, { cwd, env: { KEEL_LOG_LEVEL: 'silent', KEEL_DATA_DIR: 'memory' }, stdout, stderr, signal: controller.signal });
+  return { stdout, stderr, exit, stop: () => controller.abort('SIGTERM') };
+}
+
+const call = (url: string, headers: Record<string, string> = {}) =>
+  fetch(`${url}/whoami/whoami`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: '{}' });
+
+describe('cli - keel.config.ts', () => {
+  it("cli - keel start gives the gateway keel.config.ts's gateway section: its rate limit answers 429, its CORS origin gets a preflight", async () => {
+    const root = appWith(
+      [
+        "import { defineConfig } from 'keel/config';",
+        '',
+        'export default defineConfig({',
+        "  gateway: { rateLimit: { max: 2, windowMs: 60_000 }, cors: { origins: ['https://app.example.com'] } },",
+        '});',
+        '',
+      ].join('\n'),
+    );
+    const running = keel(root, 'start', '--http', '0');
+    await Promise.race([running.stdout.waitFor('keel: ready'), running.exit.then(() => expect.fail(running.stderr.text))]);
+    try {
+      expect(running.stdout.text).toContain('keel: configuration from keel.config.ts\n');
+      const url = /keel: HTTP gateway on (\S+)/.exec(running.stdout.text)?.[1] ?? '';
+      const preflight = await fetch(`${url}/whoami/whoami`, {
+        method: 'OPTIONS',
+        headers: { origin: 'https://app.example.com', 'access-control-request-method': 'POST' },
+      });
+      expect(preflight.status).toBe(204);
+      expect(preflight.headers.get('access-control-allow-origin')).toBe('https://app.example.com');
+      expect((await call(url)).status).toBe(200);
+      expect((await call(url)).status).toBe(200);
+      const limited = await call(url);
+      expect(limited.status).toBe(429);
+      expect(limited.headers.get('retry-after')).toMatch(/^\d+$/);
+      expect(await limited.json()).toMatchObject({ code: 'RATE_LIMITED' });
+      expect((await fetch(`${url}/readyz`)).status).toBe(200);
+    } finally {
+      running.stop();
+    }
+    expect(await running.exit).toBe(0);
+  });
+
+  it('cli - without keel.config.ts, keel start serves the safe defaults: 1000 requests a minute, no CORS', async () => {
+    const root = appWith(undefined);
+    const running = keel(root, 'start', '--http', '0');
+    await Promise.race([running.stdout.waitFor('keel: ready'), running.exit.then(() => expect.fail(running.stderr.text))]);
+    try {
+      expect(running.stdout.text).not.toContain('keel: configuration from');
+      const url = /keel: HTTP gateway on (\S+)/.exec(running.stdout.text)?.[1] ?? '';
+      const response = await call(url, { origin: 'https://app.example.com' });
+      expect(response.status).toBe(200);
+      expect(response.headers.get('x-ratelimit-limit')).toBe('1000');
+      expect(response.headers.get('access-control-allow-origin')).toBeNull();
+      expect(response.headers.get('x-content-type-options')).toBe('nosniff');
+    } finally {
+      running.stop();
+    }
+    expect(await running.exit).toBe(0);
+  });
+
+  it('cli - keel start, keel up and keel deploy refuse a wrong keel.config.ts before starting or writing anything, naming the file and the field', async () => {
+    const root = appWith("import { defineConfig } from 'keel/config';\n\nexport default defineConfig({ gateway: { rateLimit: { max: 0 } } });\n");
+    const message =
+      'error E_CONFIG: keel.config.ts: gateway.rateLimit.max must be a whole number of requests above 0, got 0.\n';
+    for (const argv of [
+      ['start', '--http', '0'],
+      ['up'],
+      ['deploy', 'topologies/replicas.json', '--out', 'deploy'],
+    ]) {
+      const run = keel(root, ...argv);
+      expect(await run.exit, argv.join(' ')).toBe(1);
+      expect(run.stderr.text, argv.join(' ')).toContain(message);
+      expect(run.stdout.text, argv.join(' ')).not.toContain('ready');
+    }
+    expect(existsSync(join(root, 'deploy'))).toBe(false);
+    // A process that serves no HTTP does not load the gateway to check options it does not use.
+    const noGateway = keel(root, 'start', '--http', 'off');
+    await Promise.race([noGateway.stdout.waitFor('keel: ready'), noGateway.exit.then(() => expect.fail(noGateway.stderr.text))]);
+    noGateway.stop();
+    expect(await noGateway.exit).toBe(0);
+
+    const misspelt = appWith('export default { gatway: {} };\n');
+    const start = keel(misspelt, 'start', '--http', '0');
+    expect(await start.exit).toBe(1);
+    expect(start.stderr.text).toContain('error E_CONFIG: keel.config.ts: unknown option "gatway" (it takes gateway).\n');
+
+    const noDefault = appWith('export const gateway = {};\n');
+    const up = keel(noDefault, 'up');
+    expect(await up.exit).toBe(1);
+    expect(up.stderr.text).toContain('error E_CONFIG: keel.config.ts must export its configuration as default: `export default defineConfig({ ... })`.\n');
+  });
+});
