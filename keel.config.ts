@@ -1,12 +1,17 @@
 /**
  * The shop's configuration, read by `keel start`, `keel up`, `keel deploy` and `npm start`
  * (app/main.ts). The gateway's defaults are safe (docs/security.md, "A hardened gateway"): this
- * file only says what the shop wants otherwise.
+ * file only says what the shop wants otherwise, and who its callers are.
  */
 import { defineConfig } from 'keel/config';
+import { Principal, authenticatorFromEnv } from './app/principal.js';
 
 export default defineConfig({
+  // The caller identity every process checks (context.principal; admins may set prices).
+  principal: Principal,
   gateway: {
+    // Bearer JWTs signed with SHOP_AUTH_SECRET (`npm run token -- ada admin`); without it every call is anonymous.
+    authenticate: authenticatorFromEnv(process.env),
     // A browser front end on a development server (Vite's default port) may call the shop's API.
     cors: { origins: ['http://localhost:5173', 'http://127.0.0.1:5173'] },
     // Behind a load balancer, name it (an address, a CIDR range or a hop count) so that the rate

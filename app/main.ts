@@ -12,7 +12,6 @@ import { inventory } from '../modules/inventory/contract.js';
 import config from '../keel.config.js';
 import { modules } from '../modules/index.js';
 import { databasesFromEnv, describeDatabases } from './database.js';
-import { Principal, authenticatorFromEnv } from './principal.js';
 import { topologyFromEnv } from './topology.js';
 
 const topology = await topologyFromEnv(process.env).catch((error: unknown) => fail('read its topology', error));
@@ -68,7 +67,7 @@ process.on('SIGTERM', (signal) => void stop(signal));
 console.log(await summary(kernel));
 
 async function startKernel(): Promise<Kernel> {
-  const created = createKernel({ modules, topology, principal: Principal, ...(database === undefined ? {} : { database: database.engineOf }) });
+  const created = createKernel({ modules, topology, principal: config.principal, ...(database === undefined ? {} : { database: database.engineOf }) });
   await created.start();
   return created;
 }
@@ -102,7 +101,7 @@ async function startGateway(running: Kernel): Promise<HttpGateway | undefined> {
     'notifications.listNotifications',
   ].filter((name) => contracts.some((contract) => contract.name === name.split('.')[0]));
   const served = await createHttpGateway({
-    // keel.config.ts: the gateway options the shop shares with `keel start` (CORS, rate limit, timeouts, ...).
+    // keel.config.ts: the gateway options the shop shares with `keel start` (authentication, CORS, rate limit, timeouts, ...).
     ...config.gateway,
     kernel: running,
     port: number,
@@ -110,8 +109,6 @@ async function startGateway(running: Kernel): Promise<HttpGateway | undefined> {
     stopKernelOnClose: false,
     contracts,
     getOperations,
-    // Bearer JWTs signed with SHOP_AUTH_SECRET (app/principal.ts); without it every call is anonymous.
-    authenticate: authenticatorFromEnv(process.env),
     openapi: { title: 'keel shop', description: 'The example shop of keel: catalog, inventory, payments, orders and notifications.' },
   });
   await served.listen();

@@ -77,7 +77,12 @@ export async function loadAppConfig(project: Project, options: LoadConfigOptions
   }
   // The gateway's own schema checks its section: a gateway option added to keel/http is one here too.
   const gatewaySchema = options.checkGateway === false ? z.object({}).loose() : (await import('keel/http')).HttpGatewayConfigSchema;
-  const ConfigSchema = z.object({ gateway: gatewaySchema.optional() }).strict();
+  const ConfigSchema = z
+    .object({
+      gateway: gatewaySchema.optional(),
+      principal: z.custom((value) => value instanceof z.ZodType, { error: 'must be a zod schema of the caller identity, such as z.object({ sub: z.string() })' }).optional(),
+    })
+    .strict();
   try {
     parseOptions(shown, ConfigSchema, config);
   } catch (error) {

@@ -21,6 +21,7 @@
  *
  * @module
  */
+import type { KernelOptions } from 'keel';
 import type { HttpGatewayConfig } from 'keel/http';
 
 export type { HttpCorsOptions, HttpGatewayConfig, HttpRateLimitOptions } from 'keel/http';
@@ -42,6 +43,13 @@ export interface KeelConfig {
    * trustProxy, body limit, and any other gateway option, given to the gateway as they are.
    */
   readonly gateway?: HttpGatewayConfig;
+  /**
+   * The application's principal: the zod schema of the caller identity that travels with every
+   * call and event (`createKernel({ principal })`; docs/security.md, "Caller identity"). Every
+   * process `keel start` runs gets it, so that each can check the principal its calls carry. The
+   * gateway's `authenticate` hook (in `gateway`) makes it from each request.
+   */
+  readonly principal?: KernelOptions['principal'];
 }
 
 /**

@@ -4,7 +4,7 @@
  * modules that own data, and the HTTP gateway when asked.
  */
 import type { HttpGatewayConfig } from 'keel/http';
-import { createKernel, type AnyContract, type AnyModule, type Kernel, type Logger, type Transport } from 'keel';
+import { createKernel, type AnyContract, type AnyModule, type Kernel, type KernelOptions, type Logger, type Transport } from 'keel';
 import { openDatabases, planDatabases, type OpenDatabases, type PlannedDatabase } from './database.js';
 import { CLIError, CliErrorCode } from './errors.js';
 
@@ -72,6 +72,8 @@ export interface HostOptions {
    * `keel.config.ts` (timeouts, CORS, rate limit, ...), given to `createHttpGateway` as it is.
    */
   readonly gateway?: HttpGatewayConfig | undefined;
+  /** The application's principal schema (the `principal` of `keel.config.ts`), given to the kernel. */
+  readonly principal?: KernelOptions['principal'] | undefined;
   readonly logger?: Logger | undefined;
 }
 
@@ -154,6 +156,7 @@ export async function startHost(options: HostOptions): Promise<Host> {
       modules: options.modules,
       topology: { ...(options.host ? { host: options.host } : {}), transport },
       ...(databases ? { database: databases.engineOf } : {}),
+      ...(options.principal ? { principal: options.principal } : {}),
       ...(options.logger ? { logger: options.logger } : {}),
     });
     await kernel.start();

@@ -96,6 +96,33 @@ describe('cli - keel.config.ts', () => {
     expect(await running.exit).toBe(0);
   });
 
+  it("cli - keel start gives the kernel keel.config.ts's principal schema: a call the authenticate hook gives a principal is served with it, and refused without the schema", async () => {
+    const configWith = (principal: boolean) =>
+      [
+        "import { z } from 'zod';",
+        "import { defineConfig } from 'keel/config';",
+        '',
+        'export default defineConfig({',
+        principal ? '  principal: z.object({ sub: z.string() }),' : '',
+        "  gateway: { authenticate: (request) => (typeof request.headers['x-user'] === 'string' ? { sub: request.headers['x-user'] } : undefined) },",
+        '});',
+        '',
+      ].join('\n');
+    for (const principal of [true, false]) {
+      const running = keel(appWith(configWith(principal)), 'start', '--http', '0');
+      await Promise.race([running.stdout.waitFor('keel: ready'), running.exit.then(() => expect.fail(running.stderr.text))]);
+      try {
+        const url = /keel: HTTP gateway on (\S+)/.exec(running.stdout.text)?.[1] ?? '';
+        const answer = await call(url, { 'x-user': 'ada' });
+        if (principal) expect(answer.status, await answer.text()).toBe(200);
+        else expect(await answer.json()).toMatchObject({ code: 'UNAUTHENTICATED' });
+      } finally {
+        running.stop();
+      }
+      expect(await running.exit).toBe(0);
+    }
+  });
+
   it('cli - without keel.config.ts, keel start serves the safe defaults: 1000 requests a minute, no CORS', async () => {
     const root = appWith(undefined);
     const running = keel(root, 'start', '--http', '0');
@@ -138,7 +165,7 @@ describe('cli - keel.config.ts', () => {
     const misspelt = appWith('export default { gatway: {} };\n');
     const start = keel(misspelt, 'start', '--http', '0');
     expect(await start.exit).toBe(1);
-    expect(start.stderr.text).toContain('error E_CONFIG: keel.config.ts: unknown option "gatway" (it takes gateway).\n');
+    expect(start.stderr.text).toContain('error E_CONFIG: keel.config.ts: unknown option "gatway" (it takes gateway, principal).\n');
 
     const noDefault = appWith('export const gateway = {};\n');
     const up = keel(noDefault, 'up');

@@ -161,6 +161,7 @@ export default defineCommand({
       httpHost,
       httpOperations,
       gateway: config.gateway,
+      principal: config.principal,
     });
     const status = running.kernel.status();
     const hosted = status.modules.map((module) => module.name);
