@@ -56,7 +56,10 @@ const encoder = new TextEncoder();
 
 function keelHeaders(extra: Record<string, string> = {}): MsgHdrs {
   const result = headers();
+  // The headers keel sends on every message: a message without them is refused before its principal is read.
   result.set('Keel-Contract-Version', '1.0.0');
+  result.set('Keel-Correlation-Id', 'forged-1');
+  result.set('Keel-Published-At', String(Date.now()));
   for (const [key, value] of Object.entries(extra)) result.set(key, value);
   return result;
 }
