@@ -233,7 +233,7 @@ describe('nats - a stream made by an earlier keel with interest retention', () =
     server = await startNatsServer();
   });
 
-  it('nats - keeps publishing to it and warns, naming the stream and how to make it again with limits retention', async () => {
+  it('nats - keeps publishing to it and warns, naming the stream and how to make it again with limits retention; only its publisher updates its limits, a subscriber warns', async () => {
     const raw = await connect({ servers: server.url });
     const jsm = await raw.jetstreamManager();
     await jsm.streams.add({ name: 'old_ledger', subjects: ['old.ledger.durable.>'], retention: RetentionPolicy.Interest, storage: StorageType.File });
@@ -255,6 +255,19 @@ describe('nats - a stream made by an earlier keel with interest retention', () =
       expect(info.state.last_seq).toBe(1);
       expect(info.config.max_age).toBe(nanos(60_000));
       expect(warnings).toEqual([expect.stringMatching(/stream old_ledger has interest retention.*nats stream rm old_ledger/)]);
+
+      // A subscriber with other limits changes nothing (its NATS user may not): it warns instead.
+      warnings.length = 0;
+      const subscriberTransport = await createNatsTransport({ servers: server.url, prefix: 'old', logger, eventMaxAgeMs: 30_000 });
+      const subscriber = createKernel({ modules: manifest('old-auditor'), topology: { host: ['auditor'], transport: subscriberTransport }, logger: silentLogger });
+      try {
+        await subscriber.start();
+        expect((await jsm.streams.info('old_ledger')).config.max_age).toBe(nanos(60_000));
+        expect(warnings).toContainEqual(expect.stringMatching(/stream old_ledger differs from this process's options \(max_age 60000000000, not 30000000000/));
+      } finally {
+        await subscriber.stop();
+        await subscriberTransport.close();
+      }
     } finally {
       await kernel.stop();
       await transport.close();

@@ -153,6 +153,16 @@ describe('nats permissions - enforced by a real nats-server with the generated c
       'PERMISSIONS_VIOLATION',
     );
     expect(await publishAs(userOf('notifications'), '$JS.API.CONSUMER.INFO.keel_locked_orders.notifications__orderPlaced')).toBe('accepted');
+    // Its own consumer, filtered to its event only: pointed at every event of orders, it is refused.
+    expect(await publishAs(userOf('notifications'), '$JS.API.CONSUMER.CREATE.keel_locked_orders.notifications__orderPlaced.keel.locked.orders.durable.>')).toBe(
+      'PERMISSIONS_VIOLATION',
+    );
+    expect(await publishAs(userOf('notifications'), '$JS.API.CONSUMER.DURABLE.CREATE.keel_locked_orders.notifications__orderPlaced')).toBe(
+      'PERMISSIONS_VIOLATION',
+    );
+    expect(await publishAs(userOf('notifications'), '$JS.API.CONSUMER.CREATE.keel_locked_orders.notifications__orderPlaced.keel.locked.orders.durable.orderPlaced')).toBe(
+      'accepted',
+    );
   });
 
   it('nats permissions - $SRV discovery works with the inbox prefixes: the client pings and asks payments, which answers', async () => {

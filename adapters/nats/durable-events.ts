@@ -46,7 +46,7 @@ export class DurableEvents {
       stopped: false,
     };
     const jetStream = this.#jetStream;
-    await jetStream.ensureEventStream(subscription.contract);
+    await jetStream.ensureEventStream(subscription.contract, false);
     await jetStream.ensureDeadLetterStream();
     await jetStream.ensureConsumer(state);
     const js = await jetStream.client();
@@ -82,7 +82,7 @@ export class DurableEvents {
         repairing = true;
         this.#jetStream.forgetStream(state.stream);
         this.#jetStream
-          .ensureEventStream(state.subscription.contract)
+          .ensureEventStream(state.subscription.contract, false)
           .then(() => this.#jetStream.ensureConsumer(state))
           .then(
             () => logger.warn({ stream: state.stream, consumer: state.consumer }, 'recreated a missing JetStream stream or consumer'),

@@ -64,7 +64,7 @@ export class JetStream {
     const { subjects, options } = this.#connection;
     const correlationId = event.metadata.correlationId;
     const eventHeaderValues = eventHeaders(event);
-    await this.ensureEventStream(event.contract);
+    await this.ensureEventStream(event.contract, true);
     const js = await this.client();
     try {
       await js.publish(subjects.durable(event.contract, event.event), data, {
@@ -118,8 +118,12 @@ export class JetStream {
    * retention, nats-server 2.9 drops the last messages it had confirmed storing when it stops
    * while consumers remove acknowledged ones (2 in 5 of 6 runs of a restart test), and the relay
    * marked them sent; see docs/design-notes.md.
+   *
+   * `owner`: this process hosts the publishing module, and brings the stream's limits up to
+   * date; a subscriber makes a missing stream so that it can attach its consumer, but never
+   * changes one (its NATS user may not: docs/security.md).
    */
-  ensureEventStream(module: string): Promise<void> {
+  ensureEventStream(module: string, owner: boolean): Promise<void> {
     const { subjects, options } = this.#connection;
     const name = subjects.stream(module);
     const subject = subjects.durableWildcard(module);
@@ -133,10 +137,14 @@ export class JetStream {
       max_age: nanos(options.eventMaxAgeMs),
       // JetStream refuses a duplicate window longer than the stream's max age.
       duplicate_window: nanos(Math.min(DUPLICATE_WINDOW_MS, options.eventMaxAgeMs)),
-    });
+    }, owner);
   }
 
-  /** Creates (once per process, idempotently) the stream of the durable events given up on. */
+  /**
+   * Creates (once per process, idempotently) the stream of the durable events given up on. No
+   * module owns it: a process makes it when it is missing and warns when its limits differ from
+   * this process's options, for the operator to change (`nats stream edit`).
+   */
   ensureDeadLetterStream(): Promise<void> {
     const { subjects, options } = this.#connection;
     const name = subjects.deadLetterStream();
@@ -152,7 +160,7 @@ export class JetStream {
       // flood of them grows the stream for deadLetterMaxAgeMs.
       max_msgs: options.deadLetterMaxMessages,
       max_bytes: options.deadLetterMaxBytes,
-    });
+    }, false);
   }
 
   /** A stream made by an earlier keel with another retention: nats-server 2.9 cannot change it. */
@@ -167,22 +175,24 @@ export class JetStream {
 
   /** Forgets that stream `name` was made, so that the next use makes it again (it vanished). */
   forgetStream(name: string): void {
-    this.#streams.delete(name);
+    this.#streams.delete(`${name} owned`);
+    this.#streams.delete(`${name} used`);
   }
 
-  #ensureStream(name: string, config: Partial<StreamConfig> & { subjects: string[] }): Promise<void> {
-    let ensured = this.#streams.get(name);
+  #ensureStream(name: string, config: Partial<StreamConfig> & { subjects: string[] }, owner: boolean): Promise<void> {
+    const key = `${name} ${owner ? 'owned' : 'used'}`;
+    let ensured = this.#streams.get(key);
     if (ensured === undefined) {
-      ensured = this.#createStream(name, config).catch((error: unknown) => {
-        this.#streams.delete(name);
+      ensured = this.#createStream(name, config, owner).catch((error: unknown) => {
+        this.#streams.delete(key);
         throw error;
       });
-      this.#streams.set(name, ensured);
+      this.#streams.set(key, ensured);
     }
     return ensured;
   }
 
-  async #createStream(name: string, config: Partial<StreamConfig> & { subjects: string[] }): Promise<void> {
+  async #createStream(name: string, config: Partial<StreamConfig> & { subjects: string[] }, owner: boolean): Promise<void> {
     const jsm = await this.#jetstreamManager();
     let info: StreamInfo;
     try {
@@ -200,7 +210,15 @@ export class JetStream {
     const current = info.config;
     const missing = config.subjects.filter((subject) => !current.subjects.includes(subject));
     const limits = (['max_age', 'duplicate_window', 'max_msgs', 'max_bytes'] as const).filter((key) => config[key] !== undefined && current[key] !== config[key]);
-    if (missing.length > 0 || limits.length > 0) {
+    if ((missing.length > 0 || limits.length > 0) && !owner) {
+      const differences = [...(missing.length > 0 ? [`subjects lack ${missing.join(', ')}`] : []), ...limits.map((key) => `${key} ${current[key]}, not ${config[key]}`)];
+      this.#connection.logger.warn(
+        { stream: name, differences },
+        `JetStream stream ${name} differs from this process's options (${differences.join('; ')}); keel changes a stream only in a process ` +
+          'that hosts its publishing module (and no process changes the dead-letter stream). Align the options, or change it yourself: nats stream edit ' +
+          name,
+      );
+    } else if (missing.length > 0 || limits.length > 0) {
       const update: StreamConfig = { ...current, subjects: [...current.subjects, ...missing] };
       for (const key of limits) update[key] = config[key] as number;
       try {

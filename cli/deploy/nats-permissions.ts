@@ -68,12 +68,15 @@ function streamApi(stream: string, owner: boolean): string[] {
   return [`${JS_API}.STREAM.INFO.${stream}`, `${JS_API}.STREAM.CREATE.${stream}`, ...(owner ? [`${JS_API}.STREAM.UPDATE.${stream}`] : [])];
 }
 
-/** The JetStream API subjects of one durable consumer: make it (both APIs), inspect it, pull from it, acknowledge. */
-function consumerApi(stream: string, consumer: string): string[] {
+/**
+ * The JetStream API subjects of one durable consumer: make (or update) it with its own filter
+ * subject and no other (the create API of nats-server 2.9+ names the filter in the subject, so a
+ * subscriber cannot point its consumer at events it does not subscribe to), inspect it, pull
+ * from it, acknowledge.
+ */
+function consumerApi(stream: string, consumer: string, filter: string): string[] {
   return [
-    `${JS_API}.CONSUMER.CREATE.${stream}.${consumer}`,
-    `${JS_API}.CONSUMER.CREATE.${stream}.${consumer}.>`,
-    `${JS_API}.CONSUMER.DURABLE.CREATE.${stream}.${consumer}`,
+    `${JS_API}.CONSUMER.CREATE.${stream}.${consumer}.${filter}`,
     `${JS_API}.CONSUMER.INFO.${stream}.${consumer}`,
     `${JS_API}.CONSUMER.MSG.NEXT.${stream}.${consumer}`,
     `$JS.ACK.${stream}.${consumer}.>`,
@@ -147,7 +150,7 @@ export function natsPermissions(topology: TopologyFile, modules: readonly AnyMod
           }
           const stream = subjects.stream(source.name);
           // A subscriber may start first: it makes the publisher's stream (never updates it) to attach its consumer.
-          publish.push(...streamApi(stream, false), ...consumerApi(stream, subjects.consumer(module.name, event)));
+          publish.push(...streamApi(stream, false), ...consumerApi(stream, subjects.consumer(module.name, event), subjects.durable(source.name, event)));
           publish.push(...streamApi(subjects.deadLetterStream(), false), subjects.deadLetter(module.name, source.name, event));
         }
       }
