@@ -209,6 +209,12 @@ export function createServedModule(source: ServedSource): ServedModule {
   ): Promise<void> => {
     const key = context.idempotencyKey as string;
     const label = `${contract.name}.${entry.name}`;
+    // A call already late claims nothing: it would only write a key to abandon it.
+    const late = Date.now() - context.deadline;
+    if (late >= 0) {
+      answer.fail(expiredFailure(contract.name, entry.name, late, context));
+      return;
+    }
     let claim: Claim;
     try {
       // A key is one principal's: another's request with the same key and input is a reuse, never a replay of someone else's answer.

@@ -414,6 +414,18 @@ describe('cli - deploy', () => {
     expect(readFileSync(join(out, 'nats/storefront.env'), 'utf8'), 'rotated: nats/ removed, new passwords').not.toBe(files.get('nats/storefront.env'));
   });
 
+  it("cli - deploy --force adds keel's lines to a .gitignore the folder already has instead of replacing it", async () => {
+    const { out } = await deploy('topologies/split.ts');
+    writeFileSync(join(out, '.gitignore'), 'node_modules/\n.env\n');
+    expect((await runKeel(['deploy', 'topologies/split.ts', '--out', out, '--force'], { cwd: repository })).code).toBe(0);
+    const lines = readFileSync(join(out, '.gitignore'), 'utf8').split('\n');
+    expect(lines.slice(0, 2)).toEqual(['node_modules/', '.env']);
+    expect(lines).toEqual(expect.arrayContaining(['nats/', 'k8s/*-nats-credentials.yaml']));
+    // Again: nothing added twice.
+    expect((await runKeel(['deploy', 'topologies/split.ts', '--out', out, '--force'], { cwd: repository })).code).toBe(0);
+    expect(readFileSync(join(out, '.gitignore'), 'utf8').split('\n')).toEqual(lines);
+  });
+
   it('cli - deploy output is deterministic: the same topology gives the same bytes', () => {
     const topology = parseTopology(replicated, shopModules, 'replicated.json');
     const options = { app: 'my-shop', image: 'registry.example.com/my-shop:1.0.0', source: 'replicated.json' };

@@ -26,7 +26,6 @@ describe('shop - chaos', () => {
       // (its saga compensated) was answered as failed, never placed behind the client's back.
       expect(Object.values(report.finalStatuses).reduce((sum, n) => sum + n, 0)).toBe(60);
       expect(report.placed, JSON.stringify(report.finalStatuses)).toBe(report.finalStatuses['200']);
-      console.log(lines.concat(JSON.stringify(report.finalStatuses)).join('\n'));
       expect(report.natsKilledAtMs).toBeDefined();
       expect(report.ordersKilledAtMs).toBeDefined();
     },

@@ -29,7 +29,6 @@ export async function openConnection(options: ResolvedNatsOptions, logger: Logge
   return new Connection(nc, options, logger);
 }
 
-/** An error's message, with the NATS error code when it has one. */
 /** What to do about a failed connection: a TLS problem has its own remedy. */
 function connectAdvice(error: unknown, options: ResolvedNatsOptions): string {
   const text = reason(error);

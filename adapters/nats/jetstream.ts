@@ -268,9 +268,10 @@ export class JetStream {
 
 function jetStreamFailure(what: string, error: unknown): KeelError {
   if (isKeelError(error)) return error;
-  return new KeelError(
-    KeelErrorCode.UNAVAILABLE,
-    `Could not ${what} on JetStream: ${reason(error)}. Check that nats-server runs with JetStream enabled (-js).`,
-    { cause: error },
-  );
+  const text = reason(error);
+  const advice = /permission/i.test(text)
+    ? "This process's NATS user may not: its permissions come from the module graph when keel deploy or keel up made them. " +
+      'If the modules or the topology changed since, run keel deploy --force again and reload nats-server with the new configuration (docs/security.md).'
+    : 'Check that nats-server runs with JetStream enabled (-js).';
+  return new KeelError(KeelErrorCode.UNAVAILABLE, `Could not ${what} on JetStream: ${text}. ${advice}`, { cause: error });
 }

@@ -1,8 +1,9 @@
 /**
  * A bound on how often one kind of warning is written: anyone who can publish to a subject can
  * make a callee drop messages (a request without a reply subject, an event without keel's
- * headers), and one log line per message would let them flood the logs. The messages are still
- * counted where they are dropped; the log says that it happens, and how often.
+ * headers), and one log line per message would let them flood the logs. A request without a
+ * reply subject is also counted (`num_no_reply` in `$SRV.STATS`); a refused event is only in
+ * these lines, and the count of those left out after the last line is reported by the next one.
  */
 
 /** At most one line per this many milliseconds for each kind of dropped message. */

@@ -114,10 +114,25 @@ export default defineCommand({
     for (const file of plan) {
       const path = join(out, file.path);
       mkdirSync(dirname(path), { recursive: true });
-      writeFileSync(path, file.contents, file.mode === undefined ? {} : { mode: file.mode });
-      // A file that existed keeps its mode through writeFileSync: set it.
-      if (file.mode !== undefined) chmodSync(path, file.mode);
+      // A secret's file that existed keeps its mode through writeFileSync: narrow it before writing.
+      if (file.mode !== undefined && existsSync(path)) chmodSync(path, file.mode);
+      writeFileSync(path, file.path === '.gitignore' ? gitignoreWith(path, file.contents) : file.contents, file.mode === undefined ? {} : { mode: file.mode });
       cli.stdout.write(`keel deploy: wrote ${relative(cli.cwd, path)}\n`);
     }
   },
 });
+
+/**
+ * The `.gitignore` of the output folder: keel's lines, added to one the folder already has (with
+ * `--out .` it is the project's own) rather than replacing it; lines it already has are not
+ * repeated. One keel wrote before is replaced.
+ */
+function gitignoreWith(path: string, ours: string): string {
+  if (!existsSync(path)) return ours;
+  const existing = readFileSync(path, 'utf8');
+  if (existing.includes(GENERATED_MARK)) return ours; // keel's own, from an earlier run: replaced like the others
+  const lines = new Set(existing.split('\n').map((line) => line.trim()));
+  const missing = ours.split('\n').filter((line) => line.trim() !== '' && !line.startsWith('#') && !lines.has(line.trim()));
+  if (missing.length === 0) return existing;
+  return `${existing.replace(/\n*$/, '\n')}# Added by keel deploy: the generated NATS passwords, never to be committed.\n${missing.join('\n')}\n`;
+}

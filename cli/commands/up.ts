@@ -9,7 +9,7 @@ import { join, relative, resolve } from 'node:path';
 import { contextOf, defineCommand } from '../command.js';
 import { assertOwnDataFolders } from '../database.js';
 import { CLIError, CliErrorCode } from '../errors.js';
-import { NATS_CLIENT_USER, natsAuthorization, natsEnvFile, natsUserEnvironment, natsUsers, type NatsUser } from '../deploy/index.js';
+import { NATS_CLIENT_USER, isGateway, natsAuthorization, natsEnvFile, natsUserEnvironment, natsUsers, type NatsUser } from '../deploy/index.js';
 import { launchNatsServer, type LaunchedNatsServer } from '../nats-server.js';
 import { loadAppConfig } from '../app-config.js';
 import { findProject, loadManifest } from '../project.js';
@@ -96,6 +96,9 @@ export default defineCommand({
           cwd: project.root,
           env: {
             ...inherited,
+            // What its HTTP gateway exposes, as keel deploy sets it and as its NATS permissions
+            // assume: every operation for a group with `http`, none for the others (their env may say otherwise).
+            KEEL_HTTP_OPERATIONS: isGateway(spec) ? 'all' : 'none',
             ...spec.env,
             KEEL_PROCESS_NAME: name,
             ...(topology.nats.prefix === undefined ? {} : { KEEL_NATS_PREFIX: topology.nats.prefix }),

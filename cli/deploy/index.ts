@@ -41,6 +41,7 @@ export {
   appNameOf,
   assertDeployable,
   groupEnvironment,
+  isGateway,
   healthCommand,
   hostsAnyData,
   hostsData,

@@ -39,9 +39,9 @@ export const DEFAULT_RESOURCES = {
 } as const;
 
 /**
- * The Secret holding `KEEL_NATS_URL` (with credentials, if any) for every Deployment:
- * `<app>-nats`. Its other keys (`KEEL_NATS_TOKEN`, `KEEL_NATS_USER`, `KEEL_NATS_PASSWORD`, ...)
- * reach the containers as variables too.
+ * The Secret holding `KEEL_NATS_URL` for every Deployment: `<app>-nats`. Its other keys (TLS
+ * paths, ...) reach the containers as variables too; the NATS user of each group comes from its
+ * own Secret (`<app>-<group>-nats`), so this one holds no credentials.
  *
  * @example
  * ```ts
@@ -164,7 +164,7 @@ export function deploymentDocument(topology: TopologyFile, name: string, group: 
               image: options.image,
               ports: [{ name: 'http', containerPort: DEFAULT_DEPLOY_OPTIONS.containerPort, protocol: 'TCP' }],
               env,
-              // Every other key of the Secrets too: KEEL_NATS_TOKEN, KEEL_NATS_USER and KEEL_NATS_PASSWORD, TLS paths; DATABASE_URL_<MODULE>.
+              // Every other key of the Secrets too: the group's KEEL_NATS_USER, KEEL_NATS_PASSWORD and inbox prefix, TLS paths; DATABASE_URL_<MODULE>.
               ...(secrets.length > 0 ? { envFrom: secrets.map((secret) => ({ secretRef: { name: secret } })) } : {}),
               startupProbe: probe('/healthz', { periodSeconds: 2, failureThreshold: 30 }),
               readinessProbe: probe('/readyz', { periodSeconds: 5, failureThreshold: 2 }),
