@@ -8,17 +8,6 @@ import type { AnyModule } from 'keel';
 import { DatabaseEnv, planDatabases, shownFolder, type DatabaseSettings } from 'keel/databases';
 import { CLIError, CliErrorCode } from './errors.js';
 
-export {
-  DatabaseEnv,
-  moduleDatabaseVariable,
-  openDatabases,
-  planDatabases,
-  type DatabaseSettings,
-  type DatabaseSource,
-  type OpenDatabase,
-  type OpenDatabases,
-  type PlannedDatabase,
-} from 'keel/databases';
 
 type Env = Readonly<Record<string, string | undefined>>;
 

@@ -5,7 +5,7 @@
  */
 import type { HttpGatewayConfig } from 'keel/http';
 import { createKernel, type AnyContract, type AnyModule, type Kernel, type KernelOptions, type Logger, type Transport } from 'keel';
-import { openDatabases, planDatabases, type OpenDatabases, type PlannedDatabase } from './database.js';
+import { openDatabases, planDatabases, type OpenDatabases, type PlannedDatabase } from 'keel/databases';
 import { CLIError, CliErrorCode } from './errors.js';
 
 /**

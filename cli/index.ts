@@ -58,4 +58,4 @@ export {
   type OpenDatabase,
   type OpenDatabases,
   type PlannedDatabase,
-} from './database.js';
+} from 'keel/databases';

@@ -5,7 +5,7 @@
  */
 import { migrate, migrationStatus, readMigrations, type Migration, type MigrationState, type SchemaConnection } from 'keel/transport';
 import type { CliContext } from './command.js';
-import { openDatabases, planDatabases } from './database.js';
+import { openDatabases, planDatabases } from 'keel/databases';
 import { CLIError, CliErrorCode } from './errors.js';
 import { findProject, loadManifest } from './project.js';
 

@@ -8,33 +8,14 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { main, runCli, type OutputStream } from 'keel/cli';
+import { main, runCli } from 'keel/cli';
+import { collector } from './support/cli.js';
 
 const repository = dirname(createRequire(import.meta.url).resolve('keel/package.json'));
 const temporary: string[] = [];
 afterAll(() => {
   for (const folder of temporary) rmSync(folder, { recursive: true, force: true });
 });
-
-/** Collects output and resolves `waitFor(text)` once the text was written. */
-function collector(): OutputStream & { text: string; waitFor(text: string): Promise<void> } {
-  const waiters: { text: string; resolve: () => void }[] = [];
-  const stream = {
-    text: '',
-    write(chunk: string) {
-      stream.text += chunk;
-      for (const waiter of waiters.filter((entry) => stream.text.includes(entry.text))) {
-        waiters.splice(waiters.indexOf(waiter), 1);
-        waiter.resolve();
-      }
-      return true;
-    },
-    waitFor(text: string) {
-      return stream.text.includes(text) ? Promise.resolve() : new Promise<void>((resolve) => waiters.push({ text, resolve }));
-    },
-  };
-  return stream;
-}
 
 /** A copy of the one-module fixture application (whoami), with `config` as its keel.config.ts. */
 function appWith(config: string | undefined): string {

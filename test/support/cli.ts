@@ -4,13 +4,21 @@
  */
 import { main, runCli, type OutputStream } from 'keel/cli';
 
-/** An output stream that keeps everything written to it. */
-export function collector(): OutputStream & { text: string } {
+/** An output stream that keeps everything written to it; `waitFor(text)` resolves once the text was written. */
+export function collector(): OutputStream & { text: string; waitFor(text: string): Promise<void> } {
+  const waiters: { text: string; resolve: () => void }[] = [];
   const stream = {
     text: '',
     write(chunk: string) {
       stream.text += chunk;
+      for (const waiter of waiters.filter((entry) => stream.text.includes(entry.text))) {
+        waiters.splice(waiters.indexOf(waiter), 1);
+        waiter.resolve();
+      }
       return true;
+    },
+    waitFor(text: string) {
+      return stream.text.includes(text) ? Promise.resolve() : new Promise<void>((resolve) => waiters.push({ text, resolve }));
     },
   };
   return stream;
