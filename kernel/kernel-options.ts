@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS } from './client.js';
 import type { Logger } from './logger.js';
 import type { AnyModule } from './module.js';
-import type { DeadLetter } from './served.js';
+import type { DeadLetter } from './subscription.js';
 import type { DatabaseEngine } from './database.js';
 import { checkPrincipalSchema, type PrincipalSchema } from './principal.js';
 import type { Transport } from './transport.js';

@@ -20,7 +20,8 @@ import type { Logger } from './logger.js';
 import type { AnyModule, EventHandler, EventHandlerFunction, EventHandlerOptions, ModuleInstance, OperationHandler } from './module.js';
 import type { KernelObserver } from './observer.js';
 import type { PrincipalSchema } from './principal.js';
-import { createEventSubscription, createServedModule, type DeadLetter } from './served.js';
+import { createServedModule } from './served.js';
+import { createEventSubscription, type DeadLetter } from './subscription.js';
 import { Fanout, type Registration, type Transport } from './transport.js';
 
 /** What the kernel gives each module it hosts. */

@@ -1,23 +1,20 @@
 /**
  * The callee's side of a module: the answer pipeline of each served module (version check,
- * input validation, call context, output validation, error envelopes, observation) and one
- * wrapper per event subscription. Transports only move bytes to and from these.
+ * input validation, call context, output validation, error envelopes, observation). Its events'
+ * side is subscription.ts. Transports only move bytes to and from these.
  */
-import { majorOf, type AnyContract, type AnyEvent, type AnyOperation } from './contract.js';
+import { majorOf, type AnyContract, type AnyOperation } from './contract.js';
 import { runWithContext, type CallContext } from './context.js';
 import { toRemoteFailure } from './envelope.js';
 import { inputHash, type Claim, type IdempotencyStore } from './idempotency.js';
 import { KeelError, KeelErrorCode, validationError } from './errors.js';
 import type { Logger } from './logger.js';
 import { OK_OUTCOME, outcomeOf, type KernelObserver } from './observer.js';
-import type { EventContext, EventHandlerFunction, OperationHandler } from './module.js';
+import type { OperationHandler } from './module.js';
 import { forbidden, unauthenticated, validPrincipal, type Principal, type PrincipalSchema } from './principal.js';
 import {
   RemoteFailure,
   type Answer,
-  type EventMetadata,
-  type EventSubscription,
-  type Fanout,
   type OperationAddress,
   type ServedModule,
   unknownOperationFailure,
@@ -322,117 +319,4 @@ class ObservedAnswer implements Answer {
     const record = { contract, operation, transport, caller, durationMs: performance.now() - this.#started, outcome };
     for (const observer of this.observers) observer.callServed?.(record);
   }
-}
-
-/** What the kernel needs to build one {@link EventSubscription}. */
-export interface SubscriptionSource {
-  readonly subscriber: string;
-  readonly source: AnyContract;
-  readonly event: string;
-  readonly definition: AnyEvent;
-  readonly handler: EventHandlerFunction<AnyEvent>;
-  readonly fanout: Fanout;
-  readonly maxAttempts: number;
-  readonly eventTimeoutMs: number;
-  readonly logger: Logger;
-  readonly onDeadLetter: ((failure: DeadLetter) => void) | undefined;
-  readonly observers?: readonly KernelObserver[];
-  /** The application's principal schema: an event's principal is checked against it (a fresh copy per subscriber). */
-  readonly principal?: PrincipalSchema | undefined;
-}
-
-/**
- * A durable event given up on after its last attempt.
- *
- * @example
- * ```ts
- * const kernel = createKernel({
- *   modules,
- *   onDeadLetter: ({ subscriber, contract, event, metadata, error }) =>
- *     console.error(`${subscriber} gave up on ${contract}.${event} (${metadata.id}) after ${metadata.attempt} attempts`, error),
- * });
- * ```
- */
-export interface DeadLetter {
-  readonly subscriber: string;
-  readonly contract: string;
-  readonly event: string;
-  readonly payload: unknown;
-  readonly metadata: EventMetadata;
-  readonly error: unknown;
-}
-
-/** Wraps an event handler: validation (a fresh copy per subscriber), context, error reporting. */
-export function createEventSubscription(source: SubscriptionSource): EventSubscription {
-  const { subscriber, event, definition, handler, logger } = source;
-  const contractName = source.source.name;
-  const label = `${contractName}.${event}`;
-  const report = (observers: readonly KernelObserver[], attempt: number, started: number, outcome: string): void => {
-    const record = { contract: contractName, event, subscriber, attempt, durationMs: performance.now() - started, outcome };
-    for (const observer of observers) observer.eventHandled?.(record);
-  };
-  return {
-    subscriber,
-    contract: contractName,
-    version: source.source.version,
-    event,
-    delivery: definition.delivery,
-    fanout: source.fanout,
-    maxAttempts: source.maxAttempts,
-    async handle(payload: unknown, metadata: EventMetadata): Promise<void> {
-      const parsed = definition.payload.safeParse(payload);
-      if (!parsed.success) {
-        const error = validationError(
-          KeelErrorCode.INVALID_EVENT,
-          'payload',
-          contractName,
-          event,
-          parsed.error.issues,
-          metadata.correlationId,
-        );
-        logger.error({ event: label, eventId: metadata.id, err: error }, 'dropped an event whose payload breaks its contract');
-        throw error;
-      }
-      let principal: EventContext['principal'];
-      if (metadata.principal !== undefined) {
-        try {
-          principal = validPrincipal(source.principal, metadata.principal, `Event ${label} ${metadata.id}`, metadata.correlationId);
-        } catch (refused) {
-          // A principal that does not match can never be handled: INVALID_EVENT, not retried.
-          const error = new KeelError(KeelErrorCode.INVALID_EVENT, (refused as Error).message, {
-            correlationId: metadata.correlationId,
-            details: (refused as KeelError).details,
-          });
-          logger.error({ event: label, eventId: metadata.id, err: error }, 'dropped an event whose principal does not match the principal schema');
-          throw error;
-        }
-      }
-      const context: EventContext = {
-        ...metadata,
-        principal,
-        caller: metadata.publisher,
-        deadline: Date.now() + source.eventTimeoutMs,
-      };
-      const observers = source.observers;
-      const started = observers?.length ? performance.now() : 0;
-      try {
-        await runWithContext(context, () => handler(parsed.data, context));
-        if (observers?.length) report(observers, metadata.attempt, started, OK_OUTCOME);
-      } catch (error) {
-        if (observers?.length) report(observers, metadata.attempt, started, outcomeOf(error));
-        logger.warn(
-          { err: error, event: label, eventId: metadata.id, attempt: metadata.attempt, correlationId: metadata.correlationId },
-          `event handler of module "${subscriber}" failed`,
-        );
-        throw error;
-      }
-    },
-    deadLetter(payload: unknown, metadata: EventMetadata, error: unknown): void {
-      logger.error(
-        { err: error, event: label, eventId: metadata.id, attempts: metadata.attempt, correlationId: metadata.correlationId },
-        `gave up on a durable event after ${metadata.attempt} attempts; it was dead-lettered`,
-      );
-      source.onDeadLetter?.({ subscriber, contract: contractName, event, payload, metadata, error });
-    },
-  };
 }

@@ -1,0 +1,126 @@
+/**
+ * The subscriber's side of a module: one wrapper per event subscription (payload validation, a
+ * fresh copy per subscriber, the principal checked, the handler's context, observation, dead
+ * letters). Transports deliver to these; the callee's side of calls is served.ts.
+ */
+import type { AnyContract, AnyEvent } from './contract.js';
+import { runWithContext } from './context.js';
+import { KeelError, KeelErrorCode, validationError } from './errors.js';
+import type { Logger } from './logger.js';
+import { OK_OUTCOME, outcomeOf, type KernelObserver } from './observer.js';
+import type { EventContext, EventHandlerFunction } from './module.js';
+import { validPrincipal, type PrincipalSchema } from './principal.js';
+import type { EventMetadata, EventSubscription, Fanout } from './transport.js';
+
+/** What the kernel needs to build one {@link EventSubscription}. */
+export interface SubscriptionSource {
+  readonly subscriber: string;
+  readonly source: AnyContract;
+  readonly event: string;
+  readonly definition: AnyEvent;
+  readonly handler: EventHandlerFunction<AnyEvent>;
+  readonly fanout: Fanout;
+  readonly maxAttempts: number;
+  readonly eventTimeoutMs: number;
+  readonly logger: Logger;
+  readonly onDeadLetter: ((failure: DeadLetter) => void) | undefined;
+  readonly observers?: readonly KernelObserver[];
+  /** The application's principal schema: an event's principal is checked against it (a fresh copy per subscriber). */
+  readonly principal?: PrincipalSchema | undefined;
+}
+
+/**
+ * A durable event given up on after its last attempt.
+ *
+ * @example
+ * ```ts
+ * const kernel = createKernel({
+ *   modules,
+ *   onDeadLetter: ({ subscriber, contract, event, metadata, error }) =>
+ *     console.error(`${subscriber} gave up on ${contract}.${event} (${metadata.id}) after ${metadata.attempt} attempts`, error),
+ * });
+ * ```
+ */
+export interface DeadLetter {
+  readonly subscriber: string;
+  readonly contract: string;
+  readonly event: string;
+  readonly payload: unknown;
+  readonly metadata: EventMetadata;
+  readonly error: unknown;
+}
+
+/** Wraps an event handler: validation (a fresh copy per subscriber), context, error reporting. */
+export function createEventSubscription(source: SubscriptionSource): EventSubscription {
+  const { subscriber, event, definition, handler, logger } = source;
+  const contractName = source.source.name;
+  const label = `${contractName}.${event}`;
+  const report = (observers: readonly KernelObserver[], attempt: number, started: number, outcome: string): void => {
+    const record = { contract: contractName, event, subscriber, attempt, durationMs: performance.now() - started, outcome };
+    for (const observer of observers) observer.eventHandled?.(record);
+  };
+  return {
+    subscriber,
+    contract: contractName,
+    version: source.source.version,
+    event,
+    delivery: definition.delivery,
+    fanout: source.fanout,
+    maxAttempts: source.maxAttempts,
+    async handle(payload: unknown, metadata: EventMetadata): Promise<void> {
+      const parsed = definition.payload.safeParse(payload);
+      if (!parsed.success) {
+        const error = validationError(
+          KeelErrorCode.INVALID_EVENT,
+          'payload',
+          contractName,
+          event,
+          parsed.error.issues,
+          metadata.correlationId,
+        );
+        logger.error({ event: label, eventId: metadata.id, err: error }, 'dropped an event whose payload breaks its contract');
+        throw error;
+      }
+      let principal: EventContext['principal'];
+      if (metadata.principal !== undefined) {
+        try {
+          principal = validPrincipal(source.principal, metadata.principal, `Event ${label} ${metadata.id}`, metadata.correlationId);
+        } catch (refused) {
+          // A principal that does not match can never be handled: INVALID_EVENT, not retried.
+          const error = new KeelError(KeelErrorCode.INVALID_EVENT, (refused as Error).message, {
+            correlationId: metadata.correlationId,
+            details: (refused as KeelError).details,
+          });
+          logger.error({ event: label, eventId: metadata.id, err: error }, 'dropped an event whose principal does not match the principal schema');
+          throw error;
+        }
+      }
+      const context: EventContext = {
+        ...metadata,
+        principal,
+        caller: metadata.publisher,
+        deadline: Date.now() + source.eventTimeoutMs,
+      };
+      const observers = source.observers;
+      const started = observers?.length ? performance.now() : 0;
+      try {
+        await runWithContext(context, () => handler(parsed.data, context));
+        if (observers?.length) report(observers, metadata.attempt, started, OK_OUTCOME);
+      } catch (error) {
+        if (observers?.length) report(observers, metadata.attempt, started, outcomeOf(error));
+        logger.warn(
+          { err: error, event: label, eventId: metadata.id, attempt: metadata.attempt, correlationId: metadata.correlationId },
+          `event handler of module "${subscriber}" failed`,
+        );
+        throw error;
+      }
+    },
+    deadLetter(payload: unknown, metadata: EventMetadata, error: unknown): void {
+      logger.error(
+        { err: error, event: label, eventId: metadata.id, attempts: metadata.attempt, correlationId: metadata.correlationId },
+        `gave up on a durable event after ${metadata.attempt} attempts; it was dead-lettered`,
+      );
+      source.onDeadLetter?.({ subscriber, contract: contractName, event, payload, metadata, error });
+    },
+  };
+}
