@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { loadContracts } from '../cli/tooling/contract-loader.js';
 import { ContractVerdict, diffLocks, formatContractsDiff } from '../cli/tooling/contracts-diff.js';
 import { buildLock, lockPath, readLock } from '../cli/tooling/contracts-lock.js';
-import { before, cases } from './fixtures/tooling/contracts/changes.js';
+import { before, cases, parcels } from './fixtures/tooling/contracts/changes.js';
 import { runKeel, type CliRun } from './support/cli.js';
 
 const repository = fileURLToPath(new URL('..', import.meta.url));
@@ -35,6 +35,18 @@ describe('tooling - contracts', () => {
     expect(entry?.changes.filter((change) => change.kind === 'breaking').length).toBe(kind === 'breaking' ? 1 : 0);
     expect(entry?.verdict).toBe(kind === 'breaking' ? ContractVerdict.BREAKING : ContractVerdict.COMPATIBLE);
     expect(diff.ok).toBe(kind === 'compatible');
+  });
+
+  it('tooling - contracts classifies auth changes: a predicate where any identity was served is breaking; auth removed, or a predicate made required, is compatible', () => {
+    const change = (from: Parameters<typeof parcels>[0], to: Parameters<typeof parcels>[0]) =>
+      diffLocks(buildLock([parcels(from)]), buildLock([parcels(to)])).contracts[0]?.changes.map((entry) => [entry.kind, entry.message]);
+    expect(change({ sendAuth: 'required' }, { sendAuth: 'admins' })).toEqual([
+      ['breaking', 'now decided by an auth predicate: callers served today may be refused with FORBIDDEN'],
+    ]);
+    expect(change({ sendAuth: 'admins' }, {})).toEqual([['compatible', 'no longer needs a caller identity (auth removed)']]);
+    expect(change({ sendAuth: 'admins' }, { sendAuth: 'required' })).toEqual([['compatible', "auth predicate replaced by 'required': any caller identity is served"]]);
+    // The lock records who may call, never the rule itself: two predicates compare equal.
+    expect(buildLock([parcels({ sendAuth: 'admins' })]).contracts['parcels']?.operations['send']?.auth).toBe('predicate');
   });
 
   it('tooling - contracts allows a breaking change when the major version was raised', async () => {

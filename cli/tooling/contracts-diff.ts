@@ -204,10 +204,34 @@ function diffOperation(
       add(kindOf(difference.direction, SchemaPosition.OUTPUT), `${operation} error ${code} data${difference.path}`, difference.what);
     }
   }
+  diffAuth(old.auth, next.auth, operation, add);
   if (old.idempotent && !next.idempotent) {
     add(ChangeKind.BREAKING, operation, 'no longer idempotent: callers that retry it after a timeout may now run it twice');
   } else if (!old.idempotent && next.idempotent) {
     add(ChangeKind.COMPATIBLE, operation, 'now idempotent');
+  }
+}
+
+/**
+ * Who may call an operation, before and after. A caller refused today that was served before is
+ * a breaking change; a predicate's own rule cannot be compared (it is code), so a changed rule
+ * is for the reviewer.
+ */
+function diffAuth(
+  old: LockedOperation['auth'],
+  next: LockedOperation['auth'],
+  operation: string,
+  add: (kind: ChangeKind, where: string, what: string) => void,
+): void {
+  if (old === next) return;
+  if (old === undefined) {
+    add(ChangeKind.BREAKING, operation, `now needs a caller identity (auth: ${next}): anonymous callers are refused with UNAUTHENTICATED`);
+  } else if (next === undefined) {
+    add(ChangeKind.COMPATIBLE, operation, 'no longer needs a caller identity (auth removed)');
+  } else if (next === 'predicate') {
+    add(ChangeKind.BREAKING, operation, 'now decided by an auth predicate: callers served today may be refused with FORBIDDEN');
+  } else {
+    add(ChangeKind.COMPATIBLE, operation, "auth predicate replaced by 'required': any caller identity is served");
   }
 }
 

@@ -18,6 +18,11 @@ export const LOCK_FORMAT_VERSION = 1;
 /** One operation in the lock. */
 export interface LockedOperation {
   readonly idempotent: boolean;
+  /**
+   * Who may call it (`auth` of the operation): `required` (any caller identity) or `predicate`
+   * (a rule of the identity and input). Absent: anyone, anonymous callers included.
+   */
+  readonly auth?: 'required' | 'predicate';
   /** What callers may send (`io: 'input'`: defaulted fields are optional). */
   readonly input: JsonSchema;
   /** What callers receive (`io: 'output'`). */
@@ -76,6 +81,7 @@ export function lockContract(contract: AnyContract): LockedContract {
         name,
         {
           idempotent: operation.idempotent,
+          ...(operation.auth === undefined ? {} : { auth: operation.auth === 'required' ? ('required' as const) : ('predicate' as const) }),
           input: schemaOf(operation.input, 'input'),
           output: schemaOf(operation.output, 'output'),
           errors: sortedRecord(operation.errors.map((error) => [error.code, schemaOf(error.dataSchema, 'output')])),
