@@ -63,6 +63,23 @@ export interface EventRecord {
 }
 
 /**
+ * A request a transport dropped before it became a call: a NATS request without a reply
+ * subject (nobody could get the answer, so it is never handled).
+ *
+ * @example
+ * ```ts
+ * kernel.observe({ requestDropped: ({ contract, operation, reason }) => dropped.inc({ op: `${contract}.${operation}`, reason }) });
+ * ```
+ */
+export interface DroppedRecord {
+  readonly contract: string;
+  readonly operation: string;
+  readonly transport: string;
+  /** Why: `no-reply` (a request without a reply subject). */
+  readonly reason: 'no-reply';
+}
+
+/**
  * Receives call and event records from a kernel. Register with `kernel.observe(observer)`.
  *
  * @example
@@ -76,6 +93,7 @@ export interface KernelObserver {
   callMade?(record: CallRecord): void;
   callServed?(record: CallRecord): void;
   eventHandled?(record: EventRecord): void;
+  requestDropped?(record: DroppedRecord): void;
 }
 
 /** The code of an error for a record: its `code` when it has one, else `INTERNAL`. */

@@ -276,6 +276,9 @@ export function createServedModule(source: ServedSource): ServedModule {
       if (observers.length === 0) run(address, input, context, trusted, answer);
       else run(address, input, context, trusted, new ObservedAnswer(answer, observers, contract.name, address.operation, transport, context.caller));
     },
+    dropped(operation, reason): void {
+      for (const observer of observers) observer.requestDropped?.({ contract: contract.name, operation, transport, reason });
+    },
   };
 }
 

@@ -130,6 +130,11 @@ export interface ServedModule {
    * this process (the in-process transport), so it need not be parsed again.
    */
   handle(address: OperationAddress, input: unknown, context: CallContext, trusted: boolean, answer: Answer): void;
+  /**
+   * Reports a request the transport dropped before it became a call (a NATS request without a
+   * reply subject), so that the kernel's observers count it (`keel_requests_dropped_total`).
+   */
+  dropped(operation: string, reason: 'no-reply'): void;
 }
 
 /**

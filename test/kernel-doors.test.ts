@@ -108,6 +108,7 @@ const TRANSPORT = {
     'DatabaseEngine',
     'DeadLetter',
     'DeadlineEntry',
+    'DroppedRecord',
     'ErrorEnvelope',
     'EventMetadata',
     'EventRecord',

@@ -369,6 +369,7 @@ describe('kernel lifecycle - misuse and edge cases', () => {
     const registration = await bus.serve({
       contract: a,
       handle: (_address, _input, _context, _trusted, answer) => void gate.then(() => answer.ok({})),
+      dropped: () => undefined,
     });
     const context = { correlationId: 'c', traceparent: undefined, caller: 'test', deadline: Date.now() + 5_000 };
     const call = bus.call({ contract: 'alpha', version: '1.0.0', operation: 'ping' }, {}, context);

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { connect, headers, type MsgHdrs, type NatsConnection, type ServiceStats } from 'nats';
 import { z } from 'zod';
 import { createKernel, defineContract, defineModule, event, operation, silentLogger, type Kernel, type Logger, type Transport } from 'keel';
-import type { DeadLetter } from 'keel/transport';
+import type { DeadLetter, DroppedRecord } from 'keel/transport';
 import { DEFAULT_NATS_TRANSPORT_OPTIONS, createNatsTransport, isEndpointStatsData } from 'keel/nats';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
 
@@ -160,8 +160,10 @@ describe('nats - serving-side hygiene, attacked from a plain NATS client', () =>
     expect(await onHand('unversioned')).toBe(0);
   });
 
-  it('nats - counts 50 requests without a reply subject in $SRV.STATS data (num_no_reply) and logs one line for them', async () => {
+  it('nats - counts 50 requests without a reply subject in $SRV.STATS data (num_no_reply) and for the kernel\'s observers (keel_requests_dropped_total), and logs one line for them', async () => {
     const before = lines.length;
+    const dropped: DroppedRecord[] = [];
+    const stopObserving = kernel.observe({ requestDropped: (record) => void dropped.push(record) });
     for (let index = 0; index < 50; index += 1) {
       nc.publish('keel.inventory.restock', json({ sku: 'no-reply', quantity: 1 }), { headers: headersOf({ 'Keel-Contract-Version': '1.0.0' }) });
     }
@@ -175,6 +177,9 @@ describe('nats - serving-side hygiene, attacked from a plain NATS client', () =>
     const logged = warnings('without a reply subject').filter((line) => lines.indexOf(line) >= before);
     expect(logged).toHaveLength(1);
     expect(logged[0]?.record).toMatchObject({ operation: 'inventory.restock', suppressed: 0 });
+    stopObserving();
+    expect(dropped).toHaveLength(50);
+    expect(dropped[0]).toEqual({ contract: 'inventory', operation: 'restock', transport: 'nats', reason: 'no-reply' });
   });
 
   it('nats - drops a schema-valid orderCancelled with no headers, or in another module\'s name, and handles one with keel\'s headers', async () => {

@@ -84,7 +84,9 @@ interface HttpSeries {
  * - `keel_call_duration_seconds{side,contract,operation,transport,caller}`: latency histogram;
  * - `keel_events_handled_total{contract,event,subscriber,outcome}` and
  *   `keel_event_handler_duration_seconds{contract,event,subscriber}`;
- * - `keel_http_requests_total{method,route,status}` and `keel_http_request_duration_seconds{method,route}`.
+ * - `keel_http_requests_total{method,route,status}` and `keel_http_request_duration_seconds{method,route}`;
+ * - `keel_requests_dropped_total{contract,operation,transport,reason}`: requests a transport dropped
+ *   before they became calls (`reason="no-reply"`: a NATS request without a reply subject).
  *
  * The HTTP gateway does this for you and serves the result at `/metrics`.
  *
@@ -116,6 +118,12 @@ export function createKernelMetrics(kernel: Kernel, options: KernelMetricsOption
   const eventDurations = SeriesHistogram.in(registry, 'keel_event_handler_duration_seconds', 'Latency of event handlers.', buckets);
   const httpRequests = new SeriesCounter(registry, 'keel_http_requests_total', 'HTTP requests answered by the gateway.', ['method', 'route', 'status']);
   const httpDurations = SeriesHistogram.in(registry, 'keel_http_request_duration_seconds', 'Latency of HTTP requests.', buckets);
+  const dropped = new SeriesCounter(registry, 'keel_requests_dropped_total', 'Requests dropped before they became calls, by reason.', [
+    'contract',
+    'operation',
+    'transport',
+    'reason',
+  ]);
 
   // Each kind of record is resolved once to its series; recording is then arithmetic (series.ts).
   const keyOf = (...values: string[]): string => values.join('\u0001');
@@ -171,6 +179,8 @@ export function createKernelMetrics(kernel: Kernel, options: KernelMetricsOption
     callMade: (record) => recordCall('made', record),
     callServed: (record) => recordCall('served', record),
     eventHandled: recordEvent,
+    requestDropped: ({ contract, operation, transport, reason }) =>
+      dropped.inc(dropped.series(keyOf(contract, operation, transport, reason), () => ({ contract, operation, transport, reason }))),
   });
 
   const httpSeries = new SeriesCache<HttpSeries>();
@@ -196,7 +206,7 @@ export function createKernelMetrics(kernel: Kernel, options: KernelMetricsOption
     },
     close() {
       stop();
-      for (const counter of [calls, errors, events, httpRequests]) counter.close();
+      for (const counter of [calls, errors, events, httpRequests, dropped]) counter.close();
     },
   };
 }

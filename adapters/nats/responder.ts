@@ -225,6 +225,7 @@ export class Responder {
       // Counted per endpoint ($SRV.STATS data num_no_reply); logged at a bounded rate, since any
       // client allowed to publish on the subject can send as many as it likes.
       endpoint.counters.noReply += 1;
+      served.module.dropped(operation, 'no-reply');
       const suppressed = this.#noReplyLog.take();
       if (suppressed >= 0) {
         logger.warn(
