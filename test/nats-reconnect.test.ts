@@ -186,14 +186,16 @@ describe('nats - nats-server restart', () => {
     expect(confirmed).toHaveLength(2 * perPublisher);
   });
 
-  it('nats - fails new calls with TIMEOUT, not a hang, while the server is down', async () => {
+  it('nats - fails a new call with UNAVAILABLE (not sent, safe to retry), not TIMEOUT or a hang, while the server is down', async () => {
     await server.kill();
     await vi.waitFor(() => expect(clientTransport.status().ready).toBe(false));
     try {
+      // Its deadline is shorter than the reconnect grace: the call gives up at its deadline, still never sent.
       await client.client(worker).work({ ms: 0, tag: 'down' }, { timeoutMs: 200 });
       throw new Error('expected a failure');
     } catch (error) {
-      expect(isKeelError(error, 'TIMEOUT')).toBe(true);
+      expect(isKeelError(error, 'UNAVAILABLE'), String(error)).toBe(true);
+      expect((error as { retryable?: boolean }).retryable).toBe(true);
     } finally {
       await server.start();
     }

@@ -93,13 +93,32 @@ export class Caller implements CallOwner {
 
   call(address: OperationAddress, input: unknown, context: CallContext, options?: TransportCallOptions): Promise<unknown> {
     const connection = this.#connection;
-    const label = `${address.contract}.${address.operation}`;
-    if (connection.closed) return Promise.reject(connection.unavailable(`Cannot call ${label}`));
+    if (connection.closed) return Promise.reject(connection.unavailable(`Cannot call ${address.contract}.${address.operation}`));
     const signal = options?.signal;
     if (signal?.aborted) return Promise.reject(cancelledError(address, context, signal.reason));
     const data = encodeJson(input);
     const limit = connection.maxPayload;
-    if (data.length > limit) return Promise.reject(connection.tooLarge(`The input of ${label}`, data.length, limit, context.correlationId));
+    if (data.length > limit) {
+      return Promise.reject(connection.tooLarge(`The input of ${address.contract}.${address.operation}`, data.length, limit, context.correlationId));
+    }
+    // The one check connected calls pay for an outage.
+    if (!connection.connected) return this.#sendOnceConnected(address, data, context, signal);
+    return this.#send(address, data, context, signal);
+  }
+
+  /**
+   * Publishes a call and waits for its reply, its deadline or its cancellation.
+   *
+   * Once published, a call that loses the connection stays pending until its deadline: it may
+   * have been delivered (and a reply may still come on the reply subscription, which the client
+   * subscribes again on reconnecting), so TIMEOUT — outcome unknown — is honest for it. nats.js
+   * (v2.29) hands a publish to the socket a microtask later, so a call published while
+   * `connected` was true was written before a disconnect could be noticed; the bytes a dying
+   * socket swallowed, or published in the few microtasks between the client seeing the socket
+   * close and its status event reaching `connected`, are lost unseen and end as TIMEOUT too.
+   */
+  #send(address: OperationAddress, data: Uint8Array, context: CallContext, signal: AbortSignal | undefined): Promise<unknown> {
+    const connection = this.#connection;
     const token = (this.#nextToken++).toString(36);
     const call = new PendingCall(this, token, address, context, signal);
     const answer = new Promise<unknown>((resolve, reject) => {
@@ -112,7 +131,7 @@ export class Caller implements CallOwner {
         headers: callHeaders(address, context),
       });
     } catch (error) {
-      call.reject(connection.publishError(error, `The input of ${label}`, data.length, context.correlationId));
+      call.reject(connection.publishError(error, `The input of ${address.contract}.${address.operation}`, data.length, context.correlationId));
       return answer;
     }
     this.#pending.set(token, call);
@@ -126,6 +145,35 @@ export class Caller implements CallOwner {
       signal.addEventListener('abort', call.onAbort, { once: true });
     }
     return answer;
+  }
+
+  /**
+   * A call made while the connection is down. It is not published: nats.js (v2.29) would queue it
+   * in its outbound buffer, which it empties at every reconnect attempt (`prepare()` →
+   * `resetOutbound()`), so a request published during an outage is dropped unseen and its caller
+   * would wait its whole deadline for a TIMEOUT. Instead the call waits the reconnect grace
+   * (never past its deadline): published once the connection is back, or refused with
+   * UNAVAILABLE — never sent, safe to retry — when it is not.
+   */
+  async #sendOnceConnected(address: OperationAddress, data: Uint8Array, context: CallContext, signal: AbortSignal | undefined): Promise<unknown> {
+    const connection = this.#connection;
+    const waitFrom = Date.now();
+    const giveUpAt = Math.min(waitFrom + connection.options.reconnectGraceMs, context.deadline);
+    for (;;) {
+      const outcome = await connection.waitForConnection(giveUpAt - Date.now(), signal);
+      if (outcome === 'closed') throw connection.unavailable(`Cannot call ${address.contract}.${address.operation}`);
+      if (outcome === 'cancelled' || signal?.aborted) throw cancelledError(address, context, signal?.reason);
+      if (outcome === 'gave-up' || Date.now() >= context.deadline) break;
+      // Back, unless it dropped again before this call's turn came: then wait what is left.
+      if (connection.connected) return this.#send(address, data, context, signal);
+    }
+    const waitedMs = Date.now() - waitFrom;
+    throw new KeelError(
+      KeelErrorCode.UNAVAILABLE,
+      `${address.contract}.${address.operation} was not sent: the NATS connection is down (reconnecting to ${connection.reconnectingTo}; ` +
+        `waited ${waitedMs} ms for it). Nothing was delivered, so it is safe to retry.`,
+      { correlationId: context.correlationId, details: { waitedMs, reconnectGraceMs: connection.options.reconnectGraceMs } },
+    );
   }
 
   /** A pending call's deadline passed (the scheduler already forgot it). */

@@ -51,16 +51,24 @@ export function natsCode(error: unknown): string | undefined {
   return typeof error === 'object' && error !== null ? ((error as NatsError).code as string | undefined) : undefined;
 }
 
+/** How a wait for a lost connection ended ({@link Connection.waitForConnection}). */
+export type ConnectionWait = 'connected' | 'closed' | 'gave-up' | 'cancelled';
+
 /** One NATS connection with the state every part of the transport reads. */
 export class Connection {
   readonly nc: NatsConnection;
   readonly options: ResolvedNatsOptions;
   readonly logger: Logger;
   readonly subjects: Subjects;
-  /** False while the client is disconnected (it reconnects by itself), and once closed. */
+  /**
+   * False while the client is disconnected (it reconnects by itself), and once closed. Set from
+   * the client's status events, a few microtasks after the client itself knows.
+   */
   connected = true;
   readonly #registrations = new Set<Registration>();
   #closing: Promise<void> | undefined;
+  /** The calls waiting for the connection to come back ({@link Connection.waitForConnection}). */
+  readonly #waiters = new Set<() => void>();
 
   constructor(nc: NatsConnection, options: ResolvedNatsOptions, logger: Logger) {
     this.nc = nc;
@@ -77,6 +85,7 @@ export class Connection {
     void this.#watchStatus();
     void this.nc.closed().then((error) => {
       this.connected = false;
+      this.#wakeWaiters();
       if (this.#closing === undefined) {
         this.logger.error({ err: error }, 'NATS connection closed unexpectedly; this process can no longer reach other modules');
       }
@@ -96,6 +105,7 @@ export class Connection {
             break;
           case Events.Reconnect:
             this.connected = true;
+            this.#wakeWaiters();
             this.logger.info({ server: String(status.data) }, 'reconnected to NATS');
             break;
           case Events.LDM:
@@ -121,6 +131,43 @@ export class Connection {
     }
   }
 
+  /**
+   * Waits, at most `maxMs`, for a lost connection to come back: `connected` when it is up (at
+   * once if it is), `closed` when the transport closes meanwhile, `gave-up` after `maxMs`,
+   * `cancelled` when `signal` aborts. One timer per waiting call: only outages pay for it.
+   * (Not a promise shared by the waiters: a wait that ended must not stay attached for the rest
+   * of a long outage.)
+   */
+  waitForConnection(maxMs: number, signal: AbortSignal | undefined): Promise<ConnectionWait> {
+    if (this.closed) return Promise.resolve('closed');
+    if (this.connected) return Promise.resolve('connected');
+    if (signal?.aborted) return Promise.resolve('cancelled');
+    if (maxMs <= 0) return Promise.resolve('gave-up');
+    return new Promise<ConnectionWait>((resolve) => {
+      const finish = (outcome: ConnectionWait): void => {
+        this.#waiters.delete(onWake);
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+        resolve(outcome);
+      };
+      const onWake = (): void => finish(this.closed ? 'closed' : 'connected');
+      const onAbort = (): void => finish('cancelled');
+      const timer = setTimeout(finish, maxMs, 'gave-up');
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.#waiters.add(onWake);
+    });
+  }
+
+  /** Ends the waits of {@link Connection.waitForConnection}: the connection is back, or closing. */
+  #wakeWaiters(): void {
+    for (const wake of [...this.#waiters]) wake();
+  }
+
+  /** The servers the client is reconnecting to, safe to log. */
+  get reconnectingTo(): string {
+    return this.options.servers.map(redactUrl).join(', ');
+  }
+
   /** True once the transport's `close` was called. */
   get closing(): boolean {
     return this.#closing !== undefined;
@@ -137,7 +184,7 @@ export class Connection {
     let detail: string;
     if (ready) detail = `connected to ${this.nc.getServer()} (prefix ${this.options.prefix})`;
     else if (closed) detail = 'closed';
-    else detail = `disconnected from NATS; reconnecting to ${this.options.servers.map(redactUrl).join(', ')}`;
+    else detail = `disconnected from NATS; reconnecting to ${this.reconnectingTo}`;
     return { name, ready, detail };
   }
 
@@ -198,6 +245,7 @@ export class Connection {
    */
   closeOnce(shutdown: () => Promise<void>): Promise<void> {
     this.#closing ??= shutdown();
+    this.#wakeWaiters();
     return this.#closing;
   }
 

@@ -2,6 +2,7 @@
  * The NATS transport's options read from environment variables ({@link NATS_ENV}), used by
  * `app/` and the CLI. Checked at once, each message naming the variable, never a secret value.
  */
+import { MAX_TIMEOUT_MS } from 'keel/transport';
 import { checkReadable, checkServerUrl, configError, serverList, type NatsTransportOptions } from './options.js';
 import { isValidPrefix } from './wire.js';
 
@@ -24,6 +25,7 @@ export const NATS_ENV = {
   TLS_CERT: 'KEEL_NATS_TLS_CERT',
   TLS_KEY: 'KEEL_NATS_TLS_KEY',
   INBOX_PREFIX: 'KEEL_NATS_INBOX_PREFIX',
+  RECONNECT_GRACE_MS: 'KEEL_NATS_RECONNECT_GRACE_MS',
 } as const;
 
 /**
@@ -40,6 +42,7 @@ export const NATS_ENV = {
  * | `KEEL_NATS_CREDS` | credentials file (JWT + nkey seed) |
  * | `KEEL_NATS_TLS_CA`, `KEEL_NATS_TLS_CERT`, `KEEL_NATS_TLS_KEY` | TLS files (PEM) |
  * | `KEEL_NATS_INBOX_PREFIX` | this process's reply subject prefix (default `_INBOX`) |
+ * | `KEEL_NATS_RECONNECT_GRACE_MS` | how long a call waits for a lost connection to come back (default 1000) |
  *
  * @example
  * ```ts
@@ -76,6 +79,10 @@ export function natsOptionsFromEnv(env: Readonly<Record<string, string | undefin
       `${NATS_ENV.INBOX_PREFIX}="${inboxPrefix}" is not a reply subject prefix; use subject tokens without wildcards, such as "_INBOX.keel.storefront".`,
     );
   }
+  const grace = read(NATS_ENV.RECONNECT_GRACE_MS);
+  if (grace !== undefined && !(/^\d+$/.test(grace) && Number(grace) <= MAX_TIMEOUT_MS)) {
+    throw configError(`${NATS_ENV.RECONNECT_GRACE_MS}="${grace}" is not a number of milliseconds; use a whole number from 0 to ${MAX_TIMEOUT_MS}, such as 1000.`);
+  }
   const token = read(NATS_ENV.TOKEN);
   const user = read(NATS_ENV.USER);
   const password = read(NATS_ENV.PASSWORD);
@@ -103,6 +110,7 @@ export function natsOptionsFromEnv(env: Readonly<Record<string, string | undefin
     servers,
     ...(prefix === undefined ? {} : { prefix }),
     ...(inboxPrefix === undefined ? {} : { inboxPrefix }),
+    ...(grace === undefined ? {} : { reconnectGraceMs: Number(grace) }),
     ...(token === undefined ? {} : { token }),
     ...(user === undefined ? {} : { user, password }),
     ...(creds === undefined ? {} : { credentialsFile: creds }),

@@ -72,6 +72,13 @@ export interface NatsTransportOptions {
   readonly connectTimeoutMs?: number;
   /** Milliseconds between reconnect attempts (default 1 000, plus up to 100 ms of jitter). Reconnects never give up. */
   readonly reconnectTimeWaitMs?: number;
+  /**
+   * How long a call made while the connection is down waits for it to come back before failing
+   * with `UNAVAILABLE` (nothing was sent: safe to retry), never past the call's deadline
+   * (default 1 000 ms; 0 fails at once). A cluster failover or a lame-duck move reconnects within
+   * it; a longer outage fails fast instead of holding every call for its whole deadline.
+   */
+  readonly reconnectGraceMs?: number;
   /** Deadline given to a request that arrives without `Keel-Deadline` or `Keel-Timeout-Ms` (default 10 000). */
   readonly defaultTimeoutMs?: number;
   /** Delay before redelivering a failed durable event, multiplied by the attempt number (default 1 000 ms). */
@@ -122,6 +129,7 @@ export const DEFAULT_NATS_TRANSPORT_OPTIONS = {
   name: 'keel',
   connectTimeoutMs: 5_000,
   reconnectTimeWaitMs: 1_000,
+  reconnectGraceMs: 1_000,
   defaultTimeoutMs: 10_000,
   redeliveryDelayMs: 1_000,
   maxRedeliveryDelayMs: 60_000,
@@ -158,6 +166,12 @@ const TIMEOUT = `must be a number of milliseconds above 0 and at most ${MAX_TIME
 /** Milliseconds that end up in a timer, which `setTimeout` fires at once beyond `MAX_TIMEOUT_MS`. */
 const timeout = () =>
   z.number({ error: TIMEOUT }).refine((value) => Number.isFinite(value) && value > 0 && value <= MAX_TIMEOUT_MS, TIMEOUT).optional();
+
+const GRACE = `must be a number of milliseconds, 0 or more and at most ${MAX_TIMEOUT_MS}`;
+
+/** Milliseconds of a wait that may be none. */
+const grace = () =>
+  z.number({ error: GRACE }).refine((value) => Number.isFinite(value) && value >= 0 && value <= MAX_TIMEOUT_MS, GRACE).optional();
 
 const MAX_AGE = 'must be a number of milliseconds above 0';
 
@@ -209,6 +223,7 @@ const NatsTransportOptionsSchema = z
     inboxPrefix: z.string({ error: INBOX_PREFIX }).refine(isValidPrefix, INBOX_PREFIX).optional(),
     connectTimeoutMs: timeout(),
     reconnectTimeWaitMs: timeout(),
+    reconnectGraceMs: grace(),
     defaultTimeoutMs: timeout(),
     redeliveryDelayMs: timeout(),
     maxRedeliveryDelayMs: timeout(),
