@@ -11,6 +11,19 @@ import { OK_OUTCOME, outcomeOf, type KernelObserver } from './observer.js';
 import { RemoteFailure, type OperationAddress, type Transport } from './transport.js';
 import { directCaller } from './local.js';
 import { validPrincipal, type Principal, type PrincipalSchema } from './principal.js';
+import {
+  DEFAULT_CALL_POLICIES,
+  HedgePolicySchema,
+  RetryPolicySchema,
+  resolveHedge,
+  resolveRetry,
+  type HedgePolicy,
+  type ResolvedHedge,
+  type ResolvedRetry,
+  type RetryPolicy,
+} from './call-policy.js';
+import type { CircuitBreakers } from './circuit-breaker.js';
+import { LatencyWindow, ResilientCall, healthyOutcome, worthRetrying, type CallPlan, type SendAttempt } from './resilient-call.js';
 
 /**
  * Options of one call.
@@ -51,6 +64,15 @@ export interface CallOptions {
    * before the call is made. The HTTP gateway passes what its `authenticate` hook returned.
    */
   readonly principal?: Principal;
+  /**
+   * This call's retry policy, over the operation's and the kernel's (`false`: one attempt
+   * only). Retries stay inside the call's deadline, and only failures that prove the request
+   * was not processed are retried, or, for an idempotent operation or a call with an
+   * `idempotencyKey`, failures whose outcome is unknown.
+   */
+  readonly retry?: RetryPolicy | false;
+  /** This call's hedging, over the operation's (`false`: none). Only for idempotent operations. */
+  readonly hedge?: HedgePolicy | false;
 }
 
 /**
@@ -89,6 +111,12 @@ export interface ClientOptions {
   readonly observers?: readonly KernelObserver[];
   /** The application's principal schema, which checks a `principal` call option (the kernel's `principal` option). */
   readonly principal?: PrincipalSchema | undefined;
+  /** Retry policy of operations that declare none (default {@link DEFAULT_CALL_POLICIES}`.retry`; `false`: never retry). */
+  readonly retry?: RetryPolicy | false;
+  /** Hedging of idempotent operations that declare none (default: none). */
+  readonly hedge?: HedgePolicy | false;
+  /** The circuit breakers of the calling process, one per dependency, shared by its clients (the kernel passes its own). Default: none. */
+  readonly circuitBreakers?: CircuitBreakers;
 }
 
 /**
@@ -129,11 +157,27 @@ export function createClient<C extends AnyContract>(
 ): Client<C> {
   const caller = options.caller ?? EXTERNAL_CALLER;
   const client: Record<string, unknown> = {};
+  const retry = resolveRetry(DEFAULT_CALL_POLICIES.retry, options.retry);
+  const hedge = resolveHedge(undefined, options.hedge);
   for (const [name, definition] of Object.entries(contract.operations)) {
-    const call = makeCall(contract, name, definition, transport, caller, options.defaultTimeoutMs, options.principal);
+    const policies: CallPolicies = {
+      retry: resolveRetry(retry, definition.retry),
+      hedge: definition.idempotent ? resolveHedge(hedge, definition.hedge) : undefined,
+      breakers: options.circuitBreakers,
+      observers: options.observers,
+    };
+    const call = makeCall(contract, name, definition, transport, caller, options.defaultTimeoutMs, options.principal, policies);
     client[name] = options.observers ? observeCall(call, contract.name, name, transport.name, caller, options.observers) : call;
   }
   return Object.freeze(client) as Client<C>;
+}
+
+/** An operation's recovery policies, decided when its client is built. */
+interface CallPolicies {
+  readonly retry: ResolvedRetry;
+  readonly hedge: ResolvedHedge | undefined;
+  readonly breakers: CircuitBreakers | undefined;
+  readonly observers: readonly KernelObserver[] | undefined;
 }
 
 function makeCall(
@@ -144,6 +188,7 @@ function makeCall(
   caller: string,
   defaultTimeoutMs: number,
   principalSchema: PrincipalSchema | undefined,
+  policies: CallPolicies,
 ): (input: unknown, options?: CallOptions) => Promise<unknown> {
   const address: OperationAddress = Object.freeze({ contract: contract.name, version: contract.version, operation: name });
   const errorsByCode = new Map<string, AnyErrorClass>(definition.errors.map((error) => [error.code, error]));
@@ -161,6 +206,11 @@ function makeCall(
     );
   };
   const direct = directCaller(transport);
+  const { retry, hedge } = policies;
+  const breaker = policies.breakers?.of(contract.name);
+  const idempotent = definition.idempotent;
+  /** Calls that do not start on the fast path: hedged, or timing out their attempts. */
+  const alwaysPlanned = hedge !== undefined || retry.attemptTimeoutMs !== undefined;
 
   const checkOutput = (output: unknown, context: CallContext): unknown => {
     const checked = outputSchema.safeParse(output);
@@ -171,6 +221,46 @@ function makeCall(
         'Caller and callee disagree on the contract; deploy matching versions.',
       { correlationId: context.correlationId, details: { issues: checked.error.issues } },
     ));
+  };
+
+  /** One attempt, no retry: what every attempt a {@link ResilientCall} makes goes through. */
+  const send: SendAttempt = direct
+    ? (input, context, signal) => direct(address, input, context, signal, rebuild)
+    : (input, context, signal) => {
+        let pending: Promise<unknown>;
+        try {
+          pending = transport.call(address, input, context, signal ? { signal } : undefined);
+        } catch (error) {
+          return Promise.reject(rebuild(error, context));
+        }
+        return pending.then(
+          validateOutput ? (output) => checkOutput(output, context) : undefined,
+          (error: unknown) => {
+            throw rebuild(error, context);
+          },
+        );
+      };
+  const plan: CallPlan = {
+    address,
+    label,
+    caller,
+    transport: transport.name,
+    idempotent,
+    send,
+    breaker,
+    latencies: new LatencyWindow(),
+    observers: policies.observers,
+  };
+  /**
+   * The failure of a call's first attempt made on the fast path: the caller's error, or the
+   * retry that it is worth (a promise). Counted by the breaker here, since the fast path has
+   * no hook for it.
+   */
+  const recover = (error: unknown, context: CallContext, input: unknown, signal: AbortSignal | undefined): unknown => {
+    const rebuilt = rebuild(error, context);
+    if (breaker !== undefined && !healthyOutcome(rebuilt)) breaker.failed(Date.now());
+    if (retry.maxAttempts < 2 || !worthRetrying(rebuilt, idempotent, context.idempotencyKey !== undefined)) return rebuilt;
+    return new ResilientCall(plan, input, context, signal, retry, undefined, 1).continueAfter(rebuilt);
   };
 
   // Not an async function: an in-process call to a synchronous handler costs two promises.
@@ -230,21 +320,37 @@ function makeCall(
         ),
       );
     }
+    const signal = options?.signal;
+    if (alwaysPlanned || options?.retry !== undefined || options?.hedge !== undefined || (breaker !== undefined && breaker.state !== 'closed')) {
+      return planned(parsed.data, context, options);
+    }
+    breaker?.admit(now);
     // The in-process transport settles the call and rebuilds its failure itself: no promise of ours.
-    if (direct !== undefined) return direct(address, parsed.data, context, options?.signal, rebuild);
+    if (direct !== undefined) return direct(address, parsed.data, context, signal, recover);
     let pending: Promise<unknown>;
     try {
-      pending = transport.call(address, parsed.data, context, options?.signal ? { signal: options.signal } : undefined);
+      pending = transport.call(address, parsed.data, context, signal ? { signal } : undefined);
     } catch (error) {
-      return Promise.reject(rebuild(error, context));
+      return rejectedOrRetried(recover(error, context, parsed.data, signal));
     }
     return pending.then(
       validateOutput ? (output) => checkOutput(output, context) : undefined,
-      (error: unknown) => {
-        throw rebuild(error, context);
-      },
+      (error: unknown) => rejectedOrRetried(recover(error, context, parsed.data, signal)),
     );
   };
+
+  /** A call made by a {@link ResilientCall} from its first attempt, with this call's policy overrides. */
+  function planned(input: unknown, context: CallContext, options: CallOptions | undefined): Promise<unknown> {
+    let callRetry = retry;
+    let callHedge = hedge;
+    if (options?.retry !== undefined || options?.hedge !== undefined) {
+      const refused = refusedPolicyOption(options, label, idempotent);
+      if (refused !== undefined) return Promise.reject(markCallError(refused));
+      callRetry = resolveRetry(retry, options.retry);
+      callHedge = resolveHedge(hedge, options.hedge);
+    }
+    return new ResilientCall(plan, input, context, options?.signal, callRetry, callHedge, 0).start();
+  }
 }
 
 function observeCall(
@@ -281,6 +387,26 @@ function observeCall(
     );
   };
   return (input, options) => (observers.length === 0 ? call(input, options) : observed(input, options));
+}
+
+/** A failure as a rejected promise, or the retry made of it. */
+function rejectedOrRetried(recovered: unknown): Promise<unknown> {
+  return recovered instanceof Promise ? recovered : Promise.reject(recovered);
+}
+
+/** The error for a `retry` or `hedge` call option that is not a policy, or a hedge where repeating is not safe. */
+function refusedPolicyOption(options: CallOptions, label: string, idempotent: boolean): KeelError | undefined {
+  const problems: string[] = [];
+  for (const [field, schema] of [['retry', RetryPolicySchema], ['hedge', HedgePolicySchema]] as const) {
+    if (options[field] === undefined) continue;
+    const checked = schema.safeParse(options[field]);
+    if (!checked.success) problems.push(...checked.error.issues.map((issue) => `${[field, ...issue.path].join('.')} ${issue.message}`));
+  }
+  if (options.hedge !== undefined && options.hedge !== false && !idempotent) {
+    problems.push(`hedge needs an idempotent operation, and ${label} is not one (hedging sends the same call more than once)`);
+  }
+  if (problems.length === 0) return undefined;
+  return new KeelError(KeelErrorCode.INVALID_INPUT, `Call options for ${label}: ${problems.join('; ')}.`);
 }
 
 /** The error for an `idempotencyKey` option that could not cross every transport unchanged. */

@@ -40,6 +40,11 @@ export interface CallContext {
    * handler emits. `undefined` for an anonymous call. Typed by registering it (`Register`).
    */
   readonly principal?: Principal | undefined;
+  /**
+   * Which attempt of its call this is, when the caller sent the call more than once (a retry
+   * or a hedge, `2` and up); `undefined` on a first attempt. Never inherited by nested calls.
+   */
+  readonly callAttempt?: number | undefined;
 }
 
 /**

@@ -3,6 +3,7 @@
  * its request/reply operations and its events. Callers are typed by `z.input`, handlers by
  * `z.output`; nothing is generated.
  */
+import { checkOperationPolicies, type HedgePolicy, type RetryPolicy } from './call-policy.js';
 import { z } from 'zod';
 import { KeelError, KeelErrorCode, type AnyErrorClass } from './errors.js';
 import { checkAuth, type OperationAuth } from './principal.js';
@@ -56,6 +57,10 @@ export interface OperationDefinition<
   readonly description: string | undefined;
   /** Who may call it: `'required'`, a predicate, or `undefined` (anyone, with or without a principal). */
   readonly auth: OperationAuth<z.output<Input>> | undefined;
+  /** How its callers retry it, over the kernel's default; `undefined`: the kernel's default. */
+  readonly retry: RetryPolicy | false | undefined;
+  /** How its callers hedge it (idempotent operations only); `undefined`: the kernel's default, none unless set. */
+  readonly hedge: HedgePolicy | false | undefined;
 }
 
 /**
@@ -271,6 +276,19 @@ export interface OperationSpec<
    * part of what they are promised.
    */
   readonly auth?: OperationAuth<z.output<Input>>;
+  /**
+   * How callers retry a failed call, inside its deadline (default: the kernel's `retry`, which
+   * retries only what was certainly not processed). `attemptTimeoutMs` lets a call try again
+   * when one attempt hangs; repeating a call whose outcome is unknown needs `idempotent: true`
+   * or an idempotency key. `false`: never retry.
+   */
+  readonly retry?: RetryPolicy | false;
+  /**
+   * Hedging, for idempotent operations: while no answer has come, callers send another attempt
+   * after `delayMs` (or at a `percentile` of the latencies seen), and the first answer wins.
+   * It routes around a slow or frozen instance.
+   */
+  readonly hedge?: HedgePolicy | false;
 }
 
 /**
@@ -298,6 +316,7 @@ export function operation<
     );
   }
   checkAuth(spec.auth, 'operation');
+  checkOperationPolicies(spec);
   return Object.freeze({
     kind: 'operation' as const,
     input: spec.input,
@@ -307,6 +326,8 @@ export function operation<
     timeoutMs: spec.timeoutMs,
     description: spec.description,
     auth: spec.auth,
+    retry: spec.retry,
+    hedge: spec.hedge,
   });
 }
 

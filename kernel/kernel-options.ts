@@ -13,6 +13,7 @@ import type { DatabaseEngine } from './database.js';
 import { checkPrincipalSchema, type PrincipalSchema } from './principal.js';
 import type { Transport } from './transport.js';
 import { loggerOption, parseOptions } from './options.js';
+import { CircuitBreakerPolicySchema, HedgePolicySchema, RetryPolicySchema, type CircuitBreakerPolicy, type HedgePolicy, type RetryPolicy } from './call-policy.js';
 
 /**
  * Which modules this process hosts, and how it reaches the others.
@@ -93,6 +94,20 @@ export interface KernelOptions {
    * refused. Give every process of the application the same schema.
    */
   readonly principal?: PrincipalSchema;
+  /**
+   * How calls made from this process retry, when their operation declares no `retry` (default
+   * `DEFAULT_CALL_POLICIES.retry`: 3 attempts, for failures that prove the request was not
+   * processed; `false`: never retry). Retries stay inside each call's deadline.
+   */
+  readonly retry?: RetryPolicy | false;
+  /** Hedging of every idempotent operation that declares none (default: none). */
+  readonly hedge?: HedgePolicy | false;
+  /**
+   * The circuit breaker of each dependency (each contract called from this process; default
+   * `DEFAULT_CALL_POLICIES.circuitBreaker`; `false`: none). Its state is in `kernel.status()`,
+   * `keel status` and the gateway's `/metrics`.
+   */
+  readonly circuitBreaker?: CircuitBreakerPolicy | false;
 }
 
 /**
@@ -148,6 +163,9 @@ const KernelOptionsSchema = z
         error: 'must be a zod schema of the principal, such as z.object({ sub: z.string(), roles: z.array(z.string()) })',
       })
       .optional(),
+    retry: RetryPolicySchema.optional(),
+    hedge: HedgePolicySchema.optional(),
+    circuitBreaker: CircuitBreakerPolicySchema.optional(),
   })
   .strict();
 

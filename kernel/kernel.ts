@@ -7,6 +7,8 @@
 import 'reflect-metadata';
 import { Container } from 'inversify';
 import { isContract, type AnyContract } from './contract.js';
+import { DEFAULT_CALL_POLICIES } from './call-policy.js';
+import { CircuitBreakers, type CircuitStatus } from './circuit-breaker.js';
 import { createClient, type Client } from './client.js';
 import { KeelError, KeelErrorCode } from './errors.js';
 import { checkGraph, hostedModules, topologyError } from './graph.js';
@@ -40,6 +42,8 @@ export interface KernelStatus {
   /** Modules of the manifest reached through the transport. */
   readonly remote: readonly string[];
   readonly transports: readonly TransportStatus[];
+  /** The circuit breaker of each dependency this process has called. */
+  readonly circuits: readonly CircuitStatus[];
 }
 
 /**
@@ -134,6 +138,7 @@ class KernelImpl implements Kernel {
   readonly #hostedNames: ReadonlySet<string>;
   readonly #clients = new Map<string, Client<AnyContract>>();
   readonly #observers: KernelObserver[] = [];
+  readonly #breakers: CircuitBreakers;
   #stopping: Promise<void> | undefined;
   #starting: Promise<void> | undefined;
 
@@ -145,6 +150,12 @@ class KernelImpl implements Kernel {
     this.#hostedNames = new Set(hosted.map((module) => module.name));
     this.#logger = options.logger ?? createLogger();
     this.#local = createLocalTransport({ logger: this.#logger });
+    const breakerPolicy = options.circuitBreaker === false ? undefined : { ...DEFAULT_CALL_POLICIES.circuitBreaker, ...options.circuitBreaker };
+    this.#breakers = new CircuitBreakers(breakerPolicy, (breaker) => {
+      const { dependency, state, attempts, failures } = breaker.status();
+      if (state === 'open') this.#logger.warn({ dependency, attempts, failures }, `circuit breaker for ${dependency} opened: calls to it fail at once with UNAVAILABLE for a while`);
+      else this.#logger.info({ dependency }, `circuit breaker for ${dependency} is ${state}`);
+    });
     const services = {
       root: new Container(),
       local: this.#local,
@@ -242,6 +253,7 @@ class KernelImpl implements Kernel {
       })),
       remote: this.modules.map((module) => module.name).filter((name) => !this.#hostedNames.has(name)),
       transports: [this.#local.status(), ...(this.#remote ? [this.#remote.status()] : [])],
+      circuits: this.#breakers.status(),
     };
   }
 
@@ -279,6 +291,9 @@ class KernelImpl implements Kernel {
         defaultTimeoutMs: this.#options.defaultTimeoutMs,
         observers: this.#observers,
         principal: this.#options.principal,
+        retry: this.#options.retry,
+        hedge: this.#options.hedge,
+        circuitBreakers: this.#breakers,
       });
       this.#clients.set(key, client);
     }

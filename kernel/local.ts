@@ -92,8 +92,17 @@ const LocalTransportOptionsSchema = z
   })
   .strict();
 
-/** Turns a call's failure into what the caller sees: the kernel's client passes its own. */
-export type Rebuild = (error: unknown, context: CallContext) => unknown;
+/**
+ * Turns a call's failure into what the caller sees: the kernel's client passes its own. It may
+ * answer with a promise instead of an error, when it sends the call again (a retry): the call
+ * then settles as that promise does.
+ */
+export type Rebuild = (error: unknown, context: CallContext, input: unknown, signal: AbortSignal | undefined) => unknown;
+
+/** A rejected promise of what `rebuild` made of a failure, or the retry it started. */
+function failed(rebuilt: unknown): Promise<unknown> {
+  return rebuilt instanceof Promise ? rebuilt : Promise.reject(rebuilt);
+}
 
 function asIs(error: unknown): unknown {
   return error;
@@ -125,6 +134,7 @@ class LocalCall implements Answer, DeadlineEntry {
     readonly deadlines: DeadlineScheduler,
     public address: OperationAddress,
     public context: CallContext,
+    public input: unknown,
     public signal: AbortSignal | undefined,
     public rebuild: Rebuild,
   ) {
@@ -132,9 +142,10 @@ class LocalCall implements Answer, DeadlineEntry {
   }
 
   /** Makes a call settled synchronously ready for the next one (see LocalTransport's #spare). */
-  reuse(address: OperationAddress, context: CallContext, signal: AbortSignal | undefined, rebuild: Rebuild): this {
+  reuse(address: OperationAddress, context: CallContext, input: unknown, signal: AbortSignal | undefined, rebuild: Rebuild): this {
     this.address = address;
     this.context = context;
+    this.input = input;
     this.signal = signal;
     this.rebuild = rebuild;
     this.deadline = context.deadline;
@@ -190,8 +201,14 @@ class LocalCall implements Answer, DeadlineEntry {
     this.state = state;
     if (fromHandler) this.deadlines.delete(this);
     if (this.onAbort) this.signal?.removeEventListener('abort', this.onAbort);
-    if (state === SUCCEEDED) this.resolve(outcome);
-    else this.reject(this.rebuild(outcome, this.context));
+    if (state === SUCCEEDED) {
+      this.resolve(outcome);
+      return;
+    }
+    const rebuilt = this.rebuild(outcome, this.context, this.input, this.signal);
+    // A retry the client started: the caller's promise follows it.
+    if (rebuilt instanceof Promise) this.resolve(rebuilt);
+    else this.reject(rebuilt);
   }
 }
 
@@ -250,24 +267,25 @@ class LocalTransport implements Transport {
   callRebuilding(address: OperationAddress, input: unknown, context: CallContext, signal: AbortSignal | undefined, rebuild: Rebuild): Promise<unknown> {
     const servers = this.#servers.get(address.contract);
     if (servers === undefined || servers.list.length === 0) {
-      return Promise.reject(rebuild(noRespondersError(address, context, 'in this process'), context));
+      return failed(rebuild(noRespondersError(address, context, 'in this process'), context, input, signal));
     }
     const server = servers.list[servers.next++ % servers.list.length] as Server;
-    if (signal?.aborted) return Promise.reject(rebuild(cancelledError(address, context, signal.reason), context));
+    if (signal?.aborted) return failed(rebuild(cancelledError(address, context, signal.reason), context, input, signal));
     // A call a synchronous handler settled is done with before handle returns, so its object is
     // kept for the next call: the synchronous path allocates nothing of its own. A nested call
     // (made by the handler) finds no spare and makes one.
     const spare = this.#spare;
     this.#spare = undefined;
-    const call = spare === undefined ? new LocalCall(this.#deadlines, address, context, signal, rebuild) : spare.reuse(address, context, signal, rebuild);
+    const call =
+      spare === undefined ? new LocalCall(this.#deadlines, address, context, input, signal, rebuild) : spare.reuse(address, context, input, signal, rebuild);
     server.module.handle(address, input, context, true, call);
     const { state, outcome } = call;
     if (state === RUNNING) return call.wait(server);
-    call.reuse(address, context, undefined, asIs);
+    call.reuse(address, context, undefined, undefined, asIs);
     this.#spare = call;
-    if (state === FAILED) return Promise.reject(rebuild(outcome, context));
+    if (state === FAILED) return failed(rebuild(outcome, context, input, signal));
     // A synchronous handler: it already finished, so only a blown deadline can change the outcome.
-    if (Date.now() > context.deadline) return Promise.reject(rebuild(timeoutError(address, context), context));
+    if (Date.now() > context.deadline) return failed(rebuild(timeoutError(address, context), context, input, signal));
     return Promise.resolve(outcome);
   }
 

@@ -89,11 +89,34 @@ export interface DroppedRecord {
  * });
  * ```
  */
+/**
+ * A call sent once more by its caller: a retry after a failure, or a hedge while an earlier
+ * attempt is still out.
+ *
+ * @example
+ * ```ts
+ * const observer: KernelObserver = {
+ *   callRetried: (record: RetryRecord) => console.log(`${record.contract}.${record.operation} attempt ${record.attempt} (${record.reason})`),
+ * };
+ * ```
+ */
+export interface RetryRecord {
+  readonly contract: string;
+  readonly operation: string;
+  readonly transport: string;
+  readonly caller: string;
+  /** The attempt being sent, 2 and up. */
+  readonly attempt: number;
+  readonly reason: 'retry' | 'hedge';
+}
+
 export interface KernelObserver {
   callMade?(record: CallRecord): void;
   callServed?(record: CallRecord): void;
   eventHandled?(record: EventRecord): void;
   requestDropped?(record: DroppedRecord): void;
+  /** A call was sent once more (retry or hedge): see {@link RetryRecord}. */
+  callRetried?(record: RetryRecord): void;
 }
 
 /** The code of an error for a record: its `code` when it has one, else `INTERNAL`. */

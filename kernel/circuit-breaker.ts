@@ -1,0 +1,164 @@
+/**
+ * Circuit breakers, one per dependency (a contract this process calls). Attempts and failures
+ * are counted in a sliding window of ten buckets; the breaker opens on a failure ratio, stays
+ * open for a while, then lets one probe through. Counting an attempt is two array writes, so a
+ * breaker that does not fire costs next to nothing; the ratio is judged only when one fails.
+ */
+import type { ResolvedBreaker } from './call-policy.js';
+
+/** A breaker's state, as `/metrics` and `keel status` show it. */
+export type CircuitState = 'closed' | 'open' | 'half-open';
+
+/**
+ * One dependency's breaker, as {@link Kernel.status} reports it.
+ *
+ * @example
+ * ```ts
+ * for (const circuit of kernel.status().circuits) {
+ *   if (circuit.state !== 'closed') console.warn(`${circuit.dependency} is ${circuit.state} (${circuit.failures}/${circuit.attempts} failed)`);
+ * }
+ * ```
+ */
+export interface CircuitStatus {
+  /** The contract called. */
+  readonly dependency: string;
+  readonly state: CircuitState;
+  /** Attempts in the current window. */
+  readonly attempts: number;
+  /** Failed attempts in the current window. */
+  readonly failures: number;
+  /** Times the breaker opened since the process started. */
+  readonly opened: number;
+}
+
+const BUCKETS = 10;
+
+/** What {@link CircuitBreaker.admit} answers. */
+export const Admission = { CLOSED: 0, PROBE: 1, REFUSED: 2 } as const;
+export type Admission = (typeof Admission)[keyof typeof Admission];
+
+/** One dependency's breaker. */
+export class CircuitBreaker {
+  state: CircuitState = 'closed';
+  opened = 0;
+  readonly #policy: ResolvedBreaker;
+  readonly #bucketMs: number;
+  readonly #attempts = new Array<number>(BUCKETS).fill(0);
+  readonly #failures = new Array<number>(BUCKETS).fill(0);
+  #bucket = 0;
+  #openedAt = 0;
+  #probing = false;
+
+  constructor(readonly dependency: string, policy: ResolvedBreaker, private readonly onChange: (breaker: CircuitBreaker) => void) {
+    this.#policy = policy;
+    this.#bucketMs = Math.max(1, Math.ceil(policy.windowMs / BUCKETS));
+  }
+
+  /**
+   * Asks to send one attempt at `now`: `CLOSED` (send it, counted), `PROBE` (send it and report
+   * its outcome with {@link probed}), or `REFUSED` (the breaker is open: do not send).
+   */
+  admit(now: number): Admission {
+    if (this.state === 'closed') {
+      const bucket = Math.floor(now / this.#bucketMs);
+      if (bucket !== this.#bucket) this.#roll(bucket);
+      this.#attempts[bucket % BUCKETS]! += 1;
+      return Admission.CLOSED;
+    }
+    if (this.#probing || now - this.#openedAt < this.#policy.openMs) return Admission.REFUSED;
+    this.#probing = true;
+    this.#change('half-open');
+    return Admission.PROBE;
+  }
+
+  /** An attempt admitted `CLOSED` failed in a way that says the dependency is unwell. */
+  failed(now: number): void {
+    if (this.state !== 'closed') return;
+    const bucket = Math.floor(now / this.#bucketMs);
+    if (bucket !== this.#bucket) this.#roll(bucket);
+    this.#failures[bucket % BUCKETS]! += 1;
+    let attempts = 0;
+    let failures = 0;
+    for (let index = 0; index < BUCKETS; index++) {
+      attempts += this.#attempts[index]!;
+      failures += this.#failures[index]!;
+    }
+    if (attempts >= this.#policy.minimumAttempts && failures >= this.#policy.failureRatio * attempts) this.#open(now);
+  }
+
+  /** The probe admitted with `PROBE` finished: healthy closes the breaker, unhealthy opens it again. */
+  probed(healthy: boolean, now: number): void {
+    this.#probing = false;
+    if (healthy) {
+      this.#attempts.fill(0);
+      this.#failures.fill(0);
+      this.#change('closed');
+    } else {
+      this.#open(now);
+    }
+  }
+
+  /** How long until a probe may go, for a refused call's message. */
+  retryAfterMs(now: number): number {
+    return Math.max(0, this.#openedAt + this.#policy.openMs - now);
+  }
+
+  status(): CircuitStatus {
+    this.#roll(Math.floor(Date.now() / this.#bucketMs));
+    let attempts = 0;
+    let failures = 0;
+    for (let index = 0; index < BUCKETS; index++) {
+      attempts += this.#attempts[index]!;
+      failures += this.#failures[index]!;
+    }
+    return { dependency: this.dependency, state: this.state, attempts, failures, opened: this.opened };
+  }
+
+  #open(now: number): void {
+    this.#openedAt = now;
+    this.opened += 1;
+    this.#change('open');
+  }
+
+  #change(state: CircuitState): void {
+    if (this.state === state) return;
+    this.state = state;
+    this.onChange(this);
+  }
+
+  /** Moves the window to `bucket`, emptying the buckets it passed. */
+  #roll(bucket: number): void {
+    const passed = Math.min(BUCKETS, bucket - this.#bucket);
+    for (let step = 1; step <= passed; step++) {
+      const index = (this.#bucket + step) % BUCKETS;
+      this.#attempts[index] = 0;
+      this.#failures[index] = 0;
+    }
+    if (bucket > this.#bucket) this.#bucket = bucket;
+  }
+}
+
+/** The breakers of one kernel, made on first use, one per dependency. */
+export class CircuitBreakers {
+  readonly #breakers = new Map<string, CircuitBreaker>();
+
+  constructor(
+    private readonly policy: ResolvedBreaker | undefined,
+    private readonly onChange: (breaker: CircuitBreaker) => void = () => {},
+  ) {}
+
+  /** The breaker of `dependency`, or undefined when breakers are off. */
+  of(dependency: string): CircuitBreaker | undefined {
+    if (this.policy === undefined) return undefined;
+    let breaker = this.#breakers.get(dependency);
+    if (breaker === undefined) {
+      breaker = new CircuitBreaker(dependency, this.policy, this.onChange);
+      this.#breakers.set(dependency, breaker);
+    }
+    return breaker;
+  }
+
+  status(): CircuitStatus[] {
+    return [...this.#breakers.values()].map((breaker) => breaker.status());
+  }
+}

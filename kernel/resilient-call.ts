@@ -1,0 +1,284 @@
+/**
+ * Retries and hedging of one client call, inside its one deadline. The kernel's client sends a
+ * call's first attempt itself and comes here only when that attempt failed in a way worth
+ * another (so a call that succeeds pays nothing), or when the call hedges, has a per-attempt
+ * timeout, or its dependency's breaker is not closed. Every attempt goes through the same
+ * transport call, so both transports retry and hedge identically.
+ */
+import type { ResolvedHedge, ResolvedRetry } from './call-policy.js';
+import { Admission, type CircuitBreaker } from './circuit-breaker.js';
+import type { CallContext } from './context.js';
+import { markCallError } from './envelope.js';
+import { KeelError, KeelErrorCode, isKeelError } from './errors.js';
+import type { KernelObserver } from './observer.js';
+import { cancelledError, type OperationAddress } from './transport.js';
+
+/** One attempt: resolves with the checked output, rejects with the caller-side error; never retries. */
+export type SendAttempt = (input: unknown, context: CallContext, signal: AbortSignal | undefined) => Promise<unknown>;
+
+/** Failures after which a dependency looks unwell to its circuit breaker. */
+const UNHEALTHY: ReadonlySet<string> = new Set([
+  KeelErrorCode.TIMEOUT,
+  KeelErrorCode.UNAVAILABLE,
+  KeelErrorCode.INTERRUPTED,
+  'RESOURCE_EXHAUSTED',
+]);
+
+/** True when `error` says the dependency answered or was reachable: anything but an unwell failure. */
+export function healthyOutcome(error: unknown): boolean {
+  return !(isKeelError(error) && UNHEALTHY.has(error.code) && error.details?.['circuit'] !== 'open');
+}
+
+/**
+ * True when a call that failed with `error` may be sent again: the request was certainly not
+ * processed, or its outcome is unknown and repeating it is safe (`repeatable`: an idempotent
+ * operation, or a call with an idempotency key).
+ */
+export function worthRetrying(error: unknown, repeatable: boolean, keyed: boolean): boolean {
+  if (!isKeelError(error)) return false;
+  switch (error.code) {
+    case KeelErrorCode.NO_RESPONDERS:
+      return true;
+    case KeelErrorCode.UNAVAILABLE:
+      return error.details?.['circuit'] !== 'open';
+    case KeelErrorCode.TIMEOUT:
+    case KeelErrorCode.INTERRUPTED:
+      return repeatable;
+    case KeelErrorCode.IDEMPOTENCY_KEY_IN_USE:
+      // Our own earlier attempt still runs under this key: its outcome is what a retry answers.
+      return keyed;
+    default:
+      return (error.code as string) === 'RESOURCE_EXHAUSTED';
+  }
+}
+
+/** The latencies of an operation's recent successful attempts, for hedging at a percentile. */
+export class LatencyWindow {
+  readonly #samples = new Float64Array(256);
+  #count = 0;
+  #next = 0;
+  #sinceComputed = 0;
+  #cached: number | undefined;
+
+  record(ms: number): void {
+    this.#samples[this.#next] = ms;
+    this.#next = (this.#next + 1) % this.#samples.length;
+    if (this.#count < this.#samples.length) this.#count++;
+    this.#sinceComputed++;
+  }
+
+  /** The `percentile` of what was recorded, or undefined before 20 samples; recomputed every 32 samples. */
+  value(percentile: number): number | undefined {
+    if (this.#count < 20) return undefined;
+    if (this.#cached === undefined || this.#sinceComputed >= 32) {
+      const sorted = this.#samples.slice(0, this.#count).sort();
+      this.#cached = sorted[Math.min(this.#count - 1, Math.floor((percentile / 100) * this.#count))];
+      this.#sinceComputed = 0;
+    }
+    return this.#cached;
+  }
+}
+
+/** What a {@link ResilientCall} needs of its operation: made once per operation by the client. */
+export interface CallPlan {
+  readonly address: OperationAddress;
+  readonly label: string;
+  readonly caller: string;
+  readonly transport: string;
+  readonly idempotent: boolean;
+  readonly send: SendAttempt;
+  readonly breaker: CircuitBreaker | undefined;
+  readonly latencies: LatencyWindow;
+  readonly observers: readonly KernelObserver[] | undefined;
+}
+
+/**
+ * The error a call gets at once while its dependency's breaker is open: `UNAVAILABLE`, not
+ * sent, with `details.circuit` `'open'` and `details.retryAfterMs`.
+ */
+export function circuitOpenError(plan: CallPlan, breaker: CircuitBreaker, context: CallContext, now: number): KeelError {
+  const retryAfterMs = breaker.retryAfterMs(now);
+  return markCallError(
+    new KeelError(
+      KeelErrorCode.UNAVAILABLE,
+      `${plan.label} was not sent: the circuit breaker for "${breaker.dependency}" is open, because most recent calls to it failed ` +
+        `(timeouts or unavailable). It lets one call through in ${retryAfterMs} ms. Nothing was delivered: retry later, ` +
+        'and check the health of that module (keel status).',
+      { correlationId: context.correlationId, details: { circuit: 'open', dependency: breaker.dependency, retryAfterMs } },
+    ),
+  );
+}
+
+/**
+ * One call's attempts after the first, or all of them when the call hedges or times out its
+ * attempts: sends, waits, backs off with full jitter, and settles once, with the first answer
+ * (hedging) or the last failure.
+ */
+export class ResilientCall {
+  #attempt: number;
+  #pending = 0;
+  #settled = false;
+  #lastError: unknown;
+  #timer: NodeJS.Timeout | undefined;
+  #onAbort: (() => void) | undefined;
+  #resolve: (value: unknown) => void = () => {};
+  #reject: (error: unknown) => void = () => {};
+  readonly #keyed: boolean;
+  readonly #maxAttempts: number;
+
+  constructor(
+    readonly plan: CallPlan,
+    readonly input: unknown,
+    /** The call's context: its deadline is the call's one deadline. */
+    readonly context: CallContext,
+    readonly signal: AbortSignal | undefined,
+    readonly retry: ResolvedRetry,
+    readonly hedge: ResolvedHedge | undefined,
+    /** Attempts already made (1 when the client's first attempt failed). */
+    attemptsMade: number,
+  ) {
+    this.#attempt = attemptsMade;
+    this.#keyed = context.idempotencyKey !== undefined;
+    this.#maxAttempts = hedge === undefined ? retry.maxAttempts : Math.max(hedge.maxAttempts, retry.maxAttempts);
+  }
+
+  /** Sends the first attempt now. */
+  start(): Promise<unknown> {
+    const promise = this.#promise();
+    this.#send();
+    return promise;
+  }
+
+  /** Goes on after the client's own first attempt failed with `error`: a retry after a backoff, or that error. */
+  continueAfter(error: unknown): Promise<unknown> {
+    const promise = this.#promise();
+    this.#failed(error);
+    return promise;
+  }
+
+  #promise(): Promise<unknown> {
+    return new Promise<unknown>((resolve, reject) => {
+      this.#resolve = resolve;
+      this.#reject = reject;
+    });
+  }
+
+  #send(): void {
+    this.#timer = undefined;
+    if (this.#settled) return;
+    const { plan, context } = this;
+    const now = Date.now();
+    if (this.signal?.aborted) return this.#fail(cancelledError(plan.address, context, this.signal.reason));
+    if (context.deadline - now < 1) return this.#fail(this.#lastError);
+    const breaker = plan.breaker;
+    const admission = breaker === undefined ? Admission.CLOSED : breaker.admit(now);
+    if (admission === Admission.REFUSED) {
+      if (this.#pending === 0) this.#fail(circuitOpenError(plan, breaker as CircuitBreaker, context, now));
+      return;
+    }
+    const attempt = ++this.#attempt;
+    if (attempt > 1) {
+      for (const observer of plan.observers ?? []) {
+        observer.callRetried?.({
+          contract: plan.address.contract,
+          operation: plan.address.operation,
+          caller: plan.caller,
+          transport: plan.transport,
+          attempt,
+          reason: this.hedge !== undefined && this.#pending > 0 ? 'hedge' : 'retry',
+        });
+      }
+    }
+    const timeout = this.retry.attemptTimeoutMs;
+    const deadline = timeout !== undefined && this.hedge === undefined ? Math.min(context.deadline, now + timeout) : context.deadline;
+    const attemptContext: CallContext = { ...context, deadline, callAttempt: attempt };
+    this.#pending++;
+    const started = performance.now();
+    let sent: Promise<unknown>;
+    try {
+      sent = plan.send(this.input, attemptContext, this.signal);
+    } catch (error) {
+      sent = Promise.reject(error);
+    }
+    sent.then(
+      (output) => {
+        this.#pending--;
+        if (admission === Admission.PROBE) breaker?.probed(true, Date.now());
+        plan.latencies.record(performance.now() - started);
+        if (this.#settled) return;
+        this.#settle();
+        this.#resolve(output);
+      },
+      (error: unknown) => {
+        this.#pending--;
+        if (breaker !== undefined) {
+          const healthy = healthyOutcome(error);
+          if (admission === Admission.PROBE) breaker.probed(healthy, Date.now());
+          else if (!healthy) breaker.failed(Date.now());
+        }
+        if (!this.#settled) this.#failed(error);
+      },
+    );
+    const hedge = this.hedge;
+    if (hedge !== undefined && attempt < hedge.maxAttempts) {
+      const delay = (hedge.percentile === undefined ? undefined : plan.latencies.value(hedge.percentile)) ?? 0;
+      this.#later(Math.max(hedge.delayMs, delay));
+    }
+  }
+
+  /** An attempt failed (the call is not settled yet). */
+  #failed(error: unknown): void {
+    this.#lastError = error;
+    if (!worthRetrying(error, this.plan.idempotent, this.#keyed) || this.#attempt >= this.#maxAttempts) {
+      // A real answer settles the call; a failure worth retrying waits for a hedge still out.
+      if (this.#pending === 0 || !worthRetrying(error, this.plan.idempotent, this.#keyed)) this.#fail(error);
+      return;
+    }
+    if (this.#pending > 0) {
+      // Hedging: another attempt is out; send the next one now rather than at the hedge delay.
+      clearTimeout(this.#timer);
+      this.#send();
+      return;
+    }
+    const ceiling = Math.min(this.retry.maxBackoffMs, this.retry.backoffMs * 2 ** Math.max(0, this.#attempt - 1));
+    const delay = Math.random() * ceiling;
+    if (Date.now() + delay >= this.context.deadline - 1) return this.#fail(error);
+    clearTimeout(this.#timer);
+    this.#later(delay);
+  }
+
+  #later(delayMs: number): void {
+    this.#timer = setTimeout(() => this.#send(), delayMs);
+    const signal = this.signal;
+    if (signal !== undefined && this.#onAbort === undefined) {
+      this.#onAbort = () => {
+        if (this.#pending === 0) this.#fail(cancelledError(this.plan.address, this.context, signal.reason));
+      };
+      signal.addEventListener('abort', this.#onAbort, { once: true });
+    }
+  }
+
+  #fail(error: unknown): void {
+    if (this.#settled) return;
+    this.#settle();
+    this.#reject(withAttempts(error, this.#attempt));
+  }
+
+  #settle(): void {
+    this.#settled = true;
+    clearTimeout(this.#timer);
+    if (this.#onAbort !== undefined) this.signal?.removeEventListener('abort', this.#onAbort);
+  }
+}
+
+/** A framework error of a call that made several attempts says how many, in its message and `details.attempts`. */
+function withAttempts(error: unknown, attempts: number): unknown {
+  if (attempts < 2 || !(error instanceof KeelError) || error.details?.['circuit'] === 'open') return error;
+  return markCallError(
+    new KeelError(error.code, `${error.message} (${attempts} attempts)`, {
+      correlationId: error.correlationId,
+      details: { ...error.details, attempts },
+      cause: error.cause,
+    }),
+  );
+}
