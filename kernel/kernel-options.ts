@@ -12,7 +12,9 @@ import type { DeadLetter } from './subscription.js';
 import type { DatabaseEngine } from './database.js';
 import { checkPrincipalSchema, type PrincipalSchema } from './principal.js';
 import type { Transport } from './transport.js';
-import { loggerOption, parseOptions } from './options.js';
+import { definedOnly, loggerOption, parseOptions } from './options.js';
+import { KeelError, KeelErrorCode } from './errors.js';
+import { DEFAULT_BULKHEAD_LIMITS, type BulkheadLimits } from './bulkhead.js';
 
 /**
  * Which modules this process hosts, and how it reaches the others.
@@ -93,6 +95,27 @@ export interface KernelOptions {
    * refused. Give every process of the application the same schema.
    */
   readonly principal?: PrincipalSchema;
+  /**
+   * Each hosted module's bulkhead: at most `maxConcurrent` handler runs at once per module in
+   * this process (on every transport together), then a FIFO queue of at most `maxQueued` calls;
+   * a call past that is refused at once with `RESOURCE_EXHAUSTED` (nothing ran; HTTP 429 with
+   * `Retry-After`). A queued call whose deadline passes is never started (`TIMEOUT`). Default
+   * `{ maxConcurrent: 1024, maxQueued: 4096 }`, far above what a healthy module meets; a field
+   * left out keeps its default. `false` (or `maxConcurrent: Infinity`) turns it off. See
+   * docs/resilience.md ("Bulkhead").
+   */
+  readonly bulkhead?: Partial<BulkheadLimits> | false;
+  /**
+   * Per-module overrides of {@link KernelOptions.bulkhead}, by module name: a field left out
+   * takes the kernel-wide value, `false` turns that module's bulkhead off. Every name must be a
+   * module of the manifest (a module hosted elsewhere is allowed, so that every process can
+   * share one configuration).
+   *
+   * ```ts
+   * createKernel({ modules, bulkhead: { maxQueued: 256 }, bulkheads: { payments: { maxConcurrent: 16 }, catalog: false } });
+   * ```
+   */
+  readonly bulkheads?: Readonly<Record<string, Partial<BulkheadLimits> | false>>;
 }
 
 /**
@@ -110,6 +133,7 @@ export const DEFAULT_KERNEL_OPTIONS = {
   eventTimeoutMs: 30_000,
   maxDeliveryAttempts: 5,
   drainTimeoutMs: 30_000,
+  bulkhead: DEFAULT_BULKHEAD_LIMITS,
 } as const satisfies Partial<KernelOptions>;
 
 const milliseconds = (what: string) =>
@@ -118,6 +142,26 @@ const milliseconds = (what: string) =>
     .refine((value) => Number.isFinite(value) && value > 0 && value <= MAX_TIMEOUT_MS, `must be ${what}`);
 
 const TIMEOUT = `a number of milliseconds above 0 and at most ${MAX_TIMEOUT_MS}`;
+
+const wholeOrInfinity = (value: unknown, least: number): boolean =>
+  value === Number.POSITIVE_INFINITY || (Number.isSafeInteger(value) && (value as number) >= least);
+const MAX_CONCURRENT = 'must be a whole number of handler runs, 1 or more, or Infinity (no limit)';
+const MAX_QUEUED = 'must be a whole number of calls, 0 (refuse at once) or more, or Infinity (never refuse)';
+const bulkheadLimits = z
+  .union(
+    [
+      z.literal(false),
+      z
+        .object({
+          // z.number() refuses Infinity, which turns a limit off here.
+          maxConcurrent: z.unknown().refine((value) => wholeOrInfinity(value, 1), MAX_CONCURRENT).optional(),
+          maxQueued: z.unknown().refine((value) => wholeOrInfinity(value, 0), MAX_QUEUED).optional(),
+        })
+        .strict(),
+    ],
+    { error: 'must be false (no bulkhead) or { maxConcurrent, maxQueued }' },
+  )
+  .optional();
 
 const KernelOptionsSchema = z
   .object({
@@ -143,6 +187,8 @@ const KernelOptionsSchema = z
         { error: 'must be a DatabaseEngine, such as createPGliteDatabase() or createPostgresDatabase({ url }), or a function of a module name returning one' },
       )
       .optional(),
+    bulkhead: bulkheadLimits,
+    bulkheads: z.record(z.string(), bulkheadLimits, { error: 'must be an object of bulkheads by module name' }).optional(),
     principal: z
       .custom((value) => typeof value === 'object' && value !== null && '_zod' in value, {
         error: 'must be a zod schema of the principal, such as z.object({ sub: z.string(), roles: z.array(z.string()) })',
@@ -164,5 +210,35 @@ const KernelOptionsSchema = z
 export function parseKernelOptions<D extends Partial<KernelOptions>>(options: KernelOptions, defaults: D): KernelOptions & D {
   const given = parseOptions('createKernel', KernelOptionsSchema, options);
   if (given.principal !== undefined) checkPrincipalSchema(given.principal);
+  if (given.bulkheads !== undefined) {
+    const names = (given.modules ?? []).map((module) => (module as { name?: unknown } | undefined)?.name);
+    const unknown = Object.keys(given.bulkheads).filter((name) => !names.includes(name));
+    if (unknown.length > 0) {
+      throw new KeelError(
+        KeelErrorCode.INVALID_CONFIG,
+        `createKernel: ${unknown.map((name) => `bulkheads.${name}`).join(', ')} ${unknown.length > 1 ? 'name' : 'names'} no module of the manifest ` +
+          `(its modules: ${names.map(String).join(', ') || 'none'}); use a module's name.`,
+      );
+    }
+  }
   return { ...defaults, ...(given as unknown as KernelOptions) };
+}
+
+/**
+ * The bulkhead limits of `module`: its entry in `bulkheads` over the kernel-wide `bulkhead` over
+ * the defaults, field by field; undefined when its bulkhead is off (`false`, or
+ * `maxConcurrent: Infinity`).
+ *
+ * @example
+ * ```ts
+ * bulkheadLimitsOf({ modules, bulkheads: { payments: { maxConcurrent: 16 } } }, 'payments'); // { maxConcurrent: 16, maxQueued: 4096 }
+ * ```
+ */
+export function bulkheadLimitsOf(options: Pick<KernelOptions, 'bulkhead' | 'bulkheads'>, module: string): BulkheadLimits | undefined {
+  const wide = options.bulkhead;
+  const own = options.bulkheads?.[module];
+  if (wide === false && own === undefined) return undefined;
+  if (own === false) return undefined;
+  const limits = { ...DEFAULT_BULKHEAD_LIMITS, ...definedOnly(wide === false ? {} : (wide ?? {})), ...definedOnly(own ?? {}) };
+  return limits.maxConcurrent === Number.POSITIVE_INFINITY ? undefined : limits;
 }
