@@ -187,13 +187,13 @@ const KernelOptionsSchema = z
         { error: 'must be a DatabaseEngine, such as createPGliteDatabase() or createPostgresDatabase({ url }), or a function of a module name returning one' },
       )
       .optional(),
-    bulkhead: bulkheadLimits,
-    bulkheads: z.record(z.string(), bulkheadLimits, { error: 'must be an object of bulkheads by module name' }).optional(),
     principal: z
       .custom((value) => typeof value === 'object' && value !== null && '_zod' in value, {
         error: 'must be a zod schema of the principal, such as z.object({ sub: z.string(), roles: z.array(z.string()) })',
       })
       .optional(),
+    bulkhead: bulkheadLimits,
+    bulkheads: z.record(z.string(), bulkheadLimits, { error: 'must be an object of bulkheads by module name' }).optional(),
   })
   .strict();
 
