@@ -3,8 +3,8 @@
  * on every transport together; further calls wait their turn in a FIFO queue of at most
  * `maxQueued`; past that a call is refused at once (`RESOURCE_EXHAUSTED`, nothing ran). One
  * module flooded with slow calls then holds its own slots, not the whole process's memory and
- * event loop. The answer pipeline (served.ts) decides what a run is and how a refused, expired
- * or closed call is answered; this file only counts and queues.
+ * event loop. The answer pipeline (served.ts) decides what a run is and answers a refused,
+ * expired or closed call; this file counts and queues, and words the two refusals it causes.
  *
  * ```text
  * enter() ── a slot free ──▶ true: run now (one comparison, no allocation: the hot path)
@@ -15,7 +15,10 @@
  * close() (the module stops) ─▶ each queued call's closed(): never started; nothing starts again
  * ```
  */
+import type { CallContext } from './context.js';
 import { DeadlineScheduler, type DeadlineEntry } from './deadline.js';
+import { KeelErrorCode } from './errors.js';
+import { RemoteFailure } from './transport.js';
 
 /**
  * Limits of one module's bulkhead. `maxConcurrent: Infinity` turns the limit off (the module
@@ -197,4 +200,30 @@ export class Bulkhead {
     node.next = undefined;
     this.queued -= 1;
   }
+}
+
+/** What a call refused by a full bulkhead is answered: `RESOURCE_EXHAUSTED`, nothing ran. */
+export function exhaustedFailure(contract: string, operation: string, bulkhead: Bulkhead, context: CallContext): RemoteFailure {
+  const { module, maxConcurrent, maxQueued } = bulkhead;
+  return new RemoteFailure({
+    type: 'keel',
+    code: KeelErrorCode.RESOURCE_EXHAUSTED,
+    message:
+      `${contract}.${operation} was not run: module "${module}" is at its concurrency limit (${maxConcurrent} running) ` +
+      `and its queue is full (${maxQueued} waiting). Nothing ran: retry after a short backoff, or add instances.`,
+    correlationId: context.correlationId,
+    details: { module, maxConcurrent, maxQueued },
+  });
+}
+
+/** What a call still queued when its module stopped is answered: `UNAVAILABLE`, nothing ran. */
+export function stoppedFailure(contract: string, operation: string, context: CallContext): RemoteFailure {
+  return new RemoteFailure({
+    type: 'keel',
+    code: KeelErrorCode.UNAVAILABLE,
+    message:
+      `${contract}.${operation} was not run: module "${contract}" stopped while the call waited for a free slot. ` +
+      'Nothing ran: retry, another instance may serve it.',
+    correlationId: context.correlationId,
+  });
 }

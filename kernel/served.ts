@@ -6,7 +6,7 @@
 import { majorOf, type AnyContract, type AnyOperation } from './contract.js';
 import { runWithContext, type CallContext } from './context.js';
 import { toRemoteFailure } from './envelope.js';
-import type { Bulkhead, WaitingCall } from './bulkhead.js';
+import { exhaustedFailure, stoppedFailure, type Bulkhead, type WaitingCall } from './bulkhead.js';
 import { inputHash, type Claim, type IdempotencyStore } from './idempotency.js';
 import { KeelError, KeelErrorCode, validationError } from './errors.js';
 import type { Logger } from './logger.js';
@@ -358,32 +358,6 @@ function expiredFailure(contract: string, operation: string, lateMs: number, con
           'Nothing was done; retry with a later deadline. If calls with time to spare get this, synchronise the clocks of the hosts.'
         : `${contract}.${operation} was not run: its deadline passed while it waited for a free slot of module "${queuedIn}" ` +
           '(its bulkhead was at its concurrency limit). Nothing was done; retry after a short backoff, or add instances.',
-    correlationId: context.correlationId,
-  });
-}
-
-/** What a call refused by a full bulkhead is answered: `RESOURCE_EXHAUSTED`, nothing ran. */
-function exhaustedFailure(contract: string, operation: string, bulkhead: Bulkhead, context: CallContext): RemoteFailure {
-  const { module, maxConcurrent, maxQueued } = bulkhead;
-  return new RemoteFailure({
-    type: 'keel',
-    code: KeelErrorCode.RESOURCE_EXHAUSTED,
-    message:
-      `${contract}.${operation} was not run: module "${module}" is at its concurrency limit (${maxConcurrent} running) ` +
-      `and its queue is full (${maxQueued} waiting). Nothing ran: retry after a short backoff, or add instances.`,
-    correlationId: context.correlationId,
-    details: { module, maxConcurrent, maxQueued },
-  });
-}
-
-/** What a call still queued when its module stopped is answered: `UNAVAILABLE`, nothing ran. */
-function stoppedFailure(contract: string, operation: string, context: CallContext): RemoteFailure {
-  return new RemoteFailure({
-    type: 'keel',
-    code: KeelErrorCode.UNAVAILABLE,
-    message:
-      `${contract}.${operation} was not run: module "${contract}" stopped while the call waited for a free slot. ` +
-      'Nothing ran: retry, another instance may serve it.',
     correlationId: context.correlationId,
   });
 }
