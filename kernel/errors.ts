@@ -84,14 +84,25 @@ export const KeelErrorCode = {
    * it, or the handler did (HTTP 403). Nothing ran; calling again as the same principal fails again.
    */
   FORBIDDEN: 'FORBIDDEN',
+  /**
+   * The callee is at its concurrency limit and its queue is full (its module's bulkhead, the
+   * kernel's `bulkhead` option); nothing ran: retry after a short backoff, or add instances
+   * (HTTP 429 with `Retry-After`). Retryable: the request was certainly not processed, so
+   * sending it again is safe, as `retryable` promises; but not at once: a retry must wait (the
+   * gateway's `Retry-After`, a backoff) or it only adds to the overload it was refused for.
+   */
+  RESOURCE_EXHAUSTED: 'RESOURCE_EXHAUSTED',
 } as const;
 
 /** A {@link KeelErrorCode} value. */
 export type KeelErrorCode = (typeof KeelErrorCode)[keyof typeof KeelErrorCode];
 
+// Certainly not processed, so safe to send again. RESOURCE_EXHAUSTED is, but only after a
+// backoff (see its TSDoc): safe is not the same as at once.
 const RETRYABLE: ReadonlySet<KeelErrorCode> = new Set<KeelErrorCode>([
   KeelErrorCode.NO_RESPONDERS,
   KeelErrorCode.UNAVAILABLE,
+  KeelErrorCode.RESOURCE_EXHAUSTED,
 ]);
 
 /**

@@ -12,8 +12,10 @@ import type { DeadLetter } from './subscription.js';
 import type { DatabaseEngine } from './database.js';
 import { checkPrincipalSchema, type PrincipalSchema } from './principal.js';
 import type { Transport } from './transport.js';
-import { loggerOption, parseOptions } from './options.js';
 import { CircuitBreakerPolicySchema, HedgePolicySchema, RetryPolicySchema, type CircuitBreakerPolicy, type HedgePolicy, type RetryPolicy } from './call-policy.js';
+import { definedOnly, loggerOption, parseOptions } from './options.js';
+import { KeelError, KeelErrorCode } from './errors.js';
+import { DEFAULT_BULKHEAD_LIMITS, type BulkheadLimits } from './bulkhead.js';
 
 /**
  * Which modules this process hosts, and how it reaches the others.
@@ -108,6 +110,27 @@ export interface KernelOptions {
    * `keel status` and the gateway's `/metrics`.
    */
   readonly circuitBreaker?: CircuitBreakerPolicy | false;
+  /**
+   * Each hosted module's bulkhead: at most `maxConcurrent` handler runs at once per module in
+   * this process (on every transport together), then a FIFO queue of at most `maxQueued` calls;
+   * a call past that is refused at once with `RESOURCE_EXHAUSTED` (nothing ran; HTTP 429 with
+   * `Retry-After`). A queued call whose deadline passes is never started (`TIMEOUT`). Default
+   * `{ maxConcurrent: 1024, maxQueued: 4096 }`, far above what a healthy module meets; a field
+   * left out keeps its default. `false` (or `maxConcurrent: Infinity`) turns it off. See
+   * docs/resilience.md ("Bulkhead").
+   */
+  readonly bulkhead?: Partial<BulkheadLimits> | false;
+  /**
+   * Per-module overrides of {@link KernelOptions.bulkhead}, by module name: a field left out
+   * takes the kernel-wide value, `false` turns that module's bulkhead off. Every name must be a
+   * module of the manifest (a module hosted elsewhere is allowed, so that every process can
+   * share one configuration).
+   *
+   * ```ts
+   * createKernel({ modules, bulkhead: { maxQueued: 256 }, bulkheads: { payments: { maxConcurrent: 16 }, catalog: false } });
+   * ```
+   */
+  readonly bulkheads?: Readonly<Record<string, Partial<BulkheadLimits> | false>>;
 }
 
 /**
@@ -125,6 +148,7 @@ export const DEFAULT_KERNEL_OPTIONS = {
   eventTimeoutMs: 30_000,
   maxDeliveryAttempts: 5,
   drainTimeoutMs: 30_000,
+  bulkhead: DEFAULT_BULKHEAD_LIMITS,
 } as const satisfies Partial<KernelOptions>;
 
 const milliseconds = (what: string) =>
@@ -133,6 +157,26 @@ const milliseconds = (what: string) =>
     .refine((value) => Number.isFinite(value) && value > 0 && value <= MAX_TIMEOUT_MS, `must be ${what}`);
 
 const TIMEOUT = `a number of milliseconds above 0 and at most ${MAX_TIMEOUT_MS}`;
+
+const wholeOrInfinity = (value: unknown, least: number): boolean =>
+  value === Number.POSITIVE_INFINITY || (Number.isSafeInteger(value) && (value as number) >= least);
+const MAX_CONCURRENT = 'must be a whole number of handler runs, 1 or more, or Infinity (no limit)';
+const MAX_QUEUED = 'must be a whole number of calls, 0 (refuse at once) or more, or Infinity (never refuse)';
+const bulkheadLimits = z
+  .union(
+    [
+      z.literal(false),
+      z
+        .object({
+          // z.number() refuses Infinity, which turns a limit off here.
+          maxConcurrent: z.unknown().refine((value) => wholeOrInfinity(value, 1), MAX_CONCURRENT).optional(),
+          maxQueued: z.unknown().refine((value) => wholeOrInfinity(value, 0), MAX_QUEUED).optional(),
+        })
+        .strict(),
+    ],
+    { error: 'must be false (no bulkhead) or { maxConcurrent, maxQueued }' },
+  )
+  .optional();
 
 const KernelOptionsSchema = z
   .object({
@@ -166,6 +210,8 @@ const KernelOptionsSchema = z
     retry: RetryPolicySchema.optional(),
     hedge: HedgePolicySchema.optional(),
     circuitBreaker: CircuitBreakerPolicySchema.optional(),
+    bulkhead: bulkheadLimits,
+    bulkheads: z.record(z.string(), bulkheadLimits, { error: 'must be an object of bulkheads by module name' }).optional(),
   })
   .strict();
 
@@ -182,5 +228,35 @@ const KernelOptionsSchema = z
 export function parseKernelOptions<D extends Partial<KernelOptions>>(options: KernelOptions, defaults: D): KernelOptions & D {
   const given = parseOptions('createKernel', KernelOptionsSchema, options);
   if (given.principal !== undefined) checkPrincipalSchema(given.principal);
+  if (given.bulkheads !== undefined) {
+    const names = (given.modules ?? []).map((module) => (module as { name?: unknown } | undefined)?.name);
+    const unknown = Object.keys(given.bulkheads).filter((name) => !names.includes(name));
+    if (unknown.length > 0) {
+      throw new KeelError(
+        KeelErrorCode.INVALID_CONFIG,
+        `createKernel: ${unknown.map((name) => `bulkheads.${name}`).join(', ')} ${unknown.length > 1 ? 'name' : 'names'} no module of the manifest ` +
+          `(its modules: ${names.map(String).join(', ') || 'none'}); use a module's name.`,
+      );
+    }
+  }
   return { ...defaults, ...(given as unknown as KernelOptions) };
+}
+
+/**
+ * The bulkhead limits of `module`: its entry in `bulkheads` over the kernel-wide `bulkhead` over
+ * the defaults, field by field; undefined when its bulkhead is off (`false`, or
+ * `maxConcurrent: Infinity`).
+ *
+ * @example
+ * ```ts
+ * bulkheadLimitsOf({ modules, bulkheads: { payments: { maxConcurrent: 16 } } }, 'payments'); // { maxConcurrent: 16, maxQueued: 4096 }
+ * ```
+ */
+export function bulkheadLimitsOf(options: Pick<KernelOptions, 'bulkhead' | 'bulkheads'>, module: string): BulkheadLimits | undefined {
+  const wide = options.bulkhead;
+  const own = options.bulkheads?.[module];
+  if (wide === false && own === undefined) return undefined;
+  if (own === false) return undefined;
+  const limits = { ...DEFAULT_BULKHEAD_LIMITS, ...definedOnly(wide === false ? {} : (wide ?? {})), ...definedOnly(own ?? {}) };
+  return limits.maxConcurrent === Number.POSITIVE_INFINITY ? undefined : limits;
 }

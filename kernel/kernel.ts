@@ -12,7 +12,8 @@ import { CircuitBreakers, type CircuitStatus } from './circuit-breaker.js';
 import { createClient, type Client } from './client.js';
 import { KeelError, KeelErrorCode } from './errors.js';
 import { checkGraph, hostedModules, topologyError } from './graph.js';
-import { DEFAULT_KERNEL_OPTIONS, parseKernelOptions, type KernelOptions } from './kernel-options.js';
+import { DEFAULT_KERNEL_OPTIONS, bulkheadLimitsOf, parseKernelOptions, type KernelOptions } from './kernel-options.js';
+import type { BulkheadStatus } from './bulkhead.js';
 import { LifecycleState } from './lifecycle.js';
 import { createLocalTransport } from './local.js';
 import { createLogger, type Logger } from './logger.js';
@@ -33,6 +34,7 @@ export type { Topology } from './kernel-options.js';
  * console.log(status.state, status.ready, status.remote); // 'started' true ['payments'] (payments runs elsewhere)
  * for (const module of status.modules) console.log(`${module.name} ${module.version}: ${module.state}`);
  * for (const transport of status.transports) console.log(transport.name, transport.ready ? 'ready' : transport.detail);
+ * for (const bulkhead of status.bulkheads) console.log(`${bulkhead.module}: ${bulkhead.running} running, ${bulkhead.queued} queued`);
  * ```
  */
 export interface KernelStatus {
@@ -44,6 +46,12 @@ export interface KernelStatus {
   readonly transports: readonly TransportStatus[];
   /** The circuit breaker of each dependency this process has called. */
   readonly circuits: readonly CircuitStatus[];
+  /**
+   * The bulkhead of each hosted module that has one (the `bulkhead` option): its limits, and
+   * the calls running, queued and refused so far. Read at scrape time by the gateway's
+   * `/metrics` (`keel_bulkhead_running`, `keel_bulkhead_queued`, `keel_bulkhead_rejected_total`).
+   */
+  readonly bulkheads: readonly BulkheadStatus[];
 }
 
 /**
@@ -119,7 +127,7 @@ export function createKernel(options: KernelOptions): Kernel {
   return new KernelImpl(parseKernelOptions(options, DEFAULT_KERNEL_OPTIONS));
 }
 
-type ResolvedOptions = KernelOptions & { readonly [K in keyof typeof DEFAULT_KERNEL_OPTIONS]: number };
+type ResolvedOptions = KernelOptions & { readonly [K in Exclude<keyof typeof DEFAULT_KERNEL_OPTIONS, 'bulkhead'>]: number };
 
 /**
  * Orchestration: the graph checked once, hosted modules started in dependency order and stopped
@@ -167,6 +175,7 @@ class KernelImpl implements Kernel {
       drainTimeoutMs: options.drainTimeoutMs,
       onDeadLetter: options.onDeadLetter,
       principal: options.principal,
+      bulkheadOf: (module: string) => bulkheadLimitsOf(options, module),
       databaseFor: (module: string) => (typeof options.database === 'function' ? options.database(module) : options.database),
       clientFor: (contract: AnyContract, caller: string) => this.#clientFor(contract, caller),
       stopped: () => this.#state === LifecycleState.STOPPED,
@@ -254,6 +263,7 @@ class KernelImpl implements Kernel {
       remote: this.modules.map((module) => module.name).filter((name) => !this.#hostedNames.has(name)),
       transports: [this.#local.status(), ...(this.#remote ? [this.#remote.status()] : [])],
       circuits: this.#breakers.status(),
+      bulkheads: this.#hosted.flatMap((host) => (host.bulkhead === undefined ? [] : [host.bulkhead.status()])),
     };
   }
 

@@ -20,6 +20,7 @@ import type { Logger } from './logger.js';
 import type { AnyModule, EventHandler, EventHandlerFunction, EventHandlerOptions, ModuleInstance, OperationHandler } from './module.js';
 import type { KernelObserver } from './observer.js';
 import type { PrincipalSchema } from './principal.js';
+import { Bulkhead, type BulkheadLimits } from './bulkhead.js';
 import { createServedModule } from './served.js';
 import { createEventSubscription, type DeadLetter } from './subscription.js';
 import { Fanout, type Registration, type Transport } from './transport.js';
@@ -39,6 +40,8 @@ export interface HostServices {
   readonly onDeadLetter: ((deadLetter: DeadLetter) => void) | undefined;
   /** The application's principal schema (the kernel's `principal` option). */
   readonly principal: PrincipalSchema | undefined;
+  /** The limits of a module's bulkhead (the kernel's `bulkhead` options), undefined for none. */
+  bulkheadOf(module: string): BulkheadLimits | undefined;
   /** The client a module gets for a contract it depends on. */
   clientFor(contract: AnyContract, caller: string): Client<AnyContract>;
   /** True once the kernel stopped: a module may no longer emit. */
@@ -57,11 +60,16 @@ export class ModuleHost {
   /** The module's database and its outbox relay, when it declares data. */
   #db: ModuleDatabase | undefined;
   #relay: OutboxRelay | undefined;
+  /** The module's bulkhead, shared by its served modules on every transport; undefined when off. */
+  readonly bulkhead: Bulkhead | undefined;
 
   constructor(
     readonly module: AnyModule,
     readonly services: HostServices,
-  ) {}
+  ) {
+    const limits = services.bulkheadOf(module.name);
+    this.bulkhead = limits === undefined ? undefined : new Bulkhead(module.name, limits.maxConcurrent, limits.maxQueued);
+  }
 
   /** Creates the module in its own container, runs its start hook, serves it and subscribes it. */
   async start(): Promise<void> {
@@ -109,7 +117,16 @@ export class ModuleHost {
     const idempotency = this.#db === undefined ? new MemoryIdempotencyStore() : new SqlIdempotencyStore(this.#db);
     const serveOn = (transport: Transport) =>
       transport.serve(
-        createServedModule({ contract, handlers, logger, transport: transport.name, observers: services.observers, idempotency, principal: services.principal }),
+        createServedModule({
+          contract,
+          handlers,
+          logger,
+          transport: transport.name,
+          observers: services.observers,
+          idempotency,
+          principal: services.principal,
+          bulkhead: this.bulkhead,
+        }),
       );
     this.#registrations.push(await serveOn(services.local));
     if (services.remote) this.#registrations.push(await serveOn(services.remote));
@@ -285,6 +302,9 @@ export class ModuleHost {
         }
       }
     }
+    // Calls still queued now (the drain timed out) never start: they are answered UNAVAILABLE
+    // (nothing ran, safe to retry) rather than run against a module whose stop hook runs next.
+    this.bulkhead?.close();
     if (this.#startHookRan) {
       try {
         await this.#instance?.stop?.();

@@ -6,6 +6,7 @@
 import { majorOf, type AnyContract, type AnyOperation } from './contract.js';
 import { runWithContext, type CallContext } from './context.js';
 import { toRemoteFailure } from './envelope.js';
+import { exhaustedFailure, stoppedFailure, type Bulkhead, type WaitingCall } from './bulkhead.js';
 import { inputHash, type Claim, type IdempotencyStore } from './idempotency.js';
 import { KeelError, KeelErrorCode, validationError } from './errors.js';
 import type { Logger } from './logger.js';
@@ -44,6 +45,11 @@ export interface ServedSource {
   readonly idempotency?: IdempotencyStore | undefined;
   /** The application's principal schema: a principal from a wire is checked against it. */
   readonly principal?: PrincipalSchema | undefined;
+  /**
+   * The module's bulkhead, shared by its served modules on every transport (the kernel's
+   * `bulkhead` option); without one, handler runs are not limited.
+   */
+  readonly bulkhead?: Bulkhead | undefined;
 }
 
 /** A key still running this long after its first request's deadline is taken over by a retry. */
@@ -62,6 +68,10 @@ export const IDEMPOTENCY_TAKEOVER_GRACE_MS = 5_000;
  *                │ auth predicate ──────────────────▶ answer.fail(FORBIDDEN)
  *                │ idempotency key (non-idempotent) ▶ replay the first outcome | fail(KEY_REUSED | KEY_IN_USE)
  *                │ deadline already passed ─────────▶ answer.fail(TIMEOUT), the handler never starts
+ *                │ bulkhead: a slot free ───────────▶ run now (the hot path: one comparison)
+ *                │   none: queued (FIFO) ───────────▶ run when a slot frees | deadline passes: fail(TIMEOUT)
+ *                │                                    | module stopped: fail(UNAVAILABLE); never started
+ *                │   queue full ────────────────────▶ answer.fail(RESOURCE_EXHAUSTED), nothing ran
  *                │ handler, in the call context ────▶ throws: answer.fail(declared | INTERNAL)
  *                │   synchronous value: now; promise: when it settles
  *                │ output schema ───────────────────▶ answer.fail(INVALID_OUTPUT)
@@ -70,7 +80,7 @@ export const IDEMPOTENCY_TAKEOVER_GRACE_MS = 5_000;
  * ```
  */
 export function createServedModule(source: ServedSource): ServedModule {
-  const { contract, handlers, logger, transport, observers, idempotency, principal: principalSchema } = source;
+  const { contract, handlers, logger, transport, observers, idempotency, principal: principalSchema, bulkhead } = source;
   const entries = new Map<string, OperationEntry>();
   for (const [name, definition] of Object.entries(contract.operations)) {
     const handler = handlers[name];
@@ -177,22 +187,74 @@ export function createServedModule(source: ServedSource): ServedModule {
       answer.fail(expiredFailure(contract.name, entry.name, late, context));
       return;
     }
+    if (bulkhead === undefined) {
+      start(entry, address, value, context, answer);
+      return;
+    }
+    if (bulkhead.enter()) {
+      start(entry, address, value, context, answer);
+      return;
+    }
+    // Every slot taken: wait in the queue, or be refused at once when it is full. Off the hot path.
+    const waiting: WaitingCall = {
+      start: () => start(entry, address, value, context, answer),
+      expired: (lateMs) => answer.fail(expiredFailure(contract.name, entry.name, lateMs, context, bulkhead.module)),
+      closed: () => answer.fail(stoppedFailure(contract.name, entry.name, context)),
+    };
+    if (!bulkhead.wait(waiting, context.deadline)) {
+      answer.fail(bulkhead.closed ? stoppedFailure(contract.name, entry.name, context) : exhaustedFailure(contract.name, entry.name, bulkhead, context));
+    }
+  };
+
+  /** Runs the handler (holding a bulkhead slot when there is a bulkhead) and settles `answer`. */
+  const start = (entry: OperationEntry, address: OperationAddress, value: unknown, context: CallContext, answer: Answer): void => {
     let result: unknown;
+    // The slot is freed once, even by a thenable that calls back and then throws from then().
+    let left = bulkhead === undefined;
     try {
       result = runWithContext(context, () => entry.handler(value, context));
       if (isPromiseLike(result)) {
         result.then(
-          (resolved) => finish(entry, resolved, context, answer),
-          (error: unknown) => answer.fail(failure(error, address, entry, context)),
+          (resolved) => {
+            try {
+              finish(entry, resolved, context, answer);
+            } finally {
+              if (!left) {
+                left = true;
+                bulkhead?.leave();
+              }
+            }
+          },
+          (error: unknown) => {
+            try {
+              answer.fail(failure(error, address, entry, context));
+            } finally {
+              if (!left) {
+                left = true;
+                bulkhead?.leave();
+              }
+            }
+          },
         );
         return;
       }
     } catch (error) {
       // The handler threw, or a thenable's then() did: either way the call failed here.
-      answer.fail(failure(error, address, entry, context));
+      try {
+        answer.fail(failure(error, address, entry, context));
+      } finally {
+        if (!left) {
+          left = true;
+          bulkhead?.leave();
+        }
+      }
       return;
     }
-    finish(entry, result, context, answer);
+    try {
+      finish(entry, result, context, answer);
+    } finally {
+      bulkhead?.leave();
+    }
   };
 
   /** A call with an idempotency key to a non-idempotent operation: run once per key, replay after. */
@@ -282,14 +344,20 @@ export function createServedModule(source: ServedSource): ServedModule {
   };
 }
 
-/** What a call whose deadline passed before its handler could start is answered: `TIMEOUT`, nothing ran. */
-function expiredFailure(contract: string, operation: string, lateMs: number, context: CallContext): RemoteFailure {
+/**
+ * What a call whose deadline passed before its handler could start is answered: `TIMEOUT`,
+ * nothing ran. `queuedIn`: the module whose bulkhead queue it waited in, when it did.
+ */
+function expiredFailure(contract: string, operation: string, lateMs: number, context: CallContext, queuedIn?: string): RemoteFailure {
   return new RemoteFailure({
     type: 'keel',
     code: KeelErrorCode.TIMEOUT,
     message:
-      `${contract}.${operation} was not run: its deadline had passed ${Math.round(lateMs)} ms before the callee could start it. ` +
-      'Nothing was done; retry with a later deadline. If calls with time to spare get this, synchronise the clocks of the hosts.',
+      queuedIn === undefined
+        ? `${contract}.${operation} was not run: its deadline had passed ${Math.round(lateMs)} ms before the callee could start it. ` +
+          'Nothing was done; retry with a later deadline. If calls with time to spare get this, synchronise the clocks of the hosts.'
+        : `${contract}.${operation} was not run: its deadline passed while it waited for a free slot of module "${queuedIn}" ` +
+          '(its bulkhead was at its concurrency limit). Nothing was done; retry after a short backoff, or add instances.',
     correlationId: context.correlationId,
   });
 }

@@ -64,7 +64,7 @@ describe('kernel - options', () => {
 
   it('kernel - refuses an unknown option (a misspelt one) and names what it takes', () => {
     expect(refusal({ defaultTimeout: 5_000 })).toBe(
-      'createKernel: unknown option "defaultTimeout" (it takes modules, topology, defaultTimeoutMs, eventTimeoutMs, maxDeliveryAttempts, drainTimeoutMs, logger, onDeadLetter, database, principal, retry, hedge, circuitBreaker).',
+      'createKernel: unknown option "defaultTimeout" (it takes modules, topology, defaultTimeoutMs, eventTimeoutMs, maxDeliveryAttempts, drainTimeoutMs, logger, onDeadLetter, database, principal, retry, hedge, circuitBreaker, bulkhead, bulkheads).',
     );
   });
 
@@ -73,6 +73,31 @@ describe('kernel - options', () => {
     expect(refusal({ principal: z.object({ sub: z.string(), since: z.date() }) as never })).toBe(
       'createKernel: principal.since cannot cross a process boundary: Date does not survive JSON; use z.iso.datetime() (an ISO-8601 string). The principal travels as JSON in every call and event.',
     );
+  });
+
+  it('kernel - refuses a wrong bulkhead, naming the field, and a bulkheads entry that names no module of the manifest', () => {
+    expect(refusal({ bulkhead: { maxConcurrent: 0 } })).toBe(
+      'createKernel: bulkhead.maxConcurrent must be a whole number of handler runs, 1 or more, or Infinity (no limit), got 0.',
+    );
+    expect(refusal({ bulkheads: { clock: { maxQueued: -1 } } })).toContain(
+      'bulkheads.clock.maxQueued must be a whole number of calls, 0 (refuse at once) or more, or Infinity (never refuse), got -1',
+    );
+    expect(refusal({ bulkhead: true as never })).toContain('bulkhead must be false (no bulkhead) or { maxConcurrent, maxQueued }, got true');
+    expect(refusal({ bulkheads: { clok: { maxConcurrent: 4 } } })).toBe(
+      "createKernel: bulkheads.clok names no module of the manifest (its modules: clock); use a module's name.",
+    );
+  });
+
+  it('kernel - a bulkhead field left out takes the kernel-wide value, then the default (1024 running, 4096 queued); false or an Infinity maxConcurrent turns it off', () => {
+    const bulkheads = (options: Partial<KernelOptions>) => createKernel({ modules: [clockModule], logger: silentLogger, ...options }).status().bulkheads;
+    const idle = { module: 'clock', running: 0, queued: 0, rejected: 0 };
+    expect(bulkheads({})).toEqual([{ ...idle, maxConcurrent: 1024, maxQueued: 4096 }]);
+    expect(bulkheads({ bulkhead: { maxQueued: 5 }, bulkheads: { clock: { maxConcurrent: 3 } } })).toEqual([{ ...idle, maxConcurrent: 3, maxQueued: 5 }]);
+    expect(bulkheads({ bulkhead: false, bulkheads: { clock: { maxConcurrent: 2 } } })).toEqual([{ ...idle, maxConcurrent: 2, maxQueued: 4096 }]);
+    expect(bulkheads({ bulkhead: { maxQueued: Number.POSITIVE_INFINITY } })).toEqual([{ ...idle, maxConcurrent: 1024, maxQueued: Number.POSITIVE_INFINITY }]);
+    expect(bulkheads({ bulkhead: false })).toEqual([]);
+    expect(bulkheads({ bulkheads: { clock: false } })).toEqual([]);
+    expect(bulkheads({ bulkhead: { maxConcurrent: Number.POSITIVE_INFINITY } })).toEqual([]);
   });
 
   it('kernel - accepts 0 as drainTimeoutMs (do not wait) and a whole number of delivery attempts', () => {

@@ -25,7 +25,7 @@ import {
 import { NOT_RATE_LIMITED, addDefences, defenceServerOptions } from './gateway-defences.js';
 import { createKernelMetrics, type KernelMetrics } from './metrics.js';
 import { createOpenApiDocument, type OpenApiDocument } from './openapi.js';
-import { PROBLEM_CONTENT_TYPE, gatewayProblem, problemOf } from './problem.js';
+import { PROBLEM_CONTENT_TYPE, gatewayProblem, problemOf, retryAfterOf } from './problem.js';
 import { HttpProblemCode } from './status.js';
 
 /**
@@ -178,6 +178,8 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
     if (refusal !== undefined) return refuse(request, reply, refusal);
     const problem = problemOf(error, correlationId, resolved.development);
     if (problem.status === 401) reply.header('www-authenticate', challengeOf(resolved.challenge, isRefusedCredentials(error)));
+    const retryAfter = retryAfterOf(problem);
+    if (retryAfter !== undefined) reply.header('retry-after', String(retryAfter));
     if (problem.status >= 500) {
       logger.error({ err: error, correlationId, route: request.routeOptions.url, code: problem.code }, 'request failed');
     }

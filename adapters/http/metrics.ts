@@ -2,7 +2,7 @@
  * Prometheus metrics of a kernel (calls made, calls served, events handled, on every transport)
  * and of the gateway's own HTTP requests, with prom-client.
  */
-import { Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { Kernel } from 'keel';
 import { OK_OUTCOME, type CallRecord, type EventRecord } from 'keel/transport';
 import { SeriesCache, SeriesCounter, SeriesHistogram, type CounterSeries, type HistogramSeries } from './series.js';
@@ -86,7 +86,10 @@ interface HttpSeries {
  *   `keel_event_handler_duration_seconds{contract,event,subscriber}`;
  * - `keel_http_requests_total{method,route,status}` and `keel_http_request_duration_seconds{method,route}`;
  * - `keel_requests_dropped_total{contract,operation,transport,reason}`: requests a transport dropped
- *   before they became calls (`reason="no-reply"`: a NATS request without a reply subject).
+ *   before they became calls (`reason="no-reply"`: a NATS request without a reply subject);
+ * - `keel_bulkhead_running{module}`, `keel_bulkhead_queued{module}` (gauges) and
+ *   `keel_bulkhead_rejected_total{module}` (calls refused `RESOURCE_EXHAUSTED`): each hosted
+ *   module's bulkhead, read from `kernel.status()` when the registry is read, never per call.
  *
  * The HTTP gateway does this for you and serves the result at `/metrics`.
  *
@@ -183,6 +186,8 @@ export function createKernelMetrics(kernel: Kernel, options: KernelMetricsOption
       dropped.inc(dropped.series(keyOf(contract, operation, transport, reason), () => ({ contract, operation, transport, reason }))),
   });
 
+  const stopBulkheads = collectBulkheads(registry, () => kernel.status().bulkheads);
+
   const httpSeries = new SeriesCache<HttpSeries>();
   return {
     registry,
@@ -206,7 +211,73 @@ export function createKernelMetrics(kernel: Kernel, options: KernelMetricsOption
     },
     close() {
       stop();
+      stopBulkheads();
       for (const counter of [calls, errors, events, httpRequests, dropped]) counter.close();
     },
   };
+}
+
+type BulkheadStatuses = () => ReturnType<Kernel['status']>['bulkheads'];
+
+/** The kernels whose bulkheads each registry's `keel_bulkhead_*` metrics read (several may share one). */
+const bulkheadSources = new WeakMap<Registry, Set<BulkheadStatuses>>();
+
+/**
+ * Registers `source` with the registry's bulkhead metrics, made on first use: gauges and a
+ * counter whose `collect` reads every source's bulkheads when the registry is read (summed by
+ * module, for kernels in one process hosting the same module). Returns the unregistering function.
+ */
+function collectBulkheads(registry: Registry, source: BulkheadStatuses): () => void {
+  let sources = bulkheadSources.get(registry);
+  if (sources === undefined) {
+    const all = new Set<BulkheadStatuses>();
+    sources = all;
+    bulkheadSources.set(registry, all);
+    const read = (field: 'running' | 'queued' | 'rejected'): Map<string, number> => {
+      const totals = new Map<string, number>();
+      for (const statuses of all) for (const bulkhead of statuses()) totals.set(bulkhead.module, (totals.get(bulkhead.module) ?? 0) + bulkhead[field]);
+      return totals;
+    };
+    const labelNames = ['module'];
+    // A metric of the same name registered by someone else is left alone.
+    if (registry.getSingleMetric('keel_bulkhead_running') === undefined) {
+      new Gauge({
+        name: 'keel_bulkhead_running',
+        help: 'Handler runs in progress, per module bulkhead.',
+        labelNames,
+        registers: [registry],
+        collect() {
+          this.reset();
+          for (const [module, value] of read('running')) this.set({ module }, value);
+        },
+      });
+    }
+    if (registry.getSingleMetric('keel_bulkhead_queued') === undefined) {
+      new Gauge({
+        name: 'keel_bulkhead_queued',
+        help: 'Calls waiting for a free slot, per module bulkhead.',
+        labelNames,
+        registers: [registry],
+        collect() {
+          this.reset();
+          for (const [module, value] of read('queued')) this.set({ module }, value);
+        },
+      });
+    }
+    if (registry.getSingleMetric('keel_bulkhead_rejected_total') === undefined) {
+      new Counter({
+        name: 'keel_bulkhead_rejected_total',
+        help: 'Calls refused with RESOURCE_EXHAUSTED (concurrency limit reached and queue full), per module bulkhead.',
+        labelNames,
+        registers: [registry],
+        collect() {
+          this.reset();
+          for (const [module, value] of read('rejected')) this.inc({ module }, value);
+        },
+      });
+    }
+  }
+  const registered = sources;
+  registered.add(source);
+  return () => registered.delete(source);
 }

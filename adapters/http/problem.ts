@@ -84,6 +84,7 @@ const TITLES: Readonly<Record<KeelErrorCode | HttpProblemCode, string>> = {
   IDEMPOTENCY_KEY_IN_USE: 'A request with this idempotency key is still running',
   UNAUTHENTICATED: 'Authentication required',
   FORBIDDEN: 'Forbidden',
+  RESOURCE_EXHAUSTED: 'The module is at its concurrency limit',
   ROUTE_NOT_FOUND: 'Route not found',
   METHOD_NOT_ALLOWED: 'Method not allowed',
   UNSUPPORTED_MEDIA_TYPE: 'Unsupported media type',
@@ -92,6 +93,19 @@ const TITLES: Readonly<Record<KeelErrorCode | HttpProblemCode, string>> = {
   REQUEST_TIMEOUT: 'Request timeout',
   RATE_LIMITED: 'Too many requests',
 };
+
+/**
+ * Seconds a client is told to wait (`Retry-After`) before sending again a request a module's
+ * bulkhead refused (`RESOURCE_EXHAUSTED`, 429). One second: a full bulkhead has a queue's worth
+ * of calls ahead, which a healthy module works through in well under that; the client's own
+ * backoff takes it from there.
+ */
+export const RESOURCE_EXHAUSTED_RETRY_AFTER_SECONDS = 1;
+
+/** The `Retry-After` seconds of a problem the gateway answers a call's failure with, if it has one. */
+export function retryAfterOf(problem: Problem): number | undefined {
+  return problem.code === KeelErrorCode.RESOURCE_EXHAUSTED ? RESOURCE_EXHAUSTED_RETRY_AFTER_SECONDS : undefined;
+}
 
 /** Title of a problem type: a known code's title, else the code in words (`OUT_OF_STOCK` → `Out of stock`). */
 export function titleOfCode(code: string): string {

@@ -45,6 +45,11 @@ export type HttpProblemCode = (typeof HttpProblemCode)[keyof typeof HttpProblemC
  *   behind it disagree, which is a deployment problem upstream, not the HTTP client's fault.
  * - 499 for `CANCELLED` (nginx's "client closed request"): only the gateway's own metrics and
  *   logs ever see it, since the client has gone.
+ * - 429 for `RESOURCE_EXHAUSTED` (a module's bulkhead is full), with `Retry-After`, rather than
+ *   503: the request was refused whole and is safe to send again after a wait, which is what 429
+ *   with `Retry-After` tells every HTTP client, and what gRPC's own mapping of the code says; 503
+ *   stays "nothing serves it" (`NO_RESPONDERS`, `UNAVAILABLE`), and a 4xx is not logged as a
+ *   gateway failure, so shedding load does not add a log line per refused request.
  *
  * @example
  * ```ts
@@ -74,6 +79,7 @@ export const HTTP_STATUS_BY_CODE = {
   [KeelErrorCode.INTERRUPTED]: 502,
   [KeelErrorCode.UNAUTHENTICATED]: 401,
   [KeelErrorCode.FORBIDDEN]: 403,
+  [KeelErrorCode.RESOURCE_EXHAUSTED]: 429,
   [HttpProblemCode.ROUTE_NOT_FOUND]: 404,
   [HttpProblemCode.METHOD_NOT_ALLOWED]: 405,
   [HttpProblemCode.UNSUPPORTED_MEDIA_TYPE]: 415,

@@ -172,6 +172,7 @@ export const SERVICE_ERROR_CODES = {
   INTERRUPTED: 502,
   UNAUTHENTICATED: 401,
   FORBIDDEN: 403,
+  RESOURCE_EXHAUSTED: 429,
 } as const satisfies Record<KeelErrorCode, number>;
 
 /**

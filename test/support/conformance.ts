@@ -25,6 +25,7 @@ import {
 } from 'keel';
 import { ContractError, RemoteFailure, createClient, type EventRecord } from 'keel/transport';
 import { describeDataConformance } from './data-conformance.js';
+import { describeBulkheadConformance } from './bulkhead-conformance.js';
 import { describeIdentityConformance } from './identity-conformance.js';
 
 /** What a transport must provide to run the suite. */
@@ -1020,5 +1021,6 @@ export function describeTransportConformance(target: ConformanceTarget): void {
 
     describeDataConformance(target);
     describeIdentityConformance(target);
+    describeBulkheadConformance(target);
   });
 }

@@ -1,0 +1,76 @@
+/**
+ * The gateway's answer to a call a module's bulkhead refuses: 429 RESOURCE_EXHAUSTED with
+ * Retry-After and a problem body naming the code; and the bulkhead's gauges and counter on
+ * /metrics, read at scrape time.
+ */
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createKernel, silentLogger, type Kernel } from 'keel';
+import { createHttpGateway, type HttpGateway, type Problem } from 'keel/http';
+import { fixtureModules, gate, openAllGates } from './support/http-fixture.js';
+
+const post = (url: string, body: unknown): Promise<Response> =>
+  fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+
+const metricsOf = async (url: string): Promise<string> => (await fetch(`${url}/metrics`)).text();
+
+describe('http - bulkhead', () => {
+  let kernel: Kernel;
+  let gateway: HttpGateway;
+  let url: string;
+
+  beforeAll(async () => {
+    // probe: one run at a time and no queue; store keeps the default bulkhead.
+    kernel = createKernel({ modules: fixtureModules, logger: silentLogger, bulkheads: { probe: { maxConcurrent: 1, maxQueued: 0 } } });
+    await kernel.start();
+    gateway = await createHttpGateway({ kernel, port: 0, logger: silentLogger, metrics: { defaultMetrics: false } });
+    url = await gateway.listen();
+  });
+  afterEach(() => openAllGates());
+  afterAll(async () => {
+    await gateway.close();
+  });
+
+  it('http - a call the full bulkhead refuses is a 429 RESOURCE_EXHAUSTED problem with Retry-After; the call holding the slot answers 200', async () => {
+    const held = gate('bulkhead-held');
+    const holding = post(`${url}/probe/wait`, { gate: 'bulkhead-held' });
+    await held.entered;
+    gate('bulkhead-refused');
+    const refused = await post(`${url}/probe/wait`, { gate: 'bulkhead-refused' });
+    expect(refused.status).toBe(429);
+    expect(refused.headers.get('retry-after')).toBe('1');
+    expect(refused.headers.get('content-type')).toBe('application/problem+json; charset=utf-8');
+    const problem = (await refused.json()) as Problem;
+    expect(problem).toMatchObject({
+      type: 'urn:keel:error:RESOURCE_EXHAUSTED',
+      code: 'RESOURCE_EXHAUSTED',
+      status: 429,
+      title: 'The module is at its concurrency limit',
+      details: { module: 'probe', maxConcurrent: 1, maxQueued: 0 },
+    });
+    expect(problem.detail).toContain('Nothing ran: retry after a short backoff, or add instances.');
+    held.open();
+    const answered = await holding;
+    expect(answered.status).toBe(200);
+    expect(await answered.json()).toEqual({ gate: 'bulkhead-held' });
+  });
+
+  it('http - /metrics has each module bulkhead: running and queued gauges, and refused calls, read when scraped', async () => {
+    const held = gate('bulkhead-metrics');
+    const holding = post(`${url}/probe/wait`, { gate: 'bulkhead-metrics' });
+    await held.entered;
+    expect((await post(`${url}/probe/wait`, { gate: 'bulkhead-metrics' })).status).toBe(429);
+    const during = await metricsOf(url);
+    expect(during).toContain('# TYPE keel_bulkhead_running gauge');
+    expect(during).toContain('keel_bulkhead_running{module="probe"} 1');
+    expect(during).toContain('keel_bulkhead_queued{module="probe"} 0');
+    expect(during).toContain('keel_bulkhead_running{module="store"} 0');
+    expect(during).toContain('# TYPE keel_bulkhead_rejected_total counter');
+    // One refused in this test, one in the one before.
+    expect(during).toContain('keel_bulkhead_rejected_total{module="probe"} 2');
+    expect(during).toContain('keel_bulkhead_rejected_total{module="store"} 0');
+    expect(during).toMatch(/keel_calls_total\{side="served",contract="probe",operation="wait",transport="local",caller="http",outcome="RESOURCE_EXHAUSTED"\} 2/);
+    held.open();
+    expect((await holding).status).toBe(200);
+    expect(await metricsOf(url)).toContain('keel_bulkhead_running{module="probe"} 0');
+  });
+});
