@@ -21,7 +21,7 @@ const UNHEALTHY: ReadonlySet<string> = new Set([
   KeelErrorCode.TIMEOUT,
   KeelErrorCode.UNAVAILABLE,
   KeelErrorCode.INTERRUPTED,
-  'RESOURCE_EXHAUSTED',
+  KeelErrorCode.RESOURCE_EXHAUSTED,
 ]);
 
 /** True when `error` says the dependency answered or was reachable: anything but an unwell failure. */
@@ -38,6 +38,7 @@ export function worthRetrying(error: unknown, repeatable: boolean, keyed: boolea
   if (!isKeelError(error)) return false;
   switch (error.code) {
     case KeelErrorCode.NO_RESPONDERS:
+    case KeelErrorCode.RESOURCE_EXHAUSTED:
       return true;
     case KeelErrorCode.UNAVAILABLE:
       return error.details?.['circuit'] !== 'open';
@@ -48,7 +49,7 @@ export function worthRetrying(error: unknown, repeatable: boolean, keyed: boolea
       // Our own earlier attempt still runs under this key: its outcome is what a retry answers.
       return keyed;
     default:
-      return (error.code as string) === 'RESOURCE_EXHAUSTED';
+      return false;
   }
 }
 
@@ -191,7 +192,7 @@ export class ResilientCall {
     }
     const timeout = this.retry.attemptTimeoutMs;
     const deadline = timeout !== undefined && this.hedge === undefined ? Math.min(context.deadline, now + timeout) : context.deadline;
-    const attemptContext: CallContext = { ...context, deadline, callAttempt: attempt };
+    const attemptContext: CallContext = attempt > 1 ? { ...context, deadline, callAttempt: attempt } : deadline === context.deadline ? context : { ...context, deadline };
     this.#pending++;
     const started = performance.now();
     let sent: Promise<unknown>;

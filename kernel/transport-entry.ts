@@ -50,7 +50,9 @@ export { DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS, createClient, type CallOptions, typ
 export { EXTERNAL_CALLER, isCorrelationId, isIdempotencyKey, isTraceparent, newCorrelationId, newTraceparent } from './context.js';
 export { DEFAULT_KERNEL_OPTIONS } from './kernel.js';
 export type { DeadLetter } from './subscription.js';
-export { OK_OUTCOME, type CallRecord, type DroppedRecord, type EventRecord, type KernelObserver } from './observer.js';
+export { OK_OUTCOME, type CallRecord, type DroppedRecord, type EventRecord, type KernelObserver, type RetryRecord } from './observer.js';
+export { DEFAULT_CALL_POLICIES } from './call-policy.js';
+export type { CircuitStatus } from './circuit-breaker.js';
 export { createLogger } from './logger.js';
 export { DEFAULT_LOCAL_TRANSPORT_OPTIONS, createLocalTransport, type LocalTransportOptions } from './local.js';
 export { InFlight, within } from './in-flight.js';

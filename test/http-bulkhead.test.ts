@@ -20,7 +20,8 @@ describe('http - bulkhead', () => {
 
   beforeAll(async () => {
     // probe: one run at a time and no queue; store keeps the default bulkhead.
-    kernel = createKernel({ modules: fixtureModules, logger: silentLogger, bulkheads: { probe: { maxConcurrent: 1, maxQueued: 0 } } });
+    // retry: false: each refused request is one refused call (the gateway's client would otherwise retry RESOURCE_EXHAUSTED).
+    kernel = createKernel({ modules: fixtureModules, logger: silentLogger, retry: false, bulkheads: { probe: { maxConcurrent: 1, maxQueued: 0 } } });
     await kernel.start();
     gateway = await createHttpGateway({ kernel, port: 0, logger: silentLogger, metrics: { defaultMetrics: false } });
     url = await gateway.listen();

@@ -32,6 +32,7 @@ const KEEL = {
     'AnyErrorClass',
     'AnyModule',
     'CallContext',
+    'CircuitBreakerPolicy',
     'Client',
     'Contract',
     'Database',
@@ -41,6 +42,7 @@ const KEEL = {
     'EventDefinition',
     'HandlerInput',
     'HandlerOutput',
+    'HedgePolicy',
     'Kernel',
     'KernelOptions',
     'Logger',
@@ -49,6 +51,7 @@ const KEEL = {
     'OperationDefinition',
     'Principal',
     'Register',
+    'RetryPolicy',
     'Transport',
   ],
 };
@@ -57,6 +60,7 @@ const KEEL = {
 const TRANSPORT = {
   values: [
     'ContractError',
+    'DEFAULT_CALL_POLICIES',
     'DEFAULT_KERNEL_OPTIONS',
     'DEFAULT_LOCAL_TRANSPORT_OPTIONS',
     'DEFAULT_TIMEOUT_MS',
@@ -104,6 +108,7 @@ const TRANSPORT = {
     'AnyOperation',
     'CallOptions',
     'CallRecord',
+    'CircuitStatus',
     'ClientOptions',
     'DatabaseEngine',
     'DeadLetter',
@@ -121,6 +126,7 @@ const TRANSPORT = {
     'PublishedEvent',
     'QueryResult',
     'Registration',
+    'RetryRecord',
     'Row',
     'SchemaConnection',
     'ServedModule',

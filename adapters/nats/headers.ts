@@ -163,6 +163,7 @@ export function callHeaders(address: OperationAddress, context: CallContext): Ms
   if (context.traceparent !== undefined && context.traceparent !== '') text += `${Header.TRACEPARENT}: ${safe(context.traceparent)}\r\n`;
   if (context.idempotencyKey !== undefined) text += `${Header.IDEMPOTENCY_KEY}: ${safe(context.idempotencyKey)}\r\n`;
   if (context.principal !== undefined) text += `${Header.PRINCIPAL}: ${principalHeader(context.principal)}\r\n`;
+  if (context.callAttempt !== undefined) text += `${Header.CALL_ATTEMPT}: ${context.callAttempt}\r\n`;
   return new WireHeaders(`${text}\r\n`);
 }
 
@@ -193,6 +194,7 @@ export function readRequestHeaders(
   let timeout: string | undefined;
   let idempotencyKey: string | undefined;
   let principal: string | undefined;
+  let callAttempt: string | undefined;
   if (source !== undefined) {
     for (const [key, values] of source) {
       const value = values[0];
@@ -221,6 +223,9 @@ export function readRequestHeaders(
           break;
         case Header.PRINCIPAL:
           principal = value;
+          break;
+        case Header.CALL_ATTEMPT:
+          callAttempt = value;
           break;
         default:
           break;
@@ -263,6 +268,10 @@ export function readRequestHeaders(
       idempotencyKey,
       // Plain JSON here: the kernel's answer pipeline checks it against the application's schema.
       principal: who as CallContext['principal'],
+      // Informational: a value that is not a whole number from 2 is ignored rather than refused.
+      ...(callAttempt !== undefined && INTEGER_PATTERN.test(callAttempt) && Number(callAttempt) >= 2 && callAttempt.length < 4
+        ? { callAttempt: Number(callAttempt) }
+        : {}),
     },
   };
 }

@@ -31,6 +31,8 @@ export const Header = {
   DEADLINE: 'Keel-Deadline',
   /** The caller's idempotency key for this call (1 to 255 visible ASCII characters). */
   IDEMPOTENCY_KEY: 'Keel-Idempotency-Key',
+  /** Which attempt of its call a request is, when the caller sent it more than once (a retry or a hedge): 2 and up. */
+  CALL_ATTEMPT: 'Keel-Call-Attempt',
   /** Relative deadline of a call in milliseconds, for senders without a synchronised clock. */
   TIMEOUT_MS: 'Keel-Timeout-Ms',
   /** Unique id of an event publication. Required on events. */

@@ -64,7 +64,9 @@ async function bootTurnstile(target: ConformanceTarget, namespace: string, optio
   const start = async (host: string[], extra: Partial<KernelOptions>): Promise<Kernel> => {
     const transport = await target.createTransport(namespace);
     transports.push(transport);
-    const kernel = createKernel({ modules, topology: { host, transport }, logger: silentLogger, ...extra });
+    // No caller retries: what is asserted here is each refusal of the callee, as it answered
+    // (the caller's retries of RESOURCE_EXHAUSTED are resilience-conformance.ts's business).
+    const kernel = createKernel({ modules, topology: { host, transport }, logger: silentLogger, retry: false, ...extra });
     await kernel.start();
     return kernel;
   };

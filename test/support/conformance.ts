@@ -26,6 +26,7 @@ import {
 import { ContractError, RemoteFailure, createClient, type EventRecord } from 'keel/transport';
 import { describeDataConformance } from './data-conformance.js';
 import { describeBulkheadConformance } from './bulkhead-conformance.js';
+import { describeResilienceConformance } from './resilience-conformance.js';
 import { describeIdentityConformance } from './identity-conformance.js';
 
 /** What a transport must provide to run the suite. */
@@ -1022,5 +1023,6 @@ export function describeTransportConformance(target: ConformanceTarget): void {
     describeDataConformance(target);
     describeIdentityConformance(target);
     describeBulkheadConformance(target);
+    describeResilienceConformance(target);
   });
 }

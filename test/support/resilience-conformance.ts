@@ -1,0 +1,279 @@
+/**
+ * The conformance suite's part on how callers recover, the same on every transport: retries of
+ * what was not processed (and, for idempotent operations, of what timed out), inside the call's
+ * one deadline; hedging, where the first answer wins; the circuit breaker of a dependency. The
+ * callee runs in a kernel of its own and each caller in another, so every attempt crosses the
+ * transport under test. The callee counts its runs per key: a retry is proven by a run count.
+ */
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { z } from 'zod';
+import {
+  KeelError,
+  KeelErrorCode,
+  createKernel,
+  defineContract,
+  defineError,
+  defineModule,
+  isKeelError,
+  operation,
+  silentLogger,
+  type Kernel,
+  type KernelOptions,
+  type Transport,
+} from 'keel';
+import type { RetryRecord } from 'keel/transport';
+import type { ConformanceTarget } from './conformance.js';
+
+const Failing = z.object({
+  key: z.string(),
+  /** Runs that fail before one succeeds. */
+  failures: z.number().int(),
+  code: z.enum(['UNAVAILABLE', 'NO_RESPONDERS', 'RESOURCE_EXHAUSTED', 'INTERRUPTED', 'INTERNAL']),
+});
+const Runs = z.object({ runs: z.number().int(), attempt: z.number().int().nullable() });
+const Keyed = z.object({ key: z.string() });
+
+export const Refused = defineError({ code: 'REFUSED_FOR_GOOD', kind: 'conflict', data: z.object({ key: z.string() }) });
+
+export const depot = defineContract({
+  name: 'depot',
+  version: '1.0.0',
+  operations: {
+    /** Not idempotent: only failures that prove nothing ran are retried. */
+    flaky: operation({ input: Failing, output: Runs }),
+    flakyIdempotent: operation({ input: Failing, output: Runs, idempotent: true }),
+    refuse: operation({ input: Keyed, output: Runs, errors: [Refused], idempotent: true }),
+    /** Its first run per key hangs past its attempt's deadline; later runs answer at once. */
+    hangsOnce: operation({
+      input: Keyed,
+      output: Runs.extend({ attemptBudgetMs: z.number() }),
+      idempotent: true,
+      retry: { attemptTimeoutMs: 300, maxAttempts: 3 },
+    }),
+    hangsOnceNotIdempotent: operation({ input: Keyed, output: Runs, retry: { attemptTimeoutMs: 300, maxAttempts: 3 } }),
+    /** Hedged: its first run per key hangs until its deadline; the hedge answers. */
+    hedged: operation({ input: Keyed, output: Runs, idempotent: true, hedge: { delayMs: 50, maxAttempts: 3 } }),
+  },
+});
+
+/** The callee's memory: runs per key, and what the hanging runs saw. */
+class Ledger {
+  readonly runs = new Map<string, number>();
+  readonly sleepers = new Set<NodeJS.Timeout>();
+
+  run(key: string): number {
+    const runs = (this.runs.get(key) ?? 0) + 1;
+    this.runs.set(key, runs);
+    return runs;
+  }
+
+  /** Waits until `deadline` has passed (a frozen callee, as its caller sees it). */
+  sleepPast(deadline: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.sleepers.delete(timer);
+        resolve();
+      }, Math.max(0, deadline - Date.now()) + 20);
+      this.sleepers.add(timer);
+    });
+  }
+}
+
+function depotModule(ledger: Ledger) {
+  return defineModule({
+    contract: depot,
+    create: () => {
+      const fail = ({ key, failures, code }: z.infer<typeof Failing>, attempt: number | undefined) => {
+        const runs = ledger.run(key);
+        if (runs <= failures) throw new KeelError(KeelErrorCode[code], `${code} on run ${runs} (as the test asked)`);
+        return { runs, attempt: attempt ?? null };
+      };
+      return {
+        handlers: {
+          flaky: (input, context) => fail(input, context.callAttempt),
+          flakyIdempotent: (input, context) => fail(input, context.callAttempt),
+          refuse: ({ key }) => {
+            ledger.run(key);
+            throw new Refused({ key });
+          },
+          hangsOnce: async ({ key }, context) => {
+            const runs = ledger.run(key);
+            const attemptBudgetMs = context.deadline - Date.now();
+            if (runs === 1) await ledger.sleepPast(context.deadline);
+            return { runs, attempt: context.callAttempt ?? null, attemptBudgetMs };
+          },
+          hangsOnceNotIdempotent: async ({ key }, context) => {
+            const runs = ledger.run(key);
+            if (runs === 1) await ledger.sleepPast(context.deadline);
+            return { runs, attempt: context.callAttempt ?? null };
+          },
+          hedged: async ({ key }, context) => {
+            const runs = ledger.run(key);
+            if (runs === 1) await ledger.sleepPast(context.deadline);
+            return { runs, attempt: context.callAttempt ?? null };
+          },
+        },
+      };
+    },
+  });
+}
+
+async function rejection(promise: Promise<unknown>): Promise<KeelError> {
+  return promise.then(
+    () => {
+      throw new Error('expected the call to fail, but it succeeded');
+    },
+    (error: unknown) => {
+      if (!isKeelError(error)) throw error;
+      return error;
+    },
+  );
+}
+
+let keys = 0;
+const newKey = (label: string): string => `${label}-${process.pid}-${++keys}`;
+
+/** Registers the caller-recovery conformance tests for `target`, inside its suite. */
+export function describeResilienceConformance(target: ConformanceTarget): void {
+  describe('caller recovery (retry, hedging, circuit breaker)', () => {
+    const ledger = new Ledger();
+    const kernels: Kernel[] = [];
+    const transports: Transport[] = [];
+    const retried: RetryRecord[] = [];
+    let caller: Kernel | undefined;
+    let guarded: Kernel | undefined;
+    const namespace = `resilience${process.pid}`;
+
+    const start = async (host: string[], options: Partial<KernelOptions> = {}): Promise<Kernel> => {
+      const transport = await target.createTransport(namespace);
+      transports.push(transport);
+      const kernel = createKernel({ modules: [depotModule(ledger)], topology: { host, transport }, logger: silentLogger, ...options });
+      kernels.push(kernel);
+      await kernel.start();
+      return kernel;
+    };
+
+    beforeAll(async () => {
+      await start(['depot']);
+      // Breakers off here: the failures these tests ask for must not open one for the others.
+      caller = await start([], { circuitBreaker: false });
+      caller.observe({ callRetried: (record) => retried.push(record) });
+      guarded = await start([], { circuitBreaker: { failureRatio: 0.5, minimumAttempts: 4, openMs: 300 }, retry: false });
+    }, 60_000);
+    afterAll(async () => {
+      for (const kernel of [...kernels].reverse()) await kernel.stop();
+      for (const transport of transports) await target.closeTransport(transport);
+      for (const timer of ledger.sleepers) clearTimeout(timer);
+    });
+
+    const client = () => (caller as Kernel).client(depot);
+
+    it('retries a failure that proves nothing ran (UNAVAILABLE, NO_RESPONDERS, RESOURCE_EXHAUSTED) on a non-idempotent operation; the callee sees the attempt number', async () => {
+      for (const code of ['UNAVAILABLE', 'NO_RESPONDERS', 'RESOURCE_EXHAUSTED'] as const) {
+        const key = newKey(code);
+        expect(await client().flaky({ key, failures: 2, code })).toEqual({ runs: 3, attempt: 3 });
+      }
+      expect(retried.filter((record) => record.operation === 'flaky' && record.reason === 'retry').length).toBeGreaterThanOrEqual(6);
+    });
+
+    it('does not retry an outcome that is unknown (INTERRUPTED) on a non-idempotent operation, and retries it on an idempotent one', async () => {
+      const once = newKey('interrupted');
+      expect((await rejection(client().flaky({ key: once, failures: 1, code: 'INTERRUPTED' }))).code).toBe('INTERRUPTED');
+      expect(ledger.runs.get(once)).toBe(1);
+      const repeatable = newKey('interrupted-idempotent');
+      expect(await client().flakyIdempotent({ key: repeatable, failures: 1, code: 'INTERRUPTED' })).toEqual({ runs: 2, attempt: 2 });
+    });
+
+    it('never retries an answer: a declared error or INTERNAL runs once', async () => {
+      const declared = newKey('declared');
+      const error = await client().refuse({ key: declared }).catch((caught: unknown) => caught);
+      expect(Refused.is(error)).toBe(true);
+      expect(ledger.runs.get(declared)).toBe(1);
+      const internal = newKey('internal');
+      expect((await rejection(client().flakyIdempotent({ key: internal, failures: 5, code: 'INTERNAL' }))).code).toBe('INTERNAL');
+      expect(ledger.runs.get(internal)).toBe(1);
+    });
+
+    it('stops after maxAttempts and says how many attempts were made; retry: false makes one', async () => {
+      const key = newKey('exhausted');
+      const error = await rejection(client().flakyIdempotent({ key, failures: 10, code: 'UNAVAILABLE' }, { retry: { maxAttempts: 4, backoffMs: 1 } }));
+      expect(error.code).toBe('UNAVAILABLE');
+      expect(error.details?.['attempts']).toBe(4);
+      expect(error.message).toContain('(4 attempts)');
+      expect(ledger.runs.get(key)).toBe(4);
+      const single = newKey('no-retry');
+      expect((await rejection(client().flakyIdempotent({ key: single, failures: 1, code: 'UNAVAILABLE' }, { retry: false }))).code).toBe('UNAVAILABLE');
+      expect(ledger.runs.get(single)).toBe(1);
+    });
+
+    // Each wait is drawn below 2 s and 400 ms remain: nine waits all short enough would be a 1 in 2 million draw.
+    it('keeps retries inside the call deadline: a backoff that would pass it ends the call with the last failure, not TIMEOUT', async () => {
+      const key = newKey('deadline');
+      const error = await rejection(
+        client().flakyIdempotent({ key, failures: 10, code: 'UNAVAILABLE' }, { timeoutMs: 400, retry: { maxAttempts: 10, backoffMs: 2_000, maxBackoffMs: 2_000 } }),
+      );
+      expect(error.code).toBe('UNAVAILABLE');
+      const runs = ledger.runs.get(key) ?? 0;
+      expect(runs).toBeGreaterThanOrEqual(1);
+      expect(runs).toBeLessThan(10);
+    });
+
+    it('retries an idempotent attempt that hangs past its attemptTimeoutMs; the callee was told the attempt deadline, not the call one', async () => {
+      const key = newKey('hang');
+      const answer = await client().hangsOnce({ key }, { timeoutMs: 5_000 });
+      expect(answer.runs).toBe(2);
+      expect(answer.attempt).toBe(2);
+      expect(answer.attemptBudgetMs).toBeLessThanOrEqual(300);
+    });
+
+    it('does not retry a hanging attempt of a non-idempotent operation: it fails TIMEOUT after its attempt timeout, run once', async () => {
+      const key = newKey('hang-once');
+      const error = await rejection(client().hangsOnceNotIdempotent({ key }, { timeoutMs: 5_000 }));
+      expect(error.code).toBe('TIMEOUT');
+      expect(ledger.runs.get(key)).toBe(1);
+    });
+
+    it('hedges an idempotent operation: while the first attempt hangs, the second answers and wins', async () => {
+      const key = newKey('hedge');
+      const answer = await client().hedged({ key }, { timeoutMs: 2_000 });
+      expect(answer).toEqual({ runs: 2, attempt: 2 });
+      expect(retried.some((record) => record.operation === 'hedged' && record.reason === 'hedge' && record.attempt === 2)).toBe(true);
+      // hedge: false per call: the hanging first attempt is all there is.
+      const single = newKey('no-hedge');
+      expect((await rejection(client().hedged({ key: single }, { timeoutMs: 400, hedge: false }))).code).toBe('TIMEOUT');
+      expect(ledger.runs.get(single)).toBe(1);
+    });
+
+    it('refuses a hedge call option on a non-idempotent operation, and a malformed retry option, with INVALID_INPUT naming the field', async () => {
+      const hedge = await rejection(client().flaky({ key: newKey('x'), failures: 0, code: 'UNAVAILABLE' }, { hedge: { delayMs: 10 } }));
+      expect(hedge.code).toBe('INVALID_INPUT');
+      expect(hedge.message).toContain('hedge needs an idempotent operation');
+      const retry = await rejection(client().flaky({ key: newKey('x'), failures: 0, code: 'UNAVAILABLE' }, { retry: { maxAttempts: 0 } }));
+      expect(retry.code).toBe('INVALID_INPUT');
+      expect(retry.message).toContain('retry.maxAttempts');
+    });
+
+    it('opens the breaker of a failing dependency: the next call fails at once UNAVAILABLE without running; after openMs a probe that succeeds closes it', async () => {
+      const breakerClient = (guarded as Kernel).client(depot);
+      const key = newKey('breaker');
+      for (let call = 0; call < 4; call++) {
+        expect((await rejection(breakerClient.flakyIdempotent({ key, failures: 4, code: 'UNAVAILABLE' }))).code).toBe('UNAVAILABLE');
+      }
+      expect(ledger.runs.get(key)).toBe(4);
+      const refused = await rejection(breakerClient.flakyIdempotent({ key, failures: 4, code: 'UNAVAILABLE' }));
+      expect(refused.code).toBe('UNAVAILABLE');
+      expect(refused.details?.['circuit']).toBe('open');
+      expect(refused.retryable).toBe(true);
+      expect(ledger.runs.get(key)).toBe(4);
+      expect((guarded as Kernel).status().circuits).toContainEqual(expect.objectContaining({ dependency: 'depot', state: 'open', opened: 1 }));
+      // After openMs, one probe goes through; the fifth run succeeds, and the breaker closes.
+      await vi.waitFor(
+        async () => {
+          expect(await breakerClient.flakyIdempotent({ key, failures: 4, code: 'UNAVAILABLE' })).toEqual({ runs: 5, attempt: null });
+        },
+        { timeout: 5_000, interval: 50 },
+      );
+      expect((guarded as Kernel).status().circuits).toContainEqual(expect.objectContaining({ dependency: 'depot', state: 'closed' }));
+    });
+  });
+}
