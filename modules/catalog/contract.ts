@@ -129,12 +129,16 @@ export const catalog = defineContract({
       output: Product,
       errors: [UnknownProduct],
       idempotent: true,
+      // A read: a second attempt to another instance beats waiting on a slow or frozen one.
+      hedge: { percentile: 95, delayMs: 25, maxAttempts: 4 },
     }),
     listProducts: operation({
       description: 'Lists every product, ordered by SKU.',
       input: z.object({}),
       output: z.object({ products: z.array(Product) }),
       idempotent: true,
+      // A read: a second attempt to another instance beats waiting on a slow or frozen one.
+      hedge: { percentile: 95, delayMs: 25, maxAttempts: 4 },
     }),
     setPrice: operation({
       description: "Changes a product's price. Admins only: the caller's principal must have the admin role.",

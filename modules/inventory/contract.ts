@@ -138,6 +138,7 @@ export const inventory = defineContract({
       output: StockLevel,
       errors: [UnknownProduct],
       idempotent: true,
+      hedge: { percentile: 95, delayMs: 25, maxAttempts: 4 },
     }),
     reserve: operation({
       description:
@@ -147,6 +148,8 @@ export const inventory = defineContract({
       output: Reservation,
       errors: [OutOfStock],
       idempotent: true,
+      // Repeatable by orderId: an attempt that hangs is abandoned and tried again, inside the deadline.
+      retry: { attemptTimeoutMs: 2_000 },
     }),
     release: operation({
       description:
@@ -155,6 +158,8 @@ export const inventory = defineContract({
       input: z.object({ orderId: Reservation.shape.orderId }),
       output: Reservation,
       idempotent: true,
+      // Repeatable by orderId: an attempt that hangs is abandoned and tried again, inside the deadline.
+      retry: { attemptTimeoutMs: 2_000 },
     }),
   },
   events: {
