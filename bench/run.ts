@@ -6,6 +6,7 @@ import { benchData } from './data.js';
 import { benchHttp } from './http.js';
 import { benchInProcess } from './in-process.js';
 import { benchNats } from './nats.js';
+import { benchPolicies } from './policies.js';
 import { benchStartup } from './startup.js';
 import { machine, write } from './support.js';
 
@@ -21,6 +22,12 @@ if (wanted('in-process')) {
 
 if (wanted('nats')) {
   const result = await benchNats();
+  console.log(result.markdown);
+  sections.push(result.markdown);
+}
+
+if (wanted('policies')) {
+  const result = await benchPolicies();
   console.log(result.markdown);
   sections.push(result.markdown);
 }

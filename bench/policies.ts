@@ -1,0 +1,137 @@
+/**
+ * What the call policies cost when they do not fire: the same calls through a kernel with every
+ * policy off (`retry: false`, `circuitBreaker: false`, `bulkhead: false`) and through one with
+ * the defaults on (3 attempts, a breaker per dependency, a bulkhead per module), plus an
+ * operation that hedges (its hedge never fires: every answer comes long before the delay). In
+ * process and over NATS, in interleaved rounds of one run.
+ */
+import { createKernel, defineContract, defineModule, operation, silentLogger, type Kernel, type KernelOptions, type Transport } from 'keel';
+import { createNatsTransport } from 'keel/nats';
+import { startNatsServer } from '../test/support/nats-server.js';
+import { QUOTE_INPUT, pricing, pricingModule, quote } from './fixture.js';
+import { startPeer } from './peer.js';
+import { concurrent, interleaved, rate, sequential } from './support.js';
+
+const OFF: Partial<KernelOptions> = { retry: false, circuitBreaker: false, bulkhead: false };
+
+/** The pricing contract as a caller that hedges its quote sees it (same name and version: the same wire). */
+const hedgedPricing = defineContract({
+  ...pricing,
+  operations: { quote: operation({ ...pricing.operations.quote, hedge: { delayMs: 1_000, maxAttempts: 2 } }) },
+});
+
+const ratio = (off: number, on: number): string => `${(((off - on) / off) * 100).toFixed(1)} %`;
+
+async function inProcess(rounds: number): Promise<{ rows: string[]; worst: number }> {
+  const modules = [defineModule({ contract: pricing, create: () => ({ handlers: { quote: (input) => quote(input) } }) })];
+  const asyncModules = [defineModule({ contract: pricing, create: () => ({ handlers: { quote: async (input) => quote(input) } }) })];
+  const kernels: Kernel[] = [
+    createKernel({ modules, logger: silentLogger, ...OFF }),
+    createKernel({ modules, logger: silentLogger }),
+    createKernel({ modules: asyncModules, logger: silentLogger, ...OFF }),
+    createKernel({ modules: asyncModules, logger: silentLogger }),
+  ];
+  for (const kernel of kernels) await kernel.start();
+  const [syncOff, syncOn, asyncOff, asyncOn] = kernels.map((kernel) => kernel.client(pricing)) as unknown as [
+    ReturnType<Kernel['client']>,
+    ReturnType<Kernel['client']>,
+    ReturnType<Kernel['client']>,
+    ReturnType<Kernel['client']>,
+  ];
+  const hedged = kernels[3]!.client(hedgedPricing);
+  const N = 200_000;
+  const call = (client: ReturnType<Kernel['client']>) => () => (client as { quote: (input: unknown) => Promise<unknown> }).quote(QUOTE_INPUT);
+  const seq = await interleaved(rounds, {
+    syncOff: () => sequential(N, call(syncOff)),
+    syncOn: () => sequential(N, call(syncOn)),
+    asyncOff: () => sequential(N, call(asyncOff)),
+    asyncOn: () => sequential(N, call(asyncOn)),
+    hedged: () => sequential(N / 4, call(hedged)),
+  });
+  const conc = await interleaved(rounds, {
+    asyncOff: () => concurrent(N, 64, call(asyncOff)),
+    asyncOn: () => concurrent(N, 64, call(asyncOn)),
+  });
+  for (const kernel of kernels) await kernel.stop();
+  const cost = (off: number, on: number) => (off - on) / off;
+  const worst = Math.max(cost(seq['syncOff']!, seq['syncOn']!), cost(seq['asyncOff']!, seq['asyncOn']!), cost(conc['asyncOff']!, conc['asyncOn']!));
+  return {
+    worst,
+    rows: [
+      `| in process, sync handler, sequential | ${rate(seq['syncOff']!)} | ${rate(seq['syncOn']!)} | ${ratio(seq['syncOff']!, seq['syncOn']!)} |`,
+      `| in process, async handler, sequential | ${rate(seq['asyncOff']!)} | ${rate(seq['asyncOn']!)} | ${ratio(seq['asyncOff']!, seq['asyncOn']!)} |`,
+      `| in process, async handler, 64 concurrent | ${rate(conc['asyncOff']!)} | ${rate(conc['asyncOn']!)} | ${ratio(conc['asyncOff']!, conc['asyncOn']!)} |`,
+      `| in process, async handler, hedged operation (not firing), sequential | ${rate(seq['asyncOff']!)} | ${rate(seq['hedged']!)} | ${ratio(seq['asyncOff']!, seq['hedged']!)} |`,
+    ],
+  };
+}
+
+async function overNats(rounds: number): Promise<{ rows: string[]; worst: number }> {
+  const server = await startNatsServer({ jetstream: false });
+  const peer = await startPeer('nats-peer.ts', ['keel', server.url]);
+  const transports: Transport[] = [];
+  const kernels: Kernel[] = [];
+  try {
+    for (const options of [OFF, {}]) {
+      const transport = await createNatsTransport({ servers: server.url, logger: silentLogger });
+      transports.push(transport);
+      const kernel = createKernel({ modules: [pricingModule], topology: { host: [], transport }, logger: silentLogger, ...options });
+      await kernel.start();
+      kernels.push(kernel);
+    }
+    const off = kernels[0]!.client(pricing);
+    const on = kernels[1]!.client(pricing);
+    const hedged = kernels[1]!.client(hedgedPricing);
+    const N = 20_000;
+    const conc = await interleaved(rounds, {
+      off: () => concurrent(N, 64, () => off.quote(QUOTE_INPUT)),
+      on: () => concurrent(N, 64, () => on.quote(QUOTE_INPUT)),
+      hedged: () => concurrent(N, 64, () => hedged.quote(QUOTE_INPUT)),
+    });
+    const seq = await interleaved(rounds, {
+      off: () => sequential(N / 10, () => off.quote(QUOTE_INPUT)),
+      on: () => sequential(N / 10, () => on.quote(QUOTE_INPUT)),
+    });
+    const cost = (a: number, b: number) => (a - b) / a;
+    return {
+      worst: Math.max(cost(conc['off']!, conc['on']!), cost(seq['off']!, seq['on']!)),
+      rows: [
+        `| NATS, sequential | ${rate(seq['off']!)} | ${rate(seq['on']!)} | ${ratio(seq['off']!, seq['on']!)} |`,
+        `| NATS, 64 concurrent | ${rate(conc['off']!)} | ${rate(conc['on']!)} | ${ratio(conc['off']!, conc['on']!)} |`,
+        `| NATS, hedged operation (not firing), 64 concurrent | ${rate(conc['off']!)} | ${rate(conc['hedged']!)} | ${ratio(conc['off']!, conc['hedged']!)} |`,
+      ],
+    };
+  } finally {
+    for (const kernel of kernels) await kernel.stop();
+    for (const transport of transports) await transport.close();
+    await peer.stop();
+    await server.stop();
+  }
+}
+
+/** Runs the policy-cost benchmark; returns the report section. */
+export async function benchPolicies(): Promise<{ markdown: string; summary: Record<string, number> }> {
+  // Nine rounds: on a shared machine one round can swing by 20 %, the median of nine much less.
+  const ROUNDS = 9;
+  const local = await inProcess(ROUNDS);
+  const nats = await overNats(ROUNDS);
+  const worst = Math.max(local.worst, nats.worst);
+  const markdown = [
+    '### Call policies that do not fire',
+    '',
+    'The same `quote` calls through a kernel with every policy off (`retry: false`, `circuitBreaker: false`,',
+    '`bulkhead: false`) and through one with the defaults (3 attempts, a circuit breaker per dependency,',
+    'a bulkhead per module); and an operation that hedges after 1 s, which never fires. Nothing fails,',
+    `so no policy acts: this is what being ready to act costs. Medians of ${ROUNDS} interleaved rounds.`,
+    '',
+    '| case | policies off | policies on | cost |',
+    '|---|---|---|---|',
+    ...local.rows,
+    ...nats.rows,
+    '',
+    `Target: policies that do not fire cost less than 5 % (retry, breaker, bulkhead) — ${worst < 0.05 ? 'met' : 'NOT met'} (worst ${(worst * 100).toFixed(1)} %).`,
+    'A hedged operation pays for its hedge timer and the promise that races its attempts: see its rows.',
+    '',
+  ].join('\n');
+  return { markdown, summary: { worst } };
+}
