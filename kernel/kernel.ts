@@ -176,6 +176,7 @@ class KernelImpl implements Kernel {
       onDeadLetter: options.onDeadLetter,
       principal: options.principal,
       bulkheadOf: (module: string) => bulkheadLimitsOf(options, module),
+      circuits: () => this.#breakers.status(),
       databaseFor: (module: string) => (typeof options.database === 'function' ? options.database(module) : options.database),
       clientFor: (contract: AnyContract, caller: string) => this.#clientFor(contract, caller),
       stopped: () => this.#state === LifecycleState.STOPPED,

@@ -3,6 +3,7 @@
  * of its dependsOn contracts, nothing else), its instance and hooks, its answer pipeline served
  * on each transport, its event subscriptions, and its drain on stop.
  */
+import type { CircuitStatus } from './circuit-breaker.js';
 import { Container, type ServiceIdentifier } from 'inversify';
 import type { Client } from './client.js';
 import { isContract, type AnyContract, type AnyEvent, type AnyOperation } from './contract.js';
@@ -42,6 +43,8 @@ export interface HostServices {
   readonly principal: PrincipalSchema | undefined;
   /** The limits of a module's bulkhead (the kernel's `bulkhead` options), undefined for none. */
   bulkheadOf(module: string): BulkheadLimits | undefined;
+  /** The kernel's circuit breakers, as `kernel.status()` reports them. */
+  circuits(): readonly CircuitStatus[];
   /** The client a module gets for a contract it depends on. */
   clientFor(contract: AnyContract, caller: string): Client<AnyContract>;
   /** True once the kernel stopped: a module may no longer emit. */
@@ -126,6 +129,7 @@ export class ModuleHost {
           idempotency,
           principal: services.principal,
           bulkhead: this.bulkhead,
+          circuits: services.circuits,
         }),
       );
     this.#registrations.push(await serveOn(services.local));

@@ -3,6 +3,7 @@
  * input validation, call context, output validation, error envelopes, observation). Its events'
  * side is subscription.ts. Transports only move bytes to and from these.
  */
+import type { CircuitStatus } from './circuit-breaker.js';
 import { majorOf, type AnyContract, type AnyOperation } from './contract.js';
 import { runWithContext, type CallContext } from './context.js';
 import { toRemoteFailure } from './envelope.js';
@@ -50,6 +51,8 @@ export interface ServedSource {
    * `bulkhead` option); without one, handler runs are not limited.
    */
   readonly bulkhead?: Bulkhead | undefined;
+  /** The serving process's circuit breakers (its calls to its dependencies), for discovery tools. */
+  readonly circuits?: (() => readonly CircuitStatus[]) | undefined;
 }
 
 /** A key still running this long after its first request's deadline is taken over by a retry. */
@@ -80,7 +83,7 @@ export const IDEMPOTENCY_TAKEOVER_GRACE_MS = 5_000;
  * ```
  */
 export function createServedModule(source: ServedSource): ServedModule {
-  const { contract, handlers, logger, transport, observers, idempotency, principal: principalSchema, bulkhead } = source;
+  const { contract, handlers, logger, transport, observers, idempotency, principal: principalSchema, bulkhead, circuits } = source;
   const entries = new Map<string, OperationEntry>();
   for (const [name, definition] of Object.entries(contract.operations)) {
     const handler = handlers[name];
@@ -341,6 +344,7 @@ export function createServedModule(source: ServedSource): ServedModule {
     dropped(operation, reason): void {
       for (const observer of observers) observer.requestDropped?.({ contract: contract.name, operation, transport, reason });
     },
+    circuits: () => circuits?.() ?? [],
   };
 }
 

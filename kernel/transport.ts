@@ -6,6 +6,7 @@
  * Both the in-process transport and the NATS adapter pass one conformance suite
  * (`test/support/conformance.ts`).
  */
+import type { CircuitStatus } from './circuit-breaker.js';
 import type { AnyContract, Delivery } from './contract.js';
 import type { CallContext } from './context.js';
 import { KeelError, KeelErrorCode } from './errors.js';
@@ -135,6 +136,12 @@ export interface ServedModule {
    * reply subject), so that the kernel's observers count it (`keel_requests_dropped_total`).
    */
   dropped(operation: string, reason: 'no-reply'): void;
+  /**
+   * The circuit breakers of the process serving this module (one per dependency it calls), so
+   * that a transport can show them to discovery tools: the NATS adapter puts the ones not
+   * closed in its `$SRV.STATS` data, and `keel status` lists them.
+   */
+  circuits?(): readonly CircuitStatus[];
 }
 
 /**

@@ -2,7 +2,8 @@
  * Prometheus metrics of a kernel (calls made, calls served, events handled, on every transport)
  * and of the gateway's own HTTP requests, with prom-client.
  */
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Registry, collectDefaultMetrics } from 'prom-client';
+import { collectKernelState } from './state-metrics.js';
 import type { Kernel } from 'keel';
 import { OK_OUTCOME, type CallRecord, type EventRecord } from 'keel/transport';
 import { SeriesCache, SeriesCounter, SeriesHistogram, type CounterSeries, type HistogramSeries } from './series.js';
@@ -89,7 +90,11 @@ interface HttpSeries {
  *   before they became calls (`reason="no-reply"`: a NATS request without a reply subject);
  * - `keel_bulkhead_running{module}`, `keel_bulkhead_queued{module}` (gauges) and
  *   `keel_bulkhead_rejected_total{module}` (calls refused `RESOURCE_EXHAUSTED`): each hosted
- *   module's bulkhead, read from `kernel.status()` when the registry is read, never per call.
+ *   module's bulkhead, read from `kernel.status()` when the registry is read, never per call;
+ * - `keel_call_retries_total{contract,operation,transport,caller,reason}`: attempts callers sent
+ *   again (`reason` `retry` or `hedge`);
+ * - `keel_circuit_state{dependency}` (0 closed, 1 open, 2 half-open) and
+ *   `keel_circuit_opened_total{dependency}`: each dependency's circuit breaker, read when scraped.
  *
  * The HTTP gateway does this for you and serves the result at `/metrics`.
  *
@@ -125,6 +130,13 @@ export function createKernelMetrics(kernel: Kernel, options: KernelMetricsOption
     'contract',
     'operation',
     'transport',
+    'reason',
+  ]);
+  const retries = new SeriesCounter(registry, 'keel_call_retries_total', 'Attempts sent again by callers: a retry after a failure, or a hedge.', [
+    'contract',
+    'operation',
+    'transport',
+    'caller',
     'reason',
   ]);
 
@@ -184,9 +196,11 @@ export function createKernelMetrics(kernel: Kernel, options: KernelMetricsOption
     eventHandled: recordEvent,
     requestDropped: ({ contract, operation, transport, reason }) =>
       dropped.inc(dropped.series(keyOf(contract, operation, transport, reason), () => ({ contract, operation, transport, reason }))),
+    callRetried: ({ contract, operation, transport, caller, reason }) =>
+      retries.inc(retries.series(keyOf(contract, operation, transport, caller, reason), () => ({ contract, operation, transport, caller, reason }))),
   });
 
-  const stopBulkheads = collectBulkheads(registry, () => kernel.status().bulkheads);
+  const stopState = collectKernelState(registry, () => kernel.status());
 
   const httpSeries = new SeriesCache<HttpSeries>();
   return {
@@ -211,73 +225,8 @@ export function createKernelMetrics(kernel: Kernel, options: KernelMetricsOption
     },
     close() {
       stop();
-      stopBulkheads();
-      for (const counter of [calls, errors, events, httpRequests, dropped]) counter.close();
+      stopState();
+      for (const counter of [calls, errors, events, httpRequests, dropped, retries]) counter.close();
     },
   };
-}
-
-type BulkheadStatuses = () => ReturnType<Kernel['status']>['bulkheads'];
-
-/** The kernels whose bulkheads each registry's `keel_bulkhead_*` metrics read (several may share one). */
-const bulkheadSources = new WeakMap<Registry, Set<BulkheadStatuses>>();
-
-/**
- * Registers `source` with the registry's bulkhead metrics, made on first use: gauges and a
- * counter whose `collect` reads every source's bulkheads when the registry is read (summed by
- * module, for kernels in one process hosting the same module). Returns the unregistering function.
- */
-function collectBulkheads(registry: Registry, source: BulkheadStatuses): () => void {
-  let sources = bulkheadSources.get(registry);
-  if (sources === undefined) {
-    const all = new Set<BulkheadStatuses>();
-    sources = all;
-    bulkheadSources.set(registry, all);
-    const read = (field: 'running' | 'queued' | 'rejected'): Map<string, number> => {
-      const totals = new Map<string, number>();
-      for (const statuses of all) for (const bulkhead of statuses()) totals.set(bulkhead.module, (totals.get(bulkhead.module) ?? 0) + bulkhead[field]);
-      return totals;
-    };
-    const labelNames = ['module'];
-    // A metric of the same name registered by someone else is left alone.
-    if (registry.getSingleMetric('keel_bulkhead_running') === undefined) {
-      new Gauge({
-        name: 'keel_bulkhead_running',
-        help: 'Handler runs in progress, per module bulkhead.',
-        labelNames,
-        registers: [registry],
-        collect() {
-          this.reset();
-          for (const [module, value] of read('running')) this.set({ module }, value);
-        },
-      });
-    }
-    if (registry.getSingleMetric('keel_bulkhead_queued') === undefined) {
-      new Gauge({
-        name: 'keel_bulkhead_queued',
-        help: 'Calls waiting for a free slot, per module bulkhead.',
-        labelNames,
-        registers: [registry],
-        collect() {
-          this.reset();
-          for (const [module, value] of read('queued')) this.set({ module }, value);
-        },
-      });
-    }
-    if (registry.getSingleMetric('keel_bulkhead_rejected_total') === undefined) {
-      new Counter({
-        name: 'keel_bulkhead_rejected_total',
-        help: 'Calls refused with RESOURCE_EXHAUSTED (concurrency limit reached and queue full), per module bulkhead.',
-        labelNames,
-        registers: [registry],
-        collect() {
-          this.reset();
-          for (const [module, value] of read('rejected')) this.inc({ module }, value);
-        },
-      });
-    }
-  }
-  const registered = sources;
-  registered.add(source);
-  return () => registered.delete(source);
 }

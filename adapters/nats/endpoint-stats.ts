@@ -54,6 +54,12 @@ export interface EndpointStatsData {
    * Absent in the statistics of a keel older than this field.
    */
   readonly num_no_reply?: number;
+  /**
+   * The serving process's circuit breakers that are not closed, by dependency (`open` or
+   * `half-open`): the process's calls to those modules fail fast. Absent when every breaker is
+   * closed, and in the statistics of a keel older than this field.
+   */
+  readonly circuits?: Readonly<Record<string, 'open' | 'half-open'>>;
 }
 
 /**
@@ -103,7 +109,7 @@ export class EndpointCounters {
     this.lastError = description;
   }
 
-  report(): EndpointStatsData {
+  report(circuits?: EndpointStatsData['circuits']): EndpointStatsData {
     const processing = Math.round(this.processingMs * 1e6);
     return {
       type: ENDPOINT_STATS_TYPE,
@@ -113,6 +119,7 @@ export class EndpointCounters {
       processing_time: processing,
       average_processing_time: this.requests > 0 ? Math.round(processing / this.requests) : 0,
       num_no_reply: this.noReply,
+      ...(circuits === undefined ? {} : { circuits }),
     };
   }
 }

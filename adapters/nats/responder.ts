@@ -167,7 +167,7 @@ export class Responder {
       description: contract.description ?? `keel module ${contract.name}`,
       queue: contract.name,
       metadata: { 'keel.prefix': options.prefix, 'keel.protocol': '1' },
-      statsHandler: (endpoint) => Promise.resolve(countersBySubject.get(endpoint.subject)?.report() ?? null),
+      statsHandler: (endpoint) => Promise.resolve(countersBySubject.get(endpoint.subject)?.report(openCircuits(module)) ?? null),
     });
     served.service = service;
     const group = service.addGroup(subjects.module(contract.name), contract.name);
@@ -267,4 +267,15 @@ export class Responder {
     // when it settles.
     served.module.handle(address, input, context, false, new NatsReply(endpoint, msg, context, startedAt));
   }
+}
+
+/** The serving process's breakers that are not closed, for `$SRV.STATS` (undefined when all are closed). */
+function openCircuits(module: ServedModule): Record<string, 'open' | 'half-open'> | undefined {
+  let found: Record<string, 'open' | 'half-open'> | undefined;
+  for (const circuit of module.circuits?.() ?? []) {
+    if (circuit.state === 'closed') continue;
+    found ??= {};
+    found[circuit.dependency] = circuit.state;
+  }
+  return found;
 }

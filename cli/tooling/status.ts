@@ -46,6 +46,8 @@ export interface InstanceStatus {
    * of `$SRV.STATS` (services keel did not register, or keel versions without its counters).
    */
   readonly counters: 'keel' | 'nats';
+  /** Its process's circuit breakers that are not closed, by dependency: its calls to those modules fail fast. */
+  readonly circuits: Readonly<Record<string, 'open' | 'half-open'>>;
 }
 
 interface EndpointCounts {
@@ -88,6 +90,8 @@ export interface ModuleStatus {
   readonly errors: number;
   /** Average processing time per request over every instance, in milliseconds. */
   readonly averageMs: number | undefined;
+  /** Dependencies some instance's process has a circuit breaker open (or half-open) to. */
+  readonly circuits: Readonly<Record<string, 'open' | 'half-open'>>;
 }
 
 /** What {@link readStatus} returns. */
@@ -218,6 +222,7 @@ export async function readStatus(connection: NatsConnection, options: StatusOpti
       prefix,
       lastError,
       counters: keel && endpoints.every((endpoint) => endpoint.keel) ? 'keel' : 'nats',
+      circuits: (stat?.endpoints ?? []).map((endpoint) => endpoint.data).find(isEndpointStatsData)?.circuits ?? {},
     };
     const entry = byName.get(identity.name) ?? { keel, instances: [] };
     entry.instances.push(instance);
@@ -243,6 +248,7 @@ export async function readStatus(connection: NatsConnection, options: StatusOpti
         requests,
         errors: instances.reduce((sum, instance) => sum + instance.errors, 0),
         averageMs: requests > 0 ? processingMs / requests : undefined,
+        circuits: Object.assign({}, ...instances.map((instance) => instance.circuits)) as Record<string, 'open' | 'half-open'>,
       };
     });
   const missing = modules.filter((module) => expected.has(module.name) && module.instances.length === 0).map((module) => module.name);
@@ -296,6 +302,10 @@ export function formatStatusReport(report: StatusReport, options: { readonly ins
       formatAverage(module.averageMs),
     ];
     if (module.instances.length === 0) notes.set(rows.length, 'expected, but no instance answers');
+    const circuits = Object.entries(module.circuits);
+    if (circuits.length > 0) {
+      notes.set(rows.length, `circuit breaker ${circuits.map(([dependency, state]) => `${state} to ${dependency}`).join(', ')}: those calls fail fast`);
+    }
     rows.push(row);
     if (options.instances) {
       for (const instance of module.instances) {

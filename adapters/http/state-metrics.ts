@@ -1,0 +1,89 @@
+/**
+ * Metrics read from `kernel.status()` when a registry is read, never per call: each hosted
+ * module's bulkhead and each dependency's circuit breaker. Several kernels of one process may
+ * share a registry; their figures are summed by module or dependency (a breaker's state is the
+ * worst of them).
+ */
+import type { Kernel } from 'keel';
+import { Counter, Gauge, type Registry } from 'prom-client';
+
+type KernelStatus = ReturnType<Kernel['status']>;
+type StatusSource = () => KernelStatus;
+
+/** `keel_circuit_state`'s values. */
+const CIRCUIT_STATE = { closed: 0, open: 1, 'half-open': 2 } as const;
+
+/** The kernels each registry's state metrics read. */
+const sources = new WeakMap<Registry, Set<StatusSource>>();
+
+/**
+ * Registers `source` with the registry's state metrics, made on first use. A metric of the
+ * same name registered by someone else is left alone. Returns the unregistering function.
+ */
+export function collectKernelState(registry: Registry, source: StatusSource): () => void {
+  let all = sources.get(registry);
+  if (all === undefined) {
+    const made = new Set<StatusSource>();
+    all = made;
+    sources.set(registry, made);
+    registerMetrics(registry, () => [...made].map((read) => read()));
+  }
+  const registered = all;
+  registered.add(source);
+  return () => registered.delete(source);
+}
+
+function registerMetrics(registry: Registry, statuses: () => KernelStatus[]): void {
+  const byModule = (field: 'running' | 'queued' | 'rejected'): Map<string, number> => {
+    const totals = new Map<string, number>();
+    for (const status of statuses()) for (const bulkhead of status.bulkheads) totals.set(bulkhead.module, (totals.get(bulkhead.module) ?? 0) + bulkhead[field]);
+    return totals;
+  };
+  const circuits = (): Map<string, { state: number; opened: number }> => {
+    const totals = new Map<string, { state: number; opened: number }>();
+    for (const status of statuses()) {
+      for (const circuit of status.circuits) {
+        const seen = totals.get(circuit.dependency) ?? { state: 0, opened: 0 };
+        totals.set(circuit.dependency, { state: Math.max(seen.state, CIRCUIT_STATE[circuit.state]), opened: seen.opened + circuit.opened });
+      }
+    }
+    return totals;
+  };
+  const gauge = (name: string, help: string, labelName: string, read: () => Map<string, number>): void => {
+    if (registry.getSingleMetric(name) !== undefined) return;
+    new Gauge({
+      name,
+      help,
+      labelNames: [labelName],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [label, value] of read()) this.set({ [labelName]: label }, value);
+      },
+    });
+  };
+  const counter = (name: string, help: string, labelName: string, read: () => Map<string, number>): void => {
+    if (registry.getSingleMetric(name) !== undefined) return;
+    new Counter({
+      name,
+      help,
+      labelNames: [labelName],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const [label, value] of read()) this.inc({ [labelName]: label }, value);
+      },
+    });
+  };
+  gauge('keel_bulkhead_running', 'Handler runs in progress, per module bulkhead.', 'module', () => byModule('running'));
+  gauge('keel_bulkhead_queued', 'Calls waiting for a free slot, per module bulkhead.', 'module', () => byModule('queued'));
+  counter(
+    'keel_bulkhead_rejected_total',
+    'Calls refused with RESOURCE_EXHAUSTED (concurrency limit reached and queue full), per module bulkhead.',
+    'module',
+    () => byModule('rejected'),
+  );
+  const mapOf = (field: 'state' | 'opened') => () => new Map([...circuits()].map(([dependency, circuit]) => [dependency, circuit[field]]));
+  gauge('keel_circuit_state', 'Circuit breaker of each dependency called from this process: 0 closed, 1 open, 2 half-open.', 'dependency', mapOf('state'));
+  counter('keel_circuit_opened_total', 'Times the circuit breaker of each dependency opened.', 'dependency', mapOf('opened'));
+}
