@@ -67,7 +67,13 @@ process.on('SIGTERM', (signal) => void stop(signal));
 console.log(await summary(kernel));
 
 async function startKernel(): Promise<Kernel> {
-  const created = createKernel({ modules, topology, principal: config.principal, ...(database === undefined ? {} : { database: database.engineOf }) });
+  const created = createKernel({
+    modules,
+    topology,
+    principal: config.principal,
+    ...config.resilience,
+    ...(database === undefined ? {} : { database: database.engineOf }),
+  });
   await created.start();
   return created;
 }

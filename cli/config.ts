@@ -50,6 +50,13 @@ export interface KeelConfig {
    * gateway's `authenticate` hook (in `gateway`) makes it from each request.
    */
   readonly principal?: KernelOptions['principal'];
+  /**
+   * How every process's calls recover and how much work each module takes at once, given to
+   * each kernel as they are: `retry`, `hedge` and `circuitBreaker` (the caller's side), and
+   * `bulkhead` and `bulkheads` (the served side). docs/resilience.md says what each does; the
+   * kernel checks them, and a bad value stops the start naming the field.
+   */
+  readonly resilience?: Pick<KernelOptions, 'retry' | 'hedge' | 'circuitBreaker' | 'bulkhead' | 'bulkheads'>;
 }
 
 /**

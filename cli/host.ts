@@ -7,6 +7,7 @@ import type { HttpGatewayConfig } from 'keel/http';
 import { createKernel, type AnyContract, type AnyModule, type Kernel, type KernelOptions, type Logger, type Transport } from 'keel';
 import { openDatabases, planDatabases, type OpenDatabases, type PlannedDatabase } from 'keel/databases';
 import { CLIError, CliErrorCode } from './errors.js';
+import type { KeelConfig } from './config.js';
 
 /**
  * Which operations the HTTP gateway of {@link startHost} exposes: `all` (every module's, those
@@ -74,6 +75,8 @@ export interface HostOptions {
   readonly gateway?: HttpGatewayConfig | undefined;
   /** The application's principal schema (the `principal` of `keel.config.ts`), given to the kernel. */
   readonly principal?: KernelOptions['principal'] | undefined;
+  /** The `resilience` section of `keel.config.ts`, given to the kernel. */
+  readonly resilience?: KeelConfig['resilience'] | undefined;
   readonly logger?: Logger | undefined;
 }
 
@@ -157,6 +160,7 @@ export async function startHost(options: HostOptions): Promise<Host> {
       topology: { ...(options.host ? { host: options.host } : {}), transport },
       ...(databases ? { database: databases.engineOf } : {}),
       ...(options.principal ? { principal: options.principal } : {}),
+      ...options.resilience,
       ...(options.logger ? { logger: options.logger } : {}),
     });
     await kernel.start();

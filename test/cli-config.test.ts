@@ -104,6 +104,18 @@ describe('cli - keel.config.ts', () => {
     }
   });
 
+  it("cli - keel start gives the kernel keel.config.ts's resilience section: a retry policy the kernel refuses stops the start naming the field", async () => {
+    const root = appWith("import { defineConfig } from 'keel/config';\n\nexport default defineConfig({ resilience: { retry: { maxAttempts: 0 } } });\n");
+    const run = keel(root, 'start', '--http', 'off');
+    expect(await run.exit).toBe(1);
+    expect(run.stderr.text).toContain('retry.maxAttempts must be a whole number of attempts from 1 to 10');
+    expect(run.stdout.text).not.toContain('ready');
+    const fine = keel(appWith("import { defineConfig } from 'keel/config';\n\nexport default defineConfig({ resilience: { retry: { maxAttempts: 5 }, circuitBreaker: false } });\n"), 'start', '--http', 'off');
+    await Promise.race([fine.stdout.waitFor('keel: ready'), fine.exit.then(() => expect.fail(fine.stderr.text))]);
+    fine.stop();
+    expect(await fine.exit).toBe(0);
+  });
+
   it('cli - without keel.config.ts, keel start serves the safe defaults: 1000 requests a minute, no CORS', async () => {
     const root = appWith(undefined);
     const running = keel(root, 'start', '--http', '0');
@@ -146,7 +158,7 @@ describe('cli - keel.config.ts', () => {
     const misspelt = appWith('export default { gatway: {} };\n');
     const start = keel(misspelt, 'start', '--http', '0');
     expect(await start.exit).toBe(1);
-    expect(start.stderr.text).toContain('error E_CONFIG: keel.config.ts: unknown option "gatway" (it takes gateway, principal).\n');
+    expect(start.stderr.text).toContain('error E_CONFIG: keel.config.ts: unknown option "gatway" (it takes gateway, principal, resilience).\n');
 
     const noDefault = appWith('export const gateway = {};\n');
     const up = keel(noDefault, 'up');

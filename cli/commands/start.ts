@@ -162,6 +162,7 @@ export default defineCommand({
       httpOperations,
       gateway: config.gateway,
       principal: config.principal,
+      resilience: config.resilience,
     });
     const status = running.kernel.status();
     const hosted = status.modules.map((module) => module.name);
