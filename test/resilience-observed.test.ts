@@ -109,6 +109,14 @@ describe('resilience - observed', () => {
     expect(metrics).toContain('keel_call_retries_total{contract="flaky",operation="fail",transport="nats",caller="relay",reason="retry"} 1');
     expect(metrics).toContain('keel_circuit_state{dependency="flaky"} 1');
     expect(metrics).toContain('keel_circuit_opened_total{dependency="flaky"} 1');
+
+    // Through the gateway: 503, with Retry-After saying when the breaker lets a probe through.
+    const refused = await fetch(`${gateway.url ?? ''}/flaky/fail`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
+    expect(refused.status).toBe(503);
+    const body = await refused.clone().text();
+    expect(Number(refused.headers.get("retry-after")), body).toBeGreaterThan(500);
+    expect(await refused.json()).toMatchObject({ code: 'UNAVAILABLE', detail: expect.stringContaining('the circuit breaker for "flaky" is open') });
+    expect(failRuns).toBe(2);
   });
 
   it('keel status shows that the relay process has its breaker to flaky open', async () => {

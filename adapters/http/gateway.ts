@@ -178,7 +178,7 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
     if (refusal !== undefined) return refuse(request, reply, refusal);
     const problem = problemOf(error, correlationId, resolved.development);
     if (problem.status === 401) reply.header('www-authenticate', challengeOf(resolved.challenge, isRefusedCredentials(error)));
-    const retryAfter = retryAfterOf(problem);
+    const retryAfter = retryAfterOf(problem, error);
     if (retryAfter !== undefined) reply.header('retry-after', String(retryAfter));
     if (problem.status >= 500) {
       logger.error({ err: error, correlationId, route: request.routeOptions.url, code: problem.code }, 'request failed');

@@ -102,9 +102,19 @@ const TITLES: Readonly<Record<KeelErrorCode | HttpProblemCode, string>> = {
  */
 export const RESOURCE_EXHAUSTED_RETRY_AFTER_SECONDS = 1;
 
-/** The `Retry-After` seconds of a problem the gateway answers a call's failure with, if it has one. */
-export function retryAfterOf(problem: Problem): number | undefined {
-  return problem.code === KeelErrorCode.RESOURCE_EXHAUSTED ? RESOURCE_EXHAUSTED_RETRY_AFTER_SECONDS : undefined;
+/**
+ * The `Retry-After` seconds of a problem the gateway answers a call's failure (`error`) with, if
+ * it has one: a full bulkhead's, or, for a call an open circuit breaker refused (`UNAVAILABLE`,
+ * 503, whose details a 5xx body does not show), the time until the breaker lets a probe through,
+ * rounded up.
+ */
+export function retryAfterOf(problem: Problem, error?: unknown): number | undefined {
+  if (problem.code === KeelErrorCode.RESOURCE_EXHAUSTED) return RESOURCE_EXHAUSTED_RETRY_AFTER_SECONDS;
+  const details = (error as { details?: { circuit?: unknown; retryAfterMs?: unknown } } | undefined)?.details;
+  if (problem.code === KeelErrorCode.UNAVAILABLE && details?.circuit === 'open' && typeof details.retryAfterMs === 'number') {
+    return Math.max(1, Math.ceil(details.retryAfterMs / 1000));
+  }
+  return undefined;
 }
 
 /** Title of a problem type: a known code's title, else the code in words (`OUT_OF_STOCK` → `Out of stock`). */
