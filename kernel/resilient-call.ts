@@ -241,7 +241,9 @@ export class ResilientCall {
       this.#send();
       return;
     }
-    const ceiling = Math.min(this.retry.maxBackoffMs, this.retry.backoffMs * 2 ** Math.max(0, this.#attempt - 1));
+    let ceiling = Math.min(this.retry.maxBackoffMs, this.retry.backoffMs * 2 ** Math.max(0, this.#attempt - 1));
+    // A full bulkhead is overloaded: spread its retries over the longest backoff, not the first.
+    if (isKeelError(error, KeelErrorCode.RESOURCE_EXHAUSTED)) ceiling = this.retry.maxBackoffMs;
     const delay = Math.random() * ceiling;
     if (Date.now() + delay >= this.context.deadline - 1) return this.#fail(error);
     clearTimeout(this.#timer);
