@@ -2,7 +2,7 @@
  * The NATS transport's options read from environment variables ({@link NATS_ENV}), used by
  * `app/` and the CLI. Checked at once, each message naming the variable, never a secret value.
  */
-import { checkReadable, checkServerUrl, configError, serverList, type NatsTransportOptions } from './options.js';
+import { MAX_STREAM_REPLICAS, checkReadable, checkServerUrl, configError, serverList, type NatsTransportOptions } from './options.js';
 import { isValidPrefix } from './wire.js';
 
 /**
@@ -24,6 +24,7 @@ export const NATS_ENV = {
   TLS_CERT: 'KEEL_NATS_TLS_CERT',
   TLS_KEY: 'KEEL_NATS_TLS_KEY',
   INBOX_PREFIX: 'KEEL_NATS_INBOX_PREFIX',
+  STREAM_REPLICAS: 'KEEL_NATS_STREAM_REPLICAS',
 } as const;
 
 /**
@@ -40,6 +41,7 @@ export const NATS_ENV = {
  * | `KEEL_NATS_CREDS` | credentials file (JWT + nkey seed) |
  * | `KEEL_NATS_TLS_CA`, `KEEL_NATS_TLS_CERT`, `KEEL_NATS_TLS_KEY` | TLS files (PEM) |
  * | `KEEL_NATS_INBOX_PREFIX` | this process's reply subject prefix (default `_INBOX`) |
+ * | `KEEL_NATS_STREAM_REPLICAS` | replicas of the streams this process makes and of its modules' event streams (`streamReplicas`, default 1; 3 in a three-node cluster) |
  *
  * @example
  * ```ts
@@ -76,6 +78,13 @@ export function natsOptionsFromEnv(env: Readonly<Record<string, string | undefin
       `${NATS_ENV.INBOX_PREFIX}="${inboxPrefix}" is not a reply subject prefix; use subject tokens without wildcards, such as "_INBOX.keel.storefront".`,
     );
   }
+  const replicasText = read(NATS_ENV.STREAM_REPLICAS);
+  const streamReplicas = replicasText === undefined ? undefined : Number(replicasText);
+  if (streamReplicas !== undefined && !(/^\d+$/.test(replicasText ?? '') && streamReplicas >= 1 && streamReplicas <= MAX_STREAM_REPLICAS)) {
+    throw configError(
+      `${NATS_ENV.STREAM_REPLICAS}="${replicasText}" is not a number of stream replicas; use a whole number from 1 to ${MAX_STREAM_REPLICAS} (3 in a three-node cluster), at most the number of servers in the NATS cluster.`,
+    );
+  }
   const token = read(NATS_ENV.TOKEN);
   const user = read(NATS_ENV.USER);
   const password = read(NATS_ENV.PASSWORD);
@@ -103,6 +112,7 @@ export function natsOptionsFromEnv(env: Readonly<Record<string, string | undefin
     servers,
     ...(prefix === undefined ? {} : { prefix }),
     ...(inboxPrefix === undefined ? {} : { inboxPrefix }),
+    ...(streamReplicas === undefined ? {} : { streamReplicas }),
     ...(token === undefined ? {} : { token }),
     ...(user === undefined ? {} : { user, password }),
     ...(creds === undefined ? {} : { credentialsFile: creds }),
