@@ -263,7 +263,8 @@ const replicas = () =>
 const STREAM_KEYS = ['replicas', 'maxAgeMs', 'maxMessages', 'maxBytes'] as const;
 const STREAM = `must be an object of ${STREAM_KEYS.join(', ')}, each optional`;
 const MODULE_NAME = /^[a-z][a-z0-9]*(-[a-z0-9]+)*$/;
-const STREAMS = 'must be an object whose keys are module names (lower-kebab-case, such as "orders") and whose values are stream limits';
+const STREAMS = 'must be an object of stream limits by module name, such as { orders: { replicas: 3 } }';
+const STREAM_KEY = 'is not a module name: streams are keyed by the publishing module\'s name, in lower-kebab-case such as "orders"';
 
 /** One module's stream limits. Loose, then refined, like `tls`: an unknown key is named with its path. */
 const streamOptions = () =>
@@ -321,7 +322,11 @@ const NatsTransportOptionsSchema = z
     streamReplicas: replicas(),
     streams: z
       .record(z.string(), streamOptions(), { error: STREAMS })
-      .refine((streams) => Object.keys(streams).every((module) => MODULE_NAME.test(module)), STREAMS)
+      .superRefine((streams, context) => {
+        for (const module of Object.keys(streams)) {
+          if (!MODULE_NAME.test(module)) context.addIssue({ code: 'custom', path: [module], message: STREAM_KEY });
+        }
+      })
       .optional(),
     publishAttempts: z
       .number({ error: 'must be a whole number of attempts, 1 or more' })
