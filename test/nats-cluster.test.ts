@@ -7,7 +7,7 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
-import { createKernel, defineContract, defineModule, event, isKeelError, operation, silentLogger, type AnyModule, type Kernel, type Transport } from 'keel';
+import { createKernel, defineContract, defineModule, event, isKeelError, operation, silentLogger, type AnyModule, type Kernel, type Logger, type Transport } from 'keel';
 import { createNatsTransport, type NatsTransportOptions } from 'keel/nats';
 import { connect, type NatsConnection } from 'nats';
 import { startNatsCluster, type NatsCluster } from './support/nats-cluster.js';
@@ -28,6 +28,8 @@ const tally = defineContract({
 /** Ids whose call handler ran (the counter's state), and ids whose event tally handled, with how often. */
 const applied = new Set<string>();
 const delivered = new Map<string, number>();
+/** When tally handled each event, for the longest pause in deliveries around the kill. */
+const deliveredAt: number[] = [];
 
 const modules: AnyModule[] = [
   defineModule({
@@ -47,10 +49,29 @@ const modules: AnyModule[] = [
     subscribesTo: [counter],
     create: () => ({
       handlers: { noop: () => ({}) },
-      events: { counter: { added: ({ id }) => void delivered.set(id, (delivered.get(id) ?? 0) + 1) } },
+      events: {
+        counter: {
+          added: ({ id }) => {
+            delivered.set(id, (delivered.get(id) ?? 0) + 1);
+            deliveredAt.push(performance.now());
+          },
+        },
+      },
     }),
   }),
 ];
+
+/** What the publisher's transport logged: its re-sent events, confirmed on a later attempt. */
+const resent: Array<{ attempt: number; duplicate: boolean }> = [];
+const publisherLogger: Logger = {
+  debug: () => undefined,
+  info: (record, message) => {
+    if (message.includes('durable event sent again')) resent.push(record as { attempt: number; duplicate: boolean });
+  },
+  warn: () => undefined,
+  error: () => undefined,
+  child: () => publisherLogger,
+};
 
 /** Calls made under load, how many at once, and the pause each worker takes between two. */
 const CALLS = 300;
@@ -93,7 +114,7 @@ describe('nats - a three-node NATS cluster', () => {
 
   it('nats - makes the event stream and its durable consumer with three replicas, one on each node', async () => {
     await boot(['tally']);
-    const publisher = await boot(['counter']);
+    const publisher = await boot(['counter'], { logger: publisherLogger });
     await publisher.client(counter).add({ id: 'first' });
     const jsm = await raw.jetstreamManager();
     const stream = await jsm.streams.info('keel_counter');
@@ -171,7 +192,9 @@ describe('nats - a three-node NATS cluster', () => {
 
     // Every call answered OK ran, and its event (acknowledged before the answer) is delivered.
     expect([...ok].filter((id) => !applied.has(id))).toEqual([]);
-    await vi.waitFor(() => expect([...ok].filter((id) => !delivered.has(id))).toEqual([]), { timeout: 30_000, interval: 100 });
+    await vi.waitFor(() => expect([...ok].filter((id) => !delivered.has(id))).toEqual([]), { timeout: 45_000, interval: 100 });
+    const times = [killedAt ?? 0, ...deliveredAt.filter((time) => time > (killedAt ?? 0))];
+    const deliveryPauseMs = Math.max(...times.slice(1).map((time, index) => time - (times[index] as number)));
 
     // JetStream stored each event once, however often its publish was sent.
     const stored = await storedIds(raw);
@@ -183,6 +206,9 @@ describe('nats - a three-node NATS cluster', () => {
       `nats cluster: killed ${killed} (stream leader) at call ${Math.floor(CALLS / 3)}; ${ok.size} calls OK, ${failed.size} failed ` +
         `(${[...new Set(failed.values())].join(', ') || 'none'}); load ran ${Math.round(loadMs)} ms; ` +
         `first OK call after the kill ${Math.round((firstOkAfterKill ?? 0) - (killedAt ?? 0))} ms after it; ` +
+        `longest pause in deliveries from the kill on ${Math.round(deliveryPauseMs)} ms; ` +
+        `${resent.length} events confirmed on a later attempt (up to attempt ${Math.max(0, ...resent.map((line) => line.attempt))}), ` +
+        `${resent.filter((line) => line.duplicate).length} of them as duplicates of an earlier stored attempt; ` +
         `${stored.size} events stored, none twice; ${redelivered} delivered more than once`,
     );
 

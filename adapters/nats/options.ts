@@ -129,10 +129,12 @@ export interface NatsTransportOptions {
    */
   readonly streams?: Readonly<Record<string, NatsStreamOptions>>;
   /**
-   * Times a durable event is sent to JetStream before its publish fails (default 8): an
+   * Times a durable event is sent to JetStream before its publish fails (default 10): an
    * attempt that gets no acknowledgement in time (`jetStreamTimeoutMs`) or no responder (a
    * stream leader being elected) is sent again with the same `Nats-Msg-Id`, so that JetStream
-   * stores it once. Every attempt starts within the stream's duplicate window.
+   * stores it once. Every attempt starts within the stream's duplicate window. With the
+   * defaults, attempts refused at once (no responder) span 9 to 19 s: longer than a stream
+   * leader election on nats-server 2.9 (5 to 8 s in docs/nats-cluster.md).
    */
   readonly publishAttempts?: number;
   /**
@@ -181,7 +183,7 @@ export const DEFAULT_NATS_TRANSPORT_OPTIONS = {
   maxAckPending: 256,
   eventMaxAgeMs: 7 * 24 * 60 * 60 * 1000,
   streamReplicas: 1,
-  publishAttempts: 8,
+  publishAttempts: 10,
   publishRetryDelayMs: 250,
   deadLetterMaxAgeMs: 7 * 24 * 60 * 60 * 1000,
   deadLetterMaxMessages: 10_000,
