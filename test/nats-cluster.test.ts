@@ -83,6 +83,8 @@ describe('nats - a three-node NATS cluster', () => {
   let raw: NatsConnection;
   const transports: Transport[] = [];
   const kernels: Kernel[] = [];
+  /** Which modules each transport's process hosts, for the report. */
+  const roles = new Map<Transport, string>();
 
   const boot = async (host: string[], options: NatsTransportOptions = {}): Promise<Kernel> => {
     const transport = await createNatsTransport({
@@ -94,6 +96,7 @@ describe('nats - a three-node NATS cluster', () => {
       ...options,
     });
     transports.push(transport);
+    roles.set(transport, host.join(',') || 'caller');
     const kernel = createKernel({ modules, topology: { host, transport }, logger: silentLogger });
     await kernel.start();
     kernels.push(kernel);
@@ -153,13 +156,34 @@ describe('nats - a three-node NATS cluster', () => {
     let killedAt: number | undefined;
     let firstOkAfterKill: number | undefined;
     let killing: Promise<string> | undefined;
+    let onKilledNode: string[] = [];
 
     const killLeader = async (): Promise<string> => {
       const leader = (await jsm.streams.info('keel_counter')).cluster?.leader;
       if (leader === undefined) throw new Error('the stream has no leader before the kill');
+      const port = `:${cluster.node(leader).port}`;
+      onKilledNode = [...roles].filter(([transport]) => (transport.status().detail ?? '').includes(port)).map(([, role]) => role);
       killedAt = performance.now();
       await cluster.kill9(leader);
+      probing = probe();
       return leader;
+    };
+
+    // From the kill on, a fresh call every 250 ms (2 s deadline) until one is answered OK.
+    let probing: Promise<number> | undefined;
+    const probe = async (): Promise<number> => {
+      for (let index = 0; performance.now() - (killedAt ?? 0) < 30_000; index++) {
+        const id = `probe-${index}`;
+        try {
+          await client.client(counter).add({ id }, { timeoutMs: 2_000 });
+          ok.add(id);
+          return performance.now() - (killedAt ?? 0);
+        } catch (error) {
+          failed.set(id, isKeelError(error) ? error.code : String(error));
+        }
+        await sleep(250);
+      }
+      throw new Error('no call was answered OK within 30 s of the kill');
     };
 
     const worker = async (): Promise<void> => {
@@ -182,6 +206,7 @@ describe('nats - a three-node NATS cluster', () => {
     const loadMs = performance.now() - loadStarted;
     const killed = await killing;
     expect(killed).toBeDefined();
+    const recoveredMs = await probing;
 
     // Serves again: a bounded wait that fails the test if calls never come back.
     await vi.waitFor(async () => {
@@ -203,9 +228,10 @@ describe('nats - a three-node NATS cluster', () => {
 
     const redelivered = [...delivered.values()].filter((count) => count > 1).length;
     console.info(
-      `nats cluster: killed ${killed} (stream leader) at call ${Math.floor(CALLS / 3)}; ${ok.size} calls OK, ${failed.size} failed ` +
+      `nats cluster: killed ${killed} (stream leader) at call ${Math.floor(CALLS / 3)}, connected to it: ${onKilledNode.join(', ') || 'none'}; ${ok.size} calls OK, ${failed.size} failed ` +
         `(${[...new Set(failed.values())].join(', ') || 'none'}); load ran ${Math.round(loadMs)} ms; ` +
-        `first OK call after the kill ${Math.round((firstOkAfterKill ?? 0) - (killedAt ?? 0))} ms after it; ` +
+        `a fresh call answered OK ${Math.round(recoveredMs ?? 0)} ms after the kill; ` +
+        `first OK load call started after the kill ${Math.round((firstOkAfterKill ?? 0) - (killedAt ?? 0))} ms after it; ` +
         `longest pause in deliveries from the kill on ${Math.round(deliveryPauseMs)} ms; ` +
         `${resent.length} events confirmed on a later attempt (up to attempt ${Math.max(0, ...resent.map((line) => line.attempt))}), ` +
         `${resent.filter((line) => line.duplicate).length} of them as duplicates of an earlier stored attempt; ` +
