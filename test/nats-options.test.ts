@@ -110,6 +110,16 @@ describe('nats - options from the environment', () => {
     expect(configError(() => natsOptionsFromEnv({ KEEL_NATS_TOKEN: 't' })).message).toContain('KEEL_NATS_URL');
   });
 
+  it('nats - reads the stream replicas, and refuses a count JetStream cannot keep naming the variable', () => {
+    expect(natsOptionsFromEnv({ KEEL_NATS_URL: 'nats://a:4222', KEEL_NATS_STREAM_REPLICAS: '3' })).toEqual({ servers: ['nats://a:4222'], streamReplicas: 3 });
+    for (const value of ['0', '6', 'three', '1.5']) {
+      expect(configError(() => natsOptionsFromEnv({ KEEL_NATS_URL: 'nats://a:4222', KEEL_NATS_STREAM_REPLICAS: value })).message).toBe(
+        `KEEL_NATS_STREAM_REPLICAS="${value}" is not a number of stream replicas; use a whole number from 1 to 5 (3 in a three-node cluster), at most the number of servers in the NATS cluster.`,
+      );
+    }
+    expect(configError(() => natsOptionsFromEnv({ KEEL_NATS_STREAM_REPLICAS: '3' })).message).toContain('KEEL_NATS_URL');
+  });
+
   it('nats - never puts a secret in an error message', () => {
     const messages = [
       configError(() => natsOptionsFromEnv({ KEEL_NATS_URL: 'http://user:hunter2@a:4222' })).message,
@@ -175,6 +185,21 @@ describe('nats - options checked once', () => {
     expect(message).toContain('prefix must be a subject prefix: letters, digits, "-" and "_" in dot-separated tokens');
     expect(await refusal({ servers: ' , ' })).toContain('servers must be a NATS URL');
     expect(await refusal({ servers: [] })).toContain('servers must be a NATS URL');
+  });
+
+  it('nats - refuses stream replicas, per-module stream limits and publish retries out of range, naming the field', async () => {
+    const message = await refusal({ streamReplicas: 6, publishAttempts: 0, publishRetryDelayMs: -1 });
+    expect(message).toContain('streamReplicas must be a whole number of copies from 1 to 5, got 6');
+    expect(message).toContain('publishAttempts must be a whole number of attempts, 1 or more, got 0');
+    expect(message).toContain('publishRetryDelayMs must be a number of milliseconds above 0 and at most 2147483647, got -1');
+    const limits = await refusal({ streams: { orders: { replicas: 7, maxAgeMs: 0, maxMessages: 0, maxBytes: 'x' } } });
+    expect(limits).toContain('streams.orders.replicas must be a whole number of copies from 1 to 5, got 7');
+    expect(limits).toContain('streams.orders.maxAgeMs must be a number of milliseconds above 0, got 0');
+    expect(limits).toContain('streams.orders.maxMessages must be a whole number of events, 1 or more, got 0');
+    expect(limits).toContain('streams.orders.maxBytes must be a whole number of bytes, 1 or more, got "x"');
+    expect(await refusal({ streams: { orders: { replicaz: 3 } } })).toContain('streams.orders must be an object of replicas, maxAgeMs, maxMessages, maxBytes');
+    expect(await refusal({ streams: { Orders: { replicas: 3 } } })).toContain('streams.Orders is not a module name');
+    expect(await refusal({ streams: 'orders' })).toContain('streams must be an object of stream limits by module name');
   });
 
   it('nats - names a token or password of the wrong type without showing it', async () => {

@@ -12,6 +12,14 @@ import type { DurableConsumer, JetStream } from './jetstream.js';
 import { LogThrottle } from './log-throttle.js';
 import { Header, decodeJson, headerValue } from './wire.js';
 
+/**
+ * How long one pull request of a durable subscription waits on the server. The client expects a
+ * heartbeat every half of it and pulls again after two are missed: when a NATS node dies with
+ * the consumer's leader, delivery resumes about this long after a new leader is elected,
+ * instead of the client's default of 30 s (docs/nats-cluster.md).
+ */
+const PULL_EXPIRES_MS = 5_000;
+
 /** A durable subscription's running state. */
 interface DurableState extends DurableConsumer {
   readonly inFlight: InFlight;
@@ -53,6 +61,7 @@ export class DurableEvents {
     const source = await js.consumers.get(stream, consumer);
     const messages = await source.consume({
       max_messages: Math.min(options.maxAckPending, 64),
+      expires: PULL_EXPIRES_MS,
       callback: (msg) => this.#onDurable(state, msg),
     });
     state.messages = messages;

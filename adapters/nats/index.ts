@@ -22,6 +22,7 @@ export {
   DEFAULT_NATS_TRANSPORT_OPTIONS,
   natsAuthOptions,
   type NatsAuthOptions,
+  type NatsStreamOptions,
   type NatsTlsOptions,
   type NatsTransportOptions,
 } from './options.js';

@@ -12,6 +12,7 @@ import {
   ErrorCode,
   RetentionPolicy,
   StorageType,
+  millis,
   nanos,
   type ConsumerConfig,
   type JetStreamClient,
@@ -23,6 +24,8 @@ import {
 import { natsCode, reason, type Connection } from './connection.js';
 import { eventPayload } from './events.js';
 import { eventHeaders } from './headers.js';
+import { publishWithRetry } from './jetstream-publish.js';
+import { streamLimits } from './options.js';
 
 /** The durable consumer of one subscribing module for one event. */
 export interface DurableConsumer {
@@ -43,6 +46,11 @@ const JS_CONSUMER_NOT_FOUND = 10014;
 const JS_STREAM_NAME_IN_USE = 10058;
 const JS_CONSUMER_EXISTS = 10013;
 const JS_CONSUMER_NAME_EXISTS = 10148;
+/** "no suitable peers for placement": fewer servers than replicas (or some are down). */
+const JS_NO_SUITABLE_PEERS = 10005;
+const JS_INSUFFICIENT_RESOURCES = 10023;
+/** "replicas > 1 not supported in non-clustered mode". */
+const JS_REPLICAS_NOT_SUPPORTED = 10074;
 
 /** How long JetStream remembers a `Nats-Msg-Id` to drop a republished event (docs/wire-protocol.md). */
 const DUPLICATE_WINDOW_MS = 2 * 60 * 1000;
@@ -50,7 +58,8 @@ const DUPLICATE_WINDOW_MS = 2 * 60 * 1000;
 /** The transport's JetStream: its client, and the streams and consumers made so far. */
 export class JetStream {
   readonly #connection: Connection;
-  readonly #streams = new Map<string, Promise<void>>();
+  /** Streams made or checked, by name and role: each one's duplicate window in milliseconds. */
+  readonly #streams = new Map<string, Promise<number>>();
   #jsm: Promise<JetStreamManager> | undefined;
   #js: JetStreamClient | undefined;
 
@@ -58,31 +67,32 @@ export class JetStream {
     this.#connection = connection;
   }
 
+  /**
+   * Publishes a durable event, resolving once JetStream confirmed storing it. An attempt left
+   * unconfirmed is sent again with the same `Nats-Msg-Id` (jetstream-publish.ts).
+   */
   async publish(event: PublishedEvent): Promise<void> {
     const label = `${event.contract}.${event.event}`;
     const data = eventPayload(this.#connection, event, label);
-    const { subjects, options } = this.#connection;
     const correlationId = event.metadata.correlationId;
-    const eventHeaderValues = eventHeaders(event);
-    await this.ensureEventStream(event.contract, true);
+    const headers = eventHeaders(event);
+    const duplicateWindowMs = await this.ensureEventStream(event.contract, true);
     const js = await this.client();
     try {
-      await js.publish(subjects.durable(event.contract, event.event), data, {
-        msgID: event.metadata.id,
-        headers: eventHeaderValues,
-        timeout: options.jetStreamTimeoutMs,
+      await publishWithRetry(this.#connection, js, {
+        subject: this.#connection.subjects.durable(event.contract, event.event),
+        data,
+        headers,
+        msgId: event.metadata.id,
+        label,
+        correlationId,
+        duplicateWindowMs,
       });
     } catch (error) {
-      const code = natsCode(error);
-      if (code === ErrorCode.MaxPayloadExceeded) throw this.#connection.publishError(error, `The payload of event ${label}`, data.length, correlationId);
-      if (code === ErrorCode.Timeout) {
-        throw new KeelError(
-          KeelErrorCode.TIMEOUT,
-          `Durable event ${label} was sent, but JetStream did not confirm storing it within ${options.jetStreamTimeoutMs} ms; ` +
-            'it may or may not have been stored. Check the NATS connection and the JetStream server.',
-          { correlationId, cause: error },
-        );
-      }
+      // No stream took it: check the stream again before the next publish (it may have vanished).
+      if (isKeelError(error, KeelErrorCode.UNAVAILABLE)) this.forgetStream(this.#connection.subjects.stream(event.contract));
+      if (isKeelError(error)) throw error;
+      if (natsCode(error) === ErrorCode.MaxPayloadExceeded) throw this.#connection.publishError(error, `The payload of event ${label}`, data.length, correlationId);
       throw new KeelError(
         KeelErrorCode.INTERRUPTED,
         `Durable event ${label} was not confirmed by JetStream (${reason(error)}); it may or may not have been stored. ` +
@@ -111,33 +121,44 @@ export class JetStream {
   }
 
   /**
-   * Creates (once per process, idempotently) the stream of a module's durable events.
+   * Creates (once per process, idempotently) the stream of a module's durable events, and
+   * resolves with its duplicate window in milliseconds.
    *
-   * Limits retention, kept for `eventMaxAgeMs`: each consumer's acknowledgements track what it
-   * handled, and the stream keeps its messages whatever they acknowledge. With interest
-   * retention, nats-server 2.9 drops the last messages it had confirmed storing when it stops
-   * while consumers remove acknowledged ones (2 in 5 of 6 runs of a restart test), and the relay
-   * marked them sent; see docs/design-notes.md.
+   * Limits retention, kept for `eventMaxAgeMs` (or the module's `streams` entry): each
+   * consumer's acknowledgements track what it handled, and the stream keeps its messages
+   * whatever they acknowledge. With interest retention, nats-server 2.9 drops the last messages
+   * it had confirmed storing when it stops while consumers remove acknowledged ones (2 in 5 of 6
+   * runs of a restart test), and the relay marked them sent; see docs/design-notes.md.
    *
-   * `owner`: this process hosts the publishing module, and brings the stream's limits up to
-   * date; a subscriber makes a missing stream so that it can attach its consumer, but never
-   * changes one (its NATS user may not: docs/security.md).
+   * `owner`: this process hosts the publishing module, and brings the stream's limits and
+   * replicas up to date; a subscriber makes a missing stream so that it can attach its
+   * consumer, but never changes one (its NATS user may not: docs/security.md). Its durable
+   * consumers keep as many replicas as the stream (JetStream's default, which keel keeps).
    */
-  ensureEventStream(module: string, owner: boolean): Promise<void> {
+  ensureEventStream(module: string, owner: boolean): Promise<number> {
     const { subjects, options } = this.#connection;
+    const limits = streamLimits(options, module);
     const name = subjects.stream(module);
     const subject = subjects.durableWildcard(module);
-    return this.#ensureStream(name, {
+    return this.#ensureStream(
       name,
-      subjects: [subject],
-      description: `keel durable events of module ${module}`,
-      retention: RetentionPolicy.Limits,
-      storage: StorageType.File,
-      discard: DiscardPolicy.Old,
-      max_age: nanos(options.eventMaxAgeMs),
-      // JetStream refuses a duplicate window longer than the stream's max age.
-      duplicate_window: nanos(Math.min(DUPLICATE_WINDOW_MS, options.eventMaxAgeMs)),
-    }, owner);
+      {
+        name,
+        subjects: [subject],
+        description: `keel durable events of module ${module}`,
+        retention: RetentionPolicy.Limits,
+        storage: StorageType.File,
+        discard: DiscardPolicy.Old,
+        num_replicas: limits.replicas,
+        max_age: nanos(limits.maxAgeMs),
+        max_msgs: limits.maxMessages,
+        max_bytes: limits.maxBytes,
+        // JetStream refuses a duplicate window longer than the stream's max age.
+        duplicate_window: nanos(Math.min(DUPLICATE_WINDOW_MS, limits.maxAgeMs)),
+      },
+      owner,
+      limits.replicasOption,
+    );
   }
 
   /**
@@ -145,22 +166,28 @@ export class JetStream {
    * module owns it: a process makes it when it is missing and warns when its limits differ from
    * this process's options, for the operator to change (`nats stream edit`).
    */
-  ensureDeadLetterStream(): Promise<void> {
+  async ensureDeadLetterStream(): Promise<void> {
     const { subjects, options } = this.#connection;
     const name = subjects.deadLetterStream();
-    return this.#ensureStream(name, {
+    await this.#ensureStream(
       name,
-      subjects: [subjects.deadLetterWildcard()],
-      description: 'keel durable events given up on after their last attempt',
-      retention: RetentionPolicy.Limits,
-      storage: StorageType.File,
-      discard: DiscardPolicy.Old,
-      max_age: nanos(options.deadLetterMaxAgeMs),
-      // Bounded: every subscriber of a forged invalid event stores a letter, so without these a
-      // flood of them grows the stream for deadLetterMaxAgeMs.
-      max_msgs: options.deadLetterMaxMessages,
-      max_bytes: options.deadLetterMaxBytes,
-    }, false);
+      {
+        name,
+        subjects: [subjects.deadLetterWildcard()],
+        description: 'keel durable events given up on after their last attempt',
+        retention: RetentionPolicy.Limits,
+        storage: StorageType.File,
+        discard: DiscardPolicy.Old,
+        num_replicas: options.streamReplicas,
+        max_age: nanos(options.deadLetterMaxAgeMs),
+        // Bounded: every subscriber of a forged invalid event stores a letter, so without these a
+        // flood of them grows the stream for deadLetterMaxAgeMs.
+        max_msgs: options.deadLetterMaxMessages,
+        max_bytes: options.deadLetterMaxBytes,
+      },
+      false,
+      'streamReplicas (KEEL_NATS_STREAM_REPLICAS)',
+    );
   }
 
   /** A stream made by an earlier keel with another retention: nats-server 2.9 cannot change it. */
@@ -179,11 +206,11 @@ export class JetStream {
     this.#streams.delete(`${name} used`);
   }
 
-  #ensureStream(name: string, config: Partial<StreamConfig> & { subjects: string[] }, owner: boolean): Promise<void> {
+  #ensureStream(name: string, config: WantedStream, owner: boolean, replicasOption: string): Promise<number> {
     const key = `${name} ${owner ? 'owned' : 'used'}`;
     let ensured = this.#streams.get(key);
     if (ensured === undefined) {
-      ensured = this.#createStream(name, config, owner).catch((error: unknown) => {
+      ensured = this.#createStream(name, config, owner, replicasOption).catch((error: unknown) => {
         this.#streams.delete(key);
         throw error;
       });
@@ -192,7 +219,8 @@ export class JetStream {
     return ensured;
   }
 
-  async #createStream(name: string, config: Partial<StreamConfig> & { subjects: string[] }, owner: boolean): Promise<void> {
+  /** Makes or checks stream `name`; resolves with its duplicate window in milliseconds. */
+  async #createStream(name: string, config: WantedStream, owner: boolean, replicasOption: string): Promise<number> {
     const jsm = await this.#jetstreamManager();
     let info: StreamInfo;
     try {
@@ -200,34 +228,40 @@ export class JetStream {
     } catch (error) {
       if (jsErrorCode(error) !== JS_STREAM_NOT_FOUND) throw jetStreamFailure(`inspect stream ${name}`, error);
       try {
-        await jsm.streams.add(config);
-        this.#connection.logger.info({ stream: name, subjects: config.subjects }, 'created JetStream stream');
+        const made = await jsm.streams.add(config);
+        this.#connection.logger.info({ stream: name, subjects: config.subjects, replicas: made.config.num_replicas }, 'created JetStream stream');
+        return windowMs(made.config);
       } catch (addError) {
-        if (jsErrorCode(addError) !== JS_STREAM_NAME_IN_USE) throw jetStreamFailure(`create stream ${name}`, addError);
+        if (jsErrorCode(addError) !== JS_STREAM_NAME_IN_USE) throw streamFailure(`create stream ${name}`, addError, config, replicasOption);
+        info = await jsm.streams.info(name).catch((again: unknown) => {
+          throw jetStreamFailure(`inspect stream ${name}`, again);
+        });
       }
-      return;
     }
     const current = info.config;
     const missing = config.subjects.filter((subject) => !current.subjects.includes(subject));
-    const limits = (['max_age', 'duplicate_window', 'max_msgs', 'max_bytes'] as const).filter((key) => config[key] !== undefined && current[key] !== config[key]);
-    if ((missing.length > 0 || limits.length > 0) && !owner) {
-      const differences = [...(missing.length > 0 ? [`subjects lack ${missing.join(', ')}`] : []), ...limits.map((key) => `${key} ${current[key]}, not ${config[key]}`)];
+    const limits = LIMIT_KEYS.filter((key) => config[key] !== undefined && current[key] !== config[key]);
+    if (config.retention !== undefined && current.retention !== config.retention) this.#retentionDiffers(name, current.retention, config.retention);
+    if (missing.length === 0 && limits.length === 0) return windowMs(current);
+    const differences = [...(missing.length > 0 ? [`subjects lack ${missing.join(', ')}`] : []), ...limits.map((key) => `${key} ${current[key]}, not ${config[key]}`)];
+    if (!owner) {
       this.#connection.logger.warn(
         { stream: name, differences },
         `JetStream stream ${name} differs from this process's options (${differences.join('; ')}); keel changes a stream only in a process ` +
           'that hosts its publishing module (and no process changes the dead-letter stream). Align the options, or change it yourself: nats stream edit ' +
           name,
       );
-    } else if (missing.length > 0 || limits.length > 0) {
-      const update: StreamConfig = { ...current, subjects: [...current.subjects, ...missing] };
-      for (const key of limits) update[key] = config[key] as number;
-      try {
-        await jsm.streams.update(name, update);
-      } catch (error) {
-        throw jetStreamFailure(`update stream ${name} (${[...(missing.length > 0 ? ['subjects'] : []), ...limits].join(', ')})`, error);
-      }
+      return windowMs(current);
     }
-    if (config.retention !== undefined && current.retention !== config.retention) this.#retentionDiffers(name, current.retention, config.retention);
+    const update: StreamConfig = { ...current, subjects: [...current.subjects, ...missing] };
+    for (const key of limits) update[key] = config[key] as number;
+    try {
+      const updated = await jsm.streams.update(name, update);
+      this.#connection.logger.info({ stream: name, differences }, 'brought a JetStream stream up to date with this process\'s options');
+      return windowMs(updated.config);
+    } catch (error) {
+      throw streamFailure(`update stream ${name} (${[...(missing.length > 0 ? ['subjects'] : []), ...limits].join(', ')})`, error, config, replicasOption);
+    }
   }
 
   /** Creates the durable consumer, or brings its ack wait and limit up to date. */
@@ -264,6 +298,37 @@ export class JetStream {
       }
     }
   }
+}
+
+/** The stream keel wants: what it sets, with the subjects it needs. */
+type WantedStream = Partial<StreamConfig> & { subjects: string[] };
+
+/** The limits a process that owns a stream brings up to date. */
+const LIMIT_KEYS = ['max_age', 'duplicate_window', 'max_msgs', 'max_bytes', 'num_replicas'] as const;
+
+/** A stream's duplicate window in milliseconds (JetStream's default, 2 minutes, when unset). */
+function windowMs(config: Pick<StreamConfig, 'duplicate_window'>): number {
+  return config.duplicate_window > 0 ? millis(config.duplicate_window) : DUPLICATE_WINDOW_MS;
+}
+
+/**
+ * A failure to make or update a stream: `INVALID_CONFIG` naming the option when JetStream
+ * cannot place its replicas (more than the cluster has, or a single server), else
+ * {@link jetStreamFailure}.
+ */
+function streamFailure(what: string, error: unknown, config: WantedStream, replicasOption: string): KeelError {
+  const replicas = config.num_replicas ?? 1;
+  const code = jsErrorCode(error);
+  if (replicas > 1 && (code === JS_REPLICAS_NOT_SUPPORTED || code === JS_NO_SUITABLE_PEERS || code === JS_INSUFFICIENT_RESOURCES)) {
+    return new KeelError(
+      KeelErrorCode.INVALID_CONFIG,
+      `Could not ${what}: JetStream cannot keep ${replicas} replicas of it (${reason(error)}). ${replicasOption} asks for ${replicas}; ` +
+        'a stream needs that many nats-servers with JetStream in one cluster, all up when it is made (a single server keeps 1). ' +
+        'Lower the option, or add servers to the cluster (docs/nats-cluster.md).',
+      { cause: error, details: { replicas, option: replicasOption } },
+    );
+  }
+  return jetStreamFailure(what, error);
 }
 
 function jetStreamFailure(what: string, error: unknown): KeelError {

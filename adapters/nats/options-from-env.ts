@@ -3,7 +3,7 @@
  * `app/` and the CLI. Checked at once, each message naming the variable, never a secret value.
  */
 import { MAX_TIMEOUT_MS } from 'keel/transport';
-import { checkReadable, checkServerUrl, configError, serverList, type NatsTransportOptions } from './options.js';
+import { MAX_STREAM_REPLICAS, checkReadable, checkServerUrl, configError, serverList, type NatsTransportOptions } from './options.js';
 import { isValidPrefix } from './wire.js';
 
 /**
@@ -26,6 +26,7 @@ export const NATS_ENV = {
   TLS_KEY: 'KEEL_NATS_TLS_KEY',
   INBOX_PREFIX: 'KEEL_NATS_INBOX_PREFIX',
   RECONNECT_GRACE_MS: 'KEEL_NATS_RECONNECT_GRACE_MS',
+  STREAM_REPLICAS: 'KEEL_NATS_STREAM_REPLICAS',
 } as const;
 
 /**
@@ -43,6 +44,7 @@ export const NATS_ENV = {
  * | `KEEL_NATS_TLS_CA`, `KEEL_NATS_TLS_CERT`, `KEEL_NATS_TLS_KEY` | TLS files (PEM) |
  * | `KEEL_NATS_INBOX_PREFIX` | this process's reply subject prefix (default `_INBOX`) |
  * | `KEEL_NATS_RECONNECT_GRACE_MS` | how long a call waits for a lost connection to come back (default 1000) |
+ * | `KEEL_NATS_STREAM_REPLICAS` | replicas of the streams this process makes and of its modules' event streams (`streamReplicas`, default 1; 3 in a three-node cluster) |
  *
  * @example
  * ```ts
@@ -83,6 +85,13 @@ export function natsOptionsFromEnv(env: Readonly<Record<string, string | undefin
   if (grace !== undefined && !(/^\d+$/.test(grace) && Number(grace) <= MAX_TIMEOUT_MS)) {
     throw configError(`${NATS_ENV.RECONNECT_GRACE_MS}="${grace}" is not a number of milliseconds; use a whole number from 0 to ${MAX_TIMEOUT_MS}, such as 1000.`);
   }
+  const replicasText = read(NATS_ENV.STREAM_REPLICAS);
+  const streamReplicas = replicasText === undefined ? undefined : Number(replicasText);
+  if (streamReplicas !== undefined && !(/^\d+$/.test(replicasText ?? '') && streamReplicas >= 1 && streamReplicas <= MAX_STREAM_REPLICAS)) {
+    throw configError(
+      `${NATS_ENV.STREAM_REPLICAS}="${replicasText}" is not a number of stream replicas; use a whole number from 1 to ${MAX_STREAM_REPLICAS} (3 in a three-node cluster), at most the number of servers in the NATS cluster.`,
+    );
+  }
   const token = read(NATS_ENV.TOKEN);
   const user = read(NATS_ENV.USER);
   const password = read(NATS_ENV.PASSWORD);
@@ -111,6 +120,7 @@ export function natsOptionsFromEnv(env: Readonly<Record<string, string | undefin
     ...(prefix === undefined ? {} : { prefix }),
     ...(inboxPrefix === undefined ? {} : { inboxPrefix }),
     ...(grace === undefined ? {} : { reconnectGraceMs: Number(grace) }),
+    ...(streamReplicas === undefined ? {} : { streamReplicas }),
     ...(token === undefined ? {} : { token }),
     ...(user === undefined ? {} : { user, password }),
     ...(creds === undefined ? {} : { credentialsFile: creds }),

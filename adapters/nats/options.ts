@@ -28,6 +28,34 @@ export interface NatsTlsOptions {
 }
 
 /**
+ * Limits of one module's durable-event stream (`{prefix}_{module}`), each overriding the
+ * transport-wide option named beside it. Only a process that hosts the publishing module
+ * applies them to the stream; a subscriber makes the stream with them when it is missing.
+ *
+ * @example
+ * ```ts
+ * await createNatsTransport({
+ *   servers: ['nats://nats-1:4222', 'nats://nats-2:4222', 'nats://nats-3:4222'],
+ *   streamReplicas: 3,
+ *   streams: { notifications: { replicas: 1, maxAgeMs: 24 * 60 * 60 * 1000 }, orders: { maxBytes: 1024 ** 3 } },
+ * });
+ * ```
+ */
+export interface NatsStreamOptions {
+  /** Copies of the stream in a NATS cluster (1 to 5, at most the cluster's size). Default: `streamReplicas`. */
+  readonly replicas?: number;
+  /** How long the stream keeps an event, in milliseconds. Default: `eventMaxAgeMs`. */
+  readonly maxAgeMs?: number;
+  /**
+   * Most events the stream keeps; beyond it the oldest are discarded, handled or not. Default:
+   * no limit (only the age counts).
+   */
+  readonly maxMessages?: number;
+  /** Most bytes the stream keeps; beyond it the oldest events are discarded, handled or not. Default: no limit. */
+  readonly maxBytes?: number;
+}
+
+/**
  * Options of {@link createNatsTransport}. Every field is optional; see
  * {@link DEFAULT_NATS_TRANSPORT_OPTIONS} for the defaults.
  *
@@ -95,6 +123,32 @@ export interface NatsTransportOptions {
    * interest retention (docs/wire-protocol.md says why).
    */
   readonly eventMaxAgeMs?: number;
+  /**
+   * Copies JetStream keeps of each stream keel makes (default 1): 3 in a three-node NATS
+   * cluster keeps every confirmed event through the loss of one node (docs/nats-cluster.md).
+   * At most 5, and at most the cluster's size. The dead-letter stream is made with it too.
+   */
+  readonly streamReplicas?: number;
+  /**
+   * Per publishing module, limits of its event stream that differ from the transport-wide ones
+   * (`streamReplicas`, `eventMaxAgeMs`), such as `{ orders: { replicas: 3 } }`. A module
+   * not named here takes those.
+   */
+  readonly streams?: Readonly<Record<string, NatsStreamOptions>>;
+  /**
+   * Times a durable event is sent to JetStream before its publish fails (default 10): an
+   * attempt that gets no acknowledgement in time (`jetStreamTimeoutMs`) or no responder (a
+   * stream leader being elected) is sent again with the same `Nats-Msg-Id`, so that JetStream
+   * stores it once. Every attempt starts within the stream's duplicate window. With the
+   * defaults, attempts refused at once (no responder) span 9 to 19 s: longer than a stream
+   * leader election on nats-server 2.9 (5 to 8 s in docs/nats-cluster.md).
+   */
+  readonly publishAttempts?: number;
+  /**
+   * Delay before the second attempt of a durable event's publish (default 250 ms), doubled
+   * for each further attempt up to 3 s, each with random jitter (half to all of it).
+   */
+  readonly publishRetryDelayMs?: number;
   /** How long dead letters stay in the dead-letter stream (default 7 days). */
   readonly deadLetterMaxAgeMs?: number;
   /**
@@ -136,6 +190,9 @@ export const DEFAULT_NATS_TRANSPORT_OPTIONS = {
   ackWaitMs: 30_000,
   maxAckPending: 256,
   eventMaxAgeMs: 7 * 24 * 60 * 60 * 1000,
+  streamReplicas: 1,
+  publishAttempts: 10,
+  publishRetryDelayMs: 250,
   deadLetterMaxAgeMs: 7 * 24 * 60 * 60 * 1000,
   deadLetterMaxMessages: 10_000,
   deadLetterMaxBytes: 64 * 1024 * 1024,
@@ -149,6 +206,32 @@ export type ResolvedNatsOptions = Omit<NatsTransportOptions, keyof typeof DEFAUL
   readonly prefix: string;
   readonly name: string;
 } & { readonly [K in Exclude<keyof typeof DEFAULT_NATS_TRANSPORT_OPTIONS, 'servers' | 'prefix' | 'name'>]: number };
+
+/** The limits of one module's event stream, resolved from {@link NatsStreamOptions} and the transport-wide options. */
+export interface StreamLimits {
+  readonly replicas: number;
+  /** The option `replicas` came from, for a message about it. */
+  readonly replicasOption: string;
+  readonly maxAgeMs: number;
+  /** -1: no limit. */
+  readonly maxMessages: number;
+  readonly maxBytes: number;
+}
+
+/**
+ * The limits of `module`'s event stream: its entry in `streams`, else the transport-wide
+ * options.
+ */
+export function streamLimits(options: ResolvedNatsOptions, module: string): StreamLimits {
+  const own = Object.hasOwn(options.streams ?? {}, module) ? options.streams?.[module] : undefined;
+  return {
+    replicas: own?.replicas ?? options.streamReplicas,
+    replicasOption: own?.replicas === undefined ? 'streamReplicas (KEEL_NATS_STREAM_REPLICAS)' : `streams.${module}.replicas`,
+    maxAgeMs: own?.maxAgeMs ?? options.eventMaxAgeMs,
+    maxMessages: own?.maxMessages ?? -1,
+    maxBytes: own?.maxBytes ?? -1,
+  };
+}
 
 /** The factory every message of {@link resolveOptions} starts with. */
 const FACTORY = 'createNatsTransport';
@@ -185,6 +268,25 @@ const count = (what: string) => {
 };
 
 const text = (what: string) => z.string({ error: `must be ${what}` }).optional();
+
+/** The most replicas JetStream gives a stream. */
+export const MAX_STREAM_REPLICAS = 5;
+
+const REPLICAS = `must be a whole number of copies from 1 to ${MAX_STREAM_REPLICAS}`;
+const replicas = () =>
+  z.number({ error: REPLICAS }).refine((value) => Number.isSafeInteger(value) && value >= 1 && value <= MAX_STREAM_REPLICAS, REPLICAS).optional();
+
+const STREAM_KEYS = ['replicas', 'maxAgeMs', 'maxMessages', 'maxBytes'] as const;
+const STREAM = `must be an object of ${STREAM_KEYS.join(', ')}, each optional`;
+const MODULE_NAME = /^[a-z][a-z0-9]*(-[a-z0-9]+)*$/;
+const STREAMS = 'must be an object of stream limits by module name, such as { orders: { replicas: 3 } }';
+const STREAM_KEY = 'is not a module name: streams are keyed by the publishing module\'s name, in lower-kebab-case such as "orders"';
+
+/** One module's stream limits. Loose, then refined, like `tls`: an unknown key is named with its path. */
+const streamOptions = () =>
+  z
+    .looseObject({ replicas: replicas(), maxAgeMs: maxAge(), maxMessages: count('events'), maxBytes: count('bytes') }, { error: STREAM })
+    .refine((limits) => Object.keys(limits).every((key) => (STREAM_KEYS as readonly string[]).includes(key)), STREAM);
 
 /** Server URLs as given, one string (comma-separated) or a list, as a list without blanks. */
 export function serverList(servers: string | readonly string[]): string[] {
@@ -234,6 +336,20 @@ const NatsTransportOptionsSchema = z
       .optional(),
     // JetStream max_ages, never timers: they may exceed MAX_TIMEOUT_MS.
     eventMaxAgeMs: maxAge(),
+    streamReplicas: replicas(),
+    streams: z
+      .record(z.string(), streamOptions(), { error: STREAMS })
+      .superRefine((streams, context) => {
+        for (const module of Object.keys(streams)) {
+          if (!MODULE_NAME.test(module)) context.addIssue({ code: 'custom', path: [module], message: STREAM_KEY });
+        }
+      })
+      .optional(),
+    publishAttempts: z
+      .number({ error: 'must be a whole number of attempts, 1 or more' })
+      .refine((value) => Number.isSafeInteger(value) && value >= 1, 'must be a whole number of attempts, 1 or more')
+      .optional(),
+    publishRetryDelayMs: timeout(),
     deadLetterMaxAgeMs: maxAge(),
     deadLetterMaxMessages: count('dead letters'),
     deadLetterMaxBytes: count('bytes'),
