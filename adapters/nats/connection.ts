@@ -79,10 +79,10 @@ export class Connection {
 
   /**
    * Follows the connection's status until it ends; `onClosed` runs when the connection closes,
-   * whatever closed it. Resolves once the server has seen every subscription made so far.
+   * whatever closed it, and `onDisconnected` each time it drops (the client then reconnects). Resolves once the server has seen every subscription made so far.
    */
-  async start(onClosed: (error: Error | undefined) => void): Promise<void> {
-    void this.#watchStatus();
+  async start(onClosed: (error: Error | undefined) => void, onDisconnected: () => void = () => {}): Promise<void> {
+    void this.#watchStatus(onDisconnected);
     void this.nc.closed().then((error) => {
       this.connected = false;
       this.#wakeWaiters();
@@ -95,13 +95,14 @@ export class Connection {
     this.logger.info({ server: this.nc.getServer(), prefix: this.options.prefix }, 'connected to NATS');
   }
 
-  async #watchStatus(): Promise<void> {
+  async #watchStatus(onDisconnected: () => void): Promise<void> {
     try {
       for await (const status of this.nc.status()) {
         switch (status.type) {
           case Events.Disconnect:
             if (this.connected) this.logger.warn({ server: String(status.data) }, 'disconnected from NATS; reconnecting');
             this.connected = false;
+            onDisconnected();
             break;
           case Events.Reconnect:
             this.connected = true;

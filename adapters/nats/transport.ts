@@ -69,7 +69,13 @@ class NatsTransport implements Transport {
 
   async init(): Promise<void> {
     this.#caller.listen();
-    await this.#connection.start((error) => this.#caller.interrupt('the NATS connection closed', error));
+    await this.#connection.start(
+      (error) => this.#caller.interrupt('the NATS connection closed', error),
+      // A reply meant for a dropped connection is lost with it (NATS keeps no message for a
+      // subscriber that is not there): the calls waiting for one end now, INTERRUPTED (outcome
+      // unknown), rather than at their deadline; an idempotent one is retried at once.
+      () => this.#caller.interrupt('the NATS connection dropped'),
+    );
   }
 
   status(): TransportStatus {
