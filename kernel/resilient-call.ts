@@ -32,7 +32,7 @@ export function healthyOutcome(error: unknown): boolean {
 /**
  * True when a call that failed with `error` may be sent again: the request was certainly not
  * processed, or its outcome is unknown and repeating it is safe (`repeatable`: an idempotent
- * operation, or a call with an idempotency key).
+ * operation; `keyed`: a call with an idempotency key).
  */
 export function worthRetrying(error: unknown, repeatable: boolean, keyed: boolean): boolean {
   if (!isKeelError(error)) return false;
@@ -44,7 +44,8 @@ export function worthRetrying(error: unknown, repeatable: boolean, keyed: boolea
       return error.details?.['circuit'] !== 'open';
     case KeelErrorCode.TIMEOUT:
     case KeelErrorCode.INTERRUPTED:
-      return repeatable;
+      // The callee stores a keyed call's outcome: sent again, it answers with it rather than running twice.
+      return repeatable || keyed;
     case KeelErrorCode.IDEMPOTENCY_KEY_IN_USE:
       // Our own earlier attempt still runs under this key: its outcome is what a retry answers.
       return keyed;

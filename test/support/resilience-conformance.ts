@@ -233,6 +233,14 @@ export function describeResilienceConformance(target: ConformanceTarget): void {
       expect(ledger.runs.get(key)).toBe(1);
     });
 
+    it('retries a hanging attempt of a non-idempotent operation when the call carries an idempotency key: the callee runs it once, and the retry answers with its outcome', async () => {
+      const key = newKey('keyed');
+      // Attempt 1 hangs past its 300 ms; the retries meet the key still in use, then its stored outcome.
+      const answer = await client().hangsOnceNotIdempotent({ key }, { timeoutMs: 5_000, idempotencyKey: key, retry: { maxAttempts: 8 } });
+      expect(answer).toEqual({ runs: 1, attempt: null });
+      expect(ledger.runs.get(key)).toBe(1);
+    });
+
     it('hedges an idempotent operation: while the first attempt hangs, the second answers and wins', async () => {
       const key = newKey('hedge');
       const answer = await client().hedged({ key }, { timeoutMs: 2_000 });
