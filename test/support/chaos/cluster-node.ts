@@ -1,36 +1,41 @@
 /**
- * Chaos scenario 4, a cluster node lost: NOT WIRED YET.
- *
- * TODO(chaos-cluster): test/support/nats-cluster.ts (a three-node nats-server cluster on
- * loopback with `kill9(node)`, written on another branch) is not on this branch. Once merged,
- * wire it here — nothing else of the chaos suite needs to change:
- *
- * 1. `startChaosShop` takes `natsServer` options for its one server today: give it a way to run
- *    on the cluster instead (the processes' `KEEL_NATS_URL` is a comma-separated list of the
- *    three nodes' URLs; the test process's transport takes the same list).
- * 2. `runClusterNodeLost` below: `runNatsOutage(shop, { ...options, outage: () => cluster.kill9(node) })`
- *    with `node` the one most clients are connected to (nats-server's /connz, or node 0 after
- *    starting every process against node 0 first), so the loss moves connections for real.
- * 3. test/chaos/shop.test.ts: turn its `it.todo('... a cluster node lost ...')` into an `it` with
- *    the same assertions as the NATS restart (0 TIMEOUT never delivered, 0 not-sent-but-applied,
- *    0 answered-but-lost), and add a `cluster-node` figures block to docs/resilience.md.
+ * Chaos scenario 4, a cluster node lost: the shop runs on a three-node nats-server cluster
+ * (`startChaosShop({ cluster: true })`, event streams with three replicas), and one node is
+ * killed with SIGKILL under the NATS-outage load (nats-outage.ts): its clients reconnect to the
+ * other two, and the streams it led elect new leaders. The same promises as a nats-server
+ * restart are asserted: no TIMEOUT for a call never delivered, nothing reported not sent that
+ * ran, nothing answered that was lost.
  */
-import type { NatsOutageOptions, NatsOutageReport } from './nats-outage.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { runNatsOutage, type NatsOutageOptions, type NatsOutageReport } from './nats-outage.js';
 import type { ChaosShop } from './shop.js';
 
-/** What the cluster helper must offer (test/support/nats-cluster.ts, on another branch). */
-export interface ChaosCluster {
-  /** The nodes' client URLs, `nats://127.0.0.1:<port>` each. */
-  readonly urls: readonly string[];
-  /** Kills node `node` with SIGKILL. */
-  kill9(node: number): Promise<void>;
-  stop(): Promise<void>;
+/** What {@link runClusterNodeLost} takes: the NATS outage's load, and which node to kill. */
+export interface ClusterNodeOptions extends Omit<NatsOutageOptions, 'outage' | 'downMs'> {
+  /** The node killed (`n1`, `n2`, `n3`). */
+  readonly node: string;
 }
 
 /**
- * The hook the suite calls for scenario 4: undefined until test/support/nats-cluster.ts is
- * merged and wired as the TODO above says.
+ * Kills `options.node` under load; NATS counts as whole again once the test process's own
+ * connection is back (on another node). The node stays down for the rest of the scenario and is
+ * started again at the end, so the cluster is whole for whatever runs next.
  */
-export const runClusterNodeLost:
-  | ((shop: ChaosShop, cluster: ChaosCluster, options: Omit<NatsOutageOptions, 'outage'>) => Promise<NatsOutageReport>)
-  | undefined = undefined;
+export async function runClusterNodeLost(shop: ChaosShop, options: ClusterNodeOptions): Promise<NatsOutageReport> {
+  const cluster = shop.cluster;
+  if (cluster === undefined) throw new Error('the cluster scenario needs startChaosShop({ cluster: true })');
+  const report = await runNatsOutage(shop, {
+    ...options,
+    downMs: 0,
+    outage: async () => {
+      await cluster.kill9(options.node);
+      const deadline = Date.now() + 30_000;
+      while (!shop.transport.status().ready) {
+        if (Date.now() > deadline) throw new Error(`the test process did not reconnect within 30 s of killing ${options.node}`);
+        await sleep(20);
+      }
+    },
+  });
+  await cluster.restart(options.node);
+  return report;
+}

@@ -52,6 +52,8 @@ export interface NatsOutageReport {
     readonly outcomes: Record<string, number>;
     /** Failed TIMEOUT and never reached a handler (not in the database): target 0. */
     readonly timeoutNeverDelivered: readonly string[];
+    /** When each of those was sent, in ms after the outage began (negative: before it). */
+    readonly timeoutNeverDeliveredSentAtMs: readonly number[];
     /** Failed TIMEOUT and applied: delivered, the answer lost with the connection (honest: outcome unknown). */
     readonly timeoutApplied: number;
     /** Failed TIMEOUT although made while the caller's connection was down. */
@@ -126,6 +128,7 @@ export async function runNatsOutage(shop: ChaosShop, options: NatsOutageOptions)
       sent: writes.length,
       outcomes,
       timeoutNeverDelivered: timeouts.filter((write) => !applied.has(write.sku)).map((write) => write.sku),
+      timeoutNeverDeliveredSentAtMs: timeouts.filter((write) => !applied.has(write.sku)).map((write) => write.sentAt - brokenAt),
       timeoutApplied: timeouts.filter((write) => applied.has(write.sku)).length,
       timeoutMadeWhileDown: timeouts.filter((write) => !write.readyAtCall).length,
       notSentButApplied: writes.filter((write) => ['UNAVAILABLE', 'NO_RESPONDERS'].includes(write.code) && applied.has(write.sku)).map((write) => write.sku),
@@ -139,8 +142,10 @@ export async function runNatsOutage(shop: ChaosShop, options: NatsOutageOptions)
 /** The default outage: nats-server stopped (its clients see the connection close), down `downMs`, started again on the same port and store. */
 function restartNatsServer(downMs: number): (shop: ChaosShop) => Promise<void> {
   return async (shop) => {
-    await shop.nats.kill();
+    const server = shop.nats;
+    if (server === undefined) throw new Error('the NATS restart scenario needs a shop on one nats-server (startChaosShop without cluster)');
+    await server.kill();
     await sleep(downMs);
-    await shop.nats.start();
+    await server.start();
   };
 }

@@ -9,6 +9,7 @@ import { cpus } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { FrozenInstanceOptions, FrozenInstanceReport } from './frozen-instance.js';
+import type { ClusterNodeOptions } from './cluster-node.js';
 import type { KilledInstanceOptions, KilledInstanceReport } from './killed-instance.js';
 import type { NatsOutageOptions, NatsOutageReport } from './nats-outage.js';
 
@@ -21,6 +22,7 @@ export interface ChaosFigures {
   readonly frozen?: { readonly options: FrozenInstanceOptions; readonly report: FrozenInstanceReport };
   readonly killed?: { readonly options: KilledInstanceOptions; readonly report: KilledInstanceReport };
   readonly natsRestart?: { readonly options: NatsOutageOptions; readonly report: NatsOutageReport };
+  readonly clusterNode?: { readonly options: ClusterNodeOptions; readonly report: NatsOutageReport };
   /** The whole run, shop start and stop included. */
   readonly totalMs: number;
   readonly postgres: string;
@@ -106,7 +108,27 @@ export function chaosMarkdown(figures: ChaosFigures): string {
       '',
     );
   }
-  lines.push('**A cluster node lost.** Not measured yet: it waits for the three-node cluster helper (test/support/chaos/cluster-node.ts says how it plugs in).');
+  const node = figures.clusterNode;
+  if (node !== undefined) {
+    const { report: r, options: o } = node;
+    lines.push(
+      '**A cluster node lost.** ' +
+        `The same shop on a three-node nats-server cluster (every process given the three URLs, event streams with three replicas); ` +
+        `${o.writers} writers in the test process (deadline ${o.writeDeadlineMs} ms) and ${o.shoppers} shoppers through the gateway; node ${o.node} killed with SIGKILL ` +
+        `(${(r.outageMs / 1000).toFixed(1)} s until the test process was connected again), the load kept ${(o.afterMs / 1000).toFixed(0)} s after.`,
+      '',
+      '| figure | value |',
+      '|---|---|',
+      `| writes | ${r.writes.sent} (${counts(r.writes.outcomes)}) |`,
+      `| failed TIMEOUT, never delivered: in transit through the killed node (sent at most 1 s after the kill) | ${r.writes.timeoutNeverDeliveredSentAtMs.filter((at) => at <= 1_000).length} (lost with the node; outcome unknown to the caller) |`,
+      `| failed TIMEOUT, never delivered, sent later than that | ${r.writes.timeoutNeverDeliveredSentAtMs.filter((at) => at > 1_000).length === 0 ? '0 ✓' : `${r.writes.timeoutNeverDeliveredSentAtMs.filter((at) => at > 1_000).length} ✗`} (target 0) |`,
+      `| reported not sent (UNAVAILABLE, NO_RESPONDERS) but applied | ${none(r.writes.notSentButApplied)} |`,
+      `| answered but not in the database | ${none(r.writes.answeredNotApplied)} (nothing acknowledged lost) |`,
+      `| reads from 1 s before the kill on | ${r.reads.sent} (${counts(r.reads.statuses)}) |`,
+      `| last failed call sent | ${r.recoveredAfterMs === 0 ? 'none failed once the test process had reconnected' : `${r.recoveredAfterMs} ms after the test process reconnected`} |`,
+      '',
+    );
+  }
   return lines.join('\n');
 }
 

@@ -16,6 +16,7 @@ import { freePort } from '../../../cli/nats-server.js';
 import { connectForStatus, readStatus, type InstanceStatus } from '../../../cli/tooling/status.js';
 import { modules } from '../../../modules/index.js';
 import { createTestDatabase } from '../databases.js';
+import { startNatsCluster, type NatsCluster } from '../nats-cluster.js';
 import { startNatsServer, type NatsServer, type NatsServerOptions } from '../nats-server.js';
 import { startShopProcess, type ShopProcess } from '../topologies.js';
 
@@ -27,13 +28,23 @@ export interface ChaosShopOptions {
   readonly instances?: Readonly<Partial<Record<(typeof MODULES)[number], number>>>;
   /** More nats-server configuration (such as `ping_interval`). */
   readonly natsServer?: NatsServerOptions;
+  /**
+   * Run on a three-node nats-server cluster (test/support/nats-cluster.ts) instead of one
+   * server: every process is given the three URLs, and event streams three replicas.
+   */
+  readonly cluster?: boolean;
   /** Progress lines. */
   readonly log?: (line: string) => void;
 }
 
 /** A running chaos shop. */
 export interface ChaosShop {
-  readonly nats: NatsServer;
+  /** The one nats-server, unless the shop runs on a cluster. */
+  readonly nats: NatsServer | undefined;
+  /** The three-node cluster, when started with `cluster: true`. */
+  readonly cluster: NatsCluster | undefined;
+  /** What every process is given as KEEL_NATS_URL (comma-separated for a cluster). */
+  readonly natsUrl: string;
   /** `http://127.0.0.1:<port>` of the gateway process. */
   readonly base: string;
   readonly prefix: string;
@@ -68,7 +79,11 @@ export interface ChaosShop {
  */
 export async function startChaosShop(options: ChaosShopOptions = {}): Promise<ChaosShop> {
   const log = options.log ?? (() => undefined);
-  const nats = await startNatsServer(options.natsServer);
+  const cluster = options.cluster === true ? await startNatsCluster() : undefined;
+  const nats = cluster === undefined ? await startNatsServer(options.natsServer) : undefined;
+  const natsUrl = cluster === undefined ? (nats as NatsServer).url : cluster.urls.join(',');
+  // On a cluster, event streams get a replica on each node.
+  const clusterEnv: Record<string, string> = cluster === undefined ? {} : { KEEL_NATS_STREAM_REPLICAS: '3' };
   const database = await createTestDatabase();
   const prefix = `chaos${process.pid}`;
   const processes = new Map<string, ShopProcess>();
@@ -77,7 +92,7 @@ export async function startChaosShop(options: ChaosShopOptions = {}): Promise<Ch
   let transport: Transport | undefined;
   let kernel: Kernel | undefined;
   const spawnInstance = (name: string, module: string) =>
-    startShopProcess({ name, modules: [module], natsUrl: nats.url, prefix, env: { DATABASE_URL: database.url, KEEL_DATA_DIR: '', KEEL_PROCESS_NAME: name } });
+    startShopProcess({ name, modules: [module], natsUrl, prefix, env: { DATABASE_URL: database.url, KEEL_DATA_DIR: '', KEEL_PROCESS_NAME: name, ...clusterEnv } });
 
   const stop = async (): Promise<void> => {
     for (const name of frozen) processes.get(name)?.pid !== undefined && process.kill(processes.get(name)?.pid as number, 'SIGCONT');
@@ -85,7 +100,8 @@ export async function startChaosShop(options: ChaosShopOptions = {}): Promise<Ch
     await transport?.close().catch(() => undefined);
     await client.end().catch(() => undefined);
     await Promise.all([...processes.values()].map((child) => child.stop('SIGTERM', 10_000).catch(() => undefined)));
-    await nats.stop();
+    await nats?.stop();
+    await cluster?.stop();
     await database.drop().catch(() => undefined);
   };
 
@@ -101,7 +117,7 @@ export async function startChaosShop(options: ChaosShopOptions = {}): Promise<Ch
     const port = await freePort();
     processes.set(
       'gateway',
-      await startShopProcess({ name: 'gateway', modules: ['none'], natsUrl: nats.url, prefix, env: { PORT: String(port), KEEL_PROCESS_NAME: 'gateway' } }),
+      await startShopProcess({ name: 'gateway', modules: ['none'], natsUrl, prefix, env: { PORT: String(port), KEEL_PROCESS_NAME: 'gateway', ...clusterEnv } }),
     );
     const base = `http://127.0.0.1:${port}`;
     const deadline = Date.now() + 30_000;
@@ -109,7 +125,10 @@ export async function startChaosShop(options: ChaosShopOptions = {}): Promise<Ch
       if (Date.now() > deadline) throw new Error('the gateway process did not become ready within 30 s');
       await sleep(100);
     }
-    transport = await createNatsTransport({ ...natsOptionsFromEnv({ KEEL_NATS_URL: nats.url, KEEL_NATS_PREFIX: prefix }), logger: silentLogger });
+    transport = await createNatsTransport({
+      ...natsOptionsFromEnv({ KEEL_NATS_URL: natsUrl, KEEL_NATS_PREFIX: prefix, ...clusterEnv }),
+      logger: silentLogger,
+    });
     kernel = createKernel({ modules, topology: { host: [], transport }, logger: silentLogger });
     await kernel.start();
     await client.connect();
@@ -117,6 +136,8 @@ export async function startChaosShop(options: ChaosShopOptions = {}): Promise<Ch
     const running = { kernel, transport };
     return {
       nats,
+      cluster,
+      natsUrl,
       base,
       prefix,
       kernel: running.kernel,
@@ -138,7 +159,7 @@ export async function startChaosShop(options: ChaosShopOptions = {}): Promise<Ch
       query: async <T extends object>(sql: string, values: unknown[] = []) => (await client.query(sql, values)).rows as T[],
       instances: async (module) => {
         // A connection per read: the status connection does not reconnect, and nats-server may have restarted.
-        const connection = await connectForStatus({ servers: nats.url });
+        const connection = await connectForStatus({ servers: natsUrl.split(',') });
         try {
           const report = await readStatus(connection, { prefix, maxWaitMs: 500 });
           return report.modules.find((entry) => entry.name === module)?.instances ?? [];
