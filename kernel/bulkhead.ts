@@ -156,7 +156,12 @@ export class Bulkhead {
           continue;
         }
         this.running += 1;
-        node.call.start();
+        try {
+          node.call.start();
+        } catch {
+          // start() settles its own call; a throw escaping it (an observer's bug) must not
+          // leave the calls behind it waiting with slots free.
+        }
       }
     } finally {
       this.#starting = false;

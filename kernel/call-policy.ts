@@ -198,7 +198,8 @@ export function resolveHedge(base: ResolvedHedge | undefined, given: HedgePolicy
 /** A retry policy that never retries. */
 export const NO_RETRY: ResolvedRetry = Object.freeze({ ...DEFAULT_CALL_POLICIES.retry, maxAttempts: 1 });
 
-function definedFields<T extends object>(given: T): Partial<T> {
+/** `given` without its fields set to `undefined`, so that defaults spread under it hold. */
+export function definedFields<T extends object>(given: T): Partial<T> {
   return Object.fromEntries(Object.entries(given).filter(([, value]) => value !== undefined)) as Partial<T>;
 }
 

@@ -98,6 +98,11 @@ export class CircuitBreaker {
     }
   }
 
+  /** The probe admitted with `PROBE` ended proving nothing (its caller cancelled it): the next call probes again. */
+  released(): void {
+    this.#probing = false;
+  }
+
   /** How long until a probe may go, for a refused call's message. */
   retryAfterMs(now: number): number {
     return Math.max(0, this.#openedAt + this.#policy.openMs - now);

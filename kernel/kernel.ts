@@ -7,7 +7,7 @@
 import 'reflect-metadata';
 import { Container } from 'inversify';
 import { isContract, type AnyContract } from './contract.js';
-import { DEFAULT_CALL_POLICIES } from './call-policy.js';
+import { DEFAULT_CALL_POLICIES, definedFields } from './call-policy.js';
 import { CircuitBreakers, type CircuitStatus } from './circuit-breaker.js';
 import { createClient, type Client } from './client.js';
 import { KeelError, KeelErrorCode } from './errors.js';
@@ -158,7 +158,8 @@ class KernelImpl implements Kernel {
     this.#hostedNames = new Set(hosted.map((module) => module.name));
     this.#logger = options.logger ?? createLogger();
     this.#local = createLocalTransport({ logger: this.#logger });
-    const breakerPolicy = options.circuitBreaker === false ? undefined : { ...DEFAULT_CALL_POLICIES.circuitBreaker, ...options.circuitBreaker };
+    const breakerPolicy =
+      options.circuitBreaker === false ? undefined : { ...DEFAULT_CALL_POLICIES.circuitBreaker, ...definedFields(options.circuitBreaker ?? {}) };
     this.#breakers = new CircuitBreakers(breakerPolicy, (breaker) => {
       const { dependency, state, attempts, failures } = breaker.status();
       if (state === 'open') this.#logger.warn({ dependency, attempts, failures }, `circuit breaker for ${dependency} opened: calls to it fail at once with UNAVAILABLE for a while`);

@@ -10,8 +10,8 @@ import { Admission, type CircuitBreaker } from './circuit-breaker.js';
 import type { CallContext } from './context.js';
 import { markCallError } from './envelope.js';
 import { KeelError, KeelErrorCode, isKeelError } from './errors.js';
-import type { KernelObserver } from './observer.js';
-import { cancelledError, type OperationAddress } from './transport.js';
+import type { KernelObserver, RetryRecord } from './observer.js';
+import { cancelledError, timeoutError, type OperationAddress } from './transport.js';
 
 /** One attempt: resolves with the checked output, rejects with the caller-side error; never retries. */
 export type SendAttempt = (input: unknown, context: CallContext, signal: AbortSignal | undefined) => Promise<unknown>;
@@ -23,6 +23,12 @@ const UNHEALTHY: ReadonlySet<string> = new Set([
   KeelErrorCode.INTERRUPTED,
   KeelErrorCode.RESOURCE_EXHAUSTED,
 ]);
+
+/** Failures after which the request may have been processed. */
+const UNKNOWN_OUTCOME: ReadonlySet<string> = new Set([KeelErrorCode.TIMEOUT, KeelErrorCode.INTERRUPTED]);
+
+/** Failures that prove the request was not processed. */
+const NOT_PROCESSED: ReadonlySet<string> = new Set([KeelErrorCode.NO_RESPONDERS, KeelErrorCode.UNAVAILABLE, KeelErrorCode.RESOURCE_EXHAUSTED]);
 
 /** True when `error` says the dependency answered or was reachable: anything but an unwell failure. */
 export function healthyOutcome(error: unknown): boolean {
@@ -121,6 +127,8 @@ export class ResilientCall {
   #pending = 0;
   #settled = false;
   #lastError: unknown;
+  /** The last attempt failure whose outcome is unknown (it may have run), if any. */
+  #unknown: KeelError | undefined;
   #timer: NodeJS.Timeout | undefined;
   #onAbort: (() => void) | undefined;
   #resolve: (value: unknown) => void = () => {};
@@ -171,7 +179,11 @@ export class ResilientCall {
     const { plan, context } = this;
     const now = Date.now();
     if (this.signal?.aborted) return this.#fail(cancelledError(plan.address, context, this.signal.reason));
-    if (context.deadline - now < 1) return this.#fail(this.#lastError);
+    if (context.deadline - now < 1) {
+      // Attempts still out settle by themselves (TIMEOUT at the deadline, at the latest).
+      if (this.#pending === 0) this.#fail(this.#lastError ?? timeoutError(plan.address, context));
+      return;
+    }
     const breaker = plan.breaker;
     const admission = breaker === undefined ? Admission.CLOSED : breaker.admit(now);
     if (admission === Admission.REFUSED) {
@@ -179,16 +191,21 @@ export class ResilientCall {
       return;
     }
     const attempt = ++this.#attempt;
-    if (attempt > 1) {
-      for (const observer of plan.observers ?? []) {
-        observer.callRetried?.({
-          contract: plan.address.contract,
-          operation: plan.address.operation,
-          caller: plan.caller,
-          transport: plan.transport,
-          attempt,
-          reason: this.hedge !== undefined && this.#pending > 0 ? 'hedge' : 'retry',
-        });
+    if (attempt > 1 && plan.observers !== undefined && plan.observers.length > 0) {
+      const record: RetryRecord = {
+        contract: plan.address.contract,
+        operation: plan.address.operation,
+        caller: plan.caller,
+        transport: plan.transport,
+        attempt,
+        reason: this.hedge !== undefined && this.#pending > 0 ? 'hedge' : 'retry',
+      };
+      for (const observer of plan.observers) {
+        try {
+          observer.callRetried?.(record);
+        } catch {
+          // An observer's bug must not stop the attempt (nor leave a breaker's probe unsent).
+        }
       }
     }
     const timeout = this.retry.attemptTimeoutMs;
@@ -215,8 +232,11 @@ export class ResilientCall {
         this.#pending--;
         if (breaker !== undefined) {
           const healthy = healthyOutcome(error);
-          if (admission === Admission.PROBE) breaker.probed(healthy, Date.now());
-          else if (!healthy) breaker.failed(Date.now());
+          // A probe its caller cancelled proves nothing either way: the next call probes again.
+          if (admission === Admission.PROBE) {
+            if (isKeelError(error, KeelErrorCode.CANCELLED)) breaker.released();
+            else breaker.probed(healthy, Date.now());
+          } else if (!healthy) breaker.failed(Date.now());
         }
         if (!this.#settled) this.#failed(error);
       },
@@ -231,6 +251,7 @@ export class ResilientCall {
   /** An attempt failed (the call is not settled yet). */
   #failed(error: unknown): void {
     this.#lastError = error;
+    if (isKeelError(error) && UNKNOWN_OUTCOME.has(error.code)) this.#unknown = error;
     if (!worthRetrying(error, this.plan.idempotent, this.#keyed) || this.#attempt >= this.#maxAttempts) {
       // A real answer settles the call; a failure worth retrying waits for a hedge still out.
       if (this.#pending === 0 || !worthRetrying(error, this.plan.idempotent, this.#keyed)) this.#fail(error);
@@ -265,7 +286,9 @@ export class ResilientCall {
   #fail(error: unknown): void {
     if (this.#settled) return;
     this.#settle();
-    this.#reject(withAttempts(error, this.#attempt));
+    // An earlier attempt may have run: a later "not sent" must not tell the caller nothing ran.
+    const final = this.#unknown !== undefined && isKeelError(error) && NOT_PROCESSED.has(error.code) ? this.#unknown : error;
+    this.#reject(withAttempts(final, this.#attempt));
   }
 
   #settle(): void {

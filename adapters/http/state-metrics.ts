@@ -12,6 +12,9 @@ type StatusSource = () => KernelStatus;
 
 /** `keel_circuit_state`'s values. */
 const CIRCUIT_STATE = { closed: 0, open: 1, 'half-open': 2 } as const;
+const STATE_OF = ['closed', 'open', 'half-open'] as const;
+/** Which state wins when kernels of one process disagree: open, then half-open, then closed. */
+const SEVERITY = { closed: 0, 'half-open': 1, open: 2 } as const;
 
 /** The kernels each registry's state metrics read. */
 const sources = new WeakMap<Registry, Set<StatusSource>>();
@@ -44,7 +47,8 @@ function registerMetrics(registry: Registry, statuses: () => KernelStatus[]): vo
     for (const status of statuses()) {
       for (const circuit of status.circuits) {
         const seen = totals.get(circuit.dependency) ?? { state: 0, opened: 0 };
-        totals.set(circuit.dependency, { state: Math.max(seen.state, CIRCUIT_STATE[circuit.state]), opened: seen.opened + circuit.opened });
+        const worse = SEVERITY[circuit.state] > SEVERITY[STATE_OF[seen.state] ?? 'closed'] ? CIRCUIT_STATE[circuit.state] : seen.state;
+        totals.set(circuit.dependency, { state: worse, opened: seen.opened + circuit.opened });
       }
     }
     return totals;

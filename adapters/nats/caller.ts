@@ -109,9 +109,11 @@ export class Caller implements CallOwner {
   /**
    * Publishes a call and waits for its reply, its deadline or its cancellation.
    *
-   * Once published, a call that loses the connection stays pending until its deadline: it may
-   * have been delivered (and a reply may still come on the reply subscription, which the client
-   * subscribes again on reconnecting), so TIMEOUT — outcome unknown — is honest for it. nats.js
+   * Once published, a call that loses the connection stays pending: it may have been delivered,
+   * and a reply may still come on the reply subscription, which the client subscribes again on
+   * reconnecting. If the connection is not back within the reconnect grace, the transport ends
+   * it INTERRUPTED (transport.ts); otherwise it waits for its reply or its deadline (TIMEOUT):
+   * outcome unknown either way. nats.js
    * (v2.29) hands a publish to the socket a microtask later, so a call published while
    * `connected` was true was written before a disconnect could be noticed; the bytes a dying
    * socket swallowed, or published in the few microtasks between the client seeing the socket
@@ -194,7 +196,7 @@ export class Caller implements CallOwner {
         new KeelError(
           KeelErrorCode.INTERRUPTED,
           `${call.address.contract}.${call.address.operation}: ${ended} before an answer arrived; its outcome is unknown ` +
-            '(retry only idempotent operations).',
+            '(retry only idempotent operations, or with an idempotency key).',
           { correlationId: call.context.correlationId, cause },
         ),
       );

@@ -71,10 +71,17 @@ class NatsTransport implements Transport {
     this.#caller.listen();
     await this.#connection.start(
       (error) => this.#caller.interrupt('the NATS connection closed', error),
-      // A reply meant for a dropped connection is lost with it (NATS keeps no message for a
-      // subscriber that is not there): the calls waiting for one end now, INTERRUPTED (outcome
-      // unknown), rather than at their deadline; an idempotent one is retried at once.
-      () => this.#caller.interrupt('the NATS connection dropped'),
+      // A reply published while this connection is down is lost (NATS keeps no message for a
+      // subscriber that is not there); one published after the client reconnected and
+      // subscribed again still arrives. So the calls in flight wait for the reconnect grace: if
+      // the connection is not back by then, they end INTERRUPTED (outcome unknown) rather than
+      // at their deadline, and an idempotent or keyed one is retried at once.
+      () => {
+        const connection = this.#connection;
+        void connection.waitForConnection(connection.options.reconnectGraceMs, undefined).then((outcome) => {
+          if (outcome === 'gave-up') this.#caller.interrupt('the NATS connection dropped and was not back within the reconnect grace');
+        });
+      },
     );
   }
 

@@ -51,6 +51,8 @@ export const depot = defineContract({
       retry: { attemptTimeoutMs: 300, maxAttempts: 3 },
     }),
     hangsOnceNotIdempotent: operation({ input: Keyed, output: Runs, retry: { attemptTimeoutMs: 300, maxAttempts: 3 } }),
+    /** Its first run per key hangs past its attempt's deadline; later runs fail UNAVAILABLE. */
+    hangsThenUnavailable: operation({ input: Keyed, output: Runs, idempotent: true, retry: { attemptTimeoutMs: 200, maxAttempts: 3, backoffMs: 1 } }),
     /** Hedged: its first run per key hangs until its deadline; the hedge answers. */
     hedged: operation({ input: Keyed, output: Runs, idempotent: true, hedge: { delayMs: 50, maxAttempts: 3 } }),
   },
@@ -105,6 +107,12 @@ function depotModule(ledger: Ledger) {
           hangsOnceNotIdempotent: async ({ key }, context) => {
             const runs = ledger.run(key);
             if (runs === 1) await ledger.sleepPast(context.deadline);
+            return { runs, attempt: context.callAttempt ?? null };
+          },
+          hangsThenUnavailable: async ({ key }, context) => {
+            const runs = ledger.run(key);
+            if (runs > 1) throw new KeelError(KeelErrorCode.UNAVAILABLE, `UNAVAILABLE on run ${runs} (as the test asked)`);
+            await ledger.sleepPast(context.deadline);
             return { runs, attempt: context.callAttempt ?? null };
           },
           hedged: async ({ key }, context) => {
@@ -250,6 +258,25 @@ export function describeResilienceConformance(target: ConformanceTarget): void {
       const single = newKey('no-hedge');
       expect((await rejection(client().hedged({ key: single }, { timeoutMs: 400, hedge: false }))).code).toBe('TIMEOUT');
       expect(ledger.runs.get(single)).toBe(1);
+    });
+
+    it('ends with the unknown outcome (TIMEOUT) when an attempt that may have run is followed by attempts refused as not processed, never with "nothing was delivered"', async () => {
+      const key = newKey('unknown-then-unavailable');
+      const error = await rejection(client().hangsThenUnavailable({ key }, { timeoutMs: 5_000 }));
+      expect(error.code).toBe('TIMEOUT');
+      expect(error.details?.['attempts']).toBe(3);
+      expect(ledger.runs.get(key)).toBe(3);
+    });
+
+    it('ends a hedged call whose deadline passes while the event loop is blocked with TIMEOUT, not an empty rejection', async () => {
+      const key = newKey('hedge-blocked');
+      const pending = rejection(client().hedged({ key }, { timeoutMs: 80 }));
+      // Block the loop past the hedge delay and the deadline: both timers are due together.
+      const until = Date.now() + 150;
+      while (Date.now() < until) {
+        // busy: a stalled event loop (GC, CPU work) as on a loaded machine
+      }
+      expect((await pending).code).toBe('TIMEOUT');
     });
 
     it('refuses a hedge call option on a non-idempotent operation, and a malformed retry option, with INVALID_INPUT naming the field', async () => {
