@@ -45,7 +45,10 @@ export class CircuitBreaker {
   readonly #bucketMs: number;
   readonly #attempts = new Array<number>(BUCKETS).fill(0);
   readonly #failures = new Array<number>(BUCKETS).fill(0);
+  /** The current bucket: its absolute number (time / bucket length), its slot, and when it ends. */
   #bucket = 0;
+  #slot = 0;
+  #bucketEnd = 0;
   #openedAt = 0;
   #probing = false;
 
@@ -60,9 +63,9 @@ export class CircuitBreaker {
    */
   admit(now: number): Admission {
     if (this.state === 'closed') {
-      const bucket = Math.floor(now / this.#bucketMs);
-      if (bucket !== this.#bucket) this.#roll(bucket);
-      this.#attempts[bucket % BUCKETS]! += 1;
+      // The hot path: a comparison and an increment (no division while the bucket lasts).
+      if (now >= this.#bucketEnd) this.#roll(now);
+      this.#attempts[this.#slot]! += 1;
       return Admission.CLOSED;
     }
     if (this.#probing || now - this.#openedAt < this.#policy.openMs) return Admission.REFUSED;
@@ -74,9 +77,8 @@ export class CircuitBreaker {
   /** An attempt admitted `CLOSED` failed in a way that says the dependency is unwell. */
   failed(now: number): void {
     if (this.state !== 'closed') return;
-    const bucket = Math.floor(now / this.#bucketMs);
-    if (bucket !== this.#bucket) this.#roll(bucket);
-    this.#failures[bucket % BUCKETS]! += 1;
+    if (now >= this.#bucketEnd) this.#roll(now);
+    this.#failures[this.#slot]! += 1;
     let attempts = 0;
     let failures = 0;
     for (let index = 0; index < BUCKETS; index++) {
@@ -109,7 +111,8 @@ export class CircuitBreaker {
   }
 
   status(): CircuitStatus {
-    this.#roll(Math.floor(Date.now() / this.#bucketMs));
+    const now = Date.now();
+    if (now >= this.#bucketEnd) this.#roll(now);
     let attempts = 0;
     let failures = 0;
     for (let index = 0; index < BUCKETS; index++) {
@@ -131,15 +134,19 @@ export class CircuitBreaker {
     this.onChange(this);
   }
 
-  /** Moves the window to `bucket`, emptying the buckets it passed. */
-  #roll(bucket: number): void {
+  /** Moves the window to the bucket of `now`, emptying the buckets it passed. */
+  #roll(now: number): void {
+    const bucket = Math.floor(now / this.#bucketMs);
+    if (bucket <= this.#bucket) return;
     const passed = Math.min(BUCKETS, bucket - this.#bucket);
     for (let step = 1; step <= passed; step++) {
       const index = (this.#bucket + step) % BUCKETS;
       this.#attempts[index] = 0;
       this.#failures[index] = 0;
     }
-    if (bucket > this.#bucket) this.#bucket = bucket;
+    this.#bucket = bucket;
+    this.#slot = bucket % BUCKETS;
+    this.#bucketEnd = (bucket + 1) * this.#bucketMs;
   }
 }
 
