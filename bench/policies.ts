@@ -56,7 +56,8 @@ async function inProcess(rounds: number): Promise<{ rows: string[]; worst: numbe
     ReturnType<Kernel['client']>,
     ReturnType<Kernel['client']>,
   ];
-  const hedged = kernels[3]!.client(hedgedPricing);
+  // Another caller name: the kernel keeps one client per caller and contract name, and the plain one is made above.
+  const hedged = kernels[3]!.client(hedgedPricing, { caller: 'hedging' });
   const N = 200_000;
   const call = (client: ReturnType<Kernel['client']>) => () => (client as { quote: (input: unknown) => Promise<unknown> }).quote(QUOTE_INPUT);
   const seq = await interleavedSamples(rounds, {
@@ -97,7 +98,7 @@ async function overNats(rounds: number): Promise<{ rows: string[]; worst: number
     }
     const off = kernels[0]!.client(pricing);
     const on = kernels[1]!.client(pricing);
-    const hedged = kernels[1]!.client(hedgedPricing);
+    const hedged = kernels[1]!.client(hedgedPricing, { caller: 'hedging' });
     const N = 20_000;
     const conc = await interleavedSamples(rounds, {
       off: () => concurrent(N, 64, () => off.quote(QUOTE_INPUT)),
