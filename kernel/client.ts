@@ -3,6 +3,9 @@
  * deadline (never beyond the surrounding call's), carries the call context, and rebuilds
  * errors by code. Everything per operation is computed once, when the client is built.
  */
+import { trace } from '@opentelemetry/api';
+import { activeContext, contextStorage } from './otel-context.js';
+import { endCallSpan, keelTracer, outgoingTraceparent, startClientSpan, tracesCalls } from './tracing.js';
 import type { AnyContract, AnyOperation, OperationInput, OperationOutput } from './contract.js';
 import { EXTERNAL_CALLER, currentContext, isCorrelationId, isIdempotencyKey, isTraceparent, newCorrelationId, type CallContext } from './context.js';
 import { fromErrorEnvelope, markCallError } from './envelope.js';
@@ -167,7 +170,8 @@ export function createClient<C extends AnyContract>(
       observers: options.observers,
     };
     const call = makeCall(contract, name, definition, transport, caller, options.defaultTimeoutMs, options.principal, policies);
-    client[name] = options.observers ? observeCall(call, contract.name, name, transport.name, caller, options.observers) : call;
+    const observed = options.observers ? observeCall(call, contract.name, name, transport.name, caller, options.observers) : call;
+    client[name] = traceCall(observed, contract.name, name, transport.name, caller);
   }
   return Object.freeze(client) as Client<C>;
 }
@@ -296,13 +300,13 @@ function makeCall(
       parent === undefined
         ? {
             correlationId: options?.correlationId ?? newCorrelationId(),
-            traceparent: options?.traceparent,
+            traceparent: outgoingTraceparent(options?.traceparent),
             caller,
             deadline,
             idempotencyKey,
             principal,
           }
-        : { correlationId: parent.correlationId, traceparent: parent.traceparent, caller, deadline, idempotencyKey, principal };
+        : { correlationId: parent.correlationId, traceparent: outgoingTraceparent(parent.traceparent), caller, deadline, idempotencyKey, principal };
     if (deadline <= now) {
       return Promise.reject(
         markCallError(
@@ -387,6 +391,41 @@ function observeCall(
     );
   };
   return (input, options) => (observers.length === 0 ? call(input, options) : observed(input, options));
+}
+
+/**
+ * `call` with a client span around it while tracing is on (one comparison while it is off):
+ * the call runs with its span active, so the context it sends carries the span's traceparent.
+ */
+function traceCall(
+  call: (input: unknown, options?: CallOptions) => Promise<unknown>,
+  contract: string,
+  operation: string,
+  transport: string,
+  caller: string,
+): (input: unknown, options?: CallOptions) => Promise<unknown> {
+  return (input, options) => {
+    const tracer = keelTracer();
+    if (tracer === undefined || !tracesCalls(transport)) return call(input, options);
+    const span = startClientSpan(tracer, contract, operation, transport, caller, options?.traceparent);
+    let pending: Promise<unknown>;
+    try {
+      pending = contextStorage.run(trace.setSpan(activeContext(), span), call, input, options);
+    } catch (error) {
+      endCallSpan(span, outcomeOf(error), error);
+      throw error;
+    }
+    return pending.then(
+      (output) => {
+        endCallSpan(span, OK_OUTCOME);
+        return output;
+      },
+      (error: unknown) => {
+        endCallSpan(span, outcomeOf(error), error);
+        throw error;
+      },
+    );
+  };
 }
 
 /** A failure as a rejected promise, or the retry made of it. */

@@ -1,9 +1,10 @@
 /**
  * Call context: correlation id, traceparent, caller module, deadline and principal. In a process it
- * travels through AsyncLocalStorage; over a wire, adapters carry it in headers.
+ * travels on the OpenTelemetry context (otel-context.ts: one AsyncLocalStorage); over a wire,
+ * adapters carry it in headers.
  */
-import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomBytes, randomUUID } from 'node:crypto';
+import { CALL_CONTEXT_KEY, contextStorage, withCall } from './otel-context.js';
 import type { Principal } from './principal.js';
 
 /**
@@ -60,8 +61,6 @@ export interface CallContext {
  */
 export const EXTERNAL_CALLER = 'external';
 
-const storage = new AsyncLocalStorage<CallContext>();
-
 /**
  * The context of the call or event being handled, or `undefined` outside any handler.
  *
@@ -72,7 +71,7 @@ const storage = new AsyncLocalStorage<CallContext>();
  * ```
  */
 export function currentContext(): CallContext | undefined {
-  return storage.getStore();
+  return contextStorage.getStore()?.getValue(CALL_CONTEXT_KEY) as CallContext | undefined;
 }
 
 /**
@@ -85,7 +84,7 @@ export function currentContext(): CallContext | undefined {
  * ```
  */
 export function runWithContext<T>(context: CallContext, fn: () => T): T {
-  return storage.run(context, fn);
+  return contextStorage.run(withCall(context), fn);
 }
 
 /**
@@ -96,7 +95,7 @@ export function runWithContext<T>(context: CallContext, fn: () => T): T {
  * if (remainingMs() < 50) throw new Error('not enough time left to call the payment provider');
  * ```
  */
-export function remainingMs(context: CallContext | undefined = storage.getStore()): number {
+export function remainingMs(context: CallContext | undefined = currentContext()): number {
   return context === undefined ? Number.POSITIVE_INFINITY : context.deadline - Date.now();
 }
 

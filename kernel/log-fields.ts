@@ -2,21 +2,45 @@
  * The fields every log line written while a handler runs carries: the trace and span it belongs
  * to, the correlation id, and the module and operation (or event) being handled.
  */
-import { currentContext } from './context.js';
+import { trace } from '@opentelemetry/api';
+import type { CallContext } from './context.js';
+import { CALL_CONTEXT_KEY, HANDLER_KEY, contextStorage, type HandlerScope } from './otel-context.js';
+import { keelTracer } from './tracing.js';
 
 /**
- * The call context's fields for a log record, or an empty object outside any handler: pino's
- * `mixin` adds them to every line.
+ * The fields of the context a log line is written in, `{}` outside any handler:
+ * `trace_id` and `span_id` (the handler's own span while tracing is on; without tracing, the
+ * trace and the caller's span from the call's `traceparent`), `correlation_id`, `module`, and
+ * `operation` or `event`. keel's default logger adds them to every line (pino's `mixin`); with
+ * a logger of your own, add them yourself.
  *
  * @example
  * ```ts
- * const logger = pino({ mixin: logFields });
+ * import { pino } from 'pino';
+ * import { logFields } from 'keel/transport';
+ *
+ * const kernel = createKernel({ modules, logger: pino({ mixin: logFields }) });
  * ```
  */
 export function logFields(): Record<string, unknown> {
-  const context = currentContext();
-  if (context === undefined) return {};
-  const traceparent = context.traceparent;
-  if (traceparent === undefined) return { correlation_id: context.correlationId };
-  return { trace_id: traceparent.slice(3, 35), span_id: traceparent.slice(36, 52), correlation_id: context.correlationId };
+  const store = contextStorage.getStore();
+  if (store === undefined) return {};
+  const call = store.getValue(CALL_CONTEXT_KEY) as CallContext | undefined;
+  const handler = store.getValue(HANDLER_KEY) as HandlerScope | undefined;
+  const fields: Record<string, unknown> = {};
+  const span = keelTracer() === undefined ? undefined : trace.getSpan(store)?.spanContext();
+  if (span !== undefined) {
+    fields['trace_id'] = span.traceId;
+    fields['span_id'] = span.spanId;
+  } else if (call?.traceparent !== undefined) {
+    fields['trace_id'] = call.traceparent.slice(3, 35);
+    fields['span_id'] = call.traceparent.slice(36, 52);
+  }
+  if (call !== undefined) fields['correlation_id'] = call.correlationId;
+  if (handler !== undefined) {
+    fields['module'] = handler.module;
+    if (handler.operation !== undefined) fields['operation'] = handler.operation;
+    if (handler.event !== undefined) fields['event'] = handler.event;
+  }
+  return fields;
 }

@@ -7,7 +7,8 @@ import type { CircuitStatus } from './circuit-breaker.js';
 import { Container, type ServiceIdentifier } from 'inversify';
 import type { Client } from './client.js';
 import { isContract, type AnyContract, type AnyEvent, type AnyOperation } from './contract.js';
-import { currentContext, newCorrelationId } from './context.js';
+import { currentContext, newCorrelationId, type CallContext } from './context.js';
+import { endSpan, keelTracer, startProducerSpan, traceparentOf } from './tracing.js';
 import { KeelError, KeelErrorCode, validationError } from './errors.js';
 import { within } from './in-flight.js';
 import { schemaOf, type DatabaseEngine, type ModuleData } from './database.js';
@@ -251,6 +252,28 @@ export class ModuleHost {
       );
     }
     const transaction = this.#db?.current();
+    const tracer = keelTracer();
+    if (tracer === undefined) return this.#send(contract, event, definition.delivery, parsed.data, context, context?.traceparent, transaction);
+    const span = startProducerSpan(tracer, contract.name, event, transaction === undefined ? 'send' : 'create', context?.correlationId);
+    try {
+      await this.#send(contract, event, definition.delivery, parsed.data, context, traceparentOf(span.spanContext()), transaction);
+    } catch (error) {
+      endSpan(span, error);
+      throw error;
+    }
+    endSpan(span);
+  }
+
+  /** Writes an event to the outbox of `transaction`, or publishes it at once without one. */
+  async #send(
+    contract: AnyContract,
+    event: string,
+    delivery: AnyEvent['delivery'],
+    payload: unknown,
+    context: CallContext | undefined,
+    traceparent: string | undefined,
+    transaction: ReturnType<ModuleDatabase['current']>,
+  ): Promise<void> {
     if (transaction !== undefined) {
       // In a transaction: the event is written to the outbox with the rest, and the relay
       // publishes it once (and only if) the transaction commits.
@@ -259,9 +282,9 @@ export class ModuleHost {
         [
           newCorrelationId(),
           event,
-          JSON.stringify(parsed.data),
+          JSON.stringify(payload),
           context?.correlationId ?? newCorrelationId(),
-          context?.traceparent ?? null,
+          traceparent ?? null,
           context?.principal === undefined ? null : JSON.stringify(context.principal),
         ],
       );
@@ -273,12 +296,12 @@ export class ModuleHost {
       contract: contract.name,
       version: contract.version,
       event,
-      delivery: definition.delivery,
-      payload: parsed.data,
+      delivery,
+      payload,
       metadata: {
         id: newCorrelationId(),
         correlationId: context?.correlationId ?? newCorrelationId(),
-        traceparent: context?.traceparent,
+        traceparent,
         publisher: contract.name,
         publishedAt: Date.now(),
         principal: context?.principal,

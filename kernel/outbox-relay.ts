@@ -8,6 +8,9 @@
  * (`failed_at`, `last_error`) and logged as an error naming it, so that it does not hold back
  * every event after it.
  */
+import { trace } from '@opentelemetry/api';
+import { activeContext, contextStorage } from './otel-context.js';
+import { endSpan, keelTracer, startRelaySpan } from './tracing.js';
 import type { AnyContract } from './contract.js';
 import { KeelErrorCode, isKeelError } from './errors.js';
 import type { SchemaConnection } from './database.js';
@@ -175,7 +178,7 @@ export class OutboxRelay {
     let failure: unknown;
     for (const row of rows) {
       try {
-        await this.publish(this.#eventOf(row));
+        await this.#relayed(row);
         crashPoint('outbox:after-publish');
         sent.push(row.seq);
       } catch (error) {
@@ -208,6 +211,20 @@ export class OutboxRelay {
     }
     if (failure !== undefined) throw failure;
     return rows.length === this.options.batchSize;
+  }
+
+  /** Publishes one row's event, in a `send` span linked to the span that wrote it when tracing is on. */
+  async #relayed(row: OutboxRow): Promise<void> {
+    const tracer = keelTracer();
+    if (tracer === undefined) return this.publish(this.#eventOf(row));
+    const span = startRelaySpan(tracer, this.contract.name, row.event, row.id, row.traceparent ?? undefined);
+    try {
+      await contextStorage.run(trace.setSpan(activeContext(), span), () => this.publish(this.#eventOf(row)));
+    } catch (error) {
+      endSpan(span, error);
+      throw error;
+    }
+    endSpan(span);
   }
 
   #eventOf(row: OutboxRow): PublishedEvent {

@@ -11,6 +11,7 @@ import type { CallContext } from './context.js';
 import { markCallError } from './envelope.js';
 import { KeelError, KeelErrorCode, isKeelError } from './errors.js';
 import type { KernelObserver, RetryRecord } from './observer.js';
+import { noteAttempt } from './tracing.js';
 import { cancelledError, timeoutError, type OperationAddress } from './transport.js';
 
 /** One attempt: resolves with the checked output, rejects with the caller-side error; never retries. */
@@ -191,6 +192,7 @@ export class ResilientCall {
       return;
     }
     const attempt = ++this.#attempt;
+    if (attempt > 1) noteAttempt(attempt, this.hedge !== undefined && this.#pending > 0 ? 'hedge' : 'retry');
     if (attempt > 1 && plan.observers !== undefined && plan.observers.length > 0) {
       const record: RetryRecord = {
         contract: plan.address.contract,

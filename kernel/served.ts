@@ -5,7 +5,10 @@
  */
 import type { CircuitStatus } from './circuit-breaker.js';
 import { majorOf, type AnyContract, type AnyOperation } from './contract.js';
-import { runWithContext, type CallContext } from './context.js';
+import type { CallContext } from './context.js';
+import { activeContext, contextStorage, withCall, type HandlerScope } from './otel-context.js';
+import { endCallSpan, keelTracer, startServerSpan } from './tracing.js';
+import { trace, type Context, type Span } from '@opentelemetry/api';
 import { toRemoteFailure } from './envelope.js';
 import { exhaustedFailure, stoppedFailure, type Bulkhead, type WaitingCall } from './bulkhead.js';
 import { inputHash, type Claim, type IdempotencyStore } from './idempotency.js';
@@ -27,6 +30,8 @@ interface OperationEntry {
   readonly name: string;
   readonly definition: AnyOperation;
   readonly handler: OperationHandler<AnyOperation>;
+  /** What its handler runs for, on the context (log lines carry it). */
+  readonly scope: HandlerScope;
 }
 
 function isPromiseLike(value: unknown): value is PromiseLike<unknown> {
@@ -90,7 +95,7 @@ export function createServedModule(source: ServedSource): ServedModule {
     if (typeof handler !== 'function') {
       throw new KeelError(KeelErrorCode.INVALID_MODULE, `Module "${contract.name}" has no handler for operation ${name}.`);
     }
-    entries.set(name, { name, definition, handler });
+    entries.set(name, { name, definition, handler, scope: Object.freeze({ module: contract.name, operation: name }) });
   }
   const major = majorOf(contract.version);
   const operationNames = [...entries.keys()];
@@ -199,8 +204,10 @@ export function createServedModule(source: ServedSource): ServedModule {
       return;
     }
     // Every slot taken: wait in the queue, or be refused at once when it is full. Off the hot path.
+    // A queued call starts from another call's settling: it runs in the context it came with.
+    const store = contextStorage.getStore();
     const waiting: WaitingCall = {
-      start: () => start(entry, address, value, context, answer),
+      start: () => contextStorage.run(store as Context, start, entry, address, value, context, answer),
       expired: (lateMs) => answer.fail(expiredFailure(contract.name, entry.name, lateMs, context, bulkhead.module)),
       closed: () => answer.fail(stoppedFailure(contract.name, entry.name, context)),
     };
@@ -215,7 +222,7 @@ export function createServedModule(source: ServedSource): ServedModule {
     // The slot is freed once, even by a thenable that calls back and then throws from then().
     let left = bulkhead === undefined;
     try {
-      result = runWithContext(context, () => entry.handler(value, context));
+      result = contextStorage.run(withCall(context, entry.scope), () => entry.handler(value, context));
       if (isPromiseLike(result)) {
         result.then(
           (resolved) => {
@@ -337,9 +344,16 @@ export function createServedModule(source: ServedSource): ServedModule {
 
   return {
     contract,
-    handle(address, input, context, trusted, answer): void {
-      if (observers.length === 0) run(address, input, context, trusted, answer);
-      else run(address, input, context, trusted, new ObservedAnswer(answer, observers, contract.name, address.operation, transport, context.caller));
+    handle(address, input, context, trusted, given): void {
+      let answer = given;
+      if (observers.length !== 0) answer = new ObservedAnswer(answer, observers, contract.name, address.operation, transport, context.caller);
+      const tracer = keelTracer();
+      if (tracer === undefined) {
+        run(address, input, context, trusted, answer);
+        return;
+      }
+      const span = startServerSpan(tracer, contract.name, address.operation, transport, context);
+      contextStorage.run(trace.setSpan(activeContext(), span), run, address, input, context, trusted, new TracedAnswer(answer, span));
     },
     dropped(operation, reason): void {
       for (const observer of observers) observer.requestDropped?.({ contract: contract.name, operation, transport, reason });
@@ -364,6 +378,24 @@ function expiredFailure(contract: string, operation: string, lateMs: number, con
           '(its bulkhead was at its concurrency limit). Nothing was done; retry after a short backoff, or add instances.',
     correlationId: context.correlationId,
   });
+}
+
+/** An {@link Answer} that ends the call's server span as it settles. */
+class TracedAnswer implements Answer {
+  constructor(
+    readonly answer: Answer,
+    readonly span: Span,
+  ) {}
+
+  ok(output: unknown): void {
+    endCallSpan(this.span, OK_OUTCOME);
+    this.answer.ok(output);
+  }
+
+  fail(failure: RemoteFailure): void {
+    endCallSpan(this.span, outcomeOf(failure), failure);
+    this.answer.fail(failure);
+  }
 }
 
 /** An {@link Answer} that reports the call to the kernel's observers as it settles. */

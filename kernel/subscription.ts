@@ -4,7 +4,9 @@
  * letters). Transports deliver to these; the callee's side of calls is served.ts.
  */
 import type { AnyContract, AnyEvent } from './contract.js';
-import { runWithContext } from './context.js';
+import { trace, type Span } from '@opentelemetry/api';
+import { contextStorage, withCall } from './otel-context.js';
+import { endSpan, keelTracer, startConsumerSpan } from './tracing.js';
 import { KeelError, KeelErrorCode, validationError } from './errors.js';
 import type { Logger } from './logger.js';
 import { OK_OUTCOME, outcomeOf, type KernelObserver } from './observer.js';
@@ -59,6 +61,57 @@ export function createEventSubscription(source: SubscriptionSource): EventSubscr
     const record = { contract: contractName, event, subscriber, attempt, durationMs: performance.now() - started, outcome };
     for (const observer of observers) observer.eventHandled?.(record);
   };
+  const handlerScope = Object.freeze({ module: subscriber, event: label });
+  const handleEvent = async (payload: unknown, metadata: EventMetadata, span: Span | undefined): Promise<void> => {
+    const parsed = definition.payload.safeParse(payload);
+    if (!parsed.success) {
+      const error = validationError(
+        KeelErrorCode.INVALID_EVENT,
+        'payload',
+        contractName,
+        event,
+        parsed.error.issues,
+        metadata.correlationId,
+      );
+      logger.error({ event: label, eventId: metadata.id, err: error }, 'dropped an event whose payload breaks its contract');
+      throw error;
+    }
+    let principal: EventContext['principal'];
+    if (metadata.principal !== undefined) {
+      try {
+        principal = validPrincipal(source.principal, metadata.principal, `Event ${label} ${metadata.id}`, metadata.correlationId);
+      } catch (refused) {
+        // A principal that does not match can never be handled: INVALID_EVENT, not retried.
+        const error = new KeelError(KeelErrorCode.INVALID_EVENT, (refused as Error).message, {
+          correlationId: metadata.correlationId,
+          details: (refused as KeelError).details,
+        });
+        logger.error({ event: label, eventId: metadata.id, err: error }, 'dropped an event whose principal does not match the principal schema');
+        throw error;
+      }
+    }
+    const context: EventContext = {
+      ...metadata,
+      principal,
+      caller: metadata.publisher,
+      deadline: Date.now() + source.eventTimeoutMs,
+    };
+    const observers = source.observers;
+    const started = observers?.length ? performance.now() : 0;
+    try {
+      const scope = withCall(context, handlerScope);
+      await contextStorage.run(span === undefined ? scope : trace.setSpan(scope, span), () => handler(parsed.data, context));
+      if (observers?.length) report(observers, metadata.attempt, started, OK_OUTCOME);
+    } catch (error) {
+      if (observers?.length) report(observers, metadata.attempt, started, outcomeOf(error));
+      logger.warn(
+        { err: error, event: label, eventId: metadata.id, attempt: metadata.attempt, correlationId: metadata.correlationId },
+        `event handler of module "${subscriber}" failed`,
+      );
+      throw error;
+    }
+  };
+
   return {
     subscriber,
     contract: contractName,
@@ -67,53 +120,25 @@ export function createEventSubscription(source: SubscriptionSource): EventSubscr
     delivery: definition.delivery,
     fanout: source.fanout,
     maxAttempts: source.maxAttempts,
-    async handle(payload: unknown, metadata: EventMetadata): Promise<void> {
-      const parsed = definition.payload.safeParse(payload);
-      if (!parsed.success) {
-        const error = validationError(
-          KeelErrorCode.INVALID_EVENT,
-          'payload',
-          contractName,
-          event,
-          parsed.error.issues,
-          metadata.correlationId,
-        );
-        logger.error({ event: label, eventId: metadata.id, err: error }, 'dropped an event whose payload breaks its contract');
-        throw error;
-      }
-      let principal: EventContext['principal'];
-      if (metadata.principal !== undefined) {
-        try {
-          principal = validPrincipal(source.principal, metadata.principal, `Event ${label} ${metadata.id}`, metadata.correlationId);
-        } catch (refused) {
-          // A principal that does not match can never be handled: INVALID_EVENT, not retried.
-          const error = new KeelError(KeelErrorCode.INVALID_EVENT, (refused as Error).message, {
-            correlationId: metadata.correlationId,
-            details: (refused as KeelError).details,
-          });
-          logger.error({ event: label, eventId: metadata.id, err: error }, 'dropped an event whose principal does not match the principal schema');
+    handle(payload: unknown, metadata: EventMetadata): Promise<void> {
+      const tracer = keelTracer();
+      if (tracer === undefined) return handleEvent(payload, metadata, undefined);
+      const span = startConsumerSpan(tracer, {
+        contract: contractName,
+        event,
+        subscriber,
+        id: metadata.id,
+        correlationId: metadata.correlationId,
+        traceparent: metadata.traceparent,
+        attempt: metadata.attempt,
+      });
+      return handleEvent(payload, metadata, span).then(
+        () => endSpan(span),
+        (error: unknown) => {
+          endSpan(span, error);
           throw error;
-        }
-      }
-      const context: EventContext = {
-        ...metadata,
-        principal,
-        caller: metadata.publisher,
-        deadline: Date.now() + source.eventTimeoutMs,
-      };
-      const observers = source.observers;
-      const started = observers?.length ? performance.now() : 0;
-      try {
-        await runWithContext(context, () => handler(parsed.data, context));
-        if (observers?.length) report(observers, metadata.attempt, started, OK_OUTCOME);
-      } catch (error) {
-        if (observers?.length) report(observers, metadata.attempt, started, outcomeOf(error));
-        logger.warn(
-          { err: error, event: label, eventId: metadata.id, attempt: metadata.attempt, correlationId: metadata.correlationId },
-          `event handler of module "${subscriber}" failed`,
-        );
-        throw error;
-      }
+        },
+      );
     },
     deadLetter(payload: unknown, metadata: EventMetadata, error: unknown): void {
       logger.error(

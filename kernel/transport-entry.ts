@@ -54,6 +54,9 @@ export { OK_OUTCOME, type CallRecord, type DroppedRecord, type EventRecord, type
 export { DEFAULT_CALL_POLICIES } from './call-policy.js';
 export type { CircuitStatus } from './circuit-breaker.js';
 export { createLogger } from './logger.js';
+export { logFields } from './log-fields.js';
+export { KeelContextManager } from './otel-context.js';
+export { disableTracing, enableTracing, keelTracer, spanContextOf, traceparentOf, tracingRequested, type TracingOptions } from './tracing.js';
 export { DEFAULT_LOCAL_TRANSPORT_OPTIONS, createLocalTransport, type LocalTransportOptions } from './local.js';
 export { InFlight, within } from './in-flight.js';
 export { quoteIdentifier, roleOf, schemaOf, schemaSetup, type DatabaseEngine, type QueryResult, type Row, type SchemaConnection, type SqlRunner } from './database.js';

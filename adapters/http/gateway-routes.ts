@@ -12,6 +12,7 @@ import { GATEWAY_PATHS, type ResolvedHttpGatewayOptions } from './gateway-option
 import { operationPath } from './openapi.js';
 import { PROBLEM_CONTENT_TYPE, gatewayProblem, type Problem } from './problem.js';
 import { HttpProblemCode } from './status.js';
+import { requestTraceparent } from './tracing.js';
 
 /** Content type of every JSON answer that is not a problem. */
 export const JSON_CONTENT_TYPE = 'application/json; charset=utf-8';
@@ -232,7 +233,7 @@ export function addOperationRoutes(
     // One shape for every request (absent options are undefined), no spreads.
     return {
       correlationId: correlationIdOf(request),
-      traceparent: isTraceparent(traceparent) ? traceparent : undefined,
+      traceparent: requestTraceparent(request) ?? (isTraceparent(traceparent) ? traceparent : undefined),
       timeoutMs,
       signal,
       idempotencyKey,

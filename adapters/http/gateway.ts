@@ -27,6 +27,7 @@ import { createKernelMetrics, type KernelMetrics } from './metrics.js';
 import { createOpenApiDocument, type OpenApiDocument } from './openapi.js';
 import { PROBLEM_CONTENT_TYPE, gatewayProblem, problemOf, retryAfterOf } from './problem.js';
 import { HttpProblemCode } from './status.js';
+import { addHttpTracing } from './tracing.js';
 
 /**
  * A running (or ready to run) HTTP gateway, made by {@link createHttpGateway}.
@@ -131,6 +132,8 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
       );
     },
   });
+  // First: every request gets its server span, early refusals too.
+  addHttpTracing(server);
   // JSON only: without this, fastify would also accept text/plain bodies as strings.
   server.removeContentTypeParser('text/plain');
   server.decorateRequest(CORRELATION_ID_PROPERTY, '');

@@ -28,6 +28,7 @@ import { describeDataConformance } from './data-conformance.js';
 import { describeBulkheadConformance } from './bulkhead-conformance.js';
 import { describeResilienceConformance } from './resilience-conformance.js';
 import { describeIdentityConformance } from './identity-conformance.js';
+import { describeTracingConformance } from './tracing-conformance.js';
 
 /** What a transport must provide to run the suite. */
 export interface ConformanceTarget {
@@ -1024,5 +1025,6 @@ export function describeTransportConformance(target: ConformanceTarget): void {
     describeIdentityConformance(target);
     describeBulkheadConformance(target);
     describeResilienceConformance(target);
+    describeTracingConformance(target);
   });
 }

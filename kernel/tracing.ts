@@ -1,0 +1,255 @@
+/**
+ * Tracing through the OpenTelemetry API: a client span for each call, a server span for each
+ * operation served, producer and consumer spans for events, following the RPC and messaging
+ * semantic conventions. Off until {@link enableTracing} (the `keel/otel` entry calls it): then
+ * every check below is one comparison, and no span, context or string is made.
+ */
+import {
+  SpanKind,
+  SpanStatusCode,
+  TraceFlags,
+  trace,
+  type Attributes,
+  type Context,
+  type Link,
+  type Span,
+  type SpanContext,
+  type Tracer,
+  type TracerProvider,
+} from '@opentelemetry/api';
+import type { CallContext } from './context.js';
+import { isTraceparent } from './context.js';
+import { activeContext } from './otel-context.js';
+import { OK_OUTCOME, outcomeOf } from './observer.js';
+
+let tracer: Tracer | undefined;
+let tracingCalls = true;
+
+/**
+ * What {@link enableTracing} takes.
+ *
+ * @example
+ * ```ts
+ * enableTracing({ provider, inProcessSpans: false });
+ * ```
+ */
+export interface TracingOptions {
+  /** Where spans go; default: OTel's global tracer provider. */
+  readonly provider?: TracerProvider | undefined;
+  /** Spans for calls between modules of one process too (default true). */
+  readonly inProcessSpans?: boolean | undefined;
+}
+
+/**
+ * Switches keel's spans on for kernels of this process. `keel/otel`'s `startTracing()` calls it
+ * after setting up the SDK; an application with its own SDK calls it itself.
+ *
+ * @example
+ * ```ts
+ * import { enableTracing } from 'keel/transport';
+ * enableTracing({ provider: myTracerProvider });
+ * ```
+ */
+export function enableTracing(options: TracingOptions = {}): void {
+  tracer = (options.provider ?? trace.getTracerProvider()).getTracer('keel');
+  tracingCalls = options.inProcessSpans ?? true;
+}
+
+/**
+ * True when the standard variables ask for traces: an OTLP endpoint is set, or
+ * `OTEL_TRACES_EXPORTER` names an exporter, and `OTEL_SDK_DISABLED` is not `true`. Hosts load
+ * `keel/otel` only then.
+ *
+ * @example
+ * ```ts
+ * const tracing = tracingRequested() ? (await import('keel/otel')).startTracing() : undefined;
+ * ```
+ */
+export function tracingRequested(env: Readonly<Record<string, string | undefined>> = process.env): boolean {
+  if (env['OTEL_SDK_DISABLED']?.trim().toLowerCase() === 'true') return false;
+  const exporter = env['OTEL_TRACES_EXPORTER']?.trim().toLowerCase();
+  if (exporter !== undefined && exporter !== '') return exporter !== 'none';
+  return Boolean(env['OTEL_EXPORTER_OTLP_ENDPOINT']?.trim() || env['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT']?.trim());
+}
+
+/** Switches keel's spans off again (tests, shutdown). */
+export function disableTracing(): void {
+  tracer = undefined;
+}
+
+/** The tracer keel's spans come from, or `undefined` while tracing is off. */
+export function keelTracer(): Tracer | undefined {
+  return tracer;
+}
+
+/** True when calls over `transport` get spans: always over a wire; in process unless switched off. */
+export function tracesCalls(transport: string): boolean {
+  return tracer !== undefined && (tracingCalls || transport !== 'local');
+}
+
+/** A span context as a W3C `traceparent`. */
+export function traceparentOf(spanContext: SpanContext): string {
+  return `00-${spanContext.traceId}-${spanContext.spanId}-${spanContext.traceFlags & TraceFlags.SAMPLED ? '01' : '00'}`;
+}
+
+/** The remote span context a `traceparent` names, or `undefined` for none or a malformed one. */
+export function spanContextOf(traceparent: string | undefined): SpanContext | undefined {
+  if (!isTraceparent(traceparent) || traceparent.startsWith('ff')) return undefined;
+  const traceId = traceparent.slice(3, 35);
+  const spanId = traceparent.slice(36, 52);
+  if (/^0+$/.test(traceId) || /^0+$/.test(spanId)) return undefined;
+  return { traceId, spanId, traceFlags: Number.parseInt(traceparent.slice(53, 55), 16) & TraceFlags.SAMPLED, isRemote: true };
+}
+
+/** `base` continuing the trace of `traceparent` (its parent span), or `base` itself without one. */
+function continuing(base: Context, traceparent: string | undefined): Context {
+  const remote = spanContextOf(traceparent);
+  return remote === undefined ? base : trace.setSpanContext(base, remote);
+}
+
+/**
+ * The `traceparent` a call or event made now carries: the active span's when tracing is on
+ * (the client or producer span keel just started), else `inherited`, unchanged.
+ */
+export function outgoingTraceparent(inherited: string | undefined): string | undefined {
+  if (tracer === undefined) return inherited;
+  const span = trace.getSpan(activeContext());
+  return span === undefined ? inherited : traceparentOf(span.spanContext());
+}
+
+/**
+ * Starts the client span of a call from the active context. `external`: the traceparent an
+ * outside caller passed (`CallOptions.traceparent`), parent when no span is active.
+ */
+export function startClientSpan(active: Tracer, contract: string, operation: string, transport: string, caller: string, external: string | undefined): Span {
+  let parent = activeContext();
+  if (external !== undefined && trace.getSpan(parent) === undefined) parent = continuing(parent, external);
+  return active.startSpan(
+    `${contract}/${operation}`,
+    {
+      kind: SpanKind.CLIENT,
+      attributes: { 'rpc.system.name': 'keel', 'rpc.method': `${contract}/${operation}`, 'keel.transport': transport, 'keel.caller': caller },
+    },
+    parent,
+  );
+}
+
+/** Starts the server span of an operation served, child of the caller's span (its traceparent). */
+export function startServerSpan(active: Tracer, contract: string, operation: string, transport: string, context: CallContext): Span {
+  const attributes: Attributes = {
+    'rpc.system.name': 'keel',
+    'rpc.method': `${contract}/${operation}`,
+    'keel.transport': transport,
+    'keel.caller': context.caller,
+    'keel.correlation_id': context.correlationId,
+  };
+  if (context.callAttempt !== undefined) attributes['keel.call.attempt'] = context.callAttempt;
+  return active.startSpan(`${contract}/${operation}`, { kind: SpanKind.SERVER, attributes }, continuing(activeContext(), context.traceparent));
+}
+
+/**
+ * Starts the producer span of an event being emitted (`create` when it goes to the outbox,
+ * `send` when it is published at once), child of the active span.
+ */
+export function startProducerSpan(active: Tracer, contract: string, event: string, operation: 'create' | 'send', correlationId: string | undefined): Span {
+  const attributes: Attributes = {
+    'messaging.system': 'keel',
+    'messaging.operation.type': operation,
+    'messaging.operation.name': operation,
+    'messaging.destination.name': `${contract}.${event}`,
+  };
+  if (correlationId !== undefined) attributes['messaging.message.conversation_id'] = correlationId;
+  return active.startSpan(`${operation} ${contract}.${event}`, { kind: SpanKind.PRODUCER, attributes }, activeContext());
+}
+
+/**
+ * Starts the span of the outbox relay sending one event: a root of its own (the relay runs
+ * long after the request), linked to the span that wrote the event.
+ */
+export function startRelaySpan(active: Tracer, contract: string, event: string, eventId: string, traceparent: string | undefined): Span {
+  const created = spanContextOf(traceparent);
+  const links: Link[] = created === undefined ? [] : [{ context: created, attributes: { 'keel.link': 'outbox' } }];
+  return active.startSpan(
+    `send ${contract}.${event}`,
+    {
+      kind: SpanKind.PRODUCER,
+      root: true,
+      links,
+      attributes: {
+        'messaging.system': 'keel',
+        'messaging.operation.type': 'send',
+        'messaging.operation.name': 'send',
+        'messaging.destination.name': `${contract}.${event}`,
+        'messaging.message.id': eventId,
+      },
+    },
+    activeContext(),
+  );
+}
+
+/** What a consumer span is told about the event it processes. */
+export interface ConsumedEvent {
+  readonly contract: string;
+  readonly event: string;
+  readonly subscriber: string;
+  readonly id: string;
+  readonly correlationId: string;
+  readonly traceparent: string | undefined;
+  readonly attempt: number;
+}
+
+/**
+ * Starts the consumer span of an event being processed: child of its producer span on the
+ * first delivery; a redelivery (a durable event's later attempt) starts a trace of its own
+ * linked to the producer, so that a retry an hour later does not stretch the request's trace.
+ */
+export function startConsumerSpan(active: Tracer, consumed: ConsumedEvent): Span {
+  const attributes: Attributes = {
+    'messaging.system': 'keel',
+    'messaging.operation.type': 'process',
+    'messaging.operation.name': 'process',
+    'messaging.destination.name': `${consumed.contract}.${consumed.event}`,
+    'messaging.consumer.group.name': consumed.subscriber,
+    'messaging.message.id': consumed.id,
+    'messaging.message.conversation_id': consumed.correlationId,
+  };
+  const name = `process ${consumed.contract}.${consumed.event}`;
+  if (consumed.attempt <= 1) {
+    return active.startSpan(name, { kind: SpanKind.CONSUMER, attributes }, continuing(activeContext(), consumed.traceparent));
+  }
+  attributes['keel.delivery.attempt'] = consumed.attempt;
+  const producer = spanContextOf(consumed.traceparent);
+  const links: Link[] = producer === undefined ? [] : [{ context: producer, attributes: { 'keel.link': 'redelivery' } }];
+  return active.startSpan(name, { kind: SpanKind.CONSUMER, root: true, links, attributes }, activeContext());
+}
+
+/** Notes on the active client span that the call was sent once more (a retry or a hedge). */
+export function noteAttempt(attempt: number, reason: 'retry' | 'hedge'): void {
+  if (tracer === undefined) return;
+  trace.getSpan(activeContext())?.addEvent(reason, { 'keel.call.attempt': attempt });
+}
+
+/** Ends `span` with the outcome of its work: `OK`, or the error's code and message. */
+export function endSpan(span: Span, error?: unknown): void {
+  if (error !== undefined) {
+    span.setAttribute('error.type', outcomeOf(error));
+    span.setStatus({ code: SpanStatusCode.ERROR, message: errorMessage(error) });
+  }
+  span.end();
+}
+
+/** Ends the span of a call or served operation: as {@link endSpan}, with `rpc.status_code`. */
+export function endCallSpan(span: Span, outcome: string, error?: unknown): void {
+  span.setAttribute('rpc.status_code', outcome);
+  if (outcome !== OK_OUTCOME) {
+    span.setAttribute('error.type', outcome);
+    span.setStatus({ code: SpanStatusCode.ERROR, message: errorMessage(error) });
+  }
+  span.end();
+}
+
+function errorMessage(error: unknown): string {
+  const envelope = (error as { envelope?: { message?: unknown } } | undefined)?.envelope;
+  if (typeof envelope?.message === 'string') return envelope.message;
+  return error instanceof Error ? error.message : String(error);
+}

@@ -1,0 +1,192 @@
+/**
+ * The conformance suite's part on tracing, the same on every transport: with keel's tracing on,
+ * one call from outside makes one trace whose tree follows the call (client span → server span
+ * → the handler's client span → the nested server span) and its event (producer span →
+ * consumer span); log fields inside a handler name the handler's own span; a declared error
+ * marks both spans with its code. Each module runs in a kernel of its own, so every hop crosses
+ * the transport under test. Spans are kept by the SDK's in-memory exporter in this process.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
+import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider, type ReadableSpan } from '@opentelemetry/sdk-trace';
+import { createKernel, defineContract, defineError, defineModule, event, operation, silentLogger, type Kernel, type Transport } from 'keel';
+import { disableTracing, enableTracing, logFields, newTraceparent } from 'keel/transport';
+import type { ConformanceTarget } from './conformance.js';
+
+const Sold = defineError({ code: 'SOLD_OUT', kind: 'conflict', data: z.object({ sku: z.string() }) });
+
+const shelf = defineContract({
+  name: 'shelf',
+  version: '1.0.0',
+  operations: { take: operation({ input: z.object({ sku: z.string() }), output: z.object({ left: z.number() }), errors: [Sold] }) },
+});
+
+const till = defineContract({
+  name: 'till',
+  version: '1.0.0',
+  operations: { sell: operation({ input: z.object({ sku: z.string(), tag: z.string() }), output: z.object({ left: z.number() }), errors: [Sold] }) },
+  events: { sold: event({ payload: z.object({ sku: z.string(), tag: z.string() }) }) },
+});
+
+const ledger = defineContract({
+  name: 'ledger',
+  version: '1.0.0',
+  operations: { noop: operation({ input: z.object({}), output: z.object({}) }) },
+});
+
+/** Log fields each handler saw, by tag. */
+const seen = new Map<string, Record<string, unknown>>();
+
+const shelfModule = defineModule({
+  contract: shelf,
+  create: () => ({
+    handlers: {
+      take: ({ sku }) => {
+        if (sku === 'gone') throw new Sold({ sku });
+        return { left: 3 };
+      },
+    },
+  }),
+});
+
+const tillModule = defineModule({
+  contract: till,
+  dependsOn: [shelf],
+  create: ({ get, emit }) => {
+    const stock = get(shelf);
+    return {
+      handlers: {
+        sell: async ({ sku, tag }) => {
+          seen.set(`sell:${tag}`, logFields());
+          const taken = await stock.take({ sku });
+          await emit('sold', { sku, tag });
+          return taken;
+        },
+      },
+    };
+  },
+});
+
+const ledgerModule = defineModule({
+  contract: ledger,
+  subscribesTo: [till],
+  create: () => ({
+    handlers: { noop: () => ({}) },
+    events: { till: { sold: ({ tag }) => void seen.set(`sold:${tag}`, logFields()) } },
+  }),
+});
+
+const byName = (spans: readonly ReadableSpan[], name: string, kind: SpanKind): ReadableSpan => {
+  const found = spans.filter((span) => span.name === name && span.kind === kind);
+  expect(found, `one ${SpanKind[kind]} span "${name}" among: ${spans.map((span) => `${span.name} [${SpanKind[span.kind]}]`).join(', ')}`).toHaveLength(1);
+  return found[0] as ReadableSpan;
+};
+
+const parentOf = (span: ReadableSpan): string | undefined => span.parentSpanContext?.spanId;
+
+/** Registers the tracing conformance tests for `target`, inside its suite. */
+export function describeTracingConformance(target: ConformanceTarget): void {
+  describe('tracing (one trace per request, across every hop)', () => {
+    const exporter = new InMemorySpanExporter();
+    const kernels: Kernel[] = [];
+    const transports: Transport[] = [];
+    let caller: Kernel | undefined;
+    const namespace = `tracing${process.pid}`;
+
+    const start = async (modules: Parameters<typeof createKernel>[0]['modules'], host: string[]): Promise<Kernel> => {
+      const transport = await target.createTransport(namespace);
+      transports.push(transport);
+      const kernel = createKernel({ modules, topology: { host, transport }, logger: silentLogger });
+      kernels.push(kernel);
+      await kernel.start();
+      return kernel;
+    };
+
+    beforeAll(async () => {
+      enableTracing({ provider: new TracerProvider({ spanProcessors: [new SimpleSpanProcessor({ exporter })] }) });
+      const modules = [shelfModule, tillModule, ledgerModule];
+      await start(modules, ['shelf']);
+      await start(modules, ['till']);
+      await start(modules, ['ledger']);
+      caller = await start(modules, []);
+    }, 60_000);
+    afterAll(async () => {
+      disableTracing();
+      for (const kernel of [...kernels].reverse()) await kernel.stop();
+      for (const transport of transports) await target.closeTransport(transport);
+    });
+
+    /** The spans of the trace of `traceId`, once the consumer span of `tag` has ended. */
+    const traceOf = async (traceId: string, tag: string): Promise<ReadableSpan[]> => {
+      await expect.poll(() => seen.has(`sold:${tag}`), { timeout: 10_000 }).toBe(true);
+      await expect
+        .poll(() => exporter.getFinishedSpans().some((span) => span.name === 'process till.sold' && span.spanContext().traceId === traceId), { timeout: 10_000 })
+        .toBe(true);
+      return exporter.getFinishedSpans().filter((span) => span.spanContext().traceId === traceId);
+    };
+
+    it('one call makes one trace: client → server → nested client → nested server, and producer → consumer, each the child of the one before', async () => {
+      const traceparent = newTraceparent();
+      const traceId = traceparent.slice(3, 35);
+      await (caller as Kernel).client(till).sell({ sku: 'kb', tag: 'tree' }, { traceparent });
+      const spans = await traceOf(traceId, 'tree');
+
+      const outer = byName(spans, 'till/sell', SpanKind.CLIENT);
+      const served = byName(spans, 'till/sell', SpanKind.SERVER);
+      const nested = byName(spans, 'shelf/take', SpanKind.CLIENT);
+      const nestedServed = byName(spans, 'shelf/take', SpanKind.SERVER);
+      const produced = byName(spans, 'send till.sold', SpanKind.PRODUCER);
+      const consumed = byName(spans, 'process till.sold', SpanKind.CONSUMER);
+      expect(parentOf(outer)).toBe(traceparent.slice(36, 52));
+      expect(parentOf(served)).toBe(outer.spanContext().spanId);
+      expect(parentOf(nested)).toBe(served.spanContext().spanId);
+      expect(parentOf(nestedServed)).toBe(nested.spanContext().spanId);
+      expect(parentOf(produced)).toBe(served.spanContext().spanId);
+      expect(parentOf(consumed)).toBe(produced.spanContext().spanId);
+      expect(spans).toHaveLength(6);
+    });
+
+    it('spans carry the RPC and messaging conventions: rpc.system.name, rpc.method, rpc.status_code; messaging.destination.name, the subscriber as consumer group', async () => {
+      const traceparent = newTraceparent();
+      await (caller as Kernel).client(till).sell({ sku: 'kb', tag: 'attributes' }, { traceparent });
+      const spans = await traceOf(traceparent.slice(3, 35), 'attributes');
+      expect(byName(spans, 'till/sell', SpanKind.SERVER).attributes).toMatchObject({
+        'rpc.system.name': 'keel',
+        'rpc.method': 'till/sell',
+        'rpc.status_code': 'ok',
+        'keel.caller': 'external',
+      });
+      expect(byName(spans, 'shelf/take', SpanKind.CLIENT).attributes).toMatchObject({ 'rpc.method': 'shelf/take', 'keel.caller': 'till' });
+      expect(byName(spans, 'process till.sold', SpanKind.CONSUMER).attributes).toMatchObject({
+        'messaging.system': 'keel',
+        'messaging.operation.type': 'process',
+        'messaging.destination.name': 'till.sold',
+        'messaging.consumer.group.name': 'ledger',
+      });
+    });
+
+    it('a handler\'s log fields name its own span: trace_id and span_id of the server span, of the consumer span in an event handler', async () => {
+      const traceparent = newTraceparent();
+      await (caller as Kernel).client(till).sell({ sku: 'kb', tag: 'logs' }, { traceparent });
+      const spans = await traceOf(traceparent.slice(3, 35), 'logs');
+      const served = byName(spans, 'till/sell', SpanKind.SERVER).spanContext();
+      const consumed = byName(spans, 'process till.sold', SpanKind.CONSUMER).spanContext();
+      expect(seen.get('sell:logs')).toMatchObject({ trace_id: served.traceId, span_id: served.spanId, module: 'till', operation: 'sell' });
+      expect(seen.get('sold:logs')).toMatchObject({ trace_id: consumed.traceId, span_id: consumed.spanId, module: 'ledger', event: 'till.sold' });
+    });
+
+    it('a declared error marks the client and server spans ERROR with error.type set to its code', async () => {
+      const traceparent = newTraceparent();
+      await expect((caller as Kernel).client(shelf).take({ sku: 'gone' }, { traceparent })).rejects.toMatchObject({ code: 'SOLD_OUT' });
+      const traceId = traceparent.slice(3, 35);
+      await expect.poll(() => exporter.getFinishedSpans().filter((span) => span.spanContext().traceId === traceId).length, { timeout: 10_000 }).toBe(2);
+      const spans = exporter.getFinishedSpans().filter((span) => span.spanContext().traceId === traceId);
+      for (const kind of [SpanKind.CLIENT, SpanKind.SERVER]) {
+        const span = byName(spans, 'shelf/take', kind);
+        expect(span.status.code).toBe(SpanStatusCode.ERROR);
+        expect(span.attributes).toMatchObject({ 'error.type': 'SOLD_OUT', 'rpc.status_code': 'SOLD_OUT' });
+      }
+    });
+  });
+}
