@@ -1,6 +1,7 @@
 import { context, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
 import { OTLPTraceExporter as JsonExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { OTLPTraceExporter as ProtobufExporter } from '@opentelemetry/exporter-trace-otlp-proto';
+import { CompressionAlgorithm } from '@opentelemetry/otlp-exporter-base';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { SimpleSpanProcessor, TracerProvider, type SpanExporter } from '@opentelemetry/sdk-trace';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -33,7 +34,7 @@ async function exportTwoSpans(exporter: SpanExporter, service: string) {
     'orders.place',
     {
       kind: SpanKind.CLIENT,
-      attributes: { 'keel.operation': 'place', 'keel.retry': true, 'keel.ratio': 0.25, 'keel.modules': ['orders', 'payments'] },
+      attributes: { 'keel.operation': 'place', 'keel.retry': true, 'keel.ratio': 0.25, 'keel.delta': -5, 'keel.modules': ['orders', 'payments'] },
       links: [{ context: linked.spanContext(), attributes: { 'keel.link': 'event' } }],
     },
     // The parent, given explicitly: the test installs no context manager.
@@ -49,11 +50,12 @@ async function exportTwoSpans(exporter: SpanExporter, service: string) {
 }
 
 describe.each([
-  ['json', 'application/json', (url: string) => new JsonExporter({ url: `${url}/v1/traces` })],
-  ['protobuf', 'application/x-protobuf', (url: string) => new ProtobufExporter({ url: `${url}/v1/traces` })],
-] as const)('otlp receiver - http/%s', (protocol, contentType, exporterFor) => {
-  it(`otlp receiver - decodes the SDK's ${contentType} export: ids, parent, kind, attributes, link, event, status and service name`, async () => {
-    const service = `service-${protocol}`;
+  ['json', 'json', 'application/json', (url: string) => new JsonExporter({ url: `${url}/v1/traces` })],
+  ['protobuf', 'protobuf', 'application/x-protobuf', (url: string) => new ProtobufExporter({ url: `${url}/v1/traces` })],
+  ['protobuf, gzip', 'protobuf', 'application/x-protobuf', (url: string) => new ProtobufExporter({ url: `${url}/v1/traces`, compression: CompressionAlgorithm.GZIP })],
+] as const)('otlp receiver - http/%s', (label, protocol, contentType, exporterFor) => {
+  it(`otlp receiver - decodes the SDK's ${label} export: ids, parent, kind, attributes, link, event, status and service name`, async () => {
+    const service = `service-${label.replace(/\W+/g, '-')}`;
     const ids = await exportTwoSpans(exporterFor(receiver.url), service);
     const spans = await receiver.waitFor((all) => all.filter((span) => span.serviceName === service).length === 3);
     const ofService = spans.filter((span) => span.serviceName === service);
@@ -62,7 +64,8 @@ describe.each([
     const child = ofService.find((span) => span.spanId === ids.childId);
 
     expect(receiver.failures).toEqual([]);
-    expect(receiver.requests.filter((request) => request.contentType === contentType).length).toBeGreaterThan(0);
+    const encoding = label.endsWith('gzip') ? 'gzip' : 'identity';
+    expect(receiver.requests.filter((request) => request.contentType === contentType && request.encoding === encoding).length).toBeGreaterThan(0);
     expect(parent, tree).toMatchObject({
       protocol,
       traceId: ids.traceId,
@@ -79,7 +82,7 @@ describe.each([
       parentSpanId: ids.parentId,
       name: 'orders.place',
       kind: 'client',
-      attributes: { 'keel.operation': 'place', 'keel.retry': true, 'keel.ratio': 0.25, 'keel.modules': ['orders', 'payments'] },
+      attributes: { 'keel.operation': 'place', 'keel.retry': true, 'keel.ratio': 0.25, 'keel.delta': -5, 'keel.modules': ['orders', 'payments'] },
       links: [{ traceId: ids.linked.traceId, spanId: ids.linked.spanId, attributes: { 'keel.link': 'event' } }],
       events: [{ name: 'retried', attributes: { 'keel.attempt': 2 } }],
       status: { code: 'error', message: 'TIMEOUT' },

@@ -64,8 +64,8 @@ export interface OtlpReceiver {
   /** The base URL, such as `http://127.0.0.1:43817`; exporters post to `${url}/v1/traces`. */
   readonly url: string;
   readonly spans: ReceivedSpan[];
-  /** Every export request, decoded or not: its Content-Type and body size (after gzip). */
-  readonly requests: { contentType: string; bytes: number }[];
+  /** Every export request, decoded or not: its Content-Type, Content-Encoding (`gzip`, or `identity` when none) and body size (unzipped). */
+  readonly requests: { contentType: string; encoding: string; bytes: number }[];
   /** Requests it could not decode, with why: a test can assert there are none. */
   readonly failures: { contentType: string; error: string }[];
   /**
@@ -204,7 +204,7 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
     }
     const contentType = (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
     const body = await bodyOf(request);
-    requests.push({ contentType, bytes: body.length });
+    requests.push({ contentType, encoding: request.headers['content-encoding'] ?? 'identity', bytes: body.length });
     const protobuf = contentType === 'application/x-protobuf';
     try {
       if (protobuf) spans.push(...flatten(decodeTraceRequest(body), 'protobuf'));
