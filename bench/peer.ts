@@ -62,14 +62,18 @@ export async function startPeer(script: string, args: readonly string[], startTi
 
 /**
  * The peer's side: prints `greeting` (its first line), answers `cpu` on stdin with the CPU time
- * this process spent so far (µs, user + system), and runs `stop` then exits when stdin closes.
+ * this process spent so far (µs, user + system), and each of `answers` by name with what it
+ * returns (one line), and runs `stop` then exits when stdin closes.
  */
-export function servePeer(greeting: string, stop: () => Promise<void>): void {
+export function servePeer(greeting: string, stop: () => Promise<void>, answers: Readonly<Record<string, () => string>> = {}): void {
   const commands = createInterface({ input: process.stdin });
   commands.on('line', (line) => {
-    if (line.trim() === 'cpu') {
+    const command = line.trim();
+    if (command === 'cpu') {
       const { user, system } = process.cpuUsage();
       process.stdout.write(`${user + system}\n`);
+    } else if (Object.hasOwn(answers, command)) {
+      process.stdout.write(`${answers[command]!()}\n`);
     }
   });
   commands.once('close', () => {

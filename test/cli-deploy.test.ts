@@ -469,16 +469,19 @@ describe('cli - deploy', () => {
 
       OPTIONS
 
-               --out=<dir>    Folder to write (must be empty unless --force) (Default: deploy)
-        --image=<name:tag>    Image every group runs (default: <package name>:<version>)
-              --name=<app>    Application name for compose and Kubernetes objects (default: from the package name)
-            --node=<major>    Major version of the node base image (Default: 24)
-                   --force    Write into a folder that is not empty, replacing what keel deploy wrote there before (Default: false)
+                  --out=<dir>    Folder to write (must be empty unless --force) (Default: deploy)
+           --image=<name:tag>    Image every group runs (default: <package name>:<version>)
+                 --name=<app>    Application name for compose and Kubernetes objects (default: from the package name)
+               --node=<major>    Major version of the node base image (Default: 24)
+                      --force    Write into a folder that is not empty, replacing what keel deploy wrote there before (Default: false)
+                    --tracing    Send traces over OTLP: compose gets an OpenTelemetry Collector and Jaeger (UI on 16686), every group the OTEL_* variables (Default: false)
+        --otlp-endpoint=<url>    With --tracing, the OTLP/HTTP collector the Kubernetes Deployments send to (default: http://otel-collector:4318)
 
       EXAMPLES
 
         $ keel deploy topologies/split.ts --out deploy
         $ keel deploy topologies/per-module.ts --out deploy --image registry.example.com/shop:1.4.0 --force
+        $ keel deploy topologies/split.ts --out deploy --tracing
       "
     `);
   });

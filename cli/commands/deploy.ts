@@ -1,7 +1,7 @@
 /**
  * `keel deploy <topology> --out <dir>`: writes the files a team hands to Docker and
  * Kubernetes (Dockerfile, compose.yaml, k8s/) from a topology's process groups, replicas and
- * environment. The generators live in `cli/deploy/`; this command loads, checks and writes.
+ * environment; with `--tracing`, an OpenTelemetry Collector and Jaeger too. The generators live in `cli/deploy/`; this command loads, checks and writes.
  */
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -61,6 +61,7 @@ export default defineCommand({
     examples: [
       'keel deploy topologies/split.ts --out deploy',
       'keel deploy topologies/per-module.ts --out deploy --image registry.example.com/shop:1.4.0 --force',
+      'keel deploy topologies/split.ts --out deploy --tracing',
     ],
   },
   args: {
@@ -70,6 +71,16 @@ export default defineCommand({
     name: { type: 'string', description: 'Application name for compose and Kubernetes objects (default: from the package name)', valueHint: 'app' },
     node: { type: 'string', description: 'Major version of the node base image', default: '24', valueHint: 'major' },
     force: { type: 'boolean', description: 'Write into a folder that is not empty, replacing what keel deploy wrote there before', default: false },
+    tracing: {
+      type: 'boolean',
+      description: 'Send traces over OTLP: compose gets an OpenTelemetry Collector and Jaeger (UI on 16686), every group the OTEL_* variables',
+      default: false,
+    },
+    'otlp-endpoint': {
+      type: 'string',
+      description: 'With --tracing, the OTLP/HTTP collector the Kubernetes Deployments send to (default: http://otel-collector:4318)',
+      valueHint: 'url',
+    },
   },
   run: async ({ args, data }) => {
     const cli = contextOf(data);
@@ -94,6 +105,8 @@ export default defineCommand({
       dataModules: manifest.filter((module) => module.data !== undefined).map((module) => module.name),
       modules: manifest,
       natsPasswords: args.force && existsSync(out) && statSync(out).isDirectory() ? earlierNatsPasswords(out) : {},
+      tracing: args.tracing,
+      otlpEndpoint: args['otlp-endpoint'],
     });
 
     if (existsSync(out) && !statSync(out).isDirectory()) {

@@ -1,10 +1,12 @@
 /**
  * `compose.yaml`: NATS with JetStream (when the topology needs it), PostgreSQL (when a group
- * hosts a module that owns data) and one service per process group, all running the one image.
+ * hosts a module that owns data), an OpenTelemetry Collector and Jaeger (with `--tracing`) and
+ * one service per process group, all running the one image.
  */
 import { stringify } from 'yaml';
 import { needsNats, type TopologyFile } from '../topology.js';
 import { NATS_CONFIG_PATH, NATS_MONITOR_PORT, natsEnvPath } from './nats-files.js';
+import { COMPOSE_OTLP_ENDPOINT, TRACING_SERVICES, tracingComposeServices, tracingEnvironment } from './tracing.js';
 import {
   DEFAULT_DEPLOY_OPTIONS,
   generatedHeader,
@@ -93,8 +95,9 @@ export function composeDocument(topology: TopologyFile, options: ResolvedDeployO
   }
   const data = hostsAnyData(topology, options);
   if (data) services['postgres'] = postgresService(options);
+  if (options.tracing) Object.assign(services, tracingComposeServices());
   for (const [name, group] of Object.entries(topology.processes)) {
-    const pairs = groupEnvironment(topology, name, group);
+    const pairs = groupEnvironment(topology, name, group, options.tracing ? tracingEnvironment(name, COMPOSE_OTLP_ENDPOINT) : []);
     const database = hostsData(group, options);
     pairs.splice(
       2,
@@ -106,6 +109,8 @@ export function composeDocument(topology: TopologyFile, options: ResolvedDeployO
     const dependencies = {
       ...(nats ? { nats: { condition: 'service_healthy' } } : {}),
       ...(database ? { postgres: { condition: 'service_healthy' } } : {}),
+      // Started, not healthy: the collector's image has no program to run a health check with.
+      ...(options.tracing ? { [TRACING_SERVICES.collectorService]: { condition: 'service_started' } } : {}),
     };
     services[name] = {
       image: options.image,

@@ -9,6 +9,7 @@ import { dockerfile, dockerignore } from './dockerfile.js';
 import { kubernetesFiles } from './kubernetes.js';
 import { deploymentNatsUsers, natsFiles } from './nats-files.js';
 import { assertDeployable, resolveDeployOptions, type DeployFile, type DeployOptions } from './plan.js';
+import { TRACING_SERVICES, collectorConfigFile } from './tracing.js';
 
 export { composeDatabaseUrl, composeDocument, composeFile } from './compose.js';
 export { dockerfile, dockerignore } from './dockerfile.js';
@@ -34,6 +35,14 @@ export {
   passwordsFromEnvFiles,
   type NatsUser,
 } from './nats-config.js';
+export {
+  COMPOSE_OTLP_ENDPOINT,
+  TRACING_SERVICES,
+  collectorConfigDocument,
+  collectorConfigFile,
+  tracingComposeServices,
+  tracingEnvironment,
+} from './tracing.js';
 export { NATS_CLIENT_USER, natsClientPermissions, natsInboxPrefix, natsPermissions, type NatsUserPermissions } from './nats-permissions.js';
 export {
   DEFAULT_DEPLOY_OPTIONS,
@@ -55,7 +64,7 @@ export {
 
 /**
  * Every file of a deployment, in a stable order: `Dockerfile`, its ignore files,
- * `compose.yaml`, `k8s/`, then, when the topology needs NATS and `modules` are given, `nats/`
+ * `compose.yaml`, with `tracing` the collector's `otel-collector.yaml`, `k8s/`, then, when the topology needs NATS and `modules` are given, `nats/`
  * (the server configuration and each group's credentials) and `.gitignore`. Checks the options
  * and the topology first (`E_USAGE`, `E_TOPOLOGY`). Output is deterministic: the same input
  * gives the same bytes (give `natsPasswords` for every user to make the secrets so too).
@@ -77,6 +86,7 @@ export function planDeployment(topology: TopologyFile, options: DeployOptions): 
     { path: 'Dockerfile.dockerignore', contents: dockerignore(resolved) },
     { path: '.dockerignore', contents: dockerignore(resolved) },
     { path: 'compose.yaml', contents: composeFile(topology, resolved) },
+    ...(resolved.tracing ? [{ path: TRACING_SERVICES.collectorConfigPath, contents: collectorConfigFile(resolved) }] : []),
     ...kubernetesFiles(topology, resolved, users),
     ...natsFiles(topology, resolved, users),
   ];

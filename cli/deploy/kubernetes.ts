@@ -8,6 +8,7 @@
 import { stringify } from 'yaml';
 import { needsNats, type ProcessGroup, type TopologyFile } from '../topology.js';
 import { natsUserEnvironment, type NatsUser } from './nats-config.js';
+import { tracingEnvironment } from './tracing.js';
 import {
   DEFAULT_DEPLOY_OPTIONS,
   generatedHeader,
@@ -130,7 +131,8 @@ const probe = (path: string, timing: { periodSeconds: number; failureThreshold: 
  * ```
  */
 export function deploymentDocument(topology: TopologyFile, name: string, group: ProcessGroup, options: ResolvedDeployOptions, locked = false) {
-  const env: Record<string, unknown>[] = groupEnvironment(topology, name, group).map(([key, value]) => ({ name: key, value }));
+  const tracing = options.tracing ? tracingEnvironment(name, options.otlpEndpoint) : [];
+  const env: Record<string, unknown>[] = groupEnvironment(topology, name, group, tracing).map(([key, value]) => ({ name: key, value }));
   const fromSecret = (key: string, secret: string) => ({ name: key, valueFrom: { secretKeyRef: { name: secret, key } } });
   const secrets = [
     ...(needsNats(topology) ? [natsSecretName(options)] : []),

@@ -56,6 +56,18 @@ export interface DeployOptions {
   readonly modules?: readonly AnyModule[];
   /** NATS passwords to keep, by user (default none: each user gets a new random one). */
   readonly natsPasswords?: Readonly<Record<string, string>>;
+  /**
+   * Send every process's traces somewhere (`--tracing`; default false): compose gets an
+   * OpenTelemetry Collector and Jaeger, and every group, in compose and in Kubernetes, the
+   * OTEL_* variables of the OpenTelemetry SDK (docs/deploy.md, "Tracing").
+   */
+  readonly tracing?: boolean;
+  /**
+   * With `tracing`, the OTLP/HTTP base URL the Kubernetes Deployments send to (`--otlp-endpoint`;
+   * default `http://otel-collector:4318`, a Service named `otel-collector` in their namespace).
+   * compose always sends to its own collector.
+   */
+  readonly otlpEndpoint?: string;
 }
 
 /**
@@ -85,6 +97,8 @@ export const DEFAULT_DEPLOY_OPTIONS = {
   natsUrl: 'nats://nats:4222',
   /** compose's PostgreSQL, for the groups hosting modules that own data (its data folder is `/var/lib/postgresql/data` up to 17). */
   postgresImage: 'postgres:17-alpine',
+  /** With `tracing`: the collector the Kubernetes Deployments send to, a Service in their namespace. */
+  otlpEndpoint: 'http://otel-collector:4318',
 } as const;
 
 /** {@link DeployOptions} with every default filled in. */
@@ -96,6 +110,8 @@ const BUILD_DIR = /^[\w.-]+(\/[\w.-]+)*$/;
 const DNS_LABEL = /^[a-z]([-a-z0-9]*[a-z0-9])?$/;
 /** A container image reference: `[registry[:port]/]path[:tag][@digest]`. */
 const IMAGE = /^[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[\w][\w.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$/;
+/** An http(s) URL with a host, and no `/v1/traces` (the SDK appends it to OTEL_EXPORTER_OTLP_ENDPOINT). */
+const OTLP_ENDPOINT = /^https?:\/\/[^/\s?#]+(\/(?!v1\/traces)[^\s?#]*)?$/;
 /** Variables keel sets itself in every container; a group's `env` may not set them. */
 const RESERVED_ENV = [
   'KEEL_MODULES',
@@ -155,6 +171,9 @@ export function resolveDeployOptions(options: DeployOptions): ResolvedDeployOpti
     modules: [],
     natsPasswords: {},
     ...options,
+    // Given as undefined (an option left out on the command line) is the default, not undefined.
+    tracing: options.tracing ?? false,
+    otlpEndpoint: options.otlpEndpoint ?? DEFAULT_DEPLOY_OPTIONS.otlpEndpoint,
   };
   if (!BUILD_DIR.test(resolved.buildDir) || resolved.buildDir.split('/').includes('..')) {
     throw new CLIError(
@@ -179,6 +198,17 @@ export function resolveDeployOptions(options: DeployOptions): ResolvedDeployOpti
       `--node "${node}" is not a Node.js LTS major keel supports: an even number from ${DEFAULT_DEPLOY_OPTIONS.minimumNodeMajor} up, such as 24.`,
     );
   }
+  if (options.otlpEndpoint !== undefined && !resolved.tracing) {
+    throw new CLIError(CliErrorCode.E_USAGE, `--otlp-endpoint ${options.otlpEndpoint} is used only with --tracing.`, {
+      hint: 'Add --tracing, or leave --otlp-endpoint out.',
+    });
+  }
+  if (!OTLP_ENDPOINT.test(resolved.otlpEndpoint)) {
+    throw new CLIError(
+      CliErrorCode.E_USAGE,
+      `--otlp-endpoint "${resolved.otlpEndpoint}" is not the base URL of an OTLP/HTTP receiver, such as http://otel-collector.observability:4318 (without /v1/traces: the exporter adds it).`,
+    );
+  }
   return resolved;
 }
 
@@ -193,7 +223,12 @@ export function resolveDeployOptions(options: DeployOptions): ResolvedDeployOpti
  * ```
  */
 export function assertDeployable(topology: TopologyFile, options: ResolvedDeployOptions): void {
-  const services = [...(needsNats(topology) ? ['nats'] : []), ...(hostsAnyData(topology, options) ? ['postgres'] : [])];
+  const services = [
+    ...(needsNats(topology) ? ['nats'] : []),
+    ...(hostsAnyData(topology, options) ? ['postgres'] : []),
+    // compose's tracing services (cli/deploy/tracing.ts).
+    ...(options.tracing ? ['otel-collector', 'jaeger'] : []),
+  ];
   for (const [name, group] of Object.entries(topology.processes)) {
     if (services.includes(name)) {
       throw new CLIError(CliErrorCode.E_TOPOLOGY, `${options.source}: processes.${name}: compose.yaml runs a "${name}" service of its own; rename the process.`);
@@ -268,7 +303,8 @@ export function isGateway(group: ProcessGroup): boolean {
 /**
  * A group's environment, in a stable order, except the NATS URL (compose writes it inline,
  * Kubernetes takes it from a Secret): the modules it hosts, its name, the NATS subject prefix
- * when the topology sets one, the operations its HTTP port exposes, then the group's own `env`.
+ * when the topology sets one, the operations its HTTP port exposes, then `extra` (the OTEL_*
+ * variables of `--tracing`), then the group's own `env`, which may override any of them.
  *
  * @example
  * ```ts
@@ -276,14 +312,14 @@ export function isGateway(group: ProcessGroup): boolean {
  * // [['KEEL_MODULES', 'catalog,orders'], ['KEEL_PROCESS_NAME', 'storefront'], ['KEEL_HTTP_OPERATIONS', 'all']]
  * ```
  */
-export function groupEnvironment(topology: TopologyFile, name: string, group: ProcessGroup): [string, string][] {
+export function groupEnvironment(topology: TopologyFile, name: string, group: ProcessGroup, extra: readonly [string, string][] = []): [string, string][] {
   const environment: [string, string][] = [
     ['KEEL_MODULES', group.modules.join(',')],
     ['KEEL_PROCESS_NAME', name],
   ];
   if (topology.nats.prefix !== undefined) environment.push(['KEEL_NATS_PREFIX', topology.nats.prefix]);
   // Every process keeps PORT for /healthz, /readyz and /metrics; only the gateway exposes operations.
-  environment.push(['KEEL_HTTP_OPERATIONS', isGateway(group) ? 'all' : 'none']);
+  environment.push(['KEEL_HTTP_OPERATIONS', isGateway(group) ? 'all' : 'none'], ...extra);
   for (const [key, value] of Object.entries(group.env)) {
     const index = environment.findIndex(([existing]) => existing === key);
     if (index >= 0) environment[index] = [key, value];
