@@ -7,6 +7,7 @@
  */
 import { KeelError, KeelErrorCode, createKernel, type AnyContract, type Kernel } from 'keel';
 import { createHttpGateway, type HttpGateway } from 'keel/http';
+import { tracingRequested } from 'keel/transport';
 import { catalog } from '../modules/catalog/contract.js';
 import { inventory } from '../modules/inventory/contract.js';
 import config from '../keel.config.js';
@@ -16,6 +17,12 @@ import { topologyFromEnv } from './topology.js';
 
 const topology = await topologyFromEnv(process.env).catch((error: unknown) => fail('read its topology', error));
 const hosted = modules.filter((module) => topology.host?.includes(module.name) ?? true);
+// Traces when OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_TRACES_EXPORTER) asks for them; the SDK is loaded only then.
+const tracing = tracingRequested()
+  ? await import('keel/otel')
+      .then(({ startTracing }) => startTracing({ serviceName: topology.host === undefined ? 'shop' : hosted.map((module) => module.name).join('+') }))
+      .catch((error: unknown) => fail('start tracing', error))
+  : undefined;
 const database = await databasesFromEnv(process.env, hosted).catch(async (error: unknown) => {
   await topology.transport?.close();
   return fail('open its database', error);
@@ -51,6 +58,7 @@ async function stop(signal: NodeJS.Signals): Promise<void> {
     await kernel.stop();
     await topology.transport?.close();
     await database?.close();
+    await tracing?.shutdown();
   } catch (error) {
     console.error('The shop did not stop cleanly:', error);
     process.exit(1);

@@ -4,6 +4,7 @@
  * modules that own data, and the HTTP gateway when asked.
  */
 import type { HttpGatewayConfig } from 'keel/http';
+import { tracingRequested } from 'keel/transport';
 import { createKernel, type AnyContract, type AnyModule, type Kernel, type KernelOptions, type Logger, type Transport } from 'keel';
 import { openDatabases, planDatabases, type OpenDatabases, type PlannedDatabase } from 'keel/databases';
 import { CLIError, CliErrorCode } from './errors.js';
@@ -147,6 +148,10 @@ export async function startHost(options: HostOptions): Promise<Host> {
     );
   }
   const root = options.root ?? process.cwd();
+  // Before the kernel and the gateway: their spans need the SDK. Loaded only when OTEL_* asks for traces.
+  const tracing = tracingRequested(options.env ?? process.env)
+    ? (await import('keel/otel')).startTracing({ env: options.env ?? process.env, serviceName: (options.host ?? ['keel']).join('+') })
+    : undefined;
   const hosted = options.host === undefined ? options.modules : options.modules.filter((module) => options.host?.includes(module.name));
   const plan = planDatabases(hosted, { env: options.env, root });
   // Load the gateway's code while NATS connects and the modules start: loading is most of a start.
@@ -166,6 +171,7 @@ export async function startHost(options: HostOptions): Promise<Host> {
     await kernel.start();
   } catch (error) {
     await closeConnections(transport, databases);
+    await tracing?.shutdown();
     throw error;
   }
   let gateway: { readonly url: string | undefined; close(): Promise<void> } | undefined;
@@ -177,6 +183,7 @@ export async function startHost(options: HostOptions): Promise<Host> {
         await kernel.stop();
       } finally {
         await closeConnections(transport, databases);
+        await tracing?.shutdown();
       }
       throw error;
     }
@@ -194,6 +201,7 @@ export async function startHost(options: HostOptions): Promise<Host> {
           await kernel.stop();
         } finally {
           await closeConnections(transport, databases);
+          await tracing?.shutdown();
         }
       })();
       return stopping;

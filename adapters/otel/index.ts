@@ -40,7 +40,7 @@ export { tracingRequested } from 'keel/transport';
  * ```
  */
 export interface StartTracingOptions {
-  /** `service.name` when `OTEL_SERVICE_NAME` is unset; default `KEEL_PROCESS_NAME`, else `keel`. */
+  /** `service.name` when neither `OTEL_SERVICE_NAME` nor `KEEL_PROCESS_NAME` (the process group's name) is set; default `keel`. */
   readonly serviceName?: string | undefined;
   /** Where the `OTEL_*` variables are read; default `process.env`. */
   readonly env?: Readonly<Record<string, string | undefined>> | undefined;
@@ -80,7 +80,7 @@ export interface Tracing {
  */
 export function startTracing(options: StartTracingOptions = {}): Tracing {
   const env = options.env ?? process.env;
-  const serviceName = env['OTEL_SERVICE_NAME']?.trim() || options.serviceName || env['KEEL_PROCESS_NAME']?.trim() || 'keel';
+  const serviceName = env['OTEL_SERVICE_NAME']?.trim() || env['KEEL_PROCESS_NAME']?.trim() || options.serviceName || 'keel';
   const exporterName = (env['OTEL_TRACES_EXPORTER']?.trim() || 'otlp').toLowerCase();
   let exporter: SpanExporter | undefined;
   let described = exporterName;
