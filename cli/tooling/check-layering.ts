@@ -19,9 +19,11 @@ const TRANSPORT_PACKAGES = [
 /**
  * The packages a `kernel/` file may import besides Node's built-in modules: the kernel's own
  * dependencies. Anything else (fastify, prom-client, a utility library) would travel into every
- * application through `keel`, whatever transport it uses.
+ * application through `keel`, whatever transport it uses. `@opentelemetry/api` is the one
+ * exception made for observability: keel's call context lives on the OTel context, and the API
+ * package is built for libraries to depend on (no dependencies, no-op without an SDK).
  */
-const KERNEL_PACKAGES: readonly string[] = ['zod', 'inversify', 'reflect-metadata', 'pino'];
+const KERNEL_PACKAGES: readonly string[] = ['zod', 'inversify', 'reflect-metadata', 'pino', '@opentelemetry/api'];
 
 /** `zod` of `zod/v4`, `@scope/name` of `@scope/name/sub`. */
 function packageName(specifier: string): string {
