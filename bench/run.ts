@@ -8,6 +8,7 @@ import { benchInProcess } from './in-process.js';
 import { benchNats } from './nats.js';
 import { benchPolicies } from './policies.js';
 import { benchStartup } from './startup.js';
+import { benchTracing } from './tracing.js';
 import { machine, write } from './support.js';
 
 const only = process.argv.slice(2);
@@ -28,6 +29,12 @@ if (wanted('nats')) {
 
 if (wanted('policies')) {
   const result = await benchPolicies();
+  console.log(result.markdown);
+  sections.push(result.markdown);
+}
+
+if (wanted('tracing')) {
+  const result = await benchTracing();
   console.log(result.markdown);
   sections.push(result.markdown);
 }
