@@ -23,7 +23,7 @@ import { context, propagation, trace } from '@opentelemetry/api';
 import { W3CTraceContextPropagator } from '@opentelemetry/core';
 import { OTLPTraceExporter as OtlpJsonExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { OTLPTraceExporter as OtlpProtobufExporter } from '@opentelemetry/exporter-trace-otlp-proto';
-import { detectResources, envDetector, resourceFromAttributes } from '@opentelemetry/resources';
+import { resourceFromAttributes } from '@opentelemetry/resources';
 import { BatchSpanProcessor, ConsoleSpanExporter, TracerProvider, type SpanExporter } from '@opentelemetry/sdk-trace';
 import { KeelError, KeelErrorCode } from 'keel';
 import { KeelContextManager, disableTracing, enableTracing } from 'keel/transport';
@@ -86,8 +86,9 @@ export function startTracing(options: StartTracingOptions = {}): Tracing {
   let described = exporterName;
   if (exporterName === 'otlp') {
     const protocol = (env['OTEL_EXPORTER_OTLP_TRACES_PROTOCOL']?.trim() || env['OTEL_EXPORTER_OTLP_PROTOCOL']?.trim() || 'http/protobuf').toLowerCase();
-    if (protocol === 'http/protobuf') exporter = new OtlpProtobufExporter();
-    else if (protocol === 'http/json') exporter = new OtlpJsonExporter();
+    const config = exporterConfig(env);
+    if (protocol === 'http/protobuf') exporter = new OtlpProtobufExporter(config);
+    else if (protocol === 'http/json') exporter = new OtlpJsonExporter(config);
     else {
       throw new KeelError(
         KeelErrorCode.INVALID_CONFIG,
@@ -104,7 +105,7 @@ export function startTracing(options: StartTracingOptions = {}): Tracing {
       `OTEL_TRACES_EXPORTER is "${exporterName}", which keel does not support; set it to otlp, console or none.`,
     );
   }
-  const resource = resourceFromAttributes({ 'service.name': serviceName }).merge(detectResources({ detectors: [envDetector] }));
+  const resource = resourceFromAttributes({ ...keyValues(env, 'OTEL_RESOURCE_ATTRIBUTES'), 'service.name': serviceName });
   const provider = new TracerProvider({
     resource,
     sampler: samplerFromEnv(env),
@@ -129,6 +130,46 @@ export function startTracing(options: StartTracingOptions = {}): Tracing {
       return stopped;
     },
   };
+}
+
+/**
+ * The exporter's URL and headers from `env` (the exporters themselves read only `process.env`):
+ * `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` as it is, else `OTEL_EXPORTER_OTLP_ENDPOINT` plus
+ * `/v1/traces`; the general and the traces headers.
+ */
+function exporterConfig(env: Readonly<Record<string, string | undefined>>): { url?: string; headers?: Record<string, string> } {
+  const config: { url?: string; headers?: Record<string, string> } = {};
+  const traces = env['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT']?.trim();
+  const base = env['OTEL_EXPORTER_OTLP_ENDPOINT']?.trim();
+  const url = traces || (base ? `${base.replace(/\/+$/, '')}/v1/traces` : undefined);
+  if (url !== undefined) {
+    try {
+      new URL(url);
+    } catch {
+      const variable = traces ? 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT' : 'OTEL_EXPORTER_OTLP_ENDPOINT';
+      throw new KeelError(KeelErrorCode.INVALID_CONFIG, `${variable} is "${traces || base}", which is not a URL; set it to the receiver's, such as http://localhost:4318.`);
+    }
+    config.url = url;
+  }
+  const headers = { ...keyValues(env, 'OTEL_EXPORTER_OTLP_HEADERS'), ...keyValues(env, 'OTEL_EXPORTER_OTLP_TRACES_HEADERS') };
+  if (Object.keys(headers).length > 0) config.headers = headers;
+  return config;
+}
+
+/** A `key1=value1,key2=value2` variable (values percent-decoded), as the OTel variables write lists. */
+function keyValues(env: Readonly<Record<string, string | undefined>>, variable: string): Record<string, string> {
+  const pairs: Record<string, string> = {};
+  for (const item of (env[variable] ?? '').split(',')) {
+    if (item.trim() === '') continue;
+    const at = item.indexOf('=');
+    if (at <= 0) throw new KeelError(KeelErrorCode.INVALID_CONFIG, `${variable} has "${item.trim()}", which is not key=value; write it as key1=value1,key2=value2.`);
+    try {
+      pairs[item.slice(0, at).trim()] = decodeURIComponent(item.slice(at + 1).trim());
+    } catch {
+      throw new KeelError(KeelErrorCode.INVALID_CONFIG, `${variable} has "${item.trim()}", whose value is not percent-encoded correctly.`);
+    }
+  }
+  return pairs;
 }
 
 const BATCH_VARIABLES = {

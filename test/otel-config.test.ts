@@ -1,0 +1,91 @@
+/**
+ * `keel/otel`: the SDK started from the standard variables. Spans go to a real OTLP/HTTP
+ * receiver, in both protocols; a value keel cannot use is refused naming its variable.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { createKernel, defineContract, defineModule, operation, silentLogger, type Kernel } from 'keel';
+import { startTracing } from 'keel/otel';
+import { keelTracer, tracingRequested } from 'keel/transport';
+import { samplerFromEnv } from '../adapters/otel/sampler.js';
+import { startOtlpReceiver, type OtlpReceiver } from './support/otlp-receiver.js';
+
+const echo = defineContract({
+  name: 'echo',
+  version: '1.0.0',
+  operations: { say: operation({ input: z.object({ text: z.string() }), output: z.object({ text: z.string() }) }) },
+});
+const echoModule = defineModule({ contract: echo, create: () => ({ handlers: { say: ({ text }) => ({ text }) } }) });
+
+describe('otel - which variables switch tracing on', () => {
+  it('otel - an OTLP endpoint or an exporter name asks for traces; OTEL_SDK_DISABLED=true and OTEL_TRACES_EXPORTER=none do not', () => {
+    expect(tracingRequested({})).toBe(false);
+    expect(tracingRequested({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4318' })).toBe(true);
+    expect(tracingRequested({ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://127.0.0.1:4318/v1/traces' })).toBe(true);
+    expect(tracingRequested({ OTEL_TRACES_EXPORTER: 'console' })).toBe(true);
+    expect(tracingRequested({ OTEL_TRACES_EXPORTER: 'none', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4318' })).toBe(false);
+    expect(tracingRequested({ OTEL_SDK_DISABLED: 'true', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4318' })).toBe(false);
+  });
+
+  it('otel - a protocol, exporter or sampler keel cannot use is refused with INVALID_CONFIG naming the variable, and tracing stays off', () => {
+    expect(() => startTracing({ env: { OTEL_EXPORTER_OTLP_PROTOCOL: 'grpc' } })).toThrow(/OTEL_EXPORTER_OTLP_PROTOCOL is "grpc".*http\/protobuf or http\/json/);
+    expect(() => startTracing({ env: { OTEL_TRACES_EXPORTER: 'zipkin' } })).toThrow(/OTEL_TRACES_EXPORTER is "zipkin"/);
+    expect(() => startTracing({ env: { OTEL_TRACES_SAMPLER: 'sometimes' } })).toThrow(/OTEL_TRACES_SAMPLER is "sometimes"/);
+    expect(() => startTracing({ env: { OTEL_TRACES_SAMPLER: 'traceidratio', OTEL_TRACES_SAMPLER_ARG: '2' } })).toThrow(/OTEL_TRACES_SAMPLER_ARG is "2"/);
+    expect(() => startTracing({ env: { OTEL_BSP_SCHEDULE_DELAY: 'soon' } })).toThrow(/OTEL_BSP_SCHEDULE_DELAY is "soon"/);
+    expect(() => startTracing({ env: { OTEL_EXPORTER_OTLP_ENDPOINT: 'collector:4318' } })).toThrow(/OTEL_EXPORTER_OTLP_ENDPOINT is "collector:4318", which is not a URL/);
+    expect(() => startTracing({ env: { OTEL_RESOURCE_ATTRIBUTES: 'team' } })).toThrow(/OTEL_RESOURCE_ATTRIBUTES has "team", which is not key=value/);
+    expect(keelTracer()).toBeUndefined();
+  });
+
+  it('otel - OTEL_TRACES_SAMPLER names the spec samplers, with OTEL_TRACES_SAMPLER_ARG as the ratio', () => {
+    expect(samplerFromEnv({}).toString()).toMatch(/ParentBased\{root=AlwaysOnSampler/);
+    expect(samplerFromEnv({ OTEL_TRACES_SAMPLER: 'always_off' }).toString()).toBe('AlwaysOffSampler');
+    expect(samplerFromEnv({ OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: '0.25' }).toString()).toMatch(/TraceIdRatioBased\{0.25\}/);
+  });
+});
+
+for (const protocol of ['http/json', 'http/protobuf'] as const) {
+  describe(`otel - spans exported over ${protocol}`, () => {
+    let receiver: OtlpReceiver;
+    let kernel: Kernel;
+    let shutdown: () => Promise<void>;
+
+    beforeAll(async () => {
+      receiver = await startOtlpReceiver();
+      const tracing = startTracing({
+        serviceName: 'fallback-name',
+        env: {
+          OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+          OTEL_EXPORTER_OTLP_PROTOCOL: protocol,
+          OTEL_SERVICE_NAME: `echo-${protocol.replace('/', '-')}`,
+          OTEL_RESOURCE_ATTRIBUTES: 'deployment.environment.name=test',
+          OTEL_BSP_SCHEDULE_DELAY: '50',
+        },
+      });
+      expect(tracing.exporter).toBe(`otlp ${protocol}`);
+      shutdown = () => tracing.shutdown();
+      kernel = createKernel({ modules: [echoModule], logger: silentLogger });
+      await kernel.start();
+    });
+    afterAll(async () => {
+      await kernel?.stop();
+      await shutdown?.();
+      await receiver?.close();
+    });
+
+    it(`otel - a call's client and server spans reach the receiver under OTEL_SERVICE_NAME with OTEL_RESOURCE_ATTRIBUTES; shutdown sends what is buffered and switches keel's spans off`, async () => {
+      await kernel.client(echo).say({ text: 'hi' });
+      await shutdown();
+      expect(keelTracer()).toBeUndefined();
+      const spans = receiver.spans.filter((span) => span.name === 'echo/say');
+      expect(spans.map((span) => span.kind).sort()).toEqual(['client', 'server']);
+      for (const span of spans) {
+        expect(span.serviceName).toBe(`echo-${protocol.replace('/', '-')}`);
+        expect(span.resource['deployment.environment.name']).toBe('test');
+        expect(span.protocol).toBe(protocol === 'http/json' ? 'json' : 'protobuf');
+        expect(span.scope.name).toBe('keel');
+      }
+    });
+  });
+}
