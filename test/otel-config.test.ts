@@ -33,7 +33,7 @@ describe('otel - which variables switch tracing on', () => {
     expect(() => startTracing({ env: { OTEL_TRACES_SAMPLER: 'sometimes' } })).toThrow(/OTEL_TRACES_SAMPLER is "sometimes"/);
     expect(() => startTracing({ env: { OTEL_TRACES_SAMPLER: 'traceidratio', OTEL_TRACES_SAMPLER_ARG: '2' } })).toThrow(/OTEL_TRACES_SAMPLER_ARG is "2"/);
     expect(() => startTracing({ env: { OTEL_BSP_SCHEDULE_DELAY: 'soon' } })).toThrow(/OTEL_BSP_SCHEDULE_DELAY is "soon"/);
-    expect(() => startTracing({ env: { OTEL_EXPORTER_OTLP_ENDPOINT: 'collector:4318' } })).toThrow(/OTEL_EXPORTER_OTLP_ENDPOINT is "collector:4318", which is not a URL/);
+    expect(() => startTracing({ env: { OTEL_EXPORTER_OTLP_ENDPOINT: 'collector:4318' } })).toThrow(/OTEL_EXPORTER_OTLP_ENDPOINT is "collector:4318", which is not an http\(s\) URL/);
     expect(() => startTracing({ env: { OTEL_RESOURCE_ATTRIBUTES: 'team' } })).toThrow(/OTEL_RESOURCE_ATTRIBUTES has "team", which is not key=value/);
     expect(keelTracer()).toBeUndefined();
   });

@@ -143,11 +143,12 @@ function exporterConfig(env: Readonly<Record<string, string | undefined>>): { ur
   const base = env['OTEL_EXPORTER_OTLP_ENDPOINT']?.trim();
   const url = traces || (base ? `${base.replace(/\/+$/, '')}/v1/traces` : undefined);
   if (url !== undefined) {
-    try {
-      new URL(url);
-    } catch {
+    if (!/^https?:$/.test(URL.parse(url)?.protocol ?? '')) {
       const variable = traces ? 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT' : 'OTEL_EXPORTER_OTLP_ENDPOINT';
-      throw new KeelError(KeelErrorCode.INVALID_CONFIG, `${variable} is "${traces || base}", which is not a URL; set it to the receiver's, such as http://localhost:4318.`);
+      throw new KeelError(
+        KeelErrorCode.INVALID_CONFIG,
+        `${variable} is "${traces || base}", which is not an http(s) URL; set it to the receiver's, such as http://localhost:4318.`,
+      );
     }
     config.url = url;
   }
