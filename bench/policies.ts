@@ -3,13 +3,14 @@
  * policy off (`retry: false`, `circuitBreaker: false`, `bulkhead: false`) and through one with
  * the defaults on (3 attempts, a breaker per dependency, a bulkhead per module), plus an
  * operation that hedges (its hedge never fires: every answer comes long before the delay). In
- * process and over NATS, in interleaved rounds of one run.
+ * process (each kernel in a process of its own: bench/kernel-peer.ts) and over NATS, in
+ * interleaved rounds of one run.
  */
-import { createKernel, defineContract, defineModule, operation, silentLogger, type Kernel, type KernelOptions, type Transport } from 'keel';
+import { createKernel, defineContract, operation, silentLogger, type Kernel, type KernelOptions, type Transport } from 'keel';
 import { createNatsTransport } from 'keel/nats';
 import { startNatsServer } from '../test/support/nats-server.js';
-import { QUOTE_INPUT, pricing, pricingModule, quote } from './fixture.js';
-import { startPeer } from './peer.js';
+import { QUOTE_INPUT, pricing, pricingModule } from './fixture.js';
+import { startPeer, type Peer } from './peer.js';
 import { concurrent, interleavedSamples, rate, sequential } from './support.js';
 
 const OFF: Partial<KernelOptions> = { retry: false, circuitBreaker: false, bulkhead: false };
@@ -41,46 +42,43 @@ function row(label: string, samples: Samples, off: string, on: string): string {
 }
 
 async function inProcess(rounds: number): Promise<{ rows: string[]; worst: number }> {
-  const modules = [defineModule({ contract: pricing, create: () => ({ handlers: { quote: (input) => quote(input) } }) })];
-  const asyncModules = [defineModule({ contract: pricing, create: () => ({ handlers: { quote: async (input) => quote(input) } }) })];
-  const kernels: Kernel[] = [
-    createKernel({ modules, logger: silentLogger, ...OFF }),
-    createKernel({ modules, logger: silentLogger }),
-    createKernel({ modules: asyncModules, logger: silentLogger, ...OFF }),
-    createKernel({ modules: asyncModules, logger: silentLogger }),
-  ];
-  for (const kernel of kernels) await kernel.start();
-  const [syncOff, syncOn, asyncOff, asyncOn] = kernels.map((kernel) => kernel.client(pricing)) as unknown as [
-    ReturnType<Kernel['client']>,
-    ReturnType<Kernel['client']>,
-    ReturnType<Kernel['client']>,
-    ReturnType<Kernel['client']>,
-  ];
-  // Another caller name: the kernel keeps one client per caller and contract name, and the plain one is made above.
-  const hedged = kernels[3]!.client(hedgedPricing, { caller: 'hedging' });
-  const N = 200_000;
-  const call = (client: ReturnType<Kernel['client']>) => () => (client as { quote: (input: unknown) => Promise<unknown> }).quote(QUOTE_INPUT);
-  const seq = await interleavedSamples(rounds, {
-    syncOff: () => sequential(N, call(syncOff)),
-    syncOn: () => sequential(N, call(syncOn)),
-    asyncOff: () => sequential(N, call(asyncOff)),
-    asyncOn: () => sequential(N, call(asyncOn)),
-    hedged: () => sequential(N / 4, call(hedged)),
-  });
-  const conc = await interleavedSamples(rounds, {
-    asyncOff: () => concurrent(N, 64, call(asyncOff)),
-    asyncOn: () => concurrent(N, 64, call(asyncOn)),
-  });
-  for (const kernel of kernels) await kernel.stop();
-  return {
-    worst: Math.max(cost(seq, 'syncOff', 'syncOn'), cost(seq, 'asyncOff', 'asyncOn'), cost(conc, 'asyncOff', 'asyncOn')),
-    rows: [
-      row('in process, sync handler, sequential', seq, 'syncOff', 'syncOn'),
-      row('in process, async handler, sequential', seq, 'asyncOff', 'asyncOn'),
-      row('in process, async handler, 64 concurrent', conc, 'asyncOff', 'asyncOn'),
-      row('in process, async handler, hedged operation (not firing), sequential', seq, 'asyncOff', 'hedged'),
-    ],
-  };
+  // Each kernel in a process of its own, as in production: four kernels of different shapes in
+  // one process slow each other's calls through V8's shared inline caches, which measured the
+  // mix (6 to 17 % apart) and not the policies (-1 to 2 % apart, each alone).
+  const peers: Record<string, Peer> = {};
+  try {
+    for (const [name, args] of [
+      ['syncOff', ['--handler', 'sync', '--policies', 'off']],
+      ['syncOn', ['--handler', 'sync', '--policies', 'on']],
+      ['asyncOff', ['--handler', 'async', '--policies', 'off']],
+      ['asyncOn', ['--handler', 'async', '--policies', 'on']],
+    ] as const) {
+      peers[name] = await startPeer('kernel-peer.ts', ['in-process', ...args]);
+    }
+    const ask = (name: string, command: string) => async (): Promise<number> => Number(await (peers[name] as Peer).ask(command));
+    const seq = await interleavedSamples(rounds, {
+      syncOff: ask('syncOff', 'run'),
+      syncOn: ask('syncOn', 'run'),
+      asyncOff: ask('asyncOff', 'run'),
+      asyncOn: ask('asyncOn', 'run'),
+      hedged: ask('asyncOn', 'run-hedged'),
+    });
+    const conc = await interleavedSamples(rounds, {
+      asyncOff: ask('asyncOff', 'run-concurrent'),
+      asyncOn: ask('asyncOn', 'run-concurrent'),
+    });
+    return {
+      worst: Math.max(cost(seq, 'syncOff', 'syncOn'), cost(seq, 'asyncOff', 'asyncOn'), cost(conc, 'asyncOff', 'asyncOn')),
+      rows: [
+        row('in process, sync handler, sequential', seq, 'syncOff', 'syncOn'),
+        row('in process, async handler, sequential', seq, 'asyncOff', 'asyncOn'),
+        row('in process, async handler, 64 concurrent', conc, 'asyncOff', 'asyncOn'),
+        row('in process, async handler, hedged operation (not firing), sequential', seq, 'asyncOff', 'hedged'),
+      ],
+    };
+  } finally {
+    for (const peer of Object.values(peers)) await peer.stop();
+  }
 }
 
 async function overNats(rounds: number): Promise<{ rows: string[]; worst: number }> {
@@ -140,6 +138,7 @@ export async function benchPolicies(): Promise<{ markdown: string; summary: Reco
     'a bulkhead per module); and an operation that hedges after 1 s, which never fires. Nothing fails,',
     `so no policy acts: this is what being ready to act costs. Rates are medians of ${ROUNDS} interleaved rounds; each cost is`,
     "the median of the rounds' own ratios (off and on ran back to back in each round, so a slow spell of the machine cancels out).",
+    'In process, each kernel runs in a process of its own (bench/kernel-peer.ts), as in production.',
     '',
     '| case | policies off | policies on | cost |',
     '|---|---|---|---|',

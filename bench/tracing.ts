@@ -38,7 +38,7 @@ function checkoutBefore(): { folder: string; remove(): void } | undefined {
     return undefined;
   }
   symlinkSync(join(ROOT, 'node_modules'), join(folder, 'node_modules'));
-  for (const file of ['tracing-peer.ts', 'peer.ts', 'support.ts']) copyFileSync(join(ROOT, 'bench', file), join(folder, 'bench', file));
+  for (const file of ['kernel-peer.ts', 'peer.ts', 'support.ts']) copyFileSync(join(ROOT, 'bench', file), join(folder, 'bench', file));
   return {
     folder,
     remove: () => {
@@ -52,9 +52,9 @@ async function inProcess(rounds: number): Promise<string[]> {
   const before = checkoutBefore();
   const peers: Peer[] = [];
   try {
-    const current = await startPeer('tracing-peer.ts', ['in-process']);
+    const current = await startPeer('kernel-peer.ts', ['in-process']);
     peers.push(current);
-    const old = before === undefined ? undefined : await startPeer(join(before.folder, 'bench', 'tracing-peer.ts'), ['in-process']);
+    const old = before === undefined ? undefined : await startPeer(join(before.folder, 'bench', 'kernel-peer.ts'), ['in-process']);
     if (old !== undefined) peers.push(old);
     const run = async (peer: Peer): Promise<number> => Number(await peer.ask('run'));
     const cases: Record<string, () => Promise<number>> = {
@@ -82,7 +82,7 @@ async function inProcess(rounds: number): Promise<string[]> {
 
 async function overNats(rounds: number): Promise<string[]> {
   const server = await startNatsServer({ jetstream: false });
-  const callee = await startPeer('tracing-peer.ts', ['nats', server.url]);
+  const callee = await startPeer('kernel-peer.ts', ['nats', server.url]);
   const transport = await createNatsTransport({ servers: server.url, logger: silentLogger });
   const kernel: Kernel = createKernel({ modules: [pricingModule], topology: { host: [], transport }, logger: silentLogger });
   try {
