@@ -8,8 +8,8 @@
  * (`failed_at`, `last_error`) and logged as an error naming it, so that it does not hold back
  * every event after it.
  */
-import { trace } from '@opentelemetry/api';
-import { activeContext, contextStorage } from './otel-context.js';
+import { ROOT_CONTEXT, trace } from '@opentelemetry/api';
+import { contextStorage } from './otel-context.js';
 import { endSpan, keelTracer, startRelaySpan } from './tracing.js';
 import type { AnyContract } from './contract.js';
 import { KeelErrorCode, isKeelError } from './errors.js';
@@ -142,31 +142,35 @@ export class OutboxRelay {
   }
 
   #run(): void {
-    this.#running = this.#round()
-      .then(
-        (more) => {
-          this.#failures = 0;
-          return more;
-        },
-        (error: unknown) => {
-          this.#failures += 1;
-          const delay = Math.min(this.options.backoffMs * 2 ** (this.#failures - 1), this.options.maxBackoffMs);
-          const event = this.#heldBack ?? { module: this.contract.name };
-          this.logger.warn({ err: error, ...event, retryInMs: delay }, 'outbox relay could not publish; it will retry, holding back the events after this one');
-          this.#schedule(delay);
-          return false;
-        },
-      )
-      .then((more) => {
-        this.#running = undefined;
-        if (this.#failures > 0) return;
-        if (more || this.#again) {
-          this.#again = false;
-          this.kick();
-        } else {
-          this.#schedule(this.options.pollMs);
-        }
-      });
+    // Outside the context of whoever kicked it (a handler's commit): the relay's rounds, timers and
+    // log lines belong to no request, and must not keep one's context alive.
+    contextStorage.exit(() => {
+      this.#running = this.#round()
+        .then(
+          (more) => {
+            this.#failures = 0;
+            return more;
+          },
+          (error: unknown) => {
+            this.#failures += 1;
+            const delay = Math.min(this.options.backoffMs * 2 ** (this.#failures - 1), this.options.maxBackoffMs);
+            const event = this.#heldBack ?? { module: this.contract.name };
+            this.logger.warn({ err: error, ...event, retryInMs: delay }, 'outbox relay could not publish; it will retry, holding back the events after this one');
+            this.#schedule(delay);
+            return false;
+          },
+        )
+        .then((more) => {
+          this.#running = undefined;
+          if (this.#failures > 0) return;
+          if (more || this.#again) {
+            this.#again = false;
+            this.kick();
+          } else {
+            this.#schedule(this.options.pollMs);
+          }
+        });
+    });
   }
 
   /** One round: claim a batch, publish it in order, mark what was published. True when the batch was full. */
@@ -219,7 +223,7 @@ export class OutboxRelay {
     if (tracer === undefined) return this.publish(this.#eventOf(row));
     const span = startRelaySpan(tracer, this.contract.name, row.event, row.id, row.traceparent ?? undefined);
     try {
-      await contextStorage.run(trace.setSpan(activeContext(), span), () => this.publish(this.#eventOf(row)));
+      await contextStorage.run(trace.setSpan(ROOT_CONTEXT, span), () => this.publish(this.#eventOf(row)));
     } catch (error) {
       endSpan(span, error);
       throw error;

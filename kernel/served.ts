@@ -6,9 +6,9 @@
 import type { CircuitStatus } from './circuit-breaker.js';
 import { majorOf, type AnyContract, type AnyOperation } from './contract.js';
 import type { CallContext } from './context.js';
-import { activeContext, contextStorage, withCall, type HandlerScope } from './otel-context.js';
+import { contextStorage, withCall, type HandlerScope } from './otel-context.js';
 import { endCallSpan, keelTracer, startServerSpan } from './tracing.js';
-import { trace, type Context, type Span } from '@opentelemetry/api';
+import { ROOT_CONTEXT, trace, type Context, type Span } from '@opentelemetry/api';
 import { toRemoteFailure } from './envelope.js';
 import { exhaustedFailure, stoppedFailure, type Bulkhead, type WaitingCall } from './bulkhead.js';
 import { inputHash, type Claim, type IdempotencyStore } from './idempotency.js';
@@ -353,7 +353,8 @@ export function createServedModule(source: ServedSource): ServedModule {
         return;
       }
       const span = startServerSpan(tracer, contract.name, address.operation, transport, context);
-      contextStorage.run(trace.setSpan(activeContext(), span), run, address, input, context, trusted, new TracedAnswer(answer, span));
+      // A handler's context holds nothing of its caller's but what the call carries, in process as over a wire.
+      contextStorage.run(trace.setSpan(ROOT_CONTEXT, span), run, address, input, context, trusted, new TracedAnswer(answer, span));
     },
     dropped(operation, reason): void {
       for (const observer of observers) observer.requestDropped?.({ contract: contract.name, operation, transport, reason });

@@ -4,7 +4,7 @@
  * letters). Transports deliver to these; the callee's side of calls is served.ts.
  */
 import type { AnyContract, AnyEvent } from './contract.js';
-import { trace, type Span } from '@opentelemetry/api';
+import { ROOT_CONTEXT, trace, type Span } from '@opentelemetry/api';
 import { contextStorage, withCall } from './otel-context.js';
 import { endSpan, keelTracer, startConsumerSpan } from './tracing.js';
 import { KeelError, KeelErrorCode, validationError } from './errors.js';
@@ -99,7 +99,7 @@ export function createEventSubscription(source: SubscriptionSource): EventSubscr
     const observers = source.observers;
     const started = observers?.length ? performance.now() : 0;
     try {
-      const scope = withCall(context, handlerScope);
+      const scope = withCall(context, handlerScope, ROOT_CONTEXT);
       await contextStorage.run(span === undefined ? scope : trace.setSpan(scope, span), () => handler(parsed.data, context));
       if (observers?.length) report(observers, metadata.attempt, started, OK_OUTCOME);
     } catch (error) {

@@ -5,6 +5,7 @@
  * every check below is one comparison, and no span, context or string is made.
  */
 import {
+  ROOT_CONTEXT,
   SpanKind,
   SpanStatusCode,
   TraceFlags,
@@ -144,7 +145,7 @@ export function startServerSpan(active: Tracer, contract: string, operation: str
     'keel.correlation_id': context.correlationId,
   };
   if (context.callAttempt !== undefined) attributes['keel.call.attempt'] = context.callAttempt;
-  return active.startSpan(`${contract}/${operation}`, { kind: SpanKind.SERVER, attributes }, continuing(activeContext(), context.traceparent));
+  return active.startSpan(`${contract}/${operation}`, { kind: SpanKind.SERVER, attributes }, continuing(ROOT_CONTEXT, context.traceparent));
 }
 
 /**
@@ -183,7 +184,7 @@ export function startRelaySpan(active: Tracer, contract: string, event: string, 
         'messaging.message.id': eventId,
       },
     },
-    activeContext(),
+    ROOT_CONTEXT,
   );
 }
 
@@ -215,12 +216,12 @@ export function startConsumerSpan(active: Tracer, consumed: ConsumedEvent): Span
   };
   const name = `process ${consumed.contract}.${consumed.event}`;
   if (consumed.attempt <= 1) {
-    return active.startSpan(name, { kind: SpanKind.CONSUMER, attributes }, continuing(activeContext(), consumed.traceparent));
+    return active.startSpan(name, { kind: SpanKind.CONSUMER, attributes }, continuing(ROOT_CONTEXT, consumed.traceparent));
   }
   attributes['keel.delivery.attempt'] = consumed.attempt;
   const producer = spanContextOf(consumed.traceparent);
   const links: Link[] = producer === undefined ? [] : [{ context: producer, attributes: { 'keel.link': 'redelivery' } }];
-  return active.startSpan(name, { kind: SpanKind.CONSUMER, root: true, links, attributes }, activeContext());
+  return active.startSpan(name, { kind: SpanKind.CONSUMER, root: true, links, attributes }, ROOT_CONTEXT);
 }
 
 /** Notes on the active client span that the call was sent once more (a retry or a hedge). */
