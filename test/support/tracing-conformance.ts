@@ -26,7 +26,7 @@ const till = defineContract({
   name: 'till',
   version: '1.0.0',
   operations: { sell: operation({ input: z.object({ sku: z.string(), tag: z.string() }), output: z.object({ left: z.number() }), errors: [Sold] }) },
-  events: { sold: event({ payload: z.object({ sku: z.string(), tag: z.string() }) }) },
+  events: { sold: event({ payload: z.object({ sku: z.string(), tag: z.string() }), delivery: 'durable' }) },
 });
 
 const ledger = defineContract({
@@ -73,7 +73,18 @@ const ledgerModule = defineModule({
   subscribesTo: [till],
   create: () => ({
     handlers: { noop: () => ({}) },
-    events: { till: { sold: ({ tag }) => void seen.set(`sold:${tag}`, logFields()) } },
+    events: {
+      till: {
+        sold: {
+          maxAttempts: 3,
+          handle: (payload, context) => {
+            // A tag starting with "redeliver" fails its first delivery: the second is a redelivery.
+            if (payload.tag.startsWith('redeliver') && context.attempt === 1) throw new Error('fails once, as the test asks');
+            seen.set(`sold:${payload.tag}`, { ...logFields(), attempt: context.attempt });
+          },
+        },
+      },
+    },
   }),
 });
 
@@ -174,6 +185,28 @@ export function describeTracingConformance(target: ConformanceTarget): void {
       const consumed = byName(spans, 'process till.sold', SpanKind.CONSUMER).spanContext();
       expect(seen.get('sell:logs')).toMatchObject({ trace_id: served.traceId, span_id: served.spanId, module: 'till', operation: 'sell' });
       expect(seen.get('sold:logs')).toMatchObject({ trace_id: consumed.traceId, span_id: consumed.spanId, module: 'ledger', event: 'till.sold' });
+    });
+
+    it('a redelivered durable event starts a trace of its own, linked to the producer span; the failed first delivery is an ERROR span child of it', async () => {
+      const traceparent = newTraceparent();
+      const traceId = traceparent.slice(3, 35);
+      await (caller as Kernel).client(till).sell({ sku: 'kb', tag: 'redeliver' }, { traceparent });
+      await expect.poll(() => seen.get('sold:redeliver')?.['attempt'], { timeout: 20_000 }).toBe(2);
+      const producer = () => exporter.getFinishedSpans().find((span) => span.name === 'send till.sold' && span.spanContext().traceId === traceId);
+      await expect.poll(() => producer() !== undefined, { timeout: 10_000 }).toBe(true);
+      const produced = (producer() as ReadableSpan).spanContext();
+      const redelivered = () =>
+        exporter.getFinishedSpans().find((span) => span.name === 'process till.sold' && span.links.some((link) => link.context.spanId === produced.spanId));
+      await expect.poll(() => redelivered() !== undefined, { timeout: 10_000 }).toBe(true);
+      const second = redelivered() as ReadableSpan;
+      expect(second.spanContext().traceId).not.toBe(traceId);
+      expect(second.parentSpanContext).toBeUndefined();
+      expect(second.attributes).toMatchObject({ 'keel.delivery.attempt': 2 });
+      expect(second.links[0]?.attributes).toMatchObject({ 'keel.link': 'redelivery' });
+      const first = exporter.getFinishedSpans().find((span) => span.name === 'process till.sold' && span.spanContext().traceId === traceId);
+      expect(first?.parentSpanContext?.spanId).toBe(produced.spanId);
+      expect(first?.status.code).toBe(SpanStatusCode.ERROR);
+      expect(seen.get('sold:redeliver')).toMatchObject({ trace_id: second.spanContext().traceId, span_id: second.spanContext().spanId });
     });
 
     it('a declared error marks the client and server spans ERROR with error.type set to its code', async () => {
