@@ -20,12 +20,26 @@ const database = await databasesFromEnv(process.env, hosted).catch(async (error:
   await topology.transport?.close();
   return fail('open its database', error);
 });
-const kernel = await startKernel().catch(async (error: unknown) => {
+const kernel = await createShopKernel().catch(async (error: unknown) => {
   await topology.transport?.close();
   await database?.close();
   return fail('start', error);
 });
-const gateway = await startGateway(kernel).catch(async (error: unknown) => {
+// The gateway, and the observer of its metrics, before kernel.start(): durable consumers handle
+// their backlog during start(), and /metrics counts from the first call and the first event.
+const gateway = await createGateway(kernel).catch(async (error: unknown) => {
+  await topology.transport?.close();
+  await database?.close();
+  return fail('serve HTTP', error);
+});
+await kernel.start().catch(async (error: unknown) => {
+  await gateway?.close();
+  await topology.transport?.close();
+  await database?.close();
+  return fail('start', error);
+});
+await gateway?.listen().catch(async (error: unknown) => {
+  await gateway.close();
   await kernel.stop();
   await topology.transport?.close();
   await database?.close();
@@ -66,26 +80,25 @@ process.on('SIGTERM', (signal) => void stop(signal));
 // Only now that SIGINT and SIGTERM stop it cleanly: whoever waits for this summary may signal at once.
 console.log(await summary(kernel));
 
-async function startKernel(): Promise<Kernel> {
-  const created = createKernel({
+/** The shop's kernel, not started yet (async: a refused topology or option is a rejection, handled like a failed start). */
+async function createShopKernel(): Promise<Kernel> {
+  return createKernel({
     modules,
     topology,
     principal: config.principal,
     ...config.resilience,
     ...(database === undefined ? {} : { database: database.engineOf }),
   });
-  await created.start();
-  return created;
 }
 
 /**
- * The HTTP gateway, on `KEEL_HTTP_PORT`, else `PORT` (0: any free port; `off`: none), and
+ * The HTTP gateway (not listening yet), on `KEEL_HTTP_PORT`, else `PORT` (0: any free port; `off`: none), and
  * `KEEL_HTTP_HOST` (default 127.0.0.1), exposing the operations `KEEL_HTTP_OPERATIONS` says: the
  * names `keel start` reads too. Without a port it serves on 3000 in the default one-process
  * topology only, so that the module processes of a split topology (`KEEL_MODULES` set) do not
  * all claim one port.
  */
-async function startGateway(running: Kernel): Promise<HttpGateway | undefined> {
+async function createGateway(running: Kernel): Promise<HttpGateway | undefined> {
   const variable = ['KEEL_HTTP_PORT', 'PORT'].find((name) => process.env[name]?.trim());
   const port = variable === undefined ? undefined : (process.env[variable]?.trim() as string);
   if (port === 'off' || (port === undefined && process.env['KEEL_MODULES']?.trim())) return undefined;
@@ -106,7 +119,7 @@ async function startGateway(running: Kernel): Promise<HttpGateway | undefined> {
     'payments.listPayments',
     'notifications.listNotifications',
   ].filter((name) => contracts.some((contract) => contract.name === name.split('.')[0]));
-  const served = await createHttpGateway({
+  return createHttpGateway({
     // keel.config.ts: the gateway options the shop shares with `keel start` (authentication, CORS, rate limit, timeouts, ...).
     ...config.gateway,
     kernel: running,
@@ -117,8 +130,6 @@ async function startGateway(running: Kernel): Promise<HttpGateway | undefined> {
     getOperations,
     openapi: { title: 'keel shop', description: 'The example shop of keel: catalog, inventory, payments, orders and notifications.' },
   });
-  await served.listen();
-  return served;
 }
 
 /**

@@ -69,6 +69,10 @@ export interface HttpGateway {
  * assets, works offline), `/healthz`, `/readyz` and `/metrics`. The options are checked once,
  * before anything is set up: a wrong one is `INVALID_CONFIG` naming the field and what it takes.
  *
+ * Create it before `kernel.start()` and listen after: `/metrics` counts only what happens once
+ * the gateway exists, and `start()` is where modules make their first calls and durable
+ * consumers handle the events that waited for them (the start-up backlog).
+ *
  * @example
  * ```ts
  * import { createKernel } from 'keel';
@@ -76,8 +80,8 @@ export interface HttpGateway {
  * import { modules } from './modules/index.js';
  *
  * const kernel = createKernel({ modules });
+ * const gateway = await createHttpGateway({ kernel, port: 3000 }); // before start: /metrics misses nothing
  * await kernel.start();
- * const gateway = await createHttpGateway({ kernel, port: 3000 });
  * console.log(`listening on ${await gateway.listen()}`);
  * process.once('SIGTERM', () => void gateway.close()); // finishes requests, then stops the kernel
  * ```
