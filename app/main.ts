@@ -6,7 +6,7 @@
  * and stops cleanly on SIGINT or SIGTERM.
  */
 import { KeelError, KeelErrorCode, createKernel, type AnyContract, type Kernel } from 'keel';
-import { createHttpGateway, type HttpGateway } from 'keel/http';
+import { createHttpGateway, createKernelMetrics, type HttpGateway, type KernelMetrics } from 'keel/http';
 import { catalog } from '../modules/catalog/contract.js';
 import { inventory } from '../modules/inventory/contract.js';
 import config from '../keel.config.js';
@@ -20,26 +20,18 @@ const database = await databasesFromEnv(process.env, hosted).catch(async (error:
   await topology.transport?.close();
   return fail('open its database', error);
 });
-const kernel = await createShopKernel().catch(async (error: unknown) => {
-  await topology.transport?.close();
-  await database?.close();
-  return fail('start', error);
-});
-// The gateway, and the observer of its metrics, before kernel.start(): durable consumers handle
-// their backlog during start(), and /metrics counts from the first call and the first event.
-const gateway = await createGateway(kernel).catch(async (error: unknown) => {
+const port = await httpPort().catch(async (error: unknown) => {
   await topology.transport?.close();
   await database?.close();
   return fail('serve HTTP', error);
 });
-await kernel.start().catch(async (error: unknown) => {
-  await gateway?.close();
+let metrics: KernelMetrics | undefined;
+const kernel = await startKernel().catch(async (error: unknown) => {
   await topology.transport?.close();
   await database?.close();
   return fail('start', error);
 });
-await gateway?.listen().catch(async (error: unknown) => {
-  await gateway.close();
+const gateway = await startGateway(kernel).catch(async (error: unknown) => {
   await kernel.stop();
   await topology.transport?.close();
   await database?.close();
@@ -80,32 +72,44 @@ process.on('SIGTERM', (signal) => void stop(signal));
 // Only now that SIGINT and SIGTERM stop it cleanly: whoever waits for this summary may signal at once.
 console.log(await summary(kernel));
 
-/** The shop's kernel, not started yet (async: a refused topology or option is a rejection, handled like a failed start). */
-async function createShopKernel(): Promise<Kernel> {
-  return createKernel({
+async function startKernel(): Promise<Kernel> {
+  const created = createKernel({
     modules,
     topology,
     principal: config.principal,
     ...config.resilience,
     ...(database === undefined ? {} : { database: database.engineOf }),
   });
+  // The gateway's metrics observe the kernel from before start(): its first calls, and the events
+  // durable consumers find waiting (the start-up backlog), are counted. The gateway comes after.
+  if (port !== undefined) metrics = createKernelMetrics(created);
+  await created.start();
+  return created;
 }
 
 /**
- * The HTTP gateway (not listening yet), on `KEEL_HTTP_PORT`, else `PORT` (0: any free port; `off`: none), and
- * `KEEL_HTTP_HOST` (default 127.0.0.1), exposing the operations `KEEL_HTTP_OPERATIONS` says: the
- * names `keel start` reads too. Without a port it serves on 3000 in the default one-process
- * topology only, so that the module processes of a split topology (`KEEL_MODULES` set) do not
- * all claim one port.
+ * The HTTP gateway's port: `KEEL_HTTP_PORT`, else `PORT` (0: any free port; `off`: none).
+ * Without either it serves on 3000 in the default one-process topology only, so that the module
+ * processes of a split topology (`KEEL_MODULES` set) do not all claim one port.
  */
-async function createGateway(running: Kernel): Promise<HttpGateway | undefined> {
+async function httpPort(): Promise<number | undefined> {
   const variable = ['KEEL_HTTP_PORT', 'PORT'].find((name) => process.env[name]?.trim());
-  const port = variable === undefined ? undefined : (process.env[variable]?.trim() as string);
-  if (port === 'off' || (port === undefined && process.env['KEEL_MODULES']?.trim())) return undefined;
-  const number = port === undefined ? 3000 : Number(port);
-  if (port !== undefined && !(/^\d+$/.test(port) && number <= 65_535)) {
-    throw new KeelError(KeelErrorCode.INVALID_CONFIG, `${variable} "${port}" is not a port number (0 to 65535), nor "off".`);
+  const value = variable === undefined ? undefined : (process.env[variable]?.trim() as string);
+  if (value === 'off' || (value === undefined && process.env['KEEL_MODULES']?.trim())) return undefined;
+  const number = value === undefined ? 3000 : Number(value);
+  if (value !== undefined && !(/^\d+$/.test(value) && number <= 65_535)) {
+    throw new KeelError(KeelErrorCode.INVALID_CONFIG, `${variable} "${value}" is not a port number (0 to 65535), nor "off".`);
   }
+  return number;
+}
+
+/**
+ * The HTTP gateway, on {@link httpPort} and `KEEL_HTTP_HOST` (default 127.0.0.1), exposing the
+ * operations `KEEL_HTTP_OPERATIONS` says: the names `keel start` reads too. It serves the metrics
+ * made before the kernel started.
+ */
+async function startGateway(running: Kernel): Promise<HttpGateway | undefined> {
+  if (port === undefined) return undefined;
   const contracts = exposedContracts(running);
   // The shop's pure reads, also offered as GET ?input=<json> (the other idempotent operations change state),
   // among the exposed operations only: the gateway refuses a GET route for an operation it does not serve.
@@ -119,17 +123,20 @@ async function createGateway(running: Kernel): Promise<HttpGateway | undefined> 
     'payments.listPayments',
     'notifications.listNotifications',
   ].filter((name) => contracts.some((contract) => contract.name === name.split('.')[0]));
-  return createHttpGateway({
+  const served = await createHttpGateway({
     // keel.config.ts: the gateway options the shop shares with `keel start` (authentication, CORS, rate limit, timeouts, ...).
     ...config.gateway,
     kernel: running,
-    port: number,
+    port,
+    ...(metrics === undefined ? {} : { metrics }),
     host: process.env['KEEL_HTTP_HOST']?.trim() || '127.0.0.1',
     stopKernelOnClose: false,
     contracts,
     getOperations,
     openapi: { title: 'keel shop', description: 'The example shop of keel: catalog, inventory, payments, orders and notifications.' },
   });
+  await served.listen();
+  return served;
 }
 
 /**

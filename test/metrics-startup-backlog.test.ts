@@ -1,12 +1,15 @@
 /**
  * Metrics count from the first event: a process that starts with durable events waiting for it
- * (its start-up backlog) shows every one of them in /metrics. Real parts: a nats-server, two
- * processes of one application started as `keel start` starts them (cli/host.ts), and /metrics
- * read over HTTP.
+ * (its start-up backlog) shows every one of them in /metrics. Real parts: a nats-server,
+ * processes of one application started as `keel start` starts them (cli/host.ts) or as
+ * `npm start` does (metrics made before the kernel starts, the gateway after), and /metrics read
+ * over HTTP.
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
-import { defineContract, defineModule, event, operation, silentLogger, type AnyModule } from 'keel';
+import { createKernel, defineContract, defineModule, event, operation, silentLogger, type AnyModule } from 'keel';
+import { createHttpGateway, createKernelMetrics } from 'keel/http';
+import { createNatsTransport } from 'keel/nats';
 import { connect, type NatsConnection } from 'nats';
 import { startHost, type Host } from '../cli/host.js';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
@@ -34,10 +37,16 @@ const reporter = defineContract({
   operations: { noop: operation({ input: z.object({}), output: z.object({}) }) },
 });
 
-/** Events auditor's handler ran for, in this test process. */
+/** Events auditor's handler ran for in the current round, and what resolves once it ran for the whole backlog. */
 let handled = 0;
 let backlogHandled: () => void = () => {};
-const whenBacklogHandled = new Promise<void>((resolve) => (backlogHandled = resolve));
+let whenBacklogHandled = Promise.resolve();
+
+/** Starts a round: the next {@link BACKLOG} events auditor handles. */
+function newRound(): void {
+  handled = 0;
+  whenBacklogHandled = new Promise<void>((resolve) => (backlogHandled = resolve));
+}
 
 const modules: AnyModule[] = [
   defineModule({
@@ -79,7 +88,8 @@ const modules: AnyModule[] = [
 describe('metrics - the start-up backlog', () => {
   let server: NatsServer;
   let raw: NatsConnection;
-  const hosts: Host[] = [];
+  const stops: (() => Promise<void>)[] = [];
+  let publish: (n: number) => Promise<unknown>;
 
   const host = async (names: string[], httpPort?: number): Promise<Host> => {
     const started = await startHost({
@@ -90,44 +100,86 @@ describe('metrics - the start-up backlog', () => {
       logger: silentLogger,
       ...(httpPort === undefined ? {} : { httpPort, httpOperations: 'none' as const }),
     });
-    hosts.push(started);
+    stops.push(() => started.stop());
     return started;
+  };
+
+  /** Publishes the backlog while auditor runs nowhere, and checks it waits on auditor's durable consumer. */
+  const publishBacklog = async (): Promise<void> => {
+    newRound();
+    for (let n = 0; n < BACKLOG; n += 1) await publish(n);
+    const info = await (await raw.jetstreamManager()).consumers.info('keel_ledger', 'auditor__recorded');
+    expect(info.num_pending).toBe(BACKLOG);
+    expect(handled).toBe(0);
+  };
+
+  /** Positive signals that the backlog is handled: the handler ran for every event, and the consumer holds nothing more (each record reaches the observers before its acknowledgement). */
+  const backlogDone = async (): Promise<void> => {
+    expect(handled).toBe(BACKLOG);
+    const jsm = await raw.jetstreamManager();
+    await vi.waitFor(async () => {
+      const info = await jsm.consumers.info('keel_ledger', 'auditor__recorded');
+      expect({ pending: info.num_pending, unacknowledged: info.num_ack_pending }).toEqual({ pending: 0, unacknowledged: 0 });
+    }, EVENTUALLY);
+  };
+
+  const scrape = async (url: string | undefined): Promise<string> => {
+    const response = await fetch(`${url}/metrics`);
+    expect(response.status).toBe(200);
+    return response.text();
   };
 
   beforeAll(async () => {
     server = await startNatsServer();
     raw = await connect({ servers: server.url });
+    // auditor's first run makes its durable consumer: the events published while it is down wait there.
+    const first = await host(['auditor']);
+    await first.stop();
+    const publisher = await host(['ledger']);
+    publish = (n) => publisher.kernel.client(ledger).record({ n });
   });
 
   afterAll(async () => {
-    for (const started of hosts) await started.stop();
+    for (const stop of stops.reverse()) await stop();
     await raw?.close();
     await server?.stop();
   });
 
-  it(`metrics - a process started with ${BACKLOG} durable events waiting shows all ${BACKLOG} in keel_events_handled_total at /metrics`, async () => {
-    // auditor's first run makes its durable consumer; the events published while it is down wait there.
-    const first = await host(['auditor']);
-    await first.stop();
-    const publisher = await host(['ledger']);
-    for (let n = 0; n < BACKLOG; n += 1) await publisher.kernel.client(ledger).record({ n });
-    const jsm = await raw.jetstreamManager();
-    expect((await jsm.consumers.info('keel_ledger', 'auditor__recorded')).num_pending).toBe(BACKLOG);
-    expect(handled).toBe(0);
-
+  it(`metrics - a process started as keel start starts it, with ${BACKLOG} durable events waiting, shows all ${BACKLOG} in keel_events_handled_total at /metrics`, async () => {
+    await publishBacklog();
     const subscriber = await host(['auditor', 'reporter'], 0);
-    // Positive signals: the handler ran for every event, and the consumer holds nothing more
-    // (each record reaches the observers before its acknowledgement).
-    expect(handled).toBe(BACKLOG);
-    await vi.waitFor(async () => {
-      const info = await jsm.consumers.info('keel_ledger', 'auditor__recorded');
-      expect({ pending: info.num_pending, unacknowledged: info.num_ack_pending }).toEqual({ pending: 0, unacknowledged: 0 });
-    }, EVENTUALLY);
+    await backlogDone();
 
-    const response = await fetch(`${subscriber.httpUrl}/metrics`);
-    expect(response.status).toBe(200);
-    const text = await response.text();
+    const text = await scrape(subscriber.httpUrl);
     expect(text).toContain(`keel_events_handled_total{contract="ledger",event="recorded",subscriber="auditor",outcome="ok"} ${BACKLOG}\n`);
     expect(text).toContain(`keel_event_handler_duration_seconds_count{contract="ledger",event="recorded",subscriber="auditor"} ${BACKLOG}\n`);
+    await subscriber.stop();
+  });
+
+  it(`metrics - metrics made before kernel.start() and given to a gateway made after it count all ${BACKLOG} events waiting, and outlive the gateway`, async () => {
+    await publishBacklog();
+    const transport = await createNatsTransport({ servers: server.url, logger: silentLogger });
+    const kernel = createKernel({ modules, topology: { host: ['auditor', 'reporter'], transport }, logger: silentLogger });
+    stops.push(async () => {
+      await kernel.stop();
+      await transport.close();
+    });
+    const metrics = createKernelMetrics(kernel);
+    await kernel.start();
+    await backlogDone();
+    const gateway = await createHttpGateway({ kernel, metrics, contracts: [], docsPath: false, port: 0, stopKernelOnClose: false, logger: silentLogger });
+    const text = await scrape(await gateway.listen());
+    expect(text).toContain(`keel_events_handled_total{contract="ledger",event="recorded",subscriber="auditor",outcome="ok"} ${BACKLOG}\n`);
+
+    // The gateway serves the metrics it was given and leaves them open: they go on counting after it closed.
+    await gateway.close();
+    newRound();
+    await publish(BACKLOG);
+    await vi.waitFor(async () => {
+      expect(await metrics.registry.metrics()).toContain(
+        `keel_events_handled_total{contract="ledger",event="recorded",subscriber="auditor",outcome="ok"} ${BACKLOG + 1}\n`,
+      );
+    }, EVENTUALLY);
+    metrics.close();
   });
 });
