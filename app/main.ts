@@ -6,7 +6,7 @@
  * and stops cleanly on SIGINT or SIGTERM.
  */
 import { KeelError, KeelErrorCode, createKernel, type AnyContract, type Kernel } from 'keel';
-import { createHttpGateway, type HttpGateway } from 'keel/http';
+import { createHttpGateway, createKernelMetrics, type HttpGateway, type KernelMetrics } from 'keel/http';
 import { tracingRequested } from 'keel/transport';
 import { catalog } from '../modules/catalog/contract.js';
 import { inventory } from '../modules/inventory/contract.js';
@@ -27,6 +27,12 @@ const database = await databasesFromEnv(process.env, hosted).catch(async (error:
   await topology.transport?.close();
   return fail('open its database', error);
 });
+const port = await httpPort().catch(async (error: unknown) => {
+  await topology.transport?.close();
+  await database?.close();
+  return fail('serve HTTP', error);
+});
+let metrics: KernelMetrics | undefined;
 const kernel = await startKernel().catch(async (error: unknown) => {
   await topology.transport?.close();
   await database?.close();
@@ -82,25 +88,36 @@ async function startKernel(): Promise<Kernel> {
     ...config.resilience,
     ...(database === undefined ? {} : { database: database.engineOf }),
   });
+  // The gateway's metrics observe the kernel from before start(): its first calls, and the events
+  // durable consumers find waiting (the start-up backlog), are counted. The gateway comes after.
+  if (port !== undefined) metrics = createKernelMetrics(created);
   await created.start();
   return created;
 }
 
 /**
- * The HTTP gateway, on `KEEL_HTTP_PORT`, else `PORT` (0: any free port; `off`: none), and
- * `KEEL_HTTP_HOST` (default 127.0.0.1), exposing the operations `KEEL_HTTP_OPERATIONS` says: the
- * names `keel start` reads too. Without a port it serves on 3000 in the default one-process
- * topology only, so that the module processes of a split topology (`KEEL_MODULES` set) do not
- * all claim one port.
+ * The HTTP gateway's port: `KEEL_HTTP_PORT`, else `PORT` (0: any free port; `off`: none).
+ * Without either it serves on 3000 in the default one-process topology only, so that the module
+ * processes of a split topology (`KEEL_MODULES` set) do not all claim one port.
+ */
+async function httpPort(): Promise<number | undefined> {
+  const variable = ['KEEL_HTTP_PORT', 'PORT'].find((name) => process.env[name]?.trim());
+  const value = variable === undefined ? undefined : (process.env[variable]?.trim() as string);
+  if (value === 'off' || (value === undefined && process.env['KEEL_MODULES']?.trim())) return undefined;
+  const number = value === undefined ? 3000 : Number(value);
+  if (value !== undefined && !(/^\d+$/.test(value) && number <= 65_535)) {
+    throw new KeelError(KeelErrorCode.INVALID_CONFIG, `${variable} "${value}" is not a port number (0 to 65535), nor "off".`);
+  }
+  return number;
+}
+
+/**
+ * The HTTP gateway, on {@link httpPort} and `KEEL_HTTP_HOST` (default 127.0.0.1), exposing the
+ * operations `KEEL_HTTP_OPERATIONS` says: the names `keel start` reads too. It serves the metrics
+ * made before the kernel started.
  */
 async function startGateway(running: Kernel): Promise<HttpGateway | undefined> {
-  const variable = ['KEEL_HTTP_PORT', 'PORT'].find((name) => process.env[name]?.trim());
-  const port = variable === undefined ? undefined : (process.env[variable]?.trim() as string);
-  if (port === 'off' || (port === undefined && process.env['KEEL_MODULES']?.trim())) return undefined;
-  const number = port === undefined ? 3000 : Number(port);
-  if (port !== undefined && !(/^\d+$/.test(port) && number <= 65_535)) {
-    throw new KeelError(KeelErrorCode.INVALID_CONFIG, `${variable} "${port}" is not a port number (0 to 65535), nor "off".`);
-  }
+  if (port === undefined) return undefined;
   const contracts = exposedContracts(running);
   // The shop's pure reads, also offered as GET ?input=<json> (the other idempotent operations change state),
   // among the exposed operations only: the gateway refuses a GET route for an operation it does not serve.
@@ -118,7 +135,8 @@ async function startGateway(running: Kernel): Promise<HttpGateway | undefined> {
     // keel.config.ts: the gateway options the shop shares with `keel start` (authentication, CORS, rate limit, timeouts, ...).
     ...config.gateway,
     kernel: running,
-    port: number,
+    port,
+    ...(metrics === undefined ? {} : { metrics }),
     host: process.env['KEEL_HTTP_HOST']?.trim() || '127.0.0.1',
     stopKernelOnClose: false,
     contracts,

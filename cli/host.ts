@@ -3,7 +3,7 @@
  * modules, the NATS transport to the others when configured, the databases of the hosted
  * modules that own data, and the HTTP gateway when asked.
  */
-import type { HttpGatewayConfig } from 'keel/http';
+import type { HttpGateway, HttpGatewayConfig } from 'keel/http';
 import { tracingRequested } from 'keel/transport';
 import { createKernel, type AnyContract, type AnyModule, type Kernel, type KernelOptions, type Logger, type Transport } from 'keel';
 import { openDatabases, planDatabases, type OpenDatabases, type PlannedDatabase } from 'keel/databases';
@@ -157,8 +157,12 @@ export async function startHost(options: HostOptions): Promise<Host> {
   // Load the gateway's code while NATS connects and the modules start: loading is most of a start.
   const gatewayCode = options.httpPort === undefined ? undefined : import('keel/http');
   gatewayCode?.catch(() => undefined);
-  const { transport, databases } = await connectAndOpen(options, plan, root);
-  let kernel: Kernel;
+  const { transport, databases } = await connectAndOpen(options, plan, root).catch(async (error: unknown) => {
+    await tracing?.shutdown();
+    throw error;
+  });
+  let kernel: Kernel | undefined;
+  let gateway: HttpGateway | undefined;
   try {
     kernel = createKernel({
       modules: options.modules,
@@ -168,29 +172,25 @@ export async function startHost(options: HostOptions): Promise<Host> {
       ...options.resilience,
       ...(options.logger ? { logger: options.logger } : {}),
     });
+    // The gateway (and its metrics' observer) before kernel.start(): durable consumers handle
+    // their backlog during start(), and /metrics counts from the first call and the first event.
+    if (options.httpPort !== undefined) gateway = await createGateway(kernel, options, await (gatewayCode as Promise<typeof import('keel/http')>));
     await kernel.start();
+    if (gateway !== undefined) await listen(gateway, options);
   } catch (error) {
-    await closeConnections(transport, databases);
-    await tracing?.shutdown();
+    try {
+      await gateway?.close().catch(() => undefined);
+      await kernel?.stop();
+    } finally {
+      await closeConnections(transport, databases);
+      await tracing?.shutdown();
+    }
     throw error;
   }
-  let gateway: { readonly url: string | undefined; close(): Promise<void> } | undefined;
-  if (options.httpPort !== undefined) {
-    try {
-      gateway = await startGateway(kernel, options, await (gatewayCode as Promise<typeof import('keel/http')>));
-    } catch (error) {
-      try {
-        await kernel.stop();
-      } finally {
-        await closeConnections(transport, databases);
-        await tracing?.shutdown();
-      }
-      throw error;
-    }
-  }
+  const running = kernel;
   let stopping: Promise<void> | undefined;
   return {
-    kernel,
+    kernel: running,
     transport,
     httpUrl: gateway?.url,
     databases: (databases?.modules ?? []).map(({ module, schema, engine, location }) => ({ module, schema, engine: engine.name, location })),
@@ -198,7 +198,7 @@ export async function startHost(options: HostOptions): Promise<Host> {
       stopping ??= (async () => {
         try {
           await gateway?.close();
-          await kernel.stop();
+          await running.stop();
         } finally {
           await closeConnections(transport, databases);
           await tracing?.shutdown();
@@ -256,14 +256,13 @@ function exposedContracts(kernel: Kernel, operations: HttpOperations): readonly 
   }
 }
 
-/** The hook for the HTTP gateway: contract operations as HTTP endpoints, with health and metrics. */
-async function startGateway(
-  kernel: Kernel,
-  options: HostOptions,
-  { createHttpGateway }: typeof import('keel/http'),
-): Promise<{ readonly url: string | undefined; close(): Promise<void> }> {
+/**
+ * The HTTP gateway, made before the kernel starts so that its metrics miss nothing; it listens
+ * once the kernel started ({@link listen}).
+ */
+async function createGateway(kernel: Kernel, options: HostOptions, { createHttpGateway }: typeof import('keel/http')): Promise<HttpGateway> {
   const contracts = exposedContracts(kernel, options.httpOperations ?? HttpOperations.ALL);
-  const gateway = await createHttpGateway({
+  return createHttpGateway({
     ...options.gateway,
     kernel,
     contracts,
@@ -274,10 +273,13 @@ async function startGateway(
     ...(options.httpHost ? { host: options.httpHost } : {}),
     ...(options.logger ? { logger: options.logger } : {}),
   });
+}
+
+/** Opens the gateway's port; an address it cannot take is `E_HTTP_LISTEN`, saying what to do. */
+async function listen(gateway: HttpGateway, options: HostOptions): Promise<void> {
   try {
     await gateway.listen();
   } catch (error) {
-    await gateway.close().catch(() => undefined);
     const code = (error as NodeJS.ErrnoException).code;
     if (code !== 'EADDRINUSE' && code !== 'EACCES' && code !== 'EADDRNOTAVAIL') throw error;
     const address = `${options.httpHost ?? '127.0.0.1'}:${options.httpPort}`;
@@ -287,5 +289,4 @@ async function startGateway(
       cause: error,
     });
   }
-  return gateway;
 }

@@ -5,7 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { createKernel, isKeelError, silentLogger, type Kernel } from 'keel';
-import { DEFAULT_HTTP_GATEWAY_OPTIONS, createHttpGateway, type HttpGatewayOptions } from 'keel/http';
+import { DEFAULT_HTTP_GATEWAY_OPTIONS, createHttpGateway, createKernelMetrics, type HttpGatewayOptions } from 'keel/http';
 import { fixtureModules, probe, store } from './support/http-fixture.js';
 
 function fixtureKernel(): Kernel {
@@ -127,7 +127,7 @@ describe('http - gateway options', () => {
     expect(message).toContain('development must be true or false, got "yes"');
     expect(message).toContain('getOperations must be an array of "module.operation" names, got "store.get"');
     expect(message).toContain('docsPath must be false (no page) or a path like "/docs", got true');
-    expect(message).toContain('metrics must be true, false or an object of registry (a prom-client Registry)');
+    expect(message).toContain('metrics must be true, false, an object of registry (a prom-client Registry)');
     expect(message).toContain('openapi must be an object of title, version and description, each a string, got an object');
     expect(message).toContain('configure must be a function of the fastify instance, got an object');
     expect(await refusal({ contracts: [store, { name: 'orders' }] as never })).toBe(
@@ -198,5 +198,13 @@ describe('http - gateway options', () => {
   it('http - a docsPath on one of the gateway\'s own paths is INVALID_CONFIG, not a plugin that never starts', async () => {
     expect(await refusal({ docsPath: '/healthz' })).toContain('docsPath is "/healthz", a path the gateway serves itself');
     expect(await refusal({ docsPath: '/metrics', metrics: true })).toContain('docsPath is "/metrics", a path the gateway serves itself');
+  });
+
+  it("http - metrics made by createKernelMetrics for another kernel are INVALID_CONFIG: they would not count this gateway's kernel", async () => {
+    const metrics = createKernelMetrics(fixtureKernel(), { defaultMetrics: false });
+    expect(await refusal({ metrics })).toBe(
+      "createHttpGateway: metrics were made by createKernelMetrics for another kernel (make them with this gateway's kernel).",
+    );
+    metrics.close();
   });
 });

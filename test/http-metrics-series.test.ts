@@ -44,7 +44,6 @@ function reference() {
   const buckets = [...DEFAULT_LATENCY_BUCKETS];
   const callLabels = ['side', 'contract', 'operation', 'transport', 'caller'];
   const calls = new Counter({ name: 'keel_calls_total', help: 'Calls made and served, by outcome (ok or error code).', labelNames: [...callLabels, 'outcome'], registers: [registry] });
-  const errors = new Counter({ name: 'keel_call_errors_total', help: 'Failed calls made and served, by error code.', labelNames: [...callLabels, 'code'], registers: [registry] });
   const durations = new Histogram({ name: 'keel_call_duration_seconds', help: 'Latency of calls made and served.', labelNames: callLabels, buckets, registers: [registry] });
   const requests = new Counter({ name: 'keel_http_requests_total', help: 'HTTP requests answered by the gateway.', labelNames: ['method', 'route', 'status'], registers: [registry] });
   const requestDurations = new Histogram({ name: 'keel_http_request_duration_seconds', help: 'Latency of HTTP requests.', labelNames: ['method', 'route'], buckets, registers: [registry] });
@@ -53,7 +52,6 @@ function reference() {
     call(side: 'made' | 'served', record: CallRecord) {
       const labels = { side, contract: record.contract, operation: record.operation, transport: record.transport, caller: record.caller };
       calls.inc({ ...labels, outcome: record.outcome });
-      if (record.outcome !== 'ok') errors.inc({ ...labels, code: record.outcome });
       durations.observe(labels, record.durationMs / 1000);
     },
     http(method: string, route: string, status: number, durationMs: number) {
@@ -110,7 +108,7 @@ describe('http - metric series', () => {
     expect(await lines(metrics.registry, 'keel_call')).toEqual(await lines(expected.registry, 'keel_call'));
     const text = (await lines(metrics.registry, 'keel_call')).join('\n');
     expect(text).toContain('keel_calls_total{side="served",contract="echo",operation="say",transport="local",caller="http",outcome="ok"} 3');
-    expect(text).toContain('keel_call_errors_total{side="made",contract="echo",operation="say",transport="local",caller="http",code="MISSING"} 2');
+    expect(text).toContain('keel_calls_total{side="made",contract="echo",operation="say",transport="local",caller="http",outcome="MISSING"} 2');
     metrics.close();
     await kernel.stop();
   });

@@ -135,13 +135,13 @@ describe('http - gateway hosting no module, over NATS', () => {
     const labels = 'contract="store",operation="put",transport="nats",caller="http"';
     const made = await (await fetch(`${url}/metrics`)).text();
     expect(made).toMatch(new RegExp(`keel_calls_total\\{side="made",${labels},outcome="ok"\\} [1-9]`));
-    expect(made).toMatch(new RegExp(`keel_call_errors_total\\{side="made",${labels},code="TAKEN"\\} [1-9]`));
+    expect(made).toMatch(new RegExp(`keel_calls_total\\{side="made",${labels},outcome="TAKEN"\\} [1-9]`));
     expect(made).toMatch(new RegExp(`keel_call_duration_seconds_count\\{side="made",${labels}\\} [1-9]`));
     expect(made).not.toContain('side="served"');
 
     const served = await servicesMetrics.registry.metrics();
     expect(served).toMatch(new RegExp(`keel_calls_total\\{side="served",${labels},outcome="ok"\\} [1-9]`));
-    expect(served).toMatch(new RegExp(`keel_call_errors_total\\{side="served",${labels},code="TAKEN"\\} [1-9]`));
+    expect(served).toMatch(new RegExp(`keel_calls_total\\{side="served",${labels},outcome="TAKEN"\\} [1-9]`));
     expect(served).toMatch(new RegExp(`keel_call_duration_seconds_count\\{side="served",${labels}\\} [1-9]`));
   });
 

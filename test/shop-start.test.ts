@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
+import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createKernel, isKeelError, silentLogger, type DatabaseEngine, type Kernel, type Transport } from 'keel';
 import { createNatsTransport } from 'keel/nats';
@@ -8,9 +9,11 @@ import { createPGliteDatabase } from 'keel/pglite';
 import { catalog } from '../modules/catalog/contract.js';
 import { orders } from '../modules/orders/contract.js';
 import { modules } from '../modules/index.js';
+import { notifications } from '../modules/notifications/contract.js';
 import { NO_MODULES, topologyFromEnv } from '../app/topology.js';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
 import { copyOfPGlite, freshPGliteFolder, pgliteTemplateFolder } from './support/topologies.js';
+import { eventSource } from './support/shop-suite.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const tsx = fileURLToPath(new URL('../node_modules/.bin/tsx', import.meta.url));
@@ -257,6 +260,42 @@ describe('app - npm start split over NATS', () => {
       await caller.stop();
       await callerTransport.close();
       expect(await served.stop()).toBe(0);
+    }
+  });
+
+  it('app - a notifications process restarted with 20 orderPlaced events waiting handles them all and shows all 20 in /metrics', async () => {
+    const prefix = 'backlog';
+    const backlog = 20;
+    // Its first run makes its durable consumers; what orders publishes while it is down waits there.
+    const first = startShop({ KEEL_MODULES: 'notifications', KEEL_NATS_URL: server.url, KEEL_NATS_PREFIX: prefix });
+    await first.ready();
+    expect(await first.stop()).toBe(0);
+    const publisherTransport = await createNatsTransport({ servers: server.url, prefix, logger: silentLogger });
+    const fakeOrders = eventSource(orders);
+    const publisher = createKernel({ modules: [fakeOrders.module], logger: silentLogger, topology: { transport: publisherTransport } });
+    await publisher.start();
+    const customerId = `customer-${randomUUID()}`;
+    for (let n = 0; n < backlog; n += 1) {
+      const orderId = randomUUID();
+      const lines = [{ sku: 'KB-001', quantity: 1, unitPriceCents: 8900 }];
+      await fakeOrders.emit('orderPlaced', { orderId, customerId, lines, totalCents: 8900, paymentId: `pay_${orderId}`, placedAt: new Date().toISOString() });
+    }
+    await publisher.stop();
+    await publisherTransport.close();
+
+    const restarted = startShop({ KEEL_MODULES: 'notifications', KEEL_NATS_URL: server.url, KEEL_NATS_PREFIX: prefix, PORT: '0', KEEL_HTTP_OPERATIONS: 'none' });
+    const url = await restarted.ready();
+    const caller = await callerOn(prefix);
+    try {
+      // Positive signal: one e-mail per order, so every event was handled.
+      await expect
+        .poll(async () => (await caller.kernel.client(notifications).listNotifications({ customerId })).notifications.length, { timeout: 20_000, interval: 100 })
+        .toBe(backlog);
+      const metrics = await (await fetch(`${url}/metrics`)).text();
+      expect(metrics).toContain(`keel_events_handled_total{contract="orders",event="orderPlaced",subscriber="notifications",outcome="ok"} ${backlog}\n`);
+    } finally {
+      await caller.close();
+      expect(await restarted.stop()).toBe(0);
     }
   });
 

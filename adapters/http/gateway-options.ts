@@ -21,7 +21,7 @@ import {
   type HttpCorsOptions,
   type HttpRateLimitOptions,
 } from './gateway-option-rules.js';
-import type { KernelMetricsOptions } from './metrics.js';
+import { kernelOfMetrics, type KernelMetrics, type KernelMetricsOptions } from './metrics.js';
 
 /**
  * What {@link createHttpGateway} takes. Only `kernel` is required; see
@@ -119,8 +119,12 @@ export interface HttpGatewayOptions {
   readonly docsPath?: string | false;
   /** `info` of the OpenAPI document. */
   readonly openapi?: { readonly title?: string; readonly version?: string; readonly description?: string };
-  /** Prometheus metrics at `/metrics` (default true); options pick the registry and default metrics. */
-  readonly metrics?: boolean | KernelMetricsOptions;
+  /**
+   * Prometheus metrics at `/metrics` (default true); options pick the registry and default
+   * metrics. Or metrics made by `createKernelMetrics(kernel)` before `kernel.start()`, for a
+   * gateway made after it: the gateway serves them and does not close them.
+   */
+  readonly metrics?: boolean | KernelMetricsOptions | KernelMetrics;
   /** Caller name the gateway's calls carry (default `http`). */
   readonly caller?: string;
   /** `close()` also stops the kernel, after the last request is answered (default true). */
@@ -250,8 +254,10 @@ const HttpGatewayFieldsSchema = z
       .custom((value) => OpenApiInfoSchema.safeParse(value).success, { error: 'must be an object of title, version and description, each a string' })
       .optional(),
     metrics: z
-      .custom((value) => typeof value === 'boolean' || MetricsOptionsSchema.safeParse(value).success, {
-        error: 'must be true, false or an object of registry (a prom-client Registry), defaultMetrics (true or false) and buckets (seconds above 0)',
+      .custom((value) => typeof value === 'boolean' || kernelOfMetrics(value) !== undefined || MetricsOptionsSchema.safeParse(value).success, {
+        error:
+          'must be true, false, an object of registry (a prom-client Registry), defaultMetrics (true or false) and buckets (seconds above 0), ' +
+          'or metrics made by createKernelMetrics(kernel)',
       })
       .optional(),
     caller: text('a caller name that is not empty, such as http').optional(),
@@ -349,6 +355,10 @@ export function resolveHttpGatewayOptions(options: HttpGatewayOptions): Resolved
 function pathProblems(options: ResolvedHttpGatewayOptions): string[] {
   const problems: string[] = [];
   const { contracts, docsPath } = options;
+  const metricsKernel = kernelOfMetrics(options.metrics);
+  if (metricsKernel !== undefined && metricsKernel !== options.kernel) {
+    problems.push("metrics were made by createKernelMetrics for another kernel (make them with this gateway's kernel)");
+  }
   const fixedPaths = [GATEWAY_PATHS.health, GATEWAY_PATHS.ready, ...(options.metrics === false ? [] : [GATEWAY_PATHS.metrics])];
   if (docsPath !== false && (fixedPaths as string[]).includes(docsPath)) {
     problems.push(`docsPath is "${docsPath}", a path the gateway serves itself (choose another, such as "/docs")`);

@@ -23,7 +23,7 @@ import {
   requestAnswers,
 } from './gateway-routes.js';
 import { NOT_RATE_LIMITED, addDefences, defenceServerOptions } from './gateway-defences.js';
-import { createKernelMetrics, type KernelMetrics } from './metrics.js';
+import { createKernelMetrics, kernelOfMetrics, type KernelMetrics, type KernelMetricsOptions } from './metrics.js';
 import { createOpenApiDocument, type OpenApiDocument } from './openapi.js';
 import { PROBLEM_CONTENT_TYPE, gatewayProblem, problemOf, retryAfterOf } from './problem.js';
 import { HttpProblemCode } from './status.js';
@@ -70,6 +70,11 @@ export interface HttpGateway {
  * assets, works offline), `/healthz`, `/readyz` and `/metrics`. The options are checked once,
  * before anything is set up: a wrong one is `INVALID_CONFIG` naming the field and what it takes.
  *
+ * Create it before `kernel.start()` and listen after: `/metrics` counts only what happens once
+ * the gateway exists, and `start()` is where modules make their first calls and durable
+ * consumers handle the events that waited for them (the start-up backlog). A gateway made after
+ * `start()` takes `metrics: createKernelMetrics(kernel)` made before it instead.
+ *
  * @example
  * ```ts
  * import { createKernel } from 'keel';
@@ -77,8 +82,8 @@ export interface HttpGateway {
  * import { modules } from './modules/index.js';
  *
  * const kernel = createKernel({ modules });
+ * const gateway = await createHttpGateway({ kernel, port: 3000 }); // before start: /metrics misses nothing
  * await kernel.start();
- * const gateway = await createHttpGateway({ kernel, port: 3000 });
  * console.log(`listening on ${await gateway.listen()}`);
  * process.once('SIGTERM', () => void gateway.close()); // finishes requests, then stops the kernel
  * ```
@@ -95,8 +100,12 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
     maxTimeoutMs: resolved.maxTimeoutMs,
   });
   const documentJson = JSON.stringify(document);
+  // Metrics made by the caller (before kernel.start()) are served as they are, and closed by the caller.
+  const given = kernelOfMetrics(resolved.metrics) === undefined ? undefined : (resolved.metrics as KernelMetrics);
   const metrics: KernelMetrics | undefined =
-    resolved.metrics === false ? undefined : createKernelMetrics(kernel, resolved.metrics === true || resolved.metrics === undefined ? {} : resolved.metrics);
+    resolved.metrics === false
+      ? undefined
+      : (given ?? createKernelMetrics(kernel, resolved.metrics === true || resolved.metrics === undefined ? {} : (resolved.metrics as KernelMetricsOptions)));
 
   const correlationHeader = resolved.correlationHeader.toLowerCase();
   const { correlationIdOf, sendProblem, refuse } = requestAnswers(correlationHeader);
@@ -202,7 +211,7 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
     try {
       await server.close();
     } finally {
-      metrics?.close();
+      if (given === undefined) metrics?.close();
       if (resolved.stopKernelOnClose) await kernel.stop();
     }
   };

@@ -10,8 +10,8 @@
  * import { modules } from './modules/index.js';
  *
  * const kernel = createKernel({ modules });
+ * const gateway = await createHttpGateway({ kernel, port: 3000 }); // before start: /metrics counts from the first call
  * await kernel.start();
- * const gateway = await createHttpGateway({ kernel, port: 3000 });
  * await gateway.listen(); // POST http://127.0.0.1:3000/<module>/<operation>
  * ```
  *

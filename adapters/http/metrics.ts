@@ -5,7 +5,7 @@
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import { collectKernelState } from './state-metrics.js';
 import type { Kernel } from 'keel';
-import { OK_OUTCOME, type CallRecord, type EventRecord } from 'keel/transport';
+import type { CallRecord, EventRecord } from 'keel/transport';
 import { SeriesCache, SeriesCounter, SeriesHistogram, type CounterSeries, type HistogramSeries } from './series.js';
 
 /**
@@ -57,10 +57,27 @@ export interface KernelMetrics {
   close(): void;
 }
 
+/** The kernel each {@link KernelMetrics} made here observes: how the gateway knows one it is given. */
+const observed = new WeakMap<KernelMetrics, Kernel>();
+
+/**
+ * The kernel `value` observes, when it is a {@link KernelMetrics} made by
+ * {@link createKernelMetrics}; else `undefined`.
+ *
+ * @example
+ * ```ts
+ * const metrics = createKernelMetrics(kernel);
+ * kernelOfMetrics(metrics) === kernel; // true
+ * kernelOfMetrics({ registry }); // undefined: options, not metrics
+ * ```
+ */
+export function kernelOfMetrics(value: unknown): Kernel | undefined {
+  return typeof value === 'object' && value !== null ? observed.get(value as KernelMetrics) : undefined;
+}
+
 /** The metric series one kind of call record lands in. */
 interface CallSeries {
   readonly calls: CounterSeries;
-  readonly errors: CounterSeries | undefined;
   readonly duration: HistogramSeries;
 }
 
@@ -80,8 +97,8 @@ interface HttpSeries {
  * Observes a kernel into Prometheus metrics:
  *
  * - `keel_calls_total{side,contract,operation,transport,caller,outcome}`: calls made (`side="made"`,
- *   as the caller saw them) and served (`side="served"`), `outcome` being `ok` or the error code;
- * - `keel_call_errors_total{side,contract,operation,transport,caller,code}`: failed calls by code;
+ *   as the caller saw them) and served (`side="served"`), `outcome` being `ok` or the error code
+ *   (failed calls are `outcome!="ok"`: there is no separate error counter);
  * - `keel_call_duration_seconds{side,contract,operation,transport,caller}`: latency histogram;
  * - `keel_events_handled_total{contract,event,subscriber,outcome}` and
  *   `keel_event_handler_duration_seconds{contract,event,subscriber}`;
@@ -96,11 +113,17 @@ interface HttpSeries {
  * - `keel_circuit_state{dependency}` (0 closed, 1 open, 2 half-open) and
  *   `keel_circuit_opened_total{dependency}`: each dependency's circuit breaker, read when scraped.
  *
- * The HTTP gateway does this for you and serves the result at `/metrics`.
+ * The HTTP gateway does this for you and serves the result at `/metrics`. Only what happens
+ * after this call is counted: make it (or the gateway) before `kernel.start()`, which is where
+ * modules make their first calls and durable consumers handle the events that waited for them.
+ * Metrics made here can be given to a gateway made later (`createHttpGateway({ kernel, metrics })`):
+ * it serves them, and leaves closing them to you.
  *
  * @example
  * ```ts
- * const metrics = createKernelMetrics(kernel, { defaultMetrics: false });
+ * const kernel = createKernel({ modules, topology });
+ * const metrics = createKernelMetrics(kernel, { defaultMetrics: false }); // before start: the start-up backlog counts
+ * await kernel.start();
  * console.log(await metrics.registry.metrics());
  * metrics.close();
  * ```
@@ -116,7 +139,6 @@ export function createKernelMetrics(kernel: Kernel, options: KernelMetricsOption
     ...callLabels,
     'outcome',
   ]);
-  const errors = new SeriesCounter(registry, 'keel_call_errors_total', 'Failed calls made and served, by error code.', [...callLabels, 'code']);
   const durations = SeriesHistogram.in(registry, 'keel_call_duration_seconds', 'Latency of calls made and served.', buckets);
   const eventLabels = ['contract', 'event', 'subscriber'] as const;
   const events = new SeriesCounter(registry, 'keel_events_handled_total', 'Events handled, by outcome (ok or error code).', [
@@ -154,7 +176,6 @@ export function createKernelMetrics(kernel: Kernel, options: KernelMetricsOption
       series = cache.set(
         {
           calls: calls.series(keyOf(key, outcome), () => ({ ...labels, outcome })),
-          errors: outcome === OK_OUTCOME ? undefined : errors.series(keyOf(key, outcome), () => ({ ...labels, code: outcome })),
           duration: durations.series(key, () => labels),
         },
         contract,
@@ -165,7 +186,6 @@ export function createKernelMetrics(kernel: Kernel, options: KernelMetricsOption
       );
     }
     calls.inc(series.calls);
-    if (series.errors !== undefined) errors.inc(series.errors);
     durations.observe(series.duration, record.durationMs / 1000);
   };
   const eventSeries = new SeriesCache<EventSeries>();
@@ -203,7 +223,7 @@ export function createKernelMetrics(kernel: Kernel, options: KernelMetricsOption
   const stopState = collectKernelState(registry, () => kernel.status());
 
   const httpSeries = new SeriesCache<HttpSeries>();
-  return {
+  const made: KernelMetrics = {
     registry,
     observeHttp(method, route, status, durationMs) {
       let series = httpSeries.get(method, route, status, '', '');
@@ -226,7 +246,9 @@ export function createKernelMetrics(kernel: Kernel, options: KernelMetricsOption
     close() {
       stop();
       stopState();
-      for (const counter of [calls, errors, events, httpRequests, dropped, retries]) counter.close();
+      for (const counter of [calls, events, httpRequests, dropped, retries]) counter.close();
     },
   };
+  observed.set(made, kernel);
+  return made;
 }
