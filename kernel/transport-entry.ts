@@ -53,7 +53,7 @@ export type { DeadLetter } from './subscription.js';
 export { OK_OUTCOME, type CallRecord, type DroppedRecord, type EventRecord, type KernelObserver, type RetryRecord } from './observer.js';
 export { DEFAULT_CALL_POLICIES } from './call-policy.js';
 export type { CircuitStatus } from './circuit-breaker.js';
-export { createLogger } from './logger.js';
+export { LogFormat, createLogger, logFormatOf, type LogDestination, type LoggerOptions } from './logger.js';
 export { DEFAULT_LOCAL_TRANSPORT_OPTIONS, createLocalTransport, type LocalTransportOptions } from './local.js';
 export { InFlight, within } from './in-flight.js';
 export { quoteIdentifier, roleOf, schemaOf, schemaSetup, type DatabaseEngine, type QueryResult, type Row, type SchemaConnection, type SqlRunner } from './database.js';
