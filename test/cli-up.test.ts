@@ -166,7 +166,7 @@ describe('cli - keel up', () => {
     await transport?.close();
   });
 
-  it('cli - runs the split shop topology, answers across processes, and drains every process on SIGTERM', async () => {
+  it('cli - runs the split shop topology, answers across processes, and drains every process on SIGTERM', { timeout: 120_000 }, async () => {
     const up = keelUp(['topologies/split.ts', '--nats', server.url]);
     try {
       await up.waitFor('keel up: ready: all 3 processes (storefront, back-office, notifications)');
