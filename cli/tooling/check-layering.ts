@@ -19,9 +19,10 @@ const TRANSPORT_PACKAGES = [
 /**
  * The packages a `kernel/` file may import besides Node's built-in modules: the kernel's own
  * dependencies. Anything else (fastify, prom-client, a utility library) would travel into every
- * application through `keel`, whatever transport it uses.
+ * application through `keel`, whatever transport it uses. pino-pretty is the default logger's
+ * format for a terminal (`KEEL_LOG_FORMAT=pretty`).
  */
-const KERNEL_PACKAGES: readonly string[] = ['zod', 'inversify', 'reflect-metadata', 'pino'];
+const KERNEL_PACKAGES: readonly string[] = ['zod', 'inversify', 'reflect-metadata', 'pino', 'pino-pretty'];
 
 /** `zod` of `zod/v4`, `@scope/name` of `@scope/name/sub`. */
 function packageName(specifier: string): string {
