@@ -160,6 +160,8 @@ function prettyStream(destination: LogDestination): DestinationStream {
     colorize: destination.isTTY === true && isColorSupported,
     translateTime: 'SYS:HH:MM:ss.l',
     ignore: 'pid,hostname',
+    // A record's fields beside its message: a terminal shows one line a record, as JSON does.
+    singleLine: true,
   });
   return { write: (line) => void destination.write(pretty(line)) };
 }

@@ -81,7 +81,7 @@ describe('cli - keel start', () => {
     running.stop();
     expect(await running.exit, running.stderr.text).toBe(0);
     const lines = running.stdout.text.split('\n').filter((line) => line !== '');
-    expect(lines.find((line) => line.includes('hosting catalog'))).toMatch(/^\[\d\d:\d\d:\d\d\.\d{3}\] INFO \(keel\): hosting catalog$/);
+    expect(lines.find((line) => line.includes('hosting catalog'))).toMatch(/^\[\d\d:\d\d:\d\d\.\d{3}\] INFO \(keel\): hosting catalog \{"modules":\["catalog"\]\}$/);
     expect(lines.filter((line) => line.startsWith('{'))).toEqual([]);
   });
 
