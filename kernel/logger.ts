@@ -90,7 +90,7 @@ export interface LoggerOptions {
   readonly name?: string | undefined;
   /** Default: {@link logFormatOf} the environment and the destination. */
   readonly format?: LogFormat | undefined;
-  /** Where lines go (default `process.stdout`). Written to synchronously: no line is lost at exit. */
+  /** Where lines go (default: file descriptor 1, stdout). Written to synchronously: no line is lost at exit. */
   readonly destination?: LogDestination | undefined;
   /** Where `KEEL_LOG_LEVEL`, `KEEL_LOG_FORMAT`, `KEEL_PROCESS_NAME` and `CI` are read (default `process.env`). */
   readonly env?: Readonly<Record<string, string | undefined>> | undefined;
@@ -134,8 +134,8 @@ export function logFormatOf(env: Readonly<Record<string, string | undefined>>, d
  */
 export function createLogger(options: LoggerOptions = {}): Logger {
   const env = options.env ?? process.env;
-  const destination = options.destination ?? process.stdout;
-  const format = options.format ?? logFormatOf(env, destination);
+  const destination = options.destination;
+  const format = options.format ?? logFormatOf(env, destination ?? process.stdout);
   const processName = env['KEEL_PROCESS_NAME']?.trim();
   const logger = pino(
     {
@@ -144,14 +144,17 @@ export function createLogger(options: LoggerOptions = {}): Logger {
       mixin: logFields,
       ...(processName ? { base: { pid: process.pid, hostname: hostname(), process: processName } } : {}),
     },
-    format === LogFormat.PRETTY ? prettyStream(destination) : jsonStream(destination),
+    format === LogFormat.PRETTY ? prettyStream(destination ?? process.stdout) : jsonStream(destination),
   );
   return logger as unknown as Logger;
 }
 
-/** JSON lines: pino's own synchronous stdout writer, or the destination given. */
-function jsonStream(destination: LogDestination): DestinationStream {
-  return destination === process.stdout ? pino.destination({ dest: 1, sync: true }) : { write: (line) => void destination.write(line) };
+/**
+ * JSON lines: to the destination given (`keel start` gives `process.stdout`, whose EPIPE tells it
+ * that the reader went away), else pino's own synchronous writer on file descriptor 1.
+ */
+function jsonStream(destination: LogDestination | undefined): DestinationStream {
+  return destination === undefined ? pino.destination({ dest: 1, sync: true }) : { write: (line) => void destination.write(line) };
 }
 
 /** pino-pretty's formatter, run in this thread as each line is written (no worker, nothing buffered). */
