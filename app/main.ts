@@ -2,12 +2,12 @@
  * `npm start`: runs the shop. Hosts the modules the topology names (all of them by default),
  * keeps their data in the database the environment names (app/database.ts: PGlite in
  * `.keel/data` by default), serves them over HTTP with the gateway options of keel.config.ts
- * (see docs/http.md), prints what runs here,
- * and stops cleanly on SIGINT or SIGTERM.
+ * (see docs/http.md), logs what runs here (JSON lines, or pretty ones on a terminal: see
+ * docs/observability.md), and stops cleanly on SIGINT or SIGTERM.
  */
-import { KeelError, KeelErrorCode, createKernel, type AnyContract, type Kernel } from 'keel';
+import { KeelError, KeelErrorCode, createKernel, type AnyContract, type Kernel, type Logger } from 'keel';
 import { createHttpGateway, createKernelMetrics, type HttpGateway, type KernelMetrics } from 'keel/http';
-import { tracingRequested } from 'keel/transport';
+import { createLogger, tracingRequested } from 'keel/transport';
 import { catalog } from '../modules/catalog/contract.js';
 import { inventory } from '../modules/inventory/contract.js';
 import config from '../keel.config.js';
@@ -15,6 +15,8 @@ import { modules } from '../modules/index.js';
 import { databasesFromEnv, describeDatabases } from './database.js';
 import { topologyFromEnv } from './topology.js';
 
+// One logger for the process: its own lines, the kernel's and the gateway's share one format.
+const logger = processLogger();
 const topology = await topologyFromEnv(process.env).catch((error: unknown) => fail('read its topology', error));
 const hosted = modules.filter((module) => topology.host?.includes(module.name) ?? true);
 // Traces when OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_TRACES_EXPORTER) asks for them; the SDK is loaded only then.
@@ -51,11 +53,11 @@ let stopping = false;
 
 async function stop(signal: NodeJS.Signals): Promise<void> {
   if (stopping) {
-    console.error(`${signal} again: exiting without waiting for work in flight.`);
+    logger.warn({ signal }, `${signal} again: exiting without waiting for work in flight`);
     process.exit(1);
   }
   stopping = true;
-  console.log(`${signal} received: finishing work in flight, then stopping.`);
+  logger.info({ signal }, `${signal} received: finishing work in flight, then stopping`);
   try {
     // The order matters: stop taking HTTP requests and answer those in flight, then stop the
     // modules (which finish their own work in flight), then close the connection to the others
@@ -66,19 +68,19 @@ async function stop(signal: NodeJS.Signals): Promise<void> {
     await database?.close();
     await tracing?.shutdown();
   } catch (error) {
-    console.error('The shop did not stop cleanly:', error);
+    logger.error({ err: error }, 'the shop did not stop cleanly');
     process.exit(1);
   }
   clearInterval(keepAlive);
-  console.log('Stopped.');
+  logger.info({}, 'stopped');
   process.exit(0);
 }
 
 process.on('SIGINT', (signal) => void stop(signal));
 process.on('SIGTERM', (signal) => void stop(signal));
 
-// Only now that SIGINT and SIGTERM stop it cleanly: whoever waits for this summary may signal at once.
-console.log(await summary(kernel));
+// Only now that SIGINT and SIGTERM stop it cleanly: whoever waits for the ready record may signal at once.
+await logSummary(kernel);
 
 async function startKernel(): Promise<Kernel> {
   const created = createKernel({
@@ -87,6 +89,7 @@ async function startKernel(): Promise<Kernel> {
     principal: config.principal,
     ...config.resilience,
     ...(database === undefined ? {} : { database: database.engineOf }),
+    logger,
   });
   // The gateway's metrics observe the kernel from before start(): its first calls, and the events
   // durable consumers find waiting (the start-up backlog), are counted. The gateway comes after.
@@ -141,6 +144,7 @@ async function startGateway(running: Kernel): Promise<HttpGateway | undefined> {
     stopKernelOnClose: false,
     contracts,
     getOperations,
+    logger,
     openapi: { title: 'keel shop', description: 'The example shop of keel: catalog, inventory, payments, orders and notifications.' },
   });
   await served.listen();
@@ -171,44 +175,61 @@ function exposedContracts(running: Kernel): readonly AnyContract[] {
   }
 }
 
+/** The process's logger; a KEEL_LOG_FORMAT it cannot use leaves no format to log in, so that one is said plainly. */
+function processLogger(): Logger {
+  try {
+    return createLogger();
+  } catch (error) {
+    process.stderr.write(`The shop could not start: ${error instanceof Error ? error.message : String(error)}\n`);
+    process.exit(1);
+  }
+}
+
 function fail(what: string, error: unknown): never {
-  console.error(`The shop could not ${what}: ${error instanceof Error ? error.message : String(error)}`);
+  logger.error({ err: error }, `The shop could not ${what}: ${error instanceof Error ? error.message : String(error)}`);
   process.exit(1);
 }
 
-/** A human summary of what this process runs, with the catalog when it is hosted here. */
-async function summary(running: Kernel): Promise<string> {
+/**
+ * What this process runs, as records: the modules hosted here and elsewhere, the data, the HTTP
+ * gateway, the catalog when it is hosted here, then `keel shop is ready`.
+ */
+async function logSummary(running: Kernel): Promise<void> {
   const status = running.status();
-  const lines = [
-    '',
-    `keel shop ${status.ready ? 'is ready' : 'started, not ready yet'}`,
-    `  hosted here: ${status.modules.map((module) => `${module.name} ${module.version}`).join(', ') || 'nothing (a client of the others)'}`,
-    `  elsewhere:   ${status.remote.length ? status.remote.join(', ') : 'nothing (every module runs in this process)'}`,
-    `  transports:  ${status.transports.map((transport) => `${transport.name}${transport.ready ? '' : ' (not ready)'}`).join(', ')}`,
-  ];
-  if (database !== undefined) lines.push(`  data:        ${describeDatabases(database)}`);
+  const hostedHere = status.modules.map((module) => `${module.name} ${module.version}`);
+  logger.info(
+    { modules: status.modules.map(({ name, version }) => ({ name, version })) },
+    `hosting ${hostedHere.join(', ') || 'nothing (a client of the others)'}`,
+  );
+  if (status.remote.length > 0) {
+    const transports = status.transports.map((transport) => `${transport.name}${transport.ready ? '' : ' (not ready)'}`);
+    logger.info({ remote: status.remote, transports: status.transports }, `reaching ${status.remote.join(', ')} over ${transports.join(', ')}`);
+  }
+  if (database !== undefined) logger.info({ data: describeDatabases(database) }, `data: ${describeDatabases(database)}`);
   if (gateway?.url !== undefined) {
-    const exposed = new Set(Object.keys(gateway.openapi.paths).map((path) => path.split('/')[1]));
-    const reference = `API reference ${gateway.url}/docs, OpenAPI ${gateway.url}/openapi.json`;
-    lines.push(
-      exposed.size === 0
-        ? `  http:        ${gateway.url}  (no operation: readiness ${gateway.url}/readyz, metrics ${gateway.url}/metrics)`
-        : exposed.size < running.modules.length
-          ? `  http:        ${gateway.url}  (operations of ${[...exposed].join(', ')} only; ${reference})`
-          : `  http:        ${gateway.url}  (${reference})`,
-    );
+    const url = gateway.url;
+    const exposed = [...new Set(Object.keys(gateway.openapi.paths).map((path) => path.split('/')[1] as string))];
+    const reference = `API reference ${url}/docs, OpenAPI ${url}/openapi.json`;
+    const what =
+      exposed.length === 0
+        ? `no operation: readiness ${url}/readyz, metrics ${url}/metrics`
+        : exposed.length < running.modules.length
+          ? `operations of ${exposed.join(', ')} only; ${reference}`
+          : reference;
+    logger.info({ url, modules: exposed }, `HTTP gateway on ${url} (${what})`);
   }
   if (running.hosted.includes(catalog.name)) {
     const { products } = await running.client(catalog).listProducts({});
     const stock = running.hosted.includes(inventory.name) ? running.client(inventory) : undefined;
-    lines.push('  catalog:');
     for (const product of products) {
-      const onHand = stock ? `  ${(await stock.getStock({ sku: product.sku })).available} available` : '';
-      lines.push(`    ${product.sku.padEnd(10)} ${product.name.padEnd(22)} ${formatCents(product.priceCents).padStart(9)}${onHand}`);
+      const available = stock ? (await stock.getStock({ sku: product.sku })).available : undefined;
+      logger.info(
+        { sku: product.sku, product: product.name, priceCents: product.priceCents, ...(available === undefined ? {} : { available }) },
+        `catalog: ${product.sku} ${product.name}, ${formatCents(product.priceCents)}${available === undefined ? '' : `, ${available} available`}`,
+      );
     }
   }
-  lines.push('Press Ctrl+C to stop.', '');
-  return lines.join('\n');
+  logger.info({ ready: status.ready }, status.ready ? 'keel shop is ready' : 'keel shop started, not ready yet');
 }
 
 function formatCents(cents: number): string {

@@ -119,18 +119,20 @@ export async function benchStartup(): Promise<{ markdown: string }> {
   const nats = await launchNatsServer();
   const cache = mkdtempSync(join(tmpdir(), 'keel-bench-compile-cache-'));
   // A module process of a deployed topology: its modules, NATS for the rest, probes and metrics on PORT.
-  const moduleEnv = { KEEL_LOG_LEVEL: 'warn', PORT: '0', KEEL_HTTP_OPERATIONS: 'none' };
-  const bare = "process.stdout.write('keel: ready\\n'); setInterval(() => {}, 1 << 30); process.on('SIGTERM', () => process.exit(0));";
+  // Its start-up lines are info records in JSON (its stdout is a pipe): the ready record is the marker.
+  const moduleEnv = { KEEL_LOG_LEVEL: 'info', KEEL_LOG_FORMAT: 'json', PORT: '0', KEEL_HTTP_OPERATIONS: 'none' };
+  const readyRecord = '"msg":"ready"';
+  const bare = `process.stdout.write('{${readyRecord}}\\n'); setInterval(() => {}, 1 << 30); process.on('SIGTERM', () => process.exit(0));`;
   const rows: string[] = [];
   const all: Record<string, Sample[]> = { bare: [], build: [], cached: [], tsx: [] };
   try {
     for (const module of modules) {
       const startArgs = ['start', '--modules', module, '--nats', nats.url];
       const cases: Record<string, () => Promise<Sample>> = {
-        bare: () => sample(process.execPath, ['-e', bare], {}, 'keel: ready'),
-        build: () => sample(process.execPath, [keel, ...startArgs, '--build'], { ...moduleEnv, NODE_DISABLE_COMPILE_CACHE: '1' }, 'keel: ready'),
-        cached: () => sample(process.execPath, [keel, ...startArgs, '--build'], { ...moduleEnv, NODE_COMPILE_CACHE: cache }, 'keel: ready'),
-        tsx: () => sample(process.execPath, ['--import', 'tsx', '--conditions=keel-source', 'cli/bin.ts', ...startArgs], moduleEnv, 'keel: ready'),
+        bare: () => sample(process.execPath, ['-e', bare], {}, readyRecord),
+        build: () => sample(process.execPath, [keel, ...startArgs, '--build'], { ...moduleEnv, NODE_DISABLE_COMPILE_CACHE: '1' }, readyRecord),
+        cached: () => sample(process.execPath, [keel, ...startArgs, '--build'], { ...moduleEnv, NODE_COMPILE_CACHE: cache }, readyRecord),
+        tsx: () => sample(process.execPath, ['--import', 'tsx', '--conditions=keel-source', 'cli/bin.ts', ...startArgs], moduleEnv, readyRecord),
       };
       const samples = await interleavedSamples(ROUNDS, cases);
       const cell = (name: string) => {
@@ -151,7 +153,7 @@ export async function benchStartup(): Promise<{ markdown: string }> {
   const markdown = [
     '## Start-up of a one-module process',
     '',
-    `Each module of \`topologies/per-module.ts\` started alone, hosting that module, reaching the others over a local nats-server, serving probes and metrics on a port (\`KEEL_HTTP_OPERATIONS=none\`, as \`keel deploy\` sets). Launch to the \`keel: ready\` line, and resident memory (VmRSS) after ${IDLE_MS / 1000} s idle; medians of ${ROUNDS} interleaved rounds.`,
+    `Each module of \`topologies/per-module.ts\` started alone, hosting that module, reaching the others over a local nats-server, serving probes and metrics on a port (\`KEEL_HTTP_OPERATIONS=none\`, as \`keel deploy\` sets). Launch to the \`ready\` log record, and resident memory (VmRSS) after ${IDLE_MS / 1000} s idle; medians of ${ROUNDS} interleaved rounds.`,
     '',
     '- **build**: `node node_modules/keel/dist/cli/bin.js start` on the output of `keel build`, as the image runs it, on its first start (`NODE_DISABLE_COMPILE_CACHE=1`);',
     '- **build, compile cache warm**: the same with the compile cache the `keel` executable turns on (Node ≥ 22.1), filled by an earlier start, as a restarted container finds it;',

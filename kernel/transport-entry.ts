@@ -53,7 +53,7 @@ export type { DeadLetter } from './subscription.js';
 export { OK_OUTCOME, type CallRecord, type DroppedRecord, type EventRecord, type KernelObserver, type RetryRecord } from './observer.js';
 export { DEFAULT_CALL_POLICIES } from './call-policy.js';
 export type { CircuitStatus } from './circuit-breaker.js';
-export { createLogger } from './logger.js';
+export { LogFormat, createLogger, logFormatOf, type LogDestination, type LoggerOptions } from './logger.js';
 export { logFields } from './log-fields.js';
 export { KeelContextManager } from './otel-context.js';
 export { disableTracing, enableTracing, keelTracer, spanContextOf, traceparentOf, tracingRequested, type TracingOptions } from './tracing.js';

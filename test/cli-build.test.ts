@@ -8,7 +8,7 @@ import { createRequire } from 'node:module';
 import { dirname, join, relative } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { main, runCli } from 'keel/cli';
-import { collector, runKeel } from './support/cli.js';
+import { READY, collector, gatewayUrl, logMessages, logRecords, runKeel } from './support/cli.js';
 
 const repository = dirname(createRequire(import.meta.url).resolve('keel/package.json'));
 /** The shop's build folder: `keel.outDir` in this repository's package.json. */
@@ -70,21 +70,21 @@ describe('cli - keel build', () => {
     const exit = runCli(main, ['start', '--build', '--http', '0'], {
       cwd: repository,
       // The shop's modules own data: in memory, so that the run neither holds the repository's .keel/data/app nor keeps data.
-      env: { KEEL_LOG_LEVEL: 'silent', KEEL_DATA_DIR: 'memory' },
+      env: { KEEL_LOG_LEVEL: 'info', KEEL_DATA_DIR: 'memory' },
       stdout,
       stderr,
       signal: controller.signal,
     });
     const deadline = Date.now() + 30_000;
-    while (!stdout.text.includes('keel: ready') && Date.now() < deadline) {
+    while (!stdout.text.includes(READY) && Date.now() < deadline) {
       const ended = await Promise.race([exit, new Promise((resolve) => setTimeout(resolve, 50, 'waiting'))]);
       if (ended !== 'waiting') expect.fail(`keel start ended (${String(ended)}) before it was ready:\n${stderr.text}`);
     }
-    const url = /keel: HTTP gateway on (\S+)/.exec(stdout.text)?.[1];
+    const url = gatewayUrl(stdout.text);
     try {
-      expect(stdout.text).toMatch(/^keel: running the build in build\/ \(built \d{4}-/);
-      expect(stdout.text).toContain('keel: configuration from build/keel.config.js\n');
-      expect(stdout.text).toContain('keel: data of catalog, inventory, payments, orders, notifications: pglite in memory\n');
+      expect(logRecords(stdout.text)[0]).toMatchObject({ build: 'build/', msg: expect.stringMatching(/^running the build in build\/ \(built \d{4}-/) });
+      expect(logMessages(stdout.text)).toContain('configuration from build/keel.config.js');
+      expect(logMessages(stdout.text)).toContain('data of catalog, inventory, payments, orders, notifications: pglite in memory');
       // KB-001 is seeded by a catalog migration: the built module found its migrations beside it in the build.
       const response = await fetch(`${url}/catalog/getProduct`, {
         method: 'POST',

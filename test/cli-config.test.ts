@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { main, runCli } from 'keel/cli';
-import { collector } from './support/cli.js';
+import { READY, collector, gatewayUrl, logMessages } from './support/cli.js';
 
 const repository = dirname(createRequire(import.meta.url).resolve('keel/package.json'));
 const temporary: string[] = [];
@@ -34,7 +34,7 @@ function keel(cwd: string, ...argv: string[]) {
   const stdout = collector();
   const stderr = collector();
   const controller = new AbortController();
-  const exit = runCli(main, argv, { cwd, env: { KEEL_LOG_LEVEL: 'silent', KEEL_DATA_DIR: 'memory' }, stdout, stderr, signal: controller.signal });
+  const exit = runCli(main, argv, { cwd, env: { KEEL_LOG_LEVEL: 'info', KEEL_DATA_DIR: 'memory' }, stdout, stderr, signal: controller.signal });
   return { stdout, stderr, exit, stop: () => controller.abort('SIGTERM') };
 }
 
@@ -54,10 +54,10 @@ describe('cli - keel.config.ts', () => {
       ].join('\n'),
     );
     const running = keel(root, 'start', '--http', '0');
-    await Promise.race([running.stdout.waitFor('keel: ready'), running.exit.then(() => expect.fail(running.stderr.text))]);
+    await Promise.race([running.stdout.waitFor(READY), running.exit.then(() => expect.fail(running.stderr.text))]);
     try {
-      expect(running.stdout.text).toContain('keel: configuration from keel.config.ts\n');
-      const url = /keel: HTTP gateway on (\S+)/.exec(running.stdout.text)?.[1] ?? '';
+      expect(logMessages(running.stdout.text)).toContain('configuration from keel.config.ts');
+      const url = gatewayUrl(running.stdout.text) ?? '';
       const preflight = await fetch(`${url}/whoami/whoami`, {
         method: 'OPTIONS',
         headers: { origin: 'https://app.example.com', 'access-control-request-method': 'POST' },
@@ -91,9 +91,9 @@ describe('cli - keel.config.ts', () => {
       ].join('\n');
     for (const principal of [true, false]) {
       const running = keel(appWith(configWith(principal)), 'start', '--http', '0');
-      await Promise.race([running.stdout.waitFor('keel: ready'), running.exit.then(() => expect.fail(running.stderr.text))]);
+      await Promise.race([running.stdout.waitFor(READY), running.exit.then(() => expect.fail(running.stderr.text))]);
       try {
-        const url = /keel: HTTP gateway on (\S+)/.exec(running.stdout.text)?.[1] ?? '';
+        const url = gatewayUrl(running.stdout.text) ?? '';
         const answer = await call(url, { 'x-user': 'ada' });
         if (principal) expect(answer.status, await answer.text()).toBe(200);
         else expect(await answer.json()).toMatchObject({ code: 'UNAUTHENTICATED' });
@@ -111,7 +111,7 @@ describe('cli - keel.config.ts', () => {
     expect(run.stderr.text).toContain('retry.maxAttempts must be a whole number of attempts from 1 to 10');
     expect(run.stdout.text).not.toContain('ready');
     const fine = keel(appWith("import { defineConfig } from 'keel/config';\n\nexport default defineConfig({ resilience: { retry: { maxAttempts: 5 }, circuitBreaker: false } });\n"), 'start', '--http', 'off');
-    await Promise.race([fine.stdout.waitFor('keel: ready'), fine.exit.then(() => expect.fail(fine.stderr.text))]);
+    await Promise.race([fine.stdout.waitFor(READY), fine.exit.then(() => expect.fail(fine.stderr.text))]);
     fine.stop();
     expect(await fine.exit).toBe(0);
   });
@@ -119,10 +119,10 @@ describe('cli - keel.config.ts', () => {
   it('cli - without keel.config.ts, keel start serves the safe defaults: 1000 requests a minute, no CORS', async () => {
     const root = appWith(undefined);
     const running = keel(root, 'start', '--http', '0');
-    await Promise.race([running.stdout.waitFor('keel: ready'), running.exit.then(() => expect.fail(running.stderr.text))]);
+    await Promise.race([running.stdout.waitFor(READY), running.exit.then(() => expect.fail(running.stderr.text))]);
     try {
-      expect(running.stdout.text).not.toContain('keel: configuration from');
-      const url = /keel: HTTP gateway on (\S+)/.exec(running.stdout.text)?.[1] ?? '';
+      expect(logMessages(running.stdout.text).filter((message) => message.startsWith('configuration from'))).toEqual([]);
+      const url = gatewayUrl(running.stdout.text) ?? '';
       const response = await call(url, { origin: 'https://app.example.com' });
       expect(response.status).toBe(200);
       expect(response.headers.get('x-ratelimit-limit')).toBe('1000');
@@ -151,7 +151,7 @@ describe('cli - keel.config.ts', () => {
     expect(existsSync(join(root, 'deploy'))).toBe(false);
     // A process that serves no HTTP does not load the gateway to check options it does not use.
     const noGateway = keel(root, 'start', '--http', 'off');
-    await Promise.race([noGateway.stdout.waitFor('keel: ready'), noGateway.exit.then(() => expect.fail(noGateway.stderr.text))]);
+    await Promise.race([noGateway.stdout.waitFor(READY), noGateway.exit.then(() => expect.fail(noGateway.stderr.text))]);
     noGateway.stop();
     expect(await noGateway.exit).toBe(0);
 

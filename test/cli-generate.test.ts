@@ -8,7 +8,7 @@ import { createKernel, silentLogger, type AnyContract } from 'keel';
 import { findProject, importProjectFile, loadManifest } from 'keel/cli';
 import { addToManifest } from '../cli/manifest.js';
 import { findCycle } from '../cli/project.js';
-import { runKeel, startKeel, type CliRun } from './support/cli.js';
+import { logMessages, runKeel, startKeel, type CliRun } from './support/cli.js';
 
 const repository = resolve(dirname(createRequire(import.meta.url).resolve('keel/package.json')));
 const temporary: string[] = [];
@@ -197,9 +197,9 @@ describe('cli - keel generate module', () => {
       return response.json();
     };
     for (const greetings of [1, 2]) {
-      const running = await startKeel(['start', '--http', '0'], { cwd: root, env: { KEEL_LOG_LEVEL: 'silent' } });
+      const running = await startKeel(['start', '--http', '0'], { cwd: root, env: { KEEL_LOG_LEVEL: 'info' } });
       try {
-        expect(running.stdout.text).toContain('keel: data of billing: pglite in .keel/data/app\n');
+        expect(logMessages(running.stdout.text)).toContain('data of billing: pglite in .keel/data/app');
         expect(await hello(running.url)).toEqual({ message: 'Hello, Ada, from billing.', greetings });
       } finally {
         expect(await running.stop(), running.stderr.text).toBe(0);

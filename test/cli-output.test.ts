@@ -14,7 +14,8 @@ async function runWithClosedStdout(...argv: string[]): Promise<{ code: number | 
   const child = spawn(process.execPath, ['--import', 'tsx', '--conditions=keel-source', 'cli/bin.ts', ...argv], {
     cwd: repository,
     // The shop's modules own data: in memory, so that a run never holds nor fills the repository's .keel/data.
-    env: { ...process.env, KEEL_LOG_LEVEL: 'silent', KEEL_NATS_URL: '', DATABASE_URL: '', KEEL_DATA_DIR: 'memory' },
+    // At info, keel start writes its start-up records: the first write finds the reader gone.
+    env: { ...process.env, KEEL_LOG_LEVEL: 'info', KEEL_NATS_URL: '', DATABASE_URL: '', KEEL_DATA_DIR: 'memory' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   child.stdout.destroy();

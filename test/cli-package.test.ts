@@ -32,7 +32,8 @@ function userEnvironment(extra: Record<string, string> = {}): NodeJS.ProcessEnv 
     if (/^(npm_|VITEST|KEEL_)/i.test(key) || key === 'NODE_OPTIONS' || key === 'TEST' || key === 'NODE_ENV') continue;
     env[key] = value;
   }
-  return { ...env, KEEL_LOG_LEVEL: 'warn', NO_COLOR: '1', ...extra };
+  // info: keel start's own lines (hosting, data, ready, stopped) are info records.
+  return { ...env, KEEL_LOG_LEVEL: 'info', NO_COLOR: '1', ...extra };
 }
 
 function run(command: string, args: string[], cwd: string, extra: Record<string, string> = {}): SpawnSyncReturns<string> {
@@ -80,7 +81,7 @@ async function startAndCall(child: ChildProcessByStdio<null, Readable, Readable>
   const ready = new Promise<void>((resolve, reject) => {
     const collect = (chunk: Buffer): void => {
       output += chunk.toString('utf8');
-      if (output.includes('keel: ready')) resolve();
+      if (output.includes('"msg":"ready"')) resolve();
     };
     child.stdout.on('data', collect);
     child.stderr.on('data', collect);
@@ -89,7 +90,7 @@ async function startAndCall(child: ChildProcessByStdio<null, Readable, Readable>
   const timer = setTimeout(() => signal('SIGKILL'), 60_000);
   try {
     await ready;
-    const base = /keel: HTTP gateway on (http:\/\/127\.0\.0\.1:\d+)/.exec(output)?.[1];
+    const base = /"msg":"HTTP gateway on (http:\/\/127\.0\.0\.1:\d+)/.exec(output)?.[1];
     expect(base, output).toBeDefined();
     expect((await fetch(`${base}/readyz`)).status).toBe(200);
     const response = await fetch(`${base}/greeter/hello`, {
@@ -106,7 +107,8 @@ async function startAndCall(child: ChildProcessByStdio<null, Readable, Readable>
   const code = await exited;
   clearTimeout(timer);
   if (!group) expect(code, output).toBe(0);
-  expect(output).toContain('keel: stopping: finishing work in flight\nkeel: stopped\n');
+  expect(output.indexOf('"msg":"stopped"}\n'), output).toBeGreaterThan(output.indexOf('"msg":"stopping: finishing work in flight"}\n'));
+  expect(output).toContain('"msg":"stopping: finishing work in flight"}\n');
   return output;
 }
 
@@ -211,9 +213,9 @@ describe('cli - the packed package', () => {
     // billing's data is in the embedded database in .keel/data/app, kept across a restart.
     const npmStart = () => spawn('npm', ['start'], { cwd: app, env: userEnvironment({ PORT: '0' }), stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     const started = await startAndCall(npmStart(), greetsAda(1));
-    expect(started).toContain('keel: hosting greeter, billing, shipping');
-    expect(started).toContain('keel: data of billing: pglite in .keel/data/app\n');
-    expect(await startAndCall(npmStart(), greetsAda(2))).toContain('keel: data of billing: pglite in .keel/data/app\n');
+    expect(started).toContain('"msg":"hosting greeter, billing, shipping"');
+    expect(started).toContain('"msg":"data of billing: pglite in .keel/data/app"');
+    expect(await startAndCall(npmStart(), greetsAda(2))).toContain('"msg":"data of billing: pglite in .keel/data/app"');
 
     // The Dockerfile keel deploy writes, step by step: build stage (npm ci, keel build), then the
     // runtime stage (production install, the build only), started by its CMD as its USER with the
@@ -245,8 +247,8 @@ describe('cli - the packed package', () => {
       runHealthcheck(runtime, { ...environment, PORT: String(port) });
       await greetsAda(1)(port);
     });
-    expect(production).toContain('keel: running the build in dist/');
-    expect(production).toContain('keel: hosting greeter, billing, shipping');
-    expect(production).toMatch(/^keel: data of billing: postgres at 127\.0\.0\.1:5432\/keel_test_\w+/m);
+    expect(production).toContain('"msg":"running the build in dist/');
+    expect(production).toContain('"msg":"hosting greeter, billing, shipping"');
+    expect(production).toMatch(/"msg":"data of billing: postgres at 127\.0\.0\.1:5432\/keel_test_\w+/);
   }, 600_000);
 });

@@ -6,7 +6,7 @@ import { dirname, join } from 'node:path';
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
 import { main, runCli } from 'keel/cli';
-import { collector } from './support/cli.js';
+import { READY, collector, gatewayUrl, logMessages } from './support/cli.js';
 
 const repository = dirname(createRequire(import.meta.url).resolve('keel/package.json'));
 
@@ -25,7 +25,7 @@ function startWith(env: Record<string, string>, ...argv: string[]) {
   const controller = new AbortController();
   const exit = runCli(main, ['start', ...argv], {
     cwd: repository,
-    env: { KEEL_LOG_LEVEL: 'silent', KEEL_DATA_DIR: 'memory', ...env },
+    env: { KEEL_LOG_LEVEL: 'info', KEEL_DATA_DIR: 'memory', ...env },
     stdout,
     stderr,
     signal: controller.signal,
@@ -36,8 +36,8 @@ function startWith(env: Record<string, string>, ...argv: string[]) {
 describe('cli - keel start', () => {
   it('cli - runs the shop in process with the HTTP gateway, and drains when signalled', async () => {
     const running = start('--http', '0');
-    await Promise.race([running.stdout.waitFor('keel: ready'), running.exit.then(() => expect.fail(running.stderr.text))]);
-    const url = /keel: HTTP gateway on (\S+)/.exec(running.stdout.text)?.[1];
+    await Promise.race([running.stdout.waitFor(READY), running.exit.then(() => expect.fail(running.stderr.text))]);
+    const url = gatewayUrl(running.stdout.text);
     expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     try {
       expect((await fetch(`${url}/readyz`)).status).toBe(200);
@@ -51,9 +51,45 @@ describe('cli - keel start', () => {
       running.stop();
     }
     expect(await running.exit).toBe(0);
-    expect(running.stdout.text).toContain('keel: hosting catalog, inventory, payments, orders, notifications\n');
-    expect(running.stdout.text).toContain('keel: data of catalog, inventory, payments, orders, notifications: pglite in memory\n');
-    expect(running.stdout.text).toContain('keel: stopping: finishing work in flight\nkeel: stopped\n');
+    const messages = logMessages(running.stdout.text);
+    expect(messages).toContain('hosting catalog, inventory, payments, orders, notifications');
+    expect(messages).toContain('data of catalog, inventory, payments, orders, notifications: pglite in memory');
+    expect(messages.indexOf('stopping: finishing work in flight')).toBeGreaterThan(messages.indexOf('ready'));
+    expect(messages.at(-1)).toBe('stopped');
+  });
+
+  it('cli - with KEEL_LOG_FORMAT=json every stdout line, from start to stop, is one JSON record, the ready record among them', async () => {
+    const running = startWith({ KEEL_LOG_FORMAT: 'json' }, '--http', '0');
+    await Promise.race([running.stdout.waitFor(READY), running.exit.then(() => expect.fail(running.stderr.text))]);
+    try {
+      // A call, so that the kernel and the gateway write lines of their own among the start-up lines.
+      await fetch(`${gatewayUrl(running.stdout.text)}/catalog/getProduct`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"sku":"KB-001"}' });
+    } finally {
+      running.stop();
+    }
+    expect(await running.exit, running.stderr.text).toBe(0);
+    const lines = running.stdout.text.split('\n').filter((line) => line !== '');
+    const records = lines.map((line) => JSON.parse(line) as Record<string, unknown>);
+    expect(records.find((record) => record['msg'] === 'ready')).toMatchObject({ level: 30, name: 'keel', modules: expect.arrayContaining(['catalog']) });
+    expect(records.at(-1)).toMatchObject({ msg: 'stopped' });
+    expect(running.stderr.text).toBe('');
+  });
+
+  it('cli - with KEEL_LOG_FORMAT=pretty it writes human lines, not JSON, ending its start-up with "ready (Ctrl-C to stop)"', async () => {
+    const running = startWith({ KEEL_LOG_FORMAT: 'pretty' }, '--modules', 'catalog');
+    await Promise.race([running.stdout.waitFor('ready (Ctrl-C to stop)'), running.exit.then(() => expect.fail(running.stderr.text))]);
+    running.stop();
+    expect(await running.exit, running.stderr.text).toBe(0);
+    const lines = running.stdout.text.split('\n').filter((line) => line !== '');
+    expect(lines.find((line) => line.includes('hosting catalog'))).toMatch(/^\[\d\d:\d\d:\d\d\.\d{3}\] INFO \(keel\): hosting catalog \{"modules":\["catalog"\]\}$/);
+    expect(lines.filter((line) => line.startsWith('{'))).toEqual([]);
+  });
+
+  it('cli - refuses a KEEL_LOG_FORMAT other than json or pretty, naming the variable, before it starts anything', async () => {
+    const running = startWith({ KEEL_LOG_FORMAT: 'xml' }, '--modules', 'catalog');
+    expect(await running.exit).toBe(1);
+    expect(running.stderr.text).toContain('error INVALID_CONFIG: KEEL_LOG_FORMAT "xml" is not a log format: set it to json');
+    expect(running.stdout.text).toBe('');
   });
 
   it("cli - keeps the shop's data in KEEL_DATA_DIR across a restart, and lets go of the folder when it stops", async () => {
@@ -62,10 +98,10 @@ describe('cli - keel start', () => {
       fetch(`${url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(input) });
     try {
       const first = startWith({ KEEL_DATA_DIR: folder }, '--http', '0');
-      await Promise.race([first.stdout.waitFor('keel: ready'), first.exit.then(() => expect.fail(first.stderr.text))]);
+      await Promise.race([first.stdout.waitFor(READY), first.exit.then(() => expect.fail(first.stderr.text))]);
       try {
-        expect(first.stdout.text).toContain(`keel: data of catalog, inventory, payments, orders, notifications: pglite in ${folder}\n`);
-        const added = await post(/keel: HTTP gateway on (\S+)/.exec(first.stdout.text)?.[1], '/catalog/addProduct', {
+        expect(logMessages(first.stdout.text)).toContain(`data of catalog, inventory, payments, orders, notifications: pglite in ${folder}`);
+        const added = await post(gatewayUrl(first.stdout.text), '/catalog/addProduct', {
           sku: 'CLI-RESTART-1',
           name: 'Mug that outlives a restart',
           priceCents: 1200,
@@ -78,9 +114,9 @@ describe('cli - keel start', () => {
       expect(existsSync(join(folder, 'keel.lock')), 'the lock goes with the process').toBe(false);
 
       const second = startWith({ KEEL_DATA_DIR: folder }, '--http', '0');
-      await Promise.race([second.stdout.waitFor('keel: ready'), second.exit.then(() => expect.fail(second.stderr.text))]);
+      await Promise.race([second.stdout.waitFor(READY), second.exit.then(() => expect.fail(second.stderr.text))]);
       try {
-        const read = await post(/keel: HTTP gateway on (\S+)/.exec(second.stdout.text)?.[1], '/catalog/getProduct', { sku: 'CLI-RESTART-1' });
+        const read = await post(gatewayUrl(second.stdout.text), '/catalog/getProduct', { sku: 'CLI-RESTART-1' });
         expect(await read.json()).toMatchObject({ sku: 'CLI-RESTART-1', name: 'Mug that outlives a restart', priceCents: 1200 });
       } finally {
         second.stop();
@@ -109,10 +145,10 @@ describe('cli - keel start', () => {
 
   it('cli - a process hosting some modules serves no HTTP unless given a port', async () => {
     const running = start('--modules', 'catalog');
-    await Promise.race([running.stdout.waitFor('keel: ready'), running.exit.then(() => expect.fail(running.stderr.text))]);
+    await Promise.race([running.stdout.waitFor(READY), running.exit.then(() => expect.fail(running.stderr.text))]);
     running.stop();
     expect(await running.exit).toBe(0);
-    expect(running.stdout.text).toContain('keel: hosting catalog\n');
+    expect(logMessages(running.stdout.text)).toContain('hosting catalog');
     expect(running.stdout.text).not.toContain('HTTP gateway');
   });
 
@@ -141,15 +177,15 @@ describe('cli - keel start', () => {
   /** Starts, returns the gateway URL it printed (or undefined) and what it hosts, then stops it. */
   async function startAndStop(env: Record<string, string>, ...argv: string[]): Promise<{ url: string | undefined; hosting: string | undefined }> {
     const running = startWith(env, ...argv);
-    await Promise.race([running.stdout.waitFor('keel: ready'), running.exit.then(() => expect.fail(running.stderr.text))]);
-    const url = /keel: HTTP gateway on (\S+)/.exec(running.stdout.text)?.[1];
+    await Promise.race([running.stdout.waitFor(READY), running.exit.then(() => expect.fail(running.stderr.text))]);
+    const url = gatewayUrl(running.stdout.text);
     try {
       if (url !== undefined) expect((await fetch(`${url}/healthz`)).status).toBe(200);
     } finally {
       running.stop();
     }
     expect(await running.exit, running.stderr.text).toBe(0);
-    return { url, hosting: /keel: hosting (.*)/.exec(running.stdout.text)?.[1] };
+    return { url, hosting: /^hosting (.*)/.exec(logMessages(running.stdout.text).find((message) => message.startsWith('hosting ')) ?? '')?.[1] };
   }
 
   it('cli - serves the gateway on --host, else KEEL_HTTP_HOST', async () => {
@@ -193,10 +229,10 @@ describe('cli - keel start', () => {
 
   it('cli - --operations none serves health, readiness and metrics, and answers an operation with a 404 problem', async () => {
     const running = start('--http', '0', '--operations', 'none');
-    await Promise.race([running.stdout.waitFor('keel: ready'), running.exit.then(() => expect.fail(running.stderr.text))]);
-    const url = /keel: HTTP gateway on (\S+)/.exec(running.stdout.text)?.[1];
+    await Promise.race([running.stdout.waitFor(READY), running.exit.then(() => expect.fail(running.stderr.text))]);
+    const url = gatewayUrl(running.stdout.text);
     try {
-      expect(running.stdout.text).toContain(`keel: HTTP gateway on ${url} (no operation: /healthz, /readyz and /metrics only)\n`);
+      expect(logMessages(running.stdout.text)).toContain(`HTTP gateway on ${url} (no operation: /healthz, /readyz and /metrics only)`);
       expect((await fetch(`${url}/healthz`)).status).toBe(200);
       expect((await fetch(`${url}/readyz`)).status).toBe(200);
       const response = await fetch(`${url}/catalog/getProduct`, {
@@ -219,8 +255,8 @@ describe('cli - keel start', () => {
   /** The status of POST /<module>/<operation> on a gateway started with these settings. */
   async function statusOf(env: Record<string, string>, argv: readonly string[], module: string, operation: string, input: unknown): Promise<number> {
     const running = startWith(env, '--http', '0', ...argv);
-    await Promise.race([running.stdout.waitFor('keel: ready'), running.exit.then(() => expect.fail(running.stderr.text))]);
-    const url = /keel: HTTP gateway on (\S+)/.exec(running.stdout.text)?.[1];
+    await Promise.race([running.stdout.waitFor(READY), running.exit.then(() => expect.fail(running.stderr.text))]);
+    const url = gatewayUrl(running.stdout.text);
     try {
       const response = await fetch(`${url}/${module}/${operation}`, {
         method: 'POST',

@@ -9,12 +9,17 @@ import { describe, expect, it } from 'vitest';
 
 const repository = dirname(createRequire(import.meta.url).resolve('keel/package.json'));
 
-function logLine(env: Record<string, string>): Record<string, unknown> {
-  const result = spawnSync(
+/** What a process printing one record through the default logger writes, with `env` as its environment. */
+function run(env: Record<string, string>) {
+  return spawnSync(
     process.execPath,
     ['--import', 'tsx', '--conditions=keel-source', '--input-type=module', '-e', "(await import('keel/transport')).createLogger().info({ order: 7 }, 'placed');"],
     { cwd: repository, env: { PATH: process.env['PATH'] ?? '', ...env }, encoding: 'utf8', timeout: 30_000 },
   );
+}
+
+function logLine(env: Record<string, string>): Record<string, unknown> {
+  const result = run(env);
   expect(result.status, result.stderr).toBe(0);
   return JSON.parse(result.stdout.trim().split('\n').at(-1) ?? '{}') as Record<string, unknown>;
 }
@@ -28,5 +33,23 @@ describe('kernel - default logger', () => {
     const line = logLine({});
     expect(line).toMatchObject({ order: 7, msg: 'placed', pid: expect.any(Number), hostname: expect.any(String) });
     expect(line).not.toHaveProperty('process');
+  });
+
+  it('kernel - with KEEL_LOG_FORMAT=pretty a record is one human line (time, level, name, message, then its fields), not JSON', () => {
+    const result = run({ KEEL_LOG_FORMAT: 'pretty' });
+    expect(result.status, result.stderr).toBe(0);
+    expect(result.stdout).toMatch(/^\[\d\d:\d\d:\d\d\.\d{3}\] INFO \(keel\): placed \{"order":7\}\n$/);
+  });
+
+  it('kernel - without KEEL_LOG_FORMAT, and stdout no terminal, a record is one JSON line', () => {
+    expect(logLine({ CI: '' })).toMatchObject({ order: 7, msg: 'placed' });
+  });
+
+  it('kernel - a KEEL_LOG_FORMAT other than json or pretty fails with INVALID_CONFIG naming the variable and both values', () => {
+    const result = run({ KEEL_LOG_FORMAT: 'yaml' });
+    expect(result.status).not.toBe(0);
+    expect(result.stdout).toBe('');
+    expect(result.stderr).toContain('KEEL_LOG_FORMAT "yaml" is not a log format: set it to json (one JSON object a line) or pretty (human lines)');
+    expect(result.stderr).toContain("code: 'INVALID_CONFIG'");
   });
 });

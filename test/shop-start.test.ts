@@ -46,7 +46,8 @@ function startShop(env: Record<string, string>, via: 'tsx' | 'node' = 'node') {
       KEEL_HTTP_HOST: '',
       KEEL_HTTP_OPERATIONS: '',
       PORT: '',
-      KEEL_LOG_LEVEL: 'silent',
+      KEEL_LOG_LEVEL: 'info',
+      KEEL_LOG_FORMAT: 'json',
       DATABASE_URL: '',
       ...(data === undefined ? {} : { KEEL_DATA_DIR: data.folder }),
       ...env,
@@ -54,20 +55,34 @@ function startShop(env: Record<string, string>, via: 'tsx' | 'node' = 'node') {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let output = '';
-  child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  let stdout = '';
+  child.stdout.on('data', (chunk: Buffer) => {
+    output += chunk.toString();
+    stdout += chunk.toString();
+  });
   child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString()));
+  /** Its stdout, one JSON record a line (KEEL_LOG_FORMAT=json): parsing fails at any other line. */
+  const records = () =>
+    stdout
+      .split('\n')
+      .filter((line) => line !== '')
+      .map((line) => JSON.parse(line) as { msg: string } & Record<string, unknown>);
   const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
   void exited.then(() => data?.remove());
   return {
     child,
     exited,
     output: () => output,
-    /** Resolves once it printed its summary; fails with its output if it exits first. */
+    stdout: () => stdout,
+    records,
+    /** True when a message it logged contains `text`. */
+    said: (text: string) => records().some((record) => record.msg.includes(text)),
+    /** Resolves once it logged that it is ready, with its gateway's URL; fails with its output if it exits first. */
     ready: async () => {
       await expect.poll(() => output || child.exitCode, { timeout: 20_000, interval: 50 }).toSatisfy(
-        (seen) => typeof seen === 'string' && seen.includes('Press Ctrl+C to stop.'),
+        (seen) => typeof seen === 'string' && seen.includes('"msg":"keel shop is ready"'),
       );
-      return /^ {2}http: +(\S+)/m.exec(output)?.[1];
+      return records().find((record) => record.msg.startsWith('HTTP gateway on '))?.['url'] as string | undefined;
     },
     /** Waits for it to exit by itself and returns the exit code. */
     exit: async () => {
@@ -90,17 +105,46 @@ function startShop(env: Record<string, string>, via: 'tsx' | 'node' = 'node') {
 }
 
 describe('app - npm start', () => {
-  it.each(['SIGINT', 'SIGTERM'] as const)('app - prints what it hosts, then stops and exits 0 on %s', async (signal) => {
+  it.each(['SIGINT', 'SIGTERM'] as const)('app - logs what it hosts, then stops and exits 0 on %s', async (signal) => {
     const shop = startShop({ PORT: '0' }, 'tsx');
     await shop.ready();
-    const output = shop.output();
-    expect(output).toContain('keel shop is ready');
-    expect(output).toContain('hosted here: catalog 1.1.0, inventory 1.0.0, payments 1.1.0, orders 1.1.0, notifications 1.0.0');
-    expect(output).toMatch(/data: {8}PGlite in \S+keel-pglite-/);
-    expect(output).toMatch(/KB-001 +Mechanical keyboard +\$89\.00 +25 available/);
+    const messages = shop.records().map((record) => record.msg);
+    expect(messages).toContain('hosting catalog 1.1.0, inventory 1.0.0, payments 1.1.0, orders 1.1.0, notifications 1.0.0');
+    expect(messages).toContainEqual(expect.stringMatching(/^data: PGlite in \S+keel-pglite-/));
+    expect(shop.records()).toContainEqual(
+      expect.objectContaining({ sku: 'KB-001', product: 'Mechanical keyboard', priceCents: 8900, available: 25, msg: 'catalog: KB-001 Mechanical keyboard, $89.00, 25 available' }),
+    );
+    expect(messages.at(-1)).toBe('keel shop is ready');
     expect(await shop.stop(signal)).toBe(0);
-    expect(shop.output()).toContain(`${signal} received`);
-    expect(shop.output()).toContain('Stopped.');
+    expect(shop.said(`${signal} received`)).toBe(true);
+    expect(shop.records().at(-1)?.msg).toBe('stopped');
+  });
+
+  it('app - with KEEL_LOG_FORMAT=json every stdout line, from start to stop, is one JSON record; a handler\'s line carries the trace id of the call', async () => {
+    const shop = startShop({ PORT: '0' });
+    const url = await shop.ready();
+    const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
+    // orders.placeOrder calls payments, whose handler logs "payment captured": a line two modules down the call.
+    const response = await fetch(`${url}/orders/placeOrder`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', traceparent: `00-${traceId}-00f067aa0ba902b7-01`, 'x-correlation-id': 'shop-log-test-1' },
+      body: JSON.stringify({ customerId: 'c-logs', lines: [{ sku: 'KB-001', quantity: 1 }], card: { token: 'tok_visa' } }),
+    });
+    expect(response.status, await response.clone().text()).toBe(200);
+    expect(await shop.stop()).toBe(0);
+    const lines = shop.stdout().split('\n').filter((line) => line !== '');
+    expect(lines.length).toBeGreaterThan(5);
+    for (const line of lines) expect(() => JSON.parse(line), line).not.toThrow();
+    expect(shop.records()).toContainEqual(expect.objectContaining({ msg: 'keel shop is ready', level: 30 }));
+    expect(shop.records()).toContainEqual(
+      expect.objectContaining({
+        msg: 'payment captured',
+        module: 'payments',
+        trace_id: traceId,
+        span_id: expect.stringMatching(/^[0-9a-f]{16}$/),
+        correlation_id: 'shop-log-test-1',
+      }),
+    );
   });
 
   it('app - PORT=off serves no HTTP; KEEL_HTTP_PORT wins over PORT, as in keel start', async () => {
@@ -109,14 +153,14 @@ describe('app - npm start', () => {
     const bad = startShop({ PORT: 'eighty' });
     try {
       expect(await off.ready(), off.output()).toBeUndefined();
-      expect(off.output()).not.toContain('http:');
+      expect(off.said('HTTP gateway on')).toBe(false);
 
       const url = await both.ready();
       expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
       expect((await fetch(`${url}/readyz`)).status).toBe(200);
 
       expect(await bad.exit()).toBe(1);
-      expect(bad.output()).toContain('The shop could not serve HTTP: PORT "eighty" is not a port number (0 to 65535), nor "off".');
+      expect(bad.records().at(-1)).toMatchObject({ level: 50, msg: 'The shop could not serve HTTP: PORT "eighty" is not a port number (0 to 65535), nor "off".' });
     } finally {
       expect(await Promise.all([off.stop(), both.stop()])).toEqual([0, 0]);
     }
@@ -125,10 +169,10 @@ describe('app - npm start', () => {
   it('app - KEEL_HTTP_OPERATIONS refuses a value other than all, hosted or none, naming the variable', async () => {
     const bad = startShop({ PORT: '0', KEEL_HTTP_OPERATIONS: 'some' });
     expect(await bad.exit()).toBe(1);
-    expect(bad.output()).toContain(
+    expect(bad.said(
       'The shop could not serve HTTP: KEEL_HTTP_OPERATIONS "some" is not one of all (every operation), ' +
         'hosted (those of the modules hosted here) or none (no operation: only /healthz, /readyz and /metrics).',
-    );
+    ), bad.output()).toBe(true);
   });
 });
 
@@ -144,10 +188,10 @@ describe('app - data', () => {
     try {
       const first = startShop({ PORT: '0', KEEL_DATA_DIR: data.folder });
       let url = await first.ready();
-      expect(first.output()).toContain(`data:        PGlite in ${data.folder}`);
+      expect(first.said(`data: PGlite in ${data.folder}`)).toBe(true);
       const second = startShop({ PORT: '0', KEEL_DATA_DIR: data.folder });
       expect(await second.exit()).toBe(1);
-      expect(second.output()).toContain(`The shop could not open its database: The embedded database in ${data.folder} is open in process ${first.child.pid}, and PGlite serves one process at a time.`);
+      expect(second.said(`The shop could not open its database: The embedded database in ${data.folder} is open in process ${first.child.pid}, and PGlite serves one process at a time.`), second.output()).toBe(true);
 
       const placed = await postJson(`${url}/orders/placeOrder`, order, { 'idempotency-key': 'checkout-1' });
       expect(placed.status, JSON.stringify(placed.body)).toBe(200);
@@ -160,7 +204,7 @@ describe('app - data', () => {
       const again = startShop({ PORT: '0', KEEL_DATA_DIR: data.folder });
       url = await again.ready();
       try {
-        expect(again.output()).toMatch(/KB-001 +Mechanical keyboard +\$89\.00 +23 available/);
+        expect(again.said('catalog: KB-001 Mechanical keyboard, $89.00, 23 available')).toBe(true);
         expect(await postJson(`${url}/orders/getOrder`, { orderId })).toEqual(placed);
         expect((await postJson(`${url}/orders/placeOrder`, order, { 'idempotency-key': 'checkout-1' })).body).toEqual(placed.body);
         const { body: paid } = await postJson(`${url}/payments/listPayments`, { customerId: order.customerId });
@@ -219,9 +263,10 @@ describe('app - npm start split over NATS', () => {
   it('app - KEEL_MODULES=none PORT=0 is a gateway that hosts nothing and answers over NATS, and drains on SIGTERM', async () => {
     const gateway = startShop({ KEEL_MODULES: 'none', PORT: '0', KEEL_NATS_URL: server.url });
     const url = await gateway.ready();
-    expect(gateway.output()).toContain('hosted here: nothing (a client of the others)');
-    expect(gateway.output()).toContain('elsewhere:   catalog, inventory, payments, orders, notifications');
-    expect(gateway.output()).toMatch(/transports: .*\bnats\b/);
+    expect(gateway.said('hosting nothing (a client of the others)')).toBe(true);
+    expect(gateway.records().find((record) => record.msg.startsWith('reaching '))?.msg).toMatch(
+      /^reaching catalog, inventory, payments, orders, notifications over .*\bnats\b/,
+    );
     expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
     try {
       expect((await fetch(`${url}/readyz`)).status).toBe(200);
@@ -234,13 +279,13 @@ describe('app - npm start split over NATS', () => {
     } finally {
       expect(await gateway.stop()).toBe(0);
     }
-    expect(gateway.output()).toContain('Stopped.');
+    expect(gateway.records().at(-1)?.msg).toBe('stopped');
   });
 
   it('app - a module process serves HTTP only when given PORT, and then shows its NATS-served calls in /metrics', async () => {
     const silent = startShop({ KEEL_MODULES: 'catalog', KEEL_NATS_URL: server.url, KEEL_NATS_PREFIX: 'silent' });
     expect(await silent.ready(), silent.output()).toBeUndefined();
-    expect(silent.output()).toContain('hosted here: catalog 1.1.0');
+    expect(silent.said('hosting catalog 1.1.0')).toBe(true);
     expect(await silent.stop()).toBe(0);
 
     // Its own prefix, so that the calls below reach this process and not the test's catalog.
@@ -330,7 +375,7 @@ describe('app - npm start split over NATS', () => {
     const caller = await callerOn(prefix);
     try {
       expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
-      expect(ordersProcess.output()).toContain(`http:        ${url}  (no operation: readiness ${url}/readyz, metrics ${url}/metrics)`);
+      expect(ordersProcess.said(`HTTP gateway on ${url} (no operation: readiness ${url}/readyz, metrics ${url}/metrics)`)).toBe(true);
       expect((await fetch(`${url}/readyz`)).status).toBe(200);
 
       const placeOrder = await postJson(`${url}/orders/placeOrder`, {
@@ -368,9 +413,7 @@ describe('app - npm start split over NATS', () => {
     });
     const url = await ordersProcess.ready();
     try {
-      expect(ordersProcess.output()).toContain(
-        `http:        ${url}  (operations of orders only; API reference ${url}/docs, OpenAPI ${url}/openapi.json)`,
-      );
+      expect(ordersProcess.said(`HTTP gateway on ${url} (operations of orders only; API reference ${url}/docs, OpenAPI ${url}/openapi.json)`)).toBe(true);
       const listed = await postJson(`${url}/orders/listOrders`, { customerId: 'c-1' });
       expect(await listed.json()).toEqual({ orders: [] });
       const read = await fetch(`${url}/orders/listOrders?input=${encodeURIComponent(JSON.stringify({ customerId: 'c-1' }))}`);

@@ -97,7 +97,7 @@ describe('shop - SIGTERM drains a module process, on pglite', () => {
     expect((await Promise.all(before)).every((outcome) => outcome.status === 'fulfilled')).toBe(true);
     expect(outcomes.some((outcome) => outcome.status === 'rejected')).toBe(true);
     expect(await exit).toBe(0);
-    expect(ordersProcess.output()).toContain('Stopped.');
+    expect(ordersProcess.output()).toContain('"msg":"stopped"');
 
     const late = await shop.client(orders).listOrders({ customerId: 'nobody' }, { timeoutMs: 5_000 }).catch((error: unknown) => error);
     expect(isKeelError(late, 'NO_RESPONDERS')).toBe(true);

@@ -5,6 +5,7 @@
 import { once } from 'node:events';
 import { relative } from 'node:path';
 import type { Kernel } from 'keel';
+import { LogFormat, createLogger, logFormatOf } from 'keel/transport';
 import { contextOf, defineCommand } from '../command.js';
 import { CLIError, CliErrorCode } from '../errors.js';
 import { HTTP_OPERATIONS_CHOICES, HttpOperations, isHttpOperations, startHost, type HostedDatabase } from '../host.js';
@@ -60,14 +61,16 @@ function exposedText(operations: HttpOperations | undefined, kernel: Kernel): st
   return '';
 }
 
-/** One line per database: the modules whose data it keeps, its engine and where (never a password). */
-function databaseLines(databases: readonly HostedDatabase[]): string[] {
-  const modulesByPlace = new Map<string, string[]>();
+/** One record per database place: the modules whose data it keeps, its engine and where (never a password). */
+function databaseRecords(databases: readonly HostedDatabase[]): { modules: string[]; engine: string; location: string }[] {
+  const byPlace = new Map<string, { modules: string[]; engine: string; location: string }>();
   for (const { module, engine, location } of databases) {
     const place = `${engine} ${location}`;
-    modulesByPlace.set(place, [...(modulesByPlace.get(place) ?? []), module]);
+    const entry = byPlace.get(place) ?? { modules: [], engine, location };
+    entry.modules.push(module);
+    byPlace.set(place, entry);
   }
-  return [...modulesByPlace].map(([place, modules]) => `data of ${modules.join(', ')}: ${place}`);
+  return [...byPlace.values()];
 }
 
 /** What the gateway exposes: `--operations`, else `KEEL_HTTP_OPERATIONS`, else every operation. */
@@ -124,9 +127,15 @@ export default defineCommand({
   },
   run: async ({ args, data }) => {
     const cli = contextOf(data);
-    const out = (line: string) => cli.stdout.write(`${line}\n`);
+    // The process's own lines are records of the logger its kernel, transport and gateway write
+    // to: one format per process (docs/observability.md, "Logs").
+    const format = logFormatOf(cli.env, cli.stdout);
+    const logger = createLogger({ env: cli.env, destination: cli.stdout, format });
     const project = findProject(cli.cwd, { fromBuild: args.build === true });
-    if (project.build) out(`keel: running the build in ${relative(cli.cwd, project.build.outDir) || '.'}/ (built ${project.build.info.builtAt})`);
+    if (project.build) {
+      const build = `${relative(cli.cwd, project.build.outDir) || '.'}/`;
+      logger.info({ build, builtAt: project.build.info.builtAt }, `running the build in ${build} (built ${project.build.info.builtAt})`);
+    }
     const modules = await loadManifest(project);
     const modulesText = args.modules ?? firstSet(cli.env, ['KEEL_MODULES'])?.value;
     const host = modulesText === undefined ? undefined : modulesText.trim() === NO_MODULES ? [] : splitList(modulesText);
@@ -149,7 +158,10 @@ export default defineCommand({
       });
     }
     const { path: configPath, config } = await loadAppConfig(project, { checkGateway: httpPort !== undefined });
-    if (configPath !== undefined) out(`keel: configuration from ${relative(cli.cwd, configPath) || configPath}`);
+    if (configPath !== undefined) {
+      const config = relative(cli.cwd, configPath) || configPath;
+      logger.info({ config }, `configuration from ${config}`);
+    }
     if (cli.signal.aborted) return;
     const running = await startHost({
       modules,
@@ -163,22 +175,34 @@ export default defineCommand({
       gateway: config.gateway,
       principal: config.principal,
       resilience: config.resilience,
+      logger,
     });
     const status = running.kernel.status();
     const hosted = status.modules.map((module) => module.name);
-    out(`keel: hosting ${hosted.length > 0 ? hosted.join(', ') : 'no module (a client of the others)'}`);
-    for (const line of databaseLines(running.databases)) out(`keel: ${line}`);
-    if (status.remote.length > 0) out(`keel: reaching ${status.remote.join(', ')} over ${running.transport?.name ?? 'the transport'}`);
-    if (running.httpUrl) out(`keel: HTTP gateway on ${running.httpUrl}${exposedText(httpOperations, running.kernel)}`);
-    out('keel: ready (Ctrl-C to stop)');
+    logger.info({ modules: hosted }, `hosting ${hosted.length > 0 ? hosted.join(', ') : 'no module (a client of the others)'}`);
+    for (const place of databaseRecords(running.databases)) {
+      logger.info(place, `data of ${place.modules.join(', ')}: ${place.engine} ${place.location}`);
+    }
+    if (status.remote.length > 0) {
+      const transport = running.transport?.name ?? 'the transport';
+      logger.info({ remote: status.remote, transport }, `reaching ${status.remote.join(', ')} over ${transport}`);
+    }
+    if (running.httpUrl) {
+      const operations = httpOperations ?? HttpOperations.ALL;
+      logger.info({ url: running.httpUrl, operations }, `HTTP gateway on ${running.httpUrl}${exposedText(httpOperations, running.kernel)}`);
+    }
+    logger.info(
+      { modules: hosted, ...(running.httpUrl ? { url: running.httpUrl } : {}) },
+      format === LogFormat.PRETTY ? 'ready (Ctrl-C to stop)' : 'ready',
+    );
     cli.supervisor?.send({ type: 'ready', modules: running.kernel.hosted, httpUrl: running.httpUrl });
     // Nothing may hold the event loop open (in process, the kernel has no sockets): hold it until the signal.
     const keepAlive = setInterval(() => {}, 2 ** 30);
     if (!cli.signal.aborted) await once(cli.signal, 'abort');
     clearInterval(keepAlive);
     cli.supervisor?.send({ type: 'stopping' });
-    out('keel: stopping: finishing work in flight');
+    logger.info({}, 'stopping: finishing work in flight');
     await running.stop();
-    out('keel: stopped');
+    logger.info({}, 'stopped');
   },
 });

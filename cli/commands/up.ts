@@ -6,6 +6,7 @@
 import { once } from 'node:events';
 import { writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
+import { logFormatOf } from 'keel/transport';
 import { contextOf, defineCommand } from '../command.js';
 import { assertOwnDataFolders } from '../database.js';
 import { CLIError, CliErrorCode } from '../errors.js';
@@ -37,6 +38,10 @@ export default defineCommand({
   run: async ({ args, data }) => {
     const cli = contextOf(data);
     const log = (line: string) => cli.stdout.write(`keel up: ${line}\n`);
+    // Every process logs in the format keel up would use itself (its children write to pipes,
+    // which alone would make them JSON): pretty lines in a terminal, JSON lines elsewhere, each
+    // behind its process's name.
+    const logFormat = logFormatOf(cli.env, cli.stdout);
     const project = findProject(cli.cwd);
     const modules = await loadManifest(project);
     // Checked here once, rather than by every process failing in turn; each process reads it again as it starts.
@@ -100,6 +105,7 @@ export default defineCommand({
             // assume: every operation for a group with `http`, none for the others (their env may say otherwise).
             KEEL_HTTP_OPERATIONS: isGateway(spec) ? 'all' : 'none',
             ...spec.env,
+            KEEL_LOG_FORMAT: logFormat,
             KEEL_PROCESS_NAME: name,
             ...(topology.nats.prefix === undefined ? {} : { KEEL_NATS_PREFIX: topology.nats.prefix }),
             ...credentialsOf(group),

@@ -22,8 +22,9 @@ const TRANSPORT_PACKAGES = [
  * application through `keel`, whatever transport it uses. `@opentelemetry/api` is the one
  * exception made for observability: keel's call context lives on the OTel context, and the API
  * package is built for libraries to depend on (no dependencies, no-op without an SDK).
+ * pino-pretty is the default logger's format for a terminal (`KEEL_LOG_FORMAT=pretty`).
  */
-const KERNEL_PACKAGES: readonly string[] = ['zod', 'inversify', 'reflect-metadata', 'pino', '@opentelemetry/api'];
+const KERNEL_PACKAGES: readonly string[] = ['zod', 'inversify', 'reflect-metadata', 'pino', 'pino-pretty', '@opentelemetry/api'];
 
 /** `zod` of `zod/v4`, `@scope/name` of `@scope/name/sub`. */
 function packageName(specifier: string): string {

@@ -24,6 +24,40 @@ export function collector(): OutputStream & { text: string; waitFor(text: string
   return stream;
 }
 
+/** One JSON log line of a running `keel start`, parsed. */
+export type LogRecord = { readonly msg?: string } & Readonly<Record<string, unknown>>;
+
+/** The text `keel start` writes once ready, in the JSON format it uses when its stdout is no terminal. */
+export const READY = '"msg":"ready"';
+
+/**
+ * Every line of `text` parsed as a JSON log record; throws, naming the line, at one that is not
+ * JSON: a running process writes nothing else to stdout.
+ */
+export function logRecords(text: string): LogRecord[] {
+  return text
+    .split('\n')
+    .filter((line) => line !== '')
+    .map((line) => {
+      try {
+        return JSON.parse(line) as LogRecord;
+      } catch {
+        throw new Error(`Not a JSON log line: ${line}`);
+      }
+    });
+}
+
+/** The `msg` of every record of `text`, in order. */
+export function logMessages(text: string): string[] {
+  return logRecords(text).map((record) => record.msg ?? '');
+}
+
+/** The URL of the `HTTP gateway on ...` record of `text`, if any. */
+export function gatewayUrl(text: string): string | undefined {
+  const record = logRecords(text).find((entry) => entry.msg?.startsWith('HTTP gateway on ') === true);
+  return record === undefined ? undefined : String(record['url']);
+}
+
 /** What one run of `keel` printed, and its exit code. */
 export interface CliRun {
   readonly code: number;
@@ -59,7 +93,7 @@ export interface RunningKeel {
 }
 
 /**
- * Runs `keel <argv>` in process and resolves once it printed `keel: ready`; rejects, with what
+ * Runs `keel <argv>` in process and resolves once it logged its `ready` record; rejects, with what
  * it printed, when it ends before.
  *
  * @example
@@ -79,7 +113,7 @@ export async function startKeel(
   const exit = runCli(main, argv, { stdout, stderr, cwd: options.cwd, env: options.env ?? {}, signal: controller.signal });
   let ended = false;
   void exit.then(() => (ended = true));
-  while (!stdout.text.includes('keel: ready')) {
+  while (!stdout.text.includes(READY)) {
     if (ended) throw new Error(`keel ${argv.join(' ')} ended (${await exit}) before it was ready:\n${stdout.text}${stderr.text}`);
     await new Promise((resolve) => setTimeout(resolve, 20));
   }
@@ -87,7 +121,7 @@ export async function startKeel(
     stdout,
     stderr,
     exit,
-    url: /keel: HTTP gateway on (\S+)/.exec(stdout.text)?.[1],
+    url: gatewayUrl(stdout.text),
     stop: () => {
       controller.abort('SIGTERM');
       return exit;

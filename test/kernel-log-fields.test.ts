@@ -1,0 +1,88 @@
+/**
+ * The fields of a log line written while a handler runs: the trace, span and correlation id of
+ * the call being handled, through the logger the module was given.
+ */
+import { describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { createKernel, defineContract, defineModule, operation } from 'keel';
+import { createLogger, newTraceparent } from 'keel/transport';
+
+const ledger = defineContract({
+  name: 'ledger',
+  version: '1.0.0',
+  operations: { record: operation({ input: z.object({ entry: z.string() }), output: z.object({}) }) },
+});
+
+const ledgerModule = defineModule({
+  contract: ledger,
+  create: ({ logger }) => ({
+    handlers: {
+      record: ({ entry }) => {
+        logger.info({ entry }, 'recorded');
+        return {};
+      },
+    },
+  }),
+});
+
+/** A kernel whose logger writes JSON lines into `lines`. */
+async function kernelLoggingTo(lines: string[]) {
+  const logger = createLogger({ level: 'info', format: 'json', destination: { write: (text) => void lines.push(text) } });
+  const kernel = createKernel({ modules: [ledgerModule], logger });
+  await kernel.start();
+  return { kernel, logger };
+}
+
+const records = (lines: readonly string[]) => lines.map((line) => JSON.parse(line) as Record<string, unknown>);
+
+describe('kernel - log fields', () => {
+  it('kernel - a line a handler logs carries the trace id of the traceparent, a span id and the correlation id of the call', async () => {
+    const lines: string[] = [];
+    const { kernel } = await kernelLoggingTo(lines);
+    try {
+      const traceparent = newTraceparent();
+      await kernel.client(ledger).record({ entry: 'one' }, { correlationId: 'order-7-checkout', traceparent });
+      const recorded = records(lines).find((record) => record['msg'] === 'recorded');
+      expect(recorded).toMatchObject({
+        entry: 'one',
+        module: 'ledger',
+        correlation_id: 'order-7-checkout',
+        trace_id: traceparent.slice(3, 35),
+        span_id: expect.stringMatching(/^[0-9a-f]{16}$/),
+      });
+    } finally {
+      await kernel.stop();
+    }
+  });
+
+  it('kernel - two calls log two correlation ids, each on its own line', async () => {
+    const lines: string[] = [];
+    const { kernel } = await kernelLoggingTo(lines);
+    try {
+      await kernel.client(ledger).record({ entry: 'a' }, { correlationId: 'first-call' });
+      await kernel.client(ledger).record({ entry: 'b' }, { correlationId: 'second-call' });
+      const recorded = records(lines).filter((record) => record['msg'] === 'recorded');
+      expect(recorded.map((record) => [record['entry'], record['correlation_id']])).toEqual([
+        ['a', 'first-call'],
+        ['b', 'second-call'],
+      ]);
+    } finally {
+      await kernel.stop();
+    }
+  });
+
+  it('kernel - a line logged outside any handler carries no trace_id, span_id nor correlation_id', async () => {
+    const lines: string[] = [];
+    const { kernel, logger } = await kernelLoggingTo(lines);
+    try {
+      logger.info({ step: 'between calls' }, 'outside');
+      const outside = records(lines).find((record) => record['msg'] === 'outside');
+      expect(outside).toMatchObject({ step: 'between calls' });
+      expect(Object.keys(outside ?? {})).not.toEqual(expect.arrayContaining(['trace_id']));
+      expect(outside).not.toHaveProperty('span_id');
+      expect(outside).not.toHaveProperty('correlation_id');
+    } finally {
+      await kernel.stop();
+    }
+  });
+});
