@@ -36,7 +36,7 @@ async function kernelLoggingTo(lines: string[]) {
 const records = (lines: readonly string[]) => lines.map((line) => JSON.parse(line) as Record<string, unknown>);
 
 describe('kernel - log fields', () => {
-  it('kernel - a line a handler logs carries the trace id of the traceparent, a span id and the correlation id of the call', async () => {
+  it('kernel - a line a handler logs carries the trace id of the traceparent, a span id, the correlation id and the operation of the call, and its module once', async () => {
     const lines: string[] = [];
     const { kernel } = await kernelLoggingTo(lines);
     try {
@@ -49,7 +49,10 @@ describe('kernel - log fields', () => {
         correlation_id: 'order-7-checkout',
         trace_id: traceparent.slice(3, 35),
         span_id: expect.stringMatching(/^[0-9a-f]{16}$/),
+        operation: 'record',
       });
+      const line = lines.find((text) => text.includes('"msg":"recorded"')) as string;
+      expect(line.match(/"module":/g)).toHaveLength(1);
     } finally {
       await kernel.stop();
     }
