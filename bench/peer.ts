@@ -81,3 +81,40 @@ export function servePeer(greeting: string, stop: () => Promise<void>, answers: 
   });
   process.stdout.write(`${greeting}\n`);
 }
+
+/**
+ * `count` peers running the same script: a process's speed is partly luck (what V8 made of its
+ * warm-up, where the OS placed it), so a configuration measured in one process can be 20 % off
+ * another process of the same code. A group answers the mean of its members.
+ */
+export interface PeerGroup {
+  /** Asks every member `command` in turn; resolves with the mean of their numeric answers. */
+  mean(command: string): Promise<number>;
+  /** Asks every member `command` in turn (answers ignored). */
+  tell(command: string): Promise<void>;
+  stop(): Promise<void>;
+}
+
+/** Starts a {@link PeerGroup} of `count` peers of `script` with `args`. */
+export async function startPeerGroup(count: number, script: string, args: readonly string[]): Promise<PeerGroup> {
+  const peers: Peer[] = [];
+  try {
+    for (let index = 0; index < count; index += 1) peers.push(await startPeer(script, args));
+  } catch (error) {
+    for (const peer of peers) await peer.stop();
+    throw error;
+  }
+  return {
+    mean: async (command) => {
+      let sum = 0;
+      for (const peer of peers) sum += Number(await peer.ask(command));
+      return sum / peers.length;
+    },
+    tell: async (command) => {
+      for (const peer of peers) await peer.ask(command);
+    },
+    stop: async () => {
+      for (const peer of peers) await peer.stop();
+    },
+  };
+}
