@@ -4,6 +4,8 @@
  * deadline, expires whatever is due. Completing an entry is a `Set.delete`.
  */
 
+import { contextStorage } from './otel-context.js';
+
 // setTimeout's longest delay; a later deadline simply re-arms when this fires.
 const MAX_DELAY_MS = 2 ** 31 - 1;
 
@@ -68,7 +70,8 @@ export class DeadlineScheduler {
   #arm(at: number): void {
     if (this.#timer) clearTimeout(this.#timer);
     this.#armedFor = at;
-    this.#timer = setTimeout(() => this.#fire(), Math.min(MAX_DELAY_MS, Math.max(0, at - Date.now())));
+    // Outside any call's context: one timer serves many calls, and must not keep one call's context alive.
+    this.#timer = contextStorage.exit(() => setTimeout(() => this.#fire(), Math.min(MAX_DELAY_MS, Math.max(0, at - Date.now()))));
     if (this.#pending.size === 0) this.#timer.unref();
   }
 

@@ -2,7 +2,10 @@
  * The in-process transport. Calls go straight to the served module's answer pipeline, with one
  * shared deadline timer; events are delegated to {@link LocalEvents} (local-events.ts).
  */
+import type { Context } from '@opentelemetry/api';
 import { z } from 'zod';
+import { contextStorage } from './otel-context.js';
+import { keelTracer } from './tracing.js';
 import type { CallContext } from './context.js';
 import { DeadlineScheduler, type DeadlineEntry } from './deadline.js';
 import { InFlight } from './in-flight.js';
@@ -129,6 +132,8 @@ class LocalCall implements Answer, DeadlineEntry {
   resolve: (value: unknown) => void = ignore;
   reject: (error: unknown) => void = ignore;
   onAbort: (() => void) | undefined;
+  /** The caller's context while tracing is on: a retry made of a failure starts from it (its span notes the attempt). */
+  store: Context | undefined;
 
   constructor(
     readonly deadlines: DeadlineScheduler,
@@ -139,6 +144,7 @@ class LocalCall implements Answer, DeadlineEntry {
     public rebuild: Rebuild,
   ) {
     this.deadline = context.deadline;
+    this.store = keelTracer() === undefined ? undefined : contextStorage.getStore();
   }
 
   /** Makes a call settled synchronously ready for the next one (see LocalTransport's #spare). */
@@ -149,6 +155,7 @@ class LocalCall implements Answer, DeadlineEntry {
     this.signal = signal;
     this.rebuild = rebuild;
     this.deadline = context.deadline;
+    this.store = keelTracer() === undefined ? undefined : contextStorage.getStore();
     this.state = RUNNING;
     this.outcome = undefined;
     return this;
@@ -205,7 +212,11 @@ class LocalCall implements Answer, DeadlineEntry {
       this.resolve(outcome);
       return;
     }
-    const rebuilt = this.rebuild(outcome, this.context, this.input, this.signal);
+    // Settled in the callee's (or the deadline timer's) context: a retry goes from the caller's.
+    const rebuilt =
+      this.store === undefined
+        ? this.rebuild(outcome, this.context, this.input, this.signal)
+        : contextStorage.run(this.store, this.rebuild, outcome, this.context, this.input, this.signal);
     // A retry the client started: the caller's promise follows it.
     if (rebuilt instanceof Promise) this.resolve(rebuilt);
     else this.reject(rebuilt);

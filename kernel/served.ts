@@ -7,7 +7,7 @@ import type { CircuitStatus } from './circuit-breaker.js';
 import { majorOf, type AnyContract, type AnyOperation } from './contract.js';
 import type { CallContext } from './context.js';
 import { contextStorage, withCall, type HandlerScope } from './otel-context.js';
-import { endCallSpan, keelTracer, startServerSpan } from './tracing.js';
+import { endCallSpan, keelTracer, startServerSpan, tracesCalls } from './tracing.js';
 import { ROOT_CONTEXT, trace, type Context, type Span } from '@opentelemetry/api';
 import { toRemoteFailure } from './envelope.js';
 import { exhaustedFailure, stoppedFailure, type Bulkhead, type WaitingCall } from './bulkhead.js';
@@ -348,7 +348,7 @@ export function createServedModule(source: ServedSource): ServedModule {
       let answer = given;
       if (observers.length !== 0) answer = new ObservedAnswer(answer, observers, contract.name, address.operation, transport, context.caller);
       const tracer = keelTracer();
-      if (tracer === undefined) {
+      if (tracer === undefined || !tracesCalls(transport)) {
         run(address, input, context, trusted, answer);
         return;
       }

@@ -10,7 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { SpanKind, SpanStatusCode } from '@opentelemetry/api';
 import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider, type ReadableSpan } from '@opentelemetry/sdk-trace';
-import { createKernel, defineContract, defineError, defineModule, event, operation, silentLogger, type Kernel, type Transport } from 'keel';
+import { KeelError, KeelErrorCode, createKernel, defineContract, defineError, defineModule, event, operation, silentLogger, type Kernel, type Transport } from 'keel';
 import { disableTracing, enableTracing, logFields, newTraceparent } from 'keel/transport';
 import type { ConformanceTarget } from './conformance.js';
 
@@ -35,6 +35,8 @@ const ledger = defineContract({
   operations: { noop: operation({ input: z.object({}), output: z.object({}) }) },
 });
 
+const flaked = new Set<string>();
+
 /** Log fields each handler saw, by tag. */
 const seen = new Map<string, Record<string, unknown>>();
 
@@ -44,6 +46,11 @@ const shelfModule = defineModule({
     handlers: {
       take: ({ sku }) => {
         if (sku === 'gone') throw new Sold({ sku });
+        // A sku starting with "flaky" is UNAVAILABLE on its first run: the caller retries.
+        if (sku.startsWith('flaky') && !flaked.has(sku)) {
+          flaked.add(sku);
+          throw new KeelError(KeelErrorCode.UNAVAILABLE, 'unavailable once, as the test asks');
+        }
         return { left: 3 };
       },
     },
@@ -207,6 +214,20 @@ export function describeTracingConformance(target: ConformanceTarget): void {
       expect(first?.parentSpanContext?.spanId).toBe(produced.spanId);
       expect(first?.status.code).toBe(SpanStatusCode.ERROR);
       expect(seen.get('sold:redeliver')).toMatchObject({ trace_id: second.spanContext().traceId, span_id: second.spanContext().spanId });
+    });
+
+    it('a retried call is one client span with a retry event and two server spans under it, the second with keel.call.attempt 2', async () => {
+      const traceparent = newTraceparent();
+      const traceId = traceparent.slice(3, 35);
+      const sku = `flaky-${process.pid}-${Math.random().toString(36).slice(2)}`;
+      await (caller as Kernel).client(shelf).take({ sku }, { traceparent });
+      await expect.poll(() => exporter.getFinishedSpans().filter((span) => span.spanContext().traceId === traceId).length, { timeout: 10_000 }).toBe(3);
+      const spans = exporter.getFinishedSpans().filter((span) => span.spanContext().traceId === traceId);
+      const client = byName(spans, 'shelf/take', SpanKind.CLIENT);
+      expect(client.events.map((event) => [event.name, event.attributes?.['keel.call.attempt']])).toEqual([['retry', 2]]);
+      const servers = spans.filter((span) => span.kind === SpanKind.SERVER);
+      expect(servers.map((span) => parentOf(span))).toEqual([client.spanContext().spanId, client.spanContext().spanId]);
+      expect(servers.map((span) => span.attributes['keel.call.attempt']).sort()).toEqual([2, undefined]);
     });
 
     it('a declared error marks the client and server spans ERROR with error.type set to its code', async () => {
