@@ -73,12 +73,26 @@ export function tracingRequested(env: Readonly<Record<string, string | undefined
   return Boolean(env['OTEL_EXPORTER_OTLP_ENDPOINT']?.trim() || env['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT']?.trim());
 }
 
-/** Switches keel's spans off again (tests, shutdown). */
+/**
+ * Switches keel's spans off again (tests, shutdown).
+ *
+ * @example
+ * ```ts
+ * afterAll(() => disableTracing());
+ * ```
+ */
 export function disableTracing(): void {
   tracer = undefined;
 }
 
-/** The tracer keel's spans come from, or `undefined` while tracing is off. */
+/**
+ * The tracer keel's spans come from, or `undefined` while tracing is off.
+ *
+ * @example
+ * ```ts
+ * if (keelTracer() !== undefined) logger.info({}, 'tracing is on');
+ * ```
+ */
 export function keelTracer(): Tracer | undefined {
   return tracer;
 }
@@ -88,12 +102,26 @@ export function tracesCalls(transport: string): boolean {
   return tracer !== undefined && (tracingCalls || transport !== 'local');
 }
 
-/** A span context as a W3C `traceparent`. */
+/**
+ * A span context as a W3C `traceparent`.
+ *
+ * @example
+ * ```ts
+ * const traceparent = traceparentOf(span.spanContext()); // '00-<trace id>-<span id>-01'
+ * ```
+ */
 export function traceparentOf(spanContext: SpanContext): string {
   return `00-${spanContext.traceId}-${spanContext.spanId}-${spanContext.traceFlags & TraceFlags.SAMPLED ? '01' : '00'}`;
 }
 
-/** The remote span context a `traceparent` names, or `undefined` for none or a malformed one. */
+/**
+ * The remote span context a `traceparent` names, or `undefined` for none or a malformed one.
+ *
+ * @example
+ * ```ts
+ * const parent = spanContextOf(request.headers['traceparent']);
+ * ```
+ */
 export function spanContextOf(traceparent: string | undefined): SpanContext | undefined {
   if (!isTraceparent(traceparent) || traceparent.startsWith('ff')) return undefined;
   const traceId = traceparent.slice(3, 35);
