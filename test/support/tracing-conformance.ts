@@ -46,10 +46,10 @@ const shelfModule = defineModule({
     handlers: {
       take: ({ sku }) => {
         if (sku === 'gone') throw new Sold({ sku });
-        // A sku starting with "flaky" is UNAVAILABLE on its first run: the caller retries.
+        // A sku starting with "flaky" is UNAVAILABLE on its first run, settled later (not in the caller's stack): the caller retries.
         if (sku.startsWith('flaky') && !flaked.has(sku)) {
           flaked.add(sku);
-          throw new KeelError(KeelErrorCode.UNAVAILABLE, 'unavailable once, as the test asks');
+          return new Promise<{ left: number }>((_, reject) => setImmediate(() => reject(new KeelError(KeelErrorCode.UNAVAILABLE, 'unavailable once, as the test asks'))));
         }
         return { left: 3 };
       },
