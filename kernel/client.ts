@@ -412,16 +412,16 @@ function traceCall(
     try {
       pending = contextStorage.run(trace.setSpan(activeContext(), span), call, input, options);
     } catch (error) {
-      endCallSpan(span, outcomeOf(error), error);
+      endCallSpan(span, 'client', outcomeOf(error), error);
       throw error;
     }
     return pending.then(
       (output) => {
-        endCallSpan(span, OK_OUTCOME);
+        endCallSpan(span, 'client', OK_OUTCOME);
         return output;
       },
       (error: unknown) => {
-        endCallSpan(span, outcomeOf(error), error);
+        endCallSpan(span, 'client', outcomeOf(error), error);
         throw error;
       },
     );

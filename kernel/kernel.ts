@@ -19,6 +19,7 @@ import { createLocalTransport } from './local.js';
 import { createLogger, type Logger } from './logger.js';
 import type { AnyModule } from './module.js';
 import { ModuleHost } from './module-host.js';
+import { contextStorage } from './otel-context.js';
 import type { KernelObserver } from './observer.js';
 import type { Transport, TransportStatus } from './transport.js';
 
@@ -196,7 +197,8 @@ class KernelImpl implements Kernel {
         new KeelError(KeelErrorCode.INVALID_STATE, `The kernel is ${this.#state}; a kernel starts once. Create a new one.`),
       );
     }
-    this.#starting = this.#startAll();
+    // Connections, consumers and timers started here outlive the caller: they carry no request's context.
+    this.#starting = contextStorage.exit(() => this.#startAll());
     return this.#starting;
   }
 

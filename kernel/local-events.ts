@@ -6,6 +6,7 @@
  */
 import { KeelError, KeelErrorCode, isKeelError } from './errors.js';
 import { InFlight } from './in-flight.js';
+import { contextStorage } from './otel-context.js';
 import type { Logger } from './logger.js';
 import { Fanout, type EventMetadata, type EventSubscription, type PublishedEvent, type Registration } from './transport.js';
 
@@ -226,7 +227,8 @@ export class LocalEvents {
       subscription.deadLetter(event.payload, metadata, error);
       return;
     }
-    const timer = setTimeout(() => {
+    // The retry runs long after the failed delivery: it carries none of its context.
+    const timer: NodeJS.Timeout = contextStorage.exit(() => setTimeout(() => {
       this.#retries.delete(timer);
       const group = this.#groups.get(`${event.contract}.${event.event}`)?.get(subscription.subscriber) as Group;
       if (group.members.length === 0) {
@@ -238,7 +240,7 @@ export class LocalEvents {
         return;
       }
       this.#schedule(group.members[group.next++ % group.members.length] as Subscriber, event, attempt + 1);
-    }, this.redeliveryDelayMs * attempt);
+    }, this.redeliveryDelayMs * attempt));
     this.#retries.add(timer);
   }
 }

@@ -222,7 +222,9 @@ export function createServedModule(source: ServedSource): ServedModule {
     // The slot is freed once, even by a thenable that calls back and then throws from then().
     let left = bulkhead === undefined;
     try {
-      result = contextStorage.run(withCall(context, entry.scope), () => entry.handler(value, context));
+      // With tracing off, nothing of the caller's context is the handler's (as over a wire); with
+      // tracing on, the store is the server span's context, or the caller's when in-process spans are off.
+      result = contextStorage.run(withCall(context, entry.scope, keelTracer() === undefined ? ROOT_CONTEXT : undefined), () => entry.handler(value, context));
       if (isPromiseLike(result)) {
         result.then(
           (resolved) => {
@@ -295,6 +297,7 @@ export function createServedModule(source: ServedSource): ServedModule {
       return;
     }
     if (claim.kind === 'replay') {
+      if (answer instanceof TracedAnswer) answer.span.setAttribute('keel.idempotency.replayed', true);
       // The stored output goes through the output schema again: the same value in the same key
       // order as the first answer (the database may have reordered an object's keys).
       if ('output' in claim.outcome) finish(entry, claim.outcome.output, context, answer);
@@ -383,18 +386,27 @@ function expiredFailure(contract: string, operation: string, lateMs: number, con
 
 /** An {@link Answer} that ends the call's server span as it settles. */
 class TracedAnswer implements Answer {
+  /** Ends the span once, even when a thenable answers and then throws (the answer is then failed too). */
+  #settled = false;
+
   constructor(
     readonly answer: Answer,
     readonly span: Span,
   ) {}
 
   ok(output: unknown): void {
-    endCallSpan(this.span, OK_OUTCOME);
+    if (!this.#settled) {
+      this.#settled = true;
+      endCallSpan(this.span, 'server', OK_OUTCOME);
+    }
     this.answer.ok(output);
   }
 
   fail(failure: RemoteFailure): void {
-    endCallSpan(this.span, outcomeOf(failure), failure);
+    if (!this.#settled) {
+      this.#settled = true;
+      endCallSpan(this.span, 'server', outcomeOf(failure), failure);
+    }
     this.answer.fail(failure);
   }
 }
@@ -402,6 +414,7 @@ class TracedAnswer implements Answer {
 /** An {@link Answer} that reports the call to the kernel's observers as it settles. */
 class ObservedAnswer implements Answer {
   readonly #started = performance.now();
+  #reported = false;
 
   constructor(
     readonly answer: Answer,
@@ -423,6 +436,9 @@ class ObservedAnswer implements Answer {
   }
 
   #report(outcome: string): void {
+    // Once, even when a thenable answers and then throws (the answer is then failed too).
+    if (this.#reported) return;
+    this.#reported = true;
     const { contract, operation, transport, caller } = this;
     const record = { contract, operation, transport, caller, durationMs: performance.now() - this.#started, outcome };
     for (const observer of this.observers) observer.callServed?.(record);

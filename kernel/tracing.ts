@@ -22,6 +22,7 @@ import type { CallContext } from './context.js';
 import { isTraceparent } from './context.js';
 import { activeContext } from './otel-context.js';
 import { OK_OUTCOME, outcomeOf } from './observer.js';
+import { KeelErrorCode } from './errors.js';
 
 let tracer: Tracer | undefined;
 let tracingCalls = true;
@@ -267,12 +268,33 @@ export function endSpan(span: Span, error?: unknown): void {
   span.end();
 }
 
-/** Ends the span of a call or served operation: as {@link endSpan}, with `rpc.status_code`. */
-export function endCallSpan(span: Span, outcome: string, error?: unknown): void {
+/**
+ * The outcomes that are the server's fault, and so mark a server span `ERROR` (as gRPC's
+ * conventions list UNKNOWN, DEADLINE_EXCEEDED, UNIMPLEMENTED, INTERNAL, UNAVAILABLE): a
+ * declared error, bad input, a refused caller or a spent quota is the caller's, and leaves the
+ * server span's status unset (with `error.type` still set).
+ */
+const SERVER_FAULTS: ReadonlySet<string> = new Set([
+  KeelErrorCode.INTERNAL,
+  KeelErrorCode.INVALID_OUTPUT,
+  KeelErrorCode.TIMEOUT,
+  KeelErrorCode.UNAVAILABLE,
+  KeelErrorCode.NO_RESPONDERS,
+  KeelErrorCode.INTERRUPTED,
+  KeelErrorCode.UNKNOWN_OPERATION,
+  KeelErrorCode.INVALID_STATE,
+]);
+
+/**
+ * Ends the span of a call (`client`) or of a served operation (`server`) with
+ * `rpc.status_code`: any outcome but `ok` marks a client span `ERROR`; a server span only when
+ * the outcome is the server's fault ({@link SERVER_FAULTS}).
+ */
+export function endCallSpan(span: Span, side: 'client' | 'server', outcome: string, error?: unknown): void {
   span.setAttribute('rpc.status_code', outcome);
   if (outcome !== OK_OUTCOME) {
     span.setAttribute('error.type', outcome);
-    span.setStatus({ code: SpanStatusCode.ERROR, message: errorMessage(error) });
+    if (side === 'client' || SERVER_FAULTS.has(outcome)) span.setStatus({ code: SpanStatusCode.ERROR, message: errorMessage(error) });
   }
   span.end();
 }

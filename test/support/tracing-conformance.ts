@@ -3,7 +3,7 @@
  * one call from outside makes one trace whose tree follows the call (client span → server span
  * → the handler's client span → the nested server span) and its event (producer span →
  * consumer span); log fields inside a handler name the handler's own span; a declared error
- * marks both spans with its code. Each module runs in a kernel of its own, so every hop crosses
+ * marks the client span ERROR and the server span only with its code; an undeclared one marks both ERROR. Each module runs in a kernel of its own, so every hop crosses
  * the transport under test. Spans are kept by the SDK's in-memory exporter in this process.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -46,6 +46,7 @@ const shelfModule = defineModule({
     handlers: {
       take: ({ sku }) => {
         if (sku === 'gone') throw new Sold({ sku });
+        if (sku === 'broken') throw new Error('broken on purpose, as the test asks');
         // A sku starting with "flaky" is UNAVAILABLE on its first run, settled later (not in the caller's stack): the caller retries.
         if (sku.startsWith('flaky') && !flaked.has(sku)) {
           flaked.add(sku);
@@ -230,16 +231,28 @@ export function describeTracingConformance(target: ConformanceTarget): void {
       expect(servers.map((span) => span.attributes['keel.call.attempt']).sort()).toEqual([2, undefined]);
     });
 
-    it('a declared error marks the client and server spans ERROR with error.type set to its code', async () => {
+    it('a declared error marks the client span ERROR; the server span keeps status UNSET (the caller\'s fault), both with error.type set to its code', async () => {
       const traceparent = newTraceparent();
       await expect((caller as Kernel).client(shelf).take({ sku: 'gone' }, { traceparent })).rejects.toMatchObject({ code: 'SOLD_OUT' });
       const traceId = traceparent.slice(3, 35);
       await expect.poll(() => exporter.getFinishedSpans().filter((span) => span.spanContext().traceId === traceId).length, { timeout: 10_000 }).toBe(2);
       const spans = exporter.getFinishedSpans().filter((span) => span.spanContext().traceId === traceId);
+      expect(byName(spans, 'shelf/take', SpanKind.CLIENT).status.code).toBe(SpanStatusCode.ERROR);
+      expect(byName(spans, 'shelf/take', SpanKind.SERVER).status.code).toBe(SpanStatusCode.UNSET);
       for (const kind of [SpanKind.CLIENT, SpanKind.SERVER]) {
-        const span = byName(spans, 'shelf/take', kind);
-        expect(span.status.code).toBe(SpanStatusCode.ERROR);
-        expect(span.attributes).toMatchObject({ 'error.type': 'SOLD_OUT', 'rpc.status_code': 'SOLD_OUT' });
+        expect(byName(spans, 'shelf/take', kind).attributes).toMatchObject({ 'error.type': 'SOLD_OUT', 'rpc.status_code': 'SOLD_OUT' });
+      }
+    });
+
+    it('an undeclared error (INTERNAL) marks the server span ERROR as well as the client span', async () => {
+      const traceparent = newTraceparent();
+      await expect((caller as Kernel).client(shelf).take({ sku: 'broken' }, { traceparent })).rejects.toMatchObject({ code: 'INTERNAL' });
+      const traceId = traceparent.slice(3, 35);
+      await expect.poll(() => exporter.getFinishedSpans().filter((span) => span.spanContext().traceId === traceId).length, { timeout: 10_000 }).toBe(2);
+      const spans = exporter.getFinishedSpans().filter((span) => span.spanContext().traceId === traceId);
+      for (const kind of [SpanKind.CLIENT, SpanKind.SERVER]) {
+        expect(byName(spans, 'shelf/take', kind).status.code).toBe(SpanStatusCode.ERROR);
+        expect(byName(spans, 'shelf/take', kind).attributes).toMatchObject({ 'error.type': 'INTERNAL' });
       }
     });
   });

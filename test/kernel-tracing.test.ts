@@ -1,0 +1,198 @@
+/**
+ * Tracing inside one process (the local transport): what the conformance suite does not cover
+ * because it is about one kernel's own paths. In-process spans switched off; a call that waited
+ * in a bulkhead queue; an idempotent replay; which outcomes mark a server span ERROR; a
+ * thenable that answers and then throws is reported once.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { SpanKind, SpanStatusCode, context, trace } from '@opentelemetry/api';
+import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider, type ReadableSpan } from '@opentelemetry/sdk-trace';
+import { createKernel, defineContract, defineModule, operation, silentLogger, type Kernel } from 'keel';
+import { KeelContextManager, disableTracing, enableTracing, logFields, newTraceparent, type CallRecord } from 'keel/transport';
+
+const inner = defineContract({
+  name: 'inner',
+  version: '1.0.0',
+  operations: {
+    look: operation({ input: z.object({ tag: z.string() }), output: z.object({ tag: z.string() }), idempotent: true }),
+    hold: operation({ input: z.object({ tag: z.string() }), output: z.object({ tag: z.string() }), idempotent: true }),
+    bump: operation({ input: z.object({ tag: z.string() }), output: z.object({ runs: z.number() }) }),
+    broken: operation({ input: z.object({}), output: z.object({}), idempotent: true }),
+    twice: operation({ input: z.object({}), output: z.object({ ok: z.boolean() }), idempotent: true }),
+  },
+});
+
+const outer = defineContract({
+  name: 'outer',
+  version: '1.0.0',
+  operations: { ask: operation({ input: z.object({ tag: z.string() }), output: z.object({ tag: z.string() }), idempotent: true }) },
+});
+
+/** Log fields each handler saw, by tag. */
+const seen = new Map<string, Record<string, unknown>>();
+/** Gates `hold` waits on, by tag. */
+const gates = new Map<string, () => void>();
+let runs = 0;
+
+const innerModule = defineModule({
+  contract: inner,
+  create: () => ({
+    handlers: {
+      look: ({ tag }) => {
+        seen.set(`look:${tag}`, logFields());
+        return { tag };
+      },
+      hold: async ({ tag }) => {
+        seen.set(`hold:${tag}`, logFields());
+        await new Promise<void>((resolve) => gates.set(tag, resolve));
+        return { tag };
+      },
+      bump: () => ({ runs: ++runs }),
+      broken: () => {
+        throw new Error('broken on purpose, as the test asks');
+      },
+      // A thenable that answers and then throws from then(): the call is answered once, reported once.
+      twice: () =>
+        ({
+          then(ok: (value: { ok: boolean }) => void) {
+            ok({ ok: true });
+            throw new Error('thrown after answering, as the test asks');
+          },
+        }) as unknown as { ok: boolean },
+    },
+  }),
+});
+
+const outerModule = defineModule({
+  contract: outer,
+  dependsOn: [inner],
+  create: ({ get }) => {
+    const client = get(inner);
+    return { handlers: { ask: ({ tag }) => client.look({ tag }) } };
+  },
+});
+
+let kernel: Kernel | undefined;
+const exporter = new InMemorySpanExporter();
+
+async function startTraced(inProcessSpans: boolean, options: Partial<Parameters<typeof createKernel>[0]> = {}): Promise<Kernel> {
+  exporter.reset();
+  const provider = new TracerProvider({ spanProcessors: [new SimpleSpanProcessor({ exporter })] });
+  enableTracing({ provider, inProcessSpans });
+  // The test's own "request" span, as an application's HTTP framework would start it.
+  trace.setGlobalTracerProvider(provider);
+  context.setGlobalContextManager(new KeelContextManager());
+  kernel = createKernel({ modules: [innerModule, outerModule], logger: silentLogger, ...options });
+  await kernel.start();
+  return kernel;
+}
+
+afterEach(async () => {
+  await kernel?.stop();
+  kernel = undefined;
+  disableTracing();
+  trace.disable();
+  context.disable();
+});
+
+const spansOf = (traceId: string): ReadableSpan[] => exporter.getFinishedSpans().filter((span) => span.spanContext().traceId === traceId);
+const one = (spans: readonly ReadableSpan[], name: string, kind: SpanKind): ReadableSpan => {
+  const found = spans.filter((span) => span.name === name && span.kind === kind);
+  expect(found, `one ${SpanKind[kind]} span "${name}" among: ${spans.map((span) => `${span.name} [${SpanKind[span.kind]}]`).join(', ')}`).toHaveLength(1);
+  return found[0] as ReadableSpan;
+};
+
+describe('kernel tracing in one process', () => {
+  it('with in-process spans off, calls between modules of one process make no span, and a handler logs under the span active at the caller', async () => {
+    const running = await startTraced(false);
+    const tracer = trace.getTracer('test');
+    const answered = await tracer.startActiveSpan('request', async (span) => {
+      try {
+        return await running.client(outer).ask({ tag: 'off' });
+      } finally {
+        span.end();
+      }
+    });
+    expect(answered).toEqual({ tag: 'off' });
+    const request = exporter.getFinishedSpans().find((span) => span.name === 'request') as ReadableSpan;
+    expect(exporter.getFinishedSpans().map((span) => span.name)).toEqual(['request']);
+    expect(seen.get('look:off')).toMatchObject({ trace_id: request.spanContext().traceId, span_id: request.spanContext().spanId, module: 'inner' });
+  });
+
+  it('with in-process spans on, the same calls make client and server spans under the span active at the caller', async () => {
+    const running = await startTraced(true);
+    const tracer = trace.getTracer('test');
+    await tracer.startActiveSpan('request', async (span) => {
+      try {
+        return await running.client(outer).ask({ tag: 'on' });
+      } finally {
+        span.end();
+      }
+    });
+    const request = exporter.getFinishedSpans().find((span) => span.name === 'request') as ReadableSpan;
+    const spans = spansOf(request.spanContext().traceId);
+    expect(one(spans, 'outer/ask', SpanKind.CLIENT).parentSpanContext?.spanId).toBe(request.spanContext().spanId);
+    const served = one(spans, 'inner/look', SpanKind.SERVER);
+    expect(seen.get('look:on')).toMatchObject({ span_id: served.spanContext().spanId });
+    expect(spans).toHaveLength(5);
+  });
+
+  it('a call that waited in the bulkhead queue runs under its own server span, not under the call that held the slot', async () => {
+    const running = await startTraced(true, { bulkheads: { inner: { maxConcurrent: 1, maxQueued: 4 } } });
+    const first = newTraceparent();
+    const second = newTraceparent();
+    const held = running.client(inner).hold({ tag: 'first' }, { traceparent: first });
+    await expect.poll(() => gates.has('first')).toBe(true);
+    const queued = running.client(inner).hold({ tag: 'second' }, { traceparent: second });
+    await expect.poll(() => running.status().bulkheads.find((bulkhead) => bulkhead.module === 'inner')?.queued).toBe(1);
+    gates.get('first')?.();
+    await expect.poll(() => gates.has('second')).toBe(true);
+    gates.get('second')?.();
+    await Promise.all([held, queued]);
+    const served = one(spansOf(second.slice(3, 35)), 'inner/hold', SpanKind.SERVER);
+    expect(seen.get('hold:second')).toMatchObject({ trace_id: second.slice(3, 35), span_id: served.spanContext().spanId });
+    expect(one(spansOf(first.slice(3, 35)), 'inner/hold', SpanKind.SERVER).spanContext().spanId).not.toBe(served.spanContext().spanId);
+  });
+
+  it('an idempotent replay is a server span with keel.idempotency.replayed, and the handler ran once', async () => {
+    const running = await startTraced(true);
+    const key = `key-${Math.random().toString(36).slice(2)}`;
+    const first = newTraceparent();
+    const second = newTraceparent();
+    const before = runs;
+    const answers = [
+      await running.client(inner).bump({ tag: 'x' }, { idempotencyKey: key, traceparent: first }),
+      await running.client(inner).bump({ tag: 'x' }, { idempotencyKey: key, traceparent: second }),
+    ];
+    expect(answers).toEqual([{ runs: before + 1 }, { runs: before + 1 }]);
+    expect(one(spansOf(first.slice(3, 35)), 'inner/bump', SpanKind.SERVER).attributes['keel.idempotency.replayed']).toBeUndefined();
+    const replayed = one(spansOf(second.slice(3, 35)), 'inner/bump', SpanKind.SERVER);
+    expect(replayed.attributes).toMatchObject({ 'keel.idempotency.replayed': true, 'rpc.status_code': 'ok' });
+  });
+
+  it('an undeclared error (INTERNAL) marks the server span ERROR as well as the client span', async () => {
+    const running = await startTraced(true);
+    const traceparent = newTraceparent();
+    await expect(running.client(inner).broken({}, { traceparent })).rejects.toMatchObject({ code: 'INTERNAL' });
+    const spans = spansOf(traceparent.slice(3, 35));
+    for (const kind of [SpanKind.CLIENT, SpanKind.SERVER]) {
+      const span = one(spans, 'inner/broken', kind);
+      expect(span.status.code).toBe(SpanStatusCode.ERROR);
+      expect(span.attributes).toMatchObject({ 'error.type': 'INTERNAL', 'rpc.status_code': 'INTERNAL' });
+    }
+  });
+
+  it('a thenable that answers and then throws is served once: one server span, one callServed record', async () => {
+    const running = await startTraced(true);
+    const records: CallRecord[] = [];
+    running.observe({ callServed: (record) => records.push(record) });
+    const traceparent = newTraceparent();
+    expect(await running.client(inner).twice({}, { traceparent })).toEqual({ ok: true });
+    // A later call's record is the positive signal that a second record of the first would have come.
+    await running.client(inner).look({ tag: 'after-twice' });
+    expect(records.map((record) => `${record.operation}:${record.outcome}`)).toEqual(['twice:ok', 'look:ok']);
+    const served = one(spansOf(traceparent.slice(3, 35)), 'inner/twice', SpanKind.SERVER);
+    expect(served.status.code).toBe(SpanStatusCode.UNSET);
+  });
+});
