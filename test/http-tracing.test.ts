@@ -285,6 +285,24 @@ describe('http tracing - HTTP server attributes', () => {
       socket.on('error', reject);
     });
 
+  it('behind a proxy the gateway trusts: X-Forwarded-Host and X-Forwarded-Proto', async () => {
+    const proxied = await createHttpGateway({ kernel, port: 0, host: '127.0.0.1', logger: silentLogger, metrics: false, docsPath: false, trustProxy: true, stopKernelOnClose: false });
+    try {
+      const proxiedUrl = await proxied.listen();
+      const traceparent = newTraceparent();
+      const answer = await fetch(`${proxiedUrl}/store/greeting`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', traceparent, 'x-forwarded-host': 'shop.example', 'x-forwarded-proto': 'https' },
+        body: JSON.stringify({ name: 'Ada' }),
+      });
+      expect(answer.status).toBe(200);
+      const span = await httpSpanOf(traceparent.slice(3, 35));
+      expect(span.attributes).toMatchObject({ 'server.address': 'shop.example', 'server.port': 443, 'url.scheme': 'https' });
+    } finally {
+      await proxied.close();
+    }
+  });
+
   it('a Host header without a port: the port its scheme implies', async () => {
     const traceparent = newTraceparent();
     expect(await raw(`POST /store/greeting HTTP/1.1\r\nhost: shop.example\r\ntraceparent: ${traceparent}\r\n`)).toBe('HTTP/1.1 200 OK');
