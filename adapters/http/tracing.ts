@@ -1,63 +1,122 @@
 /**
  * The gateway's HTTP server spans (HTTP semantic conventions), while keel's tracing is on: the
- * span of each request is the parent of the client span of the call it makes.
+ * span of each request is the active span while the request is handled (the gateway's hooks,
+ * the route's handler, the call it makes, log lines written meanwhile), and so the parent of the
+ * client span of the call.
  */
-import { ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, type Span } from '@opentelemetry/api';
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, createTraceState, trace, type Attributes, type Context, type Span } from '@opentelemetry/api';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { keelTracer, spanContextOf, traceparentOf } from 'keel/transport';
+import { KeelContextManager, keelTracer, spanContextOf, traceparentOf } from 'keel/transport';
 
-const spans = new WeakMap<FastifyRequest, Span>();
+/** A request's span, and the context it is active in. */
+interface Traced {
+  readonly span: Span;
+  readonly context: Context;
+}
+
+const traced = new WeakMap<FastifyRequest, Traced>();
+
+// keel's store of the process's contexts, whether or not OTel's global context manager is keel's.
+const contexts = new KeelContextManager();
 
 /**
  * Adds the hooks that start and end a server span per request, when tracing is on as the
  * gateway is made (`keel/otel`'s `startTracing()` runs before); nothing otherwise.
+ *
+ * The span is entered in the first `onRequest` hook, with `run` semantics (never `enterWith`):
+ * the later hooks, the body's parsing (fastify carries the request's async context through it,
+ * an `AsyncResource` in its content-type parser), the handler and the call it makes run inside
+ * it, and no other request's code does.
  */
 export function addHttpTracing(server: FastifyInstance): void {
   const tracer = keelTracer();
   if (tracer === undefined) return;
-  server.addHook('onRequest', (request, _reply, done) => {
+  server.addHook('onRequest', (request, reply, done) => {
     const route = request.routeOptions.url;
-    const header = request.headers['traceparent'];
-    const remote = spanContextOf(typeof header === 'string' ? header : undefined);
-    const queryAt = request.url.indexOf('?');
-    const userAgent = request.headers['user-agent'];
+    const parent = parentContextOf(request);
     const span = tracer.startSpan(
       route === undefined ? request.method : `${request.method} ${route}`,
-      {
-        kind: SpanKind.SERVER,
-        attributes: {
-          'http.request.method': request.method,
-          'url.path': queryAt === -1 ? request.url : request.url.slice(0, queryAt),
-          'url.scheme': request.protocol,
-          ...(route === undefined ? {} : { 'http.route': route }),
-          'client.address': request.ip,
-          ...(typeof userAgent === 'string' ? { 'user_agent.original': userAgent } : {}),
-        },
-      },
-      remote === undefined ? ROOT_CONTEXT : trace.setSpanContext(ROOT_CONTEXT, remote),
+      { kind: SpanKind.SERVER, attributes: requestAttributes(request, route) },
+      parent,
     );
-    spans.set(request, span);
-    done();
+    const context = trace.setSpan(parent, span);
+    traced.set(request, { span, context });
+    // The answer's 'close' without its 'finish': the connection went before the answer was
+    // written, whether the request was still being read (fastify's onRequestAbort) or its
+    // handler was running (then neither onRequestAbort nor onResponse runs).
+    const response = reply.raw;
+    response.once('close', () => {
+      if (!response.writableFinished) end(request, undefined);
+    });
+    contexts.with(context, done);
   });
   server.addHook('onResponse', (request, reply, done) => {
     end(request, reply.statusCode);
     done();
   });
-  server.addHook('onRequestAbort', (request, done) => {
-    end(request, undefined);
-    done();
-  });
+}
+
+/**
+ * The remote parent of a request's span: its `traceparent` header, with the vendors' `tracestate`
+ * kept on it (W3C Trace Context: a `tracestate` without a valid `traceparent` is ignored);
+ * `ROOT_CONTEXT` without a valid `traceparent`.
+ */
+function parentContextOf(request: FastifyRequest): Context {
+  const header = request.headers['traceparent'];
+  const remote = spanContextOf(typeof header === 'string' ? header : undefined);
+  if (remote === undefined) return ROOT_CONTEXT;
+  const state = request.headers['tracestate'];
+  const value = Array.isArray(state) ? state.join(',') : state;
+  return trace.setSpanContext(ROOT_CONTEXT, value === undefined || value.trim() === '' ? remote : { ...remote, traceState: createTraceState(value) });
+}
+
+/** The attributes a request's span starts with (those a sampler may look at among them). */
+function requestAttributes(request: FastifyRequest, route: string | undefined): Attributes {
+  const queryAt = request.url.indexOf('?');
+  const userAgent = request.headers['user-agent'];
+  const scheme = request.protocol;
+  const attributes: Attributes = {
+    'http.request.method': request.method,
+    'url.path': queryAt === -1 ? request.url : request.url.slice(0, queryAt),
+    'url.scheme': scheme,
+    'client.address': request.ip,
+    'network.protocol.version': protocolVersionOf(request.raw.httpVersion),
+  };
+  if (route !== undefined) attributes['http.route'] = route;
+  if (typeof userAgent === 'string') attributes['user_agent.original'] = userAgent;
+  // server.address and server.port: the Host header's (X-Forwarded-Host's behind a trusted
+  // proxy), its port implied by the scheme when it names none; without a Host header (HTTP/1.0),
+  // the address and port the request came in on.
+  const host = request.host;
+  if (host !== '') {
+    const hostname = request.hostname;
+    attributes['server.address'] = hostname.startsWith('[') ? hostname.slice(1, -1) : hostname;
+    const port = request.port ?? (scheme === 'https' ? 443 : 80);
+    attributes['server.port'] = port;
+  } else {
+    const socket = request.raw.socket;
+    if (socket.localAddress !== undefined) attributes['server.address'] = socket.localAddress;
+    if (socket.localPort !== undefined) attributes['server.port'] = socket.localPort;
+  }
+  return attributes;
+}
+
+/** `network.protocol.version` of Node's `httpVersion`: `1.1`, `1.0`, `2` (not `2.0`). */
+function protocolVersionOf(httpVersion: string): string {
+  return httpVersion === '2.0' ? '2' : httpVersion;
 }
 
 function end(request: FastifyRequest, status: number | undefined): void {
-  const span = spans.get(request);
-  if (span === undefined) return;
-  spans.delete(request);
+  const entry = traced.get(request);
+  if (entry === undefined) return;
+  traced.delete(request);
+  const { span } = entry;
   if (status === undefined) {
     span.setAttribute('error.type', 'aborted');
     span.setStatus({ code: SpanStatusCode.ERROR, message: 'the client went away before the answer' });
   } else {
     span.setAttribute('http.response.status_code', status);
+    // A 4xx is the client's error, not the server's: the status stays UNSET (HTTP span status rules).
     if (status >= 500) {
       span.setAttribute('error.type', String(status));
       span.setStatus({ code: SpanStatusCode.ERROR });
@@ -68,6 +127,6 @@ function end(request: FastifyRequest, status: number | undefined): void {
 
 /** The traceparent of the request's server span, for the call it makes; `undefined` while tracing is off. */
 export function requestTraceparent(request: FastifyRequest): string | undefined {
-  const span = spans.get(request);
-  return span === undefined ? undefined : traceparentOf(span.spanContext());
+  const entry = traced.get(request);
+  return entry === undefined ? undefined : traceparentOf(entry.span.spanContext());
 }
