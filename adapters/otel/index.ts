@@ -79,7 +79,8 @@ export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 5_000;
  *
  * @example
  * ```ts
- * // a collector down for a minute: two or three warnings, not one per batch
+ * // A collector down for a minute gives two or three warnings, not one per batch:
+ * const warningsPerMinute = Math.ceil(60_000 / EXPORT_FAILURE_LOG_INTERVAL_MS) + 1;
  * ```
  */
 export const EXPORT_FAILURE_LOG_INTERVAL_MS = 30_000;
