@@ -8,6 +8,7 @@
 import { KeelError, KeelErrorCode, createKernel, type AnyContract, type Kernel, type Logger } from 'keel';
 import { createHttpGateway, createKernelMetrics, type HttpGateway, type KernelMetrics } from 'keel/http';
 import { createLogger, tracingRequested } from 'keel/transport';
+import type { Tracing } from 'keel/otel';
 import { catalog } from '../modules/catalog/contract.js';
 import { inventory } from '../modules/inventory/contract.js';
 import config from '../keel.config.js';
@@ -17,35 +18,31 @@ import { topologyFromEnv } from './topology.js';
 
 // One logger for the process: its own lines, the kernel's and the gateway's share one format.
 const logger = processLogger();
+// Declared before anything can fail: fail() shuts it down on every failure path.
+let tracing: Tracing | undefined;
 const topology = await topologyFromEnv(process.env).catch((error: unknown) => fail('read its topology', error));
 const hosted = modules.filter((module) => topology.host?.includes(module.name) ?? true);
 // Traces when OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_TRACES_EXPORTER) asks for them; the SDK is loaded only then.
-const tracing = tracingRequested()
+tracing = tracingRequested()
   ? await import('keel/otel')
-      .then(({ startTracing }) => startTracing({ serviceName: topology.host === undefined ? 'shop' : hosted.map((module) => module.name).join('+') }))
+      .then(({ startTracing }) =>
+        startTracing({ serviceName: topology.host === undefined ? 'shop' : hosted.map((module) => module.name).join('+'), logger }),
+      )
       .catch((error: unknown) => fail('start tracing', error))
   : undefined;
-const database = await databasesFromEnv(process.env, hosted).catch(async (error: unknown) => {
-  await topology.transport?.close();
-  return fail('open its database', error);
-});
-const port = await httpPort().catch(async (error: unknown) => {
-  await topology.transport?.close();
-  await database?.close();
-  return fail('serve HTTP', error);
-});
+const database = await databasesFromEnv(process.env, hosted).catch((error: unknown) =>
+  fail('open its database', error, () => topology.transport?.close()),
+);
+const port = await httpPort().catch((error: unknown) =>
+  fail('serve HTTP', error, () => topology.transport?.close(), () => database?.close()),
+);
 let metrics: KernelMetrics | undefined;
-const kernel = await startKernel().catch(async (error: unknown) => {
-  await topology.transport?.close();
-  await database?.close();
-  return fail('start', error);
-});
-const gateway = await startGateway(kernel).catch(async (error: unknown) => {
-  await kernel.stop();
-  await topology.transport?.close();
-  await database?.close();
-  return fail('serve HTTP', error);
-});
+const kernel = await startKernel().catch((error: unknown) =>
+  fail('start', error, () => topology.transport?.close(), () => database?.close()),
+);
+const gateway = await startGateway(kernel).catch((error: unknown) =>
+  fail('serve HTTP', error, () => kernel.stop(), () => topology.transport?.close(), () => database?.close()),
+);
 
 // Nothing else may hold the process open (the local transport has no sockets), so hold it until a signal.
 const keepAlive = setInterval(() => {}, 2 ** 31 - 1);
@@ -66,11 +63,13 @@ async function stop(signal: NodeJS.Signals): Promise<void> {
     await kernel.stop();
     await topology.transport?.close();
     await database?.close();
-    await tracing?.shutdown();
   } catch (error) {
     logger.error({ err: error }, 'the shop did not stop cleanly');
+    await tracing?.shutdown();
     process.exit(1);
   }
+  // Last, and bounded: it sends the spans of the work that just finished, or gives up warning.
+  await tracing?.shutdown();
   clearInterval(keepAlive);
   logger.info({}, 'stopped');
   process.exit(0);
@@ -80,7 +79,9 @@ process.on('SIGINT', (signal) => void stop(signal));
 process.on('SIGTERM', (signal) => void stop(signal));
 
 // Only now that SIGINT and SIGTERM stop it cleanly: whoever waits for the ready record may signal at once.
-await logSummary(kernel);
+await logSummary(kernel).catch((error: unknown) =>
+  fail('say what it runs', error, () => gateway?.close(), () => kernel.stop(), () => topology.transport?.close(), () => database?.close()),
+);
 
 async function startKernel(): Promise<Kernel> {
   const created = createKernel({
@@ -185,8 +186,21 @@ function processLogger(): Logger {
   }
 }
 
-function fail(what: string, error: unknown): never {
+/**
+ * Closes what is open (`closers`, in order: one that throws is logged and the next still runs),
+ * logs why the shop cannot go on, sends the spans buffered so far (tracing's shutdown is bounded
+ * and never rejects), and exits 1.
+ */
+async function fail(what: string, error: unknown, ...closers: (() => Promise<unknown> | undefined)[]): Promise<never> {
+  for (const close of closers) {
+    try {
+      await close();
+    } catch (closeError) {
+      logger.warn({ err: closeError }, `while stopping after the failure: ${closeError instanceof Error ? closeError.message : String(closeError)}`);
+    }
+  }
   logger.error({ err: error }, `The shop could not ${what}: ${error instanceof Error ? error.message : String(error)}`);
+  await tracing?.shutdown();
   process.exit(1);
 }
 

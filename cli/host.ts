@@ -148,12 +148,18 @@ export async function startHost(options: HostOptions): Promise<Host> {
     );
   }
   const root = options.root ?? process.cwd();
-  // Before the kernel and the gateway: their spans need the SDK. Loaded only when OTEL_* asks for traces.
-  const tracing = tracingRequested(options.env ?? process.env)
-    ? (await import('keel/otel')).startTracing({ env: options.env ?? process.env, serviceName: (options.host ?? ['keel']).join('+') })
-    : undefined;
   const hosted = options.host === undefined ? options.modules : options.modules.filter((module) => options.host?.includes(module.name));
+  // Checked before tracing starts: a database URL it refuses leaves nothing to shut down.
   const plan = planDatabases(hosted, { env: options.env, root });
+  // Before the kernel and the gateway: their spans need the SDK. Loaded only when OTEL_* asks for traces.
+  // From here on every failure path, and stop(), shuts it down.
+  const tracing = tracingRequested(options.env ?? process.env)
+    ? (await import('keel/otel')).startTracing({
+        env: options.env ?? process.env,
+        serviceName: (options.host ?? ['keel']).join('+'),
+        ...(options.logger ? { logger: options.logger } : {}),
+      })
+    : undefined;
   // Load the gateway's code while NATS connects and the modules start: loading is most of a start.
   const gatewayCode = options.httpPort === undefined ? undefined : import('keel/http');
   gatewayCode?.catch(() => undefined);

@@ -38,6 +38,33 @@ describe('otel - which variables switch tracing on', () => {
     expect(keelTracer()).toBeUndefined();
   });
 
+  it('otel - service.name is OTEL_SERVICE_NAME, then OTEL_RESOURCE_ATTRIBUTES\'s, then KEEL_PROCESS_NAME, then the option, then keel', async () => {
+    const nameOf = async (env: Record<string, string>, serviceName?: string): Promise<string> => {
+      const tracing = startTracing({ env: { OTEL_TRACES_EXPORTER: 'none', ...env }, serviceName });
+      await tracing.shutdown();
+      return tracing.serviceName;
+    };
+    const all = { OTEL_SERVICE_NAME: 'from-service-name', OTEL_RESOURCE_ATTRIBUTES: 'team=a,service.name=from-attributes', KEEL_PROCESS_NAME: 'from-process' };
+    expect(await nameOf(all, 'from-option')).toBe('from-service-name');
+    expect(await nameOf({ ...all, OTEL_SERVICE_NAME: ' ' }, 'from-option')).toBe('from-attributes');
+    expect(await nameOf({ KEEL_PROCESS_NAME: 'from-process', OTEL_RESOURCE_ATTRIBUTES: 'team=a' }, 'from-option')).toBe('from-process');
+    expect(await nameOf({ OTEL_RESOURCE_ATTRIBUTES: 'team=a' }, 'from-option')).toBe('from-option');
+    expect(await nameOf({})).toBe('keel');
+  });
+
+  it('otel - OTEL_SDK_DISABLED=true makes startTracing start nothing: exporter none, keel\'s spans stay off, nothing is checked', async () => {
+    const tracing = startTracing({ env: { OTEL_SDK_DISABLED: 'true', OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:4318', OTEL_TRACES_SAMPLER: 'sometimes' }, serviceName: 'off' });
+    expect(tracing.exporter).toBe('none');
+    expect(tracing.serviceName).toBe('off');
+    expect(keelTracer()).toBeUndefined();
+    await tracing.shutdown();
+    // It holds nothing: tracing can start after it without a shutdown first.
+    const started = startTracing({ env: { OTEL_TRACES_EXPORTER: 'none' } });
+    expect(keelTracer()).toBeDefined();
+    await started.shutdown();
+    expect(keelTracer()).toBeUndefined();
+  });
+
   it('otel - OTEL_TRACES_SAMPLER names the spec samplers, with OTEL_TRACES_SAMPLER_ARG as the ratio', () => {
     expect(samplerFromEnv({}).toString()).toMatch(/ParentBased\{root=AlwaysOnSampler/);
     expect(samplerFromEnv({ OTEL_TRACES_SAMPLER: 'always_off' }).toString()).toBe('AlwaysOffSampler');
@@ -83,6 +110,10 @@ for (const protocol of ['http/json', 'http/protobuf'] as const) {
       for (const span of spans) {
         expect(span.serviceName).toBe(`echo-${protocol.replace('/', '-')}`);
         expect(span.resource['deployment.environment.name']).toBe('test');
+        // The SDK's default resource is merged in.
+        expect(span.resource['telemetry.sdk.language']).toBe('nodejs');
+        expect(span.resource['telemetry.sdk.name']).toBe('opentelemetry');
+        expect(typeof span.resource['telemetry.sdk.version']).toBe('string');
         expect(span.protocol).toBe(protocol === 'http/json' ? 'json' : 'protobuf');
         expect(span.scope.name).toBe('keel');
       }

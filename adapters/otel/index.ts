@@ -20,19 +20,20 @@
  * @module
  */
 import { context, propagation, trace } from '@opentelemetry/api';
-import { W3CTraceContextPropagator } from '@opentelemetry/core';
+import { W3CTraceContextPropagator, loggingErrorHandler, setGlobalErrorHandler } from '@opentelemetry/core';
 import { OTLPTraceExporter as OtlpJsonExporter } from '@opentelemetry/exporter-trace-otlp-http';
 import { OTLPTraceExporter as OtlpProtobufExporter } from '@opentelemetry/exporter-trace-otlp-proto';
-import { resourceFromAttributes } from '@opentelemetry/resources';
+import { defaultResource, resourceFromAttributes } from '@opentelemetry/resources';
 import { BatchSpanProcessor, ConsoleSpanExporter, TracerProvider, type SpanExporter } from '@opentelemetry/sdk-trace';
-import { KeelError, KeelErrorCode } from 'keel';
-import { KeelContextManager, disableTracing, enableTracing } from 'keel/transport';
+import { KeelError, KeelErrorCode, type Logger } from 'keel';
+import { KeelContextManager, createLogger, disableTracing, enableTracing } from 'keel/transport';
 import { samplerFromEnv } from './sampler.js';
 
 export { tracingRequested } from 'keel/transport';
 
 /**
- * What {@link startTracing} takes. Every field has an `OTEL_*` variable, which wins over it.
+ * What {@link startTracing} takes. The `OTEL_*` variables win over `serviceName`;
+ * `shutdownTimeoutMs`, when given, wins over `OTEL_BSP_EXPORT_TIMEOUT`.
  *
  * @example
  * ```ts
@@ -40,11 +41,49 @@ export { tracingRequested } from 'keel/transport';
  * ```
  */
 export interface StartTracingOptions {
-  /** `service.name` when neither `OTEL_SERVICE_NAME` nor `KEEL_PROCESS_NAME` (the process group's name) is set; default `keel`. */
+  /**
+   * `service.name` when neither `OTEL_SERVICE_NAME`, nor a `service.name` in
+   * `OTEL_RESOURCE_ATTRIBUTES`, nor `KEEL_PROCESS_NAME` (the process group's name) is set;
+   * default `keel`.
+   */
   readonly serviceName?: string | undefined;
   /** Where the `OTEL_*` variables are read; default `process.env`. */
   readonly env?: Readonly<Record<string, string | undefined>> | undefined;
+  /**
+   * Where the SDK's warnings go (a failed export, a shutdown that ran out of time): give the
+   * process's logger. Default: `createLogger()` (`KEEL_LOG_LEVEL`, `KEEL_LOG_FORMAT` of `process.env`).
+   */
+  readonly logger?: Logger | undefined;
+  /**
+   * The longest {@link Tracing.shutdown} waits for the buffered spans to be sent, in ms: default
+   * `OTEL_BSP_EXPORT_TIMEOUT` when set, else {@link DEFAULT_SHUTDOWN_TIMEOUT_MS}.
+   */
+  readonly shutdownTimeoutMs?: number | undefined;
 }
+
+/**
+ * How long {@link Tracing.shutdown} waits for the spans still buffered when neither
+ * `shutdownTimeoutMs` nor `OTEL_BSP_EXPORT_TIMEOUT` says: 5 s, well inside the 10 to 30 s a
+ * supervisor (Docker, Kubernetes, systemd) grants between SIGTERM and SIGKILL.
+ *
+ * @example
+ * ```ts
+ * startTracing({ shutdownTimeoutMs: DEFAULT_SHUTDOWN_TIMEOUT_MS * 2 });
+ * ```
+ */
+export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 5_000;
+
+/**
+ * How often one failure of the SDK (an export that failed, with its message) is logged: once
+ * per 30 s at most, the repeats in between counted in the next line's `repeated`.
+ *
+ * @example
+ * ```ts
+ * // A collector down for a minute gives two or three warnings, not one per batch:
+ * const warningsPerMinute = Math.ceil(60_000 / EXPORT_FAILURE_LOG_INTERVAL_MS) + 1;
+ * ```
+ */
+export const EXPORT_FAILURE_LOG_INTERVAL_MS = 30_000;
 
 /**
  * The running SDK: {@link Tracing.shutdown} sends the spans still buffered and stops it.
@@ -57,11 +96,19 @@ export interface StartTracingOptions {
 export interface Tracing {
   /** `service.name` the spans are exported under. */
   readonly serviceName: string;
-  /** Exporter in use: `otlp` (with its protocol), `console` or `none`. */
+  /** Exporter in use: `otlp` (with its protocol), `console` or `none` (also when `OTEL_SDK_DISABLED=true`). */
   readonly exporter: string;
-  /** Sends what is buffered (at most `OTEL_BSP_EXPORT_TIMEOUT` ms) and stops tracing. */
+  /**
+   * Sends what is buffered and stops tracing; idempotent. It waits at most the shutdown bound
+   * (`shutdownTimeoutMs`, else `OTEL_BSP_EXPORT_TIMEOUT`, else 5 s): past it, or when the export
+   * fails, it logs a warning, drops what is left, and still switches tracing off. It never
+   * rejects, so that a collector that is down cannot stop a process from exiting cleanly.
+   */
   shutdown(): Promise<void>;
 }
+
+/** The tracing this process runs, from {@link startTracing} until its shutdown finished. */
+let running: { readonly serviceName: string } | undefined;
 
 /**
  * Starts the OpenTelemetry SDK and switches keel's spans on, from the standard variables:
@@ -69,18 +116,48 @@ export interface Tracing {
  * `OTEL_EXPORTER_OTLP_PROTOCOL` or `OTEL_EXPORTER_OTLP_TRACES_PROTOCOL` (`http/protobuf`, the
  * default, or `http/json`), `OTEL_TRACES_EXPORTER` (`otlp`, `console`, `none`),
  * `OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`, `OTEL_TRACES_SAMPLER` and
- * `OTEL_TRACES_SAMPLER_ARG`, `OTEL_BSP_*`. `KEEL_TRACE_IN_PROCESS=false` leaves calls between
- * modules of one process without spans. Call it before making kernels and gateways.
+ * `OTEL_TRACES_SAMPLER_ARG`, `OTEL_BSP_*`, `OTEL_EXPORTER_OTLP_TIMEOUT` (or `_TRACES_TIMEOUT`),
+ * `OTEL_SDK_DISABLED`. `KEEL_TRACE_IN_PROCESS=false`
+ * leaves calls between modules of one process without spans. Call it before making kernels and
+ * gateways.
  *
- * @throws KeelError `INVALID_CONFIG` naming the variable whose value is not supported.
+ * `service.name` is, first to last: `OTEL_SERVICE_NAME`, `service.name` in
+ * `OTEL_RESOURCE_ATTRIBUTES`, `KEEL_PROCESS_NAME`, `options.serviceName`, `keel`. The resource
+ * carries the SDK's own attributes (`telemetry.sdk.*`) and those of `OTEL_RESOURCE_ATTRIBUTES`.
+ *
+ * `OTEL_SDK_DISABLED=true` starts nothing: the handle says exporter `none`, keel's spans stay
+ * off, and its `shutdown()` does nothing.
+ *
+ * One process runs one SDK at a time (OpenTelemetry's globals hold one tracer provider): a second
+ * call while the first's is running throws rather than replacing it or handing back the first
+ * (whose service name and exporter may not be what the second caller asked for). Once the first
+ * handle's `shutdown()` resolved, tracing can start again.
+ *
+ * Export failures (a collector down or refusing) are logged as warnings through `options.logger`,
+ * at most one line per distinct failure every 30 s.
+ *
+ * @throws KeelError `INVALID_CONFIG` naming the variable (or option) whose value is not
+ *   supported, or saying that tracing is already started in this process.
  * @example
  * ```ts
- * const tracing = startTracing();
+ * const tracing = startTracing({ logger });
  * ```
  */
 export function startTracing(options: StartTracingOptions = {}): Tracing {
   const env = options.env ?? process.env;
-  const serviceName = env['OTEL_SERVICE_NAME']?.trim() || env['KEEL_PROCESS_NAME']?.trim() || options.serviceName || 'keel';
+  if (env['OTEL_SDK_DISABLED']?.trim().toLowerCase() === 'true') {
+    // The SDK is off: nothing is checked, registered or switched on.
+    return { serviceName: serviceNameOf(env, options, tolerantKeyValues(env, 'OTEL_RESOURCE_ATTRIBUTES')), exporter: 'none', shutdown: () => Promise.resolve() };
+  }
+  if (running !== undefined) {
+    throw new KeelError(
+      KeelErrorCode.INVALID_CONFIG,
+      `Tracing is already started in this process (service.name "${running.serviceName}"); call shutdown() on the handle ` +
+        'startTracing() returned first, and start it again once that resolved.',
+    );
+  }
+  const attributes = keyValues(env, 'OTEL_RESOURCE_ATTRIBUTES');
+  const serviceName = serviceNameOf(env, options, attributes);
   const exporterName = (env['OTEL_TRACES_EXPORTER']?.trim() || 'otlp').toLowerCase();
   let exporter: SpanExporter | undefined;
   let described = exporterName;
@@ -105,40 +182,128 @@ export function startTracing(options: StartTracingOptions = {}): Tracing {
       `OTEL_TRACES_EXPORTER is "${exporterName}", which keel does not support; set it to otlp, console or none.`,
     );
   }
-  const resource = resourceFromAttributes({ ...keyValues(env, 'OTEL_RESOURCE_ATTRIBUTES'), 'service.name': serviceName });
+  const batch = batchOptions(env);
+  const shutdownTimeoutMs = options.shutdownTimeoutMs ?? batch['exportTimeoutMillis'] ?? DEFAULT_SHUTDOWN_TIMEOUT_MS;
+  if (!(shutdownTimeoutMs > 0)) {
+    throw new KeelError(KeelErrorCode.INVALID_CONFIG, `shutdownTimeoutMs is ${shutdownTimeoutMs}; give a positive number of milliseconds, or leave it out.`);
+  }
+  const sampler = samplerFromEnv(env);
+  const logger = (options.logger ?? createLogger()).child({ component: 'otel' });
+  // The SDK's own attributes (telemetry.sdk.*), then OTEL_RESOURCE_ATTRIBUTES, then the service name.
+  const resource = resourceFromAttributes({ ...defaultResource().attributes, ...attributes, 'service.name': serviceName });
   const provider = new TracerProvider({
     resource,
-    sampler: samplerFromEnv(env),
-    spanProcessors: exporter === undefined ? [] : [new BatchSpanProcessor({ exporter, ...batchOptions(env) })],
+    sampler,
+    spanProcessors: exporter === undefined ? [] : [new BatchSpanProcessor({ exporter, ...batch })],
   });
+  running = { serviceName };
+  setGlobalErrorHandler(rateLimitedWarnings(logger));
   trace.setGlobalTracerProvider(provider);
   context.setGlobalContextManager(new KeelContextManager());
   propagation.setGlobalPropagator(new W3CTraceContextPropagator());
   enableTracing({ provider, inProcessSpans: env['KEEL_TRACE_IN_PROCESS']?.trim().toLowerCase() !== 'false' });
   let stopped: Promise<void> | undefined;
   return {
-    serviceName: resource.attributes['service.name'] as string,
+    serviceName,
     exporter: described,
     shutdown: () => {
       stopped ??= (async () => {
         disableTracing();
-        await provider.shutdown();
-        trace.disable();
-        context.disable();
-        propagation.disable();
+        try {
+          const outcome = await withinBound(provider.shutdown(), shutdownTimeoutMs);
+          if (outcome === 'timeout') {
+            logger.warn(
+              { timeoutMs: shutdownTimeoutMs },
+              `tracing shutdown: the spans still buffered were not sent within ${shutdownTimeoutMs} ms (is the collector reachable?); dropping them`,
+            );
+          }
+        } catch (error) {
+          logger.warn({ err: error }, `tracing shutdown: the spans still buffered could not be sent: ${messageOf(error)}`);
+        } finally {
+          trace.disable();
+          context.disable();
+          propagation.disable();
+          setGlobalErrorHandler(loggingErrorHandler());
+          running = undefined;
+        }
       })();
       return stopped;
     },
   };
 }
 
+/** `service.name`: `OTEL_SERVICE_NAME`, then `OTEL_RESOURCE_ATTRIBUTES`'s, then `KEEL_PROCESS_NAME`, then the option, then `keel`. */
+function serviceNameOf(env: Readonly<Record<string, string | undefined>>, options: StartTracingOptions, attributes: Record<string, string>): string {
+  return (
+    env['OTEL_SERVICE_NAME']?.trim() ||
+    attributes['service.name']?.trim() ||
+    env['KEEL_PROCESS_NAME']?.trim() ||
+    options.serviceName?.trim() ||
+    'keel'
+  );
+}
+
+/** `'done'` when `work` settles within `ms` (its rejection is thrown), else `'timeout'`; `work` is left to finish, its failure swallowed. */
+async function withinBound(work: Promise<unknown>, ms: number): Promise<'done' | 'timeout'> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(() => resolve('timeout'), ms);
+    timer.unref();
+  });
+  work.catch(() => undefined);
+  try {
+    return await Promise.race([work.then(() => 'done' as const), timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/**
+ * The SDK's error handler (export failures reach it): a warning through `logger`, each distinct
+ * message at most once per {@link EXPORT_FAILURE_LOG_INTERVAL_MS}, with how often it repeated since.
+ */
+function rateLimitedWarnings(logger: Logger): (error: unknown) => void {
+  const seen = new Map<string, { at: number; repeated: number }>();
+  return (error) => {
+    const message = messageOf(error);
+    const now = Date.now();
+    const last = seen.get(message);
+    if (last !== undefined && now - last.at < EXPORT_FAILURE_LOG_INTERVAL_MS) {
+      last.repeated += 1;
+      return;
+    }
+    seen.set(message, { at: now, repeated: 0 });
+    logger.warn(
+      { err: error, ...(last === undefined || last.repeated === 0 ? {} : { repeated: last.repeated }) },
+      `tracing: ${message} (spans are dropped; the same failure is logged at most every ${EXPORT_FAILURE_LOG_INTERVAL_MS / 1000} s)`,
+    );
+  };
+}
+
+/** An error's message, with its cause's (the exporters wrap the network error) when it adds something. */
+function messageOf(error: unknown): string {
+  if (!(error instanceof Error)) return typeof error === 'string' ? error : JSON.stringify(error);
+  const cause = error.cause instanceof Error ? error.cause.message : undefined;
+  return cause !== undefined && cause !== '' && !error.message.includes(cause) ? `${error.message}: ${cause}` : error.message || error.name;
+}
+
+/** {@link keyValues}, or nothing when the variable cannot be read: for a name only, where nothing is checked. */
+function tolerantKeyValues(env: Readonly<Record<string, string | undefined>>, variable: string): Record<string, string> {
+  try {
+    return keyValues(env, variable);
+  } catch {
+    return {};
+  }
+}
+
 /**
  * The exporter's URL and headers from `env` (the exporters themselves read only `process.env`):
  * `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` as it is, else `OTEL_EXPORTER_OTLP_ENDPOINT` plus
- * `/v1/traces`; the general and the traces headers.
+ * `/v1/traces`; the general and the traces headers; the traces or the general timeout (ms, each
+ * export with its retries).
  */
-function exporterConfig(env: Readonly<Record<string, string | undefined>>): { url?: string; headers?: Record<string, string> } {
-  const config: { url?: string; headers?: Record<string, string> } = {};
+function exporterConfig(env: Readonly<Record<string, string | undefined>>): { url?: string; headers?: Record<string, string>; timeoutMillis?: number } {
+  const config: { url?: string; headers?: Record<string, string>; timeoutMillis?: number } = {};
   const traces = env['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT']?.trim();
   const base = env['OTEL_EXPORTER_OTLP_ENDPOINT']?.trim();
   const url = traces || (base ? `${base.replace(/\/+$/, '')}/v1/traces` : undefined);
@@ -154,6 +319,8 @@ function exporterConfig(env: Readonly<Record<string, string | undefined>>): { ur
   }
   const headers = { ...keyValues(env, 'OTEL_EXPORTER_OTLP_HEADERS'), ...keyValues(env, 'OTEL_EXPORTER_OTLP_TRACES_HEADERS') };
   if (Object.keys(headers).length > 0) config.headers = headers;
+  const timeoutVariable = ['OTEL_EXPORTER_OTLP_TRACES_TIMEOUT', 'OTEL_EXPORTER_OTLP_TIMEOUT'].find((name) => env[name]?.trim());
+  if (timeoutVariable !== undefined) config.timeoutMillis = positiveInteger(env, timeoutVariable);
   return config;
 }
 
@@ -186,11 +353,17 @@ function batchOptions(env: Readonly<Record<string, string | undefined>>): Record
   for (const [variable, field] of Object.entries(BATCH_VARIABLES)) {
     const raw = env[variable]?.trim();
     if (raw === undefined || raw === '') continue;
-    const value = Number(raw);
-    if (!Number.isInteger(value) || value <= 0) {
-      throw new KeelError(KeelErrorCode.INVALID_CONFIG, `${variable} is "${raw}"; set it to a positive whole number, or unset it.`);
-    }
-    options[field] = value;
+    options[field] = positiveInteger(env, variable);
   }
   return options;
+}
+
+/** A variable that is set, as a positive whole number; another value is named. */
+function positiveInteger(env: Readonly<Record<string, string | undefined>>, variable: string): number {
+  const raw = env[variable]?.trim() ?? '';
+  const value = Number(raw);
+  if (raw === '' || !Number.isInteger(value) || value <= 0) {
+    throw new KeelError(KeelErrorCode.INVALID_CONFIG, `${variable} is "${raw}"; set it to a positive whole number, or unset it.`);
+  }
+  return value;
 }
