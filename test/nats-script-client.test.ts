@@ -70,7 +70,7 @@ describe('kernel - a contracts-only client over NATS', () => {
   it('kernel - a contracts-only client gets declared errors as the contract classes (instanceof), over NATS', async () => {
     const missing = await script.client(orders).getOrder({ orderId: 'o-nope' }).catch((error: unknown) => error);
     expect(missing).toBeInstanceOf(OrderNotFound);
-    expect((missing as OrderNotFound).data).toEqual({ orderId: 'o-nope' });
+    expect((missing as InstanceType<typeof OrderNotFound>).data).toEqual({ orderId: 'o-nope' });
     const unknown = await script
       .client(orders)
       .placeOrder({ customerId: 'c-script', lines: [{ sku: 'NO-SUCH', quantity: 1 }], card: { token: 'tok_visa' } })
