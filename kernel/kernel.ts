@@ -32,7 +32,7 @@ export type { Topology } from './kernel-options.js';
  * @example
  * ```ts
  * const status: KernelStatus = kernel.status();
- * console.log(status.state, status.ready, status.remote); // 'started' true ['payments'] (payments runs elsewhere)
+ * console.log(status.state, status.ready, status.remote); // 'started' true ['payments'] (payments runs elsewhere, and a module here calls it)
  * for (const module of status.modules) console.log(`${module.name} ${module.version}: ${module.state}`);
  * for (const transport of status.transports) console.log(transport.name, transport.ready ? 'ready' : transport.detail);
  * for (const bulkhead of status.bulkheads) console.log(`${bulkhead.module}: ${bulkhead.running} running, ${bulkhead.queued} queued`);
