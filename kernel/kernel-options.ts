@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS } from './client.js';
 import type { Logger } from './logger.js';
 import type { AnyModule } from './module.js';
+import { isContract, type AnyContract } from './contract.js';
 import type { DeadLetter } from './subscription.js';
 import type { DatabaseEngine } from './database.js';
 import { checkPrincipalSchema, type PrincipalSchema } from './principal.js';
@@ -62,9 +63,33 @@ export interface Topology {
  * ```
  */
 export interface KernelOptions {
-  /** The application manifest: every module of the application, hosted here or not. */
-  readonly modules: readonly AnyModule[];
+  /**
+   * The application manifest: every module of the application, hosted here or not. Default:
+   * none, for a process that only calls modules hosted elsewhere (see `contracts`).
+   */
+  readonly modules?: readonly AnyModule[];
   readonly topology?: Topology;
+  /**
+   * Contracts of modules hosted elsewhere that this process calls knowing only their contracts,
+   * without their modules in `modules` (a script, a tool, a gateway in front of other
+   * processes): `kernel.client(contract)` reaches them over `topology.transport`, which they
+   * need, with the same deadlines, retries, circuit breakers, declared errors and tracing as
+   * any other client. A contract whose module is in `modules` may be listed too, on the same
+   * major version.
+   *
+   * ```ts
+   * import { createKernel } from 'keel';
+   * import { createNatsTransport } from 'keel/nats';
+   * import { orders } from '../modules/orders/contract.js';
+   *
+   * const transport = await createNatsTransport({ servers: 'nats://127.0.0.1:4222' });
+   * const kernel = createKernel({ contracts: [orders], topology: { transport } });
+   * const order = await kernel.client(orders).getOrder({ orderId: 'o-1' });
+   * await kernel.stop();
+   * await transport.close();
+   * ```
+   */
+  readonly contracts?: readonly AnyContract[];
   /** Deadline of calls whose operation and caller set none (default 10 000 ms). */
   readonly defaultTimeoutMs?: number;
   /** Time an event handler gets before its context's deadline (default 30 000 ms). */
@@ -180,8 +205,13 @@ const bulkheadLimits = z
 
 const KernelOptionsSchema = z
   .object({
-    modules: z.array(z.unknown(), { error: 'must be an array of modules made with defineModule()' }),
+    modules: z.array(z.unknown(), { error: 'must be an array of modules made with defineModule()' }).optional(),
     topology: z.unknown().optional(),
+    contracts: z
+      .array(z.custom((value) => isContract(value), { error: 'must be a contract made with defineContract()' }), {
+        error: 'must be an array of contracts made with defineContract()',
+      })
+      .optional(),
     defaultTimeoutMs: milliseconds(TIMEOUT).optional(),
     eventTimeoutMs: milliseconds(TIMEOUT).optional(),
     maxDeliveryAttempts: z

@@ -6,7 +6,7 @@
  */
 import 'reflect-metadata';
 import { Container } from 'inversify';
-import { isContract, type AnyContract } from './contract.js';
+import { isContract, majorOf, type AnyContract } from './contract.js';
 import { DEFAULT_CALL_POLICIES, definedFields } from './call-policy.js';
 import { CircuitBreakers, type CircuitStatus } from './circuit-breaker.js';
 import { createClient, type Client } from './client.js';
@@ -32,7 +32,7 @@ export type { Topology } from './kernel-options.js';
  * @example
  * ```ts
  * const status: KernelStatus = kernel.status();
- * console.log(status.state, status.ready, status.remote); // 'started' true ['payments'] (payments runs elsewhere)
+ * console.log(status.state, status.ready, status.remote); // 'started' true ['payments'] (payments runs elsewhere, and a module here calls it)
  * for (const module of status.modules) console.log(`${module.name} ${module.version}: ${module.state}`);
  * for (const transport of status.transports) console.log(transport.name, transport.ready ? 'ready' : transport.detail);
  * for (const bulkhead of status.bulkheads) console.log(`${bulkhead.module}: ${bulkhead.running} running, ${bulkhead.queued} queued`);
@@ -42,7 +42,13 @@ export interface KernelStatus {
   readonly state: LifecycleState;
   readonly ready: boolean;
   readonly modules: readonly { readonly name: string; readonly version: string; readonly state: LifecycleState }[];
-  /** Modules of the manifest reached through the transport. */
+  /**
+   * Modules hosted elsewhere that this process reaches through the transport: those its hosted
+   * modules depend on or subscribe to, and those it has made a client of
+   * ({@link Kernel.client}, as a gateway or a script does), in manifest order, then in the
+   * order of the `contracts` option. A module of the manifest this process never calls is not
+   * listed.
+   */
   readonly remote: readonly string[];
   readonly transports: readonly TransportStatus[];
   /** The circuit breaker of each dependency this process has called. */
@@ -98,7 +104,10 @@ export interface Kernel {
    * Returns a function that removes it.
    */
   observe(observer: KernelObserver): () => void;
-  /** A client of any contract in the manifest, for callers outside any module. */
+  /**
+   * A client of a contract of the manifest or of the `contracts` option, for callers outside
+   * any module (a gateway, a script, a test).
+   */
   client<C extends AnyContract>(contract: C, options?: KernelClientOptions): Client<C>;
   /** The manifest's modules. */
   readonly modules: readonly AnyModule[];
@@ -123,12 +132,27 @@ export interface Kernel {
  * await shop.placeOrder({ customerId: 'c-42', lines: [{ sku: 'KB-001', quantity: 1 }], card: { token: 'tok_visa' } });
  * await kernel.stop();
  * ```
+ *
+ * @example
+ * A script that calls a shop running elsewhere, knowing only its contracts: no module code,
+ * no manifest, no database. Clients keep their deadlines, retries, declared errors and tracing.
+ * ```ts
+ * import { createKernel } from 'keel';
+ * import { createNatsTransport } from 'keel/nats';
+ * import { orders } from './modules/orders/contract.js';
+ *
+ * const transport = await createNatsTransport({ servers: 'nats://127.0.0.1:4222' });
+ * const kernel = createKernel({ contracts: [orders], topology: { transport } });
+ * const { orders: placed } = await kernel.client(orders).listOrders({ customerId: 'c-42' });
+ * await kernel.stop();
+ * await transport.close();
+ * ```
  */
 export function createKernel(options: KernelOptions): Kernel {
-  return new KernelImpl(parseKernelOptions(options, DEFAULT_KERNEL_OPTIONS));
+  return new KernelImpl(parseKernelOptions(options, { modules: [], contracts: [], ...DEFAULT_KERNEL_OPTIONS }));
 }
 
-type ResolvedOptions = KernelOptions & { readonly [K in Exclude<keyof typeof DEFAULT_KERNEL_OPTIONS, 'bulkhead'>]: number };
+type ResolvedOptions = KernelOptions & { readonly modules: readonly AnyModule[]; readonly contracts: readonly AnyContract[] } & { readonly [K in Exclude<keyof typeof DEFAULT_KERNEL_OPTIONS, 'bulkhead'>]: number };
 
 /**
  * Orchestration: the graph checked once, hosted modules started in dependency order and stopped
@@ -145,6 +169,10 @@ class KernelImpl implements Kernel {
   readonly #remote: Transport | undefined;
   readonly #hosted: ModuleHost[];
   readonly #hostedNames: ReadonlySet<string>;
+  /** Contracts this kernel makes clients of without their module: the `contracts` option. */
+  readonly #contracts: ReadonlyMap<string, AnyContract>;
+  /** Modules hosted elsewhere that this process reaches (status().remote). */
+  readonly #reached = new Set<string>();
   readonly #clients = new Map<string, Client<AnyContract>>();
   readonly #observers: KernelObserver[] = [];
   readonly #breakers: CircuitBreakers;
@@ -157,6 +185,12 @@ class KernelImpl implements Kernel {
     this.#remote = options.topology?.transport;
     const hosted = hostedModules(checkGraph(options.modules), options.topology?.host, this.#remote !== undefined);
     this.#hostedNames = new Set(hosted.map((module) => module.name));
+    this.#contracts = remoteContracts(options.modules, options.contracts, this.#remote !== undefined);
+    for (const module of hosted) {
+      for (const contract of [...module.dependsOn, ...module.subscribesTo] as AnyContract[]) {
+        if (!this.#hostedNames.has(contract.name)) this.#reached.add(contract.name);
+      }
+    }
     this.#logger = options.logger ?? createLogger();
     this.#local = createLocalTransport({ logger: this.#logger });
     const breakerPolicy =
@@ -264,7 +298,9 @@ class KernelImpl implements Kernel {
         version: host.module.contract.version,
         state: host.state,
       })),
-      remote: this.modules.map((module) => module.name).filter((name) => !this.#hostedNames.has(name)),
+      remote: [...this.modules.map((module) => module.name), ...this.#contracts.keys()].filter(
+        (name, index, names) => this.#reached.has(name) && names.indexOf(name) === index,
+      ),
       transports: [this.#local.status(), ...(this.#remote ? [this.#remote.status()] : [])],
       circuits: this.#breakers.status(),
       bulkheads: this.#hosted.flatMap((host) => (host.bulkhead === undefined ? [] : [host.bulkhead.status()])),
@@ -280,10 +316,11 @@ class KernelImpl implements Kernel {
   }
 
   client<C extends AnyContract>(contract: C, options: KernelClientOptions = {}): Client<C> {
-    if (!isContract(contract) || !this.modules.some((module) => module.name === contract.name)) {
+    if (!isContract(contract) || !(this.modules.some((module) => module.name === contract.name) || this.#contracts.has(contract.name))) {
       throw topologyError(
-        `No module in the manifest implements "${String((contract as { name?: unknown })?.name)}"; ` +
-          'a kernel only makes clients of contracts in its manifest.',
+        `No module in the manifest implements "${String((contract as { name?: unknown })?.name)}", nor is it in the kernel's contracts; ` +
+          'a kernel makes clients of the contracts of its manifest, and of those of modules hosted elsewhere that its `contracts` option lists ' +
+          '(with a transport to reach them, such as createKernel({ contracts: [books], topology: { transport } })).',
       );
     }
     return this.#clientFor(contract, options.caller ?? 'external');
@@ -300,6 +337,7 @@ class KernelImpl implements Kernel {
             'Host it here (topology.host), or configure a transport (for example KEEL_NATS_URL).',
         );
       }
+      if (transport === this.#remote) this.#reached.add(contract.name);
       client = createClient(contract, transport, {
         caller,
         defaultTimeoutMs: this.#options.defaultTimeoutMs,
@@ -314,4 +352,34 @@ class KernelImpl implements Kernel {
     return client as Client<C>;
   }
 
+}
+
+/**
+ * The `contracts` option by name, checked: each listed once, on the major version of the
+ * manifest's module when there is one, and reached through a transport.
+ */
+function remoteContracts(modules: readonly AnyModule[], contracts: readonly AnyContract[], hasTransport: boolean): ReadonlyMap<string, AnyContract> {
+  const byName = new Map<string, AnyContract>();
+  for (const contract of contracts) {
+    const listed = byName.get(contract.name);
+    if (listed !== undefined && listed !== contract) {
+      throw topologyError(`Contract "${contract.name}" appears twice in the kernel's contracts; list each contract once.`);
+    }
+    const module = modules.find((candidate) => candidate.name === contract.name);
+    if (module !== undefined && majorOf(module.contract.version) !== majorOf(contract.version)) {
+      throw topologyError(
+        `The kernel's contracts list "${contract.name}" ${contract.version}, but the manifest's module implements ` +
+          `${module.contract.version}: the major versions differ.`,
+      );
+    }
+    byName.set(contract.name, contract);
+  }
+  const elsewhere = [...byName.keys()].filter((name) => !modules.some((module) => module.name === name));
+  if (elsewhere.length > 0 && !hasTransport) {
+    throw topologyError(
+      `The kernel's contracts list ${elsewhere.map((name) => `"${name}"`).join(', ')}, whose modules run elsewhere, but no transport reaches them. ` +
+        'Give one in topology.transport (for example await createNatsTransport({ servers: process.env.KEEL_NATS_URL })).',
+    );
+  }
+  return byName;
 }

@@ -64,7 +64,7 @@ describe('kernel - options', () => {
 
   it('kernel - refuses an unknown option (a misspelt one) and names what it takes', () => {
     expect(refusal({ defaultTimeout: 5_000 })).toBe(
-      'createKernel: unknown option "defaultTimeout" (it takes modules, topology, defaultTimeoutMs, eventTimeoutMs, maxDeliveryAttempts, drainTimeoutMs, logger, onDeadLetter, database, principal, retry, hedge, circuitBreaker, bulkhead, bulkheads).',
+      'createKernel: unknown option "defaultTimeout" (it takes modules, topology, contracts, defaultTimeoutMs, eventTimeoutMs, maxDeliveryAttempts, drainTimeoutMs, logger, onDeadLetter, database, principal, retry, hedge, circuitBreaker, bulkhead, bulkheads).',
     );
   });
 

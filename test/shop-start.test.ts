@@ -286,6 +286,8 @@ describe('app - npm start split over NATS', () => {
     const silent = startShop({ KEEL_MODULES: 'catalog', KEEL_NATS_URL: server.url, KEEL_NATS_PREFIX: 'silent' });
     expect(await silent.ready(), silent.output()).toBeUndefined();
     expect(silent.said('hosting catalog 1.1.0')).toBe(true);
+    // catalog calls no module and subscribes to none: the modules hosted elsewhere are not its business.
+    expect(silent.records().some((record) => record.msg.startsWith('reaching '))).toBe(false);
     expect(await silent.stop()).toBe(0);
 
     // Its own prefix, so that the calls below reach this process and not the test's catalog.
@@ -414,6 +416,8 @@ describe('app - npm start split over NATS', () => {
     const url = await ordersProcess.ready();
     try {
       expect(ordersProcess.said(`HTTP gateway on ${url} (operations of orders only; API reference ${url}/docs, OpenAPI ${url}/openapi.json)`)).toBe(true);
+      // What orders depends on, not notifications, which it never calls.
+      expect(ordersProcess.records().find((record) => record.msg.startsWith('reaching '))?.msg).toMatch(/^reaching catalog, inventory, payments over .*\bnats\b/);
       const listed = await postJson(`${url}/orders/listOrders`, { customerId: 'c-1' });
       expect(await listed.json()).toEqual({ orders: [] });
       const read = await fetch(`${url}/orders/listOrders?input=${encodeURIComponent(JSON.stringify({ customerId: 'c-1' }))}`);

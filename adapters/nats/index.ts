@@ -27,5 +27,6 @@ export {
   type NatsTransportOptions,
 } from './options.js';
 export { NATS_ENV, natsOptionsFromEnv } from './options-from-env.js';
+export { removeEventStreams } from './remove-streams.js';
 export { DECLARED_ERROR_CODES, Header, SERVICE_ERROR_CODES, Subjects } from './wire.js';
 export { ENDPOINT_STATS_TYPE, isEndpointStatsData, type EndpointStatsData } from './endpoint-stats.js';

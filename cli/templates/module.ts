@@ -360,7 +360,8 @@ export function testSupportFile(): string {
  * Starts the application for tests. By default everything runs in this process. When
  * KEEL_NATS_URL is set (for example \`KEEL_NATS_URL=nats://127.0.0.1:4222 npm test\`), the modules
  * are served by one kernel and called from a second one, so every call and every event crosses
- * NATS. Each application gets its own subject prefix, so test files never answer each other.
+ * NATS. Each application gets its own subject prefix, so test files never answer each other, and
+ * its JetStream streams and consumers are removed when it stops.
  * When a module owns data, the serving kernel keeps it in a PGlite database in memory made for
  * this application alone: every test file starts from empty tables, and nothing is left behind.
  */
@@ -371,7 +372,7 @@ import { createKernel, silentLogger, type AnyModule, type DatabaseEngine, type K
 export interface TestApplication {
   /** The kernel to take clients from: \`app.caller.client(contract)\`. */
   readonly caller: Kernel;
-  /** Stops both kernels, closes the NATS connections and the database. */
+  /** Stops both kernels, closes the NATS connections, removes this application's JetStream streams, closes the database. */
   stop(): Promise<void>;
 }
 
@@ -411,6 +412,11 @@ export async function startApplication(modules: readonly AnyModule[]): Promise<T
       await caller.stop();
       await server.stop();
       for (const transport of transports) await transport.close();
+      if (transports.length > 0) {
+        // The streams and consumers made for this prefix outlive the connections: remove them, so a run leaves nothing behind.
+        const { natsOptionsFromEnv, removeEventStreams } = await import('keel/nats');
+        await removeEventStreams({ ...natsOptionsFromEnv(process.env), prefix });
+      }
       await database?.close();
     },
   };
