@@ -72,7 +72,7 @@ describe('cli - keel new', () => {
     const manifest = JSON.parse(readFileSync(join(parent, 'my-shop', 'package.json'), 'utf8'));
     expect(manifest.name).toBe('my-shop');
     expect(manifest.dependencies.keel).toBe('file:../keel.tgz');
-    expect(manifest.scripts).toMatchObject({ start: 'keel start', test: 'vitest run' });
+    expect(manifest.scripts).toMatchObject({ start: 'keel start', test: 'npm run typecheck && vitest run' });
     expect(stdout).toContain('cd my-shop\n  npm install\n  npm test');
   });
 
