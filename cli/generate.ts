@@ -7,7 +7,7 @@ import { dirname, join, relative, sep } from 'node:path';
 import { isContract } from 'keel/transport';
 import { CLIError, CliErrorCode } from './errors.js';
 import { addToManifest } from './manifest.js';
-import { assertEventName, assertModuleName, splitList } from './names.js';
+import { assertEventName, assertModuleName, assertOperationName, splitList } from './names.js';
 import { findCycle, importProjectFile, loadManifest, moduleGraph, type ModuleNode, type Project } from './project.js';
 import {
   contractFile,
@@ -17,6 +17,7 @@ import {
   moduleTestFile,
   testSupportFile,
   type DependencyImport,
+  type SubscriptionImport,
 } from './templates/module.js';
 
 /** One file a plan creates or changes. */
@@ -45,6 +46,10 @@ export interface PlanModuleOptions {
   readonly dependsOn?: string | undefined;
   /** Comma-separated camelCase names of events the new module publishes. */
   readonly events?: string | undefined;
+  /** Comma-separated camelCase names of its operations (default: the placeholder `hello`). */
+  readonly operations?: string | undefined;
+  /** Comma-separated module names whose events the new module handles. */
+  readonly subscribesTo?: string | undefined;
   /** The new module owns data: `migrations/001_<name>.sql` and a `hello` that uses `db`. */
   readonly data?: boolean | undefined;
 }
@@ -60,7 +65,11 @@ function importSpecifier(fromDir: string, file: string): string {
   return path.startsWith('.') ? path : `./${path}`;
 }
 
-async function dependencyImport(project: Project, name: string, moduleDir: string): Promise<DependencyImport> {
+async function loadDependencyContract(
+  project: Project,
+  name: string,
+  moduleDir: string,
+): Promise<{ readonly dependency: DependencyImport; readonly contract: { readonly events: Record<string, unknown> } }> {
   const file = join(project.modulesDir, name, 'contract.ts');
   if (!existsSync(file)) {
     throw new CLIError(
@@ -76,7 +85,20 @@ async function dependencyImport(project: Project, name: string, moduleDir: strin
       `${shownPath(project, file)} exports no contract named "${name}" (made with defineContract({ name: '${name}', ... })).`,
     );
   }
-  return { name, exportName, importPath: importSpecifier(moduleDir, file) };
+  return {
+    dependency: { name, exportName, importPath: importSpecifier(moduleDir, file) },
+    contract: exports[exportName] as { readonly events: Record<string, unknown> },
+  };
+}
+
+async function dependencyImport(project: Project, name: string, moduleDir: string): Promise<DependencyImport> {
+  return (await loadDependencyContract(project, name, moduleDir)).dependency;
+}
+
+/** A contract to subscribe to, with its events read from the loaded contract. */
+async function subscriptionImport(project: Project, name: string, moduleDir: string): Promise<SubscriptionImport> {
+  const { dependency, contract } = await loadDependencyContract(project, name, moduleDir);
+  return { ...dependency, events: Object.keys(contract.events ?? {}) };
 }
 
 /**
@@ -94,9 +116,16 @@ export async function planModule(project: Project, options: PlanModuleOptions): 
   const name = assertModuleName(options.name);
   const dependsOn = splitList(options.dependsOn).map((dependency) => assertModuleName(dependency, 'Dependency'));
   const events = splitList(options.events).map(assertEventName);
+  const operations = splitList(options.operations).map(assertOperationName);
+  const subscribesTo = splitList(options.subscribesTo).map((source) => assertModuleName(source, 'Subscribed module'));
   const nodes = moduleGraph(await loadManifest(project));
-  return planAgainst(project, nodes, { name, dependsOn, events, data: options.data === true }, (dependency, moduleDir) =>
-    dependencyImport(project, dependency, moduleDir),
+  return planAgainst(
+    project,
+    nodes,
+    { name, dependsOn, events, operations, subscribesTo, data: options.data === true },
+    (dependency, moduleDir) => dependencyImport(project, dependency, moduleDir),
+    undefined,
+    (source, moduleDir) => subscriptionImport(project, source, moduleDir),
   );
 }
 
@@ -104,11 +133,22 @@ export async function planModule(project: Project, options: PlanModuleOptions): 
 export async function planAgainst(
   project: Project,
   nodes: readonly ModuleNode[],
-  request: { readonly name: string; readonly dependsOn: readonly string[]; readonly events: readonly string[]; readonly data?: boolean },
+  request: {
+    readonly name: string;
+    readonly dependsOn: readonly string[];
+    readonly events: readonly string[];
+    readonly operations?: readonly string[];
+    readonly subscribesTo?: readonly string[];
+    readonly data?: boolean;
+  },
   resolveDependency: (name: string, moduleDir: string) => Promise<DependencyImport>,
   manifestSource: string = readFileSync(project.manifestPath, 'utf8'),
+  resolveSubscription: (name: string, moduleDir: string) => Promise<SubscriptionImport> = () =>
+    Promise.reject(new Error('this plan subscribes to no contract')),
 ): Promise<ModulePlan> {
   const { name, dependsOn, events } = request;
+  const operations = request.operations ?? [];
+  const subscribesTo = request.subscribesTo ?? [];
   const data = request.data === true;
   const known = nodes.map((node) => node.name);
   const moduleDir = join(project.modulesDir, name);
@@ -130,6 +170,21 @@ export async function planAgainst(
       { hint: 'Generate the dependency first, or fix the name.' },
     );
   }
+  const unknownSources = subscribesTo.filter((source) => source !== name && !known.includes(source));
+  if (unknownSources.length > 0) {
+    throw new CLIError(
+      CliErrorCode.E_UNKNOWN_MODULE,
+      `"${name}" cannot subscribe to ${unknownSources.map((source) => `"${source}"`).join(', ')}: no such module in the manifest ` +
+        `(it has: ${known.join(', ') || 'no modules yet'}).`,
+      { hint: 'Generate that module first, or fix the name.' },
+    );
+  }
+  if (subscribesTo.includes(name)) {
+    throw new CLIError(
+      CliErrorCode.E_INVALID_NAME,
+      `"${name}" cannot subscribe to its own events with --subscribes-to: it has none yet. Add the subscription in module.ts once its contract declares events.`,
+    );
+  }
   const cycle = findCycle([...nodes, { name, dependsOn, subscribesTo: [] }]);
   if (cycle !== undefined) {
     throw new CLIError(
@@ -141,6 +196,18 @@ export async function planAgainst(
 
   const imports: DependencyImport[] = [];
   for (const dependency of dependsOn) imports.push(await resolveDependency(dependency, moduleDir));
+  const subscriptions: SubscriptionImport[] = [];
+  for (const source of subscribesTo) {
+    const subscription = await resolveSubscription(source, moduleDir);
+    if (subscription.events.length === 0) {
+      throw new CLIError(
+        CliErrorCode.E_UNKNOWN_MODULE,
+        `"${name}" cannot subscribe to "${source}": its contract declares no events.`,
+        { hint: `Declare events in modules/${source}/contract.ts first, or leave "${source}" out of --subscribes-to.` },
+      );
+    }
+    subscriptions.push(subscription);
+  }
   const ids = moduleIdentifiers(name);
   const testFile = join(project.testDir, `${name}-contract.test.ts`);
   const supportFile = join(project.testDir, 'support', 'application.ts');
@@ -148,7 +215,7 @@ export async function planAgainst(
     throw new CLIError(CliErrorCode.E_MODULE_EXISTS, `${shownPath(project, testFile)} already exists; remove it or choose another name.`);
   }
   const contractPath = join(moduleDir, 'contract.ts');
-  const template = { name, dependsOn: imports, events, data };
+  const template = { name, dependsOn: imports, events, operations, subscribesTo: subscriptions, data };
   const files: PlannedFile[] = [
     { path: contractPath, action: 'create', content: contractFile(template) },
     { path: join(moduleDir, 'module.ts'), action: 'create', content: moduleFile(template) },

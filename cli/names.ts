@@ -94,6 +94,25 @@ export function assertEventName(name: string): string {
 }
 
 /**
+ * Checks an operation name (camelCase, as the kernel requires) and returns it.
+ *
+ * @example
+ * ```ts
+ * assertOperationName('sendInvoice'); // 'sendInvoice'
+ * assertOperationName('send-invoice'); // throws CLIError E_INVALID_NAME
+ * ```
+ */
+export function assertOperationName(name: string): string {
+  if (!MEMBER_NAME_PATTERN.test(name)) {
+    throw new CLIError(
+      CliErrorCode.E_INVALID_NAME,
+      `Operation name "${name}" must be camelCase letters and digits, such as "sendInvoice".`,
+    );
+  }
+  return name;
+}
+
+/**
  * Splits a comma-separated option value (`a,b , c`) into trimmed, non-empty, unique names.
  *
  * @example

@@ -172,11 +172,59 @@ export type EventHandlers<Subs extends readonly AnyContract[]> = {
  * ```
  */
 export interface Resolver<Deps extends readonly AnyContract[]> {
-  /** The client of a contract declared in `dependsOn`. */
-  <D extends Deps[number]>(contract: D): Client<D>;
-  /** A provider bound in this module's `providers`. */
-  <T>(serviceIdentifier: ServiceIdentifier<T>): T;
+  /**
+   * The client of a contract declared in `dependsOn`, or a provider bound in this module's
+   * `providers` (`get(OrderStore)`, or `get<Settings>(SETTINGS)` for a token that carries no
+   * type). A contract missing from `dependsOn` does not compile, and the error names it and
+   * says where to declare it.
+   */
+  <T = never, K = ServiceIdentifier<T>>(key: Resolvable<K, Deps>): [T] extends [never] ? Resolved<K> : T;
 }
+
+/**
+ * What `get` accepts for `K`: a declared dependency's contract, or a provider token. For a
+ * contract missing from `dependsOn` it is a message no value is assignable to, so the
+ * compiler's error quotes it.
+ *
+ * @example
+ * ```ts
+ * type Ok = Resolvable<typeof catalog, [typeof catalog]>; // typeof catalog
+ * type Refused = Resolvable<typeof catalog, []>; // "catalog is not in dependsOn: add it to defineModule({ dependsOn: [...] })"
+ * ```
+ */
+export type Resolvable<K, Deps extends readonly AnyContract[]> = [K] extends [AnyContract]
+  ? [K] extends [Deps[number]]
+    ? K
+    : NotInDependsOn<K>
+  : [K] extends [ServiceIdentifier]
+    ? K
+    : ServiceIdentifier;
+
+/**
+ * What `get(key)` returns: the client of a contract, the instance of a provider class or a
+ * typed token, `unknown` for an untyped token.
+ *
+ * @example
+ * ```ts
+ * type Products = Resolved<typeof catalog>; // Client<typeof catalog>
+ * type Store = Resolved<typeof OrderStore>; // OrderStore
+ * ```
+ */
+export type Resolved<K> = [K] extends [AnyContract] ? Client<K> : [K] extends [ServiceIdentifier<infer Instance>] ? Instance : unknown;
+
+/**
+ * The parameter type `get` takes for a contract missing from `dependsOn`: no contract is
+ * assignable to it, so the compiler's message quotes it.
+ *
+ * @example
+ * ```ts
+ * // defineModule({ contract: loans, create: ({ get }) => ... get(books) ... }) fails to compile with:
+ * // Argument of type 'Contract<"books", ...>' is not assignable to parameter of type
+ * //   '"books is not in dependsOn: add it to defineModule({ dependsOn: [...] })"'.
+ * type Message = NotInDependsOn<typeof books>;
+ * ```
+ */
+export type NotInDependsOn<D extends AnyContract> = `${D['name']} is not in dependsOn: add it to defineModule({ dependsOn: [...] })`;
 
 /**
  * Publishes one of the module's own events. Resolves once the transport accepted it.

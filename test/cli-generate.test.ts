@@ -72,7 +72,7 @@ describe('cli - keel new', () => {
     const manifest = JSON.parse(readFileSync(join(parent, 'my-shop', 'package.json'), 'utf8'));
     expect(manifest.name).toBe('my-shop');
     expect(manifest.dependencies.keel).toBe('file:../keel.tgz');
-    expect(manifest.scripts).toMatchObject({ start: 'keel start', test: 'vitest run' });
+    expect(manifest.scripts).toMatchObject({ start: 'keel start', test: 'npm run typecheck && vitest run' });
     expect(stdout).toContain('cd my-shop\n  npm install\n  npm test');
   });
 
@@ -207,6 +207,141 @@ describe('cli - keel generate module', () => {
     }
   });
 
+  it('cli - grows a new application with --depends-on, --operations, --events and --subscribes-to: it typechecks, passes its tests and keel check, and a renamed operation fails tsc on its test', { timeout: 240_000 }, async () => {
+    const root = await newApp();
+    for (const argv of [
+      ['books', '--depends-on', 'greeter', '--operations', 'getBook,addBook', '--events', 'bookAdded'],
+      ['loans', '--depends-on', 'books', '--operations', 'lend,giveBack', '--events', 'bookLent,bookReturned'],
+      ['reminders', '--subscribes-to', 'loans,books'],
+    ]) {
+      const generated = await keel(root, 'generate', 'module', ...argv);
+      expect(generated.code, generated.stderr).toBe(0);
+    }
+    const read = (path: string) => readFileSync(join(root, path), 'utf8');
+    const edit = (path: string, ...replacements: Array<[string, string]>) => {
+      let text = read(path);
+      for (const [from, to] of replacements) {
+        expect(text, `${path} has ${from}`).toContain(from);
+        text = text.replace(from, to);
+      }
+      writeFileSync(join(root, path), text);
+    };
+    expect(read('modules/books/contract.ts')).toContain('    getBook: operation({\n');
+    expect(read('modules/books/contract.ts')).not.toContain('hello');
+    expect(read('test/loans-contract.test.ts')).toContain("await expect(client.giveBack({ name: 'Ada' })).resolves.toEqual({ message: 'giveBack: Ada, from loans.' });");
+    const reminders = read('modules/reminders/module.ts');
+    expect(reminders).toContain('  subscribesTo: [loans, books],\n');
+    for (const event of ['bookLent', 'bookReturned', 'bookAdded']) expect(reminders).toContain(`          ${event}: (payload) => {\n`);
+
+    // keel's sources stand in for the installed package (the keel-source condition), for tsc and vitest alike.
+    for (const name of ['vitest', '@types']) symlinkSync(join(repository, 'node_modules', name), join(root, 'node_modules', name), 'dir');
+    writeFileSync(join(root, 'tsconfig.keel-source.json'), JSON.stringify({ extends: './tsconfig.json', compilerOptions: { customConditions: ['keel-source'] } }));
+    writeFileSync(
+      join(root, 'vitest.keel-source.config.mjs'),
+      "import { mergeConfig } from 'vitest/config';\nimport config from './vitest.config.ts';\n\n" +
+        "export default mergeConfig(config, { resolve: { conditions: ['keel-source'] }, ssr: { resolve: { conditions: ['keel-source'] } } });\n",
+    );
+    const env: NodeJS.ProcessEnv = { PATH: process.env['PATH'], HOME: process.env['HOME'], KEEL_LOG_LEVEL: 'silent', NO_COLOR: '1' };
+    const typecheck = () =>
+      spawnSync(join(repository, 'node_modules', '.bin', 'tsc'), ['--noEmit', '-p', 'tsconfig.keel-source.json', '--pretty', 'false'], {
+        cwd: root,
+        env,
+        encoding: 'utf8',
+        timeout: 100_000,
+      });
+    // The application's npm test: the typecheck, then vitest.
+    const npmTest = () => {
+      const typed = typecheck();
+      if (typed.status !== 0) return { status: typed.status, output: `${typed.stdout}${typed.stderr}` };
+      const tested = spawnSync(process.execPath, [join(repository, 'node_modules', 'vitest', 'vitest.mjs'), 'run', '--config', 'vitest.keel-source.config.mjs'], {
+        cwd: root,
+        env,
+        encoding: 'utf8',
+        timeout: 100_000,
+      });
+      return { status: tested.status, output: `${tested.stdout}${tested.stderr}` };
+    };
+    expect(JSON.parse(read('package.json')).scripts.test).toBe('npm run typecheck && vitest run');
+    // keel check in a process of its own, as a user runs it: this one has loaded the contracts as they were.
+    const check = () => {
+      const result = spawnSync(join(repository, 'node_modules', '.bin', 'tsx'), ['--conditions=keel-source', join(repository, 'cli', 'bin.ts'), 'check'], {
+        cwd: root,
+        env,
+        encoding: 'utf8',
+        timeout: 100_000,
+      });
+      return { code: result.status, stdout: result.stdout, stderr: result.stderr };
+    };
+
+    // As README says: loans rethrows books' declared error. keel check flags it until lend declares it.
+    edit(
+      'modules/books/contract.ts',
+      ["import { defineContract, event, operation } from 'keel';", "import { defineContract, defineError, event, operation } from 'keel';\n\nexport const UnknownBook = defineError({\n  code: 'UNKNOWN_BOOK',\n  kind: 'not-found',\n  data: z.object({ name: z.string() }),\n});"],
+      ["      idempotent: true,\n      description: 'Answers", "      idempotent: true,\n      errors: [UnknownBook],\n      description: 'Answers"],
+    );
+    edit(
+      'modules/books/module.ts',
+      ["import { books } from './contract.js';", "import { UnknownBook, books } from './contract.js';"],
+      ['        getBook: async ({ name }) => {\n', "        getBook: async ({ name }) => {\n          if (name === 'Missing') throw new UnknownBook({ name });\n"],
+    );
+    edit(
+      'modules/loans/module.ts',
+      [
+        "        giveBack: ({ name }) => ({ message: `giveBack: ${name}, from loans.` }),",
+        "        giveBack: async ({ name }) => {\n          try {\n            await booksClient.getBook({ name });\n          } catch (error) {\n            throw error;\n          }\n          return { message: `giveBack: ${name}, from loans.` };\n        },",
+      ],
+    );
+    const flagged = check();
+    expect(flagged.code, flagged.stdout).toBe(1);
+    expect(flagged.stdout).toContain('modules/loans/module.ts:');
+    expect(flagged.stdout).toContain('loans.giveBack rethrows UnknownBook (UNKNOWN_BOOK, declared by books.getBook), which giveBack does not declare');
+    edit(
+      'modules/loans/contract.ts',
+      ["import { defineContract, event, operation } from 'keel';", "import { defineContract, event, operation } from 'keel';\nimport { UnknownBook } from '../books/contract.js';"],
+      ["    giveBack: operation({\n      input: z.object({ name: z.string().min(1) }),\n      output: z.object({ message: z.string() }),\n      idempotent: true,\n", "    giveBack: operation({\n      input: z.object({ name: z.string().min(1) }),\n      output: z.object({ message: z.string() }),\n      idempotent: true,\n      errors: [UnknownBook],\n"],
+    );
+    writeFileSync(
+      join(root, 'test', 'loans-unknown-book.test.ts'),
+      [
+        "import { afterAll, beforeAll, expect, it } from 'vitest';",
+        "import { modules } from '../modules/index.js';",
+        "import { UnknownBook } from '../modules/books/contract.js';",
+        "import { loans } from '../modules/loans/contract.js';",
+        "import { startApplication, type TestApplication } from './support/application.js';",
+        '',
+        'let app: TestApplication;',
+        'beforeAll(async () => {',
+        '  app = await startApplication(modules);',
+        '});',
+        'afterAll(async () => {',
+        '  await app?.stop();',
+        '});',
+        '',
+        "it('loans - passes on books\\' UnknownBook, which giveBack declares', async () => {",
+        "  await expect(app.caller.client(loans).giveBack({ name: 'Missing' })).rejects.toBeInstanceOf(UnknownBook);",
+        '});',
+        '',
+      ].join('\n'),
+    );
+
+    const checked = check();
+    expect(checked.code, `${checked.stdout}${checked.stderr}`).toBe(0);
+    expect(checked.stdout).toMatch(/keel check: no problems \(4 modules, \d+ files, 4 contracts loaded\)/);
+    const passed = npmTest();
+    expect(passed.status, passed.output).toBe(0);
+    // greeter 3; books and loans 4 each (two operations, a refusal, the events); reminders 2; loans-unknown-book 1.
+    expect(passed.output).toMatch(/Tests\s+14 passed/);
+
+    // A rename in the contract (and its handler), the test left as it was: tsc names the test, before any test runs.
+    edit('modules/books/contract.ts', ['    getBook: operation({', '    findBook: operation({']);
+    edit('modules/books/module.ts', ['        getBook: async ({ name }) => {', '        findBook: async ({ name }) => {']);
+    const renamed = npmTest();
+    expect(renamed.status).not.toBe(0);
+    expect(renamed.output).toMatch(/test\/books-contract\.test\.ts\(\d+,\d+\): error TS2339: Property 'getBook' does not exist on type 'Client<Contract<"books"/);
+    expect(renamed.output).toMatch(/modules\/loans\/module\.ts\(\d+,\d+\): error TS2339: Property 'getBook' does not exist/);
+    expect(renamed.output, 'tsc stops npm test before vitest runs').not.toContain('Test Files');
+  });
+
   it('cli - shows the files of a dry run and writes nothing', async () => {
     const root = await newApp();
     const before = tree(root);
@@ -226,6 +361,9 @@ describe('cli - keel generate module', () => {
   it.each([
     ['an invalid name', ['Billing'], 'E_INVALID_NAME', 'Module name "Billing" is not lower-kebab-case', 2],
     ['an invalid event name', ['billing', '--events', 'invoice-sent'], 'E_INVALID_NAME', 'Event name "invoice-sent"', 2],
+    ['an invalid operation name', ['billing', '--operations', 'sendInvoice,send-invoice'], 'E_INVALID_NAME', 'Operation name "send-invoice"', 2],
+    ['an invalid subscribed module name', ['billing', '--subscribes-to', 'Greeter'], 'E_INVALID_NAME', 'Subscribed module "Greeter"', 2],
+    ['an unknown subscribed module', ['billing', '--subscribes-to', 'greeter,ledger'], 'E_UNKNOWN_MODULE', 'cannot subscribe to "ledger": no such module', 1],
     ['an existing module', ['greeter'], 'E_MODULE_EXISTS', 'Module "greeter" is already in modules/index.ts', 1],
     ['an unknown dependency', ['billing', '--depends-on', 'greeter,ledger'], 'E_UNKNOWN_MODULE', 'no such module', 1],
     ['a dependency on itself', ['billing', '--depends-on', 'billing'], 'E_DEPENDENCY_CYCLE', 'billing → billing', 1],

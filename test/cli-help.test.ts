@@ -108,15 +108,19 @@ describe('cli - help', () => {
 
       OPTIONS
 
-        --depends-on=<a,b>    Modules it calls, comma-separated
-            --events=<a,b>    Events it publishes, camelCase, comma-separated
-                    --data    It owns data: its own schema, made by migrations/001_<name>.sql, reached through db
-                 --dry-run    Show the files without writing anything
+           --depends-on=<a,b>    Modules it calls, comma-separated
+               --events=<a,b>    Events it publishes, camelCase, comma-separated
+           --operations=<a,b>    Its operations, camelCase, comma-separated (default: a placeholder hello)
+        --subscribes-to=<a,b>    Modules whose events it handles, comma-separated: a handler stub per event
+                       --data    It owns data: its own schema, made by migrations/001_<name>.sql, reached through db
+                    --dry-run    Show the files without writing anything
 
       EXAMPLES
 
         $ keel generate module billing
         $ keel generate module billing --depends-on orders,payments --events invoiceSent,invoicePaid
+        $ keel generate module billing --operations sendInvoice,getInvoice
+        $ keel generate module mailer --subscribes-to billing
         $ keel generate module billing --data
         $ keel generate module billing --dry-run
       "

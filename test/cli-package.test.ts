@@ -2,9 +2,10 @@
  * The slow one: keel as users get it, on whatever Node runs the suite (CI runs this file on
  * every supported line). Packs keel with `npm pack`, creates an application with `keel new`,
  * installs the tarball (dependencies from the npm cache or registry), generates two modules
- * where one depends on the other and reuses its declared error, the first owning data
- * (`--data`), and runs the new application's own checks: its tests in process and over NATS
- * (data in PGlite in memory), its typecheck, the installed CLI's `check` and `contracts
+ * where one depends on the other (with `--operations`) and reuses its declared error, the first
+ * owning data (`--data`), and a third that handles their events (`--subscribes-to`), and runs
+ * the new application's own checks: its `npm test` (typecheck, then tests) and its tests over
+ * NATS (data in PGlite in memory), its typecheck, the installed CLI's `check` and `contracts
  * snapshot`/`diff`, `npm start` with HTTP calls, twice (the data kept in .keel/data across the
  * restart), and then the steps of the Dockerfile `keel deploy` writes: build, production
  * install, start (its data in the machine's PostgreSQL, as compose's DATABASE_URL would put
@@ -157,8 +158,11 @@ describe('cli - the packed package', () => {
     const keel = join(app, 'node_modules', '.bin', 'keel');
     // billing owns data: a migration, and a hello that counts each name's greetings in its own table.
     run(keel, ['generate', 'module', 'billing', '--depends-on', 'greeter', '--events', 'invoiceSent', '--data'], app);
-    const shipping = run(keel, ['generate', 'module', 'shipping', '--depends-on', 'billing'], app);
+    const shipping = run(keel, ['generate', 'module', 'shipping', '--depends-on', 'billing', '--operations', 'ship'], app);
     expect(shipping.stdout).toContain('updated modules/index.ts  (registers shippingModule)');
+    // reminders handles billing's and greeter's events: a stub for each, read from their contracts.
+    run(keel, ['generate', 'module', 'reminders', '--subscribes-to', 'billing,greeter'], app);
+    expect(readFileSync(join(app, 'modules', 'reminders', 'module.ts'), 'utf8')).toContain('  subscribesTo: [billing, greeter],\n');
 
     // shipping reuses billing's declared error, as the shop's orders contract reuses payments'.
     const billingContract = join(app, 'modules', 'billing', 'contract.ts');
@@ -192,18 +196,20 @@ describe('cli - the packed package', () => {
     expect(readFileSync(shippingContract, 'utf8')).toContain('errors: [InvoiceMissing]');
 
     const vitest = join(app, 'node_modules', '.bin', 'vitest');
-    // greeter 3, billing 4 (its greetings counted in a PGlite in memory), shipping 2.
-    const inProcess = run(vitest, ['run'], app);
-    expect(inProcess.stdout).toMatch(/Tests\s+9 passed/);
+    // greeter 3, billing 4 (its greetings counted in a PGlite in memory), shipping 2, reminders 2.
+    // npm test is the typecheck, then vitest.
+    const inProcess = run('npm', ['test'], app);
+    expect(inProcess.stdout).toContain('> tsc --noEmit');
+    expect(inProcess.stdout).toMatch(/Tests\s+11 passed/);
     const overNats = run(vitest, ['run'], app, { KEEL_NATS_URL: server.url });
-    expect(overNats.stdout).toMatch(/Tests\s+9 passed/);
+    expect(overNats.stdout).toMatch(/Tests\s+11 passed/);
     run(join(app, 'node_modules', '.bin', 'tsc'), ['--noEmit'], app);
     // With declarations on (a contract shared as a package), every type a contract, an error or a
     // module infers can be named from 'keel' (TS2883 otherwise), with the installed declarations.
     run(join(app, 'node_modules', '.bin', 'tsc'), ['--noEmit', '--declaration'], app);
 
     // The installed CLI (JavaScript) loads contracts that import contracts, on whatever Node runs it.
-    expect(run(keel, ['check'], app).stdout).toMatch(/keel check: no problems \(3 modules, \d+ files, 3 contracts loaded\)/);
+    expect(run(keel, ['check'], app).stdout).toMatch(/keel check: no problems \(4 modules, \d+ files, 4 contracts loaded\)/);
     run(keel, ['contracts', 'snapshot'], app);
     const lock = JSON.parse(readFileSync(join(app, 'contracts.lock.json'), 'utf8'));
     expect(JSON.stringify(lock)).toContain('INVOICE_MISSING');
@@ -213,7 +219,7 @@ describe('cli - the packed package', () => {
     // billing's data is in the embedded database in .keel/data/app, kept across a restart.
     const npmStart = () => spawn('npm', ['start'], { cwd: app, env: userEnvironment({ PORT: '0' }), stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     const started = await startAndCall(npmStart(), greetsAda(1));
-    expect(started).toContain('"msg":"hosting greeter, billing, shipping"');
+    expect(started).toContain('"msg":"hosting greeter, billing, shipping, reminders"');
     expect(started).toContain('"msg":"data of billing: pglite in .keel/data/app"');
     expect(await startAndCall(npmStart(), greetsAda(2))).toContain('"msg":"data of billing: pglite in .keel/data/app"');
 
@@ -248,7 +254,7 @@ describe('cli - the packed package', () => {
       await greetsAda(1)(port);
     });
     expect(production).toContain('"msg":"running the build in dist/');
-    expect(production).toContain('"msg":"hosting greeter, billing, shipping"');
+    expect(production).toContain('"msg":"hosting greeter, billing, shipping, reminders"');
     expect(production).toMatch(/"msg":"data of billing: postgres at 127\.0\.0\.1:5432\/keel_test_\w+/);
   }, 600_000);
 });

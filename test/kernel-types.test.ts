@@ -2,7 +2,11 @@
  * Type-level tests: they pin what callers and handlers see. `npm test` runs `tsc` first, so a
  * `@ts-expect-error` that stops being an error fails the build.
  */
-import { describe, expect, expectTypeOf, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { afterAll, describe, expect, expectTypeOf, it } from 'vitest';
 import { z } from 'zod';
 import {
   defineContract,
@@ -105,7 +109,72 @@ describe('kernel types - inference', () => {
   });
 });
 
+const repository = dirname(createRequire(import.meta.url).resolve('keel/package.json'));
+const scratchFolders: string[] = [];
+afterAll(() => {
+  for (const folder of scratchFolders) rmSync(folder, { recursive: true, force: true });
+});
+
+/** Runs tsc on one file in a folder of this repository (so 'keel' resolves to its sources) and returns its output. */
+function compile(source: string): { status: number | null; output: string } {
+  mkdirSync(join(repository, '.scratch'), { recursive: true });
+  const folder = mkdtempSync(join(repository, '.scratch', 'types-'));
+  scratchFolders.push(folder);
+  writeFileSync(join(folder, 'module.ts'), source);
+  writeFileSync(
+    join(folder, 'tsconfig.json'),
+    JSON.stringify({
+      compilerOptions: {
+        target: 'ES2022',
+        module: 'NodeNext',
+        moduleResolution: 'NodeNext',
+        customConditions: ['keel-source'],
+        strict: true,
+        types: ['node'],
+        experimentalDecorators: true,
+        skipLibCheck: true,
+        noEmit: true,
+      },
+      files: ['module.ts'],
+    }),
+  );
+  const tsc = join(repository, 'node_modules', '.bin', 'tsc');
+  const result = spawnSync(tsc, ['-p', folder, '--pretty', 'false'], { cwd: folder, encoding: 'utf8', timeout: 120_000 });
+  return { status: result.status, output: `${result.stdout}${result.stderr}` };
+}
+
 describe('kernel types - modules', () => {
+  it('kernel types - get() of a contract missing from dependsOn names it and says where to declare it, in one error', { timeout: 130_000 }, () => {
+    const { status, output } = compile(`import { z } from 'zod';
+import { defineContract, defineModule, operation } from 'keel';
+
+const books = defineContract({
+  name: 'books',
+  version: '1.0.0',
+  operations: { getBook: operation({ input: z.object({ id: z.string() }), output: z.object({ title: z.string() }), idempotent: true }) },
+});
+const loans = defineContract({
+  name: 'loans',
+  version: '1.0.0',
+  operations: { lend: operation({ input: z.object({ id: z.string() }), output: z.object({ title: z.string() }) }) },
+});
+
+export const loansModule = defineModule({
+  contract: loans,
+  create: ({ get }) => {
+    const catalog = get(books);
+    return { handlers: { lend: ({ id }) => catalog.getBook({ id }) } };
+  },
+});
+`);
+    expect(status, output).not.toBe(0);
+    expect(output).toContain('module.ts(18,25): error TS2345:');
+    expect(output).toContain(`parameter of type '"books is not in dependsOn: add it to defineModule({ dependsOn: [...] })"'`);
+    // The client is still typed, so nothing else is reported (no 'Client<never>', no 'ServiceIdentifier<unknown>').
+    expect(output.match(/error TS/g), output).toHaveLength(1);
+    expect(output).not.toContain('ServiceIdentifier');
+  });
+
   it('types handlers by the contract, and dependency clients by dependsOn', () => {
     defineModule({
       contract: orders,

@@ -103,6 +103,21 @@ const planted: readonly Planted[] = [
     shows: "'../../kernel/transport.js'",
   },
   { fixture: 'invalid-contract', rule: CheckRule.INVALID_CONTRACT, file: 'modules/beta/contract.ts', line: 4, shows: 'beta.describe output.at' },
+  { fixture: 'rethrown-error', rule: CheckRule.UNDECLARED_ERROR, file: 'modules/beta/module.ts', line: 19, shows: 'beta.describe rethrows AlphaMissing' },
+  {
+    fixture: 'rethrown-error-promise',
+    rule: CheckRule.UNDECLARED_ERROR,
+    file: 'modules/beta/module.ts',
+    line: 20,
+    shows: 'beta.describe rethrows AlphaMissing',
+  },
+  {
+    fixture: 'thrown-dependency-error',
+    rule: CheckRule.UNDECLARED_ERROR,
+    file: 'modules/beta/module.ts',
+    line: 16,
+    shows: 'throw new AlphaMissing({ id });',
+  },
 ];
 
 describe('tooling - check', () => {
@@ -127,6 +142,22 @@ describe('tooling - check', () => {
     expect(violation).toMatchObject({ rule, file, line });
     const shown = [violation?.code ?? '', violation?.message ?? '', ...(violation?.chain ?? [])].join('\n');
     expect(shown + (violation?.chain ? `\n${violation.chain.join(' → ')}` : '')).toContain(shows);
+  });
+
+  it('tooling - check accepts both remedies for a dependency error: declared by the operation, or mapped to its own', async () => {
+    const report = await runCheck(fixture('error-remedies'));
+    expect(report).toMatchObject({ ok: true, violations: [], contractsLoaded: 2 });
+  });
+
+  it('tooling - check says what a rethrown dependency error becomes and the two remedies', async () => {
+    const text = formatCheckReport(await runCheck(fixture('rethrown-error')));
+    expect(text).toContain('modules/beta/module.ts:19:13  undeclared-error\n  throw error;\n');
+    expect(text).toContain(
+      'beta.describe rethrows AlphaMissing (ALPHA_MISSING, declared by alpha.getItem), which describe does not declare: ' +
+        'its callers would get INTERNAL (HTTP 500) instead. Either declare it in describe\'s errors ' +
+        "(errors: [..., AlphaMissing] in modules/beta/contract.ts), or map it to an error of beta's own " +
+        '(catch it and throw one that describe declares).',
+    );
   });
 
   it('tooling - check names the file, line, rule and offending import in its human report', async () => {

@@ -13,6 +13,8 @@ export default defineCommand({
     examples: [
       'keel generate module billing',
       'keel generate module billing --depends-on orders,payments --events invoiceSent,invoicePaid',
+      'keel generate module billing --operations sendInvoice,getInvoice',
+      'keel generate module mailer --subscribes-to billing',
       'keel generate module billing --data',
       'keel generate module billing --dry-run',
     ],
@@ -21,13 +23,22 @@ export default defineCommand({
     name: { type: 'positional', description: 'Module name, lower-kebab-case (such as order-history)', required: true },
     'depends-on': { type: 'string', description: 'Modules it calls, comma-separated', valueHint: 'a,b' },
     events: { type: 'string', description: 'Events it publishes, camelCase, comma-separated', valueHint: 'a,b' },
+    operations: { type: 'string', description: 'Its operations, camelCase, comma-separated (default: a placeholder hello)', valueHint: 'a,b' },
+    'subscribes-to': { type: 'string', description: "Modules whose events it handles, comma-separated: a handler stub per event", valueHint: 'a,b' },
     data: { type: 'boolean', description: 'It owns data: its own schema, made by migrations/001_<name>.sql, reached through db' },
     'dry-run': { type: 'boolean', description: 'Show the files without writing anything' },
   },
   run: async ({ args, data }) => {
     const cli = contextOf(data);
     const project = findProject(cli.cwd);
-    const plan = await planModule(project, { name: args.name, dependsOn: args['depends-on'], events: args.events, data: args.data });
+    const plan = await planModule(project, {
+      name: args.name,
+      dependsOn: args['depends-on'],
+      events: args.events,
+      operations: args.operations,
+      subscribesTo: args['subscribes-to'],
+      data: args.data,
+    });
     const out = (line = '') => cli.stdout.write(`${line}\n`);
     if (args['dry-run']) {
       out(`Would generate module ${plan.name} (dry run: nothing written):`);

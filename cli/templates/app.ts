@@ -47,7 +47,9 @@ export function packageJsonFile(input: AppTemplateInput): string {
     scripts: {
       start: 'keel start',
       build: 'keel build',
-      test: 'vitest run',
+      // Typechecks first: a test calls its module through the contract's typed client, so an
+      // operation renamed or reshaped in contract.ts fails here, naming the test, not at run time.
+      test: 'npm run typecheck && vitest run',
       typecheck: 'tsc --noEmit',
       keel: 'keel',
     },
@@ -173,7 +175,7 @@ Node.js ${input.nodeRange} (see \`engines\` in package.json).
 
 \`\`\`sh
 npm install
-npm test        # every module's tests, in one process
+npm test        # typechecks, then runs every module's tests, in one process
 npm start       # the whole application in one process, serving HTTP on $PORT (default 3000)
 \`\`\`
 
@@ -218,9 +220,14 @@ test/<name>-contract.test.ts  tests that call a module through its contract
 ## Add a module
 
 \`\`\`sh
-npx keel generate module billing --depends-on ${input.starter} --events invoiceSent
+npx keel generate module billing --depends-on ${input.starter} --operations sendInvoice,getInvoice --events invoiceSent
+npx keel generate module mailer --subscribes-to billing   # a handler stub for each of billing's events
 npx keel generate module ledger --data    # one that owns data: its own schema, a migration, db
 \`\`\`
+
+Each module gets a test that calls its operations through the contract's typed client. When
+you rename or reshape an operation in \`contract.ts\`, \`npm test\` (which typechecks first)
+names every handler and test to update.
 
 A module that owns data keeps it in the embedded PostgreSQL (PGlite) in \`.keel/data/app\` under
 \`npm start\`, in memory in the tests, and in PostgreSQL where \`DATABASE_URL\` is set;

@@ -16,6 +16,12 @@ export interface DependencyImport {
   readonly importPath: string;
 }
 
+/** A contract whose events the new module subscribes to, with the events it publishes. */
+export interface SubscriptionImport extends DependencyImport {
+  /** The contract's event names, in its declared order. */
+  readonly events: readonly string[];
+}
+
 /** What the module templates need. */
 export interface ModuleTemplateInput {
   /** Module name, lower-kebab-case. */
@@ -23,6 +29,13 @@ export interface ModuleTemplateInput {
   readonly dependsOn: readonly DependencyImport[];
   /** Events the module publishes, camelCase. */
   readonly events: readonly string[];
+  /**
+   * The module's operations, camelCase (default: the placeholder `hello`). The first one
+   * publishes the events and, with `data`, counts greetings through `db`.
+   */
+  readonly operations?: readonly string[];
+  /** Contracts whose events the module handles (`--subscribes-to`): one handler stub per event. */
+  readonly subscribesTo?: readonly SubscriptionImport[];
   /**
    * Whether the module owns data (`--data`): a migration making its `greetings` table, and a
    * `hello` that records each greeting through `db` and says how many a name has had.
@@ -53,32 +66,51 @@ export function moduleIdentifiers(name: string): ModuleIdentifiers {
 
 const article = (word: string): string => (/^[aeiou]/i.test(word) ? 'an' : 'a');
 
+/** The operations a template writes: `--operations`, or the placeholder `hello`. */
+function operationsOf(input: ModuleTemplateInput): readonly [string, ...string[]] {
+  const [first = 'hello', ...rest] = input.operations ?? [];
+  return [first, ...rest];
+}
+
 /**
- * The module's `contract.ts`: one idempotent `hello` operation and the requested events.
+ * What an operation's generated handler answers: `Hello, Ada, from billing.` for the placeholder
+ * `hello`, `sendInvoice: Ada, from billing.` for another name.
+ */
+function messageOf(module: string, operation: string, name: string): string {
+  return operation === 'hello' ? `Hello, ${name}, from ${module}.` : `${operation}: ${name}, from ${module}.`;
+}
+
+/**
+ * The module's `contract.ts`: its operations (the placeholder `hello` unless `--operations`
+ * names them) and the requested events.
  *
  * @example
  * ```ts
- * contractFile({ name: 'billing', dependsOn: [], events: ['invoiceSent'] });
+ * contractFile({ name: 'billing', dependsOn: [], events: ['invoiceSent'], operations: ['sendInvoice'] });
  * ```
  */
 export function contractFile(input: ModuleTemplateInput): string {
   const { contract } = moduleIdentifiers(input.name);
   const imports = input.events.length > 0 ? 'defineContract, event, operation' : 'defineContract, operation';
-  // A hello that records each greeting is not idempotent: a retry would count twice.
-  const hello = input.data
-    ? `    hello: operation({
+  const operations = operationsOf(input);
+  const [first] = operations;
+  const placeholder = input.operations === undefined || input.operations.length === 0;
+  const what = placeholder ? 'a starting point to replace' : 'replace with what it really does';
+  // An operation that records each greeting is not idempotent: a retry would count twice.
+  const counting = (name: string) => `    ${name}: operation({
       input: z.object({ name: z.string().min(1) }),
       output: z.object({ message: z.string(), greetings: z.number().int() }),
-      description: 'Greets the caller and counts the greetings of each name in its own table; a starting point to replace.',
+      description: 'Greets the caller and counts the greetings of each name in its own table; ${what}.',
     }),
-`
-    : `    hello: operation({
+`;
+  const plain = (name: string) => `    ${name}: operation({
       input: z.object({ name: z.string().min(1) }),
       output: z.object({ message: z.string() }),
       idempotent: true,
-      description: 'Greets the caller; a starting point to replace.',
+      description: '${name === 'hello' ? 'Greets the caller' : 'Answers the caller'}; ${what}.',
     }),
 `;
+  const declared = operations.map((name) => (input.data && name === first ? counting(name) : plain(name))).join('');
   const example = input.data ? 'const { message, greetings } =' : 'const { message } =';
   const events =
     input.events.length === 0
@@ -88,10 +120,13 @@ export function contractFile(input: ModuleTemplateInput): string {
             (name) =>
               `    ${name}: event({\n` +
               `      payload: z.object({ name: z.string() }),\n` +
-              `      description: 'Published by hello; replace with what really happened.',\n` +
+              `      description: 'Published by ${first}; replace with what really happened.',\n` +
               `    }),\n`,
           )
           .join('')}  },\n`;
+  const start = placeholder
+    ? `Start by replacing\n * \`hello\` with the module's first real operation.`
+    : `Give each operation\n * the input and output it really takes.`;
   return `/**
  * The ${input.name} module's public door: the only file of the module that other modules may
  * import (from \`../${input.name}/contract.js\`). Everything else in the folder is private.
@@ -102,13 +137,12 @@ import { z } from 'zod';
 import { ${imports} } from 'keel';
 
 /**
- * The ${input.name} contract: what the module offers, as plain data. Start by replacing
- * \`hello\` with the module's first real operation.
+ * The ${input.name} contract: what the module offers, as plain data. ${start}
  *
  * @example
  * \`\`\`ts
  * const ${contract}Client = kernel.client(${contract});
- * ${example} await ${contract}Client.hello({ name: 'Ada' });
+ * ${example} await ${contract}Client.${first}({ name: 'Ada' });
  * \`\`\`
  */
 export const ${contract} = defineContract({
@@ -116,14 +150,15 @@ export const ${contract} = defineContract({
   version: '0.1.0',
   description: 'What the ${input.name} module does, in one sentence.',
   operations: {
-${hello}  },
+${declared}  },
 ${events}});
 `;
 }
 
 /**
  * The module's `module.ts`: the implementation, with a client of every dependency resolved
- * once at start; when it owns data, `hello` records each greeting through `db`.
+ * once at start and a handler stub for every event it subscribes to; when it owns data, its
+ * first operation records each greeting through `db`.
  *
  * @example
  * ```ts
@@ -132,22 +167,53 @@ ${events}});
  */
 export function moduleFile(input: ModuleTemplateInput): string {
   const ids = moduleIdentifiers(input.name);
+  const subscribesTo = input.subscribesTo ?? [];
   const hasEvents = input.events.length > 0;
   const hasDependencies = input.dependsOn.length > 0;
-  const dependencyImports = input.dependsOn
+  const hasSubscriptions = subscribesTo.length > 0;
+  const imported = new Map<string, DependencyImport>();
+  for (const contract of [...input.dependsOn, ...subscribesTo]) if (!imported.has(contract.name)) imported.set(contract.name, contract);
+  const dependencyImports = [...imported.values()]
     .map((dependency) => `import { ${dependency.exportName} } from '${dependency.importPath}';\n`)
     .join('');
   const dependsOn = hasDependencies ? `  dependsOn: [${input.dependsOn.map((dependency) => dependency.exportName).join(', ')}],\n` : '';
-  const tools = [...(input.data ? ['db'] : []), ...(hasDependencies ? ['get'] : []), ...(hasEvents ? ['emit'] : [])];
+  const subscribes = hasSubscriptions ? `  subscribesTo: [${subscribesTo.map((source) => source.exportName).join(', ')}],\n` : '';
+  const tools = [
+    ...(input.data ? ['db'] : []),
+    ...(hasDependencies ? ['get'] : []),
+    ...(hasEvents ? ['emit'] : []),
+    ...(hasSubscriptions ? ['logger'] : []),
+  ];
   const clients = input.dependsOn
     .map((dependency) => `    const ${camelCase(dependency.name)}Client = get(${dependency.exportName});\n`)
     .join('');
   const clientsComment = hasDependencies
     ? `    // Clients of the contracts ${input.name} depends on, resolved once: call them from the handlers.\n`
     : '';
-  const message = `\`Hello, \${name}, from ${input.name}.\``;
   const example = [ids.module, ...input.dependsOn.map((dependency) => `${camelCase(dependency.name)}Module`)].join(', ');
+  const [first] = operationsOf(input);
   const schema = schemaOf(input.name);
+  const eventHandlers = hasSubscriptions
+    ? `      // The events ${input.name} subscribes to: each handler runs once per event, in one of its instances.\n` +
+      '      events: {\n' +
+      subscribesTo
+        .map(
+          (source) =>
+            `        ${quoteKey(source.name)}: {\n` +
+            source.events
+              .map(
+                (event) =>
+                  `          ${event}: (payload) => {\n` +
+                  `            // Replace with what ${input.name} does when ${source.name} publishes ${event}.\n` +
+                  `            logger.debug({ event: '${source.name}.${event}', payload }, 'received');\n` +
+                  '          },\n',
+              )
+              .join('') +
+            '        },\n',
+        )
+        .join('') +
+      '      },\n'
+    : '';
   return `/**
  * The ${input.name} module: implements the {@link ${ids.contract}} contract${
     input.data ? `, keeping its data in its own\n * schema (${schema}), which the migrations in ./migrations/ make` : ''
@@ -172,12 +238,12 @@ const GREET = \`insert into greetings (name) values ($1)
  * \`\`\`ts
  * const kernel = createKernel({ modules: [${example}]${input.data ? ', database: await createPGliteDatabase()' : ''} });
  * await kernel.start();
- * await kernel.client(${ids.contract}).hello({ name: 'Ada' });
+ * await kernel.client(${ids.contract}).${first}({ name: 'Ada' });
  * \`\`\`
  */
 export const ${ids.module} = defineModule({
   contract: ${ids.contract},
-${dependsOn}${
+${dependsOn}${subscribes}${
     input.data
       ? `  // ${input.name} owns data: its own schema, where keel applies the .sql files of migrations/ at start,\n` +
         '  // in name order, each once. Reach it through db only.\n' +
@@ -186,29 +252,37 @@ ${dependsOn}${
   }  create: (${tools.length > 0 ? `{ ${tools.join(', ')} }` : ''}) => {
 ${clientsComment}${clients}    return {
       handlers: {
-${helloHandler(input, message)}      },
-    };
+${operationHandlers(input)}      },
+${eventHandlers}    };
   },
 });
 `;
 }
 
-/** The generated `hello` handler, indented for the handlers object. */
-function helloHandler(input: ModuleTemplateInput, message: string): string {
+/** The generated operation handlers, indented for the handlers object. */
+function operationHandlers(input: ModuleTemplateInput): string {
+  const [first, ...rest] = operationsOf(input);
+  const message = (operation: string) => `\`${messageOf(input.name, operation, '${name}')}\``;
+  const others = rest.map((operation) => `        ${operation}: ({ name }) => ({ message: ${message(operation)} }),\n`).join('');
+  return firstHandler(input, first, message(first)) + others;
+}
+
+/** The handler of the first operation: it publishes the events and, with data, counts greetings. */
+function firstHandler(input: ModuleTemplateInput, operation: string, message: string): string {
   const emits = (indent: string) => input.events.map((name) => `${indent}await emit('${name}', { name });\n`).join('');
   if (!input.data) {
     return input.events.length > 0
-      ? `        hello: async ({ name }) => {\n${emits('          ')}          return { message: ${message} };\n        },\n`
-      : `        hello: ({ name }) => ({ message: ${message} }),\n`;
+      ? `        ${operation}: async ({ name }) => {\n${emits('          ')}          return { message: ${message} };\n        },\n`
+      : `        ${operation}: ({ name }) => ({ message: ${message} }),\n`;
   }
   // The insert returns its row; 1 is what the first greeting counts.
   const count = "const { rows } = await db.query<{ times: number }>(GREET, [name]);\n";
   const answer = `return { message: ${message}, greetings: rows[0]?.times ?? 1 };\n`;
   if (input.events.length === 0) {
-    return `        hello: async ({ name }) => {\n          ${count}          ${answer}        },\n`;
+    return `        ${operation}: async ({ name }) => {\n          ${count}          ${answer}        },\n`;
   }
   return (
-    '        hello: ({ name }) =>\n' +
+    `        ${operation}: ({ name }) =>\n` +
     '          // One transaction: the count and the events commit together, and the events are published once it commits.\n' +
     '          db.transaction(async () => {\n' +
     `            ${count}${emits('            ')}            ${answer}` +
@@ -248,7 +322,8 @@ export interface ModuleTestInput extends ModuleTemplateInput {
 
 /**
  * The module's test: starts the whole application (in process, or over NATS when
- * `KEEL_NATS_URL` is set) and calls the module through its contract.
+ * `KEEL_NATS_URL` is set) and calls each operation through the contract's typed client, so
+ * renaming or reshaping an operation in contract.ts fails `tsc` on this file too.
  *
  * @example
  * ```ts
@@ -261,6 +336,7 @@ export function moduleTestFile(input: ModuleTestInput): string {
   const hasEvents = input.events.length > 0;
   const probeName = `${input.name}-probe`;
   const keelImports = hasEvents ? 'defineContract, defineModule, isKeelError' : 'isKeelError';
+  const [first, ...rest] = operationsOf(input);
   const probe = hasEvents
     ? `
 // A module that subscribes to ${input.name}'s events, so the test sees what other modules would.
@@ -285,7 +361,7 @@ ${input.events
   const eventsTest = hasEvents
     ? `
   it('${input.name} - publishes its events', async () => {
-    await app.caller.client(${ids.contract}).hello({ name: 'Events' });
+    await app.caller.client(${ids.contract}).${first}({ name: 'Events' });
 ${input.events.map((name) => `    await expect(received.${name}).resolves.toEqual({ name: 'Events' });\n`).join('')}  });
 `
     : '';
@@ -293,15 +369,22 @@ ${input.events.map((name) => `    await expect(received.${name}).resolves.toEqua
     ? `
   it('${input.name} - counts the greetings of each name in its own data', async () => {
     const client = app.caller.client(${ids.contract});
-    await client.hello({ name: 'Grace' });
-    await expect(client.hello({ name: 'Grace' })).resolves.toEqual({ message: 'Hello, Grace, from ${input.name}.', greetings: 2 });
-    await expect(client.hello({ name: 'Linus' })).resolves.toMatchObject({ greetings: 1 });
+    await client.${first}({ name: 'Grace' });
+    await expect(client.${first}({ name: 'Grace' })).resolves.toEqual({ message: '${messageOf(input.name, first, 'Grace')}', greetings: 2 });
+    await expect(client.${first}({ name: 'Linus' })).resolves.toMatchObject({ greetings: 1 });
   });
 `
     : '';
+  const answers = (operation: string, counted: boolean) => `
+  it('${input.name} - answers ${operation}', async () => {
+    const client = app.caller.client(${ids.contract});
+    await expect(client.${operation}({ name: 'Ada' })).resolves.toEqual({ message: '${messageOf(input.name, operation, 'Ada')}'${counted ? ', greetings: 1' : ''} });
+  });
+`;
   return `/**
  * The ${input.name} module, tested through its contract: in one process by default, over NATS
- * when KEEL_NATS_URL is set (see ${input.supportImport.replace(/\.js$/, '.ts')}).${
+ * when KEEL_NATS_URL is set (see ${input.supportImport.replace(/\.js$/, '.ts')}). The client is typed by the
+ * contract: when an operation changes there, \`npm test\` (which typechecks first) points here.${
     input.data ? '\n * Its data starts empty: the application of this file has a database in memory of its own.' : ''
   }
  */
@@ -321,16 +404,11 @@ describe('${input.name} - through its contract', () => {
   afterAll(async () => {
     await app?.stop();
   });
-
-  it('${input.name} - answers hello', async () => {
-    const client = app.caller.client(${ids.contract});
-    await expect(client.hello({ name: 'Ada' })).resolves.toEqual({ message: 'Hello, Ada, from ${input.name}.'${input.data ? ', greetings: 1' : ''} });
-  });
-${dataTest}
+${answers(first, input.data === true)}${rest.map((operation) => answers(operation, false)).join('')}${dataTest}
   it('${input.name} - refuses input its contract does not allow', async () => {
     const error = await app.caller
       .client(${ids.contract})
-      .hello({ name: '' })
+      .${first}({ name: '' })
       .catch((caught: unknown) => caught);
     expect(isKeelError(error, 'INVALID_INPUT')).toBe(true);
   });

@@ -29,6 +29,11 @@ export const CheckRule = {
   ADAPTER_IMPORTS_KERNEL_INTERNALS: 'adapter-imports-kernel-internals',
   /** An adapter imports another adapter's files instead of its public entry. */
   ADAPTER_IMPORTS_ADAPTER_INTERNALS: 'adapter-imports-adapter-internals',
+  /**
+   * A handler throws or rethrows another module's declared error that its own operation does
+   * not declare: its callers would get INTERNAL (HTTP 500) instead of the error.
+   */
+  UNDECLARED_ERROR: 'undeclared-error',
   /** A contract cannot be defined: `defineContract` refused it (a schema that cannot cross a process, …). */
   INVALID_CONTRACT: 'invalid-contract',
   /** A contract file failed to load for another reason. */

@@ -2,7 +2,8 @@
  * `keel check`: the architecture rules, checked on the parsed source (and, for contract
  * schemas, on the loaded contracts). Each rule reports file, line and the offending import or
  * chain. This file runs the rules and formats the report; the rules live in check-boundaries.ts
- * (what modules import), check-cycles.ts (circles) and check-layering.ts (kernel and adapters),
+ * (what modules import), check-cycles.ts (circles), check-layering.ts (kernel and adapters) and
+ * check-errors.ts (declared errors a handler lets through undeclared),
  * and their vocabulary (CheckRule, Violation) in check-rules.ts.
  */
 import { isKeelError } from 'keel';
@@ -14,6 +15,7 @@ import { CheckRule, type Violation } from './check-rules.js';
 import { moduleBoundaries, undeclaredDependencies } from './check-boundaries.js';
 import { dependencyCycles, importCycles } from './check-cycles.js';
 import { layering } from './check-layering.js';
+import { undeclaredErrors } from './check-errors.js';
 
 export { CheckRule, type Violation } from './check-rules.js';
 
@@ -67,6 +69,7 @@ export async function runCheck(root: string, options: CheckOptions = {}): Promis
   if (settings.loadContracts) {
     const loaded = await loadContracts(root, settings.importFile);
     contractsLoaded = loaded.contracts.length;
+    violations.push(...undeclaredErrors(tree, facts, loaded.contracts));
     for (const failure of loaded.failures) {
       const file = tree.files.get(failure.file);
       const at = file ? definitionPosition(file) : { line: 1, column: 1 };

@@ -31,6 +31,8 @@ export interface LoadedContract {
   /** The export holding it. */
   readonly exportName: string;
   readonly contract: AnyContract;
+  /** Everything the contract file exports (its declared errors among them), by export name. */
+  readonly exports: Readonly<Record<string, unknown>>;
 }
 
 /** A contract file that did not load (for example `defineContract` refused a schema). */
@@ -77,19 +79,19 @@ export function contractFolders(root: string): string[] {
  */
 export async function loadContracts(root: string, importFile: ImportFile = importWithNode): Promise<LoadedContracts> {
   const failures: ContractLoadFailure[] = [];
-  const found: Array<{ folder: string; file: string; exports: Array<[string, AnyContract]> }> = [];
+  const found: Array<{ folder: string; file: string; exports: Array<[string, AnyContract]>; all: Record<string, unknown> }> = [];
   for (const folder of contractFolders(root)) {
     const file = `${ProjectLayout.MODULES}/${folder}/${ProjectLayout.CONTRACT_FILE}`;
     try {
       const exports = await importFile(join(root, file));
       const contracts = Object.entries(exports).filter((entry): entry is [string, AnyContract] => isContract(entry[1]));
-      found.push({ folder, file, exports: contracts });
+      found.push({ folder, file, exports: contracts, all: exports });
     } catch (error) {
       failures.push({ folder, file, error });
     }
   }
   const contracts: LoadedContract[] = [];
-  for (const { folder, file, exports } of found) {
+  for (const { folder, file, exports, all } of found) {
     const elsewhere = new Set(
       found.filter((other) => other.folder !== folder).flatMap((other) => other.exports.map(([, contract]) => contract.name)),
     );
@@ -105,7 +107,7 @@ export async function loadContracts(root: string, importFile: ImportFile = impor
       });
       continue;
     }
-    contracts.push({ folder, file, exportName: own[0], contract: own[1] });
+    contracts.push({ folder, file, exportName: own[0], contract: own[1], exports: all });
   }
   return { contracts, failures };
 }

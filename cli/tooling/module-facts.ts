@@ -23,6 +23,8 @@ export interface OperationCall {
   readonly operation: string;
   readonly file: string;
   readonly line: number;
+  /** Offset of the call in its file, to tell which `try` block holds it. */
+  readonly start: number;
 }
 
 /** The static facts of one module folder. */
@@ -279,7 +281,9 @@ function collectClientUse(tree: SourceTree, folder: string): { gets: ContractRef
         const field = keyName(object['property']);
         target = field === undefined ? undefined : clientFields.get(field);
       } else target = getTarget(object);
-      if (target !== undefined) calls.push({ folder: target, operation, file: file.path, line: file.source.position(node.start).line });
+      if (target !== undefined) {
+        calls.push({ folder: target, operation, file: file.path, line: file.source.position(node.start).line, start: node.start });
+      }
     });
   }
   return { gets, calls };
