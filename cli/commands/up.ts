@@ -12,7 +12,7 @@ import { assertOwnDataFolders } from '../database.js';
 import { CLIError, CliErrorCode } from '../errors.js';
 import { NATS_CLIENT_USER, isGateway, natsAuthorization, natsEnvFile, natsUserEnvironment, natsUsers, type NatsUser } from '../deploy/index.js';
 import { launchNatsServer, type LaunchedNatsServer } from '../nats-server.js';
-import { loadAppConfig } from '../app-config.js';
+import { loadAppConfig, loggingEnv } from '../app-config.js';
 import { findProject, loadManifest } from '../project.js';
 import { createSupervisor, type ProcessSpec } from '../supervisor.js';
 import { loadTopology, needsNats, singleProcessTopology } from '../topology.js';
@@ -38,14 +38,14 @@ export default defineCommand({
   run: async ({ args, data }) => {
     const cli = contextOf(data);
     const log = (line: string) => cli.stdout.write(`keel up: ${line}\n`);
-    // Every process logs in the format keel up would use itself (its children write to pipes,
-    // which alone would make them JSON): pretty lines in a terminal, JSON lines elsewhere, each
-    // behind its process's name.
-    const logFormat = logFormatOf(cli.env, cli.stdout);
     const project = findProject(cli.cwd);
     const modules = await loadManifest(project);
     // Checked here once, rather than by every process failing in turn; each process reads it again as it starts.
-    const { path: configPath } = await loadAppConfig(project);
+    const { path: configPath, config } = await loadAppConfig(project);
+    // Every process logs in the format keel up would use itself (its children write to pipes,
+    // which alone would make them JSON): KEEL_LOG_FORMAT, else the configuration's, else pretty
+    // lines in a terminal and JSON lines elsewhere, each behind its process's name.
+    const logFormat = logFormatOf(loggingEnv(cli.env, config), cli.stdout);
     const names = modules.map((module) => module.name as string);
     const file = args.topology === undefined ? undefined : resolve(cli.cwd, args.topology);
     const topology = file === undefined ? singleProcessTopology(names) : await loadTopology(project, file, names);
