@@ -10,6 +10,7 @@ import { logFormatOf, type LogFormat } from 'keel/transport';
 import { loadAppConfig, loggingEnv } from './app-config.js';
 import type { CliContext } from './command.js';
 import { assertOwnDataFolders } from './database.js';
+import { CLIError, CliErrorCode } from './errors.js';
 import { NATS_CLIENT_USER, isGateway, natsAuthorization, natsEnvFile, natsUserEnvironment, natsUsers, type NatsUser } from './deploy/index.js';
 import { launchNatsServer, type LaunchedNatsServer } from './nats-server.js';
 import { findProject, loadManifest, type Project } from './project.js';
@@ -73,8 +74,12 @@ export async function prepareLocalRun(options: LocalRunOptions): Promise<LocalRu
   // lines in a terminal and JSON lines elsewhere, each behind its process's name.
   const logEnv = loggingEnv(cli.env, config);
   const logFormat =
-    logEnv['KEEL_LOG_FORMAT'] === undefined && options.defaultLogFormat !== undefined ? options.defaultLogFormat : logFormatOf(logEnv, cli.stdout);
+    !logEnv['KEEL_LOG_FORMAT']?.trim() && options.defaultLogFormat !== undefined ? options.defaultLogFormat : logFormatOf(logEnv, cli.stdout);
   const names = modules.map((module) => module.name as string);
+  const unknown = options.single?.modules?.filter((name) => !names.includes(name)) ?? [];
+  if (unknown.length > 0) {
+    throw new CLIError(CliErrorCode.E_UNKNOWN_MODULE, `--modules names ${unknown.join(', ')}, which the manifest does not have (it has ${names.join(', ')}).`);
+  }
   const file = options.topology === undefined ? undefined : resolve(cli.cwd, options.topology);
   const topology =
     file === undefined ? singleProcessTopology(options.single?.modules ?? names) : await loadTopology(project, file, names);
