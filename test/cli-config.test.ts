@@ -169,9 +169,9 @@ describe('cli - keel.config.ts', () => {
     expect(await json.exit).toBe(0);
   });
 
-  it('cli - keel start and keel up refuse a wrong logging section, naming the file and the field', async () => {
+  it('cli - keel start, keel up and keel dev refuse a wrong logging section, naming the file and the field', async () => {
     const root = appWith("export default { logging: { level: 'loud', format: 'yaml' } };\n");
-    for (const argv of [['start', '--http', 'off'], ['up']]) {
+    for (const argv of [['start', '--http', 'off'], ['up'], ['dev']]) {
       const run = keel(root, ...argv);
       expect(await run.exit, argv.join(' ')).toBe(1);
       expect(run.stderr.text, argv.join(' ')).toMatch(/error E_CONFIG: keel\.config\.ts: logging\.level .*"loud"; logging\.format .*"yaml"/);

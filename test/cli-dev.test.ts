@@ -10,6 +10,9 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { main, runCli } from 'keel/cli';
+import { countsAsChange, impactOf } from '../cli/watch.js';
+import { collector } from './support/cli.js';
 
 const require = createRequire(import.meta.url);
 const repository = dirname(require.resolve('keel/package.json'));
@@ -128,5 +131,73 @@ describe('cli - keel dev', () => {
     expect(output).toContain('keel dev:   clock stopped cleanly');
     expect(output).toContain('keel dev:   greeter stopped cleanly');
     expect(output).toContain('keel dev: stopped');
+  });
+
+  it('cli - runs one process as keel start does, with its gateway; a change outside the modules restarts it', { timeout: 60_000 }, async () => {
+    const root = devApp();
+    const dev = keelDev(['--http', '0'], root);
+    try {
+      await dev.readyTimes('app', 1);
+      const url = /HTTP gateway on (http:\/\/127\.0\.0\.1:\d+)/.exec(dev.output())?.[1];
+      expect(url, dev.output()).toBeDefined();
+      const answer = await fetch(`${url}/greeter/greet`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"name":"Ada"}' });
+      expect(await answer.json()).toMatchObject({ text: expect.stringMatching(/^Hello, Ada, at \d{4}-/) });
+      // One process, no NATS: nothing started for it.
+      expect(dev.output()).not.toContain('nats-server');
+
+      writeFileSync(join(root, 'keel.config.ts'), "export default { logging: { level: 'info' } };\n");
+      await dev.until('the restart line', (text) => text.includes('keel dev: keel.config.ts changed; restarting app\n'));
+      await dev.readyTimes('app', 2);
+      process.kill(-(dev.child.pid as number), 'SIGINT');
+      const code = await Promise.race([dev.exited, new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 10_000).unref())]);
+      expect(code, dev.output()).toBe(0);
+    } finally {
+      if (dev.child.exitCode === null && dev.child.signalCode === null) dev.child.kill('SIGKILL');
+    }
+    expect(dev.output()).toContain('keel dev:   app stopped cleanly');
+  });
+
+  it('cli - refuses --modules naming no module of the manifest, and --modules or --http with a topology', async () => {
+    const root = devApp();
+    for (const [argv, message] of [
+      [['dev', '--modules', 'clock,calendar'], 'error E_UNKNOWN_MODULE: --modules names calendar, which the manifest does not have (it has clock, greeter).'],
+      [['dev', 'topologies/split.json', '--http', '8080'], 'error E_USAGE: --modules and --http are for one process'],
+    ] as const) {
+      const stdout = collector();
+      const stderr = collector();
+      const code = await runCli(main, argv, { cwd: root, env: {}, stdout, stderr });
+      expect(code, stderr.text).not.toBe(0);
+      expect(stderr.text).toContain(message);
+      expect(stdout.text).not.toContain('started nats-server');
+    }
+  });
+
+  it('cli - counts source, JSON and SQL files outside node_modules, hidden folders, the build and the tests', () => {
+    const ignore = ['dist', 'test'];
+    for (const path of ['modules/orders/module.ts', 'modules/orders/migrations/001_orders.sql', 'keel.config.ts', 'package.json', 'app/main.mts']) {
+      expect(countsAsChange(path, ignore), path).toBe(true);
+    }
+    for (const path of ['node_modules/zod/index.js', '.git/index', '.keel/data/orders/x.json', 'dist/modules/index.js', 'test/orders.test.ts', 'modules/orders/module.test.ts', 'modules/orders/.module.ts.swp', 'modules/orders/module.ts~', 'README.md']) {
+      expect(countsAsChange(path, ignore), path).toBe(false);
+    }
+  });
+
+  it("cli - a module's file concerns its module, its contract also the modules that call it or handle its events, anything else every process", () => {
+    const graph = [
+      { name: 'catalog', dependsOn: [], subscribesTo: [] },
+      { name: 'orders', dependsOn: ['catalog'], subscribesTo: [] },
+      { name: 'notifications', dependsOn: [], subscribesTo: ['orders'] },
+    ];
+    const modules = (paths: string[]) => {
+      const impact = impactOf(paths, 'modules', graph);
+      return impact.all ? `all (${impact.reason})` : [...impact.modules].sort();
+    };
+    expect(modules(['modules/catalog/module.ts'])).toEqual(['catalog']);
+    expect(modules(['modules/catalog/migrations/001.sql', 'modules/orders/saga.ts'])).toEqual(['catalog', 'orders']);
+    expect(modules(['modules/catalog/contract.ts'])).toEqual(['catalog', 'orders']);
+    expect(modules(['modules/orders/contract.ts'])).toEqual(['notifications', 'orders']);
+    expect(modules(['modules/index.ts'])).toBe('all (modules/index.ts)');
+    expect(modules(['modules/shared/money.ts'])).toBe('all (modules/shared/money.ts)');
+    expect(modules(['modules/catalog/module.ts', 'keel.config.ts'])).toBe('all (keel.config.ts)');
   });
 });

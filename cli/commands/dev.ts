@@ -37,7 +37,7 @@ export default defineCommand({
     },
     http: {
       type: 'string',
-      description: 'Without a topology: the HTTP gateway port, as keel start --http (default: $KEEL_HTTP_PORT, then $PORT, else 3000)',
+      description: 'Without a topology: the HTTP gateway port, as keel start --http (default: $KEEL_HTTP_PORT, then $PORT, else 3000 when hosting every module)',
       valueHint: 'port',
     },
     nats: {
