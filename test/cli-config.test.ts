@@ -7,6 +7,7 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeF
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { main, runCli } from 'keel/cli';
 import { READY, collector, gatewayUrl, logMessages } from './support/cli.js';
@@ -167,6 +168,22 @@ describe('cli - keel.config.ts', () => {
     expect(logMessages(json.stdout.text)).toEqual(expect.arrayContaining(['configuration from keel.config.ts', 'ready']));
     json.stop();
     expect(await json.exit).toBe(0);
+  });
+
+  it("cli - keel up gives its processes keel.config.ts's log format when KEEL_LOG_FORMAT is unset", { timeout: 60_000 }, async () => {
+    const root = appWith("import { defineConfig } from 'keel/config';\n\nexport default defineConfig({ logging: { format: 'pretty' } });\n");
+    const stdout = collector();
+    const stderr = collector();
+    const controller = new AbortController();
+    // keel up starts its processes as this CLI again: from source, with tsx.
+    const self = { command: process.execPath, args: ['--import', pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href, '--conditions=keel-source', join(repository, 'cli/bin.ts')] };
+    const exit = runCli(main, ['up'], { cwd: root, env: { ...process.env, KEEL_LOG_LEVEL: 'info', KEEL_LOG_FORMAT: '', KEEL_DATA_DIR: 'memory' }, stdout, stderr, signal: controller.signal, self });
+    await Promise.race([stdout.waitFor('keel up: ready: all 1 processes'), exit.then(() => expect.fail(`${stdout.text}${stderr.text}`))]);
+    await stdout.waitFor('ready (Ctrl-C to stop)');
+    controller.abort('SIGTERM');
+    expect(await exit, stderr.text).toBe(0);
+    expect(stdout.text).toMatch(/^app \| \[[\d:.]+\] INFO \(keel\): ready \(Ctrl-C to stop\)/m);
+    expect(stdout.text).not.toContain('{"level"');
   });
 
   it('cli - keel start, keel up and keel dev refuse a wrong logging section, naming the file and the field', async () => {
