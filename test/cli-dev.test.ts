@@ -137,6 +137,7 @@ describe('cli - keel dev', () => {
     const root = devApp();
     const dev = keelDev(['--http', '0'], root);
     try {
+      await dev.until('the process ready', (text) => text.includes('keel dev: ready: app; watching for changes (Ctrl-C to stop)\n'));
       await dev.readyTimes('app', 1);
       const url = /HTTP gateway on (http:\/\/127\.0\.0\.1:\d+)/.exec(dev.output())?.[1];
       expect(url, dev.output()).toBeDefined();

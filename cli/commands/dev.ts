@@ -13,7 +13,7 @@ import { prepareLocalRun } from '../local-run.js';
 import { splitList } from '../names.js';
 import { findProject, loadManifest, moduleGraph, projectSettings } from '../project.js';
 import { createSupervisor } from '../supervisor.js';
-import { impactOf, watchProject } from '../watch.js';
+import { impactOf, watchProject, type ProjectWatch } from '../watch.js';
 
 /** At most this many changed paths are named in a restart line. */
 const PATHS_SHOWN = 3;
@@ -70,7 +70,7 @@ export default defineCommand({
       output: cli.stdout,
       log,
       onAllReady: () =>
-        log(`ready: ${processes.length === 1 ? 'the process' : `all ${processes.length} processes`}; watching for changes (Ctrl-C to stop)`),
+        log(`ready: ${processes.length === 1 ? (processes[0]?.name ?? '') : `all ${processes.length} processes`}; watching for changes (Ctrl-C to stop)`),
       onGiveUp: (name) => log(`${name} keeps exiting before it is ready; fix it and save: the next change starts it again.`),
     });
 
@@ -91,17 +91,31 @@ export default defineCommand({
       graph = await loadManifest(project).then(moduleGraph, () => graph);
     };
     let restarts = Promise.resolve();
-    const watcher = watchProject({
-      root: project.root,
-      ignore: [settings?.outDir, relative(project.root, project.testDir)].filter((folder): folder is string => folder !== undefined && folder !== ''),
-      onChange: (paths) => {
-        restarts = restarts
-          .then(() => restart(paths))
-          .catch((error: unknown) => {
-            log(`restarting failed: ${(error as Error).message}`);
-          });
-      },
-    });
+    const ignore = [settings?.outDir, project.testDir]
+      .filter((folder): folder is string => folder !== undefined)
+      .map((folder) => relative(project.root, resolve(project.root, folder)).split('\\').join('/'))
+      .filter((folder) => folder !== '' && !folder.startsWith('..'));
+    let watcher: ProjectWatch;
+    try {
+      watcher = watchProject({
+        root: project.root,
+        ignore,
+        onChange: (paths) => {
+          restarts = restarts
+            .then(() => restart(paths))
+            .catch((error: unknown) => {
+              log(`restarting failed: ${(error as Error).message}`);
+            });
+        },
+      });
+    } catch (error) {
+      await supervisor.stop();
+      await run.stopNats();
+      throw new CLIError(CliErrorCode.E_WATCH, `Cannot watch ${project.root}: ${(error as Error).message}`, {
+        cause: error,
+        hint: 'On Linux, ENOSPC means too few inotify watches: raise fs.inotify.max_user_watches (sysctl), or run keel up.',
+      });
+    }
 
     const keepAlive = setInterval(() => {}, 2 ** 30);
     if (!cli.signal.aborted) await once(cli.signal, 'abort');
