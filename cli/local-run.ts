@@ -27,6 +27,8 @@ export interface LocalProcess extends ProcessSpec {
 /** Options of {@link prepareLocalRun}. */
 export interface LocalRunOptions {
   readonly cli: CliContext;
+  /** The command, as its own lines and files name it: `keel up` or `keel dev`. */
+  readonly command: string;
   /** Where its own lines go (`keel up: ...`). */
   readonly log: (line: string) => void;
   /** The topology file as given on the command line; undefined: one process. */
@@ -59,7 +61,7 @@ export interface LocalRun {
  *
  * @example
  * ```ts
- * const run = await prepareLocalRun({ cli, log, topology: 'topologies/split.ts' });
+ * const run = await prepareLocalRun({ cli, command: 'keel up', log, topology: 'topologies/split.ts' });
  * const supervisor = createSupervisor({ processes: run.processes, output: cli.stdout, log });
  * ```
  */
@@ -106,7 +108,7 @@ export async function prepareLocalRun(options: LocalRunOptions): Promise<LocalRu
     log(`started nats-server on ${natsUrl}`);
     const client = users.find((user) => user.user === NATS_CLIENT_USER) as NatsUser;
     const clientEnv = join(natsServer.directory, `${NATS_CLIENT_USER}.env`);
-    writeFileSync(clientEnv, natsEnvFile(client, 'Written by keel up; removed when it stops.'), { mode: 0o600 });
+    writeFileSync(clientEnv, natsEnvFile(client, `Written by ${options.command}; removed when it stops.`), { mode: 0o600 });
     log(`NATS is locked down: each process has its own user; a client of every operation (keel status, scripts) finds its credentials in ${clientEnv}`);
   }
   const credentialsOf = (group: string): Record<string, string> => {

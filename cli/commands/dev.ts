@@ -58,7 +58,7 @@ export default defineCommand({
       });
     }
     const single = args.topology === undefined ? { modules: args.modules === undefined ? undefined : splitList(args.modules), http: args.http } : undefined;
-    const run = await prepareLocalRun({ cli, log, topology: args.topology, nats: args.nats, single, defaultLogFormat: LogFormat.PRETTY });
+    const run = await prepareLocalRun({ cli, command: 'keel dev', log, topology: args.topology, nats: args.nats, single, defaultLogFormat: LogFormat.PRETTY });
     const { project, processes } = run;
     const settings = projectSettings(project.root);
     const modulesDir = relative(project.root, project.modulesDir).split('\\').join('/');

@@ -30,7 +30,7 @@ export default defineCommand({
   run: async ({ args, data }) => {
     const cli = contextOf(data);
     const log = (line: string) => cli.stdout.write(`keel up: ${line}\n`);
-    const { processes, stopNats } = await prepareLocalRun({ cli, log, topology: args.topology, nats: args.nats });
+    const { processes, stopNats } = await prepareLocalRun({ cli, command: 'keel up', log, topology: args.topology, nats: args.nats });
 
     const gaveUp = new AbortController();
     let failed: string | undefined;
