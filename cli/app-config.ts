@@ -8,7 +8,7 @@ import { join, relative } from 'node:path';
 import { z } from 'zod';
 import { isKeelError } from 'keel';
 import { parseOptions } from 'keel/transport';
-import type { KeelConfig } from './config.js';
+import { LOG_LEVELS, type KeelConfig } from './config.js';
 import { CLIError, CliErrorCode } from './errors.js';
 import { importProjectFile, type Project } from './project.js';
 
@@ -87,6 +87,11 @@ export async function loadAppConfig(project: Project, options: LoadConfigOptions
         .partial()
         .strict()
         .optional(),
+      logging: z
+        .object({ level: z.enum(LOG_LEVELS), format: z.enum(['json', 'pretty']) })
+        .partial()
+        .strict()
+        .optional(),
     })
     .strict();
   try {
@@ -99,4 +104,25 @@ export async function loadAppConfig(project: Project, options: LoadConfigOptions
     });
   }
   return { path, config: config as KeelConfig };
+}
+
+/**
+ * The environment a process logs by: `env`, with `KEEL_LOG_LEVEL` and `KEEL_LOG_FORMAT` taken
+ * from the configuration's `logging` where `env` leaves them unset or blank (an environment
+ * variable wins over the file).
+ *
+ * @example
+ * ```ts
+ * const logEnv = loggingEnv(cli.env, config);
+ * const logger = createLogger({ env: logEnv, destination: cli.stdout, format: logFormatOf(logEnv, cli.stdout) });
+ * ```
+ */
+export function loggingEnv(env: Readonly<Record<string, string | undefined>>, config: KeelConfig): Readonly<Record<string, string | undefined>> {
+  const level = env['KEEL_LOG_LEVEL']?.trim() || config.logging?.level;
+  const format = env['KEEL_LOG_FORMAT']?.trim() || config.logging?.format;
+  return {
+    ...env,
+    ...(level === undefined ? {} : { KEEL_LOG_LEVEL: level }),
+    ...(format === undefined ? {} : { KEEL_LOG_FORMAT: format }),
+  };
 }

@@ -23,6 +23,7 @@
  */
 import type { KernelOptions } from 'keel';
 import type { HttpGatewayConfig } from 'keel/http';
+import type { LogFormat } from 'keel/transport';
 
 export type { HttpCorsOptions, HttpGatewayConfig, HttpRateLimitOptions } from 'keel/http';
 
@@ -57,6 +58,41 @@ export interface KeelConfig {
    * kernel checks them, and a bad value stops the start naming the field.
    */
   readonly resilience?: Pick<KernelOptions, 'retry' | 'hedge' | 'circuitBreaker' | 'bulkhead' | 'bulkheads'>;
+  /**
+   * The level and format of every process's log (`keel start`, each process of `keel up` and
+   * `keel dev`, the images of `keel deploy`). `KEEL_LOG_LEVEL` and `KEEL_LOG_FORMAT`, where
+   * set, win over them.
+   */
+  readonly logging?: LoggingConfig;
+}
+
+/**
+ * The levels of the default logger (pino's), lowest first; `silent` writes nothing.
+ *
+ * @example
+ * ```ts
+ * const level: LogLevel = 'debug';
+ * ```
+ */
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+
+/** A {@link LOG_LEVELS} value. */
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+/**
+ * How every process of the application logs, unless its environment says otherwise:
+ * `KEEL_LOG_LEVEL` and `KEEL_LOG_FORMAT` override these fields one by one.
+ *
+ * @example
+ * ```ts
+ * const logging: LoggingConfig = { level: 'debug', format: 'pretty' };
+ * ```
+ */
+export interface LoggingConfig {
+  /** The lowest level written (default `info`). */
+  readonly level?: LogLevel;
+  /** `json` (one JSON object a line) or `pretty` (human lines); default pretty on a terminal (without `CI`), else json. */
+  readonly format?: LogFormat;
 }
 
 /**

@@ -44,6 +44,8 @@ export const CliErrorCode = {
   E_HTTP_LISTEN: 'E_HTTP_LISTEN',
   /** A supervised process group could not be kept running. */
   E_PROCESS: 'E_PROCESS',
+  /** `keel dev` cannot watch the project's files. */
+  E_WATCH: 'E_WATCH',
   /** `keel check` found architecture rules broken. */
   E_CHECK: 'E_CHECK',
   /** `keel contracts`: a breaking contract change without a major version bump, or no usable lock file. */

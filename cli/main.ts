@@ -28,6 +28,7 @@ export const main = defineCommand({
       'keel generate module billing --depends-on orders --events invoiceSent',
       'keel start --modules catalog,orders --nats nats://127.0.0.1:4222',
       'keel up topologies/split.ts',
+      'keel dev',
     ],
   },
   subCommands: {
@@ -36,6 +37,7 @@ export const main = defineCommand({
     build: () => load(import('./commands/build.js')),
     start: () => load(import('./commands/start.js')),
     up: () => load(import('./commands/up.js')),
+    dev: () => load(import('./commands/dev.js')),
     deploy: () => load(import('./commands/deploy.js')),
     db: () => load(import('./commands/db.js')),
     check: () => load(import('./commands/check.js')),

@@ -118,7 +118,9 @@ export async function launchNatsServer(options: NatsServerLaunchOptions = {}): P
   const lines = [`listen: "127.0.0.1:${port}"`, `jetstream { store_dir: ${JSON.stringify(join(directory, 'store'))} }`];
   if (options.extraConfig !== undefined) lines.push(options.extraConfig);
   writeFileSync(config, `${lines.join('\n')}\n`, { mode: 0o600 });
-  const child = spawn(resolved.binary, ['-c', config], { stdio: ['ignore', 'pipe', 'pipe'] });
+  // Its own process group, as every process keel up starts: a Ctrl-C in the terminal reaches keel up
+  // only, which stops the server last, once the modules using it have drained.
+  const child = spawn(resolved.binary, ['-c', config], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   let output = '';
   const collect = (chunk: Buffer): void => {
     if (output.length < 16_384) output += chunk.toString('utf8');
@@ -126,9 +128,16 @@ export async function launchNatsServer(options: NatsServerLaunchOptions = {}): P
   child.stdout.on('data', collect);
   child.stderr.on('data', collect);
   let exited = false;
+  // Outside this process's group, nothing else stops it: an exit that skipped stop() (a second
+  // Ctrl-C, an uncaught error) ends it here, synchronously.
+  const killOnExit = (): void => {
+    if (!exited) child.kill('SIGKILL');
+  };
+  process.once('exit', killOnExit);
   const exit = new Promise<void>((resolve) =>
     child.once('exit', () => {
       exited = true;
+      process.removeListener('exit', killOnExit);
       resolve();
     }),
   );

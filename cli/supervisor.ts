@@ -62,6 +62,12 @@ export interface Supervisor {
   readonly ready: boolean;
   /** Sends SIGTERM to every process, waits for each to drain (SIGKILL after the drain timeout). Idempotent. */
   stop(): Promise<readonly ProcessExit[]>;
+  /**
+   * Drains the named processes as {@link stop} does, then starts each again with a fresh backoff
+   * (`keel dev`, after a change). A process waiting to restart after a crash, or given up on,
+   * starts at once. Unknown names are ignored; nothing starts once {@link stop} was called.
+   */
+  restart(names: readonly string[]): Promise<void>;
 }
 
 const COLORS = [36, 33, 35, 32, 34, 91, 96, 93, 95, 92] as const;
@@ -77,6 +83,8 @@ interface Managed {
   backoffMs: number;
   restartTimer: NodeJS.Timeout | undefined;
   lastExit: ProcessExit | undefined;
+  /** Set while {@link Supervisor.restart} drains it: its exit is no crash. */
+  restarting: boolean;
 }
 
 /**
@@ -111,6 +119,7 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
       backoffMs: resolved.initialBackoffMs,
       restartTimer: undefined,
       lastExit: undefined,
+      restarting: false,
     };
   });
   let stopping = false;
@@ -171,7 +180,7 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
         entry.child = undefined;
         checkReady();
         resolve(exit);
-        if (!stopping) onCrash(entry, exit, wasReady);
+        if (!stopping && !entry.restarting) onCrash(entry, exit, wasReady);
       });
     });
   };
@@ -196,6 +205,22 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
     }, delay);
   };
 
+  /** SIGTERM, then its exit (SIGKILL after the drain timeout); the last exit when it is not running. */
+  const drain = async (entry: Managed): Promise<ProcessExit> => {
+    const child = entry.child;
+    if (child === undefined || entry.exited === undefined) {
+      return entry.lastExit ?? { name: entry.spec.name, code: null, signal: null };
+    }
+    child.kill('SIGTERM');
+    const force = setTimeout(() => {
+      options.log(`${entry.spec.name} did not drain within ${resolved.drainTimeoutMs} ms; killing it.`);
+      child.kill('SIGKILL');
+    }, resolved.drainTimeoutMs);
+    const exit = await entry.exited;
+    clearTimeout(force);
+    return exit;
+  };
+
   for (const entry of managed) launch(entry);
 
   let stopped: Promise<readonly ProcessExit[]> | undefined;
@@ -208,22 +233,31 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
         stopping = true;
         const exits = managed.map(async (entry): Promise<ProcessExit> => {
           if (entry.restartTimer !== undefined) clearTimeout(entry.restartTimer);
-          const child = entry.child;
-          if (child === undefined || entry.exited === undefined) {
-            return entry.lastExit ?? { name: entry.spec.name, code: null, signal: null };
-          }
-          child.kill('SIGTERM');
-          const force = setTimeout(() => {
-            options.log(`${entry.spec.name} did not drain within ${resolved.drainTimeoutMs} ms; killing it.`);
-            child.kill('SIGKILL');
-          }, resolved.drainTimeoutMs);
-          const exit = await entry.exited;
-          clearTimeout(force);
-          return exit;
+          return drain(entry);
         });
         return Promise.all(exits);
       })();
       return stopped;
+    },
+    async restart(names) {
+      const entries = managed.filter((entry) => names.includes(entry.spec.name));
+      await Promise.all(
+        entries.map(async (entry) => {
+          if (stopping) return;
+          if (entry.restartTimer !== undefined) clearTimeout(entry.restartTimer);
+          entry.restartTimer = undefined;
+          entry.restarting = true;
+          try {
+            await drain(entry);
+          } finally {
+            entry.restarting = false;
+          }
+          entry.failedStarts = 0;
+          entry.backoffMs = resolved.initialBackoffMs;
+          entry.readyAt = undefined;
+          if (!stopping) launch(entry);
+        }),
+      );
     },
   };
 }

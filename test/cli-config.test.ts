@@ -7,6 +7,7 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeF
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { main, runCli } from 'keel/cli';
 import { READY, collector, gatewayUrl, logMessages } from './support/cli.js';
@@ -36,6 +37,18 @@ function keel(cwd: string, ...argv: string[]) {
   const controller = new AbortController();
   const exit = runCli(main, argv, { cwd, env: { KEEL_LOG_LEVEL: 'info', KEEL_DATA_DIR: 'memory' }, stdout, stderr, signal: controller.signal });
   return { stdout, stderr, exit, stop: () => controller.abort('SIGTERM') };
+}
+
+/** `keel start` with `env` as its whole environment, and a supervisor channel that hears its `ready` (whatever it logs). */
+function startWith(cwd: string, env: Record<string, string>) {
+  const stdout = collector();
+  const stderr = collector();
+  const controller = new AbortController();
+  let readySeen: () => void = () => {};
+  const ready = new Promise<void>((resolve) => (readySeen = resolve));
+  const supervisor = { send: (message: { type: string }) => message.type === 'ready' && readySeen() };
+  const exit = runCli(main, ['start', '--http', 'off'], { cwd, env: { KEEL_DATA_DIR: 'memory', ...env }, stdout, stderr, signal: controller.signal, supervisor });
+  return { stdout, stderr, exit, ready: Promise.race([ready, exit.then(() => expect.fail(stderr.text))]), stop: () => controller.abort('SIGTERM') };
 }
 
 const call = (url: string, headers: Record<string, string> = {}) =>
@@ -134,6 +147,57 @@ describe('cli - keel.config.ts', () => {
     expect(await running.exit).toBe(0);
   });
 
+  it("cli - keel start logs at the level and in the format of keel.config.ts's logging section, and KEEL_LOG_LEVEL and KEEL_LOG_FORMAT win over it", async () => {
+    const root = appWith("import { defineConfig } from 'keel/config';\n\nexport default defineConfig({ logging: { level: 'warn', format: 'pretty' } });\n");
+    // At warn, none of the start-up records (all info) is written.
+    const quiet = startWith(root, {});
+    await quiet.ready;
+    expect(quiet.stdout.text).toBe('');
+    quiet.stop();
+    expect(await quiet.exit).toBe(0);
+    // The environment's level wins; the format is still the file's: pretty lines, not JSON.
+    const info = startWith(root, { KEEL_LOG_LEVEL: 'info' });
+    await info.ready;
+    expect(info.stdout.text).toMatch(/INFO \(keel\): ready \(Ctrl-C to stop\)/);
+    expect(info.stdout.text).not.toContain('{"level"');
+    info.stop();
+    expect(await info.exit).toBe(0);
+    // Both from the environment.
+    const json = startWith(root, { KEEL_LOG_LEVEL: 'info', KEEL_LOG_FORMAT: 'json' });
+    await json.ready;
+    expect(logMessages(json.stdout.text)).toEqual(expect.arrayContaining(['configuration from keel.config.ts', 'ready']));
+    json.stop();
+    expect(await json.exit).toBe(0);
+  });
+
+  it("cli - keel up gives its processes keel.config.ts's log format when KEEL_LOG_FORMAT is unset", { timeout: 60_000 }, async () => {
+    const root = appWith("import { defineConfig } from 'keel/config';\n\nexport default defineConfig({ logging: { format: 'pretty' } });\n");
+    const stdout = collector();
+    const stderr = collector();
+    const controller = new AbortController();
+    // keel up starts its processes as this CLI again: from source, with tsx.
+    const self = { command: process.execPath, args: ['--import', pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href, '--conditions=keel-source', join(repository, 'cli/bin.ts')] };
+    const exit = runCli(main, ['up'], { cwd: root, env: { ...process.env, KEEL_LOG_LEVEL: 'info', KEEL_LOG_FORMAT: '', KEEL_DATA_DIR: 'memory' }, stdout, stderr, signal: controller.signal, self });
+    await Promise.race([stdout.waitFor('keel up: ready: all 1 processes'), exit.then(() => expect.fail(`${stdout.text}${stderr.text}`))]);
+    await stdout.waitFor('ready (Ctrl-C to stop)');
+    controller.abort('SIGTERM');
+    expect(await exit, stderr.text).toBe(0);
+    expect(stdout.text).toMatch(/^app \| \[[\d:.]+\] INFO \(keel\): ready \(Ctrl-C to stop\)/m);
+    expect(stdout.text).not.toContain('{"level"');
+  });
+
+  it('cli - keel start, keel up and keel dev refuse a wrong logging section, naming the file and the field', async () => {
+    const root = appWith("export default { logging: { level: 'loud', format: 'yaml' } };\n");
+    for (const argv of [['start', '--http', 'off'], ['up'], ['dev']]) {
+      const run = keel(root, ...argv);
+      expect(await run.exit, argv.join(' ')).toBe(1);
+      expect(run.stderr.text, argv.join(' ')).toMatch(/error E_CONFIG: keel\.config\.ts: logging\.level .*"loud"; logging\.format .*"yaml"/);
+    }
+    const unknown = keel(appWith("export default { logging: { colour: true } };\n"), 'start', '--http', 'off');
+    expect(await unknown.exit).toBe(1);
+    expect(unknown.stderr.text).toContain('error E_CONFIG: keel.config.ts: unknown option "logging.colour" (it takes level, format).\n');
+  });
+
   it('cli - keel start, keel up and keel deploy refuse a wrong keel.config.ts before starting or writing anything, naming the file and the field', async () => {
     const root = appWith("import { defineConfig } from 'keel/config';\n\nexport default defineConfig({ gateway: { rateLimit: { max: 0 } } });\n");
     const message =
@@ -158,7 +222,7 @@ describe('cli - keel.config.ts', () => {
     const misspelt = appWith('export default { gatway: {} };\n');
     const start = keel(misspelt, 'start', '--http', '0');
     expect(await start.exit).toBe(1);
-    expect(start.stderr.text).toContain('error E_CONFIG: keel.config.ts: unknown option "gatway" (it takes gateway, principal, resilience).\n');
+    expect(start.stderr.text).toContain('error E_CONFIG: keel.config.ts: unknown option "gatway" (it takes gateway, principal, resilience, logging).\n');
 
     const noDefault = appWith('export const gateway = {};\n');
     const up = keel(noDefault, 'up');

@@ -17,7 +17,7 @@ describe('cli - help', () => {
     expect(stdout).toMatchInlineSnapshot(`
       "Build a modular monolith whose modules split into services without code changes (keel v<version>)
 
-      USAGE keel new|generate|g|build|start|up|deploy|db|check|graph|status|contracts
+      USAGE keel new|generate|g|build|start|up|dev|deploy|db|check|graph|status|contracts
 
       COMMANDS
 
@@ -26,6 +26,7 @@ describe('cli - help', () => {
               build    Compile the application (modules, topologies, entry files) to JavaScript in dist/
               start    Run the application, or the modules named, in this process
                  up    Run a whole topology locally: every process, NATS, restarts, one log
+                dev    Watch mode: run the application (or a topology) and restart the processes a change concerns
              deploy    Write a Dockerfile, compose.yaml and Kubernetes manifests for a topology
                  db    Apply and show the migrations of the modules that own data
               check    Check module boundaries, cycles, declared dependencies, layering and contract schemas
@@ -41,6 +42,7 @@ describe('cli - help', () => {
         $ keel generate module billing --depends-on orders --events invoiceSent
         $ keel start --modules catalog,orders --nats nats://127.0.0.1:4222
         $ keel up topologies/split.ts
+        $ keel dev
       "
     `);
   });
@@ -154,6 +156,31 @@ describe('cli - help', () => {
     `);
   });
 
+  it('cli - explains keel dev', async () => {
+    expect((await run(['dev', '--help'])).stdout).toMatchInlineSnapshot(`
+      "Watch mode: run the application (or a topology) and restart the processes a change concerns (keel dev)
+
+      USAGE keel dev [OPTIONS] [TOPOLOGY]
+
+      ARGUMENTS
+
+        TOPOLOGY    Topology file to run as keel up does; default: one process, as keel start
+
+      OPTIONS
+
+        --modules=<a,b>    Without a topology: modules to host, comma-separated (default: all)
+          --http=<port>    Without a topology: the HTTP gateway port, as keel start --http (default: $KEEL_HTTP_PORT, then $PORT, else 3000 when hosting every module)
+           --nats=<url>    NATS server URL (default: the topology's, then $KEEL_NATS_URL, else nats-server is started when needed)
+
+      EXAMPLES
+
+        $ keel dev
+        $ keel dev --modules catalog,orders --http 8080
+        $ keel dev topologies/split.ts
+      "
+    `);
+  });
+
   it('cli - explains keel up', async () => {
     expect((await run(['up', '--help'])).stdout).toMatchInlineSnapshot(`
       "Run a whole topology locally: every process, NATS, restarts, one log (keel up)
@@ -189,7 +216,7 @@ describe('cli - usage errors', () => {
     const { code, stderr } = await run(['publish']);
     expect(code).toBe(2);
     expect(stderr).toMatchInlineSnapshot(`
-      "error E_UNKNOWN_COMMAND: Unknown command "publish" for keel. Available: new, generate, build, start, up, deploy, db, check, graph, status, contracts.
+      "error E_UNKNOWN_COMMAND: Unknown command "publish" for keel. Available: new, generate, build, start, up, dev, deploy, db, check, graph, status, contracts.
         Run \`keel --help\` to see what each command does.
       "
     `);

@@ -57,6 +57,38 @@ describe('cli - supervisor', () => {
     expect(output.text).toContain('steady | draining\n');
   });
 
+  it('cli - restarts only the processes named: drains each, then starts it again, and counts no crash', async () => {
+    const output = collector();
+    const log: string[] = [];
+    let readyCount = 0;
+    let onReady: () => void = () => {};
+    const supervisor = createSupervisor({
+      processes: [spec('changed', WELL_BEHAVED), spec('kept', WELL_BEHAVED)],
+      output,
+      log: (line) => log.push(line),
+      onAllReady: () => {
+        readyCount++;
+        onReady();
+      },
+    });
+    await new Promise<void>((resolve) => (onReady = resolve));
+    const readyAgain = new Promise<void>((resolve) => (onReady = resolve));
+    await supervisor.restart(['changed']);
+    await readyAgain;
+    const exits = await supervisor.stop();
+    expect(exits).toEqual([
+      { name: 'changed', code: 0, signal: null },
+      { name: 'kept', code: 0, signal: null },
+    ]);
+    expect(readyCount).toBe(2);
+    const lines = output.text.split('\n');
+    expect(lines.filter((line) => line === 'changed | starting')).toHaveLength(2);
+    // Drained before it started again.
+    expect(lines.indexOf('changed | draining')).toBeLessThan(lines.lastIndexOf('changed | starting'));
+    expect(lines.filter((line) => line === 'kept    | starting')).toHaveLength(1);
+    expect(log).toEqual([]);
+  });
+
   it('cli - gives up on a process that never becomes ready', async () => {
     const log: string[] = [];
     let gaveUp!: (name: string) => void;

@@ -33,6 +33,8 @@ interface UpOptions {
   readonly cwd?: string;
   /** Environment variables over this process's. */
   readonly env?: Record<string, string>;
+  /** Its own process group, as a command a terminal runs in the foreground: `process.kill(-pid, 'SIGINT')` is Ctrl-C. */
+  readonly detached?: boolean;
 }
 
 /** Runs `keel up` from source, as `npm run keel -- up` does, and collects its output. */
@@ -46,6 +48,7 @@ function keelUp(
     // run never holds nor fills the repository's .keel/data/<process> folders, nor finds an earlier run's data.
     env: { ...process.env, KEEL_LOG_LEVEL: 'info', DATABASE_URL: '', KEEL_DATA_DIR: 'memory', ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    detached: options.detached ?? false,
   });
   let output = '';
   const waiters: { text: string; resolve: () => void }[] = [];
@@ -278,6 +281,34 @@ describe('cli - keel up', () => {
     }
     expect(up.output()).toContain('keel up:   whoami#1 stopped cleanly');
     expect(up.output()).toContain('keel up:   whoami#2 stopped cleanly');
+  });
+
+  it('cli - stops its own nats-server last: Ctrl-C to its process group drains every process in seconds, with no SIGKILL', { timeout: 120_000 }, async () => {
+    // The split shop: its notifications process holds JetStream consumers, whose drain waited for the server that had died.
+    const up = keelUp(['topologies/split.ts'], { env: { KEEL_NATS_URL: '' }, detached: true });
+    let natsUrl: string | undefined;
+    let stoppedAt: number | undefined;
+    try {
+      await up.waitFor('keel up: ready: all 3 processes (storefront, back-office, notifications)');
+      natsUrl = startedNatsUrl(up.output());
+      // What a terminal does on Ctrl-C: SIGINT to every process of the foreground group.
+      stoppedAt = Date.now();
+      process.kill(-(up.child.pid as number), 'SIGINT');
+      const code = await Promise.race([up.exited, new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 10_000).unref())]);
+      expect(code, up.output()).toBe(0);
+    } finally {
+      if (up.child.exitCode === null && up.child.signalCode === null) up.child.kill('SIGKILL');
+    }
+    expect(Date.now() - (stoppedAt as number)).toBeLessThan(10_000);
+    const output = up.output();
+    // The server outlived every process: none lost its connection while draining.
+    expect(output).not.toMatch(/SIGKILL|killing it|disconnected from NATS/);
+    for (const name of ['storefront', 'back-office', 'notifications']) {
+      expect(messagesOf(output, name)).toEqual(expect.arrayContaining(['stopping: finishing work in flight', 'stopped']));
+      expect(output).toContain(`keel up:   ${name} stopped cleanly`);
+    }
+    expect(output).toContain('keel up: stopped');
+    expect(await acceptsConnections(natsUrl as string)).toBe(false);
   });
 
   it('cli - says how to get nats-server when a topology needs NATS and none is on PATH', async () => {

@@ -10,7 +10,7 @@ import { contextOf, defineCommand } from '../command.js';
 import { CLIError, CliErrorCode } from '../errors.js';
 import { HTTP_OPERATIONS_CHOICES, HttpOperations, isHttpOperations, startHost, type HostedDatabase } from '../host.js';
 import { splitList } from '../names.js';
-import { loadAppConfig } from '../app-config.js';
+import { loadAppConfig, loggingEnv } from '../app-config.js';
 import { findProject, loadManifest } from '../project.js';
 
 /** The `--modules` (or `KEEL_MODULES`) value that hosts no module: a pure client, such as an HTTP gateway. */
@@ -127,15 +127,7 @@ export default defineCommand({
   },
   run: async ({ args, data }) => {
     const cli = contextOf(data);
-    // The process's own lines are records of the logger its kernel, transport and gateway write
-    // to: one format per process (docs/observability.md, "Logs").
-    const format = logFormatOf(cli.env, cli.stdout);
-    const logger = createLogger({ env: cli.env, destination: cli.stdout, format });
     const project = findProject(cli.cwd, { fromBuild: args.build === true });
-    if (project.build) {
-      const build = `${relative(cli.cwd, project.build.outDir) || '.'}/`;
-      logger.info({ build, builtAt: project.build.info.builtAt }, `running the build in ${build} (built ${project.build.info.builtAt})`);
-    }
     const modules = await loadManifest(project);
     const modulesText = args.modules ?? firstSet(cli.env, ['KEEL_MODULES'])?.value;
     const host = modulesText === undefined ? undefined : modulesText.trim() === NO_MODULES ? [] : splitList(modulesText);
@@ -158,6 +150,15 @@ export default defineCommand({
       });
     }
     const { path: configPath, config } = await loadAppConfig(project, { checkGateway: httpPort !== undefined });
+    // The process's own lines are records of the logger its kernel, transport and gateway write
+    // to: one format per process (docs/observability.md, "Logs"), the environment's, else the configuration's.
+    const logEnv = loggingEnv(cli.env, config);
+    const format = logFormatOf(logEnv, cli.stdout);
+    const logger = createLogger({ env: logEnv, destination: cli.stdout, format });
+    if (project.build) {
+      const build = `${relative(cli.cwd, project.build.outDir) || '.'}/`;
+      logger.info({ build, builtAt: project.build.info.builtAt }, `running the build in ${build} (built ${project.build.info.builtAt})`);
+    }
     if (configPath !== undefined) {
       const config = relative(cli.cwd, configPath) || configPath;
       logger.info({ config }, `configuration from ${config}`);

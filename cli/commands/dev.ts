@@ -1,0 +1,133 @@
+/**
+ * `keel dev [topology]`: watch mode. Runs one process (as `keel start`) or a whole topology (as
+ * `keel up`), with pretty logs, and restarts only the processes a saved change concerns: those
+ * hosting the module changed, and, for a contract, those hosting the modules that call it or
+ * handle its events; a change elsewhere restarts every process. Each is drained before it starts again.
+ */
+import { once } from 'node:events';
+import { relative, resolve } from 'node:path';
+import { LogFormat } from 'keel/transport';
+import { contextOf, defineCommand } from '../command.js';
+import { CLIError, CliErrorCode } from '../errors.js';
+import { prepareLocalRun } from '../local-run.js';
+import { splitList } from '../names.js';
+import { findProject, loadManifest, moduleGraph, projectSettings } from '../project.js';
+import { createSupervisor } from '../supervisor.js';
+import { impactOf, watchProject, type ProjectWatch } from '../watch.js';
+
+/** At most this many changed paths are named in a restart line. */
+const PATHS_SHOWN = 3;
+
+export default defineCommand({
+  meta: {
+    name: 'dev',
+    description: 'Watch mode: run the application (or a topology) and restart the processes a change concerns',
+    examples: ['keel dev', 'keel dev --modules catalog,orders --http 8080', 'keel dev topologies/split.ts'],
+  },
+  args: {
+    topology: {
+      type: 'positional',
+      description: 'Topology file to run as keel up does; default: one process, as keel start',
+      required: false,
+    },
+    modules: {
+      type: 'string',
+      description: 'Without a topology: modules to host, comma-separated (default: all)',
+      valueHint: 'a,b',
+    },
+    http: {
+      type: 'string',
+      description: 'Without a topology: the HTTP gateway port, as keel start --http (default: $KEEL_HTTP_PORT, then $PORT, else 3000 when hosting every module)',
+      valueHint: 'port',
+    },
+    nats: {
+      type: 'string',
+      description: "NATS server URL (default: the topology's, then $KEEL_NATS_URL, else nats-server is started when needed)",
+      valueHint: 'url',
+    },
+  },
+  run: async ({ args, data }) => {
+    const cli = contextOf(data);
+    const log = (line: string) => cli.stdout.write(`keel dev: ${line}\n`);
+    if (args.topology !== undefined && (args.modules !== undefined || args.http !== undefined)) {
+      throw new CLIError(CliErrorCode.E_USAGE, `--modules and --http are for one process; the topology ${args.topology} says which modules each process hosts and where HTTP is served.`);
+    }
+    if (findProject(cli.cwd).build !== undefined) {
+      throw new CLIError(CliErrorCode.E_USAGE, 'keel dev runs and watches the TypeScript sources, and this project has only its build.', {
+        hint: 'Run keel dev where the sources are, or keel start to run the build.',
+      });
+    }
+    const single = args.topology === undefined ? { modules: args.modules === undefined ? undefined : splitList(args.modules), http: args.http } : undefined;
+    const run = await prepareLocalRun({ cli, command: 'keel dev', log, topology: args.topology, nats: args.nats, single, defaultLogFormat: LogFormat.PRETTY });
+    const { project, processes } = run;
+    const settings = projectSettings(project.root);
+    const modulesDir = relative(project.root, project.modulesDir).split('\\').join('/');
+    const topologyPath = args.topology === undefined ? undefined : relative(project.root, resolve(cli.cwd, args.topology)).split('\\').join('/');
+    let graph = moduleGraph(run.modules);
+
+    const supervisor = createSupervisor({
+      processes,
+      output: cli.stdout,
+      log,
+      onAllReady: () =>
+        log(`ready: ${processes.length === 1 ? (processes[0]?.name ?? '') : `all ${processes.length} processes`}; watching for changes (Ctrl-C to stop)`),
+      onGiveUp: (name) => log(`${name} keeps exiting before it is ready; fix it and save: the next change starts it again.`),
+    });
+
+    const restart = async (paths: readonly string[]): Promise<void> => {
+      const impact = impactOf(paths, modulesDir, graph);
+      const targets = impact.all ? processes : processes.filter((process) => process.modules.some((module) => impact.modules.has(module)));
+      const shown = paths.length > PATHS_SHOWN ? `${paths.slice(0, PATHS_SHOWN).join(', ')} and ${paths.length - PATHS_SHOWN} more` : paths.join(', ');
+      if (topologyPath !== undefined && paths.includes(topologyPath)) {
+        log(`${topologyPath} changed: restart keel dev to run the processes it now describes.`);
+      }
+      if (targets.length === 0) {
+        log(`${shown} changed; no process hosts ${impact.all ? 'it' : [...impact.modules].join(', ')}.`);
+        return;
+      }
+      log(`${shown} changed; restarting ${targets.map((process) => process.name).join(', ')}`);
+      await supervisor.restart(targets.map((process) => process.name));
+      // A module may now depend on another: read the graph again (a module that does not load keeps the last one).
+      graph = await loadManifest(project).then(moduleGraph, () => graph);
+    };
+    let restarts = Promise.resolve();
+    const ignore = [settings?.outDir, project.testDir]
+      .filter((folder): folder is string => folder !== undefined)
+      .map((folder) => relative(project.root, resolve(project.root, folder)).split('\\').join('/'))
+      .filter((folder) => folder !== '' && !folder.startsWith('..'));
+    let watcher: ProjectWatch;
+    try {
+      watcher = watchProject({
+        root: project.root,
+        ignore,
+        onChange: (paths) => {
+          restarts = restarts
+            .then(() => restart(paths))
+            .catch((error: unknown) => {
+              log(`restarting failed: ${(error as Error).message}`);
+            });
+        },
+      });
+    } catch (error) {
+      await supervisor.stop();
+      await run.stopNats();
+      throw new CLIError(CliErrorCode.E_WATCH, `Cannot watch ${project.root}: ${(error as Error).message}`, {
+        cause: error,
+        hint: 'On Linux, ENOSPC means too few inotify watches: raise fs.inotify.max_user_watches (sysctl), or run keel up.',
+      });
+    }
+
+    const keepAlive = setInterval(() => {}, 2 ** 30);
+    if (!cli.signal.aborted) await once(cli.signal, 'abort');
+    clearInterval(keepAlive);
+    watcher.close();
+    log('stopping: draining every process');
+    const exits = await supervisor.stop();
+    await restarts;
+    for (const exit of exits) {
+      log(`  ${exit.name} ${exit.code === 0 ? 'stopped cleanly' : `ended with ${exit.signal ? `signal ${exit.signal}` : `exit code ${exit.code}`}`}`);
+    }
+    await run.stopNats();
+    log('stopped');
+  },
+});

@@ -1,0 +1,162 @@
+/**
+ * What `keel up` and `keel dev` share: reading the project, its configuration and topology,
+ * starting the nats-server the topology needs when none is given, and the `keel start` command
+ * line and environment of each process the supervisor runs.
+ */
+import { writeFileSync } from 'node:fs';
+import { join, relative, resolve } from 'node:path';
+import type { AnyModule } from 'keel';
+import { logFormatOf, type LogFormat } from 'keel/transport';
+import { loadAppConfig, loggingEnv } from './app-config.js';
+import type { CliContext } from './command.js';
+import { assertOwnDataFolders } from './database.js';
+import { CLIError, CliErrorCode } from './errors.js';
+import { NATS_CLIENT_USER, isGateway, natsAuthorization, natsEnvFile, natsUserEnvironment, natsUsers, type NatsUser } from './deploy/index.js';
+import { launchNatsServer, type LaunchedNatsServer } from './nats-server.js';
+import { findProject, loadManifest, type Project } from './project.js';
+import type { ProcessSpec } from './supervisor.js';
+import { loadTopology, needsNats, singleProcessTopology, type TopologyFile } from './topology.js';
+
+/** A process of a local run: what the supervisor starts, and the modules it hosts. */
+export interface LocalProcess extends ProcessSpec {
+  /** Its process group in the topology (`storefront` for `storefront#2`). */
+  readonly group: string;
+  readonly modules: readonly string[];
+}
+
+/** Options of {@link prepareLocalRun}. */
+export interface LocalRunOptions {
+  readonly cli: CliContext;
+  /** The command, as its own lines and files name it: `keel up` or `keel dev`. */
+  readonly command: string;
+  /** Where its own lines go (`keel up: ...`). */
+  readonly log: (line: string) => void;
+  /** The topology file as given on the command line; undefined: one process. */
+  readonly topology?: string | undefined;
+  /** `--nats`, if given. */
+  readonly nats?: string | undefined;
+  /**
+   * One process only (`keel dev` without a topology), started as `keel start` would be from this
+   * shell: with `--modules` only when named, its `--http` (else the shell's PORT), as here.
+   */
+  readonly single?: { readonly modules?: readonly string[] | undefined; readonly http?: string | undefined } | undefined;
+  /** The processes' log format when neither KEEL_LOG_FORMAT nor the configuration names one (default: pretty on a terminal, else json). */
+  readonly defaultLogFormat?: LogFormat | undefined;
+}
+
+/** What {@link prepareLocalRun} prepared; the nats-server, when it started one, runs until {@link LocalRun.stopNats}. */
+export interface LocalRun {
+  readonly project: Project;
+  readonly modules: readonly AnyModule[];
+  readonly topology: TopologyFile;
+  readonly processes: readonly LocalProcess[];
+  readonly natsUrl: string | undefined;
+  /** Stops the nats-server this run started, if any. Idempotent. */
+  stopNats(): Promise<void>;
+}
+
+/**
+ * Reads and checks the project, its configuration and its topology, starts a locked-down
+ * nats-server when the topology needs NATS and no URL is given, and describes every process.
+ *
+ * @example
+ * ```ts
+ * const run = await prepareLocalRun({ cli, command: 'keel up', log, topology: 'topologies/split.ts' });
+ * const supervisor = createSupervisor({ processes: run.processes, output: cli.stdout, log });
+ * ```
+ */
+export async function prepareLocalRun(options: LocalRunOptions): Promise<LocalRun> {
+  const { cli, log } = options;
+  const project = findProject(cli.cwd);
+  const modules = await loadManifest(project);
+  // Checked here once, rather than by every process failing in turn; each process reads it again as it starts.
+  const { path: configPath, config } = await loadAppConfig(project);
+  // Every process logs in the format this command would use itself (its children write to pipes,
+  // which alone would make them JSON): KEEL_LOG_FORMAT, else the configuration's, else pretty
+  // lines in a terminal and JSON lines elsewhere, each behind its process's name.
+  const logEnv = loggingEnv(cli.env, config);
+  const logFormat =
+    !logEnv['KEEL_LOG_FORMAT']?.trim() && options.defaultLogFormat !== undefined ? options.defaultLogFormat : logFormatOf(logEnv, cli.stdout);
+  const names = modules.map((module) => module.name as string);
+  const unknown = options.single?.modules?.filter((name) => !names.includes(name)) ?? [];
+  if (unknown.length > 0) {
+    throw new CLIError(CliErrorCode.E_UNKNOWN_MODULE, `--modules names ${unknown.join(', ')}, which the manifest does not have (it has ${names.join(', ')}).`);
+  }
+  const file = options.topology === undefined ? undefined : resolve(cli.cwd, options.topology);
+  const topology =
+    file === undefined ? singleProcessTopology(options.single?.modules ?? names) : await loadTopology(project, file, names);
+  const label = topology.name ?? (file === undefined ? 'one process' : relative(project.root, file));
+  // Refused here, once, rather than by every process crashing in turn: a bad database URL, or two processes on one embedded database folder.
+  assertOwnDataFolders(
+    Object.entries(topology.processes).map(([name, spec]) => ({
+      name,
+      modules: modules.filter((module) => spec.modules.includes(module.name)),
+      replicas: spec.replicas,
+      env: spec.env,
+    })),
+    { env: cli.env, root: project.root },
+  );
+
+  let natsUrl = options.nats ?? topology.nats.url ?? (cli.env['KEEL_NATS_URL'] || undefined);
+  let natsServer: LaunchedNatsServer | undefined;
+  // The server started here is locked down: one user per process group, allowed what its modules need.
+  let users: NatsUser[] = [];
+  if (natsUrl === undefined && needsNats(topology)) {
+    users = natsUsers(topology, modules);
+    natsServer = await launchNatsServer({ binary: cli.env['KEEL_NATS_SERVER_BIN'] || undefined, extraConfig: natsAuthorization(users) });
+    natsUrl = natsServer.url;
+    log(`started nats-server on ${natsUrl}`);
+    const client = users.find((user) => user.user === NATS_CLIENT_USER) as NatsUser;
+    const clientEnv = join(natsServer.directory, `${NATS_CLIENT_USER}.env`);
+    writeFileSync(clientEnv, natsEnvFile(client, `Written by ${options.command}; removed when it stops.`), { mode: 0o600 });
+    log(`NATS is locked down: each process has its own user; a client of every operation (keel status, scripts) finds its credentials in ${clientEnv}`);
+  }
+  const credentialsOf = (group: string): Record<string, string> => {
+    const user = users.find((candidate) => candidate.user === group);
+    return user === undefined ? {} : natsUserEnvironment(user);
+  };
+
+  // A process serves HTTP where the topology says (`http`, or a port in its `env`), never because
+  // this shell has PORT or KEEL_HTTP_PORT set: every process would then claim the same port.
+  // One process alone is started as `keel start` would be, and keeps them.
+  const { PORT: _port, KEEL_HTTP_PORT: _httpPort, ...inherited } = cli.env;
+  const single = file === undefined ? options.single : undefined;
+  const processes: LocalProcess[] = [];
+  for (const [group, spec] of Object.entries(topology.processes)) {
+    for (let replica = 1; replica <= spec.replicas; replica++) {
+      const name = spec.replicas > 1 ? `${group}#${replica}` : group;
+      const http = single === undefined ? (spec.http === undefined ? undefined : String(spec.http)) : single.http;
+      processes.push({
+        name,
+        group,
+        modules: spec.modules,
+        command: cli.self.command,
+        args: [
+          ...cli.self.args,
+          'start',
+          ...(single !== undefined && single.modules === undefined ? [] : ['--modules', spec.modules.join(',')]),
+          ...(natsUrl === undefined ? [] : ['--nats', natsUrl]),
+          ...(http === undefined ? [] : ['--http', http]),
+        ],
+        cwd: project.root,
+        env: {
+          ...(single === undefined ? inherited : cli.env),
+          // What its HTTP gateway exposes, as keel deploy sets it and as its NATS permissions
+          // assume: every operation for a group with `http`, none for the others (their env may say otherwise).
+          ...(single === undefined ? { KEEL_HTTP_OPERATIONS: isGateway(spec) ? 'all' : 'none' } : {}),
+          ...spec.env,
+          KEEL_LOG_FORMAT: logFormat,
+          KEEL_PROCESS_NAME: name,
+          ...(topology.nats.prefix === undefined ? {} : { KEEL_NATS_PREFIX: topology.nats.prefix }),
+          ...credentialsOf(group),
+        },
+      });
+    }
+  }
+  if (configPath !== undefined) log(`configuration from ${relative(cli.cwd, configPath) || configPath}`);
+  log(`${label}: ${processes.length} process${processes.length === 1 ? '' : 'es'}${natsUrl ? ` over ${natsUrl}` : ''}`);
+  for (const [group, spec] of Object.entries(topology.processes)) {
+    log(`  ${group}${spec.replicas > 1 ? ` ×${spec.replicas}` : ''}: ${spec.modules.join(', ')}`);
+  }
+  return { project, modules, topology, processes, natsUrl, stopNats: async () => natsServer?.stop() };
+}

@@ -1,0 +1,204 @@
+/**
+ * `keel dev`: a topology of two processes (clock; greeter, which calls clock) runs with its own
+ * nats-server; a saved change restarts only the processes it concerns, each drained first, and
+ * Ctrl-C to its process group stops everything in seconds.
+ */
+import { spawn } from 'node:child_process';
+import { appendFileSync, cpSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { main, runCli } from 'keel/cli';
+import { countsAsChange, impactOf } from '../cli/watch.js';
+import { collector } from './support/cli.js';
+
+const require = createRequire(import.meta.url);
+const repository = dirname(require.resolve('keel/package.json'));
+const tsxLoader = pathToFileURL(require.resolve('tsx')).href;
+const temporary: string[] = [];
+afterAll(() => {
+  for (const folder of temporary) rmSync(folder, { recursive: true, force: true });
+});
+
+/** A copy of the two-module fixture application whose `keel` and `zod` resolve to this repository. */
+function devApp(): string {
+  const parent = mkdtempSync(join(tmpdir(), 'keel-dev-'));
+  temporary.push(parent);
+  const root = join(parent, 'dev-app');
+  cpSync(join(repository, 'test/fixtures/tooling/dev-app'), root, { recursive: true });
+  mkdirSync(join(root, 'node_modules'));
+  symlinkSync(repository, join(root, 'node_modules', 'keel'), 'dir');
+  symlinkSync(join(repository, 'node_modules', 'zod'), join(root, 'node_modules', 'zod'), 'dir');
+  return root;
+}
+
+/** How long any one awaited line may take before the test fails, rather than hangs. */
+const WAIT_MS = 30_000;
+
+/** Runs `keel dev` from source in its own process group, as a terminal runs a foreground command. */
+function keelDev(argv: readonly string[], cwd: string) {
+  const child = spawn(process.execPath, ['--import', tsxLoader, '--conditions=keel-source', join(repository, 'cli/bin.ts'), 'dev', ...argv], {
+    cwd,
+    env: { ...process.env, KEEL_LOG_LEVEL: 'info', KEEL_LOG_FORMAT: '', DATABASE_URL: '', KEEL_DATA_DIR: 'memory', KEEL_NATS_URL: '' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+    detached: true,
+  });
+  let output = '';
+  const waiters: { test: (output: string) => boolean; resolve: () => void }[] = [];
+  const collect = (chunk: Buffer): void => {
+    output += chunk.toString('utf8');
+    for (const waiter of waiters.filter((entry) => entry.test(output))) {
+      waiters.splice(waiters.indexOf(waiter), 1);
+      waiter.resolve();
+    }
+  };
+  child.stdout.on('data', collect);
+  child.stderr.on('data', collect);
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  const until = (what: string, test: (output: string) => boolean): Promise<void> =>
+    test(output)
+      ? Promise.resolve()
+      : Promise.race([
+          new Promise<void>((resolve) => waiters.push({ test, resolve })),
+          exited.then((code) => Promise.reject(new Error(`keel dev exited (${code}) before ${what}. Its output:\n${output}`))),
+          new Promise<void>((_, reject) => setTimeout(() => reject(new Error(`no ${what} within ${WAIT_MS} ms. Output:\n${output}`)), WAIT_MS).unref()),
+        ]);
+  return {
+    child,
+    exited,
+    output: () => output,
+    until,
+    /** Resolves once `name` logged its ready line `count` times. */
+    readyTimes: (name: string, count: number) => until(`${name} ready ×${count}`, (text) => readyCount(text, name) >= count),
+  };
+}
+
+/** How many times `name` logged its `ready` line (pretty: keel dev's default format). */
+function readyCount(output: string, name: string): number {
+  return output.split('\n').filter((line) => new RegExp(`^${name} +\\| .*INFO.*: ready \\(Ctrl-C to stop\\)`).test(line)).length;
+}
+
+describe('cli - keel dev', () => {
+  it('cli - restarts only the process hosting a changed module, and for a changed contract its callers too; Ctrl-C stops it all', { timeout: 120_000 }, async () => {
+    const root = devApp();
+    const dev = keelDev(['topologies/split.json'], root);
+    try {
+      await dev.until('every process ready', (text) => text.includes('keel dev: ready: all 2 processes; watching for changes'));
+      // (The ready lines come through each process's output, its readiness over IPC: either may be first.)
+      await dev.readyTimes('clock', 1);
+      await dev.readyTimes('greeter', 1);
+
+      // A module's own file: its process only.
+      appendFileSync(join(root, 'modules/greeter/module.ts'), '// edited\n');
+      await dev.until('the restart line', (text) => text.includes('keel dev: modules/greeter/module.ts changed; restarting greeter\n'));
+      await dev.readyTimes('greeter', 2);
+
+      // A contract: its module's process and those of the modules that call it.
+      appendFileSync(join(root, 'modules/clock/contract.ts'), '// edited\n');
+      await dev.until('the restart line', (text) => text.includes('keel dev: modules/clock/contract.ts changed; restarting clock, greeter\n'));
+      await dev.readyTimes('clock', 2);
+      await dev.readyTimes('greeter', 3);
+      // A file no process runs (a test) restarts nothing: the next change's line comes alone.
+      mkdirSync(join(root, 'test'));
+      writeFileSync(join(root, 'test/greeter.test.ts'), '// a test\n');
+      appendFileSync(join(root, 'modules/greeter/contract.ts'), '// edited\n');
+      await dev.until('the restart line', (text) => text.includes('keel dev: modules/greeter/contract.ts changed; restarting greeter\n'));
+      await dev.readyTimes('greeter', 4);
+      await dev.until('every process ready again', (text) => text.split('keel dev: ready: all 2 processes').length - 1 === 4);
+
+      const stoppedAt = Date.now();
+      process.kill(-(dev.child.pid as number), 'SIGINT');
+      const code = await Promise.race([dev.exited, new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 10_000).unref())]);
+      expect(code, dev.output()).toBe(0);
+      expect(Date.now() - stoppedAt).toBeLessThan(10_000);
+    } finally {
+      if (dev.child.exitCode === null && dev.child.signalCode === null) dev.child.kill('SIGKILL');
+    }
+    const output = dev.output();
+    // Every restart drained the process first; none was killed, none lost its NATS server.
+    expect(output).not.toMatch(/SIGKILL|killing it|disconnected from NATS|exited \(/);
+    expect(output.split('\n').filter((line) => line.includes('changed; restarting'))).toEqual([
+      'keel dev: modules/greeter/module.ts changed; restarting greeter',
+      'keel dev: modules/clock/contract.ts changed; restarting clock, greeter',
+      'keel dev: modules/greeter/contract.ts changed; restarting greeter',
+    ]);
+    // clock started twice in all (once for its contract), greeter four times.
+    expect(readyCount(output, 'clock')).toBe(2);
+    expect(readyCount(output, 'greeter')).toBe(4);
+    expect(output.split('\n').filter((line) => /^clock +\| .*: stopped/.test(line))).toHaveLength(2);
+    expect(output).toContain('keel dev:   clock stopped cleanly');
+    expect(output).toContain('keel dev:   greeter stopped cleanly');
+    expect(output).toContain('keel dev: stopped');
+  });
+
+  it('cli - runs one process as keel start does, with its gateway; a change outside the modules restarts it', { timeout: 60_000 }, async () => {
+    const root = devApp();
+    const dev = keelDev(['--http', '0'], root);
+    try {
+      await dev.until('the process ready', (text) => text.includes('keel dev: ready: app; watching for changes (Ctrl-C to stop)\n'));
+      await dev.readyTimes('app', 1);
+      const url = /HTTP gateway on (http:\/\/127\.0\.0\.1:\d+)/.exec(dev.output())?.[1];
+      expect(url, dev.output()).toBeDefined();
+      const answer = await fetch(`${url}/greeter/greet`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"name":"Ada"}' });
+      expect(await answer.json()).toMatchObject({ text: expect.stringMatching(/^Hello, Ada, at \d{4}-/) });
+      // One process, no NATS: nothing started for it.
+      expect(dev.output()).not.toContain('nats-server');
+
+      writeFileSync(join(root, 'keel.config.ts'), "export default { logging: { level: 'info' } };\n");
+      await dev.until('the restart line', (text) => text.includes('keel dev: keel.config.ts changed; restarting app\n'));
+      await dev.readyTimes('app', 2);
+      process.kill(-(dev.child.pid as number), 'SIGINT');
+      const code = await Promise.race([dev.exited, new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 10_000).unref())]);
+      expect(code, dev.output()).toBe(0);
+    } finally {
+      if (dev.child.exitCode === null && dev.child.signalCode === null) dev.child.kill('SIGKILL');
+    }
+    expect(dev.output()).toContain('keel dev:   app stopped cleanly');
+  });
+
+  it('cli - refuses --modules naming no module of the manifest, and --modules or --http with a topology', async () => {
+    const root = devApp();
+    for (const [argv, message] of [
+      [['dev', '--modules', 'clock,calendar'], 'error E_UNKNOWN_MODULE: --modules names calendar, which the manifest does not have (it has clock, greeter).'],
+      [['dev', 'topologies/split.json', '--http', '8080'], 'error E_USAGE: --modules and --http are for one process'],
+    ] as const) {
+      const stdout = collector();
+      const stderr = collector();
+      const code = await runCli(main, argv, { cwd: root, env: {}, stdout, stderr });
+      expect(code, stderr.text).not.toBe(0);
+      expect(stderr.text).toContain(message);
+      expect(stdout.text).not.toContain('started nats-server');
+    }
+  });
+
+  it('cli - counts source, JSON and SQL files outside node_modules, hidden folders, the build and the tests', () => {
+    const ignore = ['dist', 'test'];
+    for (const path of ['modules/orders/module.ts', 'modules/orders/migrations/001_orders.sql', 'keel.config.ts', 'package.json', 'app/main.mts']) {
+      expect(countsAsChange(path, ignore), path).toBe(true);
+    }
+    for (const path of ['node_modules/zod/index.js', '.git/index', '.keel/data/orders/x.json', 'dist/modules/index.js', 'test/orders.test.ts', 'modules/orders/module.test.ts', 'modules/orders/.module.ts.swp', 'modules/orders/module.ts~', 'README.md']) {
+      expect(countsAsChange(path, ignore), path).toBe(false);
+    }
+  });
+
+  it("cli - a module's file concerns its module, its contract also the modules that call it or handle its events, anything else every process", () => {
+    const graph = [
+      { name: 'catalog', dependsOn: [], subscribesTo: [] },
+      { name: 'orders', dependsOn: ['catalog'], subscribesTo: [] },
+      { name: 'notifications', dependsOn: [], subscribesTo: ['orders'] },
+    ];
+    const modules = (paths: string[]) => {
+      const impact = impactOf(paths, 'modules', graph);
+      return impact.all ? `all (${impact.reason})` : [...impact.modules].sort();
+    };
+    expect(modules(['modules/catalog/module.ts'])).toEqual(['catalog']);
+    expect(modules(['modules/catalog/migrations/001.sql', 'modules/orders/saga.ts'])).toEqual(['catalog', 'orders']);
+    expect(modules(['modules/catalog/contract.ts'])).toEqual(['catalog', 'orders']);
+    expect(modules(['modules/orders/contract.ts'])).toEqual(['notifications', 'orders']);
+    expect(modules(['modules/index.ts'])).toBe('all (modules/index.ts)');
+    expect(modules(['modules/shared/money.ts'])).toBe('all (modules/shared/money.ts)');
+    expect(modules(['modules/catalog/module.ts', 'keel.config.ts'])).toBe('all (keel.config.ts)');
+  });
+});
