@@ -178,8 +178,12 @@ function exposedContracts(running: Kernel): readonly AnyContract[] {
 
 /** The process's logger; a KEEL_LOG_FORMAT it cannot use leaves no format to log in, so that one is said plainly. */
 function processLogger(): Logger {
+  // keel.config.ts's logging section, under KEEL_LOG_LEVEL and KEEL_LOG_FORMAT when they are set.
+  const env = process.env;
+  const level = env['KEEL_LOG_LEVEL']?.trim() || config.logging?.level;
+  const format = env['KEEL_LOG_FORMAT']?.trim() || config.logging?.format;
   try {
-    return createLogger();
+    return createLogger({ env: { ...env, KEEL_LOG_LEVEL: level, KEEL_LOG_FORMAT: format } });
   } catch (error) {
     process.stderr.write(`The shop could not start: ${error instanceof Error ? error.message : String(error)}\n`);
     process.exit(1);
