@@ -302,6 +302,9 @@ function refusedCallOption(options: HttpCallOptions, label: string): KeelError |
       `correlationId for ${label} must be 1 to 128 visible ASCII characters (no space), got ${describeValue(correlationId)}.`,
     );
   }
+  if (options.headers !== undefined && !isHeaderRecord(options.headers)) {
+    return new KeelError(KeelErrorCode.INVALID_INPUT, `headers for ${label} must be a record of header names to string values.`);
+  }
   if (idempotencyKey !== undefined && !isIdempotencyKey(idempotencyKey)) {
     return new KeelError(
       KeelErrorCode.INVALID_INPUT,

@@ -103,6 +103,9 @@ describe('http client - against a gateway', () => {
     expect(isKeelError(invalid, KeelErrorCode.INVALID_INPUT)).toBe(true);
     expect((invalid as KeelError).details).toMatchObject({ contract: 'store', operation: 'get', issues: [{ path: ['key'] }] });
     expect(recording.sent).toHaveLength(0);
+    const badHeaders = await failureOf(remote.greeting({ name: 'a' }, { headers: { 'bad name': 'x' } }));
+    expect(isKeelError(badHeaders, KeelErrorCode.INVALID_INPUT)).toBe(true);
+    expect(recording.sent).toHaveLength(0);
     expect(seen(invalid)).toEqual(seen(await failureOf(kernel.client(store).get({ key: '' }))));
   });
 
