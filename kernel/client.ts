@@ -7,7 +7,9 @@ import { trace } from '@opentelemetry/api';
 import { activeContext, contextStorage } from './otel-context.js';
 import { endCallSpan, keelTracer, outgoingTraceparent, startClientSpan, tracesCalls } from './tracing.js';
 import type { AnyContract, AnyOperation, OperationInput, OperationOutput } from './contract.js';
-import { EXTERNAL_CALLER, currentContext, isCorrelationId, isIdempotencyKey, isTraceparent, newCorrelationId, type CallContext } from './context.js';
+import { isCorrelationId, isIdempotencyKey, isTraceparent } from './call-ids.js';
+import { DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS } from './timeouts.js';
+import { EXTERNAL_CALLER, currentContext, newCorrelationId, type CallContext } from './context.js';
 import { fromErrorEnvelope, markCallError } from './envelope.js';
 import { KeelError, KeelErrorCode, validationError, type AnyErrorClass } from './errors.js';
 import { OK_OUTCOME, outcomeOf, type KernelObserver } from './observer.js';
@@ -121,26 +123,6 @@ export interface ClientOptions {
   /** The circuit breakers of the calling process, one per dependency, shared by its clients (the kernel passes its own). Default: none. */
   readonly circuitBreakers?: CircuitBreakers;
 }
-
-/**
- * Default deadline of a call, when neither the call nor the operation sets one.
- *
- * @example
- * ```ts
- * const kernel = createKernel({ modules, defaultTimeoutMs: DEFAULT_TIMEOUT_MS / 2 });
- * ```
- */
-export const DEFAULT_TIMEOUT_MS = 10_000;
-
-/**
- * The longest deadline a call may ask for: the largest delay a Node.js timer supports (about 24.8 days).
- *
- * @example
- * ```ts
- * await shop.getOrder({ orderId }, { timeoutMs: Math.min(requestedMs, MAX_TIMEOUT_MS) });
- * ```
- */
-export const MAX_TIMEOUT_MS = 2 ** 31 - 1;
 
 /**
  * Builds a client of `contract` that calls through `transport`. The kernel builds these for

@@ -4,8 +4,10 @@
  * observers, the CLI) import the rest from `'keel/transport'` (kernel/transport-entry.ts).
  *
  * Contracts ({@link defineContract}, {@link operation}, {@link event}, {@link defineError}) are
- * plain data; modules ({@link defineModule}) implement one contract each; the kernel
- * ({@link createKernel}) wires them in one process or, given a {@link Transport}, across many.
+ * plain data, and a contract file imports them from `'keel/contract'` (the very same values,
+ * with no server dependency, so a contract bundles for a browser); modules ({@link defineModule})
+ * implement one contract each; the kernel ({@link createKernel}) wires them in one process or,
+ * given a {@link Transport}, across many.
  *
  * Types flow from the contract's zod schemas. A handler written outside `defineModule` is typed
  * with {@link HandlerInput} and {@link HandlerOutput}; the other shapes are one `z.input` or

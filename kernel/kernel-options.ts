@@ -5,7 +5,7 @@
  * `INVALID_CONFIG` naming the field and what it takes.
  */
 import { z } from 'zod';
-import { DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS } from './client.js';
+import { DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS } from './timeouts.js';
 import type { Logger } from './logger.js';
 import type { AnyModule } from './module.js';
 import { isContract, type AnyContract } from './contract.js';

@@ -19,7 +19,7 @@ import {
   type TracerProvider,
 } from '@opentelemetry/api';
 import type { CallContext } from './context.js';
-import { isTraceparent } from './context.js';
+import { isTraceparent } from './call-ids.js';
 import { activeContext } from './otel-context.js';
 import { OK_OUTCOME, outcomeOf } from './observer.js';
 import { KeelErrorCode } from './errors.js';

@@ -46,8 +46,10 @@ export { STATUS_BY_ERROR_KIND } from './error-kind-status.js';
 // Moved from 'keel': used by adapters, the CLI's tools and tests, never by an application.
 export { isContract, majorOf, type AnyOperation } from './contract.js';
 export { ContractError } from './errors.js';
-export { DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS, createClient, type CallOptions, type ClientOptions } from './client.js';
-export { EXTERNAL_CALLER, isCorrelationId, isIdempotencyKey, isTraceparent, newCorrelationId, newTraceparent } from './context.js';
+export { createClient, type CallOptions, type ClientOptions } from './client.js';
+export { DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS } from './timeouts.js';
+export { EXTERNAL_CALLER, newCorrelationId, newTraceparent } from './context.js';
+export { isCorrelationId, isIdempotencyKey, isTraceparent } from './call-ids.js';
 export { DEFAULT_KERNEL_OPTIONS } from './kernel.js';
 export type { DeadLetter } from './subscription.js';
 export { OK_OUTCOME, type CallRecord, type DroppedRecord, type EventRecord, type KernelObserver, type RetryRecord } from './observer.js';

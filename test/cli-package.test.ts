@@ -190,7 +190,7 @@ describe('cli - the packed package', () => {
     writeFileSync(
       shippingContract,
       readFileSync(shippingContract, 'utf8')
-        .replace("import { defineContract, operation } from 'keel';", "import { defineContract, operation } from 'keel';\nimport { InvoiceMissing } from '../billing/contract.js';")
+        .replace("import { defineContract, operation } from 'keel/contract';", "import { defineContract, operation } from 'keel/contract';\nimport { InvoiceMissing } from '../billing/contract.js';")
         .replace("      idempotent: true,", "      idempotent: true,\n      errors: [InvoiceMissing],"),
     );
     expect(readFileSync(shippingContract, 'utf8')).toContain('errors: [InvoiceMissing]');
@@ -205,7 +205,7 @@ describe('cli - the packed package', () => {
     expect(overNats.stdout).toMatch(/Tests\s+11 passed/);
     run(join(app, 'node_modules', '.bin', 'tsc'), ['--noEmit'], app);
     // With declarations on (a contract shared as a package), every type a contract, an error or a
-    // module infers can be named from 'keel' (TS2883 otherwise), with the installed declarations.
+    // module infers can be named from 'keel' or 'keel/contract' (TS2883 otherwise), with the installed declarations.
     run(join(app, 'node_modules', '.bin', 'tsc'), ['--noEmit', '--declaration'], app);
 
     // The installed CLI (JavaScript) loads contracts that import contracts, on whatever Node runs it.

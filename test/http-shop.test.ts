@@ -1,12 +1,13 @@
 /**
  * The example shop behind the HTTP gateway: the shop's whole end-to-end suite, driven through
- * HTTP only, in one process and with the gateway in a process hosting no module (over NATS);
+ * HTTP only with the typed HTTP client ('keel/http-client'), in one process and with the gateway in a process hosting no module (over NATS);
  * then the shop's HTTP surface itself: placing an order, its errors, and its OpenAPI document.
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { KeelError, createKernel, silentLogger, type AnyContract, type Client, type KeelErrorCode, type Kernel, type Transport } from 'keel';
-import { createHttpGateway, type HttpGateway, type Problem } from 'keel/http';
+import { createKernel, silentLogger, type Kernel, type Transport } from 'keel';
+import { createHttpGateway, type HttpGateway } from 'keel/http';
+import { createHttpClient } from 'keel/http-client';
 import { createNatsTransport } from 'keel/nats';
 import { catalog } from '../modules/catalog/contract.js';
 import { modules } from '../modules/index.js';
@@ -22,38 +23,10 @@ const JSON_HEADERS = { 'content-type': 'application/json' };
 const databases = pgliteUnderTest();
 afterAll(() => databases.cleanup());
 
-/**
- * A client of `contract` that knows only the gateway's URL: every call is an HTTP request, and
- * every problem is rebuilt as the error a kernel client would throw (a declared error as its
- * class, anything else as a KeelError with the same code), so the shop suite runs unchanged.
- */
-function httpClient<C extends AnyContract>(contract: C, baseUrl: string): Client<C> {
-  const client: Record<string, (input: unknown) => Promise<unknown>> = {};
-  for (const [name, operation] of Object.entries(contract.operations)) {
-    const declared = new Map(operation.errors.map((error) => [error.code, error]));
-    client[name] = async (input) => {
-      const response = await fetch(`${baseUrl}/${contract.name}/${name}`, {
-        method: 'POST',
-        headers: JSON_HEADERS,
-        body: JSON.stringify(input),
-      });
-      const body: unknown = await response.json();
-      if (response.ok) return operation.output.parse(body);
-      const problem = body as Problem;
-      const errorClass = declared.get(problem.code);
-      if (errorClass !== undefined) {
-        const error = new errorClass(problem.data as never, { message: problem.detail });
-        error.correlationId = problem.correlationId;
-        throw error;
-      }
-      throw new KeelError(problem.code as KeelErrorCode, problem.detail, { correlationId: problem.correlationId, details: problem.details });
-    };
-  }
-  return client as Client<C>;
-}
-
 function harness(baseUrl: string, stop: () => Promise<void>): ShopHarness {
-  return { client: (contract) => httpClient(contract, baseUrl), stop };
+  // The typed HTTP client: every call an HTTP request, every problem rebuilt as the error a
+  // kernel client throws, so the shop suite runs unchanged.
+  return { client: (contract) => createHttpClient(contract, { baseUrl }), stop };
 }
 
 describeShopSuite('through the HTTP gateway, one process', async () => {

@@ -1,6 +1,7 @@
 /**
- * keel's two public doors, pinned name by name: `'keel'` for application authors and
- * `'keel/transport'` for adapter and tooling authors. A name added to either door, or moved
+ * keel's public doors, pinned name by name: `'keel'` for application authors, `'keel/transport'`
+ * for adapter and tooling authors, and the two browser-safe doors, `'keel/contract'` for contract
+ * files and `'keel/http-client'` for callers over HTTP. A name added to either door, or moved
  * between them, fails here until it is added to these lists on purpose. docs/design-notes.md
  * ("Public doors") says what belongs in which.
  */
@@ -9,6 +10,8 @@ import { parseSync } from 'oxc-parser';
 import { describe, expect, it } from 'vitest';
 import * as keel from 'keel';
 import * as transport from 'keel/transport';
+import * as contractDoor from 'keel/contract';
+import * as httpClientDoor from 'keel/http-client';
 
 /** `'keel'`: what a contract, a module, a kernel and a test of an application need. */
 const KEEL = {
@@ -150,6 +153,29 @@ const TRANSPORT = {
   ],
 };
 
+/** `'keel/contract'`: what a contract file needs and a caller catches; every name is also in `'keel'`. */
+const CONTRACT = {
+  values: ['ErrorKind', 'KeelError', 'KeelErrorCode', 'defineContract', 'defineError', 'event', 'isKeelError', 'operation'],
+  types: [
+    'AnyContract',
+    'AnyErrorClass',
+    'Contract',
+    'ErrorClass',
+    'EventDefinition',
+    'HedgePolicy',
+    'OperationAuth',
+    'OperationDefinition',
+    'Principal',
+    'RetryPolicy',
+  ],
+};
+
+/** `'keel/http-client'`: the typed client over the HTTP gateway. */
+const HTTP_CLIENT = {
+  values: ['DEFAULT_HTTP_CLIENT_OPTIONS', 'createHttpClient'],
+  types: ['HttpCallOptions', 'HttpClient', 'HttpClientOptions'],
+};
+
 /** The names a door's source exports, values and types apart; a door re-exports by name only. */
 function exportsOf(entry: string): { values: string[]; types: string[] } {
   const path = new URL(`../kernel/${entry}`, import.meta.url);
@@ -183,5 +209,23 @@ describe('kernel - public doors', () => {
   it('kernel - the doors share no names but the ports an application hands to createKernel and an adapter implements: DatabaseEngine and Transport', () => {
     const keelNames = [...KEEL.values, ...KEEL.types];
     expect([...TRANSPORT.values, ...TRANSPORT.types].filter((name) => keelNames.includes(name))).toEqual(['DatabaseEngine', 'Transport']);
+  });
+
+  it("kernel - 'keel/contract' exports exactly what a contract file needs, each the very value 'keel' exports", () => {
+    expect(exportsOf('contract-entry.ts')).toEqual(CONTRACT);
+    expect(Object.keys(contractDoor).sort()).toEqual(CONTRACT.values);
+    const keelNames: readonly string[] = [...KEEL.values, ...KEEL.types];
+    expect([...CONTRACT.values, ...CONTRACT.types].filter((name) => !keelNames.includes(name))).toEqual([]);
+    // Identity, not likeness: a class declared with defineError is matched with instanceof.
+    for (const name of CONTRACT.values) {
+      expect((contractDoor as Record<string, unknown>)[name], name).toBe((keel as Record<string, unknown>)[name]);
+    }
+  });
+
+  it("kernel - 'keel/http-client' exports exactly the HTTP client's names, none of another door's", () => {
+    expect(exportsOf('http-client-entry.ts')).toEqual(HTTP_CLIENT);
+    expect(Object.keys(httpClientDoor).sort()).toEqual(HTTP_CLIENT.values);
+    const others = [...KEEL.values, ...KEEL.types, ...TRANSPORT.values, ...TRANSPORT.types, ...CONTRACT.values, ...CONTRACT.types];
+    expect([...HTTP_CLIENT.values, ...HTTP_CLIENT.types].filter((name) => others.includes(name))).toEqual([]);
   });
 });

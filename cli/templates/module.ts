@@ -134,7 +134,7 @@ export function contractFile(input: ModuleTemplateInput): string {
  * @module
  */
 import { z } from 'zod';
-import { ${imports} } from 'keel';
+import { ${imports} } from 'keel/contract';
 
 /**
  * The ${input.name} contract: what the module offers, as plain data. ${start}

@@ -27,7 +27,7 @@
  * @module
  */
 import { z } from 'zod';
-import { ErrorKind, defineContract, defineError, event, operation } from 'keel';
+import { ErrorKind, defineContract, defineError, event, operation } from 'keel/contract';
 
 /**
  * A stock keeping unit: letters, digits, `.`, `_` or `-`, at most 64 characters.

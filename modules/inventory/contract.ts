@@ -33,7 +33,7 @@
  * @module
  */
 import { z } from 'zod';
-import { ErrorKind, defineContract, defineError, event, operation } from 'keel';
+import { ErrorKind, defineContract, defineError, event, operation } from 'keel/contract';
 import { Sku, UnknownProduct } from '../catalog/contract.js';
 
 /** A count of units. */

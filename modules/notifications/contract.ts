@@ -16,7 +16,7 @@
  * @module
  */
 import { z } from 'zod';
-import { defineContract, operation } from 'keel';
+import { defineContract, operation } from 'keel/contract';
 
 /**
  * What a notification is about.

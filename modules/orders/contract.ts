@@ -33,7 +33,7 @@
  * @module
  */
 import { z } from 'zod';
-import { ErrorKind, defineContract, defineError, event, operation } from 'keel';
+import { ErrorKind, defineContract, defineError, event, operation } from 'keel/contract';
 import { Cents, Sku, UnknownProduct } from '../catalog/contract.js';
 import { OutOfStock } from '../inventory/contract.js';
 import { Card, PaymentDeclined } from '../payments/contract.js';

@@ -28,7 +28,7 @@
  * @module
  */
 import { z } from 'zod';
-import { ErrorKind, defineContract, defineError, event, operation } from 'keel';
+import { ErrorKind, defineContract, defineError, event, operation } from 'keel/contract';
 
 /**
  * Card tokens the simulated processor understands. Any other token is approved.

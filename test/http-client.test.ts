@@ -1,0 +1,242 @@
+/**
+ * The typed HTTP client (`'keel/http-client'`) against a real gateway on a free port: the same
+ * results and the same errors as the in-process client, the call's correlation id and deadline
+ * sent as headers, and its options checked once.
+ */
+import { createServer as createHttpServer } from 'node:http';
+import { createServer } from 'node:net';
+import { afterAll, afterEach, beforeAll, describe, expect, expectTypeOf, it } from 'vitest';
+import { z } from 'zod';
+import { KeelError, createKernel, silentLogger, type Client, type Kernel } from 'keel';
+import { KeelErrorCode, defineContract, isKeelError, operation } from 'keel/contract';
+import { DEFAULT_HTTP_CLIENT_OPTIONS, createHttpClient, type HttpClient } from 'keel/http-client';
+import { DEFAULT_HTTP_GATEWAY_OPTIONS, createHttpGateway, type HttpGateway } from 'keel/http';
+import { DEFAULT_TIMEOUT_MS } from 'keel/transport';
+import { NotThere, Taken, fixtureModules, gate, openAllGates, probe, store } from './support/http-fixture.js';
+
+/** A fetch that records each request's headers and each answer's headers. */
+function recordingFetch(): { fetch: typeof fetch; sent: Headers[]; answered: Headers[] } {
+  const sent: Headers[] = [];
+  const answered: Headers[] = [];
+  return {
+    sent,
+    answered,
+    fetch: async (input, init) => {
+      sent.push(new Headers(init?.headers));
+      const response = await fetch(input, init);
+      answered.push(response.headers);
+      return response;
+    },
+  };
+}
+
+/** What an error is, as a caller sees it: its class's code, data or details, and whether it is a KeelError. */
+function seen(error: unknown): unknown {
+  if (!(error instanceof Error)) return error;
+  const { code, data } = error as { code?: unknown; data?: unknown };
+  return { name: error.name, code, data, keel: error instanceof KeelError };
+}
+
+async function failureOf(call: Promise<unknown>): Promise<Error> {
+  try {
+    await call;
+  } catch (error) {
+    expect(error).toBeInstanceOf(Error);
+    return error as Error;
+  }
+  throw new Error('the call did not fail');
+}
+
+describe('http client - against a gateway', () => {
+  let kernel: Kernel;
+  let gateway: HttpGateway;
+  let baseUrl: string;
+
+  beforeAll(async () => {
+    kernel = createKernel({ modules: fixtureModules, logger: silentLogger });
+    await kernel.start();
+    gateway = await createHttpGateway({ kernel, port: 0, logger: silentLogger, metrics: false });
+    baseUrl = await gateway.listen();
+  });
+  afterEach(() => openAllGates());
+  afterAll(async () => {
+    await gateway.close();
+  });
+
+  it('http client - gives the typed results of the in-process client, defaults applied', async () => {
+    const remote = createHttpClient(store, { baseUrl });
+    const local = kernel.client(store);
+    expect(await remote.put({ key: 'typed', value: { nested: [1, 'two', null] } })).toEqual({ key: 'typed', stored: true });
+    const got = await remote.get({ key: 'typed' });
+    expectTypeOf(got).toEqualTypeOf<Awaited<ReturnType<Client<typeof store>['get']>>>();
+    expect(got).toEqual(await local.get({ key: 'typed' }));
+    expect(got).toEqual({ key: 'typed', value: { nested: [1, 'two', null] }, tags: [] });
+    const greeting: string = await remote.greeting({ name: 'Ada' });
+    expect(greeting).toBe('hello, Ada');
+  });
+
+  it('http client - is a Client: code written against kernel.client(contract) takes it', async () => {
+    expectTypeOf<HttpClient<typeof store>>().toExtend<Client<typeof store>>();
+    const greet = (client: Client<typeof store>) => client.greeting({ name: 'Grace' });
+    expect(await greet(createHttpClient(store, { baseUrl }))).toBe('hello, Grace');
+  });
+
+  it('http client - a declared error is an instance of its contract class, with its data and correlation id, as in process', async () => {
+    const remote = createHttpClient(store, { baseUrl });
+    const missing = await failureOf(remote.get({ key: 'nowhere' }, { correlationId: 'declared-1' }));
+    expect(missing).toBeInstanceOf(NotThere);
+    expect(NotThere.is(missing) && missing.data).toEqual({ key: 'nowhere' });
+    expect((missing as InstanceType<typeof NotThere>).correlationId).toBe('declared-1');
+    expect(missing.message).toBe('No entry has key "nowhere".');
+    expect(seen(missing)).toEqual(seen(await failureOf(kernel.client(store).get({ key: 'nowhere' }))));
+
+    await remote.put({ key: 'held', value: 1 });
+    const taken = await failureOf(remote.put({ key: 'held', value: 2 }));
+    expect(taken).toBeInstanceOf(Taken);
+    expect((taken as InstanceType<typeof Taken>).data).toEqual({ key: 'held', current: 1 });
+  });
+
+  it('http client - invalid input is INVALID_INPUT before any request, as in process', async () => {
+    const recording = recordingFetch();
+    const remote = createHttpClient(store, { baseUrl, fetch: recording.fetch });
+    const invalid = await failureOf(remote.get({ key: '' }));
+    expect(isKeelError(invalid, KeelErrorCode.INVALID_INPUT)).toBe(true);
+    expect((invalid as KeelError).details).toMatchObject({ contract: 'store', operation: 'get', issues: [{ path: ['key'] }] });
+    expect(recording.sent).toHaveLength(0);
+    const badHeaders = await failureOf(remote.greeting({ name: 'a' }, { headers: { 'bad name': 'x' } }));
+    expect(isKeelError(badHeaders, KeelErrorCode.INVALID_INPUT)).toBe(true);
+    expect(recording.sent).toHaveLength(0);
+    expect(seen(invalid)).toEqual(seen(await failureOf(kernel.client(store).get({ key: '' }))));
+  });
+
+  it("http client - a framework error the gateway answers arrives as a KeelError with its code and details", async () => {
+    // A caller whose contract is looser than the server's: the gateway refuses the input itself.
+    const looser = defineContract({
+      name: 'store',
+      version: '1.0.0',
+      operations: { get: operation({ input: z.object({ key: z.string() }), output: z.object({ key: z.string() }) }) },
+    });
+    const invalid = await failureOf(createHttpClient(looser, { baseUrl }).get({ key: '' }, { correlationId: 'server-side-1' }));
+    expect(isKeelError(invalid, KeelErrorCode.INVALID_INPUT)).toBe(true);
+    expect((invalid as KeelError).correlationId).toBe('server-side-1');
+    expect((invalid as KeelError).details).toMatchObject({ contract: 'store', operation: 'get', issues: [{ path: ['key'] }] });
+  });
+
+  it('http client - an operation the gateway does not expose is UNKNOWN_OPERATION, the gateway code kept in the details', async () => {
+    const elsewhere = defineContract({
+      name: 'elsewhere',
+      version: '1.0.0',
+      operations: { ping: operation({ input: z.object({}), output: z.object({}) }) },
+    });
+    const unknown = await failureOf(createHttpClient(elsewhere, { baseUrl }).ping({}));
+    expect(isKeelError(unknown, KeelErrorCode.UNKNOWN_OPERATION)).toBe(true);
+    expect((unknown as KeelError).details).toMatchObject({ gatewayCode: 'ROUTE_NOT_FOUND', status: 404 });
+  });
+
+  it('http client - sends the correlation id (the gateway echoes it) and the deadline as headers', async () => {
+    const recording = recordingFetch();
+    const remote = createHttpClient(probe, { baseUrl, fetch: recording.fetch });
+    const given = await remote.context({}, { correlationId: 'browser-42', timeoutMs: 1_500 });
+    expect(given.correlationId).toBe('browser-42');
+    expect(given.remainingMs).toBeGreaterThan(0);
+    expect(given.remainingMs).toBeLessThanOrEqual(1_500);
+    expect(recording.sent[0]?.get('x-correlation-id')).toBe('browser-42');
+    expect(recording.sent[0]?.get('x-keel-timeout-ms')).toBe('1500');
+    expect(recording.answered[0]?.get('x-correlation-id')).toBe('browser-42');
+
+    const fresh = await remote.context({});
+    expect(fresh.correlationId).toMatch(/^[0-9a-f]{16}-[0-9a-z]+$/);
+    expect(recording.answered[1]?.get('x-correlation-id')).toBe(fresh.correlationId);
+    // Without a call option, the operation's own deadline (probe.context: 5 000 ms).
+    expect(recording.sent[1]?.get('x-keel-timeout-ms')).toBe('5000');
+  });
+
+  it('http client - the gateway honours the deadline it is sent: TIMEOUT with the correlation id', async () => {
+    const remote = createHttpClient(probe, { baseUrl });
+    gate('slow');
+    const late = await failureOf(remote.wait({ gate: 'slow' }, { timeoutMs: 200, correlationId: 'late-1' }));
+    expect(isKeelError(late, KeelErrorCode.TIMEOUT)).toBe(true);
+    expect((late as KeelError).correlationId).toBe('late-1');
+    // The gateway's own answer, rebuilt from its problem body, not the client giving up on it.
+    expect(late.cause).toBeUndefined();
+  });
+
+  it('http client - sends the client headers (a function called per call) and the call headers', async () => {
+    const recording = recordingFetch();
+    let token = 0;
+    const remote = createHttpClient(store, {
+      baseUrl,
+      fetch: recording.fetch,
+      headers: () => ({ authorization: `Bearer t${(token += 1)}`, 'x-app': 'shop' }),
+    });
+    await remote.greeting({ name: 'a' });
+    await remote.greeting({ name: 'b' }, { headers: { 'x-app': 'admin' } });
+    expect(recording.sent.map((headers) => [headers.get('authorization'), headers.get('x-app')])).toEqual([
+      ['Bearer t1', 'shop'],
+      ['Bearer t2', 'admin'],
+    ]);
+  });
+
+  it('http client - a call aborted by its signal is CANCELLED', async () => {
+    // A server that holds every request: the call is in flight until the caller aborts it. (Not
+    // the gateway: a connection aborted mid-call there keeps the gateway's close() waiting until
+    // the client's keep-alive ends; see the report of this branch.)
+    const held = createHttpServer(() => {});
+    await new Promise<void>((resolve) => held.listen(0, '127.0.0.1', resolve));
+    const { port } = held.address() as { port: number };
+    const entered = new Promise<void>((resolve) => held.once('request', () => resolve()));
+    try {
+      const controller = new AbortController();
+      const call = failureOf(createHttpClient(probe, { baseUrl: `http://127.0.0.1:${port}` }).wait({ gate: 'x' }, { signal: controller.signal, correlationId: 'cancel-1' }));
+      await entered;
+      controller.abort();
+      const cancelled = await call;
+      expect(isKeelError(cancelled, KeelErrorCode.CANCELLED)).toBe(true);
+      expect((cancelled as KeelError).correlationId).toBe('cancel-1');
+    } finally {
+      held.closeAllConnections();
+      await new Promise((resolve) => held.close(resolve));
+    }
+  });
+
+  it('http client - a gateway it cannot reach is INTERRUPTED: the outcome is unknown', async () => {
+    const port = await new Promise<number>((resolve) => {
+      const server = createServer().listen(0, '127.0.0.1', () => {
+        const { port: free } = server.address() as { port: number };
+        server.close(() => resolve(free));
+      });
+    });
+    const unreachable = await failureOf(createHttpClient(store, { baseUrl: `http://127.0.0.1:${port}` }).greeting({ name: 'x' }));
+    expect(isKeelError(unreachable, KeelErrorCode.INTERRUPTED)).toBe(true);
+    expect(unreachable.message).toContain(`http://127.0.0.1:${port}/store/greeting`);
+  });
+});
+
+describe('http client - options', () => {
+  it('http client - checks its options once and names a wrong field (INVALID_CONFIG)', () => {
+    const refusal = (options: unknown): string => {
+      try {
+        createHttpClient(store, options as never);
+      } catch (error) {
+        expect(isKeelError(error, KeelErrorCode.INVALID_CONFIG)).toBe(true);
+        return (error as Error).message;
+      }
+      throw new Error('accepted');
+    };
+    expect(refusal({ baseUrl: 'localhost:3000' })).toMatch(/^createHttpClient: baseUrl must be an absolute http or https URL/);
+    expect(refusal({})).toMatch(/baseUrl must be an absolute http or https URL/);
+    expect(refusal({ baseUrl: 'http://x', timeoutMs: 0 })).toMatch(/timeoutMs must be a number of milliseconds above 0/);
+    expect(refusal({ baseUrl: 'http://x', fetch: 'fetch' })).toMatch(/fetch must be a fetch function/);
+    expect(refusal({ baseUrl: 'http://x', headers: { authorization: 42 } })).toMatch(/headers must be a record .*\(not shown: it is a secret\)/);
+    expect(refusal({ baseUrl: 'http://x', baseURL: 'http://y' })).toMatch(/unknown option "baseURL"/);
+    expect(() => createHttpClient(store, { baseUrl: new URL('http://x/api/') })).not.toThrow();
+  });
+
+  it("http client - its defaults are the kernel's deadline and the gateway's header names", () => {
+    expect(DEFAULT_HTTP_CLIENT_OPTIONS).toEqual({
+      timeoutMs: DEFAULT_TIMEOUT_MS,
+      correlationHeader: DEFAULT_HTTP_GATEWAY_OPTIONS.correlationHeader,
+      timeoutHeader: DEFAULT_HTTP_GATEWAY_OPTIONS.timeoutHeader,
+    });
+  });
+});
