@@ -10,6 +10,19 @@ export default defineConfig({
   // The caller identity every process checks (context.principal; admins may set prices).
   principal: Principal,
   gateway: {
+    // The shop's pure reads, also offered as GET ?input=<json> (its other idempotent operations change
+    // state). One list for every process: a gateway exposing some modules offers GET for theirs.
+    getOperations: [
+      'catalog.getProduct',
+      'catalog.listProducts',
+      'inventory.getStock',
+      'orders.getOrder',
+      'orders.listOrders',
+      'payments.getPayment',
+      'payments.listPayments',
+      'notifications.listNotifications',
+    ],
+    openapi: { title: 'keel shop', description: 'The example shop of keel: catalog, inventory, payments, orders and notifications.' },
     // Bearer JWTs signed with SHOP_AUTH_SECRET (`npm run token -- ada admin`); without it every call is anonymous.
     authenticate: authenticatorFromEnv(process.env),
     // A browser front end on a development server (Vite's default port) may call the shop's API.

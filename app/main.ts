@@ -123,18 +123,6 @@ async function httpPort(): Promise<number | undefined> {
 async function startGateway(running: Kernel): Promise<HttpGateway | undefined> {
   if (port === undefined) return undefined;
   const contracts = exposedContracts(running);
-  // The shop's pure reads, also offered as GET ?input=<json> (the other idempotent operations change state),
-  // among the exposed operations only: the gateway refuses a GET route for an operation it does not serve.
-  const getOperations = [
-    'catalog.getProduct',
-    'catalog.listProducts',
-    'inventory.getStock',
-    'orders.getOrder',
-    'orders.listOrders',
-    'payments.getPayment',
-    'payments.listPayments',
-    'notifications.listNotifications',
-  ].filter((name) => contracts.some((contract) => contract.name === name.split('.')[0]));
   const served = await createHttpGateway({
     // keel.config.ts: the gateway options the shop shares with `keel start` (authentication, CORS, rate limit, timeouts, ...).
     ...config.gateway,
@@ -144,9 +132,7 @@ async function startGateway(running: Kernel): Promise<HttpGateway | undefined> {
     host: process.env['KEEL_HTTP_HOST']?.trim() || '127.0.0.1',
     stopKernelOnClose: false,
     contracts,
-    getOperations,
     logger,
-    openapi: { title: 'keel shop', description: 'The example shop of keel: catalog, inventory, payments, orders and notifications.' },
   });
   await served.listen();
   return served;

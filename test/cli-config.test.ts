@@ -90,6 +90,30 @@ describe('cli - keel.config.ts', () => {
     expect(await running.exit).toBe(0);
   });
 
+  it("cli - keel start offers keel.config.ts's getOperations as GET and titles the OpenAPI document with its openapi info", async () => {
+    const root = appWith(
+      [
+        "import { defineConfig } from 'keel/config';",
+        '',
+        "export default defineConfig({ gateway: { getOperations: ['whoami.whoami'], openapi: { title: 'Who is it', version: '2.1.0' } } });",
+        '',
+      ].join('\n'),
+    );
+    const running = keel(root, 'start', '--http', '0');
+    await Promise.race([running.stdout.waitFor(READY), running.exit.then(() => expect.fail(running.stderr.text))]);
+    try {
+      const url = gatewayUrl(running.stdout.text) ?? '';
+      const read = await fetch(`${url}/whoami/whoami?input=${encodeURIComponent('{}')}`);
+      expect(read.status).toBe(200);
+      expect(await read.json()).toMatchObject({ pid: expect.any(Number) });
+      const document = (await (await fetch(`${url}/openapi.json`)).json()) as { info: { title: string; version: string } };
+      expect(document.info).toMatchObject({ title: 'Who is it', version: '2.1.0' });
+    } finally {
+      running.stop();
+    }
+    expect(await running.exit).toBe(0);
+  });
+
   it("cli - keel start gives the kernel keel.config.ts's principal schema: a call the authenticate hook gives a principal is served with it, and refused without the schema", async () => {
     const configWith = (principal: boolean) =>
       [

@@ -2,8 +2,8 @@
  * A contract plus the typed HTTP client, bundled for the browser with esbuild (platform
  * browser): no Node.js built-in and no server library in the bundle, which then calls the shop
  * through a real gateway from a bare `vm` context (only web globals: no require, no process)
- * and from headless Chromium when one is installed (`chromium` on PATH, as `apt-get install
- * chromium` gives; CHROMIUM names another binary).
+ * and from headless Chromium (`chromium` on PATH, as `apt-get install chromium` gives; CHROMIUM
+ * names another binary; without one the test fails saying so).
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -163,8 +163,14 @@ describe('http client - a browser bundle', () => {
     expectReport(await page.runPage(gatewayUrl, 'VM-1'), 'VM-1');
   });
 
-  const chromium = chromiumPath();
-  it.skipIf(chromium === undefined)('http client - the bundle calls the shop from a page in headless Chromium, across origins', async () => {
+  it('http client - the bundle calls the shop from a page in headless Chromium, across origins', async () => {
+    const chromium = chromiumPath();
+    if (chromium === undefined) {
+      throw new Error(
+        `No Chromium to run the browser test: "${process.env['CHROMIUM'] ?? 'chromium'} --version" failed. ` +
+          'Install it (Debian/Ubuntu: apt-get install chromium), or name another binary with CHROMIUM=/path/to/chrome. .ci/run installs it.',
+      );
+    }
     const sku = 'CHROMIUM-1';
     const reported = new Promise<unknown>((resolve) => reports.set(sku, resolve));
     const profile = mkdtempSync(join(tmpdir(), 'keel-chromium-'));

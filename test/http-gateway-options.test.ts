@@ -183,16 +183,40 @@ describe('http - gateway options', () => {
   });
 
   it('http - names every clash with the exposed contracts in one INVALID_CONFIG, each by its field', async () => {
-    const message = await refusal({ contracts: [store, store], getOperations: ['store.put', 'probe.context', 'store'] });
+    const message = await refusal({ contracts: [store, store], getOperations: ['store.put', 'ghost.read', 'store'] });
     expect(message).toBe(
       'createHttpGateway: contracts has "store" listed twice (list each contract once); ' +
         'getOperations names "store.put", which its contract does not declare idempotent (GET is only for idempotent reads); ' +
-        'getOperations names "probe.context", which is no operation of the exposed contracts (write it as "module.operation"); ' +
+        'getOperations names "ghost.read", which is no operation of the exposed contracts (write it as "module.operation"); ' +
         'getOperations names "store", which is no operation of the exposed contracts (write it as "module.operation").',
     );
     expect(await refusal({ contracts: [store, probe], docsPath: '/probe' })).toBe(
       'createHttpGateway: contracts has "probe", which would shadow the gateway\'s /probe path (choose another docsPath, or do not expose it).',
     );
+  });
+
+  it("http - one application-wide getOperations list: a gateway exposing some modules offers GET for theirs and passes over the kernel's other modules' names", async () => {
+    const kernel = fixtureKernel();
+    await kernel.start();
+    const gateway = await createHttpGateway({
+      kernel,
+      logger: silentLogger,
+      metrics: false,
+      contracts: [store],
+      getOperations: ['store.get', 'probe.context'],
+    });
+    const url = await gateway.listen();
+    try {
+      const read = await fetch(`${url}/store/get?input=${encodeURIComponent(JSON.stringify({ key: 'none' }))}`);
+      // Routed to the operation: its declared error for a key that is not there, not 405 (no GET) or 404 (no route).
+      expect(((await read.json()) as { code?: string }).code).toBe('NOT_THERE');
+      const other = await fetch(`${url}/probe/context?input=${encodeURIComponent('{}')}`);
+      expect(other.status).toBe(404);
+      expect(((await other.json()) as { detail?: string }).detail).toContain('module "probe" is not exposed by this gateway');
+    } finally {
+      await gateway.close();
+      await kernel.stop();
+    }
   });
 
   it('http - a docsPath on one of the gateway\'s own paths is INVALID_CONFIG, not a plugin that never starts', async () => {

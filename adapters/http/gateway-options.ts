@@ -342,9 +342,15 @@ export const HttpGatewayConfigSchema: z.ZodType<HttpGatewayConfig> = HttpGateway
 export function resolveHttpGatewayOptions(options: HttpGatewayOptions): ResolvedHttpGatewayOptions {
   const given = parseOptions(FACTORY, HttpGatewayOptionsSchema, options) as HttpGatewayOptions;
   const merged = { ...DEFAULT_HTTP_GATEWAY_OPTIONS, ...given };
+  const contracts = merged.contracts ?? merged.kernel.modules.map((module) => module.contract as AnyContract);
+  // One application-wide list (keel.config.ts) serves every process: a gateway that exposes some
+  // modules offers GET for theirs, and passes over the names of the application's other modules.
+  const exposed = new Set(contracts.map((contract) => contract.name));
+  const elsewhere = new Set(merged.kernel.modules.map((module) => module.name).filter((name) => !exposed.has(name)));
   const resolved: ResolvedHttpGatewayOptions = {
     ...merged,
-    contracts: merged.contracts ?? merged.kernel.modules.map((module) => module.contract as AnyContract),
+    contracts,
+    getOperations: merged.getOperations.filter((name) => !elsewhere.has(name.split('.')[0] ?? '')),
   };
   const problems = pathProblems(resolved);
   if (problems.length > 0) throw new KeelError(KeelErrorCode.INVALID_CONFIG, `${FACTORY}: ${problems.join('; ')}.`);
