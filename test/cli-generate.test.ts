@@ -276,7 +276,7 @@ describe('cli - keel generate module', () => {
     // As README says: loans rethrows books' declared error. keel check flags it until lend declares it.
     edit(
       'modules/books/contract.ts',
-      ["import { defineContract, event, operation } from 'keel';", "import { defineContract, defineError, event, operation } from 'keel';\n\nexport const UnknownBook = defineError({\n  code: 'UNKNOWN_BOOK',\n  kind: 'not-found',\n  data: z.object({ name: z.string() }),\n});"],
+      ["import { defineContract, event, operation } from 'keel/contract';", "import { defineContract, defineError, event, operation } from 'keel/contract';\n\nexport const UnknownBook = defineError({\n  code: 'UNKNOWN_BOOK',\n  kind: 'not-found',\n  data: z.object({ name: z.string() }),\n});"],
       ["      idempotent: true,\n      description: 'Answers", "      idempotent: true,\n      errors: [UnknownBook],\n      description: 'Answers"],
     );
     edit(
@@ -297,7 +297,7 @@ describe('cli - keel generate module', () => {
     expect(flagged.stdout).toContain('loans.giveBack rethrows UnknownBook (UNKNOWN_BOOK, declared by books.getBook), which giveBack does not declare');
     edit(
       'modules/loans/contract.ts',
-      ["import { defineContract, event, operation } from 'keel';", "import { defineContract, event, operation } from 'keel';\nimport { UnknownBook } from '../books/contract.js';"],
+      ["import { defineContract, event, operation } from 'keel/contract';", "import { defineContract, event, operation } from 'keel/contract';\nimport { UnknownBook } from '../books/contract.js';"],
       ["    giveBack: operation({\n      input: z.object({ name: z.string().min(1) }),\n      output: z.object({ message: z.string() }),\n      idempotent: true,\n", "    giveBack: operation({\n      input: z.object({ name: z.string().min(1) }),\n      output: z.object({ message: z.string() }),\n      idempotent: true,\n      errors: [UnknownBook],\n"],
     );
     writeFileSync(
