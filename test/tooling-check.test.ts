@@ -104,6 +104,7 @@ const planted: readonly Planted[] = [
   },
   { fixture: 'invalid-contract', rule: CheckRule.INVALID_CONTRACT, file: 'modules/beta/contract.ts', line: 4, shows: 'beta.describe output.at' },
   { fixture: 'rethrown-error', rule: CheckRule.UNDECLARED_ERROR, file: 'modules/beta/module.ts', line: 19, shows: 'beta.describe rethrows AlphaMissing' },
+  { fixture: 'rethrown-guarded', rule: CheckRule.UNDECLARED_ERROR, file: 'modules/beta/module.ts', line: 18, shows: 'beta.describe rethrows AlphaMissing' },
   {
     fixture: 'rethrown-error-promise',
     rule: CheckRule.UNDECLARED_ERROR,

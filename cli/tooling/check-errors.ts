@@ -71,14 +71,55 @@ function importedName(file: ProjectFile, local: string): string {
 }
 
 /** `throw <name>` statements of a block whose argument is the identifier `name`. */
-function rethrowsOf(block: AstNode, name: string): AstNode[] {
-  const found: AstNode[] = [];
-  walk(block, (node) => {
+/**
+ * A `throw <name>` in a catch block, with the names its enclosing `if` tests give when it is in
+ * their consequent (`if (error instanceof UnknownBook) throw error;` rethrows UnknownBook only).
+ */
+interface Rethrow {
+  readonly node: AstNode;
+  /** Identifiers and strings of the tests guarding it; empty: it rethrows whatever was caught. */
+  readonly guards: ReadonlySet<string>;
+}
+
+/** Identifiers and string literals under `node`. */
+function namesIn(node: AstNode, into: Set<string> = new Set()): Set<string> {
+  walk(node, (inner) => {
+    if (inner.type === 'Identifier') into.add(inner['name'] as string);
+    else if (inner.type === 'Literal' && typeof inner['value'] === 'string') into.add(inner['value']);
+  });
+  return into;
+}
+
+function rethrowsOf(block: AstNode, name: string): Rethrow[] {
+  const found: Rethrow[] = [];
+  walk(block, (node, ancestors) => {
     if (node.type !== 'ThrowStatement') return;
     const argument = unwrap(node['argument'] as AstNode);
-    if (argument.type === 'Identifier' && argument['name'] === name) found.push(node);
+    if (argument.type !== 'Identifier' || argument['name'] !== name) return;
+    const guards = new Set<string>();
+    const path = [...ancestors, node];
+    for (let index = path.indexOf(block) + 1; index < path.length - 1; index++) {
+      const ancestor = path[index] as AstNode;
+      if (ancestor.type === 'IfStatement' && ancestor['consequent'] === path[index + 1]) namesIn(ancestor['test'] as AstNode, guards);
+    }
+    found.push({ node, guards });
   });
   return found;
+}
+
+/** The tests of the `if`s that guard a rethrow: naming an error there rethrows it, not handles it. */
+function guardTestsOf(block: AstNode, rethrows: readonly Rethrow[]): Set<AstNode> {
+  const tests = new Set<AstNode>();
+  const throws = new Set(rethrows.map((rethrow) => rethrow.node));
+  walk(block, (node) => {
+    if (node.type !== 'IfStatement') return;
+    let guardsARethrow = false;
+    walk(node['consequent'] as AstNode, (inner) => {
+      if (throws.has(inner)) guardsARethrow = true;
+    });
+    if (guardsARethrow) tests.add(node['test'] as AstNode);
+  });
+  return tests;
 }
 
 /**
@@ -142,19 +183,24 @@ export function undeclaredErrors(
           if (name === undefined) return;
           const rethrows = rethrowsOf(handlerBlock, name);
           if (rethrows.length === 0) return;
-          // What the catch block names (identifiers and strings, not comments): an error named there is handled.
+          // What the catch block names (identifiers and strings, not comments) outside the tests
+          // that guard a rethrow: an error named there is handled (mapped, logged, answered).
+          const guardTests = guardTestsOf(handlerBlock, rethrows);
           const named = new Set<string>();
-          walk(handlerBlock, (inner) => {
+          walk(handlerBlock, (inner, ancestors) => {
+            if (guardTests.has(inner) || ancestors.some((ancestor) => guardTests.has(ancestor))) return;
             if (inner.type === 'Identifier') named.add(inner['name'] as string);
             else if (inner.type === 'Literal' && typeof inner['value'] === 'string') named.add(inner['value']);
           });
           const seen = new Set<string>();
           for (const { error, call } of dependencyErrors(guarded)) {
             const name = nameOf(error, call.folder);
-            if (seen.has(error.code) || named.has(name) || named.has(error.code)) continue;
+            if (seen.has(error.code)) continue;
             seen.add(error.code);
             for (const rethrow of rethrows) {
-              report(rethrow, error, name, `${byFolder.get(call.folder)?.contract.name ?? call.folder}.${call.operation}`, 'rethrows');
+              const rethrown =
+                rethrow.guards.size > 0 ? rethrow.guards.has(name) || rethrow.guards.has(error.code) : !named.has(name) && !named.has(error.code);
+              if (rethrown) report(rethrow.node, error, name, `${byFolder.get(call.folder)?.contract.name ?? call.folder}.${call.operation}`, 'rethrows');
             }
           }
         };
