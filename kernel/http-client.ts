@@ -21,7 +21,7 @@ type HeaderRecord = Readonly<Record<string, string>>;
  * `[name, value]` pairs. Names are not case-sensitive (they are sent in lower case); a name given
  * twice in one of them is refused.
  */
-export type HttpHeaders = HeaderRecord | Headers | readonly (readonly [string, string])[];
+type HttpHeaders = HeaderRecord | Headers | readonly (readonly [string, string])[];
 
 /**
  * Options of {@link createHttpClient}.
