@@ -4,7 +4,8 @@
  * zod and browser-safe kernel files only (no Node.js built-in), so it bundles for a browser.
  */
 import { z } from 'zod';
-import { isCorrelationId, isIdempotencyKey } from './call-ids.js';
+import { isCorrelationId, isIdempotencyKey, isTraceparent } from './call-ids.js';
+import type { HedgePolicy, RetryPolicy } from './call-policy.js';
 import type { AnyContract, AnyOperation, OperationInput, OperationOutput } from './contract.js';
 import { fromErrorEnvelope } from './envelope.js';
 import { KeelError, KeelErrorCode, validationError, type AnyErrorClass } from './errors.js';
@@ -14,6 +15,13 @@ import type { ErrorEnvelope } from './transport.js';
 
 /** Headers as a plain record of names to values. */
 type HeaderRecord = Readonly<Record<string, string>>;
+
+/**
+ * Headers as the client takes them: a record of names to values, a `Headers`, or an array of
+ * `[name, value]` pairs. Names are not case-sensitive (they are sent in lower case); a name given
+ * twice in one of them is refused.
+ */
+type HttpHeaders = HeaderRecord | Headers | readonly (readonly [string, string])[];
 
 /**
  * Options of {@link createHttpClient}.
@@ -31,11 +39,19 @@ type HeaderRecord = Readonly<Record<string, string>>;
 export interface HttpClientOptions {
   /** Where the gateway answers, as an absolute http(s) URL (in a browser page, `location.origin` for the page's own server). */
   readonly baseUrl: string | URL;
-  /** Headers sent with every call, or a function giving them per call (a fresh token, for example). */
-  readonly headers?: HeaderRecord | (() => HeaderRecord | Promise<HeaderRecord>);
+  /**
+   * Headers sent with every call, or a function giving them per call (a fresh token, for
+   * example). The function's time counts against the call's deadline, and the call's `signal`
+   * stops the wait for it. The client sets `content-type`, `accept`, `idempotency-key` and the
+   * correlation and deadline headers itself: giving one of them here is refused.
+   */
+  readonly headers?: HttpHeaders | (() => HttpHeaders | Promise<HttpHeaders>);
   /** The fetch function to call with (default: the global `fetch`). */
   readonly fetch?: typeof fetch;
-  /** Deadline of a call whose operation sets none (default {@link DEFAULT_HTTP_CLIENT_OPTIONS}`.timeoutMs`, as the kernel's). */
+  /**
+   * Deadline of a call whose operation and call options set none (default
+   * {@link DEFAULT_HTTP_CLIENT_OPTIONS}`.timeoutMs`, as the kernel's).
+   */
   readonly timeoutMs?: number;
   /** The gateway's correlation id header (its `correlationHeader` option; default `x-correlation-id`). */
   readonly correlationHeader?: string;
@@ -44,8 +60,11 @@ export interface HttpClientOptions {
 }
 
 /**
- * Options of one call made by an {@link HttpClient}. Any {@link CallOptions} of an in-process
- * client is one too, so code written against a `Client` takes an `HttpClient`.
+ * Options of one call made by an {@link HttpClient}. Any `CallOptions` of an in-process client
+ * has this type too, so code written against a `Client` takes an `HttpClient`. At run time, the
+ * options that have no meaning over HTTP are refused with `INVALID_INPUT` naming them, never
+ * ignored: `principal` (the gateway's `authenticate` hook decides who calls), and a `retry` or
+ * `hedge` policy (the client makes one attempt; `false` is taken).
  *
  * @example
  * ```ts
@@ -61,8 +80,14 @@ export interface HttpCallOptions {
   readonly correlationId?: string;
   /** Makes a non-idempotent operation run once for this key (the `Idempotency-Key` header). */
   readonly idempotencyKey?: string;
-  /** Headers of this call, over the client's. */
-  readonly headers?: HeaderRecord;
+  /** W3C traceparent of this call (the `traceparent` header); a malformed one is refused with `INVALID_INPUT`. */
+  readonly traceparent?: string;
+  /** Only `false` is taken: the client makes one attempt (the kernel behind the gateway retries). A policy is refused. */
+  readonly retry?: RetryPolicy | false;
+  /** Only `false` is taken: the client does not hedge. A policy is refused. */
+  readonly hedge?: HedgePolicy | false;
+  /** Headers of this call, over the client's (same rules as {@link HttpClientOptions}`.headers`). */
+  readonly headers?: HttpHeaders;
 }
 
 /**
@@ -102,13 +127,64 @@ export const DEFAULT_HTTP_CLIENT_OPTIONS = Object.freeze({
 const DEADLINE_GRACE_MS = 250;
 
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+// What fetch sends as a header value: no CR, LF, NUL or other control character but tab, nothing above U+00FF.
+const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/;
 const TIMEOUT_RULE = `must be a number of milliseconds above 0 and at most ${MAX_TIMEOUT_MS}`;
+const HEADERS_RULE = 'must be a record of header names to string values, a Headers or an array of [name, value] pairs';
 
-const isHeaderRecord = (value: unknown): boolean =>
-  typeof value === 'object' &&
-  value !== null &&
-  !Array.isArray(value) &&
-  Object.entries(value).every(([name, text]) => HEADER_NAME.test(name) && typeof text === 'string');
+const isIterable = (value: object): value is Iterable<unknown> => typeof (value as { [Symbol.iterator]?: unknown })[Symbol.iterator] === 'function';
+
+/** The [name, value] pairs of headers as the client takes them, or what is wrong with their shape (never quoting a value). */
+function headerPairs(value: unknown): [string, string][] | string {
+  if (typeof value !== 'object' || value === null) return `${HEADERS_RULE}, got ${describeValue(value)}`;
+  if (!isIterable(value)) {
+    const entries = Object.entries(value);
+    const wrong = entries.find(([, text]) => typeof text !== 'string');
+    return wrong === undefined ? (entries as [string, string][]) : `${HEADERS_RULE}; "${wrong[0]}" has a ${typeof wrong[1]} (not shown: it may be a secret)`;
+  }
+  const pairs: [string, string][] = [];
+  for (const item of value) {
+    if (!Array.isArray(item) || item.length !== 2 || typeof item[0] !== 'string' || typeof item[1] !== 'string') {
+      return `${HEADERS_RULE}; item ${pairs.length} is not a [name, value] pair of strings`;
+    }
+    pairs.push([item[0], item[1]]);
+  }
+  return pairs;
+}
+
+/**
+ * Headers as the client takes them, as lower-case names to values, or what is wrong with them:
+ * a name that is not a header name, a value fetch cannot send (named, never quoted: it may be a
+ * token), a name given twice, or a header the client sets itself (`owned`: the name and what sets it).
+ */
+function readHeaders(value: unknown, owned: ReadonlyMap<string, string>): Record<string, string> | string {
+  const pairs = headerPairs(value);
+  if (typeof pairs === 'string') return pairs;
+  const headers: Record<string, string> = {};
+  for (const [given, text] of pairs) {
+    if (!HEADER_NAME.test(given)) return `has ${describeValue(given)}, which is not an HTTP header name`;
+    const name = given.toLowerCase();
+    if (!HEADER_VALUE.test(text)) {
+      return `has a value for "${given}" with a CR, LF, NUL or other control character, or a character above U+00FF, which HTTP cannot carry (not shown: it may be a secret)`;
+    }
+    const setBy = owned.get(name);
+    if (setBy !== undefined) return `sets "${given}", which the client sets itself: ${setBy}`;
+    if (Object.hasOwn(headers, name)) return `names "${name}" twice (header names are not case-sensitive); give it once`;
+    headers[name] = text;
+  }
+  return headers;
+}
+
+/** The headers the client sets itself, each with what sets it instead. */
+function ownedHeaders(correlationHeader: string, timeoutHeader: string): ReadonlyMap<string, string> {
+  return new Map([
+    ['content-type', 'application/json, for an input; leave it out'],
+    ['accept', 'the JSON and problem types it reads; leave it out'],
+    ['idempotency-key', 'give the call option idempotencyKey (CallOptions.idempotencyKey) instead'],
+    [correlationHeader, 'give the call option correlationId (CallOptions.correlationId) instead'],
+    [timeoutHeader, "give the call option timeoutMs (CallOptions.timeoutMs) or the client's timeoutMs instead"],
+  ]);
+}
 
 const isAbsoluteHttpUrl = (value: unknown): boolean => {
   if (typeof value !== 'string' && !(value instanceof URL)) return false;
@@ -126,8 +202,8 @@ const HttpClientOptionsSchema = z
       error: 'must be an absolute http or https URL, such as "https://shop.example.com" (in a browser page: location.origin)',
     }),
     headers: z
-      .custom((value) => typeof value === 'function' || isHeaderRecord(value), {
-        error: 'must be a record of header names to string values, or a function returning one',
+      .custom((value) => typeof value === 'function' || typeof headerPairs(value) !== 'string', {
+        error: `${HEADERS_RULE}, or a function returning one`,
       })
       .optional(),
     fetch: z.custom((value) => typeof value === 'function', { error: 'must be a fetch function' }).optional(),
@@ -198,15 +274,26 @@ export function createHttpClient<C extends AnyContract>(contract: C, options: Ht
   const resolved = { ...DEFAULT_HTTP_CLIENT_OPTIONS, ...given };
   const base = String(resolved.baseUrl).replace(/\/+$/, '');
   const send: typeof fetch = resolved.fetch ?? ((input, init) => globalThis.fetch(input, init));
+  const correlationHeader = resolved.correlationHeader.toLowerCase();
+  const timeoutHeader = resolved.timeoutHeader.toLowerCase();
+  const owned = ownedHeaders(correlationHeader, timeoutHeader);
+  let headers: Record<string, string> | (() => unknown) = {};
+  if (typeof resolved.headers === 'function') headers = resolved.headers;
+  else if (resolved.headers !== undefined) {
+    const read = readHeaders(resolved.headers, owned);
+    if (typeof read === 'string') throw new KeelError(KeelErrorCode.INVALID_CONFIG, `createHttpClient: headers ${read}.`);
+    headers = read;
+  }
   const client: Record<string, unknown> = {};
   for (const [name, definition] of Object.entries(contract.operations)) {
     client[name] = makeHttpCall(contract, name, definition, {
       url: `${base}/${contract.name}/${name}`,
       send,
-      headers: resolved.headers,
+      headers,
+      owned,
       timeoutMs: definition.timeoutMs ?? resolved.timeoutMs,
-      correlationHeader: resolved.correlationHeader,
-      timeoutHeader: resolved.timeoutHeader,
+      correlationHeader,
+      timeoutHeader,
     });
   }
   return Object.freeze(client) as HttpClient<C>;
@@ -216,7 +303,10 @@ export function createHttpClient<C extends AnyContract>(contract: C, options: Ht
 interface HttpCallPlan {
   readonly url: string;
   readonly send: typeof fetch;
-  readonly headers: HttpClientOptions['headers'];
+  /** The client's headers, read once; or its headers function, called per call. */
+  readonly headers: Readonly<Record<string, string>> | (() => unknown);
+  /** The headers the client sets itself, each with what sets it instead. */
+  readonly owned: ReadonlyMap<string, string>;
   readonly timeoutMs: number;
   readonly correlationHeader: string;
   readonly timeoutHeader: string;
@@ -239,31 +329,63 @@ function makeHttpCall(
       throw validationError(KeelErrorCode.INVALID_INPUT, 'input', contract.name, name, parsed.error.issues, correlationId);
     }
     const timeoutMs = options.timeoutMs ?? plan.timeoutMs;
-    const headers: Record<string, string> = {
-      ...(typeof plan.headers === 'function' ? await plan.headers() : plan.headers),
-      ...options.headers,
-      accept: 'application/json, application/problem+json',
-      [plan.correlationHeader]: correlationId,
-      [plan.timeoutHeader]: String(Math.ceil(timeoutMs)),
-    };
-    if (options.idempotencyKey !== undefined) headers['idempotency-key'] = `"${options.idempotencyKey}"`;
+    const callHeaders = readHeaders(options.headers ?? {}, plan.owned);
+    if (typeof callHeaders === 'string') throw new KeelError(KeelErrorCode.INVALID_INPUT, `headers for ${label} ${callHeaders}.`, { correlationId });
     const body = parsed.data === undefined ? undefined : JSON.stringify(parsed.data);
-    if (body !== undefined) headers['content-type'] = 'application/json';
 
+    // The deadline and the caller's signal cover the headers function too. A timer holds at most
+    // 2^31-1 ms: a longer delay fires at once, so the grace past a deadline near the maximum is cut.
+    const started = Date.now();
     const controller = new AbortController();
     let timedOut = false;
     const timer = setTimeout(() => {
       timedOut = true;
       controller.abort();
-    }, timeoutMs + DEADLINE_GRACE_MS);
+    }, Math.min(timeoutMs + DEADLINE_GRACE_MS, MAX_TIMEOUT_MS));
     const cancel = (): void => controller.abort();
     options.signal?.addEventListener('abort', cancel, { once: true });
     try {
-      if (options.signal?.aborted) throw cancelled(label, correlationId, options.signal.reason);
+      if (options.signal?.aborted) throw cancelled(label, correlationId, options.signal.reason, false);
+      let clientHeaders: Readonly<Record<string, string>>;
+      let deadlineMs = timeoutMs;
+      if (typeof plan.headers === 'function') {
+        let given: unknown;
+        try {
+          given = await untilAborted(Promise.resolve().then(plan.headers), controller.signal);
+        } catch (cause) {
+          if (!controller.signal.aborted) throw cause;
+          if (options.signal?.aborted) throw cancelled(label, correlationId, options.signal.reason, false);
+          throw notStartedInTime(label, timeoutMs, correlationId);
+        }
+        const read = readHeaders(given, plan.owned);
+        if (typeof read === 'string') {
+          throw new KeelError(KeelErrorCode.INVALID_INPUT, `headers for ${label}: what the client's headers function returned ${read}.`, { correlationId });
+        }
+        clientHeaders = read;
+        // What the headers function took comes off the deadline the gateway is sent.
+        deadlineMs = timeoutMs - (Date.now() - started);
+        if (deadlineMs <= 0) throw notStartedInTime(label, timeoutMs, correlationId);
+      } else {
+        clientHeaders = plan.headers;
+      }
+      const headers: Record<string, string> = {
+        ...clientHeaders,
+        ...callHeaders,
+        accept: 'application/json, application/problem+json',
+        [plan.correlationHeader]: correlationId,
+        [plan.timeoutHeader]: String(Math.ceil(deadlineMs)),
+      };
+      if (options.traceparent !== undefined) headers['traceparent'] = options.traceparent;
+      if (options.idempotencyKey !== undefined) headers['idempotency-key'] = `"${options.idempotencyKey}"`;
+      if (body !== undefined) headers['content-type'] = 'application/json';
+
       let response: Response;
       let text: string;
       try {
-        response = await plan.send(plan.url, { method: 'POST', headers, body, signal: controller.signal });
+        // Called detached, never as a method: a browser's fetch throws "Illegal invocation" when
+        // `this` is anything but the global object or undefined.
+        const send = plan.send;
+        response = await send(plan.url, { method: 'POST', headers, body, signal: controller.signal });
         text = await response.text();
       } catch (cause) {
         if (timedOut) {
@@ -273,7 +395,7 @@ function makeHttpCall(
             { correlationId, cause },
           );
         }
-        if (options.signal?.aborted) throw cancelled(label, correlationId, options.signal.reason);
+        if (options.signal?.aborted) throw cancelled(label, correlationId, options.signal.reason, true);
         throw new KeelError(
           KeelErrorCode.INTERRUPTED,
           `${label} failed: the request to ${plan.url} got no answer (${cause instanceof Error ? cause.message : String(cause)}); ` +
@@ -290,9 +412,37 @@ function makeHttpCall(
   };
 }
 
+/** `promise`, or a rejection with the signal's reason as soon as `signal` aborts. */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const stop = (): void => reject(signal.reason);
+    if (signal.aborted) return stop();
+    signal.addEventListener('abort', stop, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', stop);
+        resolve(value);
+      },
+      (error: unknown) => {
+        signal.removeEventListener('abort', stop);
+        reject(error);
+      },
+    );
+  });
+}
+
+/** The deadline passed while the client's headers function ran: nothing was sent. */
+function notStartedInTime(label: string, timeoutMs: number, correlationId: string): KeelError {
+  return new KeelError(
+    KeelErrorCode.TIMEOUT,
+    `${label} was not sent: its deadline of ${timeoutMs} ms passed while the client's headers function ran. Nothing was sent, so it is safe to call again.`,
+    { correlationId },
+  );
+}
+
 /** A call option that cannot cross an HTTP header, as the in-process client refuses it (`INVALID_INPUT`). */
 function refusedCallOption(options: HttpCallOptions, label: string): KeelError | undefined {
-  const { timeoutMs, correlationId, idempotencyKey } = options;
+  const { timeoutMs, correlationId, idempotencyKey, traceparent, retry, hedge } = options;
   if (timeoutMs !== undefined && !(timeoutMs > 0 && timeoutMs <= MAX_TIMEOUT_MS)) {
     return new KeelError(KeelErrorCode.INVALID_INPUT, `timeoutMs for ${label} ${TIMEOUT_RULE}, got ${String(timeoutMs)}.`);
   }
@@ -302,8 +452,23 @@ function refusedCallOption(options: HttpCallOptions, label: string): KeelError |
       `correlationId for ${label} must be 1 to 128 visible ASCII characters (no space), got ${describeValue(correlationId)}.`,
     );
   }
-  if (options.headers !== undefined && !isHeaderRecord(options.headers)) {
-    return new KeelError(KeelErrorCode.INVALID_INPUT, `headers for ${label} must be a record of header names to string values.`);
+  if (traceparent !== undefined && !isTraceparent(traceparent)) {
+    return new KeelError(KeelErrorCode.INVALID_INPUT, `traceparent for ${label} must be a W3C traceparent, got ${describeValue(traceparent)}.`);
+  }
+  // The in-process options with no meaning over HTTP: refused, never silently ignored.
+  if ((options as { principal?: unknown }).principal !== undefined) {
+    return new KeelError(
+      KeelErrorCode.INVALID_INPUT,
+      `principal for ${label} cannot be sent over HTTP: the gateway's authenticate hook decides who calls. Send the caller's credentials in headers instead.`,
+    );
+  }
+  for (const [field, value] of [['retry', retry], ['hedge', hedge]] as const) {
+    if (value !== undefined && value !== false) {
+      return new KeelError(
+        KeelErrorCode.INVALID_INPUT,
+        `${field} for ${label} must be false or left out: the HTTP client makes one attempt (the kernel behind the gateway retries what is safe to retry).`,
+      );
+    }
   }
   if (idempotencyKey !== undefined && !isIdempotencyKey(idempotencyKey)) {
     return new KeelError(
@@ -314,8 +479,9 @@ function refusedCallOption(options: HttpCallOptions, label: string): KeelError |
   return undefined;
 }
 
-function cancelled(label: string, correlationId: string, reason: unknown): KeelError {
-  return new KeelError(KeelErrorCode.CANCELLED, `${label} was cancelled by its caller; its outcome is unknown.`, {
+function cancelled(label: string, correlationId: string, reason: unknown, sent: boolean): KeelError {
+  const outcome = sent ? 'its outcome is unknown' : 'nothing was sent';
+  return new KeelError(KeelErrorCode.CANCELLED, `${label} was cancelled by its caller; ${outcome}.`, {
     correlationId,
     cause: reason,
   });

@@ -150,6 +150,7 @@ describe('http client - a browser bundle', () => {
       listed: expect.arrayContaining([sku]),
       unknown: { instanceOfItsClass: true, code: 'UNKNOWN_PRODUCT', data: { sku: 'NO-SUCH-SKU' }, correlationId: `page-${sku}` },
       invalid: { keelError: true, code: 'INVALID_INPUT' },
+      givenFetch: sku,
       nodeGlobals: { process: 'undefined', require: 'undefined' },
     } satisfies PageReport);
   };

@@ -11,7 +11,7 @@ import { KeelError, createKernel, silentLogger, type Client, type Kernel } from 
 import { KeelErrorCode, defineContract, isKeelError, operation } from 'keel/contract';
 import { DEFAULT_HTTP_CLIENT_OPTIONS, createHttpClient, type HttpClient } from 'keel/http-client';
 import { DEFAULT_HTTP_GATEWAY_OPTIONS, createHttpGateway, type HttpGateway } from 'keel/http';
-import { DEFAULT_TIMEOUT_MS } from 'keel/transport';
+import { DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS } from 'keel/transport';
 import { NotThere, Taken, fixtureModules, gate, openAllGates, probe, store } from './support/http-fixture.js';
 
 /** A fetch that records each request's headers and each answer's headers. */
@@ -209,6 +209,191 @@ describe('http client - against a gateway', () => {
     const unreachable = await failureOf(createHttpClient(store, { baseUrl: `http://127.0.0.1:${port}` }).greeting({ name: 'x' }));
     expect(isKeelError(unreachable, KeelErrorCode.INTERRUPTED)).toBe(true);
     expect(unreachable.message).toContain(`http://127.0.0.1:${port}/store/greeting`);
+  });
+});
+
+describe('http client - fetch, headers, deadlines and call options', () => {
+  let kernel: Kernel;
+  let gateway: HttpGateway;
+  let baseUrl: string;
+
+  beforeAll(async () => {
+    kernel = createKernel({ modules: fixtureModules, logger: silentLogger });
+    await kernel.start();
+    gateway = await createHttpGateway({ kernel, port: 0, logger: silentLogger, metrics: false });
+    baseUrl = await gateway.listen();
+  });
+  afterEach(() => openAllGates());
+  afterAll(async () => {
+    await gateway.close();
+  });
+
+  const refusedAtCreate = (options: Record<string, unknown>): string => {
+    try {
+      createHttpClient(store, { baseUrl, ...options } as never);
+    } catch (error) {
+      expect(isKeelError(error, KeelErrorCode.INVALID_CONFIG)).toBe(true);
+      return (error as Error).message;
+    }
+    throw new Error('accepted');
+  };
+
+  it('http client - calls the given fetch detached, as a browser fetch (window.fetch) needs', async () => {
+    const thisSeen: unknown[] = [];
+    // A browser's fetch throws "Illegal invocation" when `this` is anything but the global object or undefined.
+    const strictFetch = function (this: unknown, input: Parameters<typeof fetch>[0], init?: RequestInit): Promise<Response> {
+      thisSeen.push(this);
+      if (this !== undefined && this !== globalThis) throw new TypeError("Failed to execute 'fetch' on 'Window': Illegal invocation");
+      return fetch(input, init);
+    };
+    const remote = createHttpClient(store, { baseUrl, fetch: strictFetch });
+    expect(await remote.greeting({ name: 'window' })).toBe('hello, window');
+    expect(thisSeen).toHaveLength(1);
+  });
+
+  it('http client - header names are not case-sensitive: a call header replaces the client header of any case, never joined to it', async () => {
+    const recording = recordingFetch();
+    const remote = createHttpClient(store, { baseUrl, fetch: recording.fetch, headers: { 'X-App': 'shop', Authorization: 'Bearer s' } });
+    await remote.greeting({ name: 'a' }, { headers: { 'x-app': 'admin' } });
+    expect(recording.sent[0]?.get('x-app')).toBe('admin');
+    expect(recording.sent[0]?.get('authorization')).toBe('Bearer s');
+    const twice = await failureOf(remote.greeting({ name: 'a' }, { headers: { 'X-Trace': '1', 'x-trace': '2' } }));
+    expect(isKeelError(twice, KeelErrorCode.INVALID_INPUT)).toBe(true);
+    expect(twice.message).toMatch(/^headers for store\.greeting names "x-trace" twice/);
+    expect(recording.sent).toHaveLength(1);
+  });
+
+  it('http client - a header the client sets itself is refused, naming it and the option that sets it (INVALID_CONFIG, INVALID_INPUT)', async () => {
+    expect(refusedAtCreate({ headers: { 'Content-Type': 'text/plain' } })).toMatch(/^createHttpClient: headers sets "Content-Type", which the client sets itself/);
+    expect(refusedAtCreate({ headers: { 'X-Correlation-Id': 'abc' } })).toMatch(/sets "X-Correlation-Id", which the client sets itself: give the call option correlationId \(CallOptions\.correlationId\) instead/);
+    expect(refusedAtCreate({ headers: { 'x-keel-timeout-ms': '5' } })).toMatch(/sets "x-keel-timeout-ms".*CallOptions\.timeoutMs/);
+    expect(refusedAtCreate({ headers: { 'Idempotency-Key': 'k' } })).toMatch(/CallOptions\.idempotencyKey/);
+    // The gateway's header names, as this client was told them.
+    expect(refusedAtCreate({ correlationHeader: 'X-Request-Id', headers: { 'x-request-id': 'abc' } })).toMatch(/sets "x-request-id".*correlationId/);
+
+    const recording = recordingFetch();
+    let returned: unknown = { 'content-type': 'text/plain' };
+    const remote = createHttpClient(store, { baseUrl, fetch: recording.fetch, headers: () => returned as Record<string, string> });
+    const perCall = await failureOf(createHttpClient(store, { baseUrl, fetch: recording.fetch }).greeting({ name: 'a' }, { headers: { 'X-Correlation-Id': 'abc' }, correlationId: 'own-1' }));
+    expect(isKeelError(perCall, KeelErrorCode.INVALID_INPUT)).toBe(true);
+    expect(perCall.message).toMatch(/^headers for store\.greeting sets "X-Correlation-Id", which the client sets itself: give the call option correlationId/);
+    expect((perCall as KeelError).correlationId).toBe('own-1');
+    const fromFunction = await failureOf(remote.greeting({ name: 'a' }));
+    expect(isKeelError(fromFunction, KeelErrorCode.INVALID_INPUT)).toBe(true);
+    expect(fromFunction.message).toMatch(/^headers for store\.greeting: what the client's headers function returned sets "content-type", which the client sets itself/);
+    returned = { accept: 'text/html' };
+    expect((await failureOf(remote.greeting({ name: 'a' }))).message).toMatch(/sets "accept"/);
+    expect(recording.sent).toHaveLength(0);
+  });
+
+  it('http client - a header value with CR, LF or NUL is refused naming the header, never showing the value', async () => {
+    expect(refusedAtCreate({ headers: { authorization: 'Bearer s3cret\u0000' } })).toMatch(/^createHttpClient: headers has a value for "authorization" with a CR, LF, NUL/);
+    expect(refusedAtCreate({ headers: { authorization: 'Bearer s3cret\u0000' } })).not.toContain('s3cret');
+    const recording = recordingFetch();
+    let token = 'Bearer t0k3n\nx-admin: yes';
+    const remote = createHttpClient(store, { baseUrl, fetch: recording.fetch, headers: () => ({ authorization: token }) });
+    const fromFunction = await failureOf(remote.greeting({ name: 'a' }));
+    expect(isKeelError(fromFunction, KeelErrorCode.INVALID_INPUT)).toBe(true);
+    expect(fromFunction.message).toMatch(/has a value for "authorization" with a CR, LF, NUL/);
+    expect(fromFunction.message).not.toContain('t0k3n');
+    token = 'Bearer fine';
+    const perCall = await failureOf(remote.greeting({ name: 'a' }, { headers: { 'X-Note': 'line\r\nbreak' } }));
+    expect(isKeelError(perCall, KeelErrorCode.INVALID_INPUT)).toBe(true);
+    expect(perCall.message).toMatch(/^headers for store\.greeting has a value for "X-Note" with a CR, LF, NUL/);
+    expect(recording.sent).toHaveLength(0);
+  });
+
+  it('http client - a headers function may return a Headers or [name, value] pairs; anything else is refused naming the field', async () => {
+    const recording = recordingFetch();
+    let returned: unknown = new Headers({ Authorization: 'Bearer h' });
+    const remote = createHttpClient(store, { baseUrl, fetch: recording.fetch, headers: async () => returned as Headers });
+    await remote.greeting({ name: 'a' });
+    returned = [['Authorization', 'Bearer p'], ['X-App', 'pairs']];
+    await remote.greeting({ name: 'b' });
+    expect(recording.sent.map((headers) => [headers.get('authorization'), headers.get('x-app')])).toEqual([
+      ['Bearer h', null],
+      ['Bearer p', 'pairs'],
+    ]);
+    for (const wrong of [42, 'authorization: x', null, [['authorization']], { authorization: 7 }]) {
+      returned = wrong;
+      const refused = await failureOf(remote.greeting({ name: 'c' }));
+      expect(isKeelError(refused, KeelErrorCode.INVALID_INPUT)).toBe(true);
+      expect(refused.message).toMatch(/^headers for store\.greeting: what the client's headers function returned must be a record of header names to string values, a Headers or an array of \[name, value\] pairs/);
+    }
+    expect(recording.sent).toHaveLength(2);
+  });
+
+  it('http client - a slow headers function is bounded by the deadline and the signal: nothing is sent', async () => {
+    const recording = recordingFetch();
+    let entered: () => void = () => {};
+    const hanging = createHttpClient(store, {
+      baseUrl,
+      fetch: recording.fetch,
+      headers: () => {
+        entered();
+        return new Promise<Record<string, string>>(() => {});
+      },
+    });
+    const late = await failureOf(hanging.greeting({ name: 'a' }, { timeoutMs: 100, correlationId: 'slow-token-1' }));
+    expect(isKeelError(late, KeelErrorCode.TIMEOUT)).toBe(true);
+    expect(late.message).toMatch(/deadline of 100 ms passed while the client's headers function ran\. Nothing was sent/);
+    expect((late as KeelError).correlationId).toBe('slow-token-1');
+
+    const controller = new AbortController();
+    const called = new Promise<void>((resolve) => (entered = resolve));
+    const call = failureOf(hanging.greeting({ name: 'a' }, { signal: controller.signal }));
+    await called;
+    controller.abort();
+    const cancelled = await call;
+    expect(isKeelError(cancelled, KeelErrorCode.CANCELLED)).toBe(true);
+    expect(cancelled.message).toMatch(/nothing was sent/);
+    expect(recording.sent).toHaveLength(0);
+  });
+
+  it('http client - the time a headers function takes comes off the deadline sent to the gateway', async () => {
+    const recording = recordingFetch();
+    const remote = createHttpClient(probe, {
+      baseUrl,
+      fetch: recording.fetch,
+      headers: () => new Promise<Record<string, string>>((resolve) => setTimeout(() => resolve({ authorization: 'Bearer slow' }), 60)),
+    });
+    await remote.context({}, { timeoutMs: 5_000 });
+    expect(Number(recording.sent[0]?.get('x-keel-timeout-ms'))).toBeLessThanOrEqual(4_950);
+  });
+
+  it('http client - a deadline near MAX_TIMEOUT_MS does not overflow the timer into an immediate TIMEOUT', async () => {
+    const remote = createHttpClient(store, {
+      baseUrl,
+      // Answers only after a 10 ms timer: a client timer overflowed to 1 ms has fired by then.
+      fetch: async (input, init) => {
+        await new Promise((resolve) => setTimeout(resolve, 10));
+        init?.signal?.throwIfAborted();
+        return fetch(input, init);
+      },
+    });
+    expect(await remote.greeting({ name: 'max' }, { timeoutMs: MAX_TIMEOUT_MS })).toBe('hello, max');
+    expect(await createHttpClient(store, { baseUrl, timeoutMs: MAX_TIMEOUT_MS - 1 }).greeting({ name: 'near' })).toBe('hello, near');
+  });
+
+  it('http client - honours traceparent, retry: false and hedge: false; refuses principal and retry or hedge policies (INVALID_INPUT naming them)', async () => {
+    const recording = recordingFetch();
+    const remote = createHttpClient(probe, { baseUrl, fetch: recording.fetch });
+    const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+    const given = await remote.context({}, { traceparent, retry: false, hedge: false });
+    expect(recording.sent[0]?.get('traceparent')).toBe(traceparent);
+    expect(given.traceparent?.slice(0, 35)).toBe(traceparent.slice(0, 35));
+    const refusals: [Record<string, unknown>, RegExp][] = [
+      [{ principal: { id: 'u-1' } }, /^principal for probe\.context cannot be sent over HTTP/],
+      [{ retry: { maxAttempts: 3 } }, /^retry for probe\.context must be false or left out/],
+      [{ hedge: { delayMs: 20 } }, /^hedge for probe\.context must be false or left out/],
+      [{ traceparent: 'not-a-traceparent' }, /^traceparent for probe\.context must be a W3C traceparent/],
+    ];
+    for (const [options, message] of refusals) {
+      const refused = await failureOf(remote.context({}, options as never));
+      expect(isKeelError(refused, KeelErrorCode.INVALID_INPUT)).toBe(true);
+      expect(refused.message).toMatch(message);
+    }
+    expect(recording.sent).toHaveLength(1);
   });
 });
 

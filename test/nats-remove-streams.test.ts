@@ -6,7 +6,7 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { connect, type NatsConnection } from 'nats';
+import { StorageType, connect, type NatsConnection } from 'nats';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { createKernel, defineContract, defineModule, event, isKeelError, operation, silentLogger, type AnyModule, type Kernel, type Transport } from 'keel';
@@ -90,6 +90,24 @@ describe('nats - removing the JetStream streams of a prefix', () => {
     expect(await streamNames()).toEqual(['acme_audit']);
     await jsm.streams.delete('acme_audit');
   });
+
+  it('nats - removeEventStreams removes every stream of its prefix when they take more than one page of the listing (256 a page)', async () => {
+    const jsm = await nc.jetstreamManager();
+    const count = 300;
+    for (let index = 0; index < count; index += 1) {
+      const module = `m${String(index).padStart(3, '0')}`;
+      await jsm.streams.add({ name: `paged_${module}`, subjects: [`paged.${module}.durable.>`], storage: StorageType.Memory });
+    }
+    try {
+      expect((await streamNames()).filter((name) => name.startsWith('paged_'))).toHaveLength(count);
+      const removed = await removeEventStreams({ servers: server.url, prefix: 'paged' });
+      expect(removed).toHaveLength(count);
+      expect((await streamNames()).filter((name) => name.startsWith('paged_'))).toEqual([]);
+    } finally {
+      // Whatever a failure left, so that the tests after this one start from a clean server.
+      for (const name of await streamNames()) if (name.startsWith('paged_')) await jsm.streams.delete(name);
+    }
+  }, 60_000);
 
   it('nats - removeEventStreams refuses to run without a prefix', async () => {
     const refused = await removeEventStreams({ servers: server.url } as never).catch((error: unknown) => error);

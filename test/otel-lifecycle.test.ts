@@ -66,6 +66,26 @@ describe('otel - one SDK a process at a time', () => {
     expect(trace.getTracer('probe').startSpan('probe').isRecording()).toBe(true);
   });
 
+  it('otel - a shutdown bound a timer cannot hold (Infinity, above 2^31-1 ms) is INVALID_CONFIG naming its field', () => {
+    const refusal = (start: () => unknown): unknown => {
+      try {
+        tracing = start() as Tracing;
+      } catch (error) {
+        return error;
+      }
+      throw new Error('accepted');
+    };
+    for (const shutdownTimeoutMs of [Number.POSITIVE_INFINITY, 2 ** 31, Number.NaN]) {
+      const refused = refusal(() => startTracing({ shutdownTimeoutMs, env: { OTEL_TRACES_EXPORTER: 'none' } }));
+      expect(refused).toMatchObject({ code: KeelErrorCode.INVALID_CONFIG, message: expect.stringMatching(/^shutdownTimeoutMs is .*at most 2147483647/) });
+    }
+    const fromEnv = refusal(() => startTracing({ env: { OTEL_TRACES_EXPORTER: 'none', OTEL_BSP_EXPORT_TIMEOUT: String(2 ** 31) } }));
+    expect(fromEnv).toMatchObject({ code: KeelErrorCode.INVALID_CONFIG, message: expect.stringMatching(/^OTEL_BSP_EXPORT_TIMEOUT is 2147483648; .*at most 2147483647/) });
+    // The largest bound a timer holds is taken.
+    tracing = startTracing({ shutdownTimeoutMs: 2 ** 31 - 1, env: { OTEL_TRACES_EXPORTER: 'none' } });
+    expect(keelTracer()).toBeDefined();
+  });
+
   it('otel - a start refused for its configuration leaves tracing startable', async () => {
     expect(() => startTracing({ env: { OTEL_TRACES_EXPORTER: 'zipkin' } })).toThrow(/OTEL_TRACES_EXPORTER/);
     tracing = startTracing({ env: { OTEL_TRACES_EXPORTER: 'none' } });

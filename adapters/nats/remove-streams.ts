@@ -59,11 +59,16 @@ export async function removeEventStreams(options: NatsTransportOptions & { reado
     });
     if (jsm === undefined) return [];
     const subjects = new Subjects(resolved.prefix);
-    const removed: string[] = [];
+    // The listing pages by offset: deleting while paging would shift later streams past the
+    // next page. So every matching name is collected first, then deleted.
+    const matching: string[] = [];
     for await (const stream of jsm.streams.list()) {
-      if (!isKeelStream(stream.config, subjects)) continue;
-      await jsm.streams.delete(stream.config.name);
-      removed.push(stream.config.name);
+      if (isKeelStream(stream.config, subjects)) matching.push(stream.config.name);
+    }
+    const removed: string[] = [];
+    for (const name of matching) {
+      await jsm.streams.delete(name);
+      removed.push(name);
     }
     return removed;
   } finally {

@@ -184,8 +184,13 @@ export function startTracing(options: StartTracingOptions = {}): Tracing {
   }
   const batch = batchOptions(env);
   const shutdownTimeoutMs = options.shutdownTimeoutMs ?? batch['exportTimeoutMillis'] ?? DEFAULT_SHUTDOWN_TIMEOUT_MS;
-  if (!(shutdownTimeoutMs > 0)) {
-    throw new KeelError(KeelErrorCode.INVALID_CONFIG, `shutdownTimeoutMs is ${shutdownTimeoutMs}; give a positive number of milliseconds, or leave it out.`);
+  // The bound is a timer's delay: above 2^31-1 ms (or Infinity) a timer fires at once, which would drop every buffered span.
+  if (!(Number.isFinite(shutdownTimeoutMs) && shutdownTimeoutMs > 0 && shutdownTimeoutMs <= MAX_TIMER_MS)) {
+    const field = options.shutdownTimeoutMs !== undefined ? 'shutdownTimeoutMs' : 'OTEL_BSP_EXPORT_TIMEOUT';
+    throw new KeelError(
+      KeelErrorCode.INVALID_CONFIG,
+      `${field} is ${shutdownTimeoutMs}; give a number of milliseconds above 0 and at most ${MAX_TIMER_MS}, or leave it out.`,
+    );
   }
   const sampler = samplerFromEnv(env);
   const logger = (options.logger ?? createLogger()).child({ component: 'otel' });
@@ -339,6 +344,9 @@ function keyValues(env: Readonly<Record<string, string | undefined>>, variable: 
   }
   return pairs;
 }
+
+/** The longest delay a timer takes (2^31-1 ms, about 24.8 days); a longer one fires at once. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 const BATCH_VARIABLES = {
   OTEL_BSP_SCHEDULE_DELAY: 'scheduledDelayMillis',

@@ -487,15 +487,19 @@ export async function startApplication(modules: readonly AnyModule[]): Promise<T
   return {
     caller,
     async stop() {
-      await caller.stop();
-      await server.stop();
-      for (const transport of transports) await transport.close();
-      if (transports.length > 0) {
-        // The streams and consumers made for this prefix outlive the connections: remove them, so a run leaves nothing behind.
-        const { natsOptionsFromEnv, removeEventStreams } = await import('keel/nats');
-        await removeEventStreams({ ...natsOptionsFromEnv(process.env), prefix });
+      try {
+        await caller.stop();
+        await server.stop();
+        for (const transport of transports) await transport.close();
+        if (transports.length > 0) {
+          // The streams and consumers made for this prefix outlive the connections: remove them, so a run leaves nothing behind.
+          const { natsOptionsFromEnv, removeEventStreams } = await import('keel/nats');
+          await removeEventStreams({ ...natsOptionsFromEnv(process.env), prefix });
+        }
+      } finally {
+        // Closed even when a step above failed (NATS gone, say), so the database never outlives the test.
+        await database?.close();
       }
-      await database?.close();
     },
   };
 }

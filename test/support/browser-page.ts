@@ -14,6 +14,8 @@ export interface PageReport {
   readonly listed: readonly string[];
   readonly unknown: { readonly instanceOfItsClass: boolean; readonly code: string; readonly data: unknown; readonly correlationId: string | undefined };
   readonly invalid: { readonly keelError: boolean; readonly code: string };
+  /** What a client given the page's own fetch (`fetch: globalThis.fetch`, i.e. window.fetch) got back. */
+  readonly givenFetch: string;
   readonly nodeGlobals: { readonly process: string; readonly require: string };
 }
 
@@ -42,12 +44,16 @@ export async function runPage(baseUrl: string, sku: string): Promise<PageReport>
     invalid = { keelError: isKeelError(error, 'INVALID_INPUT'), code: isKeelError(error) ? error.code : String(error) };
   }
   if (unknown === undefined || invalid === undefined) throw new Error('an expected failure did not happen');
+  // A browser's fetch throws "Illegal invocation" unless called with the global object or undefined as `this`.
+  const withGivenFetch = createHttpClient(catalog, { baseUrl, fetch: globalThis.fetch });
+  const givenFetch = (await withGivenFetch.getProduct({ sku })).sku;
   return {
     added: { sku: added.sku, name: added.name, priceCents: added.priceCents },
     got: { sku: got.sku, priceCents: got.priceCents },
     listed: products.map((product) => product.sku),
     unknown,
     invalid,
+    givenFetch,
     nodeGlobals: { process: typeof (globalThis as { process?: unknown }).process, require: typeof (globalThis as { require?: unknown }).require },
   };
 }
