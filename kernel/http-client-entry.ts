@@ -28,4 +28,5 @@ export {
   type HttpCallOptions,
   type HttpClient,
   type HttpClientOptions,
+  type HttpHeaders,
 } from './http-client.js';

@@ -20,8 +20,13 @@ type HeaderRecord = Readonly<Record<string, string>>;
  * Headers as the client takes them: a record of names to values, a `Headers`, or an array of
  * `[name, value]` pairs. Names are not case-sensitive (they are sent in lower case); a name given
  * twice in one of them is refused.
+ *
+ * @example
+ * ```ts
+ * const headers: HttpHeaders = { authorization: `Bearer ${token}` };
+ * ```
  */
-type HttpHeaders = HeaderRecord | Headers | readonly (readonly [string, string])[];
+export type HttpHeaders = HeaderRecord | Headers | readonly (readonly [string, string])[];
 
 /**
  * Options of {@link createHttpClient}.

@@ -173,7 +173,7 @@ const CONTRACT = {
 /** `'keel/http-client'`: the typed client over the HTTP gateway. */
 const HTTP_CLIENT = {
   values: ['DEFAULT_HTTP_CLIENT_OPTIONS', 'createHttpClient'],
-  types: ['HttpCallOptions', 'HttpClient', 'HttpClientOptions'],
+  types: ['HttpCallOptions', 'HttpClient', 'HttpClientOptions', 'HttpHeaders'],
 };
 
 /** The names a door's source exports, values and types apart; a door re-exports by name only. */
