@@ -6,7 +6,7 @@
  * - `in-process [--handler sync|async] [--policies on|off]`: a kernel hosting `pricing`;
  *   `run` makes 100 000 sequential calls, `run-concurrent` 200 000 with 64 in flight,
  *   `run-hedged` 50 000 sequential calls of a caller that hedges after 1 s (never firing); each
- *   answers its rate (calls per second);
+ *   answers its rate (calls per second); `run <count>` (and the others) makes `count` calls;
  * - `nats <url>`: a kernel hosting `pricing` over NATS, answering the benchmark's calls.
  * `trace on` starts keel/otel (first time; `OTEL_EXPORTER_OTLP_ENDPOINT` from the environment)
  * or switches keel's spans back on, `trace off` switches them off; both answer `ok`. The script
@@ -54,10 +54,10 @@ const client = kernel.client(pricing);
 const hedged = kernel.client(hedgedPricing, { caller: 'hedging' });
 let started = false;
 
-const answers: Record<string, () => Promise<string>> = {
-  run: async () => String(await sequential(100_000, () => client.quote(QUOTE_INPUT))),
-  'run-concurrent': async () => String(await concurrent(200_000, 64, () => client.quote(QUOTE_INPUT))),
-  'run-hedged': async () => String(await sequential(50_000, () => hedged.quote(QUOTE_INPUT))),
+const answers: Record<string, (count?: number) => Promise<string>> = {
+  run: async (count = 100_000) => String(await sequential(count, () => client.quote(QUOTE_INPUT))),
+  'run-concurrent': async (count = 200_000) => String(await concurrent(count, 64, () => client.quote(QUOTE_INPUT))),
+  'run-hedged': async (count = 50_000) => String(await sequential(count, () => hedged.quote(QUOTE_INPUT))),
   'trace on': async () => {
     if (!started) {
       started = true;
@@ -77,10 +77,13 @@ const answers: Record<string, () => Promise<string>> = {
 const lines = createInterface({ input: process.stdin });
 let queue = Promise.resolve();
 lines.on('line', (line) => {
-  const answer = answers[line.trim()];
+  // `run 5000`: a command and its count; `trace on`: a command alone.
+  const command = line.trim();
+  const [, name = command, count] = /^(.*?)\s+(\d+)$/.exec(command) ?? [];
+  const answer = answers[name];
   if (answer === undefined) return;
   queue = queue.then(async () => {
-    process.stdout.write(`${await answer()}\n`);
+    process.stdout.write(`${await answer(count === undefined ? undefined : Number(count))}\n`);
   });
 });
 lines.once('close', () => {

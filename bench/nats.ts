@@ -16,9 +16,6 @@ import { concurrent, interleaved, latencies, rate, sequential } from './support.
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
-/** The issue's figures for 64-concurrent small JSON calls on this machine class (ops/s). */
-const ISSUE = { rawRequest: 28_000, handMuxed: 80_000, moleculer: 55_000 } as const;
-
 const SEQUENTIAL_CALLS = 4_000;
 const CONCURRENT_CALLS = 40_000;
 const CONCURRENCY = 64;
@@ -224,10 +221,8 @@ export async function benchNats(): Promise<{ markdown: string; summary: Record<s
 
     const keelConc = conc['keel']!;
     const muxedConc = conc['muxed']!;
-    const targetMoleculer = keelConc >= 1.5 * ISSUE.moleculer;
     const targetMuxed = keelConc >= 0.9 * muxedConc;
     const targetLatency = p50['keel']! <= 1.1 * p50['raw']!;
-    const machineScale = muxedConc / ISSUE.handMuxed;
     const micros = (value: number): string => value.toFixed(1);
     const row = (name: string, label: string): string => {
       const { here, peer } = cpu.perOperation(name);
@@ -265,12 +260,8 @@ export async function benchNats(): Promise<{ markdown: string; summary: Record<s
       `Target: ≥ 0.9× the hand-muxed path at 64 concurrent — ${verdict(targetMuxed)} (${ratio(keelConc, muxedConc)}).`,
       `Target: sequential p50 latency ≤ 1.1× raw \`nc.request\`'s — ${verdict(targetLatency)} (${ratio(p50['keel']!, p50['raw']!)}: ` +
         `${p50['keel']!.toFixed(0)} µs vs ${p50['raw']!.toFixed(0)} µs).`,
-      `Target: ≥ 1.5× Moleculer over NATS (the issue measured ~${ISSUE.moleculer / 1000} k/s, so ≥ ${(1.5 * ISSUE.moleculer) / 1000} k/s) — ` +
-        `${verdict(targetMoleculer)} (${rate(keelConc)}, ${ratio(keelConc, ISSUE.moleculer)} Moleculer's figure).`,
-      `Moleculer is not run here: that target is the issue's absolute figure. For scale, the issue measured the`,
-      `hand-muxed path at ~${ISSUE.handMuxed / 1000} k/s and \`nc.request\` at ~${ISSUE.rawRequest / 1000} k/s on this machine class; this run measured`,
-      `${rate(muxedConc)} and ${rate(conc['raw']!)} (the machine ran at ${machineScale.toFixed(2)}× the issue's speed, by the hand-muxed path), so`,
-      `Moleculer scaled to this run would be ~${rate(ISSUE.moleculer * machineScale)}: keel is ${ratio(keelConc, ISSUE.moleculer * machineScale)} of that, against the 1.5× asked.`,
+      'Against Moleculer and NestJS over NATS, measured in the same run on the same payload and nats-server:',
+      'see "keel vs Moleculer and NestJS" (`npm run bench -- peers`).',
       '',
       '### Notification events over NATS vs raw publish/subscribe',
       '',

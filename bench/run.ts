@@ -6,9 +6,11 @@ import { benchData } from './data.js';
 import { benchHttp } from './http.js';
 import { benchInProcess } from './in-process.js';
 import { benchNats } from './nats.js';
+import { benchPeers, benchPeersOnNode24, PEERS_BEGIN, PEERS_END, peersAtFullScale } from './peers.js';
 import { benchPolicies } from './policies.js';
 import { benchStartup } from './startup.js';
 import { benchTracing } from './tracing.js';
+import { readFileSync } from 'node:fs';
 import { machine, write } from './support.js';
 
 const only = process.argv.slice(2);
@@ -25,6 +27,26 @@ if (wanted('nats')) {
   const result = await benchNats();
   console.log(result.markdown);
   sections.push(result.markdown);
+}
+
+// keel against Moleculer and NestJS: on this Node, then again on Node 24 (a child process).
+let peersSection: string | undefined;
+if (wanted('peers')) {
+  const parts = [(await benchPeers()).markdown];
+  console.log(parts[0]);
+  try {
+    const on24 = await benchPeersOnNode24();
+    if (on24 !== undefined) {
+      console.log(on24.markdown);
+      parts.push(on24.markdown);
+    }
+  } catch (error) {
+    const note = `Not measured on Node 24: ${error instanceof Error ? error.message : String(error)}.\n`;
+    console.log(note);
+    parts.push(note);
+  }
+  peersSection = [PEERS_BEGIN, ...parts, PEERS_END, ''].join('\n');
+  sections.push(peersSection);
 }
 
 if (wanted('policies')) {
@@ -69,5 +91,17 @@ const report = [
   ...sections,
 ].join('\n');
 if (only.length === 0) write('docs/benchmarks.md', report);
+else if (only.length === 1 && only[0] === 'peers' && peersSection !== undefined && peersAtFullScale()) {
+  // The peers section alone replaces its part of docs/benchmarks.md (between its markers).
+  const current = readFileSync('docs/benchmarks.md', 'utf8');
+  const begin = current.indexOf(PEERS_BEGIN);
+  const end = current.indexOf(PEERS_END);
+  const next =
+    begin >= 0 && end > begin
+      ? `${current.slice(0, begin)}${peersSection.trimEnd()}${current.slice(end + PEERS_END.length)}`
+      : `${current.trimEnd()}\n\n${peersSection}`;
+  write('docs/benchmarks.md', next);
+  console.log('(peers run: its section of docs/benchmarks.md written)');
+}
 else if (only.length === 1 && only[0] === 'data') console.log('(data run: docs/data.md written)');
 else console.log('(partial run: docs/benchmarks.md not written)');

@@ -1,0 +1,297 @@
+/**
+ * keel against real peers, measured in the same run on the same payload (`QUOTE_INPUT`, the
+ * `quote` work of bench/fixture.ts) and the same nats-server:
+ * - over NATS, 64 calls in flight from this process, the callee in another process: a keel
+ *   client kernel calling a kernel hosting `pricing` (bench/nats-peer.ts keel), a Moleculer broker
+ *   calling a broker serving `pricing.quote` with Moleculer's NATS transporter
+ *   (bench/moleculer-peer.ts nats), and a NestJS `ClientProxy.send` to a NestJS microservice
+ *   over NATS (bench/nest-peer.ts);
+ * - in process, each configuration in processes of its own (bench/kernel-peer.ts in-process,
+ *   bench/moleculer-peer.ts local): a keel call against Moleculer's local `broker.call`,
+ *   sequential and 64 concurrent, sync and async handlers.
+ * Interleaved rounds; a ratio is the median over rounds of that round's keel / peer.
+ *
+ * `KEEL_BENCH_PEERS_SCALE` (default 1) multiplies every call count and `KEEL_BENCH_PEERS_ROUNDS`
+ * (default 5) sets the rounds, for a quick check that the section works.
+ */
+import 'reflect-metadata';
+import { execFileSync, spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { readFileSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { firstValueFrom } from 'rxjs';
+import { Logger } from '@nestjs/common';
+import { ClientProxyFactory, Transport as NestTransport, type ClientProxy } from '@nestjs/microservices';
+import moleculer from 'moleculer';
+import { createKernel, silentLogger, type Kernel, type Transport } from 'keel';
+import { createNatsTransport } from 'keel/nats';
+import { startNatsServer } from '../test/support/nats-server.js';
+import { QUOTE_INPUT, pricing, pricingModule, tallyModule, tickerModule } from './fixture.js';
+import { startPeer, startPeerGroup, type Peer, type PeerGroup } from './peer.js';
+import { concurrent, interleavedSamples, rate } from './support.js';
+
+const SCALE = Number(process.env['KEEL_BENCH_PEERS_SCALE'] ?? '1');
+const ROUNDS = Number(process.env['KEEL_BENCH_PEERS_ROUNDS'] ?? '5');
+const count = (calls: number): number => Math.max(64, Math.round(calls * SCALE));
+
+const NATS_CALLS = count(40_000);
+const LOCAL_SEQUENTIAL = count(100_000);
+const LOCAL_CONCURRENT = count(200_000);
+const CONCURRENCY = 64;
+/** Processes per in-process configuration (one process alone can be 20 % off another: bench/peer.ts). */
+const PROCESSES = SCALE < 1 ? 1 : 3;
+
+/** The markers around the section in docs/benchmarks.md: `npm run bench -- peers` replaces what is between them. */
+export const PEERS_BEGIN = '<!-- peers: written by npm run bench -- peers -->';
+export const PEERS_END = '<!-- /peers -->';
+
+/** Whether the counts are the benchmark's own (no `KEEL_BENCH_PEERS_*` override): only such a run is written to the docs. */
+export function peersAtFullScale(): boolean {
+  return SCALE >= 1 && ROUNDS >= 5;
+}
+
+/** Over NATS, keel ≥ 1.4× Moleculer; in process on Node 24, ≥ 1.5× Moleculer's local call (issue 17). */
+export const TARGETS = { nats: 1.4, inProcess: 1.5 } as const;
+
+const median = (values: readonly number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? 0;
+
+/** The median over rounds of each round's `a / b`: both ran back to back in every round. */
+function roundRatio(samples: Record<string, number[]>, a: string, b: string): number {
+  const bs = samples[b] ?? [];
+  return median((samples[a] ?? []).map((value, round) => value / (bs[round] ?? Number.NaN)));
+}
+
+const times = (value: number): string => `${value.toFixed(2)}×`;
+const verdict = (met: boolean): string => (met ? 'met' : 'NOT met');
+
+/** What one run of the section measured (rates in calls per second; ratios keel / peer). */
+export interface PeersResult {
+  readonly node: string;
+  readonly markdown: string;
+  readonly summary: Record<string, number>;
+}
+
+async function overNats(): Promise<{ rows: string[]; ratios: { moleculer: number; nest: number }; summary: Record<string, number> }> {
+  const server = await startNatsServer({ jetstream: false });
+  const transports: Transport[] = [];
+  const stops: (() => Promise<unknown>)[] = [];
+  const peers: Record<string, Peer> = {};
+  try {
+    const started = await Promise.all([
+      startPeer('nats-peer.ts', ['keel', server.url]),
+      startPeer('moleculer-peer.ts', ['nats', server.url]),
+      startPeer('nest-peer.ts', [server.url]),
+    ]);
+    [peers['keel'], peers['moleculer'], peers['nest']] = started;
+
+    // keel: a pure client kernel here; pricing runs in the keel peer.
+    const transport = await createNatsTransport({ servers: server.url, logger: silentLogger });
+    transports.push(transport);
+    const client: Kernel = createKernel({
+      modules: [pricingModule, tallyModule, tickerModule().module],
+      topology: { host: [], transport },
+      logger: silentLogger,
+    });
+    await client.start();
+    stops.push(() => client.stop());
+    const pricingClient = client.client(pricing);
+
+    // Moleculer: a broker with no services of its own, over the same nats-server.
+    const broker = new moleculer.ServiceBroker({
+      nodeID: `caller-${process.pid}`,
+      logger: false,
+      transporter: { type: 'NATS', options: { url: server.url } },
+    });
+    await broker.start();
+    stops.push(() => broker.stop());
+    await broker.waitForServices('pricing', 30_000);
+
+    // NestJS: a ClientProxy over Nest's NATS transport.
+    Logger.overrideLogger(false);
+    const nest: ClientProxy = ClientProxyFactory.create({ transport: NestTransport.NATS, options: { servers: [server.url] } });
+    await nest.connect();
+    stops.push(() => nest.close());
+
+    const calls: Record<string, () => Promise<unknown>> = {
+      keel: () => pricingClient.quote(QUOTE_INPUT),
+      moleculer: () => broker.call('pricing.quote', QUOTE_INPUT),
+      nest: () => firstValueFrom(nest.send('pricing.quote', QUOTE_INPUT)),
+    };
+    for (const [name, call] of Object.entries(calls)) {
+      const answer = (await call()) as { totalCents?: number };
+      if (answer.totalCents !== 500) throw new Error(`${name} over NATS quoted ${JSON.stringify(answer)}`);
+    }
+
+    const cpu: Record<string, { here: number[]; peer: number[] }> = {};
+    const measured = (name: string) => async (): Promise<number> => {
+      const peer = peers[name]!;
+      const peerBefore = Number(await peer.ask('cpu'));
+      const hereBefore = process.cpuUsage();
+      const result = await concurrent(NATS_CALLS, CONCURRENCY, calls[name]!);
+      const here = process.cpuUsage(hereBefore);
+      const peerAfter = Number(await peer.ask('cpu'));
+      cpu[name] ??= { here: [], peer: [] };
+      cpu[name].here.push((here.user + here.system) / NATS_CALLS);
+      cpu[name].peer.push((peerAfter - peerBefore) / NATS_CALLS);
+      return result;
+    };
+    const samples = await interleavedSamples(ROUNDS, { keel: measured('keel'), moleculer: measured('moleculer'), nest: measured('nest') });
+    const ratios = { moleculer: roundRatio(samples, 'keel', 'moleculer'), nest: roundRatio(samples, 'keel', 'nest') };
+    const micros = (name: string): string => `${median(cpu[name]?.here ?? []).toFixed(1)} + ${median(cpu[name]?.peer ?? []).toFixed(1)} µs`;
+    const row = (name: string, label: string, ratio: string): string =>
+      `| ${label} | ${rate(median(samples[name]!))} | ${micros(name)} | ${ratio} |`;
+    return {
+      ratios,
+      summary: {
+        natsKeel: median(samples['keel']!),
+        natsMoleculer: median(samples['moleculer']!),
+        natsNest: median(samples['nest']!),
+        natsKeelVsMoleculer: ratios.moleculer,
+        natsKeelVsNest: ratios.nest,
+      },
+      rows: [
+        '| over NATS, 64 in flight | calls/s | CPU per call: caller + callee | keel / peer |',
+        '|---|---|---|---|',
+        row('keel', 'keel call (client kernel → kernel)', ''),
+        row('moleculer', 'Moleculer `broker.call` (NATS transporter)', times(ratios.moleculer)),
+        row('nest', 'NestJS `ClientProxy.send` (NATS transport)', times(ratios.nest)),
+      ],
+    };
+  } finally {
+    for (const stop of stops.reverse()) await stop().catch(() => undefined);
+    await Promise.allSettled(transports.map((transport) => transport.close()));
+    await Promise.allSettled(Object.values(peers).map((peer) => peer.stop()));
+    await server.stop();
+  }
+}
+
+async function inProcess(): Promise<{ rows: string[]; worst: number; summary: Record<string, number> }> {
+  const groups: Record<string, PeerGroup> = {};
+  try {
+    for (const [name, script, args] of [
+      ['keelSync', 'kernel-peer.ts', ['in-process', '--handler', 'sync']],
+      ['keelAsync', 'kernel-peer.ts', ['in-process', '--handler', 'async']],
+      ['moleculerSync', 'moleculer-peer.ts', ['local', '--handler', 'sync']],
+      ['moleculerAsync', 'moleculer-peer.ts', ['local', '--handler', 'async']],
+    ] as const) {
+      groups[name] = await startPeerGroup(PROCESSES, script, args);
+    }
+    const ask = (name: string, command: string) => (): Promise<number> => groups[name]!.mean(command);
+    const cases = (command: string) => ({
+      keelSync: ask('keelSync', command),
+      moleculerSync: ask('moleculerSync', command),
+      keelAsync: ask('keelAsync', command),
+      moleculerAsync: ask('moleculerAsync', command),
+    });
+    const seq = await interleavedSamples(ROUNDS, cases(`run ${LOCAL_SEQUENTIAL}`));
+    const conc = await interleavedSamples(ROUNDS, cases(`run-concurrent ${LOCAL_CONCURRENT}`));
+    const ratios = {
+      syncSeq: roundRatio(seq, 'keelSync', 'moleculerSync'),
+      asyncSeq: roundRatio(seq, 'keelAsync', 'moleculerAsync'),
+      syncConc: roundRatio(conc, 'keelSync', 'moleculerSync'),
+      asyncConc: roundRatio(conc, 'keelAsync', 'moleculerAsync'),
+    };
+    const row = (label: string, samples: Record<string, number[]>, sync: number, async: number): string =>
+      `| ${label} | ${rate(median(samples['keelSync']!))} | ${rate(median(samples['moleculerSync']!))} | ${times(sync)} | ` +
+      `${rate(median(samples['keelAsync']!))} | ${rate(median(samples['moleculerAsync']!))} | ${times(async)} |`;
+    return {
+      worst: Math.min(...Object.values(ratios)),
+      summary: {
+        localKeelSyncSeq: median(seq['keelSync']!),
+        localMoleculerSyncSeq: median(seq['moleculerSync']!),
+        localKeelAsyncSeq: median(seq['keelAsync']!),
+        localMoleculerAsyncSeq: median(seq['moleculerAsync']!),
+        localKeelSyncConc: median(conc['keelSync']!),
+        localMoleculerSyncConc: median(conc['moleculerSync']!),
+        localKeelAsyncConc: median(conc['keelAsync']!),
+        localMoleculerAsyncConc: median(conc['moleculerAsync']!),
+        ...Object.fromEntries(Object.entries(ratios).map(([name, value]) => [`local${name[0]!.toUpperCase()}${name.slice(1)}`, value])),
+      },
+      rows: [
+        '| in process | keel, sync handler | Moleculer, sync handler | keel / Moleculer | keel, async handler | Moleculer, async handler | keel / Moleculer |',
+        '|---|---|---|---|---|---|---|',
+        row('sequential', seq, ratios.syncSeq, ratios.asyncSeq),
+        row('64 concurrent', conc, ratios.syncConc, ratios.asyncConc),
+      ],
+    };
+  } finally {
+    for (const group of Object.values(groups)) await group.stop();
+  }
+}
+
+/** Runs the peers benchmark on this process's Node; returns the report section. */
+export async function benchPeers(): Promise<PeersResult> {
+  const node = process.version;
+  const onNode24 = node.startsWith('v24.');
+  const nats = await overNats();
+  const local = await inProcess();
+  const natsMet = nats.ratios.moleculer >= TARGETS.nats;
+  const localMet = local.worst >= TARGETS.inProcess;
+  const markdown = [
+    `### keel vs Moleculer and NestJS (Node ${node})`,
+    '',
+    `Peers installed as devDependencies, measured in this run: Moleculer ${version('moleculer')} and NestJS microservices`,
+    `${version('@nestjs/microservices')} (over \`@nats-io/transport-node\` ${version('@nats-io/transport-node')}), on the same \`quote\` payload as keel's`,
+    '(`{ customerId, lines: [{ sku, quantity }] }`, the same work) and the same local nats-server. Over NATS: 64 calls in flight',
+    'from this process, the callee in another process; keel validates input and output on both sides (zod), Moleculer',
+    "validates the action's params with its default validator (fastest-validator, the same shape) and not its answer,",
+    'NestJS validates nothing (it would take a pipe). In process: each configuration in processes of its own',
+    `(${PROCESSES} each, their mean), keel's in-process call against Moleculer's local \`broker.call\` (one broker, no`,
+    'transporter, the same params validation). The ratio is the median over rounds of keel / peer within each round.',
+    `${ROUNDS} interleaved rounds of ${NATS_CALLS} calls over NATS, ${LOCAL_SEQUENTIAL} sequential and ${LOCAL_CONCURRENT} at 64 concurrent in process.`,
+    '',
+    ...nats.rows,
+    '',
+    ...local.rows,
+    '',
+    `Target: over NATS ≥ ${TARGETS.nats}× Moleculer — ${verdict(natsMet)} (${times(nats.ratios.moleculer)} on Node ${node}).`,
+    onNode24
+      ? `Target: in process on Node 24 ≥ ${TARGETS.inProcess}× Moleculer's local call, async handlers included — ${verdict(localMet)} (worst case ${times(local.worst)}).`
+      : `Target: in process on Node 24 ≥ ${TARGETS.inProcess}× Moleculer's local call, async handlers included — judged on Node 24's run, not this one (here, Node ${node}: worst case ${times(local.worst)}).`,
+    '',
+  ].join('\n');
+  return { node, markdown, summary: { ...nats.summary, ...local.summary, natsMet: Number(natsMet), localWorst: local.worst } };
+}
+
+function version(name: string): string {
+  try {
+    return (JSON.parse(readFileSync(new URL(`../node_modules/${name}/package.json`, import.meta.url), 'utf8')) as { version: string }).version;
+  } catch {
+    return '(unknown version)';
+  }
+}
+
+const CHILD = '--peers-child';
+const RESULT = 'peers-result ';
+
+/**
+ * Runs the section again under Node 24 (from `.ci/node 24`, which installs the pinned Node 24
+ * into its cache if it is missing), in a child process whose peers run on Node 24 too; resolves
+ * with its result, or `undefined` when this process already runs Node 24. Throws when Node 24
+ * is not to be had or the child fails.
+ */
+export async function benchPeersOnNode24(): Promise<PeersResult | undefined> {
+  if (process.version.startsWith('v24.')) return undefined;
+  const root = fileURLToPath(new URL('..', import.meta.url));
+  const bin = execFileSync(join(root, '.ci/node'), ['24'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 300_000 }).trim();
+  const child = spawn(join(root, 'node_modules/.bin/tsx'), ['--conditions=keel-source', fileURLToPath(import.meta.url), CHILD], {
+    cwd: root,
+    env: { ...process.env, PATH: `${bin}${delimiter}${process.env['PATH'] ?? ''}` },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let result: PeersResult | undefined;
+  for await (const line of createInterface({ input: child.stdout })) {
+    if (line.startsWith(RESULT)) result = JSON.parse(line.slice(RESULT.length)) as PeersResult;
+    else console.log(line);
+  }
+  const [code] = (await once(child, 'exit')) as [number | null];
+  if (code !== 0 || result === undefined) throw new Error(`the peers benchmark on Node 24 failed (exit code ${code})`);
+  return result;
+}
+
+if (process.argv[2] === CHILD && process.argv[1] === fileURLToPath(import.meta.url)) {
+  const result = await benchPeers();
+  process.stdout.write(`${RESULT}${JSON.stringify(result)}\n`);
+}
