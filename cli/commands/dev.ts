@@ -1,8 +1,9 @@
 /**
  * `keel dev [topology]`: watch mode. Runs one process (as `keel start`) or a whole topology (as
- * `keel up`), with pretty logs, and restarts only the processes a saved change concerns: those
- * hosting the module changed, and, for a contract, those hosting the modules that call it or
- * handle its events; a change elsewhere restarts every process. Each is drained before it starts again.
+ * `keel up`, but with an open nats-server), with pretty logs, and restarts only the processes a
+ * saved change concerns: those hosting the module changed, and, for a contract, those hosting
+ * the modules that call it or handle its events and those serving every operation over HTTP; a
+ * change elsewhere restarts every process. Each is drained before it starts again.
  */
 import { execFile } from 'node:child_process';
 import { once } from 'node:events';
