@@ -63,7 +63,8 @@ export function countsAsChange(path: string, ignore: readonly string[]): boolean
  *
  * A top-level folder created while it runs is watched from then on. One removed (or replaced,
  * as `git checkout` may do) is reported through `warn`, and watched again once it is back; its
- * return counts as a change of `<folder>/`. A watch that fails is reported and dropped.
+ * return counts as a change of `<folder>/`. A watch that fails is reported, and made again
+ * once the folder is created again.
  *
  * @example
  * ```ts
@@ -107,6 +108,8 @@ export function watchProject(options: WatchProjectOptions): ProjectWatch {
   // One recursive watch per top-level folder, with the inode it watches: on Linux, a watch on a
   // folder that was removed stays open and silent, so the root's events tell it has gone.
   const folders = new Map<string, { readonly watcher: FSWatcher; readonly inode: number }>();
+  /** Folders that were watched, and are to be watched again (and count as changed) once they are back. */
+  const gone = new Set<string>();
   const drop = (name: string): void => {
     folders.get(name)?.watcher.close();
     folders.delete(name);
@@ -122,11 +125,12 @@ export function watchProject(options: WatchProjectOptions): ProjectWatch {
       warn(`cannot watch ${name}/ (${(error as Error).message}): its changes restart nothing until it is created again`);
       return;
     }
+    // Not re-armed at once (a watch that keeps failing would loop): once the folder is created again.
     watcher.on('error', (error) => {
       if (folders.get(name)?.watcher !== watcher) return;
       drop(name);
-      warn(`stopped watching ${name}/ (${error.message}); it is watched again once it is created again`);
-      review(name);
+      gone.add(name);
+      warn(`stopped watching ${name}/ (${error.message}): its changes restart nothing until it is created again`);
     });
     folders.set(name, { watcher, inode });
   };
@@ -152,7 +156,6 @@ export function watchProject(options: WatchProjectOptions): ProjectWatch {
       flushLater();
     }
   };
-  const gone = new Set<string>();
   const root = watch(options.root, (_event, name) => {
     if (name === null) return;
     const entry = name.toString();

@@ -118,12 +118,18 @@ export default defineCommand({
         return;
       }
       log(`${shown} changed; restarting ${targets.map((process) => process.name).join(', ')}`);
-      await supervisor.restart(targets.map((process) => process.name));
-      // A module may now depend on another: read the graph again (a graph that does not read keeps the last one).
-      graph = await readGraph().catch((error: unknown) => {
-        log(`cannot read the module graph again (the last one stays): ${(error as Error).message.split('\n')[0] ?? ''}`);
-        return graph;
-      });
+      // A module may now depend on another: read the graph again, while the processes restart (a
+      // graph that does not read keeps the last one).
+      const [, next] = await Promise.all([
+        supervisor.restart(targets.map((process) => process.name)),
+        readGraph().catch((error: unknown) => {
+          const stderr = (error as { stderr?: unknown }).stderr;
+          const reason = (typeof stderr === 'string' && stderr.trim() !== '' ? stderr : (error as Error).message).trim().split('\n')[0];
+          log(`cannot read the module graph again, the last one stays: ${reason ?? ''}`);
+          return graph;
+        }),
+      ]);
+      graph = next;
     };
     let restarts = Promise.resolve();
     const ignore = [settings?.outDir, project.testDir]
