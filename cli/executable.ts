@@ -1,8 +1,10 @@
 /**
  * The `keel` command line, loaded by `bin.ts`: runs {@link main} with this process's arguments, streams and signals.
- * The first Ctrl-C or SIGTERM asks a long-running command to drain. A second Ctrl-C, or a
- * signal while no command listens, exits at once; a repeated SIGTERM (process managers and
- * npm/npx wrappers often relay it twice) does not cut a drain short.
+ * The first Ctrl-C, SIGTERM or SIGHUP (the terminal closed) asks a long-running command to
+ * drain: `keel up` and `keel dev` then stop every process, and the nats-server they started
+ * last. A second Ctrl-C, or a signal while no command listens, exits at once; a repeated
+ * SIGTERM or SIGHUP (process managers and npm/npx wrappers often relay signals twice) does not
+ * cut a drain short.
  *
  * When whoever reads stdout goes away (`keel graph | head -1`), writing fails with EPIPE. That
  * is not a failure of the command: further output is dropped, a long-running command drains as
@@ -15,7 +17,7 @@ import { main } from './main.js';
 const controller = new AbortController();
 
 function onSignal(signal: NodeJS.Signals): void {
-  const exitCode = 128 + (signal === 'SIGINT' ? 2 : 15);
+  const exitCode = 128 + (signal === 'SIGINT' ? 2 : signal === 'SIGHUP' ? 1 : 15);
   if (!controller.signal.aborted) {
     if (getEventListeners(controller.signal, 'abort').length === 0) process.exit(exitCode);
     controller.abort(signal);
@@ -26,12 +28,16 @@ function onSignal(signal: NodeJS.Signals): void {
 }
 
 process.stdout.on('error', (error: NodeJS.ErrnoException) => {
-  if (error.code !== 'EPIPE' && error.code !== 'ERR_STREAM_DESTROYED') throw error;
+  // EIO: the terminal it wrote to was closed (SIGHUP comes with it).
+  if (error.code !== 'EPIPE' && error.code !== 'EIO' && error.code !== 'ERR_STREAM_DESTROYED') throw error;
   if (!controller.signal.aborted) controller.abort('EPIPE');
 });
 
 process.on('SIGINT', onSignal);
 process.on('SIGTERM', onSignal);
+// Without a listener, SIGHUP ends Node at once, with no 'exit' event: the nats-server keel up
+// started (in its own session) would be left running.
+process.on('SIGHUP', onSignal);
 // Started by `keel up`: stop when it goes away, and tell it when this process is ready.
 process.on('disconnect', () => controller.abort('disconnect'));
 const supervisor: SupervisorChannel | undefined =

@@ -22,6 +22,11 @@ export interface LocalProcess extends ProcessSpec {
   /** Its process group in the topology (`storefront` for `storefront#2`). */
   readonly group: string;
   readonly modules: readonly string[];
+  /**
+   * True when it may serve HTTP with every module's operations, those hosted elsewhere too
+   * (`KEEL_HTTP_OPERATIONS` all, or unset): its routes and schemas come from every contract.
+   */
+  readonly servesAllOperations: boolean;
 }
 
 /** Options of {@link prepareLocalRun}. */
@@ -42,6 +47,13 @@ export interface LocalRunOptions {
   readonly single?: { readonly modules?: readonly string[] | undefined; readonly http?: string | undefined } | undefined;
   /** The processes' log format when neither KEEL_LOG_FORMAT nor the configuration names one (default: pretty on a terminal, else json). */
   readonly defaultLogFormat?: LogFormat | undefined;
+  /**
+   * True (the default, `keel up`): the nats-server started here has one user per process group,
+   * allowed the subjects its modules' contracts list at launch. False (`keel dev`): an open server
+   * (no users, on 127.0.0.1 only), so that an operation, event or dependency added while it runs
+   * is allowed once the processes restart.
+   */
+  readonly lockDown?: boolean | undefined;
 }
 
 /** What {@link prepareLocalRun} prepared; the nats-server, when it started one, runs until {@link LocalRun.stopNats}. */
@@ -99,13 +111,19 @@ export async function prepareLocalRun(options: LocalRunOptions): Promise<LocalRu
 
   let natsUrl = options.nats ?? topology.nats.url ?? (cli.env['KEEL_NATS_URL'] || undefined);
   let natsServer: LaunchedNatsServer | undefined;
-  // The server started here is locked down: one user per process group, allowed what its modules need.
+  // The server started here is locked down (keel up): one user per process group, allowed what its
+  // modules need. keel dev's is open, on loopback only: its permissions would be those of the
+  // contracts at launch, and refuse what the next save adds.
   let users: NatsUser[] = [];
   if (natsUrl === undefined && needsNats(topology)) {
-    users = natsUsers(topology, modules);
-    natsServer = await launchNatsServer({ binary: cli.env['KEEL_NATS_SERVER_BIN'] || undefined, extraConfig: natsAuthorization(users) });
+    const lockDown = options.lockDown ?? true;
+    users = lockDown ? natsUsers(topology, modules) : [];
+    natsServer = await launchNatsServer({ binary: cli.env['KEEL_NATS_SERVER_BIN'] || undefined, extraConfig: lockDown ? natsAuthorization(users) : undefined });
     natsUrl = natsServer.url;
     log(`started nats-server on ${natsUrl}`);
+    if (!lockDown) log('NATS is open (no users, 127.0.0.1 only), for development: keel up locks it down');
+  }
+  if (natsServer !== undefined && users.length > 0) {
     const client = users.find((user) => user.user === NATS_CLIENT_USER) as NatsUser;
     const clientEnv = join(natsServer.directory, `${NATS_CLIENT_USER}.env`);
     writeFileSync(clientEnv, natsEnvFile(client, `Written by ${options.command}; removed when it stops.`), { mode: 0o600 });
@@ -126,10 +144,22 @@ export async function prepareLocalRun(options: LocalRunOptions): Promise<LocalRu
     for (let replica = 1; replica <= spec.replicas; replica++) {
       const name = spec.replicas > 1 ? `${group}#${replica}` : group;
       const http = single === undefined ? (spec.http === undefined ? undefined : String(spec.http)) : single.http;
+      const env = {
+        ...(single === undefined ? inherited : cli.env),
+        // What its HTTP gateway exposes, as keel deploy sets it and as its NATS permissions
+        // assume: every operation for a group with `http`, none for the others (their env may say otherwise).
+        ...(single === undefined ? { KEEL_HTTP_OPERATIONS: isGateway(spec) ? 'all' : 'none' } : {}),
+        ...spec.env,
+        KEEL_LOG_FORMAT: logFormat,
+        KEEL_PROCESS_NAME: name,
+        ...(topology.nats.prefix === undefined ? {} : { KEEL_NATS_PREFIX: topology.nats.prefix }),
+        ...credentialsOf(group),
+      };
       processes.push({
         name,
         group,
         modules: spec.modules,
+        servesAllOperations: (env['KEEL_HTTP_OPERATIONS']?.trim() || 'all') === 'all',
         command: cli.self.command,
         args: [
           ...cli.self.args,
@@ -139,17 +169,7 @@ export async function prepareLocalRun(options: LocalRunOptions): Promise<LocalRu
           ...(http === undefined ? [] : ['--http', http]),
         ],
         cwd: project.root,
-        env: {
-          ...(single === undefined ? inherited : cli.env),
-          // What its HTTP gateway exposes, as keel deploy sets it and as its NATS permissions
-          // assume: every operation for a group with `http`, none for the others (their env may say otherwise).
-          ...(single === undefined ? { KEEL_HTTP_OPERATIONS: isGateway(spec) ? 'all' : 'none' } : {}),
-          ...spec.env,
-          KEEL_LOG_FORMAT: logFormat,
-          KEEL_PROCESS_NAME: name,
-          ...(topology.nats.prefix === undefined ? {} : { KEEL_NATS_PREFIX: topology.nats.prefix }),
-          ...credentialsOf(group),
-        },
+        env,
       });
     }
   }

@@ -4,14 +4,15 @@
  * Ctrl-C to its process group stops everything in seconds.
  */
 import { spawn } from 'node:child_process';
-import { appendFileSync, cpSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { main, runCli } from 'keel/cli';
-import { countsAsChange, impactOf } from '../cli/watch.js';
+import { countsAsChange, impactOf, processesToRestart, watchProject } from '../cli/watch.js';
+import { acceptsConnections, freePort } from '../cli/nats-server.js';
 import { collector } from './support/cli.js';
 
 const require = createRequire(import.meta.url);
@@ -75,6 +76,11 @@ function keelDev(argv: readonly string[], cwd: string) {
   };
 }
 
+/** True when the NATS server at `url` (on 127.0.0.1) still accepts connections. */
+function natsAccepts(url: string): Promise<boolean> {
+  return acceptsConnections(Number(new URL(url).port));
+}
+
 /** How many times `name` logged its `ready` line (pretty: keel dev's default format). */
 function readyCount(output: string, name: string): number {
   return output.split('\n').filter((line) => new RegExp(`^${name} +\\| .*INFO.*: ready \\(Ctrl-C to stop\\)`).test(line)).length;
@@ -133,6 +139,96 @@ describe('cli - keel dev', () => {
     expect(output).toContain('keel dev: stopped');
   });
 
+  it('cli - an operation added while it runs answers through a gateway hosted elsewhere, a dependency added counts, SIGHUP stops it all', { timeout: 150_000 }, async () => {
+    const root = devApp();
+    const port = await freePort();
+    // clock's process is the gateway: it serves greeter's operations, hosted in the other process.
+    writeFileSync(
+      join(root, 'topologies/gateway.json'),
+      JSON.stringify({ processes: { clock: { modules: ['clock'], http: port }, greeter: { modules: ['greeter'] } } }),
+    );
+    const greeterModule = (dependsOnClock: boolean, farewell: boolean) =>
+      [
+        "import { defineModule } from 'keel';",
+        "import { clock } from '../clock/contract.js';",
+        "import { greeter } from './contract.js';",
+        'void clock;',
+        'export const greeterModule = defineModule({',
+        '  contract: greeter,',
+        ...(dependsOnClock ? ['  dependsOn: [clock],'] : []),
+        `  create: (${dependsOnClock ? '{ get }' : ''}) => ({`,
+        '    handlers: {',
+        dependsOnClock
+          ? '      greet: async ({ name }) => ({ text: `Hello, ${name}, at ${(await get(clock).now({})).iso}` }),'
+          : '      greet: ({ name }) => ({ text: `Hello, ${name}` }),',
+        ...(farewell ? ['      farewell: ({ name }) => ({ text: `Goodbye, ${name}` }),'] : []),
+        '    },',
+        '  }),',
+        '});',
+        '',
+      ].join('\n');
+    // At launch, greeter calls nobody.
+    writeFileSync(join(root, 'modules/greeter/module.ts'), greeterModule(false, false));
+    const dev = keelDev(['topologies/gateway.json'], root);
+    const call = async (operation: string): Promise<{ status: number; body: unknown }> => {
+      const answer = await fetch(`http://127.0.0.1:${port}/greeter/${operation}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"name":"Ada"}' });
+      return { status: answer.status, body: await answer.json() };
+    };
+    let natsUrl: string | undefined;
+    try {
+      await dev.until('every process ready', (text) => text.includes('keel dev: ready: all 2 processes; watching for changes'));
+      await dev.readyTimes('clock', 1);
+      await dev.readyTimes('greeter', 1);
+      natsUrl = /keel dev: started nats-server on (nats:\/\/127\.0\.0\.1:\d+)/.exec(dev.output())?.[1];
+      expect(natsUrl, dev.output()).toBeDefined();
+      expect(await call('greet')).toEqual({ status: 200, body: { text: 'Hello, Ada' } });
+
+      // A new operation: its handler, then its contract. The gateway restarts with the new route,
+      // and NATS lets it through: its permissions are not those of the launch.
+      writeFileSync(join(root, 'modules/greeter/module.ts'), greeterModule(false, true));
+      writeFileSync(
+        join(root, 'modules/greeter/contract.ts'),
+        readFileSync(join(root, 'modules/greeter/contract.ts'), 'utf8').replace(
+          '    greet:',
+          '    farewell: operation({ input: z.object({ name: z.string() }), output: z.object({ text: z.string() }) }),\n    greet:',
+        ),
+      );
+      await dev.until('the restart line', (text) => /keel dev: modules\/greeter\/contract\.ts, modules\/greeter\/module\.ts changed; restarting clock, greeter\n/.test(text));
+      await dev.readyTimes('clock', 2);
+      await dev.readyTimes('greeter', 2);
+      expect(await call('farewell'), dev.output()).toEqual({ status: 200, body: { text: 'Goodbye, Ada' } });
+
+      // A dependency added in module.ts: from the next change, a change of clock's contract restarts greeter too.
+      writeFileSync(join(root, 'modules/greeter/module.ts'), greeterModule(true, true));
+      await dev.until('the restart line', (text) => text.includes('keel dev: modules/greeter/module.ts changed; restarting greeter\n'));
+      await dev.readyTimes('greeter', 3);
+      appendFileSync(join(root, 'modules/clock/contract.ts'), '// edited\n');
+      await dev.until('the restart line', (text) => text.includes('keel dev: modules/clock/contract.ts changed; restarting'));
+      await dev.readyTimes('clock', 3);
+      expect(dev.output()).toContain('keel dev: modules/clock/contract.ts changed; restarting clock, greeter\n');
+      await dev.readyTimes('greeter', 4);
+      const greeting = await call('greet');
+      expect(greeting.body, dev.output()).toMatchObject({ text: expect.stringMatching(/^Hello, Ada, at \d{4}-/) });
+
+      // The terminal closed: SIGHUP to its process group drains everything and stops the nats-server.
+      process.kill(-(dev.child.pid as number), 'SIGHUP');
+      const code = await Promise.race([dev.exited, new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 10_000).unref())]);
+      expect(code, dev.output()).toBe(0);
+    } finally {
+      // On a failure, a drain first: SIGKILL alone would leave its nats-server running.
+      if (dev.child.exitCode === null && dev.child.signalCode === null) {
+        process.kill(-(dev.child.pid as number), 'SIGTERM');
+        await Promise.race([dev.exited, new Promise((resolve) => setTimeout(resolve, 15_000).unref())]);
+      }
+      if (dev.child.exitCode === null && dev.child.signalCode === null) dev.child.kill('SIGKILL');
+    }
+    const output = dev.output();
+    expect(output).not.toMatch(/SIGKILL|killing it|Permissions Violation|permission/i);
+    expect(output).toContain('keel dev: NATS is open (no users, 127.0.0.1 only)');
+    expect(output).toContain('keel dev: stopped');
+    expect(await natsAccepts(natsUrl as string)).toBe(false);
+  });
+
   it('cli - runs one process as keel start does, with its gateway; a change outside the modules restarts it', { timeout: 60_000 }, async () => {
     const root = devApp();
     const dev = keelDev(['--http', '0'], root);
@@ -178,7 +274,7 @@ describe('cli - keel dev', () => {
     for (const path of ['modules/orders/module.ts', 'modules/orders/migrations/001_orders.sql', 'keel.config.ts', 'package.json', 'app/main.mts']) {
       expect(countsAsChange(path, ignore), path).toBe(true);
     }
-    for (const path of ['node_modules/zod/index.js', '.git/index', '.keel/data/orders/x.json', 'dist/modules/index.js', 'test/orders.test.ts', 'modules/orders/module.test.ts', 'modules/orders/.module.ts.swp', 'modules/orders/module.ts~', 'README.md']) {
+    for (const path of ['coverage/coverage-final.json', 'test-results/results.json', '.nyc_output/out.json', 'node_modules/zod/index.js', '.git/index', '.keel/data/orders/x.json', 'dist/modules/index.js', 'test/orders.test.ts', 'modules/orders/module.test.ts', 'modules/orders/.module.ts.swp', 'modules/orders/module.ts~', 'README.md']) {
       expect(countsAsChange(path, ignore), path).toBe(false);
     }
   });
@@ -200,5 +296,61 @@ describe('cli - keel dev', () => {
     expect(modules(['modules/index.ts'])).toBe('all (modules/index.ts)');
     expect(modules(['modules/shared/money.ts'])).toBe('all (modules/shared/money.ts)');
     expect(modules(['modules/catalog/module.ts', 'keel.config.ts'])).toBe('all (keel.config.ts)');
+  });
+
+  it('cli - a contract change also restarts every process serving all operations over HTTP: a gateway exposes modules hosted elsewhere', () => {
+    const graph = [
+      { name: 'catalog', dependsOn: [], subscribesTo: [] },
+      { name: 'orders', dependsOn: ['catalog'], subscribesTo: [] },
+      { name: 'payments', dependsOn: [], subscribesTo: [] },
+    ];
+    // docs/deploy.md's shape: the storefront gateway hosts catalog and orders, and serves payments' operations too.
+    const processes = [
+      { name: 'storefront', modules: ['catalog', 'orders'], servesAllOperations: true },
+      { name: 'back-office', modules: ['payments'], servesAllOperations: false },
+    ];
+    const restarted = (paths: string[]) => processesToRestart(impactOf(paths, 'modules', graph), processes).map((process) => process.name);
+    expect(restarted(['modules/payments/contract.ts'])).toEqual(['storefront', 'back-office']);
+    // Its other files change no route: the gateway stays up.
+    expect(restarted(['modules/payments/module.ts'])).toEqual(['back-office']);
+    expect(restarted(['keel.config.ts'])).toEqual(['storefront', 'back-office']);
+  });
+
+  it('cli - the watch skips tool output, warns when a folder goes, and watches it again once it is back', { timeout: 30_000 }, async () => {
+    const root = mkdtempSync(join(tmpdir(), 'keel-watch-'));
+    temporary.push(root);
+    mkdirSync(join(root, 'modules'));
+    const batches: string[][] = [];
+    const warnings: string[] = [];
+    const watcher = watchProject({ root, ignore: [], debounceMs: 50, onChange: (paths) => batches.push([...paths]), warn: (line) => warnings.push(line) });
+    const until = async (what: string, test: () => boolean): Promise<void> => {
+      for (const deadline = Date.now() + 10_000; !test(); await new Promise((resolve) => setTimeout(resolve, 20))) {
+        if (Date.now() > deadline) throw new Error(`no ${what}: batches ${JSON.stringify(batches)}, warnings ${JSON.stringify(warnings)}`);
+      }
+    };
+    const seen = (path: string) => batches.some((batch) => batch.includes(path));
+    try {
+      // Tool output next to a change: only the change counts (the later write closes the burst).
+      mkdirSync(join(root, 'coverage'));
+      writeFileSync(join(root, 'coverage/coverage-final.json'), '{}');
+      mkdirSync(join(root, 'test-results'));
+      writeFileSync(join(root, 'test-results/results.json'), '{}');
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      writeFileSync(join(root, 'coverage/coverage-final.json'), '{"again":1}');
+      writeFileSync(join(root, 'modules/a.ts'), '// a\n');
+      await until('modules/a.ts', () => seen('modules/a.ts'));
+      expect(batches.flat().filter((path) => path.startsWith('coverage') || path.startsWith('test-results'))).toEqual([]);
+
+      // The folder goes (a branch switch): a warning naming it; back, it is watched again.
+      rmSync(join(root, 'modules'), { recursive: true });
+      await until('a warning', () => warnings.some((line) => line.includes('modules/')));
+      mkdirSync(join(root, 'modules'));
+      await until('the folder back', () => warnings.some((line) => line.includes('modules/ is back')));
+      writeFileSync(join(root, 'modules/b.ts'), '// b\n');
+      await until('modules/b.ts', () => seen('modules/b.ts'));
+      expect(warnings[0]).toContain('modules/ was removed');
+    } finally {
+      watcher.close();
+    }
   });
 });

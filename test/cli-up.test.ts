@@ -311,6 +311,27 @@ describe('cli - keel up', () => {
     expect(await acceptsConnections(natsUrl as string)).toBe(false);
   });
 
+  it('cli - SIGHUP (the terminal closed) to its process group drains every process and stops its own nats-server', { timeout: 120_000 }, async () => {
+    const up = keelUp(['topologies/split.ts'], { env: { KEEL_NATS_URL: '' }, detached: true });
+    let natsUrl: string | undefined;
+    try {
+      await up.waitFor('keel up: ready: all 3 processes (storefront, back-office, notifications)');
+      natsUrl = startedNatsUrl(up.output());
+      expect(await acceptsConnections(natsUrl as string)).toBe(true);
+      // What a terminal does when its window closes: SIGHUP to the foreground process group.
+      process.kill(-(up.child.pid as number), 'SIGHUP');
+      const code = await Promise.race([up.exited, new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 10_000).unref())]);
+      expect(code, up.output()).toBe(0);
+    } finally {
+      if (up.child.exitCode === null && up.child.signalCode === null) up.child.kill('SIGKILL');
+    }
+    const output = up.output();
+    expect(output).not.toMatch(/SIGKILL|killing it|disconnected from NATS/);
+    for (const name of ['storefront', 'back-office', 'notifications']) expect(output).toContain(`keel up:   ${name} stopped cleanly`);
+    expect(output).toContain('keel up: stopped');
+    expect(await acceptsConnections(natsUrl as string)).toBe(false);
+  });
+
   it('cli - says how to get nats-server when a topology needs NATS and none is on PATH', async () => {
     let stderr = '';
     const code = await runCli(main, ['up', 'topologies/per-module.ts'], {

@@ -29,15 +29,16 @@ describe('tooling - help', () => {
 
       OPTIONS
 
-             --topology=<file>    Topology file (as for \`keel up\`): group modules by process, show network hops
-        --format=<mermaid|dot>    Output format (Default: mermaid)
-                  --root=<dir>    Project root (default: the nearest folder above with package.json and modules/index.ts)
+                  --topology=<file>    Topology file (as for \`keel up\`): group modules by process, show network hops
+        --format=<mermaid|dot|json>    Output format (json: the graph as data, for tools) (Default: mermaid)
+                       --root=<dir>    Project root (default: the nearest folder above with package.json and modules/index.ts)
 
       EXAMPLES
 
         $ keel graph
         $ keel graph --topology topologies/split.ts
         $ keel graph --format dot | dot -Tsvg > graph.svg
+        $ keel graph --format json
       "
     `);
   });

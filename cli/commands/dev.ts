@@ -1,19 +1,25 @@
 /**
  * `keel dev [topology]`: watch mode. Runs one process (as `keel start`) or a whole topology (as
- * `keel up`), with pretty logs, and restarts only the processes a saved change concerns: those
- * hosting the module changed, and, for a contract, those hosting the modules that call it or
- * handle its events; a change elsewhere restarts every process. Each is drained before it starts again.
+ * `keel up`, but with an open nats-server), with pretty logs, and restarts only the processes a
+ * saved change concerns: those hosting the module changed, and, for a contract, those hosting
+ * the modules that call it or handle its events and those serving every operation over HTTP; a
+ * change elsewhere restarts every process. Each is drained before it starts again.
  */
+import { execFile } from 'node:child_process';
 import { once } from 'node:events';
 import { relative, resolve } from 'node:path';
+import { promisify } from 'node:util';
 import { LogFormat } from 'keel/transport';
 import { contextOf, defineCommand } from '../command.js';
 import { CLIError, CliErrorCode } from '../errors.js';
 import { prepareLocalRun } from '../local-run.js';
 import { splitList } from '../names.js';
-import { findProject, loadManifest, moduleGraph, projectSettings } from '../project.js';
+import { findProject, moduleGraph, projectSettings, type ModuleNode } from '../project.js';
+import type { ModuleGraph } from '../tooling/graph.js';
 import { createSupervisor } from '../supervisor.js';
-import { impactOf, watchProject, type ProjectWatch } from '../watch.js';
+import { impactOf, processesToRestart, watchProject, type ProjectWatch } from '../watch.js';
+
+const execFileAsync = promisify(execFile);
 
 /** At most this many changed paths are named in a restart line. */
 const PATHS_SHOWN = 3;
@@ -58,12 +64,38 @@ export default defineCommand({
       });
     }
     const single = args.topology === undefined ? { modules: args.modules === undefined ? undefined : splitList(args.modules), http: args.http } : undefined;
-    const run = await prepareLocalRun({ cli, command: 'keel dev', log, topology: args.topology, nats: args.nats, single, defaultLogFormat: LogFormat.PRETTY });
+    // Its nats-server is open (no users, loopback only): permissions listed at launch would refuse what the next save adds.
+    const run = await prepareLocalRun({
+      cli,
+      command: 'keel dev',
+      log,
+      topology: args.topology,
+      nats: args.nats,
+      single,
+      defaultLogFormat: LogFormat.PRETTY,
+      lockDown: false,
+    });
     const { project, processes } = run;
     const settings = projectSettings(project.root);
     const modulesDir = relative(project.root, project.modulesDir).split('\\').join('/');
     const topologyPath = args.topology === undefined ? undefined : relative(project.root, resolve(cli.cwd, args.topology)).split('\\').join('/');
     let graph = moduleGraph(run.modules);
+    // Read by `keel graph --format json` in a short-lived process, from the sources as they are
+    // now: an import here would get the module files from this process's import cache, as they
+    // were at launch, and keep one more copy of the manifest in memory at every save.
+    const readGraph = async (): Promise<ModuleNode[]> => {
+      const { stdout } = await execFileAsync(cli.self.command, [...cli.self.args, 'graph', '--format', 'json', '--root', project.root], {
+        cwd: project.root,
+        env: { ...cli.env },
+        maxBuffer: 64 * 1024 * 1024,
+      });
+      const read = JSON.parse(stdout) as ModuleGraph;
+      return read.modules.map((module) => ({
+        name: module.name,
+        dependsOn: read.calls.filter((edge) => edge.from === module.name).map((edge) => edge.to),
+        subscribesTo: read.events.filter((edge) => edge.to === module.name).map((edge) => edge.from),
+      }));
+    };
 
     const supervisor = createSupervisor({
       processes,
@@ -76,7 +108,7 @@ export default defineCommand({
 
     const restart = async (paths: readonly string[]): Promise<void> => {
       const impact = impactOf(paths, modulesDir, graph);
-      const targets = impact.all ? processes : processes.filter((process) => process.modules.some((module) => impact.modules.has(module)));
+      const targets = processesToRestart(impact, processes);
       const shown = paths.length > PATHS_SHOWN ? `${paths.slice(0, PATHS_SHOWN).join(', ')} and ${paths.length - PATHS_SHOWN} more` : paths.join(', ');
       if (topologyPath !== undefined && paths.includes(topologyPath)) {
         log(`${topologyPath} changed: restart keel dev to run the processes it now describes.`);
@@ -86,9 +118,18 @@ export default defineCommand({
         return;
       }
       log(`${shown} changed; restarting ${targets.map((process) => process.name).join(', ')}`);
-      await supervisor.restart(targets.map((process) => process.name));
-      // A module may now depend on another: read the graph again (a module that does not load keeps the last one).
-      graph = await loadManifest(project).then(moduleGraph, () => graph);
+      // A module may now depend on another: read the graph again, while the processes restart (a
+      // graph that does not read keeps the last one).
+      const [, next] = await Promise.all([
+        supervisor.restart(targets.map((process) => process.name)),
+        readGraph().catch((error: unknown) => {
+          const stderr = (error as { stderr?: unknown }).stderr;
+          const reason = (typeof stderr === 'string' && stderr.trim() !== '' ? stderr : (error as Error).message).trim().split('\n')[0];
+          log(`cannot read the module graph again, the last one stays: ${reason ?? ''}`);
+          return graph;
+        }),
+      ]);
+      graph = next;
     };
     let restarts = Promise.resolve();
     const ignore = [settings?.outDir, project.testDir]
@@ -100,6 +141,7 @@ export default defineCommand({
       watcher = watchProject({
         root: project.root,
         ignore,
+        warn: (line) => log(`warning: ${line}`),
         onChange: (paths) => {
           restarts = restarts
             .then(() => restart(paths))

@@ -1,6 +1,6 @@
 /**
  * `keel graph`: the modules, the calls between them (labelled with the operations called) and
- * the events they handle (dashed), as Mermaid or Graphviz DOT; with a topology, modules are
+ * the events they handle (dashed), as Mermaid or Graphviz DOT (or JSON, for tools); with a topology, modules are
  * grouped by process and the edges that cross processes are drawn as network hops.
  */
 import { contextOf, defineCommand } from '../command.js';
@@ -11,11 +11,11 @@ export default defineCommand({
   meta: {
     name: 'graph',
     description: 'Draw the modules, their calls and events, grouped by process under a topology',
-    examples: ['keel graph', 'keel graph --topology topologies/split.ts', 'keel graph --format dot | dot -Tsvg > graph.svg'],
+    examples: ['keel graph', 'keel graph --topology topologies/split.ts', 'keel graph --format dot | dot -Tsvg > graph.svg', 'keel graph --format json'],
   },
   args: {
     topology: { type: 'string', description: 'Topology file (as for `keel up`): group modules by process, show network hops', valueHint: 'file' },
-    format: { type: 'enum', options: [GraphFormat.MERMAID, GraphFormat.DOT], description: 'Output format', default: GraphFormat.MERMAID },
+    format: { type: 'enum', options: [GraphFormat.MERMAID, GraphFormat.DOT, GraphFormat.JSON], description: 'Output format (json: the graph as data, for tools)', default: GraphFormat.MERMAID },
     root: ROOT_ARG,
   },
   run: async ({ args, data }) => {

@@ -57,6 +57,8 @@ export interface GraphTopology {
 export const GraphFormat = {
   MERMAID: 'mermaid',
   DOT: 'dot',
+  /** The {@link ModuleGraph} itself, and the topology's processes when one is given: for tools (`keel dev` reads it). */
+  JSON: 'json',
 } as const;
 
 /** A {@link GraphFormat} value. */
@@ -278,5 +280,6 @@ export function renderDot(graph: ModuleGraph, topology?: GraphTopology): string 
  * ```
  */
 export function renderGraph(graph: ModuleGraph, format: GraphFormat, topology?: GraphTopology): string {
+  if (format === GraphFormat.JSON) return `${JSON.stringify(topology === undefined ? graph : { ...graph, processes: topology.processes }, null, 2)}\n`;
   return format === GraphFormat.DOT ? renderDot(graph, topology) : renderMermaid(graph, topology);
 }
