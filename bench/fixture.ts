@@ -14,6 +14,19 @@ export const RAW_SUBJECTS = {
   waitFor: 'bench.raw.wait-for',
 } as const;
 
+/** The subjects the peer of client `version` serves (each client on its own, so no queue group mixes them: bench/nats-client.ts). */
+export function clientSubjects(version: 'v2' | 'v3') {
+  const base = `bench.client.${version}`;
+  return {
+    quote: `${base}.quote`,
+    serviceGroup: `${base}.svc`,
+    service: `${base}.svc.quote`,
+    event: `${base}.ticked`,
+    expect: `${base}.expect`,
+    waitFor: `${base}.wait-for`,
+  };
+}
+
 /** The small JSON input every call case sends. */
 export const QUOTE_INPUT = { customerId: 'c-1', lines: [{ sku: 'KB-1', quantity: 2 }] };
 

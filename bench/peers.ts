@@ -17,7 +17,6 @@
 import 'reflect-metadata';
 import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { readFileSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -30,7 +29,7 @@ import { createNatsTransport } from 'keel/nats';
 import { startNatsServer } from '../test/support/nats-server.js';
 import { QUOTE_INPUT, pricing, pricingModule, tallyModule, tickerModule } from './fixture.js';
 import { startPeer, startPeerGroup, type Peer, type PeerGroup } from './peer.js';
-import { concurrent, interleavedSamples, rate } from './support.js';
+import { concurrent, interleavedSamples, medianOf, packageVersion, rate, roundRatio } from './support.js';
 
 const SCALE = Number(process.env['KEEL_BENCH_PEERS_SCALE'] ?? '1');
 const ROUNDS = Number(process.env['KEEL_BENCH_PEERS_ROUNDS'] ?? '5');
@@ -54,14 +53,6 @@ export function peersAtFullScale(): boolean {
 
 /** Over NATS, keel ≥ 1.4× Moleculer; in process on Node 24, ≥ 1.5× Moleculer's local call (issue 17). */
 export const TARGETS = { nats: 1.4, inProcess: 1.5 } as const;
-
-const median = (values: readonly number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? 0;
-
-/** The median over rounds of each round's `a / b`: both ran back to back in every round. */
-function roundRatio(samples: Record<string, number[]>, a: string, b: string): number {
-  const bs = samples[b] ?? [];
-  return median((samples[a] ?? []).map((value, round) => value / (bs[round] ?? Number.NaN)));
-}
 
 const times = (value: number): string => `${value.toFixed(2)}×`;
 const verdict = (met: boolean): string => (met ? 'met' : 'NOT met');
@@ -139,15 +130,15 @@ async function overNats(): Promise<{ rows: string[]; ratios: { moleculer: number
     };
     const samples = await interleavedSamples(ROUNDS, { keel: measured('keel'), moleculer: measured('moleculer'), nest: measured('nest') });
     const ratios = { moleculer: roundRatio(samples, 'keel', 'moleculer'), nest: roundRatio(samples, 'keel', 'nest') };
-    const micros = (name: string): string => `${median(cpu[name]?.here ?? []).toFixed(1)} + ${median(cpu[name]?.peer ?? []).toFixed(1)} µs`;
+    const micros = (name: string): string => `${medianOf(cpu[name]?.here ?? []).toFixed(1)} + ${medianOf(cpu[name]?.peer ?? []).toFixed(1)} µs`;
     const row = (name: string, label: string, ratio: string): string =>
-      `| ${label} | ${rate(median(samples[name]!))} | ${micros(name)} | ${ratio} |`;
+      `| ${label} | ${rate(medianOf(samples[name]!))} | ${micros(name)} | ${ratio} |`;
     return {
       ratios,
       summary: {
-        natsKeel: median(samples['keel']!),
-        natsMoleculer: median(samples['moleculer']!),
-        natsNest: median(samples['nest']!),
+        natsKeel: medianOf(samples['keel']!),
+        natsMoleculer: medianOf(samples['moleculer']!),
+        natsNest: medianOf(samples['nest']!),
         natsKeelVsMoleculer: ratios.moleculer,
         natsKeelVsNest: ratios.nest,
       },
@@ -194,19 +185,19 @@ async function inProcess(): Promise<{ rows: string[]; worst: number; summary: Re
       asyncConc: roundRatio(conc, 'keelAsync', 'moleculerAsync'),
     };
     const row = (label: string, samples: Record<string, number[]>, sync: number, async: number): string =>
-      `| ${label} | ${rate(median(samples['keelSync']!))} | ${rate(median(samples['moleculerSync']!))} | ${times(sync)} | ` +
-      `${rate(median(samples['keelAsync']!))} | ${rate(median(samples['moleculerAsync']!))} | ${times(async)} |`;
+      `| ${label} | ${rate(medianOf(samples['keelSync']!))} | ${rate(medianOf(samples['moleculerSync']!))} | ${times(sync)} | ` +
+      `${rate(medianOf(samples['keelAsync']!))} | ${rate(medianOf(samples['moleculerAsync']!))} | ${times(async)} |`;
     return {
       worst: Math.min(...Object.values(ratios)),
       summary: {
-        localKeelSyncSeq: median(seq['keelSync']!),
-        localMoleculerSyncSeq: median(seq['moleculerSync']!),
-        localKeelAsyncSeq: median(seq['keelAsync']!),
-        localMoleculerAsyncSeq: median(seq['moleculerAsync']!),
-        localKeelSyncConc: median(conc['keelSync']!),
-        localMoleculerSyncConc: median(conc['moleculerSync']!),
-        localKeelAsyncConc: median(conc['keelAsync']!),
-        localMoleculerAsyncConc: median(conc['moleculerAsync']!),
+        localKeelSyncSeq: medianOf(seq['keelSync']!),
+        localMoleculerSyncSeq: medianOf(seq['moleculerSync']!),
+        localKeelAsyncSeq: medianOf(seq['keelAsync']!),
+        localMoleculerAsyncSeq: medianOf(seq['moleculerAsync']!),
+        localKeelSyncConc: medianOf(conc['keelSync']!),
+        localMoleculerSyncConc: medianOf(conc['moleculerSync']!),
+        localKeelAsyncConc: medianOf(conc['keelAsync']!),
+        localMoleculerAsyncConc: medianOf(conc['moleculerAsync']!),
         ...Object.fromEntries(Object.entries(ratios).map(([name, value]) => [`local${name[0]!.toUpperCase()}${name.slice(1)}`, value])),
       },
       rows: [
@@ -232,8 +223,8 @@ export async function benchPeers(): Promise<PeersResult> {
   const markdown = [
     `### keel vs Moleculer and NestJS (Node ${node})`,
     '',
-    `Peers installed as devDependencies, measured in this run: Moleculer ${version('moleculer')} and NestJS microservices`,
-    `${version('@nestjs/microservices')} (over \`@nats-io/transport-node\` ${version('@nats-io/transport-node')}), on the same \`quote\` payload as keel's`,
+    `Peers installed as devDependencies, measured in this run: Moleculer ${packageVersion('moleculer')} and NestJS microservices`,
+    `${packageVersion('@nestjs/microservices')} (over \`@nats-io/transport-node\` ${packageVersion('@nats-io/transport-node')}), on the same \`quote\` payload as keel's`,
     '(`{ customerId, lines: [{ sku, quantity }] }`, the same work) and the same local nats-server. Over NATS: 64 calls in flight',
     'from this process, the callee in another process; keel validates input and output on both sides (zod), Moleculer',
     "validates the action's params with its default validator (fastest-validator, the same shape) and not its answer,",
@@ -253,14 +244,6 @@ export async function benchPeers(): Promise<PeersResult> {
     '',
   ].join('\n');
   return { node, markdown, summary: { ...nats.summary, ...local.summary, natsMet: Number(natsMet), localWorst: local.worst } };
-}
-
-function version(name: string): string {
-  try {
-    return (JSON.parse(readFileSync(new URL(`../node_modules/${name}/package.json`, import.meta.url), 'utf8')) as { version: string }).version;
-  } catch {
-    return '(unknown version)';
-  }
 }
 
 const CHILD = '--peers-child';

@@ -6,12 +6,12 @@ import { benchData } from './data.js';
 import { benchHttp } from './http.js';
 import { benchInProcess } from './in-process.js';
 import { benchNats } from './nats.js';
+import { benchNatsClient, NATS_CLIENT_BEGIN, NATS_CLIENT_END, natsClientAtFullScale } from './nats-client.js';
 import { benchPeers, benchPeersOnNode24, PEERS_BEGIN, PEERS_END, peersAtFullScale } from './peers.js';
 import { benchPolicies } from './policies.js';
 import { benchStartup } from './startup.js';
 import { benchTracing } from './tracing.js';
-import { readFileSync } from 'node:fs';
-import { machine, write } from './support.js';
+import { machine, replaceSection, write } from './support.js';
 
 const only = process.argv.slice(2);
 const sections: string[] = [];
@@ -25,6 +25,13 @@ if (wanted('in-process')) {
 
 if (wanted('nats')) {
   const result = await benchNats();
+  console.log(result.markdown);
+  sections.push(result.markdown);
+}
+
+// `nats` v2 against the modular v3 client (issue 17): between its markers, like the peers section.
+if (wanted('nats-client')) {
+  const result = await benchNatsClient();
   console.log(result.markdown);
   sections.push(result.markdown);
 }
@@ -93,15 +100,13 @@ const report = [
 if (only.length === 0) write('docs/benchmarks.md', report);
 else if (only.length === 1 && only[0] === 'peers' && peersSection !== undefined && peersAtFullScale()) {
   // The peers section alone replaces its part of docs/benchmarks.md (between its markers).
-  const current = readFileSync('docs/benchmarks.md', 'utf8');
-  const begin = current.indexOf(PEERS_BEGIN);
-  const end = current.indexOf(PEERS_END);
-  const next =
-    begin >= 0 && end > begin
-      ? `${current.slice(0, begin)}${peersSection.trimEnd()}${current.slice(end + PEERS_END.length)}`
-      : `${current.trimEnd()}\n\n${peersSection}`;
-  write('docs/benchmarks.md', next);
+  replaceSection('docs/benchmarks.md', PEERS_BEGIN, PEERS_END, peersSection);
   console.log('(peers run: its section of docs/benchmarks.md written)');
+}
+else if (only.length === 1 && only[0] === 'nats-client' && sections[0] !== undefined && natsClientAtFullScale()) {
+  // Likewise the NATS client comparison alone.
+  replaceSection('docs/benchmarks.md', NATS_CLIENT_BEGIN, NATS_CLIENT_END, sections[0]);
+  console.log('(nats-client run: its section of docs/benchmarks.md written)');
 }
 else if (only.length === 1 && only[0] === 'data') console.log('(data run: docs/data.md written)');
 else console.log('(partial run: docs/benchmarks.md not written)');

@@ -3,7 +3,7 @@
  * Benchmarks compare ratios measured in one run; absolute numbers on a shared box are noise.
  */
 import { cpus, totalmem, type as osType, release } from 'node:os';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 
 /** One measured case. */
@@ -89,6 +89,41 @@ export async function interleaved(rounds: number, cases: Cases): Promise<Record<
     medians[name] = values[Math.floor(values.length / 2)] ?? 0;
   }
   return medians;
+}
+
+/** The median of `values` (0 for none). */
+export function medianOf(values: readonly number[]): number {
+  return [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? 0;
+}
+
+/** The median over rounds of each round's `a / b`, from {@link interleavedSamples}: both ran back to back in every round. */
+export function roundRatio(samples: Record<string, number[]>, a: string, b: string): number {
+  const bs = samples[b] ?? [];
+  return medianOf((samples[a] ?? []).map((value, round) => value / (bs[round] ?? Number.NaN)));
+}
+
+/** The installed version of package `name` (from node_modules), for the reports. */
+export function packageVersion(name: string): string {
+  try {
+    return (JSON.parse(readFileSync(new URL(`../node_modules/${name}/package.json`, import.meta.url), 'utf8')) as { version: string }).version;
+  } catch {
+    return '(unknown version)';
+  }
+}
+
+/**
+ * Replaces the part of `path` between `begin` and `end` (markers included) with `section`, which
+ * starts and ends with those markers; appends it when the file has no such part.
+ */
+export function replaceSection(path: string, begin: string, end: string, section: string): void {
+  const current = readFileSync(path, 'utf8');
+  const from = current.indexOf(begin);
+  const to = current.indexOf(end);
+  const next =
+    from >= 0 && to > from
+      ? `${current.slice(0, from)}${section.trimEnd()}${current.slice(to + end.length)}`
+      : `${current.trimEnd()}\n\n${section.trimEnd()}\n`;
+  write(path, next);
 }
 
 /** A one-line description of this machine. */
