@@ -93,7 +93,11 @@ export async function interleaved(rounds: number, cases: Cases): Promise<Record<
 
 /** The median of `values` (0 for none). */
 export function medianOf(values: readonly number[]): number {
-  return [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? 0;
+  if (values.length === 0) return 0;
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  // An even count: the mean of the two middle values, so two rounds do not pick the larger one.
+  return sorted.length % 2 === 1 ? (sorted[middle] as number) : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
 }
 
 /** The median over rounds of each round's `a / b`, from {@link interleavedSamples}: both ran back to back in every round. */
