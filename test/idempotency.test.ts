@@ -120,7 +120,9 @@ describe.each(combos)('idempotency - keys in $store, calls $via', ({ store, via 
   it('refuses a retry while the first request runs as IDEMPOTENCY_KEY_IN_USE, then replays its outcome', async () => {
     const key = randomUUID();
     const gate = gateNamed(`${key}#1`);
-    const first = client().slow({ gate: key }, { idempotencyKey: key });
+    // A deadline long enough for the tries below on a loaded machine: were it to pass, the first
+    // request's own retry would meet its still-running attempt and fail IDEMPOTENCY_KEY_IN_USE.
+    const first = client().slow({ gate: key }, { idempotencyKey: key, timeoutMs: 120_000 });
     // The retry is refused only once the first request holds the key: try until it is.
     let refused: unknown;
     for (let tries = 0; tries < 200 && !isKeelError(refused, 'IDEMPOTENCY_KEY_IN_USE'); tries += 1) {
