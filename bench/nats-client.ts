@@ -17,6 +17,7 @@ import { connect as connectV2, createInbox as createInboxV2 } from 'nats';
 import { connect as connectV3, createInbox as createInboxV3 } from '@nats-io/transport-node';
 import { startNatsServer } from '../test/support/nats-server.js';
 import { QUOTE_INPUT, TICK_PAYLOAD, clientSubjects } from './fixture.js';
+import { CpuMeter, HandMuxer } from './hand-muxer.js';
 import { startPeer, type Peer } from './peer.js';
 import { concurrent, interleavedSamples, medianOf, packageVersion, rate, roundRatio, sequential } from './support.js';
 
@@ -53,49 +54,6 @@ interface Connection {
   drain(): Promise<void>;
 }
 
-/** Pending hand-muxed request: settled by the shared reply subscription. */
-class MuxedRequest {
-  resolve: (value: unknown) => void = () => undefined;
-  reject: (error: unknown) => void = () => undefined;
-}
-
-/** bench/nats.ts's hand-muxed request, over either client: one reply subscription, a map of pending requests, no timers. */
-class HandMuxer {
-  readonly #nc: Connection;
-  readonly #inbox: string;
-  readonly #prefixLength: number;
-  readonly #pending = new Map<string, MuxedRequest>();
-  #next = 0;
-
-  constructor(nc: Connection, inbox: string) {
-    this.#nc = nc;
-    this.#inbox = inbox;
-    this.#prefixLength = inbox.length + 1;
-    nc.subscribe(`${inbox}.*`, { callback: (error, msg) => this.#onReply(error, msg) });
-  }
-
-  #onReply(error: Error | null, msg: { subject: string; data: Uint8Array }): void {
-    if (error !== null) return;
-    const token = msg.subject.slice(this.#prefixLength);
-    const request = this.#pending.get(token);
-    if (request === undefined) return;
-    this.#pending.delete(token);
-    request.resolve(JSON.parse(decoder.decode(msg.data)));
-  }
-
-  request(subject: string, value: unknown): Promise<unknown> {
-    const token = (this.#next++).toString(36);
-    const request = new MuxedRequest();
-    const answer = new Promise<unknown>((resolve, reject) => {
-      request.resolve = resolve;
-      request.reject = reject;
-    });
-    this.#pending.set(token, request);
-    this.#nc.publish(subject, encoder.encode(JSON.stringify(value)), { reply: `${this.#inbox}.${token}` });
-    return answer;
-  }
-}
-
 /** One client at both ends: its connection here, its peer there, and the calls each case makes. */
 interface Side {
   readonly nc: Connection;
@@ -123,34 +81,6 @@ async function side(version: Version, url: string, peer: Peer): Promise<Side> {
       service: () => muxer.request(subjects.service, input),
     },
   };
-}
-
-/** CPU per operation (µs, user + system) here and in the peer, per measured case: its samples over rounds. */
-class CpuMeter {
-  readonly #samples = new Map<string, { here: number[]; peer: number[] }>();
-
-  async measure(name: string, peer: Peer, operations: number, run: () => Promise<number>): Promise<number> {
-    const peerBefore = Number(await peer.ask('cpu'));
-    const hereBefore = process.cpuUsage();
-    const result = await run();
-    const here = process.cpuUsage(hereBefore);
-    const peerAfter = Number(await peer.ask('cpu'));
-    let samples = this.#samples.get(name);
-    if (samples === undefined) {
-      samples = { here: [], peer: [] };
-      this.#samples.set(name, samples);
-    }
-    samples.here.push((here.user + here.system) / operations);
-    samples.peer.push((peerAfter - peerBefore) / operations);
-    return result;
-  }
-
-  /** `caller + callee µs`, medians over rounds. */
-  describe(name: string): string {
-    const samples = this.#samples.get(name);
-    if (samples === undefined) return '—';
-    return `${medianOf(samples.here).toFixed(1)} + ${medianOf(samples.peer).toFixed(1)} µs`;
-  }
 }
 
 const times = (value: number): string => `${value.toFixed(2)}×`;

@@ -7,9 +7,10 @@
  */
 import { createKernel, silentLogger, type Transport } from 'keel';
 import { createNatsTransport } from 'keel/nats';
-import { connect, createInbox, type Msg, type NatsConnection, type NatsError } from 'nats';
+import { connect, createInbox, type NatsConnection } from 'nats';
 import { startNatsServer } from '../test/support/nats-server.js';
 import { QUOTE_INPUT, RAW_SUBJECTS, TICK_PAYLOAD, pricing, pricingModule, tally, tallyModule, tickerModule } from './fixture.js';
+import { CpuMeter, HandMuxer } from './hand-muxer.js';
 import { startPeer, type Peer } from './peer.js';
 import { concurrent, interleaved, latencies, rate, sequential } from './support.js';
 
@@ -22,78 +23,6 @@ const CONCURRENCY = 64;
 const LATENCY_SAMPLES = 4_000;
 const EVENTS = 40_000;
 const ROUNDS = 5;
-
-/** Pending hand-muxed request: settled by the shared reply subscription. */
-class MuxedRequest {
-  resolve: (value: unknown) => void = () => undefined;
-  reject: (error: unknown) => void = () => undefined;
-}
-
-/** The hand-written baseline: one reply subscription, a map of pending requests, no timers. */
-class HandMuxer {
-  readonly #nc: NatsConnection;
-  readonly #inbox = createInbox();
-  readonly #prefixLength: number;
-  readonly #pending = new Map<string, MuxedRequest>();
-  #next = 0;
-
-  constructor(nc: NatsConnection) {
-    this.#nc = nc;
-    this.#prefixLength = this.#inbox.length + 1;
-    nc.subscribe(`${this.#inbox}.*`, { callback: (error, msg) => this.#onReply(error, msg) });
-  }
-
-  #onReply(error: NatsError | null, msg: Msg): void {
-    if (error !== null) return;
-    const token = msg.subject.slice(this.#prefixLength);
-    const request = this.#pending.get(token);
-    if (request === undefined) return;
-    this.#pending.delete(token);
-    request.resolve(JSON.parse(decoder.decode(msg.data)));
-  }
-
-  request(subject: string, value: unknown): Promise<unknown> {
-    const token = (this.#next++).toString(36);
-    const request = new MuxedRequest();
-    const answer = new Promise<unknown>((resolve, reject) => {
-      request.resolve = resolve;
-      request.reject = reject;
-    });
-    this.#pending.set(token, request);
-    this.#nc.publish(subject, encoder.encode(JSON.stringify(value)), { reply: `${this.#inbox}.${token}` });
-    return answer;
-  }
-}
-
-
-/** CPU time per operation (µs) in this process and in the peer on the other side, per case. */
-class CpuMeter {
-  readonly #samples = new Map<string, { here: number[]; peer: number[] }>();
-
-  /** Runs `run` (which performs `count` operations) and records the CPU both processes spent. */
-  async measure(name: string, peer: Peer, count: number, run: () => Promise<number>): Promise<number> {
-    const peerBefore = Number(await peer.ask('cpu'));
-    const hereBefore = process.cpuUsage();
-    const result = await run();
-    const here = process.cpuUsage(hereBefore);
-    const peerAfter = Number(await peer.ask('cpu'));
-    let samples = this.#samples.get(name);
-    if (samples === undefined) {
-      samples = { here: [], peer: [] };
-      this.#samples.set(name, samples);
-    }
-    samples.here.push((here.user + here.system) / count);
-    samples.peer.push((peerAfter - peerBefore) / count);
-    return result;
-  }
-
-  /** Median µs per operation here and in the peer. */
-  perOperation(name: string): { here: number; peer: number } {
-    const samples = this.#samples.get(name);
-    const middle = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? 0;
-    return samples === undefined ? { here: 0, peer: 0 } : { here: middle(samples.here), peer: middle(samples.peer) };
-  }
-}
 
 function ratio(value: number, baseline: number): string {
   return `${(value / baseline).toFixed(2)}×`;
@@ -130,7 +59,7 @@ export async function benchNats(): Promise<{ markdown: string; summary: Record<s
     // raw: a plain nats client against the raw peer.
     const nc = await connect({ servers: server.url });
     connections.push(nc);
-    const muxer = new HandMuxer(nc);
+    const muxer = new HandMuxer(nc, createInbox());
     await nc.flush();
     const rawRequest = async (): Promise<unknown> => {
       const reply = await nc.request(RAW_SUBJECTS.quote, encoder.encode(JSON.stringify(QUOTE_INPUT)), { timeout: 10_000 });
