@@ -24,7 +24,6 @@ function safe(value: string): string {
   return UNSAFE.test(value) ? headerValue(value) : value.trim();
 }
 
-const encoder = new TextEncoder();
 const HEADER_LINE = 'NATS/1.0\r\n';
 
 /** What nats' `publish` calls on the headers it is given. */
@@ -50,7 +49,8 @@ class WireHeaders implements MsgHdrs, Encodable {
   }
 
   encode(): Uint8Array {
-    return this.#headers === undefined ? encoder.encode(this.#text) : this.#headers.encode();
+    // Buffer.from: the same UTF-8 bytes as TextEncoder, several times faster for a header block.
+    return this.#headers === undefined ? Buffer.from(this.#text, 'utf8') : this.#headers.encode();
   }
 
   get #parsed(): MsgHdrs & Encodable {

@@ -199,12 +199,14 @@ export function serviceErrorCode(envelope: ErrorEnvelope, contract: AnyContract,
   return SERVICE_ERROR_CODES[envelope.code as KeelErrorCode] ?? 500;
 }
 
-const encoder = new TextEncoder();
 const decoder = new TextDecoder('utf-8', { fatal: true });
 
-/** JSON to bytes. */
+/**
+ * JSON to bytes. `Buffer.from` (a `Uint8Array`) rather than `TextEncoder.encode`: the same UTF-8
+ * bytes, several times faster for the short strings of a call (docs/performance.md).
+ */
 export function encodeJson(value: unknown): Uint8Array {
-  return encoder.encode(JSON.stringify(value ?? null));
+  return Buffer.from(JSON.stringify(value ?? null), 'utf8');
 }
 
 /** Bytes to JSON; an empty body is `undefined`. Throws on malformed UTF-8 or JSON. */
