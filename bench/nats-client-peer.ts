@@ -7,8 +7,8 @@
  * adapters/nats/responder.ts serves an operation), and counts the events published to it.
  * Prints `ready` once serving, answers `cpu` on stdin with its CPU time, and exits when its stdin closes.
  */
-import { connect as connectV2, type Msg as MsgV2, type NatsError } from 'nats';
-import { connect as connectV3, type Msg as MsgV3 } from '@nats-io/transport-node';
+import { connect as connectV2 } from 'nats';
+import { connect as connectV3 } from '@nats-io/transport-node';
 import { Svcm } from '@nats-io/services';
 import { Counter, clientSubjects, quote } from './fixture.js';
 import { servePeer } from './peer.js';
@@ -17,44 +17,32 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 const answer = (data: Uint8Array): Uint8Array => encoder.encode(JSON.stringify(quote(JSON.parse(decoder.decode(data)))));
 
-async function serveV2(url: string): Promise<() => Promise<void>> {
-  const subjects = clientSubjects('v2');
-  const nc = await connectV2({ servers: url });
-  const counter = new Counter();
-  const fail = (error: NatsError | null): boolean => {
-    if (error !== null) console.error(error);
-    return error !== null;
-  };
-  nc.subscribe(subjects.quote, {
-    queue: 'pricing',
-    callback: (error, msg) => {
-      if (!fail(error)) msg.respond(answer(msg.data));
-    },
-  });
-  const service = await nc.services.add({ name: 'pricing', version: '1.0.0', description: 'bench', queue: 'pricing' });
-  service.addGroup(subjects.serviceGroup, 'pricing').addEndpoint('quote', {
-    handler: (error, msg) => {
-      if (!fail(error)) msg.respond(answer(msg.data));
-    },
-    metadata: { idempotent: 'true' },
-    queue: 'pricing',
-  });
-  serveCounter(counter, subjects, (subject, callback) =>
-    nc.subscribe(subject, {
-      callback: (error, msg) => {
-        if (!fail(error)) callback(msg);
-      },
-    }));
-  await nc.flush();
-  return async () => {
-    await service.stop();
-    await nc.drain();
-  };
+/** A message as both clients hand it to a callback. */
+interface PeerMsg {
+  readonly data: Uint8Array;
+  respond(data: Uint8Array): boolean;
 }
 
-async function serveV3(url: string): Promise<() => Promise<void>> {
-  const subjects = clientSubjects('v3');
-  const nc = await connectV3({ servers: url });
+/** What serving needs of a connection: nats v2's and the v3 client's alike. */
+interface PeerConnection {
+  subscribe(subject: string, options: { queue?: string; callback: (error: Error | null, msg: PeerMsg) => void }): unknown;
+  flush(): Promise<void>;
+  drain(): Promise<void>;
+}
+
+/** What serving needs of a service: v2's `nc.services.add` and v3's `Svcm.add` alike. */
+interface PeerService {
+  addGroup(name: string, queue: string): {
+    addEndpoint(name: string, options: { handler: (error: Error | null, msg: PeerMsg) => void; metadata: Record<string, string>; queue: string }): unknown;
+  };
+  stop(): Promise<unknown>;
+}
+
+const SERVICE = { name: 'pricing', version: '1.0.0', description: 'bench', queue: 'pricing' };
+
+/** Answers the quote on a plain queue subscription and through a service endpoint, and counts events; returns its stop. */
+async function serve(version: 'v2' | 'v3', nc: PeerConnection, service: PeerService): Promise<() => Promise<void>> {
+  const subjects = clientSubjects(version);
   const counter = new Counter();
   const fail = (error: Error | null): boolean => {
     if (error !== null) console.error(error);
@@ -66,10 +54,6 @@ async function serveV3(url: string): Promise<() => Promise<void>> {
       if (!fail(error)) msg.respond(answer(msg.data));
     },
   });
-  // `@nats-io/services` is published only as 3.0.0-25, built on its own nats-core 3.0.0-50: its
-  // `NatsConnection` type differs from transport-node 3.4.0's in details (header match modes) that
-  // the service API does not use here, so the connection is passed as the type it declares.
-  const service = await new Svcm(nc as unknown as ConstructorParameters<typeof Svcm>[0]).add({ name: 'pricing', version: '1.0.0', description: 'bench', queue: 'pricing' });
   service.addGroup(subjects.serviceGroup, 'pricing').addEndpoint('quote', {
     handler: (error, msg) => {
       if (!fail(error)) msg.respond(answer(msg.data));
@@ -90,11 +74,25 @@ async function serveV3(url: string): Promise<() => Promise<void>> {
   };
 }
 
+async function serveV2(url: string): Promise<() => Promise<void>> {
+  const nc = await connectV2({ servers: url });
+  return serve('v2', nc as unknown as PeerConnection, (await nc.services.add(SERVICE)) as unknown as PeerService);
+}
+
+async function serveV3(url: string): Promise<() => Promise<void>> {
+  const nc = await connectV3({ servers: url });
+  // `@nats-io/services` is published only as 3.0.0-25, built on its own nats-core 3.0.0-50: its
+  // `NatsConnection` type differs from transport-node 3.4.0's in details (header match modes) that
+  // the service API does not use here, so the connection is passed as the type it declares.
+  const service = await new Svcm(nc as unknown as ConstructorParameters<typeof Svcm>[0]).add(SERVICE);
+  return serve('v3', nc as unknown as PeerConnection, service as unknown as PeerService);
+}
+
 /** Counts events on `subjects.event`; `expect` resets the count, `waitFor` answers once they all arrived. */
 function serveCounter(
   counter: Counter,
   subjects: ReturnType<typeof clientSubjects>,
-  subscribe: (subject: string, callback: (msg: MsgV2 | MsgV3) => void) => void,
+  subscribe: (subject: string, callback: (msg: PeerMsg) => void) => void,
 ): void {
   subscribe(subjects.event, (msg) => {
     JSON.parse(decoder.decode(msg.data));
