@@ -152,6 +152,11 @@ export async function benchNats(): Promise<{ markdown: string; summary: Record<s
     const muxedConc = conc['muxed']!;
     const targetMuxed = keelConc >= 0.9 * muxedConc;
     const targetLatency = p50['keel']! <= 1.1 * p50['raw']!;
+    // The callee's CPU against the raw responder's, both answering hand-muxed-sized load at 64 in flight.
+    const keelCallee = cpu.perOperation('keel').peer;
+    const rawCallee = cpu.perOperation('muxed').peer;
+    const targetCallee = keelCallee <= 1.5 * rawCallee;
+    const eventsBatched = events['keelBatched']! / events['rawBatched']!;
     const micros = (value: number): string => value.toFixed(1);
     const row = (name: string, label: string): string => {
       const { here, peer } = cpu.perOperation(name);
@@ -189,6 +194,8 @@ export async function benchNats(): Promise<{ markdown: string; summary: Record<s
       `Target: ≥ 0.9× the hand-muxed path at 64 concurrent — ${verdict(targetMuxed)} (${ratio(keelConc, muxedConc)}).`,
       `Target: sequential p50 latency ≤ 1.1× raw \`nc.request\`'s — ${verdict(targetLatency)} (${ratio(p50['keel']!, p50['raw']!)}: ` +
         `${p50['keel']!.toFixed(0)} µs vs ${p50['raw']!.toFixed(0)} µs).`,
+      `Target: CPU per call at the callee ≤ 1.5× the raw responder's — ${verdict(targetCallee)} ` +
+        `(${(keelCallee / rawCallee).toFixed(2)}×: ${micros(keelCallee)} µs vs ${micros(rawCallee)} µs).`,
       'Against Moleculer and NestJS over NATS, measured in the same run on the same payload and nats-server:',
       'see "keel vs Moleculer and NestJS" (`npm run bench -- peers`).',
       '',
@@ -208,6 +215,8 @@ export async function benchNats(): Promise<{ markdown: string; summary: Record<s
       `| one at a time (each awaited) | ${rate(events['rawEach']!)} | ${rate(events['keelEach']!)} | ${ratio(events['keelEach']!, events['rawEach']!)} | ${eventCpu('rawEach')} / ${eventCpu('keelEach')} |`,
       '',
       `Events lost (core NATS is at-most-once): ${Object.values(lost).reduce((a, b) => a + b, 0)} of ${EVENTS} per round at most.`,
+      '',
+      `Target: notification events, batched, ≥ 0.6× raw publish/subscribe — ${verdict(eventsBatched >= 0.6)} (${eventsBatched.toFixed(2)}×).`,
       '',
     ].join('\n');
     return {
