@@ -86,6 +86,25 @@ if (only.includes('data')) {
   console.log(result.markdown);
 }
 
+/** Every section's `Target:` lines, under the heading they belong to: the verdicts at a glance. */
+function targetsAtAGlance(markdown: readonly string[]): string[] {
+  const lines: string[] = [];
+  let heading = '';
+  for (const line of markdown.join('\n').split('\n')) {
+    if (line.startsWith('### ')) heading = line.slice(4);
+    else if (line.startsWith('Target:')) lines.push(`- ${heading}: ${line.slice('Target:'.length).trim()}`);
+  }
+  if (lines.length === 0) return [];
+  return [
+    '## Targets at a glance',
+    '',
+    ...lines,
+    '',
+    'Where the time goes on the paths that miss their target, and what was cut: docs/performance.md.',
+    '',
+  ];
+}
+
 const report = [
   '# Benchmarks',
   '',
@@ -95,6 +114,7 @@ const report = [
   `Machine: ${machine()}`,
   `Date: ${new Date().toISOString()}`,
   '',
+  ...targetsAtAGlance(sections),
   ...sections,
 ].join('\n');
 if (only.length === 0) write('docs/benchmarks.md', report);
