@@ -8,6 +8,7 @@ import type { Msg, Subscription } from 'nats';
 import type { Connection } from './connection.js';
 import { eventHeaders, readEventHeaders, sameMajor } from './headers.js';
 import { LogThrottle } from './log-throttle.js';
+import { messageHeaders } from './raw-headers.js';
 import { decodeJson, encodeJson } from './wire.js';
 
 /**
@@ -76,7 +77,7 @@ export class Notifications {
 
   #onNotification(subscription: EventSubscription, label: string, inFlight: InFlight, msg: Msg): void {
     const logger = this.#connection.logger;
-    const { version, metadata, refusal, refused } = readEventHeaders(msg.headers, 1, subscription.contract);
+    const { version, metadata, refusal, refused } = readEventHeaders(messageHeaders(msg), 1, subscription.contract);
     if (refusal !== undefined) {
       const suppressed = this.#refusedLog.take();
       if (suppressed >= 0) {
