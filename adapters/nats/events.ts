@@ -23,24 +23,49 @@ export function eventPayload(connection: Connection, event: PublishedEvent, labe
   return data;
 }
 
+const RESOLVED: Promise<void> = Promise.resolve();
+
 /** Notification events: publishing them and subscribing modules to them. */
 export class Notifications {
   readonly #connection: Connection;
   readonly #refusedLog = new LogThrottle();
+  readonly #subjects = new Map<string, Map<string, string>>();
 
   constructor(connection: Connection) {
     this.#connection = connection;
   }
 
-  async publish(event: PublishedEvent): Promise<void> {
-    const label = `${event.contract}.${event.event}`;
-    const data = eventPayload(this.#connection, event, label);
-    const { nc, subjects } = this.#connection;
+  /**
+   * Hands the event to the connection (nats copies it into its outbound buffer; it is written
+   * with what else is pending) and resolves; never waits for a flush or a subscriber. Not
+   * `async`: one promise per event, the settled one returned (docs/performance.md, "Event profile").
+   */
+  publish(event: PublishedEvent): Promise<void> {
+    let data: Uint8Array | undefined;
     try {
-      nc.publish(subjects.notification(event.contract, event.event), data, { headers: eventHeaders(event) });
+      data = eventPayload(this.#connection, event, `${event.contract}.${event.event}`);
+      this.#connection.nc.publish(this.#subject(event.contract, event.event), data, { headers: eventHeaders(event) });
+      return RESOLVED;
     } catch (error) {
-      throw this.#connection.publishError(error, `The payload of event ${label}`, data.length, event.metadata.correlationId);
+      if (data === undefined) return Promise.reject(error);
+      const label = `${event.contract}.${event.event}`;
+      return Promise.reject(this.#connection.publishError(error, `The payload of event ${label}`, data.length, event.metadata.correlationId));
     }
+  }
+
+  /** The subject of a contract's event, built once. */
+  #subject(contract: string, event: string): string {
+    let events = this.#subjects.get(contract);
+    if (events === undefined) {
+      events = new Map();
+      this.#subjects.set(contract, events);
+    }
+    let subject = events.get(event);
+    if (subject === undefined) {
+      subject = this.#connection.subjects.notification(contract, event);
+      events.set(event, subject);
+    }
+    return subject;
   }
 
   async subscribe(subscription: EventSubscription): Promise<Registration> {
