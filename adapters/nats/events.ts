@@ -71,6 +71,7 @@ export class Notifications {
   async subscribe(subscription: EventSubscription): Promise<Registration> {
     const { nc, subjects, logger, options } = this.#connection;
     const inFlight = new InFlight();
+    const ended = (): void => inFlight.end(); // one closure per subscription, not two per event
     const label = `${subscription.contract}.${subscription.event}`;
     const subject = subjects.notification(subscription.contract, subscription.event);
     const sub = nc.subscribe(subject, {
@@ -80,7 +81,7 @@ export class Notifications {
           logger.warn({ err: error, event: label, subscriber: subscription.subscriber }, 'event subscription error');
           return;
         }
-        this.#onNotification(subscription, label, inFlight, msg);
+        this.#onNotification(subscription, label, inFlight, ended, msg);
       },
     });
     await nc.flush();
@@ -100,7 +101,7 @@ export class Notifications {
     await within(drained, this.#connection.options.drainTimeoutMs);
   }
 
-  #onNotification(subscription: EventSubscription, label: string, inFlight: InFlight, msg: Msg): void {
+  #onNotification(subscription: EventSubscription, label: string, inFlight: InFlight, ended: () => void, msg: Msg): void {
     const logger = this.#connection.logger;
     const { version, metadata, refusal, refused } = readEventHeaders(messageHeaders(msg), 1, subscription.contract);
     if (refusal !== undefined) {
@@ -133,8 +134,8 @@ export class Notifications {
     }
     inFlight.begin();
     subscription.handle(payload, metadata).then(
-      () => inFlight.end(),
-      () => inFlight.end(), // the subscription logged it; a notification is not retried
+      ended,
+      ended, // the subscription logged it; a notification is not retried
     );
   }
 }

@@ -81,7 +81,7 @@ const COLON = 58;
 function add(entries: HeaderEntry[], text: string, start: number, colon: number, end: number, keyValid: boolean): boolean {
   if (!keyValid) return false;
   const key = text.slice(start, colon);
-  for (const [known] of entries) if (known === key) return true;
+  for (let index = 0; index < entries.length; index += 1) if ((entries[index] as HeaderEntry)[0] === key) return true;
   entries.push([key, [text.slice(colon + 1, end).trim()]]);
   return true;
 }

@@ -83,7 +83,8 @@ try {
   }
   const kept = results.slice(1);
   console.log(
-    `${mode} ${style} median: ${(median(kept.map((r) => r.rate)) / 1000).toFixed(1)} k/s, CPU per event ${median(kept.map((r) => r.pubCpu)).toFixed(2)} + ${median(kept.map((r) => r.subCpu)).toFixed(2)} µs`,
+    `${mode} ${style} median: ${(median(kept.map((r) => r.rate)) / 1000).toFixed(1)} k/s, CPU per event ${median(kept.map((r) => r.pubCpu)).toFixed(2)} + ${median(kept.map((r) => r.subCpu)).toFixed(2)} µs` +
+      `; best: ${(Math.max(...kept.map((r) => r.rate)) / 1000).toFixed(1)} k/s, ${Math.min(...kept.map((r) => r.pubCpu)).toFixed(2)} + ${Math.min(...kept.map((r) => r.subCpu)).toFixed(2)} µs`,
   );
   if (profDir !== undefined) {
     for (const side of ['publisher', 'subscriber']) {
