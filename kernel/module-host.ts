@@ -7,9 +7,7 @@ import type { CircuitStatus } from './circuit-breaker.js';
 import { Container, type ServiceIdentifier } from 'inversify';
 import type { Client } from './client.js';
 import { isContract, type AnyContract, type AnyEvent, type AnyOperation } from './contract.js';
-import { currentContext, newCorrelationId, type CallContext } from './context.js';
-import { endSpan, keelTracer, startProducerSpan, traceparentOf } from './tracing.js';
-import { KeelError, KeelErrorCode, validationError } from './errors.js';
+import { KeelError, KeelErrorCode } from './errors.js';
 import { within } from './in-flight.js';
 import { schemaOf, type DatabaseEngine, type ModuleData } from './database.js';
 import { migrate, readMigrations } from './migrations.js';
@@ -25,6 +23,7 @@ import type { PrincipalSchema } from './principal.js';
 import { Bulkhead, type BulkheadLimits } from './bulkhead.js';
 import { createServedModule } from './served.js';
 import { createEventSubscription, type DeadLetter } from './subscription.js';
+import { createEmit } from './emit.js';
 import { Fanout, type Registration, type Transport } from './transport.js';
 
 /** What the kernel gives each module it hosts. */
@@ -110,7 +109,7 @@ export class ModuleHost {
       }
       return container.get(identifier as ServiceIdentifier);
     };
-    const emit = (event: string, payload: unknown): Promise<void> => this.#emit(contract, event, payload);
+    const emit = createEmit({ contract, services: this.services, database: () => this.#db, relay: () => this.#relay });
     const db = module.data === undefined ? missingDatabase(module.name) : await this.#openDatabase(module.data, logger);
     const instance = await module.create({ name: module.name, get: get as never, emit: emit as never, logger, db });
     this.#instance = instance;
@@ -228,85 +227,6 @@ export class ModuleHost {
         this.#registrations.push(await (services.remote ?? services.local).subscribe(subscription));
       }
     }
-  }
-
-  async #emit(contract: AnyContract, event: string, payload: unknown): Promise<void> {
-    const definition = contract.events[event];
-    const context = currentContext();
-    if (definition === undefined) {
-      throw new KeelError(
-        KeelErrorCode.INVALID_EVENT,
-        `Module "${contract.name}" emitted "${event}", which its contract does not declare (it declares: ${
-          Object.keys(contract.events).join(', ') || 'no events'
-        }).`,
-      );
-    }
-    const parsed = definition.payload.safeParse(payload);
-    if (!parsed.success) {
-      throw validationError(KeelErrorCode.INVALID_EVENT, 'payload', contract.name, event, parsed.error.issues, context?.correlationId);
-    }
-    if (this.services.stopped()) {
-      throw new KeelError(
-        KeelErrorCode.INVALID_STATE,
-        `Module "${contract.name}" emitted ${event} after the kernel stopped; emit only while the module runs.`,
-      );
-    }
-    const transaction = this.#db?.current();
-    const tracer = keelTracer();
-    if (tracer === undefined) return this.#send(contract, event, definition.delivery, parsed.data, context, context?.traceparent, transaction);
-    const span = startProducerSpan(tracer, contract.name, event, transaction === undefined ? 'send' : 'create', context?.correlationId);
-    try {
-      await this.#send(contract, event, definition.delivery, parsed.data, context, traceparentOf(span.spanContext()), transaction);
-    } catch (error) {
-      endSpan(span, error);
-      throw error;
-    }
-    endSpan(span);
-  }
-
-  /** Writes an event to the outbox of `transaction`, or publishes it at once without one. */
-  async #send(
-    contract: AnyContract,
-    event: string,
-    delivery: AnyEvent['delivery'],
-    payload: unknown,
-    context: CallContext | undefined,
-    traceparent: string | undefined,
-    transaction: ReturnType<ModuleDatabase['current']>,
-  ): Promise<void> {
-    if (transaction !== undefined) {
-      // In a transaction: the event is written to the outbox with the rest, and the relay
-      // publishes it once (and only if) the transaction commits.
-      await transaction.tx.query(
-        'insert into keel_outbox (id, event, payload, correlation_id, traceparent, principal) values ($1, $2, $3, $4, $5, $6)',
-        [
-          newCorrelationId(),
-          event,
-          JSON.stringify(payload),
-          context?.correlationId ?? newCorrelationId(),
-          traceparent ?? null,
-          context?.principal === undefined ? null : JSON.stringify(context.principal),
-        ],
-      );
-      const relay = this.#relay;
-      if (relay !== undefined && !transaction.afterCommit.includes(relay.kicker)) transaction.afterCommit.push(relay.kicker);
-      return;
-    }
-    await (this.services.remote ?? this.services.local).publish({
-      contract: contract.name,
-      version: contract.version,
-      event,
-      delivery,
-      payload,
-      metadata: {
-        id: newCorrelationId(),
-        correlationId: context?.correlationId ?? newCorrelationId(),
-        traceparent,
-        publisher: contract.name,
-        publishedAt: Date.now(),
-        principal: context?.principal,
-      },
-    });
   }
 
   /** Stops serving, lets work in flight finish (at most drainTimeoutMs), runs the stop hook. Idempotent. */

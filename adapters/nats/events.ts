@@ -8,6 +8,7 @@ import type { Msg, Subscription } from 'nats';
 import type { Connection } from './connection.js';
 import { eventHeaders, readEventHeaders, sameMajor } from './headers.js';
 import { LogThrottle } from './log-throttle.js';
+import { messageHeaders } from './raw-headers.js';
 import { decodeJson, encodeJson } from './wire.js';
 
 /**
@@ -22,29 +23,55 @@ export function eventPayload(connection: Connection, event: PublishedEvent, labe
   return data;
 }
 
+const RESOLVED: Promise<void> = Promise.resolve();
+
 /** Notification events: publishing them and subscribing modules to them. */
 export class Notifications {
   readonly #connection: Connection;
   readonly #refusedLog = new LogThrottle();
+  readonly #subjects = new Map<string, Map<string, string>>();
 
   constructor(connection: Connection) {
     this.#connection = connection;
   }
 
-  async publish(event: PublishedEvent): Promise<void> {
-    const label = `${event.contract}.${event.event}`;
-    const data = eventPayload(this.#connection, event, label);
-    const { nc, subjects } = this.#connection;
+  /**
+   * Hands the event to the connection (nats copies it into its outbound buffer; it is written
+   * with what else is pending) and resolves; never waits for a flush or a subscriber. Not
+   * `async`: one promise per event, the settled one returned (docs/performance.md, "Event profile").
+   */
+  publish(event: PublishedEvent): Promise<void> {
+    let data: Uint8Array | undefined;
     try {
-      nc.publish(subjects.notification(event.contract, event.event), data, { headers: eventHeaders(event) });
+      data = eventPayload(this.#connection, event, `${event.contract}.${event.event}`);
+      this.#connection.nc.publish(this.#subject(event.contract, event.event), data, { headers: eventHeaders(event) });
+      return RESOLVED;
     } catch (error) {
-      throw this.#connection.publishError(error, `The payload of event ${label}`, data.length, event.metadata.correlationId);
+      if (data === undefined) return Promise.reject(error);
+      const label = `${event.contract}.${event.event}`;
+      return Promise.reject(this.#connection.publishError(error, `The payload of event ${label}`, data.length, event.metadata.correlationId));
     }
+  }
+
+  /** The subject of a contract's event, built once. */
+  #subject(contract: string, event: string): string {
+    let events = this.#subjects.get(contract);
+    if (events === undefined) {
+      events = new Map();
+      this.#subjects.set(contract, events);
+    }
+    let subject = events.get(event);
+    if (subject === undefined) {
+      subject = this.#connection.subjects.notification(contract, event);
+      events.set(event, subject);
+    }
+    return subject;
   }
 
   async subscribe(subscription: EventSubscription): Promise<Registration> {
     const { nc, subjects, logger, options } = this.#connection;
     const inFlight = new InFlight();
+    const ended = (): void => inFlight.end(); // one closure per subscription, not two per event
     const label = `${subscription.contract}.${subscription.event}`;
     const subject = subjects.notification(subscription.contract, subscription.event);
     const sub = nc.subscribe(subject, {
@@ -54,7 +81,7 @@ export class Notifications {
           logger.warn({ err: error, event: label, subscriber: subscription.subscriber }, 'event subscription error');
           return;
         }
-        this.#onNotification(subscription, label, inFlight, msg);
+        this.#onNotification(subscription, label, inFlight, ended, msg);
       },
     });
     await nc.flush();
@@ -74,9 +101,9 @@ export class Notifications {
     await within(drained, this.#connection.options.drainTimeoutMs);
   }
 
-  #onNotification(subscription: EventSubscription, label: string, inFlight: InFlight, msg: Msg): void {
+  #onNotification(subscription: EventSubscription, label: string, inFlight: InFlight, ended: () => void, msg: Msg): void {
     const logger = this.#connection.logger;
-    const { version, metadata, refusal, refused } = readEventHeaders(msg.headers, 1, subscription.contract);
+    const { version, metadata, refusal, refused } = readEventHeaders(messageHeaders(msg), 1, subscription.contract);
     if (refusal !== undefined) {
       const suppressed = this.#refusedLog.take();
       if (suppressed >= 0) {
@@ -107,8 +134,8 @@ export class Notifications {
     }
     inFlight.begin();
     subscription.handle(payload, metadata).then(
-      () => inFlight.end(),
-      () => inFlight.end(), // the subscription logged it; a notification is not retried
+      ended,
+      ended, // the subscription logged it; a notification is not retried
     );
   }
 }

@@ -316,7 +316,7 @@ export interface EventHeaders {
  * `owner` (the module whose contract declares the event) was not sent by keel and gets a
  * `refusal`. Metadata is filled in anyway, for the logs.
  */
-export function readEventHeaders(source: MsgHdrs | undefined, attempt: number, owner: string): EventHeaders {
+export function readEventHeaders(source: Iterable<readonly [string, readonly string[]]> | undefined, attempt: number, owner: string): EventHeaders {
   let version: string | undefined;
   let id: string | undefined;
   let correlationId: string | undefined;

@@ -1,0 +1,87 @@
+/**
+ * A received message's header block read straight from its bytes, for the event path: nats'
+ * `msg.headers` parses every block into a `MsgHdrs` (a `TextDecoder`, per header a key
+ * canonicalisation, a scan of the keys so far and a value check), which was a quarter of a
+ * subscriber's CPU per event (docs/performance.md, "Event profile"). keel's readers only iterate
+ * the headers once, so a list of the headers' first values does.
+ *
+ * nats.js exposes a message's raw bytes only privately (`_rdata`, and `_msg.hdr`, the header
+ * block's length), the same in `nats` v2 and `@nats-io/nats-core` v3. When they are not there, or
+ * the block is anything but plain ASCII in the form nats itself writes, this returns nats' own
+ * decoded `msg.headers`, so a block nats would read differently, or refuse, is still read by nats.
+ */
+import type { Msg } from 'nats';
+
+/** A header and its values, as iterating nats' `MsgHdrs` yields them (here: the first value only). */
+export type HeaderEntry = readonly [string, readonly string[]];
+
+/** What `readEventHeaders` iterates: nats' `MsgHdrs`, or the entries read here. */
+export type HeaderEntries = Iterable<HeaderEntry>;
+
+interface RawMsg {
+  readonly _rdata?: unknown;
+  readonly _msg?: { readonly hdr?: unknown };
+}
+
+const STATUS_LINE = 'NATS/1.0\r\n';
+
+/** The message's headers (`undefined`: it has none), read from the raw bytes when that is safe. */
+export function messageHeaders(msg: Msg): HeaderEntries | undefined {
+  const raw = msg as unknown as RawMsg;
+  const bytes = raw._rdata;
+  const length = raw._msg?.hdr;
+  if (!(bytes instanceof Uint8Array) || typeof length !== 'number' || length > bytes.length) return msg.headers;
+  if (length < 0) return undefined;
+  return parse(bytes, length) ?? msg.headers;
+}
+
+/**
+ * The entries of a header block, or `undefined` when nats' decoder must read it: a byte outside
+ * printable ASCII (other than tab and the CRLF line breaks), a status line other than `NATS/1.0`,
+ * a lone CR or LF, or a key nats refuses (a space or tab before the colon). Same reading as nats'
+ * `MsgHdrsImpl.decode`: `Key: value` lines, the key exactly as sent, the value trimmed, lines
+ * without a colon skipped; only a key's first value is kept. One pass over the bytes.
+ */
+function parse(bytes: Uint8Array, length: number): HeaderEntry[] | undefined {
+  if (length < STATUS_LINE.length) return undefined;
+  for (let index = 0; index < STATUS_LINE.length; index += 1) {
+    if (bytes[index] !== STATUS_LINE.charCodeAt(index)) return undefined;
+  }
+  const text = Buffer.from(bytes.buffer, bytes.byteOffset, length).toString('latin1'); // only ASCII is kept below
+  const entries: HeaderEntry[] = [];
+  let lineStart = STATUS_LINE.length;
+  let colon = -1;
+  let keyValid = true;
+  for (let index = lineStart; index < length; index += 1) {
+    const byte = bytes[index] as number;
+    if (byte === CR) {
+      if (bytes[index + 1] !== LF || index + 1 >= length) return undefined;
+      if (colon >= 0 && !add(entries, text, lineStart, colon, index, keyValid)) return undefined;
+      index += 1;
+      lineStart = index + 1;
+      colon = -1;
+      keyValid = true;
+    } else if (byte > 126 || (byte < 32 && byte !== TAB)) {
+      return undefined; // a lone LF, a control character or a byte that is not ASCII
+    } else if (colon < 0) {
+      if (byte === COLON) colon = index;
+      else if (byte < 33) keyValid = false;
+    }
+  }
+  if (colon >= 0 && !add(entries, text, lineStart, colon, length, keyValid)) return undefined;
+  return entries;
+}
+
+const CR = 13;
+const LF = 10;
+const TAB = 9;
+const COLON = 58;
+
+/** Adds a `Key: value` line unless its key came before; false for a key nats refuses. */
+function add(entries: HeaderEntry[], text: string, start: number, colon: number, end: number, keyValid: boolean): boolean {
+  if (!keyValid) return false;
+  const key = text.slice(start, colon);
+  for (let index = 0; index < entries.length; index += 1) if ((entries[index] as HeaderEntry)[0] === key) return true;
+  entries.push([key, [text.slice(colon + 1, end).trim()]]);
+  return true;
+}
