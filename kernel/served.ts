@@ -6,7 +6,7 @@
 import type { CircuitStatus } from './circuit-breaker.js';
 import { majorOf, type AnyContract, type AnyOperation } from './contract.js';
 import type { CallContext } from './context.js';
-import { contextStorage, withCall, type HandlerScope } from './otel-context.js';
+import { contextStorage, runInStore, withCall, type HandlerScope } from './otel-context.js';
 import { endCallSpan, keelTracer, startServerSpan, tracesCalls } from './tracing.js';
 import { ROOT_CONTEXT, trace, type Context, type Span } from '@opentelemetry/api';
 import { toRemoteFailure } from './envelope.js';
@@ -224,7 +224,7 @@ export function createServedModule(source: ServedSource): ServedModule {
     try {
       // With tracing off, nothing of the caller's context is the handler's (as over a wire); with
       // tracing on, the store is the server span's context, or the caller's when in-process spans are off.
-      result = contextStorage.run(withCall(context, entry.scope, keelTracer() === undefined ? ROOT_CONTEXT : undefined), () => entry.handler(value, context));
+      result = runInStore(withCall(context, entry.scope, keelTracer() === undefined ? ROOT_CONTEXT : undefined), entry.handler, value, context);
       if (isPromiseLike(result)) {
         result.then(
           (resolved) => {
