@@ -46,6 +46,22 @@ export class DeadlineScheduler {
   readonly #pending: DeadlineEntry[] = [];
   #timer: NodeJS.Timeout | undefined;
   #armedFor = Number.POSITIVE_INFINITY;
+  /** True while the timer keeps the process alive (something is pending, or was this turn of the event loop). */
+  #refed = false;
+  /** True while a check for an empty set is queued for the next turn of the event loop. */
+  #idleQueued = false;
+  /**
+   * Lets the process exit once nothing is pending. Run one turn of the event loop after the set
+   * went empty, not at once: calls made back to back empty it after each call, and toggling the
+   * timer's ref each time (a call into libuv) was a few per cent of an in-process call.
+   */
+  readonly #onIdle = (): void => {
+    this.#idleQueued = false;
+    if (this.#pending.length === 0 && this.#refed) {
+      this.#refed = false;
+      this.#timer?.unref();
+    }
+  };
 
   /** Number of entries still pending. */
   get size(): number {
@@ -62,7 +78,10 @@ export class DeadlineScheduler {
     if (entry.deadline < this.#armedFor) this.#arm(entry.deadline);
     // While something waits for its deadline, the timer keeps the process alive: a script
     // awaiting a call that never answers gets TIMEOUT instead of exiting early.
-    else if (pending.length === 1) this.#timer?.ref();
+    else if (!this.#refed && this.#timer !== undefined) {
+      this.#refed = true;
+      this.#timer.ref();
+    }
   }
 
   /** Stops tracking `entry` (it finished in time). */
@@ -76,7 +95,10 @@ export class DeadlineScheduler {
       pending[slot] = last;
       last.deadlineSlot = slot;
     }
-    if (pending.length === 0) this.#timer?.unref();
+    if (pending.length === 0 && this.#refed && !this.#idleQueued) {
+      this.#idleQueued = true;
+      setImmediate(this.#onIdle);
+    }
   }
 
   /** Expires nothing, forgets everything, and clears the timer. */
@@ -85,6 +107,7 @@ export class DeadlineScheduler {
     this.#pending.length = 0;
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = undefined;
+    this.#refed = false;
     this.#armedFor = Number.POSITIVE_INFINITY;
   }
 
@@ -93,11 +116,13 @@ export class DeadlineScheduler {
     this.#armedFor = at;
     // Outside any call's context: one timer serves many calls, and must not keep one call's context alive.
     this.#timer = contextStorage.exit(() => setTimeout(() => this.#fire(), Math.min(MAX_DELAY_MS, Math.max(0, at - Date.now()))));
-    if (this.#pending.length === 0) this.#timer.unref();
+    this.#refed = this.#pending.length > 0;
+    if (!this.#refed) this.#timer.unref();
   }
 
   #fire(): void {
     this.#timer = undefined;
+    this.#refed = false;
     this.#armedFor = Number.POSITIVE_INFINITY;
     const now = Date.now();
     let next = Number.POSITIVE_INFINITY;

@@ -1,5 +1,25 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { DeadlineScheduler, type DeadlineEntry } from '../kernel/deadline.js';
+
+/** Runs `body` as a script of its own (tsx), with `DeadlineScheduler` imported; resolves with its output and how long it lived. */
+function script(body: string): Promise<{ output: string; ms: number }> {
+  const dir = mkdtempSync(join(tmpdir(), 'keel-deadline-'));
+  const file = join(dir, 'script.mts');
+  const source = pathToFileURL(resolve('kernel/deadline.ts')).href;
+  writeFileSync(file, `import { DeadlineScheduler } from ${JSON.stringify(source)};\n${body}\n`);
+  const started = Date.now();
+  return new Promise((done, fail) => {
+    execFile(resolve('node_modules/.bin/tsx'), [file], { timeout: 20_000 }, (error, stdout) => {
+      if (error) fail(error);
+      else done({ output: stdout.trim(), ms: Date.now() - started });
+    });
+  });
+}
 
 /** An entry that records when it expired, in the order entries expire. */
 function entry(deadline: number, expired: string[], name: string, onExpire?: () => void): DeadlineEntry {
@@ -60,4 +80,26 @@ describe('DeadlineScheduler', () => {
     expect(expired).not.toContain('later');
     expect(deadlines.size).toBe(0);
   });
+
+  it('keeps the process alive while an entry is pending, and lets it exit once none is', async () => {
+    const waiting = script(`
+      const deadlines = new DeadlineScheduler();
+      deadlines.add({ deadline: Date.now() + 300, expire: () => console.log('expired') });
+    `);
+    const finished = script(`
+      const deadlines = new DeadlineScheduler();
+      for (let index = 0; index < 3; index += 1) {
+        const entry = { deadline: Date.now() + 60_000, expire: () => console.log('expired') };
+        deadlines.add(entry);
+        await Promise.resolve();
+        deadlines.delete(entry);
+      }
+      console.log('done');
+    `);
+    const [kept, exited] = await Promise.all([waiting, finished]);
+    expect(kept.output).toBe('expired');
+    expect(exited.output).toBe('done');
+    expect(exited.ms).toBeLessThan(20_000);
+  }, 30_000);
 });
+
