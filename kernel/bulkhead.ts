@@ -72,6 +72,7 @@ class Waiting implements DeadlineEntry {
   next: Waiting | undefined;
   /** True while in the queue. */
   linked = true;
+  deadlineSlot = -1;
 
   constructor(
     readonly bulkhead: Bulkhead,

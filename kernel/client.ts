@@ -15,6 +15,7 @@ import { KeelError, KeelErrorCode, validationError, type AnyErrorClass } from '.
 import { OK_OUTCOME, outcomeOf, type KernelObserver } from './observer.js';
 import { RemoteFailure, type OperationAddress, type Transport } from './transport.js';
 import { directCaller } from './local.js';
+import { CallSchema } from './compiled-schema.js';
 import { validPrincipal, type Principal, type PrincipalSchema } from './principal.js';
 import {
   DEFAULT_CALL_POLICIES,
@@ -179,8 +180,8 @@ function makeCall(
   const address: OperationAddress = Object.freeze({ contract: contract.name, version: contract.version, operation: name });
   const errorsByCode = new Map<string, AnyErrorClass>(definition.errors.map((error) => [error.code, error]));
   const operationTimeout = definition.timeoutMs ?? defaultTimeoutMs;
-  const inputSchema = definition.input;
-  const outputSchema = definition.output;
+  const inputSchema = new CallSchema(definition.input);
+  const outputSchema = new CallSchema(definition.output);
   const validateOutput = !transport.inProcess;
   const label = `${contract.name}.${name}`;
 

@@ -1,7 +1,8 @@
 /**
  * One timer for many deadlines. Arming a `setTimeout` per call costs more than a fast call
- * itself; instead pending entries sit in a set and a single timer, armed for the earliest
- * deadline, expires whatever is due. Completing an entry is a `Set.delete`.
+ * itself; instead pending entries sit in an array and a single timer, armed for the earliest
+ * deadline, expires whatever is due. Adding and completing an entry are O(1) and allocate
+ * nothing: each entry remembers its slot, and completing one moves the last entry into it.
  */
 
 import { contextStorage } from './otel-context.js';
@@ -21,6 +22,12 @@ const MAX_DELAY_MS = 2 ** 31 - 1;
 export interface DeadlineEntry {
   readonly deadline: number;
   expire(): void;
+  /**
+   * The scheduler's bookkeeping: where the entry sits while it is pending. Never set it
+   * yourself; declare it (`deadlineSlot = -1`) in a class whose instances are added often, so
+   * that their shape does not change on the first add. An entry is pending in one scheduler at a time.
+   */
+  deadlineSlot?: number;
 }
 
 /**
@@ -36,34 +43,71 @@ export interface DeadlineEntry {
  * ```
  */
 export class DeadlineScheduler {
-  readonly #pending = new Set<DeadlineEntry>();
+  readonly #pending: DeadlineEntry[] = [];
   #timer: NodeJS.Timeout | undefined;
   #armedFor = Number.POSITIVE_INFINITY;
+  /** True while the timer keeps the process alive (something is pending, or was this turn of the event loop). */
+  #refed = false;
+  /** True while a check for an empty set is queued for the next turn of the event loop. */
+  #idleQueued = false;
+  /**
+   * Lets the process exit once nothing is pending. Run one turn of the event loop after the set
+   * went empty, not at once: calls made back to back empty it after each call, and toggling the
+   * timer's ref each time (a call into libuv) was a few per cent of an in-process call.
+   */
+  readonly #onIdle = (): void => {
+    this.#idleQueued = false;
+    if (this.#pending.length === 0 && this.#refed) {
+      this.#refed = false;
+      this.#timer?.unref();
+    }
+  };
 
   /** Number of entries still pending. */
   get size(): number {
-    return this.#pending.size;
+    return this.#pending.length;
   }
 
-  /** Starts tracking `entry`. */
+  /** Starts tracking `entry` (an entry already pending here stays so, once). */
   add(entry: DeadlineEntry): void {
-    this.#pending.add(entry);
+    const pending = this.#pending;
+    const slot = entry.deadlineSlot;
+    if (slot !== undefined && slot >= 0 && pending[slot] === entry) return;
+    entry.deadlineSlot = pending.length;
+    pending.push(entry);
     if (entry.deadline < this.#armedFor) this.#arm(entry.deadline);
     // While something waits for its deadline, the timer keeps the process alive: a script
     // awaiting a call that never answers gets TIMEOUT instead of exiting early.
-    else if (this.#pending.size === 1) this.#timer?.ref();
+    else if (!this.#refed && this.#timer !== undefined) {
+      this.#refed = true;
+      this.#timer.ref();
+    }
   }
 
   /** Stops tracking `entry` (it finished in time). */
   delete(entry: DeadlineEntry): void {
-    if (this.#pending.delete(entry) && this.#pending.size === 0) this.#timer?.unref();
+    const pending = this.#pending;
+    const slot = entry.deadlineSlot;
+    if (slot === undefined || slot < 0 || pending[slot] !== entry) return;
+    entry.deadlineSlot = -1;
+    const last = pending.pop() as DeadlineEntry;
+    if (last !== entry) {
+      pending[slot] = last;
+      last.deadlineSlot = slot;
+    }
+    if (pending.length === 0 && this.#refed && !this.#idleQueued) {
+      this.#idleQueued = true;
+      setImmediate(this.#onIdle);
+    }
   }
 
   /** Expires nothing, forgets everything, and clears the timer. */
   clear(): void {
-    this.#pending.clear();
+    for (const entry of this.#pending) entry.deadlineSlot = -1;
+    this.#pending.length = 0;
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = undefined;
+    this.#refed = false;
     this.#armedFor = Number.POSITIVE_INFINITY;
   }
 
@@ -72,22 +116,34 @@ export class DeadlineScheduler {
     this.#armedFor = at;
     // Outside any call's context: one timer serves many calls, and must not keep one call's context alive.
     this.#timer = contextStorage.exit(() => setTimeout(() => this.#fire(), Math.min(MAX_DELAY_MS, Math.max(0, at - Date.now()))));
-    if (this.#pending.size === 0) this.#timer.unref();
+    this.#refed = this.#pending.length > 0;
+    if (!this.#refed) this.#timer.unref();
   }
 
   #fire(): void {
     this.#timer = undefined;
+    this.#refed = false;
     this.#armedFor = Number.POSITIVE_INFINITY;
     const now = Date.now();
     let next = Number.POSITIVE_INFINITY;
-    for (const entry of this.#pending) {
+    // Take the due entries out first, then expire them: an expiry may add or delete entries.
+    const pending = this.#pending;
+    const due: DeadlineEntry[] = [];
+    let kept = 0;
+    for (const entry of pending) {
       if (entry.deadline <= now) {
-        this.#pending.delete(entry);
-        entry.expire();
-      } else if (entry.deadline < next) {
-        next = entry.deadline;
+        entry.deadlineSlot = -1;
+        due.push(entry);
+      } else {
+        if (entry.deadline < next) next = entry.deadline;
+        entry.deadlineSlot = kept;
+        pending[kept++] = entry;
       }
     }
+    pending.length = kept;
     if (next !== Number.POSITIVE_INFINITY) this.#arm(next);
+    // Earliest deadline first.
+    due.sort((a, b) => a.deadline - b.deadline);
+    for (const entry of due) entry.expire();
   }
 }

@@ -125,6 +125,7 @@ const FAILED = 2;
  */
 class LocalCall implements Answer, DeadlineEntry {
   deadline: number;
+  deadlineSlot = -1;
   state = RUNNING;
   outcome: unknown;
   /** Set once `handle` returned without an outcome: the call now waits for its handler. */

@@ -4,7 +4,7 @@
  * tracing on, keel registers {@link KeelContextManager} as OTel's global context manager, so
  * spans (keel's and any instrumentation's) and keel's call context travel together.
  */
-import { AsyncLocalStorage } from 'node:async_hooks';
+import { AsyncLocalStorage, AsyncResource } from 'node:async_hooks';
 import { createContextKey, ROOT_CONTEXT, type Context, type ContextManager } from '@opentelemetry/api';
 
 /** The key of keel's {@link CallContext} on an OTel context. */
@@ -78,6 +78,35 @@ export function withCall(call: unknown, handler?: HandlerScope, parent: Context 
 
 /** The one store of the process's contexts. */
 export const contextStorage = new AsyncLocalStorage<Context>();
+
+/**
+ * True when AsyncLocalStorage is built on AsyncContextFrame (Node 24 and later by default, Node 22
+ * with `--experimental-async-context-frame`). There, `run` makes two frames (each a copy of the
+ * current one): one to enter, one to restore. An AsyncResource restores the frame it was made in
+ * without making one, so {@link runInStore} enters with one frame. On the async_hooks-based
+ * implementation (Node 20, 22) `run` is the cheaper way.
+ */
+const CONTEXT_FRAMES = ((): boolean => {
+  const major = Number(process.versions.node.split('.')[0]);
+  const flags = `${process.execArgv.join(' ')} ${process.env['NODE_OPTIONS'] ?? ''}`;
+  if (major >= 24) return !flags.includes('--no-async-context-frame');
+  return flags.includes('--experimental-async-context-frame');
+})();
+
+function enterAndRun<A, B, R>(store: Context, fn: (a: A, b: B) => R, a: A, b: B): R {
+  contextStorage.enterWith(store);
+  return fn(a, b);
+}
+
+/**
+ * `fn(a, b)` with `store` as the active context, as `contextStorage.run(store, fn, a, b)`, and
+ * the caller's context back when it returns or throws; what `fn` starts (promises, timers)
+ * keeps `store`. The handler's way in, once per served call: see {@link CONTEXT_FRAMES}.
+ */
+export function runInStore<A, B, R>(store: Context, fn: (a: A, b: B) => R, a: A, b: B): R {
+  if (!CONTEXT_FRAMES) return contextStorage.run(store, fn, a, b);
+  return new AsyncResource('keel.call').runInAsyncScope(enterAndRun<A, B, R>, null, store, fn, a, b);
+}
 
 /** The active OTel context (keel's store), `ROOT_CONTEXT` outside any. */
 export function activeContext(): Context {

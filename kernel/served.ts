@@ -6,10 +6,11 @@
 import type { CircuitStatus } from './circuit-breaker.js';
 import { majorOf, type AnyContract, type AnyOperation } from './contract.js';
 import type { CallContext } from './context.js';
-import { contextStorage, withCall, type HandlerScope } from './otel-context.js';
+import { contextStorage, runInStore, withCall, type HandlerScope } from './otel-context.js';
 import { endCallSpan, keelTracer, startServerSpan, tracesCalls } from './tracing.js';
 import { ROOT_CONTEXT, trace, type Context, type Span } from '@opentelemetry/api';
 import { toRemoteFailure } from './envelope.js';
+import { CallSchema } from './compiled-schema.js';
 import { exhaustedFailure, stoppedFailure, type Bulkhead, type WaitingCall } from './bulkhead.js';
 import { inputHash, type Claim, type IdempotencyStore } from './idempotency.js';
 import { KeelError, KeelErrorCode, validationError } from './errors.js';
@@ -29,6 +30,9 @@ import {
 interface OperationEntry {
   readonly name: string;
   readonly definition: AnyOperation;
+  /** The definition's input and output schemas, compiled (compiled-schema.ts). */
+  readonly input: CallSchema<AnyOperation['input']>;
+  readonly output: CallSchema<AnyOperation['output']>;
   readonly handler: OperationHandler<AnyOperation>;
   /** What its handler runs for, on the context (log lines carry it). */
   readonly scope: HandlerScope;
@@ -95,7 +99,14 @@ export function createServedModule(source: ServedSource): ServedModule {
     if (typeof handler !== 'function') {
       throw new KeelError(KeelErrorCode.INVALID_MODULE, `Module "${contract.name}" has no handler for operation ${name}.`);
     }
-    entries.set(name, { name, definition, handler, scope: Object.freeze({ module: contract.name, operation: name }) });
+    entries.set(name, {
+      name,
+      definition,
+      input: new CallSchema(definition.input),
+      output: new CallSchema(definition.output),
+      handler,
+      scope: Object.freeze({ module: contract.name, operation: name }),
+    });
   }
   const major = majorOf(contract.version);
   const operationNames = [...entries.keys()];
@@ -113,7 +124,7 @@ export function createServedModule(source: ServedSource): ServedModule {
     toRemoteFailure(error, address, entry.definition, context.correlationId, logger);
 
   const finish = (entry: OperationEntry, result: unknown, context: CallContext, answer: Answer): void => {
-    const output = entry.definition.output.safeParse(result);
+    const output = entry.output.safeParse(result);
     if (output.success) {
       answer.ok(output.data);
       return;
@@ -158,7 +169,7 @@ export function createServedModule(source: ServedSource): ServedModule {
     }
     let value = input;
     if (!trusted) {
-      const parsed = entry.definition.input.safeParse(input);
+      const parsed = entry.input.safeParse(input);
       if (!parsed.success) {
         const error = validationError(KeelErrorCode.INVALID_INPUT, 'input', contract.name, entry.name, parsed.error.issues, context.correlationId);
         answer.fail(failure(error, address, entry, context));
@@ -224,7 +235,7 @@ export function createServedModule(source: ServedSource): ServedModule {
     try {
       // With tracing off, nothing of the caller's context is the handler's (as over a wire); with
       // tracing on, the store is the server span's context, or the caller's when in-process spans are off.
-      result = contextStorage.run(withCall(context, entry.scope, keelTracer() === undefined ? ROOT_CONTEXT : undefined), () => entry.handler(value, context));
+      result = runInStore(withCall(context, entry.scope, keelTracer() === undefined ? ROOT_CONTEXT : undefined), entry.handler, value, context);
       if (isPromiseLike(result)) {
         result.then(
           (resolved) => {
