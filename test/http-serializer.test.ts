@@ -87,6 +87,7 @@ describe('compiled output serializer', () => {
     ['unknown value', z.unknown(), [1, { a: 2 }]],
     ['keys that are array indexes (JSON.stringify writes them first)', z.object({ b: z.string(), 1: z.string() }), { b: 'x', 1: 'y' }],
     ['an array of anything', z.array(z.any()), [1, 'x', null]],
+    ['a "__proto__" key', z.object({ ['__proto__']: z.string().optional(), a: z.string() }), { a: 'x' }],
     ['void', z.void(), undefined],
   ];
   it.each(FALLBACK)('falls back to JSON.stringify for %s', (_name, schema, value) => {

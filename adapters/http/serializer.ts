@@ -10,7 +10,8 @@
  * does not know and writes the keys in the order `JSON.stringify` would. A schema is compiled only
  * when every part of it is one of the shapes below; anything else (unions other than "or null",
  * records, loose or catch-all objects, tuples, refs and cycles, `z.any()`, dates, bigints,
- * transforms, keys that are array indexes, which `JSON.stringify` writes first) falls back.
+ * transforms, keys that are array indexes, which `JSON.stringify` writes first, and `__proto__`)
+ * falls back.
  */
 import { createRequire } from 'node:module';
 import { z } from 'zod';
@@ -97,6 +98,8 @@ function reduce(schema: unknown, path: string): JsonSchema {
       const properties: Record<string, JsonSchema> = {};
       for (const key of Object.keys(given)) {
         if (ARRAY_INDEX.test(key)) throw new Unsupported(`${path} has key "${key}", an array index`);
+        // Assigning "__proto__" sets an object's prototype, not a key: leave such an object to JSON.stringify.
+        if (key === '__proto__') throw new Unsupported(`${path} has key "__proto__"`);
         properties[key] = reduce(given[key], `${path}.${key}`);
       }
       const required = Array.isArray(node.required) ? (node.required as string[]) : [];
