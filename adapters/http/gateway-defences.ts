@@ -8,6 +8,7 @@ import type { ServerOptions } from 'node:http';
 import type { FastifyInstance, FastifyServerOptions } from 'fastify';
 import type { ResolvedHttpGatewayOptions } from './gateway-options.js';
 import { GatewayRefusal } from './gateway-routes.js';
+import { addSecurityHeaders } from './security-headers.js';
 import { HttpProblemCode } from './status.js';
 
 /**
@@ -65,14 +66,13 @@ export function defenceServerOptions(options: ResolvedHttpGatewayOptions): Defen
 export async function addDefences(server: FastifyInstance, options: ResolvedHttpGatewayOptions, correlationHeader: string): Promise<void> {
   server.server.maxConnections = options.maxConnections;
   // Loaded side by side, and only those that are on: loading is most of what they cost a start.
-  const [helmetModule, corsModule, rateLimitModule] = await Promise.all([
-    options.securityHeaders ? import('@fastify/helmet') : undefined,
+  const [corsModule, rateLimitModule] = await Promise.all([
     options.cors === false ? undefined : import('@fastify/cors'),
     options.rateLimit === false ? undefined : import('@fastify/rate-limit'),
   ]);
-  if (helmetModule !== undefined) {
-    const helmet = helmetModule.default;
-    await server.register(helmet, {
+  if (options.securityHeaders) {
+    // helmet's headers, worked out once (security-headers.ts): not @fastify/helmet, which builds them per request.
+    addSecurityHeaders(server, {
       // The gateway often serves plain HTTP behind a TLS proxy or on localhost: upgrading the API
       // reference page's requests to https would break the page where there is no TLS at all.
       contentSecurityPolicy: { directives: { upgradeInsecureRequests: null } },

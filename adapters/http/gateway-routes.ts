@@ -6,11 +6,12 @@
  */
 import { setMaxListeners } from 'node:events';
 import type { FastifyBodyParser, FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { KeelError, KeelErrorCode, type Principal } from 'keel';
+import { KeelError, KeelErrorCode, type AnyContract, type Principal } from 'keel';
 import { isCorrelationId, isIdempotencyKey, isTraceparent, newCorrelationId, type AnyOperation, type CallOptions } from 'keel/transport';
 import { GATEWAY_PATHS, type ResolvedHttpGatewayOptions } from './gateway-options.js';
 import { operationPath } from './openapi.js';
 import { PROBLEM_CONTENT_TYPE, gatewayProblem, type Problem } from './problem.js';
+import { compileOutputSerializer, type OutputSerializer } from './serializer.js';
 import { HttpProblemCode } from './status.js';
 import { requestTraceparent } from './tracing.js';
 
@@ -25,6 +26,18 @@ export const CORRELATION_ID_PROPERTY = 'keelCorrelationId';
 type CorrelatedRequest = FastifyRequest & { [CORRELATION_ID_PROPERTY]: string };
 
 type Call = (input: unknown, options?: CallOptions) => Promise<unknown>;
+
+/** What the route of one operation calls and answers with, fixed when the route is added. */
+interface OperationRoute {
+  readonly call: Call;
+  /** The most a request's timeout header may ask for. */
+  readonly cap: number;
+  /** `module.operation`, for messages. */
+  readonly label: string;
+  readonly operation: AnyOperation;
+  /** The output's JSON body (serializer.ts). */
+  readonly serialize: OutputSerializer;
+}
 
 /** A request the gateway refuses before any call: answered with its own problem code. */
 export class GatewayRefusal extends Error {
@@ -257,38 +270,29 @@ export function addOperationRoutes(
     return signal;
   };
   const { authenticate } = options;
-  const send = (request: FastifyRequest, reply: FastifyReply, call: Call, cap: number, input: unknown, principal: Principal | undefined) =>
-    call(input, readCallOptions(request, cap, signalOf(request), principal)).then((output) => reply.type(JSON_CONTENT_TYPE).send(JSON.stringify(output)));
+  const send = (request: FastifyRequest, reply: FastifyReply, route: OperationRoute, input: unknown, principal: Principal | undefined) =>
+    route.call(input, readCallOptions(request, route.cap, signalOf(request), principal)).then((output) => reply.type(JSON_CONTENT_TYPE).send(route.serialize(output)));
   /** The call with the principal the hook made of the request; a call its contract says needs one is refused here, without a round trip. */
-  const serveAs = (
-    request: FastifyRequest,
-    reply: FastifyReply,
-    call: Call,
-    cap: number,
-    input: unknown,
-    label: string,
-    principal: Principal | undefined,
-    operation: AnyOperation,
-  ): Promise<FastifyReply> => {
-    if (principal === undefined && operation.auth !== undefined) {
+  const serveAs = (request: FastifyRequest, reply: FastifyReply, route: OperationRoute, input: unknown, principal: Principal | undefined): Promise<FastifyReply> => {
+    if (principal === undefined && route.operation.auth !== undefined) {
       return Promise.reject(
         new KeelError(
           KeelErrorCode.UNAUTHENTICATED,
-          `${label} needs a caller identity and the request carries none. Nothing ran: send credentials${authenticate === undefined ? '' : ' (such as Authorization: Bearer <token>)'} and retry.`,
+          `${route.label} needs a caller identity and the request carries none. Nothing ran: send credentials${authenticate === undefined ? '' : ' (such as Authorization: Bearer <token>)'} and retry.`,
           { correlationId: correlationIdOf(request) },
         ),
       );
     }
-    return send(request, reply, call, cap, input, principal);
+    return send(request, reply, route, input, principal);
   };
   const refused = (error: unknown): never => {
     if (typeof error === 'object' && error !== null) refusedCredentials.add(error);
     throw error;
   };
   // Not an async function: one promise per request fewer (each costs more once AsyncLocalStorage is on).
-  const serve = (request: FastifyRequest, reply: FastifyReply, call: Call, cap: number, input: unknown, label: string, operation: AnyOperation): Promise<FastifyReply> => {
+  const serve = (request: FastifyRequest, reply: FastifyReply, route: OperationRoute, input: unknown): Promise<FastifyReply> => {
     if (authenticate === undefined) {
-      return operation.auth === undefined ? send(request, reply, call, cap, input, undefined) : serveAs(request, reply, call, cap, input, label, undefined, operation);
+      return route.operation.auth === undefined ? send(request, reply, route, input, undefined) : serveAs(request, reply, route, input, undefined);
     }
     let principal: ReturnType<typeof authenticate>;
     try {
@@ -297,7 +301,7 @@ export function addOperationRoutes(
       return Promise.reject(refused(error));
     }
     return Promise.resolve(principal).then(
-      (who) => serveAs(request, reply, call, cap, input, label, who, operation),
+      (who) => serveAs(request, reply, route, input, who),
       refused,
     );
   };
@@ -306,16 +310,26 @@ export function addOperationRoutes(
   // refuse __proto__ and constructor.prototype keys): GET input follows the same rules.
   const { onProtoPoisoning = 'error', onConstructorPoisoning = 'error' } = server.initialConfig;
   const parseJson = server.getDefaultJsonParser(onProtoPoisoning, onConstructorPoisoning);
+  // The output a call answers with was parsed by this contract's schema, which the compiled
+  // serializer relies on (serializer.ts), unless the kernel hosts a module of that name with
+  // another contract object: then the hosted module's schema parsed it, and JSON.stringify writes it.
+  const validatedBy = (contract: AnyContract): boolean =>
+    kernel.modules.every((module) => module.contract.name !== contract.name || module.contract === contract);
+  const stringify: OutputSerializer = (output) => JSON.stringify(output);
   for (const contract of options.contracts) {
     const client = kernel.client(contract, { caller: options.caller }) as unknown as Record<string, Call>;
     for (const [name, operation] of Object.entries(contract.operations)) {
-      const call = client[name] as Call;
-      const cap = operation.timeoutMs ?? options.maxTimeoutMs;
+      const route: OperationRoute = {
+        call: client[name] as Call,
+        cap: operation.timeoutMs ?? options.maxTimeoutMs,
+        label: `${contract.name}.${name}`,
+        operation,
+        serialize: validatedBy(contract) ? compileOutputSerializer(operation.output).serialize : stringify,
+      };
       const url = operationPath(contract.name, name);
-      const label = `${contract.name}.${name}`;
-      server.post(url, (request, reply) => serve(request, reply, call, cap, request.body, label, operation));
+      server.post(url, (request, reply) => serve(request, reply, route, request.body));
       if (allowedMethods.get(url)?.includes('GET')) {
-        server.get(url, (request, reply) => serve(request, reply, call, cap, parseQueryInput(request, parseJson), label, operation));
+        server.get(url, (request, reply) => serve(request, reply, route, parseQueryInput(request, parseJson)));
       }
     }
   }

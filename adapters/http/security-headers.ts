@@ -1,0 +1,107 @@
+/**
+ * The gateway's security headers: helmet's, worked out once when the gateway is made and set on
+ * every answer by one callback hook. `@fastify/helmet` builds helmet's middleware again on every
+ * request (parsing the Content-Security-Policy directives each time) behind two hooks, one of
+ * them async: about a tenth of a small request's CPU in the gateway's profile (docs/performance.md,
+ * "Gateway profile"). Here the same helmet (the one `@fastify/helmet` depends on) with the same
+ * options runs once against a recording response, and each request replays what it did, in the
+ * same order, with the same values, as fastify headers: the same header lines but for the case of
+ * their names, lower case like every header fastify itself writes (names are case-insensitive).
+ *
+ * What `@fastify/helmet` offers besides stays: the `reply.helmet(options?)` decorator (helmet's
+ * headers with other options, for one answer), `reply.cspNonce` (null: nonces are off), and the
+ * route option `helmet` (`false`: no headers on that route; an object: helmet with those options
+ * merged in, worked out per request as the plugin did).
+ */
+import { createRequire } from 'node:module';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { FastifyInstance, FastifyReply } from 'fastify';
+
+/** helmet's options, as far as the gateway reads them (helmet checks them itself). */
+export type HelmetOptions = Readonly<Record<string, unknown>>;
+
+type Middleware = (request: IncomingMessage, response: ServerResponse, next: (error?: unknown) => void) => void;
+type Helmet = (options?: HelmetOptions) => Middleware;
+
+/** One thing helmet did to a response: set a header, or remove one. */
+type HeaderStep = readonly [name: string, value: string | undefined];
+
+// The helmet `@fastify/helmet` itself uses (its dependency), so the headers stay the ones it set.
+const requireFromPlugin = createRequire(createRequire(import.meta.url).resolve('@fastify/helmet'));
+
+function loadHelmet(): Helmet {
+  return requireFromPlugin('helmet') as Helmet;
+}
+
+/** What `helmet(options)` does to a response: its `setHeader` and `removeHeader` calls, in order. */
+export function helmetSteps(helmet: Helmet, options: HelmetOptions): readonly HeaderStep[] {
+  const steps: HeaderStep[] = [];
+  const recorder = {
+    setHeader(name: string, value: string | number | readonly string[]) {
+      if (typeof value !== 'string') throw new Error(`helmet set ${name} to a ${typeof value}; only strings are replayed`);
+      steps.push([name, value]);
+      return recorder;
+    },
+    removeHeader(name: string) {
+      steps.push([name, undefined]);
+    },
+  };
+  let failed: unknown;
+  helmet(options)({} as IncomingMessage, recorder as unknown as ServerResponse, (error) => {
+    failed = error;
+  });
+  if (failed !== undefined) throw failed;
+  return steps;
+}
+
+/** Route config the `helmet` route option becomes (as `@fastify/helmet` stores it). */
+interface RouteHelmetConfig {
+  readonly helmet?: HelmetOptions & { readonly skipRoute?: boolean; readonly enableCSPNonces?: boolean };
+}
+
+/**
+ * Adds helmet's headers, with `options`, to every answer of `server` (its early refusals and
+ * problems too): one callback `onRequest` hook, added where it is called.
+ */
+export function addSecurityHeaders(server: FastifyInstance, options: HelmetOptions): void {
+  const helmet = loadHelmet();
+  // Set as fastify's own headers (lower-case names, as fastify writes all of its own): Node then
+  // writes the head from fastify's header object in one pass, where one `setHeader` on the raw
+  // response would make it set every header one by one (docs/performance.md, "Gateway profile").
+  const prepare = (given: HelmetOptions): ((reply: FastifyReply) => void) => {
+    const steps = helmetSteps(helmet, given);
+    const names = steps.map(([name]) => name.toLowerCase());
+    const values = steps.map(([, value]) => value);
+    const count = steps.length;
+    return (reply) => {
+      for (let index = 0; index < count; index += 1) {
+        const value = values[index];
+        if (value === undefined) reply.raw.removeHeader(names[index] as string);
+        else reply.header(names[index] as string, value);
+      }
+    };
+  };
+  const apply = prepare(options);
+
+  // Untyped: @fastify/helmet's types (when loaded) declare these decorators with its own shapes.
+  const decorate = server.decorateReply.bind(server) as unknown as (name: string, value: unknown) => void;
+  decorate('helmet', function (this: FastifyReply, more?: HelmetOptions) {
+    prepare(more === undefined ? options : { ...options, ...more })(this);
+  });
+  decorate('cspNonce', null);
+  server.addHook('onRoute', (route) => {
+    const given = (route as { helmet?: unknown }).helmet;
+    if (given === undefined) return;
+    if (given !== false && (typeof given !== 'object' || given === null)) throw new Error('Unknown value for route helmet configuration');
+    route.config = Object.assign(route.config ?? Object.create(null), { helmet: given === false ? { skipRoute: true } : given });
+  });
+  server.addHook('onRequest', (request, reply, done) => {
+    const routed = (request.routeOptions.config as RouteHelmetConfig | undefined)?.helmet;
+    if (routed === undefined) apply(reply);
+    else if (routed.skipRoute !== true) {
+      const { skipRoute: _skip, enableCSPNonces: _nonces, ...more } = routed;
+      prepare({ ...options, ...more })(reply);
+    }
+    done();
+  });
+}

@@ -1,0 +1,29 @@
+#!/bin/bash
+# Instructions per request of an HTTP server, counted by valgrind (callgrind): steady under a busy
+# machine, where times are not. Starts bench/profile/http-server.mjs <mode> of <tree> (built:
+# `npm run build` there) under callgrind, sends <warm> requests, zeroes the counters, sends
+# <requests> more (autocannon, 16 connections), dumps, and prints the count per request.
+# Counts user-space instructions of every thread (V8's background compiler and GC included), not
+# the kernel's: the socket writes and reads are left out.
+#   bench/profile/http-instructions.sh <tree> gateway|bare [warm=300] [requests=1000]
+# Under callgrind the server starts in minutes, not seconds.
+tree=$(cd "$1" && pwd); mode=$2; warm=${3:-300}; n=${4:-1000}
+here=$(cd "$(dirname "$0")" && pwd)
+out=$(mktemp -d /tmp/keel-http-ir.XXXXXX)/$mode
+fifo=$out.fifo; mkfifo "$fifo"
+valgrind --tool=callgrind --smc-check=all-non-file --callgrind-out-file="$out.cg" node "$tree/bench/profile/http-server.mjs" "$mode" < "$fifo" > "$out.stdout" 2> "$out.vg" &
+vpid=$!
+exec 3>"$fifo"
+for _ in $(seq 1 900); do grep -q ready "$out.stdout" 2>/dev/null && break; sleep 1; done
+url=$(awk '/ready/{print $3}' "$out.stdout")
+load() { node "$here/../../node_modules/autocannon/autocannon.js" -j -n -c 16 -a "$1" -m POST -H content-type=application/json -b '{"customerId":"c-1","lines":[{"sku":"KB-1","quantity":2}]}' "$url"; }
+load "$warm" > "$out.warm" 2>/dev/null
+callgrind_control -z "$vpid" > /dev/null 2>&1
+load "$n" > "$out.ac" 2>/dev/null
+callgrind_control -d measured "$vpid" > /dev/null 2>&1
+sleep 2
+exec 3>&-
+wait "$vpid"
+dump=$(ls "$out".cg.* | head -1)
+total=$(grep -m1 '^summary:' "$dump" | awk '{print $2}')
+echo "$tree $mode: $n requests after $warm: $total instructions, $((total / n)) per request (non-2xx: $(node -e "console.log(JSON.parse(require('fs').readFileSync('$out.ac','utf8')).non2xx)")); dump: $dump"
