@@ -5,7 +5,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, headers, type NatsConnection } from '@nats-io/transport-node';
-import { Svcm, type ServiceIdentity, type ServiceInfo, type ServiceStats } from '@nats-io/services';
+import type { ServiceIdentity, ServiceInfo, ServiceStats } from '@nats-io/services';
+import { foreignServices } from './support/foreign-services.js';
 import { z } from 'zod';
 import { createKernel, defineContract, defineModule, operation, silentLogger, type Kernel, type Transport } from 'keel';
 import { ENDPOINT_STATS_TYPE, createNatsTransport } from 'keel/nats';
@@ -59,7 +60,7 @@ describe('nats - service API answered by keel, read by a foreign service client'
     kernels = [];
   });
 
-  const client = () => new Svcm(nc).client({ strategy: 'stall', maxWait: 2_000, stall: 300 });
+  const client = () => foreignServices(nc).client({ strategy: 'stall', maxWait: 2_000, stall: 300 });
 
   it('nats - ping, info and stats find every instance, by all, by name and by id, with the standard fields', async () => {
     const pings = await all<ServiceIdentity>(client().ping());

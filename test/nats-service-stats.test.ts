@@ -6,10 +6,10 @@
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect, headers, type NatsConnection, type NamedEndpointStats, type ServiceStats } from 'nats';
+import { connect, headers, type NatsConnection } from '@nats-io/transport-node';
 import { z } from 'zod';
 import { KeelError, createKernel, defineContract, defineError, defineModule, operation, silentLogger, type Kernel, type Transport } from 'keel';
-import { ENDPOINT_STATS_TYPE, createNatsTransport, isEndpointStatsData, type EndpointStatsData } from 'keel/nats';
+import { ENDPOINT_STATS_TYPE, createNatsTransport, isEndpointStatsData, type EndpointStatsData, type ServiceEndpointStats, type ServiceStats } from 'keel/nats';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
 
 const SLOW_MS = 40;
@@ -65,7 +65,7 @@ const counterModule = defineModule({
   }),
 });
 
-type Endpoint = NamedEndpointStats & { data?: unknown };
+type Endpoint = ServiceEndpointStats;
 
 describe('nats - service statistics', () => {
   let server: NatsServer;

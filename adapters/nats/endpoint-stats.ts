@@ -17,7 +17,7 @@ import { performance } from 'node:perf_hooks';
  *
  * @example
  * ```ts
- * const stats = (await nc.request('$SRV.STATS.catalog')).json<ServiceStats>();
+ * const stats = (await nc.request('$SRV.STATS.catalog')).json<ServiceStats>(); // ServiceStats from 'keel/nats'
  * const keel = stats.endpoints?.filter((endpoint) => isEndpointStatsData(endpoint.data));
  * ENDPOINT_STATS_TYPE; // 'io.keel.endpoint_stats.v1'
  * ```
@@ -31,7 +31,7 @@ export const ENDPOINT_STATS_TYPE = 'io.keel.endpoint_stats.v1';
  *
  * @example
  * ```ts
- * const stats = (await nc.request('$SRV.STATS.catalog')).json<ServiceStats>(); // ServiceStats from 'nats'
+ * const stats = (await nc.request('$SRV.STATS.catalog')).json<ServiceStats>(); // ServiceStats from 'keel/nats'
  * const getProduct = stats.endpoints?.find((endpoint) => endpoint.name === 'getProduct');
  * if (isEndpointStatsData(getProduct?.data)) {
  *   console.log(getProduct.data.num_errors, getProduct.data.average_processing_time / 1e6, 'ms');

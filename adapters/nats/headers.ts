@@ -14,7 +14,7 @@ import {
   type OperationAddress,
   type PublishedEvent,
 } from 'keel/transport';
-import { headers, type Match, type MsgHdrs } from 'nats';
+import { headers, type Match, type MsgHdrs } from '@nats-io/transport-node';
 import { Header, headerValue } from './wire.js';
 
 const UNSAFE = /[\r\n]/;

@@ -6,7 +6,7 @@
 import { accessSync, constants, readFileSync } from 'node:fs';
 import { KeelError, KeelErrorCode, type Logger } from 'keel';
 import { MAX_TIMEOUT_MS, describeValue, loggerOption, parseOptions } from 'keel/transport';
-import { credsAuthenticator, type ConnectionOptions } from 'nats';
+import { credsAuthenticator, type ConnectionOptions } from '@nats-io/transport-node';
 import { z } from 'zod';
 import { isValidPrefix } from './wire.js';
 
@@ -501,7 +501,7 @@ export type NatsAuthOptions = Pick<NatsTransportOptions, 'token' | 'user' | 'pas
  *
  * @example
  * ```ts
- * import { connect } from 'nats';
+ * import { connect } from '@nats-io/transport-node';
  *
  * const connection = await connect({ servers: 'nats://127.0.0.1:4222', reconnect: false, ...natsAuthOptions({ credentialsFile: '/run/secrets/shop.creds' }) });
  * ```

@@ -17,10 +17,10 @@ import {
   type Registration,
   type ServedModule,
 } from 'keel/transport';
-import { ErrorCode, headers, type Msg, type NatsError, type Subscription } from 'nats';
+import { headers, type Msg, type Subscription } from '@nats-io/transport-node';
 import { performance } from 'node:perf_hooks';
 import { z } from 'zod';
-import { natsCode, reason, type Connection } from './connection.js';
+import { isPayloadTooLarge, reason, type Connection } from './connection.js';
 import { EndpointCounters } from './endpoint-stats.js';
 import { readRequestHeaders } from './headers.js';
 import { ServiceApi, type ServiceEndpoint } from './service-api.js';
@@ -66,7 +66,7 @@ class Endpoint {
       try {
         msg.respond(encodeJson(envelope), { headers: replyHeaders });
       } catch (error) {
-        if (natsCode(error) !== ErrorCode.MaxPayloadExceeded) throw error;
+        if (!isPayloadTooLarge(error)) throw error;
         // Details (zod issues of a huge input) or data made the envelope too large: send its core.
         const { type, message, correlationId } = envelope;
         msg.respond(encodeJson({ type, code: envelope.code, message: headerValue(message, 2048), correlationId }), { headers: replyHeaders });
@@ -223,7 +223,7 @@ export class Responder {
     }
   }
 
-  #onRequest(endpoint: Endpoint, error: NatsError | null, msg: Msg): void {
+  #onRequest(endpoint: Endpoint, error: Error | null, msg: Msg): void {
     const startedAt = performance.now();
     const { served, operation, target } = endpoint;
     const logger = this.#connection.logger;

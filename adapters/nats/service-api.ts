@@ -7,8 +7,7 @@
  * no service framework wraps every request, and the statistics are keel's own counters of
  * whole calls (endpoint-stats.ts). docs/wire-protocol.md, "Discovery".
  */
-import type { Msg, NatsConnection, NatsError, Subscription } from 'nats';
-import { nuid } from 'nats';
+import { nuid, type Msg, type NatsConnection, type Subscription } from '@nats-io/transport-node';
 import type { EndpointCounters, EndpointStatsData } from './endpoint-stats.js';
 
 /** The prefix of the service API's subjects. */
@@ -111,7 +110,7 @@ export class ServiceApi {
       const verb = subject.split('.')[1];
       this.#subscriptions.push(
         nc.subscribe(subject, {
-          callback: (error: NatsError | null, msg: Msg) => {
+          callback: (error: Error | null, msg: Msg) => {
             if (error !== null) {
               onError(error, subject);
               return;
