@@ -23,6 +23,7 @@ import { z } from 'zod';
 import { isPayloadTooLarge, reason, type Connection } from './connection.js';
 import { EndpointCounters } from './endpoint-stats.js';
 import { readRequestHeaders } from './headers.js';
+import { rawHeaderBytes } from './raw-headers.js';
 import { ServiceApi, type ServiceEndpoint } from './service-api.js';
 import { LogThrottle } from './log-throttle.js';
 import { Header, decodeJson, encodeJson, headerValue, serviceErrorCode } from './wire.js';
@@ -249,7 +250,10 @@ export class Responder {
     let request: ReturnType<typeof readRequestHeaders>;
     let input: unknown;
     try {
-      request = readRequestHeaders(msg.headers, target, this.#connection.options.defaultTimeoutMs);
+      // The header block's bytes when the client's message object has them where raw-headers.ts
+      // looks, else nats' decoded headers.
+      const raw = rawHeaderBytes(msg);
+      request = readRequestHeaders(raw === undefined ? msg.headers : raw, target, this.#connection.options.defaultTimeoutMs);
       try {
         input = decodeJson(msg.data);
       } catch {
