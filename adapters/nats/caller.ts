@@ -116,7 +116,7 @@ export class Caller implements CallOwner {
    * reconnecting. If the connection is not back within the reconnect grace, the transport ends
    * it INTERRUPTED (transport.ts); otherwise it waits for its reply or its deadline (TIMEOUT):
    * outcome unknown either way. nats.js
-   * (v2.29) hands a publish to the socket a microtask later, so a call published while
+   * (v2.29, and v3.4 alike) hands a publish to the socket a microtask later, so a call published while
    * `connected` was true was written before a disconnect could be noticed; the bytes a dying
    * socket swallowed, or published in the few microtasks between the client seeing the socket
    * close and its status event reaching `connected`, are lost unseen and end as TIMEOUT too.
@@ -152,7 +152,7 @@ export class Caller implements CallOwner {
   }
 
   /**
-   * A call made while the connection is down. It is not published: nats.js (v2.29) would queue it
+   * A call made while the connection is down. It is not published: nats.js (v2.29, and v3.4 alike) would queue it
    * in its outbound buffer, which it empties at every reconnect attempt (`prepare()` →
    * `resetOutbound()`), so a request published during an outage is dropped unseen and its caller
    * would wait its whole deadline for a TIMEOUT. Instead the call waits the reconnect grace
