@@ -6,7 +6,7 @@
  */
 import { createKernel, silentLogger } from 'keel';
 import { createNatsTransport } from 'keel/nats';
-import { connect, type Msg, type NatsError } from 'nats';
+import { connect, type Msg } from '@nats-io/transport-node';
 import { servePeer } from './peer.js';
 import { Counter, RAW_SUBJECTS, pricingModule, quote, tallyModule, tickerModule } from './fixture.js';
 
@@ -34,7 +34,7 @@ if (mode === 'keel') {
   const encoder = new TextEncoder();
   const decoder = new TextDecoder();
   const counter = new Counter();
-  const fail = (error: NatsError | null): boolean => {
+  const fail = (error: Error | null): boolean => {
     if (error !== null) console.error(error);
     return error !== null;
   };

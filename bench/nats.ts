@@ -1,5 +1,5 @@
 /**
- * Remote calls and events over NATS, each against raw `nats` baselines measured in the same run,
+ * Remote calls and events over NATS, each against raw NATS client (`@nats-io/transport-node`, the one keel uses) baselines measured in the same run,
  * with the callee in another process: a keel call through the NATS transport (a pure client
  * kernel here, the module hosted by a kernel in a peer process) against `nc.request` and a
  * hand-muxed request (one reply subscription, a map of pending requests, no per-request timer)
@@ -7,7 +7,7 @@
  */
 import { createKernel, silentLogger, type Transport } from 'keel';
 import { createNatsTransport } from 'keel/nats';
-import { connect, createInbox, type NatsConnection } from 'nats';
+import { connect, createInbox, type NatsConnection } from '@nats-io/transport-node';
 import { startNatsServer } from '../test/support/nats-server.js';
 import { QUOTE_INPUT, RAW_SUBJECTS, TICK_PAYLOAD, pricing, pricingModule, tally, tallyModule, tickerModule } from './fixture.js';
 import { CpuMeter, HandMuxer } from './hand-muxer.js';

@@ -12,7 +12,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
-import { connect } from 'nats';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createKernel, isKeelError, silentLogger, type Kernel, type Transport } from 'keel';
 import { Subjects, createNatsTransport } from 'keel/nats';
@@ -169,7 +170,7 @@ async function scenario(name: string) {
     streamLastSeq: async () => {
       const nc = await connect({ servers: server.url });
       try {
-        const jsm = await nc.jetstreamManager();
+        const jsm = await jetstreamManager(nc);
         return (await jsm.streams.info(new Subjects(prefix).stream('ledger'))).state.last_seq;
       } finally {
         await nc.close();

@@ -10,7 +10,8 @@ import { z } from 'zod';
 import { createKernel, defineContract, defineModule, event, operation, silentLogger, type AnyModule } from 'keel';
 import { createHttpGateway, createKernelMetrics } from 'keel/http';
 import { createNatsTransport } from 'keel/nats';
-import { connect, type NatsConnection } from 'nats';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { startHost, type Host } from '../cli/host.js';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
 
@@ -108,7 +109,7 @@ describe('metrics - the start-up backlog', () => {
   const publishBacklog = async (): Promise<void> => {
     newRound();
     for (let n = 0; n < BACKLOG; n += 1) await publish(n);
-    const info = await (await raw.jetstreamManager()).consumers.info('keel_ledger', 'auditor__recorded');
+    const info = await (await jetstreamManager(raw)).consumers.info('keel_ledger', 'auditor__recorded');
     expect(info.num_pending).toBe(BACKLOG);
     expect(handled).toBe(0);
   };
@@ -116,7 +117,7 @@ describe('metrics - the start-up backlog', () => {
   /** Positive signals that the backlog is handled: the handler ran for every event, and the consumer holds nothing more (each record reaches the observers before its acknowledgement). */
   const backlogDone = async (): Promise<void> => {
     expect(handled).toBe(BACKLOG);
-    const jsm = await raw.jetstreamManager();
+    const jsm = await jetstreamManager(raw);
     await vi.waitFor(async () => {
       const info = await jsm.consumers.info('keel_ledger', 'auditor__recorded');
       expect({ pending: info.num_pending, unacknowledged: info.num_ack_pending }).toEqual({ pending: 0, unacknowledged: 0 });

@@ -9,7 +9,8 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import { createKernel, defineContract, defineModule, event, isKeelError, operation, silentLogger, type AnyModule, type Kernel, type Logger, type Transport } from 'keel';
 import { createNatsTransport, type NatsTransportOptions } from 'keel/nats';
-import { connect, type NatsConnection } from 'nats';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { startNatsCluster, type NatsCluster } from './support/nats-cluster.js';
 
 const counter = defineContract({
@@ -119,7 +120,7 @@ describe('nats - a three-node NATS cluster', () => {
     await boot(['tally']);
     const publisher = await boot(['counter'], { logger: publisherLogger });
     await publisher.client(counter).add({ id: 'first' });
-    const jsm = await raw.jetstreamManager();
+    const jsm = await jetstreamManager(raw);
     const stream = await jsm.streams.info('keel_counter');
     expect(stream.config.num_replicas).toBe(3);
     const peers = [stream.cluster?.leader, ...(stream.cluster?.replicas ?? []).map((replica) => replica.name)].sort();
@@ -149,7 +150,7 @@ describe('nats - a three-node NATS cluster', () => {
 
   it('nats - keeps every acknowledged call applied and every acknowledged durable event delivered when the stream leader is killed (kill -9) under load, and serves again', async () => {
     const client = await boot([]);
-    const jsm = await raw.jetstreamManager();
+    const jsm = await jetstreamManager(raw);
     const ok = new Set<string>();
     const failed = new Map<string, string>();
     let next = 0;
@@ -249,11 +250,11 @@ describe('nats - a three-node NATS cluster', () => {
 
 /** How many times each `counter.added` payload id is stored in the stream, read message by message. */
 async function storedIds(nc: NatsConnection): Promise<Map<string, number>> {
-  const jsm = await nc.jetstreamManager();
+  const jsm = await jetstreamManager(nc);
   const { first_seq: first, last_seq: last } = (await jsm.streams.info('keel_counter')).state;
   const counts = new Map<string, number>();
   for (let seq = first; seq <= last; seq++) {
-    const { id } = (await jsm.streams.getMessage('keel_counter', { seq })).json<{ id: string }>();
+    const { id } = (await jsm.streams.getMessage('keel_counter', { seq }))!.json<{ id: string }>();
     counts.set(id, (counts.get(id) ?? 0) + 1);
   }
   return counts;

@@ -14,7 +14,8 @@ import {
 } from 'keel';
 import type { DeadLetter } from 'keel/transport';
 import { createNatsTransport } from 'keel/nats';
-import { AckPolicy, DeliverPolicy, RetentionPolicy, StorageType, connect, headers, nanos, type NatsConnection } from 'nats';
+import { AckPolicy, DeliverPolicy, RetentionPolicy, StorageType, jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { connect, headers, nanos, type NatsConnection } from '@nats-io/transport-node';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
 
 const ledger = defineContract({
@@ -112,7 +113,7 @@ describe('nats - durable events on JetStream', () => {
    * is the positive signal an absence check waits for, instead of a fixed sleep.
    */
   const consumerDrained = async (): Promise<void> => {
-    const jsm = await raw.jetstreamManager();
+    const jsm = await jetstreamManager(raw);
     await vi.waitFor(
       async () => {
         const info = await jsm.consumers.info('keel_ledger', 'auditor__recorded');
@@ -156,8 +157,8 @@ describe('nats - durable events on JetStream', () => {
     await consumerDrained();
     expect(tagged('hopeless').map((delivery) => delivery.attempt)).toEqual([1, 2, 3]);
 
-    const jsm = await raw.jetstreamManager();
-    const stored = await jsm.streams.getMessage('keel__dead-letters', { last_by_subj: 'keel._dead-letter.auditor.ledger.recorded' });
+    const jsm = await jetstreamManager(raw);
+    const stored = (await jsm.streams.getMessage('keel__dead-letters', { last_by_subj: 'keel._dead-letter.auditor.ledger.recorded' }))!;
     expect(stored.json()).toEqual({ tag: 'hopeless', failTimes: 100 });
     expect(stored.header.get('Keel-Subscriber')).toBe('auditor');
     expect(stored.header.get('Keel-Attempts')).toBe('3');
@@ -172,7 +173,7 @@ describe('nats - durable events on JetStream', () => {
     eventHeaders.set('Keel-Correlation-Id', 'bad-payload');
     eventHeaders.set('Keel-Publisher', 'ledger');
     eventHeaders.set('Keel-Published-At', String(Date.now()));
-    const js = raw.jetstream();
+    const js = jetstream(raw);
     await js.publish('keel.ledger.durable.recorded', new TextEncoder().encode('{"tag": 42}'), { headers: eventHeaders });
     await js.publish('keel.ledger.durable.recorded', new TextEncoder().encode('not json'), { headers: eventHeaders, msgID: 'bad-bytes-1' });
     await vi.waitFor(() => {
@@ -190,7 +191,7 @@ describe('nats - durable events on JetStream', () => {
     kernels.delete('auditor-1');
     await client().client(ledger).record({ tag: 'while-down', failTimes: 0 });
     // Kept: the event waits on the durable consumer (a positive signal), and no instance has handled it.
-    const jsm = await raw.jetstreamManager();
+    const jsm = await jetstreamManager(raw);
     await vi.waitFor(async () => expect((await jsm.consumers.info('keel_ledger', 'auditor__recorded')).num_pending).toBeGreaterThanOrEqual(1), {
       timeout: 10_000,
       interval: 50,
@@ -212,7 +213,7 @@ describe('nats - durable events on JetStream', () => {
   });
 
   it('nats - creates one stream per publishing module and one durable consumer per subscribing module and event', async () => {
-    const jsm = await raw.jetstreamManager();
+    const jsm = await jetstreamManager(raw);
     const stream = await jsm.streams.info('keel_ledger');
     expect(stream.config.subjects).toEqual(['keel.ledger.durable.>']);
     // Limits retention kept 7 days: interest retention loses confirmed events over a restart (nats-reconnect.test.ts).
@@ -235,7 +236,7 @@ describe('nats - a stream made by an earlier keel with interest retention', () =
 
   it('nats - keeps publishing to it and warns, naming the stream and how to make it again with limits retention; only its publisher updates its limits, a subscriber warns', async () => {
     const raw = await connect({ servers: server.url });
-    const jsm = await raw.jetstreamManager();
+    const jsm = await jetstreamManager(raw);
     await jsm.streams.add({ name: 'old_ledger', subjects: ['old.ledger.durable.>'], retention: RetentionPolicy.Interest, storage: StorageType.File });
     const warnings: string[] = [];
     const logger: Logger = {

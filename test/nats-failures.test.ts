@@ -16,7 +16,7 @@ import {
 } from 'keel';
 import { createClient } from 'keel/transport';
 import { createNatsTransport } from 'keel/nats';
-import { connect, headers, type NatsConnection } from 'nats';
+import { connect, headers, type NatsConnection } from '@nats-io/transport-node';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
 
 const MAX_PAYLOAD = 16 * 1024;

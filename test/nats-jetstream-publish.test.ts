@@ -9,7 +9,8 @@ import { z } from 'zod';
 import { createKernel, defineContract, defineModule, event, isKeelError, operation, silentLogger, type Kernel, type Logger, type Transport } from 'keel';
 import type { PublishedEvent } from 'keel/transport';
 import { createNatsTransport, type NatsTransportOptions } from 'keel/nats';
-import { connect, nanos, type NatsConnection } from 'nats';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { connect, nanos, type NatsConnection } from '@nats-io/transport-node';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
 
 const ledger = defineContract({
@@ -148,11 +149,11 @@ describe('nats - publishing durable events to JetStream', () => {
 
   /** The payload tags stored in stream `name`, in order. */
   const storedTags = async (name: string): Promise<string[]> => {
-    const jsm = await raw.jetstreamManager();
+    const jsm = await jetstreamManager(raw);
     const { first_seq: first, last_seq: last, messages } = (await jsm.streams.info(name)).state;
     const tags: string[] = [];
     if (messages === 0) return tags;
-    for (let seq = first; seq <= last; seq++) tags.push((await jsm.streams.getMessage(name, { seq })).json<{ tag: string }>().tag);
+    for (let seq = first; seq <= last; seq++) tags.push((await jsm.streams.getMessage(name, { seq }))!.json<{ tag: string }>().tag);
     return tags;
   };
 
@@ -167,8 +168,8 @@ describe('nats - publishing durable events to JetStream', () => {
   });
 
   it('nats - stores an event once when its publish is sent again with the same id: the second PubAck says duplicate', async () => {
-    const js = raw.jetstream();
-    const jsm = await raw.jetstreamManager();
+    const js = jetstream(raw);
+    const jsm = await jetstreamManager(raw);
     await jsm.streams.add({ name: 'plain', subjects: ['plain.>'] });
     const first = await js.publish('plain.event', new TextEncoder().encode('{}'), { msgID: 'same-id' });
     const again = await js.publish('plain.event', new TextEncoder().encode('{}'), { msgID: 'same-id' });
@@ -215,7 +216,7 @@ describe('nats - publishing durable events to JetStream', () => {
   it('nats - gives up with UNAVAILABLE after publishAttempts when no stream takes the event, and makes the stream again for the next one', async () => {
     const transport = await transportOf({ prefix: 'gone', publishAttempts: 3, publishRetryDelayMs: 20 });
     await transport.publish(recorded('made', 'gone-1'));
-    const jsm = await raw.jetstreamManager();
+    const jsm = await jetstreamManager(raw);
     await jsm.streams.delete('gone_ledger');
 
     const failure = await transport.publish(recorded('lost', 'gone-2')).then(() => undefined, (error: unknown) => error);
@@ -227,7 +228,7 @@ describe('nats - publishing durable events to JetStream', () => {
   });
 
   it("nats - gives each module's stream its limits from streams, applied by its publisher, and the transport-wide ones to the others", async () => {
-    const jsm = await raw.jetstreamManager();
+    const jsm = await jetstreamManager(raw);
     const limited = await transportOf({
       prefix: 'limits',
       eventMaxAgeMs: 3_600_000,

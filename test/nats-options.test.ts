@@ -16,7 +16,7 @@ import {
 } from 'keel';
 import { createClient } from 'keel/transport';
 import { DEFAULT_NATS_TRANSPORT_OPTIONS, createNatsTransport, natsOptionsFromEnv, type NatsTransportOptions } from 'keel/nats';
-import { connect, headers } from 'nats';
+import { connect, headers } from '@nats-io/transport-node';
 import { connectForStatus } from '../cli/tooling/status.js';
 import { makeCertificates } from './support/certificates.js';
 import { closedPort, createOperatorAuth, startNatsServer, type NatsServer } from './support/nats-server.js';

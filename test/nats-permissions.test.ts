@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { RequestStrategy, connect, type NatsConnection } from 'nats';
+import { connect, errors as natsErrors, type NatsConnection } from '@nats-io/transport-node';
+import { foreignServices } from './support/foreign-services.js';
 import { natsAuthorization, natsUserEnvironment, natsUsers, type NatsUser } from '../cli/deploy/nats-config.js';
 import { NATS_CLIENT_USER, natsPermissions } from '../cli/deploy/nats-permissions.js';
 import { parseTopology } from '../cli/topology.js';
@@ -76,7 +77,7 @@ describe('nats permissions - enforced by a real nats-server with the generated c
     connections.push(nc);
     const errors: string[] = [];
     void (async () => {
-      for await (const status of nc.status()) if (status.type === 'error') errors.push(String(status.data));
+      for await (const status of nc.status()) if (status.type === 'error') errors.push(status.error instanceof natsErrors.PermissionViolationError ? 'PERMISSIONS_VIOLATION' : String(status.error));
     })();
     return { nc, errors };
   };
@@ -130,7 +131,7 @@ describe('nats permissions - enforced by a real nats-server with the generated c
   it('nats permissions - notifications cannot call payments.refund, which it does not depend on, while orders can', async () => {
     const payments = await as(userOf('payments'));
     const received: string[] = [];
-    payments.nc.subscribe(`${PREFIX}.payments.refund`, { callback: (_error, msg) => received.push(msg.reply ?? '') });
+    payments.nc.subscribe(`${PREFIX}.payments.refund`, { callback: (_error, msg) => void received.push(msg.reply ?? '') });
     await payments.nc.flush();
     expect(await publishAs(userOf('notifications'), `${PREFIX}.payments.refund`)).toBe('PERMISSIONS_VIOLATION');
     expect(await publishAs(userOf('orders'), `${PREFIX}.payments.refund`)).toBe('accepted');
@@ -167,10 +168,10 @@ describe('nats permissions - enforced by a real nats-server with the generated c
 
   it('nats permissions - $SRV discovery works with the inbox prefixes: the client pings and asks payments, which answers', async () => {
     const payments = await as(userOf('payments'));
-    const service = await payments.nc.services.add({ name: 'payments', version: '1.0.0' });
+    const service = await foreignServices(payments.nc).add({ name: 'payments', version: '1.0.0' });
     const client = await as(userOf(NATS_CLIENT_USER));
     const pings = [];
-    for await (const ping of await client.nc.services.client({ strategy: RequestStrategy.Timer, maxWait: 1_000 }).ping('payments')) pings.push(ping);
+    for await (const ping of await foreignServices(client.nc).client({ strategy: 'timer', maxWait: 1_000 }).ping('payments')) pings.push(ping);
     expect(pings.map((ping) => ping.name)).toEqual(['payments']);
     expect(client.errors).toEqual([]);
     await service.stop();

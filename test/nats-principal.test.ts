@@ -6,7 +6,8 @@
  * subjects can send one (docs/security.md, "Caller identity").
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { connect, headers, type Msg, type MsgHdrs, type NatsConnection } from 'nats';
+import { jetstream } from '@nats-io/jetstream';
+import { connect, headers, type Msg, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
 import { z } from 'zod';
 import { createKernel, defineContract, defineModule, event, operation, silentLogger, type Kernel, type Transport } from 'keel';
 import type { DeadLetter } from 'keel/transport';
@@ -116,7 +117,7 @@ describe('nats - the principal header, sent by a plain NATS client', () => {
   });
 
   it('nats - dead-letters a durable event whose Keel-Principal the schema refuses as INVALID_EVENT without handling it; hands a valid one to the handler', async () => {
-    const js = nc.jetstream();
+    const js = jetstream(nc);
     const publish = (door: string, principal: string) =>
       js.publish('keel.badge.durable.swiped', encoder.encode(JSON.stringify({ door })), {
         headers: keelHeaders({ 'Keel-Event-Id': `swipe-${door}`, 'Keel-Principal': principal, 'Keel-Publisher': 'badge' }),

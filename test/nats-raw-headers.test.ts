@@ -1,6 +1,6 @@
 /**
- * The event path reads a message's header block from its bytes (adapters/nats/raw-headers.ts)
- * instead of nats' `msg.headers`. Every block below is written to a real nats-server as a raw
+ * The callee (requests) and the subscriber (notifications) read a message's header block from
+ * its bytes (adapters/nats/raw-headers.ts) instead of nats' `msg.headers`. Every block below is written to a real nats-server as a raw
  * `HPUB` (so it can be malformed in ways the nats client would never send) and received by a real
  * client: what `messageHeaders` reads must be what nats' own decoder reads (each key's first
  * value), and a block nats refuses must still be refused.
@@ -8,7 +8,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect as connectTcp, type Socket } from 'node:net';
 import { once } from 'node:events';
-import { connect, headers, type Msg, type NatsConnection } from 'nats';
+import { connect, headers, type Msg, type NatsConnection } from '@nats-io/transport-node';
+import { readRequestHeaders } from '../adapters/nats/headers.js';
 import { messageHeaders } from '../adapters/nats/raw-headers.js';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
 
@@ -100,6 +101,43 @@ describe('messageHeaders', () => {
       const msg = await receive(block);
       expect(() => msg.headers).toThrow();
       expect(() => messageHeaders(msg)).toThrow();
+    }
+  });
+});
+
+/** What `readRequestHeaders` answers, or the message it refuses with. */
+function outcome(read: () => ReturnType<typeof readRequestHeaders>): unknown {
+  try {
+    return read();
+  } catch (error) {
+    return { refused: (error as Error).message };
+  }
+}
+
+describe('readRequestHeaders over messageHeaders', () => {
+  it('reads the same call context from the bytes as from nats\' decoded headers, refusals included', async () => {
+    const deadline = Date.now() + 60_000;
+    const blocks = [
+      `NATS/1.0\r\nKeel-Contract-Version: 1.0.0\r\nKeel-Correlation-Id: c-1\r\nKeel-Caller: orders\r\nKeel-Deadline: ${deadline}\r\n\r\n`,
+      // Spaces around values, a repeated header (the first counts), unknown and odd lines, a status line.
+      `NATS/1.0 100 Whatever\r\nKeel-Contract-Version:   2.1.0  \r\nKeel-Correlation-Id: first\r\nKeel-Correlation-Id: second\r\nno colon here\r\nX-Other: y\r\nKeel-Caller: late\r\nKeel-Deadline: ${deadline}\r\n\r\n`,
+      `NATS/1.0\r\nKeel-Contract-Version: 1.0.0\r\nKeel-Correlation-Id: c-2\r\nKeel-Deadline: ${deadline}\r\nKeel-Principal: {"sub":"u-1","roles":["a:b"]}\r\nKeel-Call-Attempt: 3\r\ntraceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\nKeel-Idempotency-Key: k-1\r\n\r\n`,
+      // Refused: no version, a bad version, a bad deadline, a principal that is not JSON.
+      `NATS/1.0\r\nKeel-Correlation-Id: c-3\r\n\r\n`,
+      `NATS/1.0\r\nKeel-Contract-Version: one\r\nKeel-Correlation-Id: c-4\r\n\r\n`,
+      `NATS/1.0\r\nKeel-Contract-Version: 1.0.0\r\nKeel-Correlation-Id: c-5\r\nKeel-Deadline: soon\r\n\r\n`,
+      `NATS/1.0\r\nKeel-Contract-Version: 1.0.0\r\nKeel-Correlation-Id: c-6\r\nKeel-Principal: {nope\r\n\r\n`,
+      // Lower-case keys are other headers, for both readers.
+      `NATS/1.0\r\nkeel-contract-version: 1.0.0\r\nKeel-Correlation-Id: c-7\r\n\r\n`,
+    ];
+    for (const block of blocks) {
+      const msg = await receive(block);
+      const read = messageHeaders(msg);
+      // Read from the bytes, except a block with a status line: that one nats decodes.
+      expect(Array.isArray(read), block).toBe(block.startsWith('NATS/1.0\r\n'));
+      const fromBytes = outcome(() => readRequestHeaders(read, 'shop.order', 10_000));
+      const fromDecoded = outcome(() => readRequestHeaders(msg.headers, 'shop.order', 10_000));
+      expect(fromBytes, block).toEqual(fromDecoded);
     }
   });
 });

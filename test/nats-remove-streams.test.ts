@@ -6,7 +6,8 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { StorageType, connect, type NatsConnection } from 'nats';
+import { StorageType, jetstreamManager } from '@nats-io/jetstream';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { createKernel, defineContract, defineModule, event, isKeelError, operation, silentLogger, type AnyModule, type Kernel, type Transport } from 'keel';
@@ -48,7 +49,7 @@ describe('nats - removing the JetStream streams of a prefix', () => {
   let nc: NatsConnection;
 
   const streamNames = async (): Promise<string[]> => {
-    const jsm = await nc.jetstreamManager();
+    const jsm = await jetstreamManager(nc);
     const names: string[] = [];
     for await (const stream of jsm.streams.list()) names.push(stream.config.name);
     return names.sort();
@@ -77,7 +78,7 @@ describe('nats - removing the JetStream streams of a prefix', () => {
   it('nats - removeEventStreams deletes the streams keel made for its prefix, and leaves another prefix\'s and foreign streams', async () => {
     await runWith('acme');
     await runWith('acme.shop');
-    const jsm = await nc.jetstreamManager();
+    const jsm = await jetstreamManager(nc);
     await jsm.streams.add({ name: 'acme_audit', subjects: ['audit.>'] });
     expect(await streamNames()).toEqual(['acme__dead-letters', 'acme_audit', 'acme_shop__dead-letters', 'acme_shop_ticker', 'acme_ticker']);
     const consumers: string[] = [];
@@ -92,7 +93,7 @@ describe('nats - removing the JetStream streams of a prefix', () => {
   });
 
   it('nats - removeEventStreams removes every stream of its prefix when they take more than one page of the listing (256 a page)', async () => {
-    const jsm = await nc.jetstreamManager();
+    const jsm = await jetstreamManager(nc);
     const count = 300;
     for (let index = 0; index < count; index += 1) {
       const module = `m${String(index).padStart(3, '0')}`;

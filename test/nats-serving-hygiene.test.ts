@@ -5,7 +5,9 @@
  * after the refused one (an answer, a handled event, a drained consumer), never after a sleep.
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { connect, headers, type MsgHdrs, type NatsConnection, type ServiceStats } from 'nats';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { connect, headers, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
+import type { ServiceStats } from 'keel/nats';
 import { z } from 'zod';
 import { createKernel, defineContract, defineModule, event, operation, silentLogger, type Kernel, type Logger, type Transport } from 'keel';
 import type { DeadLetter, DroppedRecord } from 'keel/transport';
@@ -117,7 +119,7 @@ describe('nats - serving-side hygiene, attacked from a plain NATS client', () =>
 
   /** Waits until the durable consumer has nothing waiting and nothing unacknowledged: every delivery is final. */
   const consumerDrained = async (): Promise<void> => {
-    const jsm = await nc.jetstreamManager();
+    const jsm = await jetstreamManager(nc);
     await vi.waitFor(
       async () => {
         const info = await jsm.consumers.info('keel_orders', 'inventory__refundIssued');
@@ -199,31 +201,31 @@ describe('nats - serving-side hygiene, attacked from a plain NATS client', () =>
   });
 
   it('nats - terminates a durable refundIssued with no headers without handling or dead-lettering it, and handles one with keel\'s headers', async () => {
-    const js = nc.jetstream();
+    const js = jetstream(nc);
     await js.publish('keel.orders.durable.refundIssued', json({ orderId: 'forged-refund', amount: 999.99 }));
     await js.publish('keel.orders.durable.refundIssued', json({ orderId: 'real-refund', amount: 5 }), { headers: headersOf(keelEventHeaders('real-refund')) });
     await vi.waitFor(() => expect(handled).toContain('refundIssued:real-refund'), { timeout: 10_000, interval: 20 });
     await consumerDrained();
     expect(handled).not.toContain('refundIssued:forged-refund');
     expect(deadLetters).toEqual([]);
-    const jsm = await nc.jetstreamManager();
+    const jsm = await jetstreamManager(nc);
     expect((await jsm.streams.info('keel__dead-letters')).state.messages).toBe(0);
     expect(warnings('without keel headers').filter((line) => line.message.startsWith('terminated durable'))).toHaveLength(1);
   });
 
   it(`nats - keeps at most deadLetterMaxMessages (${DEAD_LETTER_LIMIT}) dead letters when 12 forged invalid events arrive`, async () => {
-    const js = nc.jetstream();
+    const js = jetstream(nc);
     for (let index = 0; index < 12; index += 1) {
       const id = `invalid-${index}`;
       await js.publish('keel.orders.durable.refundIssued', json({ orderId: id, amount: 'lots' }), { headers: headersOf(keelEventHeaders(id)), msgID: id });
     }
     await vi.waitFor(() => expect(deadLetters).toHaveLength(12), { timeout: 15_000, interval: 50 });
     await consumerDrained();
-    const jsm = await nc.jetstreamManager();
+    const jsm = await jetstreamManager(nc);
     const info = await jsm.streams.info('keel__dead-letters');
     expect(info.config).toMatchObject({ max_msgs: DEAD_LETTER_LIMIT, max_bytes: DEFAULT_NATS_TRANSPORT_OPTIONS.deadLetterMaxBytes, discard: 'old' });
     expect(info.state.messages).toBe(DEAD_LETTER_LIMIT);
-    const newest = await jsm.streams.getMessage('keel__dead-letters', { last_by_subj: 'keel._dead-letter.inventory.orders.refundIssued' });
+    const newest = (await jsm.streams.getMessage('keel__dead-letters', { last_by_subj: 'keel._dead-letter.inventory.orders.refundIssued' }))!;
     expect(newest.header.get('Keel-Event-Id')).toBe('invalid-11');
   });
 });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { RetentionPolicy, connect } from 'nats';
+import { RetentionPolicy, jetstreamManager } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
 import { startNatsServer } from './support/nats-server.js';
 
 describe('nats - the test server helper', () => {
@@ -12,13 +13,13 @@ describe('nats - the test server helper', () => {
     try {
       const first = await connect({ servers: server.url });
       expect(first.info?.max_payload).toBe(4096);
-      const jsm = await first.jetstreamManager();
+      const jsm = await jetstreamManager(first);
       await jsm.streams.add({ name: 'kept', subjects: ['kept.>'], retention: RetentionPolicy.Limits });
       await first.close();
 
       await server.restart();
       const second = await connect({ servers: `127.0.0.1:${server.port}` });
-      expect((await (await second.jetstreamManager()).streams.info('kept')).config.name).toBe('kept');
+      expect((await (await jetstreamManager(second)).streams.info('kept')).config.name).toBe('kept');
       await second.close();
     } finally {
       await server.stop();

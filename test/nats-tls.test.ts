@@ -9,7 +9,8 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import { createKernel, defineContract, defineModule, event, isKeelError, operation, silentLogger, type Kernel, type Transport } from 'keel';
 import { createNatsTransport, natsOptionsFromEnv } from 'keel/nats';
-import { connect } from 'nats';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
 import { natsAuthorization, natsUserEnvironment, natsUsers, type NatsUser } from '../cli/deploy/nats-config.js';
 import { parseTopology } from '../cli/topology.js';
 import { makeCertificates, type TestCertificates } from './support/certificates.js';
@@ -113,7 +114,7 @@ describe('nats TLS - a server requiring TLS, locked down with the generated user
       const back = userOf('back');
       const nc = await connect({ servers: server.url, user: back.user, pass: back.password, inboxPrefix: back.inboxPrefix, tls: { caFile: certificates.ca } });
       try {
-        const jsm = await nc.jetstreamManager();
+        const jsm = await jetstreamManager(nc);
         await vi.waitFor(async () => expect((await jsm.streams.info('tls__dead-letters')).state.messages).toBe(1), { timeout: 15_000, interval: 50 });
       } finally {
         await nc.close();

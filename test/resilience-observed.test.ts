@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { KeelError, KeelErrorCode, createKernel, defineContract, defineModule, isKeelError, operation, silentLogger, type Kernel, type Transport } from 'keel';
 import { createHttpGateway, type HttpGateway } from 'keel/http';
 import { createNatsTransport } from 'keel/nats';
-import { connect, type NatsConnection } from 'nats';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { formatStatusReport, readStatus } from '../cli/tooling/status.js';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
 

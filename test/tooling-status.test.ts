@@ -6,7 +6,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { connect, type NatsConnection, type Service } from 'nats';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import type { Service } from '@nats-io/services';
+import { foreignServices } from './support/foreign-services.js';
 import {
   createKernel,
   defineContract,
@@ -102,7 +104,7 @@ describe('tooling - status', () => {
 
     // A NATS service keel did not register, through the raw client.
     raw = await connect({ servers: server.url });
-    legacy = await raw.services.add({ name: 'legacy', version: '0.3.0' });
+    legacy = await foreignServices(raw).add({ name: 'legacy', version: '0.3.0' });
     legacy.addEndpoint('ping', (error, msg) => {
       if (error === null) msg.respond('pong');
     });

@@ -19,9 +19,11 @@ import {
   type OperationAddress,
   type TransportCallOptions,
 } from 'keel/transport';
-import { RequestStrategy, createInbox, type Msg, type MsgHdrs, type NatsError, type ServiceInfo, type Subscription } from 'nats';
+import { createInbox, type Msg, type MsgHdrs, type Subscription } from '@nats-io/transport-node';
 import type { Connection } from './connection.js';
 import { callHeaders, sameMajor } from './headers.js';
+import type { ServiceInfo } from './service-api.js';
+import { askServices } from './service-client.js';
 import { Header, decodeJson, encodeJson } from './wire.js';
 
 /** Longest wait, after a call got no responders, for the module's instances to describe themselves. */
@@ -114,7 +116,7 @@ export class Caller implements CallOwner {
    * reconnecting. If the connection is not back within the reconnect grace, the transport ends
    * it INTERRUPTED (transport.ts); otherwise it waits for its reply or its deadline (TIMEOUT):
    * outcome unknown either way. nats.js
-   * (v2.29) hands a publish to the socket a microtask later, so a call published while
+   * (v2.29, and v3.4 alike) hands a publish to the socket a microtask later, so a call published while
    * `connected` was true was written before a disconnect could be noticed; the bytes a dying
    * socket swallowed, or published in the few microtasks between the client seeing the socket
    * close and its status event reaching `connected`, are lost unseen and end as TIMEOUT too.
@@ -150,7 +152,7 @@ export class Caller implements CallOwner {
   }
 
   /**
-   * A call made while the connection is down. It is not published: nats.js (v2.29) would queue it
+   * A call made while the connection is down. It is not published: nats.js (v2.29, and v3.4 alike) would queue it
    * in its outbound buffer, which it empties at every reconnect attempt (`prepare()` →
    * `resetOutbound()`), so a request published during an outage is dropped unseen and its caller
    * would wait its whole deadline for a TIMEOUT. Instead the call waits the reconnect grace
@@ -232,7 +234,7 @@ export class Caller implements CallOwner {
     if (this.#pending.size === 0 && this.#allPendingSettled !== undefined) this.#allPendingSettled();
   }
 
-  #onReply(error: NatsError | null, msg: Msg): void {
+  #onReply(error: Error | null, msg: Msg): void {
     if (error !== null) {
       this.#connection.logger.warn({ err: error }, 'reply subscription error');
       return;
@@ -309,23 +311,8 @@ export class Caller implements CallOwner {
 
   /** The `$SRV.INFO` answers of a service's instances within `budgetMs`; none when nothing answers. */
   async #serviceInfo(name: string, budgetMs: number): Promise<ServiceInfo[]> {
-    const found: ServiceInfo[] = [];
-    let timer: NodeJS.Timeout | undefined;
-    try {
-      const answers = await this.#connection.nc.services
-        .client({ strategy: RequestStrategy.JitterTimer, maxWait: budgetMs, jitter: NO_RESPONDERS_PROBE_JITTER_MS })
-        .info(name);
-      // Answers keep the request open for a jitter period each: never past the budget.
-      timer = setTimeout(() => answers.stop(), budgetMs);
-      for await (const info of answers) {
-        if (Array.isArray(info.endpoints) && typeof info.version === 'string') found.push(info);
-      }
-    } catch {
-      // No responders (nothing runs), a closed connection, an answer that is not JSON: what was found so far stands.
-    } finally {
-      clearTimeout(timer);
-    }
-    return found;
+    const answers = await askServices(this.#connection.nc, 'INFO', name, { maxWaitMs: budgetMs, stallMs: NO_RESPONDERS_PROBE_JITTER_MS });
+    return answers.filter((info) => Array.isArray(info.endpoints) && typeof info.version === 'string');
   }
 }
 

@@ -5,7 +5,7 @@
  */
 import { KeelError, KeelErrorCode, type Logger } from 'keel';
 import { within, type Registration, type TransportStatus } from 'keel/transport';
-import { ErrorCode, Events, connect, type NatsConnection, type NatsError } from 'nats';
+import { connect, errors, type NatsConnection } from '@nats-io/transport-node';
 import { connectionOptions, redactUrl, type ResolvedNatsOptions } from './options.js';
 import { Subjects } from './wire.js';
 
@@ -40,15 +40,24 @@ function connectAdvice(error: unknown, options: ResolvedNatsOptions): string {
   return 'Start nats-server there, or fix KEEL_NATS_URL and the NATS credentials.';
 }
 
-/** A NATS client error as text: its message and code. */
+/** A NATS client error as text: its message, and its class when that says more (`TimeoutError`). */
 export function reason(error: unknown): string {
-  if (error instanceof Error) return (error as NatsError).code ? `${error.message} (${(error as NatsError).code})` : error.message;
+  if (error instanceof Error) return error.name !== 'Error' && !error.message.includes(error.name) ? `${error.message} (${error.name})` : error.message;
   return String(error);
 }
 
-/** The NATS client's error code of `error` (`ErrorCode`), if it has one. */
-export function natsCode(error: unknown): string | undefined {
-  return typeof error === 'object' && error !== null ? ((error as NatsError).code as string | undefined) : undefined;
+/**
+ * True when a publish was refused for exceeding the server's `max_payload`. The client (v3)
+ * throws an `InvalidArgumentError` for it; on a publish (to a valid subject, which a reply subject
+ * or keel's own subjects are) that size check is the only one that throws that class.
+ */
+export function isPayloadTooLarge(error: unknown): boolean {
+  return error instanceof errors.InvalidArgumentError;
+}
+
+/** True when the NATS client refused because the connection is closed or draining. */
+export function isConnectionClosing(error: unknown): boolean {
+  return error instanceof errors.ClosedConnectionError || error instanceof errors.DrainingConnectionError;
 }
 
 /** How a wait for a lost connection ended ({@link Connection.waitForConnection}). */
@@ -99,28 +108,28 @@ export class Connection {
     try {
       for await (const status of this.nc.status()) {
         switch (status.type) {
-          case Events.Disconnect:
-            if (this.connected) this.logger.warn({ server: String(status.data) }, 'disconnected from NATS; reconnecting');
+          case 'disconnect':
+            if (this.connected) this.logger.warn({ server: status.server }, 'disconnected from NATS; reconnecting');
             this.connected = false;
             onDisconnected();
             break;
-          case Events.Reconnect:
+          case 'reconnect':
             this.connected = true;
             this.#wakeWaiters();
-            this.logger.info({ server: String(status.data) }, 'reconnected to NATS');
+            this.logger.info({ server: status.server }, 'reconnected to NATS');
             break;
-          case Events.LDM:
+          case 'ldm':
             this.logger.warn({ server: this.nc.getServer() }, 'NATS server entering lame duck mode; will move to another server');
             break;
-          case Events.Error:
-            if (/AUTH/i.test(String(status.data))) {
+          case 'error':
+            if (status.error instanceof errors.AuthorizationError || status.error instanceof errors.UserAuthenticationExpiredError) {
               // The client keeps retrying (credentials may be rotated server-side); say why it is not back.
               this.logger.error(
-                { error: String(status.data), server: this.nc.getServer() },
+                { error: String(status.error), server: this.nc.getServer() },
                 'NATS refused this connection\'s credentials; retrying — check the token, user and password or credentials file (KEEL_NATS_TOKEN, KEEL_NATS_USER/KEEL_NATS_PASSWORD, KEEL_NATS_CREDS)',
               );
             } else {
-              this.logger.warn({ error: String(status.data) }, 'NATS reported an error');
+              this.logger.warn({ error: String(status.error) }, 'NATS reported an error');
             }
             break;
           default:
@@ -211,9 +220,8 @@ export class Connection {
 
   /** What a failed `publish` of `size` bytes becomes for the caller. */
   publishError(error: unknown, what: string, size: number, correlationId: string | undefined): KeelError {
-    const code = natsCode(error);
-    if (code === ErrorCode.MaxPayloadExceeded) return this.tooLarge(`${what} (with its headers)`, size, this.maxPayload, correlationId);
-    if (code === ErrorCode.ConnectionClosed || code === ErrorCode.ConnectionDraining) {
+    if (isPayloadTooLarge(error)) return this.tooLarge(`${what} (with its headers)`, size, this.maxPayload, correlationId);
+    if (isConnectionClosing(error)) {
       return new KeelError(KeelErrorCode.UNAVAILABLE, `${what} was not sent: the NATS connection is closing.`, {
         correlationId,
         cause: error,

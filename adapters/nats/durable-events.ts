@@ -5,7 +5,8 @@
  */
 import { KeelError, KeelErrorCode, isKeelError } from 'keel';
 import { InFlight, within, type EventMetadata, type EventSubscription, type Registration } from 'keel/transport';
-import { ConsumerEvents, headers as natsHeaders, type ConsumerMessages, type JsMsg } from 'nats';
+import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
+import { headers as natsHeaders } from '@nats-io/transport-node';
 import type { Connection } from './connection.js';
 import { readEventHeaders, sameMajor } from './headers.js';
 import type { DurableConsumer, JetStream } from './jetstream.js';
@@ -84,9 +85,9 @@ export class DurableEvents {
     const logger = this.#connection.logger;
     let repairing = false;
     try {
-      for await (const status of await messages.status()) {
+      for await (const status of messages.status()) {
         if (state.stopped) break;
-        if (status.type !== ConsumerEvents.ConsumerNotFound && status.type !== ConsumerEvents.StreamNotFound) continue;
+        if (status.type !== 'consumer_not_found' && status.type !== 'stream_not_found') continue;
         if (repairing) continue;
         repairing = true;
         this.#jetStream.forgetStream(state.stream);

@@ -1,13 +1,14 @@
 /**
- * keel's own counters for each endpoint (operation) of a module served on NATS, reported as
- * the endpoint's `data` in `$SRV.STATS` through the service's `statsHandler`.
+ * keel's own counters for each endpoint (operation) of a module served on NATS, reported in
+ * `$SRV.STATS` (service-api.ts): as the endpoint's standard fields, and again as its `data`.
  *
- * Why not the standard fields: the `nats` client (v2) times only the synchronous part of an
- * endpoint handler and counts an error only when the handler throws. keel's handler hands the
- * request to the module and answers later, failures included, as error replies; so the
- * standard `num_errors` stays 0 and `processing_time` near 0. The client offers no public way
- * to record an outcome after the handler returned, so keel counts the whole call itself.
- * docs/wire-protocol.md ("Statistics") describes both sets of fields.
+ * keel answers the service API itself, so the standard fields are keel's true counters of whole
+ * calls: a request is counted when it is answered, its time runs until the reply was handed to
+ * the NATS client, and every error reply counts as an error. (Earlier keel versions served
+ * through the `nats` client's service framework, whose standard fields saw only the synchronous
+ * part of the handler; `data` carried the true counters then, and still does, for readers written
+ * against those versions and for the fields the standard set lacks: `num_no_reply`, `circuits`.)
+ * docs/wire-protocol.md ("Statistics") describes both.
  */
 import { performance } from 'node:perf_hooks';
 
@@ -16,7 +17,7 @@ import { performance } from 'node:perf_hooks';
  *
  * @example
  * ```ts
- * const stats = (await nc.request('$SRV.STATS.catalog')).json<ServiceStats>();
+ * const stats = (await nc.request('$SRV.STATS.catalog')).json<ServiceStats>(); // ServiceStats from 'keel/nats'
  * const keel = stats.endpoints?.filter((endpoint) => isEndpointStatsData(endpoint.data));
  * ENDPOINT_STATS_TYPE; // 'io.keel.endpoint_stats.v1'
  * ```
@@ -30,7 +31,7 @@ export const ENDPOINT_STATS_TYPE = 'io.keel.endpoint_stats.v1';
  *
  * @example
  * ```ts
- * const stats = (await nc.request('$SRV.STATS.catalog')).json<ServiceStats>(); // ServiceStats from 'nats'
+ * const stats = (await nc.request('$SRV.STATS.catalog')).json<ServiceStats>(); // ServiceStats from 'keel/nats'
  * const getProduct = stats.endpoints?.find((endpoint) => endpoint.name === 'getProduct');
  * if (isEndpointStatsData(getProduct?.data)) {
  *   console.log(getProduct.data.num_errors, getProduct.data.average_processing_time / 1e6, 'ms');

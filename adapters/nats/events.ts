@@ -4,7 +4,7 @@
  * Durable events are JetStream's (jetstream.ts).
  */
 import { InFlight, within, type EventSubscription, type PublishedEvent, type Registration } from 'keel/transport';
-import type { Msg, Subscription } from 'nats';
+import type { Msg, Subscription } from '@nats-io/transport-node';
 import type { Connection } from './connection.js';
 import { eventHeaders, readEventHeaders, sameMajor } from './headers.js';
 import { LogThrottle } from './log-throttle.js';

@@ -14,7 +14,8 @@ import {
   type OperationAddress,
   type PublishedEvent,
 } from 'keel/transport';
-import { headers, type Match, type MsgHdrs } from 'nats';
+import { headers, type Match, type MsgHdrs } from '@nats-io/transport-node';
+import type { HeaderEntries } from './raw-headers.js';
 import { Header, headerValue } from './wire.js';
 
 const UNSAFE = /[\r\n]/;
@@ -176,62 +177,73 @@ export interface RequestHeaders {
 const VERSION_PATTERN = /^\d+\.\d+\.\d+([-+].*)?$/;
 const INTEGER_PATTERN = /^\d+$/;
 
+/** keel's request headers as found, before any check: the first value of each, as `MsgHdrs` gives it. */
+class RequestHeaderValues {
+  version: string | undefined = undefined;
+  correlationId: string | undefined = undefined;
+  traceparent: string | undefined = undefined;
+  caller: string | undefined = undefined;
+  deadline: string | undefined = undefined;
+  timeout: string | undefined = undefined;
+  idempotencyKey: string | undefined = undefined;
+  principal: string | undefined = undefined;
+  callAttempt: string | undefined = undefined;
+
+  take(key: string, value: string): void {
+    switch (key) {
+      case Header.CONTRACT_VERSION:
+        this.version ??= value;
+        break;
+      case Header.CORRELATION_ID:
+        this.correlationId ??= value;
+        break;
+      case Header.TRACEPARENT:
+        this.traceparent ??= value;
+        break;
+      case Header.CALLER:
+        this.caller ??= value;
+        break;
+      case Header.DEADLINE:
+        this.deadline ??= value;
+        break;
+      case Header.TIMEOUT_MS:
+        this.timeout ??= value;
+        break;
+      case Header.IDEMPOTENCY_KEY:
+        this.idempotencyKey ??= value;
+        break;
+      case Header.PRINCIPAL:
+        this.principal ??= value;
+        break;
+      case Header.CALL_ATTEMPT:
+        this.callAttempt ??= value;
+        break;
+      default:
+        break;
+    }
+  }
+}
+
 /**
- * Reads a request's headers. Missing optional headers get defaults (a new correlation id,
+ * Reads a request's headers: the entries raw-headers.ts read from the header block's bytes, or
+ * nats' decoded `MsgHdrs`, read alike. Missing optional headers get defaults (a new correlation id,
  * caller `external`, the default deadline); a missing or malformed contract version or deadline
  * is refused with `INVALID_INPUT`, naming the header and pointing at the wire protocol.
  */
 export function readRequestHeaders(
-  source: MsgHdrs | undefined,
+  source: HeaderEntries | undefined,
   target: string,
   defaultTimeoutMs: number,
 ): RequestHeaders {
-  let version: string | undefined;
-  let correlationId: string | undefined;
-  let traceparent: string | undefined;
-  let caller: string | undefined;
-  let deadline: string | undefined;
-  let timeout: string | undefined;
-  let idempotencyKey: string | undefined;
-  let principal: string | undefined;
-  let callAttempt: string | undefined;
+  const found = new RequestHeaderValues();
   if (source !== undefined) {
     for (const [key, values] of source) {
       const value = values[0];
-      if (value === undefined) continue;
-      switch (key) {
-        case Header.CONTRACT_VERSION:
-          version = value;
-          break;
-        case Header.CORRELATION_ID:
-          correlationId = value;
-          break;
-        case Header.TRACEPARENT:
-          traceparent = value;
-          break;
-        case Header.CALLER:
-          caller = value;
-          break;
-        case Header.DEADLINE:
-          deadline = value;
-          break;
-        case Header.TIMEOUT_MS:
-          timeout = value;
-          break;
-        case Header.IDEMPOTENCY_KEY:
-          idempotencyKey = value;
-          break;
-        case Header.PRINCIPAL:
-          principal = value;
-          break;
-        case Header.CALL_ATTEMPT:
-          callAttempt = value;
-          break;
-        default:
-          break;
-      }
+      if (value !== undefined) found.take(key, value);
     }
   }
+  const { version, traceparent, caller, deadline, timeout, idempotencyKey, principal, callAttempt } = found;
+  let { correlationId } = found;
   correlationId = correlationId === undefined || correlationId === '' ? newCorrelationId() : correlationId;
   if (version === undefined) {
     refuse(target, correlationId, `header ${Header.CONTRACT_VERSION} is missing; send the semver of the contract you were built against.`);
@@ -316,7 +328,7 @@ export interface EventHeaders {
  * `owner` (the module whose contract declares the event) was not sent by keel and gets a
  * `refusal`. Metadata is filled in anyway, for the logs.
  */
-export function readEventHeaders(source: Iterable<readonly [string, readonly string[]]> | undefined, attempt: number, owner: string): EventHeaders {
+export function readEventHeaders(source: HeaderEntries | undefined, attempt: number, owner: string): EventHeaders {
   let version: string | undefined;
   let id: string | undefined;
   let correlationId: string | undefined;

@@ -1,7 +1,7 @@
 /**
  * keel/nats — the NATS transport. Carries keel calls and events between processes over NATS:
- * request/reply with one queue group per module, modules registered with the NATS service API
- * (`$SRV.PING`, `$SRV.INFO`, `$SRV.STATS`), notification events on core NATS and durable events
+ * request/reply with one queue group per module, modules answering the NATS service API
+ * (`$SRV.PING`, `$SRV.INFO`, `$SRV.STATS`) as services, notification events on core NATS and durable events
  * on JetStream. The wire protocol is documented in docs/wire-protocol.md.
  *
  * @example
@@ -30,3 +30,13 @@ export { NATS_ENV, natsOptionsFromEnv } from './options-from-env.js';
 export { removeEventStreams } from './remove-streams.js';
 export { DECLARED_ERROR_CODES, Header, SERVICE_ERROR_CODES, Subjects } from './wire.js';
 export { ENDPOINT_STATS_TYPE, isEndpointStatsData, type EndpointStatsData } from './endpoint-stats.js';
+export {
+  SERVICE_API_PREFIX,
+  ServiceResponseType,
+  type ServiceEndpointInfo,
+  type ServiceEndpointStats,
+  type ServiceIdentity,
+  type ServiceInfo,
+  type ServiceStats,
+} from './service-api.js';
+export { askServices, type ServiceQuestionOptions, type ServiceVerb } from './service-client.js';

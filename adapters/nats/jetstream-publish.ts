@@ -7,8 +7,9 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { KeelError, KeelErrorCode } from 'keel';
-import { ErrorCode, type JetStreamClient, type MsgHdrs, type NatsError, type PubAck } from 'nats';
-import { natsCode, reason, type Connection } from './connection.js';
+import { JetStreamApiError, type JetStreamClient, type PubAck } from '@nats-io/jetstream';
+import { RequestError, errors, type MsgHdrs } from '@nats-io/transport-node';
+import { reason, type Connection } from './connection.js';
 
 /** Longest delay between two attempts. */
 const MAX_RETRY_DELAY_MS = 3_000;
@@ -20,12 +21,16 @@ const JS_NOT_ENABLED = new Set([10039, 10076]);
 type Outcome = 'not-stored' | 'unknown' | 'final';
 
 function outcomeOf(error: unknown): Outcome {
-  const code = natsCode(error);
-  if (code === ErrorCode.Timeout || code === ErrorCode.Disconnect) return 'unknown';
-  if (code === ErrorCode.NoResponders) return 'not-stored';
-  const api = typeof error === 'object' && error !== null ? (error as NatsError).api_error : undefined;
+  if (error instanceof errors.TimeoutError) return 'unknown';
+  // The client (v3) reports "no responders" to a publish as JetStreamNotEnabled, the request's
+  // RequestError (no responders) as its cause: nothing took the message (a leader being elected).
+  const request = error instanceof RequestError ? error : error instanceof Error && error.cause instanceof RequestError ? error.cause : undefined;
+  if (request?.isNoResponders()) return 'not-stored';
+  // A request cut short by a disconnect: it may have reached JetStream.
+  if (request !== undefined) return 'unknown';
+  const api = error instanceof JetStreamApiError ? error : error instanceof Error && error.cause instanceof JetStreamApiError ? error.cause : undefined;
   // A 503 answer from JetStream itself: temporarily unavailable (no quorum, a leader change).
-  if (api?.code === 503 && !JS_NOT_ENABLED.has(api.err_code ?? 0)) return 'not-stored';
+  if (api?.status === 503 && !JS_NOT_ENABLED.has(api.code)) return 'not-stored';
   return 'final';
 }
 

@@ -9,19 +9,19 @@ import {
   AckPolicy,
   DeliverPolicy,
   DiscardPolicy,
-  ErrorCode,
+  JetStreamApiError,
   RetentionPolicy,
   StorageType,
-  millis,
-  nanos,
+  jetstream,
+  jetstreamManager,
   type ConsumerConfig,
   type JetStreamClient,
   type JetStreamManager,
-  type NatsError,
   type StreamConfig,
   type StreamInfo,
-} from 'nats';
-import { natsCode, reason, type Connection } from './connection.js';
+} from '@nats-io/jetstream';
+import { millis, nanos } from '@nats-io/transport-node';
+import { isPayloadTooLarge, reason, type Connection } from './connection.js';
 import { eventPayload } from './events.js';
 import { eventHeaders } from './headers.js';
 import { publishWithRetry } from './jetstream-publish.js';
@@ -36,8 +36,23 @@ export interface DurableConsumer {
   readonly label: string;
 }
 
-function jsErrorCode(error: unknown): number | undefined {
-  return typeof error === 'object' && error !== null ? (error as NatsError).api_error?.err_code : undefined;
+/**
+ * True when the server has no JetStream for this connection. The client (v3) reports it as its
+ * `JetStreamNotEnabled` error, which it exports only from its internal module; its name is set
+ * by its constructor, so the class is told by `name`.
+ */
+export function isJetStreamNotEnabled(error: unknown): boolean {
+  return error instanceof Error && (error.name === 'JetStreamNotEnabled' || jsErrorCode(error) === JS_NOT_ENABLED_FOR_ACCOUNT);
+}
+
+/** JetStream API error code: JetStream is not enabled for the account. */
+const JS_NOT_ENABLED_FOR_ACCOUNT = 10039;
+
+/** The JetStream API error code (`err_code`) of `error`, or of the JetStream API error it wraps. */
+export function jsErrorCode(error: unknown): number | undefined {
+  if (error instanceof JetStreamApiError) return error.code;
+  if (error instanceof Error && error.cause instanceof JetStreamApiError) return error.cause.code;
+  return undefined;
 }
 
 /** JetStream API error codes keel handles. */
@@ -92,7 +107,7 @@ export class JetStream {
       // No stream took it: check the stream again before the next publish (it may have vanished).
       if (isKeelError(error, KeelErrorCode.UNAVAILABLE)) this.forgetStream(this.#connection.subjects.stream(event.contract));
       if (isKeelError(error)) throw error;
-      if (natsCode(error) === ErrorCode.MaxPayloadExceeded) throw this.#connection.publishError(error, `The payload of event ${label}`, data.length, correlationId);
+      if (isPayloadTooLarge(error)) throw this.#connection.publishError(error, `The payload of event ${label}`, data.length, correlationId);
       throw new KeelError(
         KeelErrorCode.INTERRUPTED,
         `Durable event ${label} was not confirmed by JetStream (${reason(error)}); it may or may not have been stored. ` +
@@ -103,7 +118,7 @@ export class JetStream {
   }
 
   async #jetstreamManager(): Promise<JetStreamManager> {
-    this.#jsm ??= this.#connection.nc.jetstreamManager({ timeout: this.#connection.options.jetStreamTimeoutMs }).catch((error: unknown) => {
+    this.#jsm ??= jetstreamManager(this.#connection.nc, { timeout: this.#connection.options.jetStreamTimeoutMs }).catch((error: unknown) => {
       this.#jsm = undefined;
       throw new KeelError(
         KeelErrorCode.UNAVAILABLE,
@@ -116,7 +131,7 @@ export class JetStream {
 
   async client(): Promise<JetStreamClient> {
     await this.#jetstreamManager();
-    this.#js ??= this.#connection.nc.jetstream({ timeout: this.#connection.options.jetStreamTimeoutMs });
+    this.#js ??= jetstream(this.#connection.nc, { timeout: this.#connection.options.jetStreamTimeoutMs });
     return this.#js;
   }
 
@@ -301,7 +316,7 @@ export class JetStream {
 }
 
 /** The stream keel wants: what it sets, with the subjects it needs. */
-type WantedStream = Partial<StreamConfig> & { subjects: string[] };
+type WantedStream = Partial<StreamConfig> & { name: string; subjects: string[] };
 
 /** The limits a process that owns a stream brings up to date. */
 const LIMIT_KEYS = ['max_age', 'duplicate_window', 'max_msgs', 'max_bytes', 'num_replicas'] as const;

@@ -1,12 +1,12 @@
 /**
  * Options of the NATS transport: checked once by a strict zod schema (through keel's
- * `parseOptions`), defaults merged in one place, and the `nats` client's connection options
+ * `parseOptions`), defaults merged in one place, and the NATS client's (`@nats-io/transport-node`) connection options
  * built from them. The environment-variable reader is in `options-from-env.ts`.
  */
 import { accessSync, constants, readFileSync } from 'node:fs';
 import { KeelError, KeelErrorCode, type Logger } from 'keel';
 import { MAX_TIMEOUT_MS, describeValue, loggerOption, parseOptions } from 'keel/transport';
-import { credsAuthenticator, type ConnectionOptions } from 'nats';
+import { credsAuthenticator, type ConnectionOptions } from '@nats-io/transport-node';
 import { z } from 'zod';
 import { isValidPrefix } from './wire.js';
 
@@ -399,7 +399,7 @@ export function resolveOptions(options: NatsTransportOptions): ResolvedNatsOptio
 /**
  * Credentials written into server URLs, as the NATS CLI and the Go client accept them
  * (`nats://user:password@host:4222`, `nats://token@host:4222`), lifted into `user`/`password` or
- * `token`: the `nats` client for Node ignores them, and a silent "Authorization Violation" would
+ * `token`: the NATS client for Node ignores them, and a silent "Authorization Violation" would
  * hide why. The URLs handed on carry no secret. Refused when URLs disagree, or when options
  * give credentials too.
  */
@@ -468,7 +468,7 @@ export function redactUrl(server: string): string {
   return server.replace(/\/\/[^@/]*@/, '//***@');
 }
 
-/** Builds the `nats` client's connection options of the transport: reconnecting for ever. */
+/** Builds the NATS client's (`@nats-io/transport-node`) connection options of the transport: reconnecting for ever. */
 export function connectionOptions(options: ResolvedNatsOptions): ConnectionOptions {
   return {
     servers: [...options.servers],
@@ -494,14 +494,14 @@ export function connectionOptions(options: ResolvedNatsOptions): ConnectionOptio
 export type NatsAuthOptions = Pick<NatsTransportOptions, 'token' | 'user' | 'password' | 'credentialsFile' | 'tls'>;
 
 /**
- * The authentication and TLS part of the `nats` client's connection options, the same for
+ * The authentication and TLS part of the NATS client's connection options, the same for
  * the transport and for `keel status`. A credentials file is read on every connect and
  * reconnect, not once, so credentials rotated on disk are used without a restart. Checks
  * nothing: give it options {@link createNatsTransport} would accept.
  *
  * @example
  * ```ts
- * import { connect } from 'nats';
+ * import { connect } from '@nats-io/transport-node';
  *
  * const connection = await connect({ servers: 'nats://127.0.0.1:4222', reconnect: false, ...natsAuthOptions({ credentialsFile: '/run/secrets/shop.creds' }) });
  * ```

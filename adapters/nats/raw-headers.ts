@@ -1,16 +1,17 @@
 /**
- * A received message's header block read straight from its bytes, for the event path: nats'
- * `msg.headers` parses every block into a `MsgHdrs` (a `TextDecoder`, per header a key
- * canonicalisation, a scan of the keys so far and a value check), which was a quarter of a
- * subscriber's CPU per event (docs/performance.md, "Event profile"). keel's readers only iterate
- * the headers once, so a list of the headers' first values does.
+ * A received message's header block read straight from its bytes, for requests at the callee and
+ * notifications at the subscriber: nats' `msg.headers` parses every block into a `MsgHdrs` (a
+ * `TextDecoder`, per header a key validation and canonicalisation, a scan of the keys so far and
+ * a value check), which was a fifth of a callee's and a quarter of a subscriber's CPU
+ * (docs/performance.md). keel's readers only iterate the headers once, so a list of the headers'
+ * first values does.
  *
  * nats.js exposes a message's raw bytes only privately (`_rdata`, and `_msg.hdr`, the header
- * block's length), the same in `nats` v2 and `@nats-io/nats-core` v3. When they are not there, or
+ * block's length), the same in `nats` v2 and `@nats-io/nats-core` v3 (test/nats-raw-headers.test.ts fails if an update moves them). When they are not there, or
  * the block is anything but plain ASCII in the form nats itself writes, this returns nats' own
  * decoded `msg.headers`, so a block nats would read differently, or refuse, is still read by nats.
  */
-import type { Msg } from 'nats';
+import type { Msg } from '@nats-io/transport-node';
 
 /** A header and its values, as iterating nats' `MsgHdrs` yields them (here: the first value only). */
 export type HeaderEntry = readonly [string, readonly string[]];

@@ -4,8 +4,10 @@
  * throwaway environments, whose prefix is their own.
  */
 import { KeelError, KeelErrorCode } from 'keel';
-import { ErrorCode, connect, type NatsConnection, type StreamConfig } from 'nats';
-import { natsCode, reason } from './connection.js';
+import { jetstreamManager, type StreamConfig } from '@nats-io/jetstream';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { reason } from './connection.js';
+import { isJetStreamNotEnabled } from './jetstream.js';
 import { connectionOptions, redactUrl, resolveOptions, type NatsTransportOptions } from './options.js';
 import { Subjects } from './wire.js';
 
@@ -53,8 +55,8 @@ export async function removeEventStreams(options: NatsTransportOptions & { reado
     );
   }
   try {
-    const jsm = await nc.jetstreamManager({ timeout: resolved.jetStreamTimeoutMs }).catch((error: unknown) => {
-      if (natsCode(error) === ErrorCode.JetStreamNotEnabled) return undefined;
+    const jsm = await jetstreamManager(nc, { timeout: resolved.jetStreamTimeoutMs }).catch((error: unknown) => {
+      if (isJetStreamNotEnabled(error)) return undefined;
       throw error;
     });
     if (jsm === undefined) return [];

@@ -1,6 +1,7 @@
 /**
- * The serving side of the NATS transport: one NATS service per module (discoverable with
- * `$SRV.PING/INFO/STATS`), one endpoint per operation, one queue group per module. A request is
+ * The serving side of the NATS transport: one plain queue subscription per operation, in one
+ * queue group per module, and the module's answers to the NATS service API
+ * (`$SRV.PING/INFO/STATS`, service-api.ts), so no service framework wraps each request. A request is
  * read here and settled by the kernel's answer pipeline into a {@link NatsReply}, which encodes
  * the answer or the error envelope within the server's payload limit and counts it in the
  * endpoint's statistics.
@@ -16,21 +17,22 @@ import {
   type Registration,
   type ServedModule,
 } from 'keel/transport';
-import { ErrorCode, type NatsError, type Service, type ServiceMsg } from 'nats';
+import { headers, type Msg, type Subscription } from '@nats-io/transport-node';
 import { performance } from 'node:perf_hooks';
 import { z } from 'zod';
-import { natsCode, reason, type Connection } from './connection.js';
+import { isPayloadTooLarge, reason, type Connection } from './connection.js';
 import { EndpointCounters } from './endpoint-stats.js';
 import { readRequestHeaders } from './headers.js';
+import { messageHeaders } from './raw-headers.js';
+import { ServiceApi, type ServiceEndpoint } from './service-api.js';
 import { LogThrottle } from './log-throttle.js';
-import { decodeJson, encodeJson, headerValue, serviceErrorCode } from './wire.js';
+import { Header, decodeJson, encodeJson, headerValue, serviceErrorCode } from './wire.js';
 
 /** A module served on NATS. */
 interface Served {
   readonly module: ServedModule;
   readonly label: string;
   readonly inFlight: InFlight;
-  service: Service | undefined;
 }
 
 /** One operation served on NATS: what every request to it shares, made once by `serve`. */
@@ -53,18 +55,22 @@ class Endpoint {
     this.served.inFlight.end();
   }
 
-  respondError(msg: ServiceMsg, envelope: ErrorEnvelope): void {
+  respondError(msg: Msg, envelope: ErrorEnvelope): void {
     const code = serviceErrorCode(envelope, this.served.module.contract, this.operation);
     const description = headerValue(`${envelope.code}: ${envelope.message}`);
     this.counters.failed(description);
+    // The service API's error headers, in the order its clients' frameworks write them.
+    const replyHeaders = headers();
+    replyHeaders.set(Header.SERVICE_ERROR_CODE, String(code));
+    replyHeaders.set(Header.SERVICE_ERROR, description);
     try {
       try {
-        msg.respondError(code, description, encodeJson(envelope));
+        msg.respond(encodeJson(envelope), { headers: replyHeaders });
       } catch (error) {
-        if (natsCode(error) !== ErrorCode.MaxPayloadExceeded) throw error;
+        if (!isPayloadTooLarge(error)) throw error;
         // Details (zod issues of a huge input) or data made the envelope too large: send its core.
         const { type, message, correlationId } = envelope;
-        msg.respondError(code, description, encodeJson({ type, code: envelope.code, message: headerValue(message, 2048), correlationId }));
+        msg.respond(encodeJson({ type, code: envelope.code, message: headerValue(message, 2048), correlationId }), { headers: replyHeaders });
       }
     } catch (error) {
       this.connection.logger.warn({ err: error, operation: this.target, correlationId: envelope.correlationId }, 'could not send an error reply');
@@ -80,7 +86,7 @@ class Endpoint {
 class NatsReply implements Answer {
   constructor(
     readonly endpoint: Endpoint,
-    readonly msg: ServiceMsg,
+    readonly msg: Msg,
     readonly context: CallContext,
     readonly startedAt: number,
   ) {}
@@ -158,19 +164,9 @@ export class Responder {
     const { nc, subjects, options, logger } = connection;
     const contract = module.contract;
     if (connection.closing) throw connection.unavailable(`Cannot serve module "${contract.name}"`);
-    const served: Served = { module, label: contract.name, inFlight: new InFlight(), service: undefined };
-    // The client's own counters miss asynchronous answers: each endpoint's `data` carries keel's (endpoint-stats.ts).
-    const countersBySubject = new Map<string, EndpointCounters>();
-    const service = await nc.services.add({
-      name: contract.name,
-      version: contract.version,
-      description: contract.description ?? `keel module ${contract.name}`,
-      queue: contract.name,
-      metadata: { 'keel.prefix': options.prefix, 'keel.protocol': '1' },
-      statsHandler: (endpoint) => Promise.resolve(countersBySubject.get(endpoint.subject)?.report(openCircuits(module)) ?? null),
-    });
-    served.service = service;
-    const group = service.addGroup(subjects.module(contract.name), contract.name);
+    const served: Served = { module, label: contract.name, inFlight: new InFlight() };
+    const subscriptions: Subscription[] = [];
+    const endpoints: ServiceEndpoint[] = [];
     for (const [operation, definition] of Object.entries(contract.operations)) {
       const metadata: Record<string, string> = {
         input_schema: jsonSchemaOf(definition.input, 'input'),
@@ -181,17 +177,31 @@ export class Responder {
       if (definition.timeoutMs !== undefined) metadata['timeout_ms'] = String(definition.timeoutMs);
       if (definition.description !== undefined) metadata['description'] = definition.description;
       const endpoint = new Endpoint(connection, served, operation);
-      countersBySubject.set(subjects.operation(contract.name, operation), endpoint.counters);
-      group.addEndpoint(operation, {
-        handler: (error, msg) => this.#onRequest(endpoint, error, msg),
-        metadata,
-        queue: contract.name,
-      });
+      const subject = subjects.operation(contract.name, operation);
+      endpoints.push({ name: operation, subject, queue_group: contract.name, metadata, counters: endpoint.counters });
+      subscriptions.push(
+        nc.subscribe(subject, {
+          queue: contract.name,
+          callback: (error, msg) => this.#onRequest(endpoint, error, msg),
+        }),
+      );
     }
+    const serviceApi = new ServiceApi(
+      nc,
+      {
+        name: contract.name,
+        version: contract.version,
+        description: contract.description ?? `keel module ${contract.name}`,
+        metadata: { 'keel.prefix': options.prefix, 'keel.protocol': '1' },
+        endpoints,
+        circuits: () => openCircuits(module),
+      },
+      (error, subject) => logger.warn({ err: error, module: contract.name, subject }, 'NATS service API subscription error'),
+    );
     await nc.flush();
     logger.debug({ module: contract.name, subject: `${subjects.module(contract.name)}.*` }, 'serving module on NATS');
     return connection.register(async () => {
-      await this.#stopService(service, contract.name);
+      await this.#stopServing(subscriptions, serviceApi, contract.name);
       if (!(await within(served.inFlight.idle(), options.drainTimeoutMs))) {
         logger.warn(
           { module: contract.name, inFlight: served.inFlight.count },
@@ -201,19 +211,20 @@ export class Responder {
     });
   }
 
-  async #stopService(service: Service, module: string): Promise<void> {
+  async #stopServing(subscriptions: readonly Subscription[], serviceApi: ServiceApi, module: string): Promise<void> {
     const connection = this.#connection;
-    // A service stop drains its subscriptions: the server stops routing new requests here and
-    // the requests already routed are delivered. While disconnected a drain cannot complete,
-    // so do not wait for it then.
-    const stopped = service.stop();
-    if (!connection.connected || connection.nc.isClosed()) return;
+    if (connection.nc.isClosed()) return;
+    // Draining the subscriptions: the server stops routing new requests (and service API
+    // questions) here, and the requests already routed are delivered. While disconnected a
+    // drain cannot complete, so do not wait for it then.
+    const stopped = Promise.allSettled([...subscriptions.map((subscription) => subscription.drain()), serviceApi.drain()]);
+    if (!connection.connected) return;
     if (!(await within(stopped, connection.options.drainTimeoutMs))) {
-      connection.logger.warn({ module }, 'NATS service did not finish draining in time');
+      connection.logger.warn({ module }, 'NATS subscriptions did not finish draining in time');
     }
   }
 
-  #onRequest(endpoint: Endpoint, error: NatsError | null, msg: ServiceMsg): void {
+  #onRequest(endpoint: Endpoint, error: Error | null, msg: Msg): void {
     const startedAt = performance.now();
     const { served, operation, target } = endpoint;
     const logger = this.#connection.logger;
@@ -221,7 +232,7 @@ export class Responder {
       logger.warn({ err: error, operation: target }, 'request subscription error');
       return;
     }
-    if (msg.reply === '') {
+    if (msg.reply === undefined || msg.reply === '') {
       // Counted per endpoint ($SRV.STATS data num_no_reply); logged at a bounded rate, since any
       // client allowed to publish on the subject can send as many as it likes.
       endpoint.counters.noReply += 1;
@@ -239,7 +250,8 @@ export class Responder {
     let request: ReturnType<typeof readRequestHeaders>;
     let input: unknown;
     try {
-      request = readRequestHeaders(msg.headers, target, this.#connection.options.defaultTimeoutMs);
+      // Read from the header block's bytes where raw-headers.ts can, else by nats' own decoding.
+      request = readRequestHeaders(messageHeaders(msg), target, this.#connection.options.defaultTimeoutMs);
       try {
         input = decodeJson(msg.data);
       } catch {
@@ -250,7 +262,14 @@ export class Responder {
         );
       }
     } catch (failure) {
-      const keel = failure as KeelError;
+      // nats' own decoding throws on a header block it refuses (a key with a space, a bare LF).
+      const keel =
+        failure instanceof KeelError
+          ? failure
+          : new KeelError(
+              KeelErrorCode.INVALID_INPUT,
+              `Request to ${target}: the header block is malformed (${reason(failure)}). Send NATS headers as \`Key: value\` lines (see docs/wire-protocol.md).`,
+            );
       endpoint.respondError(msg, {
         type: 'keel',
         code: keel.code,

@@ -11,7 +11,7 @@ import { STATUS_BY_ERROR_KIND, type ErrorEnvelope } from 'keel/transport';
  *
  * @example
  * ```ts
- * const request = headers(); // from 'nats'
+ * const request = headers(); // from '@nats-io/transport-node'
  * request.set(Header.CONTRACT_VERSION, '1.0.0');
  * request.set(Header.TIMEOUT_MS, '5000');
  * const reply = await nc.request('keel.catalog.getProduct', JSON.stringify({ sku: 'KB-001' }), { headers: request });

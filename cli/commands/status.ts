@@ -4,7 +4,7 @@
  * average processing time per module. With a topology, fails when one of its modules has no
  * running instance.
  */
-import type { NatsConnection } from 'nats';
+import type { NatsConnection } from '@nats-io/transport-node';
 import { NATS_ENV } from 'keel/nats';
 import { contextOf, defineCommand } from '../command.js';
 import { CLIError, CliErrorCode } from '../errors.js';

@@ -3,20 +3,25 @@
  * discover instances, `$SRV.INFO` for what they serve, `$SRV.STATS` for their counters — and
  * sums them per module. Any NATS tool sees the same data (`nats micro ls`); keel only reads it.
  *
- * Counters: keel modules put their own per-endpoint counters in the endpoint's `data` (the
- * standard fields of the `nats` client miss asynchronous answers; docs/wire-protocol.md,
- * "Statistics"). They are preferred where present; other services report the standard fields.
+ * Counters: keel modules put their own per-endpoint counters in the endpoint's `data` (also in
+ * the standard fields since keel answers the service API itself; older keel versions served
+ * through the `nats` client's service framework, whose standard fields miss asynchronous answers:
+ * docs/wire-protocol.md, "Statistics"). They are preferred where present; other services report
+ * the standard fields.
  */
-import { isEndpointStatsData, natsAuthOptions } from 'keel/nats';
 import {
-  RequestStrategy,
-  connect,
-  type NamedEndpointStats,
-  type NatsConnection,
+  askServices,
+  isEndpointStatsData,
+  natsAuthOptions,
+  type ServiceEndpointStats,
   type ServiceIdentity,
   type ServiceInfo,
   type ServiceStats,
-} from 'nats';
+} from 'keel/nats';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+
+/** How long to wait for more answers after the latest one (the NATS service client's default). */
+const STATUS_STALL_MS = 300;
 
 /** Metadata keys the keel NATS adapter puts on every module's service. */
 export const KEEL_SERVICE_METADATA = {
@@ -60,7 +65,7 @@ interface EndpointCounts {
 }
 
 /** An endpoint's counters: keel's own when its `data` carries them, the standard fields otherwise. */
-function countersOf(endpoint: NamedEndpointStats): EndpointCounts {
+function countersOf(endpoint: ServiceEndpointStats): EndpointCounts {
   const data = endpoint.data;
   if (isEndpointStatsData(data)) {
     return { requests: data.num_requests, errors: data.num_errors, processingNs: data.processing_time, lastError: data.last_error, keel: true };
@@ -161,17 +166,6 @@ export async function connectForStatus(options: StatusConnectOptions): Promise<N
   });
 }
 
-async function collect<T>(iterator: Promise<AsyncIterable<T>>): Promise<T[]> {
-  const items: T[] = [];
-  try {
-    for await (const item of await iterator) items.push(item);
-  } catch (error) {
-    // No service at all answers with "no responders": an empty system, not a failure.
-    if ((error as { code?: unknown }).code !== '503') throw error;
-  }
-  return items;
-}
-
 /**
  * Discovers the modules running on a NATS system and sums their statistics per module.
  *
@@ -185,11 +179,11 @@ async function collect<T>(iterator: Promise<AsyncIterable<T>>): Promise<T[]> {
  */
 export async function readStatus(connection: NatsConnection, options: StatusOptions = {}): Promise<StatusReport> {
   const settings = { ...DEFAULT_STATUS_OPTIONS, ...options };
-  const client = connection.services.client({ strategy: RequestStrategy.JitterTimer, maxWait: settings.maxWaitMs });
+  const question = { maxWaitMs: settings.maxWaitMs, stallMs: STATUS_STALL_MS };
   const [pings, infos, stats] = await Promise.all([
-    collect<ServiceIdentity>(client.ping()),
-    collect<ServiceInfo>(client.info()),
-    collect<ServiceStats>(client.stats()),
+    askServices(connection, 'PING', undefined, question),
+    askServices(connection, 'INFO', undefined, question),
+    askServices(connection, 'STATS', undefined, question),
   ]);
   const infoById = new Map(infos.map((info) => [info.id, info]));
   const statsById = new Map(stats.map((stat) => [stat.id, stat]));

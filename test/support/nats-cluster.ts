@@ -12,7 +12,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { connect } from 'nats';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
 import { acceptsConnections, freePort } from '../../cli/nats-server.js';
 
 /** Options of {@link startNatsCluster}. */
@@ -165,7 +166,7 @@ class ClusterImpl implements NatsCluster {
         try {
           const nc = await connect({ servers: node.url, reconnect: false, timeout: 2_000 });
           try {
-            await (await nc.jetstreamManager({ timeout: 2_000 })).getAccountInfo();
+            await (await jetstreamManager(nc, { timeout: 2_000 })).getAccountInfo();
             break;
           } finally {
             await nc.close();

@@ -11,7 +11,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { nkeys } from 'nats';
+import { nkeys } from '@nats-io/transport-node';
 import { acceptsConnections, freePort } from '../../cli/nats-server.js';
 
 /** Options of {@link startNatsServer}. */

@@ -1,0 +1,68 @@
+/**
+ * Asking the NATS service API (`$SRV.PING/INFO/STATS`) from keel: the caller's question when
+ * nothing answers an operation (caller.ts) and `keel status` (cli/tooling/status.ts). Every
+ * instance of every matching service answers, so the answers are collected on one inbox until
+ * they stop coming (`stallMs` after the latest) or `maxWaitMs` has passed, whichever is first.
+ * keel's own, like the serving side (service-api.ts): the NATS service client is not needed at
+ * run time.
+ */
+import { Empty, type NatsConnection } from '@nats-io/transport-node';
+import { SERVICE_API_PREFIX, type ServiceIdentity, type ServiceInfo, type ServiceStats } from './service-api.js';
+
+/** A service API question. */
+export type ServiceVerb = 'PING' | 'INFO' | 'STATS';
+
+/** How long to collect answers. */
+export interface ServiceQuestionOptions {
+  /** Stop at the latest after this many milliseconds. */
+  readonly maxWaitMs: number;
+  /** Stop this many milliseconds after the latest answer, when no other follows. */
+  readonly stallMs: number;
+}
+
+interface AnswerOf {
+  PING: ServiceIdentity;
+  INFO: ServiceInfo;
+  STATS: ServiceStats;
+}
+
+/**
+ * The answers to `$SRV.{verb}` (`.{name}` when given) within the options' time, parsed as JSON;
+ * none when no service answers (the server's no-responders status). Answers that are not JSON
+ * objects are left out. The question is a request on the connection's own inbox (its
+ * `inboxPrefix`). Never rejects: a closed connection finds nothing.
+ *
+ * @example
+ * ```ts
+ * const infos = await askServices(nc, 'INFO', 'catalog', { maxWaitMs: 1_000, stallMs: 100 });
+ * ```
+ */
+export async function askServices<V extends ServiceVerb>(
+  nc: NatsConnection,
+  verb: V,
+  name: string | undefined,
+  options: ServiceQuestionOptions,
+): Promise<AnswerOf[V][]> {
+  const subject = name === undefined ? `${SERVICE_API_PREFIX}.${verb}` : `${SERVICE_API_PREFIX}.${verb}.${name}`;
+  const found: AnswerOf[V][] = [];
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const answers = await nc.requestMany(subject, Empty, { strategy: 'stall', maxWait: options.maxWaitMs, stall: options.stallMs });
+    // The stall strategy waits `stall` after each answer, without a total bound: bound it here.
+    // The iterator is the client's QueuedIterator, typed as a plain AsyncIterable: stop() ends it.
+    timer = setTimeout(() => (answers as Partial<{ stop(): void }>).stop?.(), options.maxWaitMs);
+    for await (const msg of answers) {
+      try {
+        const answer: unknown = msg.json();
+        if (typeof answer === 'object' && answer !== null) found.push(answer as AnswerOf[V]);
+      } catch {
+        // not JSON: not a service API answer
+      }
+    }
+  } catch {
+    // No responders (nothing runs), a closed connection: what was found so far stands.
+  } finally {
+    clearTimeout(timer);
+  }
+  return found;
+}
