@@ -4,6 +4,8 @@
  * below is plain NATS.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { connect as connectTcp } from 'node:net';
+import { once } from 'node:events';
 import { RequestError, connect, headers, type Msg, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
 import { z } from 'zod';
 // keel is used only to serve the module under test:
@@ -147,6 +149,33 @@ describe('nats - wire protocol, spoken by a plain NATS client', () => {
     expect(envelope).toMatchObject({ type: 'keel', code: 'INVALID_INPUT', details: { contract: 'dictionary', operation: 'translate' } });
     expect(envelope.details.issues[0]?.path).toEqual(['word']);
     expect(envelope.correlationId).toEqual(expect.any(String));
+  });
+
+  it('nats - gets an INVALID_INPUT envelope for a header block nats cannot read, and the module keeps answering', async () => {
+    // Written as a raw HPUB: the nats client would never send a key with a space in it.
+    const inbox = `_INBOX.malformed.${Date.now()}`;
+    const replied = new Promise<Msg>((resolve) => nc.subscribe(inbox, { max: 1, callback: (_error, msg) => resolve(msg) }));
+    await nc.flush();
+    const socket = connectTcp(server.port, '127.0.0.1');
+    try {
+      await once(socket, 'connect');
+      const block = Buffer.from('NATS/1.0\r\nKeel-Contract-Version: 2.0.0\r\nBad Key: x\r\n\r\n', 'latin1');
+      const body = Buffer.from('{"word":"cat"}');
+      socket.write('CONNECT {"verbose":false,"pedantic":false,"headers":true,"protocol":1}\r\n');
+      socket.write(Buffer.concat([
+        Buffer.from(`HPUB keel.dictionary.translate ${inbox} ${block.length} ${block.length + body.length}\r\n`),
+        block,
+        body,
+        Buffer.from('\r\nPING\r\n'),
+      ]));
+      const reply = await replied;
+      expect(reply.headers?.get('Nats-Service-Error-Code')).toBe('400');
+      expect(reply.json()).toMatchObject({ type: 'keel', code: 'INVALID_INPUT', message: expect.stringContaining('header block is malformed') });
+    } finally {
+      socket.destroy();
+    }
+    const next = await nc.request('keel.dictionary.translate', encoder.encode('{"word":"cat"}'), { headers: keelHeaders(), timeout: 5_000 });
+    expect(next.json()).toEqual({ word: 'cat', translation: 'chat' });
   });
 
   it('nats - is refused with VERSION_MISMATCH when its contract major differs', async () => {
