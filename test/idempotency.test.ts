@@ -7,11 +7,11 @@
  */
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createKernel, isKeelError, silentLogger, type AnyModule, type DatabaseEngine, type Kernel, type Transport } from 'keel';
 import { createHttpGateway } from 'keel/http';
 import { createNatsTransport } from 'keel/nats';
-import { Declined, gateNamed, runsOf, tally, tallyInMemory, tallyWithData } from './fixtures/idempotency/modules.js';
+import { Declined, gateNamed, runStarted, runsOf, tally, tallyInMemory, tallyWithData } from './fixtures/idempotency/modules.js';
 import { pgliteUnderTest, postgresUnderTest } from './support/databases.js';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
 
@@ -120,18 +120,26 @@ describe.each(combos)('idempotency - keys in $store, calls $via', ({ store, via 
   it('refuses a retry while the first request runs as IDEMPOTENCY_KEY_IN_USE, then replays its outcome', async () => {
     const key = randomUUID();
     const gate = gateNamed(`${key}#1`);
-    // A deadline long enough for the tries below on a loaded machine: were it to pass, the first
-    // request's own retry would meet its still-running attempt and fail IDEMPOTENCY_KEY_IN_USE.
-    const first = client().slow({ gate: key }, { idempotencyKey: key, timeoutMs: 120_000 });
-    // The retry is refused only once the first request holds the key: try until it is.
-    let refused: unknown;
-    for (let tries = 0; tries < 200 && !isKeelError(refused, 'IDEMPOTENCY_KEY_IN_USE'); tries += 1) {
-      refused = await client().slow({ gate: key }, { idempotencyKey: key, timeoutMs: 500 }).catch((caught: unknown) => caught);
+    try {
+      // A deadline that cannot pass while the first request waits at its gate: were it to pass,
+      // its own retry would meet its still-running attempt and fail IDEMPOTENCY_KEY_IN_USE.
+      const first = client().slow({ gate: key }, { idempotencyKey: key, timeoutMs: 120_000 }).catch((caught: unknown) => caught);
+      // The retry is sent only once the first request's run has started, so that the first holds
+      // the key: a retry sent before may claim the key itself, and it is the first that is refused.
+      const early = await Promise.race([runStarted(`${key}#1`), first]);
+      expect(early, 'the first request ended before its run started').toBeUndefined();
+      const refused = await client().slow({ gate: key }, { idempotencyKey: key }).catch((caught: unknown) => caught);
+      expect(isKeelError(refused, 'IDEMPOTENCY_KEY_IN_USE'), String(refused)).toBe(true);
+      gate.open();
+      const answered = await first;
+      expect(answered).toEqual({ count: expect.any(Number) });
+      expect(await client().slow({ gate: key }, { idempotencyKey: key })).toEqual(answered);
+      // Neither the refused retry nor the replay ran: only the first request did.
+      expect(runsOf(key)).toBe(1);
+    } finally {
+      // Whatever failed above, the first run is not left waiting at its gate, so the module stops.
+      gate.open();
     }
-    expect(isKeelError(refused, 'IDEMPOTENCY_KEY_IN_USE')).toBe(true);
-    gate.open();
-    const answered = await first;
-    expect(await client().slow({ gate: key }, { idempotencyKey: key })).toEqual(answered);
   });
 
   it('replays a declared error as its declared class, without running again', async () => {
@@ -204,14 +212,18 @@ describe.each([{ store: 'postgres', engine: postgres }])('idempotency - a key ta
       const key = randomUUID();
       try {
         // The first run holds the key until its deadline plus the takeover grace (5 s), and its caller gives up.
-        const abandoned = first.client(tally).slow({ gate: key }, { idempotencyKey: key, timeoutMs: 100 }).catch((error: unknown) => error);
+        // Its deadline leaves room for its run to start on a loaded machine, which the test waits for:
+        // a run that never started would hold no key, and the retry below would take it at once.
+        const abandoned = first.client(tally).slow({ gate: key }, { idempotencyKey: key, timeoutMs: 1_000 }).catch((error: unknown) => error);
+        const early = await Promise.race([runStarted(`${key}#1`), abandoned]);
+        expect(early, 'the first request ended before its run started').toBeUndefined();
         expect(isKeelError(await abandoned, 'TIMEOUT')).toBe(true);
         // A retry through the other instance is refused while the claim holds, then takes the key over.
         let retry: Promise<unknown> | undefined;
         for (let tries = 0; tries < 100 && retry === undefined; tries += 1) {
           const attempt = second.client(tally).slow({ gate: key }, { idempotencyKey: key, timeoutMs: 20_000 }).catch((error: unknown) => error);
           // Either it is refused, or its run starts (the second run of this gate).
-          const started = vi.waitFor(() => expect(runsOf(key)).toBe(2), { timeout: 20_000, interval: 20 }).then(() => 'started' as const);
+          const started = runStarted(`${key}#2`).then(() => 'started' as const);
           const outcome = await Promise.race([attempt, started]);
           if (outcome === 'started') retry = attempt;
           else {
