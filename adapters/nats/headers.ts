@@ -154,13 +154,38 @@ function readPrincipal(value: string, where: string, correlationId: string): unk
   );
 }
 
-/** Headers of one call. */
+/** The parts of a call's header block that stay the same for every call of one operation by one caller. */
+interface CallHeaderParts {
+  readonly caller: string;
+  /** The status line, the contract version, and the name of the correlation id header. */
+  readonly head: string;
+  /** From the end of the correlation id to the deadline's value: the caller, the deadline's name. */
+  readonly middle: string;
+}
+
+// Keyed by the kernel's frozen per-operation address: one entry per operation a process calls.
+const callHeaderParts = new WeakMap<OperationAddress, CallHeaderParts>();
+
+function callHeaderPartsOf(address: OperationAddress, caller: string): CallHeaderParts {
+  const cached = callHeaderParts.get(address);
+  if (cached !== undefined && cached.caller === caller) return cached;
+  const parts: CallHeaderParts = {
+    caller,
+    head: `${HEADER_LINE}${Header.CONTRACT_VERSION}: ${safe(address.version)}\r\n${Header.CORRELATION_ID}: `,
+    middle: `\r\n${Header.CALLER}: ${safe(caller)}\r\n${Header.DEADLINE}: `,
+  };
+  callHeaderParts.set(address, parts);
+  return parts;
+}
+
+/**
+ * Headers of one call. The block's constant parts (status line, version, caller, the header
+ * names) are built once per operation and caller; a call adds its correlation id, its deadline
+ * and the optional headers. The bytes are those of one `Key: value` line per header, in this order.
+ */
 export function callHeaders(address: OperationAddress, context: CallContext): MsgHdrs {
-  let text =
-    `${HEADER_LINE}${Header.CONTRACT_VERSION}: ${safe(address.version)}\r\n` +
-    `${Header.CORRELATION_ID}: ${safe(context.correlationId)}\r\n` +
-    `${Header.CALLER}: ${safe(context.caller)}\r\n` +
-    `${Header.DEADLINE}: ${Math.floor(context.deadline)}\r\n`;
+  const parts = callHeaderPartsOf(address, context.caller);
+  let text = `${parts.head}${safe(context.correlationId)}${parts.middle}${Math.floor(context.deadline)}\r\n`;
   if (context.traceparent !== undefined && context.traceparent !== '') text += `${Header.TRACEPARENT}: ${safe(context.traceparent)}\r\n`;
   if (context.idempotencyKey !== undefined) text += `${Header.IDEMPOTENCY_KEY}: ${safe(context.idempotencyKey)}\r\n`;
   if (context.principal !== undefined) text += `${Header.PRINCIPAL}: ${principalHeader(context.principal)}\r\n`;
