@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect as connectTcp, type Socket } from 'node:net';
 import { once } from 'node:events';
 import { connect, headers, type Msg, type NatsConnection } from '@nats-io/transport-node';
-import { callHeaders, readRequestHeaders } from '../adapters/nats/headers.js';
+import { callHeaders, eventHeaders, readRequestHeaders, sameMajor } from '../adapters/nats/headers.js';
 import { hasNoHeaders, messageHeaders, replyToken } from '../adapters/nats/raw-headers.js';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
 
@@ -205,6 +205,41 @@ describe('callHeaders', () => {
       expect(Buffer.from(sent.encode()).toString('latin1'), context.correlationId).toBe(
         Buffer.from((expected as unknown as { encode(): Uint8Array }).encode()).toString('latin1'),
       );
+    }
+  });
+});
+
+describe('eventHeaders', () => {
+  it("writes the bytes nats' headers() would, as versions and publishers change from event to event", () => {
+    const events = [
+      { version: '1.0.0', publisher: 'orders', id: 'e-1', correlationId: 'c-1', publishedAt: 1_700_000_000_000.4 },
+      { version: '1.0.0', publisher: 'orders', id: 'e-2', correlationId: 'c-2', publishedAt: 2, traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' },
+      { version: '2.1.0', publisher: 'orders', id: 'e-3\n', correlationId: 'c-3', publishedAt: 3 },
+      { version: '2.1.0', publisher: 'billing', id: 'e-4', correlationId: 'c-4', publishedAt: 4, principal: { sub: 'u-1' } },
+      { version: '1.0.0', publisher: 'orders', id: 'e-5', correlationId: 'c-5', publishedAt: 5 },
+    ];
+    for (const { version, publisher, id, correlationId, publishedAt, traceparent, principal } of events) {
+      const expected = headers();
+      expected.set('Keel-Contract-Version', version);
+      expected.set('Keel-Event-Id', id.trim());
+      expected.set('Keel-Correlation-Id', correlationId);
+      expected.set('Keel-Publisher', publisher);
+      expected.set('Keel-Published-At', String(Math.floor(publishedAt)));
+      if (traceparent !== undefined) expected.set('traceparent', traceparent);
+      if (principal !== undefined) expected.set('Keel-Principal', JSON.stringify(principal));
+      const event = { contract: publisher, event: 'placed', version, payload: {}, metadata: { id, correlationId, publisher, publishedAt, traceparent, principal } };
+      const sent = eventHeaders(event as unknown as Parameters<typeof eventHeaders>[0]) as unknown as { encode(): Uint8Array };
+      expect(Buffer.from(sent.encode()).toString('latin1'), id).toBe(Buffer.from((expected as unknown as { encode(): Uint8Array }).encode()).toString('latin1'));
+    }
+  });
+
+  it('compares majors of versions, refusing what is not semver, asked again and again', () => {
+    for (let round = 0; round < 2; round += 1) {
+      expect(sameMajor('1.4.2', '1.0.0')).toBe(true);
+      expect(sameMajor('2.0.0', '1.0.0')).toBe(false);
+      expect(sameMajor('1.0', '1.0.0')).toBe(false);
+      expect(sameMajor('1.0.0-beta.1', '1.2.0')).toBe(true);
+      expect(sameMajor(undefined, '1.0.0')).toBe(false);
     }
   });
 });

@@ -318,15 +318,49 @@ function refuse(target: string, correlationId: string, message: string): never {
   throw new KeelError(KeelErrorCode.INVALID_INPUT, `Request to ${target}: ${message} See docs/wire-protocol.md.`, { correlationId });
 }
 
-/** Headers of one published event. */
+/** The parts of an event's header block that stay the same for every event of one contract version and publisher. */
+interface EventHeaderParts {
+  readonly version: string;
+  readonly publisher: string;
+  /** The status line, the contract version, and the name of the event id header. */
+  readonly head: string;
+  /** From the end of the correlation id to the publication time's value: the publisher, the time's name. */
+  readonly middle: string;
+}
+
+// A publisher sends the events of a few contract versions, all in its own name: the last parts
+// used, then one entry per version (a publisher whose name changes replaces its entry).
+let lastEventParts: EventHeaderParts | undefined;
+const eventHeaderParts = new Map<string, EventHeaderParts>();
+
+function eventHeaderPartsOf(version: string, publisher: string): EventHeaderParts {
+  const last = lastEventParts;
+  if (last !== undefined && last.version === version && last.publisher === publisher) return last;
+  let parts = eventHeaderParts.get(version);
+  if (parts === undefined || parts.publisher !== publisher) {
+    parts = {
+      version,
+      publisher,
+      head: `${HEADER_LINE}${Header.CONTRACT_VERSION}: ${safe(version)}\r\n${Header.EVENT_ID}: `,
+      middle: `\r\n${Header.PUBLISHER}: ${safe(publisher)}\r\n${Header.PUBLISHED_AT}: `,
+    };
+    if (eventHeaderParts.size < 256) eventHeaderParts.set(version, parts);
+  }
+  lastEventParts = parts;
+  return parts;
+}
+
+/**
+ * Headers of one published event. The constant parts (status line, version, publisher, header
+ * names) are built once per contract version and publisher; an event adds its id, correlation
+ * id, publication time and the optional headers, in the order below.
+ */
 export function eventHeaders(event: PublishedEvent): MsgHdrs {
   const { metadata } = event;
+  const parts = eventHeaderPartsOf(event.version, metadata.publisher);
   let text =
-    `${HEADER_LINE}${Header.CONTRACT_VERSION}: ${safe(event.version)}\r\n` +
-    `${Header.EVENT_ID}: ${safe(metadata.id)}\r\n` +
-    `${Header.CORRELATION_ID}: ${safe(metadata.correlationId)}\r\n` +
-    `${Header.PUBLISHER}: ${safe(metadata.publisher)}\r\n` +
-    `${Header.PUBLISHED_AT}: ${Math.floor(metadata.publishedAt)}\r\n`;
+    `${parts.head}${safe(metadata.id)}\r\n${Header.CORRELATION_ID}: ${safe(metadata.correlationId)}` +
+    `${parts.middle}${Math.floor(metadata.publishedAt)}\r\n`;
   if (metadata.traceparent !== undefined && metadata.traceparent !== '') text += `${Header.TRACEPARENT}: ${safe(metadata.traceparent)}\r\n`;
   if (metadata.principal !== undefined) text += `${Header.PRINCIPAL}: ${principalHeader(metadata.principal)}\r\n`;
   return new WireHeaders(`${text}\r\n`);
@@ -420,7 +454,7 @@ function eventRefusal(
   atValid: boolean,
   owner: string,
 ): string | undefined {
-  if (version !== undefined && id !== undefined && correlationId !== undefined && publisher === owner && atValid && VERSION_PATTERN.test(version)) {
+  if (version !== undefined && id !== undefined && correlationId !== undefined && publisher === owner && atValid && isVersion(version)) {
     return undefined;
   }
   const missing = (
@@ -444,7 +478,28 @@ function eventRefusal(
   return `${problems.join('; ')}. keel sends these headers on every event (docs/wire-protocol.md, "Events").`;
 }
 
+// The major of each version string seen (-1: not a semver version), so that an event's version is
+// matched once per distinct string, not per event. Bounded: a foreign sender may send any number.
+const majors = new Map<string, number>();
+
+/** The major of `version`, or -1 when it is not a semver version. */
+function majorOfVersion(version: string): number {
+  let major = majors.get(version);
+  if (major === undefined) {
+    major = VERSION_PATTERN.test(version) ? majorOf(version) : -1;
+    if (majors.size < 1024) majors.set(version, major);
+  }
+  return major;
+}
+
+/** True when `version` is a semver version (cached). */
+function isVersion(version: string): boolean {
+  return majorOfVersion(version) >= 0;
+}
+
 /** True when `sent` (the version header of an event whose headers were accepted) has the same major as `expected`. */
 export function sameMajor(sent: string | undefined, expected: string): boolean {
-  return sent !== undefined && VERSION_PATTERN.test(sent) && majorOf(sent) === majorOf(expected);
+  if (sent === undefined) return false;
+  const major = majorOfVersion(sent);
+  return major >= 0 && major === majorOfVersion(expected);
 }
