@@ -9,8 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect as connectTcp, type Socket } from 'node:net';
 import { once } from 'node:events';
 import { connect, headers, type Msg, type NatsConnection } from '@nats-io/transport-node';
-import { readRequestHeaders } from '../adapters/nats/headers.js';
-import { messageHeaders } from '../adapters/nats/raw-headers.js';
+import { callHeaders, eventHeaders, readRequestHeaders, sameMajor } from '../adapters/nats/headers.js';
+import { hasNoHeaders, messageHeaders, replyToken } from '../adapters/nats/raw-headers.js';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
 
 let server: NatsServer;
@@ -138,6 +138,108 @@ describe('readRequestHeaders over messageHeaders', () => {
       const fromBytes = outcome(() => readRequestHeaders(read, 'shop.order', 10_000));
       const fromDecoded = outcome(() => readRequestHeaders(msg.headers, 'shop.order', 10_000));
       expect(fromBytes, block).toEqual(fromDecoded);
+    }
+  });
+});
+
+/** Publishes `body` on `subject` (raw PUB, no headers) and resolves the message a nats client received on `pattern`. */
+async function receivePlain(pattern: string, subject: string): Promise<Msg> {
+  const received = new Promise<Msg>((resolve) => nc.subscribe(pattern, { max: 1, callback: (_error, msg) => resolve(msg) }));
+  await nc.flush();
+  raw.write(`PUB ${subject} 2\r\n{}\r\n`);
+  return received;
+}
+
+describe('the caller reads replies from their bytes', () => {
+  it('reads the base-36 token of a reply subject, and refuses anything the caller never writes', async () => {
+    const inbox = `raw.inbox.${(sequence += 1)}`;
+    const cases: [string, number][] = [
+      ['0', 0],
+      ['z', 35],
+      ['10', 36],
+      [(123_456_789).toString(36), 123_456_789],
+      ['00', -1], // a leading zero: not how the caller writes a number
+      ['A1', -1],
+      ['1-2', -1],
+      ['12345678901', -1], // longer than any token
+    ];
+    for (const [token, expected] of cases) {
+      const msg = await receivePlain(`${inbox}.*`, `${inbox}.${token}`);
+      expect(replyToken(msg, inbox.length + 1), token).toBe(expected);
+      // The same reading from the decoded subject, when the bytes are not there.
+      const decodedOnly = { subject: msg.subject } as Msg;
+      expect(replyToken(decodedOnly, inbox.length + 1), token).toBe(expected);
+    }
+  });
+
+  it('knows a reply without a header block, and never claims one with headers has none', async () => {
+    const plain = await receivePlain(`raw.plain.${(sequence += 1)}`, `raw.plain.${sequence}`);
+    expect(hasNoHeaders(plain)).toBe(true);
+    expect(plain.headers).toBeUndefined();
+    const withHeaders = await receive('NATS/1.0\r\nNats-Service-Error-Code: 500\r\n\r\n');
+    expect(hasNoHeaders(withHeaders)).toBe(false);
+    expect(hasNoHeaders({ subject: 'x' } as Msg)).toBe(false); // internals not there: read msg.headers
+  });
+});
+
+describe('callHeaders', () => {
+  it("writes the bytes nats' headers() would, for every call of an operation, whatever varies", () => {
+    const address = Object.freeze({ contract: 'pricing', version: '1.2.0', operation: 'quote' });
+    const contexts = [
+      { correlationId: 'c-1', caller: 'orders', deadline: 1_700_000_000_000.7 },
+      { correlationId: 'c-2', caller: 'orders', deadline: 1_700_000_000_500, traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' },
+      { correlationId: ' c-3\r\n', caller: 'billing', deadline: 5, idempotencyKey: 'k-1', callAttempt: 2 },
+      { correlationId: 'c-4', caller: 'orders', deadline: 6, principal: { sub: 'u-1' } },
+    ];
+    for (const context of contexts) {
+      const expected = headers();
+      expected.set('Keel-Contract-Version', address.version);
+      expected.set('Keel-Correlation-Id', context.correlationId.replace(/[\r\n]+/g, ' ').trim());
+      expected.set('Keel-Caller', context.caller);
+      expected.set('Keel-Deadline', String(Math.floor(context.deadline)));
+      if (context.traceparent !== undefined) expected.set('traceparent', context.traceparent);
+      if (context.idempotencyKey !== undefined) expected.set('Keel-Idempotency-Key', context.idempotencyKey);
+      if (context.principal !== undefined) expected.set('Keel-Principal', JSON.stringify(context.principal));
+      if (context.callAttempt !== undefined) expected.set('Keel-Call-Attempt', String(context.callAttempt));
+      const sent = callHeaders(address, context as Parameters<typeof callHeaders>[1]) as unknown as { encode(): Uint8Array };
+      expect(Buffer.from(sent.encode()).toString('latin1'), context.correlationId).toBe(
+        Buffer.from((expected as unknown as { encode(): Uint8Array }).encode()).toString('latin1'),
+      );
+    }
+  });
+});
+
+describe('eventHeaders', () => {
+  it("writes the bytes nats' headers() would, as versions and publishers change from event to event", () => {
+    const events = [
+      { version: '1.0.0', publisher: 'orders', id: 'e-1', correlationId: 'c-1', publishedAt: 1_700_000_000_000.4 },
+      { version: '1.0.0', publisher: 'orders', id: 'e-2', correlationId: 'c-2', publishedAt: 2, traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' },
+      { version: '2.1.0', publisher: 'orders', id: 'e-3\n', correlationId: 'c-3', publishedAt: 3 },
+      { version: '2.1.0', publisher: 'billing', id: 'e-4', correlationId: 'c-4', publishedAt: 4, principal: { sub: 'u-1' } },
+      { version: '1.0.0', publisher: 'orders', id: 'e-5', correlationId: 'c-5', publishedAt: 5 },
+    ];
+    for (const { version, publisher, id, correlationId, publishedAt, traceparent, principal } of events) {
+      const expected = headers();
+      expected.set('Keel-Contract-Version', version);
+      expected.set('Keel-Event-Id', id.trim());
+      expected.set('Keel-Correlation-Id', correlationId);
+      expected.set('Keel-Publisher', publisher);
+      expected.set('Keel-Published-At', String(Math.floor(publishedAt)));
+      if (traceparent !== undefined) expected.set('traceparent', traceparent);
+      if (principal !== undefined) expected.set('Keel-Principal', JSON.stringify(principal));
+      const event = { contract: publisher, event: 'placed', version, payload: {}, metadata: { id, correlationId, publisher, publishedAt, traceparent, principal } };
+      const sent = eventHeaders(event as unknown as Parameters<typeof eventHeaders>[0]) as unknown as { encode(): Uint8Array };
+      expect(Buffer.from(sent.encode()).toString('latin1'), id).toBe(Buffer.from((expected as unknown as { encode(): Uint8Array }).encode()).toString('latin1'));
+    }
+  });
+
+  it('compares majors of versions, refusing what is not semver, asked again and again', () => {
+    for (let round = 0; round < 2; round += 1) {
+      expect(sameMajor('1.4.2', '1.0.0')).toBe(true);
+      expect(sameMajor('2.0.0', '1.0.0')).toBe(false);
+      expect(sameMajor('1.0', '1.0.0')).toBe(false);
+      expect(sameMajor('1.0.0-beta.1', '1.2.0')).toBe(true);
+      expect(sameMajor(undefined, '1.0.0')).toBe(false);
     }
   });
 });

@@ -22,6 +22,7 @@ import {
 import { createInbox, type Msg, type MsgHdrs, type Subscription } from '@nats-io/transport-node';
 import type { Connection } from './connection.js';
 import { callHeaders, sameMajor } from './headers.js';
+import { hasNoHeaders, replyToken } from './raw-headers.js';
 import type { ServiceInfo } from './service-api.js';
 import { askServices } from './service-client.js';
 import { Header, decodeJson, encodeJson } from './wire.js';
@@ -55,7 +56,7 @@ class PendingCall implements DeadlineEntry {
 
   constructor(
     readonly owner: CallOwner,
-    readonly token: string,
+    readonly token: number,
     readonly address: OperationAddress,
     readonly context: CallContext,
     readonly signal: AbortSignal | undefined,
@@ -75,7 +76,8 @@ export class Caller implements CallOwner {
   readonly #connection: Connection;
   readonly #inbox: string;
   readonly #inboxLength: number;
-  readonly #pending = new Map<string, PendingCall>();
+  /** By reply token: the call's number, written in base 36 at the end of its reply subject. */
+  readonly #pending = new Map<number, PendingCall>();
   readonly #deadlines = new DeadlineScheduler();
   #replies: Subscription | undefined;
   #nextToken = 0;
@@ -123,7 +125,7 @@ export class Caller implements CallOwner {
    */
   #send(address: OperationAddress, data: Uint8Array, context: CallContext, signal: AbortSignal | undefined): Promise<unknown> {
     const connection = this.#connection;
-    const token = (this.#nextToken++).toString(36);
+    const token = this.#nextToken++;
     const call = new PendingCall(this, token, address, context, signal);
     const answer = new Promise<unknown>((resolve, reject) => {
       call.resolve = resolve;
@@ -131,7 +133,7 @@ export class Caller implements CallOwner {
     });
     try {
       connection.nc.publish(connection.subjects.operation(address.contract, address.operation), data, {
-        reply: `${this.#inbox}.${token}`,
+        reply: `${this.#inbox}.${token.toString(36)}`,
         headers: callHeaders(address, context),
       });
     } catch (error) {
@@ -239,11 +241,12 @@ export class Caller implements CallOwner {
       this.#connection.logger.warn({ err: error }, 'reply subscription error');
       return;
     }
-    const call = this.#pending.get(msg.subject.slice(this.#inboxLength));
+    const call = this.#pending.get(replyToken(msg, this.#inboxLength));
     if (call === undefined) return; // late answer to a call that already timed out or was cancelled
     this.#settle(call);
     const { address, context } = call;
-    const replyHeaders = msg.headers;
+    // The common reply, a success, has no header block: nothing to decode.
+    const replyHeaders = hasNoHeaders(msg) ? undefined : msg.headers;
     if (replyHeaders !== undefined) {
       const label = `${address.contract}.${address.operation}`;
       if (replyHeaders.code === 503) {

@@ -1,5 +1,5 @@
 /**
- * Call context and event metadata to and from NATS headers. The receiving side never trusts
+ * Call context and event metadata from NATS headers (header-text.ts writes them). The receiving side never trusts
  * a header blindly: a foreign client may send anything, so every value is checked and a
  * request the callee cannot understand gets an error envelope, never a crash.
  */
@@ -11,128 +11,14 @@ import {
   majorOf,
   newCorrelationId,
   type EventMetadata,
-  type OperationAddress,
-  type PublishedEvent,
 } from 'keel/transport';
-import { headers, type Match, type MsgHdrs } from '@nats-io/transport-node';
 import type { HeaderEntries } from './raw-headers.js';
 import { Header, headerValue } from './wire.js';
 
-const UNSAFE = /[\r\n]/;
-
-/** A header value as nats' `MsgHdrs.set` stores it: line breaks removed, trimmed. */
-function safe(value: string): string {
-  return UNSAFE.test(value) ? headerValue(value) : value.trim();
-}
-
-const HEADER_LINE = 'NATS/1.0\r\n';
-
-/** What nats' `publish` calls on the headers it is given. */
-interface Encodable {
-  encode(): Uint8Array;
-}
-
-/**
- * Outgoing headers held as their wire text (`NATS/1.0`, one `Key: value` line per header, a blank
- * line), with exactly the bytes nats' own `headers()` + `set()` would produce. Calls and events
- * send headers on every message, and building them through nats' `MsgHdrs` (key
- * canonicalisation, a scan of every key per `set`, a second pass to encode) costs more than the
- * rest of the adapter's work on a call. nats' `publish` encodes headers with `encode()`, as its
- * own implementation does; every other `MsgHdrs` method works on a nats `headers()` built from
- * the text on first use, so reading or changing these headers behaves exactly as usual.
- */
-class WireHeaders implements MsgHdrs, Encodable {
-  readonly #text: string;
-  #headers: (MsgHdrs & Encodable) | undefined;
-
-  constructor(text: string) {
-    this.#text = text;
-  }
-
-  encode(): Uint8Array {
-    // Buffer.from: the same UTF-8 bytes as TextEncoder, several times faster for a header block.
-    return this.#headers === undefined ? Buffer.from(this.#text, 'utf8') : this.#headers.encode();
-  }
-
-  get #parsed(): MsgHdrs & Encodable {
-    if (this.#headers === undefined) {
-      const parsed = headers() as MsgHdrs & Encodable;
-      for (const line of this.#text.split('\r\n').slice(1)) {
-        const colon = line.indexOf(':');
-        if (colon > 0) parsed.append(line.slice(0, colon), line.slice(colon + 1).trim());
-      }
-      this.#headers = parsed;
-    }
-    return this.#headers;
-  }
-
-  get hasError(): boolean {
-    return this.#parsed.hasError;
-  }
-  set hasError(value: boolean) {
-    this.#parsed.hasError = value;
-  }
-  get status(): string {
-    return this.#parsed.status;
-  }
-  set status(value: string) {
-    this.#parsed.status = value;
-  }
-  get code(): number {
-    return this.#parsed.code;
-  }
-  set code(value: number) {
-    this.#parsed.code = value;
-  }
-  get description(): string {
-    return this.#parsed.description;
-  }
-  set description(value: string) {
-    this.#parsed.description = value;
-  }
-  get(key: string, match?: Match): string {
-    return this.#parsed.get(key, match);
-  }
-  set(key: string, value: string, match?: Match): void {
-    this.#parsed.set(key, value, match);
-  }
-  append(key: string, value: string, match?: Match): void {
-    this.#parsed.append(key, value, match);
-  }
-  has(key: string, match?: Match): boolean {
-    return this.#parsed.has(key, match);
-  }
-  keys(): string[] {
-    return this.#parsed.keys();
-  }
-  values(key: string, match?: Match): string[] {
-    return this.#parsed.values(key, match);
-  }
-  delete(key: string, match?: Match): void {
-    this.#parsed.delete(key, match);
-  }
-  last(key: string, match?: Match): string {
-    return this.#parsed.last(key, match);
-  }
-  [Symbol.iterator](): Iterator<[string, string[]]> {
-    return this.#parsed[Symbol.iterator]();
-  }
-}
+export { callHeaders, eventHeaders } from './header-text.js';
 
 /** The longest `Keel-Principal` header a receiver reads (characters); a longer one is refused. */
 export const MAX_PRINCIPAL_HEADER = 8_192;
-
-// Nested calls and events share their principal object (frozen): encode each one once.
-const encodedPrincipals = new WeakMap<object, string>();
-
-/** A principal as a header value: compact JSON with every non-ASCII character escaped, so that it crosses unchanged. */
-function principalHeader(principal: unknown): string {
-  const cached = typeof principal === 'object' && principal !== null ? encodedPrincipals.get(principal) : undefined;
-  if (cached !== undefined) return cached;
-  const text = JSON.stringify(principal).replace(/[\u007f-\uffff]/g, (character) => `\\u${character.charCodeAt(0).toString(16).padStart(4, '0')}`);
-  if (typeof principal === 'object' && principal !== null) encodedPrincipals.set(principal, text);
-  return text;
-}
 
 /**
  * The principal a `Keel-Principal` header carries, as plain JSON data (the kernel then checks it
@@ -152,20 +38,6 @@ function readPrincipal(value: string, where: string, correlationId: string): unk
     `${where}: header ${Header.PRINCIPAL} is not JSON of at most ${MAX_PRINCIPAL_HEADER} characters. See docs/wire-protocol.md.`,
     { correlationId },
   );
-}
-
-/** Headers of one call. */
-export function callHeaders(address: OperationAddress, context: CallContext): MsgHdrs {
-  let text =
-    `${HEADER_LINE}${Header.CONTRACT_VERSION}: ${safe(address.version)}\r\n` +
-    `${Header.CORRELATION_ID}: ${safe(context.correlationId)}\r\n` +
-    `${Header.CALLER}: ${safe(context.caller)}\r\n` +
-    `${Header.DEADLINE}: ${Math.floor(context.deadline)}\r\n`;
-  if (context.traceparent !== undefined && context.traceparent !== '') text += `${Header.TRACEPARENT}: ${safe(context.traceparent)}\r\n`;
-  if (context.idempotencyKey !== undefined) text += `${Header.IDEMPOTENCY_KEY}: ${safe(context.idempotencyKey)}\r\n`;
-  if (context.principal !== undefined) text += `${Header.PRINCIPAL}: ${principalHeader(context.principal)}\r\n`;
-  if (context.callAttempt !== undefined) text += `${Header.CALL_ATTEMPT}: ${context.callAttempt}\r\n`;
-  return new WireHeaders(`${text}\r\n`);
 }
 
 /** What the callee reads from a request's headers. */
@@ -293,20 +165,6 @@ function refuse(target: string, correlationId: string, message: string): never {
   throw new KeelError(KeelErrorCode.INVALID_INPUT, `Request to ${target}: ${message} See docs/wire-protocol.md.`, { correlationId });
 }
 
-/** Headers of one published event. */
-export function eventHeaders(event: PublishedEvent): MsgHdrs {
-  const { metadata } = event;
-  let text =
-    `${HEADER_LINE}${Header.CONTRACT_VERSION}: ${safe(event.version)}\r\n` +
-    `${Header.EVENT_ID}: ${safe(metadata.id)}\r\n` +
-    `${Header.CORRELATION_ID}: ${safe(metadata.correlationId)}\r\n` +
-    `${Header.PUBLISHER}: ${safe(metadata.publisher)}\r\n` +
-    `${Header.PUBLISHED_AT}: ${Math.floor(metadata.publishedAt)}\r\n`;
-  if (metadata.traceparent !== undefined && metadata.traceparent !== '') text += `${Header.TRACEPARENT}: ${safe(metadata.traceparent)}\r\n`;
-  if (metadata.principal !== undefined) text += `${Header.PRINCIPAL}: ${principalHeader(metadata.principal)}\r\n`;
-  return new WireHeaders(`${text}\r\n`);
-}
-
 /** What a subscriber reads from an event's headers. */
 export interface EventHeaders {
   readonly version: string | undefined;
@@ -395,7 +253,7 @@ function eventRefusal(
   atValid: boolean,
   owner: string,
 ): string | undefined {
-  if (version !== undefined && id !== undefined && correlationId !== undefined && publisher === owner && atValid && VERSION_PATTERN.test(version)) {
+  if (version !== undefined && id !== undefined && correlationId !== undefined && publisher === owner && atValid && isVersion(version)) {
     return undefined;
   }
   const missing = (
@@ -419,7 +277,28 @@ function eventRefusal(
   return `${problems.join('; ')}. keel sends these headers on every event (docs/wire-protocol.md, "Events").`;
 }
 
+// The major of each version string seen (-1: not a semver version), so that an event's version is
+// matched once per distinct string, not per event. Bounded: a foreign sender may send any number.
+const majors = new Map<string, number>();
+
+/** The major of `version`, or -1 when it is not a semver version. */
+function majorOfVersion(version: string): number {
+  let major = majors.get(version);
+  if (major === undefined) {
+    major = VERSION_PATTERN.test(version) ? majorOf(version) : -1;
+    if (majors.size < 1024) majors.set(version, major);
+  }
+  return major;
+}
+
+/** True when `version` is a semver version (cached). */
+function isVersion(version: string): boolean {
+  return majorOfVersion(version) >= 0;
+}
+
 /** True when `sent` (the version header of an event whose headers were accepted) has the same major as `expected`. */
 export function sameMajor(sent: string | undefined, expected: string): boolean {
-  return sent !== undefined && VERSION_PATTERN.test(sent) && majorOf(sent) === majorOf(expected);
+  if (sent === undefined) return false;
+  const major = majorOfVersion(sent);
+  return major >= 0 && major === majorOfVersion(expected);
 }

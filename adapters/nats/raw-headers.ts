@@ -21,7 +21,7 @@ export type HeaderEntries = Iterable<HeaderEntry>;
 
 interface RawMsg {
   readonly _rdata?: unknown;
-  readonly _msg?: { readonly hdr?: unknown };
+  readonly _msg?: { readonly hdr?: unknown; readonly subject?: unknown };
 }
 
 const STATUS_LINE = 'NATS/1.0\r\n';
@@ -85,4 +85,52 @@ function add(entries: HeaderEntry[], text: string, start: number, colon: number,
   for (let index = 0; index < entries.length; index += 1) if ((entries[index] as HeaderEntry)[0] === key) return true;
   entries.push([key, [text.slice(colon + 1, end).trim()]]);
   return true;
+}
+
+/**
+ * True when the message certainly has no header block (nats' `_msg.hdr` is -1): a reply that
+ * needs no header read at all. False when it has one, or when the internals are not there.
+ */
+export function hasNoHeaders(msg: Msg): boolean {
+  const length = (msg as unknown as RawMsg)._msg?.hdr;
+  return typeof length === 'number' && length < 0;
+}
+
+/**
+ * The number a reply subject ends with, `inbox.{token}` with the token in base 36 (0-9, a-z) as
+ * the caller writes it, read from the subject's bytes (no string decoded), or from `msg.subject`
+ * when the bytes are not there. -1 when the part after the inbox is not such a token.
+ */
+export function replyToken(msg: Msg, inboxLength: number): number {
+  const bytes = (msg as unknown as RawMsg)._msg?.subject;
+  if (bytes instanceof Uint8Array) {
+    const end = bytes.length;
+    // One way to write each number: no leading zero, at most 10 digits (36^10 > 2^53 is not reached).
+    if (end <= inboxLength || end - inboxLength > 10 || (bytes[inboxLength] === ZERO && end - inboxLength > 1)) return -1;
+    let value = 0;
+    for (let index = inboxLength; index < end; index += 1) {
+      const digit = base36Digit(bytes[index] as number);
+      if (digit < 0) return -1;
+      value = value * 36 + digit;
+    }
+    return value;
+  }
+  const subject = msg.subject;
+  const end = subject.length;
+  if (end <= inboxLength || end - inboxLength > 10 || (subject.charCodeAt(inboxLength) === ZERO && end - inboxLength > 1)) return -1;
+  let value = 0;
+  for (let index = inboxLength; index < end; index += 1) {
+    const digit = base36Digit(subject.charCodeAt(index));
+    if (digit < 0) return -1;
+    value = value * 36 + digit;
+  }
+  return value;
+}
+
+const ZERO = 48;
+
+function base36Digit(code: number): number {
+  if (code >= ZERO && code <= 57) return code - ZERO;
+  if (code >= 97 && code <= 122) return code - 87;
+  return -1;
 }

@@ -40,6 +40,8 @@ class Endpoint {
   /** `module.operation`, for messages and logs. */
   readonly target: string;
   readonly counters = new EndpointCounters();
+  /** The address of the last request's version: callers of one version share one (frozen) object. */
+  #address: OperationAddress | undefined;
 
   constructor(
     readonly connection: Connection,
@@ -47,6 +49,15 @@ class Endpoint {
     readonly operation: string,
   ) {
     this.target = `${served.label}.${operation}`;
+  }
+
+  /** The address a request names: the operation at the contract version its caller sent. */
+  addressOf(version: string): OperationAddress {
+    const last = this.#address;
+    if (last !== undefined && last.version === version) return last;
+    const address: OperationAddress = Object.freeze({ contract: this.served.module.contract.name, version, operation: this.operation });
+    this.#address = address;
+    return address;
   }
 
   /** A request was answered, successfully or not. */
@@ -280,7 +291,7 @@ export class Responder {
       return;
     }
     const { context } = request;
-    const address: OperationAddress = { contract: served.module.contract.name, version: request.version, operation };
+    const address = endpoint.addressOf(request.version);
     // The kernel's answer pipeline settles the call: a synchronous handler in this same turn, with
     // no promise (each one is taxed by AsyncLocalStorage's hooks on Node 20), an asynchronous one
     // when it settles.

@@ -4,7 +4,7 @@
 // (nats-caller.mjs), without a profiler, and reads the callee's user + system CPU time from
 // /proc between the first and the last call. Usage:
 //   node bench/profile/nats-cpu.mjs [count=200000] [inFlight=64] [runs=1] [sides=keel,raw]
-// Prints one line per run and side: calls/s and the callee's CPU µs per call. Linux only.
+// Prints one line per run and side: calls/s, the callee's and the caller's CPU µs per call. Linux only.
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -40,11 +40,11 @@ async function once1(side) {
   let result = '';
   const caller = spawn(process.execPath, [join(here, 'nats-caller.mjs'), url, count, inFlight], { stdio: ['ignore', 'pipe', 'inherit'] });
   createInterface({ input: caller.stdout }).on('line', (line) => {
-    const [word, , rate] = line.split(' ');
+    const [word, , rate, callerCpu] = line.split(' ');
     if (word === 'load') start = cpuSeconds(callee.pid);
     if (word === 'done') {
       const used = cpuSeconds(callee.pid) - start;
-      result = `${side}: ${rate} calls/s, callee ${((used * 1e6) / Number(count)).toFixed(2)} µs CPU per call`;
+      result = `${side}: ${rate} calls/s, callee ${((used * 1e6) / Number(count)).toFixed(2)} µs CPU per call, caller ${callerCpu} µs`;
     }
   });
   await once(caller, 'exit');

@@ -1,0 +1,210 @@
+/**
+ * The header blocks keel sends with calls and events, written as wire text: `NATS/1.0`, one
+ * `Key: value` line per header, a blank line; the same bytes nats' `headers()` + `set()` would
+ * write (test/nats-raw-headers.test.ts compares them). The parts that stay the same for one
+ * operation and caller, or one event version and publisher, are built once. headers.ts reads them.
+ */
+import type { CallContext } from 'keel';
+import type { OperationAddress, PublishedEvent } from 'keel/transport';
+import { headers, type Match, type MsgHdrs } from '@nats-io/transport-node';
+import { Header, headerValue } from './wire.js';
+
+const UNSAFE = /[\r\n]/;
+
+/** A header value as nats' `MsgHdrs.set` stores it: line breaks removed, trimmed. */
+function safe(value: string): string {
+  return UNSAFE.test(value) ? headerValue(value) : value.trim();
+}
+
+const HEADER_LINE = 'NATS/1.0\r\n';
+
+/** What nats' `publish` calls on the headers it is given. */
+interface Encodable {
+  encode(): Uint8Array;
+}
+
+/**
+ * Outgoing headers held as their wire text (`NATS/1.0`, one `Key: value` line per header, a blank
+ * line), with exactly the bytes nats' own `headers()` + `set()` would produce. Calls and events
+ * send headers on every message, and building them through nats' `MsgHdrs` (key
+ * canonicalisation, a scan of every key per `set`, a second pass to encode) costs more than the
+ * rest of the adapter's work on a call. nats' `publish` encodes headers with `encode()`, as its
+ * own implementation does; every other `MsgHdrs` method works on a nats `headers()` built from
+ * the text on first use, so reading or changing these headers behaves exactly as usual.
+ */
+class WireHeaders implements MsgHdrs, Encodable {
+  readonly #text: string;
+  #headers: (MsgHdrs & Encodable) | undefined;
+
+  constructor(text: string) {
+    this.#text = text;
+  }
+
+  encode(): Uint8Array {
+    // Buffer.from: the same UTF-8 bytes as TextEncoder, several times faster for a header block.
+    return this.#headers === undefined ? Buffer.from(this.#text, 'utf8') : this.#headers.encode();
+  }
+
+  get #parsed(): MsgHdrs & Encodable {
+    if (this.#headers === undefined) {
+      const parsed = headers() as MsgHdrs & Encodable;
+      for (const line of this.#text.split('\r\n').slice(1)) {
+        const colon = line.indexOf(':');
+        if (colon > 0) parsed.append(line.slice(0, colon), line.slice(colon + 1).trim());
+      }
+      this.#headers = parsed;
+    }
+    return this.#headers;
+  }
+
+  get hasError(): boolean {
+    return this.#parsed.hasError;
+  }
+  set hasError(value: boolean) {
+    this.#parsed.hasError = value;
+  }
+  get status(): string {
+    return this.#parsed.status;
+  }
+  set status(value: string) {
+    this.#parsed.status = value;
+  }
+  get code(): number {
+    return this.#parsed.code;
+  }
+  set code(value: number) {
+    this.#parsed.code = value;
+  }
+  get description(): string {
+    return this.#parsed.description;
+  }
+  set description(value: string) {
+    this.#parsed.description = value;
+  }
+  get(key: string, match?: Match): string {
+    return this.#parsed.get(key, match);
+  }
+  set(key: string, value: string, match?: Match): void {
+    this.#parsed.set(key, value, match);
+  }
+  append(key: string, value: string, match?: Match): void {
+    this.#parsed.append(key, value, match);
+  }
+  has(key: string, match?: Match): boolean {
+    return this.#parsed.has(key, match);
+  }
+  keys(): string[] {
+    return this.#parsed.keys();
+  }
+  values(key: string, match?: Match): string[] {
+    return this.#parsed.values(key, match);
+  }
+  delete(key: string, match?: Match): void {
+    this.#parsed.delete(key, match);
+  }
+  last(key: string, match?: Match): string {
+    return this.#parsed.last(key, match);
+  }
+  [Symbol.iterator](): Iterator<[string, string[]]> {
+    return this.#parsed[Symbol.iterator]();
+  }
+}
+
+// Nested calls and events share their principal object (frozen): encode each one once.
+const encodedPrincipals = new WeakMap<object, string>();
+
+/** A principal as a header value: compact JSON with every non-ASCII character escaped, so that it crosses unchanged. */
+function principalHeader(principal: unknown): string {
+  const cached = typeof principal === 'object' && principal !== null ? encodedPrincipals.get(principal) : undefined;
+  if (cached !== undefined) return cached;
+  const text = JSON.stringify(principal).replace(/[\u007f-\uffff]/g, (character) => `\\u${character.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  if (typeof principal === 'object' && principal !== null) encodedPrincipals.set(principal, text);
+  return text;
+}
+
+/** The parts of a call's header block that stay the same for every call of one operation by one caller. */
+interface CallHeaderParts {
+  readonly caller: string;
+  /** The status line, the contract version, and the name of the correlation id header. */
+  readonly head: string;
+  /** From the end of the correlation id to the deadline's value: the caller, the deadline's name. */
+  readonly middle: string;
+}
+
+// Keyed by the kernel's frozen per-operation address: one entry per operation a process calls.
+const callHeaderParts = new WeakMap<OperationAddress, CallHeaderParts>();
+
+function callHeaderPartsOf(address: OperationAddress, caller: string): CallHeaderParts {
+  const cached = callHeaderParts.get(address);
+  if (cached !== undefined && cached.caller === caller) return cached;
+  const parts: CallHeaderParts = {
+    caller,
+    head: `${HEADER_LINE}${Header.CONTRACT_VERSION}: ${safe(address.version)}\r\n${Header.CORRELATION_ID}: `,
+    middle: `\r\n${Header.CALLER}: ${safe(caller)}\r\n${Header.DEADLINE}: `,
+  };
+  callHeaderParts.set(address, parts);
+  return parts;
+}
+
+/**
+ * Headers of one call. The block's constant parts (status line, version, caller, the header
+ * names) are built once per operation and caller; a call adds its correlation id, its deadline
+ * and the optional headers. The bytes are those of one `Key: value` line per header, in this order.
+ */
+export function callHeaders(address: OperationAddress, context: CallContext): MsgHdrs {
+  const parts = callHeaderPartsOf(address, context.caller);
+  let text = `${parts.head}${safe(context.correlationId)}${parts.middle}${Math.floor(context.deadline)}\r\n`;
+  if (context.traceparent !== undefined && context.traceparent !== '') text += `${Header.TRACEPARENT}: ${safe(context.traceparent)}\r\n`;
+  if (context.idempotencyKey !== undefined) text += `${Header.IDEMPOTENCY_KEY}: ${safe(context.idempotencyKey)}\r\n`;
+  if (context.principal !== undefined) text += `${Header.PRINCIPAL}: ${principalHeader(context.principal)}\r\n`;
+  if (context.callAttempt !== undefined) text += `${Header.CALL_ATTEMPT}: ${context.callAttempt}\r\n`;
+  return new WireHeaders(`${text}\r\n`);
+}
+
+/** The parts of an event's header block that stay the same for every event of one contract version and publisher. */
+interface EventHeaderParts {
+  readonly version: string;
+  readonly publisher: string;
+  /** The status line, the contract version, and the name of the event id header. */
+  readonly head: string;
+  /** From the end of the correlation id to the publication time's value: the publisher, the time's name. */
+  readonly middle: string;
+}
+
+// A publisher sends the events of a few contract versions, all in its own name: the last parts
+// used, then one entry per version (a publisher whose name changes replaces its entry).
+let lastEventParts: EventHeaderParts | undefined;
+const eventHeaderParts = new Map<string, EventHeaderParts>();
+
+function eventHeaderPartsOf(version: string, publisher: string): EventHeaderParts {
+  const last = lastEventParts;
+  if (last !== undefined && last.version === version && last.publisher === publisher) return last;
+  let parts = eventHeaderParts.get(version);
+  if (parts === undefined || parts.publisher !== publisher) {
+    parts = {
+      version,
+      publisher,
+      head: `${HEADER_LINE}${Header.CONTRACT_VERSION}: ${safe(version)}\r\n${Header.EVENT_ID}: `,
+      middle: `\r\n${Header.PUBLISHER}: ${safe(publisher)}\r\n${Header.PUBLISHED_AT}: `,
+    };
+    if (eventHeaderParts.size < 256) eventHeaderParts.set(version, parts);
+  }
+  lastEventParts = parts;
+  return parts;
+}
+
+/**
+ * Headers of one published event. The constant parts (status line, version, publisher, header
+ * names) are built once per contract version and publisher; an event adds its id, correlation
+ * id, publication time and the optional headers, in the order below.
+ */
+export function eventHeaders(event: PublishedEvent): MsgHdrs {
+  const { metadata } = event;
+  const parts = eventHeaderPartsOf(event.version, metadata.publisher);
+  let text =
+    `${parts.head}${safe(metadata.id)}\r\n${Header.CORRELATION_ID}: ${safe(metadata.correlationId)}` +
+    `${parts.middle}${Math.floor(metadata.publishedAt)}\r\n`;
+  if (metadata.traceparent !== undefined && metadata.traceparent !== '') text += `${Header.TRACEPARENT}: ${safe(metadata.traceparent)}\r\n`;
+  if (metadata.principal !== undefined) text += `${Header.PRINCIPAL}: ${principalHeader(metadata.principal)}\r\n`;
+  return new WireHeaders(`${text}\r\n`);
+}
