@@ -212,7 +212,7 @@ function makeCall(
 
   /** One attempt, no retry: what every attempt a {@link ResilientCall} makes goes through. */
   const send: SendAttempt = direct
-    ? (input, context, signal) => direct(address, input, context, signal, rebuild)
+    ? (input, context, signal) => direct(address, input, context, signal, rebuild, false)
     : (input, context, signal) => {
         let pending: Promise<unknown>;
         try {
@@ -313,7 +313,7 @@ function makeCall(
     }
     breaker?.admit(now);
     // The in-process transport settles the call and rebuilds its failure itself: no promise of ours.
-    if (direct !== undefined) return direct(address, parsed.data, context, signal, recover);
+    if (direct !== undefined) return direct(address, parsed.data, context, signal, recover, true);
     let pending: Promise<unknown>;
     try {
       pending = transport.call(address, parsed.data, context, signal ? { signal } : undefined);

@@ -237,7 +237,14 @@ export function outboxPublisher(transport: Transport): (event: PublishedEvent) =
 }
 
 /** A call into the in-process transport that rebuilds failures itself (see {@link directCaller}). */
-export type DirectCall = (address: OperationAddress, input: unknown, context: CallContext, signal: AbortSignal | undefined, rebuild: Rebuild) => Promise<unknown>;
+export type DirectCall = (
+  address: OperationAddress,
+  input: unknown,
+  context: CallContext,
+  signal: AbortSignal | undefined,
+  rebuild: Rebuild,
+  fresh: boolean,
+) => Promise<unknown>;
 
 /**
  * The kernel's own way into its in-process transport: a call that rejects with the caller-side
@@ -246,7 +253,7 @@ export type DirectCall = (address: OperationAddress, input: unknown, context: Ca
  */
 export function directCaller(transport: Transport): DirectCall | undefined {
   return transport instanceof LocalTransport
-    ? (address, input, context, signal, rebuild) => transport.callRebuilding(address, input, context, signal, rebuild)
+    ? (address, input, context, signal, rebuild, fresh) => transport.callRebuilding(address, input, context, signal, rebuild, fresh)
     : undefined;
 }
 
@@ -269,14 +276,22 @@ class LocalTransport implements Transport {
   }
 
   call(address: OperationAddress, input: unknown, context: CallContext, options?: TransportCallOptions): Promise<unknown> {
-    return this.callRebuilding(address, input, context, options?.signal, asIs);
+    return this.callRebuilding(address, input, context, options?.signal, asIs, false);
   }
 
   /**
    * {@link call}, with failures rebuilt by `rebuild` before they reject: the kernel's client
-   * passes its own, which saves a promise per call (see {@link directCaller}).
+   * passes its own, which saves a promise per call (see {@link directCaller}). `fresh`: the client
+   * compared the deadline with the clock just before (see {@link ServedModule.handle}).
    */
-  callRebuilding(address: OperationAddress, input: unknown, context: CallContext, signal: AbortSignal | undefined, rebuild: Rebuild): Promise<unknown> {
+  callRebuilding(
+    address: OperationAddress,
+    input: unknown,
+    context: CallContext,
+    signal: AbortSignal | undefined,
+    rebuild: Rebuild,
+    fresh: boolean,
+  ): Promise<unknown> {
     const servers = this.#servers.get(address.contract);
     if (servers === undefined || servers.list.length === 0) {
       return failed(rebuild(noRespondersError(address, context, 'in this process'), context, input, signal));
@@ -290,7 +305,7 @@ class LocalTransport implements Transport {
     this.#spare = undefined;
     const call =
       spare === undefined ? new LocalCall(this.#deadlines, address, context, input, signal, rebuild) : spare.reuse(address, context, input, signal, rebuild);
-    server.module.handle(address, input, context, true, call);
+    server.module.handle(address, input, context, true, call, fresh);
     const { state, outcome } = call;
     if (state === RUNNING) return call.wait(server);
     call.reuse(address, context, undefined, undefined, asIs);

@@ -129,8 +129,12 @@ export interface ServedModule {
    *
    * @param trusted true when `input` was already validated and copied by a kernel client in
    * this process (the in-process transport), so it need not be parsed again.
+   * @param fresh true when the caller checked `context.deadline` against the clock in this
+   * process just before (the in-process transport, for a kernel client's first attempt): the
+   * served module then does not read the clock again before starting the handler. Wire
+   * transports leave it out.
    */
-  handle(address: OperationAddress, input: unknown, context: CallContext, trusted: boolean, answer: Answer): void;
+  handle(address: OperationAddress, input: unknown, context: CallContext, trusted: boolean, answer: Answer, fresh?: boolean): void;
   /**
    * Reports a request the transport dropped before it became a call (a NATS request without a
    * reply subject), so that the kernel's observers count it (`keel_requests_dropped_total`).
