@@ -102,7 +102,14 @@ function reduce(schema: unknown, path: string): JsonSchema {
         if (key === '__proto__') throw new Unsupported(`${path} has key "__proto__"`);
         properties[key] = reduce(given[key], `${path}.${key}`);
       }
-      const required = Array.isArray(node.required) ? (node.required as string[]) : [];
+      // fast-json-stringify writes the keys listed in `required` before the others (a stable sort,
+      // index.js's buildInnerObject), where JSON.stringify keeps the schema's order; so only the
+      // leading run of required keys is passed as required, and a required key after an optional
+      // one is written as optional: skipped when undefined, which zod's parse has ruled out.
+      const listed = new Set(Array.isArray(node.required) ? (node.required as string[]) : []);
+      const keys = Object.keys(properties);
+      const lead = keys.findIndex((key) => !listed.has(key));
+      const required = lead === -1 ? keys : keys.slice(0, lead);
       return { type: 'object', properties, required, additionalProperties: false };
     }
     default:
