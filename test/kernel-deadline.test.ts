@@ -83,6 +83,24 @@ describe('DeadlineScheduler', () => {
     expect(deadlines.size).toBe(0);
   });
 
+  it('does not expire a due entry that an earlier expiry deleted', async () => {
+    const deadlines = new DeadlineScheduler();
+    const expired: string[] = [];
+    const now = Date.now();
+    let done: () => void = () => {};
+    const finished = new Promise<void>((resolve) => (done = resolve));
+    // All three due at the same firing, expired in deadline order: 'first' deletes 'deleted'.
+    const deleted = entry(now - 2, expired, 'deleted');
+    const first = entry(now - 3, expired, 'first', () => deadlines.delete(deleted));
+    const last = entry(now - 1, expired, 'last', done);
+    deadlines.add(last);
+    deadlines.add(deleted);
+    deadlines.add(first);
+    await finished;
+    expect(expired).toEqual(['first', 'last']);
+    expect(deadlines.size).toBe(0);
+  });
+
   it('keeps the process alive while an entry is pending, and lets it exit once none is', async () => {
     const waiting = script(`
       const deadlines = new DeadlineScheduler();
