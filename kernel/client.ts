@@ -253,7 +253,6 @@ function makeCall(
   // Not an async function: an in-process call to a synchronous handler costs two promises.
   return (input: unknown, options?: CallOptions): Promise<unknown> => {
     const parent = currentContext();
-    const now = Date.now();
     const timeoutMs = options?.timeoutMs;
     if (timeoutMs !== undefined && !(timeoutMs > 0 && timeoutMs <= MAX_TIMEOUT_MS)) {
       return Promise.reject(
@@ -268,8 +267,6 @@ function makeCall(
     const refused = (parent === undefined ? refusedContextOption(options, label) : undefined) ?? refusedIdempotencyKey(options, label);
     if (refused !== undefined) return Promise.reject(markCallError(refused));
     const idempotencyKey = options?.idempotencyKey;
-    let deadline = now + (timeoutMs ?? operationTimeout);
-    if (parent !== undefined && parent.deadline < deadline) deadline = parent.deadline;
     let principal: Principal | undefined;
     if (parent !== undefined) principal = parent.principal;
     else if (options?.principal !== undefined) {
@@ -279,31 +276,31 @@ function makeCall(
         return Promise.reject(markCallError(error));
       }
     }
+    const correlationId = parent === undefined ? (options?.correlationId ?? newCorrelationId()) : parent.correlationId;
+    const parsed = inputSchema.safeParse(input);
+    if (!parsed.success) {
+      return Promise.reject(
+        markCallError(validationError(KeelErrorCode.INVALID_INPUT, 'input', contract.name, name, parsed.error.issues, correlationId)),
+      );
+    }
+    // The call's one clock read, after validating the input (which can take milliseconds for a
+    // large input, or on a schema's first use): the deadline check below is then of the instant
+    // the call is handed on, and the in-process served module trusts it (`fresh`) rather than
+    // reading the clock again. A call's own timeout counts from here; a parent's deadline that
+    // passed during validation refuses the call, its handler never started.
+    const now = Date.now();
+    let deadline = now + (timeoutMs ?? operationTimeout);
+    if (parent !== undefined && parent.deadline < deadline) deadline = parent.deadline;
     const context: CallContext =
       parent === undefined
-        ? {
-            correlationId: options?.correlationId ?? newCorrelationId(),
-            traceparent: outgoingTraceparent(options?.traceparent),
-            caller,
-            deadline,
-            idempotencyKey,
-            principal,
-          }
-        : { correlationId: parent.correlationId, traceparent: outgoingTraceparent(parent.traceparent), caller, deadline, idempotencyKey, principal };
+        ? { correlationId, traceparent: outgoingTraceparent(options?.traceparent), caller, deadline, idempotencyKey, principal }
+        : { correlationId, traceparent: outgoingTraceparent(parent.traceparent), caller, deadline, idempotencyKey, principal };
     if (deadline <= now) {
       return Promise.reject(
         markCallError(
           new KeelError(KeelErrorCode.TIMEOUT, `${label} was not called: the surrounding call's deadline has already passed.`, {
-            correlationId: context.correlationId,
+            correlationId,
           }),
-        ),
-      );
-    }
-    const parsed = inputSchema.safeParse(input);
-    if (!parsed.success) {
-      return Promise.reject(
-        markCallError(
-          validationError(KeelErrorCode.INVALID_INPUT, 'input', contract.name, name, parsed.error.issues, context.correlationId),
         ),
       );
     }

@@ -9,6 +9,8 @@ import { contextStorage } from './otel-context.js';
 
 // setTimeout's longest delay; a later deadline simply re-arms when this fires.
 const MAX_DELAY_MS = 2 ** 31 - 1;
+// The slot of an entry taken out of the array as due, not yet expired: deleting it then still counts.
+const DUE = -2;
 
 /**
  * A pending deadline; `expire` runs once if the entry is still pending at its deadline.
@@ -44,6 +46,8 @@ export interface DeadlineEntry {
  */
 export class DeadlineScheduler {
   readonly #pending: DeadlineEntry[] = [];
+  /** The entries a firing took out as due, while it expires them. */
+  readonly #due: DeadlineEntry[] = [];
   #timer: NodeJS.Timeout | undefined;
   #armedFor = Number.POSITIVE_INFINITY;
   /** True while the timer keeps the process alive (something is pending, or was this turn of the event loop). */
@@ -88,6 +92,11 @@ export class DeadlineScheduler {
   delete(entry: DeadlineEntry): void {
     const pending = this.#pending;
     const slot = entry.deadlineSlot;
+    if (slot === DUE) {
+      // Due, but an earlier expiry of the same firing deleted it first: it is not expired.
+      entry.deadlineSlot = -1;
+      return;
+    }
     if (slot === undefined || slot < 0 || pending[slot] !== entry) return;
     entry.deadlineSlot = -1;
     const last = pending.pop() as DeadlineEntry;
@@ -104,6 +113,7 @@ export class DeadlineScheduler {
   /** Expires nothing, forgets everything, and clears the timer. */
   clear(): void {
     for (const entry of this.#pending) entry.deadlineSlot = -1;
+    for (const entry of this.#due) entry.deadlineSlot = -1;
     this.#pending.length = 0;
     if (this.#timer) clearTimeout(this.#timer);
     this.#timer = undefined;
@@ -126,13 +136,14 @@ export class DeadlineScheduler {
     this.#armedFor = Number.POSITIVE_INFINITY;
     const now = Date.now();
     let next = Number.POSITIVE_INFINITY;
-    // Take the due entries out first, then expire them: an expiry may add or delete entries.
+    // Take the due entries out first, then expire them: an expiry may add or delete entries,
+    // and one it deletes (or that clear() forgets) is skipped, as it is no longer DUE.
     const pending = this.#pending;
-    const due: DeadlineEntry[] = [];
+    const due = this.#due;
     let kept = 0;
     for (const entry of pending) {
       if (entry.deadline <= now) {
-        entry.deadlineSlot = -1;
+        entry.deadlineSlot = DUE;
         due.push(entry);
       } else {
         if (entry.deadline < next) next = entry.deadline;
@@ -144,6 +155,11 @@ export class DeadlineScheduler {
     if (next !== Number.POSITIVE_INFINITY) this.#arm(next);
     // Earliest deadline first.
     due.sort((a, b) => a.deadline - b.deadline);
-    for (const entry of due) entry.expire();
+    for (const entry of due) {
+      if (entry.deadlineSlot !== DUE) continue;
+      entry.deadlineSlot = -1;
+      entry.expire();
+    }
+    due.length = 0;
   }
 }

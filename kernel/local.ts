@@ -282,7 +282,8 @@ class LocalTransport implements Transport {
   /**
    * {@link call}, with failures rebuilt by `rebuild` before they reject: the kernel's client
    * passes its own, which saves a promise per call (see {@link directCaller}). `fresh`: the client
-   * compared the deadline with the clock just before (see {@link ServedModule.handle}).
+   * compared the deadline with the clock just before, after validating the input (see
+   * {@link ServedModule.handle}).
    */
   callRebuilding(
     address: OperationAddress,

@@ -201,7 +201,8 @@ export function createServedModule(source: ServedSource): ServedModule {
   const execute = (entry: OperationEntry, address: OperationAddress, value: unknown, context: CallContext, answer: Answer, fresh: boolean): void => {
     // A callee never starts work whose deadline has passed: its caller has stopped waiting, and
     // the outcome would be unknown to it (a restock an hour late must not be applied). `fresh`:
-    // the in-process client compared the deadline with the clock just before, in this process.
+    // the in-process client compared the deadline with the clock just before, in this process,
+    // after validating the input.
     if (!fresh) {
       const late = Date.now() - context.deadline;
       if (late >= 0) {

@@ -130,7 +130,8 @@ export interface ServedModule {
    * @param trusted true when `input` was already validated and copied by a kernel client in
    * this process (the in-process transport), so it need not be parsed again.
    * @param fresh true when the caller checked `context.deadline` against the clock in this
-   * process just before (the in-process transport, for a kernel client's first attempt): the
+   * process just before, after validating the input (the in-process transport, for a kernel
+   * client's first attempt): the
    * served module then does not read the clock again before starting the handler. Wire
    * transports leave it out.
    */

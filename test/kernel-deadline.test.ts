@@ -62,22 +62,42 @@ describe('DeadlineScheduler', () => {
     let done: () => void = () => {};
     const finished = new Promise<void>((resolve) => (done = resolve));
     const last = entry(now + 60, expired, 'added by an expiry', done);
-    const second = entry(now + 25, expired, 'second', () => {
+    // Both already due when the timer fires, and pending in the other order: only sorting them
+    // expires 'first' first.
+    const second = entry(now - 1, expired, 'second', () => {
       deadlines.delete(later);
       deadlines.add(last);
     });
-    const first = entry(now + 20, expired, 'first');
-    const deleted = entry(now + 20, expired, 'deleted');
+    const first = entry(now - 2, expired, 'first');
+    const deleted = entry(now - 2, expired, 'deleted');
     deadlines.add(later);
     deadlines.add(second);
     deadlines.add(deleted);
     deadlines.add(first);
     deadlines.delete(deleted);
     await finished;
-    expect(expired.slice(0, 2).sort()).toEqual(['first', 'second']);
+    expect(expired.slice(0, 2)).toEqual(['first', 'second']);
     expect(expired).toEqual(expect.arrayContaining(['added by an expiry']));
     expect(expired).not.toContain('deleted');
     expect(expired).not.toContain('later');
+    expect(deadlines.size).toBe(0);
+  });
+
+  it('does not expire a due entry that an earlier expiry deleted', async () => {
+    const deadlines = new DeadlineScheduler();
+    const expired: string[] = [];
+    const now = Date.now();
+    let done: () => void = () => {};
+    const finished = new Promise<void>((resolve) => (done = resolve));
+    // All three due at the same firing, expired in deadline order: 'first' deletes 'deleted'.
+    const deleted = entry(now - 2, expired, 'deleted');
+    const first = entry(now - 3, expired, 'first', () => deadlines.delete(deleted));
+    const last = entry(now - 1, expired, 'last', done);
+    deadlines.add(last);
+    deadlines.add(deleted);
+    deadlines.add(first);
+    await finished;
+    expect(expired).toEqual(['first', 'last']);
     expect(deadlines.size).toBe(0);
   });
 

@@ -53,6 +53,7 @@ class PendingCall implements DeadlineEntry {
   resolve: (value: unknown) => void = ignore;
   reject: (error: unknown) => void = ignore;
   onAbort: (() => void) | undefined;
+  deadlineSlot = -1;
 
   constructor(
     readonly owner: CallOwner,
