@@ -107,7 +107,7 @@ export class JetStream {
       // No stream took it: check the stream again before the next publish (it may have vanished).
       if (isKeelError(error, KeelErrorCode.UNAVAILABLE)) this.forgetStream(this.#connection.subjects.stream(event.contract));
       if (isKeelError(error)) throw error;
-      if (isPayloadTooLarge(error)) throw this.#connection.publishError(error, `The payload of event ${label}`, data.length, correlationId);
+      if (isPayloadTooLarge(error, this.#connection.nc)) throw this.#connection.publishError(error, `The payload of event ${label}`, data.length, correlationId);
       if (isRefusal(error)) {
         throw new KeelError(
           KeelErrorCode.FORBIDDEN,
