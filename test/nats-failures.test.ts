@@ -16,7 +16,8 @@ import {
 } from 'keel';
 import { createClient } from 'keel/transport';
 import { createNatsTransport } from 'keel/nats';
-import { connect, headers, type NatsConnection } from '@nats-io/transport-node';
+import { connect, errors, headers, type NatsConnection, type ServerInfo } from '@nats-io/transport-node';
+import { isPayloadTooLarge } from '../adapters/nats/connection.js';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
 
 const MAX_PAYLOAD = 16 * 1024;
@@ -270,5 +271,20 @@ describe('nats - failure behaviour of calls', () => {
     raw.publish('keel.store.put', new TextEncoder().encode('{"text":"fire and forget"}'), { headers: request });
     await raw.flush();
     expect(await client.client(store).put({ text: 'still here' })).toEqual({ length: 10 });
+  });
+});
+
+describe('nats - what counts as PAYLOAD_TOO_LARGE', () => {
+  // The client (v3) makes the same InvalidArgumentError for "'headers' are not available on this
+  // server" as for max_payload (nats-core protocol.js publish; 3.x builds it without throwing it,
+  // a later release may throw it). Read against the real client's error class and server info.
+  const headersError = errors.InvalidArgumentError.format('headers', 'are not available on this server');
+  const sizeError = errors.InvalidArgumentError.format('payload', 'max_payload size exceeded');
+
+  it('nats - the headers refusal of a server without headers is not PAYLOAD_TOO_LARGE; the max_payload one is, on any server', () => {
+    expect(isPayloadTooLarge(headersError, { info: { headers: false } as ServerInfo })).toBe(false);
+    expect(isPayloadTooLarge(sizeError, { info: { headers: false } as ServerInfo })).toBe(true);
+    expect(isPayloadTooLarge(sizeError, { info: { headers: true } as ServerInfo })).toBe(true);
+    expect(isPayloadTooLarge(new errors.TimeoutError(), { info: { headers: true } as ServerInfo })).toBe(false);
   });
 });

@@ -1,5 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, errors as natsErrors, type NatsConnection } from '@nats-io/transport-node';
+import { silentLogger } from 'keel';
+import { createNatsTransport } from 'keel/nats';
 import { foreignServices } from './support/foreign-services.js';
 import { natsAuthorization, natsUserEnvironment, natsUsers, type NatsUser } from '../cli/deploy/nats-config.js';
 import { NATS_CLIENT_USER, natsPermissions } from '../cli/deploy/nats-permissions.js';
@@ -19,6 +21,14 @@ const perModule = parseTopology(
 );
 const users = natsUsers(perModule, modules);
 const userOf = (name: string): NatsUser => users.find((user) => user.user === name) as NatsUser;
+/** orders' permissions without its event subjects: its stream's API, but no publish of its events. */
+const muted: NatsUser = {
+  ...userOf('orders'),
+  user: 'orders-muted',
+  inboxPrefix: '_INBOX_keel_locked.orders-muted',
+  publish: userOf('orders').publish.filter((subject) => !subject.startsWith(`${PREFIX}.orders.`)),
+  subscribe: userOf('orders').subscribe.map((subject) => subject.replace('_INBOX_keel_locked.orders.', '_INBOX_keel_locked.orders-muted.')),
+};
 
 describe('nats permissions - derived from the module graph', () => {
   const permissions = natsPermissions(perModule, modules);
@@ -83,7 +93,7 @@ describe('nats permissions - enforced by a real nats-server with the generated c
   };
 
   beforeAll(async () => {
-    server = await startNatsServer({ extraConfig: natsAuthorization(users) });
+    server = await startNatsServer({ extraConfig: natsAuthorization([...users, muted]) });
   });
 
   afterAll(async () => {
@@ -188,6 +198,39 @@ describe('nats permissions - enforced by a real nats-server with the generated c
     expect(await publishAs(userOf(NATS_CLIENT_USER), `${PREFIX}.orders.durable.orderCancelled`)).toBe('PERMISSIONS_VIOLATION');
     expect(await publishAs(userOf(NATS_CLIENT_USER), `${PREFIX}.payments.refund`)).toBe('accepted');
   });
+  it('nats permissions - a durable event its user may not publish fails at once, FORBIDDEN, not TIMEOUT after retries', async () => {
+    const transport = await createNatsTransport({
+      servers: server.url,
+      prefix: PREFIX,
+      user: muted.user,
+      password: muted.password,
+      inboxPrefix: muted.inboxPrefix,
+      logger: silentLogger,
+      jetStreamTimeoutMs: 2_000,
+      publishAttempts: 5,
+      publishRetryDelayMs: 500,
+    });
+    try {
+      const version = modules.find((module) => module.name === 'orders')!.contract.version;
+      const started = performance.now();
+      const failure = await transport
+        .publish({
+          contract: 'orders',
+          version,
+          event: 'orderCancelled',
+          delivery: 'durable',
+          payload: {},
+          metadata: { id: 'muted-1', correlationId: 'muted-1', traceparent: undefined, publisher: 'orders', publishedAt: Date.now() },
+        })
+        .then(() => undefined, (error: unknown) => error);
+      expect(failure).toMatchObject({ code: 'FORBIDDEN', message: expect.stringMatching(/refused its publish.*Permissions Violation/) });
+      // One attempt, refused: no retries with their delays, no wait for a PubAck.
+      expect(performance.now() - started).toBeLessThan(1_000);
+    } finally {
+      await transport.close();
+    }
+  });
+
   it('nats permissions - the server logs each refusal (what the shop check below relies on)', () => {
     expect(server.output()).toMatch(/Publish Violation|Permissions Violation for Publish/);
     expect(server.output()).toMatch(/Subscription Violation|Permissions Violation for Subscription/);

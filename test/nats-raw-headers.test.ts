@@ -11,6 +11,7 @@ import { once } from 'node:events';
 import { connect, headers, type Msg, type NatsConnection } from '@nats-io/transport-node';
 import { callHeaders, eventHeaders, readRequestHeaders, sameMajor } from '../adapters/nats/headers.js';
 import { hasNoHeaders, messageHeaders, replyToken } from '../adapters/nats/raw-headers.js';
+import { eventHeaderPartsOf } from '../adapters/nats/header-text.js';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
 
 let server: NatsServer;
@@ -210,6 +211,16 @@ describe('callHeaders', () => {
 });
 
 describe('eventHeaders', () => {
+  it('builds the constant parts once per publisher and version: two modules publishing at 1.0.0 keep theirs', () => {
+    const orders = eventHeaderPartsOf('1.0.0', 'orders-parts');
+    const payments = eventHeaderPartsOf('1.0.0', 'payments-parts');
+    expect(payments.middle).toContain('payments-parts');
+    // Alternating between them finds each one's parts again instead of rebuilding them.
+    expect(eventHeaderPartsOf('1.0.0', 'orders-parts')).toBe(orders);
+    expect(eventHeaderPartsOf('1.0.0', 'payments-parts')).toBe(payments);
+    expect(orders.middle).toContain('orders-parts');
+  });
+
   it("writes the bytes nats' headers() would, as versions and publishers change from event to event", () => {
     const events = [
       { version: '1.0.0', publisher: 'orders', id: 'e-1', correlationId: 'c-1', publishedAt: 1_700_000_000_000.4 },

@@ -231,6 +231,35 @@ describe('tooling - status', () => {
     expect(stderr).toContain('error E_STATUS: No running instance of notifications, orders, payments.');
   });
 
+  it('tooling - status fails, naming the cause, when the question itself fails: a closed connection is not "nothing running"', async () => {
+    const closing = await connectForStatus({ servers: server.url });
+    await closing.close();
+    await expect(readStatus(closing, { maxWaitMs: 1_000 })).rejects.toThrow(/Could not ask the NATS service API \(\$SRV\.\w+\): closed connection.*the NATS connection closed/);
+  });
+
+  it('tooling - status fails, naming the permission violation, for a NATS user that may not ask $SRV', async () => {
+    const locked = await startNatsServer({
+      extraConfig: [
+        'authorization { users = [',
+        '  { user: "watcher", password: "watcher-pw", permissions: { publish: { allow: ["_INBOX.>"] }, subscribe: { allow: ["_INBOX.>"] } } }',
+        '] }',
+      ].join('\n'),
+    });
+    try {
+      const watcher = await connectForStatus({ servers: locked.url, user: 'watcher', password: 'watcher-pw' });
+      try {
+        await expect(readStatus(watcher, { maxWaitMs: 2_000 })).rejects.toThrow(/\$SRV\.\w+\): Permissions Violation for Publish .*may not ask the service API/);
+      } finally {
+        await watcher.close();
+      }
+      const run = await keel(['status', '--nats', locked.url], { KEEL_NATS_USER: 'watcher', KEEL_NATS_PASSWORD: 'watcher-pw' });
+      expect(run.code).toBe(1);
+      expect(run.stderr).toMatch(/error E_STATUS: Could not ask the NATS service API \(\$SRV\.\w+\): Permissions Violation/);
+    } finally {
+      await locked.stop();
+    }
+  });
+
   it('tooling - status command reads the server from KEEL_NATS_URL and fails clearly when NATS is unreachable', async () => {
     const viaEnv = await keel(['status', '--prefix', 'shop'], { KEEL_NATS_URL: server.url });
     expect(viaEnv.code).toBe(0);

@@ -47,12 +47,17 @@ export function reason(error: unknown): string {
 }
 
 /**
- * True when a publish was refused for exceeding the server's `max_payload`. The client (v3)
- * throws an `InvalidArgumentError` for it; on a publish (to a valid subject, which a reply subject
- * or keel's own subjects are) that size check is the only one that throws that class.
+ * True when a publish on `nc` was refused for exceeding the server's `max_payload`. The client
+ * (v3) throws an `InvalidArgumentError` for it, and the same class when the message has headers
+ * and the server does not support them (`'headers' are not available on this server`); on a
+ * publish to a valid subject (a reply subject and keel's own are) those are the only two. A
+ * server that supports headers leaves only the size check; on one that does not, only the error
+ * naming `max_payload` is the size check.
  */
-export function isPayloadTooLarge(error: unknown): boolean {
-  return error instanceof errors.InvalidArgumentError;
+export function isPayloadTooLarge(error: unknown, nc: Pick<NatsConnection, 'info'>): boolean {
+  if (!(error instanceof errors.InvalidArgumentError)) return false;
+  if (nc.info?.headers === true) return true;
+  return error.message.includes('max_payload');
 }
 
 /** True when the NATS client refused because the connection is closed or draining. */
@@ -220,7 +225,7 @@ export class Connection {
 
   /** What a failed `publish` of `size` bytes becomes for the caller. */
   publishError(error: unknown, what: string, size: number, correlationId: string | undefined): KeelError {
-    if (isPayloadTooLarge(error)) return this.tooLarge(`${what} (with its headers)`, size, this.maxPayload, correlationId);
+    if (isPayloadTooLarge(error, this.nc)) return this.tooLarge(`${what} (with its headers)`, size, this.maxPayload, correlationId);
     if (isConnectionClosing(error)) {
       return new KeelError(KeelErrorCode.UNAVAILABLE, `${what} was not sent: the NATS connection is closing.`, {
         correlationId,

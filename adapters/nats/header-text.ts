@@ -162,7 +162,7 @@ export function callHeaders(address: OperationAddress, context: CallContext): Ms
 }
 
 /** The parts of an event's header block that stay the same for every event of one contract version and publisher. */
-interface EventHeaderParts {
+export interface EventHeaderParts {
   readonly version: string;
   readonly publisher: string;
   /** The status line, the contract version, and the name of the event id header. */
@@ -171,23 +171,26 @@ interface EventHeaderParts {
   readonly middle: string;
 }
 
-// A publisher sends the events of a few contract versions, all in its own name: the last parts
-// used, then one entry per version (a publisher whose name changes replaces its entry).
+// A process sends the events of a few contract versions, each in the name of the module that
+// owns it (several modules of one process may publish at the same version): the last parts
+// used, then one entry per publisher and version, bounded.
 let lastEventParts: EventHeaderParts | undefined;
 const eventHeaderParts = new Map<string, EventHeaderParts>();
 
-function eventHeaderPartsOf(version: string, publisher: string): EventHeaderParts {
+/** The constant parts for `version` and `publisher`, built once for each pair (exported for tests). */
+export function eventHeaderPartsOf(version: string, publisher: string): EventHeaderParts {
   const last = lastEventParts;
   if (last !== undefined && last.version === version && last.publisher === publisher) return last;
-  let parts = eventHeaderParts.get(version);
-  if (parts === undefined || parts.publisher !== publisher) {
+  const key = `${publisher}\0${version}`;
+  let parts = eventHeaderParts.get(key);
+  if (parts === undefined) {
     parts = {
       version,
       publisher,
       head: `${HEADER_LINE}${Header.CONTRACT_VERSION}: ${safe(version)}\r\n${Header.EVENT_ID}: `,
       middle: `\r\n${Header.PUBLISHER}: ${safe(publisher)}\r\n${Header.PUBLISHED_AT}: `,
     };
-    if (eventHeaderParts.size < 256) eventHeaderParts.set(version, parts);
+    if (eventHeaderParts.size < 256) eventHeaderParts.set(key, parts);
   }
   lastEventParts = parts;
   return parts;

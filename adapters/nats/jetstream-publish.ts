@@ -20,13 +20,25 @@ const JS_NOT_ENABLED = new Set([10039, 10076]);
 /** What one failed attempt says about the event. */
 type Outcome = 'not-stored' | 'unknown' | 'final';
 
+/**
+ * True when the server refused the publish (a permission violation, an authorization error),
+ * itself or as the cause of the request's error: it never reached JetStream and never will.
+ */
+export function isRefusal(error: unknown): boolean {
+  const refused = (e: unknown) => e instanceof errors.PermissionViolationError || e instanceof errors.AuthorizationError;
+  return refused(error) || (error instanceof Error && refused(error.cause));
+}
+
 function outcomeOf(error: unknown): Outcome {
   if (error instanceof errors.TimeoutError) return 'unknown';
+  // A permission violation on the publish subject (v3 rejects the request with a RequestError
+  // whose cause is the PermissionViolationError): refused, final, as it was in v2.
+  if (isRefusal(error)) return 'final';
   // The client (v3) reports "no responders" to a publish as JetStreamNotEnabled, the request's
   // RequestError (no responders) as its cause: nothing took the message (a leader being elected).
   const request = error instanceof RequestError ? error : error instanceof Error && error.cause instanceof RequestError ? error.cause : undefined;
   if (request?.isNoResponders()) return 'not-stored';
-  // A request cut short by a disconnect: it may have reached JetStream.
+  // A request cut short by a disconnect or a closed connection: it may have reached JetStream.
   if (request !== undefined) return 'unknown';
   const api = error instanceof JetStreamApiError ? error : error instanceof Error && error.cause instanceof JetStreamApiError ? error.cause : undefined;
   // A 503 answer from JetStream itself: temporarily unavailable (no quorum, a leader change).

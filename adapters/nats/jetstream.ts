@@ -24,7 +24,7 @@ import { millis, nanos } from '@nats-io/transport-node';
 import { isPayloadTooLarge, reason, type Connection } from './connection.js';
 import { eventPayload } from './events.js';
 import { eventHeaders } from './headers.js';
-import { publishWithRetry } from './jetstream-publish.js';
+import { isRefusal, publishWithRetry } from './jetstream-publish.js';
 import { streamLimits } from './options.js';
 
 /** The durable consumer of one subscribing module for one event. */
@@ -107,7 +107,16 @@ export class JetStream {
       // No stream took it: check the stream again before the next publish (it may have vanished).
       if (isKeelError(error, KeelErrorCode.UNAVAILABLE)) this.forgetStream(this.#connection.subjects.stream(event.contract));
       if (isKeelError(error)) throw error;
-      if (isPayloadTooLarge(error)) throw this.#connection.publishError(error, `The payload of event ${label}`, data.length, correlationId);
+      if (isPayloadTooLarge(error, this.#connection.nc)) throw this.#connection.publishError(error, `The payload of event ${label}`, data.length, correlationId);
+      if (isRefusal(error)) {
+        throw new KeelError(
+          KeelErrorCode.FORBIDDEN,
+          `Durable event ${label} was not stored: the NATS server refused its publish (${reason(error instanceof Error && error.cause !== undefined ? error.cause : error)}). ` +
+            "This process's NATS user may not publish it: its permissions come from the module graph when keel deploy or keel up made them. " +
+            'If the modules or the topology changed since, run keel deploy --force again and reload nats-server with the new configuration (docs/security.md).',
+          { correlationId, cause: error },
+        );
+      }
       throw new KeelError(
         KeelErrorCode.INTERRUPTED,
         `Durable event ${label} was not confirmed by JetStream (${reason(error)}); it may or may not have been stored. ` +

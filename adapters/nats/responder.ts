@@ -78,7 +78,7 @@ class Endpoint {
       try {
         msg.respond(encodeJson(envelope), { headers: replyHeaders });
       } catch (error) {
-        if (!isPayloadTooLarge(error)) throw error;
+        if (!isPayloadTooLarge(error, this.connection.nc)) throw error;
         // Details (zod issues of a huge input) or data made the envelope too large: send its core.
         const { type, message, correlationId } = envelope;
         msg.respond(encodeJson({ type, code: envelope.code, message: headerValue(message, 2048), correlationId }), { headers: replyHeaders });

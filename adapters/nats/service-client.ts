@@ -6,7 +6,7 @@
  * keel's own, like the serving side (service-api.ts): the NATS service client is not needed at
  * run time.
  */
-import { Empty, type NatsConnection } from '@nats-io/transport-node';
+import { Empty, errors, type NatsConnection } from '@nats-io/transport-node';
 import { SERVICE_API_PREFIX, type ServiceIdentity, type ServiceInfo, type ServiceStats } from './service-api.js';
 
 /** A service API question. */
@@ -18,6 +18,12 @@ export interface ServiceQuestionOptions {
   readonly maxWaitMs: number;
   /** Stop this many milliseconds after the latest answer, when no other follows. */
   readonly stallMs: number;
+  /**
+   * Reject with the client's error when the question fails for any reason but no responders
+   * (a permission violation on `$SRV`, a closed connection), instead of resolving with what was
+   * found so far. No responders always resolves: nothing runs. Default false.
+   */
+  readonly rejectOnError?: boolean;
 }
 
 interface AnswerOf {
@@ -30,7 +36,8 @@ interface AnswerOf {
  * The answers to `$SRV.{verb}` (`.{name}` when given) within the options' time, parsed as JSON;
  * none when no service answers (the server's no-responders status). Answers that are not JSON
  * objects are left out. The question is a request on the connection's own inbox (its
- * `inboxPrefix`). Never rejects: a closed connection finds nothing.
+ * `inboxPrefix`). Rejects only with `rejectOnError`; without it a failed question (a closed
+ * connection, a permission violation) finds what it found so far.
  *
  * @example
  * ```ts
@@ -59,10 +66,17 @@ export async function askServices<V extends ServiceVerb>(
         // not JSON: not a service API answer
       }
     }
-  } catch {
-    // No responders (nothing runs), a closed connection: what was found so far stands.
+  } catch (error) {
+    // No responders: nothing runs, what was found so far stands. Anything else (a permission
+    // violation, a closed connection) too, unless the caller asked to hear of it.
+    if (options.rejectOnError === true && !isNoResponders(error)) throw error;
   } finally {
     clearTimeout(timer);
   }
   return found;
+}
+
+/** True for the client's "no responders" (v3: a NoRespondersError, or a RequestError caused by one). */
+function isNoResponders(error: unknown): boolean {
+  return error instanceof errors.NoRespondersError || (error instanceof errors.RequestError && error.isNoResponders());
 }

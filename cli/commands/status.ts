@@ -66,6 +66,9 @@ export default defineCommand({
         prefix: args.prefix ?? topology?.nats.prefix,
         all: args.all,
         ...(maxWaitMs === undefined ? {} : { maxWaitMs }),
+      }).catch((error: unknown) => {
+        // Not "nothing running": the question itself failed (a permission violation, a closed connection).
+        throw new CLIError(CliErrorCode.E_STATUS, (error as Error).message, { cause: error });
       });
       cli.stdout.write(args.json ? `${JSON.stringify(report, null, 2)}\n` : formatStatusReport(report, { instances: args.instances }));
       if (!report.ok) {

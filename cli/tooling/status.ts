@@ -17,8 +17,9 @@ import {
   type ServiceIdentity,
   type ServiceInfo,
   type ServiceStats,
+  type ServiceVerb,
 } from 'keel/nats';
-import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { connect, errors, type NatsConnection } from '@nats-io/transport-node';
 
 /** How long to wait for more answers after the latest one (the NATS service client's default). */
 const STATUS_STALL_MS = 300;
@@ -166,6 +167,19 @@ export async function connectForStatus(options: StatusConnectOptions): Promise<N
   });
 }
 
+/** Why asking `$SRV.{verb}` failed, for people: the client's error and what to check. */
+function askFailed(verb: ServiceVerb, error: unknown): Error {
+  const cause = error instanceof Error && error.cause instanceof Error ? error.cause : error;
+  const text = cause instanceof Error ? `${cause.message} (${cause.name})` : String(cause);
+  const advice =
+    cause instanceof errors.PermissionViolationError || cause instanceof errors.AuthorizationError
+      ? "this NATS user may not ask the service API: use the client user's credentials (keel deploy writes them) or allow it to publish to $SRV.> and subscribe to its inbox."
+      : cause instanceof errors.ClosedConnectionError || cause instanceof errors.DrainingConnectionError
+        ? 'the NATS connection closed; check the server and run keel status again.'
+        : 'check the NATS server and the connection.';
+  return new Error(`Could not ask the NATS service API ($SRV.${verb}): ${text}; ${advice}`, { cause: error });
+}
+
 /**
  * Discovers the modules running on a NATS system and sums their statistics per module.
  *
@@ -179,12 +193,10 @@ export async function connectForStatus(options: StatusConnectOptions): Promise<N
  */
 export async function readStatus(connection: NatsConnection, options: StatusOptions = {}): Promise<StatusReport> {
   const settings = { ...DEFAULT_STATUS_OPTIONS, ...options };
-  const question = { maxWaitMs: settings.maxWaitMs, stallMs: STATUS_STALL_MS };
-  const [pings, infos, stats] = await Promise.all([
-    askServices(connection, 'PING', undefined, question),
-    askServices(connection, 'INFO', undefined, question),
-    askServices(connection, 'STATS', undefined, question),
-  ]);
+  const question = { maxWaitMs: settings.maxWaitMs, stallMs: STATUS_STALL_MS, rejectOnError: true };
+  // No responders is an empty system; any other failure is not "nothing running".
+  const ask = <V extends ServiceVerb>(verb: V) => askServices(connection, verb, undefined, question).catch((error: unknown) => Promise.reject(askFailed(verb, error)));
+  const [pings, infos, stats] = await Promise.all([ask('PING'), ask('INFO'), ask('STATS')]);
   const infoById = new Map(infos.map((info) => [info.id, info]));
   const statsById = new Map(stats.map((stat) => [stat.id, stat]));
   const identities = new Map<string, ServiceIdentity>();
