@@ -109,8 +109,10 @@ export class JetStream {
       if (isKeelError(error)) throw error;
       if (isPayloadTooLarge(error, this.#connection.nc)) throw this.#connection.publishError(error, `The payload of event ${label}`, data.length, correlationId);
       if (isRefusal(error)) {
+        // UNAVAILABLE, as for the stream API's refusals (jetStreamFailure): the deployment is
+        // misconfigured, not the caller refused (FORBIDDEN is a principal's refusal, a 403).
         throw new KeelError(
-          KeelErrorCode.FORBIDDEN,
+          KeelErrorCode.UNAVAILABLE,
           `Durable event ${label} was not stored: the NATS server refused its publish (${reason(error instanceof Error && error.cause !== undefined ? error.cause : error)}). ` +
             "This process's NATS user may not publish it: its permissions come from the module graph when keel deploy or keel up made them. " +
             'If the modules or the topology changed since, run keel deploy --force again and reload nats-server with the new configuration (docs/security.md).',
