@@ -21,7 +21,7 @@ if (mode === 'keel') {
     await transport.close();
   };
 } else {
-  const { connect } = await import('nats');
+  const { connect } = await import('@nats-io/transport-node');
   const nc = await connect({ servers: url });
   const encoder = new TextEncoder();
   const payload = { sku: 'KB-1', quantity: 2 };

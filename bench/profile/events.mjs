@@ -5,27 +5,18 @@
 // --cpu-prof and their profiles are summarised (summarize.mjs) over the rounds. Run after `npm run build`:
 //   node bench/profile/events.mjs [keel|raw] [count=40000] [rounds=4] [batched|each] [--prof outDir]
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { once } from 'node:events';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { startLocalNatsServer } from './local-nats.mjs';
 
 const args = process.argv.slice(2);
 const profAt = args.indexOf('--prof');
 const profDir = profAt >= 0 ? args.splice(profAt, 2)[1] : undefined;
 const [mode = 'keel', count = '40000', rounds = '4', style = 'batched'] = args;
 const here = import.meta.dirname;
-const port = await new Promise((resolve) => {
-  const server = createServer().listen(0, () => {
-    const { port } = server.address();
-    server.close(() => resolve(port));
-  });
-});
-const natsServer = existsSync('/usr/sbin/nats-server') && spawnSync('which', ['nats-server']).status !== 0 ? '/usr/sbin/nats-server' : 'nats-server';
-const nats = spawn(natsServer, ['-p', String(port)], { stdio: 'ignore' });
-const url = `nats://127.0.0.1:${port}`;
-await new Promise((resolve) => setTimeout(resolve, 300));
+const { url, nats } = await startLocalNatsServer();
 
 function run(side, onLine) {
   const flags = [];

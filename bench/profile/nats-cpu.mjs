@@ -5,25 +5,16 @@
 // /proc between the first and the last call. Usage:
 //   node bench/profile/nats-cpu.mjs [count=200000] [inFlight=64] [runs=1] [sides=keel,raw]
 // Prints one line per run and side: calls/s, the callee's and the caller's CPU µs per call. Linux only.
-import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { once } from 'node:events';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { startLocalNatsServer } from './local-nats.mjs';
 
 const [count = '200000', inFlight = '64', runs = '1', sides = 'keel,raw'] = process.argv.slice(2);
 const here = import.meta.dirname;
-const port = await new Promise((resolve) => {
-  const server = createServer().listen(0, () => {
-    const { port } = server.address();
-    server.close(() => resolve(port));
-  });
-});
-const natsServer = existsSync('/usr/sbin/nats-server') && spawnSync('which', ['nats-server']).status !== 0 ? '/usr/sbin/nats-server' : 'nats-server';
-const nats = spawn(natsServer, ['-p', String(port)], { stdio: 'ignore' });
-const url = `nats://127.0.0.1:${port}`;
-await new Promise((resolve) => setTimeout(resolve, 300));
+const { url, nats } = await startLocalNatsServer();
 
 const TICKS_PER_SECOND = 100; // USER_HZ on Linux
 function cpuSeconds(pid) {

@@ -4,24 +4,15 @@
 //   node bench/profile/nats.mjs [outDir=/tmp/keel-prof-nats] [count=300000] [inFlight=64]
 // Uses the node running it for the two processes, and `nats-server` from PATH (or /usr/sbin).
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { mkdirSync, readdirSync } from 'node:fs';
 import { once } from 'node:events';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
+import { startLocalNatsServer } from './local-nats.mjs';
 
 const [outDir = '/tmp/keel-prof-nats', count = '300000', inFlight = '64'] = process.argv.slice(2);
 const here = import.meta.dirname;
-const port = await new Promise((resolve) => {
-  const server = createServer().listen(0, () => {
-    const { port } = server.address();
-    server.close(() => resolve(port));
-  });
-});
-const natsServer = existsSync('/usr/sbin/nats-server') && spawnSync('which', ['nats-server']).status !== 0 ? '/usr/sbin/nats-server' : 'nats-server';
-const nats = spawn(natsServer, ['-p', String(port)], { stdio: 'ignore' });
-const url = `nats://127.0.0.1:${port}`;
-await new Promise((resolve) => setTimeout(resolve, 300)); // the server listens within a few ms
+const { url, nats } = await startLocalNatsServer();
 
 /** Runs `script` under --cpu-prof into `outDir/side`; resolves each stdout line to `onLine`. */
 function run(side, script, args, onLine) {
