@@ -46,7 +46,8 @@ export interface RequestHeaders {
   readonly context: CallContext;
 }
 
-const VERSION_PATTERN = /^\d+\.\d+\.\d+([-+].*)?$/;
+/** What a `Keel-Contract-Version` header must be: a semver version (request-headers.ts checks it too). */
+export const VERSION_PATTERN = /^\d+\.\d+\.\d+([-+].*)?$/;
 const INTEGER_PATTERN = /^\d+$/;
 
 /** keel's request headers as found, before any check: the first value of each, as `MsgHdrs` gives it. */
@@ -123,8 +124,8 @@ export function readRequestHeaders(
   if (!VERSION_PATTERN.test(version)) {
     refuse(target, correlationId, `header ${Header.CONTRACT_VERSION} "${version}" is not a semver version such as 1.0.0.`);
   }
-  const now = Date.now();
-  let end = now + defaultTimeoutMs;
+  // The clock is read only for a deadline relative to now: keel's callers send an absolute one.
+  let end: number;
   if (deadline !== undefined) {
     if (!INTEGER_PATTERN.test(deadline)) refuse(target, correlationId, `header ${Header.DEADLINE} "${deadline}" is not epoch milliseconds.`);
     end = Number(deadline);
@@ -132,7 +133,9 @@ export function readRequestHeaders(
     if (!INTEGER_PATTERN.test(timeout) || Number(timeout) <= 0) {
       refuse(target, correlationId, `header ${Header.TIMEOUT_MS} "${timeout}" is not a positive number of milliseconds.`);
     }
-    end = now + Number(timeout);
+    end = Date.now() + Number(timeout);
+  } else {
+    end = Date.now() + defaultTimeoutMs;
   }
   if (idempotencyKey !== undefined && !isIdempotencyKey(idempotencyKey)) {
     refuse(target, correlationId, `header ${Header.IDEMPOTENCY_KEY} is not 1 to 255 visible ASCII characters.`);

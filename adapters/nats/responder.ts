@@ -24,6 +24,7 @@ import { isPayloadTooLarge, reason, type Connection } from './connection.js';
 import { EndpointCounters } from './endpoint-stats.js';
 import { readRequestHeaders } from './headers.js';
 import { messageHeaders } from './raw-headers.js';
+import { readKnownRequest } from './request-headers.js';
 import { ServiceApi, type ServiceEndpoint } from './service-api.js';
 import { LogThrottle } from './log-throttle.js';
 import { Header, decodeJson, encodeJson, headerValue, serviceErrorCode } from './wire.js';
@@ -261,8 +262,9 @@ export class Responder {
     let request: ReturnType<typeof readRequestHeaders>;
     let input: unknown;
     try {
-      // Read from the header block's bytes where raw-headers.ts can, else by nats' own decoding.
-      request = readRequestHeaders(messageHeaders(msg), target, this.#connection.options.defaultTimeoutMs);
+      // The block keel's callers write is matched in one pass (request-headers.ts); any other is
+      // read from its bytes where raw-headers.ts can, else by nats' own decoding.
+      request = readKnownRequest(msg) ?? readRequestHeaders(messageHeaders(msg), target, this.#connection.options.defaultTimeoutMs);
       try {
         input = decodeJson(msg.data);
       } catch {
