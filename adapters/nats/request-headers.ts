@@ -114,7 +114,8 @@ export function readKnownRequest(msg: Msg): RequestHeaders | undefined {
     return undefined;
   }
 
-  const view = Buffer.from(bytes.buffer, bytes.byteOffset, length);
+  // Socket data reaches nats' parser as a Buffer, so the message's bytes usually are one already.
+  const view = bytes instanceof Buffer ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, length);
   const version = lastVersion.read(bytes, START.length, versionEnd, view);
   if (lastVersion.decoded && !VERSION_PATTERN.test(version)) {
     lastVersion.forget(); // not a version: never reused
