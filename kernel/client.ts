@@ -3,24 +3,21 @@
  * deadline (never beyond the surrounding call's), carries the call context, and rebuilds
  * errors by code. Everything per operation is computed once, when the client is built.
  */
-import { trace } from '@opentelemetry/api';
-import { activeContext, contextStorage } from './otel-context.js';
-import { endCallSpan, keelTracer, outgoingTraceparent, startClientSpan, tracesCalls } from './tracing.js';
+import { outgoingTraceparent } from './tracing.js';
 import type { AnyContract, AnyOperation, OperationInput, OperationOutput } from './contract.js';
-import { isCorrelationId, isIdempotencyKey, isTraceparent } from './call-ids.js';
+import { observeCall, traceCall } from './call-wrappers.js';
+import { refusedContextOption, refusedIdempotencyKey, refusedPolicyOption } from './call-option-checks.js';
 import { DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS } from './timeouts.js';
 import { EXTERNAL_CALLER, currentContext, newCorrelationId, type CallContext } from './context.js';
 import { fromErrorEnvelope, markCallError } from './envelope.js';
 import { KeelError, KeelErrorCode, validationError, type AnyErrorClass } from './errors.js';
-import { OK_OUTCOME, outcomeOf, type KernelObserver } from './observer.js';
+import type { KernelObserver } from './observer.js';
 import { RemoteFailure, type OperationAddress, type Transport } from './transport.js';
 import { directCaller } from './local.js';
 import { CallSchema } from './compiled-schema.js';
 import { validPrincipal, type Principal, type PrincipalSchema } from './principal.js';
 import {
   DEFAULT_CALL_POLICIES,
-  HedgePolicySchema,
-  RetryPolicySchema,
   resolveHedge,
   resolveRetry,
   type HedgePolicy,
@@ -337,124 +334,7 @@ function makeCall(
   }
 }
 
-function observeCall(
-  call: (input: unknown, options?: CallOptions) => Promise<unknown>,
-  contract: string,
-  operation: string,
-  transport: string,
-  caller: string,
-  observers: readonly KernelObserver[],
-): (input: unknown, options?: CallOptions) => Promise<unknown> {
-  const report = (started: number, outcome: string): void => {
-    const record = { contract, operation, transport, caller, durationMs: performance.now() - started, outcome };
-    for (const observer of observers) observer.callMade?.(record);
-  };
-  // Not an async function: one derived promise per call, no await.
-  const observed = (input: unknown, options?: CallOptions): Promise<unknown> => {
-    const started = performance.now();
-    let pending: Promise<unknown>;
-    try {
-      pending = call(input, options);
-    } catch (error) {
-      report(started, outcomeOf(error));
-      return Promise.reject(error);
-    }
-    return pending.then(
-      (output) => {
-        report(started, OK_OUTCOME);
-        return output;
-      },
-      (error: unknown) => {
-        report(started, outcomeOf(error));
-        throw error;
-      },
-    );
-  };
-  return (input, options) => (observers.length === 0 ? call(input, options) : observed(input, options));
-}
-
-/**
- * `call` with a client span around it while tracing is on (one comparison while it is off):
- * the call runs with its span active, so the context it sends carries the span's traceparent.
- */
-function traceCall(
-  call: (input: unknown, options?: CallOptions) => Promise<unknown>,
-  contract: string,
-  operation: string,
-  transport: string,
-  caller: string,
-): (input: unknown, options?: CallOptions) => Promise<unknown> {
-  return (input, options) => {
-    const tracer = keelTracer();
-    if (tracer === undefined || !tracesCalls(transport)) return call(input, options);
-    const span = startClientSpan(tracer, contract, operation, transport, caller, options?.traceparent);
-    let pending: Promise<unknown>;
-    try {
-      pending = contextStorage.run(trace.setSpan(activeContext(), span), call, input, options);
-    } catch (error) {
-      endCallSpan(span, 'client', outcomeOf(error), error);
-      throw error;
-    }
-    return pending.then(
-      (output) => {
-        endCallSpan(span, 'client', OK_OUTCOME);
-        return output;
-      },
-      (error: unknown) => {
-        endCallSpan(span, 'client', outcomeOf(error), error);
-        throw error;
-      },
-    );
-  };
-}
-
 /** A failure as a rejected promise, or the retry made of it. */
 function rejectedOrRetried(recovered: unknown): Promise<unknown> {
   return recovered instanceof Promise ? recovered : Promise.reject(recovered);
-}
-
-/** The error for a `retry` or `hedge` call option that is not a policy, or a hedge where repeating is not safe. */
-function refusedPolicyOption(options: CallOptions, label: string, idempotent: boolean): KeelError | undefined {
-  const problems: string[] = [];
-  for (const [field, schema] of [['retry', RetryPolicySchema], ['hedge', HedgePolicySchema]] as const) {
-    if (options[field] === undefined) continue;
-    const checked = schema.safeParse(options[field]);
-    if (!checked.success) problems.push(...checked.error.issues.map((issue) => `${[field, ...issue.path].join('.')} ${issue.message}`));
-  }
-  if (options.hedge !== undefined && options.hedge !== false && !idempotent) {
-    problems.push(`hedge needs an idempotent operation, and ${label} is not one (hedging sends the same call more than once)`);
-  }
-  if (problems.length === 0) return undefined;
-  return new KeelError(KeelErrorCode.INVALID_INPUT, `Call options for ${label}: ${problems.join('; ')}.`);
-}
-
-/** The error for an `idempotencyKey` option that could not cross every transport unchanged. */
-function refusedIdempotencyKey(options: CallOptions | undefined, label: string): KeelError | undefined {
-  const key = options?.idempotencyKey;
-  if (key === undefined || isIdempotencyKey(key)) return undefined;
-  return new KeelError(
-    KeelErrorCode.INVALID_INPUT,
-    `idempotencyKey for ${label} must be 1 to 255 visible ASCII characters (no spaces or line breaks), got ${JSON.stringify(key)}.`,
-  );
-}
-
-/**
- * The error for a `correlationId` or `traceparent` call option that could not cross every
- * transport unchanged, or undefined when both are fine: checked once, here, so that a call
- * carries the same context in process and over NATS.
- */
-function refusedContextOption(options: CallOptions | undefined, label: string): KeelError | undefined {
-  if (options?.correlationId !== undefined && !isCorrelationId(options.correlationId)) {
-    return new KeelError(
-      KeelErrorCode.INVALID_INPUT,
-      `correlationId for ${label} must be 1 to 128 visible ASCII characters (no spaces or line breaks), got ${JSON.stringify(options.correlationId)}.`,
-    );
-  }
-  if (options?.traceparent !== undefined && !isTraceparent(options.traceparent)) {
-    return new KeelError(
-      KeelErrorCode.INVALID_INPUT,
-      `traceparent for ${label} must be a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>, lower case), got ${JSON.stringify(options.traceparent)}; newTraceparent() makes one.`,
-    );
-  }
-  return undefined;
 }

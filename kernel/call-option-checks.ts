@@ -1,0 +1,54 @@
+/**
+ * The checks of a call's options that can refuse it before it is made, with `INVALID_INPUT`
+ * errors that name the option and say what it must be.
+ */
+import type { CallOptions } from './client.js';
+import { isCorrelationId, isIdempotencyKey, isTraceparent } from './call-ids.js';
+import { HedgePolicySchema, RetryPolicySchema } from './call-policy.js';
+import { KeelError, KeelErrorCode } from './errors.js';
+
+/** The error for a `retry` or `hedge` call option that is not a policy, or a hedge where repeating is not safe. */
+export function refusedPolicyOption(options: CallOptions, label: string, idempotent: boolean): KeelError | undefined {
+  const problems: string[] = [];
+  for (const [field, schema] of [['retry', RetryPolicySchema], ['hedge', HedgePolicySchema]] as const) {
+    if (options[field] === undefined) continue;
+    const checked = schema.safeParse(options[field]);
+    if (!checked.success) problems.push(...checked.error.issues.map((issue) => `${[field, ...issue.path].join('.')} ${issue.message}`));
+  }
+  if (options.hedge !== undefined && options.hedge !== false && !idempotent) {
+    problems.push(`hedge needs an idempotent operation, and ${label} is not one (hedging sends the same call more than once)`);
+  }
+  if (problems.length === 0) return undefined;
+  return new KeelError(KeelErrorCode.INVALID_INPUT, `Call options for ${label}: ${problems.join('; ')}.`);
+}
+
+/** The error for an `idempotencyKey` option that could not cross every transport unchanged. */
+export function refusedIdempotencyKey(options: CallOptions | undefined, label: string): KeelError | undefined {
+  const key = options?.idempotencyKey;
+  if (key === undefined || isIdempotencyKey(key)) return undefined;
+  return new KeelError(
+    KeelErrorCode.INVALID_INPUT,
+    `idempotencyKey for ${label} must be 1 to 255 visible ASCII characters (no spaces or line breaks), got ${JSON.stringify(key)}.`,
+  );
+}
+
+/**
+ * The error for a `correlationId` or `traceparent` call option that could not cross every
+ * transport unchanged, or undefined when both are fine: checked once, here, so that a call
+ * carries the same context in process and over NATS.
+ */
+export function refusedContextOption(options: CallOptions | undefined, label: string): KeelError | undefined {
+  if (options?.correlationId !== undefined && !isCorrelationId(options.correlationId)) {
+    return new KeelError(
+      KeelErrorCode.INVALID_INPUT,
+      `correlationId for ${label} must be 1 to 128 visible ASCII characters (no spaces or line breaks), got ${JSON.stringify(options.correlationId)}.`,
+    );
+  }
+  if (options?.traceparent !== undefined && !isTraceparent(options.traceparent)) {
+    return new KeelError(
+      KeelErrorCode.INVALID_INPUT,
+      `traceparent for ${label} must be a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>, lower case), got ${JSON.stringify(options.traceparent)}; newTraceparent() makes one.`,
+    );
+  }
+  return undefined;
+}
