@@ -7,15 +7,16 @@ import type { CircuitStatus } from './circuit-breaker.js';
 import { majorOf, type AnyContract, type AnyOperation } from './contract.js';
 import type { CallContext } from './context.js';
 import { contextStorage, runInStore, withCall, type HandlerScope } from './otel-context.js';
-import { endCallSpan, keelTracer, startServerSpan, tracesCalls } from './tracing.js';
-import { ROOT_CONTEXT, trace, type Context, type Span } from '@opentelemetry/api';
+import { keelTracer, startServerSpan, tracesCalls } from './tracing.js';
+import { ObservedAnswer, TracedAnswer, expiredFailure } from './served-answers.js';
+import { ROOT_CONTEXT, trace, type Context } from '@opentelemetry/api';
 import { toRemoteFailure } from './envelope.js';
 import { CallSchema } from './compiled-schema.js';
 import { exhaustedFailure, stoppedFailure, type Bulkhead, type WaitingCall } from './bulkhead.js';
 import { inputHash, type Claim, type IdempotencyStore } from './idempotency.js';
 import { KeelError, KeelErrorCode, validationError } from './errors.js';
 import type { Logger } from './logger.js';
-import { OK_OUTCOME, outcomeOf, type KernelObserver } from './observer.js';
+import type { KernelObserver } from './observer.js';
 import type { OperationHandler } from './module.js';
 import { forbidden, unauthenticated, validPrincipal, type Principal, type PrincipalSchema } from './principal.js';
 import {
@@ -379,83 +380,4 @@ export function createServedModule(source: ServedSource): ServedModule {
     },
     circuits: () => circuits?.() ?? [],
   };
-}
-
-/**
- * What a call whose deadline passed before its handler could start is answered: `TIMEOUT`,
- * nothing ran. `queuedIn`: the module whose bulkhead queue it waited in, when it did.
- */
-function expiredFailure(contract: string, operation: string, lateMs: number, context: CallContext, queuedIn?: string): RemoteFailure {
-  return new RemoteFailure({
-    type: 'keel',
-    code: KeelErrorCode.TIMEOUT,
-    message:
-      queuedIn === undefined
-        ? `${contract}.${operation} was not run: its deadline had passed ${Math.round(lateMs)} ms before the callee could start it. ` +
-          'Nothing was done; retry with a later deadline. If calls with time to spare get this, synchronise the clocks of the hosts.'
-        : `${contract}.${operation} was not run: its deadline passed while it waited for a free slot of module "${queuedIn}" ` +
-          '(its bulkhead was at its concurrency limit). Nothing was done; retry after a short backoff, or add instances.',
-    correlationId: context.correlationId,
-  });
-}
-
-/** An {@link Answer} that ends the call's server span as it settles. */
-class TracedAnswer implements Answer {
-  /** Ends the span once, even when a thenable answers and then throws (the answer is then failed too). */
-  #settled = false;
-
-  constructor(
-    readonly answer: Answer,
-    readonly span: Span,
-  ) {}
-
-  ok(output: unknown): void {
-    if (!this.#settled) {
-      this.#settled = true;
-      endCallSpan(this.span, 'server', OK_OUTCOME);
-    }
-    this.answer.ok(output);
-  }
-
-  fail(failure: RemoteFailure): void {
-    if (!this.#settled) {
-      this.#settled = true;
-      endCallSpan(this.span, 'server', outcomeOf(failure), failure);
-    }
-    this.answer.fail(failure);
-  }
-}
-
-/** An {@link Answer} that reports the call to the kernel's observers as it settles. */
-class ObservedAnswer implements Answer {
-  readonly #started = performance.now();
-  #reported = false;
-
-  constructor(
-    readonly answer: Answer,
-    readonly observers: readonly KernelObserver[],
-    readonly contract: string,
-    readonly operation: string,
-    readonly transport: string,
-    readonly caller: string,
-  ) {}
-
-  ok(output: unknown): void {
-    this.#report(OK_OUTCOME);
-    this.answer.ok(output);
-  }
-
-  fail(failure: RemoteFailure): void {
-    this.#report(outcomeOf(failure));
-    this.answer.fail(failure);
-  }
-
-  #report(outcome: string): void {
-    // Once, even when a thenable answers and then throws (the answer is then failed too).
-    if (this.#reported) return;
-    this.#reported = true;
-    const { contract, operation, transport, caller } = this;
-    const record = { contract, operation, transport, caller, durationMs: performance.now() - this.#started, outcome };
-    for (const observer of this.observers) observer.callServed?.(record);
-  }
 }
