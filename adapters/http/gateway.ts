@@ -147,7 +147,7 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
   server.removeContentTypeParser('text/plain');
   server.decorateRequest(CORRELATION_ID_PROPERTY, '');
   // Before the gateway's own hooks: security headers and CORS go on every answer, its early refusals too.
-  await addDefences(server, resolved, correlationHeader);
+  const setSecurityHeaders = await addDefences(server, resolved, correlationHeader);
 
   const allowedMethods = allowedMethodsOf(resolved);
   const notFound = notFoundHandler(resolved, allowedMethods, refuse);
@@ -155,6 +155,8 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
 
   // Hooks in callback style: an async hook costs fastify a promise and a microtask per request.
   server.addHook('onRequest', (request, reply, done) => {
+    // The security headers, when no other hook (CORS's) goes between theirs and this one.
+    setSecurityHeaders?.(request, reply);
     reply.header(correlationHeader, correlationIdOf(request));
     if (closing) {
       reply.header('connection', 'close');
