@@ -155,6 +155,8 @@ describe('http - gateway defences', () => {
     expect(allowed.headers.get('access-control-allow-headers')).toBe('content-type');
     expect(allowed.headers.get('access-control-allow-credentials')).toBe('true');
     expect(allowed.headers.get('access-control-max-age')).toBe('60');
+    // CORS answers the preflight from its own hook: the security headers' hook ran before it.
+    expect(allowed.headers.get('x-frame-options')).toBe('SAMEORIGIN');
     const call = await put(url, 'cors-on', { origin: 'https://shop.example.com' });
     expect(call.status).toBe(200);
     expect(call.headers.get('access-control-allow-origin')).toBe('https://shop.example.com');
@@ -184,6 +186,7 @@ describe('http - gateway defences', () => {
     expect(retryAfter).toBeGreaterThan(0);
     expect(retryAfter).toBeLessThanOrEqual(60);
     expect(refused.headers.get('content-type')).toBe('application/problem+json; charset=utf-8');
+    expect(refused.headers.get('x-frame-options')).toBe('SAMEORIGIN');
     const problem = (await refused.json()) as Problem;
     expect(problem).toMatchObject({
       type: 'urn:keel:error:RATE_LIMITED',

@@ -1,3 +1,4 @@
+import { Agent, request as httpRequest } from 'node:http';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorKind, KeelErrorCode, createKernel, silentLogger, type Kernel } from 'keel';
 import { newTraceparent, type CallRecord } from 'keel/transport';
@@ -295,6 +296,54 @@ describe('http - gateway options and lifecycle', () => {
     await closing;
     expect(kernel.state).toBe('stopped');
     await expect(fetch(`${url}/healthz`)).rejects.toThrow();
+  });
+
+  it('http - answers given while closing end their connection, on an operation route and on a route of the application', async () => {
+    const kernel = createKernel({ modules: fixtureModules, logger: silentLogger });
+    await kernel.start();
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    let entered!: () => void;
+    const inOwnRoute = new Promise<void>((resolve) => (entered = resolve));
+    const gateway = await createHttpGateway({
+      kernel,
+      port: 0,
+      logger: silentLogger,
+      configure: (server) => {
+        server.get('/own/slow', async () => {
+          entered();
+          await released;
+          return { own: true };
+        });
+      },
+    });
+    const url = new URL(await gateway.listen());
+    // Keep-alive requests, as a pooling client sends them: the answer's own header must end the connection.
+    const agent = new Agent({ keepAlive: true });
+    const ask = (method: string, path: string, body?: string) =>
+      new Promise<{ status: number; connection: string | undefined }>((resolve, reject) => {
+        const request = httpRequest({ host: url.hostname, port: url.port, method, path, agent, headers: body === undefined ? {} : { 'content-type': 'application/json' } }, (response) => {
+          response.resume();
+          response.once('end', () => resolve({ status: response.statusCode ?? 0, connection: response.headers.connection }));
+        });
+        request.once('error', reject);
+        request.end(body);
+      });
+    try {
+      const inFlight = gate('closing-connection');
+      const operation = ask('POST', '/probe/wait', JSON.stringify({ gate: 'closing-connection' }));
+      const own = ask('GET', '/own/slow');
+      await Promise.all([inFlight.entered, inOwnRoute]);
+      const closing = gateway.close();
+      inFlight.open();
+      release();
+      expect(await operation).toEqual({ status: 200, connection: 'close' });
+      expect(await own).toEqual({ status: 200, connection: 'close' });
+      await closing;
+    } finally {
+      agent.destroy();
+      await gateway.close();
+    }
   });
 
   it('http - stopKernelOnClose false leaves the kernel running', async () => {

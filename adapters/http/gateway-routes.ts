@@ -5,7 +5,7 @@
  * refused before it becomes a call (no such route, a wrong method, a malformed body or header).
  */
 import { setMaxListeners } from 'node:events';
-import type { FastifyBodyParser, FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyBodyParser, FastifyError, FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify';
 import { KeelError, KeelErrorCode, type AnyContract, type Principal } from 'keel';
 import { isCorrelationId, isIdempotencyKey, isTraceparent, newCorrelationId, type AnyOperation, type CallOptions } from 'keel/transport';
 import { GATEWAY_PATHS, type ResolvedHttpGatewayOptions } from './gateway-options.js';
@@ -18,6 +18,12 @@ import { requestTraceparent } from './tracing.js';
 /** Content type of every JSON answer that is not a problem. */
 export const JSON_CONTENT_TYPE = 'application/json; charset=utf-8';
 const TIMEOUT_PATTERN = /^[0-9]{1,15}$/;
+
+/**
+ * Route handlers that end their connection themselves while the gateway closes (the operation
+ * routes): the gateway gives every other route an `onSend` hook that does it (gateway.ts).
+ */
+export const CLOSING_AWARE_HANDLERS = new WeakSet<object>();
 
 /** Request property (a fastify decorator) holding the request's correlation id once known. */
 export const CORRELATION_ID_PROPERTY = 'keelCorrelationId';
@@ -109,8 +115,11 @@ export interface RequestAnswers {
   refuse(request: FastifyRequest, reply: FastifyReply, refusal: GatewayRefusal): FastifyReply;
 }
 
-/** The {@link RequestAnswers} of a gateway whose correlation header is `correlationHeader` (lower case). */
-export function requestAnswers(correlationHeader: string): RequestAnswers {
+/**
+ * The {@link RequestAnswers} of a gateway whose correlation header is `correlationHeader` (lower
+ * case). While `isClosing()`, a problem ends its connection (`connection: close`).
+ */
+export function requestAnswers(correlationHeader: string, isClosing: () => boolean): RequestAnswers {
   // Kept on the request itself (a fastify request decorator): cheaper than a WeakMap entry per request.
   const correlationIdOf = (request: FastifyRequest): string => {
     const correlated = request as Partial<CorrelatedRequest>;
@@ -124,6 +133,7 @@ export function requestAnswers(correlationHeader: string): RequestAnswers {
     return id;
   };
   const sendProblem = (reply: FastifyReply, problem: Problem): FastifyReply => {
+    if (isClosing()) reply.header('connection', 'close');
     // Headers may not be writable when the client has gone; fastify then only logs.
     return reply
       .status(problem.status)
@@ -225,6 +235,7 @@ export function addOperationRoutes(
   options: ResolvedHttpGatewayOptions,
   allowedMethods: ReadonlyMap<string, readonly string[]>,
   correlationIdOf: RequestAnswers['correlationIdOf'],
+  isClosing: () => boolean,
 ): void {
   const { kernel } = options;
   const timeoutHeader = options.timeoutHeader.toLowerCase();
@@ -271,7 +282,11 @@ export function addOperationRoutes(
   };
   const { authenticate } = options;
   const send = (request: FastifyRequest, reply: FastifyReply, route: OperationRoute, input: unknown, principal: Principal | undefined) =>
-    route.call(input, readCallOptions(request, route.cap, signalOf(request), principal)).then((output) => reply.type(JSON_CONTENT_TYPE).send(route.serialize(output)));
+    route.call(input, readCallOptions(request, route.cap, signalOf(request), principal)).then((output) => {
+      // A connection kept alive would hold close() open: an answer given while closing ends its connection.
+      if (isClosing()) reply.header('connection', 'close');
+      return reply.type(JSON_CONTENT_TYPE).send(route.serialize(output));
+    });
   /** The call with the principal the hook made of the request; a call its contract says needs one is refused here, without a round trip. */
   const serveAs = (request: FastifyRequest, reply: FastifyReply, route: OperationRoute, input: unknown, principal: Principal | undefined): Promise<FastifyReply> => {
     if (principal === undefined && route.operation.auth !== undefined) {
@@ -327,9 +342,13 @@ export function addOperationRoutes(
         serialize: validatedBy(contract) ? compileOutputSerializer(operation.output).serialize : stringify,
       };
       const url = operationPath(contract.name, name);
-      server.post(url, (request, reply) => serve(request, reply, route, request.body));
+      const post: RouteHandlerMethod = (request, reply) => serve(request, reply, route, request.body);
+      CLOSING_AWARE_HANDLERS.add(post);
+      server.post(url, post);
       if (allowedMethods.get(url)?.includes('GET')) {
-        server.get(url, (request, reply) => serve(request, reply, route, parseQueryInput(request, parseJson)));
+        const get: RouteHandlerMethod = (request, reply) => serve(request, reply, route, parseQueryInput(request, parseJson));
+        CLOSING_AWARE_HANDLERS.add(get);
+        server.get(url, get);
       }
     }
   }

@@ -6,11 +6,12 @@
  * operation. Options are checked in gateway-options.ts, operation routes live in gateway-routes.ts.
  */
 import type { AddressInfo } from 'node:net';
-import { fastify, type FastifyError, type FastifyInstance } from 'fastify';
+import { fastify, type FastifyError, type FastifyInstance, type onSendHookHandler } from 'fastify';
 import { KeelError, KeelErrorCode, type Kernel } from 'keel';
 import { createLogger, newCorrelationId } from 'keel/transport';
 import { GATEWAY_PATHS, resolveHttpGatewayOptions, type HttpGatewayOptions } from './gateway-options.js';
 import {
+  CLOSING_AWARE_HANDLERS,
   CORRELATION_ID_PROPERTY,
   GatewayRefusal,
   JSON_CONTENT_TYPE,
@@ -108,9 +109,10 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
       : (given ?? createKernelMetrics(kernel, resolved.metrics === true || resolved.metrics === undefined ? {} : (resolved.metrics as KernelMetricsOptions)));
 
   const correlationHeader = resolved.correlationHeader.toLowerCase();
-  const { correlationIdOf, sendProblem, refuse } = requestAnswers(correlationHeader);
-
   let closing = false;
+  const isClosing = (): boolean => closing;
+  const { correlationIdOf, sendProblem, refuse } = requestAnswers(correlationHeader, isClosing);
+
   const server = fastify({
     logger: false,
     bodyLimit: resolved.bodyLimit,
@@ -146,8 +148,21 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
   // JSON only: without this, fastify would also accept text/plain bodies as strings.
   server.removeContentTypeParser('text/plain');
   server.decorateRequest(CORRELATION_ID_PROPERTY, '');
+  // While closing, every answer ends its connection: a connection kept alive would hold close()
+  // open. The operation routes and the problems see to it themselves (gateway-routes.ts); every
+  // other route (CORS's, the gateway's own, the application's) gets an onSend hook of its own
+  // here. One hook for the whole server would cost each operation request fastify's onSend run.
+  const closingOnSend: onSendHookHandler = (_request, reply, payload, done) => {
+    if (closing) reply.header('connection', 'close');
+    done(null, payload);
+  };
+  server.addHook('onRoute', (route) => {
+    if (CLOSING_AWARE_HANDLERS.has(route.handler)) return;
+    const given = route.onSend;
+    route.onSend = given === undefined ? [closingOnSend] : [...(Array.isArray(given) ? given : [given]), closingOnSend];
+  });
   // Before the gateway's own hooks: security headers and CORS go on every answer, its early refusals too.
-  await addDefences(server, resolved, correlationHeader);
+  const setSecurityHeaders = await addDefences(server, resolved, correlationHeader);
 
   const allowedMethods = allowedMethodsOf(resolved);
   const notFound = notFoundHandler(resolved, allowedMethods, refuse);
@@ -155,6 +170,8 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
 
   // Hooks in callback style: an async hook costs fastify a promise and a microtask per request.
   server.addHook('onRequest', (request, reply, done) => {
+    // The security headers, when no other hook (CORS's) goes between theirs and this one.
+    setSecurityHeaders?.(request, reply);
     reply.header(correlationHeader, correlationIdOf(request));
     if (closing) {
       reply.header('connection', 'close');
@@ -170,11 +187,6 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
       return;
     }
     done();
-  });
-  server.addHook('onSend', (_request, reply, payload, done) => {
-    // A connection kept alive would hold close() open: let each answer given while closing end its connection.
-    if (closing) reply.header('connection', 'close');
-    done(null, payload);
   });
   if (metrics !== undefined) {
     server.addHook('onResponse', (request, reply, done) => {
@@ -200,7 +212,7 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
 
   await resolved.configure?.(server);
 
-  addOperationRoutes(server, resolved, allowedMethods, correlationIdOf);
+  addOperationRoutes(server, resolved, allowedMethods, correlationIdOf, isClosing);
   await addGatewayRoutes(server, { kernel, metrics, document, documentJson, docsPath: resolved.docsPath, isClosing: () => closing });
   await server.ready();
 

@@ -15,7 +15,7 @@
  */
 import { createRequire } from 'node:module';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { FastifyInstance, FastifyReply } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 
 /** helmet's options, as far as the gateway reads them (helmet checks them itself). */
 export type HelmetOptions = Readonly<Record<string, unknown>>;
@@ -59,11 +59,17 @@ interface RouteHelmetConfig {
   readonly helmet?: HelmetOptions & { readonly skipRoute?: boolean; readonly enableCSPNonces?: boolean };
 }
 
+/** Sets a gateway's security headers on one answer; called first thing for every request. */
+export type SecurityHeadersHook = (request: FastifyRequest, reply: FastifyReply) => void;
+
 /**
- * Adds helmet's headers, with `options`, to every answer of `server` (its early refusals and
- * problems too): one callback `onRequest` hook, added where it is called.
+ * Sets up helmet's headers, with `options`, for every answer of `server`: the decorators and the
+ * route option `helmet`, and the function that sets them on one answer, for a hook to call
+ * before anything can answer (its early refusals and problems too). {@link addSecurityHeaders}
+ * adds that hook itself; the gateway calls it from its own first hook when no other hook must
+ * run between the two (one hook fewer per request).
  */
-export function addSecurityHeaders(server: FastifyInstance, options: HelmetOptions): void {
+export function securityHeaders(server: FastifyInstance, options: HelmetOptions): SecurityHeadersHook {
   const helmet = loadHelmet();
   // Set as fastify's own headers (lower-case names, as fastify writes all of its own): Node then
   // writes the head from fastify's header object in one pass, where one `setHeader` on the raw
@@ -89,19 +95,34 @@ export function addSecurityHeaders(server: FastifyInstance, options: HelmetOptio
     prepare(more === undefined ? options : { ...options, ...more })(this);
   });
   decorate('cspNonce', null);
+  // Until a route takes the option, no request needs its route's options read (fastify builds
+  // `routeOptions` anew on every read).
+  let routesWithOptions = false;
   server.addHook('onRoute', (route) => {
     const given = (route as { helmet?: unknown }).helmet;
     if (given === undefined) return;
     if (given !== false && (typeof given !== 'object' || given === null)) throw new Error('Unknown value for route helmet configuration');
     route.config = Object.assign(route.config ?? Object.create(null), { helmet: given === false ? { skipRoute: true } : given });
+    routesWithOptions = true;
   });
-  server.addHook('onRequest', (request, reply, done) => {
-    const routed = (request.routeOptions.config as RouteHelmetConfig | undefined)?.helmet;
+  return (request, reply) => {
+    const routed = routesWithOptions ? (request.routeOptions.config as RouteHelmetConfig | undefined)?.helmet : undefined;
     if (routed === undefined) apply(reply);
     else if (routed.skipRoute !== true) {
       const { skipRoute: _skip, enableCSPNonces: _nonces, ...more } = routed;
       prepare({ ...options, ...more })(reply);
     }
+  };
+}
+
+/**
+ * Adds helmet's headers, with `options`, to every answer of `server` (its early refusals and
+ * problems too): {@link securityHeaders} behind one callback `onRequest` hook, added where it is called.
+ */
+export function addSecurityHeaders(server: FastifyInstance, options: HelmetOptions): void {
+  const set = securityHeaders(server, options);
+  server.addHook('onRequest', (request, reply, done) => {
+    set(request, reply);
     done();
   });
 }

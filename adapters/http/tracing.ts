@@ -15,6 +15,8 @@ interface Traced {
 }
 
 const traced = new WeakMap<FastifyRequest, Traced>();
+/** False until a gateway of this process adds the span hooks: until then no request has a span to look up. */
+let anyTraced = false;
 
 // keel's store of the process's contexts, whether or not OTel's global context manager is keel's.
 const contexts = new KeelContextManager();
@@ -31,6 +33,7 @@ const contexts = new KeelContextManager();
 export function addHttpTracing(server: FastifyInstance): void {
   const tracer = keelTracer();
   if (tracer === undefined) return;
+  anyTraced = true;
   server.addHook('onRequest', (request, reply, done) => {
     const route = request.routeOptions.url;
     const parent = parentContextOf(request);
@@ -127,6 +130,7 @@ function end(request: FastifyRequest, status: number | undefined): void {
 
 /** The traceparent of the request's server span, for the call it makes; `undefined` while tracing is off. */
 export function requestTraceparent(request: FastifyRequest): string | undefined {
+  if (!anyTraced) return undefined;
   const entry = traced.get(request);
   return entry === undefined ? undefined : traceparentOf(entry.span.spanContext());
 }

@@ -1,18 +1,21 @@
 // The server of the gateway profile: `gateway` (createHttpGateway with its defaults but the rate
-// limit, as bench/http-peer.ts) or `bare` (a fastify route answering the same JSON). Usage:
-//   node [--cpu-prof ...] bench/profile/http-server.mjs gateway|bare
+// limit, as bench/http-peer.ts), `bare` (a fastify route answering the same JSON) or `bare-call`
+// (the bare route answering with the gateway's keel call). Usage:
+//   node [--cpu-prof ...] bench/profile/http-server.mjs gateway|bare|bare-call
 // Prints `ready <ms> <url>` once listening; closes and exits (writing its profile) when stdin closes.
+// GATEWAY_OPTIONS='{"metrics":false}' (JSON) adds options to the gateway's, to weigh one feature.
 import { fastify } from 'fastify';
 import { createKernel, silentLogger } from 'keel';
 import { createHttpGateway } from 'keel/http';
-import { pricingModule, quote } from './pricing.mjs';
+import { pricing, pricingModule, quote } from './pricing.mjs';
 
 const mode = process.argv[2];
 let url;
 let close;
 if (mode === 'gateway') {
   const kernel = createKernel({ modules: [pricingModule], logger: silentLogger });
-  const gateway = await createHttpGateway({ kernel, port: 0, logger: silentLogger, rateLimit: false });
+  const extra = JSON.parse(process.env.GATEWAY_OPTIONS ?? '{}');
+  const gateway = await createHttpGateway({ kernel, port: 0, logger: silentLogger, rateLimit: false, ...extra });
   await kernel.start();
   url = `${await gateway.listen()}/pricing/quote`;
   close = () => gateway.close();
@@ -21,8 +24,18 @@ if (mode === 'gateway') {
   server.post('/pricing/quote', async (request, reply) => reply.type('application/json; charset=utf-8').send(JSON.stringify(quote(request.body))));
   url = `${await server.listen({ port: 0, host: '127.0.0.1' })}/pricing/quote`;
   close = () => server.close();
+} else if (mode === 'bare-call') {
+  // The bare route making the gateway's keel call (no metrics, no headers): what the call itself costs a request.
+  const kernel = createKernel({ modules: [pricingModule], logger: silentLogger });
+  await kernel.start();
+  const client = kernel.client(pricing, { caller: 'http' });
+  const server = fastify({ logger: false });
+  server.post('/pricing/quote', (request, reply) =>
+    client.quote(request.body).then((output) => reply.type('application/json; charset=utf-8').send(JSON.stringify(output))));
+  url = `${await server.listen({ port: 0, host: '127.0.0.1' })}/pricing/quote`;
+  close = () => server.close();
 } else {
-  console.error('usage: http-server.mjs gateway|bare');
+  console.error('usage: http-server.mjs gateway|bare|bare-call');
   process.exit(2);
 }
 process.stdout.write(`ready ${performance.now().toFixed(0)} ${url}\n`);
