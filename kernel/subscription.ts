@@ -4,6 +4,7 @@
  * letters). Transports deliver to these; the callee's side of calls is served.ts.
  */
 import type { AnyContract, AnyEvent } from './contract.js';
+import { CallSchema } from './compiled-schema.js';
 import { ROOT_CONTEXT, trace, type Span } from '@opentelemetry/api';
 import { contextStorage, withCall } from './otel-context.js';
 import { endSpan, keelTracer, startConsumerSpan } from './tracing.js';
@@ -68,6 +69,8 @@ export function createEventSubscription(source: SubscriptionSource): EventSubscr
     for (const observer of observers) observer.eventHandled?.(record);
   };
   const handlerScope = Object.freeze({ module: subscriber, event: label });
+  // Compiled on the first event, as a call's schemas are on its first call (compiled-schema.ts).
+  const payloadSchema = new CallSchema(definition.payload);
   const failed = (error: unknown, metadata: EventMetadata, started: number): Promise<void> => {
     const observers = source.observers;
     if (observers?.length) report(observers, metadata.attempt, started, outcomeOf(error));
@@ -80,7 +83,7 @@ export function createEventSubscription(source: SubscriptionSource): EventSubscr
   // Not `async`: a synchronous handler settles without a promise per layer (docs/performance.md,
   // "Event profile"); every failure is still a rejection (`handleEvent` below), logged and reported as before.
   const deliver = (payload: unknown, metadata: EventMetadata, span: Span | undefined): Promise<void> => {
-    const parsed = definition.payload.safeParse(payload);
+    const parsed = payloadSchema.safeParse(payload);
     if (!parsed.success) {
       const error = validationError(
         KeelErrorCode.INVALID_EVENT,
