@@ -6,7 +6,7 @@
 import type { AnyContract, AnyEvent } from './contract.js';
 import { CallSchema } from './compiled-schema.js';
 import { ROOT_CONTEXT, trace, type Span } from '@opentelemetry/api';
-import { contextStorage, withCall } from './otel-context.js';
+import { runInStore, withCall } from './otel-context.js';
 import { endSpan, keelTracer, startConsumerSpan } from './tracing.js';
 import { KeelError, KeelErrorCode, validationError } from './errors.js';
 import type { Logger } from './logger.js';
@@ -128,7 +128,8 @@ export function createEventSubscription(source: SubscriptionSource): EventSubscr
     let result: unknown;
     try {
       const scope = withCall(context, handlerScope, ROOT_CONTEXT);
-      result = contextStorage.run(span === undefined ? scope : trace.setSpan(scope, span), handler, parsed.data, context);
+      // runInStore: one context frame on Node 24, not run's two (otel-context.ts), as a served call enters its handler.
+      result = runInStore(span === undefined ? scope : trace.setSpan(scope, span), handler, parsed.data, context);
     } catch (error) {
       return failed(error, metadata, started);
     }
