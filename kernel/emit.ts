@@ -4,6 +4,7 @@
  * producer span when tracing is on.
  */
 import type { AnyContract, AnyEvent } from './contract.js';
+import { compiledSchema } from './compiled-schema.js';
 import { currentContext, newCorrelationId, type CallContext } from './context.js';
 import { KeelError, KeelErrorCode, validationError } from './errors.js';
 import type { ModuleDatabase } from './module-data.js';
@@ -44,7 +45,8 @@ function emitEvent(source: EmitSource, event: string, payload: unknown): Promise
         }).`,
       );
     }
-    const parsed = definition.payload.safeParse(payload);
+    // Compiled on the first emit of the event, as a call's schemas are (compiled-schema.ts).
+    const parsed = compiledSchema(definition.payload).safeParse(payload);
     if (!parsed.success) {
       throw validationError(KeelErrorCode.INVALID_EVENT, 'payload', contract.name, event, parsed.error.issues, context?.correlationId);
     }

@@ -4,8 +4,9 @@
  * letters). Transports deliver to these; the callee's side of calls is served.ts.
  */
 import type { AnyContract, AnyEvent } from './contract.js';
+import { CallSchema } from './compiled-schema.js';
 import { ROOT_CONTEXT, trace, type Span } from '@opentelemetry/api';
-import { contextStorage, withCall } from './otel-context.js';
+import { runInStore, withCall } from './otel-context.js';
 import { endSpan, keelTracer, startConsumerSpan } from './tracing.js';
 import { KeelError, KeelErrorCode, validationError } from './errors.js';
 import type { Logger } from './logger.js';
@@ -68,6 +69,8 @@ export function createEventSubscription(source: SubscriptionSource): EventSubscr
     for (const observer of observers) observer.eventHandled?.(record);
   };
   const handlerScope = Object.freeze({ module: subscriber, event: label });
+  // Compiled on the first event, as a call's schemas are on its first call (compiled-schema.ts).
+  const payloadSchema = new CallSchema(definition.payload);
   const failed = (error: unknown, metadata: EventMetadata, started: number): Promise<void> => {
     const observers = source.observers;
     if (observers?.length) report(observers, metadata.attempt, started, outcomeOf(error));
@@ -80,7 +83,7 @@ export function createEventSubscription(source: SubscriptionSource): EventSubscr
   // Not `async`: a synchronous handler settles without a promise per layer (docs/performance.md,
   // "Event profile"); every failure is still a rejection (`handleEvent` below), logged and reported as before.
   const deliver = (payload: unknown, metadata: EventMetadata, span: Span | undefined): Promise<void> => {
-    const parsed = definition.payload.safeParse(payload);
+    const parsed = payloadSchema.safeParse(payload);
     if (!parsed.success) {
       const error = validationError(
         KeelErrorCode.INVALID_EVENT,
@@ -125,7 +128,8 @@ export function createEventSubscription(source: SubscriptionSource): EventSubscr
     let result: unknown;
     try {
       const scope = withCall(context, handlerScope, ROOT_CONTEXT);
-      result = contextStorage.run(span === undefined ? scope : trace.setSpan(scope, span), handler, parsed.data, context);
+      // runInStore: one context frame on Node 24, not run's two (otel-context.ts), as a served call enters its handler.
+      result = runInStore(span === undefined ? scope : trace.setSpan(scope, span), handler, parsed.data, context);
     } catch (error) {
       return failed(error, metadata, started);
     }

@@ -6,6 +6,7 @@
 import { InFlight, within, type EventSubscription, type PublishedEvent, type Registration } from 'keel/transport';
 import type { Msg, Subscription } from '@nats-io/transport-node';
 import type { Connection } from './connection.js';
+import { readEventBlock } from './event-block.js';
 import { eventHeaders, readEventHeaders, sameMajor } from './headers.js';
 import { LogThrottle } from './log-throttle.js';
 import { messageHeaders } from './raw-headers.js';
@@ -103,7 +104,9 @@ export class Notifications {
 
   #onNotification(subscription: EventSubscription, label: string, inFlight: InFlight, ended: () => void, msg: Msg): void {
     const logger = this.#connection.logger;
-    const { version, metadata, refusal, refused } = readEventHeaders(messageHeaders(msg), 1, subscription.contract);
+    // keel's own blocks in one pass (event-block.ts); any other block the general way.
+    const { version, metadata, refusal, refused } =
+      readEventBlock(msg, 1, subscription.contract) ?? readEventHeaders(messageHeaders(msg), 1, subscription.contract);
     if (refusal !== undefined) {
       const suppressed = this.#refusedLog.take();
       if (suppressed >= 0) {

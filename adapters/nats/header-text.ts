@@ -33,22 +33,27 @@ interface Encodable {
  * the text on first use, so reading or changing these headers behaves exactly as usual.
  */
 class WireHeaders implements MsgHdrs, Encodable {
-  readonly #text: string;
+  /** The block as text, or `undefined` when it was written as `#bytes` (ASCII only). */
+  readonly #text: string | undefined;
+  readonly #bytes: Buffer | undefined;
   #headers: (MsgHdrs & Encodable) | undefined;
 
-  constructor(text: string) {
+  constructor(text: string | undefined, bytes?: Buffer) {
     this.#text = text;
+    this.#bytes = bytes;
   }
 
   encode(): Uint8Array {
+    if (this.#headers !== undefined) return this.#headers.encode();
     // Buffer.from: the same UTF-8 bytes as TextEncoder, several times faster for a header block.
-    return this.#headers === undefined ? Buffer.from(this.#text, 'utf8') : this.#headers.encode();
+    return this.#bytes ?? Buffer.from(this.#text as string, 'utf8');
   }
 
   get #parsed(): MsgHdrs & Encodable {
     if (this.#headers === undefined) {
       const parsed = headers() as MsgHdrs & Encodable;
-      for (const line of this.#text.split('\r\n').slice(1)) {
+      const text = this.#text ?? (this.#bytes as Buffer).toString('latin1');
+      for (const line of text.split('\r\n').slice(1)) {
         const colon = line.indexOf(':');
         if (colon > 0) parsed.append(line.slice(0, colon), line.slice(colon + 1).trim());
       }
@@ -169,6 +174,9 @@ export interface EventHeaderParts {
   readonly head: string;
   /** From the end of the correlation id to the publication time's value: the publisher, the time's name. */
   readonly middle: string;
+  /** `head` and `middle` as their UTF-8 bytes. */
+  readonly headBytes: Uint8Array;
+  readonly middleBytes: Uint8Array;
 }
 
 // A process sends the events of a few contract versions, each in the name of the module that
@@ -184,12 +192,9 @@ export function eventHeaderPartsOf(version: string, publisher: string): EventHea
   const key = `${publisher}\0${version}`;
   let parts = eventHeaderParts.get(key);
   if (parts === undefined) {
-    parts = {
-      version,
-      publisher,
-      head: `${HEADER_LINE}${Header.CONTRACT_VERSION}: ${safe(version)}\r\n${Header.EVENT_ID}: `,
-      middle: `\r\n${Header.PUBLISHER}: ${safe(publisher)}\r\n${Header.PUBLISHED_AT}: `,
-    };
+    const head = `${HEADER_LINE}${Header.CONTRACT_VERSION}: ${safe(version)}\r\n${Header.EVENT_ID}: `;
+    const middle = `\r\n${Header.PUBLISHER}: ${safe(publisher)}\r\n${Header.PUBLISHED_AT}: `;
+    parts = { version, publisher, head, middle, headBytes: Buffer.from(head, 'utf8'), middleBytes: Buffer.from(middle, 'utf8') };
     if (eventHeaderParts.size < 256) eventHeaderParts.set(key, parts);
   }
   lastEventParts = parts;
@@ -204,10 +209,83 @@ export function eventHeaderPartsOf(version: string, publisher: string): EventHea
 export function eventHeaders(event: PublishedEvent): MsgHdrs {
   const { metadata } = event;
   const parts = eventHeaderPartsOf(event.version, metadata.publisher);
+  const bytes = eventHeaderBytes(parts, metadata);
+  if (bytes !== undefined) return new WireHeaders(undefined, bytes);
   let text =
     `${parts.head}${safe(metadata.id)}\r\n${Header.CORRELATION_ID}: ${safe(metadata.correlationId)}` +
     `${parts.middle}${Math.floor(metadata.publishedAt)}\r\n`;
   if (metadata.traceparent !== undefined && metadata.traceparent !== '') text += `${Header.TRACEPARENT}: ${safe(metadata.traceparent)}\r\n`;
   if (metadata.principal !== undefined) text += `${Header.PRINCIPAL}: ${principalHeader(metadata.principal)}\r\n`;
   return new WireHeaders(`${text}\r\n`);
+}
+
+const CORRELATION_KEY = Buffer.from(`\r\n${Header.CORRELATION_ID}: `, 'latin1');
+const TRACEPARENT_KEY = Buffer.from(`${Header.TRACEPARENT}: `, 'latin1');
+const PRINCIPAL_KEY = Buffer.from(`${Header.PRINCIPAL}: `, 'latin1');
+const CR = 13;
+const LF = 10;
+
+/**
+ * The header block of an event written straight into bytes: the constant parts copied, the
+ * per-event values written character by character, each checked on the way (visible ASCII, no
+ * space at either end: then `safe()` would return it unchanged and its UTF-8 bytes are its
+ * characters). `undefined` for any other value: `eventHeaders` then builds the text as before.
+ * The same bytes either way.
+ */
+function eventHeaderBytes(parts: EventHeaderParts, metadata: PublishedEvent['metadata']): Buffer | undefined {
+  const { id, correlationId, traceparent } = metadata;
+  const time = `${Math.floor(metadata.publishedAt)}`; // as the text path writes it (digits, or e.g. NaN: written as well)
+  const traced = traceparent !== undefined && traceparent !== '';
+  const principal = metadata.principal === undefined ? undefined : principalHeader(metadata.principal);
+  const { headBytes, middleBytes } = parts;
+  let length = headBytes.length + id.length + CORRELATION_KEY.length + correlationId.length + middleBytes.length + time.length + 4;
+  if (traced) length += TRACEPARENT_KEY.length + traceparent.length + 2;
+  if (principal !== undefined) length += PRINCIPAL_KEY.length + principal.length + 2;
+  const bytes = Buffer.allocUnsafe(length);
+  bytes.set(headBytes, 0);
+  let at = writeValue(bytes, headBytes.length, id, true);
+  if (at < 0) return undefined;
+  bytes.set(CORRELATION_KEY, at);
+  at = writeValue(bytes, at + CORRELATION_KEY.length, correlationId, true);
+  if (at < 0) return undefined;
+  bytes.set(middleBytes, at);
+  at = writeValue(bytes, at + middleBytes.length, time, false);
+  if (at < 0) return undefined;
+  at = lineEnd(bytes, at);
+  if (traced) {
+    bytes.set(TRACEPARENT_KEY, at);
+    at = writeValue(bytes, at + TRACEPARENT_KEY.length, traceparent, true);
+    if (at < 0) return undefined;
+    at = lineEnd(bytes, at);
+  }
+  if (principal !== undefined) {
+    // Compact JSON, ASCII only (principalHeader), written as it is, as the text path writes it.
+    bytes.set(PRINCIPAL_KEY, at);
+    at = writeValue(bytes, at + PRINCIPAL_KEY.length, principal, false);
+    if (at < 0) return undefined;
+    at = lineEnd(bytes, at);
+  }
+  lineEnd(bytes, at);
+  return bytes;
+}
+
+/**
+ * Writes `value` at `at` and answers where it ends; -1 for a character outside visible ASCII and
+ * space, or (when `trimmed`) an empty value or a space at either end.
+ */
+function writeValue(bytes: Buffer, at: number, value: string, trimmed: boolean): number {
+  const length = value.length;
+  if (trimmed && (length === 0 || value.charCodeAt(0) === 32 || value.charCodeAt(length - 1) === 32)) return -1;
+  for (let index = 0; index < length; index += 1) {
+    const code = value.charCodeAt(index);
+    if (code < 32 || code > 126) return -1;
+    bytes[at + index] = code;
+  }
+  return at + length;
+}
+
+function lineEnd(bytes: Buffer, at: number): number {
+  bytes[at] = CR;
+  bytes[at + 1] = LF;
+  return at + 2;
 }

@@ -230,12 +230,42 @@ export function readEventHeaders(source: HeaderEntries | undefined, attempt: num
   }
   const atValid = publishedAt !== undefined && INTEGER_PATTERN.test(publishedAt);
   const refusal = eventRefusal(version, id, correlationId, publisher, publishedAt, atValid, owner);
+  return eventHeadersOf(
+    version,
+    refusal,
+    id ?? newCorrelationId(),
+    correlationId ?? newCorrelationId(),
+    traceparent,
+    publisher ?? owner,
+    atValid ? Number(publishedAt) : Date.now(),
+    attempt,
+    principal,
+  );
+}
+
+/**
+ * An event's {@link EventHeaders} from the values read: `readEventHeaders` above, and
+ * event-block.ts for a block in the exact form keel writes (there `refusal` is `undefined`: the
+ * block passed every check `eventRefusal` makes). The traceparent is kept when well-formed; the
+ * principal, when sent, is parsed as JSON.
+ */
+export function eventHeadersOf(
+  version: string | undefined,
+  refusal: string | undefined,
+  id: string,
+  correlationId: string,
+  traceparent: string | undefined,
+  publisher: string,
+  publishedAt: number,
+  attempt: number,
+  principal: string | undefined,
+): EventHeaders {
   const metadata: EventMetadata = {
-    id: id ?? newCorrelationId(),
-    correlationId: correlationId ?? newCorrelationId(),
+    id,
+    correlationId,
     traceparent: isTraceparent(traceparent) ? traceparent : undefined,
-    publisher: publisher ?? owner,
-    publishedAt: atValid ? Number(publishedAt) : Date.now(),
+    publisher,
+    publishedAt,
     attempt,
   };
   if (principal === undefined) return { version, metadata, refusal };
@@ -295,7 +325,7 @@ function majorOfVersion(version: string): number {
 }
 
 /** True when `version` is a semver version (cached). */
-function isVersion(version: string): boolean {
+export function isVersion(version: string): boolean {
   return majorOfVersion(version) >= 0;
 }
 
