@@ -132,6 +132,8 @@ describe('blocks in any other form go to the general reader, which reads or refu
     ['a deadline of 17 digits', `${start}Keel-Deadline: 17961307962360000\r\n\r\n`, false],
     ['a version that is not semver', 'NATS/1.0\r\nKeel-Contract-Version: one\r\nKeel-Correlation-Id: c-1\r\nKeel-Caller: orders\r\nKeel-Deadline: 1796130796236\r\n\r\n', false],
     ['an empty caller', `${start.replace('Keel-Caller: orders', 'Keel-Caller:')}Keel-Deadline: 1796130796236\r\n\r\n`, false],
+    ['a space inside a value', `${start.replace('c-1', 'c 1')}Keel-Deadline: 1796130796236\r\n\r\n`, true],
+    ['a space at the end of a value', `${start.replace('c-1', 'c-1 ')}Keel-Deadline: 1796130796236\r\n\r\n`, false],
     ['a tab inside a value', `${start.replace('c-1', 'c\t1')}Keel-Deadline: 1796130796236\r\n\r\n`, false],
     ['a second deadline after the first', `${start}Keel-Deadline: 1796130796236\r\nKeel-Deadline: 1\r\n\r\n`, false],
     ['a header keel does not know', `${start}Keel-Deadline: 1796130796236\r\nX-Tenant: acme\r\n\r\n`, false],

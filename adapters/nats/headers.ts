@@ -46,8 +46,7 @@ export interface RequestHeaders {
   readonly context: CallContext;
 }
 
-/** What a `Keel-Contract-Version` header must be: a semver version (request-headers.ts checks it too). */
-export const VERSION_PATTERN = /^\d+\.\d+\.\d+([-+].*)?$/;
+const VERSION_PATTERN = /^\d+\.\d+\.\d+([-+].*)?$/;
 const INTEGER_PATTERN = /^\d+$/;
 
 /** keel's request headers as found, before any check: the first value of each, as `MsgHdrs` gives it. */

@@ -1,0 +1,135 @@
+/**
+ * Reading a received header block straight from its bytes, for the one-pass readers of the blocks
+ * keel itself writes: requests at the callee (request-headers.ts) and notifications at the
+ * subscriber (event-block.ts). Each helper answers -1 (or false) for anything but the exact form
+ * keel writes, so that the reader can leave the block to the general one (raw-headers.ts).
+ */
+import type { Msg } from '@nats-io/transport-node';
+import { isVersion } from './headers.js';
+import { Header } from './wire.js';
+
+interface RawMsg {
+  readonly _rdata?: unknown;
+  readonly _msg?: { readonly hdr?: unknown };
+}
+
+/** ASCII text as bytes (the header names and the status line, built once). */
+export function bytesOf(text: string): Uint8Array {
+  return Uint8Array.from(text, (character) => character.charCodeAt(0));
+}
+
+/** The status line every block starts with. */
+export const STATUS_LINE = bytesOf('NATS/1.0\r\n');
+const VERSION_KEY = bytesOf(`${Header.CONTRACT_VERSION}: `);
+
+const CR = 13;
+const LF = 10;
+const SPACE = 32;
+const ZERO = 48;
+const NINE = 57;
+/** Digits a number may have here: a number read digit by digit is then exactly `Number()` of them. */
+const MAX_DIGITS = 15;
+
+/**
+ * The message's bytes when its header block can be read from them: `msg._rdata` (the header block
+ * first) with `headerLength(msg)` bytes of header, nats.js internals (see raw-headers.ts). Undefined
+ * when they are not there or the message has no block.
+ */
+export function rawBytes(msg: Msg): Uint8Array | undefined {
+  const raw = msg as unknown as RawMsg;
+  const bytes = raw._rdata;
+  const length = raw._msg?.hdr;
+  if (!(bytes instanceof Uint8Array) || typeof length !== 'number' || length < 0 || length > bytes.length) return undefined;
+  return bytes;
+}
+
+/** The length of the message's header block (call after {@link rawBytes} answered). */
+export function headerLength(msg: Msg): number {
+  return (msg as unknown as RawMsg)._msg?.hdr as number;
+}
+
+/** Where `key` ends when the bytes at `start` are `key`, else -1 (also for a `start` of -1). */
+export function keyEnd(bytes: Uint8Array, start: number, length: number, key: Uint8Array): number {
+  if (start < 0 || start + key.length > length) return -1;
+  for (let index = 0; index < key.length; index += 1) {
+    if (bytes[start + index] !== key[index]) return -1;
+  }
+  return start + key.length;
+}
+
+/**
+ * Where a value that starts at `start` ends (the index of its CR, followed by LF inside the block),
+ * or -1: an empty value, a byte outside printable ASCII, a space at either end (nats would trim
+ * it), a missing line break.
+ */
+export function valueEnd(bytes: Uint8Array, start: number, length: number): number {
+  if (start < 0 || start >= length) return -1;
+  const first = bytes[start] as number;
+  if (first <= SPACE || first > 126) return -1;
+  let index = start + 1;
+  for (; index < length; index += 1) {
+    const byte = bytes[index] as number;
+    if (byte === CR) break;
+    if (byte < SPACE || byte > 126) return -1;
+  }
+  if (bytes[index - 1] === SPACE || !lineBreak(bytes, index, length)) return -1;
+  return index;
+}
+
+/** Where the decimal digits from `start` end when they are 1 to 15 digits followed by a line break, else -1. */
+export function digitsEnd(bytes: Uint8Array, start: number, length: number): number {
+  if (start < 0) return -1;
+  let index = start;
+  while (index < length && index - start <= MAX_DIGITS) {
+    const byte = bytes[index] as number;
+    if (byte < ZERO || byte > NINE) break;
+    index += 1;
+  }
+  if (index === start || index - start > MAX_DIGITS || !lineBreak(bytes, index, length)) return -1;
+  return index;
+}
+
+/** The number the digits from `start` to `end` write (see {@link digitsEnd}). */
+export function digitsValue(bytes: Uint8Array, start: number, end: number): number {
+  let value = 0;
+  for (let index = start; index < end; index += 1) value = value * 10 + ((bytes[index] as number) - ZERO);
+  return value;
+}
+
+/** True when a CR LF pair starts at `index`, inside the block. */
+export function lineBreak(bytes: Uint8Array, index: number, length: number): boolean {
+  return index + 1 < length && bytes[index] === CR && bytes[index + 1] === LF;
+}
+
+/** True when the bytes from `start` to `end` are `text` (ASCII). */
+export function sameText(bytes: Uint8Array, start: number, end: number, text: string): boolean {
+  if (end - start !== text.length) return false;
+  for (let index = 0; index < text.length; index += 1) {
+    if (bytes[start + index] !== text.charCodeAt(index)) return false;
+  }
+  return true;
+}
+
+/** The bytes from `start` to `end` as a string (only printable ASCII is ever read so). */
+export function latin1(bytes: Uint8Array, start: number, end: number): string {
+  // nats hands a subarray of the socket's Buffer, or a Uint8Array when a message spans reads.
+  if (bytes instanceof Buffer) return bytes.toString('latin1', start, end);
+  return Buffer.from(bytes.buffer, bytes.byteOffset + start, end - start).toString('latin1');
+}
+
+/** Where the value of the `Keel-Contract-Version` line that opens every block keel writes starts, or -1. */
+export function versionStart(bytes: Uint8Array, length: number): number {
+  return keyEnd(bytes, keyEnd(bytes, 0, length, STATUS_LINE), length, VERSION_KEY);
+}
+
+// The last version read: almost every request of an endpoint, and event of a subscription, has the same one.
+let lastVersion = '';
+
+/** The contract version written from `start` to `end`: the last one's string while the bytes repeat; undefined when not semver. */
+export function versionText(bytes: Uint8Array, start: number, end: number): string | undefined {
+  if (sameText(bytes, start, end, lastVersion)) return lastVersion;
+  const version = latin1(bytes, start, end);
+  if (!isVersion(version)) return undefined;
+  lastVersion = version;
+  return version;
+}
