@@ -103,6 +103,11 @@ export function remainingMs(context: CallContext | undefined = currentContext())
 // overwhelming probability, and ten times cheaper than a UUID on the hot path.
 const ID_PREFIX = `${randomBytes(8).toString('hex')}-`;
 let idCounter = 0;
+const BASE36_DIGITS = '0123456789abcdefghijklmnopqrstuvwxyz';
+/** '00' to 'zz': the last two base-36 digits of a number by its remainder modulo 1 296. */
+const BASE36_PAIRS = Array.from({ length: 1296 }, (_, index) => `${BASE36_DIGITS[Math.floor(index / 36)]}${BASE36_DIGITS[index % 36]}`);
+let idHigh = -1;
+let idHighText = '';
 
 /**
  * A new unique id for correlation ids and event ids: a random per-process prefix and a counter.
@@ -124,12 +129,6 @@ export function newCorrelationId(): string {
   }
   return idHighText + (BASE36_PAIRS[idCounter - high * 1296] as string);
 }
-
-const BASE36_DIGITS = '0123456789abcdefghijklmnopqrstuvwxyz';
-/** '00' to 'zz': the last two base-36 digits of a number by its remainder modulo 1 296. */
-const BASE36_PAIRS = Array.from({ length: 1296 }, (_, index) => `${BASE36_DIGITS[Math.floor(index / 36)]}${BASE36_DIGITS[index % 36]}`);
-let idHigh = -1;
-let idHighText = '';
 
 /**
  * A new W3C `traceparent` value starting a trace (sampled).

@@ -298,6 +298,42 @@ describe('http - gateway options and lifecycle', () => {
     await expect(fetch(`${url}/healthz`)).rejects.toThrow();
   });
 
+  it('http - with CORS off, a route of the application keeps the route option helmet: none with false, its own with options, the defaults otherwise', async () => {
+    const kernel = createKernel({ modules: fixtureModules, logger: silentLogger });
+    await kernel.start();
+    const gateway = await createHttpGateway({
+      kernel,
+      port: 0,
+      logger: silentLogger,
+      configure: (server) => {
+        server.get('/own/plain', async () => ({ plain: true }));
+        server.get('/own/off', { helmet: false } as never, async () => ({ off: true }));
+        server.get('/own/framed', { helmet: { frameguard: { action: 'deny' } } } as never, async () => ({ framed: true }));
+      },
+    });
+    try {
+      const url = await gateway.listen();
+      const [plain, off, framed, operation] = await Promise.all([
+        fetch(`${url}/own/plain`),
+        fetch(`${url}/own/off`),
+        fetch(`${url}/own/framed`),
+        post(`${url}/probe/context`, {}),
+      ]);
+      expect(plain.headers.get('access-control-allow-origin')).toBeNull();
+      expect(plain.headers.get('x-frame-options')).toBe('SAMEORIGIN');
+      expect(plain.headers.get('content-security-policy')).toContain("default-src 'self'");
+      expect(off.status).toBe(200);
+      expect(off.headers.get('x-frame-options')).toBeNull();
+      expect(off.headers.get('content-security-policy')).toBeNull();
+      expect(framed.headers.get('x-frame-options')).toBe('DENY');
+      expect(operation.status).toBe(200);
+      expect(operation.headers.get('x-frame-options')).toBe('SAMEORIGIN');
+    } finally {
+      await gateway.close();
+      await kernel.stop();
+    }
+  });
+
   it('http - answers given while closing end their connection, on an operation route and on a route of the application', async () => {
     const kernel = createKernel({ modules: fixtureModules, logger: silentLogger });
     await kernel.start();

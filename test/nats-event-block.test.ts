@@ -77,7 +77,7 @@ describe('readEventBlock', () => {
       const msg = await received((subject) => nc.publish(subject, Buffer.from('{}'), { headers: eventHeaders(event as unknown as Parameters<typeof eventHeaders>[0]) }));
       const read = readEventBlock(msg, 1, 'orders');
       expect(read, id).toBeDefined();
-      expect(read, id).toEqual(generalReading(msg, 'orders'));
+      expect(read, id).toStrictEqual(generalReading(msg, 'orders'));
     }
   });
 
@@ -118,7 +118,7 @@ describe('readEventBlock', () => {
         return;
       }
       expect(fast).toBeDefined();
-      expect(fast).toEqual(generalReading(msg, 'orders'));
+      expect(fast).toStrictEqual(generalReading(msg, 'orders'));
     });
   }
 

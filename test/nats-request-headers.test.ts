@@ -13,6 +13,7 @@ import type { CallContext } from 'keel';
 import { callHeaders, readRequestHeaders, type RequestHeaders } from '../adapters/nats/headers.js';
 import { messageHeaders } from '../adapters/nats/raw-headers.js';
 import { readKnownRequest } from '../adapters/nats/request-headers.js';
+import { latin1 } from '../adapters/nats/header-bytes.js';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
 
 let server: NatsServer;
@@ -48,9 +49,9 @@ async function listen(): Promise<{ subject: string; received: Promise<Msg> }> {
 }
 
 /** A request sent with nats' client, its header block written by keel's `callHeaders`. */
-async function sentByKeel(headers: MsgHdrs): Promise<Msg> {
+async function sentByKeel(headers: MsgHdrs, body = '{}'): Promise<Msg> {
   const { subject, received } = await listen();
-  nc.publish(subject, Buffer.from('{}'), { headers });
+  nc.publish(subject, Buffer.from(body), { headers });
   return received;
 }
 
@@ -97,7 +98,7 @@ describe('the request header block keel writes', () => {
       if (oneReader) expect(fast).toBeDefined();
       else expect(fast).toBeUndefined();
       const general = generalReading(msg);
-      expect(calleeReading(msg)).toEqual(general);
+      expect(calleeReading(msg)).toStrictEqual(general);
       expect(general).not.toBeInstanceOf(Error);
       expect((general as RequestHeaders).context.deadline).toBe(sent.deadline);
     });
@@ -152,9 +153,9 @@ describe('blocks in any other form go to the general reader, which reads or refu
         expect((callee as Error).message).toBe(general.message);
       } else if (block.includes('Keel-Timeout-Ms') || !block.includes('Keel-Deadline')) {
         // A deadline relative to now: the same but for the instant each reader took it.
-        expect(callee).toEqual({ ...general, context: { ...general.context, deadline: expect.any(Number) } });
+        expect(callee).toStrictEqual({ ...general, context: { ...general.context, deadline: expect.any(Number) } });
       } else {
-        expect(callee).toEqual(general);
+        expect(callee).toStrictEqual(general);
       }
     });
   }
@@ -168,5 +169,28 @@ describe('blocks in any other form go to the general reader, which reads or refu
     }
     const good = await sentRaw(bad.replace('v1', '1.2.0'));
     expect(readKnownRequest(good)?.version).toBe('1.2.0');
+  });
+});
+
+describe('a block in a message nats assembled from several socket reads', () => {
+  it('is read in one pass as the general reader reads it, from a plain Uint8Array as from a Buffer', async () => {
+    // 600 kB of body: more than one socket read, so nats copies the message into an array of its own.
+    const msg = await sentByKeel(callHeaders(address, { ...context, traceparent: TRACEPARENT }), JSON.stringify({ pad: 'x'.repeat(600_000) }));
+    // nats' internals (see raw-headers.ts): the bytes are no Buffer here, which is the case this pins.
+    expect((msg as unknown as { _rdata: unknown })._rdata instanceof Buffer).toBe(false);
+    const fast = readKnownRequest(msg);
+    expect(fast).toBeDefined();
+    expect(fast).toStrictEqual(generalReading(msg));
+  });
+
+  it('latin1 decodes a plain Uint8Array at an offset into its buffer as it decodes a Buffer', () => {
+    const text = 'NATS/1.0\r\nKeel-Correlation-Id: c-1\r\n';
+    const backing = new Uint8Array(8 + text.length);
+    backing.set(Buffer.from(text, 'latin1'), 8);
+    const plain = backing.subarray(8);
+    const start = text.indexOf('c-1');
+    expect(plain instanceof Buffer).toBe(false);
+    expect(latin1(plain, start, start + 3)).toBe('c-1');
+    expect(latin1(Buffer.from(text, 'latin1'), start, start + 3)).toBe('c-1');
   });
 });

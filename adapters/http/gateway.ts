@@ -213,7 +213,7 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
   await resolved.configure?.(server);
 
   addOperationRoutes(server, resolved, allowedMethods, correlationIdOf, isClosing);
-  await addGatewayRoutes(server, { kernel, metrics, document, documentJson, docsPath: resolved.docsPath, isClosing: () => closing });
+  await addGatewayRoutes(server, { kernel, metrics, document, documentJson, docsPath: resolved.docsPath, isClosing });
   await server.ready();
 
   let url: string | undefined;

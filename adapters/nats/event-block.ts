@@ -14,7 +14,7 @@
  * `undefined`, and the caller reads the block the general way, which gives the same answer.
  */
 import type { Msg } from '@nats-io/transport-node';
-import { bytesOf, digitsEnd, digitsValue, headerLength, keyEnd, latin1, lineBreak, rawBytes, sameText, valueEnd, versionStart, versionText } from './header-bytes.js';
+import { bytesOf, digitsEnd, digitsValue, headerLength, keyEnd, latin1, lineBreak, rawBytes, sameText, valueEnd, versionStart, LastVersion } from './header-bytes.js';
 import { eventHeadersOf, type EventHeaders } from './headers.js';
 import { Header } from './wire.js';
 
@@ -24,6 +24,9 @@ const PUBLISHER_KEY = bytesOf(`${Header.PUBLISHER}: `);
 const AT_KEY = bytesOf(`${Header.PUBLISHED_AT}: `);
 const TRACEPARENT_KEY = bytesOf(`${Header.TRACEPARENT}: `);
 const PRINCIPAL_KEY = bytesOf(`${Header.PRINCIPAL}: `);
+
+// The version of the last event read (process-wide: most events repeat it).
+const lastVersion = new LastVersion();
 
 
 /**
@@ -37,7 +40,7 @@ export function readEventBlock(msg: Msg, attempt: number, owner: string): EventH
   const length = headerLength(msg);
   const versionAt = versionStart(bytes, length);
   const versionEnd = valueEnd(bytes, versionAt, length);
-  const version = versionEnd < 0 ? undefined : versionText(bytes, versionAt, versionEnd);
+  const version = versionEnd < 0 ? undefined : lastVersion.read(bytes, versionAt, versionEnd);
   if (version === undefined) return undefined;
   let at: number;
   const idStart = keyEnd(bytes, versionEnd + 2, length, ID_KEY);

@@ -122,14 +122,20 @@ export function versionStart(bytes: Uint8Array, length: number): number {
   return keyEnd(bytes, keyEnd(bytes, 0, length, STATUS_LINE), length, VERSION_KEY);
 }
 
-// The last version read: almost every request of an endpoint, and event of a subscription, has the same one.
-let lastVersion = '';
+/**
+ * The contract version of the last block one reader read: almost every request of an endpoint,
+ * and event of a subscription, carries the same one. One per reader, so that a process serving
+ * one major and subscribing to another does not decode the version on every message.
+ */
+export class LastVersion {
+  #text = '';
 
-/** The contract version written from `start` to `end`: the last one's string while the bytes repeat; undefined when not semver. */
-export function versionText(bytes: Uint8Array, start: number, end: number): string | undefined {
-  if (sameText(bytes, start, end, lastVersion)) return lastVersion;
-  const version = latin1(bytes, start, end);
-  if (!isVersion(version)) return undefined;
-  lastVersion = version;
-  return version;
+  /** The version written from `start` to `end`: the last one's string while the bytes repeat; undefined when not semver. */
+  read(bytes: Uint8Array, start: number, end: number): string | undefined {
+    if (sameText(bytes, start, end, this.#text)) return this.#text;
+    const version = latin1(bytes, start, end);
+    if (!isVersion(version)) return undefined;
+    this.#text = version;
+    return version;
+  }
 }

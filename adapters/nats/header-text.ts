@@ -25,7 +25,7 @@ interface Encodable {
 
 /**
  * Outgoing headers held as their wire text (`NATS/1.0`, one `Key: value` line per header, a blank
- * line), with exactly the bytes nats' own `headers()` + `set()` would produce. Calls and events
+ * line), or for events as those bytes already written (`eventHeaderBytes`), with exactly the bytes nats' own `headers()` + `set()` would produce. Calls and events
  * send headers on every message, and building them through nats' `MsgHdrs` (key
  * canonicalisation, a scan of every key per `set`, a second pass to encode) costs more than the
  * rest of the adapter's work on a call. nats' `publish` encodes headers with `encode()`, as its
@@ -174,8 +174,9 @@ export interface EventHeaderParts {
   readonly head: string;
   /** From the end of the correlation id to the publication time's value: the publisher, the time's name. */
   readonly middle: string;
-  /** `head` and `middle` as their UTF-8 bytes. */
+  /** `head` as its UTF-8 bytes. */
   readonly headBytes: Uint8Array;
+  /** `middle` as its UTF-8 bytes. */
   readonly middleBytes: Uint8Array;
 }
 
@@ -204,7 +205,8 @@ export function eventHeaderPartsOf(version: string, publisher: string): EventHea
 /**
  * Headers of one published event. The constant parts (status line, version, publisher, header
  * names) are built once per contract version and publisher; an event adds its id, correlation
- * id, publication time and the optional headers, in the order below.
+ * id, publication time and the optional headers, in the order below, written straight into
+ * bytes when every value is printable ASCII with nothing to trim, else as text (the same bytes).
  */
 export function eventHeaders(event: PublishedEvent): MsgHdrs {
   const { metadata } = event;

@@ -1,6 +1,8 @@
 /**
  * A received message's header block read straight from its bytes, for requests at the callee and
- * notifications at the subscriber: nats' `msg.headers` parses every block into a `MsgHdrs` (a
+ * notifications at the subscriber whose block is not the exact form keel writes (those the
+ * one-pass readers take: request-headers.ts, event-block.ts; this is their general fallback and
+ * the reference they are tested against): nats' `msg.headers` parses every block into a `MsgHdrs` (a
  * `TextDecoder`, per header a key validation and canonicalisation, a scan of the keys so far and
  * a value check), which was a fifth of a callee's and a quarter of a subscriber's CPU
  * (docs/performance.md). keel's readers only iterate the headers once, so a list of the headers'

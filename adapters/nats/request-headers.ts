@@ -17,7 +17,7 @@
  */
 import type { Msg } from '@nats-io/transport-node';
 import { isTraceparent } from 'keel/transport';
-import { bytesOf, digitsEnd, digitsValue, headerLength, keyEnd, latin1, lineBreak, rawBytes, sameText, valueEnd, versionStart, versionText } from './header-bytes.js';
+import { bytesOf, digitsEnd, digitsValue, headerLength, keyEnd, latin1, lineBreak, rawBytes, sameText, valueEnd, versionStart, LastVersion } from './header-bytes.js';
 import type { RequestHeaders } from './headers.js';
 import { Header } from './wire.js';
 
@@ -26,7 +26,8 @@ const CALLER_KEY = bytesOf(`${Header.CALLER}: `);
 const DEADLINE_KEY = bytesOf(`${Header.DEADLINE}: `);
 const TRACEPARENT_KEY = bytesOf(`${Header.TRACEPARENT}: `);
 
-// The caller of the last request read: an endpoint's requests mostly repeat it.
+// The version and caller of the last request read (process-wide: most requests repeat them).
+const lastVersion = new LastVersion();
 let lastCaller = '';
 
 /**
@@ -40,7 +41,7 @@ export function readKnownRequest(msg: Msg): RequestHeaders | undefined {
   const length = headerLength(msg);
   const versionAt = versionStart(bytes, length);
   const versionEnd = valueEnd(bytes, versionAt, length);
-  const version = versionEnd < 0 ? undefined : versionText(bytes, versionAt, versionEnd);
+  const version = versionEnd < 0 ? undefined : lastVersion.read(bytes, versionAt, versionEnd);
   if (version === undefined) return undefined;
   let at: number;
   const correlationStart = keyEnd(bytes, versionEnd + 2, length, CORRELATION_KEY);
