@@ -334,7 +334,7 @@ describe('http - gateway options and lifecycle', () => {
     }
   });
 
-  it('http - answers given while closing end their connection, on an operation route and on a route of the application', async () => {
+  it('http - answers given while closing end their connection: an operation route, a route of the application, and a problem', async () => {
     const kernel = createKernel({ modules: fixtureModules, logger: silentLogger });
     await kernel.start();
     let release!: () => void;
@@ -369,12 +369,17 @@ describe('http - gateway options and lifecycle', () => {
       const inFlight = gate('closing-connection');
       const operation = ask('POST', '/probe/wait', JSON.stringify({ gate: 'closing-connection' }));
       const own = ask('GET', '/own/slow');
-      await Promise.all([inFlight.entered, inOwnRoute]);
+      const failingGate = gate('closing-problem');
+      const failing = ask('POST', '/probe/wait', JSON.stringify({ gate: 'closing-problem' }));
+      await Promise.all([inFlight.entered, inOwnRoute, failingGate.entered]);
       const closing = gateway.close();
       inFlight.open();
+      failingGate.fail();
       release();
       expect(await operation).toEqual({ status: 200, connection: 'close' });
       expect(await own).toEqual({ status: 200, connection: 'close' });
+      // An operation that fails is answered with a problem (an operation route has no onSend hook): the same header.
+      expect(await failing).toEqual({ status: 500, connection: 'close' });
       await closing;
     } finally {
       agent.destroy();

@@ -91,10 +91,11 @@ export const probe = defineContract({
   },
 });
 
-/** A gate a `probe.wait` call waits on: `entered` resolves when the handler runs, `open()` lets it answer. */
+/** A gate a `probe.wait` call waits on: `entered` resolves when the handler runs, `open()` lets it answer, `fail()` makes it throw. */
 export interface Gate {
   readonly entered: Promise<void>;
   open(): void;
+  fail(): void;
 }
 
 const gates = new Map<string, { gate: Gate; enter: () => void; opened: Promise<void> }>();
@@ -103,9 +104,14 @@ const gates = new Map<string, { gate: Gate; enter: () => void; opened: Promise<v
 export function gate(id: string): Gate {
   let enter!: () => void;
   let open!: () => void;
+  let fail!: (error: Error) => void;
   const entered = new Promise<void>((resolve) => (enter = resolve));
-  const opened = new Promise<void>((resolve) => (open = resolve));
-  const made = { entered, open };
+  const opened = new Promise<void>((resolve, reject) => {
+    open = resolve;
+    fail = reject;
+  });
+  opened.catch(() => {}); // a gate failed before its call waits on it is not an unhandled rejection
+  const made = { entered, open, fail: () => fail(new Error(`gate ${id} failed, as the test asked`)) };
   gates.set(id, { gate: made, enter, opened });
   return made;
 }
