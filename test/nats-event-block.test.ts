@@ -6,50 +6,21 @@
  * (`readEventHeaders(messageHeaders(msg))`), and for keel's own blocks it must answer.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect as connectTcp, type Socket } from 'node:net';
-import { once } from 'node:events';
-import { connect, type Msg, type NatsConnection } from '@nats-io/transport-node';
+import type { Msg } from '@nats-io/transport-node';
 import { eventHeaders, readEventHeaders } from '../adapters/nats/headers.js';
 import { messageHeaders } from '../adapters/nats/raw-headers.js';
 import { readEventBlock } from '../adapters/nats/event-block.js';
-import { startNatsServer, type NatsServer } from './support/nats-server.js';
+import { startRawNats, type RawNats } from './support/raw-nats.js';
 
-let server: NatsServer;
-let nc: NatsConnection;
-let raw: Socket;
+let nats: RawNats;
 
 beforeAll(async () => {
-  server = await startNatsServer();
-  nc = await connect({ servers: server.url });
-  raw = connectTcp(server.port, '127.0.0.1');
-  await once(raw, 'connect');
-  raw.write('CONNECT {"verbose":false,"pedantic":false,"headers":true,"no_responders":true,"protocol":1}\r\n');
+  nats = await startRawNats('event.block');
 });
 
 afterAll(async () => {
-  raw?.destroy();
-  await nc?.close();
+  await nats?.close();
 });
-
-let sequence = 0;
-
-/** Subscribes to a fresh subject, runs `send` on it and resolves the message received. */
-async function received(send: (subject: string) => void): Promise<Msg> {
-  const subject = `event.block.${(sequence += 1)}`;
-  const arrived = new Promise<Msg>((resolve) => nc.subscribe(subject, { max: 1, callback: (_error, msg) => resolve(msg) }));
-  await nc.flush();
-  send(subject);
-  return arrived;
-}
-
-/** A raw `HPUB` of `block` and a small JSON body. */
-function rawPublish(block: string | Uint8Array): (subject: string) => void {
-  return (subject) => {
-    const header = typeof block === 'string' ? Buffer.from(block, 'latin1') : Buffer.from(block);
-    const body = Buffer.from('{}');
-    raw.write(Buffer.concat([Buffer.from(`HPUB ${subject} ${header.length} ${header.length + body.length}\r\n`), header, body, Buffer.from('\r\n')]));
-  };
-}
 
 /** The general reading, or the error it throws (a block nats refuses). */
 function generalReading(msg: Msg, owner: string): unknown {
@@ -74,7 +45,7 @@ describe('readEventBlock', () => {
     ];
     for (const { version, id, correlationId, publishedAt, traceparent, principal } of events) {
       const event = { contract: 'orders', event: 'placed', version, delivery: 'notification', payload: {}, metadata: { id, correlationId, publisher: 'orders', publishedAt, traceparent, principal, attempt: 1 } };
-      const msg = await received((subject) => nc.publish(subject, Buffer.from('{}'), { headers: eventHeaders(event as unknown as Parameters<typeof eventHeaders>[0]) }));
+      const msg = await nats.received((subject) => nats.nc.publish(subject, Buffer.from('{}'), { headers: eventHeaders(event as unknown as Parameters<typeof eventHeaders>[0]) }));
       const read = readEventBlock(msg, 1, 'orders');
       expect(read, id).toBeDefined();
       expect(read, id).toStrictEqual(generalReading(msg, 'orders'));
@@ -111,7 +82,7 @@ describe('readEventBlock', () => {
 
   for (const [name, block, read] of blocks) {
     it(`${read ? 'reads' : 'leaves to the general reader'} ${name}`, async () => {
-      const msg = await received(rawPublish(block));
+      const msg = await nats.received((subject) => nats.hpub(subject, block));
       const fast = readEventBlock(msg, 1, 'orders');
       if (!read) {
         expect(fast).toBeUndefined();
@@ -123,7 +94,7 @@ describe('readEventBlock', () => {
   }
 
   it('reads nothing from a message without a header block', async () => {
-    const msg = await received((subject) => nc.publish(subject, Buffer.from('{}')));
+    const msg = await nats.received((subject) => nats.nc.publish(subject, Buffer.from('{}')));
     expect(readEventBlock(msg, 1, 'orders')).toBeUndefined();
   });
 });

@@ -6,42 +6,27 @@
  * value), and a block nats refuses must still be refused.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect as connectTcp, type Socket } from 'node:net';
-import { once } from 'node:events';
-import { connect, headers, type Msg, type NatsConnection } from '@nats-io/transport-node';
+import { headers, type Msg } from '@nats-io/transport-node';
 import { callHeaders, eventHeaders, readRequestHeaders, sameMajor } from '../adapters/nats/headers.js';
 import { hasNoHeaders, messageHeaders, replyToken } from '../adapters/nats/raw-headers.js';
 import { eventHeaderPartsOf } from '../adapters/nats/header-text.js';
-import { startNatsServer, type NatsServer } from './support/nats-server.js';
+import { startRawNats, type RawNats } from './support/raw-nats.js';
 
-let server: NatsServer;
-let nc: NatsConnection;
-let raw: Socket;
+let nats: RawNats;
 
 beforeAll(async () => {
-  server = await startNatsServer();
-  nc = await connect({ servers: server.url });
-  raw = connectTcp(server.port, '127.0.0.1');
-  await once(raw, 'connect');
-  raw.write('CONNECT {"verbose":false,"pedantic":false,"headers":true,"no_responders":true,"protocol":1}\r\n');
+  nats = await startRawNats('raw.headers');
 });
 
 afterAll(async () => {
-  raw?.destroy();
-  await nc?.close();
+  await nats?.close();
 });
 
 let sequence = 0;
 
 /** Publishes `block` (then `body`) as the header block of a raw HPUB and resolves the message a nats client received. */
-async function receive(block: string | Uint8Array, body = '{}'): Promise<Msg> {
-  const subject = `raw.headers.${(sequence += 1)}`;
-  const received = new Promise<Msg>((resolve) => nc.subscribe(subject, { max: 1, callback: (_error, msg) => resolve(msg) }));
-  await nc.flush();
-  const header = typeof block === 'string' ? Buffer.from(block, 'latin1') : Buffer.from(block);
-  const payload = Buffer.from(body);
-  raw.write(Buffer.concat([Buffer.from(`HPUB ${subject} ${header.length} ${header.length + payload.length}\r\n`), header, payload, Buffer.from('\r\n')]));
-  return received;
+function receive(block: string | Uint8Array, body = '{}'): Promise<Msg> {
+  return nats.received((subject) => nats.hpub(subject, block, body));
 }
 
 /** What nats' decoder reads, as keel's readers take it: each key's first value. */
@@ -55,11 +40,7 @@ describe('messageHeaders', () => {
     sent.set('Keel-Contract-Version', '1.0.0');
     sent.set('Keel-Event-Id', 'e-1');
     sent.set('Keel-Principal', '{"sub":"u-1","roles":["a"]}');
-    const subject = `raw.headers.${(sequence += 1)}`;
-    const received = new Promise<Msg>((resolve) => nc.subscribe(subject, { max: 1, callback: (_error, msg) => resolve(msg) }));
-    await nc.flush();
-    nc.publish(subject, new Uint8Array(0), { headers: sent });
-    const msg = await received;
+    const msg = await nats.received((subject) => nats.nc.publish(subject, new Uint8Array(0), { headers: sent }));
     const read = messageHeaders(msg);
     // Read from the bytes, not nats' MsgHdrs: if a client upgrade hides the raw bytes, this fails.
     expect(Array.isArray(read)).toBe(true);
@@ -68,11 +49,8 @@ describe('messageHeaders', () => {
   });
 
   it('reads no headers from a message without a block', async () => {
-    const subject = `raw.headers.${(sequence += 1)}`;
-    const received = new Promise<Msg>((resolve) => nc.subscribe(subject, { max: 1, callback: (_error, msg) => resolve(msg) }));
-    await nc.flush();
-    nc.publish(subject, Buffer.from('{}'));
-    expect(messageHeaders(await received)).toBeUndefined();
+    const msg = await nats.received((subject) => nats.nc.publish(subject, Buffer.from('{}')));
+    expect(messageHeaders(msg)).toBeUndefined();
   });
 
   const blocks: [string, string | Uint8Array][] = [
@@ -143,12 +121,9 @@ describe('readRequestHeaders over messageHeaders', () => {
   });
 });
 
-/** Publishes `body` on `subject` (raw PUB, no headers) and resolves the message a nats client received on `pattern`. */
-async function receivePlain(pattern: string, subject: string): Promise<Msg> {
-  const received = new Promise<Msg>((resolve) => nc.subscribe(pattern, { max: 1, callback: (_error, msg) => resolve(msg) }));
-  await nc.flush();
-  raw.write(`PUB ${subject} 2\r\n{}\r\n`);
-  return received;
+/** Publishes `{}` on `subject` (raw PUB, no headers) and resolves the message a nats client received on `pattern`. */
+function receivePlain(pattern: string, subject: string): Promise<Msg> {
+  return nats.receiveOn(pattern, () => nats.pub(subject, '{}'));
 }
 
 describe('the caller reads replies from their bytes', () => {

@@ -6,32 +6,22 @@
  * reads is compared with what the general reader makes of nats' own decoding.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { connect as connectTcp, type Socket } from 'node:net';
-import { once } from 'node:events';
-import { connect, type Msg, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
+import type { Msg, MsgHdrs } from '@nats-io/transport-node';
 import type { CallContext } from 'keel';
 import { callHeaders, readRequestHeaders, type RequestHeaders } from '../adapters/nats/headers.js';
 import { messageHeaders } from '../adapters/nats/raw-headers.js';
 import { readKnownRequest } from '../adapters/nats/request-headers.js';
 import { latin1 } from '../adapters/nats/header-bytes.js';
-import { startNatsServer, type NatsServer } from './support/nats-server.js';
+import { startRawNats, type RawNats } from './support/raw-nats.js';
 
-let server: NatsServer;
-let nc: NatsConnection;
-let raw: Socket;
-let sequence = 0;
+let nats: RawNats;
 
 beforeAll(async () => {
-  server = await startNatsServer();
-  nc = await connect({ servers: server.url });
-  raw = connectTcp(server.port, '127.0.0.1');
-  await once(raw, 'connect');
-  raw.write('CONNECT {"verbose":false,"pedantic":false,"headers":true,"no_responders":true,"protocol":1}\r\n');
+  nats = await startRawNats('request.headers');
 });
 
 afterAll(async () => {
-  raw?.destroy();
-  await nc?.close();
+  await nats?.close();
 });
 
 const TARGET = 'pricing.quote';
@@ -40,28 +30,14 @@ const address = Object.freeze({ contract: 'pricing', version: '1.2.0', operation
 const context: CallContext = { correlationId: 'c0ffee-1k', traceparent: undefined, caller: 'orders', deadline: 1_796_130_796_236 };
 const TRACEPARENT = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
 
-/** A subscription on a fresh subject: the message it receives next. */
-async function listen(): Promise<{ subject: string; received: Promise<Msg> }> {
-  const subject = `request.headers.${(sequence += 1)}`;
-  const received = new Promise<Msg>((resolve) => nc.subscribe(subject, { max: 1, callback: (_error, msg) => resolve(msg) }));
-  await nc.flush();
-  return { subject, received };
-}
-
 /** A request sent with nats' client, its header block written by keel's `callHeaders`. */
-async function sentByKeel(headers: MsgHdrs, body = '{}'): Promise<Msg> {
-  const { subject, received } = await listen();
-  nc.publish(subject, Buffer.from(body), { headers });
-  return received;
+function sentByKeel(headers: MsgHdrs, body = '{}'): Promise<Msg> {
+  return nats.received((subject) => nats.nc.publish(subject, Buffer.from(body), { headers }));
 }
 
 /** A request whose header block is `block` exactly, sent as a raw HPUB. */
-async function sentRaw(block: string): Promise<Msg> {
-  const { subject, received } = await listen();
-  const header = Buffer.from(block, 'latin1');
-  const payload = Buffer.from('{}');
-  raw.write(Buffer.concat([Buffer.from(`HPUB ${subject} ${header.length} ${header.length + payload.length}\r\n`), header, payload, Buffer.from('\r\n')]));
-  return received;
+function sentRaw(block: string): Promise<Msg> {
+  return nats.received((subject) => nats.hpub(subject, block));
 }
 
 /** What the general reader makes of nats' own decoding of the block: the reading to match. */

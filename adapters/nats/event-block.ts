@@ -14,7 +14,21 @@
  * `undefined`, and the caller reads the block the general way, which gives the same answer.
  */
 import type { Msg } from '@nats-io/transport-node';
-import { bytesOf, digitsEnd, digitsValue, headerLength, keyEnd, latin1, lineBreak, rawBytes, sameText, valueEnd, versionStart, LastVersion } from './header-bytes.js';
+import {
+  LastVersion,
+  blockEnds,
+  bytesOf,
+  digitsEnd,
+  digitsValue,
+  headerLength,
+  keyEnd,
+  latin1,
+  optionalLine,
+  rawBytes,
+  sameText,
+  valueEnd,
+  versionStart,
+} from './header-bytes.js';
 import { eventHeadersOf, type EventHeaders } from './headers.js';
 import { Header } from './wire.js';
 
@@ -57,24 +71,12 @@ export function readEventBlock(msg: Msg, attempt: number, owner: string): EventH
   if (atEnd < 0) return undefined;
   const publishedAt = digitsValue(bytes, at, atEnd);
   at = atEnd + 2;
-  let traceparent: string | undefined;
-  let principal: string | undefined;
-  const traceStart = keyEnd(bytes, at, length, TRACEPARENT_KEY);
-  if (traceStart >= 0) {
-    const traceEnd = valueEnd(bytes, traceStart, length);
-    if (traceEnd < 0) return undefined;
-    traceparent = latin1(bytes, traceStart, traceEnd);
-    at = traceEnd + 2;
-  }
-  const principalStart = keyEnd(bytes, at, length, PRINCIPAL_KEY);
-  if (principalStart >= 0) {
-    const principalEnd = valueEnd(bytes, principalStart, length);
-    if (principalEnd < 0) return undefined;
-    principal = latin1(bytes, principalStart, principalEnd);
-    at = principalEnd + 2;
-  }
-  // The blank line that ends the block, and nothing after it.
-  if (at + 2 !== length || !lineBreak(bytes, at, length)) return undefined;
+  const afterTrace = optionalLine(bytes, at, length, TRACEPARENT_KEY);
+  if (afterTrace < 0) return undefined;
+  const afterPrincipal = optionalLine(bytes, afterTrace, length, PRINCIPAL_KEY);
+  if (afterPrincipal < 0 || !blockEnds(bytes, afterPrincipal, length)) return undefined;
+  const traceparent = afterTrace === at ? undefined : latin1(bytes, at + TRACEPARENT_KEY.length, afterTrace - 2);
+  const principal = afterPrincipal === afterTrace ? undefined : latin1(bytes, afterTrace + PRINCIPAL_KEY.length, afterPrincipal - 2);
   // One string for both ids (and the key between them), sliced: one decoding call, not two.
   const ids = latin1(bytes, idStart, correlationEnd);
   const id = ids.slice(0, idEnd - idStart);

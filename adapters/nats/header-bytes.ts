@@ -76,6 +76,23 @@ export function valueEnd(bytes: Uint8Array, start: number, length: number): numb
   return index;
 }
 
+/**
+ * After an optional `key` line at `at`: where the next line starts (`at` itself when the line is
+ * not there), or -1 when the key is there with a value {@link valueEnd} does not take. Its value,
+ * when there, runs from `at + key.length` to the result minus 2 (the line break).
+ */
+export function optionalLine(bytes: Uint8Array, at: number, length: number, key: Uint8Array): number {
+  const start = keyEnd(bytes, at, length, key);
+  if (start < 0) return at;
+  const end = valueEnd(bytes, start, length);
+  return end < 0 ? -1 : end + 2;
+}
+
+/** True when the blank line that ends a block starts at `at`, with nothing after it. */
+export function blockEnds(bytes: Uint8Array, at: number, length: number): boolean {
+  return at + 2 === length && lineBreak(bytes, at, length);
+}
+
 /** Where the decimal digits from `start` end when they are 1 to 15 digits followed by a line break, else -1. */
 export function digitsEnd(bytes: Uint8Array, start: number, length: number): number {
   if (start < 0) return -1;

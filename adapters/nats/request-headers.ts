@@ -17,7 +17,21 @@
  */
 import type { Msg } from '@nats-io/transport-node';
 import { isTraceparent } from 'keel/transport';
-import { bytesOf, digitsEnd, digitsValue, headerLength, keyEnd, latin1, lineBreak, rawBytes, sameText, valueEnd, versionStart, LastVersion } from './header-bytes.js';
+import {
+  LastVersion,
+  blockEnds,
+  bytesOf,
+  digitsEnd,
+  digitsValue,
+  headerLength,
+  keyEnd,
+  latin1,
+  optionalLine,
+  rawBytes,
+  sameText,
+  valueEnd,
+  versionStart,
+} from './header-bytes.js';
 import type { RequestHeaders } from './headers.js';
 import { Header } from './wire.js';
 
@@ -60,16 +74,9 @@ export function readKnownRequest(msg: Msg): RequestHeaders | undefined {
   if (deadlineEnd < 0) return undefined;
   const deadline = digitsValue(bytes, at, deadlineEnd);
   at = deadlineEnd + 2;
-  let traceparent: string | undefined;
-  const traceStart = keyEnd(bytes, at, length, TRACEPARENT_KEY);
-  if (traceStart >= 0) {
-    const traceEnd = valueEnd(bytes, traceStart, length);
-    if (traceEnd < 0) return undefined;
-    traceparent = latin1(bytes, traceStart, traceEnd);
-    at = traceEnd + 2;
-  }
-  // The blank line that ends the block, and nothing after it.
-  if (at + 2 !== length || !lineBreak(bytes, at, length)) return undefined;
+  const afterTrace = optionalLine(bytes, at, length, TRACEPARENT_KEY);
+  if (afterTrace < 0 || !blockEnds(bytes, afterTrace, length)) return undefined;
+  const traceparent = afterTrace === at ? undefined : latin1(bytes, at + TRACEPARENT_KEY.length, afterTrace - 2);
   return {
     version,
     context: {

@@ -6,6 +6,7 @@
 // to run) and prints `done` 100 ms later (nats writes what it buffered); the subscriber prints
 // `done` once N more events arrived. Exits when stdin closes.
 import { createInterface } from 'node:readline';
+import { eventSide } from './event-sides.mjs';
 
 const [url, side, mode] = process.argv.slice(2);
 const out = (line) => process.stdout.write(`${line}\n`);
@@ -16,35 +17,7 @@ const onEvent = () => {
   if (received === expected) out('done');
 };
 
-let publish;
-let close;
-if (mode === 'keel') {
-  const { createKernel, silentLogger } = await import('keel');
-  const { createNatsTransport } = await import('keel/nats');
-  const { tickerModule, tallyModule, TICK_PAYLOAD } = await import('./ticker.mjs');
-  const transport = await createNatsTransport({ servers: url, prefix: 'keel', logger: silentLogger });
-  const ticker = tickerModule();
-  const modules = [ticker.module, tallyModule(onEvent)];
-  const kernel = createKernel({ modules, topology: { host: [side === 'publisher' ? 'ticker' : 'tally'], transport }, logger: silentLogger });
-  await kernel.start();
-  publish = () => ticker.holder.emit('ticked', TICK_PAYLOAD);
-  close = async () => {
-    await kernel.stop();
-    await transport.close();
-  };
-} else {
-  const { connect } = await import('@nats-io/transport-node');
-  const nc = await connect({ servers: url });
-  const encoder = new TextEncoder();
-  const decoder = new TextDecoder();
-  const payload = { sku: 'KB-1', quantity: 2 };
-  if (side === 'subscriber') {
-    nc.subscribe('bench.raw.ticked', { queue: 'tally', callback: (_error, msg) => { JSON.parse(decoder.decode(msg.data)); onEvent(); } });
-  }
-  await nc.flush();
-  publish = () => nc.publish('bench.raw.ticked', encoder.encode(JSON.stringify(payload)));
-  close = () => nc.close();
-}
+const { publish, close } = await eventSide({ url, side, mode, onEvent });
 out('ready');
 for await (const line of createInterface({ input: process.stdin })) {
   const [count, burst = count, pauseMs = 0] = line.split(' ').map(Number);

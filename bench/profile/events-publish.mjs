@@ -3,31 +3,10 @@
 // no subscriber; prints the CPU per event (user + system) of each round and the lowest. Usage:
 //   node bench/profile/events-publish.mjs <nats-url> [keel|raw] [count=40000] [rounds=8]
 import { setTimeout as sleep } from 'node:timers/promises';
+import { eventSide } from './event-sides.mjs';
 
 const [url, mode = 'keel', count = '40000', rounds = '8'] = process.argv.slice(2);
-let publish;
-let close;
-if (mode === 'keel') {
-  const { createKernel, silentLogger } = await import('keel');
-  const { createNatsTransport } = await import('keel/nats');
-  const { tickerModule, TICK_PAYLOAD } = await import('./ticker.mjs');
-  const transport = await createNatsTransport({ servers: url, prefix: 'keel', logger: silentLogger });
-  const ticker = tickerModule();
-  const kernel = createKernel({ modules: [ticker.module], topology: { host: ['ticker'], transport }, logger: silentLogger });
-  await kernel.start();
-  publish = () => ticker.holder.emit('ticked', TICK_PAYLOAD);
-  close = async () => {
-    await kernel.stop();
-    await transport.close();
-  };
-} else {
-  const { connect } = await import('@nats-io/transport-node');
-  const nc = await connect({ servers: url });
-  const encoder = new TextEncoder();
-  const payload = { sku: 'KB-1', quantity: 2 };
-  publish = () => nc.publish('bench.raw.ticked', encoder.encode(JSON.stringify(payload)));
-  close = () => nc.close();
-}
+const { publish, close } = await eventSide({ url, side: 'publisher', mode });
 const perEvent = [];
 for (let round = 0; round < Number(rounds); round += 1) {
   const before = process.cpuUsage();
