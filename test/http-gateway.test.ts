@@ -319,6 +319,10 @@ describe('http - gateway options and lifecycle', () => {
         fetch(`${url}/own/framed`),
         post(`${url}/probe/context`, {}),
       ]);
+      // The route's own headers are worked out once: a second request gets the same.
+      const framedAgain = await fetch(`${url}/own/framed`);
+      expect(framedAgain.headers.get('x-frame-options')).toBe('DENY');
+      expect(framedAgain.headers.get('content-security-policy')).toBe(framed.headers.get('content-security-policy'));
       expect(plain.headers.get('access-control-allow-origin')).toBeNull();
       expect(plain.headers.get('x-frame-options')).toBe('SAMEORIGIN');
       expect(plain.headers.get('content-security-policy')).toContain("default-src 'self'");

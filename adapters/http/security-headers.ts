@@ -105,12 +105,20 @@ export function securityHeaders(server: FastifyInstance, options: HelmetOptions)
     route.config = Object.assign(route.config ?? Object.create(null), { helmet: given === false ? { skipRoute: true } : given });
     routesWithOptions = true;
   });
+  // A route's own options are worked out on its first request, not on every one (keyed by the
+  // route's helmet object, which fastify's route config keeps as given).
+  const routeSetters = new WeakMap<object, (reply: FastifyReply) => void>();
   return (request, reply) => {
     const routed = routesWithOptions ? (request.routeOptions.config as RouteHelmetConfig | undefined)?.helmet : undefined;
     if (routed === undefined) apply(reply);
     else if (routed.skipRoute !== true) {
-      const { skipRoute: _skip, enableCSPNonces: _nonces, ...more } = routed;
-      prepare({ ...options, ...more })(reply);
+      let set = routeSetters.get(routed);
+      if (set === undefined) {
+        const { skipRoute: _skip, enableCSPNonces: _nonces, ...more } = routed;
+        set = prepare({ ...options, ...more });
+        routeSetters.set(routed, set);
+      }
+      set(reply);
     }
   };
 }
