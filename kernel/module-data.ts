@@ -16,8 +16,15 @@ export interface TransactionFrame {
   ended: boolean;
 }
 
-/** The transactions open in this call chain, one per module database at most. */
+/**
+ * The transactions open in this call chain, one per module database at most. Its value crosses
+ * an in-process call into the callee's handler (served.ts, `handlerEntry`), so that the callee's
+ * query can see that its caller holds the embedded database ({@link ModuleDatabase}'s refusal).
+ */
 const transactions = new AsyncLocalStorage<ReadonlyMap<ModuleDatabase, TransactionFrame>>();
+
+/** {@link transactions}, for the served side to carry into handlers. */
+export const openTransactions: AsyncLocalStorage<unknown> = transactions;
 
 export class ModuleDatabase implements Database {
   #savepoints = 0;

@@ -81,10 +81,9 @@ export const contextStorage = new AsyncLocalStorage<Context>();
 
 /**
  * True when AsyncLocalStorage is built on AsyncContextFrame (Node 24 and later by default, Node 22
- * with `--experimental-async-context-frame`). There, `run` makes two frames (each a copy of the
- * current one): one to enter, one to restore. An AsyncResource restores the frame it was made in
- * without making one, so {@link runInStore} enters with one frame. On the async_hooks-based
- * implementation (Node 20, 22) `run` is the cheaper way.
+ * with `--experimental-async-context-frame`). There, a frame is a `Map` of every
+ * AsyncLocalStorage's value, copied whole each time one of them is entered (`enterWith` and
+ * `run`; `run` makes two: one to enter, one to restore).
  */
 const CONTEXT_FRAMES = ((): boolean => {
   const major = Number(process.versions.node.split('.')[0]);
@@ -98,14 +97,41 @@ function enterAndRun<A, B, R>(store: Context, fn: (a: A, b: B) => R, a: A, b: B)
   return fn(a, b);
 }
 
+function runAndRestore<A, B, R>(store: Context, fn: (a: A, b: B) => R, a: A, b: B): R {
+  return contextStorage.run(store, fn, a, b);
+}
+
+/** `fn(a, b)` with `store` as keel's active context, in the frame of a {@link handlerEntry}. */
+export type HandlerEntry = <A, B, R>(store: Context, fn: (a: A, b: B) => R, a: A, b: B) => R;
+
 /**
- * `fn(a, b)` with `store` as the active context, as `contextStorage.run(store, fn, a, b)`, and
- * the caller's context back when it returns or throws; what `fn` starts (promises, timers)
- * keeps `store`. The handler's way in, once per served call: see {@link CONTEXT_FRAMES}.
+ * The way into a module's handlers, made when the module is served or subscribes: each handler
+ * then runs with `store` (its call's context) as keel's active context, on top of the async
+ * context of that moment, not of its caller's. Over a wire a handler runs in the context of the
+ * connection its message came on, so in process it does the same: what other
+ * AsyncLocalStorages the caller had entered is not the handler's either way (keel's own context
+ * crosses in `store`). What the handler starts (promises, timers) keeps `store`; the caller's
+ * context is back when the handler returns or throws.
+ *
+ * `carried`: one AsyncLocalStorage of keel's own whose caller's value does cross an in-process
+ * call (the open transactions of module-data.ts, by which a module's query on an embedded
+ * database refuses to wait for its caller's transaction).
+ *
+ * On AsyncContextFrame (Node 24) this is also the cheap way in: one `AsyncResource`, made here,
+ * holds the frame of the moment, and each call enters it and copies that frame (usually empty)
+ * once, where `run` copied the caller's twice (docs/performance.md, "In process, fourth round").
  */
-export function runInStore<A, B, R>(store: Context, fn: (a: A, b: B) => R, a: A, b: B): R {
-  if (!CONTEXT_FRAMES) return contextStorage.run(store, fn, a, b);
-  return new AsyncResource('keel.call').runInAsyncScope(enterAndRun<A, B, R>, null, store, fn, a, b);
+export function handlerEntry(carried?: AsyncLocalStorage<unknown>): HandlerEntry {
+  const frame = new AsyncResource('keel.handler');
+  const enter = CONTEXT_FRAMES ? enterAndRun : runAndRestore;
+  if (carried === undefined) {
+    return <A, B, R>(store: Context, fn: (a: A, b: B) => R, a: A, b: B): R => frame.runInAsyncScope(enter<A, B, R>, null, store, fn, a, b);
+  }
+  return <A, B, R>(store: Context, fn: (a: A, b: B) => R, a: A, b: B): R => {
+    const value = carried.getStore();
+    if (value === undefined) return frame.runInAsyncScope(enter<A, B, R>, null, store, fn, a, b);
+    return frame.runInAsyncScope(() => carried.run(value, enter<A, B, R>, store, fn, a, b));
+  };
 }
 
 /** The active OTel context (keel's store), `ROOT_CONTEXT` outside any. */

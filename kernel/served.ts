@@ -6,9 +6,10 @@
 import type { CircuitStatus } from './circuit-breaker.js';
 import { majorOf, type AnyContract, type AnyOperation } from './contract.js';
 import type { CallContext } from './context.js';
-import { contextStorage, runInStore, withCall, type HandlerScope } from './otel-context.js';
+import { contextStorage, handlerEntry, withCall, type HandlerScope } from './otel-context.js';
 import { keelTracer, startServerSpan, tracesCalls } from './tracing.js';
 import { ObservedAnswer, TracedAnswer, expiredFailure } from './served-answers.js';
+import { openTransactions } from './module-data.js';
 import { ROOT_CONTEXT, trace, type Context } from '@opentelemetry/api';
 import { toRemoteFailure } from './envelope.js';
 import { CallSchema } from './compiled-schema.js';
@@ -110,6 +111,9 @@ export function createServedModule(source: ServedSource): ServedModule {
     });
   }
   const major = majorOf(contract.version);
+  // The handlers' way in, in the async context of now (the module being served), with the
+  // caller's open transactions carried (module-data.ts): see handlerEntry.
+  const enterHandler = handlerEntry(openTransactions);
   const operationNames = [...entries.keys()];
 
   const lookup = (address: OperationAddress, context: CallContext): OperationEntry | RemoteFailure => {
@@ -240,7 +244,7 @@ export function createServedModule(source: ServedSource): ServedModule {
     try {
       // With tracing off, nothing of the caller's context is the handler's (as over a wire); with
       // tracing on, the store is the server span's context, or the caller's when in-process spans are off.
-      result = runInStore(withCall(context, entry.scope, keelTracer() === undefined ? ROOT_CONTEXT : undefined), entry.handler, value, context);
+      result = enterHandler(withCall(context, entry.scope, keelTracer() === undefined ? ROOT_CONTEXT : undefined), entry.handler, value, context);
       if (isPromiseLike(result)) {
         result.then(
           (resolved) => {

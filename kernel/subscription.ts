@@ -6,7 +6,7 @@
 import type { AnyContract, AnyEvent } from './contract.js';
 import { CallSchema } from './compiled-schema.js';
 import { ROOT_CONTEXT, trace, type Span } from '@opentelemetry/api';
-import { runInStore, withCall } from './otel-context.js';
+import { handlerEntry, withCall } from './otel-context.js';
 import { endSpan, keelTracer, startConsumerSpan } from './tracing.js';
 import { KeelError, KeelErrorCode, validationError } from './errors.js';
 import type { Logger } from './logger.js';
@@ -69,6 +69,8 @@ export function createEventSubscription(source: SubscriptionSource): EventSubscr
     for (const observer of observers) observer.eventHandled?.(record);
   };
   const handlerScope = Object.freeze({ module: subscriber, event: label });
+  // The handler's way in, in the async context of now (the subscription being made): see handlerEntry.
+  const enterHandler = handlerEntry();
   // Compiled on the first event, as a call's schemas are on its first call (compiled-schema.ts).
   const payloadSchema = new CallSchema(definition.payload);
   const failed = (error: unknown, metadata: EventMetadata, started: number): Promise<void> => {
@@ -128,8 +130,7 @@ export function createEventSubscription(source: SubscriptionSource): EventSubscr
     let result: unknown;
     try {
       const scope = withCall(context, handlerScope, ROOT_CONTEXT);
-      // runInStore: one context frame on Node 24, not run's two (otel-context.ts), as a served call enters its handler.
-      result = runInStore(span === undefined ? scope : trace.setSpan(scope, span), handler, parsed.data, context);
+      result = enterHandler(span === undefined ? scope : trace.setSpan(scope, span), handler, parsed.data, context);
     } catch (error) {
       return failed(error, metadata, started);
     }

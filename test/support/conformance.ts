@@ -4,6 +4,7 @@
  * every call and event crosses the transport under test. The local transport and the NATS
  * adapter run this suite unchanged.
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
@@ -63,7 +64,15 @@ const ContextView = z.object({
   traceparent: z.string().nullable(),
   caller: z.string(),
   deadline: z.number(),
+  /** What the handler read from an AsyncLocalStorage of the application's own (not keel's). */
+  foreign: z.string().nullable(),
 });
+
+/**
+ * An AsyncLocalStorage of the application's own: callers and publishers enter it, and handlers
+ * must not see their value (over a wire they could not), only keel's call context.
+ */
+const foreignStorage = new AsyncLocalStorage<string>();
 
 export const probe = defineContract({
   name: 'probe',
@@ -167,6 +176,8 @@ interface Received {
   readonly deadline: number;
   /** What was left of it when the handler ran. */
   readonly remainingMs: number;
+  /** What the handler read from the application's own AsyncLocalStorage (see foreignStorage). */
+  readonly foreign: string | null;
 }
 
 function viewOf(): z.infer<typeof ContextView> {
@@ -177,6 +188,7 @@ function viewOf(): z.infer<typeof ContextView> {
     traceparent: context.traceparent ?? null,
     caller: context.caller,
     deadline: context.deadline,
+    foreign: foreignStorage.getStore() ?? null,
   };
 }
 
@@ -236,7 +248,8 @@ function makeModules(received: Received[], instance: string, handling: string[])
         },
         context: () => viewOf(),
         ping: async ({ tag, explode, failTimes }) => {
-          await emit('pinged', { tag, explode });
+          // Published with a value of the application's own entered, which subscribers must not see.
+          await foreignStorage.run('probe, publishing', () => emit('pinged', { tag, explode }));
           await emit('recorded', { tag, failTimes });
           await emit('broadcast', { tag });
           return { ok: true };
@@ -253,7 +266,8 @@ function makeModules(received: Received[], instance: string, handling: string[])
       const ghostClient = get(ghost);
       return {
         handlers: {
-          context: async () => ({ own: viewOf(), nested: await probeClient.context({}) }),
+          // The nested call is made with a value of the application's own entered, which probe must not see.
+          context: async () => ({ own: viewOf(), nested: await foreignStorage.run('relay, calling', () => probeClient.context({})) }),
           slowNested: async ({ delayMs, nestedMs }) => {
             await sleep(delayMs);
             return probeClient.slow({ ms: nestedMs });
@@ -284,6 +298,7 @@ function makeModules(received: Received[], instance: string, handling: string[])
       payload,
       deadline: ambient.deadline,
       remainingMs: ambient.deadline - Date.now(),
+      foreign: foreignStorage.getStore() ?? null,
     });
   };
 
@@ -717,6 +732,14 @@ export function describeTransportConformance(target: ConformanceTarget): void {
         expect(answer.nested).toMatchObject({ correlationId: 'corr-ctx-2', traceparent, caller: 'relay' });
       });
 
+      it("gives a handler keel's call context but none of the caller's own AsyncLocalStorage values, at the first call and the nested one", async () => {
+        const view = await foreignStorage.run('the caller', () => booted().client.client(probe).context({}, { correlationId: 'corr-ctx-foreign' }));
+        expect(view).toMatchObject({ correlationId: 'corr-ctx-foreign', foreign: null });
+        const answer = await foreignStorage.run('the caller', () => booted().client.client(relay).context({}, { correlationId: 'corr-ctx-foreign-2' }));
+        expect(answer.own).toMatchObject({ correlationId: 'corr-ctx-foreign-2', foreign: null });
+        expect(answer.nested).toMatchObject({ correlationId: 'corr-ctx-foreign-2', caller: 'relay', foreign: null });
+      });
+
       it('makes a correlation id when the caller gives none', async () => {
         const view = await booted().client.client(probe).context({});
         expect(view.correlationId).toMatch(/\S{8,}/);
@@ -748,7 +771,8 @@ export function describeTransportConformance(target: ConformanceTarget): void {
         await sleep(150);
         const got = booted().received.filter((r) => r.tag === tag && r.event === 'pinged');
         expect(got).toHaveLength(2);
-        for (const r of got) expect(r).toMatchObject({ correlationId: `corr-${tag}`, traceparent, caller: 'probe', attempt: 1 });
+        // Not the publisher's own AsyncLocalStorage value: only keel's context crosses to a subscriber.
+        for (const r of got) expect(r).toMatchObject({ correlationId: `corr-${tag}`, traceparent, caller: 'probe', attempt: 1, foreign: null });
       });
 
       it('gives each subscribing module its own copy of the payload', async () => {

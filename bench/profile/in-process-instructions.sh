@@ -1,0 +1,24 @@
+#!/bin/bash
+# Instructions per in-process call, counted by valgrind (callgrind): steady on a busy machine,
+# where times are not. Runs bench/profile/in-process-ir-side.mjs of <tree> (built: `npm run build`
+# there) under callgrind, zeroes the counters after its warm-up, counts <calls> sequential calls
+# to the sync `quote` handler, and prints the count per call (every thread: GC and compiler too).
+#   bench/profile/in-process-instructions.sh <tree> top|context [calls=20000]
+tree=$(cd "$1" && pwd); mode=${2:-top}; n=${3:-20000}
+out=$(mktemp -d /tmp/keel-inproc-ir.XXXXXX)/$mode
+fifo=$out.fifo; mkfifo "$fifo"
+valgrind --tool=callgrind --smc-check=all-non-file --callgrind-out-file="$out.cg" node "$tree/bench/profile/in-process-ir-side.mjs" "$tree" "$mode" "$n" < "$fifo" > "$out.stdout" 2> "$out.vg" &
+vpid=$!
+exec 3>"$fifo"
+for _ in $(seq 1 900); do grep -q warm "$out.stdout" 2>/dev/null && break; sleep 1; done
+callgrind_control -z "$vpid" > /dev/null 2>&1
+echo >&3
+for _ in $(seq 1 900); do grep -q done "$out.stdout" 2>/dev/null && break; sleep 1; done
+callgrind_control -d measured "$vpid" > /dev/null 2>&1
+sleep 2
+echo >&3
+exec 3>&-
+wait "$vpid"
+dump=$(ls "$out".cg.* | head -1)
+total=$(grep -m1 '^summary:' "$dump" | awk '{print $2}')
+echo "$tree $mode: $n calls: $total instructions, $((total / n)) per call; dump: $dump"
