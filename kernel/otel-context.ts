@@ -105,25 +105,40 @@ function runAndRestore<A, B, R>(store: Context, fn: (a: A, b: B) => R, a: A, b: 
 export type HandlerEntry = <A, B, R>(store: Context, fn: (a: A, b: B) => R, a: A, b: B) => R;
 
 /**
+ * The async context this file was loaded in: the application's top level, where nothing is
+ * entered yet (keel is imported before any request runs). Handler entries are made on it.
+ */
+const ROOT_FRAME = new AsyncResource('keel.root');
+
+/**
+ * On async_hooks (Node 20, 22): a resource per call, made on its entry's, so that what the handler
+ * itself enters with `enterWith` (some libraries do) is its call's only, not written on the
+ * entry's resource that every later call of the module runs in.
+ */
+function runOwnResource<A, B, R>(store: Context, fn: (a: A, b: B) => R, a: A, b: B): R {
+  return new AsyncResource('keel.call').runInAsyncScope(runAndRestore<A, B, R>, null, store, fn, a, b);
+}
+
+/**
  * The way into a module's handlers, made when the module is served or subscribes: each handler
- * then runs with `store` (its call's context) as keel's active context, on top of the async
- * context of that moment, not of its caller's. Over a wire a handler runs in the context of the
- * connection its message came on, so in process it does the same: what other
- * AsyncLocalStorages the caller had entered is not the handler's either way (keel's own context
- * crosses in `store`). What the handler starts (promises, timers) keeps `store`; the caller's
- * context is back when the handler returns or throws.
+ * then runs with `store` (its call's context) as keel's active context, on top of an async
+ * context with nothing else in it: not its caller's, and not that of wherever `kernel.start()`
+ * ran (a request's, for a kernel started lazily). Over a wire the caller's context cannot reach
+ * a handler either: what other AsyncLocalStorages the caller had entered is not the handler's on
+ * either transport (keel's own context crosses in `store`). What the handler starts (promises,
+ * timers) keeps `store`; the caller's context is back when the handler returns or throws.
  *
  * `carried`: one AsyncLocalStorage of keel's own whose caller's value does cross an in-process
  * call (the open transactions of module-data.ts, by which a module's query on an embedded
  * database refuses to wait for its caller's transaction).
  *
  * On AsyncContextFrame (Node 24) this is also the cheap way in: one `AsyncResource`, made here,
- * holds the frame of the moment, and each call enters it and copies that frame (usually empty)
- * once, where `run` copied the caller's twice (docs/performance.md, "In process, fourth round").
+ * holds an empty frame, and each call enters it and makes its own from nothing, where `run`
+ * copied the caller's frame twice (docs/performance.md, "In process, fourth round").
  */
 export function handlerEntry(carried?: AsyncLocalStorage<unknown>): HandlerEntry {
-  const frame = new AsyncResource('keel.handler');
-  const enter = CONTEXT_FRAMES ? enterAndRun : runAndRestore;
+  const frame = ROOT_FRAME.runInAsyncScope(() => new AsyncResource('keel.handler'));
+  const enter = CONTEXT_FRAMES ? enterAndRun : runOwnResource;
   if (carried === undefined) {
     return <A, B, R>(store: Context, fn: (a: A, b: B) => R, a: A, b: B): R => frame.runInAsyncScope(enter<A, B, R>, null, store, fn, a, b);
   }

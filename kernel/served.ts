@@ -3,6 +3,7 @@
  * input validation, call context, output validation, error envelopes, observation). Its events'
  * side is subscription.ts. Transports only move bytes to and from these.
  */
+import { AsyncResource } from 'node:async_hooks';
 import type { CircuitStatus } from './circuit-breaker.js';
 import { majorOf, type AnyContract, type AnyOperation } from './contract.js';
 import type { CallContext } from './context.js';
@@ -10,7 +11,7 @@ import { contextStorage, handlerEntry, withCall, type HandlerScope } from './ote
 import { keelTracer, startServerSpan, tracesCalls } from './tracing.js';
 import { ObservedAnswer, TracedAnswer, expiredFailure } from './served-answers.js';
 import { openTransactions } from './module-data.js';
-import { ROOT_CONTEXT, trace, type Context } from '@opentelemetry/api';
+import { ROOT_CONTEXT, trace } from '@opentelemetry/api';
 import { toRemoteFailure } from './envelope.js';
 import { CallSchema } from './compiled-schema.js';
 import { exhaustedFailure, stoppedFailure, type Bulkhead, type WaitingCall } from './bulkhead.js';
@@ -224,10 +225,12 @@ export function createServedModule(source: ServedSource): ServedModule {
       return;
     }
     // Every slot taken: wait in the queue, or be refused at once when it is full. Off the hot path.
-    // A queued call starts from another call's settling: it runs in the context it came with.
-    const store = contextStorage.getStore();
+    // A queued call starts from another call's settling, but in the async context it came with
+    // (its keel context, the open transactions its handler is given, where a retry starts), not in
+    // that of the call whose leaving starts it.
+    const resume = new AsyncResource('keel.queued');
     const waiting: WaitingCall = {
-      start: () => contextStorage.run(store as Context, start, entry, address, value, context, answer),
+      start: () => resume.runInAsyncScope(start, null, entry, address, value, context, answer),
       expired: (lateMs) => answer.fail(expiredFailure(contract.name, entry.name, lateMs, context, bulkhead.module)),
       closed: () => answer.fail(stoppedFailure(contract.name, entry.name, context)),
     };

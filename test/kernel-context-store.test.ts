@@ -57,8 +57,9 @@ describe('handlerEntry (a handler entering its call context)', () => {
     expect(seen).toEqual(['innermost', 'outer']);
   });
 
-  it("runs on the async context of when the entry was made, not the caller's: another AsyncLocalStorage reads its value of then", async () => {
+  it("runs on an async context of its own: another AsyncLocalStorage reads neither the caller's value nor the one where the entry was made", async () => {
     const other = new AsyncLocalStorage<string>();
+    // As for a kernel started lazily inside a first request: that request's values are no later call's.
     const entry = other.run('where the module was served', () => handlerEntry());
     const seen = await other.run("the caller's", () =>
       contextStorage.run(store('caller'), async () => {
@@ -75,6 +76,46 @@ describe('handlerEntry (a handler entering its call context)', () => {
         return [...inside, other.getStore(), current()];
       }),
     );
-    expect(seen).toEqual(['where the module was served', 'handler', 'where the module was served', 'handler', "the caller's", 'caller']);
+    expect(seen).toEqual([undefined, 'handler', undefined, 'handler', "the caller's", 'caller']);
+  });
+
+  it("keeps what a handler enters with another AsyncLocalStorage's enterWith to that call: the next call of the module reads nothing", () => {
+    const other = new AsyncLocalStorage<string>();
+    const entry = handlerEntry();
+    const first = entry(store('first'), () => {
+      const before = other.getStore();
+      other.enterWith('entered by the first call'); // as some tracing and logging libraries do
+      return before;
+    }, undefined, undefined);
+    const second = entry(store('second'), () => other.getStore(), undefined, undefined);
+    expect([first, second, other.getStore()]).toEqual([undefined, undefined, undefined]);
+  });
+
+  it('gives calls interleaved through one entry, with nested calls, awaits and timers, each its own store and carried value; the caller keeps its own', async () => {
+    const carried = new AsyncLocalStorage<string>();
+    const entry = handlerEntry(carried as AsyncLocalStorage<unknown>);
+    const seen: string[] = [];
+    const handler = async (name: string, depth: number): Promise<void> => {
+      for (let round = 0; round < 3; round += 1) {
+        seen.push(`${name}|${String(current())}|${String(carried.getStore())}`);
+        await (round % 2 === 0 ? null : new Promise((resolve) => setTimeout(resolve, 1)));
+        if (depth > 0) {
+          await entry(store(`${name}/inner`), handler, `${name}/inner`, depth - 1);
+          seen.push(`${name}|${String(current())}|${String(carried.getStore())}`);
+        }
+      }
+    };
+    await contextStorage.run(store('caller'), async () => {
+      const calls = ['a', 'b', 'c'].map((name) => carried.run(`carried by ${name}`, () => entry(store(name), handler, name, 1)));
+      expect(current()).toBe('caller');
+      await Promise.all(calls);
+      expect(current()).toBe('caller');
+    });
+    expect(seen.length).toBeGreaterThan(20);
+    for (const line of seen) {
+      const [name, active, value] = line.split('|') as [string, string, string];
+      expect(active).toBe(name);
+      expect(value).toBe(`carried by ${name.slice(0, 1)}`);
+    }
   });
 });
