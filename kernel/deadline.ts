@@ -5,7 +5,7 @@
  * nothing: each entry remembers its slot, and completing one moves the last entry into it.
  */
 
-import { contextStorage } from './otel-context.js';
+import { detached } from './otel-context.js';
 
 // setTimeout's longest delay; a later deadline simply re-arms when this fires.
 const MAX_DELAY_MS = 2 ** 31 - 1;
@@ -125,7 +125,7 @@ export class DeadlineScheduler {
     if (this.#timer) clearTimeout(this.#timer);
     this.#armedFor = at;
     // Outside any call's context: one timer serves many calls, and must not keep one call's context alive.
-    this.#timer = contextStorage.exit(() => setTimeout(() => this.#fire(), Math.min(MAX_DELAY_MS, Math.max(0, at - Date.now()))));
+    this.#timer = detached(() => setTimeout(() => this.#fire(), Math.min(MAX_DELAY_MS, Math.max(0, at - Date.now()))));
     this.#refed = this.#pending.length > 0;
     if (!this.#refed) this.#timer.unref();
   }

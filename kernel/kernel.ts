@@ -19,7 +19,7 @@ import { createLocalTransport } from './local.js';
 import { createLogger, type Logger } from './logger.js';
 import type { AnyModule } from './module.js';
 import { ModuleHost } from './module-host.js';
-import { contextStorage } from './otel-context.js';
+import { detached } from './otel-context.js';
 import type { KernelObserver } from './observer.js';
 import type { Transport, TransportStatus } from './transport.js';
 
@@ -232,7 +232,7 @@ class KernelImpl implements Kernel {
       );
     }
     // Connections, consumers and timers started here outlive the caller: they carry no request's context.
-    this.#starting = contextStorage.exit(() => this.#startAll());
+    this.#starting = detached(() => this.#startAll());
     return this.#starting;
   }
 

@@ -6,7 +6,7 @@
  */
 import { KeelError, KeelErrorCode, isKeelError } from './errors.js';
 import { InFlight } from './in-flight.js';
-import { contextStorage } from './otel-context.js';
+import { detached } from './otel-context.js';
 import type { Logger } from './logger.js';
 import { Fanout, type EventMetadata, type EventSubscription, type PublishedEvent, type Registration } from './transport.js';
 
@@ -228,7 +228,7 @@ export class LocalEvents {
       return;
     }
     // The retry runs long after the failed delivery: it carries none of its context.
-    const timer: NodeJS.Timeout = contextStorage.exit(() => setTimeout(() => {
+    const timer: NodeJS.Timeout = detached(() => setTimeout(() => {
       this.#retries.delete(timer);
       const group = this.#groups.get(`${event.contract}.${event.event}`)?.get(subscription.subscriber) as Group;
       if (group.members.length === 0) {

@@ -106,9 +106,19 @@ export type HandlerEntry = <A, B, R>(store: Context, fn: (a: A, b: B) => R, a: A
 
 /**
  * The async context this file was loaded in: the application's top level, where nothing is
- * entered yet (keel is imported before any request runs). Handler entries are made on it.
+ * entered yet, when keel is imported statically (README, "Context"). Handler entries are made on
+ * it, and {@link detached} runs on it.
  */
 const ROOT_FRAME = new AsyncResource('keel.root');
+
+/**
+ * `fn()` on the async context keel was loaded in: none of any caller's values, keel's or another
+ * AsyncLocalStorage's. For what keel starts that outlives its caller (connections, consumers,
+ * shared timers, retries): it must neither carry nor keep alive one request's context.
+ */
+export function detached<R>(fn: () => R): R {
+  return ROOT_FRAME.runInAsyncScope(fn);
+}
 
 /**
  * On async_hooks (Node 20, 22): a resource per call, made on its entry's, so that what the handler

@@ -9,7 +9,7 @@
  * every event after it.
  */
 import { ROOT_CONTEXT, trace } from '@opentelemetry/api';
-import { contextStorage } from './otel-context.js';
+import { contextStorage, detached } from './otel-context.js';
 import { endSpan, keelTracer, startRelaySpan } from './tracing.js';
 import type { AnyContract } from './contract.js';
 import { KeelErrorCode, isKeelError } from './errors.js';
@@ -144,7 +144,7 @@ export class OutboxRelay {
   #run(): void {
     // Outside the context of whoever kicked it (a handler's commit): the relay's rounds, timers and
     // log lines belong to no request, and must not keep one's context alive.
-    contextStorage.exit(() => {
+    detached(() => {
       this.#running = this.#round()
         .then(
           (more) => {

@@ -112,7 +112,7 @@ export function createServedModule(source: ServedSource): ServedModule {
     });
   }
   const major = majorOf(contract.version);
-  // The handlers' way in, in the async context of now (the module being served), with the
+  // The handlers' way in: keel's call context on an otherwise empty async context, with the
   // caller's open transactions carried (module-data.ts): see handlerEntry.
   const enterHandler = handlerEntry(openTransactions);
   const operationNames = [...entries.keys()];

@@ -69,7 +69,7 @@ export function createEventSubscription(source: SubscriptionSource): EventSubscr
     for (const observer of observers) observer.eventHandled?.(record);
   };
   const handlerScope = Object.freeze({ module: subscriber, event: label });
-  // The handler's way in, in the async context of now (the subscription being made): see handlerEntry.
+  // The handler's way in: keel's context on an otherwise empty async context (see handlerEntry).
   const enterHandler = handlerEntry();
   // Compiled on the first event, as a call's schemas are on its first call (compiled-schema.ts).
   const payloadSchema = new CallSchema(definition.payload);

@@ -79,6 +79,7 @@ describe('data - a call queued by a bulkhead', () => {
       await held;
       // From outside any transaction: queued behind the holder's call to hold.
       const second = kernel.client(reader).count({}).catch((error: unknown) => error);
+      expect(kernel.status().bulkheads.find((bulkhead) => bulkhead.module === 'reader')).toMatchObject({ running: 1, queued: 1 });
       release();
       await first;
       // Started by hold's leaving (inside the holder's transaction), it must not take that

@@ -1,7 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { describe, expect, it } from 'vitest';
 import { ROOT_CONTEXT, createContextKey, type Context } from '@opentelemetry/api';
-import { contextStorage, handlerEntry } from '../kernel/otel-context.js';
+import { contextStorage, detached, handlerEntry } from '../kernel/otel-context.js';
 
 const KEY = createContextKey('test value');
 const store = (value: string): Context => ROOT_CONTEXT.setValue(KEY, value);
@@ -117,5 +117,23 @@ describe('handlerEntry (a handler entering its call context)', () => {
       expect(active).toBe(name);
       expect(value).toBe(`carried by ${name.slice(0, 1)}`);
     }
+  });
+});
+
+describe('detached (what keel starts that outlives its caller: connections, shared timers, the outbox relay)', () => {
+  it("runs with neither keel's store nor another AsyncLocalStorage's value of its caller, and so do the timers it starts", async () => {
+    const other = new AsyncLocalStorage<string>();
+    const seen = await other.run("the caller's", () =>
+      contextStorage.run(store('caller'), () =>
+        detached(
+          () =>
+            new Promise<unknown[]>((resolve) => {
+              const now = [other.getStore(), current()];
+              setTimeout(() => resolve([...now, other.getStore(), current()]), 1);
+            }),
+        ),
+      ),
+    );
+    expect(seen).toEqual([undefined, undefined, undefined, undefined]);
   });
 });

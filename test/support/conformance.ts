@@ -734,7 +734,7 @@ export function describeTransportConformance(target: ConformanceTarget): void {
         expect(answer.nested).toMatchObject({ correlationId: 'corr-ctx-2', traceparent, caller: 'relay' });
       });
 
-      it("gives a handler keel's call context but none of the caller's own AsyncLocalStorage values, at the first call and the nested one", async () => {
+      it("gives a handler keel's call context but none of the caller's own AsyncLocalStorage values, nor those of where the kernels were started, at the first call and the nested one", async () => {
         const view = await foreignStorage.run('the caller', () => booted().client.client(probe).context({}, { correlationId: 'corr-ctx-foreign' }));
         expect(view).toMatchObject({ correlationId: 'corr-ctx-foreign', foreign: null });
         const answer = await foreignStorage.run('the caller', () => booted().client.client(relay).context({}, { correlationId: 'corr-ctx-foreign-2' }));
@@ -762,7 +762,7 @@ export function describeTransportConformance(target: ConformanceTarget): void {
     });
 
     describe('events', () => {
-      it("delivers each event once to each subscribing module, with the publisher's keel context and none of its own AsyncLocalStorage values", async () => {
+      it("delivers each event once to each subscribing module, with the publisher's keel context and none of the AsyncLocalStorage values of the publisher or of where the kernels were started", async () => {
         const tag = uniqueTag('once');
         const traceparent = '00-5bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
         await booted().client.client(probe).ping({ tag }, { correlationId: `corr-${tag}`, traceparent });
