@@ -3,7 +3,8 @@
 # where times are not. Runs bench/profile/in-process-ir-side.mjs of <tree> (built: `npm run build`
 # there) under callgrind, zeroes the counters after its warm-up, counts <calls> sequential calls
 # to the sync `quote` handler, and prints the count per call (every thread: GC and compiler too).
-#   bench/profile/in-process-instructions.sh <tree> top|context [calls=20000]
+# `moleculer`: Moleculer's local `broker.call` to the same handler, as the peers bench makes it.
+#   bench/profile/in-process-instructions.sh <tree> top|context|moleculer [calls=20000]
 tree=$(cd "$1" && pwd); mode=${2:-top}; n=${3:-20000}
 out=$(mktemp -d /tmp/keel-inproc-ir.XXXXXX)/$mode
 fifo=$out.fifo; mkfifo "$fifo"

@@ -1,20 +1,37 @@
 // The in-process side of bench/profile/in-process-instructions.sh: sequential calls to the sync
 // `quote` handler of <tree>'s built code, the caller outside any call context (`top`) or inside
-// one (`context`, as a handler or a gateway request calls). Warms up, says "warm", waits for a line
-// on stdin (the counters are zeroed then), makes <calls> more, says "done", waits for a line.
+// one (`context`, as a handler or a gateway request calls), or Moleculer's local `broker.call` to
+// the same handler as the peers bench makes it (`moleculer`: bench/moleculer-peer.ts, `local`). Warms
+// up, says "warm", waits for a line on stdin (the counters are zeroed then), makes <calls> more, says
+// "done", waits for a line.
 import { createInterface } from 'node:readline';
 import { pathToFileURL } from 'node:url';
 
 const [tree, mode = 'top', callsText = '20000'] = process.argv.slice(2);
 const calls = Number(callsText);
 const { createKernel, runWithContext, silentLogger } = await import(pathToFileURL(`${tree}/dist/kernel/index.js`).href);
-const { pricing, pricingModule, QUOTE_INPUT } = await import('./pricing.mjs');
-const kernel = createKernel({ modules: [pricingModule], logger: silentLogger });
-await kernel.start();
-const client = kernel.client(pricing);
+const { pricing, pricingModule, QUOTE_INPUT, quote } = await import('./pricing.mjs');
+let call;
+let stop;
+if (mode === 'moleculer') {
+  const { ServiceBroker } = (await import('moleculer')).default;
+  // As bench/moleculer-peer.ts: fastest-validator on the shape keel's zod schema checks, no transporter.
+  const broker = new ServiceBroker({ nodeID: `pricing-ir-${process.pid}`, logger: false, transporter: null });
+  const lines = { type: 'array', items: { type: 'object', props: { sku: 'string', quantity: { type: 'number', integer: true, positive: true } } } };
+  broker.createService({ name: 'pricing', actions: { quote: { params: { customerId: 'string', lines }, handler: (ctx) => quote(ctx.params) } } });
+  await broker.start();
+  call = () => broker.call('pricing.quote', QUOTE_INPUT);
+  stop = () => broker.stop();
+} else {
+  const kernel = createKernel({ modules: [pricingModule], logger: silentLogger });
+  await kernel.start();
+  const client = kernel.client(pricing);
+  call = () => client.quote(QUOTE_INPUT);
+  stop = () => kernel.stop();
+}
 const context = { correlationId: 'bench', traceparent: undefined, caller: 'external', deadline: Date.now() + 3_600_000, principal: undefined };
 const loop = async (count) => {
-  for (let i = 0; i < count; i += 1) await client.quote(QUOTE_INPUT);
+  for (let i = 0; i < count; i += 1) await call();
 };
 const run = (count) => (mode === 'context' ? runWithContext(context, () => loop(count)) : loop(count));
 const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
@@ -24,5 +41,5 @@ await lines.next();
 await run(calls);
 console.log('done');
 await lines.next();
-await kernel.stop();
+await stop();
 process.exit(0);
