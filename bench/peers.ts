@@ -5,7 +5,8 @@
  *   client kernel calling a kernel hosting `pricing` (bench/nats-peer.ts keel), a Moleculer broker
  *   calling a broker serving `pricing.quote` with Moleculer's NATS transporter
  *   (bench/moleculer-peer.ts nats), and a NestJS `ClientProxy.send` to a NestJS microservice
- *   over NATS (bench/nest-peer.ts);
+ *   over NATS (bench/nest-peer.ts); and, for scale, no framework at all: the hand-muxed nats.js
+ *   request of bench/nats.ts to its raw responder (bench/nats-peer.ts raw), the same quote;
  * - in process, each configuration in processes of its own (bench/kernel-peer.ts in-process,
  *   bench/moleculer-peer.ts local): a keel call against Moleculer's local `broker.call`,
  *   sequential and 64 concurrent, sync and async handlers.
@@ -26,8 +27,10 @@ import { ClientProxyFactory, Transport as NestTransport, type ClientProxy } from
 import moleculer from 'moleculer';
 import { createKernel, silentLogger, type Kernel, type Transport } from 'keel';
 import { createNatsTransport } from 'keel/nats';
+import { connect, createInbox, type NatsConnection } from '@nats-io/transport-node';
 import { startNatsServer } from '../test/support/nats-server.js';
-import { QUOTE_INPUT, pricing, pricingModule, tallyModule, tickerModule } from './fixture.js';
+import { QUOTE_INPUT, RAW_SUBJECTS, pricing, pricingModule, tallyModule, tickerModule } from './fixture.js';
+import { HandMuxer } from './hand-muxer.js';
 import { startPeer, startPeerGroup, type Peer, type PeerGroup } from './peer.js';
 import { concurrent, interleavedSamples, medianOf, packageVersion, rate, roundRatio } from './support.js';
 
@@ -64,9 +67,14 @@ export interface PeersResult {
   readonly summary: Record<string, number>;
 }
 
-async function overNats(): Promise<{ rows: string[]; ratios: { moleculer: number; nest: number }; summary: Record<string, number> }> {
+async function overNats(): Promise<{
+  rows: string[];
+  ratios: { moleculer: number; nest: number; muxed: number; muxedVsMoleculer: number };
+  summary: Record<string, number>;
+}> {
   const server = await startNatsServer({ jetstream: false });
   const transports: Transport[] = [];
+  const connections: NatsConnection[] = [];
   const stops: (() => Promise<unknown>)[] = [];
   const peers: Record<string, Peer> = {};
   try {
@@ -74,8 +82,9 @@ async function overNats(): Promise<{ rows: string[]; ratios: { moleculer: number
       startPeer('nats-peer.ts', ['keel', server.url]),
       startPeer('moleculer-peer.ts', ['nats', server.url]),
       startPeer('nest-peer.ts', [server.url]),
+      startPeer('nats-peer.ts', ['raw', server.url]),
     ]);
-    [peers['keel'], peers['moleculer'], peers['nest']] = started;
+    [peers['keel'], peers['moleculer'], peers['nest'], peers['muxed']] = started;
 
     // keel: a pure client kernel here; pricing runs in the keel peer.
     const transport = await createNatsTransport({ servers: server.url, logger: silentLogger });
@@ -105,10 +114,17 @@ async function overNats(): Promise<{ rows: string[]; ratios: { moleculer: number
     await nest.connect();
     stops.push(() => nest.close());
 
+    // No framework: bench/nats.ts's hand-muxed request (one reply subscription, no timer per request, no validation).
+    const nc = await connect({ servers: server.url });
+    connections.push(nc);
+    const muxer = new HandMuxer(nc, createInbox());
+    await nc.flush();
+
     const calls: Record<string, () => Promise<unknown>> = {
       keel: () => pricingClient.quote(QUOTE_INPUT),
       moleculer: () => broker.call('pricing.quote', QUOTE_INPUT),
       nest: () => firstValueFrom(nest.send('pricing.quote', QUOTE_INPUT)),
+      muxed: () => muxer.request(RAW_SUBJECTS.quote, QUOTE_INPUT),
     };
     for (const [name, call] of Object.entries(calls)) {
       const answer = (await call()) as { totalCents?: number };
@@ -128,8 +144,18 @@ async function overNats(): Promise<{ rows: string[]; ratios: { moleculer: number
       cpu[name].peer.push((peerAfter - peerBefore) / NATS_CALLS);
       return result;
     };
-    const samples = await interleavedSamples(ROUNDS, { keel: measured('keel'), moleculer: measured('moleculer'), nest: measured('nest') });
-    const ratios = { moleculer: roundRatio(samples, 'keel', 'moleculer'), nest: roundRatio(samples, 'keel', 'nest') };
+    const samples = await interleavedSamples(ROUNDS, {
+      keel: measured('keel'),
+      moleculer: measured('moleculer'),
+      nest: measured('nest'),
+      muxed: measured('muxed'),
+    });
+    const ratios = {
+      moleculer: roundRatio(samples, 'keel', 'moleculer'),
+      nest: roundRatio(samples, 'keel', 'nest'),
+      muxed: roundRatio(samples, 'keel', 'muxed'),
+      muxedVsMoleculer: roundRatio(samples, 'muxed', 'moleculer'),
+    };
     const micros = (name: string): string => `${medianOf(cpu[name]?.here ?? []).toFixed(1)} + ${medianOf(cpu[name]?.peer ?? []).toFixed(1)} µs`;
     const row = (name: string, label: string, ratio: string): string =>
       `| ${label} | ${rate(medianOf(samples[name]!))} | ${micros(name)} | ${ratio} |`;
@@ -141,6 +167,9 @@ async function overNats(): Promise<{ rows: string[]; ratios: { moleculer: number
         natsNest: medianOf(samples['nest']!),
         natsKeelVsMoleculer: ratios.moleculer,
         natsKeelVsNest: ratios.nest,
+        natsMuxed: medianOf(samples['muxed']!),
+        natsKeelVsMuxed: ratios.muxed,
+        natsMuxedVsMoleculer: ratios.muxedVsMoleculer,
       },
       rows: [
         '| over NATS, 64 in flight | calls/s | CPU per call: caller + callee | keel / peer |',
@@ -148,10 +177,12 @@ async function overNats(): Promise<{ rows: string[]; ratios: { moleculer: number
         row('keel', 'keel call (client kernel → kernel)', ''),
         row('moleculer', 'Moleculer `broker.call` (NATS transporter)', times(ratios.moleculer)),
         row('nest', 'NestJS `ClientProxy.send` (NATS transport)', times(ratios.nest)),
+        row('muxed', 'no framework: hand-muxed nats.js request, raw responder (no validation)', times(ratios.muxed)),
       ],
     };
   } finally {
     for (const stop of stops.reverse()) await stop().catch(() => undefined);
+    await Promise.allSettled(connections.map((connection) => connection.drain()));
     await Promise.allSettled(transports.map((transport) => transport.close()));
     await Promise.allSettled(Object.values(peers).map((peer) => peer.stop()));
     await server.stop();
@@ -228,7 +259,8 @@ export async function benchPeers(): Promise<PeersResult> {
     '(`{ customerId, lines: [{ sku, quantity }] }`, the same work) and the same local nats-server. Over NATS: 64 calls in flight',
     'from this process, the callee in another process; keel validates input and output on both sides (zod), Moleculer',
     "validates the action's params with its default validator (fastest-validator, the same shape) and not its answer,",
-    'NestJS validates nothing (it would take a pipe). In process: each configuration in processes of its own',
+    'NestJS validates nothing (it would take a pipe); the last row, for scale, is no framework at all: bench/nats.ts\'s hand-muxed',
+    'nats.js request (one reply subscription, no timer per request) to a raw responder, neither validating. In process: each configuration in processes of its own',
     `(${PROCESSES} each, their mean), keel's in-process call against Moleculer's local \`broker.call\` (one broker, no`,
     'transporter, the same params validation). The ratio is the median over rounds of keel / peer within each round.',
     `${ROUNDS} interleaved rounds of ${NATS_CALLS} calls over NATS, ${LOCAL_SEQUENTIAL} sequential and ${LOCAL_CONCURRENT} at 64 concurrent in process.`,
@@ -237,7 +269,9 @@ export async function benchPeers(): Promise<PeersResult> {
     '',
     ...local.rows,
     '',
-    `Target: over NATS ≥ ${TARGETS.nats}× Moleculer — ${verdict(natsMet)} (${times(nats.ratios.moleculer)} on Node ${node}).`,
+    `Target: over NATS ≥ ${TARGETS.nats}× Moleculer — ${verdict(natsMet)} (${times(nats.ratios.moleculer)} on Node ${node}). ` +
+      `For scale, in the same rounds: the hand-muxed nats.js request, with no framework, ran at ${times(nats.ratios.muxedVsMoleculer)} ` +
+      `Moleculer's rate, so ${TARGETS.nats}× Moleculer asks keel for ${times(TARGETS.nats / nats.ratios.muxedVsMoleculer)} the raw client's.`,
     onNode24
       ? `Target: in process on Node 24 ≥ ${TARGETS.inProcess}× Moleculer's local call, async handlers included — ${verdict(localMet)} (worst case ${times(local.worst)}).`
       : `Target: in process on Node 24 ≥ ${TARGETS.inProcess}× Moleculer's local call, async handlers included — judged on Node 24's run, not this one (here, Node ${node}: worst case ${times(local.worst)}).`,
