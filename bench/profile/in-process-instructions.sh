@@ -4,11 +4,15 @@
 # there) under callgrind, zeroes the counters after its warm-up, counts <calls> sequential calls
 # to the sync `quote` handler, and prints the count per call (every thread: GC and compiler too).
 # `moleculer`: Moleculer's local `broker.call` to the same handler, as the peers bench makes it.
+# POLICIES=off in the environment: a kernel with every call policy off (retry, breaker, bulkhead), or
+# POLICIES='<kernel options as JSON>' (e.g. '{"circuitBreaker":false}'); NODE_FLAGS: more node flags.
+# Runs of one build differ by up to a fifth (the JIT's timing under valgrind; --single-threaded does
+# not steady them): compare several runs of each, alternating.
 #   bench/profile/in-process-instructions.sh <tree> top|context|moleculer [calls=20000]
 tree=$(cd "$1" && pwd); mode=${2:-top}; n=${3:-20000}
 out=$(mktemp -d /tmp/keel-inproc-ir.XXXXXX)/$mode
 fifo=$out.fifo; mkfifo "$fifo"
-valgrind --tool=callgrind --smc-check=all-non-file --callgrind-out-file="$out.cg" node "$tree/bench/profile/in-process-ir-side.mjs" "$tree" "$mode" "$n" < "$fifo" > "$out.stdout" 2> "$out.vg" &
+valgrind --tool=callgrind --smc-check=all-non-file --callgrind-out-file="$out.cg" node $NODE_FLAGS "$tree/bench/profile/in-process-ir-side.mjs" "$tree" "$mode" "$n" < "$fifo" > "$out.stdout" 2> "$out.vg" &
 vpid=$!
 exec 3>"$fifo"
 for _ in $(seq 1 900); do grep -q warm "$out.stdout" 2>/dev/null && break; sleep 1; done

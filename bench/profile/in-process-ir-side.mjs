@@ -23,7 +23,9 @@ if (mode === 'moleculer') {
   call = () => broker.call('pricing.quote', QUOTE_INPUT);
   stop = () => broker.stop();
 } else {
-  const kernel = createKernel({ modules: [pricingModule], logger: silentLogger });
+  // `POLICIES=off`: every call policy off, as bench/kernel-peer.ts `--policies off` (what the policies cost).
+  const policies = process.env.POLICIES === 'off' ? { retry: false, circuitBreaker: false, bulkhead: false } : JSON.parse(process.env.POLICIES ?? '{}');
+  const kernel = createKernel({ modules: [pricingModule], logger: silentLogger, ...policies });
   await kernel.start();
   const client = kernel.client(pricing);
   call = () => client.quote(QUOTE_INPUT);
