@@ -468,6 +468,24 @@ function uniqueTag(label: string): string {
 }
 
 /**
+ * The positive signal that proves an absence: pings a new tag through `app`'s probe and waits
+ * until each of `receivers` (a module, or a kernel's instance name) has handled its `event`
+ * notification. Whatever the same publisher sent before (a duplicate, a kept notification)
+ * would have reached them first.
+ */
+async function pingAndAwaitMarker(app: Booted, receivers: readonly string[], event = 'pinged'): Promise<void> {
+  const marker = uniqueTag('marker');
+  await app.client.client(probe).ping({ tag: marker });
+  await vi.waitFor(
+    () => {
+      const got = app.received.filter((r) => r.tag === marker && r.event === event);
+      for (const receiver of receivers) expect(got.some((r) => r.module === receiver || r.instance === receiver), receiver).toBe(true);
+    },
+    { timeout: 10_000, interval: 20 },
+  );
+}
+
+/**
  * Registers the conformance suite for `target`.
  *
  * @example
@@ -770,7 +788,8 @@ export function describeTransportConformance(target: ConformanceTarget): void {
           const got = booted().received.filter((r) => r.tag === tag && r.event === 'pinged');
           expect(got.map((r) => r.module).sort()).toEqual(['auditor', 'listener']);
         });
-        await sleep(150);
+        // A second copy would have arrived before a later event of the same publisher does.
+        await pingAndAwaitMarker(booted(), ['auditor', 'listener']);
         const got = booted().received.filter((r) => r.tag === tag && r.event === 'pinged');
         expect(got).toHaveLength(2);
         // Not the publisher's own AsyncLocalStorage value: only keel's context crosses to a subscriber.
@@ -847,7 +866,8 @@ export function describeTransportConformance(target: ConformanceTarget): void {
             }
           };
           await vi.waitFor(expectSettled, { timeout: 10_000, interval: 50 });
-          await sleep(150);
+          // A second delivery of any of them would have arrived before a later event reaches both instances.
+          await pingAndAwaitMarker(twice, ['listener-b1', 'listener-b2'], 'broadcast');
           expectSettled();
         } finally {
           await shutdown(target, twice);
@@ -863,7 +883,6 @@ export function describeTransportConformance(target: ConformanceTarget): void {
           await (app.kernels.get('listener-k1') as Kernel).stop();
           const tags = [uniqueTag('kept'), uniqueTag('kept')];
           for (const tag of tags) await app.client.client(probe).ping({ tag });
-          await sleep(200);
           expect(app.received.filter((r) => tags.includes(r.tag))).toEqual([]);
           await addKernel(target, app, 'listener-k2', ['listener']);
           await vi.waitFor(
@@ -873,8 +892,9 @@ export function describeTransportConformance(target: ConformanceTarget): void {
             },
             { timeout: 10_000, interval: 50 },
           );
-          await sleep(150);
-          // Notifications are at most once: neither transport keeps them for a module that is not running.
+          // Notifications are at most once: neither transport keeps them for a module that is not
+          // running. Kept ones would have reached listener-k2 before a notification published now does.
+          await pingAndAwaitMarker(app, ['listener-k2'], 'broadcast');
           expect(app.received.filter((r) => tags.includes(r.tag) && r.event !== 'recorded')).toEqual([]);
           expect(app.received.filter((r) => tags.includes(r.tag))).toHaveLength(tags.length);
         } finally {
