@@ -123,11 +123,39 @@ export function detached<R>(fn: () => R): R {
 /**
  * On async_hooks (Node 20, 22): a resource per call, made on its entry's, so that what the handler
  * itself enters with `enterWith` (some libraries do) is its call's only, not written on the
- * entry's resource that every later call of the module runs in.
+ * entry's resource that every later call of the module runs in. Taken only where
+ * {@link OWN_SCOPES} is false.
  */
 function runOwnResource<A, B, R>(store: Context, fn: (a: A, b: B) => R, a: A, b: B): R {
   return new AsyncResource('keel.call').runInAsyncScope(runAndRestore<A, B, R>, null, store, fn, a, b);
 }
+
+/**
+ * Whether, on async_hooks, an object whose prototype is an `AsyncResource` runs as a scope of its
+ * own: `runInAsyncScope` on it makes it the current resource (with the prototype's async id), and
+ * what an AsyncLocalStorage enters there stays on it, neither on the prototype nor on another such
+ * object. So it is where AsyncLocalStorage keeps each store as a property of the current
+ * resource (Node 20 and 22); not where a resource holds one object of every store, which such an
+ * object would share with its prototype (Node 24 and later run with `--no-async-context-frame`).
+ * Found by trying, once, when keel is loaded, so that a line that keeps the stores otherwise
+ * takes the resource per call instead.
+ */
+const OWN_SCOPES = ((): boolean => {
+  if (CONTEXT_FRAMES) return false;
+  const probe = new AsyncLocalStorage<string>();
+  const base = new AsyncResource('keel.probe');
+  base.runInAsyncScope(() => probe.enterWith('base'));
+  const first = Object.create(base) as AsyncResource;
+  const second = Object.create(base) as AsyncResource;
+  const entered = first.runInAsyncScope(() => {
+    probe.enterWith('first');
+    return probe.getStore();
+  });
+  const own = entered === 'first' && second.runInAsyncScope(() => probe.getStore()) === 'base' && base.runInAsyncScope(() => probe.getStore()) === 'base';
+  // An enabled AsyncLocalStorage is visited at every async resource's start, for good.
+  probe.disable();
+  return own;
+})();
 
 /**
  * The way into a module's handlers, made when the module is served or subscribes: each handler
@@ -144,10 +172,29 @@ function runOwnResource<A, B, R>(store: Context, fn: (a: A, b: B) => R, a: A, b:
  *
  * On AsyncContextFrame (Node 24) this is also the cheap way in: one `AsyncResource`, made here,
  * holds an empty frame, and each call enters it and makes its own from nothing, where `run`
- * copied the caller's frame twice (docs/performance.md, "In process, fourth round").
+ * copied the caller's frame twice (docs/performance.md, "In process, fourth round"). On
+ * async_hooks (Node 20, 22), where `enterWith` writes on the current resource, each call runs on
+ * an object of its own whose prototype is that resource ({@link OWN_SCOPES}): the resource's
+ * async id and its (empty) stores, and what is entered on it its call's only, for the price of
+ * one small object rather than a new `AsyncResource` and a second `runInAsyncScope`.
  */
 export function handlerEntry(carried?: AsyncLocalStorage<unknown>): HandlerEntry {
   const frame = ROOT_FRAME.runInAsyncScope(() => new AsyncResource('keel.handler'));
+  if (OWN_SCOPES) {
+    if (carried === undefined) {
+      return <A, B, R>(store: Context, fn: (a: A, b: B) => R, a: A, b: B): R =>
+        (Object.create(frame) as AsyncResource).runInAsyncScope(enterAndRun<A, B, R>, null, store, fn, a, b);
+    }
+    return <A, B, R>(store: Context, fn: (a: A, b: B) => R, a: A, b: B): R => {
+      const value = carried.getStore();
+      const scope = Object.create(frame) as AsyncResource;
+      if (value === undefined) return scope.runInAsyncScope(enterAndRun<A, B, R>, null, store, fn, a, b);
+      return scope.runInAsyncScope(() => {
+        carried.enterWith(value);
+        return enterAndRun(store, fn, a, b);
+      });
+    };
+  }
   const enter = CONTEXT_FRAMES ? enterAndRun : runOwnResource;
   if (carried === undefined) {
     return <A, B, R>(store: Context, fn: (a: A, b: B) => R, a: A, b: B): R => frame.runInAsyncScope(enter<A, B, R>, null, store, fn, a, b);

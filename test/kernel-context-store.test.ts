@@ -91,6 +91,37 @@ describe('handlerEntry (a handler entering its call context)', () => {
     expect([first, second, other.getStore()]).toEqual([undefined, undefined, undefined]);
   });
 
+  it("keeps what a nested call enters with another AsyncLocalStorage's enterWith to that call, and what a handler enters to what it starts", async () => {
+    const other = new AsyncLocalStorage<string>();
+    const entry = handlerEntry();
+    const seen = await entry(
+      store('outer'),
+      async () => {
+        other.enterWith('entered by the outer call');
+        const inner = entry(store('inner'), () => {
+          const before = other.getStore();
+          other.enterWith('entered by the inner call');
+          return [before, other.getStore()];
+        }, undefined, undefined);
+        const afterInner = other.getStore();
+        const inTimer = await new Promise<unknown[]>((resolve) => setTimeout(() => resolve([other.getStore(), current()]), 1));
+        return [...inner, afterInner, ...inTimer];
+      },
+      undefined,
+      undefined,
+    );
+    const later = entry(store('later'), () => other.getStore(), undefined, undefined);
+    expect([...seen, later, other.getStore()]).toEqual([
+      undefined,
+      'entered by the inner call',
+      'entered by the outer call',
+      'entered by the outer call',
+      'outer',
+      undefined,
+      undefined,
+    ]);
+  });
+
   it('gives calls interleaved through one entry, with nested calls, awaits and timers, each its own store and carried value; the caller keeps its own', async () => {
     const carried = new AsyncLocalStorage<string>();
     const entry = handlerEntry(carried as AsyncLocalStorage<unknown>);
