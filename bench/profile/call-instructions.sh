@@ -1,0 +1,28 @@
+#!/bin/bash
+# Instructions per keel call (the HTTP gateway's call, with its metrics observing), counted by
+# valgrind (callgrind): runs bench/profile/call-loop.mjs of <tree> (built: `npm run build` there),
+# which makes <warm> calls, then zeroes the counters, makes <calls> more and dumps. No sockets, no
+# fastify: the kernel's share of a gateway request alone, where http-instructions.sh's count of a
+# whole request swings by several thousand instructions on a loaded machine. Node runs with
+# NODE_FLAGS (default `--single-threaded --predictable-gc-schedule`: no background compiler or GC
+# threads, so repeated runs of one build agree within about ±500 instructions per call).
+#   bench/profile/call-instructions.sh <tree> [warm=20000] [calls=40000]
+tree=$(cd "$1" && pwd); warm=${2:-20000}; n=${3:-40000}
+flags=${NODE_FLAGS---single-threaded --predictable-gc-schedule}
+out=$(mktemp -d /tmp/keel-call-ir.XXXXXX); mkfifo "$out/fifo"
+# shellcheck disable=SC2086
+valgrind --tool=callgrind --separate-threads=yes --smc-check=all-non-file --callgrind-out-file="$out/cg" node $flags "$tree/bench/profile/call-loop.mjs" "$warm" "$n" < "$out/fifo" > "$out/stdout" 2> "$out/vg" &
+vpid=$!
+exec 3>"$out/fifo"
+for _ in $(seq 1 1200); do grep -q ready "$out/stdout" 2>/dev/null && break; sleep 0.5; done
+callgrind_control -z "$vpid" > /dev/null 2>&1
+echo go >&3
+for _ in $(seq 1 3000); do grep -q done "$out/stdout" 2>/dev/null && break; sleep 0.2; done
+callgrind_control -d measured "$vpid" > /dev/null 2>&1
+sleep 1
+echo end >&3
+exec 3>&-
+wait "$vpid"
+all=$(cat "$out"/cg.*[0-9]-[0-9]* | grep '^summary:' | awk '{s+=$2} END {print s}')
+main=$(grep -m1 '^summary:' "$out"/cg.1-01 | awk '{print $2}')
+echo "$tree: $n calls after $warm: $((all / n)) instructions per call, main thread $((main / n)) (node $flags); dumps: $out"
