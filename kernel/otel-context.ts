@@ -143,19 +143,33 @@ function runOwnResource<A, B, R>(store: Context, fn: (a: A, b: B) => R, a: A, b:
 const OWN_SCOPES = ((): boolean => {
   if (CONTEXT_FRAMES) return false;
   const probe = new AsyncLocalStorage<string>();
-  const base = new AsyncResource('keel.probe');
-  base.runInAsyncScope(() => probe.enterWith('base'));
-  const first = Object.create(base) as AsyncResource;
-  const second = Object.create(base) as AsyncResource;
-  const entered = first.runInAsyncScope(() => {
-    probe.enterWith('first');
-    return probe.getStore();
-  });
-  const own = entered === 'first' && second.runInAsyncScope(() => probe.getStore()) === 'base' && base.runInAsyncScope(() => probe.getStore()) === 'base';
-  // An enabled AsyncLocalStorage is visited at every async resource's start, for good.
-  probe.disable();
-  return own;
+  try {
+    const base = new AsyncResource('keel.probe');
+    base.runInAsyncScope(() => probe.enterWith('base'));
+    const first = Object.create(base) as AsyncResource;
+    const second = Object.create(base) as AsyncResource;
+    const entered = first.runInAsyncScope(() => {
+      probe.enterWith('first');
+      return probe.getStore();
+    });
+    return entered === 'first' && second.runInAsyncScope(() => probe.getStore()) === 'base' && base.runInAsyncScope(() => probe.getStore()) === 'base';
+  } catch {
+    // A line whose `runInAsyncScope` refuses such an object: the resource per call.
+    return false;
+  } finally {
+    // An enabled AsyncLocalStorage is visited at every async resource's start, for good.
+    probe.disable();
+  }
 })();
+
+/**
+ * Which way a call enters its handler on this Node: `frame` (AsyncContextFrame: Node 24 and later,
+ * 22 with `--experimental-async-context-frame`), `own-scope` (async_hooks with stores kept per
+ * resource: Node 20 and 22), or `resource-per-call` (any other async_hooks). For tests, which
+ * check that each line takes the way meant for it, so that a Node release changing the probe's
+ * answer shows as a failing test, not only as a slower call.
+ */
+export const HANDLER_ENTRY_PATH: 'frame' | 'own-scope' | 'resource-per-call' = CONTEXT_FRAMES ? 'frame' : OWN_SCOPES ? 'own-scope' : 'resource-per-call';
 
 /**
  * The way into a module's handlers, made when the module is served or subscribes: each handler

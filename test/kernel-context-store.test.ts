@@ -1,7 +1,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { describe, expect, it } from 'vitest';
 import { ROOT_CONTEXT, createContextKey, type Context } from '@opentelemetry/api';
-import { contextStorage, detached, handlerEntry } from '../kernel/otel-context.js';
+import { HANDLER_ENTRY_PATH, contextStorage, detached, handlerEntry } from '../kernel/otel-context.js';
 
 const KEY = createContextKey('test value');
 const store = (value: string): Context => ROOT_CONTEXT.setValue(KEY, value);
@@ -119,6 +119,32 @@ describe('handlerEntry (a handler entering its call context)', () => {
       'outer',
       undefined,
       undefined,
+    ]);
+  });
+
+  it('takes the way in meant for this Node line: frames on 24 and later, an own scope per call on the async_hooks of 20 and 22', () => {
+    const major = Number(process.versions.node.split('.')[0]);
+    const flags = `${process.execArgv.join(' ')} ${process.env['NODE_OPTIONS'] ?? ''}`;
+    const frames = major >= 24 ? !flags.includes('--no-async-context-frame') : flags.includes('--experimental-async-context-frame');
+    const expected = frames ? 'frame' : major < 24 ? 'own-scope' : 'resource-per-call';
+    expect(HANDLER_ENTRY_PATH).toBe(expected);
+  });
+
+  it("leaves no carried value behind: a call made without one, after a call made with one, reads none", () => {
+    const carried = new AsyncLocalStorage<string>();
+    const entry = handlerEntry(carried as AsyncLocalStorage<unknown>);
+    const read = (): unknown => [current(), carried.getStore()];
+    const first = carried.run('the first caller\'s transaction', () => entry(store('first'), read, undefined, undefined));
+    const second = entry(store('second'), read, undefined, undefined);
+    const nested = carried.run('outer', () =>
+      entry(store('outer'), () => carried.run('inner', () => entry(store('inner'), read, undefined, undefined)), undefined, undefined),
+    );
+    const after = entry(store('after'), read, undefined, undefined);
+    expect([first, second, nested, after]).toEqual([
+      ['first', "the first caller's transaction"],
+      ['second', undefined],
+      ['inner', 'inner'],
+      ['after', undefined],
     ]);
   });
 

@@ -5,7 +5,9 @@
 # fastify: the kernel's share of a gateway request alone, where http-instructions.sh's count of a
 # whole request swings by several thousand instructions on a loaded machine. Node runs with
 # NODE_FLAGS (default `--single-threaded --predictable-gc-schedule`: no background compiler or GC
-# threads, so repeated runs of one build agree within about ±500 instructions per call).
+# threads; five runs of one build agreed within about ±500 instructions per call on 2026-12-01,
+# but in-process-instructions.sh with the same flags fell in two groups 3 000 apart: compare
+# several runs of each build, alternating).
 #   bench/profile/call-instructions.sh <tree> [warm=20000] [calls=40000]
 tree=$(cd "$1" && pwd); warm=${2:-20000}; n=${3:-40000}
 flags=${NODE_FLAGS---single-threaded --predictable-gc-schedule}

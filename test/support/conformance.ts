@@ -468,6 +468,13 @@ function uniqueTag(label: string): string {
 }
 
 /**
+ * How long the tests wait for a durable event that must not be delivered again (a handled one):
+ * several times the first redelivery delay of either transport in this suite. Notifications are
+ * proven absent by {@link pingAndAwaitMarker} instead.
+ */
+const DURABLE_REDELIVERY_WINDOW_MS = 150;
+
+/**
  * The positive signal that proves an absence: pings a new tag through `app`'s probe and waits
  * until each of `receivers` (a module, or a kernel's instance name) has handled its `event`
  * notification. Whatever the same publisher sent before (a duplicate, a kept notification)
@@ -866,8 +873,13 @@ export function describeTransportConformance(target: ConformanceTarget): void {
             }
           };
           await vi.waitFor(expectSettled, { timeout: 10_000, interval: 50 });
-          // A second delivery of any of them would have arrived before a later event reaches both instances.
+          // A second notification would have arrived before a later one reaches both instances.
           await pingAndAwaitMarker(twice, ['listener-b1', 'listener-b2'], 'broadcast');
+          // A durable event delivered again comes on a timer (the transport's redelivery), not behind
+          // a later event, so no marker proves it absent: wait out several redelivery delays (20 ms
+          // in process, 50 ms over NATS, at the first attempt). Known gap: a transport hook telling
+          // that every durable delivery is acknowledged would prove it without waiting.
+          await sleep(DURABLE_REDELIVERY_WINDOW_MS);
           expectSettled();
         } finally {
           await shutdown(target, twice);
@@ -883,7 +895,8 @@ export function describeTransportConformance(target: ConformanceTarget): void {
           await (app.kernels.get('listener-k1') as Kernel).stop();
           const tags = [uniqueTag('kept'), uniqueTag('kept')];
           for (const tag of tags) await app.client.client(probe).ping({ tag });
-          expect(app.received.filter((r) => tags.includes(r.tag))).toEqual([]);
+          // Nothing reaches the stopped listener-k1: the checks below find every delivery of these
+          // tags at listener-k2, the durable ones as first attempts.
           await addKernel(target, app, 'listener-k2', ['listener']);
           await vi.waitFor(
             () => {
@@ -895,6 +908,8 @@ export function describeTransportConformance(target: ConformanceTarget): void {
           // Notifications are at most once: neither transport keeps them for a module that is not
           // running. Kept ones would have reached listener-k2 before a notification published now does.
           await pingAndAwaitMarker(app, ['listener-k2'], 'broadcast');
+          // A durable one delivered again would come on a timer: see DURABLE_REDELIVERY_WINDOW_MS.
+          await sleep(DURABLE_REDELIVERY_WINDOW_MS);
           expect(app.received.filter((r) => tags.includes(r.tag) && r.event !== 'recorded')).toEqual([]);
           expect(app.received.filter((r) => tags.includes(r.tag))).toHaveLength(tags.length);
         } finally {
