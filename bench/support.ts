@@ -100,7 +100,11 @@ export function medianOf(values: readonly number[]): number {
   return sorted.length % 2 === 1 ? (sorted[middle] as number) : ((sorted[middle - 1] as number) + (sorted[middle] as number)) / 2;
 }
 
-/** The median over rounds of each round's `a / b`, from {@link interleavedSamples}: both ran back to back in every round. */
+/**
+ * The median over rounds of each round's `a / b`, from {@link interleavedSamples}: both ran in
+ * every round (back to back with two cases; with more, the rotation puts others between them in
+ * some rounds, so the ratio then carries more of the machine's drift within a round).
+ */
 export function roundRatio(samples: Record<string, number[]>, a: string, b: string): number {
   const bs = samples[b] ?? [];
   return medianOf((samples[a] ?? []).map((value, round) => value / (bs[round] ?? Number.NaN)));

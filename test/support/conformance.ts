@@ -41,6 +41,12 @@ export interface ConformanceTarget {
   createTransport(namespace: string): Promise<Transport>;
   /** Releases a transport made by `createTransport`. */
   closeTransport(transport: Transport): Promise<void>;
+  /**
+   * Resolves once no durable event of the application `namespace` is waiting for delivery or
+   * unacknowledged, so none can be delivered again: the positive signal for "handled once" (for
+   * NATS, its JetStream consumers' counts). Without it the suite waits {@link DURABLE_REDELIVERY_WINDOW_MS}.
+   */
+  durableSettled?(namespace: string): Promise<void>;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -468,11 +474,19 @@ function uniqueTag(label: string): string {
 }
 
 /**
- * How long the tests wait for a durable event that must not be delivered again (a handled one):
- * several times the first redelivery delay of either transport in this suite. Notifications are
- * proven absent by {@link pingAndAwaitMarker} instead.
+ * How long the tests wait for a handled durable event not to be delivered again, on a target
+ * without {@link ConformanceTarget.durableSettled}: in process a durable event comes again only
+ * on a retry timer after its handler threw (`redeliveryDelayMs` × attempt, 20 ms in this suite),
+ * so this covers a prompt second delivery. Notifications are proven absent by
+ * {@link pingAndAwaitMarker} instead.
  */
 const DURABLE_REDELIVERY_WINDOW_MS = 150;
+
+/** Waits until no durable event of `app` can be delivered again: the target's signal, else the window above. */
+async function durableSettled(target: ConformanceTarget, app: Booted): Promise<void> {
+  if (target.durableSettled !== undefined) await target.durableSettled(app.namespace);
+  else await sleep(DURABLE_REDELIVERY_WINDOW_MS);
+}
 
 /**
  * The positive signal that proves an absence: pings a new tag through `app`'s probe and waits
@@ -875,11 +889,8 @@ export function describeTransportConformance(target: ConformanceTarget): void {
           await vi.waitFor(expectSettled, { timeout: 10_000, interval: 50 });
           // A second notification would have arrived before a later one reaches both instances.
           await pingAndAwaitMarker(twice, ['listener-b1', 'listener-b2'], 'broadcast');
-          // A durable event delivered again comes on a timer (the transport's redelivery), not behind
-          // a later event, so no marker proves it absent: wait out several redelivery delays (20 ms
-          // in process, 50 ms over NATS, at the first attempt). Known gap: a transport hook telling
-          // that every durable delivery is acknowledged would prove it without waiting.
-          await sleep(DURABLE_REDELIVERY_WINDOW_MS);
+          // A durable event delivered again comes on a timer, not behind a later event: no marker proves it absent.
+          await durableSettled(target, twice);
           expectSettled();
         } finally {
           await shutdown(target, twice);
@@ -908,8 +919,8 @@ export function describeTransportConformance(target: ConformanceTarget): void {
           // Notifications are at most once: neither transport keeps them for a module that is not
           // running. Kept ones would have reached listener-k2 before a notification published now does.
           await pingAndAwaitMarker(app, ['listener-k2'], 'broadcast');
-          // A durable one delivered again would come on a timer: see DURABLE_REDELIVERY_WINDOW_MS.
-          await sleep(DURABLE_REDELIVERY_WINDOW_MS);
+          // A durable one delivered again would come on a timer: see durableSettled.
+          await durableSettled(target, app);
           expect(app.received.filter((r) => tags.includes(r.tag) && r.event !== 'recorded')).toEqual([]);
           expect(app.received.filter((r) => tags.includes(r.tag))).toHaveLength(tags.length);
         } finally {
