@@ -79,19 +79,6 @@ export function withCall(call: unknown, handler?: HandlerScope, parent: Context 
 /** The one store of the process's contexts. */
 export const contextStorage = new AsyncLocalStorage<Context>();
 
-/**
- * True when AsyncLocalStorage is built on AsyncContextFrame (Node 24 and later by default, Node 22
- * with `--experimental-async-context-frame`). There, a frame is a `Map` of every
- * AsyncLocalStorage's value, copied whole each time one of them is entered (`enterWith` and
- * `run`; `run` makes two: one to enter, one to restore).
- */
-const CONTEXT_FRAMES = ((): boolean => {
-  const major = Number(process.versions.node.split('.')[0]);
-  const flags = `${process.execArgv.join(' ')} ${process.env['NODE_OPTIONS'] ?? ''}`;
-  if (major >= 24) return !flags.includes('--no-async-context-frame');
-  return flags.includes('--experimental-async-context-frame');
-})();
-
 function enterAndRun<A, B, R>(store: Context, fn: (a: A, b: B) => R, a: A, b: B): R {
   contextStorage.enterWith(store);
   return fn(a, b);
@@ -121,55 +108,49 @@ export function detached<R>(fn: () => R): R {
 }
 
 /**
- * On async_hooks (Node 20, 22): a resource per call, made on its entry's, so that what the handler
- * itself enters with `enterWith` (some libraries do) is its call's only, not written on the
- * entry's resource that every later call of the module runs in. Taken only where
- * {@link OWN_SCOPES} is false.
+ * On async_hooks where a resource keeps one object of every store: a resource per call, made on
+ * its entry's, so that what the handler itself enters with `enterWith` (some libraries do) is its
+ * call's only, not written on the entry's resource that every later call of the module runs in.
  */
 function runOwnResource<A, B, R>(store: Context, fn: (a: A, b: B) => R, a: A, b: B): R {
   return new AsyncResource('keel.call').runInAsyncScope(runAndRestore<A, B, R>, null, store, fn, a, b);
 }
 
 /**
- * Whether, on async_hooks, an object whose prototype is an `AsyncResource` runs as a scope of its
- * own: `runInAsyncScope` on it makes it the current resource (with the prototype's async id), and
- * what an AsyncLocalStorage enters there stays on it, neither on the prototype nor on another such
- * object. So it is where AsyncLocalStorage keeps each store as a property of the current
- * resource (Node 20 and 22); not where a resource holds one object of every store, which such an
- * object would share with its prototype (Node 24 and later run with `--no-async-context-frame`).
- * Found by trying, once, when keel is loaded, so that a line that keeps the stores otherwise
- * takes the resource per call instead.
+ * Which way a call enters its handler on this Node, found by trying once when keel is loaded
+ * (not from the version and flags, which a release or a flag spelled otherwise could belie):
+ * - `frame`: AsyncLocalStorage on AsyncContextFrame (Node 24 and later, 22 with
+ *   `--experimental-async-context-frame`), where a frame is a `Map` of every store, copied whole
+ *   each time one is entered (`run` makes two: one to enter, one to restore); a resource holds the
+ *   frame it was made in, so a value entered in one resource's scope is not the resource's;
+ * - `own-scope`: async_hooks keeping each store as a property of the current resource (Node 20
+ *   and 22): an object whose prototype is a resource runs as a scope of its own, what is entered
+ *   there stays on it, and the resource's values are read through the prototype;
+ * - `resource-per-call`: any other async_hooks (a resource holding one object of every store,
+ *   which such an object would share with its prototype: Node 24 and later with
+ *   `--no-async-context-frame`), or a `runInAsyncScope` that refuses such an object.
+ * Exported for the tests, which check that each line takes the way meant for it.
  */
-const OWN_SCOPES = ((): boolean => {
-  if (CONTEXT_FRAMES) return false;
+export const HANDLER_ENTRY_PATH = ((): 'frame' | 'own-scope' | 'resource-per-call' => {
   const probe = new AsyncLocalStorage<string>();
   try {
     const base = new AsyncResource('keel.probe');
     base.runInAsyncScope(() => probe.enterWith('base'));
-    const first = Object.create(base) as AsyncResource;
-    const second = Object.create(base) as AsyncResource;
-    const entered = first.runInAsyncScope(() => {
+    const entered = (Object.create(base) as AsyncResource).runInAsyncScope(() => {
       probe.enterWith('first');
       return probe.getStore();
     });
-    return entered === 'first' && second.runInAsyncScope(() => probe.getStore()) === 'base' && base.runInAsyncScope(() => probe.getStore()) === 'base';
+    const second = (Object.create(base) as AsyncResource).runInAsyncScope(() => probe.getStore());
+    if (entered !== 'first') return 'resource-per-call';
+    if (second === undefined) return 'frame';
+    return second === 'base' && base.runInAsyncScope(() => probe.getStore()) === 'base' ? 'own-scope' : 'resource-per-call';
   } catch {
-    // A line whose `runInAsyncScope` refuses such an object: the resource per call.
-    return false;
+    return 'resource-per-call';
   } finally {
     // An enabled AsyncLocalStorage is visited at every async resource's start, for good.
     probe.disable();
   }
 })();
-
-/**
- * Which way a call enters its handler on this Node: `frame` (AsyncContextFrame: Node 24 and later,
- * 22 with `--experimental-async-context-frame`), `own-scope` (async_hooks with stores kept per
- * resource: Node 20 and 22), or `resource-per-call` (any other async_hooks). For tests, which
- * check that each line takes the way meant for it, so that a Node release changing the probe's
- * answer shows as a failing test, not only as a slower call.
- */
-export const HANDLER_ENTRY_PATH: 'frame' | 'own-scope' | 'resource-per-call' = CONTEXT_FRAMES ? 'frame' : OWN_SCOPES ? 'own-scope' : 'resource-per-call';
 
 /**
  * The way into a module's handlers, made when the module is served or subscribes: each handler
@@ -188,13 +169,13 @@ export const HANDLER_ENTRY_PATH: 'frame' | 'own-scope' | 'resource-per-call' = C
  * holds an empty frame, and each call enters it and makes its own from nothing, where `run`
  * copied the caller's frame twice (docs/performance.md, "In process, fourth round"). On
  * async_hooks (Node 20, 22), where `enterWith` writes on the current resource, each call runs on
- * an object of its own whose prototype is that resource ({@link OWN_SCOPES}): the resource's
+ * an object of its own whose prototype is that resource ({@link HANDLER_ENTRY_PATH}): the resource's
  * async id and its (empty) stores, and what is entered on it its call's only, for the price of
  * one small object rather than a new `AsyncResource` and a second `runInAsyncScope`.
  */
 export function handlerEntry(carried?: AsyncLocalStorage<unknown>): HandlerEntry {
   const frame = ROOT_FRAME.runInAsyncScope(() => new AsyncResource('keel.handler'));
-  if (OWN_SCOPES) {
+  if (HANDLER_ENTRY_PATH === 'own-scope') {
     if (carried === undefined) {
       return <A, B, R>(store: Context, fn: (a: A, b: B) => R, a: A, b: B): R =>
         (Object.create(frame) as AsyncResource).runInAsyncScope(enterAndRun<A, B, R>, null, store, fn, a, b);
@@ -209,7 +190,7 @@ export function handlerEntry(carried?: AsyncLocalStorage<unknown>): HandlerEntry
       });
     };
   }
-  const enter = CONTEXT_FRAMES ? enterAndRun : runOwnResource;
+  const enter = HANDLER_ENTRY_PATH === 'frame' ? enterAndRun : runOwnResource;
   if (carried === undefined) {
     return <A, B, R>(store: Context, fn: (a: A, b: B) => R, a: A, b: B): R => frame.runInAsyncScope(enter<A, B, R>, null, store, fn, a, b);
   }
