@@ -37,7 +37,10 @@ interface Group {
 /** The event side of the in-process transport. */
 export class LocalEvents {
   readonly #groups = new Map<string, Map<string, Group>>();
-  readonly #retries = new Set<NodeJS.Timeout>();
+  /** Each retry's timer and what stops it when the transport closes. */
+  readonly #retries = new Map<NodeJS.Timeout, () => void>();
+  /** Deliveries scheduled or running, and retries waiting for their timer: what {@link settled} waits for. */
+  readonly #outstanding = new InFlight();
 
   constructor(
     readonly logger: Logger,
@@ -91,6 +94,15 @@ export class LocalEvents {
 
   /** One group's delivery of a confirmed event: its attempts, then its dead letter. */
   async #deliverConfirmed(group: Group, first: Subscriber, event: PublishedEvent): Promise<void> {
+    this.#outstanding.begin();
+    try {
+      await this.#attemptConfirmed(group, first, event);
+    } finally {
+      this.#outstanding.end();
+    }
+  }
+
+  async #attemptConfirmed(group: Group, first: Subscriber, event: PublishedEvent): Promise<void> {
     let member = first;
     for (let attempt = 1; ; attempt += 1) {
       const subscription = member.subscription;
@@ -108,12 +120,20 @@ export class LocalEvents {
       } finally {
         member.end();
       }
-      await new Promise<void>((resolve) => {
+      await new Promise<void>((resolve, reject) => {
         const timer = setTimeout(() => {
           this.#retries.delete(timer);
           resolve();
         }, this.redeliveryDelayMs * attempt);
-        this.#retries.add(timer);
+        // Closed before the retry: the event stays in the outbox, unhandled.
+        this.#retries.set(timer, () =>
+          reject(
+            new KeelError(
+              KeelErrorCode.UNAVAILABLE,
+              `${event.contract}.${event.event} ${event.metadata.id} waits in the outbox: the transport closed before its retry.`,
+            ),
+          ),
+        );
       });
       const next = member.stopped ? group.members[group.next++ % Math.max(group.members.length, 1)] : member;
       if (next === undefined) {
@@ -151,10 +171,19 @@ export class LocalEvents {
     };
   }
 
+  /** See {@link LocalTransport.settled}. */
+  settled(): Promise<void> {
+    return this.#outstanding.idle();
+  }
+
   /** Stops redeliveries and reports the durable events that no member will ever get. */
   close(): void {
-    for (const timer of this.#retries) clearTimeout(timer);
+    const retries = [...this.#retries];
     this.#retries.clear();
+    for (const [timer, cancel] of retries) {
+      clearTimeout(timer);
+      cancel();
+    }
     for (const [key, groups] of this.#groups) {
       for (const group of groups.values()) {
         if (group.backlog.length + group.dropped === 0) continue;
@@ -204,6 +233,7 @@ export class LocalEvents {
 
   #schedule(member: Subscriber, event: PublishedEvent, attempt: number): void {
     member.begin();
+    this.#outstanding.begin();
     setImmediate(() => {
       void this.#deliver(member, event, attempt);
     });
@@ -218,6 +248,8 @@ export class LocalEvents {
       if (event.delivery === 'durable') this.#redeliver(subscription, event, attempt, error);
     } finally {
       member.end();
+      // After #redeliver counted its retry: the count does not touch zero in between.
+      this.#outstanding.end();
     }
   }
 
@@ -228,19 +260,26 @@ export class LocalEvents {
       return;
     }
     // The retry runs long after the failed delivery: it carries none of its context.
+    this.#outstanding.begin();
     const timer: NodeJS.Timeout = detached(() => setTimeout(() => {
       this.#retries.delete(timer);
-      const group = this.#groups.get(`${event.contract}.${event.event}`)?.get(subscription.subscriber) as Group;
-      if (group.members.length === 0) {
-        this.#keep(group, event, attempt + 1);
-        this.logger.debug(
-          { event: `${event.contract}.${event.event}`, subscriber: subscription.subscriber, attempt: attempt + 1 },
-          'durable event kept for its retry: no instance of the subscribing module runs',
-        );
-        return;
-      }
-      this.#schedule(group.members[group.next++ % group.members.length] as Subscriber, event, attempt + 1);
+      this.#retryDue(subscription, event, attempt);
+      this.#outstanding.end();
     }, this.redeliveryDelayMs * attempt));
-    this.#retries.add(timer);
+    this.#retries.set(timer, () => this.#outstanding.end());
+  }
+
+  /** A retry's timer fired: the next attempt goes to a running instance, or waits in the backlog. */
+  #retryDue(subscription: EventSubscription, event: PublishedEvent, attempt: number): void {
+    const group = this.#groups.get(`${event.contract}.${event.event}`)?.get(subscription.subscriber) as Group;
+    if (group.members.length === 0) {
+      this.#keep(group, event, attempt + 1);
+      this.logger.debug(
+        { event: `${event.contract}.${event.event}`, subscriber: subscription.subscriber, attempt: attempt + 1 },
+        'durable event kept for its retry: no instance of the subscribing module runs',
+      );
+      return;
+    }
+    this.#schedule(group.members[group.next++ % group.members.length] as Subscriber, event, attempt + 1);
   }
 }

@@ -66,6 +66,27 @@ export const DEFAULT_LOCAL_TRANSPORT_OPTIONS = {
 } as const satisfies Partial<LocalTransportOptions>;
 
 /**
+ * The in-process transport: a {@link Transport} that can also tell when its events have settled.
+ *
+ * @example
+ * ```ts
+ * const bus = createLocalTransport();
+ * await orders.client(ordersContract).place(order); // emits orders.placed, handled by shipping
+ * await bus.settled();
+ * expect(shipped).toHaveLength(1);
+ * ```
+ */
+export interface LocalTransport extends Transport {
+  /**
+   * Resolves once no event is being delivered and no durable event waits for a retry: every
+   * event published so far has been handled, or dead-lettered after its last attempt. Durable
+   * events kept for a module with no running instance do not count (they wait for it to run
+   * again). An event published while it waits (a handler's own, say) is waited for too.
+   */
+  settled(): Promise<void>;
+}
+
+/**
  * Creates an in-process transport. The kernel makes one for you; create one yourself only to
  * share it between several kernels in one process (tests do, to mimic several processes).
  *
@@ -76,9 +97,9 @@ export const DEFAULT_LOCAL_TRANSPORT_OPTIONS = {
  * const b = createKernel({ modules, topology: { host: ['orders'], transport: bus } });
  * ```
  */
-export function createLocalTransport(options: LocalTransportOptions = {}): Transport {
+export function createLocalTransport(options: LocalTransportOptions = {}): LocalTransport {
   const given = parseOptions('createLocalTransport', LocalTransportOptionsSchema, options);
-  return new LocalTransport({ ...DEFAULT_LOCAL_TRANSPORT_OPTIONS, ...given });
+  return new LocalBus({ ...DEFAULT_LOCAL_TRANSPORT_OPTIONS, ...given });
 }
 
 const LocalTransportOptionsSchema = z
@@ -148,7 +169,7 @@ class LocalCall implements Answer, DeadlineEntry {
     this.store = keelTracer() === undefined ? undefined : contextStorage.getStore();
   }
 
-  /** Makes a call settled synchronously ready for the next one (see LocalTransport's #spare). */
+  /** Makes a call settled synchronously ready for the next one (see LocalBus's #spare). */
   reuse(address: OperationAddress, context: CallContext, input: unknown, signal: AbortSignal | undefined, rebuild: Rebuild): this {
     this.address = address;
     this.context = context;
@@ -230,7 +251,7 @@ class LocalCall implements Answer, DeadlineEntry {
  * subscribers handled it, since the in-process transport keeps nothing across a crash.
  */
 export function outboxPublisher(transport: Transport): (event: PublishedEvent) => Promise<void> {
-  if (transport instanceof LocalTransport) {
+  if (transport instanceof LocalBus) {
     return (event) => (event.delivery === 'durable' ? transport.publishConfirmed(event) : transport.publish(event));
   }
   return (event) => transport.publish(event);
@@ -252,7 +273,7 @@ export type DirectCall = (
  * Undefined for any other transport, which the client then drives through the port.
  */
 export function directCaller(transport: Transport): DirectCall | undefined {
-  return transport instanceof LocalTransport
+  return transport instanceof LocalBus
     ? (address, input, context, signal, rebuild, fresh) => transport.callRebuilding(address, input, context, signal, rebuild, fresh)
     : undefined;
 }
@@ -263,7 +284,7 @@ class Server extends InFlight {
   }
 }
 
-class LocalTransport implements Transport {
+class LocalBus implements LocalTransport {
   readonly name = 'local';
   readonly inProcess = true;
   readonly #servers = new Map<string, { list: Server[]; next: number }>();
@@ -345,6 +366,10 @@ class LocalTransport implements Transport {
   /** {@link LocalEvents.publishConfirmed}: for the outbox relay (see {@link outboxPublisher}). */
   publishConfirmed(event: PublishedEvent): Promise<void> {
     return this.#events.publishConfirmed(event);
+  }
+
+  settled(): Promise<void> {
+    return this.#events.settled();
   }
 
   status(): TransportStatus {

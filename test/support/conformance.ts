@@ -44,9 +44,10 @@ export interface ConformanceTarget {
   /**
    * Resolves once no durable event of the application `namespace` is waiting for delivery or
    * unacknowledged, so none can be delivered again: the positive signal for "handled once" (for
-   * NATS, its JetStream consumers' counts). Without it the suite waits {@link DURABLE_REDELIVERY_WINDOW_MS}.
+   * NATS, its JetStream consumers' counts; in process, the bus's `settled()`). A durable event
+   * delivered again comes on a timer, not behind a later event, so no marker can prove it absent.
    */
-  durableSettled?(namespace: string): Promise<void>;
+  durableSettled(namespace: string): Promise<void>;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -474,21 +475,6 @@ function uniqueTag(label: string): string {
 }
 
 /**
- * How long the tests wait for a handled durable event not to be delivered again, on a target
- * without {@link ConformanceTarget.durableSettled}: in process a durable event comes again only
- * on a retry timer after its handler threw (`redeliveryDelayMs` × attempt, 20 ms in this suite),
- * so this covers a prompt second delivery. Notifications are proven absent by
- * {@link pingAndAwaitMarker} instead.
- */
-const DURABLE_REDELIVERY_WINDOW_MS = 150;
-
-/** Waits until no durable event of `app` can be delivered again: the target's signal, else the window above. */
-async function durableSettled(target: ConformanceTarget, app: Booted): Promise<void> {
-  if (target.durableSettled !== undefined) await target.durableSettled(app.namespace);
-  else await sleep(DURABLE_REDELIVERY_WINDOW_MS);
-}
-
-/**
  * The positive signal that proves an absence: pings a new tag through `app`'s probe and waits
  * until each of `receivers` (a module, or a kernel's instance name) has handled its `event`
  * notification. Whatever the same publisher sent before (a duplicate, a kept notification)
@@ -890,7 +876,7 @@ export function describeTransportConformance(target: ConformanceTarget): void {
           // A second notification would have arrived before a later one reaches both instances.
           await pingAndAwaitMarker(twice, ['listener-b1', 'listener-b2'], 'broadcast');
           // A durable event delivered again comes on a timer, not behind a later event: no marker proves it absent.
-          await durableSettled(target, twice);
+          await target.durableSettled(twice.namespace);
           expectSettled();
         } finally {
           await shutdown(target, twice);
@@ -919,8 +905,8 @@ export function describeTransportConformance(target: ConformanceTarget): void {
           // Notifications are at most once: neither transport keeps them for a module that is not
           // running. Kept ones would have reached listener-k2 before a notification published now does.
           await pingAndAwaitMarker(app, ['listener-k2'], 'broadcast');
-          // A durable one delivered again would come on a timer: see durableSettled.
-          await durableSettled(target, app);
+          // A durable one delivered again would come on a timer: see ConformanceTarget.durableSettled.
+          await target.durableSettled(app.namespace);
           expect(app.received.filter((r) => tags.includes(r.tag) && r.event !== 'recorded')).toEqual([]);
           expect(app.received.filter((r) => tags.includes(r.tag))).toHaveLength(tags.length);
         } finally {
