@@ -9,7 +9,7 @@ import { trace } from '@opentelemetry/api';
 import { globalErrorHandler } from '@opentelemetry/core';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { KeelErrorCode, type Logger } from 'keel';
-import { startTracing, type Tracing } from 'keel/otel';
+import { EXPORT_FAILURE_MESSAGES_KEPT, startTracing, type Tracing } from 'keel/otel';
 import { createLogger, keelTracer } from 'keel/transport';
 
 /** A JSON logger whose lines a test reads. */
@@ -180,6 +180,31 @@ describe('otel - export failures', () => {
       expect(warnings()).toHaveLength(3);
       expect(warnings()[2]?.['msg']).toBe(first?.['msg']);
       expect(warnings()[2]?.['repeated']).toBe(2);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
+  it(`otel - export failures with ever new messages are remembered up to ${EXPORT_FAILURE_MESSAGES_KEPT}: the one logged longest ago is forgotten and logged again, the others stay held back`, () => {
+    const { logger, lines } = capturedLogger();
+    tracing = startTracing({ logger, env: { OTEL_EXPORTER_OTLP_ENDPOINT: 'http://127.0.0.1:9', OTEL_BSP_SCHEDULE_DELAY: '60000' } });
+    const warnings = (): Record<string, unknown>[] => lines().filter((line) => line['level'] === 40);
+    const now = Date.now();
+    vi.useFakeTimers({ toFake: ['Date'], now });
+    try {
+      // The limit's worth of distinct failures, then one more: the first is forgotten.
+      for (let index = 0; index <= EXPORT_FAILURE_MESSAGES_KEPT; index += 1) globalErrorHandler(new Error(`failure ${index}`));
+      expect(warnings()).toHaveLength(EXPORT_FAILURE_MESSAGES_KEPT + 1);
+      globalErrorHandler(new Error('failure 2')); // remembered: held back
+      expect(warnings()).toHaveLength(EXPORT_FAILURE_MESSAGES_KEPT + 1);
+      globalErrorHandler(new Error('failure 0')); // forgotten: logged again, within the 30 s
+      expect(warnings()).toHaveLength(EXPORT_FAILURE_MESSAGES_KEPT + 2);
+      expect(warnings().at(-1)?.['msg']).toMatch(/^tracing: failure 0 /);
+      // Logging "failure 0" again made room by forgetting "failure 1", the oldest left.
+      globalErrorHandler(new Error('failure 1'));
+      expect(warnings()).toHaveLength(EXPORT_FAILURE_MESSAGES_KEPT + 3);
+      globalErrorHandler(new Error('failure 3'));
+      expect(warnings()).toHaveLength(EXPORT_FAILURE_MESSAGES_KEPT + 3);
     } finally {
       vi.useRealTimers();
     }

@@ -86,6 +86,19 @@ export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 5_000;
 export const EXPORT_FAILURE_LOG_INTERVAL_MS = 30_000;
 
 /**
+ * How many distinct export failure messages the rate limit remembers: past that, the one logged
+ * longest ago is forgotten (and logged again if it comes back), so failures whose messages vary
+ * (a changing address, a count in the text) cannot grow the process's memory without bound.
+ *
+ * @example
+ * ```ts
+ * // At most this many distinct failures are held back at once:
+ * console.log(`${EXPORT_FAILURE_MESSAGES_KEPT} messages, each for ${EXPORT_FAILURE_LOG_INTERVAL_MS} ms`);
+ * ```
+ */
+export const EXPORT_FAILURE_MESSAGES_KEPT = 256;
+
+/**
  * The running SDK: {@link Tracing.shutdown} sends the spans still buffered and stops it.
  *
  * @example
@@ -265,7 +278,8 @@ async function withinBound(work: Promise<unknown>, ms: number): Promise<'done' |
 
 /**
  * The SDK's error handler (export failures reach it): a warning through `logger`, each distinct
- * message at most once per {@link EXPORT_FAILURE_LOG_INTERVAL_MS}, with how often it repeated since.
+ * message at most once per {@link EXPORT_FAILURE_LOG_INTERVAL_MS}, with how often it repeated since;
+ * at most {@link EXPORT_FAILURE_MESSAGES_KEPT} messages remembered.
  */
 function rateLimitedWarnings(logger: Logger): (error: unknown) => void {
   const seen = new Map<string, { at: number; repeated: number }>();
@@ -277,6 +291,9 @@ function rateLimitedWarnings(logger: Logger): (error: unknown) => void {
       last.repeated += 1;
       return;
     }
+    // Deleted first, so that the map's order is the order of logging: its first entry is the oldest.
+    seen.delete(message);
+    if (seen.size >= EXPORT_FAILURE_MESSAGES_KEPT) seen.delete(seen.keys().next().value as string);
     seen.set(message, { at: now, repeated: 0 });
     logger.warn(
       { err: error, ...(last === undefined || last.repeated === 0 ? {} : { repeated: last.repeated }) },
