@@ -50,7 +50,7 @@ if (mode === 'nats') {
 }
 await kernel.start();
 const client = kernel.client(pricing);
-// Another caller name: the kernel keeps one client per caller and contract name.
+// A client of its own (the kernel keeps one per contract object and caller); the caller name tells its calls apart.
 const hedged = kernel.client(hedgedPricing, { caller: 'hedging' });
 let started = false;
 

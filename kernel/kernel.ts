@@ -106,7 +106,9 @@ export interface Kernel {
   observe(observer: KernelObserver): () => void;
   /**
    * A client of a contract of the manifest or of the `contracts` option, for callers outside
-   * any module (a gateway, a script, a test).
+   * any module (a gateway, a script, a test). Made once per contract object and caller and kept:
+   * ask again rather than holding on to it. Another object of the same contract name (another
+   * version, other call options) gets a client of its own, built from that object.
    */
   client<C extends AnyContract>(contract: C, options?: KernelClientOptions): Client<C>;
   /** The manifest's modules. */
@@ -173,7 +175,8 @@ class KernelImpl implements Kernel {
   readonly #contracts: ReadonlyMap<string, AnyContract>;
   /** Modules hosted elsewhere that this process reaches (status().remote). */
   readonly #reached = new Set<string>();
-  readonly #clients = new Map<string, Client<AnyContract>>();
+  /** Clients by the contract object they were made from, then by caller: two contracts of one name (another version, other call options) get clients of their own. */
+  readonly #clients = new WeakMap<AnyContract, Map<string, Client<AnyContract>>>();
   readonly #observers: KernelObserver[] = [];
   readonly #breakers: CircuitBreakers;
   #stopping: Promise<void> | undefined;
@@ -327,8 +330,12 @@ class KernelImpl implements Kernel {
   }
 
   #clientFor<C extends AnyContract>(contract: C, caller: string): Client<C> {
-    const key = `${caller}\u0000${contract.name}`;
-    let client = this.#clients.get(key);
+    let byCaller = this.#clients.get(contract);
+    if (byCaller === undefined) {
+      byCaller = new Map();
+      this.#clients.set(contract, byCaller);
+    }
+    let client = byCaller.get(caller);
     if (client === undefined) {
       const transport = this.#hostedNames.has(contract.name) ? this.#local : this.#remote;
       if (transport === undefined) {
@@ -347,7 +354,7 @@ class KernelImpl implements Kernel {
         hedge: this.#options.hedge,
         circuitBreakers: this.#breakers,
       });
-      this.#clients.set(key, client);
+      byCaller.set(caller, client);
     }
     return client as Client<C>;
   }

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { KeelError, defineContract, defineError, event, isKeelError, operation } from 'keel';
+import { KeelError, createKernel, defineContract, defineError, defineModule, event, isKeelError, operation, silentLogger } from 'keel';
 
 function refusal(define: () => unknown): KeelError {
   try {
@@ -185,5 +185,40 @@ describe('kernel contracts - declared errors', () => {
 
   it('refuses data that does not match its schema', () => {
     expect(() => new OutOfStock({ sku: 'KB-1', available: 'many' } as never)).toThrow(/OUT_OF_STOCK/);
+  });
+});
+
+describe('kernel contracts - kernel.client', () => {
+  const echo = z.object({ text: z.string() });
+  const greeter = defineContract({ name: 'greeter', version: '1.0.0', operations: { hello: operation({ input: echo, output: echo }) } });
+  const greeterModule = defineModule({ contract: greeter, create: () => ({ handlers: { hello: ({ text }) => ({ text: `hello ${text}` }) } }) });
+  // The same contract as another caller's copy declares it: one more operation, a deadline of its own.
+  const greeterNext = defineContract({
+    name: 'greeter',
+    version: '1.1.0',
+    operations: { hello: operation({ input: echo, output: echo, timeoutMs: 1_234 }), wave: operation({ input: echo, output: echo }) },
+  });
+
+  it('makes one client per contract object and caller: the same contract gives the same client, another contract of the same name a client of its own, whose new operation reaches the callee', async () => {
+    const kernel = createKernel({ modules: [greeterModule], logger: silentLogger });
+    await kernel.start();
+    try {
+      const first = kernel.client(greeter);
+      expect(kernel.client(greeter)).toBe(first);
+      expect(kernel.client(greeter, { caller: 'report' })).not.toBe(first);
+      const next = kernel.client(greeterNext);
+      expect(next).not.toBe(first);
+      // Before, the first client came back for greeterNext: it had no `wave` at all.
+      expect(typeof next.wave).toBe('function');
+      const refused = await next.wave({ text: 'x' }).then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+      // The callee (greeter 1.0.0) answers for itself: it has no such operation.
+      expect(isKeelError(refused, 'UNKNOWN_OPERATION')).toBe(true);
+      expect(await next.hello({ text: 'again' })).toEqual({ text: 'hello again' });
+    } finally {
+      await kernel.stop();
+    }
   });
 });
