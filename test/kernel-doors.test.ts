@@ -132,6 +132,7 @@ const TRANSPORT = {
     'EventRecord',
     'EventSubscription',
     'KernelObserver',
+    'LocalTransport',
     'LocalTransportOptions',
     'LogDestination',
     'LoggerOptions',
