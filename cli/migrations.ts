@@ -1,11 +1,16 @@
 /**
  * What `keel db migrate` and `keel db status` share: the modules that own data (every one, or
  * the one named), their databases opened from the environment as `keel start` opens them, and
- * each module's schema connection with its migrations, visited one module at a time.
+ * each module's schema connection with its migrations, visited one module at a time. `keel db
+ * status` only reads ({@link inspectEachModuleDatabase}): it creates no schema, no role, and no
+ * embedded database folder.
  */
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { KeelError, KeelErrorCode } from 'keel';
 import { migrate, migrationStatus, readMigrations, type Migration, type MigrationState, type SchemaConnection } from 'keel/transport';
 import type { CliContext } from './command.js';
-import { openDatabases, planDatabases } from 'keel/databases';
+import { openDatabases, planDatabases, shownFolder, type PlannedDatabase } from 'keel/databases';
 import { CLIError, CliErrorCode } from './errors.js';
 import { findProject, loadManifest } from './project.js';
 
@@ -54,23 +59,9 @@ export async function eachModuleDatabase<T>(
   only: string | undefined,
   visit: (visit: ModuleDatabaseVisit) => Promise<T>,
 ): Promise<{ place: ModuleDatabasePlace; result: T }[]> {
-  const project = findProject(cli.cwd);
-  const modules = await loadManifest(project);
-  const selected = only === undefined ? modules : modules.filter((module) => module.name === only);
-  if (only !== undefined && selected.length === 0) {
-    throw new CLIError(
-      CliErrorCode.E_UNKNOWN_MODULE,
-      `No module named "${only}" in the manifest (it has: ${modules.map((module) => module.name).join(', ')}).`,
-    );
-  }
-  if (only !== undefined && selected[0]?.data === undefined) {
-    throw new CLIError(CliErrorCode.E_USAGE, `Module "${only}" owns no data: its defineModule() declares no data: { migrations }.`, {
-      hint: `Modules that own data: ${modules.filter((module) => module.data !== undefined).map((module) => module.name).join(', ') || 'none'}.`,
-    });
-  }
-  const plan = planDatabases(selected, { env: cli.env, root: project.root });
+  const { plan, root } = await planOf(cli, only);
   if (plan.length === 0) return [];
-  const databases = await openDatabases(plan, project.root);
+  const databases = await openDatabases(plan, root);
   const results: { place: ModuleDatabasePlace; result: T }[] = [];
   try {
     for (const { module, schema, migrations, engine, location } of databases.modules) {
@@ -87,6 +78,124 @@ export async function eachModuleDatabase<T>(
     await databases.close();
   }
   return results;
+}
+
+/** The modules that own data (or `only`), planned from the environment; opens nothing. */
+async function planOf(cli: CliContext, only: string | undefined): Promise<{ plan: PlannedDatabase[]; root: string }> {
+  const project = findProject(cli.cwd);
+  const modules = await loadManifest(project);
+  const selected = only === undefined ? modules : modules.filter((module) => module.name === only);
+  if (only !== undefined && selected.length === 0) {
+    throw new CLIError(
+      CliErrorCode.E_UNKNOWN_MODULE,
+      `No module named "${only}" in the manifest (it has: ${modules.map((module) => module.name).join(', ')}).`,
+    );
+  }
+  if (only !== undefined && selected[0]?.data === undefined) {
+    throw new CLIError(CliErrorCode.E_USAGE, `Module "${only}" owns no data: its defineModule() declares no data: { migrations }.`, {
+      hint: `Modules that own data: ${modules.filter((module) => module.data !== undefined).map((module) => module.name).join(', ') || 'none'}.`,
+    });
+  }
+  return { plan: planDatabases(selected, { env: cli.env, root: project.root }), root: project.root };
+}
+
+/** What {@link inspectEachModuleDatabase} hands each module's visit. */
+export interface ModuleDatabaseInspection {
+  readonly place: ModuleDatabasePlace;
+  /**
+   * A read-only connection to the module's schema (`DatabaseEngine.inspect`), or undefined when
+   * the schema does not exist yet (nor, for the embedded database, its folder).
+   */
+  readonly connection: SchemaConnection | undefined;
+  /** keel's own migrations, then the module's `.sql` files, in the order they apply. */
+  readonly migrations: readonly Migration[];
+}
+
+/** True when `dataDir` holds an embedded database (PGlite writes PG_VERSION when it makes one). */
+const holdsDatabase = (dataDir: string): boolean => existsSync(join(dataDir, 'PG_VERSION'));
+
+/**
+ * As {@link eachModuleDatabase}, for a command that only reads: changes nothing in the
+ * databases. An embedded database whose folder holds none yet is not opened (nor its folder
+ * made); a schema is read as the connecting user, in read-only transactions, and never created.
+ * A module whose schema does not exist is visited with no connection. A schema the user may
+ * not use is `FORBIDDEN`, naming the rights `keel db status` needs.
+ *
+ * @example
+ * ```ts
+ * await inspectEachModuleDatabase(cli, undefined, async ({ connection, migrations }) =>
+ *   connection === undefined ? 'no schema yet' : migrationStatus(connection, migrations));
+ * ```
+ */
+export async function inspectEachModuleDatabase<T>(
+  cli: CliContext,
+  only: string | undefined,
+  visit: (visit: ModuleDatabaseInspection) => Promise<T>,
+): Promise<{ place: ModuleDatabasePlace; result: T }[]> {
+  const { plan, root } = await planOf(cli, only);
+  if (plan.length === 0) return [];
+  // An embedded database not made yet is not opened: PGlite would make it, folder and all.
+  const unmade = (entry: PlannedDatabase): string | undefined =>
+    entry.source.engine === 'pglite' && entry.source.dataDir !== undefined && !holdsDatabase(entry.source.dataDir) ? entry.source.dataDir : undefined;
+  const databases = await openDatabases(plan.filter((entry) => unmade(entry) === undefined), root);
+  const opened = new Map(databases.modules.map((entry) => [entry.module, entry]));
+  const results: { place: ModuleDatabasePlace; result: T }[] = [];
+  try {
+    for (const entry of plan) {
+      const files = readMigrations(entry.module, entry.migrations);
+      const open = opened.get(entry.module);
+      if (open === undefined) {
+        const place = { module: entry.module, schema: entry.schema, engine: 'pglite', location: `in ${shownFolder(unmade(entry) ?? '', root)}` };
+        results.push({ place, result: await visit({ place, connection: undefined, migrations: files }) });
+        continue;
+      }
+      const { engine, schema, location } = open;
+      const place = { module: entry.module, schema, engine: engine.name, location };
+      if (engine.inspect === undefined) {
+        throw new KeelError(
+          KeelErrorCode.INVALID_CONFIG,
+          `The ${engine.name} database engine cannot be read without changing it (it has no inspect()), so keel db cannot show module "${entry.module}".`,
+        );
+      }
+      const connection = await engine.inspect(schema);
+      try {
+        const { present, user } = await schemaPresence(connection, schema);
+        if (present === 'forbidden') throw forbidden(user, schema, engine.location);
+        try {
+          results.push({ place, result: await visit({ place, connection: present ? connection : undefined, migrations: files }) });
+        } catch (error) {
+          // 42501: insufficient_privilege (USAGE on the schema, but not SELECT on its keel_migrations).
+          throw (error as { code?: string }).code === '42501' ? forbidden(user, schema, engine.location, error) : error;
+        }
+      } finally {
+        await connection.close();
+      }
+    }
+  } finally {
+    await databases.close();
+  }
+  return results;
+}
+
+/** Whether `schema` exists, and whether the connecting user (named) may use it. */
+async function schemaPresence(connection: SchemaConnection, schema: string): Promise<{ present: boolean | 'forbidden'; user: string }> {
+  const { rows } = await connection.query<{ usable: boolean | null; user: string }>(
+    "select (select has_schema_privilege(oid, 'USAGE') from pg_namespace where nspname = $1) as usable, current_user as user",
+    [schema],
+  );
+  const row = rows[0] as { usable: boolean | null; user: string };
+  return { present: row.usable === null ? false : row.usable || 'forbidden', user: row.user };
+}
+
+/** `FORBIDDEN`: the user may not read the schema's migrations, with the rights to grant. */
+function forbidden(user: string, schema: string, location: string, cause?: unknown): KeelError {
+  return new KeelError(
+    KeelErrorCode.FORBIDDEN,
+    `The database user ${user} may not read the migrations of schema "${schema}" at ${location}. keel db status needs USAGE on the schema and ` +
+      `SELECT on its keel_migrations table: grant usage on schema ${schema} to ${user}; grant select on ${schema}.keel_migrations to ${user} ` +
+      `(or, from PostgreSQL 14, grant pg_read_all_data to ${user}).`,
+    cause === undefined ? undefined : { cause },
+  );
 }
 
 /**

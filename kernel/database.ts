@@ -127,6 +127,22 @@ export interface DatabaseEngine {
   readonly oneTransactionAtATime: boolean;
   /** Creates `schema` if needed; returns a connection whose unqualified names resolve in it. */
   connect(schema: string): Promise<SchemaConnection>;
+  /**
+   * Returns a connection to read `schema` that creates and changes nothing: no schema, no role,
+   * no folder, and its transactions are read only. Unqualified names resolve in the schema,
+   * which may not exist (they then resolve nowhere). It runs as the connecting user, not as the
+   * module's role, so that an operator with read-only rights may use it. `keel db status` uses
+   * it; an engine without it cannot serve `keel db status`, which says so. Optional for engines
+   * written before it.
+   *
+   * @example
+   * ```ts
+   * const reader = await engine.inspect?.('orders');
+   * const { rows } = await reader!.query("select exists (select 1 from pg_namespace where nspname = $1) as present", ['orders']);
+   * await reader!.close();
+   * ```
+   */
+  inspect?(schema: string): Promise<SchemaConnection>;
   /** Closes every connection. Idempotent. */
   close(): Promise<void>;
 }

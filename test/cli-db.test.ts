@@ -6,15 +6,60 @@
  * dropped after).
  */
 import { spawnSync } from 'node:child_process';
-import { appendFileSync, existsSync, rmSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import { appendFileSync, existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { PGlite } from '@electric-sql/pglite';
 import { afterAll, describe, expect, it } from 'vitest';
 import { main, renderHelp } from 'keel/cli';
 import { runKeel, startKeel, type CliRun } from './support/cli.js';
 import { dataTestbed, query } from './support/data-app.js';
+import { TEST_POSTGRES_URL } from './support/databases.js';
 
 const testbed = dataTestbed();
-afterAll(() => testbed.cleanup());
+/** Roles made on the test server (a server's roles outlive its databases): dropped once the databases are. */
+const roles: string[] = [];
+afterAll(async () => {
+  await testbed.cleanup();
+  for (const role of roles) await query(TEST_POSTGRES_URL, `drop role if exists ${role}`);
+});
+
+/**
+ * An application whose one module owns data and has a name of its own (`probe` and random hex):
+ * PostgreSQL's roles belong to the server, so a module role another test made must not be
+ * mistaken for one this test's command made. Its role is dropped after the file.
+ */
+function probeApp(): { root: string; module: string } {
+  const app = testbed.app();
+  const module = `probe${randomBytes(4).toString('hex')}`;
+  roles.push(`keel_${module}`);
+  mkdirSync(join(app.root, 'modules/probe/migrations'), { recursive: true });
+  writeFileSync(join(app.root, 'modules/probe/migrations/001_items.sql'), 'create table items (id integer primary key);\n');
+  writeFileSync(
+    join(app.root, 'modules/probe.ts'),
+    [
+      "import { z } from 'zod';",
+      "import { defineContract, defineModule, operation } from 'keel';",
+      `const probe = defineContract({ name: '${module}', version: '1.0.0', operations: { count: operation({ input: z.object({}), output: z.object({ n: z.number() }), idempotent: true }) } });`,
+      "export const probeModule = defineModule({ contract: probe, data: { migrations: new URL('./probe/migrations/', import.meta.url) }, create: () => ({ handlers: { count: () => ({ n: 0 }) } }) });",
+      '',
+    ].join('\n'),
+  );
+  writeFileSync(
+    join(app.root, 'modules/index.ts'),
+    ["import type { AnyModule } from 'keel';", "import { probeModule } from './probe.js';", 'export const modules: readonly AnyModule[] = [probeModule];', ''].join('\n'),
+  );
+  return { root: app.root, module };
+}
+
+/** The schema and the role of `module` that exist in the database at `url`: [] when neither does. */
+async function schemaAndRole(url: string, module: string): Promise<string[]> {
+  const schemas = await query(url, `select schema_name as name from information_schema.schemata where schema_name = '${module}'`);
+  const roles = await query(url, `select rolname as name from pg_roles where rolname = 'keel_${module}'`);
+  return [...schemas, ...roles].map((row) => row.name);
+}
+
+const PROBE_PENDING = [' pending keel/001_outbox_inbox_idempotency', ' pending keel/002_outbox_failed', ' pending keel/003_outbox_principal', ' pending 001_items.sql'];
 
 /** Output lines with runs of spaces made one, so that a test need not count the padding. */
 const lines = (run: CliRun): string[] => run.stdout.trimEnd().split('\n').map((line) => line.replace(/ {2,}/g, ' '));
@@ -24,14 +69,120 @@ const ISO_TIME = /\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z/;
 describe('cli - keel db', () => {
   it('cli - the embedded database is in .keel/data/<process> by default: app, or the process group keel up names', async () => {
     const app = testbed.app();
-    const alone = await runKeel(['db', 'status', '--json'], { cwd: app.root });
+    const alone = await runKeel(['db', 'migrate', '--json'], { cwd: app.root });
     expect(alone.code, alone.stderr).toBe(0);
     expect(JSON.parse(alone.stdout).modules.map((entry: any) => entry.location)).toEqual(['in .keel/data/app', 'in .keel/data/app']);
-    const grouped = await runKeel(['db', 'status', '--json'], { cwd: app.root, env: { KEEL_PROCESS_NAME: 'storefront' } });
+    const grouped = await runKeel(['db', 'migrate', '--json'], { cwd: app.root, env: { KEEL_PROCESS_NAME: 'storefront' } });
     expect(grouped.code, grouped.stderr).toBe(0);
     expect(JSON.parse(grouped.stdout).modules.map((entry: any) => entry.location)).toEqual(['in .keel/data/storefront', 'in .keel/data/storefront']);
     expect(existsSync(join(app.root, '.keel/data/app/PG_VERSION'))).toBe(true);
     expect(existsSync(join(app.root, '.keel/data/storefront/PG_VERSION'))).toBe(true);
+    const status = await runKeel(['db', 'status', '--json'], { cwd: app.root, env: { KEEL_PROCESS_NAME: 'checkout' } });
+    expect(status.code, status.stderr).toBe(0);
+    expect(JSON.parse(status.stdout).modules.map((entry: any) => entry.location)).toEqual(['in .keel/data/checkout', 'in .keel/data/checkout']);
+    expect(existsSync(join(app.root, '.keel/data/checkout'))).toBe(false);
+  }, 60_000);
+
+  it('cli - keel db status on a fresh PostgreSQL creates no schema and no role: it says the schema does not exist yet, every migration pending; after keel db migrate, applied', async () => {
+    const { root, module } = probeApp();
+    const database = await testbed.database();
+    const env = { DATABASE_URL: database.url };
+    const before = await runKeel(['db', 'status'], { cwd: root, env });
+    expect(before.code, before.stderr).toBe(0);
+    expect(await schemaAndRole(database.url, module)).toEqual([]);
+    expect(lines(before)).toEqual([
+      `${module}: schema ${module}, postgres at ${database.location} (DATABASE_URL)`,
+      ` schema ${module} does not exist yet (keel db migrate or keel start creates it)`,
+      ...PROBE_PENDING,
+    ]);
+    const json = JSON.parse((await runKeel(['db', 'status', '--json'], { cwd: root, env })).stdout);
+    expect(json.modules.map((entry: any) => [entry.schemaExists, entry.migrations.map((migration: any) => migration.state)])).toEqual([[false, Array(4).fill('pending')]]);
+    expect(await schemaAndRole(database.url, module)).toEqual([]);
+
+    const migrated = await runKeel(['db', 'migrate'], { cwd: root, env });
+    expect(migrated.code, migrated.stderr).toBe(0);
+    expect(await schemaAndRole(database.url, module)).toEqual([module, `keel_${module}`]);
+    const after = await runKeel(['db', 'status'], { cwd: root, env });
+    expect(after.code, after.stderr).toBe(0);
+    expect(after.stdout).not.toContain('does not exist');
+    expect(lines(after).slice(1).map((line) => line.replace(ISO_TIME, 'TIME'))).toEqual(PROBE_PENDING.map((line) => line.replace(' pending', ' applied TIME')));
+    expect(JSON.parse((await runKeel(['db', 'status', '--json'], { cwd: root, env })).stdout).modules[0].schemaExists).toBe(true);
+  }, 60_000);
+
+  it('cli - keel db status runs as a read-only PostgreSQL user (no CREATE, no CREATEROLE); a schema it may not read is FORBIDDEN, naming the grants', async () => {
+    const { root, module } = probeApp();
+    const database = await testbed.database();
+    const reader = `keel_test_reader_${randomBytes(4).toString('hex')}`;
+    roles.push(reader);
+    await query(TEST_POSTGRES_URL, `create role ${reader} login`);
+    const readerUrl = new URL(database.url);
+    readerUrl.username = reader;
+    const env = { DATABASE_URL: readerUrl.toString() };
+    expect(await query(database.url, `select rolcreaterole, has_database_privilege('${reader}', current_database(), 'CREATE') as creates from pg_roles where rolname = '${reader}'`)).toEqual([
+      { rolcreaterole: false, creates: false },
+    ]);
+
+    const fresh = await runKeel(['db', 'status'], { cwd: root, env });
+    expect(fresh.code, fresh.stderr).toBe(0);
+    expect(lines(fresh).slice(1)).toEqual([` schema ${module} does not exist yet (keel db migrate or keel start creates it)`, ...PROBE_PENDING]);
+    expect(await schemaAndRole(database.url, module)).toEqual([]);
+
+    expect((await runKeel(['db', 'migrate'], { cwd: root, env: { DATABASE_URL: database.url } })).code).toBe(0);
+    const refused = await runKeel(['db', 'status'], { cwd: root, env });
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain(`error FORBIDDEN: The database user ${reader} may not read the migrations of schema "${module}" at ${database.location}.`);
+    expect(refused.stderr).toContain(`grant pg_read_all_data to ${reader}`);
+
+    await query(database.url, `grant usage on schema ${module} to ${reader}`);
+    const noSelect = await runKeel(['db', 'status'], { cwd: root, env });
+    expect(noSelect.code).toBe(1);
+    expect(noSelect.stderr).toContain(`error FORBIDDEN: The database user ${reader} may not read the migrations of schema "${module}"`);
+
+    await query(database.url, `grant pg_read_all_data to ${reader}`);
+    const allowed = await runKeel(['db', 'status', '--json'], { cwd: root, env });
+    expect(allowed.code, allowed.stderr).toBe(0);
+    expect(JSON.parse(allowed.stdout).modules.map((entry: any) => [entry.schemaExists, entry.migrations.map((migration: any) => migration.state)])).toEqual([[true, Array(4).fill('applied')]]);
+  }, 60_000);
+
+  it('cli - keel db status on an embedded database not made yet creates no folder; on one made, a schema not made yet is shown as such and stays unmade', async () => {
+    const app = testbed.app();
+    const env = { KEEL_DATA_DIR: 'data' };
+    const none = await runKeel(['db', 'status', '--json'], { cwd: app.root, env });
+    expect(none.code, none.stderr).toBe(0);
+    expect(existsSync(join(app.root, 'data'))).toBe(false);
+    expect(JSON.parse(none.stdout).modules.map((entry: any) => [entry.module, entry.location, entry.schemaExists])).toEqual([
+      ['audit', 'in data', false],
+      ['ledger', 'in data', false],
+    ]);
+
+    expect((await runKeel(['db', 'migrate', '--module', 'ledger'], { cwd: app.root, env })).code).toBe(0);
+    const half = await runKeel(['db', 'status'], { cwd: app.root, env });
+    expect(half.code, half.stderr).toBe(0);
+    expect(lines(half).slice(0, 7)).toEqual([
+      'audit: schema audit, pglite in data',
+      ' schema audit does not exist yet (keel db migrate or keel start creates it)',
+      ' pending keel/001_outbox_inbox_idempotency',
+      ' pending keel/002_outbox_failed',
+      ' pending keel/003_outbox_principal',
+      ' pending 001_entries.sql',
+      ' pending 002_counter.sql',
+    ]);
+    expect(lines(half).slice(7).map((line) => line.replace(ISO_TIME, 'TIME'))).toEqual([
+      'ledger: schema ledger, pglite in data',
+      ' applied TIME keel/001_outbox_inbox_idempotency',
+      ' applied TIME keel/002_outbox_failed',
+      ' applied TIME keel/003_outbox_principal',
+      ' applied TIME 001_entries.sql',
+    ]);
+    const pglite = await PGlite.create({ dataDir: join(app.root, 'data') });
+    try {
+      const made = await pglite.query<{ name: string }>(
+        "select schema_name as name from information_schema.schemata where schema_name in ('audit', 'ledger') union all select rolname from pg_roles where rolname in ('keel_audit', 'keel_ledger') order by 1",
+      );
+      expect(made.rows.map((row) => row.name)).toEqual(['keel_ledger', 'ledger']);
+    } finally {
+      await pglite.close();
+    }
   }, 60_000);
 
   it('cli - keel db status shows pending migrations, keel db migrate applies them and says which, then status shows each applied with its time', async () => {
@@ -41,12 +192,14 @@ describe('cli - keel db', () => {
     expect(before.code, before.stderr).toBe(0);
     expect(lines(before)).toEqual([
       'audit: schema audit, pglite in data',
+      ' schema audit does not exist yet (keel db migrate or keel start creates it)',
       ' pending keel/001_outbox_inbox_idempotency',
       ' pending keel/002_outbox_failed',
       ' pending keel/003_outbox_principal',
       ' pending 001_entries.sql',
       ' pending 002_counter.sql',
       'ledger: schema ledger, pglite in data',
+      ' schema ledger does not exist yet (keel db migrate or keel start creates it)',
       ' pending keel/001_outbox_inbox_idempotency',
       ' pending keel/002_outbox_failed',
       ' pending keel/003_outbox_principal',

@@ -72,7 +72,13 @@ class PGliteEngine implements DatabaseEngine {
 
   async connect(schema: string): Promise<SchemaConnection> {
     await this.pglite.exec(schemaSetup(schema));
-    return new PGliteSchema(this.pglite, schema);
+    // Every transaction runs as the module's role, in its schema: PGlite has one session for all modules.
+    return new PGliteSchema(this.pglite, `set local search_path to ${quoteIdentifier(schema)}; set local role ${quoteIdentifier(roleOf(schema))}`);
+  }
+
+  async inspect(schema: string): Promise<SchemaConnection> {
+    // Read only, in the schema (which may not exist), as the session's user: the module's role may not exist either.
+    return new PGliteSchema(this.pglite, `set transaction read only; set local search_path to ${quoteIdentifier(schema)}`);
   }
 
   close(): Promise<void> {
@@ -96,15 +102,11 @@ function runnerOf(tx: Transaction): SqlRunner {
 }
 
 class PGliteSchema implements SchemaConnection {
-  readonly #setPath: string;
-
   constructor(
     readonly pglite: PGlite,
-    readonly schema: string,
-  ) {
-    // Every transaction runs as the module's role, in its schema: PGlite has one session for all modules.
-    this.#setPath = `set local search_path to ${quoteIdentifier(schema)}; set local role ${quoteIdentifier(roleOf(schema))}`;
-  }
+    /** What every transaction starts with: the schema's search_path, and the role or the read-only mode. */
+    readonly setUp: string,
+  ) {}
 
   query<R extends Row = Row>(text: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
     return this.transaction((tx) => tx.query<R>(text, params));
@@ -116,7 +118,7 @@ class PGliteSchema implements SchemaConnection {
 
   transaction<T>(work: (tx: SqlRunner) => Promise<T>): Promise<T> {
     return this.pglite.transaction(async (tx) => {
-      await tx.exec(this.#setPath);
+      await tx.exec(this.setUp);
       return work(runnerOf(tx));
     });
   }

@@ -88,6 +88,30 @@ class PostgresEngine implements DatabaseEngine {
     return new PostgresSchema(pool, () => this.#pools.delete(pool));
   }
 
+  async inspect(schema: string): Promise<SchemaConnection> {
+    const pool = new pg.Pool({
+      connectionString: this.url,
+      max: 1,
+      connectionTimeoutMillis: this.connectTimeoutMs,
+      // The connecting user's own rights, in the module's schema (which may not exist), and the server refuses any write.
+      options: `-c search_path=${quoteIdentifier(schema)} -c default_transaction_read_only=on`,
+    });
+    pool.on('error', () => undefined);
+    try {
+      (await pool.connect()).release();
+    } catch (error) {
+      await pool.end().catch(() => undefined);
+      throw new KeelError(
+        KeelErrorCode.UNAVAILABLE,
+        `PostgreSQL at ${this.location} cannot be reached to read schema "${schema}": ${(error as Error).message}. ` +
+          'Check DATABASE_URL, that the server runs, and that the user may connect to the database.',
+        { cause: error },
+      );
+    }
+    this.#pools.add(pool);
+    return new PostgresSchema(pool, () => this.#pools.delete(pool));
+  }
+
   /** Creates the module's role and schema, as the connecting user, on a connection of its own. */
   async #setUp(schema: string, attempt = 1): Promise<void> {
     const client = new pg.Client({ connectionString: this.url, connectionTimeoutMillis: this.connectTimeoutMs });

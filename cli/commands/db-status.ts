@@ -2,11 +2,13 @@
  * `keel db status`: where each module that owns data stands: its schema, its database, and
  * each migration applied (with its time), pending, changed since it was applied, or applied and
  * missing from the files. Fails (`E_MIGRATIONS`) on a changed or missing one, so that CI can
- * gate on it; pending ones are what `keel db migrate` and `keel start` apply.
+ * gate on it; pending ones are what `keel db migrate` and `keel start` apply. Changes nothing:
+ * a schema that does not exist yet (nor its role, nor the embedded database's folder) is shown
+ * as such, every migration pending, and is not created; read-only database rights suffice.
  */
 import { contextOf, defineCommand } from '../command.js';
 import { CLIError, CliErrorCode } from '../errors.js';
-import { NO_DATA_MODULE, eachModuleDatabase, migrationStatus, placeLine, type MigrationState } from '../migrations.js';
+import { NO_DATA_MODULE, inspectEachModuleDatabase, migrationStatus, placeLine, type MigrationState } from '../migrations.js';
 
 /** Why a state fails the status, as the error names it. */
 const PROBLEM: Partial<Record<MigrationState['state'], string>> = {
@@ -31,17 +33,26 @@ export default defineCommand({
   },
   run: async ({ args, data }) => {
     const cli = contextOf(data);
-    const modules = await eachModuleDatabase(cli, args.module, ({ connection, migrations }) => migrationStatus(connection, migrations));
+    const modules = await inspectEachModuleDatabase(cli, args.module, async ({ connection, migrations }) => ({
+      schemaExists: connection !== undefined,
+      migrations:
+        connection === undefined ? migrations.map(({ name }): MigrationState => ({ name, state: 'pending' })) : await migrationStatus(connection, migrations),
+    }));
     const problems = modules.flatMap(({ place, result }) =>
-      result.filter(({ state }) => PROBLEM[state] !== undefined).map(({ name, state }) => `${place.module}: ${name} ${PROBLEM[state]}`),
+      result.migrations.filter(({ state }) => PROBLEM[state] !== undefined).map(({ name, state }) => `${place.module}: ${name} ${PROBLEM[state]}`),
     );
     if (args.json) {
-      const report = { ok: problems.length === 0, modules: modules.map(({ place, result }) => ({ ...place, migrations: result })) };
+      const report = { ok: problems.length === 0, modules: modules.map(({ place, result }) => ({ ...place, ...result })) };
       cli.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
     } else if (modules.length === 0) {
       cli.stdout.write(`keel db: ${NO_DATA_MODULE}\n`);
     } else {
-      cli.stdout.write(`${modules.flatMap(({ place, result }) => [placeLine(place), ...result.map(stateLine)]).join('\n')}\n`);
+      const text = modules.flatMap(({ place, result }) => [
+        placeLine(place),
+        ...(result.schemaExists ? [] : [`  schema ${place.schema} does not exist yet (keel db migrate or keel start creates it)`]),
+        ...result.migrations.map(stateLine),
+      ]);
+      cli.stdout.write(`${text.join('\n')}\n`);
     }
     if (problems.length > 0) {
       throw new CLIError(CliErrorCode.E_MIGRATIONS, `Applied migrations no longer match the files: ${problems.join('; ')}.`, {
