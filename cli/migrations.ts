@@ -134,10 +134,12 @@ export async function inspectEachModuleDatabase<T>(
 ): Promise<{ place: ModuleDatabasePlace; result: T }[]> {
   const { plan, root } = await planOf(cli, only);
   if (plan.length === 0) return [];
-  // An embedded database not made yet is not opened: PGlite would make it, folder and all.
-  const unmade = (entry: PlannedDatabase): string | undefined =>
-    entry.source.engine === 'pglite' && entry.source.dataDir !== undefined && !holdsDatabase(entry.source.dataDir) ? entry.source.dataDir : undefined;
-  const databases = await openDatabases(plan.filter((entry) => unmade(entry) === undefined), root);
+  // An embedded database not made yet is not opened: PGlite would make it, folder and all. Its folder, by module:
+  const unmade = new Map<string, string>();
+  for (const { module, source } of plan) {
+    if (source.engine === 'pglite' && source.dataDir !== undefined && !holdsDatabase(source.dataDir)) unmade.set(module, source.dataDir);
+  }
+  const databases = await openDatabases(plan.filter((entry) => !unmade.has(entry.module)), root);
   const opened = new Map(databases.modules.map((entry) => [entry.module, entry]));
   const results: { place: ModuleDatabasePlace; result: T }[] = [];
   try {
@@ -145,7 +147,7 @@ export async function inspectEachModuleDatabase<T>(
       const files = readMigrations(entry.module, entry.migrations);
       const open = opened.get(entry.module);
       if (open === undefined) {
-        const place = { module: entry.module, schema: entry.schema, engine: 'pglite', location: `in ${shownFolder(unmade(entry) ?? '', root)}` };
+        const place = { module: entry.module, schema: entry.schema, engine: 'pglite', location: `in ${shownFolder(unmade.get(entry.module) as string, root)}` };
         results.push({ place, result: await visit({ place, connection: undefined, migrations: files }) });
         continue;
       }
