@@ -110,11 +110,21 @@ export const probe = defineContract({
       input: z.object({ tag: z.string(), explode: z.boolean().default(false), failTimes: z.number().int().default(0) }),
       output: z.object({ ok: z.boolean() }),
     }),
+    /** Records `instance:key` as started, then holds until the test opens the gate `key`. */
+    hold: operation({ input: z.object({ key: z.string() }), output: z.object({ key: z.string() }) }),
+    /** Emits `event` with a payload that breaks its contract for `tag`, and answers with what emit refused it with. */
+    emitInvalid: operation({
+      input: z.object({ tag: z.string(), event: z.enum(['pinged', 'recorded']) }),
+      output: z.object({ code: z.string(), message: z.string(), details: z.record(z.string(), z.json()).nullable() }),
+    }),
+    /** Emits the durable `retried` event, which the listener fails while the gate named by its tag is closed. */
+    emitRetried: operation({ input: z.object({ tag: z.string() }), output: z.object({}) }),
   },
   events: {
     pinged: event({ payload: z.object({ tag: z.string(), explode: z.boolean() }) }),
     recorded: event({ payload: z.object({ tag: z.string(), failTimes: z.number().int() }), delivery: 'durable' }),
     broadcast: event({ payload: z.object({ tag: z.string() }) }),
+    retried: event({ payload: z.object({ tag: z.string() }), delivery: 'durable' }),
   },
 });
 
@@ -141,6 +151,8 @@ export const relay = defineContract({
       input: z.object({ kind: z.enum(['no-responders', 'invalid-input']) }),
       output: z.object({ ok: z.boolean() }),
     }),
+    /** Records `instance:key` as started, holds until the gate `key` opens, then calls probe.withDefault. */
+    heldNested: operation({ input: z.object({ key: z.string() }), output: z.object({ text: z.string() }) }),
   },
 });
 
@@ -216,7 +228,49 @@ function thenable<T>(produce: () => T): PromiseLike<T> {
   };
 }
 
-function makeModules(received: Received[], instance: string, handling: string[]) {
+/** A latch the test opens: handlers that hold on it wait until then. */
+class Gate {
+  isOpen = false;
+  readonly opened: Promise<void>;
+  #open: () => void = () => {};
+
+  constructor() {
+    this.opened = new Promise<void>((resolve) => (this.#open = resolve));
+  }
+
+  open(): void {
+    this.isOpen = true;
+    this.#open();
+  }
+}
+
+/** What the test and the modules of every kernel of one application share. */
+interface Shared {
+  /** `instance:tag` of every auditor delivery, recorded when its handler starts. */
+  readonly handling: string[];
+  /** `instance:key` of every hold / heldNested call, recorded when its handler starts. */
+  readonly started: string[];
+  /** `instance:module` of every stop hook that ran, in order. */
+  readonly stops: string[];
+  readonly gates: Map<string, Gate>;
+}
+
+function newShared(): Shared {
+  return { handling: [], started: [], stops: [], gates: new Map() };
+}
+
+/** The gate named `key`, made by whichever of the test and a handler asks first. */
+function gateOf(shared: Shared, key: string): Gate {
+  let gate = shared.gates.get(key);
+  if (gate === undefined) {
+    gate = new Gate();
+    shared.gates.set(key, gate);
+  }
+  return gate;
+}
+
+function makeModules(received: Received[], instance: string, shared: Shared) {
+  const { handling } = shared;
   let stored: z.infer<typeof Item> | null = null;
   const sharedItem = { id: 'shared', tags: ['a'], nested: { count: 1 } };
   const failures = new Map<string, number>();
@@ -261,6 +315,29 @@ function makeModules(received: Received[], instance: string, handling: string[])
           await emit('broadcast', { tag });
           return { ok: true };
         },
+        hold: async ({ key }) => {
+          shared.started.push(`${instance}:${key}`);
+          await gateOf(shared, key).opened;
+          return { key };
+        },
+        emitInvalid: async ({ tag, event }) => {
+          try {
+            // A field of the wrong type: `tag` itself is valid, so a subscriber that got it would record it.
+            if (event === 'pinged') await emit('pinged', { tag, explode: 'yes' } as never);
+            else await emit('recorded', { tag, failTimes: 1.5 });
+          } catch (error) {
+            const refused = error as KeelError;
+            return { code: String(refused.code), message: refused.message, details: (refused.details as Record<string, z.core.util.JSONType> | undefined) ?? null };
+          }
+          return { code: 'none', message: 'emit accepted the payload', details: null };
+        },
+        emitRetried: async ({ tag }) => {
+          await emit('retried', { tag });
+          return {};
+        },
+      },
+      stop: () => {
+        shared.stops.push(`${instance}:probe`);
       },
     }),
   });
@@ -285,6 +362,14 @@ function makeModules(received: Received[], instance: string, handling: string[])
             else await probeClient.echo({ item: { id: 42 } } as never);
             return { ok: true };
           },
+          heldNested: async ({ key }) => {
+            shared.started.push(`${instance}:${key}`);
+            await gateOf(shared, key).opened;
+            return probeClient.withDefault({ name: key });
+          },
+        },
+        stop: () => {
+          shared.stops.push(`${instance}:relay`);
         },
       };
     },
@@ -330,6 +415,13 @@ function makeModules(received: Received[], instance: string, handling: string[])
             },
           },
           broadcast: { fanout: 'every-instance', handle: record('listener', 'broadcast') },
+          retried: {
+            maxAttempts: 50,
+            handle: (payload, context) => {
+              record('listener', 'retried')(payload, context);
+              if (shared.gates.get(payload.tag)?.isOpen === false) throw new Error('failing until the test opens the gate');
+            },
+          },
         },
       },
     }),
@@ -344,7 +436,9 @@ function makeModules(received: Received[], instance: string, handling: string[])
         probe: {
           pinged: async (payload, context) => {
             handling.push(`${instance}:${payload.tag}`);
-            if (payload.tag.startsWith('slow-subscriber')) await sleep(1_000);
+            const gate = shared.gates.get(payload.tag);
+            if (gate !== undefined) await gate.opened;
+            else if (payload.tag.startsWith('slow-subscriber')) await sleep(1_000);
             record('auditor', 'pinged')(payload, context);
           },
         },
@@ -357,8 +451,8 @@ function makeModules(received: Received[], instance: string, handling: string[])
   return { probeModule, relayModule, listenerModule, auditorModule, ghostModule };
 }
 
-function manifest(received: Received[], instance: string, handling: string[] = []): AnyModule[] {
-  const m = makeModules(received, instance, handling);
+function manifest(received: Received[], instance: string, shared: Shared = newShared()): AnyModule[] {
+  const m = makeModules(received, instance, shared);
   return [m.probeModule, m.relayModule, m.listenerModule, m.auditorModule, m.ghostModule];
 }
 
@@ -370,6 +464,8 @@ interface Booted {
   readonly received: Received[];
   /** `instance:tag` of every auditor delivery, recorded when its handler starts. */
   readonly handling: string[];
+  /** Gates, started holds and stop hooks, shared with the modules of every kernel. */
+  readonly shared: Shared;
   readonly deadLetters: { tag: string; attempts: number }[];
   readonly options: BootOptions;
 }
@@ -395,16 +491,17 @@ async function boot(
   const namespace = nextNamespace();
   const transports: Transport[] = [];
   const received: Received[] = [];
+  const shared = newShared();
   const transport = await target.createTransport(namespace);
   transports.push(transport);
   const client = createKernel({
-    modules: manifest(received, 'client'),
+    modules: manifest(received, 'client', shared),
     topology: { host: [], transport },
     logger: silentLogger,
     defaultTimeoutMs: options.defaultTimeoutMs ?? 5_000,
   });
   await client.start();
-  const booted: Booted = { namespace, client, kernels: new Map(), transports, received, handling: [], deadLetters: [], options };
+  const booted: Booted = { namespace, client, kernels: new Map(), transports, received, handling: shared.handling, shared, deadLetters: [], options };
   for (const { name, host } of placement) await addKernel(target, booted, name, host);
   return booted;
 }
@@ -415,7 +512,7 @@ async function addKernel(target: ConformanceTarget, booted: Booted, name: string
   const transport = await target.createTransport(booted.namespace);
   booted.transports.push(transport);
   const kernel = createKernel({
-    modules: manifest(booted.received, name, booted.handling),
+    modules: manifest(booted.received, name, booted.shared),
     topology: { host, transport },
     logger: options.logger ?? silentLogger,
     defaultTimeoutMs: options.defaultTimeoutMs ?? 5_000,
@@ -469,6 +566,9 @@ async function expectRejection(promise: Promise<unknown>): Promise<Error> {
   }
   throw new Error('expected the call to fail, but it succeeded');
 }
+
+/** How long a test waits for a positive signal (a handler started, a delivery seen). */
+const WAIT = { timeout: 10_000, interval: 10 } as const;
 
 function uniqueTag(label: string): string {
   return `${label}-${Math.random().toString(36).slice(2, 10)}`;
@@ -569,6 +669,25 @@ export function describeTransportConformance(target: ConformanceTarget): void {
         expect((error as InstanceType<typeof Rejected>).data).toEqual({ reason: 'from a thenable', limit: 1 });
       });
 
+      it('refuses at emit an event payload that breaks its contract, notification or durable, with INVALID_EVENT naming the event and the field, and delivers nothing', async () => {
+        const app = booted();
+        const tag = uniqueTag('invalid-event');
+        const probeClient = app.client.client(probe);
+        for (const [event, field] of [['pinged', 'explode'], ['recorded', 'failTimes']] as const) {
+          const refused = await probeClient.emitInvalid({ tag, event });
+          expect(refused).toMatchObject({ code: 'INVALID_EVENT', details: { contract: 'probe', event } });
+          expect(refused.message).toContain(`probe.${event}`);
+          expect(refused.message).toContain(field);
+          expect(refused.details?.['issues']).toContainEqual(expect.objectContaining({ path: [field] }));
+        }
+        // Nothing was published: a notification would have reached both subscribers before a later
+        // one from the same publisher does, and a durable one would be delivered or waiting.
+        await pingAndAwaitMarker(app, ['auditor', 'listener']);
+        await target.durableSettled(app.namespace);
+        expect(app.received.filter((r) => r.tag === tag)).toEqual([]);
+        expect(app.deadLetters.filter((letter) => letter.tag === tag)).toEqual([]);
+      });
+
       it('reports a handler output that breaks the contract as INVALID_OUTPUT', async () => {
         const error = await expectRejection(booted().client.client(probe).fail({ mode: 'bad-output' }));
         expect(isKeelError(error, 'INVALID_OUTPUT')).toBe(true);
@@ -602,6 +721,29 @@ export function describeTransportConformance(target: ConformanceTarget): void {
         expect(error.message).toContain('corr-internal-1');
         expect(error.message).not.toContain('secret stack trace');
         expect(await probeClient.withDefault({ name: 'still alive' })).toEqual({ text: 'hello still alive' });
+      });
+
+      it("logs an undeclared throw on the callee's logger, once, at error level, with its message, its stack and the correlation id the caller got", async () => {
+        const entries: LogEntry[] = [];
+        const app = await boot(target, [{ name: 'probe-log', host: ['probe'] }], { logger: capturingLogger(entries) });
+        try {
+          // No correlation id given: the one the kernel made is the one the caller got.
+          const error = await expectRejection(app.client.client(probe).fail({ mode: 'undeclared' }));
+          expect(isKeelError(error, 'INTERNAL')).toBe(true);
+          const { correlationId } = error as KeelError;
+          expect(correlationId).toMatch(/\S{8,}/);
+          // Only the callee's kernel logs to `entries` (the caller's is silent).
+          const logged = entries.filter((entry) => entry.record['correlationId'] === correlationId && entry.level !== 'debug');
+          expect(logged).toHaveLength(1);
+          expect(logged[0]).toMatchObject({ level: 'error', record: { operation: 'probe.fail' } });
+          const err = logged[0]?.record['err'] as Error;
+          expect(err).toBeInstanceOf(Error);
+          expect(err.message).toBe('boom: a secret stack trace');
+          expect(err.stack).toContain('boom: a secret stack trace');
+          expect(err.stack).toMatch(/\n\s+at /);
+        } finally {
+          await shutdown(target, app);
+        }
       });
 
       it('turns a contract error the operation does not declare into INTERNAL', async () => {
@@ -689,15 +831,21 @@ export function describeTransportConformance(target: ConformanceTarget): void {
         }
       });
 
-      it('cancels a call with CANCELLED when the caller aborts it', async () => {
+      it('cancels a call with CANCELLED, not retryable, when the caller aborts it while its handler runs, and keeps serving', async () => {
+        const app = booted();
+        const key = uniqueTag('cancel');
         const controller = new AbortController();
-        const pending = expectRejection(booted().client.client(probe).slow({ ms: 1_500 }, { signal: controller.signal }));
-        await sleep(50);
-        controller.abort();
-        const error = await pending;
-        expect(isKeelError(error, 'CANCELLED')).toBe(true);
-        expect((error as KeelError).retryable).toBe(false);
-        expect(await booted().client.client(probe).withDefault({ name: 'after cancel' })).toEqual({ text: 'hello after cancel' });
+        try {
+          const pending = expectRejection(app.client.client(probe).hold({ key }, { signal: controller.signal }));
+          await vi.waitFor(() => expect(app.shared.started).toContain(`probe-1:${key}`), WAIT);
+          controller.abort();
+          const error = await pending;
+          expect(isKeelError(error, 'CANCELLED')).toBe(true);
+          expect((error as KeelError).retryable).toBe(false);
+          expect(await app.client.client(probe).withDefault({ name: 'after cancel' })).toEqual({ text: 'hello after cancel' });
+        } finally {
+          gateOf(app.shared, key).open();
+        }
       });
 
       it('lets a call finish when it is within its deadline', async () => {
@@ -823,27 +971,55 @@ export function describeTransportConformance(target: ConformanceTarget): void {
         });
       });
 
-      it('redelivers a durable event until the handler succeeds', async () => {
+      it('redelivers a durable event until the handler succeeds: attempts 1, 2 and 3, then none, and no dead letter', async () => {
+        const app = booted();
         const tag = uniqueTag('durable');
-        await booted().client.client(probe).ping({ tag, failTimes: 2 });
-        await vi.waitFor(
-          () => {
-            const attempts = booted().received.filter((r) => r.tag === tag && r.event === 'recorded').map((r) => r.attempt);
-            expect(attempts).toEqual([1, 2, 3]);
-          },
-          { timeout: 20_000, interval: 50 },
-        );
-        expect(booted().deadLetters.some((letter) => letter.tag === tag)).toBe(false);
+        const attempts = () => app.received.filter((r) => r.tag === tag && r.event === 'recorded').map((r) => r.attempt);
+        await app.client.client(probe).ping({ tag, failTimes: 2 });
+        await vi.waitFor(() => expect(attempts()).toEqual([1, 2, 3]), { timeout: 20_000, interval: 50 });
+        // A fourth attempt or a dead letter would come on a timer: wait until nothing is left to deliver.
+        await target.durableSettled(app.namespace);
+        expect(attempts()).toEqual([1, 2, 3]);
+        expect(app.deadLetters.filter((letter) => letter.tag === tag)).toEqual([]);
       });
 
-      it('dead-letters a durable event after its last attempt', async () => {
+      it('dead-letters a durable event after its last attempt: attempts 1, 2 and 3, one dead letter, then nothing more', async () => {
+        const app = booted();
         const tag = uniqueTag('dead');
-        await booted().client.client(probe).ping({ tag, failTimes: 10 });
-        await vi.waitFor(() => expect(booted().deadLetters).toContainEqual({ tag, attempts: 3 }), {
-          timeout: 20_000,
-          interval: 50,
-        });
-        expect(booted().received.filter((r) => r.tag === tag && r.event === 'recorded')).toHaveLength(3);
+        const attempts = () => app.received.filter((r) => r.tag === tag && r.event === 'recorded').map((r) => r.attempt);
+        await app.client.client(probe).ping({ tag, failTimes: 10 });
+        await vi.waitFor(() => expect(app.deadLetters).toContainEqual({ tag, attempts: 3 }), { timeout: 20_000, interval: 50 });
+        await target.durableSettled(app.namespace);
+        expect(attempts()).toEqual([1, 2, 3]);
+        expect(app.deadLetters.filter((letter) => letter.tag === tag)).toEqual([{ tag, attempts: 3 }]);
+      });
+
+      it('does not let a durable event that keeps failing hold up later ones of the same subscriber: a later event is handled while the first is still retried, which then succeeds once', async () => {
+        const app = booted();
+        const stuck = uniqueTag('stuck');
+        const later = uniqueTag('later');
+        // The listener fails `stuck` for as long as its gate is closed (up to 50 attempts).
+        const gate = gateOf(app.shared, stuck);
+        const attempts = (tag: string) => app.received.filter((r) => r.tag === tag && r.event === 'retried').map((r) => r.attempt);
+        const probeClient = app.client.client(probe);
+        try {
+          await probeClient.emitRetried({ tag: stuck });
+          // It failed and is being retried.
+          await vi.waitFor(() => expect(attempts(stuck).length).toBeGreaterThanOrEqual(2), WAIT);
+          await probeClient.emitRetried({ tag: later });
+          await vi.waitFor(() => expect(attempts(later)).toEqual([1]), WAIT);
+          // Still retried after the later event was handled: it was not given up on to make way.
+          const seen = attempts(stuck).length;
+          await vi.waitFor(() => expect(attempts(stuck).length).toBeGreaterThan(seen), WAIT);
+          expect(app.deadLetters.filter((letter) => letter.tag === stuck)).toEqual([]);
+        } finally {
+          gate.open();
+        }
+        await target.durableSettled(app.namespace);
+        const all = attempts(stuck);
+        expect(all).toEqual(Array.from({ length: all.length }, (_, index) => index + 1));
+        expect(attempts(later)).toEqual([1]);
+        expect(app.deadLetters.filter((letter) => letter.tag === stuck || letter.tag === later)).toEqual([]);
       });
 
       it('balances across instances of one module, each event once, and delivers to every instance only when opted in', async () => {
@@ -934,15 +1110,19 @@ export function describeTransportConformance(target: ConformanceTarget): void {
         }
       });
 
-      it('does not make the publisher wait for subscribers', async () => {
-        const tag = uniqueTag('slow-subscriber');
-        await booted().client.client(probe).ping({ tag });
-        // The auditor's handler sleeps a second for this tag: the publishing call has returned
-        // before it finished.
-        expect(booted().received.some((r) => r.tag === tag && r.module === 'auditor')).toBe(false);
-        await vi.waitFor(() => expect(booted().received.some((r) => r.tag === tag && r.module === 'auditor')).toBe(true), {
-          timeout: 10_000,
-        });
+      it('does not make the publisher wait for subscribers: the publishing call returns while a subscriber still holds the event', async () => {
+        const app = booted();
+        const tag = uniqueTag('held-subscriber');
+        // The auditor's handler holds this tag until the gate opens.
+        const gate = gateOf(app.shared, tag);
+        try {
+          await app.client.client(probe).ping({ tag });
+          await vi.waitFor(() => expect(app.handling).toContain(`auditor-1:${tag}`), WAIT);
+          expect(app.received.some((r) => r.tag === tag && r.module === 'auditor')).toBe(false);
+        } finally {
+          gate.open();
+        }
+        await vi.waitFor(() => expect(app.received.some((r) => r.tag === tag && r.module === 'auditor')).toBe(true), WAIT);
       });
     });
 
@@ -1015,7 +1195,7 @@ export function describeTransportConformance(target: ConformanceTarget): void {
     });
 
     describe('lifecycle', () => {
-      it('is ready only once every hosted module is started', async () => {
+      it('reports every kernel of a split application ready once its start has resolved, the client kernel that hosts nothing too', async () => {
         for (const kernel of booted().kernels.values()) expect(kernel.ready()).toBe(true);
         expect(booted().client.ready()).toBe(true);
       });
@@ -1060,21 +1240,67 @@ export function describeTransportConformance(target: ConformanceTarget): void {
         }
       });
 
-      it('drains on stop: in-flight calls finish, then new calls find no responder', async () => {
+      it('drains on stop: not ready at once; while an in-flight call still runs, new calls are refused NO_RESPONDERS; the in-flight call finishes, stop resolves after it, and later calls find no responder', async () => {
         const draining = await boot(target, [{ name: 'probe-drain', host: ['probe'] }]);
+        const key = uniqueTag('drain');
         try {
           const probeClient = draining.client.client(probe);
-          const inFlight = probeClient.slow({ ms: 300 }, { timeoutMs: 5_000 });
-          await sleep(50);
+          const inFlight = probeClient.hold({ key }, { timeoutMs: 10_000 });
+          await vi.waitFor(() => expect(draining.shared.started).toContain(`probe-drain:${key}`), WAIT);
           const kernel = draining.kernels.get('probe-drain') as Kernel;
-          const stopped = kernel.stop();
+          let stopResolved = false;
+          const stopped = kernel.stop().then(() => {
+            stopResolved = true;
+          });
           expect(kernel.ready()).toBe(false);
-          expect(await inFlight).toEqual({ slept: 300 });
+          // Over a broker the stop takes effect once the server has it: a call sent before that is
+          // still served. From then on, every new call is refused as not delivered (safe to retry),
+          // while the held call still runs.
+          const outcomes: string[] = [];
+          await vi.waitFor(
+            async () => {
+              const outcome = await probeClient.withDefault({ name: 'late' }, { timeoutMs: 2_000 }).then(
+                () => 'served',
+                (error: unknown) => (isKeelError(error, 'NO_RESPONDERS') ? 'NO_RESPONDERS' : String(error)),
+              );
+              outcomes.push(outcome);
+              expect(outcome).toBe('NO_RESPONDERS');
+            },
+            { timeout: 5_000, interval: 20 },
+          );
+          expect(outcomes.slice(0, -1).filter((outcome) => outcome !== 'served')).toEqual([]);
+          expect(stopResolved).toBe(false);
+          gateOf(draining.shared, key).open();
+          expect(await inFlight).toEqual({ key });
           await stopped;
-          const error = await expectRejection(probeClient.withDefault({ name: 'late' }, { timeoutMs: 2_000 }));
+          const error = await expectRejection(probeClient.withDefault({ name: 'later' }, { timeoutMs: 2_000 }));
           expect(isKeelError(error, 'NO_RESPONDERS')).toBe(true);
         } finally {
+          gateOf(draining.shared, key).open();
           await shutdown(target, draining);
+        }
+      });
+
+      it("stops a module before its dependency hosted in the same kernel: the dependency still serves the dependent's in-flight call during its drain, then stops", async () => {
+        const app = await boot(target, [{ name: 'pair', host: ['probe', 'relay'] }]);
+        const key = uniqueTag('stop-order');
+        try {
+          const pending = app.client.client(relay).heldNested({ key }, { timeoutMs: 10_000 });
+          await vi.waitFor(() => expect(app.shared.started).toContain(`pair:${key}`), WAIT);
+          const kernel = app.kernels.get('pair') as Kernel;
+          const state = (module: string) => kernel.status().modules.find((entry) => entry.name === module)?.state;
+          const stopped = kernel.stop();
+          // relay drains its call first; probe has not begun to stop.
+          await vi.waitFor(() => expect(state('relay')).toBe('stopping'), WAIT);
+          expect(state('probe')).toBe('started');
+          // The held call now calls probe, which must still serve it.
+          gateOf(app.shared, key).open();
+          expect(await pending).toEqual({ text: `hello ${key}` });
+          await stopped;
+          expect(app.shared.stops).toEqual(['pair:relay', 'pair:probe']);
+        } finally {
+          gateOf(app.shared, key).open();
+          await shutdown(target, app);
         }
       });
     });
