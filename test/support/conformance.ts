@@ -252,11 +252,13 @@ interface Shared {
   readonly started: string[];
   /** `instance:module` of every stop hook that ran, in order. */
   readonly stops: string[];
+  /** `tag:attempt` of every `retried` delivery the listener handled without throwing. */
+  readonly retriedOk: string[];
   readonly gates: Map<string, Gate>;
 }
 
 function newShared(): Shared {
-  return { handling: [], started: [], stops: [], gates: new Map() };
+  return { handling: [], started: [], stops: [], retriedOk: [], gates: new Map() };
 }
 
 /** The gate named `key`, made by whichever of the test and a handler asks first. */
@@ -420,6 +422,7 @@ function makeModules(received: Received[], instance: string, shared: Shared) {
             handle: (payload, context) => {
               record('listener', 'retried')(payload, context);
               if (shared.gates.get(payload.tag)?.isOpen === false) throw new Error('failing until the test opens the gate');
+              shared.retriedOk.push(`${payload.tag}:${context.attempt}`);
             },
           },
         },
@@ -1015,9 +1018,15 @@ export function describeTransportConformance(target: ConformanceTarget): void {
         } finally {
           gate.open();
         }
+        await vi.waitFor(() => expect(app.shared.retriedOk.filter((entry) => entry.startsWith(`${stuck}:`))).toHaveLength(1), WAIT);
+        // Handled once: no attempt after the one that succeeded, nothing dead-lettered.
         await target.durableSettled(app.namespace);
         const all = attempts(stuck);
         expect(all).toEqual(Array.from({ length: all.length }, (_, index) => index + 1));
+        expect(app.shared.retriedOk.filter((entry) => entry.startsWith(`${stuck}:`) || entry.startsWith(`${later}:`))).toEqual([
+          `${later}:1`,
+          `${stuck}:${all.length}`,
+        ]);
         expect(attempts(later)).toEqual([1]);
         expect(app.deadLetters.filter((letter) => letter.tag === stuck || letter.tag === later)).toEqual([]);
       });
@@ -1253,7 +1262,9 @@ export function describeTransportConformance(target: ConformanceTarget): void {
             stopResolved = true;
           });
           expect(kernel.ready()).toBe(false);
-          // Over a broker the stop takes effect once the server has it: a call sent before that is
+          // The module has begun its drain (stop() itself returns before that).
+          await vi.waitFor(() => expect(kernel.status().modules).toEqual([expect.objectContaining({ name: 'probe', state: 'stopping' })]), WAIT);
+          // Over a broker the drain takes effect once the server has it: a call sent before that is
           // still served. From then on, every new call is refused as not delivered (safe to retry),
           // while the held call still runs.
           const outcomes: string[] = [];
