@@ -1,4 +1,5 @@
 import { Agent, request as httpRequest } from 'node:http';
+import { connect } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorKind, KeelErrorCode, createKernel, silentLogger, type Kernel } from 'keel';
 import { newTraceparent, type CallRecord } from 'keel/transport';
@@ -332,6 +333,100 @@ describe('http - gateway options and lifecycle', () => {
       expect(framed.headers.get('x-frame-options')).toBe('DENY');
       expect(operation.status).toBe(200);
       expect(operation.headers.get('x-frame-options')).toBe('SAMEORIGIN');
+    } finally {
+      await gateway.close();
+      await kernel.stop();
+    }
+  });
+
+  it('http - the security header lines, byte for byte and first in the head: an operation, a problem, a route of the application, and what its hooks change', async () => {
+    const kernel = createKernel({ modules: fixtureModules, logger: silentLogger });
+    await kernel.start();
+    const gateway = await createHttpGateway({
+      kernel,
+      port: 0,
+      logger: silentLogger,
+      metrics: false,
+      rateLimit: false,
+      configure: (server) => {
+        server.get('/own/plain', async (_request, reply) => reply.header('x-own', 'yes').send('plain'));
+        // A hook of the application sees the security headers as the answer's own, and may change or drop them.
+        server.get(
+          '/own/hooked',
+          {
+            onSend: (_request, reply, payload, done) => {
+              reply.header('x-seen', String(reply.getHeader('x-frame-options')));
+              reply.header('x-frame-options', 'DENY');
+              reply.removeHeader('x-xss-protection');
+              done(null, payload);
+            },
+          },
+          async () => 'hooked',
+        );
+      },
+    });
+    const url = new URL(await gateway.listen());
+    /** The head's lines as sent (names in their case, in their order), without the Date line. */
+    const headOf = async (request: string): Promise<string[]> => {
+      const socket = connect({ host: url.hostname, port: Number(url.port) });
+      let received = '';
+      socket.setEncoding('latin1').on('data', (chunk: string) => (received += chunk));
+      await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
+      socket.write(request);
+      await new Promise((resolve) => socket.once('close', resolve));
+      return received
+        .slice(0, received.indexOf('\r\n\r\n'))
+        .split('\r\n')
+        .filter((line) => !line.startsWith('Date: '));
+    };
+    const csp =
+      "content-security-policy: default-src 'self';base-uri 'self';font-src 'self' https: data:;form-action 'self';frame-ancestors 'self';" +
+      "img-src 'self' data:;object-src 'none';script-src 'self';script-src-attr 'none';style-src 'self' https: 'unsafe-inline'";
+    const security = [
+      csp,
+      'cross-origin-opener-policy: same-origin',
+      'cross-origin-resource-policy: same-origin',
+      'origin-agent-cluster: ?1',
+      'referrer-policy: no-referrer',
+      'strict-transport-security: max-age=31536000; includeSubDomains',
+      'x-content-type-options: nosniff',
+      'x-dns-prefetch-control: off',
+      'x-download-options: noopen',
+      'x-frame-options: SAMEORIGIN',
+      'x-permitted-cross-domain-policies: none',
+      'x-xss-protection: 0',
+    ];
+    const id = 'x-correlation-id: head-1';
+    const get = (path: string) => `GET ${path} HTTP/1.1\r\nHost: x\r\nX-Correlation-Id: head-1\r\nConnection: close\r\n\r\n`;
+    const body = JSON.stringify({ key: 'head', value: 1 });
+    try {
+      const operation = await headOf(
+        `POST /store/put HTTP/1.1\r\nHost: x\r\nX-Correlation-Id: head-1\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
+      );
+      expect(operation).toEqual(['HTTP/1.1 200 OK', ...security, id, 'content-type: application/json; charset=utf-8', 'content-length: 28', 'Connection: close']);
+      const notFound = await headOf(get('/nowhere'));
+      expect(notFound).toEqual([
+        'HTTP/1.1 404 Not Found',
+        ...security,
+        id,
+        'content-type: application/problem+json; charset=utf-8',
+        expect.stringMatching(/^content-length: [0-9]+$/),
+        'Connection: close',
+      ]);
+      const own = await headOf(get('/own/plain'));
+      expect(own).toEqual(['HTTP/1.1 200 OK', ...security, id, 'x-own: yes', 'content-type: text/plain; charset=utf-8', 'content-length: 5', 'Connection: close']);
+      const hooked = await headOf(get('/own/hooked'));
+      expect(hooked).toEqual([
+        'HTTP/1.1 200 OK',
+        ...security.slice(0, 9),
+        'x-frame-options: DENY',
+        'x-permitted-cross-domain-policies: none',
+        id,
+        'content-type: text/plain; charset=utf-8',
+        'x-seen: SAMEORIGIN',
+        'content-length: 6',
+        'Connection: close',
+      ]);
     } finally {
       await gateway.close();
       await kernel.stop();

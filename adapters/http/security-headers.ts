@@ -54,6 +54,9 @@ export function helmetSteps(helmet: Helmet, options: HelmetOptions): readonly He
   return steps;
 }
 
+/** Header names whose removal Node's response remembers (it then leaves out its own line for them). */
+const REMEMBERED_REMOVALS: ReadonlySet<string> = new Set(['connection', 'content-length', 'transfer-encoding', 'date']);
+
 /** Route config the `helmet` route option becomes (as `@fastify/helmet` stores it). */
 interface RouteHelmetConfig {
   readonly helmet?: HelmetOptions & { readonly skipRoute?: boolean; readonly enableCSPNonces?: boolean };
@@ -80,10 +83,15 @@ export function securityHeaders(server: FastifyInstance, options: HelmetOptions)
     const values = steps.map(([, value]) => value);
     const count = steps.length;
     return (reply) => {
+      const raw = reply.raw;
       for (let index = 0; index < count; index += 1) {
         const value = values[index];
-        if (value === undefined) reply.raw.removeHeader(names[index] as string);
-        else reply.header(names[index] as string, value);
+        const name = names[index] as string;
+        if (value !== undefined) reply.header(name, value);
+        // helmet's removal (X-Powered-By) of a header the response does not hold is a no-op, but
+        // for the names whose removal Node remembers, and an error once the head is sent: asked
+        // only then, it spares Node's name checks and lower-casing on every answer.
+        else if (REMEMBERED_REMOVALS.has(name) || raw.headersSent || raw.hasHeader(name)) raw.removeHeader(name);
       }
     };
   };
