@@ -221,9 +221,12 @@ describe('http - gateway in one process', () => {
     });
   });
 
-  it('http - metrics count calls made and served, failed ones by error code as their outcome, latency, and HTTP requests', async () => {
+  it("http - metrics count calls made and served, failed ones by error code as their outcome, latency, and HTTP requests by route template (an operation's also when asked by GET or refused before its handler ran)", async () => {
     await post(`${url}/store/get`, { key: 'metrics-missing' });
     await post(`${url}/store/greeting`, { name: 'm' });
+    // The route of an operation asked by GET, and of one refused before its handler ran (its body is no JSON).
+    expect((await fetch(`${url}/store/greeting?input=${encodeURIComponent('{"name":"g"}')}`)).status).toBe(200);
+    expect((await fetch(`${url}/store/put`, { method: 'POST', headers: JSON_HEADERS, body: '{not json' })).status).toBe(400);
     const response = await fetch(`${url}/metrics`);
     expect(response.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
     const text = await response.text();
@@ -236,6 +239,8 @@ describe('http - gateway in one process', () => {
     expect(text).toMatch(/keel_calls_total\{side="served",contract="store",operation="get",transport="local",caller="http",outcome="NOT_THERE"\} [1-9]/);
     expect(text).toMatch(new RegExp(`keel_call_duration_seconds_count\\{side="served",${labels}\\} [1-9]`));
     expect(text).toMatch(/keel_http_requests_total\{method="POST",route="\/store\/greeting",status="200"\} [1-9]/);
+    expect(text).toMatch(/keel_http_requests_total\{method="GET",route="\/store\/greeting",status="200"\} [1-9]/);
+    expect(text).toMatch(/keel_http_requests_total\{method="POST",route="\/store\/put",status="400"\} [1-9]/);
     expect(text).toMatch(/keel_http_request_duration_seconds_bucket\{le="[^"]+",method="POST",route="\/store\/get"\}/);
   });
 

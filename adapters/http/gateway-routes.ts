@@ -28,8 +28,21 @@ export const CLOSING_AWARE_HANDLERS = new WeakSet<object>();
 /** Request property (a fastify decorator) holding the request's correlation id once known. */
 export const CORRELATION_ID_PROPERTY = 'keelCorrelationId';
 
-/** A fastify request with the gateway's decorator. */
-type CorrelatedRequest = FastifyRequest & { [CORRELATION_ID_PROPERTY]: string };
+/**
+ * Request property (a fastify decorator) holding the route template of the operation route that
+ * took the request, set by its handler ('' until then): what the HTTP metric reads there, rather
+ * than `request.routeOptions`, an object fastify builds anew on every read.
+ */
+export const OPERATION_ROUTE_PROPERTY = 'keelOperationRoute';
+
+/** A fastify request with the gateway's decorators. */
+type CorrelatedRequest = FastifyRequest & { [CORRELATION_ID_PROPERTY]: string; [OPERATION_ROUTE_PROPERTY]: string };
+
+/** The route template of the request's route, for the HTTP metric: `unmatched` when no route took it. */
+export function routeOf(request: FastifyRequest): string {
+  const route = (request as CorrelatedRequest)[OPERATION_ROUTE_PROPERTY];
+  return route !== '' && route !== undefined ? route : (request.routeOptions.url ?? 'unmatched');
+}
 
 type Call = (input: unknown, options?: CallOptions) => Promise<unknown>;
 
@@ -342,11 +355,17 @@ export function addOperationRoutes(
         serialize: validatedBy(contract) ? compileOutputSerializer(operation.output).serialize : stringify,
       };
       const url = operationPath(contract.name, name);
-      const post: RouteHandlerMethod = (request, reply) => serve(request, reply, route, request.body);
+      const post: RouteHandlerMethod = (request, reply) => {
+        (request as CorrelatedRequest)[OPERATION_ROUTE_PROPERTY] = url;
+        return serve(request, reply, route, request.body);
+      };
       CLOSING_AWARE_HANDLERS.add(post);
       server.post(url, post);
       if (allowedMethods.get(url)?.includes('GET')) {
-        const get: RouteHandlerMethod = (request, reply) => serve(request, reply, route, parseQueryInput(request, parseJson));
+        const get: RouteHandlerMethod = (request, reply) => {
+          (request as CorrelatedRequest)[OPERATION_ROUTE_PROPERTY] = url;
+          return serve(request, reply, route, parseQueryInput(request, parseJson));
+        };
         CLOSING_AWARE_HANDLERS.add(get);
         server.get(url, get);
       }

@@ -13,6 +13,7 @@ import { GATEWAY_PATHS, resolveHttpGatewayOptions, type HttpGatewayOptions } fro
 import {
   CLOSING_AWARE_HANDLERS,
   CORRELATION_ID_PROPERTY,
+  OPERATION_ROUTE_PROPERTY,
   GatewayRefusal,
   JSON_CONTENT_TYPE,
   addOperationRoutes,
@@ -22,6 +23,7 @@ import {
   notFoundHandler,
   refusalOfFastifyError,
   requestAnswers,
+  routeOf,
 } from './gateway-routes.js';
 import { NOT_RATE_LIMITED, addDefences, defenceServerOptions } from './gateway-defences.js';
 import { createKernelMetrics, kernelOfMetrics, type KernelMetrics, type KernelMetricsOptions } from './metrics.js';
@@ -148,6 +150,7 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
   // JSON only: without this, fastify would also accept text/plain bodies as strings.
   server.removeContentTypeParser('text/plain');
   server.decorateRequest(CORRELATION_ID_PROPERTY, '');
+  server.decorateRequest(OPERATION_ROUTE_PROPERTY, '');
   // While closing, every answer ends its connection: a connection kept alive would hold close()
   // open. The operation routes and the problems see to it themselves (gateway-routes.ts); every
   // other route (CORS's, the gateway's own, the application's) gets an onSend hook of its own
@@ -190,7 +193,7 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
   });
   if (metrics !== undefined) {
     server.addHook('onResponse', (request, reply, done) => {
-      metrics.observeHttp(request.method, request.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime);
+      metrics.observeHttp(request.method, routeOf(request), reply.statusCode, reply.elapsedTime);
       done();
     });
   }
