@@ -156,7 +156,8 @@ export async function inspectEachModuleDatabase<T>(
       if (engine.inspect === undefined) {
         throw new KeelError(
           KeelErrorCode.INVALID_CONFIG,
-          `The ${engine.name} database engine cannot be read without changing it (it has no inspect()), so keel db cannot show module "${entry.module}".`,
+          `The ${engine.name} database engine cannot be read without changing it (it has no inspect()), so keel db status cannot show module "${entry.module}". ` +
+            "Implement DatabaseEngine.inspect(schema) in the engine (read-only transactions, no schema or role created), or use keel/postgres or keel/pglite.",
         );
       }
       const connection = await engine.inspect(schema);

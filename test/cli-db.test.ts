@@ -138,6 +138,14 @@ describe('cli - keel db', () => {
     expect(noSelect.code).toBe(1);
     expect(noSelect.stderr).toContain(`error FORBIDDEN: The database user ${reader} may not read the migrations of schema "${module}"`);
 
+    // USAGE and SELECT on the ledger, the pair docs/cli.md names, is enough.
+    await query(database.url, `grant select on ${module}.keel_migrations to ${reader}`);
+    const granted = await runKeel(['db', 'status', '--json'], { cwd: root, env });
+    expect(granted.code, granted.stderr).toBe(0);
+    expect(JSON.parse(granted.stdout).modules.map((entry: any) => [entry.schemaExists, entry.migrations.map((migration: any) => migration.state)])).toEqual([[true, Array(4).fill('applied')]]);
+
+    await query(database.url, `revoke select on ${module}.keel_migrations from ${reader}`);
+    await query(database.url, `revoke usage on schema ${module} from ${reader}`);
     await query(database.url, `grant pg_read_all_data to ${reader}`);
     const allowed = await runKeel(['db', 'status', '--json'], { cwd: root, env });
     expect(allowed.code, allowed.stderr).toBe(0);

@@ -6,7 +6,8 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
 import { query } from './support/data-app.js';
-import { TEST_POSTGRES_URL, enginesUnderTest } from './support/databases.js';
+import { createPostgresDatabase } from 'keel/postgres';
+import { TEST_POSTGRES_URL, createTestDatabase, enginesUnderTest } from './support/databases.js';
 
 const engines = enginesUnderTest();
 /** Module roles made on the test server, which outlive its databases: dropped once the databases are. */
@@ -49,6 +50,41 @@ describe.each(engines)('data - inspect - $name', (underTest) => {
       expect((await reader.query('select count(*)::int as n from items')).rows).toEqual([{ n: 1 }]);
     } finally {
       await reader.close();
+    }
+  }, 60_000);
+});
+
+describe('data - a DATABASE_URL with its own server options (postgres)', () => {
+  it("keeps the URL's options and adds keel's: connect runs as the module's role in its schema, inspect stays read only", async () => {
+    const database = await createTestDatabase();
+    const schema = `optioned_${randomBytes(4).toString('hex')}`;
+    roles.push(`keel_${schema}`);
+    const url = new URL(database.url);
+    // What managed hosts hand out: a statement timeout set through the URL's options.
+    url.searchParams.set('options', '-c statement_timeout=5000');
+    const engine = createPostgresDatabase({ url: url.toString() });
+    try {
+      const connection = await engine.connect(schema);
+      try {
+        const { rows } = await connection.query<{ who: string; path: string; timeout: string }>(
+          "select current_user as who, current_setting('search_path') as path, current_setting('statement_timeout') as timeout",
+        );
+        expect(rows).toEqual([{ who: `keel_${schema}`, path: `"${schema}"`, timeout: '5s' }]);
+        await connection.exec('create table items (id integer primary key)');
+      } finally {
+        await connection.close();
+      }
+      const reader = await engine.inspect!(schema);
+      try {
+        expect((await reader.query("select current_setting('statement_timeout') as timeout")).rows).toEqual([{ timeout: '5s' }]);
+        expect((await reader.query('select count(*)::int as n from items')).rows).toEqual([{ n: 0 }]);
+        await expect(reader.query('insert into items values (1)')).rejects.toThrow(/read-only transaction/);
+      } finally {
+        await reader.close();
+      }
+    } finally {
+      await engine.close();
+      await database.drop();
     }
   }, 60_000);
 });

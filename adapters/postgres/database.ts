@@ -76,11 +76,10 @@ class PostgresEngine implements DatabaseEngine {
   async connect(schema: string): Promise<SchemaConnection> {
     await this.#setUp(schema);
     const pool = new pg.Pool({
-      connectionString: this.url,
       max: this.poolSize,
       connectionTimeoutMillis: this.connectTimeoutMs,
       // Every connection starts in the module's schema, as the module's role.
-      options: `-c search_path=${quoteIdentifier(schema)} -c role=${roleOf(schema)}`,
+      ...withServerOptions(this.url, `-c search_path=${quoteIdentifier(schema)} -c role=${roleOf(schema)}`),
     });
     // An idle connection the server dropped must not crash the process; the pool replaces it.
     pool.on('error', () => undefined);
@@ -90,16 +89,32 @@ class PostgresEngine implements DatabaseEngine {
 
   async inspect(schema: string): Promise<SchemaConnection> {
     const pool = new pg.Pool({
-      connectionString: this.url,
       max: 1,
       connectionTimeoutMillis: this.connectTimeoutMs,
       // The connecting user's own rights, in the module's schema (which may not exist), and the server refuses any write.
-      options: `-c search_path=${quoteIdentifier(schema)} -c default_transaction_read_only=on`,
+      ...withServerOptions(this.url, `-c search_path=${quoteIdentifier(schema)} -c default_transaction_read_only=on`),
     });
     pool.on('error', () => undefined);
     try {
-      (await pool.connect()).release();
+      const client = await pool.connect();
+      try {
+        // Checked, not assumed: a setting of the server or the role could still win over the connection's.
+        const { rows } = await client.query<{ transaction_read_only: string }>('show transaction_read_only');
+        if (rows[0]?.transaction_read_only !== 'on') {
+          throw new KeelError(
+            KeelErrorCode.INTERNAL,
+            `A connection to read schema "${schema}" at ${this.location} is not read only (transaction_read_only is ` +
+              `${String(rows[0]?.transaction_read_only)}); nothing was read. Check the server's and the role's settings.`,
+          );
+        }
+      } finally {
+        client.release();
+      }
     } catch (error) {
+      if (error instanceof KeelError) {
+        await pool.end().catch(() => undefined);
+        throw error;
+      }
       await pool.end().catch(() => undefined);
       throw new KeelError(
         KeelErrorCode.UNAVAILABLE,
@@ -140,6 +155,25 @@ class PostgresEngine implements DatabaseEngine {
     this.#pools.clear();
     await Promise.all(pools.map((pool) => pool.end().catch(() => undefined)));
   }
+}
+
+/**
+ * The pool's connection settings with keel's server options (`-c name=value ...`) added after
+ * any the URL carries (`?options=...`, common on managed hosts): pg lets a URL's parameters win
+ * over the config, so keel's would otherwise be dropped, and with them the module's role or the
+ * reader's read-only mode. Later `-c` settings win on the server, so keel's come last.
+ */
+function withServerOptions(url: string, options: string): { connectionString: string; options: string } {
+  let parsed: URL;
+  try {
+    parsed = new URL(url);
+  } catch {
+    return { connectionString: url, options };
+  }
+  const given = parsed.searchParams.get('options');
+  if (given === null) return { connectionString: url, options };
+  parsed.searchParams.delete('options');
+  return { connectionString: parsed.toString(), options: `${given} ${options}` };
 }
 
 function resultOf<R extends Row>(result: pg.QueryResult): QueryResult<R> {
