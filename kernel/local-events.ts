@@ -41,6 +41,8 @@ export class LocalEvents {
   readonly #retries = new Map<NodeJS.Timeout, () => void>();
   /** Deliveries scheduled or running, and retries waiting for their timer: what {@link settled} waits for. */
   readonly #outstanding = new InFlight();
+  /** Closed: a delivery that fails from now on is retried no more (its retry would outlive the bus). */
+  #closed = false;
 
   constructor(
     readonly logger: Logger,
@@ -120,6 +122,12 @@ export class LocalEvents {
       } finally {
         member.end();
       }
+      if (this.#closed) {
+        throw new KeelError(
+          KeelErrorCode.UNAVAILABLE,
+          `${event.contract}.${event.event} ${event.metadata.id} waits in the outbox: the transport closed before its retry.`,
+        );
+      }
       await new Promise<void>((resolve, reject) => {
         const timer = setTimeout(() => {
           this.#retries.delete(timer);
@@ -176,8 +184,24 @@ export class LocalEvents {
     return this.#outstanding.idle();
   }
 
+  /**
+   * Counts work that will publish events here toward {@link settled} until the returned release
+   * is called (once; later calls do nothing): an outbox relay's round, from the commit that
+   * kicks it.
+   */
+  hold(): () => void {
+    this.#outstanding.begin();
+    let held = true;
+    return () => {
+      if (!held) return;
+      held = false;
+      this.#outstanding.end();
+    };
+  }
+
   /** Stops redeliveries and reports the durable events that no member will ever get. */
   close(): void {
+    this.#closed = true;
     const retries = [...this.#retries];
     this.#retries.clear();
     for (const [timer, cancel] of retries) {
@@ -257,6 +281,13 @@ export class LocalEvents {
     const metadata: EventMetadata = { ...event.metadata, attempt };
     if (isKeelError(error, KeelErrorCode.INVALID_EVENT) || attempt >= subscription.maxAttempts) {
       subscription.deadLetter(event.payload, metadata, error);
+      return;
+    }
+    if (this.#closed) {
+      this.logger.warn(
+        { event: `${event.contract}.${event.event}`, subscriber: subscription.subscriber, attempt },
+        'durable event lost: its handler failed after the transport closed, so it is not retried',
+      );
       return;
     }
     // The retry runs long after the failed delivery: it carries none of its context.

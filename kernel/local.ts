@@ -81,7 +81,10 @@ export interface LocalTransport extends Transport {
    * Resolves once no event is being delivered and no durable event waits for a retry: every
    * event published so far has been handled, or dead-lettered after its last attempt. Durable
    * events kept for a module with no running instance do not count (they wait for it to run
-   * again). An event published while it waits (a handler's own, say) is waited for too.
+   * again). An event published while it waits (a handler's own, say) is waited for too, and
+   * so are the events of a transaction committed meanwhile, once the module's outbox relay has
+   * handed them over; one whose subscribing module has no running instance stays in the outbox
+   * for the relay's next attempt and is not waited for.
    */
   settled(): Promise<void>;
 }
@@ -257,6 +260,15 @@ export function outboxPublisher(transport: Transport): (event: PublishedEvent) =
   return (event) => transport.publish(event);
 }
 
+/**
+ * What an outbox relay publishing on `transport` holds while a round kicked by a commit runs, so
+ * that the in-process bus's `settled()` waits for the events the commit wrote; undefined for any
+ * other transport (JetStream keeps its own account of what is delivered).
+ */
+export function outboxHold(transport: Transport): (() => () => void) | undefined {
+  return transport instanceof LocalBus ? () => transport.holdSettled() : undefined;
+}
+
 /** A call into the in-process transport that rebuilds failures itself (see {@link directCaller}). */
 export type DirectCall = (
   address: OperationAddress,
@@ -370,6 +382,11 @@ class LocalBus implements LocalTransport {
 
   settled(): Promise<void> {
     return this.#events.settled();
+  }
+
+  /** {@link LocalEvents.hold}: for the outbox relay (see {@link outboxHold}). */
+  holdSettled(): () => void {
+    return this.#events.hold();
   }
 
   status(): TransportStatus {

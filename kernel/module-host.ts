@@ -13,7 +13,7 @@ import { schemaOf, type DatabaseEngine, type ModuleData } from './database.js';
 import { migrate, readMigrations } from './migrations.js';
 import { ModuleDatabase, missingDatabase, outsideTransactions } from './module-data.js';
 import { OutboxRelay, crashPoint } from './outbox-relay.js';
-import { outboxPublisher } from './local.js';
+import { outboxHold, outboxPublisher } from './local.js';
 import { MemoryIdempotencyStore, SqlIdempotencyStore } from './idempotency.js';
 import { LifecycleState } from './lifecycle.js';
 import type { Logger } from './logger.js';
@@ -184,7 +184,8 @@ export class ModuleHost {
       throw error;
     }
     this.#db = new ModuleDatabase(module.name, schema, engine, connection);
-    this.#relay = new OutboxRelay(module.contract as AnyContract, connection, outboxPublisher(services.remote ?? services.local), logger);
+    const transport = services.remote ?? services.local;
+    this.#relay = new OutboxRelay(module.contract as AnyContract, connection, outboxPublisher(transport), logger, outboxHold(transport));
     return this.#db;
   }
 

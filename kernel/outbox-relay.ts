@@ -95,9 +95,12 @@ export class OutboxRelay {
   #rounds = 0;
   /** The event whose failed publish holds back the others, for the retry's log line. */
   #heldBack: Record<string, unknown> | undefined;
+  /** What the commits since the last round started hold (see the constructor's `hold`), released when a round ends. */
+  #holds: (() => void)[] = [];
   /** kick, as a function to run after a commit (one per transaction, however many events). */
   readonly kicker = (): void => {
     crashPoint('outbox:after-commit');
+    if (this.hold !== undefined && !this.#stopped) this.#holds.push(this.hold());
     this.kick();
   };
 
@@ -107,6 +110,11 @@ export class OutboxRelay {
     /** Publishes one event, resolving once the transport holds it (see outboxPublisher). */
     readonly publish: (event: PublishedEvent) => Promise<void>,
     readonly logger: Logger,
+    /**
+     * Held from a commit until the round that publishes its events ends (outboxHold: the
+     * in-process bus's `settled()` waits for it); the release is called once.
+     */
+    readonly hold: (() => () => void) | undefined = undefined,
     readonly options: OutboxRelayOptions = DEFAULT_OUTBOX_RELAY_OPTIONS,
   ) {}
 
@@ -132,6 +140,17 @@ export class OutboxRelay {
     clearTimeout(this.#timer);
     await this.#running;
     await this.#round().catch(() => undefined);
+    this.#release(this.#takeHolds());
+  }
+
+  #takeHolds(): (() => void)[] {
+    const holds = this.#holds;
+    this.#holds = [];
+    return holds;
+  }
+
+  #release(holds: readonly (() => void)[]): void {
+    for (const release of holds) release();
   }
 
   #schedule(delayMs: number): void {
@@ -144,6 +163,8 @@ export class OutboxRelay {
   #run(): void {
     // Outside the context of whoever kicked it (a handler's commit): the relay's rounds, timers and
     // log lines belong to no request, and must not keep one's context alive.
+    // The commits that kicked so far: this round claims their rows.
+    const holds = this.#takeHolds();
     detached(() => {
       this.#running = this.#round()
         .then(
@@ -162,7 +183,9 @@ export class OutboxRelay {
         )
         .then((more) => {
           this.#running = undefined;
-          if (this.#failures > 0) return;
+          this.#release(holds);
+          // A failed publish waits for its retry in the outbox; commits meanwhile wait with it, unheld.
+          if (this.#failures > 0) return this.#release(this.#takeHolds());
           if (more || this.#again) {
             this.#again = false;
             this.kick();

@@ -1,5 +1,5 @@
 import { silentLogger } from 'keel';
-import { createLocalTransport, type LocalTransport } from 'keel/transport';
+import { createLocalTransport, within, type LocalTransport } from 'keel/transport';
 import { describeTransportConformance } from './support/conformance.js';
 
 // One in-process bus per namespace, shared by the kernels of one test application: each module
@@ -20,6 +20,8 @@ describeTransportConformance({
   closeTransport: async () => {},
   // Nothing being delivered and no retry waiting: the bus will deliver none of its events again.
   durableSettled: async (namespace) => {
-    await buses.get(namespace)?.settled();
+    const bus = buses.get(namespace);
+    if (bus === undefined) throw new Error(`durableSettled: no bus was made for application ${namespace}`);
+    if (!(await within(bus.settled(), 15_000))) throw new Error(`durableSettled: application ${namespace}'s bus still delivers or retries events after 15 s`);
   },
 });

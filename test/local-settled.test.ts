@@ -1,6 +1,8 @@
 import { describe, expect, it } from 'vitest';
-import { isKeelError, silentLogger } from 'keel';
+import { createKernel, isKeelError, silentLogger } from 'keel';
+import { createPGliteDatabase } from 'keel/pglite';
 import { Fanout, createLocalTransport, type EventSubscription, type PublishedEvent } from 'keel/transport';
+import { audit, auditModule, ledger, ledgerModule } from './fixtures/data/modules.js';
 
 // The in-process bus's settled(): what the conformance suite's "handled once" waits for, and what
 // an application's own tests can await instead of polling for an event's effects.
@@ -116,6 +118,30 @@ describe('local transport - settled()', () => {
     expect(seen.handled).toEqual(['sold 1#1']);
   });
 
+  it('does not retry a durable delivery that fails after the bus closed: settled() resolves with the one attempt made', async () => {
+    const bus = createLocalTransport({ logger: silentLogger, redeliveryDelayMs: 20 });
+    const seen = journal();
+    let release: () => void = () => {};
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let started: () => void = () => {};
+    const running = new Promise<void>((resolve) => (started = resolve));
+    await bus.subscribe({
+      ...subscriber('sold', seen),
+      handle: async (payload, metadata) => {
+        seen.handled.push(`sold ${(payload as { n: string }).n}#${metadata.attempt}`);
+        started();
+        await gate;
+        throw new Error('failing after the bus closed, on purpose');
+      },
+    });
+    await bus.publish(event('sold', '1'));
+    await running;
+    await bus.close();
+    release();
+    await bus.settled();
+    expect(seen.handled).toEqual(['sold 1#1']);
+  });
+
   it("rejects an outbox relay's confirmed publish with UNAVAILABLE when the bus closes before its retry, so the event stays in the outbox", async () => {
     const bus = createLocalTransport({ logger: silentLogger, redeliveryDelayMs: 600_000 });
     const seen = journal();
@@ -133,4 +159,21 @@ describe('local transport - settled()', () => {
     expect((error as Error).message).toContain('the transport closed before its retry');
     await bus.settled();
   });
+
+  it("waits for a durable event a handler's transaction wrote to its outbox, until the relay handed it over and the subscriber handled it", async () => {
+    const bus = createLocalTransport({ logger: silentLogger });
+    const database = await createPGliteDatabase();
+    const kernel = createKernel({ modules: [auditModule, ledgerModule], database, topology: { host: ['audit', 'ledger'], transport: bus }, logger: silentLogger });
+    await kernel.start();
+    try {
+      // ledger.add inserts and emits entryAdded in one transaction: the event leaves by the outbox.
+      await kernel.client(ledger).add({ label: 'first' });
+      await bus.settled();
+      expect((await kernel.client(audit).seen({})).labels).toEqual(['first']);
+    } finally {
+      await kernel.stop();
+      await database.close();
+      await bus.close();
+    }
+  }, 30_000);
 });

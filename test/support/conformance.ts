@@ -24,11 +24,12 @@ export type { ConformanceTarget } from './conformance-app.js';
  *
  * @example
  * ```ts
- * const buses = new Map<string, Transport>();
+ * const buses = new Map<string, LocalTransport>();
  * describeTransportConformance({
  *   name: 'local',
  *   createTransport: async (namespace) => buses.get(namespace) ?? buses.set(namespace, createLocalTransport()).get(namespace)!,
  *   closeTransport: async () => {},
+ *   durableSettled: async (namespace) => buses.get(namespace)!.settled(),
  * });
  * ```
  */
