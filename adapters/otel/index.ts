@@ -98,6 +98,9 @@ export const EXPORT_FAILURE_LOG_INTERVAL_MS = 30_000;
  */
 export const EXPORT_FAILURE_MESSAGES_KEPT = 256;
 
+/** How much of an export failure's message is logged and remembered (a collector's refusal may quote a whole body). */
+const EXPORT_FAILURE_MESSAGE_KEY_CHARS = 512;
+
 /**
  * The running SDK: {@link Tracing.shutdown} sends the spans still buffered and stops it.
  *
@@ -284,7 +287,8 @@ async function withinBound(work: Promise<unknown>, ms: number): Promise<'done' |
 function rateLimitedWarnings(logger: Logger): (error: unknown) => void {
   const seen = new Map<string, { at: number; repeated: number }>();
   return (error) => {
-    const message = messageOf(error);
+    // A message may carry a whole response body: the key kept is its start.
+    const message = messageOf(error).slice(0, EXPORT_FAILURE_MESSAGE_KEY_CHARS);
     const now = Date.now();
     const last = seen.get(message);
     if (last !== undefined && now - last.at < EXPORT_FAILURE_LOG_INTERVAL_MS) {
