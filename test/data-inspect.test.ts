@@ -60,8 +60,10 @@ describe('data - a DATABASE_URL with its own server options (postgres)', () => {
     const schema = `optioned_${randomBytes(4).toString('hex')}`;
     roles.push(`keel_${schema}`);
     const url = new URL(database.url);
-    // What managed hosts hand out: a statement timeout set through the URL's options.
-    url.searchParams.set('options', '-c statement_timeout=5000');
+    // What managed hosts hand out: a statement timeout set through the URL's options (pg takes
+    // the last of repeated parameters, and so does keel).
+    url.searchParams.append('options', '-c statement_timeout=1000');
+    url.searchParams.append('options', '-c statement_timeout=5000');
     const engine = createPostgresDatabase({ url: url.toString() });
     try {
       const connection = await engine.connect(schema);

@@ -3,6 +3,7 @@
  * module's search_path, so that unqualified names resolve in the module's own schema.
  */
 import pg from 'pg';
+import { parseIntoClientConfig } from 'pg-connection-string';
 import { z } from 'zod';
 import type { DatabaseEngine, QueryResult, Row, SchemaConnection, SqlRunner } from 'keel/transport';
 import { KeelError, KeelErrorCode } from 'keel';
@@ -158,22 +159,15 @@ class PostgresEngine implements DatabaseEngine {
 }
 
 /**
- * The pool's connection settings with keel's server options (`-c name=value ...`) added after
- * any the URL carries (`?options=...`, common on managed hosts): pg lets a URL's parameters win
- * over the config, so keel's would otherwise be dropped, and with them the module's role or the
- * reader's read-only mode. Later `-c` settings win on the server, so keel's come last.
+ * The pool's connection settings: the URL read as pg reads it (`pg-connection-string`, pg's own
+ * parser: unix-socket hosts, the last of repeated parameters), with keel's server options
+ * (`-c name=value ...`) added after any the URL carries (`?options=...`, common on managed
+ * hosts). Given as a connection string, the URL's `options` would replace keel's, and with them
+ * the module's role or the reader's read-only mode. Later `-c` settings win on the server.
  */
-function withServerOptions(url: string, options: string): { connectionString: string; options: string } {
-  let parsed: URL;
-  try {
-    parsed = new URL(url);
-  } catch {
-    return { connectionString: url, options };
-  }
-  const given = parsed.searchParams.get('options');
-  if (given === null) return { connectionString: url, options };
-  parsed.searchParams.delete('options');
-  return { connectionString: parsed.toString(), options: `${given} ${options}` };
+function withServerOptions(url: string, options: string): pg.PoolConfig {
+  const config = parseIntoClientConfig(url);
+  return { ...config, options: config.options === undefined || config.options === '' ? options : `${config.options} ${options}` };
 }
 
 function resultOf<R extends Row>(result: pg.QueryResult): QueryResult<R> {
