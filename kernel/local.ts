@@ -83,8 +83,9 @@ export interface LocalTransport extends Transport {
    * events kept for a module with no running instance do not count (they wait for it to run
    * again). An event published while it waits (a handler's own, say) is waited for too, and
    * so are the events of a transaction committed meanwhile, once the module's outbox relay has
-   * handed them over; one whose subscribing module has no running instance stays in the outbox
-   * for the relay's next attempt and is not waited for.
+   * handed them over. Once a publish from an outbox fails (a subscribing module with no running
+   * instance), that outbox's events wait for the relay's retry and are not waited for, even those
+   * bound for running subscribers.
    */
   settled(): Promise<void>;
 }

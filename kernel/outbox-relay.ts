@@ -161,10 +161,10 @@ export class OutboxRelay {
   }
 
   #run(): void {
-    // Outside the context of whoever kicked it (a handler's commit): the relay's rounds, timers and
-    // log lines belong to no request, and must not keep one's context alive.
     // The commits that kicked so far: this round claims their rows.
     const holds = this.#takeHolds();
+    // Outside the context of whoever kicked it (a handler's commit): the relay's rounds, timers and
+    // log lines belong to no request, and must not keep one's context alive.
     detached(() => {
       this.#running = this.#round()
         .then(
@@ -176,14 +176,20 @@ export class OutboxRelay {
             this.#failures += 1;
             const delay = Math.min(this.options.backoffMs * 2 ** (this.#failures - 1), this.options.maxBackoffMs);
             const event = this.#heldBack ?? { module: this.contract.name };
-            this.logger.warn({ err: error, ...event, retryInMs: delay }, 'outbox relay could not publish; it will retry, holding back the events after this one');
             this.#schedule(delay);
+            try {
+              this.logger.warn({ err: error, ...event, retryInMs: delay }, 'outbox relay could not publish; it will retry, holding back the events after this one');
+            } catch {
+              // A logger that throws must not stop the relay (nor keep its holds).
+            }
             return false;
           },
         )
         .then((more) => {
           this.#running = undefined;
-          this.#release(holds);
+          // A full batch leaves rows for the next round: the commits it held wait for that one too.
+          if (more && this.#failures === 0 && !this.#stopped) this.#holds.unshift(...holds);
+          else this.#release(holds);
           // A failed publish waits for its retry in the outbox; commits meanwhile wait with it, unheld.
           if (this.#failures > 0) return this.#release(this.#takeHolds());
           if (more || this.#again) {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
-import { createKernel, isKeelError, silentLogger } from 'keel';
+import { z } from 'zod';
+import { createKernel, defineContract, defineModule, event as eventOf, isKeelError, operation, silentLogger } from 'keel';
 import { createPGliteDatabase } from 'keel/pglite';
 import { Fanout, createLocalTransport, type EventSubscription, type PublishedEvent } from 'keel/transport';
 import { audit, auditModule, ledger, ledgerModule } from './fixtures/data/modules.js';
@@ -176,4 +177,47 @@ describe('local transport - settled()', () => {
       await bus.close();
     }
   }, 30_000);
+
+  it('waits for every event of a transaction that wrote more than one relay batch (100) to its outbox', async () => {
+    const bulk = defineContract({
+      name: 'bulk',
+      version: '1.0.0',
+      operations: { emitMany: operation({ input: z.object({ count: z.number().int() }), output: z.object({}) }) },
+      events: { made: eventOf({ payload: z.object({ n: z.number().int() }), delivery: 'durable' }) },
+    });
+    const bulkModule = defineModule({
+      contract: bulk,
+      data: { migrations: new URL('./fixtures/data/ledger/migrations/', import.meta.url) },
+      create: ({ db, emit }) => ({
+        handlers: {
+          emitMany: ({ count }) =>
+            db.transaction(async () => {
+              for (let n = 0; n < count; n += 1) await emit('made', { n });
+              return {};
+            }),
+        },
+      }),
+    });
+    const made: number[] = [];
+    const counter = defineContract({ name: 'counter', version: '1.0.0', operations: {} });
+    const counterModule = defineModule({
+      contract: counter,
+      subscribesTo: [bulk],
+      create: () => ({ handlers: {}, events: { bulk: { made: ({ n }) => { made.push(n); } } } }),
+    });
+    const bus = createLocalTransport({ logger: silentLogger });
+    const database = await createPGliteDatabase();
+    const kernel = createKernel({ modules: [bulkModule, counterModule], database, topology: { host: ['bulk', 'counter'], transport: bus }, logger: silentLogger });
+    await kernel.start();
+    try {
+      await kernel.client(bulk).emitMany({ count: 250 });
+      await bus.settled();
+      expect(made).toHaveLength(250);
+      expect([...made].sort((a, b) => a - b)).toEqual(Array.from({ length: 250 }, (_, n) => n));
+    } finally {
+      await kernel.stop();
+      await database.close();
+      await bus.close();
+    }
+  }, 60_000);
 });

@@ -98,7 +98,7 @@ export const EXPORT_FAILURE_LOG_INTERVAL_MS = 30_000;
  */
 export const EXPORT_FAILURE_MESSAGES_KEPT = 256;
 
-/** How much of an export failure's message is logged and remembered (a collector's refusal may quote a whole body). */
+/** How much of an export failure's message is remembered and written in the log line's text (a collector's refusal may quote a whole body). */
 const EXPORT_FAILURE_MESSAGE_KEY_CHARS = 512;
 
 /**
@@ -287,8 +287,9 @@ async function withinBound(work: Promise<unknown>, ms: number): Promise<'done' |
 function rateLimitedWarnings(logger: Logger): (error: unknown) => void {
   const seen = new Map<string, { at: number; repeated: number }>();
   return (error) => {
-    // A message may carry a whole response body: the key kept is its start.
-    const message = messageOf(error).slice(0, EXPORT_FAILURE_MESSAGE_KEY_CHARS);
+    // A message may carry a whole response body: the key kept, and the log line's text, are its
+    // start (the line's `err` still carries the whole error).
+    const message = String(messageOf(error) ?? '').slice(0, EXPORT_FAILURE_MESSAGE_KEY_CHARS);
     const now = Date.now();
     const last = seen.get(message);
     if (last !== undefined && now - last.at < EXPORT_FAILURE_LOG_INTERVAL_MS) {
