@@ -34,6 +34,14 @@ interface Group {
   dropped: number;
 }
 
+/** An outbox's confirmed publish whose retry the transport's close cut off. */
+function closedBeforeRetry(event: PublishedEvent): KeelError {
+  return new KeelError(
+    KeelErrorCode.UNAVAILABLE,
+    `${event.contract}.${event.event} ${event.metadata.id} waits in the outbox: the transport closed before its retry.`,
+  );
+}
+
 /** The event side of the in-process transport. */
 export class LocalEvents {
   readonly #groups = new Map<string, Map<string, Group>>();
@@ -122,26 +130,14 @@ export class LocalEvents {
       } finally {
         member.end();
       }
-      if (this.#closed) {
-        throw new KeelError(
-          KeelErrorCode.UNAVAILABLE,
-          `${event.contract}.${event.event} ${event.metadata.id} waits in the outbox: the transport closed before its retry.`,
-        );
-      }
+      // Closed before the retry (now, or while it waits): the event stays in the outbox, unhandled.
+      if (this.#closed) throw closedBeforeRetry(event);
       await new Promise<void>((resolve, reject) => {
         const timer = setTimeout(() => {
           this.#retries.delete(timer);
           resolve();
         }, this.redeliveryDelayMs * attempt);
-        // Closed before the retry: the event stays in the outbox, unhandled.
-        this.#retries.set(timer, () =>
-          reject(
-            new KeelError(
-              KeelErrorCode.UNAVAILABLE,
-              `${event.contract}.${event.event} ${event.metadata.id} waits in the outbox: the transport closed before its retry.`,
-            ),
-          ),
-        );
+        this.#retries.set(timer, () => reject(closedBeforeRetry(event)));
       });
       const next = member.stopped ? group.members[group.next++ % Math.max(group.members.length, 1)] : member;
       if (next === undefined) {

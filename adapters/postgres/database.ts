@@ -112,11 +112,8 @@ class PostgresEngine implements DatabaseEngine {
         client.release();
       }
     } catch (error) {
-      if (error instanceof KeelError) {
-        await pool.end().catch(() => undefined);
-        throw error;
-      }
       await pool.end().catch(() => undefined);
+      if (error instanceof KeelError) throw error;
       throw new KeelError(
         KeelErrorCode.UNAVAILABLE,
         `PostgreSQL at ${this.location} cannot be reached to read schema "${schema}": ${(error as Error).message}. ` +
