@@ -2,7 +2,7 @@
  * The fields every log line written while a handler runs carries: the trace and span it belongs
  * to, the correlation id, and the module and operation (or event) being handled.
  */
-import { trace } from '@opentelemetry/api';
+import { trace } from './otel-api.js';
 import type { CallContext } from './context.js';
 import { CALL_CONTEXT_KEY, HANDLER_KEY, contextStorage, type HandlerScope } from './otel-context.js';
 import { keelTracer } from './tracing.js';

@@ -5,7 +5,8 @@
  * spans (keel's and any instrumentation's) and keel's call context travel together.
  */
 import { AsyncLocalStorage, AsyncResource } from 'node:async_hooks';
-import { createContextKey, ROOT_CONTEXT, type Context, type ContextManager } from '@opentelemetry/api';
+import type { Context, ContextManager } from '@opentelemetry/api';
+import { createContextKey, ROOT_CONTEXT } from './otel-api.js';
 
 /** The key of keel's {@link CallContext} on an OTel context. */
 export const CALL_CONTEXT_KEY = createContextKey('keel call context');

@@ -8,7 +8,7 @@
  * (`failed_at`, `last_error`) and logged as an error naming it, so that it does not hold back
  * every event after it.
  */
-import { ROOT_CONTEXT, trace } from '@opentelemetry/api';
+import { ROOT_CONTEXT, trace } from './otel-api.js';
 import { contextStorage, detached } from './otel-context.js';
 import { endSpan, keelTracer, startRelaySpan } from './tracing.js';
 import type { AnyContract } from './contract.js';

@@ -11,7 +11,7 @@ import { contextStorage, handlerEntry, withCall, type HandlerScope } from './ote
 import { keelTracer, startServerSpan, tracesCalls } from './tracing.js';
 import { ObservedAnswer, TracedAnswer, expiredFailure } from './served-answers.js';
 import { openTransactions } from './module-data.js';
-import { ROOT_CONTEXT, trace } from '@opentelemetry/api';
+import { ROOT_CONTEXT, trace } from './otel-api.js';
 import { toRemoteFailure } from './envelope.js';
 import { CallSchema } from './compiled-schema.js';
 import { exhaustedFailure, stoppedFailure, type Bulkhead, type WaitingCall } from './bulkhead.js';

@@ -5,7 +5,8 @@
  */
 import type { AnyContract, AnyEvent } from './contract.js';
 import { CallSchema } from './compiled-schema.js';
-import { ROOT_CONTEXT, trace, type Span } from '@opentelemetry/api';
+import type { Span } from '@opentelemetry/api';
+import { ROOT_CONTEXT, trace } from './otel-api.js';
 import { handlerEntry, withCall } from './otel-context.js';
 import { endSpan, keelTracer, startConsumerSpan } from './tracing.js';
 import { KeelError, KeelErrorCode, validationError } from './errors.js';

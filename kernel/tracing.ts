@@ -4,20 +4,8 @@
  * semantic conventions. Off until {@link enableTracing} (the `keel/otel` entry calls it): then
  * every check below is one comparison, and no span, context or string is made.
  */
-import {
-  ROOT_CONTEXT,
-  SpanKind,
-  SpanStatusCode,
-  TraceFlags,
-  trace,
-  type Attributes,
-  type Context,
-  type Link,
-  type Span,
-  type SpanContext,
-  type Tracer,
-  type TracerProvider,
-} from '@opentelemetry/api';
+import type { Attributes, Context, Link, Span, SpanContext, Tracer, TracerProvider } from '@opentelemetry/api';
+import { ROOT_CONTEXT, SpanKind, SpanStatusCode, TraceFlags, trace } from './otel-api.js';
 import type { CallContext } from './context.js';
 import { isTraceparent } from './call-ids.js';
 import { activeContext } from './otel-context.js';

@@ -4,7 +4,7 @@
  * a JSON Web Key Set or a shared secret, with issuer and audience checks.
  */
 import type { FastifyRequest } from 'fastify';
-import { createRemoteJWKSet, errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey, type JWTVerifyOptions } from 'jose';
+import type { JWTPayload, JWTVerifyGetKey, JWTVerifyOptions } from 'jose';
 import { z } from 'zod';
 import { KeelError, KeelErrorCode, type Principal } from 'keel';
 import { parseOptions } from 'keel/transport';
@@ -113,12 +113,20 @@ export function createJwtAuthenticator(options: JwtAuthenticatorOptions): Authen
       'createJwtAuthenticator: give exactly one of jwksUrl (the URL of a JSON Web Key Set) and secret (a shared HMAC secret of at least 32 bytes).',
     );
   }
-  const key: Uint8Array | JWTVerifyGetKey =
-    given.secret !== undefined
-      ? typeof given.secret === 'string'
-        ? new TextEncoder().encode(given.secret)
-        : given.secret
-      : createRemoteJWKSet(new URL(given.jwksUrl as string | URL), { timeoutDuration: given.jwksTimeoutMs ?? 5_000 });
+  const jwksUrl = given.jwksUrl === undefined ? undefined : new URL(given.jwksUrl as string | URL);
+  // jose (some fifty modules) loads with the first token, not with every process that only builds
+  // the gateway: a process started without auth configured, or before its first request, never pays it.
+  let verifier: Promise<{ jose: typeof import('jose'); key: Uint8Array | JWTVerifyGetKey }> | undefined;
+  const loadVerifier = () =>
+    (verifier ??= import('jose').then((jose) => ({
+      jose,
+      key:
+        given.secret !== undefined
+          ? typeof given.secret === 'string'
+            ? new TextEncoder().encode(given.secret)
+            : given.secret
+          : jose.createRemoteJWKSet(jwksUrl as URL, { timeoutDuration: given.jwksTimeoutMs ?? 5_000 }),
+    })));
   const verifyOptions: JWTVerifyOptions = {
     ...(given.issuer === undefined ? {} : { issuer: given.issuer as string | string[] }),
     ...(given.audience === undefined ? {} : { audience: given.audience as string | string[] }),
@@ -127,11 +135,12 @@ export function createJwtAuthenticator(options: JwtAuthenticatorOptions): Authen
   };
   const toPrincipal = given.principal ?? ((claims: JWTPayload) => claims);
   const verify = async (token: string): Promise<Principal> => {
+    const { jose, key } = await loadVerifier();
     let payload: JWTPayload;
     try {
-      ({ payload } = await jwtVerify(token, key as never, verifyOptions));
+      ({ payload } = await jose.jwtVerify(token, key as never, verifyOptions));
     } catch (error) {
-      throw refusalOf(error);
+      throw refusalOf(jose.errors, error);
     }
     return toPrincipal(payload) as Principal;
   };
@@ -149,7 +158,7 @@ export function createJwtAuthenticator(options: JwtAuthenticatorOptions): Authen
 const ASYMMETRIC = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'];
 
 /** What the HTTP client is told about a token jose refused; the reason stays short and safe to show. */
-function refusalOf(error: unknown): KeelError {
+function refusalOf(errors: typeof import('jose').errors, error: unknown): KeelError {
   if (error instanceof errors.JWKSTimeout || (error instanceof Error && !(error instanceof errors.JOSEError))) {
     // The key set could not be fetched (a timeout, a refused connection): not the client's fault.
     return new KeelError(KeelErrorCode.UNAVAILABLE, 'The token could not be checked now: the key set is unreachable. Retry later.', { cause: error });

@@ -4,9 +4,14 @@
  * the route's handler, the call it makes, log lines written meanwhile), and so the parent of the
  * client span of the call.
  */
-import { ROOT_CONTEXT, SpanKind, SpanStatusCode, createTraceState, trace, type Attributes, type Context, type Span } from '@opentelemetry/api';
+import { createRequire } from 'node:module';
+import type * as Api from '@opentelemetry/api';
+import type { Attributes, Context, Span } from '@opentelemetry/api';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { KeelContextManager, keelTracer, spanContextOf, traceparentOf } from 'keel/transport';
+
+// The API's CommonJS build, the one prom-client loads: one copy of the API per process (kernel/otel-api.ts says why).
+const { ROOT_CONTEXT, SpanKind, SpanStatusCode, createTraceState, trace } = createRequire(import.meta.url)('@opentelemetry/api') as typeof Api;
 
 /** A request's span, and the context it is active in. */
 interface Traced {
