@@ -3,13 +3,17 @@
  * ready, and how much memory it holds when idle, started from the build (`keel build`, then
  * plain `node`, as the image runs it) against two baselines measured in the same run: bare Node
  * (a script that only says it is ready) and the same process through tsx (how `keel start`
- * runs from the sources). Also the size of a production install (`npm ci --omit=dev`).
+ * runs from the sources). The deployed process keeps its data in PostgreSQL (`keel deploy` gives every
+ * process hosting a module that owns data a `DATABASE_URL`); the same start with the embedded
+ * PGlite, the development default, is its own column. Also the size of a production install
+ * (`npm ci --omit=dev`).
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { launchNatsServer } from '../cli/nats-server.js';
+import { createTestDatabase } from '../test/support/databases.js';
 import { interleavedSamples } from './support.js';
 
 const repository = join(import.meta.dirname, '..');
@@ -117,14 +121,19 @@ export async function benchStartup(): Promise<{ markdown: string }> {
   const { default: topology } = (await import('../topologies/per-module.js')) as { default: { processes: Record<string, { modules: string[] }> } };
   const modules = Object.values(topology.processes).flatMap((group) => group.modules);
   const nats = await launchNatsServer();
+  const database = await createTestDatabase();
   const cache = mkdtempSync(join(tmpdir(), 'keel-bench-compile-cache-'));
   // A module process of a deployed topology: its modules, NATS for the rest, probes and metrics on PORT.
   // Its start-up lines are info records in JSON (its stdout is a pipe): the ready record is the marker.
-  const moduleEnv = { KEEL_LOG_LEVEL: 'info', KEEL_LOG_FORMAT: 'json', PORT: '0', KEEL_HTTP_OPERATIONS: 'none' };
+  // Its data in PostgreSQL, as `keel deploy` configures it (the first round applies the migrations, as a first rollout does).
+  const moduleEnv = { KEEL_LOG_LEVEL: 'info', KEEL_LOG_FORMAT: 'json', PORT: '0', KEEL_HTTP_OPERATIONS: 'none', DATABASE_URL: database.url };
+  // The development default: no DATABASE_URL, the embedded PGlite in a data folder of its own.
+  const pgliteData = mkdtempSync(join(tmpdir(), 'keel-bench-pglite-'));
+  const pgliteEnv = { ...moduleEnv, DATABASE_URL: '', KEEL_DATA_DIR: pgliteData, NODE_DISABLE_COMPILE_CACHE: '1' };
   const readyRecord = '"msg":"ready"';
   const bare = `process.stdout.write('{${readyRecord}}\\n'); setInterval(() => {}, 1 << 30); process.on('SIGTERM', () => process.exit(0));`;
   const rows: string[] = [];
-  const all: Record<string, Sample[]> = { bare: [], build: [], cached: [], tsx: [] };
+  const all: Record<string, Sample[]> = { bare: [], build: [], cached: [], tsx: [], pglite: [] };
   try {
     for (const module of modules) {
       const startArgs = ['start', '--modules', module, '--nats', nats.url];
@@ -133,6 +142,7 @@ export async function benchStartup(): Promise<{ markdown: string }> {
         build: () => sample(process.execPath, [keel, ...startArgs, '--build'], { ...moduleEnv, NODE_DISABLE_COMPILE_CACHE: '1' }, readyRecord),
         cached: () => sample(process.execPath, [keel, ...startArgs, '--build'], { ...moduleEnv, NODE_COMPILE_CACHE: cache }, readyRecord),
         tsx: () => sample(process.execPath, ['--import', 'tsx', '--conditions=keel-source', 'cli/bin.ts', ...startArgs], moduleEnv, readyRecord),
+        pglite: () => sample(process.execPath, [keel, ...startArgs, '--build'], pgliteEnv, readyRecord),
       };
       const samples = await interleavedSamples(ROUNDS, cases);
       const cell = (name: string) => {
@@ -140,11 +150,13 @@ export async function benchStartup(): Promise<{ markdown: string }> {
         all[name]!.push(...list);
         return `${medianOf(list.map((entry) => entry.readyMs)).toFixed(0)} ms · ${medianOf(list.map((entry) => entry.rssMb)).toFixed(0)} MB`;
       };
-      rows.push(`| ${module} | ${cell('build')} | ${cell('cached')} | ${cell('tsx')} | ${cell('bare')} |`);
+      rows.push(`| ${module} | ${cell('build')} | ${cell('cached')} | ${cell('tsx')} | ${cell('pglite')} | ${cell('bare')} |`);
     }
   } finally {
     await nats.stop();
+    await database.drop();
     rmSync(cache, { recursive: true, force: true });
+    rmSync(pgliteData, { recursive: true, force: true });
   }
   const ready = (name: string) => medianOf(all[name]!.map((entry) => entry.readyMs));
   const rss = (name: string) => medianOf(all[name]!.map((entry) => entry.rssMb));
@@ -153,19 +165,21 @@ export async function benchStartup(): Promise<{ markdown: string }> {
   const markdown = [
     '## Start-up of a one-module process',
     '',
-    `Each module of \`topologies/per-module.ts\` started alone, hosting that module, reaching the others over a local nats-server, serving probes and metrics on a port (\`KEEL_HTTP_OPERATIONS=none\`, as \`keel deploy\` sets). Launch to the \`ready\` log record, and resident memory (VmRSS) after ${IDLE_MS / 1000} s idle; medians of ${ROUNDS} interleaved rounds.`,
+    `Each module of \`topologies/per-module.ts\` started alone, hosting that module, reaching the others over a local nats-server, serving probes and metrics on a port (\`KEEL_HTTP_OPERATIONS=none\`, as \`keel deploy\` sets), its data in the machine's PostgreSQL (\`DATABASE_URL\`, as \`keel deploy\` gives every process hosting a module that owns data; one database for the run, so the first round of each module applies its migrations). Launch to the \`ready\` log record, and resident memory (VmRSS) after ${IDLE_MS / 1000} s idle; medians of ${ROUNDS} interleaved rounds.`,
     '',
     '- **build**: `node node_modules/keel/dist/cli/bin.js start` on the output of `keel build`, as the image runs it, on its first start (`NODE_DISABLE_COMPILE_CACHE=1`);',
     '- **build, compile cache warm**: the same with the compile cache the `keel` executable turns on (Node ≥ 22.1), filled by an earlier start, as a restarted container finds it;',
     '- **tsx**: `keel start` from the TypeScript sources through tsx (development);',
+    '- **build, embedded PGlite**: the build on its first start with no `DATABASE_URL`: the development default, each module in the embedded PGlite (WebAssembly PostgreSQL) in a data folder of its own;',
     '- **bare Node**: a script that prints the line and idles: the floor.',
     '',
-    '| module | build | build, compile cache warm | tsx | bare Node |',
-    '| --- | ---: | ---: | ---: | ---: |',
+    '| module | build | build, compile cache warm | tsx | build, embedded PGlite | bare Node |',
+    '| --- | ---: | ---: | ---: | ---: | ---: |',
     ...rows,
     '',
     `Over every module: from the build, ready in ${verdict(ready('build'), TARGET.readyMs, 'ms')}, idle at ${verdict(rss('build'), TARGET.rssMb, 'MB')}; with a warm compile cache ready in ${ready('cached').toFixed(0)} ms. ` +
       `The build is ready in ${(ready('build') / ready('tsx')).toFixed(2)}× the time of tsx and holds ${(rss('build') / rss('tsx')).toFixed(2)}× its memory; ` +
+      `with the embedded PGlite instead of PostgreSQL it is ready in ${ready('pglite').toFixed(0)} ms and idles at ${rss('pglite').toFixed(0)} MB; ` +
       `bare Node takes ${ready('bare').toFixed(0)} ms and ${rss('bare').toFixed(0)} MB.`,
     '',
     `Production install (\`npm install --omit=dev\` of an application depending on keel and zod): ${install.total.toFixed(1)} MB of node_modules; largest: ${install.largest}.`,
