@@ -303,7 +303,7 @@ function makeCall(
     }
     const signal = options?.signal;
     if (alwaysPlanned || options?.retry !== undefined || options?.hedge !== undefined || (breaker !== undefined && breaker.state !== 'closed')) {
-      return planned(parsed.data, context, options);
+      return planned(parsed.data, context, options, now);
     }
     breaker?.admit(now);
     // The in-process transport settles the call and rebuilds its failure itself: no promise of ours.
@@ -321,7 +321,7 @@ function makeCall(
   };
 
   /** A call made by a {@link ResilientCall} from its first attempt, with this call's policy overrides. */
-  function planned(input: unknown, context: CallContext, options: CallOptions | undefined): Promise<unknown> {
+  function planned(input: unknown, context: CallContext, options: CallOptions | undefined, now: number): Promise<unknown> {
     let callRetry = retry;
     let callHedge = hedge;
     if (options?.retry !== undefined || options?.hedge !== undefined) {
@@ -330,7 +330,7 @@ function makeCall(
       callRetry = resolveRetry(retry, options.retry);
       callHedge = resolveHedge(hedge, options.hedge);
     }
-    return new ResilientCall(plan, input, context, options?.signal, callRetry, callHedge, 0).start();
+    return new ResilientCall(plan, input, context, options?.signal, callRetry, callHedge, 0).start(now);
   }
 }
 

@@ -169,10 +169,10 @@ export class ResilientCall implements DeadlineEntry {
     this.#maxAttempts = hedge === undefined ? retry.maxAttempts : Math.max(hedge.maxAttempts, retry.maxAttempts);
   }
 
-  /** Sends the first attempt now. */
-  start(): Promise<unknown> {
+  /** Sends the first attempt now: `now` is the clock the client read for the call (a clock read costs tens of ns). */
+  start(now: number): Promise<unknown> {
     const promise = this.#promise();
-    this.#send();
+    this.#send(now);
     return promise;
   }
 
@@ -194,14 +194,13 @@ export class ResilientCall implements DeadlineEntry {
   expire(): void {
     const resume = this.#resume;
     this.#resume = undefined;
-    if (resume === undefined) this.#send();
-    else resume.runInAsyncScope(this.#send, this);
+    if (resume === undefined) this.#send(Date.now());
+    else resume.runInAsyncScope(this.#send, this, Date.now());
   }
 
-  #send(): void {
+  #send(now: number): void {
     if (this.#settled) return;
     const { plan, context } = this;
-    const now = Date.now();
     if (this.signal?.aborted) return this.#fail(cancelledError(plan.address, context, this.signal.reason));
     if (context.deadline - now < 1) {
       // Attempts still out settle by themselves (TIMEOUT at the deadline, at the latest).
@@ -237,7 +236,9 @@ export class ResilientCall implements DeadlineEntry {
     const deadline = timeout !== undefined && this.hedge === undefined ? Math.min(context.deadline, now + timeout) : context.deadline;
     const attemptContext: CallContext = attempt > 1 ? { ...context, deadline, callAttempt: attempt } : deadline === context.deadline ? context : { ...context, deadline };
     this.#pending++;
-    const started = performance.now();
+    const hedge = this.hedge;
+    // Only a call hedging at a percentile times its attempts: they fill the window its delay is read from.
+    const started = hedge?.percentile === undefined ? -1 : performance.now();
     let sent: Promise<unknown>;
     try {
       sent = plan.send(this.input, attemptContext, this.signal);
@@ -248,7 +249,7 @@ export class ResilientCall implements DeadlineEntry {
       (output) => {
         this.#pending--;
         if (admission === Admission.PROBE) breaker?.probed(true, Date.now());
-        plan.latencies.record(performance.now() - started);
+        if (started >= 0) plan.latencies.record(performance.now() - started);
         if (this.#settled) return;
         this.#settle();
         this.#resolve(output);
@@ -266,10 +267,9 @@ export class ResilientCall implements DeadlineEntry {
         if (!this.#settled) this.#failed(error);
       },
     );
-    const hedge = this.hedge;
     if (hedge !== undefined && attempt < hedge.maxAttempts) {
       const delay = (hedge.percentile === undefined ? undefined : plan.latencies.value(hedge.percentile)) ?? 0;
-      this.#later(Math.max(hedge.delayMs, delay));
+      this.#later(Math.max(hedge.delayMs, delay), now);
     }
   }
 
@@ -285,21 +285,22 @@ export class ResilientCall implements DeadlineEntry {
     if (this.#pending > 0) {
       // Hedging: another attempt is out; send the next one now rather than at the hedge delay.
       this.#cancelNext();
-      this.#send();
+      this.#send(Date.now());
       return;
     }
     let ceiling = Math.min(this.retry.maxBackoffMs, this.retry.backoffMs * 2 ** Math.max(0, this.#attempt - 1));
     // A full bulkhead is overloaded: spread its retries over the longest backoff, not the first.
     if (isKeelError(error, KeelErrorCode.RESOURCE_EXHAUSTED)) ceiling = this.retry.maxBackoffMs;
     const delay = Math.random() * ceiling;
-    if (Date.now() + delay >= this.context.deadline - 1) return this.#fail(error);
+    const now = Date.now();
+    if (now + delay >= this.context.deadline - 1) return this.#fail(error);
     this.#cancelNext();
-    this.#later(delay);
+    this.#later(delay, now);
   }
 
-  #later(delayMs: number): void {
+  #later(delayMs: number, now: number): void {
     nextAttempts.delete(this);
-    this.deadline = Date.now() + delayMs;
+    this.deadline = now + delayMs;
     this.#resume = new AsyncResource('keel.next-attempt');
     nextAttempts.add(this);
     const signal = this.signal;

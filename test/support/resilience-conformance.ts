@@ -55,18 +55,32 @@ export const depot = defineContract({
     hangsThenUnavailable: operation({ input: Keyed, output: Runs, idempotent: true, retry: { attemptTimeoutMs: 200, maxAttempts: 3, backoffMs: 1 } }),
     /** Hedged: its first run per key hangs until its deadline; the hedge answers. */
     hedged: operation({ input: Keyed, output: Runs, idempotent: true, hedge: { delayMs: 50, maxAttempts: 3 } }),
+    /** Hedged at the median of the latencies seen: answers after `paceMs`; with `hang`, its first run per key hangs until its deadline. */
+    paced: operation({
+      input: Keyed.extend({ paceMs: z.number().int(), hang: z.boolean() }),
+      output: Runs,
+      idempotent: true,
+      hedge: { percentile: 50, delayMs: 1, maxAttempts: 2 },
+    }),
   },
 });
 
 /** The callee's memory: runs per key, and what the hanging runs saw. */
 class Ledger {
   readonly runs = new Map<string, number>();
+  /** When each run of a key started (Date.now()). */
+  readonly startedAt = new Map<string, number[]>();
   readonly sleepers = new Set<NodeJS.Timeout>();
 
   run(key: string): number {
     const runs = (this.runs.get(key) ?? 0) + 1;
     this.runs.set(key, runs);
+    this.startedAt.set(key, [...(this.startedAt.get(key) ?? []), Date.now()]);
     return runs;
+  }
+
+  sleep(ms: number): Promise<void> {
+    return this.sleepPast(Date.now() + ms - 20);
   }
 
   /** Waits until `deadline` has passed (a frozen callee, as its caller sees it). */
@@ -118,6 +132,11 @@ function depotModule(ledger: Ledger) {
           hedged: async ({ key }, context) => {
             const runs = ledger.run(key);
             if (runs === 1) await ledger.sleepPast(context.deadline);
+            return { runs, attempt: context.callAttempt ?? null };
+          },
+          paced: async ({ key, paceMs, hang }, context) => {
+            const runs = ledger.run(key);
+            await (hang && runs === 1 ? ledger.sleepPast(context.deadline) : ledger.sleep(paceMs));
             return { runs, attempt: context.callAttempt ?? null };
           },
         },
@@ -258,6 +277,16 @@ export function describeResilienceConformance(target: ConformanceTarget): void {
       const single = newKey('no-hedge');
       expect((await rejection(client().hedged({ key: single }, { timeoutMs: 400, hedge: false }))).code).toBe('TIMEOUT');
       expect(ledger.runs.get(single)).toBe(1);
+    });
+
+    it('hedges at the percentile of the latencies it saw: after 24 answers of 80 ms, a hanging call is hedged no sooner than about 80 ms, though its delayMs is 1', async () => {
+      // Fewer than 20 latencies seen: the hedge waits delayMs (1 ms); these answers fill the window.
+      await Promise.all(Array.from({ length: 24 }, () => client().paced({ key: newKey('pace'), paceMs: 80, hang: false }, { timeoutMs: 5_000 })));
+      const key = newKey('paced-hang');
+      expect(await client().paced({ key, paceMs: 0, hang: true }, { timeoutMs: 5_000 })).toEqual({ runs: 2, attempt: 2 });
+      const [first, second] = ledger.startedAt.get(key) ?? [];
+      // The median of the window is at least 80 ms (each answer took that long, and more over NATS).
+      expect((second as number) - (first as number)).toBeGreaterThanOrEqual(70);
     });
 
     it('ends with the unknown outcome (TIMEOUT) when an attempt that may have run is followed by attempts refused as not processed, never with "nothing was delivered"', async () => {
