@@ -23,7 +23,7 @@ interface Throughput {
 }
 
 function placeOrders(root: string, engine: string, url?: string): Throughput {
-  const run = spawnSync(process.execPath, ['--import', 'tsx', '--conditions=keel-source', 'bench/place-order.ts', engine, ...(url ? [url] : [])], {
+  const run = spawnSync(process.execPath, ['--import', 'tsx', 'bench/place-order.ts', engine, ...(url ? [url] : [])], {
     cwd: root,
     encoding: 'utf8',
     timeout: 300_000,

@@ -1,5 +1,5 @@
 /**
- * The server process of the HTTP benchmark. `tsx --conditions=keel-source bench/http-peer.ts <mode>`:
+ * The server process of the HTTP benchmark. `tsx bench/http-peer.ts <mode>`:
  * - `gateway`: the keel HTTP gateway (its defaults) over a kernel hosting `pricing`;
  * - `gateway-no-metrics`: the same with `metrics: false`;
  * - `gateway-no-security-headers`: the defaults with `securityHeaders: false` (what helmet's headers cost);

@@ -2,7 +2,7 @@
  * One kernel in a process of its own, for the benchmarks that compare kernels (policies off and
  * on, tracing off and on, this code and an earlier commit's): each configuration in its own
  * process, as in production, so that no kernel's shapes slow another's calls through V8's shared
- * inline caches. `tsx --conditions=keel-source bench/kernel-peer.ts <mode> [options]`:
+ * inline caches. `tsx bench/kernel-peer.ts <mode> [options]`:
  * - `in-process [--handler sync|async] [--policies on|off]`: a kernel hosting `pricing`;
  *   `run` makes 100 000 sequential calls, `run-concurrent` 200 000 with 64 in flight,
  *   `run-hedged` 50 000 sequential calls of a caller that hedges after 1 s (never firing); each

@@ -1,6 +1,6 @@
 /**
  * The Moleculer peer of the peers benchmark (bench/peers.ts), in a process of its own.
- * `tsx --conditions=keel-source bench/moleculer-peer.ts <mode> ...`:
+ * `tsx bench/moleculer-peer.ts <mode> ...`:
  * - `nats <url>`: a broker with Moleculer's NATS transporter serving the `pricing.quote` action;
  * - `local --handler sync|async`: one broker without a transporter serving `pricing.quote` in
  *   process; `run <count>` makes `count` sequential `broker.call`s, `run-concurrent <count>`

@@ -1,5 +1,5 @@
 /**
- * The other process of the NATS benchmark. `tsx --conditions=keel-source bench/nats-peer.ts <mode> <url>`:
+ * The other process of the NATS benchmark. `tsx bench/nats-peer.ts <mode> <url>`:
  * - `keel`: a kernel hosting `pricing` and `tally` over the NATS transport;
  * - `raw`: a plain nats client answering the same quote and counting the same events.
  * Prints `ready` once serving, answers `cpu` on stdin with its CPU time, and exits when its stdin closes.

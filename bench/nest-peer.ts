@@ -1,6 +1,6 @@
 /**
  * The NestJS peer of the peers benchmark (bench/peers.ts), in a process of its own:
- * `tsx --conditions=keel-source bench/nest-peer.ts <nats url>` starts a NestJS microservice over
+ * `tsx bench/nest-peer.ts <nats url>` starts a NestJS microservice over
  * NATS (Nest's NATS transport, `@nats-io/transport-node`) whose `@MessagePattern('pricing.quote')`
  * handler does the work of keel's quote handler (bench/fixture.ts). No validation (Nest validates
  * only through a pipe, such as ValidationPipe with class-validator, which is not installed).

@@ -1,6 +1,9 @@
 /**
- * Benchmark peers: a script run with `tsx --conditions=keel-source` in a second process, so
- * that what is measured crosses a process boundary. A peer prints `ready` (or any line) when
+ * Benchmark peers: a script run with `tsx` in a second process, so that what is measured crosses
+ * a process boundary. Like the benchmark itself, a peer imports keel from its build (`dist/`,
+ * which `npm run bench` makes first), the JavaScript production runs: not the TypeScript sources
+ * (`--conditions=keel-source`), which tsx compiles with esbuild's `keepNames`, adding a
+ * `__name()` call for every closure and class field made on the call path. A peer prints `ready` (or any line) when
  * it serves, answers commands written to its stdin one line each, and exits when its stdin closes. `KEEL_BENCH_PROFILE=<dir>` runs peers with
  * `--cpu-prof` into that folder.
  */
@@ -26,7 +29,7 @@ export async function startPeer(script: string, args: readonly string[], startTi
   const nodeFlags = profile === undefined ? [] : ['--cpu-prof', `--cpu-prof-dir=${profile}`];
   const child: ChildProcess = spawn(
     TSX,
-    [...nodeFlags, '--conditions=keel-source', new URL(script, import.meta.url).pathname, ...args],
+    [...nodeFlags, new URL(script, import.meta.url).pathname, ...args],
     { stdio: ['pipe', 'pipe', 'inherit'] },
   );
   const exited = once(child, 'exit');

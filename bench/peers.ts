@@ -293,7 +293,7 @@ export async function benchPeersOnNode24(): Promise<PeersResult | undefined> {
   if (process.version.startsWith('v24.')) return undefined;
   const root = fileURLToPath(new URL('..', import.meta.url));
   const bin = execFileSync(join(root, '.ci/node'), ['24'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 300_000 }).trim();
-  const child = spawn(join(root, 'node_modules/.bin/tsx'), ['--conditions=keel-source', fileURLToPath(import.meta.url), CHILD], {
+  const child = spawn(join(root, 'node_modules/.bin/tsx'), [fileURLToPath(import.meta.url), CHILD], {
     cwd: root,
     env: { ...process.env, PATH: `${bin}${delimiter}${process.env['PATH'] ?? ''}` },
     stdio: ['ignore', 'pipe', 'inherit'],
