@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createTestDatabase } from '../test/support/databases.js';
 import { chaosMarkdown, runShopChaos, type ChaosOptions } from '../test/support/shop-chaos.js';
-import { machine, write } from './support.js';
+import { buildCheckout, machine, write } from './support.js';
 
 /** The last commit whose shop kept its data in memory. */
 const IN_MEMORY_COMMIT = 'd1c2a61';
@@ -46,6 +46,7 @@ export async function benchData(): Promise<{ markdown: string }> {
   try {
     symlinkSync(join(root, 'node_modules'), join(old, 'node_modules'));
     copyFileSync(join(root, 'bench/place-order.ts'), join(old, 'bench/place-order.ts'));
+    buildCheckout(old);
     const samples: Record<'memory' | 'pglite' | 'postgres', Throughput[]> = { memory: [], pglite: [], postgres: [] };
     for (let round = 0; round < ROUNDS; round += 1) {
       samples.memory.push(placeOrders(old, 'memory'));

@@ -115,17 +115,21 @@ function productionInstallMb(): { total: number; largest: string } {
  * ```
  */
 export async function benchStartup(): Promise<{ markdown: string }> {
-  run('npm', ['run', 'build', '--silent'], repository);
+  // keel's own build is in dist/ (`npm run bench` builds it first); the application's is made here.
   const keel = join(repository, 'dist', 'cli', 'bin.js');
   run(process.execPath, [keel, 'build'], repository);
   const { default: topology } = (await import('../topologies/per-module.js')) as { default: { processes: Record<string, { modules: string[] }> } };
   const modules = Object.values(topology.processes).flatMap((group) => group.modules);
-  const nats = await launchNatsServer();
+  // The database first: when PostgreSQL cannot be reached, nothing is left running.
   const database = await createTestDatabase();
+  const nats = await launchNatsServer().catch(async (error: unknown) => {
+    await database.drop();
+    throw error;
+  });
   const cache = mkdtempSync(join(tmpdir(), 'keel-bench-compile-cache-'));
   // A module process of a deployed topology: its modules, NATS for the rest, probes and metrics on PORT.
   // Its start-up lines are info records in JSON (its stdout is a pipe): the ready record is the marker.
-  // Its data in PostgreSQL, as `keel deploy` configures it (the first round applies the migrations, as a first rollout does).
+  // Its data in PostgreSQL, as `keel deploy` configures it (the unmeasured warm-up round applies the migrations, as a first rollout does).
   const moduleEnv = { KEEL_LOG_LEVEL: 'info', KEEL_LOG_FORMAT: 'json', PORT: '0', KEEL_HTTP_OPERATIONS: 'none', DATABASE_URL: database.url };
   // The development default: no DATABASE_URL, the embedded PGlite in a data folder of its own.
   const pgliteData = mkdtempSync(join(tmpdir(), 'keel-bench-pglite-'));
@@ -153,8 +157,9 @@ export async function benchStartup(): Promise<{ markdown: string }> {
       rows.push(`| ${module} | ${cell('build')} | ${cell('cached')} | ${cell('tsx')} | ${cell('pglite')} | ${cell('bare')} |`);
     }
   } finally {
-    await nats.stop();
-    await database.drop();
+    const report = (step: string) => (error: unknown) => console.error(`start-up bench: ${step} failed: ${String(error)}`);
+    await nats.stop().catch(report('stopping nats-server'));
+    await database.drop().catch(report('dropping the database'));
     rmSync(cache, { recursive: true, force: true });
     rmSync(pgliteData, { recursive: true, force: true });
   }
@@ -165,7 +170,7 @@ export async function benchStartup(): Promise<{ markdown: string }> {
   const markdown = [
     '## Start-up of a one-module process',
     '',
-    `Each module of \`topologies/per-module.ts\` started alone, hosting that module, reaching the others over a local nats-server, serving probes and metrics on a port (\`KEEL_HTTP_OPERATIONS=none\`, as \`keel deploy\` sets), its data in the machine's PostgreSQL (\`DATABASE_URL\`, as \`keel deploy\` gives every process hosting a module that owns data; one database for the run, so the first round of each module applies its migrations). Launch to the \`ready\` log record, and resident memory (VmRSS) after ${IDLE_MS / 1000} s idle; medians of ${ROUNDS} interleaved rounds.`,
+    `Each module of \`topologies/per-module.ts\` started alone, hosting that module, reaching the others over a local nats-server, serving probes and metrics on a port (\`KEEL_HTTP_OPERATIONS=none\`, as \`keel deploy\` sets), its data in the machine's PostgreSQL (\`DATABASE_URL\`, as \`keel deploy\` gives every process hosting a module that owns data; one database for the run: the unmeasured warm-up round of each module applies its migrations, as a first rollout does). Launch to the \`ready\` log record, and resident memory (VmRSS) after ${IDLE_MS / 1000} s idle; medians of ${ROUNDS} interleaved rounds.`,
     '',
     '- **build**: `node node_modules/keel/dist/cli/bin.js start` on the output of `keel build`, as the image runs it, on its first start (`NODE_DISABLE_COMPILE_CACHE=1`);',
     '- **build, compile cache warm**: the same with the compile cache the `keel` executable turns on (Node ≥ 22.1), filled by an earlier start, as a restarted container finds it;',

@@ -2,9 +2,10 @@
  * Benchmark helpers: timing loops, medians, the machine description, and the results file.
  * Benchmarks compare ratios measured in one run; absolute numbers on a shared box are noise.
  */
+import { execFileSync } from 'node:child_process';
 import { cpus, totalmem, type as osType, release } from 'node:os';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 
 /** One measured case. */
 export interface Measurement {
@@ -145,6 +146,16 @@ export function rate(opsPerSecond: number): string {
   if (opsPerSecond >= 1e6) return `${(opsPerSecond / 1e6).toFixed(2)} M/s`;
   if (opsPerSecond >= 1e3) return `${(opsPerSecond / 1e3).toFixed(1)} k/s`;
   return `${opsPerSecond.toFixed(0)} /s`;
+}
+
+/**
+ * Builds the checkout of an earlier commit in `folder` (its node_modules linked to this tree's) into
+ * its own `dist/`, with this tree's tsc: a benchmark compares keel's builds, the JavaScript
+ * production runs, never sources through tsx against a build.
+ */
+export function buildCheckout(folder: string): void {
+  const tsc = join(import.meta.dirname, '..', 'node_modules', '.bin', 'tsc');
+  execFileSync(tsc, ['-p', 'tsconfig.build.json'], { cwd: folder, stdio: ['ignore', 'ignore', 'inherit'], timeout: 300_000 });
 }
 
 /** Writes `content` to `path`, creating folders. */

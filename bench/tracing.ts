@@ -17,7 +17,7 @@ import { disableTracing, enableTracing } from 'keel/transport';
 import { startNatsServer } from '../test/support/nats-server.js';
 import { QUOTE_INPUT, pricing, pricingModule } from './fixture.js';
 import { startPeer, startPeerGroup, type PeerGroup } from './peer.js';
-import { concurrent, interleavedSamples, rate } from './support.js';
+import { buildCheckout, concurrent, interleavedSamples, rate } from './support.js';
 
 /** The last commit before tracing: what "before" runs (`KEEL_BENCH_BEFORE` names another). */
 const BEFORE = process.env['KEEL_BENCH_BEFORE'] ?? '0095a616267518706633c963303c0dd4d40f688f';
@@ -39,13 +39,17 @@ function checkoutBefore(): { folder: string; remove(): void } | undefined {
   }
   symlinkSync(join(ROOT, 'node_modules'), join(folder, 'node_modules'));
   for (const file of ['kernel-peer.ts', 'peer.ts', 'support.ts']) copyFileSync(join(ROOT, 'bench', file), join(folder, 'bench', file));
-  return {
-    folder,
-    remove: () => {
-      execFileSync('git', ['worktree', 'remove', '--force', folder], { cwd: ROOT, stdio: 'ignore' });
-      rmSync(folder, { recursive: true, force: true });
-    },
+  const remove = () => {
+    execFileSync('git', ['worktree', 'remove', '--force', folder], { cwd: ROOT, stdio: 'ignore' });
+    rmSync(folder, { recursive: true, force: true });
   };
+  try {
+    buildCheckout(folder);
+  } catch (error) {
+    remove();
+    throw error;
+  }
+  return { folder, remove };
 }
 
 async function inProcess(rounds: number): Promise<string[]> {

@@ -155,7 +155,7 @@ describe('http - caller identity', () => {
     await SwaggerParser.validate(structuredClone(document));
   });
 
-  it('http - createJwtAuthenticator refuses options it cannot verify with: neither or both key sources, a short secret', () => {
+  it('http - createJwtAuthenticator refuses options it cannot verify with: neither or both key sources, a short secret, a JWKS timeout that is not whole milliseconds', () => {
     const refusal = (options: Parameters<typeof createJwtAuthenticator>[0]): string => {
       try {
         createJwtAuthenticator(options);
@@ -168,6 +168,8 @@ describe('http - caller identity', () => {
     expect(refusal({})).toContain('give exactly one of jwksUrl');
     expect(refusal({ secret: SECRET, jwksUrl: 'http://127.0.0.1:1/jwks.json' })).toContain('give exactly one of jwksUrl');
     expect(refusal({ secret: 'short' })).toContain('secret');
+    // jose loads with the first token: what it would refuse then is refused here, at creation.
+    expect(refusal({ jwksUrl: 'http://127.0.0.1:1/jwks.json', jwksTimeoutMs: 1500.5 })).toContain('jwksTimeoutMs');
   });
 });
 

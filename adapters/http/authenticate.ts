@@ -76,7 +76,7 @@ const JwtAuthenticatorOptionsSchema = z
     algorithms: z.array(z.string().min(1), { error: 'must be an array of JWS algorithm names, such as ["RS256"]' }).min(1).optional(),
     clockToleranceSeconds: z.number({ error: 'must be a number of seconds, 0 or more' }).min(0).optional(),
     principal: z.custom((value) => typeof value === 'function', { error: 'must be a function of the claims returning the principal' }).optional(),
-    jwksTimeoutMs: z.number({ error: 'must be a number of milliseconds above 0' }).positive().optional(),
+    jwksTimeoutMs: z.number({ error: 'must be a whole number of milliseconds above 0' }).int('must be a whole number of milliseconds above 0').positive().optional(),
   })
   .strict();
 
@@ -118,15 +118,22 @@ export function createJwtAuthenticator(options: JwtAuthenticatorOptions): Authen
   // the gateway: a process started without auth configured, or before its first request, never pays it.
   let verifier: Promise<{ jose: typeof import('jose'); key: Uint8Array | JWTVerifyGetKey }> | undefined;
   const loadVerifier = () =>
-    (verifier ??= import('jose').then((jose) => ({
-      jose,
-      key:
-        given.secret !== undefined
-          ? typeof given.secret === 'string'
-            ? new TextEncoder().encode(given.secret)
-            : given.secret
-          : jose.createRemoteJWKSet(jwksUrl as URL, { timeoutDuration: given.jwksTimeoutMs ?? 5_000 }),
-    })));
+    (verifier ??= import('jose').then(
+      (jose) => ({
+        jose,
+        key:
+          given.secret !== undefined
+            ? typeof given.secret === 'string'
+              ? new TextEncoder().encode(given.secret)
+              : given.secret
+            : jose.createRemoteJWKSet(jwksUrl as URL, { timeoutDuration: given.jwksTimeoutMs ?? 5_000 }),
+      }),
+      (error: unknown) => {
+        // Not kept: the next token tries again.
+        verifier = undefined;
+        throw new KeelError(KeelErrorCode.UNAVAILABLE, 'The token could not be checked now: jose, the JWT library, did not load. Retry later.', { cause: error });
+      },
+    ));
   const verifyOptions: JWTVerifyOptions = {
     ...(given.issuer === undefined ? {} : { issuer: given.issuer as string | string[] }),
     ...(given.audience === undefined ? {} : { audience: given.audience as string | string[] }),

@@ -279,14 +279,14 @@ export function describeResilienceConformance(target: ConformanceTarget): void {
       expect(ledger.runs.get(single)).toBe(1);
     });
 
-    it('hedges at the percentile of the latencies it saw: after 24 answers of 80 ms, a hanging call is hedged no sooner than about 80 ms, though its delayMs is 1', async () => {
+    it('hedges at the percentile of the latencies it saw: after 24 answers of 80 ms, a hanging call is hedged 40 ms or more after it started (the median, not its delayMs of 1)', async () => {
       // Fewer than 20 latencies seen: the hedge waits delayMs (1 ms); these answers fill the window.
       await Promise.all(Array.from({ length: 24 }, () => client().paced({ key: newKey('pace'), paceMs: 80, hang: false }, { timeoutMs: 5_000 })));
       const key = newKey('paced-hang');
-      expect(await client().paced({ key, paceMs: 0, hang: true }, { timeoutMs: 5_000 })).toEqual({ runs: 2, attempt: 2 });
+      expect(await client().paced({ key, paceMs: 0, hang: true }, { timeoutMs: 1_000 })).toEqual({ runs: 2, attempt: 2 });
       const [first, second] = ledger.startedAt.get(key) ?? [];
-      // The median of the window is at least 80 ms (each answer took that long, and more over NATS).
-      expect((second as number) - (first as number)).toBeGreaterThanOrEqual(70);
+      // The median of the window is at least 80 ms (each answer took that long, and more over NATS); without it, 1 ms.
+      expect((second as number) - (first as number)).toBeGreaterThanOrEqual(40);
     });
 
     it('ends with the unknown outcome (TIMEOUT) when an attempt that may have run is followed by attempts refused as not processed, never with "nothing was delivered"', async () => {
