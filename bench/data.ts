@@ -41,8 +41,14 @@ function median(values: number[]): number {
 export async function benchData(): Promise<{ markdown: string }> {
   const root = process.cwd();
   const old = join(tmpdir(), `keel-in-memory-${process.pid}`);
-  execFileSync('git', ['worktree', 'add', '--detach', old, IN_MEMORY_COMMIT], { stdio: 'ignore' });
+  // The database first: when PostgreSQL cannot be reached, no checkout is left behind.
   const database = await createTestDatabase();
+  try {
+    execFileSync('git', ['worktree', 'add', '--detach', old, IN_MEMORY_COMMIT], { stdio: 'ignore' });
+  } catch (error) {
+    await database.drop().catch(() => undefined);
+    throw error;
+  }
   try {
     symlinkSync(join(root, 'node_modules'), join(old, 'node_modules'));
     copyFileSync(join(root, 'bench/place-order.ts'), join(old, 'bench/place-order.ts'));

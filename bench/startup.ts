@@ -131,7 +131,8 @@ export async function benchStartup(): Promise<{ markdown: string }> {
   // Its start-up lines are info records in JSON (its stdout is a pipe): the ready record is the marker.
   // Its data in PostgreSQL, as `keel deploy` configures it (the unmeasured warm-up round applies the migrations, as a first rollout does).
   const moduleEnv = { KEEL_LOG_LEVEL: 'info', KEEL_LOG_FORMAT: 'json', PORT: '0', KEEL_HTTP_OPERATIONS: 'none', DATABASE_URL: database.url };
-  // The development default: no DATABASE_URL, the embedded PGlite in a data folder of its own.
+  // The development default: no DATABASE_URL, the embedded PGlite, every module's schema in one data folder of the run's
+  // (made and migrated by the warm-up round: the measured rounds open an existing database, as a restart does).
   const pgliteData = mkdtempSync(join(tmpdir(), 'keel-bench-pglite-'));
   const pgliteEnv = { ...moduleEnv, DATABASE_URL: '', KEEL_DATA_DIR: pgliteData, NODE_DISABLE_COMPILE_CACHE: '1' };
   const readyRecord = '"msg":"ready"';
@@ -175,7 +176,7 @@ export async function benchStartup(): Promise<{ markdown: string }> {
     '- **build**: `node node_modules/keel/dist/cli/bin.js start` on the output of `keel build`, as the image runs it, on its first start (`NODE_DISABLE_COMPILE_CACHE=1`);',
     '- **build, compile cache warm**: the same with the compile cache the `keel` executable turns on (Node ≥ 22.1), filled by an earlier start, as a restarted container finds it;',
     '- **tsx**: `keel start` from the TypeScript sources through tsx (development);',
-    '- **build, embedded PGlite**: the build on its first start with no `DATABASE_URL`: the development default, each module in the embedded PGlite (WebAssembly PostgreSQL) in a data folder of its own;',
+    '- **build, embedded PGlite**: the build with no `DATABASE_URL`: the development default, the embedded PGlite (WebAssembly PostgreSQL) in one data folder for the run, which the warm-up round made, so each measured start opens an existing database;',
     '- **bare Node**: a script that prints the line and idles: the floor.',
     '',
     '| module | build | build, compile cache warm | tsx | build, embedded PGlite | bare Node |',

@@ -40,14 +40,19 @@ function checkoutBefore(): { folder: string; remove(): void } | undefined {
   symlinkSync(join(ROOT, 'node_modules'), join(folder, 'node_modules'));
   for (const file of ['kernel-peer.ts', 'peer.ts', 'support.ts']) copyFileSync(join(ROOT, 'bench', file), join(folder, 'bench', file));
   const remove = () => {
-    execFileSync('git', ['worktree', 'remove', '--force', folder], { cwd: ROOT, stdio: 'ignore' });
-    rmSync(folder, { recursive: true, force: true });
+    try {
+      execFileSync('git', ['worktree', 'remove', '--force', folder], { cwd: ROOT, stdio: 'ignore' });
+    } finally {
+      rmSync(folder, { recursive: true, force: true });
+    }
   };
   try {
     buildCheckout(folder);
   } catch (error) {
+    // As when git cannot make the checkout: the column reads n/a, and the rest of the run goes on.
+    console.error(`tracing bench: the checkout of ${BEFORE.slice(0, 7)} did not build, so it is left out: ${String(error)}`);
     remove();
-    throw error;
+    return undefined;
   }
   return { folder, remove };
 }

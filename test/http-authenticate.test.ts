@@ -170,6 +170,7 @@ describe('http - caller identity', () => {
     expect(refusal({ secret: 'short' })).toContain('secret');
     // jose loads with the first token: what it would refuse then is refused here, at creation.
     expect(refusal({ jwksUrl: 'http://127.0.0.1:1/jwks.json', jwksTimeoutMs: 1500.5 })).toContain('jwksTimeoutMs');
+    expect(refusal({ jwksUrl: 'http://127.0.0.1:1/jwks.json', jwksTimeoutMs: 2 ** 31 })).toContain('jwksTimeoutMs');
   });
 });
 

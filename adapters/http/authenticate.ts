@@ -76,7 +76,7 @@ const JwtAuthenticatorOptionsSchema = z
     algorithms: z.array(z.string().min(1), { error: 'must be an array of JWS algorithm names, such as ["RS256"]' }).min(1).optional(),
     clockToleranceSeconds: z.number({ error: 'must be a number of seconds, 0 or more' }).min(0).optional(),
     principal: z.custom((value) => typeof value === 'function', { error: 'must be a function of the claims returning the principal' }).optional(),
-    jwksTimeoutMs: z.number({ error: 'must be a whole number of milliseconds above 0' }).int('must be a whole number of milliseconds above 0').positive().optional(),
+    jwksTimeoutMs: z.number({ error: 'must be a whole number of milliseconds above 0' }).int('must be a whole number of milliseconds above 0').positive().max(2_147_483_647, 'must be at most 2147483647 (about 24 days)').optional(),
   })
   .strict();
 
