@@ -45,11 +45,6 @@ export async function benchData(): Promise<{ markdown: string }> {
   const database = await createTestDatabase();
   try {
     execFileSync('git', ['worktree', 'add', '--detach', old, IN_MEMORY_COMMIT], { stdio: 'ignore' });
-  } catch (error) {
-    await database.drop().catch(() => undefined);
-    throw error;
-  }
-  try {
     symlinkSync(join(root, 'node_modules'), join(old, 'node_modules'));
     copyFileSync(join(root, 'bench/place-order.ts'), join(old, 'bench/place-order.ts'));
     buildCheckout(old);
