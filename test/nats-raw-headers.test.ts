@@ -166,16 +166,35 @@ describe('callHeaders', () => {
       { correlationId: 'c-2', caller: 'orders', deadline: 1_700_000_000_500, traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01' },
       { correlationId: ' c-3\r\n', caller: 'billing', deadline: 5, idempotencyKey: 'k-1', callAttempt: 2 },
       { correlationId: 'c-4', caller: 'orders', deadline: 6, principal: { sub: 'u-1' } },
+      // Written straight into bytes, or (a value safe() changes, or not ASCII) as text: the same bytes.
+      { correlationId: 'c-5', caller: 'orders', deadline: 7, traceparent: '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01', idempotencyKey: 'k-5', principal: { sub: 'u-5', roles: ['a:b'] }, callAttempt: 3 },
+      { correlationId: 'c-6 ', caller: 'orders', deadline: 8 },
+      { correlationId: ' c-7', caller: 'orders', deadline: 9, traceparent: '' },
+      { correlationId: 'caf\u00e9-8', caller: 'orders', deadline: 10 },
+      { correlationId: 'c\r\n9', caller: 'orders', deadline: 11 },
+      { correlationId: 'c\t10', caller: 'orders', deadline: 12 },
+      { correlationId: 'c-11', caller: 'orders', deadline: 13, traceparent: ' tp ' },
+      { correlationId: 'c-12', caller: 'orders', deadline: 14, traceparent: 'tp\n12' },
+      { correlationId: 'c-13', caller: 'orders', deadline: 15, idempotencyKey: ' k-13' },
+      { correlationId: 'c-14', caller: 'orders', deadline: 16, idempotencyKey: 'caf\u00e9-14' },
+      { correlationId: 'c-15', caller: 'orders', deadline: 17, idempotencyKey: '' },
+      { correlationId: 'c-16', caller: 'orders', deadline: 18, principal: { sub: 'caf\u00e9 au lait' } },
+      { correlationId: 'c-17', caller: 'orders', deadline: 19, callAttempt: 17 },
+      { correlationId: 'c-18 ', caller: 'orders', deadline: 20, traceparent: 'tp-18', idempotencyKey: 'k-18', principal: { sub: 'u-18' }, callAttempt: 1 },
+      { correlationId: 'c-19', caller: 'caf\u00e9', deadline: 9_007_199_254_740_993 },
+      { correlationId: 'c-20', caller: ' orders ', deadline: -21.5, idempotencyKey: 'k\r\n20' },
+      { correlationId: 'c-21', caller: 'orders', deadline: 22 },
     ];
+    const clean = (value: string): string => value.replace(/[\r\n]+/g, ' ').trim();
     for (const context of contexts) {
       const expected = headers();
       expected.set('Keel-Contract-Version', address.version);
-      expected.set('Keel-Correlation-Id', context.correlationId.replace(/[\r\n]+/g, ' ').trim());
-      expected.set('Keel-Caller', context.caller);
+      expected.set('Keel-Correlation-Id', clean(context.correlationId));
+      expected.set('Keel-Caller', clean(context.caller));
       expected.set('Keel-Deadline', String(Math.floor(context.deadline)));
-      if (context.traceparent !== undefined) expected.set('traceparent', context.traceparent);
-      if (context.idempotencyKey !== undefined) expected.set('Keel-Idempotency-Key', context.idempotencyKey);
-      if (context.principal !== undefined) expected.set('Keel-Principal', JSON.stringify(context.principal));
+      if (context.traceparent !== undefined && context.traceparent !== '') expected.set('traceparent', clean(context.traceparent));
+      if (context.idempotencyKey !== undefined) expected.set('Keel-Idempotency-Key', clean(context.idempotencyKey));
+      if (context.principal !== undefined) expected.set('Keel-Principal', JSON.stringify(context.principal).replace('\u00e9', '\\u00e9'));
       if (context.callAttempt !== undefined) expected.set('Keel-Call-Attempt', String(context.callAttempt));
       const sent = callHeaders(address, context as Parameters<typeof callHeaders>[1]) as unknown as { encode(): Uint8Array };
       expect(Buffer.from(sent.encode()).toString('latin1'), context.correlationId).toBe(

@@ -25,7 +25,7 @@ interface Encodable {
 
 /**
  * Outgoing headers held as their wire text (`NATS/1.0`, one `Key: value` line per header, a blank
- * line), or for events as those bytes already written (`eventHeaderBytes`), with exactly the bytes nats' own `headers()` + `set()` would produce. Calls and events
+ * line), or as those bytes already written (`callHeaderBytes`, `eventHeaderBytes`), with exactly the bytes nats' own `headers()` + `set()` would produce. Calls and events
  * send headers on every message, and building them through nats' `MsgHdrs` (key
  * canonicalisation, a scan of every key per `set`, a second pass to encode) costs more than the
  * rest of the adapter's work on a call. nats' `publish` encodes headers with `encode()`, as its
@@ -134,6 +134,10 @@ interface CallHeaderParts {
   readonly head: string;
   /** From the end of the correlation id to the deadline's value: the caller, the deadline's name. */
   readonly middle: string;
+  /** `head` as its UTF-8 bytes. */
+  readonly headBytes: Uint8Array;
+  /** `middle` as its UTF-8 bytes. */
+  readonly middleBytes: Uint8Array;
 }
 
 // Keyed by the kernel's frozen per-operation address: one entry per operation a process calls.
@@ -142,11 +146,9 @@ const callHeaderParts = new WeakMap<OperationAddress, CallHeaderParts>();
 function callHeaderPartsOf(address: OperationAddress, caller: string): CallHeaderParts {
   const cached = callHeaderParts.get(address);
   if (cached !== undefined && cached.caller === caller) return cached;
-  const parts: CallHeaderParts = {
-    caller,
-    head: `${HEADER_LINE}${Header.CONTRACT_VERSION}: ${safe(address.version)}\r\n${Header.CORRELATION_ID}: `,
-    middle: `\r\n${Header.CALLER}: ${safe(caller)}\r\n${Header.DEADLINE}: `,
-  };
+  const head = `${HEADER_LINE}${Header.CONTRACT_VERSION}: ${safe(address.version)}\r\n${Header.CORRELATION_ID}: `;
+  const middle = `\r\n${Header.CALLER}: ${safe(caller)}\r\n${Header.DEADLINE}: `;
+  const parts: CallHeaderParts = { caller, head, middle, headBytes: Buffer.from(head, 'utf8'), middleBytes: Buffer.from(middle, 'utf8') };
   callHeaderParts.set(address, parts);
   return parts;
 }
@@ -154,10 +156,14 @@ function callHeaderPartsOf(address: OperationAddress, caller: string): CallHeade
 /**
  * Headers of one call. The block's constant parts (status line, version, caller, the header
  * names) are built once per operation and caller; a call adds its correlation id, its deadline
- * and the optional headers. The bytes are those of one `Key: value` line per header, in this order.
+ * and the optional headers. The bytes are those of one `Key: value` line per header, in this order,
+ * written straight into bytes when every value is printable ASCII with nothing to trim, else as
+ * text (the same bytes).
  */
 export function callHeaders(address: OperationAddress, context: CallContext): MsgHdrs {
   const parts = callHeaderPartsOf(address, context.caller);
+  const bytes = callHeaderBytes(parts, context);
+  if (bytes !== undefined) return new WireHeaders(undefined, bytes);
   let text = `${parts.head}${safe(context.correlationId)}${parts.middle}${Math.floor(context.deadline)}\r\n`;
   if (context.traceparent !== undefined && context.traceparent !== '') text += `${Header.TRACEPARENT}: ${safe(context.traceparent)}\r\n`;
   if (context.idempotencyKey !== undefined) text += `${Header.IDEMPOTENCY_KEY}: ${safe(context.idempotencyKey)}\r\n`;
@@ -224,6 +230,8 @@ export function eventHeaders(event: PublishedEvent): MsgHdrs {
 const CORRELATION_KEY = Buffer.from(`\r\n${Header.CORRELATION_ID}: `, 'latin1');
 const TRACEPARENT_KEY = Buffer.from(`${Header.TRACEPARENT}: `, 'latin1');
 const PRINCIPAL_KEY = Buffer.from(`${Header.PRINCIPAL}: `, 'latin1');
+const IDEMPOTENCY_KEY = Buffer.from(`${Header.IDEMPOTENCY_KEY}: `, 'latin1');
+const CALL_ATTEMPT_KEY = Buffer.from(`${Header.CALL_ATTEMPT}: `, 'latin1');
 const CR = 13;
 const LF = 10;
 
@@ -264,6 +272,62 @@ function eventHeaderBytes(parts: EventHeaderParts, metadata: PublishedEvent['met
     // Compact JSON, ASCII only (principalHeader), written as it is, as the text path writes it.
     bytes.set(PRINCIPAL_KEY, at);
     at = writeValue(bytes, at + PRINCIPAL_KEY.length, principal, false);
+    if (at < 0) return undefined;
+    at = lineEnd(bytes, at);
+  }
+  lineEnd(bytes, at);
+  return bytes;
+}
+
+/**
+ * The header block of a call written straight into bytes, as `eventHeaderBytes` writes an
+ * event's: the constant parts copied, the correlation id, the deadline and the optional headers
+ * written character by character and checked on the way. `undefined` for any value `safe()` would
+ * change or that is not ASCII: `callHeaders` then builds the text as before. The same bytes either way.
+ */
+function callHeaderBytes(parts: CallHeaderParts, context: CallContext): Buffer | undefined {
+  const { correlationId, traceparent, idempotencyKey } = context;
+  const deadline = `${Math.floor(context.deadline)}`; // as the text path writes it (digits, or e.g. NaN: written as well)
+  const traced = traceparent !== undefined && traceparent !== '';
+  const principal = context.principal === undefined ? undefined : principalHeader(context.principal);
+  const attempt = context.callAttempt === undefined ? undefined : `${context.callAttempt}`;
+  const { headBytes, middleBytes } = parts;
+  let length = headBytes.length + correlationId.length + middleBytes.length + deadline.length + 4;
+  if (traced) length += TRACEPARENT_KEY.length + traceparent.length + 2;
+  if (idempotencyKey !== undefined) length += IDEMPOTENCY_KEY.length + idempotencyKey.length + 2;
+  if (principal !== undefined) length += PRINCIPAL_KEY.length + principal.length + 2;
+  if (attempt !== undefined) length += CALL_ATTEMPT_KEY.length + attempt.length + 2;
+  const bytes = Buffer.allocUnsafe(length);
+  bytes.set(headBytes, 0);
+  let at = writeValue(bytes, headBytes.length, correlationId, true);
+  if (at < 0) return undefined;
+  bytes.set(middleBytes, at);
+  at = writeValue(bytes, at + middleBytes.length, deadline, false);
+  if (at < 0) return undefined;
+  at = lineEnd(bytes, at);
+  if (traced) {
+    bytes.set(TRACEPARENT_KEY, at);
+    at = writeValue(bytes, at + TRACEPARENT_KEY.length, traceparent, true);
+    if (at < 0) return undefined;
+    at = lineEnd(bytes, at);
+  }
+  if (idempotencyKey !== undefined) {
+    bytes.set(IDEMPOTENCY_KEY, at);
+    at = writeValue(bytes, at + IDEMPOTENCY_KEY.length, idempotencyKey, true);
+    if (at < 0) return undefined;
+    at = lineEnd(bytes, at);
+  }
+  if (principal !== undefined) {
+    // Compact JSON, ASCII only (principalHeader), written as it is, as the text path writes it.
+    bytes.set(PRINCIPAL_KEY, at);
+    at = writeValue(bytes, at + PRINCIPAL_KEY.length, principal, false);
+    if (at < 0) return undefined;
+    at = lineEnd(bytes, at);
+  }
+  if (attempt !== undefined) {
+    // The text path writes the number as it is, without safe(): so here.
+    bytes.set(CALL_ATTEMPT_KEY, at);
+    at = writeValue(bytes, at + CALL_ATTEMPT_KEY.length, attempt, false);
     if (at < 0) return undefined;
     at = lineEnd(bytes, at);
   }
