@@ -3,14 +3,18 @@
 // one (`context`, as a handler or a gateway request calls), or Moleculer's local `broker.call` to
 // the same handler as the peers bench makes it (`moleculer`: bench/moleculer-peer.ts, `local`). Warms
 // up, says "warm", waits for a line on stdin (the counters are zeroed then), makes <calls> more, says
-// "done", waits for a line.
+// "done", waits for a line. `HANDLER=async` in the environment: an async handler (keel's and
+// Moleculer's) instead of the sync one; `IN_FLIGHT=64`: that many calls in flight (as the peers
+// bench's concurrent rows make them) instead of one at a time.
 import { createInterface } from 'node:readline';
 import { pathToFileURL } from 'node:url';
 
 const [tree, mode = 'top', callsText = '20000'] = process.argv.slice(2);
 const calls = Number(callsText);
 const { createKernel, runWithContext, silentLogger } = await import(pathToFileURL(`${tree}/dist/kernel/index.js`).href);
-const { pricing, pricingModule, QUOTE_INPUT, quote } = await import('./pricing.mjs');
+const { pricing, pricingModule: syncModule, QUOTE_INPUT, quote } = await import('./pricing.mjs');
+const asyncHandler = process.env.HANDLER === 'async';
+const inFlight = Number(process.env.IN_FLIGHT ?? '1');
 let call;
 let stop;
 if (mode === 'moleculer') {
@@ -18,13 +22,15 @@ if (mode === 'moleculer') {
   // As bench/moleculer-peer.ts: fastest-validator on the shape keel's zod schema checks, no transporter.
   const broker = new ServiceBroker({ nodeID: `pricing-ir-${process.pid}`, logger: false, transporter: null });
   const lines = { type: 'array', items: { type: 'object', props: { sku: 'string', quantity: { type: 'number', integer: true, positive: true } } } };
-  broker.createService({ name: 'pricing', actions: { quote: { params: { customerId: 'string', lines }, handler: (ctx) => quote(ctx.params) } } });
+  broker.createService({ name: 'pricing', actions: { quote: { params: { customerId: 'string', lines }, handler: asyncHandler ? async (ctx) => quote(ctx.params) : (ctx) => quote(ctx.params) } } });
   await broker.start();
   call = () => broker.call('pricing.quote', QUOTE_INPUT);
   stop = () => broker.stop();
 } else {
   // `POLICIES=off`: every call policy off, as bench/kernel-peer.ts `--policies off` (what the policies cost).
   const policies = process.env.POLICIES === 'off' ? { retry: false, circuitBreaker: false, bulkhead: false } : JSON.parse(process.env.POLICIES ?? '{}');
+  const { defineModule } = await import(pathToFileURL(`${tree}/dist/kernel/index.js`).href);
+  const pricingModule = asyncHandler ? defineModule({ contract: pricing, create: () => ({ handlers: { quote: async (input) => quote(input) } }) }) : syncModule;
   const kernel = createKernel({ modules: [pricingModule], logger: silentLogger, ...policies });
   await kernel.start();
   const client = kernel.client(pricing);
@@ -33,7 +39,14 @@ if (mode === 'moleculer') {
 }
 const context = { correlationId: 'bench', traceparent: undefined, caller: 'external', deadline: Date.now() + 3_600_000, principal: undefined };
 const loop = async (count) => {
-  for (let i = 0; i < count; i += 1) await call();
+  let remaining = count;
+  const worker = async () => {
+    while (remaining > 0) {
+      remaining -= 1;
+      await call();
+    }
+  };
+  await Promise.all(Array.from({ length: inFlight }, worker));
 };
 const run = (count) => (mode === 'context' ? runWithContext(context, () => loop(count)) : loop(count));
 const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
