@@ -1,0 +1,62 @@
+#!/bin/bash
+# Instructions per call over NATS at one end, counted by valgrind (callgrind): steady on a busy
+# machine, where times are not. Starts a nats-server (never the system one on 4222), the callee
+# (nats-callee.mjs, or nats-raw-callee.mjs for `raw`) and the caller (nats-ir-caller.mjs: a keel
+# client kernel, or the hand-muxed raw request of bench/hand-muxer.ts) of <tree> (built: `npm run
+# build` there), the measured end under callgrind (--separate-threads=yes), the other without it;
+# the caller makes <warm> calls at <inFlight> (IN_FLIGHT, default 64) in flight, the counters are
+# zeroed, it makes <calls> more, the measured end dumps. Prints the count per call of every thread
+# (V8's compiler and GC threads included) and of the main thread alone (thread 1's dump); user
+# space only, not the kernel's (socket reads and writes are left out). A count is a sample: compare
+# several runs of each side, alternating keel and raw.
+#   bench/profile/nats-instructions.sh <tree> caller|callee keel|raw [calls=20000] [warm=20000]
+tree=$(cd "$1" && pwd); side=$2; mode=${3:-keel}; n=${4:-20000}; warm=${5:-20000}; inflight=${IN_FLIGHT:-64}
+case "$side/$mode" in caller/keel|caller/raw|callee/keel|callee/raw) ;; *) echo "usage: $0 <tree> caller|callee keel|raw [calls] [warm]" >&2; exit 2 ;; esac
+out=$(mktemp -d /tmp/keel-nats-ir.XXXXXX)
+port=$((20000 + RANDOM % 20000))
+nats=$(command -v nats-server || echo /usr/sbin/nats-server)
+"$nats" -a 127.0.0.1 -p "$port" > /dev/null 2>&1 &
+npid=$!
+sleep 0.5
+url="nats://127.0.0.1:$port"
+if [ "$mode" = keel ]; then callee=(nats-callee.mjs "$url" keel); else callee=(nats-raw-callee.mjs "$url" raw); fi
+caller=(nats-ir-caller.mjs "$url" "$mode" "$inflight")
+vg=(valgrind --tool=callgrind --smc-check=all-non-file --separate-threads=yes --callgrind-out-file="$out/cg")
+waitfor() { # file, word, number of lines
+  for _ in $(seq 1 3000); do [ "$(grep -c "$2" "$1" 2>/dev/null)" -ge "$3" ] && return; sleep 0.2; done
+  echo "timed out waiting for $2 in $1" >&2
+}
+mkfifo "$out/caller.in" "$out/callee.in"
+if [ "$side" = callee ]; then
+  "${vg[@]}" node "$tree/bench/profile/${callee[0]}" "${callee[@]:1}" < "$out/callee.in" > "$out/callee.out" 2> "$out/vg" &
+else
+  node "$tree/bench/profile/${callee[0]}" "${callee[@]:1}" < "$out/callee.in" > "$out/callee.out" 2>&1 &
+fi
+cpid=$!
+exec 4>"$out/callee.in"
+waitfor "$out/callee.out" ready 1
+if [ "$side" = caller ]; then
+  "${vg[@]}" node "$tree/bench/profile/${caller[0]}" "${caller[@]:1}" < "$out/caller.in" > "$out/caller.out" 2> "$out/vg" &
+  vpid=$!
+else
+  node "$tree/bench/profile/${caller[0]}" "${caller[@]:1}" < "$out/caller.in" > "$out/caller.out" 2> "$out/caller.err" &
+  vpid=$cpid
+fi
+lpid=$!
+exec 3>"$out/caller.in"
+waitfor "$out/caller.out" ready 1
+echo "$warm" >&3; waitfor "$out/caller.out" done 1
+callgrind_control -z "$vpid" > /dev/null 2>&1
+echo "$n" >&3; waitfor "$out/caller.out" done 2
+callgrind_control -d measured "$vpid" > /dev/null 2>&1
+sleep 2
+exec 3>&-
+wait "$lpid"
+exec 4>&-
+wait "$cpid"
+kill "$npid"
+total=0
+for dump in "$out"/cg.1-*; do total=$((total + $(grep -m1 '^summary:' "$dump" | awk '{print $2}'))); done
+main=$(grep -m1 '^summary:' "$out/cg.1-01" | awk '{print $2}')
+threads=$(ls "$out"/cg.1-* | wc -l)
+echo "$(basename "$tree") $side $mode: $n calls after $warm at $inflight in flight: all threads $total ($((total / n)) per call), main thread $main ($((main / n)) per call), $threads thread dumps; $out"
