@@ -202,6 +202,14 @@ describe('callHeaders', () => {
       );
     }
   });
+
+  it('reads back what it wrote, a non-ASCII caller included (the bytes are UTF-8)', () => {
+    const address = Object.freeze({ contract: 'pricing', version: '1.2.0', operation: 'quote' });
+    const sent = callHeaders(address, { correlationId: 'c-1', caller: 'caf\u00e9', deadline: 5, traceparent: undefined });
+    expect(sent.get('Keel-Caller')).toBe('caf\u00e9');
+    sent.set('X-Extra', '1');
+    expect(Buffer.from((sent as unknown as { encode(): Uint8Array }).encode()).toString('utf8')).toContain('Keel-Caller: caf\u00e9\r\n');
+  });
 });
 
 describe('eventHeaders', () => {

@@ -33,7 +33,7 @@ interface Encodable {
  * the text on first use, so reading or changing these headers behaves exactly as usual.
  */
 class WireHeaders implements MsgHdrs, Encodable {
-  /** The block as text, or `undefined` when it was written as `#bytes` (ASCII only). */
+  /** The block as text, or `undefined` when it was written as `#bytes` (UTF-8: a caller, publisher or version may be non-ASCII). */
   readonly #text: string | undefined;
   readonly #bytes: Buffer | undefined;
   #headers: (MsgHdrs & Encodable) | undefined;
@@ -52,7 +52,7 @@ class WireHeaders implements MsgHdrs, Encodable {
   get #parsed(): MsgHdrs & Encodable {
     if (this.#headers === undefined) {
       const parsed = headers() as MsgHdrs & Encodable;
-      const text = this.#text ?? (this.#bytes as Buffer).toString('latin1');
+      const text = this.#text ?? (this.#bytes as Buffer).toString('utf8');
       for (const line of text.split('\r\n').slice(1)) {
         const colon = line.indexOf(':');
         if (colon > 0) parsed.append(line.slice(0, colon), line.slice(colon + 1).trim());

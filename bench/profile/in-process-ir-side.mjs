@@ -15,6 +15,7 @@ const { createKernel, runWithContext, silentLogger } = await import(pathToFileUR
 const { pricing, pricingModule: syncModule, QUOTE_INPUT, quote } = await import('./pricing.mjs');
 const asyncHandler = process.env.HANDLER === 'async';
 const inFlight = Number(process.env.IN_FLIGHT ?? '1');
+if (!Number.isInteger(inFlight) || inFlight < 1) throw new Error(`IN_FLIGHT must be a positive integer, not ${process.env.IN_FLIGHT}`);
 let call;
 let stop;
 if (mode === 'moleculer') {

@@ -21,14 +21,24 @@ port=$((20000 + RANDOM % 20000))
 nats=$(command -v nats-server || echo /usr/sbin/nats-server)
 "$nats" -a 127.0.0.1 -p "$port" > /dev/null 2>&1 &
 npid=$!
+# Whatever ends the script (a failure, Ctrl-C, a timeout's SIGTERM): no nats-server or node left behind.
+cleanup() { exec 3>&- 4>&- 2>/dev/null; kill $lpid $cpid $npid 2>/dev/null; }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
 sleep 0.5
+kill -0 "$npid" 2>/dev/null || { echo "nats-server did not start on port $port" >&2; exit 1; }
 url="nats://127.0.0.1:$port"
 if [ "$mode" = keel ]; then callee=(nats-callee.mjs "$url" keel); else callee=(nats-raw-callee.mjs "$url" raw); fi
 caller=(nats-ir-caller.mjs "$url" "$mode" "$inflight")
 vg=(valgrind --tool=callgrind --smc-check=all-non-file --separate-threads=yes --callgrind-out-file="$out/cg")
 waitfor() { # file, word, number of lines
-  for _ in $(seq 1 3000); do [ "$(grep -c "$2" "$1" 2>/dev/null)" -ge "$3" ] && return; sleep 0.2; done
+  for _ in $(seq 1 3000); do
+    [ "$(grep -c "$2" "$1" 2>/dev/null)" -ge "$3" ] && return
+    for pid in $cpid $lpid; do kill -0 "$pid" 2>/dev/null || { echo "process $pid ended before $2 in $1" >&2; exit 1; }; done
+    sleep 0.2
+  done
   echo "timed out waiting for $2 in $1" >&2
+  exit 1
 }
 mkfifo "$out/caller.in" "$out/callee.in"
 if [ "$side" = callee ]; then

@@ -14,7 +14,7 @@ import { createNatsTransport } from 'keel/nats';
 import { QUOTE_INPUT, pricing, pricingModule } from './pricing.mjs';
 
 const [url, mode = 'keel', inFlight = '64'] = process.argv.slice(2);
-if (url === undefined || (mode !== 'keel' && mode !== 'raw')) {
+if (url === undefined || (mode !== 'keel' && mode !== 'raw') || !(Number.isInteger(Number(inFlight)) && Number(inFlight) >= 1)) {
   console.error('usage: nats-ir-caller.mjs <nats-url> keel|raw [inFlight]');
   process.exit(2);
 }
