@@ -175,6 +175,7 @@ describe('callHeaders', () => {
       { correlationId: 'c\t10', caller: 'orders', deadline: 12 },
       { correlationId: 'c-11', caller: 'orders', deadline: 13, traceparent: ' tp ' },
       { correlationId: 'c-12', caller: 'orders', deadline: 14, traceparent: 'tp\n12' },
+      { correlationId: 'c-12b', caller: 'orders', deadline: 14, traceparent: 'tp-caf\u00e9' },
       { correlationId: 'c-13', caller: 'orders', deadline: 15, idempotencyKey: ' k-13' },
       { correlationId: 'c-14', caller: 'orders', deadline: 16, idempotencyKey: 'caf\u00e9-14' },
       { correlationId: 'c-15', caller: 'orders', deadline: 17, idempotencyKey: '' },

@@ -1,8 +1,8 @@
 #!/bin/bash
 # Instructions per in-process call, counted by valgrind (callgrind): steady on a busy machine,
 # where times are not. Runs bench/profile/in-process-ir-side.mjs of <tree> (built: `npm run build`
-# there) under callgrind, zeroes the counters after its warm-up, counts <calls> sequential calls
-# to the sync `quote` handler, and prints the count per call (every thread: GC and compiler too).
+# there) under callgrind, zeroes the counters after its warm-up, counts <calls> calls (sequential
+# unless IN_FLIGHT says otherwise) to the sync (or HANDLER=async) `quote` handler, and prints the count per call (every thread: GC and compiler too).
 # `moleculer`: Moleculer's local `broker.call` to the same handler, as the peers bench makes it.
 # POLICIES=off in the environment: a kernel with every call policy off (retry, breaker, bulkhead), or
 # POLICIES='<kernel options as JSON>' (e.g. '{"circuitBreaker":false}'); NODE_FLAGS: more node flags.

@@ -1,5 +1,5 @@
-// The in-process side of bench/profile/in-process-instructions.sh: sequential calls to the sync
-// `quote` handler of <tree>'s built code, the caller outside any call context (`top`) or inside
+// The in-process side of bench/profile/in-process-instructions.sh: calls (sequential, unless
+// IN_FLIGHT says otherwise) to the sync (or, with HANDLER=async, an async) `quote` handler of <tree>'s built code, the caller outside any call context (`top`) or inside
 // one (`context`, as a handler or a gateway request calls), or Moleculer's local `broker.call` to
 // the same handler as the peers bench makes it (`moleculer`: bench/moleculer-peer.ts, `local`). Warms
 // up, says "warm", waits for a line on stdin (the counters are zeroed then), makes <calls> more, says

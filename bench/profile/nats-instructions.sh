@@ -11,10 +11,10 @@
 # several runs of each side, alternating keel and raw.
 # Warm-up: on 2026-12-02 (Node 24, 7c631e9) the keel caller was still warming after 20 000 calls:
 # 45-47k instructions a call (40-41k main thread) over the next 20 000, against 40-41k (37k) after
-# 60 000 or over 40 000 measured; the raw caller and both callees moved by 1-2k at most. Give the
-# keel caller warm=60000 (or calls=40000) for a steady count.
-#   bench/profile/nats-instructions.sh <tree> caller|callee keel|raw [calls=20000] [warm=20000]
-tree=$(cd "$1" && pwd); side=$2; mode=${3:-keel}; n=${4:-20000}; warm=${5:-20000}; inflight=${IN_FLIGHT:-64}
+# 60 000 or over 40 000 measured; the raw caller and both callees moved by 1-2k at most. Hence the
+# default warm=60000.
+#   bench/profile/nats-instructions.sh <tree> caller|callee keel|raw [calls=20000] [warm=60000]
+tree=$(cd "$1" && pwd); side=$2; mode=${3:-keel}; n=${4:-20000}; warm=${5:-60000}; inflight=${IN_FLIGHT:-64}
 case "$side/$mode" in caller/keel|caller/raw|callee/keel|callee/raw) ;; *) echo "usage: $0 <tree> caller|callee keel|raw [calls] [warm]" >&2; exit 2 ;; esac
 out=$(mktemp -d /tmp/keel-nats-ir.XXXXXX)
 port=$((20000 + RANDOM % 20000))
