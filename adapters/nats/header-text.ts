@@ -249,8 +249,8 @@ function eventHeaderBytes(parts: EventHeaderParts, metadata: PublishedEvent['met
   const principal = metadata.principal === undefined ? undefined : principalHeader(metadata.principal);
   const { headBytes, middleBytes } = parts;
   let length = headBytes.length + id.length + CORRELATION_KEY.length + correlationId.length + middleBytes.length + time.length + 4;
-  if (traced) length += TRACEPARENT_KEY.length + traceparent.length + 2;
-  if (principal !== undefined) length += PRINCIPAL_KEY.length + principal.length + 2;
+  if (traced) length += lineLength(TRACEPARENT_KEY, traceparent);
+  if (principal !== undefined) length += lineLength(PRINCIPAL_KEY, principal);
   const bytes = Buffer.allocUnsafe(length);
   bytes.set(headBytes, 0);
   let at = writeValue(bytes, headBytes.length, id, true);
@@ -262,19 +262,10 @@ function eventHeaderBytes(parts: EventHeaderParts, metadata: PublishedEvent['met
   at = writeValue(bytes, at + middleBytes.length, time, false);
   if (at < 0) return undefined;
   at = lineEnd(bytes, at);
-  if (traced) {
-    bytes.set(TRACEPARENT_KEY, at);
-    at = writeValue(bytes, at + TRACEPARENT_KEY.length, traceparent, true);
-    if (at < 0) return undefined;
-    at = lineEnd(bytes, at);
-  }
-  if (principal !== undefined) {
-    // Compact JSON, ASCII only (principalHeader), written as it is, as the text path writes it.
-    bytes.set(PRINCIPAL_KEY, at);
-    at = writeValue(bytes, at + PRINCIPAL_KEY.length, principal, false);
-    if (at < 0) return undefined;
-    at = lineEnd(bytes, at);
-  }
+  if (traced) at = writeLine(bytes, at, TRACEPARENT_KEY, traceparent, true);
+  // Compact JSON, ASCII only (principalHeader), written as it is, as the text path writes it.
+  if (principal !== undefined) at = writeLine(bytes, at, PRINCIPAL_KEY, principal, false);
+  if (at < 0) return undefined;
   lineEnd(bytes, at);
   return bytes;
 }
@@ -293,10 +284,10 @@ function callHeaderBytes(parts: CallHeaderParts, context: CallContext): Buffer |
   const attempt = context.callAttempt === undefined ? undefined : `${context.callAttempt}`;
   const { headBytes, middleBytes } = parts;
   let length = headBytes.length + correlationId.length + middleBytes.length + deadline.length + 4;
-  if (traced) length += TRACEPARENT_KEY.length + traceparent.length + 2;
-  if (idempotencyKey !== undefined) length += IDEMPOTENCY_KEY.length + idempotencyKey.length + 2;
-  if (principal !== undefined) length += PRINCIPAL_KEY.length + principal.length + 2;
-  if (attempt !== undefined) length += CALL_ATTEMPT_KEY.length + attempt.length + 2;
+  if (traced) length += lineLength(TRACEPARENT_KEY, traceparent);
+  if (idempotencyKey !== undefined) length += lineLength(IDEMPOTENCY_KEY, idempotencyKey);
+  if (principal !== undefined) length += lineLength(PRINCIPAL_KEY, principal);
+  if (attempt !== undefined) length += lineLength(CALL_ATTEMPT_KEY, attempt);
   const bytes = Buffer.allocUnsafe(length);
   bytes.set(headBytes, 0);
   let at = writeValue(bytes, headBytes.length, correlationId, true);
@@ -305,34 +296,30 @@ function callHeaderBytes(parts: CallHeaderParts, context: CallContext): Buffer |
   at = writeValue(bytes, at + middleBytes.length, deadline, false);
   if (at < 0) return undefined;
   at = lineEnd(bytes, at);
-  if (traced) {
-    bytes.set(TRACEPARENT_KEY, at);
-    at = writeValue(bytes, at + TRACEPARENT_KEY.length, traceparent, true);
-    if (at < 0) return undefined;
-    at = lineEnd(bytes, at);
-  }
-  if (idempotencyKey !== undefined) {
-    bytes.set(IDEMPOTENCY_KEY, at);
-    at = writeValue(bytes, at + IDEMPOTENCY_KEY.length, idempotencyKey, true);
-    if (at < 0) return undefined;
-    at = lineEnd(bytes, at);
-  }
-  if (principal !== undefined) {
-    // Compact JSON, ASCII only (principalHeader), written as it is, as the text path writes it.
-    bytes.set(PRINCIPAL_KEY, at);
-    at = writeValue(bytes, at + PRINCIPAL_KEY.length, principal, false);
-    if (at < 0) return undefined;
-    at = lineEnd(bytes, at);
-  }
-  if (attempt !== undefined) {
-    // The text path writes the number as it is, without safe(): so here.
-    bytes.set(CALL_ATTEMPT_KEY, at);
-    at = writeValue(bytes, at + CALL_ATTEMPT_KEY.length, attempt, false);
-    if (at < 0) return undefined;
-    at = lineEnd(bytes, at);
-  }
+  if (traced) at = writeLine(bytes, at, TRACEPARENT_KEY, traceparent, true);
+  if (idempotencyKey !== undefined) at = writeLine(bytes, at, IDEMPOTENCY_KEY, idempotencyKey, true);
+  // The principal (compact ASCII JSON) and the attempt number are written as they are, as the text path writes them.
+  if (principal !== undefined) at = writeLine(bytes, at, PRINCIPAL_KEY, principal, false);
+  if (attempt !== undefined) at = writeLine(bytes, at, CALL_ATTEMPT_KEY, attempt, false);
+  if (at < 0) return undefined;
   lineEnd(bytes, at);
   return bytes;
+}
+
+/** The bytes of one `key` line holding `value` (ASCII: one byte a character), its line break included. */
+function lineLength(key: Uint8Array, value: string): number {
+  return key.length + value.length + 2;
+}
+
+/**
+ * Writes the line `key` + `value` + CR LF at `at` and answers where it ends; -1 when `at` is
+ * already -1 (an earlier value was refused) or `value` is refused (see {@link writeValue}).
+ */
+function writeLine(bytes: Buffer, at: number, key: Uint8Array, value: string, trimmed: boolean): number {
+  if (at < 0) return -1;
+  bytes.set(key, at);
+  const end = writeValue(bytes, at + key.length, value, trimmed);
+  return end < 0 ? -1 : lineEnd(bytes, end);
 }
 
 /**
