@@ -11,15 +11,17 @@
 #   bench/profile/call-instructions.sh <tree> [warm=20000] [calls=40000]
 tree=$(cd "$1" && pwd); warm=${2:-20000}; n=${3:-40000}
 flags=${NODE_FLAGS---single-threaded --predictable-gc-schedule}
+source "$(dirname "$0")/ir-common.sh"
 out=$(mktemp -d /tmp/keel-call-ir.XXXXXX); mkfifo "$out/fifo"
 # shellcheck disable=SC2086
 valgrind --tool=callgrind --separate-threads=yes --smc-check=all-non-file --callgrind-out-file="$out/cg" node $flags "$tree/bench/profile/call-loop.mjs" "$warm" "$n" < "$out/fifo" > "$out/stdout" 2> "$out/vg" &
 vpid=$!
+watched=("$vpid")
 exec 3>"$out/fifo"
-for _ in $(seq 1 1200); do grep -q ready "$out/stdout" 2>/dev/null && break; sleep 0.5; done
+ir_wait "$out/stdout" ready
 callgrind_control -z "$vpid" > /dev/null 2>&1
 echo go >&3
-for _ in $(seq 1 3000); do grep -q done "$out/stdout" 2>/dev/null && break; sleep 0.2; done
+ir_wait "$out/stdout" done
 callgrind_control -d measured "$vpid" > /dev/null 2>&1
 sleep 1
 echo end >&3

@@ -9,12 +9,14 @@
 # Under callgrind the server starts in minutes, not seconds.
 tree=$(cd "$1" && pwd); mode=$2; warm=${3:-300}; n=${4:-1000}
 here=$(cd "$(dirname "$0")" && pwd)
+source "$here/ir-common.sh"
 out=$(mktemp -d /tmp/keel-http-ir.XXXXXX)/$mode
 fifo=$out.fifo; mkfifo "$fifo"
 valgrind --tool=callgrind --smc-check=all-non-file --callgrind-out-file="$out.cg" node "$tree/bench/profile/http-server.mjs" "$mode" < "$fifo" > "$out.stdout" 2> "$out.vg" &
 vpid=$!
+watched=("$vpid")
 exec 3>"$fifo"
-for _ in $(seq 1 900); do grep -q ready "$out.stdout" 2>/dev/null && break; sleep 1; done
+ir_wait "$out.stdout" ready
 url=$(awk '/ready/{print $3}' "$out.stdout")
 load() { node "$here/../../node_modules/autocannon/autocannon.js" -j -n -c 16 -a "$1" -m POST -H content-type=application/json -b '{"customerId":"c-1","lines":[{"sku":"KB-1","quantity":2}]}' "$url"; }
 load "$warm" > "$out.warm" 2>/dev/null

@@ -13,15 +13,17 @@
 # HANDLER=async, IN_FLIGHT=64: as in-process-ir-side.mjs says.
 #   bench/profile/in-process-instructions.sh <tree> top|context|moleculer [calls=20000]
 tree=$(cd "$1" && pwd); mode=${2:-top}; n=${3:-20000}
+source "$(dirname "$0")/ir-common.sh"
 out=$(mktemp -d /tmp/keel-inproc-ir.XXXXXX)/$mode
 fifo=$out.fifo; mkfifo "$fifo"
 valgrind --tool=callgrind --smc-check=all-non-file --callgrind-out-file="$out.cg" node $NODE_FLAGS "$tree/bench/profile/in-process-ir-side.mjs" "$tree" "$mode" "$n" < "$fifo" > "$out.stdout" 2> "$out.vg" &
 vpid=$!
+watched=("$vpid")
 exec 3>"$fifo"
-for _ in $(seq 1 900); do grep -q warm "$out.stdout" 2>/dev/null && break; sleep 1; done
+ir_wait "$out.stdout" warm
 callgrind_control -z "$vpid" > /dev/null 2>&1
 echo >&3
-for _ in $(seq 1 900); do grep -q done "$out.stdout" 2>/dev/null && break; sleep 1; done
+ir_wait "$out.stdout" done
 callgrind_control -d measured "$vpid" > /dev/null 2>&1
 sleep 2
 echo >&3
