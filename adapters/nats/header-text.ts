@@ -4,6 +4,8 @@
  * write (test/nats-raw-headers.test.ts compares them). The parts that stay the same for one
  * operation and caller, or one event version and publisher, are built once. headers.ts reads them.
  */
+// Imported, not the global: Node's global `Buffer` is a getter, dear on every use in hot code.
+import { Buffer } from 'node:buffer';
 import type { CallContext } from 'keel';
 import type { OperationAddress, PublishedEvent } from 'keel/transport';
 import { headers, type Match, type MsgHdrs } from '@nats-io/transport-node';
@@ -278,7 +280,7 @@ function eventHeaderBytes(parts: EventHeaderParts, metadata: PublishedEvent['met
  */
 function callHeaderBytes(parts: CallHeaderParts, context: CallContext): Buffer | undefined {
   const { correlationId, traceparent, idempotencyKey } = context;
-  const deadline = `${Math.floor(context.deadline)}`; // as the text path writes it (digits, or e.g. NaN: written as well)
+  const deadline = deadlineText(context.deadline);
   const traced = traceparent !== undefined && traceparent !== '';
   const principal = context.principal === undefined ? undefined : principalHeader(context.principal);
   const attempt = context.callAttempt === undefined ? undefined : `${context.callAttempt}`;
@@ -304,6 +306,22 @@ function callHeaderBytes(parts: CallHeaderParts, context: CallContext): Buffer |
   if (at < 0) return undefined;
   lineEnd(bytes, at);
   return bytes;
+}
+
+let lastDeadline = Number.NaN;
+let lastDeadlineText = 'NaN';
+
+/**
+ * A deadline as the text path writes it (`${Math.floor(deadline)}`: digits, or e.g. NaN, written as
+ * well), kept for the next call: calls made within one millisecond share a deadline, and an
+ * epoch-milliseconds number is a heap number, whose conversion to text is dear.
+ */
+function deadlineText(deadline: number): string {
+  if (deadline !== lastDeadline) {
+    lastDeadline = deadline;
+    lastDeadlineText = `${Math.floor(deadline)}`;
+  }
+  return lastDeadlineText;
 }
 
 /** The bytes of one `key` line holding `value` (ASCII: one byte a character), its line break included. */
