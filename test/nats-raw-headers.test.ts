@@ -185,6 +185,12 @@ describe('callHeaders', () => {
       { correlationId: 'c-19', caller: 'caf\u00e9', deadline: 9_007_199_254_740_993 },
       { correlationId: 'c-20', caller: ' orders ', deadline: -21.5, idempotencyKey: 'k\r\n20' },
       { correlationId: 'c-21', caller: 'orders', deadline: 22 },
+      // Deadlines written as digits from the number, at its edges, and those left to the text path.
+      { correlationId: 'c-22', caller: 'orders', deadline: 0 },
+      { correlationId: 'c-23', caller: 'orders', deadline: 9_007_199_254_740_991 },
+      { correlationId: 'c-24', caller: 'orders', deadline: 1_000_000_000_000 },
+      { correlationId: 'c-25', caller: 'orders', deadline: Number.NaN },
+      { correlationId: 'c-26', caller: 'orders', deadline: -0 },
     ];
     const clean = (value: string): string => value.replace(/[\r\n]+/g, ' ').trim();
     for (const context of contexts) {

@@ -4,6 +4,8 @@
  * subscriber (event-block.ts). Each helper answers -1 (or false) for anything but the exact form
  * keel writes, so that the reader can leave the block to the general one (raw-headers.ts).
  */
+// Imported, not the global: Node's global `Buffer` is a getter, dear on every use in hot code.
+import { Buffer } from 'node:buffer';
 import type { Msg } from '@nats-io/transport-node';
 import { isVersion } from './headers.js';
 import { Header } from './wire.js';

@@ -4,6 +4,8 @@
  * write (test/nats-raw-headers.test.ts compares them). The parts that stay the same for one
  * operation and caller, or one event version and publisher, are built once. headers.ts reads them.
  */
+// Imported, not the global: Node's global `Buffer` is a getter, dear on every use in hot code.
+import { Buffer } from 'node:buffer';
 import type { CallContext } from 'keel';
 import type { OperationAddress, PublishedEvent } from 'keel/transport';
 import { headers, type Match, type MsgHdrs } from '@nats-io/transport-node';
@@ -278,12 +280,15 @@ function eventHeaderBytes(parts: EventHeaderParts, metadata: PublishedEvent['met
  */
 function callHeaderBytes(parts: CallHeaderParts, context: CallContext): Buffer | undefined {
   const { correlationId, traceparent, idempotencyKey } = context;
-  const deadline = `${Math.floor(context.deadline)}`; // as the text path writes it (digits, or e.g. NaN: written as well)
+  const deadline = Math.floor(context.deadline);
+  // A deadline's digits are written from the number: its text would be a heap number's, dear to make.
+  const digits = decimalLength(deadline);
+  if (digits === 0) return undefined;
   const traced = traceparent !== undefined && traceparent !== '';
   const principal = context.principal === undefined ? undefined : principalHeader(context.principal);
   const attempt = context.callAttempt === undefined ? undefined : `${context.callAttempt}`;
   const { headBytes, middleBytes } = parts;
-  let length = headBytes.length + correlationId.length + middleBytes.length + deadline.length + 4;
+  let length = headBytes.length + correlationId.length + middleBytes.length + digits + 4;
   if (traced) length += lineLength(TRACEPARENT_KEY, traceparent);
   if (idempotencyKey !== undefined) length += lineLength(IDEMPOTENCY_KEY, idempotencyKey);
   if (principal !== undefined) length += lineLength(PRINCIPAL_KEY, principal);
@@ -293,9 +298,7 @@ function callHeaderBytes(parts: CallHeaderParts, context: CallContext): Buffer |
   let at = writeValue(bytes, headBytes.length, correlationId, true);
   if (at < 0) return undefined;
   bytes.set(middleBytes, at);
-  at = writeValue(bytes, at + middleBytes.length, deadline, false);
-  if (at < 0) return undefined;
-  at = lineEnd(bytes, at);
+  at = lineEnd(bytes, writeDecimal(bytes, at + middleBytes.length, deadline, digits));
   if (traced) at = writeLine(bytes, at, TRACEPARENT_KEY, traceparent, true);
   if (idempotencyKey !== undefined) at = writeLine(bytes, at, IDEMPOTENCY_KEY, idempotencyKey, true);
   // The principal (compact ASCII JSON) and the attempt number are written as they are, as the text path writes them.
@@ -304,6 +307,28 @@ function callHeaderBytes(parts: CallHeaderParts, context: CallContext): Buffer |
   if (at < 0) return undefined;
   lineEnd(bytes, at);
   return bytes;
+}
+
+/**
+ * The number of decimal digits of `value`, a whole number; 0 for a negative one or one past
+ * 2^53 (or NaN), which `callHeaders` then writes as text (`${value}`), as it always did.
+ */
+function decimalLength(value: number): number {
+  if (!(value >= 0 && value <= Number.MAX_SAFE_INTEGER)) return 0;
+  let length = 1;
+  for (let rest = value; rest >= 10; rest = Math.floor(rest / 10)) length += 1;
+  return length;
+}
+
+/** Writes the `digits` decimal digits of `value` (a whole number, see {@link decimalLength}) at `at`; answers where they end. */
+function writeDecimal(bytes: Buffer, at: number, value: number, digits: number): number {
+  let rest = value;
+  for (let index = at + digits - 1; index >= at; index -= 1) {
+    const next = Math.floor(rest / 10);
+    bytes[index] = 48 + (rest - next * 10);
+    rest = next;
+  }
+  return at + digits;
 }
 
 /** The bytes of one `key` line holding `value` (ASCII: one byte a character), its line break included. */

@@ -3,6 +3,8 @@
  * the explicit table from error codes to NATS service error codes. docs/wire-protocol.md
  * describes the same thing for people; keep the two in step.
  */
+// Imported, not the global: Node's global `Buffer` is a getter, dear on every use in hot code.
+import { Buffer } from 'node:buffer';
 import { KeelErrorCode, type AnyContract } from 'keel';
 import { STATUS_BY_ERROR_KIND, type ErrorEnvelope } from 'keel/transport';
 

@@ -13,6 +13,13 @@
 # 45-47k instructions a call (40-41k main thread) over the next 20 000, against 40-41k (37k) after
 # 60 000 or over 40 000 measured; the raw caller and both callees moved by 1-2k at most. Hence the
 # default warm=60000.
+# NODE_ARGS (in the environment) goes to the measured end's node, e.g. NODE_ARGS=--perf-basic-prof
+# for callgrind-jit.mjs to name the JIT code of the dump (the map is moved to <out>/perf.map).
+# SETTLE=<calls> (in the environment, default 0) makes one more round of that many calls between
+# the warm-up and the measured round, after the same short pause the measured round follows: a
+# keel caller's deadline timer, left idle by a pause, takes a branch on the next call that its
+# optimized `#send` has never run (V8 deoptimizes it, `--trace-deopt`), and without a settling
+# round the measured round pays that deoptimization and re-optimization (2026-12-02, ninth round).
 #   bench/profile/nats-instructions.sh <tree> caller|callee keel|raw [calls=20000] [warm=60000]
 tree=$(cd "$1" && pwd); side=$2; mode=${3:-keel}; n=${4:-20000}; warm=${5:-60000}; inflight=${IN_FLIGHT:-64}
 case "$side/$mode" in caller/keel|caller/raw|callee/keel|callee/raw) ;; *) echo "usage: $0 <tree> caller|callee keel|raw [calls] [warm]" >&2; exit 2 ;; esac
@@ -42,7 +49,7 @@ waitfor() { # file, word, number of lines
 }
 mkfifo "$out/caller.in" "$out/callee.in"
 if [ "$side" = callee ]; then
-  "${vg[@]}" node "$tree/bench/profile/${callee[0]}" "${callee[@]:1}" < "$out/callee.in" > "$out/callee.out" 2> "$out/vg" &
+  "${vg[@]}" node $NODE_ARGS "$tree/bench/profile/${callee[0]}" "${callee[@]:1}" < "$out/callee.in" > "$out/callee.out" 2> "$out/vg" &
 else
   node "$tree/bench/profile/${callee[0]}" "${callee[@]:1}" < "$out/callee.in" > "$out/callee.out" 2>&1 &
 fi
@@ -50,7 +57,7 @@ cpid=$!
 exec 4>"$out/callee.in"
 waitfor "$out/callee.out" ready 1
 if [ "$side" = caller ]; then
-  "${vg[@]}" node "$tree/bench/profile/${caller[0]}" "${caller[@]:1}" < "$out/caller.in" > "$out/caller.out" 2> "$out/vg" &
+  "${vg[@]}" node $NODE_ARGS "$tree/bench/profile/${caller[0]}" "${caller[@]:1}" < "$out/caller.in" > "$out/caller.out" 2> "$out/vg" &
   vpid=$!
 else
   node "$tree/bench/profile/${caller[0]}" "${caller[@]:1}" < "$out/caller.in" > "$out/caller.out" 2> "$out/caller.err" &
@@ -60,8 +67,14 @@ lpid=$!
 exec 3>"$out/caller.in"
 waitfor "$out/caller.out" ready 1
 echo "$warm" >&3; waitfor "$out/caller.out" done 1
+rounds=1
+if [ "${SETTLE:-0}" -gt 0 ]; then
+  callgrind_control -z "$vpid" > /dev/null 2>&1
+  rounds=2
+  echo "$SETTLE" >&3; waitfor "$out/caller.out" done $rounds
+fi
 callgrind_control -z "$vpid" > /dev/null 2>&1
-echo "$n" >&3; waitfor "$out/caller.out" done 2
+echo "$n" >&3; waitfor "$out/caller.out" done $((rounds + 1))
 callgrind_control -d measured "$vpid" > /dev/null 2>&1
 sleep 2
 exec 3>&-
@@ -69,8 +82,9 @@ wait "$lpid"
 exec 4>&-
 wait "$cpid"
 kill "$npid"
+[ -f "/tmp/perf-$vpid.map" ] && mv "/tmp/perf-$vpid.map" "$out/perf.map"
 total=0
 for dump in "$out"/cg.1-*; do total=$((total + $(grep -m1 '^summary:' "$dump" | awk '{print $2}'))); done
 main=$(grep -m1 '^summary:' "$out/cg.1-01" | awk '{print $2}')
 threads=$(ls "$out"/cg.1-* | wc -l)
-echo "$(basename "$tree") $side $mode: $n calls after $warm at $inflight in flight: all threads $total ($((total / n)) per call), main thread $main ($((main / n)) per call), $threads thread dumps; $out"
+echo "$(basename "$tree") $side $mode: $n calls after $warm${SETTLE:++$SETTLE} at $inflight in flight: all threads $total ($((total / n)) per call), main thread $main ($((main / n)) per call), $threads thread dumps; $out"
