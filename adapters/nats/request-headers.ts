@@ -102,9 +102,14 @@ function readLines(bytes: Uint8Array, length: number): RequestHeaders | undefine
   const deadlineStart = keyEnd(bytes, callerEnd + 2, length, DEADLINE_KEY);
   const request = requestFrom(bytes, length, version, correlationStart, correlationEnd, caller, deadlineStart);
   if (request !== undefined) {
-    // Copies (a Buffer's own `slice` would not copy): nats hands a view of its read buffer, which later reads overwrite.
-    const copy = (start: number, end: number): Uint8Array => Uint8Array.prototype.slice.call(bytes, start, end);
-    repeated = { head: copy(0, correlationStart), middle: copy(correlationEnd, deadlineStart), version, caller };
+    // Copies, as plain Uint8Arrays like the keys above (one kind of array for keyEnd's `key`): nats
+    // hands a view of its read buffer, which later reads overwrite.
+    repeated = {
+      head: new Uint8Array(bytes.subarray(0, correlationStart)),
+      middle: new Uint8Array(bytes.subarray(correlationEnd, deadlineStart)),
+      version,
+      caller,
+    };
   }
   return request;
 }
