@@ -93,7 +93,6 @@ function selfByName(dumpFile, mapFile) {
 
 const perCall = (ir) => (ir / calls).toFixed(1).padStart(9);
 const a = selfByName(dumpA, mapA);
-if (process.env.JSON_OUT) { const b = dumpB === undefined ? undefined : selfByName(dumpB, mapB); console.log(JSON.stringify({ a: [...a.byName], b: b && [...b.byName], calls })); process.exit(0); }
 if (dumpB === undefined) {
   console.log(`total ${a.total} (${(a.total / calls).toFixed(0)} per call)`);
   for (const [name, ir] of [...a.byName].sort((x, y) => y[1] - x[1]).slice(0, top)) {
