@@ -240,6 +240,21 @@ describe('nats - failure behaviour of calls', () => {
     expect(await client.client(store).put({ text: 'next' })).toEqual({ length: 4 });
   });
 
+  it('nats - reads a body as a strict UTF-8 decoder does: a byte order mark dropped, a genuine U+FFFD kept, malformed sequences refused', async () => {
+    const request = headers();
+    request.set('Keel-Contract-Version', '1.0.0');
+    const put = async (body: Uint8Array): Promise<Record<string, unknown>> =>
+      (await raw.request('keel.store.put', body, { headers: request, timeout: 5_000 })).json<Record<string, unknown>>();
+    const utf8 = (text: string): Uint8Array => new TextEncoder().encode(text);
+    expect(await put(Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), utf8('{"text":"bom"}')]))).toEqual({ length: 3 });
+    expect(await put(utf8('{"text":"a\uFFFDb"}'))).toEqual({ length: 3 });
+    expect(await put(utf8('{"text":"caf\u00e9 \u{1F600}"}'))).toEqual({ length: 7 });
+    for (const malformed of [[0xc0, 0xaf], [0xed, 0xa0, 0x80], [0xe2, 0x82], [0xf8, 0x88, 0x80, 0x80, 0x80]]) {
+      const body = Buffer.concat([utf8('{"text":"'), Buffer.from(malformed), utf8('"}')]);
+      expect(await put(body)).toMatchObject({ type: 'keel', code: 'INVALID_INPUT' });
+    }
+  });
+
   it('nats - answers a request without keel headers with an error envelope naming the missing header', async () => {
     const reply = await raw.request('keel.store.put', new TextEncoder().encode('{"text":"hi"}'), { timeout: 5_000 });
     expect(reply.headers?.get('Nats-Service-Error-Code')).toBe('400');

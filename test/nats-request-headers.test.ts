@@ -92,6 +92,23 @@ describe('the request header block keel writes', () => {
       expect(read?.context.caller).toBe(callers[index]);
     }
   });
+
+  it('a block repeating the last one but for its correlation id and deadline is read alike, and one that differs in any other byte anew', async () => {
+    const sent: CallContext[] = [
+      context,
+      { ...context, correlationId: 'c0ffee-1l', deadline: 1_796_130_796_300 },
+      { ...context, correlationId: 'another-id-of-another-length', deadline: 9 },
+      { ...context, caller: 'ordersx' },
+      { ...context, correlationId: 'c0ffee-1m', traceparent: TRACEPARENT },
+      { ...context, correlationId: 'c0ffee-1n' },
+    ];
+    for (const [index, version] of ['1.2.0', '1.2.0', '1.2.0', '1.2.0', '1.2.0', '1.2.1'].entries()) {
+      const msg = await sentByKeel(callHeaders({ ...address, version }, sent[index] as CallContext));
+      const read = readKnownRequest(msg);
+      expect(read).toStrictEqual(generalReading(msg));
+      expect(read?.context.correlationId).toBe(sent[index]?.correlationId);
+    }
+  });
 });
 
 describe('blocks in any other form go to the general reader, which reads or refuses them as before', () => {
