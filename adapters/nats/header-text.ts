@@ -4,6 +4,9 @@
  * write (test/nats-raw-headers.test.ts compares them). The parts that stay the same for one
  * operation and caller, or one event version and publisher, are built once. headers.ts reads them.
  */
+// Node's `Buffer` imported, not the global: the global is a getter on Node 24, and optimised code
+// reads it through an inline cache and a call each time (~150 instructions; docs/performance.md).
+import { Buffer } from 'node:buffer';
 import type { CallContext } from 'keel';
 import type { OperationAddress, PublishedEvent } from 'keel/transport';
 import { headers, type Match, type MsgHdrs } from '@nats-io/transport-node';
