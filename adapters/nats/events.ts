@@ -15,13 +15,21 @@ import { decodeJson, encodeJson } from './wire.js';
 /**
  * An event's payload as JSON, refused (with `UNAVAILABLE` or `PAYLOAD_TOO_LARGE`) when the
  * transport is closed or the payload exceeds what the server accepts; either delivery starts so.
+ * `label` names the event in those errors (`contract.event` when not given: built only then).
  */
-export function eventPayload(connection: Connection, event: PublishedEvent, label: string): Uint8Array {
-  if (connection.closed) throw connection.unavailable(`Cannot publish ${label}`);
+export function eventPayload(connection: Connection, event: PublishedEvent, label?: string): Uint8Array {
+  if (connection.closed) throw connection.unavailable(`Cannot publish ${label ?? eventLabel(event)}`);
   const data = encodeJson(event.payload);
   const limit = connection.maxPayload;
-  if (data.length > limit) throw connection.tooLarge(`The payload of event ${label}`, data.length, limit, event.metadata.correlationId);
+  if (data.length > limit) {
+    throw connection.tooLarge(`The payload of event ${label ?? eventLabel(event)}`, data.length, limit, event.metadata.correlationId);
+  }
   return data;
+}
+
+/** An event's name in messages: `contract.event`. */
+function eventLabel(event: PublishedEvent): string {
+  return `${event.contract}.${event.event}`;
 }
 
 const RESOLVED: Promise<void> = Promise.resolve();
@@ -44,13 +52,15 @@ export class Notifications {
   publish(event: PublishedEvent): Promise<void> {
     let data: Uint8Array | undefined;
     try {
-      data = eventPayload(this.#connection, event, `${event.contract}.${event.event}`);
+      // No label string per event: it names the event in errors only, and is built then.
+      data = eventPayload(this.#connection, event);
       this.#connection.nc.publish(this.#subject(event.contract, event.event), data, { headers: eventHeaders(event) });
       return RESOLVED;
     } catch (error) {
       if (data === undefined) return Promise.reject(error);
-      const label = `${event.contract}.${event.event}`;
-      return Promise.reject(this.#connection.publishError(error, `The payload of event ${label}`, data.length, event.metadata.correlationId));
+      return Promise.reject(
+        this.#connection.publishError(error, `The payload of event ${eventLabel(event)}`, data.length, event.metadata.correlationId),
+      );
     }
   }
 

@@ -8,6 +8,9 @@
 # To measure the subscriber, the publisher sends in bursts of 500 events 250 ms apart: read in like
 # chunks from run to run (a subscriber left behind reads ever larger chunks, and counts vary).
 #   bench/profile/events-instructions.sh <tree> publisher|subscriber [keel|raw] [warm=20000] [events=20000]
+# NODE_FLAGS (in the environment) go to the measured node, e.g. NODE_FLAGS=--perf-basic-prof: its
+# map of JIT code (/tmp/perf-<pid>.map) is then kept next to the dump, for callgrind-jit.mjs to
+# name the dump's JIT addresses by JavaScript function.
 tree=$(cd "$1" && pwd); side=$2; mode=${3:-keel}; warm=${4:-20000}; n=${5:-20000}
 out=$(mktemp -d /tmp/keel-events-ir.XXXXXX)
 port=$((20000 + RANDOM % 20000))
@@ -17,7 +20,7 @@ npid=$!
 sleep 0.5
 url="nats://127.0.0.1:$port"
 mkfifo "$out/measured.in" "$out/other.in"
-valgrind --tool=callgrind --smc-check=all-non-file --callgrind-out-file="$out/cg" node "$tree/bench/profile/events-ir-side.mjs" "$url" "$side" "$mode" < "$out/measured.in" > "$out/measured.out" 2> "$out/vg" &
+valgrind --tool=callgrind --smc-check=all-non-file --callgrind-out-file="$out/cg" node $NODE_FLAGS "$tree/bench/profile/events-ir-side.mjs" "$url" "$side" "$mode" < "$out/measured.in" > "$out/measured.out" 2> "$out/vg" &
 vpid=$!
 exec 3>"$out/measured.in"
 waitfor() { # file, number of `done` lines
@@ -42,6 +45,7 @@ exec 3>&-
 [ "$side" = subscriber ] && exec 4>&-
 wait "$vpid"
 kill "$npid"
+[ -f "/tmp/perf-$vpid.map" ] && mv "/tmp/perf-$vpid.map" "$out/perf.map"
 dump=$(ls "$out"/cg.* | head -1)
 total=$(grep -m1 '^summary:' "$dump" | awk '{print $2}')
 echo "$tree $side $mode: $n events after $warm: $total instructions, $((total / n)) per event; dump: $dump"
