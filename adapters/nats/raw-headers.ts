@@ -13,6 +13,7 @@
  * the block is anything but plain ASCII in the form nats itself writes, this returns nats' own
  * decoded `msg.headers`, so a block nats would read differently, or refuse, is still read by nats.
  */
+import { Buffer } from 'node:buffer';
 import type { Msg } from '@nats-io/transport-node';
 
 /** A header and its values, as iterating nats' `MsgHdrs` yields them (here: the first value only). */
