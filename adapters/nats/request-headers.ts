@@ -7,7 +7,7 @@
  * version's pattern checked once per distinct version), the deadline read as a number, and only
  * the correlation id (and a traceparent) becomes a string. It took most of the header reading
  * off a callee's CPU (docs/performance.md, "The callee's header block"). A block whose bytes
- * around the correlation id repeat those of the last block read line by line (all but the
+ * around the correlation id repeat those of one of the last blocks read line by line (all but the
  * correlation id's value and the deadline's digits, in the common case) is read by comparing
  * those bytes, without going over its lines one by one.
  *
@@ -61,7 +61,14 @@ interface Repeated {
   readonly caller: string;
 }
 
-let repeated: Repeated | undefined;
+/**
+ * The blocks to compare with, the last few read the long way: a callee answers a handful of
+ * callers (and versions) at once, and with one block kept, requests of two callers taking turns
+ * would each miss it and be read the long way, with a new block kept every time.
+ */
+const repeated: Repeated[] = [];
+const REPEATED_KEPT = 4;
+let nextReplaced = 0;
 
 /**
  * The request headers of `msg` when its block is in the form described above (see the file's
@@ -72,17 +79,17 @@ export function readKnownRequest(msg: Msg): RequestHeaders | undefined {
   const bytes = rawBytes(msg);
   if (bytes === undefined) return undefined;
   const length = headerLength(msg);
-  const last = repeated;
-  if (last !== undefined) {
-    const correlationStart = keyEnd(bytes, 0, length, last.head);
+  for (let i = 0; i < repeated.length; i++) {
+    const known = repeated[i] as Repeated;
+    const correlationStart = keyEnd(bytes, 0, length, known.head);
     const correlationEnd = valueEnd(bytes, correlationStart, length);
-    const deadlineStart = keyEnd(bytes, correlationEnd, length, last.middle);
-    if (deadlineStart >= 0) return requestFrom(bytes, length, last.version, correlationStart, correlationEnd, last.caller, deadlineStart);
+    const deadlineStart = keyEnd(bytes, correlationEnd, length, known.middle);
+    if (deadlineStart >= 0) return requestFrom(bytes, length, known.version, correlationStart, correlationEnd, known.caller, deadlineStart);
   }
   return readLines(bytes, length);
 }
 
-/** {@link readKnownRequest} line by line; a block it takes becomes the {@link repeated} one. */
+/** {@link readKnownRequest} line by line; a block it takes becomes one of the {@link repeated} ones. */
 function readLines(bytes: Uint8Array, length: number): RequestHeaders | undefined {
   const versionAt = versionStart(bytes, length);
   const versionEnd = valueEnd(bytes, versionAt, length);
@@ -104,12 +111,18 @@ function readLines(bytes: Uint8Array, length: number): RequestHeaders | undefine
   if (request !== undefined) {
     // Copies, as plain Uint8Arrays like the keys above (one kind of array for keyEnd's `key`): nats
     // hands a view of its read buffer, which later reads overwrite.
-    repeated = {
+    const known: Repeated = {
       head: new Uint8Array(bytes.subarray(0, correlationStart)),
       middle: new Uint8Array(bytes.subarray(correlationEnd, deadlineStart)),
       version,
       caller,
     };
+    if (repeated.length < REPEATED_KEPT) {
+      repeated.push(known);
+    } else {
+      repeated[nextReplaced] = known;
+      nextReplaced = (nextReplaced + 1) % REPEATED_KEPT;
+    }
   }
   return request;
 }

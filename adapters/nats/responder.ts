@@ -17,6 +17,7 @@ import {
   type Registration,
   type ServedModule,
 } from 'keel/transport';
+import { Buffer } from 'node:buffer';
 import { headers, type Msg, type Subscription } from '@nats-io/transport-node';
 import { performance } from 'node:perf_hooks';
 import { z } from 'zod';

@@ -28,5 +28,5 @@ echo end >&3
 exec 3>&-
 wait "$vpid"
 all=$(cat "$out"/cg.*[0-9]-[0-9]* | grep '^summary:' | awk '{s+=$2} END {print s}')
-main=$(grep -m1 '^summary:' "$out"/cg.1-01 | awk '{print $2}')
+main=$(ir_total "$out/cg.1-01") || exit 1
 echo "$tree: $n calls after $warm: $((all / n)) instructions per call, main thread $((main / n)) (node $flags); dumps: $out"

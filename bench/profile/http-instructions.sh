@@ -27,5 +27,5 @@ sleep 2
 exec 3>&-
 wait "$vpid"
 dump=$(ls "$out".cg.* | head -1)
-total=$(grep -m1 '^summary:' "$dump" | awk '{print $2}')
+total=$(ir_total "$dump") || exit 1
 echo "$tree $mode: $n requests after $warm: $total instructions, $((total / n)) per request (non-2xx: $(node -e "console.log(JSON.parse(require('fs').readFileSync('$out.ac','utf8')).non2xx)")); dump: $dump"

@@ -30,5 +30,5 @@ echo >&3
 exec 3>&-
 wait "$vpid"
 dump=$(ls "$out".cg.* | head -1)
-total=$(grep -m1 '^summary:' "$dump" | awk '{print $2}')
+total=$(ir_total "$dump") || exit 1
 echo "$tree $mode: $n calls: $total instructions, $((total / n)) per call; dump: $dump"

@@ -10,7 +10,9 @@ trap 'exit 130' INT TERM
 ir_wait() {
   local file=$1 word=$2 lines=${3:-1} seconds=${4:-900} pid
   for _ in $(seq 1 $((seconds * 5))); do
-    [ "$(grep -c "$word" "$file" 2>/dev/null)" -ge "$lines" ] && return 0
+    local seen
+    seen=$(grep -c "$word" "$file" 2>/dev/null)
+    [ "${seen:-0}" -ge "$lines" ] && return 0
     for pid in "${watched[@]}"; do
       kill -0 "$pid" 2>/dev/null || { echo "process $pid ended before '$word' appeared in $file (see the files next to it)" >&2; exit 1; }
     done
@@ -18,4 +20,12 @@ ir_wait() {
   done
   echo "timed out after ${seconds} s waiting for '$word' in $file" >&2
   exit 1
+}
+# ir_total <callgrind dump>: its instruction total, or exit with a message when the dump is missing
+# or holds none (valgrind failed, or the process ended before its counters were dumped).
+ir_total() {
+  local total
+  total=$(grep -m1 '^summary:' "$1" 2>/dev/null | awk '{print $2}')
+  [ -n "$total" ] || { echo "no instruction count in $1 (see valgrind's log next to it)" >&2; exit 1; }
+  echo "$total"
 }

@@ -1,0 +1,143 @@
+/**
+ * The callee's repeated-block fast path (request-headers.ts) and the in-place
+ * body decoding (responder.ts `requestBody`), fuzzed in process against the general readers. The
+ * messages are nats' own MsgImpl over views of a shared, reused buffer, as nats' parser hands them.
+ */
+import { describe, expect, it } from 'vitest';
+import type { Msg } from '@nats-io/transport-node';
+import { MsgImpl } from '@nats-io/nats-core/internal';
+import { readRequestHeaders, type RequestHeaders } from '../adapters/nats/headers.js';
+import { messageHeaders } from '../adapters/nats/raw-headers.js';
+import { readKnownRequest } from '../adapters/nats/request-headers.js';
+
+const TARGET = 'pricing.quote';
+
+// A small deterministic PRNG.
+let seed = 0x9e3779b9;
+function random(): number {
+  seed ^= seed << 13;
+  seed ^= seed >>> 17;
+  seed ^= seed << 5;
+  return (seed >>> 0) / 0x1_0000_0000;
+}
+const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)] as T;
+
+// One read buffer, reused for every message, as nats' socket reads are.
+const pool = Buffer.alloc(1 << 16);
+
+function message(block: Uint8Array, body: Uint8Array, plain: boolean): Msg {
+  const total = block.length + body.length;
+  let data: Uint8Array;
+  if (plain) {
+    data = new Uint8Array(total);
+  } else {
+    const offset = Math.floor(random() * (pool.length - total));
+    data = pool.subarray(offset, offset + total);
+  }
+  data.set(block, 0);
+  data.set(body, block.length);
+  const subject = Buffer.from('keel.pricing.quote');
+  return new MsgImpl({ subject, reply: Buffer.from('_INBOX.x'), sid: 1, hdr: block.length, size: total } as never, data, {} as never) as unknown as Msg;
+}
+
+function general(msg: Msg): RequestHeaders | string {
+  try {
+    return readRequestHeaders(msg.headers, TARGET, 5_000);
+  } catch (error) {
+    return `error: ${(error as Error).message}`;
+  }
+}
+
+function block(version: string, correlationId: string, caller: string, deadline: string, extra = ''): string {
+  return `NATS/1.0\r\nKeel-Contract-Version: ${version}\r\nKeel-Correlation-Id: ${correlationId}\r\nKeel-Caller: ${caller}\r\nKeel-Deadline: ${deadline}\r\n${extra}\r\n`;
+}
+
+const TRACE = 'traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\n';
+const INTERESTING = [0x20, 0x0d, 0x0a, 0x09, 0x3a, 0x61, 0x41, 0x30, 0x39, 0x2d, 0x2e, 0x80, 0xff, 0x00, 0x7f, 0x7e, 0x2b];
+
+function mutate(text: string): Uint8Array {
+  const bytes = [...Buffer.from(text, 'latin1')];
+  const count = 1 + Math.floor(random() * 2);
+  for (let index = 0; index < count; index += 1) {
+    const at = Math.floor(random() * bytes.length);
+    const kind = random();
+    if (kind < 0.5) bytes[at] = pick(INTERESTING);
+    else if (kind < 0.75) bytes.splice(at, 0, pick(INTERESTING));
+    else bytes.splice(at, 1);
+  }
+  return Uint8Array.from(bytes);
+}
+
+describe('review9: the repeated-block fast path reads what the general reader reads', () => {
+  it('fuzz: mutated blocks after a primed one, at random offsets of a reused buffer', () => {
+    const versions = ['1.2.0', '1.2.1', '2.0.0-rc.1'];
+    const callers = ['orders', 'billing', 'ordersx', 'o'];
+    let version = '1.2.0';
+    let caller = 'orders';
+    let checked = 0;
+    let fast = 0;
+    for (let round = 0; round < 200_000; round += 1) {
+      if (random() < 0.15) version = pick(versions);
+      if (random() < 0.15) caller = pick(callers);
+      const id = `c-${Math.floor(random() * 1e6).toString(36)}`;
+      const deadline = `${Math.floor(random() * 1e13)}`;
+      const extra = random() < 0.3 ? TRACE : '';
+      const text = block(version, id, caller, deadline, extra);
+      const bytes = random() < 0.5 ? Buffer.from(text, 'latin1') : mutate(text);
+      const msg = message(bytes, Buffer.from('{}'), random() < 0.1);
+      const read = readKnownRequest(msg);
+      if (read !== undefined) {
+        fast += 1;
+        const expected = general(msg);
+        if (JSON.stringify(read) !== JSON.stringify(expected)) {
+          expect({ block: Buffer.from(bytes).toString('latin1'), read }).toStrictEqual({ block: Buffer.from(bytes).toString('latin1'), read: expected });
+        }
+        expect(read).toStrictEqual(expected);
+        checked += 1;
+      } else {
+        // Nothing to compare but that the callee's reading (general reader) still answers.
+        const callee = (() => {
+          try {
+            return readRequestHeaders(messageHeaders(msg), TARGET, 5_000);
+          } catch (error) {
+            return `error: ${(error as Error).message}`;
+          }
+        })();
+        expect(callee).toBeDefined();
+      }
+      // nats reuses its read buffer: scribble over it.
+      pool.fill(Math.floor(random() * 256));
+    }
+    expect(checked).toBeGreaterThan(50_000);
+    expect(fast).toBe(checked);
+  });
+
+  it('a primed block, then the same buffer overwritten by a different block of the same length', () => {
+    const first = Buffer.from(block('1.2.0', 'c-1', 'orders', '1796130796236'), 'latin1');
+    const second = Buffer.from(block('1.2.0', 'c-2', 'orderz', '1796130796237'), 'latin1');
+    const data = pool.subarray(100, 100 + first.length + 2);
+    data.set(first, 0);
+    data.set(Buffer.from('{}'), first.length);
+    const msg1 = new MsgImpl({ subject: Buffer.from('s'), reply: Buffer.from('r'), sid: 1, hdr: first.length, size: data.length } as never, data, {} as never) as unknown as Msg;
+    expect(readKnownRequest(msg1)?.context.caller).toBe('orders');
+    data.set(second, 0);
+    const msg2 = new MsgImpl({ subject: Buffer.from('s'), reply: Buffer.from('r'), sid: 1, hdr: second.length, size: data.length } as never, data, {} as never) as unknown as Msg;
+    expect(readKnownRequest(msg2)?.context.caller).toBe('orderz');
+  });
+});
+
+describe('review9: a call deadline written as digits from the number', () => {
+  it('fuzz: the same bytes as the text of Math.floor(deadline), over the whole range and its edges', async () => {
+    const { callHeaders } = await import('../adapters/nats/headers.js');
+    const address = Object.freeze({ contract: 'pricing', version: '1.2.0', operation: 'quote' });
+    const values: number[] = [0, -0, 0.5, 9.99, 10, 99, 100, 2 ** 53 - 1, 2 ** 53 - 1.5, 2 ** 53, 2 ** 53 + 2, 1e21, 1e300, Infinity, -Infinity, NaN, -1, -0.5, Number.MIN_VALUE, 4.5e15, 999_999_999_999_999.9];
+    for (let power = 0; power < 54; power += 1) values.push(2 ** power, 2 ** power - 1, 2 ** power + 1, 10 ** Math.min(power, 22), 10 ** Math.min(power, 22) - 1);
+    for (let index = 0; index < 100_000; index += 1) values.push(Math.floor(random() * 2 ** (1 + Math.floor(random() * 53))) + (random() < 0.3 ? random() : 0));
+    for (const deadline of values) {
+      const sent = callHeaders(address, { correlationId: 'c-1', caller: 'orders', deadline, traceparent: undefined }) as unknown as { encode(): Uint8Array };
+      const text = `NATS/1.0\r\nKeel-Contract-Version: 1.2.0\r\nKeel-Correlation-Id: c-1\r\nKeel-Caller: orders\r\nKeel-Deadline: ${Math.floor(deadline)}\r\n\r\n`;
+      const got = Buffer.from(sent.encode()).toString('latin1');
+      if (got !== text) expect({ deadline, got }).toStrictEqual({ deadline, got: text });
+    }
+  });
+});
