@@ -13,23 +13,25 @@
 # name the dump's JIT addresses by JavaScript function.
 tree=$(cd "$1" && pwd); side=$2; mode=${3:-keel}; warm=${4:-20000}; n=${5:-20000}
 out=$(mktemp -d /tmp/keel-events-ir.XXXXXX)
+source "$(dirname "$0")/ir-common.sh"
 port=$((20000 + RANDOM % 20000))
 nats=$(command -v nats-server || echo /usr/sbin/nats-server)
 "$nats" -a 127.0.0.1 -p "$port" > /dev/null 2>&1 &
 npid=$!
+watched=("$npid")
 sleep 0.5
+kill -0 "$npid" 2>/dev/null || { echo "nats-server did not start on port $port" >&2; exit 1; }
 url="nats://127.0.0.1:$port"
 mkfifo "$out/measured.in" "$out/other.in"
 valgrind --tool=callgrind --smc-check=all-non-file --callgrind-out-file="$out/cg" node $NODE_FLAGS "$tree/bench/profile/events-ir-side.mjs" "$url" "$side" "$mode" < "$out/measured.in" > "$out/measured.out" 2> "$out/vg" &
 vpid=$!
+watched+=("$vpid")
 exec 3>"$out/measured.in"
-waitfor() { # file, number of `done` lines
-  for _ in $(seq 1 3000); do [ "$(grep -c "$2" "$1" 2>/dev/null)" -ge "$3" ] && return; sleep 0.2; done
-  echo "timed out waiting for $2 in $1" >&2
-}
+waitfor() { ir_wait "$1" "$2" "$3" 600; } # file, word, number of lines
 waitfor "$out/measured.out" ready 1
 if [ "$side" = subscriber ]; then
   node "$tree/bench/profile/events-ir-side.mjs" "$url" publisher "$mode" < "$out/other.in" > "$out/other.out" 2>&1 &
+  watched+=($!)
   exec 4>"$out/other.in"
   waitfor "$out/other.out" ready 1
   round() { echo "$1" >&3; sleep 0.5; echo "$1 500 250" >&4; waitfor "$out/measured.out" done "$2"; }
@@ -46,6 +48,6 @@ exec 3>&-
 wait "$vpid"
 kill "$npid"
 [ -f "/tmp/perf-$vpid.map" ] && mv "/tmp/perf-$vpid.map" "$out/perf.map"
-dump=$(ls "$out"/cg.* | head -1)
-total=$(grep -m1 '^summary:' "$dump" | awk '{print $2}')
+dump=$(ls "$out"/cg.* 2>/dev/null | head -1)
+total=$(ir_total "$dump") || exit 1
 echo "$tree $side $mode: $n events after $warm: $total instructions, $((total / n)) per event; dump: $dump"

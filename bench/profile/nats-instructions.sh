@@ -22,6 +22,7 @@
 # round the measured round pays that deoptimization and re-optimization (2026-12-02, ninth round).
 #   bench/profile/nats-instructions.sh <tree> caller|callee keel|raw [calls=20000] [warm=60000]
 tree=$(cd "$1" && pwd); side=$2; mode=${3:-keel}; n=${4:-20000}; warm=${5:-60000}; inflight=${IN_FLIGHT:-64}
+case "${SETTLE:-0}" in "" | *[!0-9]*) echo "SETTLE must be a whole number of calls (got: $SETTLE)" >&2; exit 2 ;; esac
 case "$side/$mode" in caller/keel|caller/raw|callee/keel|callee/raw) ;; *) echo "usage: $0 <tree> caller|callee keel|raw [calls] [warm]" >&2; exit 2 ;; esac
 out=$(mktemp -d /tmp/keel-nats-ir.XXXXXX)
 port=$((20000 + RANDOM % 20000))
