@@ -1,7 +1,8 @@
 /**
- * The callee's repeated-block fast path (request-headers.ts) and the in-place
- * body decoding (responder.ts `requestBody`), fuzzed in process against the general readers. The
- * messages are nats' own MsgImpl over views of a shared, reused buffer, as nats' parser hands them.
+ * The callee's repeated-block fast path (request-headers.ts), the in-place body decoding
+ * (responder.ts `requestBody`) and the caller's deadline digits (header-text.ts), fuzzed in process
+ * against the general readers and writers. The messages are nats' own MsgImpl over views of a
+ * shared, reused buffer, as nats' parser hands them.
  */
 import { describe, expect, it } from 'vitest';
 import type { Msg } from '@nats-io/transport-node';
@@ -9,6 +10,8 @@ import { MsgImpl } from '@nats-io/nats-core/internal';
 import { readRequestHeaders, type RequestHeaders } from '../adapters/nats/headers.js';
 import { messageHeaders } from '../adapters/nats/raw-headers.js';
 import { readKnownRequest } from '../adapters/nats/request-headers.js';
+import { requestBody } from '../adapters/nats/responder.js';
+import { decodeJson } from '../adapters/nats/wire.js';
 
 const TARGET = 'pricing.quote';
 
@@ -68,7 +71,7 @@ function mutate(text: string): Uint8Array {
   return Uint8Array.from(bytes);
 }
 
-describe('review9: the repeated-block fast path reads what the general reader reads', () => {
+describe('the repeated-block fast path reads what the general reader reads', () => {
   it('fuzz: mutated blocks after a primed one, at random offsets of a reused buffer', () => {
     const versions = ['1.2.0', '1.2.1', '2.0.0-rc.1'];
     const callers = ['orders', 'billing', 'ordersx', 'o'];
@@ -126,7 +129,7 @@ describe('review9: the repeated-block fast path reads what the general reader re
   });
 });
 
-describe('review9: a call deadline written as digits from the number', () => {
+describe('a call deadline written as digits from the number', () => {
   it('fuzz: the same bytes as the text of Math.floor(deadline), over the whole range and its edges', async () => {
     const { callHeaders } = await import('../adapters/nats/headers.js');
     const address = Object.freeze({ contract: 'pricing', version: '1.2.0', operation: 'quote' });
@@ -139,5 +142,43 @@ describe('review9: a call deadline written as digits from the number', () => {
       const got = Buffer.from(sent.encode()).toString('latin1');
       if (got !== text) expect({ deadline, got }).toStrictEqual({ deadline, got: text });
     }
+  });
+});
+
+/** What reading a body gives: the value as JSON text, or that it was refused. */
+function outcome(read: () => unknown): string {
+  try {
+    return `value ${JSON.stringify(read())}`;
+  } catch {
+    return 'refused';
+  }
+}
+
+// Byte runs that decode to U+FFFD or to real characters: overlongs, surrogates, truncations, bytes never valid in UTF-8.
+const UTF8_PIECES = [
+  [0xc0, 0xaf], [0xe0, 0x80, 0xaf], [0xed, 0xa0, 0x80], [0xf4, 0x90, 0x80, 0x80], [0xc3], [0xe2, 0x82], [0xf0, 0x9f, 0x98],
+  [0xf5], [0xff], [0x80], [0xc3, 0xa9], [0xe2, 0x82, 0xac], [0xf0, 0x9f, 0x98, 0x80], [0xef, 0xbf, 0xbd], [0xef, 0xbb, 0xbf], [0x61], [0x7a],
+];
+
+describe('the body decoded in place', () => {
+  it('fuzz: accepts and refuses exactly what decodeJson(msg.data) does, with the same value, at random offsets of a reused buffer', () => {
+    const header = Buffer.from(block('1.2.0', 'c-1', 'orders', '1796130796236'), 'latin1');
+    let refused = 0;
+    let accepted = 0;
+    for (let round = 0; round < 100_000; round += 1) {
+      const inner: number[] = [];
+      const pieces = Math.floor(random() * 6);
+      for (let index = 0; index < pieces; index += 1) inner.push(...pick(UTF8_PIECES));
+      const body = [...(random() < 0.1 ? [0xef, 0xbb, 0xbf] : []), 0x22, ...inner, 0x22];
+      const bytes = Uint8Array.from(random() < 0.05 ? [] : body);
+      const msg = message(header, bytes, random() < 0.1);
+      const expected = outcome(() => decodeJson(msg.data));
+      expect(outcome(() => requestBody(msg))).toBe(expected);
+      if (expected === 'refused') refused += 1;
+      else accepted += 1;
+      pool.fill(Math.floor(random() * 256));
+    }
+    expect(refused).toBeGreaterThan(10_000);
+    expect(accepted).toBeGreaterThan(10_000);
   });
 });

@@ -309,8 +309,9 @@ export class Responder {
  * decoder's second pass: the bytes after the block are decoded in place, and only a body whose
  * text holds a U+FFFD (malformed bytes decode to it; a genuine one is rare in JSON) or starts
  * with a byte order mark (the strict decoder drops it) goes to `decodeJson`, which decides.
+ * Exported for test/nats-request-fast-path.test.ts, which holds it to `decodeJson`.
  */
-function requestBody(msg: Msg): unknown {
+export function requestBody(msg: Msg): unknown {
   const bytes = rawBytes(msg);
   if (!(bytes instanceof Buffer)) return decodeJson(msg.data);
   const start = headerLength(msg);
