@@ -1,46 +1,24 @@
 /**
  * The callee's repeated-block fast path (request-headers.ts), the in-place body decoding
- * (responder.ts `requestBody`) and the caller's deadline digits (header-text.ts), fuzzed in process
+ * (header-bytes.ts `messageBody`) and the caller's deadline digits (header-text.ts), fuzzed in process
  * against the general readers and writers. The messages are nats' own MsgImpl over views of a
- * shared, reused buffer, as nats' parser hands them.
+ * shared, reused buffer, as nats' parser hands them (test/support/fuzz-messages.ts).
  */
 import { describe, expect, it } from 'vitest';
 import type { Msg } from '@nats-io/transport-node';
-import { MsgImpl } from '@nats-io/nats-core/internal';
 import { readRequestHeaders, type RequestHeaders } from '../adapters/nats/headers.js';
 import { messageHeaders } from '../adapters/nats/raw-headers.js';
 import { readKnownRequest } from '../adapters/nats/request-headers.js';
-import { requestBody } from '../adapters/nats/responder.js';
+import { messageBody } from '../adapters/nats/header-bytes.js';
 import { decodeJson } from '../adapters/nats/wire.js';
+import { fuzzRandom, messageOver, mutate, pool, poolMessage } from './support/fuzz-messages.js';
 
 const TARGET = 'pricing.quote';
 
-// A small deterministic PRNG.
-let seed = 0x9e3779b9;
-function random(): number {
-  seed ^= seed << 13;
-  seed ^= seed >>> 17;
-  seed ^= seed << 5;
-  return (seed >>> 0) / 0x1_0000_0000;
-}
-const pick = <T>(items: readonly T[]): T => items[Math.floor(random() * items.length)] as T;
+const { random, pick } = fuzzRandom();
 
-// One read buffer, reused for every message, as nats' socket reads are.
-const pool = Buffer.alloc(1 << 16);
-
-function message(block: Uint8Array, body: Uint8Array, plain: boolean): Msg {
-  const total = block.length + body.length;
-  let data: Uint8Array;
-  if (plain) {
-    data = new Uint8Array(total);
-  } else {
-    const offset = Math.floor(random() * (pool.length - total));
-    data = pool.subarray(offset, offset + total);
-  }
-  data.set(block, 0);
-  data.set(body, block.length);
-  const subject = Buffer.from('keel.pricing.quote');
-  return new MsgImpl({ subject, reply: Buffer.from('_INBOX.x'), sid: 1, hdr: block.length, size: total } as never, data, {} as never) as unknown as Msg;
+function message(block: Uint8Array | undefined, body: Uint8Array, plain: boolean): Msg {
+  return poolMessage(random, block, body, plain);
 }
 
 function general(msg: Msg): RequestHeaders | string {
@@ -56,21 +34,6 @@ function block(version: string, correlationId: string, caller: string, deadline:
 }
 
 const TRACE = 'traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\n';
-const INTERESTING = [0x20, 0x0d, 0x0a, 0x09, 0x3a, 0x61, 0x41, 0x30, 0x39, 0x2d, 0x2e, 0x80, 0xff, 0x00, 0x7f, 0x7e, 0x2b];
-
-function mutate(text: string): Uint8Array {
-  const bytes = [...Buffer.from(text, 'latin1')];
-  const count = 1 + Math.floor(random() * 2);
-  for (let index = 0; index < count; index += 1) {
-    const at = Math.floor(random() * bytes.length);
-    const kind = random();
-    if (kind < 0.5) bytes[at] = pick(INTERESTING);
-    else if (kind < 0.75) bytes.splice(at, 0, pick(INTERESTING));
-    else bytes.splice(at, 1);
-  }
-  return Uint8Array.from(bytes);
-}
-
 describe('the repeated-block fast path reads what the general reader reads', () => {
   it('fuzz: mutated blocks after a primed one, at random offsets of a reused buffer', () => {
     const versions = ['1.2.0', '1.2.1', '2.0.0-rc.1'];
@@ -86,7 +49,7 @@ describe('the repeated-block fast path reads what the general reader reads', () 
       const deadline = `${Math.floor(random() * 1e13)}`;
       const extra = random() < 0.3 ? TRACE : '';
       const text = block(version, id, caller, deadline, extra);
-      const bytes = random() < 0.5 ? Buffer.from(text, 'latin1') : mutate(text);
+      const bytes = random() < 0.5 ? Buffer.from(text, 'latin1') : mutate(random, text);
       const msg = message(bytes, Buffer.from('{}'), random() < 0.1);
       const read = readKnownRequest(msg);
       if (read !== undefined) {
@@ -121,10 +84,10 @@ describe('the repeated-block fast path reads what the general reader reads', () 
     const data = pool.subarray(100, 100 + first.length + 2);
     data.set(first, 0);
     data.set(Buffer.from('{}'), first.length);
-    const msg1 = new MsgImpl({ subject: Buffer.from('s'), reply: Buffer.from('r'), sid: 1, hdr: first.length, size: data.length } as never, data, {} as never) as unknown as Msg;
+    const msg1 = messageOver(data, first.length);
     expect(readKnownRequest(msg1)?.context.caller).toBe('orders');
     data.set(second, 0);
-    const msg2 = new MsgImpl({ subject: Buffer.from('s'), reply: Buffer.from('r'), sid: 1, hdr: second.length, size: data.length } as never, data, {} as never) as unknown as Msg;
+    const msg2 = messageOver(data, second.length);
     expect(readKnownRequest(msg2)?.context.caller).toBe('orderz');
   });
 });
@@ -161,7 +124,7 @@ const UTF8_PIECES = [
 ];
 
 describe('the body decoded in place', () => {
-  it('fuzz: accepts and refuses exactly what decodeJson(msg.data) does, with the same value, at random offsets of a reused buffer', () => {
+  it('fuzz: accepts and refuses exactly what decodeJson(msg.data) does, with the same value, after a header block or with none, at random offsets of a reused buffer', () => {
     const header = Buffer.from(block('1.2.0', 'c-1', 'orders', '1796130796236'), 'latin1');
     let refused = 0;
     let accepted = 0;
@@ -171,9 +134,9 @@ describe('the body decoded in place', () => {
       for (let index = 0; index < pieces; index += 1) inner.push(...pick(UTF8_PIECES));
       const body = [...(random() < 0.1 ? [0xef, 0xbb, 0xbf] : []), 0x22, ...inner, 0x22];
       const bytes = Uint8Array.from(random() < 0.05 ? [] : body);
-      const msg = message(header, bytes, random() < 0.1);
+      const msg = message(random() < 0.3 ? undefined : header, bytes, random() < 0.1);
       const expected = outcome(() => decodeJson(msg.data));
-      expect(outcome(() => requestBody(msg))).toBe(expected);
+      expect(outcome(() => messageBody(msg))).toBe(expected);
       if (expected === 'refused') refused += 1;
       else accepted += 1;
       pool.fill(Math.floor(random() * 256));

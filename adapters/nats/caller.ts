@@ -21,11 +21,12 @@ import {
 } from 'keel/transport';
 import { createInbox, type Msg, type MsgHdrs, type Subscription } from '@nats-io/transport-node';
 import type { Connection } from './connection.js';
+import { messageBody } from './header-bytes.js';
 import { callHeaders, sameMajor } from './headers.js';
 import { hasNoHeaders, replyToken } from './raw-headers.js';
 import type { ServiceInfo } from './service-api.js';
 import { askServices } from './service-client.js';
-import { Header, decodeJson, encodeJson } from './wire.js';
+import { Header, encodeJson } from './wire.js';
 
 /** Longest wait, after a call got no responders, for the module's instances to describe themselves. */
 const NO_RESPONDERS_PROBE_MS = 1_000;
@@ -284,7 +285,7 @@ export class Caller implements CallOwner {
     }
     let output: unknown;
     try {
-      output = decodeJson(msg.data);
+      output = messageBody(msg);
     } catch (cause) {
       call.reject(
         new KeelError(
@@ -338,7 +339,7 @@ export class Caller implements CallOwner {
 function remoteFailure(msg: Msg, replyHeaders: MsgHdrs, label: string, context: CallContext): Error {
   let envelope: unknown;
   try {
-    envelope = decodeJson(msg.data);
+    envelope = messageBody(msg);
   } catch {
     envelope = undefined;
   }

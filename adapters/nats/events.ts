@@ -7,10 +7,11 @@ import { InFlight, within, type EventSubscription, type PublishedEvent, type Reg
 import type { Msg, Subscription } from '@nats-io/transport-node';
 import type { Connection } from './connection.js';
 import { readEventBlock } from './event-block.js';
+import { messageBody } from './header-bytes.js';
 import { eventHeaders, readEventHeaders, sameMajor } from './headers.js';
 import { LogThrottle } from './log-throttle.js';
 import { messageHeaders } from './raw-headers.js';
-import { decodeJson, encodeJson } from './wire.js';
+import { encodeJson } from './wire.js';
 
 /**
  * An event's payload as JSON, refused (with `UNAVAILABLE` or `PAYLOAD_TOO_LARGE`) when the
@@ -140,7 +141,7 @@ export class Notifications {
     }
     let payload: unknown;
     try {
-      payload = decodeJson(msg.data);
+      payload = messageBody(msg);
     } catch {
       logger.error({ event: label, eventId: metadata.id, subscriber: subscription.subscriber }, 'dropped an event whose body is not JSON');
       return;

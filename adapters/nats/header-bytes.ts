@@ -8,7 +8,7 @@
 import { Buffer } from 'node:buffer';
 import type { Msg } from '@nats-io/transport-node';
 import { isVersion } from './headers.js';
-import { Header } from './wire.js';
+import { Header, decodeJson } from './wire.js';
 
 interface RawMsg {
   readonly _rdata?: unknown;
@@ -157,4 +157,28 @@ export class LastVersion {
     this.#text = version;
     return version;
   }
+}
+
+const BYTE_ORDER_MARK = 0xfeff;
+
+/**
+ * A message's body as JSON, as `decodeJson(msg.data)` reads it (refusing malformed UTF-8), without
+ * the view of the body nats makes for a message with a header block and without the strict
+ * decoder's second pass: the bytes after the block (all of them when there is none) are decoded in
+ * place, and only a body whose text holds a U+FFFD (malformed bytes decode to it; a genuine one is
+ * rare in JSON) or starts with a byte order mark (the strict decoder drops it) goes to
+ * `decodeJson`, which decides. Requests at the callee, replies at the caller, notifications at the
+ * subscriber. test/nats-request-fast-path.test.ts holds it to `decodeJson`.
+ */
+export function messageBody(msg: Msg): unknown {
+  const raw = msg as unknown as RawMsg;
+  const bytes = raw._rdata;
+  const block = raw._msg?.hdr;
+  // nats hands a subarray of the socket's Buffer, or a Uint8Array when a message spans reads.
+  if (!(bytes instanceof Buffer) || typeof block !== 'number' || block > bytes.length) return decodeJson(msg.data);
+  const start = block < 0 ? 0 : block; // -1: no header block
+  if (start === bytes.length) return undefined;
+  const text = bytes.toString('utf8', start, bytes.length);
+  if (text.charCodeAt(0) === BYTE_ORDER_MARK || text.includes('\uFFFD')) return decodeJson(msg.data);
+  return JSON.parse(text);
 }

@@ -17,19 +17,18 @@ import {
   type Registration,
   type ServedModule,
 } from 'keel/transport';
-import { Buffer } from 'node:buffer';
 import { headers, type Msg, type Subscription } from '@nats-io/transport-node';
 import { performance } from 'node:perf_hooks';
 import { z } from 'zod';
 import { isPayloadTooLarge, reason, type Connection } from './connection.js';
 import { EndpointCounters } from './endpoint-stats.js';
 import { readRequestHeaders } from './headers.js';
-import { headerLength, rawBytes } from './header-bytes.js';
+import { messageBody } from './header-bytes.js';
 import { messageHeaders } from './raw-headers.js';
 import { readKnownRequest } from './request-headers.js';
 import { ServiceApi, type ServiceEndpoint } from './service-api.js';
 import { LogThrottle } from './log-throttle.js';
-import { Header, decodeJson, encodeJson, headerValue, serviceErrorCode } from './wire.js';
+import { Header, encodeJson, headerValue, serviceErrorCode } from './wire.js';
 
 /** A module served on NATS. */
 interface Served {
@@ -268,7 +267,7 @@ export class Responder {
       // read from its bytes where raw-headers.ts can, else by nats' own decoding.
       request = readKnownRequest(msg) ?? readRequestHeaders(messageHeaders(msg), target, this.#connection.options.defaultTimeoutMs);
       try {
-        input = requestBody(msg);
+        input = messageBody(msg);
       } catch {
         throw new KeelError(
           KeelErrorCode.INVALID_INPUT,
@@ -302,26 +301,6 @@ export class Responder {
     served.module.handle(address, input, context, false, new NatsReply(endpoint, msg, context, startedAt));
   }
 }
-
-/**
- * The request's body as JSON, as `decodeJson(msg.data)` reads it (refusing malformed UTF-8), without
- * the view of the body nats makes for a message with a header block and without the strict
- * decoder's second pass: the bytes after the block are decoded in place, and only a body whose
- * text holds a U+FFFD (malformed bytes decode to it; a genuine one is rare in JSON) or starts
- * with a byte order mark (the strict decoder drops it) goes to `decodeJson`, which decides.
- * Exported for test/nats-request-fast-path.test.ts, which holds it to `decodeJson`.
- */
-export function requestBody(msg: Msg): unknown {
-  const bytes = rawBytes(msg);
-  if (!(bytes instanceof Buffer)) return decodeJson(msg.data);
-  const start = headerLength(msg);
-  if (start === bytes.length) return undefined;
-  const text = bytes.toString('utf8', start, bytes.length);
-  if (text.charCodeAt(0) === BYTE_ORDER_MARK || text.includes('\uFFFD')) return decodeJson(msg.data);
-  return JSON.parse(text);
-}
-
-const BYTE_ORDER_MARK = 0xfeff;
 
 /** The serving process's breakers that are not closed, for `$SRV.STATS` (undefined when all are closed). */
 function openCircuits(module: ServedModule): Record<string, 'open' | 'half-open'> | undefined {
