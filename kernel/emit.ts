@@ -102,13 +102,14 @@ async function toOutbox(
   context: CallContext | undefined,
   traceparent: string | undefined,
 ): Promise<void> {
+  const id = newCorrelationId();
   await transaction.tx.query(
     'insert into keel_outbox (id, event, payload, correlation_id, traceparent, principal) values ($1, $2, $3, $4, $5, $6)',
     [
-      newCorrelationId(),
+      id,
       event,
       JSON.stringify(payload),
-      context?.correlationId ?? newCorrelationId(),
+      context?.correlationId ?? id, // an event emitted outside any call starts its own chain: see publish()
       traceparent ?? null,
       context?.principal === undefined ? null : JSON.stringify(context.principal),
     ],
@@ -117,7 +118,11 @@ async function toOutbox(
   if (relay !== undefined && !transaction.afterCommit.includes(relay.kicker)) transaction.afterCommit.push(relay.kicker);
 }
 
-/** Publishes an event at once (no transaction); the promise is the transport's. */
+/**
+ * Publishes an event at once (no transaction); the promise is the transport's. An event emitted
+ * outside any call starts a chain of its own, and its id is that chain's correlation id: one id
+ * made, not two (docs/performance.md, "Tenth round").
+ */
 function publish(
   source: EmitSource,
   contract: AnyContract,
@@ -127,6 +132,7 @@ function publish(
   context: CallContext | undefined,
   traceparent: string | undefined,
 ): Promise<void> {
+  const id = newCorrelationId();
   return (source.services.remote ?? source.services.local).publish({
     contract: contract.name,
     version: contract.version,
@@ -134,8 +140,8 @@ function publish(
     delivery,
     payload,
     metadata: {
-      id: newCorrelationId(),
-      correlationId: context?.correlationId ?? newCorrelationId(),
+      id,
+      correlationId: context?.correlationId ?? id,
       traceparent,
       publisher: contract.name,
       publishedAt: Date.now(),

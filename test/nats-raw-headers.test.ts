@@ -243,6 +243,14 @@ describe('eventHeaders', () => {
       { version: '1.0.0', publisher: 'orders', id: 'e\t8', correlationId: 'caf\u00e9-8', publishedAt: 8 },
       { version: '1.0.0', publisher: 'caf\u00e9', id: 'e-9', correlationId: 'c-9', publishedAt: 9_007_199_254_740_993 },
       { version: '1.0.0', publisher: 'orders', id: 'e-10', correlationId: 'c\r\n10', publishedAt: 10, traceparent: ' tp ' },
+      // An event emitted outside any call is its own correlation (kernel/emit.ts): the id's bytes copied.
+      { version: '1.0.0', publisher: 'orders', id: 'e-11-own', correlationId: 'e-11-own', publishedAt: 11 },
+      { version: '1.0.0', publisher: 'orders', id: ['e-12', 'own'].join('-'), correlationId: 'e-12-own', publishedAt: 12 },
+      { version: '1.0.0', publisher: 'orders', id: ' e-13 ', correlationId: ' e-13 ', publishedAt: 13 },
+      // A time the digits cannot be written from (not a whole number from 0 to 2^53): its text.
+      { version: '1.0.0', publisher: 'orders', id: 'e-14', correlationId: 'c-14', publishedAt: Number.NaN },
+      { version: '1.0.0', publisher: 'orders', id: 'e-15', correlationId: 'c-15', publishedAt: -15.5 },
+      { version: '1.0.0', publisher: 'orders', id: 'e-16', correlationId: 'c-16', publishedAt: 1e21 },
     ];
     for (const { version, publisher, id, correlationId, publishedAt, traceparent, principal } of events) {
       const expected = headers();

@@ -35,85 +35,90 @@ interface Encodable {
  * the text on first use, so reading or changing these headers behaves exactly as usual.
  */
 class WireHeaders implements MsgHdrs, Encodable {
-  /** The block as text, or `undefined` when it was written as `#bytes` (UTF-8: a caller, publisher or version may be non-ASCII). */
-  readonly #text: string | undefined;
-  readonly #bytes: Buffer | undefined;
-  #headers: (MsgHdrs & Encodable) | undefined;
+  // Plain properties set in the constructor, not `#` fields nor class fields: one is made per call
+  // and per event, and defining a class's fields runs a keyed define per field that optimised code
+  // does not always inline (404 instructions an event at the publisher; docs/performance.md, "Tenth round").
+  /** The block as text, or `undefined` when it was written as `bytes` (UTF-8: a caller, publisher or version may be non-ASCII). */
+  declare private readonly text: string | undefined;
+  declare private readonly bytes: Buffer | undefined;
+  /** nats' own headers, parsed from the block on the first use of anything but `encode`. */
+  declare private parsedHeaders: (MsgHdrs & Encodable) | undefined;
 
-  constructor(text: string | undefined, bytes?: Buffer) {
-    this.#text = text;
-    this.#bytes = bytes;
+  constructor(text: string | undefined, bytes: Buffer | undefined) {
+    this.text = text;
+    this.bytes = bytes;
+    this.parsedHeaders = undefined;
   }
 
   encode(): Uint8Array {
-    if (this.#headers !== undefined) return this.#headers.encode();
+    if (this.parsedHeaders !== undefined) return this.parsedHeaders.encode();
     // Buffer.from: the same UTF-8 bytes as TextEncoder, several times faster for a header block.
-    return this.#bytes ?? Buffer.from(this.#text as string, 'utf8');
+    return this.bytes ?? Buffer.from(this.text as string, 'utf8');
   }
 
-  get #parsed(): MsgHdrs & Encodable {
-    if (this.#headers === undefined) {
+  private get parsed(): MsgHdrs & Encodable {
+    if (this.parsedHeaders === undefined) {
       const parsed = headers() as MsgHdrs & Encodable;
-      const text = this.#text ?? (this.#bytes as Buffer).toString('utf8');
+      const text = this.text ?? (this.bytes as Buffer).toString('utf8');
       for (const line of text.split('\r\n').slice(1)) {
         const colon = line.indexOf(':');
         if (colon > 0) parsed.append(line.slice(0, colon), line.slice(colon + 1).trim());
       }
-      this.#headers = parsed;
+      this.parsedHeaders = parsed;
     }
-    return this.#headers;
+    return this.parsedHeaders;
   }
 
   get hasError(): boolean {
-    return this.#parsed.hasError;
+    return this.parsed.hasError;
   }
   set hasError(value: boolean) {
-    this.#parsed.hasError = value;
+    this.parsed.hasError = value;
   }
   get status(): string {
-    return this.#parsed.status;
+    return this.parsed.status;
   }
   set status(value: string) {
-    this.#parsed.status = value;
+    this.parsed.status = value;
   }
   get code(): number {
-    return this.#parsed.code;
+    return this.parsed.code;
   }
   set code(value: number) {
-    this.#parsed.code = value;
+    this.parsed.code = value;
   }
   get description(): string {
-    return this.#parsed.description;
+    return this.parsed.description;
   }
   set description(value: string) {
-    this.#parsed.description = value;
+    this.parsed.description = value;
   }
   get(key: string, match?: Match): string {
-    return this.#parsed.get(key, match);
+    return this.parsed.get(key, match);
   }
   set(key: string, value: string, match?: Match): void {
-    this.#parsed.set(key, value, match);
+    this.parsed.set(key, value, match);
   }
   append(key: string, value: string, match?: Match): void {
-    this.#parsed.append(key, value, match);
+    this.parsed.append(key, value, match);
   }
   has(key: string, match?: Match): boolean {
-    return this.#parsed.has(key, match);
+    return this.parsed.has(key, match);
   }
   keys(): string[] {
-    return this.#parsed.keys();
+    return this.parsed.keys();
   }
   values(key: string, match?: Match): string[] {
-    return this.#parsed.values(key, match);
+    return this.parsed.values(key, match);
   }
   delete(key: string, match?: Match): void {
-    this.#parsed.delete(key, match);
+    this.parsed.delete(key, match);
   }
   last(key: string, match?: Match): string {
-    return this.#parsed.last(key, match);
+    return this.parsed.last(key, match);
   }
   [Symbol.iterator](): Iterator<[string, string[]]> {
-    return this.#parsed[Symbol.iterator]();
+    return this.parsed[Symbol.iterator]();
   }
 }
 
@@ -171,7 +176,7 @@ export function callHeaders(address: OperationAddress, context: CallContext): Ms
   if (context.idempotencyKey !== undefined) text += `${Header.IDEMPOTENCY_KEY}: ${safe(context.idempotencyKey)}\r\n`;
   if (context.principal !== undefined) text += `${Header.PRINCIPAL}: ${principalHeader(context.principal)}\r\n`;
   if (context.callAttempt !== undefined) text += `${Header.CALL_ATTEMPT}: ${context.callAttempt}\r\n`;
-  return new WireHeaders(`${text}\r\n`);
+  return new WireHeaders(`${text}\r\n`, undefined);
 }
 
 /** The parts of an event's header block that stay the same for every event of one contract version and publisher. */
@@ -226,7 +231,7 @@ export function eventHeaders(event: PublishedEvent): MsgHdrs {
     `${parts.middle}${Math.floor(metadata.publishedAt)}\r\n`;
   if (metadata.traceparent !== undefined && metadata.traceparent !== '') text += `${Header.TRACEPARENT}: ${safe(metadata.traceparent)}\r\n`;
   if (metadata.principal !== undefined) text += `${Header.PRINCIPAL}: ${principalHeader(metadata.principal)}\r\n`;
-  return new WireHeaders(`${text}\r\n`);
+  return new WireHeaders(`${text}\r\n`, undefined);
 }
 
 const CORRELATION_KEY = Buffer.from(`\r\n${Header.CORRELATION_ID}: `, 'latin1');
@@ -246,24 +251,31 @@ const LF = 10;
  */
 function eventHeaderBytes(parts: EventHeaderParts, metadata: PublishedEvent['metadata']): Buffer | undefined {
   const { id, correlationId, traceparent } = metadata;
-  const time = `${Math.floor(metadata.publishedAt)}`; // as the text path writes it (digits, or e.g. NaN: written as well)
+  const time = Math.floor(metadata.publishedAt);
+  // The time's digits written from the number, as a call's deadline is (a NaN or a negative time: the text path).
+  const digits = decimalLength(time);
+  if (digits === 0) return undefined;
   const traced = traceparent !== undefined && traceparent !== '';
   const principal = metadata.principal === undefined ? undefined : principalHeader(metadata.principal);
   const { headBytes, middleBytes } = parts;
-  let length = headBytes.length + id.length + CORRELATION_KEY.length + correlationId.length + middleBytes.length + time.length + 4;
+  let length = headBytes.length + id.length + CORRELATION_KEY.length + correlationId.length + middleBytes.length + digits + 4;
   if (traced) length += lineLength(TRACEPARENT_KEY, traceparent);
   if (principal !== undefined) length += lineLength(PRINCIPAL_KEY, principal);
   const bytes = Buffer.allocUnsafe(length);
   bytes.set(headBytes, 0);
-  let at = writeValue(bytes, headBytes.length, id, true);
-  if (at < 0) return undefined;
-  bytes.set(CORRELATION_KEY, at);
-  at = writeValue(bytes, at + CORRELATION_KEY.length, correlationId, true);
-  if (at < 0) return undefined;
+  const idEnd = writeValue(bytes, headBytes.length, id, true);
+  if (idEnd < 0) return undefined;
+  bytes.set(CORRELATION_KEY, idEnd);
+  let at = idEnd + CORRELATION_KEY.length;
+  // An event emitted outside any call is its own correlation (kernel/emit.ts): its id's bytes, copied.
+  if (correlationId === id) {
+    for (let from = headBytes.length; from < idEnd; from += 1) bytes[at++] = bytes[from] as number; // a short run: a loop beats copyWithin's C++ call
+  } else {
+    at = writeValue(bytes, at, correlationId, true);
+    if (at < 0) return undefined;
+  }
   bytes.set(middleBytes, at);
-  at = writeValue(bytes, at + middleBytes.length, time, false);
-  if (at < 0) return undefined;
-  at = lineEnd(bytes, at);
+  at = lineEnd(bytes, writeDecimal(bytes, at + middleBytes.length, time, digits));
   if (traced) at = writeLine(bytes, at, TRACEPARENT_KEY, traceparent, true);
   // Compact JSON, ASCII only (principalHeader), written as it is, as the text path writes it.
   if (principal !== undefined) at = writeLine(bytes, at, PRINCIPAL_KEY, principal, false);

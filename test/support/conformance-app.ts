@@ -175,6 +175,8 @@ export const ghost = defineContract({
 });
 
 export interface Received {
+  /** The event's id. */
+  readonly id: string;
   readonly traceparent: string | undefined;
   readonly module: string;
   readonly instance: string;
@@ -248,6 +250,8 @@ export interface Shared {
   /** `tag:attempt` of every `retried` delivery the listener handled without throwing. */
   readonly retriedOk: string[];
   readonly gates: Map<string, Gate>;
+  /** The probe module's `emit`, kept so that a test can emit outside any call (the last probe instance created). */
+  emit?: (event: 'pinged', payload: { tag: string }) => Promise<void>;
 }
 
 export function newShared(): Shared {
@@ -272,69 +276,72 @@ export function makeModules(received: Received[], instance: string, shared: Shar
 
   const probeModule = defineModule({
     contract: probe,
-    create: ({ emit }) => ({
-      handlers: {
-        echo: ({ item }) => {
-          stored = item;
-          return { item };
+    create: ({ emit }) => {
+      shared.emit = (event, payload) => emit(event, { explode: false, ...payload });
+      return {
+        handlers: {
+          echo: ({ item }) => {
+            stored = item;
+            return { item };
+          },
+          stored: () => ({ item: stored }),
+          shared: () => ({ item: sharedItem }),
+          withDefault: ({ name, greeting }) => ({ text: `${greeting} ${name}` }),
+          fail: ({ mode }) => {
+            if (mode === 'declared') throw new Rejected({ reason: 'over limit', limit: 3 });
+            if (mode === 'undeclared-contract-error') throw new UnrelatedError({});
+            if (mode === 'bad-output') return { ok: 'yes' } as unknown as { ok: boolean };
+            // A thenable that is not a native promise: the answer pipeline settles it like one.
+            if (mode === 'thenable-ok') return thenable(() => ({ ok: true })) as unknown as { ok: boolean };
+            if (mode === 'thenable-declared') {
+              return thenable(() => {
+                throw new Rejected({ reason: 'from a thenable', limit: 1 });
+              }) as unknown as { ok: boolean };
+            }
+            throw new Error('boom: a secret stack trace');
+          },
+          slow: async ({ ms }) => {
+            await sleep(ms);
+            return { slept: ms };
+          },
+          slowWithTimeout: async ({ ms }) => {
+            await sleep(ms);
+            return { slept: ms };
+          },
+          context: () => viewOf(),
+          ping: async ({ tag, explode, failTimes }) => {
+            // Published with a value of the application's own entered, which subscribers must not see.
+            await foreignStorage.run('probe, publishing', () => emit('pinged', { tag, explode }));
+            await emit('recorded', { tag, failTimes });
+            await emit('broadcast', { tag });
+            return { ok: true };
+          },
+          hold: async ({ key }) => {
+            shared.started.push(`${instance}:${key}`);
+            await gateOf(shared, key).opened;
+            return { key };
+          },
+          emitInvalid: async ({ tag, event }) => {
+            try {
+              // A field of the wrong type: `tag` itself is valid, so a subscriber that got it would record it.
+              if (event === 'pinged') await emit('pinged', { tag, explode: 'yes' } as never);
+              else await emit('recorded', { tag, failTimes: 1.5 });
+            } catch (error) {
+              const refused = error as KeelError;
+              return { code: String(refused.code), message: refused.message, details: (refused.details as Record<string, z.core.util.JSONType> | undefined) ?? null };
+            }
+            return { code: 'none', message: 'emit accepted the payload', details: null };
+          },
+          emitRetried: async ({ tag }) => {
+            await emit('retried', { tag });
+            return {};
+          },
         },
-        stored: () => ({ item: stored }),
-        shared: () => ({ item: sharedItem }),
-        withDefault: ({ name, greeting }) => ({ text: `${greeting} ${name}` }),
-        fail: ({ mode }) => {
-          if (mode === 'declared') throw new Rejected({ reason: 'over limit', limit: 3 });
-          if (mode === 'undeclared-contract-error') throw new UnrelatedError({});
-          if (mode === 'bad-output') return { ok: 'yes' } as unknown as { ok: boolean };
-          // A thenable that is not a native promise: the answer pipeline settles it like one.
-          if (mode === 'thenable-ok') return thenable(() => ({ ok: true })) as unknown as { ok: boolean };
-          if (mode === 'thenable-declared') {
-            return thenable(() => {
-              throw new Rejected({ reason: 'from a thenable', limit: 1 });
-            }) as unknown as { ok: boolean };
-          }
-          throw new Error('boom: a secret stack trace');
+        stop: () => {
+          shared.stops.push(`${instance}:probe`);
         },
-        slow: async ({ ms }) => {
-          await sleep(ms);
-          return { slept: ms };
-        },
-        slowWithTimeout: async ({ ms }) => {
-          await sleep(ms);
-          return { slept: ms };
-        },
-        context: () => viewOf(),
-        ping: async ({ tag, explode, failTimes }) => {
-          // Published with a value of the application's own entered, which subscribers must not see.
-          await foreignStorage.run('probe, publishing', () => emit('pinged', { tag, explode }));
-          await emit('recorded', { tag, failTimes });
-          await emit('broadcast', { tag });
-          return { ok: true };
-        },
-        hold: async ({ key }) => {
-          shared.started.push(`${instance}:${key}`);
-          await gateOf(shared, key).opened;
-          return { key };
-        },
-        emitInvalid: async ({ tag, event }) => {
-          try {
-            // A field of the wrong type: `tag` itself is valid, so a subscriber that got it would record it.
-            if (event === 'pinged') await emit('pinged', { tag, explode: 'yes' } as never);
-            else await emit('recorded', { tag, failTimes: 1.5 });
-          } catch (error) {
-            const refused = error as KeelError;
-            return { code: String(refused.code), message: refused.message, details: (refused.details as Record<string, z.core.util.JSONType> | undefined) ?? null };
-          }
-          return { code: 'none', message: 'emit accepted the payload', details: null };
-        },
-        emitRetried: async ({ tag }) => {
-          await emit('retried', { tag });
-          return {};
-        },
-      },
-      stop: () => {
-        shared.stops.push(`${instance}:probe`);
-      },
-    }),
+      };
+    },
   });
 
   const relayModule = defineModule({
@@ -370,10 +377,11 @@ export function makeModules(received: Received[], instance: string, shared: Shar
     },
   });
 
-  const record = (module: string, eventName: string) => (payload: { tag: string }, context: { attempt: number; correlationId: string; caller: string; traceparent: string | undefined }) => {
+  const record = (module: string, eventName: string) => (payload: { tag: string }, context: { id: string; attempt: number; correlationId: string; caller: string; traceparent: string | undefined }) => {
     const ambient = currentContext();
     if (ambient === undefined) throw new Error('no event context in handler');
     received.push({
+      id: context.id,
       traceparent: context.traceparent,
       module,
       instance,

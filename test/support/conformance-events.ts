@@ -40,6 +40,18 @@ export function describeEventConformance(target: ConformanceTarget, booted: () =
       for (const r of got) expect(r).toMatchObject({ correlationId: `corr-${tag}`, traceparent, caller: 'probe', attempt: 1, foreign: null });
     });
 
+    it('gives an event emitted outside any call a correlation of its own: its correlation id is its event id, one chain per event', async () => {
+      const tags = [uniqueTag('outside'), uniqueTag('outside')];
+      const emit = booted().shared.emit;
+      if (emit === undefined) throw new Error('the probe module was not created');
+      for (const tag of tags) await emit('pinged', { tag });
+      await vi.waitFor(() => expect(booted().received.filter((r) => tags.includes(r.tag) && r.event === 'pinged')).toHaveLength(4));
+      const got = booted().received.filter((r) => tags.includes(r.tag) && r.event === 'pinged');
+      for (const r of got) expect(r.correlationId).toBe(r.id);
+      const chains = new Set(got.map((r) => r.correlationId));
+      expect(chains.size).toBe(2);
+    });
+
     it('gives each subscribing module its own copy of the payload', async () => {
       const tag = uniqueTag('copy');
       await booted().client.client(probe).ping({ tag });
