@@ -5,7 +5,10 @@
  * `Keel-Principal`, in that order, one `Key: value` line each. The keys are matched as bytes, the
  * version and publisher compared with the strings already known (no string made for them), the
  * time read as a number, and only the ids become strings. It was the largest piece of keel's own
- * work at the subscriber (docs/performance.md, "Notification events over NATS").
+ * work at the subscriber (docs/performance.md, "Notification events over NATS"). A block whose
+ * bytes around the two ids repeat those of one of the last blocks read line by line (all but the
+ * ids' values and the time's digits, in the common case) is read by comparing those bytes, without
+ * going over its lines one by one (as request-headers.ts reads a request's; "Tenth round").
  *
  * It answers only for a block that raw-headers.ts and `readEventHeaders` would accept as they are:
  * every value visible ASCII, with no space at either end (so that nats' trimming changes nothing),
@@ -39,9 +42,34 @@ const AT_KEY = bytesOf(`${Header.PUBLISHED_AT}: `);
 const TRACEPARENT_KEY = bytesOf(`${Header.TRACEPARENT}: `);
 const PRINCIPAL_KEY = bytesOf(`${Header.PRINCIPAL}: `);
 
-// The version of the last event read (process-wide: most events repeat it).
+// The version of the last event read the long way (process-wide: most events repeat it).
 const lastVersion = new LastVersion();
 
+/**
+ * What repeats from one event of a publisher to the next, taken from the last block read the long
+ * way: its bytes up to the event id's value (the status line, the version line, the id's name) and
+ * from the end of the correlation id's value to the time's digits (the line break, the publisher
+ * line, the time's name), and the version and publisher read from them. A block whose bytes repeat
+ * both (and the correlation id's name between the ids) is read by comparing them, as the long way
+ * would read it.
+ */
+interface Repeated {
+  readonly head: Uint8Array;
+  readonly middle: Uint8Array;
+  readonly version: string;
+  readonly publisher: string;
+}
+
+/**
+ * The blocks to compare with, the last few read the long way: a process subscribes to the events
+ * of a handful of publishers (and versions), whose events may take turns.
+ */
+const repeated: Repeated[] = [];
+const REPEATED_KEPT = 4;
+let nextReplaced = 0;
+
+/** The line break and name between the two ids, as keel writes them. */
+const CORRELATION_LINE = bytesOf(`\r\n${Header.CORRELATION_ID}: `);
 
 /**
  * The headers of a notification whose block is in the form described above (see the file's
@@ -52,25 +80,72 @@ export function readEventBlock(msg: Msg, attempt: number, owner: string): EventH
   const bytes = rawBytes(msg);
   if (bytes === undefined) return undefined;
   const length = headerLength(msg);
+  for (let i = 0; i < repeated.length; i++) {
+    const known = repeated[i] as Repeated;
+    if (known.publisher !== owner) continue;
+    const idStart = keyEnd(bytes, 0, length, known.head);
+    const idEnd = valueEnd(bytes, idStart, length);
+    const correlationStart = keyEnd(bytes, idEnd, length, CORRELATION_LINE);
+    const correlationEnd = valueEnd(bytes, correlationStart, length);
+    const atStart = keyEnd(bytes, correlationEnd, length, known.middle);
+    if (atStart >= 0) return eventFrom(bytes, length, known.version, idStart, idEnd, correlationStart, correlationEnd, atStart, attempt, owner);
+  }
+  return readLines(bytes, length, attempt, owner);
+}
+
+/** {@link readEventBlock} line by line; a block it takes becomes one of the {@link repeated} ones. */
+function readLines(bytes: Uint8Array, length: number, attempt: number, owner: string): EventHeaders | undefined {
   const versionAt = versionStart(bytes, length);
   const versionEnd = valueEnd(bytes, versionAt, length);
   const version = versionEnd < 0 ? undefined : lastVersion.read(bytes, versionAt, versionEnd);
   if (version === undefined) return undefined;
-  let at: number;
   const idStart = keyEnd(bytes, versionEnd + 2, length, ID_KEY);
   const idEnd = valueEnd(bytes, idStart, length);
   if (idEnd < 0) return undefined;
   const correlationStart = keyEnd(bytes, idEnd + 2, length, CORRELATION_KEY);
   const correlationEnd = valueEnd(bytes, correlationStart, length);
   if (correlationEnd < 0) return undefined;
-  at = keyEnd(bytes, correlationEnd + 2, length, PUBLISHER_KEY);
-  const publisherEnd = valueEnd(bytes, at, length);
-  if (publisherEnd < 0 || !sameText(bytes, at, publisherEnd, owner)) return undefined;
-  at = keyEnd(bytes, publisherEnd + 2, length, AT_KEY);
-  const atEnd = digitsEnd(bytes, at, length);
+  const publisherStart = keyEnd(bytes, correlationEnd + 2, length, PUBLISHER_KEY);
+  const publisherEnd = valueEnd(bytes, publisherStart, length);
+  if (publisherEnd < 0 || !sameText(bytes, publisherStart, publisherEnd, owner)) return undefined;
+  const atStart = keyEnd(bytes, publisherEnd + 2, length, AT_KEY);
+  const read = eventFrom(bytes, length, version, idStart, idEnd, correlationStart, correlationEnd, atStart, attempt, owner);
+  if (read !== undefined) {
+    // Copies, as plain Uint8Arrays like the keys above (one kind of array for keyEnd's `key`): nats
+    // hands a view of its read buffer, which later reads overwrite.
+    const known: Repeated = {
+      head: new Uint8Array(bytes.subarray(0, idStart)),
+      middle: new Uint8Array(bytes.subarray(correlationEnd, atStart)),
+      version,
+      publisher: owner,
+    };
+    if (repeated.length < REPEATED_KEPT) {
+      repeated.push(known);
+    } else {
+      repeated[nextReplaced] = known;
+      nextReplaced = (nextReplaced + 1) % REPEATED_KEPT;
+    }
+  }
+  return read;
+}
+
+/** The event's headers from the time's digits on, its version and ids found; `undefined` when the rest is not in the form. */
+function eventFrom(
+  bytes: Uint8Array,
+  length: number,
+  version: string,
+  idStart: number,
+  idEnd: number,
+  correlationStart: number,
+  correlationEnd: number,
+  atStart: number,
+  attempt: number,
+  owner: string,
+): EventHeaders | undefined {
+  const atEnd = digitsEnd(bytes, atStart, length);
   if (atEnd < 0) return undefined;
-  const publishedAt = digitsValue(bytes, at, atEnd);
-  at = atEnd + 2;
+  const publishedAt = digitsValue(bytes, atStart, atEnd);
+  const at = atEnd + 2;
   const afterTrace = optionalLine(bytes, at, length, TRACEPARENT_KEY);
   if (afterTrace < 0) return undefined;
   const afterPrincipal = optionalLine(bytes, afterTrace, length, PRINCIPAL_KEY);

@@ -328,9 +328,20 @@ export function isVersion(version: string): boolean {
   return majorOfVersion(version) >= 0;
 }
 
+// The last pair compared and its answer: a subscription's events repeat one version (the same
+// string, from the reader's last version), so most comparisons end at two identity checks.
+let lastSent = '';
+let lastExpected = '';
+let lastSame = false;
+
 /** True when `sent` (the version header of an event whose headers were accepted) has the same major as `expected`. */
 export function sameMajor(sent: string | undefined, expected: string): boolean {
   if (sent === undefined) return false;
+  if (sent === lastSent && expected === lastExpected) return lastSame;
   const major = majorOfVersion(sent);
-  return major >= 0 && major === majorOfVersion(expected);
+  const same = major >= 0 && major === majorOfVersion(expected);
+  lastSent = sent;
+  lastExpected = expected;
+  lastSame = same;
+  return same;
 }
