@@ -58,9 +58,13 @@ function emitEvent(source: EmitSource, event: string, payload: unknown): Promise
     }
     const transaction = source.database()?.current();
     const tracer = keelTracer();
-    if (tracer !== undefined) return emitTraced(source, tracer, contract, event, definition.delivery, parsed.data, context, transaction);
-    if (transaction !== undefined) return toOutbox(source, transaction, event, parsed.data, context, context?.traceparent);
-    return publish(source, contract, event, definition.delivery, parsed.data, context, context?.traceparent);
+    // An event emitted outside any call starts a chain of its own, named after it: its id is the
+    // chain's correlation id (one id made, not two; docs/design-notes.md, "An event emitted outside any call").
+    const id = newCorrelationId();
+    const correlationId = context?.correlationId ?? id;
+    if (tracer !== undefined) return emitTraced(source, tracer, contract, event, definition.delivery, parsed.data, context, transaction, id, correlationId);
+    if (transaction !== undefined) return toOutbox(source, transaction, event, parsed.data, context, context?.traceparent, id, correlationId);
+    return publish(source, contract, event, definition.delivery, parsed.data, context, context?.traceparent, id, correlationId);
   } catch (error) {
     return Promise.reject(error);
   }
@@ -76,13 +80,15 @@ async function emitTraced(
   payload: unknown,
   context: CallContext | undefined,
   transaction: ReturnType<ModuleDatabase['current']>,
+  id: string,
+  correlationId: string,
 ): Promise<void> {
-  const span = startProducerSpan(tracer, contract.name, event, transaction === undefined ? 'send' : 'create', context?.correlationId);
+  const span = startProducerSpan(tracer, contract.name, event, transaction === undefined ? 'send' : 'create', correlationId);
   try {
     const traceparent = traceparentOf(span.spanContext());
     await (transaction !== undefined
-      ? toOutbox(source, transaction, event, payload, context, traceparent)
-      : publish(source, contract, event, delivery, payload, context, traceparent));
+      ? toOutbox(source, transaction, event, payload, context, traceparent, id, correlationId)
+      : publish(source, contract, event, delivery, payload, context, traceparent, id, correlationId));
   } catch (error) {
     endSpan(span, error);
     throw error;
@@ -101,15 +107,16 @@ async function toOutbox(
   payload: unknown,
   context: CallContext | undefined,
   traceparent: string | undefined,
+  id: string,
+  correlationId: string,
 ): Promise<void> {
-  const id = newCorrelationId();
   await transaction.tx.query(
     'insert into keel_outbox (id, event, payload, correlation_id, traceparent, principal) values ($1, $2, $3, $4, $5, $6)',
     [
       id,
       event,
       JSON.stringify(payload),
-      context?.correlationId ?? id, // an event emitted outside any call starts its own chain: see publish()
+      correlationId,
       traceparent ?? null,
       context?.principal === undefined ? null : JSON.stringify(context.principal),
     ],
@@ -118,11 +125,7 @@ async function toOutbox(
   if (relay !== undefined && !transaction.afterCommit.includes(relay.kicker)) transaction.afterCommit.push(relay.kicker);
 }
 
-/**
- * Publishes an event at once (no transaction); the promise is the transport's. An event emitted
- * outside any call starts a chain of its own, and its id is that chain's correlation id: one id
- * made, not two (docs/performance.md, "Tenth round").
- */
+/** Publishes an event at once (no transaction); the promise is the transport's. */
 function publish(
   source: EmitSource,
   contract: AnyContract,
@@ -131,8 +134,9 @@ function publish(
   payload: unknown,
   context: CallContext | undefined,
   traceparent: string | undefined,
+  id: string,
+  correlationId: string,
 ): Promise<void> {
-  const id = newCorrelationId();
   return (source.services.remote ?? source.services.local).publish({
     contract: contract.name,
     version: contract.version,
@@ -141,7 +145,7 @@ function publish(
     payload,
     metadata: {
       id,
-      correlationId: context?.correlationId ?? id,
+      correlationId,
       traceparent,
       publisher: contract.name,
       publishedAt: Date.now(),

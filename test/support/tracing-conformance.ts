@@ -58,11 +58,15 @@ const shelfModule = defineModule({
   }),
 });
 
+/** The till module's `emit`, kept so that a test can emit outside any call. */
+let emitOutsideAnyCall: ((payload: { sku: string; tag: string }) => Promise<void>) | undefined;
+
 const tillModule = defineModule({
   contract: till,
   dependsOn: [shelf],
   create: ({ get, emit }) => {
     const stock = get(shelf);
+    emitOutsideAnyCall = (payload) => emit('sold', payload);
     return {
       handlers: {
         sell: async ({ sku, tag }) => {
@@ -164,6 +168,19 @@ export function describeTracingConformance(target: ConformanceTarget): void {
       expect(parentOf(produced)).toBe(served.spanContext().spanId);
       expect(parentOf(consumed)).toBe(produced.spanContext().spanId);
       expect(spans).toHaveLength(6);
+    });
+
+    it('an event emitted outside any call: its producer and consumer spans carry its event id as the conversation id', async () => {
+      if (emitOutsideAnyCall === undefined) throw new Error('the till module was not created');
+      await emitOutsideAnyCall({ sku: 'kb', tag: 'outside' });
+      await expect.poll(() => seen.has('sold:outside'), { timeout: 10_000 }).toBe(true);
+      const traceId = seen.get('sold:outside')?.['trace_id'] as string;
+      const spans = await traceOf(traceId, 'outside');
+      const consumed = byName(spans, 'process till.sold', SpanKind.CONSUMER);
+      const eventId = consumed.attributes['messaging.message.id'];
+      expect(typeof eventId).toBe('string');
+      expect(consumed.attributes['messaging.message.conversation_id']).toBe(eventId);
+      expect(byName(spans, 'send till.sold', SpanKind.PRODUCER).attributes['messaging.message.conversation_id']).toBe(eventId);
     });
 
     it('spans carry the RPC and messaging conventions: rpc.system.name, rpc.method, rpc.status_code; messaging.destination.name, the subscriber as consumer group', async () => {
