@@ -7,7 +7,6 @@
 import { describe, expect, it } from 'vitest';
 import type { Msg } from '@nats-io/transport-node';
 import { readRequestHeaders, type RequestHeaders } from '../adapters/nats/headers.js';
-import { messageHeaders } from '../adapters/nats/raw-headers.js';
 import { readKnownRequest } from '../adapters/nats/request-headers.js';
 import { messageBody } from '../adapters/nats/header-bytes.js';
 import { decodeJson } from '../adapters/nats/wire.js';
@@ -41,7 +40,6 @@ describe('the repeated-block fast path reads what the general reader reads', () 
     let version = '1.2.0';
     let caller = 'orders';
     let checked = 0;
-    let fast = 0;
     for (let round = 0; round < 200_000; round += 1) {
       if (random() < 0.15) version = pick(versions);
       if (random() < 0.15) caller = pick(callers);
@@ -52,30 +50,19 @@ describe('the repeated-block fast path reads what the general reader reads', () 
       const bytes = random() < 0.5 ? Buffer.from(text, 'latin1') : mutate(random, text);
       const msg = message(bytes, Buffer.from('{}'), random() < 0.1);
       const read = readKnownRequest(msg);
+      // The fast reader may leave a block to the general one (the callee's fallback); when it answers, it answers alike.
       if (read !== undefined) {
-        fast += 1;
         const expected = general(msg);
         if (JSON.stringify(read) !== JSON.stringify(expected)) {
           expect({ block: Buffer.from(bytes).toString('latin1'), read }).toStrictEqual({ block: Buffer.from(bytes).toString('latin1'), read: expected });
         }
         expect(read).toStrictEqual(expected);
         checked += 1;
-      } else {
-        // Nothing to compare but that the callee's reading (general reader) still answers.
-        const callee = (() => {
-          try {
-            return readRequestHeaders(messageHeaders(msg), TARGET, 5_000);
-          } catch (error) {
-            return `error: ${(error as Error).message}`;
-          }
-        })();
-        expect(callee).toBeDefined();
       }
       // nats reuses its read buffer: scribble over it.
       pool.fill(Math.floor(random() * 256));
     }
     expect(checked).toBeGreaterThan(50_000);
-    expect(fast).toBe(checked);
   });
 
   it('a primed block, then the same buffer overwritten by a different block of the same length', () => {

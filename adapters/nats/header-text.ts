@@ -323,7 +323,7 @@ function callHeaderBytes(parts: CallHeaderParts, context: CallContext): Buffer |
 
 /**
  * The number of decimal digits of `value`, a whole number; 0 for a negative one or one past
- * 2^53 (or NaN), which `callHeaders` then writes as text (`${value}`), as it always did.
+ * 2^53 (or NaN), which `callHeaders` or `eventHeaders` then writes as text (`${value}`), as it always did.
  */
 function decimalLength(value: number): number {
   if (!(value >= 0 && value <= Number.MAX_SAFE_INTEGER)) return 0;

@@ -329,7 +329,8 @@ export function isVersion(version: string): boolean {
 }
 
 // The last pair compared and its answer: a subscription's events repeat one version (the same
-// string, from the reader's last version), so most comparisons end at two identity checks.
+// string, from the reader's last version), so most comparisons end at two identity checks. (The
+// caller's check of its instances' versions goes through it too, rarely: it only adds writes there.)
 let lastSent = '';
 let lastExpected = '';
 let lastSame = false;
