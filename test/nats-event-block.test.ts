@@ -6,9 +6,8 @@
  * (`readEventHeaders(messageHeaders(msg))`), and for keel's own blocks it must answer.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Msg } from '@nats-io/transport-node';
-import { eventHeaders, readEventHeaders } from '../adapters/nats/headers.js';
-import { messageHeaders } from '../adapters/nats/raw-headers.js';
+import { eventHeaders } from '../adapters/nats/headers.js';
+import { generalEventReading } from './support/fuzz-messages.js';
 import { readEventBlock } from '../adapters/nats/event-block.js';
 import { startRawNats, type RawNats } from './support/raw-nats.js';
 
@@ -21,15 +20,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await nats?.close();
 });
-
-/** The general reading, or the error it throws (a block nats refuses). */
-function generalReading(msg: Msg, owner: string): unknown {
-  try {
-    return readEventHeaders(messageHeaders(msg), 1, owner);
-  } catch (error) {
-    return { thrown: (error as Error).message };
-  }
-}
 
 const TRACEPARENT = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
 
@@ -48,7 +38,7 @@ describe('readEventBlock', () => {
       const msg = await nats.received((subject) => nats.nc.publish(subject, Buffer.from('{}'), { headers: eventHeaders(event as unknown as Parameters<typeof eventHeaders>[0]) }));
       const read = readEventBlock(msg, 1, 'orders');
       expect(read, id).toBeDefined();
-      expect(read, id).toStrictEqual(generalReading(msg, 'orders'));
+      expect(read, id).toStrictEqual(generalEventReading(msg, 'orders'));
     }
   });
 
@@ -89,7 +79,7 @@ describe('readEventBlock', () => {
         return;
       }
       expect(fast).toBeDefined();
-      expect(fast).toStrictEqual(generalReading(msg, 'orders'));
+      expect(fast).toStrictEqual(generalEventReading(msg, 'orders'));
     });
   }
 

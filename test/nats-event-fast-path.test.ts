@@ -7,11 +7,9 @@
  * cases through a real server.
  */
 import { describe, expect, it } from 'vitest';
-import type { Msg } from '@nats-io/transport-node';
-import { eventHeaders, readEventHeaders } from '../adapters/nats/headers.js';
-import { messageHeaders } from '../adapters/nats/raw-headers.js';
+import { eventHeaders } from '../adapters/nats/headers.js';
 import { readEventBlock } from '../adapters/nats/event-block.js';
-import { fuzzRandom, messageOver, mutate, pool, poolMessage } from './support/fuzz-messages.js';
+import { fuzzRandom, generalEventReading, messageOver, mutate, pool, poolMessage } from './support/fuzz-messages.js';
 
 const { random, pick } = fuzzRandom(0x2545f491);
 
@@ -20,15 +18,6 @@ function block(version: string, id: string, correlationId: string, publisher: st
     `NATS/1.0\r\nKeel-Contract-Version: ${version}\r\nKeel-Event-Id: ${id}\r\nKeel-Correlation-Id: ${correlationId}\r\n` +
     `Keel-Publisher: ${publisher}\r\nKeel-Published-At: ${time}\r\n${extra}\r\n`
   );
-}
-
-/** The general reading, or the error it throws (a block nats refuses). */
-function general(msg: Msg, owner: string): unknown {
-  try {
-    return readEventHeaders(messageHeaders(msg), 1, owner);
-  } catch (error) {
-    return { thrown: (error as Error).message };
-  }
 }
 
 const TRACE = 'traceparent: 00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01\r\n';
@@ -56,7 +45,7 @@ describe('the repeated-block fast path reads what the general reader reads', () 
       const read = readEventBlock(msg, 1, owner);
       // The fast reader may leave a block to the general one (the subscriber's fallback); when it answers, it answers alike.
       if (read !== undefined) {
-        const expected = general(msg, owner);
+        const expected = generalEventReading(msg, owner);
         if (JSON.stringify(read) !== JSON.stringify(expected)) {
           expect({ block: Buffer.from(bytes).toString('latin1'), owner, read }).toStrictEqual({ block: Buffer.from(bytes).toString('latin1'), owner, read: expected });
         }
@@ -88,7 +77,6 @@ describe('the repeated-block fast path reads what the general reader reads', () 
 });
 
 describe('readEventBlock, repeated blocks, named cases', () => {
-  const general = (msg: ReturnType<typeof messageOver>, owner: string) => readEventHeaders(messageHeaders(msg), 1, owner);
   const sent = (publisher: string, id: string, correlationId: string, version = '1.0.0') => {
     const event = { contract: publisher, event: 'placed', version, delivery: 'notification', payload: {}, metadata: { id, correlationId, publisher, publishedAt: 1_796_000_000_000 } };
     const block = (eventHeaders(event as never) as unknown as { encode(): Uint8Array }).encode();
@@ -101,7 +89,7 @@ describe('readEventBlock, repeated blocks, named cases', () => {
       const msg = sent('orders', `e-${n}`, `e-${n}`);
       const read = readEventBlock(msg, 1, 'orders');
       expect(read).toBeDefined();
-      expect(read).toStrictEqual(general(msg, 'orders'));
+      expect(read).toStrictEqual(generalEventReading(msg, 'orders'));
     }
   });
 

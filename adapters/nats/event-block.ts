@@ -19,8 +19,10 @@
 import type { Msg } from '@nats-io/transport-node';
 import {
   LastVersion,
+  RecentBlocks,
   blockEnds,
   bytesOf,
+  copyOf,
   digitsEnd,
   digitsValue,
   headerLength,
@@ -64,9 +66,7 @@ interface Repeated {
  * The blocks to compare with, the last few read the long way: a process subscribes to the events
  * of a handful of publishers (and versions), whose events may take turns.
  */
-const repeated: Repeated[] = [];
-const REPEATED_KEPT = 4;
-let nextReplaced = 0;
+const repeated = new RecentBlocks<Repeated>(4);
 
 /** The line break and name between the two ids, as keel writes them. */
 const CORRELATION_LINE = bytesOf(`\r\n${Header.CORRELATION_ID}: `);
@@ -80,8 +80,9 @@ export function readEventBlock(msg: Msg, attempt: number, owner: string): EventH
   const bytes = rawBytes(msg);
   if (bytes === undefined) return undefined;
   const length = headerLength(msg);
-  for (let i = 0; i < repeated.length; i++) {
-    const known = repeated[i] as Repeated;
+  const kept = repeated.kept;
+  for (let i = 0; i < kept.length; i++) {
+    const known = kept[i] as Repeated;
     if (known.publisher !== owner) continue;
     const idStart = keyEnd(bytes, 0, length, known.head);
     const idEnd = valueEnd(bytes, idStart, length);
@@ -111,20 +112,7 @@ function readLines(bytes: Uint8Array, length: number, attempt: number, owner: st
   const atStart = keyEnd(bytes, publisherEnd + 2, length, AT_KEY);
   const read = eventFrom(bytes, length, version, idStart, idEnd, correlationStart, correlationEnd, atStart, attempt, owner);
   if (read !== undefined) {
-    // Copies, as plain Uint8Arrays like the keys above (one kind of array for keyEnd's `key`): nats
-    // hands a view of its read buffer, which later reads overwrite.
-    const known: Repeated = {
-      head: new Uint8Array(bytes.subarray(0, idStart)),
-      middle: new Uint8Array(bytes.subarray(correlationEnd, atStart)),
-      version,
-      publisher: owner,
-    };
-    if (repeated.length < REPEATED_KEPT) {
-      repeated.push(known);
-    } else {
-      repeated[nextReplaced] = known;
-      nextReplaced = (nextReplaced + 1) % REPEATED_KEPT;
-    }
+    repeated.remember({ head: copyOf(bytes, 0, idStart), middle: copyOf(bytes, correlationEnd, atStart), version, publisher: owner });
   }
   return read;
 }

@@ -142,6 +142,37 @@ export function versionStart(bytes: Uint8Array, length: number): number {
 }
 
 /**
+ * The last few blocks a one-pass reader read line by line (request-headers.ts, event-block.ts),
+ * for it to compare the next blocks with: a process hears from a handful of callers or
+ * publishers (and versions) at once, whose messages may take turns. A block remembered past
+ * `size` replaces the oldest.
+ */
+export class RecentBlocks<T> {
+  /** The blocks remembered, to compare with in this order. */
+  readonly kept: T[] = [];
+  #next = 0;
+
+  constructor(private readonly size: number) {}
+
+  remember(block: T): void {
+    if (this.kept.length < this.size) {
+      this.kept.push(block);
+      return;
+    }
+    this.kept[this.#next] = block;
+    this.#next = (this.#next + 1) % this.size;
+  }
+}
+
+/**
+ * The bytes from `start` to `end` copied into a plain `Uint8Array`: nats hands a view of its read
+ * buffer, which later reads overwrite, and {@link keyEnd}'s `key` stays one kind of array.
+ */
+export function copyOf(bytes: Uint8Array, start: number, end: number): Uint8Array {
+  return new Uint8Array(bytes.subarray(start, end));
+}
+
+/**
  * The contract version of the last block one reader read: almost every request of an endpoint,
  * and event of a subscription, carries the same one. One per reader, so that a process serving
  * one major and subscribing to another does not decode the version on every message.

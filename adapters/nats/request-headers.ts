@@ -22,8 +22,10 @@ import type { Msg } from '@nats-io/transport-node';
 import { isTraceparent } from 'keel/transport';
 import {
   LastVersion,
+  RecentBlocks,
   blockEnds,
   bytesOf,
+  copyOf,
   digitsEnd,
   digitsValue,
   headerLength,
@@ -66,9 +68,7 @@ interface Repeated {
  * callers (and versions) at once, and with one block kept, requests of two callers taking turns
  * would each miss it and be read the long way, with a new block kept every time.
  */
-const repeated: Repeated[] = [];
-const REPEATED_KEPT = 4;
-let nextReplaced = 0;
+const repeated = new RecentBlocks<Repeated>(4);
 
 /**
  * The request headers of `msg` when its block is in the form described above (see the file's
@@ -79,8 +79,9 @@ export function readKnownRequest(msg: Msg): RequestHeaders | undefined {
   const bytes = rawBytes(msg);
   if (bytes === undefined) return undefined;
   const length = headerLength(msg);
-  for (let i = 0; i < repeated.length; i++) {
-    const known = repeated[i] as Repeated;
+  const kept = repeated.kept;
+  for (let i = 0; i < kept.length; i++) {
+    const known = kept[i] as Repeated;
     const correlationStart = keyEnd(bytes, 0, length, known.head);
     const correlationEnd = valueEnd(bytes, correlationStart, length);
     const deadlineStart = keyEnd(bytes, correlationEnd, length, known.middle);
@@ -109,20 +110,7 @@ function readLines(bytes: Uint8Array, length: number): RequestHeaders | undefine
   const deadlineStart = keyEnd(bytes, callerEnd + 2, length, DEADLINE_KEY);
   const request = requestFrom(bytes, length, version, correlationStart, correlationEnd, caller, deadlineStart);
   if (request !== undefined) {
-    // Copies, as plain Uint8Arrays like the keys above (one kind of array for keyEnd's `key`): nats
-    // hands a view of its read buffer, which later reads overwrite.
-    const known: Repeated = {
-      head: new Uint8Array(bytes.subarray(0, correlationStart)),
-      middle: new Uint8Array(bytes.subarray(correlationEnd, deadlineStart)),
-      version,
-      caller,
-    };
-    if (repeated.length < REPEATED_KEPT) {
-      repeated.push(known);
-    } else {
-      repeated[nextReplaced] = known;
-      nextReplaced = (nextReplaced + 1) % REPEATED_KEPT;
-    }
+    repeated.remember({ head: copyOf(bytes, 0, correlationStart), middle: copyOf(bytes, correlationEnd, deadlineStart), version, caller });
   }
   return request;
 }

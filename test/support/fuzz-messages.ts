@@ -6,6 +6,8 @@
  */
 import type { Msg } from '@nats-io/transport-node';
 import { MsgImpl } from '@nats-io/nats-core/internal';
+import { readEventHeaders } from '../../adapters/nats/headers.js';
+import { messageHeaders } from '../../adapters/nats/raw-headers.js';
 
 /** A deterministic random number generator (xorshift32) from `seed`. */
 export function fuzzRandom(seed = 0x9e3779b9): { random: () => number; pick: <T>(items: readonly T[]) => T } {
@@ -63,4 +65,17 @@ export function mutate(random: () => number, text: string): Uint8Array {
     else bytes.splice(at, 1);
   }
   return Uint8Array.from(bytes);
+}
+
+/**
+ * What the subscriber's general reader makes of an event message's block
+ * (`readEventHeaders(messageHeaders(msg))`), or the error it throws (a block nats refuses): the
+ * reference the one-pass reader (event-block.ts) is held to.
+ */
+export function generalEventReading(msg: Msg, owner: string): unknown {
+  try {
+    return readEventHeaders(messageHeaders(msg), 1, owner);
+  } catch (error) {
+    return { thrown: (error as Error).message };
+  }
 }
