@@ -7,12 +7,12 @@
 import { spawn } from 'node:child_process';
 import { QUOTE_INPUT } from './fixture.js';
 import { startPeer, type Peer } from './peer.js';
-import { rate } from './support.js';
+import { interleavedSamples, medianOf, rate, roundRatio } from './support.js';
 
 const AUTOCANNON = new URL('../node_modules/autocannon/autocannon.js', import.meta.url).pathname;
 const CONNECTIONS = 64;
-const SECONDS = 4;
-const ROUNDS = 3;
+const SECONDS = 3;
+const ROUNDS = 5;
 const BODY = JSON.stringify(QUOTE_INPUT);
 
 /** What one autocannon run reports (the fields used here). */
@@ -72,32 +72,32 @@ export async function benchHttp(): Promise<{ markdown: string; summary: Record<s
       if (response.status !== 200 || answer !== '{"totalCents":500,"currency":"EUR"}') {
         throw new Error(`${url} answered ${response.status} ${answer}`);
       }
-      await load(url, 1);
     }
-    const results: Record<Server, { result: LoadResult; cpuMicros: number }[]> = {
-      bare: [],
-      bareAls: [],
-      gateway: [],
-      gatewayNoMetrics: [],
-      gatewayNoSecurityHeaders: [],
+    // One round loads every server once, in an order that rotates from round to round and puts the
+    // gateway right after the bare route in all rounds but one: the target is the median of each
+    // round's own ratio, so a neighbour slowing the machine for a while slows both sides alike.
+    type Sample = { result: LoadResult; cpuMicros: number };
+    const measure = async (name: Server): Promise<Sample> => {
+      const peer = servers[name];
+      const before = Number(await peer.ask('cpu'));
+      const result = await load(peer.greeting, SECONDS);
+      const cpu = Number(await peer.ask('cpu')) - before;
+      return { result, cpuMicros: cpu / Math.max(1, result.requests.total) };
     };
-    for (let round = 0; round < ROUNDS; round += 1) {
-      for (let index = 0; index < names.length; index += 1) {
-        const name = names[(index + round) % names.length] as Server;
-        const peer = servers[name];
-        const before = Number(await peer.ask('cpu'));
-        const result = await load(peer.greeting, SECONDS);
-        const cpu = Number(await peer.ask('cpu')) - before;
-        results[name].push({ result, cpuMicros: cpu / Math.max(1, result.requests.total) });
-      }
-    }
-    const median = (name: Server, pick: (sample: { result: LoadResult; cpuMicros: number }) => number): number =>
-      results[name].map(pick).sort((a, b) => a - b)[Math.floor(ROUNDS / 2)] ?? 0;
+    const order: Server[] = ['bare', 'gateway', 'bareAls', 'gatewayNoMetrics', 'gatewayNoSecurityHeaders'];
+    const results = await interleavedSamples(
+      ROUNDS,
+      Object.fromEntries(order.map((name) => [name, () => measure(name)])) as Record<Server, () => Promise<Sample>>,
+    );
+    const median = (name: Server, pick: (sample: Sample) => number): number => medianOf(results[name]!.map(pick));
     const throughput = (name: Server): number => median(name, (sample) => sample.result.requests.average);
+    const rates = Object.fromEntries(order.map((name) => [name, results[name]!.map((sample) => sample.result.requests.average)]));
+    const versus = (name: Server): number => roundRatio(rates, name, 'bare');
+    const perRound = (rates['gateway'] ?? []).map((value, round) => (value / (rates['bare']?.[round] ?? Number.NaN)).toFixed(2)).join(', ');
     const row = (name: Server, label: string): string =>
       `| ${label} | ${rate(throughput(name))} | ${median(name, (sample) => sample.result.latency.p50)} / ${median(name, (sample) => sample.result.latency.p99)} ms | ` +
-      `${median(name, (sample) => sample.cpuMicros).toFixed(0)} µs | ${(throughput(name) / throughput('bare')).toFixed(2)}× |`;
-    const ratio = throughput('gateway') / throughput('bare');
+      `${median(name, (sample) => sample.cpuMicros).toFixed(0)} µs | ${versus(name).toFixed(2)}× |`;
+    const ratio = versus('gateway');
     const markdown = [
       '### HTTP gateway vs a bare fastify route',
       '',
@@ -108,8 +108,9 @@ export async function benchHttp(): Promise<{ markdown: string; summary: Record<s
       'body and returns the quote, in a process running no keel code; and the same bare route in a process where a keel',
       "handler ran, so Node 20's AsyncLocalStorage (keel's call context) taxes every promise, as in any keel process.",
       `Each server runs in its own process; load: autocannon in another process, ${CONNECTIONS} connections, ${SECONDS} s per`,
-      `round; medians of ${ROUNDS} rounds in rotating order after a 1 s warm-up of each. Server CPU per request: user + system`,
-      "time of the server's process over a round, divided by its requests.",
+      `round; ${ROUNDS} rounds in rotating order after a warm-up round, the gateway loaded right after the bare route in all`,
+      'rounds but one; rates, latencies and CPU are medians over rounds, "vs bare" is the median of each round\'s own ratio to the bare',
+      "route. Server CPU per request: user + system time of the server's process over a round, divided by its requests.",
       '',
       '| server | requests/s | p50 / p99 latency | server CPU per request | vs bare |',
       '|---|---|---|---|---|',
@@ -120,9 +121,11 @@ export async function benchHttp(): Promise<{ markdown: string; summary: Record<s
       row('gatewayNoSecurityHeaders', 'keel HTTP gateway, `securityHeaders: false`'),
       '',
       `Target: the gateway serves ≥ 0.85× the bare route's throughput — ${ratio >= 0.85 ? 'met' : 'NOT met'} (${ratio.toFixed(2)}× with its defaults; ` +
-        `${(throughput('gatewayNoMetrics') / throughput('bare')).toFixed(2)}× without metrics, ` +
-        `${(throughput('gatewayNoSecurityHeaders') / throughput('bare')).toFixed(2)}× without security headers). ` +
+        `${versus('gatewayNoMetrics').toFixed(2)}× without metrics, ${versus('gatewayNoSecurityHeaders').toFixed(2)}× without security ` +
+        `headers; by server CPU per request, bare / gateway, ${(median('bare', (sample) => sample.cpuMicros) / median('gateway', (sample) => sample.cpuMicros)).toFixed(2)}×). ` +
         'Where the rest goes: [performance.md](performance.md), "Gateway profile".',
+      '',
+      `Each round's gateway / bare, in the order run: ${perRound}; the bare route's rates: ${(rates['bare'] ?? []).map(rate).join(', ')}.`,
       '',
     ].join('\n');
     return {
