@@ -13,14 +13,17 @@
 # 45-47k instructions a call (40-41k main thread) over the next 20 000, against 40-41k (37k) after
 # 60 000 or over 40 000 measured; the raw caller and both callees moved by 1-2k at most. Hence the
 # default warm=60000.
-# NODE_ARGS (in the environment) goes to the measured end's node, e.g. NODE_ARGS=--perf-basic-prof
-# for callgrind-jit.mjs to name the JIT code of the dump (the map is moved to <out>/perf.map).
+# NODE_FLAGS (in the environment; NODE_ARGS, its earlier name, still read) go to the measured end's
+# node, as in the other *-instructions.sh scripts, e.g. NODE_FLAGS=--perf-basic-prof for
+# callgrind-jit.mjs to name the JIT code of the dump (the map is moved to <out>/perf.map, also
+# when the run fails, so that no /tmp/perf-<pid>.map is left behind).
 # SETTLE=<calls> (in the environment, default 0) makes one more round of that many calls between
 # the warm-up and the measured round, after the same short pause the measured round follows: a
 # keel caller's deadline timer, left idle by a pause, takes a branch on the next call that its
 # optimized `#send` has never run (V8 deoptimizes it, `--trace-deopt`), and without a settling
 # round the measured round pays that deoptimization and re-optimization (2026-12-02, ninth round).
 #   bench/profile/nats-instructions.sh <tree> caller|callee keel|raw [calls=20000] [warm=60000]
+flags=${NODE_FLAGS-$NODE_ARGS}
 tree=$(cd "$1" && pwd); side=$2; mode=${3:-keel}; n=${4:-20000}; warm=${5:-60000}; inflight=${IN_FLIGHT:-64}
 case "${SETTLE:-0}" in "" | *[!0-9]*) echo "SETTLE must be a whole number of calls (got: $SETTLE)" >&2; exit 2 ;; esac
 case "$side/$mode" in caller/keel|caller/raw|callee/keel|callee/raw) ;; *) echo "usage: $0 <tree> caller|callee keel|raw [calls] [warm]" >&2; exit 2 ;; esac
@@ -30,7 +33,11 @@ nats=$(command -v nats-server || echo /usr/sbin/nats-server)
 "$nats" -a 127.0.0.1 -p "$port" > /dev/null 2>&1 &
 npid=$!
 # Whatever ends the script (a failure, Ctrl-C, a timeout's SIGTERM): no nats-server or node left behind.
-cleanup() { exec 3>&- 4>&- 2>/dev/null; kill $lpid $cpid $npid 2>/dev/null; }
+cleanup() {
+  exec 3>&- 4>&- 2>/dev/null
+  kill $lpid $cpid $npid 2>/dev/null
+  [ -n "$vpid" ] && [ -f "/tmp/perf-$vpid.map" ] && mv "/tmp/perf-$vpid.map" "$out/perf.map"
+}
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 sleep 0.5
@@ -50,7 +57,7 @@ waitfor() { # file, word, number of lines
 }
 mkfifo "$out/caller.in" "$out/callee.in"
 if [ "$side" = callee ]; then
-  "${vg[@]}" node $NODE_ARGS "$tree/bench/profile/${callee[0]}" "${callee[@]:1}" < "$out/callee.in" > "$out/callee.out" 2> "$out/vg" &
+  "${vg[@]}" node $flags "$tree/bench/profile/${callee[0]}" "${callee[@]:1}" < "$out/callee.in" > "$out/callee.out" 2> "$out/vg" &
 else
   node "$tree/bench/profile/${callee[0]}" "${callee[@]:1}" < "$out/callee.in" > "$out/callee.out" 2>&1 &
 fi
@@ -58,7 +65,7 @@ cpid=$!
 exec 4>"$out/callee.in"
 waitfor "$out/callee.out" ready 1
 if [ "$side" = caller ]; then
-  "${vg[@]}" node $NODE_ARGS "$tree/bench/profile/${caller[0]}" "${caller[@]:1}" < "$out/caller.in" > "$out/caller.out" 2> "$out/vg" &
+  "${vg[@]}" node $flags "$tree/bench/profile/${caller[0]}" "${caller[@]:1}" < "$out/caller.in" > "$out/caller.out" 2> "$out/vg" &
   vpid=$!
 else
   node "$tree/bench/profile/${caller[0]}" "${caller[@]:1}" < "$out/caller.in" > "$out/caller.out" 2> "$out/caller.err" &
@@ -83,7 +90,6 @@ wait "$lpid"
 exec 4>&-
 wait "$cpid"
 kill "$npid"
-[ -f "/tmp/perf-$vpid.map" ] && mv "/tmp/perf-$vpid.map" "$out/perf.map"
 total=0
 for dump in "$out"/cg.1-*; do total=$((total + $(grep -m1 '^summary:' "$dump" | awk '{print $2}'))); done
 main=$(grep -m1 '^summary:' "$out/cg.1-01" | awk '{print $2}')
