@@ -58,7 +58,11 @@ export class HandMuxer {
   }
 }
 
-/** CPU time per operation (µs, user + system) in this process and in the peer on the other side, per case. */
+/**
+ * CPU time per operation (µs, user + system) in this process and in the peer on the other side, per
+ * case. Each case's first run is the warm-up round of `interleavedSamples` (support.ts), through
+ * which every measured case runs: it is not counted, as that round's rates are not.
+ */
 export class CpuMeter {
   readonly #samples = new Map<string, { here: number[]; peer: number[] }>();
 
@@ -69,10 +73,10 @@ export class CpuMeter {
     const result = await run();
     const here = process.cpuUsage(hereBefore);
     const peerAfter = Number(await peer.ask('cpu'));
-    let samples = this.#samples.get(name);
+    const samples = this.#samples.get(name);
     if (samples === undefined) {
-      samples = { here: [], peer: [] };
-      this.#samples.set(name, samples);
+      this.#samples.set(name, { here: [], peer: [] }); // the warm-up run: not counted
+      return result;
     }
     samples.here.push((here.user + here.system) / count);
     samples.peer.push((peerAfter - peerBefore) / count);
@@ -82,7 +86,7 @@ export class CpuMeter {
   /** Median µs per operation here and in the peer. */
   perOperation(name: string): { here: number; peer: number } {
     const samples = this.#samples.get(name);
-    return samples === undefined ? { here: 0, peer: 0 } : { here: medianOf(samples.here), peer: medianOf(samples.peer) };
+    return samples === undefined || samples.here.length === 0 ? { here: 0, peer: 0 } : { here: medianOf(samples.here), peer: medianOf(samples.peer) };
   }
 
   /** `here + peer µs`, medians over rounds, or `—` for a case not measured. */

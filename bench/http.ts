@@ -110,7 +110,8 @@ export async function benchHttp(): Promise<{ markdown: string; summary: Record<s
       `Each server runs in its own process; load: autocannon in another process, ${CONNECTIONS} connections, ${SECONDS} s per`,
       `round; ${ROUNDS} rounds in rotating order after a warm-up round, the gateway loaded right after the bare route in all`,
       'rounds but one; rates, latencies and CPU are medians over rounds, "vs bare" is the median of each round\'s own ratio to the bare',
-      "route. Server CPU per request: user + system time of the server's process over a round, divided by its requests.",
+      "route (the two gateway variants never run right after it, so their ratios carry more of the machine's drift within a round).",
+      "Server CPU per request: user + system time of the server's process over a round, divided by its requests.",
       '',
       '| server | requests/s | p50 / p99 latency | server CPU per request | vs bare |',
       '|---|---|---|---|---|',
@@ -136,7 +137,7 @@ export async function benchHttp(): Promise<{ markdown: string; summary: Record<s
         gateway: throughput('gateway'),
         gatewayNoMetrics: throughput('gatewayNoMetrics'),
         gatewayNoSecurityHeaders: throughput('gatewayNoSecurityHeaders'),
-        ratio,
+        ratio, // the median of the rounds' own gateway / bare ratios, not gateway / bare of these medians
       },
     };
   } finally {

@@ -197,7 +197,7 @@ export async function benchNats(): Promise<{ markdown: string; summary: Record<s
       row('keel', 'keel call'),
       '',
       `keel vs hand-muxed: ${ratio(seq['keel']!, seq['muxed']!)} sequential, ${versusMuxed.toFixed(2)}× at 64 concurrent (each round's own ratio, median); ` +
-        `keel vs \`nc.request\`: ${ratio(seq['keel']!, seq['raw']!)} sequential, ${ratio(keelConc, conc['raw']!)} at 64 concurrent.`,
+        `keel vs \`nc.request\`: ${ratio(seq['keel']!, seq['raw']!)} sequential, ${roundRatio(concSamples, 'keel', 'raw').toFixed(2)}× at 64 concurrent.`,
       '',
       `Target: ≥ 0.9× the hand-muxed path at 64 concurrent — ${verdict(targetMuxed)} (${versusMuxed.toFixed(2)}× by each round's own ratio; ` +
         `${ratio(keelConc, muxedConc)} by the median rates).`,
@@ -238,6 +238,10 @@ export async function benchNats(): Promise<{ markdown: string; summary: Record<s
         rawConc: conc['raw']!,
         muxedConc,
         keelConc,
+        // The targets' ratios, each the median of the rounds' own ratios (as printed).
+        keelVsMuxedConc: versusMuxed,
+        keelVsRawEventsBatched: eventsBatched,
+        keelVsRawEventsEach: eventRatio('keelEach', 'rawEach'),
         rawP50: p50['raw']!,
         muxedP50: p50['muxed']!,
         keelP50: p50['keel']!,

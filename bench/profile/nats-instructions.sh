@@ -24,6 +24,7 @@
 # round the measured round pays that deoptimization and re-optimization (2026-12-02, ninth round).
 #   bench/profile/nats-instructions.sh <tree> caller|callee keel|raw [calls=20000] [warm=60000]
 flags=${NODE_FLAGS-$NODE_ARGS}
+vpid= # the measured node's pid, once started (its perf map is moved by cleanup)
 tree=$(cd "$1" && pwd); side=$2; mode=${3:-keel}; n=${4:-20000}; warm=${5:-60000}; inflight=${IN_FLIGHT:-64}
 case "${SETTLE:-0}" in "" | *[!0-9]*) echo "SETTLE must be a whole number of calls (got: $SETTLE)" >&2; exit 2 ;; esac
 case "$side/$mode" in caller/keel|caller/raw|callee/keel|callee/raw) ;; *) echo "usage: $0 <tree> caller|callee keel|raw [calls] [warm]" >&2; exit 2 ;; esac
@@ -62,6 +63,7 @@ else
   node "$tree/bench/profile/${callee[0]}" "${callee[@]:1}" < "$out/callee.in" > "$out/callee.out" 2>&1 &
 fi
 cpid=$!
+[ "$side" = callee ] && vpid=$cpid
 exec 4>"$out/callee.in"
 waitfor "$out/callee.out" ready 1
 if [ "$side" = caller ]; then
