@@ -7,7 +7,7 @@
 import { spawn } from 'node:child_process';
 import { QUOTE_INPUT } from './fixture.js';
 import { startPeer, type Peer } from './peer.js';
-import { interleavedSamples, medianOf, rate, roundRatio } from './support.js';
+import { interleavedSamples, medianOf, rate, roundRatio, roundRatios } from './support.js';
 
 const AUTOCANNON = new URL('../node_modules/autocannon/autocannon.js', import.meta.url).pathname;
 const CONNECTIONS = 64;
@@ -93,7 +93,7 @@ export async function benchHttp(): Promise<{ markdown: string; summary: Record<s
     const throughput = (name: Server): number => median(name, (sample) => sample.result.requests.average);
     const rates = Object.fromEntries(order.map((name) => [name, results[name]!.map((sample) => sample.result.requests.average)]));
     const versus = (name: Server): number => roundRatio(rates, name, 'bare');
-    const perRound = (rates['gateway'] ?? []).map((value, round) => (value / (rates['bare']?.[round] ?? Number.NaN)).toFixed(2)).join(', ');
+    const perRound = roundRatios(rates, 'gateway', 'bare').map((value) => value.toFixed(2)).join(', ');
     const row = (name: Server, label: string): string =>
       `| ${label} | ${rate(throughput(name))} | ${median(name, (sample) => sample.result.latency.p50)} / ${median(name, (sample) => sample.result.latency.p99)} ms | ` +
       `${median(name, (sample) => sample.cpuMicros).toFixed(0)} µs | ${versus(name).toFixed(2)}× |`;

@@ -12,7 +12,7 @@ import { startNatsServer } from '../test/support/nats-server.js';
 import { QUOTE_INPUT, RAW_SUBJECTS, TICK_PAYLOAD, pricing, pricingModule, tally, tallyModule, tickerModule } from './fixture.js';
 import { CpuMeter, HandMuxer } from './hand-muxer.js';
 import { startPeer, type Peer } from './peer.js';
-import { concurrent, interleaved, interleavedSamples, latencies, medianOf, rate, roundRatio, sequential } from './support.js';
+import { concurrent, interleaved, interleavedSamples, latencies, mediansOf, rate, roundRatio, sequential } from './support.js';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -86,7 +86,7 @@ export async function benchNats(): Promise<{ markdown: string; summary: Record<s
       muxed: () => cpu.measure('muxed', rawPeer, CONCURRENT_CALLS, () => concurrent(CONCURRENT_CALLS, CONCURRENCY, handMuxed)),
       keel: () => cpu.measure('keel', keelPeer, CONCURRENT_CALLS, () => concurrent(CONCURRENT_CALLS, CONCURRENCY, keelCall)),
     });
-    const conc = Object.fromEntries(Object.entries(concSamples).map(([name, values]) => [name, medianOf(values)]));
+    const conc = mediansOf(concSamples);
     const p50: Record<string, number> = {};
     const p99: Record<string, number> = {};
     const latencyCases = { raw: rawRequest, muxed: handMuxed, keel: keelCall };
@@ -148,7 +148,7 @@ export async function benchNats(): Promise<{ markdown: string; summary: Record<s
         }, keelWait),
     });
 
-    const events = Object.fromEntries(Object.entries(eventSamples).map(([name, values]) => [name, medianOf(values)]));
+    const events = mediansOf(eventSamples);
     // keel against raw: the median of each round's own ratio (keel's case runs right after raw's in
     // most rounds), so a neighbour slowing the machine for a while slows both sides alike.
     const eventRatio = (keel: string, raw: string): number => roundRatio(eventSamples, keel, raw);

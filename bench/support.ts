@@ -82,14 +82,12 @@ export async function interleavedSamples<T>(rounds: number, cases: Record<string
 
 /** Runs every case once per round, rotating the order, after one warm-up round; returns medians. */
 export async function interleaved(rounds: number, cases: Cases): Promise<Record<string, number>> {
-  const names = Object.keys(cases);
-  const samples = await interleavedSamples(rounds, cases);
-  const medians: Record<string, number> = {};
-  for (const name of names) {
-    const values = samples[name]!.sort((a, b) => a - b);
-    medians[name] = values[Math.floor(values.length / 2)] ?? 0;
-  }
-  return medians;
+  return mediansOf(await interleavedSamples(rounds, cases));
+}
+
+/** Each case's median over rounds ({@link medianOf}), from {@link interleavedSamples}. */
+export function mediansOf(samples: Record<string, number[]>): Record<string, number> {
+  return Object.fromEntries(Object.entries(samples).map(([name, values]) => [name, medianOf(values)]));
 }
 
 /** The median of `values` (0 for none). */
@@ -107,8 +105,13 @@ export function medianOf(values: readonly number[]): number {
  * some rounds, so the ratio then carries more of the machine's drift within a round).
  */
 export function roundRatio(samples: Record<string, number[]>, a: string, b: string): number {
+  return medianOf(roundRatios(samples, a, b));
+}
+
+/** Each round's own `a / b`, in the order run (what {@link roundRatio} takes the median of). */
+export function roundRatios(samples: Record<string, number[]>, a: string, b: string): number[] {
   const bs = samples[b] ?? [];
-  return medianOf((samples[a] ?? []).map((value, round) => value / (bs[round] ?? Number.NaN)));
+  return (samples[a] ?? []).map((value, round) => value / (bs[round] ?? Number.NaN));
 }
 
 /** The installed version of package `name` (from node_modules), for the reports. */
