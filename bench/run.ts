@@ -89,11 +89,12 @@ if (only.includes('data')) {
 
 /** Where docs/performance.md explains what a section's time goes to, and what was cut: by the start of its heading. */
 const PROFILES: readonly (readonly [heading: string, profile: string])[] = [
-  ['In-process call', '"In process, second round" and "Where an async call\'s time goes after the cut"'],
-  ['Remote call over NATS', '"Over NATS: caller and callee", "The callee after the cuts", "Second round over NATS"'],
-  ['Notification events', '"Notification events over NATS"'],
-  ['keel vs Moleculer', '"In process, second round" (in process) and "Second round over NATS" (over NATS)'],
-  ['HTTP gateway', '"Gateway profile"'],
+  ['In-process call', '"Why the unmet targets are unmet" and "In process, fourth round"'],
+  ['Remote call over NATS', '"Why the unmet targets are unmet" and "Ninth round" (the caller and the callee by function)'],
+  ['Notification events', '"Why the unmet targets are unmet" and "Eleventh round" (the subscriber by function)'],
+  ['keel vs Moleculer', '"Why the unmet targets are unmet", "Fifth round" and "Eighth round"'],
+  ['Call policies', '"Why the unmet targets are unmet" and "Fifth round" (how far one build\'s counts spread)'],
+  ['HTTP gateway', '"Why the unmet targets are unmet" and "Gateway, sixth round"'],
 ];
 
 /** Every section's `Target:` lines, under the heading they belong to: the verdicts at a glance. */
