@@ -11,7 +11,7 @@ import { createNatsTransport } from 'keel/nats';
 import { startNatsServer } from '../test/support/nats-server.js';
 import { QUOTE_INPUT, pricing, pricingModule } from './fixture.js';
 import { startPeer, startPeerGroup, type PeerGroup } from './peer.js';
-import { concurrent, interleavedSamples, rate, sequential } from './support.js';
+import { concurrent, interleavedSamples, medianOf, rate, sequential } from './support.js';
 
 /** Processes per configuration in process. */
 const PROCESSES = 3;
@@ -26,7 +26,6 @@ const hedgedPricing = defineContract({
 
 type Samples = Record<string, number[]>;
 
-const median = (values: readonly number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? 0;
 
 /**
  * The cost of `on` against `off`: the median, over rounds, of each round's own ratio. Both ran
@@ -35,13 +34,13 @@ const median = (values: readonly number[]): number => [...values].sort((a, b) =>
 function cost(samples: Samples, off: string, on: string): number {
   const offs = samples[off] ?? [];
   const ons = samples[on] ?? [];
-  return median(offs.map((value, round) => (value - (ons[round] ?? 0)) / value));
+  return medianOf(offs.map((value, round) => (value - (ons[round] ?? 0)) / value));
 }
 
 const percent = (value: number): string => `${(value * 100).toFixed(1)} %`;
 
 function row(label: string, samples: Samples, off: string, on: string): string {
-  return `| ${label} | ${rate(median(samples[off] ?? []))} | ${rate(median(samples[on] ?? []))} | ${percent(cost(samples, off, on))} |`;
+  return `| ${label} | ${rate(medianOf(samples[off] ?? []))} | ${rate(medianOf(samples[on] ?? []))} | ${percent(cost(samples, off, on))} |`;
 }
 
 async function inProcess(rounds: number): Promise<{ rows: string[]; worst: number }> {

@@ -17,15 +17,14 @@ import { disableTracing, enableTracing } from 'keel/transport';
 import { startNatsServer } from '../test/support/nats-server.js';
 import { QUOTE_INPUT, pricing, pricingModule } from './fixture.js';
 import { startPeer, startPeerGroup, type PeerGroup } from './peer.js';
-import { buildCheckout, concurrent, interleavedSamples, rate } from './support.js';
+import { buildCheckout, concurrent, interleavedSamples, medianOf, rate } from './support.js';
 
 /** The last commit before tracing: what "before" runs (`KEEL_BENCH_BEFORE` names another). */
 const BEFORE = process.env['KEEL_BENCH_BEFORE'] ?? '0095a616267518706633c963303c0dd4d40f688f';
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
-const median = (values: readonly number[]): number => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? 0;
 /** The median, over rounds, of each round's own cost of `b` against `a` (a slow spell slows both and cancels out). */
-const cost = (a: readonly number[], b: readonly number[]): number => median(a.map((value, round) => (value - (b[round] ?? 0)) / value));
+const cost = (a: readonly number[], b: readonly number[]): number => medianOf(a.map((value, round) => (value - (b[round] ?? 0)) / value));
 const percent = (value: number): string => `${(value * 100).toFixed(1)} %`;
 
 /** A checkout of `commit` sharing this tree's node_modules, with this tree's peer scripts copied in; undefined when git cannot make one. */
@@ -79,7 +78,7 @@ async function inProcess(rounds: number): Promise<string[]> {
     const samples = await interleavedSamples(rounds, cases);
     const before_ = samples['before'];
     return [
-      `| in process, sync handler, sequential | ${before_ === undefined ? 'n/a' : rate(median(before_))} | ${rate(median(samples['off']!))} | ${rate(median(samples['on']!))} | ${
+      `| in process, sync handler, sequential | ${before_ === undefined ? 'n/a' : rate(medianOf(before_))} | ${rate(medianOf(samples['off']!))} | ${rate(medianOf(samples['on']!))} | ${
         before_ === undefined ? 'n/a' : percent(cost(before_, samples['off']!))
       } | ${percent(cost(samples['off']!, samples['on']!))} |`,
     ];
@@ -115,7 +114,7 @@ async function overNats(rounds: number): Promise<string[]> {
     });
     await tracing.shutdown();
     return [
-      `| NATS, 64 concurrent, caller and callee tracing | — | ${rate(median(samples['off']!))} | ${rate(median(samples['on']!))} | — | ${percent(cost(samples['off']!, samples['on']!))} |`,
+      `| NATS, 64 concurrent, caller and callee tracing | — | ${rate(medianOf(samples['off']!))} | ${rate(medianOf(samples['on']!))} | — | ${percent(cost(samples['off']!, samples['on']!))} |`,
     ];
   } finally {
     await kernel.stop();
