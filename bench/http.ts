@@ -7,7 +7,7 @@
 import { spawn } from 'node:child_process';
 import { QUOTE_INPUT } from './fixture.js';
 import { startPeer, type Peer } from './peer.js';
-import { interleavedSamples, medianOf, rate, roundRatio, roundRatios } from './support.js';
+import { interleavedSamples, medianOf, rate, roundRatio, roundRatios, versusTarget } from './support.js';
 
 const AUTOCANNON = new URL('../node_modules/autocannon/autocannon.js', import.meta.url).pathname;
 const CONNECTIONS = 64;
@@ -121,7 +121,7 @@ export async function benchHttp(): Promise<{ markdown: string; summary: Record<s
       row('gatewayNoMetrics', 'keel HTTP gateway, `metrics: false`'),
       row('gatewayNoSecurityHeaders', 'keel HTTP gateway, `securityHeaders: false`'),
       '',
-      `Target: the gateway serves ≥ 0.85× the bare route's throughput — ${ratio >= 0.85 ? 'met' : 'NOT met'} (${ratio.toFixed(2)}× with its defaults; ` +
+      `Target: the gateway serves ≥ 0.85× the bare route's throughput — ${ratio >= 0.85 ? 'met' : 'NOT met'} (${versusTarget(ratio, 0.85)} with its defaults; ` +
         `${versus('gatewayNoMetrics').toFixed(2)}× without metrics, ${versus('gatewayNoSecurityHeaders').toFixed(2)}× without security ` +
         `headers; by server CPU per request, bare / gateway, ${(median('bare', (sample) => sample.cpuMicros) / median('gateway', (sample) => sample.cpuMicros)).toFixed(2)}×). ` +
         'Where the rest goes: [performance.md](performance.md), "Why the unmet targets are unmet" and "Gateway, sixth round".',

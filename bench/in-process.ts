@@ -4,7 +4,7 @@
  */
 import { z } from 'zod';
 import { createKernel, defineContract, defineModule, operation, silentLogger } from 'keel';
-import { concurrent, interleaved, latencies, median, rate, sequential } from './support.js';
+import { concurrent, interleaved, latencies, median, rate, sequential, versusTarget } from './support.js';
 
 const Line = z.object({ sku: z.string(), quantity: z.number().int().positive() });
 const pricing = defineContract({
@@ -85,7 +85,7 @@ export async function benchInProcess(): Promise<{ markdown: string; summary: Rec
     `| 64 concurrent | ${rate(idleConc)} | ${rate(activeConc)} | ${rate(syncConc)} | ${rate(asyncConc)} | ${cost(activeConc, syncConc)} / ${cost(activeConc, asyncConc)} |`,
     `| p50 / p99 latency | | ${directLatency.p50.toFixed(2)} / ${directLatency.p99.toFixed(2)} µs | | ${keelLatency.p50.toFixed(2)} / ${keelLatency.p99.toFixed(2)} µs | |`,
     '',
-    `Target: a keel call costs at most 5× a direct async call — ${worstCost <= 5 ? 'met' : 'NOT met'} (worst case ${worstCost.toFixed(2)}×).`,
+    `Target: a keel call costs at most 5× a direct async call — ${worstCost <= 5 ? 'met' : 'NOT met'} (worst case ${versusTarget(worstCost, 5)}).`,
     "Against Moleculer's local call (sync and async handlers, each in processes of its own), measured in the same run:",
     'see "keel vs Moleculer and NestJS" (`npm run bench -- peers`).',
     '',

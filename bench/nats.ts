@@ -12,7 +12,7 @@ import { startNatsServer } from '../test/support/nats-server.js';
 import { QUOTE_INPUT, RAW_SUBJECTS, TICK_PAYLOAD, pricing, pricingModule, tally, tallyModule, tickerModule } from './fixture.js';
 import { CpuMeter, HandMuxer } from './hand-muxer.js';
 import { startPeer, type Peer } from './peer.js';
-import { concurrent, interleaved, interleavedSamples, latencies, mediansOf, rate, roundRatio, sequential } from './support.js';
+import { concurrent, interleaved, interleavedSamples, latencies, mediansOf, rate, roundRatio, sequential, versusTarget } from './support.js';
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
@@ -199,12 +199,12 @@ export async function benchNats(): Promise<{ markdown: string; summary: Record<s
       `keel vs hand-muxed: ${ratio(seq['keel']!, seq['muxed']!)} sequential, ${versusMuxed.toFixed(2)}× at 64 concurrent (each round's own ratio, median); ` +
         `keel vs \`nc.request\`: ${ratio(seq['keel']!, seq['raw']!)} sequential, ${roundRatio(concSamples, 'keel', 'raw').toFixed(2)}× at 64 concurrent.`,
       '',
-      `Target: ≥ 0.9× the hand-muxed path at 64 concurrent — ${verdict(targetMuxed)} (${versusMuxed.toFixed(2)}× by each round's own ratio; ` +
+      `Target: ≥ 0.9× the hand-muxed path at 64 concurrent — ${verdict(targetMuxed)} (${versusTarget(versusMuxed, 0.9)} by each round's own ratio; ` +
         `${ratio(keelConc, muxedConc)} by the median rates).`,
-      `Target: sequential p50 latency ≤ 1.1× raw \`nc.request\`'s — ${verdict(targetLatency)} (${ratio(p50['keel']!, p50['raw']!)}: ` +
+      `Target: sequential p50 latency ≤ 1.1× raw \`nc.request\`'s — ${verdict(targetLatency)} (${versusTarget(p50['keel']! / p50['raw']!, 1.1)}: ` +
         `${p50['keel']!.toFixed(0)} µs vs ${p50['raw']!.toFixed(0)} µs).`,
       `Target: CPU per call at the callee ≤ 1.5× the raw responder's — ${verdict(targetCallee)} ` +
-        `(${(keelCallee / rawCallee).toFixed(2)}×: ${micros(keelCallee)} µs vs ${micros(rawCallee)} µs).`,
+        `(${versusTarget(keelCallee / rawCallee, 1.5)}: ${micros(keelCallee)} µs vs ${micros(rawCallee)} µs).`,
       'Against Moleculer and NestJS over NATS, measured in the same run on the same payload and nats-server:',
       'see "keel vs Moleculer and NestJS" (`npm run bench -- peers`).',
       '',
@@ -226,7 +226,7 @@ export async function benchNats(): Promise<{ markdown: string; summary: Record<s
       '',
       `Events lost (core NATS is at-most-once): ${Object.values(lost).reduce((a, b) => a + b, 0)} of ${EVENTS} per round at most.`,
       '',
-      `Target: notification events, batched, ≥ 0.6× raw publish/subscribe — ${verdict(eventsBatched >= 0.6)} (${eventsBatched.toFixed(2)}×).`,
+      `Target: notification events, batched, ≥ 0.6× raw publish/subscribe — ${verdict(eventsBatched >= 0.6)} (${versusTarget(eventsBatched, 0.6)}).`,
       '',
     ].join('\n');
     return {

@@ -32,7 +32,7 @@ import { startNatsServer } from '../test/support/nats-server.js';
 import { QUOTE_INPUT, RAW_SUBJECTS, pricing, pricingModule, tallyModule, tickerModule } from './fixture.js';
 import { HandMuxer } from './hand-muxer.js';
 import { startPeer, startPeerGroup, type Peer, type PeerGroup } from './peer.js';
-import { concurrent, interleavedSamples, medianOf, packageVersion, rate, roundRatio } from './support.js';
+import { concurrent, interleavedSamples, medianOf, packageVersion, rate, roundRatio, versusTarget } from './support.js';
 
 const SCALE = Number(process.env['KEEL_BENCH_PEERS_SCALE'] ?? '1');
 const ROUNDS = Number(process.env['KEEL_BENCH_PEERS_ROUNDS'] ?? '5');
@@ -269,11 +269,11 @@ export async function benchPeers(): Promise<PeersResult> {
     '',
     ...local.rows,
     '',
-    `Target: over NATS ≥ ${TARGETS.nats}× Moleculer — ${verdict(natsMet)} (${times(nats.ratios.moleculer)} on Node ${node}). ` +
+    `Target: over NATS ≥ ${TARGETS.nats}× Moleculer — ${verdict(natsMet)} (${versusTarget(nats.ratios.moleculer, TARGETS.nats)} on Node ${node}). ` +
       `For scale, in the same rounds: the hand-muxed nats.js request, with no framework, ran at ${times(nats.ratios.muxedVsMoleculer)} ` +
       `Moleculer's rate, so ${TARGETS.nats}× Moleculer asks keel for ${times(TARGETS.nats / nats.ratios.muxedVsMoleculer)} the raw client's.`,
     onNode24
-      ? `Target: in process on Node 24 ≥ ${TARGETS.inProcess}× Moleculer's local call, async handlers included — ${verdict(localMet)} (worst case ${times(local.worst)}).`
+      ? `Target: in process on Node 24 ≥ ${TARGETS.inProcess}× Moleculer's local call, async handlers included — ${verdict(localMet)} (worst case ${versusTarget(local.worst, TARGETS.inProcess)}).`
       : `Target: in process on Node 24 ≥ ${TARGETS.inProcess}× Moleculer's local call, async handlers included — judged on Node 24's run, not this one (here, Node ${node}: worst case ${times(local.worst)}).`,
     '',
   ].join('\n');

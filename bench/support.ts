@@ -114,6 +114,21 @@ export function roundRatios(samples: Record<string, number[]>, a: string, b: str
   return (samples[a] ?? []).map((value, round) => value / (bs[round] ?? Number.NaN));
 }
 
+/**
+ * A ratio as the verdict beside it reads it: two decimals, more when two would print the target
+ * itself on the other side of it (0.598 is "0.598×", not "0.60×", against a target of ≥ 0.6).
+ *
+ * @example
+ * ```ts
+ * `Target: ≥ 0.6× raw — ${met ? 'met' : 'NOT met'} (${versusTarget(ratio, 0.6)})`;
+ * ```
+ */
+export function versusTarget(value: number, target: number): string {
+  let digits = 2;
+  while (digits < 5 && value !== target && Number(value.toFixed(digits)) === target) digits += 1;
+  return `${value.toFixed(digits)}×`;
+}
+
 /** The installed version of package `name` (from node_modules), for the reports. */
 export function packageVersion(name: string): string {
   try {
