@@ -36,6 +36,7 @@ export const main = defineCommand({
     generate: () => load(import('./commands/generate.js')),
     build: () => load(import('./commands/build.js')),
     start: () => load(import('./commands/start.js')),
+    warm: () => load(import('./commands/warm.js')),
     up: () => load(import('./commands/up.js')),
     dev: () => load(import('./commands/dev.js')),
     deploy: () => load(import('./commands/deploy.js')),

@@ -184,14 +184,28 @@ describe('cli - deploy', () => {
     expect(exec.slice(0, 2)).toEqual(['node', '-e']);
     expect(exec[2]).toContain("'/healthz'");
     expect(runtime.indexOf('USER node')).toBeLessThan(runtime.indexOf(cmd));
+    // Node's compile cache, filled by `keel warm` as the image's user (Node keeps one per user), in a folder that user owns.
+    for (const line of ['ENV NODE_COMPILE_CACHE=/app/.node-compile-cache', 'RUN mkdir .node-compile-cache && chown 1000:1000 .node-compile-cache']) expect(runtime).toContain(line);
+    const warm = runtime.indexOf('RUN node node_modules/keel/dist/cli/bin.js warm');
+    expect(warm).toBeGreaterThan(-1);
+    expect(runtime.indexOf('ENV NODE_COMPILE_CACHE=/app/.node-compile-cache')).toBeLessThan(warm);
+    expect(runtime.indexOf('RUN mkdir .node-compile-cache && chown 1000:1000 .node-compile-cache')).toBeGreaterThan(runtime.indexOf(`COPY --from=build /app/${buildDir} ./${buildDir}`));
+    expect(runtime.indexOf('USER node')).toBeLessThan(warm);
+    expect(warm).toBeGreaterThan(runtime.indexOf('RUN mkdir .node-compile-cache && chown 1000:1000 .node-compile-cache'));
     for (const ignore of ['.dockerignore', 'Dockerfile.dockerignore']) {
       expect(topologies['split']!.files.get(ignore)!.split('\n')).toEqual(expect.arrayContaining(['node_modules', 'dist', buildDir, '.git', '*.tgz']));
     }
   });
 
-  it('cli - deploy --node picks the base image of both stages', async () => {
+  it('cli - deploy --node picks the base image of both stages; the compile cache is warmed from Node 22 on, not on Node 20, which has none', async () => {
     const { files } = await deploy('topologies/single.ts', ['--node', '22']);
     expect(files.get('Dockerfile')!.match(/^FROM .*$/gm)).toEqual(['FROM node:22-slim AS build', 'FROM node:22-slim AS runtime']);
+    expect(files.get('Dockerfile')).toContain('RUN node node_modules/keel/dist/cli/bin.js warm');
+    const node20 = (await deploy('topologies/single.ts', ['--node', '20'])).files.get('Dockerfile')!;
+    expect(node20.match(/^FROM .*$/gm)).toEqual(['FROM node:20-slim AS build', 'FROM node:20-slim AS runtime']);
+    expect(node20).not.toContain('warm');
+    expect(node20).not.toContain('NODE_COMPILE_CACHE');
+    expect(node20).toContain('USER node');
   });
 
   it('cli - deploy gives each group its replicas and KEEL_MODULES in compose and in its Deployment', () => {

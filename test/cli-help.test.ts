@@ -17,7 +17,7 @@ describe('cli - help', () => {
     expect(stdout).toMatchInlineSnapshot(`
       "Build a modular monolith whose modules split into services without code changes (keel v<version>)
 
-      USAGE keel new|generate|g|build|start|up|dev|deploy|db|check|graph|status|contracts
+      USAGE keel new|generate|g|build|start|warm|up|dev|deploy|db|check|graph|status|contracts
 
       COMMANDS
 
@@ -25,6 +25,7 @@ describe('cli - help', () => {
         generate, g    Generate code in the current application
               build    Compile the application (modules, topologies, entry files) to JavaScript in dist/
               start    Run the application, or the modules named, in this process
+               warm    Fill Node's compile cache with the code keel start loads, so that a start skips compiling it
                  up    Run a whole topology locally: every process, NATS, restarts, one log
                 dev    Watch mode: run the application (or a topology) and restart the processes a change concerns
              deploy    Write a Dockerfile, compose.yaml and Kubernetes manifests for a topology
@@ -216,7 +217,7 @@ describe('cli - usage errors', () => {
     const { code, stderr } = await run(['publish']);
     expect(code).toBe(2);
     expect(stderr).toMatchInlineSnapshot(`
-      "error E_UNKNOWN_COMMAND: Unknown command "publish" for keel. Available: new, generate, build, start, up, dev, deploy, db, check, graph, status, contracts.
+      "error E_UNKNOWN_COMMAND: Unknown command "publish" for keel. Available: new, generate, build, start, warm, up, dev, deploy, db, check, graph, status, contracts.
         Run \`keel --help\` to see what each command does.
       "
     `);

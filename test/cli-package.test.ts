@@ -12,9 +12,9 @@
  * it), `/readyz`, HEALTHCHECK.
  */
 import { spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { basename, dirname, join } from 'node:path';
+import { basename, delimiter, dirname, join } from 'node:path';
 import { createRequire } from 'node:module';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ChildProcessByStdio } from 'node:child_process';
@@ -25,6 +25,8 @@ import { runDockerfileSteps, runHealthcheck, startCmd } from './support/dockerfi
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
 
 const repository = dirname(createRequire(import.meta.url).resolve('keel/package.json'));
+/** Node 22.1 and later keep a module compile cache, which the image's `keel warm` fills. */
+const hasCompileCache = typeof (createRequire(import.meta.url)('node:module') as { enableCompileCache?: unknown }).enableCompileCache === 'function';
 
 /** The environment of a user's shell: none of the variables npm, vitest or this repository's tests set. */
 function userEnvironment(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
@@ -231,24 +233,59 @@ describe('cli - the packed package', () => {
     // billing owns data: compose runs PostgreSQL beside the application's one process.
     expect(Object.keys(compose.services)).toEqual(['postgres', 'app']);
     expect(compose.services['app']?.environment['DATABASE_URL']).toBe('postgres://keel:keel@postgres:5432/my-shop');
+    // The image's user (uid 1000, when this test runs as root) runs the RUN lines after USER and the CMD:
+    // it must reach its files, as in the image, and run the Node of this test (the image has one Node),
+    // whose folder may be closed to it (root's home, where .ci/node keeps the Node lines): a copy it can run.
+    chmodSync(folder, 0o755);
+    const imageNode = join(folder, 'node-bin');
+    mkdirSync(imageNode);
+    copyFileSync(process.execPath, join(imageNode, 'node'));
+    const imagePath = `${imageNode}${delimiter}${process.env['PATH'] ?? ''}`;
     const stages = runDockerfileSteps({
       dockerfile: join(app, 'deploy', 'Dockerfile'),
       context: app,
       workspace: join(folder, 'image'),
-      env: userEnvironment({ npm_config_prefer_offline: 'true', npm_config_loglevel: 'error' }),
+      env: userEnvironment({ npm_config_prefer_offline: 'true', npm_config_loglevel: 'error', PATH: imagePath }),
     });
     const runtime = stages.at(-1);
     if (runtime === undefined) throw new Error('the Dockerfile has no stage');
     expect(stages.map((stage) => stage.name)).toEqual(['build', 'runtime']);
-    expect(readdirSync(runtime.folder).sort()).toEqual(['dist', 'node_modules', 'package-lock.json', 'package.json']);
+    expect(readdirSync(runtime.folder).sort()).toEqual(['.node-compile-cache', 'dist', 'node_modules', 'package-lock.json', 'package.json']);
     for (const devOnly of ['tsx', 'typescript', 'vitest']) expect(existsSync(join(runtime.folder, 'node_modules', devOnly)), devOnly).toBe(false);
     expect(runtime.user).toBe('node');
-    // The image's user (uid 1000, when this test runs as root) must reach its files, as in the image.
-    chmodSync(folder, 0o755);
+    // `keel warm` filled Node's compile cache as the image's user (Node keys it by user and version):
+    // one folder of this Node and that user, holding the code a start loads. Node 20 has no such cache.
+    const cacheFolders = readdirSync(join(runtime.folder, '.node-compile-cache'));
+    if (hasCompileCache) {
+      const uid = process.getuid?.() === 0 ? 1000 : process.getuid?.();
+      expect(cacheFolders).toEqual([expect.stringMatching(new RegExp(`^v${process.versions.node.replaceAll('.', '\\.')}-.+-${uid}$`))]);
+      // Warming again as that user finds everything there: the image's warm loaded what warm loads (a CLI start alone fills about 470).
+      const again = spawnSync(join(imageNode, 'node'), ['node_modules/keel/dist/cli/bin.js', 'warm'], {
+        cwd: runtime.folder,
+        env: userEnvironment({ PATH: imagePath, NODE_COMPILE_CACHE: join(runtime.folder, '.node-compile-cache') }),
+        encoding: 'utf8',
+        ...(process.getuid?.() === 0 ? { uid: 1000, gid: 1000 } : {}),
+      });
+      expect(again.status, again.stderr).toBe(0);
+      const [, written, total] = /keel warm: (\d+) files? .* \((\d+) there in all\)/.exec(again.stdout) ?? [];
+      expect(Number(written), again.stdout).toBe(0);
+      expect(Number(total), again.stdout).toBeGreaterThan(800);
+      expect(readdirSync(join(runtime.folder, '.node-compile-cache', cacheFolders[0]!)).length).toBe(Number(total));
+    } else {
+      expect(cacheFolders).toEqual([]);
+    }
+    // With the cache turned off, it says there is nothing to warm and does not fail the image's build (nor on Node 20, which has none).
+    const disabled = spawnSync(join(imageNode, 'node'), ['node_modules/keel/dist/cli/bin.js', 'warm'], {
+      cwd: runtime.folder,
+      env: { ...userEnvironment({ PATH: imagePath }), NODE_DISABLE_COMPILE_CACHE: '1' },
+      encoding: 'utf8',
+    });
+    expect(disabled.status, disabled.stderr).toBe(0);
+    expect(disabled.stderr).toContain(hasCompileCache ? 'NODE_DISABLE_COMPILE_CACHE is set): nothing to warm' : 'has no module compile cache');
     // compose's DATABASE_URL names its postgres service; here the machine's PostgreSQL stands in for it,
     // in a database made for this test: the production install reaches PostgreSQL through keel/postgres.
     database = await createTestDatabase();
-    const environment = userEnvironment({ ...compose.services['app']?.environment, DATABASE_URL: database.url, PORT: '0', KEEL_HTTP_HOST: '127.0.0.1' });
+    const environment = userEnvironment({ ...compose.services['app']?.environment, DATABASE_URL: database.url, PORT: '0', KEEL_HTTP_HOST: '127.0.0.1', PATH: imagePath });
     const production = await startAndCall(startCmd(runtime, environment), async (port) => {
       runHealthcheck(runtime, { ...environment, PORT: String(port) });
       await greetsAda(1)(port);

@@ -7,8 +7,8 @@
  * test, so the generated file cannot drift away from what is tested.
  */
 import { execFileSync, spawn, type ChildProcessByStdio } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
-import { basename, join, relative } from 'node:path';
+import { cpSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { basename, delimiter, join, relative } from 'node:path';
 import type { Readable } from 'node:stream';
 
 /** One stage: its folder (its `/app`) and the environment its `ENV` lines set. */
@@ -63,7 +63,9 @@ function copyFromContext(context: string, ignored: readonly string[], sources: s
 
 /**
  * Runs every stage of `dockerfile` with `context` as the build context, in `workspace`, and
- * returns the stages by name (the last one is the runtime). `env` is added to every `RUN`.
+ * returns the stages by name (the last one is the runtime). `env` is added to every `RUN`. When
+ * this process runs as root, a `RUN` after `USER` runs as that user, so the workspace (and the
+ * `node` first on `env`'s PATH) must be open to it.
  *
  * @example
  * ```ts
@@ -81,6 +83,7 @@ export function runDockerfileSteps(options: {
   const ignored = ignoreFile === undefined ? [] : readFileSync(ignoreFile, 'utf8').split('\n').map((line) => line.trim()).filter(Boolean);
   const stages: Stage[] = [];
   let stage: Stage | undefined;
+  const runEnv = { ...options.env, ...asImageUser(options.workspace, options.env) };
   for (const { keyword, rest } of instructions(readFileSync(options.dockerfile, 'utf8'))) {
     if (keyword === 'FROM') {
       const name = /\bAS\s+(\S+)/i.exec(rest)?.[1] ?? `stage-${stages.length}`;
@@ -95,7 +98,10 @@ export function runDockerfileSteps(options: {
         if (rest !== WORKDIR) throw new Error(`this runner maps ${WORKDIR} only, not WORKDIR ${rest}`);
         break;
       case 'ENV':
-        Object.assign(stage.env, parseEnv(rest));
+        // A value naming a path of the image (`/app/...`) names that path in the stage's folder.
+        for (const [name, value] of Object.entries(parseEnv(rest))) {
+          stage.env[name] = value === WORKDIR || value.startsWith(`${WORKDIR}/`) ? inStage(stage, value) : value;
+        }
         break;
       case 'COPY': {
         const words = rest.split(/\s+/);
@@ -113,11 +119,13 @@ export function runDockerfileSteps(options: {
       }
       case 'RUN': {
         const command = rest.replace(/^(--mount=\S+\s+)+/, '');
+        // As the stage's USER once one is set (when this process may switch to it), as Docker does.
         execFileSync('sh', ['-c', command], {
           cwd: stage.folder,
-          env: { ...options.env, ...stage.env },
+          env: { ...runEnv, ...stage.env },
           stdio: ['ignore', 'pipe', 'pipe'],
           timeout: 300_000,
+          ...userOf(stage),
         });
         break;
       }
@@ -137,6 +145,19 @@ export function runDockerfileSteps(options: {
     }
   }
   return stages;
+}
+
+/**
+ * What a `RUN` needs beyond `env` when this process cannot switch users (it is not root): giving
+ * files to the image's user (`chown`) is then left out, by a `chown` first on PATH that does
+ * nothing, since every step and the CMD run as this one user anyway.
+ */
+function asImageUser(workspace: string, env: Record<string, string | undefined>): Record<string, string> {
+  if (process.getuid?.() === 0) return {};
+  const bin = join(workspace, '.runner-bin');
+  mkdirSync(bin, { recursive: true });
+  writeFileSync(join(bin, 'chown'), '#!/bin/sh\n# The Dockerfile runner is not root: every step runs as one user, so ownership stays as it is.\nexit 0\n', { mode: 0o755 });
+  return { PATH: `${bin}${delimiter}${env['PATH'] ?? ''}` };
 }
 
 /** User ids of the official node image's users. */
