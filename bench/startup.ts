@@ -5,11 +5,13 @@
  * (a script that only says it is ready) and the same process through tsx (how `keel start`
  * runs from the sources). The deployed process keeps its data in PostgreSQL (`keel deploy` gives every
  * process hosting a module that owns data a `DATABASE_URL`); the same start with the embedded
- * PGlite, the development default, is its own column. Also the size of a production install
- * (`npm ci --omit=dev`).
+ * PGlite, the development default, is its own column. The image `keel deploy` writes runs Node 24,
+ * so the build is also started on Node 24 (from `.ci/node 24`) when the machine's Node is another,
+ * first start and warm compile cache, beside bare Node 24; the targets are judged on the image's
+ * Node, first start. Also the size of a production install (`npm ci --omit=dev`).
  */
-import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { launchNatsServer } from '../cli/nats-server.js';
@@ -61,6 +63,13 @@ async function sample(command: string, args: readonly string[], env: Record<stri
 function medianOf(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
+}
+
+/** The image's Node (24): this process's when it runs 24, else the pinned one from `.ci/node 24` (installed into its cache if missing). */
+function imageNode(): { path: string; own: boolean } {
+  if (process.version.startsWith('v24.')) return { path: process.execPath, own: true };
+  const bin = execFileSync(join(repository, '.ci/node'), ['24'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'], timeout: 300_000 }).trim();
+  return { path: join(bin, 'node'), own: false };
 }
 
 function run(command: string, args: string[], cwd: string): void {
@@ -120,10 +129,23 @@ export async function benchStartup(): Promise<{ markdown: string }> {
   run(process.execPath, [keel, 'build'], repository);
   const { default: topology } = (await import('../topologies/per-module.js')) as { default: { processes: Record<string, { modules: string[] }> } };
   const modules = Object.values(topology.processes).flatMap((group) => group.modules);
+  const image = imageNode();
+  // The compile cache the image bakes in (`keel warm`, a line of the Dockerfile `keel deploy` writes), and a fresh copy of it for each
+  // start, as each new container gets the image's: a start adds what it compiled beyond it, which the next container would not have.
+  // Made before the servers start, so that a failure here leaves nothing running.
+  const baked = mkdtempSync(join(tmpdir(), 'keel-bench-baked-cache-'));
+  const bakedCopy = `${baked}-run`;
+  try {
+    execFileSync(image.path, [keel, 'warm'], { cwd: repository, env: { ...process.env, NODE_COMPILE_CACHE: baked }, stdio: ['ignore', 'ignore', 'inherit'] });
+  } catch (error) {
+    rmSync(baked, { recursive: true, force: true });
+    throw error;
+  }
   // The database first: when PostgreSQL cannot be reached, nothing is left running.
   const database = await createTestDatabase();
   const nats = await launchNatsServer().catch(async (error: unknown) => {
     await database.drop();
+    rmSync(baked, { recursive: true, force: true });
     throw error;
   });
   const cache = mkdtempSync(join(tmpdir(), 'keel-bench-compile-cache-'));
@@ -138,7 +160,8 @@ export async function benchStartup(): Promise<{ markdown: string }> {
   const readyRecord = '"msg":"ready"';
   const bare = `process.stdout.write('{${readyRecord}}\\n'); setInterval(() => {}, 1 << 30); process.on('SIGTERM', () => process.exit(0));`;
   const rows: string[] = [];
-  const all: Record<string, Sample[]> = { bare: [], build: [], cached: [], tsx: [], pglite: [] };
+  const imageRows: string[] = [];
+  const all: Record<string, Sample[]> = { bare: [], build: [], cached: [], tsx: [], pglite: [], imageBuild: [], imageBaked: [], imageBare: [] };
   try {
     for (const module of modules) {
       const startArgs = ['start', '--modules', module, '--nats', nats.url];
@@ -148,33 +171,64 @@ export async function benchStartup(): Promise<{ markdown: string }> {
         cached: () => sample(process.execPath, [keel, ...startArgs, '--build'], { ...moduleEnv, NODE_COMPILE_CACHE: cache }, readyRecord),
         tsx: () => sample(process.execPath, ['--import', 'tsx', '--conditions=keel-source', 'cli/bin.ts', ...startArgs], moduleEnv, readyRecord),
         pglite: () => sample(process.execPath, [keel, ...startArgs, '--build'], pgliteEnv, readyRecord),
+        // A container's first start: the image's Node with the image's compile cache.
+        imageBaked: () => {
+          rmSync(bakedCopy, { recursive: true, force: true });
+          cpSync(baked, bakedCopy, { recursive: true });
+          return sample(image.path, [keel, ...startArgs, '--build'], { ...moduleEnv, NODE_COMPILE_CACHE: bakedCopy }, readyRecord);
+        },
+        // The image's Node, when this is another: the same starts as `build` and `bare`.
+        ...(image.own
+          ? {}
+          : {
+              imageBuild: () => sample(image.path, [keel, ...startArgs, '--build'], { ...moduleEnv, NODE_DISABLE_COMPILE_CACHE: '1' }, readyRecord),
+              imageBare: () => sample(image.path, ['-e', bare], {}, readyRecord),
+            }),
       };
       const samples = await interleavedSamples(ROUNDS, cases);
-      const cell = (name: string) => {
+      /** A case's medians for this module; `count` false for a cell shown twice, whose samples are already counted. */
+      const cell = (name: string, count = true) => {
         const list = samples[name]!;
-        all[name]!.push(...list);
+        if (count) all[name]!.push(...list);
         return `${medianOf(list.map((entry) => entry.readyMs)).toFixed(0)} ms · ${medianOf(list.map((entry) => entry.rssMb)).toFixed(0)} MB`;
       };
       rows.push(`| ${module} | ${cell('build')} | ${cell('cached')} | ${cell('tsx')} | ${cell('pglite')} | ${cell('bare')} |`);
+      imageRows.push(`| ${module} | ${cell(image.own ? 'build' : 'imageBuild', false)} | ${cell('imageBaked')} | ${cell(image.own ? 'bare' : 'imageBare', false)} |`);
     }
   } finally {
     const report = (step: string) => (error: unknown) => console.error(`start-up bench: ${step} failed: ${String(error)}`);
     await nats.stop().catch(report('stopping nats-server'));
     await database.drop().catch(report('dropping the database'));
     rmSync(cache, { recursive: true, force: true });
+    rmSync(baked, { recursive: true, force: true });
+    rmSync(bakedCopy, { recursive: true, force: true });
     rmSync(pgliteData, { recursive: true, force: true });
   }
   const ready = (name: string) => medianOf(all[name]!.map((entry) => entry.readyMs));
   const rss = (name: string) => medianOf(all[name]!.map((entry) => entry.rssMb));
   const install = productionInstallMb();
   const verdict = (value: number, target: number, unit: string) => `${value.toFixed(0)} ${unit} (target ≤ ${target} ${unit}: ${value <= target ? 'met' : 'not met'})`;
+  const node = process.version.slice(1);
+  const imageVersion = image.own ? node : execFileSync(image.path, ['--version'], { encoding: 'utf8' }).trim().slice(1);
+  // The targets are the deployed process's: the image's Node, a container's first start (the compile cache the image bakes in).
+  const [judgedCold, judgedBare] = image.own ? ['build', 'bare'] : ['imageBuild', 'imageBare'];
+  const judged = 'imageBaked';
+  const imageSection = [
+    `On Node ${imageVersion}, the Node of the image \`keel deploy\` writes (\`FROM node:24-slim\`), in the same rounds; "the image's compile cache": ` +
+      'the cache `keel warm` fills in the image (a line of its Dockerfile), a fresh copy of it for each start, as each new container has it:',
+    '',
+    '| module | build, no compile cache | build, the image\'s compile cache: a container\'s first start | bare Node |',
+    '| --- | ---: | ---: | ---: |',
+    ...imageRows,
+    '',
+  ];
   const markdown = [
     '## Start-up of a one-module process',
     '',
-    `Each module of \`topologies/per-module.ts\` started alone, hosting that module, reaching the others over a local nats-server, serving probes and metrics on a port (\`KEEL_HTTP_OPERATIONS=none\`, as \`keel deploy\` sets), its data in the machine's PostgreSQL (\`DATABASE_URL\`, as \`keel deploy\` gives every process hosting a module that owns data; one database for the run: the unmeasured warm-up round of each module applies its migrations, as a first rollout does). Launch to the \`ready\` log record, and resident memory (VmRSS) after ${IDLE_MS / 1000} s idle; medians of ${ROUNDS} interleaved rounds.`,
+    `On this machine's Node (${node}) unless said otherwise. Each module of \`topologies/per-module.ts\` started alone, hosting that module, reaching the others over a local nats-server, serving probes and metrics on a port (\`KEEL_HTTP_OPERATIONS=none\`, as \`keel deploy\` sets), its data in the machine's PostgreSQL (\`DATABASE_URL\`, as \`keel deploy\` gives every process hosting a module that owns data; one database for the run: the unmeasured warm-up round of each module applies its migrations, as a first rollout does). Launch to the \`ready\` log record, and resident memory (VmRSS) after ${IDLE_MS / 1000} s idle; medians of ${ROUNDS} interleaved rounds.`,
     '',
     '- **build**: `node node_modules/keel/dist/cli/bin.js start` on the output of `keel build`, as the image runs it, on its first start (`NODE_DISABLE_COMPILE_CACHE=1`);',
-    '- **build, compile cache warm**: the same with the compile cache the `keel` executable turns on (Node ≥ 22.1), filled by an earlier start, as a restarted container finds it;',
+    '- **build, compile cache warm**: the same with the compile cache the `keel` executable turns on (Node ≥ 22.1; Node 20 has none, so there it is the first start again), filled by an earlier start, as a restarted container finds it;',
     '- **tsx**: `keel start` from the TypeScript sources through tsx (development);',
     '- **build, embedded PGlite**: the build with no `DATABASE_URL`: the development default, the embedded PGlite (WebAssembly PostgreSQL) in one data folder for the run, which the warm-up round made, so each measured start opens an existing database;',
     '- **bare Node**: a script that prints the line and idles: the floor.',
@@ -183,7 +237,13 @@ export async function benchStartup(): Promise<{ markdown: string }> {
     '| --- | ---: | ---: | ---: | ---: | ---: |',
     ...rows,
     '',
-    `Over every module: from the build, ready in ${verdict(ready('build'), TARGET.readyMs, 'ms')}, idle at ${verdict(rss('build'), TARGET.rssMb, 'MB')}; with a warm compile cache ready in ${ready('cached').toFixed(0)} ms. ` +
+    ...imageSection,
+    `Targets (issue 10), judged as the image runs a module process (Node ${imageVersion}, the compile cache \`keel warm\` baked in), over every module: ` +
+      `ready in ${verdict(ready(judged), TARGET.readyMs, 'ms')}, idle at ${verdict(rss(judged), TARGET.rssMb, 'MB')}; ` +
+      `with no compile cache ready in ${ready(judgedCold).toFixed(0)} ms and idle at ${rss(judgedCold).toFixed(0)} MB; ` +
+      `bare Node ${imageVersion} takes ${ready(judgedBare).toFixed(0)} ms and ${rss(judgedBare).toFixed(0)} MB.`,
+    '',
+    `On Node ${node}, over every module: from the build, ready in ${ready('build').toFixed(0)} ms, idle at ${rss('build').toFixed(0)} MB; with a warm compile cache ready in ${ready('cached').toFixed(0)} ms. ` +
       `The build is ready in ${(ready('build') / ready('tsx')).toFixed(2)}× the time of tsx and holds ${(rss('build') / rss('tsx')).toFixed(2)}× its memory; ` +
       `with the embedded PGlite instead of PostgreSQL it is ready in ${ready('pglite').toFixed(0)} ms and idles at ${rss('pglite').toFixed(0)} MB; ` +
       `bare Node takes ${ready('bare').toFixed(0)} ms and ${rss('bare').toFixed(0)} MB.`,
