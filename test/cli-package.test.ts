@@ -15,18 +15,18 @@ import { spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, delimiter, dirname, join } from 'node:path';
-import { createRequire } from 'node:module';
+import nodeModule, { createRequire } from 'node:module';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ChildProcessByStdio } from 'node:child_process';
 import type { Readable } from 'node:stream';
 import { parse as parseYaml } from 'yaml';
 import { createTestDatabase, type TestDatabase } from './support/databases.js';
-import { runDockerfileSteps, runHealthcheck, startCmd } from './support/dockerfile.js';
+import { runDockerfileSteps, runHealthcheck, startCmd, userOf } from './support/dockerfile.js';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
 
 const repository = dirname(createRequire(import.meta.url).resolve('keel/package.json'));
 /** Node 22.1 and later keep a module compile cache, which the image's `keel warm` fills. */
-const hasCompileCache = typeof (createRequire(import.meta.url)('node:module') as { enableCompileCache?: unknown }).enableCompileCache === 'function';
+const hasCompileCache = typeof (nodeModule as { enableCompileCache?: unknown }).enableCompileCache === 'function';
 
 /** The environment of a user's shell: none of the variables npm, vitest or this repository's tests set. */
 function userEnvironment(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
@@ -264,7 +264,7 @@ describe('cli - the packed package', () => {
         cwd: runtime.folder,
         env: userEnvironment({ PATH: imagePath, NODE_COMPILE_CACHE: join(runtime.folder, '.node-compile-cache') }),
         encoding: 'utf8',
-        ...(process.getuid?.() === 0 ? { uid: 1000, gid: 1000 } : {}),
+        ...userOf(runtime),
       });
       expect(again.status, again.stderr).toBe(0);
       const [, written, total] = /keel warm: (\d+) files? .* \((\d+) there in all\)/.exec(again.stdout) ?? [];

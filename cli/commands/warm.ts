@@ -91,11 +91,11 @@ export default defineCommand({
     await compileARoute();
     api.flushCompileCache?.();
     const directory = api.getCompileCacheDir?.() ?? enabled.directory ?? '';
-    const files = readdirSync(directory).map((name) => statSync(join(directory, name)).mtimeMs);
-    const written = files.filter((modified) => modified >= started).length;
+    const modifiedAt = readdirSync(directory).map((name) => statSync(join(directory, name)).mtimeMs);
+    const written = modifiedAt.filter((modified) => modified >= started).length;
     const build = project.build === undefined ? 'the sources' : `${relative(cli.cwd, project.build.outDir) || '.'}/`;
     cli.stdout.write(
-      `keel warm: ${written} file${written === 1 ? '' : 's'} of keel, its dependencies and the application (from ${build}) compiled into ${directory} (${files.length} there in all): ` +
+      `keel warm: ${written} file${written === 1 ? '' : 's'} of keel, its dependencies and the application (from ${build}) compiled into ${directory} (${modifiedAt.length} there in all): ` +
         'a process of this user and Node version started with this cache skips compiling them.\n',
     );
   },

@@ -167,7 +167,7 @@ const IMAGE_USERS: Readonly<Record<string, number>> = { root: 0, node: 1000 };
  * The uid and gid a stage's `USER` runs as, when this process may switch to it (it runs as
  * root, as CI does); otherwise nothing, and the command runs as whoever runs the test.
  */
-function userOf(stage: Stage): { uid: number; gid: number } | Record<string, never> {
+export function userOf(stage: Stage): { uid: number; gid: number } | Record<string, never> {
   if (stage.user === undefined || process.getuid?.() !== 0) return {};
   const id = IMAGE_USERS[stage.user] ?? Number(stage.user);
   if (!Number.isInteger(id)) throw new Error(`this runner does not know the image user ${stage.user}`);
