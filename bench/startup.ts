@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { launchNatsServer } from '../cli/nats-server.js';
 import { createTestDatabase } from '../test/support/databases.js';
-import { interleavedSamples } from './support.js';
+import { interleavedSamples, medianOf } from './support.js';
 
 const repository = join(import.meta.dirname, '..');
 const ROUNDS = 5;
@@ -58,11 +58,6 @@ async function sample(command: string, args: readonly string[], env: Record<stri
   child.kill('SIGTERM');
   await exited;
   return { readyMs, rssMb: rssKb / 1024 };
-}
-
-function medianOf(values: number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
 }
 
 /** The image's Node (24): this process's when it runs 24, else the pinned one from `.ci/node 24` (installed into its cache if missing). */
