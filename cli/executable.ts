@@ -43,5 +43,10 @@ process.on('disconnect', () => controller.abort('disconnect'));
 const supervisor: SupervisorChannel | undefined =
   process.send === undefined ? undefined : { send: (message) => process.connected && process.send?.(message) };
 
-process.exitCode = await runCli(main, process.argv.slice(2), { signal: controller.signal, supervisor });
+process.exitCode = await runCli(main, process.argv.slice(2), { signal: controller.signal, supervisor, ownsProcess: true });
 if (process.connected) process.disconnect();
+// The command is done (a long-running one returns once it has stopped). A handle the application's code left
+// open, such as a timer or a socket opened when a module is imported (keel warm imports them and starts
+// nothing), must not keep the process alive: exit once what was written to stdout and stderr is out.
+await Promise.all([process.stdout, process.stderr].map((stream) => new Promise<void>((resolve) => stream.write('', () => resolve()))));
+process.exit();
