@@ -98,6 +98,12 @@ export interface CliContext {
   readonly self: SelfCommand;
   /** The `keel up` supervising this process, if any. */
   readonly supervisor?: SupervisorChannel | undefined;
+  /**
+   * Whether the command owns its process, as the `keel` executable does: then it may act on the
+   * process as a whole (`keel start` hands back its start-up memory once ready). Default false: a
+   * command run inside another program leaves that program's process alone.
+   */
+  readonly ownsProcess?: boolean | undefined;
 }
 
 /**
@@ -331,6 +337,7 @@ function defaultContext(options: RunCliOptions): CliContext {
     signal: options.signal ?? new AbortController().signal,
     self: options.self ?? { command: process.execPath, args: [...process.execArgv, process.argv[1] ?? ''] },
     supervisor: options.supervisor,
+    ownsProcess: options.ownsProcess ?? false,
   };
 }
 

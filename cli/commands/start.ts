@@ -12,6 +12,7 @@ import { HTTP_OPERATIONS_CHOICES, HttpOperations, isHttpOperations, startHost, t
 import { splitList } from '../names.js';
 import { loadAppConfig, loggingEnv } from '../app-config.js';
 import { findProject, loadManifest } from '../project.js';
+import { releaseStartupMemory, startupMemoryMessage } from '../startup-memory.js';
 
 /** The `--modules` (or `KEEL_MODULES`) value that hosts no module: a pure client, such as an HTTP gateway. */
 const NO_MODULES = 'none';
@@ -197,6 +198,14 @@ export default defineCommand({
       format === LogFormat.PRETTY ? 'ready (Ctrl-C to stop)' : 'ready',
     );
     cli.supervisor?.send({ type: 'ready', modules: running.kernel.hosted, httpUrl: running.httpUrl });
+    // Once the ready record is out: what start-up allocated goes back to the system (cli/startup-memory.ts).
+    if (cli.ownsProcess) {
+      setImmediate(() => {
+        if (cli.signal.aborted) return;
+        const release = releaseStartupMemory();
+        logger.debug(release, startupMemoryMessage(release));
+      });
+    }
     // Nothing may hold the event loop open (in process, the kernel has no sockets): hold it until the signal.
     const keepAlive = setInterval(() => {}, 2 ** 30);
     if (!cli.signal.aborted) await once(cli.signal, 'abort');

@@ -1,0 +1,98 @@
+/**
+ * Hands back to the system the memory a process's start-up used and no longer needs.
+ *
+ * Starting a module process allocates tens of megabytes that are garbage once it is ready
+ * (module loading, schema building, the first connections), and V8 grows its young generation to
+ * its largest (two 16 MB semi-spaces) to keep up. An idle Node server never gives it back: V8's
+ * memory reducer waits for a low allocation rate it measures at garbage collections, and an idle
+ * process has none, so it judges the rate high every eight seconds for as long as the process
+ * idles (`--trace-memory-reducer`). `keel start` therefore asks V8, once it is ready, for the
+ * collection it makes before giving up on memory (the `last-resort` flavour of its `gc`
+ * extension): it shrinks the young generation to one page and compacts the old one. On the
+ * shop's module processes, on Node 24, that is about 22 MB of 110 (docs/performance.md,
+ * "Start-up memory").
+ *
+ * The `gc` function is taken from a fresh `vm` context with `--expose-gc` set for that moment
+ * only, so that the application's global scope never gets a `gc`. Node 20's V8 ignores the
+ * flavour (a plain full collection shrinks nothing), so there it is skipped.
+ */
+import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+
+/** What {@link releaseStartupMemory} did, in MB and milliseconds. */
+export type StartupMemoryRelease =
+  | {
+      readonly released: true;
+      /** Resident memory before and after. */
+      readonly rssBeforeMb: number;
+      readonly rssAfterMb: number;
+      /** V8's young generation, committed, before and after. */
+      readonly newSpaceBeforeMb: number;
+      readonly newSpaceAfterMb: number;
+      /** How long the collection held the event loop. */
+      readonly ms: number;
+    }
+  | { readonly released: false; readonly reason: string };
+
+/** The first Node line whose V8 honours the `last-resort` flavour. */
+const FIRST_NODE = 22;
+
+const megabytes = (bytes: number) => Math.round((bytes / 1_048_576) * 10) / 10;
+
+function newSpaceMb(): number {
+  return megabytes(getHeapSpaceStatistics().find((space) => space.space_name === 'new_space')?.space_size ?? 0);
+}
+
+/**
+ * Runs one memory-reducing full collection, synchronously, and says what it freed.
+ *
+ * @example
+ * ```ts
+ * logger.info({ modules }, 'ready');
+ * setImmediate(() => {
+ *   const release = releaseStartupMemory();
+ *   logger.debug(release, startupMemoryMessage(release));
+ * });
+ * ```
+ */
+export function releaseStartupMemory(): StartupMemoryRelease {
+  const version = process.versions.node;
+  const major = Number(version.split('.')[0]);
+  if (!(major >= FIRST_NODE)) {
+    return { released: false, reason: `Node ${version}'s V8 cannot shrink its heap on request (Node ${FIRST_NODE} or later does)` };
+  }
+  const rssBefore = process.memoryUsage.rss();
+  const newSpaceBeforeMb = newSpaceMb();
+  const started = performance.now();
+  setFlagsFromString('--expose-gc');
+  let gc: (options: object) => void;
+  try {
+    gc = runInNewContext('gc') as typeof gc;
+  } finally {
+    setFlagsFromString('--no-expose-gc');
+  }
+  gc({ type: 'major', execution: 'sync', flavor: 'last-resort' });
+  return {
+    released: true,
+    rssBeforeMb: megabytes(rssBefore),
+    rssAfterMb: megabytes(process.memoryUsage.rss()),
+    newSpaceBeforeMb,
+    newSpaceAfterMb: newSpaceMb(),
+    ms: Math.round((performance.now() - started) * 10) / 10,
+  };
+}
+
+/**
+ * A log message for what {@link releaseStartupMemory} did.
+ *
+ * @example
+ * ```ts
+ * const release = releaseStartupMemory();
+ * logger.debug(release, startupMemoryMessage(release)); // "released start-up memory: 110.2 → 88.4 MB resident (61.3 ms)"
+ * ```
+ */
+export function startupMemoryMessage(release: StartupMemoryRelease): string {
+  return release.released
+    ? `released start-up memory: ${release.rssBeforeMb} → ${release.rssAfterMb} MB resident (${release.ms} ms)`
+    : `start-up memory left to V8: ${release.reason}`;
+}
