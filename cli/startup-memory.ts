@@ -64,14 +64,25 @@ export function releaseStartupMemory(): StartupMemoryRelease {
   const rssBefore = process.memoryUsage.rss();
   const newSpaceBeforeMb = newSpaceMb();
   const started = performance.now();
-  setFlagsFromString('--expose-gc');
-  let gc: (options: object) => void;
   try {
-    gc = runInNewContext('gc') as typeof gc;
-  } finally {
-    setFlagsFromString('--no-expose-gc');
+    // Started with --expose-gc: use that gc, and leave the flag as the user set it (later contexts and workers keep theirs).
+    const exposed = (globalThis as { gc?: unknown }).gc;
+    let gc: unknown = exposed;
+    if (typeof exposed !== 'function') {
+      setFlagsFromString('--expose-gc');
+      try {
+        // undefined, not a ReferenceError, when the extension is named otherwise (--expose-gc-as).
+        gc = runInNewContext('typeof gc === "function" ? gc : undefined');
+      } finally {
+        setFlagsFromString('--no-expose-gc');
+      }
+    }
+    if (typeof gc !== 'function') return { released: false, reason: "V8's gc extension was not available (--expose-gc-as set?)" };
+    (gc as (options: object) => void)({ type: 'major', execution: 'sync', flavor: 'last-resort' });
+  } catch (error) {
+    // Never worth a crash: the process is ready and serving.
+    return { released: false, reason: `the collection failed: ${error instanceof Error ? error.message : String(error)}` };
   }
-  gc({ type: 'major', execution: 'sync', flavor: 'last-resort' });
   return {
     released: true,
     rssBeforeMb: megabytes(rssBefore),
