@@ -2,8 +2,9 @@
  * Hands back to the system the memory a process's start-up used and no longer needs.
  *
  * Starting a module process allocates tens of megabytes that are garbage once it is ready
- * (module loading, schema building, the first connections), and V8 grows its young generation to
- * its largest (two 16 MB semi-spaces) to keep up. An idle Node server never gives it back: V8's
+ * (module loading, schema building, the first connections), and V8 grows its young generation
+ * toward its maximum to keep up (32 MB committed on the shop's one-module processes, 64 MB on one
+ * hosting every module). An idle Node server never gives it back: V8's
  * memory reducer waits for a low allocation rate it measures at garbage collections, and an idle
  * process has none, so it judges the rate high every eight seconds for as long as the process
  * idles (`--trace-memory-reducer`). `keel start` therefore asks V8, once it is ready, for the
@@ -13,8 +14,10 @@
  * "Start-up memory").
  *
  * The `gc` function is taken from a fresh `vm` context with `--expose-gc` set for that moment
- * only, so that the application's global scope never gets a `gc`. Node 20's V8 ignores the
- * flavour (a plain full collection shrinks nothing), so there it is skipped.
+ * only, so that the application's global scope never gets a `gc` (a process started with
+ * `--expose-gc` uses its own, and keeps the flag). Node 20's V8 ignores the flavour (a plain
+ * full collection shrinks nothing), so there it is skipped. It never throws: the process is
+ * ready and serving, and a collection that could not run is reported, not worth a crash.
  */
 import { getHeapSpaceStatistics, setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
@@ -44,12 +47,14 @@ function newSpaceMb(): number {
 }
 
 /**
- * Runs one memory-reducing full collection, synchronously, and says what it freed.
+ * Runs one memory-reducing full collection, synchronously, and says what it freed, or why it
+ * did not run (Node 20, no `gc` extension, a failure). Never throws.
  *
  * @example
  * ```ts
  * logger.info({ modules }, 'ready');
- * setImmediate(() => {
+ * // Only where the command owns its process (the `keel` executable), never inside another program.
+ * if (cli.ownsProcess) setImmediate(() => {
  *   const release = releaseStartupMemory();
  *   logger.debug(release, startupMemoryMessage(release));
  * });
