@@ -8,7 +8,8 @@
  *
  * When whoever reads stdout goes away (`keel graph | head -1`), writing fails with EPIPE. That
  * is not a failure of the command: further output is dropped, a long-running command drains as
- * on SIGTERM, and the exit code is the command's own.
+ * on SIGTERM, and the exit code is the command's own. When stderr's reader goes away, what is
+ * written there is dropped and the command carries on.
  */
 import { getEventListeners } from 'node:events';
 import { runCli, type SupervisorChannel } from './command.js';
@@ -27,10 +28,16 @@ function onSignal(signal: NodeJS.Signals): void {
   }
 }
 
+/** A write failed because its reader went away (EIO: the terminal it wrote to was closed, SIGHUP comes with it). */
+const readerGone = (error: NodeJS.ErrnoException) => error.code === 'EPIPE' || error.code === 'EIO' || error.code === 'ERR_STREAM_DESTROYED';
+
 process.stdout.on('error', (error: NodeJS.ErrnoException) => {
-  // EIO: the terminal it wrote to was closed (SIGHUP comes with it).
-  if (error.code !== 'EPIPE' && error.code !== 'EIO' && error.code !== 'ERR_STREAM_DESTROYED') throw error;
+  if (!readerGone(error)) throw error;
   if (!controller.signal.aborted) controller.abort('EPIPE');
+});
+// Diagnostics nobody reads any more are dropped; the command goes on, and its exit code stays its own.
+process.stderr.on('error', (error: NodeJS.ErrnoException) => {
+  if (!readerGone(error)) throw error;
 });
 
 process.on('SIGINT', onSignal);

@@ -10,7 +10,15 @@ const repository = dirname(createRequire(import.meta.url).resolve('keel/package.
  * Runs the `keel` executable from source with its stdout piped to a reader that has already
  * gone away (as `keel ... | head -1` leaves it once head has its line), and returns how it ended.
  */
-async function runWithClosedStdout(...argv: string[]): Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }> {
+function runWithClosedStdout(...argv: string[]): Promise<{ code: number | null; signal: NodeJS.Signals | null; stderr: string }> {
+  return runWithClosed('stdout', argv).then(({ code, signal, other }) => ({ code, signal, stderr: other }));
+}
+
+/** The same with `closed` gone; `other` is what the other stream received. */
+async function runWithClosed(
+  closed: 'stdout' | 'stderr',
+  argv: readonly string[],
+): Promise<{ code: number | null; signal: NodeJS.Signals | null; other: string }> {
   const child = spawn(process.execPath, ['--import', 'tsx', '--conditions=keel-source', 'cli/bin.ts', ...argv], {
     cwd: repository,
     // The shop's modules own data: in memory, so that a run never holds nor fills the repository's .keel/data.
@@ -18,13 +26,13 @@ async function runWithClosedStdout(...argv: string[]): Promise<{ code: number | 
     env: { ...process.env, KEEL_LOG_LEVEL: 'info', KEEL_NATS_URL: '', DATABASE_URL: '', KEEL_DATA_DIR: 'memory' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  child.stdout.destroy();
-  let stderr = '';
-  child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString('utf8')));
+  child[closed].destroy();
+  let other = '';
+  child[closed === 'stdout' ? 'stderr' : 'stdout'].on('data', (chunk: Buffer) => (other += chunk.toString('utf8')));
   const timer = setTimeout(() => child.kill('SIGKILL'), 30_000);
   const [code, signal] = (await once(child, 'close')) as [number | null, NodeJS.Signals | null];
   clearTimeout(timer);
-  return { code, signal, stderr };
+  return { code, signal, other };
 }
 
 describe('cli - output to a closed pipe', () => {
@@ -38,5 +46,10 @@ describe('cli - output to a closed pipe', () => {
     const result = await runWithClosedStdout('start', '--http', '0');
     expect(result.stderr).not.toContain('EPIPE');
     expect(result).toEqual({ code: 0, signal: null, stderr: '' });
+  });
+
+  it("cli - a usage error written to a stderr whose reader closed keeps the command's own exit code, 2, not a crash's 1", async () => {
+    const result = await runWithClosed('stderr', ['start', '--http', 'notaport']);
+    expect(result).toEqual({ code: 2, signal: null, other: '' });
   });
 });
