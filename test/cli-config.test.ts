@@ -3,14 +3,14 @@
  * to the HTTP gateway (shown over real HTTP), and `keel start`, `keel up` and `keel deploy` refuse
  * a wrong one before starting or writing anything, naming the file and the field.
  */
-import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { main, runCli } from 'keel/cli';
-import { READY, collector, gatewayUrl, logMessages } from './support/cli.js';
+import { READY, collector, copyWhoamiApp, gatewayUrl, logMessages } from './support/cli.js';
 
 const repository = dirname(createRequire(import.meta.url).resolve('keel/package.json'));
 const temporary: string[] = [];
@@ -22,11 +22,7 @@ afterAll(() => {
 function appWith(config: string | undefined): string {
   const parent = mkdtempSync(join(tmpdir(), 'keel-config-'));
   temporary.push(parent);
-  const root = join(parent, 'app');
-  cpSync(join(repository, 'test/fixtures/tooling/up-replicas'), root, { recursive: true });
-  mkdirSync(join(root, 'node_modules'));
-  symlinkSync(repository, join(root, 'node_modules', 'keel'), 'dir');
-  symlinkSync(join(repository, 'node_modules', 'zod'), join(root, 'node_modules', 'zod'), 'dir');
+  const root = copyWhoamiApp(parent);
   if (config !== undefined) writeFileSync(join(root, 'keel.config.ts'), config);
   return root;
 }

@@ -5,13 +5,13 @@
  */
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { cpSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { main, runCli } from 'keel/cli';
-import { collector } from './support/cli.js';
+import { collector, copyWhoamiApp } from './support/cli.js';
 
 const require = createRequire(import.meta.url);
 const repository = dirname(require.resolve('keel/package.json'));
@@ -28,11 +28,7 @@ function applicationWithAHandleAndABrokenConfig(): { root: string; cache: string
   mkdirSync(join(repository, '.scratch'), { recursive: true });
   const parent = mkdtempSync(join(repository, '.scratch', 'warm-test-'));
   temporary.push(parent);
-  const root = join(parent, 'app');
-  cpSync(join(repository, 'test/fixtures/tooling/up-replicas'), root, { recursive: true });
-  mkdirSync(join(root, 'node_modules'));
-  symlinkSync(repository, join(root, 'node_modules', 'keel'), 'dir');
-  symlinkSync(join(repository, 'node_modules', 'zod'), join(root, 'node_modules', 'zod'), 'dir');
+  const root = copyWhoamiApp(parent);
   const module = join(root, 'modules/whoami/module.ts');
   writeFileSync(module, `${readFileSync(module, 'utf8')}\n// A cache refreshed every minute, from import on.\nsetInterval(() => {}, 60_000);\n`);
   writeFileSync(join(root, 'keel.config.ts'), "throw new Error('WHOAMI_SECRET is not set');\n");

@@ -2,6 +2,9 @@
  * Runs the `keel` command in process, as the CLI tests do: the runner takes its arguments and
  * streams as parameters, so no test touches `process.argv` or the real stdout.
  */
+import { cpSync, mkdirSync, symlinkSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
 import { main, runCli, type OutputStream } from 'keel/cli';
 
 /** An output stream that keeps everything written to it; `waitFor(text)` resolves once the text was written. */
@@ -127,4 +130,24 @@ export async function startKeel(
       return exit;
     },
   };
+}
+
+/**
+ * A copy of the one-module fixture application (whoami, test/fixtures/tooling/up-replicas) in
+ * `parent`/app, with keel (this repository) and zod linked into its node_modules. Returns its root.
+ *
+ * @example
+ * ```ts
+ * const root = copyWhoamiApp(mkdtempSync(join(tmpdir(), 'keel-config-')));
+ * writeFileSync(join(root, 'keel.config.ts'), config);
+ * ```
+ */
+export function copyWhoamiApp(parent: string): string {
+  const repository = dirname(createRequire(import.meta.url).resolve('keel/package.json'));
+  const root = join(parent, 'app');
+  cpSync(join(repository, 'test/fixtures/tooling/up-replicas'), root, { recursive: true });
+  mkdirSync(join(root, 'node_modules'));
+  symlinkSync(repository, join(root, 'node_modules', 'keel'), 'dir');
+  symlinkSync(join(repository, 'node_modules', 'zod'), join(root, 'node_modules', 'zod'), 'dir');
+  return root;
 }
