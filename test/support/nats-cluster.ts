@@ -12,7 +12,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { jetstreamManager } from '@nats-io/jetstream';
+import { jetstreamManager, StorageType } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { acceptsConnections, freePort } from '../../cli/nats-server.js';
 
@@ -79,8 +79,8 @@ if (process.env['VITEST'] !== undefined) {
 
 /**
  * Starts three `nats-server` nodes routed to each other, with JetStream clustered across them,
- * and resolves once each accepts connections and the cluster answers JetStream requests (a
- * meta leader is elected).
+ * and resolves once each accepts connections and the cluster can place a stream of three
+ * replicas (a meta leader is elected and has heard from every peer).
  *
  * @example
  * ```ts
@@ -158,8 +158,41 @@ class ClusterImpl implements NatsCluster {
     return this.#resolve(node).start(Date.now() + 15_000);
   }
 
-  /** Waits until JetStream answers through every running node: the cluster has a meta leader. */
+  /**
+   * Waits until JetStream answers through every node (the cluster has a meta leader), then until
+   * it can place a stream on all three nodes. A meta leader answers before it has heard from
+   * every peer; a stream of three replicas made in that window fails with "no suitable peers
+   * for placement", so a throwaway R3 stream, made and deleted, is the signal.
+   */
   async jetStreamReady(deadline: number): Promise<void> {
+    await this.#everyNodeAnswers(deadline);
+    await this.#placesReplicas(deadline);
+  }
+
+  async #placesReplicas(deadline: number): Promise<void> {
+    const nc = await connect({ servers: [...this.urls], timeout: 2_000 });
+    try {
+      const jsm = await jetstreamManager(nc, { timeout: 2_000 });
+      let last: unknown;
+      for (;;) {
+        try {
+          await jsm.streams.add({ name: 'keel_cluster_ready', subjects: ['keel.cluster.ready'], num_replicas: this.nodes.length, storage: StorageType.Memory });
+          await jsm.streams.delete('keel_cluster_ready');
+          return;
+        } catch (error) {
+          last = error;
+        }
+        if (Date.now() > deadline) {
+          throw new Error(`JetStream of cluster ${this.name} could not place a stream on ${this.nodes.length} nodes (${String(last)}).`);
+        }
+        await sleep(100);
+      }
+    } finally {
+      await nc.close();
+    }
+  }
+
+  async #everyNodeAnswers(deadline: number): Promise<void> {
     for (const node of this.nodes) {
       let last: unknown;
       for (;;) {
