@@ -19,13 +19,13 @@ const major = Number(process.versions.node.split('.')[0]);
 
 /**
  * `keel start` of every module in process, as its own process (tsx on this Node, with `nodeFlags`),
- * at debug level in JSON, until its start-up memory record; then SIGTERM. Resolves with its exit
+ * with `env` added, at debug level in JSON, until its start-up memory record; then SIGTERM. Resolves with its exit
  * code and its records.
  */
-async function startOwnProcess(nodeFlags: readonly string[] = []): Promise<{ code: number | null; stderr: string; records: LogRecord[] }> {
+async function startOwnProcess(nodeFlags: readonly string[] = [], env: Record<string, string> = {}): Promise<{ code: number | null; stderr: string; records: LogRecord[] }> {
   const child = spawn(process.execPath, [...nodeFlags, '--import', tsxLoader, '--conditions=keel-source', join(repository, 'cli/bin.ts'), 'start', '--http', 'off'], {
     cwd: repository,
-    env: { ...process.env, KEEL_LOG_LEVEL: 'debug', KEEL_LOG_FORMAT: 'json', DATABASE_URL: '', KEEL_DATA_DIR: 'memory', KEEL_MODULES: '' },
+    env: { ...process.env, KEEL_LOG_LEVEL: 'debug', KEEL_LOG_FORMAT: 'json', DATABASE_URL: '', KEEL_DATA_DIR: 'memory', KEEL_MODULES: '', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const stdout = collector();
@@ -74,6 +74,21 @@ describe('cli - keel start releases its start-up memory', () => {
     expect(code, stderr).toBe(0);
     const memory = memoryRecord(records);
     expect(memory).toMatchObject({ released: false, reason: major >= 22 ? expect.stringContaining('gc extension was not available') : expect.stringContaining('Node 22 or later') });
+  });
+
+  it('cli - with KEEL_RELEASE_STARTUP_MEMORY=off, makes no collection and says so at debug level after ready, exit 0', async () => {
+    const { code, stderr, records } = await startOwnProcess([], { KEEL_RELEASE_STARTUP_MEMORY: 'off' });
+    expect(code, stderr).toBe(0);
+    expect(memoryRecord(records)).toMatchObject({ released: false, reason: 'KEEL_RELEASE_STARTUP_MEMORY is off', msg: 'start-up memory left to V8: KEEL_RELEASE_STARTUP_MEMORY is off' });
+  });
+
+  it('cli - refuses a KEEL_RELEASE_STARTUP_MEMORY other than on or off with a usage error naming it (exit 2), before starting anything', async () => {
+    const stdout = collector();
+    const stderr = collector();
+    const exit = await runCli(main, ['start', '--http', 'off'], { cwd: repository, env: { KEEL_RELEASE_STARTUP_MEMORY: 'later', KEEL_DATA_DIR: 'memory' }, stdout, stderr });
+    expect(exit, stderr.text).toBe(2);
+    expect(stderr.text).toContain('KEEL_RELEASE_STARTUP_MEMORY "later" is not on or off.');
+    expect(stdout.text).not.toContain('hosting');
   });
 
   it('cli - run inside another program (runCli), leaves that process alone: no memory record by the time its gateway has answered', async () => {

@@ -12,7 +12,7 @@ import { HTTP_OPERATIONS_CHOICES, HttpOperations, isHttpOperations, startHost, t
 import { splitList } from '../names.js';
 import { loadAppConfig, loggingEnv } from '../app-config.js';
 import { findProject, loadManifest } from '../project.js';
-import { releaseStartupMemory, startupMemoryMessage } from '../startup-memory.js';
+import { releaseStartupMemory, startupMemoryMessage, type StartupMemoryRelease } from '../startup-memory.js';
 
 /** The `--modules` (or `KEEL_MODULES`) value that hosts no module: a pure client, such as an HTTP gateway. */
 const NO_MODULES = 'none';
@@ -84,6 +84,22 @@ function httpOperationsOf(flag: string | undefined, env: Env): HttpOperations | 
   return source.value;
 }
 
+const RELEASE_STARTUP_MEMORY = 'KEEL_RELEASE_STARTUP_MEMORY';
+
+/**
+ * Whether the process hands back its start-up memory once ready (cli/startup-memory.ts):
+ * `KEEL_RELEASE_STARTUP_MEMORY`, `on` (the default) or `off`, for a process that would rather not
+ * pause right after ready.
+ */
+function releasesStartupMemory(env: Env): boolean {
+  const source = firstSet(env, [RELEASE_STARTUP_MEMORY]);
+  if (source === undefined || source.value === 'on') return true;
+  if (source.value === 'off') return false;
+  throw new CLIError(CliErrorCode.E_USAGE, `${RELEASE_STARTUP_MEMORY} "${source.value}" is not on or off.`, {
+    hint: `Leave it unset (on), or set ${RELEASE_STARTUP_MEMORY}=off to keep the start-up memory and skip the collection after ready.`,
+  });
+}
+
 export default defineCommand({
   meta: {
     name: 'start',
@@ -143,6 +159,7 @@ export default defineCommand({
     const httpPort = httpPortOf(args.http, cli.env, host === undefined);
     const httpHost = args.host?.trim() || firstSet(cli.env, ['KEEL_HTTP_HOST'])?.value;
     const httpOperations = httpOperationsOf(args.operations, cli.env);
+    const releaseMemory = releasesStartupMemory(cli.env);
     const gatewayOption =
       args.host !== undefined ? '--host is the address' : args.operations !== undefined ? '--operations picks the operations' : undefined;
     if (gatewayOption !== undefined && httpPort === undefined) {
@@ -202,7 +219,7 @@ export default defineCommand({
     if (cli.ownsProcess) {
       setImmediate(() => {
         if (cli.signal.aborted) return;
-        const release = releaseStartupMemory();
+        const release: StartupMemoryRelease = releaseMemory ? releaseStartupMemory() : { released: false, reason: `${RELEASE_STARTUP_MEMORY} is off` };
         logger.debug(release, startupMemoryMessage(release));
       });
     }
