@@ -65,12 +65,21 @@ export class SqlIdempotencyStore implements IdempotencyStore {
 
   constructor(readonly sql: SqlRunner) {}
 
+  /**
+   * Deletes the keys past retention: finished requests' ({@link IDEMPOTENCY_RETENTION_MS} after
+   * they finished), and claims that never finished (their process died, so neither complete nor
+   * abandon ran) as long after their deadline. Those would be taken over by a retry anyway; kept,
+   * they would grow the table forever. Runs every thousandth claim.
+   */
+  async sweep(): Promise<void> {
+    await this.sql.query(
+      "delete from keel_idempotency where (state = 'completed' and completed_at < now() - make_interval(secs => $1)) or (state = 'running' and expires_at < now() - make_interval(secs => $1))",
+      [IDEMPOTENCY_RETENTION_MS / 1000],
+    );
+  }
+
   async claim(operation: string, key: string, hash: string, expiresAt: number): Promise<Claim> {
-    if (++this.#claims % 1_000 === 0) {
-      await this.sql.query("delete from keel_idempotency where state = 'completed' and completed_at < now() - make_interval(secs => $1)", [
-        IDEMPOTENCY_RETENTION_MS / 1000,
-      ]);
-    }
+    if (++this.#claims % 1_000 === 0) await this.sweep();
     for (let attempt = 0; attempt < 3; attempt += 1) {
       // A claim's token is the moment it was made (clock_timestamp(), microseconds): a takeover makes a new one.
       const inserted = await this.sql.query<{ token: string }>(
