@@ -385,16 +385,39 @@ export async function runCli(root: CommandDef, argv: readonly string[], options:
   }
 }
 
+/** Errors a command has written itself, in its own format: {@link runCli} prints nothing more of them. */
+const reportedErrors = new WeakSet<object>();
+
+/**
+ * Marks an error its command has already written to stderr in its own format (`keel up` in JSON
+ * format writes it as an error record): {@link runCli} returns its exit code and prints nothing.
+ * Returns the error, to be thrown.
+ *
+ * @example
+ * ```ts
+ * logger.error({ code: error.code }, error.message);
+ * throw markReported(error);
+ * ```
+ */
+export function markReported<T extends object>(error: T): T {
+  reportedErrors.add(error);
+  return error;
+}
+
 function report(error: unknown, context: CliContext): number {
+  const reported = typeof error === 'object' && error !== null && reportedErrors.has(error);
+  const say = (text: string): void => {
+    if (!reported) write(context.stderr, text);
+  };
   if (isCliError(error)) {
-    write(context.stderr, `error ${error.code}: ${error.message}\n${error.hint ? `  ${error.hint}\n` : ''}`);
+    say(`error ${error.code}: ${error.message}\n${error.hint ? `  ${error.hint}\n` : ''}`);
     return error.exitCode;
   }
   if (isKeelError(error)) {
-    write(context.stderr, `error ${error.code}: ${error.message}\n`);
+    say(`error ${error.code}: ${error.message}\n`);
     return ExitCode.FAILURE;
   }
   const detail = error instanceof Error ? (error.stack ?? error.message) : String(error);
-  write(context.stderr, `error: unexpected failure (a bug in keel or in the application):\n${detail}\n`);
+  say(`error: unexpected failure (a bug in keel or in the application):\n${detail}\n`);
   return ExitCode.FAILURE;
 }

@@ -36,6 +36,12 @@ export interface LocalRunOptions {
   readonly command: string;
   /** Where its own lines go (`keel up: ...`). */
   readonly log: (line: string) => void;
+  /**
+   * Told the processes' log format, and the environment they log by (its `KEEL_LOG_LEVEL`), once
+   * the configuration is read and before any line goes to {@link log}: `keel up` writes its own
+   * lines in that format.
+   */
+  readonly onLogFormat?: ((format: LogFormat, env: Readonly<Record<string, string | undefined>>) => void) | undefined;
   /** The topology file as given on the command line; undefined: one process. */
   readonly topology?: string | undefined;
   /** `--nats`, if given. */
@@ -62,6 +68,8 @@ export interface LocalRun {
   readonly modules: readonly AnyModule[];
   readonly topology: TopologyFile;
   readonly processes: readonly LocalProcess[];
+  /** The format every process logs in (their `KEEL_LOG_FORMAT`). */
+  readonly logFormat: LogFormat;
   readonly natsUrl: string | undefined;
   /** Stops the nats-server this run started, if any. Idempotent. */
   stopNats(): Promise<void>;
@@ -85,10 +93,11 @@ export async function prepareLocalRun(options: LocalRunOptions): Promise<LocalRu
   const { path: configPath, config } = await loadAppConfig(project);
   // Every process logs in the format this command would use itself (its children write to pipes,
   // which alone would make them JSON): KEEL_LOG_FORMAT, else the configuration's, else pretty
-  // lines in a terminal and JSON lines elsewhere, each behind its process's name.
+  // lines in a terminal and JSON lines elsewhere.
   const logEnv = loggingEnv(cli.env, config);
   const logFormat =
     !logEnv['KEEL_LOG_FORMAT']?.trim() && options.defaultLogFormat !== undefined ? options.defaultLogFormat : logFormatOf(logEnv, cli.stdout);
+  options.onLogFormat?.(logFormat, logEnv);
   const names = modules.map((module) => module.name as string);
   const unknown = options.single?.modules?.filter((name) => !names.includes(name)) ?? [];
   if (unknown.length > 0) {
@@ -178,5 +187,5 @@ export async function prepareLocalRun(options: LocalRunOptions): Promise<LocalRu
   for (const [group, spec] of Object.entries(topology.processes)) {
     log(`  ${group}${spec.replicas > 1 ? ` ×${spec.replicas}` : ''}: ${spec.modules.join(', ')}`);
   }
-  return { project, modules, topology, processes, natsUrl, stopNats: async () => natsServer?.stop() };
+  return { project, modules, topology, processes, logFormat, natsUrl, stopNats: async () => natsServer?.stop() };
 }

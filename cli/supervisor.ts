@@ -1,15 +1,17 @@
 /**
  * The process supervisor behind `keel up`: starts every process, prefixes each output line
- * with its name, tracks readiness (each `keel start` child reports it over IPC), restarts a
+ * with its name (in JSON format, writes each as a JSON record naming it), tracks readiness (each `keel start` child reports it over IPC), restarts a
  * crashed process with exponential backoff, and drains them all on stop.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
+import type { LogFormat } from 'keel/transport';
 import type { OutputStream, SupervisorMessage } from './command.js';
+import { jsonLineOf, type OutputSource } from './output-lines.js';
 
 /** One process to supervise. */
 export interface ProcessSpec {
-  /** Shown before each of its output lines, such as `storefront#2`. */
+  /** Shown before each of its output lines, such as `storefront#2` (in JSON format, the `process` of its records). */
   readonly name: string;
   readonly command: string;
   readonly args: readonly string[];
@@ -20,10 +22,15 @@ export interface ProcessSpec {
 /** Options of {@link createSupervisor}. */
 export interface SupervisorOptions {
   readonly processes: readonly ProcessSpec[];
-  /** Where prefixed output lines go. */
+  /** Where the processes' output lines go, stdout's and stderr's alike. */
   readonly output: OutputStream;
-  /** Where the supervisor's own messages go. */
-  readonly log: (line: string) => void;
+  /**
+   * How output lines are written: `pretty` (the default), each behind its process's name
+   * (`storefront#2 | ...`); `json`, each a JSON object naming its process (see {@link jsonLineOf}).
+   */
+  readonly format?: LogFormat | undefined;
+  /** Where the supervisor's own messages go, with how grave each is (default info). */
+  readonly log: (line: string, level?: SupervisorLogLevel) => void;
   /** Called each time every process has become ready. */
   readonly onAllReady?: () => void;
   /** Called when a process failed `maxFailedStarts` times in a row without becoming ready. */
@@ -39,6 +46,9 @@ export interface SupervisorOptions {
   /** How long {@link Supervisor.stop} waits for a process to drain before SIGKILL (default 30 000 ms). */
   readonly drainTimeoutMs?: number;
 }
+
+/** How grave one of the supervisor's own messages is. */
+export type SupervisorLogLevel = 'info' | 'warn' | 'error';
 
 /** Defaults of {@link SupervisorOptions}. */
 export const DEFAULT_SUPERVISOR_OPTIONS = {
@@ -135,10 +145,13 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
     }
   };
 
-  const pipeLines = (entry: Managed, stream: NodeJS.ReadableStream | null): void => {
+  const pipeLines = (entry: Managed, child: ChildProcess, source: OutputSource): void => {
+    const stream = child[source];
     if (stream === null) return;
+    const json = options.format === 'json';
+    const origin = { process: entry.spec.name, pid: child.pid, stream: source };
     createInterface({ input: stream, crlfDelay: Infinity }).on('line', (line) => {
-      options.output.write(`${entry.prefix} ${line}\n`);
+      options.output.write(json ? `${jsonLineOf(line, origin)}\n` : `${entry.prefix} ${line}\n`);
     });
   };
 
@@ -153,8 +166,8 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
     });
     entry.child = child;
     entry.ready = false;
-    pipeLines(entry, child.stdout);
-    pipeLines(entry, child.stderr);
+    pipeLines(entry, child, 'stdout');
+    pipeLines(entry, child, 'stderr');
     child.on('message', (message: SupervisorMessage) => {
       if (message?.type === 'ready') {
         entry.ready = true;
@@ -170,7 +183,7 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
       let spawnError: Error | undefined;
       child.once('error', (error) => {
         spawnError = error;
-        options.log(`${entry.spec.name}: could not start: ${error.message}`);
+        options.log(`${entry.spec.name}: could not start: ${error.message}`, 'error');
       });
       child.once('close', (code, signal) => {
         const exit: ProcessExit = { name: entry.spec.name, code: spawnError ? 1 : code, signal };
@@ -189,7 +202,7 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
     const how = exit.signal ? `signal ${exit.signal}` : `exit code ${exit.code}`;
     if (!wasReady) entry.failedStarts++;
     if (entry.failedStarts >= resolved.maxFailedStarts) {
-      options.log(`${entry.spec.name} exited (${how}) ${entry.failedStarts} times in a row before becoming ready; giving up.`);
+      options.log(`${entry.spec.name} exited (${how}) ${entry.failedStarts} times in a row before becoming ready; giving up.`, 'error');
       options.onGiveUp?.(entry.spec.name);
       return;
     }
@@ -199,7 +212,7 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
     const delay = entry.backoffMs;
     entry.backoffMs = Math.min(entry.backoffMs * 2, resolved.maxBackoffMs);
     entry.readyAt = undefined;
-    options.log(`${entry.spec.name} exited (${how}); restarting in ${delay} ms.`);
+    options.log(`${entry.spec.name} exited (${how}); restarting in ${delay} ms.`, 'warn');
     entry.restartTimer = setTimeout(() => {
       if (!stopping) launch(entry);
     }, delay);
@@ -213,7 +226,7 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
     }
     child.kill('SIGTERM');
     const force = setTimeout(() => {
-      options.log(`${entry.spec.name} did not drain within ${resolved.drainTimeoutMs} ms; killing it.`);
+      options.log(`${entry.spec.name} did not drain within ${resolved.drainTimeoutMs} ms; killing it.`, 'warn');
       child.kill('SIGKILL');
     }, resolved.drainTimeoutMs);
     const exit = await entry.exited;

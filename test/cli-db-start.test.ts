@@ -12,7 +12,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { logMessages, runKeel, startKeel } from './support/cli.js';
+import { logMessages, logRecords, runKeel, startKeel, type LogRecord } from './support/cli.js';
 import { call, dataTestbed, query, until } from './support/data-app.js';
 
 const require = createRequire(import.meta.url);
@@ -101,39 +101,49 @@ describe('cli - keel start on module data', () => {
     up.stderr.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
     const exited = once(up, 'exit');
     try {
-      await until(async () => output.includes('keel up: ready') || up.exitCode !== null, 'keel up to be ready', 60_000);
-      expect(output).toContain('keel up: ready');
-      const url = /^writer \| \{.*"msg":"HTTP gateway on (http:\/\/[^" ]+)/m.exec(output)?.[1];
+      // Its output is no terminal: it and its processes write JSON records, each naming its process.
+      await until(async () => output.includes('"msg":"ready: all') || up.exitCode !== null, 'keel up to be ready', 60_000);
+      expect(output).toContain('"process":"keel up","name":"keel","msg":"ready: all 2 processes (writer, reader)"');
+      const url = /^\{.*"process":"writer".*"msg":"HTTP gateway on (http:\/\/[^" ]+)/m.exec(output)?.[1];
       await call(url, 'ledger/add', { label: 'split' });
       await until(async () => (await call(url, 'audit/seen', {})).handled === 1, 'the audit, in the other process, to record the entry');
     } finally {
       up.kill('SIGTERM');
       await exited;
     }
-    expect(output).toMatch(/^writer \| \{.*"msg":"data of ledger: pglite in \.keel\/data\/writer"\}$/m);
-    expect(output).toMatch(/^reader \| \{.*"msg":"data of audit: pglite in \.keel\/data\/reader"\}$/m);
+    expect(output).toMatch(/^\{.*"process":"writer".*"msg":"data of ledger: pglite in \.keel\/data\/writer"\}$/m);
+    expect(output).toMatch(/^\{.*"process":"reader".*"msg":"data of audit: pglite in \.keel\/data\/reader"\}$/m);
     expect(readdirSync(join(app.root, '.keel/data')).sort()).toEqual(['reader', 'writer']);
     for (const folder of ['reader', 'writer']) expect(existsSync(join(app.root, '.keel/data', folder, 'keel.lock')), folder).toBe(false);
   }, 90_000);
 
   it('cli - keel up refuses a topology whose processes would share an embedded database folder', async () => {
+    // Its output is no terminal: each refusal is one JSON error record on stderr.
+    const refusal = (stderr: string): LogRecord => {
+      const records = logRecords(stderr);
+      expect(records, stderr).toHaveLength(1);
+      expect(records[0], stderr).toMatchObject({ level: 50, process: 'keel up' });
+      return records[0] as LogRecord;
+    };
     const app = testbed.app();
     const split = join(app.root, 'split.json');
     writeFileSync(split, JSON.stringify({ processes: { writer: { modules: ['ledger', 'echo'] }, reader: { modules: ['audit'] } } }));
     const shared = await runKeel(['up', split], { cwd: app.root, env: { KEEL_DATA_DIR: 'data' } });
     expect(shared.code).toBe(1);
-    expect(shared.stderr).toContain(
-      'error E_TOPOLOGY: Processes "writer" and "reader" host modules that own data, and both would open the embedded database in data: PGlite serves one process.',
-    );
+    expect(refusal(shared.stderr)).toMatchObject({
+      code: 'E_TOPOLOGY',
+      msg: expect.stringContaining('Processes "writer" and "reader" host modules that own data, and both would open the embedded database in data: PGlite serves one process.'),
+    });
     const replicated = join(app.root, 'replicated.json');
     writeFileSync(replicated, JSON.stringify({ processes: { app: { modules: ['*'], replicas: 2 } } }));
     const replicas = await runKeel(['up', replicated], { cwd: app.root });
     expect(replicas.code).toBe(1);
-    expect(replicas.stderr).toContain(
-      'error E_TOPOLOGY: Process "app" runs 2 replicas of modules that own data, and they would share the embedded database in .keel/data/app',
-    );
+    expect(refusal(replicas.stderr)).toMatchObject({
+      code: 'E_TOPOLOGY',
+      msg: expect.stringContaining('Process "app" runs 2 replicas of modules that own data, and they would share the embedded database in .keel/data/app'),
+    });
     const badUrl = await runKeel(['up', split], { cwd: app.root, env: { DATABASE_URL: 'mysql://db/shop' } });
     expect(badUrl.code).toBe(1);
-    expect(badUrl.stderr).toContain('error INVALID_CONFIG: DATABASE_URL is not a PostgreSQL URL');
+    expect(refusal(badUrl.stderr)).toMatchObject({ code: 'INVALID_CONFIG', msg: expect.stringContaining('DATABASE_URL is not a PostgreSQL URL') });
   });
 });

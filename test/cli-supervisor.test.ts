@@ -89,6 +89,39 @@ describe('cli - supervisor', () => {
     expect(log).toEqual([]);
   });
 
+  it('cli - in JSON format writes every line as a JSON object naming its process: records as they are, other lines wrapped', async () => {
+    const output = collector();
+    let allReady!: () => void;
+    const ready = new Promise<void>((resolve) => (allReady = resolve));
+    const script = `
+      process.on('SIGTERM', () => process.exit(0));
+      console.log(JSON.stringify({ level: 30, process: 'named', msg: 'a record' }));
+      console.log(JSON.stringify({ level: 40, msg: 'a record without process' }));
+      console.log('{"not":"closed"');
+      console.log('');
+      console.error('Error: boom\\n    at one\\n    at two');
+      process.send({ type: 'ready', modules: [] });
+      setInterval(() => {}, 1000);
+    `;
+    const supervisor = createSupervisor({ processes: [spec('web#2', script)], output, format: 'json', log: () => {}, onAllReady: () => allReady() });
+    await ready;
+    await output.waitFor('at two');
+    await supervisor.stop();
+    const lines = output.text.split('\n').filter((line) => line !== '');
+    expect(lines).toContain('{"level":30,"process":"named","msg":"a record"}');
+    const records = lines.map((line) => JSON.parse(line) as Record<string, unknown>);
+    expect(records).toContainEqual({ level: 40, msg: 'a record without process', process: 'web#2' });
+    const wrapped = (stream: string, level: number, msg: string) =>
+      expect.objectContaining({ level, time: expect.any(Number), pid: expect.any(Number), hostname: expect.any(String), process: 'web#2', stream, msg });
+    expect(records.filter((record) => record['stream'] === 'stdout')).toEqual([wrapped('stdout', 30, '{"not":"closed"'), wrapped('stdout', 30, '')]);
+    expect(records.filter((record) => record['stream'] === 'stderr')).toEqual([
+      wrapped('stderr', 50, 'Error: boom'),
+      wrapped('stderr', 50, '    at one'),
+      wrapped('stderr', 50, '    at two'),
+    ]);
+    expect(records).toHaveLength(7);
+  });
+
   it('cli - gives up on a process that never becomes ready', async () => {
     const log: string[] = [];
     let gaveUp!: (name: string) => void;

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync } from 'node:fs';
+import { appendFileSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -16,6 +16,7 @@ import { modules } from '../modules/index.js';
 import { orders } from '../modules/orders/contract.js';
 import { payments } from '../modules/payments/contract.js';
 import { freePort } from '../cli/nats-server.js';
+import { logRecords, type LogRecord } from './support/cli.js';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
 
 const require = createRequire(import.meta.url);
@@ -41,7 +42,15 @@ interface UpOptions {
 function keelUp(
   argv: readonly string[],
   options: UpOptions = {},
-): { child: ChildProcess; output: () => string; waitFor: (text: string) => Promise<void>; exited: Promise<number | null> } {
+): {
+  child: ChildProcess;
+  /** Its stdout and stderr, as they came. */
+  output: () => string;
+  stdout: () => string;
+  stderr: () => string;
+  waitFor: (text: string) => Promise<void>;
+  exited: Promise<number | null>;
+} {
   const child = spawn(process.execPath, ['--import', tsxLoader, '--conditions=keel-source', join(repository, 'cli/bin.ts'), 'up', ...argv], {
     cwd: options.cwd ?? repository,
     // The shop's modules own data: each process keeps it in memory unless a test says otherwise, so that a
@@ -51,20 +60,24 @@ function keelUp(
     detached: options.detached ?? false,
   });
   let output = '';
+  const streams = { stdout: '', stderr: '' };
   const waiters: { text: string; resolve: () => void }[] = [];
-  const collect = (chunk: Buffer): void => {
+  const collect = (stream: keyof typeof streams) => (chunk: Buffer): void => {
+    streams[stream] += chunk.toString('utf8');
     output += chunk.toString('utf8');
     for (const waiter of waiters.filter((entry) => output.includes(entry.text))) {
       waiters.splice(waiters.indexOf(waiter), 1);
       waiter.resolve();
     }
   };
-  child.stdout?.on('data', collect);
-  child.stderr?.on('data', collect);
+  child.stdout?.on('data', collect('stdout'));
+  child.stderr?.on('data', collect('stderr'));
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   return {
     child,
     output: () => output,
+    stdout: () => streams.stdout,
+    stderr: () => streams.stderr,
     exited,
     waitFor: (text) =>
       output.includes(text)
@@ -87,28 +100,32 @@ async function terminate(up: ReturnType<typeof keelUp>, graceMs = 60_000): Promi
   return code;
 }
 
+/** The lines of `output` written whole (a running keel up may be halfway through the last). */
+const complete = (output: string): string => output.slice(0, output.lastIndexOf('\n') + 1);
+
+/** What `keel up` writes for `msg`, its own or a process's, in JSON format: the text to wait for. */
+const said = (msg: string): string => JSON.stringify({ msg }).slice(1, -1);
+
 /**
- * The messages `name` logged, from the lines `keel up` wrote behind its name: each one JSON
- * record, intact (keel up's output is no terminal, so its processes log JSON).
+ * The messages `name` logged (`keel up` for its own): keel up's output is no terminal, so it and
+ * its processes write JSON records, each line one, which `logRecords` checks.
  */
 function messagesOf(output: string, name: string): string[] {
-  const prefix = new RegExp(`^${name.replace(/[#-]/g, '\\$&')} +\\| `);
-  return output
-    .split('\n')
-    .filter((line) => prefix.test(line))
-    .map((line) => (JSON.parse(line.replace(prefix, '')) as { msg: string }).msg);
+  return logRecords(complete(output))
+    .filter((record) => record['process'] === name)
+    .map((record) => record.msg ?? '');
 }
 
 /** The nats-server `keel up` started, from its output. */
 function startedNatsUrl(output: string): string {
-  const url = /keel up: started nats-server on (nats:\/\/127\.0\.0\.1:\d+)/.exec(output)?.[1];
+  const url = /"msg":"started nats-server on (nats:\/\/127\.0\.0\.1:\d+)"/.exec(output)?.[1];
   expect(url, output).toBeDefined();
   return url as string;
 }
 
 /** The client user's `KEEL_NATS_*` variables from the file keel up names, as `natsOptionsFromEnv` reads them. */
 function clientEnvironment(output: string): Record<string, string> {
-  const path = /a client of every operation \(keel status, scripts\) finds its credentials in (\S+)/.exec(output)?.[1];
+  const path = /a client of every operation \(keel status, scripts\) finds its credentials in ([^"\s]+)/.exec(output)?.[1];
   expect(path, output).toBeDefined();
   expect(statSync(path as string).mode & 0o777).toBe(0o600);
   return Object.fromEntries(
@@ -143,6 +160,36 @@ function replicasApp(): string {
   return root;
 }
 
+/**
+ * What a process may print besides its log records, added to the fixture's module: two plain
+ * lines on stderr (as a Node warning and a line of its stack would be), a plain line and a JSON
+ * object without `process` on stdout. keel up, which loads the module too, has no KEEL_PROCESS_NAME.
+ */
+const NOISE = `
+const name = process.env['KEEL_PROCESS_NAME'];
+if (name) {
+  process.stderr.write(\`(node:\${process.pid}) Warning: plain from \${name}\\n    at a stack line of \${name}\\n\`);
+  process.stdout.write(\`plain stdout of \${name}\\n\`);
+  process.stdout.write(\`\${JSON.stringify({ level: 30, msg: \`own json of \${name}\` })}\\n\`);
+}
+`;
+
+/** {@link replicasApp} whose module prints {@link NOISE} in each process. */
+function noisyReplicasApp(): string {
+  const app = replicasApp();
+  appendFileSync(join(app, 'modules/whoami/module.ts'), NOISE);
+  return app;
+}
+
+/** Every line of `text` parsed, each checked to be a JSON object (not an array, a number or a string). */
+function jsonObjects(text: string): LogRecord[] {
+  const records = logRecords(text);
+  for (const record of records) expect(typeof record === 'object' && record !== null && !Array.isArray(record), JSON.stringify(record)).toBe(true);
+  return records;
+}
+
+const escaped = (text: string): string => text.replace(/[#.()|]/g, '\\$&');
+
 /** The fixture's contract, as a caller outside the application sees it (same name, version and schemas). */
 const whoami = defineContract({
   name: 'whoami',
@@ -172,7 +219,7 @@ describe('cli - keel up', () => {
   it('cli - runs the split shop topology, answers across processes, and drains every process on SIGTERM', { timeout: 120_000 }, async () => {
     const up = keelUp(['topologies/split.ts', '--nats', server.url]);
     try {
-      await up.waitFor('keel up: ready: all 3 processes (storefront, back-office, notifications)');
+      await up.waitFor(said('ready: all 3 processes (storefront, back-office, notifications)'));
       // Each process keeps the data of the modules it hosts in a database of its own, here in memory.
       expect(messagesOf(up.output(), 'storefront')).toContain('data of catalog, orders: pglite in memory');
       expect(messagesOf(up.output(), 'back-office')).toContain('data of inventory, payments: pglite in memory');
@@ -196,9 +243,9 @@ describe('cli - keel up', () => {
     expect(await up.exited, up.output()).toBe(0);
     const output = up.output();
     for (const name of ['storefront', 'back-office', 'notifications']) {
-      expect(output).toContain(`keel up:   ${name} stopped cleanly`);
+      expect(messagesOf(output, 'keel up')).toContain(`${name} stopped cleanly`);
     }
-    expect(output).toContain('keel up: stopped');
+    expect(messagesOf(output, 'keel up')).toContain('stopped');
   });
 
   it('cli - starts its own nats-server from PATH for the per-module topology, answers, and stops it all on SIGTERM', { timeout: 150_000 }, async () => {
@@ -208,9 +255,9 @@ describe('cli - keel up', () => {
     let natsUrl: string | undefined;
     let callerTransport: Transport | undefined;
     try {
-      await up.waitFor('keel up: ready: all 5 processes (catalog, inventory, payments, orders, notifications)');
+      await up.waitFor(said('ready: all 5 processes (catalog, inventory, payments, orders, notifications)'));
       natsUrl = startedNatsUrl(up.output());
-      expect(up.output()).toContain(`keel up: shop, one process per module: 5 processes over ${natsUrl}`);
+      expect(messagesOf(up.output(), 'keel up')).toContain(`shop, one process per module: 5 processes over ${natsUrl}`);
       for (const name of ['catalog', 'inventory', 'payments', 'orders', 'notifications']) {
         expect(messagesOf(up.output(), name)).toContain('ready');
       }
@@ -241,9 +288,9 @@ describe('cli - keel up', () => {
       expect(await terminate(up), up.output()).toBe(0);
     }
     for (const name of ['catalog', 'inventory', 'payments', 'orders', 'notifications']) {
-      expect(up.output()).toContain(`keel up:   ${name} stopped cleanly`);
+      expect(messagesOf(up.output(), 'keel up')).toContain(`${name} stopped cleanly`);
     }
-    expect(up.output()).toContain('keel up: stopped');
+    expect(messagesOf(up.output(), 'keel up')).toContain('stopped');
     expect(await acceptsConnections(natsUrl as string)).toBe(false);
   });
 
@@ -252,8 +299,8 @@ describe('cli - keel up', () => {
     const up = keelUp(['topologies/replicas.json'], { cwd: app, env: { KEEL_NATS_URL: '' } });
     let transport: Transport | undefined;
     try {
-      await up.waitFor('keel up: ready: all 2 processes (whoami#1, whoami#2)');
-      expect(up.output()).toContain('keel up:   whoami ×2: whoami');
+      await up.waitFor(said('ready: all 2 processes (whoami#1, whoami#2)'));
+      expect(messagesOf(up.output(), 'keel up')).toContain('whoami ×2: whoami');
       expect(messagesOf(up.output(), 'whoami#1')).toContain('ready');
       expect(messagesOf(up.output(), 'whoami#2')).toContain('ready');
       const natsUrl = startedNatsUrl(up.output());
@@ -279,8 +326,60 @@ describe('cli - keel up', () => {
       await transport?.close();
       expect(await terminate(up), up.output()).toBe(0);
     }
-    expect(up.output()).toContain('keel up:   whoami#1 stopped cleanly');
-    expect(up.output()).toContain('keel up:   whoami#2 stopped cleanly');
+    expect(messagesOf(up.output(), 'keel up')).toEqual(expect.arrayContaining(['whoami#1 stopped cleanly', 'whoami#2 stopped cleanly']));
+  });
+
+  it('cli - in JSON format writes nothing but JSON objects: its processes\' records, their other lines wrapped in records naming them, and its own', { timeout: 120_000 }, async () => {
+    const up = keelUp(['topologies/replicas.json'], { cwd: noisyReplicasApp(), env: { KEEL_NATS_URL: '', KEEL_LOG_FORMAT: 'json', KEEL_PROCESS_NAME: '' } });
+    try {
+      await up.waitFor(said('ready: all 2 processes (whoami#1, whoami#2)'));
+    } finally {
+      expect(await terminate(up), up.output()).toBe(0);
+    }
+    const records = jsonObjects(up.stdout());
+    expect(up.stderr()).toBe('');
+    expect(records.filter((record) => typeof record['process'] !== 'string'), up.stdout()).toEqual([]);
+    expect(messagesOf(up.stdout(), 'keel up')).toEqual(
+      expect.arrayContaining(['whoami ×2: whoami', 'ready: all 2 processes (whoami#1, whoami#2)', 'whoami#1 stopped cleanly', 'whoami#2 stopped cleanly', 'stopped']),
+    );
+    for (const name of ['whoami#1', 'whoami#2']) {
+      const own = records.filter((record) => record['process'] === name);
+      expect(own.map((record) => record.msg)).toEqual(expect.arrayContaining(['ready', 'stopped']));
+      const pid = own.find((record) => record.msg === 'ready')?.['pid'];
+      expect(pid).toEqual(expect.any(Number));
+      // Each line a record of its own, in order, at error level from stderr and info from stdout.
+      const wrapped = (stream: string, level: number, msg: string) =>
+        expect.objectContaining({ level, time: expect.any(Number), pid, hostname: expect.any(String), process: name, stream, msg });
+      expect(own.filter((record) => record['stream'] === 'stderr')).toEqual([
+        wrapped('stderr', 50, `(node:${String(pid)}) Warning: plain from ${name}`),
+        wrapped('stderr', 50, `    at a stack line of ${name}`),
+      ]);
+      expect(own.filter((record) => record['stream'] === 'stdout')).toEqual([wrapped('stdout', 30, `plain stdout of ${name}`)]);
+      // A JSON object passes as it is, with the process it lacked.
+      expect(own).toContainEqual({ level: 30, msg: `own json of ${name}`, process: name });
+    }
+  });
+
+  it('cli - in pretty format writes every line of a process behind its name, as the process wrote it, and its own behind "keel up:"', { timeout: 120_000 }, async () => {
+    const up = keelUp(['topologies/replicas.json'], { cwd: noisyReplicasApp(), env: { KEEL_NATS_URL: '', KEEL_LOG_FORMAT: 'pretty', KEEL_PROCESS_NAME: '' } });
+    try {
+      await up.waitFor('keel up: ready: all 2 processes (whoami#1, whoami#2)\n');
+    } finally {
+      expect(await terminate(up), up.output()).toBe(0);
+    }
+    const output = up.stdout();
+    expect(up.stderr()).toBe('');
+    expect(output).toMatch(/^keel up: whoami, two replicas: 2 processes over nats:\/\/127\.0\.0\.1:\d+$/m);
+    expect(output).toContain('keel up:   whoami ×2: whoami\n');
+    for (const name of ['whoami#1', 'whoami#2']) {
+      expect(output).toMatch(new RegExp(`^${escaped(name)} \\| \\[[\\d:.]+\\] INFO \\(keel\\): ready \\(Ctrl-C to stop\\)`, 'm'));
+      expect(output).toMatch(new RegExp(`^${escaped(name)} \\| \\(node:\\d+\\) Warning: plain from ${escaped(name)}$`, 'm'));
+      expect(output).toContain(`\n${name} |     at a stack line of ${name}\n`);
+      expect(output).toContain(`\n${name} | plain stdout of ${name}\n`);
+      expect(output).toContain(`\n${name} | {"level":30,"msg":"own json of ${name}"}\n`);
+      expect(output).toContain(`\nkeel up:   ${name} stopped cleanly\n`);
+    }
+    expect(output.endsWith('\nkeel up: stopped\n')).toBe(true);
   });
 
   it('cli - stops its own nats-server last: Ctrl-C to its process group drains every process in seconds, with no SIGKILL', { timeout: 120_000 }, async () => {
@@ -289,7 +388,7 @@ describe('cli - keel up', () => {
     let natsUrl: string | undefined;
     let stoppedAt: number | undefined;
     try {
-      await up.waitFor('keel up: ready: all 3 processes (storefront, back-office, notifications)');
+      await up.waitFor(said('ready: all 3 processes (storefront, back-office, notifications)'));
       natsUrl = startedNatsUrl(up.output());
       // What a terminal does on Ctrl-C: SIGINT to every process of the foreground group.
       stoppedAt = Date.now();
@@ -305,9 +404,9 @@ describe('cli - keel up', () => {
     expect(output).not.toMatch(/SIGKILL|killing it|disconnected from NATS/);
     for (const name of ['storefront', 'back-office', 'notifications']) {
       expect(messagesOf(output, name)).toEqual(expect.arrayContaining(['stopping: finishing work in flight', 'stopped']));
-      expect(output).toContain(`keel up:   ${name} stopped cleanly`);
+      expect(messagesOf(output, 'keel up')).toContain(`${name} stopped cleanly`);
     }
-    expect(output).toContain('keel up: stopped');
+    expect(messagesOf(output, 'keel up')).toContain('stopped');
     expect(await acceptsConnections(natsUrl as string)).toBe(false);
   });
 
@@ -315,7 +414,7 @@ describe('cli - keel up', () => {
     const up = keelUp(['topologies/split.ts'], { env: { KEEL_NATS_URL: '' }, detached: true });
     let natsUrl: string | undefined;
     try {
-      await up.waitFor('keel up: ready: all 3 processes (storefront, back-office, notifications)');
+      await up.waitFor(said('ready: all 3 processes (storefront, back-office, notifications)'));
       natsUrl = startedNatsUrl(up.output());
       expect(await acceptsConnections(natsUrl as string)).toBe(true);
       // What a terminal does when its window closes: SIGHUP to the foreground process group.
@@ -327,8 +426,8 @@ describe('cli - keel up', () => {
     }
     const output = up.output();
     expect(output).not.toMatch(/SIGKILL|killing it|disconnected from NATS/);
-    for (const name of ['storefront', 'back-office', 'notifications']) expect(output).toContain(`keel up:   ${name} stopped cleanly`);
-    expect(output).toContain('keel up: stopped');
+    for (const name of ['storefront', 'back-office', 'notifications']) expect(messagesOf(output, 'keel up')).toContain(`${name} stopped cleanly`);
+    expect(messagesOf(output, 'keel up')).toContain('stopped');
     expect(await acceptsConnections(natsUrl as string)).toBe(false);
   });
 
@@ -341,7 +440,10 @@ describe('cli - keel up', () => {
       stderr: { write: (text: string) => (stderr += text) },
     });
     expect(code).toBe(1);
-    expect(stderr).toContain('error E_NATS_SERVER: Cannot run "/nonexistent/nats-server"');
+    // Its output is no terminal: its failure is a JSON error record too.
+    expect(logRecords(stderr)).toEqual([
+      expect.objectContaining({ level: 50, process: 'keel up', code: 'E_NATS_SERVER', msg: expect.stringContaining('Cannot run "/nonexistent/nats-server"') }),
+    ]);
     expect(stderr).toContain('apt-get install nats-server');
   });
 });

@@ -1,10 +1,12 @@
 /**
  * `keel up [topology]`: runs a whole topology locally. Starts nats-server when the topology
  * needs NATS and no URL is given, one `keel start` per process replica, and supervises them
- * until Ctrl-C or SIGTERM drains everything.
+ * until Ctrl-C or SIGTERM drains everything. In JSON format every line it writes is a JSON object:
+ * its processes' records (any other line of theirs wrapped in one), and its own.
  */
 import { once } from 'node:events';
-import { contextOf, defineCommand } from '../command.js';
+import { contextOf, defineCommand, type CliContext } from '../command.js';
+import { createCommandLog, type CommandLog } from '../command-log.js';
 import { CLIError, CliErrorCode } from '../errors.js';
 import { prepareLocalRun } from '../local-run.js';
 import { createSupervisor } from '../supervisor.js';
@@ -29,35 +31,47 @@ export default defineCommand({
   },
   run: async ({ args, data }) => {
     const cli = contextOf(data);
-    const log = (line: string) => cli.stdout.write(`keel up: ${line}\n`);
-    const { processes, stopNats } = await prepareLocalRun({ cli, command: 'keel up', log, topology: args.topology, nats: args.nats });
-
-    const gaveUp = new AbortController();
-    let failed: string | undefined;
-    const supervisor = createSupervisor({
-      processes,
-      output: cli.stdout,
-      log,
-      onAllReady: () => log(`ready: all ${processes.length} processes (${processes.map((process) => process.name).join(', ')})`),
-      onGiveUp: (name) => {
-        failed = name;
-        gaveUp.abort();
-      },
-    });
-    const keepAlive = setInterval(() => {}, 2 ** 30);
-    if (!cli.signal.aborted && !gaveUp.signal.aborted) {
-      await Promise.race([once(cli.signal, 'abort'), once(gaveUp.signal, 'abort')]);
+    const own = createCommandLog(cli, 'keel up');
+    try {
+      await up(cli, own, args);
+    } catch (error) {
+      throw own.failed(error);
     }
-    clearInterval(keepAlive);
-    log(failed ? 'stopping every process' : 'stopping: draining every process');
-    const exits = await supervisor.stop();
-    for (const exit of exits) {
-      log(`  ${exit.name} ${exit.code === 0 ? 'stopped cleanly' : `ended with ${exit.signal ? `signal ${exit.signal}` : `exit code ${exit.code}`}`}`);
-    }
-    await stopNats();
-    if (failed !== undefined) {
-      throw new CLIError(CliErrorCode.E_PROCESS, `${failed} kept exiting before it became ready; see its output above.`);
-    }
-    log('stopped');
   },
 });
+
+/** The run itself; its own lines go through `own`, in the processes' format once known. */
+async function up(cli: CliContext, own: CommandLog, args: { readonly topology?: string | undefined; readonly nats?: string | undefined }): Promise<void> {
+  const { log } = own;
+  const { processes, logFormat, stopNats } = await prepareLocalRun({ cli, command: 'keel up', log, onLogFormat: own.use, topology: args.topology, nats: args.nats });
+
+  const gaveUp = new AbortController();
+  let failed: string | undefined;
+  const supervisor = createSupervisor({
+    processes,
+    output: cli.stdout,
+    format: logFormat,
+    log,
+    onAllReady: () => log(`ready: all ${processes.length} processes (${processes.map((process) => process.name).join(', ')})`),
+    onGiveUp: (name) => {
+      failed = name;
+      gaveUp.abort();
+    },
+  });
+  const keepAlive = setInterval(() => {}, 2 ** 30);
+  if (!cli.signal.aborted && !gaveUp.signal.aborted) {
+    await Promise.race([once(cli.signal, 'abort'), once(gaveUp.signal, 'abort')]);
+  }
+  clearInterval(keepAlive);
+  log(failed ? 'stopping every process' : 'stopping: draining every process');
+  const exits = await supervisor.stop();
+  for (const exit of exits) {
+    const clean = exit.code === 0;
+    log(`  ${exit.name} ${clean ? 'stopped cleanly' : `ended with ${exit.signal ? `signal ${exit.signal}` : `exit code ${exit.code}`}`}`, clean ? 'info' : 'warn');
+  }
+  await stopNats();
+  if (failed !== undefined) {
+    throw new CLIError(CliErrorCode.E_PROCESS, `${failed} kept exiting before it became ready; see its output above.`);
+  }
+  log('stopped');
+}

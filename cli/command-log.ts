@@ -1,0 +1,72 @@
+/**
+ * The own lines of `keel up`, which runs other processes: `keel up: ...` lines on stdout in
+ * pretty format; in JSON format, records of keel's logger (as `keel start` writes them) whose
+ * `process` is the command, and its failure as an error record on stderr, so that every line it
+ * writes is a JSON object.
+ */
+import { isKeelError, type Logger } from 'keel';
+import { LogFormat, createLogger } from 'keel/transport';
+import { markReported, type CliContext } from './command.js';
+import { isCliError } from './errors.js';
+import type { SupervisorLogLevel } from './supervisor.js';
+
+/** What {@link createCommandLog} returns. */
+export interface CommandLog {
+  /**
+   * Writes one line of the command's own, at `level` (default info; a pretty line shows no level).
+   * A record's `msg` leaves out the line's indentation, which lays out pretty lines only.
+   */
+  readonly log: (line: string, level?: SupervisorLogLevel) => void;
+  /**
+   * Sets the format, once known, and the environment whose `KEEL_LOG_LEVEL` its records follow.
+   * Until then lines are pretty.
+   */
+  use(format: LogFormat, env: Readonly<Record<string, string | undefined>>): void;
+  /**
+   * In JSON format, writes `error` as an error record on stderr and marks it reported (runCli
+   * prints nothing more). Returns it, to be thrown again.
+   */
+  failed(error: unknown): unknown;
+}
+
+/**
+ * The own lines of `command` (`keel up`), pretty until {@link CommandLog.use} says otherwise.
+ * `KEEL_LOG_FORMAT=json` in `cli.env` makes them JSON from the start; the configuration file can
+ * only say so once it is read.
+ *
+ * @example
+ * ```ts
+ * const { log, use, failed } = createCommandLog(cli, 'keel up');
+ * log('started nats-server on nats://127.0.0.1:4222');
+ * ```
+ */
+export function createCommandLog(cli: CliContext, command: string): CommandLog {
+  let json: { stdout: Logger; stderr: Logger } | undefined;
+  const use = (format: LogFormat, env: Readonly<Record<string, string | undefined>>): void => {
+    if (format !== LogFormat.JSON) {
+      json = undefined;
+      return;
+    }
+    const loggerEnv = { ...env, KEEL_PROCESS_NAME: command };
+    json = {
+      stdout: createLogger({ env: loggerEnv, destination: cli.stdout, format }),
+      // The failure is written whatever the level (runCli, which it replaces, always says it).
+      stderr: createLogger({ env: loggerEnv, destination: cli.stderr, format, level: 'error' }),
+    };
+  };
+  if (cli.env['KEEL_LOG_FORMAT']?.trim() === LogFormat.JSON) use(LogFormat.JSON, cli.env);
+  return {
+    log: (line, level = 'info') => {
+      if (json === undefined) cli.stdout.write(`${command}: ${line}\n`);
+      else json.stdout[level]({}, line.trimStart());
+    },
+    use,
+    failed: (error) => {
+      if (json === undefined || typeof error !== 'object' || error === null) return error;
+      if (isCliError(error)) json.stderr.error({ code: error.code, ...(error.hint ? { hint: error.hint } : {}) }, error.message);
+      else if (isKeelError(error)) json.stderr.error({ code: error.code }, error.message);
+      else json.stderr.error({ err: error }, 'unexpected failure (a bug in keel or in the application)');
+      return markReported(error);
+    },
+  };
+}
