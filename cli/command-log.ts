@@ -1,8 +1,9 @@
 /**
- * The own lines of `keel up`, which runs other processes: `keel up: ...` lines on stdout in
- * pretty format; in JSON format, records of keel's logger (as `keel start` writes them) whose
- * `process` is the command, and its failure as an error record on stderr, so that every line it
- * writes is a JSON object.
+ * A command's own lines and its failure, in the format it logs in. `keel up` and `keel dev`,
+ * which run other processes: `keel up: ...` lines on stdout in pretty format; in JSON format,
+ * records of keel's logger (as `keel start` writes them) whose `process` is the command. `keel
+ * start`, whose lines are its logger's already, uses only its failure. In JSON format a failure
+ * is an error record on stderr, so that every line the command writes is a JSON object.
  */
 import { isKeelError, type Logger } from 'keel';
 import { LogFormat, createLogger } from 'keel/transport';
@@ -17,6 +18,8 @@ export interface CommandLog {
    * A record's `msg` leaves out the line's indentation, which lays out pretty lines only.
    */
   readonly log: (line: string, level?: SupervisorLogLevel) => void;
+  /** True once its lines are JSON records. */
+  readonly json: boolean;
   /**
    * Sets the format, once known, and the environment whose `KEEL_LOG_LEVEL` its records follow.
    * Until then lines are pretty.
@@ -29,10 +32,20 @@ export interface CommandLog {
   failed(error: unknown): unknown;
 }
 
+/** Options of {@link createCommandLog}. */
+export interface CommandLogOptions {
+  /**
+   * The `process` of its records: `command` (the default), the command's name (`keel up`);
+   * `environment`, `KEEL_PROCESS_NAME` when set (`keel start`, whose records name the process
+   * of a topology it runs as, as its logger's do).
+   */
+  readonly processName?: 'command' | 'environment' | undefined;
+}
+
 /**
- * The own lines of `command` (`keel up`), pretty until {@link CommandLog.use} says otherwise.
- * `KEEL_LOG_FORMAT=json` in `cli.env` makes them JSON from the start; the configuration file can
- * only say so once it is read.
+ * The own lines of `command` (`keel up`, `keel dev`, `keel start`), pretty until
+ * {@link CommandLog.use} says otherwise. `KEEL_LOG_FORMAT=json` in `cli.env` makes them JSON
+ * from the start; the configuration file can only say so once it is read.
  *
  * @example
  * ```ts
@@ -40,14 +53,14 @@ export interface CommandLog {
  * log('started nats-server on nats://127.0.0.1:4222');
  * ```
  */
-export function createCommandLog(cli: CliContext, command: string): CommandLog {
+export function createCommandLog(cli: CliContext, command: string, options: CommandLogOptions = {}): CommandLog {
   let json: { stdout: Logger; stderr: Logger } | undefined;
   const use = (format: LogFormat, env: Readonly<Record<string, string | undefined>>): void => {
     if (format !== LogFormat.JSON) {
       json = undefined;
       return;
     }
-    const loggerEnv = { ...env, KEEL_PROCESS_NAME: command };
+    const loggerEnv = options.processName === 'environment' ? env : { ...env, KEEL_PROCESS_NAME: command };
     json = {
       stdout: createLogger({ env: loggerEnv, destination: cli.stdout, format }),
       // The failure is written whatever the level (runCli, which it replaces, always says it).
@@ -59,6 +72,9 @@ export function createCommandLog(cli: CliContext, command: string): CommandLog {
     log: (line, level = 'info') => {
       if (json === undefined) cli.stdout.write(`${command}: ${line}\n`);
       else json.stdout[level]({}, line.trimStart());
+    },
+    get json() {
+      return json !== undefined;
     },
     use,
     failed: (error) => {

@@ -38,8 +38,8 @@ export interface LocalRunOptions {
   readonly log: (line: string) => void;
   /**
    * Told the processes' log format, and the environment they log by (its `KEEL_LOG_LEVEL`), once
-   * the configuration is read and before any line goes to {@link log}: `keel up` writes its own
-   * lines in that format.
+   * the configuration is read and before any line goes to {@link log}: `keel up` and `keel dev`
+   * write their own lines, and their failure, in that format.
    */
   readonly onLogFormat?: ((format: LogFormat, env: Readonly<Record<string, string | undefined>>) => void) | undefined;
   /** The topology file as given on the command line; undefined: one process. */

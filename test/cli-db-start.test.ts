@@ -80,7 +80,15 @@ describe('cli - keel start on module data', () => {
     const app = testbed.app();
     const start = await runKeel(['start', '--http', '0'], { cwd: app.root, env: { DATABASE_URL: 'mysql://root:s3cret@db.internal/shop' } });
     expect(start.code).toBe(1);
-    expect(start.stderr).toContain('error INVALID_CONFIG: DATABASE_URL is not a PostgreSQL URL: it is a "mysql:" URL. It takes postgres://user:password@host:5432/database');
+    // Its output is no terminal: the refusal is one JSON error record on stderr.
+    const records = logRecords(start.stderr);
+    expect(records, start.stderr).toEqual([
+      expect.objectContaining({
+        level: 50,
+        code: 'INVALID_CONFIG',
+        msg: expect.stringContaining('DATABASE_URL is not a PostgreSQL URL: it is a "mysql:" URL. It takes postgres://user:password@host:5432/database'),
+      }),
+    ]);
     expect(start.stderr).not.toContain('s3cret');
     expect(start.stdout).toBe('');
     expect(existsSync(join(app.root, '.keel'))).toBe(false);

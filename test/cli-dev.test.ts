@@ -13,7 +13,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { main, runCli } from 'keel/cli';
 import { countsAsChange, impactOf, processesToRestart, watchProject } from '../cli/watch.js';
 import { acceptsConnections, freePort } from '../cli/nats-server.js';
-import { collector } from './support/cli.js';
+import { collector, logRecords, type LogRecord } from './support/cli.js';
 
 const require = createRequire(import.meta.url);
 const repository = dirname(require.resolve('keel/package.json'));
@@ -47,6 +47,7 @@ function keelDev(argv: readonly string[], cwd: string) {
     detached: true,
   });
   let output = '';
+  let errors = '';
   const waiters: { test: (output: string) => boolean; resolve: () => void }[] = [];
   const collect = (chunk: Buffer): void => {
     output += chunk.toString('utf8');
@@ -56,7 +57,10 @@ function keelDev(argv: readonly string[], cwd: string) {
     }
   };
   child.stdout.on('data', collect);
-  child.stderr.on('data', collect);
+  child.stderr.on('data', (chunk: Buffer) => {
+    errors += chunk.toString('utf8');
+    collect(chunk);
+  });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const until = (what: string, test: (output: string) => boolean): Promise<void> =>
     test(output)
@@ -70,6 +74,8 @@ function keelDev(argv: readonly string[], cwd: string) {
     child,
     exited,
     output: () => output,
+    /** What it wrote on stderr alone. */
+    errors: () => errors,
     until,
     /** Resolves once `name` logged its ready line `count` times. */
     readyTimes: (name: string, count: number) => until(`${name} ready ×${count}`, (text) => readyCount(text, name) >= count),
@@ -252,6 +258,59 @@ describe('cli - keel dev', () => {
       if (dev.child.exitCode === null && dev.child.signalCode === null) dev.child.kill('SIGKILL');
     }
     expect(dev.output()).toContain('keel dev:   app stopped cleanly');
+  });
+
+  it('cli - in JSON format (the configuration says so) writes nothing but JSON lines: its processes\' records, its own as process "keel dev", a restart among them', { timeout: 60_000 }, async () => {
+    const root = devApp();
+    writeFileSync(join(root, 'keel.config.ts'), "export default { logging: { format: 'json' } };\n");
+    const dev = keelDev(['--http', '0'], root);
+    const records = (): LogRecord[] => logRecords(dev.output());
+    const READY_LINE = 'ready: app; watching for changes (Ctrl-C to stop)';
+    const readyTimes = (count: number) =>
+      dev.until(`keel dev ready ×${count}`, () => records().filter((record) => record['process'] === 'keel dev' && record.msg === READY_LINE).length >= count);
+    try {
+      await readyTimes(1);
+      appendFileSync(join(root, 'modules/greeter/module.ts'), '// edited\n');
+      await dev.until('the restart record', (text) => text.includes('"msg":"modules/greeter/module.ts changed; restarting app"'));
+      await readyTimes(2);
+      process.kill(-(dev.child.pid as number), 'SIGINT');
+      const code = await Promise.race([dev.exited, new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 10_000).unref())]);
+      expect(code, dev.output()).toBe(0);
+    } finally {
+      if (dev.child.exitCode === null && dev.child.signalCode === null) dev.child.kill('SIGKILL');
+    }
+    // Every line, of stdout and of stderr, is a JSON object (logRecords throws on any other).
+    expect(dev.errors()).toBe('');
+    const own = records().filter((record) => record['process'] === 'keel dev');
+    expect(own.map((record) => record.msg)).toEqual([
+      'configuration from keel.config.ts',
+      'one process: 1 process',
+      'app: clock, greeter',
+      READY_LINE,
+      'modules/greeter/module.ts changed; restarting app',
+      READY_LINE,
+      'stopping: draining every process',
+      'app stopped cleanly',
+      'stopped',
+    ]);
+    expect(own.every((record) => record['level'] === 30 && record['name'] === 'keel')).toBe(true);
+    expect(records().filter((record) => record['process'] === 'app' && record.msg === 'stopped')).toHaveLength(2);
+    expect(dev.output()).not.toContain('keel dev:');
+  });
+
+  it('cli - in JSON format a refusal is one error record on stderr, with its code, and nothing else is written', async () => {
+    const root = devApp();
+    for (const [argv, code, message] of [
+      [['dev', '--modules', 'clock,calendar'], 'E_UNKNOWN_MODULE', '--modules names calendar, which the manifest does not have (it has clock, greeter).'],
+      [['dev', 'topologies/split.json', '--http', '8080'], 'E_USAGE', '--modules and --http are for one process'],
+    ] as const) {
+      const stdout = collector();
+      const stderr = collector();
+      expect(await runCli(main, argv, { cwd: root, env: { KEEL_LOG_FORMAT: 'json' }, stdout, stderr })).not.toBe(0);
+      expect(stdout.text).toBe('');
+      const records = logRecords(stderr.text);
+      expect(records, stderr.text).toEqual([expect.objectContaining({ level: 50, process: 'keel dev', code, msg: expect.stringContaining(message) })]);
+    }
   });
 
   it('cli - refuses --modules naming no module of the manifest, and --modules or --http with a topology', async () => {

@@ -6,7 +6,8 @@ import { dirname, join } from 'node:path';
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
 import { main, runCli } from 'keel/cli';
-import { READY, collector, gatewayUrl, logMessages } from './support/cli.js';
+import { freePort } from '../cli/nats-server.js';
+import { READY, collector, gatewayUrl, logMessages, logRecords, type LogRecord } from './support/cli.js';
 
 const repository = dirname(createRequire(import.meta.url).resolve('keel/package.json'));
 
@@ -31,6 +32,17 @@ function startWith(env: Record<string, string>, ...argv: string[]) {
     signal: controller.signal,
   });
   return { stdout, stderr, exit, stop: () => controller.abort('SIGTERM') };
+}
+
+/**
+ * The one record a failed start wrote on stderr, in JSON format (as here, its output no terminal,
+ * unless KEEL_LOG_FORMAT says pretty): keel's logger's error record, with the failure's `code`.
+ */
+function failure(stderr: string): LogRecord {
+  const records = logRecords(stderr);
+  expect(records, stderr).toHaveLength(1);
+  expect(records[0], stderr).toMatchObject({ level: 50, name: 'keel', code: expect.any(String), msg: expect.any(String) });
+  return records[0] as LogRecord;
 }
 
 describe('cli - keel start', () => {
@@ -92,6 +104,32 @@ describe('cli - keel start', () => {
     expect(running.stdout.text).toBe('');
   });
 
+  it('cli - in JSON format a failure once the format is known is one error record on stderr, every line a JSON object; pretty format says error CODE', async () => {
+    const nats = `nats://127.0.0.1:${await freePort()}`;
+    // Its output is no terminal: JSON. The NATS server it is given does not answer.
+    const json = startWith({ KEEL_PROCESS_NAME: 'orders' }, '--modules', 'orders', '--nats', nats, '--http', 'off');
+    expect(await json.exit).toBe(1);
+    expect(logRecords(json.stdout.text).length, json.stdout.text).toBeGreaterThan(0);
+    expect(failure(json.stderr.text)).toMatchObject({ code: 'UNAVAILABLE', process: 'orders', msg: expect.stringContaining(`Could not connect to NATS at ${nats}`) });
+    // A flag refused before the configuration is read: JSON only when KEEL_LOG_FORMAT says so from the start, with the hint.
+    const early = startWith({ KEEL_LOG_FORMAT: 'json', KEEL_RELEASE_STARTUP_MEMORY: 'later' });
+    expect(await early.exit).toBe(2);
+    expect(early.stdout.text).toBe('');
+    expect(failure(early.stderr.text)).toMatchObject({
+      code: 'E_USAGE',
+      msg: 'KEEL_RELEASE_STARTUP_MEMORY "later" is not on or off.',
+      hint: expect.stringContaining('KEEL_RELEASE_STARTUP_MEMORY=off'),
+    });
+    const plain = startWith({ KEEL_RELEASE_STARTUP_MEMORY: 'later' });
+    expect(await plain.exit).toBe(2);
+    expect(plain.stderr.text).toMatch(/^error E_USAGE: KEEL_RELEASE_STARTUP_MEMORY "later" is not on or off\.\n {2}Leave it unset/);
+    // Pretty: as before.
+    const pretty = startWith({ KEEL_LOG_FORMAT: 'pretty' }, '--modules', 'orders', '--nats', nats, '--http', 'off');
+    expect(await pretty.exit).toBe(1);
+    expect(pretty.stderr.text.startsWith(`error UNAVAILABLE: Could not connect to NATS at ${nats}: connection refused`), pretty.stderr.text).toBe(true);
+    expect(pretty.stderr.text.trimEnd().split('\n')).toHaveLength(1);
+  });
+
   it("cli - keeps the shop's data in KEEL_DATA_DIR across a restart, and lets go of the folder when it stops", async () => {
     const folder = mkdtempSync(join(tmpdir(), 'keel-start-data-'));
     const post = (url: string | undefined, path: string, input: unknown) =>
@@ -137,7 +175,7 @@ describe('cli - keel start', () => {
     try {
       const running = startWith({ PORT: '', KEEL_HTTP_PORT: '' });
       expect(await running.exit).toBe(1);
-      expect(running.stderr.text).toContain('error E_HTTP_LISTEN: The HTTP gateway cannot listen on 127.0.0.1:3000');
+      expect(failure(running.stderr.text)).toMatchObject({ code: 'E_HTTP_LISTEN', msg: expect.stringContaining('The HTTP gateway cannot listen on 127.0.0.1:3000') });
     } finally {
       blocker.close();
     }
@@ -155,14 +193,13 @@ describe('cli - keel start', () => {
   it('cli - refuses a module that is not in the manifest', async () => {
     const running = start('--modules', 'catalog,billing');
     expect(await running.exit).toBe(1);
-    expect(running.stderr.text).toContain('error E_UNKNOWN_MODULE: No module named "billing" in the manifest');
+    expect(failure(running.stderr.text)).toMatchObject({ code: 'E_UNKNOWN_MODULE', msg: expect.stringContaining('No module named "billing" in the manifest') });
   });
 
   it('cli - explains that a module whose dependencies run elsewhere needs NATS', async () => {
     const running = start('--modules', 'orders');
     expect(await running.exit).toBe(1);
-    expect(running.stderr.text).toContain('error INVALID_TOPOLOGY: Module "orders" needs');
-    expect(running.stderr.text).toContain('KEEL_NATS_URL');
+    expect(failure(running.stderr.text)).toMatchObject({ code: 'INVALID_TOPOLOGY', msg: expect.stringMatching(/^Module "orders" needs .*KEEL_NATS_URL/) });
   });
 
   it('cli - refuses an HTTP port that is not a number, naming the variable it came from', async () => {
@@ -218,9 +255,10 @@ describe('cli - keel start', () => {
     try {
       const running = start('--http', String(port));
       expect(await running.exit).toBe(1);
-      expect(running.stderr.text).toContain(
-        `error E_HTTP_LISTEN: The HTTP gateway cannot listen on 127.0.0.1:${port}: another process listens there (EADDRINUSE).`,
-      );
+      expect(failure(running.stderr.text)).toMatchObject({
+        code: 'E_HTTP_LISTEN',
+        msg: `The HTTP gateway cannot listen on 127.0.0.1:${port}: another process listens there (EADDRINUSE).`,
+      });
       expect(running.stderr.text).not.toContain('unexpected failure');
     } finally {
       holder.close();

@@ -3,14 +3,16 @@
  * `keel up`, but with an open nats-server), with pretty logs, and restarts only the processes a
  * saved change concerns: those hosting the module changed, and, for a contract, those hosting
  * the modules that call it or handle its events and those serving every operation over HTTP; a
- * change elsewhere restarts every process. Each is drained before it starts again.
+ * change elsewhere restarts every process. Each is drained before it starts again. In JSON format
+ * (`KEEL_LOG_FORMAT=json`, or the configuration's) every line it writes is a JSON object, as keel up's.
  */
 import { execFile } from 'node:child_process';
 import { once } from 'node:events';
 import { relative, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { LogFormat } from 'keel/transport';
-import { contextOf, defineCommand } from '../command.js';
+import { contextOf, defineCommand, type CliContext } from '../command.js';
+import { createCommandLog, type CommandLog } from '../command-log.js';
 import { CLIError, CliErrorCode } from '../errors.js';
 import { prepareLocalRun } from '../local-run.js';
 import { splitList } from '../names.js';
@@ -54,122 +56,140 @@ export default defineCommand({
   },
   run: async ({ args, data }) => {
     const cli = contextOf(data);
-    const log = (line: string) => cli.stdout.write(`keel dev: ${line}\n`);
-    if (args.topology !== undefined && (args.modules !== undefined || args.http !== undefined)) {
-      throw new CLIError(CliErrorCode.E_USAGE, `--modules and --http are for one process; the topology ${args.topology} says which modules each process hosts and where HTTP is served.`);
-    }
-    if (findProject(cli.cwd).build !== undefined) {
-      throw new CLIError(CliErrorCode.E_USAGE, 'keel dev runs and watches the TypeScript sources, and this project has only its build.', {
-        hint: 'Run keel dev where the sources are, or keel start to run the build.',
-      });
-    }
-    const single = args.topology === undefined ? { modules: args.modules === undefined ? undefined : splitList(args.modules), http: args.http } : undefined;
-    // Its nats-server is open (no users, loopback only): permissions listed at launch would refuse what the next save adds.
-    const run = await prepareLocalRun({
-      cli,
-      command: 'keel dev',
-      log,
-      topology: args.topology,
-      nats: args.nats,
-      single,
-      defaultLogFormat: LogFormat.PRETTY,
-      lockDown: false,
-    });
-    const { project, processes } = run;
-    const settings = projectSettings(project.root);
-    const modulesDir = relative(project.root, project.modulesDir).split('\\').join('/');
-    const topologyPath = args.topology === undefined ? undefined : relative(project.root, resolve(cli.cwd, args.topology)).split('\\').join('/');
-    let graph = moduleGraph(run.modules);
-    // Read by `keel graph --format json` in a short-lived process, from the sources as they are
-    // now: an import here would get the module files from this process's import cache, as they
-    // were at launch, and keep one more copy of the manifest in memory at every save.
-    const readGraph = async (): Promise<ModuleNode[]> => {
-      const { stdout } = await execFileAsync(cli.self.command, [...cli.self.args, 'graph', '--format', 'json', '--root', project.root], {
-        cwd: project.root,
-        env: { ...cli.env },
-        maxBuffer: 64 * 1024 * 1024,
-      });
-      const read = JSON.parse(stdout) as ModuleGraph;
-      return read.modules.map((module) => ({
-        name: module.name,
-        dependsOn: read.calls.filter((edge) => edge.from === module.name).map((edge) => edge.to),
-        subscribesTo: read.events.filter((edge) => edge.to === module.name).map((edge) => edge.from),
-      }));
-    };
-
-    const supervisor = createSupervisor({
-      processes,
-      output: cli.stdout,
-      log,
-      onAllReady: () =>
-        log(`ready: ${processes.length === 1 ? (processes[0]?.name ?? '') : `all ${processes.length} processes`}; watching for changes (Ctrl-C to stop)`),
-      onGiveUp: (name) => log(`${name} keeps exiting before it is ready; fix it and save: the next change starts it again.`),
-    });
-
-    const restart = async (paths: readonly string[]): Promise<void> => {
-      const impact = impactOf(paths, modulesDir, graph);
-      const targets = processesToRestart(impact, processes);
-      const shown = paths.length > PATHS_SHOWN ? `${paths.slice(0, PATHS_SHOWN).join(', ')} and ${paths.length - PATHS_SHOWN} more` : paths.join(', ');
-      if (topologyPath !== undefined && paths.includes(topologyPath)) {
-        log(`${topologyPath} changed: restart keel dev to run the processes it now describes.`);
-      }
-      if (targets.length === 0) {
-        log(`${shown} changed; no process hosts ${impact.all ? 'it' : [...impact.modules].join(', ')}.`);
-        return;
-      }
-      log(`${shown} changed; restarting ${targets.map((process) => process.name).join(', ')}`);
-      // A module may now depend on another: read the graph again, while the processes restart (a
-      // graph that does not read keeps the last one).
-      const [, next] = await Promise.all([
-        supervisor.restart(targets.map((process) => process.name)),
-        readGraph().catch((error: unknown) => {
-          const stderr = (error as { stderr?: unknown }).stderr;
-          const reason = (typeof stderr === 'string' && stderr.trim() !== '' ? stderr : (error as Error).message).trim().split('\n')[0];
-          log(`cannot read the module graph again, the last one stays: ${reason ?? ''}`);
-          return graph;
-        }),
-      ]);
-      graph = next;
-    };
-    let restarts = Promise.resolve();
-    const ignore = [settings?.outDir, project.testDir]
-      .filter((folder): folder is string => folder !== undefined)
-      .map((folder) => relative(project.root, resolve(project.root, folder)).split('\\').join('/'))
-      .filter((folder) => folder !== '' && !folder.startsWith('..'));
-    let watcher: ProjectWatch;
+    const own = createCommandLog(cli, 'keel dev');
     try {
-      watcher = watchProject({
-        root: project.root,
-        ignore,
-        warn: (line) => log(`warning: ${line}`),
-        onChange: (paths) => {
-          restarts = restarts
-            .then(() => restart(paths))
-            .catch((error: unknown) => {
-              log(`restarting failed: ${(error as Error).message}`);
-            });
-        },
-      });
+      await dev(cli, own, args);
     } catch (error) {
-      await supervisor.stop();
-      await run.stopNats();
-      throw new CLIError(CliErrorCode.E_WATCH, `Cannot watch ${project.root}: ${(error as Error).message}`, {
-        cause: error,
-        hint: 'On Linux, ENOSPC means too few inotify watches: raise fs.inotify.max_user_watches (sysctl), or run keel up.',
-      });
+      throw own.failed(error);
     }
-
-    const keepAlive = setInterval(() => {}, 2 ** 30);
-    if (!cli.signal.aborted) await once(cli.signal, 'abort');
-    clearInterval(keepAlive);
-    watcher.close();
-    log('stopping: draining every process');
-    const exits = await supervisor.stop();
-    await restarts;
-    for (const exit of exits) {
-      log(`  ${exit.name} ${exit.code === 0 ? 'stopped cleanly' : `ended with ${exit.signal ? `signal ${exit.signal}` : `exit code ${exit.code}`}`}`);
-    }
-    await run.stopNats();
-    log('stopped');
   },
 });
+
+/** The run itself; its own lines go through `own`, in the processes' format once known. */
+async function dev(
+  cli: CliContext,
+  own: CommandLog,
+  args: { readonly topology?: string | undefined; readonly modules?: string | undefined; readonly http?: string | undefined; readonly nats?: string | undefined },
+): Promise<void> {
+  const { log } = own;
+  if (args.topology !== undefined && (args.modules !== undefined || args.http !== undefined)) {
+    throw new CLIError(CliErrorCode.E_USAGE, `--modules and --http are for one process; the topology ${args.topology} says which modules each process hosts and where HTTP is served.`);
+  }
+  if (findProject(cli.cwd).build !== undefined) {
+    throw new CLIError(CliErrorCode.E_USAGE, 'keel dev runs and watches the TypeScript sources, and this project has only its build.', {
+      hint: 'Run keel dev where the sources are, or keel start to run the build.',
+    });
+  }
+  const single = args.topology === undefined ? { modules: args.modules === undefined ? undefined : splitList(args.modules), http: args.http } : undefined;
+  // Its nats-server is open (no users, loopback only): permissions listed at launch would refuse what the next save adds.
+  const run = await prepareLocalRun({
+    cli,
+    command: 'keel dev',
+    log,
+    onLogFormat: own.use,
+    topology: args.topology,
+    nats: args.nats,
+    single,
+    defaultLogFormat: LogFormat.PRETTY,
+    lockDown: false,
+  });
+  const { project, processes } = run;
+  const settings = projectSettings(project.root);
+  const modulesDir = relative(project.root, project.modulesDir).split('\\').join('/');
+  const topologyPath = args.topology === undefined ? undefined : relative(project.root, resolve(cli.cwd, args.topology)).split('\\').join('/');
+  let graph = moduleGraph(run.modules);
+  // Read by `keel graph --format json` in a short-lived process, from the sources as they are
+  // now: an import here would get the module files from this process's import cache, as they
+  // were at launch, and keep one more copy of the manifest in memory at every save.
+  const readGraph = async (): Promise<ModuleNode[]> => {
+    const { stdout } = await execFileAsync(cli.self.command, [...cli.self.args, 'graph', '--format', 'json', '--root', project.root], {
+      cwd: project.root,
+      env: { ...cli.env },
+      maxBuffer: 64 * 1024 * 1024,
+    });
+    const read = JSON.parse(stdout) as ModuleGraph;
+    return read.modules.map((module) => ({
+      name: module.name,
+      dependsOn: read.calls.filter((edge) => edge.from === module.name).map((edge) => edge.to),
+      subscribesTo: read.events.filter((edge) => edge.to === module.name).map((edge) => edge.from),
+    }));
+  };
+
+  const supervisor = createSupervisor({
+    processes,
+    output: cli.stdout,
+    format: run.logFormat,
+    log,
+    onAllReady: () =>
+      log(`ready: ${processes.length === 1 ? (processes[0]?.name ?? '') : `all ${processes.length} processes`}; watching for changes (Ctrl-C to stop)`),
+    onGiveUp: (name) => log(`${name} keeps exiting before it is ready; fix it and save: the next change starts it again.`, 'error'),
+  });
+
+  const restart = async (paths: readonly string[]): Promise<void> => {
+    const impact = impactOf(paths, modulesDir, graph);
+    const targets = processesToRestart(impact, processes);
+    const shown = paths.length > PATHS_SHOWN ? `${paths.slice(0, PATHS_SHOWN).join(', ')} and ${paths.length - PATHS_SHOWN} more` : paths.join(', ');
+    if (topologyPath !== undefined && paths.includes(topologyPath)) {
+      log(`${topologyPath} changed: restart keel dev to run the processes it now describes.`, 'warn');
+    }
+    if (targets.length === 0) {
+      log(`${shown} changed; no process hosts ${impact.all ? 'it' : [...impact.modules].join(', ')}.`);
+      return;
+    }
+    log(`${shown} changed; restarting ${targets.map((process) => process.name).join(', ')}`);
+    // A module may now depend on another: read the graph again, while the processes restart (a
+    // graph that does not read keeps the last one).
+    const [, next] = await Promise.all([
+      supervisor.restart(targets.map((process) => process.name)),
+      readGraph().catch((error: unknown) => {
+        const stderr = (error as { stderr?: unknown }).stderr;
+        const reason = (typeof stderr === 'string' && stderr.trim() !== '' ? stderr : (error as Error).message).trim().split('\n')[0];
+        log(`cannot read the module graph again, the last one stays: ${reason ?? ''}`, 'warn');
+        return graph;
+      }),
+    ]);
+    graph = next;
+  };
+  let restarts = Promise.resolve();
+  const ignore = [settings?.outDir, project.testDir]
+    .filter((folder): folder is string => folder !== undefined)
+    .map((folder) => relative(project.root, resolve(project.root, folder)).split('\\').join('/'))
+    .filter((folder) => folder !== '' && !folder.startsWith('..'));
+  let watcher: ProjectWatch;
+  try {
+    watcher = watchProject({
+      root: project.root,
+      ignore,
+      // A record's level says it is a warning; a pretty line, its text.
+      warn: (line) => log(own.json ? line : `warning: ${line}`, 'warn'),
+      onChange: (paths) => {
+        restarts = restarts
+          .then(() => restart(paths))
+          .catch((error: unknown) => {
+            log(`restarting failed: ${(error as Error).message}`, 'error');
+          });
+      },
+    });
+  } catch (error) {
+    await supervisor.stop();
+    await run.stopNats();
+    throw new CLIError(CliErrorCode.E_WATCH, `Cannot watch ${project.root}: ${(error as Error).message}`, {
+      cause: error,
+      hint: 'On Linux, ENOSPC means too few inotify watches: raise fs.inotify.max_user_watches (sysctl), or run keel up.',
+    });
+  }
+
+  const keepAlive = setInterval(() => {}, 2 ** 30);
+  if (!cli.signal.aborted) await once(cli.signal, 'abort');
+  clearInterval(keepAlive);
+  watcher.close();
+  log('stopping: draining every process');
+  const exits = await supervisor.stop();
+  await restarts;
+  for (const exit of exits) {
+    const clean = exit.code === 0;
+    log(`  ${exit.name} ${clean ? 'stopped cleanly' : `ended with ${exit.signal ? `signal ${exit.signal}` : `exit code ${exit.code}`}`}`, clean ? 'info' : 'warn');
+  }
+  await run.stopNats();
+  log('stopped');
+}

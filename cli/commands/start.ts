@@ -1,12 +1,14 @@
 /**
  * `keel start`: runs one process of the application, hosting the named modules (all by
- * default) and reaching the others over NATS, until Ctrl-C or SIGTERM drains it.
+ * default) and reaching the others over NATS, until Ctrl-C or SIGTERM drains it. Its lines are
+ * records of its logger; in JSON format, a failure once the format is known is an error record.
  */
 import { once } from 'node:events';
 import { relative } from 'node:path';
 import type { Kernel } from 'keel';
 import { LogFormat, createLogger, logFormatOf } from 'keel/transport';
-import { contextOf, defineCommand } from '../command.js';
+import { contextOf, defineCommand, type CliContext } from '../command.js';
+import { createCommandLog, type CommandLog } from '../command-log.js';
 import { CLIError, CliErrorCode } from '../errors.js';
 import { HTTP_OPERATIONS_CHOICES, HttpOperations, isHttpOperations, startHost, type HostedDatabase } from '../host.js';
 import { splitList } from '../names.js';
@@ -144,92 +146,114 @@ export default defineCommand({
   },
   run: async ({ args, data }) => {
     const cli = contextOf(data);
-    const project = findProject(cli.cwd, { fromBuild: args.build === true });
-    const modules = await loadManifest(project);
-    const modulesText = args.modules ?? firstSet(cli.env, ['KEEL_MODULES'])?.value;
-    const host = modulesText === undefined ? undefined : modulesText.trim() === NO_MODULES ? [] : splitList(modulesText);
-    if (host !== undefined && host.length === 0 && modulesText?.trim() !== NO_MODULES) {
-      throw new CLIError(CliErrorCode.E_USAGE, `--modules is empty; name at least one module, "${NO_MODULES}" to host nothing, or leave it out to host all.`);
+    // Its failure, once its format is known, in that format: in JSON, an error record on stderr.
+    const own = createCommandLog(cli, 'keel start', { processName: 'environment' });
+    try {
+      await start(cli, own, args);
+    } catch (error) {
+      throw own.failed(error);
     }
-    if (host?.length === 0 && !(args.nats ?? cli.env['KEEL_NATS_URL'])) {
-      throw new CLIError(CliErrorCode.E_USAGE, `Hosting "${NO_MODULES}" makes a process that reaches every module over NATS, and no NATS server was given.`, {
-        hint: 'Pass --nats <url> (or set KEEL_NATS_URL), or name the modules to host here.',
-      });
-    }
-    const httpPort = httpPortOf(args.http, cli.env, host === undefined);
-    const httpHost = args.host?.trim() || firstSet(cli.env, ['KEEL_HTTP_HOST'])?.value;
-    const httpOperations = httpOperationsOf(args.operations, cli.env);
-    const releaseMemory = releasesStartupMemory(cli.env);
-    const gatewayOption =
-      args.host !== undefined ? '--host is the address' : args.operations !== undefined ? '--operations picks the operations' : undefined;
-    if (gatewayOption !== undefined && httpPort === undefined) {
-      throw new CLIError(CliErrorCode.E_USAGE, `${gatewayOption} of the HTTP gateway, and no gateway was asked for.`, {
-        hint: 'Give it a port with --http <port> (or KEEL_HTTP_PORT, or PORT).',
-      });
-    }
-    const { path: configPath, config } = await loadAppConfig(project, { checkGateway: httpPort !== undefined });
-    // The process's own lines are records of the logger its kernel, transport and gateway write
-    // to: one format per process (docs/observability.md, "Logs"), the environment's, else the configuration's.
-    const logEnv = loggingEnv(cli.env, config);
-    const format = logFormatOf(logEnv, cli.stdout);
-    const logger = createLogger({ env: logEnv, destination: cli.stdout, format });
-    if (project.build) {
-      const build = `${relative(cli.cwd, project.build.outDir) || '.'}/`;
-      logger.info({ build, builtAt: project.build.info.builtAt }, `running the build in ${build} (built ${project.build.info.builtAt})`);
-    }
-    if (configPath !== undefined) {
-      const config = relative(cli.cwd, configPath) || configPath;
-      logger.info({ config }, `configuration from ${config}`);
-    }
-    if (cli.signal.aborted) return;
-    const running = await startHost({
-      modules,
-      host,
-      env: cli.env,
-      root: project.root,
-      natsUrl: args.nats,
-      httpPort,
-      httpHost,
-      httpOperations,
-      gateway: config.gateway,
-      principal: config.principal,
-      resilience: config.resilience,
-      logger,
-    });
-    const status = running.kernel.status();
-    const hosted = status.modules.map((module) => module.name);
-    logger.info({ modules: hosted }, `hosting ${hosted.length > 0 ? hosted.join(', ') : 'no module (a client of the others)'}`);
-    for (const place of databaseRecords(running.databases)) {
-      logger.info(place, `data of ${place.modules.join(', ')}: ${place.engine} ${place.location}`);
-    }
-    if (status.remote.length > 0) {
-      const transport = running.transport?.name ?? 'the transport';
-      logger.info({ remote: status.remote, transport }, `reaching ${status.remote.join(', ')} over ${transport}`);
-    }
-    if (running.httpUrl) {
-      const operations = httpOperations ?? HttpOperations.ALL;
-      logger.info({ url: running.httpUrl, operations }, `HTTP gateway on ${running.httpUrl}${exposedText(httpOperations, running.kernel)}`);
-    }
-    logger.info(
-      { modules: hosted, ...(running.httpUrl ? { url: running.httpUrl } : {}) },
-      format === LogFormat.PRETTY ? 'ready (Ctrl-C to stop)' : 'ready',
-    );
-    cli.supervisor?.send({ type: 'ready', modules: running.kernel.hosted, httpUrl: running.httpUrl });
-    // Once the ready record is out: what start-up allocated goes back to the system (cli/startup-memory.ts).
-    if (cli.ownsProcess) {
-      setImmediate(() => {
-        if (cli.signal.aborted) return;
-        const release: StartupMemoryRelease = releaseMemory ? releaseStartupMemory() : { released: false, reason: `${RELEASE_STARTUP_MEMORY} is off` };
-        logger.debug(release, startupMemoryMessage(release));
-      });
-    }
-    // Nothing may hold the event loop open (in process, the kernel has no sockets): hold it until the signal.
-    const keepAlive = setInterval(() => {}, 2 ** 30);
-    if (!cli.signal.aborted) await once(cli.signal, 'abort');
-    clearInterval(keepAlive);
-    cli.supervisor?.send({ type: 'stopping' });
-    logger.info({}, 'stopping: finishing work in flight');
-    await running.stop();
-    logger.info({}, 'stopped');
   },
 });
+
+/** The flags of `keel start`. */
+interface StartArgs {
+  readonly modules?: string | undefined;
+  readonly nats?: string | undefined;
+  readonly http?: string | undefined;
+  readonly host?: string | undefined;
+  readonly build?: boolean | undefined;
+  readonly operations?: string | undefined;
+}
+
+/** The run itself, until the signal; `own` is told the format once it is known. */
+async function start(cli: CliContext, own: CommandLog, args: StartArgs): Promise<void> {
+  const project = findProject(cli.cwd, { fromBuild: args.build === true });
+  const modules = await loadManifest(project);
+  const modulesText = args.modules ?? firstSet(cli.env, ['KEEL_MODULES'])?.value;
+  const host = modulesText === undefined ? undefined : modulesText.trim() === NO_MODULES ? [] : splitList(modulesText);
+  if (host !== undefined && host.length === 0 && modulesText?.trim() !== NO_MODULES) {
+    throw new CLIError(CliErrorCode.E_USAGE, `--modules is empty; name at least one module, "${NO_MODULES}" to host nothing, or leave it out to host all.`);
+  }
+  if (host?.length === 0 && !(args.nats ?? cli.env['KEEL_NATS_URL'])) {
+    throw new CLIError(CliErrorCode.E_USAGE, `Hosting "${NO_MODULES}" makes a process that reaches every module over NATS, and no NATS server was given.`, {
+      hint: 'Pass --nats <url> (or set KEEL_NATS_URL), or name the modules to host here.',
+    });
+  }
+  const httpPort = httpPortOf(args.http, cli.env, host === undefined);
+  const httpHost = args.host?.trim() || firstSet(cli.env, ['KEEL_HTTP_HOST'])?.value;
+  const httpOperations = httpOperationsOf(args.operations, cli.env);
+  const releaseMemory = releasesStartupMemory(cli.env);
+  const gatewayOption =
+    args.host !== undefined ? '--host is the address' : args.operations !== undefined ? '--operations picks the operations' : undefined;
+  if (gatewayOption !== undefined && httpPort === undefined) {
+    throw new CLIError(CliErrorCode.E_USAGE, `${gatewayOption} of the HTTP gateway, and no gateway was asked for.`, {
+      hint: 'Give it a port with --http <port> (or KEEL_HTTP_PORT, or PORT).',
+    });
+  }
+  const { path: configPath, config } = await loadAppConfig(project, { checkGateway: httpPort !== undefined });
+  // The process's own lines are records of the logger its kernel, transport and gateway write
+  // to: one format per process (docs/observability.md, "Logs"), the environment's, else the configuration's.
+  const logEnv = loggingEnv(cli.env, config);
+  const format = logFormatOf(logEnv, cli.stdout);
+  own.use(format, logEnv);
+  const logger = createLogger({ env: logEnv, destination: cli.stdout, format });
+  if (project.build) {
+    const build = `${relative(cli.cwd, project.build.outDir) || '.'}/`;
+    logger.info({ build, builtAt: project.build.info.builtAt }, `running the build in ${build} (built ${project.build.info.builtAt})`);
+  }
+  if (configPath !== undefined) {
+    const config = relative(cli.cwd, configPath) || configPath;
+    logger.info({ config }, `configuration from ${config}`);
+  }
+  if (cli.signal.aborted) return;
+  const running = await startHost({
+    modules,
+    host,
+    env: cli.env,
+    root: project.root,
+    natsUrl: args.nats,
+    httpPort,
+    httpHost,
+    httpOperations,
+    gateway: config.gateway,
+    principal: config.principal,
+    resilience: config.resilience,
+    logger,
+  });
+  const status = running.kernel.status();
+  const hosted = status.modules.map((module) => module.name);
+  logger.info({ modules: hosted }, `hosting ${hosted.length > 0 ? hosted.join(', ') : 'no module (a client of the others)'}`);
+  for (const place of databaseRecords(running.databases)) {
+    logger.info(place, `data of ${place.modules.join(', ')}: ${place.engine} ${place.location}`);
+  }
+  if (status.remote.length > 0) {
+    const transport = running.transport?.name ?? 'the transport';
+    logger.info({ remote: status.remote, transport }, `reaching ${status.remote.join(', ')} over ${transport}`);
+  }
+  if (running.httpUrl) {
+    const operations = httpOperations ?? HttpOperations.ALL;
+    logger.info({ url: running.httpUrl, operations }, `HTTP gateway on ${running.httpUrl}${exposedText(httpOperations, running.kernel)}`);
+  }
+  logger.info(
+    { modules: hosted, ...(running.httpUrl ? { url: running.httpUrl } : {}) },
+    format === LogFormat.PRETTY ? 'ready (Ctrl-C to stop)' : 'ready',
+  );
+  cli.supervisor?.send({ type: 'ready', modules: running.kernel.hosted, httpUrl: running.httpUrl });
+  // Once the ready record is out: what start-up allocated goes back to the system (cli/startup-memory.ts).
+  if (cli.ownsProcess) {
+    setImmediate(() => {
+      if (cli.signal.aborted) return;
+      const release: StartupMemoryRelease = releaseMemory ? releaseStartupMemory() : { released: false, reason: `${RELEASE_STARTUP_MEMORY} is off` };
+      logger.debug(release, startupMemoryMessage(release));
+    });
+  }
+  // Nothing may hold the event loop open (in process, the kernel has no sockets): hold it until the signal.
+  const keepAlive = setInterval(() => {}, 2 ** 30);
+  if (!cli.signal.aborted) await once(cli.signal, 'abort');
+  clearInterval(keepAlive);
+  cli.supervisor?.send({ type: 'stopping' });
+  logger.info({}, 'stopping: finishing work in flight');
+  await running.stop();
+  logger.info({}, 'stopped');
+}
