@@ -118,12 +118,27 @@ export function logFormatOf(env: Readonly<Record<string, string | undefined>>, d
   return destination.isTTY === true && !env['CI'] ? LogFormat.PRETTY : LogFormat.JSON;
 }
 
+/** The levels `KEEL_LOG_LEVEL` and {@link LoggerOptions.level} take. */
+const LOG_LEVELS: readonly string[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+
+/** The level to log at: `level` when given, else `KEEL_LOG_LEVEL`, else `info`; `INVALID_CONFIG` naming the source for any other value. */
+function logLevelOf(level: string | undefined, env: Readonly<Record<string, string | undefined>>): string {
+  const source = level !== undefined ? 'the logger option level' : 'KEEL_LOG_LEVEL';
+  const value = level ?? (env['KEEL_LOG_LEVEL']?.trim() || 'info');
+  if (LOG_LEVELS.includes(value)) return value;
+  throw new KeelError(
+    KeelErrorCode.INVALID_CONFIG,
+    `${source} "${value}" is not a log level: set it to one of ${LOG_LEVELS.join(', ')}, or unset it (info).`,
+  );
+}
+
 /**
  * The default logger: pino, level from `KEEL_LOG_LEVEL` (default `info`; `silent` turns it off),
  * in the format {@link logFormatOf} picks (`KEEL_LOG_FORMAT`, else pretty on a terminal, else
  * JSON lines). Every record written while a handler runs carries `trace_id`, `span_id`,
  * `correlation_id`, `module` and `operation` (or `event`) of the call or event being handled
- * (see docs/observability.md). Where
+ * (see docs/observability.md). A level or format that is not one throws `INVALID_CONFIG` naming
+ * it. Where
  * `KEEL_PROCESS_NAME` is set (by `keel up` and the files `keel deploy` writes: the process
  * group's name), every record carries it as `process`, so that the lines of many processes in
  * one log store say where they come from.
@@ -141,7 +156,7 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   const logger = pino(
     {
       name: options.name ?? 'keel',
-      level: options.level ?? (env['KEEL_LOG_LEVEL']?.trim() || 'info'),
+      level: logLevelOf(options.level, env),
       mixin: fieldsOfContext,
       ...(processName ? { base: { pid: process.pid, hostname: hostname(), process: processName } } : {}),
     },

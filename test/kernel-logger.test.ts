@@ -52,4 +52,22 @@ describe('kernel - default logger', () => {
     expect(result.stderr).toContain('KEEL_LOG_FORMAT "yaml" is not a log format: set it to json (one JSON object a line) or pretty (human lines)');
     expect(result.stderr).toContain("code: 'INVALID_CONFIG'");
   });
+
+  it('kernel - a KEEL_LOG_LEVEL that is not a level fails with INVALID_CONFIG naming the variable and the levels', () => {
+    const result = run({ KEEL_LOG_LEVEL: 'loud' });
+    expect(result.status).not.toBe(0);
+    expect(result.stdout).toBe('');
+    expect(result.stderr).toContain('KEEL_LOG_LEVEL "loud" is not a log level: set it to one of fatal, error, warn, info, debug, trace, silent');
+    expect(result.stderr).toContain("code: 'INVALID_CONFIG'");
+  });
+
+  it('kernel - KEEL_LOG_LEVEL=warn leaves out an info record and still writes a warning', () => {
+    const result = spawnSync(
+      process.execPath,
+      ['--import', 'tsx', '--conditions=keel-source', '--input-type=module', '-e', "const l = (await import('keel/transport')).createLogger(); l.info({}, 'placed'); l.warn({}, 'late');"],
+      { cwd: repository, env: { PATH: process.env['PATH'] ?? '', KEEL_LOG_LEVEL: 'warn' }, encoding: 'utf8', timeout: 30_000 },
+    );
+    expect(result.status, result.stderr).toBe(0);
+    expect(result.stdout.trim().split('\n').map((line) => (JSON.parse(line) as { msg: string }).msg)).toEqual(['late']);
+  });
 });
