@@ -9,7 +9,7 @@ import { isKeelError, type Logger } from 'keel';
 import { LogFormat, createLogger } from 'keel/transport';
 import { markReported, type CliContext } from './command.js';
 import { isCliError } from './errors.js';
-import type { SupervisorLogLevel } from './supervisor.js';
+import type { ProcessExit, SupervisorLogLevel } from './supervisor.js';
 
 /** What {@link createCommandLog} returns. */
 export interface CommandLog {
@@ -30,6 +30,14 @@ export interface CommandLog {
    * prints nothing more). Returns it, to be thrown again.
    */
   failed(error: unknown): unknown;
+  /**
+   * Runs the command: JSON from the start when `KEEL_LOG_FORMAT=json` is in `cli.env`, and a
+   * failure of `work` (or of making its loggers: a `KEEL_LOG_LEVEL` that is not a level) written
+   * by {@link CommandLog.failed} before it is thrown again.
+   */
+  run(work: () => Promise<void>): Promise<void>;
+  /** Says how each process ended once stopped: `stopped cleanly` (info), else its exit code or signal (warn). */
+  exits(exits: readonly ProcessExit[]): void;
 }
 
 /** Options of {@link createCommandLog}. */
@@ -49,40 +57,61 @@ export interface CommandLogOptions {
  *
  * @example
  * ```ts
- * const { log, use, failed } = createCommandLog(cli, 'keel up');
- * log('started nats-server on nats://127.0.0.1:4222');
+ * const own = createCommandLog(cli, 'keel up');
+ * await own.run(async () => {
+ *   own.log('started nats-server on nats://127.0.0.1:4222');
+ * });
  * ```
  */
 export function createCommandLog(cli: CliContext, command: string, options: CommandLogOptions = {}): CommandLog {
-  let json: { stdout: Logger; stderr: Logger } | undefined;
+  /** In JSON format: the failure's logger, and how to make the lines' one on first use. */
+  let json: { stderr: Logger; env: Readonly<Record<string, string | undefined>>; stdout: Logger | undefined } | undefined;
   const use = (format: LogFormat, env: Readonly<Record<string, string | undefined>>): void => {
     if (format !== LogFormat.JSON) {
       json = undefined;
       return;
     }
     const loggerEnv = options.processName === 'environment' ? env : { ...env, KEEL_PROCESS_NAME: command };
-    json = {
-      stdout: createLogger({ env: loggerEnv, destination: cli.stdout, format }),
-      // The failure is written whatever the level (runCli, which it replaces, always says it).
-      stderr: createLogger({ env: loggerEnv, destination: cli.stderr, format, level: 'error' }),
-    };
+    // The failure is written whatever the level (runCli, which it replaces, always says it), so
+    // made first: a KEEL_LOG_LEVEL that is not a level still fails as a record.
+    json = { stderr: createLogger({ env: loggerEnv, destination: cli.stderr, format, level: 'error' }), env: loggerEnv, stdout: undefined };
+    if (options.processName !== 'environment') json.stdout = createLogger({ env: loggerEnv, destination: cli.stdout, format });
   };
-  if (cli.env['KEEL_LOG_FORMAT']?.trim() === LogFormat.JSON) use(LogFormat.JSON, cli.env);
+  const log = (line: string, level: SupervisorLogLevel = 'info'): void => {
+    if (json === undefined) {
+      cli.stdout.write(`${command}: ${line}\n`);
+      return;
+    }
+    json.stdout ??= createLogger({ env: json.env, destination: cli.stdout, format: LogFormat.JSON });
+    json.stdout[level]({}, line.trimStart());
+  };
+  const failed = (error: unknown): unknown => {
+    if (json === undefined || typeof error !== 'object' || error === null) return error;
+    if (isCliError(error)) json.stderr.error({ code: error.code, ...(error.hint ? { hint: error.hint } : {}) }, error.message);
+    else if (isKeelError(error)) json.stderr.error({ code: error.code }, error.message);
+    else json.stderr.error({ err: error }, 'unexpected failure (a bug in keel or in the application)');
+    return markReported(error, cli);
+  };
   return {
-    log: (line, level = 'info') => {
-      if (json === undefined) cli.stdout.write(`${command}: ${line}\n`);
-      else json.stdout[level]({}, line.trimStart());
-    },
+    log,
     get json() {
       return json !== undefined;
     },
     use,
-    failed: (error) => {
-      if (json === undefined || typeof error !== 'object' || error === null) return error;
-      if (isCliError(error)) json.stderr.error({ code: error.code, ...(error.hint ? { hint: error.hint } : {}) }, error.message);
-      else if (isKeelError(error)) json.stderr.error({ code: error.code }, error.message);
-      else json.stderr.error({ err: error }, 'unexpected failure (a bug in keel or in the application)');
-      return markReported(error);
+    failed,
+    run: async (work) => {
+      try {
+        if (cli.env['KEEL_LOG_FORMAT']?.trim() === LogFormat.JSON) use(LogFormat.JSON, cli.env);
+        await work();
+      } catch (error) {
+        throw failed(error);
+      }
+    },
+    exits: (exits) => {
+      for (const exit of exits) {
+        const clean = exit.code === 0;
+        log(`  ${exit.name} ${clean ? 'stopped cleanly' : `ended with ${exit.signal ? `signal ${exit.signal}` : `exit code ${exit.code}`}`}`, clean ? 'info' : 'warn');
+      }
     },
   };
 }

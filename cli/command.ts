@@ -385,27 +385,30 @@ export async function runCli(root: CommandDef, argv: readonly string[], options:
   }
 }
 
-/** Errors a command has written itself, in its own format: {@link runCli} prints nothing more of them. */
-const reportedErrors = new WeakSet<object>();
+/** Errors a command has written itself, in its own format, by run: {@link runCli} prints nothing more of them. */
+const reportedErrors = new WeakMap<CliContext, WeakSet<object>>();
 
 /**
- * Marks an error its command has already written to stderr in its own format (`keel up` in JSON
- * format writes it as an error record): {@link runCli} returns its exit code and prints nothing.
- * Returns the error, to be thrown.
+ * Marks an error the command run by `context` has already written to stderr in its own format
+ * (`keel up` in JSON format writes it as an error record): {@link runCli} returns its exit code
+ * and prints nothing. Only that run's report is silenced: the same error object thrown again in
+ * another run (a cached rejection) is printed there. Returns the error, to be thrown.
  *
  * @example
  * ```ts
  * logger.error({ code: error.code }, error.message);
- * throw markReported(error);
+ * throw markReported(error, cli);
  * ```
  */
-export function markReported<T extends object>(error: T): T {
-  reportedErrors.add(error);
+export function markReported<T extends object>(error: T, context: CliContext): T {
+  let reported = reportedErrors.get(context);
+  if (reported === undefined) reportedErrors.set(context, (reported = new WeakSet()));
+  reported.add(error);
   return error;
 }
 
 function report(error: unknown, context: CliContext): number {
-  const reported = typeof error === 'object' && error !== null && reportedErrors.has(error);
+  const reported = typeof error === 'object' && error !== null && reportedErrors.get(context)?.has(error) === true;
   const say = (text: string): void => {
     if (!reported) write(context.stderr, text);
   };

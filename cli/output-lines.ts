@@ -1,7 +1,7 @@
 /**
- * The lines of a supervised process as `keel up` writes them in JSON format: one JSON object
- * a line, each naming its process, so that a log shipper (Loki, Vector, `jq`) reading keel up
- * parses every line. A line that is a JSON object passes unchanged; any other (a Node warning,
+ * The lines of a supervised process as `keel up` and `keel dev` write them in JSON format: one
+ * JSON object a line, each naming its process, so that a log shipper (Loki, Vector, `jq`)
+ * reading them parses every line. A line that is a JSON object passes unchanged; any other (a Node warning,
  * a stack trace, a crash message) becomes a record of the same shape as keel's pino records.
  */
 import { hostname } from 'node:os';
@@ -50,7 +50,11 @@ function objectOf(line: string): Record<string, unknown> | undefined {
 export function jsonLineOf(line: string, origin: LineOrigin): string {
   const record = objectOf(line);
   if (record !== undefined) {
-    return Object.hasOwn(record, 'process') ? line : JSON.stringify({ ...record, process: origin.process });
+    if (Object.hasOwn(record, 'process')) return line;
+    // Added as text, before the closing brace: the rest of the line stays the bytes the process wrote.
+    const text = line.trim();
+    const field = `"process":${JSON.stringify(origin.process)}`;
+    return Object.keys(record).length === 0 ? `{${field}}` : `${text.slice(0, -1)},${field}}`;
   }
   return JSON.stringify({
     level: LEVEL_OF_STREAM[origin.stream],

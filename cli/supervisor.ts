@@ -1,11 +1,12 @@
 /**
- * The process supervisor behind `keel up`: starts every process, prefixes each output line
- * with its name (in JSON format, writes each as a JSON record naming it), tracks readiness (each `keel start` child reports it over IPC), restarts a
- * crashed process with exponential backoff, and drains them all on stop.
+ * The process supervisor behind `keel up` and `keel dev`: starts every process, prefixes each
+ * output line with its name (in JSON format, writes each as a JSON record naming it), tracks
+ * readiness (each `keel start` child reports it over IPC), restarts a crashed process with
+ * exponential backoff, and drains them all on stop.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import type { LogFormat } from 'keel/transport';
+import { LogFormat } from 'keel/transport';
 import type { OutputStream, SupervisorMessage } from './command.js';
 import { jsonLineOf, type OutputSource } from './output-lines.js';
 
@@ -148,7 +149,7 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
   const pipeLines = (entry: Managed, child: ChildProcess, source: OutputSource): void => {
     const stream = child[source];
     if (stream === null) return;
-    const json = options.format === 'json';
+    const json = options.format === LogFormat.JSON;
     const origin = { process: entry.spec.name, pid: child.pid, stream: source };
     createInterface({ input: stream, crlfDelay: Infinity }).on('line', (line) => {
       options.output.write(json ? `${jsonLineOf(line, origin)}\n` : `${entry.prefix} ${line}\n`);

@@ -12,7 +12,7 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { logMessages, logRecords, runKeel, startKeel, type LogRecord } from './support/cli.js';
+import { failureRecord, logMessages, logRecords, runKeel, startKeel, type LogRecord } from './support/cli.js';
 import { call, dataTestbed, query, until } from './support/data-app.js';
 
 const require = createRequire(import.meta.url);
@@ -127,12 +127,7 @@ describe('cli - keel start on module data', () => {
 
   it('cli - keel up refuses a topology whose processes would share an embedded database folder', async () => {
     // Its output is no terminal: each refusal is one JSON error record on stderr.
-    const refusal = (stderr: string): LogRecord => {
-      const records = logRecords(stderr);
-      expect(records, stderr).toHaveLength(1);
-      expect(records[0], stderr).toMatchObject({ level: 50, process: 'keel up' });
-      return records[0] as LogRecord;
-    };
+    const refusal = (stderr: string): LogRecord => failureRecord(stderr, { process: 'keel up' });
     const app = testbed.app();
     const split = join(app.root, 'split.json');
     writeFileSync(split, JSON.stringify({ processes: { writer: { modules: ['ledger', 'echo'] }, reader: { modules: ['audit'] } } }));

@@ -279,7 +279,7 @@ describe('cli - keel dev', () => {
     } finally {
       if (dev.child.exitCode === null && dev.child.signalCode === null) dev.child.kill('SIGKILL');
     }
-    // Every line, of stdout and of stderr, is a JSON object (logRecords throws on any other).
+    // Every line, of stdout and of stderr, is a JSON object (logRecords throws on any other line).
     expect(dev.errors()).toBe('');
     const own = records().filter((record) => record['process'] === 'keel dev');
     expect(own.map((record) => record.msg)).toEqual([

@@ -7,7 +7,7 @@ import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
 import { main, runCli } from 'keel/cli';
 import { freePort } from '../cli/nats-server.js';
-import { READY, collector, gatewayUrl, logMessages, logRecords, type LogRecord } from './support/cli.js';
+import { READY, collector, failureRecord, gatewayUrl, logMessages, logRecords, type LogRecord } from './support/cli.js';
 
 const repository = dirname(createRequire(import.meta.url).resolve('keel/package.json'));
 
@@ -32,17 +32,6 @@ function startWith(env: Record<string, string>, ...argv: string[]) {
     signal: controller.signal,
   });
   return { stdout, stderr, exit, stop: () => controller.abort('SIGTERM') };
-}
-
-/**
- * The one record a failed start wrote on stderr, in JSON format (as here, its output no terminal,
- * unless KEEL_LOG_FORMAT says pretty): keel's logger's error record, with the failure's `code`.
- */
-function failure(stderr: string): LogRecord {
-  const records = logRecords(stderr);
-  expect(records, stderr).toHaveLength(1);
-  expect(records[0], stderr).toMatchObject({ level: 50, name: 'keel', code: expect.any(String), msg: expect.any(String) });
-  return records[0] as LogRecord;
 }
 
 describe('cli - keel start', () => {
@@ -110,12 +99,12 @@ describe('cli - keel start', () => {
     const json = startWith({ KEEL_PROCESS_NAME: 'orders' }, '--modules', 'orders', '--nats', nats, '--http', 'off');
     expect(await json.exit).toBe(1);
     expect(logRecords(json.stdout.text).length, json.stdout.text).toBeGreaterThan(0);
-    expect(failure(json.stderr.text)).toMatchObject({ code: 'UNAVAILABLE', process: 'orders', msg: expect.stringContaining(`Could not connect to NATS at ${nats}`) });
+    expect(failureRecord(json.stderr.text, { name: 'keel' })).toMatchObject({ code: 'UNAVAILABLE', process: 'orders', msg: expect.stringContaining(`Could not connect to NATS at ${nats}`) });
     // A flag refused before the configuration is read: JSON only when KEEL_LOG_FORMAT says so from the start, with the hint.
     const early = startWith({ KEEL_LOG_FORMAT: 'json', KEEL_RELEASE_STARTUP_MEMORY: 'later' });
     expect(await early.exit).toBe(2);
     expect(early.stdout.text).toBe('');
-    expect(failure(early.stderr.text)).toMatchObject({
+    expect(failureRecord(early.stderr.text, { name: 'keel' })).toMatchObject({
       code: 'E_USAGE',
       msg: 'KEEL_RELEASE_STARTUP_MEMORY "later" is not on or off.',
       hint: expect.stringContaining('KEEL_RELEASE_STARTUP_MEMORY=off'),
@@ -175,7 +164,7 @@ describe('cli - keel start', () => {
     try {
       const running = startWith({ PORT: '', KEEL_HTTP_PORT: '' });
       expect(await running.exit).toBe(1);
-      expect(failure(running.stderr.text)).toMatchObject({ code: 'E_HTTP_LISTEN', msg: expect.stringContaining('The HTTP gateway cannot listen on 127.0.0.1:3000') });
+      expect(failureRecord(running.stderr.text, { name: 'keel' })).toMatchObject({ code: 'E_HTTP_LISTEN', msg: expect.stringContaining('The HTTP gateway cannot listen on 127.0.0.1:3000') });
     } finally {
       blocker.close();
     }
@@ -193,13 +182,13 @@ describe('cli - keel start', () => {
   it('cli - refuses a module that is not in the manifest', async () => {
     const running = start('--modules', 'catalog,billing');
     expect(await running.exit).toBe(1);
-    expect(failure(running.stderr.text)).toMatchObject({ code: 'E_UNKNOWN_MODULE', msg: expect.stringContaining('No module named "billing" in the manifest') });
+    expect(failureRecord(running.stderr.text, { name: 'keel' })).toMatchObject({ code: 'E_UNKNOWN_MODULE', msg: expect.stringContaining('No module named "billing" in the manifest') });
   });
 
   it('cli - explains that a module whose dependencies run elsewhere needs NATS', async () => {
     const running = start('--modules', 'orders');
     expect(await running.exit).toBe(1);
-    expect(failure(running.stderr.text)).toMatchObject({ code: 'INVALID_TOPOLOGY', msg: expect.stringMatching(/^Module "orders" needs .*KEEL_NATS_URL/) });
+    expect(failureRecord(running.stderr.text, { name: 'keel' })).toMatchObject({ code: 'INVALID_TOPOLOGY', msg: expect.stringMatching(/^Module "orders" needs .*KEEL_NATS_URL/) });
   });
 
   it('cli - refuses an HTTP port that is not a number, naming the variable it came from', async () => {
@@ -255,7 +244,7 @@ describe('cli - keel start', () => {
     try {
       const running = start('--http', String(port));
       expect(await running.exit).toBe(1);
-      expect(failure(running.stderr.text)).toMatchObject({
+      expect(failureRecord(running.stderr.text, { name: 'keel' })).toMatchObject({
         code: 'E_HTTP_LISTEN',
         msg: `The HTTP gateway cannot listen on 127.0.0.1:${port}: another process listens there (EADDRINUSE).`,
       });

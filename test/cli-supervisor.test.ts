@@ -97,6 +97,7 @@ describe('cli - supervisor', () => {
       process.on('SIGTERM', () => process.exit(0));
       console.log(JSON.stringify({ level: 30, process: 'named', msg: 'a record' }));
       console.log(JSON.stringify({ level: 40, msg: 'a record without process' }));
+      console.log('{"level":30,"big":12345678901234567890123,"msg":"kept as written"}');
       console.log('{"not":"closed"');
       console.log('');
       console.error('Error: boom\\n    at one\\n    at two');
@@ -111,6 +112,8 @@ describe('cli - supervisor', () => {
     expect(lines).toContain('{"level":30,"process":"named","msg":"a record"}');
     const records = lines.map((line) => JSON.parse(line) as Record<string, unknown>);
     expect(records).toContainEqual({ level: 40, msg: 'a record without process', process: 'web#2' });
+    // process is added as text: a number JSON.parse would round stays as the process wrote it.
+    expect(lines).toContain('{"level":30,"big":12345678901234567890123,"msg":"kept as written","process":"web#2"}');
     const wrapped = (stream: string, level: number, msg: string) =>
       expect.objectContaining({ level, time: expect.any(Number), pid: expect.any(Number), hostname: expect.any(String), process: 'web#2', stream, msg });
     expect(records.filter((record) => record['stream'] === 'stdout')).toEqual([wrapped('stdout', 30, '{"not":"closed"'), wrapped('stdout', 30, '')]);
@@ -119,7 +122,7 @@ describe('cli - supervisor', () => {
       wrapped('stderr', 50, '    at one'),
       wrapped('stderr', 50, '    at two'),
     ]);
-    expect(records).toHaveLength(7);
+    expect(records).toHaveLength(8);
   });
 
   it('cli - gives up on a process that never becomes ready', async () => {

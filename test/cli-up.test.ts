@@ -16,7 +16,7 @@ import { modules } from '../modules/index.js';
 import { orders } from '../modules/orders/contract.js';
 import { payments } from '../modules/payments/contract.js';
 import { freePort } from '../cli/nats-server.js';
-import { logRecords, type LogRecord } from './support/cli.js';
+import { failureRecord, logRecords, type LogRecord } from './support/cli.js';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
 
 const require = createRequire(import.meta.url);
@@ -181,13 +181,6 @@ function noisyReplicasApp(): string {
   return app;
 }
 
-/** Every line of `text` parsed, each checked to be a JSON object (not an array, a number or a string). */
-function jsonObjects(text: string): LogRecord[] {
-  const records = logRecords(text);
-  for (const record of records) expect(typeof record === 'object' && record !== null && !Array.isArray(record), JSON.stringify(record)).toBe(true);
-  return records;
-}
-
 const escaped = (text: string): string => text.replace(/[#.()|]/g, '\\$&');
 
 /** The fixture's contract, as a caller outside the application sees it (same name, version and schemas). */
@@ -336,7 +329,7 @@ describe('cli - keel up', () => {
     } finally {
       expect(await terminate(up), up.output()).toBe(0);
     }
-    const records = jsonObjects(up.stdout());
+    const records = logRecords(up.stdout());
     expect(up.stderr()).toBe('');
     expect(records.filter((record) => typeof record['process'] !== 'string'), up.stdout()).toEqual([]);
     expect(messagesOf(up.stdout(), 'keel up')).toEqual(
@@ -445,5 +438,19 @@ describe('cli - keel up', () => {
       expect.objectContaining({ level: 50, process: 'keel up', code: 'E_NATS_SERVER', msg: expect.stringContaining('Cannot run "/nonexistent/nats-server"') }),
     ]);
     expect(stderr).toContain('apt-get install nats-server');
+  });
+
+  it('cli - refuses a KEEL_LOG_LEVEL that is not a level with one INVALID_CONFIG error record naming it, in JSON format from the start', async () => {
+    let stdout = '';
+    let stderr = '';
+    const code = await runCli(main, ['up', 'topologies/per-module.ts'], {
+      cwd: repository,
+      env: { KEEL_LOG_FORMAT: 'json', KEEL_LOG_LEVEL: 'loud', KEEL_NATS_SERVER_BIN: '/nonexistent/nats-server' },
+      stdout: { write: (text: string) => (stdout += text) },
+      stderr: { write: (text: string) => (stderr += text) },
+    });
+    expect(code).toBe(1);
+    expect(stdout).toBe('');
+    expect(failureRecord(stderr, { process: 'keel up', code: 'INVALID_CONFIG' }).msg).toContain('KEEL_LOG_LEVEL "loud" is not a log level');
   });
 });

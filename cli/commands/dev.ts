@@ -57,11 +57,7 @@ export default defineCommand({
   run: async ({ args, data }) => {
     const cli = contextOf(data);
     const own = createCommandLog(cli, 'keel dev');
-    try {
-      await dev(cli, own, args);
-    } catch (error) {
-      throw own.failed(error);
-    }
+    await own.run(() => dev(cli, own, args));
   },
 });
 
@@ -122,7 +118,8 @@ async function dev(
     log,
     onAllReady: () =>
       log(`ready: ${processes.length === 1 ? (processes[0]?.name ?? '') : `all ${processes.length} processes`}; watching for changes (Ctrl-C to stop)`),
-    onGiveUp: (name) => log(`${name} keeps exiting before it is ready; fix it and save: the next change starts it again.`, 'error'),
+    // The supervisor's own line said it as an error; this one says what to do.
+    onGiveUp: (name) => log(`${name} keeps exiting before it is ready; fix it and save: the next change starts it again.`, 'warn'),
   });
 
   const restart = async (paths: readonly string[]): Promise<void> => {
@@ -186,10 +183,7 @@ async function dev(
   log('stopping: draining every process');
   const exits = await supervisor.stop();
   await restarts;
-  for (const exit of exits) {
-    const clean = exit.code === 0;
-    log(`  ${exit.name} ${clean ? 'stopped cleanly' : `ended with ${exit.signal ? `signal ${exit.signal}` : `exit code ${exit.code}`}`}`, clean ? 'info' : 'warn');
-  }
+  own.exits(exits);
   await run.stopNats();
   log('stopped');
 }

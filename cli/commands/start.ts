@@ -148,11 +148,7 @@ export default defineCommand({
     const cli = contextOf(data);
     // Its failure, once its format is known, in that format: in JSON, an error record on stderr.
     const own = createCommandLog(cli, 'keel start', { processName: 'environment' });
-    try {
-      await start(cli, own, args);
-    } catch (error) {
-      throw own.failed(error);
-    }
+    await own.run(() => start(cli, own, args));
   },
 });
 

@@ -32,11 +32,7 @@ export default defineCommand({
   run: async ({ args, data }) => {
     const cli = contextOf(data);
     const own = createCommandLog(cli, 'keel up');
-    try {
-      await up(cli, own, args);
-    } catch (error) {
-      throw own.failed(error);
-    }
+    await own.run(() => up(cli, own, args));
   },
 });
 
@@ -65,13 +61,11 @@ async function up(cli: CliContext, own: CommandLog, args: { readonly topology?: 
   clearInterval(keepAlive);
   log(failed ? 'stopping every process' : 'stopping: draining every process');
   const exits = await supervisor.stop();
-  for (const exit of exits) {
-    const clean = exit.code === 0;
-    log(`  ${exit.name} ${clean ? 'stopped cleanly' : `ended with ${exit.signal ? `signal ${exit.signal}` : `exit code ${exit.code}`}`}`, clean ? 'info' : 'warn');
-  }
+  own.exits(exits);
   await stopNats();
   if (failed !== undefined) {
-    throw new CLIError(CliErrorCode.E_PROCESS, `${failed} kept exiting before it became ready; see its output above.`);
+    const where = own.json ? `its records (process "${failed}")` : 'its output above';
+    throw new CLIError(CliErrorCode.E_PROCESS, `${failed} kept exiting before it became ready; see ${where}.`);
   }
   log('stopped');
 }

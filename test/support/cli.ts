@@ -5,6 +5,7 @@
 import { cpSync, mkdirSync, symlinkSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
+import { expect } from 'vitest';
 import { main, runCli, type OutputStream } from 'keel/cli';
 
 /** An output stream that keeps everything written to it; `waitFor(text)` resolves once the text was written. */
@@ -35,19 +36,33 @@ export const READY = '"msg":"ready"';
 
 /**
  * Every line of `text` parsed as a JSON log record; throws, naming the line, at one that is not
- * JSON: a running process writes nothing else to stdout.
+ * a JSON object: a running process writes nothing else to stdout.
  */
 export function logRecords(text: string): LogRecord[] {
   return text
     .split('\n')
     .filter((line) => line !== '')
     .map((line) => {
+      let value: unknown;
       try {
-        return JSON.parse(line) as LogRecord;
+        value = JSON.parse(line);
       } catch {
         throw new Error(`Not a JSON log line: ${line}`);
       }
+      if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new Error(`Not a JSON object: ${line}`);
+      return value as LogRecord;
     });
+}
+
+/**
+ * The one record a failed command wrote on `stderr` in JSON format: an error record (level 50)
+ * with a `code`, matching `fields` too. Fails when stderr holds anything else.
+ */
+export function failureRecord(stderr: string, fields: Record<string, unknown> = {}): LogRecord {
+  const records = logRecords(stderr);
+  expect(records, stderr).toHaveLength(1);
+  expect(records[0], stderr).toMatchObject({ level: 50, code: expect.any(String), msg: expect.any(String), ...fields });
+  return records[0] as LogRecord;
 }
 
 /** The `msg` of every record of `text`, in order. */
