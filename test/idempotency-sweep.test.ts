@@ -17,8 +17,8 @@ afterAll(async () => {
 
 const HOUR = 3_600_000;
 
-describe.each(engines)('idempotency keys past retention ($name)', (engine) => {
-  it('sweep deletes a claim whose deadline passed more than a day ago and a key finished more than a day ago, and keeps the younger ones and a running claim', async () => {
+describe.each(engines)('idempotency - keys past retention are deleted ($name)', (engine) => {
+  it('idempotency - the sweep deletes a dead claim (never completed nor abandoned) a day after its deadline, and a finished key a day after it finished; it keeps younger ones and a running claim', async () => {
     const connection: SchemaConnection = await (await engine.fresh()).connect('tally');
     try {
       await migrate(connection, 'tally', 'tally', readMigrations('tally', '/nonexistent-keel-migrations'));

@@ -170,25 +170,26 @@ class ClusterImpl implements NatsCluster {
   }
 
   async #placesReplicas(deadline: number): Promise<void> {
-    const nc = await connect({ servers: [...this.urls], timeout: 2_000 });
-    try {
-      const jsm = await jetstreamManager(nc, { timeout: 2_000 });
-      let last: unknown;
-      for (;;) {
+    let last: unknown;
+    for (;;) {
+      try {
+        const nc = await connect({ servers: [...this.urls], timeout: 2_000 });
         try {
+          const jsm = await jetstreamManager(nc, { timeout: 2_000 });
           await jsm.streams.add({ name: 'keel_cluster_ready', subjects: ['keel.cluster.ready'], num_replicas: this.nodes.length, storage: StorageType.Memory });
           await jsm.streams.delete('keel_cluster_ready');
           return;
-        } catch (error) {
-          last = error;
+        } finally {
+          await nc.close();
         }
-        if (Date.now() > deadline) {
-          throw new Error(`JetStream of cluster ${this.name} could not place a stream on ${this.nodes.length} nodes (${String(last)}).`);
-        }
-        await sleep(100);
+      } catch (error) {
+        last = error;
       }
-    } finally {
-      await nc.close();
+      if (Date.now() > deadline) {
+        const outputs = this.nodes.map((node) => `--- ${node.name}:\n${node.output()}`).join('\n');
+        throw new Error(`JetStream of cluster ${this.name} could not place a stream on ${this.nodes.length} nodes (${String(last)}). Their output:\n${outputs}`);
+      }
+      await sleep(100);
     }
   }
 
