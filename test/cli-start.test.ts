@@ -93,14 +93,16 @@ describe('cli - keel start', () => {
     expect(running.stdout.text).toBe('');
   });
 
-  it('cli - in JSON format a failure once the format is known is one error record on stderr, every line a JSON object; pretty format says error CODE', async () => {
+  it('cli - in JSON format a failure once the format is known (NATS not answering) is one error record on stderr naming its process, and every stdout line is a JSON object', async () => {
     const nats = `nats://127.0.0.1:${await freePort()}`;
     // Its output is no terminal: JSON. The NATS server it is given does not answer.
     const json = startWith({ KEEL_PROCESS_NAME: 'orders' }, '--modules', 'orders', '--nats', nats, '--http', 'off');
     expect(await json.exit).toBe(1);
     expect(logRecords(json.stdout.text).length, json.stdout.text).toBeGreaterThan(0);
     expect(failureRecord(json.stderr.text, { name: 'keel' })).toMatchObject({ code: 'UNAVAILABLE', process: 'orders', msg: expect.stringContaining(`Could not connect to NATS at ${nats}`) });
-    // A flag refused before the configuration is read: JSON only when KEEL_LOG_FORMAT says so from the start, with the hint.
+  });
+
+  it('cli - a failure before the configuration is read is an error record with its hint when KEEL_LOG_FORMAT=json says so from the start, else error CODE text', async () => {
     const early = startWith({ KEEL_LOG_FORMAT: 'json', KEEL_RELEASE_STARTUP_MEMORY: 'later' });
     expect(await early.exit).toBe(2);
     expect(early.stdout.text).toBe('');
@@ -112,7 +114,10 @@ describe('cli - keel start', () => {
     const plain = startWith({ KEEL_RELEASE_STARTUP_MEMORY: 'later' });
     expect(await plain.exit).toBe(2);
     expect(plain.stderr.text).toMatch(/^error E_USAGE: KEEL_RELEASE_STARTUP_MEMORY "later" is not on or off\.\n {2}Leave it unset/);
-    // Pretty: as before.
+  });
+
+  it('cli - in pretty format a failure is one line, error CODE: message, on stderr', async () => {
+    const nats = `nats://127.0.0.1:${await freePort()}`;
     const pretty = startWith({ KEEL_LOG_FORMAT: 'pretty' }, '--modules', 'orders', '--nats', nats, '--http', 'off');
     expect(await pretty.exit).toBe(1);
     expect(pretty.stderr.text.startsWith(`error UNAVAILABLE: Could not connect to NATS at ${nats}: connection refused`), pretty.stderr.text).toBe(true);
