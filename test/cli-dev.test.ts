@@ -4,7 +4,7 @@
  * Ctrl-C to its process group stops everything in seconds.
  */
 import { spawn } from 'node:child_process';
-import { appendFileSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -13,7 +13,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { main, runCli } from 'keel/cli';
 import { countsAsChange, impactOf, processesToRestart, watchProject } from '../cli/watch.js';
 import { acceptsConnections, freePort } from '../cli/nats-server.js';
-import { collector, logRecords, type LogRecord } from './support/cli.js';
+import { collector, copyFixtureApp, logRecords, type LogRecord } from './support/cli.js';
 
 const require = createRequire(import.meta.url);
 const repository = dirname(require.resolve('keel/package.json'));
@@ -27,12 +27,7 @@ afterAll(() => {
 function devApp(): string {
   const parent = mkdtempSync(join(tmpdir(), 'keel-dev-'));
   temporary.push(parent);
-  const root = join(parent, 'dev-app');
-  cpSync(join(repository, 'test/fixtures/tooling/dev-app'), root, { recursive: true });
-  mkdirSync(join(root, 'node_modules'));
-  symlinkSync(repository, join(root, 'node_modules', 'keel'), 'dir');
-  symlinkSync(join(repository, 'node_modules', 'zod'), join(root, 'node_modules', 'zod'), 'dir');
-  return root;
+  return copyFixtureApp('dev-app', parent);
 }
 
 /** How long any one awaited line may take before the test fails, rather than hangs. */

@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { appendFileSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -16,7 +16,7 @@ import { modules } from '../modules/index.js';
 import { orders } from '../modules/orders/contract.js';
 import { payments } from '../modules/payments/contract.js';
 import { freePort } from '../cli/nats-server.js';
-import { failureRecord, logRecords, type LogRecord } from './support/cli.js';
+import { copyFixtureApp, failureRecord, logRecords, type LogRecord } from './support/cli.js';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
 
 const require = createRequire(import.meta.url);
@@ -152,12 +152,7 @@ function acceptsConnections(url: string): Promise<boolean> {
 function replicasApp(): string {
   const parent = mkdtempSync(join(tmpdir(), 'keel-up-'));
   temporary.push(parent);
-  const root = join(parent, 'up-replicas');
-  cpSync(join(repository, 'test/fixtures/tooling/up-replicas'), root, { recursive: true });
-  mkdirSync(join(root, 'node_modules'));
-  symlinkSync(repository, join(root, 'node_modules', 'keel'), 'dir');
-  symlinkSync(join(repository, 'node_modules', 'zod'), join(root, 'node_modules', 'zod'), 'dir');
-  return root;
+  return copyFixtureApp('up-replicas', parent);
 }
 
 /**

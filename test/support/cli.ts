@@ -158,9 +158,22 @@ export async function startKeel(
  * ```
  */
 export function copyWhoamiApp(parent: string): string {
+  return copyFixtureApp('up-replicas', parent, 'app');
+}
+
+/**
+ * Copies the fixture application `test/fixtures/tooling/<fixture>` into `parent/<name>`, with
+ * `keel` and `zod` resolving to this repository, and returns its root.
+ *
+ * @example
+ * ```ts
+ * const root = copyFixtureApp('dev-app', mkdtempSync(join(tmpdir(), 'keel-dev-')));
+ * ```
+ */
+export function copyFixtureApp(fixture: string, parent: string, name: string = fixture): string {
   const repository = dirname(createRequire(import.meta.url).resolve('keel/package.json'));
-  const root = join(parent, 'app');
-  cpSync(join(repository, 'test/fixtures/tooling/up-replicas'), root, { recursive: true });
+  const root = join(parent, name);
+  cpSync(join(repository, 'test/fixtures/tooling', fixture), root, { recursive: true });
   mkdirSync(join(root, 'node_modules'));
   symlinkSync(repository, join(root, 'node_modules', 'keel'), 'dir');
   symlinkSync(join(repository, 'node_modules', 'zod'), join(root, 'node_modules', 'zod'), 'dir');

@@ -12,8 +12,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { jetstreamManager, StorageType } from '@nats-io/jetstream';
-import { connect } from '@nats-io/transport-node';
+import { jetstreamManager, StorageType, type JetStreamManager } from '@nats-io/jetstream';
+import { connect, type ConnectionOptions } from '@nats-io/transport-node';
 import { acceptsConnections, freePort } from '../../cli/nats-server.js';
 
 /** Options of {@link startNatsCluster}. */
@@ -169,50 +169,21 @@ class ClusterImpl implements NatsCluster {
     await this.#placesReplicas(deadline);
   }
 
-  async #placesReplicas(deadline: number): Promise<void> {
-    let last: unknown;
-    for (;;) {
-      try {
-        const nc = await connect({ servers: [...this.urls], timeout: 2_000 });
-        try {
-          const jsm = await jetstreamManager(nc, { timeout: 2_000 });
-          await jsm.streams.add({ name: 'keel_cluster_ready', subjects: ['keel.cluster.ready'], num_replicas: this.nodes.length, storage: StorageType.Memory });
-          await jsm.streams.delete('keel_cluster_ready');
-          return;
-        } finally {
-          await nc.close();
-        }
-      } catch (error) {
-        last = error;
-      }
-      if (Date.now() > deadline) {
-        const outputs = this.nodes.map((node) => `--- ${node.name}:\n${node.output()}`).join('\n');
-        throw new Error(`JetStream of cluster ${this.name} could not place a stream on ${this.nodes.length} nodes (${String(last)}). Their output:\n${outputs}`);
-      }
-      await sleep(100);
-    }
+  #placesReplicas(deadline: number): Promise<void> {
+    return retryJetStream(deadline, { servers: [...this.urls], timeout: 2_000 }, async (jsm) => {
+      await jsm.streams.add({ name: 'keel_cluster_ready', subjects: ['keel.cluster.ready'], num_replicas: this.nodes.length, storage: StorageType.Memory });
+      await jsm.streams.delete('keel_cluster_ready');
+    }, (last) => {
+      const outputs = this.nodes.map((node) => `--- ${node.name}:\n${node.output()}`).join('\n');
+      return `JetStream of cluster ${this.name} could not place a stream on ${this.nodes.length} nodes (${last}). Their output:\n${outputs}`;
+    });
   }
 
   async #everyNodeAnswers(deadline: number): Promise<void> {
     for (const node of this.nodes) {
-      let last: unknown;
-      for (;;) {
-        try {
-          const nc = await connect({ servers: node.url, reconnect: false, timeout: 2_000 });
-          try {
-            await (await jetstreamManager(nc, { timeout: 2_000 })).getAccountInfo();
-            break;
-          } finally {
-            await nc.close();
-          }
-        } catch (error) {
-          last = error;
-        }
-        if (Date.now() > deadline) {
-          throw new Error(`JetStream of cluster ${this.name} did not answer through ${node.name} (${String(last)}). Its output:\n${node.output()}`);
-        }
-        await sleep(100);
-      }
+      await retryJetStream(deadline, { servers: node.url, reconnect: false, timeout: 2_000 }, async (jsm) => {
+        await jsm.getAccountInfo();
+      }, (last) => `JetStream of cluster ${this.name} did not answer through ${node.name} (${last}). Its output:\n${node.output()}`);
     }
   }
 
@@ -223,6 +194,34 @@ class ClusterImpl implements NatsCluster {
       clusters.delete(this);
     })();
     return this.#stopping;
+  }
+}
+
+/**
+ * Connects with `options` and runs `attempt` on a JetStream manager, again every 100 ms until it
+ * succeeds; past `deadline`, throws the message `failure` makes of the last error.
+ */
+async function retryJetStream(
+  deadline: number,
+  options: ConnectionOptions,
+  attempt: (jsm: JetStreamManager) => Promise<void>,
+  failure: (last: string) => string,
+): Promise<void> {
+  let last: unknown;
+  for (;;) {
+    try {
+      const nc = await connect(options);
+      try {
+        await attempt(await jetstreamManager(nc, { timeout: 2_000 }));
+        return;
+      } finally {
+        await nc.close();
+      }
+    } catch (error) {
+      last = error;
+    }
+    if (Date.now() > deadline) throw new Error(failure(String(last)));
+    await sleep(100);
   }
 }
 
