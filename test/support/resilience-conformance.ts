@@ -233,11 +233,13 @@ export function describeResilienceConformance(target: ConformanceTarget): void {
       expect(ledger.runs.get(single)).toBe(1);
     });
 
-    // Each wait is drawn below 2 s and 400 ms remain: nine waits all short enough would be a 1 in 2 million draw.
+    // Each wait is drawn below 600 s and under 3 s remain, so a wait short enough to retry is a 1 in 200 draw.
+    // TIMEOUT is right only when a retry is still in flight at the deadline, which takes a wait ending within
+    // an attempt's time of it: about 1 in 10^5 here (with 400 ms and waits below 2 s, a loaded CI machine hit it).
     it('keeps retries inside the call deadline: a backoff that would pass it ends the call with the last failure, not TIMEOUT', async () => {
       const key = newKey('deadline');
       const error = await rejection(
-        client().flakyIdempotent({ key, failures: 10, code: 'UNAVAILABLE' }, { timeoutMs: 400, retry: { maxAttempts: 10, backoffMs: 2_000, maxBackoffMs: 2_000 } }),
+        client().flakyIdempotent({ key, failures: 10, code: 'UNAVAILABLE' }, { timeoutMs: 3_000, retry: { maxAttempts: 10, backoffMs: 600_000, maxBackoffMs: 600_000 } }),
       );
       expect(error.code).toBe('UNAVAILABLE');
       const runs = ledger.runs.get(key) ?? 0;
