@@ -198,7 +198,7 @@ describe('cli - keel.config.ts', () => {
     // keel up starts its processes as this CLI again: from source, with tsx.
     const self = { command: process.execPath, args: ['--import', pathToFileURL(createRequire(import.meta.url).resolve('tsx')).href, '--conditions=keel-source', join(repository, 'cli/bin.ts')] };
     const exit = runCli(main, ['up'], { cwd: root, env: { ...process.env, KEEL_LOG_LEVEL: 'info', KEEL_LOG_FORMAT: '', KEEL_DATA_DIR: 'memory' }, stdout, stderr, signal: controller.signal, self });
-    await Promise.race([stdout.waitFor('keel up: ready: all 1 processes'), exit.then(() => expect.fail(`${stdout.text}${stderr.text}`))]);
+    await Promise.race([stdout.waitFor('keel up: ready: app'), exit.then(() => expect.fail(`${stdout.text}${stderr.text}`))]);
     await stdout.waitFor('ready (Ctrl-C to stop)');
     controller.abort('SIGTERM');
     expect(await exit, stderr.text).toBe(0);

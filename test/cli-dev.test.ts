@@ -279,7 +279,7 @@ describe('cli - keel dev', () => {
     const own = records().filter((record) => record['process'] === 'keel dev');
     expect(own.map((record) => record.msg)).toEqual([
       'configuration from keel.config.ts',
-      'one process: 1 process',
+      'one process, no topology file',
       'app: clock, greeter',
       READY_LINE,
       'modules/greeter/module.ts changed; restarting app',

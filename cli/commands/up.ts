@@ -48,7 +48,7 @@ async function up(cli: CliContext, own: CommandLog, args: { readonly topology?: 
     output: cli.stdout,
     format: logFormat,
     log,
-    onAllReady: () => log(`ready: all ${processes.length} processes (${processes.map((process) => process.name).join(', ')})`),
+    onAllReady: () => log(`ready: ${processes.length === 1 ? (processes[0]?.name ?? '') : `all ${processes.length} processes (${processes.map((process) => process.name).join(', ')})`}`),
     onGiveUp: (name) => {
       failed = name;
       gaveUp.abort();
