@@ -83,7 +83,7 @@ export async function loadAppConfig(project: Project, options: LoadConfigOptions
       principal: z.custom((value) => value instanceof z.ZodType, { error: 'must be a zod schema of the caller identity, such as z.object({ sub: z.string() })' }).optional(),
       // Its keys here; their values are the kernel's options, which createKernel checks (naming the field).
       resilience: z
-        .object({ retry: z.unknown(), hedge: z.unknown(), circuitBreaker: z.unknown(), bulkhead: z.unknown(), bulkheads: z.unknown() })
+        .object({ retry: z.unknown(), hedge: z.unknown(), circuitBreaker: z.unknown(), retryBudget: z.unknown(), bulkhead: z.unknown(), bulkheads: z.unknown() })
         .partial()
         .strict()
         .optional(),

@@ -53,11 +53,11 @@ export interface KeelConfig {
   readonly principal?: KernelOptions['principal'];
   /**
    * How every process's calls recover and how much work each module takes at once, given to
-   * each kernel as they are: `retry`, `hedge` and `circuitBreaker` (the caller's side), and
+   * each kernel as they are: `retry`, `hedge`, `circuitBreaker` and `retryBudget` (the caller's side), and
    * `bulkhead` and `bulkheads` (the served side). docs/resilience.md says what each does; the
    * kernel checks them, and a bad value stops the start naming the field.
    */
-  readonly resilience?: Pick<KernelOptions, 'retry' | 'hedge' | 'circuitBreaker' | 'bulkhead' | 'bulkheads'>;
+  readonly resilience?: Pick<KernelOptions, 'retry' | 'hedge' | 'circuitBreaker' | 'retryBudget' | 'bulkhead' | 'bulkheads'>;
   /**
    * The level and format of every process's log (`keel start`, each process of `keel up` and
    * `keel dev`, the images of `keel deploy`). `KEEL_LOG_LEVEL` and `KEEL_LOG_FORMAT`, where

@@ -88,6 +88,31 @@ export interface CircuitBreakerPolicy {
   readonly openMs?: number;
 }
 
+/**
+ * A retry budget per dependency (a contract called from this process): the attempts sent after a
+ * call's first (retries and hedges) may be at most `ratio` of all attempts to it, plus
+ * `minRetries`, counted in its circuit breaker's sliding window. A retry over the budget is not
+ * sent: the call fails with its last failure, whose `details.retryBudget` is `'spent'`; a hedge
+ * over it is not sent, and the attempts out decide. It keeps a failing dependency from getting
+ * up to `maxAttempts` times its traffic while it is down, before its breaker opens or when the
+ * failures are too few to open it. Off by default (hedging around a frozen instance can need
+ * more than a fifth of the attempts); it needs the circuit breaker, whose window it counts in.
+ *
+ * @example
+ * ```ts
+ * const kernel = createKernel({ modules, retryBudget: { ratio: 0.2, minRetries: 10 } });
+ * ```
+ */
+export interface RetryBudgetPolicy {
+  /** Share of a dependency's attempts in the window that may be retries or hedges, from 0 to 1 (default 0.2). */
+  readonly ratio?: number;
+  /** Retries and hedges allowed in the window whatever the ratio, so that a quiet caller still retries (default 10). */
+  readonly minRetries?: number;
+}
+
+/** A {@link RetryBudgetPolicy} with every field decided. */
+export type ResolvedRetryBudget = Required<RetryBudgetPolicy>;
+
 /** A {@link RetryPolicy} with every field decided. */
 export interface ResolvedRetry {
   readonly maxAttempts: number;
@@ -109,7 +134,8 @@ export type ResolvedBreaker = Required<CircuitBreakerPolicy>;
 /**
  * The kernel's defaults: every call retries what was certainly not processed (3 attempts,
  * 25 ms doubling to at most 1 s), nothing is hedged unless declared, and every dependency has
- * a breaker that opens at 80 % failures over 10 s (20 attempts at least) for 2 s.
+ * a breaker that opens at 80 % failures over 10 s (20 attempts at least) for 2 s. No retry
+ * budget unless given; `retryBudget` holds what one given as `{}` takes.
  *
  * @example
  * ```ts
@@ -122,6 +148,7 @@ export const DEFAULT_CALL_POLICIES = Object.freeze({
   retry: Object.freeze({ maxAttempts: 3, backoffMs: 25, maxBackoffMs: 1_000, attemptTimeoutMs: undefined }) as ResolvedRetry,
   hedge: Object.freeze({ delayMs: 50, percentile: undefined, maxAttempts: 3 }) as ResolvedHedge,
   circuitBreaker: Object.freeze({ failureRatio: 0.8, minimumAttempts: 20, windowMs: 10_000, openMs: 2_000 }) as ResolvedBreaker,
+  retryBudget: Object.freeze({ ratio: 0.2, minRetries: 10 }) as ResolvedRetryBudget,
 });
 
 const MAX_MS = 2 ** 31 - 1;
@@ -179,6 +206,23 @@ export const CircuitBreakerPolicySchema = z.union([
     })
     .strict(),
 ], { error: 'must be a circuit-breaker policy { failureRatio?, minimumAttempts?, windowMs?, openMs? } or false' });
+
+/** Checks a retry budget (or `false`, none). */
+export const RetryBudgetPolicySchema = z.union([
+  z.literal(false),
+  z
+    .object({
+      ratio: z
+        .number({ error: 'must be a ratio from 0 to 1' })
+        .refine((value) => value >= 0 && value <= 1, 'must be a ratio from 0 to 1')
+        .optional(),
+      minRetries: z
+        .number({ error: 'must be a whole number of retries, 0 or more' })
+        .refine((value) => Number.isSafeInteger(value) && value >= 0, 'must be a whole number of retries, 0 or more')
+        .optional(),
+    })
+    .strict(),
+], { error: 'must be a retry budget { ratio?, minRetries? } or false' });
 
 /** `base` with the fields `given` sets; `false` turns retrying off (one attempt). */
 export function resolveRetry(base: ResolvedRetry, given: RetryPolicy | false | undefined): ResolvedRetry {

@@ -3,8 +3,10 @@
  * are counted in a sliding window of ten buckets; the breaker opens on a failure ratio, stays
  * open for a while, then lets one probe through. Counting an attempt is two array writes, so a
  * breaker that does not fire costs next to nothing; the ratio is judged only when one fails.
+ * The same window holds the dependency's retry budget, when the kernel has one: the retries and
+ * hedges sent to it, judged only when a call would send one.
  */
-import type { ResolvedBreaker } from './call-policy.js';
+import type { ResolvedBreaker, ResolvedRetryBudget } from './call-policy.js';
 
 /** A breaker's state, as `/metrics` and `keel status` show it. */
 export type CircuitState = 'closed' | 'open' | 'half-open';
@@ -29,6 +31,10 @@ export interface CircuitStatus {
   readonly failures: number;
   /** Times the breaker opened since the process started. */
   readonly opened: number;
+  /** Retries and hedges sent in the current window. */
+  readonly retries: number;
+  /** Retries and hedges not sent since the process started, because the retry budget was spent (0 without a budget). */
+  readonly retriesRefused: number;
 }
 
 const BUCKETS = 10;
@@ -45,6 +51,9 @@ export class CircuitBreaker {
   readonly #bucketMs: number;
   readonly #attempts = new Array<number>(BUCKETS).fill(0);
   readonly #failures = new Array<number>(BUCKETS).fill(0);
+  readonly #retries = new Array<number>(BUCKETS).fill(0);
+  readonly #budget: ResolvedRetryBudget | undefined;
+  #retriesRefused = 0;
   /** The current bucket: its absolute number (time / bucket length), its slot, and when it ends. */
   #bucket = 0;
   #slot = 0;
@@ -52,8 +61,14 @@ export class CircuitBreaker {
   #openedAt = 0;
   #probing = false;
 
-  constructor(readonly dependency: string, policy: ResolvedBreaker, private readonly onChange: (breaker: CircuitBreaker) => void) {
+  constructor(
+    readonly dependency: string,
+    policy: ResolvedBreaker,
+    private readonly onChange: (breaker: CircuitBreaker) => void,
+    budget?: ResolvedRetryBudget,
+  ) {
     this.#policy = policy;
+    this.#budget = budget;
     this.#bucketMs = Math.max(1, Math.ceil(policy.windowMs / BUCKETS));
   }
 
@@ -88,12 +103,40 @@ export class CircuitBreaker {
     if (attempts >= this.#policy.minimumAttempts && failures >= this.#policy.failureRatio * attempts) this.#open(now);
   }
 
+  /**
+   * Asks to send a call's next attempt (a retry or a hedge) at `now`: true, counted, while the
+   * retry budget allows it (always, without a budget); false when it is spent.
+   */
+  spendRetry(now: number): boolean {
+    const budget = this.#budget;
+    if (budget === undefined) return true;
+    if (now >= this.#bucketEnd) this.#roll(now);
+    let attempts = 0;
+    let retries = 0;
+    for (let index = 0; index < BUCKETS; index++) {
+      attempts += this.#attempts[index]!;
+      retries += this.#retries[index]!;
+    }
+    if (retries >= budget.minRetries + budget.ratio * attempts) {
+      this.#retriesRefused += 1;
+      return false;
+    }
+    this.#retries[this.#slot]! += 1;
+    return true;
+  }
+
+  /** What the budget allows, for a refused retry's message; undefined without one. */
+  get budget(): (ResolvedRetryBudget & { readonly windowMs: number }) | undefined {
+    return this.#budget === undefined ? undefined : { ...this.#budget, windowMs: this.#policy.windowMs };
+  }
+
   /** The probe admitted with `PROBE` finished: healthy closes the breaker, unhealthy opens it again. */
   probed(healthy: boolean, now: number): void {
     this.#probing = false;
     if (healthy) {
       this.#attempts.fill(0);
       this.#failures.fill(0);
+      this.#retries.fill(0);
       this.#change('closed');
     } else {
       this.#open(now);
@@ -115,11 +158,13 @@ export class CircuitBreaker {
     if (now >= this.#bucketEnd) this.#roll(now);
     let attempts = 0;
     let failures = 0;
+    let retries = 0;
     for (let index = 0; index < BUCKETS; index++) {
       attempts += this.#attempts[index]!;
       failures += this.#failures[index]!;
+      retries += this.#retries[index]!;
     }
-    return { dependency: this.dependency, state: this.state, attempts, failures, opened: this.opened };
+    return { dependency: this.dependency, state: this.state, attempts, failures, opened: this.opened, retries, retriesRefused: this.#retriesRefused };
   }
 
   #open(now: number): void {
@@ -143,6 +188,7 @@ export class CircuitBreaker {
       const index = (this.#bucket + step) % BUCKETS;
       this.#attempts[index] = 0;
       this.#failures[index] = 0;
+      this.#retries[index] = 0;
     }
     this.#bucket = bucket;
     this.#slot = bucket % BUCKETS;
@@ -157,6 +203,8 @@ export class CircuitBreakers {
   constructor(
     private readonly policy: ResolvedBreaker | undefined,
     private readonly onChange: (breaker: CircuitBreaker) => void = () => {},
+    /** The retry budget of each dependency, counted in its breaker's window; none when undefined. */
+    private readonly budget?: ResolvedRetryBudget,
   ) {}
 
   /** The breaker of `dependency`, or undefined when breakers are off. */
@@ -164,7 +212,7 @@ export class CircuitBreakers {
     if (this.policy === undefined) return undefined;
     let breaker = this.#breakers.get(dependency);
     if (breaker === undefined) {
-      breaker = new CircuitBreaker(dependency, this.policy, this.onChange);
+      breaker = new CircuitBreaker(dependency, this.policy, this.onChange, this.budget);
       this.#breakers.set(dependency, breaker);
     }
     return breaker;

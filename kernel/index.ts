@@ -74,8 +74,8 @@ export type { OperationAuth, Principal, Register } from './principal.js';
 export { createKernel, type Kernel, type KernelOptions } from './kernel.js';
 
 // How callers recover: what an operation's retry and hedge, and the kernel's retry, hedge and
-// circuitBreaker options take (named for TS2883, as above).
-export type { CircuitBreakerPolicy, HedgePolicy, RetryPolicy } from './call-policy.js';
+// circuitBreaker and retryBudget options take (named for TS2883, as above).
+export type { CircuitBreakerPolicy, HedgePolicy, RetryBudgetPolicy, RetryPolicy } from './call-policy.js';
 
 // Logging: a module gets a Logger in its tools; tests pass silentLogger to keep output quiet.
 export { silentLogger, type Logger } from './logger.js';

@@ -13,7 +13,16 @@ import type { DeadLetter } from './subscription.js';
 import type { DatabaseEngine } from './database.js';
 import { checkPrincipalSchema, type PrincipalSchema } from './principal.js';
 import type { Transport } from './transport.js';
-import { CircuitBreakerPolicySchema, HedgePolicySchema, RetryPolicySchema, type CircuitBreakerPolicy, type HedgePolicy, type RetryPolicy } from './call-policy.js';
+import {
+  CircuitBreakerPolicySchema,
+  HedgePolicySchema,
+  RetryBudgetPolicySchema,
+  RetryPolicySchema,
+  type CircuitBreakerPolicy,
+  type HedgePolicy,
+  type RetryBudgetPolicy,
+  type RetryPolicy,
+} from './call-policy.js';
 import { definedOnly, loggerOption, parseOptions } from './options.js';
 import { KeelError, KeelErrorCode } from './errors.js';
 import { DEFAULT_BULKHEAD_LIMITS, type BulkheadLimits } from './bulkhead.js';
@@ -136,6 +145,13 @@ export interface KernelOptions {
    */
   readonly circuitBreaker?: CircuitBreakerPolicy | false;
   /**
+   * A retry budget per dependency, counted in its circuit breaker's window: retries and hedges
+   * at most `ratio` of the attempts to it, plus `minRetries` (`{}`:
+   * `DEFAULT_CALL_POLICIES.retryBudget`, a fifth plus 10). Default: none (`false`). It needs the
+   * circuit breaker. See docs/resilience.md ("Retry budget").
+   */
+  readonly retryBudget?: RetryBudgetPolicy | false;
+  /**
    * Each hosted module's bulkhead: at most `maxConcurrent` handler runs at once per module in
    * this process (on every transport together), then a FIFO queue of at most `maxQueued` calls;
    * a call past that is refused at once with `RESOURCE_EXHAUSTED` (nothing ran; HTTP 429 with
@@ -240,6 +256,7 @@ const KernelOptionsSchema = z
     retry: RetryPolicySchema.optional(),
     hedge: HedgePolicySchema.optional(),
     circuitBreaker: CircuitBreakerPolicySchema.optional(),
+    retryBudget: RetryBudgetPolicySchema.optional(),
     bulkhead: bulkheadLimits,
     bulkheads: z.record(z.string(), bulkheadLimits, { error: 'must be an object of bulkheads by module name' }).optional(),
   })
@@ -258,6 +275,12 @@ const KernelOptionsSchema = z
 export function parseKernelOptions<D extends Partial<KernelOptions>>(options: KernelOptions, defaults: D): KernelOptions & D {
   const given = parseOptions('createKernel', KernelOptionsSchema, options);
   if (given.principal !== undefined) checkPrincipalSchema(given.principal);
+  if (given.retryBudget !== undefined && given.retryBudget !== false && given.circuitBreaker === false) {
+    throw new KeelError(
+      KeelErrorCode.INVALID_CONFIG,
+      "createKernel: retryBudget is counted in each dependency's circuit breaker, and circuitBreaker is false: turn the breaker on, or set retryBudget: false.",
+    );
+  }
   if (given.bulkheads !== undefined) {
     const names = (given.modules ?? []).map((module) => (module as { name?: unknown } | undefined)?.name);
     const unknown = Object.keys(given.bulkheads).filter((name) => !names.includes(name));

@@ -198,11 +198,17 @@ class KernelImpl implements Kernel {
     this.#local = createLocalTransport({ logger: this.#logger });
     const breakerPolicy =
       options.circuitBreaker === false ? undefined : { ...DEFAULT_CALL_POLICIES.circuitBreaker, ...definedFields(options.circuitBreaker ?? {}) };
-    this.#breakers = new CircuitBreakers(breakerPolicy, (breaker) => {
-      const { dependency, state, attempts, failures } = breaker.status();
-      if (state === 'open') this.#logger.warn({ dependency, attempts, failures }, `circuit breaker for ${dependency} opened: calls to it fail at once with UNAVAILABLE for a while`);
-      else this.#logger.info({ dependency }, `circuit breaker for ${dependency} is ${state}`);
-    });
+    const retryBudget =
+      options.retryBudget === undefined || options.retryBudget === false ? undefined : { ...DEFAULT_CALL_POLICIES.retryBudget, ...definedFields(options.retryBudget) };
+    this.#breakers = new CircuitBreakers(
+      breakerPolicy,
+      (breaker) => {
+        const { dependency, state, attempts, failures } = breaker.status();
+        if (state === 'open') this.#logger.warn({ dependency, attempts, failures }, `circuit breaker for ${dependency} opened: calls to it fail at once with UNAVAILABLE for a while`);
+        else this.#logger.info({ dependency }, `circuit breaker for ${dependency} is ${state}`);
+      },
+      retryBudget,
+    );
     const services = {
       root: new Container(),
       local: this.#local,

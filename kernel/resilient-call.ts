@@ -208,6 +208,11 @@ export class ResilientCall implements DeadlineEntry {
       return;
     }
     const breaker = plan.breaker;
+    // A retry or a hedge spends the dependency's retry budget, if it has one; over it, none is sent.
+    if (this.#attempt > 0 && breaker !== undefined && !breaker.spendRetry(now)) {
+      if (this.#pending === 0) this.#fail(overBudgetError(this.#lastError, breaker, plan));
+      return;
+    }
     const admission = breaker === undefined ? Admission.CLOSED : breaker.admit(now);
     if (admission === Admission.REFUSED) {
       if (this.#pending === 0) this.#fail(circuitOpenError(plan, breaker as CircuitBreaker, context, now));
@@ -331,6 +336,24 @@ export class ResilientCall implements DeadlineEntry {
     this.#cancelNext();
     if (this.#onAbort !== undefined) this.signal?.removeEventListener('abort', this.#onAbort);
   }
+}
+
+/**
+ * The last failure of a call whose retry the dependency's retry budget refused: the same error,
+ * saying so in its message and `details.retryBudget` (`'spent'`).
+ */
+function overBudgetError(last: unknown, breaker: CircuitBreaker, plan: CallPlan): unknown {
+  const budget = breaker.budget;
+  if (!(last instanceof KeelError) || budget === undefined) return last;
+  return markCallError(
+    new KeelError(
+      last.code,
+      `${last.message} Not sent again: the retries to "${breaker.dependency}" are over its retry budget ` +
+        `(${Math.round(budget.ratio * 1000) / 10} % of its attempts, plus ${budget.minRetries}, in ${budget.windowMs} ms), ` +
+        `because many calls to it fail: check its health (keel status), then call ${plan.label} again.`,
+      { correlationId: last.correlationId, details: { ...last.details, retryBudget: 'spent' }, cause: last.cause },
+    ),
+  );
 }
 
 /** A framework error of a call that made several attempts says how many, in its message and `details.attempts`. */

@@ -64,7 +64,7 @@ describe('kernel - options', () => {
 
   it('kernel - refuses an unknown option (a misspelt one) and names what it takes', () => {
     expect(refusal({ defaultTimeout: 5_000 })).toBe(
-      'createKernel: unknown option "defaultTimeout" (it takes modules, topology, contracts, defaultTimeoutMs, eventTimeoutMs, maxDeliveryAttempts, drainTimeoutMs, logger, onDeadLetter, database, principal, retry, hedge, circuitBreaker, bulkhead, bulkheads).',
+      'createKernel: unknown option "defaultTimeout" (it takes modules, topology, contracts, defaultTimeoutMs, eventTimeoutMs, maxDeliveryAttempts, drainTimeoutMs, logger, onDeadLetter, database, principal, retry, hedge, circuitBreaker, retryBudget, bulkhead, bulkheads).',
     );
   });
 
@@ -98,6 +98,16 @@ describe('kernel - options', () => {
     expect(bulkheads({ bulkhead: false })).toEqual([]);
     expect(bulkheads({ bulkheads: { clock: false } })).toEqual([]);
     expect(bulkheads({ bulkhead: { maxConcurrent: Number.POSITIVE_INFINITY } })).toEqual([]);
+  });
+
+  it('kernel - refuses a wrong retry budget, naming the field, and a retry budget without the circuit breaker it counts in', () => {
+    expect(refusal({ retryBudget: { ratio: 1.5 } })).toContain('retryBudget.ratio must be a ratio from 0 to 1, got 1.5');
+    expect(refusal({ retryBudget: { minRetries: -1 } })).toContain('retryBudget.minRetries must be a whole number of retries, 0 or more, got -1');
+    expect(refusal({ retryBudget: { ratio: 0.2, retries: 3 } as never })).toContain('retryBudget');
+    expect(refusal({ retryBudget: {}, circuitBreaker: false })).toBe(
+      "createKernel: retryBudget is counted in each dependency's circuit breaker, and circuitBreaker is false: turn the breaker on, or set retryBudget: false.",
+    );
+    expect(() => createKernel({ modules: [clockModule], logger: silentLogger, retryBudget: false, circuitBreaker: false })).not.toThrow();
   });
 
   it('kernel - accepts 0 as drainTimeoutMs (do not wait) and a whole number of delivery attempts', () => {

@@ -109,6 +109,7 @@ describe('resilience - observed', () => {
     expect(metrics).toContain('keel_call_retries_total{contract="flaky",operation="fail",transport="nats",caller="relay",reason="retry"} 1');
     expect(metrics).toContain('keel_circuit_state{dependency="flaky"} 1');
     expect(metrics).toContain('keel_circuit_opened_total{dependency="flaky"} 1');
+    expect(metrics).toContain('keel_retries_over_budget_total{dependency="flaky"} 0');
 
     // Through the gateway: 503, with Retry-After saying when the breaker lets a probe through.
     const refused = await fetch(`${gateway.url ?? ''}/flaky/fail`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' });
@@ -125,5 +126,23 @@ describe('resilience - observed', () => {
     expect(relayStatus?.circuits).toEqual({ flaky: 'open' });
     expect(report.modules.find((module) => module.name === 'flaky')?.circuits).toEqual({});
     expect(formatStatusReport(report)).toMatch(/^relay .*← circuit breaker open to flaky: those calls fail fast$/m);
+  });
+
+  it('a retry the retry budget refused shows in keel_retries_over_budget_total and kernel.status(), and flaky ran once', async () => {
+    const kernel = createKernel({ modules, logger: silentLogger, retryBudget: { ratio: 0, minRetries: 0 } });
+    await kernel.start();
+    const own = await createHttpGateway({ kernel, port: 0, logger: silentLogger, metrics: { defaultMetrics: false } });
+    await own.listen();
+    try {
+      const before = failRuns;
+      expect(await kernel.client(relay).pass({ attempts: 3 })).toEqual({ code: 'UNAVAILABLE', attempts: null });
+      expect(failRuns - before).toBe(1);
+      expect(kernel.status().circuits).toContainEqual(expect.objectContaining({ dependency: 'flaky', retries: 0, retriesRefused: 1 }));
+      const metrics = await (await fetch(`${own.url ?? ''}/metrics`)).text();
+      expect(metrics).toContain('keel_retries_over_budget_total{dependency="flaky"} 1');
+    } finally {
+      await own.close();
+      await kernel.stop();
+    }
   });
 });

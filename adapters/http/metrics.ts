@@ -111,7 +111,9 @@ interface HttpSeries {
  * - `keel_call_retries_total{contract,operation,transport,caller,reason}`: attempts callers sent
  *   again (`reason` `retry` or `hedge`);
  * - `keel_circuit_state{dependency}` (0 closed, 1 open, 2 half-open) and
- *   `keel_circuit_opened_total{dependency}`: each dependency's circuit breaker, read when scraped.
+ *   `keel_circuit_opened_total{dependency}`: each dependency's circuit breaker, read when scraped;
+ * - `keel_retries_over_budget_total{dependency}`: retries and hedges not sent because the
+ *   dependency's retry budget (the kernel's `retryBudget`) was spent, read when scraped.
  *
  * The HTTP gateway does this for you and serves the result at `/metrics`. Only what happens
  * after this call is counted: make it (or the gateway) before `kernel.start()`, which is where

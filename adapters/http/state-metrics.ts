@@ -1,6 +1,6 @@
 /**
  * Metrics read from `kernel.status()` when a registry is read, never per call: each hosted
- * module's bulkhead and each dependency's circuit breaker. Several kernels of one process may
+ * module's bulkhead and each dependency's circuit breaker and retry budget. Several kernels of one process may
  * share a registry; their figures are summed by module or dependency (a breaker's state is the
  * worst of them).
  */
@@ -42,13 +42,13 @@ function registerMetrics(registry: Registry, statuses: () => KernelStatus[]): vo
     for (const status of statuses()) for (const bulkhead of status.bulkheads) totals.set(bulkhead.module, (totals.get(bulkhead.module) ?? 0) + bulkhead[field]);
     return totals;
   };
-  const circuits = (): Map<string, { state: number; opened: number }> => {
-    const totals = new Map<string, { state: number; opened: number }>();
+  const circuits = (): Map<string, { state: number; opened: number; retriesRefused: number }> => {
+    const totals = new Map<string, { state: number; opened: number; retriesRefused: number }>();
     for (const status of statuses()) {
       for (const circuit of status.circuits) {
-        const seen = totals.get(circuit.dependency) ?? { state: 0, opened: 0 };
+        const seen = totals.get(circuit.dependency) ?? { state: 0, opened: 0, retriesRefused: 0 };
         const worse = SEVERITY[circuit.state] > SEVERITY[STATE_OF[seen.state] ?? 'closed'] ? CIRCUIT_STATE[circuit.state] : seen.state;
-        totals.set(circuit.dependency, { state: worse, opened: seen.opened + circuit.opened });
+        totals.set(circuit.dependency, { state: worse, opened: seen.opened + circuit.opened, retriesRefused: seen.retriesRefused + circuit.retriesRefused });
       }
     }
     return totals;
@@ -87,7 +87,13 @@ function registerMetrics(registry: Registry, statuses: () => KernelStatus[]): vo
     'module',
     () => byModule('rejected'),
   );
-  const mapOf = (field: 'state' | 'opened') => () => new Map([...circuits()].map(([dependency, circuit]) => [dependency, circuit[field]]));
+  const mapOf = (field: 'state' | 'opened' | 'retriesRefused') => () => new Map([...circuits()].map(([dependency, circuit]) => [dependency, circuit[field]]));
   gauge('keel_circuit_state', 'Circuit breaker of each dependency called from this process: 0 closed, 1 open, 2 half-open.', 'dependency', mapOf('state'));
   counter('keel_circuit_opened_total', 'Times the circuit breaker of each dependency opened.', 'dependency', mapOf('opened'));
+  counter(
+    'keel_retries_over_budget_total',
+    'Retries and hedges to each dependency not sent because its retry budget was spent (0 without a budget).',
+    'dependency',
+    mapOf('retriesRefused'),
+  );
 }

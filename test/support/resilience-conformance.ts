@@ -162,7 +162,7 @@ const newKey = (label: string): string => `${label}-${process.pid}-${++keys}`;
 
 /** Registers the caller-recovery conformance tests for `target`, inside its suite. */
 export function describeResilienceConformance(target: ConformanceTarget): void {
-  describe('caller recovery (retry, hedging, circuit breaker)', () => {
+  describe('caller recovery (retry, hedging, circuit breaker, retry budget)', () => {
     const ledger = new Ledger();
     const kernels: Kernel[] = [];
     const transports: Transport[] = [];
@@ -317,6 +317,57 @@ export function describeResilienceConformance(target: ConformanceTarget): void {
       const retry = await rejection(client().flaky({ key: newKey('x'), failures: 0, code: 'UNAVAILABLE' }, { retry: { maxAttempts: 0 } }));
       expect(retry.code).toBe('INVALID_INPUT');
       expect(retry.message).toContain('retry.maxAttempts');
+    });
+
+    // A breaker that never opens (its window long enough for a loaded machine), so that only the budget refuses.
+    const budgeted = (retryBudget: KernelOptions['retryBudget']) =>
+      start([], { circuitBreaker: { failureRatio: 1, minimumAttempts: 1_000_000, windowMs: 600_000 }, retry: { maxAttempts: 3, backoffMs: 1 }, retryBudget });
+
+    it('sends no retry over the retry budget: the call fails with its last failure, details.retryBudget spent, and the callee ran it once', async () => {
+      const kernel = await budgeted({ ratio: 0, minRetries: 2 });
+      const budgetClient = kernel.client(depot);
+      const first = newKey('budget-first');
+      const spent = await rejection(budgetClient.flakyIdempotent({ key: first, failures: 10, code: 'UNAVAILABLE' }));
+      expect(spent.details?.['attempts']).toBe(3);
+      expect(ledger.runs.get(first)).toBe(3);
+      const second = newKey('budget-second');
+      const refused = await rejection(budgetClient.flakyIdempotent({ key: second, failures: 10, code: 'UNAVAILABLE' }));
+      expect(refused.code).toBe('UNAVAILABLE');
+      expect(refused.details?.['retryBudget']).toBe('spent');
+      expect(refused.message).toContain('over its retry budget');
+      expect(ledger.runs.get(second)).toBe(1);
+      expect(kernel.status().circuits).toContainEqual(expect.objectContaining({ dependency: 'depot', state: 'closed', retries: 2, retriesRefused: 1 }));
+      // A call that needs no retry is not refused.
+      const fine = newKey('budget-fine');
+      expect(await budgetClient.flakyIdempotent({ key: fine, failures: 0, code: 'UNAVAILABLE' })).toEqual({ runs: 1, attempt: null });
+    });
+
+    it('counts retries against the budget\'s ratio of all attempts: after 8 answered calls, at a quarter, two failing calls retry twice each and the third is refused', async () => {
+      const kernel = await budgeted({ ratio: 0.25, minRetries: 0 });
+      const budgetClient = kernel.client(depot);
+      for (let call = 0; call < 8; call++) await budgetClient.flakyIdempotent({ key: newKey('budget-ok'), failures: 0, code: 'UNAVAILABLE' });
+      // Attempts 9 to 11: retries 0 < 2.25 and 1 < 2.5 are allowed.
+      const first = newKey('budget-ratio-1');
+      await rejection(budgetClient.flakyIdempotent({ key: first, failures: 10, code: 'UNAVAILABLE' }));
+      expect(ledger.runs.get(first)).toBe(3);
+      // Attempts 12 to 14: retries 2 < 3 and 3 < 3.25 are allowed; then attempt 15, and 4 retries reach 3.75: refused.
+      const second = newKey('budget-ratio-2');
+      const refused = await rejection(budgetClient.flakyIdempotent({ key: second, failures: 10, code: 'UNAVAILABLE' }));
+      expect(ledger.runs.get(second)).toBe(3);
+      expect(refused.details?.['retryBudget']).toBeUndefined();
+      const third = newKey('budget-ratio-3');
+      const spent = await rejection(budgetClient.flakyIdempotent({ key: third, failures: 10, code: 'UNAVAILABLE' }));
+      expect(spent.details?.['retryBudget']).toBe('spent');
+      expect(ledger.runs.get(third)).toBe(1);
+    });
+
+    it('sends no hedge over the retry budget: the hanging first attempt is the only run, and the call ends TIMEOUT', async () => {
+      const kernel = await budgeted({ ratio: 0, minRetries: 0 });
+      const key = newKey('budget-hedge');
+      const error = await rejection(kernel.client(depot).hedged({ key }, { timeoutMs: 600 }));
+      expect(error.code).toBe('TIMEOUT');
+      expect(ledger.runs.get(key)).toBe(1);
+      expect(kernel.status().circuits).toContainEqual(expect.objectContaining({ dependency: 'depot', retries: 0, retriesRefused: 1 }));
     });
 
     it('opens the breaker of a failing dependency: the next call fails at once UNAVAILABLE without running; after openMs a probe that succeeds closes it', async () => {
