@@ -152,7 +152,10 @@ describe('http client - against a gateway', () => {
   });
 
   it('http client - the gateway honours the deadline it is sent: TIMEOUT with the correlation id', async () => {
-    const remote = createHttpClient(probe, { baseUrl });
+    // The client stops waiting 250 ms past the deadline: a stall of a loaded machine across that
+    // margin would end the call with the client's own TIMEOUT. This fetch ignores the client's
+    // abort and waits up to 10 s, so the outcome below is what the gateway answered.
+    const remote = createHttpClient(probe, { baseUrl, fetch: (input, init) => fetch(input, { ...init, signal: AbortSignal.timeout(10_000) }) });
     gate('slow');
     const late = await failureOf(remote.wait({ gate: 'slow' }, { timeoutMs: 200, correlationId: 'late-1' }));
     expect(isKeelError(late, KeelErrorCode.TIMEOUT)).toBe(true);

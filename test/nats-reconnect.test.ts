@@ -116,7 +116,7 @@ describe('nats - nats-server restart', () => {
     await vi.waitFor(() => {
       expect(clientTransport.status().ready).toBe(false);
       for (const kernel of kernels) expect(kernel.ready()).toBe(false);
-    });
+    }, { timeout: 10_000, interval: 20 });
 
     // Every call settles: an answer that got out before the restart, or INTERRUPTED as soon as the
     // connection dropped (its answer is lost with it; outcome unknown), or TIMEOUT at its deadline;
@@ -189,7 +189,7 @@ describe('nats - nats-server restart', () => {
 
   it('nats - fails a new call with UNAVAILABLE (not sent, safe to retry), not TIMEOUT or a hang, while the server is down', async () => {
     await server.kill();
-    await vi.waitFor(() => expect(clientTransport.status().ready).toBe(false));
+    await vi.waitFor(() => expect(clientTransport.status().ready).toBe(false), { timeout: 10_000, interval: 20 });
     try {
       // Its deadline is shorter than the reconnect grace: the call gives up at its deadline, still never sent.
       await client.client(worker).work({ ms: 0, tag: 'down' }, { timeoutMs: 200 });

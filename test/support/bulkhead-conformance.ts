@@ -143,7 +143,8 @@ export function describeBulkheadConformance(target: ConformanceTarget): void {
       const first = client.hold({ id: 'first' });
       const second = client.hold({ id: 'second' });
       await vi.waitFor(() => expect(state.started).toEqual(['first', 'second']), WAIT);
-      const late = rejection(client.hold({ id: 'late' }, { timeoutMs: 300 }));
+      // Its deadline leaves the check below time to see it queued on a loaded machine.
+      const late = rejection(client.hold({ id: 'late' }, { timeoutMs: 2_000 }));
       await vi.waitFor(() => expect(bulkheadOf(callee)).toMatchObject({ queued: 1 }), WAIT);
       expect(isKeelError(await late, 'TIMEOUT'), String(await late)).toBe(true);
       // The callee dropped it from its queue at its deadline, with both slots still held.

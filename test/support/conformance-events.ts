@@ -31,7 +31,7 @@ export function describeEventConformance(target: ConformanceTarget, booted: () =
       await vi.waitFor(() => {
         const got = booted().received.filter((r) => r.tag === tag && r.event === 'pinged');
         expect(got.map((r) => r.module).sort()).toEqual(['auditor', 'listener']);
-      });
+      }, WAIT);
       // A second copy would have arrived before a later event of the same publisher does.
       await pingAndAwaitMarker(booted(), ['auditor', 'listener']);
       const got = booted().received.filter((r) => r.tag === tag && r.event === 'pinged');
@@ -45,7 +45,7 @@ export function describeEventConformance(target: ConformanceTarget, booted: () =
       const emit = booted().shared.emit;
       if (emit === undefined) throw new Error('the probe module was not created');
       for (const tag of tags) await emit('pinged', { tag });
-      await vi.waitFor(() => expect(booted().received.filter((r) => tags.includes(r.tag) && r.event === 'pinged')).toHaveLength(4));
+      await vi.waitFor(() => expect(booted().received.filter((r) => tags.includes(r.tag) && r.event === 'pinged')).toHaveLength(4), WAIT);
       const got = booted().received.filter((r) => tags.includes(r.tag) && r.event === 'pinged');
       for (const r of got) expect(r.correlationId).toBe(r.id);
       const chains = new Set(got.map((r) => r.correlationId));
@@ -55,7 +55,7 @@ export function describeEventConformance(target: ConformanceTarget, booted: () =
     it('gives each subscribing module its own copy of the payload', async () => {
       const tag = uniqueTag('copy');
       await booted().client.client(probe).ping({ tag });
-      await vi.waitFor(() => expect(booted().received.filter((r) => r.tag === tag && r.event === 'pinged')).toHaveLength(2));
+      await vi.waitFor(() => expect(booted().received.filter((r) => r.tag === tag && r.event === 'pinged')).toHaveLength(2), WAIT);
       const [first, second] = booted().received.filter((r) => r.tag === tag && r.event === 'pinged');
       expect(first?.payload).toEqual(second?.payload);
       expect(first?.payload).not.toBe(second?.payload);
@@ -69,7 +69,7 @@ export function describeEventConformance(target: ConformanceTarget, booted: () =
       await probeClient.ping({ tag: good });
       await vi.waitFor(() => {
         expect(booted().received.some((r) => r.tag === good && r.module === 'listener' && r.event === 'pinged')).toBe(true);
-      });
+      }, WAIT);
     });
 
     it('redelivers a durable event until the handler succeeds: attempts 1, 2 and 3, then none, and no dead letter', async () => {
@@ -267,7 +267,7 @@ export function describeEventConformance(target: ConformanceTarget, booted: () =
       await vi.waitFor(() => {
         expect(app().received.some((r) => r.tag === good && r.module === 'listener' && r.event === 'pinged')).toBe(true);
         expect(entries.some((entry) => entry.record['correlationId'] === `corr-${bad}`)).toBe(true);
-      });
+      }, WAIT);
       const reported = entries.filter((entry) => entry.record['correlationId'] === `corr-${bad}` && entry.level !== 'debug');
       expect(reported).toHaveLength(1);
       expect(reported[0]).toMatchObject({
@@ -290,7 +290,7 @@ export function describeEventConformance(target: ConformanceTarget, booted: () =
       await vi.waitFor(() => {
         const events = app().received.filter((r) => r.tag === tag).map((r) => r.event);
         expect(events.sort()).toEqual(['broadcast', 'pinged', 'recorded']);
-      });
+      }, WAIT);
       const after = Date.now();
       for (const delivery of app().received.filter((r) => r.tag === tag)) {
         expect(delivery.remainingMs).toBeGreaterThan(0);
