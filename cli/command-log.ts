@@ -17,7 +17,7 @@ export interface CommandLog {
    * Writes one line of the command's own, at `level` (default info; a pretty line shows no level).
    * A record's `msg` leaves out the line's indentation, which lays out pretty lines only.
    */
-  readonly log: (line: string, level?: SupervisorLogLevel) => void;
+  readonly log: (line: string, level?: SupervisorLogLevel, fields?: Readonly<Record<string, unknown>>) => void;
   /** True once its lines are JSON records. */
   readonly json: boolean;
   /**
@@ -38,6 +38,48 @@ export interface CommandLog {
   run(work: () => Promise<void>): Promise<void>;
   /** Says how each process ended once stopped: `stopped cleanly` (info), else its exit code or signal (warn). */
   exits(exits: readonly ProcessExit[]): void;
+}
+
+/**
+ * The log of the command that owns this process (`CliContext.ownsProcess`, as the `keel`
+ * executable runs it), while it runs: where the process's own notices go.
+ */
+let processLog: CommandLog | undefined;
+
+/**
+ * Writes a notice of the process itself, not of its command (the executable's "Ctrl-C again",
+ * a warning Node emits): a warning record of the command's log while the command that owns the
+ * process logs JSON, else `keel: <text>` on stderr.
+ *
+ * @example
+ * ```ts
+ * processNotice('Ctrl-C again, exiting without waiting for work in flight.');
+ * ```
+ */
+export function processNotice(text: string, fields: Readonly<Record<string, unknown>> = {}): void {
+  if (processLog?.json) processLog.log(text, 'warn', fields);
+  else process.stderr.write(`keel: ${text}\n`);
+}
+
+/**
+ * Makes the warnings Node emits in this process ({@link process.emitWarning}: deprecations,
+ * experimental features, too many listeners) records of the owning command's log while it logs
+ * JSON; otherwise Node prints them as it would. Node prints nothing with `--no-warnings`, and
+ * neither does this. For the `keel` executable, once.
+ */
+export function routeProcessWarnings(): void {
+  // Node's own printer, absent with --no-warnings.
+  const print = process.listeners('warning');
+  if (print.length === 0) return;
+  process.removeAllListeners('warning');
+  process.on('warning', (warning) => {
+    if (processLog?.json !== true) {
+      for (const listener of print) listener(warning);
+      return;
+    }
+    const code = (warning as { code?: unknown }).code;
+    processLog.log(`${warning.name}: ${warning.message}`, 'warn', { warning: warning.name, ...(typeof code === 'string' ? { code } : {}) });
+  });
 }
 
 /** Options of {@link createCommandLog}. */
@@ -77,13 +119,13 @@ export function createCommandLog(cli: CliContext, command: string, options: Comm
     json = { stderr: createLogger({ env: loggerEnv, destination: cli.stderr, format, level: 'error' }), env: loggerEnv, stdout: undefined };
     if (options.processName !== 'environment') json.stdout = createLogger({ env: loggerEnv, destination: cli.stdout, format });
   };
-  const log = (line: string, level: SupervisorLogLevel = 'info'): void => {
+  const log = (line: string, level: SupervisorLogLevel = 'info', fields: Readonly<Record<string, unknown>> = {}): void => {
     if (json === undefined) {
       cli.stdout.write(`${command}: ${line}\n`);
       return;
     }
     json.stdout ??= createLogger({ env: json.env, destination: cli.stdout, format: LogFormat.JSON });
-    json.stdout[level]({}, line.trimStart());
+    json.stdout[level]({ ...fields }, line.trimStart());
   };
   const failed = (error: unknown): unknown => {
     if (json === undefined || typeof error !== 'object' || error === null) return error;
@@ -92,7 +134,7 @@ export function createCommandLog(cli: CliContext, command: string, options: Comm
     else json.stderr.error({ err: error }, 'unexpected failure (a bug in keel or in the application)');
     return markReported(error, cli);
   };
-  return {
+  const commandLog: CommandLog = {
     log,
     get json() {
       return json !== undefined;
@@ -100,11 +142,14 @@ export function createCommandLog(cli: CliContext, command: string, options: Comm
     use,
     failed,
     run: async (work) => {
+      if (cli.ownsProcess === true) processLog = commandLog;
       try {
         if (cli.env['KEEL_LOG_FORMAT']?.trim() === LogFormat.JSON) use(LogFormat.JSON, cli.env);
         await work();
       } catch (error) {
         throw failed(error);
+      } finally {
+        if (processLog === commandLog) processLog = undefined;
       }
     },
     exits: (exits) => {
@@ -114,4 +159,5 @@ export function createCommandLog(cli: CliContext, command: string, options: Comm
       }
     },
   };
+  return commandLog;
 }

@@ -10,9 +10,14 @@
  * is not a failure of the command: further output is dropped, a long-running command drains as
  * on SIGTERM, and the exit code is the command's own. When stderr's reader goes away, what is
  * written there is dropped and the command carries on.
+ *
+ * While the command logs JSON (`keel up`, `keel dev`, `keel start` in JSON format), this
+ * process's own notices are records of its log too: the "Ctrl-C again" notice, and the warnings
+ * Node emits (which Node would print as text on stderr; `--no-warnings` still silences them).
  */
 import { getEventListeners } from 'node:events';
 import { runCli, type SupervisorChannel } from './command.js';
+import { processNotice, routeProcessWarnings } from './command-log.js';
 import { main } from './main.js';
 
 const controller = new AbortController();
@@ -23,7 +28,7 @@ function onSignal(signal: NodeJS.Signals): void {
     if (getEventListeners(controller.signal, 'abort').length === 0) process.exit(exitCode);
     controller.abort(signal);
   } else if (signal === 'SIGINT') {
-    process.stderr.write('keel: Ctrl-C again, exiting without waiting for work in flight.\n');
+    processNotice('Ctrl-C again, exiting without waiting for work in flight.');
     process.exit(exitCode);
   }
 }
@@ -40,6 +45,7 @@ process.stderr.on('error', (error: NodeJS.ErrnoException) => {
   if (!readerGone(error)) throw error;
 });
 
+routeProcessWarnings();
 process.on('SIGINT', onSignal);
 process.on('SIGTERM', onSignal);
 // Without a listener, SIGHUP ends Node at once, with no 'exit' event: the nats-server keel up

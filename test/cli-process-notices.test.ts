@@ -1,0 +1,88 @@
+/**
+ * The `keel` process's own notices (a warning Node emits in it, the "Ctrl-C again" notice) are
+ * records of its command's log while the command logs JSON, and text otherwise
+ * (cli/command-log.ts `routeProcessWarnings`, `processNotice`).
+ */
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { createCommandLog, processNotice } from '../cli/command-log.js';
+import { READY, collector, logRecords } from './support/cli.js';
+
+const require = createRequire(import.meta.url);
+const repository = dirname(require.resolve('keel/package.json'));
+const tsxLoader = pathToFileURL(require.resolve('tsx')).href;
+const WARNING = 'a warning the test asked for';
+
+// Preloaded into keel start: emits a warning when the test sends SIGUSR2.
+const folder = mkdtempSync(join(tmpdir(), 'keel-notices-'));
+const preload = join(folder, 'warn-on-usr2.cjs');
+writeFileSync(preload, `process.on('SIGUSR2', () => process.emitWarning(${JSON.stringify(WARNING)}, { code: 'KEEL_TEST_WARNING' }));\n`);
+afterAll(() => rmSync(folder, { recursive: true, force: true }));
+
+/** `keel start` as its own process in `format`; once ready, SIGUSR2 (a warning), then SIGTERM once `warned` says it was written. */
+async function startAndWarn(format: 'json' | 'pretty', warned: (stdout: string, stderr: string) => boolean) {
+  const child = spawn(process.execPath, ['--require', preload, '--import', tsxLoader, '--conditions=keel-source', join(repository, 'cli/bin.ts'), 'start', '--http', 'off'], {
+    cwd: repository,
+    env: { ...process.env, KEEL_LOG_LEVEL: 'info', KEEL_LOG_FORMAT: format, DATABASE_URL: '', KEEL_DATA_DIR: 'memory', KEEL_MODULES: 'catalog', KEEL_RELEASE_STARTUP_MEMORY: 'off' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const stdout = collector();
+  const stderr = collector();
+  child.stdout.setEncoding('utf8').on('data', (chunk: string) => stdout.write(chunk));
+  child.stderr.setEncoding('utf8').on('data', (chunk: string) => stderr.write(chunk));
+  const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
+  try {
+    const ended = exited.then(() => expect.fail(`keel start ended early:\n${stdout.text}${stderr.text}`));
+    await Promise.race([stdout.waitFor(format === 'json' ? READY : 'ready (Ctrl-C to stop)'), ended]);
+    child.kill('SIGUSR2');
+    const written = new Promise<void>((resolve) => {
+      const check = () => (warned(stdout.text, stderr.text) ? resolve() : setTimeout(check, 20));
+      check();
+    });
+    await Promise.race([written, ended]);
+  } finally {
+    child.kill('SIGTERM');
+  }
+  const [code] = await exited;
+  return { code, stdout: stdout.text, stderr: stderr.text };
+}
+
+describe('cli - the keel process\'s own notices', () => {
+  it('cli - in JSON format a warning Node emits in keel start is a warn record on stdout (its name and code), and stderr stays empty', { timeout: 60_000 }, async () => {
+    const { code, stdout, stderr } = await startAndWarn('json', (out, errors) => out.includes(WARNING) || errors.includes(WARNING));
+    expect(code, stderr).toBe(0);
+    expect(stderr).toBe('');
+    // logRecords throws on a line that is not a JSON object.
+    const warning = logRecords(stdout).find((record) => record.msg?.includes(WARNING));
+    expect(warning).toMatchObject({ level: 40, msg: `Warning: ${WARNING}`, warning: 'Warning', code: 'KEEL_TEST_WARNING', name: 'keel' });
+    expect(logRecords(stdout).at(-1)?.msg).toBe('stopped');
+  });
+
+  it('cli - in pretty format Node prints the same warning itself, as text on stderr', { timeout: 60_000 }, async () => {
+    const { code, stderr } = await startAndWarn('pretty', (_, errors) => errors.includes(WARNING));
+    expect(code, stderr).toBe(0);
+    expect(stderr).toMatch(new RegExp(`^\\(node:\\d+\\) \\[KEEL_TEST_WARNING\\] Warning: ${WARNING}$`, 'm'));
+  });
+
+  it('cli - processNotice is a warn record of the owning command\'s log while it logs JSON', async () => {
+    const stdout = collector();
+    const stderr = collector();
+    const own = createCommandLog(
+      { cwd: repository, env: { KEEL_LOG_FORMAT: 'json' }, stdout, stderr, signal: new AbortController().signal, self: { command: process.execPath, args: [] }, ownsProcess: true },
+      'keel up',
+    );
+    await own.run(async () => {
+      processNotice('Ctrl-C again, exiting without waiting for work in flight.');
+    });
+    expect(logRecords(stdout.text)).toEqual([
+      expect.objectContaining({ level: 40, process: 'keel up', msg: 'Ctrl-C again, exiting without waiting for work in flight.' }),
+    ]);
+    expect(stderr.text).toBe('');
+  });
+});
