@@ -1,3 +1,4 @@
+import { compareSync } from 'bcryptjs';
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -404,7 +405,11 @@ describe('cli - deploy', () => {
       expect(values['KEEL_NATS_INBOX_PREFIX']).toBe(`_INBOX_keel.${group}`);
       expect(values['KEEL_NATS_PASSWORD']).toMatch(/^[\w-]{32}$/);
       passwords.add(values['KEEL_NATS_PASSWORD']);
-      expect(config).toContain(`user: "${group}"\n      password: "${values['KEEL_NATS_PASSWORD']}"`);
+      // The server's configuration holds the password's bcrypt hash, not the password.
+      const hash = new RegExp(`user: "${group}"\\n      password: "(\\$2b\\$11\\$[^"]+)"`).exec(config)?.[1];
+      expect(hash, `${group}'s entry in nats-server.conf`).toBeDefined();
+      expect(compareSync(values['KEEL_NATS_PASSWORD']!, hash!)).toBe(true);
+      expect(config).not.toContain(values['KEEL_NATS_PASSWORD']);
       if (group !== '_client') {
         expect(yamlOf(topologies['split']!, `k8s/${group}-nats-credentials.yaml`)).toMatchObject({ kind: 'Secret', metadata: { name: `keel-${group}-nats` }, stringData: values });
         expect(statSync(join(out, `k8s/${group}-nats-credentials.yaml`)).mode & 0o777).toBe(0o600);

@@ -243,11 +243,37 @@ let lockedShopServer: NatsServer | undefined;
 describe('nats permissions - the shop, one process per module, under the generated permissions', () => {
   const environment = (name: string): Record<string, string> => natsUserEnvironment(userOf(name));
   describeShopSuite('one process per module over a locked-down NATS, on postgres', async () => {
-    lockedShopServer = await startNatsServer({ extraConfig: natsAuthorization(users) });
+    // As keel deploy writes it: bcrypt hashes in the server's configuration, each process with its own password.
+    lockedShopServer = await startNatsServer({ extraConfig: natsAuthorization(users, { hashPasswords: true }) });
     return bootShop(ONE_PROCESS_PER_MODULE, lockedShopServer.url, PREFIX, 'postgres', {
       processEnv: environment,
       localEnv: environment(NATS_CLIENT_USER),
     });
+  });
+});
+
+describe('nats permissions - a configuration holding bcrypt hashes of the passwords (keel deploy\'s)', () => {
+  let hashed: NatsServer;
+  const block = natsAuthorization(users, { hashPasswords: true });
+  beforeAll(async () => {
+    hashed = await startNatsServer({ extraConfig: block });
+  });
+  afterAll(async () => {
+    await hashed?.stop();
+  });
+
+  it('nats permissions - holds no password, and nats-server lets a user in with its password and refuses a wrong one', async () => {
+    for (const user of users) expect(block).not.toContain(user.password);
+    expect(block).toMatch(/password: "\$2b\$11\$[./A-Za-z0-9]{53}"/);
+    const catalog = userOf('catalog');
+    const nc = await connect({ servers: hashed.url, user: catalog.user, pass: catalog.password, inboxPrefix: catalog.inboxPrefix, reconnect: false });
+    await nc.flush();
+    await nc.close();
+    const refused = await connect({ servers: hashed.url, user: catalog.user, pass: `${catalog.password}x`, reconnect: false }).then(
+      (connection) => connection.close().then(() => 'connected'),
+      (reason: unknown) => String(reason),
+    );
+    expect(refused).toMatch(/Authorization Violation/i);
   });
 });
 

@@ -29,6 +29,8 @@ export {
   natsAuthorization,
   natsEnvFile,
   natsPassword,
+  natsPasswordHash,
+  type NatsAuthorizationOptions,
   natsServerConfig,
   natsUserEnvironment,
   natsUsers,

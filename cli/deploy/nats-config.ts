@@ -2,11 +2,15 @@
  * The NATS server configuration and the per-group credentials that `keel deploy` and `keel up`
  * write from {@link natsPermissions}: one plain user per process group (and the
  * {@link NATS_CLIENT_USER}) in the server's one account, each with a generated password and only
- * its permissions; no anonymous access.
+ * its permissions; no anonymous access. The configuration `keel deploy` writes holds bcrypt
+ * hashes of the passwords, not the passwords: only each process's own credentials do.
  */
-import { randomBytes } from 'node:crypto';
+import { Buffer } from 'node:buffer';
+import { createHmac, randomBytes } from 'node:crypto';
+import { encodeBase64, hashSync } from 'bcryptjs';
 import type { AnyModule } from 'keel';
 import { NATS_ENV } from 'keel/nats';
+import { CLIError, CliErrorCode } from '../errors.js';
 import type { TopologyFile } from '../topology.js';
 import { NATS_CLIENT_USER, natsClientPermissions, natsPermissions, type NatsUserPermissions } from './nats-permissions.js';
 
@@ -34,6 +38,44 @@ export interface NatsUser extends NatsUserPermissions {
  */
 export function natsPassword(): string {
   return randomBytes(24).toString('base64url');
+}
+
+/** bcrypt's cost for the hashes nats-server checks: `nats server passwd`'s (about 0.1-0.2 s a hash). */
+const BCRYPT_COST = 11;
+
+/**
+ * The bcrypt hash of `password` that nats-server checks a connecting `user`'s password against
+ * (a `password` starting with `$2` in its configuration). Its salt comes from the user and the
+ * password, so the same password gives the same configuration, byte for byte; the passwords
+ * are 24 random bytes, which a salt of its own would add nothing to. Refuses a password longer
+ * than bcrypt reads (72 bytes), which a hash would check only in part.
+ *
+ * @example
+ * ```ts
+ * natsPasswordHash('storefront', storefront.password); // '$2b$11$...'
+ * ```
+ */
+export function natsPasswordHash(user: string, password: string): string {
+  const bytes = Buffer.byteLength(password, 'utf8');
+  if (bytes > 72) {
+    throw new CLIError(
+      CliErrorCode.E_USAGE,
+      `The NATS password of user "${user}" is ${bytes} bytes, and nats-server's bcrypt reads 72 at most. ` +
+        'Give it a shorter one (keel deploy makes 32 characters: delete its line from the env file and deploy again).',
+    );
+  }
+  const salt = createHmac('sha256', password).update(`keel nats-server salt for ${user}`).digest().subarray(0, 16);
+  return hashSync(password, `$2b$${BCRYPT_COST}$${encodeBase64([...salt], 16)}`);
+}
+
+/** Options of {@link natsAuthorization}. */
+export interface NatsAuthorizationOptions {
+  /**
+   * Writes each password's bcrypt hash ({@link natsPasswordHash}) rather than the password, so
+   * that the file does not give access by itself (default false: a server `keel up` starts
+   * for as long as it runs, whose file is removed when it stops).
+   */
+  readonly hashPasswords?: boolean | undefined;
 }
 
 /**
@@ -75,19 +117,19 @@ const list = (subjects: readonly string[], indent: string): string =>
 /**
  * The `authorization` block of a nats-server configuration: one user per entry of `users`,
  * each allowed only its permissions and the replies to the requests it receives. A server with
- * users refuses anonymous connections.
+ * users refuses anonymous connections. With `hashPasswords`, it holds bcrypt hashes.
  *
  * @example
  * ```ts
  * const block = natsAuthorization(natsUsers(topology, modules));
  * ```
  */
-export function natsAuthorization(users: readonly NatsUser[]): string {
+export function natsAuthorization(users: readonly NatsUser[], options: NatsAuthorizationOptions = {}): string {
   const entries = users.map((user) =>
     [
       '    {',
       `      user: ${quote(user.user)}`,
-      `      password: ${quote(user.password)}`,
+      `      password: ${quote(options.hashPasswords === true ? natsPasswordHash(user.user, user.password) : user.password)}`,
       '      permissions: {',
       `        publish: { allow: ${list(user.publish, '        ')} }`,
       `        subscribe: { allow: ${list(user.subscribe, '        ')} }`,
@@ -101,7 +143,7 @@ export function natsAuthorization(users: readonly NatsUser[]): string {
 
 /**
  * A whole nats-server configuration: where it listens, JetStream on, and
- * {@link natsAuthorization} of `users`.
+ * {@link natsAuthorization} of `users`, with bcrypt hashes of their passwords.
  *
  * @example
  * ```ts
@@ -111,11 +153,12 @@ export function natsAuthorization(users: readonly NatsUser[]): string {
 export function natsServerConfig(users: readonly NatsUser[], options: NatsServerConfigOptions): string {
   const lines = [
     ...(options.header === undefined ? [] : options.header.split('\n').map((line) => `# ${line}`)),
-    '# One user per process group, allowed what its modules need (docs/security.md). Holds passwords: keep it secret.',
+    '# One user per process group, allowed what its modules need (docs/security.md). Holds bcrypt hashes of their passwords,',
+    "# not the passwords (each process's own env file or Secret has its own): keep it private all the same.",
     `listen: ${quote(options.listen)}`,
     ...(options.monitorPort === undefined ? [] : [`http_port: ${options.monitorPort}`]),
     `jetstream { store_dir: ${quote(options.storeDir)} }`,
-    natsAuthorization(users),
+    natsAuthorization(users, { hashPasswords: true }),
   ];
   return `${lines.join('\n')}\n`;
 }
