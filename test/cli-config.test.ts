@@ -137,13 +137,16 @@ describe('cli - keel.config.ts', () => {
     }
   });
 
-  it("cli - keel start gives the kernel keel.config.ts's resilience section: a retry policy the kernel refuses stops the start naming the field", async () => {
+  it("cli - keel start gives the kernel keel.config.ts's resilience section: a retry policy or retry budget the kernel refuses stops the start naming the field", async () => {
     const root = appWith("import { defineConfig } from 'keel/config';\n\nexport default defineConfig({ resilience: { retry: { maxAttempts: 0 } } });\n");
     const run = keel(root, 'start', '--http', 'off');
     expect(await run.exit).toBe(1);
     expect(run.stderr.text).toContain('retry.maxAttempts must be a whole number of attempts from 1 to 10');
     expect(run.stdout.text).not.toContain('ready');
-    const fine = keel(appWith("import { defineConfig } from 'keel/config';\n\nexport default defineConfig({ resilience: { retry: { maxAttempts: 5 }, circuitBreaker: false } });\n"), 'start', '--http', 'off');
+    const budget = keel(appWith("import { defineConfig } from 'keel/config';\n\nexport default defineConfig({ resilience: { retryBudget: { ratio: 2 } } });\n"), 'start', '--http', 'off');
+    expect(await budget.exit).toBe(1);
+    expect(budget.stderr.text).toContain('retryBudget.ratio must be a ratio from 0 to 1, got 2');
+    const fine = keel(appWith("import { defineConfig } from 'keel/config';\n\nexport default defineConfig({ resilience: { retry: { maxAttempts: 5 }, retryBudget: { ratio: 0.1 } } });\n"), 'start', '--http', 'off');
     await Promise.race([fine.stdout.waitFor(READY), fine.exit.then(() => expect.fail(fine.stderr.text))]);
     fine.stop();
     expect(await fine.exit).toBe(0);
