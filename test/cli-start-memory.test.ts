@@ -54,7 +54,9 @@ function memoryRecord(records: readonly LogRecord[]): Record<string, unknown> {
   return memory!;
 }
 
-describe('cli - keel start releases its start-up memory', () => {
+// A `keel start` of the whole shop as its own process (tsx compiling it) has taken 20 s to be ready on a
+// loaded 2-core CI machine: the default 30 s per test is too close.
+describe('cli - keel start releases its start-up memory', { timeout: 90_000 }, () => {
   it(`cli - as its own process, logs after ready what it released: ${major >= 22 ? 'less resident memory and a one-page young generation' : 'nothing, naming Node 22'} (Node ${process.versions.node})`, async () => {
     const { code, stderr, records } = await startOwnProcess();
     expect(code, stderr).toBe(0);

@@ -23,7 +23,8 @@ import { createTestDatabase, type TestDatabase } from './support/databases.js';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const WAIT_MS = 20_000;
+/** A bound on each wait (a process serving, an effect seen): a child through tsx has taken 20 s to start on a loaded 2-core CI machine. */
+const WAIT_MS = 30_000;
 
 let server: NatsServer;
 const databases: TestDatabase[] = [];
@@ -209,12 +210,15 @@ async function laterEventArrives(run: Scenario, label: string): Promise<void> {
   await until(async () => ((await run.audited()).labels.includes(label) ? true : undefined), `the audit to record ${label}`, run.output);
 }
 
-describe('data - crash between commit and publish', { timeout: 60_000 }, () => {
+// Up to three processes started in turn per test, each bounded by WAIT_MS.
+describe('data - crash between commit and publish', { timeout: 180_000 }, () => {
   it('delivers, once, an event whose process was killed after its transaction committed and before the relay published it', () =>
     inScenario('after-commit', async (run) => {
       await run.start('audit');
       const crashing = await run.start('ledger', 'outbox:after-commit');
-      const answer = run.client.client(ledger).add({ label: 'committed-then-killed' }, { timeoutMs: 1_000 }).catch((error: unknown) => error);
+      // A deadline the call cannot miss before the handler starts (a request arriving after it is not run, and nothing
+      // would then commit or kill the process), even on a loaded machine; the process dies, so it ends in TIMEOUT anyway.
+      const answer = run.client.client(ledger).add({ label: 'committed-then-killed' }, { timeoutMs: 5_000 }).catch((error: unknown) => error);
       expect(await crashing.ended()).toEqual({ code: null, signal: 'SIGKILL' });
       // The caller never got an answer: its outcome is unknown to it.
       expect(isKeelError(await answer, 'TIMEOUT')).toBe(true);
@@ -238,7 +242,8 @@ describe('data - crash between commit and publish', { timeout: 60_000 }, () => {
       await run.start('audit');
       const crashing = await run.start('ledger', 'outbox:after-publish');
       // Answered or not: the process dies as soon as JetStream confirms the event.
-      await run.client.client(ledger).add({ label: 'published-then-killed' }, { timeoutMs: 1_000 }).catch(() => undefined);
+      // (A deadline the request cannot miss before the handler starts, even on a loaded machine: see the test above.)
+      await run.client.client(ledger).add({ label: 'published-then-killed' }, { timeoutMs: 5_000 }).catch(() => undefined);
       expect(await crashing.ended()).toEqual({ code: null, signal: 'SIGKILL' });
       // Claimed and published (the audit gets it), never marked sent.
       const [row] = await run.outbox();

@@ -383,6 +383,8 @@ describe('kernel lifecycle - misuse and edge cases', () => {
 });
 
 describe('local transport - durable events kept while the subscribing module is stopped', () => {
+  /** A bound, not a timing: vi.waitFor's 1 s default can pass during an event-loop stall on a loaded machine. */
+  const SOON = { timeout: 10_000, interval: 5 } as const;
   const sold = (n: string): PublishedEvent => ({
     contract: 'shop',
     version: '1.0.0',
@@ -414,7 +416,7 @@ describe('local transport - durable events kept while the subscribing module is 
     const first: string[] = [];
     const registration = await bus.subscribe(ledger(first));
     await bus.publish(sold('1'));
-    await vi.waitFor(() => expect(first).toEqual(['1#1']));
+    await vi.waitFor(() => expect(first).toEqual(['1#1']), SOON);
     await registration.stop();
     for (const n of ['2', '3', '4', '5', '6']) await bus.publish(sold(n));
     expect(errors).toHaveLength(1);
@@ -422,7 +424,7 @@ describe('local transport - durable events kept while the subscribing module is 
     expect(errors[0]?.message).toContain('"ledger"');
     const second: string[] = [];
     await bus.subscribe(ledger(second));
-    await vi.waitFor(() => expect(second).toEqual(['4#1', '5#1', '6#1']));
+    await vi.waitFor(() => expect(second).toEqual(['4#1', '5#1', '6#1']), SOON);
     expect(errors).toHaveLength(2);
     expect(errors[1]?.record).toMatchObject({ event: 'shop.sold', subscriber: 'ledger', dropped: 2, delivered: 3 });
     expect(errors[1]?.message).toContain('2 durable events were dropped');
@@ -433,18 +435,19 @@ describe('local transport - durable events kept while the subscribing module is 
   it('keeps a failed event whose redelivery finds the module stopped, and redelivers it as the next attempt', async () => {
     const kept: Record<string, unknown>[] = [];
     const capture: Logger = { ...silentLogger, debug: (record) => void kept.push(record), child: () => capture };
-    const bus = createLocalTransport({ redeliveryDelayMs: 250, logger: capture });
+    // The retry must come due after the stop below: a delay longer than an event-loop stall on a loaded machine.
+    const bus = createLocalTransport({ redeliveryDelayMs: 1_000, logger: capture });
     const first: string[] = [];
     const registration = await bus.subscribe(ledger(first, true));
     await bus.publish(sold('1'));
-    await vi.waitFor(() => expect(first).toEqual(['1#1']), { interval: 5 });
+    await vi.waitFor(() => expect(first).toEqual(['1#1']), SOON);
     await registration.stop();
     // The retry came due, found nobody running, and kept the event (its own record says so).
-    await vi.waitFor(() => expect(kept).toContainEqual({ event: 'shop.sold', subscriber: 'ledger', attempt: 2 }), { interval: 5 });
+    await vi.waitFor(() => expect(kept).toContainEqual({ event: 'shop.sold', subscriber: 'ledger', attempt: 2 }), SOON);
     expect(first).toEqual(['1#1']);
     const second: string[] = [];
     await bus.subscribe(ledger(second));
-    await vi.waitFor(() => expect(second).toEqual(['1#2']));
+    await vi.waitFor(() => expect(second).toEqual(['1#2']), SOON);
     await bus.close();
   });
 

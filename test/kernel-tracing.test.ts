@@ -34,6 +34,7 @@ const seen = new Map<string, Record<string, unknown>>();
 /** Gates `hold` waits on, by tag. */
 const gates = new Map<string, () => void>();
 let runs = 0;
+const SOON = { timeout: 10_000 } as const;
 
 const innerModule = defineModule({
   contract: inner,
@@ -143,11 +144,12 @@ describe('kernel tracing in one process', () => {
     const first = newTraceparent();
     const second = newTraceparent();
     const held = running.client(inner).hold({ tag: 'first' }, { traceparent: first });
-    await expect.poll(() => gates.has('first')).toBe(true);
+    // Bounds, not timings: expect.poll's 1 s default can pass during an event-loop stall on a loaded machine.
+    await expect.poll(() => gates.has('first'), SOON).toBe(true);
     const queued = running.client(inner).hold({ tag: 'second' }, { traceparent: second });
-    await expect.poll(() => running.status().bulkheads.find((bulkhead) => bulkhead.module === 'inner')?.queued).toBe(1);
+    await expect.poll(() => running.status().bulkheads.find((bulkhead) => bulkhead.module === 'inner')?.queued, SOON).toBe(1);
     gates.get('first')?.();
-    await expect.poll(() => gates.has('second')).toBe(true);
+    await expect.poll(() => gates.has('second'), SOON).toBe(true);
     gates.get('second')?.();
     await Promise.all([held, queued]);
     const served = one(spansOf(second.slice(3, 35)), 'inner/hold', SpanKind.SERVER);

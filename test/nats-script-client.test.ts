@@ -135,7 +135,8 @@ describe('kernel - a contracts-only client over NATS', () => {
     const unknown = await runScript(['NO-SUCH']);
     expect(unknown.code).toBe(1);
     expect(unknown.stderr).toBe('No product NO-SUCH in the catalog.\n');
-  });
+    // Two child processes in turn, each compiling the script through tsx: seconds each on a loaded machine.
+  }, 90_000);
 
   async function runScript(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
     const child = spawn(process.execPath, ['--import', 'tsx', '--conditions=keel-source', SCRIPT, ...args], {

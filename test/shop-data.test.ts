@@ -244,7 +244,9 @@ describe.each(engines)('shop data - $name', (engine) => {
       const customerId = `customer-${randomUUID()}`;
       const failure = await kernel
         .client(orders)
-        .placeOrder({ customerId, lines: [{ sku, quantity: 1 }], card: VISA }, { timeoutMs: 1_000 })
+        // A deadline the saga cannot reach on a slow machine (PGlite under load): the TIMEOUT is the injected one, after
+        // the capture, and the saga's undo has run when the call returns. (Recovery waits for it and a grace: 6 s.)
+        .placeOrder({ customerId, lines: [{ sku, quantity: 1 }], card: VISA }, { timeoutMs: 5_000 })
         .catch((error: unknown) => error);
       expect(isKeelError(failure, KeelErrorCode.TIMEOUT)).toBe(true);
       // Released, but still charged: the saga could not cancel the charge, and left the order compensating.
@@ -280,8 +282,9 @@ describe.each(engines)('shop data - $name', (engine) => {
     const place = (customerId: string) => {
       const call = first.client(orders).placeOrder(
         { customerId, lines: [{ sku, quantity: 2 }], card: VISA },
-        // Time enough for the kernel to stop before the calls' deadline: a saga whose charge timed out would undo it.
-        { idempotencyKey: `checkout-${customerId}`, timeoutMs: 3_000 },
+        // Time enough for the kernel to stop before the calls' deadline, even with PGlite on a loaded machine: a saga
+        // whose charge timed out would undo it.
+        { idempotencyKey: `checkout-${customerId}`, timeoutMs: 6_000 },
       );
       call.catch(() => undefined); // never settles: its kernel stops under it
     };
@@ -295,7 +298,7 @@ describe.each(engines)('shop data - $name', (engine) => {
     try {
       const [payment] = (await second.client(payments).listPayments({ customerId: paid })).payments;
       expect(payment).toMatchObject({ status: 'captured', amountCents: 2000 });
-      // Recovery waits for the calls' deadline (3 s) and a grace, then places the paid order...
+      // Recovery waits for the calls' deadline (6 s) and a grace, then places the paid order...
       await vi.waitFor(async () => {
         expect(await second.client(orders).listOrders({ customerId: paid })).toEqual({
           orders: [expect.objectContaining({ orderId: payment?.orderId, status: 'placed', paymentId: payment?.paymentId })],

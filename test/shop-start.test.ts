@@ -17,6 +17,12 @@ import { eventSource } from './support/shop-suite.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const tsx = fileURLToPath(new URL('../node_modules/.bin/tsx', import.meta.url));
+/**
+ * Bounds, not timings: a whole shop in a child process (tsx compiling it, PGlite starting) has taken
+ * 20 s to be ready on a loaded 2-core CI machine, and a test starts up to three of them in turn.
+ */
+const READY_MS = 60_000;
+const SPAWNING = { timeout: 180_000 } as const;
 
 /** An empty embedded database, initialised once for the file: each shop started gets a copy. */
 let template: string;
@@ -79,14 +85,14 @@ function startShop(env: Record<string, string>, via: 'tsx' | 'node' = 'node') {
     said: (text: string) => records().some((record) => record.msg.includes(text)),
     /** Resolves once it logged that it is ready, with its gateway's URL; fails with its output if it exits first. */
     ready: async () => {
-      await expect.poll(() => output || child.exitCode, { timeout: 20_000, interval: 50 }).toSatisfy(
+      await expect.poll(() => output || child.exitCode, { timeout: READY_MS, interval: 50 }).toSatisfy(
         (seen) => typeof seen === 'string' && seen.includes('"msg":"keel shop is ready"'),
       );
       return records().find((record) => record.msg.startsWith('HTTP gateway on '))?.['url'] as string | undefined;
     },
     /** Waits for it to exit by itself and returns the exit code. */
     exit: async () => {
-      const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+      const timer = setTimeout(() => child.kill('SIGKILL'), READY_MS);
       const [code] = await exited;
       clearTimeout(timer);
       return code;
@@ -104,7 +110,7 @@ function startShop(env: Record<string, string>, via: 'tsx' | 'node' = 'node') {
   };
 }
 
-describe('app - npm start', () => {
+describe('app - npm start', SPAWNING, () => {
   it.each(['SIGINT', 'SIGTERM'] as const)('app - logs what it hosts, then stops and exits 0 on %s', async (signal) => {
     const shop = startShop({ PORT: '0' }, 'tsx');
     await shop.ready();
@@ -176,7 +182,7 @@ describe('app - npm start', () => {
   });
 });
 
-describe('app - data', () => {
+describe('app - data', SPAWNING, () => {
   async function postJson(url: string, body: unknown, headers: Record<string, string> = {}): Promise<{ status: number; body: unknown }> {
     const response = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
     return { status: response.status, body: await response.json() };
@@ -235,7 +241,7 @@ describe('app - topology from the environment', () => {
   });
 });
 
-describe('app - npm start split over NATS', () => {
+describe('app - npm start split over NATS', SPAWNING, () => {
   let server: NatsServer;
   let transport: Transport;
   let database: DatabaseEngine;
