@@ -6,6 +6,7 @@
 import { writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
 import type { AnyModule } from 'keel';
+import { NATS_ENV } from 'keel/nats';
 import { logFormatOf, type LogFormat } from 'keel/transport';
 import { loadAppConfig, loggingEnv } from './app-config.js';
 import type { CliContext } from './command.js';
@@ -135,7 +136,8 @@ export async function prepareLocalRun(options: LocalRunOptions): Promise<LocalRu
   if (natsServer !== undefined && users.length > 0) {
     const client = users.find((user) => user.user === NATS_CLIENT_USER) as NatsUser;
     const clientEnv = join(natsServer.directory, `${NATS_CLIENT_USER}.env`);
-    writeFileSync(clientEnv, natsEnvFile(client, `Written by ${options.command}; removed when it stops.`), { mode: 0o600 });
+    // With the server's URL, so that `set -a; . _client.env` is all keel status or a script needs.
+    writeFileSync(clientEnv, `${natsEnvFile(client, `Written by ${options.command}; removed when it stops.`)}${NATS_ENV.URL}=${natsUrl}\n`, { mode: 0o600 });
     log(`NATS is locked down: each process has its own user; a client of every operation (keel status, scripts) finds its credentials in ${clientEnv}`);
   }
   const credentialsOf = (group: string): Record<string, string> => {

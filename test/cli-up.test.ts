@@ -262,7 +262,10 @@ describe('cli - keel up', () => {
         (error: unknown) => String(error),
       );
       expect(anonymous).toMatch(/Authorization Violation/i);
-      const client = natsOptionsFromEnv({ ...clientEnvironment(up.output()), KEEL_NATS_URL: natsUrl });
+      // The file names the server too: sourcing it is all a client needs.
+      const clientEnv = clientEnvironment(up.output());
+      expect(clientEnv['KEEL_NATS_URL']).toBe(natsUrl);
+      const client = natsOptionsFromEnv(clientEnv);
       callerTransport = await createNatsTransport({ ...client, logger: silentLogger });
       const caller = createKernel({ modules, logger: silentLogger, topology: { host: [], transport: callerTransport } });
       await caller.start();
@@ -304,7 +307,9 @@ describe('cli - keel up', () => {
       expect(new Set(answers.map((answer) => answer.pid)).size).toBe(2);
 
       let status = '';
-      const code = await runCli(main, ['status', '--nats', natsUrl], {
+      // No --nats: the client's file names the server keel up started.
+      expect(credentials['KEEL_NATS_URL']).toBe(natsUrl);
+      const code = await runCli(main, ['status'], {
         cwd: app,
         env: credentials,
         stdout: { write: (text: string) => (status += text) },

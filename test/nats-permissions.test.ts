@@ -30,6 +30,19 @@ const muted: NatsUser = {
   subscribe: userOf('orders').subscribe.map((subject) => subject.replace('_INBOX_keel_locked.orders.', '_INBOX_keel_locked.orders-muted.')),
 };
 
+/** The storefront group of the shop split as topologies/split.ts splits it: catalog and orders on one connection. */
+const storefront: NatsUser = natsUsers(
+  parseTopology(
+    {
+      nats: { prefix: PREFIX },
+      processes: { storefront: { modules: ['catalog', 'orders'] }, rest: { modules: names.filter((name) => name !== 'catalog' && name !== 'orders') } },
+    },
+    names,
+    'split',
+  ),
+  modules,
+).find((user) => user.user === 'storefront') as NatsUser;
+
 describe('nats permissions - derived from the module graph', () => {
   const permissions = natsPermissions(perModule, modules);
   const of = (group: string) => permissions.find((user) => user.user === group)!;
@@ -93,7 +106,7 @@ describe('nats permissions - enforced by a real nats-server with the generated c
   };
 
   beforeAll(async () => {
-    server = await startNatsServer({ extraConfig: natsAuthorization([...users, muted]) });
+    server = await startNatsServer({ extraConfig: natsAuthorization([...users, muted, storefront]) });
   });
 
   afterAll(async () => {
@@ -185,6 +198,21 @@ describe('nats permissions - enforced by a real nats-server with the generated c
     expect(pings.map((ping) => ping.name)).toEqual(['payments']);
     expect(client.errors).toEqual([]);
     await service.stop();
+  });
+
+  it('nats permissions - a group hosting two modules answers a $SRV question to all for each of them (keel status sees both)', async () => {
+    expect(storefront.responses).toBe(2);
+    const group = await as(storefront);
+    const catalogService = await foreignServices(group.nc).add({ name: 'catalog', version: '1.0.0' });
+    const ordersService = await foreignServices(group.nc).add({ name: 'orders', version: '1.0.0' });
+    const client = await as(userOf(NATS_CLIENT_USER));
+    const pings = [];
+    for await (const ping of await foreignServices(client.nc).client({ strategy: 'timer', maxWait: 1_000 }).ping()) pings.push(ping);
+    // With one reply per request (allow_responses: true), the second service's answer was refused.
+    expect(pings.map((ping) => ping.name).sort()).toEqual(['catalog', 'orders']);
+    expect(group.errors).toEqual([]);
+    await catalogService.stop();
+    await ordersService.stop();
   });
 
   it('nats permissions - the client user calls operations but cannot serve one nor publish an event', async () => {

@@ -1,8 +1,9 @@
 /**
  * The shop split the way a team might run it: the storefront (catalog and orders) together,
  * the back office (inventory and payments) together, notifications alone. One instance each:
- * the example modules keep their data in memory, so a second replica of a process would hold
- * data of its own. Raise `replicas` only for modules whose state lives outside the process.
+ * without DATABASE_URL each process keeps its modules' data in its own embedded database
+ * (.keel/data/<process>), which serves one process, so keel up refuses a second replica of it.
+ * Raise `replicas` only where the data lives outside the process (PostgreSQL, DATABASE_URL).
  */
 import { defineTopology } from 'keel/cli';
 

@@ -56,7 +56,10 @@ export default defineCommand({
     } catch (error) {
       throw new CLIError(CliErrorCode.E_STATUS, `Cannot reach NATS at ${servers}: ${(error as Error).message}.`, {
         cause: error,
-        hint: 'Pass the server with --nats <url> (or set KEEL_NATS_URL), and check that it runs.',
+        hint:
+          'Pass the server with --nats <url> (or set KEEL_NATS_URL), and check that it runs. keel status logs in with ' +
+          'KEEL_NATS_USER and KEEL_NATS_PASSWORD, KEEL_NATS_TOKEN or KEEL_NATS_CREDS (an Authorization Violation: missing or wrong); ' +
+          'for the server keel up started, run `set -a; . <the _client.env file it names>` first.',
       });
     }
     try {

@@ -133,7 +133,8 @@ export function natsAuthorization(users: readonly NatsUser[], options: NatsAutho
       '      permissions: {',
       `        publish: { allow: ${list(user.publish, '        ')} }`,
       `        subscribe: { allow: ${list(user.subscribe, '        ')} }`,
-      '        allow_responses: true',
+      // One reply per hosted module: each of its services answers a `$SRV` question to all on this one connection.
+      `        allow_responses: { max: ${user.responses} }`,
       '      }',
       '    }',
     ].join('\n'),

@@ -28,6 +28,12 @@ export interface NatsUserPermissions {
   readonly publish: readonly string[];
   /** Subjects it may subscribe to. */
   readonly subscribe: readonly string[];
+  /**
+   * How many replies it may send to one request it received (`allow_responses.max`): one per
+   * module it hosts, since a `$SRV` question to every service (`$SRV.PING`, as `keel status`
+   * asks) reaches each of its modules' services on its one connection, and each answers.
+   */
+  readonly responses: number;
 }
 
 /**
@@ -110,7 +116,8 @@ const sorted = (subjects: Iterable<string>): string[] => [...new Set(subjects)].
  *   consumers on the streams of the contracts it subscribes to, their acknowledgements, the
  *   dead-letter stream and its own dead-letter subjects.
  *
- * Replies to the requests it receives go through `allow_responses`.
+ * Replies to the requests it receives go through `allow_responses`, up to one per hosted module
+ * for each request (`responses`).
  *
  * @example
  * ```ts
@@ -155,7 +162,7 @@ export function natsPermissions(topology: TopologyFile, modules: readonly AnyMod
         }
       }
     }
-    return { user: group, inboxPrefix, publish: sorted(publish), subscribe: sorted(subscribe) };
+    return { user: group, inboxPrefix, publish: sorted(publish), subscribe: sorted(subscribe), responses: Math.max(1, hosted.length) };
   });
 }
 
@@ -173,5 +180,5 @@ export function natsClientPermissions(topology: TopologyFile, modules: readonly 
   const subjects = new Subjects(prefix);
   const inboxPrefix = natsInboxPrefix(prefix, NATS_CLIENT_USER);
   const publish = [...modules.flatMap((module) => callsTo(subjects, module.contract)), '$SRV.PING', '$SRV.INFO', '$SRV.STATS', '$SRV.*.*'];
-  return { user: NATS_CLIENT_USER, inboxPrefix, publish: sorted(publish), subscribe: [`${inboxPrefix}.>`] };
+  return { user: NATS_CLIENT_USER, inboxPrefix, publish: sorted(publish), subscribe: [`${inboxPrefix}.>`], responses: 1 };
 }
