@@ -6,24 +6,29 @@
  * else the modules of `KEEL_MODULES` (so that the processes of a split shop each have their
  * own folder), else `app`.
  */
-import type { AnyModule } from 'keel';
+import type { AnyModule, Logger } from 'keel';
 import { openDatabases, planDatabases, type OpenDatabases } from 'keel/databases';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
 /**
  * Opens the databases of the hosted modules that own data; undefined when none does (a gateway).
+ * `logger` is told when the embedded database starts to open (it takes seconds).
  *
  * @example
  * ```ts
- * const databases = await databasesFromEnv(process.env, hostedModules);
+ * const databases = await databasesFromEnv(process.env, hostedModules, { logger });
  * const kernel = createKernel({ modules, topology, ...(databases ? { database: databases.engineOf } : {}) });
  * ```
  */
-export async function databasesFromEnv(env: Env, hosted: readonly AnyModule[], root = process.cwd()): Promise<OpenDatabases | undefined> {
+export async function databasesFromEnv(
+  env: Env,
+  hosted: readonly AnyModule[],
+  { root = process.cwd(), logger }: { readonly root?: string; readonly logger?: Logger } = {},
+): Promise<OpenDatabases | undefined> {
   const processName = env.KEEL_PROCESS_NAME?.trim() || env.KEEL_MODULES?.trim().replace(/\s*,\s*/g, '-') || undefined;
   const plan = planDatabases(hosted, { env: processName === undefined ? env : { ...env, KEEL_PROCESS_NAME: processName }, root });
-  return plan.length === 0 ? undefined : openDatabases(plan, root);
+  return plan.length === 0 ? undefined : openDatabases(plan, root, { logger });
 }
 
 /** Where the data is, for the start-up summary: `PGlite in .keel/data/app`, or per module when they differ. */

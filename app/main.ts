@@ -30,7 +30,7 @@ tracing = tracingRequested()
       )
       .catch((error: unknown) => fail('start tracing', error))
   : undefined;
-const database = await databasesFromEnv(process.env, hosted).catch((error: unknown) =>
+const database = await databasesFromEnv(process.env, hosted, { logger }).catch((error: unknown) =>
   fail('open its database', error, () => topology.transport?.close()),
 );
 const port = await httpPort().catch((error: unknown) =>

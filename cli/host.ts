@@ -223,7 +223,7 @@ async function connectAndOpen(
 ): Promise<{ transport: Transport | undefined; databases: OpenDatabases | undefined }> {
   const [transport, databases] = await Promise.allSettled([
     connectNats(options),
-    plan.length === 0 ? Promise.resolve(undefined) : openDatabases(plan, root),
+    plan.length === 0 ? Promise.resolve(undefined) : openDatabases(plan, root, { logger: options.logger }),
   ]);
   if (transport.status === 'fulfilled' && databases.status === 'fulfilled') return { transport: transport.value, databases: databases.value };
   await closeConnections(

@@ -55,6 +55,7 @@ describe('cli - keel start', () => {
     const messages = logMessages(running.stdout.text);
     expect(messages).toContain('hosting catalog, inventory, payments, orders, notifications');
     expect(messages).toContain('data of catalog, inventory, payments, orders, notifications: pglite in memory');
+    expect(messages).toContain('opening the embedded database (PGlite) in memory for catalog, inventory, payments, orders, notifications');
     expect(messages.indexOf('stopping: finishing work in flight')).toBeGreaterThan(messages.indexOf('ready'));
     expect(messages.at(-1)).toBe('stopped');
   });
@@ -132,7 +133,12 @@ describe('cli - keel start', () => {
       const first = startWith({ KEEL_DATA_DIR: folder }, '--http', '0');
       await Promise.race([first.stdout.waitFor(READY), first.exit.then(() => expect.fail(first.stderr.text))]);
       try {
-        expect(logMessages(first.stdout.text)).toContain(`data of catalog, inventory, payments, orders, notifications: pglite in ${folder}`);
+        const messages = logMessages(first.stdout.text);
+        expect(messages).toContain(`data of catalog, inventory, payments, orders, notifications: pglite in ${folder}`);
+        // Said before the seconds PGlite takes, so that a start that seems to hang says why.
+        const creating = `creating the embedded database (PGlite) in ${folder} for catalog, inventory, payments, orders, notifications: a first start takes longer`;
+        expect(messages).toContain(creating);
+        expect(messages.indexOf(creating)).toBeLessThan(messages.findIndex((message) => message === 'migrations applied'));
         const added = await post(gatewayUrl(first.stdout.text), '/catalog/addProduct', {
           sku: 'CLI-RESTART-1',
           name: 'Mug that outlives a restart',
@@ -148,6 +154,7 @@ describe('cli - keel start', () => {
       const second = startWith({ KEEL_DATA_DIR: folder }, '--http', '0');
       await Promise.race([second.stdout.waitFor(READY), second.exit.then(() => expect.fail(second.stderr.text))]);
       try {
+        expect(logMessages(second.stdout.text)).toContain(`opening the embedded database (PGlite) in ${folder} for catalog, inventory, payments, orders, notifications`);
         const read = await post(gatewayUrl(second.stdout.text), '/catalog/getProduct', { sku: 'CLI-RESTART-1' });
         expect(await read.json()).toMatchObject({ sku: 'CLI-RESTART-1', name: 'Mug that outlives a restart', priceCents: 1200 });
       } finally {

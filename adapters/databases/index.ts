@@ -28,7 +28,7 @@
  */
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { isAbsolute, join, relative, resolve } from 'node:path';
-import { KeelError, KeelErrorCode, isKeelError, type AnyModule, type DatabaseEngine } from 'keel';
+import { KeelError, KeelErrorCode, isKeelError, type AnyModule, type DatabaseEngine, type Logger } from 'keel';
 import { schemaOf } from 'keel/transport';
 
 type Env = Readonly<Record<string, string | undefined>>;
@@ -278,6 +278,15 @@ async function openPGlite(dataDir: string | undefined, root: string): Promise<{ 
   }
 }
 
+/** Options of {@link openDatabases}. */
+export interface OpenDatabasesOptions {
+  /**
+   * Told, at info, when the embedded database starts to open: PGlite takes seconds to start, and
+   * longer to create a new folder, so a start that seems to hang says why.
+   */
+  readonly logger?: Logger | undefined;
+}
+
 /**
  * Opens one engine per distinct database of `plan`: one PGlite for the modules on the embedded
  * database, one PostgreSQL engine per URL (PostgreSQL connects when a module first uses it).
@@ -289,7 +298,7 @@ async function openPGlite(dataDir: string | undefined, root: string): Promise<{ 
  * const databases = await openDatabases(planDatabases(hosted, { env, root }), root);
  * ```
  */
-export async function openDatabases(plan: readonly PlannedDatabase[], root: string): Promise<OpenDatabases> {
+export async function openDatabases(plan: readonly PlannedDatabase[], root: string, options: OpenDatabasesOptions = {}): Promise<OpenDatabases> {
   const opened = new Map<string, { engine: DatabaseEngine; release: () => void; location: string }>();
   const closeAll = async () => {
     const engines = [...opened.values()];
@@ -315,8 +324,16 @@ export async function openDatabases(plan: readonly PlannedDatabase[], root: stri
           const engine = createPostgresDatabase({ url: source.url });
           entry = { engine, release: () => {}, location: `at ${engine.location} (${source.variable})` };
         } else {
+          const location = source.dataDir === undefined ? 'in memory' : `in ${shownFolder(source.dataDir, root)}`;
+          const on = plan.filter((planned) => planned.source.engine === 'pglite').map((planned) => planned.module);
+          const creating = source.dataDir !== undefined && !existsSync(join(source.dataDir, 'PG_VERSION'));
+          options.logger?.info(
+            { modules: on, engine: 'pglite', location },
+            `${creating ? 'creating' : 'opening'} the embedded database (PGlite) ${location} for ${on.join(', ')}` +
+              (creating ? ': a first start takes longer' : ''),
+          );
           const { engine, release } = await openPGlite(source.dataDir, root);
-          entry = { engine, release, location: source.dataDir === undefined ? 'in memory' : `in ${shownFolder(source.dataDir, root)}` };
+          entry = { engine, release, location };
         }
         opened.set(key, entry);
       }
