@@ -62,15 +62,32 @@ export function processNotice(text: string, fields: Readonly<Record<string, unkn
 }
 
 /**
+ * The warning codes and names `--disable-warning` turns off, on Node's command line or in
+ * `NODE_OPTIONS`: Node's printer skips them (the listeners still get them), and so must a record.
+ */
+function disabledWarnings(): ReadonlySet<string> {
+  const args = [...process.execArgv, ...(process.env['NODE_OPTIONS'] ?? '').split(/\s+/)];
+  const disabled = new Set<string>();
+  for (let index = 0; index < args.length; index++) {
+    const arg = args[index] as string;
+    if (arg.startsWith('--disable-warning=')) disabled.add(arg.slice('--disable-warning='.length));
+    else if (arg === '--disable-warning' && index + 1 < args.length) disabled.add(args[++index] as string);
+  }
+  return disabled;
+}
+
+/**
  * Makes the warnings Node emits in this process ({@link process.emitWarning}: deprecations,
  * experimental features, too many listeners) records of the owning command's log while it logs
  * JSON; otherwise Node prints them as it would. Node prints nothing with `--no-warnings`, and
- * neither does this. For the `keel` executable, once.
+ * neither does this; a warning `--disable-warning` names is no record either. For the `keel`
+ * executable, once.
  */
 export function routeProcessWarnings(): void {
   // Node's own printer, absent with --no-warnings.
   const print = process.listeners('warning');
   if (print.length === 0) return;
+  const disabled = disabledWarnings();
   process.removeAllListeners('warning');
   process.on('warning', (warning) => {
     if (processLog?.json !== true) {
@@ -78,6 +95,7 @@ export function routeProcessWarnings(): void {
       return;
     }
     const code = (warning as { code?: unknown }).code;
+    if (disabled.has(warning.name) || (typeof code === 'string' && disabled.has(code))) return;
     processLog.log(`${warning.name}: ${warning.message}`, 'warn', { warning: warning.name, ...(typeof code === 'string' ? { code } : {}) });
   });
 }

@@ -105,11 +105,13 @@ export class CircuitBreaker {
 
   /**
    * Asks to send a call's next attempt (a retry or a hedge) at `now`: true, counted, while the
-   * retry budget allows it (always, without a budget); false when it is spent.
+   * retry budget allows it (always, without a budget); false when it is spent. While the breaker
+   * is not closed, true and not counted: {@link admit} refuses the attempt, or sends it as the
+   * one probe, which a budget need not bound (and must not count as sent when it is refused).
    */
   spendRetry(now: number): boolean {
     const budget = this.#budget;
-    if (budget === undefined) return true;
+    if (budget === undefined || this.state !== 'closed') return true;
     if (now >= this.#bucketEnd) this.#roll(now);
     let attempts = 0;
     let retries = 0;

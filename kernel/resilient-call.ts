@@ -210,7 +210,8 @@ export class ResilientCall implements DeadlineEntry {
     const breaker = plan.breaker;
     // A retry or a hedge spends the dependency's retry budget, if it has one; over it, none is sent.
     if (this.#attempt > 0 && breaker !== undefined && !breaker.spendRetry(now)) {
-      if (this.#pending === 0) this.#fail(overBudgetError(this.#lastError, breaker, plan));
+      // Marked on what #fail would answer (an earlier unknown outcome, rather than a later "not sent").
+      if (this.#pending === 0) this.#fail(overBudgetError(this.#final(this.#lastError), breaker, plan));
       return;
     }
     const admission = breaker === undefined ? Admission.CLOSED : breaker.admit(now);
@@ -320,9 +321,12 @@ export class ResilientCall implements DeadlineEntry {
   #fail(error: unknown): void {
     if (this.#settled) return;
     this.#settle();
-    // An earlier attempt may have run: a later "not sent" must not tell the caller nothing ran.
-    const final = this.#unknown !== undefined && isKeelError(error) && NOT_PROCESSED.has(error.code) ? this.#unknown : error;
-    this.#reject(withAttempts(final, this.#attempt));
+    this.#reject(withAttempts(this.#final(error), this.#attempt));
+  }
+
+  /** What the call fails with when `error` is its last: an earlier attempt may have run, and a later "not sent" must not tell the caller nothing ran. */
+  #final(error: unknown): unknown {
+    return this.#unknown !== undefined && isKeelError(error) && NOT_PROCESSED.has(error.code) ? this.#unknown : error;
   }
 
   /** Forgets the attempt scheduled next, if any. */

@@ -18,16 +18,21 @@ const require = createRequire(import.meta.url);
 const repository = dirname(require.resolve('keel/package.json'));
 const tsxLoader = pathToFileURL(require.resolve('tsx')).href;
 const WARNING = 'a warning the test asked for';
+const DISABLED = 'a warning turned off with --disable-warning';
 
 // Preloaded into keel start: emits a warning when the test sends SIGUSR2.
 const folder = mkdtempSync(join(tmpdir(), 'keel-notices-'));
 const preload = join(folder, 'warn-on-usr2.cjs');
-writeFileSync(preload, `process.on('SIGUSR2', () => process.emitWarning(${JSON.stringify(WARNING)}, { code: 'KEEL_TEST_WARNING' }));\n`);
+// First a warning --disable-warning turns off: Node emits warnings in order, so once the test's is written, that one was passed over.
+writeFileSync(
+  preload,
+  `process.on('SIGUSR2', () => { process.emitWarning(${JSON.stringify(DISABLED)}, { code: 'KEEL_DISABLED_WARNING' }); process.emitWarning(${JSON.stringify(WARNING)}, { code: 'KEEL_TEST_WARNING' }); });\n`,
+);
 afterAll(() => rmSync(folder, { recursive: true, force: true }));
 
 /** `keel start` as its own process in `format`; once ready, SIGUSR2 (a warning), then SIGTERM once `warned` says it was written. */
 async function startAndWarn(format: 'json' | 'pretty', warned: (stdout: string, stderr: string) => boolean) {
-  const child = spawn(process.execPath, ['--require', preload, '--import', tsxLoader, '--conditions=keel-source', join(repository, 'cli/bin.ts'), 'start', '--http', 'off'], {
+  const child = spawn(process.execPath, ['--disable-warning=KEEL_DISABLED_WARNING', '--require', preload, '--import', tsxLoader, '--conditions=keel-source', join(repository, 'cli/bin.ts'), 'start', '--http', 'off'], {
     cwd: repository,
     env: { ...process.env, KEEL_LOG_LEVEL: 'info', KEEL_LOG_FORMAT: format, DATABASE_URL: '', KEEL_DATA_DIR: 'memory', KEEL_MODULES: 'catalog', KEEL_RELEASE_STARTUP_MEMORY: 'off' },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -62,12 +67,14 @@ describe('cli - the keel process\'s own notices', () => {
     const warning = logRecords(stdout).find((record) => record.msg?.includes(WARNING));
     expect(warning).toMatchObject({ level: 40, msg: `Warning: ${WARNING}`, warning: 'Warning', code: 'KEEL_TEST_WARNING', name: 'keel' });
     expect(logRecords(stdout).at(-1)?.msg).toBe('stopped');
+    expect(stdout).not.toContain(DISABLED);
   });
 
   it('cli - in pretty format Node prints the same warning itself, as text on stderr', { timeout: 60_000 }, async () => {
     const { code, stderr } = await startAndWarn('pretty', (_, errors) => errors.includes(WARNING));
     expect(code, stderr).toBe(0);
     expect(stderr).toMatch(new RegExp(`^\\(node:\\d+\\) \\[KEEL_TEST_WARNING\\] Warning: ${WARNING}$`, 'm'));
+    expect(stderr).not.toContain(DISABLED);
   });
 
   it('cli - processNotice is a warn record of the owning command\'s log while it logs JSON', async () => {

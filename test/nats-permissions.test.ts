@@ -3,7 +3,7 @@ import { connect, errors as natsErrors, type NatsConnection } from '@nats-io/tra
 import { silentLogger } from 'keel';
 import { createNatsTransport } from 'keel/nats';
 import { foreignServices } from './support/foreign-services.js';
-import { natsAuthorization, natsUserEnvironment, natsUsers, type NatsUser } from '../cli/deploy/nats-config.js';
+import { natsAuthorization, natsPasswordHash, natsUserEnvironment, natsUsers, type NatsUser } from '../cli/deploy/nats-config.js';
 import { NATS_CLIENT_USER, natsPermissions } from '../cli/deploy/nats-permissions.js';
 import { parseTopology } from '../cli/topology.js';
 import { modules } from '../modules/index.js';
@@ -302,6 +302,15 @@ describe('nats permissions - a configuration holding bcrypt hashes of the passwo
       (reason: unknown) => String(reason),
     );
     expect(refused).toMatch(/Authorization Violation/i);
+  });
+
+  it("nats permissions - a hash is the same for the same user and password (a redeploy writes the same file), another for another user, and a password over bcrypt's 72 bytes is refused", () => {
+    const password = userOf('catalog').password;
+    expect(natsPasswordHash('catalog', password)).toBe(natsPasswordHash('catalog', password));
+    expect(natsPasswordHash('orders', password)).not.toBe(natsPasswordHash('catalog', password));
+    expect(natsPasswordHash('catalog', 'x'.repeat(72))).toMatch(/^\$2b\$11\$/);
+    // 37 two-byte characters: 74 bytes, of which bcrypt would check only the first 72.
+    expect(() => natsPasswordHash('catalog', 'é'.repeat(37))).toThrow(/"catalog" is 74 bytes/);
   });
 });
 

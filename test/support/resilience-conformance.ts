@@ -373,6 +373,27 @@ export function describeResilienceConformance(target: ConformanceTarget): void {
       expect(kernel.status().circuits).toContainEqual(expect.objectContaining({ dependency: 'depot', retries: 0, retriesRefused: 1 }));
     });
 
+    it('marks the failure a refused retry ends with even when an earlier attempt timed out: TIMEOUT (it may have run), details.retryBudget spent', async () => {
+      const kernel = await budgeted({ ratio: 0, minRetries: 1 });
+      const key = newKey('budget-unknown');
+      // Attempt 1 hangs past its attempt timeout (TIMEOUT); the retry fails UNAVAILABLE; the next is over the budget.
+      const error = await rejection(kernel.client(depot).hangsThenUnavailable({ key }, { timeoutMs: 5_000 }));
+      expect(error.code).toBe('TIMEOUT');
+      expect(error.details?.['retryBudget']).toBe('spent');
+      expect(ledger.runs.get(key)).toBe(2);
+    });
+
+    it('leaves a retry that finds the breaker open to the breaker: the call fails with details.circuit open, and the budget neither counts nor refuses it', async () => {
+      // The first failure opens the breaker; the budget, spent from the start, would refuse any retry.
+      const kernel = await start([], { circuitBreaker: { failureRatio: 0.5, minimumAttempts: 1, openMs: 600_000 }, retry: { maxAttempts: 3, backoffMs: 1 }, retryBudget: { ratio: 0, minRetries: 0 } });
+      const key = newKey('budget-open');
+      const error = await rejection(kernel.client(depot).flakyIdempotent({ key, failures: 10, code: 'UNAVAILABLE' }));
+      expect(error.details?.['circuit']).toBe('open');
+      expect(error.details?.['retryBudget']).toBeUndefined();
+      expect(ledger.runs.get(key)).toBe(1);
+      expect(kernel.status().circuits).toContainEqual(expect.objectContaining({ dependency: 'depot', state: 'open', retries: 0, retriesRefused: 0 }));
+    });
+
     it('opens the breaker of a failing dependency: the next call fails at once UNAVAILABLE without running; after openMs a probe that succeeds closes it', async () => {
       const breakerClient = (guarded as Kernel).client(depot);
       const key = newKey('breaker');
