@@ -96,7 +96,12 @@ export function routeProcessWarnings(): void {
     }
     const code = (warning as { code?: unknown }).code;
     if (disabled.has(warning.name) || (typeof code === 'string' && disabled.has(code))) return;
-    processLog.log(`${warning.name}: ${warning.message}`, 'warn', { warning: warning.name, ...(typeof code === 'string' ? { code } : {}) });
+    processLog.log(`${warning.name}: ${warning.message}`, 'warn', {
+      warning: warning.name,
+      ...(typeof code === 'string' ? { code } : {}),
+      // --trace-warnings: where it was emitted, as Node would print it.
+      ...((process as { traceProcessWarnings?: boolean }).traceProcessWarnings === true && warning.stack !== undefined ? { stack: warning.stack } : {}),
+    });
   });
 }
 

@@ -107,7 +107,8 @@ export async function prepareLocalRun(options: LocalRunOptions): Promise<LocalRu
   const file = options.topology === undefined ? undefined : resolve(cli.cwd, options.topology);
   const topology =
     file === undefined ? singleProcessTopology(options.single?.modules ?? names) : await loadTopology(project, file, names);
-  const label = topology.name ?? (file === undefined ? '' : relative(project.root, file));
+  /** What the run is called in its first line: the topology's name or file; none for one process without a file. */
+  const label = topology.name ?? (file === undefined ? undefined : relative(project.root, file));
   // Refused here, once, rather than by every process crashing in turn: a bad database URL, or two processes on one embedded database folder.
   assertOwnDataFolders(
     Object.entries(topology.processes).map(([name, spec]) => ({
@@ -186,7 +187,7 @@ export async function prepareLocalRun(options: LocalRunOptions): Promise<LocalRu
   }
   if (configPath !== undefined) log(`configuration from ${relative(cli.cwd, configPath) || configPath}`);
   const over = natsUrl ? ` over ${natsUrl}` : '';
-  log(file === undefined && topology.name === undefined ? `one process, no topology file${over}` : `${label}: ${processes.length} process${processes.length === 1 ? '' : 'es'}${over}`);
+  log(label === undefined ? `one process, no topology file${over}` : `${label}: ${processes.length} process${processes.length === 1 ? '' : 'es'}${over}`);
   for (const [group, spec] of Object.entries(topology.processes)) {
     log(`  ${group}${spec.replicas > 1 ? ` ×${spec.replicas}` : ''}: ${spec.modules.join(', ')}`);
   }

@@ -32,7 +32,8 @@ afterAll(() => rmSync(folder, { recursive: true, force: true }));
 
 /** `keel start` as its own process in `format`; once ready, SIGUSR2 (a warning), then SIGTERM once `warned` says it was written. */
 async function startAndWarn(format: 'json' | 'pretty', warned: (stdout: string, stderr: string) => boolean) {
-  const child = spawn(process.execPath, ['--disable-warning=KEEL_DISABLED_WARNING', '--require', preload, '--import', tsxLoader, '--conditions=keel-source', join(repository, 'cli/bin.ts'), 'start', '--http', 'off'], {
+  // --trace-warnings: in JSON format the record carries the warning's stack.
+  const child = spawn(process.execPath, ['--disable-warning=KEEL_DISABLED_WARNING', '--trace-warnings', '--require', preload, '--import', tsxLoader, '--conditions=keel-source', join(repository, 'cli/bin.ts'), 'start', '--http', 'off'], {
     cwd: repository,
     env: { ...process.env, KEEL_LOG_LEVEL: 'info', KEEL_LOG_FORMAT: format, DATABASE_URL: '', KEEL_DATA_DIR: 'memory', KEEL_MODULES: 'catalog', KEEL_RELEASE_STARTUP_MEMORY: 'off' },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -59,13 +60,14 @@ async function startAndWarn(format: 'json' | 'pretty', warned: (stdout: string, 
 }
 
 describe('cli - the keel process\'s own notices', () => {
-  it('cli - in JSON format a warning Node emits in keel start is a warn record on stdout (its name and code), and stderr stays empty', { timeout: 60_000 }, async () => {
+  it('cli - in JSON format a warning Node emits in keel start is a warn record on stdout (its name, code and, with --trace-warnings, stack), and stderr stays empty', { timeout: 60_000 }, async () => {
     const { code, stdout, stderr } = await startAndWarn('json', (out, errors) => out.includes(WARNING) || errors.includes(WARNING));
     expect(code, stderr).toBe(0);
     expect(stderr).toBe('');
     // logRecords throws on a line that is not a JSON object.
     const warning = logRecords(stdout).find((record) => record.msg?.includes(WARNING));
     expect(warning).toMatchObject({ level: 40, msg: `Warning: ${WARNING}`, warning: 'Warning', code: 'KEEL_TEST_WARNING', name: 'keel' });
+    expect(warning?.['stack']).toContain('warn-on-usr2.cjs');
     expect(logRecords(stdout).at(-1)?.msg).toBe('stopped');
     expect(stdout).not.toContain(DISABLED);
   });
