@@ -26,10 +26,11 @@
  * await databases.close();
  * ```
  */
-import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { isAbsolute, join, relative, resolve } from 'node:path';
 import { KeelError, KeelErrorCode, isKeelError, type AnyModule, type DatabaseEngine, type Logger } from 'keel';
 import { schemaOf } from 'keel/transport';
+import { LOCK_FILE, holdFolder } from './folder-lock.js';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -203,53 +204,34 @@ export interface OpenDatabases {
   close(): Promise<void>;
 }
 
-/** Folders of embedded databases this process holds, so that it never opens one twice either. */
-const heldFolders = new Set<string>();
-
-const LOCK_FILE = 'keel.lock';
-
-/** True when `pid` is a running process other than this one. */
-function isRunning(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /**
- * Takes the folder of an embedded database for this process (`keel.lock` in it, holding the
- * pid): PGlite does not notice a second process on its folder, and two corrupt it. A lock
- * whose process has ended (a crash, a container restarted) is taken over. Returns the release.
+ * Takes the folder of an embedded database for this process, as {@link openDatabases} does
+ * before PGlite opens it: `keel.lock` in it holds this process's pid, and a lock whose process
+ * has ended is taken over (by one process only, however many find it). Throws `UNAVAILABLE`
+ * naming the process that holds it. Returns the release. For a tool that opens the folder itself.
+ *
+ * @example
+ * ```ts
+ * const release = holdDatabaseFolder('.keel/data/app');
+ * try {
+ *   // open PGlite on the folder, use it, close it
+ * } finally {
+ *   release();
+ * }
+ * ```
  */
-function holdFolder(folder: string, shown: string): () => void {
-  const busy = (holder: string, note = '') =>
-    new KeelError(
+export function holdDatabaseFolder(folder: string, root: string = process.cwd()): () => void {
+  const absolute = resolve(root, folder);
+  const shown = shownFolder(absolute, root);
+  return holdFolder(absolute, (holder) => {
+    const where = holder === 'this process' ? 'this process already' : `process ${holder}`;
+    const note = holder === 'this process' ? '' : ` If process ${holder} is not keel, delete ${join(shown, LOCK_FILE)}.`;
+    return new KeelError(
       KeelErrorCode.UNAVAILABLE,
-      `The embedded database in ${shown} is open in ${holder}, and PGlite serves one process at a time. ` +
+      `The embedded database in ${shown} is open in ${where}, and PGlite serves one process at a time. ` +
         `Stop that one first (keel start, keel up), or give this one another folder with ${DatabaseEnv.DATA_DIR}.${note}`,
     );
-  if (heldFolders.has(folder)) throw busy('this process already');
-  mkdirSync(folder, { recursive: true });
-  const file = join(folder, LOCK_FILE);
-  for (let attempt = 0; ; attempt++) {
-    try {
-      writeFileSync(file, `${process.pid}\n`, { flag: 'wx' });
-      break;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST' || attempt > 0) throw error;
-      const holder = Number(readFileSync(file, 'utf8').trim());
-      if (isRunning(holder)) throw busy(`process ${holder}`, ` If process ${holder} is not keel, delete ${join(shown, LOCK_FILE)}.`);
-      rmSync(file, { force: true });
-    }
-  }
-  heldFolders.add(folder);
-  return () => {
-    heldFolders.delete(folder);
-    rmSync(file, { force: true });
-  };
+  });
 }
 
 /** Opens the embedded database: in memory, or in its folder, held for this process. */
@@ -266,7 +248,7 @@ async function openPGlite(dataDir: string | undefined, root: string): Promise<{ 
     );
   let release: () => void;
   try {
-    release = holdFolder(dataDir, shown);
+    release = holdDatabaseFolder(dataDir, root);
   } catch (error) {
     throw isKeelError(error) ? error : cannotOpen(error);
   }

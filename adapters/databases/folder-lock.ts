@@ -1,0 +1,113 @@
+/**
+ * The lock of an embedded database's folder: `keel.lock` in it, holding the pid of the process
+ * that has it open. PGlite does not notice a second process on its folder, and two corrupt it.
+ *
+ * A lock whose process has ended (a crash, a container restarted) is taken over. Taking one
+ * over is the racy part: two processes that both find the same stale lock must not both remove
+ * it, or the second removes the lock the first has just made and both open the folder. So a
+ * stale lock is replaced only under `keel.lock.takeover` (made exclusively, holding the pid of
+ * the process taking over), and only while it still names the process found dead; the new lock
+ * takes its place in one rename, so the folder is never without one.
+ */
+import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+export const LOCK_FILE = 'keel.lock';
+const TAKEOVER_FILE = 'keel.lock.takeover';
+/** How long a process waits for another's takeover (a few file operations) before giving up. */
+const TAKEOVER_WAIT_MS = 2_000;
+
+/** Folders of embedded databases this process holds, so that it never opens one twice either. */
+const heldFolders = new Set<string>();
+
+/** Who holds a folder, for the refusal: this process, or another's pid. */
+export type FolderHolder = 'this process' | number;
+
+/** True when `pid` is a running process other than this one. */
+function isRunning(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0 || pid === process.pid) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/** Creates `file` holding this process's pid; false when it exists. */
+function create(file: string): boolean {
+  try {
+    writeFileSync(file, `${process.pid}\n`, { flag: 'wx' });
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw error;
+  }
+}
+
+/** The pid `file` holds; undefined when it is gone (removed meanwhile). */
+function pidIn(file: string): number | undefined {
+  try {
+    return Number(readFileSync(file, 'utf8').trim());
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw error;
+  }
+}
+
+/** Blocks this thread for `ms` (the lock is taken synchronously, before anything opens). */
+function pause(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
+
+/**
+ * Replaces the lock of `holder`, found dead, with this process's, under the takeover file.
+ * True when this process now holds the folder; false when it should look again (another
+ * process took it over first, or is taking it over now).
+ */
+function takeOver(folder: string, holder: number): boolean {
+  const file = join(folder, LOCK_FILE);
+  const takeover = join(folder, TAKEOVER_FILE);
+  if (!create(takeover)) {
+    // Another process is taking it over; a takeover file whose process has ended is left over.
+    const taker = pidIn(takeover);
+    if (taker !== undefined && !isRunning(taker)) rmSync(takeover, { force: true });
+    else pause(5);
+    return false;
+  }
+  try {
+    // Object.is: a lock holding no number (NaN) is still the one found.
+    if (!Object.is(pidIn(file), holder)) return false;
+    const mine = join(folder, `${LOCK_FILE}.${process.pid}`);
+    writeFileSync(mine, `${process.pid}\n`);
+    renameSync(mine, file);
+    return true;
+  } finally {
+    rmSync(takeover, { force: true });
+  }
+}
+
+/**
+ * Takes `folder` for this process: makes `keel.lock`, or takes over one whose process has
+ * ended. Throws the error `busy` makes for the process that holds it. Returns the release.
+ */
+export function holdFolder(folder: string, busy: (holder: FolderHolder) => Error): () => void {
+  if (heldFolders.has(folder)) throw busy('this process');
+  mkdirSync(folder, { recursive: true });
+  const file = join(folder, LOCK_FILE);
+  const giveUpAt = Date.now() + TAKEOVER_WAIT_MS;
+  for (;;) {
+    if (create(file)) break;
+    const holder = pidIn(file);
+    if (holder === undefined) continue;
+    if (isRunning(holder)) throw busy(holder);
+    if (takeOver(folder, holder)) break;
+    // Taken over by another process meanwhile (the next look finds it running), or still being taken over.
+    if (Date.now() > giveUpAt) throw busy(pidIn(join(folder, TAKEOVER_FILE)) ?? holder);
+  }
+  heldFolders.add(folder);
+  return () => {
+    heldFolders.delete(folder);
+    rmSync(file, { force: true });
+  };
+}
