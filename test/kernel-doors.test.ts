@@ -54,6 +54,7 @@ const KEEL = {
     'OperationDefinition',
     'Principal',
     'Register',
+    'RetryBudgetPolicy',
     'RetryPolicy',
     'Transport',
   ],
