@@ -3,7 +3,7 @@
  * records of its command's log while the command logs JSON, and text otherwise
  * (cli/command-log.ts `routeProcessWarnings`, `processNotice`).
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -28,7 +28,15 @@ writeFileSync(
   preload,
   `process.on('SIGUSR2', () => { process.emitWarning(${JSON.stringify(DISABLED)}, { code: 'KEEL_DISABLED_WARNING' }); process.emitWarning(${JSON.stringify(WARNING)}, { code: 'KEEL_TEST_WARNING' }); });\n`,
 );
-afterAll(() => rmSync(folder, { recursive: true, force: true }));
+/** The processes started, killed after the tests if one is left (a test that timed out never reached its own kill). */
+const started = new Set<ChildProcess>();
+afterAll(() => {
+  for (const child of started) if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+  rmSync(folder, { recursive: true, force: true });
+});
+/** Rejects after `ms`, so that a wait that never ends fails the test in time for its cleanup. */
+const within = <T>(ms: number, what: () => string, promise: Promise<T>): Promise<T> =>
+  Promise.race([promise, new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`${what()}: not within ${ms} ms`)), ms).unref())]);
 
 /** `keel start` as its own process in `format`; once ready, SIGUSR2 (a warning), then SIGTERM once `warned` says it was written. */
 async function startAndWarn(format: 'json' | 'pretty', warned: (stdout: string, stderr: string) => boolean) {
@@ -38,6 +46,7 @@ async function startAndWarn(format: 'json' | 'pretty', warned: (stdout: string, 
     env: { ...process.env, KEEL_LOG_LEVEL: 'info', KEEL_LOG_FORMAT: format, DATABASE_URL: '', KEEL_DATA_DIR: 'memory', KEEL_MODULES: 'catalog', KEEL_RELEASE_STARTUP_MEMORY: 'off' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  started.add(child);
   const stdout = collector();
   const stderr = collector();
   child.stdout.setEncoding('utf8').on('data', (chunk: string) => stdout.write(chunk));
@@ -45,13 +54,14 @@ async function startAndWarn(format: 'json' | 'pretty', warned: (stdout: string, 
   const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
   try {
     const ended = exited.then(() => expect.fail(`keel start ended early:\n${stdout.text}${stderr.text}`));
-    await Promise.race([stdout.waitFor(format === 'json' ? READY : 'ready (Ctrl-C to stop)'), ended]);
+    await within(40_000, () => `keel start ready:\n${stdout.text}${stderr.text}`, Promise.race([stdout.waitFor(format === 'json' ? READY : 'ready (Ctrl-C to stop)'), ended]));
     child.kill('SIGUSR2');
+    let waiting = true;
     const written = new Promise<void>((resolve) => {
-      const check = () => (warned(stdout.text, stderr.text) ? resolve() : setTimeout(check, 20));
+      const check = () => (warned(stdout.text, stderr.text) ? resolve() : waiting && setTimeout(check, 20));
       check();
     });
-    await Promise.race([written, ended]);
+    await within(10_000, () => `the warning written:\n${stdout.text}${stderr.text}`, Promise.race([written, ended])).finally(() => (waiting = false));
   } finally {
     child.kill('SIGTERM');
   }
