@@ -138,7 +138,7 @@ export async function prepareLocalRun(options: LocalRunOptions): Promise<LocalRu
     const client = users.find((user) => user.user === NATS_CLIENT_USER) as NatsUser;
     const clientEnv = join(natsServer.directory, `${NATS_CLIENT_USER}.env`);
     // With the server's URL, so that `set -a; . _client.env` is all keel status or a script needs.
-    writeFileSync(clientEnv, `${natsEnvFile(client, `Written by ${options.command}; removed when it stops.`)}${NATS_ENV.URL}=${natsUrl}\n`, { mode: 0o600 });
+    writeFileSync(clientEnv, natsEnvFile(client, `Written by ${options.command}; removed when it stops.`, { [NATS_ENV.URL]: natsServer.url }), { mode: 0o600 });
     log(`NATS is locked down: each process has its own user; a client of every operation (keel status, scripts) finds its credentials in ${clientEnv}`);
   }
   const credentialsOf = (group: string): Record<string, string> => {

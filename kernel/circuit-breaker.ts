@@ -39,6 +39,13 @@ export interface CircuitStatus {
 
 const BUCKETS = 10;
 
+/** The window's total of one count: its ten buckets added up. */
+function total(buckets: readonly number[]): number {
+  let sum = 0;
+  for (let index = 0; index < BUCKETS; index++) sum += buckets[index]!;
+  return sum;
+}
+
 /** What {@link CircuitBreaker.admit} answers. */
 export const Admission = { CLOSED: 0, PROBE: 1, REFUSED: 2 } as const;
 export type Admission = (typeof Admission)[keyof typeof Admission];
@@ -94,13 +101,8 @@ export class CircuitBreaker {
     if (this.state !== 'closed') return;
     if (now >= this.#bucketEnd) this.#roll(now);
     this.#failures[this.#slot]! += 1;
-    let attempts = 0;
-    let failures = 0;
-    for (let index = 0; index < BUCKETS; index++) {
-      attempts += this.#attempts[index]!;
-      failures += this.#failures[index]!;
-    }
-    if (attempts >= this.#policy.minimumAttempts && failures >= this.#policy.failureRatio * attempts) this.#open(now);
+    const attempts = total(this.#attempts);
+    if (attempts >= this.#policy.minimumAttempts && total(this.#failures) >= this.#policy.failureRatio * attempts) this.#open(now);
   }
 
   /**
@@ -113,13 +115,7 @@ export class CircuitBreaker {
     const budget = this.#budget;
     if (budget === undefined || this.state !== 'closed') return true;
     if (now >= this.#bucketEnd) this.#roll(now);
-    let attempts = 0;
-    let retries = 0;
-    for (let index = 0; index < BUCKETS; index++) {
-      attempts += this.#attempts[index]!;
-      retries += this.#retries[index]!;
-    }
-    if (retries >= budget.minRetries + budget.ratio * attempts) {
+    if (total(this.#retries) >= budget.minRetries + budget.ratio * total(this.#attempts)) {
       this.#retriesRefused += 1;
       return false;
     }
@@ -158,15 +154,15 @@ export class CircuitBreaker {
   status(): CircuitStatus {
     const now = Date.now();
     if (now >= this.#bucketEnd) this.#roll(now);
-    let attempts = 0;
-    let failures = 0;
-    let retries = 0;
-    for (let index = 0; index < BUCKETS; index++) {
-      attempts += this.#attempts[index]!;
-      failures += this.#failures[index]!;
-      retries += this.#retries[index]!;
-    }
-    return { dependency: this.dependency, state: this.state, attempts, failures, opened: this.opened, retries, retriesRefused: this.#retriesRefused };
+    return {
+      dependency: this.dependency,
+      state: this.state,
+      attempts: total(this.#attempts),
+      failures: total(this.#failures),
+      opened: this.opened,
+      retries: total(this.#retries),
+      retriesRefused: this.#retriesRefused,
+    };
   }
 
   #open(now: number): void {
