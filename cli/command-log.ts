@@ -62,11 +62,47 @@ export function processNotice(text: string, fields: Readonly<Record<string, unkn
 }
 
 /**
+ * The arguments of a `NODE_OPTIONS` value, split as Node splits it: on spaces, except inside
+ * double quotes, where a backslash keeps the next character as it is (`--disable-warning="My
+ * Warning"` is one argument, `--disable-warning=My Warning`). Node refuses to start on an
+ * unterminated quote, so one never reaches here; what follows it is read as one argument.
+ *
+ * @example
+ * ```ts
+ * nodeOptionsArgs('--no-deprecation --disable-warning="My Warning"'); // ['--no-deprecation', '--disable-warning=My Warning']
+ * ```
+ */
+export function nodeOptionsArgs(value: string): string[] {
+  const args: string[] = [];
+  let current = '';
+  let started = false;
+  let quoted = false;
+  for (let index = 0; index < value.length; index++) {
+    const char = value[index] as string;
+    if (quoted && char === '\\' && index + 1 < value.length) {
+      current += value[++index];
+      started = true;
+    } else if (char === '"') {
+      quoted = !quoted;
+    } else if (char === ' ' && !quoted) {
+      if (started) args.push(current);
+      current = '';
+      started = false;
+    } else {
+      current += char;
+      started = true;
+    }
+  }
+  if (started) args.push(current);
+  return args;
+}
+
+/**
  * The warning codes and names `--disable-warning` turns off, on Node's command line or in
  * `NODE_OPTIONS`: Node's printer skips them (the listeners still get them), and so must a record.
  */
 function disabledWarnings(): ReadonlySet<string> {
-  const args = [...process.execArgv, ...(process.env['NODE_OPTIONS'] ?? '').split(/\s+/)];
+  const args = [...process.execArgv, ...nodeOptionsArgs(process.env['NODE_OPTIONS'] ?? '')];
   const disabled = new Set<string>();
   for (let index = 0; index < args.length; index++) {
     const arg = args[index] as string;

@@ -3,7 +3,7 @@
  * records of its command's log while the command logs JSON, and text otherwise
  * (cli/command-log.ts `routeProcessWarnings`, `processNotice`).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createCommandLog, processNotice } from '../cli/command-log.js';
+import { createCommandLog, nodeOptionsArgs, processNotice } from '../cli/command-log.js';
 import { READY, collector, logRecords } from './support/cli.js';
 
 const require = createRequire(import.meta.url);
@@ -103,5 +103,23 @@ describe('cli - the keel process\'s own notices', () => {
       expect.objectContaining({ level: 40, process: 'keel up', msg: 'Ctrl-C again, exiting without waiting for work in flight.' }),
     ]);
     expect(stderr.text).toBe('');
+  });
+
+  it('cli - NODE_OPTIONS is split as Node splits it: a quoted --disable-warning name with spaces is one argument', () => {
+    expect(nodeOptionsArgs('  --no-deprecation   --disable-warning="My Slow Warning" --max-old-space-size=100 ')).toEqual([
+      '--no-deprecation',
+      '--disable-warning=My Slow Warning',
+      '--max-old-space-size=100',
+    ]);
+    expect(nodeOptionsArgs('--disable-warning "Quoted \\"Type\\"" --trace-warnings')).toEqual(['--disable-warning', 'Quoted "Type"', '--trace-warnings']);
+    expect(nodeOptionsArgs('')).toEqual([]);
+    // Node itself reads the same name from the same value: the warning of that type is not printed, another one is.
+    const value = '--disable-warning="My Slow Warning"';
+    const name = (nodeOptionsArgs(value)[0] as string).slice('--disable-warning='.length);
+    const script = `process.emitWarning('hidden', ${JSON.stringify(name)}); process.emitWarning('shown', 'Other Warning');`;
+    const { stderr, status } = spawnSync(process.execPath, ['-e', script], { env: { ...process.env, NODE_OPTIONS: value }, encoding: 'utf8' });
+    expect(status, stderr).toBe(0);
+    expect(stderr).toContain('Other Warning: shown');
+    expect(stderr).not.toContain('hidden');
   });
 });
