@@ -65,6 +65,7 @@ export { defineModule, type AnyModule, type Emit, type Module } from './module.j
 // Clients and call context
 export type { Client } from './client.js';
 export { currentContext, runWithContext, type CallContext } from './context.js';
+export { callSignal } from './call-signal.js';
 
 // Caller identity: the application registers its principal's type in Register (module
 // augmentation); OperationAuth names what an operation's auth takes (TS2883, as above).

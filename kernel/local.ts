@@ -4,6 +4,7 @@
  */
 import type { Context } from '@opentelemetry/api';
 import { z } from 'zod';
+import { callAbandoned } from './call-signal.js';
 import { contextStorage } from './otel-context.js';
 import { keelTracer } from './tracing.js';
 import type { CallContext } from './context.js';
@@ -160,6 +161,10 @@ class LocalCall implements Answer, DeadlineEntry {
   onAbort: (() => void) | undefined;
   /** The caller's context while tracing is on: a retry made of a failure starts from it (its span notes the attempt). */
   store: Context | undefined;
+  /** The handler's signal, once it asked for one (`callSignal()`): aborted when the caller gives up first. */
+  watcher: AbortController | undefined;
+  /** Why the caller gave up on the call while its handler ran, once it did: a signal asked for later aborts at once. */
+  abandoned: unknown;
 
   constructor(
     readonly deadlines: DeadlineScheduler,
@@ -184,7 +189,14 @@ class LocalCall implements Answer, DeadlineEntry {
     this.store = keelTracer() === undefined ? undefined : contextStorage.getStore();
     this.state = RUNNING;
     this.outcome = undefined;
+    this.watcher = undefined;
+    this.abandoned = undefined;
     return this;
+  }
+
+  watch(controller: AbortController): void {
+    if (this.abandoned === undefined) this.watcher = controller;
+    else controller.abort(this.abandoned);
   }
 
   ok(output: unknown): void {
@@ -201,6 +213,11 @@ class LocalCall implements Answer, DeadlineEntry {
 
   abort(): void {
     this.#settle(FAILED, cancelledError(this.address, this.context, this.signal?.reason), false);
+    // The caller stopped waiting: the handler's signal says so, now or when it asks for it (its deadline's own timer does the rest).
+    this.abandoned = callAbandoned(this.address, this.context, 'its caller gave up on the call (its signal aborted)', this.signal?.reason);
+    const watcher = this.watcher;
+    this.watcher = undefined;
+    watcher?.abort(this.abandoned);
   }
 
   /** Waits for the handler: from now on, the first of answer, deadline and abort settles the call. */

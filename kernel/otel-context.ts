@@ -46,20 +46,36 @@ export interface HandlerScope {
   readonly event?: string;
 }
 
+/** The key of the innermost {@link CallNode}: the frame of the call or event being handled. */
+export const CALL_NODE_KEY = createContextKey('keel call node');
+
+/** What a served call's answer can do for its handler's signal (see `Answer.watch` in transport.ts). */
+export interface WatchedAnswer {
+  watch?(controller: AbortController): void;
+}
+
 /**
  * The context a handler (or `runWithContext`) runs in: the call context, and what the handler
- * runs for, in one object; other keys are the parent's.
+ * runs for, in one object; other keys are the parent's. Also the handler's frame for its
+ * cancellation signal (call-signal.ts): the answer its transport gave, and the signal once the
+ * handler asked for it (`callSignal()`), made then and only then.
  */
-class CallNode implements Context {
+export class CallNode implements Context {
+  /** Set by call-signal.ts the first time the handler asks for its signal. */
+  cancellation: { readonly signal: AbortSignal; readonly timedOut: boolean; release(): void } | undefined = undefined;
+
   constructor(
-    private readonly call: unknown,
-    private readonly handler: HandlerScope | undefined,
+    readonly call: unknown,
+    readonly handler: HandlerScope | undefined,
     private readonly parent: Context | undefined,
+    /** The served call's answer, whose transport may tell the handler that its caller gave up; undefined for events and `runWithContext`. */
+    readonly answer: WatchedAnswer | undefined = undefined,
   ) {}
 
   getValue(key: symbol): unknown {
     if (key === CALL_CONTEXT_KEY) return this.call;
     if (key === HANDLER_KEY && this.handler !== undefined) return this.handler;
+    if (key === CALL_NODE_KEY) return this;
     return this.parent?.getValue(key);
   }
 
@@ -72,9 +88,9 @@ class CallNode implements Context {
   }
 }
 
-/** `parent` (default: the active context) with the call context `call`, run for `handler` when given. */
-export function withCall(call: unknown, handler?: HandlerScope, parent: Context | undefined = contextStorage.getStore()): Context {
-  return new CallNode(call, handler, parent);
+/** `parent` (default: the active context) with the call context `call`, run for `handler` when given (for `answer`, a served call's). */
+export function withCall(call: unknown, handler?: HandlerScope, parent: Context | undefined = contextStorage.getStore(), answer?: WatchedAnswer): CallNode {
+  return new CallNode(call, handler, parent, answer);
 }
 
 /** The one store of the process's contexts. */

@@ -148,6 +148,13 @@ export class ResilientCall implements DeadlineEntry {
    */
   #resume: AsyncResource | undefined;
   #onAbort: (() => void) | undefined;
+  /**
+   * A hedged call's: aborted when the call settles, so that the attempts still out (the losers)
+   * are cancelled, down to their handlers' signals (`callSignal()`). Undefined for other calls.
+   */
+  readonly #abandon: AbortController | undefined;
+  /** The signal each attempt is sent with: the caller's, joined with {@link #abandon}'s when hedging. */
+  readonly #attemptSignal: AbortSignal | undefined;
   #resolve: (value: unknown) => void = () => {};
   #reject: (error: unknown) => void = () => {};
   readonly #keyed: boolean;
@@ -167,6 +174,13 @@ export class ResilientCall implements DeadlineEntry {
     this.#attempt = attemptsMade;
     this.#keyed = context.idempotencyKey !== undefined;
     this.#maxAttempts = hedge === undefined ? retry.maxAttempts : Math.max(hedge.maxAttempts, retry.maxAttempts);
+    if (hedge === undefined) {
+      this.#abandon = undefined;
+      this.#attemptSignal = signal;
+    } else {
+      this.#abandon = new AbortController();
+      this.#attemptSignal = signal === undefined ? this.#abandon.signal : AbortSignal.any([signal, this.#abandon.signal]);
+    }
   }
 
   /** Sends the first attempt now: `now` is the clock the client read for the call (a clock read costs tens of ns). */
@@ -247,7 +261,7 @@ export class ResilientCall implements DeadlineEntry {
     const started = hedge?.percentile === undefined ? -1 : performance.now();
     let sent: Promise<unknown>;
     try {
-      sent = plan.send(this.input, attemptContext, this.signal);
+      sent = plan.send(this.input, attemptContext, this.#attemptSignal);
     } catch (error) {
       sent = Promise.reject(error);
     }
@@ -339,6 +353,16 @@ export class ResilientCall implements DeadlineEntry {
     this.#settled = true;
     this.#cancelNext();
     if (this.#onAbort !== undefined) this.signal?.removeEventListener('abort', this.#onAbort);
+    // A hedged call's attempts still out lost: cancelled, their handlers told (an attempt already settled ignores it).
+    if (this.#pending > 0 && this.#abandon !== undefined) {
+      this.#abandon.abort(
+        markCallError(
+          new KeelError(KeelErrorCode.CANCELLED, `${this.plan.label}: another attempt of this hedged call settled it first.`, {
+            correlationId: this.context.correlationId,
+          }),
+        ),
+      );
+    }
   }
 }
 

@@ -28,6 +28,22 @@ export function expiredFailure(contract: string, operation: string, lateMs: numb
   });
 }
 
+/**
+ * What a call is answered when its handler's signal (`callSignal()`) aborted at the deadline
+ * before the handler settled: `TIMEOUT`, as the caller sees it, never what a handler stopped
+ * half-way returned or threw (an `AbortError` would read as INTERNAL).
+ */
+export function overranFailure(contract: string, operation: string, context: CallContext): RemoteFailure {
+  return new RemoteFailure({
+    type: 'keel',
+    code: KeelErrorCode.TIMEOUT,
+    message:
+      `${contract}.${operation} ran past its deadline (its handler's signal aborted); its outcome is unknown. ` +
+      'Retry only if the operation is idempotent, or give the call more time.',
+    correlationId: context.correlationId,
+  });
+}
+
 /** An {@link Answer} that ends the call's server span as it settles. */
 export class TracedAnswer implements Answer {
   /** Ends the span once, even when a thenable answers and then throws (the answer is then failed too). */
@@ -53,6 +69,10 @@ export class TracedAnswer implements Answer {
     }
     this.answer.fail(failure);
   }
+
+  watch(controller: AbortController): void {
+    this.answer.watch?.(controller);
+  }
 }
 
 /** An {@link Answer} that reports the call to the kernel's observers as it settles. */
@@ -77,6 +97,10 @@ export class ObservedAnswer implements Answer {
   fail(failure: RemoteFailure): void {
     this.#report(outcomeOf(failure));
     this.answer.fail(failure);
+  }
+
+  watch(controller: AbortController): void {
+    this.answer.watch?.(controller);
   }
 
   #report(outcome: string): void {

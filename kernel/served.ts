@@ -7,9 +7,9 @@ import { AsyncResource } from 'node:async_hooks';
 import type { CircuitStatus } from './circuit-breaker.js';
 import { majorOf, type AnyContract, type AnyOperation } from './contract.js';
 import type { CallContext } from './context.js';
-import { contextStorage, handlerEntry, withCall, type HandlerScope } from './otel-context.js';
+import { contextStorage, handlerEntry, withCall, type CallNode, type HandlerScope } from './otel-context.js';
 import { keelTracer, startServerSpan, tracesCalls } from './tracing.js';
-import { ObservedAnswer, TracedAnswer, expiredFailure } from './served-answers.js';
+import { ObservedAnswer, TracedAnswer, expiredFailure, overranFailure } from './served-answers.js';
 import { openTransactions } from './module-data.js';
 import { ROOT_CONTEXT, trace } from './otel-api.js';
 import { toRemoteFailure } from './envelope.js';
@@ -239,20 +239,33 @@ export function createServedModule(source: ServedSource): ServedModule {
     }
   };
 
+  /**
+   * A handler that asked for its signal has finished: its deadline's timer goes, and when the
+   * signal aborted at the deadline, the call is answered TIMEOUT (true), whatever the handler did.
+   */
+  const overran = (cancellation: NonNullable<CallNode['cancellation']>, entry: OperationEntry, context: CallContext, answer: Answer): boolean => {
+    cancellation.release();
+    if (!cancellation.timedOut) return false;
+    answer.fail(overranFailure(contract.name, entry.name, context));
+    return true;
+  };
+
   /** Runs the handler (holding a bulkhead slot when there is a bulkhead) and settles `answer`. */
   const start = (entry: OperationEntry, address: OperationAddress, value: unknown, context: CallContext, answer: Answer): void => {
     let result: unknown;
     // The slot is freed once, even by a thenable that calls back and then throws from then().
     let left = bulkhead === undefined;
+    // With tracing off, nothing of the caller's context is the handler's (as over a wire); with
+    // tracing on, the store is the server span's context, or the caller's when in-process spans are off.
+    // The answer goes with it: the handler's signal, if it asks for one (call-signal.ts), watches it.
+    const store = withCall(context, entry.scope, keelTracer() === undefined ? ROOT_CONTEXT : undefined, answer);
     try {
-      // With tracing off, nothing of the caller's context is the handler's (as over a wire); with
-      // tracing on, the store is the server span's context, or the caller's when in-process spans are off.
-      result = enterHandler(withCall(context, entry.scope, keelTracer() === undefined ? ROOT_CONTEXT : undefined), entry.handler, value, context);
+      result = enterHandler(store, entry.handler, value, context);
       if (isPromiseLike(result)) {
         result.then(
           (resolved) => {
             try {
-              finish(entry, resolved, context, answer);
+              if (store.cancellation === undefined || !overran(store.cancellation, entry, context, answer)) finish(entry, resolved, context, answer);
             } finally {
               if (!left) {
                 left = true;
@@ -262,7 +275,7 @@ export function createServedModule(source: ServedSource): ServedModule {
           },
           (error: unknown) => {
             try {
-              answer.fail(failure(error, address, entry, context));
+              if (store.cancellation === undefined || !overran(store.cancellation, entry, context, answer)) answer.fail(failure(error, address, entry, context));
             } finally {
               if (!left) {
                 left = true;
@@ -276,7 +289,7 @@ export function createServedModule(source: ServedSource): ServedModule {
     } catch (error) {
       // The handler threw, or a thenable's then() did: either way the call failed here.
       try {
-        answer.fail(failure(error, address, entry, context));
+        if (store.cancellation === undefined || !overran(store.cancellation, entry, context, answer)) answer.fail(failure(error, address, entry, context));
       } finally {
         if (!left) {
           left = true;
@@ -286,7 +299,7 @@ export function createServedModule(source: ServedSource): ServedModule {
       return;
     }
     try {
-      finish(entry, result, context, answer);
+      if (store.cancellation === undefined || !overran(store.cancellation, entry, context, answer)) finish(entry, result, context, answer);
     } finally {
       bulkhead?.leave();
     }
@@ -342,6 +355,7 @@ export function createServedModule(source: ServedSource): ServedModule {
       return;
     }
     execute(entry, address, value, context, {
+      watch: (controller) => answer.watch?.(controller),
       ok: (output) => {
         store.complete(entry.name, key, claim.token, { output }).then(
           () => answer.ok(output),

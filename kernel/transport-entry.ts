@@ -39,6 +39,7 @@ export {
   type TransportCallOptions,
   type TransportStatus,
 } from './transport.js';
+export { callAbandoned } from './call-signal.js';
 export { fromErrorEnvelope, isErrorEnvelope, toErrorEnvelope } from './envelope.js';
 export { DeadlineScheduler, type DeadlineEntry } from './deadline.js';
 export { definedOnly, describeValue, loggerOption, parseOptions } from './options.js';

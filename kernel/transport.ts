@@ -108,6 +108,14 @@ export class RemoteFailure extends Error {
 export interface Answer {
   ok(output: unknown): void;
   fail(failure: RemoteFailure): void;
+  /**
+   * Optional: the handler asked for its cancellation signal (`callSignal()`). A transport that can
+   * tell when the call's caller gives up on it (cancels it, or stops waiting) aborts `controller`
+   * then, with {@link callAbandoned}'s error as the reason; at once when that already happened.
+   * Called at most once per call, while the handler runs; the deadline needs nothing from the
+   * transport (the kernel times it). A transport without it leaves handlers the deadline alone.
+   */
+  watch?(controller: AbortController): void;
 }
 
 /**

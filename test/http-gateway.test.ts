@@ -179,7 +179,7 @@ describe('http - gateway in one process', () => {
     expect((await problemOf(response)).code).toBe(KeelErrorCode.TIMEOUT);
   });
 
-  it('http - the call is cancelled when the client disconnects', async () => {
+  it('http - the call is cancelled when the client disconnects, and the running handler\'s callSignal() aborts with CANCELLED', async () => {
     const waiting = gate('abandoned');
     const cancelled = new Promise<CallRecord>((resolve) => {
       const stop = kernel.observe({
@@ -202,6 +202,7 @@ describe('http - gateway in one process', () => {
     controller.abort();
     expect(await response).toBeInstanceOf(Error);
     expect(await cancelled).toMatchObject({ contract: 'probe', operation: 'wait', caller: 'http', outcome: 'CANCELLED' });
+    expect(await waiting.abandoned).toMatchObject({ code: KeelErrorCode.CANCELLED });
     waiting.open();
   });
 

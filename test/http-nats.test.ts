@@ -109,7 +109,7 @@ describe('http - gateway hosting no module, over NATS', () => {
     expect(context.remainingMs).toBeLessThanOrEqual(2500);
   });
 
-  it('http - a remote call past its deadline is a 504, and a disconnect cancels the call', async () => {
+  it('http - a remote call past its deadline is a 504, and a disconnect cancels the call, down to the remote handler\'s callSignal()', async () => {
     gate('remote-late');
     const late = await post(`${url}/probe/wait`, { gate: 'remote-late' }, { 'x-keel-timeout-ms': '100' });
     expect(late.status).toBe(504);
@@ -129,6 +129,8 @@ describe('http - gateway hosting no module, over NATS', () => {
     await vi.waitFor(() => {
       expect(made.some((record) => record.operation === 'wait' && record.transport === 'nats' && record.outcome === 'CANCELLED')).toBe(true);
     }, EVENTUALLY);
+    // The cancel crossed NATS to the module's process: its handler was told, long before the gate or its deadline.
+    expect(await waiting.abandoned).toMatchObject({ code: KeelErrorCode.CANCELLED });
   });
 
   it('http - metrics count calls made over NATS in the gateway process, and calls served over NATS in the module process', async () => {

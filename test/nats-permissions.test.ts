@@ -52,6 +52,12 @@ describe('nats permissions - derived from the module graph', () => {
     expect(new Set(calls.map((subject) => subject.split('.')[2]))).toEqual(new Set(['catalog', 'inventory', 'payments']));
     expect(calls).toContain('keel.locked.payments.charge');
     expect(of('orders').publish).toContain('$SRV.INFO.payments');
+    // It cancels calls to those modules only.
+    expect(of('orders').publish.filter((subject) => subject.includes('._cancel.')).sort()).toEqual([
+      'keel.locked._cancel.catalog',
+      'keel.locked._cancel.inventory',
+      'keel.locked._cancel.payments',
+    ]);
     expect(of('notifications').publish.some((subject) => subject.startsWith('keel.locked.payments.'))).toBe(false);
   });
 
@@ -60,6 +66,7 @@ describe('nats permissions - derived from the module graph', () => {
     expect(subscribe).toContain('keel.locked.payments.refund');
     expect(subscribe).toContain('_INBOX_keel_locked.payments.>');
     expect(subscribe).toContain('$SRV.PING.payments.*');
+    expect(subscribe.filter((subject) => subject.includes('._cancel.'))).toEqual(['keel.locked._cancel.payments']);
     expect(subscribe.filter((subject) => subject.startsWith('_INBOX'))).toEqual(['_INBOX_keel_locked.payments.>']);
     expect(subscribe.some((subject) => subject === '>' || subject.endsWith('.>') && !subject.startsWith('_INBOX_'))).toBe(false);
     expect(subscribe.some((subject) => subject.startsWith('keel.locked.orders.'))).toBe(false);
@@ -121,19 +128,21 @@ describe('nats permissions - enforced by a real nats-server with the generated c
     expect(error).toMatch(/Authorization Violation/i);
   });
 
+  /** What the server answers a subscription to `subject` on `nc`: the error that ends it, or what came instead. */
+  const subscription = async (nc: NatsConnection, subject: string): Promise<string> => {
+    const sub = nc.subscribe(subject);
+    try {
+      for await (const _ of sub) return 'a message arrived';
+      return 'closed without error';
+    } catch (error) {
+      return String(error);
+    }
+  };
+
   it('nats permissions - a group cannot subscribe to ">", to "_INBOX.>" or to another group\'s inbox', async () => {
     const { nc } = await as(userOf('catalog'));
     for (const subject of ['>', '_INBOX.>', `${userOf('orders').inboxPrefix}.>`]) {
-      const sub = nc.subscribe(subject);
-      const refusal = await (async () => {
-        try {
-          for await (const _ of sub) return 'a message arrived';
-          return 'closed without error';
-        } catch (error) {
-          return String(error);
-        }
-      })();
-      expect(refusal, subject).toContain(`Permissions Violation for Subscription to "${subject}"`);
+      expect(await subscription(nc, subject), subject).toContain(`Permissions Violation for Subscription to "${subject}"`);
     }
   });
 
@@ -161,6 +170,20 @@ describe('nats permissions - enforced by a real nats-server with the generated c
     await payments.nc.flush();
     // Only orders' request reached payments: it was sent after the refused one.
     expect(received).toEqual([`${userOf('orders').inboxPrefix}.x`]);
+  });
+
+  it('nats permissions - a caller may cancel calls to the modules it depends on only, and only the callee\'s group hears the cancel', async () => {
+    const payments = await as(userOf('payments'));
+    const heard: string[] = [];
+    payments.nc.subscribe(`${PREFIX}._cancel.payments`, { callback: (_error, msg) => void heard.push(msg.string()) });
+    await payments.nc.flush();
+    expect(await publishAs(userOf('notifications'), `${PREFIX}._cancel.payments`)).toBe('PERMISSIONS_VIOLATION');
+    expect(await publishAs(userOf('orders'), `${PREFIX}._cancel.payments`)).toBe('accepted');
+    await payments.nc.flush();
+    expect(heard).toHaveLength(1);
+    // Another group cannot listen to payments' cancels.
+    const { nc } = await as(userOf('orders'));
+    expect(await subscription(nc, `${PREFIX}._cancel.payments`)).toContain(`Permissions Violation for Subscription to "${PREFIX}._cancel.payments"`);
   });
 
   it('nats permissions - orders cannot publish another module\'s events, notification or durable, but publishes its own', async () => {

@@ -154,10 +154,26 @@ export class Caller implements CallOwner {
         if (!this.#pending.has(token)) return;
         this.#settle(call);
         call.reject(cancelledError(address, context, signal.reason));
+        this.#cancelRemote(address, token);
       };
       signal.addEventListener('abort', call.onAbort, { once: true });
     }
     return answer;
+  }
+
+  /**
+   * Tells the callee's instances that this process gave up on the call sent with reply token
+   * `token`, so that its handler's signal aborts (docs/wire-protocol.md, "Cancelling a call").
+   * Best effort: a cancel that cannot be published changes nothing for the caller.
+   */
+  #cancelRemote(address: OperationAddress, token: number): void {
+    const connection = this.#connection;
+    if (!connection.connected) return;
+    try {
+      connection.nc.publish(connection.subjects.cancel(address.contract), `${this.#inbox}.${token.toString(36)}`);
+    } catch (error) {
+      connection.logger.debug({ err: error, module: address.contract }, 'could not send a cancel for a call its caller gave up on');
+    }
   }
 
   #subjectOf(address: OperationAddress): string {

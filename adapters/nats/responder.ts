@@ -28,6 +28,10 @@ import { messageHeaders } from './raw-headers.js';
 import { readKnownRequest } from './request-headers.js';
 import { ServiceApi, type ServiceEndpoint } from './service-api.js';
 import { LogThrottle } from './log-throttle.js';
+import { Cancellations } from './cancellations.js';
+
+/** A cancel's body is a reply subject: one longer than this is not one keel's callers write, and is ignored. */
+const MAX_REPLY_SUBJECT = 1_024;
 import { Header, encodeJson, headerValue, serviceErrorCode } from './wire.js';
 
 /** A module served on NATS. */
@@ -35,6 +39,8 @@ interface Served {
   readonly module: ServedModule;
   readonly label: string;
   readonly inFlight: InFlight;
+  /** Its handlers that asked for their signal, and its callers' cancels (cancellations.ts). */
+  readonly cancellations: Cancellations;
 }
 
 /** One operation served on NATS: what every request to it shares, made once by `serve`. */
@@ -97,21 +103,32 @@ class Endpoint {
  * one object and no function.
  */
 class NatsReply implements Answer {
+  /** The handler asked for its signal: its reply subject is watched for a cancel until answered. */
+  watched = false;
+
   constructor(
     readonly endpoint: Endpoint,
     readonly msg: Msg,
     readonly context: CallContext,
     readonly startedAt: number,
+    readonly address: OperationAddress,
   ) {}
 
   ok(output: unknown): void {
+    if (this.watched) this.endpoint.served.cancellations.forget(this.msg.reply as string);
     this.#respond(output);
     this.endpoint.answered(this.startedAt);
   }
 
   fail(failure: RemoteFailure): void {
+    if (this.watched) this.endpoint.served.cancellations.forget(this.msg.reply as string);
     this.endpoint.respondError(this.msg, this.#envelopeOf(failure));
     this.endpoint.answered(this.startedAt);
+  }
+
+  watch(controller: AbortController): void {
+    this.watched = true;
+    this.endpoint.served.cancellations.watch(this.msg.reply as string, controller, this.address, this.context);
   }
 
   #envelopeOf(failure: unknown): ErrorEnvelope {
@@ -177,8 +194,16 @@ export class Responder {
     const { nc, subjects, options, logger } = connection;
     const contract = module.contract;
     if (connection.closing) throw connection.unavailable(`Cannot serve module "${contract.name}"`);
-    const served: Served = { module, label: contract.name, inFlight: new InFlight() };
+    const served: Served = { module, label: contract.name, inFlight: new InFlight(), cancellations: new Cancellations() };
     const subscriptions: Subscription[] = [];
+    // Every instance hears its callers' cancels (no queue group): only the one running the request has its handler watched.
+    subscriptions.push(
+      nc.subscribe(subjects.cancel(contract.name), {
+        callback: (error, msg) => {
+          if (error === null && msg.data.length > 0 && msg.data.length <= MAX_REPLY_SUBJECT) served.cancellations.cancel(msg.string());
+        },
+      }),
+    );
     const endpoints: ServiceEndpoint[] = [];
     for (const [operation, definition] of Object.entries(contract.operations)) {
       const metadata: Record<string, string> = {
@@ -298,7 +323,7 @@ export class Responder {
     // The kernel's answer pipeline settles the call: a synchronous handler in this same turn, with
     // no promise (each one is taxed by AsyncLocalStorage's hooks on Node 20), an asynchronous one
     // when it settles.
-    served.module.handle(address, input, context, false, new NatsReply(endpoint, msg, context, startedAt));
+    served.module.handle(address, input, context, false, new NatsReply(endpoint, msg, context, startedAt, address));
   }
 }
 

@@ -120,6 +120,14 @@ export class Subjects {
     return `${subscriber}__${event}`;
   }
 
+  /**
+   * `{prefix}._cancel.{module}` — where a caller says it gave up on a request to a module (the
+   * body: the request's reply subject); every instance of the module listens (no queue group).
+   */
+  cancel(module: string): string {
+    return `${this.prefix}._cancel.${module}`;
+  }
+
   /** `{prefix}._dead-letter.{subscriber}.{module}.{event}` */
   deadLetter(subscriber: string, module: string, event: string): string {
     return `${this.prefix}._dead-letter.${subscriber}.${module}.${event}`;

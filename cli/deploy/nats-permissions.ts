@@ -94,9 +94,16 @@ function serviceDiscovery(module: string): string[] {
   return ['PING', 'INFO', 'STATS'].flatMap((verb) => [`$SRV.${verb}`, `$SRV.${verb}.${module}`, `$SRV.${verb}.${module}.*`]);
 }
 
-/** Operation subjects of a contract, and the `$SRV.INFO` question a caller asks when nothing answers. */
+/**
+ * Operation subjects of a contract, the `$SRV.INFO` question a caller asks when nothing answers,
+ * and where a caller cancels a call it gave up on.
+ */
 function callsTo(subjects: Subjects, contract: AnyContract): string[] {
-  return [...Object.keys(contract.operations).map((operation) => subjects.operation(contract.name, operation)), `$SRV.INFO.${contract.name}`];
+  return [
+    ...Object.keys(contract.operations).map((operation) => subjects.operation(contract.name, operation)),
+    `$SRV.INFO.${contract.name}`,
+    subjects.cancel(contract.name),
+  ];
 }
 
 function isDurable(contract: AnyContract, event: string): boolean {
@@ -108,9 +115,10 @@ const sorted = (subjects: Iterable<string>): string[] => [...new Set(subjects)].
 /**
  * Every process group's permissions, in the topology's order:
  *
- * - subscribe: its own inbox; the operation subjects of the modules it hosts and their `$SRV`
- *   discovery subjects; the notification events of the contracts they subscribe to;
- * - publish: the operations (and `$SRV.INFO`) of the modules they depend on, hosted elsewhere;
+ * - subscribe: its own inbox; the operation subjects of the modules it hosts, their `$SRV`
+ *   discovery subjects and their cancel subjects; the notification events of the contracts
+ *   they subscribe to;
+ * - publish: the operations (and `$SRV.INFO`, and the cancel subject) of the modules they depend on, hosted elsewhere;
  *   every operation when the group's HTTP gateway exposes `all`; the events of the modules it
  *   hosts; `$JS.API.INFO`; the JetStream API of its own modules' streams and of its own durable
  *   consumers on the streams of the contracts it subscribes to, their acknowledgements, the
@@ -141,7 +149,7 @@ export function natsPermissions(topology: TopologyFile, modules: readonly AnyMod
     for (const module of hosted) {
       const contract: AnyContract = module.contract;
       for (const operation of Object.keys(contract.operations)) subscribe.push(subjects.operation(contract.name, operation));
-      subscribe.push(...serviceDiscovery(contract.name));
+      subscribe.push(...serviceDiscovery(contract.name), subjects.cancel(contract.name));
       for (const event of Object.keys(contract.events)) {
         publish.push(isDurable(contract, event) ? subjects.durable(contract.name, event) : subjects.notification(contract.name, event));
       }

@@ -16,6 +16,7 @@ import { describeBulkheadConformance } from './bulkhead-conformance.js';
 import { describeResilienceConformance } from './resilience-conformance.js';
 import { describeIdentityConformance } from './identity-conformance.js';
 import { describeTracingConformance } from './tracing-conformance.js';
+import { describeCancellationConformance } from './cancellation-conformance.js';
 
 export type { ConformanceTarget } from './conformance-app.js';
 
@@ -58,6 +59,7 @@ export function describeTransportConformance(target: ConformanceTarget): void {
     describeIdentityConformance(target);
     describeBulkheadConformance(target);
     describeResilienceConformance(target);
+    describeCancellationConformance(target);
     describeTracingConformance(target);
   });
 }

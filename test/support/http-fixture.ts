@@ -4,7 +4,7 @@
  * gates the test opens, and fails in every way an operation can.
  */
 import { z } from 'zod';
-import { ErrorKind, defineContract, defineError, defineModule, operation, type AnyModule } from 'keel';
+import { ErrorKind, callSignal, defineContract, defineError, defineModule, operation, type AnyModule } from 'keel';
 
 /** No entry has this key. */
 export const NotThere = defineError({
@@ -91,28 +91,35 @@ export const probe = defineContract({
   },
 });
 
-/** A gate a `probe.wait` call waits on: `entered` resolves when the handler runs, `open()` lets it answer, `fail()` makes it throw. */
+/**
+ * A gate a `probe.wait` call waits on: `entered` resolves when the handler runs, `open()` lets it
+ * answer, `fail()` makes it throw; `abandoned` resolves with the reason of the handler's
+ * `callSignal()` when it aborts (its caller gave up, or its deadline passed).
+ */
 export interface Gate {
   readonly entered: Promise<void>;
+  readonly abandoned: Promise<unknown>;
   open(): void;
   fail(): void;
 }
 
-const gates = new Map<string, { gate: Gate; enter: () => void; opened: Promise<void> }>();
+const gates = new Map<string, { gate: Gate; enter: () => void; abandon: (reason: unknown) => void; opened: Promise<void> }>();
 
 /** Makes the gate `id` for a following `probe.wait({ gate: id })`. */
 export function gate(id: string): Gate {
   let enter!: () => void;
+  let abandon!: (reason: unknown) => void;
   let open!: () => void;
   let fail!: (error: Error) => void;
   const entered = new Promise<void>((resolve) => (enter = resolve));
+  const abandoned = new Promise<unknown>((resolve) => (abandon = resolve));
   const opened = new Promise<void>((resolve, reject) => {
     open = resolve;
     fail = reject;
   });
   opened.catch(() => {}); // a gate failed before its call waits on it is not an unhandled rejection
-  const made = { entered, open, fail: () => fail(new Error(`gate ${id} failed, as the test asked`)) };
-  gates.set(id, { gate: made, enter, opened });
+  const made = { entered, abandoned, open, fail: () => fail(new Error(`gate ${id} failed, as the test asked`)) };
+  gates.set(id, { gate: made, enter, abandon, opened });
   return made;
 }
 
@@ -158,6 +165,8 @@ export const probeModule = defineModule({
       wait: async ({ gate: id }) => {
         const entry = gates.get(id);
         if (entry === undefined) throw new Error(`no gate ${id}: call gate() first`);
+        const signal = callSignal();
+        signal.addEventListener('abort', () => entry.abandon(signal.reason), { once: true });
         entry.enter();
         await entry.opened;
         return { gate: id };

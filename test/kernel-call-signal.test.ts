@@ -1,0 +1,132 @@
+/**
+ * A handler's cancellation signal (`callSignal()`, kernel/call-signal.ts) where the conformance
+ * suite (cancellation-conformance.ts, both transports) does not reach: outside any handler, in an
+ * event handler, a handler stopped at its deadline, and the NATS callee's memory of cancels
+ * (adapters/nats/cancellations.ts) and its bounds.
+ */
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { z } from 'zod';
+import { KeelErrorCode, callSignal, createKernel, defineContract, defineModule, event, isKeelError, operation, silentLogger, type Kernel } from 'keel';
+import { Cancellations, EARLY_CANCEL_KEEP_MS, EARLY_CANCEL_LIMIT } from '../adapters/nats/cancellations.js';
+
+const kernels: Kernel[] = [];
+afterEach(async () => {
+  vi.useRealTimers();
+  for (const kernel of kernels.splice(0)) await kernel.stop();
+});
+
+const clock = defineContract({
+  name: 'clock',
+  version: '1.0.0',
+  operations: {
+    /** Waits for its signal, then throws what a fetch would: an AbortError. */
+    stopsWhenAborted: operation({ input: z.object({}), output: z.object({ done: z.boolean() }) }),
+  },
+  events: { ticked: event({ payload: z.object({ tick: z.number() }) }) },
+});
+
+const abortedOf = (signal: AbortSignal): Promise<unknown> =>
+  new Promise((resolve) => (signal.aborted ? resolve(signal.reason) : signal.addEventListener('abort', () => resolve(signal.reason), { once: true })));
+
+describe('callSignal', () => {
+  it('never aborts outside any handler, and is the same signal each time', () => {
+    const signal = callSignal();
+    expect(signal.aborted).toBe(false);
+    expect(callSignal()).toBe(signal);
+  });
+
+  it('answers TIMEOUT, not INTERNAL, for a handler that throws an AbortError once its signal aborted at the deadline', async () => {
+    const module = defineModule({
+      contract: clock,
+      create: () => ({
+        handlers: {
+          stopsWhenAborted: async () => {
+            await abortedOf(callSignal());
+            throw new DOMException('This operation was aborted', 'AbortError');
+          },
+        },
+      }),
+    });
+    const kernel = createKernel({ modules: [module], logger: silentLogger, retry: false });
+    kernels.push(kernel);
+    await kernel.start();
+    const error = await kernel.client(clock).stopsWhenAborted({}, { timeoutMs: 200 }).catch((caught: unknown) => caught);
+    expect(isKeelError(error, KeelErrorCode.TIMEOUT)).toBe(true);
+  });
+
+  it('aborts an event handler\'s signal with TIMEOUT at the kernel\'s eventTimeoutMs', async () => {
+    let reason: unknown;
+    const listener = defineModule({
+      contract: defineContract({ name: 'listener', version: '1.0.0', operations: {} }),
+      subscribesTo: [clock],
+      create: () => ({
+        handlers: {},
+        events: {
+          clock: {
+            ticked: async () => {
+              reason = await abortedOf(callSignal());
+            },
+          },
+        },
+      }),
+    });
+    const publisher = defineModule({
+      contract: clock,
+      create: ({ emit }) => ({
+        handlers: { stopsWhenAborted: async () => (await emit('ticked', { tick: 1 }), { done: true }) },
+      }),
+    });
+    const kernel = createKernel({ modules: [publisher, listener], logger: silentLogger, eventTimeoutMs: 150 });
+    kernels.push(kernel);
+    await kernel.start();
+    await kernel.client(clock).stopsWhenAborted({});
+    await vi.waitFor(() => expect(isKeelError(reason, KeelErrorCode.TIMEOUT)).toBe(true), { timeout: 5_000, interval: 10 });
+    expect((reason as Error).message).toContain('listener');
+  });
+});
+
+describe('NATS cancellations (a callee\'s memory of its callers\' cancels)', () => {
+  const address = { contract: 'clock', version: '1.0.0', operation: 'stopsWhenAborted' } as const;
+  const context = { correlationId: 'c-1', traceparent: undefined, caller: 'test', deadline: Date.now() + 60_000 };
+
+  it('aborts a watched handler at its cancel with CANCELLED, and forgets it once answered', () => {
+    const cancellations = new Cancellations();
+    const watched = new AbortController();
+    cancellations.watch('_INBOX.a.1', watched, address, context);
+    const answered = new AbortController();
+    cancellations.watch('_INBOX.a.2', answered, address, context);
+    cancellations.forget('_INBOX.a.2');
+    cancellations.cancel('_INBOX.a.1');
+    expect(isKeelError(watched.signal.reason, KeelErrorCode.CANCELLED)).toBe(true);
+    expect(cancellations.sizes.watching).toBe(0);
+    // The answered one's cancel is kept as an early one, and aborts nothing.
+    cancellations.cancel('_INBOX.a.2');
+    expect(answered.signal.aborted).toBe(false);
+  });
+
+  it('keeps a cancel that came first for a handler that asks later, for EARLY_CANCEL_KEEP_MS only', () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    const cancellations = new Cancellations();
+    cancellations.cancel('_INBOX.b.1');
+    cancellations.cancel('_INBOX.b.2');
+    const soon = new AbortController();
+    cancellations.watch('_INBOX.b.1', soon, address, context);
+    expect(isKeelError(soon.signal.reason, KeelErrorCode.CANCELLED)).toBe(true);
+    vi.setSystemTime(Date.now() + EARLY_CANCEL_KEEP_MS + 1);
+    const late = new AbortController();
+    cancellations.watch('_INBOX.b.2', late, address, context);
+    expect(late.signal.aborted).toBe(false);
+  });
+
+  it('keeps at most EARLY_CANCEL_LIMIT early cancels, dropping the oldest', () => {
+    const cancellations = new Cancellations();
+    for (let index = 0; index <= EARLY_CANCEL_LIMIT; index++) cancellations.cancel(`_INBOX.c.${index}`);
+    expect(cancellations.sizes.early).toBe(EARLY_CANCEL_LIMIT);
+    const oldest = new AbortController();
+    cancellations.watch('_INBOX.c.0', oldest, address, context);
+    expect(oldest.signal.aborted).toBe(false);
+    const newest = new AbortController();
+    cancellations.watch(`_INBOX.c.${EARLY_CANCEL_LIMIT}`, newest, address, context);
+    expect(newest.signal.aborted).toBe(true);
+  });
+});
