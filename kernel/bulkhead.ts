@@ -67,7 +67,13 @@ export interface WaitingCall {
 }
 
 /** A node of the queue (a doubly linked list: a call that expires leaves from anywhere). */
-class Waiting implements DeadlineEntry {
+/** A call's place in a bulkhead's queue (see {@link Bulkhead.withdraw}). */
+export interface QueuedCall {
+  /** True while it waits in the queue. */
+  readonly linked: boolean;
+}
+
+class Waiting implements DeadlineEntry, QueuedCall {
   previous: Waiting | undefined;
   next: Waiting | undefined;
   /** True while in the queue. */
@@ -119,14 +125,15 @@ export class Bulkhead {
   }
 
   /**
-   * Queues `call` until a slot frees, or until `deadline` (epoch ms). False when the queue is
-   * full or the bulkhead closed: the call is refused, nothing ran.
+   * Queues `call` until a slot frees, or until `deadline` (epoch ms): its place in the queue,
+   * for {@link withdraw}. Undefined when the queue is full or the bulkhead closed: the call is
+   * refused, nothing ran.
    */
-  wait(call: WaitingCall, deadline: number): boolean {
-    if (this.#closed) return false;
+  wait(call: WaitingCall, deadline: number): QueuedCall | undefined {
+    if (this.#closed) return undefined;
     if (this.queued >= this.maxQueued) {
       this.rejected += 1;
-      return false;
+      return undefined;
     }
     const node = new Waiting(this, call, deadline);
     if (this.#tail === undefined) this.#head = node;
@@ -137,6 +144,15 @@ export class Bulkhead {
     this.#tail = node;
     this.queued += 1;
     this.#deadlines.add(node);
+    return node;
+  }
+
+  /** Takes a call out of the queue (its caller gave up): true when it was still queued, and will never start. */
+  withdraw(queued: QueuedCall): boolean {
+    const node = queued as Waiting;
+    if (!node.linked) return false;
+    this.#unlink(node);
+    this.#deadlines.delete(node);
     return true;
   }
 
@@ -219,6 +235,16 @@ export function exhaustedFailure(contract: string, operation: string, bulkhead: 
       `and its queue is full (${maxQueued} waiting). Nothing ran: retry after a short backoff, or add instances.`,
     correlationId: context.correlationId,
     details: { module, maxConcurrent, maxQueued },
+  });
+}
+
+/** What a queued call whose caller gave up is answered (nobody reads it, but metrics count it): `CANCELLED`, nothing ran. */
+export function withdrawnFailure(contract: string, operation: string, context: CallContext, module: string): RemoteFailure {
+  return new RemoteFailure({
+    type: 'keel',
+    code: KeelErrorCode.CANCELLED,
+    message: `${contract}.${operation} was not run: its caller gave up while it waited for a free slot of module "${module}". Nothing ran.`,
+    correlationId: context.correlationId,
   });
 }
 

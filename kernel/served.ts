@@ -14,7 +14,7 @@ import { openTransactions } from './module-data.js';
 import { ROOT_CONTEXT, trace } from './otel-api.js';
 import { toRemoteFailure } from './envelope.js';
 import { CallSchema } from './compiled-schema.js';
-import { exhaustedFailure, stoppedFailure, type Bulkhead, type WaitingCall } from './bulkhead.js';
+import { exhaustedFailure, stoppedFailure, withdrawnFailure, type Bulkhead, type WaitingCall } from './bulkhead.js';
 import { inputHash, type Claim, type IdempotencyStore } from './idempotency.js';
 import { KeelError, KeelErrorCode, validationError } from './errors.js';
 import type { Logger } from './logger.js';
@@ -234,8 +234,22 @@ export function createServedModule(source: ServedSource): ServedModule {
       expired: (lateMs) => answer.fail(expiredFailure(contract.name, entry.name, lateMs, context, bulkhead.module)),
       closed: () => answer.fail(stoppedFailure(contract.name, entry.name, context)),
     };
-    if (!bulkhead.wait(waiting, context.deadline)) {
+    const queued = bulkhead.wait(waiting, context.deadline);
+    if (queued === undefined) {
       answer.fail(bulkhead.closed ? stoppedFailure(contract.name, entry.name, context) : exhaustedFailure(contract.name, entry.name, bulkhead, context));
+      return;
+    }
+    // A caller that gives up while its call waits takes it out of the queue: it never starts.
+    if (answer.watch !== undefined) {
+      const gaveUp = new AbortController();
+      gaveUp.signal.addEventListener(
+        'abort',
+        () => {
+          if (bulkhead.withdraw(queued)) answer.fail(withdrawnFailure(contract.name, entry.name, context, bulkhead.module));
+        },
+        { once: true },
+      );
+      answer.watch(gaveUp);
     }
   };
 

@@ -112,8 +112,10 @@ export interface Answer {
    * Optional: the handler asked for its cancellation signal (`callSignal()`). A transport that can
    * tell when the call's caller gives up on it (cancels it, or stops waiting) aborts `controller`
    * then, with {@link callAbandoned}'s error as the reason; at once when that already happened.
-   * Called at most once per call, while the handler runs; the deadline needs nothing from the
-   * transport (the kernel times it). A transport without it leaves handlers the deadline alone.
+   * Called while the call waits in its module's bulkhead queue (to take it out), and again when
+   * its handler asks: the last controller given is the one to abort. The deadline needs nothing
+   * from the transport (the kernel times it). A transport without it leaves handlers the
+   * deadline alone, and queued calls in the queue.
    */
   watch?(controller: AbortController): void;
 }

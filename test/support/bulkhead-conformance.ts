@@ -155,6 +155,29 @@ export function describeBulkheadConformance(target: ConformanceTarget): void {
       expect(state.started).toEqual(['first', 'second', 'after']);
     });
 
+    it('takes a queued call out of the queue when its caller gives up: it never starts, its caller gets CANCELLED, and the next call takes its place', async () => {
+      const { state, callee, caller } = booted();
+      const client = caller.client(turnstile);
+      state.gate = new Gate();
+      state.started.length = 0;
+      const first = client.hold({ id: 'first' });
+      const second = client.hold({ id: 'second' });
+      await vi.waitFor(() => expect(state.started).toEqual(['first', 'second']), WAIT);
+      const controller = new AbortController();
+      const abandoned = rejection(client.hold({ id: 'abandoned' }, { timeoutMs: 15_000, signal: controller.signal }));
+      await vi.waitFor(() => expect(bulkheadOf(callee)).toMatchObject({ queued: 1 }), WAIT);
+      controller.abort();
+      expect(isKeelError(await abandoned, 'CANCELLED'), String(await abandoned)).toBe(true);
+      // The callee took it out of its queue (over NATS, once the cancel arrived), with both slots still held.
+      await vi.waitFor(() => expect(bulkheadOf(callee)).toMatchObject({ running: 2, queued: 0 }), WAIT);
+      // Its place is free: a later call queues, and runs in order once a slot frees; the abandoned one never does.
+      const next = client.hold({ id: 'next' });
+      await vi.waitFor(() => expect(bulkheadOf(callee)).toMatchObject({ queued: 1 }), WAIT);
+      state.gate.open();
+      expect(await Promise.all([first, second, next])).toEqual([{ id: 'first' }, { id: 'second' }, { id: 'next' }]);
+      expect(state.started).toEqual(['first', 'second', 'next']);
+    });
+
     it('runs a call queued when its module stops while the drain lasts; once the drain is over, a call still queued is answered UNAVAILABLE and never starts', async () => {
       // The drain: a call queued when stop begins still runs once a slot frees.
       const draining = await bootTurnstile(target, `bulkhead-drain${process.pid}`);
