@@ -153,8 +153,10 @@ export class ResilientCall implements DeadlineEntry {
    * are cancelled, down to their handlers' signals (`callSignal()`). Undefined for other calls.
    */
   readonly #abandon: AbortController | undefined;
-  /** The signal each attempt is sent with: the caller's, joined with {@link #abandon}'s when hedging. */
+  /** The signal each attempt is sent with: the caller's, or {@link #abandon}'s when hedging (which follows the caller's). */
   readonly #attemptSignal: AbortSignal | undefined;
+  /** A hedged call's listener on its caller's signal, which aborts {@link #abandon} with the caller's reason. */
+  #followCaller: (() => void) | undefined;
   #resolve: (value: unknown) => void = () => {};
   #reject: (error: unknown) => void = () => {};
   readonly #keyed: boolean;
@@ -178,8 +180,15 @@ export class ResilientCall implements DeadlineEntry {
       this.#abandon = undefined;
       this.#attemptSignal = signal;
     } else {
-      this.#abandon = new AbortController();
-      this.#attemptSignal = signal === undefined ? this.#abandon.signal : AbortSignal.any([signal, this.#abandon.signal]);
+      // Not AbortSignal.any: its composites, once listened to, are kept by a long-lived source
+      // (a gateway connection's signal) on several Node lines (nodejs/node#55351, #64476).
+      const abandon = new AbortController();
+      this.#abandon = abandon;
+      this.#attemptSignal = abandon.signal;
+      if (signal !== undefined && !signal.aborted) {
+        this.#followCaller = () => abandon.abort(signal.reason);
+        signal.addEventListener('abort', this.#followCaller, { once: true });
+      }
     }
   }
 
@@ -353,6 +362,7 @@ export class ResilientCall implements DeadlineEntry {
     this.#settled = true;
     this.#cancelNext();
     if (this.#onAbort !== undefined) this.signal?.removeEventListener('abort', this.#onAbort);
+    if (this.#followCaller !== undefined) this.signal?.removeEventListener('abort', this.#followCaller);
     // A hedged call's attempts still out lost: cancelled, their handlers told (an attempt already settled ignores it).
     if (this.#pending > 0 && this.#abandon !== undefined) {
       this.#abandon.abort(

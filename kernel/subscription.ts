@@ -129,20 +129,27 @@ export function createEventSubscription(source: SubscriptionSource): EventSubscr
     const observers = source.observers;
     const started = observers?.length ? performance.now() : 0;
     let result: unknown;
+    // The handler's frame: its signal (callSignal()), if it asks for one, aborts at eventTimeoutMs; its timer goes when the handler ends.
+    const scope = withCall(context, handlerScope, ROOT_CONTEXT);
     try {
-      const scope = withCall(context, handlerScope, ROOT_CONTEXT);
       result = enterHandler(span === undefined ? scope : trace.setSpan(scope, span), handler, parsed.data, context);
     } catch (error) {
+      scope.cancellation?.release();
       return failed(error, metadata, started);
     }
     if (isThenable(result)) {
       return Promise.resolve(result).then(
         () => {
+          scope.cancellation?.release();
           if (observers?.length) report(observers, metadata.attempt, started, OK_OUTCOME);
         },
-        (error: unknown) => failed(error, metadata, started),
+        (error: unknown) => {
+          scope.cancellation?.release();
+          return failed(error, metadata, started);
+        },
       );
     }
+    scope.cancellation?.release();
     if (observers?.length) report(observers, metadata.attempt, started, OK_OUTCOME);
     return RESOLVED;
   };

@@ -22,6 +22,8 @@ const waiter = defineContract({
     waitForAbort: operation({ input: Keyed, output: Done }),
     /** Hedged: the first attempt per key waits for its signal to abort; later ones answer at once. */
     hedgedWait: operation({ input: Keyed, output: Done, idempotent: true, hedge: { delayMs: 50, maxAttempts: 2 } }),
+    /** Hedged: every attempt waits for its signal to abort (recorded per attempt: `key#1`, `key#2`). */
+    hedgedAllWait: operation({ input: Keyed, output: Done, idempotent: true, hedge: { delayMs: 50, maxAttempts: 2 } }),
     /** Waits until the test opens its gate, and only then asks for its signal: is it already aborted? */
     asksLate: operation({ input: Keyed, output: Done }),
     /** Answers at once: what the test sends after a cancel, so that the cancel is known to have arrived. */
@@ -76,6 +78,12 @@ function waiterModule(seen: Seen) {
           const signal = callSignal();
           seen.started.add(key);
           return { aborted: await seen.waitForAbort(key, signal), attempt: null };
+        },
+        hedgedAllWait: async ({ key }, context) => {
+          const attemptKey = `${key}#${context.callAttempt ?? 1}`;
+          const signal = callSignal();
+          seen.started.add(attemptKey);
+          return { aborted: await seen.waitForAbort(attemptKey, signal), attempt: context.callAttempt ?? null };
         },
         asksLate: async ({ key }) => {
           seen.started.add(key);
@@ -144,6 +152,18 @@ export function describeCancellationConformance(target: ConformanceTarget): void
       const key = newKey('hedge');
       expect(await client().hedgedWait({ key }, { timeoutMs: 15_000 })).toEqual({ aborted: false, attempt: 2 });
       await abortedWithin(key, 'CANCELLED');
+    });
+
+    it('cancels every attempt still out when the caller of a hedged call cancels it: both attempts\' handlers are told CANCELLED', async () => {
+      const key = newKey('hedge-cancelled');
+      const controller = new AbortController();
+      const call = rejection(client().hedgedAllWait({ key }, { timeoutMs: 15_000, signal: controller.signal }));
+      await startedWithin(`${key}#1`);
+      await startedWithin(`${key}#2`);
+      controller.abort(new Error('the test gave up'));
+      expect((await call).code).toBe('CANCELLED');
+      await abortedWithin(`${key}#1`, 'CANCELLED');
+      await abortedWithin(`${key}#2`, 'CANCELLED');
     });
 
     it('gives a handler that asks for its signal only after its caller cancelled an already aborted signal', async () => {
