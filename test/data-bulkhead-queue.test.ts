@@ -25,7 +25,8 @@ const holder = defineContract({
 });
 
 describe('data - a call queued by a bulkhead', () => {
-  it("runs with its own caller's open transactions (none), not those of the call whose leaving started it: it reads after the commit instead of being refused", async () => {
+  // Its budget includes making an in-memory PGlite and migrating two schemas: 17 s alone on two cores, 40 s beside a second suite.
+  it("runs with its own caller's open transactions (none), not those of the call whose leaving started it: it reads after the commit instead of being refused", { timeout: 120_000 }, async () => {
     let release = (): void => undefined;
     const released = new Promise<void>((resolve) => {
       release = resolve;

@@ -9,7 +9,8 @@ import { createPGliteDatabase } from 'keel/pglite';
 import { ledger } from './fixtures/data/modules.js';
 
 describe('data - an event emitted outside any call, in a transaction', () => {
-  it('is written to the outbox with its event id as its correlation id', async () => {
+  // Its budget includes making an in-memory PGlite: seconds alone, tens of seconds on a loaded two-core machine.
+  it('is written to the outbox with its event id as its correlation id', { timeout: 120_000 }, async () => {
     const database = await createPGliteDatabase();
     let captured: { transaction: (work: () => Promise<void>) => Promise<void>; emit: (event: 'entryAdded', payload: { label: string }) => Promise<void> } | undefined;
     const source = defineModule({

@@ -161,7 +161,8 @@ describe('local transport - settled()', () => {
     await bus.settled();
   });
 
-  it("waits for a durable event a handler's transaction wrote to its outbox, until the relay handed it over and the subscriber handled it", async () => {
+  // These two make an in-memory PGlite inside the test: tens of seconds on a loaded two-core machine.
+  it("waits for a durable event a handler's transaction wrote to its outbox, until the relay handed it over and the subscriber handled it", { timeout: 120_000 }, async () => {
     const bus = createLocalTransport({ logger: silentLogger });
     const database = await createPGliteDatabase();
     const kernel = createKernel({ modules: [auditModule, ledgerModule], database, topology: { host: ['audit', 'ledger'], transport: bus }, logger: silentLogger });
@@ -176,9 +177,9 @@ describe('local transport - settled()', () => {
       await database.close();
       await bus.close();
     }
-  }, 30_000);
+  });
 
-  it('waits for every event of a transaction that wrote more than one relay batch (100) to its outbox', async () => {
+  it('waits for every event of a transaction that wrote more than one relay batch (100) to its outbox', { timeout: 120_000 }, async () => {
     const bulk = defineContract({
       name: 'bulk',
       version: '1.0.0',
@@ -219,5 +220,5 @@ describe('local transport - settled()', () => {
       await database.close();
       await bus.close();
     }
-  }, 60_000);
+  });
 });
