@@ -162,6 +162,24 @@ describe('kernel contracts - definition', () => {
   it('refuses an error code that is not SCREAMING_SNAKE_CASE', () => {
     expect(refusal(() => defineError({ code: 'outOfStock', data: z.object({}) })).message).toContain('SCREAMING_SNAKE_CASE');
   });
+
+  it('refuses a wrongly typed timeoutMs, idempotent, event delivery or error kind, naming the field and what it takes', () => {
+    const loose = (spec: unknown): never => spec as never;
+    // A string timeout once made a string deadline (no deadline at all); a misspelt delivery a notification, lost when nobody listens.
+    expect(refusal(() => operation(loose({ input: ok, output: ok, timeoutMs: '50' }))).message).toBe(
+      'timeoutMs must be a number of milliseconds above 0 and at most 2147483647, got "50".',
+    );
+    expect(refusal(() => operation(loose({ input: ok, output: ok, idempotent: 'yes' }))).message).toBe('idempotent must be true or false, got "yes".');
+    expect(refusal(() => event(loose({ payload: ok, delivery: 'Durable' }))).message).toBe(
+      'delivery must be "notification" or "durable", got "Durable".',
+    );
+    expect(refusal(() => defineError(loose({ code: 'GONE', kind: 'missing', data: z.object({}) }))).message).toBe(
+      'Error GONE: kind must be one of not-found, conflict, invalid, unprocessable, forbidden, unauthenticated, rate-limited, unavailable, got "missing".',
+    );
+    for (const define of [() => operation(loose(undefined)), () => event(loose(undefined)), () => defineError(loose(undefined)), () => defineContract(loose(undefined))]) {
+      expect(refusal(define).message).toMatch(/ takes an object /);
+    }
+  });
 });
 
 describe('kernel contracts - declared errors', () => {
