@@ -219,10 +219,27 @@ const bulkheadLimits = z
   )
   .optional();
 
+const TRANSPORT_METHODS = ['call', 'serve', 'publish', 'subscribe', 'status', 'close'] as const;
+
 const KernelOptionsSchema = z
   .object({
     modules: z.array(z.unknown(), { error: 'must be an array of modules made with defineModule()' }).optional(),
-    topology: z.unknown().optional(),
+    topology: z
+      .object(
+        {
+          host: z
+            .array(z.string({ error: 'must be a module name' }), { error: 'must be an array of module names, such as ["orders", "payments"]' })
+            .optional(),
+          transport: z
+            .custom((value) => typeof value === 'object' && value !== null && TRANSPORT_METHODS.every((method) => typeof (value as Record<string, unknown>)[method] === 'function'), {
+              error: `must be a Transport (${TRANSPORT_METHODS.join(', ')}), such as await createNatsTransport()`,
+            })
+            .optional(),
+        },
+        { error: 'must be { host?, transport? }' },
+      )
+      .strict()
+      .optional(),
     contracts: z
       .array(z.custom((value) => isContract(value), { error: 'must be a contract made with defineContract()' }), {
         error: 'must be an array of contracts made with defineContract()',

@@ -68,6 +68,17 @@ describe('kernel - options', () => {
     );
   });
 
+  it('kernel - refuses a wrong topology, naming the field: no object, a host that is no array of names, a transport that is none, a misspelt key', () => {
+    // A misspelt "hosts" once hosted every module silently; a host string was read letter by letter.
+    expect(refusal({ topology: { hosts: ['clock'] } as never })).toBe('createKernel: unknown option "topology.hosts" (it takes host, transport).');
+    expect(refusal({ topology: 5 as never })).toContain('topology must be { host?, transport? }, got 5');
+    expect(refusal({ topology: { host: 'clock' } as never })).toContain('topology.host must be an array of module names, such as ["orders", "payments"], got "clock"');
+    expect(refusal({ topology: { transport: {} } as never })).toContain(
+      'topology.transport must be a Transport (call, serve, publish, subscribe, status, close), such as await createNatsTransport(), got an object',
+    );
+    expect(() => createKernel({ modules: [clockModule], logger: silentLogger, topology: { host: undefined, transport: undefined } })).not.toThrow();
+  });
+
   it('kernel - refuses a principal that is no zod schema, or one that could not cross a process as JSON, naming the field', () => {
     expect(refusal({ principal: { sub: 'string' } as never })).toContain('principal must be a zod schema of the principal');
     expect(refusal({ principal: z.object({ sub: z.string(), since: z.date() }) as never })).toBe(
