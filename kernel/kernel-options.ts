@@ -219,6 +219,30 @@ const bulkheadLimits = z
   )
   .optional();
 
+/**
+ * The zod schema of the kernel's resilience options (`retry`, `hedge`, `circuitBreaker`,
+ * `retryBudget`, `bulkhead`, `bulkheads`), as {@link createKernel} checks them: for a
+ * configuration that carries them to a kernel (keel.config.ts's `resilience`), so that a wrong
+ * one is refused where it is written, naming its field.
+ *
+ * @example
+ * ```ts
+ * import { ResilienceOptionsSchema, parseOptions } from 'keel/transport';
+ *
+ * parseOptions('settings.json: resilience', ResilienceOptionsSchema, { retry: { maxAttempts: 3 } });
+ * ```
+ */
+export const ResilienceOptionsSchema = z
+  .object({
+    retry: RetryPolicySchema.optional(),
+    hedge: HedgePolicySchema.optional(),
+    circuitBreaker: CircuitBreakerPolicySchema.optional(),
+    retryBudget: RetryBudgetPolicySchema.optional(),
+    bulkhead: bulkheadLimits,
+    bulkheads: z.record(z.string(), bulkheadLimits, { error: 'must be an object of bulkheads by module name' }).optional(),
+  })
+  .strict();
+
 const TRANSPORT_METHODS = ['call', 'serve', 'publish', 'subscribe', 'status', 'close'] as const;
 
 const KernelOptionsSchema = z
@@ -270,12 +294,7 @@ const KernelOptionsSchema = z
         error: 'must be a zod schema of the principal, such as z.object({ sub: z.string(), roles: z.array(z.string()) })',
       })
       .optional(),
-    retry: RetryPolicySchema.optional(),
-    hedge: HedgePolicySchema.optional(),
-    circuitBreaker: CircuitBreakerPolicySchema.optional(),
-    retryBudget: RetryBudgetPolicySchema.optional(),
-    bulkhead: bulkheadLimits,
-    bulkheads: z.record(z.string(), bulkheadLimits, { error: 'must be an object of bulkheads by module name' }).optional(),
+    ...ResilienceOptionsSchema.shape,
   })
   .strict();
 

@@ -77,6 +77,7 @@ const TRANSPORT = {
     'MAX_TIMEOUT_MS',
     'OK_OUTCOME',
     'RemoteFailure',
+    'ResilienceOptionsSchema',
     'STATUS_BY_ERROR_KIND',
     'cancelledError',
     'createClient',
