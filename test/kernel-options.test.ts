@@ -151,6 +151,25 @@ describe('parseOptions - the one way every factory checks its options', () => {
     );
   });
 
+  it('names the wrong field inside an option that is false or an object, not only the option', () => {
+    const Either = z
+      .object({
+        limit: z.union([z.literal(false), z.object({ max: z.number({ error: 'must be a number' }).optional() }).strict()], { error: 'must be false or { max }' }).optional(),
+      })
+      .strict();
+    const message = (options: object): string => {
+      try {
+        parseOptions('createThing', Either, options);
+      } catch (error) {
+        return (error as Error).message;
+      }
+      return 'accepted';
+    };
+    expect(message({ limit: { max: 'ten' } })).toBe('createThing: limit.max must be a number, got "ten".');
+    expect(message({ limit: true })).toBe('createThing: limit must be false or { max }, got true.');
+    expect(message({ limit: [] })).toBe('createThing: limit must be false or { max }, got an array.');
+  });
+
   it('never repeats the value of a secret, only its kind', () => {
     const message = refusal({ password: 20250101 });
     expect(message).toBe('createThing: password must be a string, got a number (not shown: it is a secret).');
