@@ -217,6 +217,22 @@ describe('kernel contracts - kernel.client', () => {
     operations: { hello: operation({ input: echo, output: echo, timeoutMs: 1_234 }), wave: operation({ input: echo, output: echo }) },
   });
 
+  it('refuses a client of something that is no contract (an import cycle leaves one undefined), saying so rather than naming a module "undefined"', () => {
+    const kernel = createKernel({ modules: [greeterModule], logger: silentLogger });
+    for (const [given, got] of [[undefined, 'undefined'], [{}, 'an object'], [greeterModule, 'an object']] as const) {
+      let caught: unknown;
+      try {
+        kernel.client(given as never);
+      } catch (error) {
+        caught = error;
+      }
+      expect(isKeelError(caught, 'INVALID_TOPOLOGY'), String(caught)).toBe(true);
+      expect((caught as Error).message).toBe(
+        `kernel.client takes a contract made with defineContract(), such as kernel.client(orders), got ${got}; an import cycle can leave an imported contract undefined.`,
+      );
+    }
+  });
+
   it('makes one client per contract object and caller: the same contract gives the same client, another contract of the same name a client of its own, whose new operation reaches the callee', async () => {
     const kernel = createKernel({ modules: [greeterModule], logger: silentLogger });
     await kernel.start();
