@@ -70,7 +70,8 @@ export function parseOptions<T extends object>(
     // A secret's value is never repeated, not even a wrong one: say only what kind of value it was.
     const value = valueAt(given, issue.path);
     const kind = typeof value === 'object' || typeof value === 'function' ? describeValue(value) : `a ${typeof value}`;
-    const got = secrets.includes(path[0] ?? '') ? `${kind} (not shown: it is a secret)` : describeValue(value);
+    // A secret left out has no value to hide: "got undefined", not "got a undefined (not shown ...)".
+    const got = secrets.includes(path[0] ?? '') && value !== undefined ? `${kind} (not shown: it is a secret)` : describeValue(value);
     return `${field} ${issue.message}, got ${got}`;
   });
   throw new KeelError(KeelErrorCode.INVALID_CONFIG, `${factory}: ${problems.join('; ')}.`);

@@ -174,6 +174,10 @@ describe('parseOptions - the one way every factory checks its options', () => {
     const message = refusal({ password: 20250101 });
     expect(message).toBe('createThing: password must be a string, got a number (not shown: it is a secret).');
     expect(message).not.toContain('20250101');
+    // A required secret left out once read "got a undefined".
+    expect(() => parseOptions('createThing', z.object({ password: z.string({ error: 'must be a string' }) }).strict(), {}, ['password'])).toThrow(
+      'createThing: password must be a string, got undefined.',
+    );
   });
 
   it('refuses a logger without the Logger methods, naming them', () => {
