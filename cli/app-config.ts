@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { z } from 'zod';
 import { isKeelError } from 'keel';
-import { parseOptions } from 'keel/transport';
+import { ResilienceOptionsSchema, parseOptions } from 'keel/transport';
 import { LOG_LEVELS, type KeelConfig } from './config.js';
 import { CLIError, CliErrorCode } from './errors.js';
 import { importProjectFile, type Project } from './project.js';
@@ -81,12 +81,8 @@ export async function loadAppConfig(project: Project, options: LoadConfigOptions
     .object({
       gateway: gatewaySchema.optional(),
       principal: z.custom((value) => value instanceof z.ZodType, { error: 'must be a zod schema of the caller identity, such as z.object({ sub: z.string() })' }).optional(),
-      // Its keys here; their values are the kernel's options, which createKernel checks (naming the field).
-      resilience: z
-        .object({ retry: z.unknown(), hedge: z.unknown(), circuitBreaker: z.unknown(), retryBudget: z.unknown(), bulkhead: z.unknown(), bulkheads: z.unknown() })
-        .partial()
-        .strict()
-        .optional(),
+      // The kernel's own schema of these options: a wrong one is refused here, naming the file and the field.
+      resilience: ResilienceOptionsSchema.optional(),
       logging: z
         .object({ level: z.enum(LOG_LEVELS), format: z.enum(['json', 'pretty']) })
         .partial()

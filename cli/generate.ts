@@ -7,7 +7,7 @@ import { dirname, join, relative, sep } from 'node:path';
 import { isContract } from 'keel/transport';
 import { CLIError, CliErrorCode } from './errors.js';
 import { addToManifest } from './manifest.js';
-import { assertEventName, assertModuleName, assertOperationName, splitList } from './names.js';
+import { assertEventName, assertGeneratedIdentifiers, assertModuleName, assertOperationName, splitList } from './names.js';
 import { findCycle, importProjectFile, loadManifest, moduleGraph, type ModuleNode, type Project } from './project.js';
 import {
   contractFile,
@@ -113,7 +113,7 @@ async function subscriptionImport(project: Project, name: string, moduleDir: str
  * ```
  */
 export async function planModule(project: Project, options: PlanModuleOptions): Promise<ModulePlan> {
-  const name = assertModuleName(options.name);
+  const name = assertGeneratedIdentifiers(assertModuleName(options.name));
   const dependsOn = splitList(options.dependsOn).map((dependency) => assertModuleName(dependency, 'Dependency'));
   const events = splitList(options.events).map(assertEventName);
   const operations = splitList(options.operations).map(assertOperationName);

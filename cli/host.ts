@@ -287,9 +287,17 @@ async function listen(gateway: HttpGateway, options: HostOptions): Promise<void>
     await gateway.listen();
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
-    if (code !== 'EADDRINUSE' && code !== 'EACCES' && code !== 'EADDRNOTAVAIL') throw error;
+    const reasons: Readonly<Record<string, string>> = {
+      EADDRINUSE: 'another process listens there',
+      EACCES: 'not allowed for this user',
+      EADDRNOTAVAIL: 'no such local address',
+      // A --host (or KEEL_HTTP_HOST) that names no host: the user's input, not a bug.
+      ENOTFOUND: 'no such host name',
+      EAI_AGAIN: 'its host name could not be resolved now',
+    };
+    const why = code !== undefined && Object.hasOwn(reasons, code) ? reasons[code] : undefined;
+    if (why === undefined) throw error;
     const address = `${options.httpHost ?? '127.0.0.1'}:${options.httpPort}`;
-    const why = code === 'EADDRINUSE' ? 'another process listens there' : code === 'EACCES' ? 'not allowed for this user' : 'no such local address';
     throw new CLIError(CliErrorCode.E_HTTP_LISTEN, `The HTTP gateway cannot listen on ${address}: ${why} (${code}).`, {
       hint: 'Pick another port (0 picks a free one) or address, or stop what holds it.',
       cause: error,

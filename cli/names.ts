@@ -75,6 +75,35 @@ export function assertModuleName(name: string, what = 'Module name'): string {
   return name;
 }
 
+// The identifiers the generated files import or declare (contract.ts, module.ts and the module's
+// test): a module whose contract identifier (or `<identifier>Module`) is one of them would not compile.
+const GENERATED_IDENTIFIERS = new Set([
+  'z', 'defineContract', 'operation', 'event', 'defineModule', 'db', 'get', 'emit', 'logger',
+  'describe', 'it', 'expect', 'beforeAll', 'afterAll', 'isKeelError', 'modules', 'startApplication',
+  'published', 'received', 'probeModule', 'app', 'client', 'error', 'caught',
+]);
+
+/**
+ * Checks that the module to generate named `name` gets identifiers the generated files do not
+ * already use (`z` would clash with zod's import), or throws `E_INVALID_NAME`.
+ *
+ * @example
+ * ```ts
+ * assertGeneratedIdentifiers('billing'); // 'billing'
+ * assertGeneratedIdentifiers('z'); // throws CLIError E_INVALID_NAME
+ * ```
+ */
+export function assertGeneratedIdentifiers(name: string, what = 'Module name'): string {
+  const identifier = camelCase(name);
+  if (GENERATED_IDENTIFIERS.has(identifier) || GENERATED_IDENTIFIERS.has(`${identifier}Module`)) {
+    throw new CLIError(
+      CliErrorCode.E_INVALID_NAME,
+      `${what} "${name}" would be the identifier ${identifier}, which the generated files already use; choose another name.`,
+    );
+  }
+  return name;
+}
+
 /**
  * Checks an event name (camelCase, as the kernel requires) and returns it.
  *

@@ -6,6 +6,40 @@ import type { CallOptions } from './client.js';
 import { isCorrelationId, isIdempotencyKey, isTraceparent } from './call-ids.js';
 import { HedgePolicySchema, RetryPolicySchema } from './call-policy.js';
 import { KeelError, KeelErrorCode } from './errors.js';
+import { MAX_TIMEOUT_MS } from './timeouts.js';
+import { describeValue } from './options.js';
+
+/**
+ * The error for call options that are no object, a `timeoutMs` that is no number of
+ * milliseconds in range, or a `signal` that is no AbortSignal; undefined when they are fine.
+ * Checked before anything else, since a string timeout would make a string deadline and a
+ * signal without `addEventListener` would throw out of the call once it settles.
+ */
+export function refusedCallOptions(options: unknown, label: string): KeelError | undefined {
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    return new KeelError(
+      KeelErrorCode.INVALID_INPUT,
+      `options for ${label} must be an object such as { timeoutMs: 2000 }, or left out, got ${describeValue(options)}.`,
+    );
+  }
+  const { timeoutMs, signal } = options as CallOptions;
+  if (timeoutMs !== undefined && !(typeof timeoutMs === 'number' && timeoutMs > 0 && timeoutMs <= MAX_TIMEOUT_MS)) {
+    return new KeelError(
+      KeelErrorCode.INVALID_INPUT,
+      `timeoutMs for ${label} must be a number of milliseconds above 0 and at most ${MAX_TIMEOUT_MS}, got ${describeValue(timeoutMs)}.`,
+    );
+  }
+  if (
+    signal !== undefined &&
+    !(typeof signal === 'object' && signal !== null && typeof signal.addEventListener === 'function' && typeof signal.removeEventListener === 'function' && typeof signal.aborted === 'boolean')
+  ) {
+    return new KeelError(
+      KeelErrorCode.INVALID_INPUT,
+      `signal for ${label} must be an AbortSignal, such as new AbortController().signal or AbortSignal.timeout(ms), got ${describeValue(signal)}.`,
+    );
+  }
+  return undefined;
+}
 
 /** The error for a `retry` or `hedge` call option that is not a policy, or a hedge where repeating is not safe. */
 export function refusedPolicyOption(options: CallOptions, label: string, idempotent: boolean): KeelError | undefined {

@@ -6,8 +6,8 @@
 import { outgoingTraceparent } from './tracing.js';
 import type { AnyContract, AnyOperation, OperationInput, OperationOutput } from './contract.js';
 import { observeCall, traceCall } from './call-wrappers.js';
-import { refusedContextOption, refusedIdempotencyKey, refusedPolicyOption } from './call-option-checks.js';
-import { DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS } from './timeouts.js';
+import { refusedCallOptions, refusedContextOption, refusedIdempotencyKey, refusedPolicyOption } from './call-option-checks.js';
+import { DEFAULT_TIMEOUT_MS } from './timeouts.js';
 import { EXTERNAL_CALLER, currentContext, newCorrelationId, type CallContext } from './context.js';
 import { fromErrorEnvelope, markCallError } from './envelope.js';
 import { KeelError, KeelErrorCode, validationError, type AnyErrorClass } from './errors.js';
@@ -250,17 +250,11 @@ function makeCall(
   // Not an async function: an in-process call to a synchronous handler costs two promises.
   return (input: unknown, options?: CallOptions): Promise<unknown> => {
     const parent = currentContext();
-    const timeoutMs = options?.timeoutMs;
-    if (timeoutMs !== undefined && !(timeoutMs > 0 && timeoutMs <= MAX_TIMEOUT_MS)) {
-      return Promise.reject(
-        markCallError(
-          new KeelError(
-            KeelErrorCode.INVALID_INPUT,
-            `timeoutMs for ${label} must be a number of milliseconds above 0 and at most ${MAX_TIMEOUT_MS}, got ${String(timeoutMs)}.`,
-          ),
-        ),
-      );
+    if (options !== undefined) {
+      const refused = refusedCallOptions(options, label);
+      if (refused !== undefined) return Promise.reject(markCallError(refused));
     }
+    const timeoutMs = options?.timeoutMs;
     const refused = (parent === undefined ? refusedContextOption(options, label) : undefined) ?? refusedIdempotencyKey(options, label);
     if (refused !== undefined) return Promise.reject(markCallError(refused));
     const idempotencyKey = options?.idempotencyKey;

@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { KeelError, KeelErrorCode, type AnyErrorClass } from './errors.js';
 import { checkAuth, type OperationAuth } from './principal.js';
 import { assertWireSafe } from './schema-walk.js';
+import { describeValue } from './options.js';
 
 /**
  * How an event reaches its subscribers.
@@ -309,11 +310,15 @@ export function operation<
   Output extends z.ZodType,
   const Errors extends readonly AnyErrorClass[] = readonly [],
 >(spec: OperationSpec<Input, Output, Errors>): OperationDefinition<Input, Output, Errors> {
-  if (spec.timeoutMs !== undefined && !(spec.timeoutMs > 0 && spec.timeoutMs <= 2 ** 31 - 1)) {
+  specObject(spec, 'operation({ input, output })');
+  if (spec.timeoutMs !== undefined && !(typeof spec.timeoutMs === 'number' && spec.timeoutMs > 0 && spec.timeoutMs <= 2 ** 31 - 1)) {
     throw new KeelError(
       KeelErrorCode.INVALID_CONTRACT,
-      `timeoutMs must be a number of milliseconds above 0 and at most ${2 ** 31 - 1}, got ${String(spec.timeoutMs)}.`,
+      `timeoutMs must be a number of milliseconds above 0 and at most ${2 ** 31 - 1}, got ${describeValue(spec.timeoutMs)}.`,
     );
+  }
+  if (spec.idempotent !== undefined && typeof spec.idempotent !== 'boolean') {
+    throw new KeelError(KeelErrorCode.INVALID_CONTRACT, `idempotent must be true or false, got ${describeValue(spec.idempotent)}.`);
   }
   checkAuth(spec.auth, 'operation');
   checkOperationPolicies(spec);
@@ -359,6 +364,11 @@ export interface EventSpec<Payload extends z.ZodType> {
  * ```
  */
 export function event<Payload extends z.ZodType>(spec: EventSpec<Payload>): EventDefinition<Payload> {
+  specObject(spec, 'event({ payload })');
+  if (spec.delivery !== undefined && spec.delivery !== Delivery.NOTIFICATION && spec.delivery !== Delivery.DURABLE) {
+    // A misspelt "durable" must not quietly become a notification, lost when nobody listens.
+    throw new KeelError(KeelErrorCode.INVALID_CONTRACT, `delivery must be "notification" or "durable", got ${describeValue(spec.delivery)}.`);
+  }
   return Object.freeze({
     kind: 'event' as const,
     payload: spec.payload,
@@ -424,6 +434,7 @@ export function defineContract<
   const Operations extends Record<string, AnyOperation>,
   const Events extends Record<string, AnyEvent> = {},
 >(spec: ContractSpec<Name, Operations, Events>): Contract<Name, Operations, Events> {
+  specObject(spec, 'defineContract({ name, version, operations })');
   const fail = (message: string): never => {
     throw new KeelError(KeelErrorCode.INVALID_CONTRACT, `Contract "${spec.name}": ${message}`);
   };
@@ -463,6 +474,13 @@ export function defineContract<
     events: Object.freeze({ ...events }),
     token: Symbol.for(`keel.contract.${spec.name}`),
   }) as Contract<Name, Operations, Events>;
+}
+
+/** Refuses a spec that is no object (an INVALID_CONTRACT naming the call), rather than a TypeError reading its fields. */
+function specObject(spec: unknown, call: string): void {
+  if (typeof spec !== 'object' || spec === null) {
+    throw new KeelError(KeelErrorCode.INVALID_CONTRACT, `${call} takes an object such as ${call.slice(call.indexOf('(') + 1, -1)}, got ${describeValue(spec)}.`);
+  }
 }
 
 /**

@@ -326,6 +326,9 @@ const CODE_PATTERN = /^[A-Z][A-Z0-9_]*$/;
 export function defineError<const Code extends string, Schema extends z.ZodType>(
   spec: ErrorSpec<Code, Schema>,
 ): ErrorClass<Code, Schema> {
+  if (typeof spec !== 'object' || spec === null) {
+    throw new KeelError(KeelErrorCode.INVALID_CONTRACT, `defineError({ code, data }) takes an object such as { code, data }, got ${String(spec)}.`);
+  }
   if (!CODE_PATTERN.test(spec.code)) {
     throw new KeelError(
       KeelErrorCode.INVALID_CONTRACT,
@@ -333,6 +336,14 @@ export function defineError<const Code extends string, Schema extends z.ZodType>
     );
   }
   const kind = spec.kind ?? ErrorKind.UNPROCESSABLE;
+  // An unknown kind has no status on any wire (STATUS_BY_ERROR_KIND): refused here, not when first thrown.
+  if (!(Object.values(ErrorKind) as unknown[]).includes(kind)) {
+    const got = typeof kind === 'string' ? JSON.stringify(kind) : typeof kind === 'object' && kind !== null ? 'an object' : String(kind);
+    throw new KeelError(
+      KeelErrorCode.INVALID_CONTRACT,
+      `Error ${spec.code}: kind must be one of ${Object.values(ErrorKind).join(', ')}, got ${got}.`,
+    );
+  }
   const format = (data: z.output<Schema>): string =>
     spec.message ? spec.message(data) : `${spec.code}${spec.description ? `: ${spec.description}` : ''}`;
 

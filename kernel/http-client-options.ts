@@ -200,9 +200,24 @@ export const HttpClientOptionsSchema = z
 
 /** A call option that cannot cross an HTTP header, as the in-process client refuses it (`INVALID_INPUT`). */
 export function refusedCallOption(options: HttpCallOptions, label: string): KeelError | undefined {
-  const { timeoutMs, correlationId, idempotencyKey, traceparent, retry, hedge } = options;
-  if (timeoutMs !== undefined && !(timeoutMs > 0 && timeoutMs <= MAX_TIMEOUT_MS)) {
-    return new KeelError(KeelErrorCode.INVALID_INPUT, `timeoutMs for ${label} ${TIMEOUT_RULE}, got ${String(timeoutMs)}.`);
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    return new KeelError(
+      KeelErrorCode.INVALID_INPUT,
+      `options for ${label} must be an object such as { timeoutMs: 2000 }, or left out, got ${describeValue(options)}.`,
+    );
+  }
+  const { timeoutMs, correlationId, idempotencyKey, traceparent, retry, hedge, signal } = options;
+  if (timeoutMs !== undefined && !(typeof timeoutMs === 'number' && timeoutMs > 0 && timeoutMs <= MAX_TIMEOUT_MS)) {
+    return new KeelError(KeelErrorCode.INVALID_INPUT, `timeoutMs for ${label} ${TIMEOUT_RULE}, got ${describeValue(timeoutMs)}.`);
+  }
+  if (
+    signal !== undefined &&
+    !(typeof signal === 'object' && signal !== null && typeof signal.addEventListener === 'function' && typeof signal.removeEventListener === 'function' && typeof signal.aborted === 'boolean')
+  ) {
+    return new KeelError(
+      KeelErrorCode.INVALID_INPUT,
+      `signal for ${label} must be an AbortSignal, such as new AbortController().signal or AbortSignal.timeout(ms), got ${describeValue(signal)}.`,
+    );
   }
   if (correlationId !== undefined && !isCorrelationId(correlationId)) {
     return new KeelError(

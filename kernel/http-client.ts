@@ -122,9 +122,9 @@ function makeHttpCall(
   const label = `${contract.name}.${name}`;
   const errorsByCode = new Map<string, AnyErrorClass>(definition.errors.map((error) => [error.code, error]));
   return async (input, options = {}) => {
-    const correlationId = options.correlationId ?? newCorrelationId();
     const refused = refusedCallOption(options, label);
     if (refused !== undefined) throw refused;
+    const correlationId = options.correlationId ?? newCorrelationId();
     const parsed = definition.input.safeParse(input);
     if (!parsed.success) {
       throw validationError(KeelErrorCode.INVALID_INPUT, 'input', contract.name, name, parsed.error.issues, correlationId);

@@ -219,10 +219,51 @@ const bulkheadLimits = z
   )
   .optional();
 
+/**
+ * The zod schema of the kernel's resilience options (`retry`, `hedge`, `circuitBreaker`,
+ * `retryBudget`, `bulkhead`, `bulkheads`), as {@link createKernel} checks them: for a
+ * configuration that carries them to a kernel (keel.config.ts's `resilience`), so that a wrong
+ * one is refused where it is written, naming its field.
+ *
+ * @example
+ * ```ts
+ * import { ResilienceOptionsSchema, parseOptions } from 'keel/transport';
+ *
+ * parseOptions('settings.json: resilience', ResilienceOptionsSchema, { retry: { maxAttempts: 3 } });
+ * ```
+ */
+export const ResilienceOptionsSchema = z
+  .object({
+    retry: RetryPolicySchema.optional(),
+    hedge: HedgePolicySchema.optional(),
+    circuitBreaker: CircuitBreakerPolicySchema.optional(),
+    retryBudget: RetryBudgetPolicySchema.optional(),
+    bulkhead: bulkheadLimits,
+    bulkheads: z.record(z.string(), bulkheadLimits, { error: 'must be an object of bulkheads by module name' }).optional(),
+  })
+  .strict();
+
+const TRANSPORT_METHODS = ['call', 'serve', 'publish', 'subscribe', 'status', 'close'] as const;
+
 const KernelOptionsSchema = z
   .object({
     modules: z.array(z.unknown(), { error: 'must be an array of modules made with defineModule()' }).optional(),
-    topology: z.unknown().optional(),
+    topology: z
+      .object(
+        {
+          host: z
+            .array(z.string({ error: 'must be a module name' }), { error: 'must be an array of module names, such as ["orders", "payments"]' })
+            .optional(),
+          transport: z
+            .custom((value) => typeof value === 'object' && value !== null && TRANSPORT_METHODS.every((method) => typeof (value as Record<string, unknown>)[method] === 'function'), {
+              error: `must be a Transport (${TRANSPORT_METHODS.join(', ')}), such as await createNatsTransport()`,
+            })
+            .optional(),
+        },
+        { error: 'must be { host?, transport? }' },
+      )
+      .strict()
+      .optional(),
     contracts: z
       .array(z.custom((value) => isContract(value), { error: 'must be a contract made with defineContract()' }), {
         error: 'must be an array of contracts made with defineContract()',
@@ -253,12 +294,7 @@ const KernelOptionsSchema = z
         error: 'must be a zod schema of the principal, such as z.object({ sub: z.string(), roles: z.array(z.string()) })',
       })
       .optional(),
-    retry: RetryPolicySchema.optional(),
-    hedge: HedgePolicySchema.optional(),
-    circuitBreaker: CircuitBreakerPolicySchema.optional(),
-    retryBudget: RetryBudgetPolicySchema.optional(),
-    bulkhead: bulkheadLimits,
-    bulkheads: z.record(z.string(), bulkheadLimits, { error: 'must be an object of bulkheads by module name' }).optional(),
+    ...ResilienceOptionsSchema.shape,
   })
   .strict();
 

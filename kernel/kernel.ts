@@ -12,6 +12,7 @@ import { CircuitBreakers, type CircuitStatus } from './circuit-breaker.js';
 import { createClient, type Client } from './client.js';
 import { KeelError, KeelErrorCode } from './errors.js';
 import { checkGraph, hostedModules, topologyError } from './graph.js';
+import { describeValue } from './options.js';
 import { DEFAULT_KERNEL_OPTIONS, bulkheadLimitsOf, parseKernelOptions, type KernelOptions } from './kernel-options.js';
 import type { BulkheadStatus } from './bulkhead.js';
 import { LifecycleState } from './lifecycle.js';
@@ -325,7 +326,13 @@ class KernelImpl implements Kernel {
   }
 
   client<C extends AnyContract>(contract: C, options: KernelClientOptions = {}): Client<C> {
-    if (!isContract(contract) || !(this.modules.some((module) => module.name === contract.name) || this.#contracts.has(contract.name))) {
+    if (!isContract(contract)) {
+      throw topologyError(
+        `kernel.client takes a contract made with defineContract(), such as kernel.client(orders), got ${describeValue(contract)}; ` +
+          'an import cycle can leave an imported contract undefined.',
+      );
+    }
+    if (!(this.modules.some((module) => module.name === contract.name) || this.#contracts.has(contract.name))) {
       throw topologyError(
         `No module in the manifest implements "${String((contract as { name?: unknown })?.name)}", nor is it in the kernel's contracts; ` +
           'a kernel makes clients of the contracts of its manifest, and of those of modules hosted elsewhere that its `contracts` option lists ' +

@@ -277,6 +277,11 @@ function checkInstance(module: AnyModule, instance: ModuleInstance<AnyContract, 
   if (typeof instance !== 'object' || instance === null || typeof instance.handlers !== 'object') {
     fail('create() must return an object with `handlers`.');
   }
+  for (const hook of ['start', 'stop'] as const) {
+    if (instance[hook] !== undefined && typeof instance[hook] !== 'function') {
+      fail(`create() returned a \`${hook}\` that is not a function; return ${hook}: async () => { ... }, or leave it out.`);
+    }
+  }
   const operations = Object.keys((module.contract as AnyContract).operations);
   const handlers = Object.keys(instance.handlers);
   const missing = operations.filter((name) => typeof (instance.handlers as Record<string, unknown>)[name] !== 'function');

@@ -15,6 +15,7 @@ import type {
 } from './contract.js';
 import type { CallContext } from './context.js';
 import { KeelError, KeelErrorCode } from './errors.js';
+import { describeValue } from './options.js';
 import type { Logger } from './logger.js';
 import type { EventMetadata, Fanout } from './transport.js';
 import type { Client } from './client.js';
@@ -400,6 +401,9 @@ export interface Module<
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type AnyModule = Module<AnyContract, readonly AnyContract[], readonly AnyContract[]> | Module<any, any, any>;
 
+/** Every field {@link defineModule} takes: another is a misspelling, refused rather than dropped. */
+const MODULE_SPEC_KEYS = ['contract', 'dependsOn', 'subscribesTo', 'providers', 'data', 'create'] as const;
+
 /**
  * Defines a module implementing `contract`.
  *
@@ -439,6 +443,9 @@ export function defineModule<
   const Subs extends readonly AnyContract[] = readonly [],
   H extends Handlers<C> = Handlers<C>,
 >(spec: ModuleSpec<C, Deps, Subs, H>): Module<C, Deps, Subs> {
+  if (typeof spec !== 'object' || spec === null) {
+    throw new KeelError(KeelErrorCode.INVALID_MODULE, `defineModule takes an object such as { contract, create }, got ${describeValue(spec)}.`);
+  }
   const name = spec.contract?.name;
   const fail = (message: string): never => {
     throw new KeelError(KeelErrorCode.INVALID_MODULE, `Module "${String(name)}": ${message}`);
@@ -447,6 +454,16 @@ export function defineModule<
     fail('`contract` must be a contract made with defineContract().');
   }
   if (typeof spec.create !== 'function') fail('`create` must be a function returning { handlers }.');
+  const unknown = Object.keys(spec).filter((key) => !(MODULE_SPEC_KEYS as readonly string[]).includes(key));
+  if (unknown.length > 0) {
+    fail(`unknown field${unknown.length > 1 ? 's' : ''} ${unknown.map((key) => `"${key}"`).join(', ')} (it takes ${MODULE_SPEC_KEYS.join(', ')}).`);
+  }
+  for (const field of ['dependsOn', 'subscribesTo'] as const) {
+    if (spec[field] !== undefined && !Array.isArray(spec[field])) fail(`\`${field}\` must be an array of contracts, got ${describeValue(spec[field])}.`);
+  }
+  if (spec.providers !== undefined && typeof spec.providers !== 'function') {
+    fail(`\`providers\` must be a function of bind, got ${describeValue(spec.providers)}.`);
+  }
   const dependsOn = (spec.dependsOn ?? []) as Deps;
   const subscribesTo = (spec.subscribesTo ?? []) as Subs;
   for (const dependency of dependsOn) {

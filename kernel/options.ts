@@ -59,7 +59,7 @@ export function parseOptions<T extends object>(
   const parsed = schema.safeParse(given);
   if (parsed.success) return given;
   const known = knownKeys(schema);
-  const problems = parsed.error.issues.map((issue) => {
+  const problems = parsed.error.issues.flatMap((issue) => branchIssues(issue, given)).map((issue) => {
     const path = issue.path.map(String);
     if (issue.code === 'unrecognized_keys') {
       const keys = issue.keys.map((key) => `"${[...path, key].join('.')}"`).join(', ');
@@ -70,10 +70,27 @@ export function parseOptions<T extends object>(
     // A secret's value is never repeated, not even a wrong one: say only what kind of value it was.
     const value = valueAt(given, issue.path);
     const kind = typeof value === 'object' || typeof value === 'function' ? describeValue(value) : `a ${typeof value}`;
-    const got = secrets.includes(path[0] ?? '') ? `${kind} (not shown: it is a secret)` : describeValue(value);
+    // A secret left out has no value to hide: "got undefined", not "got a undefined (not shown ...)".
+    const got = secrets.includes(path[0] ?? '') && value !== undefined ? `${kind} (not shown: it is a secret)` : describeValue(value);
     return `${field} ${issue.message}, got ${got}`;
   });
   throw new KeelError(KeelErrorCode.INVALID_CONFIG, `${factory}: ${problems.join('; ')}.`);
+}
+
+/**
+ * An option that is one of several kinds (`false` or an object, say) and is none: when the value
+ * is of the kind of exactly one of them, that one's issues, below the option's path, so that the
+ * message names the wrong field inside ("rateLimit.max must be ..."), not the whole option ("must
+ * be false or an object ..., got an object"). Any other issue as it is.
+ */
+function branchIssues(issue: z.core.$ZodIssue, given: unknown): z.core.$ZodIssue[] {
+  if (issue.code !== 'invalid_union' || issue.errors.length === 0) return [issue];
+  const value = valueAt(given, issue.path);
+  if (typeof value !== 'object' || value === null) return [issue];
+  // A branch of another kind refuses the value itself (an issue at its root); the one of its kind, a field of it.
+  const ofItsKind = issue.errors.filter((branch) => branch.length > 0 && branch.every((sub) => sub.path.length > 0 || sub.code === 'unrecognized_keys'));
+  if (ofItsKind.length !== 1) return [issue];
+  return (ofItsKind[0] ?? []).flatMap((sub) => branchIssues({ ...sub, path: [...issue.path, ...sub.path] } as z.core.$ZodIssue, given));
 }
 
 function knownKeys(schema: z.ZodType | undefined): readonly string[] | undefined {

@@ -152,6 +152,20 @@ describe('cli - keel.config.ts', () => {
     expect(await fine.exit).toBe(0);
   });
 
+  it('cli - keel start, keel up and keel deploy refuse a wrong resilience section before starting or writing anything, naming the file and the field (E_CONFIG)', async () => {
+    // It once reached createKernel only: `keel deploy` wrote its files, every process failed at start with "createKernel: retry ...".
+    const root = appWith("export default { resilience: { retry: 5, bulkhead: { maxConcurrent: 0 } } };\n");
+    for (const argv of [['start', '--http', 'off'], ['up'], ['deploy', 'topologies/replicas.json', '--out', 'deploy']]) {
+      const run = keel(root, ...argv);
+      expect(await run.exit, argv.join(' ')).toBe(1);
+      expect(run.stderr.text, argv.join(' ')).toMatch(
+        /error E_CONFIG: keel\.config\.ts: resilience\.retry must be a retry policy .*, got 5; resilience\.bulkhead\.maxConcurrent must be a whole number of handler runs, 1 or more, or Infinity \(no limit\), got 0\.\n/,
+      );
+      expect(run.stdout.text, argv.join(' ')).not.toContain('ready');
+    }
+    expect(existsSync(join(root, 'deploy'))).toBe(false);
+  });
+
   it('cli - without keel.config.ts, keel start serves the safe defaults: 1000 requests a minute, no CORS', async () => {
     const root = appWith(undefined);
     const running = keel(root, 'start', '--http', '0');

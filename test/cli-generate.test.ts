@@ -387,6 +387,21 @@ describe('cli - keel generate module', () => {
     expect(tree(root)).toEqual(before);
   });
 
+  it('cli - refuses a module name whose identifier the generated files already use (z, define-contract, it, app), writing nothing', async () => {
+    const root = await newApp();
+    const before = tree(root);
+    // `keel generate module z` once wrote `export const z = defineContract(...)` beside `import { z } from 'zod'`:
+    // the manifest no longer loaded, and every later command failed.
+    for (const [name, identifier] of [['z', 'z'], ['define-contract', 'defineContract'], ['it', 'it'], ['app', 'app']]) {
+      const result = await keel(root, 'generate', 'module', name!);
+      expect(result.code, name).toBe(2);
+      expect(result.stderr, name).toContain(
+        `error E_INVALID_NAME: Module name "${name}" would be the identifier ${identifier}, which the generated files already use; choose another name.`,
+      );
+    }
+    expect(tree(root)).toEqual(before);
+  });
+
   it('cli - leaves no half-generated folder when a write fails', async () => {
     const root = await newApp();
     rmSync(join(root, 'test'), { recursive: true });

@@ -266,6 +266,17 @@ describe('cli - keel start', () => {
     }
   });
 
+  it('cli - says the gateway cannot listen on a host name that resolves to nothing (E_HTTP_LISTEN), not an unexpected failure', async () => {
+    // An unknown --host once ended in "unexpected failure (a bug in keel or in the application)".
+    const running = start('--http', '0', '--host', 'no-such-host.invalid');
+    expect(await running.exit).toBe(1);
+    expect(failureRecord(running.stderr.text, { name: 'keel' })).toMatchObject({
+      code: 'E_HTTP_LISTEN',
+      msg: 'The HTTP gateway cannot listen on no-such-host.invalid:0: no such host name (ENOTFOUND).',
+    });
+    expect(running.stderr.text).not.toContain('unexpected failure');
+  });
+
   it('cli - --operations none serves health, readiness and metrics, and answers an operation with a 404 problem', async () => {
     const running = start('--http', '0', '--operations', 'none');
     await Promise.race([running.stdout.waitFor(READY), running.exit.then(() => expect.fail(running.stderr.text))]);

@@ -171,6 +171,15 @@ describe('http - caller identity', () => {
     // jose loads with the first token: what it would refuse then is refused here, at creation.
     expect(refusal({ jwksUrl: 'http://127.0.0.1:1/jwks.json', jwksTimeoutMs: 1500.5 })).toContain('jwksTimeoutMs');
     expect(refusal({ jwksUrl: 'http://127.0.0.1:1/jwks.json', jwksTimeoutMs: 2 ** 31 })).toContain('jwksTimeoutMs');
+    // An algorithm its key cannot verify was accepted, and every token then refused with a 401.
+    expect(refusal({ secret: SECRET, algorithms: ['none'] })).toBe(
+      'createJwtAuthenticator: algorithms has "none", which a shared secret cannot verify; use HS256, HS384 or HS512, or leave algorithms out.',
+    );
+    expect(refusal({ secret: SECRET, algorithms: ['HS256', 'RS256'] })).toContain('algorithms has "RS256", which a shared secret cannot verify');
+    expect(refusal({ jwksUrl: 'http://127.0.0.1:1/jwks.json', algorithms: ['HS256'] })).toBe(
+      'createJwtAuthenticator: algorithms has "HS256", which a JSON Web Key Set cannot verify (it publishes public keys); use an asymmetric algorithm such as RS256 or ES256, or leave algorithms out.',
+    );
+    expect(() => createJwtAuthenticator({ secret: SECRET, algorithms: ['HS512'] })).not.toThrow();
   });
 });
 

@@ -398,6 +398,25 @@ describe('http client - fetch, headers, deadlines and call options', () => {
     }
     expect(recording.sent).toHaveLength(1);
   });
+
+  it('http client - refuses, before sending, a timeoutMs that is no number, a signal that is no AbortSignal and options that are no object (INVALID_INPUT naming them)', async () => {
+    const recording = recordingFetch();
+    const remote = createHttpClient(probe, { baseUrl, fetch: recording.fetch }) as unknown as Record<string, (input: unknown, options?: unknown) => Promise<unknown>>;
+    const refusals: [unknown, RegExp][] = [
+      [{ timeoutMs: '10' }, /^timeoutMs for probe\.context must be a number of milliseconds above 0 and at most 2147483647, got "10"/],
+      [{ timeoutMs: true }, /^timeoutMs for probe\.context must be a number of milliseconds/],
+      [{ signal: {} }, /^signal for probe\.context must be an AbortSignal/],
+      [{ signal: 'abort' }, /^signal for probe\.context must be an AbortSignal/],
+      [5_000, /^options for probe\.context must be an object/],
+      [null, /^options for probe\.context must be an object/],
+    ];
+    for (const [options, message] of refusals) {
+      const refused = await failureOf(remote['context']!({}, options));
+      expect(isKeelError(refused, KeelErrorCode.INVALID_INPUT), `${JSON.stringify(options)}: ${String(refused)}`).toBe(true);
+      expect(refused.message).toMatch(message);
+    }
+    expect(recording.sent).toHaveLength(0);
+  });
 });
 
 describe('http client - options', () => {

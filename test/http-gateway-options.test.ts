@@ -169,6 +169,13 @@ describe('http - gateway options', () => {
     );
     expect(await refusal({ rateLimit: { max: 0 } })).toBe('createHttpGateway: rateLimit.max must be a whole number of requests above 0, got 0.');
     expect(await refusal({ rateLimit: { limit: 5 } as never })).toBe('createHttpGateway: unknown option "rateLimit.limit".');
+    // A field of the wrong type inside a `false | { ... }` option was once "rateLimit must be false or an object ..., got an object".
+    expect(await refusal({ rateLimit: { max: '10' } as never })).toBe(
+      'createHttpGateway: rateLimit.max must be a whole number of requests above 0, got "10".',
+    );
+    expect(await refusal({ cors: { origins: '*' } as never })).toBe(
+      'createHttpGateway: cors.origins must be an array of origins, such as ["https://shop.example.com"], got "*".',
+    );
     expect(await refusal({ trustProxy: '10.0.0.0/33' })).toBe(
       'createHttpGateway: trustProxy must be true, false, a number of proxy hops, or the proxies\' addresses or CIDR ranges ' +
         '(a string or an array of strings, such as "10.0.0.0/8"), got "10.0.0.0/33".',

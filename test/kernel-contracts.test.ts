@@ -162,6 +162,24 @@ describe('kernel contracts - definition', () => {
   it('refuses an error code that is not SCREAMING_SNAKE_CASE', () => {
     expect(refusal(() => defineError({ code: 'outOfStock', data: z.object({}) })).message).toContain('SCREAMING_SNAKE_CASE');
   });
+
+  it('refuses a wrongly typed timeoutMs, idempotent, event delivery or error kind, naming the field and what it takes', () => {
+    const loose = (spec: unknown): never => spec as never;
+    // A string timeout once made a string deadline (no deadline at all); a misspelt delivery a notification, lost when nobody listens.
+    expect(refusal(() => operation(loose({ input: ok, output: ok, timeoutMs: '50' }))).message).toBe(
+      'timeoutMs must be a number of milliseconds above 0 and at most 2147483647, got "50".',
+    );
+    expect(refusal(() => operation(loose({ input: ok, output: ok, idempotent: 'yes' }))).message).toBe('idempotent must be true or false, got "yes".');
+    expect(refusal(() => event(loose({ payload: ok, delivery: 'Durable' }))).message).toBe(
+      'delivery must be "notification" or "durable", got "Durable".',
+    );
+    expect(refusal(() => defineError(loose({ code: 'GONE', kind: 'missing', data: z.object({}) }))).message).toBe(
+      'Error GONE: kind must be one of not-found, conflict, invalid, unprocessable, forbidden, unauthenticated, rate-limited, unavailable, got "missing".',
+    );
+    for (const define of [() => operation(loose(undefined)), () => event(loose(undefined)), () => defineError(loose(undefined)), () => defineContract(loose(undefined))]) {
+      expect(refusal(define).message).toMatch(/ takes an object /);
+    }
+  });
 });
 
 describe('kernel contracts - declared errors', () => {
@@ -197,6 +215,22 @@ describe('kernel contracts - kernel.client', () => {
     name: 'greeter',
     version: '1.1.0',
     operations: { hello: operation({ input: echo, output: echo, timeoutMs: 1_234 }), wave: operation({ input: echo, output: echo }) },
+  });
+
+  it('refuses a client of something that is no contract (an import cycle leaves one undefined), saying so rather than naming a module "undefined"', () => {
+    const kernel = createKernel({ modules: [greeterModule], logger: silentLogger });
+    for (const [given, got] of [[undefined, 'undefined'], [{}, 'an object'], [greeterModule, 'an object']] as const) {
+      let caught: unknown;
+      try {
+        kernel.client(given as never);
+      } catch (error) {
+        caught = error;
+      }
+      expect(isKeelError(caught, 'INVALID_TOPOLOGY'), String(caught)).toBe(true);
+      expect((caught as Error).message).toBe(
+        `kernel.client takes a contract made with defineContract(), such as kernel.client(orders), got ${got}; an import cycle can leave an imported contract undefined.`,
+      );
+    }
   });
 
   it('makes one client per contract object and caller: the same contract gives the same client, another contract of the same name a client of its own, whose new operation reaches the callee', async () => {

@@ -78,6 +78,7 @@ const TRANSPORT = {
     'MAX_TIMEOUT_MS',
     'OK_OUTCOME',
     'RemoteFailure',
+    'ResilienceOptionsSchema',
     'STATUS_BY_ERROR_KIND',
     'callAbandoned',
     'cancelledError',

@@ -146,6 +146,33 @@ describe('kernel lifecycle - start and stop', () => {
     expect((error as Error).message).toContain('pong');
   });
 
+  it('refuses a module spec of the wrong shape, naming the field: dependsOn or subscribesTo no array, providers no function, a misspelt key, a start hook no function', async () => {
+    const a = contractNamed('alpha');
+    const create = () => ({ handlers: { ping: () => ({}) } });
+    const refusal = (spec: unknown): string => {
+      try {
+        defineModule(spec as never);
+      } catch (error) {
+        expect(isKeelError(error, 'INVALID_MODULE'), String(error)).toBe(true);
+        return (error as Error).message;
+      }
+      throw new Error('defineModule accepted it');
+    };
+    expect(refusal(undefined)).toBe('defineModule takes an object such as { contract, create }, got undefined.');
+    expect(refusal({ contract: a, create, dependsOn: contractNamed('beta') })).toBe('Module "alpha": `dependsOn` must be an array of contracts, got an object.');
+    expect(refusal({ contract: a, create, subscribesTo: 'beta' })).toBe('Module "alpha": `subscribesTo` must be an array of contracts, got "beta".');
+    expect(refusal({ contract: a, create, providers: {} })).toBe('Module "alpha": `providers` must be a function of bind, got an object.');
+    // A misspelt dependsOn was dropped silently: the module started, and its first get() failed.
+    expect(refusal({ contract: a, create, dependOn: [] })).toBe(
+      'Module "alpha": unknown field "dependOn" (it takes contract, dependsOn, subscribesTo, providers, data, create).',
+    );
+    const hooked = defineModule({ contract: a, create: () => ({ ...create(), start: 'soon' }) as never });
+    const kernel = createKernel({ modules: [hooked], logger: silentLogger });
+    const error = await kernel.start().catch((e: unknown) => e);
+    expect(isKeelError(error, 'INVALID_MODULE'), String(error)).toBe(true);
+    expect((error as Error).message).toBe('Module "alpha": create() returned a `start` that is not a function; return start: async () => { ... }, or leave it out.');
+  });
+
   it('lets a module reach only the clients it declared', async () => {
     const a = contractNamed('alpha');
     const b = contractNamed('beta');

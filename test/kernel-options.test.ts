@@ -68,6 +68,17 @@ describe('kernel - options', () => {
     );
   });
 
+  it('kernel - refuses a wrong topology, naming the field: no object, a host that is no array of names, a transport that is none, a misspelt key', () => {
+    // A misspelt "hosts" once hosted every module silently; a host string was read letter by letter.
+    expect(refusal({ topology: { hosts: ['clock'] } as never })).toBe('createKernel: unknown option "topology.hosts" (it takes host, transport).');
+    expect(refusal({ topology: 5 as never })).toContain('topology must be { host?, transport? }, got 5');
+    expect(refusal({ topology: { host: 'clock' } as never })).toContain('topology.host must be an array of module names, such as ["orders", "payments"], got "clock"');
+    expect(refusal({ topology: { transport: {} } as never })).toContain(
+      'topology.transport must be a Transport (call, serve, publish, subscribe, status, close), such as await createNatsTransport(), got an object',
+    );
+    expect(() => createKernel({ modules: [clockModule], logger: silentLogger, topology: { host: undefined, transport: undefined } })).not.toThrow();
+  });
+
   it('kernel - refuses a principal that is no zod schema, or one that could not cross a process as JSON, naming the field', () => {
     expect(refusal({ principal: { sub: 'string' } as never })).toContain('principal must be a zod schema of the principal');
     expect(refusal({ principal: z.object({ sub: z.string(), since: z.date() }) as never })).toBe(
@@ -140,10 +151,33 @@ describe('parseOptions - the one way every factory checks its options', () => {
     );
   });
 
+  it('names the wrong field inside an option that is false or an object, not only the option', () => {
+    const Either = z
+      .object({
+        limit: z.union([z.literal(false), z.object({ max: z.number({ error: 'must be a number' }).optional() }).strict()], { error: 'must be false or { max }' }).optional(),
+      })
+      .strict();
+    const message = (options: object): string => {
+      try {
+        parseOptions('createThing', Either, options);
+      } catch (error) {
+        return (error as Error).message;
+      }
+      return 'accepted';
+    };
+    expect(message({ limit: { max: 'ten' } })).toBe('createThing: limit.max must be a number, got "ten".');
+    expect(message({ limit: true })).toBe('createThing: limit must be false or { max }, got true.');
+    expect(message({ limit: [] })).toBe('createThing: limit must be false or { max }, got an array.');
+  });
+
   it('never repeats the value of a secret, only its kind', () => {
     const message = refusal({ password: 20250101 });
     expect(message).toBe('createThing: password must be a string, got a number (not shown: it is a secret).');
     expect(message).not.toContain('20250101');
+    // A required secret left out once read "got a undefined".
+    expect(() => parseOptions('createThing', z.object({ password: z.string({ error: 'must be a string' }) }).strict(), {}, ['password'])).toThrow(
+      'createThing: password must be a string, got undefined.',
+    );
   });
 
   it('refuses a logger without the Logger methods, naming them', () => {

@@ -38,6 +38,17 @@ describe('otel - which variables switch tracing on', () => {
     expect(keelTracer()).toBeUndefined();
   });
 
+  it('otel - startTracing checks its options once: a misspelt option, a serviceName that is no string, a logger without the Logger methods, naming the field', () => {
+    // A misspelt option was ignored; a logger without child() threw a TypeError.
+    expect(() => startTracing({ env: { OTEL_TRACES_EXPORTER: 'none' }, sampleRatio: 0.5 } as never)).toThrow(
+      'startTracing: unknown option "sampleRatio" (it takes serviceName, env, logger, shutdownTimeoutMs).',
+    );
+    expect(() => startTracing({ env: { OTEL_TRACES_EXPORTER: 'none' }, serviceName: 5 } as never)).toThrow('startTracing: serviceName must be a string, got 5.');
+    expect(() => startTracing({ env: { OTEL_TRACES_EXPORTER: 'none' }, logger: {} } as never)).toThrow(/^startTracing: logger must be a Logger \(debug, info, warn, error, child\)/);
+    expect(() => startTracing({ env: 'OTEL_TRACES_EXPORTER=none' } as never)).toThrow('startTracing: env must be an object of environment variables, such as process.env, got "OTEL_TRACES_EXPORTER=none".');
+    expect(keelTracer()).toBeUndefined();
+  });
+
   it('otel - service.name is OTEL_SERVICE_NAME, then OTEL_RESOURCE_ATTRIBUTES\'s, then KEEL_PROCESS_NAME, then the option, then keel', async () => {
     const nameOf = async (env: Record<string, string>, serviceName?: string): Promise<string> => {
       const tracing = startTracing({ env: { OTEL_TRACES_EXPORTER: 'none', ...env }, serviceName });

@@ -113,6 +113,16 @@ export function createJwtAuthenticator(options: JwtAuthenticatorOptions): Authen
       'createJwtAuthenticator: give exactly one of jwksUrl (the URL of a JSON Web Key Set) and secret (a shared HMAC secret of at least 32 bytes).',
     );
   }
+  // An algorithm the key cannot verify would refuse every token, each with a 401: refused here instead.
+  const cannot = (given.algorithms ?? []).find((name) => (given.secret !== undefined ? !HMAC.includes(name) : name === 'none' || /^HS\d+$/.test(name)));
+  if (cannot !== undefined) {
+    throw new KeelError(
+      KeelErrorCode.INVALID_CONFIG,
+      given.secret !== undefined
+        ? `createJwtAuthenticator: algorithms has "${cannot}", which a shared secret cannot verify; use HS256, HS384 or HS512, or leave algorithms out.`
+        : `createJwtAuthenticator: algorithms has "${cannot}", which a JSON Web Key Set cannot verify (it publishes public keys); use an asymmetric algorithm such as RS256 or ES256, or leave algorithms out.`,
+    );
+  }
   const jwksUrl = given.jwksUrl === undefined ? undefined : new URL(given.jwksUrl as string | URL);
   // jose (some fifty modules) loads with the first token, not with every process that only builds
   // the gateway: a process started without auth configured, or before its first request, never pays it.
@@ -137,7 +147,7 @@ export function createJwtAuthenticator(options: JwtAuthenticatorOptions): Authen
   const verifyOptions: JWTVerifyOptions = {
     ...(given.issuer === undefined ? {} : { issuer: given.issuer as string | string[] }),
     ...(given.audience === undefined ? {} : { audience: given.audience as string | string[] }),
-    algorithms: [...(given.algorithms ?? (given.secret !== undefined ? ['HS256', 'HS384', 'HS512'] : ASYMMETRIC))],
+    algorithms: [...(given.algorithms ?? (given.secret !== undefined ? HMAC : ASYMMETRIC))],
     clockTolerance: given.clockToleranceSeconds ?? 5,
   };
   const toPrincipal = given.principal ?? ((claims: JWTPayload) => claims);
@@ -162,6 +172,7 @@ export function createJwtAuthenticator(options: JwtAuthenticatorOptions): Authen
   };
 }
 
+const HMAC = ['HS256', 'HS384', 'HS512'];
 const ASYMMETRIC = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'];
 
 /** What the HTTP client is told about a token jose refused; the reason stays short and safe to show. */

@@ -26,7 +26,8 @@ import { OTLPTraceExporter as OtlpProtobufExporter } from '@opentelemetry/export
 import { defaultResource, resourceFromAttributes } from '@opentelemetry/resources';
 import { BatchSpanProcessor, ConsoleSpanExporter, TracerProvider, type SpanExporter } from '@opentelemetry/sdk-trace';
 import { KeelError, KeelErrorCode, type Logger } from 'keel';
-import { KeelContextManager, createLogger, disableTracing, enableTracing } from 'keel/transport';
+import { z } from 'zod';
+import { KeelContextManager, createLogger, disableTracing, enableTracing, loggerOption, parseOptions } from 'keel/transport';
 import { samplerFromEnv } from './sampler.js';
 
 export { tracingRequested } from 'keel/transport';
@@ -60,6 +61,17 @@ export interface StartTracingOptions {
    */
   readonly shutdownTimeoutMs?: number | undefined;
 }
+
+// The options, checked once (their ranges, with the variables they stand in for, where they are read).
+const StartTracingOptionsSchema = z
+  .object({
+    // Blank is allowed: it falls back to the next name (keel start --modules none passes one).
+    serviceName: z.string({ error: 'must be a string' }).optional(),
+    env: z.record(z.string(), z.unknown(), { error: 'must be an object of environment variables, such as process.env' }).optional(),
+    logger: loggerOption().optional(),
+    shutdownTimeoutMs: z.number({ error: 'must be a number of milliseconds above 0' }).optional(),
+  })
+  .strict();
 
 /**
  * How long {@link Tracing.shutdown} waits for the spans still buffered when neither
@@ -160,6 +172,7 @@ let running: { readonly serviceName: string } | undefined;
  * ```
  */
 export function startTracing(options: StartTracingOptions = {}): Tracing {
+  parseOptions('startTracing', StartTracingOptionsSchema, options);
   const env = options.env ?? process.env;
   if (env['OTEL_SDK_DISABLED']?.trim().toLowerCase() === 'true') {
     // The SDK is off: nothing is checked, registered or switched on.

@@ -7,7 +7,7 @@ import { basename, dirname, join, relative, resolve } from 'node:path';
 import { contextOf, defineCommand } from '../command.js';
 import { CLIError, CliErrorCode } from '../errors.js';
 import { planAgainst, writePlan } from '../generate.js';
-import { assertModuleName } from '../names.js';
+import { assertGeneratedIdentifiers, assertModuleName } from '../names.js';
 import { DEFAULT_PROJECT_SETTINGS, keelPackage, type Project } from '../project.js';
 import {
   configFile,
@@ -46,7 +46,7 @@ export default defineCommand({
         { hint: 'Pass --name my-app, or choose another folder name.' },
       );
     }
-    const starter = assertModuleName(args.module, 'Starter module name');
+    const starter = assertGeneratedIdentifiers(assertModuleName(args.module, 'Starter module name'), 'Starter module name');
     if (existsSync(root) && readdirSync(root).length > 0) {
       throw new CLIError(CliErrorCode.E_TARGET_EXISTS, `${root} already exists and is not empty; choose a new folder.`);
     }

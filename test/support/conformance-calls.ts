@@ -338,6 +338,30 @@ export function describeCallConformance(target: ConformanceTarget, booted: () =>
       expect(isKeelError(traceparent, 'INVALID_INPUT')).toBe(true);
       expect(traceparent.message).toContain('traceparent for probe.context must be a W3C traceparent');
     });
+
+    it('refuses before calling, with INVALID_INPUT naming the option, a timeoutMs that is no number, a signal that is no AbortSignal and options that are no object; and keeps serving', async () => {
+      const client = booted().client.client(probe) as unknown as Record<string, (input: unknown, options?: unknown) => Promise<unknown>>;
+      const slow = client['slow']!;
+      // A string timeout once made a deadline of `now + '10'` (a string, so no deadline at all).
+      for (const timeoutMs of ['10', true, [5]]) {
+        const error = await expectRejection(slow({ ms: 300 }, { timeoutMs }));
+        expect(isKeelError(error, 'INVALID_INPUT'), `${JSON.stringify(timeoutMs)}: ${String(error)}`).toBe(true);
+        expect(error.message).toContain('timeoutMs for probe.slow must be a number of milliseconds above 0');
+      }
+      // A signal without addEventListener once threw a TypeError, after the answer, out of every promise: the process died.
+      for (const signal of [{}, 'abort', { aborted: false }]) {
+        const error = await expectRejection(slow({ ms: 20 }, { signal }));
+        expect(isKeelError(error, 'INVALID_INPUT'), `${JSON.stringify(signal)}: ${String(error)}`).toBe(true);
+        expect(error.message).toContain('signal for probe.slow must be an AbortSignal');
+      }
+      // A timeout given in place of the options was silently ignored.
+      for (const options of [5_000, 'fast', null]) {
+        const error = await expectRejection(slow({ ms: 20 }, options));
+        expect(isKeelError(error, 'INVALID_INPUT'), `${JSON.stringify(options)}: ${String(error)}`).toBe(true);
+        expect(error.message).toContain('options for probe.slow must be an object');
+      }
+      expect(await slow({ ms: 20 }, { timeoutMs: 3_000, signal: new AbortController().signal })).toEqual({ slept: 20 });
+    });
   });
 
 }
