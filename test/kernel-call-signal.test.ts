@@ -104,6 +104,20 @@ describe('NATS cancellations (a callee\'s memory of its callers\' cancels)', () 
     expect(answered.signal.aborted).toBe(false);
   });
 
+  it('aborts at once the signal a handler asks for after the cancel reached the watch of its queued call (a queued call is watched too)', () => {
+    const cancellations = new Cancellations();
+    const queued = new AbortController();
+    cancellations.watch('_INBOX.d.1', queued, address, context);
+    // It had left the queue already: the cancel aborts the queue's watch, and nothing else yet.
+    cancellations.cancel('_INBOX.d.1');
+    expect(queued.signal.aborted).toBe(true);
+    const handler = new AbortController();
+    cancellations.watch('_INBOX.d.1', handler, address, context);
+    expect(isKeelError(handler.signal.reason, KeelErrorCode.CANCELLED)).toBe(true);
+    cancellations.forget('_INBOX.d.1');
+    expect(cancellations.sizes).toEqual({ watching: 0, early: 0 });
+  });
+
   it('keeps a cancel that came first for a handler that asks later, for EARLY_CANCEL_KEEP_MS only', () => {
     vi.useFakeTimers({ toFake: ['Date'] });
     const cancellations = new Cancellations();
