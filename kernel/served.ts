@@ -271,7 +271,10 @@ export function createServedModule(source: ServedSource): ServedModule {
     let left = bulkhead === undefined;
     // With tracing off, nothing of the caller's context is the handler's (as over a wire); with
     // tracing on, the store is the server span's context, or the caller's when in-process spans are off.
-    // The answer goes with it: the handler's signal, if it asks for one (call-signal.ts), watches it.
+    // The answer goes with it: the handler's signal, if it asks for one (call-signal.ts), watches it,
+    // until the handler finished (store.answer = undefined below): a signal asked for later by work
+    // it left behind must not watch an answer reused for another call (the in-process transport
+    // reuses a synchronous call's), nor stay watched by a NATS callee after the reply.
     const store = withCall(context, entry.scope, keelTracer() === undefined ? ROOT_CONTEXT : undefined, answer);
     try {
       result = enterHandler(store, entry.handler, value, context);
@@ -279,6 +282,7 @@ export function createServedModule(source: ServedSource): ServedModule {
         result.then(
           (resolved) => {
             try {
+              store.answer = undefined;
               if (store.cancellation === undefined || !overran(store.cancellation, entry, context, answer)) finish(entry, resolved, context, answer);
             } finally {
               if (!left) {
@@ -289,6 +293,7 @@ export function createServedModule(source: ServedSource): ServedModule {
           },
           (error: unknown) => {
             try {
+              store.answer = undefined;
               if (store.cancellation === undefined || !overran(store.cancellation, entry, context, answer)) answer.fail(failure(error, address, entry, context));
             } finally {
               if (!left) {
@@ -303,6 +308,7 @@ export function createServedModule(source: ServedSource): ServedModule {
     } catch (error) {
       // The handler threw, or a thenable's then() did: either way the call failed here.
       try {
+        store.answer = undefined;
         if (store.cancellation === undefined || !overran(store.cancellation, entry, context, answer)) answer.fail(failure(error, address, entry, context));
       } finally {
         if (!left) {
@@ -313,6 +319,7 @@ export function createServedModule(source: ServedSource): ServedModule {
       return;
     }
     try {
+      store.answer = undefined;
       if (store.cancellation === undefined || !overran(store.cancellation, entry, context, answer)) finish(entry, result, context, answer);
     } finally {
       bulkhead?.leave();

@@ -85,6 +85,52 @@ describe('callSignal', () => {
   });
 });
 
+describe('callSignal asked for after its handler finished', () => {
+  it('does not take over the signal of a later call served by the same in-process call object (a synchronous handler\'s is reused)', async () => {
+    let strayAsked = false;
+    let reason: unknown;
+    const twice = defineContract({
+      name: 'twice',
+      version: '1.0.0',
+      operations: {
+        leaves: operation({ input: z.object({}), output: z.object({}) }),
+        waits: operation({ input: z.object({}), output: z.object({}) }),
+      },
+    });
+    const module = defineModule({
+      contract: twice,
+      create: () => ({
+        handlers: {
+          // Synchronous: answers at once, and leaves work behind that asks for its signal later.
+          leaves: () => {
+            setTimeout(() => {
+              callSignal();
+              strayAsked = true;
+            }, 50);
+            return {};
+          },
+          waits: async () => {
+            reason = await abortedOf(callSignal());
+            return {};
+          },
+        },
+      }),
+    });
+    const kernel = createKernel({ modules: [module], logger: silentLogger, retry: false });
+    kernels.push(kernel);
+    await kernel.start();
+    const client = kernel.client(twice);
+    await client.leaves({});
+    const controller = new AbortController();
+    const waiting = client.waits({}, { timeoutMs: 10_000, signal: controller.signal }).catch((caught: unknown) => caught);
+    await vi.waitFor(() => expect(strayAsked).toBe(true), { timeout: 5_000, interval: 5 });
+    controller.abort();
+    expect(isKeelError(await waiting, KeelErrorCode.CANCELLED)).toBe(true);
+    // Told at once, long before its 10 s deadline.
+    await vi.waitFor(() => expect(isKeelError(reason, KeelErrorCode.CANCELLED)).toBe(true), { timeout: 2_000, interval: 10 });
+  });
+});
+
 describe('NATS cancellations (a callee\'s memory of its callers\' cancels)', () => {
   const address = { contract: 'clock', version: '1.0.0', operation: 'stopsWhenAborted' } as const;
   const context = { correlationId: 'c-1', traceparent: undefined, caller: 'test', deadline: Date.now() + 60_000 };
