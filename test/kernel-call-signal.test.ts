@@ -6,7 +6,7 @@
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
-import { KeelErrorCode, callSignal, createKernel, defineContract, defineModule, event, isKeelError, operation, silentLogger, type Kernel } from 'keel';
+import { KeelErrorCode, callSignal, createKernel, runWithContext, defineContract, defineModule, event, isKeelError, operation, silentLogger, type Kernel } from 'keel';
 import { Cancellations, EARLY_CANCEL_KEEP_MS, EARLY_CANCEL_LIMIT } from '../adapters/nats/cancellations.js';
 
 const kernels: Kernel[] = [];
@@ -33,6 +33,13 @@ describe('callSignal', () => {
     const signal = callSignal();
     expect(signal.aborted).toBe(false);
     expect(callSignal()).toBe(signal);
+  });
+
+  it('does not abort at once for a deadline further away than a timer can wait (a wire caller\'s, or a clock behind by a little)', async () => {
+    const context = { correlationId: 'c-far', traceparent: undefined, caller: 'test', deadline: Date.now() + 30 * 24 * 3_600_000 };
+    const signal = runWithContext(context, () => callSignal());
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(signal.aborted, String(signal.reason)).toBe(false);
   });
 
   it('answers TIMEOUT, not INTERNAL, for a handler that throws an AbortError once its signal aborted at the deadline', async () => {
