@@ -16,7 +16,7 @@ import { toRemoteFailure } from './envelope.js';
 import { CallSchema } from './compiled-schema.js';
 import { exhaustedFailure, stoppedFailure, withdrawnFailure, type Bulkhead, type WaitingCall } from './bulkhead.js';
 import { inputHash, type Claim, type IdempotencyStore } from './idempotency.js';
-import { KeelError, KeelErrorCode, validationError } from './errors.js';
+import { ContractError, KeelError, KeelErrorCode, validationError } from './errors.js';
 import type { Logger } from './logger.js';
 import type { KernelObserver } from './observer.js';
 import type { OperationHandler } from './module.js';
@@ -254,13 +254,24 @@ export function createServedModule(source: ServedSource): ServedModule {
   };
 
   /**
-   * A handler that asked for its signal has finished: its deadline's timer goes, and when the
-   * signal aborted at the deadline, the call is answered TIMEOUT (true), whatever the handler did.
+   * A handler that asked for its signal has failed with `error`: its deadline's timer goes, and
+   * when the signal had aborted, the call is answered for that (true): TIMEOUT when the deadline
+   * passed, or the signal's CANCELLED when its caller gave up; never the INTERNAL (logged) an
+   * `AbortError` would read as. A declared error stands: it is the request's final outcome (an
+   * idempotency key records it). So does what a handler returns, even past its deadline.
    */
-  const overran = (cancellation: NonNullable<CallNode['cancellation']>, entry: OperationEntry, context: CallContext, answer: Answer): boolean => {
+  const stopped = (
+    cancellation: NonNullable<CallNode['cancellation']>,
+    error: unknown,
+    address: OperationAddress,
+    entry: OperationEntry,
+    context: CallContext,
+    answer: Answer,
+  ): boolean => {
     cancellation.release();
-    if (!cancellation.timedOut) return false;
-    answer.fail(overranFailure(contract.name, entry.name, context));
+    if (!cancellation.signal.aborted) return false;
+    if (error instanceof ContractError && entry.definition.errors.some((declared) => declared.code === error.code)) return false;
+    answer.fail(cancellation.timedOut ? overranFailure(contract.name, entry.name, context) : failure(cancellation.signal.reason, address, entry, context));
     return true;
   };
 
@@ -283,7 +294,9 @@ export function createServedModule(source: ServedSource): ServedModule {
           (resolved) => {
             try {
               store.answer = undefined;
-              if (store.cancellation === undefined || !overran(store.cancellation, entry, context, answer)) finish(entry, resolved, context, answer);
+              // What it returns stands, even past its deadline: an idempotency key records it, and a retry replays it rather than running again.
+              store.cancellation?.release();
+              finish(entry, resolved, context, answer);
             } finally {
               if (!left) {
                 left = true;
@@ -294,7 +307,7 @@ export function createServedModule(source: ServedSource): ServedModule {
           (error: unknown) => {
             try {
               store.answer = undefined;
-              if (store.cancellation === undefined || !overran(store.cancellation, entry, context, answer)) answer.fail(failure(error, address, entry, context));
+              if (store.cancellation === undefined || !stopped(store.cancellation, error, address, entry, context, answer)) answer.fail(failure(error, address, entry, context));
             } finally {
               if (!left) {
                 left = true;
@@ -309,7 +322,7 @@ export function createServedModule(source: ServedSource): ServedModule {
       // The handler threw, or a thenable's then() did: either way the call failed here.
       try {
         store.answer = undefined;
-        if (store.cancellation === undefined || !overran(store.cancellation, entry, context, answer)) answer.fail(failure(error, address, entry, context));
+        if (store.cancellation === undefined || !stopped(store.cancellation, error, address, entry, context, answer)) answer.fail(failure(error, address, entry, context));
       } finally {
         if (!left) {
           left = true;
@@ -320,7 +333,8 @@ export function createServedModule(source: ServedSource): ServedModule {
     }
     try {
       store.answer = undefined;
-      if (store.cancellation === undefined || !overran(store.cancellation, entry, context, answer)) finish(entry, result, context, answer);
+      store.cancellation?.release();
+      finish(entry, result, context, answer);
     } finally {
       bulkhead?.leave();
     }

@@ -8,6 +8,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import { KeelErrorCode, callSignal, createKernel, runWithContext, defineContract, defineModule, event, isKeelError, operation, silentLogger, type Kernel } from 'keel';
 import { Cancellations, EARLY_CANCEL_KEEP_MS, EARLY_CANCEL_LIMIT } from '../adapters/nats/cancellations.js';
+import { capturingLogger, type LogEntry } from './support/conformance-app.js';
 
 const kernels: Kernel[] = [];
 afterEach(async () => {
@@ -59,6 +60,72 @@ describe('callSignal', () => {
     await kernel.start();
     const error = await kernel.client(clock).stopsWhenAborted({}, { timeoutMs: 200 }).catch((caught: unknown) => caught);
     expect(isKeelError(error, KeelErrorCode.TIMEOUT)).toBe(true);
+  });
+
+  it('answers CANCELLED, with no error logged, a handler that throws an AbortError once its caller gave up (not INTERNAL, "handler failed")', async () => {
+    const entries: LogEntry[] = [];
+    const served: string[] = [];
+    let thrown = false;
+    const module = defineModule({
+      contract: clock,
+      create: () => ({
+        handlers: {
+          stopsWhenAborted: async () => {
+            await abortedOf(callSignal());
+            thrown = true;
+            throw new DOMException('This operation was aborted', 'AbortError');
+          },
+        },
+      }),
+    });
+    const kernel = createKernel({ modules: [module], logger: capturingLogger(entries), retry: false });
+    kernel.observe({ callServed: (record) => served.push(record.outcome) });
+    kernels.push(kernel);
+    await kernel.start();
+    const controller = new AbortController();
+    const call = kernel.client(clock).stopsWhenAborted({}, { timeoutMs: 10_000, signal: controller.signal }).catch((caught: unknown) => caught);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    controller.abort();
+    expect(isKeelError(await call, KeelErrorCode.CANCELLED)).toBe(true);
+    await vi.waitFor(() => expect(thrown).toBe(true), { timeout: 2_000, interval: 5 });
+    await vi.waitFor(() => expect(served).toEqual([KeelErrorCode.CANCELLED]), { timeout: 2_000, interval: 5 });
+    expect(entries.filter((entry) => entry.level === 'error')).toEqual([]);
+  });
+
+  it('keeps the outcome of a keyed call whose handler finished after its signal aborted at the deadline: the same key replays it, never runs it again', async () => {
+    let runs = 0;
+    let finished = false;
+    const ledger = defineContract({
+      name: 'ledger',
+      version: '1.0.0',
+      operations: { charge: operation({ input: z.object({}), output: z.object({ run: z.number() }) }) },
+    });
+    const module = defineModule({
+      contract: ledger,
+      create: () => ({
+        handlers: {
+          // Not idempotent: a key makes it run once. The first run finishes its work once its deadline passed.
+          charge: async () => {
+            const run = ++runs;
+            if (run === 1) {
+              await abortedOf(callSignal());
+              finished = true;
+            }
+            return { run };
+          },
+        },
+      }),
+    });
+    const kernel = createKernel({ modules: [module], logger: silentLogger, retry: false });
+    kernels.push(kernel);
+    await kernel.start();
+    const client = kernel.client(ledger);
+    const first = await client.charge({}, { idempotencyKey: 'charge-1', timeoutMs: 200 }).catch((caught: unknown) => caught);
+    expect(isKeelError(first, KeelErrorCode.TIMEOUT)).toBe(true);
+    await vi.waitFor(() => expect(finished).toBe(true), { timeout: 5_000, interval: 10 });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(await client.charge({}, { idempotencyKey: 'charge-1', timeoutMs: 2_000 })).toEqual({ run: 1 });
+    expect(runs).toBe(1);
   });
 
   it('aborts an event handler\'s signal with TIMEOUT at the kernel\'s eventTimeoutMs', async () => {
