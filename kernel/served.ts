@@ -15,7 +15,7 @@ import { ROOT_CONTEXT, trace } from './otel-api.js';
 import { toRemoteFailure } from './envelope.js';
 import { CallSchema } from './compiled-schema.js';
 import { exhaustedFailure, stoppedFailure, withdrawnFailure, type Bulkhead, type WaitingCall } from './bulkhead.js';
-import { inputHash, type Claim, type IdempotencyStore } from './idempotency.js';
+import { inputHash, type Claim, type IdempotencyStore, type StoredOutcome } from './idempotency.js';
 import { ContractError, KeelError, KeelErrorCode, validationError } from './errors.js';
 import type { Logger } from './logger.js';
 import type { KernelObserver } from './observer.js';
@@ -254,11 +254,37 @@ export function createServedModule(source: ServedSource): ServedModule {
   };
 
   /**
+   * A call answered TIMEOUT because its handler's signal aborted at the deadline (see
+   * {@link stopped}), and what its handler reached after all (its output, or a declared error):
+   * its caller sees TIMEOUT, but an idempotency key records that outcome (see `once`), so that
+   * the same key replays it rather than running the operation again.
+   */
+  const lateOutcomes = new WeakMap<RemoteFailure, StoredOutcome>();
+
+  const overran = (entry: OperationEntry, context: CallContext, answer: Answer, outcome: StoredOutcome | undefined): void => {
+    const remote = overranFailure(contract.name, entry.name, context);
+    if (outcome !== undefined) lateOutcomes.set(remote, outcome);
+    answer.fail(remote);
+  };
+
+  /**
+   * A handler that asked for its signal has returned `result`: its deadline's timer goes, and
+   * when the signal aborted at the deadline, the call is answered TIMEOUT (what the caller sees
+   * anyway), its output kept for an idempotency key.
+   */
+  const returned = (cancellation: NonNullable<CallNode['cancellation']>, result: unknown, entry: OperationEntry, context: CallContext, answer: Answer): void => {
+    cancellation.release();
+    if (!cancellation.timedOut) return finish(entry, result, context, answer);
+    const output = entry.output.safeParse(result);
+    overran(entry, context, answer, output.success ? { output: output.data } : undefined);
+  };
+
+  /**
    * A handler that asked for its signal has failed with `error`: its deadline's timer goes, and
    * when the signal had aborted, the call is answered for that (true): TIMEOUT when the deadline
-   * passed, or the signal's CANCELLED when its caller gave up; never the INTERNAL (logged) an
-   * `AbortError` would read as. A declared error stands: it is the request's final outcome (an
-   * idempotency key records it). So does what a handler returns, even past its deadline.
+   * passed (a declared error kept for an idempotency key), or the signal's CANCELLED when its
+   * caller gave up; never the INTERNAL (logged) an `AbortError` would read as. A declared error
+   * after the caller gave up stands: nobody reads it, and it is the request's final outcome.
    */
   const stopped = (
     cancellation: NonNullable<CallNode['cancellation']>,
@@ -270,8 +296,14 @@ export function createServedModule(source: ServedSource): ServedModule {
   ): boolean => {
     cancellation.release();
     if (!cancellation.signal.aborted) return false;
-    if (error instanceof ContractError && entry.definition.errors.some((declared) => declared.code === error.code)) return false;
-    answer.fail(cancellation.timedOut ? overranFailure(contract.name, entry.name, context) : failure(cancellation.signal.reason, address, entry, context));
+    const declared = error instanceof ContractError && entry.definition.errors.some((candidate) => candidate.code === error.code);
+    if (cancellation.timedOut) {
+      const envelope = declared ? failure(error, address, entry, context).envelope : undefined;
+      overran(entry, context, answer, envelope?.type === 'declared' ? { failure: envelope } : undefined);
+      return true;
+    }
+    if (declared) return false;
+    answer.fail(failure(cancellation.signal.reason, address, entry, context));
     return true;
   };
 
@@ -294,9 +326,8 @@ export function createServedModule(source: ServedSource): ServedModule {
           (resolved) => {
             try {
               store.answer = undefined;
-              // What it returns stands, even past its deadline: an idempotency key records it, and a retry replays it rather than running again.
-              store.cancellation?.release();
-              finish(entry, resolved, context, answer);
+              if (store.cancellation === undefined) finish(entry, resolved, context, answer);
+              else returned(store.cancellation, resolved, entry, context, answer);
             } finally {
               if (!left) {
                 left = true;
@@ -333,8 +364,8 @@ export function createServedModule(source: ServedSource): ServedModule {
     }
     try {
       store.answer = undefined;
-      store.cancellation?.release();
-      finish(entry, result, context, answer);
+      if (store.cancellation === undefined) finish(entry, result, context, answer);
+      else returned(store.cancellation, result, entry, context, answer);
     } finally {
       bulkhead?.leave();
     }
@@ -401,11 +432,15 @@ export function createServedModule(source: ServedSource): ServedModule {
         );
       },
       fail: (remote) => {
-        // A declared error is the request's final answer; any other failure may be retried with the same key.
+        // A declared error is the request's final answer; any other failure may be retried with the
+        // same key, but for a TIMEOUT whose handler reached an outcome after all (lateOutcomes).
+        const late = lateOutcomes.get(remote);
         const recorded =
-          remote.envelope.type === 'declared'
-            ? store.complete(entry.name, key, claim.token, { failure: remote.envelope })
-            : store.abandon(entry.name, key, claim.token);
+          late !== undefined
+            ? store.complete(entry.name, key, claim.token, late)
+            : remote.envelope.type === 'declared'
+              ? store.complete(entry.name, key, claim.token, { failure: remote.envelope })
+              : store.abandon(entry.name, key, claim.token);
         recorded.then(
           () => answer.fail(remote),
           (error: unknown) => {
