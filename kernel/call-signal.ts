@@ -8,6 +8,7 @@ import type { CallContext } from './context.js';
 import { KeelError, KeelErrorCode } from './errors.js';
 import { CALL_NODE_KEY, contextStorage, type CallNode } from './otel-context.js';
 import type { OperationAddress } from './transport.js';
+import { MAX_TIMEOUT_MS } from './timeouts.js';
 
 /** The signal outside any call or event: never aborted. */
 const NEVER = new AbortController().signal;
@@ -41,12 +42,15 @@ class Cancellation {
         ),
       );
     };
-    const leftMs = context.deadline - Date.now();
-    if (leftMs <= 0) expired();
-    else {
-      this.#timer = setTimeout(expired, leftMs);
+    // setTimeout fires at once beyond MAX_TIMEOUT_MS: a deadline further away (a wire caller's, or
+    // the longest timeout read on a clock a little behind) waits in steps.
+    const arm = (): void => {
+      const leftMs = context.deadline - Date.now();
+      if (!(leftMs > 0)) return expired();
+      this.#timer = setTimeout(arm, Math.min(leftMs, MAX_TIMEOUT_MS));
       this.#timer.unref();
-    }
+    };
+    arm();
     // The served call's transport aborts it too when the caller gives up first.
     if (!controller.signal.aborted) node.answer?.watch?.(controller);
   }

@@ -68,8 +68,11 @@ export class CallNode implements Context {
     readonly call: unknown,
     readonly handler: HandlerScope | undefined,
     private readonly parent: Context | undefined,
-    /** The served call's answer, whose transport may tell the handler that its caller gave up; undefined for events and `runWithContext`. */
-    readonly answer: WatchedAnswer | undefined = undefined,
+    /**
+     * The served call's answer, whose transport may tell the handler that its caller gave up;
+     * undefined for events and `runWithContext`, and once the handler finished (served.ts).
+     */
+    public answer: WatchedAnswer | undefined = undefined,
   ) {}
 
   getValue(key: symbol): unknown {

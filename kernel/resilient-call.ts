@@ -63,7 +63,7 @@ export function worthRetrying(error: unknown, repeatable: boolean, keyed: boolea
   }
 }
 
-/** The latencies of an operation's recent successful attempts, for hedging at a percentile. */
+/** The latencies of an operation's recent successful attempts (and of the attempts a hedged call cancelled once settled: the time they ran), for hedging at a percentile. */
 export class LatencyWindow {
   readonly #samples = new Float64Array(256);
   #count = 0;
@@ -157,6 +157,8 @@ export class ResilientCall implements DeadlineEntry {
   readonly #attemptSignal: AbortSignal | undefined;
   /** A hedged call's listener on its caller's signal, which aborts {@link #abandon} with the caller's reason. */
   #followCaller: (() => void) | undefined;
+  /** The call settled with attempts still out and cancelled them (not its caller): their latencies are still recorded. */
+  #cancelledLosers = false;
   #resolve: (value: unknown) => void = () => {};
   #reject: (error: unknown) => void = () => {};
   readonly #keyed: boolean;
@@ -285,6 +287,9 @@ export class ResilientCall implements DeadlineEntry {
       },
       (error: unknown) => {
         this.#pending--;
+        // A loser this call cancelled as it settled ran at least this long: recorded, or the window
+        // would keep only the attempts faster than the hedge delay, and the delay would sink.
+        if (started >= 0 && this.#cancelledLosers && isKeelError(error, KeelErrorCode.CANCELLED)) plan.latencies.record(performance.now() - started);
         if (breaker !== undefined) {
           const healthy = healthyOutcome(error);
           // A probe its caller cancelled proves nothing either way: the next call probes again.
@@ -364,7 +369,8 @@ export class ResilientCall implements DeadlineEntry {
     if (this.#onAbort !== undefined) this.signal?.removeEventListener('abort', this.#onAbort);
     if (this.#followCaller !== undefined) this.signal?.removeEventListener('abort', this.#followCaller);
     // A hedged call's attempts still out lost: cancelled, their handlers told (an attempt already settled ignores it).
-    if (this.#pending > 0 && this.#abandon !== undefined) {
+    if (this.#pending > 0 && this.#abandon !== undefined && !this.#abandon.signal.aborted) {
+      this.#cancelledLosers = true;
       this.#abandon.abort(
         markCallError(
           new KeelError(KeelErrorCode.CANCELLED, `${this.plan.label}: another attempt of this hedged call settled it first.`, {

@@ -31,7 +31,8 @@ export function expiredFailure(contract: string, operation: string, lateMs: numb
 /**
  * What a call is answered when its handler's signal (`callSignal()`) aborted at the deadline
  * before the handler settled: `TIMEOUT`, as the caller sees it, never what a handler stopped
- * half-way returned or threw (an `AbortError` would read as INTERNAL).
+ * half-way returned or threw (an `AbortError` would read as INTERNAL). An idempotency key still
+ * records what it returned, or a declared error (served.ts, `lateOutcomes`).
  */
 export function overranFailure(contract: string, operation: string, context: CallContext): RemoteFailure {
   return new RemoteFailure({

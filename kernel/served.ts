@@ -15,8 +15,8 @@ import { ROOT_CONTEXT, trace } from './otel-api.js';
 import { toRemoteFailure } from './envelope.js';
 import { CallSchema } from './compiled-schema.js';
 import { exhaustedFailure, stoppedFailure, withdrawnFailure, type Bulkhead, type WaitingCall } from './bulkhead.js';
-import { inputHash, type Claim, type IdempotencyStore } from './idempotency.js';
-import { KeelError, KeelErrorCode, validationError } from './errors.js';
+import { inputHash, type Claim, type IdempotencyStore, type StoredOutcome } from './idempotency.js';
+import { ContractError, KeelError, KeelErrorCode, validationError } from './errors.js';
 import type { Logger } from './logger.js';
 import type { KernelObserver } from './observer.js';
 import type { OperationHandler } from './module.js';
@@ -254,13 +254,56 @@ export function createServedModule(source: ServedSource): ServedModule {
   };
 
   /**
-   * A handler that asked for its signal has finished: its deadline's timer goes, and when the
-   * signal aborted at the deadline, the call is answered TIMEOUT (true), whatever the handler did.
+   * A call answered TIMEOUT because its handler's signal aborted at the deadline (see
+   * {@link stopped}), and what its handler reached after all (its output, or a declared error):
+   * its caller sees TIMEOUT, but an idempotency key records that outcome (see `once`), so that
+   * the same key replays it rather than running the operation again.
    */
-  const overran = (cancellation: NonNullable<CallNode['cancellation']>, entry: OperationEntry, context: CallContext, answer: Answer): boolean => {
+  const lateOutcomes = new WeakMap<RemoteFailure, StoredOutcome>();
+
+  const overran = (entry: OperationEntry, context: CallContext, answer: Answer, outcome: StoredOutcome | undefined): void => {
+    const remote = overranFailure(contract.name, entry.name, context);
+    if (outcome !== undefined) lateOutcomes.set(remote, outcome);
+    answer.fail(remote);
+  };
+
+  /**
+   * A handler that asked for its signal has returned `result`: its deadline's timer goes, and
+   * when the signal aborted at the deadline, the call is answered TIMEOUT (what the caller sees
+   * anyway), its output kept for an idempotency key.
+   */
+  const returned = (cancellation: NonNullable<CallNode['cancellation']>, result: unknown, entry: OperationEntry, context: CallContext, answer: Answer): void => {
     cancellation.release();
-    if (!cancellation.timedOut) return false;
-    answer.fail(overranFailure(contract.name, entry.name, context));
+    if (!cancellation.timedOut) return finish(entry, result, context, answer);
+    const output = entry.output.safeParse(result);
+    overran(entry, context, answer, output.success ? { output: output.data } : undefined);
+  };
+
+  /**
+   * A handler that asked for its signal has failed with `error`: its deadline's timer goes, and
+   * when the signal had aborted, the call is answered for that (true): TIMEOUT when the deadline
+   * passed (a declared error kept for an idempotency key), or the signal's CANCELLED when its
+   * caller gave up; never the INTERNAL (logged) an `AbortError` would read as. A declared error
+   * after the caller gave up stands: nobody reads it, and it is the request's final outcome.
+   */
+  const stopped = (
+    cancellation: NonNullable<CallNode['cancellation']>,
+    error: unknown,
+    address: OperationAddress,
+    entry: OperationEntry,
+    context: CallContext,
+    answer: Answer,
+  ): boolean => {
+    cancellation.release();
+    if (!cancellation.signal.aborted) return false;
+    const declared = error instanceof ContractError && entry.definition.errors.some((candidate) => candidate.code === error.code);
+    if (cancellation.timedOut) {
+      const envelope = declared ? failure(error, address, entry, context).envelope : undefined;
+      overran(entry, context, answer, envelope?.type === 'declared' ? { failure: envelope } : undefined);
+      return true;
+    }
+    if (declared) return false;
+    answer.fail(failure(cancellation.signal.reason, address, entry, context));
     return true;
   };
 
@@ -271,7 +314,10 @@ export function createServedModule(source: ServedSource): ServedModule {
     let left = bulkhead === undefined;
     // With tracing off, nothing of the caller's context is the handler's (as over a wire); with
     // tracing on, the store is the server span's context, or the caller's when in-process spans are off.
-    // The answer goes with it: the handler's signal, if it asks for one (call-signal.ts), watches it.
+    // The answer goes with it: the handler's signal, if it asks for one (call-signal.ts), watches it,
+    // until the handler finished (store.answer = undefined below): a signal asked for later by work
+    // it left behind must not watch an answer reused for another call (the in-process transport
+    // reuses a synchronous call's), nor stay watched by a NATS callee after the reply.
     const store = withCall(context, entry.scope, keelTracer() === undefined ? ROOT_CONTEXT : undefined, answer);
     try {
       result = enterHandler(store, entry.handler, value, context);
@@ -279,7 +325,9 @@ export function createServedModule(source: ServedSource): ServedModule {
         result.then(
           (resolved) => {
             try {
-              if (store.cancellation === undefined || !overran(store.cancellation, entry, context, answer)) finish(entry, resolved, context, answer);
+              store.answer = undefined;
+              if (store.cancellation === undefined) finish(entry, resolved, context, answer);
+              else returned(store.cancellation, resolved, entry, context, answer);
             } finally {
               if (!left) {
                 left = true;
@@ -289,7 +337,8 @@ export function createServedModule(source: ServedSource): ServedModule {
           },
           (error: unknown) => {
             try {
-              if (store.cancellation === undefined || !overran(store.cancellation, entry, context, answer)) answer.fail(failure(error, address, entry, context));
+              store.answer = undefined;
+              if (store.cancellation === undefined || !stopped(store.cancellation, error, address, entry, context, answer)) answer.fail(failure(error, address, entry, context));
             } finally {
               if (!left) {
                 left = true;
@@ -303,7 +352,8 @@ export function createServedModule(source: ServedSource): ServedModule {
     } catch (error) {
       // The handler threw, or a thenable's then() did: either way the call failed here.
       try {
-        if (store.cancellation === undefined || !overran(store.cancellation, entry, context, answer)) answer.fail(failure(error, address, entry, context));
+        store.answer = undefined;
+        if (store.cancellation === undefined || !stopped(store.cancellation, error, address, entry, context, answer)) answer.fail(failure(error, address, entry, context));
       } finally {
         if (!left) {
           left = true;
@@ -313,7 +363,9 @@ export function createServedModule(source: ServedSource): ServedModule {
       return;
     }
     try {
-      if (store.cancellation === undefined || !overran(store.cancellation, entry, context, answer)) finish(entry, result, context, answer);
+      store.answer = undefined;
+      if (store.cancellation === undefined) finish(entry, result, context, answer);
+      else returned(store.cancellation, result, entry, context, answer);
     } finally {
       bulkhead?.leave();
     }
@@ -380,11 +432,15 @@ export function createServedModule(source: ServedSource): ServedModule {
         );
       },
       fail: (remote) => {
-        // A declared error is the request's final answer; any other failure may be retried with the same key.
+        // A declared error is the request's final answer; any other failure may be retried with the
+        // same key, but for a TIMEOUT whose handler reached an outcome after all (lateOutcomes).
+        const late = lateOutcomes.get(remote);
         const recorded =
-          remote.envelope.type === 'declared'
-            ? store.complete(entry.name, key, claim.token, { failure: remote.envelope })
-            : store.abandon(entry.name, key, claim.token);
+          late !== undefined
+            ? store.complete(entry.name, key, claim.token, late)
+            : remote.envelope.type === 'declared'
+              ? store.complete(entry.name, key, claim.token, { failure: remote.envelope })
+              : store.abandon(entry.name, key, claim.token);
         recorded.then(
           () => answer.fail(remote),
           (error: unknown) => {

@@ -6,8 +6,9 @@
  */
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
-import { KeelErrorCode, callSignal, createKernel, defineContract, defineModule, event, isKeelError, operation, silentLogger, type Kernel } from 'keel';
+import { KeelErrorCode, callSignal, createKernel, runWithContext, defineContract, defineModule, event, isKeelError, operation, silentLogger, type Kernel } from 'keel';
 import { Cancellations, EARLY_CANCEL_KEEP_MS, EARLY_CANCEL_LIMIT } from '../adapters/nats/cancellations.js';
+import { capturingLogger, type LogEntry } from './support/conformance-app.js';
 
 const kernels: Kernel[] = [];
 afterEach(async () => {
@@ -35,6 +36,13 @@ describe('callSignal', () => {
     expect(callSignal()).toBe(signal);
   });
 
+  it('does not abort at once for a deadline further away than a timer can wait (a wire caller\'s, or a clock behind by a little)', async () => {
+    const context = { correlationId: 'c-far', traceparent: undefined, caller: 'test', deadline: Date.now() + 30 * 24 * 3_600_000 };
+    const signal = runWithContext(context, () => callSignal());
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(signal.aborted, String(signal.reason)).toBe(false);
+  });
+
   it('answers TIMEOUT, not INTERNAL, for a handler that throws an AbortError once its signal aborted at the deadline', async () => {
     const module = defineModule({
       contract: clock,
@@ -52,6 +60,72 @@ describe('callSignal', () => {
     await kernel.start();
     const error = await kernel.client(clock).stopsWhenAborted({}, { timeoutMs: 200 }).catch((caught: unknown) => caught);
     expect(isKeelError(error, KeelErrorCode.TIMEOUT)).toBe(true);
+  });
+
+  it('answers CANCELLED, with no error logged, a handler that throws an AbortError once its caller gave up (not INTERNAL, "handler failed")', async () => {
+    const entries: LogEntry[] = [];
+    const served: string[] = [];
+    let thrown = false;
+    const module = defineModule({
+      contract: clock,
+      create: () => ({
+        handlers: {
+          stopsWhenAborted: async () => {
+            await abortedOf(callSignal());
+            thrown = true;
+            throw new DOMException('This operation was aborted', 'AbortError');
+          },
+        },
+      }),
+    });
+    const kernel = createKernel({ modules: [module], logger: capturingLogger(entries), retry: false });
+    kernel.observe({ callServed: (record) => served.push(record.outcome) });
+    kernels.push(kernel);
+    await kernel.start();
+    const controller = new AbortController();
+    const call = kernel.client(clock).stopsWhenAborted({}, { timeoutMs: 10_000, signal: controller.signal }).catch((caught: unknown) => caught);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    controller.abort();
+    expect(isKeelError(await call, KeelErrorCode.CANCELLED)).toBe(true);
+    await vi.waitFor(() => expect(thrown).toBe(true), { timeout: 2_000, interval: 5 });
+    await vi.waitFor(() => expect(served).toEqual([KeelErrorCode.CANCELLED]), { timeout: 2_000, interval: 5 });
+    expect(entries.filter((entry) => entry.level === 'error')).toEqual([]);
+  });
+
+  it('keeps the outcome of a keyed call whose handler finished after its signal aborted at the deadline: the same key replays it, never runs it again', async () => {
+    let runs = 0;
+    let finished = false;
+    const ledger = defineContract({
+      name: 'ledger',
+      version: '1.0.0',
+      operations: { charge: operation({ input: z.object({}), output: z.object({ run: z.number() }) }) },
+    });
+    const module = defineModule({
+      contract: ledger,
+      create: () => ({
+        handlers: {
+          // Not idempotent: a key makes it run once. The first run finishes its work once its deadline passed.
+          charge: async () => {
+            const run = ++runs;
+            if (run === 1) {
+              await abortedOf(callSignal());
+              finished = true;
+            }
+            return { run };
+          },
+        },
+      }),
+    });
+    const kernel = createKernel({ modules: [module], logger: silentLogger, retry: false });
+    kernels.push(kernel);
+    await kernel.start();
+    const client = kernel.client(ledger);
+    const first = await client.charge({}, { idempotencyKey: 'charge-1', timeoutMs: 200 }).catch((caught: unknown) => caught);
+    expect(isKeelError(first, KeelErrorCode.TIMEOUT)).toBe(true);
+    await vi.waitFor(() => expect(finished).toBe(true), { timeout: 5_000, interval: 10 });
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(await client.charge({}, { idempotencyKey: 'charge-1', timeoutMs: 2_000 })).toEqual({ run: 1 });
+    expect(runs).toBe(1);
   });
 
   it('aborts an event handler\'s signal with TIMEOUT at the kernel\'s eventTimeoutMs', async () => {
@@ -85,6 +159,52 @@ describe('callSignal', () => {
   });
 });
 
+describe('callSignal asked for after its handler finished', () => {
+  it('does not take over the signal of a later call served by the same in-process call object (a synchronous handler\'s is reused)', async () => {
+    let strayAsked = false;
+    let reason: unknown;
+    const twice = defineContract({
+      name: 'twice',
+      version: '1.0.0',
+      operations: {
+        leaves: operation({ input: z.object({}), output: z.object({}) }),
+        waits: operation({ input: z.object({}), output: z.object({}) }),
+      },
+    });
+    const module = defineModule({
+      contract: twice,
+      create: () => ({
+        handlers: {
+          // Synchronous: answers at once, and leaves work behind that asks for its signal later.
+          leaves: () => {
+            setTimeout(() => {
+              callSignal();
+              strayAsked = true;
+            }, 50);
+            return {};
+          },
+          waits: async () => {
+            reason = await abortedOf(callSignal());
+            return {};
+          },
+        },
+      }),
+    });
+    const kernel = createKernel({ modules: [module], logger: silentLogger, retry: false });
+    kernels.push(kernel);
+    await kernel.start();
+    const client = kernel.client(twice);
+    await client.leaves({});
+    const controller = new AbortController();
+    const waiting = client.waits({}, { timeoutMs: 10_000, signal: controller.signal }).catch((caught: unknown) => caught);
+    await vi.waitFor(() => expect(strayAsked).toBe(true), { timeout: 5_000, interval: 5 });
+    controller.abort();
+    expect(isKeelError(await waiting, KeelErrorCode.CANCELLED)).toBe(true);
+    // Told at once, long before its 10 s deadline.
+    await vi.waitFor(() => expect(isKeelError(reason, KeelErrorCode.CANCELLED)).toBe(true), { timeout: 2_000, interval: 10 });
+  });
+});
+
 describe('NATS cancellations (a callee\'s memory of its callers\' cancels)', () => {
   const address = { contract: 'clock', version: '1.0.0', operation: 'stopsWhenAborted' } as const;
   const context = { correlationId: 'c-1', traceparent: undefined, caller: 'test', deadline: Date.now() + 60_000 };
@@ -102,6 +222,20 @@ describe('NATS cancellations (a callee\'s memory of its callers\' cancels)', () 
     // The answered one's cancel is kept as an early one, and aborts nothing.
     cancellations.cancel('_INBOX.a.2');
     expect(answered.signal.aborted).toBe(false);
+  });
+
+  it('aborts at once the signal a handler asks for after the cancel reached the watch of its queued call (a queued call is watched too)', () => {
+    const cancellations = new Cancellations();
+    const queued = new AbortController();
+    cancellations.watch('_INBOX.d.1', queued, address, context);
+    // It had left the queue already: the cancel aborts the queue's watch, and nothing else yet.
+    cancellations.cancel('_INBOX.d.1');
+    expect(queued.signal.aborted).toBe(true);
+    const handler = new AbortController();
+    cancellations.watch('_INBOX.d.1', handler, address, context);
+    expect(isKeelError(handler.signal.reason, KeelErrorCode.CANCELLED)).toBe(true);
+    cancellations.forget('_INBOX.d.1');
+    expect(cancellations.sizes).toEqual({ watching: 0, early: 0 });
   });
 
   it('keeps a cancel that came first for a handler that asks later, for EARLY_CANCEL_KEEP_MS only', () => {

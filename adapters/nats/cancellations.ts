@@ -23,7 +23,7 @@ export class Cancellations {
   readonly #watching = new Map<string, Watch>();
   /**
    * Cancels that came before their handler asked for its signal (it was queued, or had not asked
-   * yet), or for requests another instance serves (every instance hears every cancel): kept
+   * yet; also one that aborted the watch of a queued call since started), or for requests another instance serves (every instance hears every cancel): kept
    * {@link EARLY_CANCEL_KEEP_MS}, at most {@link EARLY_CANCEL_LIMIT}, by reply subject.
    */
   readonly #early = new Map<string, number>();
@@ -44,6 +44,7 @@ export class Cancellations {
   /** The request answered on `reply` was answered: nothing to cancel any more. */
   forget(reply: string): void {
     this.#watching.delete(reply);
+    this.#early.delete(reply);
   }
 
   /** A caller gave up on the request it sent with reply subject `reply`. */
@@ -52,8 +53,9 @@ export class Cancellations {
     if (watch !== undefined) {
       this.#watching.delete(reply);
       watch.controller.abort(callAbandoned(watch.address, watch.context, 'its caller cancelled the call'));
-      return;
     }
+    // Kept also when a watch took it: that of a queued call that has started since, whose handler
+    // may ask for its signal later (the in-process transport remembers it on the call, too).
     const now = Date.now();
     this.#early.set(reply, now + EARLY_CANCEL_KEEP_MS);
     // Oldest first (a Map keeps insertion order): the expired ones, then any over the limit.

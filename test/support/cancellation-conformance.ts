@@ -89,7 +89,10 @@ function waiterModule(seen: Seen) {
           seen.started.add(key);
           await seen.gate(key);
           const signal = callSignal();
-          if (signal.aborted) seen.reasons.set(key, isKeelError(signal.reason) ? signal.reason.code : String(signal.reason));
+          const record = () => seen.reasons.set(key, isKeelError(signal.reason) ? signal.reason.code : String(signal.reason));
+          if (signal.aborted) record();
+          // An abort after this handler answered would be recorded too (none must come).
+          else signal.addEventListener('abort', record, { once: true });
           return { aborted: signal.aborted, attempt: null };
         },
         ping: () => ({ aborted: false, attempt: null }),
@@ -186,8 +189,9 @@ export function describeCancellationConformance(target: ConformanceTarget): void
       await startedWithin(key);
       seen.gates.get(key)?.();
       expect(await call).toEqual({ aborted: false, attempt: null });
-      // Aborting after the answer reaches no handler.
+      // Aborting after the answer reaches no handler (a call sent after it is answered after any cancel arrived).
       controller.abort();
+      await client().ping({ key: newKey('after-answer') });
       expect(seen.reasons.has(key)).toBe(false);
     });
   });
