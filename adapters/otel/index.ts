@@ -69,7 +69,8 @@ const StartTracingOptionsSchema = z
     serviceName: z.string({ error: 'must be a string' }).optional(),
     env: z.record(z.string(), z.unknown(), { error: 'must be an object of environment variables, such as process.env' }).optional(),
     logger: loggerOption().optional(),
-    shutdownTimeoutMs: z.number({ error: 'must be a number of milliseconds above 0' }).optional(),
+    // Its type only: its range (Infinity and NaN included) is checked where it is read, with OTEL_BSP_EXPORT_TIMEOUT's.
+    shutdownTimeoutMs: z.custom<number>((value) => typeof value === 'number', { error: 'must be a number of milliseconds' }).optional(),
   })
   .strict();
 
