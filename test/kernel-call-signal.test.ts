@@ -159,6 +159,46 @@ describe('callSignal', () => {
   });
 });
 
+describe('callSignal passed on to a handler\'s own call', () => {
+  it('cancels the nested call, down to its handler\'s signal, when the outer caller gives up', async () => {
+    let innerReason: unknown;
+    let innerStarted = (): void => undefined;
+    const started = new Promise<void>((resolve) => (innerStarted = resolve));
+    const inner = defineContract({ name: 'inner', version: '1.0.0', operations: { wait: operation({ input: z.object({}), output: z.object({}) }) } });
+    const outer = defineContract({ name: 'outer', version: '1.0.0', operations: { relay: operation({ input: z.object({}), output: z.object({}) }) } });
+    const innerModule = defineModule({
+      contract: inner,
+      create: () => ({
+        handlers: {
+          wait: async () => {
+            const signal = callSignal();
+            innerStarted();
+            innerReason = await abortedOf(signal);
+            return {};
+          },
+        },
+      }),
+    });
+    const outerModule = defineModule({
+      contract: outer,
+      dependsOn: [inner],
+      create: ({ get }) => {
+        const innerClient = get(inner);
+        return { handlers: { relay: (input) => innerClient.wait(input, { signal: callSignal() }) } };
+      },
+    });
+    const kernel = createKernel({ modules: [outerModule, innerModule], logger: silentLogger, retry: false });
+    kernels.push(kernel);
+    await kernel.start();
+    const controller = new AbortController();
+    const call = kernel.client(outer).relay({}, { timeoutMs: 15_000, signal: controller.signal }).catch((error: unknown) => error);
+    await started;
+    controller.abort();
+    expect(isKeelError(await call, KeelErrorCode.CANCELLED)).toBe(true);
+    await vi.waitFor(() => expect(isKeelError(innerReason, KeelErrorCode.CANCELLED)).toBe(true), { timeout: 5_000, interval: 10 });
+  });
+});
+
 describe('callSignal asked for after its handler finished', () => {
   it('does not take over the signal of a later call served by the same in-process call object (a synchronous handler\'s is reused)', async () => {
     let strayAsked = false;
