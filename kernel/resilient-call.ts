@@ -159,6 +159,8 @@ export class ResilientCall implements DeadlineEntry {
   #followCaller: (() => void) | undefined;
   /** The call settled with attempts still out and cancelled them (not its caller): their latencies are still recorded. */
   #cancelledLosers = false;
+  /** The wait before the last hedge this call sent (ms): what a losing attempt it cancelled is recorded as, at most. */
+  #hedgeDelay = Number.POSITIVE_INFINITY;
   #resolve: (value: unknown) => void = () => {};
   #reject: (error: unknown) => void = () => {};
   readonly #keyed: boolean;
@@ -287,9 +289,14 @@ export class ResilientCall implements DeadlineEntry {
       },
       (error: unknown) => {
         this.#pending--;
-        // A loser this call cancelled as it settled ran at least this long: recorded, or the window
-        // would keep only the attempts faster than the hedge delay, and the delay would sink.
-        if (started >= 0 && this.#cancelledLosers && isKeelError(error, KeelErrorCode.CANCELLED)) plan.latencies.record(performance.now() - started);
+        // A loser this call cancelled as it settled took longer than the hedge delay: recorded as
+        // that delay, or the window would keep only the attempts faster than it, and the delay would
+        // sink call after call. Not as the time it ran: under a frozen instance that time is the
+        // delay plus the winner's, and each such sample would raise the delay a little more, until
+        // hedges came too late for the deadline (the chaos suite's frozen instance).
+        if (started >= 0 && this.#cancelledLosers && isKeelError(error, KeelErrorCode.CANCELLED)) {
+          plan.latencies.record(Math.min(performance.now() - started, this.#hedgeDelay));
+        }
         if (breaker !== undefined) {
           const healthy = healthyOutcome(error);
           // A probe its caller cancelled proves nothing either way: the next call probes again.
@@ -303,7 +310,8 @@ export class ResilientCall implements DeadlineEntry {
     );
     if (hedge !== undefined && attempt < hedge.maxAttempts) {
       const delay = (hedge.percentile === undefined ? undefined : plan.latencies.value(hedge.percentile)) ?? 0;
-      this.#later(Math.max(hedge.delayMs, delay), now);
+      this.#hedgeDelay = Math.max(hedge.delayMs, delay);
+      this.#later(this.#hedgeDelay, now);
     }
   }
 
