@@ -63,7 +63,7 @@ export function worthRetrying(error: unknown, repeatable: boolean, keyed: boolea
   }
 }
 
-/** The latencies of an operation's recent successful attempts (and of the attempts a hedged call cancelled once settled: the time they ran), for hedging at a percentile. */
+/** The latencies of an operation's recent successful attempts (and of the attempts a hedged call cancelled once settled: the hedge delay they outlasted), for hedging at a percentile. */
 export class LatencyWindow {
   readonly #samples = new Float64Array(256);
   #count = 0;
