@@ -7,7 +7,7 @@ import { isCorrelationId, isIdempotencyKey, isTraceparent } from './call-ids.js'
 import { HedgePolicySchema, RetryPolicySchema } from './call-policy.js';
 import { KeelError, KeelErrorCode } from './errors.js';
 import { MAX_TIMEOUT_MS } from './timeouts.js';
-import { describeValue } from './options.js';
+import { describeValue, signalOptionError } from './options.js';
 
 /**
  * The error for call options that are no object, a `timeoutMs` that is no number of
@@ -29,15 +29,8 @@ export function refusedCallOptions(options: unknown, label: string): KeelError |
       `timeoutMs for ${label} must be a number of milliseconds above 0 and at most ${MAX_TIMEOUT_MS}, got ${describeValue(timeoutMs)}.`,
     );
   }
-  if (
-    signal !== undefined &&
-    !(typeof signal === 'object' && signal !== null && typeof signal.addEventListener === 'function' && typeof signal.removeEventListener === 'function' && typeof signal.aborted === 'boolean')
-  ) {
-    return new KeelError(
-      KeelErrorCode.INVALID_INPUT,
-      `signal for ${label} must be an AbortSignal, such as new AbortController().signal or AbortSignal.timeout(ms), got ${describeValue(signal)}.`,
-    );
-  }
+  const refusedSignal = signalOptionError(signal, label);
+  if (refusedSignal !== undefined) return refusedSignal;
   return undefined;
 }
 

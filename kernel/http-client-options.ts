@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { isCorrelationId, isIdempotencyKey, isTraceparent } from './call-ids.js';
 import type { HedgePolicy, RetryPolicy } from './call-policy.js';
 import { KeelError, KeelErrorCode } from './errors.js';
-import { describeValue } from './options.js';
+import { describeValue, signalOptionError } from './options.js';
 import { DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS } from './timeouts.js';
 
 /** Headers as a plain record of names to values. */
@@ -210,15 +210,8 @@ export function refusedCallOption(options: HttpCallOptions, label: string): Keel
   if (timeoutMs !== undefined && !(typeof timeoutMs === 'number' && timeoutMs > 0 && timeoutMs <= MAX_TIMEOUT_MS)) {
     return new KeelError(KeelErrorCode.INVALID_INPUT, `timeoutMs for ${label} ${TIMEOUT_RULE}, got ${describeValue(timeoutMs)}.`);
   }
-  if (
-    signal !== undefined &&
-    !(typeof signal === 'object' && signal !== null && typeof signal.addEventListener === 'function' && typeof signal.removeEventListener === 'function' && typeof signal.aborted === 'boolean')
-  ) {
-    return new KeelError(
-      KeelErrorCode.INVALID_INPUT,
-      `signal for ${label} must be an AbortSignal, such as new AbortController().signal or AbortSignal.timeout(ms), got ${describeValue(signal)}.`,
-    );
-  }
+  const refusedSignal = signalOptionError(signal, label);
+  if (refusedSignal !== undefined) return refusedSignal;
   if (correlationId !== undefined && !isCorrelationId(correlationId)) {
     return new KeelError(
       KeelErrorCode.INVALID_INPUT,

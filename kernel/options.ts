@@ -113,3 +113,32 @@ export function describeValue(value: unknown): string {
   if (typeof value === 'object' && value !== null) return Array.isArray(value) ? 'an array' : 'an object';
   return typeof value === 'string' ? JSON.stringify(value) : String(value);
 }
+
+/**
+ * The error for a call's `signal` option that is not an AbortSignal (one without
+ * `addEventListener` would throw out of the call once it settles); undefined when it is one or
+ * left out. For the kernel's client and the HTTP client alike.
+ *
+ * @example
+ * ```ts
+ * const refused = signalOptionError(options.signal, 'orders.placeOrder');
+ * if (refused !== undefined) return Promise.reject(refused);
+ * ```
+ */
+export function signalOptionError(signal: unknown, label: string): KeelError | undefined {
+  if (signal === undefined) return undefined;
+  const candidate = signal as Partial<AbortSignal> | null;
+  if (
+    typeof signal === 'object' &&
+    candidate !== null &&
+    typeof candidate.addEventListener === 'function' &&
+    typeof candidate.removeEventListener === 'function' &&
+    typeof candidate.aborted === 'boolean'
+  ) {
+    return undefined;
+  }
+  return new KeelError(
+    KeelErrorCode.INVALID_INPUT,
+    `signal for ${label} must be an AbortSignal, such as new AbortController().signal or AbortSignal.timeout(ms), got ${describeValue(signal)}.`,
+  );
+}
