@@ -5,7 +5,7 @@
  */
 import type { HttpGateway, HttpGatewayConfig } from 'keel/http';
 import { tracingRequested } from 'keel/transport';
-import { createKernel, type AnyContract, type AnyModule, type Kernel, type KernelOptions, type Logger, type Transport } from 'keel';
+import { KeelError, KeelErrorCode, createKernel, type AnyContract, type AnyModule, type Kernel, type KernelOptions, type Logger, type Transport } from 'keel';
 import { openDatabases, planDatabases, type OpenDatabases, type PlannedDatabase } from 'keel/databases';
 import { CLIError, CliErrorCode } from './errors.js';
 import type { KeelConfig } from './config.js';
@@ -182,7 +182,7 @@ export async function startHost(options: HostOptions): Promise<Host> {
     // their backlog during start(), and /metrics counts from the first call and the first event.
     if (options.httpPort !== undefined) gateway = await createGateway(kernel, options, await (gatewayCode as Promise<typeof import('keel/http')>));
     await kernel.start();
-    if (gateway !== undefined) await listen(gateway, options);
+    if (gateway !== undefined) await listen(gateway);
   } catch (error) {
     try {
       await gateway?.close().catch(() => undefined);
@@ -281,26 +281,20 @@ async function createGateway(kernel: Kernel, options: HostOptions, { createHttpG
   });
 }
 
-/** Opens the gateway's port; an address it cannot take is `E_HTTP_LISTEN`, saying what to do. */
-async function listen(gateway: HttpGateway, options: HostOptions): Promise<void> {
+/**
+ * Opens the gateway's port; an address it cannot take (the gateway's `INVALID_CONFIG` with the
+ * address, Node's code and its meaning in `details`) is `E_HTTP_LISTEN`, saying what to do.
+ */
+async function listen(gateway: HttpGateway): Promise<void> {
   try {
     await gateway.listen();
   } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    const reasons: Readonly<Record<string, string>> = {
-      EADDRINUSE: 'another process listens there',
-      EACCES: 'not allowed for this user',
-      EADDRNOTAVAIL: 'no such local address',
-      // A --host (or KEEL_HTTP_HOST) that names no host: the user's input, not a bug.
-      ENOTFOUND: 'no such host name',
-      EAI_AGAIN: 'its host name could not be resolved now',
-    };
-    const why = code !== undefined && Object.hasOwn(reasons, code) ? reasons[code] : undefined;
-    if (why === undefined) throw error;
-    const address = `${options.httpHost ?? '127.0.0.1'}:${options.httpPort}`;
-    throw new CLIError(CliErrorCode.E_HTTP_LISTEN, `The HTTP gateway cannot listen on ${address}: ${why} (${code}).`, {
+    const details = error instanceof KeelError && error.code === KeelErrorCode.INVALID_CONFIG ? error.details : undefined;
+    const { address, errno, reason } = details ?? {};
+    if (typeof address !== 'string' || typeof errno !== 'string' || typeof reason !== 'string') throw error;
+    throw new CLIError(CliErrorCode.E_HTTP_LISTEN, `The HTTP gateway cannot listen on ${address}: ${reason} (${errno}).`, {
       hint: 'Pick another port (0 picks a free one) or address, or stop what holds it.',
-      cause: error,
+      cause: (error as KeelError).cause,
     });
   }
 }

@@ -1,7 +1,7 @@
 import { Agent, request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ErrorKind, KeelErrorCode, createKernel, silentLogger, type Kernel } from 'keel';
+import { ErrorKind, KeelError, KeelErrorCode, createKernel, silentLogger, type Kernel } from 'keel';
 import { newTraceparent, type CallRecord } from 'keel/transport';
 import {
   HTTP_STATUS_BY_CODE,
@@ -500,6 +500,32 @@ describe('http - gateway options and lifecycle', () => {
     await gateway.close();
     expect(kernel.state).toBe('started');
     await kernel.stop();
+  });
+
+  it('http - listen() on a port another server holds rejects with INVALID_CONFIG naming the address and EADDRINUSE, and a free port still works after', async () => {
+    const kernel = createKernel({ modules: fixtureModules, logger: silentLogger });
+    const holder = await createHttpGateway({ kernel, port: 0, logger: silentLogger, metrics: false });
+    const holderUrl = await holder.listen();
+    const port = Number(new URL(holderUrl).port);
+    const second = await createHttpGateway({ kernel, port, logger: silentLogger, metrics: false });
+    try {
+      const refused = await second.listen().then(
+        () => undefined,
+        (error: unknown) => error,
+      );
+      expect(refused).toBeInstanceOf(KeelError);
+      expect(refused).toMatchObject({
+        code: KeelErrorCode.INVALID_CONFIG,
+        message: `HTTP gateway: cannot listen on 127.0.0.1:${port}: another process listens there (EADDRINUSE). Pick another port (0 picks a free one) or address, or stop what holds it.`,
+        details: { address: `127.0.0.1:${port}`, errno: 'EADDRINUSE', reason: 'another process listens there' },
+        cause: expect.objectContaining({ code: 'EADDRINUSE' }),
+      });
+      // The holder is untouched by the refusal.
+      expect((await fetch(`${holderUrl}/healthz`)).status).toBe(200);
+    } finally {
+      await second.close();
+      await holder.close();
+    }
   });
 
   it('http - readyz is 503 until the kernel has started', async () => {

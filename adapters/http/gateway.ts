@@ -31,6 +31,7 @@ import { createOpenApiDocument, type OpenApiDocument } from './openapi.js';
 import { PROBLEM_CONTENT_TYPE, gatewayProblem, problemOf, retryAfterOf } from './problem.js';
 import { HttpProblemCode } from './status.js';
 import { addHttpTracing } from './tracing.js';
+import { listenFailure } from './listen-failure.js';
 
 /**
  * A running (or ready to run) HTTP gateway, made by {@link createHttpGateway}.
@@ -54,7 +55,11 @@ export interface HttpGateway {
   readonly openapi: OpenApiDocument;
   /** The fastify instance, for `inject()` or inspection; add hooks and routes with `configure`. */
   readonly server: FastifyInstance;
-  /** Starts listening; resolves with the URL. */
+  /**
+   * Starts listening; resolves with the URL. An address Node refuses (the port taken, not
+   * allowed, no such host) rejects with a KeelError `INVALID_CONFIG` naming the address and
+   * Node's code (`details.errno`).
+   */
   listen(): Promise<string>;
   /**
    * Graceful shutdown: stops accepting connections (readiness turns false, requests on open
@@ -238,7 +243,9 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
     server,
     async listen() {
       if (closed !== undefined) throw new KeelError(KeelErrorCode.INVALID_CONFIG, 'HTTP gateway: the gateway is closed; create a new one.');
-      await server.listen({ port: resolved.port, host: resolved.host });
+      await server.listen({ port: resolved.port, host: resolved.host }).catch((error: unknown) => {
+        throw listenFailure(error, resolved.host, resolved.port);
+      });
       const address = server.server.address() as AddressInfo;
       const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
       url = `http://${host}:${address.port}`;
