@@ -7,11 +7,12 @@ import { isCorrelationId, isIdempotencyKey, isTraceparent } from './call-ids.js'
 import { HedgePolicySchema, RetryPolicySchema } from './call-policy.js';
 import { KeelError, KeelErrorCode } from './errors.js';
 import { MAX_TIMEOUT_MS } from './timeouts.js';
-import { describeValue, signalOptionError } from './options.js';
+import { describeValue, signalOptionError, unknownOptionError } from './options.js';
 
 /**
- * The error for call options that are no object, a `timeoutMs` that is no number of
- * milliseconds in range, or a `signal` that is no AbortSignal; undefined when they are fine.
+ * The error for call options that are no object, hold an option no call knows, a `timeoutMs`
+ * that is no number of milliseconds in range, or a `signal` that is no AbortSignal; undefined
+ * when they are fine.
  * Checked before anything else, since a string timeout would make a string deadline and a
  * signal without `addEventListener` would throw out of the call once it settles.
  */
@@ -21,6 +22,9 @@ export function refusedCallOptions(options: unknown, label: string): KeelError |
       KeelErrorCode.INVALID_INPUT,
       `options for ${label} must be an object such as { timeoutMs: 2000 }, or left out, got ${describeValue(options)}.`,
     );
+  }
+  for (const key in options) {
+    if (!isCallOptionKey(key)) return unknownOptionError(key, CALL_OPTION_KEYS, label);
   }
   const { timeoutMs, signal } = options as CallOptions;
   if (timeoutMs !== undefined && !(typeof timeoutMs === 'number' && timeoutMs > 0 && timeoutMs <= MAX_TIMEOUT_MS)) {
@@ -33,6 +37,29 @@ export function refusedCallOptions(options: unknown, label: string): KeelError |
   if (refusedSignal !== undefined) return refusedSignal;
   return undefined;
 }
+
+/**
+ * Whether `key` names a call option. A switch on the name, not a set: it runs on every call
+ * that passes options, and V8 compiles it to a few comparisons of internalized strings.
+ */
+function isCallOptionKey(key: string): boolean {
+  switch (key) {
+    case 'timeoutMs':
+    case 'signal':
+    case 'correlationId':
+    case 'traceparent':
+    case 'idempotencyKey':
+    case 'principal':
+    case 'retry':
+    case 'hedge':
+      return true;
+    default:
+      return false;
+  }
+}
+
+/** Every call option, in the order an unknown option's error lists them. */
+const CALL_OPTION_KEYS = ['timeoutMs', 'signal', 'correlationId', 'traceparent', 'idempotencyKey', 'principal', 'retry', 'hedge'] as const satisfies readonly (keyof CallOptions)[];
 
 /** The error for a `retry` or `hedge` call option that is not a policy, or a hedge where repeating is not safe. */
 export function refusedPolicyOption(options: CallOptions, label: string, idempotent: boolean): KeelError | undefined {

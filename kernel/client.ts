@@ -29,7 +29,9 @@ import type { CircuitBreakers } from './circuit-breaker.js';
 import { LatencyWindow, ResilientCall, healthyOutcome, worthRetrying, type CallPlan, type SendAttempt } from './resilient-call.js';
 
 /**
- * Options of one call.
+ * Options of one call. An option not listed here (a misspelt `timeout`, say) is refused with
+ * `INVALID_INPUT` naming it before the call is made: TypeScript refuses it at compile time, and
+ * this check catches it in plain JavaScript, where it would otherwise be ignored.
  *
  * @example
  * ```ts

@@ -8,7 +8,7 @@ import { z } from 'zod';
 import { isCorrelationId, isIdempotencyKey, isTraceparent } from './call-ids.js';
 import type { HedgePolicy, RetryPolicy } from './call-policy.js';
 import { KeelError, KeelErrorCode } from './errors.js';
-import { describeValue, signalOptionError } from './options.js';
+import { describeValue, signalOptionError, unknownOptionError } from './options.js';
 import { DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS } from './timeouts.js';
 
 /** Headers as a plain record of names to values. */
@@ -198,6 +198,22 @@ export const HttpClientOptionsSchema = z
   })
   .strict();
 
+/**
+ * Every option of a call over HTTP, in the order an unknown option's error lists them;
+ * `principal`, which the HTTP client refuses with its own message, included.
+ */
+const HTTP_CALL_OPTION_KEYS: readonly string[] = [
+  'timeoutMs',
+  'signal',
+  'correlationId',
+  'traceparent',
+  'idempotencyKey',
+  'headers',
+  'retry',
+  'hedge',
+  'principal',
+] satisfies readonly (keyof HttpCallOptions | 'principal')[];
+
 /** A call option that cannot cross an HTTP header, as the in-process client refuses it (`INVALID_INPUT`). */
 export function refusedCallOption(options: HttpCallOptions, label: string): KeelError | undefined {
   if (typeof options !== 'object' || options === null || Array.isArray(options)) {
@@ -205,6 +221,9 @@ export function refusedCallOption(options: HttpCallOptions, label: string): Keel
       KeelErrorCode.INVALID_INPUT,
       `options for ${label} must be an object such as { timeoutMs: 2000 }, or left out, got ${describeValue(options)}.`,
     );
+  }
+  for (const key in options) {
+    if (!HTTP_CALL_OPTION_KEYS.includes(key)) return unknownOptionError(key, HTTP_CALL_OPTION_KEYS, label);
   }
   const { timeoutMs, correlationId, idempotencyKey, traceparent, retry, hedge, signal } = options;
   if (timeoutMs !== undefined && !(typeof timeoutMs === 'number' && timeoutMs > 0 && timeoutMs <= MAX_TIMEOUT_MS)) {

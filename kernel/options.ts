@@ -142,3 +142,23 @@ export function signalOptionError(signal: unknown, label: string): KeelError | u
     `signal for ${label} must be an AbortSignal, such as new AbortController().signal or AbortSignal.timeout(ms), got ${describeValue(signal)}.`,
   );
 }
+
+/**
+ * The error for a call option no client knows (a misspelling such as `timeout`, which plain
+ * JavaScript would otherwise ignore): names it, the known option it most likely meant, and the
+ * options `known` lists. For the kernel's client and the HTTP client alike.
+ *
+ * @example
+ * ```ts
+ * unknownOptionError('timeout', ['timeoutMs', 'signal'], 'orders.placeOrder').message;
+ * // 'options for orders.placeOrder have an unknown option "timeout"; a call takes timeoutMs, signal. Did you mean timeoutMs?'
+ * ```
+ */
+export function unknownOptionError(key: string, known: readonly string[], label: string): KeelError {
+  const stem = key.toLowerCase().slice(0, 4);
+  const near = key.length >= 4 ? known.find((option) => option.toLowerCase().startsWith(stem)) : undefined;
+  return new KeelError(
+    KeelErrorCode.INVALID_INPUT,
+    `options for ${label} have an unknown option ${JSON.stringify(key)}; a call takes ${known.join(', ')}.${near === undefined ? '' : ` Did you mean ${near}?`}`,
+  );
+}

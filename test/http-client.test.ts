@@ -399,7 +399,7 @@ describe('http client - fetch, headers, deadlines and call options', () => {
     expect(recording.sent).toHaveLength(1);
   });
 
-  it('http client - refuses, before sending, a timeoutMs that is no number, a signal that is no AbortSignal and options that are no object (INVALID_INPUT naming them)', async () => {
+  it('http client - refuses, before sending, a timeoutMs that is no number, a signal that is no AbortSignal, an unknown option and options that are no object (INVALID_INPUT naming them)', async () => {
     const recording = recordingFetch();
     const remote = createHttpClient(probe, { baseUrl, fetch: recording.fetch }) as unknown as Record<string, (input: unknown, options?: unknown) => Promise<unknown>>;
     const refusals: [unknown, RegExp][] = [
@@ -409,6 +409,8 @@ describe('http client - fetch, headers, deadlines and call options', () => {
       [{ signal: 'abort' }, /^signal for probe\.context must be an AbortSignal/],
       [5_000, /^options for probe\.context must be an object/],
       [null, /^options for probe\.context must be an object/],
+      [{ timeout: 5 }, /^options for probe\.context have an unknown option "timeout"; a call takes timeoutMs, signal, correlationId, traceparent, idempotencyKey, headers, retry, hedge, principal\. Did you mean timeoutMs\?$/],
+      [{ header: { 'x-a': '1' } }, /^options for probe\.context have an unknown option "header"; .* Did you mean headers\?$/],
     ];
     for (const [options, message] of refusals) {
       const refused = await failureOf(remote['context']!({}, options));

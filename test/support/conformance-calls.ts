@@ -362,6 +362,22 @@ export function describeCallConformance(target: ConformanceTarget, booted: () =>
       }
       expect(await slow({ ms: 20 }, { timeoutMs: 3_000, signal: new AbortController().signal })).toEqual({ slept: 20 });
     });
+
+    it('refuses before calling, with INVALID_INPUT naming it, an option no call knows (a misspelt timeout once left the call with no deadline); and keeps serving', async () => {
+      const client = booted().client.client(probe) as unknown as Record<string, (input: unknown, options?: unknown) => Promise<unknown>>;
+      const slow = client['slow']!;
+      const misspelt = await expectRejection(slow({ ms: 20 }, { timeout: 5 }));
+      expect(isKeelError(misspelt, 'INVALID_INPUT')).toBe(true);
+      expect(misspelt.message).toBe(
+        'options for probe.slow have an unknown option "timeout"; a call takes timeoutMs, signal, correlationId, traceparent, idempotencyKey, principal, retry, hedge. Did you mean timeoutMs?',
+      );
+      const other = await expectRejection(slow({ ms: 20 }, { timeoutMs: 3_000, deadline: 5 }));
+      expect(isKeelError(other, 'INVALID_INPUT')).toBe(true);
+      expect(other.message).toMatch(/^options for probe\.slow have an unknown option "deadline"; a call takes timeoutMs, .*, hedge\.$/);
+      // Every known option, each left undefined, is accepted, and the call is served.
+      const everyOption = { timeoutMs: undefined, signal: undefined, correlationId: undefined, traceparent: undefined, idempotencyKey: undefined, principal: undefined, retry: undefined, hedge: undefined };
+      expect(await slow({ ms: 20 }, everyOption)).toEqual({ slept: 20 });
+    });
   });
 
 }
