@@ -199,16 +199,29 @@ async function nameOf(command: CommandDef, fallback: string): Promise<string> {
   return (await resolve(command.meta ?? {}))?.name ?? fallback;
 }
 
+/** The name an option argument gives (`--http=8080` → `http`, `-p` → `p`). */
+function optionNameOf(arg: string): string {
+  return arg.replace(/^-{1,2}/, '').split('=')[0] as string;
+}
+
+/** Whether `arg` is an option whose value is the next argument (`--http 8080`, not `--http=8080` nor a boolean flag). */
+function takesNextValue(arg: string, argsDef: ArgsDef): boolean {
+  if (!arg.startsWith('-') || arg.includes('=')) return false;
+  const name = optionNameOf(arg);
+  return Object.entries(argsDef).some(
+    ([key, def]) => (def.type === 'string' || def.type === 'enum') && (key === name || aliasesOf(def).includes(name)),
+  );
+}
+
+/** A negative number (`-1`, `-0.5`): after an option that takes a value, that value, not an option. */
+const NEGATIVE_NUMBER = /^-\d+(\.\d+)?$/;
+
 function subCommandIndex(rawArgs: readonly string[], argsDef: ArgsDef): number {
   for (let index = 0; index < rawArgs.length; index++) {
     const arg = rawArgs[index] as string;
     if (arg === '--') return -1;
     if (arg.startsWith('-')) {
-      const name = arg.replace(/^-{1,2}/, '').split('=')[0] as string;
-      const takesValue = Object.entries(argsDef).some(
-        ([key, def]) => (def.type === 'string' || def.type === 'enum') && (key === name || aliasesOf(def).includes(name)),
-      );
-      if (takesValue && !arg.includes('=')) index++;
+      if (takesNextValue(arg, argsDef)) index++;
       continue;
     }
     return index;
@@ -298,10 +311,12 @@ async function checkArguments(target: Resolved): Promise<void> {
   const argsDef = await resolve(target.command.args ?? {});
   const known = knownOptionNames(argsDef);
   const usage = `Run \`${target.path.join(' ')} --help\` for usage.`;
-  for (const arg of target.rawArgs) {
+  for (const [index, arg] of target.rawArgs.entries()) {
     if (arg === '--') break;
     if (!arg.startsWith('-') || arg === '-') continue;
-    const name = arg.replace(/^-{1,2}/, '').split('=')[0] as string;
+    // `--http -1`: the option's value, left to the option's own check (citty's parser takes it as the value too).
+    if (NEGATIVE_NUMBER.test(arg) && index > 0 && takesNextValue(target.rawArgs[index - 1] as string, argsDef)) continue;
+    const name = optionNameOf(arg);
     if (!known.has(name)) {
       throw new CLIError(CliErrorCode.E_USAGE, `Unknown option ${arg.split('=')[0]} for ${target.path.join(' ')}.`, { hint: usage });
     }

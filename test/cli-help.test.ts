@@ -254,4 +254,14 @@ describe('cli - usage errors', () => {
     expect(code).toBe(2);
     expect(stderr).toContain('error E_USAGE: Option --depends-on needs a value.');
   });
+
+  it('cli - takes a negative number after an option that needs a value as its value, so the option\'s own check refuses it', async () => {
+    const { code, stderr } = await run(['start', '--http', '-1']);
+    expect(code).toBe(2);
+    expect(stderr).toContain('error E_USAGE: HTTP port "-1" (from --http) is not a port number (0 to 65535), nor "off".');
+    expect(stderr).not.toContain('Unknown option');
+    const flag = await run(['generate', 'module', 'billing', '--dry-run', '-1']);
+    expect(flag.code).toBe(2);
+    expect(flag.stderr).toContain('error E_USAGE: Unknown option -1 for keel generate module.');
+  });
 });

@@ -203,10 +203,10 @@ describe('cli - keel start', () => {
     expect(failureRecord(running.stderr.text, { name: 'keel' })).toMatchObject({ code: 'INVALID_TOPOLOGY', msg: expect.stringMatching(/^Module "orders" needs .*KEEL_NATS_URL/) });
   });
 
-  it('cli - refuses an HTTP port that is not a number, naming the variable it came from', async () => {
+  it('cli - refuses an HTTP port that is not a number, naming the option or variable it came from', async () => {
     const flag = start('--http', 'eighty');
     expect(await flag.exit).toBe(2);
-    expect(flag.stderr.text).toContain('error E_USAGE: HTTP port "eighty" is not a port number (0 to 65535), nor "off".');
+    expect(flag.stderr.text).toContain('error E_USAGE: HTTP port "eighty" (from --http) is not a port number (0 to 65535), nor "off".');
     const variable = startWith({ PORT: 'eighty' });
     expect(await variable.exit).toBe(2);
     expect(variable.stderr.text).toContain('error E_USAGE: HTTP port "eighty" (from PORT) is not a port number');

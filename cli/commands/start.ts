@@ -47,7 +47,7 @@ function httpPortOf(flag: string | undefined, env: Env, hostsAll: boolean): numb
   if (!(/^\d+$/.test(source.value) && port <= 65_535)) {
     throw new CLIError(
       CliErrorCode.E_USAGE,
-      `HTTP port "${source.value}"${source.name === '--http' ? '' : ` (from ${source.name})`} is not a port number (0 to 65535), nor "off".`,
+      `HTTP port "${source.value}" (from ${source.name}) is not a port number (0 to 65535), nor "off".`,
     );
   }
   return port;
