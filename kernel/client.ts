@@ -4,7 +4,8 @@
  * errors by code. Everything per operation is computed once, when the client is built.
  */
 import { outgoingTraceparent } from './tracing.js';
-import type { AnyContract, AnyOperation, OperationInput, OperationOutput } from './contract.js';
+import type { AnyContract, AnyOperation } from './contract.js';
+import type { OperationInput, OperationOutput } from './contract-inference.js';
 import { observeCall, traceCall } from './call-wrappers.js';
 import { refusedCallOptions, refusedContextOption, refusedIdempotencyKey, refusedPolicyOption } from './call-option-checks.js';
 import { DEFAULT_TIMEOUT_MS } from './timeouts.js';

@@ -3,11 +3,11 @@
  * its request/reply operations and its events. Callers are typed by `z.input`, handlers by
  * `z.output`; nothing is generated.
  */
-import { checkOperationPolicies, type HedgePolicy, type RetryPolicy } from './call-policy.js';
+import type { HedgePolicy, RetryPolicy } from './call-policy.js';
 import { z } from 'zod';
+import { checkContractSpec, checkOperationSpec, specObject } from './contract-checks.js';
 import { KeelError, KeelErrorCode, type AnyErrorClass } from './errors.js';
-import { checkAuth, type OperationAuth } from './principal.js';
-import { assertWireSafe } from './schema-walk.js';
+import type { OperationAuth } from './principal.js';
 import { describeValue } from './options.js';
 
 /**
@@ -149,97 +149,6 @@ export interface Contract<
 export type AnyContract = Contract<string, Record<string, AnyOperation>, Record<string, AnyEvent>>;
 
 /**
- * Input type a caller passes to operation `Op` (before defaults and coercion).
- *
- * @example
- * ```ts
- * // internal to the kernel: an application writes z.input<typeof orders.operations.placeOrder.input>
- *
- * const input: OperationInput<typeof orders.operations.placeOrder> = {
- *   customerId: 'c-42',
- *   lines: [{ sku: 'KB-001', quantity: 1 }],
- *   card: { token: 'tok_visa' },
- * };
- * ```
- */
-export type OperationInput<Op extends AnyOperation> = z.input<Op['input']>;
-/**
- * Input type a handler of `Op` receives (after parsing).
- *
- * @example
- * ```ts
- * import type { HandlerInput } from 'keel';
- *
- * const unitsOf = (input: HandlerInput<typeof inventory.operations.reserve>): number =>
- *   input.lines.reduce((sum, line) => sum + line.quantity, 0);
- * ```
- */
-export type HandlerInput<Op extends AnyOperation> = z.output<Op['input']>;
-/**
- * Value a handler of `Op` returns (before output parsing).
- *
- * @example
- * ```ts
- * import type { HandlerOutput } from 'keel';
- *
- * const levelOf = (sku: string, onHand: number, reserved: number): HandlerOutput<typeof inventory.operations.getStock> =>
- *   ({ sku, onHand, reserved, available: onHand - reserved });
- * ```
- */
-export type HandlerOutput<Op extends AnyOperation> = z.input<Op['output']>;
-/**
- * Value a caller of `Op` receives.
- *
- * @example
- * ```ts
- * // internal to the kernel: an application writes z.output<typeof orders.operations.placeOrder.output>
- *
- * type PlacedOrder = OperationOutput<typeof orders.operations.placeOrder>; // the contract's Order
- * const summary = (order: PlacedOrder): string => `${order.orderId}: ${order.totalCents} cents`;
- * ```
- */
-export type OperationOutput<Op extends AnyOperation> = z.output<Op['output']>;
-/**
- * Payload type a publisher passes for event `Ev`.
- *
- * @example
- * ```ts
- * // internal to the kernel: an application writes z.input<typeof inventory.events.stockLow.payload>
- *
- * const low: EventInput<typeof inventory.events.stockLow> = { sku: 'KB-001', available: 2, threshold: 5 };
- * await emit('stockLow', low); // inside the inventory module
- * ```
- */
-export type EventInput<Ev extends AnyEvent> = z.input<Ev['payload']>;
-/**
- * Payload type a subscriber receives for event `Ev`.
- *
- * @example
- * ```ts
- * // internal to the kernel: an application writes z.output<typeof orders.events.orderPlaced.payload>
- *
- * const confirm = (placed: EventPayload<typeof orders.events.orderPlaced>): string =>
- *   `Order ${placed.orderId} confirmed: ${placed.totalCents} cents`;
- * ```
- */
-export type EventPayload<Ev extends AnyEvent> = z.output<Ev['payload']>;
-/**
- * Union of the declared error instances of `Op`.
- *
- * @example
- * ```ts
- * // internal to the kernel: an application names the declared classes (OutOfStock, PaymentDeclined, ...)
- *
- * function explain(error: DeclaredErrorOf<typeof orders.operations.placeOrder>): string {
- *   if (error.code === 'OUT_OF_STOCK') return `only ${error.data.available} of ${error.data.sku} left`;
- *   if (error.code === 'PAYMENT_DECLINED') return `card declined: ${error.data.reason}`;
- *   return `unknown product ${error.data.sku}`;
- * }
- * ```
- */
-export type DeclaredErrorOf<Op extends AnyOperation> = InstanceType<Op['errors'][number]>;
-
-/**
  * What {@link operation} takes.
  *
  * @example
@@ -310,18 +219,7 @@ export function operation<
   Output extends z.ZodType,
   const Errors extends readonly AnyErrorClass[] = readonly [],
 >(spec: OperationSpec<Input, Output, Errors>): OperationDefinition<Input, Output, Errors> {
-  specObject(spec, 'operation({ input, output })');
-  if (spec.timeoutMs !== undefined && !(typeof spec.timeoutMs === 'number' && spec.timeoutMs > 0 && spec.timeoutMs <= 2 ** 31 - 1)) {
-    throw new KeelError(
-      KeelErrorCode.INVALID_CONTRACT,
-      `timeoutMs must be a number of milliseconds above 0 and at most ${2 ** 31 - 1}, got ${describeValue(spec.timeoutMs)}.`,
-    );
-  }
-  if (spec.idempotent !== undefined && typeof spec.idempotent !== 'boolean') {
-    throw new KeelError(KeelErrorCode.INVALID_CONTRACT, `idempotent must be true or false, got ${describeValue(spec.idempotent)}.`);
-  }
-  checkAuth(spec.auth, 'operation');
-  checkOperationPolicies(spec);
+  checkOperationSpec(spec);
   return Object.freeze({
     kind: 'operation' as const,
     input: spec.input,
@@ -406,10 +304,6 @@ export interface ContractSpec<
   readonly events?: Events;
 }
 
-const NAME_PATTERN = /^[a-z][a-z0-9]*(-[a-z0-9]+)*$/;
-const MEMBER_PATTERN = /^[a-zA-Z][a-zA-Z0-9]*$/;
-const SEMVER_PATTERN = /^(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?$/;
-
 /**
  * Defines a module's contract. The schemas are checked at once: anything JSON cannot carry
  * faithfully across a process (functions, symbols, bigint, Date, Map, Set, class instances,
@@ -434,38 +328,9 @@ export function defineContract<
   const Operations extends Record<string, AnyOperation>,
   const Events extends Record<string, AnyEvent> = {},
 >(spec: ContractSpec<Name, Operations, Events>): Contract<Name, Operations, Events> {
-  specObject(spec, 'defineContract({ name, version, operations })');
-  const fail = (message: string): never => {
-    throw new KeelError(KeelErrorCode.INVALID_CONTRACT, `Contract "${spec.name}": ${message}`);
-  };
-  if (typeof spec.name !== 'string' || !NAME_PATTERN.test(spec.name)) {
-    fail('the name must be lower-kebab-case, such as "order-history".');
-  }
-  if (typeof spec.version !== 'string' || !SEMVER_PATTERN.test(spec.version)) {
-    fail(`version "${String(spec.version)}" is not semver; use something like "1.0.0".`);
-  }
+  checkContractSpec(spec);
   const operations = spec.operations ?? ({} as Operations);
   const events = spec.events ?? ({} as Events);
-  for (const [name, op] of Object.entries(operations)) {
-    if (!MEMBER_PATTERN.test(name)) fail(`operation name "${name}" must be camelCase letters and digits.`);
-    if (op?.kind !== 'operation') fail(`operations.${name} must be built with operation({ input, output }).`);
-    assertWireSafe(op.input, `${spec.name}.${name} input`, fail);
-    assertWireSafe(op.output, `${spec.name}.${name} output`, fail);
-    const codes = new Set<string>();
-    for (const error of op.errors) {
-      if (typeof error !== 'function' || typeof error.code !== 'string') {
-        fail(`operations.${name}.errors must list classes made with defineError().`);
-      }
-      if (codes.has(error.code)) fail(`operation ${name} declares error ${error.code} twice.`);
-      codes.add(error.code);
-      assertWireSafe(error.dataSchema, `${spec.name}.${name} error ${error.code} data`, fail);
-    }
-  }
-  for (const [name, ev] of Object.entries(events)) {
-    if (!MEMBER_PATTERN.test(name)) fail(`event name "${name}" must be camelCase letters and digits.`);
-    if (ev?.kind !== 'event') fail(`events.${name} must be built with event({ payload }).`);
-    assertWireSafe(ev.payload, `${spec.name} event ${name} payload`, fail);
-  }
   return Object.freeze({
     name: spec.name,
     version: spec.version,
@@ -474,13 +339,6 @@ export function defineContract<
     events: Object.freeze({ ...events }),
     token: Symbol.for(`keel.contract.${spec.name}`),
   }) as Contract<Name, Operations, Events>;
-}
-
-/** Refuses a spec that is no object (an INVALID_CONTRACT naming the call), rather than a TypeError reading its fields. */
-function specObject(spec: unknown, call: string): void {
-  if (typeof spec !== 'object' || spec === null) {
-    throw new KeelError(KeelErrorCode.INVALID_CONTRACT, `${call} takes an object such as ${call.slice(call.indexOf('(') + 1, -1)}, got ${describeValue(spec)}.`);
-  }
 }
 
 /**

@@ -5,7 +5,8 @@
  * This file builds the client and makes the call; what it takes and checks is in
  * http-client-options.ts, how it reads the gateway's answers in http-client-answers.ts.
  */
-import type { AnyContract, AnyOperation, OperationInput, OperationOutput } from './contract.js';
+import type { AnyContract, AnyOperation } from './contract.js';
+import type { OperationInput, OperationOutput } from './contract-inference.js';
 import { KeelError, KeelErrorCode, validationError, type AnyErrorClass } from './errors.js';
 import { errorOfAnswer, outputOf } from './http-client-answers.js';
 import {

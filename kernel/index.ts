@@ -42,10 +42,9 @@ export {
   type AnyContract,
   type Contract,
   type EventDefinition,
-  type HandlerInput,
-  type HandlerOutput,
   type OperationDefinition,
 } from './contract.js';
+export type { HandlerInput, HandlerOutput } from './contract-inference.js';
 
 // Errors. ErrorClass and AnyErrorClass name what defineError returns and what an operation's
 // `errors` holds, for the same reason.

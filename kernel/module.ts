@@ -4,161 +4,13 @@
  * subscribes to.
  */
 import type { Bind, ServiceIdentifier } from 'inversify';
-import type {
-  AnyContract,
-  AnyEvent,
-  AnyOperation,
-  EventInput,
-  EventPayload,
-  HandlerInput,
-  HandlerOutput,
-} from './contract.js';
-import type { CallContext } from './context.js';
-import { KeelError, KeelErrorCode } from './errors.js';
-import { describeValue } from './options.js';
+import type { AnyContract } from './contract.js';
+import type { EventInput } from './contract-inference.js';
+import { checkModuleSpec } from './module-checks.js';
+import type { EventHandlers, ExactHandlers, Handlers } from './module-handlers.js';
 import type { Logger } from './logger.js';
-import type { EventMetadata, Fanout } from './transport.js';
 import type { Client } from './client.js';
 import type { Database, ModuleData } from './database.js';
-
-/**
- * A handler of one operation: validated input in, output (validated after) out. Not in
- * `'keel'`: a handler written in `defineModule` is typed by inference, and one written apart
- * is typed with `HandlerInput` and `HandlerOutput`, its context with `CallContext`.
- *
- * @example
- * ```ts
- * import type { CallContext, HandlerInput, HandlerOutput } from 'keel';
- *
- * type GetProduct = typeof catalog.operations.getProduct;
- * const getProduct = ({ sku }: HandlerInput<GetProduct>, context: CallContext): HandlerOutput<GetProduct> => {
- *   const product = products.get(sku);
- *   if (product === undefined) throw new UnknownProduct({ sku });
- *   return product;
- * };
- * ```
- */
-export type OperationHandler<Op extends AnyOperation> = (
-  input: HandlerInput<Op>,
-  context: CallContext,
-) => Promise<HandlerOutput<Op>> | HandlerOutput<Op>;
-
-/**
- * One handler per operation of `C`: a missing or an extra handler does not compile. Not in
- * `'keel'`: `defineModule` holds `create`'s handlers to it.
- *
- * @example
- * ```ts
- * create: () => ({
- *   handlers: {
- *     addProduct: (input) => store.add(input),
- *     getProduct: ({ sku }) => store.get(sku),
- *     listProducts: () => ({ products: store.list() }),
- *   },
- * }),
- * ```
- */
-export type Handlers<C extends AnyContract> = {
-  readonly [K in keyof C['operations']]: OperationHandler<C['operations'][K]>;
-};
-
-/**
- * Metadata an event handler receives besides the payload: the call context and the event's
- * own (id, publisher, attempt). Not in `'keel'`: an event handler gets it typed in
- * `defineModule`.
- *
- * @example
- * ```ts
- * events: {
- *   orders: {
- *     orderPlaced: (_payload, context) =>
- *       logger.info({ eventId: context.id, attempt: context.attempt, correlationId: context.correlationId }, `from ${context.publisher}`),
- *   },
- * },
- * ```
- */
-export interface EventContext extends CallContext, Omit<EventMetadata, 'principal'> {}
-
-/**
- * A handler of one event. Throwing makes a durable event be redelivered. Not in `'keel'`: an
- * event handler is typed in `defineModule`; its payload apart is
- * `z.output<typeof orders.events.orderPlaced.payload>`.
- *
- * @example
- * ```ts
- * events: {
- *   orders: {
- *     orderPlaced: async ({ orderId }, { attempt }) => {
- *       if (attempt > 1) logger.warn({ orderId, attempt }, 'orderPlaced redelivered');
- *       await store.commit(orderId); // throwing here redelivers the event
- *     },
- *   },
- * },
- * ```
- */
-export type EventHandlerFunction<Ev extends AnyEvent> = (
-  payload: EventPayload<Ev>,
-  context: EventContext,
-) => Promise<void> | void;
-
-/**
- * An event handler with delivery options.
- *
- * @example
- * ```ts
- * events: {
- *   orders: { orderPlaced: { handle: ({ orderId }) => store.commit(orderId), maxAttempts: 10 } },
- *   catalog: { productAdded: { handle: (product) => { cache.set(product.sku, product); }, fanout: 'every-instance' } },
- * },
- * ```
- */
-export interface EventHandlerOptions<Ev extends AnyEvent> {
-  readonly handle: EventHandlerFunction<Ev>;
-  /** `every-instance` delivers to every running instance of this module (notification events only). */
-  readonly fanout?: Fanout;
-  /** Deliveries of a durable event before it is dead-lettered (default 5). */
-  readonly maxAttempts?: number;
-}
-
-/**
- * An event handler: a function, or a function with options. Not in `'keel'`: `defineModule`
- * types both forms.
- *
- * @example
- * ```ts
- * events: {
- *   orders: {
- *     orderPlaced: ({ orderId }) => store.note(orderId),
- *     orderCancelled: { handle: ({ orderId }) => store.cancel(orderId), maxAttempts: 20 },
- *   },
- * },
- * ```
- */
-export type EventHandler<Ev extends AnyEvent> = EventHandlerFunction<Ev> | EventHandlerOptions<Ev>;
-
-/**
- * Handlers for the events of the contracts in `Subs`, keyed by contract name then event name.
- * Not in `'keel'`: `defineModule` holds `create`'s events to the contracts in `subscribesTo`.
- *
- * @example
- * ```ts
- * subscribesTo: [orders, payments],
- * create: () => ({
- *   handlers: {},
- *   events: {
- *     orders: { orderCancelled: ({ orderId }) => store.cancel(orderId) },
- *     payments: { paymentRefunded: ({ orderId, amountCents }) => store.noteRefund(orderId, amountCents) },
- *   },
- * }),
- * ```
- */
-export type EventHandlers<Subs extends readonly AnyContract[]> = {
-  readonly [Name in Subs[number]['name']]?: {
-    readonly [E in keyof Extract<Subs[number], { readonly name: Name }>['events']]?: EventHandler<
-      Extract<Subs[number], { readonly name: Name }>['events'][E]
-    >;
-  };
-};
 
 /**
  * Resolves the module's own providers and the clients of its declared dependencies.
@@ -271,26 +123,6 @@ export interface ModuleTools<C extends AnyContract, Deps extends readonly AnyCon
   readonly db: Database;
 }
 
-/**
- * `H` with every key that is not an operation of `C` turned into `never`, so that an extra
- * handler does not compile.
- *
- * @example
- * ```ts
- * defineModule({
- *   contract: notifications,
- *   create: () => ({
- *     handlers: {
- *       listNotifications: () => ({ notifications: [] }),
- *       // resend: () => ...,  // does not compile: notifications has no operation "resend"
- *     },
- *   }),
- * });
- * ```
- */
-export type ExactHandlers<H, C extends AnyContract> = H & {
-  readonly [K in Exclude<keyof H, keyof C['operations']>]: never;
-};
 
 /**
  * What `create` returns: the module's running parts.
@@ -401,8 +233,6 @@ export interface Module<
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type AnyModule = Module<AnyContract, readonly AnyContract[], readonly AnyContract[]> | Module<any, any, any>;
 
-/** Every field {@link defineModule} takes: another is a misspelling, refused rather than dropped. */
-const MODULE_SPEC_KEYS = ['contract', 'dependsOn', 'subscribesTo', 'providers', 'data', 'create'] as const;
 
 /**
  * Defines a module implementing `contract`.
@@ -443,49 +273,12 @@ export function defineModule<
   const Subs extends readonly AnyContract[] = readonly [],
   H extends Handlers<C> = Handlers<C>,
 >(spec: ModuleSpec<C, Deps, Subs, H>): Module<C, Deps, Subs> {
-  if (typeof spec !== 'object' || spec === null) {
-    throw new KeelError(KeelErrorCode.INVALID_MODULE, `defineModule takes an object such as { contract, create }, got ${describeValue(spec)}.`);
-  }
-  const name = spec.contract?.name;
-  const fail = (message: string): never => {
-    throw new KeelError(KeelErrorCode.INVALID_MODULE, `Module "${String(name)}": ${message}`);
-  };
-  if (typeof name !== 'string' || typeof spec.contract.token !== 'symbol') {
-    fail('`contract` must be a contract made with defineContract().');
-  }
-  if (typeof spec.create !== 'function') fail('`create` must be a function returning { handlers }.');
-  const unknown = Object.keys(spec).filter((key) => !(MODULE_SPEC_KEYS as readonly string[]).includes(key));
-  if (unknown.length > 0) {
-    fail(`unknown field${unknown.length > 1 ? 's' : ''} ${unknown.map((key) => `"${key}"`).join(', ')} (it takes ${MODULE_SPEC_KEYS.join(', ')}).`);
-  }
-  for (const field of ['dependsOn', 'subscribesTo'] as const) {
-    if (spec[field] !== undefined && !Array.isArray(spec[field])) fail(`\`${field}\` must be an array of contracts, got ${describeValue(spec[field])}.`);
-  }
-  if (spec.providers !== undefined && typeof spec.providers !== 'function') {
-    fail(`\`providers\` must be a function of bind, got ${describeValue(spec.providers)}.`);
-  }
+  checkModuleSpec(spec);
   const dependsOn = (spec.dependsOn ?? []) as Deps;
   const subscribesTo = (spec.subscribesTo ?? []) as Subs;
-  for (const dependency of dependsOn) {
-    if (dependency === undefined || typeof dependency.token !== 'symbol') {
-      fail('every entry of `dependsOn` must be a contract (did an import cycle leave it undefined?).');
-    }
-    if (dependency.name === name) fail('a module cannot depend on its own contract.');
-  }
-  for (const source of subscribesTo) {
-    if (source === undefined || typeof source.token !== 'symbol') {
-      fail('every entry of `subscribesTo` must be a contract (did an import cycle leave it undefined?).');
-    }
-  }
-  if (spec.data !== undefined) {
-    const migrations = (spec.data as { migrations?: unknown } | null)?.migrations;
-    if (!(migrations instanceof URL) && (typeof migrations !== 'string' || migrations === '')) {
-      fail("`data.migrations` must be the folder of its .sql migrations: new URL('./migrations/', import.meta.url).");
-    }
-  }
   return Object.freeze({
     kind: 'module' as const,
-    name: name as C['name'],
+    name: spec.contract.name as C['name'],
     contract: spec.contract,
     dependsOn,
     subscribesTo,

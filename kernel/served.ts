@@ -19,7 +19,7 @@ import { inputHash, type Claim, type IdempotencyStore, type StoredOutcome } from
 import { ContractError, KeelError, KeelErrorCode, validationError } from './errors.js';
 import type { Logger } from './logger.js';
 import type { KernelObserver } from './observer.js';
-import type { OperationHandler } from './module.js';
+import type { OperationHandler } from './module-handlers.js';
 import { forbidden, unauthenticated, validPrincipal, type Principal, type PrincipalSchema } from './principal.js';
 import {
   RemoteFailure,

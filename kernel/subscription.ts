@@ -12,7 +12,7 @@ import { endSpan, keelTracer, startConsumerSpan } from './tracing.js';
 import { KeelError, KeelErrorCode, validationError } from './errors.js';
 import type { Logger } from './logger.js';
 import { OK_OUTCOME, outcomeOf, type KernelObserver } from './observer.js';
-import type { EventContext, EventHandlerFunction } from './module.js';
+import type { EventContext, EventHandlerFunction } from './module-handlers.js';
 import { validPrincipal, type PrincipalSchema } from './principal.js';
 import type { EventMetadata, EventSubscription, Fanout } from './transport.js';
 

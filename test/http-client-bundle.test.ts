@@ -37,6 +37,7 @@ const BROWSER: BuildOptions = {
 const BROWSER_SAFE_KERNEL_FILES = [
   'kernel/call-ids.ts',
   'kernel/call-policy.ts',
+  'kernel/contract-checks.ts',
   'kernel/contract-entry.ts',
   'kernel/contract.ts',
   'kernel/envelope.ts',
