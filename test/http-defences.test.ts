@@ -155,8 +155,8 @@ describe('http - gateway defences', () => {
     expect(allowed.headers.get('access-control-allow-headers')).toBe('content-type');
     expect(allowed.headers.get('access-control-allow-credentials')).toBe('true');
     expect(allowed.headers.get('access-control-max-age')).toBe('60');
-    // CORS answers the preflight from its own hook: the security headers' hook ran before it.
-    expect(allowed.headers.get('x-frame-options')).toBe('SAMEORIGIN');
+    // CORS answers the preflight from its own hook: the security headers' hook ran before it (the API set: no HTML here).
+    expect(allowed.headers.get('x-frame-options')).toBe('DENY');
     const call = await put(url, 'cors-on', { origin: 'https://shop.example.com' });
     expect(call.status).toBe(200);
     expect(call.headers.get('access-control-allow-origin')).toBe('https://shop.example.com');
@@ -186,7 +186,7 @@ describe('http - gateway defences', () => {
     expect(retryAfter).toBeGreaterThan(0);
     expect(retryAfter).toBeLessThanOrEqual(60);
     expect(refused.headers.get('content-type')).toBe('application/problem+json; charset=utf-8');
-    expect(refused.headers.get('x-frame-options')).toBe('SAMEORIGIN');
+    expect(refused.headers.get('x-frame-options')).toBe('DENY');
     const problem = (await refused.json()) as Problem;
     expect(problem).toMatchObject({
       type: 'urn:keel:error:RATE_LIMITED',
@@ -215,18 +215,30 @@ describe('http - gateway defences', () => {
     expect((await put(off.url, 'off')).headers.get('x-ratelimit-limit')).toBeNull();
   });
 
-  it('http - every answer, a success or a problem, carries the security headers; securityHeaders: false sends none', async () => {
+  it('http - every answer carries the security headers: the API set on JSON answers and problems, helmet\'s full set on the API reference page; securityHeaders: false sends none', async () => {
     const { url } = await startGateway();
-    for (const response of [await put(url, 'headers'), await fetch(`${url}/no/such`), await fetch(`${url}/healthz`)]) {
+    for (const response of [await put(url, 'headers'), await fetch(`${url}/no/such`), await fetch(`${url}/healthz`), await fetch(`${url}/openapi.json`)]) {
       expect(response.headers.get('x-content-type-options')).toBe('nosniff');
-      expect(response.headers.get('x-frame-options')).toBe('SAMEORIGIN');
+      expect(response.headers.get('x-frame-options')).toBe('DENY');
       expect(response.headers.get('strict-transport-security')).toMatch(/^max-age=\d+/);
       expect(response.headers.get('referrer-policy')).toBe('no-referrer');
-      const csp = response.headers.get('content-security-policy') ?? '';
-      expect(csp).toContain("default-src 'self'");
-      expect(csp).toContain("frame-ancestors 'self'");
-      expect(csp).not.toContain('upgrade-insecure-requests');
+      expect(response.headers.get('cross-origin-resource-policy')).toBe('same-origin');
+      expect(response.headers.get('content-security-policy')).toBe("default-src 'none';frame-ancestors 'none'");
+      // The lines only a browser rendering HTML reads are left out of JSON answers.
+      expect(response.headers.get('x-dns-prefetch-control')).toBeNull();
+      expect(response.headers.get('cross-origin-opener-policy')).toBeNull();
     }
+    const withPage = await startGateway({ docsPath: '/docs' });
+    const page = await fetch(`${withPage.url}/docs/`);
+    expect(page.status).toBe(200);
+    expect(page.headers.get('content-type')).toContain('text/html');
+    expect(page.headers.get('x-frame-options')).toBe('SAMEORIGIN');
+    expect(page.headers.get('cross-origin-opener-policy')).toBe('same-origin');
+    expect(page.headers.get('x-dns-prefetch-control')).toBe('off');
+    const csp = page.headers.get('content-security-policy') ?? '';
+    expect(csp).toContain("default-src 'self'");
+    expect(csp).toContain("frame-ancestors 'self'");
+    expect(csp).not.toContain('upgrade-insecure-requests');
     const bare = await startGateway({ securityHeaders: false });
     const response = await put(bare.url, 'bare');
     expect(response.status).toBe(200);

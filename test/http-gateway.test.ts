@@ -305,7 +305,7 @@ describe('http - gateway options and lifecycle', () => {
     await expect(fetch(`${url}/healthz`)).rejects.toThrow();
   });
 
-  it('http - with CORS off, a route of the application keeps the route option helmet: none with false, its own with options, the defaults otherwise', async () => {
+  it('http - with CORS off, a route of the application keeps the route option helmet: none with false, its own with options, the full set otherwise; an operation gets the API set', async () => {
     const kernel = createKernel({ modules: fixtureModules, logger: silentLogger });
     await kernel.start();
     const gateway = await createHttpGateway({
@@ -336,16 +336,24 @@ describe('http - gateway options and lifecycle', () => {
       expect(off.status).toBe(200);
       expect(off.headers.get('x-frame-options')).toBeNull();
       expect(off.headers.get('content-security-policy')).toBeNull();
+      // None of the lines every request gets first, before its route's own, is left on a route without headers.
+      expect(off.headers.get('x-content-type-options')).toBeNull();
+      expect(off.headers.get('strict-transport-security')).toBeNull();
       expect(framed.headers.get('x-frame-options')).toBe('DENY');
+      expect(framed.headers.get('content-security-policy')).toContain("default-src 'self'");
+      expect(framed.headers.get('x-dns-prefetch-control')).toBe('off');
+      // An operation's answer is JSON: the API set, stricter on framing, without the lines only HTML reads.
       expect(operation.status).toBe(200);
-      expect(operation.headers.get('x-frame-options')).toBe('SAMEORIGIN');
+      expect(operation.headers.get('x-frame-options')).toBe('DENY');
+      expect(operation.headers.get('content-security-policy')).toBe("default-src 'none';frame-ancestors 'none'");
+      expect(operation.headers.get('x-dns-prefetch-control')).toBeNull();
     } finally {
       await gateway.close();
       await kernel.stop();
     }
   });
 
-  it('http - the security header lines, byte for byte and first in the head: an operation, a problem, a route of the application, and what its hooks change', async () => {
+  it('http - the security header lines, byte for byte: the API set first in the head of an operation and a problem, helmet\'s full set on a route of the application, and what its hooks change', async () => {
     const kernel = createKernel({ modules: fixtureModules, logger: silentLogger });
     await kernel.start();
     const gateway = await createHttpGateway({
@@ -402,6 +410,15 @@ describe('http - gateway options and lifecycle', () => {
       'x-permitted-cross-domain-policies: none',
       'x-xss-protection: 0',
     ];
+    // The answers of operations and problems are JSON: the API set (OWASP's REST Security Cheat Sheet).
+    const api = [
+      "content-security-policy: default-src 'none';frame-ancestors 'none'",
+      'cross-origin-resource-policy: same-origin',
+      'referrer-policy: no-referrer',
+      'strict-transport-security: max-age=31536000; includeSubDomains',
+      'x-content-type-options: nosniff',
+      'x-frame-options: DENY',
+    ];
     const id = 'x-correlation-id: head-1';
     const get = (path: string) => `GET ${path} HTTP/1.1\r\nHost: x\r\nX-Correlation-Id: head-1\r\nConnection: close\r\n\r\n`;
     const body = JSON.stringify({ key: 'head', value: 1 });
@@ -409,25 +426,26 @@ describe('http - gateway options and lifecycle', () => {
       const operation = await headOf(
         `POST /store/put HTTP/1.1\r\nHost: x\r\nX-Correlation-Id: head-1\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
       );
-      expect(operation).toEqual(['HTTP/1.1 200 OK', ...security, id, 'content-type: application/json; charset=utf-8', 'content-length: 28', 'Connection: close']);
+      expect(operation).toEqual(['HTTP/1.1 200 OK', ...api, id, 'content-type: application/json; charset=utf-8', 'content-length: 28', 'Connection: close']);
       const notFound = await headOf(get('/nowhere'));
       expect(notFound).toEqual([
         'HTTP/1.1 404 Not Found',
-        ...security,
+        ...api,
         id,
         'content-type: application/problem+json; charset=utf-8',
         expect.stringMatching(/^content-length: [0-9]+$/),
         'Connection: close',
       ]);
       const own = await headOf(get('/own/plain'));
-      expect(own).toEqual(['HTTP/1.1 200 OK', ...security, id, 'x-own: yes', 'content-type: text/plain; charset=utf-8', 'content-length: 5', 'Connection: close']);
+      // A route of the application may answer HTML: helmet's full set, set by its route's own hook (after the correlation id).
+      expect(own).toEqual(['HTTP/1.1 200 OK', id, ...security, 'x-own: yes', 'content-type: text/plain; charset=utf-8', 'content-length: 5', 'Connection: close']);
       const hooked = await headOf(get('/own/hooked'));
       expect(hooked).toEqual([
         'HTTP/1.1 200 OK',
+        id,
         ...security.slice(0, 9),
         'x-frame-options: DENY',
         'x-permitted-cross-domain-policies: none',
-        id,
         'content-type: text/plain; charset=utf-8',
         'x-seen: SAMEORIGIN',
         'content-length: 6',

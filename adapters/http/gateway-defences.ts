@@ -7,7 +7,7 @@
 import type { ServerOptions } from 'node:http';
 import type { FastifyInstance, FastifyServerOptions } from 'fastify';
 import type { ResolvedHttpGatewayOptions } from './gateway-options.js';
-import { GatewayRefusal } from './gateway-routes.js';
+import { GatewayRefusal, JSON_ANSWER_HANDLERS } from './gateway-routes.js';
 import { securityHeaders, type SecurityHeadersHook } from './security-headers.js';
 import { HttpProblemCode } from './status.js';
 
@@ -22,6 +22,28 @@ export const NOT_RATE_LIMITED = { rateLimit: false } as const;
 
 /** Defaults of the rate limit's fields, when `rateLimit` is an object naming only some. */
 const DEFAULT_RATE_LIMIT = { max: 1000, windowMs: 60_000 } as const;
+
+/**
+ * helmet's options for the answers of the gateway's JSON routes and its problems: the lines OWASP's
+ * REST Security Cheat Sheet asks of every API answer. A CSP that allows nothing and no framing
+ * (`default-src 'none'; frame-ancestors 'none'`, where a JSON answer needs no source at all) and
+ * `X-Frame-Options: DENY`, both stricter than the page's; `nosniff`, HSTS, `no-referrer` and
+ * `Cross-Origin-Resource-Policy: same-origin` as on every answer. Left out: the lines only a browser
+ * rendering HTML reads (`Cross-Origin-Opener-Policy`, `Origin-Agent-Cluster`,
+ * `X-DNS-Prefetch-Control`, `X-Download-Options`, `X-Permitted-Cross-Domain-Policies`,
+ * `X-XSS-Protection`), which cost a JSON answer its largest share of the gateway's work
+ * (docs/performance.md, "Gateway, twelfth round").
+ */
+const API_ANSWER_HEADERS = {
+  contentSecurityPolicy: { useDefaults: false, directives: { defaultSrc: ["'none'"], frameAncestors: ["'none'"] } },
+  crossOriginOpenerPolicy: false,
+  originAgentCluster: false,
+  xDnsPrefetchControl: false,
+  xDownloadOptions: false,
+  xPermittedCrossDomainPolicies: false,
+  xXssProtection: false,
+  xFrameOptions: { action: 'deny' },
+} as const;
 
 /** Headers a browser script may read on a cross-origin answer, besides the CORS-safelisted ones. */
 const EXPOSED_HEADERS = ['retry-after', 'x-ratelimit-limit', 'x-ratelimit-remaining', 'x-ratelimit-reset'];
@@ -79,11 +101,15 @@ export async function addDefences(
   let setSecurityHeaders: SecurityHeadersHook | undefined;
   if (options.securityHeaders) {
     // helmet's headers, worked out once (security-headers.ts): not @fastify/helmet, which builds them per request.
-    setSecurityHeaders = securityHeaders(server, {
-      // The gateway often serves plain HTTP behind a TLS proxy or on localhost: upgrading the API
-      // reference page's requests to https would break the page where there is no TLS at all.
-      contentSecurityPolicy: { directives: { upgradeInsecureRequests: null } },
-    });
+    setSecurityHeaders = securityHeaders(
+      server,
+      {
+        // The gateway often serves plain HTTP behind a TLS proxy or on localhost: upgrading the API
+        // reference page's requests to https would break the page where there is no TLS at all.
+        contentSecurityPolicy: { directives: { upgradeInsecureRequests: null } },
+      },
+      { options: API_ANSWER_HEADERS, handlers: JSON_ANSWER_HANDLERS },
+    );
     if (options.cors !== false) {
       const set = setSecurityHeaders;
       server.addHook('onRequest', (request, reply, done) => {

@@ -25,6 +25,14 @@ const TIMEOUT_PATTERN = /^[0-9]{1,15}$/;
  */
 export const CLOSING_AWARE_HANDLERS = new WeakSet<object>();
 
+/**
+ * The handlers of the gateway's routes that answer JSON (or Prometheus text) and never HTML: the
+ * operation routes, health, readiness, metrics and the OpenAPI document. Their answers carry the
+ * API set of security headers; every other route, the API reference page and the application's
+ * own included, carries helmet's full set (gateway-defences.ts).
+ */
+export const JSON_ANSWER_HANDLERS = new WeakSet<object>();
+
 /** Request property (a fastify decorator) holding the request's correlation id once known. */
 export const CORRELATION_ID_PROPERTY = 'keelCorrelationId';
 
@@ -360,6 +368,7 @@ export function addOperationRoutes(
         return serve(request, reply, route, request.body);
       };
       CLOSING_AWARE_HANDLERS.add(post);
+      JSON_ANSWER_HANDLERS.add(post);
       server.post(url, post);
       if (allowedMethods.get(url)?.includes('GET')) {
         const get: RouteHandlerMethod = (request, reply) => {
@@ -367,6 +376,7 @@ export function addOperationRoutes(
           return serve(request, reply, route, parseQueryInput(request, parseJson));
         };
         CLOSING_AWARE_HANDLERS.add(get);
+        JSON_ANSWER_HANDLERS.add(get);
         server.get(url, get);
       }
     }

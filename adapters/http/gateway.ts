@@ -6,13 +6,14 @@
  * operation. Options are checked in gateway-options.ts, operation routes live in gateway-routes.ts.
  */
 import type { AddressInfo } from 'node:net';
-import { fastify, type FastifyError, type FastifyInstance, type onSendHookHandler } from 'fastify';
+import { fastify, type FastifyError, type FastifyInstance, type RouteHandlerMethod, type onSendHookHandler } from 'fastify';
 import { KeelError, KeelErrorCode, type Kernel } from 'keel';
 import { createLogger, newCorrelationId } from 'keel/transport';
 import { GATEWAY_PATHS, resolveHttpGatewayOptions, type HttpGatewayOptions } from './gateway-options.js';
 import {
   CLOSING_AWARE_HANDLERS,
   CORRELATION_ID_PROPERTY,
+  JSON_ANSWER_HANDLERS,
   OPERATION_ROUTE_PROPERTY,
   GatewayRefusal,
   JSON_CONTENT_TYPE,
@@ -274,8 +275,13 @@ interface GatewayRoutesSource {
 async function addGatewayRoutes(server: FastifyInstance, source: GatewayRoutesSource): Promise<void> {
   const { kernel, metrics, document, documentJson, docsPath } = source;
   const config = { config: NOT_RATE_LIMITED };
-  server.get(GATEWAY_PATHS.health, config, async (_request, reply) => reply.type(JSON_CONTENT_TYPE).send('{"status":"ok"}'));
-  server.get(GATEWAY_PATHS.ready, config, async (_request, reply) => {
+  /** Adds a GET route whose answers are JSON or Prometheus text: the API set of security headers. */
+  const json = (path: string, options: { config?: object }, handler: RouteHandlerMethod): void => {
+    JSON_ANSWER_HANDLERS.add(handler);
+    server.get(path, options, handler);
+  };
+  json(GATEWAY_PATHS.health, config, async (_request, reply) => reply.type(JSON_CONTENT_TYPE).send('{"status":"ok"}'));
+  json(GATEWAY_PATHS.ready, config, async (_request, reply) => {
     const status = kernel.status();
     const closing = source.isClosing();
     const ready = !closing && kernel.ready();
@@ -285,11 +291,9 @@ async function addGatewayRoutes(server: FastifyInstance, source: GatewayRoutesSo
       .send(JSON.stringify({ ready, closing, state: status.state, modules: status.modules, remote: status.remote, transports: status.transports }));
   });
   if (metrics !== undefined) {
-    server.get(GATEWAY_PATHS.metrics, config, async (_request, reply) =>
-      reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
-    );
+    json(GATEWAY_PATHS.metrics, config, async (_request, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));
   }
-  server.get(GATEWAY_PATHS.openapi, async (_request, reply) => reply.type(JSON_CONTENT_TYPE).send(documentJson));
+  json(GATEWAY_PATHS.openapi, {}, async (_request, reply) => reply.type(JSON_CONTENT_TYPE).send(documentJson));
   if (docsPath !== false) {
     // Loaded only for a gateway that serves the page: a probes-only process starts without them.
     const [{ default: fastifySwagger }, { default: fastifySwaggerUi }] = await Promise.all([

@@ -11,11 +11,15 @@
  * What `@fastify/helmet` offers besides stays: the `reply.helmet(options?)` decorator (helmet's
  * headers with other options, for one answer), `reply.cspNonce` (null: nonces are off), and the
  * route option `helmet` (`false`: no headers on that route; an object: helmet with those options
- * merged in, worked out per request as the plugin did).
+ * merged in, worked out once for the route, where the plugin did it per request).
+ *
+ * The gateway sets a shorter set on the answers of its JSON routes (`ApiSecurityHeaders`): the
+ * lines OWASP's REST Security Cheat Sheet asks of every API answer, without those that only a
+ * browser rendering HTML reads (docs/security.md, "Security headers").
  */
 import { createRequire } from 'node:module';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify';
 
 /** helmet's options, as far as the gateway reads them (helmet checks them itself). */
 export type HelmetOptions = Readonly<Record<string, unknown>>;
@@ -66,13 +70,28 @@ interface RouteHelmetConfig {
 export type SecurityHeadersHook = (request: FastifyRequest, reply: FastifyReply) => void;
 
 /**
+ * A second, shorter set of headers for the answers of a server's JSON routes: helmet with
+ * `options`, on the routes whose handler is in `handlers`, and on every answer given before a
+ * route's own hooks run or without a route (early refusals, not found).
+ */
+export interface ApiSecurityHeaders {
+  readonly options: HelmetOptions;
+  readonly handlers: WeakSet<object>;
+}
+
+/**
  * Sets up helmet's headers, with `options`, for every answer of `server`: the decorators and the
  * route option `helmet`, and the function that sets them on one answer, for a hook to call
  * before anything can answer (its early refusals and problems too). {@link addSecurityHeaders}
  * adds that hook itself; the gateway calls it from its own first hook when no other hook must
  * run between the two (one hook fewer per request).
+ *
+ * With `api`, that function sets `api.options`' headers instead, and every route that is not one
+ * of `api.handlers` (or that takes the route option `helmet`) gets an `onRequest` hook of its own
+ * that replaces them with its full set: a JSON route pays for the lines a JSON answer needs, and
+ * nothing per request decides which route it is.
  */
-export function securityHeaders(server: FastifyInstance, options: HelmetOptions): SecurityHeadersHook {
+export function securityHeaders(server: FastifyInstance, options: HelmetOptions, api?: ApiSecurityHeaders): SecurityHeadersHook {
   const helmet = loadHelmet();
   // Set as fastify's own headers (lower-case names, as fastify writes all of its own): Node then
   // writes the head from fastify's header object in one pass, where one `setHeader` on the raw
@@ -96,6 +115,15 @@ export function securityHeaders(server: FastifyInstance, options: HelmetOptions)
     };
   };
   const apply = prepare(options);
+  // What every request gets first; a route whose answers need other lines takes these back.
+  const early = api === undefined ? apply : prepare(api.options);
+  const earlyNames = helmetSteps(helmet, api === undefined ? options : api.options)
+    .filter(([, value]) => value !== undefined)
+    .map(([name]) => name.toLowerCase());
+  const withoutEarly = (then?: (reply: FastifyReply) => void) => (reply: FastifyReply) => {
+    for (const name of earlyNames) reply.removeHeader(name);
+    then?.(reply);
+  };
 
   // Untyped: @fastify/helmet's types (when loaded) declare these decorators with its own shapes.
   const decorate = server.decorateReply.bind(server) as unknown as (name: string, value: unknown) => void;
@@ -103,32 +131,28 @@ export function securityHeaders(server: FastifyInstance, options: HelmetOptions)
     prepare(more === undefined ? options : { ...options, ...more })(this);
   });
   decorate('cspNonce', null);
-  // Until a route takes the option, no request needs its route's options read (fastify builds
-  // `routeOptions` anew on every read).
-  let routesWithOptions = false;
+  // Each route's own headers are worked out once, when it is added, and set by a hook of its own
+  // that runs after the early ones: no request reads its route's options.
   server.addHook('onRoute', (route) => {
     const given = (route as { helmet?: unknown }).helmet;
-    if (given === undefined) return;
-    if (given !== false && (typeof given !== 'object' || given === null)) throw new Error('Unknown value for route helmet configuration');
-    route.config = Object.assign(route.config ?? Object.create(null), { helmet: given === false ? { skipRoute: true } : given });
-    routesWithOptions = true;
-  });
-  // A route's own options are worked out on its first request, not on every one (keyed by the
-  // route's helmet object, which fastify's route config keeps as given).
-  const routeSetters = new WeakMap<object, (reply: FastifyReply) => void>();
-  return (request, reply) => {
-    const routed = routesWithOptions ? (request.routeOptions.config as RouteHelmetConfig | undefined)?.helmet : undefined;
-    if (routed === undefined) apply(reply);
-    else if (routed.skipRoute !== true) {
-      let set = routeSetters.get(routed);
-      if (set === undefined) {
-        const { skipRoute: _skip, enableCSPNonces: _nonces, ...more } = routed;
-        set = prepare({ ...options, ...more });
-        routeSetters.set(routed, set);
-      }
-      set(reply);
+    if (given !== undefined && given !== false && (typeof given !== 'object' || given === null)) throw new Error('Unknown value for route helmet configuration');
+    if (given !== undefined) route.config = Object.assign(route.config ?? Object.create(null), { helmet: given === false ? { skipRoute: true } : given });
+    if (given === undefined && (api === undefined || api.handlers.has(route.handler))) return;
+    let set: (reply: FastifyReply) => void;
+    if (given === false) set = withoutEarly();
+    else if (given === undefined) set = withoutEarly(apply);
+    else {
+      const { skipRoute: _skip, enableCSPNonces: _nonces, ...more } = given as RouteHelmetConfig['helmet'] & object;
+      set = withoutEarly(prepare({ ...options, ...more }));
     }
-  };
+    const own: onRequestHookHandler = (_request, reply, done) => {
+      set(reply);
+      done();
+    };
+    const hooks = route.onRequest;
+    route.onRequest = hooks === undefined ? [own] : [own, ...(Array.isArray(hooks) ? hooks : [hooks])];
+  });
+  return (_request, reply) => early(reply);
 }
 
 /**
