@@ -12,6 +12,10 @@ import { interleavedSamples, medianOf, rate, roundRatio, roundRatios, versusTarg
 const AUTOCANNON = new URL('../node_modules/autocannon/autocannon.js', import.meta.url).pathname;
 const CONNECTIONS = 64;
 const SECONDS = 3;
+
+/** The markers around the section in docs/benchmarks.md: `npm run bench -- http` replaces what is between them. */
+export const HTTP_BEGIN = '<!-- http: written by npm run bench -- http -->';
+export const HTTP_END = '<!-- /http -->';
 const ROUNDS = 5;
 const BODY = JSON.stringify(QUOTE_INPUT);
 
@@ -99,6 +103,7 @@ export async function benchHttp(): Promise<{ markdown: string; summary: Record<s
       `${median(name, (sample) => sample.cpuMicros).toFixed(0)} µs | ${versus(name).toFixed(2)}× |`;
     const ratio = versus('gateway');
     const markdown = [
+      HTTP_BEGIN,
       '### HTTP gateway vs a bare fastify route',
       '',
       '`POST /pricing/quote` with the same small JSON body (`{ customerId, lines: [{ sku, quantity }] }`), answered with',
@@ -124,9 +129,10 @@ export async function benchHttp(): Promise<{ markdown: string; summary: Record<s
       `Target: the gateway serves ≥ 0.85× the bare route's throughput — ${ratio >= 0.85 ? 'met' : 'NOT met'} (${versusTarget(ratio, 0.85)} with its defaults; ` +
         `${versus('gatewayNoMetrics').toFixed(2)}× without metrics, ${versus('gatewayNoSecurityHeaders').toFixed(2)}× without security ` +
         `headers; by server CPU per request, bare / gateway, ${(median('bare', (sample) => sample.cpuMicros) / median('gateway', (sample) => sample.cpuMicros)).toFixed(2)}×). ` +
-        'Where the rest goes: [performance.md](performance.md), "Why the unmet targets are unmet" and "Gateway, sixth round".',
+        'Where the rest goes: [performance.md](performance.md), "Why the unmet targets are unmet", "Gateway, sixth round" and "Gateway, twelfth round".',
       '',
       `Each round's gateway / bare, in the order run: ${perRound}; the bare route's rates: ${(rates['bare'] ?? []).map(rate).join(', ')}.`,
+      HTTP_END,
       '',
     ].join('\n');
     return {
