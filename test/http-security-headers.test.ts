@@ -38,7 +38,7 @@ async function headerBlock(server: FastifyInstance, method: string, path: string
   return [status, ...named].join('\n');
 }
 
-/** A server with a JSON route, a text route, a route without helmet and one with its own CSP, headers by `setup`. */
+/** A server with a JSON route, a text route, two routes without helmet (`false`, `{ skipRoute: true }`) and one with its own CSP, headers by `setup`. */
 async function serverWith(setup: (server: FastifyInstance) => Promise<void>): Promise<FastifyInstance> {
   const server = fastify({ logger: false });
   servers.push(server);
@@ -46,6 +46,7 @@ async function serverWith(setup: (server: FastifyInstance) => Promise<void>): Pr
   server.get('/json', async (_request, reply) => reply.header('x-correlation-id', 'c-1').type('application/json; charset=utf-8').send('{"a":1}'));
   server.get('/text', async () => 'text');
   server.get('/off', { helmet: false } as never, async () => 'off');
+  server.get('/skipped', { helmet: { skipRoute: true } } as never, async () => 'skipped');
   server.get('/own', { helmet: { contentSecurityPolicy: { directives: { defaultSrc: ["'none'"] } }, frameguard: false } } as never, async () => 'own');
   // helmet removes X-Powered-By: set on the raw response before reply.helmet(), it must be gone.
   server.get('/powered', async (_request, reply) => {
@@ -61,7 +62,7 @@ async function serverWith(setup: (server: FastifyInstance) => Promise<void>): Pr
 }
 
 describe('security headers', () => {
-  it.each(['/json', '/text', '/off', '/own', '/decorator', '/powered', '/missing'])('%s carries the header lines @fastify/helmet writes, in its order', async (path) => {
+  it.each(['/json', '/text', '/off', '/skipped', '/own', '/decorator', '/powered', '/missing'])('%s carries the header lines @fastify/helmet writes, in its order', async (path) => {
     const plugin = await serverWith(async (server) => {
       await server.register(fastifyHelmet, OPTIONS);
     });
@@ -70,7 +71,7 @@ describe('security headers', () => {
     const actual = await headerBlock(once, 'GET', path);
     // The comparison means something: helmet wrote its headers there (and none where it is off).
     if (path === '/powered') expect(actual).not.toContain('x-powered-by');
-    if (path === '/off') expect(expected).not.toContain('content-security-policy');
+    if (path === '/off' || path === '/skipped') expect(expected).not.toContain('content-security-policy');
     else expect(expected).toContain('content-security-policy');
     expect(actual).toBe(expected);
   });

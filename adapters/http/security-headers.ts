@@ -10,8 +10,9 @@
  *
  * What `@fastify/helmet` offers besides stays: the `reply.helmet(options?)` decorator (helmet's
  * headers with other options, for one answer), `reply.cspNonce` (null: nonces are off), and the
- * route option `helmet` (`false`: no headers on that route; an object: helmet with those options
- * merged in, worked out once for the route, where the plugin did it per request).
+ * route option `helmet` (`false` or `{ skipRoute: true }`: no headers on that route; any other
+ * object: helmet with those options merged in, worked out once for the route, where the plugin
+ * did it per request).
  *
  * The gateway sets a shorter set on the answers of its JSON routes (`ApiSecurityHeaders`): the
  * lines OWASP's REST Security Cheat Sheet asks of every API answer, without those that only a
@@ -139,11 +140,11 @@ export function securityHeaders(server: FastifyInstance, options: HelmetOptions,
     if (given !== undefined) route.config = Object.assign(route.config ?? Object.create(null), { helmet: given === false ? { skipRoute: true } : given });
     if (given === undefined && (api === undefined || api.handlers.has(route.handler))) return;
     let set: (reply: FastifyReply) => void;
-    if (given === false) set = withoutEarly();
-    else if (given === undefined) set = withoutEarly(apply);
+    if (given === undefined) set = withoutEarly(apply);
     else {
-      const { skipRoute: _skip, enableCSPNonces: _nonces, ...more } = given as RouteHelmetConfig['helmet'] & object;
-      set = withoutEarly(prepare({ ...options, ...more }));
+      const { skipRoute, enableCSPNonces: _nonces, ...more } = given === false ? { skipRoute: true } : (given as RouteHelmetConfig['helmet'] & object);
+      // `helmet: false` and `helmet: { skipRoute: true }` alike: no security headers, as with @fastify/helmet.
+      set = skipRoute === true ? withoutEarly() : withoutEarly(prepare({ ...options, ...more }));
     }
     const own: onRequestHookHandler = (_request, reply, done) => {
       set(reply);
