@@ -12,6 +12,7 @@ import {
   type HttpGateway,
   type Problem,
 } from 'keel/http';
+import { listenFailure } from '../adapters/http/listen-failure.js';
 import { fixtureModules, gate, kindErrors, openAllGates, store } from './support/http-fixture.js';
 
 const JSON_HEADERS = { 'content-type': 'application/json' };
@@ -544,6 +545,16 @@ describe('http - gateway options and lifecycle', () => {
       await second.close();
       await holder.close();
     }
+  });
+
+  it('http - a listen failure on an IPv6 host names the address in brackets ([::1]:8080), not ::1:8080', () => {
+    const taken = Object.assign(new Error('listen EADDRINUSE: address already in use ::1:8080'), { code: 'EADDRINUSE' });
+    expect(listenFailure(taken, '::1', 8080)).toMatchObject({
+      code: KeelErrorCode.INVALID_CONFIG,
+      message: expect.stringContaining('cannot listen on [::1]:8080: another process listens there (EADDRINUSE).'),
+      details: { address: '[::1]:8080', errno: 'EADDRINUSE' },
+    });
+    expect(listenFailure(taken, '127.0.0.1', 8080)).toMatchObject({ details: { address: '127.0.0.1:8080' } });
   });
 
   it('http - readyz is 503 until the kernel has started', async () => {

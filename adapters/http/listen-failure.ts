@@ -35,7 +35,8 @@ export function listenFailure(error: unknown, host: string, port: number): unkno
   const errno = (error as NodeJS.ErrnoException | undefined)?.code;
   const reason = errno !== undefined && Object.hasOwn(LISTEN_REASONS, errno) ? LISTEN_REASONS[errno] : undefined;
   if (errno === undefined || reason === undefined) return error;
-  const address = `${host}:${port}`;
+  // An IPv6 host in brackets, as in a URL: `::1:8080` would not say where the port starts.
+  const address = host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
   const details: ListenFailureDetails = { address, errno, reason };
   return new KeelError(
     KeelErrorCode.INVALID_CONFIG,
