@@ -521,7 +521,7 @@ describe('http - gateway options and lifecycle', () => {
     await kernel.stop();
   });
 
-  it('http - listen() on a port another server holds rejects with INVALID_CONFIG naming the address and EADDRINUSE, and a free port still works after', async () => {
+  it('http - listen() on a port another server holds rejects with INVALID_CONFIG naming the address and EADDRINUSE, and the server holding the port keeps answering', async () => {
     const kernel = createKernel({ modules: fixtureModules, logger: silentLogger });
     const holder = await createHttpGateway({ kernel, port: 0, logger: silentLogger, metrics: false });
     const holderUrl = await holder.listen();
