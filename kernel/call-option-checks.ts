@@ -23,8 +23,9 @@ export function refusedCallOptions(options: unknown, label: string): KeelError |
       `options for ${label} must be an object such as { timeoutMs: 2000 }, or left out, got ${describeValue(options)}.`,
     );
   }
+  // Own keys only: an enumerable property some library put on Object.prototype refuses no call.
   for (const key in options) {
-    if (!isCallOptionKey(key)) return unknownOptionError(key, CALL_OPTION_KEYS, label);
+    if (!Object.hasOwn(CALL_OPTIONS, key) && Object.hasOwn(options, key)) return unknownOptionError(key, CALL_OPTION_KEYS, label, OTHER_CLIENTS_OPTIONS);
   }
   const { timeoutMs, signal } = options as CallOptions;
   if (timeoutMs !== undefined && !(typeof timeoutMs === 'number' && timeoutMs > 0 && timeoutMs <= MAX_TIMEOUT_MS)) {
@@ -39,27 +40,25 @@ export function refusedCallOptions(options: unknown, label: string): KeelError |
 }
 
 /**
- * Whether `key` names a call option. A switch on the name, not a set: it runs on every call
- * that passes options, and V8 compiles it to a few comparisons of internalized strings.
+ * Every call option, in the order an unknown option's error lists them. A record over
+ * `keyof CallOptions`, so that an option added to `CallOptions` and not here fails to compile.
  */
-function isCallOptionKey(key: string): boolean {
-  switch (key) {
-    case 'timeoutMs':
-    case 'signal':
-    case 'correlationId':
-    case 'traceparent':
-    case 'idempotencyKey':
-    case 'principal':
-    case 'retry':
-    case 'hedge':
-      return true;
-    default:
-      return false;
-  }
-}
+const CALL_OPTIONS: { readonly [K in keyof CallOptions]-?: true } = {
+  timeoutMs: true,
+  signal: true,
+  correlationId: true,
+  traceparent: true,
+  idempotencyKey: true,
+  principal: true,
+  retry: true,
+  hedge: true,
+};
+const CALL_OPTION_KEYS = Object.keys(CALL_OPTIONS);
 
-/** Every call option, in the order an unknown option's error lists them. */
-const CALL_OPTION_KEYS = ['timeoutMs', 'signal', 'correlationId', 'traceparent', 'idempotencyKey', 'principal', 'retry', 'hedge'] as const satisfies readonly (keyof CallOptions)[];
+/** What an option of another client is for, when a call of this one is given it. */
+const OTHER_CLIENTS_OPTIONS: Readonly<Record<string, string>> = {
+  headers: 'headers is an option of the HTTP client (createHttpClient); a call in process or over NATS sends no HTTP headers',
+};
 
 /** The error for a `retry` or `hedge` call option that is not a policy, or a hedge where repeating is not safe. */
 export function refusedPolicyOption(options: CallOptions, label: string, idempotent: boolean): KeelError | undefined {

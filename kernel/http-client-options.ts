@@ -200,19 +200,21 @@ export const HttpClientOptionsSchema = z
 
 /**
  * Every option of a call over HTTP, in the order an unknown option's error lists them;
- * `principal`, which the HTTP client refuses with its own message, included.
+ * `principal`, which the HTTP client refuses with its own message, included. A record over the
+ * options' type, so that an option added to `HttpCallOptions` and not here fails to compile.
  */
-const HTTP_CALL_OPTION_KEYS: readonly string[] = [
-  'timeoutMs',
-  'signal',
-  'correlationId',
-  'traceparent',
-  'idempotencyKey',
-  'headers',
-  'retry',
-  'hedge',
-  'principal',
-] satisfies readonly (keyof HttpCallOptions | 'principal')[];
+const HTTP_CALL_OPTIONS: { readonly [K in keyof HttpCallOptions | 'principal']-?: true } = {
+  timeoutMs: true,
+  signal: true,
+  correlationId: true,
+  traceparent: true,
+  idempotencyKey: true,
+  headers: true,
+  retry: true,
+  hedge: true,
+  principal: true,
+};
+const HTTP_CALL_OPTION_KEYS = Object.keys(HTTP_CALL_OPTIONS);
 
 /** A call option that cannot cross an HTTP header, as the in-process client refuses it (`INVALID_INPUT`). */
 export function refusedCallOption(options: HttpCallOptions, label: string): KeelError | undefined {
@@ -223,7 +225,7 @@ export function refusedCallOption(options: HttpCallOptions, label: string): Keel
     );
   }
   for (const key in options) {
-    if (!HTTP_CALL_OPTION_KEYS.includes(key)) return unknownOptionError(key, HTTP_CALL_OPTION_KEYS, label);
+    if (!Object.hasOwn(HTTP_CALL_OPTIONS, key) && Object.hasOwn(options, key)) return unknownOptionError(key, HTTP_CALL_OPTION_KEYS, label);
   }
   const { timeoutMs, correlationId, idempotencyKey, traceparent, retry, hedge, signal } = options;
   if (timeoutMs !== undefined && !(typeof timeoutMs === 'number' && timeoutMs > 0 && timeoutMs <= MAX_TIMEOUT_MS)) {

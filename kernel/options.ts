@@ -145,8 +145,9 @@ export function signalOptionError(signal: unknown, label: string): KeelError | u
 
 /**
  * The error for a call option no client knows (a misspelling such as `timeout`, which plain
- * JavaScript would otherwise ignore): names it, the known option it most likely meant, and the
- * options `known` lists. For the kernel's client and the HTTP client alike.
+ * JavaScript would otherwise ignore): names it, the known option it most likely meant (or, for a
+ * key of `elsewhere`, what it is for), and the options `known` lists. For the kernel's client and
+ * the HTTP client alike.
  *
  * @example
  * ```ts
@@ -154,11 +155,17 @@ export function signalOptionError(signal: unknown, label: string): KeelError | u
  * // 'options for orders.placeOrder have an unknown option "timeout"; a call takes timeoutMs, signal. Did you mean timeoutMs?'
  * ```
  */
-export function unknownOptionError(key: string, known: readonly string[], label: string): KeelError {
+export function unknownOptionError(
+  key: string,
+  known: readonly string[],
+  label: string,
+  elsewhere: Readonly<Record<string, string>> = {},
+): KeelError {
   const stem = key.toLowerCase().slice(0, 4);
   const near = key.length >= 4 ? known.find((option) => option.toLowerCase().startsWith(stem)) : undefined;
+  const why = Object.hasOwn(elsewhere, key) ? ` ${elsewhere[key]}.` : near === undefined ? '' : ` Did you mean ${near}?`;
   return new KeelError(
     KeelErrorCode.INVALID_INPUT,
-    `options for ${label} have an unknown option ${JSON.stringify(key)}; a call takes ${known.join(', ')}.${near === undefined ? '' : ` Did you mean ${near}?`}`,
+    `options for ${label} have an unknown option ${JSON.stringify(key)}; a call takes ${known.join(', ')}.${why}`,
   );
 }

@@ -306,6 +306,37 @@ describe('http - gateway options and lifecycle', () => {
     await expect(fetch(`${url}/healthz`)).rejects.toThrow();
   });
 
+  it('http - an onRequest hook the application adds in configure changes the security headers of every answer: its own routes\', the reference page\'s and an operation\'s', async () => {
+    const kernel = createKernel({ modules: fixtureModules, logger: silentLogger });
+    await kernel.start();
+    const gateway = await createHttpGateway({
+      kernel,
+      port: 0,
+      logger: silentLogger,
+      metrics: false,
+      docsPath: '/docs',
+      configure: (server) => {
+        server.addHook('onRequest', (_request, reply, done) => {
+          reply.header('x-frame-options', 'DENY');
+          reply.header('content-security-policy', "default-src 'none'; frame-ancestors 'none'; report-to app");
+          done();
+        });
+        server.get('/own/page', async () => 'page');
+      },
+    });
+    try {
+      const url = await gateway.listen();
+      for (const response of [await fetch(`${url}/own/page`), await fetch(`${url}/docs/`), await post(`${url}/probe/context`, {})]) {
+        expect(response.status, response.url).toBe(200);
+        expect(response.headers.get('x-frame-options'), response.url).toBe('DENY');
+        expect(response.headers.get('content-security-policy'), response.url).toBe("default-src 'none'; frame-ancestors 'none'; report-to app");
+      }
+    } finally {
+      await gateway.close();
+      await kernel.stop();
+    }
+  });
+
   it('http - with CORS off, a route of the application keeps the route option helmet: none with false, its own with options, the full set otherwise; an operation gets the API set', async () => {
     const kernel = createKernel({ modules: fixtureModules, logger: silentLogger });
     await kernel.start();
@@ -354,7 +385,7 @@ describe('http - gateway options and lifecycle', () => {
     }
   });
 
-  it('http - the security header lines, byte for byte: the API set first in the head of an operation and a problem, helmet\'s full set on a route of the application, and what its hooks change', async () => {
+  it('http - the security header lines, byte for byte: first in the head: the API set on an operation and a problem, helmet\'s full set on a route of the application, and what its hooks change', async () => {
     const kernel = createKernel({ modules: fixtureModules, logger: silentLogger });
     await kernel.start();
     const gateway = await createHttpGateway({
@@ -438,15 +469,15 @@ describe('http - gateway options and lifecycle', () => {
         'Connection: close',
       ]);
       const own = await headOf(get('/own/plain'));
-      // A route of the application may answer HTML: helmet's full set, set by its route's own hook (after the correlation id).
-      expect(own).toEqual(['HTTP/1.1 200 OK', id, ...security, 'x-own: yes', 'content-type: text/plain; charset=utf-8', 'content-length: 5', 'Connection: close']);
+      // A route of the application may answer HTML: helmet's full set, first in the head as well.
+      expect(own).toEqual(['HTTP/1.1 200 OK', ...security, id, 'x-own: yes', 'content-type: text/plain; charset=utf-8', 'content-length: 5', 'Connection: close']);
       const hooked = await headOf(get('/own/hooked'));
       expect(hooked).toEqual([
         'HTTP/1.1 200 OK',
-        id,
         ...security.slice(0, 9),
         'x-frame-options: DENY',
         'x-permitted-cross-domain-policies: none',
+        id,
         'content-type: text/plain; charset=utf-8',
         'x-seen: SAMEORIGIN',
         'content-length: 6',

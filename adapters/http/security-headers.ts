@@ -20,7 +20,7 @@
  */
 import { createRequire } from 'node:module';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { FastifyInstance, FastifyReply, FastifyRequest, onRequestHookHandler } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 
 /** helmet's options, as far as the gateway reads them (helmet checks them itself). */
 export type HelmetOptions = Readonly<Record<string, unknown>>;
@@ -67,13 +67,21 @@ interface RouteHelmetConfig {
   readonly helmet?: HelmetOptions & { readonly skipRoute?: boolean; readonly enableCSPNonces?: boolean };
 }
 
+/** Where a route's config keeps the function that sets its answers' security headers. */
+const ROUTE_HEADERS = Symbol('keel.securityHeaders');
+
+/** A route config holding its security headers' function. */
+interface RouteHeadersConfig {
+  readonly [ROUTE_HEADERS]?: (reply: FastifyReply) => void;
+}
+
 /** Sets a gateway's security headers on one answer; called first thing for every request. */
 export type SecurityHeadersHook = (request: FastifyRequest, reply: FastifyReply) => void;
 
 /**
  * A second, shorter set of headers for the answers of a server's JSON routes: helmet with
- * `options`, on the routes whose handler is in `handlers`, and on every answer given before a
- * route's own hooks run or without a route (early refusals, not found).
+ * `options`, on the routes whose handler is in `handlers`, and on every answer given without a
+ * route (not found).
  */
 export interface ApiSecurityHeaders {
   readonly options: HelmetOptions;
@@ -87,10 +95,9 @@ export interface ApiSecurityHeaders {
  * adds that hook itself; the gateway calls it from its own first hook when no other hook must
  * run between the two (one hook fewer per request).
  *
- * With `api`, that function sets `api.options`' headers instead, and every route that is not one
- * of `api.handlers` (or that takes the route option `helmet`) gets an `onRequest` hook of its own
- * that replaces them with its full set: a JSON route pays for the lines a JSON answer needs, and
- * nothing per request decides which route it is.
+ * With `api`, the routes whose handler is one of `api.handlers`, and answers given without a
+ * route, get `api.options`' headers instead: a JSON route pays for the lines a JSON answer needs.
+ * Each route's choice is made when it is added; a request reads it from its route's config.
  */
 export function securityHeaders(server: FastifyInstance, options: HelmetOptions, api?: ApiSecurityHeaders): SecurityHeadersHook {
   const helmet = loadHelmet();
@@ -116,15 +123,10 @@ export function securityHeaders(server: FastifyInstance, options: HelmetOptions,
     };
   };
   const apply = prepare(options);
-  // What every request gets first; a route whose answers need other lines takes these back.
-  const early = api === undefined ? apply : prepare(api.options);
-  const earlyNames = helmetSteps(helmet, api === undefined ? options : api.options)
-    .filter(([, value]) => value !== undefined)
-    .map(([name]) => name.toLowerCase());
-  const withoutEarly = (then?: (reply: FastifyReply) => void) => (reply: FastifyReply) => {
-    for (const name of earlyNames) reply.removeHeader(name);
-    then?.(reply);
-  };
+  // What an answer gets when its route chose nothing else: answers given without a route (not
+  // found) and, with `api`, the JSON routes'.
+  const fallback = api === undefined ? apply : prepare(api.options);
+  const none = (): void => {};
 
   // Untyped: @fastify/helmet's types (when loaded) declare these decorators with its own shapes.
   const decorate = server.decorateReply.bind(server) as unknown as (name: string, value: unknown) => void;
@@ -132,28 +134,33 @@ export function securityHeaders(server: FastifyInstance, options: HelmetOptions,
     prepare(more === undefined ? options : { ...options, ...more })(this);
   });
   decorate('cspNonce', null);
-  // Each route's own headers are worked out once, when it is added, and set by a hook of its own
-  // that runs after the early ones: no request reads its route's options.
+  // Each route's headers are worked out once, when it is added, and kept in its config (fastify
+  // copies the config into the route's context, symbol keys included). The first hook reads them
+  // there: before the application's own hooks, so that those may still change what it set.
+  let chosen = false;
   server.addHook('onRoute', (route) => {
     const given = (route as { helmet?: unknown }).helmet;
     if (given !== undefined && given !== false && (typeof given !== 'object' || given === null)) throw new Error('Unknown value for route helmet configuration');
     if (given !== undefined) route.config = Object.assign(route.config ?? Object.create(null), { helmet: given === false ? { skipRoute: true } : given });
     if (given === undefined && (api === undefined || api.handlers.has(route.handler))) return;
     let set: (reply: FastifyReply) => void;
-    if (given === undefined) set = withoutEarly(apply);
+    if (given === undefined) set = apply;
     else {
       const { skipRoute, enableCSPNonces: _nonces, ...more } = given === false ? { skipRoute: true } : (given as RouteHelmetConfig['helmet'] & object);
       // `helmet: false` and `helmet: { skipRoute: true }` alike: no security headers, as with @fastify/helmet.
-      set = skipRoute === true ? withoutEarly() : withoutEarly(prepare({ ...options, ...more }));
+      set = skipRoute === true ? none : prepare({ ...options, ...more });
     }
-    const own: onRequestHookHandler = (_request, reply, done) => {
-      set(reply);
-      done();
-    };
-    const hooks = route.onRequest;
-    route.onRequest = hooks === undefined ? [own] : [own, ...(Array.isArray(hooks) ? hooks : [hooks])];
+    // A config of its own: one object may be given to several routes.
+    const config: RouteHeadersConfig = { ...(route.config as object | undefined), [ROUTE_HEADERS]: set };
+    route.config = config as typeof route.config;
+    chosen = true;
   });
-  return (_request, reply) => early(reply);
+  return (request, reply) => {
+    // Until a route chose other headers, no request needs its route's options read (fastify builds
+    // `routeOptions` anew on every read).
+    const set = chosen ? (request.routeOptions.config as RouteHeadersConfig | undefined)?.[ROUTE_HEADERS] : undefined;
+    (set ?? fallback)(reply);
+  };
 }
 
 /**

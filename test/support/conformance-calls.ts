@@ -363,7 +363,7 @@ export function describeCallConformance(target: ConformanceTarget, booted: () =>
       expect(await slow({ ms: 20 }, { timeoutMs: 3_000, signal: new AbortController().signal })).toEqual({ slept: 20 });
     });
 
-    it('refuses before calling, with INVALID_INPUT naming it, an option no call knows (a misspelt timeout once left the call with no deadline); and keeps serving', async () => {
+    it('refuses, with INVALID_INPUT naming it, an option no call knows (a misspelt timeout was silently ignored), and an HTTP client\'s option saying whose it is; inherited keys are not options; and keeps serving', async () => {
       const client = booted().client.client(probe) as unknown as Record<string, (input: unknown, options?: unknown) => Promise<unknown>>;
       const slow = client['slow']!;
       const misspelt = await expectRejection(slow({ ms: 20 }, { timeout: 5 }));
@@ -374,6 +374,11 @@ export function describeCallConformance(target: ConformanceTarget, booted: () =>
       const other = await expectRejection(slow({ ms: 20 }, { timeoutMs: 3_000, deadline: 5 }));
       expect(isKeelError(other, 'INVALID_INPUT')).toBe(true);
       expect(other.message).toMatch(/^options for probe\.slow have an unknown option "deadline"; a call takes timeoutMs, .*, hedge\.$/);
+      const headers = await expectRejection(slow({ ms: 20 }, { headers: { 'x-a': '1' } }));
+      expect(isKeelError(headers, 'INVALID_INPUT')).toBe(true);
+      expect(headers.message).toMatch(/unknown option "headers"; .* headers is an option of the HTTP client \(createHttpClient\)/);
+      // A key on the options' prototype is not an option of the call.
+      expect(await slow({ ms: 20 }, Object.create({ inherited: true }) as object)).toEqual({ slept: 20 });
       // Every known option, each left undefined, is accepted, and the call is served.
       const everyOption = { timeoutMs: undefined, signal: undefined, correlationId: undefined, traceparent: undefined, idempotencyKey: undefined, principal: undefined, retry: undefined, hedge: undefined };
       expect(await slow({ ms: 20 }, everyOption)).toEqual({ slept: 20 });
