@@ -1,0 +1,83 @@
+/**
+ * The HTTP metric counts every answer the gateway's server sends, whichever part of it sends it:
+ * the CORS plugin's preflight, the rate limit's 429, an onRequest hook of the application, the
+ * gateway's own 404 and its handlers. The count is taken on the raw response's 'finish', from a
+ * hook that runs before every other one (gateway.ts).
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createKernel, silentLogger, type Kernel } from 'keel';
+import { createHttpGateway, type HttpGateway } from 'keel/http';
+import { fixtureModules } from './support/http-fixture.js';
+
+const ORIGIN = 'https://shop.example';
+
+/** `keel_http_requests_total`'s samples, as `METHOD route status` → count, leaving out the scrapes. */
+function httpCounts(text: string): Map<string, number> {
+  const counts = new Map<string, number>();
+  for (const match of text.matchAll(/^keel_http_requests_total\{method="([^"]+)",route="([^"]+)",status="(\d+)"\} (\d+)$/gm)) {
+    if (match[2] === '/metrics') continue;
+    counts.set(`${match[1]} ${match[2]} ${match[3]}`, Number(match[4]));
+  }
+  return counts;
+}
+
+describe('http - the HTTP metric counts every answer', () => {
+  let kernel: Kernel;
+  let gateway: HttpGateway;
+  let url: string;
+
+  beforeAll(async () => {
+    kernel = createKernel({ modules: fixtureModules, logger: silentLogger });
+    await kernel.start();
+    gateway = await createHttpGateway({
+      kernel,
+      port: 0,
+      logger: silentLogger,
+      metrics: { defaultMetrics: false },
+      cors: { origins: [ORIGIN] },
+      rateLimit: { max: 4, windowMs: 60_000 },
+      configure: (server) => {
+        server.addHook('onRequest', (request, reply, done) => {
+          if (request.headers['x-blocked'] === 'yes') {
+            void reply.code(403).send({ blocked: true });
+            return;
+          }
+          done();
+        });
+      },
+    });
+    url = await gateway.listen();
+  });
+  afterAll(async () => {
+    await gateway.close();
+  });
+
+  it("http - a CORS preflight, an application hook's 403, a 404, an operation's 200 and the rate limit's 429 are each counted once, by route and status", async () => {
+    const statuses: number[] = [];
+    const send = async (path: string, init: RequestInit): Promise<void> => {
+      const response = await fetch(`${url}${path}`, init);
+      await response.arrayBuffer();
+      statuses.push(response.status);
+    };
+    const post = (key: string): RequestInit => ({ method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ key, value: 1 }) });
+    await send('/store/put', { method: 'OPTIONS', headers: { origin: ORIGIN, 'access-control-request-method': 'POST' } });
+    await send('/store/put', { ...post('a'), headers: { 'content-type': 'application/json', 'x-blocked': 'yes' } });
+    await send('/store/nothing', post('a'));
+    await send('/store/put', post('a'));
+    // Until the rate limit refuses one, at most ten requests.
+    for (let key = 0; key < 10 && !statuses.includes(429); key += 1) await send('/store/put', post(`k${key}`));
+    const served = statuses.filter((status) => status === 200).length;
+    expect(statuses.slice(0, 3)).toEqual([204, 403, 404]);
+    expect(statuses.at(-1)).toBe(429);
+    expect(served).toBe(statuses.length - 4);
+
+    const counts = httpCounts(await (await fetch(`${url}/metrics`)).text());
+    expect(Object.fromEntries(counts)).toEqual({
+      'OPTIONS * 204': 1,
+      'POST /store/put 403': 1,
+      'POST unmatched 404': 1,
+      'POST /store/put 200': served,
+      'POST /store/put 429': 1,
+    });
+  });
+});
