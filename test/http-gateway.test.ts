@@ -1,6 +1,6 @@
 import { Agent, request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
 import { ErrorKind, KeelError, KeelErrorCode, createKernel, silentLogger, type Kernel } from 'keel';
 import { newTraceparent, type CallRecord } from 'keel/transport';
 import {
@@ -10,6 +10,7 @@ import {
   createHttpGateway,
   httpStatusOf,
   type HttpGateway,
+  type HttpGatewayOptions,
   type Problem,
 } from 'keel/http';
 import { listenFailure } from '../adapters/http/listen-failure.js';
@@ -32,29 +33,58 @@ async function problemOf(response: Response): Promise<Problem> {
   return problem;
 }
 
+/** A kernel of the fixture's modules and a gateway in front of it, listening. */
+interface RunningGateway {
+  readonly kernel: Kernel;
+  readonly gateway: HttpGateway;
+  readonly url: string;
+  /** Closes the gateway, then stops the kernel in case the gateway left it running. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts a kernel of the fixture's modules (unless `startKernel` is false) and a silent gateway in
+ * front of it with `options`, listening on a free port.
+ */
+async function runGateway(options: Partial<Omit<HttpGatewayOptions, 'kernel'>> = {}, { startKernel = true } = {}): Promise<RunningGateway> {
+  const kernel = createKernel({ modules: fixtureModules, logger: silentLogger });
+  if (startKernel) await kernel.start();
+  const gateway = await createHttpGateway({ kernel, port: 0, logger: silentLogger, ...options });
+  const stop = async (): Promise<void> => {
+    try {
+      await gateway.close();
+    } finally {
+      await kernel.stop();
+    }
+  };
+  try {
+    return { kernel, gateway, url: await gateway.listen(), stop };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
+
+/** {@link runGateway} for one test: stopped when the test finishes, passed or failed. */
+async function gatewayForTest(...args: Parameters<typeof runGateway>): Promise<RunningGateway> {
+  const running = await runGateway(...args);
+  onTestFinished(() => running.stop());
+  return running;
+}
+
 describe('http - gateway in one process', () => {
+  let running: RunningGateway;
   let kernel: Kernel;
-  let gateway: HttpGateway;
   let url: string;
   const made: CallRecord[] = [];
 
   beforeAll(async () => {
-    kernel = createKernel({ modules: fixtureModules, logger: silentLogger });
-    await kernel.start();
+    running = await runGateway({ metrics: { defaultMetrics: false }, getOperations: ['store.get', 'store.greeting'] });
+    ({ kernel, url } = running);
     kernel.observe({ callMade: (record) => made.push(record) });
-    gateway = await createHttpGateway({
-      kernel,
-      port: 0,
-      logger: silentLogger,
-      metrics: { defaultMetrics: false },
-      getOperations: ['store.get', 'store.greeting'],
-    });
-    url = await gateway.listen();
   });
   afterEach(() => openAllGates());
-  afterAll(async () => {
-    await gateway.close();
-  });
+  afterAll(() => running.stop());
 
   it('http - an operation is POST /<module>/<operation>, JSON in and JSON out', async () => {
     const put = await post(`${url}/store/put`, { key: 'a', value: { nested: [1, 'two', null] } });
@@ -266,27 +296,18 @@ describe('http - gateway in one process', () => {
 
 describe('http - gateway options and lifecycle', () => {
   it('http - development mode shows the internal message and stack', async () => {
-    const kernel = createKernel({ modules: fixtureModules, logger: silentLogger });
-    await kernel.start();
-    const gateway = await createHttpGateway({ kernel, port: 0, logger: silentLogger, development: true, metrics: false });
-    try {
-      const url = await gateway.listen();
-      const response = await post(`${url}/probe/fail`, { as: 'boom' });
-      const problem = await problemOf(response);
-      expect(problem.code).toBe(KeelErrorCode.INTERNAL);
-      expect(typeof problem.stack).toBe('string');
-      expect((await fetch(`${url}/metrics`)).status).toBe(404);
-    } finally {
-      await gateway.close();
-    }
+    const { kernel, gateway, url } = await gatewayForTest({ development: true, metrics: false });
+    const response = await post(`${url}/probe/fail`, { as: 'boom' });
+    const problem = await problemOf(response);
+    expect(problem.code).toBe(KeelErrorCode.INTERNAL);
+    expect(typeof problem.stack).toBe('string');
+    expect((await fetch(`${url}/metrics`)).status).toBe(404);
+    await gateway.close();
     expect(kernel.state).toBe('stopped');
   });
 
   it('http - close finishes requests in flight, then stops the kernel', async () => {
-    const kernel = createKernel({ modules: fixtureModules, logger: silentLogger });
-    await kernel.start();
-    const gateway = await createHttpGateway({ kernel, port: 0, logger: silentLogger, metrics: false });
-    const url = await gateway.listen();
+    const { kernel, gateway, url } = await gatewayForTest({ metrics: false });
     const inFlight = gate('shutdown');
     const response = post(`${url}/probe/wait`, { gate: 'shutdown' });
     await inFlight.entered;
@@ -307,12 +328,7 @@ describe('http - gateway options and lifecycle', () => {
   });
 
   it('http - an onRequest hook the application adds in configure changes the security headers of every answer: its own routes\', the reference page\'s and an operation\'s', async () => {
-    const kernel = createKernel({ modules: fixtureModules, logger: silentLogger });
-    await kernel.start();
-    const gateway = await createHttpGateway({
-      kernel,
-      port: 0,
-      logger: silentLogger,
+    const { url } = await gatewayForTest({
       metrics: false,
       docsPath: '/docs',
       configure: (server) => {
@@ -324,74 +340,52 @@ describe('http - gateway options and lifecycle', () => {
         server.get('/own/page', async () => 'page');
       },
     });
-    try {
-      const url = await gateway.listen();
-      for (const response of [await fetch(`${url}/own/page`), await fetch(`${url}/docs/`), await post(`${url}/probe/context`, {})]) {
-        expect(response.status, response.url).toBe(200);
-        expect(response.headers.get('x-frame-options'), response.url).toBe('DENY');
-        expect(response.headers.get('content-security-policy'), response.url).toBe("default-src 'none'; frame-ancestors 'none'; report-to app");
-      }
-    } finally {
-      await gateway.close();
-      await kernel.stop();
+    for (const response of [await fetch(`${url}/own/page`), await fetch(`${url}/docs/`), await post(`${url}/probe/context`, {})]) {
+      expect(response.status, response.url).toBe(200);
+      expect(response.headers.get('x-frame-options'), response.url).toBe('DENY');
+      expect(response.headers.get('content-security-policy'), response.url).toBe("default-src 'none'; frame-ancestors 'none'; report-to app");
     }
   });
 
   it('http - with CORS off, a route of the application keeps the route option helmet: none with false, its own with options, the full set otherwise; an operation gets the API set', async () => {
-    const kernel = createKernel({ modules: fixtureModules, logger: silentLogger });
-    await kernel.start();
-    const gateway = await createHttpGateway({
-      kernel,
-      port: 0,
-      logger: silentLogger,
+    const { url } = await gatewayForTest({
       configure: (server) => {
         server.get('/own/plain', async () => ({ plain: true }));
         server.get('/own/off', { helmet: false } as never, async () => ({ off: true }));
         server.get('/own/framed', { helmet: { frameguard: { action: 'deny' } } } as never, async () => ({ framed: true }));
       },
     });
-    try {
-      const url = await gateway.listen();
-      const [plain, off, framed, operation] = await Promise.all([
-        fetch(`${url}/own/plain`),
-        fetch(`${url}/own/off`),
-        fetch(`${url}/own/framed`),
-        post(`${url}/probe/context`, {}),
-      ]);
-      // The route's own headers are worked out once: a second request gets the same.
-      const framedAgain = await fetch(`${url}/own/framed`);
-      expect(framedAgain.headers.get('x-frame-options')).toBe('DENY');
-      expect(framedAgain.headers.get('content-security-policy')).toBe(framed.headers.get('content-security-policy'));
-      expect(plain.headers.get('access-control-allow-origin')).toBeNull();
-      expect(plain.headers.get('x-frame-options')).toBe('SAMEORIGIN');
-      expect(plain.headers.get('content-security-policy')).toContain("default-src 'self'");
-      expect(off.status).toBe(200);
-      expect(off.headers.get('x-frame-options')).toBeNull();
-      expect(off.headers.get('content-security-policy')).toBeNull();
-      // None of the lines every request gets first, before its route's own, is left on a route without headers.
-      expect(off.headers.get('x-content-type-options')).toBeNull();
-      expect(off.headers.get('strict-transport-security')).toBeNull();
-      expect(framed.headers.get('x-frame-options')).toBe('DENY');
-      expect(framed.headers.get('content-security-policy')).toContain("default-src 'self'");
-      expect(framed.headers.get('x-dns-prefetch-control')).toBe('off');
-      // An operation's answer is JSON: the API set, stricter on framing, without the lines only HTML reads.
-      expect(operation.status).toBe(200);
-      expect(operation.headers.get('x-frame-options')).toBe('DENY');
-      expect(operation.headers.get('content-security-policy')).toBe("default-src 'none';frame-ancestors 'none'");
-      expect(operation.headers.get('x-dns-prefetch-control')).toBeNull();
-    } finally {
-      await gateway.close();
-      await kernel.stop();
-    }
+    const [plain, off, framed, operation] = await Promise.all([
+      fetch(`${url}/own/plain`),
+      fetch(`${url}/own/off`),
+      fetch(`${url}/own/framed`),
+      post(`${url}/probe/context`, {}),
+    ]);
+    // The route's own headers are worked out once: a second request gets the same.
+    const framedAgain = await fetch(`${url}/own/framed`);
+    expect(framedAgain.headers.get('x-frame-options')).toBe('DENY');
+    expect(framedAgain.headers.get('content-security-policy')).toBe(framed.headers.get('content-security-policy'));
+    expect(plain.headers.get('access-control-allow-origin')).toBeNull();
+    expect(plain.headers.get('x-frame-options')).toBe('SAMEORIGIN');
+    expect(plain.headers.get('content-security-policy')).toContain("default-src 'self'");
+    expect(off.status).toBe(200);
+    expect(off.headers.get('x-frame-options')).toBeNull();
+    expect(off.headers.get('content-security-policy')).toBeNull();
+    // None of the lines every request gets first, before its route's own, is left on a route without headers.
+    expect(off.headers.get('x-content-type-options')).toBeNull();
+    expect(off.headers.get('strict-transport-security')).toBeNull();
+    expect(framed.headers.get('x-frame-options')).toBe('DENY');
+    expect(framed.headers.get('content-security-policy')).toContain("default-src 'self'");
+    expect(framed.headers.get('x-dns-prefetch-control')).toBe('off');
+    // An operation's answer is JSON: the API set, stricter on framing, without the lines only HTML reads.
+    expect(operation.status).toBe(200);
+    expect(operation.headers.get('x-frame-options')).toBe('DENY');
+    expect(operation.headers.get('content-security-policy')).toBe("default-src 'none';frame-ancestors 'none'");
+    expect(operation.headers.get('x-dns-prefetch-control')).toBeNull();
   });
 
   it('http - the security header lines, byte for byte: first in the head: the API set on an operation and a problem, helmet\'s full set on a route of the application, and what its hooks change', async () => {
-    const kernel = createKernel({ modules: fixtureModules, logger: silentLogger });
-    await kernel.start();
-    const gateway = await createHttpGateway({
-      kernel,
-      port: 0,
-      logger: silentLogger,
+    const running = await gatewayForTest({
       metrics: false,
       rateLimit: false,
       configure: (server) => {
@@ -411,7 +405,7 @@ describe('http - gateway options and lifecycle', () => {
         );
       },
     });
-    const url = new URL(await gateway.listen());
+    const url = new URL(running.url);
     /** The head's lines as sent (names in their case, in their order), without the Date line. */
     const headOf = async (request: string): Promise<string[]> => {
       const socket = connect({ host: url.hostname, port: Number(url.port) });
@@ -454,52 +448,42 @@ describe('http - gateway options and lifecycle', () => {
     const id = 'x-correlation-id: head-1';
     const get = (path: string) => `GET ${path} HTTP/1.1\r\nHost: x\r\nX-Correlation-Id: head-1\r\nConnection: close\r\n\r\n`;
     const body = JSON.stringify({ key: 'head', value: 1 });
-    try {
-      const operation = await headOf(
-        `POST /store/put HTTP/1.1\r\nHost: x\r\nX-Correlation-Id: head-1\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
-      );
-      expect(operation).toEqual(['HTTP/1.1 200 OK', ...api, id, 'content-type: application/json; charset=utf-8', 'content-length: 28', 'Connection: close']);
-      const notFound = await headOf(get('/nowhere'));
-      expect(notFound).toEqual([
-        'HTTP/1.1 404 Not Found',
-        ...api,
-        id,
-        'content-type: application/problem+json; charset=utf-8',
-        expect.stringMatching(/^content-length: [0-9]+$/),
-        'Connection: close',
-      ]);
-      const own = await headOf(get('/own/plain'));
-      // A route of the application may answer HTML: helmet's full set, first in the head as well.
-      expect(own).toEqual(['HTTP/1.1 200 OK', ...security, id, 'x-own: yes', 'content-type: text/plain; charset=utf-8', 'content-length: 5', 'Connection: close']);
-      const hooked = await headOf(get('/own/hooked'));
-      expect(hooked).toEqual([
-        'HTTP/1.1 200 OK',
-        ...security.slice(0, 9),
-        'x-frame-options: DENY',
-        'x-permitted-cross-domain-policies: none',
-        id,
-        'content-type: text/plain; charset=utf-8',
-        'x-seen: SAMEORIGIN',
-        'content-length: 6',
-        'Connection: close',
-      ]);
-    } finally {
-      await gateway.close();
-      await kernel.stop();
-    }
+    const operation = await headOf(
+      `POST /store/put HTTP/1.1\r\nHost: x\r\nX-Correlation-Id: head-1\r\nContent-Type: application/json\r\nContent-Length: ${body.length}\r\nConnection: close\r\n\r\n${body}`,
+    );
+    expect(operation).toEqual(['HTTP/1.1 200 OK', ...api, id, 'content-type: application/json; charset=utf-8', 'content-length: 28', 'Connection: close']);
+    const notFound = await headOf(get('/nowhere'));
+    expect(notFound).toEqual([
+      'HTTP/1.1 404 Not Found',
+      ...api,
+      id,
+      'content-type: application/problem+json; charset=utf-8',
+      expect.stringMatching(/^content-length: [0-9]+$/),
+      'Connection: close',
+    ]);
+    const own = await headOf(get('/own/plain'));
+    // A route of the application may answer HTML: helmet's full set, first in the head as well.
+    expect(own).toEqual(['HTTP/1.1 200 OK', ...security, id, 'x-own: yes', 'content-type: text/plain; charset=utf-8', 'content-length: 5', 'Connection: close']);
+    const hooked = await headOf(get('/own/hooked'));
+    expect(hooked).toEqual([
+      'HTTP/1.1 200 OK',
+      ...security.slice(0, 9),
+      'x-frame-options: DENY',
+      'x-permitted-cross-domain-policies: none',
+      id,
+      'content-type: text/plain; charset=utf-8',
+      'x-seen: SAMEORIGIN',
+      'content-length: 6',
+      'Connection: close',
+    ]);
   });
 
   it('http - answers given while closing end their connection: an operation route, a route of the application, and a problem', async () => {
-    const kernel = createKernel({ modules: fixtureModules, logger: silentLogger });
-    await kernel.start();
     let release!: () => void;
     const released = new Promise<void>((resolve) => (release = resolve));
     let entered!: () => void;
     const inOwnRoute = new Promise<void>((resolve) => (entered = resolve));
-    const gateway = await createHttpGateway({
-      kernel,
-      port: 0,
-      logger: silentLogger,
+    const running = await gatewayForTest({
       configure: (server) => {
         server.get('/own/slow', async () => {
           entered();
@@ -508,7 +492,8 @@ describe('http - gateway options and lifecycle', () => {
         });
       },
     });
-    const url = new URL(await gateway.listen());
+    const { gateway } = running;
+    const url = new URL(running.url);
     // Keep-alive requests, as a pooling client sends them: the answer's own header must end the connection.
     const agent = new Agent({ keepAlive: true });
     const ask = (method: string, path: string, body?: string) =>
@@ -538,24 +523,17 @@ describe('http - gateway options and lifecycle', () => {
       await closing;
     } finally {
       agent.destroy();
-      await gateway.close();
     }
   });
 
   it('http - stopKernelOnClose false leaves the kernel running', async () => {
-    const kernel = createKernel({ modules: fixtureModules, logger: silentLogger });
-    await kernel.start();
-    const gateway = await createHttpGateway({ kernel, port: 0, logger: silentLogger, metrics: false, stopKernelOnClose: false });
-    await gateway.listen();
+    const { kernel, gateway } = await gatewayForTest({ metrics: false, stopKernelOnClose: false });
     await gateway.close();
     expect(kernel.state).toBe('started');
-    await kernel.stop();
   });
 
   it('http - listen() on a port another server holds rejects with INVALID_CONFIG naming the address and EADDRINUSE, and the server holding the port keeps answering', async () => {
-    const kernel = createKernel({ modules: fixtureModules, logger: silentLogger });
-    const holder = await createHttpGateway({ kernel, port: 0, logger: silentLogger, metrics: false });
-    const holderUrl = await holder.listen();
+    const { kernel, url: holderUrl } = await gatewayForTest({ metrics: false }, { startKernel: false });
     const port = Number(new URL(holderUrl).port);
     const second = await createHttpGateway({ kernel, port, logger: silentLogger, metrics: false });
     try {
@@ -574,7 +552,6 @@ describe('http - gateway options and lifecycle', () => {
       expect((await fetch(`${holderUrl}/healthz`)).status).toBe(200);
     } finally {
       await second.close();
-      await holder.close();
     }
   });
 
@@ -589,43 +566,25 @@ describe('http - gateway options and lifecycle', () => {
   });
 
   it('http - readyz is 503 until the kernel has started', async () => {
-    const kernel = createKernel({ modules: fixtureModules, logger: silentLogger });
-    const gateway = await createHttpGateway({ kernel, port: 0, logger: silentLogger, metrics: false });
-    try {
-      const url = await gateway.listen();
-      const before = await fetch(`${url}/readyz`);
-      expect(before.status).toBe(503);
-      expect(await before.json()).toMatchObject({ ready: false, state: 'created' });
-      await kernel.start();
-      expect((await fetch(`${url}/readyz`)).status).toBe(200);
-    } finally {
-      await gateway.close();
-    }
+    const { kernel, url } = await gatewayForTest({ metrics: false }, { startKernel: false });
+    const before = await fetch(`${url}/readyz`);
+    expect(before.status).toBe(503);
+    expect(await before.json()).toMatchObject({ ready: false, state: 'created' });
+    await kernel.start();
+    expect((await fetch(`${url}/readyz`)).status).toBe(200);
   });
 
   it('http - only the chosen contracts are exposed', async () => {
-    const kernel = createKernel({ modules: fixtureModules, logger: silentLogger });
-    await kernel.start();
-    const gateway = await createHttpGateway({ kernel, contracts: [store], port: 0, logger: silentLogger, metrics: false });
-    try {
-      const url = await gateway.listen();
-      expect((await post(`${url}/store/greeting`, { name: 'x' })).status).toBe(200);
-      const hidden = await post(`${url}/probe/context`, {});
-      expect(hidden.status).toBe(404);
-      expect((await problemOf(hidden)).code).toBe(HttpProblemCode.ROUTE_NOT_FOUND);
-      expect(Object.keys(gateway.openapi.paths).sort()).toEqual(['/store/get', '/store/greeting', '/store/put']);
-    } finally {
-      await gateway.close();
-    }
+    const { gateway, url } = await gatewayForTest({ contracts: [store], metrics: false });
+    expect((await post(`${url}/store/greeting`, { name: 'x' })).status).toBe(200);
+    const hidden = await post(`${url}/probe/context`, {});
+    expect(hidden.status).toBe(404);
+    expect((await problemOf(hidden)).code).toBe(HttpProblemCode.ROUTE_NOT_FOUND);
+    expect(Object.keys(gateway.openapi.paths).sort()).toEqual(['/store/get', '/store/greeting', '/store/put']);
   });
 
   it('http - configure adds hooks that run before every operation', async () => {
-    const kernel = createKernel({ modules: fixtureModules, logger: silentLogger });
-    await kernel.start();
-    const gateway = await createHttpGateway({
-      kernel,
-      port: 0,
-      logger: silentLogger,
+    const { url } = await gatewayForTest({
       metrics: false,
       configure: (server) => {
         server.addHook('onRequest', async (request, reply) => {
@@ -636,13 +595,8 @@ describe('http - gateway options and lifecycle', () => {
         });
       },
     });
-    try {
-      const url = await gateway.listen();
-      expect((await post(`${url}/store/greeting`, { name: 'x' })).status).toBe(401);
-      expect((await post(`${url}/store/greeting`, { name: 'x' }, { authorization: 'Bearer letmein' })).status).toBe(200);
-    } finally {
-      await gateway.close();
-    }
+    expect((await post(`${url}/store/greeting`, { name: 'x' })).status).toBe(401);
+    expect((await post(`${url}/store/greeting`, { name: 'x' }, { authorization: 'Bearer letmein' })).status).toBe(200);
   });
 
   it('http - invalid options are refused with INVALID_CONFIG', async () => {
