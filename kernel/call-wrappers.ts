@@ -3,6 +3,7 @@
  * every finished call (metrics), and a client span around the call while tracing is on. Each
  * wrapper costs one comparison per call while it has nothing to do.
  */
+import { performance } from 'node:perf_hooks';
 import { trace } from './otel-api.js';
 import type { CallOptions } from './client.js';
 import { OK_OUTCOME, outcomeOf, type KernelObserver } from './observer.js';

@@ -5,6 +5,7 @@
  * timeout, or its dependency's breaker is not closed. Every attempt goes through the same
  * transport call, so both transports retry and hedge identically.
  */
+import { performance } from 'node:perf_hooks';
 import type { ResolvedHedge, ResolvedRetry } from './call-policy.js';
 import { Admission, type CircuitBreaker } from './circuit-breaker.js';
 import { AsyncResource } from 'node:async_hooks';

@@ -3,6 +3,7 @@
  * fresh copy per subscriber, the principal checked, the handler's context, observation, dead
  * letters). Transports deliver to these; the callee's side of calls is served.ts.
  */
+import { performance } from 'node:perf_hooks';
 import type { AnyContract, AnyEvent } from './contract.js';
 import { CallSchema } from './compiled-schema.js';
 import type { Span } from '@opentelemetry/api';

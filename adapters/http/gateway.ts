@@ -5,6 +5,7 @@
  * graceful close. Every route is derived from the contracts; none is written by hand per
  * operation. Options are checked in gateway-options.ts, operation routes live in gateway-routes.ts.
  */
+import { performance } from 'node:perf_hooks';
 import type { AddressInfo } from 'node:net';
 import { fastify, type FastifyError, type FastifyInstance, type RouteHandlerMethod, type onSendHookHandler } from 'fastify';
 import { KeelError, KeelErrorCode, type Kernel } from 'keel';

@@ -5,6 +5,7 @@
  * window stores it once whichever attempts reached it. Bounded: `publishAttempts` attempts,
  * a growing delay with jitter between them, and every attempt within the duplicate window.
  */
+import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { KeelError, KeelErrorCode } from 'keel';
 import { JetStreamApiError, type JetStreamClient, type PubAck } from '@nats-io/jetstream';
