@@ -1,8 +1,9 @@
 /**
  * The HTTP metric counts every answer the gateway's server sends, whichever part of it sends it:
  * the CORS plugin's preflight, the rate limit's 429, an onRequest hook of the application, the
- * gateway's own 404 and its handlers. The count is taken on the raw response's 'finish', from a
- * hook that runs before every other one (gateway.ts).
+ * gateway's own 404 and its handlers, and the 400 of a URL fastify cannot decode, which no hook
+ * sees. The count is taken on the raw response's 'finish', from a hook that runs before every
+ * other one, and from the gateway's handler of fastify's framework errors (gateway.ts).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createKernel, silentLogger, type Kernel } from 'keel';
@@ -52,7 +53,7 @@ describe('http - the HTTP metric counts every answer', () => {
     await gateway.close();
   });
 
-  it("http - a CORS preflight, an application hook's 403, a 404, an operation's 200 and the rate limit's 429 are each counted once, by route and status", async () => {
+  it("http - a CORS preflight, an application hook's 403, a 404, an undecodable URL's 400, an operation's 200 and the rate limit's 429 are each counted once, by route and status", async () => {
     const statuses: number[] = [];
     const send = async (path: string, init: RequestInit): Promise<void> => {
       const response = await fetch(`${url}${path}`, init);
@@ -63,19 +64,22 @@ describe('http - the HTTP metric counts every answer', () => {
     await send('/store/put', { method: 'OPTIONS', headers: { origin: ORIGIN, 'access-control-request-method': 'POST' } });
     await send('/store/put', { ...post('a'), headers: { 'content-type': 'application/json', 'x-blocked': 'yes' } });
     await send('/store/nothing', post('a'));
+    // An undecodable URL: refused by fastify's framework errors, before any hook.
+    await send('/store/%zz', { method: 'GET' });
     await send('/store/put', post('a'));
     // Until the rate limit refuses one, at most ten requests.
     for (let key = 0; key < 10 && !statuses.includes(429); key += 1) await send('/store/put', post(`k${key}`));
     const served = statuses.filter((status) => status === 200).length;
-    expect(statuses.slice(0, 3)).toEqual([204, 403, 404]);
+    expect(statuses.slice(0, 4)).toEqual([204, 403, 404, 400]);
     expect(statuses.at(-1)).toBe(429);
-    expect(served).toBe(statuses.length - 4);
+    expect(served).toBe(statuses.length - 5);
 
     const counts = httpCounts(await (await fetch(`${url}/metrics`)).text());
     expect(Object.fromEntries(counts)).toEqual({
       'OPTIONS * 204': 1,
       'POST /store/put 403': 1,
       'POST unmatched 404': 1,
+      'GET unmatched 400': 1,
       'POST /store/put 200': served,
       'POST /store/put 429': 1,
     });

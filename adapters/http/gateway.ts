@@ -7,7 +7,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import type { AddressInfo } from 'node:net';
-import { fastify, type FastifyError, type FastifyInstance, type RouteHandlerMethod, type onSendHookHandler } from 'fastify';
+import { fastify, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type RouteHandlerMethod, type onSendHookHandler } from 'fastify';
 import { KeelError, KeelErrorCode, type Kernel } from 'keel';
 import { createLogger, newCorrelationId } from 'keel/transport';
 import { GATEWAY_PATHS, resolveHttpGatewayOptions, type HttpGatewayOptions } from './gateway-options.js';
@@ -117,6 +117,15 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
       ? undefined
       : (given ?? createKernelMetrics(kernel, resolved.metrics === true || resolved.metrics === undefined ? {} : (resolved.metrics as KernelMetricsOptions)));
 
+  // Counts the answer to `request` in the HTTP metric once it is written (see the first hook below).
+  const countAnswer =
+    metrics === undefined
+      ? undefined
+      : (request: FastifyRequest, reply: FastifyReply): void => {
+          const started = performance.now();
+          reply.raw.on('finish', () => metrics.observeHttp(request.method, routeOf(request), reply.statusCode, performance.now() - started));
+        };
+
   const correlationHeader = resolved.correlationHeader.toLowerCase();
   let closing = false;
   const isClosing = (): boolean => closing;
@@ -129,8 +138,11 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
     return503OnClosing: false,
     forceCloseConnections: 'idle',
     // Errors met before routing (an undecodable URL): answered like every other bad request.
-    frameworkErrors: (error, request, reply) =>
-      refuse(request, reply, new GatewayRefusal(HttpProblemCode.MALFORMED_REQUEST, `The request is malformed: ${error.message}`)),
+    // No hook runs for these: they are counted here.
+    frameworkErrors: (error, request, reply) => {
+      countAnswer?.(request, reply);
+      return refuse(request, reply, new GatewayRefusal(HttpProblemCode.MALFORMED_REQUEST, `The request is malformed: ${error.message}`));
+    },
     clientErrorHandler: (error, socket) => {
       if (!socket.writable || (error as NodeJS.ErrnoException).code === 'ECONNRESET') {
         socket.destroy();
@@ -156,10 +168,9 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
   // 'finish' rather than an onResponse hook: with one, fastify puts two listeners on every
   // response, takes them off again and runs its hook runner and request logger (about 4 k
   // instructions a request; docs/performance.md, "Gateway, thirteenth round").
-  if (metrics !== undefined) {
+  if (countAnswer !== undefined) {
     server.addHook('onRequest', (request, reply, done) => {
-      const started = performance.now();
-      reply.raw.on('finish', () => metrics.observeHttp(request.method, routeOf(request), reply.statusCode, performance.now() - started));
+      countAnswer(request, reply);
       done();
     });
   }
