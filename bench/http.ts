@@ -129,7 +129,7 @@ export async function benchHttp(): Promise<{ markdown: string; summary: Record<s
       `Target: the gateway serves ≥ 0.85× the bare route's throughput — ${ratio >= 0.85 ? 'met' : 'NOT met'} (${versusTarget(ratio, 0.85)} with its defaults; ` +
         `${versus('gatewayNoMetrics').toFixed(2)}× without metrics, ${versus('gatewayNoSecurityHeaders').toFixed(2)}× without security ` +
         `headers; by server CPU per request, bare / gateway, ${(median('bare', (sample) => sample.cpuMicros) / median('gateway', (sample) => sample.cpuMicros)).toFixed(2)}×). ` +
-        'Where the rest goes: [performance.md](performance.md), "Why the unmet targets are unmet", "Gateway, sixth round" and "Gateway, twelfth round".',
+        'Where the rest goes: [performance.md](performance.md), "Why the unmet targets are unmet", "Gateway, sixth round", "Gateway, twelfth round" and "Gateway, thirteenth round"; two runs minutes apart differ by more than the rows here (performance.md, "Gateway, thirteenth round").',
       '',
       `Each round's gateway / bare, in the order run: ${perRound}; the bare route's rates: ${(rates['bare'] ?? []).map(rate).join(', ')}.`,
       HTTP_END,

@@ -49,8 +49,16 @@ interface RunningGateway {
 async function runGateway(options: Partial<Omit<HttpGatewayOptions, 'kernel'>> = {}, { startKernel = true } = {}): Promise<RunningGateway> {
   const kernel = createKernel({ modules: fixtureModules, logger: silentLogger });
   if (startKernel) await kernel.start();
-  const gateway = await createHttpGateway({ kernel, port: 0, logger: silentLogger, ...options });
+  let gateway: HttpGateway;
+  try {
+    gateway = await createHttpGateway({ kernel, port: 0, logger: silentLogger, ...options });
+  } catch (error) {
+    await kernel.stop();
+    throw error;
+  }
   const stop = async (): Promise<void> => {
+    // A test that failed with a request held at a gate would otherwise hold close() open.
+    openAllGates();
     try {
       await gateway.close();
     } finally {
@@ -73,7 +81,7 @@ async function gatewayForTest(...args: Parameters<typeof runGateway>): Promise<R
 }
 
 describe('http - gateway in one process', () => {
-  let running: RunningGateway;
+  let running: RunningGateway | undefined;
   let kernel: Kernel;
   let url: string;
   const made: CallRecord[] = [];
@@ -84,7 +92,7 @@ describe('http - gateway in one process', () => {
     kernel.observe({ callMade: (record) => made.push(record) });
   });
   afterEach(() => openAllGates());
-  afterAll(() => running.stop());
+  afterAll(() => running?.stop());
 
   it('http - an operation is POST /<module>/<operation>, JSON in and JSON out', async () => {
     const put = await post(`${url}/store/put`, { key: 'a', value: { nested: [1, 'two', null] } });

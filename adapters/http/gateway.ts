@@ -118,12 +118,18 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
       : (given ?? createKernelMetrics(kernel, resolved.metrics === true || resolved.metrics === undefined ? {} : (resolved.metrics as KernelMetricsOptions)));
 
   // Counts the answer to `request` in the HTTP metric once it is written (see the first hook below).
+  // Once: light-my-request's response (`server.inject()`) emits 'finish' twice.
   const countAnswer =
     metrics === undefined
       ? undefined
       : (request: FastifyRequest, reply: FastifyReply): void => {
           const started = performance.now();
-          reply.raw.on('finish', () => metrics.observeHttp(request.method, routeOf(request), reply.statusCode, performance.now() - started));
+          let counted = false;
+          reply.raw.on('finish', () => {
+            if (counted) return;
+            counted = true;
+            metrics.observeHttp(request.method, routeOf(request), reply.statusCode, performance.now() - started);
+          });
         };
 
   const correlationHeader = resolved.correlationHeader.toLowerCase();
@@ -164,7 +170,8 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
       );
     },
   });
-  // First: every answer is counted, whichever hook or handler sends it. The raw response's
+  // First: every answer fastify routes is counted, whichever hook or handler sends it (not the
+  // client-error answers written to the socket, which no request object sees). The raw response's
   // 'finish' rather than an onResponse hook: with one, fastify puts two listeners on every
   // response, takes them off again and runs its hook runner and request logger (about 4 k
   // instructions a request; docs/performance.md, "Gateway, thirteenth round").
