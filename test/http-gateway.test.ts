@@ -10,11 +10,10 @@ import {
   createHttpGateway,
   httpStatusOf,
   type HttpGateway,
-  type HttpGatewayOptions,
   type Problem,
 } from 'keel/http';
 import { listenFailure } from '../adapters/http/listen-failure.js';
-import { fixtureModules, gate, kindErrors, openAllGates, store } from './support/http-fixture.js';
+import { fixtureModules, gate, kindErrors, openAllGates, runGateway, store, type RunningGateway } from './support/http-fixture.js';
 
 const JSON_HEADERS = { 'content-type': 'application/json' };
 
@@ -31,46 +30,6 @@ async function problemOf(response: Response): Promise<Problem> {
   expect(typeof problem.detail).toBe('string');
   expect(problem.correlationId).toBe(response.headers.get('x-correlation-id'));
   return problem;
-}
-
-/** A kernel of the fixture's modules and a gateway in front of it, listening. */
-interface RunningGateway {
-  readonly kernel: Kernel;
-  readonly gateway: HttpGateway;
-  readonly url: string;
-  /** Closes the gateway, then stops the kernel in case the gateway left it running. */
-  stop(): Promise<void>;
-}
-
-/**
- * Starts a kernel of the fixture's modules (unless `startKernel` is false) and a silent gateway in
- * front of it with `options`, listening on a free port.
- */
-async function runGateway(options: Partial<Omit<HttpGatewayOptions, 'kernel'>> = {}, { startKernel = true } = {}): Promise<RunningGateway> {
-  const kernel = createKernel({ modules: fixtureModules, logger: silentLogger });
-  if (startKernel) await kernel.start();
-  let gateway: HttpGateway;
-  try {
-    gateway = await createHttpGateway({ kernel, port: 0, logger: silentLogger, ...options });
-  } catch (error) {
-    await kernel.stop();
-    throw error;
-  }
-  const stop = async (): Promise<void> => {
-    // A test that failed with a request held at a gate would otherwise hold close() open.
-    openAllGates();
-    try {
-      await gateway.close();
-    } finally {
-      await kernel.stop();
-    }
-  };
-  try {
-    return { kernel, gateway, url: await gateway.listen(), stop };
-  } catch (error) {
-    await stop();
-    throw error;
-  }
 }
 
 /** {@link runGateway} for one test: stopped when the test finishes, passed or failed. */

@@ -8,9 +8,8 @@
  * that is not HTTP, a request timeout), and answers cut off by a lost connection.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createKernel, silentLogger, type Kernel } from 'keel';
-import { createHttpGateway, type HttpGateway } from 'keel/http';
-import { fixtureModules } from './support/http-fixture.js';
+import type { HttpGateway } from 'keel/http';
+import { runGateway, type RunningGateway } from './support/http-fixture.js';
 
 const ORIGIN = 'https://shop.example';
 
@@ -45,17 +44,11 @@ function byRoute(counts: Map<string, number>): Record<string, number> {
 }
 
 describe('http - the HTTP metric counts every answer', () => {
-  let kernel: Kernel;
-  let gateway: HttpGateway;
+  let running: RunningGateway | undefined;
   let url: string;
 
   beforeAll(async () => {
-    kernel = createKernel({ modules: fixtureModules, logger: silentLogger });
-    await kernel.start();
-    gateway = await createHttpGateway({
-      kernel,
-      port: 0,
-      logger: silentLogger,
+    running = await runGateway({
       metrics: { defaultMetrics: false },
       cors: { origins: [ORIGIN] },
       rateLimit: { max: 4, windowMs: 60_000 },
@@ -69,12 +62,9 @@ describe('http - the HTTP metric counts every answer', () => {
         });
       },
     });
-    url = await gateway.listen();
+    url = running.url;
   });
-  afterAll(async () => {
-    await gateway?.close();
-    await kernel?.stop();
-  });
+  afterAll(() => running?.stop());
 
   it("http - a CORS preflight, an application hook's 403, a 404, an undecodable URL's 400, an operation's 200 and the rate limit's 429 are each counted once, by route and status", async () => {
     const statuses: number[] = [];
@@ -112,18 +102,14 @@ describe('http - the HTTP metric counts every answer', () => {
 });
 
 describe('http - the HTTP metric and server.inject()', () => {
-  let kernel: Kernel;
+  let running: RunningGateway | undefined;
   let gateway: HttpGateway;
 
   beforeAll(async () => {
-    kernel = createKernel({ modules: fixtureModules, logger: silentLogger });
-    await kernel.start();
-    gateway = await createHttpGateway({ kernel, port: 0, logger: silentLogger, metrics: { defaultMetrics: false } });
+    running = await runGateway({ metrics: { defaultMetrics: false } });
+    gateway = running.gateway;
   });
-  afterAll(async () => {
-    await gateway?.close();
-    await kernel?.stop();
-  });
+  afterAll(() => running?.stop());
 
   it("http - an answer to server.inject() is counted once, though light-my-request's response emits 'finish' twice", async () => {
     const injected = await gateway.server.inject({ method: 'POST', url: '/store/put', payload: { key: 'once', value: 1 } });

@@ -4,7 +4,8 @@
  * gates the test opens, and fails in every way an operation can.
  */
 import { z } from 'zod';
-import { ErrorKind, callSignal, defineContract, defineError, defineModule, operation, type AnyModule } from 'keel';
+import { ErrorKind, callSignal, createKernel, defineContract, defineError, defineModule, operation, silentLogger, type AnyModule, type Kernel } from 'keel';
+import { createHttpGateway, type HttpGateway, type HttpGatewayOptions } from 'keel/http';
 
 /** No entry has this key. */
 export const NotThere = defineError({
@@ -182,3 +183,43 @@ export const probeModule = defineModule({
 
 /** The fixture's manifest. */
 export const fixtureModules: readonly AnyModule[] = [storeModule, probeModule];
+
+/** A kernel of the fixture's modules and a gateway in front of it, listening. */
+export interface RunningGateway {
+  readonly kernel: Kernel;
+  readonly gateway: HttpGateway;
+  readonly url: string;
+  /** Closes the gateway, then stops the kernel in case the gateway left it running. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts a kernel of the fixture's modules (unless `startKernel` is false) and a silent gateway in
+ * front of it with `options`, listening on a free port.
+ */
+export async function runGateway(options: Partial<Omit<HttpGatewayOptions, 'kernel'>> = {}, { startKernel = true } = {}): Promise<RunningGateway> {
+  const kernel = createKernel({ modules: fixtureModules, logger: silentLogger });
+  if (startKernel) await kernel.start();
+  let gateway: HttpGateway;
+  try {
+    gateway = await createHttpGateway({ kernel, port: 0, logger: silentLogger, ...options });
+  } catch (error) {
+    await kernel.stop();
+    throw error;
+  }
+  const stop = async (): Promise<void> => {
+    // A test that failed with a request held at a gate would otherwise hold close() open.
+    openAllGates();
+    try {
+      await gateway.close();
+    } finally {
+      await kernel.stop();
+    }
+  };
+  try {
+    return { kernel, gateway, url: await gateway.listen(), stop };
+  } catch (error) {
+    await stop();
+    throw error;
+  }
+}
