@@ -6,7 +6,9 @@
 import { KeelError, KeelErrorCode, type Logger } from 'keel';
 import { within, type Registration, type TransportStatus } from 'keel/transport';
 import { connect, errors, type NatsConnection } from '@nats-io/transport-node';
-import { connectionOptions, redactUrl, type ResolvedNatsOptions } from './options.js';
+import { connectionOptions } from './connection-options.js';
+import { redactUrl } from './option-checks.js';
+import type { ResolvedNatsOptions } from './options.js';
 import { Subjects } from './wire.js';
 
 const DEFAULT_MAX_PAYLOAD = 1024 * 1024;

@@ -3,7 +3,8 @@
  * `app/` and the CLI. Checked at once, each message naming the variable, never a secret value.
  */
 import { MAX_TIMEOUT_MS } from 'keel/transport';
-import { MAX_STREAM_REPLICAS, checkReadable, checkServerUrl, configError, serverList, type NatsTransportOptions } from './options.js';
+import { MAX_STREAM_REPLICAS, checkReadable, checkServerUrl, configError, serverList } from './option-checks.js';
+import type { NatsTransportOptions } from './options.js';
 import { isValidPrefix } from './wire.js';
 
 /**

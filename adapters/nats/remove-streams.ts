@@ -6,9 +6,11 @@
 import { KeelError, KeelErrorCode } from 'keel';
 import { jetstreamManager, type StreamConfig } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { connectionOptions } from './connection-options.js';
 import { reason } from './connection.js';
 import { isJetStreamNotEnabled } from './jetstream.js';
-import { connectionOptions, redactUrl, resolveOptions, type NatsTransportOptions } from './options.js';
+import { redactUrl, resolveOptions } from './option-checks.js';
+import type { NatsTransportOptions } from './options.js';
 import { Subjects } from './wire.js';
 
 /**

@@ -23,7 +23,8 @@ import { openConnection, type Connection } from './connection.js';
 import { DurableEvents } from './durable-events.js';
 import { Notifications } from './events.js';
 import { JetStream } from './jetstream.js';
-import { resolveOptions, type NatsTransportOptions } from './options.js';
+import { resolveOptions } from './option-checks.js';
+import type { NatsTransportOptions } from './options.js';
 import { Responder } from './responder.js';
 
 /**
