@@ -108,10 +108,7 @@ const NatsTransportOptionsSchema = z
     redeliveryDelayMs: timeout(),
     maxRedeliveryDelayMs: timeout(),
     ackWaitMs: timeout(),
-    maxAckPending: z
-      .number({ error: 'must be a whole number of events, 1 or more' })
-      .refine((value) => Number.isSafeInteger(value) && value >= 1, 'must be a whole number of events, 1 or more')
-      .optional(),
+    maxAckPending: count('events'),
     // JetStream max_ages, never timers: they may exceed MAX_TIMEOUT_MS.
     eventMaxAgeMs: maxAge(),
     streamReplicas: replicas(),
@@ -123,10 +120,7 @@ const NatsTransportOptionsSchema = z
         }
       })
       .optional(),
-    publishAttempts: z
-      .number({ error: 'must be a whole number of attempts, 1 or more' })
-      .refine((value) => Number.isSafeInteger(value) && value >= 1, 'must be a whole number of attempts, 1 or more')
-      .optional(),
+    publishAttempts: count('attempts'),
     publishRetryDelayMs: timeout(),
     deadLetterMaxAgeMs: maxAge(),
     deadLetterMaxMessages: count('dead letters'),
