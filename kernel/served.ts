@@ -15,7 +15,8 @@ import { ROOT_CONTEXT, trace } from './otel-api.js';
 import { toRemoteFailure } from './envelope.js';
 import { CallSchema } from './compiled-schema.js';
 import { exhaustedFailure, stoppedFailure, withdrawnFailure, type Bulkhead, type WaitingCall } from './bulkhead.js';
-import { inputHash, type Claim, type IdempotencyStore, type StoredOutcome } from './idempotency.js';
+import type { IdempotencyStore, StoredOutcome } from './idempotency.js';
+import { keyedRun } from './served-keyed.js';
 import { ContractError, KeelError, KeelErrorCode, validationError } from './errors.js';
 import type { Logger } from './logger.js';
 import type { KernelObserver } from './observer.js';
@@ -66,9 +67,6 @@ export interface ServedSource {
   /** The serving process's circuit breakers (its calls to its dependencies), for discovery tools. */
   readonly circuits?: (() => readonly CircuitStatus[]) | undefined;
 }
-
-/** A key still running this long after its first request's deadline is taken over by a retry. */
-export const IDEMPOTENCY_TAKEOVER_GRACE_MS = 5_000;
 
 /**
  * Builds the {@link ServedModule} of a module: the answer pipeline, the one place a served call
@@ -371,86 +369,7 @@ export function createServedModule(source: ServedSource): ServedModule {
     }
   };
 
-  /** A call with an idempotency key to a non-idempotent operation: run once per key, replay after. */
-  const once = async (
-    store: IdempotencyStore,
-    entry: OperationEntry,
-    address: OperationAddress,
-    value: unknown,
-    context: CallContext,
-    answer: Answer,
-  ): Promise<void> => {
-    const key = context.idempotencyKey as string;
-    const label = `${contract.name}.${entry.name}`;
-    // A call already late claims nothing: it would only write a key to abandon it.
-    const late = Date.now() - context.deadline;
-    if (late >= 0) {
-      answer.fail(expiredFailure(contract.name, entry.name, late, context));
-      return;
-    }
-    let claim: Claim;
-    try {
-      // A key is one principal's: another's request with the same key and input is a reuse, never a replay of someone else's answer.
-      const hashed = context.principal === undefined ? value : { input: value, principal: context.principal };
-      claim = await store.claim(entry.name, key, inputHash(hashed), context.deadline + IDEMPOTENCY_TAKEOVER_GRACE_MS);
-    } catch (error) {
-      logger.error({ err: error, operation: label, correlationId: context.correlationId }, 'could not claim an idempotency key');
-      answer.fail(failure(error, address, entry, context));
-      return;
-    }
-    if (claim.kind === 'replay') {
-      if (answer instanceof TracedAnswer) answer.span.setAttribute('keel.idempotency.replayed', true);
-      // The stored output goes through the output schema again: the same value in the same key
-      // order as the first answer (the database may have reordered an object's keys).
-      if ('output' in claim.outcome) finish(entry, claim.outcome.output, context, answer);
-      else answer.fail(new RemoteFailure({ ...claim.outcome.failure, correlationId: context.correlationId }));
-      return;
-    }
-    if (claim.kind !== 'run') {
-      const reused = claim.kind === 'reused';
-      answer.fail(
-        new RemoteFailure({
-          type: 'keel',
-          code: reused ? KeelErrorCode.IDEMPOTENCY_KEY_REUSED : KeelErrorCode.IDEMPOTENCY_KEY_IN_USE,
-          message: reused
-            ? `${label}: idempotency key ${JSON.stringify(key)} was used before with another input. Nothing ran; use a new key for a new request.`
-            : `${label}: a request with idempotency key ${JSON.stringify(key)} is still running. Nothing ran; retry later with the same key to get its outcome.`,
-          correlationId: context.correlationId,
-        }),
-      );
-      return;
-    }
-    execute(entry, address, value, context, {
-      watch: (controller) => answer.watch?.(controller),
-      ok: (output) => {
-        store.complete(entry.name, key, claim.token, { output }).then(
-          () => answer.ok(output),
-          (error: unknown) => {
-            logger.error({ err: error, operation: label, correlationId: context.correlationId }, 'could not record the outcome of an idempotency key');
-            answer.ok(output);
-          },
-        );
-      },
-      fail: (remote) => {
-        // A declared error is the request's final answer; any other failure may be retried with the
-        // same key, but for a TIMEOUT whose handler reached an outcome after all (lateOutcomes).
-        const late = lateOutcomes.get(remote);
-        const recorded =
-          late !== undefined
-            ? store.complete(entry.name, key, claim.token, late)
-            : remote.envelope.type === 'declared'
-              ? store.complete(entry.name, key, claim.token, { failure: remote.envelope })
-              : store.abandon(entry.name, key, claim.token);
-        recorded.then(
-          () => answer.fail(remote),
-          (error: unknown) => {
-            logger.error({ err: error, operation: label, correlationId: context.correlationId }, 'could not record the outcome of an idempotency key');
-            answer.fail(remote);
-          },
-        );
-      },
-    }, false);
-  };
+  const once = keyedRun<OperationEntry>({ contract: contract.name, logger, lateOutcomes, finish, failure, execute });
 
   return {
     contract,

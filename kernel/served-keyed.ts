@@ -1,0 +1,122 @@
+/**
+ * A served call with an idempotency key to an operation that is not idempotent: it runs once
+ * per key, and a later request with the same key replays the first outcome. Off the hot path:
+ * served.ts comes here only for such calls.
+ */
+import type { CallContext } from './context.js';
+import { KeelErrorCode } from './errors.js';
+import { inputHash, type Claim, type IdempotencyStore, type StoredOutcome } from './idempotency.js';
+import type { Logger } from './logger.js';
+import { TracedAnswer, expiredFailure } from './served-answers.js';
+import { RemoteFailure, type Answer, type OperationAddress } from './transport.js';
+
+/** A key still running this long after its first request's deadline is taken over by a retry. */
+export const IDEMPOTENCY_TAKEOVER_GRACE_MS = 5_000;
+
+/** What the keyed run needs of its served module's pipeline (served.ts). */
+export interface KeyedPipeline<Entry extends { readonly name: string }> {
+  /** The contract's name, for messages and log lines. */
+  readonly contract: string;
+  readonly logger: Logger;
+  /** Outcomes a handler reached after its call was answered TIMEOUT: a key records them. */
+  readonly lateOutcomes: WeakMap<RemoteFailure, StoredOutcome>;
+  /** Checks a handler's result against the output schema and settles `answer`. */
+  readonly finish: (entry: Entry, result: unknown, context: CallContext, answer: Answer) => void;
+  /** The failure an error becomes on the wire. */
+  readonly failure: (error: unknown, address: OperationAddress, entry: Entry, context: CallContext) => RemoteFailure;
+  /** Runs the handler (deadline, bulkhead) and settles `answer`. */
+  readonly execute: (entry: Entry, address: OperationAddress, value: unknown, context: CallContext, answer: Answer, fresh: boolean) => void;
+}
+
+/**
+ * The keyed run of a served module: claims the call's key in `store`, then runs the handler
+ * and records its outcome, or replays the outcome recorded, or refuses a key in use or reused.
+ *
+ * @example
+ * ```ts
+ * const once = keyedRun({ contract: 'orders', logger, lateOutcomes, finish, failure, execute });
+ * if (context.idempotencyKey !== undefined && !definition.idempotent) void once(store, entry, address, value, context, answer);
+ * ```
+ */
+export function keyedRun<Entry extends { readonly name: string }>(pipeline: KeyedPipeline<Entry>) {
+  const { contract, logger, lateOutcomes, finish, failure, execute } = pipeline;
+  return async (
+    store: IdempotencyStore,
+    entry: Entry,
+    address: OperationAddress,
+    value: unknown,
+    context: CallContext,
+    answer: Answer,
+  ): Promise<void> => {
+    const key = context.idempotencyKey as string;
+    const label = `${contract}.${entry.name}`;
+    // A call already late claims nothing: it would only write a key to abandon it.
+    const late = Date.now() - context.deadline;
+    if (late >= 0) {
+      answer.fail(expiredFailure(contract, entry.name, late, context));
+      return;
+    }
+    let claim: Claim;
+    try {
+      // A key is one principal's: another's request with the same key and input is a reuse, never a replay of someone else's answer.
+      const hashed = context.principal === undefined ? value : { input: value, principal: context.principal };
+      claim = await store.claim(entry.name, key, inputHash(hashed), context.deadline + IDEMPOTENCY_TAKEOVER_GRACE_MS);
+    } catch (error) {
+      logger.error({ err: error, operation: label, correlationId: context.correlationId }, 'could not claim an idempotency key');
+      answer.fail(failure(error, address, entry, context));
+      return;
+    }
+    if (claim.kind === 'replay') {
+      if (answer instanceof TracedAnswer) answer.span.setAttribute('keel.idempotency.replayed', true);
+      // The stored output goes through the output schema again: the same value in the same key
+      // order as the first answer (the database may have reordered an object's keys).
+      if ('output' in claim.outcome) finish(entry, claim.outcome.output, context, answer);
+      else answer.fail(new RemoteFailure({ ...claim.outcome.failure, correlationId: context.correlationId }));
+      return;
+    }
+    if (claim.kind !== 'run') {
+      const reused = claim.kind === 'reused';
+      answer.fail(
+        new RemoteFailure({
+          type: 'keel',
+          code: reused ? KeelErrorCode.IDEMPOTENCY_KEY_REUSED : KeelErrorCode.IDEMPOTENCY_KEY_IN_USE,
+          message: reused
+            ? `${label}: idempotency key ${JSON.stringify(key)} was used before with another input. Nothing ran; use a new key for a new request.`
+            : `${label}: a request with idempotency key ${JSON.stringify(key)} is still running. Nothing ran; retry later with the same key to get its outcome.`,
+          correlationId: context.correlationId,
+        }),
+      );
+      return;
+    }
+    execute(entry, address, value, context, {
+      watch: (controller) => answer.watch?.(controller),
+      ok: (output) => {
+        store.complete(entry.name, key, claim.token, { output }).then(
+          () => answer.ok(output),
+          (error: unknown) => {
+            logger.error({ err: error, operation: label, correlationId: context.correlationId }, 'could not record the outcome of an idempotency key');
+            answer.ok(output);
+          },
+        );
+      },
+      fail: (remote) => {
+        // A declared error is the request's final answer; any other failure may be retried with the
+        // same key, but for a TIMEOUT whose handler reached an outcome after all (lateOutcomes).
+        const late = lateOutcomes.get(remote);
+        const recorded =
+          late !== undefined
+            ? store.complete(entry.name, key, claim.token, late)
+            : remote.envelope.type === 'declared'
+              ? store.complete(entry.name, key, claim.token, { failure: remote.envelope })
+              : store.abandon(entry.name, key, claim.token);
+        recorded.then(
+          () => answer.fail(remote),
+          (error: unknown) => {
+            logger.error({ err: error, operation: label, correlationId: context.correlationId }, 'could not record the outcome of an idempotency key');
+            answer.fail(remote);
+          },
+        );
+      },
+    }, false);
+  };
+}
