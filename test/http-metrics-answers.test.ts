@@ -3,10 +3,12 @@
  * the CORS plugin's preflight, the rate limit's 429, an onRequest hook of the application, the
  * gateway's own 404 and its handlers, and the 400 of a URL fastify cannot decode, which no hook
  * sees. The count is taken on the raw response's 'finish', from a hook that runs before every
- * other one, and from the gateway's handler of fastify's framework errors (gateway.ts). Not
- * counted, as before: the answers Node's client-error handler writes to the socket (a request
- * that is not HTTP, a request timeout), and answers cut off by a lost connection.
+ * other one, and from the gateway's handler of fastify's framework errors (gateway.ts). The answers
+ * Node's client-error handler writes to the socket (a request that is not HTTP, a request
+ * timeout) are counted as method `_OTHER`, route `unparsed`, with no duration. Not counted:
+ * answers cut off by a lost connection.
  */
+import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HttpGateway } from 'keel/http';
 import { runGateway, type RunningGateway } from './support/http-fixture.js';
@@ -126,5 +128,49 @@ describe('http - the HTTP metric and server.inject()', () => {
     expect(Object.fromEntries(durationCounts(text))).toEqual({ 'POST /store/put': 1 });
     // What makes the test able to fail: the second 'finish' did come before the scrape.
     expect(finishes).toBe(1);
+  });
+});
+
+/** Sends `text` on a new connection to `port`; resolves with all the server wrote once it closes the connection (at most 10 s). */
+async function rawExchange(port: number, text: string): Promise<string> {
+  const socket = connect({ host: '127.0.0.1', port });
+  let received = '';
+  socket.setEncoding('utf8');
+  socket.on('data', (chunk: string) => (received += chunk));
+  const closed = new Promise<void>((resolve) => socket.once('close', () => resolve()));
+  socket.on('error', () => undefined); // a reset is a close too
+  socket.write(text);
+  const timer = setTimeout(() => socket.destroy(), 10_000);
+  await closed;
+  clearTimeout(timer);
+  return received;
+}
+
+describe("http - the HTTP metric and the answers Node's client-error handler writes", () => {
+  let running: RunningGateway | undefined;
+  let url: string;
+
+  beforeAll(async () => {
+    running = await runGateway({ metrics: { defaultMetrics: false }, headersTimeoutMs: 1_000, requestTimeoutMs: 2_000 });
+    url = running.url;
+  });
+  afterAll(() => running?.stop());
+
+  it('http - a request that is not HTTP (400) and one whose headers never end (408) are counted as _OTHER unparsed, with no duration observed', async () => {
+    const port = Number(new URL(url).port);
+    expect(await rawExchange(port, 'NOT HTTP AT ALL\r\n\r\n')).toMatch(/^HTTP\/1\.1 400 /);
+    // Headers begun and never finished: Node's headers timeout answers 408 (checked once a second).
+    expect(await rawExchange(port, 'GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Never: ')).toMatch(/^HTTP\/1\.1 408 /);
+    // And a routed answer, so the scrape shows the counting did not stop at them.
+    const put = await fetch(`${url}/store/put`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ key: 'after', value: 1 }) });
+    expect(put.status).toBe(200);
+
+    const text = await (await fetch(`${url}/metrics`)).text();
+    expect(Object.fromEntries(httpCounts(text))).toEqual({
+      '_OTHER unparsed 400': 1,
+      '_OTHER unparsed 408': 1,
+      'POST /store/put 200': 1,
+    });
+    expect(Object.fromEntries(durationCounts(text))).toEqual({ 'POST /store/put': 1 });
   });
 });

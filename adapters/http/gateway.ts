@@ -35,6 +35,11 @@ import { HttpProblemCode } from './status.js';
 import { addHttpTracing } from './tracing.js';
 import { listenFailure } from './listen-failure.js';
 
+/** The HTTP metric's method for an answer Node's client-error handler writes: OpenTelemetry's name for a method not known. */
+const UNPARSED_METHOD = '_OTHER';
+/** The HTTP metric's route for the same answers: no request was parsed, so none was routed. */
+const UNPARSED_ROUTE = 'unparsed';
+
 /**
  * A running (or ready to run) HTTP gateway, made by {@link createHttpGateway}.
  *
@@ -164,14 +169,18 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
           )
         : gatewayProblem(HttpProblemCode.MALFORMED_REQUEST, `The HTTP request is malformed: ${error.message}`, newCorrelationId());
       const body = JSON.stringify(problem);
+      // Counted with no duration (nothing says when such a request began), as method `_OTHER`
+      // (OpenTelemetry's name for a method not known) and route `unparsed`.
+      metrics?.observeHttp(UNPARSED_METHOD, UNPARSED_ROUTE, timedOut ? 408 : 400);
       socket.end(
         `HTTP/1.1 ${timedOut ? '408 Request Timeout' : '400 Bad Request'}\r\nConnection: close\r\nContent-Type: ${PROBLEM_CONTENT_TYPE}\r\n` +
           `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
       );
     },
   });
-  // First: every answer fastify routes is counted, whichever hook or handler sends it (not the
-  // client-error answers written to the socket, which no request object sees). The raw response's
+  // First: every answer fastify routes is counted, whichever hook or handler sends it (the
+  // client-error answers written to the socket, which no request object sees, are counted in
+  // clientErrorHandler above). The raw response's
   // 'finish' rather than an onResponse hook: with one, fastify puts two listeners on every
   // response, takes them off again and runs its hook runner and request logger (about 4 k
   // instructions a request; docs/performance.md, "Gateway, thirteenth round").

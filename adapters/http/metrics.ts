@@ -51,8 +51,12 @@ export interface KernelMetricsOptions {
 export interface KernelMetrics {
   /** The registry holding every metric; `registry.metrics()` is the Prometheus text. */
   readonly registry: Registry;
-  /** Records one HTTP request answered by the gateway. `route` is the route template, never the raw URL. */
-  observeHttp(method: string, route: string, status: number, durationMs: number): void;
+  /**
+   * Records one HTTP request answered by the gateway. `route` is the route template, never the
+   * raw URL. Without `durationMs` (an answer whose request has no known start: what Node's
+   * client-error handler writes) the request is counted, and the duration histogram left alone.
+   */
+  observeHttp(method: string, route: string, status: number, durationMs?: number): void;
   /** Stops observing the kernel. */
   close(): void;
 }
@@ -243,7 +247,7 @@ export function createKernelMetrics(kernel: Kernel, options: KernelMetricsOption
         );
       }
       httpRequests.inc(series.requests);
-      httpDurations.observe(series.duration, durationMs / 1000);
+      if (durationMs !== undefined) httpDurations.observe(series.duration, durationMs / 1000);
     },
     close() {
       stop();
