@@ -7,6 +7,7 @@
 import { stripVTControlCharacters } from 'node:util';
 import { parseArgs, type ArgsDef, type CommandDef, type Resolvable } from 'citty';
 import { CLIError, CliErrorCode } from './errors.js';
+import { nearestName } from 'keel/transport';
 
 /** The value of a citty `Resolvable`: the value itself, or what its function returns. */
 export const resolve = async <T>(value: Resolvable<T>): Promise<T> =>
@@ -119,7 +120,10 @@ export async function checkArguments(target: Resolved): Promise<void> {
     if (NEGATIVE_NUMBER.test(arg) && index > 0 && takesNextValue(target.rawArgs[index - 1] as string, argsDef)) continue;
     const name = optionNameOf(arg);
     if (!known.has(name)) {
-      throw new CLIError(CliErrorCode.E_USAGE, `Unknown option ${arg.split('=')[0]} for ${target.path.join(' ')}.`, { hint: usage });
+      // Suggested as written on a command line: a long option, in kebab case.
+      const near = name.length > 1 ? nearestName(name, [...known].filter((option) => option.length > 1 && option === option.toLowerCase())) : undefined;
+      const hint = near === undefined ? '' : ` Did you mean --${near}?`;
+      throw new CLIError(CliErrorCode.E_USAGE, `Unknown option ${arg.split('=')[0]} for ${target.path.join(' ')}.${hint}`, { hint: usage });
     }
   }
   let parsed: { _: string[] };

@@ -8,6 +8,7 @@ import { KeelError, KeelErrorCode } from './errors.js';
 import type { Handlers } from './module-handlers.js';
 import type { ModuleSpec } from './module.js';
 import { describeValue } from './options.js';
+import { nearestName } from './nearest-name.js';
 
 /** Every field `defineModule` takes: another is a misspelling, refused rather than dropped. */
 const MODULE_SPEC_KEYS = ['contract', 'dependsOn', 'subscribesTo', 'providers', 'data', 'create'] as const;
@@ -32,7 +33,9 @@ export function checkModuleSpec<
   if (typeof spec.create !== 'function') fail('`create` must be a function returning { handlers }.');
   const unknown = Object.keys(spec).filter((key) => !(MODULE_SPEC_KEYS as readonly string[]).includes(key));
   if (unknown.length > 0) {
-    fail(`unknown field${unknown.length > 1 ? 's' : ''} ${unknown.map((key) => `"${key}"`).join(', ')} (it takes ${MODULE_SPEC_KEYS.join(', ')}).`);
+    const near = unknown.length === 1 ? nearestName(unknown[0] as string, MODULE_SPEC_KEYS) : undefined;
+    const hint = near === undefined ? '' : `did you mean ${near}? `;
+    fail(`unknown field${unknown.length > 1 ? 's' : ''} ${unknown.map((key) => `"${key}"`).join(', ')} (${hint}it takes ${MODULE_SPEC_KEYS.join(', ')}).`);
   }
   for (const field of ['dependsOn', 'subscribesTo'] as const) {
     if (spec[field] !== undefined && !Array.isArray(spec[field])) fail(`\`${field}\` must be an array of contracts, got ${describeValue(spec[field])}.`);

@@ -1,11 +1,12 @@
 /**
  * Options parsed once, the same way for every public factory (kernel, transports, gateway): an
  * explicit `undefined` means the default, as if the key were absent; types and ranges are
- * checked by a zod schema; unknown keys are refused. A bad option is one `INVALID_CONFIG` that
+ * checked by a zod schema; unknown keys are refused, with the known key most likely meant. A bad option is one `INVALID_CONFIG` that
  * names every wrong field, what it takes and what it got.
  */
 import { z } from 'zod';
 import { KeelError, KeelErrorCode } from './errors.js';
+import { nearestName } from './nearest-name.js';
 
 const LOGGER_METHODS = ['debug', 'info', 'warn', 'error', 'child'] as const;
 
@@ -62,9 +63,14 @@ export function parseOptions<T extends object>(
   const problems = parsed.error.issues.flatMap((issue) => branchIssues(issue, given)).map((issue) => {
     const path = issue.path.map(String);
     if (issue.code === 'unrecognized_keys') {
-      const keys = issue.keys.map((key) => `"${[...path, key].join('.')}"`).join(', ');
       const takes = path.length === 0 ? known : knownKeys(valueAt(schema, ['shape', ...path]) as z.ZodType);
-      return `unknown option${issue.keys.length > 1 ? 's' : ''} ${keys}` + (takes === undefined ? '' : ` (it takes ${takes.join(', ')})`);
+      return issue.keys
+        .map((key) => {
+          const near = takes === undefined ? undefined : nearestName(key, takes);
+          const hint = near === undefined ? '' : `did you mean ${near}? `;
+          return `unknown option "${[...path, key].join('.')}"` + (takes === undefined ? '' : ` (${hint}it takes ${takes.join(', ')})`);
+        })
+        .join('; ');
     }
     const field = path.join('.') || 'the options';
     // A secret's value is never repeated, not even a wrong one: say only what kind of value it was.
@@ -161,8 +167,7 @@ export function unknownOptionError(
   label: string,
   elsewhere: Readonly<Record<string, string>> = {},
 ): KeelError {
-  const stem = key.toLowerCase().slice(0, 4);
-  const near = key.length >= 4 ? known.find((option) => option.toLowerCase().startsWith(stem)) : undefined;
+  const near = nearestName(key, known);
   const why = Object.hasOwn(elsewhere, key) ? ` ${elsewhere[key]}.` : near === undefined ? '' : ` Did you mean ${near}?`;
   return new KeelError(
     KeelErrorCode.INVALID_INPUT,

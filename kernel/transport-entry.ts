@@ -43,6 +43,7 @@ export { callAbandoned } from './call-signal.js';
 export { fromErrorEnvelope, isErrorEnvelope, toErrorEnvelope } from './envelope.js';
 export { DeadlineScheduler, type DeadlineEntry } from './deadline.js';
 export { definedOnly, describeValue, loggerOption, parseOptions } from './options.js';
+export { nearestName } from './nearest-name.js';
 export { STATUS_BY_ERROR_KIND } from './error-kind-status.js';
 // Moved from 'keel': used by adapters, the CLI's tools and tests, never by an application.
 export { isContract, majorOf, type AnyOperation } from './contract.js';

@@ -259,7 +259,7 @@ describe('cli - keel.config.ts', () => {
     const misspelt = appWith('export default { gatway: {} };\n');
     const start = keel(misspelt, 'start', '--http', '0');
     expect(await start.exit).toBe(1);
-    expect(start.stderr.text).toContain('error E_CONFIG: keel.config.ts: unknown option "gatway" (it takes gateway, principal, resilience, logging).\n');
+    expect(start.stderr.text).toContain('error E_CONFIG: keel.config.ts: unknown option "gatway" (did you mean gateway? it takes gateway, principal, resilience, logging).\n');
 
     const noDefault = appWith('export const gateway = {};\n');
     const up = keel(noDefault, 'up');

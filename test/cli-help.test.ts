@@ -227,7 +227,7 @@ describe('cli - usage errors', () => {
     const { code, stderr } = await run(['generate', 'module', 'billing', '--depend-on', 'orders']);
     expect(code).toBe(2);
     expect(stderr).toMatchInlineSnapshot(`
-      "error E_USAGE: Unknown option --depend-on for keel generate module.
+      "error E_USAGE: Unknown option --depend-on for keel generate module. Did you mean --depends-on?
         Run \`keel generate module --help\` for usage.
       "
     `);

@@ -98,7 +98,7 @@ describe('http - gateway options', () => {
 
   it('http - refuses an unknown option (a misspelt one) and names what it takes', async () => {
     expect(await refusal({ port: 0, prot: 8080 })).toBe(
-      'createHttpGateway: unknown option "prot" (it takes kernel, contracts, port, host, bodyLimit, requestTimeoutMs, headersTimeoutMs, ' +
+      'createHttpGateway: unknown option "prot" (did you mean port? it takes kernel, contracts, port, host, bodyLimit, requestTimeoutMs, headersTimeoutMs, ' +
         'keepAliveTimeoutMs, maxConnections, cors, rateLimit, securityHeaders, trustProxy, development, maxTimeoutMs, ' +
         'timeoutHeader, correlationHeader, getOperations, docsPath, openapi, metrics, caller, stopKernelOnClose, logger, configure, ' +
         'authenticate, challenge).',

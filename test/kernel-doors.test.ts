@@ -102,6 +102,7 @@ const TRANSPORT = {
     'majorOf',
     'migrate',
     'migrationStatus',
+    'nearestName',
     'newCorrelationId',
     'newTraceparent',
     'noRespondersError',

@@ -164,7 +164,7 @@ describe('kernel lifecycle - start and stop', () => {
     expect(refusal({ contract: a, create, providers: {} })).toBe('Module "alpha": `providers` must be a function of bind, got an object.');
     // A misspelt dependsOn was dropped silently: the module started, and its first get() failed.
     expect(refusal({ contract: a, create, dependOn: [] })).toBe(
-      'Module "alpha": unknown field "dependOn" (it takes contract, dependsOn, subscribesTo, providers, data, create).',
+      'Module "alpha": unknown field "dependOn" (did you mean dependsOn? it takes contract, dependsOn, subscribesTo, providers, data, create).',
     );
     const hooked = defineModule({ contract: a, create: () => ({ ...create(), start: 'soon' }) as never });
     const kernel = createKernel({ modules: [hooked], logger: silentLogger });
@@ -492,7 +492,7 @@ describe('local transport - durable events kept while the subscribing module is 
     expect(refusal({ redeliveryDelayMs: -1 })).toMatch(/createLocalTransport: redeliveryDelayMs must be a number of milliseconds, 0 to 3600000, got -1/);
     expect(refusal({ redeliveryDelayMs: '50' })).toContain('redeliveryDelayMs must be a number of milliseconds');
     expect(refusal({ logger: console.log })).toContain('logger must be a Logger');
-    expect(refusal({ redeliveryDelay: 10 })).toMatch(/unknown option "redeliveryDelay" \(it takes logger, redeliveryDelayMs, durableBacklogLimit\)/);
+    expect(refusal({ redeliveryDelay: 10 })).toMatch(/unknown option "redeliveryDelay" \(did you mean redeliveryDelayMs\? it takes logger, redeliveryDelayMs, durableBacklogLimit\)/);
   });
 
   it('refuses a durableBacklogLimit that is not a whole number of events with INVALID_CONFIG', () => {

@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { createKernel, currentContext, defineContract, defineModule, isKeelError, operation, silentLogger, type KernelOptions } from 'keel';
 import { loggerOption, parseOptions } from 'keel/transport';
+import { nearestName } from '../kernel/nearest-name.js';
 
 const clock = defineContract({
   name: 'clock',
@@ -64,13 +65,13 @@ describe('kernel - options', () => {
 
   it('kernel - refuses an unknown option (a misspelt one) and names what it takes', () => {
     expect(refusal({ defaultTimeout: 5_000 })).toBe(
-      'createKernel: unknown option "defaultTimeout" (it takes modules, topology, contracts, defaultTimeoutMs, eventTimeoutMs, maxDeliveryAttempts, drainTimeoutMs, logger, onDeadLetter, database, principal, retry, hedge, circuitBreaker, retryBudget, bulkhead, bulkheads).',
+      'createKernel: unknown option "defaultTimeout" (did you mean defaultTimeoutMs? it takes modules, topology, contracts, defaultTimeoutMs, eventTimeoutMs, maxDeliveryAttempts, drainTimeoutMs, logger, onDeadLetter, database, principal, retry, hedge, circuitBreaker, retryBudget, bulkhead, bulkheads).',
     );
   });
 
   it('kernel - refuses a wrong topology, naming the field: no object, a host that is no array of names, a transport that is none, a misspelt key', () => {
     // A misspelt "hosts" once hosted every module silently; a host string was read letter by letter.
-    expect(refusal({ topology: { hosts: ['clock'] } as never })).toBe('createKernel: unknown option "topology.hosts" (it takes host, transport).');
+    expect(refusal({ topology: { hosts: ['clock'] } as never })).toBe('createKernel: unknown option "topology.hosts" (did you mean host? it takes host, transport).');
     expect(refusal({ topology: 5 as never })).toContain('topology must be { host?, transport? }, got 5');
     expect(refusal({ topology: { host: 'clock' } as never })).toContain('topology.host must be an array of module names, such as ["orders", "payments"], got "clock"');
     expect(refusal({ topology: { transport: {} } as never })).toContain(
@@ -147,7 +148,7 @@ describe('parseOptions - the one way every factory checks its options', () => {
 
   it('names an unknown key inside a nested option by its full path, with the keys that level takes', () => {
     expect(refusal({ tls: { certfile: 'a.pem' } })).toBe(
-      'createThing: unknown option "tls.certfile" (it takes certFile, keyFile).',
+      'createThing: unknown option "tls.certfile" (did you mean certFile? it takes certFile, keyFile).',
     );
   });
 
@@ -186,5 +187,24 @@ describe('parseOptions - the one way every factory checks its options', () => {
 
   it('drops options given as undefined so that defaults spread over them', () => {
     expect(parseOptions('createThing', Schema, { port: undefined, password: 'x' })).toEqual({ password: 'x' });
+  });
+});
+
+describe('kernel - the name a misspelt key most likely meant (every "did you mean")', () => {
+  it('kernel - suggests the same name in another case, then the fewest edits within a limit growing with the length (a swap is one), then a name the key begins, then a shared four-letter stem; none when nothing is close', () => {
+    expect(nearestName('certfile', ['certFile', 'keyFile'])).toBe('certFile');
+    expect(nearestName('prot', ['kernel', 'port', 'host'])).toBe('port');
+    expect(nearestName('gatway', ['gateway', 'principal'])).toBe('gateway');
+    expect(nearestName('timeout', ['timeoutMs', 'signal'])).toBe('timeoutMs');
+    expect(nearestName('hosts', ['host', 'transport'])).toBe('host');
+    expect(nearestName('sig', ['timeoutMs', 'signal'])).toBe('signal');
+    expect(nearestName('timeoutMillis', ['signal', 'timeoutMs'])).toBe('timeoutMs');
+    // On a tie, the first of the known names.
+    expect(nearestName('pot', ['port', 'pit'])).toBe('port');
+    // Nothing close: no guess.
+    expect(nearestName('colour', ['level', 'format'])).toBeUndefined();
+    expect(nearestName('deadline', ['timeoutMs', 'signal', 'retry', 'hedge'])).toBeUndefined();
+    expect(nearestName('ab', ['signal'])).toBeUndefined();
+    expect(nearestName('x', [])).toBeUndefined();
   });
 });

@@ -145,7 +145,7 @@ describe('nats - options checked once', () => {
 
   it('nats - refuses an unknown option (a misspelt one) and names what it takes', async () => {
     const message = await refusal({ drainTimeout: 5_000 });
-    expect(message).toMatch(/^createNatsTransport: unknown option "drainTimeout" \(it takes servers, prefix, name, .*drainTimeoutMs, logger\)\.$/);
+    expect(message).toMatch(/^createNatsTransport: unknown option "drainTimeout" \(did you mean drainTimeoutMs\? it takes servers, prefix, name, .*drainTimeoutMs, logger\)\.$/);
   });
 
   it('nats - refuses an option of the wrong type, naming the field, what it takes and what it got', async () => {

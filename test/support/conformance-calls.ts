@@ -363,7 +363,7 @@ export function describeCallConformance(target: ConformanceTarget, booted: () =>
       expect(await slow({ ms: 20 }, { timeoutMs: 3_000, signal: new AbortController().signal })).toEqual({ slept: 20 });
     });
 
-    it('refuses, with INVALID_INPUT naming it, an option no call knows (a misspelt timeout was silently ignored), and an HTTP client\'s option saying whose it is; inherited keys are not options; and keeps serving', async () => {
+    it('refuses, with INVALID_INPUT naming it, an option no call knows (a misspelt timeout was silently ignored), and an HTTP client\'s option saying whose it is, the option most likely meant (short and wrongly cased keys too); inherited keys are not options; and keeps serving', async () => {
       const client = booted().client.client(probe) as unknown as Record<string, (input: unknown, options?: unknown) => Promise<unknown>>;
       const slow = client['slow']!;
       const misspelt = await expectRejection(slow({ ms: 20 }, { timeout: 5 }));
@@ -371,6 +371,9 @@ export function describeCallConformance(target: ConformanceTarget, booted: () =>
       expect(misspelt.message).toBe(
         'options for probe.slow have an unknown option "timeout"; a call takes timeoutMs, signal, correlationId, traceparent, idempotencyKey, principal, retry, hedge. Did you mean timeoutMs?',
       );
+      // A short key and a key wrong only in case get their suggestion too.
+      expect((await expectRejection(slow({ ms: 20 }, { sig: 5 }))).message).toMatch(/unknown option "sig"; .* Did you mean signal\?$/);
+      expect((await expectRejection(slow({ ms: 20 }, { timeoutMS: 5 }))).message).toMatch(/unknown option "timeoutMS"; .* Did you mean timeoutMs\?$/);
       const other = await expectRejection(slow({ ms: 20 }, { timeoutMs: 3_000, deadline: 5 }));
       expect(isKeelError(other, 'INVALID_INPUT')).toBe(true);
       expect(other.message).toMatch(/^options for probe\.slow have an unknown option "deadline"; a call takes timeoutMs, .*, hedge\.$/);
