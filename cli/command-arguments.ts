@@ -80,9 +80,10 @@ export async function resolveCommand(root: CommandDef, rawArgs: string[]): Promi
     const name = current.rawArgs[index] as string;
     const sub = subCommands[name] ?? (await findByAlias(subCommands, name));
     if (sub === undefined) {
+      const near = nearestName(name, Object.keys(subCommands));
       throw new CLIError(
         CliErrorCode.E_UNKNOWN_COMMAND,
-        `Unknown command "${name}" for ${current.path.join(' ')}. Available: ${Object.keys(subCommands).join(', ')}.`,
+        `Unknown command "${name}" for ${current.path.join(' ')}.${near === undefined ? '' : ` Did you mean ${near}?`} Available: ${Object.keys(subCommands).join(', ')}.`,
         { hint: `Run \`${current.path.join(' ')} --help\` to see what each command does.` },
       );
     }

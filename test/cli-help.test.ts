@@ -213,7 +213,7 @@ describe('cli - help', () => {
 });
 
 describe('cli - usage errors', () => {
-  it('cli - refuses an unknown command with E_UNKNOWN_COMMAND and exit code 2', async () => {
+  it('cli - refuses an unknown command with E_UNKNOWN_COMMAND and exit code 2, naming a near miss\'s command', async () => {
     const { code, stderr } = await run(['publish']);
     expect(code).toBe(2);
     expect(stderr).toMatchInlineSnapshot(`
@@ -221,6 +221,10 @@ describe('cli - usage errors', () => {
         Run \`keel --help\` to see what each command does.
       "
     `);
+    // A near miss is named.
+    const near = await run(['chek']);
+    expect(near.code).toBe(2);
+    expect(near.stderr).toContain('error E_UNKNOWN_COMMAND: Unknown command "chek" for keel. Did you mean check? Available: new, generate,');
   });
 
   it('cli - refuses an unknown option with E_USAGE', async () => {
