@@ -7,7 +7,7 @@ import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
 import { main, runCli } from 'keel/cli';
 import { freePort } from '../cli/nats-server.js';
-import { READY, collector, failureRecord, gatewayUrl, logMessages, logRecords, type LogRecord } from './support/cli.js';
+import { READY, collector, failureRecord, gatewayUrl, logMessages, logRecords } from './support/cli.js';
 
 const repository = dirname(createRequire(import.meta.url).resolve('keel/package.json'));
 

@@ -16,7 +16,7 @@ import { modules } from '../modules/index.js';
 import { orders } from '../modules/orders/contract.js';
 import { payments } from '../modules/payments/contract.js';
 import { freePort } from '../cli/nats-server.js';
-import { copyFixtureApp, failureRecord, logRecords, type LogRecord } from './support/cli.js';
+import { copyFixtureApp, failureRecord, logRecords } from './support/cli.js';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
 
 const require = createRequire(import.meta.url);

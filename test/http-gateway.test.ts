@@ -9,7 +9,6 @@ import {
   HttpProblemCode,
   createHttpGateway,
   httpStatusOf,
-  type HttpGateway,
   type Problem,
 } from 'keel/http';
 import { listenFailure } from '../adapters/http/listen-failure.js';

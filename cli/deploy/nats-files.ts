@@ -45,11 +45,11 @@ export function natsEnvPath(user: string): string {
  *
  * @example
  * ```ts
- * natsFiles(topology, options, deploymentNatsUsers(topology, options)).map((file) => file.path);
+ * natsFiles(options, deploymentNatsUsers(topology, options)).map((file) => file.path);
  * // ['nats/nats-server.conf', 'nats/storefront.env', ..., '.gitignore']
  * ```
  */
-export function natsFiles(topology: TopologyFile, options: ResolvedDeployOptions, users: readonly NatsUser[]): DeployFile[] {
+export function natsFiles(options: ResolvedDeployOptions, users: readonly NatsUser[]): DeployFile[] {
   if (users.length === 0) return [];
   const header = generatedHeader(options);
   const config = natsServerConfig(users, {

@@ -64,8 +64,6 @@ export function moduleIdentifiers(name: string): ModuleIdentifiers {
   return { contract, module: `${contract}Module` };
 }
 
-const article = (word: string): string => (/^[aeiou]/i.test(word) ? 'an' : 'a');
-
 /** The operations a template writes: `--operations`, or the placeholder `hello`. */
 function operationsOf(input: ModuleTemplateInput): readonly [string, ...string[]] {
   const [first = 'hello', ...rest] = input.operations ?? [];

@@ -15,8 +15,6 @@ import {
   natsAuthOptions,
   type ServiceEndpointStats,
   type ServiceIdentity,
-  type ServiceInfo,
-  type ServiceStats,
   type ServiceVerb,
 } from 'keel/nats';
 import { connect, errors, type NatsConnection } from '@nats-io/transport-node';
