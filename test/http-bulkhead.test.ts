@@ -4,9 +4,8 @@
  * /metrics, read at scrape time.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { createKernel, silentLogger, type Kernel } from 'keel';
-import { createHttpGateway, type HttpGateway, type Problem } from 'keel/http';
-import { fixtureModules, gate, openAllGates } from './support/http-fixture.js';
+import type { Problem } from 'keel/http';
+import { gate, openAllGates, runGateway, type RunningGateway } from './support/http-fixture.js';
 
 const post = (url: string, body: unknown): Promise<Response> =>
   fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
@@ -14,22 +13,17 @@ const post = (url: string, body: unknown): Promise<Response> =>
 const metricsOf = async (url: string): Promise<string> => (await fetch(`${url}/metrics`)).text();
 
 describe('http - bulkhead', () => {
-  let kernel: Kernel;
-  let gateway: HttpGateway;
+  let running: RunningGateway | undefined;
   let url: string;
 
   beforeAll(async () => {
     // probe: one run at a time and no queue; store keeps the default bulkhead.
     // retry: false: each refused request is one refused call (the gateway's client would otherwise retry RESOURCE_EXHAUSTED).
-    kernel = createKernel({ modules: fixtureModules, logger: silentLogger, retry: false, bulkheads: { probe: { maxConcurrent: 1, maxQueued: 0 } } });
-    await kernel.start();
-    gateway = await createHttpGateway({ kernel, port: 0, logger: silentLogger, metrics: { defaultMetrics: false } });
-    url = await gateway.listen();
+    running = await runGateway({ metrics: { defaultMetrics: false } }, { kernel: { retry: false, bulkheads: { probe: { maxConcurrent: 1, maxQueued: 0 } } } });
+    ({ url } = running);
   });
   afterEach(() => openAllGates());
-  afterAll(async () => {
-    await gateway.close();
-  });
+  afterAll(() => running?.stop());
 
   it('http - a call the full bulkhead refuses is a 429 RESOURCE_EXHAUSTED problem with Retry-After; the call holding the slot answers 200', async () => {
     const held = gate('bulkhead-held');

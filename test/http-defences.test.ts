@@ -5,26 +5,17 @@
  * answer carries the security headers.
  */
 import { connect, type Socket } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
-import { createKernel, silentLogger } from 'keel';
-import { createHttpGateway, type HttpGateway, type HttpGatewayOptions, type Problem } from 'keel/http';
-import { fixtureModules } from './support/http-fixture.js';
+import { describe, expect, it } from 'vitest';
+import type { HttpGateway, Problem } from 'keel/http';
+import { gatewayForTest, type RunningGateway } from './support/http-fixture.js';
 
 /** How late after its timeout Node may cut a request: it checks once a second (gateway-defences.ts), plus scheduling slack. */
 const CUT_MARGIN_MS = 1_000 + 1_500;
 
-const gateways: HttpGateway[] = [];
-afterEach(async () => {
-  await Promise.all(gateways.splice(0).map((gateway) => gateway.close()));
-});
-
-async function startGateway(options: Partial<HttpGatewayOptions> = {}): Promise<{ gateway: HttpGateway; url: string; port: number }> {
-  const kernel = createKernel({ modules: fixtureModules, logger: silentLogger });
-  await kernel.start();
-  const gateway = await createHttpGateway({ kernel, port: 0, logger: silentLogger, metrics: false, docsPath: false, ...options });
-  gateways.push(gateway);
-  const url = await gateway.listen();
-  return { gateway, url, port: Number(new URL(url).port) };
+/** A gateway for one test, without metrics or API reference page unless `options` asks, and its port. */
+async function startGateway(options: Parameters<typeof gatewayForTest>[0] = {}): Promise<RunningGateway & { port: number }> {
+  const running = await gatewayForTest({ metrics: false, docsPath: false, ...options });
+  return { ...running, port: Number(new URL(running.url).port) };
 }
 
 const put = (url: string, key: string, headers: Record<string, string> = {}): Promise<Response> =>

@@ -1,6 +1,6 @@
 import { Agent, request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
-import { afterAll, afterEach, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ErrorKind, KeelError, KeelErrorCode, createKernel, silentLogger, type Kernel } from 'keel';
 import { newTraceparent, type CallRecord } from 'keel/transport';
 import {
@@ -12,7 +12,7 @@ import {
   type Problem,
 } from 'keel/http';
 import { listenFailure } from '../adapters/http/listen-failure.js';
-import { fixtureModules, gate, kindErrors, openAllGates, runGateway, store, type RunningGateway } from './support/http-fixture.js';
+import { fixtureModules, gate, gatewayForTest, kindErrors, openAllGates, runGateway, store, type RunningGateway } from './support/http-fixture.js';
 
 const JSON_HEADERS = { 'content-type': 'application/json' };
 
@@ -29,13 +29,6 @@ async function problemOf(response: Response): Promise<Problem> {
   expect(typeof problem.detail).toBe('string');
   expect(problem.correlationId).toBe(response.headers.get('x-correlation-id'));
   return problem;
-}
-
-/** {@link runGateway} for one test: stopped when the test finishes, passed or failed. */
-async function gatewayForTest(...args: Parameters<typeof runGateway>): Promise<RunningGateway> {
-  const running = await runGateway(...args);
-  onTestFinished(() => running.stop());
-  return running;
 }
 
 describe('http - gateway in one process', () => {

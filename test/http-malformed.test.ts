@@ -5,9 +5,8 @@
  */
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createKernel, silentLogger, type Kernel } from 'keel';
-import { createHttpGateway, type HttpGateway, type Problem } from 'keel/http';
-import { fixtureModules } from './support/http-fixture.js';
+import type { Problem } from 'keel/http';
+import { runGateway, type RunningGateway } from './support/http-fixture.js';
 
 const REQUESTS = 480;
 const CONCURRENCY = 16;
@@ -192,26 +191,14 @@ function checkProblem(request: Malformed, status: number, contentType: string | 
 }
 
 describe('http - malformed requests', () => {
-  let kernel: Kernel;
-  let gateway: HttpGateway;
+  let running: RunningGateway | undefined;
   let url: string;
 
   beforeAll(async () => {
-    kernel = createKernel({ modules: fixtureModules, logger: silentLogger });
-    await kernel.start();
-    gateway = await createHttpGateway({
-      kernel,
-      port: 0,
-      logger: silentLogger,
-      bodyLimit: BODY_LIMIT,
-      metrics: { defaultMetrics: false },
-      getOperations: ['store.get', 'store.greeting'],
-    });
-    url = await gateway.listen();
+    running = await runGateway({ bodyLimit: BODY_LIMIT, metrics: { defaultMetrics: false }, getOperations: ['store.get', 'store.greeting'] });
+    ({ url } = running);
   });
-  afterAll(async () => {
-    await gateway.close();
-  });
+  afterAll(() => running?.stop());
 
   it(`http - ${REQUESTS} generated malformed requests each get a well-formed 4xx problem, and the server keeps serving`, async () => {
     const next = random(0x6b65656c);

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createKernel, isKeelError, silentLogger, type Kernel } from 'keel';
 import { HttpProblemCode, createHttpGateway, type HttpGateway, type Problem } from 'keel/http';
-import { fixtureModules, store } from './support/http-fixture.js';
+import { fixtureModules, gatewayForTest, runGateway, store, type RunningGateway } from './support/http-fixture.js';
 
 const JSON_HEADERS = { 'content-type': 'application/json' };
 
@@ -15,19 +15,16 @@ async function problemOf(response: Response): Promise<Problem> {
 }
 
 describe('http - a gateway exposing no operation (contracts: [])', () => {
+  let running: RunningGateway | undefined;
   let kernel: Kernel;
   let gateway: HttpGateway;
   let url: string;
 
   beforeAll(async () => {
-    kernel = createKernel({ modules: fixtureModules, logger: silentLogger });
-    await kernel.start();
-    gateway = await createHttpGateway({ kernel, contracts: [], port: 0, logger: silentLogger, metrics: { defaultMetrics: false } });
-    url = await gateway.listen();
+    running = await runGateway({ contracts: [], metrics: { defaultMetrics: false } });
+    ({ kernel, gateway, url } = running);
   });
-  afterAll(async () => {
-    await gateway.close();
-  });
+  afterAll(() => running?.stop());
 
   it('http - an operation of a module of the application is a 404 problem saying it is not exposed here', async () => {
     const response = await post(`${url}/store/put`, { key: 'a', value: 1 });
@@ -70,21 +67,14 @@ describe('http - a gateway exposing no operation (contracts: [])', () => {
 
 describe('http - a gateway exposing some contracts', () => {
   it('http - an unexposed module of the application is named as not exposed, with what is', async () => {
-    const kernel = createKernel({ modules: fixtureModules, logger: silentLogger });
-    await kernel.start();
-    const gateway = await createHttpGateway({ kernel, contracts: [store], port: 0, logger: silentLogger, metrics: false, docsPath: false });
-    try {
-      const url = await gateway.listen();
-      const hidden = await post(`${url}/probe/context`, {});
-      expect(hidden.status).toBe(404);
-      expect((await problemOf(hidden)).detail).toBe(
-        'No route POST /probe/context: module "probe" is not exposed by this gateway. ' +
-          'Operations are POST /<module>/<operation>, for the modules store; the list is at /openapi.json.',
-      );
-      expect((await problemOf(await post(`${url}/store/purge`, {}))).detail).toContain('Module "store" has no operation "purge"');
-    } finally {
-      await gateway.close();
-    }
+    const { url } = await gatewayForTest({ contracts: [store], metrics: false, docsPath: false });
+    const hidden = await post(`${url}/probe/context`, {});
+    expect(hidden.status).toBe(404);
+    expect((await problemOf(hidden)).detail).toBe(
+      'No route POST /probe/context: module "probe" is not exposed by this gateway. ' +
+        'Operations are POST /<module>/<operation>, for the modules store; the list is at /openapi.json.',
+    );
+    expect((await problemOf(await post(`${url}/store/purge`, {}))).detail).toContain('Module "store" has no operation "purge"');
   });
 
   it("http - getOperations may name an unexposed module of the application (one list for every process: passed over); a name that is no module is refused", async () => {

@@ -4,7 +4,8 @@
  * gates the test opens, and fails in every way an operation can.
  */
 import { z } from 'zod';
-import { ErrorKind, callSignal, createKernel, defineContract, defineError, defineModule, operation, silentLogger, type AnyModule, type Kernel } from 'keel';
+import { onTestFinished } from 'vitest';
+import { ErrorKind, callSignal, createKernel, defineContract, defineError, defineModule, operation, silentLogger, type AnyModule, type Kernel, type KernelOptions } from 'keel';
 import { createHttpGateway, type HttpGateway, type HttpGatewayOptions } from 'keel/http';
 
 /** No entry has this key. */
@@ -193,12 +194,20 @@ export interface RunningGateway {
   stop(): Promise<void>;
 }
 
+/** How {@link runGateway} makes its kernel. */
+export interface RunKernelOptions {
+  /** Starts the kernel before the gateway is made (default true). */
+  readonly startKernel?: boolean;
+  /** More options for `createKernel` (a bulkhead, a retry policy, another logger); the modules are the fixture's. */
+  readonly kernel?: Omit<KernelOptions, 'modules'>;
+}
+
 /**
- * Starts a kernel of the fixture's modules (unless `startKernel` is false) and a silent gateway in
- * front of it with `options`, listening on a free port.
+ * Starts a kernel of the fixture's modules (unless `startKernel` is false), made with the silent
+ * logger and `kernel`, and a silent gateway in front of it with `options`, listening on a free port.
  */
-export async function runGateway(options: Partial<Omit<HttpGatewayOptions, 'kernel'>> = {}, { startKernel = true } = {}): Promise<RunningGateway> {
-  const kernel = createKernel({ modules: fixtureModules, logger: silentLogger });
+export async function runGateway(options: Partial<Omit<HttpGatewayOptions, 'kernel'>> = {}, { startKernel = true, kernel: kernelOptions = {} }: RunKernelOptions = {}): Promise<RunningGateway> {
+  const kernel = createKernel({ logger: silentLogger, ...kernelOptions, modules: fixtureModules });
   if (startKernel) await kernel.start();
   let gateway: HttpGateway;
   try {
@@ -222,4 +231,14 @@ export async function runGateway(options: Partial<Omit<HttpGatewayOptions, 'kern
     await stop();
     throw error;
   }
+}
+
+/**
+ * {@link runGateway} for one test: stopped when the test finishes, passed or failed. Call it
+ * inside a test (not in a `beforeAll`), since the stop is tied to the running test.
+ */
+export async function gatewayForTest(...args: Parameters<typeof runGateway>): Promise<RunningGateway> {
+  const running = await runGateway(...args);
+  onTestFinished(() => running.stop());
+  return running;
 }
