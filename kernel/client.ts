@@ -27,7 +27,8 @@ import {
   type RetryPolicy,
 } from './call-policy.js';
 import type { CircuitBreakers } from './circuit-breaker.js';
-import { LatencyWindow, ResilientCall, healthyOutcome, worthRetrying, type CallPlan, type SendAttempt } from './resilient-call.js';
+import { LatencyWindow, ResilientCall, type CallPlan, type SendAttempt } from './resilient-call.js';
+import { healthyOutcome, worthRetrying } from './resilient-failures.js';
 
 /**
  * Options of one call. An option not listed here (a misspelt `timeout`, say) is refused with

@@ -1,9 +1,9 @@
 /**
  * The in-process transport. Calls go straight to the served module's answer pipeline, with one
- * shared deadline timer; events are delegated to {@link LocalEvents} (local-events.ts).
+ * shared deadline timer; events are delegated to {@link LocalEvents} (local-events.ts). Its
+ * options, their defaults and their check are in local-options.ts.
  */
 import type { Context } from '@opentelemetry/api';
-import { z } from 'zod';
 import { callAbandoned } from './call-signal.js';
 import { contextStorage } from './otel-context.js';
 import { keelTracer } from './tracing.js';
@@ -11,8 +11,9 @@ import type { CallContext } from './context.js';
 import { DeadlineScheduler, type DeadlineEntry } from './deadline.js';
 import { InFlight } from './in-flight.js';
 import { LocalEvents } from './local-events.js';
-import { silentLogger, type Logger } from './logger.js';
-import { loggerOption, parseOptions } from './options.js';
+import { DEFAULT_LOCAL_TRANSPORT_OPTIONS, LocalTransportOptionsSchema, type LocalTransportOptions } from './local-options.js';
+import { silentLogger } from './logger.js';
+import { parseOptions } from './options.js';
 import {
   cancelledError,
   noRespondersError,
@@ -28,43 +29,6 @@ import {
   type TransportCallOptions,
   type TransportStatus,
 } from './transport.js';
-
-/**
- * Options of {@link createLocalTransport}.
- *
- * @example
- * ```ts
- * const options: LocalTransportOptions = { logger: createLogger({ level: 'warn' }), redeliveryDelayMs: 10, durableBacklogLimit: 1_000 };
- * const bus = createLocalTransport(options);
- * ```
- */
-export interface LocalTransportOptions {
-  /** Where dropped events are reported. */
-  readonly logger?: Logger;
-  /** Delay before redelivering a failed durable event, multiplied by the attempt number (default 50 ms). */
-  readonly redeliveryDelayMs?: number;
-  /**
-   * Durable events kept, per subscribing module and event, while that module has subscribed
-   * before but none of its instances runs (default 10 000). They are delivered when an instance
-   * subscribes again. Beyond the limit the oldest are dropped, and an error names the module,
-   * the event and how many were dropped. The backlog lives in memory: it is gone when the process
-   * ends or the transport closes. `0` keeps none.
-   */
-  readonly durableBacklogLimit?: number;
-}
-
-/**
- * Defaults of {@link LocalTransportOptions}.
- *
- * @example
- * ```ts
- * const bus = createLocalTransport({ redeliveryDelayMs: DEFAULT_LOCAL_TRANSPORT_OPTIONS.redeliveryDelayMs / 5 });
- * ```
- */
-export const DEFAULT_LOCAL_TRANSPORT_OPTIONS = {
-  redeliveryDelayMs: 50,
-  durableBacklogLimit: 10_000,
-} as const satisfies Partial<LocalTransportOptions>;
 
 /**
  * The in-process transport: a {@link Transport} that can also tell when its events have settled.
@@ -106,20 +70,6 @@ export function createLocalTransport(options: LocalTransportOptions = {}): Local
   const given = parseOptions('createLocalTransport', LocalTransportOptionsSchema, options);
   return new LocalBus({ ...DEFAULT_LOCAL_TRANSPORT_OPTIONS, ...given });
 }
-
-const LocalTransportOptionsSchema = z
-  .object({
-    logger: loggerOption().optional(),
-    redeliveryDelayMs: z
-      .number({ error: 'must be a number of milliseconds, 0 to 3600000' })
-      .refine((value) => Number.isFinite(value) && value >= 0 && value <= 3_600_000, 'must be a number of milliseconds, 0 to 3600000')
-      .optional(),
-    durableBacklogLimit: z
-      .number({ error: 'must be a whole number of events, 0 or more' })
-      .refine((value) => Number.isSafeInteger(value) && value >= 0, 'must be a whole number of events, 0 or more')
-      .optional(),
-  })
-  .strict();
 
 /**
  * Turns a call's failure into what the caller sees: the kernel's client passes its own. It may

@@ -14,55 +14,12 @@ import { DeadlineScheduler, type DeadlineEntry } from './deadline.js';
 import { markCallError } from './envelope.js';
 import { KeelError, KeelErrorCode, isKeelError } from './errors.js';
 import type { KernelObserver, RetryRecord } from './observer.js';
+import { NOT_PROCESSED, UNKNOWN_OUTCOME, circuitOpenError, healthyOutcome, overBudgetError, withAttempts, worthRetrying } from './resilient-failures.js';
 import { noteAttempt } from './tracing.js';
 import { cancelledError, timeoutError, type OperationAddress } from './transport.js';
 
 /** One attempt: resolves with the checked output, rejects with the caller-side error; never retries. */
 export type SendAttempt = (input: unknown, context: CallContext, signal: AbortSignal | undefined) => Promise<unknown>;
-
-/** Failures after which a dependency looks unwell to its circuit breaker. */
-const UNHEALTHY: ReadonlySet<string> = new Set([
-  KeelErrorCode.TIMEOUT,
-  KeelErrorCode.UNAVAILABLE,
-  KeelErrorCode.INTERRUPTED,
-  KeelErrorCode.RESOURCE_EXHAUSTED,
-]);
-
-/** Failures after which the request may have been processed. */
-const UNKNOWN_OUTCOME: ReadonlySet<string> = new Set([KeelErrorCode.TIMEOUT, KeelErrorCode.INTERRUPTED]);
-
-/** Failures that prove the request was not processed. */
-const NOT_PROCESSED: ReadonlySet<string> = new Set([KeelErrorCode.NO_RESPONDERS, KeelErrorCode.UNAVAILABLE, KeelErrorCode.RESOURCE_EXHAUSTED]);
-
-/** True when `error` says the dependency answered or was reachable: anything but an unwell failure. */
-export function healthyOutcome(error: unknown): boolean {
-  return !(isKeelError(error) && UNHEALTHY.has(error.code) && error.details?.['circuit'] !== 'open');
-}
-
-/**
- * True when a call that failed with `error` may be sent again: the request was certainly not
- * processed, or its outcome is unknown and repeating it is safe (`repeatable`: an idempotent
- * operation; `keyed`: a call with an idempotency key).
- */
-export function worthRetrying(error: unknown, repeatable: boolean, keyed: boolean): boolean {
-  if (!isKeelError(error)) return false;
-  switch (error.code) {
-    case KeelErrorCode.NO_RESPONDERS:
-    case KeelErrorCode.RESOURCE_EXHAUSTED:
-      return true;
-    case KeelErrorCode.UNAVAILABLE:
-      return error.details?.['circuit'] !== 'open';
-    case KeelErrorCode.TIMEOUT:
-    case KeelErrorCode.INTERRUPTED:
-      // The callee stores a keyed call's outcome: sent again, it answers with it rather than running twice.
-      return repeatable || keyed;
-    case KeelErrorCode.IDEMPOTENCY_KEY_IN_USE:
-      // Our own earlier attempt still runs under this key: its outcome is what a retry answers.
-      return keyed;
-    default:
-      return false;
-  }
-}
 
 /** The latencies of an operation's recent successful attempts (and of the attempts a hedged call cancelled once settled: the hedge delay they outlasted), for hedging at a percentile. */
 export class LatencyWindow {
@@ -102,23 +59,6 @@ export interface CallPlan {
   readonly breaker: CircuitBreaker | undefined;
   readonly latencies: LatencyWindow;
   readonly observers: readonly KernelObserver[] | undefined;
-}
-
-/**
- * The error a call gets at once while its dependency's breaker is open: `UNAVAILABLE`, not
- * sent, with `details.circuit` `'open'` and `details.retryAfterMs`.
- */
-export function circuitOpenError(plan: CallPlan, breaker: CircuitBreaker, context: CallContext, now: number): KeelError {
-  const retryAfterMs = breaker.retryAfterMs(now);
-  return markCallError(
-    new KeelError(
-      KeelErrorCode.UNAVAILABLE,
-      `${plan.label} was not sent: the circuit breaker for "${breaker.dependency}" is open, because most recent calls to it failed ` +
-        `(timeouts or unavailable). It lets one call through in ${retryAfterMs} ms. Nothing was delivered: retry later, ` +
-        'and check the health of that module (keel status).',
-      { correlationId: context.correlationId, details: { circuit: 'open', dependency: breaker.dependency, retryAfterMs } },
-    ),
-  );
 }
 
 /**
@@ -389,34 +329,4 @@ export class ResilientCall implements DeadlineEntry {
       );
     }
   }
-}
-
-/**
- * The last failure of a call whose retry the dependency's retry budget refused: the same error,
- * saying so in its message and `details.retryBudget` (`'spent'`).
- */
-function overBudgetError(last: unknown, breaker: CircuitBreaker, plan: CallPlan): unknown {
-  const budget = breaker.budget;
-  if (!(last instanceof KeelError) || budget === undefined) return last;
-  return markCallError(
-    new KeelError(
-      last.code,
-      `${last.message} Not sent again: the retries to "${breaker.dependency}" are over its retry budget ` +
-        `(${Math.round(budget.ratio * 1000) / 10} % of its attempts, plus ${budget.minRetries}, in ${budget.windowMs} ms), ` +
-        `because many calls to it fail: check its health (keel status), then call ${plan.label} again.`,
-      { correlationId: last.correlationId, details: { ...last.details, retryBudget: 'spent' }, cause: last.cause },
-    ),
-  );
-}
-
-/** A framework error of a call that made several attempts says how many, in its message and `details.attempts`. */
-function withAttempts(error: unknown, attempts: number): unknown {
-  if (attempts < 2 || !(error instanceof KeelError) || error.details?.['circuit'] === 'open') return error;
-  return markCallError(
-    new KeelError(error.code, `${error.message} (${attempts} attempts)`, {
-      correlationId: error.correlationId,
-      details: { ...error.details, attempts },
-      cause: error.cause,
-    }),
-  );
 }

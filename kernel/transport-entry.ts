@@ -62,7 +62,8 @@ export { LogFormat, createLogger, logFormatOf, type LogDestination, type LoggerO
 export { logFields } from './log-fields.js';
 export { KeelContextManager } from './otel-context.js';
 export { disableTracing, enableTracing, keelTracer, spanContextOf, traceparentOf, tracingRequested, type TracingOptions } from './tracing.js';
-export { DEFAULT_LOCAL_TRANSPORT_OPTIONS, createLocalTransport, type LocalTransport, type LocalTransportOptions } from './local.js';
+export { createLocalTransport, type LocalTransport } from './local.js';
+export { DEFAULT_LOCAL_TRANSPORT_OPTIONS, type LocalTransportOptions } from './local-options.js';
 export { InFlight, within } from './in-flight.js';
 export { quoteIdentifier, roleOf, schemaOf, schemaSetup, type DatabaseEngine, type QueryResult, type Row, type SchemaConnection, type SqlRunner } from './database.js';
 export { migrate, migrationStatus, readMigrations, type Migration, type MigrationState } from './migrations.js';
