@@ -7,7 +7,8 @@
 import type { ServerOptions } from 'node:http';
 import type { FastifyInstance, FastifyServerOptions } from 'fastify';
 import type { ResolvedHttpGatewayOptions } from './gateway-options.js';
-import { GatewayRefusal, JSON_ANSWER_HANDLERS } from './gateway-routes.js';
+import { GatewayRefusal } from './gateway-answers.js';
+import { JSON_ANSWER_HANDLERS } from './gateway-routes.js';
 import { securityHeaders, type SecurityHeadersHook } from './security-headers.js';
 import { HttpProblemCode } from './status.js';
 

@@ -1,16 +1,17 @@
 /**
  * The gateway's routes: every operation of the exposed contracts as `POST /<module>/<operation>`
  * (and `GET ...?input=` for `getOperations`), the call options read from a request (correlation
- * id, traceparent, deadline header, a per-connection abort signal), and the answer to a request
- * refused before it becomes a call (no such route, a wrong method, a malformed body or header).
+ * id, traceparent, deadline header, idempotency key, a per-connection abort signal) and the
+ * GET input. The answer to a request refused before it becomes a call (no such route, a wrong
+ * method, a malformed body or header) is in gateway-answers.ts.
  */
 import { setMaxListeners } from 'node:events';
-import type { FastifyBodyParser, FastifyError, FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify';
+import type { FastifyBodyParser, FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify';
 import { KeelError, KeelErrorCode, type AnyContract, type Principal } from 'keel';
-import { isCorrelationId, isIdempotencyKey, isTraceparent, newCorrelationId, type AnyOperation, type CallOptions } from 'keel/transport';
-import { GATEWAY_PATHS, type ResolvedHttpGatewayOptions } from './gateway-options.js';
+import { isIdempotencyKey, isTraceparent, type AnyOperation, type CallOptions } from 'keel/transport';
+import { GatewayRefusal, markRefusedCredentials, type RequestAnswers } from './gateway-answers.js';
+import type { ResolvedHttpGatewayOptions } from './gateway-options.js';
 import { operationPath } from './openapi.js';
-import { PROBLEM_CONTENT_TYPE, gatewayProblem, type Problem } from './problem.js';
 import { compileOutputSerializer, type OutputSerializer } from './serializer.js';
 import { HttpProblemCode } from './status.js';
 import { requestTraceparent } from './tracing.js';
@@ -33,9 +34,6 @@ export const CLOSING_AWARE_HANDLERS = new WeakSet<object>();
  */
 export const JSON_ANSWER_HANDLERS = new WeakSet<object>();
 
-/** Request property (a fastify decorator) holding the request's correlation id once known. */
-export const CORRELATION_ID_PROPERTY = 'keelCorrelationId';
-
 /**
  * Request property (a fastify decorator) holding the route template of the operation route that
  * took the request, set by its handler ('' until then): what the HTTP metric reads there, rather
@@ -43,12 +41,12 @@ export const CORRELATION_ID_PROPERTY = 'keelCorrelationId';
  */
 export const OPERATION_ROUTE_PROPERTY = 'keelOperationRoute';
 
-/** A fastify request with the gateway's decorators. */
-type CorrelatedRequest = FastifyRequest & { [CORRELATION_ID_PROPERTY]: string; [OPERATION_ROUTE_PROPERTY]: string };
+/** A fastify request with the gateway's operation route decorator. */
+type RoutedRequest = FastifyRequest & { [OPERATION_ROUTE_PROPERTY]: string };
 
 /** The route template of the request's route, for the HTTP metric: `unmatched` when no route took it. */
 export function routeOf(request: FastifyRequest): string {
-  const route = (request as CorrelatedRequest)[OPERATION_ROUTE_PROPERTY];
+  const route = (request as RoutedRequest)[OPERATION_ROUTE_PROPERTY];
   return route !== '' && route !== undefined ? route : (request.routeOptions.url ?? 'unmatched');
 }
 
@@ -66,107 +64,6 @@ interface OperationRoute {
   readonly serialize: OutputSerializer;
 }
 
-/** A request the gateway refuses before any call: answered with its own problem code. */
-export class GatewayRefusal extends Error {
-  constructor(
-    readonly code: HttpProblemCode | typeof KeelErrorCode.PAYLOAD_TOO_LARGE,
-    message: string,
-    readonly details?: Readonly<Record<string, unknown>>,
-  ) {
-    super(message);
-  }
-}
-
-// Errors the authenticate hook threw: credentials were presented and refused (RFC 6750's invalid_token).
-const refusedCredentials = new WeakSet<object>();
-
-/** True when `error` is the authenticate hook's refusal of the credentials a request presented. */
-export function isRefusedCredentials(error: unknown): boolean {
-  return typeof error === 'object' && error !== null && refusedCredentials.has(error);
-}
-
-/**
- * The `WWW-Authenticate` value of a 401: the gateway's challenge, with `error="invalid_token"`
- * for a Bearer challenge when presented credentials were refused.
- */
-export function challengeOf(challenge: string, refused: boolean): string {
-  if (!refused || !/^bearer(\s|$)/i.test(challenge)) return challenge;
-  return /^bearer\s*$/i.test(challenge) ? 'Bearer error="invalid_token"' : `${challenge}, error="invalid_token"`;
-}
-
-/** Maps fastify's own request errors (body parsing, limits) to gateway codes. */
-export function refusalOfFastifyError(error: FastifyError, bodyLimit: number): GatewayRefusal | undefined {
-  switch (error.code) {
-    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
-      return new GatewayRefusal(
-        HttpProblemCode.UNSUPPORTED_MEDIA_TYPE,
-        'The body must be JSON: send it with content-type application/json.',
-      );
-    case 'FST_ERR_CTP_BODY_TOO_LARGE':
-      return new GatewayRefusal(
-        KeelErrorCode.PAYLOAD_TOO_LARGE,
-        `The body is larger than ${bodyLimit} bytes, the most this gateway accepts.`,
-        { limit: bodyLimit },
-      );
-    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
-      return new GatewayRefusal(
-        HttpProblemCode.MALFORMED_JSON,
-        'The body is empty but its content-type says JSON: send the input as JSON, for example {}.',
-      );
-    case 'FST_ERR_CTP_INVALID_JSON_BODY':
-      return new GatewayRefusal(
-        HttpProblemCode.MALFORMED_JSON,
-        'The body is not valid JSON (or holds a __proto__ or constructor.prototype key): send the input as JSON.',
-      );
-    default:
-      if (typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 500) {
-        return new GatewayRefusal(HttpProblemCode.MALFORMED_REQUEST, `The request is malformed: ${error.message}`);
-      }
-      return undefined;
-  }
-}
-
-/** How the gateway names a request (its correlation id) and answers one with a problem. */
-export interface RequestAnswers {
-  /** The request's correlation id: its header's when valid, else a new one; the same on every call. */
-  correlationIdOf(request: FastifyRequest): string;
-  /** Answers with a problem body, its status and the correlation header. */
-  sendProblem(reply: FastifyReply, problem: Problem): FastifyReply;
-  /** Answers a refused request. */
-  refuse(request: FastifyRequest, reply: FastifyReply, refusal: GatewayRefusal): FastifyReply;
-}
-
-/**
- * The {@link RequestAnswers} of a gateway whose correlation header is `correlationHeader` (lower
- * case). While `isClosing()`, a problem ends its connection (`connection: close`).
- */
-export function requestAnswers(correlationHeader: string, isClosing: () => boolean): RequestAnswers {
-  // Kept on the request itself (a fastify request decorator): cheaper than a WeakMap entry per request.
-  const correlationIdOf = (request: FastifyRequest): string => {
-    const correlated = request as Partial<CorrelatedRequest>;
-    let id = correlated[CORRELATION_ID_PROPERTY];
-    // Unset ('') on a routed request; absent on the bare request fastify hands frameworkErrors.
-    if (id === undefined || id === '') {
-      const header = request.headers[correlationHeader];
-      id = isCorrelationId(header) ? header : newCorrelationId();
-      correlated[CORRELATION_ID_PROPERTY] = id;
-    }
-    return id;
-  };
-  const sendProblem = (reply: FastifyReply, problem: Problem): FastifyReply => {
-    if (isClosing()) reply.header('connection', 'close');
-    // Headers may not be writable when the client has gone; fastify then only logs.
-    return reply
-      .status(problem.status)
-      .header(correlationHeader, problem.correlationId)
-      .type(PROBLEM_CONTENT_TYPE)
-      .send(JSON.stringify(problem));
-  };
-  const refuse = (request: FastifyRequest, reply: FastifyReply, refusal: GatewayRefusal): FastifyReply =>
-    sendProblem(reply, gatewayProblem(refusal.code, refusal.message, correlationIdOf(request), refusal.details));
-  return { correlationIdOf, sendProblem, refuse };
-}
-
 /** The methods of each operation path: POST, and GET too for the operations named in `getOperations`. */
 export function allowedMethodsOf(options: ResolvedHttpGatewayOptions): ReadonlyMap<string, readonly string[]> {
   const getOperations = new Set(options.getOperations);
@@ -179,61 +76,6 @@ export function allowedMethodsOf(options: ResolvedHttpGatewayOptions): ReadonlyM
   return allowed;
 }
 
-/**
- * The answer to a request no route takes: 405 with `allow` for an operation path asked with
- * another method, else 404 saying what the gateway does expose.
- */
-export function notFoundHandler(
-  options: ResolvedHttpGatewayOptions,
-  allowedMethods: ReadonlyMap<string, readonly string[]>,
-  refuse: RequestAnswers['refuse'],
-): (request: FastifyRequest, reply: FastifyReply) => FastifyReply {
-  const { contracts, docsPath, kernel } = options;
-  const exposedOperations =
-    contracts.length === 0
-      ? `This gateway exposes no operation; it serves only ${[
-          GATEWAY_PATHS.health,
-          GATEWAY_PATHS.ready,
-          ...(options.metrics === false ? [] : [GATEWAY_PATHS.metrics]),
-          GATEWAY_PATHS.openapi,
-          ...(docsPath === false ? [] : [docsPath]),
-        ].join(', ')}.`
-      : `Operations are POST /<module>/<operation>, for the modules ${contracts.map((contract) => contract.name).join(', ')}; the list is at ` +
-        `${GATEWAY_PATHS.openapi}${docsPath === false ? '' : ` and ${docsPath}`}.`;
-  return (request, reply) => {
-    const path = request.url.split('?')[0] ?? '';
-    const allowed = allowedMethods.get(path.length > 1 ? path.replace(/\/+$/, '') : path);
-    if (allowed !== undefined) {
-      reply.header('allow', allowed.join(', '));
-      return refuse(
-        request,
-        reply,
-        new GatewayRefusal(HttpProblemCode.METHOD_NOT_ALLOWED, `${path} does not take ${request.method}; use ${allowed.join(' or ')}.`, {
-          allow: allowed,
-        }),
-      );
-    }
-    const [, moduleName, operationName] = path.split('/');
-    const contract = contracts.find((candidate) => candidate.name === moduleName);
-    let message: string;
-    if (contract !== undefined) {
-      message =
-        `Module "${contract.name}" has no operation "${operationName ?? ''}"; its operations are ${Object.keys(contract.operations).join(', ') || 'none'} ` +
-        `(POST /${contract.name}/<operation>).`;
-    } else if (kernel.modules.some((module) => module.name === moduleName)) {
-      // A module of the application that this gateway was told not to expose: say so, rather than that it does not exist.
-      message = `No route ${request.method} ${path}: module "${moduleName}" is not exposed by this gateway. ${exposedOperations}`;
-    } else {
-      message = `No route ${request.method} ${path}. ${exposedOperations}`;
-    }
-    return refuse(request, reply, new GatewayRefusal(HttpProblemCode.ROUTE_NOT_FOUND, message));
-  };
-}
-
-/**
- * Adds a route per operation and method in `allowedMethods`, each calling the operation through
- * `kernel.client(contract, { caller })` with the request's call options.
- */
 /**
  * The `Idempotency-Key` header (IETF draft: a structured-field string, `"8e03978e-..."`; a bare
  * token is taken as well), or undefined when absent. Anything else is a malformed request.
@@ -251,6 +93,10 @@ function idempotencyKeyOf(header: string | string[] | undefined): string | undef
   return key;
 }
 
+/**
+ * Adds a route per operation and method in `allowedMethods`, each calling the operation through
+ * `kernel.client(contract, { caller })` with the request's call options.
+ */
 export function addOperationRoutes(
   server: FastifyInstance,
   options: ResolvedHttpGatewayOptions,
@@ -321,10 +167,6 @@ export function addOperationRoutes(
     }
     return send(request, reply, route, input, principal);
   };
-  const refused = (error: unknown): never => {
-    if (typeof error === 'object' && error !== null) refusedCredentials.add(error);
-    throw error;
-  };
   // Not an async function: one promise per request fewer (each costs more once AsyncLocalStorage is on).
   const serve = (request: FastifyRequest, reply: FastifyReply, route: OperationRoute, input: unknown): Promise<FastifyReply> => {
     if (authenticate === undefined) {
@@ -334,11 +176,11 @@ export function addOperationRoutes(
     try {
       principal = authenticate(request);
     } catch (error) {
-      return Promise.reject(refused(error));
+      return Promise.reject(markRefusedCredentials(error));
     }
     return Promise.resolve(principal).then(
       (who) => serveAs(request, reply, route, input, who),
-      refused,
+      markRefusedCredentials,
     );
   };
 
@@ -364,7 +206,7 @@ export function addOperationRoutes(
       };
       const url = operationPath(contract.name, name);
       const post: RouteHandlerMethod = (request, reply) => {
-        (request as CorrelatedRequest)[OPERATION_ROUTE_PROPERTY] = url;
+        (request as RoutedRequest)[OPERATION_ROUTE_PROPERTY] = url;
         return serve(request, reply, route, request.body);
       };
       CLOSING_AWARE_HANDLERS.add(post);
@@ -372,7 +214,7 @@ export function addOperationRoutes(
       server.post(url, post);
       if (allowedMethods.get(url)?.includes('GET')) {
         const get: RouteHandlerMethod = (request, reply) => {
-          (request as CorrelatedRequest)[OPERATION_ROUTE_PROPERTY] = url;
+          (request as RoutedRequest)[OPERATION_ROUTE_PROPERTY] = url;
           return serve(request, reply, route, parseQueryInput(request, parseJson));
         };
         CLOSING_AWARE_HANDLERS.add(get);

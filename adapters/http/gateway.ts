@@ -12,19 +12,21 @@ import { KeelError, KeelErrorCode, type Kernel } from 'keel';
 import { createLogger, newCorrelationId } from 'keel/transport';
 import { GATEWAY_PATHS, resolveHttpGatewayOptions, type HttpGatewayOptions } from './gateway-options.js';
 import {
-  CLOSING_AWARE_HANDLERS,
   CORRELATION_ID_PROPERTY,
-  JSON_ANSWER_HANDLERS,
-  OPERATION_ROUTE_PROPERTY,
   GatewayRefusal,
-  JSON_CONTENT_TYPE,
-  addOperationRoutes,
-  allowedMethodsOf,
   challengeOf,
   isRefusedCredentials,
   notFoundHandler,
   refusalOfFastifyError,
   requestAnswers,
+} from './gateway-answers.js';
+import {
+  CLOSING_AWARE_HANDLERS,
+  JSON_ANSWER_HANDLERS,
+  OPERATION_ROUTE_PROPERTY,
+  JSON_CONTENT_TYPE,
+  addOperationRoutes,
+  allowedMethodsOf,
   routeOf,
 } from './gateway-routes.js';
 import { NOT_RATE_LIMITED, addDefences, defenceServerOptions } from './gateway-defences.js';
@@ -197,9 +199,10 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
   server.decorateRequest(CORRELATION_ID_PROPERTY, '');
   server.decorateRequest(OPERATION_ROUTE_PROPERTY, '');
   // While closing, every answer ends its connection: a connection kept alive would hold close()
-  // open. The operation routes and the problems see to it themselves (gateway-routes.ts); every
-  // other route (CORS's, the gateway's own, the application's) gets an onSend hook of its own
-  // here. One hook for the whole server would cost each operation request fastify's onSend run.
+  // open. The operation routes and the problems see to it themselves (gateway-routes.ts,
+  // gateway-answers.ts); every other route (CORS's, the gateway's own, the application's) gets an
+  // onSend hook of its own here. One hook for the whole server would cost each operation request
+  // fastify's onSend run.
   const closingOnSend: onSendHookHandler = (_request, reply, payload, done) => {
     if (closing) reply.header('connection', 'close');
     done(null, payload);

@@ -28,9 +28,12 @@ import { BatchSpanProcessor, ConsoleSpanExporter, TracerProvider, type SpanExpor
 import { KeelError, KeelErrorCode, type Logger } from 'keel';
 import { z } from 'zod';
 import { KeelContextManager, createLogger, disableTracing, enableTracing, loggerOption, parseOptions } from 'keel/transport';
+import { MAX_TIMER_MS, batchOptions, exporterConfig, keyValues, tolerantKeyValues } from './env.js';
+import { messageOf, rateLimitedWarnings } from './export-failures.js';
 import { samplerFromEnv } from './sampler.js';
 
 export { tracingRequested } from 'keel/transport';
+export { EXPORT_FAILURE_LOG_INTERVAL_MS, EXPORT_FAILURE_MESSAGES_KEPT } from './export-failures.js';
 
 /**
  * What {@link startTracing} takes. The `OTEL_*` variables win over `serviceName`;
@@ -85,34 +88,6 @@ const StartTracingOptionsSchema = z
  * ```
  */
 export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 5_000;
-
-/**
- * How often one failure of the SDK (an export that failed, with its message) is logged: once
- * per 30 s at most, the repeats in between counted in the next line's `repeated`.
- *
- * @example
- * ```ts
- * // A collector down for a minute gives two or three warnings, not one per batch:
- * const warningsPerMinute = Math.ceil(60_000 / EXPORT_FAILURE_LOG_INTERVAL_MS) + 1;
- * ```
- */
-export const EXPORT_FAILURE_LOG_INTERVAL_MS = 30_000;
-
-/**
- * How many distinct export failure messages the rate limit remembers: past that, the one logged
- * longest ago is forgotten (and logged again if it comes back), so failures whose messages vary
- * (a changing address, a count in the text) cannot grow the process's memory without bound.
- *
- * @example
- * ```ts
- * // At most this many distinct failures are held back at once:
- * console.log(`${EXPORT_FAILURE_MESSAGES_KEPT} messages, each for ${EXPORT_FAILURE_LOG_INTERVAL_MS} ms`);
- * ```
- */
-export const EXPORT_FAILURE_MESSAGES_KEPT = 256;
-
-/** How much of an export failure's message is remembered and written in the log line's text (a collector's refusal may quote a whole body). */
-const EXPORT_FAILURE_MESSAGE_KEY_CHARS = 512;
 
 /**
  * The running SDK: {@link Tracing.shutdown} sends the spans still buffered and stops it.
@@ -291,123 +266,4 @@ async function withinBound(work: Promise<unknown>, ms: number): Promise<'done' |
   } finally {
     clearTimeout(timer);
   }
-}
-
-/**
- * The SDK's error handler (export failures reach it): a warning through `logger`, each distinct
- * message at most once per {@link EXPORT_FAILURE_LOG_INTERVAL_MS}, with how often it repeated since;
- * at most {@link EXPORT_FAILURE_MESSAGES_KEPT} messages remembered.
- */
-function rateLimitedWarnings(logger: Logger): (error: unknown) => void {
-  const seen = new Map<string, { at: number; repeated: number }>();
-  return (error) => {
-    // A message may carry a whole response body: the key kept, and the log line's text, are its
-    // start (the line's `err` still carries the whole error).
-    const message = String(messageOf(error) ?? '').slice(0, EXPORT_FAILURE_MESSAGE_KEY_CHARS);
-    const now = Date.now();
-    const last = seen.get(message);
-    if (last !== undefined && now - last.at < EXPORT_FAILURE_LOG_INTERVAL_MS) {
-      last.repeated += 1;
-      return;
-    }
-    // Deleted first, so that the map's order is the order of logging: its first entry is the oldest.
-    seen.delete(message);
-    if (seen.size >= EXPORT_FAILURE_MESSAGES_KEPT) seen.delete(seen.keys().next().value as string);
-    seen.set(message, { at: now, repeated: 0 });
-    logger.warn(
-      { err: error, ...(last === undefined || last.repeated === 0 ? {} : { repeated: last.repeated }) },
-      `tracing: ${message} (spans are dropped; the same failure is logged at most every ${EXPORT_FAILURE_LOG_INTERVAL_MS / 1000} s)`,
-    );
-  };
-}
-
-/** An error's message, with its cause's (the exporters wrap the network error) when it adds something. */
-function messageOf(error: unknown): string {
-  if (!(error instanceof Error)) return typeof error === 'string' ? error : JSON.stringify(error);
-  const cause = error.cause instanceof Error ? error.cause.message : undefined;
-  return cause !== undefined && cause !== '' && !error.message.includes(cause) ? `${error.message}: ${cause}` : error.message || error.name;
-}
-
-/** {@link keyValues}, or nothing when the variable cannot be read: for a name only, where nothing is checked. */
-function tolerantKeyValues(env: Readonly<Record<string, string | undefined>>, variable: string): Record<string, string> {
-  try {
-    return keyValues(env, variable);
-  } catch {
-    return {};
-  }
-}
-
-/**
- * The exporter's URL and headers from `env` (the exporters themselves read only `process.env`):
- * `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` as it is, else `OTEL_EXPORTER_OTLP_ENDPOINT` plus
- * `/v1/traces`; the general and the traces headers; the traces or the general timeout (ms, each
- * export with its retries).
- */
-function exporterConfig(env: Readonly<Record<string, string | undefined>>): { url?: string; headers?: Record<string, string>; timeoutMillis?: number } {
-  const config: { url?: string; headers?: Record<string, string>; timeoutMillis?: number } = {};
-  const traces = env['OTEL_EXPORTER_OTLP_TRACES_ENDPOINT']?.trim();
-  const base = env['OTEL_EXPORTER_OTLP_ENDPOINT']?.trim();
-  const url = traces || (base ? `${base.replace(/\/+$/, '')}/v1/traces` : undefined);
-  if (url !== undefined) {
-    if (!/^https?:$/.test(URL.parse(url)?.protocol ?? '')) {
-      const variable = traces ? 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT' : 'OTEL_EXPORTER_OTLP_ENDPOINT';
-      throw new KeelError(
-        KeelErrorCode.INVALID_CONFIG,
-        `${variable} is "${traces || base}", which is not an http(s) URL; set it to the receiver's, such as http://localhost:4318.`,
-      );
-    }
-    config.url = url;
-  }
-  const headers = { ...keyValues(env, 'OTEL_EXPORTER_OTLP_HEADERS'), ...keyValues(env, 'OTEL_EXPORTER_OTLP_TRACES_HEADERS') };
-  if (Object.keys(headers).length > 0) config.headers = headers;
-  const timeoutVariable = ['OTEL_EXPORTER_OTLP_TRACES_TIMEOUT', 'OTEL_EXPORTER_OTLP_TIMEOUT'].find((name) => env[name]?.trim());
-  if (timeoutVariable !== undefined) config.timeoutMillis = positiveInteger(env, timeoutVariable);
-  return config;
-}
-
-/** A `key1=value1,key2=value2` variable (values percent-decoded), as the OTel variables write lists. */
-function keyValues(env: Readonly<Record<string, string | undefined>>, variable: string): Record<string, string> {
-  const pairs: Record<string, string> = {};
-  for (const item of (env[variable] ?? '').split(',')) {
-    if (item.trim() === '') continue;
-    const at = item.indexOf('=');
-    if (at <= 0) throw new KeelError(KeelErrorCode.INVALID_CONFIG, `${variable} has "${item.trim()}", which is not key=value; write it as key1=value1,key2=value2.`);
-    try {
-      pairs[item.slice(0, at).trim()] = decodeURIComponent(item.slice(at + 1).trim());
-    } catch {
-      throw new KeelError(KeelErrorCode.INVALID_CONFIG, `${variable} has "${item.trim()}", whose value is not percent-encoded correctly.`);
-    }
-  }
-  return pairs;
-}
-
-/** The longest delay a timer takes (2^31-1 ms, about 24.8 days); a longer one fires at once. */
-const MAX_TIMER_MS = 2 ** 31 - 1;
-
-const BATCH_VARIABLES = {
-  OTEL_BSP_SCHEDULE_DELAY: 'scheduledDelayMillis',
-  OTEL_BSP_EXPORT_TIMEOUT: 'exportTimeoutMillis',
-  OTEL_BSP_MAX_QUEUE_SIZE: 'maxQueueSize',
-  OTEL_BSP_MAX_EXPORT_BATCH_SIZE: 'maxExportBatchSize',
-} as const;
-
-/** The batch span processor's options from `OTEL_BSP_*`; a value that is not a positive whole number is named. */
-function batchOptions(env: Readonly<Record<string, string | undefined>>): Record<string, number> {
-  const options: Record<string, number> = {};
-  for (const [variable, field] of Object.entries(BATCH_VARIABLES)) {
-    const raw = env[variable]?.trim();
-    if (raw === undefined || raw === '') continue;
-    options[field] = positiveInteger(env, variable);
-  }
-  return options;
-}
-
-/** A variable that is set, as a positive whole number; another value is named. */
-function positiveInteger(env: Readonly<Record<string, string | undefined>>, variable: string): number {
-  const raw = env[variable]?.trim() ?? '';
-  const value = Number(raw);
-  if (raw === '' || !Number.isInteger(value) || value <= 0) {
-    throw new KeelError(KeelErrorCode.INVALID_CONFIG, `${variable} is "${raw}"; set it to a positive whole number, or unset it.`);
-  }
-  return value;
 }

@@ -1,0 +1,178 @@
+/**
+ * The gateway's own answers to a request: the correlation id that names it, and the problem it
+ * answers with when it refuses the request before any call (no such route, a wrong method, a
+ * malformed body or header, refused credentials). The operation routes are in gateway-routes.ts.
+ */
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
+import { KeelErrorCode } from 'keel';
+import { isCorrelationId, newCorrelationId } from 'keel/transport';
+import { GATEWAY_PATHS, type ResolvedHttpGatewayOptions } from './gateway-options.js';
+import { PROBLEM_CONTENT_TYPE, gatewayProblem, type Problem } from './problem.js';
+import { HttpProblemCode } from './status.js';
+
+/** Request property (a fastify decorator) holding the request's correlation id once known. */
+export const CORRELATION_ID_PROPERTY = 'keelCorrelationId';
+
+/** A fastify request with the gateway's correlation id decorator. */
+type CorrelatedRequest = FastifyRequest & { [CORRELATION_ID_PROPERTY]: string };
+
+/** A request the gateway refuses before any call: answered with its own problem code. */
+export class GatewayRefusal extends Error {
+  constructor(
+    readonly code: HttpProblemCode | typeof KeelErrorCode.PAYLOAD_TOO_LARGE,
+    message: string,
+    readonly details?: Readonly<Record<string, unknown>>,
+  ) {
+    super(message);
+  }
+}
+
+// Errors the authenticate hook threw: credentials were presented and refused (RFC 6750's invalid_token).
+const refusedCredentials = new WeakSet<object>();
+
+/** True when `error` is the authenticate hook's refusal of the credentials a request presented. */
+export function isRefusedCredentials(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && refusedCredentials.has(error);
+}
+
+/**
+ * Records `error`, which the authenticate hook threw, as its refusal of the credentials a request
+ * presented, and throws it again.
+ */
+export function markRefusedCredentials(error: unknown): never {
+  if (typeof error === 'object' && error !== null) refusedCredentials.add(error);
+  throw error;
+}
+
+/**
+ * The `WWW-Authenticate` value of a 401: the gateway's challenge, with `error="invalid_token"`
+ * for a Bearer challenge when presented credentials were refused.
+ */
+export function challengeOf(challenge: string, refused: boolean): string {
+  if (!refused || !/^bearer(\s|$)/i.test(challenge)) return challenge;
+  return /^bearer\s*$/i.test(challenge) ? 'Bearer error="invalid_token"' : `${challenge}, error="invalid_token"`;
+}
+
+/** Maps fastify's own request errors (body parsing, limits) to gateway codes. */
+export function refusalOfFastifyError(error: FastifyError, bodyLimit: number): GatewayRefusal | undefined {
+  switch (error.code) {
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
+      return new GatewayRefusal(
+        HttpProblemCode.UNSUPPORTED_MEDIA_TYPE,
+        'The body must be JSON: send it with content-type application/json.',
+      );
+    case 'FST_ERR_CTP_BODY_TOO_LARGE':
+      return new GatewayRefusal(
+        KeelErrorCode.PAYLOAD_TOO_LARGE,
+        `The body is larger than ${bodyLimit} bytes, the most this gateway accepts.`,
+        { limit: bodyLimit },
+      );
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY':
+      return new GatewayRefusal(
+        HttpProblemCode.MALFORMED_JSON,
+        'The body is empty but its content-type says JSON: send the input as JSON, for example {}.',
+      );
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+      return new GatewayRefusal(
+        HttpProblemCode.MALFORMED_JSON,
+        'The body is not valid JSON (or holds a __proto__ or constructor.prototype key): send the input as JSON.',
+      );
+    default:
+      if (typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 500) {
+        return new GatewayRefusal(HttpProblemCode.MALFORMED_REQUEST, `The request is malformed: ${error.message}`);
+      }
+      return undefined;
+  }
+}
+
+/** How the gateway names a request (its correlation id) and answers one with a problem. */
+export interface RequestAnswers {
+  /** The request's correlation id: its header's when valid, else a new one; the same on every call. */
+  correlationIdOf(request: FastifyRequest): string;
+  /** Answers with a problem body, its status and the correlation header. */
+  sendProblem(reply: FastifyReply, problem: Problem): FastifyReply;
+  /** Answers a refused request. */
+  refuse(request: FastifyRequest, reply: FastifyReply, refusal: GatewayRefusal): FastifyReply;
+}
+
+/**
+ * The {@link RequestAnswers} of a gateway whose correlation header is `correlationHeader` (lower
+ * case). While `isClosing()`, a problem ends its connection (`connection: close`).
+ */
+export function requestAnswers(correlationHeader: string, isClosing: () => boolean): RequestAnswers {
+  // Kept on the request itself (a fastify request decorator): cheaper than a WeakMap entry per request.
+  const correlationIdOf = (request: FastifyRequest): string => {
+    const correlated = request as Partial<CorrelatedRequest>;
+    let id = correlated[CORRELATION_ID_PROPERTY];
+    // Unset ('') on a routed request; absent on the bare request fastify hands frameworkErrors.
+    if (id === undefined || id === '') {
+      const header = request.headers[correlationHeader];
+      id = isCorrelationId(header) ? header : newCorrelationId();
+      correlated[CORRELATION_ID_PROPERTY] = id;
+    }
+    return id;
+  };
+  const sendProblem = (reply: FastifyReply, problem: Problem): FastifyReply => {
+    if (isClosing()) reply.header('connection', 'close');
+    // Headers may not be writable when the client has gone; fastify then only logs.
+    return reply
+      .status(problem.status)
+      .header(correlationHeader, problem.correlationId)
+      .type(PROBLEM_CONTENT_TYPE)
+      .send(JSON.stringify(problem));
+  };
+  const refuse = (request: FastifyRequest, reply: FastifyReply, refusal: GatewayRefusal): FastifyReply =>
+    sendProblem(reply, gatewayProblem(refusal.code, refusal.message, correlationIdOf(request), refusal.details));
+  return { correlationIdOf, sendProblem, refuse };
+}
+
+/**
+ * The answer to a request no route takes: 405 with `allow` for an operation path asked with
+ * another method, else 404 saying what the gateway does expose.
+ */
+export function notFoundHandler(
+  options: ResolvedHttpGatewayOptions,
+  allowedMethods: ReadonlyMap<string, readonly string[]>,
+  refuse: RequestAnswers['refuse'],
+): (request: FastifyRequest, reply: FastifyReply) => FastifyReply {
+  const { contracts, docsPath, kernel } = options;
+  const exposedOperations =
+    contracts.length === 0
+      ? `This gateway exposes no operation; it serves only ${[
+          GATEWAY_PATHS.health,
+          GATEWAY_PATHS.ready,
+          ...(options.metrics === false ? [] : [GATEWAY_PATHS.metrics]),
+          GATEWAY_PATHS.openapi,
+          ...(docsPath === false ? [] : [docsPath]),
+        ].join(', ')}.`
+      : `Operations are POST /<module>/<operation>, for the modules ${contracts.map((contract) => contract.name).join(', ')}; the list is at ` +
+        `${GATEWAY_PATHS.openapi}${docsPath === false ? '' : ` and ${docsPath}`}.`;
+  return (request, reply) => {
+    const path = request.url.split('?')[0] ?? '';
+    const allowed = allowedMethods.get(path.length > 1 ? path.replace(/\/+$/, '') : path);
+    if (allowed !== undefined) {
+      reply.header('allow', allowed.join(', '));
+      return refuse(
+        request,
+        reply,
+        new GatewayRefusal(HttpProblemCode.METHOD_NOT_ALLOWED, `${path} does not take ${request.method}; use ${allowed.join(' or ')}.`, {
+          allow: allowed,
+        }),
+      );
+    }
+    const [, moduleName, operationName] = path.split('/');
+    const contract = contracts.find((candidate) => candidate.name === moduleName);
+    let message: string;
+    if (contract !== undefined) {
+      message =
+        `Module "${contract.name}" has no operation "${operationName ?? ''}"; its operations are ${Object.keys(contract.operations).join(', ') || 'none'} ` +
+        `(POST /${contract.name}/<operation>).`;
+    } else if (kernel.modules.some((module) => module.name === moduleName)) {
+      // A module of the application that this gateway was told not to expose: say so, rather than that it does not exist.
+      message = `No route ${request.method} ${path}: module "${moduleName}" is not exposed by this gateway. ${exposedOperations}`;
+    } else {
+      message = `No route ${request.method} ${path}. ${exposedOperations}`;
+    }
+    return refuse(request, reply, new GatewayRefusal(HttpProblemCode.ROUTE_NOT_FOUND, message));
+  };
+}
