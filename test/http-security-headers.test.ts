@@ -38,7 +38,10 @@ async function headerBlock(server: FastifyInstance, method: string, path: string
   return [status, ...named].join('\n');
 }
 
-/** A server with a JSON route, a text route, two routes without helmet (`false`, `{ skipRoute: true }`) and one with its own CSP, headers by `setup`. */
+/**
+ * A server with a JSON route, a text route, two routes without helmet (`false`, `{ skipRoute: true }`),
+ * one with its own CSP, and two making such choices in `config.helmet`, headers by `setup`.
+ */
 async function serverWith(setup: (server: FastifyInstance) => Promise<void>): Promise<FastifyInstance> {
   const server = fastify({ logger: false });
   servers.push(server);
@@ -48,6 +51,9 @@ async function serverWith(setup: (server: FastifyInstance) => Promise<void>): Pr
   server.get('/off', { helmet: false } as never, async () => 'off');
   server.get('/skipped', { helmet: { skipRoute: true } } as never, async () => 'skipped');
   server.get('/own', { helmet: { contentSecurityPolicy: { directives: { defaultSrc: ["'none'"] } }, frameguard: false } } as never, async () => 'own');
+  // The same choices given as the route's config.helmet, which @fastify/helmet reads as well.
+  server.get('/config-skipped', { config: { helmet: { skipRoute: true } } } as never, async () => 'config-skipped');
+  server.get('/config-own', { config: { helmet: { frameguard: false, referrerPolicy: { policy: 'same-origin' } } } } as never, async () => 'config-own');
   // helmet removes X-Powered-By: set on the raw response before reply.helmet(), it must be gone.
   server.get('/powered', async (_request, reply) => {
     reply.raw.setHeader('X-Powered-By', 'me');
@@ -62,7 +68,7 @@ async function serverWith(setup: (server: FastifyInstance) => Promise<void>): Pr
 }
 
 describe('security headers', () => {
-  it.each(['/json', '/text', '/off', '/skipped', '/own', '/decorator', '/powered', '/missing'])('%s carries the header lines @fastify/helmet writes, in its order', async (path) => {
+  it.each(['/json', '/text', '/off', '/skipped', '/own', '/config-skipped', '/config-own', '/decorator', '/powered', '/missing'])('%s carries the header lines @fastify/helmet writes, in its order', async (path) => {
     const plugin = await serverWith(async (server) => {
       await server.register(fastifyHelmet, OPTIONS);
     });
@@ -71,7 +77,7 @@ describe('security headers', () => {
     const actual = await headerBlock(once, 'GET', path);
     // The comparison means something: helmet wrote its headers there (and none where it is off).
     if (path === '/powered') expect(actual).not.toContain('x-powered-by');
-    if (path === '/off' || path === '/skipped') expect(expected).not.toContain('content-security-policy');
+    if (path === '/off' || path === '/skipped' || path === '/config-skipped') expect(expected).not.toContain('content-security-policy');
     else expect(expected).toContain('content-security-policy');
     expect(actual).toBe(expected);
   });

@@ -12,7 +12,7 @@
  * headers with other options, for one answer), `reply.cspNonce` (null: nonces are off), and the
  * route option `helmet` (`false` or `{ skipRoute: true }`: no headers on that route; any other
  * object: helmet with those options merged in, worked out once for the route, where the plugin
- * did it per request).
+ * did it per request), given as the route option or in the route's `config.helmet`.
  *
  * The gateway sets a shorter set on the answers of its JSON routes (`ApiSecurityHeaders`): the
  * lines OWASP's REST Security Cheat Sheet asks of every API answer, without those that only a
@@ -139,9 +139,12 @@ export function securityHeaders(server: FastifyInstance, options: HelmetOptions,
   // there: before the application's own hooks, so that those may still change what it set.
   let chosen = false;
   server.addHook('onRoute', (route) => {
-    const given = (route as { helmet?: unknown }).helmet;
+    // The route option `helmet`, else the same choice made in the route's `config.helmet`, which
+    // @fastify/helmet reads at each request (the route option wins, as the plugin copies it there).
+    const option = (route as { helmet?: unknown }).helmet;
+    const given = option ?? (route.config as { helmet?: unknown } | undefined)?.helmet;
     if (given !== undefined && given !== false && (typeof given !== 'object' || given === null)) throw new Error('Unknown value for route helmet configuration');
-    if (given !== undefined) route.config = Object.assign(route.config ?? Object.create(null), { helmet: given === false ? { skipRoute: true } : given });
+    if (option !== undefined) route.config = Object.assign(route.config ?? Object.create(null), { helmet: option === false ? { skipRoute: true } : option });
     if (given === undefined && (api === undefined || api.handlers.has(route.handler))) return;
     let set: (reply: FastifyReply) => void;
     if (given === undefined) set = apply;
