@@ -46,7 +46,7 @@ export { definedOnly, describeValue, loggerOption, parseOptions } from './option
 export { STATUS_BY_ERROR_KIND } from './error-kind-status.js';
 // Moved from 'keel': used by adapters, the CLI's tools and tests, never by an application.
 export { isContract, majorOf, type AnyOperation } from './contract.js';
-export { ContractError } from './errors.js';
+export { ContractError } from './declared-errors.js';
 export { createClient, type CallOptions, type ClientOptions } from './client.js';
 export { DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS } from './timeouts.js';
 export { EXTERNAL_CALLER, newCorrelationId, newTraceparent } from './context.js';
