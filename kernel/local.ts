@@ -13,20 +13,18 @@ import { InFlight } from './in-flight.js';
 import { LocalEvents } from './local-events.js';
 import { silentLogger, type Logger } from './logger.js';
 import { loggerOption, parseOptions } from './options.js';
-import {
-  cancelledError,
-  noRespondersError,
-  timeoutError,
-  type Answer,
-  type EventSubscription,
-  type OperationAddress,
-  type PublishedEvent,
-  type Registration,
-  type RemoteFailure,
-  type ServedModule,
-  type Transport,
-  type TransportCallOptions,
-  type TransportStatus,
+import { cancelledError, noRespondersError, timeoutError } from './transport-failures.js';
+import type {
+  Answer,
+  EventSubscription,
+  OperationAddress,
+  PublishedEvent,
+  Registration,
+  RemoteFailure,
+  ServedModule,
+  Transport,
+  TransportCallOptions,
+  TransportStatus,
 } from './transport.js';
 
 /**

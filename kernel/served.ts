@@ -23,14 +23,8 @@ import type { Logger } from './logger.js';
 import type { KernelObserver } from './observer.js';
 import type { OperationHandler } from './module-handlers.js';
 import { forbidden, unauthenticated, validPrincipal, type Principal, type PrincipalSchema } from './principal.js';
-import {
-  RemoteFailure,
-  type Answer,
-  type OperationAddress,
-  type ServedModule,
-  unknownOperationFailure,
-  versionMismatchFailure,
-} from './transport.js';
+import { RemoteFailure, type Answer, type OperationAddress, type ServedModule } from './transport.js';
+import { unknownOperationFailure, versionMismatchFailure } from './transport-failures.js';
 
 interface OperationEntry {
   readonly name: string;

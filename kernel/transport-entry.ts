@@ -22,11 +22,6 @@
 export {
   Fanout,
   RemoteFailure,
-  cancelledError,
-  noRespondersError,
-  timeoutError,
-  unknownOperationFailure,
-  versionMismatchFailure,
   type Answer,
   type ErrorEnvelope,
   type EventMetadata,
@@ -39,6 +34,7 @@ export {
   type TransportCallOptions,
   type TransportStatus,
 } from './transport.js';
+export { cancelledError, noRespondersError, timeoutError, unknownOperationFailure, versionMismatchFailure } from './transport-failures.js';
 export { callAbandoned } from './call-signal.js';
 export { fromErrorEnvelope, isErrorEnvelope, toErrorEnvelope } from './envelope.js';
 export { DeadlineScheduler, type DeadlineEntry } from './deadline.js';
