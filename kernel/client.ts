@@ -11,7 +11,8 @@ import { refusedCallOptions, refusedContextOption, refusedIdempotencyKey, refuse
 import { DEFAULT_TIMEOUT_MS } from './timeouts.js';
 import { EXTERNAL_CALLER, currentContext, newCorrelationId, type CallContext } from './context.js';
 import { fromErrorEnvelope, markCallError } from './envelope.js';
-import { KeelError, KeelErrorCode, validationError, type AnyErrorClass } from './errors.js';
+import type { AnyErrorClass } from './declared-errors.js';
+import { KeelError, KeelErrorCode, validationError } from './errors.js';
 import type { KernelObserver } from './observer.js';
 import { RemoteFailure, type OperationAddress, type Transport } from './transport.js';
 import { directCaller } from './local.js';

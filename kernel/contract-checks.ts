@@ -7,7 +7,8 @@
 import { checkOperationPolicies } from './call-policy.js';
 import type { z } from 'zod';
 import type { AnyEvent, AnyOperation, ContractSpec, OperationSpec } from './contract.js';
-import { KeelError, KeelErrorCode, type AnyErrorClass } from './errors.js';
+import type { AnyErrorClass } from './declared-errors.js';
+import { KeelError, KeelErrorCode } from './errors.js';
 import { checkAuth } from './principal.js';
 import { assertWireSafe } from './schema-walk.js';
 import { describeValue } from './options.js';

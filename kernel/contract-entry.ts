@@ -41,15 +41,8 @@ export {
 } from './contract.js';
 
 // Errors: declared ones (defineError, ErrorKind) and the framework's (KeelError), which a caller catches.
-export {
-  ErrorKind,
-  KeelError,
-  KeelErrorCode,
-  defineError,
-  isKeelError,
-  type AnyErrorClass,
-  type ErrorClass,
-} from './errors.js';
+export { ErrorKind, defineError, type AnyErrorClass, type ErrorClass } from './declared-errors.js';
+export { KeelError, KeelErrorCode, isKeelError } from './errors.js';
 
 // What an operation's auth, retry and hedge take (named for TS2883, as above).
 export type { OperationAuth, Principal } from './principal.js';

@@ -6,7 +6,8 @@
 import type { HedgePolicy, RetryPolicy } from './call-policy.js';
 import { z } from 'zod';
 import { checkContractSpec, checkOperationSpec, specObject } from './contract-checks.js';
-import { KeelError, KeelErrorCode, type AnyErrorClass } from './errors.js';
+import type { AnyErrorClass } from './declared-errors.js';
+import { KeelError, KeelErrorCode } from './errors.js';
 import type { OperationAuth } from './principal.js';
 import { describeValue } from './options.js';
 

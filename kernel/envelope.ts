@@ -3,7 +3,8 @@
  * rebuilt by code on the caller's side. Both transports use exactly these two functions.
  */
 import type { AnyOperation } from './contract.js';
-import { ContractError, KeelError, KeelErrorCode, isKeelError, type AnyErrorClass } from './errors.js';
+import { ContractError, type AnyErrorClass } from './declared-errors.js';
+import { KeelError, KeelErrorCode, isKeelError } from './errors.js';
 import type { Logger } from './logger.js';
 import { RemoteFailure, type ErrorEnvelope, type OperationAddress } from './transport.js';
 

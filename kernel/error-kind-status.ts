@@ -3,7 +3,7 @@
  * declared error with it, and the NATS adapter sends it as the service error code (the NATS
  * service API asks for HTTP-like numbers). A kind therefore means the same number on every wire.
  */
-import { ErrorKind } from './errors.js';
+import { ErrorKind } from './declared-errors.js';
 
 /**
  * Status number of a declared contract error, by its {@link ErrorKind}: the HTTP status the

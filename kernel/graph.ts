@@ -1,7 +1,8 @@
 /**
  * The application's module graph, checked before anything starts: every module made with
  * defineModule() and listed once, every dependency and subscription implemented by a module of
- * the manifest on the same major version, no cycle; and what one process hosts.
+ * the manifest on the same major version, no cycle; what one process hosts; and the contracts of
+ * modules hosted elsewhere that the kernel's `contracts` option lists.
  */
 import { majorOf, type AnyContract } from './contract.js';
 import { KeelError, KeelErrorCode } from './errors.js';
@@ -96,4 +97,34 @@ export function hostedModules(order: readonly AnyModule[], host: readonly string
     }
   }
   return hosted;
+}
+
+/**
+ * The `contracts` option by name, checked: each listed once, on the major version of the
+ * manifest's module when there is one, and reached through a transport.
+ */
+export function remoteContracts(modules: readonly AnyModule[], contracts: readonly AnyContract[], hasTransport: boolean): ReadonlyMap<string, AnyContract> {
+  const byName = new Map<string, AnyContract>();
+  for (const contract of contracts) {
+    const listed = byName.get(contract.name);
+    if (listed !== undefined && listed !== contract) {
+      throw topologyError(`Contract "${contract.name}" appears twice in the kernel's contracts; list each contract once.`);
+    }
+    const module = modules.find((candidate) => candidate.name === contract.name);
+    if (module !== undefined && majorOf(module.contract.version) !== majorOf(contract.version)) {
+      throw topologyError(
+        `The kernel's contracts list "${contract.name}" ${contract.version}, but the manifest's module implements ` +
+          `${module.contract.version}: the major versions differ.`,
+      );
+    }
+    byName.set(contract.name, contract);
+  }
+  const elsewhere = [...byName.keys()].filter((name) => !modules.some((module) => module.name === name));
+  if (elsewhere.length > 0 && !hasTransport) {
+    throw topologyError(
+      `The kernel's contracts list ${elsewhere.map((name) => `"${name}"`).join(', ')}, whose modules run elsewhere, but no transport reaches them. ` +
+        'Give one in topology.transport (for example await createNatsTransport({ servers: process.env.KEEL_NATS_URL })).',
+    );
+  }
+  return byName;
 }

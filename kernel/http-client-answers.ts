@@ -6,7 +6,8 @@
  */
 import type { AnyOperation } from './contract.js';
 import { fromErrorEnvelope } from './envelope.js';
-import { KeelError, KeelErrorCode, type AnyErrorClass } from './errors.js';
+import type { AnyErrorClass } from './declared-errors.js';
+import { KeelError, KeelErrorCode } from './errors.js';
 import type { ErrorEnvelope } from './transport.js';
 
 /**

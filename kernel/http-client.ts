@@ -7,7 +7,8 @@
  */
 import type { AnyContract, AnyOperation } from './contract.js';
 import type { OperationInput, OperationOutput } from './contract-inference.js';
-import { KeelError, KeelErrorCode, validationError, type AnyErrorClass } from './errors.js';
+import type { AnyErrorClass } from './declared-errors.js';
+import { KeelError, KeelErrorCode, validationError } from './errors.js';
 import { errorOfAnswer, outputOf } from './http-client-answers.js';
 import {
   DEFAULT_HTTP_CLIENT_OPTIONS,

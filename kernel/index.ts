@@ -48,15 +48,8 @@ export type { HandlerInput, HandlerOutput } from './contract-inference.js';
 
 // Errors. ErrorClass and AnyErrorClass name what defineError returns and what an operation's
 // `errors` holds, for the same reason.
-export {
-  ErrorKind,
-  KeelError,
-  KeelErrorCode,
-  defineError,
-  isKeelError,
-  type AnyErrorClass,
-  type ErrorClass,
-} from './errors.js';
+export { ErrorKind, defineError, type AnyErrorClass, type ErrorClass } from './declared-errors.js';
+export { KeelError, KeelErrorCode, isKeelError } from './errors.js';
 
 // Modules: Module is what defineModule returns.
 export { defineModule, type AnyModule, type Emit, type Module } from './module.js';

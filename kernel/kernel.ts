@@ -1,17 +1,17 @@
 /**
- * The kernel: one per process. Orchestrates the application: the dependency graph checked once
- * (graph.ts), hosted modules started in dependency order and stopped in reverse (each in its
- * ModuleHost, module-host.ts), and one client per caller and contract bound to the right
- * transport.
+ * The kernel: one per process. Orchestrates the application: the dependency graph and the
+ * `contracts` option checked once (graph.ts), hosted modules started in dependency order and
+ * stopped in reverse (each in its ModuleHost, module-host.ts), and one client per caller and
+ * contract bound to the right transport.
  */
 import 'reflect-metadata';
 import { Container } from 'inversify';
-import { isContract, majorOf, type AnyContract } from './contract.js';
+import { isContract, type AnyContract } from './contract.js';
 import { DEFAULT_CALL_POLICIES, definedFields } from './call-policy.js';
 import { CircuitBreakers, type CircuitStatus } from './circuit-breaker.js';
 import { createClient, type Client } from './client.js';
 import { KeelError, KeelErrorCode } from './errors.js';
-import { checkGraph, hostedModules, topologyError } from './graph.js';
+import { checkGraph, hostedModules, remoteContracts, topologyError } from './graph.js';
 import { describeValue } from './options.js';
 import { DEFAULT_KERNEL_OPTIONS, bulkheadLimitsOf, parseKernelOptions, type KernelOptions } from './kernel-options.js';
 import type { BulkheadStatus } from './bulkhead.js';
@@ -372,34 +372,4 @@ class KernelImpl implements Kernel {
     return client as Client<C>;
   }
 
-}
-
-/**
- * The `contracts` option by name, checked: each listed once, on the major version of the
- * manifest's module when there is one, and reached through a transport.
- */
-function remoteContracts(modules: readonly AnyModule[], contracts: readonly AnyContract[], hasTransport: boolean): ReadonlyMap<string, AnyContract> {
-  const byName = new Map<string, AnyContract>();
-  for (const contract of contracts) {
-    const listed = byName.get(contract.name);
-    if (listed !== undefined && listed !== contract) {
-      throw topologyError(`Contract "${contract.name}" appears twice in the kernel's contracts; list each contract once.`);
-    }
-    const module = modules.find((candidate) => candidate.name === contract.name);
-    if (module !== undefined && majorOf(module.contract.version) !== majorOf(contract.version)) {
-      throw topologyError(
-        `The kernel's contracts list "${contract.name}" ${contract.version}, but the manifest's module implements ` +
-          `${module.contract.version}: the major versions differ.`,
-      );
-    }
-    byName.set(contract.name, contract);
-  }
-  const elsewhere = [...byName.keys()].filter((name) => !modules.some((module) => module.name === name));
-  if (elsewhere.length > 0 && !hasTransport) {
-    throw topologyError(
-      `The kernel's contracts list ${elsewhere.map((name) => `"${name}"`).join(', ')}, whose modules run elsewhere, but no transport reaches them. ` +
-        'Give one in topology.transport (for example await createNatsTransport({ servers: process.env.KEEL_NATS_URL })).',
-    );
-  }
-  return byName;
 }

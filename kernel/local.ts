@@ -14,20 +14,18 @@ import { LocalEvents } from './local-events.js';
 import { DEFAULT_LOCAL_TRANSPORT_OPTIONS, LocalTransportOptionsSchema, type LocalTransportOptions } from './local-options.js';
 import { silentLogger } from './logger.js';
 import { parseOptions } from './options.js';
-import {
-  cancelledError,
-  noRespondersError,
-  timeoutError,
-  type Answer,
-  type EventSubscription,
-  type OperationAddress,
-  type PublishedEvent,
-  type Registration,
-  type RemoteFailure,
-  type ServedModule,
-  type Transport,
-  type TransportCallOptions,
-  type TransportStatus,
+import { cancelledError, noRespondersError, timeoutError } from './transport-failures.js';
+import type {
+  Answer,
+  EventSubscription,
+  OperationAddress,
+  PublishedEvent,
+  Registration,
+  RemoteFailure,
+  ServedModule,
+  Transport,
+  TransportCallOptions,
+  TransportStatus,
 } from './transport.js';
 
 /**

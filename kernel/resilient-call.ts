@@ -16,7 +16,8 @@ import { KeelError, KeelErrorCode, isKeelError } from './errors.js';
 import type { KernelObserver, RetryRecord } from './observer.js';
 import { NOT_PROCESSED, UNKNOWN_OUTCOME, circuitOpenError, healthyOutcome, overBudgetError, withAttempts, worthRetrying } from './resilient-failures.js';
 import { noteAttempt } from './tracing.js';
-import { cancelledError, timeoutError, type OperationAddress } from './transport.js';
+import type { OperationAddress } from './transport.js';
+import { cancelledError, timeoutError } from './transport-failures.js';
 
 /** One attempt: resolves with the checked output, rejects with the caller-side error; never retries. */
 export type SendAttempt = (input: unknown, context: CallContext, signal: AbortSignal | undefined) => Promise<unknown>;

@@ -17,19 +17,14 @@ import { CallSchema } from './compiled-schema.js';
 import { exhaustedFailure, stoppedFailure, withdrawnFailure, type Bulkhead, type WaitingCall } from './bulkhead.js';
 import type { IdempotencyStore, StoredOutcome } from './idempotency.js';
 import { keyedRun } from './served-keyed.js';
-import { ContractError, KeelError, KeelErrorCode, validationError } from './errors.js';
+import { ContractError } from './declared-errors.js';
+import { KeelError, KeelErrorCode, validationError } from './errors.js';
 import type { Logger } from './logger.js';
 import type { KernelObserver } from './observer.js';
 import type { OperationHandler } from './module-handlers.js';
 import { forbidden, unauthenticated, validPrincipal, type Principal, type PrincipalSchema } from './principal.js';
-import {
-  RemoteFailure,
-  type Answer,
-  type OperationAddress,
-  type ServedModule,
-  unknownOperationFailure,
-  versionMismatchFailure,
-} from './transport.js';
+import { RemoteFailure, type Answer, type OperationAddress, type ServedModule } from './transport.js';
+import { unknownOperationFailure, versionMismatchFailure } from './transport-failures.js';
 
 interface OperationEntry {
   readonly name: string;

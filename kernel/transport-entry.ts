@@ -22,11 +22,6 @@
 export {
   Fanout,
   RemoteFailure,
-  cancelledError,
-  noRespondersError,
-  timeoutError,
-  unknownOperationFailure,
-  versionMismatchFailure,
   type Answer,
   type ErrorEnvelope,
   type EventMetadata,
@@ -39,6 +34,7 @@ export {
   type TransportCallOptions,
   type TransportStatus,
 } from './transport.js';
+export { cancelledError, noRespondersError, timeoutError, unknownOperationFailure, versionMismatchFailure } from './transport-failures.js';
 export { callAbandoned } from './call-signal.js';
 export { fromErrorEnvelope, isErrorEnvelope, toErrorEnvelope } from './envelope.js';
 export { DeadlineScheduler, type DeadlineEntry } from './deadline.js';
@@ -47,7 +43,7 @@ export { nearestName } from './nearest-name.js';
 export { STATUS_BY_ERROR_KIND } from './error-kind-status.js';
 // Moved from 'keel': used by adapters, the CLI's tools and tests, never by an application.
 export { isContract, majorOf, type AnyOperation } from './contract.js';
-export { ContractError } from './errors.js';
+export { ContractError } from './declared-errors.js';
 export { createClient, type CallOptions, type ClientOptions } from './client.js';
 export { DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS } from './timeouts.js';
 export { EXTERNAL_CALLER, newCorrelationId, newTraceparent } from './context.js';

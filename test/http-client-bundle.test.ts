@@ -40,6 +40,7 @@ const BROWSER_SAFE_KERNEL_FILES = [
   'kernel/contract-checks.ts',
   'kernel/contract-entry.ts',
   'kernel/contract.ts',
+  'kernel/declared-errors.ts',
   'kernel/envelope.ts',
   'kernel/errors.ts',
   'kernel/http-client-answers.ts',

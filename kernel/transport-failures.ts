@@ -1,0 +1,110 @@
+/**
+ * The failures every transport raises alike, with the same code and wording in process and over
+ * the wire: a deadline passed ({@link timeoutError}), nothing serves the module
+ * ({@link noRespondersError}), the caller cancelled ({@link cancelledError}), and what a served
+ * module answers for an operation it lacks ({@link unknownOperationFailure}) or a caller on
+ * another major version ({@link versionMismatchFailure}). The Transport port they serve is
+ * transport.ts.
+ */
+import type { CallContext } from './context.js';
+import { KeelError, KeelErrorCode } from './errors.js';
+import { RemoteFailure, type OperationAddress } from './transport.js';
+
+/**
+ * The error a transport raises when a call's deadline passes.
+ *
+ * @example
+ * ```ts
+ * const timer = setTimeout(() => reject(timeoutError(address, context, context.deadline - sentAt)), context.deadline - Date.now());
+ * ```
+ */
+export function timeoutError(address: OperationAddress, context: CallContext, budgetMs?: number): KeelError {
+  const budget = budgetMs === undefined ? '' : ` within ${Math.max(0, Math.round(budgetMs))} ms`;
+  return new KeelError(
+    KeelErrorCode.TIMEOUT,
+    `${address.contract}.${address.operation} did not answer${budget}; its outcome is unknown. ` +
+      'Retry only if the operation is idempotent, or raise the timeout.',
+    { correlationId: context.correlationId },
+  );
+}
+
+/**
+ * The error a transport raises when nothing serves the target module.
+ *
+ * @example
+ * ```ts
+ * if (!servers.has(address.contract)) throw noRespondersError(address, context, 'in this process');
+ * ```
+ */
+export function noRespondersError(address: OperationAddress, context: CallContext, where: string): KeelError {
+  return new KeelError(
+    KeelErrorCode.NO_RESPONDERS,
+    `No instance of module "${address.contract}" is serving ${address.operation} ${where}. ` +
+      'The call was not delivered and is safe to retry; start the module, check the topology, or ' +
+      'check that the running version of the module has this operation.',
+    { correlationId: context.correlationId },
+  );
+}
+
+/**
+ * What a module answers when asked for an operation its contract does not have: the same
+ * failure in process and over NATS (where the caller learns what runs from `$SRV.INFO`).
+ *
+ * @example
+ * ```ts
+ * if (!entries.has(address.operation)) throw unknownOperationFailure(address, context, contract.version, Object.keys(contract.operations));
+ * ```
+ */
+export function unknownOperationFailure(
+  address: OperationAddress,
+  context: CallContext,
+  servedVersion: string,
+  operations: readonly string[],
+): RemoteFailure {
+  return new RemoteFailure({
+    type: 'keel',
+    code: KeelErrorCode.UNKNOWN_OPERATION,
+    message:
+      `Module "${address.contract}" ${servedVersion} has no operation "${address.operation}" (it has: ${operations.join(', ')}). ` +
+      'The caller was probably built against another contract version.',
+    correlationId: context.correlationId,
+  });
+}
+
+/**
+ * What a module answers to a caller whose contract major version differs from the one it
+ * serves (`servedVersions`: the version of this instance, or of every running instance).
+ *
+ * @example
+ * ```ts
+ * if (majorOf(address.version) !== majorOf(contract.version)) throw versionMismatchFailure(address, context, [contract.version]);
+ * ```
+ */
+export function versionMismatchFailure(address: OperationAddress, context: CallContext, servedVersions: readonly string[]): RemoteFailure {
+  const served =
+    servedVersions.length === 1 ? `this instance serves ${servedVersions[0]}` : `the running instances serve ${servedVersions.join(', ')}`;
+  return new RemoteFailure({
+    type: 'keel',
+    code: KeelErrorCode.VERSION_MISMATCH,
+    message:
+      `Caller uses contract ${address.contract} ${address.version}, but ${served}: ` +
+      'the major versions differ. Deploy a caller and callee that share the major version.',
+    correlationId: context.correlationId,
+  });
+}
+
+/**
+ * The error a transport raises when the caller aborts.
+ *
+ * @example
+ * ```ts
+ * options?.signal?.addEventListener('abort', () => reject(cancelledError(address, context, options.signal?.reason)), { once: true });
+ * ```
+ */
+export function cancelledError(address: OperationAddress, context: CallContext, reason?: unknown): KeelError {
+  return new KeelError(
+    KeelErrorCode.CANCELLED,
+    `Call to ${address.contract}.${address.operation} was cancelled by the caller; its outcome is unknown.`,
+    { correlationId: context.correlationId, cause: reason },
+  );
+}
