@@ -47,6 +47,7 @@ const BROWSER_SAFE_KERNEL_FILES = [
   'kernel/http-client-entry.ts',
   'kernel/http-client-options.ts',
   'kernel/http-client.ts',
+  'kernel/nearest-name.ts',
   'kernel/options.ts',
   'kernel/principal.ts',
   'kernel/schema-walk.ts',
