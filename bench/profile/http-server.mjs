@@ -3,13 +3,20 @@
 // (the bare route answering with the gateway's keel call). Usage:
 //   node [--cpu-prof ...] bench/profile/http-server.mjs gateway|bare|bare-call
 // Prints `ready <ms> <url>` once listening; closes and exits (writing its profile) when stdin closes.
-// GATEWAY_OPTIONS='{"metrics":false}' (JSON) adds options to the gateway's, to weigh one feature.
+// GATEWAY_OPTIONS='{"metrics":false}' (JSON) adds options to the gateway's, to weigh one feature;
+// TRACING=1 turns keel's tracing on (no span sampled).
 import { fastify } from 'fastify';
 import { createKernel, silentLogger } from 'keel';
 import { createHttpGateway } from 'keel/http';
 import { pricing, pricingModule, quote } from './pricing.mjs';
 
 const mode = process.argv[2];
+// TRACING=1: keel's tracing on, no span sampled (OTEL_TRACES_SAMPLER=always_off), to weigh the
+// span hooks' own work per request without an exporter's.
+if (process.env.TRACING === '1') {
+  const { startTracing } = await import('keel/otel');
+  startTracing({ serviceName: 'bench', logger: silentLogger, env: { OTEL_TRACES_SAMPLER: 'always_off' } });
+}
 let url;
 let close;
 if (mode === 'gateway') {
