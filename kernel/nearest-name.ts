@@ -35,9 +35,10 @@ function editDistance(a: string, b: string): number {
  * The name of `known` that `given` most likely meant, or `undefined` when none is close. In this
  * order: the same name but for case (`certfile`: `certFile`); the fewest edits, at most one for a
  * name of up to four letters, two up to eight, three beyond (`prot`: `port`, `timeout`:
- * `timeoutMs`), the first of `known` on a tie; a name that `given` begins (`sig`: `signal`); a
- * name that begins with the first four letters of `given` (`timeoutMillis`: `timeoutMs`).
- * Case is ignored throughout.
+ * `timeoutMs`), the first of `known` on a tie; a name that `given` begins (`sig`: `signal`); the
+ * name sharing the longest beginning with `given`, when it is four letters or more and half the
+ * longer of the two (`timeoutMillis`: `timeoutMs`, `retries`: `retry`, but not `deadline`:
+ * `deadLetterMaxAgeMs`, nor `publishTimeout`: `publishAttempts`). Case is ignored throughout.
  *
  * @example
  * ```ts
@@ -66,8 +67,16 @@ export function nearestName(given: string, known: readonly string[]): string | u
   if (wanted.length < 3) return undefined;
   const begun = names.findIndex((name) => name.startsWith(wanted));
   if (begun !== -1) return known[begun];
-  if (wanted.length < 4) return undefined;
-  const stem = wanted.slice(0, 4);
-  const stemmed = names.findIndex((name) => name.startsWith(stem));
-  return stemmed === -1 ? undefined : known[stemmed];
+  // A shared beginning: long enough to be more than a common word (`max`, `dead`, `publish`).
+  let shared: string | undefined;
+  let longest = 3;
+  names.forEach((name, index) => {
+    let common = 0;
+    while (common < name.length && common < wanted.length && name[common] === wanted[common]) common += 1;
+    if (common > longest && common * 2 >= Math.max(name.length, wanted.length)) {
+      longest = common;
+      shared = known[index];
+    }
+  });
+  return shared;
 }

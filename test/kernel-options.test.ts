@@ -205,6 +205,16 @@ describe('kernel - the name a misspelt key most likely meant (every "did you mea
     expect(nearestName('colour', ['level', 'format'])).toBeUndefined();
     expect(nearestName('deadline', ['timeoutMs', 'signal', 'retry', 'hedge'])).toBeUndefined();
     expect(nearestName('ab', ['signal'])).toBeUndefined();
+    // A shared beginning counts when it is half the longer name: a plural, another unit, a longer word.
+    expect(nearestName('retries', ['hedge', 'retry'])).toBe('retry');
+    expect(nearestName('password', ['user', 'pass'])).toBe('pass');
+    // A shared first word is no misspelling: no guess among the NATS transport's or the gateway's options.
+    const nats = ['timeoutMs', 'maxRedeliveryDelayMs', 'maxAckPending', 'publishAttempts', 'publishRetryDelayMs', 'deadLetterMaxAgeMs'];
+    expect(nearestName('deadline', nats)).toBeUndefined();
+    expect(nearestName('publishTimeout', nats)).toBeUndefined();
+    expect(nearestName('maxRetries', nats)).toBeUndefined();
+    expect(nearestName('maxAge', nats)).toBeUndefined();
+    expect(nearestName('requestIdHeader', ['port', 'bodyLimit', 'requestTimeoutMs', 'headersTimeoutMs'])).toBeUndefined();
     expect(nearestName('x', [])).toBeUndefined();
   });
 });
