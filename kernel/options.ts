@@ -64,13 +64,17 @@ export function parseOptions<T extends object>(
     const path = issue.path.map(String);
     if (issue.code === 'unrecognized_keys') {
       const takes = path.length === 0 ? known : knownKeys(valueAt(schema, ['shape', ...path]) as z.ZodType);
-      return issue.keys
-        .map((key) => {
-          const near = takes === undefined ? undefined : nearestName(key, takes);
-          const hint = near === undefined ? '' : `did you mean ${near}? `;
-          return `unknown option "${[...path, key].join('.')}"` + (takes === undefined ? '' : ` (${hint}it takes ${takes.join(', ')})`);
-        })
-        .join('; ');
+      const named = (key: string): string => `"${[...path, key].join('.')}"`;
+      const keys = issue.keys.map(named).join(', ');
+      if (takes === undefined) return `unknown option${issue.keys.length > 1 ? 's' : ''} ${keys}`;
+      // One list of what the level takes, however many keys are wrong: each guess names its key when there are several.
+      const guesses = issue.keys.flatMap((key) => {
+        const near = nearestName(key, takes);
+        if (near === undefined) return [];
+        return [issue.keys.length > 1 ? `${near} for ${named(key)}` : near];
+      });
+      const hint = guesses.length === 0 ? '' : `did you mean ${guesses.join(', ')}? `;
+      return `unknown option${issue.keys.length > 1 ? 's' : ''} ${keys} (${hint}it takes ${takes.join(', ')})`;
     }
     const field = path.join('.') || 'the options';
     // A secret's value is never repeated, not even a wrong one: say only what kind of value it was.

@@ -152,6 +152,15 @@ describe('parseOptions - the one way every factory checks its options', () => {
     );
   });
 
+  it('names several unknown keys of one level in one refusal, with what it takes once and the guess for each key that has one', () => {
+    expect(refusal({ prot: 80, colour: 'red', pasword: 'x' })).toBe(
+      'createThing: unknown options "prot", "colour", "pasword" (did you mean port for "prot", password for "pasword"? it takes port, tls, password, logger).',
+    );
+    expect(refusal({ tls: { certfile: 'a.pem', ca: 'b.pem' } })).toBe(
+      'createThing: unknown options "tls.certfile", "tls.ca" (did you mean certFile for "tls.certfile"? it takes certFile, keyFile).',
+    );
+  });
+
   it('names the wrong field inside an option that is false or an object, not only the option', () => {
     const Either = z
       .object({
