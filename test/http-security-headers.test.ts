@@ -54,6 +54,8 @@ async function serverWith(setup: (server: FastifyInstance) => Promise<void>): Pr
   // The same choices given as the route's config.helmet, which @fastify/helmet reads as well.
   server.get('/config-skipped', { config: { helmet: { skipRoute: true } } } as never, async () => 'config-skipped');
   server.get('/config-own', { config: { helmet: { frameguard: false, referrerPolicy: { policy: 'same-origin' } } } } as never, async () => 'config-own');
+  // config.helmet false is no object: the plugin applies its headers there, as the route option's `false` would not.
+  server.get('/config-false', { config: { helmet: false } } as never, async () => 'config-false');
   // helmet removes X-Powered-By: set on the raw response before reply.helmet(), it must be gone.
   server.get('/powered', async (_request, reply) => {
     reply.raw.setHeader('X-Powered-By', 'me');
@@ -68,7 +70,7 @@ async function serverWith(setup: (server: FastifyInstance) => Promise<void>): Pr
 }
 
 describe('security headers', () => {
-  it.each(['/json', '/text', '/off', '/skipped', '/own', '/config-skipped', '/config-own', '/decorator', '/powered', '/missing'])('%s carries the header lines @fastify/helmet writes, in its order', async (path) => {
+  it.each(['/json', '/text', '/off', '/skipped', '/own', '/config-skipped', '/config-own', '/config-false', '/decorator', '/powered', '/missing'])('%s carries the header lines @fastify/helmet writes, in its order', async (path) => {
     const plugin = await serverWith(async (server) => {
       await server.register(fastifyHelmet, OPTIONS);
     });

@@ -141,9 +141,12 @@ export function securityHeaders(server: FastifyInstance, options: HelmetOptions,
   server.addHook('onRoute', (route) => {
     // The route option `helmet`, else the same choice made in the route's `config.helmet`, which
     // @fastify/helmet reads at each request (the route option wins, as the plugin copies it there).
+    // As the plugin, only an object there counts: `config.helmet: false` (or any other value)
+    // leaves the route the defaults, where the route option `helmet: false` turns them off.
     const option = (route as { helmet?: unknown }).helmet;
-    const given = option ?? (route.config as { helmet?: unknown } | undefined)?.helmet;
-    if (given !== undefined && given !== false && (typeof given !== 'object' || given === null)) throw new Error('Unknown value for route helmet configuration');
+    const configured = (route.config as { helmet?: unknown } | undefined)?.helmet;
+    const given = option ?? (typeof configured === 'object' && configured !== null ? configured : undefined);
+    if (option !== undefined && option !== false && (typeof option !== 'object' || option === null)) throw new Error('Unknown value for route helmet configuration');
     if (option !== undefined) route.config = Object.assign(route.config ?? Object.create(null), { helmet: option === false ? { skipRoute: true } : option });
     if (given === undefined && (api === undefined || api.handlers.has(route.handler))) return;
     let set: (reply: FastifyReply) => void;
