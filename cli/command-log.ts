@@ -36,7 +36,7 @@ export interface CommandLog {
    * by {@link CommandLog.failed} before it is thrown again.
    */
   run(work: () => Promise<void>): Promise<void>;
-  /** Says how each process ended once stopped: `stopped cleanly` (info), else its exit code or signal (warn). */
+  /** Says how each process ended once stopped: `stopped cleanly` or `stopped while starting` (info), else its exit code or signal (warn). */
   exits(exits: readonly ProcessExit[]): void;
 }
 
@@ -213,8 +213,9 @@ export function createCommandLog(cli: CliContext, command: string, options: Comm
     },
     exits: (exits) => {
       for (const exit of exits) {
-        const clean = exit.code === 0;
-        log(`  ${exit.name} ${clean ? 'stopped cleanly' : `ended with ${exit.signal ? `signal ${exit.signal}` : `exit code ${exit.code}`}`}`, clean ? 'info' : 'warn');
+        const clean = exit.code === 0 || exit.beforeReady === true;
+        const how = exit.code === 0 ? 'stopped cleanly' : exit.beforeReady ? 'stopped while starting' : `ended with ${exit.signal ? `signal ${exit.signal}` : `exit code ${exit.code}`}`;
+        log(`  ${exit.name} ${how}`, clean ? 'info' : 'warn');
       }
     },
   };

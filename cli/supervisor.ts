@@ -65,6 +65,11 @@ export interface ProcessExit {
   readonly name: string;
   readonly code: number | null;
   readonly signal: NodeJS.Signals | null;
+  /**
+   * Set when the SIGTERM of a stop reached it before it said it was ready, and ended it (exit
+   * code 143, or the signal itself): stopped while starting, with nothing in flight to drain.
+   */
+  readonly beforeReady?: true;
 }
 
 /** A running supervisor. */
@@ -225,6 +230,7 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
     if (child === undefined || entry.exited === undefined) {
       return entry.lastExit ?? { name: entry.spec.name, code: null, signal: null };
     }
+    const starting = !entry.ready;
     child.kill('SIGTERM');
     const force = setTimeout(() => {
       options.log(`${entry.spec.name} did not drain within ${resolved.drainTimeoutMs} ms; killing it.`, 'warn');
@@ -232,7 +238,7 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
     }, resolved.drainTimeoutMs);
     const exit = await entry.exited;
     clearTimeout(force);
-    return exit;
+    return starting && (exit.code === 128 + 15 || exit.signal === 'SIGTERM') ? { ...exit, beforeReady: true } : exit;
   };
 
   for (const entry of managed) launch(entry);

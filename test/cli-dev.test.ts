@@ -4,7 +4,7 @@
  * Ctrl-C to its process group stops everything in seconds.
  */
 import { spawn } from 'node:child_process';
-import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -28,6 +28,27 @@ function devApp(): string {
   const parent = mkdtempSync(join(tmpdir(), 'keel-dev-'));
   temporary.push(parent);
   return copyFixtureApp('dev-app', parent);
+}
+
+/**
+ * Whether a `keel graph` child of `parent` runs and listens for signals as the keel executable
+ * does: Linux's /proc shows SIGHUP caught (Node itself catches SIGINT from its first moment;
+ * SIGHUP only once the executable set its handlers, right after SIGINT's).
+ */
+function graphReaderListening(parent: number): boolean {
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const status = readFileSync(`/proc/${entry}/status`, 'utf8');
+      if (!status.includes(`\nPPid:\t${parent}\n`)) continue;
+      if (!readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes('\0graph\0')) continue;
+      const caught = /\nSigCgt:\t([0-9a-f]+)/.exec(status)?.[1];
+      if (caught !== undefined && (BigInt(`0x${caught}`) & 1n) === 1n) return true;
+    } catch {
+      // The process ended while it was being read.
+    }
+  }
+  return false;
 }
 
 /** How long any one awaited line may take before the test fails, rather than hangs. */
@@ -293,6 +314,32 @@ describe('cli - keel dev', () => {
     expect(own.every((record) => record['level'] === 30 && record['name'] === 'keel')).toBe(true);
     expect(records().filter((record) => record['process'] === 'app' && record.msg === 'stopped')).toHaveLength(2);
     expect(dev.output()).not.toContain('keel dev:');
+  });
+
+  it('cli - Ctrl-C in the middle of a restart, while the graph is read again, stops with no warning: neither the interrupted graph read nor the app stopped while starting is a failure', { timeout: 60_000 }, async () => {
+    const root = devApp();
+    writeFileSync(join(root, 'keel.config.ts'), "export default { logging: { format: 'json' } };\n");
+    const dev = keelDev(['--http', '0'], root);
+    const own = (): LogRecord[] => logRecords(dev.output()).filter((record) => record['process'] === 'keel dev');
+    try {
+      await dev.until('keel dev ready', () => own().some((record) => record.msg?.startsWith('ready: app') === true));
+      appendFileSync(join(root, 'modules/greeter/module.ts'), '// edited\n');
+      await dev.until('the restart record', (text) => text.includes('"msg":"modules/greeter/module.ts changed; restarting app"'));
+      // The graph is read again by a `keel graph` process, which loads the project's sources: the
+      // signal goes to it too (one process group), once it listens, as a terminal's Ctrl-C would.
+      const deadline = Date.now() + WAIT_MS;
+      while (!graphReaderListening(dev.child.pid as number)) {
+        if (Date.now() > deadline) throw new Error(`no keel graph process seen within ${WAIT_MS} ms. Output:\n${dev.output()}`);
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      process.kill(-(dev.child.pid as number), 'SIGINT');
+      const code = await Promise.race([dev.exited, new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), STOP_MS).unref())]);
+      expect(code, dev.output()).toBe(0);
+    } finally {
+      if (dev.child.exitCode === null && dev.child.signalCode === null) dev.child.kill('SIGKILL');
+    }
+    expect(own().filter((record) => (record['level'] as number) >= 40).map((record) => record.msg)).toEqual([]);
+    expect(own().at(-1)?.msg).toBe('stopped');
   });
 
   it('cli - in JSON format a refusal is one error record on stderr, with its code, and nothing else is written', async () => {

@@ -125,6 +125,41 @@ describe('cli - supervisor', () => {
     expect(records).toHaveLength(8);
   });
 
+  it('cli - a stop that ends a process still starting says so (beforeReady); the same exit code once it was ready does not', async () => {
+    const output = collector();
+    // Each prints "up" once its SIGTERM handler is set (the default action for "default").
+    const starting = createSupervisor({
+      processes: [
+        spec('handler', `process.on('SIGTERM', () => process.exit(143)); console.log('up'); setInterval(() => {}, 1000);`),
+        spec('default', `console.log('up'); setInterval(() => {}, 1000);`),
+        spec('crashing', `process.on('SIGTERM', () => process.exit(1)); console.log('up'); setInterval(() => {}, 1000);`),
+      ],
+      output,
+      log: () => {},
+    });
+    const deadline = Date.now() + 20_000;
+    while (['handler', 'default', 'crashing'].some((name) => !output.text.includes(`${name.padEnd(8)} | up\n`))) {
+      if (Date.now() > deadline) throw new Error(`not every process started within 20 s: ${output.text}`);
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    expect(await starting.stop()).toEqual([
+      { name: 'handler', code: 143, signal: null, beforeReady: true },
+      { name: 'default', code: null, signal: 'SIGTERM', beforeReady: true },
+      { name: 'crashing', code: 1, signal: null },
+    ]);
+
+    let allReady!: () => void;
+    const ready = new Promise<void>((resolve) => (allReady = resolve));
+    const started = createSupervisor({
+      processes: [spec('ready', `process.on('SIGTERM', () => process.exit(143)); process.send({ type: 'ready', modules: [] }); setInterval(() => {}, 1000);`)],
+      output,
+      log: () => {},
+      onAllReady: () => allReady(),
+    });
+    await ready;
+    expect(await started.stop()).toEqual([{ name: 'ready', code: 143, signal: null }]);
+  });
+
   it('cli - gives up on a process that never becomes ready', async () => {
     const log: string[] = [];
     let gaveUp!: (name: string) => void;

@@ -102,6 +102,8 @@ async function dev(
       cwd: project.root,
       env: { ...cli.env },
       maxBuffer: 64 * 1024 * 1024,
+      // Stopping keel dev ends a read still running: its answer would not be used.
+      signal: cli.signal,
     });
     const read = JSON.parse(stdout) as ModuleGraph;
     return read.modules.map((module) => ({
@@ -139,6 +141,8 @@ async function dev(
     const [, next] = await Promise.all([
       supervisor.restart(targets.map((process) => process.name)),
       readGraph().catch((error: unknown) => {
+        // Ctrl-C reaches the read too (one process group), and stopping aborts it: not a failure.
+        if (cli.signal.aborted) return graph;
         const stderr = (error as { stderr?: unknown }).stderr;
         const reason = (typeof stderr === 'string' && stderr.trim() !== '' ? stderr : (error as Error).message).trim().split('\n')[0];
         log(`cannot read the module graph again, the last one stays: ${reason ?? ''}`, 'warn');
