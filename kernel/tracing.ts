@@ -4,7 +4,7 @@
  * semantic conventions. Off until {@link enableTracing} (the `keel/otel` entry calls it): then
  * every check below is one comparison, and no span, context or string is made.
  */
-import type { Attributes, Context, Link, Span, SpanContext, Tracer, TracerProvider } from '@opentelemetry/api';
+import type { Attributes, Context, Link, Span, SpanContext, SpanOptions, Tracer, TracerProvider } from '@opentelemetry/api';
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, TraceFlags, trace } from './otel-api.js';
 import type { CallContext } from './context.js';
 import { isTraceparent } from './call-ids.js';
@@ -14,6 +14,7 @@ import { KeelErrorCode } from './errors.js';
 
 let tracer: Tracer | undefined;
 let tracingCalls = true;
+let attributesAtStart = true;
 
 /**
  * What {@link enableTracing} takes.
@@ -28,6 +29,15 @@ export interface TracingOptions {
   readonly provider?: TracerProvider | undefined;
   /** Spans for calls between modules of one process too (default true). */
   readonly inProcessSpans?: boolean | undefined;
+  /**
+   * Whether the tracer gets a span's attributes as the span starts (default true), where a
+   * sampler and a span processor's `onStart` can read them. `false` sets them on a span that
+   * records only, once it started, and never works them out for one that does not: for a
+   * provider whose sampler and processors read no attribute before a span ends, as
+   * `keel/otel`'s (the standard samplers, a batch processor). With spans sampled rarely, this
+   * is most of what tracing costs a request that is not sampled.
+   */
+  readonly attributesAtStart?: boolean | undefined;
 }
 
 /**
@@ -43,6 +53,7 @@ export interface TracingOptions {
 export function enableTracing(options: TracingOptions = {}): void {
   tracer = (options.provider ?? trace.getTracerProvider()).getTracer('keel');
   tracingCalls = options.inProcessSpans ?? true;
+  attributesAtStart = options.attributesAtStart ?? true;
 }
 
 /**
@@ -84,6 +95,23 @@ export function disableTracing(): void {
  */
 export function keelTracer(): Tracer | undefined {
   return tracer;
+}
+
+/**
+ * Starts a span whose attributes are `attributesOf(subject)`: given to the tracer as the span
+ * starts, or, with {@link TracingOptions.attributesAtStart} `false`, set once it started and only
+ * when it records (`attributesOf` is then not called at all for a span that does not).
+ *
+ * @example
+ * ```ts
+ * const span = startSpanWith(tracer, 'GET /health', { kind: SpanKind.SERVER }, ROOT_CONTEXT, attributesOfRequest, request);
+ * ```
+ */
+export function startSpanWith<T>(active: Tracer, name: string, options: SpanOptions, parent: Context, attributesOf: (subject: T) => Attributes, subject: T): Span {
+  if (attributesAtStart) return active.startSpan(name, { ...options, attributes: attributesOf(subject) }, parent);
+  const span = active.startSpan(name, options, parent);
+  if (span.isRecording()) span.setAttributes(attributesOf(subject));
+  return span;
 }
 
 /** True when calls over `transport` get spans: always over a wire; in process unless switched off. */
@@ -142,27 +170,36 @@ export function outgoingTraceparent(inherited: string | undefined): string | und
 export function startClientSpan(active: Tracer, contract: string, operation: string, transport: string, caller: string, external: string | undefined): Span {
   let parent = activeContext();
   if (external !== undefined && trace.getSpan(parent) === undefined) parent = continuing(parent, external);
-  return active.startSpan(
-    `${contract}/${operation}`,
-    {
-      kind: SpanKind.CLIENT,
-      attributes: { 'rpc.system.name': 'keel', 'rpc.method': `${contract}/${operation}`, 'keel.transport': transport, 'keel.caller': caller },
-    },
-    parent,
-  );
+  const method = `${contract}/${operation}`;
+  return startSpanWith(active, method, CLIENT, parent, clientAttributes, { method, transport, caller });
+}
+
+const CLIENT: SpanOptions = { kind: SpanKind.CLIENT };
+const SERVER: SpanOptions = { kind: SpanKind.SERVER };
+const PRODUCER: SpanOptions = { kind: SpanKind.PRODUCER };
+const CONSUMER: SpanOptions = { kind: SpanKind.CONSUMER };
+
+function clientAttributes(call: { readonly method: string; readonly transport: string; readonly caller: string }): Attributes {
+  return { 'rpc.system.name': 'keel', 'rpc.method': call.method, 'keel.transport': call.transport, 'keel.caller': call.caller };
 }
 
 /** Starts the server span of an operation served, child of the caller's span (its traceparent). */
 export function startServerSpan(active: Tracer, contract: string, operation: string, transport: string, context: CallContext): Span {
+  const method = `${contract}/${operation}`;
+  return startSpanWith(active, method, SERVER, continuing(ROOT_CONTEXT, context.traceparent), serverAttributes, { method, transport, context });
+}
+
+function serverAttributes(served: { readonly method: string; readonly transport: string; readonly context: CallContext }): Attributes {
+  const { context } = served;
   const attributes: Attributes = {
     'rpc.system.name': 'keel',
-    'rpc.method': `${contract}/${operation}`,
-    'keel.transport': transport,
+    'rpc.method': served.method,
+    'keel.transport': served.transport,
     'keel.caller': context.caller,
     'keel.correlation_id': context.correlationId,
   };
   if (context.callAttempt !== undefined) attributes['keel.call.attempt'] = context.callAttempt;
-  return active.startSpan(`${contract}/${operation}`, { kind: SpanKind.SERVER, attributes }, continuing(ROOT_CONTEXT, context.traceparent));
+  return attributes;
 }
 
 /**
@@ -170,14 +207,19 @@ export function startServerSpan(active: Tracer, contract: string, operation: str
  * `send` when it is published at once), child of the active span.
  */
 export function startProducerSpan(active: Tracer, contract: string, event: string, operation: 'create' | 'send', correlationId: string | undefined): Span {
+  const destination = `${contract}.${event}`;
+  return startSpanWith(active, `${operation} ${destination}`, PRODUCER, activeContext(), producerAttributes, { destination, operation, correlationId });
+}
+
+function producerAttributes(sent: { readonly destination: string; readonly operation: string; readonly correlationId: string | undefined }): Attributes {
   const attributes: Attributes = {
     'messaging.system': 'keel',
-    'messaging.operation.type': operation,
-    'messaging.operation.name': operation,
-    'messaging.destination.name': `${contract}.${event}`,
+    'messaging.operation.type': sent.operation,
+    'messaging.operation.name': sent.operation,
+    'messaging.destination.name': sent.destination,
   };
-  if (correlationId !== undefined) attributes['messaging.message.conversation_id'] = correlationId;
-  return active.startSpan(`${operation} ${contract}.${event}`, { kind: SpanKind.PRODUCER, attributes }, activeContext());
+  if (sent.correlationId !== undefined) attributes['messaging.message.conversation_id'] = sent.correlationId;
+  return attributes;
 }
 
 /**
@@ -222,7 +264,18 @@ export interface ConsumedEvent {
  * linked to the producer, so that a retry an hour later does not stretch the request's trace.
  */
 export function startConsumerSpan(active: Tracer, consumed: ConsumedEvent): Span {
-  const attributes: Attributes = {
+  const name = `process ${consumed.contract}.${consumed.event}`;
+  if (consumed.attempt <= 1) return startSpanWith(active, name, CONSUMER, continuing(ROOT_CONTEXT, consumed.traceparent), consumerAttributes, consumed);
+  // A redelivery: rare, its attributes at start (a root span, its own sampling decision).
+  const attributes = consumerAttributes(consumed);
+  attributes['keel.delivery.attempt'] = consumed.attempt;
+  const producer = spanContextOf(consumed.traceparent);
+  const links: Link[] = producer === undefined ? [] : [{ context: producer, attributes: { 'keel.link': 'redelivery' } }];
+  return active.startSpan(name, { kind: SpanKind.CONSUMER, root: true, links, attributes }, ROOT_CONTEXT);
+}
+
+function consumerAttributes(consumed: ConsumedEvent): Attributes {
+  return {
     'messaging.system': 'keel',
     'messaging.operation.type': 'process',
     'messaging.operation.name': 'process',
@@ -231,14 +284,6 @@ export function startConsumerSpan(active: Tracer, consumed: ConsumedEvent): Span
     'messaging.message.id': consumed.id,
     'messaging.message.conversation_id': consumed.correlationId,
   };
-  const name = `process ${consumed.contract}.${consumed.event}`;
-  if (consumed.attempt <= 1) {
-    return active.startSpan(name, { kind: SpanKind.CONSUMER, attributes }, continuing(ROOT_CONTEXT, consumed.traceparent));
-  }
-  attributes['keel.delivery.attempt'] = consumed.attempt;
-  const producer = spanContextOf(consumed.traceparent);
-  const links: Link[] = producer === undefined ? [] : [{ context: producer, attributes: { 'keel.link': 'redelivery' } }];
-  return active.startSpan(name, { kind: SpanKind.CONSUMER, root: true, links, attributes }, ROOT_CONTEXT);
 }
 
 /** Notes on the active client span that the call was sent once more (a retry or a hedge). */

@@ -57,7 +57,7 @@ export type { CircuitStatus } from './circuit-breaker.js';
 export { LogFormat, createLogger, logFormatOf, type LogDestination, type LoggerOptions } from './logger.js';
 export { logFields } from './log-fields.js';
 export { KeelContextManager } from './otel-context.js';
-export { disableTracing, enableTracing, keelTracer, spanContextOf, traceparentOf, tracingRequested, type TracingOptions } from './tracing.js';
+export { disableTracing, enableTracing, keelTracer, spanContextOf, startSpanWith, traceparentOf, tracingRequested, type TracingOptions } from './tracing.js';
 export { createLocalTransport, type LocalTransport } from './local.js';
 export { DEFAULT_LOCAL_TRANSPORT_OPTIONS, type LocalTransportOptions } from './local-options.js';
 export { InFlight, within } from './in-flight.js';

@@ -268,6 +268,27 @@ describe('http tracing - HTTP server attributes', () => {
     });
   });
 
+  it('attributesAtStart false (keel/otel\'s way): the request span, and the call\'s spans under it, carry the very attributes they carry by default', async () => {
+    const attributesOf = async (attributesAtStart: boolean | undefined) => {
+      enableTracing({ provider, attributesAtStart });
+      const traceparent = newTraceparent();
+      expect((await post('/store/greeting', { name: 'Ada' }, { traceparent, 'user-agent': 'tracing-test/1' })).status).toBe(200);
+      const traceId = traceparent.slice(3, 35);
+      await httpSpanOf(traceId);
+      return exporter
+        .getFinishedSpans()
+        .filter((span) => span.spanContext().traceId === traceId)
+        .map((span) => ({ name: span.name, attributes: { ...span.attributes, 'keel.correlation_id': 'keel.correlation_id' in span.attributes } }));
+    };
+    try {
+      const byDefault = await attributesOf(undefined);
+      expect(byDefault.map((span) => span.name).sort()).toEqual(['POST /store/greeting', 'store/greeting', 'store/greeting']);
+      expect(await attributesOf(false)).toEqual(byDefault);
+    } finally {
+      enableTracing({ provider });
+    }
+  });
+
   /** Sends `head` and the greeting body on a raw connection; resolves with the status line. */
   const raw = (head: string): Promise<string> =>
     new Promise((resolve, reject) => {

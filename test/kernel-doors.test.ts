@@ -113,6 +113,7 @@ const TRANSPORT = {
     'schemaOf',
     'schemaSetup',
     'spanContextOf',
+    'startSpanWith',
     'timeoutError',
     'toErrorEnvelope',
     'traceparentOf',

@@ -6,8 +6,8 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { SpanKind, SpanStatusCode, context, trace } from '@opentelemetry/api';
-import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider, type ReadableSpan } from '@opentelemetry/sdk-trace';
+import { SpanKind, SpanStatusCode, context, trace, type Attributes } from '@opentelemetry/api';
+import { InMemorySpanExporter, SamplingDecision, SimpleSpanProcessor, TracerProvider, type ReadableSpan, type Sampler } from '@opentelemetry/sdk-trace';
 import { createKernel, defineContract, defineModule, operation, silentLogger, type Kernel } from 'keel';
 import { KeelContextManager, disableTracing, enableTracing, logFields, newTraceparent, type CallRecord } from 'keel/transport';
 
@@ -196,5 +196,45 @@ describe('kernel tracing in one process', () => {
     expect(records.map((record) => `${record.operation}:${record.outcome}`)).toEqual(['twice:ok', 'look:ok']);
     const served = one(spansOf(traceparent.slice(3, 35)), 'inner/twice', SpanKind.SERVER);
     expect(served.status.code).toBe(SpanStatusCode.UNSET);
+  });
+
+  it('attributesAtStart false: the spans that record carry the very attributes they carry by default; a sampler sees them at start by default only, and a span not sampled is still made', async () => {
+    /** Each span's name, kind and attributes, and what the sampler saw of each, for one call through outer to inner. */
+    const traced = async (attributesAtStart: boolean | undefined, record: (name: string) => boolean) => {
+      const sampled: Record<string, Attributes> = {};
+      const sampler: Sampler = {
+        shouldSample: (_context, _traceId, name, _kind, attributes) => {
+          sampled[name] = { ...attributes };
+          return { decision: record(name) ? SamplingDecision.RECORD_AND_SAMPLED : SamplingDecision.NOT_RECORD };
+        },
+        toString: () => 'the test sampler',
+      };
+      exporter.reset();
+      enableTracing({ provider: new TracerProvider({ sampler, spanProcessors: [new SimpleSpanProcessor({ exporter })] }), attributesAtStart });
+      kernel = createKernel({ modules: [innerModule, outerModule], logger: silentLogger });
+      await kernel.start();
+      expect(await kernel.client(outer).ask({ tag: 'start' })).toEqual({ tag: 'start' });
+      await kernel.stop();
+      kernel = undefined;
+      // Each call has a correlation id of its own: compared by its presence.
+      const spans = exporter.getFinishedSpans().map((span) => ({
+        name: span.name,
+        kind: SpanKind[span.kind],
+        attributes: { ...span.attributes, ...('keel.correlation_id' in span.attributes ? { 'keel.correlation_id': 'one' } : {}) },
+      }));
+      return { spans, sampled };
+    };
+    const every = () => true;
+    const byDefault = await traced(undefined, every);
+    const late = await traced(false, every);
+    expect(byDefault.spans.map((span) => `${span.name} [${span.kind}]`)).toEqual(['inner/look [SERVER]', 'inner/look [CLIENT]', 'outer/ask [SERVER]', 'outer/ask [CLIENT]']);
+    expect(late.spans).toEqual(byDefault.spans);
+    expect(byDefault.spans[0]?.attributes).toMatchObject({ 'rpc.system.name': 'keel', 'rpc.method': 'inner/look', 'keel.transport': 'local', 'keel.caller': 'outer' });
+    expect(byDefault.sampled['outer/ask']).toMatchObject({ 'rpc.method': 'outer/ask', 'keel.caller': expect.any(String) });
+    expect(late.sampled).toEqual({ 'outer/ask': {}, 'inner/look': {} });
+    // Not sampled: the call still answers (above) and its context goes on; the span that records is complete.
+    const some = await traced(false, (name) => name === 'inner/look');
+    expect(some.spans.map((span) => span.name)).toEqual(['inner/look', 'inner/look']);
+    expect(some.spans).toEqual(late.spans.slice(0, 2));
   });
 });

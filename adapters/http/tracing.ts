@@ -8,7 +8,7 @@ import { createRequire } from 'node:module';
 import type * as Api from '@opentelemetry/api';
 import type { Attributes, Context, Span } from '@opentelemetry/api';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { KeelContextManager, keelTracer, spanContextOf, traceparentOf } from 'keel/transport';
+import { KeelContextManager, keelTracer, spanContextOf, startSpanWith, traceparentOf } from 'keel/transport';
 
 // The API's CommonJS build, the one prom-client loads: one copy of the API per process (kernel/otel-api.ts says why).
 const { ROOT_CONTEXT, SpanKind, SpanStatusCode, createTraceState, trace } = createRequire(import.meta.url)('@opentelemetry/api') as typeof Api;
@@ -42,11 +42,9 @@ export function addHttpTracing(server: FastifyInstance): void {
   server.addHook('onRequest', (request, reply, done) => {
     const route = request.routeOptions.url;
     const parent = parentContextOf(request);
-    const span = tracer.startSpan(
-      route === undefined ? request.method : `${request.method} ${route}`,
-      { kind: SpanKind.SERVER, attributes: requestAttributes(request, route) },
-      parent,
-    );
+    // Its attributes are worked out only for a span that records, when the tracer allows it
+    // (keel/otel's does: its samplers read none).
+    const span = startSpanWith(tracer, route === undefined ? request.method : `${request.method} ${route}`, SERVER, parent, requestAttributes, request);
     const context = trace.setSpan(parent, span);
     traced.set(request, { span, context });
     // The span ends on the raw response's 'finish', with the status written, rather than in an
@@ -80,8 +78,11 @@ function parentContextOf(request: FastifyRequest): Context {
   return trace.setSpanContext(ROOT_CONTEXT, value === undefined || value.trim() === '' ? remote : { ...remote, traceState: createTraceState(value) });
 }
 
+const SERVER = { kind: SpanKind.SERVER };
+
 /** The attributes a request's span starts with (those a sampler may look at among them). */
-function requestAttributes(request: FastifyRequest, route: string | undefined): Attributes {
+function requestAttributes(request: FastifyRequest): Attributes {
+  const route = request.routeOptions.url;
   const queryAt = request.url.indexOf('?');
   const userAgent = request.headers['user-agent'];
   const scheme = request.protocol;

@@ -211,7 +211,9 @@ export function startTracing(options: StartTracingOptions = {}): Tracing {
   trace.setGlobalTracerProvider(provider);
   context.setGlobalContextManager(new KeelContextManager());
   propagation.setGlobalPropagator(new W3CTraceContextPropagator());
-  enableTracing({ provider, inProcessSpans: env['KEEL_TRACE_IN_PROCESS']?.trim().toLowerCase() !== 'false' });
+  // This provider's samplers (the standard ones) and batch processor read no attribute before a
+  // span ends: a span that is not sampled needs none.
+  enableTracing({ provider, inProcessSpans: env['KEEL_TRACE_IN_PROCESS']?.trim().toLowerCase() !== 'false', attributesAtStart: false });
   let stopped: Promise<void> | undefined;
   return {
     serviceName,
