@@ -15,6 +15,7 @@ import { KeelErrorCode } from './errors.js';
 let tracer: Tracer | undefined;
 let tracingCalls = true;
 let attributesAtStart = true;
+let noSpanUnderUnsampled = false;
 
 /**
  * What {@link enableTracing} takes.
@@ -38,6 +39,15 @@ export interface TracingOptions {
    * is most of what tracing costs a request that is not sampled.
    */
   readonly attributesAtStart?: boolean | undefined;
+  /**
+   * Whether keel may make no span of its own under a parent that is not sampled (default
+   * false): the parent's span context goes on in its place, as the active span and in the
+   * `traceparent` a call or event carries. Only for a sampler that never samples a span whose
+   * parent, local or remote, is not sampled: `always_off` and the `parentbased_*` samplers
+   * (`keel/otel` turns it on for those). Such a span would be neither recorded nor exported, so
+   * what reaches the collector is the same; a request that is not sampled is spared making it.
+   */
+  readonly noSpanUnderUnsampled?: boolean | undefined;
 }
 
 /**
@@ -54,6 +64,7 @@ export function enableTracing(options: TracingOptions = {}): void {
   tracer = (options.provider ?? trace.getTracerProvider()).getTracer('keel');
   tracingCalls = options.inProcessSpans ?? true;
   attributesAtStart = options.attributesAtStart ?? true;
+  noSpanUnderUnsampled = options.noSpanUnderUnsampled ?? false;
 }
 
 /**
@@ -100,7 +111,9 @@ export function keelTracer(): Tracer | undefined {
 /**
  * Starts a span whose attributes are `attributesOf(subject)`: given to the tracer as the span
  * starts, or, with {@link TracingOptions.attributesAtStart} `false`, set once it started and only
- * when it records (`attributesOf` is then not called at all for a span that does not).
+ * when it records (`attributesOf` is then not called at all for a span that does not). With
+ * {@link TracingOptions.noSpanUnderUnsampled}, under a parent that is not sampled it starts
+ * nothing and returns a span that records nothing, of the parent's span context.
  *
  * @example
  * ```ts
@@ -108,6 +121,13 @@ export function keelTracer(): Tracer | undefined {
  * ```
  */
 export function startSpanWith<T>(active: Tracer, name: string, options: SpanOptions, parent: Context, attributesOf: (subject: T) => Attributes, subject: T): Span {
+  if (noSpanUnderUnsampled) {
+    const above = trace.getSpan(parent);
+    // Not the parent itself, which may record (a sampler's RECORD): ending this must not end it.
+    if (above !== undefined && (above.spanContext().traceFlags & TraceFlags.SAMPLED) === 0) {
+      return above.isRecording() ? trace.wrapSpanContext(above.spanContext()) : above;
+    }
+  }
   if (attributesAtStart) return active.startSpan(name, { ...options, attributes: attributesOf(subject) }, parent);
   const span = active.startSpan(name, options, parent);
   if (span.isRecording()) span.setAttributes(attributesOf(subject));

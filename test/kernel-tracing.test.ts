@@ -237,4 +237,41 @@ describe('kernel tracing in one process', () => {
     expect(some.spans.map((span) => span.name)).toEqual(['inner/look', 'inner/look']);
     expect(some.spans).toEqual(late.spans.slice(0, 2));
   });
+
+  it('noSpanUnderUnsampled: under a request span not sampled a call makes no span, its handler logging under the request\'s ids, and a request span that records stays open; under a sampled one, its spans as ever', async () => {
+    // The request spans are sampled, recorded only, or dropped by name; keel's own would all be sampled, were they made.
+    const decisions: Record<string, SamplingDecision> = { 'request dropped': SamplingDecision.NOT_RECORD, 'request recorded': SamplingDecision.RECORD };
+    const sampler: Sampler = { shouldSample: (_c, _t, name) => ({ decision: decisions[name] ?? SamplingDecision.RECORD_AND_SAMPLED }), toString: () => 'by name' };
+    exporter.reset();
+    const provider = new TracerProvider({ sampler, spanProcessors: [new SimpleSpanProcessor({ exporter })] });
+    enableTracing({ provider, attributesAtStart: false, noSpanUnderUnsampled: true });
+    trace.setGlobalTracerProvider(provider);
+    context.setGlobalContextManager(new KeelContextManager());
+    kernel = createKernel({ modules: [innerModule, outerModule], logger: silentLogger });
+    await kernel.start();
+    const running = kernel;
+    const tracer = trace.getTracer('test');
+    /** Calls outer.ask under a request span named `name`; the request span, still open unless it was ended. */
+    const under = (name: string, tag: string) =>
+      tracer.startActiveSpan(name, async (span) => {
+        expect(await running.client(outer).ask({ tag })).toEqual({ tag });
+        return span;
+      });
+
+    const dropped = await under('request dropped', 'dropped');
+    dropped.end();
+    const recorded = await under('request recorded', 'recorded');
+    expect(recorded.isRecording()).toBe(true);
+    recorded.end();
+    const sampled = await under('request sampled', 'sampled');
+    sampled.end();
+
+    // Only the sampled request's trace reached the exporter: its five spans (the request, a client and a server span per call).
+    expect(exporter.getFinishedSpans().map((span) => span.spanContext().traceId)).toEqual(Array(5).fill(sampled.spanContext().traceId));
+    for (const [tag, request] of [['dropped', dropped], ['recorded', recorded]] as const) {
+      expect(seen.get(`look:${tag}`)).toMatchObject({ trace_id: request.spanContext().traceId, span_id: request.spanContext().spanId });
+    }
+    const served = one(spansOf(sampled.spanContext().traceId), 'inner/look', SpanKind.SERVER);
+    expect(seen.get('look:sampled')).toMatchObject({ span_id: served.spanContext().spanId });
+  });
 });

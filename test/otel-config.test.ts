@@ -7,7 +7,7 @@ import { z } from 'zod';
 import { createKernel, defineContract, defineModule, operation, silentLogger, type Kernel } from 'keel';
 import { startTracing } from 'keel/otel';
 import { keelTracer, tracingRequested } from 'keel/transport';
-import { samplerFromEnv } from '../adapters/otel/sampler.js';
+import { keepsUnsampledTraces, samplerFromEnv } from '../adapters/otel/sampler.js';
 import { startOtlpReceiver, type OtlpReceiver } from './support/otlp-receiver.js';
 
 const echo = defineContract({
@@ -80,6 +80,13 @@ describe('otel - which variables switch tracing on', () => {
     expect(samplerFromEnv({}).toString()).toMatch(/ParentBased\{root=AlwaysOnSampler/);
     expect(samplerFromEnv({ OTEL_TRACES_SAMPLER: 'always_off' }).toString()).toBe('AlwaysOffSampler');
     expect(samplerFromEnv({ OTEL_TRACES_SAMPLER: 'parentbased_traceidratio', OTEL_TRACES_SAMPLER_ARG: '0.25' }).toString()).toMatch(/TraceIdRatioBased\{0.25\}/);
+  });
+
+  it('otel - keel makes no span under a parent not sampled only for always_off and the parentbased_* samplers, which never sample there', () => {
+    const keeps = (name: string) => keepsUnsampledTraces(samplerFromEnv({ OTEL_TRACES_SAMPLER: name }));
+    expect(['always_off', 'parentbased_always_on', 'parentbased_always_off', 'parentbased_traceidratio'].filter(keeps)).toHaveLength(4);
+    // always_on samples under any parent; traceidratio decides by trace id, whatever a remote parent's flag says.
+    expect(['always_on', 'traceidratio'].filter(keeps)).toEqual([]);
   });
 });
 

@@ -30,7 +30,7 @@ import { z } from 'zod';
 import { KeelContextManager, createLogger, disableTracing, enableTracing, loggerOption, parseOptions } from 'keel/transport';
 import { MAX_TIMER_MS, batchOptions, exporterConfig, keyValues, tolerantKeyValues } from './env.js';
 import { messageOf, rateLimitedWarnings } from './export-failures.js';
-import { samplerFromEnv } from './sampler.js';
+import { keepsUnsampledTraces, samplerFromEnv } from './sampler.js';
 
 export { tracingRequested } from 'keel/transport';
 export { EXPORT_FAILURE_LOG_INTERVAL_MS, EXPORT_FAILURE_MESSAGES_KEPT } from './export-failures.js';
@@ -212,8 +212,14 @@ export function startTracing(options: StartTracingOptions = {}): Tracing {
   context.setGlobalContextManager(new KeelContextManager());
   propagation.setGlobalPropagator(new W3CTraceContextPropagator());
   // This provider's samplers (the standard ones) and batch processor read no attribute before a
-  // span ends: a span that is not sampled needs none.
-  enableTracing({ provider, inProcessSpans: env['KEEL_TRACE_IN_PROCESS']?.trim().toLowerCase() !== 'false', attributesAtStart: false });
+  // span ends: a span that is not sampled needs none. Under a parent not sampled, always_off and
+  // the parentbased_* samplers sample nothing: no span need be made there.
+  enableTracing({
+    provider,
+    inProcessSpans: env['KEEL_TRACE_IN_PROCESS']?.trim().toLowerCase() !== 'false',
+    attributesAtStart: false,
+    noSpanUnderUnsampled: keepsUnsampledTraces(sampler),
+  });
   let stopped: Promise<void> | undefined;
   return {
     serviceName,

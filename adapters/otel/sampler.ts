@@ -50,3 +50,17 @@ export function samplerFromEnv(env: Readonly<Record<string, string | undefined>>
       );
   }
 }
+
+/**
+ * True when `sampler` never samples a span whose parent, local or remote, is not sampled:
+ * `always_off`, and the `parentbased_*` samplers as {@link samplerFromEnv} makes them (their
+ * defaults for such parents: always off).
+ *
+ * @example
+ * ```ts
+ * keepsUnsampledTraces(samplerFromEnv({ OTEL_TRACES_SAMPLER: 'parentbased_traceidratio' })); // true
+ * ```
+ */
+export function keepsUnsampledTraces(sampler: Sampler): boolean {
+  return sampler instanceof AlwaysOffSampler || sampler instanceof ParentBasedSampler;
+}
