@@ -8,8 +8,8 @@
  * (`failed_at`, `last_error`) and logged as an error naming it, so that it does not hold back
  * every event after it.
  */
-import { ROOT_CONTEXT, trace } from './otel-api.js';
-import { contextStorage, detached } from './otel-context.js';
+import { trace } from './otel-api.js';
+import { KEEL_ROOT_CONTEXT, contextStorage, detached } from './otel-context.js';
 import { endSpan, keelTracer, startRelaySpan } from './tracing.js';
 import type { AnyContract } from './contract.js';
 import { KeelErrorCode, isKeelError } from './errors.js';
@@ -252,7 +252,7 @@ export class OutboxRelay {
     if (tracer === undefined) return this.publish(this.#eventOf(row));
     const span = startRelaySpan(tracer, this.contract.name, row.event, row.id, row.traceparent ?? undefined);
     try {
-      await contextStorage.run(trace.setSpan(ROOT_CONTEXT, span), () => this.publish(this.#eventOf(row)));
+      await contextStorage.run(trace.setSpan(KEEL_ROOT_CONTEXT, span), () => this.publish(this.#eventOf(row)));
     } catch (error) {
       endSpan(span, error);
       throw error;

@@ -7,7 +7,7 @@ import { AsyncResource } from 'node:async_hooks';
 import type { CircuitStatus } from './circuit-breaker.js';
 import { majorOf, type AnyContract, type AnyOperation } from './contract.js';
 import type { CallContext } from './context.js';
-import { contextStorage, handlerEntry, withCall, type CallNode, type HandlerScope } from './otel-context.js';
+import { KEEL_ROOT_CONTEXT, contextStorage, handlerEntry, withCall, type CallNode, type HandlerScope } from './otel-context.js';
 import { keelTracer, startServerSpan, tracesCalls } from './tracing.js';
 import { ObservedAnswer, TracedAnswer, expiredFailure, overranFailure } from './served-answers.js';
 import { openTransactions } from './module-data.js';
@@ -378,7 +378,7 @@ export function createServedModule(source: ServedSource): ServedModule {
       }
       const span = startServerSpan(tracer, contract.name, address.operation, transport, context);
       // A handler's context holds nothing of its caller's but what the call carries, in process as over a wire.
-      contextStorage.run(trace.setSpan(ROOT_CONTEXT, span), run, address, input, context, trusted, new TracedAnswer(answer, span), fresh);
+      contextStorage.run(trace.setSpan(KEEL_ROOT_CONTEXT, span), run, address, input, context, trusted, new TracedAnswer(answer, span), fresh);
     },
     dropped(operation, reason): void {
       for (const observer of observers) observer.requestDropped?.({ contract: contract.name, operation, transport, reason });

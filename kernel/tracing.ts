@@ -8,7 +8,7 @@ import type { Attributes, Context, Link, Span, SpanContext, SpanOptions, Tracer,
 import { ROOT_CONTEXT, SpanKind, SpanStatusCode, TraceFlags, trace } from './otel-api.js';
 import type { CallContext } from './context.js';
 import { isTraceparent } from './call-ids.js';
-import { activeContext } from './otel-context.js';
+import { KEEL_ROOT_CONTEXT, activeContext, contextStorage } from './otel-context.js';
 import { OK_OUTCOME, outcomeOf } from './observer.js';
 import { KeelErrorCode } from './errors.js';
 
@@ -188,7 +188,7 @@ export function outgoingTraceparent(inherited: string | undefined): string | und
  * outside caller passed (`CallOptions.traceparent`), parent when no span is active.
  */
 export function startClientSpan(active: Tracer, contract: string, operation: string, transport: string, caller: string, external: string | undefined): Span {
-  let parent = activeContext();
+  let parent = contextStorage.getStore() ?? KEEL_ROOT_CONTEXT;
   if (external !== undefined && trace.getSpan(parent) === undefined) parent = continuing(parent, external);
   const method = `${contract}/${operation}`;
   return startSpanWith(active, method, CLIENT, parent, clientAttributes, { method, transport, caller });
@@ -206,7 +206,7 @@ function clientAttributes(call: { readonly method: string; readonly transport: s
 /** Starts the server span of an operation served, child of the caller's span (its traceparent). */
 export function startServerSpan(active: Tracer, contract: string, operation: string, transport: string, context: CallContext): Span {
   const method = `${contract}/${operation}`;
-  return startSpanWith(active, method, SERVER, continuing(ROOT_CONTEXT, context.traceparent), serverAttributes, { method, transport, context });
+  return startSpanWith(active, method, SERVER, continuing(KEEL_ROOT_CONTEXT, context.traceparent), serverAttributes, { method, transport, context });
 }
 
 function serverAttributes(served: { readonly method: string; readonly transport: string; readonly context: CallContext }): Attributes {
@@ -285,7 +285,7 @@ export interface ConsumedEvent {
  */
 export function startConsumerSpan(active: Tracer, consumed: ConsumedEvent): Span {
   const name = `process ${consumed.contract}.${consumed.event}`;
-  if (consumed.attempt <= 1) return startSpanWith(active, name, CONSUMER, continuing(ROOT_CONTEXT, consumed.traceparent), consumerAttributes, consumed);
+  if (consumed.attempt <= 1) return startSpanWith(active, name, CONSUMER, continuing(KEEL_ROOT_CONTEXT, consumed.traceparent), consumerAttributes, consumed);
   // A redelivery: rare, its attributes at start (a root span, its own sampling decision).
   const attributes = consumerAttributes(consumed);
   attributes['keel.delivery.attempt'] = consumed.attempt;

@@ -56,7 +56,7 @@ export { DEFAULT_CALL_POLICIES } from './call-policy.js';
 export type { CircuitStatus } from './circuit-breaker.js';
 export { LogFormat, createLogger, logFormatOf, type LogDestination, type LoggerOptions } from './logger.js';
 export { logFields } from './log-fields.js';
-export { KeelContextManager } from './otel-context.js';
+export { KEEL_ROOT_CONTEXT, KeelContextManager } from './otel-context.js';
 export { disableTracing, enableTracing, keelTracer, spanContextOf, startSpanWith, traceparentOf, tracingRequested, type TracingOptions } from './tracing.js';
 export { createLocalTransport, type LocalTransport } from './local.js';
 export { DEFAULT_LOCAL_TRANSPORT_OPTIONS, type LocalTransportOptions } from './local-options.js';

@@ -73,6 +73,7 @@ const TRANSPORT = {
     'EXTERNAL_CALLER',
     'Fanout',
     'InFlight',
+    'KEEL_ROOT_CONTEXT',
     'KeelContextManager',
     'LogFormat',
     'MAX_TIMEOUT_MS',

@@ -8,10 +8,10 @@ import { createRequire } from 'node:module';
 import type * as Api from '@opentelemetry/api';
 import type { Attributes, Context, Span } from '@opentelemetry/api';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import { KeelContextManager, keelTracer, spanContextOf, startSpanWith, traceparentOf } from 'keel/transport';
+import { KEEL_ROOT_CONTEXT, KeelContextManager, keelTracer, spanContextOf, startSpanWith, traceparentOf } from 'keel/transport';
 
 // The API's CommonJS build, the one prom-client loads: one copy of the API per process (kernel/otel-api.ts says why).
-const { ROOT_CONTEXT, SpanKind, SpanStatusCode, createTraceState, trace } = createRequire(import.meta.url)('@opentelemetry/api') as typeof Api;
+const { SpanKind, SpanStatusCode, createTraceState, trace } = createRequire(import.meta.url)('@opentelemetry/api') as typeof Api;
 
 /** A request's span, and the context it is active in. */
 interface Traced {
@@ -67,15 +67,15 @@ export function addHttpTracing(server: FastifyInstance): void {
 /**
  * The remote parent of a request's span: its `traceparent` header, with the vendors' `tracestate`
  * kept on it (W3C Trace Context: a `tracestate` without a valid `traceparent` is ignored);
- * `ROOT_CONTEXT` without a valid `traceparent`.
+ * an empty context without a valid `traceparent` (keel's, which derives contexts cheaply).
  */
 function parentContextOf(request: FastifyRequest): Context {
   const header = request.headers['traceparent'];
   const remote = spanContextOf(typeof header === 'string' ? header : undefined);
-  if (remote === undefined) return ROOT_CONTEXT;
+  if (remote === undefined) return KEEL_ROOT_CONTEXT;
   const state = request.headers['tracestate'];
   const value = Array.isArray(state) ? state.join(',') : state;
-  return trace.setSpanContext(ROOT_CONTEXT, value === undefined || value.trim() === '' ? remote : { ...remote, traceState: createTraceState(value) });
+  return trace.setSpanContext(KEEL_ROOT_CONTEXT, value === undefined || value.trim() === '' ? remote : { ...remote, traceState: createTraceState(value) });
 }
 
 const SERVER = { kind: SpanKind.SERVER };

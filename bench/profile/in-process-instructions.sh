@@ -10,7 +10,7 @@
 # at top level (Node 24), and with NODE_FLAGS='--single-threaded --predictable-gc-schedule' two
 # groups, about 4 300 or 7 200-7 500 (docs/performance.md, "Fifth round"): the JIT's timing under
 # valgrind. A count is a sample: compare several runs of each build, alternating.
-# HANDLER=async, IN_FLIGHT=64: as in-process-ir-side.mjs says.
+# HANDLER=async, IN_FLIGHT=64, TRACING=1: as in-process-ir-side.mjs says.
 #   bench/profile/in-process-instructions.sh <tree> top|context|moleculer [calls=20000]
 tree=$(cd "$1" && pwd); mode=${2:-top}; n=${3:-20000}
 source "$(dirname "$0")/ir-common.sh"

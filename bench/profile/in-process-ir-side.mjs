@@ -5,13 +5,20 @@
 // up, says "warm", waits for a line on stdin (the counters are zeroed then), makes <calls> more, says
 // "done", waits for a line. `HANDLER=async` in the environment: an async handler (keel's and
 // Moleculer's) instead of the sync one; `IN_FLIGHT=64`: that many calls in flight (as the peers
-// bench's concurrent rows make them) instead of one at a time.
+// bench's concurrent rows make them) instead of one at a time; `TRACING=1`: keel's tracing on, no span sampled.
 import { createInterface } from 'node:readline';
 import { pathToFileURL } from 'node:url';
 
 const [tree, mode = 'top', callsText = '20000'] = process.argv.slice(2);
 const calls = Number(callsText);
 const { createKernel, runWithContext, silentLogger } = await import(pathToFileURL(`${tree}/dist/kernel/index.js`).href);
+// TRACING=1: keel's tracing on (keel/otel), no span sampled (OTEL_TRACES_SAMPLER, default
+// always_off), nothing exported: what tracing costs a call that is not sampled.
+if (process.env.TRACING === '1') {
+  const { startTracing } = await import(pathToFileURL(`${tree}/dist/adapters/otel/index.js`).href);
+  const sampler = process.env.OTEL_TRACES_SAMPLER ?? 'always_off';
+  startTracing({ serviceName: 'bench', logger: silentLogger, env: { OTEL_TRACES_SAMPLER: sampler, OTEL_TRACES_EXPORTER: 'none' } });
+}
 const { pricing, pricingModule: syncModule, QUOTE_INPUT, quote } = await import('./pricing.mjs');
 const asyncHandler = process.env.HANDLER === 'async';
 const inFlight = Number(process.env.IN_FLIGHT ?? '1');
