@@ -6,7 +6,7 @@
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Problem } from 'keel/http';
-import { runGateway, type RunningGateway } from './support/http-fixture.js';
+import { gatewayForTest, runGateway, type RunningGateway } from './support/http-fixture.js';
 
 const REQUESTS = 480;
 const CONCURRENCY = 16;
@@ -269,5 +269,45 @@ describe('http - malformed requests', () => {
       expect(problem).toMatchObject({ status: 400, code: 'MALFORMED_REQUEST' });
     }
     expect((await fetch(`${url}/healthz`)).status).toBe(200);
+  });
+
+  it('http - broken HTTP after an answer on the same connection sent its head writes nothing into that answer: the connection is closed', async () => {
+    let release!: () => void;
+    const released = new Promise<void>((resolve) => (release = resolve));
+    const streaming = await gatewayForTest({
+      metrics: false,
+      docsPath: false,
+      configure: (server) => {
+        server.get('/custom/stream', (_request, reply) => {
+          reply.hijack();
+          reply.raw.writeHead(200, { 'content-type': 'text/plain' });
+          reply.raw.write('first part\n');
+          void released.then(() => reply.raw.end('last part\n'));
+        });
+      },
+    });
+    try {
+      const socket = connect(Number(new URL(streaming.url).port), '127.0.0.1');
+      let received = '';
+      socket.setEncoding('utf8');
+      const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+      const firstPart = new Promise<void>((resolve) =>
+        socket.on('data', (chunk: string) => {
+          received += chunk;
+          if (received.includes('first part')) resolve();
+        }),
+      );
+      socket.write('GET /custom/stream HTTP/1.1\r\nHost: x\r\n\r\n');
+      await firstPart;
+      // The head and the first part are out: broken HTTP now, on the same connection.
+      socket.write('NOT HTTP AT ALL\r\n\r\n');
+      await closed;
+      expect(received).toMatch(/^HTTP\/1\.1 200 /);
+      expect(received).not.toContain('400 Bad Request');
+      expect(received).not.toContain('MALFORMED_REQUEST');
+    } finally {
+      release();
+    }
+    expect((await fetch(`${streaming.url}/healthz`)).status).toBe(200);
   });
 });

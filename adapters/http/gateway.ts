@@ -157,7 +157,10 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
       return refuse(request, reply, new GatewayRefusal(HttpProblemCode.MALFORMED_REQUEST, `The request is malformed: ${error.message}`));
     },
     clientErrorHandler: (error, socket) => {
-      if (!socket.writable || (error as NodeJS.ErrnoException).code === 'ECONNRESET') {
+      // Node's own rule (its default 'clientError' answer): nothing is written once the answer in
+      // flight on this connection sent its head, since a raw answer would land inside that one.
+      const inFlight = (socket as { _httpMessage?: { readonly headersSent?: boolean } })._httpMessage;
+      if (!socket.writable || (error as NodeJS.ErrnoException).code === 'ECONNRESET' || inFlight?.headersSent === true) {
         socket.destroy();
         return;
       }
