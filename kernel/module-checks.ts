@@ -33,8 +33,13 @@ export function checkModuleSpec<
   if (typeof spec.create !== 'function') fail('`create` must be a function returning { handlers }.');
   const unknown = Object.keys(spec).filter((key) => !(MODULE_SPEC_KEYS as readonly string[]).includes(key));
   if (unknown.length > 0) {
-    const near = unknown.length === 1 ? nearestName(unknown[0] as string, MODULE_SPEC_KEYS) : undefined;
-    const hint = near === undefined ? '' : `did you mean ${near}? `;
+    // As parseOptions says it: each guess names its field when there are several.
+    const guesses = unknown.flatMap((key) => {
+      const near = nearestName(key, MODULE_SPEC_KEYS);
+      if (near === undefined) return [];
+      return [unknown.length > 1 ? `${near} for "${key}"` : near];
+    });
+    const hint = guesses.length === 0 ? '' : `did you mean ${guesses.join(', ')}? `;
     fail(`unknown field${unknown.length > 1 ? 's' : ''} ${unknown.map((key) => `"${key}"`).join(', ')} (${hint}it takes ${MODULE_SPEC_KEYS.join(', ')}).`);
   }
   for (const field of ['dependsOn', 'subscribesTo'] as const) {

@@ -166,6 +166,9 @@ describe('kernel lifecycle - start and stop', () => {
     expect(refusal({ contract: a, create, dependOn: [] })).toBe(
       'Module "alpha": unknown field "dependOn" (did you mean dependsOn? it takes contract, dependsOn, subscribesTo, providers, data, create).',
     );
+    expect(refusal({ contract: a, create, dependOn: [], subscribeTo: [], colour: 'red' })).toBe(
+      'Module "alpha": unknown fields "dependOn", "subscribeTo", "colour" (did you mean dependsOn for "dependOn", subscribesTo for "subscribeTo"? it takes contract, dependsOn, subscribesTo, providers, data, create).',
+    );
     const hooked = defineModule({ contract: a, create: () => ({ ...create(), start: 'soon' }) as never });
     const kernel = createKernel({ modules: [hooked], logger: silentLogger });
     const error = await kernel.start().catch((e: unknown) => e);
