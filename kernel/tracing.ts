@@ -36,7 +36,9 @@ export interface TracingOptions {
    * records only, once it started, and never works them out for one that does not: for a
    * provider whose sampler and processors read no attribute before a span ends, as
    * `keel/otel`'s (the standard samplers, a batch processor). With spans sampled rarely, this
-   * is most of what tracing costs a request that is not sampled.
+   * is most of what tracing costs a request that is not sampled. Set after the start, keel's
+   * attributes win over any a sampler's result added under the same keys. The outbox relay's
+   * span and a redelivered event's (roots, and rare) get theirs at start either way.
    */
   readonly attributesAtStart?: boolean | undefined;
   /**
@@ -44,7 +46,8 @@ export interface TracingOptions {
    * false): the parent's span context goes on in its place, as the active span and in the
    * `traceparent` a call or event carries. Only for a sampler that never samples a span whose
    * parent, local or remote, is not sampled: `always_off` and the `parentbased_*` samplers
-   * (`keel/otel` turns it on for those). Such a span would be neither recorded nor exported, so
+   * with their default delegates for such parents (`keel/otel` turns it on for those). A parent
+   * that is not valid (all-zero ids, a no-op tracer's span) counts as none. Such a span would be neither recorded nor exported, so
    * what reaches the collector is the same; a request that is not sampled is spared making it.
    */
   readonly noSpanUnderUnsampled?: boolean | undefined;
@@ -117,15 +120,16 @@ export function keelTracer(): Tracer | undefined {
  *
  * @example
  * ```ts
- * const span = startSpanWith(tracer, 'GET /health', { kind: SpanKind.SERVER }, ROOT_CONTEXT, attributesOfRequest, request);
+ * const span = startSpanWith(tracer, 'GET /health', { kind: SpanKind.SERVER }, KEEL_ROOT_CONTEXT, attributesOfRequest, request);
  * ```
  */
 export function startSpanWith<T>(active: Tracer, name: string, options: SpanOptions, parent: Context, attributesOf: (subject: T) => Attributes, subject: T): Span {
   if (noSpanUnderUnsampled) {
-    const above = trace.getSpan(parent);
-    // Not the parent itself, which may record (a sampler's RECORD): ending this must not end it.
-    if (above !== undefined && (above.spanContext().traceFlags & TraceFlags.SAMPLED) === 0) {
-      return above.isRecording() ? trace.wrapSpanContext(above.spanContext()) : above;
+    const above = trace.getSpan(parent)?.spanContext();
+    // A parent that is not valid (a no-op tracer's) is no parent: a sampler asks its root sampler then.
+    // The parent's context wrapped, never the parent itself: ending keel's span must not end it.
+    if (above !== undefined && (above.traceFlags & TraceFlags.SAMPLED) === 0 && trace.isSpanContextValid(above)) {
+      return trace.wrapSpanContext(above);
     }
   }
   if (attributesAtStart) return active.startSpan(name, { ...options, attributes: attributesOf(subject) }, parent);

@@ -6,7 +6,7 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { SpanKind, SpanStatusCode, context, trace, type Attributes } from '@opentelemetry/api';
+import { INVALID_SPAN_CONTEXT, SpanKind, SpanStatusCode, context, trace, type Attributes } from '@opentelemetry/api';
 import { InMemorySpanExporter, SamplingDecision, SimpleSpanProcessor, TracerProvider, type ReadableSpan, type Sampler } from '@opentelemetry/sdk-trace';
 import { createKernel, defineContract, defineModule, operation, silentLogger, type Kernel } from 'keel';
 import { KeelContextManager, disableTracing, enableTracing, logFields, newTraceparent, type CallRecord } from 'keel/transport';
@@ -238,7 +238,7 @@ describe('kernel tracing in one process', () => {
     expect(some.spans).toEqual(late.spans.slice(0, 2));
   });
 
-  it('noSpanUnderUnsampled: under a request span not sampled a call makes no span, its handler logging under the request\'s ids, and a request span that records stays open; under a sampled one, its spans as ever', async () => {
+  it('noSpanUnderUnsampled: under a request span not sampled a call makes no span, its handler logging under the request\'s ids, and a request span that records stays open; under a sampled one, or one not valid (a no-op span), its spans as ever', async () => {
     // The request spans are sampled, recorded only, or dropped by name; keel's own would all be sampled, were they made.
     const decisions: Record<string, SamplingDecision> = { 'request dropped': SamplingDecision.NOT_RECORD, 'request recorded': SamplingDecision.RECORD };
     const sampler: Sampler = { shouldSample: (_c, _t, name) => ({ decision: decisions[name] ?? SamplingDecision.RECORD_AND_SAMPLED }), toString: () => 'by name' };
@@ -273,5 +273,13 @@ describe('kernel tracing in one process', () => {
     }
     const served = one(spansOf(sampled.spanContext().traceId), 'inner/look', SpanKind.SERVER);
     expect(seen.get('look:sampled')).toMatchObject({ span_id: served.spanContext().spanId });
+
+    // A parent that is not valid (a no-op tracer's span) is no parent: keel's spans start a trace of their own.
+    exporter.reset();
+    await context.with(trace.setSpan(context.active(), trace.wrapSpanContext(INVALID_SPAN_CONTEXT)), () => running.client(outer).ask({ tag: 'invalid' }));
+    const traces = new Set(exporter.getFinishedSpans().map((span) => span.spanContext().traceId));
+    expect(exporter.getFinishedSpans()).toHaveLength(4);
+    expect([...traces]).not.toContain(INVALID_SPAN_CONTEXT.traceId);
+    expect(traces.size).toBe(1);
   });
 });

@@ -6,8 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { createKernel, defineContract, defineModule, operation, silentLogger, type Kernel } from 'keel';
 import { startTracing } from 'keel/otel';
-import { keelTracer, tracingRequested } from 'keel/transport';
-import { keepsUnsampledTraces, samplerFromEnv } from '../adapters/otel/sampler.js';
+import { keelTracer, logFields, newTraceparent, tracingRequested } from 'keel/transport';
+import { neverSamplesUnderUnsampled, samplerFromEnv } from '../adapters/otel/sampler.js';
 import { startOtlpReceiver, type OtlpReceiver } from './support/otlp-receiver.js';
 
 const echo = defineContract({
@@ -16,6 +16,19 @@ const echo = defineContract({
   operations: { say: operation({ input: z.object({ text: z.string() }), output: z.object({ text: z.string() }) }) },
 });
 const echoModule = defineModule({ contract: echo, create: () => ({ handlers: { say: ({ text }) => ({ text }) } }) });
+/** The log fields the logging echo's handler saw last. */
+let echoed: Record<string, unknown> = {};
+const loggingEchoModule = defineModule({
+  contract: echo,
+  create: () => ({
+    handlers: {
+      say: ({ text }) => {
+        echoed = logFields();
+        return { text };
+      },
+    },
+  }),
+});
 
 describe('otel - which variables switch tracing on', () => {
   it('otel - an OTLP endpoint or an exporter name asks for traces; OTEL_SDK_DISABLED=true and OTEL_TRACES_EXPORTER=none do not', () => {
@@ -83,10 +96,29 @@ describe('otel - which variables switch tracing on', () => {
   });
 
   it('otel - keel makes no span under a parent not sampled only for always_off and the parentbased_* samplers, which never sample there', () => {
-    const keeps = (name: string) => keepsUnsampledTraces(samplerFromEnv({ OTEL_TRACES_SAMPLER: name }));
+    const keeps = (name: string) => neverSamplesUnderUnsampled(samplerFromEnv({ OTEL_TRACES_SAMPLER: name }));
     expect(['always_off', 'parentbased_always_on', 'parentbased_always_off', 'parentbased_traceidratio'].filter(keeps)).toHaveLength(4);
     // always_on samples under any parent; traceidratio decides by trace id, whatever a remote parent's flag says.
     expect(['always_on', 'traceidratio'].filter(keeps)).toEqual([]);
+  });
+
+  it('otel - startTracing with a parentbased sampler makes no span under a traceparent not sampled: the handler logs the caller\'s ids; with always_on, a span of its own', async () => {
+    const traceparent = `${newTraceparent().slice(0, 53)}00`;
+    const spanIdSeen = async (sampler: string): Promise<unknown> => {
+      const tracing = startTracing({ env: { OTEL_TRACES_EXPORTER: 'none', OTEL_TRACES_SAMPLER: sampler } });
+      const kernel = createKernel({ modules: [loggingEchoModule], logger: silentLogger });
+      try {
+        await kernel.start();
+        await kernel.client(echo).say({ text: sampler }, { traceparent });
+        expect(echoed['trace_id']).toBe(traceparent.slice(3, 35));
+        return echoed['span_id'];
+      } finally {
+        await kernel.stop();
+        await tracing.shutdown();
+      }
+    };
+    expect(await spanIdSeen('parentbased_traceidratio')).toBe(traceparent.slice(36, 52));
+    expect(await spanIdSeen('always_on')).not.toBe(traceparent.slice(36, 52));
   });
 });
 

@@ -30,7 +30,7 @@ import { z } from 'zod';
 import { KeelContextManager, createLogger, disableTracing, enableTracing, loggerOption, parseOptions } from 'keel/transport';
 import { MAX_TIMER_MS, batchOptions, exporterConfig, keyValues, tolerantKeyValues } from './env.js';
 import { messageOf, rateLimitedWarnings } from './export-failures.js';
-import { keepsUnsampledTraces, samplerFromEnv } from './sampler.js';
+import { neverSamplesUnderUnsampled, samplerFromEnv } from './sampler.js';
 
 export { tracingRequested } from 'keel/transport';
 export { EXPORT_FAILURE_LOG_INTERVAL_MS, EXPORT_FAILURE_MESSAGES_KEPT } from './export-failures.js';
@@ -218,7 +218,7 @@ export function startTracing(options: StartTracingOptions = {}): Tracing {
     provider,
     inProcessSpans: env['KEEL_TRACE_IN_PROCESS']?.trim().toLowerCase() !== 'false',
     attributesAtStart: false,
-    noSpanUnderUnsampled: keepsUnsampledTraces(sampler),
+    noSpanUnderUnsampled: neverSamplesUnderUnsampled(sampler),
   });
   let stopped: Promise<void> | undefined;
   return {

@@ -52,15 +52,16 @@ export function samplerFromEnv(env: Readonly<Record<string, string | undefined>>
 }
 
 /**
- * True when `sampler` never samples a span whose parent, local or remote, is not sampled:
- * `always_off`, and the `parentbased_*` samplers as {@link samplerFromEnv} makes them (their
- * defaults for such parents: always off).
+ * True when `sampler`, made by {@link samplerFromEnv}, never samples a span whose parent, local
+ * or remote, is not sampled: `always_off`, and the `parentbased_*` samplers (made with their
+ * default delegates for such parents: always off). A `ParentBasedSampler` made elsewhere may
+ * have other delegates: this answers for {@link samplerFromEnv}'s only.
  *
  * @example
  * ```ts
- * keepsUnsampledTraces(samplerFromEnv({ OTEL_TRACES_SAMPLER: 'parentbased_traceidratio' })); // true
+ * neverSamplesUnderUnsampled(samplerFromEnv({ OTEL_TRACES_SAMPLER: 'parentbased_traceidratio' })); // true
  * ```
  */
-export function keepsUnsampledTraces(sampler: Sampler): boolean {
+export function neverSamplesUnderUnsampled(sampler: Sampler): boolean {
   return sampler instanceof AlwaysOffSampler || sampler instanceof ParentBasedSampler;
 }

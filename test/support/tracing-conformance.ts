@@ -126,8 +126,10 @@ export function describeTracingConformance(target: ConformanceTarget): void {
       return kernel;
     };
 
+    const provider = new TracerProvider({ spanProcessors: [new SimpleSpanProcessor({ exporter })] });
+
     beforeAll(async () => {
-      enableTracing({ provider: new TracerProvider({ spanProcessors: [new SimpleSpanProcessor({ exporter })] }) });
+      enableTracing({ provider });
       const modules = [shelfModule, tillModule, ledgerModule];
       await start(modules, ['shelf']);
       await start(modules, ['till']);
@@ -210,6 +212,21 @@ export function describeTracingConformance(target: ConformanceTarget): void {
       const consumed = byName(spans, 'process till.sold', SpanKind.CONSUMER).spanContext();
       expect(seen.get('sell:logs')).toMatchObject({ trace_id: served.traceId, span_id: served.spanId, module: 'till', operation: 'sell' });
       expect(seen.get('sold:logs')).toMatchObject({ trace_id: consumed.traceId, span_id: consumed.spanId, module: 'ledger', event: 'till.sold' });
+    });
+
+    it('with noSpanUnderUnsampled, a call under a traceparent not sampled makes no span on any hop: both handlers, the event\'s too, log the caller\'s ids', async () => {
+      enableTracing({ provider, noSpanUnderUnsampled: true });
+      try {
+        const traceparent = `${newTraceparent().slice(0, 53)}00`;
+        await (caller as Kernel).client(till).sell({ sku: 'kb', tag: 'unsampled' }, { traceparent });
+        await expect.poll(() => seen.has('sold:unsampled'), { timeout: 10_000 }).toBe(true);
+        // Had a hop made a span of its own (not sampled, not exported), its handler would log that span's id.
+        const callerIds = { trace_id: traceparent.slice(3, 35), span_id: traceparent.slice(36, 52) };
+        expect(seen.get('sell:unsampled')).toMatchObject(callerIds);
+        expect(seen.get('sold:unsampled')).toMatchObject(callerIds);
+      } finally {
+        enableTracing({ provider });
+      }
     });
 
     it('a redelivered durable event starts a trace of its own, linked to the producer span; the failed first delivery is an ERROR span child of it', async () => {
