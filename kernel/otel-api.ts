@@ -11,4 +11,4 @@ import type * as Api from '@opentelemetry/api';
 
 const api = createRequire(import.meta.url)('@opentelemetry/api') as typeof Api;
 
-export const { ROOT_CONTEXT, SpanKind, SpanStatusCode, TraceFlags, createContextKey, createTraceState, trace } = api;
+export const { INVALID_SPANID, INVALID_TRACEID, ROOT_CONTEXT, SpanKind, SpanStatusCode, TraceFlags, createContextKey, createTraceState, trace } = api;
