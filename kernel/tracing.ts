@@ -169,7 +169,7 @@ export function spanContextOf(traceparent: string | undefined): SpanContext | un
   if (!isTraceparent(traceparent) || traceparent.startsWith('ff')) return undefined;
   const traceId = traceparent.slice(3, 35);
   const spanId = traceparent.slice(36, 52);
-  if (/^0+$/.test(traceId) || /^0+$/.test(spanId)) return undefined;
+  if (traceId === INVALID_TRACEID || spanId === INVALID_SPANID) return undefined;
   return { traceId, spanId, traceFlags: Number.parseInt(traceparent.slice(53, 55), 16) & TraceFlags.SAMPLED, isRemote: true };
 }
 
