@@ -8,7 +8,7 @@ import { KeelError, KeelErrorCode } from './errors.js';
 import type { Handlers } from './module-handlers.js';
 import type { ModuleSpec } from './module.js';
 import { describeValue } from './options.js';
-import { nearestName } from './nearest-name.js';
+import { didYouMean } from './nearest-name.js';
 
 /** Every field `defineModule` takes: another is a misspelling, refused rather than dropped. */
 const MODULE_SPEC_KEYS = ['contract', 'dependsOn', 'subscribesTo', 'providers', 'data', 'create'] as const;
@@ -33,13 +33,7 @@ export function checkModuleSpec<
   if (typeof spec.create !== 'function') fail('`create` must be a function returning { handlers }.');
   const unknown = Object.keys(spec).filter((key) => !(MODULE_SPEC_KEYS as readonly string[]).includes(key));
   if (unknown.length > 0) {
-    // As parseOptions says it: each guess names its field when there are several.
-    const guesses = unknown.flatMap((key) => {
-      const near = nearestName(key, MODULE_SPEC_KEYS);
-      if (near === undefined) return [];
-      return [unknown.length > 1 ? `${near} for "${key}"` : near];
-    });
-    const hint = guesses.length === 0 ? '' : `did you mean ${guesses.join(', ')}? `;
+    const hint = didYouMean(unknown, MODULE_SPEC_KEYS, (key) => `"${key}"`);
     fail(`unknown field${unknown.length > 1 ? 's' : ''} ${unknown.map((key) => `"${key}"`).join(', ')} (${hint}it takes ${MODULE_SPEC_KEYS.join(', ')}).`);
   }
   for (const field of ['dependsOn', 'subscribesTo'] as const) {

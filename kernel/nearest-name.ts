@@ -80,3 +80,17 @@ export function nearestName(given: string, known: readonly string[]): string | u
   });
   return shared;
 }
+
+/**
+ * The "did you mean" of a refusal of several unknown keys at once, each guess naming its key
+ * (shown by `label`) when there are several: `'did you mean port? '`, `'did you mean port for
+ * "prot", host for "hots"? '`, or `''` when no key is close to a name of `known`.
+ */
+export function didYouMean(keys: readonly string[], known: readonly string[], label: (key: string) => string): string {
+  const guesses = keys.flatMap((key) => {
+    const near = nearestName(key, known);
+    if (near === undefined) return [];
+    return [keys.length > 1 ? `${near} for ${label(key)}` : near];
+  });
+  return guesses.length === 0 ? '' : `did you mean ${guesses.join(', ')}? `;
+}

@@ -6,7 +6,7 @@
  */
 import { z } from 'zod';
 import { KeelError, KeelErrorCode } from './errors.js';
-import { nearestName } from './nearest-name.js';
+import { didYouMean, nearestName } from './nearest-name.js';
 
 const LOGGER_METHODS = ['debug', 'info', 'warn', 'error', 'child'] as const;
 
@@ -68,12 +68,7 @@ export function parseOptions<T extends object>(
       const keys = issue.keys.map(named).join(', ');
       if (takes === undefined) return `unknown option${issue.keys.length > 1 ? 's' : ''} ${keys}`;
       // One list of what the level takes, however many keys are wrong: each guess names its key when there are several.
-      const guesses = issue.keys.flatMap((key) => {
-        const near = nearestName(key, takes);
-        if (near === undefined) return [];
-        return [issue.keys.length > 1 ? `${near} for ${named(key)}` : near];
-      });
-      const hint = guesses.length === 0 ? '' : `did you mean ${guesses.join(', ')}? `;
+      const hint = didYouMean(issue.keys, takes, named);
       return `unknown option${issue.keys.length > 1 ? 's' : ''} ${keys} (${hint}it takes ${takes.join(', ')})`;
     }
     const field = path.join('.') || 'the options';
