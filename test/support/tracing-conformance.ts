@@ -185,10 +185,11 @@ export function describeTracingConformance(target: ConformanceTarget): void {
       expect(byName(spans, 'send till.sold', SpanKind.PRODUCER).attributes['messaging.message.conversation_id']).toBe(eventId);
     });
 
-    it('spans carry the RPC and messaging conventions: rpc.system.name, rpc.method, rpc.status_code; messaging.destination.name, the subscriber as consumer group', async () => {
+    /** One sale's spans carry the RPC and messaging conventions (checked for `tag`'s trace). */
+    const expectConventions = async (tag: string): Promise<void> => {
       const traceparent = newTraceparent();
-      await (caller as Kernel).client(till).sell({ sku: 'kb', tag: 'attributes' }, { traceparent });
-      const spans = await traceOf(traceparent.slice(3, 35), 'attributes');
+      await (caller as Kernel).client(till).sell({ sku: 'kb', tag }, { traceparent });
+      const spans = await traceOf(traceparent.slice(3, 35), tag);
       expect(byName(spans, 'till/sell', SpanKind.SERVER).attributes).toMatchObject({
         'rpc.system.name': 'keel',
         'rpc.method': 'till/sell',
@@ -196,12 +197,26 @@ export function describeTracingConformance(target: ConformanceTarget): void {
         'keel.caller': 'external',
       });
       expect(byName(spans, 'shelf/take', SpanKind.CLIENT).attributes).toMatchObject({ 'rpc.method': 'shelf/take', 'keel.caller': 'till' });
+      expect(byName(spans, 'send till.sold', SpanKind.PRODUCER).attributes).toMatchObject({ 'messaging.destination.name': 'till.sold', 'messaging.operation.type': 'send' });
       expect(byName(spans, 'process till.sold', SpanKind.CONSUMER).attributes).toMatchObject({
         'messaging.system': 'keel',
         'messaging.operation.type': 'process',
         'messaging.destination.name': 'till.sold',
         'messaging.consumer.group.name': 'ledger',
       });
+    };
+
+    it('spans carry the RPC and messaging conventions: rpc.system.name, rpc.method, rpc.status_code; messaging.destination.name, the subscriber as consumer group', async () => {
+      await expectConventions('attributes');
+    });
+
+    it('with attributesAtStart false (keel/otel\'s way), the same attributes, set once each span started', async () => {
+      enableTracing({ provider, attributesAtStart: false });
+      try {
+        await expectConventions('attributes-late');
+      } finally {
+        enableTracing({ provider });
+      }
     });
 
     it('a handler\'s log fields name its own span: trace_id and span_id of the server span, of the consumer span in an event handler', async () => {
