@@ -7,7 +7,7 @@ import { performance } from 'node:perf_hooks';
 import { trace } from './otel-api.js';
 import type { CallOptions } from './client.js';
 import { OK_OUTCOME, outcomeOf, type KernelObserver } from './observer.js';
-import { KEEL_ROOT_CONTEXT, contextStorage } from './otel-context.js';
+import { contextStorage, derivableContext } from './otel-context.js';
 import { endCallSpan, keelTracer, startClientSpan, tracesCalls } from './tracing.js';
 
 /** `call`, reporting every finished call to `observers` (a live array: none, no cost but a length check). */
@@ -64,7 +64,7 @@ export function traceCall(
     const span = startClientSpan(tracer, contract, operation, transport, caller, options?.traceparent);
     let pending: Promise<unknown>;
     try {
-      pending = contextStorage.run(trace.setSpan(contextStorage.getStore() ?? KEEL_ROOT_CONTEXT, span), call, input, options);
+      pending = contextStorage.run(trace.setSpan(derivableContext(), span), call, input, options);
     } catch (error) {
       endCallSpan(span, 'client', outcomeOf(error), error);
       throw error;

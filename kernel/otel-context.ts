@@ -239,6 +239,11 @@ export function activeContext(): Context {
   return contextStorage.getStore() ?? ROOT_CONTEXT;
 }
 
+/** The active context to derive one from (a span's): keel's store, {@link KEEL_ROOT_CONTEXT} outside any, which derives cheaply. */
+export function derivableContext(): Context {
+  return contextStorage.getStore() ?? KEEL_ROOT_CONTEXT;
+}
+
 /** `parent` (default: the active context) with `key` set to `value`, cheaply. */
 export function withValue(key: symbol, value: unknown, parent: Context | undefined = contextStorage.getStore()): Context {
   return new ChainContext(key, value, parent);

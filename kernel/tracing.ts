@@ -8,7 +8,7 @@ import type { Attributes, Context, Link, Span, SpanContext, SpanOptions, Tracer,
 import { INVALID_SPANID, INVALID_TRACEID, ROOT_CONTEXT, SpanKind, SpanStatusCode, TraceFlags, trace } from './otel-api.js';
 import type { CallContext } from './context.js';
 import { isTraceparent } from './call-ids.js';
-import { KEEL_ROOT_CONTEXT, activeContext, contextStorage } from './otel-context.js';
+import { KEEL_ROOT_CONTEXT, activeContext, derivableContext } from './otel-context.js';
 import { OK_OUTCOME, outcomeOf } from './observer.js';
 import { KeelErrorCode } from './errors.js';
 
@@ -47,8 +47,9 @@ export interface TracingOptions {
    * `traceparent` a call or event carries. Only for a sampler that never samples a span whose
    * parent, local or remote, is not sampled: `always_off` and the `parentbased_*` samplers
    * with their default delegates for such parents (`keel/otel` turns it on for those). A parent
-   * that is not valid (all-zero ids, a no-op tracer's span) counts as none. Such a span would be neither recorded nor exported, so
-   * what reaches the collector is the same; a request that is not sampled is spared making it.
+   * that is not valid (all-zero ids, a no-op tracer's span) counts as none. Such a span would be
+   * neither recorded nor exported, so what reaches the collector is the same; a request that is
+   * not sampled is spared making it.
    */
   readonly noSpanUnderUnsampled?: boolean | undefined;
 }
@@ -128,7 +129,7 @@ export function startSpanWith<T>(active: Tracer, name: string, options: SpanOpti
     const above = trace.getSpan(parent)?.spanContext();
     // A parent that is not valid (a no-op tracer's, of zero ids) is no parent: a sampler asks its
     // root sampler then. Compared with the zero ids rather than by trace.isSpanContextValid, whose
-    // two regular expressions cost about 1.5 k instructions a span (docs/performance.md).
+    // two regular expressions cost about 2 k instructions a call (docs/performance.md).
     // The parent's context wrapped, never the parent itself: ending keel's span must not end it.
     if (above !== undefined && (above.traceFlags & TraceFlags.SAMPLED) === 0 && above.traceId !== INVALID_TRACEID && above.spanId !== INVALID_SPANID) {
       return trace.wrapSpanContext(above);
@@ -194,7 +195,7 @@ export function outgoingTraceparent(inherited: string | undefined): string | und
  * outside caller passed (`CallOptions.traceparent`), parent when no span is active.
  */
 export function startClientSpan(active: Tracer, contract: string, operation: string, transport: string, caller: string, external: string | undefined): Span {
-  let parent = contextStorage.getStore() ?? KEEL_ROOT_CONTEXT;
+  let parent = derivableContext();
   if (external !== undefined && trace.getSpan(parent) === undefined) parent = continuing(parent, external);
   const method = `${contract}/${operation}`;
   return startSpanWith(active, method, CLIENT, parent, clientAttributes, { method, transport, caller });
