@@ -4,9 +4,11 @@
  * origins (and nobody by default), the rate limit answers 429 with Retry-After, and every
  * answer carries the security headers.
  */
+import { maxHeaderSize } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import type { HttpGateway, Problem } from 'keel/http';
+import { HTTP_STATUS_BY_CODE, type HttpGateway, type Problem } from 'keel/http';
+import { CLIENT_ERROR_STATUS_LINES } from '../adapters/http/client-error.js';
 import { gatewayForTest, type RunningGateway } from './support/http-fixture.js';
 
 /** How late after its timeout Node may cut a request: it checks once a second (gateway-defences.ts), plus scheduling slack. */
@@ -94,6 +96,28 @@ describe('http - gateway defences', () => {
     client.socket.destroy();
     expect(elapsed).toBeLessThanOrEqual(bound);
     expect(client.received()).toMatch(/^HTTP\/1\.1 408 /);
+  });
+
+  it('http - headers over Node\'s maxHeaderSize get 431 HEADERS_TOO_LARGE as a problem naming the limit, and the gateway keeps serving', async () => {
+    const { url, port } = await startGateway();
+    const client = await openRaw(port);
+    // One header line larger than the whole limit: Node's parser refuses it before any route runs.
+    client.socket.write(`GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: ${'c'.repeat(maxHeaderSize + 1)}\r\n\r\n`);
+    await within(client.closed, 5_000);
+    client.socket.destroy();
+    const [head = '', body = ''] = client.received().split('\r\n\r\n');
+    expect(head).toMatch(/^HTTP\/1\.1 431 Request Header Fields Too Large\r\n/);
+    expect(head).toContain('Content-Type: application/problem+json; charset=utf-8');
+    const problem = JSON.parse(body) as Problem;
+    expect(problem).toMatchObject({ status: 431, code: 'HEADERS_TOO_LARGE', title: 'Request headers too large' });
+    expect(problem.detail).toContain(`${maxHeaderSize} bytes`);
+    expect((await fetch(`${url}/healthz`)).status).toBe(200);
+  });
+
+  it('http - each status line written for a client error carries the status HTTP_STATUS_BY_CODE gives its code', () => {
+    for (const [code, line] of Object.entries(CLIENT_ERROR_STATUS_LINES)) {
+      expect(line.startsWith(`${HTTP_STATUS_BY_CODE[code as keyof typeof CLIENT_ERROR_STATUS_LINES]} `), code).toBe(true);
+    }
   });
 
   it('http - the connection limit closes a connection above maxConnections at once, and serves again when one ends', async () => {

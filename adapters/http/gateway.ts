@@ -9,7 +9,7 @@ import { performance } from 'node:perf_hooks';
 import type { AddressInfo } from 'node:net';
 import { fastify, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type RouteHandlerMethod, type onSendHookHandler } from 'fastify';
 import { KeelError, KeelErrorCode, type Kernel } from 'keel';
-import { createLogger, newCorrelationId } from 'keel/transport';
+import { createLogger } from 'keel/transport';
 import { GATEWAY_PATHS, resolveHttpGatewayOptions, type HttpGatewayOptions } from './gateway-options.js';
 import {
   CORRELATION_ID_PROPERTY,
@@ -32,9 +32,10 @@ import {
 import { NOT_RATE_LIMITED, addDefences, defenceServerOptions } from './gateway-defences.js';
 import { createKernelMetrics, kernelOfMetrics, type KernelMetrics, type KernelMetricsOptions } from './metrics.js';
 import { createOpenApiDocument, type OpenApiDocument } from './openapi.js';
-import { PROBLEM_CONTENT_TYPE, gatewayProblem, problemOf, retryAfterOf } from './problem.js';
+import { gatewayProblem, problemOf, retryAfterOf } from './problem.js';
 import { HttpProblemCode } from './status.js';
 import { addHttpTracing } from './tracing.js';
+import { clientErrorAnswer } from './client-error.js';
 import { listenFailure } from './listen-failure.js';
 
 /** The HTTP metric's method for an answer Node's client-error handler writes: OpenTelemetry's name for a method not known. */
@@ -164,23 +165,11 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
         socket.destroy();
         return;
       }
-      // Node's own request and headers timeouts (requestTimeoutMs, headersTimeoutMs) end here too.
-      const timedOut = (error as NodeJS.ErrnoException).code === 'ERR_HTTP_REQUEST_TIMEOUT';
-      const problem = timedOut
-        ? gatewayProblem(
-            HttpProblemCode.REQUEST_TIMEOUT,
-            `The request did not arrive within ${resolved.requestTimeoutMs} ms (its headers within ${resolved.headersTimeoutMs} ms); send it whole, at once.`,
-            newCorrelationId(),
-          )
-        : gatewayProblem(HttpProblemCode.MALFORMED_REQUEST, `The HTTP request is malformed: ${error.message}`, newCorrelationId());
-      const body = JSON.stringify(problem);
+      const { status, raw } = clientErrorAnswer(error, resolved);
       // Counted with no duration (nothing says when such a request began), as method `_OTHER`
       // (OpenTelemetry's name for a method not known) and route `unparsed`.
-      metrics?.observeHttp(UNPARSED_METHOD, UNPARSED_ROUTE, timedOut ? 408 : 400);
-      socket.end(
-        `HTTP/1.1 ${timedOut ? '408 Request Timeout' : '400 Bad Request'}\r\nConnection: close\r\nContent-Type: ${PROBLEM_CONTENT_TYPE}\r\n` +
-          `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
-      );
+      metrics?.observeHttp(UNPARSED_METHOD, UNPARSED_ROUTE, status);
+      socket.end(raw);
     },
   });
   // First: every answer fastify routes is counted, whichever hook or handler sends it (the

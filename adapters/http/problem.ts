@@ -91,6 +91,7 @@ const TITLES: Readonly<Record<KeelErrorCode | HttpProblemCode, string>> = {
   MALFORMED_JSON: 'Malformed JSON',
   MALFORMED_REQUEST: 'Malformed request',
   REQUEST_TIMEOUT: 'Request timeout',
+  HEADERS_TOO_LARGE: 'Request headers too large',
   RATE_LIMITED: 'Too many requests',
 };
 

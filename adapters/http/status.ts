@@ -30,6 +30,8 @@ export const HttpProblemCode = {
   MALFORMED_REQUEST: 'MALFORMED_REQUEST',
   /** The client did not send its whole request within the gateway's `requestTimeoutMs` (or its headers within `headersTimeoutMs`). */
   REQUEST_TIMEOUT: 'REQUEST_TIMEOUT',
+  /** The request's headers are larger than the server accepts (Node's `http.maxHeaderSize`, 16 KiB by default). */
+  HEADERS_TOO_LARGE: 'HEADERS_TOO_LARGE',
   /** The client sent more requests than the gateway's `rateLimit` allows; retry after `Retry-After` seconds. */
   RATE_LIMITED: 'RATE_LIMITED',
 } as const;
@@ -86,6 +88,7 @@ export const HTTP_STATUS_BY_CODE = {
   [HttpProblemCode.MALFORMED_JSON]: 400,
   [HttpProblemCode.MALFORMED_REQUEST]: 400,
   [HttpProblemCode.REQUEST_TIMEOUT]: 408,
+  [HttpProblemCode.HEADERS_TOO_LARGE]: 431,
   [HttpProblemCode.RATE_LIMITED]: 429,
 } as const satisfies Record<KeelErrorCode | HttpProblemCode, number>;
 

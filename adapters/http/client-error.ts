@@ -1,0 +1,71 @@
+/**
+ * The answer to a request Node's HTTP parser refused before fastify saw it (its `clientError`):
+ * broken HTTP, headers over the size limit, or a request or its headers that did not arrive in
+ * time. Written raw to the socket, as a problem, with the status Node's own default answer uses.
+ */
+import { maxHeaderSize } from 'node:http';
+import { newCorrelationId } from 'keel/transport';
+import { PROBLEM_CONTENT_TYPE, gatewayProblem } from './problem.js';
+import { HttpProblemCode } from './status.js';
+
+/** The codes a client error is answered with. */
+type ClientErrorCode = typeof HttpProblemCode.MALFORMED_REQUEST | typeof HttpProblemCode.REQUEST_TIMEOUT | typeof HttpProblemCode.HEADERS_TOO_LARGE;
+
+/** The status line of each, with the status `HTTP_STATUS_BY_CODE` gives it (test/http-defences.test.ts holds them equal). */
+export const CLIENT_ERROR_STATUS_LINES = {
+  MALFORMED_REQUEST: '400 Bad Request',
+  REQUEST_TIMEOUT: '408 Request Timeout',
+  HEADERS_TOO_LARGE: '431 Request Header Fields Too Large',
+} as const satisfies Record<ClientErrorCode, string>;
+
+/** A client error's answer: its status (for the metric) and the bytes to write before closing. */
+export interface ClientErrorAnswer {
+  readonly status: number;
+  readonly raw: string;
+}
+
+/**
+ * The answer to `error`, a `clientError` of Node's HTTP server. `timeouts` are the gateway's, named
+ * in the detail of a 408.
+ *
+ * @example
+ * ```ts
+ * const { status, raw } = clientErrorAnswer(error, { requestTimeoutMs: 30_000, headersTimeoutMs: 10_000 });
+ * socket.end(raw);
+ * ```
+ */
+export function clientErrorAnswer(
+  error: Error,
+  timeouts: { readonly requestTimeoutMs: number; readonly headersTimeoutMs: number },
+): ClientErrorAnswer {
+  const [code, detail] = problemFields(error, timeouts);
+  const problem = gatewayProblem(code, detail, newCorrelationId());
+  const body = JSON.stringify(problem);
+  return {
+    status: problem.status,
+    raw:
+      `HTTP/1.1 ${CLIENT_ERROR_STATUS_LINES[code]}\r\nConnection: close\r\nContent-Type: ${PROBLEM_CONTENT_TYPE}\r\n` +
+      `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
+  };
+}
+
+function problemFields(
+  error: Error,
+  timeouts: { readonly requestTimeoutMs: number; readonly headersTimeoutMs: number },
+): [ClientErrorCode, string] {
+  switch ((error as NodeJS.ErrnoException).code) {
+    // Node's own request and headers timeouts (requestTimeoutMs, headersTimeoutMs).
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return [
+        HttpProblemCode.REQUEST_TIMEOUT,
+        `The request did not arrive within ${timeouts.requestTimeoutMs} ms (its headers within ${timeouts.headersTimeoutMs} ms); send it whole, at once.`,
+      ];
+    case 'HPE_HEADER_OVERFLOW':
+      return [
+        HttpProblemCode.HEADERS_TOO_LARGE,
+        `The request's headers are larger than the ${maxHeaderSize} bytes this server accepts; send fewer or smaller headers (large cookies or tokens are the usual cause).`,
+      ];
+    default:
+      return [HttpProblemCode.MALFORMED_REQUEST, `The HTTP request is malformed: ${error.message}`];
+  }
+}
