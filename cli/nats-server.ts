@@ -38,6 +38,8 @@ export interface LaunchedNatsServer {
   readonly url: string;
   /** Its temporary folder (mode 0700), removed when it stops: a place for files that hold its secrets. */
   readonly directory: string;
+  /** The server's process id. */
+  readonly pid: number;
   /** Stops the server and removes its store. Idempotent. */
   stop(): Promise<void>;
 }
@@ -119,8 +121,10 @@ export async function launchNatsServer(options: NatsServerLaunchOptions = {}): P
   if (options.extraConfig !== undefined) lines.push(options.extraConfig);
   writeFileSync(config, `${lines.join('\n')}\n`, { mode: 0o600 });
   // Its own process group, as every process keel up starts: a Ctrl-C in the terminal reaches keel up
-  // only, which stops the server last, once the modules using it have drained.
-  const child = spawn(resolved.binary, ['-c', config], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  // only, which stops the server last, once the modules using it have drained. Where `setpriv` can,
+  // the server gets SIGTERM when this process dies, even by SIGKILL, when no handler of ours runs.
+  const [command, args] = withParentDeathSignal(resolved.binary, ['-c', config]);
+  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   let output = '';
   const collect = (chunk: Buffer): void => {
     if (output.length < 16_384) output += chunk.toString('utf8');
@@ -156,7 +160,7 @@ export async function launchNatsServer(options: NatsServerLaunchOptions = {}): P
   };
   const deadline = Date.now() + resolved.startTimeoutMs;
   while (Date.now() < deadline && !exited) {
-    if (await acceptsConnections(port)) return { url: `nats://127.0.0.1:${port}`, directory, stop };
+    if (await acceptsConnections(port)) return { url: `nats://127.0.0.1:${port}`, directory, pid: child.pid as number, stop };
     await sleep(50);
   }
   await stop();
@@ -164,4 +168,20 @@ export async function launchNatsServer(options: NatsServerLaunchOptions = {}): P
     CliErrorCode.E_NATS_SERVER,
     `nats-server did not accept connections on 127.0.0.1:${port} (${exited ? 'it exited' : 'timed out'}). Its output:\n${output}`,
   );
+}
+
+let setprivWorks: boolean | undefined;
+
+/**
+ * `binary args` run so that the kernel sends it SIGTERM when this process ends, however it ends:
+ * through util-linux's `setpriv --pdeathsig` (Linux's `PR_SET_PDEATHSIG`), which then runs the
+ * binary in its own place (same pid, so signals to the child reach the server). Modules started by
+ * keel up stop on their own when it dies (their IPC channel closes); nats-server has no such
+ * channel, and a `keel up` killed with SIGKILL used to leave it running. Where `setpriv` is
+ * missing (macOS, a minimal image), the binary runs as it is, and only a SIGKILL leaves it behind.
+ */
+function withParentDeathSignal(binary: string, args: readonly string[]): [string, string[]] {
+  setprivWorks ??=
+    process.platform === 'linux' && spawnSync('setpriv', ['--pdeathsig', 'TERM', '--', 'true'], { stdio: 'ignore' }).status === 0;
+  return setprivWorks ? ['setpriv', ['--pdeathsig', 'TERM', '--', binary, ...args]] : [binary, [...args]];
 }

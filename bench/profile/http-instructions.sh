@@ -6,13 +6,15 @@
 # Counts user-space instructions of every thread (V8's background compiler and GC included), not
 # the kernel's: the socket writes and reads are left out.
 #   bench/profile/http-instructions.sh <tree> gateway|bare [warm=300] [requests=1000]
+# NODE_FLAGS (in the environment) go to the measured node, e.g. NODE_FLAGS=--perf-basic-prof for
+# callgrind-jit.mjs's reading by function.
 # Under callgrind the server starts in minutes, not seconds.
 tree=$(cd "$1" && pwd); mode=$2; warm=${3:-300}; n=${4:-1000}
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/ir-common.sh"
 out=$(mktemp -d /tmp/keel-http-ir.XXXXXX)/$mode
 fifo=$out.fifo; mkfifo "$fifo"
-valgrind --tool=callgrind --smc-check=all-non-file --callgrind-out-file="$out.cg" node "$tree/bench/profile/http-server.mjs" "$mode" < "$fifo" > "$out.stdout" 2> "$out.vg" &
+valgrind --tool=callgrind --smc-check=all-non-file --callgrind-out-file="$out.cg" node $NODE_FLAGS "$tree/bench/profile/http-server.mjs" "$mode" < "$fifo" > "$out.stdout" 2> "$out.vg" &
 vpid=$!
 watched=("$vpid")
 exec 3>"$fifo"
