@@ -114,6 +114,20 @@ describe('http - gateway defences', () => {
     expect((await fetch(`${url}/healthz`)).status).toBe(200);
   });
 
+  it('http - chunk extensions over Node\'s 16 KiB get 413 PAYLOAD_TOO_LARGE as a problem, and the gateway keeps serving', async () => {
+    const { url, port } = await startGateway();
+    const client = await openRaw(port);
+    client.socket.write(
+      `POST /store/put HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=${'e'.repeat(20_000)}\r\n`,
+    );
+    await within(client.closed, 5_000);
+    client.socket.destroy();
+    const [head = '', body = ''] = client.received().split('\r\n\r\n');
+    expect(head).toMatch(/^HTTP\/1\.1 413 Payload Too Large\r\n/);
+    expect(JSON.parse(body) as Problem).toMatchObject({ status: 413, code: 'PAYLOAD_TOO_LARGE' });
+    expect((await put(url, 'after')).status).toBe(200);
+  });
+
   it('http - each status line written for a client error carries the status HTTP_STATUS_BY_CODE gives its code', () => {
     for (const [code, line] of Object.entries(CLIENT_ERROR_STATUS_LINES)) {
       expect(line.startsWith(`${HTTP_STATUS_BY_CODE[code as keyof typeof CLIENT_ERROR_STATUS_LINES]} `), code).toBe(true);

@@ -1,21 +1,27 @@
 /**
  * The answer to a request Node's HTTP parser refused before fastify saw it (its `clientError`):
- * broken HTTP, headers over the size limit, or a request or its headers that did not arrive in
- * time. Written raw to the socket, as a problem, with the status Node's own default answer uses.
+ * broken HTTP, headers or chunk extensions over the size limit, or a request or its headers that
+ * did not arrive in time. Written raw to the socket, as a problem, with the status Node's own default answer uses.
  */
 import { maxHeaderSize } from 'node:http';
 import { newCorrelationId } from 'keel/transport';
 import { PROBLEM_CONTENT_TYPE, gatewayProblem } from './problem.js';
+import { KeelErrorCode } from 'keel';
 import { HttpProblemCode } from './status.js';
 
 /** The codes a client error is answered with. */
-type ClientErrorCode = typeof HttpProblemCode.MALFORMED_REQUEST | typeof HttpProblemCode.REQUEST_TIMEOUT | typeof HttpProblemCode.HEADERS_TOO_LARGE;
+type ClientErrorCode =
+  | typeof HttpProblemCode.MALFORMED_REQUEST
+  | typeof HttpProblemCode.REQUEST_TIMEOUT
+  | typeof HttpProblemCode.HEADERS_TOO_LARGE
+  | typeof KeelErrorCode.PAYLOAD_TOO_LARGE;
 
 /** The status line of each, with the status `HTTP_STATUS_BY_CODE` gives it (test/http-defences.test.ts holds them equal). */
 export const CLIENT_ERROR_STATUS_LINES = {
   MALFORMED_REQUEST: '400 Bad Request',
   REQUEST_TIMEOUT: '408 Request Timeout',
   HEADERS_TOO_LARGE: '431 Request Header Fields Too Large',
+  PAYLOAD_TOO_LARGE: '413 Payload Too Large',
 } as const satisfies Record<ClientErrorCode, string>;
 
 /** A client error's answer: its status (for the metric) and the bytes to write before closing. */
@@ -64,6 +70,12 @@ function problemFields(
       return [
         HttpProblemCode.HEADERS_TOO_LARGE,
         `The request's headers are larger than the ${maxHeaderSize} bytes this server accepts; send fewer or smaller headers (large cookies or tokens are the usual cause).`,
+      ];
+    // A chunked body's chunk extensions over Node's 16 KiB: Node's own answer is 413 too.
+    case 'HPE_CHUNK_EXTENSIONS_OVERFLOW':
+      return [
+        KeelErrorCode.PAYLOAD_TOO_LARGE,
+        'The chunk extensions of the request body are larger than this server accepts; send the body without chunk extensions.',
       ];
     default:
       return [HttpProblemCode.MALFORMED_REQUEST, `The HTTP request is malformed: ${error.message}`];
