@@ -131,7 +131,7 @@ export async function prepareLocalRun(options: LocalRunOptions): Promise<LocalRu
     users = lockDown ? natsUsers(topology, modules) : [];
     natsServer = await launchNatsServer({ binary: cli.env['KEEL_NATS_SERVER_BIN'] || undefined, extraConfig: lockDown ? natsAuthorization(users) : undefined });
     natsUrl = natsServer.url;
-    log(`started nats-server on ${natsUrl}`);
+    log(`started nats-server on ${natsUrl} (pid ${natsServer.pid})`);
     if (!lockDown) log('NATS is open (no users, 127.0.0.1 only), for development: keel up locks it down');
   }
   if (natsServer !== undefined && users.length > 0) {

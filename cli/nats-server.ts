@@ -179,6 +179,8 @@ let setprivWorks: boolean | undefined;
  * keel up stop on their own when it dies (their IPC channel closes); nats-server has no such
  * channel, and a `keel up` killed with SIGKILL used to leave it running. Where `setpriv` is
  * missing (macOS, a minimal image), the binary runs as it is, and only a SIGKILL leaves it behind.
+ * The signal comes when the *thread* that spawned it ends: call it from the main thread only (a
+ * worker's end would stop the server).
  */
 function withParentDeathSignal(binary: string, args: readonly string[]): [string, string[]] {
   setprivWorks ??=

@@ -239,7 +239,8 @@ describe('cli - keel dev', () => {
       const code = await Promise.race([dev.exited, new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), STOP_MS).unref())]);
       expect(code, dev.output()).toBe(0);
     } finally {
-      // On a failure, a drain first: SIGKILL alone would leave its nats-server running.
+      // On a failure, a drain first: a SIGKILL would skip it (its nats-server then stops only by the
+      // parent-death signal, and its folder stays behind).
       if (dev.child.exitCode === null && dev.child.signalCode === null) {
         process.kill(-(dev.child.pid as number), 'SIGTERM');
         await Promise.race([dev.exited, new Promise((resolve) => setTimeout(resolve, 15_000).unref())]);

@@ -120,7 +120,7 @@ function messagesOf(output: string, name: string): string[] {
 
 /** The nats-server `keel up` started, from its output. */
 function startedNatsUrl(output: string): string {
-  const url = /"msg":"started nats-server on (nats:\/\/127\.0\.0\.1:\d+)"/.exec(output)?.[1];
+  const url = /"msg":"started nats-server on (nats:\/\/127\.0\.0\.1:\d+) \(pid \d+\)"/.exec(output)?.[1];
   expect(url, output).toBeDefined();
   return url as string;
 }
