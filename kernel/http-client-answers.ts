@@ -24,8 +24,8 @@ const KEEL_CODE_BY_GATEWAY_CODE: Readonly<Record<string, KeelErrorCode>> = Objec
   MALFORMED_REQUEST: KeelErrorCode.INVALID_INPUT,
   // The gateway did not get the whole request in time: nothing ran, safe to send again.
   REQUEST_TIMEOUT: KeelErrorCode.UNAVAILABLE,
-  // The request's headers are over the server's limit: the same request would be refused again.
-  HEADERS_TOO_LARGE: KeelErrorCode.INVALID_INPUT,
+  // The request line and headers are over the server's limit: too large, nothing ran.
+  HEADERS_TOO_LARGE: KeelErrorCode.PAYLOAD_TOO_LARGE,
   RATE_LIMITED: KeelErrorCode.RESOURCE_EXHAUSTED,
 });
 
@@ -36,7 +36,7 @@ const KEEL_CODE_BY_STATUS: Readonly<Record<number, KeelErrorCode>> = {
   404: KeelErrorCode.UNKNOWN_OPERATION,
   413: KeelErrorCode.PAYLOAD_TOO_LARGE,
   429: KeelErrorCode.RESOURCE_EXHAUSTED,
-  431: KeelErrorCode.INVALID_INPUT,
+  431: KeelErrorCode.PAYLOAD_TOO_LARGE,
   502: KeelErrorCode.INTERRUPTED,
   503: KeelErrorCode.UNAVAILABLE,
   504: KeelErrorCode.TIMEOUT,

@@ -3,14 +3,14 @@
  * results and the same errors as the in-process client, the call's correlation id and deadline
  * sent as headers, and its options checked once.
  */
-import { createServer as createHttpServer } from 'node:http';
+import { createServer as createHttpServer, maxHeaderSize } from 'node:http';
 import { createServer } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, expectTypeOf, it } from 'vitest';
 import { z } from 'zod';
 import { KeelError, createKernel, silentLogger, type Client, type Kernel } from 'keel';
 import { KeelErrorCode, defineContract, isKeelError, operation } from 'keel/contract';
 import { DEFAULT_HTTP_CLIENT_OPTIONS, createHttpClient, type HttpClient } from 'keel/http-client';
-import { DEFAULT_HTTP_GATEWAY_OPTIONS, createHttpGateway, type HttpGateway } from 'keel/http';
+import { DEFAULT_HTTP_GATEWAY_OPTIONS, HTTP_STATUS_BY_CODE, HttpProblemCode, createHttpGateway, type HttpGateway } from 'keel/http';
 import { DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS } from 'keel/transport';
 import { NotThere, Taken, fixtureModules, gate, openAllGates, probe, store } from './support/http-fixture.js';
 
@@ -131,6 +131,38 @@ describe('http client - against a gateway', () => {
     const unknown = await failureOf(createHttpClient(elsewhere, { baseUrl }).ping({}));
     expect(isKeelError(unknown, KeelErrorCode.UNKNOWN_OPERATION)).toBe(true);
     expect((unknown as KeelError).details).toMatchObject({ gatewayCode: 'ROUTE_NOT_FOUND', status: 404 });
+  });
+
+  it('http client - headers over the gateway\'s limit are PAYLOAD_TOO_LARGE, the gateway code HEADERS_TOO_LARGE and status 431 kept in the details', async () => {
+    const large = createHttpClient(store, { baseUrl, headers: { cookie: 'c'.repeat(maxHeaderSize + 1) } });
+    const refused = await failureOf(large.greeting({ name: 'x' }));
+    expect(isKeelError(refused, KeelErrorCode.PAYLOAD_TOO_LARGE)).toBe(true);
+    expect((refused as KeelError).details).toMatchObject({ gatewayCode: 'HEADERS_TOO_LARGE', status: 431 });
+  });
+
+  it('http client - every gateway problem code, and a 431 with no problem body, becomes a keel code other than INTERNAL', async () => {
+    // A stand-in answering what the test asks for: each gateway code as a problem, then a bare 431.
+    let answer: { status: number; body: string; type: string } = { status: 500, body: '', type: 'text/plain' };
+    const server = createHttpServer((_request, response) => {
+      response.writeHead(answer.status, { 'content-type': answer.type }).end(answer.body);
+    });
+    const port = await new Promise<number>((resolve) => server.listen(0, '127.0.0.1', () => resolve((server.address() as { port: number }).port)));
+    try {
+      const client = createHttpClient(store, { baseUrl: `http://127.0.0.1:${port}` });
+      const seenCodes: Record<string, string> = {};
+      for (const code of Object.values(HttpProblemCode)) {
+        const status = HTTP_STATUS_BY_CODE[code];
+        const problem = { type: `urn:keel:error:${code}`, title: code, status, detail: 'stand-in', code, correlationId: 'c-1' };
+        answer = { status, body: JSON.stringify(problem), type: 'application/problem+json; charset=utf-8' };
+        seenCodes[code] = ((await failureOf(client.greeting({ name: 'x' }))) as KeelError).code;
+      }
+      answer = { status: 431, body: 'Request Header Fields Too Large', type: 'text/plain' };
+      seenCodes['431 with no problem'] = ((await failureOf(client.greeting({ name: 'x' }))) as KeelError).code;
+      for (const [given, code] of Object.entries(seenCodes)) expect(code, given).not.toBe(KeelErrorCode.INTERNAL);
+      expect(seenCodes).toMatchObject({ HEADERS_TOO_LARGE: 'PAYLOAD_TOO_LARGE', '431 with no problem': 'PAYLOAD_TOO_LARGE' });
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 
   it('http client - sends the correlation id (the gateway echoes it) and the deadline as headers', async () => {

@@ -5,9 +5,10 @@
  * sees. The count is taken on the raw response's 'finish', from a hook that runs before every
  * other one, and from the gateway's handler of fastify's framework errors (gateway.ts). The answers
  * Node's client-error handler writes to the socket (a request that is not HTTP, a request
- * timeout) are counted as method `_OTHER`, route `unparsed`, with no duration. Not counted:
+ * timeout, headers over Node's limit) are counted as method `_OTHER`, route `unparsed`, with no duration. Not counted:
  * answers cut off by a lost connection.
  */
+import { maxHeaderSize } from 'node:http';
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { HttpGateway } from 'keel/http';
@@ -156,11 +157,12 @@ describe("http - the HTTP metric and the answers Node's client-error handler wri
   });
   afterAll(() => running?.stop());
 
-  it('http - a request that is not HTTP (400) and one whose headers never end (408) are counted as _OTHER unparsed, with no duration observed', async () => {
+  it('http - a request that is not HTTP (400), one whose headers never end (408) and one whose headers are too large (431) are counted as _OTHER unparsed, with no duration observed', async () => {
     const port = Number(new URL(url).port);
     expect(await rawExchange(port, 'NOT HTTP AT ALL\r\n\r\n')).toMatch(/^HTTP\/1\.1 400 /);
     // Headers begun and never finished: Node's headers timeout answers 408 (checked once a second).
     expect(await rawExchange(port, 'GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Never: ')).toMatch(/^HTTP\/1\.1 408 /);
+    expect(await rawExchange(port, `GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nCookie: ${'c'.repeat(maxHeaderSize + 1)}\r\n\r\n`)).toMatch(/^HTTP\/1\.1 431 /);
     // And a routed answer, so the scrape shows the counting did not stop at them.
     const put = await fetch(`${url}/store/put`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ key: 'after', value: 1 }) });
     expect(put.status).toBe(200);
@@ -169,6 +171,7 @@ describe("http - the HTTP metric and the answers Node's client-error handler wri
     expect(Object.fromEntries(httpCounts(text))).toEqual({
       '_OTHER unparsed 400': 1,
       '_OTHER unparsed 408': 1,
+      '_OTHER unparsed 431': 1,
       'POST /store/put 200': 1,
     });
     expect(Object.fromEntries(durationCounts(text))).toEqual({ 'POST /store/put': 1 });

@@ -3,7 +3,7 @@
  * broken HTTP, headers or chunk extensions over the size limit, or a request or its headers that
  * did not arrive in time. Written raw to the socket, as a problem, with the status Node's own default answer uses.
  */
-import { maxHeaderSize } from 'node:http';
+import { STATUS_CODES, maxHeaderSize } from 'node:http';
 import { newCorrelationId } from 'keel/transport';
 import { PROBLEM_CONTENT_TYPE, gatewayProblem } from './problem.js';
 import { KeelErrorCode } from 'keel';
@@ -15,14 +15,6 @@ type ClientErrorCode =
   | typeof HttpProblemCode.REQUEST_TIMEOUT
   | typeof HttpProblemCode.HEADERS_TOO_LARGE
   | typeof KeelErrorCode.PAYLOAD_TOO_LARGE;
-
-/** The status line of each, with the status `HTTP_STATUS_BY_CODE` gives it (test/http-defences.test.ts holds them equal). */
-export const CLIENT_ERROR_STATUS_LINES = {
-  MALFORMED_REQUEST: '400 Bad Request',
-  REQUEST_TIMEOUT: '408 Request Timeout',
-  HEADERS_TOO_LARGE: '431 Request Header Fields Too Large',
-  PAYLOAD_TOO_LARGE: '413 Payload Too Large',
-} as const satisfies Record<ClientErrorCode, string>;
 
 /** A client error's answer: its status (for the metric) and the bytes to write before closing. */
 export interface ClientErrorAnswer {
@@ -50,7 +42,7 @@ export function clientErrorAnswer(
   return {
     status: problem.status,
     raw:
-      `HTTP/1.1 ${CLIENT_ERROR_STATUS_LINES[code]}\r\nConnection: close\r\nContent-Type: ${PROBLEM_CONTENT_TYPE}\r\n` +
+      `HTTP/1.1 ${problem.status} ${STATUS_CODES[problem.status]}\r\nConnection: close\r\nContent-Type: ${PROBLEM_CONTENT_TYPE}\r\n` +
       `Content-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`,
   };
 }
@@ -66,10 +58,11 @@ function problemFields(
         HttpProblemCode.REQUEST_TIMEOUT,
         `The request did not arrive within ${timeouts.requestTimeoutMs} ms (its headers within ${timeouts.headersTimeoutMs} ms); send it whole, at once.`,
       ];
+    // Node counts the request line with the headers: a long URL (a large `?input=`) ends here too.
     case 'HPE_HEADER_OVERFLOW':
       return [
         HttpProblemCode.HEADERS_TOO_LARGE,
-        `The request's headers are larger than the ${maxHeaderSize} bytes this server accepts; send fewer or smaller headers (large cookies or tokens are the usual cause).`,
+        `The request line and headers are larger than the ${maxHeaderSize} bytes this server accepts; send fewer or smaller headers (large cookies or tokens are the usual cause) and a shorter URL (a large input by POST, in the body).`,
       ];
     // A chunked body's chunk extensions over Node's 16 KiB: Node's own answer is 413 too.
     case 'HPE_CHUNK_EXTENSIONS_OVERFLOW':

@@ -30,7 +30,7 @@ export const HttpProblemCode = {
   MALFORMED_REQUEST: 'MALFORMED_REQUEST',
   /** The client did not send its whole request within the gateway's `requestTimeoutMs` (or its headers within `headersTimeoutMs`). */
   REQUEST_TIMEOUT: 'REQUEST_TIMEOUT',
-  /** The request's headers are larger than the server accepts (Node's `http.maxHeaderSize`, 16 KiB by default). */
+  /** The request line and headers are larger than the server accepts (Node's `http.maxHeaderSize`, 16 KiB by default). */
   HEADERS_TOO_LARGE: 'HEADERS_TOO_LARGE',
   /** The client sent more requests than the gateway's `rateLimit` allows; retry after `Retry-After` seconds. */
   RATE_LIMITED: 'RATE_LIMITED',
