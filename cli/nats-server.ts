@@ -11,13 +11,6 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CLIError, CliErrorCode } from './errors.js';
 
-/** The temporary folders of the servers started here: `$TMPDIR/keel-up-nats-*`. */
-const FOLDER_PREFIX = 'keel-up-nats-';
-/** The server's pid file in its folder, which it writes once started and leaves when it exits. */
-const PID_FILE = 'nats-server.pid';
-/** Its configuration file there. */
-const CONFIG_FILE = 'nats-server.conf';
-
 /** Options of {@link launchNatsServer}. */
 export interface NatsServerLaunchOptions {
   /** The binary (default `nats-server` from PATH). */
@@ -123,9 +116,9 @@ export async function launchNatsServer(options: NatsServerLaunchOptions = {}): P
     );
   }
   const port = await freePort();
-  await removeStaleFolders();
+  removeStaleFolders();
   const directory = mkdtempSync(join(tmpdir(), FOLDER_PREFIX));
-  const config = join(directory, CONFIG_FILE);
+  const config = join(directory, 'nats-server.conf');
   const lines = [
     `listen: "127.0.0.1:${port}"`,
     `pid_file: ${JSON.stringify(join(directory, PID_FILE))}`,
@@ -201,15 +194,19 @@ function withParentDeathSignal(binary: string, args: readonly string[]): [string
   return setprivWorks ? ['setpriv', ['--pdeathsig', 'TERM', '--', binary, ...args]] : [binary, [...args]];
 }
 
+/** The temporary folders of the servers started here: `$TMPDIR/keel-up-nats-*`. */
+const FOLDER_PREFIX = 'keel-up-nats-';
+/** The server's pid file in its folder, which it writes once started and leaves when it exits. */
+const PID_FILE = 'nats-server.pid';
+
 /**
  * Removes the folders of earlier servers that are gone without their folder: those of a keel up
  * killed with SIGKILL, whose server then stopped (by the parent-death signal) with no stop() to
  * remove its store and its credentials. A folder is removed only when its server's pid file names
- * a process that no longer exists and nothing answers as a NATS server on its port (a process in
- * another pid namespace sharing this temporary folder would look gone); one whose server runs, has
- * not written its pid file yet, or cannot be read (another user's) is left alone.
+ * a process that no longer exists; one whose server runs, has not written its pid file yet, or
+ * cannot be read (another user's) is left alone.
  */
-async function removeStaleFolders(): Promise<void> {
+function removeStaleFolders(): void {
   const root = tmpdir();
   let names: string[];
   try {
@@ -220,15 +217,12 @@ async function removeStaleFolders(): Promise<void> {
   for (const name of names) {
     const folder = join(root, name);
     let pid: number;
-    let port: number;
     try {
       pid = Number.parseInt(readFileSync(join(folder, PID_FILE), 'utf8'), 10);
-      port = Number(/listen: "127\.0\.0\.1:(\d+)"/.exec(readFileSync(join(folder, CONFIG_FILE), 'utf8'))?.[1]);
     } catch {
       continue;
     }
     if (!Number.isInteger(pid) || pid <= 0 || processExists(pid)) continue;
-    if (Number.isInteger(port) && port > 0 && (await acceptsConnections(port))) continue;
     rmSync(folder, { recursive: true, force: true });
   }
 }
