@@ -1,10 +1,9 @@
 /**
  * Starts a local `nats-server` for `keel up`: from PATH (or `KEEL_NATS_SERVER_BIN`), on a free
- * loopback port, with JetStream in a temporary store that is removed when it stops (or, when its
- * starter was killed before it could, by the next launch).
+ * loopback port, with JetStream in a temporary store that is removed when it stops.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -116,14 +115,9 @@ export async function launchNatsServer(options: NatsServerLaunchOptions = {}): P
     );
   }
   const port = await freePort();
-  removeStaleFolders();
-  const directory = mkdtempSync(join(tmpdir(), FOLDER_PREFIX));
+  const directory = mkdtempSync(join(tmpdir(), 'keel-up-nats-'));
   const config = join(directory, 'nats-server.conf');
-  const lines = [
-    `listen: "127.0.0.1:${port}"`,
-    `pid_file: ${JSON.stringify(join(directory, PID_FILE))}`,
-    `jetstream { store_dir: ${JSON.stringify(join(directory, 'store'))} }`,
-  ];
+  const lines = [`listen: "127.0.0.1:${port}"`, `jetstream { store_dir: ${JSON.stringify(join(directory, 'store'))} }`];
   if (options.extraConfig !== undefined) lines.push(options.extraConfig);
   writeFileSync(config, `${lines.join('\n')}\n`, { mode: 0o600 });
   // Its own process group, as every process keel up starts: a Ctrl-C in the terminal reaches keel up
@@ -192,47 +186,4 @@ function withParentDeathSignal(binary: string, args: readonly string[]): [string
   setprivWorks ??=
     process.platform === 'linux' && spawnSync('setpriv', ['--pdeathsig', 'TERM', '--', 'true'], { stdio: 'ignore' }).status === 0;
   return setprivWorks ? ['setpriv', ['--pdeathsig', 'TERM', '--', binary, ...args]] : [binary, [...args]];
-}
-
-/** The temporary folders of the servers started here: `$TMPDIR/keel-up-nats-*`. */
-const FOLDER_PREFIX = 'keel-up-nats-';
-/** The server's pid file in its folder, which it writes once started and leaves when it exits. */
-const PID_FILE = 'nats-server.pid';
-
-/**
- * Removes the folders of earlier servers that are gone without their folder: those of a keel up
- * killed with SIGKILL, whose server then stopped (by the parent-death signal) with no stop() to
- * remove its store and its credentials. A folder is removed only when its server's pid file names
- * a process that no longer exists; one whose server runs, has not written its pid file yet, or
- * cannot be read (another user's) is left alone.
- */
-function removeStaleFolders(): void {
-  const root = tmpdir();
-  let names: string[];
-  try {
-    names = readdirSync(root).filter((name) => name.startsWith(FOLDER_PREFIX));
-  } catch {
-    return;
-  }
-  for (const name of names) {
-    const folder = join(root, name);
-    let pid: number;
-    try {
-      pid = Number.parseInt(readFileSync(join(folder, PID_FILE), 'utf8'), 10);
-    } catch {
-      continue;
-    }
-    if (!Number.isInteger(pid) || pid <= 0 || processExists(pid)) continue;
-    rmSync(folder, { recursive: true, force: true });
-  }
-}
-
-/** Whether a process `pid` exists (one of another user's counts: it is not ours to judge). */
-function processExists(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code !== 'ESRCH';
-  }
 }
