@@ -5,29 +5,17 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createConnection } from 'node:net';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it, onTestFinished } from 'vitest';
+import { acceptsConnections as accepts } from '../cli/nats-server.js';
 
 const require = createRequire(import.meta.url);
 const tsxLoader = pathToFileURL(require.resolve('tsx')).href;
 const folder = mkdtempSync(join(tmpdir(), 'keel-nats-launch-'));
 afterAll(() => rmSync(folder, { recursive: true, force: true }));
-
-/** Whether something accepts a TCP connection on 127.0.0.1:`port` now. */
-function accepts(port: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const socket = createConnection({ host: '127.0.0.1', port });
-    socket.once('connect', () => {
-      socket.destroy();
-      resolve(true);
-    });
-    socket.once('error', () => resolve(false));
-  });
-}
 
 describe('cli - the nats-server keel up starts', () => {
   // Linux only: elsewhere there is no parent-death signal, and docs/cli.md says the server stays.

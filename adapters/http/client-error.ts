@@ -4,10 +4,14 @@
  * did not arrive in time. Written raw to the socket, as a problem, with the status Node's own default answer uses.
  */
 import { STATUS_CODES, maxHeaderSize } from 'node:http';
-import { newCorrelationId } from 'keel/transport';
-import { PROBLEM_CONTENT_TYPE, gatewayProblem } from './problem.js';
 import { KeelErrorCode } from 'keel';
+import { newCorrelationId } from 'keel/transport';
+import type { ResolvedHttpGatewayOptions } from './gateway-options.js';
+import { PROBLEM_CONTENT_TYPE, gatewayProblem } from './problem.js';
 import { HttpProblemCode } from './status.js';
+
+/** The gateway's timeouts, named in the detail of a 408. */
+type Timeouts = Pick<ResolvedHttpGatewayOptions, 'requestTimeoutMs' | 'headersTimeoutMs'>;
 
 /** The codes a client error is answered with. */
 type ClientErrorCode =
@@ -34,7 +38,7 @@ export interface ClientErrorAnswer {
  */
 export function clientErrorAnswer(
   error: Error,
-  timeouts: { readonly requestTimeoutMs: number; readonly headersTimeoutMs: number },
+  timeouts: Timeouts,
 ): ClientErrorAnswer {
   const [code, detail] = problemFields(error, timeouts);
   const problem = gatewayProblem(code, detail, newCorrelationId());
@@ -49,7 +53,7 @@ export function clientErrorAnswer(
 
 function problemFields(
   error: Error,
-  timeouts: { readonly requestTimeoutMs: number; readonly headersTimeoutMs: number },
+  timeouts: Timeouts,
 ): [ClientErrorCode, string] {
   switch ((error as NodeJS.ErrnoException).code) {
     // Node's own request and headers timeouts (requestTimeoutMs, headersTimeoutMs).
