@@ -6,10 +6,12 @@
 # `moleculer`: Moleculer's local `broker.call` to the same handler, as the peers bench makes it.
 # POLICIES=off in the environment: a kernel with every call policy off (retry, breaker, bulkhead), or
 # POLICIES='<kernel options as JSON>' (e.g. '{"circuitBreaker":false}'); NODE_FLAGS: more node flags.
-# Runs of one build differ widely: on 2026-12-01, 4 243 to 6 409 instructions a call over four runs
-# at top level (Node 24), and with NODE_FLAGS='--single-threaded --predictable-gc-schedule' two
-# groups, about 4 300 or 7 200-7 500 (docs/performance.md, "Fifth round"): the JIT's timing under
-# valgrind. A count is a sample: compare several runs of each build, alternating.
+# Runs of one build differed widely until 2026-12-04: 4 243 to 6 409 instructions a call over four
+# runs at top level (Node 24), two groups with NODE_FLAGS='--single-threaded --predictable-gc-schedule'
+# (docs/performance.md, "Fifth round"). The cause was the pause before the counted calls, which
+# deoptimized the call path once inside the counted window; in-process-ir-side.mjs now takes that
+# pause, and a second warm-up, before it says "warm" (docs/performance.md, "Fourteenth round").
+# Runs still differ by a few per cent (GC, the JIT's timing): compare several, alternating.
 # HANDLER=async, IN_FLIGHT=64, TRACING=1: as in-process-ir-side.mjs says.
 #   bench/profile/in-process-instructions.sh <tree> top|context|moleculer [calls=20000]
 tree=$(cd "$1" && pwd); mode=${2:-top}; n=${3:-20000}
