@@ -9,9 +9,10 @@
 # Runs of one build differed widely until 2026-12-04: 4 243 to 6 409 instructions a call over four
 # runs at top level (Node 24), two groups with NODE_FLAGS='--single-threaded --predictable-gc-schedule'
 # (docs/performance.md, "Fifth round"). The cause was the pause before the counted calls, which
-# deoptimized the call path once inside the counted window; in-process-ir-side.mjs now takes that
-# pause, and a second warm-up, before it says "warm" (docs/performance.md, "Fourteenth round").
-# Runs still differ by a few per cent (GC, the JIT's timing): compare several, alternating.
+# let the deadline scheduler go idle and so deoptimized the call path inside the counted window;
+# in-process-ir-side.mjs now holds one call open throughout (HANDLER=async) and warms again after
+# an idle second (docs/performance.md, "Fourteenth round"). Runs still differ by a few per cent
+# (GC, the JIT's timing): compare several, alternating.
 # HANDLER=async, IN_FLIGHT=64, TRACING=1: as in-process-ir-side.mjs says.
 #   bench/profile/in-process-instructions.sh <tree> top|context|moleculer [calls=20000]
 tree=$(cd "$1" && pwd); mode=${2:-top}; n=${3:-20000}

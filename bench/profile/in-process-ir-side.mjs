@@ -25,24 +25,41 @@ const inFlight = Number(process.env.IN_FLIGHT ?? '1');
 if (!Number.isInteger(inFlight) || inFlight < 1) throw new Error(`IN_FLIGHT must be a positive integer, not ${process.env.IN_FLIGHT}`);
 let call;
 let stop;
+// HANDLER=async: one call held open from the start to the end (its handler waits for `release`),
+// so that keel's deadline scheduler never goes idle, as under a steady stream of calls. Without
+// it, the pause before the counted calls (while callgrind's counters are zeroed) let the
+// scheduler's timer go idle, and the first counted call took a branch the warm-up's steady stream
+// never took (the timer's `ref()`): V8 threw the call path's optimised code away, and under
+// valgrind re-optimising took long enough that much of the counted window ran unoptimised (counts
+// of 6 100-6 800 instructions a call against 4 700-5 000: docs/performance.md, "Fourteenth
+// round"). Moleculer's async handler makes the same check, so both do the same work a call.
+const HOLD_INPUT = { ...QUOTE_INPUT, customerId: 'hold' };
+let release;
+const released = new Promise((resolve) => {
+  release = resolve;
+});
+const held = (input) => (input.customerId === 'hold' ? released.then(() => quote(input)) : quote(input));
+let hold;
 if (mode === 'moleculer') {
   const { ServiceBroker } = (await import('moleculer')).default;
   // As bench/moleculer-peer.ts: fastest-validator on the shape keel's zod schema checks, no transporter.
   const broker = new ServiceBroker({ nodeID: `pricing-ir-${process.pid}`, logger: false, transporter: null });
   const lines = { type: 'array', items: { type: 'object', props: { sku: 'string', quantity: { type: 'number', integer: true, positive: true } } } };
-  broker.createService({ name: 'pricing', actions: { quote: { params: { customerId: 'string', lines }, handler: asyncHandler ? async (ctx) => quote(ctx.params) : (ctx) => quote(ctx.params) } } });
+  broker.createService({ name: 'pricing', actions: { quote: { params: { customerId: 'string', lines }, handler: asyncHandler ? async (ctx) => held(ctx.params) : (ctx) => quote(ctx.params) } } });
   await broker.start();
   call = () => broker.call('pricing.quote', QUOTE_INPUT);
+  hold = () => broker.call('pricing.quote', HOLD_INPUT, { timeout: 3_600_000 });
   stop = () => broker.stop();
 } else {
   // `POLICIES=off`: every call policy off, as bench/kernel-peer.ts `--policies off` (what the policies cost).
   const policies = process.env.POLICIES === 'off' ? { retry: false, circuitBreaker: false, bulkhead: false } : JSON.parse(process.env.POLICIES ?? '{}');
   const { defineModule } = await import(pathToFileURL(`${tree}/dist/kernel/index.js`).href);
-  const pricingModule = asyncHandler ? defineModule({ contract: pricing, create: () => ({ handlers: { quote: async (input) => quote(input) } }) }) : syncModule;
+  const pricingModule = asyncHandler ? defineModule({ contract: pricing, create: () => ({ handlers: { quote: async (input) => held(input) } }) }) : syncModule;
   const kernel = createKernel({ modules: [pricingModule], logger: silentLogger, ...policies });
   await kernel.start();
   const client = kernel.client(pricing);
   call = () => client.quote(QUOTE_INPUT);
+  hold = () => client.quote(HOLD_INPUT, { timeoutMs: 3_600_000 });
   stop = () => kernel.stop();
 }
 const context = { correlationId: 'bench', traceparent: undefined, caller: 'external', deadline: Date.now() + 3_600_000, principal: undefined };
@@ -58,14 +75,10 @@ const loop = async (count) => {
 };
 const run = (count) => (mode === 'context' ? runWithContext(context, () => loop(count)) : loop(count));
 const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+const holding = asyncHandler ? hold() : undefined;
 await run(calls * 3);
-// An idle second, then a second warm-up: the pause before the counted calls (while callgrind's
-// counters are zeroed) lets the deadline timer go idle and the circuit breaker's bucket end, so the
-// first counted call takes paths the warm-up never took (the timer's ref, the bucket's roll), and
-// V8 throws away the optimised code that lacked them. Re-optimising under valgrind takes long
-// enough that a good part of the counted calls then ran unoptimised (a run of 6 788 instructions a
-// call, against 4 830-5 365 since): the wide spread of docs/performance.md's "Fifth round". Taken
-// here, once, those paths are in the feedback the counted calls' code is compiled from.
+// An idle second, then a second warm-up: whatever else a pause changes (the circuit breaker's
+// one-second bucket ends) is then in the feedback the counted calls' code is compiled from.
 await new Promise((resolve) => setTimeout(resolve, 1_100));
 await run(calls);
 console.log('warm');
@@ -73,5 +86,7 @@ await lines.next();
 await run(calls);
 console.log('done');
 await lines.next();
+release();
+await holding;
 await stop();
 process.exit(0);
