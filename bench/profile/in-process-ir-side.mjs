@@ -6,6 +6,8 @@
 // "done", waits for a line. `HANDLER=async` in the environment: an async handler (keel's and
 // Moleculer's) instead of the sync one; `IN_FLIGHT=64`: that many calls in flight (as the peers
 // bench's concurrent rows make them) instead of one at a time; `TRACING=1`: keel's tracing on, no span sampled.
+// Before "warm" it idles a second and warms again; with an async handler it holds one call open
+// throughout (both: why, below).
 import { createInterface } from 'node:readline';
 import { pathToFileURL } from 'node:url';
 
