@@ -6,13 +6,14 @@
 # `moleculer`: Moleculer's local `broker.call` to the same handler, as the peers bench makes it.
 # POLICIES=off in the environment: a kernel with every call policy off (retry, breaker, bulkhead), or
 # POLICIES='<kernel options as JSON>' (e.g. '{"circuitBreaker":false}'); NODE_FLAGS: more node flags.
-# Runs of one build differed widely until 2026-12-04: 4 243 to 6 409 instructions a call over four
-# runs at top level (Node 24), two groups with NODE_FLAGS='--single-threaded --predictable-gc-schedule'
-# (docs/performance.md, "Fifth round"). The cause was the pause before the counted calls, which
-# let the deadline scheduler go idle and so deoptimized the call path inside the counted window;
-# in-process-ir-side.mjs now holds one call open throughout (HANDLER=async) and warms again after
-# an idle second (docs/performance.md, "Fourteenth round"). Runs still differ by a few per cent
-# (GC, the JIT's timing): compare several, alternating.
+# Runs of one build spread widely: 4 243 to 6 409 instructions a call over four sync runs at top
+# level (Node 24), two groups with NODE_FLAGS='--single-threaded --predictable-gc-schedule'
+# (docs/performance.md, "Fifth round"), and async runs up to 6 788. For the async ones the cause
+# was the pause before the counted calls, which let the deadline scheduler go idle and so
+# deoptimized the call path inside the counted window; in-process-ir-side.mjs now holds one call
+# open throughout (HANDLER=async) and warms again after an idle second (docs/performance.md,
+# "Fourteenth round"). Async counts still spread by about 8 % either way with the JIT's timing,
+# sync ones by under 2 % in that round: compare several runs of each build, alternating.
 # HANDLER=async, IN_FLIGHT=64, TRACING=1: as in-process-ir-side.mjs says.
 #   bench/profile/in-process-instructions.sh <tree> top|context|moleculer [calls=20000]
 tree=$(cd "$1" && pwd); mode=${2:-top}; n=${3:-20000}

@@ -31,9 +31,9 @@ let stop;
 // so that keel's deadline scheduler never goes idle, as under a steady stream of calls. Without
 // it, the pause before the counted calls (while callgrind's counters are zeroed) let the
 // scheduler's timer go idle, and the first counted call took a branch the warm-up's steady stream
-// never took (the timer's `ref()`): V8 threw the call path's optimised code away, and under
-// valgrind re-optimising took long enough that much of the counted window ran unoptimised (counts
-// of 6 100-6 800 instructions a call against 4 700-5 000: docs/performance.md, "Fourteenth
+// never took (the timer's `ref()`): V8 threw the call path's optimized code away, and under
+// valgrind re-optimizing took long enough that much of the counted window ran unoptimized (counts
+// of 6 100-6 800 instructions a call against 4 300-5 000: docs/performance.md, "Fourteenth
 // round"). Moleculer's async handler makes the same check, so both do the same work a call.
 const HOLD_INPUT = { ...QUOTE_INPUT, customerId: 'hold' };
 let release;
@@ -77,7 +77,14 @@ const loop = async (count) => {
 };
 const run = (count) => (mode === 'context' ? runWithContext(context, () => loop(count)) : loop(count));
 const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
-const holding = asyncHandler ? hold() : undefined;
+// A held call that fails (a POLICIES with an attempt timeout, say) would leave the count without
+// its reason for being: say so and stop, rather than count on.
+const holding = asyncHandler
+  ? hold().catch((error) => {
+      console.error('in-process-ir-side: the held call failed, so the deadline scheduler could go idle:', error);
+      process.exit(1);
+    })
+  : undefined;
 await run(calls * 3);
 // An idle second, then a second warm-up: whatever else a pause changes (the circuit breaker's
 // one-second bucket ends) is then in the feedback the counted calls' code is compiled from.
