@@ -61,10 +61,18 @@ export function traceCall(
   return (input, options) => {
     const tracer = keelTracer();
     if (tracer === undefined || !tracesCalls(transport)) return call(input, options);
-    const span = startClientSpan(tracer, contract, operation, transport, caller, options?.traceparent);
+    const parent = derivableContext();
+    const span = startClientSpan(tracer, contract, operation, transport, caller, options?.traceparent, parent);
+    // No span of keel's own (under a parent not sampled, `noSpanUnderUnsampled`): the parent's
+    // span context goes on, and the parent, which records nothing either, is already the active
+    // span. Nothing to make active or to end, so the call is made as it is: entering a context
+    // copies the caller's whole async context frame on Node 24 (about 2.5 k instructions a call;
+    // docs/performance.md, "Tracing, second round").
+    const above = trace.getSpan(parent);
+    if (above !== undefined && span.spanContext() === above.spanContext() && !above.isRecording()) return call(input, options);
     let pending: Promise<unknown>;
     try {
-      pending = contextStorage.run(trace.setSpan(derivableContext(), span), call, input, options);
+      pending = contextStorage.run(trace.setSpan(parent, span), call, input, options);
     } catch (error) {
       endCallSpan(span, 'client', outcomeOf(error), error);
       throw error;

@@ -7,7 +7,7 @@ import { AsyncResource } from 'node:async_hooks';
 import type { CircuitStatus } from './circuit-breaker.js';
 import { majorOf, type AnyContract, type AnyOperation } from './contract.js';
 import type { CallContext } from './context.js';
-import { KEEL_ROOT_CONTEXT, contextStorage, handlerEntry, withCall, type CallNode, type HandlerScope } from './otel-context.js';
+import { KEEL_ROOT_CONTEXT, handlerEntry, withCall, type CallNode, type HandlerScope } from './otel-context.js';
 import { keelTracer, startServerSpan, tracesCalls } from './tracing.js';
 import { ObservedAnswer, TracedAnswer, expiredFailure, overranFailure } from './served-answers.js';
 import { openTransactions } from './module-data.js';
@@ -35,6 +35,16 @@ interface OperationEntry {
   readonly handler: OperationHandler<AnyOperation>;
   /** What its handler runs for, on the context (log lines carry it). */
   readonly scope: HandlerScope;
+}
+
+/** A call to serve with its server span active (see `handle`): `run`'s arguments, in one object. */
+interface TracedRun {
+  readonly address: OperationAddress;
+  readonly input: unknown;
+  readonly context: CallContext;
+  readonly trusted: boolean;
+  readonly answer: Answer;
+  readonly fresh: boolean;
 }
 
 function isPromiseLike(value: unknown): value is PromiseLike<unknown> {
@@ -196,6 +206,8 @@ export function createServedModule(source: ServedSource): ServedModule {
     }
     execute(entry, address, value, context, answer, fresh);
   };
+
+  const runTraced = (call: TracedRun): void => run(call.address, call.input, call.context, call.trusted, call.answer, call.fresh);
 
   const execute = (entry: OperationEntry, address: OperationAddress, value: unknown, context: CallContext, answer: Answer, fresh: boolean): void => {
     // A callee never starts work whose deadline has passed: its caller has stopped waiting, and
@@ -377,8 +389,11 @@ export function createServedModule(source: ServedSource): ServedModule {
         return;
       }
       const span = startServerSpan(tracer, contract.name, address.operation, transport, context);
-      // A handler's context holds nothing of its caller's but what the call carries, in process as over a wire.
-      contextStorage.run(trace.setSpan(KEEL_ROOT_CONTEXT, span), run, address, input, context, trusted, new TracedAnswer(answer, span), fresh);
+      // A handler's context holds nothing of its caller's but what the call carries, in process as
+      // over a wire: the served call runs with its server span active, entered as a handler is, on
+      // an empty async context (the caller's open transactions carried), not on a copy of the
+      // caller's (about 2.5 k instructions on Node 24; docs/performance.md, "Tracing, second round").
+      enterHandler(trace.setSpan(KEEL_ROOT_CONTEXT, span), runTraced, { address, input, context, trusted, answer: new TracedAnswer(answer, span), fresh }, undefined);
     },
     dropped(operation, reason): void {
       for (const observer of observers) observer.requestDropped?.({ contract: contract.name, operation, transport, reason });

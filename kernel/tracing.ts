@@ -131,7 +131,7 @@ export function startSpanWith<T>(active: Tracer, name: string, options: SpanOpti
     // root sampler then. Compared with the zero ids rather than by trace.isSpanContextValid, whose
     // two regular expressions cost about 2 k instructions a call (docs/performance.md).
     // The parent's context wrapped, never the parent itself: ending keel's span must not end it.
-    if (above !== undefined && (above.traceFlags & TraceFlags.SAMPLED) === 0 && above.traceId !== INVALID_TRACEID && above.spanId !== INVALID_SPANID) {
+    if (above !== undefined && (above.traceFlags & TraceFlags.SAMPLED) === 0 && !isZeroId(above.traceId, INVALID_TRACEID) && !isZeroId(above.spanId, INVALID_SPANID)) {
       return trace.wrapSpanContext(above);
     }
   }
@@ -139,6 +139,15 @@ export function startSpanWith<T>(active: Tracer, name: string, options: SpanOpti
   const span = active.startSpan(name, options, parent);
   if (span.isRecording()) span.setAttributes(attributesOf(subject));
   return span;
+}
+
+/**
+ * Whether `id` is `zero`, the all-zero id of its length, told by its first and last digits for all
+ * but one id in 256: comparing a sliced string (a parsed traceparent's ids) with another string
+ * reads it through V8's runtime, about 400 instructions a comparison.
+ */
+function isZeroId(id: string, zero: string): boolean {
+  return id.charCodeAt(0) === 48 && id.charCodeAt(id.length - 1) === 48 && id === zero;
 }
 
 /** True when calls over `transport` get spans: always over a wire; in process unless switched off. */
@@ -155,8 +164,32 @@ export function tracesCalls(transport: string): boolean {
  * ```
  */
 export function traceparentOf(spanContext: SpanContext): string {
-  return `00-${spanContext.traceId}-${spanContext.spanId}-${spanContext.traceFlags & TraceFlags.SAMPLED ? '01' : '00'}`;
+  const last = lastFormatted;
+  if (last !== undefined && last.spanContext === spanContext) return last.traceparent;
+  const traceparent = `00-${spanContext.traceId}-${spanContext.spanId}-${spanContext.traceFlags & TraceFlags.SAMPLED ? '01' : '00'}`;
+  lastFormatted = { spanContext, traceparent, remote: NOT_PARSED };
+  return traceparent;
 }
+
+/** A span context's `traceparent`, and the remote span context that `traceparent` names once asked for. */
+interface FormattedTraceparent {
+  readonly spanContext: SpanContext;
+  readonly traceparent: string;
+  /** What {@link spanContextOf} reads in `traceparent` (frozen: callees in process share it), or {@link NOT_PARSED}. */
+  remote: SpanContext | undefined | typeof NOT_PARSED;
+}
+
+const NOT_PARSED = Symbol('not parsed');
+
+/**
+ * The last `traceparent` formatted, with its span context. Calls made one after another under
+ * one span carry the same string, formatted once. And in process the callee reads the very string
+ * its caller just wrote (the transport calls the handler synchronously, before any other call is
+ * made), so {@link spanContextOf} finds it here and parses it once, however many callees read it.
+ * Over a wire the callee's string is another one: one string comparison more, then parsed. A span
+ * context never changes (the OTel API's are immutable), so the one object formats as it did.
+ */
+let lastFormatted: FormattedTraceparent | undefined;
 
 /**
  * The remote span context a `traceparent` names, or `undefined` for none or a malformed one.
@@ -167,10 +200,21 @@ export function traceparentOf(spanContext: SpanContext): string {
  * ```
  */
 export function spanContextOf(traceparent: string | undefined): SpanContext | undefined {
+  const last = lastFormatted;
+  if (last === undefined || traceparent !== last.traceparent) return parsed(traceparent);
+  if (last.remote === NOT_PARSED) {
+    const remote = parsed(traceparent);
+    // With the span context's own ids (the same digits, as parsing them checked): the parsed ones are slices.
+    last.remote = remote && Object.freeze({ traceId: last.spanContext.traceId, spanId: last.spanContext.spanId, traceFlags: remote.traceFlags, isRemote: true });
+  }
+  return last.remote;
+}
+
+function parsed(traceparent: string | undefined): SpanContext | undefined {
   if (!isTraceparent(traceparent) || traceparent.startsWith('ff')) return undefined;
   const traceId = traceparent.slice(3, 35);
   const spanId = traceparent.slice(36, 52);
-  if (traceId === INVALID_TRACEID || spanId === INVALID_SPANID) return undefined;
+  if (isZeroId(traceId, INVALID_TRACEID) || isZeroId(spanId, INVALID_SPANID)) return undefined;
   return { traceId, spanId, traceFlags: Number.parseInt(traceparent.slice(53, 55), 16) & TraceFlags.SAMPLED, isRemote: true };
 }
 
@@ -191,11 +235,19 @@ export function outgoingTraceparent(inherited: string | undefined): string | und
 }
 
 /**
- * Starts the client span of a call from the active context. `external`: the traceparent an
- * outside caller passed (`CallOptions.traceparent`), parent when no span is active.
+ * Starts the client span of a call from `context` (default: the active context). `external`: the
+ * traceparent an outside caller passed (`CallOptions.traceparent`), parent when no span is active.
  */
-export function startClientSpan(active: Tracer, contract: string, operation: string, transport: string, caller: string, external: string | undefined): Span {
-  let parent = derivableContext();
+export function startClientSpan(
+  active: Tracer,
+  contract: string,
+  operation: string,
+  transport: string,
+  caller: string,
+  external: string | undefined,
+  context: Context = derivableContext(),
+): Span {
+  let parent = context;
   if (external !== undefined && trace.getSpan(parent) === undefined) parent = continuing(parent, external);
   const method = `${contract}/${operation}`;
   return startSpanWith(active, method, CLIENT, parent, clientAttributes, { method, transport, caller });

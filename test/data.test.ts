@@ -10,7 +10,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
+import { TracerProvider } from '@opentelemetry/sdk-trace';
 import { createKernel, defineContract, defineModule, isKeelError, operation, silentLogger, type DatabaseEngine, type Kernel, type Logger } from 'keel';
+import { disableTracing, enableTracing } from 'keel/transport';
 import { Refused, audit, auditModule, ledger, ledgerModule, makeAuditModule } from './fixtures/data/modules.js';
 import { enginesUnderTest } from './support/databases.js';
 
@@ -241,24 +243,32 @@ describe.each(engines)('data - $name', (engine) => {
 
   it(
     engine.name === 'pglite'
-      ? 'refuses, with what to do, a query of a module called by another that holds a transaction (PGlite runs one at a time)'
-      : 'lets a module called by another that holds a transaction use its own database',
+      ? 'refuses, with what to do, a query of a module called by another that holds a transaction (PGlite runs one at a time), with tracing off and on'
+      : 'lets a module called by another that holds a transaction use its own database, with tracing off and on',
     async () => {
-      const records: { message: string; fields: Record<string, unknown> }[] = [];
-      const kernel = await started(await engine.fresh(), recordingLogger(records));
-      const outcome = await kernel.client(ledger).addAndAsk({ label: 'asked' }).catch((error: unknown) => error);
-      if (engine.name === 'pglite') {
-        // The refusal reaches the ledger's handler, which does not declare it: its caller sees INTERNAL, its log the reason.
-        expect(isKeelError(outcome, 'INTERNAL')).toBe(true);
-        const logged = records.map((record) => String((record.fields['err'] as Error | undefined)?.message ?? ''));
-        expect(logged).toContainEqual(
-          expect.stringContaining('Module "audit" used its database while module "ledger", which called it, holds a transaction on the same pglite database'),
-        );
-        expect((await kernel.client(ledger).labels({})).labels).toEqual([]);
-      } else {
-        expect(outcome).toEqual({ seen: 0 });
+      // With tracing on, the served call is entered with its server span (served.ts): the caller's open transaction must cross that entry too.
+      for (const tracing of [false, true]) {
+        if (tracing) enableTracing({ provider: new TracerProvider() });
+        try {
+          const records: { message: string; fields: Record<string, unknown> }[] = [];
+          const kernel = await started(await engine.fresh(), recordingLogger(records));
+          const outcome = await kernel.client(ledger).addAndAsk({ label: 'asked' }).catch((error: unknown) => error);
+          if (engine.name === 'pglite') {
+            // The refusal reaches the ledger's handler, which does not declare it: its caller sees INTERNAL, its log the reason.
+            expect(isKeelError(outcome, 'INTERNAL'), `tracing ${tracing ? 'on' : 'off'}: ${String(outcome)}`).toBe(true);
+            const logged = records.map((record) => String((record.fields['err'] as Error | undefined)?.message ?? ''));
+            expect(logged).toContainEqual(
+              expect.stringContaining('Module "audit" used its database while module "ledger", which called it, holds a transaction on the same pglite database'),
+            );
+            expect((await kernel.client(ledger).labels({})).labels).toEqual([]);
+          } else {
+            expect(outcome).toEqual({ seen: 0 });
+          }
+          await kernel.stop();
+        } finally {
+          disableTracing();
+        }
       }
-      await kernel.stop();
     },
   );
 });

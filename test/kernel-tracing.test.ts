@@ -9,7 +9,7 @@ import { z } from 'zod';
 import { INVALID_SPAN_CONTEXT, SpanKind, SpanStatusCode, context, trace, type Attributes } from '@opentelemetry/api';
 import { InMemorySpanExporter, SamplingDecision, SimpleSpanProcessor, TracerProvider, type ReadableSpan, type Sampler } from '@opentelemetry/sdk-trace';
 import { createKernel, defineContract, defineModule, operation, silentLogger, type Kernel } from 'keel';
-import { KeelContextManager, disableTracing, enableTracing, logFields, newTraceparent, type CallRecord } from 'keel/transport';
+import { KeelContextManager, disableTracing, enableTracing, logFields, newTraceparent, spanContextOf, traceparentOf, type CallRecord } from 'keel/transport';
 
 const inner = defineContract({
   name: 'inner',
@@ -281,5 +281,36 @@ describe('kernel tracing in one process', () => {
     expect(exporter.getFinishedSpans()).toHaveLength(4);
     expect([...traces]).not.toContain(INVALID_SPAN_CONTEXT.traceId);
     expect(traces.size).toBe(1);
+  });
+
+  it('spanContextOf reads the traceparent traceparentOf just wrote as parsing it does: the same remote span context for that string and for another of the same digits, none for zero or upper-case ids, and one frozen object for every reader', () => {
+    const cases = [
+      { traceId: '4bf92f3577b34da6a3ce929d0e0e4736', spanId: '00f067aa0ba902b7', traceFlags: 1 },
+      { traceId: '4bf92f3577b34da6a3ce929d0e0e4736', spanId: '00f067aa0ba902b7', traceFlags: 0 },
+      { traceId: '00000000000000000000000000000000', spanId: '00f067aa0ba902b7', traceFlags: 1 },
+      { traceId: '4bf92f3577b34da6a3ce929d0e0e4736', spanId: '0000000000000000', traceFlags: 0 },
+      { traceId: '4BF92F3577B34DA6A3CE929D0E0E4736', spanId: '00f067aa0ba902b7', traceFlags: 1 },
+      { traceId: '0af7651916cd43dd8448eb211c803190', spanId: 'b7ad6b7169203331', traceFlags: 3 },
+      { traceId: '0af7651916cd43dd8448eb211c803190', spanId: 'b7ad6b71692033', traceFlags: 1 },
+    ];
+    for (const spanContext of cases) {
+      const written = traceparentOf(spanContext);
+      expect(traceparentOf(spanContext)).toBe(written);
+      // The same digits in a string of their own (as a callee over a wire reads them): parsed.
+      const copy = [...written].join('');
+      const parsed = spanContextOf(copy);
+      const read = spanContextOf(written);
+      expect(read, written).toEqual(parsed);
+      if (read !== undefined) {
+        expect(read).toEqual({ traceId: spanContext.traceId, spanId: spanContext.spanId, traceFlags: spanContext.traceFlags & 1, isRemote: true });
+        expect(Object.isFrozen(read)).toBe(true);
+        expect(spanContextOf(written)).toBe(read);
+      }
+    }
+    // Another span context formatted since: the first string is parsed again, to the same reading.
+    const first = cases[0] as (typeof cases)[0];
+    const firstWritten = traceparentOf(first);
+    traceparentOf(cases[1] as (typeof cases)[0]);
+    expect(spanContextOf(firstWritten)).toEqual({ ...first, isRemote: true });
   });
 });

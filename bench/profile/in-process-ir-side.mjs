@@ -5,7 +5,10 @@
 // up, says "warm", waits for a line on stdin (the counters are zeroed then), makes <calls> more, says
 // "done", waits for a line. `HANDLER=async` in the environment: an async handler (keel's and
 // Moleculer's) instead of the sync one; `IN_FLIGHT=64`: that many calls in flight (as the peers
-// bench's concurrent rows make them) instead of one at a time; `TRACING=1`: keel's tracing on, no span sampled.
+// bench's concurrent rows make them) instead of one at a time; `TRACING=1`: keel's tracing on, no span sampled;
+// with it, `PARENT=unsampled`: the calls made under an active span that is not sampled, as a
+// handler serving a request that was not sampled makes them (with a `parentbased_*` sampler, most
+// of a traced deployment's calls).
 // Before "warm" it idles a second and warms again; with an async handler it holds one call open
 // throughout (both: why, below).
 import { createInterface } from 'node:readline';
@@ -75,7 +78,14 @@ const loop = async (count) => {
   };
   await Promise.all(Array.from({ length: inFlight }, worker));
 };
-const run = (count) => (mode === 'context' ? runWithContext(context, () => loop(count)) : loop(count));
+const inContext = (count) => (mode === 'context' ? runWithContext(context, () => loop(count)) : loop(count));
+let run = inContext;
+if (process.env.PARENT === 'unsampled') {
+  if (process.env.TRACING !== '1') throw new Error('PARENT=unsampled needs TRACING=1');
+  const api = await import('@opentelemetry/api');
+  const parent = api.trace.setSpanContext(api.ROOT_CONTEXT, { traceId: '0af7651916cd43dd8448eb211c80319c', spanId: 'b7ad6b7169203331', traceFlags: 0, isRemote: true });
+  run = (count) => api.context.with(parent, () => inContext(count));
+}
 const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
 // A held call that fails (a POLICIES with an attempt timeout, say) would leave the count without
 // its reason for being: say so and stop, rather than count on.
