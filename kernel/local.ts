@@ -116,30 +116,14 @@ class LocalCall implements Answer, DeadlineEntry {
 
   constructor(
     readonly deadlines: DeadlineScheduler,
-    public address: OperationAddress,
-    public context: CallContext,
-    public input: unknown,
-    public signal: AbortSignal | undefined,
-    public rebuild: Rebuild,
+    readonly address: OperationAddress,
+    readonly context: CallContext,
+    readonly input: unknown,
+    readonly signal: AbortSignal | undefined,
+    readonly rebuild: Rebuild,
   ) {
     this.deadline = context.deadline;
     this.store = keelTracer() === undefined ? undefined : contextStorage.getStore();
-  }
-
-  /** Makes a call settled synchronously ready for the next one (see LocalBus's #spare). */
-  reuse(address: OperationAddress, context: CallContext, input: unknown, signal: AbortSignal | undefined, rebuild: Rebuild): this {
-    this.address = address;
-    this.context = context;
-    this.input = input;
-    this.signal = signal;
-    this.rebuild = rebuild;
-    this.deadline = context.deadline;
-    this.store = keelTracer() === undefined ? undefined : contextStorage.getStore();
-    this.state = RUNNING;
-    this.outcome = undefined;
-    this.watcher = undefined;
-    this.abandoned = undefined;
-    return this;
   }
 
   watch(controller: AbortController): void {
@@ -268,7 +252,6 @@ class LocalBus implements LocalTransport {
   readonly #servers = new Map<string, { list: Server[]; next: number }>();
   readonly #deadlines = new DeadlineScheduler();
   readonly #events: LocalEvents;
-  #spare: LocalCall | undefined;
 
   constructor(options: LocalTransportOptions & { readonly redeliveryDelayMs: number; readonly durableBacklogLimit: number }) {
     this.#events = new LocalEvents(options.logger ?? silentLogger, options.redeliveryDelayMs, options.durableBacklogLimit);
@@ -298,18 +281,14 @@ class LocalBus implements LocalTransport {
     }
     const server = servers.list[servers.next++ % servers.list.length] as Server;
     if (signal?.aborted) return failed(rebuild(cancelledError(address, context, signal.reason), context, input, signal));
-    // A call a synchronous handler settled is done with before handle returns, so its object is
-    // kept for the next call: the synchronous path allocates nothing of its own. A nested call
-    // (made by the handler) finds no spare and makes one.
-    const spare = this.#spare;
-    this.#spare = undefined;
-    const call =
-      spare === undefined ? new LocalCall(this.#deadlines, address, context, input, signal, rebuild) : spare.reuse(address, context, input, signal, rebuild);
+    // A new object per call, a synchronous handler's too: V8 allocates a young object for a few
+    // instructions, where reusing one that has aged into the old generation made every store of a
+    // young value into it (the context, the outcome) a write barrier's slow path (about 300
+    // instructions a call; docs/performance.md, "Fifteenth round").
+    const call = new LocalCall(this.#deadlines, address, context, input, signal, rebuild);
     server.module.handle(address, input, context, true, call, fresh);
     const { state, outcome } = call;
     if (state === RUNNING) return call.wait(server);
-    call.reuse(address, context, undefined, undefined, asIs);
-    this.#spare = call;
     if (state === FAILED) return failed(rebuild(outcome, context, input, signal));
     // A synchronous handler: it already finished, so only a blown deadline can change the outcome.
     if (Date.now() > context.deadline) return failed(rebuild(timeoutError(address, context), context, input, signal));

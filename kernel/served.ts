@@ -321,8 +321,8 @@ export function createServedModule(source: ServedSource): ServedModule {
     // tracing on, the store is the server span's context, or the caller's when in-process spans are off.
     // The answer goes with it: the handler's signal, if it asks for one (call-signal.ts), watches it,
     // until the handler finished (store.answer = undefined below): a signal asked for later by work
-    // it left behind must not watch an answer reused for another call (the in-process transport
-    // reuses a synchronous call's), nor stay watched by a NATS callee after the reply.
+    // it left behind must not watch an answer whose call is over, nor stay watched by a NATS
+    // callee after the reply.
     const store = withCall(context, entry.scope, keelTracer() === undefined ? ROOT_CONTEXT : undefined, answer);
     try {
       result = enterHandler(store, entry.handler, value, context);
