@@ -165,29 +165,33 @@ export function tracesCalls(transport: string): boolean {
  */
 export function traceparentOf(spanContext: SpanContext): string {
   const last = lastFormatted;
-  if (last !== undefined && last.spanContext === spanContext) return last.traceparent;
-  const traceparent = `00-${spanContext.traceId}-${spanContext.spanId}-${spanContext.traceFlags & TraceFlags.SAMPLED ? '01' : '00'}`;
-  lastFormatted = { spanContext, traceparent, remote: NOT_PARSED };
+  const { traceId, spanId, traceFlags } = spanContext;
+  if (last !== undefined && last.spanContext === spanContext && last.traceId === traceId && last.spanId === spanId && last.traceFlags === traceFlags) {
+    return last.traceparent;
+  }
+  const traceparent = `00-${traceId}-${spanId}-${traceFlags & TraceFlags.SAMPLED ? '01' : '00'}`;
+  lastFormatted = { spanContext, traceId, spanId, traceFlags, traceparent, valid: undefined };
   return traceparent;
 }
 
-/** A span context's `traceparent`, and the remote span context that `traceparent` names once asked for. */
+/** A `traceparent` formatted, with what it was formatted from (copied: a span context's fields can be written). */
 interface FormattedTraceparent {
   readonly spanContext: SpanContext;
+  readonly traceId: string;
+  readonly spanId: string;
+  readonly traceFlags: number;
   readonly traceparent: string;
-  /** What {@link spanContextOf} reads in `traceparent` (frozen: callees in process share it), or {@link NOT_PARSED}. */
-  remote: SpanContext | undefined | typeof NOT_PARSED;
+  /** Whether parsing `traceparent` gives a span context, once a reader asked. */
+  valid: boolean | undefined;
 }
 
-const NOT_PARSED = Symbol('not parsed');
-
 /**
- * The last `traceparent` formatted, with its span context. Calls made one after another under
- * one span carry the same string, formatted once. And in process the callee reads the very string
- * its caller just wrote (the transport calls the handler synchronously, before any other call is
- * made), so {@link spanContextOf} finds it here and parses it once, however many callees read it.
- * Over a wire the callee's string is another one: one string comparison more, then parsed. A span
- * context never changes (the OTel API's are immutable), so the one object formats as it did.
+ * The last `traceparent` formatted. Calls made one after another under one span carry the same
+ * string, formatted once. And in process the callee reads the string its caller has just
+ * written (the transport calls the handler synchronously, before any other call is made), so
+ * {@link spanContextOf} finds it here and does not parse it again, however many callees read it.
+ * A string of other digits (a callee's over a wire, mostly) costs one string comparison more, and
+ * is parsed.
  */
 let lastFormatted: FormattedTraceparent | undefined;
 
@@ -202,12 +206,9 @@ let lastFormatted: FormattedTraceparent | undefined;
 export function spanContextOf(traceparent: string | undefined): SpanContext | undefined {
   const last = lastFormatted;
   if (last === undefined || traceparent !== last.traceparent) return parsed(traceparent);
-  if (last.remote === NOT_PARSED) {
-    const remote = parsed(traceparent);
-    // With the span context's own ids (the same digits, as parsing them checked): the parsed ones are slices.
-    last.remote = remote && Object.freeze({ traceId: last.spanContext.traceId, spanId: last.spanContext.spanId, traceFlags: remote.traceFlags, isRemote: true });
-  }
-  return last.remote;
+  // The digits of the string just formatted: read from what it was formatted from, checked once.
+  if (last.valid === undefined) last.valid = parsed(traceparent) !== undefined;
+  return last.valid ? { traceId: last.traceId, spanId: last.spanId, traceFlags: last.traceFlags & TraceFlags.SAMPLED, isRemote: true } : undefined;
 }
 
 function parsed(traceparent: string | undefined): SpanContext | undefined {

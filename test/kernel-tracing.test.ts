@@ -4,11 +4,12 @@
  * in a bulkhead queue; an idempotent replay; which outcomes mark a server span ERROR; a
  * thenable that answers and then throws is reported once.
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { afterEach, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { INVALID_SPAN_CONTEXT, SpanKind, SpanStatusCode, context, trace, type Attributes } from '@opentelemetry/api';
 import { InMemorySpanExporter, SamplingDecision, SimpleSpanProcessor, TracerProvider, type ReadableSpan, type Sampler } from '@opentelemetry/sdk-trace';
-import { createKernel, defineContract, defineModule, operation, silentLogger, type Kernel } from 'keel';
+import { KeelError, KeelErrorCode, createKernel, defineContract, defineModule, operation, silentLogger, type Kernel } from 'keel';
 import { KeelContextManager, disableTracing, enableTracing, logFields, newTraceparent, spanContextOf, traceparentOf, type CallRecord } from 'keel/transport';
 
 const inner = defineContract({
@@ -283,7 +284,7 @@ describe('kernel tracing in one process', () => {
     expect(traces.size).toBe(1);
   });
 
-  it('spanContextOf reads the traceparent traceparentOf just wrote as parsing it does: the same remote span context for that string and for another of the same digits, none for zero or upper-case ids, and one frozen object for every reader', () => {
+  it('spanContextOf reads the traceparent traceparentOf just wrote as parsing it does: the same remote span context for that string, for another of the same digits and for the one written before it, none for zero, upper-case or short ids, and never an object another reader holds', () => {
     const cases = [
       { traceId: '4bf92f3577b34da6a3ce929d0e0e4736', spanId: '00f067aa0ba902b7', traceFlags: 1 },
       { traceId: '4bf92f3577b34da6a3ce929d0e0e4736', spanId: '00f067aa0ba902b7', traceFlags: 0 },
@@ -297,20 +298,108 @@ describe('kernel tracing in one process', () => {
       const written = traceparentOf(spanContext);
       expect(traceparentOf(spanContext)).toBe(written);
       // The same digits in a string of their own (as a callee over a wire reads them): parsed.
-      const copy = [...written].join('');
-      const parsed = spanContextOf(copy);
+      const parsed = spanContextOf([...written].join(''));
       const read = spanContextOf(written);
       expect(read, written).toEqual(parsed);
       if (read !== undefined) {
         expect(read).toEqual({ traceId: spanContext.traceId, spanId: spanContext.spanId, traceFlags: spanContext.traceFlags & 1, isRemote: true });
-        expect(Object.isFrozen(read)).toBe(true);
-        expect(spanContextOf(written)).toBe(read);
+        expect(spanContextOf(written)).not.toBe(read);
       }
     }
-    // Another span context formatted since: the first string is parsed again, to the same reading.
-    const first = cases[0] as (typeof cases)[0];
+    // Two span contexts of other ids, one formatted after the other: each string reads its own.
+    const [first, second] = [cases[0], cases[5]] as [(typeof cases)[0], (typeof cases)[0]];
     const firstWritten = traceparentOf(first);
-    traceparentOf(cases[1] as (typeof cases)[0]);
+    const secondWritten = traceparentOf(second);
+    expect(spanContextOf(secondWritten)).toEqual({ ...second, traceFlags: 1, isRemote: true });
     expect(spanContextOf(firstWritten)).toEqual({ ...first, isRemote: true });
+    expect(spanContextOf(secondWritten)).toEqual({ ...second, traceFlags: 1, isRemote: true });
+    // A span context written to after it was formatted: formatted again, and the old string still reads its own digits.
+    const changing = { traceId: '0af7651916cd43dd8448eb211c80319c', spanId: 'b7ad6b7169203331', traceFlags: 1 };
+    const before = traceparentOf(changing);
+    changing.spanId = 'aaaaaaaaaaaaaaaa';
+    expect(spanContextOf(before)).toEqual({ traceId: changing.traceId, spanId: 'b7ad6b7169203331', traceFlags: 1, isRemote: true });
+    expect(traceparentOf(changing)).toBe(`00-${changing.traceId}-aaaaaaaaaaaaaaaa-01`);
+  });
+
+  it('noSpanUnderUnsampled: under a parent that records but is not sampled, a call that is retried notes its retry on a span of its own (one that records nothing), never on the parent', async () => {
+    const sampler: Sampler = {
+      shouldSample: (_c, _t, name) => ({ decision: name === 'request recorded' ? SamplingDecision.RECORD : SamplingDecision.RECORD_AND_SAMPLED }),
+      toString: () => 'by name',
+    };
+    exporter.reset();
+    const provider = new TracerProvider({ sampler, spanProcessors: [new SimpleSpanProcessor({ exporter })] });
+    enableTracing({ provider, noSpanUnderUnsampled: true });
+    trace.setGlobalTracerProvider(provider);
+    context.setGlobalContextManager(new KeelContextManager());
+    let attempts = 0;
+    const flaky = defineContract({ name: 'flaky', version: '1.0.0', operations: { once: operation({ input: z.object({}), output: z.object({}), idempotent: true }) } });
+    const flakyModule = defineModule({
+      contract: flaky,
+      create: () => ({
+        handlers: {
+          once: async () => {
+            attempts += 1;
+            if (attempts === 1) throw new KeelError(KeelErrorCode.UNAVAILABLE, 'unavailable once, as the test asks');
+            return {};
+          },
+        },
+      }),
+    });
+    kernel = createKernel({ modules: [flakyModule], logger: silentLogger });
+    await kernel.start();
+    const running = kernel;
+    const request = await trace.getTracer('test').startActiveSpan('request recorded', async (span) => {
+      expect(await running.client(flaky).once({})).toEqual({});
+      return span;
+    });
+    expect(attempts).toBe(2);
+    expect(request.isRecording()).toBe(true);
+    // A span recorded but not sampled is never exported: its events are read on the SDK's span itself.
+    expect((request as unknown as ReadableSpan).events.map((event) => event.name)).toEqual([]);
+    request.end();
+  });
+
+  it("with tracing on, the served side of an in-process call (the operation's auth predicate, the callServed observer, the handler) sees none of its caller's own AsyncLocalStorage values, as behind a wire; the caller's code after the call sees its own", async () => {
+    const mine = new AsyncLocalStorage<string>();
+    const seen: Record<string, string | undefined> = {};
+    const Principal = z.object({ sub: z.string(), roles: z.array(z.string()) });
+    const guarded = defineContract({
+      name: 'guarded',
+      version: '1.0.0',
+      operations: {
+        look: operation({
+          input: z.object({}),
+          output: z.object({}),
+          auth: () => {
+            seen['auth'] = mine.getStore() ?? 'none';
+            return true;
+          },
+        }),
+      },
+    });
+    const guardedModule = defineModule({
+      contract: guarded,
+      create: () => ({
+        handlers: {
+          look: () => {
+            seen['handler'] = mine.getStore() ?? 'none';
+            return {};
+          },
+        },
+      }),
+    });
+    exporter.reset();
+    enableTracing({ provider: new TracerProvider({ spanProcessors: [new SimpleSpanProcessor({ exporter })] }) });
+    kernel = createKernel({ modules: [guardedModule], principal: Principal, logger: silentLogger });
+    kernel.observe({ callServed: () => void (seen['observer'] = mine.getStore() ?? 'none') });
+    await kernel.start();
+    const running = kernel;
+    seen['caller'] = await mine.run('request 42', async () => {
+      await running.client(guarded).look({}, { principal: { sub: 'ada', roles: [] } });
+      return mine.getStore();
+    });
+    expect(seen).toEqual({ auth: 'none', handler: 'none', observer: 'none', caller: 'request 42' });
+    // The server span was made: the path with tracing on was taken.
+    expect(exporter.getFinishedSpans().map((span) => `${span.name} [${SpanKind[span.kind]}]`)).toContain('guarded/look [SERVER]');
   });
 });
