@@ -249,9 +249,10 @@ describe.each(engines)('data - $name', (engine) => {
       // With tracing on, the served call is entered with its server span (served.ts): the caller's open transaction must cross that entry too.
       for (const tracing of [false, true]) {
         if (tracing) enableTracing({ provider: new TracerProvider() });
+        let kernel: Kernel | undefined;
         try {
           const records: { message: string; fields: Record<string, unknown> }[] = [];
-          const kernel = await started(await engine.fresh(), recordingLogger(records));
+          kernel = await started(await engine.fresh(), recordingLogger(records));
           const outcome = await kernel.client(ledger).addAndAsk({ label: 'asked' }).catch((error: unknown) => error);
           if (engine.name === 'pglite') {
             // The refusal reaches the ledger's handler, which does not declare it: its caller sees INTERNAL, its log the reason.
@@ -264,8 +265,8 @@ describe.each(engines)('data - $name', (engine) => {
           } else {
             expect(outcome).toEqual({ seen: 0 });
           }
-          await kernel.stop();
         } finally {
+          await kernel?.stop();
           disableTracing();
         }
       }

@@ -200,7 +200,7 @@ describe('callSignal passed on to a handler\'s own call', () => {
 });
 
 describe('callSignal asked for after its handler finished', () => {
-  it('does not take over the signal of a later call served by the same in-process call object (a synchronous handler\'s is reused)', async () => {
+  it('does not take over the signal of a later call: a signal asked for by work a finished synchronous handler left behind belongs to its own finished call', async () => {
     let strayAsked = false;
     let reason: unknown;
     const twice = defineContract({

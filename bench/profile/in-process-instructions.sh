@@ -14,7 +14,7 @@
 # open throughout (HANDLER=async) and warms again after an idle second (docs/performance.md,
 # "Fourteenth round"). Async counts still spread by about 8 % either way with the JIT's timing,
 # sync ones by under 2 % in that round: compare several runs of each build, alternating.
-# HANDLER=async, IN_FLIGHT=64, TRACING=1: as in-process-ir-side.mjs says.
+# HANDLER=async, IN_FLIGHT=64, TRACING=1, PARENT=unsampled: as in-process-ir-side.mjs says.
 #   bench/profile/in-process-instructions.sh <tree> top|context|moleculer [calls=20000]
 tree=$(cd "$1" && pwd); mode=${2:-top}; n=${3:-20000}
 source "$(dirname "$0")/ir-common.sh"

@@ -83,7 +83,9 @@ let run = inContext;
 if (process.env.PARENT === 'unsampled') {
   if (process.env.TRACING !== '1') throw new Error('PARENT=unsampled needs TRACING=1');
   const api = await import('@opentelemetry/api');
-  const parent = api.trace.setSpanContext(api.ROOT_CONTEXT, { traceId: '0af7651916cd43dd8448eb211c80319c', spanId: 'b7ad6b7169203331', traceFlags: 0, isRemote: true });
+  // On keel's own empty context, as a handler's span context is (a server span's, derived from it).
+  const { KEEL_ROOT_CONTEXT } = await import(pathToFileURL(`${tree}/dist/kernel/transport-entry.js`).href);
+  const parent = api.trace.setSpanContext(KEEL_ROOT_CONTEXT, { traceId: '0af7651916cd43dd8448eb211c80319c', spanId: 'b7ad6b7169203331', traceFlags: 0, isRemote: true });
   run = (count) => api.context.with(parent, () => inContext(count));
 }
 const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
