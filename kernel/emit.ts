@@ -10,7 +10,8 @@ import { KeelError, KeelErrorCode, validationError } from './errors.js';
 import type { ModuleDatabase } from './module-data.js';
 import type { HostServices } from './module-host.js';
 import type { OutboxRelay } from './outbox-relay.js';
-import { endSpan, keelTracer, startProducerSpan, traceparentOf } from './tracing.js';
+import { endSpan, keelTracer, startProducerSpan } from './tracing.js';
+import { traceparentOf } from './traceparent.js';
 
 /** What a module's `emit` needs from its host. */
 export interface EmitSource {
