@@ -11,6 +11,7 @@ import type { CallContext } from './context.js';
 import { DeadlineScheduler, type DeadlineEntry } from './deadline.js';
 import { InFlight } from './in-flight.js';
 import { LocalEvents } from './local-events.js';
+import { unwatchSignal, watchSignal, type AbortableCall } from './signal-watch.js';
 import { DEFAULT_LOCAL_TRANSPORT_OPTIONS, LocalTransportOptionsSchema, type LocalTransportOptions } from './local-options.js';
 import { silentLogger } from './logger.js';
 import { parseOptions } from './options.js';
@@ -97,7 +98,7 @@ const FAILED = 2;
  * asynchronous one settles it later, racing the deadline and the caller's signal. A class
  * rather than closures: the hot path allocates one object per call and no functions.
  */
-class LocalCall implements Answer, DeadlineEntry {
+class LocalCall implements Answer, DeadlineEntry, AbortableCall {
   deadline: number;
   deadlineSlot = -1;
   state = RUNNING;
@@ -106,7 +107,6 @@ class LocalCall implements Answer, DeadlineEntry {
   server: Server | undefined;
   resolve: (value: unknown) => void = ignore;
   reject: (error: unknown) => void = ignore;
-  onAbort: (() => void) | undefined;
   /** The caller's context while tracing is on: a retry made of a failure starts from it (its span notes the attempt). */
   store: Context | undefined;
   /** The handler's signal, once it asked for one (`callSignal()`): aborted when the caller gives up first. */
@@ -161,9 +161,12 @@ class LocalCall implements Answer, DeadlineEntry {
       this.reject = reject;
     });
     this.deadlines.add(this);
-    if (this.signal) {
-      this.onAbort = () => this.abort();
-      this.signal.addEventListener('abort', this.onAbort, { once: true });
+    // One listener per signal, not per call (signal-watch.ts). callRebuilding checked the signal
+    // before the handler started; the handler's synchronous part may have aborted it since.
+    const signal = this.signal;
+    if (signal !== undefined) {
+      if (signal.aborted) this.abort();
+      else watchSignal(signal, this);
     }
     return promise;
   }
@@ -182,7 +185,7 @@ class LocalCall implements Answer, DeadlineEntry {
     if (this.state !== RUNNING) return;
     this.state = state;
     if (fromHandler) this.deadlines.delete(this);
-    if (this.onAbort) this.signal?.removeEventListener('abort', this.onAbort);
+    if (this.signal !== undefined) unwatchSignal(this.signal, this);
     if (state === SUCCEEDED) {
       this.resolve(outcome);
       return;

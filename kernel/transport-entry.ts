@@ -38,6 +38,7 @@ export { cancelledError, noRespondersError, timeoutError, unknownOperationFailur
 export { callAbandoned } from './call-signal.js';
 export { fromErrorEnvelope, isErrorEnvelope, toErrorEnvelope } from './envelope.js';
 export { DeadlineScheduler, type DeadlineEntry } from './deadline.js';
+export { unwatchSignal, watchSignal, type AbortableCall } from './signal-watch.js';
 export { definedOnly, describeValue, loggerOption, parseOptions } from './options.js';
 export { nearestName } from './nearest-name.js';
 export { STATUS_BY_ERROR_KIND } from './error-kind-status.js';

@@ -39,7 +39,11 @@ export interface OperationAddress {
  * ```
  */
 export interface TransportCallOptions {
-  /** Aborts the call early with `CANCELLED`. */
+  /**
+   * Aborts the call early with `CANCELLED`. A transport listens to it only while the call waits
+   * (`watchSignal` and `unwatchSignal` do that with one listener for every call on the signal):
+   * the kernel hands a signal nothing listens to any more on to a later call.
+   */
   readonly signal?: AbortSignal | undefined;
 }
 

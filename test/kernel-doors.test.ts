@@ -120,10 +120,13 @@ const TRANSPORT = {
     'traceparentOf',
     'tracingRequested',
     'unknownOperationFailure',
+    'unwatchSignal',
     'versionMismatchFailure',
+    'watchSignal',
     'within',
   ],
   types: [
+    'AbortableCall',
     'Answer',
     'AnyOperation',
     'CallOptions',

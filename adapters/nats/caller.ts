@@ -13,8 +13,11 @@ import {
   noRespondersError,
   timeoutError,
   unknownOperationFailure,
+  unwatchSignal,
   versionMismatchFailure,
+  watchSignal,
   within,
+  type AbortableCall,
   type DeadlineEntry,
   type OperationAddress,
   type TransportCallOptions,
@@ -41,6 +44,8 @@ function byVersion(a: ServiceInfo, b: ServiceInfo): number {
 /** What a pending call needs from its transport when its deadline passes. */
 interface CallOwner {
   expired(call: PendingCall): void;
+  /** The caller's signal aborted while the call waited. */
+  aborted(call: PendingCall): void;
 }
 
 /**
@@ -48,12 +53,11 @@ interface CallOwner {
  * a call allocates one object and no function (under tsx, esbuild's keepNames would also wrap
  * every named closure made per call).
  */
-class PendingCall implements DeadlineEntry {
+class PendingCall implements DeadlineEntry, AbortableCall {
   readonly deadline: number;
   readonly startedAt = Date.now();
   resolve: (value: unknown) => void = ignore;
   reject: (error: unknown) => void = ignore;
-  onAbort: (() => void) | undefined;
   deadlineSlot = -1;
 
   constructor(
@@ -68,6 +72,10 @@ class PendingCall implements DeadlineEntry {
 
   expire(): void {
     this.owner.expired(this);
+  }
+
+  abort(): void {
+    this.owner.aborted(this);
   }
 }
 
@@ -149,15 +157,9 @@ export class Caller implements CallOwner {
     }
     this.#pending.set(token, call);
     this.#deadlines.add(call);
-    if (signal !== undefined) {
-      call.onAbort = () => {
-        if (!this.#pending.has(token)) return;
-        this.#settle(call);
-        call.reject(cancelledError(address, context, signal.reason));
-        this.#cancelRemote(address, token);
-      };
-      signal.addEventListener('abort', call.onAbort, { once: true });
-    }
+    // One listener per signal, not per call (signal-watch.ts in the kernel); call() and
+    // #sendOnceConnected checked the signal has not aborted.
+    if (signal !== undefined) watchSignal(signal, call);
     return answer;
   }
 
@@ -215,6 +217,14 @@ export class Caller implements CallOwner {
   }
 
   /** A pending call's deadline passed (the scheduler already forgot it). */
+  /** The caller's signal aborted first: CANCELLED here, and the callee told (its handler's signal aborts). */
+  aborted(call: PendingCall): void {
+    if (!this.#pending.has(call.token)) return;
+    this.#settle(call);
+    call.reject(cancelledError(call.address, call.context, call.signal?.reason));
+    this.#cancelRemote(call.address, call.token);
+  }
+
   expired(call: PendingCall): void {
     this.#pending.delete(call.token);
     this.#afterSettle(call);
@@ -264,7 +274,7 @@ export class Caller implements CallOwner {
   }
 
   #afterSettle(call: PendingCall): void {
-    if (call.onAbort !== undefined) call.signal?.removeEventListener('abort', call.onAbort);
+    if (call.signal !== undefined) unwatchSignal(call.signal, call);
     if (this.#pending.size === 0 && this.#allPendingSettled !== undefined) this.#allPendingSettled();
   }
 

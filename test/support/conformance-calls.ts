@@ -3,6 +3,7 @@
  * deadlines and the call context (DESIGN.md "Semantics" 1 to 4 and 6), against the application
  * conformance.ts boots once for them.
  */
+import { getEventListeners } from 'node:events';
 import { describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import { KeelError, defineContract, isKeelError, operation, type Transport } from 'keel';
@@ -249,6 +250,38 @@ export function describeCallConformance(target: ConformanceTarget, booted: () =>
         expect(isKeelError(error, 'CANCELLED')).toBe(true);
         expect((error as KeelError).retryable).toBe(false);
         expect(await app.client.client(probe).withDefault({ name: 'after cancel' })).toEqual({ text: 'hello after cancel' });
+      } finally {
+        gateOf(app.shared, key).open();
+      }
+    });
+
+    it('cancels every call waiting on one signal when it aborts (one signal for many calls, as a gateway connection\'s), each with CANCELLED', async () => {
+      const app = booted();
+      const keys = [1, 2, 3].map((index) => uniqueTag(`shared-signal-${index}`));
+      const controller = new AbortController();
+      try {
+        const pending = keys.map((key) => expectRejection(app.client.client(probe).hold({ key }, { signal: controller.signal })));
+        await vi.waitFor(() => expect(app.shared.started).toEqual(expect.arrayContaining(keys.map((key) => `probe-1:${key}`))), WAIT);
+        controller.abort();
+        for (const error of await Promise.all(pending)) expect(isKeelError(error, 'CANCELLED'), String(error)).toBe(true);
+      } finally {
+        for (const key of keys) gateOf(app.shared, key).open();
+      }
+    });
+
+    it('leaves a signal that many calls used one after another with at most one abort listener, and still cancels the next call with it', async () => {
+      const app = booted();
+      const controller = new AbortController();
+      for (let index = 0; index < 50; index += 1) {
+        expect(await app.client.client(probe).slow({ ms: 0 }, { signal: controller.signal })).toEqual({ slept: 0 });
+      }
+      expect(getEventListeners(controller.signal, 'abort').length).toBeLessThanOrEqual(1);
+      const key = uniqueTag('after-many');
+      try {
+        const pending = expectRejection(app.client.client(probe).hold({ key }, { signal: controller.signal }));
+        await vi.waitFor(() => expect(app.shared.started).toContain(`probe-1:${key}`), WAIT);
+        controller.abort();
+        expect(isKeelError(await pending, 'CANCELLED')).toBe(true);
       } finally {
         gateOf(app.shared, key).open();
       }
