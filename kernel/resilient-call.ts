@@ -69,6 +69,15 @@ export interface CallPlan {
 const nextAttempts = new DeadlineScheduler();
 
 /**
+ * The `AbortController`s of hedged calls that settled with no attempt out and never aborted: the
+ * next hedged call takes one rather than making its own (making one cost more than the call on
+ * Node 20; docs/performance.md, "Sixteenth round"). Nothing listens to such a signal any more but
+ * its watch (signal-watch.ts), which its attempts left as they settled.
+ */
+const spareAbandons: AbortController[] = [];
+const MAX_SPARE_ABANDONS = 64;
+
+/**
  * One call's attempts after the first, or all of them when the call hedges or times out its
  * attempts: sends, waits, backs off with full jitter, and settles once, with the first answer
  * (hedging) or the last failure.
@@ -128,7 +137,7 @@ export class ResilientCall implements DeadlineEntry {
     } else {
       // Not AbortSignal.any: its composites, once listened to, are kept by a long-lived source
       // (a gateway connection's signal) on several Node lines (nodejs/node#55351, #64476).
-      const abandon = new AbortController();
+      const abandon = spareAbandons.pop() ?? new AbortController();
       this.#abandon = abandon;
       this.#attemptSignal = abandon.signal;
       if (signal !== undefined && !signal.aborted) {
@@ -318,16 +327,21 @@ export class ResilientCall implements DeadlineEntry {
     this.#cancelNext();
     if (this.#onAbort !== undefined) this.signal?.removeEventListener('abort', this.#onAbort);
     if (this.#followCaller !== undefined) this.signal?.removeEventListener('abort', this.#followCaller);
-    // A hedged call's attempts still out lost: cancelled, their handlers told (an attempt already settled ignores it).
-    if (this.#pending > 0 && this.#abandon !== undefined && !this.#abandon.signal.aborted) {
-      this.#cancelledLosers = true;
-      this.#abandon.abort(
-        markCallError(
-          new KeelError(KeelErrorCode.CANCELLED, `${this.plan.label}: another attempt of this hedged call settled it first.`, {
-            correlationId: this.context.correlationId,
-          }),
-        ),
-      );
+    const abandon = this.#abandon;
+    if (abandon === undefined || abandon.signal.aborted) return;
+    if (this.#pending === 0) {
+      // No attempt out, never aborted: nothing aborts it now, so the next hedged call may use it.
+      if (spareAbandons.length < MAX_SPARE_ABANDONS) spareAbandons.push(abandon);
+      return;
     }
+    // A hedged call's attempts still out lost: cancelled, their handlers told (an attempt already settled ignores it).
+    this.#cancelledLosers = true;
+    abandon.abort(
+      markCallError(
+        new KeelError(KeelErrorCode.CANCELLED, `${this.plan.label}: another attempt of this hedged call settled it first.`, {
+          correlationId: this.context.correlationId,
+        }),
+      ),
+    );
   }
 }
