@@ -126,6 +126,10 @@ async function overNats(rounds: number): Promise<{ rows: string[]; worst: number
   }
 }
 
+/** The markers around the section, so that `npm run bench -- policies` can rewrite it alone. */
+export const POLICIES_BEGIN = '<!-- policies: written by npm run bench -- policies -->';
+export const POLICIES_END = '<!-- /policies -->';
+
 /** Runs the policy-cost benchmark; returns the report section. */
 export async function benchPolicies(): Promise<{ markdown: string; summary: Record<string, number> }> {
   // Nine rounds: on a shared machine one round can swing by 20 %, the median of nine much less.
@@ -134,6 +138,7 @@ export async function benchPolicies(): Promise<{ markdown: string; summary: Reco
   const nats = await overNats(ROUNDS);
   const worst = Math.max(local.worst, nats.worst);
   const markdown = [
+    POLICIES_BEGIN,
     '### Call policies that do not fire',
     '',
     'The same `quote` calls through a kernel with every policy off (`retry: false`, `circuitBreaker: false`,',
@@ -153,6 +158,7 @@ export async function benchPolicies(): Promise<{ markdown: string; summary: Reco
     'On a shared 2-core machine the same comparison swings by about ±6 % from one run to the next (the',
     "policies' own work on a call that succeeds is a few counter updates, well under 1 % of an in-process",
     'call): read a single run\'s worst row with that in mind, and compare runs.',
+    POLICIES_END,
     '',
   ].join('\n');
   return { markdown, summary: { worst } };

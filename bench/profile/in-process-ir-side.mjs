@@ -8,7 +8,8 @@
 // bench's concurrent rows make them) instead of one at a time; `TRACING=1`: keel's tracing on, no span sampled;
 // with it, `PARENT=unsampled`: the calls made under an active span that is not sampled, as a
 // handler serving a request that was not sampled makes them (with a `parentbased_*` sampler, most
-// of a traced deployment's calls).
+// of a traced deployment's calls); `SIGNAL=shared` or `fresh`: keel's calls with an AbortSignal
+// (one for all, as the gateway's per connection, or one per call).
 // Before "warm" it idles a second and warms again; with an async handler it holds one call open
 // throughout (both: why, below).
 import { createInterface } from 'node:readline';
@@ -63,7 +64,13 @@ if (mode === 'moleculer') {
   const kernel = createKernel({ modules: [pricingModule], logger: silentLogger, ...policies });
   await kernel.start();
   const client = kernel.client(pricing);
-  call = () => client.quote(QUOTE_INPUT);
+  // `SIGNAL=shared`: every call with one AbortController's signal, as the gateway passes its
+  // connection's; `SIGNAL=fresh`: a new one per call, as a caller that cancels each call on its own.
+  const shared = new AbortController().signal;
+  if (process.env.SIGNAL === 'shared') call = () => client.quote(QUOTE_INPUT, { signal: shared });
+  else if (process.env.SIGNAL === 'fresh') call = () => client.quote(QUOTE_INPUT, { signal: new AbortController().signal });
+  else if (process.env.SIGNAL !== undefined) throw new Error(`SIGNAL must be shared or fresh, not ${process.env.SIGNAL}`);
+  else call = () => client.quote(QUOTE_INPUT);
   hold = () => client.quote(HOLD_INPUT, { timeoutMs: 3_600_000 });
   stop = () => kernel.stop();
 }
