@@ -6,7 +6,7 @@
 // GATEWAY_OPTIONS='{"metrics":false}' (JSON) adds options to the gateway's, to weigh one feature;
 // TRACING=1 turns keel's tracing on (no span sampled).
 import { fastify } from 'fastify';
-import { createKernel, silentLogger } from 'keel';
+import { createKernel, defineModule, silentLogger } from 'keel';
 import { createHttpGateway } from 'keel/http';
 import { pricing, pricingModule, quote } from './pricing.mjs';
 
@@ -19,8 +19,11 @@ if (process.env.TRACING === '1') {
 }
 let url;
 let close;
+// HANDLER=async: the `quote` handler async (an application's handler awaits its database), so that
+// the call waits on the gateway's per-connection signal; sync by default.
+const served = process.env.HANDLER === 'async' ? defineModule({ contract: pricing, create: () => ({ handlers: { quote: async (input) => quote(input) } }) }) : pricingModule;
 if (mode === 'gateway') {
-  const kernel = createKernel({ modules: [pricingModule], logger: silentLogger });
+  const kernel = createKernel({ modules: [served], logger: silentLogger });
   const extra = JSON.parse(process.env.GATEWAY_OPTIONS ?? '{}');
   const gateway = await createHttpGateway({ kernel, port: 0, logger: silentLogger, rateLimit: false, ...extra });
   await kernel.start();
