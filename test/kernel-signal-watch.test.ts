@@ -41,6 +41,7 @@ describe('watchSignal', () => {
     const controller = new AbortController();
     const late = counted();
     const settled = counted();
+    let lateAbortsAtJoin = -1;
     const first: AbortableCall & { aborts: number } = {
       aborts: 0,
       abort() {
@@ -48,12 +49,59 @@ describe('watchSignal', () => {
         // What the first call's abort set off: another call settled, a third joined.
         unwatchSignal(controller.signal, settled);
         watchSignal(controller.signal, late);
+        lateAbortsAtJoin = late.aborts;
       },
     };
     watchSignal(controller.signal, first);
     watchSignal(controller.signal, settled);
     controller.abort();
-    expect([first.aborts, settled.aborts, late.aborts]).toEqual([1, 0, 1]);
+    expect([first.aborts, settled.aborts, late.aborts, lateAbortsAtJoin]).toEqual([1, 0, 1, 1]);
+  });
+
+  it('aborts at once a call that joins a signal that aborted already, watched before or not', () => {
+    const watched = new AbortController();
+    watchSignal(watched.signal, counted());
+    watched.abort();
+    const never = new AbortController();
+    never.abort();
+    const [afterWatched, afterNever] = [counted(), counted()];
+    watchSignal(watched.signal, afterWatched);
+    watchSignal(never.signal, afterNever);
+    expect([afterWatched.aborts, afterNever.aborts]).toEqual([1, 1]);
+  });
+
+  it('listens to a timeout or composite signal only while a call waits (Node keeps those alive while listened to); to a plain one, once for good', () => {
+    const plain = new AbortController().signal;
+    const timeout = AbortSignal.timeout(60_000);
+    const composite = AbortSignal.any([new AbortController().signal]);
+    for (const signal of [plain, timeout, composite]) {
+      const call = counted();
+      watchSignal(signal, call);
+      expect(getEventListeners(signal, 'abort')).toHaveLength(1);
+      unwatchSignal(signal, call);
+    }
+    expect([plain, timeout, composite].map((signal) => getEventListeners(signal, 'abort').length)).toEqual([1, 0, 0]);
+    // Listened to again when a call waits, and that call aborted with the signal.
+    const source = new AbortController();
+    const any = AbortSignal.any([source.signal]);
+    const [a, b] = [counted(), counted()];
+    watchSignal(any, a);
+    unwatchSignal(any, a);
+    watchSignal(any, b);
+    source.abort();
+    expect([a.aborts, b.aborts]).toEqual([0, 1]);
+  });
+
+  it('aborts a call that joins a composite signal that aborted while no call watched it', () => {
+    const source = new AbortController();
+    const any = AbortSignal.any([source.signal]);
+    const before = counted();
+    watchSignal(any, before);
+    unwatchSignal(any, before);
+    source.abort();
+    const after = counted();
+    watchSignal(any, after);
+    expect([before.aborts, after.aborts]).toEqual([0, 1]);
   });
 
   it('watches a signal that takes no new property (Object.preventExtensions) as any other', () => {

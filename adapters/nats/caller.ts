@@ -216,7 +216,6 @@ export class Caller implements CallOwner {
     );
   }
 
-  /** A pending call's deadline passed (the scheduler already forgot it). */
   /** The caller's signal aborted first: CANCELLED here, and the callee told (its handler's signal aborts). */
   aborted(call: PendingCall): void {
     if (!this.#pending.has(call.token)) return;
@@ -225,6 +224,7 @@ export class Caller implements CallOwner {
     this.#cancelRemote(call.address, call.token);
   }
 
+  /** A pending call's deadline passed (the scheduler already forgot it). */
   expired(call: PendingCall): void {
     this.#pending.delete(call.token);
     this.#afterSettle(call);
