@@ -9,6 +9,7 @@ import { performance } from 'node:perf_hooks';
 import type { ResolvedHedge, ResolvedRetry } from './call-policy.js';
 import { Admission, type CircuitBreaker } from './circuit-breaker.js';
 import { AsyncResource } from 'node:async_hooks';
+import { getEventListeners } from 'node:events';
 import type { CallContext } from './context.js';
 import { DeadlineScheduler, type DeadlineEntry } from './deadline.js';
 import { markCallError } from './envelope.js';
@@ -330,8 +331,9 @@ export class ResilientCall implements DeadlineEntry {
     const abandon = this.#abandon;
     if (abandon === undefined || abandon.signal.aborted) return;
     if (this.#pending === 0) {
-      // No attempt out, never aborted: nothing aborts it now, so the next hedged call may use it.
-      if (spareAbandons.length < MAX_SPARE_ABANDONS) spareAbandons.push(abandon);
+      // No attempt out, never aborted: nothing aborts it now, so the next hedged call may use it;
+      // unless a transport left a listener of its own on it (more than the watch's one).
+      if (spareAbandons.length < MAX_SPARE_ABANDONS && getEventListeners(abandon.signal, 'abort').length <= 1) spareAbandons.push(abandon);
       return;
     }
     // A hedged call's attempts still out lost: cancelled, their handlers told (an attempt already settled ignores it).

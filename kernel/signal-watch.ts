@@ -31,10 +31,15 @@ let nodeSignalKeys: { readonly composite: symbol; readonly timeout: symbol } | n
 function findNodeSignalKeys(): { readonly composite: symbol; readonly timeout: symbol } | null {
   const keyNamed = (signal: AbortSignal, name: string): symbol | undefined =>
     Object.getOwnPropertySymbols(signal).find((key) => key.description === name);
-  // A timeout signal's timer does not keep the process alive; this one fires at once, unheard.
-  const composite = keyNamed(new AbortController().signal, 'kComposite');
-  const timeout = keyNamed(AbortSignal.timeout(0), 'kTimeout');
-  return composite !== undefined && timeout !== undefined ? { composite, timeout } : null;
+  try {
+    // A timeout signal's timer does not keep the process alive; this one fires at once, unheard.
+    const composite = keyNamed(new AbortController().signal, 'kComposite');
+    const timeout = keyNamed(AbortSignal.timeout(0), 'kTimeout');
+    return composite !== undefined && timeout !== undefined ? { composite, timeout } : null;
+  } catch {
+    // A runtime whose AbortSignal lacks timeout() (a test environment's replacement): every signal is taken as kept alive.
+    return null;
+  }
 }
 
 /**

@@ -98,7 +98,11 @@ export function versionMismatchFailure(address: OperationAddress, context: CallC
  *
  * @example
  * ```ts
- * options?.signal?.addEventListener('abort', () => reject(cancelledError(address, context, options.signal?.reason)), { once: true });
+ * // A call waiting for its answer, as an AbortableCall; it leaves the signal's watch once settled.
+ * const call = { abort: () => reject(cancelledError(address, context, signal.reason)) };
+ * watchSignal(signal, call);
+ * // ... when the call settles, however:
+ * unwatchSignal(signal, call);
  * ```
  */
 export function cancelledError(address: OperationAddress, context: CallContext, reason?: unknown): KeelError {

@@ -5,10 +5,10 @@
  * its handler aborted before the call began to wait.
  */
 import { getEventListeners } from 'node:events';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
-import { createKernel, defineContract, defineModule, isKeelError, operation, silentLogger, type Kernel } from 'keel';
-import { unwatchSignal, watchSignal, type AbortableCall } from 'keel/transport';
+import { createKernel, defineContract, defineModule, isKeelError, operation, silentLogger, type Kernel, type Transport } from 'keel';
+import { createLocalTransport, unwatchSignal, watchSignal, type AbortableCall } from 'keel/transport';
 
 const kernels: Kernel[] = [];
 afterEach(async () => {
@@ -90,6 +90,39 @@ describe('watchSignal', () => {
     watchSignal(any, b);
     source.abort();
     expect([a.aborts, b.aborts]).toEqual([0, 1]);
+  });
+
+  it('aborts every call watching even when one call\'s abort throws, and throws that error from the listener afterwards', () => {
+    // A stand-in signal, so that the listener's throw reaches this test rather than Node's uncaught-exception path.
+    let listener: (() => void) | undefined;
+    const signal = {
+      aborted: false,
+      addEventListener: (_type: string, added: () => void) => {
+        listener = added;
+      },
+      removeEventListener: () => {},
+    } as unknown as AbortSignal;
+    const [before, after] = [counted(), counted()];
+    const throwing: AbortableCall = {
+      abort() {
+        throw new Error('an adapter bug');
+      },
+    };
+    for (const call of [before, throwing, after]) watchSignal(signal, call);
+    expect(listener).toBeDefined();
+    expect(() => listener?.()).toThrow('an adapter bug');
+    expect([before.aborts, after.aborts]).toEqual([1, 1]);
+  });
+
+  it('aborts a call that joins a timeout signal that fired while no call watched it', async () => {
+    const timeout = AbortSignal.timeout(1);
+    const before = counted();
+    watchSignal(timeout, before);
+    unwatchSignal(timeout, before);
+    await vi.waitFor(() => expect(timeout.aborted).toBe(true));
+    const after = counted();
+    watchSignal(timeout, after);
+    expect([before.aborts, after.aborts]).toEqual([0, 1]);
   });
 
   it('aborts a call that joins a composite signal that aborted while no call watched it', () => {
@@ -214,5 +247,37 @@ describe('a hedged call\'s own signal (reused once its call settled with no atte
     } finally {
       for (const release of releases.splice(0)) release();
     }
+  });
+
+  it('hands a hedged call\'s signal on to no later call when a transport left a listener of its own on it', async () => {
+    // A transport that listens to each call's signal and never stops (an adapter's bug): its
+    // listeners must not pile up on one signal handed from call to call.
+    const bus = createLocalTransport({ logger: silentLogger });
+    const seen: AbortSignal[] = [];
+    const leaky: Transport = {
+      name: 'leaky',
+      inProcess: true,
+      call: (address, input, context, options) => {
+        if (options?.signal !== undefined) {
+          seen.push(options.signal);
+          options.signal.addEventListener('abort', () => {}, { once: true });
+        }
+        return bus.call(address, input, context, options);
+      },
+      serve: (served) => bus.serve(served),
+      publish: (event) => bus.publish(event),
+      subscribe: (subscription) => bus.subscribe(subscription),
+      status: () => bus.status(),
+      close: () => bus.close(),
+    };
+    // One kernel serves the module on the transport, another calls it through the transport.
+    const server = createKernel({ modules: [module], logger: silentLogger, topology: { host: ['hedged'], transport: leaky } });
+    const caller = createKernel({ contracts: [hedged], logger: silentLogger, topology: { host: [], transport: leaky } });
+    kernels.push(caller, server);
+    await server.start();
+    await caller.start();
+    for (let index = 0; index < 5; index += 1) expect(await caller.client(hedged).read({ hold: false })).toEqual({ read: true });
+    expect(seen).toHaveLength(5);
+    expect(new Set(seen).size).toBe(5);
   });
 });
