@@ -161,13 +161,9 @@ class LocalCall implements Answer, DeadlineEntry, AbortableCall {
       this.reject = reject;
     });
     this.deadlines.add(this);
-    // One listener per signal, not per call (signal-watch.ts). callRebuilding checked the signal
-    // before the handler started; the handler's synchronous part may have aborted it since.
-    const signal = this.signal;
-    if (signal !== undefined) {
-      if (signal.aborted) this.abort();
-      else watchSignal(signal, this);
-    }
+    // One listener per signal, not per call (signal-watch.ts); a signal that the handler's
+    // synchronous part aborted since callRebuilding checked it aborts the call as it joins.
+    if (this.signal !== undefined) watchSignal(this.signal, this);
     return promise;
   }
 
