@@ -1,9 +1,11 @@
 /**
  * The transactional outbox's relay: publishes the events a module's committed transactions
- * wrote to its `keel_outbox`, in the order they were written, and marks each one sent once the
- * transport accepted it (a JetStream PubAck over NATS). A failed publish is retried with a
- * growing delay; a crash between publish and mark publishes the event again with the same id,
- * which JetStream's duplicate window and the subscribers' inbox absorb. An event the transport
+ * wrote to its `keel_outbox`, in the order they were written, with a window of them awaiting
+ * confirmation at once, and marks each one sent once the transport accepted it (a JetStream
+ * PubAck over NATS). A failed publish stops the round and is retried alone, with a growing
+ * delay, before the events behind it (docs/design-notes.md, "A window of publishes"). A crash
+ * between publish and mark publishes the event again with the same id, which JetStream's
+ * duplicate window and the subscribers' inbox absorb. An event the transport
  * refuses for good (PAYLOAD_TOO_LARGE, INVALID_EVENT: no retry can succeed) is set aside
  * (`failed_at`, `last_error`) and logged as an error naming it, so that it does not hold back
  * every event after it.
@@ -19,8 +21,14 @@ import type { PublishedEvent } from './transport.js';
 
 /** How the relay paces itself. */
 export interface OutboxRelayOptions {
-  /** Rows claimed and published per round (default 100). */
+  /** Rows claimed and published per round (default 200). */
   readonly batchSize: number;
+  /**
+   * Publishes of a round awaiting their confirmation at once (default 32). Each is sent in the
+   * order written; a window wider than 1 lets the relay send the next event before the last one
+   * is confirmed, instead of waiting one round trip per event.
+   */
+  readonly window: number;
   /** How often the relay looks for rows left behind (a crash, another instance's claim that expired), in ms (default 1 000). */
   readonly pollMs: number;
   /** How long a claimed row is reserved for the instance that claimed it, in seconds (default 30). */
@@ -35,7 +43,8 @@ export interface OutboxRelayOptions {
 }
 
 export const DEFAULT_OUTBOX_RELAY_OPTIONS: OutboxRelayOptions = {
-  batchSize: 100,
+  batchSize: 200,
+  window: 32,
   pollMs: 1_000,
   claimSeconds: 30,
   backoffMs: 100,
@@ -66,6 +75,12 @@ where seq in (
   for update skip locked
 )
 returning seq, id, event, payload, correlation_id, traceparent, principal, published_at, attempts`;
+
+/** A row whose publish failed, with why. */
+interface RowFailure {
+  readonly row: OutboxRow;
+  readonly error: unknown;
+}
 
 /** Refusals no retry can change: the event is set aside instead of holding back those after it. */
 const REFUSED_FOR_GOOD: readonly string[] = [KeelErrorCode.PAYLOAD_TOO_LARGE, KeelErrorCode.INVALID_EVENT];
@@ -207,31 +222,22 @@ export class OutboxRelay {
     this.#heldBack = undefined;
     const { rows } = await this.connection.query<OutboxRow>(CLAIM, [this.options.batchSize, this.options.claimSeconds]);
     rows.sort((a, b) => Number(a.seq) - Number(b.seq));
-    const sent: string[] = [];
-    let failure: unknown;
-    for (const row of rows) {
-      try {
-        await this.#relayed(row);
-        crashPoint('outbox:after-publish');
-        sent.push(row.seq);
-      } catch (error) {
-        const event = { module: this.contract.name, event: row.event, eventId: row.id, seq: Number(row.seq), attempts: Number(row.attempts) };
-        if (REFUSED_FOR_GOOD.some((code) => isKeelError(error, code as KeelErrorCode))) {
-          await this.connection.query('update keel_outbox set failed_at = now(), claimed_until = null, last_error = $2 where seq = $1', [row.seq, String(error)]);
-          this.logger.error(
-            { err: error, ...event },
-            'outbox event refused for good and set aside (failed_at in keel_outbox); the events after it go on. Fix its cause, then set failed_at to null to send it again',
-          );
-          continue;
-        }
-        failure = error;
-        this.#heldBack = event;
-        // Keep the order: the rest of the batch waits for this one. Release their claims.
-        await this.connection.query('update keel_outbox set claimed_until = null, last_error = $2 where seq = $1', [row.seq, String(error)]);
-        const rest = rows.slice(rows.indexOf(row) + 1).map((later) => later.seq);
-        if (rest.length > 0) await this.connection.query('update keel_outbox set claimed_until = null where seq = any($1::bigint[])', [rest]);
-        break;
-      }
+    const { sent, setAside, failed } = await this.#publishRows(rows);
+    for (const { row, error } of setAside) {
+      await this.connection.query('update keel_outbox set failed_at = now(), claimed_until = null, last_error = $2 where seq = $1', [row.seq, String(error)]);
+      this.logger.error(
+        { err: error, ...this.#describe(row) },
+        'outbox event refused for good and set aside (failed_at in keel_outbox); the events after it go on. Fix its cause, then set failed_at to null to send it again',
+      );
+    }
+    if (failed !== undefined) {
+      this.#heldBack = this.#describe(failed.row);
+      // Keep the order: the rest of the batch waits for this one. Release their claims (the
+      // events already sent behind it, confirmed, are marked sent below).
+      await this.connection.query('update keel_outbox set claimed_until = null, last_error = $2 where seq = $1', [failed.row.seq, String(failed.error)]);
+      const done = new Set([...sent, ...setAside.map(({ row }) => row.seq), failed.row.seq]);
+      const rest = rows.filter((row) => !done.has(row.seq)).map((row) => row.seq);
+      if (rest.length > 0) await this.connection.query('update keel_outbox set claimed_until = null where seq = any($1::bigint[])', [rest]);
     }
     if (sent.length > 0) {
       await this.connection.query('update keel_outbox set sent_at = now(), claimed_until = null where seq = any($1::bigint[])', [sent]);
@@ -242,8 +248,49 @@ export class OutboxRelay {
       // The inbox only has to outlive redeliveries (JetStream's duplicate window and max deliveries), not forever.
       await this.connection.query("delete from keel_inbox where handled_at < now() - make_interval(secs => $1)", [this.options.inboxRetentionSeconds]);
     }
-    if (failure !== undefined) throw failure;
+    if (failed !== undefined) throw failed.error;
     return rows.length === this.options.batchSize;
+  }
+
+  /**
+   * Publishes `rows` one after another in their order, each without waiting for the one before
+   * it to be confirmed, but never more than `window` past the oldest one not yet settled: row j
+   * is sent once row j - window has settled. At the first failure that is not a refusal for
+   * good, no further row is sent, so at most `window - 1` rows behind it were; the ones in
+   * flight settle. `failed` is the earliest such failure.
+   */
+  async #publishRows(rows: readonly OutboxRow[]): Promise<{ sent: string[]; setAside: RowFailure[]; failed: RowFailure | undefined }> {
+    const sent: string[] = [];
+    const setAside: RowFailure[] = [];
+    const failures: RowFailure[] = [];
+    const settled: Promise<void>[] = [];
+    const publish = async (row: OutboxRow): Promise<void> => {
+      try {
+        await this.#relayed(row);
+        crashPoint('outbox:after-publish');
+        sent.push(row.seq);
+      } catch (error) {
+        (REFUSED_FOR_GOOD.some((code) => isKeelError(error, code as KeelErrorCode)) ? setAside : failures).push({ row, error });
+      }
+    };
+    // After a failed round, the event that failed goes first and alone: the events behind it are
+    // sent once it is confirmed, so that a failure that lasts lets none of them overtake it.
+    const probing = this.#failures > 0;
+    for (let index = 0; index < rows.length && failures.length === 0; index += 1) {
+      const gate = probing && index === 1 ? settled[0] : settled[index - this.options.window];
+      if (gate !== undefined) {
+        await gate;
+        if (failures.length > 0) break;
+      }
+      settled.push(publish(rows[index] as OutboxRow));
+    }
+    await Promise.all(settled);
+    const failed = failures.reduce<RowFailure | undefined>((first, failure) => (first === undefined || Number(failure.row.seq) < Number(first.row.seq) ? failure : first), undefined);
+    return { sent, setAside, failed };
+  }
+
+  #describe(row: OutboxRow): Record<string, unknown> {
+    return { module: this.contract.name, event: row.event, eventId: row.id, seq: Number(row.seq), attempts: Number(row.attempts) };
   }
 
   /** Publishes one row's event, in a `send` span linked to the span that wrote it when tracing is on. */

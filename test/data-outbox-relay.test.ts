@@ -1,0 +1,189 @@
+/**
+ * The outbox relay sends the next events before the last one is confirmed (a window of
+ * publishes). Over NATS, on PostgreSQL: JetStream still stores them in the order they were
+ * written; at a publish that fails the relay sends nothing more, marks sent exactly what
+ * JetStream confirmed, and retries the failed event alone before any event behind it. In
+ * process, on PGlite: an event not yet confirmed keeps every event more than the window behind it
+ * from being sent.
+ */
+import { afterAll, describe, expect, it, vi } from 'vitest';
+import { z } from 'zod';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { createKernel, defineContract, defineModule, event, operation, silentLogger, type Kernel, type Logger, type Transport } from 'keel';
+import { createPGliteDatabase } from 'keel/pglite';
+import { createNatsTransport } from 'keel/nats';
+import { postgresUnderTest } from './support/databases.js';
+import { startNatsServer, type NatsServer } from './support/nats-server.js';
+
+const burst = defineContract({
+  name: 'burst',
+  version: '1.0.0',
+  operations: {
+    /** Writes `n` tick events in one transaction, with a `blocked` event in place `blockedAt` when given. */
+    fire: operation({ input: z.object({ n: z.number().int(), blockedAt: z.number().int().optional() }), output: z.object({ n: z.number() }) }),
+  },
+  events: {
+    tick: event({ payload: z.object({ i: z.number() }), delivery: 'durable' }),
+    blocked: event({ payload: z.object({ i: z.number() }), delivery: 'durable' }),
+  },
+});
+
+const burstModule = defineModule({
+  contract: burst,
+  data: { migrations: new URL('./fixtures/data/ledger/migrations/', import.meta.url) },
+  create: ({ db, emit }) => ({
+    handlers: {
+      fire: ({ n, blockedAt }) =>
+        db.transaction(async () => {
+          for (let i = 0; i < n; i += 1) await emit(i === blockedAt ? 'blocked' : 'tick', { i });
+          return { n };
+        }),
+    },
+  }),
+});
+
+const postgres = postgresUnderTest();
+const transports: Transport[] = [];
+const kernels: Kernel[] = [];
+const connections: NatsConnection[] = [];
+const servers: NatsServer[] = [];
+
+afterAll(async () => {
+  for (const kernel of kernels.reverse()) await kernel.stop();
+  for (const transport of transports) await transport.close();
+  for (const nc of connections) await nc.close();
+  await postgres.cleanup();
+  for (const server of servers) await server.stop();
+});
+
+/** A kernel hosting burst over NATS, on a fresh PostgreSQL database, and a way to read its outbox. */
+async function boot(server: NatsServer, logger: Logger, auth: { user: string; password: string } | undefined) {
+  const database = await postgres.fresh();
+  const transport = await createNatsTransport({ servers: server.url, logger: silentLogger, ...auth });
+  transports.push(transport);
+  const kernel = createKernel({ modules: [burstModule], topology: { host: ['burst'], transport }, database, logger });
+  await kernel.start();
+  kernels.push(kernel);
+  const outbox = await database.connect('burst');
+  const rows = async () =>
+    (await outbox.query<{ id: string; event: string; sent: boolean }>('select id, event, sent_at is not null as sent from keel_outbox order by seq')).rows;
+  return { kernel, rows };
+}
+
+/** The event ids JetStream stored on burst's stream, in the stream's order. */
+async function storedIds(server: NatsServer): Promise<string[]> {
+  const nc = await connect({ servers: server.url, user: 'reader', pass: 'reader' });
+  connections.push(nc);
+  const jsm = await jetstreamManager(nc);
+  const { state } = await jsm.streams.info('keel_burst');
+  const ids: string[] = [];
+  for (let seq = state.first_seq; seq <= state.last_seq && state.messages > 0; seq += 1) {
+    ids.push((await jsm.streams.getMessage('keel_burst', { seq }))?.header.get('Nats-Msg-Id') ?? `missing ${seq}`);
+  }
+  await nc.close();
+  return ids;
+}
+
+/** Every user may do anything, but `relay` may not publish burst's `blocked` events. */
+const AUTHORIZATION = `
+authorization {
+  users: [
+    { user: "relay", password: "relay", permissions: { publish: { allow: [">"], deny: ["keel.burst.durable.blocked"] }, subscribe: { allow: [">"] } } }
+    { user: "reader", password: "reader" }
+  ]
+}`;
+
+/** A nats-server of its own for each case, so that each starts with no stream. */
+async function natsServer(): Promise<NatsServer> {
+  const server = await startNatsServer({ extraConfig: AUTHORIZATION });
+  servers.push(server);
+  return server;
+}
+
+describe('data - the outbox relay sends a window of events over NATS', () => {
+  it('stores 600 events of one transaction in JetStream once each, in the order they were written', { timeout: 60_000 }, async () => {
+    const server = await natsServer();
+    const { kernel, rows } = await boot(server, silentLogger, { user: 'relay', password: 'relay' });
+    await kernel.client(burst).fire({ n: 600 });
+    await vi.waitFor(async () => expect((await rows()).filter((row) => !row.sent)).toEqual([]), { timeout: 30_000, interval: 50 });
+    const written = (await rows()).map((row) => row.id);
+    expect(written).toHaveLength(600);
+    expect(await storedIds(server)).toEqual(written);
+  });
+
+  it('at a failed publish sends nothing more, marks sent exactly what JetStream stored, and retries the failed event alone', { timeout: 60_000 }, async () => {
+    const server = await natsServer();
+    const warnings: string[] = [];
+    const logger: Logger = {
+      debug: () => undefined,
+      info: () => undefined,
+      warn: (_fields, message) => void warnings.push(message),
+      error: () => undefined,
+      child: () => logger,
+    };
+    const { kernel, rows } = await boot(server, logger, { user: 'relay', password: 'relay' });
+    const retried = () => warnings.filter((message) => message.startsWith('outbox relay could not publish')).length;
+    await kernel.client(burst).fire({ n: 200, blockedAt: 10 });
+    // Two failed rounds: the first one's window, then the retry, which sends the blocked event alone.
+    await vi.waitFor(() => expect(retried()).toBeGreaterThanOrEqual(2), { timeout: 30_000, interval: 20 });
+    const afterFirstRetry = await storedIds(server);
+    await vi.waitFor(() => expect(retried()).toBeGreaterThanOrEqual(4), { timeout: 30_000, interval: 20 });
+    const outbox = await rows();
+    const stored = await storedIds(server);
+    const blocked = outbox[10];
+    expect(blocked?.event).toBe('blocked');
+    expect(blocked?.sent).toBe(false);
+    // Everything written before it went out; what is marked sent is exactly what JetStream holds.
+    expect(stored.slice(0, 10)).toEqual(outbox.slice(0, 10).map((row) => row.id));
+    expect(new Set(stored)).toEqual(new Set(outbox.filter((row) => row.sent).map((row) => row.id)));
+    expect(stored).not.toContain(blocked?.id);
+    // At most the window's worth went past it in the first round, and the retries sent none.
+    expect(stored.length).toBeLessThan(10 + 32);
+    expect(stored).toEqual(afterFirstRetry);
+    expect(outbox.filter((row) => !row.sent).length).toBeGreaterThan(200 - 10 - 32);
+  });
+});
+
+describe('data - the outbox relay in process', () => {
+  it('sends no event 32 or more places behind one its subscriber has not yet handled', { timeout: 120_000 }, async () => {
+    // The subscriber holds the `blocked` event (place 10) until the test releases it, so its
+    // publish stays unconfirmed: the relay may send places 11 to 41 meanwhile, and nothing after.
+    const log: (number | 'released')[] = [];
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const watcher = defineContract({ name: 'watcher', version: '1.0.0', operations: { seen: operation({ input: z.object({}), output: z.object({ n: z.number() }) }) } });
+    const watcherModule = defineModule({
+      contract: watcher,
+      subscribesTo: [burst],
+      create: () => ({
+        handlers: { seen: async () => ({ n: log.length }) },
+        events: {
+          burst: {
+            tick: async ({ i }) => void log.push(i),
+            blocked: async () => held,
+          },
+        },
+      }),
+    });
+    const database = await createPGliteDatabase();
+    const kernel = createKernel({ modules: [burstModule, watcherModule], database, logger: silentLogger });
+    await kernel.start();
+    try {
+      await kernel.client(burst).fire({ n: 100, blockedAt: 10 });
+      await vi.waitFor(() => expect(log.length).toBeGreaterThanOrEqual(41), { timeout: 60_000, interval: 5 });
+      log.push('released');
+      release();
+      await vi.waitFor(() => expect(log.length).toBe(100), { timeout: 60_000, interval: 20 });
+      const at = log.indexOf('released');
+      // The window was used: the 31 after the held one were handled while it was held...
+      expect(log.slice(0, at).sort((a, b) => Number(a) - Number(b))).toEqual([...Array.from({ length: 10 }, (_, i) => i), ...Array.from({ length: 31 }, (_, i) => 11 + i)]);
+      // ...and none further: each of those was sent only after the held one was confirmed.
+      expect(log.slice(at + 1).sort((a, b) => Number(a) - Number(b))).toEqual(Array.from({ length: 58 }, (_, i) => 42 + i));
+    } finally {
+      release();
+      await kernel.stop();
+      await database.close();
+    }
+  });
+});
