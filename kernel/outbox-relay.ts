@@ -108,6 +108,8 @@ export class OutboxRelay {
   #stopped = false;
   #failures = 0;
   #rounds = 0;
+  /** The batch claimed while the last round published, for the next round. */
+  #prefetched: Promise<OutboxRow[]> | undefined;
   /** The event whose failed publish holds back the others, for the retry's log line. */
   #heldBack: Record<string, unknown> | undefined;
   /** What the commits since the last round started hold (see the constructor's `hold`), released when a round ends. */
@@ -217,12 +219,33 @@ export class OutboxRelay {
     });
   }
 
-  /** One round: claim a batch, publish it in order, mark what was published. True when the batch was full. */
+  /** Claims the next batch of unsent rows, in their order. */
+  async #claim(): Promise<OutboxRow[]> {
+    const { rows } = await this.connection.query<OutboxRow>(CLAIM, [this.options.batchSize, this.options.claimSeconds]);
+    return rows.sort((a, b) => Number(a.seq) - Number(b.seq));
+  }
+
+  /**
+   * One round: claim a batch (or take the one claimed while the last round published), publish
+   * it in order, mark what was published. True when the batch was full. A full batch is likely
+   * to have more behind it: the next one is claimed while this one is published, so that the
+   * claim's statement does not wait for the publishes nor they for it.
+   */
   async #round(): Promise<boolean> {
     this.#heldBack = undefined;
-    const { rows } = await this.connection.query<OutboxRow>(CLAIM, [this.options.batchSize, this.options.claimSeconds]);
-    rows.sort((a, b) => Number(a.seq) - Number(b.seq));
+    const rows = await (this.#prefetched ?? this.#claim());
+    this.#prefetched = undefined;
+    const ahead = rows.length === this.options.batchSize && !this.#stopped ? this.#claim() : undefined;
+    ahead?.catch(() => undefined);
     const { sent, setAside, failed } = await this.#publishRows(rows);
+    if (ahead !== undefined) {
+      if (failed === undefined) this.#prefetched = ahead;
+      else {
+        // The failed event goes first in the next round: what was claimed behind it is released.
+        const claimed = await ahead.catch(() => []);
+        if (claimed.length > 0) await this.connection.query('update keel_outbox set claimed_until = null where seq = any($1::bigint[])', [claimed.map((row) => row.seq)]);
+      }
+    }
     for (const { row, error } of setAside) {
       await this.connection.query('update keel_outbox set failed_at = now(), claimed_until = null, last_error = $2 where seq = $1', [row.seq, String(error)]);
       this.logger.error(
@@ -258,35 +281,51 @@ export class OutboxRelay {
    * is sent once row j - window has settled. At the first failure that is not a refusal for
    * good, no further row is sent, so at most `window - 1` rows behind it were; the ones in
    * flight settle. `failed` is the earliest such failure.
+   *
+   * Rows are started from each settlement's own continuation, not from a loop that awaits: the
+   * confirmations that arrive together start the next rows together, and the NATS client writes
+   * what they send in one go (docs/performance.md, "Seventeenth round").
    */
-  async #publishRows(rows: readonly OutboxRow[]): Promise<{ sent: string[]; setAside: RowFailure[]; failed: RowFailure | undefined }> {
+  #publishRows(rows: readonly OutboxRow[]): Promise<{ sent: string[]; setAside: RowFailure[]; failed: RowFailure | undefined }> {
     const sent: string[] = [];
     const setAside: RowFailure[] = [];
     const failures: RowFailure[] = [];
-    const settled: Promise<void>[] = [];
-    const publish = async (row: OutboxRow): Promise<void> => {
-      try {
-        await this.#relayed(row);
-        crashPoint('outbox:after-publish');
-        sent.push(row.seq);
-      } catch (error) {
-        (REFUSED_FOR_GOOD.some((code) => isKeelError(error, code as KeelErrorCode)) ? setAside : failures).push({ row, error });
-      }
-    };
+    const settled = new Uint8Array(rows.length);
+    const window = this.options.window;
     // After a failed round, the event that failed goes first and alone: the events behind it are
     // sent once it is confirmed, so that a failure that lasts lets none of them overtake it.
     const probing = this.#failures > 0;
-    for (let index = 0; index < rows.length && failures.length === 0; index += 1) {
-      const gate = probing && index === 1 ? settled[0] : settled[index - this.options.window];
-      if (gate !== undefined) {
-        await gate;
-        if (failures.length > 0) break;
-      }
-      settled.push(publish(rows[index] as OutboxRow));
-    }
-    await Promise.all(settled);
-    const failed = failures.reduce<RowFailure | undefined>((first, failure) => (first === undefined || Number(failure.row.seq) < Number(first.row.seq) ? failure : first), undefined);
-    return { sent, setAside, failed };
+    let started = 0;
+    let inFlight = 0;
+    return new Promise((resolve) => {
+      const done = () => {
+        const failed = failures.reduce<RowFailure | undefined>((first, failure) => (first === undefined || Number(failure.row.seq) < Number(first.row.seq) ? failure : first), undefined);
+        resolve({ sent, setAside, failed });
+      };
+      const publish = async (index: number): Promise<void> => {
+        const row = rows[index] as OutboxRow;
+        try {
+          await this.#relayed(row);
+          crashPoint('outbox:after-publish');
+          sent.push(row.seq);
+        } catch (error) {
+          (REFUSED_FOR_GOOD.some((code) => isKeelError(error, code as KeelErrorCode)) ? setAside : failures).push({ row, error });
+        }
+        settled[index] = 1;
+        inFlight -= 1;
+        pump();
+      };
+      const pump = (): void => {
+        while (started < rows.length && failures.length === 0) {
+          const gate = probing && started === 1 ? 0 : started - window;
+          if (gate >= 0 && settled[gate] === 0) break;
+          inFlight += 1;
+          void publish(started++);
+        }
+        if (inFlight === 0) done();
+      };
+      pump();
+    });
   }
 
   #describe(row: OutboxRow): Record<string, unknown> {
