@@ -89,6 +89,7 @@ async function startKernel(): Promise<Kernel> {
     topology,
     principal: config.principal,
     ...config.resilience,
+    ...config.data,
     ...(database === undefined ? {} : { database: database.engineOf }),
     logger,
   });

@@ -7,7 +7,7 @@ import { existsSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { z } from 'zod';
 import { isKeelError } from 'keel';
-import { ResilienceOptionsSchema, parseOptions } from 'keel/transport';
+import { DataOptionsSchema, ResilienceOptionsSchema, parseOptions } from 'keel/transport';
 import { LOG_LEVELS, type KeelConfig } from './config.js';
 import { CLIError, CliErrorCode } from './errors.js';
 import { importProjectFile, type Project } from './project.js';
@@ -83,6 +83,7 @@ export async function loadAppConfig(project: Project, options: LoadConfigOptions
       principal: z.custom((value) => value instanceof z.ZodType, { error: 'must be a zod schema of the caller identity, such as z.object({ sub: z.string() })' }).optional(),
       // The kernel's own schema of these options: a wrong one is refused here, naming the file and the field.
       resilience: ResilienceOptionsSchema.optional(),
+      data: DataOptionsSchema.optional(),
       logging: z
         .object({ level: z.enum(LOG_LEVELS), format: z.enum(['json', 'pretty']) })
         .partial()

@@ -59,6 +59,12 @@ export interface KeelConfig {
    */
   readonly resilience?: Pick<KernelOptions, 'retry' | 'hedge' | 'circuitBreaker' | 'retryBudget' | 'bulkhead' | 'bulkheads'>;
   /**
+   * How every process's modules that own data publish their events, given to each kernel as it
+   * is: `outboxWindow`, the durable events an outbox relay sends before the first is confirmed
+   * (default 32; `1` keeps the written order exactly: docs/data.md).
+   */
+  readonly data?: Pick<KernelOptions, 'outboxWindow'>;
+  /**
    * The level and format of every process's log (`keel start`, each process of `keel up` and
    * `keel dev`, the images of `keel deploy`). `KEEL_LOG_LEVEL` and `KEEL_LOG_FORMAT`, where
    * set, win over them.

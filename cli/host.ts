@@ -78,6 +78,8 @@ export interface HostOptions {
   readonly principal?: KernelOptions['principal'] | undefined;
   /** The `resilience` section of `keel.config.ts`, given to the kernel. */
   readonly resilience?: KeelConfig['resilience'] | undefined;
+  /** The `data` section of `keel.config.ts`, given to the kernel. */
+  readonly data?: KeelConfig['data'] | undefined;
   readonly logger?: Logger | undefined;
 }
 
@@ -176,6 +178,7 @@ export async function startHost(options: HostOptions): Promise<Host> {
       ...(databases ? { database: databases.engineOf } : {}),
       ...(options.principal ? { principal: options.principal } : {}),
       ...options.resilience,
+      ...options.data,
       ...(options.logger ? { logger: options.logger } : {}),
     });
     // The gateway (and its metrics' observer) before kernel.start(): durable consumers handle

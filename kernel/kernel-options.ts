@@ -105,6 +105,14 @@ export interface KernelOptions {
   readonly eventTimeoutMs?: number;
   /** Deliveries of a durable event before dead-lettering, unless a handler says otherwise (default 5). */
   readonly maxDeliveryAttempts?: number;
+  /**
+   * Durable events a module's outbox relay sends before the first of them is confirmed
+   * (default 32). They are sent in the order they were written; a publish the transport retries
+   * on its own (a JetStream leader being elected, a PubAck late) can then be stored after events
+   * written behind it, at most `outboxWindow - 1` of them. `1` sends one at a time: the stream
+   * keeps the written order exactly, at about 0.4× the rate over NATS (docs/data.md).
+   */
+  readonly outboxWindow?: number;
   /** Defaults to pino on stdout, level from `KEEL_LOG_LEVEL`. */
   readonly logger?: Logger;
   /** Called for every durable event given up on. */
@@ -188,6 +196,7 @@ export const DEFAULT_KERNEL_OPTIONS = {
   defaultTimeoutMs: DEFAULT_TIMEOUT_MS,
   eventTimeoutMs: 30_000,
   maxDeliveryAttempts: 5,
+  outboxWindow: 32,
   drainTimeoutMs: 30_000,
   bulkhead: DEFAULT_BULKHEAD_LIMITS,
 } as const satisfies Partial<KernelOptions>;
@@ -218,6 +227,25 @@ const bulkheadLimits = z
     { error: 'must be false (no bulkhead) or { maxConcurrent, maxQueued }' },
   )
   .optional();
+
+const outboxWindowOption = z
+  .number({ error: 'must be a whole number of events, 1 to 1000' })
+  .refine((value) => Number.isSafeInteger(value) && value >= 1 && value <= 1_000, 'must be a whole number of events, 1 to 1000')
+  .optional();
+
+/**
+ * The zod schema of the kernel's options for modules that own data (`outboxWindow`), as
+ * {@link createKernel} checks them: for a configuration that carries them to a kernel
+ * (keel.config.ts's `data`), so that a wrong one is refused where it is written, naming its field.
+ *
+ * @example
+ * ```ts
+ * import { DataOptionsSchema, parseOptions } from 'keel/transport';
+ *
+ * parseOptions('settings.json: data', DataOptionsSchema, { outboxWindow: 1 });
+ * ```
+ */
+export const DataOptionsSchema = z.object({ outboxWindow: outboxWindowOption }).strict();
 
 /**
  * The zod schema of the kernel's resilience options (`retry`, `hedge`, `circuitBreaker`,
@@ -275,6 +303,7 @@ const KernelOptionsSchema = z
       .number({ error: 'must be a whole number of deliveries, 1 or more' })
       .refine((value) => Number.isSafeInteger(value) && value >= 1, 'must be a whole number of deliveries, 1 or more')
       .optional(),
+    outboxWindow: outboxWindowOption,
     drainTimeoutMs: z
       .number({ error: `must be a number of milliseconds, 0 (do not wait) to ${MAX_TIMEOUT_MS}` })
       .refine((value) => Number.isFinite(value) && value >= 0 && value <= MAX_TIMEOUT_MS, `must be a number of milliseconds, 0 (do not wait) to ${MAX_TIMEOUT_MS}`)

@@ -217,6 +217,7 @@ class KernelImpl implements Kernel {
       logger: this.#logger,
       observers: this.#observers,
       maxDeliveryAttempts: options.maxDeliveryAttempts,
+      outboxWindow: options.outboxWindow,
       eventTimeoutMs: options.eventTimeoutMs,
       drainTimeoutMs: options.drainTimeoutMs,
       onDeadLetter: options.onDeadLetter,

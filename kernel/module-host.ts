@@ -12,7 +12,7 @@ import { within } from './in-flight.js';
 import { schemaOf, type DatabaseEngine, type ModuleData } from './database.js';
 import { migrate, readMigrations } from './migrations.js';
 import { ModuleDatabase, missingDatabase, outsideTransactions } from './module-data.js';
-import { OutboxRelay, crashPoint } from './outbox-relay.js';
+import { DEFAULT_OUTBOX_RELAY_OPTIONS, OutboxRelay, crashPoint } from './outbox-relay.js';
 import { outboxHold, outboxPublisher } from './local.js';
 import { MemoryIdempotencyStore, SqlIdempotencyStore } from './idempotency.js';
 import { LifecycleState } from './lifecycle.js';
@@ -37,6 +37,8 @@ export interface HostServices {
   readonly logger: Logger;
   readonly observers: readonly KernelObserver[];
   readonly maxDeliveryAttempts: number;
+  /** The kernel's `outboxWindow`: durable events an outbox relay sends before the first is confirmed. */
+  readonly outboxWindow: number;
   readonly eventTimeoutMs: number;
   readonly drainTimeoutMs: number;
   readonly onDeadLetter: ((deadLetter: DeadLetter) => void) | undefined;
@@ -186,7 +188,10 @@ export class ModuleHost {
     }
     this.#db = new ModuleDatabase(module.name, schema, engine, connection);
     const transport = services.remote ?? services.local;
-    this.#relay = new OutboxRelay(module.contract as AnyContract, connection, outboxPublisher(transport), logger, outboxHold(transport));
+    this.#relay = new OutboxRelay(module.contract as AnyContract, connection, outboxPublisher(transport), logger, outboxHold(transport), {
+      ...DEFAULT_OUTBOX_RELAY_OPTIONS,
+      window: services.outboxWindow,
+    });
     return this.#db;
   }
 

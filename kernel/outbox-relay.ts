@@ -219,9 +219,9 @@ export class OutboxRelay {
     });
   }
 
-  /** Claims the next batch of unsent rows, in their order. */
-  async #claim(): Promise<OutboxRow[]> {
-    const { rows } = await this.connection.query<OutboxRow>(CLAIM, [this.options.batchSize, this.options.claimSeconds]);
+  /** Claims the next `limit` unsent rows, in their order. */
+  async #claim(limit: number): Promise<OutboxRow[]> {
+    const { rows } = await this.connection.query<OutboxRow>(CLAIM, [limit, this.options.claimSeconds]);
     return rows.sort((a, b) => Number(a.seq) - Number(b.seq));
   }
 
@@ -233,9 +233,12 @@ export class OutboxRelay {
    */
   async #round(): Promise<boolean> {
     this.#heldBack = undefined;
-    const rows = await (this.#prefetched ?? this.#claim());
+    // After a failed round, the event that failed is claimed and sent alone: the events behind it
+    // are claimed once it is confirmed, so that a failure that lasts lets none of them overtake it.
+    const limit = this.#failures > 0 ? 1 : this.options.batchSize;
+    const rows = await (this.#prefetched ?? this.#claim(limit));
     this.#prefetched = undefined;
-    const ahead = rows.length === this.options.batchSize && !this.#stopped ? this.#claim() : undefined;
+    const ahead = rows.length === this.options.batchSize && !this.#stopped ? this.#claim(this.options.batchSize) : undefined;
     ahead?.catch(() => undefined);
     const { sent, setAside, failed } = await this.#publishRows(rows);
     if (ahead !== undefined) {
@@ -272,7 +275,7 @@ export class OutboxRelay {
       await this.connection.query("delete from keel_inbox where handled_at < now() - make_interval(secs => $1)", [this.options.inboxRetentionSeconds]);
     }
     if (failed !== undefined) throw failed.error;
-    return rows.length === this.options.batchSize;
+    return rows.length === limit;
   }
 
   /**
@@ -292,9 +295,6 @@ export class OutboxRelay {
     const failures: RowFailure[] = [];
     const settled = new Uint8Array(rows.length);
     const window = this.options.window;
-    // After a failed round, the event that failed goes first and alone: the events behind it are
-    // sent once it is confirmed, so that a failure that lasts lets none of them overtake it.
-    const probing = this.#failures > 0;
     let started = 0;
     let inFlight = 0;
     return new Promise((resolve) => {
@@ -317,7 +317,7 @@ export class OutboxRelay {
       };
       const pump = (): void => {
         while (started < rows.length && failures.length === 0) {
-          const gate = probing && started === 1 ? 0 : started - window;
+          const gate = started - window;
           if (gate >= 0 && settled[gate] === 0) break;
           inFlight += 1;
           void publish(started++);

@@ -318,7 +318,13 @@ export interface Transport {
   call(address: OperationAddress, input: unknown, context: CallContext, options?: TransportCallOptions): Promise<unknown>;
   /** Starts serving a module's operations. */
   serve(module: ServedModule): Promise<Registration>;
-  /** Publishes an event. Never waits for subscribers; resolves once the transport accepted it. */
+  /**
+   * Publishes an event. Never waits for subscribers; resolves once the transport accepted it.
+   * A module's outbox relay calls it for several durable events before the first resolves (the
+   * kernel's `outboxWindow`), in the order they were written: a transport that takes them in the
+   * order of its calls (each one handed to its connection at the same await depth, or queued in
+   * call order) keeps that order.
+   */
   publish(event: PublishedEvent): Promise<void>;
   /** Subscribes a module to an event. */
   subscribe(subscription: EventSubscription): Promise<Registration>;

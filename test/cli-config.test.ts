@@ -166,6 +166,14 @@ describe('cli - keel.config.ts', () => {
     expect(existsSync(join(root, 'deploy'))).toBe(false);
   });
 
+  it('cli - keel start refuses a wrong data section before starting, naming the file and the field (E_CONFIG)', async () => {
+    const run = keel(appWith("export default { data: { outboxWindow: 0, window: 4 } };\n"), 'start', '--http', 'off');
+    expect(await run.exit).toBe(1);
+    expect(run.stderr.text).toContain('error E_CONFIG: keel.config.ts: data.outboxWindow must be a whole number of events, 1 to 1000, got 0');
+    expect(run.stderr.text).toContain('unknown option "data.window"');
+    expect(run.stdout.text).not.toContain('ready');
+  });
+
   it('cli - without keel.config.ts, keel start serves the safe defaults: 1000 requests a minute, no CORS', async () => {
     const root = appWith(undefined);
     const running = keel(root, 'start', '--http', '0');
@@ -259,7 +267,7 @@ describe('cli - keel.config.ts', () => {
     const misspelt = appWith('export default { gatway: {} };\n');
     const start = keel(misspelt, 'start', '--http', '0');
     expect(await start.exit).toBe(1);
-    expect(start.stderr.text).toContain('error E_CONFIG: keel.config.ts: unknown option "gatway" (did you mean gateway? it takes gateway, principal, resilience, logging).\n');
+    expect(start.stderr.text).toContain('error E_CONFIG: keel.config.ts: unknown option "gatway" (did you mean gateway? it takes gateway, principal, resilience, data, logging).\n');
 
     const noDefault = appWith('export const gateway = {};\n');
     const up = keel(noDefault, 'up');

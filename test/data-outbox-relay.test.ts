@@ -20,11 +20,17 @@ const burst = defineContract({
   name: 'burst',
   version: '1.0.0',
   operations: {
-    /** Writes `n` tick events in one transaction, with a `blocked` event in place `blockedAt` when given. */
-    fire: operation({ input: z.object({ n: z.number().int(), blockedAt: z.number().int().optional() }), output: z.object({ n: z.number() }) }),
+    /**
+     * Writes `n` tick events in one transaction, with a `blocked` event in place `blockedAt` and
+     * a tick of 8 000 bytes in place `bigAt` when given.
+     */
+    fire: operation({
+      input: z.object({ n: z.number().int(), blockedAt: z.number().int().optional(), bigAt: z.number().int().optional() }),
+      output: z.object({ n: z.number() }),
+    }),
   },
   events: {
-    tick: event({ payload: z.object({ i: z.number() }), delivery: 'durable' }),
+    tick: event({ payload: z.object({ i: z.number(), pad: z.string().optional() }), delivery: 'durable' }),
     blocked: event({ payload: z.object({ i: z.number() }), delivery: 'durable' }),
   },
 });
@@ -34,9 +40,9 @@ const burstModule = defineModule({
   data: { migrations: new URL('./fixtures/data/ledger/migrations/', import.meta.url) },
   create: ({ db, emit }) => ({
     handlers: {
-      fire: ({ n, blockedAt }) =>
+      fire: ({ n, blockedAt, bigAt }) =>
         db.transaction(async () => {
-          for (let i = 0; i < n; i += 1) await emit(i === blockedAt ? 'blocked' : 'tick', { i });
+          for (let i = 0; i < n; i += 1) await emit(i === blockedAt ? 'blocked' : 'tick', i === bigAt ? { i, pad: 'x'.repeat(8_000) } : { i });
           return { n };
         }),
     },
@@ -67,7 +73,11 @@ async function boot(server: NatsServer, logger: Logger, auth: { user: string; pa
   kernels.push(kernel);
   const outbox = await database.connect('burst');
   const rows = async () =>
-    (await outbox.query<{ id: string; event: string; sent: boolean }>('select id, event, sent_at is not null as sent from keel_outbox order by seq')).rows;
+    (
+      await outbox.query<{ id: string; event: string; sent: boolean; setAside: boolean; attempts: number }>(
+        'select id, event, sent_at is not null as sent, failed_at is not null as "setAside", attempts from keel_outbox order by seq',
+      )
+    ).rows;
   return { kernel, rows };
 }
 
@@ -94,9 +104,9 @@ authorization {
   ]
 }`;
 
-/** A nats-server of its own for each case, so that each starts with no stream. */
+/** A nats-server of its own for each case, so that each starts with no stream; it takes messages up to 4 KiB. */
 async function natsServer(): Promise<NatsServer> {
-  const server = await startNatsServer({ extraConfig: AUTHORIZATION });
+  const server = await startNatsServer({ extraConfig: AUTHORIZATION, maxPayload: 4096 });
   servers.push(server);
   return server;
 }
@@ -112,7 +122,7 @@ describe('data - the outbox relay sends a window of events over NATS', () => {
     expect(await storedIds(server)).toEqual(written);
   });
 
-  it('at a failed publish sends nothing more, marks sent exactly what JetStream stored, and retries the failed event alone', { timeout: 60_000 }, async () => {
+  it('at a failed publish sends nothing more, marks sent exactly what JetStream stored, and retries the failed event alone; one refused for good beside it is set aside', { timeout: 60_000 }, async () => {
     const server = await natsServer();
     const warnings: string[] = [];
     const logger: Logger = {
@@ -124,7 +134,7 @@ describe('data - the outbox relay sends a window of events over NATS', () => {
     };
     const { kernel, rows } = await boot(server, logger, { user: 'relay', password: 'relay' });
     const retried = () => warnings.filter((message) => message.startsWith('outbox relay could not publish')).length;
-    await kernel.client(burst).fire({ n: 200, blockedAt: 10 });
+    await kernel.client(burst).fire({ n: 200, blockedAt: 10, bigAt: 5 });
     // Two failed rounds: the first one's window, then the retry, which sends the blocked event alone.
     await vi.waitFor(() => expect(retried()).toBeGreaterThanOrEqual(2), { timeout: 30_000, interval: 20 });
     const afterFirstRetry = await storedIds(server);
@@ -134,21 +144,30 @@ describe('data - the outbox relay sends a window of events over NATS', () => {
     const blocked = outbox[10];
     expect(blocked?.event).toBe('blocked');
     expect(blocked?.sent).toBe(false);
-    // Everything written before it went out; what is marked sent is exactly what JetStream holds.
-    expect(stored.slice(0, 10)).toEqual(outbox.slice(0, 10).map((row) => row.id));
+    // The one too large for the server was set aside, and the others before the blocked one went
+    // out, in order; what is marked sent is exactly what JetStream holds.
+    expect(outbox.filter((row) => row.setAside).map((row) => row.id)).toEqual([outbox[5]?.id]);
+    expect(stored.slice(0, 9)).toEqual(outbox.slice(0, 10).filter((_, place) => place !== 5).map((row) => row.id));
     expect(new Set(stored)).toEqual(new Set(outbox.filter((row) => row.sent).map((row) => row.id)));
     expect(stored).not.toContain(blocked?.id);
     // At most the window's worth went past it in the first round, and the retries sent none.
-    expect(stored.length).toBeLessThan(10 + 32);
+    expect(stored.length).toBeLessThan(9 + 32);
     expect(stored).toEqual(afterFirstRetry);
     expect(outbox.filter((row) => !row.sent).length).toBeGreaterThan(200 - 10 - 32);
+    // Each retry claimed the blocked event alone: the events behind it were claimed once.
+    expect(blocked?.attempts).toBeGreaterThanOrEqual(4);
+    expect(new Set(outbox.filter((row) => !row.sent && !row.setAside && row !== blocked).map((row) => row.attempts))).toEqual(new Set([1]));
   });
 });
 
 describe('data - the outbox relay in process', () => {
-  it('sends no event 32 or more places behind one its subscriber has not yet handled', { timeout: 120_000 }, async () => {
-    // The subscriber holds the `blocked` event (place 10) until the test releases it, so its
-    // publish stays unconfirmed: the relay may send places 11 to 41 meanwhile, and nothing after.
+  // The subscriber holds the `blocked` event (place 10) until the test releases it, so its
+  // publish stays unconfirmed: the relay may send the next window - 1 places meanwhile, and
+  // nothing after them.
+  it.each([
+    { window: undefined, after: 31, title: 'by default sends no event 32 or more places behind one its subscriber has not yet handled' },
+    { window: 1, after: 0, title: 'with outboxWindow 1 sends no event behind one its subscriber has not yet handled' },
+  ])('$title', { timeout: 120_000 }, async ({ window, after }) => {
     const log: (number | 'released')[] = [];
     let release: () => void = () => undefined;
     const held = new Promise<void>((resolve) => (release = resolve));
@@ -167,19 +186,20 @@ describe('data - the outbox relay in process', () => {
       }),
     });
     const database = await createPGliteDatabase();
-    const kernel = createKernel({ modules: [burstModule, watcherModule], database, logger: silentLogger });
+    const kernel = createKernel({ modules: [burstModule, watcherModule], database, logger: silentLogger, ...(window === undefined ? {} : { outboxWindow: window }) });
     await kernel.start();
     try {
       await kernel.client(burst).fire({ n: 100, blockedAt: 10 });
-      await vi.waitFor(() => expect(log.length).toBeGreaterThanOrEqual(41), { timeout: 60_000, interval: 5 });
+      await vi.waitFor(() => expect(log.length).toBeGreaterThanOrEqual(10 + after), { timeout: 60_000, interval: 5 });
       log.push('released');
       release();
       await vi.waitFor(() => expect(log.length).toBe(100), { timeout: 60_000, interval: 20 });
       const at = log.indexOf('released');
-      // The window was used: the 31 after the held one were handled while it was held...
-      expect(log.slice(0, at).sort((a, b) => Number(a) - Number(b))).toEqual([...Array.from({ length: 10 }, (_, i) => i), ...Array.from({ length: 31 }, (_, i) => 11 + i)]);
+      const places = (from: number, count: number) => Array.from({ length: count }, (_, i) => from + i);
+      // The window was used: the ones after the held one were handled while it was held...
+      expect(log.slice(0, at).sort((a, b) => Number(a) - Number(b))).toEqual([...places(0, 10), ...places(11, after)]);
       // ...and none further: each of those was sent only after the held one was confirmed.
-      expect(log.slice(at + 1).sort((a, b) => Number(a) - Number(b))).toEqual(Array.from({ length: 58 }, (_, i) => 42 + i));
+      expect(log.slice(at + 1).sort((a, b) => Number(a) - Number(b))).toEqual(places(11 + after, 89 - after));
     } finally {
       release();
       await kernel.stop();

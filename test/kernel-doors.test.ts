@@ -69,6 +69,7 @@ const TRANSPORT = {
     'DEFAULT_KERNEL_OPTIONS',
     'DEFAULT_LOCAL_TRANSPORT_OPTIONS',
     'DEFAULT_TIMEOUT_MS',
+    'DataOptionsSchema',
     'DeadlineScheduler',
     'EXTERNAL_CALLER',
     'Fanout',

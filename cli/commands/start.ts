@@ -215,6 +215,7 @@ async function start(cli: CliContext, own: CommandLog, args: StartArgs): Promise
     gateway: config.gateway,
     principal: config.principal,
     resilience: config.resilience,
+    data: config.data,
     logger,
   });
   const status = running.kernel.status();
