@@ -155,8 +155,8 @@ export async function benchDurable(): Promise<{ markdown: string }> {
       row(STRICT),
       '',
       `keel's relay sends ${WINDOW} events before the first is confirmed, in the order they were written (the kernel's`,
-      '`outboxWindow`; docs/data.md, "The order, exactly"). With `outboxWindow: 1` it sends one at a time, as it did until',
-      '2026-12-05 and as the first raw row does (docs/performance.md, "Seventeenth round").',
+      '`outboxWindow`; docs/data.md, "The order, exactly"). With `outboxWindow: 1` it sends one at a time, as the first raw row',
+      'does and as it did until 2026-12-05, but with that day\'s other cuts (docs/performance.md, "Seventeenth round").',
       DURABLE_END,
       '',
     ].join('\n');

@@ -107,9 +107,10 @@ export interface KernelOptions {
   readonly maxDeliveryAttempts?: number;
   /**
    * Durable events a module's outbox relay sends before the first of them is confirmed
-   * (default 32). They are sent in the order they were written; a publish the transport retries
-   * on its own (a JetStream leader being elected, a PubAck late) can then be stored after events
-   * written behind it, at most `outboxWindow - 1` of them. `1` sends one at a time: the stream
+   * (default 32). They are sent in the order they were written; a publish that fails and is
+   * sent again, by the relay or by the transport on its own (a JetStream leader being elected, a
+   * PubAck late), can then be stored after events written behind it, at most
+   * `outboxWindow - 1` of them. `1` sends one at a time: the stream
    * keeps the written order exactly, at about 0.4× the rate over NATS (docs/data.md).
    */
   readonly outboxWindow?: number;

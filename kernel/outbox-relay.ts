@@ -227,26 +227,35 @@ export class OutboxRelay {
 
   /**
    * One round: claim a batch (or take the one claimed while the last round published), publish
-   * it in order, mark what was published. True when the batch was full. A full batch is likely
-   * to have more behind it: the next one is claimed while this one is published, so that the
-   * claim's statement does not wait for the publishes nor they for it.
+   * it in order, mark what was published. True when another round should follow at once: the
+   * batch was full, or it was claimed ahead, before commits that kicked meanwhile (their rows
+   * are only seen by a claim made after them). A full batch is likely to have more behind it: the
+   * next one is claimed while this one is published, so that the claim's statement does not wait
+   * for the publishes nor they for it.
    */
   async #round(): Promise<boolean> {
     this.#heldBack = undefined;
     // After a failed round, the event that failed is claimed and sent alone: the events behind it
     // are claimed once it is confirmed, so that a failure that lasts lets none of them overtake it.
     const limit = this.#failures > 0 ? 1 : this.options.batchSize;
-    const rows = await (this.#prefetched ?? this.#claim(limit));
+    // Taken before it is awaited: a claim that failed must not be handed to every later round.
+    const prefetched = this.#prefetched;
     this.#prefetched = undefined;
+    const rows = await (prefetched ?? this.#claim(limit));
     const ahead = rows.length === this.options.batchSize && !this.#stopped ? this.#claim(this.options.batchSize) : undefined;
     ahead?.catch(() => undefined);
     const { sent, setAside, failed } = await this.#publishRows(rows);
     if (ahead !== undefined) {
       if (failed === undefined) this.#prefetched = ahead;
       else {
-        // The failed event goes first in the next round: what was claimed behind it is released.
+        // The failed event goes first in the next round: what was claimed behind it is released,
+        // its claim not counted as an attempt.
         const claimed = await ahead.catch(() => []);
-        if (claimed.length > 0) await this.connection.query('update keel_outbox set claimed_until = null where seq = any($1::bigint[])', [claimed.map((row) => row.seq)]);
+        if (claimed.length > 0) {
+          await this.connection.query('update keel_outbox set claimed_until = null, attempts = attempts - 1 where seq = any($1::bigint[])', [
+            claimed.map((row) => row.seq),
+          ]);
+        }
       }
     }
     for (const { row, error } of setAside) {
@@ -275,7 +284,7 @@ export class OutboxRelay {
       await this.connection.query("delete from keel_inbox where handled_at < now() - make_interval(secs => $1)", [this.options.inboxRetentionSeconds]);
     }
     if (failed !== undefined) throw failed.error;
-    return rows.length === limit;
+    return prefetched !== undefined || rows.length === limit;
   }
 
   /**

@@ -9,7 +9,10 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { defineContract, defineModule, operation, silentLogger } from 'keel';
 import { main, runCli } from 'keel/cli';
+import { startHost } from '../cli/host.js';
 import { READY, collector, copyWhoamiApp, gatewayUrl, logMessages } from './support/cli.js';
 
 const repository = dirname(createRequire(import.meta.url).resolve('keel/package.json'));
@@ -164,6 +167,17 @@ describe('cli - keel.config.ts', () => {
       expect(run.stdout.text, argv.join(' ')).not.toContain('ready');
     }
     expect(existsSync(join(root, 'deploy'))).toBe(false);
+  });
+
+  it("cli - keel start's host gives its kernel keel.config.ts's data section: an outbox window the kernel refuses stops the start naming the field", async () => {
+    const echo = defineContract({ name: 'echo', version: '1.0.0', operations: { ping: operation({ input: z.object({}), output: z.object({}) }) } });
+    const module = defineModule({ contract: echo, create: () => ({ handlers: { ping: async () => ({}) } }) });
+    // Past the file's own check (startHost is what keel start calls once the file was read): only the kernel can refuse it now.
+    await expect(startHost({ modules: [module], env: {}, logger: silentLogger, data: { outboxWindow: 0 } })).rejects.toThrow(
+      'createKernel: outboxWindow must be a whole number of events, 1 to 1000, got 0.',
+    );
+    const started = await startHost({ modules: [module], env: {}, logger: silentLogger, data: { outboxWindow: 1 } });
+    await started.stop();
   });
 
   it('cli - keel start refuses a wrong data section before starting, naming the file and the field (E_CONFIG)', async () => {

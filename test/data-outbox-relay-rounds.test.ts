@@ -1,0 +1,108 @@
+/**
+ * The outbox relay's rounds, on PGlite, driven directly: the batch it claims ahead while one is
+ * published. A commit made while a full round publishes is published by a claim made after it,
+ * before its hold is released; a claim ahead that fails does not stop the relay.
+ *
+ * The relay's publish here records the events it is given, so that the test can act at a chosen
+ * point of a round (a commit, a failed claim); the database is a real one, and a failure is
+ * injected around its connection.
+ */
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { z } from 'zod';
+import { createKernel, defineContract, defineModule, event, operation, silentLogger, type DatabaseEngine } from 'keel';
+import { createPGliteDatabase } from 'keel/pglite';
+import { DEFAULT_OUTBOX_RELAY_OPTIONS, OutboxRelay } from '../kernel/outbox-relay.js';
+import type { PublishedEvent } from '../kernel/transport.js';
+
+const burst = defineContract({
+  name: 'burst',
+  version: '1.0.0',
+  operations: { noop: operation({ input: z.object({}), output: z.object({}) }) },
+  events: { tick: event({ payload: z.object({ i: z.number() }), delivery: 'durable' }) },
+});
+
+const burstModule = defineModule({
+  contract: burst,
+  data: { migrations: new URL('./fixtures/data/ledger/migrations/', import.meta.url) },
+  create: () => ({ handlers: { noop: async () => ({}) } }),
+});
+
+type Connection = Awaited<ReturnType<DatabaseEngine['connect']>>;
+
+const opened: { database: DatabaseEngine; relays: OutboxRelay[] }[] = [];
+
+afterEach(async () => {
+  for (const { database, relays } of opened.splice(0)) {
+    for (const relay of relays) await relay.stop();
+    await database.close();
+  }
+});
+
+/** A PGlite database with burst's schema and keel's tables (a kernel started and stopped once), and `rows` events in its outbox. */
+async function outboxWith(rows: number): Promise<{ database: DatabaseEngine; connection: Connection; relays: OutboxRelay[] }> {
+  const database = await createPGliteDatabase();
+  const kernel = createKernel({ modules: [burstModule], database, logger: silentLogger });
+  await kernel.start();
+  await kernel.stop();
+  const connection = await database.connect('burst');
+  await connection.query(
+    `insert into keel_outbox (id, event, payload, correlation_id) select 'e' || lpad(g::text, 4, '0'), 'tick', jsonb_build_object('i', g), 'c' from generate_series(1, $1::int) g`,
+    [rows],
+  );
+  const entry = { database, relays: [] as OutboxRelay[] };
+  opened.push(entry);
+  return { database, connection, relays: entry.relays };
+}
+
+/** The relay's options for these tests: a small window, and a poll so long that only a kick publishes. */
+const OPTIONS = { ...DEFAULT_OUTBOX_RELAY_OPTIONS, window: 4, pollMs: 600_000, backoffMs: 10 };
+
+describe('data - the outbox relay claims its next batch ahead', () => {
+  it('publishes a commit made while a full round publishes before releasing its hold, without waiting for the poll', { timeout: 120_000 }, async () => {
+    const { connection, relays } = await outboxWith(250);
+    const published: string[] = [];
+    const released: { id: string; publishedBefore: boolean }[] = [];
+    let relay: OutboxRelay | undefined;
+    let committed = false;
+    const publish = async (event: PublishedEvent): Promise<void> => {
+      published.push(event.metadata.id);
+      if (!committed) {
+        // The first round runs, and its claim ahead was made: a transaction commits one more event.
+        committed = true;
+        await connection.query(`insert into keel_outbox (id, event, payload, correlation_id) values ('late', 'tick', '{"i":0}', 'c')`);
+        relay?.kicker();
+      }
+    };
+    const hold = () => () => void released.push({ id: 'late', publishedBefore: published.includes('late') });
+    relay = new OutboxRelay(burst, connection, publish, silentLogger, hold, OPTIONS);
+    relays.push(relay);
+    relay.start();
+    await vi.waitFor(() => expect(released).toHaveLength(1), { timeout: 60_000, interval: 10 });
+    expect(released).toEqual([{ id: 'late', publishedBefore: true }]);
+    expect(published).toHaveLength(251);
+    expect(published.slice(0, 250)).toEqual(Array.from({ length: 250 }, (_, i) => `e${String(i + 1).padStart(4, '0')}`));
+  });
+
+  it('goes on after a claim made ahead fails: every event is published once', { timeout: 120_000 }, async () => {
+    const { connection, relays } = await outboxWith(450);
+    let claims = 0;
+    const failing: Connection = {
+      ...connection,
+      query: (async (text: string, params?: readonly unknown[]) => {
+        // The second claim is the one the first round makes ahead: the database drops it.
+        if (text.includes('for update skip locked') && ++claims === 2) throw new Error('connection terminated unexpectedly');
+        return connection.query(text, params);
+      }) as Connection['query'],
+    };
+    const published: string[] = [];
+    const relay = new OutboxRelay(burst, failing, async (event) => void published.push(event.metadata.id), silentLogger, undefined, OPTIONS);
+    relays.push(relay);
+    relay.start();
+    await vi.waitFor(async () => expect(Number((await connection.query<{ n: string }>('select count(*) as n from keel_outbox where sent_at is null')).rows[0]?.n)).toBe(0), {
+      timeout: 60_000,
+      interval: 20,
+    });
+    expect(claims).toBeGreaterThan(2);
+    expect(new Set(published).size).toBe(450);
+  });
+});
