@@ -63,6 +63,8 @@ interface OutboxRow {
   readonly principal: unknown;
   readonly published_at: Date | string;
   readonly attempts: number;
+  /** The end of this claim, as text (microseconds kept): a release clears only its own claim. */
+  readonly claim: string;
   [column: string]: unknown;
 }
 
@@ -74,7 +76,16 @@ where seq in (
   order by seq limit $1
   for update skip locked
 )
-returning seq, id, event, payload, correlation_id, traceparent, principal, published_at, attempts`;
+returning seq, id, event, payload, correlation_id, traceparent, principal, published_at, attempts, claimed_until::text as claim`;
+
+/**
+ * Releases claimed rows for a later round. Only the claim this relay made: one that lapsed and
+ * that another instance's relay renewed stays with it. `untried` rows were claimed but never
+ * sent, and take back the attempt their claim counted.
+ */
+const RELEASE = `
+update keel_outbox set claimed_until = null, attempts = attempts - case when $3 then 1 else 0 end
+where seq = any($1::bigint[]) and claimed_until = $2::timestamptz and sent_at is null`;
 
 /** A row whose publish failed, with why. */
 interface RowFailure {
@@ -192,10 +203,17 @@ export class OutboxRelay {
           (error: unknown) => {
             this.#failures += 1;
             const delay = Math.min(this.options.backoffMs * 2 ** (this.#failures - 1), this.options.maxBackoffMs);
-            const event = this.#heldBack ?? { module: this.contract.name };
+            const event = this.#heldBack;
             this.#schedule(delay);
             try {
-              this.logger.warn({ err: error, ...event, retryInMs: delay }, 'outbox relay could not publish; it will retry, holding back the events after this one');
+              if (event !== undefined) {
+                this.logger.warn({ err: error, ...event, retryInMs: delay }, 'outbox relay could not publish; it will retry, holding back the events after this one');
+              } else {
+                this.logger.warn(
+                  { err: error, module: this.contract.name, retryInMs: delay },
+                  'outbox relay could not read or update keel_outbox; it will retry. Check the database connection',
+                );
+              }
             } catch {
               // A logger that throws must not stop the relay (nor keep its holds).
             }
@@ -244,20 +262,8 @@ export class OutboxRelay {
     const rows = await (prefetched ?? this.#claim(limit));
     const ahead = rows.length === this.options.batchSize && !this.#stopped ? this.#claim(this.options.batchSize) : undefined;
     ahead?.catch(() => undefined);
-    const { sent, setAside, failed } = await this.#publishRows(rows);
-    if (ahead !== undefined) {
-      if (failed === undefined) this.#prefetched = ahead;
-      else {
-        // The failed event goes first in the next round: what was claimed behind it is released,
-        // its claim not counted as an attempt.
-        const claimed = await ahead.catch(() => []);
-        if (claimed.length > 0) {
-          await this.connection.query('update keel_outbox set claimed_until = null, attempts = attempts - 1 where seq = any($1::bigint[])', [
-            claimed.map((row) => row.seq),
-          ]);
-        }
-      }
-    }
+    const { sent, setAside, failed, started } = await this.#publishRows(rows);
+    if (ahead !== undefined && failed === undefined) this.#prefetched = ahead;
     for (const { row, error } of setAside) {
       await this.connection.query('update keel_outbox set failed_at = now(), claimed_until = null, last_error = $2 where seq = $1', [row.seq, String(error)]);
       this.logger.error(
@@ -267,12 +273,23 @@ export class OutboxRelay {
     }
     if (failed !== undefined) {
       this.#heldBack = this.#describe(failed.row);
-      // Keep the order: the rest of the batch waits for this one. Release their claims (the
-      // events already sent behind it, confirmed, are marked sent below).
-      await this.connection.query('update keel_outbox set claimed_until = null, last_error = $2 where seq = $1', [failed.row.seq, String(failed.error)]);
+      // Keep the order: the rest of the batch waits for this one. Its claim first: while it
+      // holds, a retry would claim the events behind it. Then the others (the events already
+      // sent behind it, confirmed, are marked sent below).
+      await this.connection.query('update keel_outbox set claimed_until = null, last_error = $2 where seq = $1 and claimed_until = $3::timestamptz and sent_at is null', [
+        failed.row.seq,
+        String(failed.error),
+        failed.row.claim,
+      ]);
       const done = new Set([...sent, ...setAside.map(({ row }) => row.seq), failed.row.seq]);
-      const rest = rows.filter((row) => !done.has(row.seq)).map((row) => row.seq);
-      if (rest.length > 0) await this.connection.query('update keel_outbox set claimed_until = null where seq = any($1::bigint[])', [rest]);
+      const tried = rows.slice(0, started).filter((row) => !done.has(row.seq)).map((row) => row.seq);
+      const untried = rows.slice(started).map((row) => row.seq);
+      const claim = failed.row.claim;
+      if (tried.length > 0) await this.connection.query(RELEASE, [tried, claim, false]);
+      if (untried.length > 0) await this.connection.query(RELEASE, [untried, claim, true]);
+      // The failed event goes first in the next round: what was claimed ahead is released too.
+      const claimedAhead = ahead === undefined ? [] : await ahead.catch(() => []);
+      if (claimedAhead.length > 0) await this.connection.query(RELEASE, [claimedAhead.map((row) => row.seq), claimedAhead[0]?.claim, true]);
     }
     if (sent.length > 0) {
       await this.connection.query('update keel_outbox set sent_at = now(), claimed_until = null where seq = any($1::bigint[])', [sent]);
@@ -292,13 +309,13 @@ export class OutboxRelay {
    * it to be confirmed, but never more than `window` past the oldest one not yet settled: row j
    * is sent once row j - window has settled. At the first failure that is not a refusal for
    * good, no further row is sent, so at most `window - 1` rows behind it were; the ones in
-   * flight settle. `failed` is the earliest such failure.
+   * flight settle. `failed` is the earliest such failure; `started`, how many rows were sent.
    *
    * Rows are started from each settlement's own continuation, not from a loop that awaits: the
    * confirmations that arrive together start the next rows together, and the NATS client writes
    * what they send in one go (docs/performance.md, "Seventeenth round").
    */
-  #publishRows(rows: readonly OutboxRow[]): Promise<{ sent: string[]; setAside: RowFailure[]; failed: RowFailure | undefined }> {
+  #publishRows(rows: readonly OutboxRow[]): Promise<{ sent: string[]; setAside: RowFailure[]; failed: RowFailure | undefined; started: number }> {
     const sent: string[] = [];
     const setAside: RowFailure[] = [];
     const failures: RowFailure[] = [];
@@ -309,7 +326,7 @@ export class OutboxRelay {
     return new Promise((resolve) => {
       const done = () => {
         const failed = failures.reduce<RowFailure | undefined>((first, failure) => (first === undefined || Number(failure.row.seq) < Number(first.row.seq) ? failure : first), undefined);
-        resolve({ sent, setAside, failed });
+        resolve({ sent, setAside, failed, started });
       };
       const publish = async (index: number): Promise<void> => {
         const row = rows[index] as OutboxRow;

@@ -1,7 +1,8 @@
 /**
  * The outbox relay's rounds, on PGlite, driven directly: the batch it claims ahead while one is
  * published. A commit made while a full round publishes is published by a claim made after it,
- * before its hold is released; a claim ahead that fails does not stop the relay.
+ * before its hold is released; a claim ahead that fails does not stop the relay. And a relay
+ * whose claim lapsed releases none of the claims another instance's relay made since.
  *
  * The relay's publish here records the events it is given, so that the test can act at a chosen
  * point of a round (a commit, a failed claim); the database is a real one, and a failure is
@@ -103,6 +104,36 @@ describe('data - the outbox relay claims its next batch ahead', () => {
       interval: 20,
     });
     expect(claims).toBeGreaterThan(2);
+    expect(published).toHaveLength(450);
     expect(new Set(published).size).toBe(450);
+  });
+
+  it("releases only its own claims after a failure: rows another instance's relay claimed once this one's lapsed stay claimed", { timeout: 120_000 }, async () => {
+    const { connection, relays } = await outboxWith(10);
+    const warnings: string[] = [];
+    const logger = { ...silentLogger, warn: (_fields: unknown, message: string) => void warnings.push(message), child: () => logger };
+    // B's publishes wait for the end of the test: its claims stay live meanwhile.
+    let finish: () => void = () => undefined;
+    const finished = new Promise<void>((resolve) => (finish = resolve));
+    const claimedByB: string[] = [];
+    const b = new OutboxRelay(burst, connection, async (event) => {
+      claimedByB.push(event.metadata.id);
+      await finished;
+    }, silentLogger, undefined, { ...OPTIONS, claimSeconds: 600 });
+    // A claims for one second; its first event waits until B has claimed the lapsed rows, then fails.
+    const a = new OutboxRelay(burst, connection, async (event) => {
+      if (event.metadata.id !== 'e0001') return;
+      setTimeout(() => b.start(), 1_200);
+      await vi.waitFor(() => expect(claimedByB.length).toBeGreaterThan(0), { timeout: 60_000, interval: 10 });
+      throw new Error('JetStream did not answer');
+    }, logger, undefined, { ...OPTIONS, claimSeconds: 1 });
+    relays.push(a);
+    a.start();
+    await vi.waitFor(() => expect(warnings.some((message) => message.startsWith('outbox relay could not publish'))).toBe(true), { timeout: 60_000, interval: 10 });
+    await a.stop();
+    const { rows } = await connection.query<{ released: string }>('select count(*) as released from keel_outbox where sent_at is null and claimed_until is null');
+    expect(Number(rows[0]?.released)).toBe(0);
+    finish();
+    relays.push(b);
   });
 });

@@ -155,13 +155,11 @@ describe('data - the outbox relay sends a window of events over NATS', () => {
     expect(stored.length).toBeLessThan(9 + 32);
     expect(stored).toEqual(afterFirstRetry);
     expect(outbox.filter((row) => !row.sent).length).toBeGreaterThan(250 - 10 - 32);
-    // Each retry claimed the blocked event alone: the others of the first batch were claimed
-    // once, and the 50 claimed ahead were released without counting an attempt.
+    // Each retry claimed the blocked event alone, and `attempts` counts the publishes tried: the
+    // events behind it that were never sent (the rest of the first batch, and the 50 claimed
+    // ahead) were released without counting one.
     expect(blocked?.attempts).toBeGreaterThanOrEqual(4);
-    const unsent = (from: number, to: number) =>
-      outbox.slice(from, to).filter((row) => !row.sent && !row.setAside && row !== blocked).map((row) => row.attempts);
-    expect(new Set(unsent(0, 200))).toEqual(new Set([1]));
-    expect(new Set(unsent(200, 250))).toEqual(new Set([0]));
+    expect(new Set(outbox.filter((row) => !row.sent && !row.setAside && row !== blocked).map((row) => row.attempts))).toEqual(new Set([0]));
   });
 });
 
