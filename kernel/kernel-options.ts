@@ -110,8 +110,9 @@ export interface KernelOptions {
    * (default 32). They are sent in the order they were written; a publish that fails and is
    * sent again, by the relay or by the transport on its own (a JetStream leader being elected, a
    * PubAck late), can then be stored after events written behind it, at most
-   * `outboxWindow - 1` of them. `1` sends one at a time: the stream
-   * keeps the written order exactly, at about 0.4× the rate over NATS (docs/data.md).
+   * `outboxWindow - 1` of them. `1` sends one at a time: with one instance of the module, the
+   * stream keeps the written order exactly (short of a crash), at about 0.4× the rate over NATS
+   * (docs/data.md).
    */
   readonly outboxWindow?: number;
   /** Defaults to pino on stdout, level from `KEEL_LOG_LEVEL`. */

@@ -68,24 +68,36 @@ interface OutboxRow {
   [column: string]: unknown;
 }
 
+/**
+ * A claim's end as text that reads back as the same instant whatever the session's DateStyle
+ * and TimeZone: UTC, to the microsecond.
+ */
+const CLAIM_TEXT = `to_char(claimed_until at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US')`;
+
+/**
+ * Claims the next `$1` unsent rows for `$2` seconds: unclaimed ones, lapsed ones, and those
+ * still held by a claim of this relay's own that a failed round could not release (`$3`, the
+ * claims' ends as {@link CLAIM_TEXT}), so that they keep their place in the order.
+ */
 const CLAIM = `
 update keel_outbox set claimed_until = now() + make_interval(secs => $2), attempts = attempts + 1
 where seq in (
   select seq from keel_outbox
-  where sent_at is null and failed_at is null and (claimed_until is null or claimed_until < now())
+  where sent_at is null and failed_at is null
+    and (claimed_until is null or claimed_until < now() or claimed_until = any(array(select (unnest($3::text[])::timestamp at time zone 'UTC'))))
   order by seq limit $1
   for update skip locked
 )
-returning seq, id, event, payload, correlation_id, traceparent, principal, published_at, attempts, claimed_until::text as claim`;
+returning seq, id, event, payload, correlation_id, traceparent, principal, published_at, attempts, ${CLAIM_TEXT} as claim`;
 
 /**
- * Releases claimed rows for a later round. Only the claim this relay made: one that lapsed and
- * that another instance's relay renewed stays with it. `untried` rows were claimed but never
- * sent, and take back the attempt their claim counted.
+ * Releases claimed rows for a later round. Only the claim this relay made (`$2`, as
+ * {@link CLAIM_TEXT}): one that lapsed and that another instance's relay renewed stays with it.
+ * `untried` rows (`$3`) were claimed but never sent, and take back the attempt their claim counted.
  */
 const RELEASE = `
 update keel_outbox set claimed_until = null, attempts = attempts - case when $3 then 1 else 0 end
-where seq = any($1::bigint[]) and claimed_until = $2::timestamptz and sent_at is null`;
+where seq = any($1::bigint[]) and claimed_until = ($2::timestamp at time zone 'UTC') and sent_at is null`;
 
 /** A row whose publish failed, with why. */
 interface RowFailure {
@@ -118,6 +130,12 @@ export class OutboxRelay {
   #again = false;
   #stopped = false;
   #failures = 0;
+  /**
+   * The claims (as CLAIM_TEXT) of failed rounds whose release has not completed: the next claims
+   * may take their rows, so that a database failure during the release does not leave them
+   * behind the events after them for the claim's time. The last few are kept.
+   */
+  readonly #unreleased = new Set<string>();
   #rounds = 0;
   /** The batch claimed while the last round published, for the next round. */
   #prefetched: Promise<OutboxRow[]> | undefined;
@@ -237,9 +255,18 @@ export class OutboxRelay {
     });
   }
 
+  /** Remembers a claim a failed round is about to release, the last 16 at most (see #unreleased). */
+  #keepUnreleased(claim: string): void {
+    this.#unreleased.add(claim);
+    for (const oldest of this.#unreleased) {
+      if (this.#unreleased.size <= 16) break;
+      this.#unreleased.delete(oldest);
+    }
+  }
+
   /** Claims the next `limit` unsent rows, in their order. */
   async #claim(limit: number): Promise<OutboxRow[]> {
-    const { rows } = await this.connection.query<OutboxRow>(CLAIM, [limit, this.options.claimSeconds]);
+    const { rows } = await this.connection.query<OutboxRow>(CLAIM, [limit, this.options.claimSeconds, [...this.#unreleased]]);
     return rows.sort((a, b) => Number(a.seq) - Number(b.seq));
   }
 
@@ -264,32 +291,38 @@ export class OutboxRelay {
     ahead?.catch(() => undefined);
     const { sent, setAside, failed, started } = await this.#publishRows(rows);
     if (ahead !== undefined && failed === undefined) this.#prefetched = ahead;
+    // After a failed publish: the claims of this round, which the next claims may take back until
+    // they are released (a database failure below leaves their rows in their place in the order).
+    const claimedAhead = failed !== undefined && ahead !== undefined ? await ahead.catch(() => []) : [];
+    const claims = failed === undefined ? [] : [failed.row.claim, ...claimedAhead.slice(0, 1).map((row) => row.claim)];
+    for (const claim of claims) this.#keepUnreleased(claim);
+    if (failed !== undefined) {
+      this.#heldBack = this.#describe(failed.row);
+      // Keep the order: the rest of the batch waits for this one. Its claim first: while it
+      // holds, a retry would claim the events behind it.
+      await this.connection.query(
+        "update keel_outbox set claimed_until = null, last_error = $2 where seq = $1 and claimed_until = ($3::timestamp at time zone 'UTC') and sent_at is null",
+        [failed.row.seq, String(failed.error), failed.row.claim],
+      );
+    }
     for (const { row, error } of setAside) {
-      await this.connection.query('update keel_outbox set failed_at = now(), claimed_until = null, last_error = $2 where seq = $1', [row.seq, String(error)]);
+      await this.connection.query('update keel_outbox set failed_at = now(), claimed_until = null, last_error = $2 where seq = $1 and sent_at is null', [row.seq, String(error)]);
       this.logger.error(
         { err: error, ...this.#describe(row) },
         'outbox event refused for good and set aside (failed_at in keel_outbox); the events after it go on. Fix its cause, then set failed_at to null to send it again',
       );
     }
     if (failed !== undefined) {
-      this.#heldBack = this.#describe(failed.row);
-      // Keep the order: the rest of the batch waits for this one. Its claim first: while it
-      // holds, a retry would claim the events behind it. Then the others (the events already
-      // sent behind it, confirmed, are marked sent below).
-      await this.connection.query('update keel_outbox set claimed_until = null, last_error = $2 where seq = $1 and claimed_until = $3::timestamptz and sent_at is null', [
-        failed.row.seq,
-        String(failed.error),
-        failed.row.claim,
-      ]);
+      // Then the others of the batch (the events already sent behind it, confirmed, are marked
+      // sent below), and what was claimed ahead: the failed event goes first in the next round.
       const done = new Set([...sent, ...setAside.map(({ row }) => row.seq), failed.row.seq]);
       const tried = rows.slice(0, started).filter((row) => !done.has(row.seq)).map((row) => row.seq);
       const untried = rows.slice(started).map((row) => row.seq);
       const claim = failed.row.claim;
       if (tried.length > 0) await this.connection.query(RELEASE, [tried, claim, false]);
       if (untried.length > 0) await this.connection.query(RELEASE, [untried, claim, true]);
-      // The failed event goes first in the next round: what was claimed ahead is released too.
-      const claimedAhead = ahead === undefined ? [] : await ahead.catch(() => []);
       if (claimedAhead.length > 0) await this.connection.query(RELEASE, [claimedAhead.map((row) => row.seq), claimedAhead[0]?.claim, true]);
+      for (const released of claims) this.#unreleased.delete(released);
     }
     if (sent.length > 0) {
       await this.connection.query('update keel_outbox set sent_at = now(), claimed_until = null where seq = any($1::bigint[])', [sent]);

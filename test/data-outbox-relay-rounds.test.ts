@@ -1,8 +1,9 @@
 /**
  * The outbox relay's rounds, on PGlite, driven directly: the batch it claims ahead while one is
  * published. A commit made while a full round publishes is published by a claim made after it,
- * before its hold is released; a claim ahead that fails does not stop the relay. And a relay
- * whose claim lapsed releases none of the claims another instance's relay made since.
+ * before its hold is released; a claim ahead that fails does not stop the relay. A relay whose
+ * claim lapsed releases none of the claims another instance's relay made since, and a failed
+ * event whose release the database refused still goes out before the events behind it.
  *
  * The relay's publish here records the events it is given, so that the test can act at a chosen
  * point of a round (a commit, a failed claim); the database is a real one, and a failure is
@@ -135,5 +136,40 @@ describe('data - the outbox relay claims its next batch ahead', () => {
     expect(Number(rows[0]?.released)).toBe(0);
     finish();
     relays.push(b);
+  });
+
+  it('sends a failed event before the events behind it even when the database refused to release its claim', { timeout: 120_000 }, async () => {
+    const { connection, relays } = await outboxWith(10);
+    let releases = 0;
+    const failing: Connection = {
+      ...connection,
+      query: (async (text: string, params?: readonly unknown[]) => {
+        // The failed event's release: the database drops the first one.
+        if (text.includes('set claimed_until = null, last_error') && ++releases === 1) throw new Error('connection terminated unexpectedly');
+        return connection.query(text, params);
+      }) as Connection['query'],
+    };
+    const published: string[] = [];
+    let failedOnce = false;
+    const relay = new OutboxRelay(
+      burst,
+      failing,
+      async (event) => {
+        if (event.metadata.id === 'e0001' && !failedOnce) {
+          failedOnce = true;
+          throw new Error('JetStream did not answer');
+        }
+        published.push(event.metadata.id);
+      },
+      silentLogger,
+      undefined,
+      OPTIONS,
+    );
+    relays.push(relay);
+    relay.start();
+    await vi.waitFor(() => expect(published).toContain('e0010'), { timeout: 60_000, interval: 10 });
+    // The first round's window sent 2 to 4 behind the failed one; the next event sent is the failed one.
+    expect(published.slice(0, 4)).toEqual(['e0002', 'e0003', 'e0004', 'e0001']);
+    expect(releases).toBeGreaterThanOrEqual(1);
   });
 });
