@@ -18,6 +18,7 @@ import { KeelErrorCode, isKeelError } from './errors.js';
 import type { SchemaConnection } from './database.js';
 import type { Logger } from './logger.js';
 import type { PublishedEvent } from './transport.js';
+import { publishInWindow } from './outbox-window.js';
 
 /** How the relay paces itself. */
 export interface OutboxRelayOptions {
@@ -98,12 +99,6 @@ returning seq, id, event, payload, correlation_id, traceparent, principal, publi
 const RELEASE = `
 update keel_outbox set claimed_until = null, attempts = attempts - case when $3 then 1 else 0 end
 where seq = any($1::bigint[]) and claimed_until = ($2::timestamp at time zone 'UTC') and sent_at is null`;
-
-/** A row whose publish failed, with why. */
-interface RowFailure {
-  readonly row: OutboxRow;
-  readonly error: unknown;
-}
 
 /** Refusals no retry can change: the event is set aside instead of holding back those after it. */
 const REFUSED_FOR_GOOD: readonly string[] = [KeelErrorCode.PAYLOAD_TOO_LARGE, KeelErrorCode.INVALID_EVENT];
@@ -289,7 +284,18 @@ export class OutboxRelay {
     const rows = await (prefetched ?? this.#claim(limit));
     const ahead = rows.length === this.options.batchSize && !this.#stopped ? this.#claim(this.options.batchSize) : undefined;
     ahead?.catch(() => undefined);
-    const { sent, setAside, failed, started } = await this.#publishRows(rows);
+    const outcome = await publishInWindow(
+      rows,
+      this.options.window,
+      async (row) => {
+        await this.#relayed(row);
+        crashPoint('outbox:after-publish');
+      },
+      (error) => REFUSED_FOR_GOOD.some((code) => isKeelError(error, code as KeelErrorCode)),
+    );
+    const { setAside, started } = outcome;
+    const sent = outcome.sent.map((row) => row.seq);
+    const failed = outcome.failed === undefined ? undefined : { row: outcome.failed.item, error: outcome.failed.error };
     if (ahead !== undefined && failed === undefined) this.#prefetched = ahead;
     // After a failed publish: the claims of this round, which the next claims may take back until
     // they are released (a database failure below leaves their rows in their place in the order).
@@ -305,7 +311,7 @@ export class OutboxRelay {
         [failed.row.seq, String(failed.error), failed.row.claim],
       );
     }
-    for (const { row, error } of setAside) {
+    for (const { item: row, error } of setAside) {
       await this.connection.query('update keel_outbox set failed_at = now(), claimed_until = null, last_error = $2 where seq = $1 and sent_at is null', [row.seq, String(error)]);
       this.logger.error(
         { err: error, ...this.#describe(row) },
@@ -315,7 +321,7 @@ export class OutboxRelay {
     if (failed !== undefined) {
       // Then the others of the batch (the events already sent behind it, confirmed, are marked
       // sent below), and what was claimed ahead: the failed event goes first in the next round.
-      const done = new Set([...sent, ...setAside.map(({ row }) => row.seq), failed.row.seq]);
+      const done = new Set([...sent, ...setAside.map(({ item }) => item.seq), failed.row.seq]);
       const tried = rows.slice(0, started).filter((row) => !done.has(row.seq)).map((row) => row.seq);
       const untried = rows.slice(started).map((row) => row.seq);
       const claim = failed.row.claim;
@@ -335,56 +341,6 @@ export class OutboxRelay {
     }
     if (failed !== undefined) throw failed.error;
     return prefetched !== undefined || rows.length === limit;
-  }
-
-  /**
-   * Publishes `rows` one after another in their order, each without waiting for the one before
-   * it to be confirmed, but never more than `window` past the oldest one not yet settled: row j
-   * is sent once row j - window has settled. At the first failure that is not a refusal for
-   * good, no further row is sent, so at most `window - 1` rows behind it were; the ones in
-   * flight settle. `failed` is the earliest such failure; `started`, how many rows were sent.
-   *
-   * Rows are started from each settlement's own continuation, not from a loop that awaits: the
-   * confirmations that arrive together start the next rows together, and the NATS client writes
-   * what they send in one go (docs/performance.md, "Seventeenth round").
-   */
-  #publishRows(rows: readonly OutboxRow[]): Promise<{ sent: string[]; setAside: RowFailure[]; failed: RowFailure | undefined; started: number }> {
-    const sent: string[] = [];
-    const setAside: RowFailure[] = [];
-    const failures: RowFailure[] = [];
-    const settled = new Uint8Array(rows.length);
-    const window = this.options.window;
-    let started = 0;
-    let inFlight = 0;
-    return new Promise((resolve) => {
-      const done = () => {
-        const failed = failures.reduce<RowFailure | undefined>((first, failure) => (first === undefined || Number(failure.row.seq) < Number(first.row.seq) ? failure : first), undefined);
-        resolve({ sent, setAside, failed, started });
-      };
-      const publish = async (index: number): Promise<void> => {
-        const row = rows[index] as OutboxRow;
-        try {
-          await this.#relayed(row);
-          crashPoint('outbox:after-publish');
-          sent.push(row.seq);
-        } catch (error) {
-          (REFUSED_FOR_GOOD.some((code) => isKeelError(error, code as KeelErrorCode)) ? setAside : failures).push({ row, error });
-        }
-        settled[index] = 1;
-        inFlight -= 1;
-        pump();
-      };
-      const pump = (): void => {
-        while (started < rows.length && failures.length === 0) {
-          const gate = started - window;
-          if (gate >= 0 && settled[gate] === 0) break;
-          inFlight += 1;
-          void publish(started++);
-        }
-        if (inFlight === 0) done();
-      };
-      pump();
-    });
   }
 
   #describe(row: OutboxRow): Record<string, unknown> {
