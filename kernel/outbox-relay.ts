@@ -293,22 +293,21 @@ export class OutboxRelay {
       },
       (error) => REFUSED_FOR_GOOD.some((code) => isKeelError(error, code as KeelErrorCode)),
     );
-    const { setAside, started } = outcome;
+    const { setAside, started, failed } = outcome;
     const sent = outcome.sent.map((row) => row.seq);
-    const failed = outcome.failed === undefined ? undefined : { row: outcome.failed.item, error: outcome.failed.error };
     if (ahead !== undefined && failed === undefined) this.#prefetched = ahead;
     // After a failed publish: the claims of this round, which the next claims may take back until
     // they are released (a database failure below leaves their rows in their place in the order).
     const claimedAhead = failed !== undefined && ahead !== undefined ? await ahead.catch(() => []) : [];
-    const claims = failed === undefined ? [] : [failed.row.claim, ...claimedAhead.slice(0, 1).map((row) => row.claim)];
+    const claims = failed === undefined ? [] : [failed.item.claim, ...claimedAhead.slice(0, 1).map((row) => row.claim)];
     for (const claim of claims) this.#keepUnreleased(claim);
     if (failed !== undefined) {
-      this.#heldBack = this.#describe(failed.row);
+      this.#heldBack = this.#describe(failed.item);
       // Keep the order: the rest of the batch waits for this one. Its claim first: while it
       // holds, a retry would claim the events behind it.
       await this.connection.query(
         "update keel_outbox set claimed_until = null, last_error = $2 where seq = $1 and claimed_until = ($3::timestamp at time zone 'UTC') and sent_at is null",
-        [failed.row.seq, String(failed.error), failed.row.claim],
+        [failed.item.seq, String(failed.error), failed.item.claim],
       );
     }
     for (const { item: row, error } of setAside) {
@@ -321,10 +320,10 @@ export class OutboxRelay {
     if (failed !== undefined) {
       // Then the others of the batch (the events already sent behind it, confirmed, are marked
       // sent below), and what was claimed ahead: the failed event goes first in the next round.
-      const done = new Set([...sent, ...setAside.map(({ item }) => item.seq), failed.row.seq]);
+      const done = new Set([...sent, ...setAside.map(({ item }) => item.seq), failed.item.seq]);
       const tried = rows.slice(0, started).filter((row) => !done.has(row.seq)).map((row) => row.seq);
       const untried = rows.slice(started).map((row) => row.seq);
-      const claim = failed.row.claim;
+      const claim = failed.item.claim;
       if (tried.length > 0) await this.connection.query(RELEASE, [tried, claim, false]);
       if (untried.length > 0) await this.connection.query(RELEASE, [untried, claim, true]);
       if (claimedAhead.length > 0) await this.connection.query(RELEASE, [claimedAhead.map((row) => row.seq), claimedAhead[0]?.claim, true]);

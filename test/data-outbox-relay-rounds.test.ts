@@ -56,6 +56,19 @@ async function outboxWith(rows: number): Promise<{ database: DatabaseEngine; con
   return { database, connection, relays: entry.relays };
 }
 
+/**
+ * `connection`, but the `nth` statement whose text contains `marker` fails as a dropped
+ * connection would; `seen()` counts the statements with `marker` so far.
+ */
+function failingOnce(connection: Connection, marker: string, nth: number): { connection: Connection; seen: () => number } {
+  let seen = 0;
+  const query = (async (text: string, params?: readonly unknown[]) => {
+    if (text.includes(marker) && ++seen === nth) throw new Error('connection terminated unexpectedly');
+    return connection.query(text, params);
+  }) as Connection['query'];
+  return { connection: { ...connection, query }, seen: () => seen };
+}
+
 /** The relay's options for these tests: a small window, and a poll so long that only a kick publishes. */
 const OPTIONS = { ...DEFAULT_OUTBOX_RELAY_OPTIONS, window: 4, pollMs: 600_000, backoffMs: 10 };
 
@@ -87,24 +100,17 @@ describe('data - the outbox relay claims its next batch ahead', () => {
 
   it('goes on after a claim made ahead fails: every event is published once', { timeout: 120_000 }, async () => {
     const { connection, relays } = await outboxWith(450);
-    let claims = 0;
-    const failing: Connection = {
-      ...connection,
-      query: (async (text: string, params?: readonly unknown[]) => {
-        // The second claim is the one the first round makes ahead: the database drops it.
-        if (text.includes('for update skip locked') && ++claims === 2) throw new Error('connection terminated unexpectedly');
-        return connection.query(text, params);
-      }) as Connection['query'],
-    };
+    // The second claim is the one the first round makes ahead: the database drops it.
+    const failing = failingOnce(connection, 'for update skip locked', 2);
     const published: string[] = [];
-    const relay = new OutboxRelay(burst, failing, async (event) => void published.push(event.metadata.id), silentLogger, undefined, OPTIONS);
+    const relay = new OutboxRelay(burst, failing.connection, async (event) => void published.push(event.metadata.id), silentLogger, undefined, OPTIONS);
     relays.push(relay);
     relay.start();
     await vi.waitFor(async () => expect(Number((await connection.query<{ n: string }>('select count(*) as n from keel_outbox where sent_at is null')).rows[0]?.n)).toBe(0), {
       timeout: 60_000,
       interval: 20,
     });
-    expect(claims).toBeGreaterThan(2);
+    expect(failing.seen()).toBeGreaterThan(2);
     expect(published).toHaveLength(450);
     expect(new Set(published).size).toBe(450);
   });
@@ -140,20 +146,13 @@ describe('data - the outbox relay claims its next batch ahead', () => {
 
   it('sends a failed event before the events behind it even when the database refused to release its claim', { timeout: 120_000 }, async () => {
     const { connection, relays } = await outboxWith(10);
-    let releases = 0;
-    const failing: Connection = {
-      ...connection,
-      query: (async (text: string, params?: readonly unknown[]) => {
-        // The failed event's release: the database drops the first one.
-        if (text.includes('set claimed_until = null, last_error') && ++releases === 1) throw new Error('connection terminated unexpectedly');
-        return connection.query(text, params);
-      }) as Connection['query'],
-    };
+    // The failed event's release: the database drops the first one.
+    const failing = failingOnce(connection, 'set claimed_until = null, last_error', 1);
     const published: string[] = [];
     let failedOnce = false;
     const relay = new OutboxRelay(
       burst,
-      failing,
+      failing.connection,
       async (event) => {
         if (event.metadata.id === 'e0001' && !failedOnce) {
           failedOnce = true;
@@ -170,6 +169,6 @@ describe('data - the outbox relay claims its next batch ahead', () => {
     await vi.waitFor(() => expect(published).toContain('e0010'), { timeout: 60_000, interval: 10 });
     // The first round's window sent 2 to 4 behind the failed one; the next event sent is the failed one.
     expect(published.slice(0, 4)).toEqual(['e0002', 'e0003', 'e0004', 'e0001']);
-    expect(releases).toBeGreaterThanOrEqual(1);
+    expect(failing.seen()).toBeGreaterThanOrEqual(1);
   });
 });
