@@ -95,8 +95,24 @@ export interface ModuleData {
  * ```
  */
 export interface SchemaConnection extends SqlRunner {
-  /** Runs `work` on one connection in one transaction: commit when it resolves, rollback when it throws. */
-  transaction<T>(work: (tx: SqlRunner) => Promise<T>): Promise<T>;
+  /**
+   * Runs `work` on one connection in one transaction: commit when it resolves, rollback when it throws.
+   *
+   * `first`, when given, is one statement without parameters to run first in the transaction, sent
+   * with its `begin` in one round trip where the engine can; `work` gets its result. An engine that
+   * ignores `first` (one written before it existed) hands `work` no result, and the kernel then runs
+   * the statement itself: a round trip more, the same outcome. The kernel opens a durable event's
+   * handler transaction with the event's inbox record this way.
+   *
+   * @example
+   * ```ts
+   * await connection.transaction(async (tx, opened) => {
+   *   if (opened?.rowCount === 0) return; // the record was there already
+   *   await tx.query('update orders set status = $1 where id = $2', ['paid', id]);
+   * }, "insert into seen (id) values ('e-1') on conflict do nothing");
+   * ```
+   */
+  transaction<T>(work: (tx: SqlRunner, first?: QueryResult) => Promise<T>, first?: string): Promise<T>;
   /** Releases the connection's resources. */
   close(): Promise<void>;
 }
@@ -125,6 +141,13 @@ export interface DatabaseEngine {
    * kernel refuses that query with a message instead.
    */
   readonly oneTransactionAtATime: boolean;
+  /**
+   * How many connections each {@link DatabaseEngine.connect} may hold at once (its pool's size;
+   * 1 for PGlite). The kernel runs one fewer of a module's inbox transactions at once (at least
+   * one), so that its calls keep a connection. Optional for engines written before it: 5 is
+   * assumed.
+   */
+  readonly connections?: number;
   /** Creates `schema` if needed; returns a connection whose unqualified names resolve in it. */
   connect(schema: string): Promise<SchemaConnection>;
   /**
@@ -189,6 +212,17 @@ export function schemaSetup(schema: string): string {
   end if;
 end $keel$;
 create schema if not exists ${quoteIdentifier(schema)} authorization ${quoteIdentifier(role)};`;
+}
+
+/**
+ * `value` as a quoted SQL string literal, escaped as libpq's `PQescapeLiteral` does: quotes
+ * doubled, and when it holds a backslash, doubled backslashes in an `E'...'` literal, so that it
+ * reads the same whatever `standard_conforming_strings` is. For a statement that must travel
+ * without parameters (a `first` statement of {@link SchemaConnection.transaction}).
+ */
+export function quoteLiteral(value: string): string {
+  const quoted = `'${value.replace(/'/g, "''")}'`;
+  return value.includes('\\') ? `E${quoted.replace(/\\/g, '\\\\')}` : quoted;
 }
 
 /** `name` as a quoted SQL identifier. */

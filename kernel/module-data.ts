@@ -82,6 +82,22 @@ export class ModuleDatabase implements Database {
     return result;
   }
 
+  /**
+   * Runs `work` in the call chain of a transaction the kernel opened on this database itself (the
+   * inbox's, kernel/inbox.ts), on `tx`, with its hooks in `afterCommit`. Its frame ends when `work`
+   * settles: what `work` leaves running then uses the database outside that transaction.
+   */
+  async joined<T>(tx: SqlRunner, afterCommit: (() => void)[], work: () => T): Promise<Awaited<T>> {
+    const frame: TransactionFrame = { tx, afterCommit, ended: false };
+    const open = new Map(transactions.getStore() ?? []);
+    open.set(this, frame);
+    try {
+      return await transactions.run(open, work);
+    } finally {
+      frame.ended = true;
+    }
+  }
+
   /** A transaction inside one of this module's: a savepoint, so that its own failure undoes only its own work. */
   async #nested<T>(outer: TransactionFrame, work: () => Promise<T>): Promise<T> {
     const savepoint = `keel_nested_${++this.#savepoints}`;

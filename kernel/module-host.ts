@@ -11,6 +11,7 @@ import { KeelError, KeelErrorCode } from './errors.js';
 import { within } from './in-flight.js';
 import { schemaOf, type DatabaseEngine, type ModuleData } from './database.js';
 import { migrate, readMigrations } from './migrations.js';
+import { DEFAULT_INBOX_OPTIONS, Inbox } from './inbox.js';
 import { ModuleDatabase, missingDatabase, outsideTransactions } from './module-data.js';
 import { DEFAULT_OUTBOX_RELAY_OPTIONS, OutboxRelay, crashPoint } from './outbox-relay.js';
 import { outboxHold, outboxPublisher } from './local.js';
@@ -66,6 +67,7 @@ export class ModuleHost {
   /** The module's database and its outbox relay, when it declares data. */
   #db: ModuleDatabase | undefined;
   #relay: OutboxRelay | undefined;
+  #inbox: Inbox | undefined;
   /** The module's bulkhead, shared by its served modules on every transport; undefined when off. */
   readonly bulkhead: Bulkhead | undefined;
 
@@ -148,22 +150,16 @@ export class ModuleHost {
    * has no second effect, and a handler that fails leaves no record, so the retry runs it.
    */
   #withInbox(source: string, event: string, definition: AnyEvent, handler: EventHandlerFunction<AnyEvent>): EventHandlerFunction<AnyEvent> {
-    const db = this.#db;
-    if (db === undefined) return handler;
+    if (this.#db === undefined) return handler;
     // A handler runs in the context its event was published from: never in a transaction that was open there.
     if (definition.delivery !== 'durable') return (payload, context) => outsideTransactions(() => handler(payload, context));
+    const inbox = this.#inbox as Inbox;
+    const log = this.services.logger;
     return (payload, context) =>
-      outsideTransactions(() => db.transaction(async () => {
-        const { rowCount } = await db.query(
-          'insert into keel_inbox (event_id, source, event) values ($1, $2, $3) on conflict (event_id) do nothing',
-          [context.id, source, event],
-        );
-        if (rowCount === 0) {
-          this.services.logger.debug({ module: this.module.name, event: `${source}.${event}`, eventId: context.id }, 'event already handled; skipped');
-          return;
-        }
-        await handler(payload, context);
-      })).then(() => crashPoint('inbox:after-commit'));
+      outsideTransactions(() => inbox.handle(context.id, source, event, () => handler(payload, context))).then((outcome) => {
+        if (outcome === 'duplicate') log.debug({ module: this.module.name, event: `${source}.${event}`, eventId: context.id }, 'event already handled; skipped');
+        else crashPoint('inbox:after-commit');
+      });
   }
 
   /** Connects the module's schema, applies its migrations, and prepares its outbox relay. */
@@ -187,6 +183,8 @@ export class ModuleHost {
       throw error;
     }
     this.#db = new ModuleDatabase(module.name, schema, engine, connection);
+    // One connection fewer than the engine's pool, so that the module's calls keep one (at least one).
+    this.#inbox = new Inbox(this.#db, { ...DEFAULT_INBOX_OPTIONS, transactions: Math.max(1, (engine.connections ?? 5) - 1) });
     const transport = services.remote ?? services.local;
     this.#relay = new OutboxRelay(module.contract as AnyContract, connection, outboxPublisher(transport), logger, outboxHold(transport), {
       ...DEFAULT_OUTBOX_RELAY_OPTIONS,

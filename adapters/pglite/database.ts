@@ -63,6 +63,7 @@ export async function createPGliteDatabase(options: PGliteDatabaseOptions = {}):
 class PGliteEngine implements DatabaseEngine {
   readonly name = 'pglite';
   readonly oneTransactionAtATime = true;
+  readonly connections = 1;
   #closed: Promise<void> | undefined;
 
   constructor(
@@ -116,10 +117,14 @@ class PGliteSchema implements SchemaConnection {
     return this.transaction((tx) => tx.exec(script));
   }
 
-  transaction<T>(work: (tx: SqlRunner) => Promise<T>): Promise<T> {
+  transaction<T>(work: (tx: SqlRunner, first?: QueryResult) => Promise<T>, first?: string): Promise<T> {
     return this.pglite.transaction(async (tx) => {
-      await tx.exec(this.setUp);
-      return work(runnerOf(tx));
+      if (first === undefined) {
+        await tx.exec(this.setUp);
+        return work(runnerOf(tx));
+      }
+      const results = await tx.exec(`${this.setUp}; ${first}`);
+      return work(runnerOf(tx), resultOf(results[results.length - 1] ?? { rows: [] }));
     });
   }
 

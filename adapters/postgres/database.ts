@@ -64,6 +64,9 @@ class PostgresEngine implements DatabaseEngine {
   readonly name = 'postgres';
   readonly oneTransactionAtATime = false;
   readonly location: string;
+  get connections(): number {
+    return this.poolSize;
+  }
   readonly #pools = new Set<pg.Pool>();
 
   constructor(
@@ -171,6 +174,11 @@ function resultOf<R extends Row>(result: pg.QueryResult): QueryResult<R> {
   return { rows: result.rows as R[], rowCount: result.rowCount ?? result.rows.length };
 }
 
+/** The result of a simple query's last statement: pg answers an array when the query held several. */
+function lastResult(answer: pg.QueryResult | pg.QueryResult[]): QueryResult {
+  return resultOf(Array.isArray(answer) ? (answer[answer.length - 1] as pg.QueryResult) : answer);
+}
+
 function runnerOf(client: pg.Pool | pg.PoolClient): SqlRunner {
   return {
     query: async <R extends Row = Row>(text: string, params?: readonly unknown[]) =>
@@ -199,12 +207,13 @@ class PostgresSchema implements SchemaConnection {
     return this.#runner.exec(script);
   }
 
-  async transaction<T>(work: (tx: SqlRunner) => Promise<T>): Promise<T> {
+  async transaction<T>(work: (tx: SqlRunner, first?: QueryResult) => Promise<T>, first?: string): Promise<T> {
     const client = await this.pool.connect();
     let broken: unknown;
     try {
-      await client.query('begin');
-      const result = await work(runnerOf(client));
+      // With `first`, one simple query of two statements: one round trip, and pg answers a result for each.
+      const opened = first === undefined ? (await client.query('begin'), undefined) : lastResult(await client.query(`begin; ${first}`));
+      const result = await work(runnerOf(client), opened);
       // A statement that failed inside the transaction (its error caught by the work) aborted it:
       // PostgreSQL then answers commit with ROLLBACK, and nothing of it was kept. Say so, as PGlite does.
       const committed = await client.query('commit');

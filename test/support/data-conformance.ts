@@ -138,6 +138,24 @@ export function describeDataConformance(target: ConformanceTarget): void {
       expect(outbox.rows[0]).toEqual({ rows: 0 });
     });
 
+    it("retries alone a durable handler that failed after its work, among events handled together: its first attempt's work undone, every other event's effect once", async () => {
+      const labels = ['together-a', 'fails-once-b', 'together-c', 'together-d'].map(uniqueLabel);
+      const before = booted().deliveries.length;
+      const handledBefore = (await seen()).handled;
+      // Committed at once, so that the audit's deliveries wait together for its inbox.
+      await Promise.all(labels.map((label) => booted().client.client(ledger).add({ label })));
+      await vi.waitFor(async () => expect((await seen()).labels).toEqual(expect.arrayContaining(labels)), WAIT);
+      // Anything more from these events would be delivered before a later event's.
+      const later = uniqueLabel('after-the-retry');
+      await booted().client.client(ledger).add({ label: later });
+      await vi.waitFor(async () => expect((await seen()).labels).toContain(later), WAIT);
+      const { labels: recorded, handled } = await seen();
+      for (const label of [...labels, later]) expect(recorded.filter((seenLabel) => seenLabel === label)).toHaveLength(1);
+      expect(handled).toBe(handledBefore + 5);
+      const outcomes = booted().deliveries.slice(before).map(({ attempt, outcome }) => `${attempt}:${outcome}`);
+      expect(outcomes.sort()).toEqual(['1:INTERNAL', '1:ok', '1:ok', '1:ok', '1:ok', '2:ok']);
+    });
+
     it('gives a durable event delivered twice (its outbox row unsent again after delivery, as a crash before marking leaves it) one effect in a subscriber that owns data', async () => {
       const once = uniqueLabel('once');
       const after = uniqueLabel('after-the-duplicate');

@@ -1,0 +1,208 @@
+/**
+ * A module's inbox: each durable event it handles runs in a transaction with the record of the
+ * event's id in `keel_inbox`, so that a redelivery of an event already handled has no second
+ * effect, and a handler that fails leaves no record, so that the retry runs it.
+ *
+ * Events that wait together share a transaction: a commit (a round trip and a WAL flush) is most
+ * of what a short handler's transaction costs. Each event runs in a savepoint of its own, opened
+ * with its inbox record in one round trip, so that one handler's failure undoes its own work
+ * only. An event is acknowledged once its transaction committed; a failed handler's event is
+ * given back at once (docs/design-notes.md, "Durable events handled in shared transactions").
+ */
+import { AsyncResource } from 'node:async_hooks';
+import { quoteLiteral, type SqlRunner } from './database.js';
+import { KeelError, KeelErrorCode } from './errors.js';
+import { outsideTransactions, type ModuleDatabase } from './module-data.js';
+
+/** How an {@link Inbox} groups events into transactions. */
+export interface InboxOptions {
+  /** How many of the module's inbox transactions run at once (each holds one of its connections). */
+  readonly transactions: number;
+  /**
+   * How many events one transaction takes at most (default 32): each savepoint that writes takes
+   * one of the 64 subtransaction ids PostgreSQL keeps per transaction without spilling to disk,
+   * and the handlers' own savepoints take others.
+   */
+  readonly events: number;
+  /**
+   * A transaction takes no further event once it has run this long (default 20 ms), so that the
+   * events it handled are not held back long by the ones behind them.
+   */
+  readonly ms: number;
+}
+
+export const DEFAULT_INBOX_OPTIONS: Omit<InboxOptions, 'transactions'> = { events: 32, ms: 20 };
+
+/** What became of an event given to the {@link Inbox}. */
+export type InboxOutcome = 'handled' | 'duplicate';
+
+/** An event waiting for, or inside, a transaction. */
+interface Pending {
+  /** The savepoint and the inbox record, as one script without parameters. */
+  readonly opening: string;
+  readonly savepoint: string;
+  readonly handler: () => unknown;
+  /** The async context the event was given in (its correlation id, trace, call context), for its handler. */
+  readonly context: AsyncResource;
+  readonly resolve: (outcome: InboxOutcome) => void;
+  readonly reject: (error: unknown) => void;
+}
+
+/** SQLSTATE of a unique violation: the inbox already holds the event's id. */
+const UNIQUE_VIOLATION = '23505';
+/** SQLSTATE of a statement sent in a transaction a failed statement aborted. */
+const IN_FAILED_TRANSACTION = '25P02';
+
+function sqlState(error: unknown): unknown {
+  return typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined;
+}
+
+/** The error of a handler that resolved after one of its statements failed (its error caught): its work is undone. */
+function swallowedFailure(module: string): KeelError {
+  return new KeelError(
+    KeelErrorCode.INTERNAL,
+    `A durable event handler of module "${module}" resolved, but a statement in its transaction had failed and its error was caught, ` +
+      'so its work was rolled back. Let the error end the handler, or check before the statement (a select, or insert ... on conflict) instead of catching its failure.',
+  );
+}
+
+export class Inbox {
+  readonly #queue: Pending[] = [];
+  #running = 0;
+  #savepoints = 0;
+
+  constructor(
+    readonly db: ModuleDatabase,
+    readonly options: InboxOptions,
+  ) {}
+
+  /**
+   * Runs `handler` for event `id` of `source`.`event` in an inbox transaction, in the async
+   * context of this call. Resolves once the transaction committed (`handled`), or at once when the
+   * inbox held the id already (`duplicate`: the handler did not run). Rejects with the handler's
+   * error once its work is undone, or with the transaction's when it could not commit.
+   */
+  handle(id: string, source: string, event: string, handler: () => unknown): Promise<InboxOutcome> {
+    return new Promise<InboxOutcome>((resolve, reject) => {
+      const savepoint = `keel_inbox_${(this.#savepoints = (this.#savepoints + 1) % 1_000_000)}`;
+      this.#queue.push({
+        opening: `savepoint ${savepoint}; insert into keel_inbox (event_id, source, event) values (${quoteLiteral(id)}, ${quoteLiteral(source)}, ${quoteLiteral(event)})`,
+        savepoint,
+        handler,
+        // Not AsyncLocalStorage.snapshot(): it binds a function, and a bound function costs a deprecation wrapper each (Node 20 to 24).
+        context: new AsyncResource('keel.InboxEvent'),
+        resolve,
+        reject,
+      });
+      if (this.#running < this.options.transactions) void this.#work();
+    });
+  }
+
+  /** One of the inbox's transactions at a time, while events wait. */
+  async #work(): Promise<void> {
+    this.#running += 1;
+    try {
+      for (let first = this.#queue.shift(); first !== undefined; first = this.#queue.shift()) await this.#transaction(first);
+    } finally {
+      this.#running -= 1;
+    }
+  }
+
+  /** One transaction, opened by `first`'s record; it takes the events that wait, one after another. */
+  async #transaction(first: Pending): Promise<void> {
+    /** Handled in this transaction, to be resolved once it commits. */
+    const handled: Pending[] = [];
+    const afterCommit: (() => void)[] = [];
+    /** The event being opened or run: failed with the transaction if it fails. */
+    let current: Pending | undefined = first;
+    let started = false;
+    try {
+      await this.db.connection.transaction(async (tx, opened) => {
+        started = true;
+        const began = performance.now();
+        /** The last event handled whose work is not yet known to be sound (its handler may have caught a failed statement). */
+        let unchecked: Pending | undefined;
+        // An engine written before `first` existed does not run it: open the event here.
+        let isOpen = opened !== undefined || (await this.#open(tx, first, undefined, handled));
+        for (let events = 1; ; events += 1) {
+          if (isOpen) {
+            const event = current as Pending;
+            unchecked = (await this.#run(tx, event, afterCommit)) ? event : undefined;
+            if (unchecked !== undefined) handled.push(event);
+          }
+          const more = events < this.options.events && performance.now() - began < this.options.ms;
+          current = more ? this.#queue.shift() : undefined;
+          if (current === undefined) break;
+          // Opening the next event also tells whether `unchecked` left the transaction sound.
+          isOpen = await this.#open(tx, current, unchecked, handled);
+          unchecked = undefined;
+        }
+        // A lone event's caught failure shows at the commit, which then fails that event alone; with several, find it first.
+        if (unchecked !== undefined && handled.length > 1) await this.#check(tx, unchecked, handled);
+      }, first.opening);
+    } catch (error) {
+      if (!started && sqlState(error) === UNIQUE_VIOLATION) {
+        first.resolve('duplicate');
+        return;
+      }
+      // Nothing of this transaction was kept: every event it handled, and the one it was opening or running, is retried.
+      for (const event of handled) event.reject(error);
+      current?.reject(error);
+      return;
+    }
+    for (const event of handled) event.resolve('handled');
+    // Outside every transaction frame, as after any transaction (module-data.ts).
+    for (const hook of afterCommit) outsideTransactions(hook);
+  }
+
+  /** Runs an opened event's handler in its savepoint; false when it failed (its work then undone, the event rejected). */
+  async #run(tx: SqlRunner, event: Pending, afterCommit: (() => void)[]): Promise<boolean> {
+    try {
+      await event.context.runInAsyncScope(() => this.db.joined(tx, afterCommit, event.handler));
+      return true;
+    } catch (error) {
+      await tx.exec(`rollback to savepoint ${event.savepoint}`);
+      event.reject(error);
+      return false;
+    }
+  }
+
+  /**
+   * Opens `event` in the transaction: its savepoint and inbox record. False when the inbox held its
+   * id (the event resolved as a duplicate). When the transaction was aborted, the handler of
+   * `unchecked` caught a failed statement: its work is undone and it is failed, then the event opened.
+   */
+  async #open(tx: SqlRunner, event: Pending, unchecked: Pending | undefined, handled: Pending[]): Promise<boolean> {
+    try {
+      await tx.exec(event.opening);
+      return true;
+    } catch (error) {
+      const state = sqlState(error);
+      if (state === IN_FAILED_TRANSACTION && unchecked !== undefined) {
+        await this.#undo(tx, unchecked, handled);
+        return this.#open(tx, event, undefined, handled);
+      }
+      if (state !== UNIQUE_VIOLATION) throw error;
+      await tx.exec(`rollback to savepoint ${event.savepoint}`);
+      event.resolve('duplicate');
+      return false;
+    }
+  }
+
+  /** Before a commit: whether the last event's handler left the transaction sound; if not, its work is undone and it is failed. */
+  async #check(tx: SqlRunner, unchecked: Pending, handled: Pending[]): Promise<void> {
+    try {
+      await tx.exec(`release savepoint ${unchecked.savepoint}`);
+    } catch (error) {
+      if (sqlState(error) !== IN_FAILED_TRANSACTION) throw error;
+      await this.#undo(tx, unchecked, handled);
+    }
+  }
+
+  /** Undoes a handled event whose handler caught a failed statement, and fails it. */
+  async #undo(tx: SqlRunner, event: Pending, handled: Pending[]): Promise<void> {
+    await tx.exec(`rollback to savepoint ${event.savepoint}`);
+    handled.splice(handled.indexOf(event), 1);
+    event.reject(swallowedFailure(this.db.module));
+  }
+}

@@ -1,0 +1,291 @@
+/**
+ * The inbox's shared transactions, on both engines (PGlite in memory, and the machine's PostgreSQL
+ * in a database made for this file), driven directly: durable events that wait together are
+ * handled in one transaction, each in a savepoint opened with its inbox record. One handler's
+ * failure undoes its own work only; a handler that caught a failed statement is failed, not
+ * committed; a duplicate is skipped; a commit that fails fails every event it held; each handler
+ * runs in its own event's async context.
+ *
+ * The inbox runs one transaction at a time here, and the first event's handler waits on a gate
+ * until the others are queued, so that they join its transaction: `txid_current()` in each
+ * handler shows which transaction it ran in.
+ */
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { afterAll, describe, expect, it } from 'vitest';
+import { createKernel, isKeelError, silentLogger, type DatabaseEngine } from 'keel';
+import { DEFAULT_INBOX_OPTIONS, Inbox, type InboxOptions } from '../kernel/inbox.js';
+import { ModuleDatabase } from '../kernel/module-data.js';
+import { auditModule, ledgerModule } from './fixtures/data/modules.js';
+import { createPGliteDatabase } from 'keel/pglite';
+import { createPostgresDatabase } from 'keel/postgres';
+import { TEST_POSTGRES_URL, enginesUnderTest } from './support/databases.js';
+
+const engines = enginesUnderTest();
+afterAll(async () => {
+  for (const engine of engines) await engine.cleanup();
+});
+
+/** A gate a handler waits on, and the signal that it is waiting. */
+function gate(): { waiting: Promise<void>; open: () => void; pass: () => Promise<void> } {
+  let open!: () => void;
+  let entered!: () => void;
+  const opened = new Promise<void>((resolve) => (open = resolve));
+  const waiting = new Promise<void>((resolve) => (entered = resolve));
+  return {
+    waiting,
+    open,
+    pass: () => {
+      entered();
+      return opened;
+    },
+  };
+}
+
+type Connection = Awaited<ReturnType<DatabaseEngine['connect']>>;
+
+/** The audit module's database with keel's tables (a kernel started and stopped once), and an inbox on it. */
+async function inboxOn(
+  fresh: () => Promise<DatabaseEngine>,
+  options: Partial<InboxOptions> = {},
+  wrap: (connection: Connection) => Connection = (connection) => connection,
+): Promise<{ db: ModuleDatabase; inbox: Inbox; count: (table: string) => Promise<number>; txOf: () => Promise<string> }> {
+  const database = await fresh();
+  const kernel = createKernel({ modules: [auditModule, ledgerModule], database, logger: silentLogger });
+  await kernel.start();
+  await kernel.stop();
+  const db = new ModuleDatabase('audit', 'audit', database, wrap(await database.connect('audit')));
+  const inbox = new Inbox(db, { ...DEFAULT_INBOX_OPTIONS, transactions: 1, ms: 60_000, ...options });
+  return {
+    db,
+    inbox,
+    count: async (table) => Number((await db.query<{ n: number }>(`select count(*)::int as n from ${table}`)).rows[0]?.n),
+    txOf: async () => String((await db.query<{ tx: string }>('select txid_current()::text as tx')).rows[0]?.tx),
+  };
+}
+
+/** `ids` given to the inbox while the first one's handler holds its transaction open; `run` is each event's handler body. */
+async function together(
+  inbox: Inbox,
+  ids: readonly string[],
+  run: (id: string) => Promise<void>,
+): Promise<{ outcomes: PromiseSettledResult<unknown>[] }> {
+  const held = gate();
+  const [first, ...rest] = ids;
+  const firstDone = inbox.handle(first as string, 'ledger', 'entryAdded', async () => {
+    await held.pass();
+    await run(first as string);
+  });
+  await held.waiting;
+  const others = rest.map((id) => inbox.handle(id, 'ledger', 'entryAdded', () => run(id)));
+  held.open();
+  return { outcomes: await Promise.allSettled([firstDone, ...others]) };
+}
+
+describe.each(engines)('data - the inbox on $name', (engine) => {
+  it('handles events that wait together in one transaction, each recorded once in the inbox, and resolves them once it committed', async () => {
+    const { db, inbox, count, txOf } = await inboxOn(engine.fresh);
+    const transactions = new Map<string, string>();
+    let seenAtFirstResolution: number | undefined;
+    const held = gate();
+    const ids = ['a1', 'a2', 'a3', 'a4', 'a5'];
+    const run = async (id: string) => {
+      transactions.set(id, await txOf());
+      await db.query('insert into entries (label) values ($1)', [id]);
+    };
+    const first = inbox.handle('a0', 'ledger', 'entryAdded', async () => {
+      await held.pass();
+      await run('a0');
+    });
+    // Read outside the transaction when the first event resolves: committed by then, with every event's work.
+    const resolvedFirst = first.then(async (outcome) => {
+      seenAtFirstResolution = await count('entries');
+      return outcome;
+    });
+    await held.waiting;
+    const others = ids.map((id) => inbox.handle(id, 'ledger', 'entryAdded', () => run(id)));
+    held.open();
+    expect(await Promise.all([resolvedFirst, ...others])).toEqual(Array(6).fill('handled'));
+    expect(seenAtFirstResolution).toBe(6);
+    expect(new Set(transactions.values()).size).toBe(1);
+    expect(await count('keel_inbox')).toBe(6);
+  });
+
+  it('undoes the work of a handler that throws in a shared transaction, rejects its event alone with its error, and commits the others', async () => {
+    const { db, inbox, count, txOf } = await inboxOn(engine.fresh);
+    const transactions = new Set<string>();
+    const { outcomes } = await together(inbox, ['b1', 'b2', 'b3', 'b4'], async (id) => {
+      transactions.add(await txOf());
+      await db.query('insert into entries (label) values ($1)', [id]);
+      if (id === 'b3') throw new Error('b3 failed after its insert');
+    });
+    expect(outcomes.map((outcome) => outcome.status)).toEqual(['fulfilled', 'fulfilled', 'rejected', 'fulfilled']);
+    expect((outcomes[2] as PromiseRejectedResult).reason).toEqual(new Error('b3 failed after its insert'));
+    expect(transactions.size).toBe(1);
+    const labels = (await db.query<{ label: string }>('select label from entries order by label')).rows.map((row) => row.label);
+    expect(labels).toEqual(['b1', 'b2', 'b4']);
+    const recorded = (await db.query<{ event_id: string }>('select event_id from keel_inbox order by event_id')).rows.map((row) => row.event_id);
+    expect(recorded).toEqual(['b1', 'b2', 'b4']);
+    expect(await count('entries')).toBe(3);
+  });
+
+  it('fails a handler that caught a failed statement, in the middle and at the end of a shared transaction, and commits the others', async () => {
+    const { db, inbox } = await inboxOn(engine.fresh);
+    const { outcomes } = await together(inbox, ['c1', 'c2', 'c3', 'c4'], async (id) => {
+      await db.query('insert into entries (label) values ($1)', [id]);
+      if (id === 'c2' || id === 'c4') await db.query('select 1 / 0').catch(() => undefined);
+    });
+    expect(outcomes.map((outcome) => outcome.status)).toEqual(['fulfilled', 'rejected', 'fulfilled', 'rejected']);
+    for (const index of [1, 3]) {
+      const reason = (outcomes[index] as PromiseRejectedResult).reason;
+      expect(isKeelError(reason)).toBe(true);
+      expect(String((reason as Error).message)).toContain('its error was caught, so its work was rolled back');
+    }
+    const labels = (await db.query<{ label: string }>('select label from entries order by label')).rows.map((row) => row.label);
+    expect(labels).toEqual(['c1', 'c3']);
+    const recorded = (await db.query<{ event_id: string }>('select event_id from keel_inbox order by event_id')).rows.map((row) => row.event_id);
+    expect(recorded).toEqual(['c1', 'c3']);
+  });
+
+  it('skips an event the inbox holds already, without running its handler, whether it opens a transaction or joins one', async () => {
+    const { db, inbox, count, txOf } = await inboxOn(engine.fresh);
+    await db.query("insert into keel_inbox (event_id, source, event) values ('d0', 'ledger', 'entryAdded'), ('d2', 'ledger', 'entryAdded')");
+    const ran: string[] = [];
+    expect(await inbox.handle('d0', 'ledger', 'entryAdded', async () => void ran.push('d0'))).toBe('duplicate');
+    const transactions = new Set<string>();
+    const { outcomes } = await together(inbox, ['d1', 'd2', 'd3'], async (id) => {
+      ran.push(id);
+      transactions.add(await txOf());
+    });
+    expect(outcomes).toEqual([
+      { status: 'fulfilled', value: 'handled' },
+      { status: 'fulfilled', value: 'duplicate' },
+      { status: 'fulfilled', value: 'handled' },
+    ]);
+    expect(ran).toEqual(['d1', 'd3']);
+    expect(transactions.size).toBe(1);
+    expect(await count('keel_inbox')).toBe(4);
+  });
+
+  it('rejects every event of a shared transaction whose commit fails, and records none of them', async () => {
+    const { db, inbox, count } = await inboxOn(engine.fresh);
+    await db.exec('create table once_only (k int, constraint once_only_k unique (k) deferrable initially deferred)');
+    // Each handler inserts the same key: allowed until the commit checks the deferred constraint.
+    const { outcomes } = await together(inbox, ['f1', 'f2', 'f3'], async () => {
+      await db.query('insert into once_only (k) values (1)');
+    });
+    expect(outcomes.map((outcome) => outcome.status)).toEqual(['rejected', 'rejected', 'rejected']);
+    expect(String((outcomes[0] as PromiseRejectedResult).reason)).toContain('once_only_k');
+    expect(await count('keel_inbox')).toBe(0);
+    expect(await count('once_only')).toBe(0);
+  });
+
+  it(`takes at most ${DEFAULT_INBOX_OPTIONS.events} events in one transaction, and none once it has run for its time`, async () => {
+    const { inbox, txOf } = await inboxOn(engine.fresh);
+    const transactionOf = new Map<string, string>();
+    const ids = Array.from({ length: DEFAULT_INBOX_OPTIONS.events + 8 }, (_, i) => `g${String(i).padStart(2, '0')}`);
+    await together(inbox, ids, async (id) => void transactionOf.set(id, await txOf()));
+    const firstTransaction = transactionOf.get('g00');
+    const shared = ids.filter((id) => transactionOf.get(id) === firstTransaction);
+    expect(shared).toEqual(ids.slice(0, DEFAULT_INBOX_OPTIONS.events));
+    expect(new Set(ids.slice(DEFAULT_INBOX_OPTIONS.events).map((id) => transactionOf.get(id))).size).toBe(1);
+
+    // With a time of 20 ms, a first handler that ran longer leaves the events behind it to the next transaction.
+    const timed = await inboxOn(engine.fresh, { ms: 20 });
+    const timedOf = new Map<string, string>();
+    await together(timed.inbox, ['h0', 'h1', 'h2'], async (id) => {
+      if (id === 'h0') {
+        const until = performance.now() + 25;
+        while (performance.now() < until) await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+      timedOf.set(id, await timed.txOf());
+    });
+    expect(timedOf.get('h1')).not.toBe(timedOf.get('h0'));
+    expect(timedOf.get('h2')).toBe(timedOf.get('h1'));
+  });
+
+  it("runs each handler in the async context its event was given in, not the first event's", async () => {
+    const { inbox } = await inboxOn(engine.fresh);
+    const context = new AsyncLocalStorage<string>();
+    const seen: [string, string | undefined][] = [];
+    const held = gate();
+    const first = context.run('ctx-e0', () =>
+      inbox.handle('e0', 'ledger', 'entryAdded', async () => {
+        await held.pass();
+        seen.push(['e0', context.getStore()]);
+      }),
+    );
+    await held.waiting;
+    const others = ['e1', 'e2'].map((id) => context.run(`ctx-${id}`, () => inbox.handle(id, 'ledger', 'entryAdded', async () => void seen.push([id, context.getStore()]))));
+    held.open();
+    await Promise.all([first, ...others]);
+    expect(seen).toEqual([
+      ['e0', 'ctx-e0'],
+      ['e1', 'ctx-e1'],
+      ['e2', 'ctx-e2'],
+    ]);
+  });
+
+  it('records ids with quotes and backslashes as they are, and knows them again', async () => {
+    const { db, inbox } = await inboxOn(engine.fresh);
+    const id = "it's a \\ back'slash \\' id";
+    expect(await inbox.handle(id, "le'dger", 'entry\\Added', async () => undefined)).toBe('handled');
+    const { rows } = await db.query<{ event_id: string; source: string; event: string }>('select event_id, source, event from keel_inbox');
+    expect(rows).toEqual([{ event_id: id, source: "le'dger", event: 'entry\\Added' }]);
+    expect(await inbox.handle(id, "le'dger", 'entry\\Added', async () => undefined)).toBe('duplicate');
+  });
+
+  it('works on an engine that ignores the statement a transaction opens with: the inbox runs it itself', async () => {
+    // As an engine written before `first` existed: its transaction runs work alone and hands it no result.
+    const older = (connection: Connection): Connection => ({
+      query: (text, params) => connection.query(text, params),
+      exec: (script) => connection.exec(script),
+      close: () => connection.close(),
+      transaction: (work) => connection.transaction((tx) => work(tx)),
+    });
+    const { db, inbox, count } = await inboxOn(engine.fresh, {}, older);
+    await db.query("insert into keel_inbox (event_id, source, event) values ('o0', 'ledger', 'entryAdded')");
+    const ran: string[] = [];
+    expect(await inbox.handle('o0', 'ledger', 'entryAdded', async () => void ran.push('o0'))).toBe('duplicate');
+    const { outcomes } = await together(inbox, ['o1', 'o2'], async (id) => {
+      ran.push(id);
+      await db.query('insert into entries (label) values ($1)', [id]);
+    });
+    expect(outcomes.map((outcome) => outcome.status)).toEqual(['fulfilled', 'fulfilled']);
+    expect(ran).toEqual(['o1', 'o2']);
+    expect(await count('keel_inbox')).toBe(3);
+  });
+});
+
+// PGlite runs one transaction at a time (its engine's connections: 1), so only PostgreSQL can run two.
+describe('data - the inbox on postgres, with several transactions', () => {
+  const postgres = engines.find((engine) => engine.name === 'postgres') as (typeof engines)[number];
+  it('runs as many transactions at once as it is given, and the events behind them join those transactions', async () => {
+    const { inbox, txOf } = await inboxOn(postgres.fresh, { transactions: 2 });
+    const transactionOf = new Map<string, string>();
+    let entered = 0;
+    const bothIn = gate();
+    const run = (id: string) => async () => {
+      transactionOf.set(id, await txOf());
+      entered += 1;
+      // The first two hold their transactions until both are in: they run at once.
+      if (entered <= 2) await (entered === 2 ? (bothIn.open(), Promise.resolve()) : bothIn.pass());
+    };
+    const ids = ['t1', 't2', 't3', 't4'];
+    expect(await Promise.all(ids.map((id) => inbox.handle(id, 'ledger', 'entryAdded', run(id))))).toEqual(Array(4).fill('handled'));
+    expect(new Set([transactionOf.get('t1'), transactionOf.get('t2')]).size).toBe(2);
+    expect(new Set(transactionOf.values()).size).toBe(2);
+  });
+});
+
+describe('data - engines say how many transactions they can hold at once', () => {
+  it('PostgreSQL: its pool size (poolSize, default 5); PGlite: one', async () => {
+    const sized = createPostgresDatabase({ url: TEST_POSTGRES_URL, poolSize: 3 });
+    const unsized = createPostgresDatabase({ url: TEST_POSTGRES_URL });
+    const embedded = await createPGliteDatabase();
+    try {
+      expect([sized.connections, unsized.connections, embedded.connections]).toEqual([3, 5, 1]);
+    } finally {
+      await Promise.all([sized.close(), unsized.close(), embedded.close()]);
+    }
+  });
+});
