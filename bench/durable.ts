@@ -13,6 +13,7 @@ import { createNatsTransport } from 'keel/nats';
 import { createPostgresDatabase } from 'keel/postgres';
 import { createTestDatabase } from '../test/support/databases.js';
 import { startNatsServer } from '../test/support/nats-server.js';
+import { handWrittenDelivery, keelDelivery, type Delivery } from './durable-delivery.js';
 import { interleavedSamples, medianOf, rate, roundRatio } from './support.js';
 
 /** Events per sample. */
@@ -113,6 +114,7 @@ export async function benchDurable(): Promise<{ markdown: string }> {
   const engine = createPostgresDatabase({ url: database.url });
   let nc: NatsConnection | undefined;
   const relays: Relay[] = [];
+  const deliveries: Delivery[] = [];
   const KEEL = 'keel outbox relay';
   const STRICT = 'keel, outboxWindow 1';
   try {
@@ -137,6 +139,25 @@ export async function benchDurable(): Promise<{ markdown: string }> {
       const value = medianOf(samples[name] ?? []);
       return `| ${name} | ${rate(value)} | ${name === KEEL ? '1.00×' : `${roundRatio(samples, KEEL, name).toFixed(2)}×`} |`;
     };
+    const INBOX = 'keel, to a subscriber that owns data';
+    const NO_DATA = 'keel, to a subscriber without data';
+    const HAND = 'by hand: a transaction per event, 4 at once';
+    const toInbox = await keelDelivery(server.url, engine, 'shipping', true);
+    deliveries.push(toInbox);
+    const toPlain = await keelDelivery(server.url, engine, 'mailing', false);
+    deliveries.push(toPlain);
+    const byHand = await handWrittenDelivery(nc, database.url, 4);
+    deliveries.push(byHand);
+    const delivered = await interleavedSamples(ROUNDS, {
+      [INBOX]: () => toInbox.fire(EVENTS),
+      [NO_DATA]: () => toPlain.fire(EVENTS),
+      [HAND]: () => byHand.fire(EVENTS),
+    });
+    for (const [name, values] of Object.entries(delivered)) console.log(`  ${name}: ${values.map((value) => Math.round(value)).join(', ')} events/s`);
+    const deliveredRow = (name: string) => {
+      const value = medianOf(delivered[name] ?? []);
+      return `| ${name} | ${rate(value)} | ${name === INBOX ? '1.00×' : `${roundRatio(delivered, INBOX, name).toFixed(2)}×`} |`;
+    };
     const markdown = [
       DURABLE_BEGIN,
       '### Durable events: the outbox relay vs raw JetStream publishes',
@@ -157,11 +178,28 @@ export async function benchDurable(): Promise<{ markdown: string }> {
       `keel's relay sends ${WINDOW} events before the first is confirmed, in the order they were written (the kernel's`,
       '`outboxWindow`; docs/data.md, "The order, exactly"). With `outboxWindow: 1` it sends one at a time, as the first raw row',
       'does and as it did until 2026-12-05, but with that day\'s other cuts (docs/performance.md, "Seventeenth round").',
+      '',
+      '#### End to end: from the commit to the last event handled in another kernel',
+      '',
+      `The same publisher commits ${EVENTS} durable events in one transaction; a subscriber in another kernel (the same`,
+      'process, its own NATS connection) handles them, and the clock stops at the last handling. The subscriber that owns',
+      'data writes a row per event on PostgreSQL, with the event\'s inbox record, in its transaction; keel groups the events',
+      'that wait into shared transactions (docs/data.md, "Events: the outbox and the inbox"). The hand-written row does the',
+      'same work with nats.js and pg: a consumer whose callback runs `begin`, the inbox insert, the row and `commit` per',
+      'event on a pool of 4, acknowledging after the commit; its events are published with 32 awaiting, timed from the first',
+      `publish (it has no outbox). Medians of ${ROUNDS} interleaved rounds; ratios as above.`,
+      '',
+      '| case | events/s | keel with data / this |',
+      '|---|---|---|',
+      deliveredRow(INBOX),
+      deliveredRow(NO_DATA),
+      deliveredRow(HAND),
       DURABLE_END,
       '',
     ].join('\n');
     return { markdown };
   } finally {
+    for (const delivery of deliveries) await delivery.stop();
     for (const relay of relays) {
       await relay.outbox.close();
       await relay.kernel.stop();

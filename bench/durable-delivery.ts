@@ -1,0 +1,163 @@
+/**
+ * Durable events end to end over NATS: from the publisher's commit to the last event handled by a
+ * subscriber in another kernel. Three ways in the same run, each to the same nats-server and
+ * PostgreSQL: keel to a subscriber that owns data (each event with its inbox record and a row of
+ * its own, in the subscriber's transaction), keel to a subscriber that owns none (no database on
+ * that side), and the same work written by hand with nats.js and pg: a JetStream consumer whose
+ * callback runs a transaction per event (begin, the inbox record, the row, commit) on 4
+ * connections, acknowledging after the commit.
+ */
+import { z } from 'zod';
+import pg from 'pg';
+import type { NatsConnection } from '@nats-io/transport-node';
+import { AckPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { createKernel, defineContract, defineModule, event, operation, silentLogger, type DatabaseEngine, type Kernel } from 'keel';
+import { createNatsTransport } from 'keel/nats';
+
+/** A subscriber's handled count reaching a target, awaited. */
+class Counter {
+  #count = 0;
+  #target = Number.POSITIVE_INFINITY;
+  #reached: () => void = () => undefined;
+  hit(): void {
+    this.#count += 1;
+    if (this.#count === this.#target) this.#reached();
+  }
+  /** Resets the count; resolves once it reaches `target`. */
+  expect(target: number): Promise<void> {
+    this.#count = 0;
+    this.#target = target;
+    return new Promise((resolve) => (this.#reached = resolve));
+  }
+}
+
+const contractOf = (name: string) =>
+  defineContract({
+    name,
+    version: '1.0.0',
+    operations: { fire: operation({ input: z.object({ n: z.number().int() }), output: z.object({ n: z.number() }) }) },
+    events: { placed: event({ payload: z.object({ orderId: z.string(), totalCents: z.number() }), delivery: 'durable' }) },
+  });
+
+const MIGRATIONS = new URL('../test/fixtures/data/ledger/migrations/', import.meta.url);
+
+/** One publisher and one subscriber, each in a kernel of its own over NATS: `fire(n)` commits n events and resolves once all are handled. */
+export interface Delivery {
+  fire(n: number): Promise<number>;
+  stop(): Promise<void>;
+}
+
+/** keel: publisher `name`, and its subscriber, which owns data (`withData`) or not. */
+export async function keelDelivery(url: string, engine: DatabaseEngine, name: string, withData: boolean): Promise<Delivery> {
+  const contract = contractOf(name);
+  const publisher = defineModule({
+    contract,
+    data: { migrations: MIGRATIONS },
+    create: ({ db, emit }) => ({
+      handlers: {
+        fire: ({ n }) =>
+          db.transaction(async () => {
+            for (let i = 0; i < n; i += 1) await emit('placed', { orderId: `ord_${String(i).padStart(8, '0')}`, totalCents: 4_200 });
+            return { n };
+          }),
+      },
+    }),
+  });
+  const counter = new Counter();
+  const subscriber = defineModule({
+    contract: defineContract({ name: `${name}-sink`, version: '1.0.0', operations: {} }),
+    subscribesTo: [contract],
+    ...(withData ? { data: { migrations: MIGRATIONS } } : {}),
+    create: ({ db }) => ({
+      handlers: {},
+      events: {
+        [name]: {
+          placed: async ({ orderId }: { orderId: string }, { id }: { id: string }) => {
+            if (withData) await db.query('insert into entries (label) values ($1)', [`${orderId}/${id}`]);
+            counter.hit();
+          },
+        },
+      },
+    }),
+  });
+  const kernels: Kernel[] = [];
+  const transports: Awaited<ReturnType<typeof createNatsTransport>>[] = [];
+  for (const host of [subscriber.name, name]) {
+    const transport = await createNatsTransport({ servers: url, logger: silentLogger });
+    transports.push(transport);
+    const kernel = createKernel({ modules: [publisher, subscriber], topology: { host: [host], transport }, database: engine, logger: silentLogger });
+    kernels.push(kernel);
+    await kernel.start();
+  }
+  const client = (kernels[1] as Kernel).client(contract);
+  return {
+    fire: async (n) => {
+      const handled = counter.expect(n);
+      await client.fire({ n });
+      const started = performance.now();
+      await handled;
+      return (n * 1_000) / (performance.now() - started);
+    },
+    stop: async () => {
+      for (const kernel of kernels) await kernel.stop();
+      for (const transport of transports) await transport.close();
+    },
+  };
+}
+
+/** By hand: events published to a stream of their own, consumed with a transaction per event on `connections` connections. */
+export async function handWrittenDelivery(nc: NatsConnection, databaseUrl: string, connections: number): Promise<Delivery> {
+  const pool = new pg.Pool({ connectionString: databaseUrl, max: connections });
+  await pool.query('create table if not exists hand_inbox (event_id text primary key)');
+  await pool.query('create table if not exists hand_entries (label text not null)');
+  const jsm = await jetstreamManager(nc);
+  await jsm.streams.add({ name: 'hand', subjects: ['hand.>'] });
+  await jsm.consumers.add('hand', { durable_name: 'sink', ack_policy: AckPolicy.Explicit, max_ack_pending: 1_000 });
+  const js = jetstream(nc);
+  const counter = new Counter();
+  // At most `connections` transactions at once, as a pool this size allows; the rest wait for a connection.
+  const consumer = await js.consumers.get('hand', 'sink');
+  const messages = await consumer.consume({
+    max_messages: 64,
+    callback: (msg) => {
+      void (async () => {
+        const client = await pool.connect();
+        try {
+          const { orderId } = msg.json<{ orderId: string }>();
+          await client.query('begin');
+          const { rowCount } = await client.query('insert into hand_inbox (event_id) values ($1) on conflict do nothing', [msg.headers?.get('Nats-Msg-Id')]);
+          if (rowCount === 1) await client.query('insert into hand_entries (label) values ($1)', [orderId]);
+          await client.query('commit');
+          msg.ack();
+          counter.hit();
+        } finally {
+          client.release();
+        }
+      })();
+    },
+  });
+  let ids = 0;
+  const encoder = new TextEncoder();
+  return {
+    fire: async (n) => {
+      const handled = counter.expect(n);
+      // Published with 32 awaiting their PubAck, as keel's relay does, before the clock starts: the hand-written side has no outbox.
+      let next = 0;
+      const slot = async (): Promise<void> => {
+        while (next < n) {
+          const i = next++;
+          await js.publish('hand.placed', encoder.encode(JSON.stringify({ orderId: `ord_${String(i).padStart(8, '0')}`, totalCents: 4_200 })), { msgID: `hand-${ids++}` });
+        }
+      };
+      const published = Array.from({ length: 32 }, slot);
+      const started = performance.now();
+      await Promise.all(published);
+      await handled;
+      return (n * 1_000) / (performance.now() - started);
+    },
+    stop: async () => {
+      await messages.close();
+      await pool.end();
+    },
+  };
+}
