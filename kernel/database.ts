@@ -98,18 +98,20 @@ export interface SchemaConnection extends SqlRunner {
   /**
    * Runs `work` on one connection in one transaction: commit when it resolves, rollback when it throws.
    *
-   * `first`, when given, is one statement without parameters to run first in the transaction, sent
-   * with its `begin` in one round trip where the engine can; `work` gets its result. An engine that
-   * ignores `first` (one written before it existed) hands `work` no result, and the kernel then runs
-   * the statement itself: a round trip more, the same outcome. The kernel opens a durable event's
-   * handler transaction with the event's inbox record this way.
+   * `first`, when given, is a script without parameters to run first in the transaction, sent
+   * with its `begin` in one round trip where the engine can; `work` gets the result of its last
+   * statement. An engine that runs `first` must hand that result: the kernel takes its absence to
+   * mean that the engine ignored `first` (one written before it existed), and runs the script
+   * itself, a round trip more. The kernel opens a durable event's inbox transaction this way.
    *
    * @example
    * ```ts
-   * await connection.transaction(async (tx, opened) => {
-   *   if (opened?.rowCount === 0) return; // the record was there already
+   * const record = "insert into seen (id) values ('e-1') on conflict do nothing";
+   * await connection.transaction(async (tx, recorded) => {
+   *   recorded ??= await tx.query(record); // an engine that ignored `first`
+   *   if (recorded.rowCount === 0) return; // the record was there already
    *   await tx.query('update orders set status = $1 where id = $2', ['paid', id]);
-   * }, "insert into seen (id) values ('e-1') on conflict do nothing");
+   * }, record);
    * ```
    */
   transaction<T>(work: (tx: SqlRunner, first?: QueryResult) => Promise<T>, first?: string): Promise<T>;
@@ -144,8 +146,8 @@ export interface DatabaseEngine {
   /**
    * How many connections each {@link DatabaseEngine.connect} may hold at once (its pool's size;
    * 1 for PGlite). The kernel runs one fewer of a module's inbox transactions at once (at least
-   * one), so that its calls keep a connection. Optional for engines written before it: 5 is
-   * assumed.
+   * one), so that its calls keep a connection. Optional for engines written before it: 1 is
+   * assumed for one that runs one transaction at a time, else 5.
    */
   readonly connections?: number;
   /** Creates `schema` if needed; returns a connection whose unqualified names resolve in it. */
@@ -215,10 +217,12 @@ create schema if not exists ${quoteIdentifier(schema)} authorization ${quoteIden
 }
 
 /**
- * `value` as a quoted SQL string literal, escaped as libpq's `PQescapeLiteral` does: quotes
- * doubled, and when it holds a backslash, doubled backslashes in an `E'...'` literal, so that it
- * reads the same whatever `standard_conforming_strings` is. For a statement that must travel
- * without parameters (a `first` statement of {@link SchemaConnection.transaction}).
+ * `value` as a quoted SQL string literal for a UTF-8 connection (node-postgres and PGlite connect
+ * in UTF-8), escaped as libpq's `PQescapeLiteral` does there: quotes doubled, and when it holds a
+ * backslash, doubled backslashes in an `E'...'` literal, so that it reads the same whatever
+ * `standard_conforming_strings` is. For a statement that must travel without parameters (a
+ * `first` script of {@link SchemaConnection.transaction}). `value` must hold no NUL character,
+ * which PostgreSQL's text cannot hold either.
  */
 export function quoteLiteral(value: string): string {
   const quoted = `'${value.replace(/'/g, "''")}'`;

@@ -38,6 +38,9 @@ export type InboxOutcome = 'handled' | 'duplicate';
 
 /** An event waiting for, or inside, a transaction. */
 interface Pending {
+  readonly id: string;
+  /** A redelivery: it runs in a transaction of its own, so that a failure beside it cannot fail it twice. */
+  readonly alone: boolean;
   /** The savepoint and the inbox record, as one script without parameters. */
   readonly opening: string;
   readonly savepoint: string;
@@ -46,6 +49,19 @@ interface Pending {
   readonly context: AsyncResource;
   readonly resolve: (outcome: InboxOutcome) => void;
   readonly reject: (error: unknown) => void;
+  /** Set when its transaction failed it: a copy of it given meanwhile fails the same way. */
+  failure?: unknown;
+}
+
+/** A second delivery of an event opened in the same transaction: it is settled after the commit, as its original is. */
+interface Copy {
+  readonly copy: Pending;
+  readonly of: Pending;
+}
+
+function fail(event: Pending, error: unknown): void {
+  event.failure = error;
+  event.reject(error);
 }
 
 /** SQLSTATE of a unique violation: the inbox already holds the event's id. */
@@ -78,14 +94,26 @@ export class Inbox {
 
   /**
    * Runs `handler` for event `id` of `source`.`event` in an inbox transaction, in the async
-   * context of this call. Resolves once the transaction committed (`handled`), or at once when the
-   * inbox held the id already (`duplicate`: the handler did not run). Rejects with the handler's
-   * error once its work is undone, or with the transaction's when it could not commit.
+   * context of this call; a redelivery (`attempt` over 1) in a transaction of its own. Resolves
+   * once the transaction committed (`handled`), or when the inbox held the id already
+   * (`duplicate`: the handler did not run). Rejects with the handler's error once its work is
+   * undone, or with the transaction's when it could not commit.
    */
-  handle(id: string, source: string, event: string, handler: () => unknown): Promise<InboxOutcome> {
+  handle(id: string, source: string, event: string, attempt: number, handler: () => unknown): Promise<InboxOutcome> {
+    if (id.includes('\0')) {
+      // PostgreSQL stores no NUL in text, and a script ends at one: no record of it can be made.
+      return Promise.reject(
+        new KeelError(
+          KeelErrorCode.INVALID_EVENT,
+          `Event ${source}.${event} has an id with a NUL character, which module "${this.db.module}"'s inbox cannot record. keel gives each event a UUID: check what published it.`,
+        ),
+      );
+    }
     return new Promise<InboxOutcome>((resolve, reject) => {
       const savepoint = `keel_inbox_${(this.#savepoints = (this.#savepoints + 1) % 1_000_000)}`;
       this.#queue.push({
+        id,
+        alone: attempt > 1,
         opening: `savepoint ${savepoint}; insert into keel_inbox (event_id, source, event) values (${quoteLiteral(id)}, ${quoteLiteral(source)}, ${quoteLiteral(event)})`,
         savepoint,
         handler,
@@ -112,26 +140,29 @@ export class Inbox {
   async #transaction(first: Pending): Promise<void> {
     /** Handled in this transaction, to be resolved once it commits. */
     const handled: Pending[] = [];
+    /** The events opened in this transaction, by id. */
+    const opened = new Map<string, Pending>([[first.id, first]]);
+    const copies: Copy[] = [];
     const afterCommit: (() => void)[] = [];
     /** The event being opened or run: failed with the transaction if it fails. */
     let current: Pending | undefined = first;
     let started = false;
     try {
-      await this.db.connection.transaction(async (tx, opened) => {
+      await this.db.connection.transaction(async (tx, firstResult) => {
         started = true;
         const began = performance.now();
         /** The last event handled whose work is not yet known to be sound (its handler may have caught a failed statement). */
         let unchecked: Pending | undefined;
         // An engine written before `first` existed does not run it: open the event here.
-        let isOpen = opened !== undefined || (await this.#open(tx, first, undefined, handled));
+        let isOpen = firstResult !== undefined || (await this.#open(tx, first, undefined, handled));
         for (let events = 1; ; events += 1) {
           if (isOpen) {
             const event = current as Pending;
             unchecked = (await this.#run(tx, event, afterCommit)) ? event : undefined;
             if (unchecked !== undefined) handled.push(event);
           }
-          const more = events < this.options.events && performance.now() - began < this.options.ms;
-          current = more ? this.#queue.shift() : undefined;
+          const more = !first.alone && events < this.options.events && performance.now() - began < this.options.ms;
+          current = more ? this.#take(opened, copies) : undefined;
           if (current === undefined) break;
           // Opening the next event also tells whether `unchecked` left the transaction sound.
           isOpen = await this.#open(tx, current, unchecked, handled);
@@ -146,13 +177,37 @@ export class Inbox {
         return;
       }
       // Nothing of this transaction was kept: every event it handled, and the one it was opening or running, is retried.
-      for (const event of handled) event.reject(error);
-      current?.reject(error);
+      for (const event of handled) fail(event, error);
+      if (current !== undefined) fail(current, error);
+      for (const { copy } of copies) copy.reject(error);
       return;
     }
     for (const event of handled) event.resolve('handled');
+    // A copy's original is recorded now (handled here, or before), unless it failed.
+    for (const { copy, of } of copies) {
+      if (of.failure === undefined) copy.resolve('duplicate');
+      else copy.reject(of.failure);
+    }
     // Outside every transaction frame, as after any transaction (module-data.ts).
     for (const hook of afterCommit) outsideTransactions(hook);
+  }
+
+  /**
+   * The next waiting event this transaction may open. A redelivery waits for a transaction of its
+   * own. A copy of an event opened here (the same id, delivered again meanwhile) is not opened:
+   * its record would meet the original's, not yet committed, so it waits for the commit.
+   */
+  #take(opened: Map<string, Pending>, copies: Copy[]): Pending | undefined {
+    for (let next = this.#queue[0]; next !== undefined && !next.alone; next = this.#queue[0]) {
+      this.#queue.shift();
+      const original = opened.get(next.id);
+      if (original === undefined) {
+        opened.set(next.id, next);
+        return next;
+      }
+      copies.push({ copy: next, of: original });
+    }
+    return undefined;
   }
 
   /** Runs an opened event's handler in its savepoint; false when it failed (its work then undone, the event rejected). */
@@ -162,7 +217,7 @@ export class Inbox {
       return true;
     } catch (error) {
       await tx.exec(`rollback to savepoint ${event.savepoint}`);
-      event.reject(error);
+      fail(event, error);
       return false;
     }
   }
@@ -182,9 +237,14 @@ export class Inbox {
         await this.#undo(tx, unchecked, handled);
         return this.#open(tx, event, undefined, handled);
       }
-      if (state !== UNIQUE_VIOLATION) throw error;
-      await tx.exec(`rollback to savepoint ${event.savepoint}`);
-      event.resolve('duplicate');
+      // Its own failure (a duplicate, or an id the inbox's index cannot hold) ends this event alone, if its savepoint stands.
+      try {
+        await tx.exec(`rollback to savepoint ${event.savepoint}`);
+      } catch {
+        throw error;
+      }
+      if (state === UNIQUE_VIOLATION) event.resolve('duplicate');
+      else fail(event, error);
       return false;
     }
   }
@@ -203,6 +263,6 @@ export class Inbox {
   async #undo(tx: SqlRunner, event: Pending, handled: Pending[]): Promise<void> {
     await tx.exec(`rollback to savepoint ${event.savepoint}`);
     handled.splice(handled.indexOf(event), 1);
-    event.reject(swallowedFailure(this.db.module));
+    fail(event, swallowedFailure(this.db.module));
   }
 }

@@ -104,12 +104,23 @@ export class ModuleDatabase implements Database {
     await outer.tx.exec(`savepoint ${savepoint}`);
     try {
       const result = await work();
+      if (outer.ended) throw this.#outlived();
       await outer.tx.exec(`release savepoint ${savepoint}`);
       return result;
     } catch (error) {
-      await outer.tx.exec(`rollback to savepoint ${savepoint}`);
+      // An outer transaction that ended took the savepoint with it, and its connection serves other
+      // work now (the next durable event of a shared inbox transaction): nothing is sent on it.
+      if (!outer.ended) await outer.tx.exec(`rollback to savepoint ${savepoint}`);
       throw error;
     }
+  }
+
+  #outlived(): KeelError {
+    return new KeelError(
+      KeelErrorCode.INVALID_STATE,
+      `A db.transaction() of module "${this.module}" ended after the transaction it was nested in, so its work was not kept on its own: ` +
+        'await it before the work around it returns.',
+    );
   }
 
   /**

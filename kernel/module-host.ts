@@ -156,7 +156,7 @@ export class ModuleHost {
     const inbox = this.#inbox as Inbox;
     const log = this.services.logger;
     return (payload, context) =>
-      outsideTransactions(() => inbox.handle(context.id, source, event, () => handler(payload, context))).then((outcome) => {
+      outsideTransactions(() => inbox.handle(context.id, source, event, context.attempt, () => handler(payload, context))).then((outcome) => {
         if (outcome === 'duplicate') log.debug({ module: this.module.name, event: `${source}.${event}`, eventId: context.id }, 'event already handled; skipped');
         else crashPoint('inbox:after-commit');
       });
@@ -184,7 +184,8 @@ export class ModuleHost {
     }
     this.#db = new ModuleDatabase(module.name, schema, engine, connection);
     // One connection fewer than the engine's pool, so that the module's calls keep one (at least one).
-    this.#inbox = new Inbox(this.#db, { ...DEFAULT_INBOX_OPTIONS, transactions: Math.max(1, (engine.connections ?? 5) - 1) });
+    const connections = engine.connections ?? (engine.oneTransactionAtATime ? 1 : 5);
+    this.#inbox = new Inbox(this.#db, { ...DEFAULT_INBOX_OPTIONS, transactions: Math.max(1, connections - 1) });
     const transport = services.remote ?? services.local;
     this.#relay = new OutboxRelay(module.contract as AnyContract, connection, outboxPublisher(transport), logger, outboxHold(transport), {
       ...DEFAULT_OUTBOX_RELAY_OPTIONS,

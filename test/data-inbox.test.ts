@@ -11,6 +11,8 @@
  * handler shows which transaction it ran in.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createKernel, isKeelError, silentLogger, type DatabaseEngine } from 'keel';
 import { DEFAULT_INBOX_OPTIONS, Inbox, type InboxOptions } from '../kernel/inbox.js';
@@ -67,16 +69,17 @@ async function inboxOn(
 async function together(
   inbox: Inbox,
   ids: readonly string[],
-  run: (id: string) => Promise<void>,
+  run: (id: string, index: number) => Promise<void>,
+  attemptOf: (id: string) => number = () => 1,
 ): Promise<{ outcomes: PromiseSettledResult<unknown>[] }> {
   const held = gate();
   const [first, ...rest] = ids;
-  const firstDone = inbox.handle(first as string, 'ledger', 'entryAdded', async () => {
+  const firstDone = inbox.handle(first as string, 'ledger', 'entryAdded', attemptOf(first as string), async () => {
     await held.pass();
-    await run(first as string);
+    await run(first as string, 0);
   });
   await held.waiting;
-  const others = rest.map((id) => inbox.handle(id, 'ledger', 'entryAdded', () => run(id)));
+  const others = rest.map((id, index) => inbox.handle(id, 'ledger', 'entryAdded', attemptOf(id), () => run(id, index + 1)));
   held.open();
   return { outcomes: await Promise.allSettled([firstDone, ...others]) };
 }
@@ -92,7 +95,7 @@ describe.each(engines)('data - the inbox on $name', (engine) => {
       transactions.set(id, await txOf());
       await db.query('insert into entries (label) values ($1)', [id]);
     };
-    const first = inbox.handle('a0', 'ledger', 'entryAdded', async () => {
+    const first = inbox.handle('a0', 'ledger', 'entryAdded', 1, async () => {
       await held.pass();
       await run('a0');
     });
@@ -102,7 +105,7 @@ describe.each(engines)('data - the inbox on $name', (engine) => {
       return outcome;
     });
     await held.waiting;
-    const others = ids.map((id) => inbox.handle(id, 'ledger', 'entryAdded', () => run(id)));
+    const others = ids.map((id) => inbox.handle(id, 'ledger', 'entryAdded', 1, () => run(id)));
     held.open();
     expect(await Promise.all([resolvedFirst, ...others])).toEqual(Array(6).fill('handled'));
     expect(seenAtFirstResolution).toBe(6);
@@ -150,7 +153,7 @@ describe.each(engines)('data - the inbox on $name', (engine) => {
     const { db, inbox, count, txOf } = await inboxOn(engine.fresh);
     await db.query("insert into keel_inbox (event_id, source, event) values ('d0', 'ledger', 'entryAdded'), ('d2', 'ledger', 'entryAdded')");
     const ran: string[] = [];
-    expect(await inbox.handle('d0', 'ledger', 'entryAdded', async () => void ran.push('d0'))).toBe('duplicate');
+    expect(await inbox.handle('d0', 'ledger', 'entryAdded', 1, async () => void ran.push('d0'))).toBe('duplicate');
     const transactions = new Set<string>();
     const { outcomes } = await together(inbox, ['d1', 'd2', 'd3'], async (id) => {
       ran.push(id);
@@ -164,6 +167,84 @@ describe.each(engines)('data - the inbox on $name', (engine) => {
     expect(ran).toEqual(['d1', 'd3']);
     expect(transactions.size).toBe(1);
     expect(await count('keel_inbox')).toBe(4);
+  });
+
+  it('settles a second delivery of an event in the same transaction after the commit, as its original: a duplicate once handled, failed when it failed', async () => {
+    const { db, inbox, count } = await inboxOn(engine.fresh);
+    const ran: string[] = [];
+    const handled = await together(inbox, ['k1', 'k2', 'k1'], async (id, index) => {
+      ran.push(`${id}#${index}`);
+      await db.query('insert into entries (label) values ($1)', [id]);
+    });
+    expect(handled.outcomes).toEqual([
+      { status: 'fulfilled', value: 'handled' },
+      { status: 'fulfilled', value: 'handled' },
+      { status: 'fulfilled', value: 'duplicate' },
+    ]);
+    expect(ran).toEqual(['k1#0', 'k2#1']);
+    const failed = await together(inbox, ['m0', 'm1', 'm2', 'm1'], async (id, index) => {
+      ran.push(`${id}#${index}`);
+      if (id === 'm1') throw new Error('m1 failed');
+    });
+    expect(failed.outcomes.map((outcome) => outcome.status)).toEqual(['fulfilled', 'rejected', 'fulfilled', 'rejected']);
+    expect((failed.outcomes[3] as PromiseRejectedResult).reason).toEqual(new Error('m1 failed'));
+    expect(ran.slice(2)).toEqual(['m0#0', 'm1#1', 'm2#2']);
+    expect(await count('keel_inbox')).toBe(4);
+  });
+
+  it('runs a redelivered event in a transaction of its own, so that a failure beside it cannot fail it again', async () => {
+    const { inbox, txOf } = await inboxOn(engine.fresh);
+    const transactionOf = new Map<string, string>();
+    await together(inbox, ['r0', 'r1', 'r2'], async (id) => void transactionOf.set(id, await txOf()), (id) => (id === 'r1' ? 2 : 1));
+    expect(new Set(transactionOf.values()).size).toBe(3);
+    const plain = new Map<string, string>();
+    await together(inbox, ['s0', 's1', 's2'], async (id) => void plain.set(id, await txOf()));
+    expect(new Set(plain.values()).size).toBe(1);
+  });
+
+  it('keeps the next event of a shared transaction whole when a db.transaction left running by the handler before it fails', async () => {
+    const { db, inbox, count } = await inboxOn(engine.fresh);
+    const nextRunning = gate();
+    let lateFailure!: (error: unknown) => void;
+    const failedLate = new Promise<unknown>((resolve) => (lateFailure = resolve));
+    const { outcomes } = await together(inbox, ['n1', 'n2'], async (id) => {
+      if (id === 'n1') {
+        // Not awaited: it outlives n1's handler, and fails while n2 runs.
+        void db
+          .transaction(async () => {
+            await nextRunning.waiting;
+            throw new Error('late');
+          })
+          .catch(lateFailure);
+        return;
+      }
+      await db.query('insert into entries (label) values ($1)', [id]);
+      nextRunning.open();
+      void nextRunning.pass();
+      expect(await failedLate).toEqual(new Error('late'));
+    });
+    expect(outcomes).toEqual([
+      { status: 'fulfilled', value: 'handled' },
+      { status: 'fulfilled', value: 'handled' },
+    ]);
+    expect(await count('keel_inbox')).toBe(2);
+    expect((await db.query<{ label: string }>('select label from entries')).rows).toEqual([{ label: 'n2' }]);
+  });
+
+  it("fails alone an event whose record the inbox's index cannot hold, in a shared transaction, and refuses an id with a NUL as INVALID_EVENT", async () => {
+    const { db, inbox, count } = await inboxOn(engine.fresh);
+    // Past the btree's 2 704 bytes a row, and not compressible below it.
+    const tooLong = randomBytes(4_000).toString('hex');
+    const { outcomes } = await together(inbox, ['l1', tooLong, 'l3'], async (id) => {
+      await db.query('insert into entries (label) values ($1)', [id.slice(0, 8)]);
+    });
+    expect(outcomes.map((outcome) => outcome.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    expect(String((outcomes[1] as PromiseRejectedResult).reason)).toMatch(/index row|exceeds/i);
+    expect(await count('keel_inbox')).toBe(2);
+    expect(await count('entries')).toBe(2);
+    const refused = await inbox.handle('nul\0id', 'ledger', 'entryAdded', 1, async () => undefined).catch((error: unknown) => error);
+    expect(isKeelError(refused, 'INVALID_EVENT')).toBe(true);
+    expect(String((refused as Error).message)).toContain('NUL');
   });
 
   it('rejects every event of a shared transaction whose commit fails, and records none of them', async () => {
@@ -209,13 +290,13 @@ describe.each(engines)('data - the inbox on $name', (engine) => {
     const seen: [string, string | undefined][] = [];
     const held = gate();
     const first = context.run('ctx-e0', () =>
-      inbox.handle('e0', 'ledger', 'entryAdded', async () => {
+      inbox.handle('e0', 'ledger', 'entryAdded', 1, async () => {
         await held.pass();
         seen.push(['e0', context.getStore()]);
       }),
     );
     await held.waiting;
-    const others = ['e1', 'e2'].map((id) => context.run(`ctx-${id}`, () => inbox.handle(id, 'ledger', 'entryAdded', async () => void seen.push([id, context.getStore()]))));
+    const others = ['e1', 'e2'].map((id) => context.run(`ctx-${id}`, () => inbox.handle(id, 'ledger', 'entryAdded', 1, async () => void seen.push([id, context.getStore()]))));
     held.open();
     await Promise.all([first, ...others]);
     expect(seen).toEqual([
@@ -228,10 +309,10 @@ describe.each(engines)('data - the inbox on $name', (engine) => {
   it('records ids with quotes and backslashes as they are, and knows them again', async () => {
     const { db, inbox } = await inboxOn(engine.fresh);
     const id = "it's a \\ back'slash \\' id";
-    expect(await inbox.handle(id, "le'dger", 'entry\\Added', async () => undefined)).toBe('handled');
+    expect(await inbox.handle(id, "le'dger", 'entry\\Added', 1, async () => undefined)).toBe('handled');
     const { rows } = await db.query<{ event_id: string; source: string; event: string }>('select event_id, source, event from keel_inbox');
     expect(rows).toEqual([{ event_id: id, source: "le'dger", event: 'entry\\Added' }]);
-    expect(await inbox.handle(id, "le'dger", 'entry\\Added', async () => undefined)).toBe('duplicate');
+    expect(await inbox.handle(id, "le'dger", 'entry\\Added', 1, async () => undefined)).toBe('duplicate');
   });
 
   it('works on an engine that ignores the statement a transaction opens with: the inbox runs it itself', async () => {
@@ -245,7 +326,7 @@ describe.each(engines)('data - the inbox on $name', (engine) => {
     const { db, inbox, count } = await inboxOn(engine.fresh, {}, older);
     await db.query("insert into keel_inbox (event_id, source, event) values ('o0', 'ledger', 'entryAdded')");
     const ran: string[] = [];
-    expect(await inbox.handle('o0', 'ledger', 'entryAdded', async () => void ran.push('o0'))).toBe('duplicate');
+    expect(await inbox.handle('o0', 'ledger', 'entryAdded', 1, async () => void ran.push('o0'))).toBe('duplicate');
     const { outcomes } = await together(inbox, ['o1', 'o2'], async (id) => {
       ran.push(id);
       await db.query('insert into entries (label) values ($1)', [id]);
@@ -259,6 +340,30 @@ describe.each(engines)('data - the inbox on $name', (engine) => {
 // PGlite runs one transaction at a time (its engine's connections: 1), so only PostgreSQL can run two.
 describe('data - the inbox on postgres, with several transactions', () => {
   const postgres = engines.find((engine) => engine.name === 'postgres') as (typeof engines)[number];
+  it('fails every event of a transaction whose connection dies, records none of them, and goes on with a new connection', async () => {
+    const { db, inbox } = await inboxOn(postgres.fresh);
+    const { outcomes } = await together(inbox, ['p1', 'p2', 'p3'], async (id) => {
+      await db.query('insert into entries (label) values ($1)', [id]);
+      if (id === 'p2') {
+        // The module's role may not end its own session (its login is a superuser's): an operator's connection does.
+        const pid = (await db.query<{ pid: number }>('select pg_backend_pid() as pid')).rows[0]?.pid;
+        const admin = new pg.Client({ connectionString: TEST_POSTGRES_URL });
+        await admin.connect();
+        try {
+          expect((await admin.query('select pg_terminate_backend($1) as ended', [pid])).rows).toEqual([{ ended: true }]);
+        } finally {
+          await admin.end();
+        }
+        await db.query('select 1');
+      }
+    });
+    // p3 was still waiting when the transaction failed: the next one, on a new connection, handles it.
+    expect(outcomes.map((outcome) => outcome.status)).toEqual(['rejected', 'rejected', 'fulfilled']);
+    const recorded = (await db.query<{ event_id: string }>('select event_id from keel_inbox')).rows;
+    expect(recorded).toEqual([{ event_id: 'p3' }]);
+    expect((await db.query<{ label: string }>('select label from entries')).rows).toEqual([{ label: 'p3' }]);
+  });
+
   it('runs as many transactions at once as it is given, and the events behind them join those transactions', async () => {
     const { inbox, txOf } = await inboxOn(postgres.fresh, { transactions: 2 });
     const transactionOf = new Map<string, string>();
@@ -271,7 +376,7 @@ describe('data - the inbox on postgres, with several transactions', () => {
       if (entered <= 2) await (entered === 2 ? (bothIn.open(), Promise.resolve()) : bothIn.pass());
     };
     const ids = ['t1', 't2', 't3', 't4'];
-    expect(await Promise.all(ids.map((id) => inbox.handle(id, 'ledger', 'entryAdded', run(id))))).toEqual(Array(4).fill('handled'));
+    expect(await Promise.all(ids.map((id) => inbox.handle(id, 'ledger', 'entryAdded', 1, run(id))))).toEqual(Array(4).fill('handled'));
     expect(new Set([transactionOf.get('t1'), transactionOf.get('t2')]).size).toBe(2);
     expect(new Set(transactionOf.values()).size).toBe(2);
   });

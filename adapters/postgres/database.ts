@@ -210,6 +210,12 @@ class PostgresSchema implements SchemaConnection {
   async transaction<T>(work: (tx: SqlRunner, first?: QueryResult) => Promise<T>, first?: string): Promise<T> {
     const client = await this.pool.connect();
     let broken: unknown;
+    // A connection lost between statements (the server restarted, an operator ended the session)
+    // is reported on the client, which would crash the process with no listener: the next statement fails instead.
+    const onLost = (error: unknown): void => {
+      broken = error;
+    };
+    client.on('error', onLost);
     try {
       // With `first`, one simple query of two statements: one round trip, and pg answers a result for each.
       const opened = first === undefined ? (await client.query('begin'), undefined) : lastResult(await client.query(`begin; ${first}`));
@@ -233,6 +239,7 @@ class PostgresSchema implements SchemaConnection {
       }
       throw error;
     } finally {
+      client.off('error', onLost);
       client.release(broken instanceof Error ? broken : undefined);
     }
   }
