@@ -10,7 +10,7 @@
  * given back at once (docs/design-notes.md, "Durable events handled in shared transactions").
  */
 import { AsyncResource } from 'node:async_hooks';
-import { quoteLiteral, type SqlRunner } from './database.js';
+import { quoteIdentifier, quoteLiteral, type SqlRunner } from './database.js';
 import { KeelError, KeelErrorCode } from './errors.js';
 import { outsideTransactions, type ModuleDatabase } from './module-data.js';
 
@@ -33,13 +33,22 @@ export interface InboxOptions {
 
 export const DEFAULT_INBOX_OPTIONS: Omit<InboxOptions, 'transactions'> = { events: 32, ms: 20 };
 
+/**
+ * Whether a delivery runs in an inbox transaction of its own: a redelivery, and a last attempt, so
+ * that another event's failure (a commit that fails, a lost connection) cannot fail it twice nor
+ * dead-letter it; and every event of a handler that asked for it (`ownTransaction`).
+ */
+export function runsAlone(attempt: number, maxAttempts: number, ownTransaction: boolean): boolean {
+  return ownTransaction || attempt > 1 || attempt >= maxAttempts;
+}
+
 /** What became of an event given to the {@link Inbox}. */
 export type InboxOutcome = 'handled' | 'duplicate';
 
 /** An event waiting for, or inside, a transaction. */
 interface Pending {
   readonly id: string;
-  /** A redelivery: it runs in a transaction of its own, so that a failure beside it cannot fail it twice. */
+  /** It runs in a transaction of its own. */
   readonly alone: boolean;
   /** The savepoint and the inbox record, as one script without parameters. */
   readonly opening: string;
@@ -84,22 +93,27 @@ function swallowedFailure(module: string): KeelError {
 
 export class Inbox {
   readonly #queue: Pending[] = [];
+  /** Named with its schema: a handler's `set local search_path` before it must not move the next event's record. */
+  readonly #table: string;
   #running = 0;
   #savepoints = 0;
 
   constructor(
     readonly db: ModuleDatabase,
     readonly options: InboxOptions,
-  ) {}
+  ) {
+    this.#table = `${quoteIdentifier(db.schema)}.keel_inbox`;
+  }
 
   /**
    * Runs `handler` for event `id` of `source`.`event` in an inbox transaction, in the async
-   * context of this call; a redelivery (`attempt` over 1) in a transaction of its own. Resolves
+   * context of this call; `alone`, in a transaction of its own (the kernel asks it for a
+   * redelivery, a last attempt, and a handler with `ownTransaction`). Resolves
    * once the transaction committed (`handled`), or when the inbox held the id already
    * (`duplicate`: the handler did not run). Rejects with the handler's error once its work is
    * undone, or with the transaction's when it could not commit.
    */
-  handle(id: string, source: string, event: string, attempt: number, handler: () => unknown): Promise<InboxOutcome> {
+  handle(id: string, source: string, event: string, alone: boolean, handler: () => unknown): Promise<InboxOutcome> {
     if (id.includes('\0')) {
       // PostgreSQL stores no NUL in text, and a script ends at one: no record of it can be made.
       return Promise.reject(
@@ -113,8 +127,8 @@ export class Inbox {
       const savepoint = `keel_inbox_${(this.#savepoints = (this.#savepoints + 1) % 1_000_000)}`;
       this.#queue.push({
         id,
-        alone: attempt > 1,
-        opening: `savepoint ${savepoint}; insert into keel_inbox (event_id, source, event) values (${quoteLiteral(id)}, ${quoteLiteral(source)}, ${quoteLiteral(event)})`,
+        alone,
+        opening: `savepoint ${savepoint}; insert into ${this.#table} (event_id, source, event) values (${quoteLiteral(id)}, ${quoteLiteral(source)}, ${quoteLiteral(event)})`,
         savepoint,
         handler,
         // Not AsyncLocalStorage.snapshot(): it binds a function, and a bound function costs a deprecation wrapper each (Node 20 to 24).
@@ -189,7 +203,13 @@ export class Inbox {
       else copy.reject(of.failure);
     }
     // Outside every transaction frame, as after any transaction (module-data.ts).
-    for (const hook of afterCommit) outsideTransactions(hook);
+    for (const hook of afterCommit) {
+      try {
+        outsideTransactions(hook);
+      } catch {
+        // A hook's failure is its own (the relay's kick logs its own): the events are committed, and the queue goes on.
+      }
+    }
   }
 
   /**

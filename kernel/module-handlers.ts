@@ -105,6 +105,13 @@ export interface EventHandlerOptions<Ev extends AnyEvent> {
   readonly fanout?: Fanout;
   /** Deliveries of a durable event before it is dead-lettered (default 5). */
   readonly maxAttempts?: number;
+  /**
+   * In a module that owns data, run each durable event of this handler in a transaction of its
+   * own (default false: the events that wait together share one, each in a savepoint). For a
+   * handler that changes what lasts to a transaction's end (`set local`, `pg_advisory_xact_lock`)
+   * or reads `now()` as its own start (docs/data.md, "Events: the outbox and the inbox").
+   */
+  readonly ownTransaction?: boolean;
 }
 
 /**

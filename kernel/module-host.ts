@@ -11,7 +11,7 @@ import { KeelError, KeelErrorCode } from './errors.js';
 import { within } from './in-flight.js';
 import { schemaOf, type DatabaseEngine, type ModuleData } from './database.js';
 import { migrate, readMigrations } from './migrations.js';
-import { DEFAULT_INBOX_OPTIONS, Inbox } from './inbox.js';
+import { DEFAULT_INBOX_OPTIONS, Inbox, runsAlone } from './inbox.js';
 import { ModuleDatabase, missingDatabase, outsideTransactions } from './module-data.js';
 import { DEFAULT_OUTBOX_RELAY_OPTIONS, OutboxRelay, crashPoint } from './outbox-relay.js';
 import { outboxHold, outboxPublisher } from './local.js';
@@ -149,14 +149,22 @@ export class ModuleHost {
    * record of the event's id in the module's inbox: a redelivery of an event already handled
    * has no second effect, and a handler that fails leaves no record, so the retry runs it.
    */
-  #withInbox(source: string, event: string, definition: AnyEvent, handler: EventHandlerFunction<AnyEvent>): EventHandlerFunction<AnyEvent> {
+  #withInbox(
+    source: string,
+    event: string,
+    definition: AnyEvent,
+    handler: EventHandlerFunction<AnyEvent>,
+    { maxAttempts, ownTransaction }: { maxAttempts: number; ownTransaction: boolean },
+  ): EventHandlerFunction<AnyEvent> {
     if (this.#db === undefined) return handler;
     // A handler runs in the context its event was published from: never in a transaction that was open there.
     if (definition.delivery !== 'durable') return (payload, context) => outsideTransactions(() => handler(payload, context));
     const inbox = this.#inbox as Inbox;
     const log = this.services.logger;
     return (payload, context) =>
-      outsideTransactions(() => inbox.handle(context.id, source, event, context.attempt, () => handler(payload, context))).then((outcome) => {
+      outsideTransactions(() =>
+        inbox.handle(context.id, source, event, runsAlone(context.attempt, maxAttempts, ownTransaction), () => handler(payload, context)),
+      ).then((outcome) => {
         if (outcome === 'duplicate') log.debug({ module: this.module.name, event: `${source}.${event}`, eventId: context.id }, 'event already handled; skipped');
         else crashPoint('inbox:after-commit');
       });
@@ -211,19 +219,24 @@ export class ModuleHost {
               'durable events are delivered once per module. Use a notification event for every-instance fan-out.',
           );
         }
+        if (options.ownTransaction !== undefined && typeof options.ownTransaction !== 'boolean') {
+          throw new KeelError(
+            KeelErrorCode.INVALID_MODULE,
+            `Module "${module.name}": the handler of ${source.name}.${event} has ownTransaction ${JSON.stringify(options.ownTransaction)}; give true or false, or leave it out.`,
+          );
+        }
+        const maxAttempts = options.maxAttempts ?? services.maxDeliveryAttempts;
         const subscription = createEventSubscription({
           subscriber: module.name,
           source,
           event,
           definition,
-          handler: this.#withInbox(
-            source.name,
-            event,
-            definition,
-            (typeof handler === 'function' ? handler : handler.handle) as EventHandlerFunction<AnyEvent>,
-          ),
+          handler: this.#withInbox(source.name, event, definition, (typeof handler === 'function' ? handler : handler.handle) as EventHandlerFunction<AnyEvent>, {
+            maxAttempts,
+            ownTransaction: options.ownTransaction === true,
+          }),
           fanout,
-          maxAttempts: options.maxAttempts ?? services.maxDeliveryAttempts,
+          maxAttempts,
           eventTimeoutMs: services.eventTimeoutMs,
           logger,
           onDeadLetter: services.onDeadLetter,

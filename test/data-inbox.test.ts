@@ -14,10 +14,10 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createKernel, isKeelError, silentLogger, type DatabaseEngine } from 'keel';
-import { DEFAULT_INBOX_OPTIONS, Inbox, type InboxOptions } from '../kernel/inbox.js';
+import { createKernel, defineModule, isKeelError, silentLogger, type DatabaseEngine } from 'keel';
+import { DEFAULT_INBOX_OPTIONS, Inbox, runsAlone, type InboxOptions } from '../kernel/inbox.js';
 import { ModuleDatabase } from '../kernel/module-data.js';
-import { auditModule, ledgerModule } from './fixtures/data/modules.js';
+import { audit, auditModule, ledger, ledgerModule } from './fixtures/data/modules.js';
 import { createPGliteDatabase } from 'keel/pglite';
 import { createPostgresDatabase } from 'keel/postgres';
 import { TEST_POSTGRES_URL, enginesUnderTest } from './support/databases.js';
@@ -70,16 +70,16 @@ async function together(
   inbox: Inbox,
   ids: readonly string[],
   run: (id: string, index: number) => Promise<void>,
-  attemptOf: (id: string) => number = () => 1,
+  aloneOf: (id: string) => boolean = () => false,
 ): Promise<{ outcomes: PromiseSettledResult<unknown>[] }> {
   const held = gate();
   const [first, ...rest] = ids;
-  const firstDone = inbox.handle(first as string, 'ledger', 'entryAdded', attemptOf(first as string), async () => {
+  const firstDone = inbox.handle(first as string, 'ledger', 'entryAdded', aloneOf(first as string), async () => {
     await held.pass();
     await run(first as string, 0);
   });
   await held.waiting;
-  const others = rest.map((id, index) => inbox.handle(id, 'ledger', 'entryAdded', attemptOf(id), () => run(id, index + 1)));
+  const others = rest.map((id, index) => inbox.handle(id, 'ledger', 'entryAdded', aloneOf(id), () => run(id, index + 1)));
   held.open();
   return { outcomes: await Promise.allSettled([firstDone, ...others]) };
 }
@@ -95,7 +95,7 @@ describe.each(engines)('data - the inbox on $name', (engine) => {
       transactions.set(id, await txOf());
       await db.query('insert into entries (label) values ($1)', [id]);
     };
-    const first = inbox.handle('a0', 'ledger', 'entryAdded', 1, async () => {
+    const first = inbox.handle('a0', 'ledger', 'entryAdded', false, async () => {
       await held.pass();
       await run('a0');
     });
@@ -105,7 +105,7 @@ describe.each(engines)('data - the inbox on $name', (engine) => {
       return outcome;
     });
     await held.waiting;
-    const others = ids.map((id) => inbox.handle(id, 'ledger', 'entryAdded', 1, () => run(id)));
+    const others = ids.map((id) => inbox.handle(id, 'ledger', 'entryAdded', false, () => run(id)));
     held.open();
     expect(await Promise.all([resolvedFirst, ...others])).toEqual(Array(6).fill('handled'));
     expect(seenAtFirstResolution).toBe(6);
@@ -149,11 +149,33 @@ describe.each(engines)('data - the inbox on $name', (engine) => {
     expect(recorded).toEqual(['c1', 'c3']);
   });
 
+  it('fails a copy of an event whose handler caught a failed statement, as its original', async () => {
+    const { db, inbox, count } = await inboxOn(engine.fresh);
+    const { outcomes } = await together(inbox, ['u0', 'u1', 'u1', 'u2'], async (id) => {
+      if (id === 'u1') await db.query('select 1 / 0').catch(() => undefined);
+    });
+    expect(outcomes.map((outcome) => outcome.status)).toEqual(['fulfilled', 'rejected', 'rejected', 'fulfilled']);
+    expect(String((outcomes[2] as PromiseRejectedResult).reason)).toContain('its error was caught');
+    expect(await count('keel_inbox')).toBe(2);
+  });
+
+  it("records the next event in the module's own inbox when a handler before it moved the search_path", async () => {
+    const { db, inbox } = await inboxOn(engine.fresh);
+    const { outcomes } = await together(inbox, ['w0', 'w1'], async (id) => {
+      if (id === 'w0') await db.query('set local search_path to pg_catalog');
+    });
+    expect(outcomes).toEqual([
+      { status: 'fulfilled', value: 'handled' },
+      { status: 'fulfilled', value: 'handled' },
+    ]);
+    expect((await db.query<{ event_id: string }>('select event_id from audit.keel_inbox order by event_id')).rows).toEqual([{ event_id: 'w0' }, { event_id: 'w1' }]);
+  });
+
   it('skips an event the inbox holds already, without running its handler, whether it opens a transaction or joins one', async () => {
     const { db, inbox, count, txOf } = await inboxOn(engine.fresh);
     await db.query("insert into keel_inbox (event_id, source, event) values ('d0', 'ledger', 'entryAdded'), ('d2', 'ledger', 'entryAdded')");
     const ran: string[] = [];
-    expect(await inbox.handle('d0', 'ledger', 'entryAdded', 1, async () => void ran.push('d0'))).toBe('duplicate');
+    expect(await inbox.handle('d0', 'ledger', 'entryAdded', false, async () => void ran.push('d0'))).toBe('duplicate');
     const transactions = new Set<string>();
     const { outcomes } = await together(inbox, ['d1', 'd2', 'd3'], async (id) => {
       ran.push(id);
@@ -192,36 +214,40 @@ describe.each(engines)('data - the inbox on $name', (engine) => {
     expect(await count('keel_inbox')).toBe(4);
   });
 
-  it('runs a redelivered event in a transaction of its own, so that a failure beside it cannot fail it again', async () => {
+  it('runs an event asked to run alone (the kernel asks it for a redelivery, a last attempt, ownTransaction) in a transaction of its own', async () => {
     const { inbox, txOf } = await inboxOn(engine.fresh);
     const transactionOf = new Map<string, string>();
-    await together(inbox, ['r0', 'r1', 'r2'], async (id) => void transactionOf.set(id, await txOf()), (id) => (id === 'r1' ? 2 : 1));
+    await together(inbox, ['r0', 'r1', 'r2'], async (id) => void transactionOf.set(id, await txOf()), (id) => id === 'r1');
     expect(new Set(transactionOf.values()).size).toBe(3);
     const plain = new Map<string, string>();
     await together(inbox, ['s0', 's1', 's2'], async (id) => void plain.set(id, await txOf()));
     expect(new Set(plain.values()).size).toBe(1);
   });
 
-  it('keeps the next event of a shared transaction whole when a db.transaction left running by the handler before it fails', async () => {
+  it.each([
+    { ending: 'fails', end: (): Promise<unknown> => Promise.reject(new Error('late')), late: (outcome: unknown) => expect(outcome).toEqual(new Error('late')) },
+    // Its release would also release the next event's savepoint: it is refused instead.
+    { ending: 'ends well', end: (): Promise<unknown> => Promise.resolve('done'), late: (outcome: unknown) => expect(isKeelError(outcome, 'INVALID_STATE')).toBe(true) },
+  ])('keeps the next event of a shared transaction whole when a db.transaction left running by the handler before it $ending', async ({ end, late }) => {
     const { db, inbox, count } = await inboxOn(engine.fresh);
     const nextRunning = gate();
-    let lateFailure!: (error: unknown) => void;
-    const failedLate = new Promise<unknown>((resolve) => (lateFailure = resolve));
+    let settledLate!: (outcome: unknown) => void;
+    const endedLate = new Promise<unknown>((resolve) => (settledLate = resolve));
     const { outcomes } = await together(inbox, ['n1', 'n2'], async (id) => {
       if (id === 'n1') {
-        // Not awaited: it outlives n1's handler, and fails while n2 runs.
+        // Not awaited: it outlives n1's handler, and ends while n2 runs.
         void db
           .transaction(async () => {
             await nextRunning.waiting;
-            throw new Error('late');
+            return end();
           })
-          .catch(lateFailure);
+          .then(settledLate, settledLate);
         return;
       }
       await db.query('insert into entries (label) values ($1)', [id]);
       nextRunning.open();
       void nextRunning.pass();
-      expect(await failedLate).toEqual(new Error('late'));
+      late(await endedLate);
     });
     expect(outcomes).toEqual([
       { status: 'fulfilled', value: 'handled' },
@@ -242,7 +268,7 @@ describe.each(engines)('data - the inbox on $name', (engine) => {
     expect(String((outcomes[1] as PromiseRejectedResult).reason)).toMatch(/index row|exceeds/i);
     expect(await count('keel_inbox')).toBe(2);
     expect(await count('entries')).toBe(2);
-    const refused = await inbox.handle('nul\0id', 'ledger', 'entryAdded', 1, async () => undefined).catch((error: unknown) => error);
+    const refused = await inbox.handle('nul\0id', 'ledger', 'entryAdded', false, async () => undefined).catch((error: unknown) => error);
     expect(isKeelError(refused, 'INVALID_EVENT')).toBe(true);
     expect(String((refused as Error).message)).toContain('NUL');
   });
@@ -251,10 +277,11 @@ describe.each(engines)('data - the inbox on $name', (engine) => {
     const { db, inbox, count } = await inboxOn(engine.fresh);
     await db.exec('create table once_only (k int, constraint once_only_k unique (k) deferrable initially deferred)');
     // Each handler inserts the same key: allowed until the commit checks the deferred constraint.
-    const { outcomes } = await together(inbox, ['f1', 'f2', 'f3'], async () => {
+    const { outcomes } = await together(inbox, ['f1', 'f2', 'f3', 'f2'], async () => {
       await db.query('insert into once_only (k) values (1)');
     });
-    expect(outcomes.map((outcome) => outcome.status)).toEqual(['rejected', 'rejected', 'rejected']);
+    // The second f2 (a copy, never run) fails with the transaction too.
+    expect(outcomes.map((outcome) => outcome.status)).toEqual(['rejected', 'rejected', 'rejected', 'rejected']);
     expect(String((outcomes[0] as PromiseRejectedResult).reason)).toContain('once_only_k');
     expect(await count('keel_inbox')).toBe(0);
     expect(await count('once_only')).toBe(0);
@@ -290,13 +317,13 @@ describe.each(engines)('data - the inbox on $name', (engine) => {
     const seen: [string, string | undefined][] = [];
     const held = gate();
     const first = context.run('ctx-e0', () =>
-      inbox.handle('e0', 'ledger', 'entryAdded', 1, async () => {
+      inbox.handle('e0', 'ledger', 'entryAdded', false, async () => {
         await held.pass();
         seen.push(['e0', context.getStore()]);
       }),
     );
     await held.waiting;
-    const others = ['e1', 'e2'].map((id) => context.run(`ctx-${id}`, () => inbox.handle(id, 'ledger', 'entryAdded', 1, async () => void seen.push([id, context.getStore()]))));
+    const others = ['e1', 'e2'].map((id) => context.run(`ctx-${id}`, () => inbox.handle(id, 'ledger', 'entryAdded', false, async () => void seen.push([id, context.getStore()]))));
     held.open();
     await Promise.all([first, ...others]);
     expect(seen).toEqual([
@@ -309,10 +336,10 @@ describe.each(engines)('data - the inbox on $name', (engine) => {
   it('records ids with quotes and backslashes as they are, and knows them again', async () => {
     const { db, inbox } = await inboxOn(engine.fresh);
     const id = "it's a \\ back'slash \\' id";
-    expect(await inbox.handle(id, "le'dger", 'entry\\Added', 1, async () => undefined)).toBe('handled');
+    expect(await inbox.handle(id, "le'dger", 'entry\\Added', false, async () => undefined)).toBe('handled');
     const { rows } = await db.query<{ event_id: string; source: string; event: string }>('select event_id, source, event from keel_inbox');
     expect(rows).toEqual([{ event_id: id, source: "le'dger", event: 'entry\\Added' }]);
-    expect(await inbox.handle(id, "le'dger", 'entry\\Added', 1, async () => undefined)).toBe('duplicate');
+    expect(await inbox.handle(id, "le'dger", 'entry\\Added', false, async () => undefined)).toBe('duplicate');
   });
 
   it('works on an engine that ignores the statement a transaction opens with: the inbox runs it itself', async () => {
@@ -326,7 +353,7 @@ describe.each(engines)('data - the inbox on $name', (engine) => {
     const { db, inbox, count } = await inboxOn(engine.fresh, {}, older);
     await db.query("insert into keel_inbox (event_id, source, event) values ('o0', 'ledger', 'entryAdded')");
     const ran: string[] = [];
-    expect(await inbox.handle('o0', 'ledger', 'entryAdded', 1, async () => void ran.push('o0'))).toBe('duplicate');
+    expect(await inbox.handle('o0', 'ledger', 'entryAdded', false, async () => void ran.push('o0'))).toBe('duplicate');
     const { outcomes } = await together(inbox, ['o1', 'o2'], async (id) => {
       ran.push(id);
       await db.query('insert into entries (label) values ($1)', [id]);
@@ -376,7 +403,7 @@ describe('data - the inbox on postgres, with several transactions', () => {
       if (entered <= 2) await (entered === 2 ? (bothIn.open(), Promise.resolve()) : bothIn.pass());
     };
     const ids = ['t1', 't2', 't3', 't4'];
-    expect(await Promise.all(ids.map((id) => inbox.handle(id, 'ledger', 'entryAdded', 1, run(id))))).toEqual(Array(4).fill('handled'));
+    expect(await Promise.all(ids.map((id) => inbox.handle(id, 'ledger', 'entryAdded', false, run(id))))).toEqual(Array(4).fill('handled'));
     expect(new Set([transactionOf.get('t1'), transactionOf.get('t2')]).size).toBe(2);
     expect(new Set(transactionOf.values()).size).toBe(2);
   });
@@ -391,6 +418,40 @@ describe('data - engines say how many transactions they can hold at once', () =>
       expect([sized.connections, unsized.connections, embedded.connections]).toEqual([3, 5, 1]);
     } finally {
       await Promise.all([sized.close(), unsized.close(), embedded.close()]);
+    }
+  });
+});
+
+describe('data - which deliveries run in an inbox transaction of their own', () => {
+  it('a redelivery, a last attempt (every attempt when maxAttempts is 1), and every event of a handler with ownTransaction; no other', () => {
+    expect(runsAlone(1, 5, false)).toBe(false);
+    expect(runsAlone(2, 5, false)).toBe(true);
+    expect(runsAlone(5, 5, false)).toBe(true);
+    expect(runsAlone(1, 1, false)).toBe(true);
+    expect(runsAlone(1, 5, true)).toBe(true);
+  });
+});
+
+describe('data - ownTransaction', () => {
+  it('refuses a handler whose ownTransaction is not a boolean at start, naming the module, the event and the option', async () => {
+    const wrong = defineModule({
+      contract: audit,
+      subscribesTo: [ledger],
+      data: { migrations: new URL('./fixtures/data/audit/migrations/', import.meta.url) },
+      create: () => ({
+        handlers: { seen: async () => ({ labels: [], handled: 0 }) },
+        events: { ledger: { entryAdded: { handle: async () => undefined, ownTransaction: 'yes' as unknown as boolean } } },
+      }),
+    });
+    const database = await createPGliteDatabase();
+    try {
+      const kernel = createKernel({ modules: [wrong, ledgerModule], database, logger: silentLogger });
+      const refused = await kernel.start().catch((error: unknown) => error);
+      expect(isKeelError(refused, 'INVALID_MODULE')).toBe(true);
+      expect(String((refused as Error).message)).toMatch(/audit.*ledger\.entryAdded.*ownTransaction "yes"/);
+      await kernel.stop();
+    } finally {
+      await database.close();
     }
   });
 });
