@@ -24,7 +24,9 @@ export interface QueryResult<R extends Row = Row> {
 
 /**
  * Runs SQL: one parameterised statement (`query`, `$1`, `$2`... placeholders), or a script of
- * several statements without parameters (`exec`, as migrations are).
+ * several statements without parameters (`exec`, as migrations are). A statement that fails
+ * rejects with an error whose `code` is PostgreSQL's SQLSTATE, as node-postgres and PGlite give
+ * it: an engine must keep it (the kernel's inbox reads `23505` and `25P02`).
  *
  * @example
  * ```ts
@@ -100,18 +102,21 @@ export interface SchemaConnection extends SqlRunner {
    *
    * `first`, when given, is a script without parameters to run first in the transaction, sent
    * with its `begin` in one round trip where the engine can; `work` gets the result of its last
-   * statement. An engine that runs `first` must hand that result: the kernel takes its absence to
-   * mean that the engine ignored `first` (one written before it existed), and runs the script
-   * itself, a round trip more. The kernel opens a durable event's inbox transaction this way.
+   * statement. The kernel passes it only to an engine that says it runs it
+   * ({@link DatabaseEngine.firstStatement}). Such an engine runs it after its own set-up of the
+   * transaction (a schema, a role), rejects the transaction when it fails (with the error's
+   * SQLSTATE as `code`, as for any statement), and hands `work` its last statement's result. The
+   * kernel opens a durable event's inbox transaction this way: the record of the event, one round
+   * trip less per event.
    *
    * @example
    * ```ts
    * const record = "insert into seen (id) values ('e-1') on conflict do nothing";
    * await connection.transaction(async (tx, recorded) => {
-   *   recorded ??= await tx.query(record); // an engine that ignored `first`
+   *   recorded ??= await tx.query(record); // an engine without firstStatement: run it here
    *   if (recorded.rowCount === 0) return; // the record was there already
    *   await tx.query('update orders set status = $1 where id = $2', ['paid', id]);
-   * }, record);
+   * }, engine.firstStatement ? record : undefined);
    * ```
    */
   transaction<T>(work: (tx: SqlRunner, first?: QueryResult) => Promise<T>, first?: string): Promise<T>;
@@ -150,6 +155,12 @@ export interface DatabaseEngine {
    * assumed for one that runs one transaction at a time, else 5.
    */
   readonly connections?: number;
+  /**
+   * True when its connections' {@link SchemaConnection.transaction} runs a `first` script and
+   * hands `work` its result. Optional for engines written before it: the kernel then sends no
+   * `first`, and runs the script as the transaction's first statement itself.
+   */
+  readonly firstStatement?: boolean;
   /** Creates `schema` if needed; returns a connection whose unqualified names resolve in it. */
   connect(schema: string): Promise<SchemaConnection>;
   /**

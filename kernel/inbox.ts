@@ -82,6 +82,15 @@ function sqlState(error: unknown): unknown {
   return typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined;
 }
 
+/** The error of an engine that says it runs a transaction's `first` script but handed no result: the record may or may not be there. */
+function resultMissing(engine: string): KeelError {
+  return new KeelError(
+    KeelErrorCode.INTERNAL,
+    `The database engine "${engine}" says it runs a transaction's first statement (firstStatement) but handed its work no result, ` +
+      "so the inbox cannot tell whether the event's record was made; nothing of the transaction was kept. Fix the engine: hand work the result of first's last statement.",
+  );
+}
+
 /** The error of a handler that resolved after one of its statements failed (its error caught): its work is undone. */
 function swallowedFailure(module: string): KeelError {
   return new KeelError(
@@ -161,14 +170,16 @@ export class Inbox {
     /** The event being opened or run: failed with the transaction if it fails. */
     let current: Pending | undefined = first;
     let started = false;
+    // An engine written before `first` existed is not given it: the event is opened in the transaction.
+    const withFirst = this.db.engine.firstStatement === true;
     try {
       await this.db.connection.transaction(async (tx, firstResult) => {
         started = true;
+        if (withFirst && firstResult === undefined) throw resultMissing(this.db.engine.name);
         const began = performance.now();
         /** The last event handled whose work is not yet known to be sound (its handler may have caught a failed statement). */
         let unchecked: Pending | undefined;
-        // An engine written before `first` existed does not run it: open the event here.
-        let isOpen = firstResult !== undefined || (await this.#open(tx, first, undefined, handled));
+        let isOpen = withFirst || (await this.#open(tx, first, undefined, handled));
         for (let events = 1; ; events += 1) {
           if (isOpen) {
             const event = current as Pending;
@@ -184,7 +195,7 @@ export class Inbox {
         }
         // A lone event's caught failure shows at the commit, which then fails that event alone; with several, find it first.
         if (unchecked !== undefined && handled.length > 1) await this.#check(tx, unchecked, handled);
-      }, first.opening);
+      }, withFirst ? first.opening : undefined);
     } catch (error) {
       if (!started && sqlState(error) === UNIQUE_VIOLATION) {
         first.resolve('duplicate');

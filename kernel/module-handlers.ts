@@ -108,8 +108,25 @@ export interface EventHandlerOptions<Ev extends AnyEvent> {
   /**
    * In a module that owns data, run each durable event of this handler in a transaction of its
    * own (default false: the events that wait together share one, each in a savepoint). For a
-   * handler that changes what lasts to a transaction's end (`set local`, `pg_advisory_xact_lock`)
-   * or reads `now()` as its own start (docs/data.md, "Events: the outbox and the inbox").
+   * handler that changes what lasts to a transaction's end (`set local`, `pg_advisory_xact_lock`),
+   * reads `now()` as its own start, or updates hot rows in an order other handlers do not keep
+   * (docs/data.md, "Events: the outbox and the inbox"). Refused on a notification event and in a
+   * module without data, where it would change nothing.
+   *
+   * @example
+   * ```ts
+   * events: {
+   *   orders: {
+   *     orderPlaced: {
+   *       handle: async ({ sku, quantity }) => {
+   *         await db.query("set local lock_timeout = '2s'"); // for this event only
+   *         await db.query('update stock set reserved = reserved + $2 where sku = $1', [sku, quantity]);
+   *       },
+   *       ownTransaction: true,
+   *     },
+   *   },
+   * },
+   * ```
    */
   readonly ownTransaction?: boolean;
 }

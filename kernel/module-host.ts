@@ -181,6 +181,14 @@ export class ModuleHost {
           "createPGliteDatabase() from 'keel/pglite' (embedded, no server) or createPostgresDatabase({ url }) from 'keel/postgres'.",
       );
     }
+    const connections = engine.connections ?? (engine.oneTransactionAtATime ? 1 : 5);
+    if (!Number.isInteger(connections) || connections < 1) {
+      throw new KeelError(
+        KeelErrorCode.INVALID_CONFIG,
+        `The database engine "${engine.name}" says it holds ${String(engine.connections)} connections at once; connections must be a whole number, 1 or more. ` +
+          'Fix the engine, or leave connections out.',
+      );
+    }
     const schema = schemaOf(module.name);
     const connection = await engine.connect(schema);
     try {
@@ -192,7 +200,6 @@ export class ModuleHost {
     }
     this.#db = new ModuleDatabase(module.name, schema, engine, connection);
     // One connection fewer than the engine's pool, so that the module's calls keep one (at least one).
-    const connections = engine.connections ?? (engine.oneTransactionAtATime ? 1 : 5);
     this.#inbox = new Inbox(this.#db, { ...DEFAULT_INBOX_OPTIONS, transactions: Math.max(1, connections - 1) });
     const transport = services.remote ?? services.local;
     this.#relay = new OutboxRelay(module.contract as AnyContract, connection, outboxPublisher(transport), logger, outboxHold(transport), {
@@ -223,6 +230,13 @@ export class ModuleHost {
           throw new KeelError(
             KeelErrorCode.INVALID_MODULE,
             `Module "${module.name}": the handler of ${source.name}.${event} has ownTransaction ${JSON.stringify(options.ownTransaction)}; give true or false, or leave it out.`,
+          );
+        }
+        if (options.ownTransaction === true && (definition.delivery !== 'durable' || module.data === undefined)) {
+          throw new KeelError(
+            KeelErrorCode.INVALID_MODULE,
+            `Module "${module.name}": ownTransaction on the handler of ${source.name}.${event} would change nothing: only a durable event's handler in a ` +
+              `module that owns data runs in an inbox transaction${definition.delivery === 'durable' ? ', and this module declares no data' : `, and ${event} is a notification event`}. Leave it out.`,
           );
         }
         const maxAttempts = options.maxAttempts ?? services.maxDeliveryAttempts;

@@ -9,11 +9,11 @@
  */
 import { randomBytes } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createKernel, defineModule, isKeelError, silentLogger } from 'keel';
+import { createKernel, defineModule, isKeelError, silentLogger, type DatabaseEngine } from 'keel';
 import { createPGliteDatabase } from 'keel/pglite';
 import { createPostgresDatabase } from 'keel/postgres';
 import { runsAlone } from '../kernel/inbox.js';
-import { audit, ledger, ledgerModule } from './fixtures/data/modules.js';
+import { audit, auditModule, ledger, ledgerModule } from './fixtures/data/modules.js';
 import { TEST_POSTGRES_URL, enginesUnderTest } from './support/databases.js';
 import { gate, inboxOn, together, type Connection } from './support/inbox.js';
 
@@ -21,6 +21,20 @@ const engines = enginesUnderTest();
 afterAll(async () => {
   for (const engine of engines) await engine.cleanup();
 });
+
+/** `connection`, with a transaction that hands `work` no result: it runs `first` itself when `runsFirst` (a wrapper that drops the result), else ignores it. */
+function resultless(runsFirst: boolean): (connection: Connection) => Connection {
+  return (connection) => ({
+    query: (text, params) => connection.query(text, params),
+    exec: (script) => connection.exec(script),
+    close: () => connection.close(),
+    transaction: (work, first) =>
+      connection.transaction(async (tx) => {
+        if (runsFirst && first !== undefined) await tx.exec(first);
+        return work(tx);
+      }),
+  });
+}
 
 describe.each(engines)('data - the inbox on $name, at its edges', (engine) => {
   it('fails a copy of an event whose handler caught a failed statement, as its original', async () => {
@@ -136,15 +150,9 @@ describe.each(engines)('data - the inbox on $name, at its edges', (engine) => {
     expect(await inbox.handle(id, "le'dger", 'entry\\Added', false, async () => undefined)).toBe('duplicate');
   });
 
-  it('works on an engine that ignores the statement a transaction opens with: the inbox runs it itself', async () => {
-    // As an engine written before `first` existed: its transaction runs work alone and hands it no result.
-    const older = (connection: Connection): Connection => ({
-      query: (text, params) => connection.query(text, params),
-      exec: (script) => connection.exec(script),
-      close: () => connection.close(),
-      transaction: (work) => connection.transaction((tx) => work(tx)),
-    });
-    const { db, inbox, count } = await inboxOn(engine.fresh, {}, older);
+  it('works on an engine written before firstStatement: the inbox sends it no first script, and opens each event itself', async () => {
+    // As such an engine: no firstStatement, and a transaction that runs work alone, handing it no result.
+    const { db, inbox, count } = await inboxOn(engine.fresh, {}, resultless(false), { firstStatement: undefined });
     await db.query("insert into keel_inbox (event_id, source, event) values ('o0', 'ledger', 'entryAdded')");
     const ran: string[] = [];
     expect(await inbox.handle('o0', 'ledger', 'entryAdded', false, async () => void ran.push('o0'))).toBe('duplicate');
@@ -155,6 +163,16 @@ describe.each(engines)('data - the inbox on $name, at its edges', (engine) => {
     expect(outcomes.map((outcome) => outcome.status)).toEqual(['fulfilled', 'fulfilled']);
     expect(ran).toEqual(['o1', 'o2']);
     expect(await count('keel_inbox')).toBe(3);
+  });
+
+  it('fails, keeping nothing, on an engine that says firstStatement but hands no result: the record may or may not be there', async () => {
+    const ran: string[] = [];
+    const { inbox, count } = await inboxOn(engine.fresh, {}, resultless(true));
+    const refused = await inbox.handle('x1', 'ledger', 'entryAdded', false, async () => void ran.push('x1')).catch((error: unknown) => error);
+    expect(isKeelError(refused, 'INTERNAL')).toBe(true);
+    expect(String((refused as Error).message)).toContain('firstStatement');
+    expect(ran).toEqual([]);
+    expect(await count('keel_inbox')).toBe(0);
   });
 });
 
@@ -198,6 +216,44 @@ describe('data - ownTransaction', () => {
       const refused = await kernel.start().catch((error: unknown) => error);
       expect(isKeelError(refused, 'INVALID_MODULE')).toBe(true);
       expect(String((refused as Error).message)).toMatch(/audit.*ledger\.entryAdded.*ownTransaction "yes"/);
+      await kernel.stop();
+    } finally {
+      await database.close();
+    }
+  });
+
+  it('refuses ownTransaction in a module without data, where it would change nothing', async () => {
+    const withoutData = defineModule({
+      contract: audit,
+      subscribesTo: [ledger],
+      create: () => ({
+        handlers: { seen: async () => ({ labels: [], handled: 0 }) },
+        events: { ledger: { entryAdded: { handle: async () => undefined, ownTransaction: true } } },
+      }),
+    });
+    const database = await createPGliteDatabase();
+    try {
+      const kernel = createKernel({ modules: [withoutData, ledgerModule], database, logger: silentLogger });
+      const refused = await kernel.start().catch((error: unknown) => error);
+      expect(isKeelError(refused, 'INVALID_MODULE')).toBe(true);
+      expect(String((refused as Error).message)).toContain('ownTransaction on the handler of ledger.entryAdded would change nothing');
+      expect(String((refused as Error).message)).toContain('declares no data');
+      await kernel.stop();
+    } finally {
+      await database.close();
+    }
+  });
+});
+
+describe('data - an engine whose connections make no sense', () => {
+  it('refuses to start a module that owns data on it, naming the engine and the field', async () => {
+    const database = await createPGliteDatabase();
+    try {
+      const confused: DatabaseEngine = Object.assign(Object.create(database) as DatabaseEngine, { connections: Number.NaN });
+      const kernel = createKernel({ modules: [ledgerModule, auditModule], database: confused, logger: silentLogger });
+      const refused = await kernel.start().catch((error: unknown) => error);
+      expect(isKeelError(refused, 'INVALID_CONFIG')).toBe(true);
+      expect(String((refused as Error).message)).toContain('"pglite" says it holds NaN connections');
       await kernel.stop();
     } finally {
       await database.close();

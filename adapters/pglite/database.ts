@@ -64,6 +64,7 @@ class PGliteEngine implements DatabaseEngine {
   readonly name = 'pglite';
   readonly oneTransactionAtATime = true;
   readonly connections = 1;
+  readonly firstStatement = true;
   #closed: Promise<void> | undefined;
 
   constructor(

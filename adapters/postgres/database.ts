@@ -63,6 +63,7 @@ export function createPostgresDatabase(options: PostgresDatabaseOptions): Databa
 class PostgresEngine implements DatabaseEngine {
   readonly name = 'postgres';
   readonly oneTransactionAtATime = false;
+  readonly firstStatement = true;
   readonly location: string;
   get connections(): number {
     return this.poolSize;

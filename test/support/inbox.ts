@@ -31,12 +31,15 @@ export async function inboxOn(
   fresh: () => Promise<DatabaseEngine>,
   options: Partial<InboxOptions> = {},
   wrap: (connection: Connection) => Connection = (connection) => connection,
+  /** What the engine says of itself instead (`firstStatement`), as another engine would. */
+  says: Partial<Pick<DatabaseEngine, 'firstStatement'>> = {},
 ): Promise<{ db: ModuleDatabase; inbox: Inbox; count: (table: string) => Promise<number>; txOf: () => Promise<string> }> {
   const database = await fresh();
   const kernel = createKernel({ modules: [auditModule, ledgerModule], database, logger: silentLogger });
   await kernel.start();
   await kernel.stop();
-  const db = new ModuleDatabase('audit', 'audit', database, wrap(await database.connect('audit')));
+  const engine: DatabaseEngine = Object.assign(Object.create(database) as DatabaseEngine, says);
+  const db = new ModuleDatabase('audit', 'audit', engine, wrap(await database.connect('audit')));
   const inbox = new Inbox(db, { ...DEFAULT_INBOX_OPTIONS, transactions: 1, ms: 60_000, ...options });
   return {
     db,
