@@ -14,6 +14,9 @@ import { AckPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { createKernel, defineContract, defineModule, event, operation, silentLogger, type DatabaseEngine, type Kernel } from 'keel';
 import { createNatsTransport } from 'keel/nats';
 
+/** How long a sample may wait for its events: an event that never arrives fails the run instead of hanging it. */
+const SAMPLE_TIMEOUT_MS = 120_000;
+
 /** A subscriber's handled count reaching a target, awaited. */
 class Counter {
   #count = 0;
@@ -23,11 +26,20 @@ class Counter {
     this.#count += 1;
     if (this.#count === this.#target) this.#reached();
   }
-  /** Resets the count; resolves once it reaches `target`. */
-  expect(target: number): Promise<void> {
+  /** Resets the count; resolves once it reaches `target`, rejects when it has not within {@link SAMPLE_TIMEOUT_MS}. */
+  expect(target: number, what: string): Promise<void> {
     this.#count = 0;
     this.#target = target;
-    return new Promise((resolve) => (this.#reached = resolve));
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(
+        () => reject(new Error(`${what}: ${this.#count} of ${target} events handled after ${SAMPLE_TIMEOUT_MS} ms; the bench stops here`)),
+        SAMPLE_TIMEOUT_MS,
+      );
+      this.#reached = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
   }
 }
 
@@ -74,7 +86,6 @@ export async function keelDelivery(url: string, engine: DatabaseEngine, name: st
         [name]: {
           placed: async ({ orderId }: { orderId: string }, { id }: { id: string }) => {
             if (withData) await db.query('insert into entries (label) values ($1)', [`${orderId}/${id}`]);
-            counter.hit();
           },
         },
       },
@@ -82,26 +93,34 @@ export async function keelDelivery(url: string, engine: DatabaseEngine, name: st
   });
   const kernels: Kernel[] = [];
   const transports: Awaited<ReturnType<typeof createNatsTransport>>[] = [];
-  for (const host of [subscriber.name, name]) {
-    const transport = await createNatsTransport({ servers: url, logger: silentLogger });
-    transports.push(transport);
-    const kernel = createKernel({ modules: [publisher, subscriber], topology: { host: [host], transport }, database: engine, logger: silentLogger });
-    kernels.push(kernel);
-    await kernel.start();
+  const stop = async (): Promise<void> => {
+    for (const kernel of kernels) await kernel.stop();
+    for (const transport of transports) await transport.close();
+  };
+  try {
+    for (const host of [subscriber.name, name]) {
+      const transport = await createNatsTransport({ servers: url, logger: silentLogger });
+      transports.push(transport);
+      const kernel = createKernel({ modules: [publisher, subscriber], topology: { host: [host], transport }, database: engine, logger: silentLogger });
+      kernels.push(kernel);
+      await kernel.start();
+    }
+  } catch (error) {
+    await stop();
+    throw error;
   }
+  // Counted once handled and committed (the kernel reports a durable event handled after its inbox transaction), as the hand-written side counts after its commit.
+  (kernels[0] as Kernel).observe({ eventHandled: (record) => record.contract === name && record.outcome === 'ok' && counter.hit() });
   const client = (kernels[1] as Kernel).client(contract);
   return {
     fire: async (n) => {
-      const handled = counter.expect(n);
+      const handled = counter.expect(n, `keel to ${subscriber.name}`);
       await client.fire({ n });
       const started = performance.now();
       await handled;
       return (n * 1_000) / (performance.now() - started);
     },
-    stop: async () => {
-      for (const kernel of kernels) await kernel.stop();
-      for (const transport of transports) await transport.close();
-    },
+    stop,
   };
 }
 
@@ -109,7 +128,8 @@ export async function keelDelivery(url: string, engine: DatabaseEngine, name: st
 export async function handWrittenDelivery(nc: NatsConnection, databaseUrl: string, connections: number): Promise<Delivery> {
   const pool = new pg.Pool({ connectionString: databaseUrl, max: connections });
   await pool.query('create table if not exists hand_inbox (event_id text primary key)');
-  await pool.query('create table if not exists hand_entries (label text not null)');
+  // The same table as keel's side writes to (test/fixtures/data/ledger: a key, a unique label, a time).
+  await pool.query('create table if not exists hand_entries (id bigserial primary key, label text not null unique, added_at timestamptz not null default now())');
   const jsm = await jetstreamManager(nc);
   await jsm.streams.add({ name: 'hand', subjects: ['hand.>'] });
   await jsm.consumers.add('hand', { durable_name: 'sink', ack_policy: AckPolicy.Explicit, max_ack_pending: 1_000 });
@@ -124,23 +144,24 @@ export async function handWrittenDelivery(nc: NatsConnection, databaseUrl: strin
         const client = await pool.connect();
         try {
           const { orderId } = msg.json<{ orderId: string }>();
+          const id = msg.headers?.get('Nats-Msg-Id');
           await client.query('begin');
-          const { rowCount } = await client.query('insert into hand_inbox (event_id) values ($1) on conflict do nothing', [msg.headers?.get('Nats-Msg-Id')]);
-          if (rowCount === 1) await client.query('insert into hand_entries (label) values ($1)', [orderId]);
+          const { rowCount } = await client.query('insert into hand_inbox (event_id) values ($1) on conflict do nothing', [id]);
+          if (rowCount === 1) await client.query('insert into hand_entries (label) values ($1)', [`${orderId}/${id}`]);
           await client.query('commit');
           msg.ack();
           counter.hit();
         } finally {
           client.release();
         }
-      })();
+      })().catch((error: unknown) => console.error('  by hand: an event failed (its sample will time out):', error));
     },
   });
   let ids = 0;
   const encoder = new TextEncoder();
   return {
     fire: async (n) => {
-      const handled = counter.expect(n);
+      const handled = counter.expect(n, 'by hand');
       // Published with 32 awaiting their PubAck, as keel's relay does, before the clock starts: the hand-written side has no outbox.
       let next = 0;
       const slot = async (): Promise<void> => {
