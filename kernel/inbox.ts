@@ -193,8 +193,8 @@ export class Inbox {
           isOpen = await this.#open(tx, current, unchecked, handled);
           unchecked = undefined;
         }
-        // A lone event's caught failure shows at the commit, which then fails that event alone; with several, find it first.
-        if (unchecked !== undefined && handled.length > 1) await this.#check(tx, unchecked, handled);
+        // Asked before the commit even for a lone event: its failure then says what happened, where the commit's would not.
+        if (unchecked !== undefined) await this.#check(tx, unchecked, handled);
       }, withFirst ? first.opening : undefined);
     } catch (error) {
       if (!started && sqlState(error) === UNIQUE_VIOLATION) {

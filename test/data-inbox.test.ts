@@ -88,6 +88,14 @@ describe.each(engines)('data - the inbox on $name', (engine) => {
     expect(labels).toEqual(['c1', 'c3']);
     const recorded = (await db.query<{ event_id: string }>('select event_id from keel_inbox order by event_id')).rows.map((row) => row.event_id);
     expect(recorded).toEqual(['c1', 'c3']);
+    // Alone in its transaction, it gets the same message (not the engine's commit error).
+    const alone = await inbox
+      .handle('c5', 'ledger', 'entryAdded', true, async () => {
+        await db.query('select 1 / 0').catch(() => undefined);
+      })
+      .catch((error: unknown) => error);
+    expect(isKeelError(alone)).toBe(true);
+    expect(String((alone as Error).message)).toContain('its error was caught, so its work was rolled back');
   });
 
   it('skips an event the inbox holds already, without running its handler, whether it opens a transaction or joins one', async () => {
