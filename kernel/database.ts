@@ -215,12 +215,12 @@ export function roleOf(schema: string): string {
  */
 export function schemaSetup(schema: string): string {
   const role = roleOf(schema);
-  const literal = role.replace(/'/g, "''");
+  const literal = quoteLiteral(role);
   return `do $keel$ begin
-  if not exists (select 1 from pg_roles where rolname = '${literal}') then
+  if not exists (select 1 from pg_roles where rolname = ${literal}) then
     create role ${quoteIdentifier(role)} nologin;
   end if;
-  if not pg_has_role(current_user, '${literal}', 'member') then
+  if not pg_has_role(current_user, ${literal}, 'member') then
     execute 'grant ${quoteIdentifier(role).replace(/'/g, "''")} to ' || quote_ident(current_user);
   end if;
 end $keel$;

@@ -64,28 +64,19 @@ export class ModuleDatabase implements Database {
     if (outer !== undefined) return this.#nested(outer, work);
     const refused = this.#refusal();
     if (refused !== undefined) throw refused;
-    const frame: TransactionFrame = { tx: this.connection, afterCommit: [], ended: false };
-    let result: T;
-    try {
-      result = await this.connection.transaction((tx) => {
-        (frame as { tx: SqlRunner }).tx = tx;
-        const open = new Map(transactions.getStore() ?? []);
-        open.set(this, frame);
-        return transactions.run(open, work);
-      });
-    } finally {
-      frame.ended = true;
-    }
+    const afterCommit: (() => void)[] = [];
+    const result = await this.connection.transaction((tx) => this.joined(tx, afterCommit, work));
     // Outside every transaction frame: what a hook starts (the relay, a local delivery) must not
     // join a transaction its caller still holds.
-    for (const hook of frame.afterCommit) transactions.exit(hook);
+    for (const hook of afterCommit) transactions.exit(hook);
     return result;
   }
 
   /**
-   * Runs `work` in the call chain of a transaction the kernel opened on this database itself (the
-   * inbox's, kernel/inbox.ts), on `tx`, with its hooks in `afterCommit`. Its frame ends when `work`
-   * settles: what `work` leaves running then uses the database outside that transaction.
+   * Runs `work` in the call chain of transaction `tx` on this database (one of `transaction`'s, or
+   * one the kernel's inbox opened: kernel/inbox.ts), with its hooks in `afterCommit`. Its frame
+   * ends when `work` settles: what `work` leaves running then uses the database outside that
+   * transaction.
    */
   async joined<T>(tx: SqlRunner, afterCommit: (() => void)[], work: () => T): Promise<Awaited<T>> {
     const frame: TransactionFrame = { tx, afterCommit, ended: false };

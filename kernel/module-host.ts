@@ -145,9 +145,10 @@ export class ModuleHost {
   }
 
   /**
-   * A durable event's handler in a module that owns data runs in one transaction with the
-   * record of the event's id in the module's inbox: a redelivery of an event already handled
-   * has no second effect, and a handler that fails leaves no record, so the retry runs it.
+   * A durable event's handler in a module that owns data runs in a transaction with the record of
+   * the event's id in the module's inbox (kernel/inbox.ts; shared by the events that wait together,
+   * a savepoint each): a redelivery of an event already handled has no second effect, and a handler
+   * that fails leaves no record, so the retry runs it.
    */
   #withInbox(
     source: string,

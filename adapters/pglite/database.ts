@@ -120,12 +120,8 @@ class PGliteSchema implements SchemaConnection {
 
   transaction<T>(work: (tx: SqlRunner, first?: QueryResult) => Promise<T>, first?: string): Promise<T> {
     return this.pglite.transaction(async (tx) => {
-      if (first === undefined) {
-        await tx.exec(this.setUp);
-        return work(runnerOf(tx));
-      }
-      const results = await tx.exec(`${this.setUp}; ${first}`);
-      return work(runnerOf(tx), resultOf(results[results.length - 1] ?? { rows: [] }));
+      const results = await tx.exec(first === undefined ? this.setUp : `${this.setUp}; ${first}`);
+      return work(runnerOf(tx), first === undefined ? undefined : resultOf(results[results.length - 1] ?? { rows: [] }));
     });
   }
 
