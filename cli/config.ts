@@ -59,11 +59,13 @@ export interface KeelConfig {
    */
   readonly resilience?: Pick<KernelOptions, 'retry' | 'hedge' | 'circuitBreaker' | 'retryBudget' | 'bulkhead' | 'bulkheads'>;
   /**
-   * How every process's modules that own data publish their events, given to each kernel as it
-   * is: `outboxWindow`, the durable events an outbox relay sends before the first is confirmed
-   * (default 32; `1` keeps the written order exactly: docs/data.md).
+   * How every process's modules that own data publish and handle durable events, given to each
+   * kernel as it is: `outboxWindow`, the durable events an outbox relay sends before the first is
+   * confirmed (default 32; `1` keeps the written order exactly), and `inboxBatch` and
+   * `inboxBatchMs`, how many events a module's inbox handles in one transaction (default 32;
+   * `1`, a transaction each) and for how long it takes more (default 20 ms): docs/data.md.
    */
-  readonly data?: Pick<KernelOptions, 'outboxWindow'>;
+  readonly data?: Pick<KernelOptions, 'outboxWindow' | 'inboxBatch' | 'inboxBatchMs'>;
   /**
    * The level and format of every process's log (`keel start`, each process of `keel up` and
    * `keel dev`, the images of `keel deploy`). `KEEL_LOG_LEVEL` and `KEEL_LOG_FORMAT`, where

@@ -12,6 +12,7 @@
 import { AsyncResource } from 'node:async_hooks';
 import { quoteIdentifier, quoteLiteral, type SqlRunner } from './database.js';
 import { KeelError, KeelErrorCode } from './errors.js';
+import { DEFAULT_KERNEL_OPTIONS } from './kernel-options.js';
 import { outsideTransactions, type ModuleDatabase } from './module-data.js';
 
 /** How an {@link Inbox} groups events into transactions. */
@@ -19,19 +20,20 @@ export interface InboxOptions {
   /** How many of the module's inbox transactions run at once (each holds one of its connections). */
   readonly transactions: number;
   /**
-   * How many events one transaction takes at most (default 32): each savepoint that writes takes
-   * one of the 64 subtransaction ids PostgreSQL keeps per transaction without spilling to disk,
-   * and the handlers' own savepoints take others.
+   * How many events one transaction takes at most (the kernel's `inboxBatch`, default 32): each
+   * savepoint that writes takes one of the 64 subtransaction ids PostgreSQL keeps per transaction
+   * without spilling to disk, and the handlers' own savepoints take others.
    */
   readonly events: number;
   /**
-   * A transaction takes no further event once it has run this long (default 20 ms), so that the
-   * events it handled are not held back long by the ones behind them.
+   * A transaction takes no further event once it has run this long (the kernel's
+   * `inboxBatchMs`, default 20 ms), so that the events it handled are not held back long by the
+   * ones behind them.
    */
   readonly ms: number;
 }
 
-export const DEFAULT_INBOX_OPTIONS: Omit<InboxOptions, 'transactions'> = { events: 32, ms: 20 };
+export const DEFAULT_INBOX_OPTIONS: Omit<InboxOptions, 'transactions'> = { events: DEFAULT_KERNEL_OPTIONS.inboxBatch, ms: DEFAULT_KERNEL_OPTIONS.inboxBatchMs };
 
 /**
  * Whether a delivery runs in an inbox transaction of its own: a redelivery, and a last attempt, so

@@ -218,6 +218,8 @@ class KernelImpl implements Kernel {
       observers: this.#observers,
       maxDeliveryAttempts: options.maxDeliveryAttempts,
       outboxWindow: options.outboxWindow,
+      inboxBatch: options.inboxBatch,
+      inboxBatchMs: options.inboxBatchMs,
       eventTimeoutMs: options.eventTimeoutMs,
       drainTimeoutMs: options.drainTimeoutMs,
       onDeadLetter: options.onDeadLetter,

@@ -11,7 +11,7 @@ import { KeelError, KeelErrorCode } from './errors.js';
 import { within } from './in-flight.js';
 import { schemaOf, type DatabaseEngine, type ModuleData } from './database.js';
 import { migrate, readMigrations } from './migrations.js';
-import { DEFAULT_INBOX_OPTIONS, Inbox, runsAlone } from './inbox.js';
+import { Inbox, runsAlone } from './inbox.js';
 import { ModuleDatabase, missingDatabase, outsideTransactions } from './module-data.js';
 import { DEFAULT_OUTBOX_RELAY_OPTIONS, OutboxRelay, crashPoint } from './outbox-relay.js';
 import { outboxHold, outboxPublisher } from './local.js';
@@ -40,6 +40,9 @@ export interface HostServices {
   readonly maxDeliveryAttempts: number;
   /** The kernel's `outboxWindow`: durable events an outbox relay sends before the first is confirmed. */
   readonly outboxWindow: number;
+  /** The kernel's `inboxBatch` and `inboxBatchMs`: how many events an inbox transaction takes, and for how long. */
+  readonly inboxBatch: number;
+  readonly inboxBatchMs: number;
   readonly eventTimeoutMs: number;
   readonly drainTimeoutMs: number;
   readonly onDeadLetter: ((deadLetter: DeadLetter) => void) | undefined;
@@ -201,7 +204,7 @@ export class ModuleHost {
     }
     this.#db = new ModuleDatabase(module.name, schema, engine, connection);
     // One connection fewer than the engine's pool, so that the module's calls keep one (at least one).
-    this.#inbox = new Inbox(this.#db, { ...DEFAULT_INBOX_OPTIONS, transactions: Math.max(1, connections - 1) });
+    this.#inbox = new Inbox(this.#db, { transactions: Math.max(1, connections - 1), events: services.inboxBatch, ms: services.inboxBatchMs });
     const transport = services.remote ?? services.local;
     this.#relay = new OutboxRelay(module.contract as AnyContract, connection, outboxPublisher(transport), logger, outboxHold(transport), {
       ...DEFAULT_OUTBOX_RELAY_OPTIONS,

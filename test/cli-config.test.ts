@@ -181,9 +181,11 @@ describe('cli - keel.config.ts', () => {
   });
 
   it('cli - keel start refuses a wrong data section before starting, naming the file and the field (E_CONFIG)', async () => {
-    const run = keel(appWith("export default { data: { outboxWindow: 0, window: 4 } };\n"), 'start', '--http', 'off');
+    const run = keel(appWith("export default { data: { outboxWindow: 0, inboxBatch: 0, inboxBatchMs: '20', window: 4 } };\n"), 'start', '--http', 'off');
     expect(await run.exit).toBe(1);
     expect(run.stderr.text).toContain('error E_CONFIG: keel.config.ts: data.outboxWindow must be a whole number of events, 1 to 1000, got 0');
+    expect(run.stderr.text).toContain('data.inboxBatch must be a whole number of events, 1 to 64, got 0');
+    expect(run.stderr.text).toContain('data.inboxBatchMs must be a number of milliseconds above 0, at most 60000, got "20"');
     expect(run.stderr.text).toContain('unknown option "data.window"');
     expect(run.stdout.text).not.toContain('ready');
   });

@@ -50,16 +50,23 @@ describe('kernel - options', () => {
     expect(refusal({ eventTimeoutMs: '30s' as unknown as number })).toContain('eventTimeoutMs must be a number of milliseconds above 0 and at most 2147483647, got "30s"');
   });
 
-  it('kernel - refuses wrong delivery attempts, outbox window, drain timeout, logger and dead-letter handler, every one named', () => {
+  it('kernel - refuses wrong delivery attempts, outbox window, inbox batch, drain timeout, logger and dead-letter handler, every one named', () => {
     const message = refusal({
       maxDeliveryAttempts: 1.5,
       outboxWindow: 0,
+      inboxBatch: 65,
+      inboxBatchMs: 0,
       drainTimeoutMs: -1,
       logger: {} as never,
       onDeadLetter: 'log it' as never,
     });
     expect(message).toContain('maxDeliveryAttempts must be a whole number of deliveries, 1 or more, got 1.5');
     expect(message).toContain('outboxWindow must be a whole number of events, 1 to 1000, got 0');
+    expect(message).toContain('inboxBatch must be a whole number of events, 1 to 64, got 65');
+    expect(message).toContain('inboxBatchMs must be a number of milliseconds above 0, at most 60000, got 0');
+    expect(refusal({ inboxBatch: 2.5, inboxBatchMs: Number.POSITIVE_INFINITY })).toMatch(
+      /inboxBatch must be a whole number of events, 1 to 64, got 2\.5.*inboxBatchMs must be a number of milliseconds above 0, at most 60000, got Infinity/s,
+    );
     expect(message).toContain('drainTimeoutMs must be a number of milliseconds, 0 (do not wait) to 2147483647, got -1');
     expect(message).toContain('logger must be a Logger (debug, info, warn, error, child)');
     expect(message).toContain('onDeadLetter must be a function of a DeadLetter, got "log it"');
@@ -67,7 +74,7 @@ describe('kernel - options', () => {
 
   it('kernel - refuses an unknown option (a misspelt one) and names what it takes', () => {
     expect(refusal({ defaultTimeout: 5_000 })).toBe(
-      'createKernel: unknown option "defaultTimeout" (did you mean defaultTimeoutMs? it takes modules, topology, contracts, defaultTimeoutMs, eventTimeoutMs, maxDeliveryAttempts, outboxWindow, drainTimeoutMs, logger, onDeadLetter, database, principal, retry, hedge, circuitBreaker, retryBudget, bulkhead, bulkheads).',
+      'createKernel: unknown option "defaultTimeout" (did you mean defaultTimeoutMs? it takes modules, topology, contracts, defaultTimeoutMs, eventTimeoutMs, maxDeliveryAttempts, outboxWindow, inboxBatch, inboxBatchMs, drainTimeoutMs, logger, onDeadLetter, database, principal, retry, hedge, circuitBreaker, retryBudget, bulkhead, bulkheads).',
     );
   });
 

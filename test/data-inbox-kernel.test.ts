@@ -1,0 +1,155 @@
+/**
+ * The inbox as a kernel wires it, in one process, on both engines (PGlite in memory, and the
+ * machine's PostgreSQL in a database made for this file): the kernel's `inboxBatch` and
+ * `inboxBatchMs`, which deliveries run in a transaction of their own (`ownTransaction`, a last
+ * attempt), and how many transactions a module runs at once (one fewer than its engine's
+ * connections). The inbox itself is driven directly in test/data-inbox.test.ts.
+ *
+ * The burst module writes all its events in one transaction, so its relay publishes them in one
+ * round, and every delivery reaches the watcher's inbox (each in a setImmediate of the in-process
+ * transport's, all queued at once) before the first handler, which waits one turn of the event
+ * loop, goes on. Which events share a transaction then depends on the options alone, and
+ * `txid_current()` in each handler tells which one it ran in.
+ */
+import { afterAll, describe, expect, it, vi } from 'vitest';
+import { z } from 'zod';
+import { createKernel, defineContract, defineModule, event, operation, silentLogger, type DatabaseEngine, type KernelOptions } from 'keel';
+import { createPGliteDatabase } from 'keel/pglite';
+import { createPostgresDatabase } from 'keel/postgres';
+import { createTestDatabase, type TestDatabase } from './support/databases.js';
+
+const burst = defineContract({
+  name: 'burst',
+  version: '1.0.0',
+  operations: { write: operation({ input: z.object({ labels: z.array(z.string()) }), output: z.object({}) }) },
+  events: { happened: event({ payload: z.object({ label: z.string() }), delivery: 'durable' }) },
+});
+
+const burstModule = defineModule({
+  contract: burst,
+  data: { migrations: new URL('./fixtures/data/ledger/migrations/', import.meta.url) },
+  create: ({ db, emit }) => ({
+    handlers: {
+      write: ({ labels }) =>
+        db.transaction(async () => {
+          for (const label of labels) await emit('happened', { label });
+          return {};
+        }),
+    },
+  }),
+});
+
+const watcher = defineContract({ name: 'watcher', version: '1.0.0', operations: {} });
+
+/** The transaction each label was handled in, by the watcher. */
+type Seen = Map<string, string>;
+
+function watcherModule(seen: Seen, handler: { ownTransaction?: boolean; sleepMs?: number } = {}) {
+  return defineModule({
+    contract: watcher,
+    subscribesTo: [burst],
+    data: { migrations: new URL('./fixtures/data/audit/migrations/', import.meta.url) },
+    create: ({ db }) => ({
+      handlers: {},
+      events: {
+        burst: {
+          happened: {
+            handle: async ({ label }) => {
+              // PGlite answers within microtasks, and in one process each delivery comes in a setImmediate of its own:
+              // without this turn of the event loop a transaction would end before the next event reached the inbox.
+              await new Promise((resolve) => setImmediate(resolve));
+              const { rows } = await db.query<{ tx: string }>('select txid_current()::text as tx');
+              await db.query('insert into entries (label) values ($1)', [label]);
+              if (handler.sleepMs !== undefined) await db.query('select pg_sleep($1)', [handler.sleepMs / 1000]);
+              seen.set(label, String(rows[0]?.tx));
+            },
+            ownTransaction: handler.ownTransaction ?? false,
+          },
+        },
+      },
+    }),
+  });
+}
+
+const LABELS = Array.from({ length: 10 }, (_, i) => `e${i}`);
+
+/**
+ * Writes {@link LABELS} in one transaction through a kernel with `options`, waits until the
+ * watcher handled every one (each reported after its commit), and returns how many events each
+ * transaction held, largest first.
+ */
+async function groups(database: DatabaseEngine, options: Partial<KernelOptions>, handler: Parameters<typeof watcherModule>[1] = {}): Promise<number[]> {
+  const seen: Seen = new Map();
+  const kernel = createKernel({ modules: [burstModule, watcherModule(seen, handler)], database, logger: silentLogger, ...options });
+  let handled = 0;
+  kernel.observe({ eventHandled: ({ subscriber, outcome }) => void (subscriber === 'watcher' && outcome === 'ok' && (handled += 1)) });
+  await kernel.start();
+  try {
+    await kernel.client(burst).write({ labels: LABELS });
+    await vi.waitFor(() => expect(handled).toBe(LABELS.length), { timeout: 20_000, interval: 20 });
+  } finally {
+    await kernel.stop();
+  }
+  const sizes = new Map<string, number>();
+  for (const tx of seen.values()) sizes.set(tx, (sizes.get(tx) ?? 0) + 1);
+  return [...sizes.values()].sort((a, b) => b - a);
+}
+
+const made: DatabaseEngine[] = [];
+let postgres: TestDatabase | undefined;
+afterAll(async () => {
+  await Promise.all(made.map((engine) => engine.close()));
+  await postgres?.drop();
+});
+
+/** An engine on this file's PostgreSQL database, with `poolSize` connections. */
+async function onPostgres(poolSize: number): Promise<DatabaseEngine> {
+  postgres ??= await createTestDatabase();
+  const engine = createPostgresDatabase({ url: postgres.url, poolSize });
+  made.push(engine);
+  return engine;
+}
+
+/** Engines on which a module runs one inbox transaction at a time: PGlite (one connection), PostgreSQL with two. */
+const oneAtATime = [
+  {
+    name: 'pglite',
+    engine: async () => {
+      const engine = await createPGliteDatabase();
+      made.push(engine);
+      return engine;
+    },
+  },
+  { name: 'postgres, poolSize 2', engine: () => onPostgres(2) },
+];
+
+const LONG = { inboxBatchMs: 60_000 } as const;
+
+describe.each(oneAtATime)('data - the inbox through a kernel, on $name', ({ engine }) => {
+  it('puts durable events that wait together in one transaction, at most inboxBatch of them', async () => {
+    expect(await groups(await engine(), { ...LONG, inboxBatch: 4 })).toEqual([4, 4, 2]);
+    expect(await groups(await engine(), LONG)).toEqual([10]);
+  });
+
+  it('takes no further event into a transaction that has run inboxBatchMs', async () => {
+    // Every handler takes 3 ms, more than the 1 ms a transaction may take events for.
+    expect(await groups(await engine(), { inboxBatchMs: 1 }, { sleepMs: 3 })).toEqual(Array(10).fill(1));
+  });
+
+  it('gives each event a transaction of its own with inboxBatch 1, with ownTransaction, and on a last attempt', async () => {
+    expect(await groups(await engine(), { ...LONG, inboxBatch: 1 })).toEqual(Array(10).fill(1));
+    expect(await groups(await engine(), LONG, { ownTransaction: true })).toEqual(Array(10).fill(1));
+    // With one delivery in all, every attempt is the last.
+    expect(await groups(await engine(), { ...LONG, maxDeliveryAttempts: 1 })).toEqual(Array(10).fill(1));
+  });
+});
+
+describe('data - the inbox through a kernel, on PostgreSQL: transactions at once', () => {
+  it("runs one transaction fewer than the engine's connections at once, and one on a pool of one", async () => {
+    // Two at once: the first two events open one each, and the others join them as they come free.
+    const two = await groups(await onPostgres(3), LONG);
+    expect(two).toHaveLength(2);
+    expect(two[0]! + two[1]!).toBe(10);
+    expect(await groups(await onPostgres(1), LONG)).toEqual([10]);
+  });
+});
