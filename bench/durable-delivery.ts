@@ -3,14 +3,15 @@
  * subscriber in another kernel. Three ways in the same run, each to the same nats-server and
  * PostgreSQL: keel to a subscriber that owns data (each event with its inbox record and a row of
  * its own, in the subscriber's transaction), keel to a subscriber that owns none (no database on
- * that side), and the same work written by hand with nats.js and pg: a JetStream consumer whose
- * callback runs a transaction per event (begin, the inbox record, the row, commit) on 4
- * connections, acknowledging after the commit.
+ * that side), and the same work written by hand with nats.js and pg, twice: a JetStream consumer
+ * whose callback runs a transaction per event (begin, the inbox record, the row, commit) on 4
+ * connections, and one that puts the events that wait in shared transactions as keel does, without
+ * keel's savepoints; both acknowledge after the commit.
  */
 import { z } from 'zod';
 import pg from 'pg';
 import type { NatsConnection } from '@nats-io/transport-node';
-import { AckPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream';
+import { AckPolicy, jetstream, jetstreamManager, type JsMsg } from '@nats-io/jetstream';
 import { createKernel, defineContract, defineModule, event, operation, silentLogger, type DatabaseEngine, type Kernel } from 'keel';
 import { createNatsTransport } from 'keel/nats';
 
@@ -124,50 +125,105 @@ export async function keelDelivery(url: string, engine: DatabaseEngine, name: st
   };
 }
 
-/** By hand: events published to a stream of their own, consumed with a transaction per event on `connections` connections. */
-export async function handWrittenDelivery(nc: NatsConnection, databaseUrl: string, connections: number): Promise<Delivery> {
+/**
+ * By hand: events published to a stream of their own, consumed on a pool of `connections`. `perEvent`: a
+ * transaction per event (begin, the inbox record, the row, commit), as such a consumer is commonly written.
+ * Batched: the events that wait share a transaction, at most 32 and for at most 20 ms, as keel's inbox takes
+ * them, but with no savepoint: one event's failure would undo and redeliver the whole batch.
+ */
+export async function handWrittenDelivery(nc: NatsConnection, databaseUrl: string, connections: number, way: 'perEvent' | 'batched'): Promise<Delivery> {
+  const name = way === 'perEvent' ? 'hand' : 'batched';
   const pool = new pg.Pool({ connectionString: databaseUrl, max: connections });
-  await pool.query('create table if not exists hand_inbox (event_id text primary key)');
+  await pool.query(`create table if not exists ${name}_inbox (event_id text primary key)`);
   // The same table as keel's side writes to (test/fixtures/data/ledger: a key, a unique label, a time).
-  await pool.query('create table if not exists hand_entries (id bigserial primary key, label text not null unique, added_at timestamptz not null default now())');
+  await pool.query(`create table if not exists ${name}_entries (id bigserial primary key, label text not null unique, added_at timestamptz not null default now())`);
   const jsm = await jetstreamManager(nc);
-  await jsm.streams.add({ name: 'hand', subjects: ['hand.>'] });
-  await jsm.consumers.add('hand', { durable_name: 'sink', ack_policy: AckPolicy.Explicit, max_ack_pending: 1_000 });
+  await jsm.streams.add({ name, subjects: [`${name}.>`] });
+  await jsm.consumers.add(name, { durable_name: 'sink', ack_policy: AckPolicy.Explicit, max_ack_pending: 1_000 });
   const js = jetstream(nc);
   const counter = new Counter();
-  // At most `connections` transactions at once, as a pool this size allows; the rest wait for a connection.
-  const consumer = await js.consumers.get('hand', 'sink');
+  /** One event's work in an open transaction: its inbox record, then its row if the record is new. */
+  const handle = async (client: pg.PoolClient, msg: JsMsg): Promise<void> => {
+    const { orderId } = msg.json<{ orderId: string }>();
+    const id = msg.headers?.get('Nats-Msg-Id');
+    const { rowCount } = await client.query(`insert into ${name}_inbox (event_id) values ($1) on conflict do nothing`, [id]);
+    if (rowCount === 1) await client.query(`insert into ${name}_entries (label) values ($1)`, [`${orderId}/${id}`]);
+  };
+  const failed = (error: unknown) => console.error(`  by hand (${way}): an event failed (its sample will time out):`, error);
+  /** Batched: the messages waiting for a transaction, and how many transactions run. */
+  const waiting: JsMsg[] = [];
+  let running = 0;
+  const drain = async (): Promise<void> => {
+    running += 1;
+    try {
+      while (waiting.length > 0) {
+        const client = await pool.connect();
+        // A client whose transaction failed is closed, not handed back in the middle of it; its batch is redelivered.
+        let broken: Error | undefined;
+        try {
+          await client.query('begin');
+          const began = performance.now();
+          const batch: JsMsg[] = [];
+          for (let msg = waiting.shift(); msg !== undefined; msg = batch.length < 32 && performance.now() - began < 20 ? waiting.shift() : undefined) {
+            await handle(client, msg);
+            batch.push(msg);
+          }
+          await client.query('commit');
+          for (const msg of batch) {
+            msg.ack();
+            counter.hit();
+          }
+        } catch (error) {
+          broken = error as Error;
+          throw error;
+        } finally {
+          client.release(broken);
+        }
+      }
+    } finally {
+      running -= 1;
+    }
+  };
+  // At most `connections` transactions at once, as a pool this size allows; per event, the rest wait for a connection.
+  const consumer = await js.consumers.get(name, 'sink');
   const messages = await consumer.consume({
     max_messages: 64,
-    callback: (msg) => {
-      void (async () => {
-        const client = await pool.connect();
-        try {
-          const { orderId } = msg.json<{ orderId: string }>();
-          const id = msg.headers?.get('Nats-Msg-Id');
-          await client.query('begin');
-          const { rowCount } = await client.query('insert into hand_inbox (event_id) values ($1) on conflict do nothing', [id]);
-          if (rowCount === 1) await client.query('insert into hand_entries (label) values ($1)', [`${orderId}/${id}`]);
-          await client.query('commit');
-          msg.ack();
-          counter.hit();
-        } finally {
-          client.release();
-        }
-      })().catch((error: unknown) => console.error('  by hand: an event failed (its sample will time out):', error));
-    },
+    callback:
+      way === 'perEvent'
+        ? (msg) => {
+            void (async () => {
+              const client = await pool.connect();
+              let broken: Error | undefined;
+              try {
+                await client.query('begin');
+                await handle(client, msg);
+                await client.query('commit');
+                msg.ack();
+                counter.hit();
+              } catch (error) {
+                broken = error as Error;
+                throw error;
+              } finally {
+                client.release(broken);
+              }
+            })().catch(failed);
+          }
+        : (msg) => {
+            waiting.push(msg);
+            if (running < connections) drain().catch(failed);
+          },
   });
   let ids = 0;
   const encoder = new TextEncoder();
   return {
     fire: async (n) => {
-      const handled = counter.expect(n, 'by hand');
+      const handled = counter.expect(n, `by hand (${way})`);
       // Published with 32 awaiting their PubAck, as keel's relay does, before the clock starts: the hand-written side has no outbox.
       let next = 0;
       const slot = async (): Promise<void> => {
         while (next < n) {
           const i = next++;
-          await js.publish('hand.placed', encoder.encode(JSON.stringify({ orderId: `ord_${String(i).padStart(8, '0')}`, totalCents: 4_200 })), { msgID: `hand-${ids++}` });
+          await js.publish(`${name}.placed`, encoder.encode(JSON.stringify({ orderId: `ord_${String(i).padStart(8, '0')}`, totalCents: 4_200 })), { msgID: `hand-${ids++}` });
         }
       };
       const published = Array.from({ length: 32 }, slot);
