@@ -149,24 +149,28 @@ export async function handWrittenDelivery(nc: NatsConnection, databaseUrl: strin
     const { rowCount } = await client.query(`insert into ${name}_inbox (event_id) values ($1) on conflict do nothing`, [id]);
     if (rowCount === 1) await client.query(`insert into ${name}_entries (label) values ($1)`, [`${orderId}/${id}`]);
   };
-  const failed = (error: unknown) => console.error(`  by hand (${way}): an event failed (its sample will time out):`, error);
+  const failed = (error: unknown) => console.error(`  by hand (${way}): an event failed and was given back (its sample will time out):`, error);
   /** Batched: the messages waiting for a transaction, and how many transactions run. */
   const waiting: JsMsg[] = [];
   let running = 0;
   const drain = async (): Promise<void> => {
     running += 1;
     try {
-      while (waiting.length > 0) {
+      // The first event is taken before a connection is: a drain started for an event another took opens no empty transaction.
+      for (let first = waiting.shift(); first !== undefined; first = waiting.shift()) {
+        const batch: JsMsg[] = [first];
         const client = await pool.connect();
         // A client whose transaction failed is closed, not handed back in the middle of it; its batch is redelivered.
         let broken: Error | undefined;
         try {
           await client.query('begin');
           const began = performance.now();
-          const batch: JsMsg[] = [];
-          for (let msg = waiting.shift(); msg !== undefined; msg = batch.length < 32 && performance.now() - began < 20 ? waiting.shift() : undefined) {
-            await handle(client, msg);
+          await handle(client, first);
+          while (batch.length < 32 && performance.now() - began < 20) {
+            const msg = waiting.shift();
+            if (msg === undefined) break;
             batch.push(msg);
+            await handle(client, msg);
           }
           await client.query('commit');
           for (const msg of batch) {
@@ -175,7 +179,8 @@ export async function handWrittenDelivery(nc: NatsConnection, databaseUrl: strin
           }
         } catch (error) {
           broken = error as Error;
-          throw error;
+          failed(error);
+          for (const msg of batch) msg.nak();
         } finally {
           client.release(broken);
         }
@@ -202,6 +207,7 @@ export async function handWrittenDelivery(nc: NatsConnection, databaseUrl: strin
                 counter.hit();
               } catch (error) {
                 broken = error as Error;
+                msg.nak();
                 throw error;
               } finally {
                 client.release(broken);
@@ -210,7 +216,7 @@ export async function handWrittenDelivery(nc: NatsConnection, databaseUrl: strin
           }
         : (msg) => {
             waiting.push(msg);
-            if (running < connections) drain().catch(failed);
+            if (running < connections) void drain();
           },
   });
   let ids = 0;

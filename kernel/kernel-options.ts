@@ -118,9 +118,11 @@ export interface KernelOptions {
   /**
    * Durable events a module's inbox handles in one database transaction at most (default 32, at
    * most 64). Events that wait together run one after another in one transaction, each in a
-   * savepoint of its own, and commit together: about 2× the events per second of a transaction
-   * each. `1` gives every event a transaction of its own, as `ownTransaction: true` does for one
-   * handler (docs/data.md, "Durable events that wait together share a transaction").
+   * savepoint of its own, and commit together: on PostgreSQL about 2× the events per second of a
+   * transaction each. `1` gives every event a transaction of its own, as `ownTransaction: true`
+   * does for one handler (docs/data.md, "Durable events that wait together share a transaction").
+   * At 64, a handler's own savepoints (a nested `db.transaction`) go past what PostgreSQL keeps
+   * in memory per transaction.
    *
    * @example
    * ```ts

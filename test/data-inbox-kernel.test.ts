@@ -2,7 +2,7 @@
  * The inbox as a kernel wires it, in one process, on both engines (PGlite in memory, and the
  * machine's PostgreSQL in a database made for this file): the kernel's `inboxBatch` and
  * `inboxBatchMs`, which deliveries run in a transaction of their own (`ownTransaction`, a last
- * attempt), and how many transactions a module runs at once (one fewer than its engine's
+ * attempt, a redelivery), and how many transactions a module runs at once (one fewer than its engine's
  * connections). The inbox itself is driven directly in test/data-inbox.test.ts.
  *
  * The burst module writes all its events in one transaction, so its relay publishes them in one
@@ -44,7 +44,16 @@ const watcher = defineContract({ name: 'watcher', version: '1.0.0', operations: 
 /** The transaction each label was handled in, by the watcher. */
 type Seen = Map<string, string>;
 
-function watcherModule(seen: Seen, handler: { ownTransaction?: boolean; sleepMs?: number } = {}) {
+interface HandlerShape {
+  readonly ownTransaction?: boolean;
+  /** Each handling holds its transaction this long in the database (`pg_sleep`). */
+  readonly sleepMs?: number;
+  /** These labels' first attempts fail after their work; their second attempts hold their transaction `retryHoldMs`. */
+  readonly failFirst?: ReadonlySet<string>;
+  readonly retryHoldMs?: number;
+}
+
+function watcherModule(seen: Seen, handler: HandlerShape = {}) {
   return defineModule({
     contract: watcher,
     subscribesTo: [burst],
@@ -54,13 +63,18 @@ function watcherModule(seen: Seen, handler: { ownTransaction?: boolean; sleepMs?
       events: {
         burst: {
           happened: {
-            handle: async ({ label }) => {
+            handle: async ({ label }, { attempt }) => {
               // PGlite answers within microtasks, and in one process each delivery comes in a setImmediate of its own:
               // without this turn of the event loop a transaction would end before the next event reached the inbox.
               await new Promise((resolve) => setImmediate(resolve));
               const { rows } = await db.query<{ tx: string }>('select txid_current()::text as tx');
               await db.query('insert into entries (label) values ($1)', [label]);
               if (handler.sleepMs !== undefined) await db.query('select pg_sleep($1)', [handler.sleepMs / 1000]);
+              if (handler.failFirst?.has(label) === true) {
+                if (attempt === 1) throw new Error(`${label} fails on its first attempt`);
+                // Long enough for the other retries to arrive meanwhile: were they not kept apart, they would join this transaction.
+                await new Promise((resolve) => setTimeout(resolve, handler.retryHoldMs ?? 0));
+              }
               seen.set(label, String(rows[0]?.tx));
             },
             ownTransaction: handler.ownTransaction ?? false,
@@ -75,23 +89,28 @@ const LABELS = Array.from({ length: 10 }, (_, i) => `e${i}`);
 
 /**
  * Writes {@link LABELS} in one transaction through a kernel with `options`, waits until the
- * watcher handled every one (each reported after its commit), and returns how many events each
- * transaction held, largest first.
+ * watcher handled every one (each reported after its commit), and returns the transaction of each
+ * label's handling that took effect.
  */
-async function groups(database: DatabaseEngine, options: Partial<KernelOptions>, handler: Parameters<typeof watcherModule>[1] = {}): Promise<number[]> {
+async function handled(database: DatabaseEngine, options: Partial<KernelOptions>, handler: HandlerShape = {}): Promise<Seen> {
   const seen: Seen = new Map();
   const kernel = createKernel({ modules: [burstModule, watcherModule(seen, handler)], database, logger: silentLogger, ...options });
-  let handled = 0;
-  kernel.observe({ eventHandled: ({ subscriber, outcome }) => void (subscriber === 'watcher' && outcome === 'ok' && (handled += 1)) });
+  let done = 0;
+  kernel.observe({ eventHandled: ({ subscriber, outcome }) => void (subscriber === 'watcher' && outcome === 'ok' && (done += 1)) });
   await kernel.start();
   try {
     await kernel.client(burst).write({ labels: LABELS });
-    await vi.waitFor(() => expect(handled).toBe(LABELS.length), { timeout: 20_000, interval: 20 });
+    await vi.waitFor(() => expect(done).toBe(LABELS.length), { timeout: 20_000, interval: 20 });
   } finally {
     await kernel.stop();
   }
+  return seen;
+}
+
+/** How many events each transaction held, largest first. */
+async function groups(database: DatabaseEngine, options: Partial<KernelOptions>, handler: HandlerShape = {}): Promise<number[]> {
   const sizes = new Map<string, number>();
-  for (const tx of seen.values()) sizes.set(tx, (sizes.get(tx) ?? 0) + 1);
+  for (const tx of (await handled(database, options, handler)).values()) sizes.set(tx, (sizes.get(tx) ?? 0) + 1);
   return [...sizes.values()].sort((a, b) => b - a);
 }
 
@@ -141,6 +160,15 @@ describe.each(oneAtATime)('data - the inbox through a kernel, on $name', ({ engi
     expect(await groups(await engine(), LONG, { ownTransaction: true })).toEqual(Array(10).fill(1));
     // With one delivery in all, every attempt is the last.
     expect(await groups(await engine(), { ...LONG, maxDeliveryAttempts: 1 })).toEqual(Array(10).fill(1));
+  });
+
+  it('gives each redelivered event a transaction of its own, though the redeliveries wait together', async () => {
+    const fails = new Set(['e1', 'e4', 'e7']);
+    const seen = await handled(await engine(), { ...LONG, maxDeliveryAttempts: 5 }, { failFirst: fails, retryHoldMs: 300 });
+    const holding = (label: string) => [...seen.values()].filter((tx) => tx === seen.get(label)).length;
+    expect([...fails].map(holding)).toEqual([1, 1, 1]);
+    // The others took effect in their first attempts' one transaction.
+    expect(new Set(LABELS.filter((label) => !fails.has(label)).map((label) => seen.get(label))).size).toBe(1);
   });
 });
 
