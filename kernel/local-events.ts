@@ -51,6 +51,8 @@ export class LocalEvents {
   readonly #outstanding = new InFlight();
   /** Closed: a delivery that fails from now on is retried no more (its retry would outlive the bus). */
   #closed = false;
+  /** The next turn of the event loop, while confirmed deliveries wait for it (see {@link #nextTurn}). */
+  #turn: Promise<void> | undefined;
 
   constructor(
     readonly logger: Logger,
@@ -112,6 +114,22 @@ export class LocalEvents {
     }
   }
 
+  /**
+   * Resolves in the next turn of the event loop, one `setImmediate` for every confirmed delivery
+   * that waits for it. They then all reach their subscribers one after another before any goes
+   * further: an outbox relay's round of events reaches a module's inbox together, and shares its
+   * transactions, even on an engine that answers within microtasks (PGlite). Each delivery goes on
+   * in its own async context, as an `await` does.
+   */
+  #nextTurn(): Promise<void> {
+    return (this.#turn ??= new Promise<void>((resolve) => {
+      setImmediate(() => {
+        this.#turn = undefined;
+        resolve();
+      });
+    }));
+  }
+
   async #attemptConfirmed(group: Group, first: Subscriber, event: PublishedEvent): Promise<void> {
     let member = first;
     for (let attempt = 1; ; attempt += 1) {
@@ -119,7 +137,7 @@ export class LocalEvents {
       const metadata: EventMetadata = { ...event.metadata, attempt };
       member.begin();
       try {
-        await new Promise<void>((resolve) => setImmediate(resolve));
+        await this.#nextTurn();
         await subscription.handle(event.payload, metadata);
         return;
       } catch (error) {

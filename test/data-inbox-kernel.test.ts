@@ -6,10 +6,10 @@
  * connections). The inbox itself is driven directly in test/data-inbox.test.ts.
  *
  * The burst module writes all its events in one transaction, so its relay publishes them in one
- * round, and every delivery reaches the watcher's inbox (each in a setImmediate of the in-process
- * transport's, all queued at once) before the first handler, which waits one turn of the event
- * loop, goes on. Which events share a transaction then depends on the options alone, and
- * `txid_current()` in each handler tells which one it ran in.
+ * round, and the in-process transport hands them to the watcher's inbox in one turn of the event
+ * loop, all of them before the first transaction's first statement has come back, even on PGlite,
+ * which answers within microtasks. Which events share a transaction then depends on the options
+ * alone, and `txid_current()` in each handler tells which one it ran in.
  */
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
@@ -64,9 +64,6 @@ function watcherModule(seen: Seen, handler: HandlerShape = {}) {
         burst: {
           happened: {
             handle: async ({ label }, { attempt }) => {
-              // PGlite answers within microtasks, and in one process each delivery comes in a setImmediate of its own:
-              // without this turn of the event loop a transaction would end before the next event reached the inbox.
-              await new Promise((resolve) => setImmediate(resolve));
               const { rows } = await db.query<{ tx: string }>('select txid_current()::text as tx');
               await db.query('insert into entries (label) values ($1)', [label]);
               if (handler.sleepMs !== undefined) await db.query('select pg_sleep($1)', [handler.sleepMs / 1000]);
