@@ -169,12 +169,15 @@ describe('cli - keel.config.ts', () => {
     expect(existsSync(join(root, 'deploy'))).toBe(false);
   });
 
-  it("cli - keel start's host gives its kernel keel.config.ts's data section: an outbox window the kernel refuses stops the start naming the field", async () => {
+  it("cli - keel start's host gives its kernel keel.config.ts's data section: an outbox window or inbox batch the kernel refuses stops the start naming the field", async () => {
     const echo = defineContract({ name: 'echo', version: '1.0.0', operations: { ping: operation({ input: z.object({}), output: z.object({}) }) } });
     const module = defineModule({ contract: echo, create: () => ({ handlers: { ping: async () => ({}) } }) });
     // Past the file's own check (startHost is what keel start calls once the file was read): only the kernel can refuse it now.
     await expect(startHost({ modules: [module], env: {}, logger: silentLogger, data: { outboxWindow: 0 } })).rejects.toThrow(
       'createKernel: outboxWindow must be a whole number of events, 1 to 1000, got 0.',
+    );
+    await expect(startHost({ modules: [module], env: {}, logger: silentLogger, data: { inboxBatch: 1, inboxBatchMs: 0 } })).rejects.toThrow(
+      'createKernel: inboxBatchMs must be a number of milliseconds above 0, at most 60000, got 0.',
     );
     const started = await startHost({ modules: [module], env: {}, logger: silentLogger, data: { outboxWindow: 1 } });
     await started.stop();
