@@ -5,13 +5,14 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { holdDatabaseFolder } from 'keel/databases';
+import { removeLeftOver } from '../adapters/databases/folder-lock.js';
 
 const require = createRequire(import.meta.url);
 const repository = dirname(require.resolve('keel/package.json'));
@@ -77,6 +78,7 @@ describe('databases - the embedded database folder lock', () => {
       expect(results.filter((result) => result === 'busy UNAVAILABLE'), results.join(' | ')).toHaveLength(5);
       expect(existsSync(join(folder, 'keel.lock')), 'released by its holder').toBe(false);
       expect(existsSync(join(folder, 'keel.lock.takeover')), 'no takeover file left').toBe(false);
+      expect(readdirSync(folder), 'no file of the protocol left').toEqual([]);
     }
   });
 
@@ -91,5 +93,24 @@ describe('databases - the embedded database folder lock', () => {
     release();
     expect(existsSync(join(folder, 'keel.lock'))).toBe(false);
     expect(existsSync(join(folder, 'keel.lock.takeover'))).toBe(false);
+  });
+
+  it('databases - a left-over file is removed only while it still names the ended process; one another process made meanwhile is put back', () => {
+    const folder = join(scratch, 'left-over');
+    holdDatabaseFolder(folder)();
+    const takeover = join(folder, 'keel.lock.takeover');
+    const ended = endedPid();
+    writeFileSync(takeover, `${ended}\n`);
+    removeLeftOver(takeover, ended);
+    expect(existsSync(takeover), 'the ended process\'s file is removed').toBe(false);
+
+    // Found naming the ended process, but replaced by a running one's before the removal.
+    writeFileSync(takeover, `${process.ppid}\n`);
+    removeLeftOver(takeover, ended);
+    expect(readFileSync(takeover, 'utf8'), 'the running process\'s file is put back').toBe(`${process.ppid}\n`);
+    expect(readdirSync(folder).sort()).toEqual(['keel.lock.takeover']);
+
+    removeLeftOver(join(folder, 'gone'), ended);
+    expect(readdirSync(folder).sort(), 'a file already gone is no error').toEqual(['keel.lock.takeover']);
   });
 });

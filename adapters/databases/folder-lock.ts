@@ -8,8 +8,13 @@
  * stale lock is replaced only under `keel.lock.takeover` (made exclusively, holding the pid of
  * the process taking over), and only while it still names the process found dead; the new lock
  * takes its place in one rename, so the folder is never without one.
+ *
+ * Every file of the protocol appears with its pid already in it: it is written under a name of
+ * its own and hard-linked into place, which fails when the name exists. A file made with
+ * `O_EXCL` and written after would be empty for a moment, and a process reading it then would
+ * take it for a dead process's (this let two of six processes hold one folder).
  */
-import { mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { linkSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 export const LOCK_FILE = 'keel.lock';
@@ -34,14 +39,55 @@ function isRunning(pid: number): boolean {
   }
 }
 
-/** Creates `file` holding this process's pid; false when it exists. */
+/** Error codes of a file system that makes no hard links. */
+const NO_HARD_LINKS = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS']);
+
+/**
+ * Creates `file` holding this process's pid, whole from its first moment; false when it
+ * exists. On a file system without hard links it falls back to an exclusive create.
+ */
 function create(file: string): boolean {
+  const whole = `${file}.${process.pid}.new`;
+  writeFileSync(whole, `${process.pid}\n`);
   try {
-    writeFileSync(file, `${process.pid}\n`, { flag: 'wx' });
+    linkSync(whole, file);
     return true;
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return false;
+    if (code === undefined || !NO_HARD_LINKS.has(code)) throw error;
+    try {
+      writeFileSync(file, `${process.pid}\n`, { flag: 'wx' });
+      return true;
+    } catch (fallbackError) {
+      if ((fallbackError as NodeJS.ErrnoException).code === 'EEXIST') return false;
+      throw fallbackError;
+    }
+  } finally {
+    rmSync(whole, { force: true });
+  }
+}
+
+/**
+ * Removes `file`, found to hold the ended process `pid`, unless another process replaced it
+ * meanwhile: it is moved aside first, and put back when what was moved is not the one found.
+ */
+export function removeLeftOver(file: string, pid: number): void {
+  const aside = `${file}.${process.pid}.ended`;
+  try {
+    renameSync(file, aside);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return;
     throw error;
+  }
+  try {
+    if (Object.is(pidIn(aside), pid)) return;
+    linkSync(aside, file);
+  } catch (error) {
+    // EEXIST: another process made one since; its own is the one that counts.
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+  } finally {
+    rmSync(aside, { force: true });
   }
 }
 
@@ -71,14 +117,14 @@ function takeOver(folder: string, holder: number): boolean {
   if (!create(takeover)) {
     // Another process is taking it over; a takeover file whose process has ended is left over.
     const taker = pidIn(takeover);
-    if (taker !== undefined && !isRunning(taker)) rmSync(takeover, { force: true });
+    if (taker !== undefined && !isRunning(taker)) removeLeftOver(takeover, taker);
     else pause(5);
     return false;
   }
   try {
     // Object.is: a lock holding no number (NaN) is still the one found.
     if (!Object.is(pidIn(file), holder)) return false;
-    const mine = join(folder, `${LOCK_FILE}.${process.pid}`);
+    const mine = join(folder, `${LOCK_FILE}.${process.pid}.new`);
     writeFileSync(mine, `${process.pid}\n`);
     renameSync(mine, file);
     return true;
