@@ -3,7 +3,9 @@
 // (events received per second, first publish to last receipt) and CPU per event at each side, then
 // the medians of the rounds after the first (warm-up). With --prof, both sides run under
 // --cpu-prof and their profiles are summarised (summarize.mjs) over the rounds. Run after `npm run build`:
-//   node bench/profile/events.mjs [keel|raw] [count=40000] [rounds=4] [batched|each] [--prof outDir]
+//   node bench/profile/events.mjs [keel|raw|raw-bytes|raw-headers] [count=40000] [rounds=4] [batched|each] [--prof outDir]
+// raw-bytes: raw events carrying keel's header block, built once; raw-headers: the same headers set
+// through nats.js per event (event-sides.mjs).
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { once } from 'node:events';
