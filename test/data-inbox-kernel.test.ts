@@ -12,77 +12,11 @@
  * alone, and `txid_current()` in each handler tells which one it ran in.
  */
 import { afterAll, describe, expect, it, vi } from 'vitest';
-import { z } from 'zod';
-import { createKernel, defineContract, defineModule, event, operation, silentLogger, type DatabaseEngine, type KernelOptions } from 'keel';
+import { createKernel, silentLogger, type DatabaseEngine, type KernelOptions } from 'keel';
 import { createPGliteDatabase } from 'keel/pglite';
 import { createPostgresDatabase } from 'keel/postgres';
 import { createTestDatabase, type TestDatabase } from './support/databases.js';
-
-const burst = defineContract({
-  name: 'burst',
-  version: '1.0.0',
-  operations: { write: operation({ input: z.object({ labels: z.array(z.string()) }), output: z.object({}) }) },
-  events: { happened: event({ payload: z.object({ label: z.string() }), delivery: 'durable' }) },
-});
-
-const burstModule = defineModule({
-  contract: burst,
-  data: { migrations: new URL('./fixtures/data/ledger/migrations/', import.meta.url) },
-  create: ({ db, emit }) => ({
-    handlers: {
-      write: ({ labels }) =>
-        db.transaction(async () => {
-          for (const label of labels) await emit('happened', { label });
-          return {};
-        }),
-    },
-  }),
-});
-
-const watcher = defineContract({ name: 'watcher', version: '1.0.0', operations: {} });
-
-/** The transaction each label was handled in, by the watcher. */
-type Seen = Map<string, string>;
-
-interface HandlerShape {
-  readonly ownTransaction?: boolean;
-  /** Each handling holds its transaction this long in the database (`pg_sleep`). */
-  readonly sleepMs?: number;
-  /** These labels' first attempts fail after their work; their second attempts hold their transaction `retryHoldMs`. */
-  readonly failFirst?: ReadonlySet<string>;
-  readonly retryHoldMs?: number;
-}
-
-function watcherModule(seen: Seen, handler: HandlerShape = {}) {
-  return defineModule({
-    contract: watcher,
-    subscribesTo: [burst],
-    data: { migrations: new URL('./fixtures/data/audit/migrations/', import.meta.url) },
-    create: ({ db }) => ({
-      handlers: {},
-      events: {
-        burst: {
-          happened: {
-            handle: async ({ label }, { attempt }) => {
-              const { rows } = await db.query<{ tx: string }>('select txid_current()::text as tx');
-              await db.query('insert into entries (label) values ($1)', [label]);
-              if (handler.sleepMs !== undefined) await db.query('select pg_sleep($1)', [handler.sleepMs / 1000]);
-              if (handler.failFirst?.has(label) === true) {
-                if (attempt === 1) throw new Error(`${label} fails on its first attempt`);
-                // Long enough for the other retries to arrive meanwhile: were they not kept apart, they would join this transaction.
-                await new Promise((resolve) => setTimeout(resolve, handler.retryHoldMs ?? 0));
-              }
-              seen.set(label, String(rows[0]?.tx));
-            },
-            ownTransaction: handler.ownTransaction ?? false,
-          },
-        },
-      },
-    }),
-  });
-}
-
-const LABELS = Array.from({ length: 10 }, (_, i) => `e${i}`);
+import { LABELS, burst, burstModule, watcherModule, type HandlerShape, type Seen } from './support/inbox-kernel.js';
 
 /**
  * Writes {@link LABELS} in one transaction through a kernel with `options`, waits until the
