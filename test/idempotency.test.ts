@@ -214,7 +214,7 @@ describe.each([{ store: 'postgres', engine: postgres }])('idempotency - a key ta
         // The first run holds the key until its deadline plus the takeover grace (5 s), and its caller gives up.
         // Its deadline leaves room for its run to start on a loaded machine, which the test waits for:
         // a run that never started would hold no key, and the retry below would take it at once.
-        const abandoned = first.client(tally).slow({ gate: key }, { idempotencyKey: key, timeoutMs: 1_000 }).catch((error: unknown) => error);
+        const abandoned = first.client(tally).slow({ gate: key }, { idempotencyKey: key, timeoutMs: 3_000 }).catch((error: unknown) => error);
         const early = await Promise.race([runStarted(`${key}#1`), abandoned]);
         expect(early, 'the first request ended before its run started').toBeUndefined();
         expect(isKeelError(await abandoned, 'TIMEOUT')).toBe(true);
@@ -251,7 +251,7 @@ describe.each([{ store: 'postgres', engine: postgres }])('idempotency - a key ta
         await second.stop();
       }
     },
-    30_000,
+    60_000,
   );
 });
 

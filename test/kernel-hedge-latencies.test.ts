@@ -46,15 +46,16 @@ describe('a call hedging at a percentile', () => {
       context,
       undefined,
       { maxAttempts: 2, backoffMs: 10, maxBackoffMs: 100, attemptTimeoutMs: undefined },
-      { delayMs: 30, percentile: 50, maxAttempts: 2 },
+      // A delay far above the winner's 5 ms, so that a winner slowed by a loaded machine is not the largest sample.
+      { delayMs: 1_000, percentile: 50, maxAttempts: 2 },
       0,
     );
     expect(await call.start(Date.now())).toBe('hedge');
     await new Promise((resolve) => setTimeout(resolve, 20));
-    // The window recomputes every 32 samples: 2 of the call (the loser's, the 30 ms it waited before the hedge; the hedge's, about 5 ms) and 30 more.
+    // The window recomputes every 32 samples: 2 of the call (the loser's, the 1 000 ms it waited before the hedge; the hedge's, about 5 ms) and 30 more.
     for (let index = 0; index < 30; index++) latencies.record(10);
-    // At the 100th percentile, the largest: the loser's, recorded as the hedge delay, not the ~35 ms it ran
+    // At the 100th percentile, the largest: the loser's, recorded as the hedge delay, not the ~1 005 ms it ran
     // (which, with an instance that never answers, would raise the delay call after call).
-    expect(latencies.value(100)).toBe(30);
+    expect(latencies.value(100)).toBe(1_000);
   });
 });

@@ -119,7 +119,8 @@ describe('otel - shutdown with a collector that never answers', () => {
     await tracing.shutdown();
     const elapsed = performance.now() - started;
     expect(elapsed).toBeGreaterThanOrEqual(250);
-    expect(elapsed).toBeLessThan(3_000);
+    // Bounded: without the bound the exporter's own timeout (10 s) would end it.
+    expect(elapsed).toBeLessThan(8_000);
     // The export did reach the server: it is the answer that never came. (A stall on a loaded machine can let the
     // 300 ms pass before this process's server has read the request it was sent: waited for, not assumed read.)
     await vi.waitFor(() => expect(requests).toEqual(['/v1/traces']), { timeout: 10_000, interval: 20 });
@@ -143,7 +144,7 @@ describe('otel - shutdown with a collector that never answers', () => {
     endOneSpan('buffered');
     const started = performance.now();
     await tracing.shutdown();
-    expect(performance.now() - started).toBeLessThan(3_000);
+    expect(performance.now() - started).toBeLessThan(8_000);
     expect(lines().filter((line) => line['level'] === 40)).toHaveLength(1);
     expect(keelTracer()).toBeUndefined();
   });
