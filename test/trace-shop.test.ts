@@ -53,12 +53,13 @@ for (const placement of PLACEMENTS) {
     beforeAll(async () => {
       receiver = await startOtlpReceiver();
       if (split) nats = await startNatsServer();
-      const port = await freePort();
-      base = `http://127.0.0.1:${port}`;
       // The HTTP process last: the others are serving by the time it takes requests.
       const order = [...placement.processes.slice(1), placement.processes[0] as readonly string[]];
       for (const modules of order) {
         const http = modules === placement.processes[0];
+        // Its port picked just before it starts, not before the others: another listener on the box could take it meanwhile.
+        const port = http ? await freePort() : 0;
+        if (http) base = `http://127.0.0.1:${port}`;
         processes.push(
           await startShopProcess({
             name: modules.join('+'),
