@@ -8,13 +8,14 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import fs, { mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import fs, { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire, syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { holdDatabaseFolder } from 'keel/databases';
+import { firstTakeover, nextTakeover, read } from '../adapters/databases/folder-lock.js';
 
 const require = createRequire(import.meta.url);
 const repository = dirname(require.resolve('keel/package.json'));
@@ -73,17 +74,16 @@ async function race(folder: string, count: number, holdMs: number, pauseMs = 0):
   return outputs.map((output) => output().replace('ready\n', '').trim());
 }
 
-/** Which file `file` is now: its inode and mtime, as folder-lock.ts names takeover files after them. */
-function identity(file: string): string {
-  const stat = statSync(file, { bigint: true });
-  return `${stat.ino.toString(36)}.${stat.mtimeNs.toString(36)}`;
-}
-
 /** The name of the takeover file made for the lock `lock` is now. */
-const takeoverFor = (lock: string): string => `${lock}.takeover-${identity(lock)}`;
+const takeoverFor = (lock: string): string => firstTakeover(dirname(lock), read(lock)!);
 
-/** When this process started, as folder-lock.ts writes it. */
-const started = (): number => Math.round(Date.now() - process.uptime() * 1000);
+/** This process's start, as folder-lock.ts writes it in a lock: read from one it wrote. */
+function started(folder: string): string {
+  const release = holdDatabaseFolder(folder);
+  const [, start] = readFileSync(join(folder, 'keel.lock'), 'latin1').split('\n');
+  release();
+  return start!;
+}
 
 /** Asserts one of six held the folder, the others were refused, and nothing was left in it. */
 function expectOneHolder(folder: string, results: string[]): void {
@@ -121,10 +121,10 @@ describe('databases - the embedded database folder lock', () => {
     const left = takeoverFor(lock);
     writeFileSync(left, `${endedPid()}\n`);
     // The takeover file made in turn for that one, its process dead too.
-    writeFileSync(`${left}-${identity(left)}`, `${endedPid()}\n`);
+    writeFileSync(nextTakeover(folder, left, read(left)!), `${endedPid()}\n`);
     writeFileSync(join(folder, 'keel.lock.takeover-of-a-lock-gone'), `${endedPid()}\n`);
     const release = holdDatabaseFolder(folder);
-    expect(readFileSync(lock, 'utf8')).toMatch(new RegExp(`^${process.pid}\n\\d+\n[0-9a-f]+\n$`));
+    expect(readFileSync(lock, 'utf8')).toMatch(new RegExp(`^${process.pid}\n[0-9a-z.-]+\n[0-9a-f]+\n[0-9a-f]+\n$`));
     expect(() => holdDatabaseFolder(folder)).toThrow(/open in this process already/);
     expect(readdirSync(folder)).toEqual(['keel.lock']);
     release();
@@ -142,11 +142,11 @@ describe('databases - the embedded database folder lock', () => {
 
   it("databases - a lock with this process's pid is another thread's when it names this process's start (refused), and a previous process's when it does not (taken over)", async () => {
     const folder = join(scratch, 'same-pid');
-    holdDatabaseFolder(folder)();
+    const start = started(folder);
     const lock = join(folder, 'keel.lock');
-    writeFileSync(lock, `${process.pid}\n${started()}\nanotherthread\n`);
+    writeFileSync(lock, `${process.pid}\n${start}\nanotherthread\n`);
     expect(() => holdDatabaseFolder(folder)).toThrow(/open in this process already/);
-    writeFileSync(lock, `${process.pid}\n${started() - 60_000}\naformerprocess\n`);
+    writeFileSync(lock, `${process.pid}\n${start}0\naformerprocess\n`);
     holdDatabaseFolder(folder)();
     expect(readdirSync(folder)).toEqual([]);
 
@@ -190,6 +190,40 @@ describe('databases - the embedded database folder lock', () => {
       fs.linkSync = link;
       syncBuiltinESMExports();
     }
+  });
+
+  it('databases - a takeover that fails after its check leaves its takeover file while the lock is still the stale one, and a later takeover passes it', () => {
+    const folder = join(scratch, 'failed-takeover');
+    holdDatabaseFolder(folder)();
+    const lock = join(folder, 'keel.lock');
+    writeFileSync(lock, `${endedPid()}\n`);
+    const takeover = takeoverFor(lock);
+    const rename = fs.renameSync;
+    fs.renameSync = () => {
+      throw Object.assign(new Error('operation not permitted, rename'), { code: 'EPERM' });
+    };
+    syncBuiltinESMExports();
+    try {
+      expect(() => holdDatabaseFolder(folder)).toThrow(/operation not permitted, rename/);
+    } finally {
+      fs.renameSync = rename;
+      syncBuiltinESMExports();
+    }
+    // Removed, another process could make it again and replace the lock while a third passes this one.
+    expect(readdirSync(folder).sort()).toEqual(['keel.lock', takeover.slice(folder.length + 1)].sort());
+    const release = holdDatabaseFolder(folder);
+    expect(readdirSync(folder)).toEqual(['keel.lock']);
+    release();
+    expect(readdirSync(folder)).toEqual([]);
+  });
+
+  it("databases - a release leaves a keel.lock that is no longer its own", () => {
+    const folder = join(scratch, 'not-its-own');
+    const release = holdDatabaseFolder(folder);
+    writeFileSync(join(folder, 'keel.lock'), `${process.ppid}\nsomeone\nelse\nx\n`);
+    release();
+    expect(readFileSync(join(folder, 'keel.lock'), 'utf8')).toBe(`${process.ppid}\nsomeone\nelse\nx\n`);
+    rmSync(join(folder, 'keel.lock'));
   });
 
   it('databases - a lock still being written (no line break yet) is waited for, and taken over once it is old enough to be a dead writer\'s', () => {

@@ -8,39 +8,69 @@
  *   empty for a moment, and a process reading it then took it for a dead process's: two of six
  *   processes held one folder.) A file system without hard links gets the exclusive create, and a
  *   file not yet ended by its line break is taken as being written.
- * - **Who holds it.** A lock names a process id, when that process started, and a random token
- *   of the thread that took it. Another process holds the folder while its pid runs. A lock with
- *   this process's pid is another thread's when it names this process's start, and a previous
- *   process's (a container restarted, whose process is pid 1 again) when it does not.
+ * - **Who holds it.** A file names a process id, that process's start, a random token of the
+ *   thread that wrote it, and a nonce of its own. Another process holds the folder while its pid
+ *   runs. A lock with this process's pid is another thread's when it names this process's start,
+ *   and a previous process's (a container restarted, whose process is pid 1 again) when it does
+ *   not; a file with this thread's own token is one it left.
  * - **Taking over a stale lock** is the racy part: two processes that find the same stale lock
  *   must not both replace it. A lock is replaced only under a takeover file made exclusively for
- *   that lock (`keel.lock.takeover-<inode>.<mtime>`), and only while `keel.lock` is still that
- *   file; the new lock takes its place in one rename, so the folder is never without one. A
- *   takeover file is never removed while its lock may still be replaced, so no process removes
- *   another's: one whose process died is passed by a takeover file made for it in turn
- *   (`…-<its inode>-<its mtime>`). Once the lock is replaced, every takeover file in the folder
- *   belongs to a lock that is gone, and the new holder removes them.
+ *   that lock (named after a hash of its inode, mtime and content), and only while `keel.lock` is
+ *   still that file; the new lock takes its place in one rename, so the folder is never without
+ *   one. A takeover file is removed by its maker only once the lock is no longer the one it was
+ *   made for, so no process removes one that is in use: one whose process died (or that this
+ *   thread left) is passed by a takeover file made for it in turn. Once the lock is replaced,
+ *   every takeover file in the folder belongs to a lock that is gone, and the new holder removes
+ *   them. docs/design-notes.md has the history and what remains.
  */
-import { randomBytes } from 'node:crypto';
-import { linkSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { createHash, randomBytes } from 'node:crypto';
+import { closeSync, linkSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
 import { join } from 'node:path';
 
 export const LOCK_FILE = 'keel.lock';
 const TAKEOVER_PREFIX = `${LOCK_FILE}.takeover-`;
 /** How long a process waits for another's takeover (a few file operations) before giving up. */
 const TAKEOVER_WAIT_MS = 2_000;
-/** A file still without its line break this long after it was written is a writer's that died. */
+/** A file seen without its line break this long is a writer's that died. */
 const UNFINISHED_MS = 2_000;
-/** Two start times this close are the same process's (each thread computes it; a restart takes longer). */
+/** Two start times this close are the same process's, off Linux (each thread estimates it; a restart takes longer). */
 const SAME_START_MS = 250;
 /** Takeover files made in turn for takeover files whose processes died, at most. */
 const MAX_DEPTH = 8;
 
 /** This thread's mark on what it writes. */
 const TOKEN = randomBytes(8).toString('hex');
-/** When this process started (ms since the epoch; the same in every thread of it, give or take a millisecond). */
-const STARTED = Math.round(Date.now() - process.uptime() * 1000);
-const OWNER_TEXT = `${process.pid}\n${STARTED}\n${TOKEN}\n`;
+
+/**
+ * This process's start, the same in every thread of it: on Linux the boot's id and the start
+ * time in clock ticks the kernel keeps for it (no wall clock involved); elsewhere, the wall clock
+ * less the process's uptime, in ms, which two threads compute within a few ms of each other
+ * unless the clock is stepped between their starts.
+ */
+function processStart(): string {
+  try {
+    const boot = readFileSync('/proc/sys/kernel/random/boot_id', 'latin1').trim();
+    const stat = readFileSync('/proc/self/stat', 'latin1');
+    const ticks = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+    if (boot !== '' && ticks !== undefined && /^\d+$/.test(ticks)) return `linux.${boot}.${ticks}`;
+  } catch {
+    // Not Linux: the estimate below.
+  }
+  return String(Math.round(Date.now() - process.uptime() * 1000));
+}
+
+const STARTED = processStart();
+
+/** True when `started`, read from a lock with this process's pid, is this process's start. */
+function isThisProcess(started: string | undefined): boolean {
+  if (started === undefined) return false;
+  if (started.startsWith('linux.') || STARTED.startsWith('linux.')) return started === STARTED;
+  return Math.abs(Number(started) - Number(STARTED)) < SAME_START_MS;
+}
+
+/** What this thread writes in a file of the protocol: pid, start, token, and the file's own nonce. */
+const ownerText = (): string => `${process.pid}\n${STARTED}\n${TOKEN}\n${randomBytes(6).toString('hex')}\n`;
 
 /** Folders of embedded databases this thread holds, so that it never opens one twice either. */
 const heldFolders = new Set<string>();
@@ -60,36 +90,28 @@ function testPause(): void {
   if (TEST_PAUSE_MS > 0) pause(Math.random() * TEST_PAUSE_MS);
 }
 
-/** A file of the protocol as read: who wrote it, and which file it is (its inode and mtime). */
-interface Found {
+/** A file of the protocol as read: who wrote it, and which file it is. */
+export interface Found {
   /** Undefined for a file naming no process (not a number), which counts as a dead one's. */
   readonly pid: number | undefined;
-  readonly started: number | undefined;
+  readonly started: string | undefined;
   readonly token: string | undefined;
   /** Not yet ended by its line break (being written, or its writer died). */
   readonly unfinished: boolean;
+  /** Its inode, mtime and content: a new file in its place differs, even with the inode and mtime of the old. */
   readonly identity: string;
-  readonly ageMs: number;
-}
-
-/** A file's inode and modification time, short: which file it is, for names and comparisons. */
-function identityOf(stat: { ino: bigint; mtimeNs: bigint }): string {
-  return `${stat.ino.toString(36)}.${stat.mtimeNs.toString(36)}`;
 }
 
 /** `file` as read; undefined when it is not there. */
-function read(file: string): Found | undefined {
+export function read(file: string): Found | undefined {
   for (;;) {
     let text: string;
-    let identity: string;
-    let ageMs: number;
+    let stat: string;
     try {
-      const before = statSync(file, { bigint: true });
+      stat = statOf(file);
       text = readFileSync(file, 'latin1');
-      identity = identityOf(before);
       // Replaced while being read: read the one there now.
-      if (identityOf(statSync(file, { bigint: true })) !== identity) continue;
-      ageMs = Date.now() - Number(before.mtimeMs);
+      if (statOf(file) !== stat) continue;
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw error;
@@ -98,24 +120,55 @@ function read(file: string): Found | undefined {
     const number = Number(pid);
     return {
       pid: pid !== undefined && /^\d+$/.test(pid) && Number.isSafeInteger(number) && number > 0 ? number : undefined,
-      started: started !== undefined && /^\d+$/.test(started) ? Number(started) : undefined,
+      started: started !== undefined && started !== '' ? started : undefined,
       token: token !== undefined && token !== '' ? token : undefined,
       unfinished: !text.endsWith('\n'),
-      identity,
-      ageMs,
+      identity: `${stat}:${text}`,
     };
   }
 }
 
-/** True when the writer of `found` still runs: another process, or another thread of this one. */
-function isAlive(found: Found): boolean {
-  if (found.unfinished) return found.ageMs < UNFINISHED_MS;
+/** A file's inode and modification time. */
+function statOf(file: string): string {
+  const stat = statSync(file, { bigint: true });
+  return `${stat.ino}.${stat.mtimeNs}`;
+}
+
+/** A short name for a file as found (fixed length, however deep the takeovers go). */
+const nameOf = (text: string): string => createHash('sha256').update(text).digest('hex').slice(0, 24);
+
+/** The takeover file made for the lock `stale`. */
+export const firstTakeover = (folder: string, stale: Found): string => join(folder, `${TAKEOVER_PREFIX}${nameOf(stale.identity)}`);
+
+/** The takeover file made for the takeover file `takeover`, found as `taker`, whose process died. */
+export const nextTakeover = (folder: string, takeover: string, taker: Found): string =>
+  join(folder, `${TAKEOVER_PREFIX}${nameOf(`${takeover}\n${taker.identity}`)}`);
+
+/**
+ * Files seen unfinished, and since when by this thread's monotonic clock: a writer is dead once
+ * one stays unfinished {@link UNFINISHED_MS} (a file's mtime may come from another clock).
+ */
+class Unfinished {
+  readonly #since = new Map<string, number>();
+
+  /** True while `found` may still be being written. */
+  writing(found: Found): boolean {
+    const now = performance.now();
+    const since = this.#since.get(found.identity);
+    if (since === undefined) this.#since.set(found.identity, now);
+    return since === undefined || now - since < UNFINISHED_MS;
+  }
+}
+
+/**
+ * True when the writer of `found` still runs: another process, or another thread of this one. A
+ * file with this thread's own token is one it left (a takeover that failed), not a live one.
+ */
+function isAlive(found: Found, unfinished: Unfinished): boolean {
+  if (found.unfinished) return unfinished.writing(found);
   const { pid } = found;
   if (pid === undefined) return false;
-  if (pid === process.pid) {
-    // This process's pid: this thread's, another thread's, or a previous process's (a restart with the same pid).
-    return found.token === TOKEN || (found.started !== undefined && Math.abs(found.started - STARTED) < SAME_START_MS);
-  }
+  if (pid === process.pid) return found.token !== TOKEN && isThisProcess(found.started);
   try {
     process.kill(pid, 0);
     return true;
@@ -127,11 +180,11 @@ function isAlive(found: Found): boolean {
 /** Error codes of a file system that makes no hard links (EISDIR: FAT on Windows). */
 const NO_HARD_LINKS = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'ENOSYS', 'EISDIR', 'UNKNOWN']);
 
-/** A file of this thread's own, holding its owner text, for linking or renaming into place; its name. */
-function writeOwn(folder: string): string {
+/** A file of this thread's own, holding `text`, for linking or renaming into place; its name. */
+function writeOwn(folder: string, text: string): string {
   const own = join(folder, `${LOCK_FILE}.${process.pid}.${TOKEN}.${randomBytes(4).toString('hex')}.new`);
   try {
-    writeFileSync(own, OWNER_TEXT, { flag: 'wx' });
+    writeFileSync(own, text, { flag: 'wx' });
   } catch (error) {
     rmSync(own, { force: true });
     throw error;
@@ -141,10 +194,12 @@ function writeOwn(folder: string): string {
 
 /**
  * Creates `file` holding this thread's owner text, whole from its first moment; false when it
- * exists. On a file system without hard links, an exclusive create.
+ * exists. On a file system without hard links, an exclusive create, checked after it is written:
+ * a writer stalled long enough to be taken for a dead one finds the file replaced, and backs off.
  */
 function create(folder: string, file: string): boolean {
-  const own = writeOwn(folder);
+  const text = ownerText();
+  const own = writeOwn(folder, text);
   try {
     testPause();
     linkSync(own, file);
@@ -153,16 +208,28 @@ function create(folder: string, file: string): boolean {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'EEXIST') return false;
     if (code === undefined || !NO_HARD_LINKS.has(code)) throw error;
-    try {
-      writeFileSync(file, OWNER_TEXT, { flag: 'wx' });
-      return true;
-    } catch (fallbackError) {
-      if ((fallbackError as NodeJS.ErrnoException).code === 'EEXIST') return false;
-      throw fallbackError;
-    }
+    return createExclusively(file, text);
   } finally {
     rmSync(own, { force: true });
   }
+}
+
+function createExclusively(file: string, text: string): boolean {
+  let fd: number;
+  try {
+    fd = openSync(file, 'wx');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw error;
+  }
+  try {
+    testPause();
+    writeSync(fd, text);
+  } finally {
+    closeSync(fd);
+  }
+  const now = read(file);
+  return now !== undefined && now.identity.endsWith(`:${text}`);
 }
 
 /** Removes every takeover file in `folder`: called by a holder, when all belong to locks that are gone. */
@@ -177,9 +244,9 @@ function removeTakeovers(folder: string): void {
  * takeover file made for it. True when this thread now holds the folder; false when it should
  * look again (another process took it over first, or is taking it over now).
  */
-function takeOver(folder: string, stale: Found): boolean {
+function takeOver(folder: string, stale: Found, unfinished: Unfinished): boolean {
   const file = join(folder, LOCK_FILE);
-  let takeover = join(folder, `${TAKEOVER_PREFIX}${stale.identity}`);
+  let takeover = firstTakeover(folder, stale);
   for (let depth = 0; depth < MAX_DEPTH; depth++) {
     testPause();
     if (create(folder, takeover)) {
@@ -188,7 +255,7 @@ function takeOver(folder: string, stale: Found): boolean {
       try {
         testPause();
         if (read(file)?.identity !== stale.identity) return false;
-        const own = writeOwn(folder);
+        const own = writeOwn(folder, ownerText());
         try {
           testPause();
           renameSync(own, file);
@@ -198,20 +265,25 @@ function takeOver(folder: string, stale: Found): boolean {
         replaced = true;
         return true;
       } finally {
-        // Replaced: every takeover file is a gone lock's. Not: this one may be made again, and fail the same check.
-        if (replaced) removeTakeovers(folder);
-        else rmSync(takeover, { force: true });
+        if (replaced) {
+          // Every takeover file is a gone lock's now.
+          removeTakeovers(folder);
+        } else if (read(file)?.identity !== stale.identity) {
+          // The lock is no longer `stale`: one made again for it fails the same check.
+          rmSync(takeover, { force: true });
+        }
+        // Else (this thread failed replacing it) the file stays, and is passed like a dead process's.
       }
     }
     const taker = read(takeover);
     testPause();
     if (taker === undefined) return false; // done and removed meanwhile: look again
-    if (isAlive(taker)) {
+    if (isAlive(taker, unfinished)) {
       pause(5);
       return false;
     }
     // Its process died taking over: take over from it, under a takeover file made for this one.
-    takeover = `${takeover}-${taker.identity}`;
+    takeover = nextTakeover(folder, takeover, taker);
   }
   return false;
 }
@@ -225,6 +297,7 @@ export function holdFolder(folder: string, busy: (holder: FolderHolder) => Error
   mkdirSync(folder, { recursive: true });
   const file = join(folder, LOCK_FILE);
   const giveUpAt = Date.now() + TAKEOVER_WAIT_MS;
+  const unfinished = new Unfinished();
   for (;;) {
     if (create(folder, file)) {
       // Left by takeovers of locks that are gone (a process that died in one).
@@ -233,21 +306,23 @@ export function holdFolder(folder: string, busy: (holder: FolderHolder) => Error
     }
     const holder = read(file);
     if (holder === undefined) continue;
-    if (isAlive(holder)) {
-      // Being written (a file system without hard links): it ends, or ages into a dead writer's.
-      if (holder.unfinished && Date.now() < giveUpAt + UNFINISHED_MS) {
+    if (isAlive(holder, unfinished)) {
+      // Being written (a file system without hard links): it ends, or stays unfinished long enough to be a dead writer's.
+      if (holder.unfinished) {
         pause(5);
         continue;
       }
-      throw busy(holder.pid === process.pid ? 'this process' : (holder.pid ?? 0));
+      throw busy(holder.pid === process.pid ? 'this process' : (holder.pid as number));
     }
-    if (takeOver(folder, holder)) break;
+    if (takeOver(folder, holder, unfinished)) break;
     // Taken over by another process meanwhile (the next look finds it running), or still being taken over.
     if (Date.now() > giveUpAt) throw busy(holder.pid ?? 0);
   }
   heldFolders.add(folder);
+  const mine = read(file)?.identity;
   return () => {
     heldFolders.delete(folder);
-    rmSync(file, { force: true });
+    // Only while it is still this thread's lock.
+    if (mine !== undefined && read(file)?.identity === mine) rmSync(file, { force: true });
   };
 }
