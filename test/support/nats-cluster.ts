@@ -93,6 +93,17 @@ if (process.env['VITEST'] !== undefined) {
 export async function startNatsCluster(options: NatsClusterOptions = {}): Promise<NatsCluster> {
   const binary = options.binary ?? process.env['KEEL_NATS_SERVER_BIN'] ?? 'nats-server';
   assertBinary(binary);
+  // Another process may take a free port before a node binds it: try a few sets of ports.
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await startOnFreePorts(binary, options);
+    } catch (error) {
+      if (attempt >= 3 || !String(error).includes('address already in use')) throw error;
+    }
+  }
+}
+
+async function startOnFreePorts(binary: string, options: NatsClusterOptions): Promise<NatsCluster> {
   const name = options.name ?? 'keel-test';
   const directory = mkdtempSync(join(tmpdir(), 'keel-nats-cluster-'));
   const ports = await distinctFreePorts(6);
