@@ -8,7 +8,7 @@
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import fs, { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import fs, { mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { createRequire, syncBuiltinESMExports } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -214,6 +214,19 @@ describe('databases - the embedded database folder lock', () => {
     const release = holdDatabaseFolder(folder);
     expect(readdirSync(folder)).toEqual(['keel.lock']);
     release();
+    expect(readdirSync(folder)).toEqual([]);
+  });
+
+  it('databases - a folder this thread holds is refused when reached by another path (a symbolic link)', () => {
+    const folder = join(scratch, 'linked');
+    const release = holdDatabaseFolder(folder);
+    symlinkSync(folder, join(scratch, 'link-to-linked'));
+    try {
+      expect(() => holdDatabaseFolder(join(scratch, 'link-to-linked'))).toThrow(/open in this process already/);
+      expect(readdirSync(folder)).toEqual(['keel.lock']);
+    } finally {
+      release();
+    }
     expect(readdirSync(folder)).toEqual([]);
   });
 

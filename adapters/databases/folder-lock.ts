@@ -24,7 +24,7 @@
  *   them. docs/design-notes.md has the history and what remains.
  */
 import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, linkSync, mkdirSync, openSync, readFileSync, readdirSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, linkSync, mkdirSync, openSync, readFileSync, readSync, readdirSync, renameSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { join } from 'node:path';
 
@@ -32,8 +32,10 @@ export const LOCK_FILE = 'keel.lock';
 const TAKEOVER_PREFIX = `${LOCK_FILE}.takeover-`;
 /** How long a process waits for another's takeover (a few file operations) before giving up. */
 const TAKEOVER_WAIT_MS = 2_000;
-/** A file seen without its line break this long is a writer's that died. */
-const UNFINISHED_MS = 2_000;
+/** A file seen without its line break this long is a writer's that died (well within {@link TAKEOVER_WAIT_MS}). */
+const UNFINISHED_MS = 1_000;
+/** The most of a file read: what keel writes is under 100 bytes. */
+const READ_BYTES = 256;
 /** Two start times this close are the same process's, off Linux (each thread estimates it; a restart takes longer). */
 const SAME_START_MS = 250;
 /** Takeover files made in turn for takeover files whose processes died, at most. */
@@ -49,28 +51,39 @@ const TOKEN = randomBytes(8).toString('hex');
  * unless the clock is stepped between their starts.
  */
 function processStart(): string {
-  try {
-    const boot = readFileSync('/proc/sys/kernel/random/boot_id', 'latin1').trim();
-    const stat = readFileSync('/proc/self/stat', 'latin1');
-    const ticks = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
-    if (boot !== '' && ticks !== undefined && /^\d+$/.test(ticks)) return `linux.${boot}.${ticks}`;
-  } catch {
-    // Not Linux: the estimate below.
+  if (process.platform === 'linux') {
+    try {
+      const boot = readFileSync('/proc/sys/kernel/random/boot_id', 'latin1').trim();
+      const stat = readFileSync('/proc/self/stat', 'latin1');
+      const ticks = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
+      if (boot !== '' && ticks !== undefined && /^\d+$/.test(ticks)) return `linux.${boot}.${ticks}`;
+    } catch (error) {
+      // No /proc mounted: the estimate, in every thread alike. Anything else (out of file descriptors) is thrown, not guessed past.
+      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error;
+    }
   }
   return String(Math.round(Date.now() - process.uptime() * 1000));
 }
 
-const STARTED = processStart();
+let startedOnce: string | undefined;
+/** This process's start (read once, when a folder is first taken). */
+const started = (): string => (startedOnce ??= processStart());
 
-/** True when `started`, read from a lock with this process's pid, is this process's start. */
-function isThisProcess(started: string | undefined): boolean {
-  if (started === undefined) return false;
-  if (started.startsWith('linux.') || STARTED.startsWith('linux.')) return started === STARTED;
-  return Math.abs(Number(started) - Number(STARTED)) < SAME_START_MS;
+/** True when `start`, read from a lock with this process's pid, is this process's start. */
+function isThisProcess(start: string | undefined): boolean {
+  if (start === undefined) return false;
+  const own = started();
+  if (start.startsWith('linux.') && own.startsWith('linux.')) return start === own;
+  // One of each: threads that read it differently, never a former process to take over.
+  if (start.startsWith('linux.') || own.startsWith('linux.')) return true;
+  return Math.abs(Number(start) - Number(own)) < SAME_START_MS;
 }
 
+/** The identities of the locks this thread holds: a file with its own token is live when it is one of them. */
+const heldLocks = new Set<string>();
+
 /** What this thread writes in a file of the protocol: pid, start, token, and the file's own nonce. */
-const ownerText = (): string => `${process.pid}\n${STARTED}\n${TOKEN}\n${randomBytes(6).toString('hex')}\n`;
+const ownerText = (): string => `${process.pid}\n${started()}\n${TOKEN}\n${randomBytes(6).toString('hex')}\n`;
 
 /** Folders of embedded databases this thread holds, so that it never opens one twice either. */
 const heldFolders = new Set<string>();
@@ -109,7 +122,7 @@ export function read(file: string): Found | undefined {
     let stat: string;
     try {
       stat = statOf(file);
-      text = readFileSync(file, 'latin1');
+      text = head(file);
       // Replaced while being read: read the one there now.
       if (statOf(file) !== stat) continue;
     } catch (error) {
@@ -128,10 +141,22 @@ export function read(file: string): Found | undefined {
   }
 }
 
-/** A file's inode and modification time. */
+/** A file's inode, modification time and size. */
 function statOf(file: string): string {
   const stat = statSync(file, { bigint: true });
-  return `${stat.ino}.${stat.mtimeNs}`;
+  return `${stat.ino}.${stat.mtimeNs}.${stat.size}`;
+}
+
+/** The start of `file`, as text: all of a file keel wrote, and no more than {@link READ_BYTES} of another. */
+function head(file: string): string {
+  const fd = openSync(file, 'r');
+  try {
+    const bytes = Buffer.alloc(Math.min(READ_BYTES, Number(fstatSync(fd).size)));
+    const length = readSync(fd, bytes, 0, bytes.length, 0);
+    return bytes.toString('latin1', 0, length);
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** A short name for a file as found (fixed length, however deep the takeovers go). */
@@ -146,29 +171,33 @@ export const nextTakeover = (folder: string, takeover: string, taker: Found): st
 
 /**
  * Files seen unfinished, and since when by this thread's monotonic clock: a writer is dead once
- * one stays unfinished {@link UNFINISHED_MS} (a file's mtime may come from another clock).
+ * one stays unfinished {@link UNFINISHED_MS} (a file's mtime may come from another clock). Kept
+ * across calls, so that each call does not start the wait again.
  */
-class Unfinished {
-  readonly #since = new Map<string, number>();
+const unfinishedSince = new Map<string, number>();
 
-  /** True while `found` may still be being written. */
-  writing(found: Found): boolean {
-    const now = performance.now();
-    const since = this.#since.get(found.identity);
-    if (since === undefined) this.#since.set(found.identity, now);
-    return since === undefined || now - since < UNFINISHED_MS;
+/** True while `found` (unfinished) may still be being written. */
+function stillWriting(found: Found): boolean {
+  const now = performance.now();
+  const since = unfinishedSince.get(found.identity);
+  if (since === undefined) {
+    if (unfinishedSince.size > 64) unfinishedSince.clear();
+    unfinishedSince.set(found.identity, now);
+    return true;
   }
+  return now - since < UNFINISHED_MS;
 }
 
 /**
  * True when the writer of `found` still runs: another process, or another thread of this one. A
- * file with this thread's own token is one it left (a takeover that failed), not a live one.
+ * file with this thread's own token is live when it is a lock this thread holds (reached by
+ * another path: a symbolic link, another case), and one it left (a takeover that failed) else.
  */
-function isAlive(found: Found, unfinished: Unfinished): boolean {
-  if (found.unfinished) return unfinished.writing(found);
+function isAlive(found: Found): boolean {
+  if (found.unfinished) return stillWriting(found);
   const { pid } = found;
   if (pid === undefined) return false;
-  if (pid === process.pid) return found.token !== TOKEN && isThisProcess(found.started);
+  if (pid === process.pid) return found.token === TOKEN ? heldLocks.has(found.identity) : isThisProcess(found.started);
   try {
     process.kill(pid, 0);
     return true;
@@ -244,7 +273,7 @@ function removeTakeovers(folder: string): void {
  * takeover file made for it. True when this thread now holds the folder; false when it should
  * look again (another process took it over first, or is taking it over now).
  */
-function takeOver(folder: string, stale: Found, unfinished: Unfinished): boolean {
+function takeOver(folder: string, stale: Found): boolean {
   const file = join(folder, LOCK_FILE);
   let takeover = firstTakeover(folder, stale);
   for (let depth = 0; depth < MAX_DEPTH; depth++) {
@@ -278,7 +307,7 @@ function takeOver(folder: string, stale: Found, unfinished: Unfinished): boolean
     const taker = read(takeover);
     testPause();
     if (taker === undefined) return false; // done and removed meanwhile: look again
-    if (isAlive(taker, unfinished)) {
+    if (isAlive(taker)) {
       pause(5);
       return false;
     }
@@ -297,7 +326,6 @@ export function holdFolder(folder: string, busy: (holder: FolderHolder) => Error
   mkdirSync(folder, { recursive: true });
   const file = join(folder, LOCK_FILE);
   const giveUpAt = Date.now() + TAKEOVER_WAIT_MS;
-  const unfinished = new Unfinished();
   for (;;) {
     if (create(folder, file)) {
       // Left by takeovers of locks that are gone (a process that died in one).
@@ -306,22 +334,24 @@ export function holdFolder(folder: string, busy: (holder: FolderHolder) => Error
     }
     const holder = read(file);
     if (holder === undefined) continue;
-    if (isAlive(holder, unfinished)) {
+    if (isAlive(holder)) {
       // Being written (a file system without hard links): it ends, or stays unfinished long enough to be a dead writer's.
-      if (holder.unfinished) {
+      if (holder.unfinished && Date.now() < giveUpAt + UNFINISHED_MS) {
         pause(5);
         continue;
       }
-      throw busy(holder.pid === process.pid ? 'this process' : (holder.pid as number));
+      throw busy(holder.pid === process.pid || holder.pid === undefined ? 'this process' : holder.pid);
     }
-    if (takeOver(folder, holder, unfinished)) break;
+    if (takeOver(folder, holder)) break;
     // Taken over by another process meanwhile (the next look finds it running), or still being taken over.
     if (Date.now() > giveUpAt) throw busy(holder.pid ?? 0);
   }
   heldFolders.add(folder);
   const mine = read(file)?.identity;
+  if (mine !== undefined) heldLocks.add(mine);
   return () => {
     heldFolders.delete(folder);
+    if (mine !== undefined) heldLocks.delete(mine);
     // Only while it is still this thread's lock.
     if (mine !== undefined && read(file)?.identity === mine) rmSync(file, { force: true });
   };
