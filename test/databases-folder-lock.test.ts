@@ -149,6 +149,10 @@ describe('databases - the embedded database folder lock', () => {
     writeFileSync(lock, `${process.pid}\n${start}0\naformerprocess\n`);
     holdDatabaseFolder(folder)();
     expect(readdirSync(folder)).toEqual([]);
+    // A former process's lock written with the wall-clock estimate of its start (another system, or an older keel).
+    writeFileSync(lock, `${process.pid}\n${Math.round(Date.now() - 60_000)}\naformerprocess\n`);
+    holdDatabaseFolder(folder)();
+    expect(readdirSync(folder)).toEqual([]);
 
     // A worker thread of a process whose main thread holds the folder.
     const code = `

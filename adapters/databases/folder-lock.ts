@@ -72,11 +72,13 @@ const started = (): string => (startedOnce ??= processStart());
 /** True when `start`, read from a lock with this process's pid, is this process's start. */
 function isThisProcess(start: string | undefined): boolean {
   if (start === undefined) return false;
-  const own = started();
-  if (start.startsWith('linux.') && own.startsWith('linux.')) return start === own;
-  // One of each: threads that read it differently, never a former process to take over.
-  if (start.startsWith('linux.') || own.startsWith('linux.')) return true;
-  return Math.abs(Number(start) - Number(own)) < SAME_START_MS;
+  if (start.startsWith('linux.')) {
+    const own = started();
+    // Read from /proc by another thread of a process where this one could not: only this process.
+    return !own.startsWith('linux.') || start === own;
+  }
+  // An estimate (another system, no /proc, or a keel before the kernel's start was read): compared with this process's.
+  return Math.abs(Number(start) - (Date.now() - process.uptime() * 1000)) < SAME_START_MS;
 }
 
 /** The identities of the locks this thread holds: a file with its own token is live when it is one of them. */
@@ -88,8 +90,8 @@ const ownerText = (): string => `${process.pid}\n${started()}\n${TOKEN}\n${rando
 /** Folders of embedded databases this thread holds, so that it never opens one twice either. */
 const heldFolders = new Set<string>();
 
-/** Who holds a folder, for the refusal: this process, or another's pid. */
-export type FolderHolder = 'this process' | number;
+/** Who holds a folder, for the refusal: this process, another's pid, or a process whose lock names none yet. */
+export type FolderHolder = 'this process' | 'unknown' | number;
 
 /** Test hook: pauses of up to this many ms (at random) in the protocol's windows, from `KEEL_TEST_LOCK_PAUSE_MS`. */
 const TEST_PAUSE_MS = Number(process.env['KEEL_TEST_LOCK_PAUSE_MS'] ?? 0);
@@ -170,22 +172,18 @@ export const nextTakeover = (folder: string, takeover: string, taker: Found): st
   join(folder, `${TAKEOVER_PREFIX}${nameOf(`${takeover}\n${taker.identity}`)}`);
 
 /**
- * Files seen unfinished, and since when by this thread's monotonic clock: a writer is dead once
- * one stays unfinished {@link UNFINISHED_MS} (a file's mtime may come from another clock). Kept
- * across calls, so that each call does not start the wait again.
+ * Files seen unfinished in one call, and since when by this thread's monotonic clock: a writer is
+ * dead once one stays unfinished {@link UNFINISHED_MS} (a file's mtime may come from another
+ * clock), which a call reaches within its {@link TAKEOVER_WAIT_MS}.
  */
-const unfinishedSince = new Map<string, number>();
+type Unfinished = Map<string, number>;
 
 /** True while `found` (unfinished) may still be being written. */
-function stillWriting(found: Found): boolean {
+function stillWriting(found: Found, unfinished: Unfinished): boolean {
   const now = performance.now();
-  const since = unfinishedSince.get(found.identity);
-  if (since === undefined) {
-    if (unfinishedSince.size > 64) unfinishedSince.clear();
-    unfinishedSince.set(found.identity, now);
-    return true;
-  }
-  return now - since < UNFINISHED_MS;
+  const since = unfinished.get(found.identity);
+  if (since === undefined) unfinished.set(found.identity, now);
+  return since === undefined || now - since < UNFINISHED_MS;
 }
 
 /**
@@ -193,8 +191,8 @@ function stillWriting(found: Found): boolean {
  * file with this thread's own token is live when it is a lock this thread holds (reached by
  * another path: a symbolic link, another case), and one it left (a takeover that failed) else.
  */
-function isAlive(found: Found): boolean {
-  if (found.unfinished) return stillWriting(found);
+function isAlive(found: Found, unfinished: Unfinished): boolean {
+  if (found.unfinished) return stillWriting(found, unfinished);
   const { pid } = found;
   if (pid === undefined) return false;
   if (pid === process.pid) return found.token === TOKEN ? heldLocks.has(found.identity) : isThisProcess(found.started);
@@ -273,7 +271,7 @@ function removeTakeovers(folder: string): void {
  * takeover file made for it. True when this thread now holds the folder; false when it should
  * look again (another process took it over first, or is taking it over now).
  */
-function takeOver(folder: string, stale: Found): boolean {
+function takeOver(folder: string, stale: Found, unfinished: Unfinished): boolean {
   const file = join(folder, LOCK_FILE);
   let takeover = firstTakeover(folder, stale);
   for (let depth = 0; depth < MAX_DEPTH; depth++) {
@@ -307,7 +305,7 @@ function takeOver(folder: string, stale: Found): boolean {
     const taker = read(takeover);
     testPause();
     if (taker === undefined) return false; // done and removed meanwhile: look again
-    if (isAlive(taker)) {
+    if (isAlive(taker, unfinished)) {
       pause(5);
       return false;
     }
@@ -326,6 +324,7 @@ export function holdFolder(folder: string, busy: (holder: FolderHolder) => Error
   mkdirSync(folder, { recursive: true });
   const file = join(folder, LOCK_FILE);
   const giveUpAt = Date.now() + TAKEOVER_WAIT_MS;
+  const unfinished: Unfinished = new Map();
   for (;;) {
     if (create(folder, file)) {
       // Left by takeovers of locks that are gone (a process that died in one).
@@ -334,20 +333,20 @@ export function holdFolder(folder: string, busy: (holder: FolderHolder) => Error
     }
     const holder = read(file);
     if (holder === undefined) continue;
-    if (isAlive(holder)) {
+    if (isAlive(holder, unfinished)) {
       // Being written (a file system without hard links): it ends, or stays unfinished long enough to be a dead writer's.
       if (holder.unfinished && Date.now() < giveUpAt + UNFINISHED_MS) {
         pause(5);
         continue;
       }
-      throw busy(holder.pid === process.pid || holder.pid === undefined ? 'this process' : holder.pid);
+      throw busy(holder.unfinished || holder.pid === undefined ? 'unknown' : holder.pid === process.pid ? 'this process' : holder.pid);
     }
-    if (takeOver(folder, holder)) break;
+    if (takeOver(folder, holder, unfinished)) break;
     // Taken over by another process meanwhile (the next look finds it running), or still being taken over.
-    if (Date.now() > giveUpAt) throw busy(holder.pid ?? 0);
+    if (Date.now() > giveUpAt) throw busy(holder.pid ?? 'unknown');
   }
-  heldFolders.add(folder);
   const mine = read(file)?.identity;
+  heldFolders.add(folder);
   if (mine !== undefined) heldLocks.add(mine);
   return () => {
     heldFolders.delete(folder);

@@ -224,8 +224,9 @@ export function holdDatabaseFolder(folder: string, root: string = process.cwd())
   const absolute = resolve(root, folder);
   const shown = shownFolder(absolute, root);
   return holdFolder(absolute, (holder) => {
-    const where = holder === 'this process' ? 'this process already' : `process ${holder}`;
-    const note = holder === 'this process' ? '' : ` If process ${holder} is not keel, delete ${join(shown, LOCK_FILE)}.`;
+    const where = holder === 'this process' ? 'this process already' : holder === 'unknown' ? 'another process' : `process ${holder}`;
+    const who = holder === 'unknown' ? 'no keel process uses it' : `process ${holder} is not keel`;
+    const note = holder === 'this process' ? '' : ` If ${who}, delete ${join(shown, LOCK_FILE)}.`;
     return new KeelError(
       KeelErrorCode.UNAVAILABLE,
       `The embedded database in ${shown} is open in ${where}, and PGlite serves one process at a time. ` +
