@@ -40,7 +40,13 @@ async function boot(prefix: string, host: string, seen: Seen, options: Partial<K
     logger: silentLogger,
     ...options,
   });
-  await kernel.start();
+  try {
+    await kernel.start();
+  } catch (error) {
+    await transport.close();
+    await database.close();
+    throw error;
+  }
   return {
     kernel,
     close: async () => {
@@ -61,7 +67,10 @@ async function handledOverNats(options: Partial<KernelOptions>, handler: Handler
   await (await boot(prefix, 'watcher', new Map(), options, handler)).close();
 
   const publisher = await boot(prefix, 'burst', new Map(), {});
-  const nc = await connect({ servers: server.url });
+  const nc = await connect({ servers: server.url }).catch(async (error: unknown) => {
+    await publisher.close();
+    throw error;
+  });
   try {
     await publisher.kernel.client(burst).write({ labels: LABELS });
     const jsm = await jetstreamManager(nc);

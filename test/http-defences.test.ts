@@ -90,7 +90,8 @@ describe('http - gateway defences', () => {
 
   it('http - a client trickling its headers one byte a second is closed by the server within headersTimeoutMs (plus the 1 s check)', async () => {
     const headersTimeoutMs = 1_000;
-    const { port } = await startGateway({ headersTimeoutMs, requestTimeoutMs: 5_000 });
+    // The request timeout far past the bound: were headersTimeoutMs ignored, Node's default (the request timeout) would not cut within it.
+    const { port } = await startGateway({ headersTimeoutMs, requestTimeoutMs: 30_000 });
     const bound = headersTimeoutMs + CUT_MARGIN_MS;
     const client = await openRaw(port);
     const stop = trickle(client, 'GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ' + 'y'.repeat(60), 200, 2 * bound);

@@ -38,7 +38,7 @@ export async function eventSide({ url, side, mode, onEvent = () => {} }) {
     let sequence = 0;
     return {
       publish: () => {
-        const id = `${prefix}-${++sequence}`;
+        const id = `${prefix}-${(++sequence).toString(36)}`;
         const block = headers();
         block.set('Keel-Contract-Version', '1.0.0');
         block.set('Keel-Event-Id', id);

@@ -308,7 +308,8 @@ class ClusterNode implements NatsClusterNode {
     });
     while (Date.now() < deadline) {
       if (exited) break;
-      if (await acceptsConnections(this.port)) return;
+      // Its own "ready" line too: another process on a port taken meanwhile would accept connections as well.
+      if (this.#output.includes('Server is ready') && (await acceptsConnections(this.port))) return;
       await sleep(25);
     }
     this.killNow();
