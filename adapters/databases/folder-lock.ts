@@ -81,14 +81,14 @@ function isThisProcess(start: string | undefined): boolean {
   return Math.abs(Number(start) - (Date.now() - process.uptime() * 1000)) < SAME_START_MS;
 }
 
-/** The identities of the locks this thread holds: a file with its own token is live when it is one of them. */
+/**
+ * The identities of the locks this thread holds: a file with its own token is live when it is one
+ * of them, so this thread never opens a folder twice either, by whatever path it reaches it.
+ */
 const heldLocks = new Set<string>();
 
 /** What this thread writes in a file of the protocol: pid, start, token, and the file's own nonce. */
 const ownerText = (): string => `${process.pid}\n${started()}\n${TOKEN}\n${randomBytes(6).toString('hex')}\n`;
-
-/** Folders of embedded databases this thread holds, so that it never opens one twice either. */
-const heldFolders = new Set<string>();
 
 /** Who holds a folder, for the refusal: this process, another's pid, or a process whose lock names none yet. */
 export type FolderHolder = 'this process' | 'unknown' | number;
@@ -320,7 +320,6 @@ function takeOver(folder: string, stale: Found, unfinished: Unfinished): boolean
  * Throws the error `busy` makes for the process that holds it. Returns the release.
  */
 export function holdFolder(folder: string, busy: (holder: FolderHolder) => Error): () => void {
-  if (heldFolders.has(folder)) throw busy('this process');
   mkdirSync(folder, { recursive: true });
   const file = join(folder, LOCK_FILE);
   const giveUpAt = Date.now() + TAKEOVER_WAIT_MS;
@@ -346,10 +345,8 @@ export function holdFolder(folder: string, busy: (holder: FolderHolder) => Error
     if (Date.now() > giveUpAt) throw busy(holder.pid ?? 'unknown');
   }
   const mine = read(file)?.identity;
-  heldFolders.add(folder);
   if (mine !== undefined) heldLocks.add(mine);
   return () => {
-    heldFolders.delete(folder);
     if (mine !== undefined) heldLocks.delete(mine);
     // Only while it is still this thread's lock.
     if (mine !== undefined && read(file)?.identity === mine) rmSync(file, { force: true });
