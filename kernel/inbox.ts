@@ -13,7 +13,7 @@ import { AsyncResource } from 'node:async_hooks';
 import { quoteIdentifier, quoteLiteral, type SqlRunner } from './database.js';
 import { KeelError, KeelErrorCode } from './errors.js';
 import { DEFAULT_KERNEL_OPTIONS } from './kernel-options.js';
-import { outsideTransactions, type ModuleDatabase } from './module-data.js';
+import { outsideTransactions, type ModuleDatabase, type TransactionFrame } from './module-data.js';
 
 /** How an {@link Inbox} groups events into transactions. */
 export interface InboxOptions {
@@ -31,9 +31,20 @@ export interface InboxOptions {
    * ones behind them.
    */
   readonly ms: number;
+  /**
+   * How long a handler may run in its transaction (the kernel's `eventTimeoutMs`, default
+   * 30 000 ms). One still running then is given up on: its work is rolled back, its event failed
+   * with `TIMEOUT` (so it is delivered again), and the transaction goes on with the events after
+   * it, which would otherwise wait for a handler that may never end.
+   */
+  readonly handlerMs: number;
 }
 
-export const DEFAULT_INBOX_OPTIONS: Omit<InboxOptions, 'transactions'> = { events: DEFAULT_KERNEL_OPTIONS.inboxBatch, ms: DEFAULT_KERNEL_OPTIONS.inboxBatchMs };
+export const DEFAULT_INBOX_OPTIONS: Omit<InboxOptions, 'transactions'> = {
+  events: DEFAULT_KERNEL_OPTIONS.inboxBatch,
+  ms: DEFAULT_KERNEL_OPTIONS.inboxBatchMs,
+  handlerMs: DEFAULT_KERNEL_OPTIONS.eventTimeoutMs,
+};
 
 /**
  * Whether a delivery runs in an inbox transaction of its own: a redelivery, and a last attempt, so
@@ -55,6 +66,8 @@ interface Pending {
   /** The savepoint and the inbox record, as one script without parameters. */
   readonly opening: string;
   readonly savepoint: string;
+  /** `source.event`, for errors. */
+  readonly label: string;
   readonly handler: () => unknown;
   /** The async context the event was given in (its correlation id, trace, call context), for its handler. */
   readonly context: AsyncResource;
@@ -92,6 +105,19 @@ function resultMissing(engine: string): KeelError {
       "so the inbox cannot tell whether the event's record was made; nothing of the transaction was kept. Fix the engine: hand work the result of first's last statement.",
   );
 }
+
+/** The error of a handler still running when its time ran out: its work is undone, and its later use of the database fails with it. */
+function outranItsTime(module: string, event: Pending, ms: number): KeelError {
+  return new KeelError(
+    KeelErrorCode.TIMEOUT,
+    `The handler of durable event ${event.label} (${event.id}) in module "${module}" was still running ${ms} ms after it started ` +
+      "(the kernel's eventTimeoutMs), so its work was rolled back and the event will be delivered again; what the handler does " +
+      'with the database from now on fails. Make it end in time (pass callSignal() to its calls, give its slow work a timeout), or raise eventTimeoutMs.',
+  );
+}
+
+/** What {@link Inbox}'s timer hands the race when a handler's time ran out. */
+const OUT_OF_TIME: unique symbol = Symbol('out of time');
 
 /** The error of a handler that resolved after one of its statements failed (its error caught): its work is undone. */
 function swallowedFailure(module: string): KeelError {
@@ -141,6 +167,7 @@ export class Inbox {
         alone,
         opening: `savepoint ${savepoint}; insert into ${this.#table} (event_id, source, event) values (${quoteLiteral(id)}, ${quoteLiteral(source)}, ${quoteLiteral(event)})`,
         savepoint,
+        label: `${source}.${event}`,
         handler,
         // Not AsyncLocalStorage.snapshot(): it binds a function, and a bound function costs a deprecation wrapper each (Node 20 to 24).
         context: new AsyncResource('keel.InboxEvent'),
@@ -243,15 +270,36 @@ export class Inbox {
     return undefined;
   }
 
-  /** Runs an opened event's handler in its savepoint; false when it failed (its work then undone, the event rejected). */
+  /**
+   * Runs an opened event's handler in its savepoint; false when it failed (its work then undone,
+   * the event rejected), or ran out of its time: then it is given up on, as a failure, and its
+   * frame marked so that what it does with the database after fails rather than joining the
+   * events after it. A statement it sent before runs first: the rollback waits for it on the
+   * connection (a statement that never ends holds the transaction, as before).
+   */
   async #run(tx: SqlRunner, event: Pending, afterCommit: (() => void)[]): Promise<boolean> {
+    const frame: TransactionFrame = { tx, afterCommit, ended: false };
+    let timer: ReturnType<typeof setTimeout> | undefined;
     try {
-      await event.context.runInAsyncScope(() => this.db.joined(tx, afterCommit, event.handler));
+      const work = event.context.runInAsyncScope(() => this.db.joinedIn(frame, event.handler));
+      const outOfTime = new Promise<typeof OUT_OF_TIME>((resolve) => {
+        timer = setTimeout(resolve, this.options.handlerMs, OUT_OF_TIME);
+      });
+      if ((await Promise.race([work, outOfTime])) === OUT_OF_TIME) {
+        const error = outranItsTime(this.db.module, event, this.options.handlerMs);
+        frame.abandoned = error;
+        frame.ended = true;
+        await tx.exec(`rollback to savepoint ${event.savepoint}`);
+        fail(event, error);
+        return false;
+      }
       return true;
     } catch (error) {
       await tx.exec(`rollback to savepoint ${event.savepoint}`);
       fail(event, error);
       return false;
+    } finally {
+      clearTimeout(timer);
     }
   }
 

@@ -101,7 +101,13 @@ export interface KernelOptions {
   readonly contracts?: readonly AnyContract[];
   /** Deadline of calls whose operation and caller set none (default 10 000 ms). */
   readonly defaultTimeoutMs?: number;
-  /** Time an event handler gets before its context's deadline (default 30 000 ms). */
+  /**
+   * Time an event handler gets before its context's deadline, counted from the event's delivery:
+   * its signal (`callSignal()`) aborts then (default 30 000 ms). A durable event handler of a
+   * module that owns data gets this long from when it starts in its inbox transaction; one still
+   * running then is given up on: its work is rolled back and its event fails with `TIMEOUT`, to
+   * be delivered again (docs/data.md, "Events: the outbox and the inbox").
+   */
   readonly eventTimeoutMs?: number;
   /** Deliveries of a durable event before dead-lettering, unless a handler says otherwise (default 5). */
   readonly maxDeliveryAttempts?: number;

@@ -14,6 +14,13 @@ export interface TransactionFrame {
   readonly afterCommit: (() => void)[];
   /** Set once the transaction ended: work that outlives it must not use it. */
   ended: boolean;
+  /**
+   * Set when the kernel gave up on the work running in this frame (the inbox, at the end of a
+   * durable event handler's time) and rolled its work back: every later use of the database
+   * from that work fails with this error rather than running outside the transaction, where it
+   * would be kept with no inbox record.
+   */
+  abandoned?: KeelError;
 }
 
 /**
@@ -36,21 +43,36 @@ export class ModuleDatabase implements Database {
     readonly connection: SchemaConnection,
   ) {}
 
-  /** The transaction this call chain holds on this database, if any. */
+  /**
+   * The transaction this call chain holds on this database, if any. Throws the frame's
+   * `abandoned` error in work the kernel gave up on (see {@link TransactionFrame}).
+   */
   current(): TransactionFrame | undefined {
     const frame = transactions.getStore()?.get(this);
-    return frame === undefined || frame.ended ? undefined : frame;
+    if (frame === undefined) return undefined;
+    if (frame.abandoned !== undefined) throw frame.abandoned;
+    return frame.ended ? undefined : frame;
   }
 
   query<R extends Row = Row>(text: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
-    const frame = this.current();
+    let frame: TransactionFrame | undefined;
+    try {
+      frame = this.current();
+    } catch (abandoned) {
+      return Promise.reject(abandoned);
+    }
     if (frame !== undefined) return frame.tx.query<R>(text, params);
     const refused = this.#refusal();
     return refused === undefined ? this.connection.query<R>(text, params) : Promise.reject(refused);
   }
 
   exec(script: string): Promise<void> {
-    const frame = this.current();
+    let frame: TransactionFrame | undefined;
+    try {
+      frame = this.current();
+    } catch (abandoned) {
+      return Promise.reject(abandoned);
+    }
     if (frame !== undefined) return frame.tx.exec(script);
     const refused = this.#refusal();
     return refused === undefined ? this.connection.exec(script) : Promise.reject(refused);
@@ -78,8 +100,12 @@ export class ModuleDatabase implements Database {
    * ends when `work` settles: what `work` leaves running then uses the database outside that
    * transaction.
    */
-  async joined<T>(tx: SqlRunner, afterCommit: (() => void)[], work: () => T): Promise<Awaited<T>> {
-    const frame: TransactionFrame = { tx, afterCommit, ended: false };
+  joined<T>(tx: SqlRunner, afterCommit: (() => void)[], work: () => T): Promise<Awaited<T>> {
+    return this.joinedIn({ tx, afterCommit, ended: false }, work);
+  }
+
+  /** {@link joined} in a frame the caller made, so that it can mark the frame `abandoned` (kernel/inbox.ts). */
+  async joinedIn<T>(frame: TransactionFrame, work: () => T): Promise<Awaited<T>> {
     const open = new Map(transactions.getStore() ?? []);
     open.set(this, frame);
     try {
@@ -95,7 +121,7 @@ export class ModuleDatabase implements Database {
     await outer.tx.exec(`savepoint ${savepoint}`);
     try {
       const result = await work();
-      if (outer.ended) throw this.#outlived();
+      if (outer.ended) throw outer.abandoned ?? this.#outlived();
       await outer.tx.exec(`release savepoint ${savepoint}`);
       return result;
     } catch (error) {

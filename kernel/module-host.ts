@@ -204,7 +204,12 @@ export class ModuleHost {
     }
     this.#db = new ModuleDatabase(module.name, schema, engine, connection);
     // One connection fewer than the engine's pool, so that the module's calls keep one (at least one).
-    this.#inbox = new Inbox(this.#db, { transactions: Math.max(1, connections - 1), events: services.inboxBatch, ms: services.inboxBatchMs });
+    this.#inbox = new Inbox(this.#db, {
+      transactions: Math.max(1, connections - 1),
+      events: services.inboxBatch,
+      ms: services.inboxBatchMs,
+      handlerMs: services.eventTimeoutMs,
+    });
     const transport = services.remote ?? services.local;
     this.#relay = new OutboxRelay(module.contract as AnyContract, connection, outboxPublisher(transport), logger, outboxHold(transport), {
       ...DEFAULT_OUTBOX_RELAY_OPTIONS,

@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createKernel, silentLogger, type DatabaseEngine, type Kernel, type KernelOptions } from 'keel';
 import { createNatsTransport } from 'keel/nats';
 import { createPGliteDatabase } from 'keel/pglite';
-import { LABELS, burst, burstModule, watcherModule, type HandlerShape, type Seen } from './support/inbox-kernel.js';
+import { HungAttempt, LABELS, burst, burstModule, expectHungHandlerGivenUp, watcherModule, type HandlerShape, type Seen } from './support/inbox-kernel.js';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
 
 let server: NatsServer;
@@ -116,5 +116,26 @@ describe('data - the inbox through kernels over NATS, on PGlite', () => {
     expect(await groups({ ...LONG, inboxBatch: 1 })).toEqual(Array(10).fill(1));
     expect(await groups(LONG, { ownTransaction: true })).toEqual(Array(10).fill(1));
     expect(await groups({ inboxBatchMs: 1 }, { sleepMs: 3 })).toEqual(Array(10).fill(1));
+  });
+
+  it('gives up on a handler still running eventTimeoutMs after it started: its work rolled back, its event delivered again by JetStream, the events sharing its transaction committed, its later queries refused', { timeout: 120_000 }, async () => {
+    const prefix = `inbox${(cases += 1)}`;
+    const hang = new HungAttempt('e3');
+    const seen: Seen = new Map();
+    const watcher = await boot(prefix, 'watcher', seen, { ...LONG, eventTimeoutMs: 1000 }, { hang });
+    const records: { attempt: number; outcome: string }[] = [];
+    watcher.kernel.observe({ eventHandled: ({ subscriber, attempt, outcome }) => void (subscriber === 'watcher' && records.push({ attempt, outcome })) });
+    try {
+      const publisher = await boot(prefix, 'burst', new Map(), {});
+      try {
+        await publisher.kernel.client(burst).write({ labels: LABELS });
+        await expectHungHandlerGivenUp(hang, seen, records);
+      } finally {
+        await publisher.close();
+      }
+    } finally {
+      hang.release();
+      await watcher.close();
+    }
   });
 });

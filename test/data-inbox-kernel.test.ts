@@ -16,7 +16,7 @@ import { createKernel, silentLogger, type DatabaseEngine, type KernelOptions } f
 import { createPGliteDatabase } from 'keel/pglite';
 import { createPostgresDatabase } from 'keel/postgres';
 import { createTestDatabase, type TestDatabase } from './support/databases.js';
-import { LABELS, burst, burstModule, watcherModule, type HandlerShape, type Seen } from './support/inbox-kernel.js';
+import { HungAttempt, LABELS, burst, burstModule, expectHungHandlerGivenUp, watcherModule, type HandlerShape, type Seen } from './support/inbox-kernel.js';
 
 /**
  * Writes {@link LABELS} in one transaction through a kernel with `options`, waits until the
@@ -100,6 +100,32 @@ describe.each(oneAtATime)('data - the inbox through a kernel, on $name', ({ engi
     expect([...fails].map(holding)).toEqual([1, 1, 1]);
     // The others took effect in their first attempts' one transaction.
     expect(new Set(LABELS.filter((label) => !fails.has(label)).map((label) => seen.get(label))).size).toBe(1);
+  });
+});
+
+describe.each(oneAtATime)('data - a durable event handler that outruns eventTimeoutMs, in one process, on $name', ({ engine }) => {
+  it('is given up on: its work rolled back, its event delivered again, the events sharing its transaction committed, its later queries refused', async () => {
+    const hang = new HungAttempt('e3');
+    const seen: Seen = new Map();
+    const kernel = createKernel({
+      modules: [burstModule, watcherModule(seen, { hang })],
+      database: await engine(),
+      logger: silentLogger,
+      ...LONG,
+      eventTimeoutMs: 1000,
+    });
+    const records: { attempt: number; outcome: string }[] = [];
+    kernel.observe({ eventHandled: ({ subscriber, attempt, outcome }) => void (subscriber === 'watcher' && records.push({ attempt, outcome })) });
+    await kernel.start();
+    try {
+      // The rows of this file's earlier cases on PostgreSQL.
+      await hang.db?.exec('delete from entries');
+      await kernel.client(burst).write({ labels: LABELS });
+      await expectHungHandlerGivenUp(hang, seen, records);
+    } finally {
+      hang.release();
+      await kernel.stop();
+    }
   });
 });
 

@@ -4,7 +4,8 @@
  * in the inbox, recording the transaction (`txid_current()`) it ran in.
  */
 import { z } from 'zod';
-import { defineContract, defineModule, event, operation } from 'keel';
+import { expect, vi } from 'vitest';
+import { KeelError, defineContract, defineModule, event, operation, type Database } from 'keel';
 
 export const burst = defineContract({
   name: 'burst',
@@ -39,6 +40,38 @@ export interface HandlerShape {
   /** These labels' first attempts fail after their work; their second attempts hold their transaction `retryHoldMs`. */
   readonly failFirst?: ReadonlySet<string>;
   readonly retryHoldMs?: number;
+  /** One label's first attempt that never ends by itself (see {@link HungAttempt}). */
+  readonly hang?: HungAttempt;
+}
+
+/**
+ * A handler's first attempt at `label` that writes its row, then waits until the test lets it go,
+ * ignoring its signal (a handler that would never end), and then tries to write another row,
+ * `${label}-late`. Every attempt's number is recorded, and the watcher's `db`, for the test to read.
+ */
+export class HungAttempt {
+  readonly attempts = new Map<string, number>();
+  db: Database | undefined;
+  /** Whether the first attempt reached its wait. */
+  holding = false;
+  #release!: () => void;
+  readonly #released = new Promise<void>((resolve) => (this.#release = resolve));
+  #late!: (outcome: unknown) => void;
+  /** What the first attempt's write after its wait did: `'kept'`, or the error it failed with. */
+  readonly late = new Promise<unknown>((resolve) => (this.#late = resolve));
+
+  constructor(readonly label: string) {}
+
+  /** Lets the first attempt go on. */
+  release(): void {
+    this.#release();
+  }
+
+  async hold(db: Database, label: string): Promise<void> {
+    this.holding = true;
+    await this.#released;
+    this.#late(await db.query('insert into entries (label) values ($1)', [`${label}-late`]).then(() => 'kept', (error: unknown) => error));
+  }
 }
 
 export function watcherModule(seen: Seen, handler: HandlerShape = {}) {
@@ -46,28 +79,58 @@ export function watcherModule(seen: Seen, handler: HandlerShape = {}) {
     contract: watcher,
     subscribesTo: [burst],
     data: { migrations: new URL('../fixtures/data/audit/migrations/', import.meta.url) },
-    create: ({ db }) => ({
-      handlers: {},
-      events: {
-        burst: {
-          happened: {
-            handle: async ({ label }, { attempt }) => {
-              const { rows } = await db.query<{ tx: string }>('select txid_current()::text as tx');
-              await db.query('insert into entries (label) values ($1)', [label]);
-              if (handler.sleepMs !== undefined) await db.query('select pg_sleep($1)', [handler.sleepMs / 1000]);
-              if (handler.failFirst?.has(label) === true) {
-                if (attempt === 1) throw new Error(`${label} fails on its first attempt`);
-                // Long enough for the other retries to arrive meanwhile: were they not kept apart, they would join this transaction.
-                await new Promise((resolve) => setTimeout(resolve, handler.retryHoldMs ?? 0));
-              }
-              seen.set(label, String(rows[0]?.tx));
+    create: ({ db }) => {
+      if (handler.hang !== undefined) handler.hang.db = db;
+      return {
+        handlers: {},
+        events: {
+          burst: {
+            happened: {
+              handle: async ({ label }, { attempt }) => {
+                handler.hang?.attempts.set(label, attempt);
+                const { rows } = await db.query<{ tx: string }>('select txid_current()::text as tx');
+                await db.query('insert into entries (label) values ($1)', [label]);
+                if (handler.hang?.label === label && attempt === 1) return handler.hang.hold(db, label);
+                if (handler.sleepMs !== undefined) await db.query('select pg_sleep($1)', [handler.sleepMs / 1000]);
+                if (handler.failFirst?.has(label) === true) {
+                  if (attempt === 1) throw new Error(`${label} fails on its first attempt`);
+                  // Long enough for the other retries to arrive meanwhile: were they not kept apart, they would join this transaction.
+                  await new Promise((resolve) => setTimeout(resolve, handler.retryHoldMs ?? 0));
+                }
+                seen.set(label, String(rows[0]?.tx));
+              },
+              ownTransaction: handler.ownTransaction ?? false,
             },
-            ownTransaction: handler.ownTransaction ?? false,
           },
         },
-      },
-    }),
+      };
+    },
   });
 }
 
 export const LABELS = Array.from({ length: 10 }, (_, i) => `e${i}`);
+
+/**
+ * The events of {@link LABELS} through a kernel whose watcher's first attempt at `e3` never ends by
+ * itself, with `eventTimeoutMs` 1 s: the checks shared by both transports (see also
+ * test/data-inbox-kernel-nats.test.ts).
+ */
+export async function expectHungHandlerGivenUp(hang: HungAttempt, seen: Seen, records: readonly { attempt: number; outcome: string }[]): Promise<void> {
+  // Every event took effect, e3 on its second attempt, while its first still waits: the events
+  // that shared its transaction were not held by it (without the cut, none of them commits).
+  await vi.waitFor(() => expect(records.filter(({ outcome }) => outcome === 'ok')).toHaveLength(LABELS.length), { timeout: 20_000, interval: 20 });
+  expect([...seen.keys()].sort()).toEqual([...LABELS].sort());
+  expect(hang.holding).toBe(true);
+  expect(hang.attempts.get('e3')).toBe(2);
+  expect(LABELS.filter((label) => label !== 'e3').map((label) => hang.attempts.get(label))).toEqual(Array(9).fill(1));
+  expect(records.filter(({ outcome }) => outcome !== 'ok')).toEqual([expect.objectContaining({ attempt: 1, outcome: 'TIMEOUT' })]);
+  // Let go, the first attempt's next statement fails rather than running outside any transaction.
+  hang.release();
+  const late = await hang.late;
+  expect(late).toBeInstanceOf(KeelError);
+  expect((late as KeelError).code).toBe('TIMEOUT');
+  expect((late as KeelError).message).toMatch(/was still running 1000 ms after it started.*eventTimeoutMs/);
+  // Its first row was rolled back with it: one row per event, and no late row.
+  const { rows } = await (hang.db as NonNullable<HungAttempt['db']>).query<{ label: string }>('select label from entries order by label');
+  expect(rows.map(({ label }) => label)).toEqual([...LABELS].sort());
+}
