@@ -64,6 +64,14 @@ class Cancellation {
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     this.#timer = undefined;
   }
+
+  /** The kernel gave up on the handler (its time ran out): abort now, with `reason`, unless aborted already. */
+  abort(reason: KeelError): void {
+    this.release();
+    if (this.#controller.signal.aborted) return;
+    this.timedOut = true;
+    this.#controller.abort(reason);
+  }
 }
 
 /**
@@ -115,6 +123,23 @@ export function callAbandoned(address: OperationAddress, context: CallContext, w
     `${address.contract}.${address.operation}: ${why}, so nobody reads its answer. Stop the work; what the handler returns is dropped.`,
     { correlationId: context.correlationId, cause },
   );
+}
+
+/**
+ * Aborts the signal of the handler running in this async context with `reason` (a `TIMEOUT`),
+ * made now if the handler has not asked for it yet, so that it is aborted when it does: for the
+ * kernel, when it gives up on a handler still running (kernel/inbox.ts), since the handler's own
+ * release after that would otherwise clear the deadline's timer before it fires.
+ */
+export function abortCallSignal(reason: KeelError): void {
+  const node = contextStorage.getStore()?.getValue(CALL_NODE_KEY) as CallNode | undefined;
+  if (node === undefined) return;
+  let cancellation = node.cancellation;
+  if (cancellation === undefined) {
+    cancellation = new Cancellation(node);
+    node.cancellation = cancellation;
+  }
+  cancellation.abort(reason);
 }
 
 /** After a handler finished: the timer of its signal's deadline, if it asked for one, goes. */

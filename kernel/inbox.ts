@@ -11,6 +11,7 @@
  */
 import { AsyncResource } from 'node:async_hooks';
 import { quoteIdentifier, quoteLiteral, type SqlRunner } from './database.js';
+import { abortCallSignal } from './call-signal.js';
 import { KeelError, KeelErrorCode } from './errors.js';
 import { DEFAULT_KERNEL_OPTIONS } from './kernel-options.js';
 import { outsideTransactions, type ModuleDatabase, type TransactionFrame } from './module-data.js';
@@ -111,8 +112,9 @@ function outranItsTime(module: string, event: Pending, ms: number): KeelError {
   return new KeelError(
     KeelErrorCode.TIMEOUT,
     `The handler of durable event ${event.label} (${event.id}) in module "${module}" was still running ${ms} ms after it started ` +
-      "(the kernel's eventTimeoutMs), so its work was rolled back and the event will be delivered again; what the handler does " +
-      'with the database from now on fails. Make it end in time (pass callSignal() to its calls, give its slow work a timeout), or raise eventTimeoutMs.',
+      "(the kernel's eventTimeoutMs), so its work was rolled back and the event failed: it is delivered again unless this was its last attempt. " +
+      'Its signal is aborted, and what it does with the database from now on fails. ' +
+      'Make it end in time (pass callSignal() to its calls, give its slow work a timeout), or raise eventTimeoutMs.',
   );
 }
 
@@ -280,20 +282,22 @@ export class Inbox {
   async #run(tx: SqlRunner, event: Pending, afterCommit: (() => void)[]): Promise<boolean> {
     const frame: TransactionFrame = { tx, afterCommit, ended: false };
     let timer: ReturnType<typeof setTimeout> | undefined;
+    let outcome: unknown;
     try {
       const work = event.context.runInAsyncScope(() => this.db.joinedIn(frame, event.handler));
       const outOfTime = new Promise<typeof OUT_OF_TIME>((resolve) => {
-        timer = setTimeout(resolve, this.options.handlerMs, OUT_OF_TIME);
+        timer = setTimeout(() => {
+          // At once, in the timer's turn: a statement the handler sends from now on is refused,
+          // not queued behind the rollback, where it would join the next event's work.
+          frame.abandoned = outranItsTime(this.db.module, event, this.options.handlerMs);
+          frame.ended = true;
+          // Its signal too, which its own end would otherwise release unaborted (the deadline's
+          // timer, from its delivery, may come a moment after this one).
+          event.context.runInAsyncScope(abortCallSignal, null, frame.abandoned);
+          resolve(OUT_OF_TIME);
+        }, this.options.handlerMs);
       });
-      if ((await Promise.race([work, outOfTime])) === OUT_OF_TIME) {
-        const error = outranItsTime(this.db.module, event, this.options.handlerMs);
-        frame.abandoned = error;
-        frame.ended = true;
-        await tx.exec(`rollback to savepoint ${event.savepoint}`);
-        fail(event, error);
-        return false;
-      }
-      return true;
+      outcome = await Promise.race([work, outOfTime]);
     } catch (error) {
       await tx.exec(`rollback to savepoint ${event.savepoint}`);
       fail(event, error);
@@ -301,6 +305,10 @@ export class Inbox {
     } finally {
       clearTimeout(timer);
     }
+    if (outcome !== OUT_OF_TIME) return true;
+    await tx.exec(`rollback to savepoint ${event.savepoint}`);
+    fail(event, frame.abandoned);
+    return false;
   }
 
   /**

@@ -75,7 +75,7 @@ export interface WatchedAnswer {
  */
 export class CallNode implements Context {
   /** Set by call-signal.ts the first time the handler asks for its signal. */
-  cancellation: { readonly signal: AbortSignal; readonly timedOut: boolean; release(): void } | undefined = undefined;
+  cancellation: { readonly signal: AbortSignal; readonly timedOut: boolean; release(): void; abort(reason: Error): void } | undefined = undefined;
 
   constructor(
     readonly call: unknown,

@@ -47,6 +47,54 @@ describe.each(engines)('data - the inbox on $name, at its edges', (engine) => {
     expect(await count('keel_inbox')).toBe(2);
   });
 
+  it('gives up on a handler still running handlerMs after it started, inside a nested db.transaction: its work rolled back, its event failed with TIMEOUT, the events around it committed, its every later use of db refused', async () => {
+    const { db, inbox, count } = await inboxOn(engine.fresh, { handlerMs: 1000 });
+    const held = gate();
+    let reportLate!: (uses: unknown[]) => void;
+    const lateUses = new Promise<unknown[]>((resolve) => (reportLate = resolve));
+    const outcome = (use: Promise<unknown>) => use.then(() => 'kept', (error: unknown) => error);
+    const { outcomes } = await together(inbox, ['h0', 'h1', 'h2'], async (id) => {
+      await db.query('insert into entries (label) values ($1)', [id]);
+      if (id !== 'h1') return;
+      const nested = await outcome(
+        db.transaction(async () => {
+          await db.query("insert into entries (label) values ('h1-nested')");
+          await held.pass();
+        }),
+      );
+      const after = await Promise.all([
+        outcome(db.query("insert into entries (label) values ('h1-query')")),
+        outcome(db.exec("insert into entries (label) values ('h1-exec')")),
+        outcome(db.transaction(() => db.query("insert into entries (label) values ('h1-transaction')"))),
+      ]);
+      reportLate([nested, ...after]);
+    });
+    expect(outcomes.map((settled) => settled.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    const reason = (outcomes[1] as PromiseRejectedResult).reason;
+    expect(isKeelError(reason, 'TIMEOUT')).toBe(true);
+    expect(String(reason)).toContain('durable event ledger.entryAdded (h1) in module "audit" was still running 1000 ms after it started');
+    held.open();
+    const uses = await lateUses;
+    expect(uses.map((use) => isKeelError(use, 'TIMEOUT'))).toEqual([true, true, true, true]);
+    expect((await db.query<{ label: string }>('select label from entries order by label')).rows).toEqual([{ label: 'h0' }, { label: 'h2' }]);
+    expect(await count('keel_inbox')).toBe(2);
+  });
+
+  it('gives up on the last event of a shared transaction, committing those before it, and fails a copy of it with the same TIMEOUT', async () => {
+    const { db, inbox, count } = await inboxOn(engine.fresh, { handlerMs: 1000 });
+    const held = gate();
+    const { outcomes } = await together(inbox, ['g0', 'g1', 'g2', 'g2'], async (id) => {
+      await db.query('insert into entries (label) values ($1)', [id]);
+      if (id === 'g2') await held.pass();
+    });
+    held.open();
+    expect(outcomes.map((settled) => settled.status)).toEqual(['fulfilled', 'fulfilled', 'rejected', 'rejected']);
+    expect((outcomes[3] as PromiseRejectedResult).reason).toBe((outcomes[2] as PromiseRejectedResult).reason);
+    expect(isKeelError((outcomes[2] as PromiseRejectedResult).reason, 'TIMEOUT')).toBe(true);
+    expect((await db.query<{ label: string }>('select label from entries order by label')).rows).toEqual([{ label: 'g0' }, { label: 'g1' }]);
+    expect(await count('keel_inbox')).toBe(2);
+  });
+
   it("records the next event in the module's own inbox when a handler before it moved the search_path", async () => {
     const { db, inbox } = await inboxOn(engine.fresh);
     const { outcomes } = await together(inbox, ['w0', 'w1'], async (id) => {

@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { expect, vi } from 'vitest';
-import { KeelError, defineContract, defineModule, event, operation, type Database } from 'keel';
+import { KeelError, callSignal, isKeelError, defineContract, defineModule, event, operation, type Database } from 'keel';
 
 export const burst = defineContract({
   name: 'burst',
@@ -54,6 +54,8 @@ export class HungAttempt {
   db: Database | undefined;
   /** Whether the first attempt reached its wait. */
   holding = false;
+  /** The first attempt's signal, asked for before its wait (after its statements), its deadline's timer a second late. */
+  signal: AbortSignal | undefined;
   #release!: () => void;
   readonly #released = new Promise<void>((resolve) => (this.#release = resolve));
   #late!: (outcome: unknown) => void;
@@ -68,6 +70,16 @@ export class HungAttempt {
   }
 
   async hold(db: Database, label: string): Promise<void> {
+    // The signal's own deadline timer armed on a clock read a second behind (as after the wall
+    // clock stepped back), so that it fires after the give-up: what aborts the signal is then the
+    // give-up itself, not a race of two timers a millisecond apart.
+    const now = Date.now();
+    const clock = vi.spyOn(Date, 'now').mockImplementationOnce(() => now - 1000);
+    try {
+      this.signal = callSignal();
+    } finally {
+      clock.mockRestore();
+    }
     this.holding = true;
     await this.#released;
     this.#late(await db.query('insert into entries (label) values ($1)', [`${label}-late`]).then(() => 'kept', (error: unknown) => error));
@@ -112,10 +124,17 @@ export const LABELS = Array.from({ length: 10 }, (_, i) => `e${i}`);
 
 /**
  * The events of {@link LABELS} through a kernel whose watcher's first attempt at `e3` never ends by
- * itself, with `eventTimeoutMs` 1 s: the checks shared by both transports (see also
- * test/data-inbox-kernel-nats.test.ts).
+ * itself, with `eventTimeoutMs` {@link HUNG_TIMEOUT_MS}: the checks shared by both transports
+ * (test/data-inbox-kernel.test.ts, test/data-inbox-kernel-nats.test.ts). `shared`: the other
+ * nine were handled in one transaction, the one e3's first attempt was given up in (in one
+ * process, where they all reach the inbox together).
  */
-export async function expectHungHandlerGivenUp(hang: HungAttempt, seen: Seen, records: readonly { attempt: number; outcome: string }[]): Promise<void> {
+export async function expectHungHandlerGivenUp(
+  hang: HungAttempt,
+  seen: Seen,
+  records: readonly { attempt: number; outcome: string }[],
+  shared: boolean,
+): Promise<void> {
   // Every event took effect, e3 on its second attempt, while its first still waits: the events
   // that shared its transaction were not held by it (without the cut, none of them commits).
   await vi.waitFor(() => expect(records.filter(({ outcome }) => outcome === 'ok')).toHaveLength(LABELS.length), { timeout: 20_000, interval: 20 });
@@ -124,13 +143,20 @@ export async function expectHungHandlerGivenUp(hang: HungAttempt, seen: Seen, re
   expect(hang.attempts.get('e3')).toBe(2);
   expect(LABELS.filter((label) => label !== 'e3').map((label) => hang.attempts.get(label))).toEqual(Array(9).fill(1));
   expect(records.filter(({ outcome }) => outcome !== 'ok')).toEqual([expect.objectContaining({ attempt: 1, outcome: 'TIMEOUT' })]);
+  if (shared) expect(new Set(LABELS.filter((label) => label !== 'e3').map((label) => seen.get(label))).size).toBe(1);
+  // Its signal was aborted when it was given up on (it asked before; its own end will not release it unaborted).
+  expect(hang.signal?.aborted).toBe(true);
+  expect(isKeelError(hang.signal?.reason, 'TIMEOUT')).toBe(true);
   // Let go, the first attempt's next statement fails rather than running outside any transaction.
   hang.release();
   const late = await hang.late;
   expect(late).toBeInstanceOf(KeelError);
   expect((late as KeelError).code).toBe('TIMEOUT');
-  expect((late as KeelError).message).toMatch(/was still running 1000 ms after it started.*eventTimeoutMs/);
+  expect((late as KeelError).message).toMatch(new RegExp(`was still running ${HUNG_TIMEOUT_MS} ms after it started.*eventTimeoutMs`));
   // Its first row was rolled back with it: one row per event, and no late row.
   const { rows } = await (hang.db as NonNullable<HungAttempt['db']>).query<{ label: string }>('select label from entries order by label');
   expect(rows.map(({ label }) => label)).toEqual([...LABELS].sort());
 }
+
+/** The `eventTimeoutMs` of the kernels of {@link expectHungHandlerGivenUp}: ample for a handler's two statements on a loaded machine. */
+export const HUNG_TIMEOUT_MS = 2500;
