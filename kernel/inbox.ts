@@ -33,10 +33,11 @@ export interface InboxOptions {
    */
   readonly ms: number;
   /**
-   * How long a handler may run in its transaction (the kernel's `eventTimeoutMs`, default
-   * 30 000 ms). One still running then is given up on: its work is rolled back, its event failed
-   * with `TIMEOUT` (so it is delivered again), and the transaction goes on with the events after
-   * it, which would otherwise wait for a handler that may never end.
+   * How long a handler may run in its transaction, unless `handle` is given its own (the handler's
+   * `timeoutMs`, else the kernel's `eventTimeoutMs`, default 30 000 ms). One still running then is
+   * given up on: its work is rolled back, its event failed with `TIMEOUT` (so it is delivered
+   * again), and the transaction goes on with the events after it, which would otherwise wait for
+   * a handler that may never end.
    */
   readonly handlerMs: number;
 }
@@ -69,6 +70,8 @@ interface Pending {
   readonly savepoint: string;
   /** `source.event`, for errors. */
   readonly label: string;
+  /** How long its handler may run (see {@link InboxOptions.handlerMs}). */
+  readonly timeoutMs: number;
   readonly handler: () => unknown;
   /** The async context the event was given in (its correlation id, trace, call context), for its handler. */
   readonly context: AsyncResource;
@@ -108,13 +111,13 @@ function resultMissing(engine: string): KeelError {
 }
 
 /** The error of a handler still running when its time ran out: its work is undone, and its later use of the database fails with it. */
-function outranItsTime(module: string, event: Pending, ms: number): KeelError {
+function outranItsTime(module: string, event: Pending): KeelError {
   return new KeelError(
     KeelErrorCode.TIMEOUT,
-    `The handler of durable event ${event.label} (${event.id}) in module "${module}" was still running ${ms} ms after it started ` +
-      "(the kernel's eventTimeoutMs), so its work was rolled back and the event failed: it is delivered again unless this was its last attempt. " +
+    `The handler of durable event ${event.label} (${event.id}) in module "${module}" was still running ${event.timeoutMs} ms after it started ` +
+      "(its timeoutMs, else the kernel's eventTimeoutMs), so its work was rolled back and the event failed: it is delivered again unless this was its last attempt. " +
       'Its signal is aborted, and what it does with the database from now on fails. ' +
-      'Make it end in time (pass callSignal() to its calls, give its slow work a timeout), or raise eventTimeoutMs.',
+      "Make it end in time (pass callSignal() to its calls, give its slow work a timeout), or give it longer: the handler's timeoutMs, or the kernel's eventTimeoutMs.",
   );
 }
 
@@ -150,9 +153,10 @@ export class Inbox {
    * redelivery, a last attempt, and a handler with `ownTransaction`). Resolves
    * once the transaction committed (`handled`), or when the inbox held the id already
    * (`duplicate`: the handler did not run). Rejects with the handler's error once its work is
-   * undone, or with the transaction's when it could not commit.
+   * undone, or with the transaction's when it could not commit; with `TIMEOUT` once its work is
+   * undone when it still ran `timeoutMs` after it started.
    */
-  handle(id: string, source: string, event: string, alone: boolean, handler: () => unknown): Promise<InboxOutcome> {
+  handle(id: string, source: string, event: string, alone: boolean, handler: () => unknown, timeoutMs = this.options.handlerMs): Promise<InboxOutcome> {
     if (id.includes('\0')) {
       // PostgreSQL stores no NUL in text, and a script ends at one: no record of it can be made.
       return Promise.reject(
@@ -170,6 +174,7 @@ export class Inbox {
         opening: `savepoint ${savepoint}; insert into ${this.#table} (event_id, source, event) values (${quoteLiteral(id)}, ${quoteLiteral(source)}, ${quoteLiteral(event)})`,
         savepoint,
         label: `${source}.${event}`,
+        timeoutMs,
         handler,
         // Not AsyncLocalStorage.snapshot(): it binds a function, and a bound function costs a deprecation wrapper each (Node 20 to 24).
         context: new AsyncResource('keel.InboxEvent'),
@@ -289,13 +294,13 @@ export class Inbox {
         timer = setTimeout(() => {
           // At once, in the timer's turn: a statement the handler sends from now on is refused,
           // not queued behind the rollback, where it would join the next event's work.
-          frame.abandoned = outranItsTime(this.db.module, event, this.options.handlerMs);
+          frame.abandoned = outranItsTime(this.db.module, event);
           frame.ended = true;
           // Its signal too, which its own end would otherwise release unaborted (the deadline's
           // timer, from its delivery, may come a moment after this one).
           event.context.runInAsyncScope(abortCallSignal, null, frame.abandoned);
           resolve(OUT_OF_TIME);
-        }, this.options.handlerMs);
+        }, event.timeoutMs);
       });
       outcome = await Promise.race([work, outOfTime]);
     } catch (error) {

@@ -103,7 +103,8 @@ export interface KernelOptions {
   readonly defaultTimeoutMs?: number;
   /**
    * Time an event handler gets before its context's deadline, counted from the event's delivery:
-   * its signal (`callSignal()`) aborts then (default 30 000 ms). A durable event handler of a
+   * its signal (`callSignal()`) aborts then (default 30 000 ms). A handler may give its own
+   * (`{ handle, timeoutMs }`), which it then has instead. A durable event handler of a
    * module that owns data gets this long from when it starts in its inbox transaction; one still
    * running then is given up on: its work is rolled back and its event fails with `TIMEOUT`, to
    * be delivered again (docs/data.md, "Events: the outbox and the inbox").

@@ -5,7 +5,9 @@
  */
 import type { AnyContract } from './contract.js';
 import { KeelError, KeelErrorCode } from './errors.js';
-import type { Handlers } from './module-handlers.js';
+import type { AnyEvent } from './contract.js';
+import type { EventHandlerOptions, Handlers } from './module-handlers.js';
+import { MAX_TIMEOUT_MS } from './timeouts.js';
 import type { ModuleSpec } from './module.js';
 import { describeValue } from './options.js';
 import { didYouMean } from './nearest-name.js';
@@ -59,4 +61,20 @@ export function checkModuleSpec<
       fail("`data.migrations` must be the folder of its .sql migrations: new URL('./migrations/', import.meta.url).");
     }
   }
+}
+
+/**
+ * What is wrong with an event handler's `maxAttempts` or `timeoutMs`, as the words that follow
+ * "the handler of {event} has", or undefined when both are sound or left out (checked when its
+ * module starts: its handlers are made by `create`).
+ */
+export function handlerOptionRefusal(options: Partial<EventHandlerOptions<AnyEvent>>): string | undefined {
+  const { maxAttempts, timeoutMs } = options;
+  if (maxAttempts !== undefined && !(Number.isSafeInteger(maxAttempts) && maxAttempts >= 1)) {
+    return `maxAttempts ${describeValue(maxAttempts)}; give a whole number of deliveries, 1 or more`;
+  }
+  if (timeoutMs !== undefined && !(typeof timeoutMs === 'number' && Number.isFinite(timeoutMs) && timeoutMs > 0 && timeoutMs <= MAX_TIMEOUT_MS)) {
+    return `timeoutMs ${describeValue(timeoutMs)}; give a number of milliseconds above 0 and at most ${MAX_TIMEOUT_MS}`;
+  }
+  return undefined;
 }

@@ -103,8 +103,24 @@ export interface EventHandlerOptions<Ev extends AnyEvent> {
   readonly handle: EventHandlerFunction<Ev>;
   /** `every-instance` delivers to every running instance of this module (notification events only). */
   readonly fanout?: Fanout;
-  /** Deliveries of a durable event before it is dead-lettered (default 5). */
+  /** Deliveries of a durable event before it is dead-lettered: a whole number, 1 or more (default: the kernel's `maxDeliveryAttempts`, 5). */
   readonly maxAttempts?: number;
+  /**
+   * How long each delivery of this handler may take, in milliseconds, above 0 and at most
+   * 2 147 483 647 (default: the kernel's `eventTimeoutMs`, 30 000): its signal (`callSignal()`)
+   * aborts this long after the event's delivery, and in a module that owns data a durable
+   * event's handler still running this long after it started is given up on (its work rolled
+   * back, its event failed with `TIMEOUT` and delivered again: docs/data.md). For one handler that
+   * needs longer, or should take less, than the others.
+   *
+   * @example
+   * ```ts
+   * events: {
+   *   orders: { orderPlaced: { handle: ({ orderId }) => invoices.render(orderId), timeoutMs: 120_000 } },
+   * },
+   * ```
+   */
+  readonly timeoutMs?: number;
   /**
    * In a module that owns data, run each durable event of this handler in a transaction of its
    * own (default false: the events that wait together share one, each in a savepoint). For a

@@ -12,6 +12,7 @@ import { within } from './in-flight.js';
 import { schemaOf, type DatabaseEngine, type ModuleData } from './database.js';
 import { migrate, readMigrations } from './migrations.js';
 import { Inbox, runsAlone } from './inbox.js';
+import { handlerOptionRefusal } from './module-checks.js';
 import { ModuleDatabase, missingDatabase, outsideTransactions } from './module-data.js';
 import { DEFAULT_OUTBOX_RELAY_OPTIONS, OutboxRelay, crashPoint } from './outbox-relay.js';
 import { outboxHold, outboxPublisher } from './local.js';
@@ -158,7 +159,7 @@ export class ModuleHost {
     event: string,
     definition: AnyEvent,
     handler: EventHandlerFunction<AnyEvent>,
-    { maxAttempts, ownTransaction }: { maxAttempts: number; ownTransaction: boolean },
+    { maxAttempts, ownTransaction, timeoutMs }: { maxAttempts: number; ownTransaction: boolean; timeoutMs: number },
   ): EventHandlerFunction<AnyEvent> {
     if (this.#db === undefined) return handler;
     // A handler runs in the context its event was published from: never in a transaction that was open there.
@@ -167,7 +168,7 @@ export class ModuleHost {
     const log = this.services.logger;
     return (payload, context) =>
       outsideTransactions(() =>
-        inbox.handle(context.id, source, event, runsAlone(context.attempt, maxAttempts, ownTransaction), () => handler(payload, context)),
+        inbox.handle(context.id, source, event, runsAlone(context.attempt, maxAttempts, ownTransaction), () => handler(payload, context), timeoutMs),
       ).then((outcome) => {
         if (outcome === 'duplicate') log.debug({ module: this.module.name, event: `${source}.${event}`, eventId: context.id }, 'event already handled; skipped');
         else crashPoint('inbox:after-commit');
@@ -248,7 +249,12 @@ export class ModuleHost {
               `module that owns data runs in an inbox transaction${definition.delivery === 'durable' ? ', and this module declares no data' : `, and ${event} is a notification event`}. Leave it out.`,
           );
         }
+        const refused = handlerOptionRefusal(options);
+        if (refused !== undefined) {
+          throw new KeelError(KeelErrorCode.INVALID_MODULE, `Module "${module.name}": the handler of ${source.name}.${event} has ${refused}, or leave it out.`);
+        }
         const maxAttempts = options.maxAttempts ?? services.maxDeliveryAttempts;
+        const timeoutMs = options.timeoutMs ?? services.eventTimeoutMs;
         const subscription = createEventSubscription({
           subscriber: module.name,
           source,
@@ -257,10 +263,11 @@ export class ModuleHost {
           handler: this.#withInbox(source.name, event, definition, (typeof handler === 'function' ? handler : handler.handle) as EventHandlerFunction<AnyEvent>, {
             maxAttempts,
             ownTransaction: options.ownTransaction === true,
+            timeoutMs,
           }),
           fanout,
           maxAttempts,
-          eventTimeoutMs: services.eventTimeoutMs,
+          eventTimeoutMs: timeoutMs,
           logger,
           onDeadLetter: services.onDeadLetter,
           observers: services.observers,

@@ -159,6 +159,42 @@ describe('callSignal', () => {
   });
 });
 
+describe("an event handler's own timeoutMs", () => {
+  const listenerWith = (ticked: unknown) =>
+    defineModule({
+      contract: defineContract({ name: 'listener', version: '1.0.0', operations: {} }),
+      subscribesTo: [clock],
+      create: () => ({ handlers: {}, events: { clock: { ticked: ticked as () => void } } }),
+    });
+  const publisher = defineModule({
+    contract: clock,
+    create: ({ emit }) => ({
+      handlers: { stopsWhenAborted: async () => (await emit('ticked', { tick: 1 }), { done: true }) },
+    }),
+  });
+
+  it("aborts the handler's signal with TIMEOUT at its timeoutMs, long before the kernel's eventTimeoutMs", async () => {
+    let reason: unknown;
+    const listener = listenerWith({ handle: async () => void (reason = await abortedOf(callSignal())), timeoutMs: 150 });
+    const kernel = createKernel({ modules: [publisher, listener], logger: silentLogger, eventTimeoutMs: 600_000 });
+    kernels.push(kernel);
+    await kernel.start();
+    await kernel.client(clock).stopsWhenAborted({});
+    await vi.waitFor(() => expect(isKeelError(reason, KeelErrorCode.TIMEOUT)).toBe(true), { timeout: 5_000, interval: 10 });
+  });
+
+  it.each([
+    { options: { timeoutMs: '30s' }, refusal: 'has timeoutMs "30s"; give a number of milliseconds above 0 and at most 2147483647, or leave it out.' },
+    { options: { timeoutMs: 0 }, refusal: 'has timeoutMs 0; give a number of milliseconds above 0 and at most 2147483647, or leave it out.' },
+    { options: { maxAttempts: 0 }, refusal: 'has maxAttempts 0; give a whole number of deliveries, 1 or more, or leave it out.' },
+    { options: { maxAttempts: 2.5 }, refusal: 'has maxAttempts 2.5; give a whole number of deliveries, 1 or more, or leave it out.' },
+  ])('refuses to start a module whose handler has $options, naming the module, the event and the field', async ({ options, refusal }) => {
+    const kernel = createKernel({ modules: [publisher, listenerWith({ handle: () => undefined, ...options })], logger: silentLogger });
+    kernels.push(kernel);
+    await expect(kernel.start()).rejects.toThrow(`Module "listener": the handler of clock.ticked ${refusal}`);
+  });
+});
+
 describe('callSignal passed on to a handler\'s own call', () => {
   it('cancels the nested call, down to its handler\'s signal, when the outer caller gives up', async () => {
     let innerReason: unknown;

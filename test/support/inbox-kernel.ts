@@ -42,6 +42,8 @@ export interface HandlerShape {
   readonly retryHoldMs?: number;
   /** One label's first attempt that never ends by itself (see {@link HungAttempt}). */
   readonly hang?: HungAttempt;
+  /** The handler's own `timeoutMs`. */
+  readonly timeoutMs?: number;
 }
 
 /**
@@ -112,6 +114,7 @@ export function watcherModule(seen: Seen, handler: HandlerShape = {}) {
                 seen.set(label, String(rows[0]?.tx));
               },
               ownTransaction: handler.ownTransaction ?? false,
+              ...(handler.timeoutMs === undefined ? {} : { timeoutMs: handler.timeoutMs }),
             },
           },
         },
@@ -124,7 +127,7 @@ export const LABELS = Array.from({ length: 10 }, (_, i) => `e${i}`);
 
 /**
  * The events of {@link LABELS} through a kernel whose watcher's first attempt at `e3` never ends by
- * itself, with `eventTimeoutMs` {@link HUNG_TIMEOUT_MS}: the checks shared by both transports
+ * itself, with `eventTimeoutMs` (or the handler's `timeoutMs`) {@link HUNG_TIMEOUT_MS}: the checks shared by both transports
  * (test/data-inbox-kernel.test.ts, test/data-inbox-kernel-nats.test.ts). `shared`: the other
  * nine were handled in one transaction, the one e3's first attempt was given up in (in one
  * process, where they all reach the inbox together).
