@@ -57,6 +57,12 @@ export function runsAlone(attempt: number, maxAttempts: number, ownTransaction: 
   return ownTransaction || attempt > 1 || attempt >= maxAttempts;
 }
 
+/** How long a handler may run in its transaction, and whether that is its own `timeoutMs` (else the kernel's `eventTimeoutMs`), for the error. */
+export interface HandlerTimeout {
+  readonly ms: number;
+  readonly own: boolean;
+}
+
 /** What became of an event given to the {@link Inbox}. */
 export type InboxOutcome = 'handled' | 'duplicate';
 
@@ -70,8 +76,8 @@ interface Pending {
   readonly savepoint: string;
   /** `source.event`, for errors. */
   readonly label: string;
-  /** How long its handler may run (see {@link InboxOptions.handlerMs}). */
-  readonly timeoutMs: number;
+  /** How long its handler may run (see {@link InboxOptions.handlerMs}), and whether that is the handler's own `timeoutMs`. */
+  readonly timeout: HandlerTimeout;
   readonly handler: () => unknown;
   /** The async context the event was given in (its correlation id, trace, call context), for its handler. */
   readonly context: AsyncResource;
@@ -114,10 +120,12 @@ function resultMissing(engine: string): KeelError {
 function outranItsTime(module: string, event: Pending): KeelError {
   return new KeelError(
     KeelErrorCode.TIMEOUT,
-    `The handler of durable event ${event.label} (${event.id}) in module "${module}" was still running ${event.timeoutMs} ms after it started ` +
-      "(its timeoutMs, else the kernel's eventTimeoutMs), so its work was rolled back and the event failed: it is delivered again unless this was its last attempt. " +
+    `The handler of durable event ${event.label} (${event.id}) in module "${module}" was still running ${event.timeout.ms} ms after it started ` +
+      `(${event.timeout.own ? 'its timeoutMs' : "the kernel's eventTimeoutMs"}), so its work was rolled back and the event failed: ` +
+      'it is delivered again unless this was its last attempt. ' +
       'Its signal is aborted, and what it does with the database from now on fails. ' +
-      "Make it end in time (pass callSignal() to its calls, give its slow work a timeout), or give it longer: the handler's timeoutMs, or the kernel's eventTimeoutMs.",
+      'Make it end in time (pass callSignal() to its calls, give its slow work a timeout), or give it longer: ' +
+      (event.timeout.own ? "raise the handler's timeoutMs." : "the handler's own timeoutMs ({ handle, timeoutMs }), or the kernel's eventTimeoutMs."),
   );
 }
 
@@ -154,9 +162,16 @@ export class Inbox {
    * once the transaction committed (`handled`), or when the inbox held the id already
    * (`duplicate`: the handler did not run). Rejects with the handler's error once its work is
    * undone, or with the transaction's when it could not commit; with `TIMEOUT` once its work is
-   * undone when it still ran `timeoutMs` after it started.
+   * undone when it still ran `timeout.ms` after it started.
    */
-  handle(id: string, source: string, event: string, alone: boolean, handler: () => unknown, timeoutMs = this.options.handlerMs): Promise<InboxOutcome> {
+  handle(
+    id: string,
+    source: string,
+    event: string,
+    alone: boolean,
+    handler: () => unknown,
+    timeout: HandlerTimeout = { ms: this.options.handlerMs, own: false },
+  ): Promise<InboxOutcome> {
     if (id.includes('\0')) {
       // PostgreSQL stores no NUL in text, and a script ends at one: no record of it can be made.
       return Promise.reject(
@@ -174,7 +189,7 @@ export class Inbox {
         opening: `savepoint ${savepoint}; insert into ${this.#table} (event_id, source, event) values (${quoteLiteral(id)}, ${quoteLiteral(source)}, ${quoteLiteral(event)})`,
         savepoint,
         label: `${source}.${event}`,
-        timeoutMs,
+        timeout,
         handler,
         // Not AsyncLocalStorage.snapshot(): it binds a function, and a bound function costs a deprecation wrapper each (Node 20 to 24).
         context: new AsyncResource('keel.InboxEvent'),
@@ -300,7 +315,7 @@ export class Inbox {
           // timer, from its delivery, may come a moment after this one).
           event.context.runInAsyncScope(abortCallSignal, null, frame.abandoned);
           resolve(OUT_OF_TIME);
-        }, event.timeoutMs);
+        }, event.timeout.ms);
       });
       outcome = await Promise.race([work, outOfTime]);
     } catch (error) {

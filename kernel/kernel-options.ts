@@ -103,11 +103,11 @@ export interface KernelOptions {
   readonly defaultTimeoutMs?: number;
   /**
    * Time an event handler gets before its context's deadline, counted from the event's delivery:
-   * its signal (`callSignal()`) aborts then (default 30 000 ms). A handler may give its own
-   * (`{ handle, timeoutMs }`), which it then has instead. A durable event handler of a
-   * module that owns data gets this long from when it starts in its inbox transaction; one still
-   * running then is given up on: its work is rolled back and its event fails with `TIMEOUT`, to
-   * be delivered again (docs/data.md, "Events: the outbox and the inbox").
+   * its signal (`callSignal()`) aborts then (default 30 000 ms). A handler that gives its own
+   * (`{ handle, timeoutMs }`) has that instead. A durable event handler of a module that owns
+   * data still running its time after it started in its inbox transaction is given up on: its
+   * work is rolled back and its event fails with `TIMEOUT`, to be delivered again (docs/data.md,
+   * "Events: the outbox and the inbox").
    */
   readonly eventTimeoutMs?: number;
   /** Deliveries of a durable event before dead-lettering, unless a handler says otherwise (default 5). */

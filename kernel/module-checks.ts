@@ -6,8 +6,9 @@
 import type { AnyContract } from './contract.js';
 import { KeelError, KeelErrorCode } from './errors.js';
 import type { AnyEvent } from './contract.js';
-import type { EventHandlerOptions, Handlers } from './module-handlers.js';
+import type { Handlers } from './module-handlers.js';
 import { MAX_TIMEOUT_MS } from './timeouts.js';
+import { Fanout } from './transport.js';
 import type { ModuleSpec } from './module.js';
 import { describeValue } from './options.js';
 import { didYouMean } from './nearest-name.js';
@@ -63,18 +64,55 @@ export function checkModuleSpec<
   }
 }
 
+/** Every option an event handler takes besides its function: another is a misspelling, refused rather than dropped. */
+const EVENT_HANDLER_KEYS = ['handle', 'fanout', 'maxAttempts', 'timeoutMs', 'ownTransaction'] as const;
+
 /**
- * What is wrong with an event handler's `maxAttempts` or `timeoutMs`, as the words that follow
- * "the handler of {event} has", or undefined when both are sound or left out (checked when its
- * module starts: its handlers are made by `create`).
+ * Refuses an event handler's options that are unknown or out of shape, or that would change
+ * nothing (`ownTransaction` where no inbox runs), or cannot be kept (every-instance delivery of a
+ * durable event): checked with the module's other handlers, before its start hook runs and
+ * before any of its handlers is subscribed. `fail` throws, naming the module.
  */
-export function handlerOptionRefusal(options: Partial<EventHandlerOptions<AnyEvent>>): string | undefined {
-  const { maxAttempts, timeoutMs } = options;
-  if (maxAttempts !== undefined && !(Number.isSafeInteger(maxAttempts) && maxAttempts >= 1)) {
-    return `maxAttempts ${describeValue(maxAttempts)}; give a whole number of deliveries, 1 or more`;
+export function checkEventHandlerOptions(
+  options: Readonly<Record<string, unknown>>,
+  label: string,
+  definition: AnyEvent,
+  ownsData: boolean,
+  fail: (message: string) => never,
+): void {
+  const unknown = Object.keys(options).filter((key) => !(EVENT_HANDLER_KEYS as readonly string[]).includes(key));
+  if (unknown.length > 0) {
+    const hint = didYouMean(unknown, EVENT_HANDLER_KEYS, (key) => `"${key}"`);
+    fail(
+      `the handler of ${label} has unknown option${unknown.length > 1 ? 's' : ''} ${unknown.map((key) => `"${key}"`).join(', ')} ` +
+        `(${hint}it takes ${EVENT_HANDLER_KEYS.join(', ')}).`,
+    );
+  }
+  const { fanout, maxAttempts, timeoutMs, ownTransaction } = options;
+  const fanouts = Object.values(Fanout) as readonly unknown[];
+  if (fanout !== undefined && !fanouts.includes(fanout)) {
+    fail(`the handler of ${label} has fanout ${describeValue(fanout)}; give ${fanouts.map((value) => `'${String(value)}'`).join(' or ')}, or leave it out.`);
+  }
+  if (fanout === Fanout.EVERY_INSTANCE && definition.delivery === 'durable') {
+    fail(
+      `every-instance delivery of ${label} is not supported because the event is durable; ` +
+        'durable events are delivered once per module. Use a notification event for every-instance fan-out.',
+    );
+  }
+  if (maxAttempts !== undefined && !(Number.isSafeInteger(maxAttempts) && (maxAttempts as number) >= 1)) {
+    fail(`the handler of ${label} has maxAttempts ${describeValue(maxAttempts)}; give a whole number of deliveries, 1 or more, or leave it out.`);
   }
   if (timeoutMs !== undefined && !(typeof timeoutMs === 'number' && Number.isFinite(timeoutMs) && timeoutMs > 0 && timeoutMs <= MAX_TIMEOUT_MS)) {
-    return `timeoutMs ${describeValue(timeoutMs)}; give a number of milliseconds above 0 and at most ${MAX_TIMEOUT_MS}`;
+    fail(`the handler of ${label} has timeoutMs ${describeValue(timeoutMs)}; give a number of milliseconds above 0 and at most ${MAX_TIMEOUT_MS}, or leave it out.`);
   }
-  return undefined;
+  if (ownTransaction !== undefined && typeof ownTransaction !== 'boolean') {
+    fail(`the handler of ${label} has ownTransaction ${JSON.stringify(ownTransaction)}; give true or false, or leave it out.`);
+  }
+  if (ownTransaction === true && (definition.delivery !== 'durable' || !ownsData)) {
+    const event = label.slice(label.indexOf('.') + 1);
+    fail(
+      `ownTransaction on the handler of ${label} would change nothing: only a durable event's handler in a module that owns data runs in an inbox transaction` +
+        `${definition.delivery === 'durable' ? ', and this module declares no data' : `, and ${event} is a notification event`}. Leave it out.`,
+    );
+  }
 }

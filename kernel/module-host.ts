@@ -12,7 +12,7 @@ import { within } from './in-flight.js';
 import { schemaOf, type DatabaseEngine, type ModuleData } from './database.js';
 import { migrate, readMigrations } from './migrations.js';
 import { Inbox, runsAlone } from './inbox.js';
-import { handlerOptionRefusal } from './module-checks.js';
+import { checkEventHandlerOptions } from './module-checks.js';
 import { ModuleDatabase, missingDatabase, outsideTransactions } from './module-data.js';
 import { DEFAULT_OUTBOX_RELAY_OPTIONS, OutboxRelay, crashPoint } from './outbox-relay.js';
 import { outboxHold, outboxPublisher } from './local.js';
@@ -159,7 +159,7 @@ export class ModuleHost {
     event: string,
     definition: AnyEvent,
     handler: EventHandlerFunction<AnyEvent>,
-    { maxAttempts, ownTransaction, timeoutMs }: { maxAttempts: number; ownTransaction: boolean; timeoutMs: number },
+    { maxAttempts, ownTransaction, timeoutMs, ownTimeout }: { maxAttempts: number; ownTransaction: boolean; timeoutMs: number; ownTimeout: boolean },
   ): EventHandlerFunction<AnyEvent> {
     if (this.#db === undefined) return handler;
     // A handler runs in the context its event was published from: never in a transaction that was open there.
@@ -168,7 +168,10 @@ export class ModuleHost {
     const log = this.services.logger;
     return (payload, context) =>
       outsideTransactions(() =>
-        inbox.handle(context.id, source, event, runsAlone(context.attempt, maxAttempts, ownTransaction), () => handler(payload, context), timeoutMs),
+        inbox.handle(context.id, source, event, runsAlone(context.attempt, maxAttempts, ownTransaction), () => handler(payload, context), {
+          ms: timeoutMs,
+          own: ownTimeout,
+        }),
       ).then((outcome) => {
         if (outcome === 'duplicate') log.debug({ module: this.module.name, event: `${source}.${event}`, eventId: context.id }, 'event already handled; skipped');
         else crashPoint('inbox:after-commit');
@@ -227,32 +230,9 @@ export class ModuleHost {
       if (handlers === undefined) continue;
       for (const [event, handler] of Object.entries(handlers)) {
         const definition = source.events[event] as AnyEvent;
+        // Checked by checkInstance, before the start hook.
         const options: Partial<EventHandlerOptions<AnyEvent>> = typeof handler === 'function' ? {} : handler;
         const fanout = options.fanout ?? Fanout.BALANCED;
-        if (fanout === Fanout.EVERY_INSTANCE && definition.delivery === 'durable') {
-          throw new KeelError(
-            KeelErrorCode.INVALID_MODULE,
-            `Module "${module.name}": every-instance delivery of ${source.name}.${event} is not supported because the event is durable; ` +
-              'durable events are delivered once per module. Use a notification event for every-instance fan-out.',
-          );
-        }
-        if (options.ownTransaction !== undefined && typeof options.ownTransaction !== 'boolean') {
-          throw new KeelError(
-            KeelErrorCode.INVALID_MODULE,
-            `Module "${module.name}": the handler of ${source.name}.${event} has ownTransaction ${JSON.stringify(options.ownTransaction)}; give true or false, or leave it out.`,
-          );
-        }
-        if (options.ownTransaction === true && (definition.delivery !== 'durable' || module.data === undefined)) {
-          throw new KeelError(
-            KeelErrorCode.INVALID_MODULE,
-            `Module "${module.name}": ownTransaction on the handler of ${source.name}.${event} would change nothing: only a durable event's handler in a ` +
-              `module that owns data runs in an inbox transaction${definition.delivery === 'durable' ? ', and this module declares no data' : `, and ${event} is a notification event`}. Leave it out.`,
-          );
-        }
-        const refused = handlerOptionRefusal(options);
-        if (refused !== undefined) {
-          throw new KeelError(KeelErrorCode.INVALID_MODULE, `Module "${module.name}": the handler of ${source.name}.${event} has ${refused}, or leave it out.`);
-        }
         const maxAttempts = options.maxAttempts ?? services.maxDeliveryAttempts;
         const timeoutMs = options.timeoutMs ?? services.eventTimeoutMs;
         const subscription = createEventSubscription({
@@ -264,10 +244,11 @@ export class ModuleHost {
             maxAttempts,
             ownTransaction: options.ownTransaction === true,
             timeoutMs,
+            ownTimeout: options.timeoutMs !== undefined,
           }),
           fanout,
           maxAttempts,
-          eventTimeoutMs: timeoutMs,
+          timeoutMs,
           logger,
           onDeadLetter: services.onDeadLetter,
           observers: services.observers,
@@ -345,6 +326,10 @@ function checkInstance(module: AnyModule, instance: ModuleInstance<AnyContract, 
       if (!(event in (source as AnyContract).events)) fail(`handles ${sourceName}.${event}, which that contract does not declare.`);
       const callable = typeof handler === 'function' ? handler : (handler as { handle?: unknown })?.handle;
       if (typeof callable !== 'function') fail(`the handler of ${sourceName}.${event} is not a function.`);
+      if (typeof handler !== 'function') {
+        const definition = (source as AnyContract).events[event] as AnyEvent;
+        checkEventHandlerOptions(handler as Record<string, unknown>, `${sourceName}.${event}`, definition, module.data !== undefined, fail);
+      }
     }
   }
 }

@@ -26,7 +26,8 @@ export interface SubscriptionSource {
   readonly handler: EventHandlerFunction<AnyEvent>;
   readonly fanout: Fanout;
   readonly maxAttempts: number;
-  readonly eventTimeoutMs: number;
+  /** How long the handler gets from each event's delivery: its own `timeoutMs`, else the kernel's `eventTimeoutMs`. */
+  readonly timeoutMs: number;
   readonly logger: Logger;
   readonly onDeadLetter: ((failure: DeadLetter) => void) | undefined;
   readonly observers?: readonly KernelObserver[];
@@ -125,12 +126,12 @@ export function createEventSubscription(source: SubscriptionSource): EventSubscr
       attempt: metadata.attempt,
       principal,
       caller: metadata.publisher,
-      deadline: Date.now() + source.eventTimeoutMs,
+      deadline: Date.now() + source.timeoutMs,
     };
     const observers = source.observers;
     const started = observers?.length ? performance.now() : 0;
     let result: unknown;
-    // The handler's frame: its signal (callSignal()), if it asks for one, aborts at eventTimeoutMs; its timer goes when the handler ends.
+    // The handler's frame: its signal (callSignal()), if it asks for one, aborts at its timeoutMs; its timer goes when the handler ends.
     const scope = withCall(context, handlerScope, ROOT_CONTEXT);
     try {
       result = enterHandler(span === undefined ? scope : trace.setSpan(scope, span), handler, parsed.data, context);

@@ -129,7 +129,7 @@ describe('data - the inbox through kernels over NATS, on PGlite', () => {
       const publisher = await boot(prefix, 'burst', new Map(), {});
       try {
         await publisher.kernel.client(burst).write({ labels: LABELS });
-        await expectHungHandlerGivenUp(hang, seen, records, false);
+        await expectHungHandlerGivenUp(hang, seen, records, { shared: false, own: false });
       } finally {
         await publisher.close();
       }

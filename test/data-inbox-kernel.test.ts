@@ -121,9 +121,34 @@ describe.each(oneAtATime)('data - a durable event handler that outruns its timeo
       // The rows of this file's earlier cases on PostgreSQL.
       await hang.db?.exec('delete from entries');
       await kernel.client(burst).write({ labels: LABELS });
-      await expectHungHandlerGivenUp(hang, seen, records, true);
+      await expectHungHandlerGivenUp(hang, seen, records, { shared: true, own: true });
     } finally {
       hang.release();
+      await kernel.stop();
+    }
+  });
+});
+
+describe.each(oneAtATime)('data - a durable event handler whose timeoutMs is longer than the kernel\'s eventTimeoutMs, on $name', ({ engine }) => {
+  it('runs to its end, each event on its first attempt, though it outlasts eventTimeoutMs', async () => {
+    // Each handler holds its transaction 300 ms, past the kernel's 100 ms, within its own 10 s.
+    const attempts: number[] = [];
+    const database = await engine();
+    const seen: Seen = new Map();
+    const kernel = createKernel({
+      modules: [burstModule, watcherModule(seen, { holdMs: 300, timeoutMs: 10_000 })],
+      database,
+      logger: silentLogger,
+      ...LONG,
+      eventTimeoutMs: 100,
+    });
+    kernel.observe({ eventHandled: ({ subscriber, attempt, outcome }) => void (subscriber === 'watcher' && attempts.push(outcome === 'ok' ? attempt : -attempt)) });
+    await kernel.start();
+    try {
+      await kernel.client(burst).write({ labels: LABELS });
+      await vi.waitFor(() => expect(attempts).toHaveLength(LABELS.length), { timeout: 30_000, interval: 20 });
+      expect(attempts).toEqual(Array(LABELS.length).fill(1));
+    } finally {
       await kernel.stop();
     }
   });

@@ -173,25 +173,25 @@ describe("an event handler's own timeoutMs", () => {
     }),
   });
 
-  it("aborts the handler's signal with TIMEOUT at its timeoutMs, long before the kernel's eventTimeoutMs", async () => {
+  it("aborts the handler's signal with TIMEOUT at its timeoutMs, not before, and long before the kernel's eventTimeoutMs", async () => {
     let reason: unknown;
-    const listener = listenerWith({ handle: async () => void (reason = await abortedOf(callSignal())), timeoutMs: 150 });
-    const kernel = createKernel({ modules: [publisher, listener], logger: silentLogger, eventTimeoutMs: 600_000 });
+    let ranMs = 0;
+    const listener = listenerWith({
+      handle: async () => {
+        const started = performance.now();
+        reason = await abortedOf(callSignal());
+        ranMs = performance.now() - started;
+      },
+      timeoutMs: 150,
+    });
+    // A small drainTimeoutMs: were the signal never aborted, stopping would not wait 30 s for the handler.
+    const kernel = createKernel({ modules: [publisher, listener], logger: silentLogger, eventTimeoutMs: 600_000, drainTimeoutMs: 500 });
     kernels.push(kernel);
     await kernel.start();
     await kernel.client(clock).stopsWhenAborted({});
     await vi.waitFor(() => expect(isKeelError(reason, KeelErrorCode.TIMEOUT)).toBe(true), { timeout: 5_000, interval: 10 });
-  });
-
-  it.each([
-    { options: { timeoutMs: '30s' }, refusal: 'has timeoutMs "30s"; give a number of milliseconds above 0 and at most 2147483647, or leave it out.' },
-    { options: { timeoutMs: 0 }, refusal: 'has timeoutMs 0; give a number of milliseconds above 0 and at most 2147483647, or leave it out.' },
-    { options: { maxAttempts: 0 }, refusal: 'has maxAttempts 0; give a whole number of deliveries, 1 or more, or leave it out.' },
-    { options: { maxAttempts: 2.5 }, refusal: 'has maxAttempts 2.5; give a whole number of deliveries, 1 or more, or leave it out.' },
-  ])('refuses to start a module whose handler has $options, naming the module, the event and the field', async ({ options, refusal }) => {
-    const kernel = createKernel({ modules: [publisher, listenerWith({ handle: () => undefined, ...options })], logger: silentLogger });
-    kernels.push(kernel);
-    await expect(kernel.start()).rejects.toThrow(`Module "listener": the handler of clock.ticked ${refusal}`);
+    // The deadline counts from the delivery, a moment before the handler's start; timers may fire a millisecond early.
+    expect(ranMs).toBeGreaterThan(100);
   });
 });
 

@@ -37,6 +37,8 @@ export interface HandlerShape {
   readonly ownTransaction?: boolean;
   /** Each handling holds its transaction this long in the database (`pg_sleep`). */
   readonly sleepMs?: number;
+  /** Each handling holds its transaction this long in this process (a timer: PGlite's `pg_sleep` blocks the event loop). */
+  readonly holdMs?: number;
   /** These labels' first attempts fail after their work; their second attempts hold their transaction `retryHoldMs`. */
   readonly failFirst?: ReadonlySet<string>;
   readonly retryHoldMs?: number;
@@ -106,6 +108,7 @@ export function watcherModule(seen: Seen, handler: HandlerShape = {}) {
                 await db.query('insert into entries (label) values ($1)', [label]);
                 if (handler.hang?.label === label && attempt === 1) return handler.hang.hold(db, label);
                 if (handler.sleepMs !== undefined) await db.query('select pg_sleep($1)', [handler.sleepMs / 1000]);
+                if (handler.holdMs !== undefined) await new Promise((resolve) => setTimeout(resolve, handler.holdMs));
                 if (handler.failFirst?.has(label) === true) {
                   if (attempt === 1) throw new Error(`${label} fails on its first attempt`);
                   // Long enough for the other retries to arrive meanwhile: were they not kept apart, they would join this transaction.
@@ -130,13 +133,13 @@ export const LABELS = Array.from({ length: 10 }, (_, i) => `e${i}`);
  * itself, with `eventTimeoutMs` (or the handler's `timeoutMs`) {@link HUNG_TIMEOUT_MS}: the checks shared by both transports
  * (test/data-inbox-kernel.test.ts, test/data-inbox-kernel-nats.test.ts). `shared`: the other
  * nine were handled in one transaction, the one e3's first attempt was given up in (in one
- * process, where they all reach the inbox together).
+ * process, where they all reach the inbox together); `own`: the handler gave its own `timeoutMs`.
  */
 export async function expectHungHandlerGivenUp(
   hang: HungAttempt,
   seen: Seen,
   records: readonly { attempt: number; outcome: string }[],
-  shared: boolean,
+  { shared, own }: { shared: boolean; own: boolean },
 ): Promise<void> {
   // Every event took effect, e3 on its second attempt, while its first still waits: the events
   // that shared its transaction were not held by it (without the cut, none of them commits).
@@ -155,7 +158,12 @@ export async function expectHungHandlerGivenUp(
   const late = await hang.late;
   expect(late).toBeInstanceOf(KeelError);
   expect((late as KeelError).code).toBe('TIMEOUT');
-  expect((late as KeelError).message).toMatch(new RegExp(`was still running ${HUNG_TIMEOUT_MS} ms after it started.*eventTimeoutMs`));
+  // The error names the timeout that was in force, and that one only as the one to raise.
+  expect((late as KeelError).message).toMatch(
+    own
+      ? new RegExp(`was still running ${HUNG_TIMEOUT_MS} ms after it started \\(its timeoutMs\\).*give it longer: raise the handler's timeoutMs\\.$`)
+      : new RegExp(`was still running ${HUNG_TIMEOUT_MS} ms after it started \\(the kernel's eventTimeoutMs\\).*the handler's own timeoutMs .*, or the kernel's eventTimeoutMs\\.$`),
+  );
   // Its first row was rolled back with it: one row per event, and no late row.
   const { rows } = await (hang.db as NonNullable<HungAttempt['db']>).query<{ label: string }>('select label from entries order by label');
   expect(rows.map(({ label }) => label)).toEqual([...LABELS].sort());
