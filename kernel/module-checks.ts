@@ -80,7 +80,11 @@ export function checkEventHandlerOptions(
   ownsData: boolean,
   fail: (message: string) => never,
 ): void {
-  const unknown = Object.keys(options).filter((key) => !(EVENT_HANDLER_KEYS as readonly string[]).includes(key));
+  // A plain object's other keys are misspellings; an instance of a class of the application's (its
+  // handle a method, its fields its state) keeps what else it holds.
+  const prototype = Object.getPrototypeOf(options) as unknown;
+  const plain = prototype === Object.prototype || prototype === null;
+  const unknown = plain ? Object.keys(options).filter((key) => !(EVENT_HANDLER_KEYS as readonly string[]).includes(key)) : [];
   if (unknown.length > 0) {
     const hint = didYouMean(unknown, EVENT_HANDLER_KEYS, (key) => `"${key}"`);
     fail(
@@ -106,7 +110,7 @@ export function checkEventHandlerOptions(
     fail(`the handler of ${label} has timeoutMs ${describeValue(timeoutMs)}; give a number of milliseconds above 0 and at most ${MAX_TIMEOUT_MS}, or leave it out.`);
   }
   if (ownTransaction !== undefined && typeof ownTransaction !== 'boolean') {
-    fail(`the handler of ${label} has ownTransaction ${JSON.stringify(ownTransaction)}; give true or false, or leave it out.`);
+    fail(`the handler of ${label} has ownTransaction ${describeValue(ownTransaction)}; give true or false, or leave it out.`);
   }
   if (ownTransaction === true && (definition.delivery !== 'durable' || !ownsData)) {
     const event = label.slice(label.indexOf('.') + 1);

@@ -100,6 +100,11 @@ export type EventHandlerFunction<Ev extends AnyEvent> = (
  * ```
  */
 export interface EventHandlerOptions<Ev extends AnyEvent> {
+  /**
+   * The handler. Given as an object literal, the object takes no other key than these options: a
+   * misspelt one (`timeout` for `timeoutMs`) is refused when its module starts, with the name it
+   * is nearest to. An instance of a class may hold other fields; its `handle` is called on it.
+   */
   readonly handle: EventHandlerFunction<Ev>;
   /** `every-instance` delivers to every running instance of this module (notification events only). */
   readonly fanout?: Fanout;

@@ -240,7 +240,8 @@ export class ModuleHost {
           source,
           event,
           definition,
-          handler: this.#withInbox(source.name, event, definition, (typeof handler === 'function' ? handler : handler.handle) as EventHandlerFunction<AnyEvent>, {
+          // An object's `handle` is called on it: a class's method may use `this`.
+          handler: this.#withInbox(source.name, event, definition, (typeof handler === 'function' ? handler : (payload, context) => handler.handle(payload, context)) as EventHandlerFunction<AnyEvent>, {
             maxAttempts,
             ownTransaction: options.ownTransaction === true,
             timeoutMs,
@@ -323,7 +324,7 @@ function checkInstance(module: AnyModule, instance: ModuleInstance<AnyContract, 
     const source = sources.get(sourceName);
     if (source === undefined) fail(`handles events of "${sourceName}" but does not list it in subscribesTo.`);
     for (const [event, handler] of Object.entries(handlers ?? {})) {
-      if (!(event in (source as AnyContract).events)) fail(`handles ${sourceName}.${event}, which that contract does not declare.`);
+      if (!Object.hasOwn((source as AnyContract).events, event)) fail(`handles ${sourceName}.${event}, which that contract does not declare.`);
       const callable = typeof handler === 'function' ? handler : (handler as { handle?: unknown })?.handle;
       if (typeof callable !== 'function') fail(`the handler of ${sourceName}.${event} is not a function.`);
       if (typeof handler !== 'function') {

@@ -6,20 +6,23 @@
  * module, the event and the field. `ownTransaction`'s own checks, which need a module with data,
  * are in test/data-inbox-edges.test.ts.
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
-import { createKernel, defineContract, defineModule, event, isKeelError, silentLogger, type Kernel } from 'keel';
+import { createKernel, defineContract, defineModule, event, isKeelError, operation, silentLogger, type Kernel } from 'keel';
 
 const clock = defineContract({
   name: 'clock',
   version: '1.0.0',
-  operations: {},
+  operations: { tick: operation({ input: z.object({}), output: z.object({}) }) },
   events: {
     ticked: event({ payload: z.object({ tick: z.number() }) }),
     settled: event({ payload: z.object({ tick: z.number() }), delivery: 'durable' }),
   },
 });
-const clockModule = defineModule({ contract: clock, create: () => ({ handlers: {} }) });
+const clockModule = defineModule({
+  contract: clock,
+  create: ({ emit }) => ({ handlers: { tick: async () => (await emit('ticked', { tick: 1 }), {}) } }),
+});
 
 const kernels: Kernel[] = [];
 afterEach(async () => {
@@ -28,6 +31,10 @@ afterEach(async () => {
 
 /** Starts a kernel whose `listener` handles clock's `event` with `handler`; the error it refused with, and whether its start hook ran. */
 async function startWith(eventName: 'ticked' | 'settled', handler: unknown): Promise<{ error: unknown; hookRan: boolean }> {
+  return (await kernelWith(eventName, handler)).started;
+}
+
+async function kernelWith(eventName: 'ticked' | 'settled', handler: unknown): Promise<{ kernel: Kernel; started: { error: unknown; hookRan: boolean } }> {
   let hookRan = false;
   const listener = defineModule({
     contract: defineContract({ name: 'listener', version: '1.0.0', operations: {} }),
@@ -44,7 +51,7 @@ async function startWith(eventName: 'ticked' | 'settled', handler: unknown): Pro
     () => undefined,
     (refused: unknown) => refused,
   );
-  return { error, hookRan };
+  return { kernel, started: { error, hookRan } };
 }
 
 const handle = (): void => undefined;
@@ -78,5 +85,20 @@ describe("an event handler's options", () => {
     expect(await startWith('settled', { handle, maxAttempts: 3, timeoutMs: 120_000 })).toEqual({ error: undefined, hookRan: true });
     expect(await startWith('ticked', { handle, fanout: 'every-instance', timeoutMs: 0.5 })).toEqual({ error: undefined, hookRan: true });
     expect(await startWith('ticked', handle)).toEqual({ error: undefined, hookRan: true });
+  });
+
+  it("starts a module whose handler is an instance of a class with fields of its own, and calls its handle on it (this is the instance)", async () => {
+    class Counter {
+      readonly timeoutMs = 5_000;
+      count = 0;
+      handle(): void {
+        this.count += 1;
+      }
+    }
+    const counter = new Counter();
+    const { kernel, started } = await kernelWith('ticked', counter);
+    expect(started).toEqual({ error: undefined, hookRan: true });
+    await kernel.client(clock).tick({});
+    await vi.waitFor(() => expect(counter.count).toBe(1), { timeout: 5_000, interval: 10 });
   });
 });
