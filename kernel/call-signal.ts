@@ -65,11 +65,11 @@ class Cancellation {
     this.#timer = undefined;
   }
 
-  /** The kernel gave up on the handler (its time ran out, its module stopped): abort now, with `reason`, unless aborted already. */
+  /** The kernel gave up on the handler (its time ran out): abort now, with `reason`, unless aborted already. */
   abort(reason: KeelError): void {
     this.release();
     if (this.#controller.signal.aborted) return;
-    this.timedOut = reason.code === KeelErrorCode.TIMEOUT;
+    this.timedOut = true;
     this.#controller.abort(reason);
   }
 }
@@ -126,8 +126,7 @@ export function callAbandoned(address: OperationAddress, context: CallContext, w
 }
 
 /**
- * Aborts the signal of the handler running in this async context with `reason` (a `TIMEOUT`, or
- * `UNAVAILABLE` when its module stopped),
+ * Aborts the signal of the handler running in this async context with `reason` (a `TIMEOUT`),
  * made now if the handler has not asked for it yet, so that it is aborted when it does: for the
  * kernel, when it gives up on a handler still running (kernel/inbox.ts), since the handler's own
  * release after that would otherwise clear the deadline's timer before it fires.

@@ -129,18 +129,8 @@ function outranItsTime(module: string, event: Pending): KeelError {
   );
 }
 
-/** The error of the handlers an inbox gives up on, and of the events it refuses, once its module stops. */
-function moduleStopped(module: string): KeelError {
-  return new KeelError(
-    KeelErrorCode.UNAVAILABLE,
-    `Module "${module}" stopped while durable events were handled or waiting in its inbox, past its drain (drainTimeoutMs): ` +
-      'the work of a handler still running was rolled back, and these events are delivered again (to an instance that runs). ' +
-      "A handler given up on has its signal aborted, and what it does with the database from now on fails.",
-  );
-}
-
-/** What {@link Inbox}'s give-up hands the race when a handler is given up on. */
-const GIVEN_UP: unique symbol = Symbol('given up');
+/** What {@link Inbox}'s timer hands the race when a handler's time ran out. */
+const OUT_OF_TIME: unique symbol = Symbol('out of time');
 
 /** The error of a handler that resolved after one of its statements failed (its error caught): its work is undone. */
 function swallowedFailure(module: string): KeelError {
@@ -153,10 +143,6 @@ function swallowedFailure(module: string): KeelError {
 
 export class Inbox {
   readonly #queue: Pending[] = [];
-  /** How to give up on each handler running now (see {@link Inbox.stop}). */
-  readonly #giveUps = new Set<(error: KeelError) => void>();
-  /** Set once the module stopped: every event given from then on fails with it. */
-  #stopped: KeelError | undefined;
   /** Named with its schema: a handler's `set local search_path` before it must not move the next event's record. */
   readonly #table: string;
   #running = 0;
@@ -176,8 +162,7 @@ export class Inbox {
    * once the transaction committed (`handled`), or when the inbox held the id already
    * (`duplicate`: the handler did not run). Rejects with the handler's error once its work is
    * undone, or with the transaction's when it could not commit; with `TIMEOUT` once its work is
-   * undone when it still ran `timeout.ms` after it started; with `UNAVAILABLE` when the module
-   * stopped first ({@link Inbox.stop}).
+   * undone when it still ran `timeout.ms` after it started.
    */
   handle(
     id: string,
@@ -187,7 +172,6 @@ export class Inbox {
     handler: () => unknown,
     timeout: HandlerTimeout = { ms: this.options.handlerMs, own: false },
   ): Promise<InboxOutcome> {
-    if (this.#stopped !== undefined) return Promise.reject(this.#stopped);
     if (id.includes('\0')) {
       // PostgreSQL stores no NUL in text, and a script ends at one: no record of it can be made.
       return Promise.reject(
@@ -214,19 +198,6 @@ export class Inbox {
       });
       if (this.#running < this.options.transactions) void this.#work();
     });
-  }
-
-  /**
-   * For the module's stop, once its drain is over: gives up on every handler running now, as at
-   * the end of its time (its work rolled back, its signal aborted, its later use of the database
-   * refused), fails the events waiting, and takes no further event, all with `UNAVAILABLE` (the
-   * transports deliver them again). Each open transaction then commits the events it handled
-   * before, so that the module's connections come free. Nothing to do for an idle inbox.
-   */
-  stop(): void {
-    const error = (this.#stopped ??= moduleStopped(this.db.module));
-    for (const giveUp of [...this.#giveUps]) giveUp(error);
-    for (const event of this.#queue.splice(0)) fail(event, error);
   }
 
   /** One of the inbox's transactions at a time, while events wait. */
@@ -309,7 +280,6 @@ export class Inbox {
    * its record would meet the original's, not yet committed, so it waits for the commit.
    */
   #take(opened: Map<string, Pending>, copies: Copy[]): Pending | undefined {
-    if (this.#stopped !== undefined) return undefined;
     for (let next = this.#queue[0]; next !== undefined && !next.alone; next = this.#queue[0]) {
       this.#queue.shift();
       const original = opened.get(next.id);
@@ -332,35 +302,30 @@ export class Inbox {
   async #run(tx: SqlRunner, event: Pending, afterCommit: (() => void)[]): Promise<boolean> {
     const frame: TransactionFrame = { tx, afterCommit, ended: false };
     let timer: ReturnType<typeof setTimeout> | undefined;
-    let giveUp: ((error: KeelError) => void) | undefined;
     let outcome: unknown;
     try {
       const work = event.context.runInAsyncScope(() => this.db.joinedIn(frame, event.handler));
-      const givenUp = new Promise<typeof GIVEN_UP>((resolve) => {
-        giveUp = (error) => {
-          if (frame.abandoned !== undefined) return;
-          // At once, in this turn: a statement the handler sends from now on is refused, not
-          // queued behind the rollback, where it would join the next event's work.
-          frame.abandoned = error;
+      const outOfTime = new Promise<typeof OUT_OF_TIME>((resolve) => {
+        timer = setTimeout(() => {
+          // At once, in the timer's turn: a statement the handler sends from now on is refused,
+          // not queued behind the rollback, where it would join the next event's work.
+          frame.abandoned = outranItsTime(this.db.module, event);
           frame.ended = true;
           // Its signal too, which its own end would otherwise release unaborted (the deadline's
           // timer, from its delivery, may come a moment after this one).
-          event.context.runInAsyncScope(abortCallSignal, null, error);
-          resolve(GIVEN_UP);
-        };
-        timer = setTimeout(() => giveUp?.(outranItsTime(this.db.module, event)), event.timeout.ms);
+          event.context.runInAsyncScope(abortCallSignal, null, frame.abandoned);
+          resolve(OUT_OF_TIME);
+        }, event.timeout.ms);
       });
-      this.#giveUps.add(giveUp as (error: KeelError) => void);
-      outcome = await Promise.race([work, givenUp]);
+      outcome = await Promise.race([work, outOfTime]);
     } catch (error) {
       await tx.exec(`rollback to savepoint ${event.savepoint}`);
       fail(event, error);
       return false;
     } finally {
       clearTimeout(timer);
-      if (giveUp !== undefined) this.#giveUps.delete(giveUp);
     }
-    if (outcome !== GIVEN_UP) return true;
+    if (outcome !== OUT_OF_TIME) return true;
     await tx.exec(`rollback to savepoint ${event.savepoint}`);
     fail(event, frame.abandoned);
     return false;

@@ -283,10 +283,6 @@ export class ModuleHost {
     // Calls still queued now (the drain timed out) never start: they are answered UNAVAILABLE
     // (nothing ran, safe to retry) rather than run against a module whose stop hook runs next.
     this.bulkhead?.close();
-    // Durable event handlers still running now are given up on (their work rolled back, their
-    // events delivered again): their inbox transactions would otherwise hold the pool the
-    // database's close waits for, until each handler's own time runs out.
-    this.#inbox?.stop();
     if (this.#startHookRan) {
       try {
         await this.#instance?.stop?.();

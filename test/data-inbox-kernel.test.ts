@@ -12,7 +12,7 @@
  * alone, and `txid_current()` in each handler tells which one it ran in.
  */
 import { afterAll, describe, expect, it, vi } from 'vitest';
-import { createKernel, isKeelError, silentLogger, type DatabaseEngine, type KernelOptions } from 'keel';
+import { createKernel, silentLogger, type DatabaseEngine, type KernelOptions } from 'keel';
 import { createPGliteDatabase } from 'keel/pglite';
 import { createPostgresDatabase } from 'keel/postgres';
 import { createTestDatabase, type TestDatabase } from './support/databases.js';
@@ -151,44 +151,6 @@ describe.each(oneAtATime)('data - a durable event handler whose timeoutMs is lon
     } finally {
       await kernel.stop();
     }
-  });
-});
-
-describe.each(oneAtATime)('data - stopping a module while one of its durable event handlers runs, on $name', ({ engine }) => {
-  it("gives up on the handler once the drain is over: the events handled before it in its transaction committed, its own work rolled back, its signal aborted and its later queries refused with UNAVAILABLE", { timeout: 60_000 }, async () => {
-    const hang = new HungAttempt('e3');
-    const database = await engine();
-    // Its own time is ten minutes: without the give-up at the drain's end, the stop would wait that long for its transaction.
-    const kernel = createKernel({
-      modules: [burstModule, watcherModule(new Map(), { hang, timeoutMs: 600_000 })],
-      database,
-      logger: silentLogger,
-      ...LONG,
-      drainTimeoutMs: 300,
-    });
-    await kernel.start();
-    try {
-      // The rows of this file's earlier cases on PostgreSQL.
-      await hang.db?.exec('delete from entries; delete from keel_inbox');
-      await kernel.client(burst).write({ labels: LABELS });
-      await vi.waitFor(() => expect(hang.holding).toBe(true), { timeout: 20_000, interval: 20 });
-    } finally {
-      await kernel.stop();
-    }
-    expect(hang.signal?.aborted).toBe(true);
-    expect(isKeelError(hang.signal?.reason, 'UNAVAILABLE')).toBe(true);
-    const reader = await database.connect('watcher');
-    try {
-      // e0 to e2 ran before e3 in its transaction, which then committed them; e3's row went with it.
-      expect((await reader.query<{ label: string }>('select label from entries order by label')).rows).toEqual([{ label: 'e0' }, { label: 'e1' }, { label: 'e2' }]);
-      expect((await reader.query<{ n: number }>('select count(*)::int as n from keel_inbox')).rows).toEqual([{ n: 3 }]);
-    } finally {
-      await reader.close();
-    }
-    hang.release();
-    const late = await hang.late;
-    expect(isKeelError(late, 'UNAVAILABLE')).toBe(true);
-    expect((late as Error).message).toContain('Module "watcher" stopped while durable events were handled or waiting in its inbox');
   });
 });
 
