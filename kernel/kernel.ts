@@ -267,6 +267,8 @@ class KernelImpl implements Kernel {
     if (this.#stopping !== undefined) {
       throw new KeelError(KeelErrorCode.INVALID_STATE, 'The kernel was stopped while it was starting.');
     }
+    // Every hosted module has subscribed: only now may the relays send (module-host.ts, startRelay).
+    for (const host of started) host.startRelay();
     this.#state = LifecycleState.STARTED;
     this.#logger.info({ hosted: this.hosted, transport: this.#remote?.name ?? 'local' }, 'kernel started');
   }

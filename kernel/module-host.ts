@@ -144,8 +144,17 @@ export class ModuleHost {
     this.#registrations.push(await serveOn(services.local));
     if (services.remote) this.#registrations.push(await serveOn(services.remote));
     await this.#subscribe(instance, logger);
-    this.#relay?.start();
     this.state = LifecycleState.STARTED;
+  }
+
+  /**
+   * Starts the module's outbox relay: by the kernel, once every module it hosts has started. In
+   * one process a durable event is confirmed once the subscribers here handled it, and one with no
+   * subscriber subscribed yet counts as delivered: a relay started with its module sent the rows a
+   * crash had left unsent before the modules started after it had subscribed, and they were lost.
+   */
+  startRelay(): void {
+    this.#relay?.start();
   }
 
   /**

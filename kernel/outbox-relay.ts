@@ -123,7 +123,8 @@ export class OutboxRelay {
   #timer: NodeJS.Timeout | undefined;
   #running: Promise<void> | undefined;
   #again = false;
-  #stopped = false;
+  /** Until `start()`: a commit's kick before it sends nothing (its rows go in the first round after it). */
+  #stopped = true;
   #failures = 0;
   /**
    * The claims (as CLAIM_TEXT) of failed rounds whose release has not completed: the next claims

@@ -11,6 +11,7 @@
  * which answers within microtasks. Which events share a transaction then depends on the options
  * alone, and `txid_current()` in each handler tells which one it ran in.
  */
+import { randomUUID } from 'node:crypto';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { createKernel, silentLogger, type DatabaseEngine, type KernelOptions } from 'keel';
 import { createPGliteDatabase } from 'keel/pglite';
@@ -148,6 +149,34 @@ describe.each(oneAtATime)('data - a durable event handler whose timeoutMs is lon
       await kernel.client(burst).write({ labels: LABELS });
       await vi.waitFor(() => expect(attempts).toHaveLength(LABELS.length), { timeout: 30_000, interval: 20 });
       expect(attempts).toEqual(Array(LABELS.length).fill(1));
+    } finally {
+      await kernel.stop();
+    }
+  });
+});
+
+describe.each(oneAtATime)('data - durable events a crash left in the outbox, in one process, on $name', ({ engine }) => {
+  it('reach their subscriber at the next start, which subscribes every hosted module before any relay sends', async () => {
+    const database = await engine();
+    // A start and a stop make both modules' schemas, as an earlier run of the process did.
+    const before = createKernel({ modules: [burstModule, watcherModule(new Map())], database, logger: silentLogger });
+    await before.start();
+    await before.stop();
+    // What a crash between the commit and the relay's publish leaves: rows never sent.
+    const run = randomUUID().slice(0, 8);
+    const outbox = await database.connect('burst');
+    try {
+      for (const label of LABELS) {
+        await outbox.query("insert into keel_outbox (id, event, payload, correlation_id) values ($1, 'happened', $2, $1)", [`${run}-${label}`, JSON.stringify({ label })]);
+      }
+    } finally {
+      await outbox.close();
+    }
+    const seen: Seen = new Map();
+    const kernel = createKernel({ modules: [burstModule, watcherModule(seen)], database, logger: silentLogger });
+    await kernel.start();
+    try {
+      await vi.waitFor(() => expect([...seen.keys()].sort()).toEqual([...LABELS].sort()), { timeout: 20_000, interval: 20 });
     } finally {
       await kernel.stop();
     }
