@@ -125,6 +125,10 @@ export class OutboxRelay {
   #again = false;
   /** Until `start()`: a commit's kick before it sends nothing (its rows go in the first round after it). */
   #stopped = true;
+  /** Set by `start()`: a relay never started leaves its rows for the next start, even at its stop. */
+  #started = false;
+  /** Set by `stop()`: a commit after it holds nothing (no round would release it). */
+  #ended = false;
   #failures = 0;
   /**
    * The claims (as CLAIM_TEXT) of failed rounds whose release has not completed: the next claims
@@ -142,7 +146,8 @@ export class OutboxRelay {
   /** kick, as a function to run after a commit (one per transaction, however many events). */
   readonly kicker = (): void => {
     crashPoint('outbox:after-commit');
-    if (this.hold !== undefined && !this.#stopped) this.#holds.push(this.hold());
+    // Before start() too: the first round releases it (or stop(), if the relay never starts).
+    if (this.hold !== undefined && !this.#ended) this.#holds.push(this.hold());
     this.kick();
   };
 
@@ -162,6 +167,7 @@ export class OutboxRelay {
 
   /** Publishes what earlier runs left, then keeps polling. */
   start(): void {
+    this.#started = true;
     this.#stopped = false;
     this.#schedule(0);
   }
@@ -176,12 +182,18 @@ export class OutboxRelay {
     this.#run();
   }
 
-  /** Stops polling; waits for the round in flight, then tries once more to publish what is left. */
+  /**
+   * Stops polling; waits for the round in flight, then, if it ever started, tries once more to
+   * publish what is left. One never started (its kernel's start failed or was stopped) leaves
+   * its rows for the next start.
+   */
   async stop(): Promise<void> {
+    this.#ended = true;
     this.#stopped = true;
     clearTimeout(this.#timer);
     await this.#running;
-    await this.#round().catch(() => undefined);
+    // Never started: its subscribers here may not have subscribed yet (an event with none counts as delivered).
+    if (this.#started) await this.#round().catch(() => undefined);
     this.#release(this.#takeHolds());
   }
 

@@ -13,7 +13,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, describe, expect, it, vi } from 'vitest';
-import { createKernel, silentLogger, type DatabaseEngine, type KernelOptions } from 'keel';
+import { createKernel, defineContract, defineModule, silentLogger, type DatabaseEngine, type KernelOptions } from 'keel';
 import { createPGliteDatabase } from 'keel/pglite';
 import { createPostgresDatabase } from 'keel/postgres';
 import { createTestDatabase, type TestDatabase } from './support/databases.js';
@@ -155,14 +155,28 @@ describe.each(oneAtATime)('data - a durable event handler whose timeoutMs is lon
   });
 });
 
+/**
+ * A module between the publisher and the subscriber in the start order, whose start hook takes
+ * 100 ms (long enough for a relay started with its own module to send first, on either engine),
+ * or fails.
+ */
+function between(start: 'slow' | 'fails') {
+  return defineModule({
+    contract: defineContract({ name: 'between', version: '1.0.0', operations: {} }),
+    create: () => ({
+      handlers: {},
+      start: () =>
+        start === 'slow' ? new Promise<void>((resolve) => setTimeout(resolve, 100)) : Promise.reject(new Error('between fails to start')),
+    }),
+  });
+}
+
 describe.each(oneAtATime)('data - durable events a crash left in the outbox, in one process, on $name', ({ engine }) => {
-  it('reach their subscriber at the next start, which subscribes every hosted module before any relay sends', async () => {
-    const database = await engine();
-    // A start and a stop make both modules' schemas, as an earlier run of the process did.
+  /** Rows in burst's outbox as a crash between the commit and the relay's publish leaves them, after a start that made both schemas. */
+  async function leftUnsent(database: DatabaseEngine): Promise<void> {
     const before = createKernel({ modules: [burstModule, watcherModule(new Map())], database, logger: silentLogger });
     await before.start();
     await before.stop();
-    // What a crash between the commit and the relay's publish leaves: rows never sent.
     const run = randomUUID().slice(0, 8);
     const outbox = await database.connect('burst');
     try {
@@ -172,14 +186,34 @@ describe.each(oneAtATime)('data - durable events a crash left in the outbox, in 
     } finally {
       await outbox.close();
     }
+  }
+
+  /** Starts burst, `between` and the watcher on `database`, and waits until the watcher handled every label. */
+  async function expectAllHandled(database: DatabaseEngine): Promise<void> {
     const seen: Seen = new Map();
-    const kernel = createKernel({ modules: [burstModule, watcherModule(seen)], database, logger: silentLogger });
+    const kernel = createKernel({ modules: [burstModule, between('slow'), watcherModule(seen)], database, logger: silentLogger });
     await kernel.start();
     try {
       await vi.waitFor(() => expect([...seen.keys()].sort()).toEqual([...LABELS].sort()), { timeout: 20_000, interval: 20 });
     } finally {
       await kernel.stop();
     }
+  }
+
+  it('reach their subscriber at the next start, which subscribes every hosted module before any relay sends', async () => {
+    const database = await engine();
+    await leftUnsent(database);
+    await expectAllHandled(database);
+  });
+
+  it('stay in the outbox through a start that fails before the subscriber started, and reach it at the next', async () => {
+    const database = await engine();
+    await leftUnsent(database);
+    const seen: Seen = new Map();
+    const failing = createKernel({ modules: [burstModule, between('fails'), watcherModule(seen)], database, logger: silentLogger });
+    await expect(failing.start()).rejects.toThrow('between fails to start');
+    expect(seen.size).toBe(0);
+    await expectAllHandled(database);
   });
 });
 
