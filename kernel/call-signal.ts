@@ -98,13 +98,12 @@ class Cancellation {
  */
 export function callSignal(): AbortSignal {
   const node = contextStorage.getStore()?.getValue(CALL_NODE_KEY) as CallNode | undefined;
-  if (node === undefined) return NEVER;
-  let cancellation = node.cancellation;
-  if (cancellation === undefined) {
-    cancellation = new Cancellation(node);
-    node.cancellation = cancellation;
-  }
-  return cancellation.signal;
+  return node === undefined ? NEVER : cancellationOf(node).signal;
+}
+
+/** The handler's {@link Cancellation}, made the first time it is asked for. */
+function cancellationOf(node: CallNode): NonNullable<CallNode['cancellation']> {
+  return (node.cancellation ??= new Cancellation(node));
 }
 
 /**
@@ -133,13 +132,7 @@ export function callAbandoned(address: OperationAddress, context: CallContext, w
  */
 export function abortCallSignal(reason: KeelError): void {
   const node = contextStorage.getStore()?.getValue(CALL_NODE_KEY) as CallNode | undefined;
-  if (node === undefined) return;
-  let cancellation = node.cancellation;
-  if (cancellation === undefined) {
-    cancellation = new Cancellation(node);
-    node.cancellation = cancellation;
-  }
-  cancellation.abort(reason);
+  if (node !== undefined) cancellationOf(node).abort(reason);
 }
 
 /** After a handler finished: the timer of its signal's deadline, if it asked for one, goes. */

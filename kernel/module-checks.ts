@@ -13,6 +13,17 @@ import type { ModuleSpec } from './module.js';
 import { describeValue } from './options.js';
 import { didYouMean } from './nearest-name.js';
 
+/**
+ * The keys of `object` that are not among `known`, as the words of a refusal: `unknown field
+ * "contarct" (did you mean contract? it takes ...)`; undefined when there are none.
+ */
+function unknownKeys(object: object, known: readonly string[], noun: string): string | undefined {
+  const unknown = Object.keys(object).filter((key) => !known.includes(key));
+  if (unknown.length === 0) return undefined;
+  const hint = didYouMean(unknown, known, (key) => `"${key}"`);
+  return `unknown ${noun}${unknown.length > 1 ? 's' : ''} ${unknown.map((key) => `"${key}"`).join(', ')} (${hint}it takes ${known.join(', ')})`;
+}
+
 /** Every field `defineModule` takes: another is a misspelling, refused rather than dropped. */
 const MODULE_SPEC_KEYS = ['contract', 'dependsOn', 'subscribesTo', 'providers', 'data', 'create'] as const;
 
@@ -34,11 +45,8 @@ export function checkModuleSpec<
     fail('`contract` must be a contract made with defineContract().');
   }
   if (typeof spec.create !== 'function') fail('`create` must be a function returning { handlers }.');
-  const unknown = Object.keys(spec).filter((key) => !(MODULE_SPEC_KEYS as readonly string[]).includes(key));
-  if (unknown.length > 0) {
-    const hint = didYouMean(unknown, MODULE_SPEC_KEYS, (key) => `"${key}"`);
-    fail(`unknown field${unknown.length > 1 ? 's' : ''} ${unknown.map((key) => `"${key}"`).join(', ')} (${hint}it takes ${MODULE_SPEC_KEYS.join(', ')}).`);
-  }
+  const unknownFields = unknownKeys(spec, MODULE_SPEC_KEYS, 'field');
+  if (unknownFields !== undefined) fail(`${unknownFields}.`);
   for (const field of ['dependsOn', 'subscribesTo'] as const) {
     if (spec[field] !== undefined && !Array.isArray(spec[field])) fail(`\`${field}\` must be an array of contracts, got ${describeValue(spec[field])}.`);
   }
@@ -75,23 +83,18 @@ const EVENT_HANDLER_KEYS = ['handle', 'fanout', 'maxAttempts', 'timeoutMs', 'own
  */
 export function checkEventHandlerOptions(
   options: Readonly<Record<string, unknown>>,
-  label: string,
+  source: string,
+  event: string,
   definition: AnyEvent,
   ownsData: boolean,
   fail: (message: string) => never,
 ): void {
   // A plain object's other keys are misspellings; an instance of a class of the application's (its
   // handle a method, its fields its state) keeps what else it holds.
+  const label = `${source}.${event}`;
   const prototype = Object.getPrototypeOf(options) as unknown;
-  const plain = prototype === Object.prototype || prototype === null;
-  const unknown = plain ? Object.keys(options).filter((key) => !(EVENT_HANDLER_KEYS as readonly string[]).includes(key)) : [];
-  if (unknown.length > 0) {
-    const hint = didYouMean(unknown, EVENT_HANDLER_KEYS, (key) => `"${key}"`);
-    fail(
-      `the handler of ${label} has unknown option${unknown.length > 1 ? 's' : ''} ${unknown.map((key) => `"${key}"`).join(', ')} ` +
-        `(${hint}it takes ${EVENT_HANDLER_KEYS.join(', ')}).`,
-    );
-  }
+  const unknownOptions = prototype === Object.prototype || prototype === null ? unknownKeys(options, EVENT_HANDLER_KEYS, 'option') : undefined;
+  if (unknownOptions !== undefined) fail(`the handler of ${label} has ${unknownOptions}.`);
   const { fanout, maxAttempts, timeoutMs, ownTransaction } = options;
   const fanouts = Object.values(Fanout) as readonly unknown[];
   if (fanout !== undefined && !fanouts.includes(fanout)) {
@@ -113,7 +116,6 @@ export function checkEventHandlerOptions(
     fail(`the handler of ${label} has ownTransaction ${describeValue(ownTransaction)}; give true or false, or leave it out.`);
   }
   if (ownTransaction === true && (definition.delivery !== 'durable' || !ownsData)) {
-    const event = label.slice(label.indexOf('.') + 1);
     fail(
       `ownTransaction on the handler of ${label} would change nothing: only a durable event's handler in a module that owns data runs in an inbox transaction` +
         `${definition.delivery === 'durable' ? ', and this module declares no data' : `, and ${event} is a notification event`}. Leave it out.`,

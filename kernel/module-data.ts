@@ -55,27 +55,24 @@ export class ModuleDatabase implements Database {
   }
 
   query<R extends Row = Row>(text: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
-    let frame: TransactionFrame | undefined;
-    try {
-      frame = this.current();
-    } catch (abandoned) {
-      return Promise.reject(abandoned);
-    }
-    if (frame !== undefined) return frame.tx.query<R>(text, params);
-    const refused = this.#refusal();
-    return refused === undefined ? this.connection.query<R>(text, params) : Promise.reject(refused);
+    return this.#send((runner) => runner.query<R>(text, params));
   }
 
   exec(script: string): Promise<void> {
+    return this.#send((runner) => runner.exec(script));
+  }
+
+  /** Sends a statement in this call chain's transaction, else on the connection; refused in abandoned work, or where {@link #refusal} says. */
+  #send<T>(statement: (runner: SqlRunner) => Promise<T>): Promise<T> {
     let frame: TransactionFrame | undefined;
     try {
       frame = this.current();
     } catch (abandoned) {
       return Promise.reject(abandoned);
     }
-    if (frame !== undefined) return frame.tx.exec(script);
+    if (frame !== undefined) return statement(frame.tx);
     const refused = this.#refusal();
-    return refused === undefined ? this.connection.exec(script) : Promise.reject(refused);
+    return refused === undefined ? statement(this.connection) : Promise.reject(refused);
   }
 
   async transaction<T>(work: () => Promise<T>): Promise<T> {

@@ -338,7 +338,7 @@ function checkInstance(module: AnyModule, instance: ModuleInstance<AnyContract, 
       if (typeof callable !== 'function') fail(`the handler of ${sourceName}.${event} is not a function.`);
       if (typeof handler !== 'function') {
         const definition = (source as AnyContract).events[event] as AnyEvent;
-        checkEventHandlerOptions(handler as Record<string, unknown>, `${sourceName}.${event}`, definition, module.data !== undefined, fail);
+        checkEventHandlerOptions(handler as Record<string, unknown>, sourceName, event, definition, module.data !== undefined, fail);
       }
     }
   }
