@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import { createKernel, defineContract, defineModule, event, isKeelError, operation, silentLogger, type AnyModule, type Kernel, type Logger, type Transport } from 'keel';
 import { createNatsTransport, type NatsTransportOptions } from 'keel/nats';
-import { jetstreamManager } from '@nats-io/jetstream';
+import { jetstreamManager, type JetStreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { startNatsCluster, type NatsCluster } from './support/nats-cluster.js';
 
@@ -226,8 +226,9 @@ describe('nats - a three-node NATS cluster', () => {
     const times = [killedAt ?? 0, ...deliveredAt.filter((time) => time > (killedAt ?? 0))];
     const deliveryPauseMs = Math.max(...times.slice(1).map((time, index) => time - (times[index] as number)));
 
-    // JetStream stored each event once, however often its publish was sent.
-    const stored = await storedIds(raw);
+    // JetStream stored each event once, however often its publish was sent. The read is retried:
+    // a JetStream API request can time out while the cluster elects new leaders after the kill.
+    const stored = await vi.waitFor(() => storedIds(jsm), { timeout: 30_000, interval: 500 });
     const copies = [...stored.values()].filter((count) => count > 1).length;
     expect(copies).toBe(0);
 
@@ -253,8 +254,7 @@ describe('nats - a three-node NATS cluster', () => {
 });
 
 /** How many times each `counter.added` payload id is stored in the stream, read message by message. */
-async function storedIds(nc: NatsConnection): Promise<Map<string, number>> {
-  const jsm = await jetstreamManager(nc);
+async function storedIds(jsm: JetStreamManager): Promise<Map<string, number>> {
   const { first_seq: first, last_seq: last } = (await jsm.streams.info('keel_counter')).state;
   const counts = new Map<string, number>();
   for (let seq = first; seq <= last; seq++) {
