@@ -118,24 +118,31 @@ describe('data - the inbox through kernels over NATS, on PGlite', () => {
     expect(await groups({ inboxBatchMs: 1 }, { sleepMs: 3 })).toEqual(Array(10).fill(1));
   });
 
-  it('gives up on a handler still running eventTimeoutMs after it started: its work rolled back, its event delivered again by JetStream, the events sharing its transaction committed, its later queries refused', { timeout: 120_000 }, async () => {
-    const prefix = `inbox${(cases += 1)}`;
-    const hang = new HungAttempt('e3');
-    const seen: Seen = new Map();
-    const watcher = await boot(prefix, 'watcher', seen, { ...LONG, eventTimeoutMs: HUNG_TIMEOUT_MS }, { hang });
-    const records: { attempt: number; outcome: string }[] = [];
-    watcher.kernel.observe({ eventHandled: ({ subscriber, attempt, outcome }) => void (subscriber === 'watcher' && records.push({ attempt, outcome })) });
-    try {
-      const publisher = await boot(prefix, 'burst', new Map(), {});
+  it.each([
+    ["the kernel's eventTimeoutMs", { own: false, options: { eventTimeoutMs: HUNG_TIMEOUT_MS }, handler: {} }],
+    ["the handler's own timeoutMs", { own: true, options: {}, handler: { timeoutMs: HUNG_TIMEOUT_MS } }],
+  ] as const)(
+    'gives up on a handler still running %s after it started: its work rolled back, its event delivered again by JetStream, the events sharing its transaction committed, its later queries refused',
+    { timeout: 120_000 },
+    async (_by, { own, options, handler }) => {
+      const prefix = `inbox${(cases += 1)}`;
+      const hang = new HungAttempt('e3');
+      const seen: Seen = new Map();
+      const watcher = await boot(prefix, 'watcher', seen, { ...LONG, ...options }, { hang, ...handler });
+      const records: { attempt: number; outcome: string }[] = [];
+      watcher.kernel.observe({ eventHandled: ({ subscriber, attempt, outcome }) => void (subscriber === 'watcher' && records.push({ attempt, outcome })) });
       try {
-        await publisher.kernel.client(burst).write({ labels: LABELS });
-        await expectHungHandlerGivenUp(hang, seen, records, { shared: false, own: false });
+        const publisher = await boot(prefix, 'burst', new Map(), {});
+        try {
+          await publisher.kernel.client(burst).write({ labels: LABELS });
+          await expectHungHandlerGivenUp(hang, seen, records, { shared: false, own });
+        } finally {
+          await publisher.close();
+        }
       } finally {
-        await publisher.close();
+        hang.release();
+        await watcher.close();
       }
-    } finally {
-      hang.release();
-      await watcher.close();
-    }
-  });
+    },
+  );
 });

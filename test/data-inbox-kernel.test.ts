@@ -105,7 +105,7 @@ describe.each(oneAtATime)('data - the inbox through a kernel, on $name', ({ engi
 });
 
 describe.each(oneAtATime)('data - a durable event handler that outruns its timeoutMs, in one process, on $name', ({ engine }) => {
-  // The handler's own timeoutMs here, under the kernel's default eventTimeoutMs (30 s); the NATS test takes the kernel's.
+  // The handler's own timeoutMs here, under the kernel's default eventTimeoutMs (30 s); the NATS test takes each.
   it('is given up on: its work rolled back, its event delivered again, the events sharing its transaction committed, its later queries refused', async () => {
     const hang = new HungAttempt('e3');
     const seen: Seen = new Map();
