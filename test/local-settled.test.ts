@@ -221,4 +221,43 @@ describe('local transport - settled()', () => {
       await bus.close();
     }
   });
+  it("waits for the durable events a module's start hook committed, which its relay sends once every module of the kernel has started", { timeout: 120_000 }, async () => {
+    const opener = defineContract({
+      name: 'opener',
+      version: '1.0.0',
+      operations: {},
+      events: { opened: eventOf({ payload: z.object({ n: z.number().int() }), delivery: 'durable' }) },
+    });
+    const openerModule = defineModule({
+      contract: opener,
+      data: { migrations: new URL('./fixtures/data/ledger/migrations/', import.meta.url) },
+      create: ({ db, emit }) => ({
+        handlers: {},
+        start: () =>
+          db.transaction(async () => {
+            for (let n = 0; n < 3; n += 1) await emit('opened', { n });
+          }),
+      }),
+    });
+    const opened: number[] = [];
+    const greeter = defineContract({ name: 'greeter', version: '1.0.0', operations: {} });
+    // Listed after the opener, so it subscribes after the opener's start hook committed.
+    const greeterModule = defineModule({
+      contract: greeter,
+      subscribesTo: [opener],
+      create: () => ({ handlers: {}, events: { opener: { opened: ({ n }) => { opened.push(n); } } } }),
+    });
+    const bus = createLocalTransport({ logger: silentLogger });
+    const database = await createPGliteDatabase();
+    const kernel = createKernel({ modules: [openerModule, greeterModule], database, topology: { host: ['opener', 'greeter'], transport: bus }, logger: silentLogger });
+    await kernel.start();
+    try {
+      await bus.settled();
+      expect([...opened].sort()).toEqual([0, 1, 2]);
+    } finally {
+      await kernel.stop();
+      await database.close();
+      await bus.close();
+    }
+  });
 });
