@@ -13,6 +13,7 @@ import { AsyncResource } from 'node:async_hooks';
 import { quoteIdentifier, quoteLiteral, type SqlRunner } from './database.js';
 import { abortCallSignal } from './call-signal.js';
 import { KeelError, KeelErrorCode } from './errors.js';
+import { givenBackError } from './transport-failures.js';
 import { DEFAULT_KERNEL_OPTIONS } from './kernel-options.js';
 import { outsideTransactions, type ModuleDatabase, type TransactionFrame } from './module-data.js';
 
@@ -78,6 +79,8 @@ interface Pending {
   readonly label: string;
   /** How long its handler may run (see {@link InboxOptions.handlerMs}), and whether that is the handler's own `timeoutMs`. */
   readonly timeout: HandlerTimeout;
+  /** {@link Inbox.giveBack} leaves it be: it runs, or is waited for, as if no stop had come. */
+  readonly keptAtStop: boolean;
   readonly handler: () => unknown;
   /** The async context the event was given in (its correlation id, trace, call context), for its handler. */
   readonly context: AsyncResource;
@@ -129,8 +132,21 @@ function outranItsTime(module: string, event: Pending): KeelError {
   );
 }
 
-/** What {@link Inbox}'s timer hands the race when a handler's time ran out. */
-const OUT_OF_TIME: unique symbol = Symbol('out of time');
+/** The error of an event given back at its module's stop: `ran`, its handler was running (else it was waiting for a transaction). */
+function givenBackAtStop(module: string, event: Pending, ran: boolean): KeelError {
+  return givenBackError(
+    ran
+      ? `The handler of durable event ${event.label} (${event.id}) in module "${module}" was still running when the module's stop had waited drainTimeoutMs, ` +
+          'so its work was rolled back and the event given back, not failed: it is delivered again later (to another instance, or at the next start). ' +
+          'Its signal is aborted, and what it does with the database from now on fails. ' +
+          "Make the handler end on its signal (pass callSignal() to its calls), or raise the kernel's drainTimeoutMs."
+      : `Durable event ${event.label} (${event.id}) was waiting for a transaction of module "${module}"'s inbox when the module's stop had waited drainTimeoutMs, ` +
+          'so it was given back without running: it is delivered again later (to another instance, or at the next start).',
+  );
+}
+
+/** What {@link Inbox}'s race is handed when a handler is given up on (its time ran out, or its module stopped). */
+const ABANDONED: unique symbol = Symbol('abandoned');
 
 /** The error of a handler that resolved after one of its statements failed (its error caught): its work is undone. */
 function swallowedFailure(module: string): KeelError {
@@ -147,6 +163,12 @@ export class Inbox {
   readonly #table: string;
   #running = 0;
   #savepoints = 0;
+  /** Set by {@link giveBack}: events not kept at a stop are given back, not run. */
+  #givingBack = false;
+  /** The handlers running now, each with what gives it up (see {@link giveBack}). */
+  readonly #handlers = new Map<Pending, (error: KeelError) => void>();
+  /** Waiting for the inbox to have no transaction (see {@link idle}). */
+  #idle: (() => void)[] = [];
 
   constructor(
     readonly db: ModuleDatabase,
@@ -162,7 +184,8 @@ export class Inbox {
    * once the transaction committed (`handled`), or when the inbox held the id already
    * (`duplicate`: the handler did not run). Rejects with the handler's error once its work is
    * undone, or with the transaction's when it could not commit; with `TIMEOUT` once its work is
-   * undone when it still ran `timeout.ms` after it started.
+   * undone when it still ran `timeout.ms` after it started; with an error `isGivenBack` accepts
+   * when {@link giveBack} gave it back (unless `keptAtStop`).
    */
   handle(
     id: string,
@@ -171,6 +194,7 @@ export class Inbox {
     alone: boolean,
     handler: () => unknown,
     timeout: HandlerTimeout = { ms: this.options.handlerMs, own: false },
+    keptAtStop = false,
   ): Promise<InboxOutcome> {
     if (id.includes('\0')) {
       // PostgreSQL stores no NUL in text, and a script ends at one: no record of it can be made.
@@ -190,14 +214,54 @@ export class Inbox {
         savepoint,
         label: `${source}.${event}`,
         timeout,
+        keptAtStop,
         handler,
         // Not AsyncLocalStorage.snapshot(): it binds a function, and a bound function costs a deprecation wrapper each (Node 20 to 24).
         context: new AsyncResource('keel.InboxEvent'),
         resolve,
         reject,
       });
-      if (this.#running < this.options.transactions) void this.#work();
+      if (this.#givingBack && !keptAtStop) this.#giveBackWaiting();
+      else if (this.#running < this.options.transactions) void this.#work();
     });
+  }
+
+  /**
+   * At a module's stop, once its drain ran out of time: gives back every event not `keptAtStop`,
+   * now and from now on. A handler still running is given up on as when its time runs out (its
+   * work rolled back to its savepoint, its signal aborted, its later use of the database
+   * refused), and the events sharing its transaction commit; an event waiting for a transaction
+   * does not run. Each is rejected with an error `isGivenBack` accepts, for its transport to
+   * deliver it again later. Returns how many it gave back now.
+   */
+  giveBack(): number {
+    this.#givingBack = true;
+    let count = this.#giveBackWaiting();
+    for (const [event, giveUp] of [...this.#handlers]) {
+      if (event.keptAtStop) continue;
+      giveUp(givenBackAtStop(this.db.module, event, true));
+      count += 1;
+    }
+    return count;
+  }
+
+  /** Gives back the waiting events that are not kept at a stop; returns how many. */
+  #giveBackWaiting(): number {
+    let count = 0;
+    for (let index = this.#queue.length - 1; index >= 0; index -= 1) {
+      const event = this.#queue[index] as Pending;
+      if (event.keptAtStop) continue;
+      this.#queue.splice(index, 1);
+      fail(event, givenBackAtStop(this.db.module, event, false));
+      count += 1;
+    }
+    return count;
+  }
+
+  /** Resolves once no transaction of the inbox runs (at once if none does). */
+  idle(): Promise<void> {
+    if (this.#running === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#idle.push(resolve));
   }
 
   /** One of the inbox's transactions at a time, while events wait. */
@@ -207,6 +271,7 @@ export class Inbox {
       for (let first = this.#queue.shift(); first !== undefined; first = this.#queue.shift()) await this.#transaction(first);
     } finally {
       this.#running -= 1;
+      if (this.#running === 0) for (const resolve of this.#idle.splice(0)) resolve();
     }
   }
 
@@ -294,38 +359,49 @@ export class Inbox {
 
   /**
    * Runs an opened event's handler in its savepoint; false when it failed (its work then undone,
-   * the event rejected), or ran out of its time: then it is given up on, as a failure, and its
-   * frame marked so that what it does with the database after fails rather than joining the
-   * events after it. A statement it sent before runs first: the rollback waits for it on the
-   * connection (a statement that never ends holds the transaction, as before).
+   * the event rejected), or was given up on: its time ran out, or its module's stop gave it back
+   * ({@link giveBack}). Then its work is undone, the event rejected, and its frame marked so that
+   * what it does with the database after fails rather than joining the events after it. A
+   * statement it sent before runs first: the rollback waits for it on the connection (a statement
+   * that never ends holds the transaction, as before).
    */
   async #run(tx: SqlRunner, event: Pending, afterCommit: (() => void)[]): Promise<boolean> {
+    if (this.#givingBack && !event.keptAtStop) {
+      // Opened while the stop gave back the others: it does not run.
+      await tx.exec(`rollback to savepoint ${event.savepoint}`);
+      fail(event, givenBackAtStop(this.db.module, event, false));
+      return false;
+    }
     const frame: TransactionFrame = { tx, afterCommit, ended: false };
     let timer: ReturnType<typeof setTimeout> | undefined;
     let outcome: unknown;
     try {
       const work = event.context.runInAsyncScope(() => this.db.joinedIn(frame, event.handler));
-      const outOfTime = new Promise<typeof OUT_OF_TIME>((resolve) => {
-        timer = setTimeout(() => {
-          // At once, in the timer's turn: a statement the handler sends from now on is refused,
-          // not queued behind the rollback, where it would join the next event's work.
-          frame.abandoned = outranItsTime(this.db.module, event);
+      const abandoned = new Promise<typeof ABANDONED>((resolve) => {
+        const giveUp = (error: KeelError): void => {
+          if (frame.abandoned !== undefined) return;
+          // At once, in this turn: a statement the handler sends from now on is refused, not
+          // queued behind the rollback, where it would join the next event's work.
+          frame.abandoned = error;
           frame.ended = true;
           // Its signal too, which its own end would otherwise release unaborted (the deadline's
           // timer, from its delivery, may come a moment after this one).
-          event.context.runInAsyncScope(abortCallSignal, null, frame.abandoned);
-          resolve(OUT_OF_TIME);
-        }, event.timeout.ms);
+          event.context.runInAsyncScope(abortCallSignal, null, error);
+          resolve(ABANDONED);
+        };
+        this.#handlers.set(event, giveUp);
+        timer = setTimeout(() => giveUp(outranItsTime(this.db.module, event)), event.timeout.ms);
       });
-      outcome = await Promise.race([work, outOfTime]);
+      outcome = await Promise.race([work, abandoned]);
     } catch (error) {
       await tx.exec(`rollback to savepoint ${event.savepoint}`);
       fail(event, error);
       return false;
     } finally {
       clearTimeout(timer);
+      this.#handlers.delete(event);
     }
-    if (outcome !== OUT_OF_TIME) return true;
+    if (outcome !== ABANDONED) return true;
     await tx.exec(`rollback to savepoint ${event.savepoint}`);
     fail(event, frame.abandoned);
     return false;

@@ -6,6 +6,7 @@
  */
 import { KeelError, KeelErrorCode, isKeelError } from './errors.js';
 import { InFlight } from './in-flight.js';
+import { isGivenBack } from './transport-failures.js';
 import { detached } from './otel-context.js';
 import type { Logger } from './logger.js';
 import { Fanout, type EventMetadata, type EventSubscription, type PublishedEvent, type Registration } from './transport.js';
@@ -141,6 +142,15 @@ export class LocalEvents {
         await subscription.handle(event.payload, metadata);
         return;
       } catch (error) {
+        // Its module stopped while the handler ran: not a failure. The event stays in the outbox,
+        // and the relay's next publish (this start's, or the next one's) begins its attempts anew.
+        if (isGivenBack(error)) {
+          throw new KeelError(
+            KeelErrorCode.UNAVAILABLE,
+            `${event.contract}.${event.event} ${event.metadata.id} waits in the outbox: ${group.subscriber} stopped while its handler ran, and gave it back.`,
+            { cause: error },
+          );
+        }
         if (isKeelError(error, KeelErrorCode.INVALID_EVENT) || attempt >= subscription.maxAttempts) {
           subscription.deadLetter(event.payload, metadata, error);
           return;
@@ -293,6 +303,12 @@ export class LocalEvents {
 
   #redeliver(subscription: EventSubscription, event: PublishedEvent, attempt: number, error: unknown): void {
     const metadata: EventMetadata = { ...event.metadata, attempt };
+    if (isGivenBack(error) && !this.#closed) {
+      // Its module stopped while the handler ran: the same attempt goes to another instance, or
+      // waits in the backlog for one (the stopped instance left its group before its drain).
+      this.#handOn(subscription, event, attempt);
+      return;
+    }
     if (isKeelError(error, KeelErrorCode.INVALID_EVENT) || attempt >= subscription.maxAttempts) {
       subscription.deadLetter(event.payload, metadata, error);
       return;
@@ -308,23 +324,23 @@ export class LocalEvents {
     this.#outstanding.begin();
     const timer: NodeJS.Timeout = detached(() => setTimeout(() => {
       this.#retries.delete(timer);
-      this.#retryDue(subscription, event, attempt);
+      this.#handOn(subscription, event, attempt + 1);
       this.#outstanding.end();
     }, this.redeliveryDelayMs * attempt));
     this.#retries.set(timer, () => this.#outstanding.end());
   }
 
-  /** A retry's timer fired: the next attempt goes to a running instance, or waits in the backlog. */
-  #retryDue(subscription: EventSubscription, event: PublishedEvent, attempt: number): void {
+  /** A retry's timer fired, or a stopping instance gave the event back: `attempt` goes to a running instance, or waits in the backlog. */
+  #handOn(subscription: EventSubscription, event: PublishedEvent, attempt: number): void {
     const group = this.#groups.get(`${event.contract}.${event.event}`)?.get(subscription.subscriber) as Group;
     if (group.members.length === 0) {
-      this.#keep(group, event, attempt + 1);
+      this.#keep(group, event, attempt);
       this.logger.debug(
-        { event: `${event.contract}.${event.event}`, subscriber: subscription.subscriber, attempt: attempt + 1 },
-        'durable event kept for its retry: no instance of the subscribing module runs',
+        { event: `${event.contract}.${event.event}`, subscriber: subscription.subscriber, attempt },
+        'durable event kept for its next attempt: no instance of the subscribing module runs',
       );
       return;
     }
-    this.#schedule(group.members[group.next++ % group.members.length] as Subscriber, event, attempt + 1);
+    this.#schedule(group.members[group.next++ % group.members.length] as Subscriber, event, attempt);
   }
 }

@@ -248,6 +248,8 @@ class Server extends InFlight {
 class LocalBus implements LocalTransport {
   readonly name = 'local';
   readonly inProcess = true;
+  /** A durable event given back is kept at the attempt it was on (local-events.ts). */
+  readonly givesBackUncounted = true;
   readonly #servers = new Map<string, { list: Server[]; next: number }>();
   readonly #deadlines = new DeadlineScheduler();
   readonly #events: LocalEvents;

@@ -175,12 +175,21 @@ export class ModuleHost {
     if (definition.delivery !== 'durable') return (payload, context) => outsideTransactions(() => handler(payload, context));
     const inbox = this.#inbox as Inbox;
     const log = this.services.logger;
+    const timeout = { ms: timeoutMs, own: ownTimeout };
+    // Where the transport counts every delivery (JetStream), an event given back on its last
+    // attempt would come back past maxAttempts: a stop waits for that handler instead.
+    const lastAttemptKept = (this.services.remote ?? this.services.local).givesBackUncounted !== true;
     return (payload, context) =>
       outsideTransactions(() =>
-        inbox.handle(context.id, source, event, runsAlone(context.attempt, maxAttempts, ownTransaction), () => handler(payload, context), {
-          ms: timeoutMs,
-          own: ownTimeout,
-        }),
+        inbox.handle(
+          context.id,
+          source,
+          event,
+          runsAlone(context.attempt, maxAttempts, ownTransaction),
+          () => handler(payload, context),
+          timeout,
+          lastAttemptKept && context.attempt >= maxAttempts,
+        ),
       ).then((outcome) => {
         if (outcome === 'duplicate') log.debug({ module: this.module.name, event: `${source}.${event}`, eventId: context.id }, 'event already handled; skipped');
         else crashPoint('inbox:after-commit');
@@ -277,10 +286,18 @@ export class ModuleHost {
     this.#registrations = [];
     const drained = Promise.allSettled(registrations.map((registration) => registration.stop()));
     if (!(await within(drained, this.services.drainTimeoutMs))) {
+      // The durable events still in its inbox are given back (rolled back, delivered again
+      // later), so that the database closes now rather than when their handlers end.
+      const givenBack = this.#inbox?.giveBack() ?? 0;
       this.services.logger.error(
-        { module: this.module.name, drainTimeoutMs: this.services.drainTimeoutMs },
-        'work in flight did not finish within drainTimeoutMs; stopping the module anyway',
+        { module: this.module.name, drainTimeoutMs: this.services.drainTimeoutMs, givenBack },
+        givenBack > 0
+          ? 'work in flight did not finish within drainTimeoutMs; gave back the durable events whose handlers still ran or waited (their work rolled back, delivered again later), stopping the module anyway'
+          : 'work in flight did not finish within drainTimeoutMs; stopping the module anyway',
       );
+      // The inbox's transactions end: those given back roll back, the events that shared them commit,
+      // and a last attempt the transport counts runs to its end (its handler's time bounds it).
+      await this.#inbox?.idle();
     } else {
       const results = await drained;
       for (const result of results) {

@@ -15,6 +15,7 @@ import type { Logger } from './logger.js';
 import { OK_OUTCOME, outcomeOf, type KernelObserver } from './observer.js';
 import type { EventContext, EventHandlerFunction } from './module-handlers.js';
 import { validPrincipal, type PrincipalSchema } from './principal.js';
+import { isGivenBack } from './transport-failures.js';
 import type { EventMetadata, EventSubscription, Fanout } from './transport.js';
 
 /** What the kernel needs to build one {@link EventSubscription}. */
@@ -79,10 +80,9 @@ export function createEventSubscription(source: SubscriptionSource): EventSubscr
   const failed = (error: unknown, metadata: EventMetadata, started: number): Promise<void> => {
     const observers = source.observers;
     if (observers?.length) report(observers, metadata.attempt, started, outcomeOf(error));
-    logger.warn(
-      { err: error, event: label, eventId: metadata.id, attempt: metadata.attempt, correlationId: metadata.correlationId },
-      `event handler of module "${subscriber}" failed`,
-    );
+    const fields = { err: error, event: label, eventId: metadata.id, attempt: metadata.attempt, correlationId: metadata.correlationId };
+    if (isGivenBack(error)) logger.info(fields, `module "${subscriber}" stopped while this event's handler ran, and gave the event back`);
+    else logger.warn(fields, `event handler of module "${subscriber}" failed`);
     return Promise.reject(error);
   };
   // Not `async`: a synchronous handler settles without a promise per layer (docs/performance.md,

@@ -34,7 +34,14 @@ export {
   type TransportCallOptions,
   type TransportStatus,
 } from './transport.js';
-export { cancelledError, noRespondersError, timeoutError, unknownOperationFailure, versionMismatchFailure } from './transport-failures.js';
+export {
+  cancelledError,
+  isGivenBack,
+  noRespondersError,
+  timeoutError,
+  unknownOperationFailure,
+  versionMismatchFailure,
+} from './transport-failures.js';
 export { callAbandoned } from './call-signal.js';
 export { fromErrorEnvelope, isErrorEnvelope, toErrorEnvelope } from './envelope.js';
 export { DeadlineScheduler, type DeadlineEntry } from './deadline.js';

@@ -112,3 +112,41 @@ export function cancelledError(address: OperationAddress, context: CallContext, 
     { correlationId: context.correlationId, cause: reason },
   );
 }
+
+/** Brands the errors of {@link givenBackError}: read by {@link isGivenBack}. */
+const GIVEN_BACK: unique symbol = Symbol.for('keel.givenBack');
+
+/**
+ * The error a subscription's `handle` rejects with when its module stopped before the handler
+ * ended and the kernel gave the event back: the handler's work was rolled back, and the event is
+ * to be delivered again later (to another instance, or at the next start). It is `UNAVAILABLE`;
+ * a transport tells it from a failure with {@link isGivenBack}.
+ */
+export function givenBackError(message: string, correlationId?: string): KeelError {
+  const error = new KeelError(KeelErrorCode.UNAVAILABLE, message, correlationId === undefined ? {} : { correlationId });
+  Object.defineProperty(error, GIVEN_BACK, { value: true });
+  return error;
+}
+
+/**
+ * Whether a subscription's `handle` rejected because its module stopped and gave the event back
+ * ({@link givenBackError}), not because the handler failed. A transport then delivers the event
+ * again later, never dead-letters it for this, and does not count the delivery as an attempt
+ * where it can (the in-process bus; JetStream counts every delivery, see
+ * `Transport.givesBackUncounted`).
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await subscription.handle(payload, metadata);
+ *   msg.ack();
+ * } catch (error) {
+ *   if (isGivenBack(error)) msg.nak(); // not a failure: no dead letter, delivered again
+ *   else if (metadata.attempt >= subscription.maxAttempts) deadLetter(msg, error);
+ *   else msg.nak(delayMs);
+ * }
+ * ```
+ */
+export function isGivenBack(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && (error as { [GIVEN_BACK]?: unknown })[GIVEN_BACK] === true;
+}

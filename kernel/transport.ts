@@ -314,6 +314,14 @@ export interface Transport {
   readonly name: string;
   /** True when values never leave this process (the kernel then skips redundant copies). */
   readonly inProcess: boolean;
+  /**
+   * True when a durable event a subscription gave back (its `handle` rejected with an error
+   * `isGivenBack` accepts: the module stopped while its handler ran) reaches the subscriber
+   * again without counting as an attempt, as on the in-process bus. Absent or false, as over
+   * NATS (JetStream counts every delivery), the kernel never gives back an event on its last
+   * attempt: it waits for the handler, whose next delivery would be past `maxAttempts`.
+   */
+  readonly givesBackUncounted?: boolean;
   /** Sends one call; resolves with the callee's (validated) output. */
   call(address: OperationAddress, input: unknown, context: CallContext, options?: TransportCallOptions): Promise<unknown>;
   /** Starts serving a module's operations. */

@@ -13,10 +13,20 @@
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { createKernel, silentLogger, type DatabaseEngine, type Kernel, type KernelOptions } from 'keel';
-import { createNatsTransport } from 'keel/nats';
+import type { KernelOptions } from 'keel';
 import { createPGliteDatabase } from 'keel/pglite';
-import { HUNG_TIMEOUT_MS, HungAttempt, LABELS, burst, burstModule, expectHungHandlerGivenUp, watcherModule, type HandlerShape, type Seen } from './support/inbox-kernel.js';
+import {
+  HUNG_TIMEOUT_MS,
+  HungAttempt,
+  LABELS,
+  bootOverNats,
+  burst,
+  burstModule,
+  expectHungHandlerGivenUp,
+  watcherModule,
+  type HandlerShape,
+  type Seen,
+} from './support/inbox-kernel.js';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
 
 let server: NatsServer;
@@ -31,27 +41,15 @@ let cases = 0;
 
 /** A kernel hosting `host` over NATS under `prefix`, on a fresh PGlite; `close` stops it and closes both. */
 async function boot(prefix: string, host: string, seen: Seen, options: Partial<KernelOptions>, handler: HandlerShape = {}) {
-  const transport = await createNatsTransport({ servers: server.url, prefix, logger: silentLogger });
-  const database: DatabaseEngine = await createPGliteDatabase();
-  const kernel: Kernel = createKernel({
-    modules: [burstModule, watcherModule(seen, handler)],
-    topology: { host: [host], transport },
-    database,
-    logger: silentLogger,
-    ...options,
-  });
-  try {
-    await kernel.start();
-  } catch (error) {
-    await transport.close();
+  const database = await createPGliteDatabase();
+  const booted = await bootOverNats(server.url, prefix, host, [burstModule, watcherModule(seen, handler)], database, options).catch(async (error: unknown) => {
     await database.close();
     throw error;
-  }
+  });
   return {
-    kernel,
+    kernel: booted.kernel,
     close: async () => {
-      await kernel.stop();
-      await transport.close();
+      await booted.close();
       await database.close();
     },
   };

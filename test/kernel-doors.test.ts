@@ -95,6 +95,7 @@ const TRANSPORT = {
     'isContract',
     'isCorrelationId',
     'isErrorEnvelope',
+    'isGivenBack',
     'isIdempotencyKey',
     'isTraceparent',
     'keelTracer',

@@ -4,7 +4,7 @@
  * the events given up on. The streams and consumers themselves are jetstream.ts's.
  */
 import { KeelError, KeelErrorCode, isKeelError } from 'keel';
-import { InFlight, within, type EventMetadata, type EventSubscription, type Registration } from 'keel/transport';
+import { InFlight, isGivenBack, within, type EventMetadata, type EventSubscription, type Registration } from 'keel/transport';
 import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
 import { headers as natsHeaders } from '@nats-io/transport-node';
 import type { Connection } from './connection.js';
@@ -171,6 +171,12 @@ export class DurableEvents {
     try {
       await subscription.handle(payload, metadata);
     } catch (error) {
+      // Its module stopped while the handler ran, and rolled its work back: not a failure, so no
+      // dead letter. JetStream counts the delivery, so the kernel never gives back a last attempt.
+      if (isGivenBack(error)) {
+        msg.nak();
+        return;
+      }
       if (isKeelError(error, KeelErrorCode.INVALID_EVENT) || attempt >= subscription.maxAttempts) {
         await this.#giveUp(state, msg, payload, metadata, error);
       } else {

@@ -5,7 +5,22 @@
  */
 import { z } from 'zod';
 import { expect, vi } from 'vitest';
-import { KeelError, callSignal, isKeelError, defineContract, defineModule, event, operation, type Database } from 'keel';
+import {
+  KeelError,
+  callSignal,
+  createKernel,
+  isKeelError,
+  defineContract,
+  defineModule,
+  event,
+  operation,
+  silentLogger,
+  type Database,
+  type DatabaseEngine,
+  type Kernel,
+  type KernelOptions,
+} from 'keel';
+import { createNatsTransport } from 'keel/nats';
 
 export const burst = defineContract({
   name: 'burst',
@@ -171,3 +186,29 @@ export async function expectHungHandlerGivenUp(
 
 /** The `eventTimeoutMs` of the kernels of {@link expectHungHandlerGivenUp}: ample for a handler's two statements on a loaded machine. */
 export const HUNG_TIMEOUT_MS = 2500;
+
+/** A kernel of `modules` hosting `host` over the nats-server at `url` under `prefix`, on `database`; `close` stops it and its transport, not the database. */
+export async function bootOverNats(
+  url: string,
+  prefix: string,
+  host: string,
+  modules: Parameters<typeof createKernel>[0]['modules'],
+  database: DatabaseEngine,
+  options: Partial<KernelOptions> = {},
+): Promise<{ kernel: Kernel; close: () => Promise<void> }> {
+  const transport = await createNatsTransport({ servers: url, prefix, logger: silentLogger });
+  const kernel = createKernel({ modules, topology: { host: [host], transport }, database, logger: silentLogger, ...options });
+  try {
+    await kernel.start();
+  } catch (error) {
+    await transport.close();
+    throw error;
+  }
+  return {
+    kernel,
+    close: async () => {
+      await kernel.stop();
+      await transport.close();
+    },
+  };
+}

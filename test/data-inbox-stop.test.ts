@@ -1,0 +1,317 @@
+/**
+ * A stop that outlasts `drainTimeoutMs` while a durable handler of a module with data still runs:
+ * the inbox gives the module's events back (kernel/inbox.ts `giveBack`), so that the stop ends
+ * then, not when the handler does. The handler's work is rolled back, the events that shared its
+ * transaction commit, nothing is dead-lettered, and the events are delivered again later: in one
+ * process at the next start, from the outbox, on their first attempt; over NATS by JetStream,
+ * which counts the delivery, so an event on its last attempt is not given back and the stop
+ * waits for its handler instead.
+ *
+ * The watcher's first attempt at `e3` waits until the test lets it go, ignoring its signal, with a
+ * `timeoutMs` of two minutes: without the give-back each stop below would wait that long, past the
+ * test's own timeout.
+ */
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { createKernel, defineModule, silentLogger, type DatabaseEngine, type Kernel, type KernelOptions, type Logger } from 'keel';
+import { createPGliteDatabase } from 'keel/pglite';
+import { createPostgresDatabase } from 'keel/postgres';
+import { createLocalTransport, isGivenBack, type DeadLetter } from 'keel/transport';
+import { capturingLogger, type LogEntry } from './support/conformance-app.js';
+import { createTestDatabase, type TestDatabase } from './support/databases.js';
+import { HungAttempt, LABELS, bootOverNats, burst, burstModule, watcherModule, type Seen } from './support/inbox-kernel.js';
+import { startNatsServer, type NatsServer } from './support/nats-server.js';
+
+const made: DatabaseEngine[] = [];
+const databases: TestDatabase[] = [];
+let server: NatsServer | undefined;
+afterAll(async () => {
+  await Promise.all(made.map((engine) => engine.close()));
+  for (const database of databases) await database.drop();
+  await server?.stop();
+});
+
+const engines = [
+  {
+    name: 'pglite',
+    engine: async (): Promise<DatabaseEngine> => {
+      const engine = await createPGliteDatabase();
+      made.push(engine);
+      return engine;
+    },
+  },
+  {
+    name: 'postgres',
+    engine: async (): Promise<DatabaseEngine> => {
+      const database = await createTestDatabase();
+      databases.push(database);
+      const engine = createPostgresDatabase({ url: database.url, poolSize: 2 });
+      made.push(engine);
+      return engine;
+    },
+  },
+];
+
+/** Long enough that the give-back, not the handler's own time, ends its wait. */
+const HANDLER_MS = 120_000;
+const DRAIN_MS = 300;
+/** The watcher's options: a transaction takes every event that waits. */
+const OPTIONS = { inboxBatchMs: 60_000, drainTimeoutMs: DRAIN_MS } as const satisfies Partial<KernelOptions>;
+
+/** The labels in the watcher's `entries`, sorted, read through a connection of the test's own. */
+async function entries(database: DatabaseEngine): Promise<string[]> {
+  const db = await database.connect('watcher');
+  try {
+    const { rows } = await db.query<{ label: string }>('select label from entries order by label');
+    return rows.map(({ label }) => label);
+  } finally {
+    await db.close();
+  }
+}
+
+interface Journal {
+  readonly records: { attempt: number; outcome: string }[];
+  readonly deadLetters: DeadLetter[];
+}
+
+const journal = (): Journal => ({ records: [], deadLetters: [] });
+
+function observeWatcher(kernel: Kernel, into: Journal): void {
+  kernel.observe({ eventHandled: ({ subscriber, attempt, outcome }) => void (subscriber === 'watcher' && into.records.push({ attempt, outcome })) });
+}
+
+/** After the hung first attempt was given back: its signal aborted with the give-back, and its write after its wait refused with it. */
+async function expectGivenBack(hang: HungAttempt): Promise<void> {
+  expect(hang.signal?.aborted).toBe(true);
+  expect(isGivenBack(hang.signal?.reason)).toBe(true);
+  hang.release();
+  const late = await hang.late;
+  expect(isGivenBack(late)).toBe(true);
+  expect((late as Error).message).toMatch(/was still running when the module's stop had waited drainTimeoutMs, so its work was rolled back and the event given back, not failed/);
+}
+
+describe.each(engines)('data - a stop past drainTimeoutMs while a durable handler runs, in one process, on $name', ({ engine }) => {
+  // With one attempt in all, each event is on its last: given back, it is still not dead-lettered (in process a give-back is no attempt).
+  it.each([5, 1])('gives the events back with maxDeliveryAttempts %i: the stop ends while the handler still waits, its work rolled back, the events handled before it committed, none dead-lettered; the next start handles the rest on their first attempt', { timeout: 60_000 }, async (maxDeliveryAttempts) => {
+    const database = await engine();
+    const hang = new HungAttempt('e3');
+    const seen: Seen = new Map();
+    const first = journal();
+    const logs: LogEntry[] = [];
+    const kernel = createKernel({
+      modules: [burstModule, watcherModule(seen, { hang, timeoutMs: HANDLER_MS })],
+      database,
+      logger: capturingLogger(logs),
+      onDeadLetter: (letter) => void first.deadLetters.push(letter),
+      ...OPTIONS,
+      maxDeliveryAttempts,
+    });
+    observeWatcher(kernel, first);
+    await kernel.start();
+    try {
+      await kernel.client(burst).write({ labels: LABELS });
+      await vi.waitFor(() => expect(hang.holding).toBe(true), { timeout: 20_000, interval: 10 });
+      // Without the give-back, this waits for the handler's two minutes.
+      await kernel.stop();
+      await expectGivenBack(hang);
+    } finally {
+      hang.release();
+      await kernel.stop();
+    }
+    expect(first.deadLetters).toEqual([]);
+    // e3, and the events behind it in the inbox, were given back (UNAVAILABLE), not failed; those handled before it committed.
+    const committed = await entries(database);
+    expect(first.records.filter(({ outcome }) => outcome !== 'ok')).toEqual(Array(LABELS.length - committed.length).fill({ attempt: 1, outcome: 'UNAVAILABLE' }));
+    expect(committed).not.toContain('e3');
+    expect(committed).not.toContain('e3-late');
+    expect(committed.sort()).toEqual([...seen.keys()].sort());
+    expect(logs.find(({ message }) => message.startsWith('work in flight did not finish within drainTimeoutMs; gave back'))?.record).toMatchObject({
+      module: 'watcher',
+      givenBack: LABELS.length - committed.length,
+    });
+
+    // The next start: the rest, e3 included, reach the watcher from the outbox on their first attempt.
+    const second = journal();
+    const again = createKernel({
+      modules: [burstModule, watcherModule(new Map())],
+      database,
+      logger: silentLogger,
+      onDeadLetter: (letter) => void second.deadLetters.push(letter),
+      ...OPTIONS,
+      maxDeliveryAttempts,
+    });
+    observeWatcher(again, second);
+    await again.start();
+    try {
+      await vi.waitFor(async () => expect(await entries(database)).toEqual([...LABELS].sort()), { timeout: 20_000, interval: 20 });
+    } finally {
+      await again.stop();
+    }
+    expect(second.records).toEqual(Array(LABELS.length - committed.length).fill({ attempt: 1, outcome: 'ok' }));
+    expect(second.deadLetters).toEqual([]);
+  });
+});
+
+/** `burst` without data: its durable events go to the bus as they are emitted, not through an outbox. */
+const burstWithoutData = defineModule({
+  contract: burst,
+  create: ({ emit }) => ({
+    handlers: {
+      write: async ({ labels }) => {
+        for (const label of labels) await emit('happened', { label });
+        return {};
+      },
+    },
+  }),
+});
+
+describe('data - a stop past drainTimeoutMs while a durable handler runs, in one process, events not from an outbox', () => {
+  it('keeps each event given back on the bus at the attempt it was on (maxDeliveryAttempts 1: not dead-lettered), for the next instance of the module on the bus', { timeout: 60_000 }, async () => {
+    const database = await engines[0]!.engine();
+    const bus = createLocalTransport({ logger: silentLogger });
+    const publisher = createKernel({ modules: [burstWithoutData, watcherModule(new Map())], topology: { host: ['burst'], transport: bus }, logger: silentLogger });
+    const hang = new HungAttempt('e3');
+    const first = journal();
+    const options = { ...OPTIONS, maxDeliveryAttempts: 1, onDeadLetter: (letter: DeadLetter) => void first.deadLetters.push(letter) };
+    const watcher = createKernel({
+      modules: [burstWithoutData, watcherModule(new Map(), { hang, timeoutMs: HANDLER_MS })],
+      topology: { host: ['watcher'], transport: bus },
+      database,
+      logger: silentLogger,
+      ...options,
+    });
+    await publisher.start();
+    await watcher.start();
+    try {
+      await publisher.client(burst).write({ labels: LABELS });
+      await vi.waitFor(() => expect(hang.holding).toBe(true), { timeout: 20_000, interval: 10 });
+      await watcher.stop();
+      await expectGivenBack(hang);
+      const committed = await entries(database);
+      expect(committed).not.toContain('e3');
+
+      const attempts = new HungAttempt('none');
+      const next = createKernel({
+        modules: [burstWithoutData, watcherModule(new Map(), { hang: attempts })],
+        topology: { host: ['watcher'], transport: bus },
+        database,
+        logger: silentLogger,
+        ...options,
+      });
+      await next.start();
+      try {
+        await bus.settled();
+        expect(await entries(database)).toEqual([...LABELS].sort());
+      } finally {
+        await next.stop();
+      }
+      expect(attempts.attempts.get('e3')).toBe(1);
+      expect(first.deadLetters).toEqual([]);
+    } finally {
+      hang.release();
+      await watcher.stop();
+      await publisher.stop();
+      await bus.close();
+    }
+  });
+});
+
+describe('data - a stop past drainTimeoutMs while a durable handler runs, over NATS, on PGlite', () => {
+  beforeAll(async () => {
+    server = await startNatsServer();
+  });
+
+  let cases = 0;
+
+  const boot = (prefix: string, host: string, database: DatabaseEngine, modules: Parameters<typeof createKernel>[0]['modules'], options: Partial<KernelOptions> = {}) =>
+    bootOverNats((server as NatsServer).url, prefix, host, modules, database, options);
+
+  interface HungOverNats {
+    readonly prefix: string;
+    readonly database: DatabaseEngine;
+    readonly hang: HungAttempt;
+    readonly seen: Seen;
+    readonly first: Journal;
+    readonly watcher: Awaited<ReturnType<typeof boot>>;
+  }
+
+  /**
+   * A watcher (on a PGlite of its own, with `maxDeliveryAttempts`, logging to `logger`) whose first
+   * attempt at e3 waits, and a publisher that wrote the labels: `body` runs once e3's handler waits.
+   */
+  async function withHungWatcher(maxDeliveryAttempts: number, logger: Logger, body: (hung: HungOverNats) => Promise<void>): Promise<void> {
+    const prefix = `stop${(cases += 1)}`;
+    const database = await engines[0]!.engine();
+    const hang = new HungAttempt('e3');
+    const seen: Seen = new Map();
+    const first = journal();
+    const watcher = await boot(prefix, 'watcher', database, [burstModule, watcherModule(seen, { hang, timeoutMs: HANDLER_MS })], {
+      ...OPTIONS,
+      maxDeliveryAttempts,
+      logger,
+      onDeadLetter: (letter) => void first.deadLetters.push(letter),
+    });
+    observeWatcher(watcher.kernel, first);
+    const publisher = await boot(prefix, 'burst', await engines[0]!.engine(), [burstModule, watcherModule(new Map())]);
+    try {
+      await publisher.kernel.client(burst).write({ labels: LABELS });
+      await vi.waitFor(() => expect(hang.holding).toBe(true), { timeout: 20_000, interval: 10 });
+      await body({ prefix, database, hang, seen, first, watcher });
+    } finally {
+      hang.release();
+      await watcher.close();
+      await publisher.close();
+    }
+  }
+
+  it('gives the events back to JetStream: the stop ends while the handler still waits, its work rolled back, none dead-lettered; the next instance handles them, e3 on its second attempt', { timeout: 90_000 }, async () => {
+    await withHungWatcher(5, silentLogger, async ({ prefix, database, hang, seen, first, watcher }) => {
+      await watcher.close();
+      await expectGivenBack(hang);
+      expect(first.deadLetters).toEqual([]);
+      // e3, and any event behind it in the inbox, given back; none failed.
+      const givenBack = first.records.filter(({ outcome }) => outcome !== 'ok');
+      expect(givenBack).toContainEqual({ attempt: 1, outcome: 'UNAVAILABLE' });
+      expect(givenBack.every(({ outcome }) => outcome === 'UNAVAILABLE')).toBe(true);
+      const committed = await entries(database);
+      expect(committed).not.toContain('e3');
+      expect(committed.sort()).toEqual([...seen.keys()].sort());
+
+      // Another instance of the watcher (the same database) is handed what the first gave back.
+      const second = journal();
+      const attempts = new HungAttempt('none');
+      const next = await boot(prefix, 'watcher', database, [burstModule, watcherModule(new Map(), { hang: attempts })], {
+        ...OPTIONS,
+        maxDeliveryAttempts: 5,
+        onDeadLetter: (letter) => void second.deadLetters.push(letter),
+      });
+      observeWatcher(next.kernel, second);
+      try {
+        await vi.waitFor(async () => expect(await entries(database)).toEqual([...LABELS].sort()), { timeout: 30_000, interval: 20 });
+      } finally {
+        await next.close();
+      }
+      // JetStream counted the given-back delivery: e3 came back as its second attempt.
+      expect(attempts.attempts.get('e3')).toBe(2);
+      expect(second.records.every(({ outcome }) => outcome === 'ok')).toBe(true);
+      expect(second.deadLetters).toEqual([]);
+    });
+  });
+
+  it('does not give back an event on its last attempt (JetStream would bring it back past maxDeliveryAttempts): the stop waits for its handler, whose work commits', { timeout: 90_000 }, async () => {
+    const logs: LogEntry[] = [];
+    await withHungWatcher(1, capturingLogger(logs), async ({ database, hang, first, watcher }) => {
+      const stopping = watcher.close();
+      // The drain ran out of time (the positive signal): only then is the handler let go.
+      await vi.waitFor(() => expect(logs.some(({ message }) => message.includes('did not finish within drainTimeoutMs'))).toBe(true), { timeout: 20_000, interval: 10 });
+      hang.release();
+      await stopping;
+      // It ran to its end: its signal not aborted, its write after the wait kept, its event handled.
+      expect(hang.signal?.aborted).toBe(false);
+      expect(await hang.late).toBe('kept');
+      expect(first.records).toContainEqual({ attempt: 1, outcome: 'ok' });
+      expect(first.records.filter(({ outcome }) => outcome !== 'ok')).toEqual([]);
+      expect(first.deadLetters).toEqual([]);
+      expect(await entries(database)).toEqual(expect.arrayContaining(['e3', 'e3-late']));
+    });
+  });
+});
