@@ -149,8 +149,9 @@ describe('databases - the embedded database folder lock', () => {
     writeFileSync(lock, `${process.pid}\n${start}0\naformerprocess\n`);
     holdDatabaseFolder(folder)();
     expect(readdirSync(folder)).toEqual([]);
-    // A former process's lock written with the wall-clock estimate of its start (another system, or an older keel).
-    writeFileSync(lock, `${process.pid}\n${Math.round(Date.now() - 60_000)}\naformerprocess\n`);
+    // A former process's lock written with the wall-clock estimate of its start (another system, or an older keel):
+    // a minute before this process started (a minute before now was this process's start when its worker had run that long).
+    writeFileSync(lock, `${process.pid}\n${Math.round(Date.now() - process.uptime() * 1000 - 60_000)}\naformerprocess\n`);
     holdDatabaseFolder(folder)();
     expect(readdirSync(folder)).toEqual([]);
 
