@@ -90,6 +90,14 @@ interface Pending {
   failure?: unknown;
 }
 
+/** Whether a transaction still counts for {@link Inbox.idle}. */
+interface Live {
+  counted: boolean;
+}
+
+/** Thrown in a transaction whose first event was given back while it waited for its connection: it runs nothing. */
+const NOTHING_TO_RUN: unique symbol = Symbol('nothing to run');
+
 /** A second delivery of an event opened in the same transaction: it is settled after the commit, as its original is. */
 interface Copy {
   readonly copy: Pending;
@@ -165,9 +173,13 @@ export class Inbox {
   #savepoints = 0;
   /** Set by {@link giveBack}: events not kept at a stop are given back, not run. */
   #givingBack = false;
-  /** The handlers running now, each with what gives it up (see {@link giveBack}). */
-  readonly #handlers = new Map<Pending, (error: KeelError) => void>();
-  /** Waiting for the inbox to have no transaction (see {@link idle}). */
+  /** The handlers running now, each with what gives it up (true if it did; see {@link giveBack}). */
+  readonly #handlers = new Map<Pending, (error: KeelError) => boolean>();
+  /** The first events of transactions waiting for their connection, each with its transaction's {@link Live}. */
+  readonly #connecting = new Map<Pending, Live>();
+  /** Transactions {@link idle} waits for: begun, and not given back while waiting for their connection. */
+  #live = 0;
+  /** Waiting for {@link idle}. */
   #idle: (() => void)[] = [];
 
   constructor(
@@ -230,38 +242,66 @@ export class Inbox {
    * At a module's stop, once its drain ran out of time: gives back every event not `keptAtStop`,
    * now and from now on. A handler still running is given up on as when its time runs out (its
    * work rolled back to its savepoint, its signal aborted, its later use of the database
-   * refused), and the events sharing its transaction commit; an event waiting for a transaction
-   * does not run. Each is rejected with an error `isGivenBack` accepts, for its transport to
-   * deliver it again later. Returns how many it gave back now.
+   * refused), and the events sharing its transaction commit; an event waiting for a transaction,
+   * or whose transaction waits for its connection, does not run. Each is rejected with an error
+   * `isGivenBack` accepts, for its transport to deliver it again later, in the order they came.
+   * Returns how many it gave back now, and how many it keeps (waiting or running), which
+   * {@link idle} waits for.
    */
-  giveBack(): number {
+  giveBack(): { givenBack: number; kept: number } {
     this.#givingBack = true;
-    let count = this.#giveBackWaiting();
-    for (const [event, giveUp] of [...this.#handlers]) {
-      if (event.keptAtStop) continue;
-      giveUp(givenBackAtStop(this.db.module, event, true));
-      count += 1;
-    }
-    return count;
-  }
-
-  /** Gives back the waiting events that are not kept at a stop; returns how many. */
-  #giveBackWaiting(): number {
-    let count = 0;
-    for (let index = this.#queue.length - 1; index >= 0; index -= 1) {
-      const event = this.#queue[index] as Pending;
-      if (event.keptAtStop) continue;
-      this.#queue.splice(index, 1);
+    let givenBack = 0;
+    let kept = 0;
+    for (const [event, live] of [...this.#connecting]) {
+      if (event.keptAtStop) {
+        kept += 1;
+        continue;
+      }
+      // Its transaction ends without running anything once it has its connection; idle() does not wait for that.
+      this.#connecting.delete(event);
       fail(event, givenBackAtStop(this.db.module, event, false));
-      count += 1;
+      this.#unlive(live);
+      givenBack += 1;
     }
-    return count;
+    for (const [event, giveUp] of [...this.#handlers]) {
+      if (event.keptAtStop) kept += 1;
+      else if (giveUp(givenBackAtStop(this.db.module, event, true))) givenBack += 1;
+    }
+    givenBack += this.#giveBackWaiting();
+    kept += this.#queue.length;
+    return { givenBack, kept };
   }
 
-  /** Resolves once no transaction of the inbox runs (at once if none does). */
+  /** Gives back the waiting events that are not kept at a stop, oldest first; returns how many. */
+  #giveBackWaiting(): number {
+    const waiting = this.#queue.splice(0);
+    for (const event of waiting) {
+      if (event.keptAtStop) this.#queue.push(event);
+      else fail(event, givenBackAtStop(this.db.module, event, false));
+    }
+    return waiting.length - this.#queue.length;
+  }
+
+  /**
+   * Resolves once no event waits and no transaction of the inbox runs (at once if so), but for a
+   * transaction given back while it waited for its connection: it will run nothing.
+   */
   idle(): Promise<void> {
-    if (this.#running === 0) return Promise.resolve();
+    if (this.#isIdle()) return Promise.resolve();
     return new Promise((resolve) => this.#idle.push(resolve));
+  }
+
+  /** A transaction's end, or its give-back while it waited for its connection: once. */
+  #unlive(live: Live): void {
+    if (!live.counted) return;
+    live.counted = false;
+    this.#live -= 1;
+    if (this.#isIdle()) for (const resolve of this.#idle.splice(0)) resolve();
+  }
+
+  #isIdle(): boolean {
+    // An event that waits is taken by a transaction of the loop that ran the one just ended.
+    return this.#live === 0 && this.#queue.length === 0;
   }
 
   /** One of the inbox's transactions at a time, while events wait. */
@@ -271,12 +311,24 @@ export class Inbox {
       for (let first = this.#queue.shift(); first !== undefined; first = this.#queue.shift()) await this.#transaction(first);
     } finally {
       this.#running -= 1;
-      if (this.#running === 0) for (const resolve of this.#idle.splice(0)) resolve();
+    }
+  }
+
+  /** One transaction, counted for {@link idle} from when it asks for its connection. */
+  async #transaction(first: Pending): Promise<void> {
+    const live: Live = { counted: true };
+    this.#live += 1;
+    this.#connecting.set(first, live);
+    try {
+      await this.#inTransaction(first);
+    } finally {
+      this.#connecting.delete(first);
+      this.#unlive(live);
     }
   }
 
   /** One transaction, opened by `first`'s record; it takes the events that wait, one after another. */
-  async #transaction(first: Pending): Promise<void> {
+  async #inTransaction(first: Pending): Promise<void> {
     /** Handled in this transaction, to be resolved once it commits. */
     const handled: Pending[] = [];
     /** The events opened in this transaction, by id. */
@@ -291,6 +343,8 @@ export class Inbox {
     try {
       await this.db.connection.transaction(async (tx, firstResult) => {
         started = true;
+        // Given back while this transaction waited for its connection: it runs nothing.
+        if (!this.#connecting.delete(first)) throw NOTHING_TO_RUN;
         if (withFirst && firstResult === undefined) throw resultMissing(this.db.engine.name);
         const began = performance.now();
         /** The last event handled whose work is not yet known to be sound (its handler may have caught a failed statement). */
@@ -313,6 +367,7 @@ export class Inbox {
         if (unchecked !== undefined) await this.#check(tx, unchecked, handled);
       }, withFirst ? first.opening : undefined);
     } catch (error) {
+      if (error === NOTHING_TO_RUN) return;
       if (!started && sqlState(error) === UNIQUE_VIOLATION) {
         first.resolve('duplicate');
         return;
@@ -378,8 +433,8 @@ export class Inbox {
     try {
       const work = event.context.runInAsyncScope(() => this.db.joinedIn(frame, event.handler));
       const abandoned = new Promise<typeof ABANDONED>((resolve) => {
-        const giveUp = (error: KeelError): void => {
-          if (frame.abandoned !== undefined) return;
+        const giveUp = (error: KeelError): boolean => {
+          if (frame.abandoned !== undefined) return false;
           // At once, in this turn: a statement the handler sends from now on is refused, not
           // queued behind the rollback, where it would join the next event's work.
           frame.abandoned = error;
@@ -388,6 +443,7 @@ export class Inbox {
           // timer, from its delivery, may come a moment after this one).
           event.context.runInAsyncScope(abortCallSignal, null, error);
           resolve(ABANDONED);
+          return true;
         };
         this.#handlers.set(event, giveUp);
         timer = setTimeout(() => giveUp(outranItsTime(this.db.module, event)), event.timeout.ms);

@@ -303,7 +303,14 @@ export class LocalEvents {
 
   #redeliver(subscription: EventSubscription, event: PublishedEvent, attempt: number, error: unknown): void {
     const metadata: EventMetadata = { ...event.metadata, attempt };
-    if (isGivenBack(error) && !this.#closed) {
+    if (isGivenBack(error)) {
+      if (this.#closed) {
+        this.logger.warn(
+          { event: `${event.contract}.${event.event}`, subscriber: subscription.subscriber, attempt },
+          'durable event lost: its module gave it back after the transport closed, so it is not delivered again',
+        );
+        return;
+      }
       // Its module stopped while the handler ran: the same attempt goes to another instance, or
       // waits in the backlog for one (the stopped instance left its group before its drain).
       this.#handOn(subscription, event, attempt);
@@ -337,7 +344,7 @@ export class LocalEvents {
       this.#keep(group, event, attempt);
       this.logger.debug(
         { event: `${event.contract}.${event.event}`, subscriber: subscription.subscriber, attempt },
-        'durable event kept for its next attempt: no instance of the subscribing module runs',
+        'durable event kept for its next delivery: no instance of the subscribing module runs',
       );
       return;
     }

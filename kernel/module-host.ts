@@ -278,29 +278,47 @@ export class ModuleHost {
     }
   }
 
+  /**
+   * Lets the inbox's transactions end within what is left of drainTimeoutMs since `began` (a
+   * transport's own drain, NATS's, may end while their handlers still run), then gives back the
+   * durable events it still holds (rolled back, delivered again later) and waits for the rollbacks,
+   * for the commits of the events handled before them, and for the last attempts it keeps (a
+   * transport that counts every delivery would bring those back past maxAttempts): so that the
+   * database closes now rather than when the handlers end.
+   */
+  async #drainInbox(began: number): Promise<void> {
+    const inbox = this.#inbox;
+    if (inbox === undefined) return;
+    const leftMs = Math.max(0, this.services.drainTimeoutMs - (performance.now() - began));
+    if (await within(inbox.idle(), leftMs)) return;
+    const { givenBack, kept } = inbox.giveBack();
+    this.services.logger.warn(
+      { module: this.module.name, drainTimeoutMs: this.services.drainTimeoutMs, givenBack, kept },
+      'durable event handlers still ran when drainTimeoutMs was over: gave back their events and those waiting ' +
+        '(their work rolled back; delivered again later, not as failures)' +
+        (kept > 0 ? '; waiting for the last attempts kept, each until it ends or its timeoutMs' : ''),
+    );
+    await inbox.idle();
+  }
+
   /** Stops serving, lets work in flight finish (at most drainTimeoutMs), runs the stop hook. Idempotent. */
   async stop(): Promise<void> {
     if (this.state === LifecycleState.STOPPED || this.state === LifecycleState.CREATED) return;
     this.state = LifecycleState.STOPPING;
     const registrations = this.#registrations;
     this.#registrations = [];
+    const began = performance.now();
     const drained = Promise.allSettled(registrations.map((registration) => registration.stop()));
-    if (!(await within(drained, this.services.drainTimeoutMs))) {
-      // The durable events still in its inbox are given back (rolled back, delivered again
-      // later), so that the database closes now rather than when their handlers end.
-      const givenBack = this.#inbox?.giveBack() ?? 0;
+    const drainedInTime = await within(drained, this.services.drainTimeoutMs);
+    if (!drainedInTime) {
       this.services.logger.error(
-        { module: this.module.name, drainTimeoutMs: this.services.drainTimeoutMs, givenBack },
-        givenBack > 0
-          ? 'work in flight did not finish within drainTimeoutMs; gave back the durable events whose handlers still ran or waited (their work rolled back, delivered again later), stopping the module anyway'
-          : 'work in flight did not finish within drainTimeoutMs; stopping the module anyway',
+        { module: this.module.name, drainTimeoutMs: this.services.drainTimeoutMs },
+        'work in flight did not finish within drainTimeoutMs; stopping the module anyway',
       );
-      // The inbox's transactions end: those given back roll back, the events that shared them commit,
-      // and a last attempt the transport counts runs to its end (its handler's time bounds it).
-      await this.#inbox?.idle();
-    } else {
-      const results = await drained;
-      for (const result of results) {
+    }
+    await this.#drainInbox(began);
+    if (drainedInTime) {
+      for (const result of await drained) {
         if (result.status === 'rejected') {
           this.services.logger.warn({ err: result.reason, module: this.module.name }, 'stopping a registration failed');
         }

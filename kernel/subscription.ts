@@ -81,7 +81,7 @@ export function createEventSubscription(source: SubscriptionSource): EventSubscr
     const observers = source.observers;
     if (observers?.length) report(observers, metadata.attempt, started, outcomeOf(error));
     const fields = { err: error, event: label, eventId: metadata.id, attempt: metadata.attempt, correlationId: metadata.correlationId };
-    if (isGivenBack(error)) logger.info(fields, `module "${subscriber}" stopped while this event's handler ran, and gave the event back`);
+    if (isGivenBack(error)) logger.info(fields, `module "${subscriber}" stopped before this event's handler ended, and gave the event back`);
     else logger.warn(fields, `event handler of module "${subscriber}" failed`);
     return Promise.reject(error);
   };

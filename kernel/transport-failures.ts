@@ -147,6 +147,6 @@ export function givenBackError(message: string, correlationId?: string): KeelErr
  * }
  * ```
  */
-export function isGivenBack(error: unknown): boolean {
+export function isGivenBack(error: unknown): error is KeelError {
   return typeof error === 'object' && error !== null && (error as { [GIVEN_BACK]?: unknown })[GIVEN_BACK] === true;
 }

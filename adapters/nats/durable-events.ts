@@ -27,6 +27,8 @@ interface DurableState extends DurableConsumer {
   readonly handling: Set<JsMsg>;
   messages: ConsumerMessages | undefined;
   stopped: boolean;
+  /** Sends `working()` for the messages being handled (see subscribe); cleared once stopped with none left. */
+  keepAlive: NodeJS.Timeout | undefined;
 }
 
 /** Durable subscriptions: one JetStream consumer each, consumed until the registration stops. */
@@ -53,6 +55,7 @@ export class DurableEvents {
       handling: new Set(),
       messages: undefined,
       stopped: false,
+      keepAlive: undefined,
     };
     const jetStream = this.#jetStream;
     await jetStream.ensureEventStream(subscription.contract, false);
@@ -67,16 +70,22 @@ export class DurableEvents {
     });
     state.messages = messages;
     void this.#watchConsumer(state, messages);
-    // Long handlers keep their message: tell JetStream they are still working before ack_wait ends.
-    const keepAlive = setInterval(() => {
+    // Long handlers keep their message: tell JetStream they are still working before ack_wait ends,
+    // after the stop too while a handler runs (the kernel may wait for one past this drain: a last
+    // attempt it does not give back), so that no other instance is handed it meanwhile.
+    state.keepAlive = setInterval(() => {
+      if (this.#connection.closed) {
+        clearInterval(state.keepAlive);
+        return;
+      }
       for (const msg of state.handling) msg.working();
     }, Math.max(100, Math.floor(options.ackWaitMs / 2)));
-    keepAlive.unref();
+    state.keepAlive.unref();
     return this.#connection.register(async () => {
       state.stopped = true;
       await within(messages.close(), options.drainTimeoutMs);
       await within(state.inFlight.idle(), options.drainTimeoutMs);
-      clearInterval(keepAlive);
+      if (state.handling.size === 0) clearInterval(state.keepAlive);
     });
   }
 
@@ -118,6 +127,7 @@ export class DurableEvents {
     void this.#handleDurable(state, msg).finally(() => {
       state.handling.delete(msg);
       state.inFlight.end();
+      if (state.stopped && state.handling.size === 0) clearInterval(state.keepAlive);
     });
   }
 

@@ -20,7 +20,7 @@ import {
   type Kernel,
   type KernelOptions,
 } from 'keel';
-import { createNatsTransport } from 'keel/nats';
+import { createNatsTransport, type NatsTransportOptions } from 'keel/nats';
 
 export const burst = defineContract({
   name: 'burst',
@@ -195,8 +195,9 @@ export async function bootOverNats(
   modules: Parameters<typeof createKernel>[0]['modules'],
   database: DatabaseEngine,
   options: Partial<KernelOptions> = {},
+  transportOptions: Partial<NatsTransportOptions> = {},
 ): Promise<{ kernel: Kernel; close: () => Promise<void> }> {
-  const transport = await createNatsTransport({ servers: url, prefix, logger: silentLogger });
+  const transport = await createNatsTransport({ servers: url, prefix, logger: silentLogger, ...transportOptions });
   const kernel = createKernel({ modules, topology: { host: [host], transport }, database, logger: silentLogger, ...options });
   try {
     await kernel.start();

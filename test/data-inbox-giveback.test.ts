@@ -1,0 +1,92 @@
+/**
+ * The inbox's give-back (kernel/inbox.ts `giveBack`), driven directly on both engines: what a
+ * module's stop does once its drain is over. Through kernels, on both transports:
+ * test/data-inbox-stop.test.ts.
+ */
+import { afterAll, describe, expect, it } from 'vitest';
+import { isGivenBack } from 'keel/transport';
+import { enginesUnderTest } from './support/databases.js';
+import { gate, inboxOn, type Connection } from './support/inbox.js';
+
+const engines = enginesUnderTest();
+afterAll(async () => {
+  for (const engine of engines) await engine.cleanup();
+});
+
+/** How a settled event ended: its outcome, or `given back`, or its error's message. */
+function ending(result: PromiseSettledResult<unknown>): unknown {
+  if (result.status === 'fulfilled') return result.value;
+  return isGivenBack(result.reason) ? 'given back' : (result.reason as Error).message;
+}
+
+/** `connection`, whose transactions wait for `ready` before they ask for it: as when every connection of a pool is taken. */
+function waitingFor(ready: Promise<void>): (connection: Connection) => Connection {
+  return (connection) => ({
+    query: (text, params) => connection.query(text, params),
+    exec: (script) => connection.exec(script),
+    close: () => connection.close(),
+    transaction: async (work, first) => {
+      await ready;
+      return connection.transaction(work, first);
+    },
+  });
+}
+
+describe.each(engines)('data - the inbox gives back on $name', (engine) => {
+  it('gives up on the running handler and the waiting events, oldest first, commits the one handled before, runs a kept event, and gives back a later one at once', async () => {
+    const { db, inbox, count } = await inboxOn(engine.fresh);
+    const insert = (label: string) => db.query('insert into entries (label) values ($1)', [label]);
+    const held = gate();
+    const ran: string[] = [];
+    const rejected: string[] = [];
+    const give = (id: string, run: () => Promise<unknown>, alone = false, kept = false) => {
+      const outcome = inbox.handle(id, 'ledger', 'entryAdded', alone, () => (ran.push(id), run()), undefined, kept);
+      outcome.catch(() => rejected.push(id));
+      return outcome;
+    };
+    // h0 and g0 share a transaction: h0 is handled, then g0 writes and waits.
+    const h0 = give('h0', () => insert('h0'));
+    const g0 = give('g0', async () => {
+      await insert('g0');
+      await held.pass();
+    });
+    await held.waiting;
+    const waiting = [give('w1', () => insert('w1')), give('w2', () => insert('w2'))];
+    // A last attempt the transport counts: kept, in a transaction of its own.
+    const k1 = give('k1', () => insert('k1'), true, true);
+
+    expect(inbox.giveBack()).toEqual({ givenBack: 3, kept: 1 });
+    // From now on too: an event not kept is given back without running, a kept one runs.
+    const late = give('l1', () => insert('l1'));
+    const keptLate = give('k2', () => insert('k2'), true, true);
+    await inbox.idle();
+    const results = await Promise.allSettled([h0, g0, ...waiting, k1, late, keptLate]);
+    expect(results.map(ending)).toEqual(['handled', 'given back', 'given back', 'given back', 'handled', 'given back', 'handled']);
+    expect(ran).toEqual(['h0', 'g0', 'k1', 'k2']);
+    // Rejected in the order they came.
+    expect(rejected).toEqual(['w1', 'w2', 'l1', 'g0']);
+    const labels = (await db.query<{ label: string }>('select label from entries order by label')).rows.map((row) => row.label);
+    expect(labels).toEqual(['h0', 'k1', 'k2']);
+    expect(await count('keel_inbox')).toBe(3);
+    held.open();
+  });
+
+  it('gives back at once an event whose transaction waits for its connection, and idle() does not wait for that connection; the transaction runs nothing once it has it', async () => {
+    let ready!: () => void;
+    const connectionFree = new Promise<void>((resolve) => (ready = resolve));
+    const { inbox, count } = await inboxOn(engine.fresh, {}, waitingFor(connectionFree));
+    let ran = false;
+    const waiting = inbox.handle('c0', 'ledger', 'entryAdded', false, () => {
+      ran = true;
+    });
+    expect(inbox.giveBack()).toEqual({ givenBack: 1, kept: 0 });
+    expect(ending((await Promise.allSettled([waiting]))[0]!)).toBe('given back');
+    // Resolves while the connection is still taken.
+    await inbox.idle();
+    ready();
+    // A kept event after it runs in a transaction of its own, after the empty one.
+    await expect(inbox.handle('c1', 'ledger', 'entryAdded', true, () => undefined, undefined, true)).resolves.toBe('handled');
+    expect(ran).toBe(false);
+    expect(await count('keel_inbox')).toBe(1);
+  });
+});
