@@ -13,7 +13,7 @@ import { AsyncResource } from 'node:async_hooks';
 import { quoteIdentifier, quoteLiteral, type SqlRunner } from './database.js';
 import { abortCallSignal } from './call-signal.js';
 import { KeelError, KeelErrorCode } from './errors.js';
-import { givenBackError } from './transport-failures.js';
+import { givenBackError, isGivenBack } from './transport-failures.js';
 import { DEFAULT_KERNEL_OPTIONS } from './kernel-options.js';
 import { outsideTransactions, type ModuleDatabase, type TransactionFrame } from './module-data.js';
 
@@ -181,6 +181,8 @@ export class Inbox {
   #live = 0;
   /** Waiting for {@link idle}. */
   #idle: (() => void)[] = [];
+  /** How many events were rejected with a give-back (see {@link givenBack}). */
+  #givenBack = 0;
 
   constructor(
     readonly db: ModuleDatabase,
@@ -244,13 +246,12 @@ export class Inbox {
    * work rolled back to its savepoint, its signal aborted, its later use of the database
    * refused), and the events sharing its transaction commit; an event waiting for a transaction,
    * or whose transaction waits for its connection, does not run. Each is rejected with an error
-   * `isGivenBack` accepts, for its transport to deliver it again later, in the order they came.
-   * Returns how many it gave back now, and how many it keeps (waiting or running), which
-   * {@link idle} waits for.
+   * `isGivenBack` accepts, for its transport to deliver it again later: the waiting ones at once,
+   * oldest first, the running ones once their work is rolled back ({@link givenBack} counts them).
+   * Returns how many events it keeps, waiting or running: {@link idle} waits for them.
    */
-  giveBack(): { givenBack: number; kept: number } {
+  giveBack(): number {
     this.#givingBack = true;
-    let givenBack = 0;
     let kept = 0;
     for (const [event, live] of [...this.#connecting]) {
       if (event.keptAtStop) {
@@ -259,27 +260,36 @@ export class Inbox {
       }
       // Its transaction ends without running anything once it has its connection; idle() does not wait for that.
       this.#connecting.delete(event);
-      fail(event, givenBackAtStop(this.db.module, event, false));
+      this.#fail(event, givenBackAtStop(this.db.module, event, false));
       this.#unlive(live);
-      givenBack += 1;
     }
     for (const [event, giveUp] of [...this.#handlers]) {
       if (event.keptAtStop) kept += 1;
-      else if (giveUp(givenBackAtStop(this.db.module, event, true))) givenBack += 1;
+      else giveUp(givenBackAtStop(this.db.module, event, true));
     }
-    givenBack += this.#giveBackWaiting();
-    kept += this.#queue.length;
-    return { givenBack, kept };
+    this.#giveBackWaiting();
+    // Idle now (it held only transactions waiting for their connections): those waiting for idle() go on.
+    if (this.#isIdle()) for (const resolve of this.#idle.splice(0)) resolve();
+    return kept + this.#queue.length;
   }
 
-  /** Gives back the waiting events that are not kept at a stop, oldest first; returns how many. */
-  #giveBackWaiting(): number {
-    const waiting = this.#queue.splice(0);
-    for (const event of waiting) {
+  /** How many events were given back (rejected with an error `isGivenBack` accepts) so far. */
+  get givenBack(): number {
+    return this.#givenBack;
+  }
+
+  /** Rejects `event` with `error`, counting a give-back. */
+  #fail(event: Pending, error: unknown): void {
+    if (isGivenBack(error)) this.#givenBack += 1;
+    fail(event, error);
+  }
+
+  /** Gives back the waiting events that are not kept at a stop, oldest first. */
+  #giveBackWaiting(): void {
+    for (const event of this.#queue.splice(0)) {
       if (event.keptAtStop) this.#queue.push(event);
-      else fail(event, givenBackAtStop(this.db.module, event, false));
+      else this.#fail(event, givenBackAtStop(this.db.module, event, false));
     }
-    return waiting.length - this.#queue.length;
   }
 
   /**
@@ -382,7 +392,7 @@ export class Inbox {
     // A copy's original is recorded now (handled here, or before), unless it failed.
     for (const { copy, of } of copies) {
       if (of.failure === undefined) copy.resolve('duplicate');
-      else copy.reject(of.failure);
+      else this.#fail(copy, of.failure);
     }
     // Outside every transaction frame, as after any transaction (module-data.ts).
     for (const hook of afterCommit) {
@@ -424,7 +434,7 @@ export class Inbox {
     if (this.#givingBack && !event.keptAtStop) {
       // Opened while the stop gave back the others: it does not run.
       await tx.exec(`rollback to savepoint ${event.savepoint}`);
-      fail(event, givenBackAtStop(this.db.module, event, false));
+      this.#fail(event, givenBackAtStop(this.db.module, event, false));
       return false;
     }
     const frame: TransactionFrame = { tx, afterCommit, ended: false };
@@ -459,7 +469,7 @@ export class Inbox {
     }
     if (outcome !== ABANDONED) return true;
     await tx.exec(`rollback to savepoint ${event.savepoint}`);
-    fail(event, frame.abandoned);
+    this.#fail(event, frame.abandoned);
     return false;
   }
 

@@ -291,14 +291,24 @@ export class ModuleHost {
     if (inbox === undefined) return;
     const leftMs = Math.max(0, this.services.drainTimeoutMs - (performance.now() - began));
     if (await within(inbox.idle(), leftMs)) return;
-    const { givenBack, kept } = inbox.giveBack();
-    this.services.logger.warn(
-      { module: this.module.name, drainTimeoutMs: this.services.drainTimeoutMs, givenBack, kept },
-      'durable event handlers still ran when drainTimeoutMs was over: gave back their events and those waiting ' +
-        '(their work rolled back; delivered again later, not as failures)' +
-        (kept > 0 ? '; waiting for the last attempts kept, each until it ends or its timeoutMs' : ''),
-    );
+    const before = inbox.givenBack;
+    const kept = inbox.giveBack();
+    const fields = { module: this.module.name, drainTimeoutMs: this.services.drainTimeoutMs };
+    if (kept > 0) {
+      this.services.logger.warn(
+        { ...fields, kept },
+        'durable event handlers still ran when drainTimeoutMs was over: waiting for the last attempts the transport counts ' +
+          '(each until it ends or its timeoutMs, once it has a connection), giving back the other events',
+      );
+    }
     await inbox.idle();
+    const givenBack = inbox.givenBack - before;
+    if (givenBack === 0) return;
+    this.services.logger.warn(
+      { ...fields, givenBack, kept },
+      'durable event handlers still ran when drainTimeoutMs was over: gave back their events and those waiting ' +
+        '(their work rolled back; delivered again later, not as failures)',
+    );
   }
 
   /** Stops serving, lets work in flight finish (at most drainTimeoutMs), runs the stop hook. Idempotent. */
@@ -316,6 +326,10 @@ export class ModuleHost {
         'work in flight did not finish within drainTimeoutMs; stopping the module anyway',
       );
     }
+    // Calls still queued now (the drain timed out) never start: they are answered UNAVAILABLE
+    // (nothing ran, safe to retry) rather than run against a module whose stop hook runs next,
+    // or take a connection the inbox's kept events wait for.
+    this.bulkhead?.close();
     await this.#drainInbox(began);
     if (drainedInTime) {
       for (const result of await drained) {
@@ -324,9 +338,6 @@ export class ModuleHost {
         }
       }
     }
-    // Calls still queued now (the drain timed out) never start: they are answered UNAVAILABLE
-    // (nothing ran, safe to retry) rather than run against a module whose stop hook runs next.
-    this.bulkhead?.close();
     if (this.#startHookRan) {
       try {
         await this.#instance?.stop?.();

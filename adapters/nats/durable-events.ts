@@ -70,15 +70,18 @@ export class DurableEvents {
     });
     state.messages = messages;
     void this.#watchConsumer(state, messages);
-    // Long handlers keep their message: tell JetStream they are still working before ack_wait ends,
-    // after the stop too while a handler runs (the kernel may wait for one past this drain: a last
-    // attempt it does not give back), so that no other instance is handed it meanwhile.
+    // Long handlers keep their message: tell JetStream they are still working before ack_wait ends.
+    // After the stop, only for a last attempt: the kernel may wait for one past this drain (it does
+    // not give those back), and another instance handed it would dead-letter it; any other
+    // message is left to come back to a running instance after ack_wait.
     state.keepAlive = setInterval(() => {
       if (this.#connection.closed) {
         clearInterval(state.keepAlive);
         return;
       }
-      for (const msg of state.handling) msg.working();
+      for (const msg of state.handling) {
+        if (!state.stopped || msg.info.deliveryCount >= subscription.maxAttempts) msg.working();
+      }
     }, Math.max(100, Math.floor(options.ackWaitMs / 2)));
     state.keepAlive.unref();
     return this.#connection.register(async () => {
