@@ -12,57 +12,22 @@
 import { AsyncResource } from 'node:async_hooks';
 import { quoteIdentifier, quoteLiteral, type SqlRunner } from './database.js';
 import { abortCallSignal } from './call-signal.js';
-import { KeelError, KeelErrorCode } from './errors.js';
-import { givenBackError, isGivenBack } from './transport-failures.js';
-import { DEFAULT_KERNEL_OPTIONS } from './kernel-options.js';
+import type { KeelError } from './errors.js';
+import { isGivenBack } from './transport-failures.js';
+import {
+  IN_FAILED_TRANSACTION,
+  UNIQUE_VIOLATION,
+  givenBackAtStop,
+  nulInId,
+  outranItsTime,
+  resultMissing,
+  sqlState,
+  swallowedFailure,
+} from './inbox-failures.js';
+import type { HandlerTimeout, InboxOptions } from './inbox-options.js';
 import { outsideTransactions, type ModuleDatabase, type TransactionFrame } from './module-data.js';
 
-/** How an {@link Inbox} groups events into transactions. */
-export interface InboxOptions {
-  /** How many of the module's inbox transactions run at once (each holds one of its connections). */
-  readonly transactions: number;
-  /**
-   * How many events one transaction takes at most (the kernel's `inboxBatch`, default 32): each
-   * savepoint that writes takes one of the 64 subtransaction ids PostgreSQL keeps per transaction
-   * without spilling to disk, and the handlers' own savepoints take others.
-   */
-  readonly events: number;
-  /**
-   * A transaction takes no further event once it has run this long (the kernel's
-   * `inboxBatchMs`, default 20 ms), so that the events it handled are not held back long by the
-   * ones behind them.
-   */
-  readonly ms: number;
-  /**
-   * How long a handler may run in its transaction, unless `handle` is given its own (the handler's
-   * `timeoutMs`, else the kernel's `eventTimeoutMs`, default 30 000 ms). One still running then is
-   * given up on: its work is rolled back, its event failed with `TIMEOUT` (so it is delivered
-   * again), and the transaction goes on with the events after it, which would otherwise wait for
-   * a handler that may never end.
-   */
-  readonly handlerMs: number;
-}
-
-export const DEFAULT_INBOX_OPTIONS: Omit<InboxOptions, 'transactions'> = {
-  events: DEFAULT_KERNEL_OPTIONS.inboxBatch,
-  ms: DEFAULT_KERNEL_OPTIONS.inboxBatchMs,
-  handlerMs: DEFAULT_KERNEL_OPTIONS.eventTimeoutMs,
-};
-
-/**
- * Whether a delivery runs in an inbox transaction of its own: a redelivery, and a last attempt, so
- * that another event's failure (a commit that fails, a lost connection) cannot fail it twice nor
- * dead-letter it; and every event of a handler that asked for it (`ownTransaction`).
- */
-export function runsAlone(attempt: number, maxAttempts: number, ownTransaction: boolean): boolean {
-  return ownTransaction || attempt > 1 || attempt >= maxAttempts;
-}
-
-/** How long a handler may run in its transaction, and whether that is its own `timeoutMs` (else the kernel's `eventTimeoutMs`), for the error. */
-export interface HandlerTimeout {
-  readonly ms: number;
-  readonly own: boolean;
-}
+export { DEFAULT_INBOX_OPTIONS, runsAlone, type HandlerTimeout, type InboxOptions } from './inbox-options.js';
 
 /** What became of an event given to the {@link Inbox}. */
 export type InboxOutcome = 'handled' | 'duplicate';
@@ -109,61 +74,8 @@ function fail(event: Pending, error: unknown): void {
   event.reject(error);
 }
 
-/** SQLSTATE of a unique violation: the inbox already holds the event's id. */
-const UNIQUE_VIOLATION = '23505';
-/** SQLSTATE of a statement sent in a transaction a failed statement aborted. */
-const IN_FAILED_TRANSACTION = '25P02';
-
-function sqlState(error: unknown): unknown {
-  return typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined;
-}
-
-/** The error of an engine that says it runs a transaction's `first` script but handed no result: the record may or may not be there. */
-function resultMissing(engine: string): KeelError {
-  return new KeelError(
-    KeelErrorCode.INTERNAL,
-    `The database engine "${engine}" says it runs a transaction's first statement (firstStatement) but handed its work no result, ` +
-      "so the inbox cannot tell whether the event's record was made; nothing of the transaction was kept. Fix the engine: hand work the result of first's last statement.",
-  );
-}
-
-/** The error of a handler still running when its time ran out: its work is undone, and its later use of the database fails with it. */
-function outranItsTime(module: string, event: Pending): KeelError {
-  return new KeelError(
-    KeelErrorCode.TIMEOUT,
-    `The handler of durable event ${event.label} (${event.id}) in module "${module}" was still running ${event.timeout.ms} ms after it started ` +
-      `(${event.timeout.own ? 'its timeoutMs' : "the kernel's eventTimeoutMs"}), so its work was rolled back and the event failed: ` +
-      'it is delivered again unless this was its last attempt. ' +
-      'Its signal is aborted, and what it does with the database from now on fails. ' +
-      'Make it end in time (pass callSignal() to its calls, give its slow work a timeout), or give it longer: ' +
-      (event.timeout.own ? "raise the handler's timeoutMs." : "the handler's own timeoutMs ({ handle, timeoutMs }), or the kernel's eventTimeoutMs."),
-  );
-}
-
-/** The error of an event given back at its module's stop: `ran`, its handler was running (else it was waiting for a transaction). */
-function givenBackAtStop(module: string, event: Pending, ran: boolean): KeelError {
-  return givenBackError(
-    ran
-      ? `The handler of durable event ${event.label} (${event.id}) in module "${module}" was still running when the module's stop had waited drainTimeoutMs, ` +
-          'so its work was rolled back and the event given back, not failed: it is delivered again later (to another instance, or at the next start). ' +
-          'Its signal is aborted, and what it does with the database from now on fails. ' +
-          "Make the handler end on its signal (pass callSignal() to its calls), or raise the kernel's drainTimeoutMs."
-      : `Durable event ${event.label} (${event.id}) was waiting for a transaction of module "${module}"'s inbox when the module's stop had waited drainTimeoutMs, ` +
-          'so it was given back without running: it is delivered again later (to another instance, or at the next start).',
-  );
-}
-
 /** What {@link Inbox}'s race is handed when a handler is given up on (its time ran out, or its module stopped). */
 const ABANDONED: unique symbol = Symbol('abandoned');
-
-/** The error of a handler that resolved after one of its statements failed (its error caught): its work is undone. */
-function swallowedFailure(module: string): KeelError {
-  return new KeelError(
-    KeelErrorCode.INTERNAL,
-    `A durable event handler of module "${module}" resolved, but a statement in its transaction had failed and its error was caught, ` +
-      'so its work was rolled back. Let the error end the handler, or check before the statement (a select, or insert ... on conflict) instead of catching its failure.',
-  );
-}
 
 export class Inbox {
   readonly #queue: Pending[] = [];
@@ -212,12 +124,7 @@ export class Inbox {
   ): Promise<InboxOutcome> {
     if (id.includes('\0')) {
       // PostgreSQL stores no NUL in text, and a script ends at one: no record of it can be made.
-      return Promise.reject(
-        new KeelError(
-          KeelErrorCode.INVALID_EVENT,
-          `Event ${source}.${event} has an id with a NUL character, which module "${this.db.module}"'s inbox cannot record. keel gives each event a UUID: check what published it.`,
-        ),
-      );
+      return Promise.reject(nulInId(source, event, this.db.module));
     }
     return new Promise<InboxOutcome>((resolve, reject) => {
       const savepoint = `keel_inbox_${(this.#savepoints = (this.#savepoints + 1) % 1_000_000)}`;
