@@ -85,8 +85,8 @@ export class Inbox {
   #savepoints = 0;
   /** Set by {@link giveBack}: events not kept at a stop are given back, not run. */
   #givingBack = false;
-  /** The handlers running now, each with what gives it up (true if it did; see {@link giveBack}). */
-  readonly #handlers = new Map<Pending, (error: KeelError) => boolean>();
+  /** The handlers running now, each with what gives it up (see {@link giveBack}). */
+  readonly #handlers = new Map<Pending, (error: KeelError) => void>();
   /** The first events of transactions waiting for their connection, each with its transaction's {@link Live}. */
   readonly #connecting = new Map<Pending, Live>();
   /** Transactions {@link idle} waits for: begun, and not given back while waiting for their connection. */
@@ -95,6 +95,8 @@ export class Inbox {
   #idle: (() => void)[] = [];
   /** How many events were rejected with a give-back (see {@link givenBack}). */
   #givenBack = 0;
+  /** Events kept at a stop that have not settled, wherever they are (waiting, being opened, running). */
+  #kept = 0;
 
   constructor(
     readonly db: ModuleDatabase,
@@ -126,7 +128,7 @@ export class Inbox {
       // PostgreSQL stores no NUL in text, and a script ends at one: no record of it can be made.
       return Promise.reject(nulInId(source, event, this.db.module));
     }
-    return new Promise<InboxOutcome>((resolve, reject) => {
+    const outcome = new Promise<InboxOutcome>((resolve, reject) => {
       const savepoint = `keel_inbox_${(this.#savepoints = (this.#savepoints + 1) % 1_000_000)}`;
       this.#queue.push({
         id,
@@ -145,6 +147,14 @@ export class Inbox {
       if (this.#givingBack && !keptAtStop) this.#giveBackWaiting();
       else if (this.#running < this.options.transactions) void this.#work();
     });
+    if (keptAtStop) {
+      this.#kept += 1;
+      const settled = (): void => {
+        this.#kept -= 1;
+      };
+      outcome.then(settled, settled);
+    }
+    return outcome;
   }
 
   /**
@@ -155,29 +165,24 @@ export class Inbox {
    * or whose transaction waits for its connection, does not run. Each is rejected with an error
    * `isGivenBack` accepts, for its transport to deliver it again later: the waiting ones at once,
    * oldest first, the running ones once their work is rolled back ({@link givenBack} counts them).
-   * Returns how many events it keeps, waiting or running: {@link idle} waits for them.
+   * Returns how many events it keeps (not settled yet, wherever they are): {@link idle} waits for them.
    */
   giveBack(): number {
     this.#givingBack = true;
-    let kept = 0;
     for (const [event, live] of [...this.#connecting]) {
-      if (event.keptAtStop) {
-        kept += 1;
-        continue;
-      }
+      if (event.keptAtStop) continue;
       // Its transaction ends without running anything once it has its connection; idle() does not wait for that.
       this.#connecting.delete(event);
       this.#fail(event, givenBackAtStop(this.db.module, event, false));
       this.#unlive(live);
     }
     for (const [event, giveUp] of [...this.#handlers]) {
-      if (event.keptAtStop) kept += 1;
-      else giveUp(givenBackAtStop(this.db.module, event, true));
+      if (!event.keptAtStop) giveUp(givenBackAtStop(this.db.module, event, true));
     }
     this.#giveBackWaiting();
-    // Idle now (it held only transactions waiting for their connections): those waiting for idle() go on.
+    // Idle now (it held only transactions waiting for their connections, and events behind them): those waiting for idle() go on.
     if (this.#isIdle()) for (const resolve of this.#idle.splice(0)) resolve();
-    return kept + this.#queue.length;
+    return this.#kept;
   }
 
   /** How many events were given back (rejected with an error `isGivenBack` accepts) so far. */
@@ -290,8 +295,8 @@ export class Inbox {
         return;
       }
       // Nothing of this transaction was kept: every event it handled, and the one it was opening or running, is retried.
-      for (const event of handled) fail(event, error);
-      if (current !== undefined) fail(current, error);
+      for (const event of handled) this.#fail(event, error);
+      if (current !== undefined) this.#fail(current, error);
       for (const { copy } of copies) copy.reject(error);
       return;
     }
@@ -350,8 +355,8 @@ export class Inbox {
     try {
       const work = event.context.runInAsyncScope(() => this.db.joinedIn(frame, event.handler));
       const abandoned = new Promise<typeof ABANDONED>((resolve) => {
-        const giveUp = (error: KeelError): boolean => {
-          if (frame.abandoned !== undefined) return false;
+        const giveUp = (error: KeelError): void => {
+          if (frame.abandoned !== undefined) return;
           // At once, in this turn: a statement the handler sends from now on is refused, not
           // queued behind the rollback, where it would join the next event's work.
           frame.abandoned = error;
@@ -360,7 +365,6 @@ export class Inbox {
           // timer, from its delivery, may come a moment after this one).
           event.context.runInAsyncScope(abortCallSignal, null, error);
           resolve(ABANDONED);
-          return true;
         };
         this.#handlers.set(event, giveUp);
         timer = setTimeout(() => giveUp(outranItsTime(this.db.module, event)), event.timeout.ms);
@@ -368,7 +372,7 @@ export class Inbox {
       outcome = await Promise.race([work, abandoned]);
     } catch (error) {
       await tx.exec(`rollback to savepoint ${event.savepoint}`);
-      fail(event, error);
+      this.#fail(event, error);
       return false;
     } finally {
       clearTimeout(timer);
@@ -402,7 +406,7 @@ export class Inbox {
         throw error;
       }
       if (state === UNIQUE_VIOLATION) event.resolve('duplicate');
-      else fail(event, error);
+      else this.#fail(event, error);
       return false;
     }
   }
@@ -421,6 +425,6 @@ export class Inbox {
   async #undo(tx: SqlRunner, event: Pending, handled: Pending[]): Promise<void> {
     await tx.exec(`rollback to savepoint ${event.savepoint}`);
     handled.splice(handled.indexOf(event), 1);
-    fail(event, swallowedFailure(this.db.module));
+    this.#fail(event, swallowedFailure(this.db.module));
   }
 }

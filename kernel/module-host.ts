@@ -291,14 +291,16 @@ export class ModuleHost {
     if (inbox === undefined) return;
     const leftMs = Math.max(0, this.services.drainTimeoutMs - (performance.now() - began));
     if (await within(inbox.idle(), leftMs)) return;
+    // A call still queued never starts (it is answered UNAVAILABLE): it would take a connection the kept events wait for.
+    this.bulkhead?.close();
     const before = inbox.givenBack;
     const kept = inbox.giveBack();
     const fields = { module: this.module.name, drainTimeoutMs: this.services.drainTimeoutMs };
     if (kept > 0) {
       this.services.logger.warn(
-        { ...fields, kept },
-        'durable event handlers still ran when drainTimeoutMs was over: waiting for the last attempts the transport counts ' +
-          '(each until it ends or its timeoutMs, once it has a connection), giving back the other events',
+        { ...fields, kept, givenBack: inbox.givenBack - before },
+        'waiting for durable events on their last attempt before stopping: JetStream counts every delivery, so they are not given back ' +
+          '(each until it ends or its timeoutMs, once it has a connection); the other events are given back',
       );
     }
     await inbox.idle();
@@ -306,7 +308,7 @@ export class ModuleHost {
     if (givenBack === 0) return;
     this.services.logger.warn(
       { ...fields, givenBack, kept },
-      'durable event handlers still ran when drainTimeoutMs was over: gave back their events and those waiting ' +
+      'gave back the durable events whose handlers still ran or waited when drainTimeoutMs was over ' +
         '(their work rolled back; delivered again later, not as failures)',
     );
   }
@@ -326,10 +328,6 @@ export class ModuleHost {
         'work in flight did not finish within drainTimeoutMs; stopping the module anyway',
       );
     }
-    // Calls still queued now (the drain timed out) never start: they are answered UNAVAILABLE
-    // (nothing ran, safe to retry) rather than run against a module whose stop hook runs next,
-    // or take a connection the inbox's kept events wait for.
-    this.bulkhead?.close();
     await this.#drainInbox(began);
     if (drainedInTime) {
       for (const result of await drained) {
@@ -338,6 +336,9 @@ export class ModuleHost {
         }
       }
     }
+    // Calls still queued now (the drain timed out) never start: they are answered UNAVAILABLE
+    // (nothing ran, safe to retry) rather than run against a module whose stop hook runs next.
+    this.bulkhead?.close();
     if (this.#startHookRan) {
       try {
         await this.#instance?.stop?.();

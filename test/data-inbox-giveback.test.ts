@@ -33,7 +33,7 @@ function waitingFor(ready: Promise<void>): (connection: Connection) => Connectio
 }
 
 describe.each(engines)('data - the inbox gives back on $name', (engine) => {
-  it('gives up on the running handler and the waiting events, oldest first, commits the one handled before, runs a kept event, and gives back a later one at once', async () => {
+  it('gives back the waiting events at once, oldest first, and the running one once rolled back; commits the one handled before; runs kept events; gives back one given after at once', async () => {
     const { db, inbox, count } = await inboxOn(engine.fresh);
     const insert = (label: string) => db.query('insert into entries (label) values ($1)', [label]);
     const held = gate();
@@ -64,7 +64,6 @@ describe.each(engines)('data - the inbox gives back on $name', (engine) => {
     const results = await Promise.allSettled([h0, g0, ...waiting, k1, late, keptLate]);
     expect(results.map(ending)).toEqual(['handled', 'given back', 'given back', 'given back', 'handled', 'given back', 'handled']);
     expect(ran).toEqual(['h0', 'g0', 'k1', 'k2']);
-    // Rejected in the order they came.
     // The waiting ones at once, oldest first; the running one once its work was rolled back.
     expect(rejected).toEqual(['w1', 'w2', 'l1', 'g0']);
     expect(inbox.givenBack).toBe(4);
@@ -74,19 +73,21 @@ describe.each(engines)('data - the inbox gives back on $name', (engine) => {
     held.open();
   });
 
-  it('gives back at once an event whose transaction waits for its connection, and idle() does not wait for that connection; the transaction runs nothing once it has it', async () => {
+  it('gives back at once an event whose transaction waits for its connection and the event behind it; idle(), asked before and after, does not wait for that connection; the transaction runs nothing once it has it', async () => {
     let ready!: () => void;
     const connectionFree = new Promise<void>((resolve) => (ready = resolve));
     const { inbox, count } = await inboxOn(engine.fresh, {}, waitingFor(connectionFree));
     let ran = false;
-    const waiting = inbox.handle('c0', 'ledger', 'entryAdded', false, () => {
-      ran = true;
-    });
+    const waiting = ['c0', 'c0b'].map((id) =>
+      inbox.handle(id, 'ledger', 'entryAdded', false, () => {
+        ran = true;
+      }),
+    );
     // Asked before the give-back, and after: both resolve while the connection is still taken.
     const idleBefore = inbox.idle();
     expect(inbox.giveBack()).toBe(0);
-    expect(ending((await Promise.allSettled([waiting]))[0]!)).toBe('given back');
-    expect(inbox.givenBack).toBe(1);
+    expect((await Promise.allSettled(waiting)).map(ending)).toEqual(['given back', 'given back']);
+    expect(inbox.givenBack).toBe(2);
     await idleBefore;
     await inbox.idle();
     ready();

@@ -13,6 +13,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createKernel, defineModule, silentLogger, type DatabaseEngine, type Kernel, type KernelOptions, type Logger } from 'keel';
+import type { NatsTransportOptions } from 'keel/nats';
 import { createPGliteDatabase } from 'keel/pglite';
 import { createPostgresDatabase } from 'keel/postgres';
 import { createLocalTransport, isGivenBack, type DeadLetter } from 'keel/transport';
@@ -124,7 +125,7 @@ describe.each(engines)('data - a stop past drainTimeoutMs while a durable handle
     expect(committed).not.toContain('e3');
     expect(committed).not.toContain('e3-late');
     expect(committed.sort()).toEqual([...seen.keys()].sort());
-    expect(logs.find(({ message }) => message.startsWith('durable event handlers still ran when drainTimeoutMs was over'))?.record).toMatchObject({
+    expect(logs.find(({ message }) => message.startsWith('gave back the durable events whose handlers still ran or waited'))?.record).toMatchObject({
       module: 'watcher',
       givenBack: LABELS.length - committed.length,
       kept: 0,
@@ -234,8 +235,14 @@ describe('data - a stop past drainTimeoutMs while a durable handler runs, over N
    */
   const TRANSPORT = { drainTimeoutMs: 100, ackWaitMs: ACK_WAIT_MS } as const;
 
-  const boot = (prefix: string, host: string, database: DatabaseEngine, modules: Parameters<typeof createKernel>[0]['modules'], options: Partial<KernelOptions> = {}) =>
-    bootOverNats((server as NatsServer).url, prefix, host, modules, database, options, TRANSPORT);
+  const boot = (
+    prefix: string,
+    host: string,
+    database: DatabaseEngine,
+    modules: Parameters<typeof createKernel>[0]['modules'],
+    options: Partial<KernelOptions> = {},
+    transport: Partial<NatsTransportOptions> = TRANSPORT,
+  ) => bootOverNats((server as NatsServer).url, prefix, host, modules, database, options, transport);
 
   interface HungOverNats {
     readonly prefix: string;
@@ -249,19 +256,23 @@ describe('data - a stop past drainTimeoutMs while a durable handler runs, over N
   /**
    * A watcher (on a PGlite of its own, with `maxDeliveryAttempts`, logging to `logger`) whose first
    * attempt at e3 waits, and a publisher that wrote the labels: `body` runs once e3's handler waits.
+   * `drainMs`: the kernel's and its transport's drainTimeoutMs, if not {@link OPTIONS}' and {@link TRANSPORT}'s.
    */
-  async function withHungWatcher(maxDeliveryAttempts: number, logger: Logger, body: (hung: HungOverNats) => Promise<void>): Promise<void> {
+  async function withHungWatcher(maxDeliveryAttempts: number, logger: Logger, body: (hung: HungOverNats) => Promise<void>, drainMs?: number): Promise<void> {
     const prefix = `stop${(cases += 1)}`;
     const database = await engines[0]!.engine();
     const hang = new HungAttempt('e3');
     const seen: Seen = new Map();
     const first = journal();
-    const watcher = await boot(prefix, 'watcher', database, [burstModule, watcherModule(seen, { hang, timeoutMs: HANDLER_MS })], {
-      ...OPTIONS,
-      maxDeliveryAttempts,
-      logger,
-      onDeadLetter: (letter) => void first.deadLetters.push(letter),
-    });
+    const drain = drainMs === undefined ? {} : { drainTimeoutMs: drainMs };
+    const watcher = await boot(
+      prefix,
+      'watcher',
+      database,
+      [burstModule, watcherModule(seen, { hang, timeoutMs: HANDLER_MS })],
+      { ...OPTIONS, maxDeliveryAttempts, logger, onDeadLetter: (letter) => void first.deadLetters.push(letter), ...drain },
+      { ...TRANSPORT, ...drain },
+    );
     observeWatcher(watcher.kernel, first);
     const publisher = await boot(prefix, 'burst', await engines[0]!.engine(), [burstModule, watcherModule(new Map())]);
     try {
@@ -327,7 +338,7 @@ describe('data - a stop past drainTimeoutMs while a durable handler runs, over N
         const order: string[] = [];
         const stopping = watcher.kernel.stop().then(() => void order.push('stopped'));
         // The drain ran out of time, and the kernel kept e3 (the positive signal): only then, and past ackWait twice over, is the handler let go.
-        const waiting = () => logs.find(({ message }) => message.includes('waiting for the last attempts the transport counts'));
+        const waiting = () => logs.find(({ message }) => message.startsWith('waiting for durable events on their last attempt before stopping'));
         await vi.waitFor(() => expect(waiting()).toBeDefined(), { timeout: 20_000, interval: 10 });
         // e3, and every event behind it (each on its last attempt).
         expect(waiting()?.record['kept']).toBeGreaterThanOrEqual(1);
@@ -339,7 +350,7 @@ describe('data - a stop past drainTimeoutMs while a durable handler runs, over N
         await stopping;
         // It ran to its end before the stop did: its write after the wait kept, its event handled once, here.
         expect(order).toEqual(['late write', 'stopped']);
-        expect(logs.some(({ message }) => message.includes('gave back their events'))).toBe(false);
+        expect(logs.some(({ message }) => message.startsWith('gave back the durable events'))).toBe(false);
         expect(await hang.late).toBe('kept');
         expect(first.records.filter(({ outcome }) => outcome !== 'ok')).toEqual([]);
         expect(first.deadLetters).toEqual([]);
@@ -350,5 +361,32 @@ describe('data - a stop past drainTimeoutMs while a durable handler runs, over N
         await other.close();
       }
     });
+  });
+  it("keeps its messages its own through a drain that outlasts ackWait: no other instance is handed the running handler's event, which ends handled here within the drain", { timeout: 90_000 }, async () => {
+    const otherDatabase = await engines[0]!.engine();
+    await withHungWatcher(
+      5,
+      silentLogger,
+      async ({ prefix, database, hang, first, watcher }) => {
+        const other = await anotherWatcher(prefix, otherDatabase, 5);
+        try {
+          let stopped = false;
+          const stopping = watcher.kernel.stop().then(() => void (stopped = true));
+          // Past ackWait twice over into the drain (which lasts 30 s): JetStream would have handed e3 on by now, had it had no word of work.
+          const began = performance.now();
+          await vi.waitFor(() => expect(performance.now() - began).toBeGreaterThan(2.5 * ACK_WAIT_MS), { timeout: 10_000, interval: 50 });
+          expect(stopped).toBe(false);
+          hang.release();
+          await stopping;
+          expect(await hang.late).toBe('kept');
+          expect(first.records.filter(({ outcome }) => outcome !== 'ok')).toEqual([]);
+          expect(other.attempts.attempts.has('e3')).toBe(false);
+          expect(await entries(database)).toEqual(expect.arrayContaining(['e3', 'e3-late']));
+        } finally {
+          await other.close();
+        }
+      },
+      30_000,
+    );
   });
 });

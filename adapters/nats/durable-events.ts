@@ -27,6 +27,8 @@ interface DurableState extends DurableConsumer {
   readonly handling: Set<JsMsg>;
   messages: ConsumerMessages | undefined;
   stopped: boolean;
+  /** Set once the stop's drain is over: from then on only last attempts are kept alive. */
+  drained: boolean;
   /** Sends `working()` for the messages being handled (see subscribe); cleared once stopped with none left. */
   keepAlive: NodeJS.Timeout | undefined;
 }
@@ -55,6 +57,7 @@ export class DurableEvents {
       handling: new Set(),
       messages: undefined,
       stopped: false,
+      drained: false,
       keepAlive: undefined,
     };
     const jetStream = this.#jetStream;
@@ -71,16 +74,16 @@ export class DurableEvents {
     state.messages = messages;
     void this.#watchConsumer(state, messages);
     // Long handlers keep their message: tell JetStream they are still working before ack_wait ends.
-    // After the stop, only for a last attempt: the kernel may wait for one past this drain (it does
-    // not give those back), and another instance handed it would dead-letter it; any other
-    // message is left to come back to a running instance after ack_wait.
+    // Once the stop's drain is over, only for a last attempt: the kernel may wait for one past it
+    // (it does not give those back), and another instance handed it would dead-letter it; any
+    // other message is left to come back to a running instance after ack_wait.
     state.keepAlive = setInterval(() => {
       if (this.#connection.closed) {
         clearInterval(state.keepAlive);
         return;
       }
       for (const msg of state.handling) {
-        if (!state.stopped || msg.info.deliveryCount >= subscription.maxAttempts) msg.working();
+        if (!state.drained || msg.info.deliveryCount >= subscription.maxAttempts) msg.working();
       }
     }, Math.max(100, Math.floor(options.ackWaitMs / 2)));
     state.keepAlive.unref();
@@ -88,6 +91,7 @@ export class DurableEvents {
       state.stopped = true;
       await within(messages.close(), options.drainTimeoutMs);
       await within(state.inFlight.idle(), options.drainTimeoutMs);
+      state.drained = true;
       if (state.handling.size === 0) clearInterval(state.keepAlive);
     });
   }
