@@ -19,15 +19,35 @@ function ending(result: PromiseSettledResult<unknown>): unknown {
   return isGivenBack(result.reason) ? 'given back' : (result.reason as Error).message;
 }
 
-/** `connection`, whose transactions wait for `ready` before they ask for it: as when every connection of a pool is taken. */
-function waitingFor(ready: Promise<void>): (connection: Connection) => Connection {
+/**
+ * `connection`, whose transactions wait for `ready` before they ask for it: as when every
+ * connection of a pool is taken. Each transaction's statements, those the engine's `first` aside,
+ * are recorded in `sent` (one list a transaction), and `before` runs before each is sent.
+ */
+function waitingFor(
+  ready: Promise<void>,
+  sent: string[][] = [],
+  before: (statement: string) => void = () => undefined,
+): (connection: Connection) => Connection {
   return (connection) => ({
     query: (text, params) => connection.query(text, params),
     exec: (script) => connection.exec(script),
     close: () => connection.close(),
     transaction: async (work, first) => {
       await ready;
-      return connection.transaction(work, first);
+      const statements: string[] = [];
+      sent.push(statements);
+      return connection.transaction(
+        (tx, firstResult) =>
+          work(
+            {
+              query: (text, params) => (before(text), statements.push(text), tx.query(text, params)),
+              exec: (script) => (before(script), statements.push(script), tx.exec(script)),
+            },
+            firstResult,
+          ),
+        first,
+      );
     },
   });
 }
@@ -76,7 +96,8 @@ describe.each(engines)('data - the inbox gives back on $name', (engine) => {
   it('gives back at once an event whose transaction waits for its connection and the event behind it; idle(), asked before and after, does not wait for that connection; the transaction runs nothing once it has it', async () => {
     let ready!: () => void;
     const connectionFree = new Promise<void>((resolve) => (ready = resolve));
-    const { inbox, count } = await inboxOn(engine.fresh, {}, waitingFor(connectionFree));
+    const sent: string[][] = [];
+    const { inbox, count } = await inboxOn(engine.fresh, {}, waitingFor(connectionFree, sent));
     let ran = false;
     const waiting = ['c0', 'c0b'].map((id) =>
       inbox.handle(id, 'ledger', 'entryAdded', false, () => {
@@ -94,6 +115,40 @@ describe.each(engines)('data - the inbox gives back on $name', (engine) => {
     // A kept event after it runs in a transaction of its own, after the empty one.
     await expect(inbox.handle('c1', 'ledger', 'entryAdded', true, () => undefined, undefined, true)).resolves.toBe('handled');
     expect(ran).toBe(false);
+    // The empty transaction sent no statement of its own: not c0's opening, nor a rollback to its savepoint.
+    expect(sent).toHaveLength(2);
+    expect(sent[0]).toEqual([]);
     expect(await count('keel_inbox')).toBe(1);
+  });
+
+  it('runs not the handler of an event being opened in a running transaction when the give-back comes: rolled back to its savepoint and given back; the event handled before it commits', async () => {
+    let inbox: Awaited<ReturnType<typeof inboxOn>>['inbox'] | undefined;
+    let kept: number | undefined;
+    // The give-back comes while b1's opening is on its way, after a1 was handled in the same transaction.
+    const onOpening = (statement: string): void => {
+      if (kept === undefined && statement.includes("values ('b1'")) kept = inbox?.giveBack();
+    };
+    const held = gate();
+    const opened = await inboxOn(engine.fresh, {}, waitingFor(Promise.resolve(), [], onOpening));
+    inbox = opened.inbox;
+    const ran: string[] = [];
+    const a1 = inbox.handle('a1', 'ledger', 'entryAdded', false, async () => {
+      ran.push('a1');
+      await opened.db.query('insert into entries (label) values ($1)', ['a1']);
+      await held.pass();
+    });
+    await held.waiting;
+    const b1 = inbox.handle('b1', 'ledger', 'entryAdded', false, async () => {
+      ran.push('b1');
+      await opened.db.query('insert into entries (label) values ($1)', ['b1']);
+    });
+    held.open();
+    expect((await Promise.allSettled([a1, b1])).map(ending)).toEqual(['handled', 'given back']);
+    expect(kept).toBe(0);
+    expect(ran).toEqual(['a1']);
+    expect(inbox.givenBack).toBe(1);
+    const labels = (await opened.db.query<{ label: string }>('select label from entries order by label')).rows.map((row) => row.label);
+    expect(labels).toEqual(['a1']);
+    expect(await opened.count('keel_inbox')).toBe(1);
   });
 });

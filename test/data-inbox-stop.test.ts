@@ -11,6 +11,8 @@
  * `timeoutMs` of two minutes: without the give-back each stop below would wait that long, past the
  * test's own timeout.
  */
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createKernel, defineModule, silentLogger, type DatabaseEngine, type Kernel, type KernelOptions, type Logger } from 'keel';
 import type { NatsTransportOptions } from 'keel/nats';
@@ -286,6 +288,23 @@ describe('data - a stop past drainTimeoutMs while a durable handler runs, over N
     }
   }
 
+  /**
+   * Once every event is acknowledged, how many deliveries JetStream itself counts for the
+   * watcher's consumer, to whichever instance, redeliveries included (`delivered.consumer_seq`):
+   * with no redelivery, the number of events.
+   */
+  async function jetStreamDeliveries(prefix: string): Promise<number> {
+    const nc = await connect({ servers: (server as NatsServer).url });
+    try {
+      const jsm = await jetstreamManager(nc);
+      const read = () => jsm.consumers.info(`${prefix}_burst`, 'watcher__happened');
+      await vi.waitFor(async () => expect((await read()).ack_floor.stream_seq).toBe(LABELS.length), { timeout: 20_000, interval: 50 });
+      return (await read()).delivered.consumer_seq;
+    } finally {
+      await nc.close();
+    }
+  }
+
   /** Another instance of the watcher on `database`, whose attempts (by label) and dead letters are recorded. */
   async function anotherWatcher(prefix: string, database: DatabaseEngine, maxDeliveryAttempts: number) {
     const journal2 = journal();
@@ -357,6 +376,8 @@ describe('data - a stop past drainTimeoutMs while a durable handler runs, over N
         expect(other.attempts.attempts.has('e3')).toBe(false);
         expect(other.journal.deadLetters).toEqual([]);
         expect(await entries(database)).toEqual(expect.arrayContaining(['e3', 'e3-late']));
+        // JetStream's own count, once all is acknowledged: one delivery per event, none of e3 again.
+        expect(await jetStreamDeliveries(prefix)).toBe(LABELS.length);
       } finally {
         await other.close();
       }
@@ -382,6 +403,7 @@ describe('data - a stop past drainTimeoutMs while a durable handler runs, over N
           expect(first.records.filter(({ outcome }) => outcome !== 'ok')).toEqual([]);
           expect(other.attempts.attempts.has('e3')).toBe(false);
           expect(await entries(database)).toEqual(expect.arrayContaining(['e3', 'e3-late']));
+          expect(await jetStreamDeliveries(prefix)).toBe(LABELS.length);
         } finally {
           await other.close();
         }
