@@ -219,12 +219,12 @@ describe('data - a stop past drainTimeoutMs while a durable handler runs, in one
   });
 });
 
-describe('data - a stop past drainTimeoutMs while a durable handler runs, over NATS, on PGlite', () => {
+let cases = 0;
+describe.each(engines)('data - a stop past drainTimeoutMs while a durable handler runs, over NATS, on $name', ({ name, engine }) => {
   beforeAll(async () => {
-    server = await startNatsServer();
+    server ??= await startNatsServer();
   });
 
-  let cases = 0;
   /**
    * JetStream hands a message to another instance this long after its last sign of work. keel
    * signs every half of it, so the event loop may be held up to a second (PGlite blocks it while a
@@ -261,8 +261,8 @@ describe('data - a stop past drainTimeoutMs while a durable handler runs, over N
    * `drainMs`: the kernel's and its transport's drainTimeoutMs, if not {@link OPTIONS}' and {@link TRANSPORT}'s.
    */
   async function withHungWatcher(maxDeliveryAttempts: number, logger: Logger, body: (hung: HungOverNats) => Promise<void>, drainMs?: number): Promise<void> {
-    const prefix = `stop${(cases += 1)}`;
-    const database = await engines[0]!.engine();
+    const prefix = `stop${name}${(cases += 1)}`;
+    const database = await engine();
     const hang = new HungAttempt('e3');
     const seen: Seen = new Map();
     const first = journal();
@@ -276,7 +276,7 @@ describe('data - a stop past drainTimeoutMs while a durable handler runs, over N
       { ...TRANSPORT, ...drain },
     );
     observeWatcher(watcher.kernel, first);
-    const publisher = await boot(prefix, 'burst', await engines[0]!.engine(), [burstModule, watcherModule(new Map())]);
+    const publisher = await boot(prefix, 'burst', await engine(), [burstModule, watcherModule(new Map())]);
     try {
       await publisher.kernel.client(burst).write({ labels: LABELS });
       await vi.waitFor(() => expect(hang.holding).toBe(true), { timeout: 20_000, interval: 10 });
@@ -348,7 +348,7 @@ describe('data - a stop past drainTimeoutMs while a durable handler runs, over N
   it('does not give back an event on its last attempt (JetStream would bring it back past maxDeliveryAttempts): the stop waits for its handler, past the transport\'s drain and ackWait, no other instance is handed it, and its work commits', { timeout: 90_000 }, async () => {
     const logs: LogEntry[] = [];
     // Made before: making a PGlite holds the event loop longer than keel's signs of work may wait for.
-    const otherDatabase = await engines[0]!.engine();
+    const otherDatabase = await engine();
     await withHungWatcher(1, capturingLogger(logs), async ({ prefix, database, hang, first, watcher }) => {
       // A second instance, running (on a database of its own: the first's PGlite is held by e3's transaction): were e3's
       // message left without word of work past ackWait, JetStream would hand it there (attempt 2 of 1: dead-lettered).
@@ -384,7 +384,7 @@ describe('data - a stop past drainTimeoutMs while a durable handler runs, over N
     });
   });
   it("keeps its messages its own through a drain that outlasts ackWait: no other instance is handed the running handler's event, which ends handled here within the drain", { timeout: 90_000 }, async () => {
-    const otherDatabase = await engines[0]!.engine();
+    const otherDatabase = await engine();
     await withHungWatcher(
       5,
       silentLogger,
