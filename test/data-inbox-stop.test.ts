@@ -256,7 +256,7 @@ describe.each(engines)('data - a stop past drainTimeoutMs while a durable handle
   }
 
   /**
-   * A watcher (on a PGlite of its own, with `maxDeliveryAttempts`, logging to `logger`) whose first
+   * A watcher (on a database of its own, with `maxDeliveryAttempts`, logging to `logger`) whose first
    * attempt at e3 waits, and a publisher that wrote the labels: `body` runs once e3's handler waits.
    * `drainMs`: the kernel's and its transport's drainTimeoutMs, if not {@link OPTIONS}' and {@link TRANSPORT}'s.
    */
@@ -347,10 +347,10 @@ describe.each(engines)('data - a stop past drainTimeoutMs while a durable handle
 
   it('does not give back an event on its last attempt (JetStream would bring it back past maxDeliveryAttempts): the stop waits for its handler, past the transport\'s drain and ackWait, no other instance is handed it, and its work commits', { timeout: 90_000 }, async () => {
     const logs: LogEntry[] = [];
-    // Made before: making a PGlite holds the event loop longer than keel's signs of work may wait for.
+    // Made before: making a PGlite holds the event loop longer than keel's signs of work may wait for (a PostgreSQL database, for symmetry).
     const otherDatabase = await engine();
     await withHungWatcher(1, capturingLogger(logs), async ({ prefix, database, hang, first, watcher }) => {
-      // A second instance, running (on a database of its own: the first's PGlite is held by e3's transaction): were e3's
+      // A second instance, running (on a database of its own: a PGlite is held by e3's transaction): were e3's
       // message left without word of work past ackWait, JetStream would hand it there (attempt 2 of 1: dead-lettered).
       const other = await anotherWatcher(prefix, otherDatabase, 1);
       try {
