@@ -251,6 +251,8 @@ describe('http - gateway defences', () => {
       expect(response.headers.get('referrer-policy')).toBe('no-referrer');
       expect(response.headers.get('cross-origin-resource-policy')).toBe('same-origin');
       expect(response.headers.get('content-security-policy')).toBe("default-src 'none';frame-ancestors 'none'");
+      // No cache keeps an operation's answer, a problem, or a health reading.
+      expect(response.headers.get('cache-control')).toBe('no-store');
       // The lines only a browser rendering HTML reads are left out of JSON answers.
       expect(response.headers.get('x-dns-prefetch-control')).toBeNull();
       expect(response.headers.get('cross-origin-opener-policy')).toBeNull();
@@ -271,6 +273,7 @@ describe('http - gateway defences', () => {
     expect(response.status).toBe(200);
     expect(response.headers.get('x-content-type-options')).toBeNull();
     expect(response.headers.get('content-security-policy')).toBeNull();
+    expect(response.headers.get('cache-control')).toBeNull();
   });
 });
 

@@ -403,6 +403,7 @@ describe('http - gateway options and lifecycle', () => {
       'strict-transport-security: max-age=31536000; includeSubDomains',
       'x-content-type-options: nosniff',
       'x-frame-options: DENY',
+      'cache-control: no-store',
     ];
     const id = 'x-correlation-id: head-1';
     const get = (path: string) => `GET ${path} HTTP/1.1\r\nHost: x\r\nX-Correlation-Id: head-1\r\nConnection: close\r\n\r\n`;

@@ -46,6 +46,14 @@ const API_ANSWER_HEADERS = {
   xFrameOptions: { action: 'deny' },
 } as const;
 
+/**
+ * Set after helmet's on the same answers: `Cache-Control: no-store`, which the same cheat sheet asks
+ * of API answers, so that no browser or shared cache keeps what an operation answered (an order,
+ * a customer's data) or a stale health or metrics reading. A route of the application's keeps
+ * helmet's set without it; an `onRequest` hook in `configure` may change it.
+ */
+const API_ANSWER_LINES = [['cache-control', 'no-store']] as const;
+
 /** Headers a browser script may read on a cross-origin answer, besides the CORS-safelisted ones. */
 const EXPOSED_HEADERS = ['retry-after', 'x-ratelimit-limit', 'x-ratelimit-remaining', 'x-ratelimit-reset'];
 
@@ -109,7 +117,7 @@ export async function addDefences(
         // reference page's requests to https would break the page where there is no TLS at all.
         contentSecurityPolicy: { directives: { upgradeInsecureRequests: null } },
       },
-      { options: API_ANSWER_HEADERS, handlers: JSON_ANSWER_HANDLERS },
+      { options: API_ANSWER_HEADERS, handlers: JSON_ANSWER_HANDLERS, also: API_ANSWER_LINES },
     );
     if (options.cors !== false) {
       const set = setSecurityHeaders;

@@ -86,6 +86,8 @@ export type SecurityHeadersHook = (request: FastifyRequest, reply: FastifyReply)
 export interface ApiSecurityHeaders {
   readonly options: HelmetOptions;
   readonly handlers: WeakSet<object>;
+  /** Lines set after helmet's on those answers (lower-case names), such as `cache-control`. */
+  readonly also?: readonly (readonly [name: string, value: string])[];
 }
 
 /**
@@ -104,8 +106,8 @@ export function securityHeaders(server: FastifyInstance, options: HelmetOptions,
   // Set as fastify's own headers (lower-case names, as fastify writes all of its own): Node then
   // writes the head from fastify's header object in one pass, where one `setHeader` on the raw
   // response would make it set every header one by one (docs/performance.md, "Gateway profile").
-  const prepare = (given: HelmetOptions): ((reply: FastifyReply) => void) => {
-    const steps = helmetSteps(helmet, given);
+  const prepare = (given: HelmetOptions, also: readonly (readonly [string, string])[] = []): ((reply: FastifyReply) => void) => {
+    const steps = [...helmetSteps(helmet, given), ...also];
     const names = steps.map(([name]) => name.toLowerCase());
     const values = steps.map(([, value]) => value);
     const count = steps.length;
@@ -125,7 +127,7 @@ export function securityHeaders(server: FastifyInstance, options: HelmetOptions,
   const apply = prepare(options);
   // What an answer gets when its route chose nothing else: answers given without a route (not
   // found) and, with `api`, the JSON routes'.
-  const fallback = api === undefined ? apply : prepare(api.options);
+  const fallback = api === undefined ? apply : prepare(api.options, api.also);
   const none = (): void => {};
 
   // Untyped: @fastify/helmet's types (when loaded) declare these decorators with its own shapes.
