@@ -18,6 +18,23 @@
 export const OK_OUTCOME = 'ok';
 
 /**
+ * Outcome recorded for an event attempt its module's stop gave back before the handler ended
+ * (`isGivenBack` accepts its error): not a failure, since the event is delivered again later and
+ * never dead-lettered for it. Its own outcome, so that a rolling deploy does not show up as
+ * `UNAVAILABLE` failures on a dashboard or an alert.
+ *
+ * @example
+ * ```ts
+ * kernel.observe({
+ *   eventHandled: ({ outcome, subscriber }) => {
+ *     if (outcome !== OK_OUTCOME && outcome !== GIVEN_BACK_OUTCOME) failures.inc({ subscriber });
+ *   },
+ * });
+ * ```
+ */
+export const GIVEN_BACK_OUTCOME = 'given_back';
+
+/**
  * One finished call, as seen by the caller (`callMade`) or the callee (`callServed`).
  *
  * @example
@@ -59,6 +76,7 @@ export interface EventRecord {
   readonly subscriber: string;
   readonly attempt: number;
   readonly durationMs: number;
+  /** `ok`, {@link GIVEN_BACK_OUTCOME} (given back at its module's stop), or the error's code. */
   readonly outcome: string;
 }
 

@@ -12,7 +12,7 @@ import { handlerEntry, withCall } from './otel-context.js';
 import { endSpan, keelTracer, startConsumerSpan } from './tracing.js';
 import { KeelError, KeelErrorCode, validationError } from './errors.js';
 import type { Logger } from './logger.js';
-import { OK_OUTCOME, outcomeOf, type KernelObserver } from './observer.js';
+import { GIVEN_BACK_OUTCOME, OK_OUTCOME, outcomeOf, type KernelObserver } from './observer.js';
 import type { EventContext, EventHandlerFunction } from './module-handlers.js';
 import { validPrincipal, type PrincipalSchema } from './principal.js';
 import { isGivenBack } from './transport-failures.js';
@@ -79,9 +79,10 @@ export function createEventSubscription(source: SubscriptionSource): EventSubscr
   const payloadSchema = new CallSchema(definition.payload);
   const failed = (error: unknown, metadata: EventMetadata, started: number): Promise<void> => {
     const observers = source.observers;
-    if (observers?.length) report(observers, metadata.attempt, started, outcomeOf(error));
+    const givenBack = isGivenBack(error);
+    if (observers?.length) report(observers, metadata.attempt, started, givenBack ? GIVEN_BACK_OUTCOME : outcomeOf(error));
     const fields = { err: error, event: label, eventId: metadata.id, attempt: metadata.attempt, correlationId: metadata.correlationId };
-    if (isGivenBack(error)) logger.info(fields, `module "${subscriber}" stopped before this event's handler ended, and gave the event back`);
+    if (givenBack) logger.info(fields, `module "${subscriber}" stopped before this event's handler ended, and gave the event back`);
     else logger.warn(fields, `event handler of module "${subscriber}" failed`);
     return Promise.reject(error);
   };

@@ -59,7 +59,7 @@ export { isCorrelationId, isIdempotencyKey, isTraceparent } from './call-ids.js'
 export { DEFAULT_KERNEL_OPTIONS } from './kernel.js';
 export { DataOptionsSchema, ResilienceOptionsSchema } from './kernel-options.js';
 export type { DeadLetter } from './subscription.js';
-export { OK_OUTCOME, type CallRecord, type DroppedRecord, type EventRecord, type KernelObserver, type RetryRecord } from './observer.js';
+export { GIVEN_BACK_OUTCOME, OK_OUTCOME, type CallRecord, type DroppedRecord, type EventRecord, type KernelObserver, type RetryRecord } from './observer.js';
 export { DEFAULT_CALL_POLICIES } from './call-policy.js';
 export type { CircuitStatus } from './circuit-breaker.js';
 export { LogFormat, createLogger, logFormatOf, type LogDestination, type LoggerOptions } from './logger.js';

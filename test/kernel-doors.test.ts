@@ -73,6 +73,7 @@ const TRANSPORT = {
     'DeadlineScheduler',
     'EXTERNAL_CALLER',
     'Fanout',
+    'GIVEN_BACK_OUTCOME',
     'InFlight',
     'KEEL_ROOT_CONTEXT',
     'KeelContextManager',
