@@ -25,6 +25,8 @@ export const OK_OUTCOME = 'ok';
  *
  * @example
  * ```ts
+ * import { GIVEN_BACK_OUTCOME, OK_OUTCOME } from 'keel/transport';
+ *
  * kernel.observe({
  *   eventHandled: ({ outcome, subscriber }) => {
  *     if (outcome !== OK_OUTCOME && outcome !== GIVEN_BACK_OUTCOME) failures.inc({ subscriber });

@@ -9,7 +9,7 @@ import { CallSchema } from './compiled-schema.js';
 import type { Span } from '@opentelemetry/api';
 import { ROOT_CONTEXT, trace } from './otel-api.js';
 import { handlerEntry, withCall } from './otel-context.js';
-import { endSpan, keelTracer, startConsumerSpan } from './tracing.js';
+import { endGivenBackSpan, endSpan, keelTracer, startConsumerSpan } from './tracing.js';
 import { KeelError, KeelErrorCode, validationError } from './errors.js';
 import type { Logger } from './logger.js';
 import { GIVEN_BACK_OUTCOME, OK_OUTCOME, outcomeOf, type KernelObserver } from './observer.js';
@@ -187,7 +187,8 @@ export function createEventSubscription(source: SubscriptionSource): EventSubscr
       return handleEvent(payload, metadata, span).then(
         () => endSpan(span),
         (error: unknown) => {
-          endSpan(span, error);
+          if (isGivenBack(error)) endGivenBackSpan(span);
+          else endSpan(span, error);
           throw error;
         },
       );

@@ -299,6 +299,16 @@ export function noteAttempt(attempt: number, reason: 'retry' | 'hedge'): void {
   trace.getSpan(activeContext())?.addEvent(reason, { 'keel.call.attempt': attempt });
 }
 
+/**
+ * Ends the span of an event attempt its module's stop gave back before the handler ended: no
+ * failure (the event is delivered again), so no error status and no `error.type`, as its
+ * observation is `given_back` rather than a code; `keel.event.given_back` says why it ended early.
+ */
+export function endGivenBackSpan(span: Span): void {
+  span.setAttribute('keel.event.given_back', true);
+  span.end();
+}
+
 /** Ends `span` with the outcome of its work: `OK`, or the error's code and message. */
 export function endSpan(span: Span, error?: unknown): void {
   if (error !== undefined) {

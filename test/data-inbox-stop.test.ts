@@ -14,11 +14,13 @@
 import { jetstreamManager } from '@nats-io/jetstream';
 import { connect } from '@nats-io/transport-node';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { SpanStatusCode } from '@opentelemetry/api';
+import { InMemorySpanExporter, SimpleSpanProcessor, TracerProvider } from '@opentelemetry/sdk-trace';
 import { createKernel, defineModule, silentLogger, type DatabaseEngine, type Kernel, type KernelOptions, type Logger } from 'keel';
 import type { NatsTransportOptions } from 'keel/nats';
 import { createPGliteDatabase } from 'keel/pglite';
 import { createPostgresDatabase } from 'keel/postgres';
-import { createLocalTransport, isGivenBack, type DeadLetter } from 'keel/transport';
+import { createLocalTransport, disableTracing, enableTracing, isGivenBack, type DeadLetter } from 'keel/transport';
 import { capturingLogger, type LogEntry } from './support/conformance-app.js';
 import { createTestDatabase, type TestDatabase } from './support/databases.js';
 import { HungAttempt, LABELS, bootOverNats, burst, burstModule, watcherModule, type Seen } from './support/inbox-kernel.js';
@@ -121,7 +123,7 @@ describe.each(engines)('data - a stop past drainTimeoutMs while a durable handle
       await kernel.stop();
     }
     expect(first.deadLetters).toEqual([]);
-    // e3, and the events behind it in the inbox, were given back (UNAVAILABLE), not failed; those handled before it committed.
+    // e3, and the events behind it in the inbox, were given back (observed as given_back), not failed; those handled before it committed.
     const committed = await entries(database);
     expect(first.records.filter(({ outcome }) => outcome !== 'ok')).toEqual(Array(LABELS.length - committed.length).fill({ attempt: 1, outcome: 'given_back' }));
     expect(committed).not.toContain('e3');
@@ -169,7 +171,9 @@ const burstWithoutData = defineModule({
 });
 
 describe('data - a stop past drainTimeoutMs while a durable handler runs, in one process, events not from an outbox', () => {
-  it('keeps each event given back on the bus at the attempt it was on (maxDeliveryAttempts 1: not dead-lettered), for the next instance of the module on the bus', { timeout: 60_000 }, async () => {
+  it('keeps each event given back on the bus at the attempt it was on (maxDeliveryAttempts 1: not dead-lettered), for the next instance of the module on the bus; a given-back attempt\'s span ends without an error status, marked keel.event.given_back', { timeout: 60_000 }, async () => {
+    const spans = new InMemorySpanExporter();
+    enableTracing({ provider: new TracerProvider({ spanProcessors: [new SimpleSpanProcessor({ exporter: spans })] }) });
     const database = await engines[0]!.engine();
     const bus = createLocalTransport({ logger: silentLogger });
     const publisher = createKernel({ modules: [burstWithoutData, watcherModule(new Map())], topology: { host: ['burst'], transport: bus }, logger: silentLogger });
@@ -192,6 +196,15 @@ describe('data - a stop past drainTimeoutMs while a durable handler runs, in one
       await expectGivenBack(hang);
       const committed = await entries(database);
       expect(committed).not.toContain('e3');
+      // The watcher's spans: the handled ones OK, the given-back ones (e3's among them) neither ERROR nor with an error.type.
+      const processed = spans.getFinishedSpans().filter(({ name, attributes }) => name === 'process burst.happened' && attributes['messaging.consumer.group.name'] === 'watcher');
+      const givenBackSpans = processed.filter(({ attributes }) => attributes['keel.event.given_back'] === true);
+      expect(givenBackSpans).toHaveLength(LABELS.length - committed.length);
+      for (const span of givenBackSpans) {
+        expect(span.status.code).toBe(SpanStatusCode.UNSET);
+        expect(span.attributes['error.type']).toBeUndefined();
+      }
+      expect(processed.filter(({ status }) => status.code === SpanStatusCode.ERROR)).toEqual([]);
 
       const attempts = new HungAttempt('none');
       const next = createKernel({
@@ -211,6 +224,7 @@ describe('data - a stop past drainTimeoutMs while a durable handler runs, in one
       expect(attempts.attempts.get('e3')).toBe(1);
       expect(first.deadLetters).toEqual([]);
     } finally {
+      disableTracing();
       hang.release();
       await watcher.stop();
       await publisher.stop();

@@ -112,6 +112,7 @@ describe('http - gateway defences', () => {
     const [head = '', body = ''] = client.received().split('\r\n\r\n');
     expect(head).toMatch(/^HTTP\/1\.1 431 Request Header Fields Too Large\r\n/);
     expect(head).toContain('Content-Type: application/problem+json; charset=utf-8');
+    expect(head).toContain('Cache-Control: no-store');
     const problem = JSON.parse(body) as Problem;
     expect(problem).toMatchObject({ status: 431, code: 'HEADERS_TOO_LARGE', title: 'Request headers too large' });
     expect(problem.detail).toContain(`${maxHeaderSize} bytes`);
@@ -240,6 +241,34 @@ describe('http - gateway defences', () => {
 
     const off = await startGateway({ rateLimit: false });
     expect((await put(off.url, 'off')).headers.get('x-ratelimit-limit')).toBeNull();
+  });
+
+  it('http - Cache-Control: a hook of configure may let an operation\'s answers be cached, but its problems (declared error, bad input, rate limit) stay no-store; with securityHeaders false a problem is still no-store', async () => {
+    const { url } = await startGateway({
+      rateLimit: { max: 4 },
+      configure: (server) => {
+        server.addHook('onRequest', async (request, reply) => {
+          if (request.url === '/store/get') reply.header('cache-control', 'public, max-age=60');
+        });
+      },
+    });
+    const get = (key: unknown) => fetch(`${url}/store/get`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ key }) });
+    expect((await put(url, 'cached')).headers.get('cache-control')).toBe('no-store');
+    const found = await get('cached');
+    expect(found.status).toBe(200);
+    expect(found.headers.get('cache-control')).toBe('public, max-age=60');
+    const missing = await get('nowhere');
+    expect(missing.status).toBe(404);
+    expect(missing.headers.get('cache-control')).toBe('no-store');
+    const malformed = await get(42);
+    expect(malformed.status).toBe(400);
+    expect(malformed.headers.get('cache-control')).toBe('no-store');
+    const limited = await get('cached');
+    expect(limited.status).toBe(429);
+    expect(limited.headers.get('cache-control')).toBe('no-store');
+
+    const bare = await startGateway({ securityHeaders: false });
+    expect((await fetch(`${bare.url}/no/such`)).headers.get('cache-control')).toBe('no-store');
   });
 
   it('http - every answer carries the security headers: the API set on JSON answers and problems, helmet\'s full set on the API reference page; securityHeaders: false sends none', async () => {

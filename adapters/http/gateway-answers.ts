@@ -118,6 +118,8 @@ export function requestAnswers(correlationHeader: string, isClosing: () => boole
     return reply
       .status(problem.status)
       .header(correlationHeader, problem.correlationId)
+      // One request's problem is no cache's to keep, whatever a hook set for the route's answers, with or without securityHeaders.
+      .header('cache-control', 'no-store')
       .type(PROBLEM_CONTENT_TYPE)
       .send(JSON.stringify(problem));
   };

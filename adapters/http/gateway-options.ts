@@ -86,8 +86,9 @@ export interface HttpGatewayOptions {
   readonly rateLimit?: false | HttpRateLimitOptions;
   /**
    * Security headers on every answer (helmet's: `Content-Security-Policy`,
-   * `Strict-Transport-Security`, `X-Content-Type-Options: nosniff`, `X-Frame-Options`, ...).
-   * Default true.
+   * `Strict-Transport-Security`, `X-Content-Type-Options: nosniff`, `X-Frame-Options`, ...),
+   * and `Cache-Control: no-store` on the JSON routes' answers. Default true. Off, problems still
+   * carry `Cache-Control: no-store`.
    */
   readonly securityHeaders?: boolean;
   /**

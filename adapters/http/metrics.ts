@@ -104,7 +104,8 @@ interface HttpSeries {
  *   as the caller saw them) and served (`side="served"`), `outcome` being `ok` or the error code
  *   (failed calls are `outcome!="ok"`: there is no separate error counter);
  * - `keel_call_duration_seconds{side,contract,operation,transport,caller}`: latency histogram;
- * - `keel_events_handled_total{contract,event,subscriber,outcome}` and
+ * - `keel_events_handled_total{contract,event,subscriber,outcome}` (`outcome`: `ok`, `given_back`
+ *   when a module's stop gave the event back, or the error code) and
  *   `keel_event_handler_duration_seconds{contract,event,subscriber}`;
  * - `keel_http_requests_total{method,route,status}` and `keel_http_request_duration_seconds{method,route}`;
  * - `keel_requests_dropped_total{contract,operation,transport,reason}`: requests a transport dropped
@@ -147,7 +148,7 @@ export function createKernelMetrics(kernel: Kernel, options: KernelMetricsOption
   ]);
   const durations = SeriesHistogram.in(registry, 'keel_call_duration_seconds', 'Latency of calls made and served.', buckets);
   const eventLabels = ['contract', 'event', 'subscriber'] as const;
-  const events = new SeriesCounter(registry, 'keel_events_handled_total', 'Events handled, by outcome (ok or error code).', [
+  const events = new SeriesCounter(registry, 'keel_events_handled_total', 'Events handled, by outcome (ok, given_back or error code).', [
     ...eventLabels,
     'outcome',
   ]);
