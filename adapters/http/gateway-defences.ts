@@ -50,7 +50,8 @@ const API_ANSWER_HEADERS = {
  * Set after helmet's on the same answers: `Cache-Control: no-store`, which the same cheat sheet asks
  * of API answers, so that no browser or shared cache keeps what an operation answered (an order,
  * a customer's data) or a stale health or metrics reading. A route of the application's keeps
- * helmet's set without it; an `onRequest` hook in `configure` may change it.
+ * helmet's set without it; an `onRequest` hook in `configure` may change it on a route's answers,
+ * not on its problems, which set it again themselves (gateway-answers.ts `sendProblem`).
  */
 const API_ANSWER_LINES = [['cache-control', 'no-store']] as const;
 
