@@ -324,8 +324,11 @@ describe('cli - keel dev', () => {
     const own = (): LogRecord[] => logRecords(dev.output()).filter((record) => record['process'] === 'keel dev');
     try {
       await dev.until('keel dev ready', () => own().some((record) => record.msg?.startsWith('ready: app') === true));
-      appendFileSync(join(root, 'modules/greeter/module.ts'), '// edited\n');
-      await dev.until('the restart record', (text) => text.includes('"msg":"modules/greeter/module.ts changed; restarting app"'));
+      // The contract, which the graph reader imports, now takes 3 s to load: the read lasts that long
+      // at least, so that the search below finds it listening on a loaded machine (a read of about
+      // 100 ms was missed by a search starved of CPU, with two test files running at once).
+      appendFileSync(join(root, 'modules/greeter/contract.ts'), 'await new Promise((resolve) => setTimeout(resolve, 3000));\n');
+      await dev.until('the restart record', (text) => text.includes('"msg":"modules/greeter/contract.ts changed; restarting app"'));
       // The graph is read again by a `keel graph` process, which loads the project's sources: the
       // signal goes to it too (one process group), once it listens, as a terminal's Ctrl-C would.
       const deadline = Date.now() + WAIT_MS;
