@@ -122,7 +122,7 @@ describe.each(engines)('data - the inbox gives back on $name', (engine) => {
     expect(await count('keel_inbox')).toBe(1);
   });
 
-  it('runs not the handler of an event being opened in a running transaction when the give-back comes: rolled back to its savepoint and given back; the event handled before it commits', async () => {
+  it('does not run the handler of an event being opened in a running transaction when the give-back comes: it is rolled back to its savepoint and given back; the event handled before it commits', async () => {
     let inbox: Awaited<ReturnType<typeof inboxOn>>['inbox'] | undefined;
     let kept: number | undefined;
     // The give-back comes while b1's opening is on its way, after a1 was handled in the same transaction.
