@@ -84,6 +84,26 @@ function observeWatcher(kernel: Kernel, into: Journal): void {
   kernel.observe({ eventHandled: ({ subscriber, attempt, outcome }) => void (subscriber === 'watcher' && into.records.push({ attempt, outcome })) });
 }
 
+/** Spans of this test, recorded in memory: tracing on until the test ends, however it ends. */
+function traced(): InMemorySpanExporter {
+  const spans = new InMemorySpanExporter();
+  enableTracing({ provider: new TracerProvider({ spanProcessors: [new SimpleSpanProcessor({ exporter: spans })] }) });
+  onTestFinished(disableTracing);
+  return spans;
+}
+
+/** The watcher's spans so far: none ERROR, `count` marked given back, none of those with an error.type. */
+function expectGivenBackSpans(spans: InMemorySpanExporter, count: number): void {
+  const processed = spans.getFinishedSpans().filter(({ name, attributes }) => name === 'process burst.happened' && attributes['messaging.consumer.group.name'] === 'watcher');
+  const givenBackSpans = processed.filter(({ attributes }) => attributes['keel.event.given_back'] === true);
+  expect(givenBackSpans).toHaveLength(count);
+  for (const span of givenBackSpans) {
+    expect(span.status.code).toBe(SpanStatusCode.UNSET);
+    expect(span.attributes['error.type']).toBeUndefined();
+  }
+  expect(processed.filter(({ status }) => status.code === SpanStatusCode.ERROR)).toEqual([]);
+}
+
 /** After the hung first attempt was given back: its signal aborted with the give-back, and its write after its wait refused with it. */
 async function expectGivenBack(hang: HungAttempt): Promise<void> {
   expect(hang.signal?.aborted).toBe(true);
@@ -172,9 +192,7 @@ const burstWithoutData = defineModule({
 
 describe('data - a stop past drainTimeoutMs while a durable handler runs, in one process, events not from an outbox', () => {
   it('keeps each event given back on the bus at the attempt it was on (maxDeliveryAttempts 1: not dead-lettered), for the next instance of the module on the bus; a given-back attempt\'s span ends without an error status, marked keel.event.given_back', { timeout: 60_000 }, async () => {
-    const spans = new InMemorySpanExporter();
-    enableTracing({ provider: new TracerProvider({ spanProcessors: [new SimpleSpanProcessor({ exporter: spans })] }) });
-    onTestFinished(disableTracing);
+    const spans = traced();
     const database = await engines[0]!.engine();
     const bus = createLocalTransport({ logger: silentLogger });
     const publisher = createKernel({ modules: [burstWithoutData, watcherModule(new Map())], topology: { host: ['burst'], transport: bus }, logger: silentLogger });
@@ -197,15 +215,7 @@ describe('data - a stop past drainTimeoutMs while a durable handler runs, in one
       await expectGivenBack(hang);
       const committed = await entries(database);
       expect(committed).not.toContain('e3');
-      // The watcher's spans: none ERROR, the given-back ones (e3's among them) neither ERROR nor with an error.type.
-      const processed = spans.getFinishedSpans().filter(({ name, attributes }) => name === 'process burst.happened' && attributes['messaging.consumer.group.name'] === 'watcher');
-      const givenBackSpans = processed.filter(({ attributes }) => attributes['keel.event.given_back'] === true);
-      expect(givenBackSpans).toHaveLength(LABELS.length - committed.length);
-      for (const span of givenBackSpans) {
-        expect(span.status.code).toBe(SpanStatusCode.UNSET);
-        expect(span.attributes['error.type']).toBeUndefined();
-      }
-      expect(processed.filter(({ status }) => status.code === SpanStatusCode.ERROR)).toEqual([]);
+      expectGivenBackSpans(spans, LABELS.length - committed.length);
 
       const attempts = new HungAttempt('none');
       const next = createKernel({
@@ -332,13 +342,15 @@ describe.each(engines)('data - a stop past drainTimeoutMs while a durable handle
     return { ...booted, journal: journal2, attempts };
   }
 
-  it('gives the events back to JetStream, though the transport\'s own drain ended first: the stop ends while the handler still waits, its work rolled back, none dead-lettered; the next instance handles them, e3 on its second attempt', { timeout: 90_000 }, async () => {
+  it('gives the events back to JetStream, though the transport\'s own drain ended first: the stop ends while the handler still waits, its work rolled back, none dead-lettered; the next instance handles them, e3 on its second attempt; each given-back attempt\'s span ends without an error status, marked keel.event.given_back', { timeout: 90_000 }, async () => {
+    const spans = traced();
     await withHungWatcher(5, silentLogger, async ({ prefix, database, hang, seen, first, watcher }) => {
       await watcher.kernel.stop();
       await expectGivenBack(hang);
       expect(first.deadLetters).toEqual([]);
       // e3, and any event behind it in the inbox, given back; none failed.
       const givenBack = first.records.filter(({ outcome }) => outcome !== 'ok');
+      expectGivenBackSpans(spans, givenBack.length);
       expect(givenBack).toContainEqual({ attempt: 1, outcome: 'given_back' });
       expect(givenBack.every(({ outcome }) => outcome === 'given_back')).toBe(true);
       const committed = await entries(database);
