@@ -27,8 +27,10 @@ afterAll(() => rmSync(scratch, { recursive: true, force: true }));
 const endedPid = (): number => spawnSync(process.execPath, ['-e', '']).pid as number;
 
 /**
- * `count` processes that each take `folder` once the `go` file exists (spinning, so that they
- * start within a scheduler tick of each other), hold it `holdMs`, and say `held` or `busy CODE`.
+ * `count` processes that each take `folder` once the `go` file exists, hold it `holdMs`, and say
+ * `held` or `busy CODE`. Each looks for the file every millisecond, asleep in `Atomics.wait`
+ * between looks: they start within about a millisecond of each other, and do not spin the CPU
+ * that the test file running beside this one needs.
  */
 async function race(folder: string, count: number, holdMs: number, pauseMs = 0): Promise<string[]> {
   const go = join(folder, '..', `${Date.now()}-${Math.random()}.go`);
@@ -36,7 +38,8 @@ async function race(folder: string, count: number, holdMs: number, pauseMs = 0):
     import { existsSync } from 'node:fs';
     import { holdDatabaseFolder } from 'keel/databases';
     process.stdout.write('ready\\n');
-    while (!existsSync(${JSON.stringify(go)})) {}
+    const nap = new Int32Array(new SharedArrayBuffer(4));
+    while (!existsSync(${JSON.stringify(go)})) Atomics.wait(nap, 0, 0, 1);
     try {
       const release = holdDatabaseFolder(${JSON.stringify(folder)});
       process.stdout.write('held\\n');
@@ -58,7 +61,7 @@ async function race(folder: string, count: number, holdMs: number, pauseMs = 0):
     return () => text;
   });
   const exits = children.map((child) => once(child, 'exit'));
-  // Every child loaded and spinning, then all released at once.
+  // Every child loaded and waiting, then all released at once.
   await Promise.all(
     outputs.map(
       (output, index) =>
