@@ -306,16 +306,23 @@ describe('cli - keel up', () => {
       expect(new Set(answers.map((answer) => answer.process))).toEqual(new Set(['whoami#1', 'whoami#2']));
       expect(new Set(answers.map((answer) => answer.pid)).size).toBe(2);
 
-      let status = '';
       // No --nats: the client's file names the server keel up started.
       expect(credentials['KEEL_NATS_URL']).toBe(natsUrl);
-      const code = await runCli(main, ['status'], {
-        cwd: app,
-        env: credentials,
-        stdout: { write: (text: string) => (status += text) },
-        stderr: { write: (text: string) => (status += text) },
-      });
-      expect(code, status).toBe(0);
+      const keelStatus = async (): Promise<string> => {
+        let status = '';
+        const code = await runCli(main, ['status'], {
+          cwd: app,
+          env: credentials,
+          stdout: { write: (text: string) => (status += text) },
+          stderr: { write: (text: string) => (status += text) },
+        });
+        expect(code, status).toBe(0);
+        return status;
+      };
+      // `keel status` stops listening 300 ms after the latest answer. Two processes starved of CPU
+      // (another test file runs beside this one) can answer further apart: ask again, a few times.
+      let status = await keelStatus();
+      for (let again = 0; again < 4 && !/^whoami +2 /m.test(status); again++) status = await keelStatus();
       expect(status).toMatch(/^whoami +2 +1\.0\.0 /m);
     } finally {
       await transport?.close();

@@ -142,12 +142,13 @@ describe.each(engines)('data - the inbox on $name', (engine) => {
     expect(shared).toEqual(ids.slice(0, DEFAULT_INBOX_OPTIONS.events));
     expect(new Set(ids.slice(DEFAULT_INBOX_OPTIONS.events).map((id) => transactionOf.get(id))).size).toBe(1);
 
-    // With a time of 20 ms, a first handler that ran longer leaves the events behind it to the next transaction.
-    const timed = await inboxOn(engine.fresh, { ms: 20 });
+    // With a time of 250 ms, a first handler that ran longer leaves the events behind it to the next
+    // transaction, and the two behind it share that one (250 ms is wide enough for a starved CPU).
+    const timed = await inboxOn(engine.fresh, { ms: 250 });
     const timedOf = new Map<string, string>();
     await together(timed.inbox, ['h0', 'h1', 'h2'], async (id) => {
       if (id === 'h0') {
-        const until = performance.now() + 25;
+        const until = performance.now() + 300;
         while (performance.now() < until) await new Promise((resolve) => setTimeout(resolve, 5));
       }
       timedOf.set(id, await timed.txOf());

@@ -12,19 +12,24 @@ import { startNatsCluster, type NatsCluster } from './support/nats-cluster.js';
 const slow = defineContract({
   name: 'slow',
   version: '1.0.0',
-  operations: { work: operation({ input: z.object({ ms: z.number() }), output: z.object({ runs: z.number() }) }) },
+  operations: { work: operation({ input: z.object({ held: z.boolean() }), output: z.object({ heldRuns: z.number() }) }) },
 });
 
-let runs = 0;
+/** How many times the handler ran for a held call; a held call answers once `release` is called. */
+let heldRuns = 0;
+let release = (): void => undefined;
+const released = new Promise<void>((resolve) => (release = resolve));
 const modules = [
   defineModule({
     contract: slow,
     create: () => ({
       handlers: {
-        work: async ({ ms }) => {
-          runs += 1;
-          await new Promise((resolve) => setTimeout(resolve, ms));
-          return { runs };
+        work: async ({ held }) => {
+          if (held) {
+            heldRuns += 1;
+            await released;
+          }
+          return { heldRuns };
         },
       },
     }),
@@ -60,16 +65,28 @@ describe('nats - failover within the reconnect grace', () => {
   });
 
   it("keeps a call in flight when the caller's node dies and the client fails over within the grace: the answer arrives, and the handler ran once", async () => {
-    expect(await caller.client(slow).work({ ms: 0 })).toEqual({ runs: 1 });
-    const pending = caller.client(slow).work({ ms: 1_500 }, { timeoutMs: 10_000 });
+    expect(await caller.client(slow).work({ held: false })).toEqual({ heldRuns: 0 });
+    const pending = caller.client(slow).work({ held: true }, { timeoutMs: 15_000 });
     // The request has reached the callee (its handler started) before the caller's node dies.
     const started = Date.now();
-    while (runs < 2) {
+    while (heldRuns < 1) {
       if (Date.now() - started > 5_000) throw new Error('the call did not reach the callee');
       await new Promise((resolve) => setTimeout(resolve, 10));
     }
     await cluster.kill9('n1');
-    expect(await pending).toEqual({ runs: 2 });
-    expect(runs).toBe(2);
+    // The callee answers once the caller has failed over: a later call answered proves its client
+    // subscribed again (calls sent while it reconnects fail or time out, and are asked again).
+    for (let probe = 0; ; probe++) {
+      const answered = await caller
+        .client(slow)
+        .work({ held: false }, { timeoutMs: 500 })
+        .then(() => true, () => false);
+      if (answered) break;
+      if (probe === 20) throw new Error('the caller did not fail over to another node');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    release();
+    expect(await pending).toEqual({ heldRuns: 1 });
+    expect(heldRuns).toBe(1);
   });
 });
