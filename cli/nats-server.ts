@@ -3,7 +3,7 @@
  * loopback port, with JetStream in a temporary store that is removed when it stops.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -88,9 +88,14 @@ export function acceptsConnections(port: number): Promise<boolean> {
 }
 
 /**
- * Starts `nats-server` with JetStream on a free loopback port, from a configuration file in a
+ * Starts `nats-server` with JetStream on a loopback port, from a configuration file in a
  * temporary folder (with `extraConfig` added). Throws `E_NATS_SERVER` when the binary is
  * missing or the server does not come up, with what to do about it.
+ *
+ * The server picks its port itself (`listen: 127.0.0.1:-1`) and writes it to a ports file in
+ * that folder (`ports_file_dir`) once it listens. No port is found free here and bound later by
+ * the server, which another process could take in between; and the port waited for is the one
+ * this server listens on, never another listener's.
  *
  * @example
  * ```ts
@@ -114,10 +119,13 @@ export async function launchNatsServer(options: NatsServerLaunchOptions = {}): P
       },
     );
   }
-  const port = await freePort();
   const directory = mkdtempSync(join(tmpdir(), 'keel-up-nats-'));
   const config = join(directory, 'nats-server.conf');
-  const lines = [`listen: "127.0.0.1:${port}"`, `jetstream { store_dir: ${JSON.stringify(join(directory, 'store'))} }`];
+  const lines = [
+    'listen: "127.0.0.1:-1"',
+    `ports_file_dir: ${JSON.stringify(directory)}`,
+    `jetstream { store_dir: ${JSON.stringify(join(directory, 'store'))} }`,
+  ];
   if (options.extraConfig !== undefined) lines.push(options.extraConfig);
   writeFileSync(config, `${lines.join('\n')}\n`, { mode: 0o600 });
   // Its own process group, as every process keel up starts: a Ctrl-C in the terminal reaches keel up
@@ -159,15 +167,34 @@ export async function launchNatsServer(options: NatsServerLaunchOptions = {}): P
     return stopped;
   };
   const deadline = Date.now() + resolved.startTimeoutMs;
+  let port: number | undefined;
   while (Date.now() < deadline && !exited) {
-    if (await acceptsConnections(port)) return { url: `nats://127.0.0.1:${port}`, directory, pid: child.pid as number, stop };
+    port ??= listeningPort(directory);
+    if (port !== undefined && (await acceptsConnections(port))) return { url: `nats://127.0.0.1:${port}`, directory, pid: child.pid as number, stop };
     await sleep(50);
   }
   await stop();
-  throw new CLIError(
-    CliErrorCode.E_NATS_SERVER,
-    `nats-server did not accept connections on 127.0.0.1:${port} (${exited ? 'it exited' : 'timed out'}). Its output:\n${output}`,
-  );
+  const where = port === undefined ? 'wrote no ports file' : `did not accept connections on 127.0.0.1:${port}`;
+  throw new CLIError(CliErrorCode.E_NATS_SERVER, `nats-server ${where} (${exited ? 'it exited' : 'timed out'}). Its output:\n${output}`, {
+    hint: 'Its output above says why. KEEL_NATS_SERVER_BIN, when set, must name a nats-server 2.x, or a wrapper that runs one with the same arguments.',
+  });
+}
+
+/**
+ * The client port in the ports file nats-server writes to `directory` once it listens
+ * (`<binary>_<pid>.ports`: `{"nats":["nats://127.0.0.1:41873"]}`), or undefined while there is none.
+ * Any name: a wrapper named in KEEL_NATS_SERVER_BIN may start the server under another pid.
+ */
+function listeningPort(directory: string): number | undefined {
+  const file = readdirSync(directory).find((name) => name.endsWith('.ports'));
+  if (file === undefined) return undefined;
+  try {
+    const urls = (JSON.parse(readFileSync(join(directory, file), 'utf8')) as { nats?: unknown }).nats;
+    const port = Array.isArray(urls) && typeof urls[0] === 'string' ? Number(new URL(urls[0]).port) : Number.NaN;
+    return Number.isInteger(port) && port > 0 ? port : undefined;
+  } catch {
+    return undefined; // still being written
+  }
 }
 
 let setprivWorks: boolean | undefined;

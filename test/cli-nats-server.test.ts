@@ -4,13 +4,13 @@
  * keep running. A real nats-server, started by a real process that is then killed.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it, onTestFinished } from 'vitest';
-import { acceptsConnections as accepts } from '../cli/nats-server.js';
+import { acceptsConnections as accepts, launchNatsServer } from '../cli/nats-server.js';
 
 const require = createRequire(import.meta.url);
 const tsxLoader = pathToFileURL(require.resolve('tsx')).href;
@@ -64,4 +64,32 @@ describe('cli - the nats-server keel up starts', () => {
       expect(await accepts(port), `nats-server (pid ${pid}) still accepts connections on ${port} after its starter was killed`).toBe(false);
     },
   );
+
+  it('cli - four started at once each listen on a port of their own, read from the ports file the server writes, and answer there', { timeout: 60_000 }, async () => {
+    const servers = await Promise.all(Array.from({ length: 4 }, () => launchNatsServer({ binary: process.env['KEEL_NATS_SERVER_BIN'] || undefined })));
+    try {
+      const ports = servers.map((server) => Number(new URL(server.url).port));
+      expect(new Set(ports).size).toBe(4);
+      for (const port of ports) expect(await accepts(port)).toBe(true);
+    } finally {
+      await Promise.all(servers.map((server) => server.stop()));
+    }
+    for (const server of servers) expect(existsSync(server.directory), 'its folder, removed by stop()').toBe(false);
+  });
+
+  it('cli - starts through a wrapper that runs nats-server as its child (another pid): the ports file is found under any name', { timeout: 60_000 }, async () => {
+    const wrapper = join(folder, 'nats-server-wrapper');
+    // No exec: the server's pid, in its ports file's name, is not the wrapper's. It passes SIGTERM on.
+    const binary = process.env['KEEL_NATS_SERVER_BIN'] || 'nats-server';
+    writeFileSync(wrapper, `#!/bin/sh\ntrap 'kill -TERM $server; wait $server; exit' TERM\n"${binary}" "$@" &\nserver=$!\nwait $server\n`);
+    chmodSync(wrapper, 0o755);
+    const server = await launchNatsServer({ binary: wrapper });
+    const port = Number(new URL(server.url).port);
+    try {
+      expect(await accepts(port)).toBe(true);
+    } finally {
+      await server.stop();
+    }
+    expect(await accepts(port), 'stopped through the wrapper').toBe(false);
+  });
 });
