@@ -1,6 +1,6 @@
 /**
- * Starts a local `nats-server` for `keel up`: from PATH (or `KEEL_NATS_SERVER_BIN`), on a free
- * loopback port, with JetStream in a temporary store that is removed when it stops.
+ * Starts a local `nats-server` for `keel up`: from PATH (or `KEEL_NATS_SERVER_BIN`), on a
+ * loopback port it picks itself, with JetStream in a temporary store that is removed when it stops.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
@@ -140,15 +140,27 @@ export async function launchNatsServer(options: NatsServerLaunchOptions = {}): P
   child.stdout.on('data', collect);
   child.stderr.on('data', collect);
   let exited = false;
+  let ending = '';
+  // Its whole process group: a wrapper named in KEEL_NATS_SERVER_BIN that runs the server as its
+  // child (rather than exec it) is in the group too, and a signal to the wrapper alone would leave
+  // the server running.
+  const signal = (name: NodeJS.Signals): void => {
+    try {
+      process.kill(-(child.pid as number), name);
+    } catch {
+      child.kill(name);
+    }
+  };
   // Outside this process's group, nothing else stops it: an exit that skipped stop() (a second
   // Ctrl-C, an uncaught error) ends it here, synchronously.
   const killOnExit = (): void => {
-    if (!exited) child.kill('SIGKILL');
+    if (!exited) signal('SIGKILL');
   };
   process.once('exit', killOnExit);
   const exit = new Promise<void>((resolve) =>
-    child.once('exit', () => {
+    child.once('exit', (code, signalName) => {
       exited = true;
+      ending = signalName === null ? `it exited with code ${code}` : `it was ended by ${signalName}`;
       process.removeListener('exit', killOnExit);
       resolve();
     }),
@@ -157,8 +169,8 @@ export async function launchNatsServer(options: NatsServerLaunchOptions = {}): P
   const stop = (): Promise<void> => {
     stopped ??= (async () => {
       if (!exited) {
-        child.kill('SIGTERM');
-        const force = setTimeout(() => child.kill('SIGKILL'), resolved.stopTimeoutMs);
+        signal('SIGTERM');
+        const force = setTimeout(() => signal('SIGKILL'), resolved.stopTimeoutMs);
         await exit;
         clearTimeout(force);
       }
@@ -173,10 +185,15 @@ export async function launchNatsServer(options: NatsServerLaunchOptions = {}): P
     if (port !== undefined && (await acceptsConnections(port))) return { url: `nats://127.0.0.1:${port}`, directory, pid: child.pid as number, stop };
     await sleep(50);
   }
+  const wasExited = exited;
   await stop();
-  const where = port === undefined ? 'wrote no ports file' : `did not accept connections on 127.0.0.1:${port}`;
-  throw new CLIError(CliErrorCode.E_NATS_SERVER, `nats-server ${where} (${exited ? 'it exited' : 'timed out'}). Its output:\n${output}`, {
-    hint: 'Its output above says why. KEEL_NATS_SERVER_BIN, when set, must name a nats-server 2.x, or a wrapper that runs one with the same arguments.',
+  const what = wasExited
+    ? `nats-server stopped before it accepted connections (${ending})`
+    : `nats-server did not accept connections within ${resolved.startTimeoutMs} ms (${port === undefined ? 'it wrote no ports file' : `on 127.0.0.1:${port}`})`;
+  throw new CLIError(CliErrorCode.E_NATS_SERVER, `${what}. Its output:\n${output}`, {
+    hint:
+      'Its output above says why. KEEL_NATS_SERVER_BIN, when set, must name a nats-server 2.x, ' +
+      'or a wrapper that runs one with the same arguments (with exec, so that it stops when keel up is killed).',
   });
 }
 

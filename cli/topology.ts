@@ -55,7 +55,7 @@ export const TopologySchema = z
   .object({
     /** Shown in `keel up` output. */
     name: z.string().min(1).optional(),
-    /** NATS server the processes share. Without a URL, `keel up` starts `nats-server` from PATH on a free port. */
+    /** NATS server the processes share. Without a URL, `keel up` starts `nats-server` from PATH on a loopback port. */
     nats: z
       .object({
         url: z.string().min(1).optional(),

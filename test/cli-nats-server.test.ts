@@ -66,8 +66,10 @@ describe('cli - the nats-server keel up starts', () => {
   );
 
   it('cli - four started at once each listen on a port of their own, read from the ports file the server writes, and answer there', { timeout: 60_000 }, async () => {
-    const servers = await Promise.all(Array.from({ length: 4 }, () => launchNatsServer({ binary: process.env['KEEL_NATS_SERVER_BIN'] || undefined })));
+    const launches = await Promise.allSettled(Array.from({ length: 4 }, () => launchNatsServer({ binary: process.env['KEEL_NATS_SERVER_BIN'] || undefined })));
+    const servers = launches.flatMap((launch) => (launch.status === 'fulfilled' ? [launch.value] : []));
     try {
+      expect(launches.filter((launch) => launch.status === 'rejected')).toEqual([]);
       const ports = servers.map((server) => Number(new URL(server.url).port));
       expect(new Set(ports).size).toBe(4);
       for (const port of ports) expect(await accepts(port)).toBe(true);
@@ -77,19 +79,39 @@ describe('cli - the nats-server keel up starts', () => {
     for (const server of servers) expect(existsSync(server.directory), 'its folder, removed by stop()').toBe(false);
   });
 
-  it('cli - starts through a wrapper that runs nats-server as its child (another pid): the ports file is found under any name', { timeout: 60_000 }, async () => {
+  it('cli - starts through a wrapper that runs nats-server as its child (another pid): the ports file is found under any name, and stop() ends the server too', { timeout: 60_000 }, async () => {
     const wrapper = join(folder, 'nats-server-wrapper');
-    // No exec: the server's pid, in its ports file's name, is not the wrapper's. It passes SIGTERM on.
+    // No exec, no trap: the server's pid, in its ports file's name, is not the wrapper's, and only
+    // a signal to the process group reaches the server.
     const binary = process.env['KEEL_NATS_SERVER_BIN'] || 'nats-server';
-    writeFileSync(wrapper, `#!/bin/sh\ntrap 'kill -TERM $server; wait $server; exit' TERM\n"${binary}" "$@" &\nserver=$!\nwait $server\n`);
+    writeFileSync(wrapper, `#!/bin/sh\n"${binary}" "$@"\n`);
     chmodSync(wrapper, 0o755);
     const server = await launchNatsServer({ binary: wrapper });
     const port = Number(new URL(server.url).port);
+    // Should the test fail: the wrapper's whole group, the server in it.
+    onTestFinished(() => {
+      try {
+        process.kill(-server.pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    });
     try {
       expect(await accepts(port)).toBe(true);
     } finally {
       await server.stop();
     }
-    expect(await accepts(port), 'stopped through the wrapper').toBe(false);
+    // Bounded: the server gets SIGTERM with its wrapper, and may still be shutting down when the wrapper has exited.
+    const deadline = Date.now() + 10_000;
+    while ((await accepts(port)) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
+    expect(await accepts(port), 'the server behind the wrapper, stopped with its process group').toBe(false);
+  });
+
+  it('cli - a nats-server that stops before it listens is an E_NATS_SERVER error saying how it ended, with its output', { timeout: 60_000 }, async () => {
+    const error = await launchNatsServer({ binary: process.env['KEEL_NATS_SERVER_BIN'] || undefined, extraConfig: 'jetstream { not valid' }).then(
+      () => undefined,
+      (failure: unknown) => failure,
+    );
+    expect(error).toMatchObject({ code: 'E_NATS_SERVER', message: expect.stringMatching(/^nats-server stopped before it accepted connections \(it exited with code \d+\)\. Its output:\n.*[Pp]arse error/s) });
   });
 });

@@ -12,10 +12,10 @@ import { startNatsCluster, type NatsCluster } from './support/nats-cluster.js';
 const slow = defineContract({
   name: 'slow',
   version: '1.0.0',
-  operations: { work: operation({ input: z.object({ held: z.boolean() }), output: z.object({ heldRuns: z.number() }) }) },
+  operations: { work: operation({ input: z.object({ held: z.boolean(), tag: z.string() }), output: z.object({ tag: z.string(), heldRuns: z.number() }) }) },
 });
 
-/** How many times the handler ran for a held call; a held call answers once `release` is called. */
+/** How many times the handler ran for a held call; a held call answers once `release` is called. Each answer echoes its call's tag. */
 let heldRuns = 0;
 let release = (): void => undefined;
 const released = new Promise<void>((resolve) => (release = resolve));
@@ -24,12 +24,12 @@ const modules = [
     contract: slow,
     create: () => ({
       handlers: {
-        work: async ({ held }) => {
+        work: async ({ held, tag }) => {
           if (held) {
             heldRuns += 1;
             await released;
           }
-          return { heldRuns };
+          return { tag, heldRuns };
         },
       },
     }),
@@ -59,14 +59,21 @@ describe('nats - failover within the reconnect grace', () => {
     caller = kernels[1] as Kernel;
   }, 60_000);
   afterAll(async () => {
+    release(); // a failed test's held call ends, and its kernel stops at once
     for (const kernel of [...kernels].reverse()) await kernel.stop();
     for (const transport of transports) await transport.close();
     await cluster?.stop();
   });
 
   it("keeps a call in flight when the caller's node dies and the client fails over within the grace: the answer arrives, and the handler ran once", async () => {
-    expect(await caller.client(slow).work({ held: false })).toEqual({ heldRuns: 0 });
-    const pending = caller.client(slow).work({ held: true }, { timeoutMs: 15_000 });
+    expect(await caller.client(slow).work({ held: false, tag: 'first' })).toEqual({ tag: 'first', heldRuns: 0 });
+    let settled = false;
+    const pending = caller.client(slow).work({ held: true, tag: 'held' }, { timeoutMs: 15_000 });
+    const outcome = pending.then(
+      (answer) => ({ answer }),
+      (error: unknown) => ({ error }),
+    );
+    void outcome.then(() => (settled = true));
     // The request has reached the callee (its handler started) before the caller's node dies.
     const started = Date.now();
     while (heldRuns < 1) {
@@ -76,17 +83,23 @@ describe('nats - failover within the reconnect grace', () => {
     await cluster.kill9('n1');
     // The callee answers once the caller has failed over: a later call answered proves its client
     // subscribed again (calls sent while it reconnects fail or time out, and are asked again).
+    // Bounded by the reconnect grace, after which the held call fails by itself.
+    const graceEnds = Date.now() + 5_000;
+    let lastFailure: unknown;
     for (let probe = 0; ; probe++) {
-      const answered = await caller
+      const answer = await caller
         .client(slow)
-        .work({ held: false }, { timeoutMs: 500 })
-        .then(() => true, () => false);
-      if (answered) break;
-      if (probe === 20) throw new Error('the caller did not fail over to another node');
+        .work({ held: false, tag: `probe-${probe}` }, { timeoutMs: 500 })
+        .catch((error: unknown) => void (lastFailure = error));
+      if (answer !== undefined) {
+        expect(answer).toEqual({ tag: `probe-${probe}`, heldRuns: 1 });
+        break;
+      }
+      if (settled || Date.now() > graceEnds) throw new Error(`the caller did not fail over to another node within the grace: ${String(lastFailure)}`, { cause: settled ? await outcome : 'the held call is still pending' });
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
     release();
-    expect(await pending).toEqual({ heldRuns: 1 });
+    expect(await outcome).toEqual({ answer: { tag: 'held', heldRuns: 1 } });
     expect(heldRuns).toBe(1);
   });
 });

@@ -248,7 +248,7 @@ npx keel start --modules ${input.starter} --nats nats://127.0.0.1:4222
 \`\`\`
 
 Or run a whole topology locally: \`topologies/*.ts\` say which process hosts which modules
-and how many replicas each runs. \`keel up\` starts \`nats-server\` from PATH on a free port when
+and how many replicas each runs. \`keel up\` starts \`nats-server\` from PATH on a loopback port when
 the topology has several processes and no NATS URL, prefixes every line with its process,
 restarts a crashed process, and drains everything on Ctrl-C:
 

@@ -308,7 +308,8 @@ class NatsServerImpl implements NatsServer {
     const deadline = Date.now() + (this.options.startTimeoutMs ?? 15_000);
     while (Date.now() < deadline) {
       if (exited) break;
-      if (await acceptsConnections(this.port)) return;
+      // Its own "ready" line first: another server that took the port answers INFO too.
+      if (this.#output.includes('Server is ready') && (await acceptsConnections(this.port))) return;
       await sleep(25);
     }
     this.killNow();
