@@ -38,7 +38,10 @@ export interface LaunchedNatsServer {
   readonly url: string;
   /** Its temporary folder (mode 0700), removed when it stops: a place for files that hold its secrets. */
   readonly directory: string;
-  /** The server's process id. */
+  /**
+   * The id of the process keel up started, and of its process group: the server's, or that of a
+   * wrapper named in KEEL_NATS_SERVER_BIN that runs the server as its child.
+   */
   readonly pid: number;
   /** Stops the server and removes its store. Idempotent. */
   stop(): Promise<void>;
@@ -141,38 +144,62 @@ export async function launchNatsServer(options: NatsServerLaunchOptions = {}): P
   child.stderr.on('data', collect);
   let exited = false;
   let ending = '';
+  const group = child.pid as number;
   // Its whole process group: a wrapper named in KEEL_NATS_SERVER_BIN that runs the server as its
   // child (rather than exec it) is in the group too, and a signal to the wrapper alone would leave
   // the server running.
   const signal = (name: NodeJS.Signals): void => {
     try {
-      process.kill(-(child.pid as number), name);
+      process.kill(-group, name);
     } catch {
       child.kill(name);
     }
   };
+  /** True while any process of the group is left (a wrapper's server may outlive the wrapper). */
+  const groupLeft = (): boolean => {
+    try {
+      process.kill(-group, 0);
+      return true;
+    } catch (error) {
+      return (error as NodeJS.ErrnoException).code === 'EPERM';
+    }
+  };
+  let gone = false;
   // Outside this process's group, nothing else stops it: an exit that skipped stop() (a second
-  // Ctrl-C, an uncaught error) ends it here, synchronously.
+  // Ctrl-C, an uncaught error) ends it here, synchronously. Kept until the whole group is gone.
   const killOnExit = (): void => {
-    if (!exited) signal('SIGKILL');
+    if (!gone) signal('SIGKILL');
   };
   process.once('exit', killOnExit);
-  const exit = new Promise<void>((resolve) =>
-    child.once('exit', (code, signalName) => {
-      exited = true;
-      ending = signalName === null ? `it exited with code ${code}` : `it was ended by ${signalName}`;
-      process.removeListener('exit', killOnExit);
-      resolve();
-    }),
-  );
+  const markGone = (): void => {
+    gone = true;
+    process.removeListener('exit', killOnExit);
+  };
+  child.once('exit', (code, signalName) => {
+    exited = true;
+    ending = signalName === null ? `it exited with code ${code}` : `it was ended by ${signalName}`;
+    if (!groupLeft()) markGone();
+  });
+  /** Waits until the group is empty, or `until`; true when it is. */
+  const groupEnded = async (until: number): Promise<boolean> => {
+    while (!(exited && !groupLeft())) {
+      if (Date.now() >= until) return false;
+      await sleep(20);
+    }
+    return true;
+  };
   let stopped: Promise<void> | undefined;
   const stop = (): Promise<void> => {
     stopped ??= (async () => {
-      if (!exited) {
+      if (!gone) {
         signal('SIGTERM');
-        const force = setTimeout(() => signal('SIGKILL'), resolved.stopTimeoutMs);
-        await exit;
-        clearTimeout(force);
+        if (!(await groupEnded(Date.now() + resolved.stopTimeoutMs))) {
+          signal('SIGKILL');
+          // A server whose wrapper has ended is reaped by PID 1: where PID 1 reaps no orphans, it
+          // stays a zombie, which counts as the group's, and the wait ends here.
+          await groupEnded(Date.now() + 2_000);
+        }
+        markGone();
       }
       rmSync(directory, { recursive: true, force: true });
     })();

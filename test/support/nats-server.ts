@@ -37,7 +37,8 @@ export interface NatsServerOptions {
   readonly port?: number;
   /**
    * More configuration, appended to what the other options write: such as the `authorization`
-   * block `keel deploy` generates (cli/deploy/nats-config.ts). Not with `token` or `user`.
+   * block `keel deploy` generates (cli/deploy/nats-config.ts). Not with `token` or `user`, nor
+   * `logfile` or `syslog`: the server counts as up once it says "Server is ready" on stderr.
    */
   readonly extraConfig?: string;
 }
@@ -314,8 +315,8 @@ class NatsServerImpl implements NatsServer {
     }
     this.killNow();
     throw new Error(
-      `nats-server did not accept connections on 127.0.0.1:${this.port} ` +
-        `(${exited ? 'it exited' : 'timed out'}). Its output:\n${this.#output}`,
+      `nats-server did not say "Server is ready" on its output and accept connections on 127.0.0.1:${this.port} ` +
+        `(${exited ? 'it exited' : 'timed out'}; an extraConfig with logfile or syslog hides the line). Its output:\n${this.#output}`,
     );
   }
 
