@@ -1,7 +1,10 @@
 /**
- * The nats-server `keel up` and `keel dev` start (cli/nats-server.ts) does not outlive them: a
- * `keel up` killed with SIGKILL runs no handler, and its server, in a session of its own, used to
- * keep running. A real nats-server, started by a real process that is then killed.
+ * The nats-server `keel up` and `keel dev` start (cli/nats-server.ts), real ones:
+ * - it does not outlive them: a `keel up` killed with SIGKILL runs no handler, and its server, in
+ *   a session of its own, used to keep running (a real process, started and then killed);
+ * - it picks its own port, read from its ports file, also through a wrapper that runs it as a
+ *   child, and `stop()` ends its whole process group;
+ * - one that stops before it listens is an error saying how it ended.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
