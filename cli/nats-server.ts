@@ -182,7 +182,7 @@ export async function launchNatsServer(options: NatsServerLaunchOptions = {}): P
   });
   /** Waits until the group is empty, or `until`; true when it is. */
   const groupEnded = async (until: number): Promise<boolean> => {
-    while (!(exited && !groupLeft())) {
+    while (!exited || groupLeft()) {
       if (Date.now() >= until) return false;
       await sleep(20);
     }
@@ -209,7 +209,7 @@ export async function launchNatsServer(options: NatsServerLaunchOptions = {}): P
   let port: number | undefined;
   while (Date.now() < deadline && !exited) {
     port ??= listeningPort(directory);
-    if (port !== undefined && (await acceptsConnections(port))) return { url: `nats://127.0.0.1:${port}`, directory, pid: child.pid as number, stop };
+    if (port !== undefined && (await acceptsConnections(port))) return { url: `nats://127.0.0.1:${port}`, directory, pid: group, stop };
     await sleep(50);
   }
   const wasExited = exited;
