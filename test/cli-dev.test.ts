@@ -9,6 +9,7 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, describe, expect, it } from 'vitest';
 import { main, runCli } from 'keel/cli';
 import { countsAsChange, impactOf, processesToRestart, watchProject } from '../cli/watch.js';
@@ -163,7 +164,7 @@ describe('cli - keel dev', () => {
     expect(output).toContain('keel dev: stopped');
   });
 
-  it('cli - an operation added while it runs answers through a gateway hosted elsewhere, a dependency added counts, SIGHUP stops it all', { timeout: 150_000 }, async () => {
+  it('cli - an operation added while it runs answers through a gateway hosted elsewhere, a dependency added counts, --debounce gathers saves 0.5 s apart, SIGHUP stops it all', { timeout: 150_000 }, async () => {
     const root = devApp();
     const port = await freePort();
     // clock's process is the gateway: it serves greeter's operations, hosted in the other process.
@@ -193,7 +194,9 @@ describe('cli - keel dev', () => {
       ].join('\n');
     // At launch, greeter calls nobody.
     writeFileSync(join(root, 'modules/greeter/module.ts'), greeterModule(false, false));
-    const dev = keelDev(['topologies/gateway.json'], root);
+    // A 2 s quiet time: the handler and the contract, saved 0.5 s apart, are one change (with the
+    // default 150 ms they would be two), and a test process starved for a moment cannot split them.
+    const dev = keelDev(['topologies/gateway.json', '--debounce', '2000'], root);
     const call = async (operation: string): Promise<{ status: number; body: unknown }> => {
       const answer = await fetch(`http://127.0.0.1:${port}/greeter/${operation}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"name":"Ada"}' });
       return { status: answer.status, body: await answer.json() };
@@ -210,6 +213,7 @@ describe('cli - keel dev', () => {
       // A new operation: its handler, then its contract. The gateway restarts with the new route,
       // and NATS lets it through: its permissions are not those of the launch.
       writeFileSync(join(root, 'modules/greeter/module.ts'), greeterModule(false, true));
+      await sleep(500);
       writeFileSync(
         join(root, 'modules/greeter/contract.ts'),
         readFileSync(join(root, 'modules/greeter/contract.ts'), 'utf8').replace(
@@ -351,6 +355,7 @@ describe('cli - keel dev', () => {
     for (const [argv, code, message] of [
       [['dev', '--modules', 'clock,calendar'], 'E_UNKNOWN_MODULE', '--modules names calendar, which the manifest does not have (it has clock, greeter).'],
       [['dev', 'topologies/split.json', '--http', '8080'], 'E_USAGE', '--modules and --http are for one process'],
+      [['dev', '--debounce', '0.5s'], 'E_USAGE', '--debounce "0.5s" is not a whole number of milliseconds from 1 to 60000.'],
     ] as const) {
       const stdout = collector();
       const stderr = collector();
@@ -361,11 +366,13 @@ describe('cli - keel dev', () => {
     }
   });
 
-  it('cli - refuses --modules naming no module of the manifest, and --modules or --http with a topology', async () => {
+  it('cli - refuses --modules naming no module of the manifest, --modules or --http with a topology, and a --debounce out of range', async () => {
     const root = devApp();
     for (const [argv, message] of [
       [['dev', '--modules', 'clock,calendar'], 'error E_UNKNOWN_MODULE: --modules names calendar, which the manifest does not have (it has clock, greeter).'],
       [['dev', 'topologies/split.json', '--http', '8080'], 'error E_USAGE: --modules and --http are for one process'],
+      [['dev', '--debounce', '0'], 'error E_USAGE: --debounce "0" is not a whole number of milliseconds from 1 to 60000.'],
+      [['dev', '--debounce', '600000'], 'error E_USAGE: --debounce "600000" is not a whole number of milliseconds from 1 to 60000.'],
     ] as const) {
       const stdout = collector();
       const stderr = collector();

@@ -19,18 +19,21 @@ import { splitList } from '../names.js';
 import { findProject, moduleGraph, projectSettings, type ModuleNode } from '../project.js';
 import type { ModuleGraph } from '../tooling/graph.js';
 import { createSupervisor } from '../supervisor.js';
-import { impactOf, processesToRestart, watchProject, type ProjectWatch } from '../watch.js';
+import { DEFAULT_WATCH_OPTIONS, impactOf, processesToRestart, watchProject, type ProjectWatch } from '../watch.js';
 
 const execFileAsync = promisify(execFile);
 
 /** At most this many changed paths are named in a restart line. */
 const PATHS_SHOWN = 3;
 
+/** The longest `--debounce`: a minute (a longer quiet time would read as a watch that never fires). */
+const MAX_DEBOUNCE_MS = 60_000;
+
 export default defineCommand({
   meta: {
     name: 'dev',
     description: 'Watch mode: run the application (or a topology) and restart the processes a change concerns',
-    examples: ['keel dev', 'keel dev --modules catalog,orders --http 8080', 'keel dev topologies/split.ts'],
+    examples: ['keel dev', 'keel dev --modules catalog,orders --http 8080', 'keel dev topologies/split.ts', 'keel dev --debounce 1000'],
   },
   args: {
     topology: {
@@ -53,6 +56,11 @@ export default defineCommand({
       description: "NATS server URL (default: the topology's, then $KEEL_NATS_URL, else nats-server is started when needed)",
       valueHint: 'url',
     },
+    debounce: {
+      type: 'string',
+      description: `Quiet time after the last saved change before restarting, in milliseconds: changes within it restart once (default ${DEFAULT_WATCH_OPTIONS.debounceMs})`,
+      valueHint: 'ms',
+    },
   },
   run: async ({ args, data }) => {
     const cli = contextOf(data);
@@ -65,11 +73,23 @@ export default defineCommand({
 async function dev(
   cli: CliContext,
   own: CommandLog,
-  args: { readonly topology?: string | undefined; readonly modules?: string | undefined; readonly http?: string | undefined; readonly nats?: string | undefined },
+  args: {
+    readonly topology?: string | undefined;
+    readonly modules?: string | undefined;
+    readonly http?: string | undefined;
+    readonly nats?: string | undefined;
+    readonly debounce?: string | undefined;
+  },
 ): Promise<void> {
   const { log } = own;
   if (args.topology !== undefined && (args.modules !== undefined || args.http !== undefined)) {
     throw new CLIError(CliErrorCode.E_USAGE, `--modules and --http are for one process; the topology ${args.topology} says which modules each process hosts and where HTTP is served.`);
+  }
+  const debounceMs = args.debounce === undefined ? DEFAULT_WATCH_OPTIONS.debounceMs : Number(args.debounce);
+  if (!(Number.isInteger(debounceMs) && debounceMs > 0 && debounceMs <= MAX_DEBOUNCE_MS)) {
+    throw new CLIError(CliErrorCode.E_USAGE, `--debounce "${args.debounce}" is not a whole number of milliseconds from 1 to ${MAX_DEBOUNCE_MS}.`, {
+      hint: `Pass the quiet time to wait after the last saved change, such as --debounce 1000 (default ${DEFAULT_WATCH_OPTIONS.debounceMs}).`,
+    });
   }
   if (findProject(cli.cwd).build !== undefined) {
     throw new CLIError(CliErrorCode.E_USAGE, 'keel dev runs and watches the TypeScript sources, and this project has only its build.', {
@@ -161,6 +181,7 @@ async function dev(
     watcher = watchProject({
       root: project.root,
       ignore,
+      debounceMs,
       // A record's level says it is a warning; a pretty line, its text.
       warn: (line) => log(own.json ? line : `warning: ${line}`, 'warn'),
       onChange: (paths) => {
