@@ -188,6 +188,55 @@ describe('tooling - status', () => {
     expect(text).toContain(`keel status: ledger has no running instance on 127.0.0.1:${server.port}`);
   });
 
+  it('tooling - status waits past the 300 ms stall for the instances a topology names: one answering 1.5 s after the others is counted, and a module short of its count is noted, not missing', async () => {
+    // A third greeter instance slow to answer the service API, as a starved process would be.
+    const SLOW_MS = 1_500;
+    const identity = { name: 'greeter', id: 'slow-greeter', version: '1.4.0', metadata: { 'keel.protocol': '1', 'keel.prefix': 'keel' } };
+    const answers = {
+      PING: { type: 'io.nats.micro.v1.ping_response', ...identity },
+      INFO: { type: 'io.nats.micro.v1.info_response', ...identity, description: '', endpoints: [] },
+      STATS: { type: 'io.nats.micro.v1.stats_response', ...identity, started: new Date().toISOString(), endpoints: [] },
+    };
+    const slow = await connect({ servers: server.url });
+    const timers = new Set<NodeJS.Timeout>();
+    try {
+      for (const [verb, answer] of Object.entries(answers)) {
+        slow.subscribe(`$SRV.${verb}`, {
+          callback: (error, msg) => {
+            if (error !== null) return;
+            const timer = setTimeout(() => {
+              timers.delete(timer);
+              msg.respond(JSON.stringify(answer));
+            }, SLOW_MS);
+            timers.add(timer);
+          },
+        });
+      }
+      await slow.flush();
+      const instancesOf = (report: Awaited<ReturnType<typeof readStatus>>) => report.modules.find((module) => module.name === 'greeter')?.instances.map((instance) => instance.id);
+
+      // Without a count, the question ends 300 ms after the two quick answers.
+      const plain = await readStatus(connection, { prefix: 'keel', maxWaitMs: 5_000 });
+      expect(instancesOf(plain)).toHaveLength(2);
+
+      const counted = await readStatus(connection, { prefix: 'keel', maxWaitMs: 5_000, expectedInstances: { greeter: 3 } });
+      expect(instancesOf(counted)).toHaveLength(3);
+      expect(instancesOf(counted)).toContain('slow-greeter');
+      expect(counted.modules.find((module) => module.name === 'greeter')).toMatchObject({ instancesExpected: 3 });
+      expect(formatStatusReport(counted)).toMatch(/^greeter\s+3\s+1\.4\.0\s+\S+( \S+)?\s+8\s+1\s+\S+$/m);
+
+      // One more than run: maxWaitMs ends it, with every instance that answered, and the shortfall noted.
+      const short = await readStatus(connection, { prefix: 'keel', maxWaitMs: SLOW_MS + 1_000, expectedInstances: { greeter: 4 } });
+      expect(instancesOf(short)).toHaveLength(3);
+      expect(short.ok).toBe(true);
+      expect(short.missing).toEqual([]);
+      expect(formatStatusReport(short)).toMatch(/^greeter\s+3\s.*← 3 of the 4 instances the topology names answer$/m);
+    } finally {
+      for (const timer of timers) clearTimeout(timer);
+      await slow.close();
+    }
+  });
+
   it('tooling - status filters keel modules by subject prefix', async () => {
     expect((await readStatus(connection, { prefix: 'other' })).modules).toEqual([]);
     expect((await readStatus(connection, { prefix: 'keel' })).modules).toHaveLength(1);

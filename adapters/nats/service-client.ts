@@ -2,7 +2,8 @@
  * Asking the NATS service API (`$SRV.PING/INFO/STATS`) from keel: the caller's question when
  * nothing answers an operation (caller.ts) and `keel status` (cli/tooling/status.ts). Every
  * instance of every matching service answers, so the answers are collected on one inbox until
- * they stop coming (`stallMs` after the latest) or `maxWaitMs` has passed, whichever is first.
+ * they stop coming (`stallMs` after the latest, once those expected have come) or `maxWaitMs` has
+ * passed, whichever is first.
  * keel's own, like the serving side (service-api.ts): the NATS service client is not needed at
  * run time.
  */
@@ -24,6 +25,13 @@ export interface ServiceQuestionOptions {
    * found so far. No responders always resolves: nothing runs. Default false.
    */
   readonly rejectOnError?: boolean;
+  /**
+   * Whether the answers so far are all that are expected (every instance a topology names, say).
+   * While it says false, a stall does not end the question: only an answer that makes it true, or
+   * `maxWaitMs`. Once it says true, the stall counts again, so late instances are still heard.
+   * Default: always true.
+   */
+  readonly complete?: (answers: readonly unknown[]) => boolean;
 }
 
 interface AnswerOf {
@@ -52,12 +60,13 @@ export async function askServices<V extends ServiceVerb>(
 ): Promise<AnswerOf[V][]> {
   const subject = name === undefined ? `${SERVICE_API_PREFIX}.${verb}` : `${SERVICE_API_PREFIX}.${verb}.${name}`;
   const found: AnswerOf[V][] = [];
-  let timer: NodeJS.Timeout | undefined;
+  let stall: NodeJS.Timeout | undefined;
   try {
-    const answers = await nc.requestMany(subject, Empty, { strategy: 'stall', maxWait: options.maxWaitMs, stall: options.stallMs });
-    // The stall strategy waits `stall` after each answer, without a total bound: bound it here.
-    // The iterator is the client's QueuedIterator, typed as a plain AsyncIterable: stop() ends it.
-    timer = setTimeout(() => (answers as Partial<{ stop(): void }>).stop?.(), options.maxWaitMs);
+    // The client's timer strategy bounds the question by maxWait; the stall is timed here, since
+    // `complete` may hold it off. The iterator is the client's QueuedIterator, typed as a plain
+    // AsyncIterable: stop() ends it.
+    const answers = await nc.requestMany(subject, Empty, { strategy: 'timer', maxWait: options.maxWaitMs });
+    const stop = (): void => (answers as Partial<{ stop(): void }>).stop?.();
     for await (const msg of answers) {
       try {
         const answer: unknown = msg.json();
@@ -65,13 +74,15 @@ export async function askServices<V extends ServiceVerb>(
       } catch {
         // not JSON: not a service API answer
       }
+      clearTimeout(stall);
+      stall = options.complete === undefined || options.complete(found) ? setTimeout(stop, options.stallMs) : undefined;
     }
   } catch (error) {
     // No responders: nothing runs, what was found so far stands. Anything else (a permission
     // violation, a closed connection) too, unless the caller asked to hear of it.
     if (options.rejectOnError === true && !isNoResponders(error)) throw error;
   } finally {
-    clearTimeout(timer);
+    clearTimeout(stall);
   }
   return found;
 }

@@ -63,9 +63,13 @@ export default defineCommand({
       });
     }
     try {
-      const expected = topology === undefined ? [] : [...new Set(Object.values(topology.processes).flatMap((group) => group.modules))];
+      const groups = topology === undefined ? [] : Object.values(topology.processes);
+      // A module's instances: one per replica of each process hosting it.
+      const expectedInstances: Record<string, number> = {};
+      for (const group of groups) for (const module of group.modules) expectedInstances[module] = (expectedInstances[module] ?? 0) + group.replicas;
       const report = await readStatus(connection, {
-        expected,
+        expected: Object.keys(expectedInstances),
+        expectedInstances,
         prefix: args.prefix ?? topology?.nats.prefix,
         all: args.all,
         ...(maxWaitMs === undefined ? {} : { maxWaitMs }),

@@ -86,6 +86,8 @@ export interface ModuleStatus {
   /** Expected by the topology given (or true when no topology was given). */
   readonly expected: boolean;
   readonly instances: readonly InstanceStatus[];
+  /** How many instances the topology's replicas make (`expectedInstances`), when given. */
+  readonly instancesExpected: number | undefined;
   /** Distinct versions across instances: more than one during a rolling upgrade. */
   readonly versions: readonly string[];
   /** Uptime of the longest-running instance. */
@@ -112,6 +114,13 @@ export interface StatusReport {
 export interface StatusOptions {
   /** Modules that should be running (for example every module of a topology). */
   readonly expected?: readonly string[];
+  /**
+   * How many instances of a module should answer (a topology's replicas of the processes hosting
+   * it). Until that many have, the question waits up to `maxWaitMs` instead of ending 300 ms after
+   * the latest answer, so that a replica slow to answer is not missed; a module short of its count
+   * is noted in the report (`instancesExpected`), not counted as missing. Default: none.
+   */
+  readonly expectedInstances?: Readonly<Record<string, number>>;
   /** Only keel modules serving under this subject prefix. Default: keel modules under any prefix. */
   readonly prefix?: string;
   /** Include NATS services that keel did not register. Default false. */
@@ -178,6 +187,22 @@ function askFailed(verb: ServiceVerb, error: unknown): Error {
   return new Error(`Could not ask the NATS service API ($SRV.${verb}): ${text}; ${advice}`, { cause: error });
 }
 
+/** True once every module of `expectedInstances` has as many keel instances among the answers (under the prefix, if one is given). */
+function everyInstanceAnswered(answers: readonly Partial<ServiceIdentity>[], settings: Pick<StatusOptions, 'expectedInstances' | 'prefix'>): boolean {
+  const wanted = Object.entries(settings.expectedInstances ?? {});
+  if (wanted.length === 0) return true;
+  const counts = new Map<string, Set<string>>();
+  for (const answer of answers) {
+    const metadata = answer.metadata ?? {};
+    if (typeof answer.name !== 'string' || typeof answer.id !== 'string' || metadata[KEEL_SERVICE_METADATA.PROTOCOL] === undefined) continue;
+    if (settings.prefix !== undefined && metadata[KEEL_SERVICE_METADATA.PREFIX] !== settings.prefix) continue;
+    const ids = counts.get(answer.name) ?? new Set<string>();
+    ids.add(answer.id);
+    counts.set(answer.name, ids);
+  }
+  return wanted.every(([name, count]) => (counts.get(name)?.size ?? 0) >= count);
+}
+
 /**
  * Discovers the modules running on a NATS system and sums their statistics per module.
  *
@@ -191,7 +216,12 @@ function askFailed(verb: ServiceVerb, error: unknown): Error {
  */
 export async function readStatus(connection: NatsConnection, options: StatusOptions = {}): Promise<StatusReport> {
   const settings = { ...DEFAULT_STATUS_OPTIONS, ...options };
-  const question = { maxWaitMs: settings.maxWaitMs, stallMs: STATUS_STALL_MS, rejectOnError: true };
+  const question = {
+    maxWaitMs: settings.maxWaitMs,
+    stallMs: STATUS_STALL_MS,
+    rejectOnError: true,
+    complete: (answers: readonly unknown[]) => everyInstanceAnswered(answers as readonly Partial<ServiceIdentity>[], settings),
+  };
   // No responders is an empty system; any other failure is not "nothing running".
   const ask = <V extends ServiceVerb>(verb: V) => askServices(connection, verb, undefined, question).catch((error: unknown) => Promise.reject(askFailed(verb, error)));
   const [pings, infos, stats] = await Promise.all([ask('PING'), ask('INFO'), ask('STATS')]);
@@ -247,6 +277,7 @@ export async function readStatus(connection: NatsConnection, options: StatusOpti
         keel,
         expected: expected.size === 0 || expected.has(name),
         instances,
+        instancesExpected: settings.expectedInstances?.[name],
         versions: [...new Set(instances.map((instance) => instance.version))].sort(),
         uptimeMs: uptimes.length > 0 ? Math.max(...uptimes) : undefined,
         requests,
@@ -305,11 +336,14 @@ export function formatStatusReport(report: StatusReport, options: { readonly ins
       module.instances.length > 0 ? String(module.errors) : '-',
       formatAverage(module.averageMs),
     ];
-    if (module.instances.length === 0) notes.set(rows.length, 'expected, but no instance answers');
-    const circuits = Object.entries(module.circuits);
-    if (circuits.length > 0) {
-      notes.set(rows.length, `circuit breaker ${circuits.map(([dependency, state]) => `${state} to ${dependency}`).join(', ')}: those calls fail fast`);
+    const said: string[] = [];
+    if (module.instances.length === 0) said.push('expected, but no instance answers');
+    else if (module.instancesExpected !== undefined && module.instances.length < module.instancesExpected) {
+      said.push(`${module.instances.length} of the ${module.instancesExpected} instances the topology names answer`);
     }
+    const circuits = Object.entries(module.circuits);
+    if (circuits.length > 0) said.push(`circuit breaker ${circuits.map(([dependency, state]) => `${state} to ${dependency}`).join(', ')}: those calls fail fast`);
+    if (said.length > 0) notes.set(rows.length, said.join('; '));
     rows.push(row);
     if (options.instances) {
       for (const instance of module.instances) {
