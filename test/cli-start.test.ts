@@ -6,7 +6,7 @@ import { dirname, join } from 'node:path';
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
 import { main, runCli } from 'keel/cli';
-import { freePort } from '../cli/nats-server.js';
+import { refusedPorts } from './support/refused-ports.js';
 import { READY, collector, failureRecord, gatewayUrl, logMessages, logRecords } from './support/cli.js';
 
 const repository = dirname(createRequire(import.meta.url).resolve('keel/package.json'));
@@ -95,7 +95,7 @@ describe('cli - keel start', () => {
   });
 
   it('cli - in JSON format a failure once the format is known (NATS not answering) is one error record on stderr naming its process, and every stdout line is a JSON object', async () => {
-    const nats = `nats://127.0.0.1:${await freePort()}`;
+    const nats = `nats://127.0.0.1:${(await refusedPorts(1))[0]}`;
     // Its output is no terminal: JSON. The NATS server it is given does not answer.
     const json = startWith({ KEEL_PROCESS_NAME: 'orders' }, '--modules', 'orders', '--nats', nats, '--http', 'off');
     expect(await json.exit).toBe(1);
@@ -118,7 +118,7 @@ describe('cli - keel start', () => {
   });
 
   it('cli - in pretty format a failure is one line, error CODE: message, on stderr', async () => {
-    const nats = `nats://127.0.0.1:${await freePort()}`;
+    const nats = `nats://127.0.0.1:${(await refusedPorts(1))[0]}`;
     const pretty = startWith({ KEEL_LOG_FORMAT: 'pretty' }, '--modules', 'orders', '--nats', nats, '--http', 'off');
     expect(await pretty.exit).toBe(1);
     expect(pretty.stderr.text.startsWith(`error UNAVAILABLE: Could not connect to NATS at ${nats}: connection refused`), pretty.stderr.text).toBe(true);

@@ -19,7 +19,8 @@ import { DEFAULT_NATS_TRANSPORT_OPTIONS, createNatsTransport, natsOptionsFromEnv
 import { connect, headers } from '@nats-io/transport-node';
 import { connectForStatus } from '../cli/tooling/status.js';
 import { makeCertificates } from './support/certificates.js';
-import { closedPort, createOperatorAuth, startNatsServer, type NatsServer } from './support/nats-server.js';
+import { createOperatorAuth, startNatsServer, type NatsServer } from './support/nats-server.js';
+import { refusedPorts } from './support/refused-ports.js';
 
 function configError(run: () => unknown): KeelError {
   try {
@@ -330,8 +331,7 @@ describe('nats - connecting', () => {
   });
 
   it('nats - connects to a live server of the list when the others refuse connections', async () => {
-    const dead: string[] = [];
-    for (let index = 0; index < 3; index += 1) dead.push(`nats://127.0.0.1:${await closedPort()}`);
+    const dead = (await refusedPorts(3)).map((port) => `nats://127.0.0.1:${port}`);
     // The client shuffles its server list: with three dead servers and four connections, the
     // live one comes first every time with a chance of 1 in 256.
     for (let attempt = 0; attempt < 4; attempt += 1) {

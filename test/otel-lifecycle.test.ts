@@ -11,6 +11,7 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { KeelErrorCode, type Logger } from 'keel';
 import { EXPORT_FAILURE_MESSAGES_KEPT, startTracing, type Tracing } from 'keel/otel';
 import { createLogger, keelTracer } from 'keel/transport';
+import { refusedPorts } from './support/refused-ports.js';
 
 /** A JSON logger whose lines a test reads. */
 function capturedLogger(): { logger: Logger; lines: () => Record<string, unknown>[] } {
@@ -24,15 +25,6 @@ function endOneSpan(name: string): void {
   const tracer = keelTracer();
   if (tracer === undefined) throw new Error('tracing is off');
   tracer.startSpan(name).end();
-}
-
-/** A port nothing listens on: one the system gave a server, which then closed. */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
 }
 
 let tracing: Tracing | undefined;
@@ -155,7 +147,7 @@ describe('otel - shutdown with a collector that never answers', () => {
 
 describe('otel - export failures', () => {
   it('otel - a failed export is logged as a JSON warning naming the failure; the same failure at most once per 30 s, then with how often it repeated', async () => {
-    const port = await closedPort();
+    const [port] = await refusedPorts(1);
     const { logger, lines } = capturedLogger();
     tracing = startTracing({
       logger,

@@ -125,18 +125,6 @@ export async function startNatsServer(options: NatsServerOptions = {}): Promise<
   }
 }
 
-/**
- * A loopback port nothing listens on (it was free a moment ago): connections to it are refused.
- *
- * @example
- * ```ts
- * const transport = await createNatsTransport({ servers: [`nats://127.0.0.1:${await closedPort()}`, server.url] });
- * ```
- */
-export function closedPort(): Promise<number> {
-  return freePort();
-}
-
 /** What {@link createOperatorAuth} makes. */
 export interface OperatorAuthSetup {
   /** Pass as `operator` to {@link startNatsServer}. */
