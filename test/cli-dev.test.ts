@@ -355,7 +355,7 @@ describe('cli - keel dev', () => {
     for (const [argv, code, message] of [
       [['dev', '--modules', 'clock,calendar'], 'E_UNKNOWN_MODULE', '--modules names calendar, which the manifest does not have (it has clock, greeter).'],
       [['dev', 'topologies/split.json', '--http', '8080'], 'E_USAGE', '--modules and --http are for one process'],
-      [['dev', '--debounce', '0.5s'], 'E_USAGE', '--debounce "0.5s" is not a whole number of milliseconds from 1 to 60000.'],
+      [['dev', '--debounce', '0.5s'], 'E_USAGE', '--debounce "0.5s" is not a whole number of milliseconds from 10 to 60000.'],
     ] as const) {
       const stdout = collector();
       const stderr = collector();
@@ -371,8 +371,8 @@ describe('cli - keel dev', () => {
     for (const [argv, message] of [
       [['dev', '--modules', 'clock,calendar'], 'error E_UNKNOWN_MODULE: --modules names calendar, which the manifest does not have (it has clock, greeter).'],
       [['dev', 'topologies/split.json', '--http', '8080'], 'error E_USAGE: --modules and --http are for one process'],
-      [['dev', '--debounce', '0'], 'error E_USAGE: --debounce "0" is not a whole number of milliseconds from 1 to 60000.'],
-      [['dev', '--debounce', '600000'], 'error E_USAGE: --debounce "600000" is not a whole number of milliseconds from 1 to 60000.'],
+      [['dev', '--debounce', '9'], 'error E_USAGE: --debounce "9" is not a whole number of milliseconds from 10 to 60000.'],
+      [['dev', '--debounce', '60001'], 'error E_USAGE: --debounce "60001" is not a whole number of milliseconds from 10 to 60000.'],
     ] as const) {
       const stdout = collector();
       const stderr = collector();

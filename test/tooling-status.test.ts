@@ -226,7 +226,7 @@ describe('tooling - status', () => {
       expect(formatStatusReport(counted)).toMatch(/^greeter\s+3\s+1\.4\.0\s+\S+( \S+)?\s+8\s+1\s+\S+$/m);
 
       // One more than run: maxWaitMs ends it, with every instance that answered, and the shortfall noted.
-      const short = await readStatus(connection, { prefix: 'keel', maxWaitMs: SLOW_MS + 1_000, expectedInstances: { greeter: 4 } });
+      const short = await readStatus(connection, { prefix: 'keel', maxWaitMs: SLOW_MS + 3_000, expectedInstances: { greeter: 4 } });
       expect(instancesOf(short)).toHaveLength(3);
       expect(short.ok).toBe(true);
       expect(short.missing).toEqual([]);
@@ -278,6 +278,44 @@ describe('tooling - status', () => {
       ['payments', 0],
     ]);
     expect(stderr).toContain('error E_STATUS: No running instance of notifications, orders, payments.');
+  });
+
+  it("tooling - status command with a topology counts only its prefix's instances: another keel system's catalog on the same server does not make up a missing replica", async () => {
+    // This system's catalog, under keel's default prefix; the other system's (prefix `shop`) runs since beforeAll.
+    const transport = await createNatsTransport({ servers: server.url, logger: silentLogger });
+    const database = await createPGliteDatabase();
+    const own = createKernel({ modules: shop, topology: { host: ['catalog'], transport }, logger: silentLogger, database });
+    await own.start();
+    try {
+      const directory = mkdtempSync(join(tmpdir(), 'keel-status-'));
+      const file = join(directory, 'front.json');
+      // No nats.prefix: its processes serve under `keel`, where one of its two catalogs runs, and nothing else.
+      writeFileSync(
+        file,
+        JSON.stringify({
+          nats: { url: server.url },
+          processes: { front: { modules: ['catalog'], replicas: 2 }, back: { modules: ['inventory', 'orders', 'payments', 'notifications'] } },
+        }),
+      );
+      const { code, stdout, stderr } = await keel(['status', '--topology', file, '--wait', '1500', '--json']);
+      expect(code, stderr).toBe(1);
+      const report = JSON.parse(stdout) as { missing: string[]; modules: Array<{ name: string; instances: Array<{ prefix: string }>; instancesExpected?: number }> };
+      expect(report.modules.map((module) => [module.name, module.instances.map((instance) => instance.prefix), module.instancesExpected])).toEqual([
+        ['catalog', ['keel'], 2],
+        ['greeter', ['keel', 'keel'], undefined],
+        ['inventory', [], 1],
+        ['notifications', [], 1],
+        ['orders', [], 1],
+        ['payments', [], 1],
+      ]);
+      expect(report.missing).toEqual(['inventory', 'notifications', 'orders', 'payments']);
+      const table = await keel(['status', '--topology', file, '--wait', '1500']);
+      expect(table.stdout).toMatch(/^catalog\s+1\s.*← 1 of the 2 instances the topology names answer$/m);
+    } finally {
+      await own.stop();
+      await transport.close();
+      await database.close();
+    }
   });
 
   it('tooling - status fails, naming the cause, when the question itself fails: a closed connection is not "nothing running"', async () => {

@@ -2,8 +2,8 @@
  * Asking the NATS service API (`$SRV.PING/INFO/STATS`) from keel: the caller's question when
  * nothing answers an operation (caller.ts) and `keel status` (cli/tooling/status.ts). Every
  * instance of every matching service answers, so the answers are collected on one inbox until
- * they stop coming (`stallMs` after the latest, once those expected have come) or `maxWaitMs` has
- * passed, whichever is first.
+ * they stop coming (`stallMs` after the latest, once those expected have come: `complete`) or
+ * `maxWaitMs` has passed, whichever is first.
  * keel's own, like the serving side (service-api.ts): the NATS service client is not needed at
  * run time.
  */
@@ -31,7 +31,7 @@ export interface ServiceQuestionOptions {
    * `maxWaitMs`. Once it says true, the stall counts again, so late instances are still heard.
    * Default: always true.
    */
-  readonly complete?: (answers: readonly unknown[]) => boolean;
+  readonly complete?: (answers: readonly ServiceIdentity[]) => boolean;
 }
 
 interface AnswerOf {
@@ -61,12 +61,21 @@ export async function askServices<V extends ServiceVerb>(
   const subject = name === undefined ? `${SERVICE_API_PREFIX}.${verb}` : `${SERVICE_API_PREFIX}.${verb}.${name}`;
   const found: AnswerOf[V][] = [];
   let stall: NodeJS.Timeout | undefined;
+  let bound: NodeJS.Timeout | undefined;
   try {
-    // The client's timer strategy bounds the question by maxWait; the stall is timed here, since
-    // `complete` may hold it off. The iterator is the client's QueuedIterator, typed as a plain
-    // AsyncIterable: stop() ends it.
-    const answers = await nc.requestMany(subject, Empty, { strategy: 'timer', maxWait: options.maxWaitMs });
+    // Without `complete`, the client's stall strategy ends the question; it waits `stall` after
+    // each answer without a total bound, so maxWait is kept here. With `complete`, which may hold
+    // the stall off, the client's timer strategy bounds the question and the stall is timed here.
+    // The iterator is the client's QueuedIterator, typed as a plain AsyncIterable: its stop() ends
+    // the iteration and cancels the client's request (its timer, its entry on the inbox).
+    const { complete } = options;
+    const answers = await nc.requestMany(
+      subject,
+      Empty,
+      complete === undefined ? { strategy: 'stall', maxWait: options.maxWaitMs, stall: options.stallMs } : { strategy: 'timer', maxWait: options.maxWaitMs },
+    );
     const stop = (): void => (answers as Partial<{ stop(): void }>).stop?.();
+    if (complete === undefined) bound = setTimeout(stop, options.maxWaitMs);
     for await (const msg of answers) {
       try {
         const answer: unknown = msg.json();
@@ -74,8 +83,10 @@ export async function askServices<V extends ServiceVerb>(
       } catch {
         // not JSON: not a service API answer
       }
-      clearTimeout(stall);
-      stall = options.complete === undefined || options.complete(found) ? setTimeout(stop, options.stallMs) : undefined;
+      if (complete !== undefined) {
+        clearTimeout(stall);
+        stall = complete(found) ? setTimeout(stop, options.stallMs) : undefined;
+      }
     }
   } catch (error) {
     // No responders: nothing runs, what was found so far stands. Anything else (a permission
@@ -83,6 +94,7 @@ export async function askServices<V extends ServiceVerb>(
     if (options.rejectOnError === true && !isNoResponders(error)) throw error;
   } finally {
     clearTimeout(stall);
+    clearTimeout(bound);
   }
   return found;
 }

@@ -26,6 +26,8 @@ const execFileAsync = promisify(execFile);
 /** At most this many changed paths are named in a restart line. */
 const PATHS_SHOWN = 3;
 
+/** The shortest `--debounce`: one save can be two file events a few milliseconds apart. */
+const MIN_DEBOUNCE_MS = 10;
 /** The longest `--debounce`: a minute (a longer quiet time would read as a watch that never fires). */
 const MAX_DEBOUNCE_MS = 60_000;
 
@@ -58,7 +60,7 @@ export default defineCommand({
     },
     debounce: {
       type: 'string',
-      description: `Quiet time after the last saved change before restarting, in milliseconds: changes within it restart once (default ${DEFAULT_WATCH_OPTIONS.debounceMs})`,
+      description: `Quiet time after the last saved change before restarting, in milliseconds from ${MIN_DEBOUNCE_MS} to ${MAX_DEBOUNCE_MS}: changes within it restart once (default ${DEFAULT_WATCH_OPTIONS.debounceMs})`,
       valueHint: 'ms',
     },
   },
@@ -86,8 +88,8 @@ async function dev(
     throw new CLIError(CliErrorCode.E_USAGE, `--modules and --http are for one process; the topology ${args.topology} says which modules each process hosts and where HTTP is served.`);
   }
   const debounceMs = args.debounce === undefined ? DEFAULT_WATCH_OPTIONS.debounceMs : Number(args.debounce);
-  if (!(Number.isInteger(debounceMs) && debounceMs > 0 && debounceMs <= MAX_DEBOUNCE_MS)) {
-    throw new CLIError(CliErrorCode.E_USAGE, `--debounce "${args.debounce}" is not a whole number of milliseconds from 1 to ${MAX_DEBOUNCE_MS}.`, {
+  if (!(Number.isInteger(debounceMs) && debounceMs >= MIN_DEBOUNCE_MS && debounceMs <= MAX_DEBOUNCE_MS)) {
+    throw new CLIError(CliErrorCode.E_USAGE, `--debounce "${args.debounce}" is not a whole number of milliseconds from ${MIN_DEBOUNCE_MS} to ${MAX_DEBOUNCE_MS}.`, {
       hint: `Pass the quiet time to wait after the last saved change, such as --debounce 1000 (default ${DEFAULT_WATCH_OPTIONS.debounceMs}).`,
     });
   }

@@ -21,8 +21,16 @@ export default defineCommand({
   },
   args: {
     nats: { type: 'string', description: `NATS server URL (default: the topology's, then $KEEL_NATS_URL, else ${DEFAULT_NATS_URL})`, valueHint: 'url' },
-    topology: { type: 'string', description: 'Topology file: fail when one of its modules has no running instance', valueHint: 'file' },
-    prefix: { type: 'string', description: 'Only modules serving under this subject prefix (default: the topology\'s, else any)', valueHint: 'prefix' },
+    topology: {
+      type: 'string',
+      description: 'Topology file: wait (up to --wait) for every instance its replicas make, and fail when one of its modules has no running instance',
+      valueHint: 'file',
+    },
+    prefix: {
+      type: 'string',
+      description: "Only modules serving under this subject prefix (default: with --topology, the topology's, then $KEEL_NATS_PREFIX, else keel; without, any)",
+      valueHint: 'prefix',
+    },
     all: { type: 'boolean', description: 'Also list NATS services that keel did not register', default: false },
     instances: { type: 'boolean', description: 'One line per instance under each module', default: false },
     wait: { type: 'string', description: 'Longest wait for answers in milliseconds (default 1000)', valueHint: 'ms' },
@@ -68,9 +76,11 @@ export default defineCommand({
       const expectedInstances: Record<string, number> = {};
       for (const group of groups) for (const module of group.modules) expectedInstances[module] = (expectedInstances[module] ?? 0) + group.replicas;
       const report = await readStatus(connection, {
-        expected: Object.keys(expectedInstances),
         expectedInstances,
-        prefix: args.prefix ?? topology?.nats.prefix,
+        // A topology's processes serve under its prefix, else under the one keel up and keel deploy
+        // leave them (their environment's, else the adapter's default): another keel system on the
+        // same server must not count as this one's instances.
+        prefix: args.prefix ?? (topology === undefined ? undefined : (topology.nats.prefix ?? env(NATS_ENV.PREFIX) ?? 'keel')),
         all: args.all,
         ...(maxWaitMs === undefined ? {} : { maxWaitMs }),
       }).catch((error: unknown) => {

@@ -118,7 +118,8 @@ export interface StatusOptions {
    * How many instances of a module should answer (a topology's replicas of the processes hosting
    * it). Until that many have, the question waits up to `maxWaitMs` instead of ending 300 ms after
    * the latest answer, so that a replica slow to answer is not missed; a module short of its count
-   * is noted in the report (`instancesExpected`), not counted as missing. Default: none.
+   * is noted in the report (`instancesExpected`), not counted as missing unless none answers: its
+   * modules are expected as if named in `expected` too. Default: none.
    */
   readonly expectedInstances?: Readonly<Record<string, number>>;
   /** Only keel modules serving under this subject prefix. Default: keel modules under any prefix. */
@@ -220,7 +221,8 @@ export async function readStatus(connection: NatsConnection, options: StatusOpti
     maxWaitMs: settings.maxWaitMs,
     stallMs: STATUS_STALL_MS,
     rejectOnError: true,
-    complete: (answers: readonly unknown[]) => everyInstanceAnswered(answers as readonly Partial<ServiceIdentity>[], settings),
+    // The answers are JSON from anyone who serves `$SRV`: read as partial.
+    complete: (answers: readonly Partial<ServiceIdentity>[]) => everyInstanceAnswered(answers, settings),
   };
   // No responders is an empty system; any other failure is not "nothing running".
   const ask = <V extends ServiceVerb>(verb: V) => askServices(connection, verb, undefined, question).catch((error: unknown) => Promise.reject(askFailed(verb, error)));
@@ -263,7 +265,7 @@ export async function readStatus(connection: NatsConnection, options: StatusOpti
     byName.set(identity.name, entry);
   }
 
-  const expected = new Set(settings.expected);
+  const expected = new Set([...settings.expected, ...Object.keys(settings.expectedInstances ?? {})]);
   for (const name of expected) if (!byName.has(name)) byName.set(name, { keel: true, instances: [] });
   const modules: ModuleStatus[] = [...byName.entries()]
     .sort(([a], [b]) => a.localeCompare(b))
