@@ -13,7 +13,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, describe, expect, it } from 'vitest';
 import { main, runCli } from 'keel/cli';
 import { countsAsChange, impactOf, processesToRestart, watchProject } from '../cli/watch.js';
-import { acceptsConnections, freePort } from '../cli/nats-server.js';
+import { acceptsConnections } from '../cli/nats-server.js';
 import { collector, copyFixtureApp, logRecords, type LogRecord } from './support/cli.js';
 
 const require = createRequire(import.meta.url);
@@ -166,11 +166,11 @@ describe('cli - keel dev', () => {
 
   it('cli - an operation added while it runs answers through a gateway hosted elsewhere, a dependency added counts, --debounce gathers saves 0.5 s apart, SIGHUP stops it all', { timeout: 150_000 }, async () => {
     const root = devApp();
-    const port = await freePort();
     // clock's process is the gateway: it serves greeter's operations, hosted in the other process.
+    // On a port the system picks, anew at each restart: one found free here could be taken before it binds it.
     writeFileSync(
       join(root, 'topologies/gateway.json'),
-      JSON.stringify({ processes: { clock: { modules: ['clock'], http: port }, greeter: { modules: ['greeter'] } } }),
+      JSON.stringify({ processes: { clock: { modules: ['clock'], http: 0 }, greeter: { modules: ['greeter'] } } }),
     );
     const greeterModule = (dependsOnClock: boolean, farewell: boolean) =>
       [
@@ -198,7 +198,10 @@ describe('cli - keel dev', () => {
     // default 150 ms they would be two), and a test process starved for a moment cannot split them.
     const dev = keelDev(['topologies/gateway.json', '--debounce', '2000'], root);
     const call = async (operation: string): Promise<{ status: number; body: unknown }> => {
-      const answer = await fetch(`http://127.0.0.1:${port}/greeter/${operation}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"name":"Ada"}' });
+      // The gateway's latest address: the clock process's since its last restart (callers wait for it to be ready).
+      const url = [...dev.output().matchAll(/HTTP gateway on (http:\/\/127\.0\.0\.1:\d+)/g)].at(-1)?.[1];
+      expect(url, dev.output()).toBeDefined();
+      const answer = await fetch(`${url}/greeter/${operation}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"name":"Ada"}' });
       return { status: answer.status, body: await answer.json() };
     };
     let natsUrl: string | undefined;
