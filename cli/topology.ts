@@ -38,7 +38,7 @@ export const ProcessGroupSchema = z
     replicas: z.number().int().min(1).max(32).default(1),
     /** HTTP gateway port of this process (needs the HTTP adapter; one replica only). */
     http: z.number().int().min(0).max(65_535).optional(),
-    /** Extra environment variables of this process. */
+    /** Extra environment variables of this process (not `KEEL_NATS_PREFIX`: the prefix is the topology's `nats.prefix`). */
     env: z.record(z.string(), z.string()).default({}),
   })
   .strict();
@@ -159,6 +159,14 @@ export function parseTopology(value: unknown, manifest: readonly string[], sourc
         );
       }
       hosted.add(module);
+    }
+    if (Object.hasOwn(group.env, 'KEEL_NATS_PREFIX')) {
+      throw new CLIError(
+        CliErrorCode.E_TOPOLOGY,
+        `${source}: process "${name}" sets KEEL_NATS_PREFIX in its env; every process of a topology serves and calls under one ` +
+          'subject prefix (a process under another could call no module of the others, and its NATS permissions are written for the one prefix).',
+        { hint: 'Remove it from the env, and set the topology\'s nats.prefix instead.' },
+      );
     }
     if (group.http !== undefined && group.replicas > 1) {
       throw new CLIError(

@@ -55,6 +55,13 @@ describe('cli - topology files', () => {
     );
   });
 
+  it("cli - refuses KEEL_NATS_PREFIX in a process's env: the prefix is the topology's, one for every process", () => {
+    expect(failure(() => parseTopology({ processes: { app: { modules: ['catalog'], env: { KEEL_NATS_PREFIX: 'other' } } } }, ['catalog']))).toBe(
+      'the topology: process "app" sets KEEL_NATS_PREFIX in its env; every process of a topology serves and calls under one subject prefix ' +
+        '(a process under another could call no module of the others, and its NATS permissions are written for the one prefix).',
+    );
+  });
+
   it('cli - refuses a topology that leaves a module without a process', () => {
     expect(failure(() => parseTopology({ processes: { app: { modules: ['catalog'] } } }, ['catalog', 'orders']))).toBe(
       'the topology: no process hosts "orders"; calls to it would find no responders.',

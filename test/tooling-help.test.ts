@@ -52,11 +52,11 @@ describe('tooling - help', () => {
       OPTIONS
 
              --nats=<url>    NATS server URL (default: the topology's, then $KEEL_NATS_URL, else nats://127.0.0.1:4222)
-        --topology=<file>    Topology file: fail when one of its modules has no running instance
-        --prefix=<prefix>    Only modules serving under this subject prefix (default: the topology's, else any)
+        --topology=<file>    Topology file: wait (up to --wait) for every instance its replicas make, and fail when one of its modules has no running instance
+        --prefix=<prefix>    Only modules serving under this subject prefix (default: with --topology, the topology's, then $KEEL_NATS_PREFIX, else keel; without, any)
                     --all    Also list NATS services that keel did not register (Default: false)
               --instances    One line per instance under each module (Default: false)
-              --wait=<ms>    Longest wait for answers in milliseconds (default 1000)
+              --wait=<ms>    Longest wait for answers in milliseconds, up to 60000 (default 1000)
                    --json    Print the report as JSON (Default: false)
              --root=<dir>    Project root (default: the nearest folder above with package.json and modules/index.ts)
 

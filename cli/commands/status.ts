@@ -13,6 +13,9 @@ import { connectForStatus, formatStatusReport, readStatus, type StatusConnectOpt
 
 const DEFAULT_NATS_URL = 'nats://127.0.0.1:4222';
 
+/** The longest `--wait`: a minute. */
+const MAX_WAIT_MS = 60_000;
+
 export default defineCommand({
   meta: {
     name: 'status',
@@ -33,7 +36,7 @@ export default defineCommand({
     },
     all: { type: 'boolean', description: 'Also list NATS services that keel did not register', default: false },
     instances: { type: 'boolean', description: 'One line per instance under each module', default: false },
-    wait: { type: 'string', description: 'Longest wait for answers in milliseconds (default 1000)', valueHint: 'ms' },
+    wait: { type: 'string', description: `Longest wait for answers in milliseconds, up to ${MAX_WAIT_MS} (default 1000)`, valueHint: 'ms' },
     json: { type: 'boolean', description: 'Print the report as JSON', default: false },
     root: ROOT_ARG,
   },
@@ -41,10 +44,14 @@ export default defineCommand({
     const cli = contextOf(data);
     const topology = args.topology === undefined ? undefined : await topologyAt(projectAt(cli.cwd, args.root), cli.cwd, args.topology);
     const maxWaitMs = args.wait === undefined ? undefined : Number(args.wait);
-    if (maxWaitMs !== undefined && !(Number.isInteger(maxWaitMs) && maxWaitMs > 0)) {
-      throw new CLIError(CliErrorCode.E_USAGE, `--wait "${args.wait}" is not a positive number of milliseconds.`);
+    if (maxWaitMs !== undefined && !(Number.isInteger(maxWaitMs) && maxWaitMs > 0 && maxWaitMs <= MAX_WAIT_MS)) {
+      throw new CLIError(CliErrorCode.E_USAGE, `--wait "${args.wait}" is not a whole number of milliseconds from 1 to ${MAX_WAIT_MS}.`);
     }
-    const env = (name: string) => (cli.env[name] === undefined || cli.env[name] === '' ? undefined : cli.env[name]);
+    // Read as the NATS adapter reads them: trimmed, and empty as unset.
+    const env = (name: string) => {
+      const value = cli.env[name]?.trim();
+      return value === undefined || value === '' ? undefined : value;
+    };
     const servers = args.nats ?? topology?.nats.url ?? env(NATS_ENV.URL) ?? DEFAULT_NATS_URL;
     const options: StatusConnectOptions = {
       servers,

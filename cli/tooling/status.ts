@@ -217,12 +217,13 @@ function everyInstanceAnswered(answers: readonly Partial<ServiceIdentity>[], set
  */
 export async function readStatus(connection: NatsConnection, options: StatusOptions = {}): Promise<StatusReport> {
   const settings = { ...DEFAULT_STATUS_OPTIONS, ...options };
+  const counted = Object.keys(settings.expectedInstances ?? {}).length > 0;
   const question = {
     maxWaitMs: settings.maxWaitMs,
     stallMs: STATUS_STALL_MS,
     rejectOnError: true,
     // The answers are JSON from anyone who serves `$SRV`: read as partial.
-    complete: (answers: readonly Partial<ServiceIdentity>[]) => everyInstanceAnswered(answers, settings),
+    ...(counted ? { complete: (answers: readonly Partial<ServiceIdentity>[]) => everyInstanceAnswered(answers, settings) } : {}),
   };
   // No responders is an empty system; any other failure is not "nothing running".
   const ask = <V extends ServiceVerb>(verb: V) => askServices(connection, verb, undefined, question).catch((error: unknown) => Promise.reject(askFailed(verb, error)));
