@@ -16,7 +16,7 @@ import { NATS_CLIENT_USER, isGateway, natsAuthorization, natsEnvFile, natsUserEn
 import { launchNatsServer, type LaunchedNatsServer } from './nats-server.js';
 import { findProject, loadManifest, type Project } from './project.js';
 import type { ProcessSpec } from './supervisor.js';
-import { loadTopology, needsNats, singleProcessTopology, type TopologyFile } from './topology.js';
+import { loadTopology, localPrefix, needsNats, singleProcessTopology, type TopologyFile } from './topology.js';
 
 /** A process of a local run: what the supervisor starts, and the modules it hosts. */
 export interface LocalProcess extends ProcessSpec {
@@ -105,8 +105,10 @@ export async function prepareLocalRun(options: LocalRunOptions): Promise<LocalRu
     throw new CLIError(CliErrorCode.E_UNKNOWN_MODULE, `--modules names ${unknown.join(', ')}, which the manifest does not have (it has ${names.join(', ')}).`);
   }
   const file = options.topology === undefined ? undefined : resolve(cli.cwd, options.topology);
-  const topology =
-    file === undefined ? singleProcessTopology(options.single?.modules ?? names) : await loadTopology(project, file, names);
+  const loaded = file === undefined ? singleProcessTopology(options.single?.modules ?? names) : await loadTopology(project, file, names);
+  // A topology's processes all serve under one prefix, the one their NATS permissions are written
+  // for: its own, else the one they would inherit from this shell, made explicit.
+  const topology = file === undefined ? loaded : { ...loaded, nats: { ...loaded.nats, prefix: localPrefix(loaded, cli.env) } };
   /** What the run is called in its first line: the topology's name or file; none for one process without a file. */
   const label = topology.name ?? (file === undefined ? undefined : relative(project.root, file));
   // Refused here, once, rather than by every process crashing in turn: a bad database URL, or two processes on one embedded database folder.
@@ -137,8 +139,9 @@ export async function prepareLocalRun(options: LocalRunOptions): Promise<LocalRu
   if (natsServer !== undefined && users.length > 0) {
     const client = users.find((user) => user.user === NATS_CLIENT_USER) as NatsUser;
     const clientEnv = join(natsServer.directory, `${NATS_CLIENT_USER}.env`);
-    // With the server's URL, so that `set -a; . _client.env` is all keel status or a script needs.
-    writeFileSync(clientEnv, natsEnvFile(client, `Written by ${options.command}; removed when it stops.`, { [NATS_ENV.URL]: natsServer.url }), { mode: 0o600 });
+    // With the server's URL and the prefix, so that `set -a; . _client.env` is all keel status or a script needs.
+    const extra = { [NATS_ENV.URL]: natsServer.url, ...(topology.nats.prefix === undefined ? {} : { [NATS_ENV.PREFIX]: topology.nats.prefix }) };
+    writeFileSync(clientEnv, natsEnvFile(client, `Written by ${options.command}; removed when it stops.`, extra), { mode: 0o600 });
     log(`NATS is locked down: each process has its own user; a client of every operation (keel status, scripts) finds its credentials in ${clientEnv}`);
   }
   const credentialsOf = (group: string): Record<string, string> => {

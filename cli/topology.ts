@@ -10,6 +10,45 @@ import { CLIError, CliErrorCode } from './errors.js';
 import { MODULE_NAME_PATTERN } from './names.js';
 import { importProjectFile, type Project } from './project.js';
 
+/** The NATS adapter's rule for a subject prefix (adapters/nats/wire.ts `isValidPrefix`; a test keeps them equal). */
+const SUBJECT_PREFIX = /^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$/;
+const PREFIX_RULE = 'a subject prefix is one or more tokens of letters, digits, _ and -, joined by dots';
+
+/**
+ * True when `prefix` is a subject prefix the NATS adapter takes (`keel`, `acme.shop`).
+ *
+ * @example
+ * ```ts
+ * isSubjectPrefix('acme.shop'); // true
+ * isSubjectPrefix('acme.>'); // false
+ * ```
+ */
+export function isSubjectPrefix(prefix: string): boolean {
+  return SUBJECT_PREFIX.test(prefix);
+}
+
+/**
+ * The prefix a topology's processes serve under when `keel up` or `keel dev` runs them: its
+ * `nats.prefix`, else `KEEL_NATS_PREFIX` from the environment they inherit (trimmed, as the
+ * adapter reads it), else `keel`. Refuses an environment prefix the adapter would refuse.
+ *
+ * @example
+ * ```ts
+ * localPrefix(topology, { KEEL_NATS_PREFIX: 'acme.shop' }); // 'acme.shop' when the topology sets none
+ * ```
+ */
+export function localPrefix(topology: TopologyFile, env: Readonly<Record<string, string | undefined>>): string {
+  if (topology.nats.prefix !== undefined) return topology.nats.prefix;
+  const inherited = env['KEEL_NATS_PREFIX']?.trim();
+  if (inherited === undefined || inherited === '') return 'keel';
+  if (!isSubjectPrefix(inherited)) {
+    throw new CLIError(CliErrorCode.E_USAGE, `KEEL_NATS_PREFIX "${inherited}" is not a subject prefix: ${PREFIX_RULE}.`, {
+      hint: "Set it to a prefix such as acme.shop, or unset it and set the topology's nats.prefix.",
+    });
+  }
+  return inherited;
+}
+
 /** In a process group's `modules`: every module of the manifest that no other group names. */
 export const EVERY_OTHER_MODULE = '*';
 
@@ -39,7 +78,19 @@ export const ProcessGroupSchema = z
     /** HTTP gateway port of this process (needs the HTTP adapter; one replica only). */
     http: z.number().int().min(0).max(65_535).optional(),
     /** Extra environment variables of this process (not `KEEL_NATS_PREFIX`: the prefix is the topology's `nats.prefix`). */
-    env: z.record(z.string(), z.string()).default({}),
+    env: z
+      .record(z.string(), z.string())
+      .default({})
+      .superRefine((env, context) => {
+        if (Object.hasOwn(env, 'KEEL_NATS_PREFIX')) {
+          context.addIssue({
+            code: 'custom',
+            path: ['KEEL_NATS_PREFIX'],
+            message:
+              "every process of a topology serves and calls under one subject prefix, and its NATS permissions are written for it: set the topology's nats.prefix instead",
+          });
+        }
+      }),
   })
   .strict();
 
@@ -59,8 +110,8 @@ export const TopologySchema = z
     nats: z
       .object({
         url: z.string().min(1).optional(),
-        /** Subject prefix (default `keel`). */
-        prefix: z.string().min(1).optional(),
+        /** Subject prefix (default `keel`): one or more tokens of letters, digits, `_` and `-`, joined by dots. */
+        prefix: z.string().refine(isSubjectPrefix, `${PREFIX_RULE}, such as "acme.shop"`).optional(),
       })
       .strict()
       .default({}),
@@ -159,14 +210,6 @@ export function parseTopology(value: unknown, manifest: readonly string[], sourc
         );
       }
       hosted.add(module);
-    }
-    if (Object.hasOwn(group.env, 'KEEL_NATS_PREFIX')) {
-      throw new CLIError(
-        CliErrorCode.E_TOPOLOGY,
-        `${source}: process "${name}" sets KEEL_NATS_PREFIX in its env; every process of a topology serves and calls under one ` +
-          'subject prefix (a process under another could call no module of the others, and its NATS permissions are written for the one prefix).',
-        { hint: 'Remove it from the env, and set the topology\'s nats.prefix instead.' },
-      );
     }
     if (group.http !== undefined && group.replicas > 1) {
       throw new CLIError(

@@ -2,6 +2,8 @@ import { dirname, join } from 'node:path';
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
 import { findProject, isCliError, loadTopology, parseTopology } from 'keel/cli';
+import { isSubjectPrefix, localPrefix } from '../cli/topology.js';
+import { isValidPrefix } from '../adapters/nats/wire.js';
 import { modules } from '../modules/index.js';
 
 const repository = dirname(createRequire(import.meta.url).resolve('keel/package.json'));
@@ -55,11 +57,41 @@ describe('cli - topology files', () => {
     );
   });
 
-  it("cli - refuses KEEL_NATS_PREFIX in a process's env: the prefix is the topology's, one for every process", () => {
-    expect(failure(() => parseTopology({ processes: { app: { modules: ['catalog'], env: { KEEL_NATS_PREFIX: 'other' } } } }, ['catalog']))).toBe(
-      'the topology: process "app" sets KEEL_NATS_PREFIX in its env; every process of a topology serves and calls under one subject prefix ' +
-        '(a process under another could call no module of the others, and its NATS permissions are written for the one prefix).',
+  it("cli - refuses KEEL_NATS_PREFIX in a process's env, and a nats.prefix that is no subject prefix, each with its path", () => {
+    expect(
+      failure(() =>
+        parseTopology({ nats: { prefix: 'acme.>' }, processes: { app: { modules: ['catalog'], env: { KEEL_NATS_PREFIX: 'other' } } } }, ['catalog'], 'split.json'),
+      ),
+    ).toBe(
+      [
+        'split.json is not a valid topology:',
+        '  - nats.prefix: a subject prefix is one or more tokens of letters, digits, _ and -, joined by dots, such as "acme.shop"',
+        "  - processes.app.env.KEEL_NATS_PREFIX: every process of a topology serves and calls under one subject prefix, and its NATS permissions are written for it: set the topology's nats.prefix instead",
+      ].join('\n'),
     );
+  });
+
+  it("cli - a topology's prefix rule is the NATS adapter's", () => {
+    for (const prefix of ['keel', 'acme.shop', 'a_b-c.d1', '', ' keel', 'keel ', 'a..b', '.a', 'a.', 'acme.>', 'a.*', 'a b', 'é']) {
+      expect(isSubjectPrefix(prefix), JSON.stringify(prefix)).toBe(isValidPrefix(prefix));
+    }
+  });
+
+  it('cli - keel up runs a topology under its nats.prefix, else the shell\'s KEEL_NATS_PREFIX trimmed, else keel, and refuses a shell prefix the adapter would', () => {
+    const bare = parseTopology({ processes: { app: { modules: ['catalog'] } } }, ['catalog']);
+    const named = parseTopology({ nats: { prefix: 'acme.shop' }, processes: { app: { modules: ['catalog'] } } }, ['catalog']);
+    expect(localPrefix(named, { KEEL_NATS_PREFIX: 'other' })).toBe('acme.shop');
+    expect(localPrefix(bare, { KEEL_NATS_PREFIX: ' other ' })).toBe('other');
+    expect(localPrefix(bare, { KEEL_NATS_PREFIX: '' })).toBe('keel');
+    expect(localPrefix(bare, {})).toBe('keel');
+    let refusal: unknown;
+    try {
+      localPrefix(bare, { KEEL_NATS_PREFIX: 'a..b' });
+    } catch (error) {
+      refusal = error;
+    }
+    expect(isCliError(refusal, 'E_USAGE')).toBe(true);
+    expect((refusal as Error).message).toBe('KEEL_NATS_PREFIX "a..b" is not a subject prefix: a subject prefix is one or more tokens of letters, digits, _ and -, joined by dots.');
   });
 
   it('cli - refuses a topology that leaves a module without a process', () => {

@@ -287,9 +287,10 @@ describe('cli - keel up', () => {
     expect(await acceptsConnections(natsUrl as string)).toBe(false);
   });
 
-  it('cli - runs replicas as name#1 and name#2, and calls reach both', { timeout: 120_000 }, async () => {
+  it("cli - runs replicas as name#1 and name#2 under the shell's KEEL_NATS_PREFIX (the topology sets none), locked down for it; calls reach both, and keel status finds both", { timeout: 120_000 }, async () => {
     const app = replicasApp();
-    const up = keelUp(['topologies/replicas.json'], { cwd: app, env: { KEEL_NATS_URL: '' } });
+    // Trimmed, as the adapter reads it. The server's permissions must be written for it too.
+    const up = keelUp(['topologies/replicas.json'], { cwd: app, env: { KEEL_NATS_URL: '', KEEL_NATS_PREFIX: ' acme.who ' } });
     let transport: Transport | undefined;
     try {
       await up.waitFor(said('ready: all 2 processes (whoami#1, whoami#2)'));
@@ -299,6 +300,7 @@ describe('cli - keel up', () => {
       const natsUrl = startedNatsUrl(up.output());
 
       const credentials = clientEnvironment(up.output());
+      expect(credentials['KEEL_NATS_PREFIX']).toBe('acme.who');
       transport = await createNatsTransport({ ...natsOptionsFromEnv({ ...credentials, KEEL_NATS_URL: natsUrl }), logger: silentLogger });
       const client = createClient(whoami, transport);
       const answers = await Promise.all(Array.from({ length: 40 }, () => client.whoami({})));

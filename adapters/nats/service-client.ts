@@ -10,6 +10,9 @@
 import { Empty, errors, type NatsConnection } from '@nats-io/transport-node';
 import { SERVICE_API_PREFIX, type ServiceIdentity, type ServiceInfo, type ServiceStats } from './service-api.js';
 
+/** The longest delay Node's timers take (2^31 - 1 ms, about 24.8 days). */
+const MAX_TIMER_MS = 2 ** 31 - 1;
+
 /** A service API question. */
 export type ServiceVerb = 'PING' | 'INFO' | 'STATS';
 
@@ -59,6 +62,8 @@ export async function askServices<V extends ServiceVerb>(
   options: ServiceQuestionOptions,
 ): Promise<AnswerOf[V][]> {
   const subject = name === undefined ? `${SERVICE_API_PREFIX}.${verb}` : `${SERVICE_API_PREFIX}.${verb}.${name}`;
+  // Node runs a timer longer than 2^31 - 1 ms at once: that would end the question before any answer.
+  const maxWaitMs = Math.min(options.maxWaitMs, MAX_TIMER_MS);
   const found: AnswerOf[V][] = [];
   let stall: NodeJS.Timeout | undefined;
   let bound: NodeJS.Timeout | undefined;
@@ -72,10 +77,10 @@ export async function askServices<V extends ServiceVerb>(
     const answers = await nc.requestMany(
       subject,
       Empty,
-      complete === undefined ? { strategy: 'stall', maxWait: options.maxWaitMs, stall: options.stallMs } : { strategy: 'timer', maxWait: options.maxWaitMs },
+      complete === undefined ? { strategy: 'stall', maxWait: maxWaitMs, stall: options.stallMs } : { strategy: 'timer', maxWait: maxWaitMs },
     );
     const stop = (): void => (answers as Partial<{ stop(): void }>).stop?.();
-    if (complete === undefined) bound = setTimeout(stop, options.maxWaitMs);
+    if (complete === undefined) bound = setTimeout(stop, maxWaitMs);
     for await (const msg of answers) {
       try {
         const answer: unknown = msg.json();

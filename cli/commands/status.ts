@@ -10,6 +10,7 @@ import { contextOf, defineCommand } from '../command.js';
 import { CLIError, CliErrorCode } from '../errors.js';
 import { ROOT_ARG, projectAt, topologyAt } from '../tooling/command-support.js';
 import { connectForStatus, formatStatusReport, readStatus, type StatusConnectOptions } from '../tooling/status.js';
+import { localPrefix } from '../topology.js';
 
 const DEFAULT_NATS_URL = 'nats://127.0.0.1:4222';
 
@@ -42,11 +43,11 @@ export default defineCommand({
   },
   run: async ({ args, data }) => {
     const cli = contextOf(data);
-    const topology = args.topology === undefined ? undefined : await topologyAt(projectAt(cli.cwd, args.root), cli.cwd, args.topology);
     const maxWaitMs = args.wait === undefined ? undefined : Number(args.wait);
     if (maxWaitMs !== undefined && !(Number.isInteger(maxWaitMs) && maxWaitMs > 0 && maxWaitMs <= MAX_WAIT_MS)) {
       throw new CLIError(CliErrorCode.E_USAGE, `--wait "${args.wait}" is not a whole number of milliseconds from 1 to ${MAX_WAIT_MS}.`);
     }
+    const topology = args.topology === undefined ? undefined : await topologyAt(projectAt(cli.cwd, args.root), cli.cwd, args.topology);
     // Read as the NATS adapter reads them: trimmed, and empty as unset.
     const env = (name: string) => {
       const value = cli.env[name]?.trim();
@@ -84,10 +85,10 @@ export default defineCommand({
       for (const group of groups) for (const module of group.modules) expectedInstances[module] = (expectedInstances[module] ?? 0) + group.replicas;
       const report = await readStatus(connection, {
         expectedInstances,
-        // A topology's processes serve under its prefix, else under the one keel up and keel deploy
-        // leave them (their environment's, else the adapter's default): another keel system on the
-        // same server must not count as this one's instances.
-        prefix: args.prefix ?? (topology === undefined ? undefined : (topology.nats.prefix ?? env(NATS_ENV.PREFIX) ?? 'keel')),
+        // A topology's processes serve under its prefix, else under the one keel up gives them
+        // (this shell's KEEL_NATS_PREFIX, else keel): another keel system on the same server must
+        // not count as this one's instances.
+        prefix: args.prefix ?? (topology === undefined ? undefined : localPrefix(topology, cli.env)),
         all: args.all,
         ...(maxWaitMs === undefined ? {} : { maxWaitMs }),
       }).catch((error: unknown) => {
