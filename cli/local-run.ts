@@ -107,8 +107,10 @@ export async function prepareLocalRun(options: LocalRunOptions): Promise<LocalRu
   const file = options.topology === undefined ? undefined : resolve(cli.cwd, options.topology);
   const loaded = file === undefined ? singleProcessTopology(options.single?.modules ?? names) : await loadTopology(project, file, names);
   // A topology's processes all serve under one prefix, the one their NATS permissions are written
-  // for: its own, else the one they would inherit from this shell, made explicit.
-  const topology = file === undefined ? loaded : { ...loaded, nats: { ...loaded.nats, prefix: localPrefix(loaded, cli.env) } };
+  // for: its own, else the one they would inherit from this shell, made explicit. Only where they
+  // use NATS: a topology of one process without a URL runs none.
+  const usesNats = options.nats !== undefined || loaded.nats.url !== undefined || Boolean(cli.env['KEEL_NATS_URL']) || needsNats(loaded);
+  const topology = file !== undefined && usesNats ? { ...loaded, nats: { ...loaded.nats, prefix: localPrefix(loaded, cli.env) } } : loaded;
   /** What the run is called in its first line: the topology's name or file; none for one process without a file. */
   const label = topology.name ?? (file === undefined ? undefined : relative(project.root, file));
   // Refused here, once, rather than by every process crashing in turn: a bad database URL, or two processes on one embedded database folder.

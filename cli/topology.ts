@@ -111,7 +111,10 @@ export const TopologySchema = z
       .object({
         url: z.string().min(1).optional(),
         /** Subject prefix (default `keel`): one or more tokens of letters, digits, `_` and `-`, joined by dots. */
-        prefix: z.string().refine(isSubjectPrefix, `${PREFIX_RULE}, such as "acme.shop"`).optional(),
+        prefix: z
+          .string()
+          .refine(isSubjectPrefix, { error: (issue) => `${JSON.stringify(issue.input)} is not a subject prefix: ${PREFIX_RULE}, such as "acme.shop"` })
+          .optional(),
       })
       .strict()
       .default({}),

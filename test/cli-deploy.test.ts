@@ -260,6 +260,9 @@ describe('cli - deploy', () => {
       expect(service.healthcheck.test[3]).toContain('/healthz');
       expect(service.stop_grace_period).toBe('75s');
     }
+    // A script that sources the client user's file calls under the processes' prefix.
+    expect(topologies['replicated']!.files.get('nats/_client.env')!.split('\n')).toContain('KEEL_NATS_PREFIX=shop');
+    expect(topologies['replicated']!.files.get('nats/gateway.env')).not.toContain('KEEL_NATS_PREFIX');
   });
 
   it('cli - deploy publishes only the gateway\'s port and exposes operations only on the gateway; a group\'s env is passed on', () => {

@@ -65,14 +65,14 @@ describe('cli - topology files', () => {
     ).toBe(
       [
         'split.json is not a valid topology:',
-        '  - nats.prefix: a subject prefix is one or more tokens of letters, digits, _ and -, joined by dots, such as "acme.shop"',
+        '  - nats.prefix: "acme.>" is not a subject prefix: a subject prefix is one or more tokens of letters, digits, _ and -, joined by dots, such as "acme.shop"',
         "  - processes.app.env.KEEL_NATS_PREFIX: every process of a topology serves and calls under one subject prefix, and its NATS permissions are written for it: set the topology's nats.prefix instead",
       ].join('\n'),
     );
   });
 
   it("cli - a topology's prefix rule is the NATS adapter's", () => {
-    for (const prefix of ['keel', 'acme.shop', 'a_b-c.d1', '', ' keel', 'keel ', 'a..b', '.a', 'a.', 'acme.>', 'a.*', 'a b', 'é']) {
+    for (const prefix of ['keel', 'acme.shop', 'a_b-c.d1', '-', '_a', 'A.B', '', ' keel', 'keel ', 'a\n', 'a..b', '.a', 'a.', 'acme.>', 'a.*', 'a b', 'é']) {
       expect(isSubjectPrefix(prefix), JSON.stringify(prefix)).toBe(isValidPrefix(prefix));
     }
   });

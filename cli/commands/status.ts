@@ -48,6 +48,10 @@ export default defineCommand({
       throw new CLIError(CliErrorCode.E_USAGE, `--wait "${args.wait}" is not a whole number of milliseconds from 1 to ${MAX_WAIT_MS}.`);
     }
     const topology = args.topology === undefined ? undefined : await topologyAt(projectAt(cli.cwd, args.root), cli.cwd, args.topology);
+    // A topology's processes serve under its prefix, else under the one keel up gives them (this
+    // shell's KEEL_NATS_PREFIX, else keel): another keel system on the same server must not count
+    // as this one's instances. Settled (and a bad one refused) before connecting.
+    const prefix = args.prefix ?? (topology === undefined ? undefined : localPrefix(topology, cli.env));
     // Read as the NATS adapter reads them: trimmed, and empty as unset.
     const env = (name: string) => {
       const value = cli.env[name]?.trim();
@@ -85,10 +89,7 @@ export default defineCommand({
       for (const group of groups) for (const module of group.modules) expectedInstances[module] = (expectedInstances[module] ?? 0) + group.replicas;
       const report = await readStatus(connection, {
         expectedInstances,
-        // A topology's processes serve under its prefix, else under the one keel up gives them
-        // (this shell's KEEL_NATS_PREFIX, else keel): another keel system on the same server must
-        // not count as this one's instances.
-        prefix: args.prefix ?? (topology === undefined ? undefined : localPrefix(topology, cli.env)),
+        prefix,
         all: args.all,
         ...(maxWaitMs === undefined ? {} : { maxWaitMs }),
       }).catch((error: unknown) => {

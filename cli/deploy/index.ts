@@ -90,6 +90,6 @@ export function planDeployment(topology: TopologyFile, options: DeployOptions): 
     { path: 'compose.yaml', contents: composeFile(topology, resolved) },
     ...(resolved.tracing ? [{ path: TRACING_SERVICES.collectorConfigPath, contents: collectorConfigFile(resolved) }] : []),
     ...kubernetesFiles(topology, resolved, users),
-    ...natsFiles(resolved, users),
+    ...natsFiles(resolved, users, topology.nats.prefix),
   ];
 }

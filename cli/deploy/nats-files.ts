@@ -3,8 +3,10 @@
  * credentials, for a deployment that locks NATS down ({@link locksNats}); and the `.gitignore`
  * that keeps those secrets out of version control.
  */
+import { NATS_ENV } from 'keel/nats';
 import type { TopologyFile } from '../topology.js';
 import { natsEnvFile, natsServerConfig, natsUsers, type NatsUser } from './nats-config.js';
+import { NATS_CLIENT_USER } from './nats-permissions.js';
 import { DEFAULT_DEPLOY_OPTIONS, generatedHeader, locksNats, type DeployFile, type ResolvedDeployOptions } from './plan.js';
 
 /** Where the NATS container reads the generated configuration. */
@@ -41,7 +43,9 @@ export function natsEnvPath(user: string): string {
 
 /**
  * `nats/nats-server.conf`, `nats/<user>.env` for every user (mode 0600), and `.gitignore`
- * naming them and the Kubernetes Secrets of the same credentials.
+ * naming them and the Kubernetes Secrets of the same credentials. The client user's file also
+ * holds the topology's subject `prefix`, when it sets one, so that a script sourcing it calls
+ * under the prefix the processes serve.
  *
  * @example
  * ```ts
@@ -49,7 +53,7 @@ export function natsEnvPath(user: string): string {
  * // ['nats/nats-server.conf', 'nats/storefront.env', ..., '.gitignore']
  * ```
  */
-export function natsFiles(options: ResolvedDeployOptions, users: readonly NatsUser[]): DeployFile[] {
+export function natsFiles(options: ResolvedDeployOptions, users: readonly NatsUser[], prefix?: string): DeployFile[] {
   if (users.length === 0) return [];
   const header = generatedHeader(options);
   const config = natsServerConfig(users, {
@@ -60,7 +64,11 @@ export function natsFiles(options: ResolvedDeployOptions, users: readonly NatsUs
   });
   return [
     { path: 'nats/nats-server.conf', contents: config, mode: SECRET_MODE },
-    ...users.map((user) => ({ path: natsEnvPath(user.user), contents: natsEnvFile(user, header), mode: SECRET_MODE })),
+    ...users.map((user) => ({
+      path: natsEnvPath(user.user),
+      contents: natsEnvFile(user, header, user.user === NATS_CLIENT_USER && prefix !== undefined ? { [NATS_ENV.PREFIX]: prefix } : {}),
+      mode: SECRET_MODE,
+    })),
     {
       path: '.gitignore',
       contents: `# ${header}\n# Generated NATS passwords: never commit them. Rotate: delete nats/, run keel deploy --force, restart.\nnats/\nk8s/*-nats-credentials.yaml\n`,
