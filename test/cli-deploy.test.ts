@@ -263,6 +263,8 @@ describe('cli - deploy', () => {
     // A script that sources the client user's file calls under the processes' prefix.
     expect(topologies['replicated']!.files.get('nats/_client.env')!.split('\n')).toContain('KEEL_NATS_PREFIX=shop');
     expect(topologies['replicated']!.files.get('nats/gateway.env')).not.toContain('KEEL_NATS_PREFIX');
+    // Without nats.prefix, the processes serve under keel, whatever the shell of a script says.
+    expect(topologies['split']!.files.get('nats/_client.env')!.split('\n')).toContain('KEEL_NATS_PREFIX=keel');
   });
 
   it('cli - deploy publishes only the gateway\'s port and exposes operations only on the gateway; a group\'s env is passed on', () => {
@@ -403,7 +405,10 @@ describe('cli - deploy', () => {
       const path = `nats/${group}.env`;
       expect(statSync(join(out, path)).mode & 0o777, path).toBe(0o600);
       const values = Object.fromEntries(files.get(path)!.split('\n').filter((line) => /^KEEL_/.test(line)).map((line) => line.split(/=(.*)/s).slice(0, 2)));
-      expect(Object.keys(values).sort(), path).toEqual(['KEEL_NATS_INBOX_PREFIX', 'KEEL_NATS_PASSWORD', 'KEEL_NATS_USER']);
+      // The client user's file also names the prefix the processes serve under, for the scripts that source it.
+      expect(Object.keys(values).sort(), path).toEqual(
+        group === '_client' ? ['KEEL_NATS_INBOX_PREFIX', 'KEEL_NATS_PASSWORD', 'KEEL_NATS_PREFIX', 'KEEL_NATS_USER'] : ['KEEL_NATS_INBOX_PREFIX', 'KEEL_NATS_PASSWORD', 'KEEL_NATS_USER'],
+      );
       expect(values['KEEL_NATS_USER']).toBe(group);
       expect(values['KEEL_NATS_INBOX_PREFIX']).toBe(`_INBOX_keel.${group}`);
       expect(values['KEEL_NATS_PASSWORD']).toMatch(/^[\w-]{32}$/);

@@ -8,6 +8,7 @@ import { composeFile } from './compose.js';
 import { dockerfile, dockerignore } from './dockerfile.js';
 import { kubernetesFiles } from './kubernetes.js';
 import { deploymentNatsUsers, natsFiles } from './nats-files.js';
+import { topologyPrefix } from './nats-permissions.js';
 import { assertDeployable, resolveDeployOptions, type DeployFile, type DeployOptions } from './plan.js';
 import { TRACING_SERVICES, collectorConfigFile } from './tracing.js';
 
@@ -90,6 +91,6 @@ export function planDeployment(topology: TopologyFile, options: DeployOptions): 
     { path: 'compose.yaml', contents: composeFile(topology, resolved) },
     ...(resolved.tracing ? [{ path: TRACING_SERVICES.collectorConfigPath, contents: collectorConfigFile(resolved) }] : []),
     ...kubernetesFiles(topology, resolved, users),
-    ...natsFiles(resolved, users, topology.nats.prefix),
+    ...natsFiles(resolved, users, topologyPrefix(topology)),
   ];
 }

@@ -44,16 +44,16 @@ export function natsEnvPath(user: string): string {
 /**
  * `nats/nats-server.conf`, `nats/<user>.env` for every user (mode 0600), and `.gitignore`
  * naming them and the Kubernetes Secrets of the same credentials. The client user's file also
- * holds the topology's subject `prefix`, when it sets one, so that a script sourcing it calls
- * under the prefix the processes serve.
+ * holds the subject `prefix` the processes serve under, so that a script sourcing it calls
+ * under it whatever its shell says.
  *
  * @example
  * ```ts
- * natsFiles(options, deploymentNatsUsers(topology, options)).map((file) => file.path);
+ * natsFiles(options, deploymentNatsUsers(topology, options), topologyPrefix(topology)).map((file) => file.path);
  * // ['nats/nats-server.conf', 'nats/storefront.env', ..., '.gitignore']
  * ```
  */
-export function natsFiles(options: ResolvedDeployOptions, users: readonly NatsUser[], prefix?: string): DeployFile[] {
+export function natsFiles(options: ResolvedDeployOptions, users: readonly NatsUser[], prefix: string): DeployFile[] {
   if (users.length === 0) return [];
   const header = generatedHeader(options);
   const config = natsServerConfig(users, {
@@ -66,7 +66,7 @@ export function natsFiles(options: ResolvedDeployOptions, users: readonly NatsUs
     { path: 'nats/nats-server.conf', contents: config, mode: SECRET_MODE },
     ...users.map((user) => ({
       path: natsEnvPath(user.user),
-      contents: natsEnvFile(user, header, user.user === NATS_CLIENT_USER && prefix !== undefined ? { [NATS_ENV.PREFIX]: prefix } : {}),
+      contents: natsEnvFile(user, header, user.user === NATS_CLIENT_USER ? { [NATS_ENV.PREFIX]: prefix } : {}),
       mode: SECRET_MODE,
     })),
     {
