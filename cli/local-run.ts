@@ -109,7 +109,8 @@ export async function prepareLocalRun(options: LocalRunOptions): Promise<LocalRu
   // A topology's processes all serve under one prefix, the one their NATS permissions are written
   // for: its own, else the one they would inherit from this shell, made explicit. Only where they
   // use NATS: a topology of one process without a URL runs none.
-  const usesNats = options.nats !== undefined || loaded.nats.url !== undefined || Boolean(cli.env['KEEL_NATS_URL']) || needsNats(loaded);
+  const givenNatsUrl = options.nats ?? loaded.nats.url ?? (cli.env['KEEL_NATS_URL'] || undefined);
+  const usesNats = givenNatsUrl !== undefined || needsNats(loaded);
   const topology = file !== undefined && usesNats ? { ...loaded, nats: { ...loaded.nats, prefix: localPrefix(loaded, cli.env) } } : loaded;
   /** What the run is called in its first line: the topology's name or file; none for one process without a file. */
   const label = topology.name ?? (file === undefined ? undefined : relative(project.root, file));
@@ -124,7 +125,7 @@ export async function prepareLocalRun(options: LocalRunOptions): Promise<LocalRu
     { env: cli.env, root: project.root },
   );
 
-  let natsUrl = options.nats ?? topology.nats.url ?? (cli.env['KEEL_NATS_URL'] || undefined);
+  let natsUrl = givenNatsUrl;
   let natsServer: LaunchedNatsServer | undefined;
   // The server started here is locked down (keel up): one user per process group, allowed what its
   // modules need. keel dev's is open, on loopback only: its permissions would be those of the

@@ -190,8 +190,6 @@ function askFailed(verb: ServiceVerb, error: unknown): Error {
 
 /** True once every module of `expectedInstances` has as many keel instances among the answers (under the prefix, if one is given). */
 function everyInstanceAnswered(answers: readonly Partial<ServiceIdentity>[], settings: Pick<StatusOptions, 'expectedInstances' | 'prefix'>): boolean {
-  const wanted = Object.entries(settings.expectedInstances ?? {});
-  if (wanted.length === 0) return true;
   const counts = new Map<string, Set<string>>();
   for (const answer of answers) {
     const metadata = answer.metadata ?? {};
@@ -201,7 +199,7 @@ function everyInstanceAnswered(answers: readonly Partial<ServiceIdentity>[], set
     ids.add(answer.id);
     counts.set(answer.name, ids);
   }
-  return wanted.every(([name, count]) => (counts.get(name)?.size ?? 0) >= count);
+  return Object.entries(settings.expectedInstances ?? {}).every(([name, count]) => (counts.get(name)?.size ?? 0) >= count);
 }
 
 /**
