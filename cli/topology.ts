@@ -49,6 +49,17 @@ export function localPrefix(topology: TopologyFile, env: Readonly<Record<string,
   return inherited;
 }
 
+/**
+ * Variables a group's `env` may not set, because the topology decides them for `keel up`,
+ * `keel dev` and `keel deploy` alike, with why and what to write instead.
+ */
+const SET_BY_THE_TOPOLOGY: Readonly<Record<string, string>> = {
+  KEEL_NATS_PREFIX:
+    "every process of a topology serves and calls under one subject prefix, and its NATS permissions are written for it: set the topology's nats.prefix instead",
+  KEEL_PROCESS_NAME:
+    'a process is named by its group\'s key (keel up adds #<n> to each replica\'s, and each keeps its embedded database under that name): rename the group, or set OTEL_SERVICE_NAME to name its traces',
+};
+
 /** In a process group's `modules`: every module of the manifest that no other group names. */
 export const EVERY_OTHER_MODULE = '*';
 
@@ -77,18 +88,16 @@ export const ProcessGroupSchema = z
     replicas: z.number().int().min(1).max(32).default(1),
     /** HTTP gateway port of this process (needs the HTTP adapter; one replica only). */
     http: z.number().int().min(0).max(65_535).optional(),
-    /** Extra environment variables of this process (not `KEEL_NATS_PREFIX`: the prefix is the topology's `nats.prefix`). */
+    /**
+     * Extra environment variables of this process. Not `KEEL_NATS_PREFIX` (the prefix is the
+     * topology's `nats.prefix`) nor `KEEL_PROCESS_NAME` (the name is the group's key).
+     */
     env: z
       .record(z.string(), z.string())
       .default({})
       .superRefine((env, context) => {
-        if (Object.hasOwn(env, 'KEEL_NATS_PREFIX')) {
-          context.addIssue({
-            code: 'custom',
-            path: ['KEEL_NATS_PREFIX'],
-            message:
-              "every process of a topology serves and calls under one subject prefix, and its NATS permissions are written for it: set the topology's nats.prefix instead",
-          });
+        for (const [key, message] of Object.entries(SET_BY_THE_TOPOLOGY)) {
+          if (Object.hasOwn(env, key)) context.addIssue({ code: 'custom', path: [key], message });
         }
       }),
   })

@@ -57,16 +57,21 @@ describe('cli - topology files', () => {
     );
   });
 
-  it("cli - refuses KEEL_NATS_PREFIX in a process's env, and a nats.prefix that is no subject prefix, each with its path", () => {
+  it("cli - refuses KEEL_NATS_PREFIX and KEEL_PROCESS_NAME in a process's env, and a nats.prefix that is no subject prefix, each with its path", () => {
     expect(
       failure(() =>
-        parseTopology({ nats: { prefix: 'acme.>' }, processes: { app: { modules: ['catalog'], env: { KEEL_NATS_PREFIX: 'other' } } } }, ['catalog'], 'split.json'),
+        parseTopology(
+          { nats: { prefix: 'acme.>' }, processes: { app: { modules: ['catalog'], env: { KEEL_NATS_PREFIX: 'other', KEEL_PROCESS_NAME: 'web', OTEL_SERVICE_NAME: 'web' } } } },
+          ['catalog'],
+          'split.json',
+        ),
       ),
     ).toBe(
       [
         'split.json is not a valid topology:',
         '  - nats.prefix: "acme.>" is not a subject prefix: a subject prefix is one or more tokens of letters, digits, _ and -, joined by dots, such as "acme.shop"',
         "  - processes.app.env.KEEL_NATS_PREFIX: every process of a topology serves and calls under one subject prefix, and its NATS permissions are written for it: set the topology's nats.prefix instead",
+        "  - processes.app.env.KEEL_PROCESS_NAME: a process is named by its group's key (keel up adds #<n> to each replica's, and each keeps its embedded database under that name): rename the group, or set OTEL_SERVICE_NAME to name its traces",
       ].join('\n'),
     );
   });

@@ -305,7 +305,8 @@ export function isGateway(group: ProcessGroup): boolean {
  * Kubernetes takes it from a Secret): the modules it hosts, its name, the NATS subject prefix
  * when the topology sets one, the operations its HTTP port exposes, then `extra` (the OTEL_*
  * variables of `--tracing`), then the group's own `env`, which may override the others (the
- * topology refuses `KEEL_NATS_PREFIX` in it, and keel deploy the variables it sets itself).
+ * topology refuses `KEEL_NATS_PREFIX` and `KEEL_PROCESS_NAME` in it, and keel deploy the
+ * variables it sets itself).
  *
  * @example
  * ```ts
