@@ -192,7 +192,9 @@ export async function prepareLocalRun(options: LocalRunOptions): Promise<LocalRu
     }
   }
   if (configPath !== undefined) log(`configuration from ${relative(cli.cwd, configPath) || configPath}`);
-  const over = natsUrl ? ` over ${natsUrl}` : '';
+  // The prefix is named where it was settled: the topology's, or the shell's made explicit.
+  const prefix = file !== undefined && topology.nats.prefix !== undefined ? `, subject prefix ${topology.nats.prefix}` : '';
+  const over = natsUrl ? ` over ${natsUrl}${prefix}` : '';
   log(label === undefined ? `one process, no topology file${over}` : `${label}: ${processes.length} process${processes.length === 1 ? '' : 'es'}${over}`);
   for (const [group, spec] of Object.entries(topology.processes)) {
     log(`  ${group}${spec.replicas > 1 ? ` ×${spec.replicas}` : ''}: ${spec.modules.join(', ')}`);

@@ -247,7 +247,7 @@ describe('cli - keel up', () => {
     try {
       await up.waitFor(said('ready: all 5 processes (catalog, inventory, payments, orders, notifications)'));
       natsUrl = startedNatsUrl(up.output());
-      expect(messagesOf(up.output(), 'keel up')).toContain(`shop, one process per module: 5 processes over ${natsUrl}`);
+      expect(messagesOf(up.output(), 'keel up')).toContain(`shop, one process per module: 5 processes over ${natsUrl}, subject prefix keel`);
       for (const name of ['catalog', 'inventory', 'payments', 'orders', 'notifications']) {
         expect(messagesOf(up.output(), name)).toContain('ready');
       }
@@ -298,6 +298,7 @@ describe('cli - keel up', () => {
       expect(messagesOf(up.output(), 'whoami#1')).toContain('ready');
       expect(messagesOf(up.output(), 'whoami#2')).toContain('ready');
       const natsUrl = startedNatsUrl(up.output());
+      expect(messagesOf(up.output(), 'keel up')).toContain(`whoami, two replicas: 2 processes over ${natsUrl}, subject prefix acme.who`);
 
       const credentials = clientEnvironment(up.output());
       expect(credentials['KEEL_NATS_PREFIX']).toBe('acme.who');
@@ -369,7 +370,7 @@ describe('cli - keel up', () => {
     }
     const output = up.stdout();
     expect(up.stderr()).toBe('');
-    expect(output).toMatch(/^keel up: whoami, two replicas: 2 processes over nats:\/\/127\.0\.0\.1:\d+$/m);
+    expect(output).toMatch(/^keel up: whoami, two replicas: 2 processes over nats:\/\/127\.0\.0\.1:\d+, subject prefix keel$/m);
     expect(output).toContain('keel up:   whoami ×2: whoami\n');
     for (const name of ['whoami#1', 'whoami#2']) {
       expect(output).toMatch(new RegExp(`^${escaped(name)} \\| \\[[\\d:.]+\\] INFO \\(keel\\): ready \\(Ctrl-C to stop\\)`, 'm'));
