@@ -137,6 +137,8 @@ export async function prepareLocalRun(options: LocalRunOptions): Promise<LocalRu
     natsServer = await launchNatsServer({ binary: cli.env['KEEL_NATS_SERVER_BIN'] || undefined, extraConfig: lockDown ? natsAuthorization(users) : undefined });
     natsUrl = natsServer.url;
     log(`started nats-server on ${natsUrl} (pid ${natsServer.pid})`);
+    const left = natsServer.removedLeftovers;
+    if (left.length > 0) log(`removed ${left.length === 1 ? 'the folder' : `${left.length} folders`} a killed run left behind: ${left.join(', ')}`);
     if (!lockDown) log('NATS is open (no users, 127.0.0.1 only), for development: keel up locks it down');
   }
   if (natsServer !== undefined && users.length > 0) {

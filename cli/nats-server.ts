@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CLIError, CliErrorCode } from './errors.js';
+import { NATS_FOLDER_PREFIX, recordOwners, removeLeftFolders } from './nats-server-leftovers.js';
 
 /** Options of {@link launchNatsServer}. */
 export interface NatsServerLaunchOptions {
@@ -43,6 +44,11 @@ export interface LaunchedNatsServer {
    * wrapper named in KEEL_NATS_SERVER_BIN that runs the server as its child.
    */
   readonly pid: number;
+  /**
+   * The folders of earlier servers removed before this one started: those a killed `keel up` or
+   * `keel dev` left behind, whose starter and server are both gone.
+   */
+  readonly removedLeftovers: readonly string[];
   /** Stops the server and removes its store. Idempotent. */
   stop(): Promise<void>;
 }
@@ -122,7 +128,9 @@ export async function launchNatsServer(options: NatsServerLaunchOptions = {}): P
       },
     );
   }
-  const directory = mkdtempSync(join(tmpdir(), 'keel-up-nats-'));
+  const removedLeftovers = removeLeftFolders(tmpdir());
+  const directory = mkdtempSync(join(tmpdir(), NATS_FOLDER_PREFIX));
+  recordOwners(directory, { starter: process.pid });
   const config = join(directory, 'nats-server.conf');
   const lines = [
     'listen: "127.0.0.1:-1"',
@@ -145,6 +153,8 @@ export async function launchNatsServer(options: NatsServerLaunchOptions = {}): P
   let exited = false;
   let ending = '';
   const group = child.pid as number;
+  // Named while it may run, so that a later launch leaves its folder alone until both are gone.
+  if (child.pid !== undefined) recordOwners(directory, { starter: process.pid, server: group });
   // Its whole process group: a wrapper named in KEEL_NATS_SERVER_BIN that runs the server as its
   // child (rather than exec it) is in the group too, and a signal to the wrapper alone would leave
   // the server running.
@@ -209,7 +219,7 @@ export async function launchNatsServer(options: NatsServerLaunchOptions = {}): P
   let port: number | undefined;
   while (Date.now() < deadline && !exited) {
     port ??= listeningPort(directory);
-    if (port !== undefined && (await acceptsConnections(port))) return { url: `nats://127.0.0.1:${port}`, directory, pid: group, stop };
+    if (port !== undefined && (await acceptsConnections(port))) return { url: `nats://127.0.0.1:${port}`, directory, pid: group, removedLeftovers, stop };
     await sleep(50);
   }
   const wasExited = exited;

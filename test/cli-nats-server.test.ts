@@ -4,26 +4,37 @@
  *   a session of its own, used to keep running (a real process, started and then killed);
  * - it picks its own port, read from its ports file, also through a wrapper that runs it as a
  *   child, and `stop()` ends its whole process group;
- * - one that stops before it listens is an error saying how it ended.
+ * - one that stops before it listens is an error saying how it ended;
+ * - the folder a killed run left behind is removed by the next launch, once its starter and its
+ *   server are both gone, and only then.
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it, onTestFinished } from 'vitest';
+import { removeLeftFolders } from '../cli/nats-server-leftovers.js';
 import { acceptsConnections as accepts, launchNatsServer } from '../cli/nats-server.js';
 
 const require = createRequire(import.meta.url);
 const tsxLoader = pathToFileURL(require.resolve('tsx')).href;
 const folder = mkdtempSync(join(tmpdir(), 'keel-nats-launch-'));
+/** `/proc/<pid>/stat`, or '' once the process is gone. */
+const readProcStat = (pid: number): string => {
+  try {
+    return readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return '';
+  }
+};
 afterAll(() => rmSync(folder, { recursive: true, force: true }));
 
 describe('cli - the nats-server keel up starts', () => {
   // Linux only: elsewhere there is no parent-death signal, and docs/cli.md says the server stays.
   it.skipIf(process.platform !== 'linux')(
-    'cli - stops when the keel process that started it is killed with SIGKILL: its port refuses connections within 10 s',
+    'cli - stops when the keel process that started it is killed with SIGKILL: its port refuses connections within 10 s, and the next launch removes the folder it left',
     { timeout: 60_000 },
     async () => {
       // The probe cli/nats-server.ts makes: a setpriv without --pdeathsig (util-linux before 2.33, busybox) would not do.
@@ -38,7 +49,9 @@ describe('cli - the nats-server keel up starts', () => {
           `const server = await launchNatsServer({ binary: process.env.KEEL_NATS_SERVER_BIN || undefined });\n` +
           `console.log(\`launched \${server.url} \${server.pid} \${server.directory}\`);\nsetInterval(() => {}, 60_000);\n`,
       );
-      const launcher = spawn(process.execPath, ['--import', tsxLoader, script], { stdio: ['ignore', 'pipe', 'inherit'] });
+      // A temporary folder of its own: a keel up of another test file would remove what it leaves too.
+      const temporary = mkdtempSync(join(folder, 'tmp-'));
+      const launcher = spawn(process.execPath, ['--import', tsxLoader, script], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, TMPDIR: temporary } });
       onTestFinished(() => {
         launcher.kill('SIGKILL');
       });
@@ -50,6 +63,8 @@ describe('cli - the nats-server keel up starts', () => {
           if (match !== null) resolve(match);
         });
         launcher.once('exit', (code) => reject(new Error(`the launcher exited with ${code} before the server was up: ${output}`)));
+        // Bounded below the test's timeout, so that a launch that hangs says how far it came.
+        setTimeout(() => reject(new Error(`the launcher printed no server within 30 s: ${JSON.stringify(output)}`)), 30_000).unref();
       });
       const port = Number(launched[1]);
       const pid = Number(launched[2]);
@@ -65,6 +80,25 @@ describe('cli - the nats-server keel up starts', () => {
       const deadline = Date.now() + 10_000;
       while ((await accepts(port)) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 100));
       expect(await accepts(port), `nats-server (pid ${pid}) still accepts connections on ${port} after its starter was killed`).toBe(false);
+
+      // Its folder is left (no code of the starter ran); the next launch removes it, once the server has exited too.
+      expect(existsSync(launched[3] as string), 'the killed run\'s folder, before the next launch').toBe(true);
+      const exited = Date.now() + 10_000;
+      while (Date.now() < exited && existsSync(`/proc/${pid}`) && !/\) Z /.test(readProcStat(pid))) await new Promise((resolve) => setTimeout(resolve, 50));
+      const shellTemporary = process.env['TMPDIR'];
+      process.env['TMPDIR'] = temporary; // os.tmpdir() reads it at each call
+      const next = await launchNatsServer({ binary: process.env['KEEL_NATS_SERVER_BIN'] || undefined }).finally(() => {
+        if (shellTemporary === undefined) delete process.env['TMPDIR'];
+        else process.env['TMPDIR'] = shellTemporary;
+      });
+      try {
+        expect(next.removedLeftovers).toEqual([launched[3]]);
+        expect(existsSync(launched[3] as string)).toBe(false);
+        expect(next.removedLeftovers, 'never its own folder').not.toContain(next.directory);
+        expect(await accepts(Number(new URL(next.url).port))).toBe(true);
+      } finally {
+        await next.stop();
+      }
     },
   );
 
@@ -111,5 +145,43 @@ describe('cli - the nats-server keel up starts', () => {
       (failure: unknown) => failure,
     );
     expect(error).toMatchObject({ code: 'E_NATS_SERVER', message: expect.stringMatching(/^nats-server stopped before it accepted connections \(it exited with code \d+\)\. Its output:\n.*[Pp]arse error/s) });
+  });
+
+  it('cli - a launch removes the folders whose starter and server are all gone (zombies included), and keeps those with one running, those of a run starting, and anything else', async () => {
+    const parent = mkdtempSync(join(folder, 'tmp-'));
+    const gone = spawnSync(process.execPath, ['-e', '']).pid as number; // exited and reaped
+    // A zombie: `sleep 0` exits, and its parent, now `sleep 5`, never reaps it.
+    const holder = spawn('sh', ['-c', 'sleep 0 & echo $!; exec sleep 5'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    onTestFinished(() => {
+      holder.kill('SIGKILL');
+    });
+    const zombie = await new Promise<number>((resolve) => holder.stdout.once('data', (chunk: Buffer) => resolve(Number(chunk.toString('utf8').trim()))));
+    const isZombie = Date.now() + 5_000;
+    while (Date.now() < isZombie && !/\) Z /.test(readProcStat(zombie))) await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(readProcStat(zombie)).toMatch(/\) Z /);
+    const make = (name: string, files: Record<string, string>, ageMs = 0): string => {
+      const path = join(parent, name);
+      mkdirSync(path);
+      for (const [file, text] of Object.entries(files)) writeFileSync(join(path, file), text);
+      if (ageMs > 0) utimesSync(path, new Date(Date.now() - ageMs), new Date(Date.now() - ageMs));
+      return path;
+    };
+    const ports = (pid: number) => ({ [`nats-server_${pid}.ports`]: '{"nats":["nats://127.0.0.1:4222"]}', store: '' });
+    const left = make('keel-up-nats-left', { 'owners.json': JSON.stringify({ starter: gone, server: gone }), ...ports(gone) });
+    const olderKeel = make('keel-up-nats-older', ports(gone)); // no owners file, as keel wrote before it
+    const zombieServer = make('keel-up-nats-zombie', { 'owners.json': JSON.stringify({ starter: gone, server: zombie }), ...ports(zombie) });
+    const unnamedOld = make('keel-up-nats-unnamed-old', {}, 11 * 60_000);
+    const starterRuns = make('keel-up-nats-starter', { 'owners.json': JSON.stringify({ starter: process.pid, server: gone }), ...ports(gone) });
+    const serverRuns = make('keel-up-nats-server', { 'owners.json': JSON.stringify({ starter: gone, server: process.pid }) });
+    const oldServerRuns = make('keel-up-nats-older-running', ports(process.pid));
+    const starting = make('keel-up-nats-starting', {}); // made a moment ago, owners not yet written
+    const beingWritten = make('keel-up-nats-writing', { 'owners.json': '' }, 11 * 60_000);
+    const other = make('not-keel-nats', ports(gone));
+    writeFileSync(join(parent, 'keel-up-nats-file'), 'a file');
+
+    expect(removeLeftFolders(parent).sort()).toEqual([left, olderKeel, zombieServer, unnamedOld].sort());
+    for (const path of [left, olderKeel, zombieServer, unnamedOld]) expect(existsSync(path), path).toBe(false);
+    for (const path of [starterRuns, serverRuns, oldServerRuns, starting, beingWritten, other, join(parent, 'keel-up-nats-file')]) expect(existsSync(path), path).toBe(true);
+    expect(removeLeftFolders(join(parent, 'missing')), 'no such parent: nothing to do').toEqual([]);
   });
 });
