@@ -113,6 +113,20 @@ function runningCheck(): (pid: number) => boolean {
   };
 }
 
+/**
+ * False when `/proc` shows no process of the group `pgid` but zombies (exited, never reaped);
+ * true when it shows a running one, or cannot say (no `/proc`).
+ *
+ * @example
+ * ```ts
+ * if (!groupRunsBeyondZombies(server.pid)) markGone();
+ * ```
+ */
+export function groupRunsBeyondZombies(pgid: number): boolean {
+  const live = liveProcesses();
+  return live === undefined || live.groups.has(pgid);
+}
+
 /** The pids and process groups of every process not a zombie, from `/proc`; undefined without it. */
 function liveProcesses(): { pids: Set<number>; groups: Set<number> } | undefined {
   let entries: string[];

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CLIError, CliErrorCode } from './errors.js';
-import { NATS_FOLDER_PREFIX, recordOwners, removeLeftFolders } from './nats-server-leftovers.js';
+import { NATS_FOLDER_PREFIX, groupRunsBeyondZombies, recordOwners, removeLeftFolders } from './nats-server-leftovers.js';
 
 /** Options of {@link launchNatsServer}. */
 export interface NatsServerLaunchOptions {
@@ -165,11 +165,15 @@ export async function launchNatsServer(options: NatsServerLaunchOptions = {}): P
       child.kill(name);
     }
   };
-  /** True while any process of the group is left (a wrapper's server may outlive the wrapper). */
+  /**
+   * True while any process of the group is left (a wrapper's server may outlive the wrapper),
+   * zombies aside: an orphaned server that exited is reaped by PID 1, and where PID 1 reaps no
+   * orphans (some containers) it would stay one for good.
+   */
   const groupLeft = (): boolean => {
     try {
       process.kill(-group, 0);
-      return true;
+      return groupRunsBeyondZombies(group);
     } catch (error) {
       return (error as NodeJS.ErrnoException).code === 'EPERM';
     }
@@ -205,8 +209,6 @@ export async function launchNatsServer(options: NatsServerLaunchOptions = {}): P
         signal('SIGTERM');
         if (!(await groupEnded(Date.now() + resolved.stopTimeoutMs))) {
           signal('SIGKILL');
-          // A server whose wrapper has ended is reaped by PID 1: where PID 1 reaps no orphans, it
-          // stays a zombie, which counts as the group's, and the wait ends here.
           await groupEnded(Date.now() + 2_000);
         }
         markGone();
