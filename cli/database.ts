@@ -5,17 +5,22 @@
  * applications' own entry points.
  */
 import type { AnyModule } from 'keel';
-import { DatabaseEnv, planDatabases, shownFolder, type DatabaseSettings } from 'keel/databases';
+import { DatabaseEnv, moduleDatabaseVariable, planDatabases, shownFolder, type DatabaseSettings } from 'keel/databases';
 import { CLIError, CliErrorCode } from './errors.js';
 
 
 type Env = Readonly<Record<string, string | undefined>>;
 
 /**
- * Refuses, before any process starts, a topology whose processes would open one embedded
- * database folder: PGlite serves one process, and two on one folder corrupt it. That is two
- * process groups given one `KEEL_DATA_DIR`, or a group of several replicas on a folder (each
- * replica would also hold data of its own). In memory, or on PostgreSQL, anything goes.
+ * Refuses, before any process starts, a topology whose processes would not keep a module's data
+ * in one place:
+ * - two processes on one embedded database folder: PGlite serves one process, and two on one
+ *   folder corrupt it. That is two process groups given one `KEEL_DATA_DIR`, or a group of
+ *   several replicas on a folder;
+ * - a module that owns data running in more than one process (several groups host it, or one
+ *   group of several replicas) on an embedded database, on disk or in memory: each process would
+ *   keep a copy of its own, and a call would find what another copy wrote missing. Its
+ *   processes must share a PostgreSQL (`DATABASE_URL`, or `DATABASE_URL_<MODULE>`).
  *
  * @example
  * ```ts
@@ -30,15 +35,19 @@ export function assertOwnDataFolders(
   settings: DatabaseSettings,
 ): void {
   const owners = new Map<string, string>();
+  /** Per module that owns data: the groups hosting it, and where each keeps its data when embedded. */
+  const hosts = new Map<string, { group: string; replicas: number; embedded?: string }[]>();
   for (const group of groups) {
     const env = { ...settings.env, ...group.env, KEEL_PROCESS_NAME: group.name };
     const folders = new Set<string>();
-    for (const { source } of planDatabases(group.modules, { env, root: settings.root })) {
+    for (const { module, source } of planDatabases(group.modules, { env, root: settings.root })) {
       if (source.engine === 'pglite' && source.dataDir !== undefined) folders.add(source.dataDir);
+      const embedded = source.engine !== 'pglite' ? undefined : source.dataDir === undefined ? 'memory' : shownFolder(source.dataDir, settings.root);
+      hosts.set(module, [...(hosts.get(module) ?? []), { group: group.name, replicas: group.replicas, ...(embedded === undefined ? {} : { embedded }) }]);
     }
     for (const folder of folders) {
       const shown = shownFolder(folder, settings.root);
-      const advice = `Set ${DatabaseEnv.URL} to a PostgreSQL, or ${DatabaseEnv.DATA_DIR}=${DatabaseEnv.IN_MEMORY} to keep each process's data in memory.`;
+      const advice = `Set ${DatabaseEnv.URL} to a PostgreSQL they share.`;
       if (group.replicas > 1) {
         throw new CLIError(
           CliErrorCode.E_TOPOLOGY,
@@ -52,10 +61,27 @@ export function assertOwnDataFolders(
         throw new CLIError(
           CliErrorCode.E_TOPOLOGY,
           `Processes "${other}" and "${group.name}" host modules that own data, and both would open the embedded database in ${shown}: PGlite serves one process.`,
-          { hint: `Unset ${DatabaseEnv.DATA_DIR} (each process then gets ${DatabaseEnv.DEFAULT_DATA_DIR}/<process>), or give them folders of their own in their env. ${advice}` },
+          {
+            hint:
+              `Unset ${DatabaseEnv.DATA_DIR} (each process then gets ${DatabaseEnv.DEFAULT_DATA_DIR}/<process>), or give them folders of their own in their env. ` +
+              `Or set ${DatabaseEnv.URL} to a PostgreSQL, or ${DatabaseEnv.DATA_DIR}=${DatabaseEnv.IN_MEMORY} to keep each process's data in memory.`,
+          },
         );
       }
       owners.set(folder, group.name);
     }
+  }
+  for (const [module, where] of hosts) {
+    const instances = where.reduce((sum, host) => sum + host.replicas, 0);
+    const embedded = where.filter((host) => host.embedded !== undefined);
+    if (instances < 2 || embedded.length === 0) continue;
+    const processes = where.length === 1 ? `the ${instances} replicas of process "${where[0]?.group}"` : `processes ${where.map((host) => `"${host.group}"`).join(' and ')}`;
+    const places = [...new Set(embedded.map((host) => (host.embedded === 'memory' ? 'in memory' : `in ${host.embedded}`)))].join(', ');
+    throw new CLIError(
+      CliErrorCode.E_TOPOLOGY,
+      `Module "${module}" owns data and runs in ${processes}, with an embedded database (${places}): each process would keep a copy of its own, ` +
+        'and a call would find what another copy wrote missing.',
+      { hint: `Set ${DatabaseEnv.URL} (or ${moduleDatabaseVariable(module)}) to a PostgreSQL they share, or host "${module}" in one process of one replica.` },
+    );
   }
 }

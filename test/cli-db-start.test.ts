@@ -125,7 +125,7 @@ describe('cli - keel start on module data', () => {
     for (const folder of ['reader', 'writer']) expect(existsSync(join(app.root, '.keel/data', folder, 'keel.lock')), folder).toBe(false);
   }, 90_000);
 
-  it('cli - keel up refuses a topology whose processes would share an embedded database folder', async () => {
+  it('cli - keel up refuses a topology whose processes would share an embedded database folder, or each keep a copy of one module\'s data', async () => {
     // Its output is no terminal: each refusal is one JSON error record on stderr.
     const refusal = (stderr: string): LogRecord => failureRecord(stderr, { process: 'keel up' });
     const app = testbed.app();
@@ -144,6 +144,14 @@ describe('cli - keel start on module data', () => {
     expect(refusal(replicas.stderr)).toMatchObject({
       code: 'E_TOPOLOGY',
       msg: expect.stringContaining('Process "app" runs 2 replicas of modules that own data, and they would share the embedded database in .keel/data/app'),
+    });
+    const twice = join(app.root, 'twice.json');
+    writeFileSync(twice, JSON.stringify({ processes: { writer: { modules: ['ledger', 'echo'] }, reader: { modules: ['ledger', 'audit'] } } }));
+    const copies = await runKeel(['up', twice], { cwd: app.root });
+    expect(copies.code).toBe(1);
+    expect(refusal(copies.stderr)).toMatchObject({
+      code: 'E_TOPOLOGY',
+      msg: expect.stringContaining('Module "ledger" owns data and runs in processes "writer" and "reader", with an embedded database (in .keel/data/writer, in .keel/data/reader)'),
     });
     const badUrl = await runKeel(['up', split], { cwd: app.root, env: { DATABASE_URL: 'mysql://db/shop' } });
     expect(badUrl.code).toBe(1);
