@@ -235,7 +235,11 @@ describe('cli - keel generate module', () => {
 
     // keel's sources stand in for the installed package (the keel-source condition), for tsc and vitest alike.
     for (const name of ['vitest', '@types']) symlinkSync(join(repository, 'node_modules', name), join(root, 'node_modules', name), 'dir');
-    writeFileSync(join(root, 'tsconfig.keel-source.json'), JSON.stringify({ extends: './tsconfig.json', compilerOptions: { customConditions: ['keel-source'] } }));
+    // With keel's own strictest flags too: the generated code must typecheck in a project that sets them (keel's repository does).
+    writeFileSync(
+      join(root, 'tsconfig.keel-source.json'),
+      JSON.stringify({ extends: './tsconfig.json', compilerOptions: { customConditions: ['keel-source'], noUnusedLocals: true, noUnusedParameters: true } }),
+    );
     writeFileSync(
       join(root, 'vitest.keel-source.config.mjs'),
       "import { mergeConfig } from 'vitest/config';\nimport config from './vitest.config.ts';\n\n" +

@@ -182,9 +182,11 @@ export function moduleFile(input: ModuleTemplateInput): string {
     ...(hasEvents ? ['emit'] : []),
     ...(hasSubscriptions ? ['logger'] : []),
   ];
-  const clients = input.dependsOn
-    .map((dependency) => `    const ${camelCase(dependency.name)}Client = get(${dependency.exportName});\n`)
-    .join('');
+  const clientNames = input.dependsOn.map((dependency) => `${camelCase(dependency.name)}Client`);
+  const clients =
+    input.dependsOn.map((dependency, index) => `    const ${clientNames[index]} = get(${dependency.exportName});\n`).join('') +
+    // Read once, so that a project with noUnusedLocals (keel's own) typechecks before a handler calls them.
+    (hasDependencies ? `    void [${clientNames.join(', ')}]; // delete once the handlers call them\n` : '');
   const clientsComment = hasDependencies
     ? `    // Clients of the contracts ${input.name} depends on, resolved once: call them from the handlers.\n`
     : '';
