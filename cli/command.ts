@@ -52,7 +52,15 @@ export interface SelfCommand {
  */
 export type SupervisorMessage =
   | { readonly type: 'ready'; readonly modules: readonly string[]; readonly httpUrl?: string | undefined }
-  | { readonly type: 'stopping' };
+  | { readonly type: 'stopping' }
+  | {
+      readonly type: 'failed';
+      /** The error's code (`INVALID_CONFIG`, `E_USAGE`, `UNAVAILABLE`...). */
+      readonly code: string;
+      readonly message: string;
+      /** False when starting it again unchanged would fail the same way (a bad option or configuration). */
+      readonly retry: boolean;
+    };
 
 /**
  * The channel to a supervising `keel up` (Node's IPC channel in a child process).

@@ -53,10 +53,22 @@ process.on('SIGTERM', onSignal);
 process.on('SIGHUP', onSignal);
 // Started by `keel up`: stop when it goes away, and tell it when this process is ready.
 process.on('disconnect', () => controller.abort('disconnect'));
+/** Every message sent, once written to the channel: disconnecting first could drop the last (a failure, just before the exit). */
+let sent: Promise<unknown> = Promise.resolve();
 const supervisor: SupervisorChannel | undefined =
-  process.send === undefined ? undefined : { send: (message) => process.connected && process.send?.(message) };
+  process.send === undefined
+    ? undefined
+    : {
+        send: (message) => {
+          if (!process.connected) return;
+          const written = new Promise<void>((resolve) => process.send?.(message, undefined, undefined, () => resolve()));
+          sent = Promise.all([sent, written]);
+        },
+      };
 
 process.exitCode = await runCli(main, process.argv.slice(2), { signal: controller.signal, supervisor, ownsProcess: true });
+// Bounded: a channel whose other end is gone may never call back.
+await Promise.race([sent, new Promise((resolve) => setTimeout(resolve, 2_000).unref())]);
 if (process.connected) process.disconnect();
 // The command is done (a long-running one returns once it has stopped). A handle the application's code left
 // open, such as a timer or a socket opened when a module is imported (keel warm imports them and starts

@@ -5,8 +5,8 @@
  */
 import { writeFileSync } from 'node:fs';
 import { join, relative, resolve } from 'node:path';
-import type { AnyModule } from 'keel';
-import { NATS_ENV } from 'keel/nats';
+import { KeelErrorCode, isKeelError, type AnyModule } from 'keel';
+import { NATS_ENV, natsOptionsFromEnv } from 'keel/nats';
 import { logFormatOf, type LogFormat } from 'keel/transport';
 import { loadAppConfig, loggingEnv } from './app-config.js';
 import type { CliContext } from './command.js';
@@ -110,6 +110,10 @@ export async function prepareLocalRun(options: LocalRunOptions): Promise<LocalRu
   // for: its own, else the one they would inherit from this shell, made explicit. Only where they
   // use NATS: a topology of one process without a URL runs none.
   const givenNatsUrl = options.nats ?? loaded.nats.url ?? (cli.env['KEEL_NATS_URL'] || undefined);
+  if (givenNatsUrl !== undefined) {
+    const source = options.nats !== undefined ? '--nats' : loaded.nats.url !== undefined ? `${relative(cli.cwd, file ?? '') || 'the topology'}'s nats.url` : NATS_ENV.URL;
+    checkNatsUrl(givenNatsUrl, source);
+  }
   const usesNats = givenNatsUrl !== undefined || needsNats(loaded);
   const topology = file !== undefined && usesNats ? { ...loaded, nats: { ...loaded.nats, prefix: localPrefix(loaded, cli.env) } } : loaded;
   /** What the run is called in its first line: the topology's name or file; none for one process without a file. */
@@ -202,4 +206,20 @@ export async function prepareLocalRun(options: LocalRunOptions): Promise<LocalRu
     log(`  ${group}${spec.replicas > 1 ? ` ×${spec.replicas}` : ''}: ${spec.modules.join(', ')}`);
   }
   return { project, modules, topology, processes, logFormat, natsUrl, stopNats: async () => natsServer?.stop() };
+}
+
+/**
+ * Refuses, before any process starts, a NATS URL every process would refuse at its start (each
+ * would then exit, be restarted, and exit again): the adapter's own check, naming where the URL
+ * came from. A URL that parses but leads nowhere is the processes' to find out, and to retry.
+ */
+function checkNatsUrl(url: string, source: string): void {
+  try {
+    natsOptionsFromEnv({ [NATS_ENV.URL]: url });
+  } catch (error) {
+    if (!isKeelError(error, KeelErrorCode.INVALID_CONFIG)) throw error;
+    throw new CLIError(CliErrorCode.E_USAGE, error.message.replace(NATS_ENV.URL, source), {
+      hint: 'Give the URL of a running server, nats://host:4222 or tls://host:4222 (several separated by commas), or none: keel up then starts its own.',
+    });
+  }
 }

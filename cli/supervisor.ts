@@ -34,8 +34,12 @@ export interface SupervisorOptions {
   readonly log: (line: string, level?: SupervisorLogLevel) => void;
   /** Called each time every process has become ready. */
   readonly onAllReady?: () => void;
-  /** Called when a process failed `maxFailedStarts` times in a row without becoming ready. */
-  readonly onGiveUp?: (name: string) => void;
+  /**
+   * Called when a process failed `maxFailedStarts` times in a row without becoming ready, or
+   * once when it said its failure would come again on a restart (a bad option or
+   * configuration); with the failure it reported last, when it reported one.
+   */
+  readonly onGiveUp?: (name: string, failure: ProcessFailure | undefined) => void;
   /** First restart delay (default 250 ms); doubles with each crash in a row. */
   readonly initialBackoffMs?: number;
   /** Longest restart delay (default 10 000 ms). */
@@ -47,6 +51,9 @@ export interface SupervisorOptions {
   /** How long {@link Supervisor.stop} waits for a process to drain before SIGKILL (default 30 000 ms). */
   readonly drainTimeoutMs?: number;
 }
+
+/** What a process reported of the error it failed with (`keel start` sends it over IPC before exiting). */
+export type ProcessFailure = Omit<Extract<SupervisorMessage, { type: 'failed' }>, 'type'>;
 
 /** How grave one of the supervisor's own messages is. */
 export type SupervisorLogLevel = 'info' | 'warn' | 'error';
@@ -99,6 +106,8 @@ interface Managed {
   backoffMs: number;
   restartTimer: NodeJS.Timeout | undefined;
   lastExit: ProcessExit | undefined;
+  /** What the current run reported of its failure, if it did. */
+  failure: ProcessFailure | undefined;
   /** Set while {@link Supervisor.restart} drains it: its exit is no crash. */
   restarting: boolean;
 }
@@ -135,6 +144,7 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
       backoffMs: resolved.initialBackoffMs,
       restartTimer: undefined,
       lastExit: undefined,
+      failure: undefined,
       restarting: false,
     };
   });
@@ -172,6 +182,7 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
     });
     entry.child = child;
     entry.ready = false;
+    entry.failure = undefined;
     pipeLines(entry, child, 'stdout');
     pipeLines(entry, child, 'stderr');
     child.on('message', (message: SupervisorMessage) => {
@@ -183,6 +194,8 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
       } else if (message?.type === 'stopping') {
         entry.ready = false;
         checkReady();
+      } else if (message?.type === 'failed') {
+        entry.failure = { code: String(message.code), message: String(message.message), retry: message.retry !== false };
       }
     });
     entry.exited = new Promise((resolve) => {
@@ -206,10 +219,16 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
 
   const onCrash = (entry: Managed, exit: ProcessExit, wasReady: boolean): void => {
     const how = exit.signal ? `signal ${exit.signal}` : `exit code ${exit.code}`;
+    const failure = entry.failure;
     if (!wasReady) entry.failedStarts++;
+    if (!wasReady && failure?.retry === false) {
+      options.log(`${entry.spec.name} exited (${how}) before becoming ready, with ${failure.code}, which a restart would meet again; not restarting it.`, 'error');
+      options.onGiveUp?.(entry.spec.name, failure);
+      return;
+    }
     if (entry.failedStarts >= resolved.maxFailedStarts) {
       options.log(`${entry.spec.name} exited (${how}) ${entry.failedStarts} times in a row before becoming ready; giving up.`, 'error');
-      options.onGiveUp?.(entry.spec.name);
+      options.onGiveUp?.(entry.spec.name, failure);
       return;
     }
     if (entry.readyAt !== undefined && Date.now() - entry.readyAt >= resolved.resetBackoffAfterMs) {
@@ -280,4 +299,20 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
       );
     },
   };
+}
+
+/**
+ * Why the supervisor gave up on a process, for the line that says so: the failure it reported
+ * last, when it reported one.
+ *
+ * @example
+ * ```ts
+ * gaveUpReason('catalog', { code: 'INVALID_CONFIG', message: 'KEEL_NATS_URL "http://x" uses http:', retry: false });
+ * // 'catalog cannot start, and a restart would not change that: INVALID_CONFIG: KEEL_NATS_URL "http://x" uses http:'
+ * ```
+ */
+export function gaveUpReason(name: string, failure: ProcessFailure | undefined): string {
+  if (failure === undefined) return `${name} kept exiting before it became ready`;
+  const why = `${failure.code}: ${failure.message.replace(/[.\s]+$/, '')}`;
+  return failure.retry ? `${name} kept exiting before it became ready, last with ${why}` : `${name} cannot start, and a restart would not change that: ${why}`;
 }

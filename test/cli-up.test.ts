@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { appendFileSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -446,6 +446,38 @@ describe('cli - keel up', () => {
       expect.objectContaining({ level: 50, process: 'keel up', code: 'E_NATS_SERVER', msg: expect.stringContaining('Cannot run "/nonexistent/nats-server"') }),
     ]);
     expect(stderr).toContain('apt-get install nats-server');
+  });
+
+  it('cli - refuses a NATS URL no process could use before starting any, naming where it came from', async () => {
+    const up = async (argv: string[], env: Record<string, string> = {}) => {
+      let stderr = '';
+      const code = await runCli(main, ['up', 'topologies/split.ts', ...argv], {
+        cwd: repository,
+        env: { KEEL_NATS_SERVER_BIN: '/nonexistent/nats-server', ...env },
+        stdout: { write: () => true },
+        stderr: { write: (text: string) => (stderr += text) },
+      });
+      return { code, record: failureRecord(stderr, { process: 'keel up', code: 'E_USAGE' }) };
+    };
+    const flag = await up(['--nats', 'http://127.0.0.1:4222']);
+    expect(flag.code).toBe(2);
+    expect(flag.record.msg).toBe('--nats "http://127.0.0.1:4222" uses http:; keel connects with nats:// or tls:// URLs.');
+    expect(flag.record['hint']).toContain('nats://host:4222');
+    const variable = await up([], { KEEL_NATS_URL: 'nats://127.0.0.1:4222/path' });
+    expect(variable.record.msg).toBe('KEEL_NATS_URL "nats://127.0.0.1:4222/path" has a path; a NATS URL is only nats://host:port.');
+  });
+
+  it('cli - stops at the first exit of a process that failed with what a restart would meet again, naming its failure', { timeout: 60_000 }, async () => {
+    const app = replicasApp();
+    writeFileSync(join(app, 'topologies/misconfigured.json'), JSON.stringify({ processes: { whoami: { modules: ['whoami'], env: { KEEL_HTTP_OPERATIONS: 'bogus' } } } }));
+    const up = keelUp(['topologies/misconfigured.json'], { cwd: app, env: { KEEL_NATS_URL: '' } });
+    expect(await up.exited, up.output()).toBe(1);
+    const failure = failureRecord(up.stderr(), { process: 'keel up', code: 'E_PROCESS' });
+    expect(failure.msg).toMatch(/^whoami cannot start, and a restart would not change that: E_USAGE: .*KEEL_HTTP_OPERATIONS.*"bogus"/);
+    // One start: the failure, then no restart.
+    expect(messagesOf(up.output(), 'keel up').filter((message) => message.startsWith('whoami exited'))).toEqual([
+      'whoami exited (exit code 2) before becoming ready, with E_USAGE, which a restart would meet again; not restarting it.',
+    ]);
   });
 
   it('cli - refuses a KEEL_LOG_LEVEL that is not a level with one INVALID_CONFIG error record naming it, in JSON format from the start', async () => {

@@ -18,7 +18,7 @@ import { prepareLocalRun } from '../local-run.js';
 import { splitList } from '../names.js';
 import { findProject, moduleGraph, projectSettings, type ModuleNode } from '../project.js';
 import type { ModuleGraph } from '../tooling/graph.js';
-import { createSupervisor } from '../supervisor.js';
+import { createSupervisor, gaveUpReason } from '../supervisor.js';
 import { DEFAULT_WATCH_OPTIONS, impactOf, processesToRestart, watchProject, type ProjectWatch } from '../watch.js';
 
 const execFileAsync = promisify(execFile);
@@ -143,7 +143,7 @@ async function dev(
     onAllReady: () =>
       log(`ready: ${processes.length === 1 ? (processes[0]?.name ?? '') : `all ${processes.length} processes`}; watching for changes (Ctrl-C to stop)`),
     // The supervisor's own line said it as an error; this one says what to do.
-    onGiveUp: (name) => log(`${name} keeps exiting before it is ready; fix it and save: the next change starts it again.`, 'warn'),
+    onGiveUp: (name, failure) => log(`${gaveUpReason(name, failure)}. Fix it and save: the next change starts it again.`, 'warn'),
   });
 
   const restart = async (paths: readonly string[]): Promise<void> => {

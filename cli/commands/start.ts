@@ -5,11 +5,11 @@
  */
 import { once } from 'node:events';
 import { relative } from 'node:path';
-import type { Kernel } from 'keel';
+import { KeelErrorCode, isKeelError, type Kernel } from 'keel';
 import { LogFormat, createLogger, logFormatOf } from 'keel/transport';
-import { contextOf, defineCommand, type CliContext } from '../command.js';
+import { contextOf, defineCommand, type CliContext, type SupervisorMessage } from '../command.js';
 import { createCommandLog, type CommandLog } from '../command-log.js';
-import { CLIError, CliErrorCode } from '../errors.js';
+import { CLIError, CliErrorCode, isCliError } from '../errors.js';
 import { HTTP_OPERATIONS_CHOICES, HttpOperations, isHttpOperations, startHost, type HostedDatabase } from '../host.js';
 import { splitList } from '../names.js';
 import { loadAppConfig, loggingEnv } from '../app-config.js';
@@ -148,9 +148,37 @@ export default defineCommand({
     const cli = contextOf(data);
     // Its failure, once its format is known, in that format: in JSON, an error record on stderr.
     const own = createCommandLog(cli, 'keel start', { processName: 'environment' });
-    await own.run(() => start(cli, own, args));
+    await own.run(async () => {
+      try {
+        await start(cli, own, args);
+      } catch (error) {
+        // keel up and keel dev name it when they give up, and do not restart what would fail again.
+        cli.supervisor?.send(failedMessage(error));
+        throw error;
+      }
+    });
   },
 });
+
+/**
+ * Failures that starting again with the same options, environment and files meets again: a bad
+ * option or variable, configuration or topology, a module the manifest lacks or cannot load.
+ */
+const LASTING_FAILURES: ReadonlySet<string> = new Set<string>([
+  CliErrorCode.E_USAGE,
+  CliErrorCode.E_CONFIG,
+  CliErrorCode.E_MANIFEST,
+  CliErrorCode.E_UNKNOWN_MODULE,
+  CliErrorCode.E_TOPOLOGY,
+  KeelErrorCode.INVALID_CONFIG,
+]);
+
+/** What a supervising `keel up` is told of the failure this process is about to exit with. */
+function failedMessage(error: unknown): SupervisorMessage {
+  const code = isCliError(error) || isKeelError(error) ? error.code : 'INTERNAL';
+  const message = error instanceof Error ? error.message : String(error);
+  return { type: 'failed', code, message: message.length > 1_000 ? `${message.slice(0, 999)}…` : message, retry: !LASTING_FAILURES.has(code) };
+}
 
 /** The flags of `keel start`. */
 interface StartArgs {

@@ -9,7 +9,7 @@ import { contextOf, defineCommand, type CliContext } from '../command.js';
 import { createCommandLog, type CommandLog } from '../command-log.js';
 import { CLIError, CliErrorCode } from '../errors.js';
 import { prepareLocalRun } from '../local-run.js';
-import { createSupervisor } from '../supervisor.js';
+import { createSupervisor, gaveUpReason, type ProcessFailure } from '../supervisor.js';
 
 export default defineCommand({
   meta: {
@@ -42,15 +42,15 @@ async function up(cli: CliContext, own: CommandLog, args: { readonly topology?: 
   const { processes, logFormat, stopNats } = await prepareLocalRun({ cli, command: 'keel up', log, onLogFormat: own.use, topology: args.topology, nats: args.nats });
 
   const gaveUp = new AbortController();
-  let failed: string | undefined;
+  let failed: { name: string; failure: ProcessFailure | undefined } | undefined;
   const supervisor = createSupervisor({
     processes,
     output: cli.stdout,
     format: logFormat,
     log,
     onAllReady: () => log(`ready: ${processes.length === 1 ? (processes[0]?.name ?? '') : `all ${processes.length} processes (${processes.map((process) => process.name).join(', ')})`}`),
-    onGiveUp: (name) => {
-      failed = name;
+    onGiveUp: (name, failure) => {
+      failed = { name, failure };
       gaveUp.abort();
     },
   });
@@ -64,8 +64,8 @@ async function up(cli: CliContext, own: CommandLog, args: { readonly topology?: 
   own.exits(exits);
   await stopNats();
   if (failed !== undefined) {
-    const where = own.json ? `its records (process "${failed}")` : 'its output above';
-    throw new CLIError(CliErrorCode.E_PROCESS, `${failed} kept exiting before it became ready; see ${where}.`);
+    const where = own.json ? `its records (process "${failed.name}")` : 'its output above';
+    throw new CLIError(CliErrorCode.E_PROCESS, `${gaveUpReason(failed.name, failed.failure)}; see ${where}.`);
   }
   log('stopped');
 }
