@@ -20,7 +20,8 @@ import { topologyFromEnv } from './topology.js';
 const logger = processLogger();
 // Declared before anything can fail: fail() shuts it down on every failure path.
 let tracing: Tracing | undefined;
-const topology = await topologyFromEnv(process.env).catch((error: unknown) => fail('read its topology', error));
+// Reads KEEL_MODULES and the KEEL_NATS_* variables, and connects to NATS when they name a server.
+const topology = await topologyFromEnv(process.env).catch((error: unknown) => fail('set up its topology (KEEL_MODULES, KEEL_NATS_URL)', error));
 const hosted = modules.filter((module) => topology.host?.includes(module.name) ?? true);
 // Traces when OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_TRACES_EXPORTER) asks for them; the SDK is loaded only then.
 tracing = tracingRequested()
@@ -207,7 +208,9 @@ async function logSummary(running: Kernel): Promise<void> {
     `hosting ${hostedHere.join(', ') || 'nothing (a client of the others)'}`,
   );
   if (status.remote.length > 0) {
-    const transports = status.transports.map((transport) => `${transport.name}${transport.ready ? '' : ' (not ready)'}`);
+    // The transport the remote modules are reached over (the kernel's own local one serves this process).
+    const remote = status.transports.filter((transport) => transport.name === topology.transport?.name);
+    const transports = (remote.length > 0 ? remote : status.transports).map((transport) => `${transport.name}${transport.ready ? '' : ' (not ready)'}`);
     logger.info({ remote: status.remote, transports: status.transports }, `reaching ${status.remote.join(', ')} over ${transports.join(', ')}`);
   }
   if (database !== undefined) logger.info({ data: describeDatabases(database) }, `data: ${describeDatabases(database)}`);

@@ -235,8 +235,8 @@ export function parseTopology(value: unknown, manifest: readonly string[], sourc
   if (missing.length > 0) {
     throw new CLIError(
       CliErrorCode.E_TOPOLOGY,
-      `${source}: no process hosts ${missing.map((module) => `"${module}"`).join(', ')}; calls to it would find no responders.`,
-      { hint: 'Add it to the modules of one of the processes.' },
+      `${source}: no process hosts ${missing.map((module) => `"${module}"`).join(', ')}; calls to ${missing.length === 1 ? 'it' : 'them'} would find no responders.`,
+      { hint: `Add ${missing.length === 1 ? 'it' : 'each'} to the modules of one of the processes, or give one process modules: ["*"] (every module no other process names).` },
     );
   }
   return topology;

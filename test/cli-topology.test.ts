@@ -99,9 +99,12 @@ describe('cli - topology files', () => {
     expect((refusal as Error).message).toBe('KEEL_NATS_PREFIX "a..b" is not a subject prefix: a subject prefix is one or more tokens of letters, digits, _ and -, joined by dots.');
   });
 
-  it('cli - refuses a topology that leaves a module without a process', () => {
+  it('cli - refuses a topology that leaves a module without a process, naming each', () => {
     expect(failure(() => parseTopology({ processes: { app: { modules: ['catalog'] } } }, ['catalog', 'orders']))).toBe(
       'the topology: no process hosts "orders"; calls to it would find no responders.',
+    );
+    expect(failure(() => parseTopology({ processes: { app: { modules: ['catalog'] } } }, ['catalog', 'orders', 'payments']))).toBe(
+      'the topology: no process hosts "orders", "payments"; calls to them would find no responders.',
     );
   });
 
