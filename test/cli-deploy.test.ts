@@ -89,7 +89,7 @@ beforeAll(async () => {
 });
 
 describe('cli - deploy', () => {
-  it('cli - deploy writes the Dockerfile, ignore files, compose.yaml and k8s/, printing one line per file', () => {
+  it('cli - deploy writes the Dockerfile, ignore files, compose.yaml and k8s/, printing one line per file, and in keel\'s own repository a warning that the image is an application\'s', () => {
     const { stdout, files } = topologies['split']!;
     expect([...files.keys()].sort()).toEqual([
       '.dockerignore',
@@ -113,6 +113,8 @@ describe('cli - deploy', () => {
     const [checked, ...lines] = stdout.trimEnd().split('\n');
     // The shop's keel.config.ts is checked before anything is written.
     expect(checked).toBe('keel deploy: checked keel.config.ts; every process of the image reads it from the build');
+    // Run in keel's own repository, whose package is keel: the Dockerfile's keel (node_modules/keel) is an application's.
+    expect(lines.pop()).toMatch(/^keel deploy: warning: this is keel's own repository, not an application that depends on keel: the Dockerfile runs keel from node_modules\/keel/);
     expect(lines).toHaveLength(files.size);
     for (const path of files.keys()) expect(lines.some((line) => line.startsWith('keel deploy: wrote ') && line.endsWith(join('deploy', path)))).toBe(true);
   });
