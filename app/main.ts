@@ -211,7 +211,7 @@ async function logSummary(running: Kernel): Promise<void> {
     // The transport the remote modules are reached over (the kernel's own local one serves this process).
     const remote = status.transports.filter((transport) => transport.name === topology.transport?.name);
     const transports = (remote.length > 0 ? remote : status.transports).map((transport) => `${transport.name}${transport.ready ? '' : ' (not ready)'}`);
-    logger.info({ remote: status.remote, transports: status.transports }, `reaching ${status.remote.join(', ')} over ${transports.join(', ')}`);
+    logger.info({ remote: status.remote, transports: remote.length > 0 ? remote : status.transports }, `reaching ${status.remote.join(', ')} over ${transports.join(', ')}`);
   }
   if (database !== undefined) logger.info({ data: describeDatabases(database) }, `data: ${describeDatabases(database)}`);
   if (gateway?.url !== undefined) {

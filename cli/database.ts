@@ -34,41 +34,32 @@ export function assertOwnDataFolders(
   groups: readonly { readonly name: string; readonly modules: readonly AnyModule[]; readonly replicas: number; readonly env: Env }[],
   settings: DatabaseSettings,
 ): void {
-  const owners = new Map<string, string>();
+  const planned = groups.map((group) => {
+    const env = { ...settings.env, ...group.env, KEEL_PROCESS_NAME: group.name };
+    return { group, databases: planDatabases(group.modules, { env, root: settings.root }) };
+  });
+  /** The embedded folders each group opens. */
+  const foldersOf = (databases: (typeof planned)[number]['databases']): Set<string> =>
+    new Set(databases.flatMap(({ source }) => (source.engine === 'pglite' && source.dataDir !== undefined ? [source.dataDir] : [])));
+  for (const { group, databases } of planned) {
+    const [folder] = foldersOf(databases);
+    if (group.replicas > 1 && folder !== undefined) {
+      throw new CLIError(
+        CliErrorCode.E_TOPOLOGY,
+        `Process "${group.name}" runs ${group.replicas} replicas of modules that own data, and they would share the embedded database in ${shownFolder(folder, settings.root)}: ` +
+          'PGlite serves one process.',
+        { hint: `Set ${DatabaseEnv.URL} to a PostgreSQL they share, or run one replica.` },
+      );
+    }
+  }
+  // Before two groups on one folder: for a module both host, a folder each (that check's advice)
+  // would still split its data, and a shared PostgreSQL is the advice that holds.
   /** Per module that owns data: the groups hosting it, and where each keeps its data when embedded. */
   const hosts = new Map<string, { group: string; replicas: number; embedded?: string }[]>();
-  for (const group of groups) {
-    const env = { ...settings.env, ...group.env, KEEL_PROCESS_NAME: group.name };
-    const folders = new Set<string>();
-    for (const { module, source } of planDatabases(group.modules, { env, root: settings.root })) {
-      if (source.engine === 'pglite' && source.dataDir !== undefined) folders.add(source.dataDir);
+  for (const { group, databases } of planned) {
+    for (const { module, source } of databases) {
       const embedded = source.engine !== 'pglite' ? undefined : source.dataDir === undefined ? 'memory' : shownFolder(source.dataDir, settings.root);
       hosts.set(module, [...(hosts.get(module) ?? []), { group: group.name, replicas: group.replicas, ...(embedded === undefined ? {} : { embedded }) }]);
-    }
-    for (const folder of folders) {
-      const shown = shownFolder(folder, settings.root);
-      const advice = `Set ${DatabaseEnv.URL} to a PostgreSQL they share.`;
-      if (group.replicas > 1) {
-        throw new CLIError(
-          CliErrorCode.E_TOPOLOGY,
-          `Process "${group.name}" runs ${group.replicas} replicas of modules that own data, and they would share the embedded database in ${shown}: ` +
-            'PGlite serves one process.',
-          { hint: `${advice} Or run one replica.` },
-        );
-      }
-      const other = owners.get(folder);
-      if (other !== undefined) {
-        throw new CLIError(
-          CliErrorCode.E_TOPOLOGY,
-          `Processes "${other}" and "${group.name}" host modules that own data, and both would open the embedded database in ${shown}: PGlite serves one process.`,
-          {
-            hint:
-              `Unset ${DatabaseEnv.DATA_DIR} (each process then gets ${DatabaseEnv.DEFAULT_DATA_DIR}/<process>), or give them folders of their own in their env. ` +
-              `Or set ${DatabaseEnv.URL} to a PostgreSQL, or ${DatabaseEnv.DATA_DIR}=${DatabaseEnv.IN_MEMORY} to keep each process's data in memory.`,
-          },
-        );
-      }
-      owners.set(folder, group.name);
     }
   }
   for (const [module, where] of hosts) {
@@ -83,5 +74,23 @@ export function assertOwnDataFolders(
         'and a call would find what another copy wrote missing.',
       { hint: `Set ${DatabaseEnv.URL} (or ${moduleDatabaseVariable(module)}) to a PostgreSQL they share, or host "${module}" in one process of one replica.` },
     );
+  }
+  const owners = new Map<string, string>();
+  for (const { group, databases } of planned) {
+    for (const folder of foldersOf(databases)) {
+      const other = owners.get(folder);
+      if (other !== undefined) {
+        throw new CLIError(
+          CliErrorCode.E_TOPOLOGY,
+          `Processes "${other}" and "${group.name}" host modules that own data, and both would open the embedded database in ${shownFolder(folder, settings.root)}: PGlite serves one process.`,
+          {
+            hint:
+              `Unset ${DatabaseEnv.DATA_DIR} (each process then gets ${DatabaseEnv.DEFAULT_DATA_DIR}/<process>), or give them folders of their own in their env. ` +
+              `Or set ${DatabaseEnv.URL} to a PostgreSQL, or ${DatabaseEnv.DATA_DIR}=${DatabaseEnv.IN_MEMORY} to keep each process's data in memory.`,
+          },
+        );
+      }
+      owners.set(folder, group.name);
+    }
   }
 }

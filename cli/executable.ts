@@ -68,7 +68,7 @@ const supervisor: SupervisorChannel | undefined =
 
 process.exitCode = await runCli(main, process.argv.slice(2), { signal: controller.signal, supervisor, ownsProcess: true });
 // Bounded: a channel whose other end is gone may never call back.
-await Promise.race([sent, new Promise((resolve) => setTimeout(resolve, 2_000).unref())]);
+await Promise.race([sent, new Promise((resolve) => setTimeout(resolve, 2_000))]);
 if (process.connected) process.disconnect();
 // The command is done (a long-running one returns once it has stopped). A handle the application's code left
 // open, such as a timer or a socket opened when a module is imported (keel warm imports them and starts

@@ -111,8 +111,13 @@ export async function prepareLocalRun(options: LocalRunOptions): Promise<LocalRu
   // use NATS: a topology of one process without a URL runs none.
   const givenNatsUrl = options.nats ?? loaded.nats.url ?? (cli.env['KEEL_NATS_URL'] || undefined);
   if (givenNatsUrl !== undefined) {
-    const source = options.nats !== undefined ? '--nats' : loaded.nats.url !== undefined ? `${relative(cli.cwd, file ?? '') || 'the topology'}'s nats.url` : NATS_ENV.URL;
-    checkNatsUrl(givenNatsUrl, source);
+    const source =
+      options.nats !== undefined
+        ? { label: '--nats', code: CliErrorCode.E_USAGE }
+        : loaded.nats.url !== undefined
+          ? { label: `${relative(cli.cwd, file ?? '') || 'the topology'}'s nats.url`, code: CliErrorCode.E_TOPOLOGY }
+          : { label: NATS_ENV.URL, code: CliErrorCode.E_USAGE };
+    checkNatsUrl(givenNatsUrl, source.label, source.code, options.command);
   }
   const usesNats = givenNatsUrl !== undefined || needsNats(loaded);
   const topology = file !== undefined && usesNats ? { ...loaded, nats: { ...loaded.nats, prefix: localPrefix(loaded, cli.env) } } : loaded;
@@ -213,13 +218,13 @@ export async function prepareLocalRun(options: LocalRunOptions): Promise<LocalRu
  * would then exit, be restarted, and exit again): the adapter's own check, naming where the URL
  * came from. A URL that parses but leads nowhere is the processes' to find out, and to retry.
  */
-function checkNatsUrl(url: string, source: string): void {
+function checkNatsUrl(url: string, source: string, code: CliErrorCode, command: string): void {
   try {
     natsOptionsFromEnv({ [NATS_ENV.URL]: url });
   } catch (error) {
     if (!isKeelError(error, KeelErrorCode.INVALID_CONFIG)) throw error;
-    throw new CLIError(CliErrorCode.E_USAGE, error.message.replace(NATS_ENV.URL, source), {
-      hint: 'Give the URL of a running server, nats://host:4222 or tls://host:4222 (several separated by commas), or none: keel up then starts its own.',
+    throw new CLIError(code, error.message.replace(NATS_ENV.URL, source), {
+      hint: `Give the URL of a running server, nats://host:4222 or tls://host:4222 (several separated by commas), or none: ${command} then starts its own.`,
     });
   }
 }

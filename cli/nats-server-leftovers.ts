@@ -3,21 +3,53 @@
  * (a SIGKILL, the OOM killer: no code of theirs ran to remove them). Each holds a JetStream store
  * and the `_client` credentials of a server that is gone. The next launch removes them.
  */
-import { lstatSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { lstatSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 
 /** The name every such folder starts with, under the temporary folder. */
 export const NATS_FOLDER_PREFIX = 'keel-up-nats-';
 
-/** The file in such a folder naming the processes it belongs to. */
+/** The file in such a folder naming the processes it belongs to, and where they run. */
 const OWNERS_FILE = 'owners.json';
 
-/** A folder with no process named in it is left alone for this long: its run may be starting. */
-const UNNAMED_GRACE_MS = 10 * 60_000;
+/** An owners file that cannot be read is left alone for this long: it may be being written. */
+const UNREADABLE_GRACE_MS = 10 * 60_000;
 
 /**
- * Names the processes a server's folder belongs to: the one that started the server and,
- * once it runs, the server's process group. Written again as each becomes known.
+ * Where a process runs, as far as its pid means anything: the host, its boot, and its pid
+ * namespace (two containers sharing a temporary folder each number their own processes).
+ */
+interface Place {
+  readonly host: string;
+  readonly boot?: string;
+  readonly pidNamespace?: string;
+}
+
+/** What an owners file holds. */
+interface Owners extends Place {
+  readonly starter: number;
+  readonly server?: number;
+}
+
+/** Where this process runs; `boot` and `pidNamespace` only where `/proc` says (Linux). */
+function placeHere(): Place {
+  const read = (path: string, how: (path: string) => string): string | undefined => {
+    try {
+      return how(path).trim() || undefined;
+    } catch {
+      return undefined;
+    }
+  };
+  const boot = read('/proc/sys/kernel/random/boot_id', (path) => readFileSync(path, 'utf8'));
+  const pidNamespace = read('/proc/self/ns/pid', readlinkSync);
+  return { host: hostname(), ...(boot === undefined ? {} : { boot }), ...(pidNamespace === undefined ? {} : { pidNamespace }) };
+}
+
+/**
+ * Names the processes a server's folder belongs to, and where they run: the one that started
+ * the server and, once it runs, the server's process group. Written again as each becomes known.
+ * Never throws: a folder whose owners could not be written is never removed by a later launch.
  *
  * @example
  * ```ts
@@ -25,18 +57,27 @@ const UNNAMED_GRACE_MS = 10 * 60_000;
  * ```
  */
 export function recordOwners(directory: string, owners: { readonly starter: number; readonly server?: number }): void {
-  writeFileSync(join(directory, OWNERS_FILE), JSON.stringify(owners), { mode: 0o600 });
+  try {
+    writeFileSync(join(directory, OWNERS_FILE), JSON.stringify({ ...owners, ...placeHere() } satisfies Owners), { mode: 0o600 });
+  } catch {
+    // A full disk, say: housekeeping, never a reason to fail a launch.
+  }
 }
 
 /**
  * Removes the server folders under `parent` whose owners are all gone, and returns their paths.
- * A folder's owners are the processes its owners file names and the server whose pid is in its
- * ports file's name (`nats-server_<pid>.ports`, also in folders of keel versions before the owners
- * file), each as a process or a process group. A folder is kept while any of them runs (a zombie
- * does not; a process of another user does), and
- * one naming no process is kept for ten minutes after it was last changed, since its run may be
- * starting. Folders of other users, and anything not a folder, are left alone. A folder that
- * cannot be read or removed is skipped: this is housekeeping, never a reason to fail a launch.
+ * Only a folder whose owners file says it was made on this host is looked at, and:
+ * - made in an earlier boot: removed;
+ * - made in another pid namespace (another container sharing the folder), or where this process
+ *   cannot tell (no `/proc`): its pids mean nothing here, and it is kept;
+ * - else kept while any of its owners runs, as a process or a process group: the starter, the
+ *   server, and the server whose pid is in its ports file's name (`nats-server_<pid>.ports`). A
+ *   zombie does not run; a process of another user does.
+ *
+ * A folder without an owners file (made by a keel before it, or one that could not write it) is
+ * kept; one whose owners file cannot be parsed is removed ten minutes after it last changed.
+ * Folders of other users, and anything not a folder, are left alone. A folder that cannot be read
+ * or removed is skipped: this is housekeeping, never a reason to fail a launch.
  *
  * @example
  * ```ts
@@ -50,18 +91,18 @@ export function removeLeftFolders(parent: string, now = Date.now()): string[] {
   } catch {
     return [];
   }
-  const removed: string[] = [];
+  if (names.length === 0) return [];
+  const here = placeHere();
   // Taken after the names: the starter of any folder listed made it before, so it is in the
   // snapshot unless it has ended (a run starting meanwhile made no folder listed here).
-  const isRunning = names.length === 0 ? () => true : runningCheck();
+  const isRunning = runningCheck();
+  const removed: string[] = [];
   for (const name of names) {
     const folder = join(parent, name);
     try {
       const stats = lstatSync(folder);
       if (!stats.isDirectory() || (process.getuid !== undefined && stats.uid !== process.getuid())) continue;
-      const pids = ownersOf(folder);
-      const left = pids.length === 0 ? now - stats.mtimeMs > UNNAMED_GRACE_MS : !pids.some(isRunning);
-      if (!left) continue;
+      if (!isLeft(folder, stats.mtimeMs, here, isRunning, now)) continue;
       rmSync(folder, { recursive: true, force: true });
       removed.push(folder);
     } catch {
@@ -71,24 +112,28 @@ export function removeLeftFolders(parent: string, now = Date.now()): string[] {
   return removed;
 }
 
-/** The pids a folder names: its owners file's, and the one in its ports file's name. */
-function ownersOf(folder: string): number[] {
-  const pids: number[] = [];
+/** Whether a folder was left by a run that is gone (see {@link removeLeftFolders}). */
+function isLeft(folder: string, changedMs: number, here: Place, isRunning: (pid: number) => boolean, now: number): boolean {
   const files = readdirSync(folder);
+  if (!files.includes(OWNERS_FILE)) return false;
+  let owners: Owners;
+  try {
+    owners = JSON.parse(readFileSync(join(folder, OWNERS_FILE), 'utf8')) as Owners;
+    if (typeof owners !== 'object' || owners === null || typeof owners.host !== 'string') throw new Error('no host');
+  } catch {
+    return now - changedMs > UNREADABLE_GRACE_MS;
+  }
+  if (owners.host !== here.host) return false;
+  if (owners.boot !== undefined && here.boot !== undefined && owners.boot !== here.boot) return true;
+  // Another namespace's pids, or one side that cannot tell: they mean nothing here.
+  if (owners.pidNamespace !== here.pidNamespace) return false;
+  const pids = [owners.starter, owners.server];
   for (const file of files) {
     const match = /_(\d+)\.ports$/.exec(file);
     if (match !== null) pids.push(Number(match[1]));
   }
-  if (files.includes(OWNERS_FILE)) {
-    try {
-      const owners = JSON.parse(readFileSync(join(folder, OWNERS_FILE), 'utf8')) as Record<string, unknown>;
-      for (const pid of [owners['starter'], owners['server']]) if (typeof pid === 'number') pids.push(pid);
-    } catch {
-      // Being written: the folder names its starter again in a moment; keep it this time.
-      pids.push(process.pid);
-    }
-  }
-  return pids.filter((pid) => Number.isInteger(pid) && pid > 0);
+  const named = pids.filter((pid): pid is number => typeof pid === 'number' && Number.isInteger(pid) && pid > 0);
+  return named.length > 0 && !named.some(isRunning);
 }
 
 /**

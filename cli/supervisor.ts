@@ -207,7 +207,8 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
       child.once('close', (code, signal) => {
         const exit: ProcessExit = { name: entry.spec.name, code: spawnError ? 1 : code, signal };
         entry.lastExit = exit;
-        const wasReady = entry.ready;
+        // Not `ready`: a process stopping (SIGTERM from outside keel up) is no longer ready, yet it had started.
+        const wasReady = entry.readyAt !== undefined;
         entry.ready = false;
         entry.child = undefined;
         checkReady();

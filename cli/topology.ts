@@ -57,7 +57,7 @@ const SET_BY_THE_TOPOLOGY: Readonly<Record<string, string>> = {
   KEEL_NATS_PREFIX:
     "every process of a topology serves and calls under one subject prefix, and its NATS permissions are written for it: set the topology's nats.prefix instead",
   KEEL_PROCESS_NAME:
-    'a process is named by its group\'s key (keel up adds #<n> to each replica\'s, and each keeps its embedded database under that name): rename the group, or set OTEL_SERVICE_NAME to name its traces',
+    'a process is named by its group\'s key (keel up adds #<n> to each replica\'s), and keeps its embedded database under that name: rename the group, or set OTEL_SERVICE_NAME to name its traces',
 };
 
 /** In a process group's `modules`: every module of the manifest that no other group names. */

@@ -227,7 +227,9 @@ export interface WatchedProcess {
 /**
  * The processes a change restarts: every one, or those hosting a module it concerns, and, when a
  * contract changed, every process serving every module's operations over HTTP (a gateway
- * exposes the operations of modules hosted elsewhere, from the contracts it read as it started).
+ * exposes the operations of modules hosted elsewhere, from the contracts it read as it started);
+ * and every process named in `givenUp` (stopped after failing to start), whatever the change: it
+ * may have failed on a file of a module it does not host, and this change may be the fix.
  *
  * @example
  * ```ts
@@ -235,9 +237,16 @@ export interface WatchedProcess {
  * processesToRestart(impact, processes).map((process) => process.name); // ['back-office', 'storefront']
  * ```
  */
-export function processesToRestart<P extends WatchedProcess>(impact: ChangeImpact, processes: readonly P[]): P[] {
+export function processesToRestart<P extends WatchedProcess>(
+  impact: ChangeImpact,
+  processes: readonly P[],
+  givenUp: ReadonlySet<string> = new Set(),
+): P[] {
   if (impact.all) return [...processes];
   return processes.filter(
-    (process) => process.modules.some((module) => impact.modules.has(module)) || (impact.contracts.size > 0 && process.servesAllOperations),
+    (process) =>
+      givenUp.has(process.name) ||
+      process.modules.some((module) => impact.modules.has(module)) ||
+      (impact.contracts.size > 0 && process.servesAllOperations),
   );
 }

@@ -33,10 +33,20 @@ describe('cli - a topology keeps each module\'s data in one place', () => {
     });
   });
 
-  it('cli - refuses replicas of a module that owns data in memory, and one process on PostgreSQL beside one embedded', () => {
+  it('cli - refuses replicas of a module that owns data in memory, two processes on one folder, and one process on PostgreSQL beside one embedded', () => {
     expect(refusal([group('app', [ordersModule], { KEEL_DATA_DIR: 'memory' }, 3)])).toMatchObject({
       code: 'E_TOPOLOGY',
       message: expect.stringMatching(/^Module "orders" owns data and runs in the 3 replicas of process "app", with an embedded database \(in memory\)/),
+    });
+    // On one folder too: the advice that holds is a shared PostgreSQL, not a folder each.
+    expect(refusal([group('a', [catalogModule]), group('b', [catalogModule])], { KEEL_DATA_DIR: 'data' })).toMatchObject({
+      code: 'E_TOPOLOGY',
+      message: expect.stringContaining('Module "catalog" owns data and runs in processes "a" and "b", with an embedded database (in data)'),
+    });
+    // Different modules on one folder: that folder is the problem, and a folder each the fix.
+    expect(refusal([group('a', [catalogModule]), group('b', [ordersModule])], { KEEL_DATA_DIR: 'data' })).toMatchObject({
+      code: 'E_TOPOLOGY',
+      message: 'Processes "a" and "b" host modules that own data, and both would open the embedded database in data: PGlite serves one process.',
     });
     expect(refusal([group('a', [catalogModule], { DATABASE_URL: POSTGRES }), group('b', [catalogModule])])).toMatchObject({
       code: 'E_TOPOLOGY',

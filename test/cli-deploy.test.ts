@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { planDeployment, type DeployFile } from '../cli/deploy/index.js';
 import { projectSettings } from '../cli/project.js';
 import { parseTopology } from '../cli/topology.js';
-import { runKeel } from './support/cli.js';
+import { KEEL_REPOSITORY_DEPLOY_WARNING, runKeel } from './support/cli.js';
 
 const require = createRequire(import.meta.url);
 const repository = dirname(require.resolve('keel/package.json'));
@@ -64,7 +64,8 @@ interface Deployed {
 async function deploy(topology: string, extra: readonly string[] = []): Promise<Deployed> {
   const out = join(temporaryFolder(), 'deploy');
   const run = await runKeel(['deploy', topology, '--out', out, ...extra], { cwd: repository });
-  expect(run.stderr).toBe('');
+  // Run in keel's own repository, whose package is keel: the Dockerfile's keel (node_modules/keel) is an application's.
+  expect(run.stderr).toMatch(KEEL_REPOSITORY_DEPLOY_WARNING);
   expect(run.code).toBe(0);
   return { stdout: run.stdout, out, files: readTree(out) };
 }
@@ -113,8 +114,6 @@ describe('cli - deploy', () => {
     const [checked, ...lines] = stdout.trimEnd().split('\n');
     // The shop's keel.config.ts is checked before anything is written.
     expect(checked).toBe('keel deploy: checked keel.config.ts; every process of the image reads it from the build');
-    // Run in keel's own repository, whose package is keel: the Dockerfile's keel (node_modules/keel) is an application's.
-    expect(lines.pop()).toMatch(/^keel deploy: warning: this is keel's own repository, not an application that depends on keel: the Dockerfile runs keel from node_modules\/keel/);
     expect(lines).toHaveLength(files.size);
     for (const path of files.keys()) expect(lines.some((line) => line.startsWith('keel deploy: wrote ') && line.endsWith(join('deploy', path)))).toBe(true);
   });

@@ -415,7 +415,7 @@ describe('cli - keel dev', () => {
     expect(modules(['modules/catalog/module.ts', 'keel.config.ts'])).toBe('all (keel.config.ts)');
   });
 
-  it('cli - a contract change also restarts every process serving all operations over HTTP: a gateway exposes modules hosted elsewhere', () => {
+  it('cli - a contract change also restarts every process serving all operations over HTTP: a gateway exposes modules hosted elsewhere; any change restarts one given up on', () => {
     const graph = [
       { name: 'catalog', dependsOn: [], subscribesTo: [] },
       { name: 'orders', dependsOn: ['catalog'], subscribesTo: [] },
@@ -431,6 +431,11 @@ describe('cli - keel dev', () => {
     // Its other files change no route: the gateway stays up.
     expect(restarted(['modules/payments/module.ts'])).toEqual(['back-office']);
     expect(restarted(['keel.config.ts'])).toEqual(['storefront', 'back-office']);
+    // A process given up on (it failed to start) restarts at any change: the fix may be in another module's file.
+    expect(processesToRestart(impactOf(['modules/catalog/module.ts'], 'modules', graph), processes, new Set(['back-office'])).map((process) => process.name)).toEqual([
+      'storefront',
+      'back-office',
+    ]);
   });
 
   it('cli - the watch skips tool output, warns when a folder goes, and watches it again once it is back', { timeout: 30_000 }, async () => {

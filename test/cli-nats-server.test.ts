@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, describe, expect, it, onTestFinished } from 'vitest';
-import { removeLeftFolders } from '../cli/nats-server-leftovers.js';
+import { recordOwners, removeLeftFolders } from '../cli/nats-server-leftovers.js';
 import { acceptsConnections as accepts, launchNatsServer } from '../cli/nats-server.js';
 
 const require = createRequire(import.meta.url);
@@ -158,11 +158,11 @@ describe('cli - the nats-server keel up starts', () => {
     expect(error).toMatchObject({ code: 'E_NATS_SERVER', message: expect.stringMatching(/^nats-server stopped before it accepted connections \(it exited with code \d+\)\. Its output:\n.*[Pp]arse error/s) });
   });
 
-  it('cli - a launch removes the folders whose starter and server are all gone (zombies included), and keeps those with one running, those of a run starting, and anything else', async () => {
+  it('cli - a launch removes the folders of this host whose starter and server are all gone (zombies included), or of an earlier boot, and keeps those with one running, of another pid namespace or host, of an older keel, and anything else', async () => {
     const parent = mkdtempSync(join(folder, 'tmp-'));
     const gone = spawnSync(process.execPath, ['-e', '']).pid as number; // exited and reaped
-    // A zombie: `sleep 0` exits, and its parent, now `sleep 5`, never reaps it.
-    const holder = spawn('sh', ['-c', 'sleep 0 & echo $!; exec sleep 5'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    // A zombie: `sleep 0` exits, and its parent, now `sleep 60`, never reaps it (killed when the test ends).
+    const holder = spawn('sh', ['-c', 'sleep 0 & echo $!; exec sleep 60'], { stdio: ['ignore', 'pipe', 'inherit'] });
     onTestFinished(() => {
       holder.kill('SIGKILL');
     });
@@ -170,29 +170,41 @@ describe('cli - the nats-server keel up starts', () => {
     const isZombie = Date.now() + 5_000;
     while (Date.now() < isZombie && !/\) Z /.test(readProcStat(zombie))) await new Promise((resolve) => setTimeout(resolve, 20));
     expect(readProcStat(zombie)).toMatch(/\) Z /);
-    const make = (name: string, files: Record<string, string>, ageMs = 0): string => {
+    const make = (name: string, files: Record<string, string>, owners?: { starter: number; server?: number }, ageMs = 0): string => {
       const path = join(parent, name);
       mkdirSync(path);
       for (const [file, text] of Object.entries(files)) writeFileSync(join(path, file), text);
+      if (owners !== undefined) recordOwners(path, owners);
       if (ageMs > 0) utimesSync(path, new Date(Date.now() - ageMs), new Date(Date.now() - ageMs));
       return path;
     };
+    /** The owners file as recordOwners wrote it, with `changes` over it (another place). */
+    const moved = (path: string, changes: Record<string, string>): string => {
+      const file = join(path, 'owners.json');
+      writeFileSync(file, JSON.stringify({ ...JSON.parse(readFileSync(file, 'utf8')), ...changes }));
+      return path;
+    };
     const ports = (pid: number) => ({ [`nats-server_${pid}.ports`]: '{"nats":["nats://127.0.0.1:4222"]}', store: '' });
-    const left = make('keel-up-nats-left', { 'owners.json': JSON.stringify({ starter: gone, server: gone }), ...ports(gone) });
-    const olderKeel = make('keel-up-nats-older', ports(gone)); // no owners file, as keel wrote before it
-    const zombieServer = make('keel-up-nats-zombie', { 'owners.json': JSON.stringify({ starter: gone, server: zombie }), ...ports(zombie) });
-    const unnamedOld = make('keel-up-nats-unnamed-old', {}, 11 * 60_000);
-    const starterRuns = make('keel-up-nats-starter', { 'owners.json': JSON.stringify({ starter: process.pid, server: gone }), ...ports(gone) });
-    const serverRuns = make('keel-up-nats-server', { 'owners.json': JSON.stringify({ starter: gone, server: process.pid }) });
-    const oldServerRuns = make('keel-up-nats-older-running', ports(process.pid));
-    const starting = make('keel-up-nats-starting', {}); // made a moment ago, owners not yet written
-    const beingWritten = make('keel-up-nats-writing', { 'owners.json': '' }, 11 * 60_000);
-    const other = make('not-keel-nats', ports(gone));
+    const left = make('keel-up-nats-left', ports(gone), { starter: gone, server: gone });
+    const zombieServer = make('keel-up-nats-zombie', ports(zombie), { starter: gone, server: zombie });
+    const earlierBoot = moved(make('keel-up-nats-boot', ports(process.pid), { starter: process.pid }), { boot: 'an-earlier-boot' });
+    const unreadableOld = make('keel-up-nats-unreadable-old', { 'owners.json': '' }, undefined, 11 * 60_000);
+    const starterRuns = make('keel-up-nats-starter', ports(gone), { starter: process.pid, server: gone });
+    const serverRuns = make('keel-up-nats-server', {}, { starter: gone, server: process.pid });
+    const portsServerRuns = make('keel-up-nats-ports-running', ports(process.pid), { starter: gone });
+    const otherNamespace = moved(make('keel-up-nats-namespace', ports(gone), { starter: gone, server: gone }), { pidNamespace: 'pid:[1]' });
+    const otherHost = moved(make('keel-up-nats-host', ports(gone), { starter: gone, server: gone }), { host: 'another-host', boot: 'another-boot' });
+    const olderKeel = make('keel-up-nats-older', ports(gone), undefined, 11 * 60_000); // no owners file, as keel wrote before it
+    const unreadableNew = make('keel-up-nats-writing', { 'owners.json': '' }); // being written
+    const other = make('not-keel-nats', ports(gone), { starter: gone });
     writeFileSync(join(parent, 'keel-up-nats-file'), 'a file');
 
-    expect(removeLeftFolders(parent).sort()).toEqual([left, olderKeel, zombieServer, unnamedOld].sort());
-    for (const path of [left, olderKeel, zombieServer, unnamedOld]) expect(existsSync(path), path).toBe(false);
-    for (const path of [starterRuns, serverRuns, oldServerRuns, starting, beingWritten, other, join(parent, 'keel-up-nats-file')]) expect(existsSync(path), path).toBe(true);
+    const removed = [left, zombieServer, earlierBoot, unreadableOld];
+    expect(removeLeftFolders(parent).sort()).toEqual(removed.sort());
+    for (const path of removed) expect(existsSync(path), path).toBe(false);
+    for (const path of [starterRuns, serverRuns, portsServerRuns, otherNamespace, otherHost, olderKeel, unreadableNew, other, join(parent, 'keel-up-nats-file')]) {
+      expect(existsSync(path), path).toBe(true);
+    }
     expect(removeLeftFolders(join(parent, 'missing')), 'no such parent: nothing to do').toEqual([]);
   });
 });

@@ -71,7 +71,7 @@ describe('cli - topology files', () => {
         'split.json is not a valid topology:',
         '  - nats.prefix: "acme.>" is not a subject prefix: a subject prefix is one or more tokens of letters, digits, _ and -, joined by dots, such as "acme.shop"',
         "  - processes.app.env.KEEL_NATS_PREFIX: every process of a topology serves and calls under one subject prefix, and its NATS permissions are written for it: set the topology's nats.prefix instead",
-        "  - processes.app.env.KEEL_PROCESS_NAME: a process is named by its group's key (keel up adds #<n> to each replica's, and each keeps its embedded database under that name): rename the group, or set OTEL_SERVICE_NAME to name its traces",
+        "  - processes.app.env.KEEL_PROCESS_NAME: a process is named by its group's key (keel up adds #<n> to each replica's), and keeps its embedded database under that name: rename the group, or set OTEL_SERVICE_NAME to name its traces",
       ].join('\n'),
     );
   });

@@ -134,7 +134,7 @@ export default defineCommand({
     }
     if (pkg.name === 'keel') {
       // keel's own repository (the example shop): npm links no package's bin into itself.
-      cli.stdout.write(
+      cli.stderr.write(
         "keel deploy: warning: this is keel's own repository, not an application that depends on keel: the Dockerfile runs keel from " +
           'node_modules/keel (npx keel build, node node_modules/keel/dist/cli/bin.js start), which only such an application has. ' +
           'The other files hold as they are; to build the image, make the application with keel new (docs/deploy.md).\n',

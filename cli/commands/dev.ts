@@ -135,6 +135,8 @@ async function dev(
     }));
   };
 
+  /** The processes given up on: the next change starts them again, whatever it touches. */
+  const givenUp = new Set<string>();
   const supervisor = createSupervisor({
     processes,
     output: cli.stdout,
@@ -143,12 +145,16 @@ async function dev(
     onAllReady: () =>
       log(`ready: ${processes.length === 1 ? (processes[0]?.name ?? '') : `all ${processes.length} processes`}; watching for changes (Ctrl-C to stop)`),
     // The supervisor's own line said it as an error; this one says what to do.
-    onGiveUp: (name, failure) => log(`${gaveUpReason(name, failure)}. Fix it and save: the next change starts it again.`, 'warn'),
+    onGiveUp: (name, failure) => {
+      givenUp.add(name);
+      log(`${gaveUpReason(name, failure)}. Fix it and save: the next change starts it again.`, 'warn');
+    },
   });
 
   const restart = async (paths: readonly string[]): Promise<void> => {
     const impact = impactOf(paths, modulesDir, graph);
-    const targets = processesToRestart(impact, processes);
+    const targets = processesToRestart(impact, processes, givenUp);
+    givenUp.clear();
     const shown = paths.length > PATHS_SHOWN ? `${paths.slice(0, PATHS_SHOWN).join(', ')} and ${paths.length - PATHS_SHOWN} more` : paths.join(', ');
     if (topologyPath !== undefined && paths.includes(topologyPath)) {
       log(`${topologyPath} changed: restart keel dev to run the processes it now describes.`, 'warn');

@@ -5,7 +5,7 @@
  */
 import { once } from 'node:events';
 import { relative } from 'node:path';
-import { KeelErrorCode, isKeelError, type Kernel } from 'keel';
+import { isKeelError, type Kernel } from 'keel';
 import { LogFormat, createLogger, logFormatOf } from 'keel/transport';
 import { contextOf, defineCommand, type CliContext, type SupervisorMessage } from '../command.js';
 import { createCommandLog, type CommandLog } from '../command-log.js';
@@ -161,17 +161,12 @@ export default defineCommand({
 });
 
 /**
- * Failures that starting again with the same options, environment and files meets again: a bad
- * option or variable, configuration or topology, a module the manifest lacks or cannot load.
+ * Failures that starting again with the same options and environment meets again: a bad option
+ * or variable of `keel start` itself. Not a file's (a module, the configuration: it may be
+ * half-saved, and keel up checked them before it started anything), nor `INVALID_CONFIG`, which
+ * a NATS server also answers for a cluster not all up.
  */
-const LASTING_FAILURES: ReadonlySet<string> = new Set<string>([
-  CliErrorCode.E_USAGE,
-  CliErrorCode.E_CONFIG,
-  CliErrorCode.E_MANIFEST,
-  CliErrorCode.E_UNKNOWN_MODULE,
-  CliErrorCode.E_TOPOLOGY,
-  KeelErrorCode.INVALID_CONFIG,
-]);
+const LASTING_FAILURES: ReadonlySet<string> = new Set<string>([CliErrorCode.E_USAGE]);
 
 /** What a supervising `keel up` is told of the failure this process is about to exit with. */
 function failedMessage(error: unknown): SupervisorMessage {

@@ -50,7 +50,7 @@ async function up(cli: CliContext, own: CommandLog, args: { readonly topology?: 
     log,
     onAllReady: () => log(`ready: ${processes.length === 1 ? (processes[0]?.name ?? '') : `all ${processes.length} processes (${processes.map((process) => process.name).join(', ')})`}`),
     onGiveUp: (name, failure) => {
-      failed = { name, failure };
+      failed ??= { name, failure };
       gaveUp.abort();
     },
   });

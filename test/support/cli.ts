@@ -77,6 +77,13 @@ export function gatewayUrl(text: string): string | undefined {
 }
 
 /** What one run of `keel` printed, and its exit code. */
+/**
+ * All `keel deploy` writes on stderr when it succeeds in keel's own repository (whose package is
+ * keel): its Dockerfile runs keel from node_modules/keel, which only an application has.
+ */
+export const KEEL_REPOSITORY_DEPLOY_WARNING =
+  /^keel deploy: warning: this is keel's own repository, not an application that depends on keel: the Dockerfile runs keel from node_modules\/keel .*\n$/;
+
 export interface CliRun {
   readonly code: number;
   readonly stdout: string;
