@@ -224,7 +224,7 @@ function checkNatsUrl(url: string, source: string, code: CliErrorCode, command: 
   } catch (error) {
     if (!isKeelError(error, KeelErrorCode.INVALID_CONFIG)) throw error;
     throw new CLIError(code, error.message.replace(NATS_ENV.URL, source), {
-      hint: `Give the URL of a running server, nats://host:4222 or tls://host:4222 (several separated by commas), or none: ${command} then starts its own.`,
+      hint: `Give the URL of a running server, nats://host:4222 or tls://host:4222 (several separated by commas), or none: ${command} then starts its own where the topology needs one.`,
     });
   }
 }

@@ -3,7 +3,7 @@
  * (a SIGKILL, the OOM killer: no code of theirs ran to remove them). Each holds a JetStream store
  * and the `_client` credentials of a server that is gone. The next launch removes them.
  */
-import { lstatSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
+import { lstatSync, readFileSync, readdirSync, readlinkSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 
@@ -12,9 +12,6 @@ export const NATS_FOLDER_PREFIX = 'keel-up-nats-';
 
 /** The file in such a folder naming the processes it belongs to, and where they run. */
 const OWNERS_FILE = 'owners.json';
-
-/** An owners file that cannot be read is left alone for this long: it may be being written. */
-const UNREADABLE_GRACE_MS = 10 * 60_000;
 
 /**
  * Where a process runs, as far as its pid means anything: the host, its boot, and its pid
@@ -30,6 +27,16 @@ interface Place {
 interface Owners extends Place {
   readonly starter: number;
   readonly server?: number;
+}
+
+/** When this host booted (ms since the epoch), from `/proc/stat`'s `btime`; undefined without it. */
+function bootTimeMs(): number | undefined {
+  try {
+    const seconds = Number(/^btime (\d+)$/m.exec(readFileSync('/proc/stat', 'utf8'))?.[1]);
+    return Number.isFinite(seconds) && seconds > 0 ? seconds * 1000 : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** Where this process runs; `boot` and `pidNamespace` only where `/proc` says (Linux). */
@@ -58,7 +65,10 @@ function placeHere(): Place {
  */
 export function recordOwners(directory: string, owners: { readonly starter: number; readonly server?: number }): void {
   try {
-    writeFileSync(join(directory, OWNERS_FILE), JSON.stringify({ ...owners, ...placeHere() } satisfies Owners), { mode: 0o600 });
+    // Written aside, then renamed into place: a reader never sees it half-written.
+    const aside = join(directory, `${OWNERS_FILE}.${process.pid}.tmp`);
+    writeFileSync(aside, JSON.stringify({ ...owners, ...placeHere() } satisfies Owners), { mode: 0o600 });
+    renameSync(aside, join(directory, OWNERS_FILE));
   } catch {
     // A full disk, say: housekeeping, never a reason to fail a launch.
   }
@@ -67,15 +77,15 @@ export function recordOwners(directory: string, owners: { readonly starter: numb
 /**
  * Removes the server folders under `parent` whose owners are all gone, and returns their paths.
  * Only a folder whose owners file says it was made on this host is looked at, and:
- * - made in an earlier boot: removed;
+ * - made in an earlier boot (another boot id, and last changed before this boot began): removed;
  * - made in another pid namespace (another container sharing the folder), or where this process
  *   cannot tell (no `/proc`): its pids mean nothing here, and it is kept;
  * - else kept while any of its owners runs, as a process or a process group: the starter, the
  *   server, and the server whose pid is in its ports file's name (`nats-server_<pid>.ports`). A
  *   zombie does not run; a process of another user does.
  *
- * A folder without an owners file (made by a keel before it, or one that could not write it) is
- * kept; one whose owners file cannot be parsed is removed ten minutes after it last changed.
+ * A folder without an owners file that can be read (made by a keel before it, or one that could not
+ * write it) is kept.
  * Folders of other users, and anything not a folder, are left alone. A folder that cannot be read
  * or removed is skipped: this is housekeeping, never a reason to fail a launch.
  *
@@ -84,7 +94,7 @@ export function recordOwners(directory: string, owners: { readonly starter: numb
  * removeLeftFolders(tmpdir()); // ['/tmp/keel-up-nats-Xk3b9a']
  * ```
  */
-export function removeLeftFolders(parent: string, now = Date.now()): string[] {
+export function removeLeftFolders(parent: string): string[] {
   let names: string[];
   try {
     names = readdirSync(parent).filter((name) => name.startsWith(NATS_FOLDER_PREFIX));
@@ -92,7 +102,7 @@ export function removeLeftFolders(parent: string, now = Date.now()): string[] {
     return [];
   }
   if (names.length === 0) return [];
-  const here = placeHere();
+  const here = { ...placeHere(), bootedAt: bootTimeMs() };
   // Taken after the names: the starter of any folder listed made it before, so it is in the
   // snapshot unless it has ended (a run starting meanwhile made no folder listed here).
   const isRunning = runningCheck();
@@ -102,7 +112,7 @@ export function removeLeftFolders(parent: string, now = Date.now()): string[] {
     try {
       const stats = lstatSync(folder);
       if (!stats.isDirectory() || (process.getuid !== undefined && stats.uid !== process.getuid())) continue;
-      if (!isLeft(folder, stats.mtimeMs, here, isRunning, now)) continue;
+      if (!isLeft(folder, stats.mtimeMs, here, isRunning)) continue;
       rmSync(folder, { recursive: true, force: true });
       removed.push(folder);
     } catch {
@@ -113,18 +123,18 @@ export function removeLeftFolders(parent: string, now = Date.now()): string[] {
 }
 
 /** Whether a folder was left by a run that is gone (see {@link removeLeftFolders}). */
-function isLeft(folder: string, changedMs: number, here: Place, isRunning: (pid: number) => boolean, now: number): boolean {
+function isLeft(folder: string, changedMs: number, here: Place & { readonly bootedAt: number | undefined }, isRunning: (pid: number) => boolean): boolean {
   const files = readdirSync(folder);
   if (!files.includes(OWNERS_FILE)) return false;
   let owners: Owners;
   try {
     owners = JSON.parse(readFileSync(join(folder, OWNERS_FILE), 'utf8')) as Owners;
-    if (typeof owners !== 'object' || owners === null || typeof owners.host !== 'string') throw new Error('no host');
   } catch {
-    return now - changedMs > UNREADABLE_GRACE_MS;
+    return false;
   }
-  if (owners.host !== here.host) return false;
-  if (owners.boot !== undefined && here.boot !== undefined && owners.boot !== here.boot) return true;
+  if (typeof owners !== 'object' || owners === null || owners.host !== here.host) return false;
+  // Another boot id alone could be a sandbox of its own sharing the folder: the folder must also predate this boot.
+  if (owners.boot !== undefined && here.boot !== undefined && owners.boot !== here.boot) return here.bootedAt !== undefined && changedMs < here.bootedAt;
   // Another namespace's pids, or one side that cannot tell: they mean nothing here.
   if (owners.pidNamespace !== here.pidNamespace) return false;
   const pids = [owners.starter, owners.server];

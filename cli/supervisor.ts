@@ -36,8 +36,8 @@ export interface SupervisorOptions {
   readonly onAllReady?: () => void;
   /**
    * Called when a process failed `maxFailedStarts` times in a row without becoming ready, or
-   * once when it said its failure would come again on a restart (a bad option or
-   * configuration); with the failure it reported last, when it reported one.
+   * once when it said its failure would come again on a restart (a bad option or variable of
+   * `keel start`); with the failure it reported last, when it reported one.
    */
   readonly onGiveUp?: (name: string, failure: ProcessFailure | undefined) => void;
   /** First restart delay (default 250 ms); doubles with each crash in a row. */
@@ -250,7 +250,8 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
     if (child === undefined || entry.exited === undefined) {
       return entry.lastExit ?? { name: entry.spec.name, code: null, signal: null };
     }
-    const starting = !entry.ready;
+    // Not `ready`: one stopping after a SIGTERM from outside had started, and drains.
+    const starting = entry.readyAt === undefined;
     child.kill('SIGTERM');
     const force = setTimeout(() => {
       options.log(`${entry.spec.name} did not drain within ${resolved.drainTimeoutMs} ms; killing it.`, 'warn');
@@ -308,8 +309,8 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
  *
  * @example
  * ```ts
- * gaveUpReason('catalog', { code: 'INVALID_CONFIG', message: 'KEEL_NATS_URL "http://x" uses http:', retry: false });
- * // 'catalog cannot start, and a restart would not change that: INVALID_CONFIG: KEEL_NATS_URL "http://x" uses http:'
+ * gaveUpReason('catalog', { code: 'E_USAGE', message: 'KEEL_HTTP_OPERATIONS "bogus" is not all, hosted or none.', retry: false });
+ * // 'catalog cannot start, and a restart would not change that: E_USAGE: KEEL_HTTP_OPERATIONS "bogus" is not all, hosted or none'
  * ```
  */
 export function gaveUpReason(name: string, failure: ProcessFailure | undefined): string {

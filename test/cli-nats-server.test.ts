@@ -158,7 +158,7 @@ describe('cli - the nats-server keel up starts', () => {
     expect(error).toMatchObject({ code: 'E_NATS_SERVER', message: expect.stringMatching(/^nats-server stopped before it accepted connections \(it exited with code \d+\)\. Its output:\n.*[Pp]arse error/s) });
   });
 
-  it('cli - a launch removes the folders of this host whose starter and server are all gone (zombies included), or of an earlier boot, and keeps those with one running, of another pid namespace or host, of an older keel, and anything else', async () => {
+  it('cli - a launch removes the folders of this host whose starter and server are all gone (zombies included), or of an earlier boot, and keeps those with one running, of another pid namespace, host or kernel, of an older keel, with an owners file it cannot read, and anything else', async () => {
     const parent = mkdtempSync(join(folder, 'tmp-'));
     const gone = spawnSync(process.execPath, ['-e', '']).pid as number; // exited and reaped
     // A zombie: `sleep 0` exits, and its parent, now `sleep 60`, never reaps it (killed when the test ends).
@@ -187,8 +187,13 @@ describe('cli - the nats-server keel up starts', () => {
     const ports = (pid: number) => ({ [`nats-server_${pid}.ports`]: '{"nats":["nats://127.0.0.1:4222"]}', store: '' });
     const left = make('keel-up-nats-left', ports(gone), { starter: gone, server: gone });
     const zombieServer = make('keel-up-nats-zombie', ports(zombie), { starter: gone, server: zombie });
+    // An earlier boot: another boot id, and last changed before this boot began (an hour before it).
+    const bootedAt = Number(/^btime (\d+)$/m.exec(readFileSync('/proc/stat', 'utf8'))?.[1]) * 1000;
     const earlierBoot = moved(make('keel-up-nats-boot', ports(process.pid), { starter: process.pid }), { boot: 'an-earlier-boot' });
-    const unreadableOld = make('keel-up-nats-unreadable-old', { 'owners.json': '' }, undefined, 11 * 60_000);
+    utimesSync(earlierBoot, new Date(bootedAt - 3_600_000), new Date(bootedAt - 3_600_000));
+    // Another boot id, changed since this boot began: a sandbox of its own sharing the folder.
+    const otherKernel = moved(make('keel-up-nats-kernel', ports(gone), { starter: gone, server: gone }), { boot: 'a-sandbox-kernel' });
+    const unreadableOld = make('keel-up-nats-unreadable-old', { 'owners.json': '{"host":' }, undefined, 11 * 60_000);
     const starterRuns = make('keel-up-nats-starter', ports(gone), { starter: process.pid, server: gone });
     const serverRuns = make('keel-up-nats-server', {}, { starter: gone, server: process.pid });
     const portsServerRuns = make('keel-up-nats-ports-running', ports(process.pid), { starter: gone });
@@ -199,10 +204,10 @@ describe('cli - the nats-server keel up starts', () => {
     const other = make('not-keel-nats', ports(gone), { starter: gone });
     writeFileSync(join(parent, 'keel-up-nats-file'), 'a file');
 
-    const removed = [left, zombieServer, earlierBoot, unreadableOld];
+    const removed = [left, zombieServer, earlierBoot];
     expect(removeLeftFolders(parent).sort()).toEqual(removed.sort());
     for (const path of removed) expect(existsSync(path), path).toBe(false);
-    for (const path of [starterRuns, serverRuns, portsServerRuns, otherNamespace, otherHost, olderKeel, unreadableNew, other, join(parent, 'keel-up-nats-file')]) {
+    for (const path of [starterRuns, serverRuns, portsServerRuns, otherNamespace, otherHost, otherKernel, olderKeel, unreadableOld, unreadableNew, other, join(parent, 'keel-up-nats-file')]) {
       expect(existsSync(path), path).toBe(true);
     }
     expect(removeLeftFolders(join(parent, 'missing')), 'no such parent: nothing to do').toEqual([]);

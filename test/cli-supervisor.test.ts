@@ -221,4 +221,40 @@ describe('cli - supervisor', () => {
     expect(gaveUpReason('early', failure)).toBe('early kept exiting before it became ready, last with UNAVAILABLE: Could not connect to NATS at nats://127.0.0.1:1');
     expect(gaveUpReason('silent', undefined)).toBe('silent kept exiting before it became ready');
   });
+
+  it('cli - a ready process stopped from outside (it says stopping, then exits) is restarted, counts no failed start, and drains as started', async () => {
+    const log: string[] = [];
+    let gaveUp = false;
+    let readyTwice!: () => void;
+    const ready = new Promise<void>((resolve) => (readyTwice = resolve));
+    let readies = 0;
+    // The first run: ready, then stopping and out, as keel start is on a SIGTERM it did not get from keel up.
+    const STOPPED_ONCE = `
+      const fs = require('node:fs');
+      if (!fs.existsSync(process.env.MARKER)) {
+        fs.writeFileSync(process.env.MARKER, '');
+        process.send({ type: 'ready', modules: [] });
+        process.send({ type: 'stopping' }, () => process.exit(0));
+      } else {
+        process.on('SIGTERM', () => process.exit(0));
+        process.send({ type: 'ready', modules: [] });
+        setInterval(() => {}, 1000);
+      }
+    `;
+    const supervisor = createSupervisor({
+      processes: [spec('stopped', STOPPED_ONCE, { MARKER: join(folder, 'stopped-once') })],
+      output: collector(),
+      log: (line) => log.push(line),
+      onAllReady: () => {
+        if (++readies === 2) readyTwice();
+      },
+      onGiveUp: () => (gaveUp = true),
+      initialBackoffMs: 1,
+      maxFailedStarts: 1,
+    });
+    await ready;
+    expect(gaveUp).toBe(false);
+    expect(log).toEqual(['stopped exited (exit code 0); restarting in 1 ms.']);
+    expect(await supervisor.stop()).toEqual([{ name: 'stopped', code: 0, signal: null }]);
+  });
 });

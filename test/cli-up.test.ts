@@ -16,7 +16,7 @@ import { modules } from '../modules/index.js';
 import { orders } from '../modules/orders/contract.js';
 import { payments } from '../modules/payments/contract.js';
 import { freePort } from '../cli/nats-server.js';
-import { copyFixtureApp, failureRecord, logRecords } from './support/cli.js';
+import { copyFixtureApp, failureRecord, logRecords, runKeel } from './support/cli.js';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
 
 const require = createRequire(import.meta.url);
@@ -465,6 +465,16 @@ describe('cli - keel up', () => {
     expect(flag.record['hint']).toContain('nats://host:4222');
     const variable = await up([], { KEEL_NATS_URL: 'nats://127.0.0.1:4222/path' });
     expect(variable.record.msg).toBe('KEEL_NATS_URL "nats://127.0.0.1:4222/path" has a path; a NATS URL is only nats://host:port.');
+    // The topology's own: a topology error, naming the file; keel dev's hint names keel dev.
+    const app = replicasApp();
+    writeFileSync(join(app, 'topologies/bad-url.json'), JSON.stringify({ nats: { url: 'http://127.0.0.1:4222' }, processes: { whoami: { modules: ['whoami'], replicas: 2 } } }));
+    const topology = await runKeel(['dev', 'topologies/bad-url.json'], { cwd: app, env: { PATH: process.env['PATH'] ?? '' } });
+    // keel dev writes pretty lines unless told otherwise.
+    expect(topology.code).toBe(1);
+    expect(topology.stderr).toContain(
+      `error E_TOPOLOGY: ${join('topologies', 'bad-url.json')}'s nats.url "http://127.0.0.1:4222" uses http:; keel connects with nats:// or tls:// URLs.`,
+    );
+    expect(topology.stderr).toContain('or none: keel dev then starts its own where the topology needs one');
   });
 
   it('cli - stops at the first exit of a process that failed with what a restart would meet again, naming its failure', { timeout: 60_000 }, async () => {

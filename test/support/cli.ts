@@ -76,7 +76,6 @@ export function gatewayUrl(text: string): string | undefined {
   return record === undefined ? undefined : String(record['url']);
 }
 
-/** What one run of `keel` printed, and its exit code. */
 /**
  * All `keel deploy` writes on stderr when it succeeds in keel's own repository (whose package is
  * keel): its Dockerfile runs keel from node_modules/keel, which only an application has.
@@ -84,6 +83,7 @@ export function gatewayUrl(text: string): string | undefined {
 export const KEEL_REPOSITORY_DEPLOY_WARNING =
   /^keel deploy: warning: this is keel's own repository, not an application that depends on keel: the Dockerfile runs keel from node_modules\/keel .*\n$/;
 
+/** What one run of `keel` printed, and its exit code. */
 export interface CliRun {
   readonly code: number;
   readonly stdout: string;
