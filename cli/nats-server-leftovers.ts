@@ -78,8 +78,9 @@ export function recordOwners(directory: string, owners: { readonly starter: numb
  * Removes the server folders under `parent` whose owners are all gone, and returns their paths.
  * Only a folder whose owners file says it was made on this host is looked at, and:
  * - made in an earlier boot (another boot id, and last changed before this boot began): removed;
- * - made in another pid namespace (another container sharing the folder), or where this process
- *   cannot tell (no `/proc`): its pids mean nothing here, and it is kept;
+ * - made in another pid namespace (another container sharing the folder), or where one side
+ *   cannot tell (on Linux, where namespaces exist, a `/proc` that does not say): its pids mean
+ *   nothing here, and it is kept (where there are no pid namespaces, as on macOS, pids decide);
  * - else kept while any of its owners runs, as a process or a process group: the starter, the
  *   server, and the server whose pid is in its ports file's name (`nats-server_<pid>.ports`). A
  *   zombie does not run; a process of another user does.
@@ -135,8 +136,8 @@ function isLeft(folder: string, changedMs: number, here: Place & { readonly boot
   if (typeof owners !== 'object' || owners === null || owners.host !== here.host) return false;
   // Another boot id alone could be a sandbox of its own sharing the folder: the folder must also predate this boot.
   if (owners.boot !== undefined && here.boot !== undefined && owners.boot !== here.boot) return here.bootedAt !== undefined && changedMs < here.bootedAt;
-  // Another namespace's pids, or one side that cannot tell: they mean nothing here.
-  if (owners.pidNamespace !== here.pidNamespace) return false;
+  // Another namespace's pids, or one side that cannot tell (on Linux, where namespaces exist, both): they mean nothing here.
+  if (owners.pidNamespace !== here.pidNamespace || (process.platform === 'linux' && here.pidNamespace === undefined)) return false;
   const pids = [owners.starter, owners.server];
   for (const file of files) {
     const match = /_(\d+)\.ports$/.exec(file);
