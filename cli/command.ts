@@ -58,7 +58,7 @@ export type SupervisorMessage =
       /** The error's code (`INVALID_CONFIG`, `E_USAGE`, `UNAVAILABLE`...). */
       readonly code: string;
       readonly message: string;
-      /** False when starting it again unchanged would fail the same way (a bad option or configuration). */
+      /** False when starting it again unchanged would fail the same way (a bad option or variable of `keel start`). */
       readonly retry: boolean;
     };
 
