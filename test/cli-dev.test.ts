@@ -81,13 +81,13 @@ function keelDev(argv: readonly string[], cwd: string) {
     collect(chunk);
   });
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-  const until = (what: string, test: (output: string) => boolean): Promise<void> =>
+  const until = (what: string, test: (output: string) => boolean, waitMs = WAIT_MS): Promise<void> =>
     test(output)
       ? Promise.resolve()
       : Promise.race([
           new Promise<void>((resolve) => waiters.push({ test, resolve })),
           exited.then((code) => Promise.reject(new Error(`keel dev exited (${code}) before ${what}. Its output:\n${output}`))),
-          new Promise<void>((_, reject) => setTimeout(() => reject(new Error(`no ${what} within ${WAIT_MS} ms. Output:\n${output}`)), WAIT_MS).unref()),
+          new Promise<void>((_, reject) => setTimeout(() => reject(new Error(`no ${what} within ${waitMs} ms. Output:\n${output}`)), waitMs).unref()),
         ]);
   return {
     child,
@@ -162,6 +162,37 @@ describe('cli - keel dev', () => {
     expect(output).toContain('keel dev:   clock stopped cleanly');
     expect(output).toContain('keel dev:   greeter stopped cleanly');
     expect(output).toContain('keel dev: stopped');
+  });
+
+  it('cli - a process given up on (it failed on another module\'s broken file) starts again with the change that fixes that file', { timeout: 240_000 }, async () => {
+    const root = devApp();
+    const greeterFile = join(root, 'modules/greeter/module.ts');
+    const working = readFileSync(greeterFile, 'utf8');
+    const dev = keelDev(['topologies/split.json'], root);
+    /** How long five failed starts with their backoff may take on a loaded machine. */
+    const GIVE_UP_MS = 90_000;
+    const gaveUp = (name: string, times: number) =>
+      dev.until(`${name} given up on ×${times}`, (text) => text.split(`keel dev: ${name} kept exiting before it became ready, last with E_MANIFEST`).length - 1 >= times, GIVE_UP_MS);
+    try {
+      await dev.until('every process ready', (text) => text.includes('keel dev: ready: all 2 processes; watching for changes'));
+      // greeter's file broken: greeter restarts, cannot load the manifest, and is given up on.
+      writeFileSync(greeterFile, `${working}\nexport const broken = ;\n`);
+      await gaveUp('greeter', 1);
+      // A change to clock's file restarts clock, which loads the manifest too (greeter's broken file
+      // with it), and greeter, given up on: both are given up on.
+      appendFileSync(join(root, 'modules/clock/module.ts'), '// edited\n');
+      await gaveUp('clock', 1);
+      await gaveUp('greeter', 2);
+      // The fix is greeter's file alone, which no module of clock's process owns: clock starts again too.
+      writeFileSync(greeterFile, working);
+      await dev.until('the restart of both', (text) => text.includes('keel dev: modules/greeter/module.ts changed; restarting clock, greeter\n'));
+      await dev.until('every process ready again', (text) => text.split('keel dev: ready: all 2 processes').length - 1 === 2);
+      process.kill(-(dev.child.pid as number), 'SIGINT');
+      const code = await Promise.race([dev.exited, new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), STOP_MS).unref())]);
+      expect(code, dev.output()).toBe(0);
+    } finally {
+      if (dev.child.exitCode === null && dev.child.signalCode === null) dev.child.kill('SIGKILL');
+    }
   });
 
   it('cli - an operation added while it runs answers through a gateway hosted elsewhere, a dependency added counts, --debounce gathers saves 0.5 s apart, SIGHUP stops it all', { timeout: 150_000 }, async () => {
