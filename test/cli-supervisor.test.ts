@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createSupervisor, gaveUpReason, type ProcessSpec } from '../cli/supervisor.js';
+import { createSupervisor, gaveUpReason, type ProcessFailure, type ProcessSpec } from '../cli/supervisor.js';
 import { collector } from './support/cli.js';
 
 const folder = mkdtempSync(join(tmpdir(), 'keel-supervisor-'));
@@ -181,18 +181,25 @@ describe('cli - supervisor', () => {
     await supervisor.stop();
   });
 
-  it('cli - does not restart a process that failed with what a restart would meet again, and hands on the failure it reported', async () => {
+  /** Supervises `name`, a child that reports `failure` as keel start does, then exits 1: what it logs, and what it gives up with. */
+  function superviseFailing(name: string, failure: ProcessFailure, maxFailedStarts?: number) {
     const log: string[] = [];
     let gaveUp!: (given: [string, unknown]) => void;
     const given = new Promise<[string, unknown]>((resolve) => (gaveUp = resolve));
-    const failure = { code: 'E_USAGE', message: 'KEEL_HTTP_OPERATIONS "bogus" is not all, hosted or none.', retry: false };
     const supervisor = createSupervisor({
-      processes: [spec('misconfigured', `process.send(${JSON.stringify({ type: 'failed', ...failure })}, () => process.exit(1))`)],
+      processes: [spec(name, `process.send(${JSON.stringify({ type: 'failed', ...failure })}, () => process.exit(1))`)],
       output: collector(),
       log: (line) => log.push(line),
-      onGiveUp: (name, reported) => gaveUp([name, reported]),
+      onGiveUp: (gaveUpOn, reported) => gaveUp([gaveUpOn, reported]),
       initialBackoffMs: 1,
+      maxFailedStarts,
     });
+    return { log, given, supervisor };
+  }
+
+  it('cli - does not restart a process that failed with what a restart would meet again, and hands on the failure it reported', async () => {
+    const failure = { code: 'E_USAGE', message: 'KEEL_HTTP_OPERATIONS "bogus" is not all, hosted or none.', retry: false };
+    const { log, given, supervisor } = superviseFailing('misconfigured', failure);
     expect(await given).toEqual(['misconfigured', failure]);
     expect(log).toEqual(['misconfigured exited (exit code 1) before becoming ready, with E_USAGE, which a restart would meet again; not restarting it.']);
     await supervisor.stop();
@@ -202,18 +209,8 @@ describe('cli - supervisor', () => {
   });
 
   it('cli - restarts a process whose failure may pass (the broker not up yet), and names its last failure when it gives up', async () => {
-    const log: string[] = [];
-    let gaveUp!: (given: [string, unknown]) => void;
-    const given = new Promise<[string, unknown]>((resolve) => (gaveUp = resolve));
     const failure = { code: 'UNAVAILABLE', message: 'Could not connect to NATS at nats://127.0.0.1:1.', retry: true };
-    const supervisor = createSupervisor({
-      processes: [spec('early', `process.send(${JSON.stringify({ type: 'failed', ...failure })}, () => process.exit(1))`)],
-      output: collector(),
-      log: (line) => log.push(line),
-      onGiveUp: (name, reported) => gaveUp([name, reported]),
-      initialBackoffMs: 1,
-      maxFailedStarts: 3,
-    });
+    const { log, given, supervisor } = superviseFailing('early', failure, 3);
     expect(await given).toEqual(['early', failure]);
     expect(log).toHaveLength(3);
     expect(log[2]).toBe('early exited (exit code 1) 3 times in a row before becoming ready; giving up.');
