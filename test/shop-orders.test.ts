@@ -4,7 +4,7 @@ import { catalog } from '../modules/catalog/contract.js';
 import { catalogModule } from '../modules/catalog/module.js';
 import { inventory } from '../modules/inventory/contract.js';
 import { inventoryModule } from '../modules/inventory/module.js';
-import { OrderNotCancellable, orders } from '../modules/orders/contract.js';
+import { OrderNotCancellable, OrderNotFound, orders } from '../modules/orders/contract.js';
 import { ordersModule } from '../modules/orders/module.js';
 import { PaymentDeclined, TestCard, payments } from '../modules/payments/contract.js';
 import { paymentsModule } from '../modules/payments/module.js';
@@ -73,12 +73,17 @@ describeInTopologies('orders - placing and cancelling', (boot) => {
     );
   });
 
-  it('orders - a failed order publishes nothing', async () => {
+  it('orders - a failed order publishes nothing, and its error names no order a caller could look up', async () => {
     const sku = await newProduct(800, 10);
     const customerId = newCustomer();
-    await expect(
-      shop().placeOrder({ customerId, lines: [{ sku, quantity: 1 }], card: { token: TestCard.DECLINED } }),
-    ).rejects.toBeInstanceOf(PaymentDeclined);
+    const declined = await shop()
+      .placeOrder({ customerId, lines: [{ sku, quantity: 1 }], card: { token: TestCard.DECLINED } })
+      .catch((error: unknown) => error);
+    expect(declined).toBeInstanceOf(PaymentDeclined);
+    // The failed order is not one getOrder finds: the message says what happened and what to do, not its id.
+    const { orderId } = (declined as InstanceType<typeof PaymentDeclined>).data;
+    expect((declined as Error).message).toBe('The card was declined (card_declined); nothing was charged. Ask the customer for another card.');
+    await expect(shop().getOrder({ orderId })).rejects.toBeInstanceOf(OrderNotFound);
     const order = await shop().placeOrder({ customerId, lines: [{ sku, quantity: 1 }], card: VISA });
 
     // Events arrive in the order they were published: once the good order's event is in, the failed one would be too.

@@ -127,7 +127,8 @@ export const PaymentDeclined = defineError({
   kind: ErrorKind.UNPROCESSABLE,
   data: z.object({ orderId: z.string(), reason: DeclineReason }),
   description: 'The card processor declined the charge. Nothing was captured.',
-  message: (data) => `The payment for order ${data.orderId} was declined (${data.reason}). Ask the customer for another card.`,
+  // No order id in the text: placeOrder passes this error on, and the order it names failed, so getOrder does not find it.
+  message: (data) => `The card was declined (${data.reason}); nothing was charged. Ask the customer for another card.`,
 });
 
 /**
