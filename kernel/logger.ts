@@ -158,6 +158,9 @@ export function createLogger(options: LoggerOptions = {}): Logger {
       name: options.name ?? 'keel',
       level: logLevelOf(options.level, env),
       mixin: fieldsOfContext,
+      // An error's cause as an object of its own under `cause`, not its message glued to the error's
+      // ("… beforehand.: connect ECONNREFUSED"): keel's messages end in what to do, and the cause has its own.
+      serializers: { err: pino.stdSerializers.errWithCause },
       ...(processName ? { base: { pid: process.pid, hostname: hostname(), process: processName } } : {}),
     },
     format === LogFormat.PRETTY ? prettyStream(destination ?? process.stdout) : jsonStream(destination),

@@ -9,17 +9,19 @@ import { describe, expect, it } from 'vitest';
 
 const repository = dirname(createRequire(import.meta.url).resolve('keel/package.json'));
 
-/** What a process printing one record through the default logger writes, with `env` as its environment. */
-function run(env: Record<string, string>) {
+const PLACED = "(await import('keel/transport')).createLogger().info({ order: 7 }, 'placed');";
+
+/** What a process printing one record through the default logger (`script`, by default {@link PLACED}) writes, with `env` as its environment. */
+function run(env: Record<string, string>, script = PLACED) {
   return spawnSync(
     process.execPath,
-    ['--import', 'tsx', '--conditions=keel-source', '--input-type=module', '-e', "(await import('keel/transport')).createLogger().info({ order: 7 }, 'placed');"],
+    ['--import', 'tsx', '--conditions=keel-source', '--input-type=module', '-e', script],
     { cwd: repository, env: { PATH: process.env['PATH'] ?? '', ...env }, encoding: 'utf8', timeout: 30_000 },
   );
 }
 
-function logLine(env: Record<string, string>): Record<string, unknown> {
-  const result = run(env);
+function logLine(env: Record<string, string>, script?: string): Record<string, unknown> {
+  const result = run(env, script);
   expect(result.status, result.stderr).toBe(0);
   return JSON.parse(result.stdout.trim().split('\n').at(-1) ?? '{}') as Record<string, unknown>;
 }
@@ -39,6 +41,18 @@ describe('kernel - default logger', () => {
     const result = run({ KEEL_LOG_FORMAT: 'pretty' });
     expect(result.status, result.stderr).toBe(0);
     expect(result.stdout).toMatch(/^\[\d\d:\d\d:\d\d\.\d{3}\] INFO \(keel\): placed \{"order":7\}\n$/);
+  });
+
+  it("kernel - an error's cause is logged as an object of its own under err.cause, its message not glued to the error's", () => {
+    const script =
+      "const cause = new Error('connect ECONNREFUSED 127.0.0.1:1');" +
+      "(await import('keel/transport')).createLogger().error({ err: new Error('Could not connect. Check DATABASE_URL.', { cause }) }, 'failed');";
+    const line = logLine({ KEEL_LOG_FORMAT: 'json' }, script);
+    expect(line['err']).toMatchObject({
+      type: 'Error',
+      message: 'Could not connect. Check DATABASE_URL.',
+      cause: { type: 'Error', message: 'connect ECONNREFUSED 127.0.0.1:1' },
+    });
   });
 
   it('kernel - without KEEL_LOG_FORMAT, and stdout no terminal, a record is one JSON line', () => {
