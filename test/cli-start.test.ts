@@ -182,13 +182,23 @@ describe('cli - keel start', () => {
     }
   });
 
-  it('cli - a process hosting some modules serves no HTTP unless given a port', async () => {
+  it('cli - a process hosting some modules serves no HTTP unless given a port, and warns that with no NATS nothing outside can call them', async () => {
     const running = start('--modules', 'catalog');
     await Promise.race([running.stdout.waitFor(READY), running.exit.then(() => expect.fail(running.stderr.text))]);
     running.stop();
     expect(await running.exit).toBe(0);
     expect(logMessages(running.stdout.text)).toContain('hosting catalog');
-    expect(running.stdout.text).not.toContain('HTTP gateway');
+    expect(running.stdout.text).not.toContain('HTTP gateway on');
+    const unreachable = logRecords(running.stdout.text).filter((record) => record.level === 40);
+    expect(unreachable.map((record) => record.msg)).toEqual([expect.stringMatching(/^nothing outside this process can call catalog: no NATS server was given \(--nats, KEEL_NATS_URL\) and no HTTP gateway is served \(--http\)/)]);
+
+    // With a gateway something can: no warning before the ready record, which comes after where it would be.
+    const served = start('--modules', 'catalog', '--http', '0', '--operations', 'hosted');
+    await Promise.race([served.stdout.waitFor(READY), served.exit.then(() => expect.fail(served.stderr.text))]);
+    served.stop();
+    expect(await served.exit).toBe(0);
+    expect(logMessages(served.stdout.text)).toContain('ready');
+    expect(served.stdout.text).not.toContain('nothing outside this process');
   });
 
   it('cli - refuses a module that is not in the manifest', async () => {
@@ -351,5 +361,18 @@ describe('cli - keel start', () => {
     const none = start('--modules', 'none');
     expect(await none.exit).toBe(2);
     expect(none.stderr.text).toContain('error E_USAGE: Hosting "none" makes a process that reaches every module over NATS');
+  });
+
+  it('cli - refuses a gateway of every operation in a process that hosts some modules and reaches no other, naming --operations hosted and --nats', async () => {
+    const refused = start('--modules', 'catalog', '--http', '0');
+    expect(await refused.exit).toBe(2);
+    expect(refused.stderr.text).toContain(
+      "error E_USAGE: The HTTP gateway exposes every module's operations (--operations all), and this process hosts only catalog and reaches no other module: no NATS server was given.",
+    );
+    expect(refused.stderr.text).toContain('Pass --operations hosted to expose catalog alone, or --nats <url> (or KEEL_NATS_URL) to reach inventory, payments, orders, notifications.');
+    // An unknown module is named as such, not as hosted.
+    const unknown = start('--modules', 'catalog,billing', '--http', '0');
+    expect(await unknown.exit).toBe(1);
+    expect(failureRecord(unknown.stderr.text, { name: 'keel' })).toMatchObject({ code: 'E_UNKNOWN_MODULE' });
   });
 });
