@@ -149,8 +149,17 @@ async function startGateway(running: Kernel): Promise<HttpGateway | undefined> {
 function exposedContracts(running: Kernel): readonly AnyContract[] {
   const value = process.env['KEEL_HTTP_OPERATIONS']?.trim() || 'all';
   switch (value) {
-    case 'all':
+    case 'all': {
+      const elsewhere = running.modules.filter((module) => !running.hosted.includes(module.name)).map((module) => module.name);
+      if (topology.transport === undefined && elsewhere.length > 0) {
+        throw new KeelError(
+          KeelErrorCode.INVALID_CONFIG,
+          `The HTTP gateway exposes every module's operations (KEEL_HTTP_OPERATIONS all, the default), and this process reaches no module it does not host ` +
+            `(${elsewhere.join(', ')}): no NATS server was given. Set KEEL_HTTP_OPERATIONS=hosted to expose ${running.hosted.join(', ')} alone, or KEEL_NATS_URL to reach the others.`,
+        );
+      }
       return running.modules.map((module) => module.contract as AnyContract);
+    }
     case 'hosted':
       return running.modules.filter((module) => running.hosted.includes(module.name)).map((module) => module.contract as AnyContract);
     case 'none':

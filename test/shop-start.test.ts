@@ -180,6 +180,16 @@ describe('app - npm start', SPAWNING, () => {
         'hosted (those of the modules hosted here) or none (no operation: only /healthz, /readyz and /metrics).',
     ), bad.output()).toBe(true);
   });
+
+  it('app - a gateway of every operation in a process hosting some modules, with no NATS, is refused naming KEEL_HTTP_OPERATIONS=hosted', async () => {
+    const bad = startShop({ KEEL_MODULES: 'catalog', PORT: '0' });
+    expect(await bad.exit()).toBe(1);
+    expect(bad.said(
+      "The shop could not serve HTTP: The HTTP gateway exposes every module's operations (KEEL_HTTP_OPERATIONS all, the default), and this process " +
+        'reaches no module it does not host (inventory, payments, orders, notifications): no NATS server was given. ' +
+        'Set KEEL_HTTP_OPERATIONS=hosted to expose catalog alone, or KEEL_NATS_URL to reach the others.',
+    ), bad.output()).toBe(true);
+  });
 });
 
 describe('app - data', SPAWNING, () => {
