@@ -1,6 +1,6 @@
 /**
- * What `keel db migrate` and `keel db status` share: the modules that own data (every one, or
- * the one named), their databases opened from the environment as `keel start` opens them, and
+ * What `keel db migrate` and `keel db status` share: the modules that own data (every one, those
+ * of `KEEL_MODULES` when it is set, or the one named), their databases opened from the environment as `keel start` opens them, and
  * each module's schema connection with its migrations, visited one module at a time. `keel db
  * status` only reads ({@link inspectEachModuleDatabase}): it creates no schema, no role, and no
  * embedded database folder.
@@ -12,6 +12,7 @@ import { migrate, migrationStatus, readMigrations, type Migration, type Migratio
 import type { CliContext } from './command.js';
 import { openDatabases, planDatabases, shownFolder, type PlannedDatabase } from 'keel/databases';
 import { CLIError, CliErrorCode } from './errors.js';
+import { splitList } from './names.js';
 import { findProject, loadManifest } from './project.js';
 
 export { migrate, migrationStatus, type MigrationState };
@@ -84,11 +85,17 @@ export async function eachModuleDatabase<T>(
 async function planOf(cli: CliContext, only: string | undefined): Promise<{ plan: PlannedDatabase[]; root: string }> {
   const project = findProject(cli.cwd);
   const modules = await loadManifest(project);
-  const selected = only === undefined ? modules : modules.filter((module) => module.name === only);
+  const names = modules.map((module) => module.name);
+  const hosted = hostedModules(cli.env, names);
+  const selected = modules.filter((module) => (only === undefined ? hosted === undefined || hosted.includes(module.name) : module.name === only));
   if (only !== undefined && selected.length === 0) {
+    throw new CLIError(CliErrorCode.E_UNKNOWN_MODULE, `No module named "${only}" in the manifest (it has: ${names.join(', ')}).`);
+  }
+  if (only !== undefined && hosted !== undefined && !hosted.includes(only)) {
     throw new CLIError(
-      CliErrorCode.E_UNKNOWN_MODULE,
-      `No module named "${only}" in the manifest (it has: ${modules.map((module) => module.name).join(', ')}).`,
+      CliErrorCode.E_USAGE,
+      `Module "${only}" is not hosted by this process (KEEL_MODULES is "${cli.env['KEEL_MODULES']?.trim()}"): this environment's database holds the data of those modules only.`,
+      { hint: `Name one of them, or run keel db with the environment of the process that hosts ${only} (or with KEEL_MODULES unset).` },
     );
   }
   if (only !== undefined && selected[0]?.data === undefined) {
@@ -97,6 +104,23 @@ async function planOf(cli: CliContext, only: string | undefined): Promise<{ plan
     });
   }
   return { plan: planDatabases(selected, { env: cli.env, root: project.root }), root: project.root };
+}
+
+/**
+ * The modules `KEEL_MODULES` says this environment's process hosts (`keel up` and the files
+ * `keel deploy` writes set it per process, with `KEEL_PROCESS_NAME`, which names the embedded
+ * database's folder): `keel db` works on their data only, as `keel start` opens theirs only.
+ * Undefined when it is unset (every module); `none` is none.
+ */
+function hostedModules(env: CliContext['env'], names: readonly string[]): string[] | undefined {
+  const text = env['KEEL_MODULES']?.trim();
+  if (!text) return undefined;
+  const hosted = text === 'none' ? [] : splitList(text);
+  const unknown = hosted.find((name) => !names.includes(name));
+  if (unknown !== undefined) {
+    throw new CLIError(CliErrorCode.E_UNKNOWN_MODULE, `KEEL_MODULES names "${unknown}", which is no module of the manifest (it has: ${names.join(', ')}).`);
+  }
+  return hosted;
 }
 
 /** What {@link inspectEachModuleDatabase} hands each module's visit. */
@@ -215,4 +239,9 @@ export function placeLine(place: ModuleDatabasePlace): string {
 }
 
 /** What `keel db` prints when no module owns data. */
-export const NO_DATA_MODULE = "no module owns data (a module owns data when its defineModule() declares data: { migrations })";
+export function noDataModule(env: CliContext['env']): string {
+  const hosted = env['KEEL_MODULES']?.trim();
+  if (hosted === 'none') return 'KEEL_MODULES is none: this process hosts no module, so it has no data';
+  const which = hosted ? `no module of KEEL_MODULES (${hosted})` : 'no module';
+  return `${which} owns data (a module owns data when its defineModule() declares data: { migrations })`;
+}

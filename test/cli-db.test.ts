@@ -300,6 +300,31 @@ describe('cli - keel db', () => {
     expect(dataless.stderr).toContain('Modules that own data: audit, ledger.');
   });
 
+  it("cli - keel db works on the data of KEEL_MODULES' modules only, as the process keel up or keel deploy names would: another module is refused, an unknown one names the variable", async () => {
+    const app = testbed.app();
+    // The environment keel up gives its `books` process: the embedded database in .keel/data/books holds ledger's data alone.
+    const env = { KEEL_PROCESS_NAME: 'books', KEEL_MODULES: 'ledger,echo' };
+    const migrated = await runKeel(['db', 'migrate', '--json'], { cwd: app.root, env });
+    expect(migrated.code, migrated.stderr).toBe(0);
+    expect(JSON.parse(migrated.stdout).modules.map((entry: any) => [entry.module, entry.location])).toEqual([['ledger', 'in .keel/data/books']]);
+    const status = await runKeel(['db', 'status'], { cwd: app.root, env });
+    expect(status.code, status.stderr).toBe(0);
+    expect(lines(status)[0]).toBe('ledger: schema ledger, pglite in .keel/data/books');
+    expect(status.stdout).not.toContain('audit');
+
+    const elsewhere = await runKeel(['db', 'status', '--module', 'audit'], { cwd: app.root, env });
+    expect(elsewhere.code).toBe(2);
+    expect(elsewhere.stderr).toContain(
+      'error E_USAGE: Module "audit" is not hosted by this process (KEEL_MODULES is "ledger,echo"): this environment\'s database holds the data of those modules only.',
+    );
+    const unknown = await runKeel(['db', 'status'], { cwd: app.root, env: { KEEL_MODULES: 'ledger,billing' } });
+    expect(unknown.code).toBe(1);
+    expect(unknown.stderr).toContain('error E_UNKNOWN_MODULE: KEEL_MODULES names "billing", which is no module of the manifest (it has: audit, ledger, echo).');
+    const none = await runKeel(['db', 'migrate'], { cwd: app.root, env: { KEEL_MODULES: 'echo' } });
+    expect(none.code, none.stderr).toBe(0);
+    expect(none.stdout).toBe('keel db: no module of KEEL_MODULES (echo) owns data (a module owns data when its defineModule() declares data: { migrations })\n');
+  }, 60_000);
+
   it('cli - keel db migrate and status use DATABASE_URL as keel start does', async () => {
     const app = testbed.app();
     const database = await testbed.database();
@@ -378,14 +403,14 @@ describe('cli - keel db', () => {
 
       OPTIONS
 
-        --module=<name>    Only this module (default: every module that owns data)
+        --module=<name>    Only this module (default: every module that owns data, of $KEEL_MODULES when set)
                  --json    Print what was applied as JSON (Default: false)
 
       EXAMPLES
 
         $ keel db migrate
         $ keel db migrate --module orders
-        $ KEEL_PROCESS_NAME=storefront keel db migrate --json
+        $ KEEL_PROCESS_NAME=storefront KEEL_MODULES=catalog,orders keel db migrate --json
       "
     `);
     expect(await renderHelp(main, ['db', 'status'])).toMatchInlineSnapshot(`
@@ -395,7 +420,7 @@ describe('cli - keel db', () => {
 
       OPTIONS
 
-        --module=<name>    Only this module (default: every module that owns data)
+        --module=<name>    Only this module (default: every module that owns data, of $KEEL_MODULES when set)
                  --json    Print the status as JSON; the exit code is the same (Default: false)
 
       EXAMPLES

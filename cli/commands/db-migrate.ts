@@ -4,16 +4,16 @@
  * starting the application, and prints what it applied per module.
  */
 import { contextOf, defineCommand } from '../command.js';
-import { NO_DATA_MODULE, eachModuleDatabase, migrate, placeLine } from '../migrations.js';
+import { noDataModule, eachModuleDatabase, migrate, placeLine } from '../migrations.js';
 
 export default defineCommand({
   meta: {
     name: 'migrate',
     description: 'Apply the pending migrations of the modules that own data, without starting the application',
-    examples: ['keel db migrate', 'keel db migrate --module orders', 'KEEL_PROCESS_NAME=storefront keel db migrate --json'],
+    examples: ['keel db migrate', 'keel db migrate --module orders', 'KEEL_PROCESS_NAME=storefront KEEL_MODULES=catalog,orders keel db migrate --json'],
   },
   args: {
-    module: { type: 'string', description: 'Only this module (default: every module that owns data)', valueHint: 'name' },
+    module: { type: 'string', description: 'Only this module (default: every module that owns data, of $KEEL_MODULES when set)', valueHint: 'name' },
     json: { type: 'boolean', description: 'Print what was applied as JSON', default: false },
   },
   run: async ({ args, data }) => {
@@ -29,7 +29,7 @@ export default defineCommand({
     if (args.json) {
       cli.stdout.write(`${JSON.stringify({ modules: modules.map(({ place, result }) => ({ ...place, applied: result })) }, null, 2)}\n`);
     } else if (modules.length === 0) {
-      cli.stdout.write(`keel db: ${NO_DATA_MODULE}\n`);
+      cli.stdout.write(`keel db: ${noDataModule(cli.env)}\n`);
     }
   },
 });

@@ -8,7 +8,7 @@
  */
 import { contextOf, defineCommand } from '../command.js';
 import { CLIError, CliErrorCode } from '../errors.js';
-import { NO_DATA_MODULE, inspectEachModuleDatabase, migrationStatus, placeLine, type MigrationState } from '../migrations.js';
+import { noDataModule, inspectEachModuleDatabase, migrationStatus, placeLine, type MigrationState } from '../migrations.js';
 
 /** Why a state fails the status, as the error names it. */
 const PROBLEM: Partial<Record<MigrationState['state'], string>> = {
@@ -28,7 +28,7 @@ export default defineCommand({
     examples: ['keel db status', 'keel db status --module orders --json'],
   },
   args: {
-    module: { type: 'string', description: 'Only this module (default: every module that owns data)', valueHint: 'name' },
+    module: { type: 'string', description: 'Only this module (default: every module that owns data, of $KEEL_MODULES when set)', valueHint: 'name' },
     json: { type: 'boolean', description: 'Print the status as JSON; the exit code is the same', default: false },
   },
   run: async ({ args, data }) => {
@@ -45,7 +45,7 @@ export default defineCommand({
       const report = { ok: problems.length === 0, modules: modules.map(({ place, result }) => ({ ...place, ...result })) };
       cli.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
     } else if (modules.length === 0) {
-      cli.stdout.write(`keel db: ${NO_DATA_MODULE}\n`);
+      cli.stdout.write(`keel db: ${noDataModule(cli.env)}\n`);
     } else {
       const text = modules.flatMap(({ place, result }) => [
         placeLine(place),
