@@ -2,9 +2,9 @@
  * What `keel db migrate` and `keel db status` share: the modules that own data (every one, those
  * of `KEEL_MODULES` when it is set, or the one named), their databases opened from the
  * environment as `keel start` opens them, and each module's schema connection with its
- * migrations, visited one module at a time. `keel db
- * status` only reads ({@link inspectEachModuleDatabase}): it creates no schema, no role, and no
- * embedded database folder.
+ * migrations, visited one module at a time. `keel db status` only reads
+ * ({@link inspectEachModuleDatabase}): it creates no schema, no role, and no embedded database
+ * folder.
  */
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
