@@ -31,11 +31,13 @@ tracing = tracingRequested()
       )
       .catch((error: unknown) => fail('start tracing', error))
   : undefined;
+// The gateway's port and operations are checked before anything opens: a refused value costs no start-up.
+const port = await httpPort().catch((error: unknown) => fail('serve HTTP', error, () => topology.transport?.close()));
+const exposed = await Promise.resolve()
+  .then(exposedContracts)
+  .catch((error: unknown) => fail('serve HTTP', error, () => topology.transport?.close()));
 const database = await databasesFromEnv(process.env, hosted, { logger }).catch((error: unknown) =>
   fail('open its database', error, () => topology.transport?.close()),
-);
-const port = await httpPort().catch((error: unknown) =>
-  fail('serve HTTP', error, () => topology.transport?.close(), () => database?.close()),
 );
 let metrics: KernelMetrics | undefined;
 const kernel = await startKernel().catch((error: unknown) =>
@@ -124,7 +126,7 @@ async function httpPort(): Promise<number | undefined> {
  */
 async function startGateway(running: Kernel): Promise<HttpGateway | undefined> {
   if (port === undefined) return undefined;
-  const contracts = exposedContracts(running);
+  const contracts = exposed;
   const served = await createHttpGateway({
     // keel.config.ts: the gateway options the shop shares with `keel start` (authentication, CORS, rate limit, timeouts, ...).
     ...config.gateway,
@@ -144,24 +146,28 @@ async function startGateway(running: Kernel): Promise<HttpGateway | undefined> {
  * The contracts whose operations the gateway exposes, from `KEEL_HTTP_OPERATIONS`: `all` (the
  * default) every module's, those hosted elsewhere reached over NATS; `hosted` those of the
  * modules this process hosts; `none` no operation, for a module process that serves only
- * /healthz, /readyz and /metrics.
+ * /healthz, /readyz and /metrics. `all` where only some modules are hosted and no NATS reaches the
+ * others is refused, unless a hosted module itself needs one of them (the kernel then names it).
  */
-function exposedContracts(running: Kernel): readonly AnyContract[] {
+function exposedContracts(): readonly AnyContract[] {
+  if (port === undefined) return [];
   const value = process.env['KEEL_HTTP_OPERATIONS']?.trim() || 'all';
   switch (value) {
     case 'all': {
-      const elsewhere = running.modules.filter((module) => !running.hosted.includes(module.name)).map((module) => module.name);
-      if (topology.transport === undefined && elsewhere.length > 0) {
+      const elsewhere = modules.filter((module) => !hosted.includes(module)).map((module) => module.name);
+      const isHosted = (name: string): boolean => hosted.some((module) => module.name === name);
+      const needsElsewhere = hosted.some((module) => [...module.dependsOn, ...module.subscribesTo].some((contract) => !isHosted(contract.name)));
+      if (topology.transport === undefined && elsewhere.length > 0 && !needsElsewhere) {
         throw new KeelError(
           KeelErrorCode.INVALID_CONFIG,
           `The HTTP gateway exposes every module's operations (KEEL_HTTP_OPERATIONS all, the default), and this process reaches no module it does not host ` +
-            `(${elsewhere.join(', ')}): no NATS server was given. Set KEEL_HTTP_OPERATIONS=hosted to expose ${running.hosted.join(', ')} alone, or KEEL_NATS_URL to reach the others.`,
+            `(${elsewhere.join(', ')}): no NATS server was given. Set KEEL_HTTP_OPERATIONS=hosted to expose ${hosted.map((module) => module.name).join(', ')} alone, or KEEL_NATS_URL to reach the others.`,
         );
       }
-      return running.modules.map((module) => module.contract as AnyContract);
+      return modules.map((module) => module.contract as AnyContract);
     }
     case 'hosted':
-      return running.modules.filter((module) => running.hosted.includes(module.name)).map((module) => module.contract as AnyContract);
+      return hosted.map((module) => module.contract as AnyContract);
     case 'none':
       return [];
     default:

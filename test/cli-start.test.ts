@@ -190,7 +190,16 @@ describe('cli - keel start', () => {
     expect(logMessages(running.stdout.text)).toContain('hosting catalog');
     expect(running.stdout.text).not.toContain('HTTP gateway on');
     const unreachable = logRecords(running.stdout.text).filter((record) => record.level === 40);
-    expect(unreachable.map((record) => record.msg)).toEqual([expect.stringMatching(/^nothing outside this process can call catalog: no NATS server was given \(--nats, KEEL_NATS_URL\) and no HTTP gateway is served \(--http\)/)]);
+    expect(unreachable.map((record) => record.msg)).toEqual([
+      'nothing outside this process can call catalog: no NATS server was given (--nats, KEEL_NATS_URL) and no HTTP gateway exposes an operation ' +
+        '(--http, and --operations other than none). Give one of them if other processes or clients should reach these modules.',
+    ]);
+    // A gateway that exposes no operation is no way in either.
+    const probed = start('--modules', 'catalog', '--http', '0', '--operations', 'none');
+    await Promise.race([probed.stdout.waitFor(READY), probed.exit.then(() => expect.fail(probed.stderr.text))]);
+    probed.stop();
+    expect(await probed.exit).toBe(0);
+    expect(logMessages(probed.stdout.text)).toContainEqual(expect.stringMatching(/^nothing outside this process can call catalog/));
 
     // With a gateway something can: no warning before the ready record, which comes after where it would be.
     const served = start('--modules', 'catalog', '--http', '0', '--operations', 'hosted');
@@ -363,16 +372,25 @@ describe('cli - keel start', () => {
     expect(none.stderr.text).toContain('error E_USAGE: Hosting "none" makes a process that reaches every module over NATS');
   });
 
-  it('cli - refuses a gateway of every operation in a process that hosts some modules and reaches no other, naming --operations hosted and --nats', async () => {
+  it('cli - refuses a gateway of every operation in a process that hosts some modules and reaches no other, naming where "all" came from, --operations hosted and --nats', async () => {
     const refused = start('--modules', 'catalog', '--http', '0');
     expect(await refused.exit).toBe(2);
     expect(refused.stderr.text).toContain(
-      "error E_USAGE: The HTTP gateway exposes every module's operations (--operations all), and this process hosts only catalog and reaches no other module: no NATS server was given.",
+      "error E_USAGE: The HTTP gateway exposes every module's operations (all, the default), and this process hosts only catalog and reaches no other module: no NATS server was given.",
     );
-    expect(refused.stderr.text).toContain('Pass --operations hosted to expose catalog alone, or --nats <url> (or KEEL_NATS_URL) to reach inventory, payments, orders, notifications.');
+    expect(refused.stderr.text).toContain(
+      'Expose catalog alone with --operations hosted (or KEEL_HTTP_OPERATIONS=hosted), or give a NATS server (--nats <url>, or KEEL_NATS_URL) to reach inventory, payments, orders, notifications.',
+    );
+    const fromEnv = startWith({ KEEL_HTTP_OPERATIONS: 'all' }, '--modules', 'catalog', '--http', '0');
+    expect(await fromEnv.exit).toBe(2);
+    expect(fromEnv.stderr.text).toContain("every module's operations (KEEL_HTTP_OPERATIONS all)");
     // An unknown module is named as such, not as hosted.
     const unknown = start('--modules', 'catalog,billing', '--http', '0');
     expect(await unknown.exit).toBe(1);
     expect(failureRecord(unknown.stderr.text, { name: 'keel' })).toMatchObject({ code: 'E_UNKNOWN_MODULE' });
+    // A hosted module that needs one not hosted: the kernel names that dependency, which no gateway option mends.
+    const dependent = start('--modules', 'orders', '--http', '0');
+    expect(await dependent.exit).toBe(1);
+    expect(failureRecord(dependent.stderr.text, { name: 'keel' })).toMatchObject({ code: 'INVALID_TOPOLOGY', msg: expect.stringContaining('Module "orders" needs "catalog"') });
   });
 });

@@ -189,6 +189,9 @@ describe('app - npm start', SPAWNING, () => {
         'reaches no module it does not host (inventory, payments, orders, notifications): no NATS server was given. ' +
         'Set KEEL_HTTP_OPERATIONS=hosted to expose catalog alone, or KEEL_NATS_URL to reach the others.',
     ), bad.output()).toBe(true);
+    // Refused before anything opened: the process has exited, and no database was opened on the way.
+    expect(bad.output()).not.toContain('migrations applied');
+    expect(bad.output()).not.toContain('opening the embedded database');
   });
 });
 

@@ -14,6 +14,7 @@ import { HTTP_OPERATIONS_CHOICES, HttpOperations, isHttpOperations, startHost, t
 import { splitList } from '../names.js';
 import { loadAppConfig, loggingEnv } from '../app-config.js';
 import { findProject, loadManifest } from '../project.js';
+import { assertGatewayReachesItsOperations, unreachableWarning, type Reach } from '../reachability.js';
 import { releaseStartupMemory, startupMemoryMessage, type StartupMemoryRelease } from '../startup-memory.js';
 
 /** The `--modules` (or `KEEL_MODULES`) value that hosts no module: a pure client, such as an HTTP gateway. */
@@ -210,17 +211,14 @@ async function start(cli: CliContext, own: CommandLog, args: StartArgs): Promise
       hint: 'Give it a port with --http <port> (or KEEL_HTTP_PORT, or PORT).',
     });
   }
-  // A gateway of every operation where only some modules are, and no way to the others (an unknown module is named later).
-  const elsewhere = host === undefined ? [] : modules.filter((module) => !host.includes(module.name)).map((module) => module.name);
-  const allKnown = host?.every((name) => modules.some((module) => module.name === name)) ?? true;
-  const natsGiven = Boolean(args.nats ?? cli.env['KEEL_NATS_URL']);
-  if (httpPort !== undefined && (httpOperations ?? HttpOperations.ALL) === HttpOperations.ALL && elsewhere.length > 0 && host?.length && allKnown && !natsGiven) {
-    throw new CLIError(
-      CliErrorCode.E_USAGE,
-      `The HTTP gateway exposes every module's operations (--operations all), and this process hosts only ${host.join(', ')} and reaches no other module: no NATS server was given.`,
-      { hint: `Pass --operations hosted to expose ${host.join(', ')} alone, or --nats <url> (or KEEL_NATS_URL) to reach ${elsewhere.join(', ')}.` },
-    );
-  }
+  const reach: Reach = {
+    modules,
+    host,
+    nats: Boolean(args.nats ?? cli.env['KEEL_NATS_URL']),
+    httpPort,
+    operations: httpOperations === undefined ? undefined : { value: httpOperations, source: args.operations === undefined ? 'KEEL_HTTP_OPERATIONS' : '--operations' },
+  };
+  assertGatewayReachesItsOperations(reach);
   const { path: configPath, config } = await loadAppConfig(project, { checkGateway: httpPort !== undefined });
   // The process's own lines are records of the logger its kernel, transport and gateway write
   // to: one format per process (docs/observability.md, "Logs"), the environment's, else the configuration's.
@@ -262,14 +260,8 @@ async function start(cli: CliContext, own: CommandLog, args: StartArgs): Promise
     const transport = running.transport?.name ?? 'the transport';
     logger.info({ remote: status.remote, transport }, `reaching ${status.remote.join(', ')} over ${transport}`);
   }
-  if (running.transport === undefined && !running.httpUrl && hosted.length > 0) {
-    // Nothing is wrong with it (a process may only run its modules' background work), but it is rarely meant.
-    logger.warn(
-      { modules: hosted },
-      `nothing outside this process can call ${hosted.join(', ')}: no NATS server was given (--nats, KEEL_NATS_URL) and no HTTP gateway is served (--http). ` +
-        'Give one of them if other processes or clients should reach it.',
-    );
-  }
+  const unreachable = unreachableWarning(reach);
+  if (unreachable !== undefined) logger.warn({ modules: hosted }, unreachable);
   if (running.httpUrl) {
     const operations = httpOperations ?? HttpOperations.ALL;
     logger.info({ url: running.httpUrl, operations }, `HTTP gateway on ${running.httpUrl}${exposedText(httpOperations, running.kernel)}`);
