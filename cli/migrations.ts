@@ -44,11 +44,12 @@ export interface ModuleDatabaseVisit {
 }
 
 /**
- * Opens the databases of the project's modules that own data (or of `only`), as `keel start`
- * would with the same environment, and runs `visit` on each module in manifest order, one at
- * a time (PGlite runs one transaction at a time). Closes every connection and engine after.
- * An empty result: no module owns data. `only` must name a module of the manifest
- * (`E_UNKNOWN_MODULE`) that owns data (`E_USAGE`).
+ * Opens the databases of the project's modules that own data (those of `KEEL_MODULES` when it
+ * is set, or `only`), as `keel start` would with the same environment, and runs `visit` on each
+ * module in manifest order, one at a time (PGlite runs one transaction at a time). Closes every
+ * connection and engine after. An empty result: no such module owns data. `only` must name a
+ * module of the manifest (`E_UNKNOWN_MODULE`) that owns data (`E_USAGE`), and one of
+ * `KEEL_MODULES` where its database is the embedded one (`E_USAGE`).
  *
  * @example
  * ```ts
@@ -82,41 +83,52 @@ export async function eachModuleDatabase<T>(
   return results;
 }
 
-/** The modules that own data (or `only`), planned from the environment; opens nothing. */
+/** The modules that own data (those of `KEEL_MODULES`, or `only`), planned from the environment; opens nothing. */
 async function planOf(cli: CliContext, only: string | undefined): Promise<{ plan: PlannedDatabase[]; root: string }> {
   const project = findProject(cli.cwd);
   const modules = await loadManifest(project);
   const names = modules.map((module) => module.name);
   const hosted = hostedModules(cli.env, names);
-  const selected = modules.filter((module) => (only === undefined ? hosted === undefined || hosted.includes(module.name) : module.name === only));
-  if (only !== undefined && selected.length === 0) {
+  const settings = { env: cli.env, root: project.root };
+  if (only === undefined) {
+    return { plan: planDatabases(hosted === undefined ? modules : modules.filter((module) => hosted.includes(module.name)), settings), root: project.root };
+  }
+  const module = modules.find((candidate) => candidate.name === only);
+  if (module === undefined) {
     throw new CLIError(CliErrorCode.E_UNKNOWN_MODULE, `No module named "${only}" in the manifest (it has: ${names.join(', ')}).`);
   }
-  if (only !== undefined && hosted !== undefined && !hosted.includes(only)) {
-    throw new CLIError(
-      CliErrorCode.E_USAGE,
-      `Module "${only}" is not hosted by this process (KEEL_MODULES is "${cli.env['KEEL_MODULES']?.trim()}"): this environment's database holds the data of those modules only.`,
-      { hint: `Name one of them, or run keel db with the environment of the process that hosts ${only} (or with KEEL_MODULES unset).` },
-    );
-  }
-  if (only !== undefined && selected[0]?.data === undefined) {
+  if (module.data === undefined) {
     throw new CLIError(CliErrorCode.E_USAGE, `Module "${only}" owns no data: its defineModule() declares no data: { migrations }.`, {
-      hint: `Modules that own data: ${modules.filter((module) => module.data !== undefined).map((module) => module.name).join(', ') || 'none'}.`,
+      hint: `Modules that own data: ${modules.filter((candidate) => candidate.data !== undefined).map((candidate) => candidate.name).join(', ') || 'none'}.`,
     });
   }
-  return { plan: planDatabases(selected, { env: cli.env, root: project.root }), root: project.root };
+  const plan = planDatabases([module], settings);
+  // Another process's module: in a shared PostgreSQL its schema is where it is, but the embedded database here is this process's.
+  if (hosted !== undefined && !hosted.includes(only) && plan.some((entry) => entry.source.engine === 'pglite')) {
+    const hostedText = hosted.length === 0 ? 'none: it hosts no module' : `"${cli.env['KEEL_MODULES']?.trim()}"`;
+    throw new CLIError(
+      CliErrorCode.E_USAGE,
+      `Module "${only}" is not hosted by this process (KEEL_MODULES is ${hostedText}), and the embedded database this environment names holds the data of its own modules only.`,
+      { hint: `Run keel db with the environment of the process that hosts ${only} (its KEEL_PROCESS_NAME and KEEL_MODULES), or name one of this process's modules.` },
+    );
+  }
+  return { plan, root: project.root };
 }
 
 /**
- * The modules `KEEL_MODULES` says this environment's process hosts (`keel up` and the files
- * `keel deploy` writes set it per process, with `KEEL_PROCESS_NAME`, which names the embedded
- * database's folder): `keel db` works on their data only, as `keel start` opens theirs only.
- * Undefined when it is unset (every module); `none` is none.
+ * The modules `KEEL_MODULES` says this environment's process hosts (`keel deploy` sets it per
+ * process, with `KEEL_PROCESS_NAME`, which names the embedded database's folder): `keel db` works
+ * on their data, as `keel start` opens theirs only. Undefined when it is unset (every module);
+ * `none` is none; an empty list is refused, as `keel start` refuses it.
  */
 function hostedModules(env: CliContext['env'], names: readonly string[]): string[] | undefined {
   const text = env['KEEL_MODULES']?.trim();
   if (!text) return undefined;
-  const hosted = text === 'none' ? [] : splitList(text);
+  if (text === 'none') return [];
+  const hosted = splitList(text);
+  if (hosted.length === 0) {
+    throw new CLIError(CliErrorCode.E_USAGE, `KEEL_MODULES "${text}" names no module; name at least one, "none" to host nothing, or leave it unset for every module.`);
+  }
   const unknown = hosted.find((name) => !names.includes(name));
   if (unknown !== undefined) {
     throw new CLIError(CliErrorCode.E_UNKNOWN_MODULE, `KEEL_MODULES names "${unknown}", which is no module of the manifest (it has: ${names.join(', ')}).`);

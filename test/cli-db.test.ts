@@ -300,9 +300,9 @@ describe('cli - keel db', () => {
     expect(dataless.stderr).toContain('Modules that own data: audit, ledger.');
   });
 
-  it("cli - keel db works on the data of KEEL_MODULES' modules only, as the process keel up or keel deploy names would: another module is refused, an unknown one names the variable", async () => {
+  it("cli - keel db works on the data of KEEL_MODULES' modules, as the process keel deploy names would; another module is refused where the embedded database is this process's, allowed in a shared PostgreSQL", async () => {
     const app = testbed.app();
-    // The environment keel up gives its `books` process: the embedded database in .keel/data/books holds ledger's data alone.
+    // The environment keel deploy gives its `books` process: the embedded database in .keel/data/books holds ledger's data alone.
     const env = { KEEL_PROCESS_NAME: 'books', KEEL_MODULES: 'ledger,echo' };
     const migrated = await runKeel(['db', 'migrate', '--json'], { cwd: app.root, env });
     expect(migrated.code, migrated.stderr).toBe(0);
@@ -315,14 +315,26 @@ describe('cli - keel db', () => {
     const elsewhere = await runKeel(['db', 'status', '--module', 'audit'], { cwd: app.root, env });
     expect(elsewhere.code).toBe(2);
     expect(elsewhere.stderr).toContain(
-      'error E_USAGE: Module "audit" is not hosted by this process (KEEL_MODULES is "ledger,echo"): this environment\'s database holds the data of those modules only.',
+      'error E_USAGE: Module "audit" is not hosted by this process (KEEL_MODULES is "ledger,echo"), and the embedded database this environment names holds the data of its own modules only.',
     );
+    const none = await runKeel(['db', 'status', '--module', 'audit'], { cwd: app.root, env: { KEEL_MODULES: ' none ' } });
+    expect(none.code).toBe(2);
+    expect(none.stderr).toContain('(KEEL_MODULES is none: it hosts no module)');
+    // In a shared PostgreSQL, audit's schema is where it is whichever process asks.
+    const database = await testbed.database();
+    const shared = await runKeel(['db', 'migrate', '--module', 'audit'], { cwd: app.root, env: { ...env, DATABASE_URL: database.url } });
+    expect(shared.code, shared.stderr).toBe(0);
+    expect(lines(shared)[0]).toBe(`audit: schema audit, postgres at ${database.location} (DATABASE_URL)`);
+
     const unknown = await runKeel(['db', 'status'], { cwd: app.root, env: { KEEL_MODULES: 'ledger,billing' } });
     expect(unknown.code).toBe(1);
     expect(unknown.stderr).toContain('error E_UNKNOWN_MODULE: KEEL_MODULES names "billing", which is no module of the manifest (it has: audit, ledger, echo).');
-    const none = await runKeel(['db', 'migrate'], { cwd: app.root, env: { KEEL_MODULES: 'echo' } });
-    expect(none.code, none.stderr).toBe(0);
-    expect(none.stdout).toBe('keel db: no module of KEEL_MODULES (echo) owns data (a module owns data when its defineModule() declares data: { migrations })\n');
+    const empty = await runKeel(['db', 'status'], { cwd: app.root, env: { KEEL_MODULES: ' , ' } });
+    expect(empty.code).toBe(2);
+    expect(empty.stderr).toContain('error E_USAGE: KEEL_MODULES "," names no module; name at least one');
+    const dataless = await runKeel(['db', 'migrate'], { cwd: app.root, env: { KEEL_MODULES: 'echo' } });
+    expect(dataless.code, dataless.stderr).toBe(0);
+    expect(dataless.stdout).toBe('keel db: no module of KEEL_MODULES (echo) owns data (a module owns data when its defineModule() declares data: { migrations })\n');
   }, 60_000);
 
   it('cli - keel db migrate and status use DATABASE_URL as keel start does', async () => {

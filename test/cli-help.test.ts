@@ -177,7 +177,7 @@ describe('cli - help', () => {
       EXAMPLES
 
         $ keel dev
-        $ keel dev --modules catalog,orders --http 8080
+        $ keel dev --modules catalog,orders --nats nats://127.0.0.1:4222
         $ keel dev topologies/split.ts
         $ keel dev --debounce 1000
       "

@@ -102,7 +102,7 @@ async function terminate(up: ReturnType<typeof keelUp>, graceMs = 60_000): Promi
   return code;
 }
 
-/** `call`'s answer; its failure carries keel up's output, which says what each process was doing. */
+/** `call`'s outcome; its failure (a call's, an assertion's) carries keel up's output, which says what each process was doing. */
 async function withOutput<T>(up: ReturnType<typeof keelUp>, call: Promise<T>): Promise<T> {
   try {
     return await call;
@@ -224,19 +224,21 @@ describe('cli - keel up', () => {
       expect(messagesOf(up.output(), 'back-office')).toContain('data of inventory, payments: pglite in memory');
       expect(messagesOf(up.output(), 'notifications')).toContain('data of notifications: pglite in memory');
 
-      // The first call across processes, just after all three said ready: on a loaded 2-core CI machine it
-      // once went unanswered for the default 10 s, so it gets 30 s, and its failure shows what each process logged.
-      const { products } = await withOutput(up, caller.client(catalog).listProducts({}, { timeoutMs: 30_000 }));
-      const sku = (products[0] as { sku: string }).sku;
-      const order = await withOutput(
+      // The calls across processes, from just after all three said ready: on a loaded 2-core CI machine the first
+      // once went unanswered for the default 10 s, so it gets 30 s, and a failure shows what each process logged.
+      await withOutput(
         up,
-        caller.client(orders).placeOrder({ customerId: 'cli-up', lines: [{ sku, quantity: 1 }], card: { token: 'tok_visa' } }),
+        (async () => {
+          const { products } = await caller.client(catalog).listProducts({}, { timeoutMs: 30_000 });
+          const sku = (products[0] as { sku: string }).sku;
+          const order = await caller.client(orders).placeOrder({ customerId: 'cli-up', lines: [{ sku, quantity: 1 }], card: { token: 'tok_visa' } });
+          expect(order).toMatchObject({ customerId: 'cli-up' });
+          expect(await caller.client(orders).getOrder({ orderId: order.orderId })).toMatchObject({ status: order.status });
+          // Orders (the storefront) charged the card in payments (the back office).
+          const { payments: charged } = await caller.client(payments).listPayments({ customerId: 'cli-up' });
+          expect(charged).toEqual([expect.objectContaining({ paymentId: order.paymentId, amountCents: order.totalCents })]);
+        })(),
       );
-      expect(order).toMatchObject({ customerId: 'cli-up' });
-      expect(await caller.client(orders).getOrder({ orderId: order.orderId })).toMatchObject({ status: order.status });
-      // Orders (the storefront) charged the card in payments (the back office).
-      const { payments: charged } = await caller.client(payments).listPayments({ customerId: 'cli-up' });
-      expect(charged).toEqual([expect.objectContaining({ paymentId: order.paymentId, amountCents: order.totalCents })]);
     } finally {
       up.child.kill('SIGTERM');
     }

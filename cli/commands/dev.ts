@@ -35,7 +35,7 @@ export default defineCommand({
   meta: {
     name: 'dev',
     description: 'Watch mode: run the application (or a topology) and restart the processes a change concerns',
-    examples: ['keel dev', 'keel dev --modules catalog,orders --http 8080', 'keel dev topologies/split.ts', 'keel dev --debounce 1000'],
+    examples: ['keel dev', 'keel dev --modules catalog,orders --nats nats://127.0.0.1:4222', 'keel dev topologies/split.ts', 'keel dev --debounce 1000'],
   },
   args: {
     topology: {
