@@ -45,6 +45,8 @@ export function toErrorEnvelope(
   operation: AnyOperation | undefined,
   correlationId: string,
   logger: Logger,
+  /** The fields the lines logged here carry (default: `correlation_id`, `module`, `operation`); the kernel's are its call's (`callLogFields`). */
+  fields: Record<string, unknown> = { correlation_id: correlationId, module: address.contract, operation: address.operation },
 ): ErrorEnvelope {
   if (error instanceof ContractError && operation !== undefined) {
     const declared = operation.errors.find((candidate) => candidate.code === error.code);
@@ -55,12 +57,12 @@ export function toErrorEnvelope(
       }
     }
     logger.error(
-      { err: error, correlationId, operation: `${address.contract}.${address.operation}`, code: error.code },
+      { err: error, ...fields, code: error.code },
       `handler threw error ${error.code}, which ${address.contract}.${address.operation} does not declare (or with invalid data); the caller sees INTERNAL. Declare it in the contract's errors.`,
     );
   } else if (isKeelError(error) && nestedCallErrors.has(error) && !KEPT_FROM_NESTED_CALLS.has(error.code)) {
     logger.error(
-      { err: error, correlationId, operation: `${address.contract}.${address.operation}`, code: error.code },
+      { err: error, ...fields, code: error.code },
       `a call made by the handler failed with ${error.code} and the handler let it through; the caller sees INTERNAL. ` +
         'Catch it in the handler, or declare a domain error for it.',
     );
@@ -74,8 +76,8 @@ export function toErrorEnvelope(
     };
   } else {
     logger.error(
-      { err: error, correlationId, operation: `${address.contract}.${address.operation}` },
-      'handler failed with an undeclared error; the caller sees INTERNAL',
+      { err: error, ...fields },
+      `${address.contract}.${address.operation} failed with an undeclared error; the caller sees INTERNAL`,
     );
   }
   return {
@@ -95,8 +97,9 @@ export function toRemoteFailure(
   operation: AnyOperation | undefined,
   correlationId: string,
   logger: Logger,
+  fields?: Record<string, unknown>,
 ): RemoteFailure {
-  return new RemoteFailure(toErrorEnvelope(error, address, operation, correlationId, logger));
+  return new RemoteFailure(toErrorEnvelope(error, address, operation, correlationId, logger, fields));
 }
 
 /**

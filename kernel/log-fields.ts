@@ -44,3 +44,29 @@ export function logFields(): Record<string, unknown> {
   }
   return fields;
 }
+
+/**
+ * The fields of {@link logFields} for a call or an event, on a line written where its handler's
+ * context is gone (the kernel logging what a handler threw, an answer it could not send, an event
+ * it gave up on): `trace_id` and `span_id` from its `traceparent` (the caller's span),
+ * `correlation_id`, then `fields` (`operation`, `event`). Not `module`: the module's logger binds
+ * it. So the line that explains an `INTERNAL` answer is found by the same `trace_id` or
+ * `correlation_id` as the handler's own lines.
+ *
+ * @example
+ * ```ts
+ * logger.error({ err: error, ...callLogFields(context, { operation: 'placeOrder' }) }, 'handler failed with an undeclared error');
+ * ```
+ */
+export function callLogFields(
+  source: { readonly correlationId?: string | undefined; readonly traceparent?: string | undefined },
+  fields: Record<string, unknown>,
+): Record<string, unknown> {
+  const line: Record<string, unknown> = {};
+  if (source.traceparent !== undefined) {
+    line['trace_id'] = source.traceparent.slice(3, 35);
+    line['span_id'] = source.traceparent.slice(36, 52);
+  }
+  if (source.correlationId !== undefined) line['correlation_id'] = source.correlationId;
+  return Object.assign(line, fields);
+}

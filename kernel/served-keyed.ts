@@ -9,6 +9,7 @@ import { inputHash, type Claim, type IdempotencyStore, type StoredOutcome } from
 import type { Logger } from './logger.js';
 import { TracedAnswer, expiredFailure } from './served-answers.js';
 import { RemoteFailure, type Answer, type OperationAddress } from './transport.js';
+import { callLogFields } from './log-fields.js';
 
 /** A key still running this long after its first request's deadline is taken over by a retry. */
 export const IDEMPOTENCY_TAKEOVER_GRACE_MS = 5_000;
@@ -62,7 +63,7 @@ export function keyedRun<Entry extends { readonly name: string }>(pipeline: Keye
       const hashed = context.principal === undefined ? value : { input: value, principal: context.principal };
       claim = await store.claim(entry.name, key, inputHash(hashed), context.deadline + IDEMPOTENCY_TAKEOVER_GRACE_MS);
     } catch (error) {
-      logger.error({ err: error, operation: label, correlationId: context.correlationId }, 'could not claim an idempotency key');
+      logger.error({ err: error, ...callLogFields(context, { operation: entry.name }) }, 'could not claim an idempotency key');
       answer.fail(failure(error, address, entry, context));
       return;
     }
@@ -94,7 +95,7 @@ export function keyedRun<Entry extends { readonly name: string }>(pipeline: Keye
         store.complete(entry.name, key, claim.token, { output }).then(
           () => answer.ok(output),
           (error: unknown) => {
-            logger.error({ err: error, operation: label, correlationId: context.correlationId }, 'could not record the outcome of an idempotency key');
+            logger.error({ err: error, ...callLogFields(context, { operation: entry.name }) }, 'could not record the outcome of an idempotency key');
             answer.ok(output);
           },
         );
@@ -112,7 +113,7 @@ export function keyedRun<Entry extends { readonly name: string }>(pipeline: Keye
         recorded.then(
           () => answer.fail(remote),
           (error: unknown) => {
-            logger.error({ err: error, operation: label, correlationId: context.correlationId }, 'could not record the outcome of an idempotency key');
+            logger.error({ err: error, ...callLogFields(context, { operation: entry.name }) }, 'could not record the outcome of an idempotency key');
             answer.fail(remote);
           },
         );

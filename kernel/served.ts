@@ -13,6 +13,7 @@ import { ObservedAnswer, TracedAnswer, expiredFailure, overranFailure } from './
 import { openTransactions } from './module-data.js';
 import { ROOT_CONTEXT, trace } from './otel-api.js';
 import { toRemoteFailure } from './envelope.js';
+import { callLogFields } from './log-fields.js';
 import { CallSchema } from './compiled-schema.js';
 import { exhaustedFailure, stoppedFailure, withdrawnFailure, type Bulkhead, type WaitingCall } from './bulkhead.js';
 import type { IdempotencyStore, StoredOutcome } from './idempotency.js';
@@ -130,7 +131,7 @@ export function createServedModule(source: ServedSource): ServedModule {
   };
 
   const failure = (error: unknown, address: OperationAddress, entry: OperationEntry, context: CallContext): RemoteFailure =>
-    toRemoteFailure(error, address, entry.definition, context.correlationId, logger);
+    toRemoteFailure(error, address, entry.definition, context.correlationId, logger, callLogFields(context, { operation: entry.name }));
 
   const finish = (entry: OperationEntry, result: unknown, context: CallContext, answer: Answer): void => {
     const output = entry.output.safeParse(result);
@@ -139,7 +140,7 @@ export function createServedModule(source: ServedSource): ServedModule {
       return;
     }
     logger.error(
-      { correlationId: context.correlationId, operation: `${contract.name}.${entry.name}`, issues: output.error.issues },
+      { ...callLogFields(context, { operation: entry.name }), issues: output.error.issues },
       'handler returned output that breaks its contract',
     );
     answer.fail(

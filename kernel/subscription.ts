@@ -17,6 +17,7 @@ import type { EventContext, EventHandlerFunction } from './module-handlers.js';
 import { validPrincipal, type PrincipalSchema } from './principal.js';
 import { isGivenBack } from './transport-failures.js';
 import type { EventMetadata, EventSubscription, Fanout } from './transport.js';
+import { callLogFields } from './log-fields.js';
 
 /** What the kernel needs to build one {@link EventSubscription}. */
 export interface SubscriptionSource {
@@ -81,7 +82,7 @@ export function createEventSubscription(source: SubscriptionSource): EventSubscr
     const observers = source.observers;
     const givenBack = isGivenBack(error);
     if (observers?.length) report(observers, metadata.attempt, started, givenBack ? GIVEN_BACK_OUTCOME : outcomeOf(error));
-    const fields = { err: error, event: label, eventId: metadata.id, attempt: metadata.attempt, correlationId: metadata.correlationId };
+    const fields = { err: error, ...callLogFields(metadata, { event: label, eventId: metadata.id, attempt: metadata.attempt }) };
     if (givenBack) logger.info(fields, `module "${subscriber}" stopped before this event's handler ended, and gave the event back`);
     else logger.warn(fields, `event handler of module "${subscriber}" failed`);
     return Promise.reject(error);
@@ -195,7 +196,7 @@ export function createEventSubscription(source: SubscriptionSource): EventSubscr
     },
     deadLetter(payload: unknown, metadata: EventMetadata, error: unknown): void {
       logger.error(
-        { err: error, event: label, eventId: metadata.id, attempts: metadata.attempt, correlationId: metadata.correlationId },
+        { err: error, ...callLogFields(metadata, { event: label, eventId: metadata.id, attempts: metadata.attempt }) },
         `gave up on a durable event after ${metadata.attempt} attempts; it was dead-lettered`,
       );
       source.onDeadLetter?.({ subscriber, contract: contractName, event, payload, metadata, error });

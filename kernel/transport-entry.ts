@@ -63,7 +63,7 @@ export { GIVEN_BACK_OUTCOME, OK_OUTCOME, type CallRecord, type DroppedRecord, ty
 export { DEFAULT_CALL_POLICIES } from './call-policy.js';
 export type { CircuitStatus } from './circuit-breaker.js';
 export { LogFormat, createLogger, logFormatOf, type LogDestination, type LoggerOptions } from './logger.js';
-export { logFields } from './log-fields.js';
+export { callLogFields, logFields } from './log-fields.js';
 export { KEEL_ROOT_CONTEXT, KeelContextManager } from './otel-context.js';
 export { disableTracing, enableTracing, keelTracer, startSpanWith, tracingRequested, type TracingOptions } from './tracing.js';
 export { spanContextOf, traceparentOf } from './traceparent.js';

@@ -84,6 +84,7 @@ const TRANSPORT = {
     'ResilienceOptionsSchema',
     'STATUS_BY_ERROR_KIND',
     'callAbandoned',
+    'callLogFields',
     'cancelledError',
     'createClient',
     'createLocalTransport',

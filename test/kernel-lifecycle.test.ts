@@ -294,7 +294,7 @@ describe('kernel lifecycle - start and stop', () => {
     });
     await kernel.start();
     await expect(kernel.client(a).ping({}, { correlationId: 'corr-log' })).rejects.toThrow(/internal error/);
-    expect(records.some((r) => r.record['correlationId'] === 'corr-log' && String(r.record['err']).includes('kaboom'))).toBe(true);
+    expect(records.some((r) => r.record['correlation_id'] === 'corr-log' && String(r.record['err']).includes('kaboom'))).toBe(true);
     await kernel.stop();
   });
 });

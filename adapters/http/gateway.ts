@@ -242,7 +242,7 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
     const retryAfter = retryAfterOf(problem, error);
     if (retryAfter !== undefined) reply.header('retry-after', String(retryAfter));
     if (problem.status >= 500) {
-      logger.error({ err: error, correlationId, route: request.routeOptions.url, code: problem.code }, 'request failed');
+      logger.error({ err: error, correlation_id: correlationId, route: request.routeOptions.url, code: problem.code }, 'request failed');
     }
     return sendProblem(reply, problem);
   });

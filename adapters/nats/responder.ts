@@ -9,6 +9,7 @@
 import { KeelError, KeelErrorCode, type CallContext } from 'keel';
 import {
   InFlight,
+  callLogFields,
   RemoteFailure,
   within,
   type Answer,
@@ -92,7 +93,7 @@ class Endpoint {
         msg.respond(encodeJson({ type, code: envelope.code, message: headerValue(message, 2048), correlationId }), { headers: replyHeaders });
       }
     } catch (error) {
-      this.connection.logger.warn({ err: error, operation: this.target, correlationId: envelope.correlationId }, 'could not send an error reply');
+      this.connection.logger.warn({ err: error, ...callLogFields(envelope, { operation: this.target }) }, 'could not send an error reply');
     }
   }
 }
@@ -135,7 +136,7 @@ class NatsReply implements Answer {
     if (failure instanceof RemoteFailure) return failure.envelope;
     const { endpoint, context } = this;
     endpoint.connection.logger.error(
-      { err: failure, operation: endpoint.target, correlationId: context.correlationId },
+      { err: failure, ...callLogFields(context, { operation: endpoint.target }) },
       'the answer pipeline failed a call with something other than a RemoteFailure',
     );
     return {
@@ -153,7 +154,7 @@ class NatsReply implements Answer {
     const limit = connection.maxPayload;
     if (data.length > limit) {
       const error = connection.tooLarge(`The output of ${target}`, data.length, limit, context.correlationId);
-      connection.logger.error({ operation: target, size: data.length, limit, correlationId: context.correlationId }, error.message);
+      connection.logger.error(callLogFields(context, { operation: target, size: data.length, limit }), error.message);
       endpoint.respondError(msg, {
         type: 'keel',
         code: error.code,
@@ -167,7 +168,7 @@ class NatsReply implements Answer {
       msg.respond(data);
     } catch (error) {
       endpoint.counters.failed(headerValue(`reply not sent: ${reason(error)}`));
-      connection.logger.warn({ err: error, operation: target, correlationId: context.correlationId }, 'could not send a reply');
+      connection.logger.warn({ err: error, ...callLogFields(context, { operation: target }) }, 'could not send a reply');
     }
   }
 }

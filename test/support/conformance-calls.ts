@@ -130,19 +130,21 @@ export function describeCallConformance(target: ConformanceTarget, booted: () =>
       expect(await probeClient.withDefault({ name: 'still alive' })).toEqual({ text: 'hello still alive' });
     });
 
-    it("logs an undeclared throw on the callee's logger, once, at error level, with its message, its stack and the correlation id the caller got", async () => {
+    it("logs an undeclared throw on the callee's logger, once, at error level, with its message, its stack, and the correlation id the caller got and the call's trace id as a handler's lines carry them", async () => {
       const entries: LogEntry[] = [];
       const app = await boot(target, [{ name: 'probe-log', host: ['probe'] }], { logger: capturingLogger(entries) });
       try {
         // No correlation id given: the one the kernel made is the one the caller got.
-        const error = await expectRejection(app.client.client(probe).fail({ mode: 'undeclared' }));
+        const traceparent = '00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01';
+        const error = await expectRejection(app.client.client(probe).fail({ mode: 'undeclared' }, { traceparent }));
         expect(isKeelError(error, 'INTERNAL')).toBe(true);
         const { correlationId } = error as KeelError;
         expect(correlationId).toMatch(/\S{8,}/);
-        // Only the callee's kernel logs to `entries` (the caller's is silent).
-        const logged = entries.filter((entry) => entry.record['correlationId'] === correlationId && entry.level !== 'debug');
+        // Only the callee's kernel logs to `entries` (the caller's is silent). Its fields are those of logFields().
+        const logged = entries.filter((entry) => entry.record['correlation_id'] === correlationId && entry.level !== 'debug');
         expect(logged).toHaveLength(1);
-        expect(logged[0]).toMatchObject({ level: 'error', record: { operation: 'probe.fail' } });
+        expect(logged[0]).toMatchObject({ level: 'error', record: { operation: 'fail', trace_id: '4bf92f3577b34da6a3ce929d0e0e4736' } });
+        expect(logged[0]?.record).not.toHaveProperty('correlationId');
         const err = logged[0]?.record['err'] as Error;
         expect(err).toBeInstanceOf(Error);
         expect(err.message).toBe('boom: a secret stack trace');

@@ -266,9 +266,9 @@ export function describeEventConformance(target: ConformanceTarget, booted: () =
       await probeClient.ping({ tag: good }, { correlationId: `corr-${good}` });
       await vi.waitFor(() => {
         expect(app().received.some((r) => r.tag === good && r.module === 'listener' && r.event === 'pinged')).toBe(true);
-        expect(entries.some((entry) => entry.record['correlationId'] === `corr-${bad}`)).toBe(true);
+        expect(entries.some((entry) => entry.record['correlation_id'] === `corr-${bad}`)).toBe(true);
       }, WAIT);
-      const reported = entries.filter((entry) => entry.record['correlationId'] === `corr-${bad}` && entry.level !== 'debug');
+      const reported = entries.filter((entry) => entry.record['correlation_id'] === `corr-${bad}` && entry.level !== 'debug');
       expect(reported).toHaveLength(1);
       expect(reported[0]).toMatchObject({
         level: 'warn',
