@@ -103,6 +103,22 @@ describe('cli - keel start', () => {
     expect(failureRecord(json.stderr.text, { name: 'keel' })).toMatchObject({ code: 'UNAVAILABLE', process: 'orders', msg: expect.stringContaining(`Could not connect to NATS at ${nats}`) });
   });
 
+  it('cli - refuses a NATS URL it cannot use before opening anything, naming --nats (E_USAGE) or KEEL_NATS_URL (INVALID_CONFIG)', async () => {
+    const flag = start('--modules', 'orders', '--nats', 'foo://x', '--http', 'off');
+    expect(await flag.exit).toBe(2);
+    expect(failureRecord(flag.stderr.text, { name: 'keel' })).toMatchObject({
+      code: 'E_USAGE',
+      msg: '--nats "foo://x" uses foo:; keel connects with nats:// or tls:// URLs.',
+      hint: expect.stringContaining('nats://host:4222'),
+    });
+    // The process has exited, and no database was opened on the way.
+    expect(flag.stdout.text).not.toContain('opening the embedded database');
+    const variable = startWith({ KEEL_NATS_URL: 'foo://x' }, '--modules', 'orders', '--http', 'off');
+    expect(await variable.exit).toBe(1);
+    expect(failureRecord(variable.stderr.text, { name: 'keel' })).toMatchObject({ code: 'INVALID_CONFIG', msg: 'KEEL_NATS_URL "foo://x" uses foo:; keel connects with nats:// or tls:// URLs.' });
+    expect(variable.stdout.text).not.toContain('opening the embedded database');
+  });
+
   it('cli - a failure before the configuration is read is an error record with its hint when KEEL_LOG_FORMAT=json says so from the start, else error CODE text', async () => {
     const early = startWith({ KEEL_LOG_FORMAT: 'json', KEEL_RELEASE_STARTUP_MEMORY: 'later' });
     expect(await early.exit).toBe(2);

@@ -5,7 +5,7 @@
  */
 import { once } from 'node:events';
 import { relative } from 'node:path';
-import { isKeelError, type Kernel } from 'keel';
+import { KeelErrorCode, isKeelError, type Kernel } from 'keel';
 import { LogFormat, createLogger, logFormatOf } from 'keel/transport';
 import { contextOf, defineCommand, type CliContext, type SupervisorMessage } from '../command.js';
 import { createCommandLog, type CommandLog } from '../command-log.js';
@@ -85,6 +85,24 @@ function httpOperationsOf(flag: string | undefined, env: Env): HttpOperations | 
     throw new CLIError(CliErrorCode.E_USAGE, `${source.name} "${source.value}" is not one of ${HTTP_OPERATIONS_CHOICES}.`);
   }
   return source.value;
+}
+
+/**
+ * The NATS options, when a server is given, checked as the adapter will read them: `--nats`
+ * (named as such, `E_USAGE`) or `KEEL_NATS_URL`, with the other `KEEL_NATS_*` variables.
+ * keel/nats is loaded only then.
+ */
+async function checkNatsOptions(env: Env, flag: string | undefined): Promise<void> {
+  if (!(flag ?? env['KEEL_NATS_URL'])) return;
+  const { NATS_ENV, natsOptionsFromEnv } = await import('keel/nats');
+  try {
+    natsOptionsFromEnv(flag === undefined ? env : { ...env, [NATS_ENV.URL]: flag });
+  } catch (error) {
+    if (flag === undefined || !isKeelError(error, KeelErrorCode.INVALID_CONFIG) || !error.message.startsWith(`${NATS_ENV.URL} `)) throw error;
+    throw new CLIError(CliErrorCode.E_USAGE, `--nats${error.message.slice(NATS_ENV.URL.length)}`, {
+      hint: 'Give the URL of a running server: nats://host:4222 or tls://host:4222, several separated by commas.',
+    });
+  }
 }
 
 const RELEASE_STARTUP_MEMORY = 'KEEL_RELEASE_STARTUP_MEMORY';
@@ -234,6 +252,8 @@ async function start(cli: CliContext, own: CommandLog, args: StartArgs): Promise
     const config = relative(cli.cwd, configPath) || configPath;
     logger.info({ config }, `configuration from ${config}`);
   }
+  // Before anything opens: a bad URL is otherwise said once the database has opened beside it.
+  await checkNatsOptions(cli.env, args.nats);
   if (cli.signal.aborted) return;
   const running = await startHost({
     modules,
