@@ -12,7 +12,7 @@ import { DEFAULT_TIMEOUT_MS } from './timeouts.js';
 import { EXTERNAL_CALLER, currentContext, newCorrelationId, type CallContext } from './context.js';
 import { fromErrorEnvelope, markCallError } from './envelope.js';
 import type { AnyErrorClass } from './declared-errors.js';
-import { KeelError, KeelErrorCode, validationError } from './errors.js';
+import { KeelError, KeelErrorCode, issueSummary, plainIssues, validationError } from './errors.js';
 import type { KernelObserver } from './observer.js';
 import { RemoteFailure, type OperationAddress, type Transport } from './transport.js';
 import { directCaller } from './local.js';
@@ -206,9 +206,9 @@ function makeCall(
     if (checked.success) return checked.data;
     throw markCallError(new KeelError(
       KeelErrorCode.VERSION_MISMATCH,
-      `${label} answered with output this caller's contract does not accept (${checked.error.message}). ` +
+      `${label} answered with output this caller's contract does not accept (${issueSummary(checked.error.issues)}). ` +
         'Caller and callee disagree on the contract; deploy matching versions.',
-      { correlationId: context.correlationId, details: { issues: checked.error.issues } },
+      { correlationId: context.correlationId, details: { issues: plainIssues(checked.error.issues) } },
     ));
   };
 

@@ -216,16 +216,31 @@ export function validationError(
   issues: readonly ValidationIssue[],
   correlationId?: string,
 ): KeelError {
-  const summary = issues
-    .map((issue) => `${issue.path.length ? issue.path.map(String).join('.') : '(root)'}: ${issue.message}`)
-    .join('; ');
-  const plainIssues = issues.map((issue) => ({
+  return new KeelError(code, `Invalid ${what} for ${contract}.${member}: ${issueSummary(issues)}`, {
+    correlationId,
+    details: { contract, [code === KeelErrorCode.INVALID_EVENT ? 'event' : 'operation']: member, issues: plainIssues(issues) },
+  });
+}
+
+/**
+ * Schema issues as one line for a message: `path: message` each, `(root)` for the value itself,
+ * separated by `; `.
+ *
+ * @example
+ * ```ts
+ * issueSummary([{ path: ['lines', 0, 'quantity'], message: 'Too small: expected number to be >0' }]);
+ * // 'lines.0.quantity: Too small: expected number to be >0'
+ * ```
+ */
+export function issueSummary(issues: readonly ValidationIssue[]): string {
+  return issues.map((issue) => `${issue.path.length ? issue.path.map(String).join('.') : '(root)'}: ${issue.message}`).join('; ');
+}
+
+/** Schema issues as plain JSON for an error's details: path (symbols as strings), message and code. */
+export function plainIssues(issues: readonly ValidationIssue[]): { path: (string | number)[]; message: string; code?: string }[] {
+  return issues.map((issue) => ({
     path: issue.path.map((part) => (typeof part === 'symbol' ? String(part) : part)),
     message: issue.message,
     ...(issue.code === undefined ? {} : { code: issue.code }),
   }));
-  return new KeelError(code, `Invalid ${what} for ${contract}.${member}: ${summary}`, {
-    correlationId,
-    details: { contract, [code === KeelErrorCode.INVALID_EVENT ? 'event' : 'operation']: member, issues: plainIssues },
-  });
 }

@@ -7,7 +7,7 @@
 import type { AnyOperation } from './contract.js';
 import { fromErrorEnvelope } from './envelope.js';
 import type { AnyErrorClass } from './declared-errors.js';
-import { KeelError, KeelErrorCode } from './errors.js';
+import { KeelError, KeelErrorCode, issueSummary, plainIssues } from './errors.js';
 import type { ErrorEnvelope } from './transport.js';
 
 /**
@@ -60,9 +60,9 @@ export function outputOf(text: string, definition: AnyOperation, label: string, 
   if (checked.success) return checked.data;
   throw new KeelError(
     KeelErrorCode.VERSION_MISMATCH,
-    `${label} answered with output this caller's contract does not accept (${checked.error.message}). ` +
+    `${label} answered with output this caller's contract does not accept (${issueSummary(checked.error.issues)}). ` +
       'Caller and callee disagree on the contract; deploy matching versions.',
-    { correlationId, details: { issues: checked.error.issues } },
+    { correlationId, details: { issues: plainIssues(checked.error.issues) } },
   );
 }
 

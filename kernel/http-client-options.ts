@@ -172,7 +172,8 @@ const isAbsoluteHttpUrl = (value: unknown): boolean => {
   if (typeof value !== 'string' && !(value instanceof URL)) return false;
   try {
     const url = new URL(String(value));
-    return url.protocol === 'http:' || url.protocol === 'https:';
+    // Operation paths are appended to it: a query or a fragment would swallow them.
+    return (url.protocol === 'http:' || url.protocol === 'https:') && url.search === '' && url.hash === '' && !String(value).includes('?') && !String(value).includes('#');
   } catch {
     return false;
   }
@@ -181,7 +182,7 @@ const isAbsoluteHttpUrl = (value: unknown): boolean => {
 export const HttpClientOptionsSchema = z
   .object({
     baseUrl: z.custom(isAbsoluteHttpUrl, {
-      error: 'must be an absolute http or https URL, such as "https://shop.example.com" (in a browser page: location.origin)',
+      error: 'must be an absolute http or https URL without a query or fragment, such as "https://shop.example.com" (in a browser page: location.origin)',
     }),
     headers: z
       .custom((value) => typeof value === 'function' || typeof headerPairs(value) !== 'string', {

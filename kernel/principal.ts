@@ -4,7 +4,7 @@
  * check that turns a principal from a wire into a validated, frozen value.
  */
 import type { z } from 'zod';
-import { KeelError, KeelErrorCode } from './errors.js';
+import { KeelError, KeelErrorCode, plainIssues } from './errors.js';
 import { assertWireSafe } from './schema-walk.js';
 
 /**
@@ -108,7 +108,7 @@ export function validPrincipal(schema: PrincipalSchema | undefined, value: unkno
     throw new KeelError(
       KeelErrorCode.UNAUTHENTICATED,
       `${where} carries a principal that does not match the application's principal schema; authenticate again.`,
-      { correlationId, details: { issues: parsed.error.issues.map((issue) => ({ path: issue.path.map(String), message: issue.message })) } },
+      { correlationId, details: { issues: plainIssues(parsed.error.issues) } },
     );
   }
   return deepFreeze(parsed.data);

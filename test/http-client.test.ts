@@ -273,6 +273,17 @@ describe('http client - fetch, headers, deadlines and call options', () => {
     throw new Error('accepted');
   };
 
+  it("http client - an answer its contract does not accept is VERSION_MISMATCH whose message names each issue on one line, not a dump", async () => {
+    const answer = async (): Promise<Response> => new Response(JSON.stringify({ greeting: 1 }), { status: 200, headers: { 'content-type': 'application/json' } });
+    const error = await failureOf(createHttpClient(store, { baseUrl, fetch: answer }).greeting({ name: 'x' }, { correlationId: 'mismatch-1' }));
+    expect(isKeelError(error, KeelErrorCode.VERSION_MISMATCH)).toBe(true);
+    expect(error.message).toBe(
+      "store.greeting answered with output this caller's contract does not accept ((root): Invalid input: expected string, received object). " +
+        'Caller and callee disagree on the contract; deploy matching versions.',
+    );
+    expect((error as KeelError).details).toEqual({ issues: [{ path: [], message: 'Invalid input: expected string, received object', code: 'invalid_type' }] });
+  });
+
   it('http client - calls the given fetch detached, as a browser fetch (window.fetch) needs', async () => {
     const thisSeen: unknown[] = [];
     // A browser's fetch throws "Illegal invocation" when `this` is anything but the global object or undefined.
@@ -466,6 +477,10 @@ describe('http client - options', () => {
     };
     expect(refusal({ baseUrl: 'localhost:3000' })).toMatch(/^createHttpClient: baseUrl must be an absolute http or https URL/);
     expect(refusal({})).toMatch(/baseUrl must be an absolute http or https URL/);
+    // Operation paths are appended to it: a query or a fragment would swallow every one.
+    expect(refusal({ baseUrl: 'http://127.0.0.1:3000?x=1' })).toMatch(/baseUrl must be an absolute http or https URL without a query or fragment/);
+    expect(refusal({ baseUrl: 'http://127.0.0.1:3000/#top' })).toMatch(/without a query or fragment/);
+    expect(refusal({ baseUrl: new URL('http://127.0.0.1:3000/api?') })).toMatch(/without a query or fragment/);
     expect(refusal({ baseUrl: 'http://x', timeoutMs: 0 })).toMatch(/timeoutMs must be a number of milliseconds above 0/);
     expect(refusal({ baseUrl: 'http://x', fetch: 'fetch' })).toMatch(/fetch must be a fetch function/);
     expect(refusal({ baseUrl: 'http://x', headers: { authorization: 42 } })).toMatch(/headers must be a record .*\(not shown: it is a secret\)/);
