@@ -89,3 +89,16 @@ function positiveInteger(env: Readonly<Record<string, string | undefined>>, vari
   }
   return value;
 }
+
+/**
+ * A boolean variable: `true` or `false` (any case), else `fallback` when it is unset or empty.
+ * Another value is refused, naming the variable, rather than read as one or the other.
+ */
+export function booleanVariable(env: Readonly<Record<string, string | undefined>>, variable: string, fallback: boolean): boolean {
+  const value = env[variable]?.trim();
+  if (!value) return fallback;
+  const lower = value.toLowerCase();
+  if (lower === 'true') return true;
+  if (lower === 'false') return false;
+  throw new KeelError(KeelErrorCode.INVALID_CONFIG, `${variable} is "${value}"; set it to true or false, or unset it.`);
+}

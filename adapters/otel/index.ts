@@ -28,7 +28,7 @@ import { BatchSpanProcessor, ConsoleSpanExporter, TracerProvider, type SpanExpor
 import { KeelError, KeelErrorCode, type Logger } from 'keel';
 import { z } from 'zod';
 import { KeelContextManager, createLogger, disableTracing, enableTracing, loggerOption, parseOptions } from 'keel/transport';
-import { MAX_TIMER_MS, batchOptions, exporterConfig, keyValues, tolerantKeyValues } from './env.js';
+import { MAX_TIMER_MS, batchOptions, booleanVariable, exporterConfig, keyValues, tolerantKeyValues } from './env.js';
 import { messageOf, rateLimitedWarnings } from './export-failures.js';
 import { neverSamplesUnderUnsampled, samplerFromEnv } from './sampler.js';
 
@@ -150,7 +150,7 @@ let running: { readonly serviceName: string } | undefined;
 export function startTracing(options: StartTracingOptions = {}): Tracing {
   parseOptions('startTracing', StartTracingOptionsSchema, options);
   const env = options.env ?? process.env;
-  if (env['OTEL_SDK_DISABLED']?.trim().toLowerCase() === 'true') {
+  if (booleanVariable(env, 'OTEL_SDK_DISABLED', false)) {
     // The SDK is off: nothing is checked, registered or switched on.
     return { serviceName: serviceNameOf(env, options, tolerantKeyValues(env, 'OTEL_RESOURCE_ATTRIBUTES')), exporter: 'none', shutdown: () => Promise.resolve() };
   }
@@ -161,6 +161,7 @@ export function startTracing(options: StartTracingOptions = {}): Tracing {
         'startTracing() returned first, and start it again once that resolved.',
     );
   }
+  const inProcessSpans = booleanVariable(env, 'KEEL_TRACE_IN_PROCESS', true);
   const attributes = keyValues(env, 'OTEL_RESOURCE_ATTRIBUTES');
   const serviceName = serviceNameOf(env, options, attributes);
   const exporterName = (env['OTEL_TRACES_EXPORTER']?.trim() || 'otlp').toLowerCase();
@@ -216,7 +217,7 @@ export function startTracing(options: StartTracingOptions = {}): Tracing {
   // the parentbased_* samplers sample nothing: no span need be made there.
   enableTracing({
     provider,
-    inProcessSpans: env['KEEL_TRACE_IN_PROCESS']?.trim().toLowerCase() !== 'false',
+    inProcessSpans,
     attributesAtStart: false,
     noSpanUnderUnsampled: neverSamplesUnderUnsampled(sampler),
   });
