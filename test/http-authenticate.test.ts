@@ -44,10 +44,17 @@ const SECRET = 'a shared secret of more than thirty-two bytes, for tests only';
 const ISSUER = 'https://login.test/';
 const AUDIENCE = 'shop-api';
 
-async function post(url: string, path: string, body: unknown, token?: string): Promise<{ status: number; body: any; challenge: string | null }> {
+/** POSTs `body`; `token` is sent as `Bearer <token>`, `authorization` as the whole header. */
+async function post(
+  url: string,
+  path: string,
+  body: unknown,
+  token?: string,
+  authorization = token === undefined ? undefined : `Bearer ${token}`,
+): Promise<{ status: number; body: any; challenge: string | null }> {
   const response = await fetch(`${url}${path}`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json', ...(token === undefined ? {} : { authorization: `Bearer ${token}` }) },
+    headers: { 'content-type': 'application/json', ...(authorization === undefined ? {} : { authorization }) },
     body: JSON.stringify(body),
   });
   return { status: response.status, body: await response.json(), challenge: response.headers.get('www-authenticate') };
@@ -128,9 +135,18 @@ describe('http - caller identity', () => {
     });
   });
 
-  it("http - a token whose claims do not make a principal of the application's schema is 401", async () => {
+  it("http - a token whose claims do not make a principal of the application's schema is 401 with error=\"invalid_token\" and the issues' paths as in INVALID_INPUT", async () => {
     const refused = await post(url, '/account/whoami', {}, await hmacToken({ roles: ['admin'] }));
-    expect(refused).toMatchObject({ status: 401, body: { code: 'UNAUTHENTICATED' }, challenge: 'Bearer realm="keel"' });
+    expect(refused).toMatchObject({ status: 401, body: { code: 'UNAUTHENTICATED' }, challenge: 'Bearer realm="keel", error="invalid_token"' });
+    const roles = await post(url, '/account/whoami', {}, await hmacToken({ sub: 'ada', roles: [1] }));
+    expect(roles).toMatchObject({ status: 401, challenge: 'Bearer realm="keel", error="invalid_token"' });
+    expect(roles.body.details.issues).toEqual([expect.objectContaining({ path: ['roles', 0] })]);
+  });
+
+  it('http - an empty Authorization header is credentials of the wrong form: 401 with error="invalid_token", not an anonymous call', async () => {
+    const refused = await post(url, '/account/whoami', {}, undefined, '');
+    expect(refused).toMatchObject({ status: 401, body: { code: 'UNAUTHENTICATED' }, challenge: 'Bearer realm="keel", error="invalid_token"' });
+    expect(refused.body.detail).toBe('The Authorization header is not "Bearer <token>": send a JWT as a bearer token.');
   });
 
   it("http - an auth predicate that refuses the token's principal answers 403 FORBIDDEN; one it allows is served", async () => {

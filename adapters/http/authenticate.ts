@@ -163,7 +163,8 @@ export function createJwtAuthenticator(options: JwtAuthenticatorOptions): Authen
   };
   return (request) => {
     const header = request.headers.authorization;
-    if (header === undefined || header === '') return undefined;
+    // An empty header is credentials of the wrong form, as http.md's table says: refused, not anonymous.
+    if (header === undefined) return undefined;
     const token = BEARER.exec(header)?.[1];
     if (token === undefined) {
       throw new KeelError(KeelErrorCode.UNAUTHENTICATED, 'The Authorization header is not "Bearer <token>": send a JWT as a bearer token.');

@@ -7,7 +7,7 @@
  */
 import { setMaxListeners } from 'node:events';
 import type { FastifyBodyParser, FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify';
-import { KeelError, KeelErrorCode, type AnyContract, type Principal } from 'keel';
+import { KeelError, KeelErrorCode, isKeelError, type AnyContract, type Principal } from 'keel';
 import { isIdempotencyKey, isTraceparent, type AnyOperation, type CallOptions } from 'keel/transport';
 import { GatewayRefusal, markRefusedCredentials, type RequestAnswers } from './gateway-answers.js';
 import type { ResolvedHttpGatewayOptions } from './gateway-options.js';
@@ -149,11 +149,15 @@ export function addOperationRoutes(
   };
   const { authenticate } = options;
   const send = (request: FastifyRequest, reply: FastifyReply, route: OperationRoute, input: unknown, principal: Principal | undefined) =>
-    route.call(input, readCallOptions(request, route.cap, signalOf(request), principal)).then((output) => {
-      // A connection kept alive would hold close() open: an answer given while closing ends its connection.
-      if (isClosing()) reply.header('connection', 'close');
-      return reply.type(JSON_CONTENT_TYPE).send(route.serialize(output));
-    });
+    route.call(input, readCallOptions(request, route.cap, signalOf(request), principal)).then(
+      (output) => {
+        // A connection kept alive would hold close() open: an answer given while closing ends its connection.
+        if (isClosing()) reply.header('connection', 'close');
+        return reply.type(JSON_CONTENT_TYPE).send(route.serialize(output));
+      },
+      // The principal the credentials made does not match the application's schema: those credentials are refused.
+      principal === undefined ? undefined : refusedPrincipal,
+    );
   /** The call with the principal the hook made of the request; a call its contract says needs one is refused here, without a round trip. */
   const serveAs = (request: FastifyRequest, reply: FastifyReply, route: OperationRoute, input: unknown, principal: Principal | undefined): Promise<FastifyReply> => {
     if (principal === undefined && route.operation.auth !== undefined) {
@@ -166,6 +170,10 @@ export function addOperationRoutes(
       );
     }
     return send(request, reply, route, input, principal);
+  };
+  const refusedPrincipal = (error: unknown): never => {
+    if (isKeelError(error, KeelErrorCode.UNAUTHENTICATED)) markRefusedCredentials(error);
+    throw error;
   };
   // Not an async function: one promise per request fewer (each costs more once AsyncLocalStorage is on).
   const serve = (request: FastifyRequest, reply: FastifyReply, route: OperationRoute, input: unknown): Promise<FastifyReply> => {
