@@ -21,7 +21,7 @@ const logger = processLogger();
 // Declared before anything can fail: fail() shuts it down on every failure path.
 let tracing: Tracing | undefined;
 // Reads KEEL_MODULES and the KEEL_NATS_* variables, and connects to NATS when they name a server.
-const topology = await topologyFromEnv(process.env).catch((error: unknown) => fail('set up its topology (KEEL_MODULES, KEEL_NATS_URL)', error));
+const topology = await topologyFromEnv(process.env, { logger }).catch((error: unknown) => fail('set up its topology (KEEL_MODULES, KEEL_NATS_URL)', error));
 const hosted = modules.filter((module) => topology.host?.includes(module.name) ?? true);
 // Traces when OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_TRACES_EXPORTER) asks for them; the SDK is loaded only then.
 tracing = tracingRequested()

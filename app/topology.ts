@@ -3,7 +3,7 @@
  * modules to host here (all of them by default), `KEEL_NATS_URL` connects to the others over
  * NATS (without it, everything runs in this one process). See docs/topologies.md.
  */
-import { KeelError, KeelErrorCode, type AnyModule, type Transport } from 'keel';
+import { KeelError, KeelErrorCode, type AnyModule, type Logger, type Transport } from 'keel';
 import { createNatsTransport, natsOptionsFromEnv } from 'keel/nats';
 import { modules } from '../modules/index.js';
 
@@ -38,12 +38,17 @@ export const NO_MODULES = 'none';
  */
 export async function topologyFromEnv(
   env: Readonly<Record<string, string | undefined>>,
-  manifest: readonly AnyModule[] = modules,
+  options: {
+    /** The modules `KEEL_MODULES` may name (default: the shop's). */
+    readonly manifest?: readonly AnyModule[];
+    /** The process's logger, which the NATS transport writes to (else its own, named `keel-nats`). */
+    readonly logger?: Logger;
+  } = {},
 ): Promise<AppTopology> {
-  const host = hostedModules(env['KEEL_MODULES'], manifest);
+  const host = hostedModules(env['KEEL_MODULES'], options.manifest ?? modules);
   const nats = natsOptionsFromEnv(env);
   if (nats === undefined) return host === undefined ? {} : { host };
-  const transport = await createNatsTransport(nats);
+  const transport = await createNatsTransport(options.logger === undefined ? nats : { ...nats, logger: options.logger });
   return host === undefined ? { transport } : { host, transport };
 }
 

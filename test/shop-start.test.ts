@@ -283,6 +283,8 @@ describe('app - npm start split over NATS', SPAWNING, () => {
     const gateway = startShop({ KEEL_MODULES: 'none', PORT: '0', KEEL_NATS_URL: server.url });
     const url = await gateway.ready();
     expect(gateway.said('hosting nothing (a client of the others)')).toBe(true);
+    // The NATS transport writes to the process's logger, as the kernel and the gateway do: one name on every record.
+    expect(gateway.records().find((record) => record.msg === 'connected to NATS')).toMatchObject({ name: 'keel' });
     expect(gateway.records().find((record) => record.msg.startsWith('reaching '))?.msg).toMatch(
       /^reaching catalog, inventory, payments, orders, notifications over nats$/,
     );
