@@ -77,6 +77,16 @@ describe('http - gateway in one process', () => {
 
     const badQuery = await fetch(`${url}/store/get?input=%7Bnot-json`);
     expect((await problemOf(badQuery)).code).toBe(HttpProblemCode.MALFORMED_JSON);
+
+    // A misspelt input, or the input given as parameters of its own: named, not "expected object, received undefined".
+    const misspelt = await fetch(`${url}/store/get?inptu=${encodeURIComponent('{"key":"g"}')}&key=g`);
+    expect(misspelt.status).toBe(400);
+    expect(await problemOf(misspelt)).toMatchObject({
+      code: HttpProblemCode.MALFORMED_REQUEST,
+      detail: expect.stringMatching(/^The query has "inptu", "key" and no "input": a GET operation takes its whole input as one query parameter, \?input=<URL-encoded JSON>/),
+    });
+    // Beside an input, another parameter (a cache buster) is left alone.
+    expect((await fetch(`${url}/store/get?input=${encodeURIComponent('{"key":"g"}')}&_=17`)).status).toBe(200);
   });
 
   it('http - GET ?input= refuses a constructor.prototype or __proto__ key with MALFORMED_JSON, exactly as POST does', async () => {
@@ -512,6 +522,19 @@ describe('http - gateway options and lifecycle', () => {
       expect((await fetch(`${holderUrl}/healthz`)).status).toBe(200);
     } finally {
       await second.close();
+    }
+  });
+
+  it('http - listen() called again, at once or later, resolves with the same URL (not fastify\'s FST_ERR_REOPENED_SERVER)', async () => {
+    const { kernel } = await gatewayForTest({ metrics: false }, { startKernel: false });
+    const gateway = await createHttpGateway({ kernel, port: 0, logger: silentLogger, metrics: false, stopKernelOnClose: false });
+    try {
+      const [first, together] = await Promise.all([gateway.listen(), gateway.listen()]);
+      expect(together).toBe(first);
+      expect(await gateway.listen()).toBe(first);
+      expect((await fetch(`${first}/healthz`)).status).toBe(200);
+    } finally {
+      await gateway.close();
     }
   });
 

@@ -7,6 +7,7 @@ import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Problem } from 'keel/http';
 import { gatewayForTest, runGateway, type RunningGateway } from './support/http-fixture.js';
+import { gzipSync } from 'node:zlib';
 
 const REQUESTS = 480;
 const CONCURRENCY = 16;
@@ -242,6 +243,19 @@ describe('http - malformed requests', () => {
     expect((await fetch(`${url}/readyz`)).status).toBe(200);
     const metrics = await (await fetch(`${url}/metrics`)).text();
     expect(metrics).toMatch(/keel_http_requests_total\{method="POST",route="unmatched",status="404"\}/);
+  });
+
+  it('http - a body sent with a Content-Encoding (gzip) is 415 naming the encoding, not MALFORMED_JSON', async () => {
+    const body = gzipSync(JSON.stringify({ key: 'zipped', value: 1 }));
+    const zipped = await fetch(`${url}/store/put`, { method: 'POST', headers: { ...JSON_TYPE, 'content-encoding': 'gzip' }, body });
+    expect(zipped.status).toBe(415);
+    expect(await zipped.json()).toMatchObject({
+      code: 'UNSUPPORTED_MEDIA_TYPE',
+      detail: 'The body is sent with Content-Encoding "gzip", which this gateway does not decode: send the JSON without Content-Encoding.',
+    });
+    // identity is no encoding.
+    const plain = await fetch(`${url}/store/put`, { method: 'POST', headers: { ...JSON_TYPE, 'content-encoding': 'identity' }, body: JSON.stringify({ key: 'plain', value: 1 }) });
+    expect(plain.status).toBe(200);
   });
 
   it('http - broken HTTP on a raw socket gets a 400 problem and the server keeps serving', async () => {

@@ -239,8 +239,20 @@ export function addOperationRoutes(
  * `__proto__` and `constructor.prototype` keys.
  */
 function parseQueryInput(request: FastifyRequest, parseJson: FastifyBodyParser<string>): unknown {
-  const raw = (request.query as Record<string, unknown> | undefined)?.['input'];
-  if (raw === undefined) return undefined;
+  const query = request.query as Record<string, unknown> | undefined;
+  const raw = query?.['input'];
+  if (raw === undefined) {
+    // Other parameters and no input: a misspelt `input` (or input given as separate parameters), not an empty call.
+    const others = Object.keys(query ?? {});
+    if (others.length > 0) {
+      throw new GatewayRefusal(
+        HttpProblemCode.MALFORMED_REQUEST,
+        `The query has ${others.map((name) => `"${name}"`).join(', ')} and no "input": a GET operation takes its whole input as one ` +
+          'query parameter, ?input=<URL-encoded JSON>, for example ?input=%7B%22sku%22%3A%22KB-1%22%7D.',
+      );
+    }
+    return undefined;
+  }
   if (typeof raw !== 'string') {
     throw new GatewayRefusal(HttpProblemCode.MALFORMED_REQUEST, 'Give the query parameter "input" once, as URL-encoded JSON.');
   }

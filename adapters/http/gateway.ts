@@ -68,7 +68,8 @@ export interface HttpGateway {
   /**
    * Starts listening; resolves with the URL. An address Node refuses (the port taken, not
    * allowed, no such host) rejects with a KeelError `INVALID_CONFIG` naming the address and
-   * Node's code (`details.errno`).
+   * Node's code (`details.errno`). Calling it again resolves with the same URL; after a
+   * refusal, a call tries again.
    */
   listen(): Promise<string>;
   /**
@@ -229,6 +230,17 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
       notFound(request, reply);
       return;
     }
+    // A compressed body would be read as broken JSON: say what is wrong with it instead.
+    const encoding = request.headers['content-encoding'];
+    if (encoding !== undefined && encoding.trim().toLowerCase() !== 'identity') {
+      done(
+        new GatewayRefusal(
+          HttpProblemCode.UNSUPPORTED_MEDIA_TYPE,
+          `The body is sent with Content-Encoding "${encoding.slice(0, 40)}", which this gateway does not decode: send the JSON without Content-Encoding.`,
+        ),
+      );
+      return;
+    }
     done();
   });
 
@@ -255,6 +267,7 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
 
   let url: string | undefined;
   let closed: Promise<void> | undefined;
+  let listening: Promise<string> | undefined;
   const close = async (): Promise<void> => {
     closing = true;
     try {
@@ -270,16 +283,21 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
     },
     openapi: document,
     server,
-    async listen() {
-      if (closed !== undefined) throw new KeelError(KeelErrorCode.INVALID_CONFIG, 'HTTP gateway: the gateway is closed; create a new one.');
-      await server.listen({ port: resolved.port, host: resolved.host }).catch((error: unknown) => {
-        throw listenFailure(error, resolved.host, resolved.port);
-      });
-      const address = server.server.address() as AddressInfo;
-      const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
-      url = `http://${host}:${address.port}`;
-      logger.info({ url, contracts: contracts.map((contract) => contract.name) }, 'HTTP gateway listening');
-      return url;
+    listen() {
+      if (closed !== undefined) return Promise.reject(new KeelError(KeelErrorCode.INVALID_CONFIG, 'HTTP gateway: the gateway is closed; create a new one.'));
+      // Once: a second call gets the same URL (fastify would refuse to listen again); after a failure, a call tries again.
+      listening ??= (async () => {
+        await server.listen({ port: resolved.port, host: resolved.host }).catch((error: unknown) => {
+          listening = undefined;
+          throw listenFailure(error, resolved.host, resolved.port);
+        });
+        const address = server.server.address() as AddressInfo;
+        const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+        url = `http://${host}:${address.port}`;
+        logger.info({ url, contracts: contracts.map((contract) => contract.name) }, 'HTTP gateway listening');
+        return url;
+      })();
+      return listening;
     },
     close() {
       closed ??= close();
