@@ -158,11 +158,12 @@ describe('http - caller identity', () => {
     });
   });
 
-  it('http - the OpenAPI document marks the operations whose contract declares auth with the bearer scheme, 401 and (for a predicate) 403', async () => {
+  it('http - the OpenAPI document marks the operations whose contract declares auth with the bearer scheme, 401 and (for a predicate) 403; the others with an optional bearer token and 401', async () => {
     const document = (await (await fetch(`${url}/openapi.json`)).json()) as any;
     const post = (path: string) => document.paths[path].post;
-    expect(post('/account/whoami').security).toBeUndefined();
-    expect(post('/account/whoami').responses['401']).toBeUndefined();
+    // The gateway authenticates: a token sent to any operation is checked, and one that does not hold is 401.
+    expect(post('/account/whoami').security).toEqual([{ bearer: [] }, {}]);
+    expect(post('/account/whoami').responses['401']).toEqual({ $ref: '#/components/responses/Unauthenticated' });
     expect(post('/account/settings')).toMatchObject({ security: [{ bearer: [] }], responses: { '401': { $ref: '#/components/responses/Unauthenticated' } } });
     expect(post('/account/settings').responses['403']).toBeUndefined();
     expect(post('/account/setPrice').responses['403']).toEqual({ $ref: '#/components/responses/Forbidden' });

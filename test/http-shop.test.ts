@@ -126,10 +126,23 @@ describe('http - the shop over HTTP', () => {
     expect(Object.keys(document.paths).sort()).toEqual(expected.sort());
     const responses = document.paths['/orders/placeOrder'].post.responses;
     expect(responses['404'].content['application/problem+json'].schema).toEqual({ $ref: '#/components/schemas/orders.UNKNOWN_PRODUCT' });
+    // placeOrder is not idempotent: an Idempotency-Key's 409 and 422 join the declared errors of those statuses, and 429 is documented.
     expect(responses['409'].content['application/problem+json'].schema).toEqual({
-      oneOf: [{ $ref: '#/components/schemas/orders.OUT_OF_STOCK' }, { $ref: '#/components/schemas/orders.ORDER_FAILED' }],
+      oneOf: [{ $ref: '#/components/schemas/orders.OUT_OF_STOCK' }, { $ref: '#/components/schemas/orders.ORDER_FAILED' }, { $ref: '#/components/schemas/Problem' }],
     });
-    expect(responses['422'].content['application/problem+json'].schema).toEqual({ $ref: '#/components/schemas/orders.PAYMENT_DECLINED' });
+    expect(responses['409'].description).toContain('IDEMPOTENCY_KEY_IN_USE');
+    expect(responses['422'].content['application/problem+json'].schema).toEqual({
+      oneOf: [{ $ref: '#/components/schemas/orders.PAYMENT_DECLINED' }, { $ref: '#/components/schemas/Problem' }],
+    });
+    expect(responses['422'].description).toContain('IDEMPOTENCY_KEY_REUSED');
+    expect(responses['429']).toEqual({ $ref: '#/components/responses/TooManyRequests' });
+    expect(document.paths['/orders/placeOrder'].post.parameters).toContainEqual({ $ref: '#/components/parameters/IdempotencyKey' });
+    expect(document.components.parameters.IdempotencyKey).toMatchObject({ name: 'Idempotency-Key', in: 'header', required: false });
+    // An idempotent read takes no key.
+    expect(document.paths['/catalog/getProduct'].post.parameters).not.toContainEqual({ $ref: '#/components/parameters/IdempotencyKey' });
+    expect(document.paths['/catalog/getProduct'].post.responses['422']).toBeUndefined();
+    const SwaggerParser = (await import('@apidevtools/swagger-parser')).default;
+    await SwaggerParser.validate(structuredClone(document));
     expect(document.components.schemas['orders.OUT_OF_STOCK.data'].required).toEqual(expect.arrayContaining(['sku', 'requested', 'available']));
     expect(document.tags.map((tag: { name: string }) => tag.name)).toEqual(modules.map((module) => module.name));
     expect([catalog.name, inventory.name].every((name) => document.tags.some((tag: { name: string }) => tag.name === name))).toBe(true);

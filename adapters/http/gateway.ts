@@ -117,6 +117,7 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
     getOperations: resolved.getOperations,
     timeoutHeader: resolved.timeoutHeader,
     maxTimeoutMs: resolved.maxTimeoutMs,
+    authenticates: resolved.authenticate !== undefined,
   });
   const documentJson = JSON.stringify(document);
   // Metrics made by the caller (before kernel.start()) are served as they are, and closed by the caller.

@@ -51,6 +51,11 @@ export interface OpenApiOptions {
   readonly timeoutHeader?: string;
   /** Largest deadline the header may ask for on operations without their own `timeoutMs`; documented on the header. */
   readonly maxTimeoutMs?: number;
+  /**
+   * The gateway reads credentials (it has an `authenticate` hook): every operation may then be
+   * called with a bearer token, and answers 401 when the token does not hold (default false).
+   */
+  readonly authenticates?: boolean;
 }
 
 /**
@@ -147,7 +152,7 @@ const PROBLEM_SCHEMA: JsonObject = {
 };
 
 /** Generic responses every operation may give, keyed by status. */
-const STANDARD_RESPONSES: Readonly<Record<string, { name: string; description: string; codes: readonly string[] }>> = {
+const STANDARD_RESPONSES: Readonly<Record<string, GenericResponse>> = {
   '400': {
     name: 'BadRequest',
     description: 'The input does not match the schema (INVALID_INPUT), the body is not JSON (MALFORMED_JSON), or a header is malformed.',
@@ -167,7 +172,36 @@ const STANDARD_RESPONSES: Readonly<Record<string, { name: string; description: s
     codes: ['NO_RESPONDERS', 'UNAVAILABLE'],
   },
   '504': { name: 'Timeout', description: 'The deadline passed; the outcome is unknown (TIMEOUT).', codes: ['TIMEOUT'] },
+  '429': {
+    name: 'TooManyRequests',
+    description:
+      "The client passed the gateway's rate limit (RATE_LIMITED), or the module's bulkhead is full (RESOURCE_EXHAUSTED). Nothing ran: retry after Retry-After seconds.",
+    codes: ['RATE_LIMITED', 'RESOURCE_EXHAUSTED'],
+    headers: { 'Retry-After': { description: 'Seconds to wait before retrying.', schema: { type: 'integer', minimum: 0 } } },
+  },
 };
+
+/** The responses of a non-idempotent operation called with an `Idempotency-Key`. */
+const KEYED_RESPONSES: Readonly<Record<string, GenericResponse>> = {
+  '409': {
+    name: 'IdempotencyKeyInUse',
+    description: 'A request with this Idempotency-Key is still running (IDEMPOTENCY_KEY_IN_USE). Nothing ran: retry later with the same key.',
+    codes: ['IDEMPOTENCY_KEY_IN_USE'],
+  },
+  '422': {
+    name: 'IdempotencyKeyReused',
+    description: 'This Idempotency-Key was used with another input (IDEMPOTENCY_KEY_REUSED). Nothing ran: use a new key for a new request.',
+    codes: ['IDEMPOTENCY_KEY_REUSED'],
+  },
+};
+
+/** A problem response every operation of a kind may give: its component name, description, the codes it carries, its headers. */
+interface GenericResponse {
+  readonly name: string;
+  readonly description: string;
+  readonly codes: readonly string[];
+  readonly headers?: JsonObject;
+}
 
 function problemContent(schema: JsonObject): JsonObject {
   return { 'application/problem+json': { schema } };
@@ -230,16 +264,15 @@ export function createOpenApiDocument(options: OpenApiOptions): OpenApiDocument 
   collector.put('Problem', PROBLEM_SCHEMA);
 
   const responses: Record<string, JsonObject> = {};
-  for (const [status, standard] of Object.entries(STANDARD_RESPONSES)) {
+  let keyed = false;
+  for (const [status, standard] of [...Object.entries(STANDARD_RESPONSES), ...Object.entries(KEYED_RESPONSES)]) {
     for (const code of standard.codes) {
       if (String(HTTP_STATUS_BY_CODE[code as keyof typeof HTTP_STATUS_BY_CODE]) !== status) {
         throw new Error(`OpenAPI standard response ${status} lists ${code}, which the status table maps elsewhere.`);
       }
     }
-    responses[standard.name] = {
-      description: standard.description,
-      content: problemContent({ $ref: `${SCHEMA_REF}Problem` }),
-    };
+    if (KEYED_RESPONSES[status] === standard) continue;
+    responses[standard.name] = genericResponse(standard);
   }
 
   const parameters: Record<string, JsonObject> = {
@@ -268,10 +301,11 @@ export function createOpenApiDocument(options: OpenApiOptions): OpenApiDocument 
     },
   };
   const headerRefs = ['CorrelationId', 'Traceparent', 'Timeout'].map((name) => ({ $ref: `${PARAMETER_REF}${name}` }));
+  const keyRef = { $ref: `${PARAMETER_REF}IdempotencyKey` };
 
   const paths: Record<string, JsonObject> = {};
   const tags: JsonObject[] = [];
-  let authenticated = false;
+  let authenticated = options.authenticates === true;
   for (const contract of options.contracts) {
     tags.push({ name: contract.name, description: contract.description ?? `The ${contract.name} module (contract ${contract.version}).` });
     for (const [name, operation] of Object.entries(contract.operations)) {
@@ -293,11 +327,14 @@ export function createOpenApiDocument(options: OpenApiOptions): OpenApiDocument 
         entry.lines.push(`\`${error.code}\`${error.description ? `: ${error.description}` : ` (${titleOfCode(error.code)})`}`);
         declaredByStatus.set(status, entry);
       }
-      for (const [status, standard] of Object.entries(STANDARD_RESPONSES)) {
+      // A key runs a non-idempotent operation once (the module keeps the keys when it owns data); an idempotent one ignores it.
+      const generic: Record<string, GenericResponse> = operation.idempotent ? { ...STANDARD_RESPONSES } : { ...STANDARD_RESPONSES, ...KEYED_RESPONSES };
+      if (!operation.idempotent) keyed = true;
+      for (const [status, standard] of Object.entries(generic)) {
         if (!declaredByStatus.has(Number(status))) operationResponses[status] = { $ref: `${RESPONSE_REF}${standard.name}` };
       }
       for (const [status, entry] of [...declaredByStatus].sort(([a], [b]) => a - b)) {
-        const standard = STANDARD_RESPONSES[String(status)];
+        const standard = generic[String(status)];
         const schemas = standard === undefined ? entry.schemas : [...entry.schemas, { $ref: `${SCHEMA_REF}Problem` }];
         const description = [...entry.lines, ...(standard === undefined ? [] : [standard.description])].join(' Or: ');
         operationResponses[String(status)] = {
@@ -311,19 +348,24 @@ export function createOpenApiDocument(options: OpenApiOptions): OpenApiDocument 
         authenticated = true;
         operationResponses['401'] ??= { $ref: `${RESPONSE_REF}${AUTH_RESPONSES.unauthenticated.name}` };
         if (typeof operation.auth === 'function') operationResponses['403'] ??= { $ref: `${RESPONSE_REF}${AUTH_RESPONSES.forbidden.name}` };
+      } else if (options.authenticates === true) {
+        // No principal needed, but a token sent is checked: one that does not hold is 401 (error="invalid_token").
+        operationResponses['401'] ??= { $ref: `${RESPONSE_REF}${AUTH_RESPONSES.unauthenticated.name}` };
       }
+      const security =
+        operation.auth !== undefined ? [{ [BEARER_SCHEME]: [] }] : options.authenticates === true ? [{ [BEARER_SCHEME]: [] }, {}] : undefined;
       const common = {
         tags: [contract.name],
         summary: operation.description?.split('\n')[0] ?? base,
         description: operationDescription(contract, name, operation),
         responses: operationResponses,
-        ...(operation.auth === undefined ? {} : { security: [{ [BEARER_SCHEME]: [] }] }),
+        ...(security === undefined ? {} : { security }),
       };
       const item: JsonObject = {
         post: {
           ...common,
           operationId: base,
-          parameters: headerRefs,
+          parameters: operation.idempotent ? headerRefs : [...headerRefs, keyRef],
           requestBody: { required: true, content: { 'application/json': { schema: input } } },
         },
       };
@@ -360,12 +402,36 @@ export function createOpenApiDocument(options: OpenApiOptions): OpenApiDocument 
     paths,
     components: {
       schemas: collector.schemas,
-      responses: authenticated ? { ...responses, ...authResponses() } : responses,
-      parameters,
+      responses: {
+        ...responses,
+        ...(keyed ? Object.fromEntries(Object.values(KEYED_RESPONSES).map((keyedResponse) => [keyedResponse.name, genericResponse(keyedResponse)])) : {}),
+        ...(authenticated ? authResponses() : {}),
+      },
+      parameters: keyed ? { ...parameters, IdempotencyKey: IDEMPOTENCY_KEY_PARAMETER } : parameters,
       ...(authenticated ? { securitySchemes: { [BEARER_SCHEME]: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } } : {}),
     },
   };
 }
+
+/** A generic problem response, as a component. */
+function genericResponse(response: GenericResponse): JsonObject {
+  return {
+    description: response.description,
+    ...(response.headers === undefined ? {} : { headers: response.headers }),
+    content: problemContent({ $ref: `${SCHEMA_REF}Problem` }),
+  };
+}
+
+/** The `Idempotency-Key` header of a non-idempotent operation's POST. */
+const IDEMPOTENCY_KEY_PARAMETER: JsonObject = {
+  name: 'Idempotency-Key',
+  in: 'header',
+  required: false,
+  description:
+    'Runs the operation once per key (where its module keeps keys: a module that owns data). A retry with the same key and input ' +
+    'gets the first answer without running again; the same key with another input is 422, a retry while the first still runs is 409.',
+  schema: { type: 'string', minLength: 1, maxLength: 255, pattern: '^[\\x21-\\x7e]+$' },
+};
 
 /** Security scheme of the operations whose contract declares `auth`: the gateway's authenticate hook reads a bearer token. */
 const BEARER_SCHEME = 'bearer';
