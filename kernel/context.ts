@@ -67,7 +67,7 @@ export const EXTERNAL_CALLER = 'external';
  * @example
  * ```ts
  * const context = currentContext();
- * logger.info({ correlationId: context?.correlationId }, 'reserving stock');
+ * if (context !== undefined && Date.now() > context.deadline - 100) throw new Error('too little time left to reserve stock');
  * ```
  */
 export function currentContext(): CallContext | undefined {

@@ -45,7 +45,11 @@ export function toErrorEnvelope(
   operation: AnyOperation | undefined,
   correlationId: string,
   logger: Logger,
-  /** The fields the lines logged here carry (default: `correlation_id`, `module`, `operation`); the kernel's are its call's (`callLogFields`). */
+  /**
+   * The fields the lines logged here carry. Default: `correlation_id`, `module` and `operation`;
+   * with a logger that binds `module` already, pass `callLogFields(context, { operation })`, as
+   * the kernel does, or pino writes `module` twice.
+   */
   fields: Record<string, unknown> = { correlation_id: correlationId, module: address.contract, operation: address.operation },
 ): ErrorEnvelope {
   if (error instanceof ContractError && operation !== undefined) {

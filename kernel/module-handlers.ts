@@ -59,7 +59,7 @@ export type Handlers<C extends AnyContract> = {
  * events: {
  *   orders: {
  *     orderPlaced: (_payload, context) =>
- *       logger.info({ eventId: context.id, attempt: context.attempt, correlationId: context.correlationId }, `from ${context.publisher}`),
+ *       logger.info({ eventId: context.id, attempt: context.attempt }, `from ${context.publisher}`), // correlation_id and trace_id are added
  *   },
  * },
  * ```

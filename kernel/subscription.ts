@@ -100,7 +100,7 @@ export function createEventSubscription(source: SubscriptionSource): EventSubscr
         parsed.error.issues,
         metadata.correlationId,
       );
-      logger.error({ event: label, eventId: metadata.id, err: error }, 'dropped an event whose payload breaks its contract');
+      logger.error({ err: error, ...callLogFields(metadata, { event: label, eventId: metadata.id }) }, 'dropped an event whose payload breaks its contract');
       return Promise.reject(error);
     }
     let principal: EventContext['principal'];
@@ -113,7 +113,7 @@ export function createEventSubscription(source: SubscriptionSource): EventSubscr
           correlationId: metadata.correlationId,
           details: (refused as KeelError).details,
         });
-        logger.error({ event: label, eventId: metadata.id, err: error }, 'dropped an event whose principal does not match the principal schema');
+        logger.error({ err: error, ...callLogFields(metadata, { event: label, eventId: metadata.id }) }, 'dropped an event whose principal does not match the principal schema');
         return Promise.reject(error);
       }
     }

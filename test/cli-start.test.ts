@@ -113,6 +113,9 @@ describe('cli - keel start', () => {
     });
     // The process has exited, and no database was opened on the way.
     expect(flag.stdout.text).not.toContain('opening the embedded database');
+    const blank = start('--modules', 'orders', '--nats', ' ', '--http', 'off');
+    expect(await blank.exit).toBe(2);
+    expect(failureRecord(blank.stderr.text, { name: 'keel' })).toMatchObject({ code: 'E_USAGE', msg: '--nats is empty: give the URL of a NATS server, or leave the option out.' });
     const variable = startWith({ KEEL_NATS_URL: 'foo://x' }, '--modules', 'orders', '--http', 'off');
     expect(await variable.exit).toBe(1);
     expect(failureRecord(variable.stderr.text, { name: 'keel' })).toMatchObject({ code: 'INVALID_CONFIG', msg: 'KEEL_NATS_URL "foo://x" uses foo:; keel connects with nats:// or tls:// URLs.' });

@@ -163,7 +163,8 @@ describe('http - caller identity', () => {
     const post = (path: string) => document.paths[path].post;
     // The gateway authenticates: a token sent to any operation is checked, and one that does not hold is 401.
     expect(post('/account/whoami').security).toEqual([{ bearer: [] }, {}]);
-    expect(post('/account/whoami').responses['401']).toEqual({ $ref: '#/components/responses/Unauthenticated' });
+    expect(post('/account/whoami').responses['401']).toEqual({ $ref: '#/components/responses/CredentialsRefused' });
+    expect(document.components.responses.CredentialsRefused.headers).toHaveProperty('WWW-Authenticate');
     expect(post('/account/settings')).toMatchObject({ security: [{ bearer: [] }], responses: { '401': { $ref: '#/components/responses/Unauthenticated' } } });
     expect(post('/account/settings').responses['403']).toBeUndefined();
     expect(post('/account/setPrice').responses['403']).toEqual({ $ref: '#/components/responses/Forbidden' });

@@ -1,7 +1,8 @@
 import { Agent, request as httpRequest } from 'node:http';
 import { connect } from 'node:net';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ErrorKind, KeelError, KeelErrorCode, createKernel, silentLogger, type Kernel } from 'keel';
+import { z } from 'zod';
+import { ErrorKind, KeelError, KeelErrorCode, createKernel, defineContract, defineModule, operation, silentLogger, type Kernel } from 'keel';
 import { newTraceparent, type CallRecord } from 'keel/transport';
 import {
   HTTP_STATUS_BY_CODE,
@@ -589,5 +590,30 @@ describe('http - gateway options and lifecycle', () => {
     await expect(createHttpGateway({ kernel, contracts: [store, store] })).rejects.toThrow(/listed twice/);
     await expect(createHttpGateway({ kernel, getOperations: ['store.put'] })).rejects.toThrow(/does not declare idempotent/);
     await expect(createHttpGateway({ kernel, getOperations: ['store'] })).rejects.toThrow(/write it as "module.operation"/);
+  });
+});
+
+describe('http - a GET operation that takes no input', () => {
+  const clock = defineContract({
+    name: 'clock',
+    version: '1.0.0',
+    operations: { now: operation({ input: z.object({}).optional(), output: z.object({ ticks: z.number() }), idempotent: true }) },
+  });
+  const clockModule = defineModule({ contract: clock, create: () => ({ handlers: { now: () => ({ ticks: 42 }) } }) });
+
+  it('http - answers with or without ?input=, and a cache buster beside none is left alone (it needs no input to misspell)', async () => {
+    const kernel = createKernel({ modules: [clockModule], logger: silentLogger });
+    await kernel.start();
+    const gateway = await createHttpGateway({ kernel, port: 0, logger: silentLogger, metrics: false, getOperations: ['clock.now'] });
+    try {
+      const url = await gateway.listen();
+      for (const query of ['', '?input=%7B%7D', '?_=1733500000000']) {
+        const answer = await fetch(`${url}/clock/now${query}`);
+        expect(answer.status, query).toBe(200);
+        expect(await answer.json()).toEqual({ ticks: 42 });
+      }
+    } finally {
+      await gateway.close();
+    }
   });
 });

@@ -253,9 +253,11 @@ describe('http - malformed requests', () => {
       code: 'UNSUPPORTED_MEDIA_TYPE',
       detail: 'The body is sent with Content-Encoding "gzip", which this gateway does not decode: send the JSON without Content-Encoding.',
     });
-    // identity is no encoding.
+    // identity is no encoding; a request without a body, or not to an operation, is not refused for the header.
     const plain = await fetch(`${url}/store/put`, { method: 'POST', headers: { ...JSON_TYPE, 'content-encoding': 'identity' }, body: JSON.stringify({ key: 'plain', value: 1 }) });
     expect(plain.status).toBe(200);
+    expect((await fetch(`${url}/healthz`, { headers: { 'content-encoding': 'gzip' } })).status).toBe(200);
+    expect((await fetch(`${url}/store/get?input=${encodeURIComponent('{"key":"plain"}')}`, { headers: { 'content-encoding': 'br' } })).status).toBe(200);
   });
 
   it('http - broken HTTP on a raw socket gets a 400 problem and the server keeps serving', async () => {

@@ -1,6 +1,7 @@
 import SwaggerParser from '@apidevtools/swagger-parser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createKernel, silentLogger, type Kernel } from 'keel';
+import { z } from 'zod';
+import { ErrorKind, createKernel, defineContract, defineError, operation, silentLogger, type Kernel } from 'keel';
 import { createHttpGateway, createOpenApiDocument, type HttpGateway, type OpenApiDocument } from 'keel/http';
 import { fixtureModules, probe, store } from './support/http-fixture.js';
 
@@ -135,6 +136,25 @@ describe('http - OpenAPI and the API reference', () => {
       getOperations: ['store.get'],
     });
     expect(JSON.parse(JSON.stringify(standalone)) as OpenApiDocument).toEqual(document);
+  });
+
+  it("http - a declared error of a generic problem's status (429, 401) joins it, keeping its headers (Retry-After, WWW-Authenticate)", async () => {
+    const Busy = defineError({ code: 'BUSY', kind: ErrorKind.RATE_LIMITED, data: z.object({}), message: () => 'busy' });
+    const Expired = defineError({ code: 'SESSION_EXPIRED', kind: ErrorKind.UNAUTHENTICATED, data: z.object({}), message: () => 'expired' });
+    const desk = defineContract({
+      name: 'desk',
+      version: '1.0.0',
+      operations: {
+        book: operation({ input: z.object({}), output: z.object({}), errors: [Busy, Expired], auth: 'required' }),
+      },
+    });
+    const merged = createOpenApiDocument({ contracts: [desk], authenticates: true }) as Json;
+    const responses = merged['paths']['/desk/book'].post.responses;
+    expect(responses['429'].headers).toHaveProperty('Retry-After');
+    expect(responses['429'].content['application/problem+json'].schema.oneOf).toEqual([{ $ref: '#/components/schemas/desk.BUSY' }, { $ref: '#/components/schemas/Problem' }]);
+    expect(responses['401'].headers).toHaveProperty('WWW-Authenticate');
+    expect(responses['401'].description).toMatch(/^`SESSION_EXPIRED`.* Or: No principal, or credentials that do not hold/);
+    await SwaggerParser.validate(structuredClone(merged) as never);
   });
 
   it('http - the API reference page and every asset it loads are served by the gateway itself', async () => {

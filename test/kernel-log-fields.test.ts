@@ -10,7 +10,11 @@ import { createLogger, newTraceparent } from 'keel/transport';
 const ledger = defineContract({
   name: 'ledger',
   version: '1.0.0',
-  operations: { record: operation({ input: z.object({ entry: z.string() }), output: z.object({}) }) },
+  operations: {
+    record: operation({ input: z.object({ entry: z.string() }), output: z.object({}) }),
+    /** Logs a line, then throws an undeclared error: at once, or after an await. */
+    fail: operation({ input: z.object({ later: z.boolean() }), output: z.object({}) }),
+  },
 });
 
 const ledgerModule = defineModule({
@@ -20,6 +24,11 @@ const ledgerModule = defineModule({
       record: ({ entry }) => {
         logger.info({ entry }, 'recorded');
         return {};
+      },
+      fail: async ({ later }) => {
+        logger.info({}, 'failing');
+        if (later) await new Promise((resolve) => setTimeout(resolve, 5));
+        throw new Error('the ledger is on fire');
       },
     },
   }),
@@ -53,6 +62,33 @@ describe('kernel - log fields', () => {
       });
       const line = lines.find((text) => text.includes('"msg":"recorded"')) as string;
       expect(line.match(/"module":/g)).toHaveLength(1);
+    } finally {
+      await kernel.stop();
+    }
+  });
+
+  it("kernel - the line behind an INTERNAL answer carries the failing handler's trace id, span id and correlation id, and its module once, thrown at once or after an await", async () => {
+    const lines: string[] = [];
+    const { kernel } = await kernelLoggingTo(lines);
+    try {
+      for (const later of [false, true]) {
+        lines.length = 0;
+        const traceparent = newTraceparent();
+        await expect(kernel.client(ledger).fail({ later }, { correlationId: `burning-${later}`, traceparent })).rejects.toThrow(/internal error/);
+        const own = records(lines).find((record) => record['msg'] === 'failing') as Record<string, unknown>;
+        const internal = records(lines).find((record) => String(record['msg']).includes('failed with an undeclared error')) as Record<string, unknown>;
+        expect(internal, String(later)).toMatchObject({
+          module: 'ledger',
+          operation: 'fail',
+          correlation_id: `burning-${later}`,
+          trace_id: traceparent.slice(3, 35),
+          span_id: own['span_id'],
+          err: expect.objectContaining({ message: 'the ledger is on fire' }),
+        });
+        const line = lines.find((text) => text.includes('failed with an undeclared error')) as string;
+        expect(line.match(/"module":/g)).toHaveLength(1);
+        expect(line).not.toContain('"correlationId"');
+      }
     } finally {
       await kernel.stop();
     }

@@ -48,10 +48,22 @@ describe('otel - which variables switch tracing on', () => {
     expect(() => startTracing({ env: { OTEL_BSP_SCHEDULE_DELAY: 'soon' } })).toThrow(/OTEL_BSP_SCHEDULE_DELAY is "soon"/);
     expect(() => startTracing({ env: { OTEL_EXPORTER_OTLP_ENDPOINT: 'collector:4318' } })).toThrow(/OTEL_EXPORTER_OTLP_ENDPOINT is "collector:4318", which is not an http\(s\) URL/);
     expect(() => startTracing({ env: { OTEL_RESOURCE_ATTRIBUTES: 'team' } })).toThrow(/OTEL_RESOURCE_ATTRIBUTES has "team", which is not key=value/);
-    // A boolean is true or false, in any case: "0" or "no" was read as true (KEEL_TRACE_IN_PROCESS) or false (OTEL_SDK_DISABLED).
+    // keel's own boolean is true or false, in any case: "0" or "no" left in-process spans on without a word.
     expect(() => startTracing({ env: { OTEL_TRACES_EXPORTER: 'none', KEEL_TRACE_IN_PROCESS: '0' } })).toThrow('KEEL_TRACE_IN_PROCESS is "0"; set it to true or false, or unset it.');
-    expect(() => startTracing({ env: { OTEL_TRACES_EXPORTER: 'none', OTEL_SDK_DISABLED: 'maybe' } })).toThrow('OTEL_SDK_DISABLED is "maybe"; set it to true or false, or unset it.');
     expect(keelTracer()).toBeUndefined();
+  });
+
+  it("otel - OTEL_SDK_DISABLED other than true or false is read as false, as the specification says, with a warning naming it", async () => {
+    const warnings: string[] = [];
+    const logger = { ...silentLogger, warn: (_fields: object, message: string) => void warnings.push(message), child: () => logger };
+    const tracing = startTracing({ env: { OTEL_TRACES_EXPORTER: 'none', OTEL_SDK_DISABLED: '1' }, logger });
+    try {
+      expect(tracing.exporter).toBe('none');
+      expect(keelTracer()).toBeDefined();
+      expect(warnings).toContain('OTEL_SDK_DISABLED is "1", read as false: set it to true or false');
+    } finally {
+      await tracing.shutdown();
+    }
   });
 
   it('otel - startTracing checks its options once: a misspelt option, a serviceName that is no string, a logger without the Logger methods, naming the field', () => {

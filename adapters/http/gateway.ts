@@ -231,17 +231,6 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
       notFound(request, reply);
       return;
     }
-    // A compressed body would be read as broken JSON: say what is wrong with it instead.
-    const encoding = request.headers['content-encoding'];
-    if (encoding !== undefined && encoding.trim().toLowerCase() !== 'identity') {
-      done(
-        new GatewayRefusal(
-          HttpProblemCode.UNSUPPORTED_MEDIA_TYPE,
-          `The body is sent with Content-Encoding "${encoding.slice(0, 40)}", which this gateway does not decode: send the JSON without Content-Encoding.`,
-        ),
-      );
-      return;
-    }
     done();
   });
 

@@ -126,19 +126,24 @@ export const IDEMPOTENCY_KEY_PARAMETER: JsonObject = {
 export const BEARER_SCHEME = 'bearer';
 
 /** The responses of operations whose contract declares `auth`. */
-export const AUTH_RESPONSES = {
-  unauthenticated: { name: 'Unauthenticated', description: 'No principal, or credentials that do not hold (UNAUTHENTICATED); see WWW-Authenticate.' },
-  forbidden: { name: 'Forbidden', description: "The operation's auth refused the caller's principal (FORBIDDEN)." },
-} as const;
+const WWW_AUTHENTICATE = { 'WWW-Authenticate': { description: 'The challenge, such as Bearer realm="keel".', schema: { type: 'string' } } };
 
-export function authResponses(): Record<string, JsonObject> {
-  const content = problemContent({ $ref: `${SCHEMA_REF}Problem` });
-  return {
-    [AUTH_RESPONSES.unauthenticated.name]: {
-      description: AUTH_RESPONSES.unauthenticated.description,
-      headers: { 'WWW-Authenticate': { description: 'The challenge, such as Bearer realm="keel".', schema: { type: 'string' } } },
-      content,
-    },
-    [AUTH_RESPONSES.forbidden.name]: { description: AUTH_RESPONSES.forbidden.description, content },
-  };
-}
+/** The responses of the bearer scheme: 401 where a principal is required or a token was refused, 403 where a predicate refuses it. */
+export const AUTH_RESPONSES = {
+  /** An operation whose contract declares `auth`. */
+  unauthenticated: {
+    name: 'Unauthenticated',
+    description: 'No principal, or credentials that do not hold (UNAUTHENTICATED); see WWW-Authenticate.',
+    codes: ['UNAUTHENTICATED'],
+    headers: WWW_AUTHENTICATE,
+  },
+  /** Any other operation of a gateway that authenticates: a token is optional, and one that does not hold is refused. */
+  credentialsRefused: {
+    name: 'CredentialsRefused',
+    description: 'Credentials were sent and do not hold (UNAUTHENTICATED, error="invalid_token"); send none, or valid ones.',
+    codes: ['UNAUTHENTICATED'],
+    headers: WWW_AUTHENTICATE,
+  },
+  forbidden: { name: 'Forbidden', description: "The operation's auth refused the caller's principal (FORBIDDEN).", codes: ['FORBIDDEN'] },
+} as const satisfies Record<string, GenericResponse>;
+

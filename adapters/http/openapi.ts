@@ -13,7 +13,6 @@ import {
   PROBLEM_SCHEMA,
   SCHEMA_REF,
   STANDARD_RESPONSES,
-  authResponses,
   declaredProblemSchema,
   genericResponse,
   problemContent,
@@ -185,6 +184,8 @@ export function createOpenApiDocument(options: OpenApiOptions): OpenApiDocument 
 
   const responses: Record<string, JsonObject> = {};
   let keyed = false;
+  /** The generic responses some operation gives. */
+  const used = new Set<GenericResponse>();
   for (const [status, standard] of [...Object.entries(STANDARD_RESPONSES), ...Object.entries(KEYED_RESPONSES)]) {
     for (const code of standard.codes) {
       if (String(HTTP_STATUS_BY_CODE[code as keyof typeof HTTP_STATUS_BY_CODE]) !== status) {
@@ -250,6 +251,15 @@ export function createOpenApiDocument(options: OpenApiOptions): OpenApiDocument 
       // A key runs a non-idempotent operation once (the module keeps the keys when it owns data); an idempotent one ignores it.
       const generic: Record<string, GenericResponse> = operation.idempotent ? { ...STANDARD_RESPONSES } : { ...STANDARD_RESPONSES, ...KEYED_RESPONSES };
       if (!operation.idempotent) keyed = true;
+      if (operation.auth !== undefined) {
+        // The contract's auth: a principal is required (401 without one), and a predicate may refuse it (403).
+        generic['401'] = AUTH_RESPONSES.unauthenticated;
+        if (typeof operation.auth === 'function') generic['403'] = AUTH_RESPONSES.forbidden;
+      } else if (options.authenticates === true) {
+        // No principal needed, but a token sent is checked: one that does not hold is 401 (error="invalid_token").
+        generic['401'] = AUTH_RESPONSES.credentialsRefused;
+      }
+      for (const response of Object.values(generic)) used.add(response);
       for (const [status, standard] of Object.entries(generic)) {
         if (!declaredByStatus.has(Number(status))) operationResponses[status] = { $ref: `${RESPONSE_REF}${standard.name}` };
       }
@@ -259,19 +269,12 @@ export function createOpenApiDocument(options: OpenApiOptions): OpenApiDocument 
         const description = [...entry.lines, ...(standard === undefined ? [] : [standard.description])].join(' Or: ');
         operationResponses[String(status)] = {
           description,
+          // The generic response's headers (Retry-After, WWW-Authenticate) hold for the declared errors of its status too.
+          ...(standard?.headers === undefined ? {} : { headers: standard.headers }),
           content: problemContent(schemas.length === 1 ? (schemas[0] as JsonObject) : { oneOf: schemas }),
         };
       }
-
-      if (operation.auth !== undefined) {
-        // The contract's auth: a principal is required (401 without one), and a predicate may refuse it (403).
-        authenticated = true;
-        operationResponses['401'] ??= { $ref: `${RESPONSE_REF}${AUTH_RESPONSES.unauthenticated.name}` };
-        if (typeof operation.auth === 'function') operationResponses['403'] ??= { $ref: `${RESPONSE_REF}${AUTH_RESPONSES.forbidden.name}` };
-      } else if (options.authenticates === true) {
-        // No principal needed, but a token sent is checked: one that does not hold is 401 (error="invalid_token").
-        operationResponses['401'] ??= { $ref: `${RESPONSE_REF}${AUTH_RESPONSES.unauthenticated.name}` };
-      }
+      if (operation.auth !== undefined) authenticated = true;
       const security =
         operation.auth !== undefined ? [{ [BEARER_SCHEME]: [] }] : options.authenticates === true ? [{ [BEARER_SCHEME]: [] }, {}] : undefined;
       const common = {
@@ -324,8 +327,12 @@ export function createOpenApiDocument(options: OpenApiOptions): OpenApiDocument 
       schemas: collector.schemas,
       responses: {
         ...responses,
-        ...(keyed ? Object.fromEntries(Object.values(KEYED_RESPONSES).map((keyedResponse) => [keyedResponse.name, genericResponse(keyedResponse)])) : {}),
-        ...(authenticated ? authResponses() : {}),
+        // Those that only some operations give, when one does.
+        ...Object.fromEntries(
+          [...Object.values(KEYED_RESPONSES), ...Object.values(AUTH_RESPONSES)]
+            .filter((response) => used.has(response))
+            .map((response) => [response.name, genericResponse(response)]),
+        ),
       },
       parameters: keyed ? { ...parameters, IdempotencyKey: IDEMPOTENCY_KEY_PARAMETER } : parameters,
       ...(authenticated ? { securitySchemes: { [BEARER_SCHEME]: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } } : {}),

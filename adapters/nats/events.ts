@@ -3,7 +3,7 @@
  * to one instance of each subscribing module (a queue group per module) or to every instance.
  * Durable events are JetStream's (jetstream.ts).
  */
-import { InFlight, within, type EventSubscription, type PublishedEvent, type Registration } from 'keel/transport';
+import { InFlight, callLogFields, within, type EventSubscription, type PublishedEvent, type Registration } from 'keel/transport';
 import type { Msg, Subscription } from '@nats-io/transport-node';
 import type { Connection } from './connection.js';
 import { readEventBlock } from './event-block.js';
@@ -129,12 +129,12 @@ export class Notifications {
       return;
     }
     if (refused !== undefined) {
-      logger.error({ event: label, eventId: metadata.id, subscriber: subscription.subscriber, err: refused }, 'dropped an event whose principal header is not JSON');
+      logger.error({ err: refused, ...callLogFields(metadata, { event: label, eventId: metadata.id, subscriber: subscription.subscriber }) }, 'dropped an event whose principal header is not JSON');
       return;
     }
     if (!sameMajor(version, subscription.version)) {
       logger.error(
-        { event: label, eventId: metadata.id, sent: version, expected: subscription.version, subscriber: subscription.subscriber },
+        callLogFields(metadata, { event: label, eventId: metadata.id, sent: version, expected: subscription.version, subscriber: subscription.subscriber }),
         'dropped an event published with another major contract version',
       );
       return;
@@ -143,7 +143,7 @@ export class Notifications {
     try {
       payload = messageBody(msg);
     } catch {
-      logger.error({ event: label, eventId: metadata.id, subscriber: subscription.subscriber }, 'dropped an event whose body is not JSON');
+      logger.error(callLogFields(metadata, { event: label, eventId: metadata.id, subscriber: subscription.subscriber }), 'dropped an event whose body is not JSON');
       return;
     }
     inFlight.begin();

@@ -46,8 +46,10 @@ interface Served {
 
 /** One operation served on NATS: what every request to it shares, made once by `serve`. */
 class Endpoint {
-  /** `module.operation`, for messages and logs. */
+  /** `module.operation`, for messages. */
   readonly target: string;
+  /** `module` and `operation`, as the fields of a log line about one of its requests (a handler's lines carry the same). */
+  readonly logFields: { readonly module: string; readonly operation: string };
   readonly counters = new EndpointCounters();
   /** The address of the last request's version: callers of one version share one (frozen) object. */
   #address: OperationAddress | undefined;
@@ -58,6 +60,7 @@ class Endpoint {
     readonly operation: string,
   ) {
     this.target = `${served.label}.${operation}`;
+    this.logFields = { module: served.label, operation };
   }
 
   /** The address a request names: the operation at the contract version its caller sent. */
@@ -93,7 +96,7 @@ class Endpoint {
         msg.respond(encodeJson({ type, code: envelope.code, message: headerValue(message, 2048), correlationId }), { headers: replyHeaders });
       }
     } catch (error) {
-      this.connection.logger.warn({ err: error, ...callLogFields(envelope, { operation: this.target }) }, 'could not send an error reply');
+      this.connection.logger.warn({ err: error, ...callLogFields(envelope, this.logFields) }, 'could not send an error reply');
     }
   }
 }
@@ -136,7 +139,7 @@ class NatsReply implements Answer {
     if (failure instanceof RemoteFailure) return failure.envelope;
     const { endpoint, context } = this;
     endpoint.connection.logger.error(
-      { err: failure, ...callLogFields(context, { operation: endpoint.target }) },
+      { err: failure, ...callLogFields(context, endpoint.logFields) },
       'the answer pipeline failed a call with something other than a RemoteFailure',
     );
     return {
@@ -154,7 +157,7 @@ class NatsReply implements Answer {
     const limit = connection.maxPayload;
     if (data.length > limit) {
       const error = connection.tooLarge(`The output of ${target}`, data.length, limit, context.correlationId);
-      connection.logger.error(callLogFields(context, { operation: target, size: data.length, limit }), error.message);
+      connection.logger.error(callLogFields(context, { ...endpoint.logFields, size: data.length, limit }), error.message);
       endpoint.respondError(msg, {
         type: 'keel',
         code: error.code,
@@ -168,7 +171,7 @@ class NatsReply implements Answer {
       msg.respond(data);
     } catch (error) {
       endpoint.counters.failed(headerValue(`reply not sent: ${reason(error)}`));
-      connection.logger.warn({ err: error, ...callLogFields(context, { operation: target }) }, 'could not send a reply');
+      connection.logger.warn({ err: error, ...callLogFields(context, endpoint.logFields) }, 'could not send a reply');
     }
   }
 }
@@ -268,7 +271,7 @@ export class Responder {
     const { served, operation, target } = endpoint;
     const logger = this.#connection.logger;
     if (error !== null) {
-      logger.warn({ err: error, operation: target }, 'request subscription error');
+      logger.warn({ err: error, ...endpoint.logFields }, 'request subscription error');
       return;
     }
     if (msg.reply === undefined || msg.reply === '') {
@@ -279,7 +282,7 @@ export class Responder {
       const suppressed = this.#noReplyLog.take();
       if (suppressed >= 0) {
         logger.warn(
-          { operation: target, subject: msg.subject, suppressed },
+          { ...endpoint.logFields, subject: msg.subject, suppressed },
           'dropped requests without a reply subject (at most one line per 10 s; suppressed: how many since the last line)',
         );
       }

@@ -150,7 +150,12 @@ let running: { readonly serviceName: string } | undefined;
 export function startTracing(options: StartTracingOptions = {}): Tracing {
   parseOptions('startTracing', StartTracingOptionsSchema, options);
   const env = options.env ?? process.env;
-  if (booleanVariable(env, 'OTEL_SDK_DISABLED', false)) {
+  // The specification's rule for its booleans: `true` in any case, anything else false, with a warning.
+  const disabled = env['OTEL_SDK_DISABLED']?.trim() ?? '';
+  if (disabled !== '' && disabled.toLowerCase() !== 'true' && disabled.toLowerCase() !== 'false') {
+    (options.logger ?? createLogger()).warn({ variable: 'OTEL_SDK_DISABLED', value: disabled }, `OTEL_SDK_DISABLED is "${disabled}", read as false: set it to true or false`);
+  }
+  if (disabled.toLowerCase() === 'true') {
     // The SDK is off: nothing is checked, registered or switched on.
     return { serviceName: serviceNameOf(env, options, tolerantKeyValues(env, 'OTEL_RESOURCE_ATTRIBUTES')), exporter: 'none', shutdown: () => Promise.resolve() };
   }

@@ -93,6 +93,9 @@ function httpOperationsOf(flag: string | undefined, env: Env): HttpOperations | 
  * keel/nats is loaded only then.
  */
 async function checkNatsOptions(env: Env, flag: string | undefined): Promise<void> {
+  if (flag !== undefined && flag.trim() === '') {
+    throw new CLIError(CliErrorCode.E_USAGE, '--nats is empty: give the URL of a NATS server, or leave the option out.');
+  }
   if (!(flag ?? env['KEEL_NATS_URL'])) return;
   const { NATS_ENV, natsOptionsFromEnv } = await import('keel/nats');
   try {
