@@ -178,7 +178,7 @@ describe('nats - serving-side hygiene, attacked from a plain NATS client', () =>
     expect((restock?.data as { num_no_reply: number }).num_no_reply).toBe(50);
     const logged = warnings('without a reply subject').filter((line) => lines.indexOf(line) >= before);
     expect(logged).toHaveLength(1);
-    expect(logged[0]?.record).toMatchObject({ operation: 'inventory.restock', suppressed: 0 });
+    expect(logged[0]?.record).toMatchObject({ module: 'inventory', operation: 'restock', suppressed: 0 });
     stopObserving();
     expect(dropped).toHaveLength(50);
     expect(dropped[0]).toEqual({ contract: 'inventory', operation: 'restock', transport: 'nats', reason: 'no-reply' });

@@ -53,8 +53,19 @@ export function challengeOf(challenge: string, refused: boolean): string {
   return /^bearer\s*$/i.test(challenge) ? 'Bearer error="invalid_token"' : `${challenge}, error="invalid_token"`;
 }
 
-/** Maps fastify's own request errors (body parsing, limits) to gateway codes. */
-export function refusalOfFastifyError(error: FastifyError, bodyLimit: number): GatewayRefusal | undefined {
+/**
+ * Maps fastify's own request errors (body parsing, limits) to gateway codes. A body that is not
+ * JSON and came with a `Content-Encoding` (gzip, br, …) is said to be encoded, which the gateway
+ * does not decode: found on the failure path, so that a request pays nothing for it.
+ */
+export function refusalOfFastifyError(error: FastifyError, bodyLimit: number, contentEncoding?: string): GatewayRefusal | undefined {
+  const encoding = contentEncoding?.trim().toLowerCase();
+  if (error.code === 'FST_ERR_CTP_INVALID_JSON_BODY' && encoding !== undefined && encoding !== '' && encoding !== 'identity') {
+    return new GatewayRefusal(
+      HttpProblemCode.UNSUPPORTED_MEDIA_TYPE,
+      `The body is sent with Content-Encoding "${encoding.slice(0, 40)}", which this gateway does not decode: send the JSON without Content-Encoding.`,
+    );
+  }
   switch (error.code) {
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return new GatewayRefusal(

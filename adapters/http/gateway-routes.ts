@@ -6,7 +6,7 @@
  * method, a malformed body or header) is in gateway-answers.ts.
  */
 import { setMaxListeners } from 'node:events';
-import type { FastifyBodyParser, FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod, preParsingHookHandler } from 'fastify';
+import type { FastifyBodyParser, FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify';
 import { KeelError, KeelErrorCode, isKeelError, type AnyContract, type Principal } from 'keel';
 import { isIdempotencyKey, isTraceparent, type AnyOperation, type CallOptions } from 'keel/transport';
 import { GatewayRefusal, markRefusedCredentials, type RequestAnswers } from './gateway-answers.js';
@@ -219,7 +219,7 @@ export function addOperationRoutes(
       };
       CLOSING_AWARE_HANDLERS.add(post);
       JSON_ANSWER_HANDLERS.add(post);
-      server.post(url, { preParsing: refuseEncodedBody }, post);
+      server.post(url, post);
       if (allowedMethods.get(url)?.includes('GET')) {
         // An operation that takes no input at all is called without one whatever else the query holds (a cache buster).
         const needsInput = !operation.input.safeParse(undefined).success;
@@ -234,26 +234,6 @@ export function addOperationRoutes(
     }
   }
 }
-
-/**
- * Refuses an operation's body sent with a `Content-Encoding` (gzip, br, …), which the gateway
- * does not decode and would read as broken JSON; `identity`, an empty value or no body pass.
- * Routes an application adds (`configure`) are left to do as they like.
- */
-const refuseEncodedBody: preParsingHookHandler = (request, _reply, payload, done) => {
-  const encoding = request.headers['content-encoding']?.trim().toLowerCase();
-  const hasBody = request.headers['transfer-encoding'] !== undefined || (request.headers['content-length'] ?? '0') !== '0';
-  if (encoding === undefined || encoding === '' || encoding === 'identity' || !hasBody) {
-    done(null, payload);
-    return;
-  }
-  done(
-    new GatewayRefusal(
-      HttpProblemCode.UNSUPPORTED_MEDIA_TYPE,
-      `The body is sent with Content-Encoding "${encoding.slice(0, 40)}", which this gateway does not decode: send the JSON without Content-Encoding.`,
-    ),
-  );
-};
 
 /**
  * The `input` query parameter of a GET (absent: `undefined`, left to the schema; refused naming
