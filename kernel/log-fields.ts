@@ -48,12 +48,14 @@ export function logFields(): Record<string, unknown> {
 /**
  * The fields of {@link logFields} for a call or an event, on a line keel writes about it once its
  * handler has ended or failed (what a handler threw whose caller sees `INTERNAL`, an answer it
- * could not send, an event given up on), then `fields` (`operation`, `event`). Written where the
- * handler's context is still current, they are that context's ({@link logFields}, the handler's
- * own span included); elsewhere, `trace_id` and `span_id` come from the call's `traceparent` (the
- * caller's span: the handler's has ended), and `correlation_id` from the call. Not `module`: a module's logger binds it, and pino would write
- * it twice. So the line that explains an `INTERNAL` answer is found by the same `trace_id` or
- * `correlation_id` as the handler's own lines.
+ * could not send, an event given up on), where the handler's context is no longer current:
+ * `trace_id` and `span_id` from its `traceparent` (the caller's span, in the call's trace),
+ * `correlation_id`, then `fields` (`operation`, `event`). The keys it does not set are set to
+ * `undefined`, which pino leaves out, so that the scope of whatever context is current (an outer
+ * handler's, when the call was nested in it) does not leak onto the line through the mixin. Not
+ * `module`: a module's logger binds it, and pino would write it twice. So the line that explains
+ * an `INTERNAL` answer is found by the same `trace_id` or `correlation_id` as the handler's own
+ * lines.
  *
  * @example
  * ```ts
@@ -64,16 +66,15 @@ export function callLogFields(
   source: { readonly correlationId?: string | undefined; readonly traceparent?: string | undefined },
   fields: Record<string, unknown>,
 ): Record<string, unknown> {
-  if (contextStorage.getStore()?.getValue(CALL_CONTEXT_KEY) !== undefined) {
-    // The handler's context is current: its fields, its own span among them (a mixin would add the same).
-    const { module: _bound, ...current } = logFields();
-    return Object.assign(current, fields);
-  }
-  const line: Record<string, unknown> = {};
-  if (source.traceparent !== undefined) {
-    line['trace_id'] = source.traceparent.slice(3, 35);
-    line['span_id'] = source.traceparent.slice(36, 52);
-  }
-  if (source.correlationId !== undefined) line['correlation_id'] = source.correlationId;
-  return Object.assign(line, fields);
+  const traceparent = source.traceparent;
+  return Object.assign(
+    {
+      trace_id: traceparent?.slice(3, 35),
+      span_id: traceparent?.slice(36, 52),
+      correlation_id: source.correlationId,
+      operation: undefined,
+      event: undefined,
+    },
+    fields,
+  );
 }

@@ -601,17 +601,23 @@ describe('http - a GET operation that takes no input', () => {
   });
   const clockModule = defineModule({ contract: clock, create: () => ({ handlers: { now: () => ({ ticks: 42 }) } }) });
 
-  it('http - answers with or without ?input=, and a cache buster beside none is left alone (it needs no input to misspell)', async () => {
+  it('http - an optional input: answers without a query and with ?input= beside a cache buster; a parameter with no input is refused as a misspelt input, not ignored', async () => {
     const kernel = createKernel({ modules: [clockModule], logger: silentLogger });
     await kernel.start();
     const gateway = await createHttpGateway({ kernel, port: 0, logger: silentLogger, metrics: false, getOperations: ['clock.now'] });
     try {
       const url = await gateway.listen();
-      for (const query of ['', '?input=%7B%7D', '?_=1733500000000']) {
+      for (const query of ['', '?input=%7B%7D', '?input=%7B%7D&_=1733500000000']) {
         const answer = await fetch(`${url}/clock/now${query}`);
         expect(answer.status, query).toBe(200);
         expect(await answer.json()).toEqual({ ticks: 42 });
       }
+      // `?page=2` for an optional { page } would be called as no input, a silent wrong answer.
+      const stray = await fetch(`${url}/clock/now?_=1733500000000`);
+      expect(stray.status).toBe(400);
+      expect(await problemOf(stray)).toMatchObject({ code: HttpProblemCode.MALFORMED_REQUEST });
+      // The document says the same: the input of a GET is optional here.
+      expect((gateway.openapi as any).paths['/clock/now'].get.parameters[0]).toMatchObject({ name: 'input', required: false });
     } finally {
       await gateway.close();
     }

@@ -11,7 +11,7 @@ import { KeelError, KeelErrorCode, isKeelError, type AnyContract, type Principal
 import { isIdempotencyKey, isTraceparent, type AnyOperation, type CallOptions } from 'keel/transport';
 import { GatewayRefusal, markRefusedCredentials, type RequestAnswers } from './gateway-answers.js';
 import type { ResolvedHttpGatewayOptions } from './gateway-options.js';
-import { operationPath } from './openapi.js';
+import { getNeedsInput, operationPath } from './openapi.js';
 import { compileOutputSerializer, type OutputSerializer } from './serializer.js';
 import { HttpProblemCode } from './status.js';
 import { requestTraceparent } from './tracing.js';
@@ -222,7 +222,7 @@ export function addOperationRoutes(
       server.post(url, post);
       if (allowedMethods.get(url)?.includes('GET')) {
         // An operation that takes no input at all is called without one whatever else the query holds (a cache buster).
-        const needsInput = !operation.input.safeParse(undefined).success;
+        const needsInput = getNeedsInput(operation.input);
         const get: RouteHandlerMethod = (request, reply) => {
           (request as RoutedRequest)[OPERATION_ROUTE_PROPERTY] = url;
           return serve(request, reply, route, parseQueryInput(request, parseJson, needsInput));

@@ -36,7 +36,11 @@ export const STANDARD_RESPONSES: Readonly<Record<string, GenericResponse>> = {
     codes: ['INVALID_INPUT', 'MALFORMED_JSON', 'MALFORMED_REQUEST'],
   },
   '413': { name: 'PayloadTooLarge', description: 'The body is larger than the gateway accepts.', codes: ['PAYLOAD_TOO_LARGE'] },
-  '415': { name: 'UnsupportedMediaType', description: 'The body is not application/json.', codes: ['UNSUPPORTED_MEDIA_TYPE'] },
+  '415': {
+    name: 'UnsupportedMediaType',
+    description: 'The body is not application/json, or comes with a Content-Encoding the gateway does not decode.',
+    codes: ['UNSUPPORTED_MEDIA_TYPE'],
+  },
   '500': { name: 'InternalError', description: 'An undeclared failure; the logs hold the details under the correlation id.', codes: ['INTERNAL'] },
   '502': {
     name: 'BadGateway',
@@ -125,7 +129,6 @@ export const IDEMPOTENCY_KEY_PARAMETER: JsonObject = {
 /** Security scheme of the operations whose contract declares `auth`: the gateway's authenticate hook reads a bearer token. */
 export const BEARER_SCHEME = 'bearer';
 
-/** The responses of operations whose contract declares `auth`. */
 const WWW_AUTHENTICATE = { 'WWW-Authenticate': { description: 'The challenge, such as Bearer realm="keel".', schema: { type: 'string' } } };
 
 /** The responses of the bearer scheme: 401 where a principal is required or a token was refused, 403 where a predicate refuses it. */

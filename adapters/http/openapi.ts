@@ -83,6 +83,33 @@ export function operationPath(contract: string, operation: string): string {
   return `/${contract}/${operation}`;
 }
 
+/**
+ * Whether a GET of the operation needs its `?input=`: unless its input schema takes no input at
+ * all (accepts `undefined` and refuses `{}`). An optional object does need it: `?page=2` without
+ * `input` is a misspelt input, not an empty call. A schema that throws when tried needs it.
+ *
+ * @example
+ * ```ts
+ * getNeedsInput(z.object({ page: z.number() }).optional()); // true
+ * ```
+ */
+export function getNeedsInput(schema: z.ZodType): boolean {
+  try {
+    return !(acceptsUndefined(schema) && !schema.safeParse({}).success);
+  } catch {
+    return true;
+  }
+}
+
+/** Whether `schema` takes no value (a call without input); false when trying throws. */
+function acceptsUndefined(schema: z.ZodType): boolean {
+  try {
+    return schema.safeParse(undefined).success;
+  } catch {
+    return false;
+  }
+}
+
 const RESPONSE_REF = '#/components/responses/';
 const PARAMETER_REF = '#/components/parameters/';
 
@@ -300,7 +327,7 @@ export function createOpenApiDocument(options: OpenApiOptions): OpenApiDocument 
             {
               name: 'input',
               in: 'query',
-              required: true,
+              required: !acceptsUndefined(operation.input),
               description: 'The input as JSON (URL-encoded).',
               content: { 'application/json': { schema: input } },
             },
