@@ -13,7 +13,7 @@ import { migrate, migrationStatus, readMigrations, type Migration, type Migratio
 import type { CliContext } from './command.js';
 import { openDatabases, planDatabases, shownFolder, type PlannedDatabase } from 'keel/databases';
 import { CLIError, CliErrorCode } from './errors.js';
-import { splitList } from './names.js';
+import { NO_MODULES, hostedList } from './names.js';
 import { findProject, loadManifest } from './project.js';
 
 export { migrate, migrationStatus, type MigrationState };
@@ -122,13 +122,9 @@ async function planOf(cli: CliContext, only: string | undefined): Promise<{ plan
  * `none` is none; an empty list is refused, as `keel start` refuses it.
  */
 function hostedModules(env: CliContext['env'], names: readonly string[]): string[] | undefined {
-  const text = env['KEEL_MODULES']?.trim();
-  if (!text) return undefined;
-  if (text === 'none') return [];
-  const hosted = splitList(text);
-  if (hosted.length === 0) {
-    throw new CLIError(CliErrorCode.E_USAGE, `KEEL_MODULES "${text}" names no module; name at least one, "none" to host nothing, or leave it unset for every module.`);
-  }
+  const text = env['KEEL_MODULES'];
+  const hosted = hostedList(text?.trim() ? text : undefined, 'KEEL_MODULES');
+  if (hosted === undefined) return undefined;
   const unknown = hosted.find((name) => !names.includes(name));
   if (unknown !== undefined) {
     throw new CLIError(CliErrorCode.E_UNKNOWN_MODULE, `KEEL_MODULES names "${unknown}", which is no module of the manifest (it has: ${names.join(', ')}).`);
@@ -254,7 +250,7 @@ export function placeLine(place: ModuleDatabasePlace): string {
 /** What `keel db` prints when no module owns data. */
 export function noDataModule(env: CliContext['env']): string {
   const hosted = env['KEEL_MODULES']?.trim();
-  if (hosted === 'none') return 'KEEL_MODULES is none: this process hosts no module, so it has no data';
+  if (hosted === NO_MODULES) return `KEEL_MODULES is ${NO_MODULES}: this process hosts no module, so it has no data`;
   const which = hosted ? `no module of KEEL_MODULES (${hosted})` : 'no module';
   return `${which} owns data (a module owns data when its defineModule() declares data: { migrations })`;
 }

@@ -153,3 +153,30 @@ export function splitList(value: string | undefined): string[] {
   if (value === undefined) return [];
   return [...new Set(value.split(',').map((item) => item.trim()).filter((item) => item.length > 0))];
 }
+
+/** The `--modules` (or `KEEL_MODULES`) value that hosts no module: a pure client, such as an HTTP gateway. */
+export const NO_MODULES = 'none';
+
+/**
+ * The modules a process hosts, from `--modules` or `KEEL_MODULES` (`source` names which): undefined
+ * when `text` is undefined (every module), `[]` for `none`; a list naming no module is `E_USAGE`.
+ *
+ * @example
+ * ```ts
+ * hostedList(' catalog, orders ', 'KEEL_MODULES'); // ['catalog', 'orders']
+ * hostedList(',', '--modules'); // throws E_USAGE: --modules "," names no module; ...
+ * ```
+ */
+export function hostedList(text: string | undefined, source: string): string[] | undefined {
+  if (text === undefined) return undefined;
+  const trimmed = text.trim();
+  if (trimmed === NO_MODULES) return [];
+  const names = splitList(trimmed);
+  if (names.length === 0) {
+    throw new CLIError(
+      CliErrorCode.E_USAGE,
+      `${source} "${trimmed}" names no module; name at least one, "${NO_MODULES}" to host nothing, or leave it out to host every module.`,
+    );
+  }
+  return names;
+}

@@ -386,6 +386,9 @@ describe('cli - keel start', () => {
     const operations = start('--modules', 'catalog', '--operations', 'none');
     expect(await operations.exit).toBe(2);
     expect(operations.stderr.text).toContain('error E_USAGE: --operations picks the operations of the HTTP gateway, and no gateway was asked for.');
+    const empty = start('--modules', ' , ');
+    expect(await empty.exit).toBe(2);
+    expect(empty.stderr.text).toContain('error E_USAGE: --modules "," names no module; name at least one, "none" to host nothing, or leave it out to host every module.');
     const none = start('--modules', 'none');
     expect(await none.exit).toBe(2);
     expect(none.stderr.text).toContain('error E_USAGE: Hosting "none" makes a process that reaches every module over NATS');

@@ -11,14 +11,12 @@ import { contextOf, defineCommand, type CliContext, type SupervisorMessage } fro
 import { createCommandLog, type CommandLog } from '../command-log.js';
 import { CLIError, CliErrorCode, isCliError } from '../errors.js';
 import { HTTP_OPERATIONS_CHOICES, HttpOperations, isHttpOperations, startHost, type HostedDatabase } from '../host.js';
-import { splitList } from '../names.js';
+import { NO_MODULES, hostedList } from '../names.js';
 import { loadAppConfig, loggingEnv } from '../app-config.js';
 import { findProject, loadManifest } from '../project.js';
 import { assertGatewayReachesItsOperations, unreachableWarning, type Reach } from '../reachability.js';
 import { releaseStartupMemory, startupMemoryMessage, type StartupMemoryRelease } from '../startup-memory.js';
 
-/** The `--modules` (or `KEEL_MODULES`) value that hosts no module: a pure client, such as an HTTP gateway. */
-const NO_MODULES = 'none';
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -211,11 +209,8 @@ interface StartArgs {
 async function start(cli: CliContext, own: CommandLog, args: StartArgs): Promise<void> {
   const project = findProject(cli.cwd, { fromBuild: args.build === true });
   const modules = await loadManifest(project);
-  const modulesText = args.modules ?? firstSet(cli.env, ['KEEL_MODULES'])?.value;
-  const host = modulesText === undefined ? undefined : modulesText.trim() === NO_MODULES ? [] : splitList(modulesText);
-  if (host !== undefined && host.length === 0 && modulesText?.trim() !== NO_MODULES) {
-    throw new CLIError(CliErrorCode.E_USAGE, `--modules is empty; name at least one module, "${NO_MODULES}" to host nothing, or leave it out to host all.`);
-  }
+  const host =
+    args.modules === undefined ? hostedList(firstSet(cli.env, ['KEEL_MODULES'])?.value, 'KEEL_MODULES') : hostedList(args.modules, '--modules');
   if (host?.length === 0 && !(args.nats ?? cli.env['KEEL_NATS_URL'])) {
     throw new CLIError(CliErrorCode.E_USAGE, `Hosting "${NO_MODULES}" makes a process that reaches every module over NATS, and no NATS server was given.`, {
       hint: 'Pass --nats <url> (or set KEEL_NATS_URL), or name the modules to host here.',
