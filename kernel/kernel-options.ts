@@ -169,12 +169,13 @@ export interface KernelOptions {
    */
   readonly principal?: PrincipalSchema;
   /**
-   * How calls made from this process retry, when their operation declares no `retry` (default
-   * `DEFAULT_CALL_POLICIES.retry`: 3 attempts, for failures that prove the request was not
-   * processed; `false`: never retry). Retries stay inside each call's deadline.
+   * How calls made from this process retry (default `DEFAULT_CALL_POLICIES.retry`: 3 attempts,
+   * for failures that prove the request was not processed; `false`: one attempt). An operation's
+   * own `retry` is laid over it field by field: the fields it leaves out come from here. Retries
+   * stay inside each call's deadline.
    */
   readonly retry?: RetryPolicy | false;
-  /** Hedging of every idempotent operation that declares none (default: none). */
+  /** Hedging of every idempotent operation (default: none), with the operation's own `hedge` laid over it field by field. */
   readonly hedge?: HedgePolicy | false;
   /**
    * The circuit breaker of each dependency (each contract called from this process; default
