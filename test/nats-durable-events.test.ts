@@ -277,6 +277,55 @@ describe('nats - a stream made by an earlier keel with interest retention', () =
   });
 });
 
+describe('nats - two prefixes that differ only in dots and underscores', () => {
+  let server: NatsServer;
+
+  beforeAll(async () => {
+    server = await startNatsServer();
+  });
+
+  it('nats - refuses a publisher of prefix acme_shop on the streams of acme.shop at its first durable event, and a subscriber at its start, with INVALID_CONFIG naming both prefixes; the stream keeps its subject and event', async () => {
+    const transport = await createNatsTransport({ servers: server.url, prefix: 'acme.shop', logger: silentLogger });
+    const kernel = createKernel({ modules: manifest('acme.shop'), topology: { host: ['ledger', 'auditor'], transport }, logger: silentLogger });
+    const raw = await connect({ servers: server.url });
+    const refusal = {
+      code: 'INVALID_CONFIG',
+      message: expect.stringMatching(/stream acme_shop_ledger holds the events of prefix "acme\.shop", not this process's "acme_shop".*differs in more than dots and underscores/),
+    };
+    const other = async (host: string[], use: (kernel: Kernel) => Promise<void>): Promise<void> => {
+      const otherTransport = await createNatsTransport({ servers: server.url, prefix: 'acme_shop', logger: silentLogger });
+      const otherKernel = createKernel({ modules: manifest('acme_shop'), topology: { host, transport: otherTransport }, logger: silentLogger });
+      try {
+        await use(otherKernel);
+      } finally {
+        await otherKernel.stop();
+        await otherTransport.close();
+      }
+    };
+    try {
+      await kernel.start();
+      await kernel.client(ledger).record({ tag: 'acme.shop', failTimes: 0 });
+      const jsm = await jetstreamManager(raw);
+      expect((await jsm.streams.info('acme_shop_ledger')).config.subjects).toEqual(['acme.shop.ledger.durable.>']);
+
+      await other(['ledger'], async (publisher) => {
+        await publisher.start();
+        await expect(publisher.client(ledger).record({ tag: 'acme_shop', failTimes: 0 })).rejects.toMatchObject(refusal);
+      });
+      await other(['auditor'], async (subscriber) => {
+        await expect(subscriber.start()).rejects.toMatchObject(refusal);
+      });
+
+      const after = await jsm.streams.info('acme_shop_ledger');
+      expect({ subjects: after.config.subjects, messages: after.state.messages }).toEqual({ subjects: ['acme.shop.ledger.durable.>'], messages: 1 });
+    } finally {
+      await raw.close();
+      await kernel.stop();
+      await transport.close();
+    }
+  });
+});
+
 describe('nats - durable events without JetStream', () => {
   let server: NatsServer;
 

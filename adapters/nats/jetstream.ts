@@ -265,6 +265,15 @@ export class JetStream {
       }
     }
     const current = info.config;
+    const other = otherPrefix(this.#connection.subjects.prefix, config.subjects, current.subjects);
+    if (other !== undefined) {
+      throw new KeelError(
+        KeelErrorCode.INVALID_CONFIG,
+        `JetStream stream ${name} holds the events of prefix "${other}", not this process's "${this.#connection.subjects.prefix}": ` +
+          "stream names write a prefix's dots as underscores, so the two prefixes name the same streams, and their events and dead letters would mix. " +
+          "Give one of the two applications a prefix that differs in more than dots and underscores (the NATS transport's prefix, KEEL_NATS_PREFIX).",
+      );
+    }
     const missing = config.subjects.filter((subject) => !current.subjects.includes(subject));
     const limits = LIMIT_KEYS.filter((key) => config[key] !== undefined && current[key] !== config[key]);
     if (config.retention !== undefined && current.retention !== config.retention) this.#retentionDiffers(name, current.retention, config.retention);
@@ -365,4 +374,22 @@ function jetStreamFailure(what: string, error: unknown): KeelError {
       'If the modules or the topology changed since, run keel deploy --force again and reload nats-server with the new configuration (docs/security.md).'
     : 'Check that nats-server runs with JetStream enabled (-js).';
   return new KeelError(KeelErrorCode.UNAVAILABLE, `Could not ${what} on JetStream: ${text}. ${advice}`, { cause: error });
+}
+
+/**
+ * The prefix of another application whose subjects stream `current` holds, where this process
+ * `wanted` its own: a prefix written with underscores where this one has dots (or the other way
+ * round) names the same streams (`acme.shop` and `acme_shop`: `acme_shop_orders`).
+ */
+function otherPrefix(prefix: string, wanted: readonly string[], current: readonly string[] = []): string | undefined {
+  const token = prefix.replaceAll('.', '_');
+  for (const subject of wanted) {
+    const rest = subject.slice(prefix.length);
+    for (const held of current) {
+      if (held === subject || !held.endsWith(rest)) continue;
+      const head = held.slice(0, held.length - rest.length);
+      if (head !== prefix && head.replaceAll('.', '_') === token) return head;
+    }
+  }
+  return undefined;
 }
