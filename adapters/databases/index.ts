@@ -12,6 +12,9 @@
  *   `<project>/.keel/data/<process>`: `KEEL_PROCESS_NAME` (the process group's name, which
  *   `keel up` and `keel deploy` set), else `app`.
  *
+ * `KEEL_DATABASE_POOL_SIZE` sets the connections each module keeps to its PostgreSQL (1 to 100,
+ * default 5).
+ *
  * A light entry: it loads neither the CLI nor a database driver. The adapters are imported only
  * when a module needs them: a process hosting no module that owns data loads neither PGlite
  * nor pg.
@@ -53,6 +56,8 @@ export const DatabaseEnv = {
   DEFAULT_DATA_DIR: '.keel/data',
   /** The process name of a process no topology names (`keel start` alone, `keel db`), as `keel up` names its one process. */
   DEFAULT_PROCESS: 'app',
+  /** The connections each module that owns data keeps to its PostgreSQL: 1 to 100 (default 5, `createPostgresDatabase`'s `poolSize`). */
+  POOL_SIZE: 'KEEL_DATABASE_POOL_SIZE',
 } as const;
 
 /**
@@ -70,7 +75,8 @@ export function moduleDatabaseVariable(module: string): string {
 
 /** Where one module's data lives, as the environment says, before anything opens. */
 export type DatabaseSource =
-  | { readonly engine: 'postgres'; readonly url: string; readonly variable: string }
+  /** `poolSize` undefined: the adapter's default. */
+  | { readonly engine: 'postgres'; readonly url: string; readonly variable: string; readonly poolSize?: number | undefined }
   /** `dataDir` undefined: in memory. */
   | { readonly engine: 'pglite'; readonly dataDir: string | undefined };
 
@@ -121,6 +127,19 @@ function postgresUrl(variable: string, value: string): string {
   );
 }
 
+/** `KEEL_DATABASE_POOL_SIZE`, when set: a whole number of connections from 1 to 100, else `INVALID_CONFIG` naming it. */
+function poolSizeOf(env: Env): number | undefined {
+  const value = valueOf(env, DatabaseEnv.POOL_SIZE);
+  if (value === undefined) return undefined;
+  const size = /^\d{1,3}$/.test(value) ? Number(value) : Number.NaN;
+  if (size >= 1 && size <= 100) return size;
+  throw new KeelError(
+    KeelErrorCode.INVALID_CONFIG,
+    `${DatabaseEnv.POOL_SIZE} "${value}" is not a whole number of connections from 1 to 100. ` +
+      'It sets how many connections each module that owns data keeps to its PostgreSQL; unset, 5.',
+  );
+}
+
 /** The process's folder name under the default folder: its name, with anything a folder name should not hold replaced. */
 function processFolder(env: Env): string {
   const name = (valueOf(env, 'KEEL_PROCESS_NAME') ?? '').replace(/[^\w.-]+/g, '-').replace(/^\.+/, '');
@@ -128,9 +147,9 @@ function processFolder(env: Env): string {
 }
 
 /** The database of every module without a URL of its own. */
-function sharedSource({ env, root }: DatabaseSettings): DatabaseSource {
+function sharedSource({ env, root }: DatabaseSettings, poolSize: number | undefined): DatabaseSource {
   const url = valueOf(env, DatabaseEnv.URL);
-  if (url !== undefined) return { engine: 'postgres', url: postgresUrl(DatabaseEnv.URL, url), variable: DatabaseEnv.URL };
+  if (url !== undefined) return { engine: 'postgres', url: postgresUrl(DatabaseEnv.URL, url), variable: DatabaseEnv.URL, poolSize };
   const dataDir = valueOf(env, DatabaseEnv.DATA_DIR);
   if (dataDir === DatabaseEnv.IN_MEMORY) return { engine: 'pglite', dataDir: undefined };
   return { engine: 'pglite', dataDir: resolve(root, dataDir ?? join(DatabaseEnv.DEFAULT_DATA_DIR, processFolder(env))) };
@@ -138,8 +157,8 @@ function sharedSource({ env, root }: DatabaseSettings): DatabaseSource {
 
 /**
  * The database of each of `modules` that owns data (declares `data`), in their order; the
- * others are left out. Reads the environment once and refuses a URL that is not PostgreSQL's
- * (`INVALID_CONFIG`, naming the variable). Opens nothing.
+ * others are left out. Reads the environment once and refuses a URL that is not PostgreSQL's,
+ * or a pool size that is not 1 to 100 (`INVALID_CONFIG`, naming the variable). Opens nothing.
  *
  * @example
  * ```ts
@@ -150,12 +169,13 @@ function sharedSource({ env, root }: DatabaseSettings): DatabaseSource {
 export function planDatabases(modules: readonly AnyModule[], settings: DatabaseSettings): PlannedDatabase[] {
   let shared: DatabaseSource | undefined;
   const planned: PlannedDatabase[] = [];
+  const poolSize = poolSizeOf(settings.env);
   for (const module of modules) {
     if (module.data === undefined) continue;
     const variable = moduleDatabaseVariable(module.name);
     const own = valueOf(settings.env, variable);
     const source: DatabaseSource =
-      own === undefined ? (shared ??= sharedSource(settings)) : { engine: 'postgres', url: postgresUrl(variable, own), variable };
+      own === undefined ? (shared ??= sharedSource(settings, poolSize)) : { engine: 'postgres', url: postgresUrl(variable, own), variable, poolSize };
     planned.push({ module: module.name, schema: schemaOf(module.name), migrations: module.data.migrations, source });
   }
   return planned;
@@ -304,7 +324,7 @@ export async function openDatabases(plan: readonly PlannedDatabase[], root: stri
       if (entry === undefined) {
         if (source.engine === 'postgres') {
           const { createPostgresDatabase } = await import('keel/postgres');
-          const engine = createPostgresDatabase({ url: source.url });
+          const engine = createPostgresDatabase({ url: source.url, poolSize: source.poolSize });
           entry = { engine, release: () => {}, location: `at ${engine.location} (${source.variable})` };
         } else {
           const location = source.dataDir === undefined ? 'in memory' : `in ${shownFolder(source.dataDir, root)}`;
