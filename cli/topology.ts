@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs';
 import { extname, relative } from 'node:path';
 import { z } from 'zod';
+import { LOG_LEVELS } from './config.js';
 import { CLIError, CliErrorCode } from './errors.js';
 import { MODULE_NAME_PATTERN } from './names.js';
 import { importProjectFile, type Project } from './project.js';
@@ -60,6 +61,17 @@ const SET_BY_THE_TOPOLOGY: Readonly<Record<string, string>> = {
     'a process is named by its group\'s key (keel up adds #<n> to each replica\'s), and keeps its embedded database under that name: rename the group, or set OTEL_SERVICE_NAME to name its traces',
 };
 
+/**
+ * Variables a group's `env` may set to one of a few values only, which its process would refuse
+ * at every start (and compose or Kubernetes restart it, over and over): refused here instead.
+ */
+const CLOSED_CHOICES: Readonly<Record<string, readonly string[]>> = {
+  KEEL_HTTP_OPERATIONS: ['all', 'hosted', 'none'],
+  KEEL_LOG_LEVEL: LOG_LEVELS,
+  KEEL_LOG_FORMAT: ['json', 'pretty'],
+  KEEL_RELEASE_STARTUP_MEMORY: ['on', 'off'],
+};
+
 /** In a process group's `modules`: every module of the manifest that no other group names. */
 export const EVERY_OTHER_MODULE = '*';
 
@@ -98,6 +110,11 @@ export const ProcessGroupSchema = z
       .superRefine((env, context) => {
         for (const [key, message] of Object.entries(SET_BY_THE_TOPOLOGY)) {
           if (Object.hasOwn(env, key)) context.addIssue({ code: 'custom', path: [key], message });
+        }
+        for (const [key, choices] of Object.entries(CLOSED_CHOICES)) {
+          const value = env[key]?.trim();
+          if (value === undefined || value === '' || choices.includes(value)) continue;
+          context.addIssue({ code: 'custom', path: [key], message: `"${env[key]}" is not one of ${choices.join(', ')}` });
         }
       }),
   })

@@ -76,6 +76,35 @@ describe('cli - topology files', () => {
     );
   });
 
+  it("cli - refuses a value its process would refuse at every start in a process's env (KEEL_HTTP_OPERATIONS, KEEL_LOG_LEVEL, KEEL_LOG_FORMAT, KEEL_RELEASE_STARTUP_MEMORY), naming the path and the choices; accepts the choices, blank and other variables", () => {
+    expect(
+      failure(() =>
+        parseTopology(
+          {
+            processes: {
+              app: { modules: ['catalog'], env: { KEEL_HTTP_OPERATIONS: 'public', KEEL_LOG_LEVEL: 'verbose', KEEL_LOG_FORMAT: 'text', KEEL_RELEASE_STARTUP_MEMORY: 'yes' } },
+            },
+          },
+          ['catalog'],
+          'split.json',
+        ),
+      ),
+    ).toBe(
+      [
+        'split.json is not a valid topology:',
+        '  - processes.app.env.KEEL_HTTP_OPERATIONS: "public" is not one of all, hosted, none',
+        '  - processes.app.env.KEEL_LOG_LEVEL: "verbose" is not one of trace, debug, info, warn, error, fatal, silent',
+        '  - processes.app.env.KEEL_LOG_FORMAT: "text" is not one of json, pretty',
+        '  - processes.app.env.KEEL_RELEASE_STARTUP_MEMORY: "yes" is not one of on, off',
+      ].join('\n'),
+    );
+    const accepted = parseTopology(
+      { processes: { app: { modules: ['catalog'], env: { KEEL_HTTP_OPERATIONS: ' hosted ', KEEL_LOG_LEVEL: '', KEEL_LOG_FORMAT: 'json', OTEL_SERVICE_NAME: 'public' } } } },
+      ['catalog'],
+    );
+    expect(accepted.processes['app']?.env).toEqual({ KEEL_HTTP_OPERATIONS: ' hosted ', KEEL_LOG_LEVEL: '', KEEL_LOG_FORMAT: 'json', OTEL_SERVICE_NAME: 'public' });
+  });
+
   it("cli - a topology's prefix rule is the NATS adapter's", () => {
     for (const prefix of ['keel', 'acme.shop', 'a_b-c.d1', '-', '_a', 'A.B', '', ' keel', 'keel ', 'a\n', 'a..b', '.a', 'a.', 'acme.>', 'a.*', 'a b', 'é']) {
       expect(isSubjectPrefix(prefix), JSON.stringify(prefix)).toBe(isValidPrefix(prefix));

@@ -491,11 +491,11 @@ describe('cli - keel up', () => {
 
   it('cli - stops at the first exit of a process that failed with what a restart would meet again, naming its failure', { timeout: 60_000 }, async () => {
     const app = replicasApp();
-    writeFileSync(join(app, 'topologies/misconfigured.json'), JSON.stringify({ processes: { whoami: { modules: ['whoami'], env: { KEEL_HTTP_OPERATIONS: 'bogus' } } } }));
+    writeFileSync(join(app, 'topologies/misconfigured.json'), JSON.stringify({ processes: { whoami: { modules: ['whoami'], env: { KEEL_HTTP_PORT: 'eighty' } } } }));
     const up = keelUp(['topologies/misconfigured.json'], { cwd: app, env: { KEEL_NATS_URL: '' } });
     expect(await up.exited, up.output()).toBe(1);
     const failure = failureRecord(up.stderr(), { process: 'keel up', code: 'E_PROCESS' });
-    expect(failure.msg).toMatch(/^whoami cannot start, and a restart would not change that: E_USAGE: .*KEEL_HTTP_OPERATIONS.*"bogus"/);
+    expect(failure.msg).toMatch(/^whoami cannot start, and a restart would not change that: E_USAGE: HTTP port "eighty" \(from KEEL_HTTP_PORT\)/);
     // One start: the failure, then no restart.
     expect(messagesOf(up.output(), 'keel up').filter((message) => message.startsWith('whoami exited'))).toEqual([
       'whoami exited (exit code 2) before becoming ready, with E_USAGE, which a restart would meet again; not restarting it.',
