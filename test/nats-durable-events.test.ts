@@ -324,6 +324,61 @@ describe('nats - two prefixes that differ only in dots and underscores', () => {
       await transport.close();
     }
   });
+  it('nats - refuses a subscriber whose prefix shares a stream an earlier keel let two prefixes share, naming both and how to take the other subject out', async () => {
+    const raw = await connect({ servers: server.url });
+    const jsm = await jetstreamManager(raw);
+    await jsm.streams.add({ name: 'old_shop_ledger', subjects: ['old.shop.ledger.durable.>', 'old_shop.ledger.durable.>'], storage: StorageType.File });
+    const transport = await createNatsTransport({ servers: server.url, prefix: 'old_shop', logger: silentLogger });
+    const kernel = createKernel({ modules: manifest('old_shop'), topology: { host: ['auditor'], transport }, logger: silentLogger });
+    try {
+      await expect(kernel.start()).rejects.toMatchObject({
+        code: 'INVALID_CONFIG',
+        message: expect.stringMatching(/stream old_shop_ledger holds the events of prefix "old\.shop" as well as this process's "old_shop".*nats stream edit old_shop_ledger --subjects/),
+      });
+    } finally {
+      await kernel.stop();
+      await transport.close();
+      await raw.close();
+    }
+  });
+
+  it('nats - refuses a publisher whose module stream has the name of another prefix\'s dead-letter stream (zz_ and module dead-letters against zz), and leaves that stream as it was', async () => {
+    const raw = await connect({ servers: server.url });
+    const jsm = await jetstreamManager(raw);
+    await jsm.streams.add({ name: 'zz__dead-letters', subjects: ['zz._dead-letter.>'], storage: StorageType.File, max_msgs: 10_000 });
+    const letters = defineContract({
+      name: 'dead-letters',
+      version: '1.0.0',
+      operations: { note: operation({ input: z.object({}), output: z.object({}) }) },
+      events: { noted: event({ payload: z.object({}), delivery: 'durable' }) },
+    });
+    const module = defineModule({
+      contract: letters,
+      create: ({ emit }) => ({
+        handlers: {
+          note: async () => {
+            await emit('noted', {});
+            return {};
+          },
+        },
+      }),
+    });
+    const transport = await createNatsTransport({ servers: server.url, prefix: 'zz_', logger: silentLogger });
+    const kernel = createKernel({ modules: [module], topology: { host: ['dead-letters'], transport }, logger: silentLogger });
+    try {
+      await kernel.start();
+      await expect(kernel.client(letters).note({})).rejects.toMatchObject({
+        code: 'INVALID_CONFIG',
+        message: expect.stringContaining('JetStream stream zz__dead-letters holds the events of prefix "zz", not this process\'s "zz_"'),
+      });
+      const after = await jsm.streams.info('zz__dead-letters');
+      expect({ subjects: after.config.subjects, maxMessages: after.config.max_msgs }).toEqual({ subjects: ['zz._dead-letter.>'], maxMessages: 10_000 });
+    } finally {
+      await kernel.stop();
+      await transport.close();
+      await raw.close();
+    }
+  });
 });
 
 describe('nats - durable events without JetStream', () => {

@@ -26,6 +26,7 @@ import { eventPayload } from './events.js';
 import { eventHeaders } from './headers.js';
 import { isRefusal, publishWithRetry } from './jetstream-publish.js';
 import { streamLimits } from './options.js';
+import { Subjects } from './wire.js';
 
 /** The durable consumer of one subscribing module for one event. */
 export interface DurableConsumer {
@@ -265,13 +266,18 @@ export class JetStream {
       }
     }
     const current = info.config;
-    const other = otherPrefix(this.#connection.subjects.prefix, config.subjects, current.subjects);
+    const prefix = this.#connection.subjects.prefix;
+    const other = otherPrefix(prefix, name, current.subjects);
     if (other !== undefined) {
+      const shared = config.subjects.some((subject) => current.subjects.includes(subject));
       throw new KeelError(
         KeelErrorCode.INVALID_CONFIG,
-        `JetStream stream ${name} holds the events of prefix "${other}", not this process's "${this.#connection.subjects.prefix}": ` +
+        `JetStream stream ${name} holds the events of prefix "${other}"${shared ? ' as well as' : ', not'} this process's "${prefix}": ` +
           "stream names write a prefix's dots as underscores, so the two prefixes name the same streams, and their events and dead letters would mix. " +
-          "Give one of the two applications a prefix that differs in more than dots and underscores (the NATS transport's prefix, KEEL_NATS_PREFIX).",
+          "Give one of the two applications a prefix that differs in more than dots and underscores (the NATS transport's prefix, KEEL_NATS_PREFIX)" +
+          (shared
+            ? `; an earlier keel let them share the stream, so once one has moved, take the other's subject out of it (nats stream edit ${name} --subjects) or delete it (nats stream rm ${name}) once its consumers have caught up.`
+            : `. If "${other}" is this application's earlier prefix, let its consumers catch up, then delete the stream (nats stream rm ${name}); keel makes it again.`),
       );
     }
     const missing = config.subjects.filter((subject) => !current.subjects.includes(subject));
@@ -377,19 +383,30 @@ function jetStreamFailure(what: string, error: unknown): KeelError {
 }
 
 /**
- * The prefix of another application whose subjects stream `current` holds, where this process
- * `wanted` its own: a prefix written with underscores where this one has dots (or the other way
- * round) names the same streams (`acme.shop` and `acme_shop`: `acme_shop_orders`).
+ * The prefix of another application whose subjects stream `name` holds: keel names a stream by its
+ * prefix with dots written as underscores, so two prefixes that differ only there (`acme.shop`,
+ * `acme_shop`), or a dead-letter stream and a module's (`zz__dead-letters` is prefix `zz`'s
+ * dead letters and module `dead-letters`'s stream under `zz_`), name the same stream.
  */
-function otherPrefix(prefix: string, wanted: readonly string[], current: readonly string[] = []): string | undefined {
-  const token = prefix.replaceAll('.', '_');
-  for (const subject of wanted) {
-    const rest = subject.slice(prefix.length);
-    for (const held of current) {
-      if (held === subject || !held.endsWith(rest)) continue;
-      const head = held.slice(0, held.length - rest.length);
-      if (head !== prefix && head.replaceAll('.', '_') === token) return head;
-    }
+function otherPrefix(prefix: string, name: string, current: readonly string[] = []): string | undefined {
+  for (const held of current) {
+    const keel = keelStreamOf(held);
+    if (keel !== undefined && keel.prefix !== prefix && keel.stream === name) return keel.prefix;
   }
   return undefined;
 }
+
+/** The prefix and the stream name keel gives a subject it puts in a stream (a module's durable events, or the dead letters). */
+function keelStreamOf(subject: string): { readonly prefix: string; readonly stream: string } | undefined {
+  if (subject.endsWith(DEAD_LETTER_SUFFIX)) {
+    const prefix = subject.slice(0, -DEAD_LETTER_SUFFIX.length);
+    return { prefix, stream: new Subjects(prefix).deadLetterStream() };
+  }
+  const durable = DURABLE_SUBJECT.exec(subject);
+  if (durable === null) return undefined;
+  const [, prefix = '', module = ''] = durable;
+  return { prefix, stream: new Subjects(prefix).stream(module) };
+}
+
+const DEAD_LETTER_SUFFIX = '._dead-letter.>';
+const DURABLE_SUBJECT = /^(.+)\.([a-z][a-z0-9-]*)\.durable\.>$/;
