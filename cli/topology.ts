@@ -63,7 +63,8 @@ const SET_BY_THE_TOPOLOGY: Readonly<Record<string, string>> = {
 
 /**
  * Variables a group's `env` may set to one of a few values only, which its process would refuse
- * at every start (and compose or Kubernetes restart it, over and over): refused here instead.
+ * at every start (and compose or Kubernetes restart it, over and over): refused here instead, as
+ * is a `KEEL_DATABASE_POOL_SIZE` that is not 1 to 100.
  */
 const CLOSED_CHOICES: Readonly<Record<string, readonly string[]>> = {
   KEEL_HTTP_OPERATIONS: ['all', 'hosted', 'none'],
@@ -111,10 +112,15 @@ export const ProcessGroupSchema = z
         for (const [key, message] of Object.entries(SET_BY_THE_TOPOLOGY)) {
           if (Object.hasOwn(env, key)) context.addIssue({ code: 'custom', path: [key], message });
         }
+        // Exactly: keel deploy's NATS permissions read KEEL_HTTP_OPERATIONS as written, so " all " would get none.
         for (const [key, choices] of Object.entries(CLOSED_CHOICES)) {
-          const value = env[key]?.trim();
-          if (value === undefined || value === '' || choices.includes(value)) continue;
-          context.addIssue({ code: 'custom', path: [key], message: `"${env[key]}" is not one of ${choices.join(', ')}` });
+          const value = env[key];
+          if (value === undefined || choices.includes(value)) continue;
+          context.addIssue({ code: 'custom', path: [key], message: `"${value}" is not one of ${choices.join(', ')} (leave it out for the default)` });
+        }
+        const poolSize = env['KEEL_DATABASE_POOL_SIZE'];
+        if (poolSize !== undefined && !(/^\d{1,3}$/.test(poolSize) && Number(poolSize) >= 1 && Number(poolSize) <= 100)) {
+          context.addIssue({ code: 'custom', path: ['KEEL_DATABASE_POOL_SIZE'], message: `"${poolSize}" is not a whole number of connections from 1 to 100` });
         }
       }),
   })

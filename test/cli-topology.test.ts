@@ -76,13 +76,16 @@ describe('cli - topology files', () => {
     );
   });
 
-  it("cli - refuses a value its process would refuse at every start in a process's env (KEEL_HTTP_OPERATIONS, KEEL_LOG_LEVEL, KEEL_LOG_FORMAT, KEEL_RELEASE_STARTUP_MEMORY), naming the path and the choices; accepts the choices, blank and other variables", () => {
+  it("cli - refuses a value its process would refuse at every start in a process's env (KEEL_HTTP_OPERATIONS, KEEL_LOG_LEVEL, KEEL_LOG_FORMAT, KEEL_RELEASE_STARTUP_MEMORY, KEEL_DATABASE_POOL_SIZE), or one written otherwise than its process and its NATS permissions read it, naming the path and the choices; accepts the choices and other variables", () => {
     expect(
       failure(() =>
         parseTopology(
           {
             processes: {
-              app: { modules: ['catalog'], env: { KEEL_HTTP_OPERATIONS: 'public', KEEL_LOG_LEVEL: 'verbose', KEEL_LOG_FORMAT: 'text', KEEL_RELEASE_STARTUP_MEMORY: 'yes' } },
+              app: {
+                modules: ['catalog'],
+                env: { KEEL_HTTP_OPERATIONS: 'public', KEEL_LOG_LEVEL: 'verbose', KEEL_LOG_FORMAT: '', KEEL_RELEASE_STARTUP_MEMORY: ' on', KEEL_DATABASE_POOL_SIZE: '0' },
+              },
             },
           },
           ['catalog'],
@@ -92,17 +95,18 @@ describe('cli - topology files', () => {
     ).toBe(
       [
         'split.json is not a valid topology:',
-        '  - processes.app.env.KEEL_HTTP_OPERATIONS: "public" is not one of all, hosted, none',
-        '  - processes.app.env.KEEL_LOG_LEVEL: "verbose" is not one of trace, debug, info, warn, error, fatal, silent',
-        '  - processes.app.env.KEEL_LOG_FORMAT: "text" is not one of json, pretty',
-        '  - processes.app.env.KEEL_RELEASE_STARTUP_MEMORY: "yes" is not one of on, off',
+        '  - processes.app.env.KEEL_HTTP_OPERATIONS: "public" is not one of all, hosted, none (leave it out for the default)',
+        '  - processes.app.env.KEEL_LOG_LEVEL: "verbose" is not one of trace, debug, info, warn, error, fatal, silent (leave it out for the default)',
+        '  - processes.app.env.KEEL_LOG_FORMAT: "" is not one of json, pretty (leave it out for the default)',
+        '  - processes.app.env.KEEL_RELEASE_STARTUP_MEMORY: " on" is not one of on, off (leave it out for the default)',
+        '  - processes.app.env.KEEL_DATABASE_POOL_SIZE: "0" is not a whole number of connections from 1 to 100',
       ].join('\n'),
     );
     const accepted = parseTopology(
-      { processes: { app: { modules: ['catalog'], env: { KEEL_HTTP_OPERATIONS: ' hosted ', KEEL_LOG_LEVEL: '', KEEL_LOG_FORMAT: 'json', OTEL_SERVICE_NAME: 'public' } } } },
+      { processes: { app: { modules: ['catalog'], env: { KEEL_HTTP_OPERATIONS: 'hosted', KEEL_LOG_FORMAT: 'json', KEEL_DATABASE_POOL_SIZE: '20', OTEL_SERVICE_NAME: 'public' } } } },
       ['catalog'],
     );
-    expect(accepted.processes['app']?.env).toEqual({ KEEL_HTTP_OPERATIONS: ' hosted ', KEEL_LOG_LEVEL: '', KEEL_LOG_FORMAT: 'json', OTEL_SERVICE_NAME: 'public' });
+    expect(accepted.processes['app']?.env).toEqual({ KEEL_HTTP_OPERATIONS: 'hosted', KEEL_LOG_FORMAT: 'json', KEEL_DATABASE_POOL_SIZE: '20', OTEL_SERVICE_NAME: 'public' });
   });
 
   it("cli - a topology's prefix rule is the NATS adapter's", () => {

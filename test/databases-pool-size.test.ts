@@ -47,9 +47,16 @@ describe('KEEL_DATABASE_POOL_SIZE', () => {
     }
   };
 
-  it('postgres - six queries at once use 5 connections by default and 2 with KEEL_DATABASE_POOL_SIZE=2', async () => {
+  it('postgres - six queries at once use 5 connections by default and 2 with KEEL_DATABASE_POOL_SIZE=2, under DATABASE_URL and under the module\'s own DATABASE_URL_LEDGER', async () => {
     expect(await backendsOfSixQueries({})).toBe(5);
     expect(await backendsOfSixQueries({ KEEL_DATABASE_POOL_SIZE: '2' })).toBe(2);
+    expect(await backendsOfSixQueries({ DATABASE_URL: '', DATABASE_URL_LEDGER: database.url, KEEL_DATABASE_POOL_SIZE: '3' })).toBe(3);
+  });
+
+  it('leaves KEEL_DATABASE_POOL_SIZE alone where no module keeps data in PostgreSQL (the embedded database, or no module that owns data), as it leaves the URLs', () => {
+    const plan = planDatabases(modules, { env: { KEEL_DATA_DIR: 'memory', KEEL_DATABASE_POOL_SIZE: '0' }, root: process.cwd() });
+    expect(plan.map(({ source }) => source)).toEqual([{ engine: 'pglite', dataDir: undefined }]);
+    expect(planDatabases([], { env: { DATABASE_URL: database.url, KEEL_DATABASE_POOL_SIZE: '0' }, root: process.cwd() })).toEqual([]);
   });
 
   it.each(['0', '101', 'five', '2.5', '-1'])('refuses KEEL_DATABASE_POOL_SIZE=%s with INVALID_CONFIG naming the variable and the range, before opening anything', (value) => {

@@ -127,7 +127,11 @@ function postgresUrl(variable: string, value: string): string {
   );
 }
 
-/** `KEEL_DATABASE_POOL_SIZE`, when set: a whole number of connections from 1 to 100, else `INVALID_CONFIG` naming it. */
+/**
+ * `KEEL_DATABASE_POOL_SIZE`, when set: a whole number of connections from 1 to 100, else
+ * `INVALID_CONFIG` naming it. Read where a module's PostgreSQL is, as the URLs are: a process
+ * whose modules keep no data there leaves it alone.
+ */
 function poolSizeOf(env: Env): number | undefined {
   const value = valueOf(env, DatabaseEnv.POOL_SIZE);
   if (value === undefined) return undefined;
@@ -147,9 +151,9 @@ function processFolder(env: Env): string {
 }
 
 /** The database of every module without a URL of its own. */
-function sharedSource({ env, root }: DatabaseSettings, poolSize: number | undefined): DatabaseSource {
+function sharedSource({ env, root }: DatabaseSettings): DatabaseSource {
   const url = valueOf(env, DatabaseEnv.URL);
-  if (url !== undefined) return { engine: 'postgres', url: postgresUrl(DatabaseEnv.URL, url), variable: DatabaseEnv.URL, poolSize };
+  if (url !== undefined) return { engine: 'postgres', url: postgresUrl(DatabaseEnv.URL, url), variable: DatabaseEnv.URL, poolSize: poolSizeOf(env) };
   const dataDir = valueOf(env, DatabaseEnv.DATA_DIR);
   if (dataDir === DatabaseEnv.IN_MEMORY) return { engine: 'pglite', dataDir: undefined };
   return { engine: 'pglite', dataDir: resolve(root, dataDir ?? join(DatabaseEnv.DEFAULT_DATA_DIR, processFolder(env))) };
@@ -169,13 +173,14 @@ function sharedSource({ env, root }: DatabaseSettings, poolSize: number | undefi
 export function planDatabases(modules: readonly AnyModule[], settings: DatabaseSettings): PlannedDatabase[] {
   let shared: DatabaseSource | undefined;
   const planned: PlannedDatabase[] = [];
-  const poolSize = poolSizeOf(settings.env);
   for (const module of modules) {
     if (module.data === undefined) continue;
     const variable = moduleDatabaseVariable(module.name);
     const own = valueOf(settings.env, variable);
     const source: DatabaseSource =
-      own === undefined ? (shared ??= sharedSource(settings, poolSize)) : { engine: 'postgres', url: postgresUrl(variable, own), variable, poolSize };
+      own === undefined
+        ? (shared ??= sharedSource(settings))
+        : { engine: 'postgres', url: postgresUrl(variable, own), variable, poolSize: poolSizeOf(settings.env) };
     planned.push({ module: module.name, schema: schemaOf(module.name), migrations: module.data.migrations, source });
   }
   return planned;
