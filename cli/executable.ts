@@ -4,7 +4,9 @@
  * drain: `keel up` and `keel dev` then stop every process, and the nats-server they started
  * last. A second Ctrl-C, or a signal while no command listens, exits at once; a repeated
  * SIGTERM or SIGHUP (process managers and npm/npx wrappers often relay signals twice) does not
- * cut a drain short.
+ * cut a drain short, nor does a SIGINT within {@link RELAYED_WITHIN_MS} of the first: one Ctrl-C
+ * reaches a process under `npm run` or `npx` twice or more (the terminal signals the whole
+ * process group, and npm, npx and tsx forward what they receive).
  *
  * When whoever reads stdout goes away (`keel graph | head -1`), writing fails with EPIPE. That
  * is not a failure of the command: further output is dropped, a long-running command drains as
@@ -22,12 +24,17 @@ import { main } from './main.js';
 
 const controller = new AbortController();
 
+/** A SIGINT this soon after the first signal is the same Ctrl-C relayed, not a second one: a person's second press takes longer. */
+const RELAYED_WITHIN_MS = 1_000;
+let firstSignalAt = 0;
+
 function onSignal(signal: NodeJS.Signals): void {
   const exitCode = 128 + (signal === 'SIGINT' ? 2 : signal === 'SIGHUP' ? 1 : 15);
   if (!controller.signal.aborted) {
     if (getEventListeners(controller.signal, 'abort').length === 0) process.exit(exitCode);
+    firstSignalAt = performance.now();
     controller.abort(signal);
-  } else if (signal === 'SIGINT') {
+  } else if (signal === 'SIGINT' && performance.now() - firstSignalAt >= RELAYED_WITHIN_MS) {
     processNotice('Ctrl-C again, exiting without waiting for work in flight.');
     process.exit(exitCode);
   }

@@ -395,6 +395,22 @@ describe('cli - keel up', () => {
     expect(output.endsWith('\nkeel up: stopped\n')).toBe(true);
   });
 
+  it('cli - takes a Ctrl-C that reaches it twice at once (the terminal signals the group; npm, npx and tsx forward it too) as one: every process drains and it exits 0', { timeout: 120_000 }, async () => {
+    const up = keelUp(['topologies/replicas.json'], { cwd: replicasApp(), env: { KEEL_NATS_URL: '' } });
+    try {
+      await up.waitFor(said('ready: all 2 processes (whoami#1, whoami#2)'));
+      up.child.kill('SIGINT');
+      // The relayed copy comes once the first was taken (two signals pending at once are one).
+      await up.waitFor(said('stopping: draining every process'));
+      expect(up.child.kill('SIGINT'), 'keel up had already exited: the second SIGINT reached nothing').toBe(true);
+      expect(await up.exited, up.output()).toBe(0);
+    } finally {
+      if (up.child.exitCode === null && up.child.signalCode === null) up.child.kill('SIGKILL');
+    }
+    expect(up.output()).not.toContain('Ctrl-C again');
+    expect(messagesOf(up.output(), 'keel up')).toEqual(expect.arrayContaining(['whoami#1 stopped cleanly', 'whoami#2 stopped cleanly', 'stopped']));
+  });
+
   it('cli - stops its own nats-server last: Ctrl-C to its process group drains every process in seconds, with no SIGKILL', { timeout: 120_000 }, async () => {
     // The split shop: its notifications process holds JetStream consumers, whose drain waited for the server that had died.
     const up = keelUp(['topologies/split.ts'], { env: { KEEL_NATS_URL: '' }, detached: true });
