@@ -349,7 +349,7 @@ export class Inbox {
       this.#fail(event, givenBackAtStop(this.db.module, event, false));
       return false;
     }
-    const frame: TransactionFrame = { tx, afterCommit, ended: false };
+    const frame: TransactionFrame = { tx, afterCommit, ended: false, event: event.label };
     let timer: ReturnType<typeof setTimeout> | undefined;
     let outcome: unknown;
     try {

@@ -21,6 +21,8 @@ export interface TransactionFrame {
    * would be kept with no inbox record.
    */
   abandoned?: KeelError;
+  /** The durable event (`orders.orderPlaced`) whose handler runs in this frame, when it is the kernel's inbox transaction: for messages. */
+  readonly event?: string;
 }
 
 /**
@@ -148,11 +150,19 @@ export class ModuleDatabase implements Database {
     if (open === undefined) return undefined;
     for (const [owner, frame] of open) {
       if (owner !== this && !frame.ended && owner.engine === this.engine) {
+        const held =
+          frame.event === undefined
+            ? 'holds a transaction'
+            : `handles durable event ${frame.event} in the transaction keel runs it in (its inbox: docs/data.md),`;
+        const instead =
+          frame.event === undefined
+            ? `Call "${this.module}" outside ${owner.module}'s db.transaction()`
+            : `Carry what the handler needs in the event's payload, or call "${this.module}" from a handler of a module that owns no data`;
         return new KeelError(
           KeelErrorCode.INVALID_STATE,
-          `Module "${this.module}" used its database while module "${owner.module}", which called it, holds a transaction on the ` +
+          `Module "${this.module}" used its database while module "${owner.module}", which called it, ${held} on the ` +
             `same ${this.engine.name} database (${this.engine.location}). ${this.engine.name} runs one transaction at a time, so ` +
-            `this would wait forever. Call "${this.module}" outside ${owner.module}'s db.transaction(), or use PostgreSQL (DATABASE_URL).`,
+            `this would wait forever. ${instead}, or use PostgreSQL (DATABASE_URL), where this works.`,
         );
       }
     }

@@ -12,7 +12,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { TracerProvider } from '@opentelemetry/sdk-trace';
 import { createKernel, defineContract, defineModule, isKeelError, operation, silentLogger, type DatabaseEngine, type Kernel, type Logger } from 'keel';
-import { disableTracing, enableTracing } from 'keel/transport';
+import { disableTracing, enableTracing, type DeadLetter } from 'keel/transport';
 import { Refused, audit, auditModule, ledger, ledgerModule, makeAuditModule } from './fixtures/data/modules.js';
 import { enginesUnderTest } from './support/databases.js';
 
@@ -269,6 +269,53 @@ describe.each(engines)('data - $name', (engine) => {
           await kernel?.stop();
           disableTracing();
         }
+      }
+    },
+  );
+
+  it(
+    engine.name === 'pglite'
+      ? 'refuses, naming the durable event and what to do instead, a call from a durable event handler to a module that queries the same PGlite (the handler runs in its inbox transaction)'
+      : 'lets a durable event handler call a module that queries the same PostgreSQL',
+    async () => {
+      const letters: DeadLetter[] = [];
+      const seen: string[][] = [];
+      const watcher = defineModule({
+        contract: defineContract({ name: 'watcher', version: '1.0.0', operations: { noop: operation({ input: z.object({}), output: z.object({}) }) } }),
+        dependsOn: [ledger],
+        subscribesTo: [ledger],
+        data: { migrations: new URL('./fixtures/data/audit/migrations/', import.meta.url) },
+        create: ({ get }) => {
+          const ledgerClient = get(ledger);
+          return {
+            handlers: { noop: () => ({}) },
+            events: { ledger: { entryAdded: { maxAttempts: 1, handle: async () => void seen.push((await ledgerClient.labels({})).labels) } } },
+          };
+        },
+      });
+      const kernel = createKernel({
+        modules: [auditModule, ledgerModule, watcher],
+        database: await engine.fresh(),
+        logger: silentLogger,
+        onDeadLetter: (letter) => letters.push(letter),
+      });
+      await kernel.start();
+      try {
+        await kernel.client(ledger).add({ label: 'watched' });
+        if (engine.name === 'pglite') {
+          const [letter] = await until(async () => (letters.length > 0 ? letters : undefined), "the watcher's dead letter");
+          const message = String((letter?.error as Error | undefined)?.message);
+          expect(message).toContain(
+            'Module "ledger" used its database while module "watcher", which called it, handles durable event ledger.entryAdded in the transaction keel runs it in (its inbox: docs/data.md), on the same pglite database',
+          );
+          expect(message).toContain("Carry what the handler needs in the event's payload");
+          expect(seen).toEqual([]);
+        } else {
+          expect(await until(async () => (seen.length > 0 ? seen : undefined), 'the watcher to read the ledger')).toEqual([['watched']]);
+          expect(letters).toEqual([]);
+        }
+      } finally {
+        await kernel.stop();
       }
     },
   );
