@@ -346,6 +346,17 @@ describe('cli - keel generate module', () => {
     expect(renamed.output, 'tsc stops npm test before vitest runs').not.toContain('Test Files');
   });
 
+  it("cli - after generating, names the topologies that list their processes' modules (a new module has no process there), not one of modules: ['*']", async () => {
+    const root = await newApp();
+    writeFileSync(join(root, 'topologies', 'split.json'), JSON.stringify({ processes: { front: { modules: ['greeter'] } } }));
+    const billing = await keel(root, 'generate', 'module', 'billing');
+    expect(billing.code, billing.stderr).toBe(0);
+    expect(billing.stdout).toContain(
+      "Then give it a process in topologies/split.json, which name their processes' modules: keel up, keel dev and keel deploy refuse a module no process hosts (a process of modules: ['*'] takes every module the others do not name).",
+    );
+    expect(billing.stdout).not.toContain('topologies/single.ts');
+  });
+
   it('cli - shows the files of a dry run and writes nothing', async () => {
     const root = await newApp();
     const before = tree(root);

@@ -2,6 +2,8 @@
  * `keel generate module <name>`: writes a module folder (contract, implementation), its test,
  * and registers it in the manifest.
  */
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { contextOf, defineCommand } from '../command.js';
 import { planModule, shownPath, writePlan } from '../generate.js';
 import { findProject } from '../project.js';
@@ -61,8 +63,30 @@ export default defineCommand({
       `Next: describe its operations in contract.ts,${tables} implement them in module.ts, then run them with ` +
         `\`npx vitest run ${test ? shownPath(project, test.path) : ''}\`.`,
     );
+    const listing = topologiesNamingTheirModules(project.root);
+    if (listing.length > 0) {
+      out(
+        `Then give it a process in ${listing.join(', ')}, which name their processes' modules: keel up, keel dev and keel deploy ` +
+          `refuse a module no process hosts (a process of modules: ['*'] takes every module the others do not name).`,
+      );
+    }
   },
 });
+
+/**
+ * The topology files under `topologies/` that list their processes' modules by name (none says
+ * `'*'`), so a new module has no process there until one names it. Read as text: a hint, not a check.
+ */
+function topologiesNamingTheirModules(root: string): string[] {
+  const folder = join(root, 'topologies');
+  let names: string[];
+  try {
+    names = readdirSync(folder).filter((name) => /\.(m?[jt]s|json)$/.test(name)).sort();
+  } catch {
+    return [];
+  }
+  return names.filter((name) => !/['"]\*['"]/.test(readFileSync(join(folder, name), 'utf8'))).map((name) => `topologies/${name}`);
+}
 
 /** The lines of `after` that `before` does not have, each prefixed with `+ `. */
 function addedLines(before: string, after: string): string {
