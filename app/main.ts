@@ -50,13 +50,18 @@ const gateway = await startGateway(kernel).catch((error: unknown) =>
 // Nothing else may hold the process open (the local transport has no sockets), so hold it until a signal.
 const keepAlive = setInterval(() => {}, 2 ** 31 - 1);
 let stopping = false;
+/** When a first SIGINT came: one Ctrl-C reaches this process twice under `npm start` (the terminal signals the group, npm forwards it too). */
+let firstSigintAt: number | undefined;
 
 async function stop(signal: NodeJS.Signals): Promise<void> {
   if (stopping) {
+    // The same Ctrl-C, relayed within milliseconds: not a second press.
+    if (signal === 'SIGINT' && firstSigintAt !== undefined && performance.now() - firstSigintAt < 500) return;
     logger.warn({ signal }, `${signal} again: exiting without waiting for work in flight`);
     process.exit(1);
   }
   stopping = true;
+  if (signal === 'SIGINT') firstSigintAt = performance.now();
   logger.info({ signal }, `${signal} received: finishing work in flight, then stopping`);
   try {
     // The order matters: stop taking HTTP requests and answer those in flight, then stop the

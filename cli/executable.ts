@@ -4,9 +4,9 @@
  * drain: `keel up` and `keel dev` then stop every process, and the nats-server they started
  * last. A second Ctrl-C, or a signal while no command listens, exits at once; a repeated
  * SIGTERM or SIGHUP (process managers and npm/npx wrappers often relay signals twice) does not
- * cut a drain short, nor does a SIGINT within {@link RELAYED_WITHIN_MS} of the first: one Ctrl-C
- * reaches a process under `npm run` or `npx` twice or more (the terminal signals the whole
- * process group, and npm, npx and tsx forward what they receive).
+ * cut a drain short, nor does a SIGINT within {@link RELAYED_WITHIN_MS} of a first SIGINT: one
+ * Ctrl-C reaches a process under `npm run` or `npx` twice (the terminal signals the whole
+ * process group, and npm forwards what it receives).
  *
  * When whoever reads stdout goes away (`keel graph | head -1`), writing fails with EPIPE. That
  * is not a failure of the command: further output is dropped, a long-running command drains as
@@ -24,17 +24,18 @@ import { main } from './main.js';
 
 const controller = new AbortController();
 
-/** A SIGINT this soon after the first signal is the same Ctrl-C relayed, not a second one: a person's second press takes longer. */
-const RELAYED_WITHIN_MS = 1_000;
-let firstSignalAt = 0;
+/** A SIGINT this soon after a first SIGINT is the same Ctrl-C relayed (within milliseconds), not a second press. */
+const RELAYED_WITHIN_MS = 500;
+/** When the first signal was a SIGINT: a Ctrl-C after a SIGTERM, or after an abort that was no signal, is a second one. */
+let firstSigintAt: number | undefined;
 
 function onSignal(signal: NodeJS.Signals): void {
   const exitCode = 128 + (signal === 'SIGINT' ? 2 : signal === 'SIGHUP' ? 1 : 15);
   if (!controller.signal.aborted) {
     if (getEventListeners(controller.signal, 'abort').length === 0) process.exit(exitCode);
-    firstSignalAt = performance.now();
+    if (signal === 'SIGINT') firstSigintAt = performance.now();
     controller.abort(signal);
-  } else if (signal === 'SIGINT' && performance.now() - firstSignalAt >= RELAYED_WITHIN_MS) {
+  } else if (signal === 'SIGINT' && (firstSigintAt === undefined || performance.now() - firstSigintAt >= RELAYED_WITHIN_MS)) {
     processNotice('Ctrl-C again, exiting without waiting for work in flight.');
     process.exit(exitCode);
   }

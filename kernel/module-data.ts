@@ -157,10 +157,10 @@ export class ModuleDatabase implements Database {
         const instead =
           frame.event === undefined
             ? `Call "${this.module}" outside ${owner.module}'s db.transaction()`
-            : `Carry what the handler needs in the event's payload, or call "${this.module}" from a handler of a module that owns no data`;
+            : `Carry what the handler needs in the event's payload, or handle the event in a module that owns no data (it has no inbox: a redelivery runs its handler again)`;
         return new KeelError(
           KeelErrorCode.INVALID_STATE,
-          `Module "${this.module}" used its database while module "${owner.module}", which called it, ${held} on the ` +
+          `Module "${this.module}" used its database while module "${owner.module}", which called it (directly or through other modules), ${held} on the ` +
             `same ${this.engine.name} database (${this.engine.location}). ${this.engine.name} runs one transaction at a time, so ` +
             `this would wait forever. ${instead}, or use PostgreSQL (DATABASE_URL), where this works.`,
         );

@@ -259,7 +259,7 @@ describe.each(engines)('data - $name', (engine) => {
             expect(isKeelError(outcome, 'INTERNAL'), `tracing ${tracing ? 'on' : 'off'}: ${String(outcome)}`).toBe(true);
             const logged = records.map((record) => String((record.fields['err'] as Error | undefined)?.message ?? ''));
             expect(logged).toContainEqual(
-              expect.stringContaining('Module "audit" used its database while module "ledger", which called it, holds a transaction on the same pglite database'),
+              expect.stringContaining('Module "audit" used its database while module "ledger", which called it (directly or through other modules), holds a transaction on the same pglite database'),
             );
             expect((await kernel.client(ledger).labels({})).labels).toEqual([]);
           } else {
@@ -306,7 +306,7 @@ describe.each(engines)('data - $name', (engine) => {
           const [letter] = await until(async () => (letters.length > 0 ? letters : undefined), "the watcher's dead letter");
           const message = String((letter?.error as Error | undefined)?.message);
           expect(message).toContain(
-            'Module "ledger" used its database while module "watcher", which called it, handles durable event ledger.entryAdded in the transaction keel runs it in (its inbox: docs/data.md), on the same pglite database',
+            'Module "ledger" used its database while module "watcher", which called it (directly or through other modules), handles durable event ledger.entryAdded in the transaction keel runs it in (its inbox: docs/data.md), on the same pglite database',
           );
           expect(message).toContain("Carry what the handler needs in the event's payload");
           expect(seen).toEqual([]);

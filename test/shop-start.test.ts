@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { randomUUID } from 'node:crypto';
@@ -16,7 +17,8 @@ import { copyOfPGlite, freshPGliteFolder, pgliteTemplateFolder } from './support
 import { eventSource } from './support/shop-suite.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const tsx = fileURLToPath(new URL('../node_modules/.bin/tsx', import.meta.url));
+/** package.json's `start` script, as npm runs it (its `node` is this one). */
+const startScript = (JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { scripts: { start: string } }).scripts.start.split(' ');
 /**
  * Bounds, not timings: a whole shop in a child process (tsx compiling it, PGlite starting) has taken
  * 20 s to be ready on a loaded 2-core CI machine, and a test starts up to three of them in turn.
@@ -32,15 +34,15 @@ beforeAll(async () => {
 
 /**
  * `npm start` (app/main.ts) in a child process, with exactly the given settings of its own:
- * through the tsx command as `npm start` runs it, or (quicker) through node with tsx's loader.
+ * through package.json's `start` script as `npm start` runs it, or through node with tsx's loader.
  * Unless `env` names its database, it keeps its data in a copy of the file's empty embedded
  * database, removed when it exits: never the repository's .keel/data, and no initdb per process.
  */
-function startShop(env: Record<string, string>, via: 'tsx' | 'node' = 'node') {
+function startShop(env: Record<string, string>, via: 'script' | 'node' = 'node') {
   const data = 'KEEL_DATA_DIR' in env || 'DATABASE_URL' in env ? undefined : copyOfPGlite(template);
   const [command, args] =
-    via === 'tsx'
-      ? [tsx, ['--conditions=keel-source', 'app/main.ts']]
+    via === 'script'
+      ? [startScript[0] === 'node' ? process.execPath : (startScript[0] as string), startScript.slice(1)]
       : [process.execPath, ['--import', 'tsx', '--conditions=keel-source', 'app/main.ts']];
   const child = spawn(command, args, {
     cwd: root,
@@ -112,7 +114,7 @@ function startShop(env: Record<string, string>, via: 'tsx' | 'node' = 'node') {
 
 describe('app - npm start', SPAWNING, () => {
   it.each(['SIGINT', 'SIGTERM'] as const)('app - logs what it hosts, then stops and exits 0 on %s', async (signal) => {
-    const shop = startShop({ PORT: '0' }, 'tsx');
+    const shop = startShop({ PORT: '0' }, 'script');
     await shop.ready();
     const messages = shop.records().map((record) => record.msg);
     expect(messages).toContain('hosting catalog 1.1.0, inventory 1.0.0, payments 1.1.0, orders 1.1.0, notifications 1.0.0');

@@ -63,7 +63,7 @@ export default defineCommand({
       `Next: describe its operations in contract.ts,${tables} implement them in module.ts, then run them with ` +
         `\`npx vitest run ${test ? shownPath(project, test.path) : ''}\`.`,
     );
-    const listing = topologiesNamingTheirModules(project.root);
+    const listing = topologiesNamingTheirModules(project.root, plan.name);
     if (listing.length > 0) {
       out(
         `Then give it a process in ${listing.join(', ')}, which name their processes' modules: keel up, keel dev and keel deploy ` +
@@ -74,18 +74,29 @@ export default defineCommand({
 });
 
 /**
- * The topology files under `topologies/` that list their processes' modules by name (none says
- * `'*'`), so a new module has no process there until one names it. Read as text: a hint, not a check.
+ * The topology files under `topologies/` that list their processes' modules by name (no
+ * `modules: ['*']`) and do not name `module`, so it has no process there until one does. Read as
+ * text: a hint, not a check; a file it cannot read is left out.
  */
-function topologiesNamingTheirModules(root: string): string[] {
+function topologiesNamingTheirModules(root: string, module: string): string[] {
   const folder = join(root, 'topologies');
   let names: string[];
   try {
-    names = readdirSync(folder).filter((name) => /\.(m?[jt]s|json)$/.test(name)).sort();
+    names = readdirSync(folder).filter((name) => /\.(m?[jt]s|json)$/.test(name) && !/\.(d|test|spec)\.m?[jt]s$/.test(name)).sort();
   } catch {
     return [];
   }
-  return names.filter((name) => !/['"]\*['"]/.test(readFileSync(join(folder, name), 'utf8'))).map((name) => `topologies/${name}`);
+  const everyOther = /["']?modules["']?\s*:\s*\[\s*["']\*["']\s*\]/;
+  return names
+    .filter((name) => {
+      try {
+        const text = readFileSync(join(folder, name), 'utf8');
+        return /\bprocesses\b/.test(text) && !everyOther.test(text) && !text.includes(`'${module}'`) && !text.includes(`"${module}"`);
+      } catch {
+        return false;
+      }
+    })
+    .map((name) => `topologies/${name}`);
 }
 
 /** The lines of `after` that `before` does not have, each prefixed with `+ `. */
