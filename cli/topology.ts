@@ -6,8 +6,10 @@
 import { readFileSync } from 'node:fs';
 import { extname, relative } from 'node:path';
 import { z } from 'zod';
+import { isDatabasePoolSize } from 'keel/databases';
 import { LOG_LEVELS } from './config.js';
 import { CLIError, CliErrorCode } from './errors.js';
+import { HttpOperations } from './host.js';
 import { MODULE_NAME_PATTERN } from './names.js';
 import { importProjectFile, type Project } from './project.js';
 
@@ -67,7 +69,7 @@ const SET_BY_THE_TOPOLOGY: Readonly<Record<string, string>> = {
  * is a `KEEL_DATABASE_POOL_SIZE` that is not 1 to 100.
  */
 const CLOSED_CHOICES: Readonly<Record<string, readonly string[]>> = {
-  KEEL_HTTP_OPERATIONS: ['all', 'hosted', 'none'],
+  KEEL_HTTP_OPERATIONS: Object.values(HttpOperations),
   KEEL_LOG_LEVEL: LOG_LEVELS,
   KEEL_LOG_FORMAT: ['json', 'pretty'],
   KEEL_RELEASE_STARTUP_MEMORY: ['on', 'off'],
@@ -119,7 +121,7 @@ export const ProcessGroupSchema = z
           context.addIssue({ code: 'custom', path: [key], message: `"${value}" is not one of ${choices.join(', ')} (leave it out for the default)` });
         }
         const poolSize = env['KEEL_DATABASE_POOL_SIZE'];
-        if (poolSize !== undefined && !(/^\d{1,3}$/.test(poolSize) && Number(poolSize) >= 1 && Number(poolSize) <= 100)) {
+        if (poolSize !== undefined && !isDatabasePoolSize(poolSize)) {
           context.addIssue({ code: 'custom', path: ['KEEL_DATABASE_POOL_SIZE'], message: `"${poolSize}" is not a whole number of connections from 1 to 100` });
         }
       }),

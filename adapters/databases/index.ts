@@ -128,6 +128,20 @@ function postgresUrl(variable: string, value: string): string {
 }
 
 /**
+ * True when `value` is what `KEEL_DATABASE_POOL_SIZE` takes: a whole number of connections from 1
+ * to 100, written in digits.
+ *
+ * @example
+ * ```ts
+ * isDatabasePoolSize('20'); // true
+ * isDatabasePoolSize('0');  // false
+ * ```
+ */
+export function isDatabasePoolSize(value: string): boolean {
+  return /^\d{1,3}$/.test(value) && Number(value) >= 1 && Number(value) <= 100;
+}
+
+/**
  * `KEEL_DATABASE_POOL_SIZE`, when set: a whole number of connections from 1 to 100, else
  * `INVALID_CONFIG` naming it. Read where a module's PostgreSQL is, as the URLs are: a process
  * whose modules keep no data there leaves it alone.
@@ -135,8 +149,7 @@ function postgresUrl(variable: string, value: string): string {
 function poolSizeOf(env: Env): number | undefined {
   const value = valueOf(env, DatabaseEnv.POOL_SIZE);
   if (value === undefined) return undefined;
-  const size = /^\d{1,3}$/.test(value) ? Number(value) : Number.NaN;
-  if (size >= 1 && size <= 100) return size;
+  if (isDatabasePoolSize(value)) return Number(value);
   throw new KeelError(
     KeelErrorCode.INVALID_CONFIG,
     `${DatabaseEnv.POOL_SIZE} "${value}" is not a whole number of connections from 1 to 100. ` +
