@@ -13,7 +13,7 @@ import { z } from 'zod';
 import { TracerProvider } from '@opentelemetry/sdk-trace';
 import { createKernel, defineContract, defineModule, isKeelError, operation, silentLogger, type DatabaseEngine, type Kernel, type Logger } from 'keel';
 import { disableTracing, enableTracing, type DeadLetter } from 'keel/transport';
-import { Refused, audit, auditModule, ledger, ledgerModule, makeAuditModule } from './fixtures/data/modules.js';
+import { Refused, audit, auditModule, ledger, ledgerModule, makeAuditModule, makeLedgerWatcher } from './fixtures/data/modules.js';
 import { enginesUnderTest } from './support/databases.js';
 
 const engines = enginesUnderTest();
@@ -280,19 +280,7 @@ describe.each(engines)('data - $name', (engine) => {
     async () => {
       const letters: DeadLetter[] = [];
       const seen: string[][] = [];
-      const watcher = defineModule({
-        contract: defineContract({ name: 'watcher', version: '1.0.0', operations: { noop: operation({ input: z.object({}), output: z.object({}) }) } }),
-        dependsOn: [ledger],
-        subscribesTo: [ledger],
-        data: { migrations: new URL('./fixtures/data/audit/migrations/', import.meta.url) },
-        create: ({ get }) => {
-          const ledgerClient = get(ledger);
-          return {
-            handlers: { noop: () => ({}) },
-            events: { ledger: { entryAdded: { maxAttempts: 1, handle: async () => void seen.push((await ledgerClient.labels({})).labels) } } },
-          };
-        },
-      });
+      const watcher = makeLedgerWatcher(seen);
       const kernel = createKernel({
         modules: [auditModule, ledgerModule, watcher],
         database: await engine.fresh(),
