@@ -6,7 +6,7 @@
  * docs/observability.md), and stops cleanly on SIGINT or SIGTERM.
  */
 import { KeelError, KeelErrorCode, createKernel, type AnyContract, type Kernel, type Logger } from 'keel';
-import { createHttpGateway, createKernelMetrics, type HttpGateway, type KernelMetrics } from 'keel/http';
+import { createHttpGateway, type HttpGateway } from 'keel/http';
 import { createLogger, tracingRequested } from 'keel/transport';
 import type { Tracing } from 'keel/otel';
 import { catalog } from '../modules/catalog/contract.js';
@@ -39,12 +39,19 @@ const exposed = await Promise.resolve()
 const database = await databasesFromEnv(process.env, hosted, { logger }).catch((error: unknown) =>
   fail('open its database', error, () => topology.transport?.close()),
 );
-let metrics: KernelMetrics | undefined;
-const kernel = await startKernel().catch((error: unknown) =>
-  fail('start', error, () => topology.transport?.close(), () => database?.close()),
+const kernel = await Promise.resolve()
+  .then(createShopKernel)
+  .catch((error: unknown) => fail('start', error, () => topology.transport?.close(), () => database?.close()));
+// The gateway (and its metrics) before kernel.start(): the first calls, and the events durable
+// consumers find waiting (the start-up backlog), are counted. It listens once the kernel started.
+const gateway = await createGateway(kernel).catch((error: unknown) =>
+  fail('serve HTTP', error, () => topology.transport?.close(), () => database?.close()),
 );
-const gateway = await startGateway(kernel).catch((error: unknown) =>
-  fail('serve HTTP', error, () => kernel.stop(), () => topology.transport?.close(), () => database?.close()),
+await kernel.start().catch((error: unknown) =>
+  fail('start', error, () => gateway?.close(), () => kernel.stop(), () => topology.transport?.close(), () => database?.close()),
+);
+await gateway?.listen().catch((error: unknown) =>
+  fail('serve HTTP', error, () => gateway?.close(), () => kernel.stop(), () => topology.transport?.close(), () => database?.close()),
 );
 
 // Nothing else may hold the process open (the local transport has no sockets), so hold it until a signal.
@@ -91,8 +98,8 @@ await logSummary(kernel).catch((error: unknown) =>
   fail('say what it runs', error, () => gateway?.close(), () => kernel.stop(), () => topology.transport?.close(), () => database?.close()),
 );
 
-async function startKernel(): Promise<Kernel> {
-  const created = createKernel({
+function createShopKernel(): Kernel {
+  return createKernel({
     modules,
     topology,
     principal: config.principal,
@@ -101,11 +108,6 @@ async function startKernel(): Promise<Kernel> {
     ...(database === undefined ? {} : { database: database.engineOf }),
     logger,
   });
-  // The gateway's metrics observe the kernel from before start(): its first calls, and the events
-  // durable consumers find waiting (the start-up backlog), are counted. The gateway comes after.
-  if (port !== undefined) metrics = createKernelMetrics(created);
-  await created.start();
-  return created;
 }
 
 /**
@@ -126,25 +128,22 @@ async function httpPort(): Promise<number | undefined> {
 
 /**
  * The HTTP gateway, on {@link httpPort} and `KEEL_HTTP_HOST` (default 127.0.0.1), exposing the
- * operations `KEEL_HTTP_OPERATIONS` says: the names `keel start` reads too. It serves the metrics
- * made before the kernel started.
+ * operations `KEEL_HTTP_OPERATIONS` says: the names `keel start` reads too. Made before the
+ * kernel starts, as `keel start` makes it, so that its metrics (keel.config.ts' `metrics`
+ * option included) miss nothing.
  */
-async function startGateway(running: Kernel): Promise<HttpGateway | undefined> {
+async function createGateway(created: Kernel): Promise<HttpGateway | undefined> {
   if (port === undefined) return undefined;
-  const contracts = exposed;
-  const served = await createHttpGateway({
-    // keel.config.ts: the gateway options the shop shares with `keel start` (authentication, CORS, rate limit, timeouts, ...).
+  return createHttpGateway({
+    // keel.config.ts: the gateway options the shop shares with `keel start` (authentication, CORS, rate limit, timeouts, metrics, ...).
     ...config.gateway,
-    kernel: running,
+    kernel: created,
     port,
-    ...(metrics === undefined ? {} : { metrics }),
     host: process.env['KEEL_HTTP_HOST']?.trim() || '127.0.0.1',
     stopKernelOnClose: false,
-    contracts,
+    contracts: exposed,
     logger,
   });
-  await served.listen();
-  return served;
 }
 
 /**
