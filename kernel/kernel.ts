@@ -90,6 +90,11 @@ export interface KernelClientOptions {
 export interface Kernel {
   /** Names of the modules hosted here, in start order. */
   readonly hosted: readonly string[];
+  /**
+   * The deadline of calls whose operation and caller set none: the `defaultTimeoutMs` option
+   * (default 10 000 ms). The HTTP gateway caps a client's timeout header with it.
+   */
+  readonly defaultTimeoutMs: number;
   /** Current lifecycle state. */
   readonly state: LifecycleState;
   /** Starts hosted modules in dependency order; each serves only once started. */
@@ -294,6 +299,10 @@ class KernelImpl implements Kernel {
     await this.#local.close();
     this.#state = LifecycleState.STOPPED;
     this.#logger.info({ hosted: this.hosted }, 'kernel stopped');
+  }
+
+  get defaultTimeoutMs(): number {
+    return this.#options.defaultTimeoutMs;
   }
 
   ready(): boolean {

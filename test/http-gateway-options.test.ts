@@ -4,8 +4,9 @@
  * field and what it takes.
  */
 import { describe, expect, it } from 'vitest';
-import { createKernel, isKeelError, silentLogger, type Kernel } from 'keel';
-import { DEFAULT_HTTP_GATEWAY_OPTIONS, createHttpGateway, createKernelMetrics, type HttpGatewayOptions } from 'keel/http';
+import { z } from 'zod';
+import { createKernel, defineContract, defineModule, isKeelError, operation, silentLogger, type Kernel } from 'keel';
+import { DEFAULT_HTTP_GATEWAY_OPTIONS, createHttpGateway, createKernelMetrics, type HttpGateway, type HttpGatewayOptions } from 'keel/http';
 import { fixtureModules, probe, store } from './support/http-fixture.js';
 
 function fixtureKernel(): Kernel {
@@ -89,11 +90,70 @@ describe('http - gateway options', () => {
       expect((await fetch(`${url}/docs`)).status).toBe(200);
       expect((await fetch(`${url}/metrics`)).status).toBe(200);
       expect(Object.keys(gateway.openapi.paths)).toContain('/probe/context'); // every contract of the kernel
-      expect(JSON.stringify(gateway.openapi)).toContain(`(${DEFAULT_HTTP_GATEWAY_OPTIONS.maxTimeoutMs} ms for operations that declare none)`);
+      expect(JSON.stringify(gateway.openapi)).toContain(`(${kernel.defaultTimeoutMs} ms for operations that declare none)`);
     } finally {
       await gateway.close();
     }
     expect(kernel.status().state).toBe('stopped'); // stopKernelOnClose
+  });
+
+  it("http - the timeout header is capped by the kernel's defaultTimeoutMs when maxTimeoutMs is not given, and by maxTimeoutMs when it is; the document names a custom correlation header", async () => {
+    const clock = defineContract({
+      name: 'clock',
+      version: '1.0.0',
+      operations: { remaining: operation({ input: z.object({}), output: z.object({ remainingMs: z.number() }), idempotent: true }) },
+    });
+    const clockModule = defineModule({ contract: clock, create: () => ({ handlers: { remaining: (_input, context) => ({ remainingMs: context.deadline - Date.now() }) } }) });
+    const remaining = async (gateway: HttpGateway, header: string): Promise<number> => {
+      const response = await fetch(`${await gateway.listen()}/clock/remaining`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'x-keel-timeout-ms': header },
+        body: '{}',
+      });
+      return ((await response.json()) as { remainingMs: number }).remainingMs;
+    };
+    const kernel = createKernel({ modules: [clockModule], logger: silentLogger, defaultTimeoutMs: 300 });
+    await kernel.start();
+    try {
+      expect(kernel.defaultTimeoutMs).toBe(300);
+      const byKernel = await createHttpGateway({ kernel, port: 0, logger: silentLogger, metrics: false, stopKernelOnClose: false });
+      try {
+        expect(JSON.stringify(byKernel.openapi)).toContain('(300 ms for operations that declare none)');
+        // A client may shorten the kernel's deadline, never lengthen it.
+        expect(await remaining(byKernel, '60000')).toBeLessThanOrEqual(300);
+        expect(await remaining(byKernel, '100')).toBeLessThanOrEqual(100);
+      } finally {
+        await byKernel.close();
+      }
+      const byOption = await createHttpGateway({
+        kernel,
+        port: 0,
+        logger: silentLogger,
+        metrics: false,
+        stopKernelOnClose: false,
+        maxTimeoutMs: 2_000,
+        correlationHeader: 'X-Request-Id',
+      });
+      try {
+        const given = await remaining(byOption, '60000');
+        expect(given).toBeGreaterThan(300);
+        expect(given).toBeLessThanOrEqual(2_000);
+        // The document names the correlation header this gateway reads, and the gateway echoes it.
+        const parameters = JSON.stringify(byOption.openapi.components['parameters']);
+        expect(parameters).toContain('"name":"X-Request-Id"');
+        expect(parameters).not.toContain('x-correlation-id');
+        const echoed = await fetch(`${await byOption.listen()}/clock/remaining`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'x-request-id': 'req-7' },
+          body: '{}',
+        });
+        expect(echoed.headers.get('x-request-id')).toBe('req-7');
+      } finally {
+        await byOption.close();
+      }
+    } finally {
+      await kernel.stop();
+    }
   });
 
   it('http - refuses an unknown option (a misspelt one) and names what it takes', async () => {

@@ -59,7 +59,7 @@ describe('http - gateway in one process', () => {
     expect(await greeting.text()).toBe('"hello, Ada"');
   });
 
-  it('http - operations chosen in getOperations also answer GET with a JSON input query; others answer 405', async () => {
+  it('http - operations chosen in getOperations also answer GET with a JSON input query; others answer 405; a trailing slash is a 404 naming the path', async () => {
     await post(`${url}/store/put`, { key: 'g', value: 7, tags: ['x'] });
     const got = await fetch(`${url}/store/get?input=${encodeURIComponent(JSON.stringify({ key: 'g' }))}`);
     expect(got.status).toBe(200);
@@ -75,6 +75,17 @@ describe('http - gateway in one process', () => {
     const put = await fetch(`${url}/store/get`, { method: 'PUT', headers: JSON_HEADERS, body: '{}' });
     expect(put.status).toBe(405);
     expect(put.headers.get('allow')).toBe('POST, GET');
+
+    // A trailing slash is another path, whatever the method: a 404 naming the path served, not a 405 asking for the method used.
+    for (const method of ['POST', 'PUT']) {
+      const slashed = await fetch(`${url}/store/put/`, { method, headers: JSON_HEADERS, body: '{"key":"s","value":1}' });
+      expect(slashed.status).toBe(404);
+      expect(slashed.headers.get('allow')).toBeNull();
+      expect(await problemOf(slashed)).toMatchObject({
+        code: HttpProblemCode.ROUTE_NOT_FOUND,
+        detail: `No route ${method} /store/put/: drop the trailing slash (POST /store/put).`,
+      });
+    }
 
     const badQuery = await fetch(`${url}/store/get?input=%7Bnot-json`);
     expect((await problemOf(badQuery)).code).toBe(HttpProblemCode.MALFORMED_JSON);

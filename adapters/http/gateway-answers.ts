@@ -162,7 +162,17 @@ export function notFoundHandler(
         `${GATEWAY_PATHS.openapi}${docsPath === false ? '' : ` and ${docsPath}`}.`;
   return (request, reply) => {
     const path = request.url.split('?')[0] ?? '';
-    const allowed = allowedMethods.get(path.length > 1 ? path.replace(/\/+$/, '') : path);
+    const trimmed = path.length > 1 ? path.replace(/\/+$/, '') : path;
+    if (trimmed !== path && allowedMethods.has(trimmed)) {
+      // The router matches paths exactly: name the path that is served, with the methods it takes.
+      const methods = allowedMethods.get(trimmed) as readonly string[];
+      return refuse(
+        request,
+        reply,
+        new GatewayRefusal(HttpProblemCode.ROUTE_NOT_FOUND, `No route ${request.method} ${path}: drop the trailing slash (${methods.join(' or ')} ${trimmed}).`),
+      );
+    }
+    const allowed = allowedMethods.get(path);
     if (allowed !== undefined) {
       reply.header('allow', allowed.join(', '));
       return refuse(

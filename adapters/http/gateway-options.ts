@@ -7,7 +7,7 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { KeelError, KeelErrorCode, type AnyContract, type Kernel, type Logger } from 'keel';
-import { DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS, isContract, loggerOption, parseOptions } from 'keel/transport';
+import { MAX_TIMEOUT_MS, isContract, loggerOption, parseOptions } from 'keel/transport';
 import type { Authenticate } from './authenticate.js';
 import {
   CorsOptionsSchema,
@@ -175,7 +175,6 @@ export const DEFAULT_HTTP_GATEWAY_OPTIONS = {
   securityHeaders: true,
   trustProxy: false,
   development: false,
-  maxTimeoutMs: DEFAULT_TIMEOUT_MS,
   timeoutHeader: 'x-keel-timeout-ms',
   correlationHeader: 'x-correlation-id',
   getOperations: [],
@@ -192,6 +191,8 @@ export const GATEWAY_PATHS = { health: '/healthz', ready: '/readyz', metrics: '/
 export type ResolvedHttpGatewayOptions = Omit<HttpGatewayOptions, 'contracts'> &
   Required<Pick<HttpGatewayOptions, keyof typeof DEFAULT_HTTP_GATEWAY_OPTIONS>> & {
     readonly contracts: readonly AnyContract[];
+    /** The given cap, else the kernel's default deadline. */
+    readonly maxTimeoutMs: number;
   };
 
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
@@ -351,6 +352,7 @@ export function resolveHttpGatewayOptions(options: HttpGatewayOptions): Resolved
   const resolved: ResolvedHttpGatewayOptions = {
     ...merged,
     contracts,
+    maxTimeoutMs: merged.maxTimeoutMs ?? merged.kernel.defaultTimeoutMs,
     getOperations: merged.getOperations.filter((name) => !elsewhere.has(name.split('.')[0] ?? '')),
   };
   const problems = pathProblems(resolved);

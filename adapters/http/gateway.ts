@@ -116,6 +116,7 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
     ...resolved.openapi,
     getOperations: resolved.getOperations,
     timeoutHeader: resolved.timeoutHeader,
+    correlationHeader: resolved.correlationHeader,
     maxTimeoutMs: resolved.maxTimeoutMs,
     authenticates: resolved.authenticate !== undefined,
   });

@@ -62,6 +62,8 @@ export interface OpenApiOptions {
   readonly getOperations?: readonly string[];
   /** Header read for the call's deadline (default `x-keel-timeout-ms`). */
   readonly timeoutHeader?: string;
+  /** Header read and echoed for the correlation id (default `x-correlation-id`). */
+  readonly correlationHeader?: string;
   /** Largest deadline the header may ask for on operations without their own `timeoutMs`; documented on the header. */
   readonly maxTimeoutMs?: number;
   /**
@@ -225,7 +227,7 @@ export function createOpenApiDocument(options: OpenApiOptions): OpenApiDocument 
 
   const parameters: Record<string, JsonObject> = {
     CorrelationId: {
-      name: 'x-correlation-id',
+      name: options.correlationHeader ?? 'x-correlation-id',
       in: 'header',
       required: false,
       description: 'Correlation id to carry through every call and event of this request (generated when absent; echoed in the response).',
