@@ -8,7 +8,7 @@ import { KeelErrorCode, createKernel, silentLogger, type Kernel, type Transport 
 import { newTraceparent, type CallRecord } from 'keel/transport';
 import { createHttpGateway, createKernelMetrics, type HttpGateway, type KernelMetrics, type Problem } from 'keel/http';
 import { createNatsTransport } from 'keel/nats';
-import { fixtureModules, gate, openAllGates } from './support/http-fixture.js';
+import { fixtureModules, gate, openAllGates, store } from './support/http-fixture.js';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
 
 const JSON_HEADERS = { 'content-type': 'application/json' };
@@ -145,6 +145,21 @@ describe('http - gateway hosting no module, over NATS', () => {
     expect(served).toMatch(new RegExp(`keel_calls_total\\{side="served",${labels},outcome="ok"\\} [1-9]`));
     expect(served).toMatch(new RegExp(`keel_calls_total\\{side="served",${labels},outcome="TAKEN"\\} [1-9]`));
     expect(served).toMatch(new RegExp(`keel_call_duration_seconds_count\\{side="served",${labels}\\} [1-9]`));
+  });
+
+  it('http - the caller label of calls served over NATS is bounded: past 64 names the request made up, and for a name over 64 characters, it is "other"', async () => {
+    const invented = Array.from({ length: 100 }, (_, index) => `script-${index}`);
+    for (const caller of [...invented, 'x'.repeat(65)]) await gatewayKernel.client(store, { caller }).greeting({ name: caller.slice(0, 9) });
+    const served = (await servicesMetrics.registry.getSingleMetricAsString('keel_calls_total'))
+      .split('\n')
+      .filter((line) => line.startsWith('keel_calls_total{side="served",contract="store",operation="greeting"'));
+    const counts = new Map(served.map((line) => [/caller="([^"]*)"/.exec(line)?.[1] ?? '', Number(line.split(' ').pop())]));
+    // Every call is counted once; 64 invented names have series of their own, the rest share "other".
+    expect([...counts.values()].reduce((sum, count) => sum + count, 0)).toBe(101);
+    expect(counts.size).toBe(65);
+    expect(counts.get('script-0')).toBe(1);
+    expect(counts.get('other')).toBe(101 - 64);
+    expect([...counts.keys()].some((caller) => caller.startsWith('xxx'))).toBe(false);
   });
 
   it('http - readyz follows the NATS connection', async () => {

@@ -4,9 +4,16 @@
  */
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import { collectKernelState } from './state-metrics.js';
-import type { Kernel } from 'keel';
-import type { CallRecord, EventRecord } from 'keel/transport';
-import { SeriesCache, SeriesCounter, SeriesHistogram, type CounterSeries, type HistogramSeries } from './series.js';
+import { KeelErrorCode, type AnyContract, type Kernel } from 'keel';
+import { EXTERNAL_CALLER, OK_OUTCOME, type CallRecord, type EventRecord } from 'keel/transport';
+import { BoundedLabel, SeriesCache, SeriesCounter, SeriesHistogram, type CounterSeries, type HistogramSeries } from './series.js';
+
+/**
+ * Callers and outcomes admitted as label values beyond those known in advance (the application's
+ * module names, `http`, `external`; the closed map's codes and every declared error's): scripts
+ * and gateways naming themselves, errors of services outside the manifest.
+ */
+const LABEL_ROOM = 64;
 
 /**
  * Latency buckets in seconds: from in-process calls (well under a millisecond) to slow remote ones.
@@ -173,11 +180,25 @@ export function createKernelMetrics(kernel: Kernel, options: KernelMetricsOption
   const keyOf = (...values: string[]): string => values.join('\u0001');
   const madeSeries = new SeriesCache<CallSeries>();
   const servedSeries = new SeriesCache<CallSeries>();
+  // A served call's caller is what the request said it was, and a made call's error code what
+  // the answer said: bounded, so that a sender cannot add series without end.
+  const moduleNames = kernel.modules.map((module) => module.name);
+  const callers = new BoundedLabel([...moduleNames, 'http', EXTERNAL_CALLER], LABEL_ROOM);
+  const declared = kernel.modules.flatMap((module) =>
+    Object.values((module.contract as AnyContract).operations).flatMap((definition) => definition.errors.map((error) => error.code)),
+  );
+  const outcomes = new BoundedLabel([OK_OUTCOME, ...Object.values(KeelErrorCode), ...declared], LABEL_ROOM);
   const recordCall = (side: 'made' | 'served', record: CallRecord): void => {
     const cache = side === 'made' ? madeSeries : servedSeries;
     const { contract, operation, transport, caller, outcome } = record;
     let series = cache.get(contract, operation, transport, caller, outcome);
     if (series === undefined) {
+      const callerLabel = callers.of(caller);
+      const outcomeLabel = outcomes.of(outcome);
+      if (callerLabel !== caller || outcomeLabel !== outcome) {
+        recordCall(side, { ...record, caller: callerLabel, outcome: outcomeLabel });
+        return;
+      }
       const labels = { side, contract, operation, transport, caller };
       const key = keyOf(side, contract, operation, transport, caller);
       series = cache.set(

@@ -295,3 +295,38 @@ export class SeriesCache<T> {
     this.#e = e;
   }
 }
+
+/**
+ * Bounds the values a label takes where they come from a sender (a NATS request's `Keel-Caller`
+ * header, a remote answer's error code), so that a sender making up a new value per request
+ * cannot grow the registry without end: a value known in advance, or admitted before, is itself;
+ * up to `room` others are admitted as they come; past that, and for a value longer than
+ * {@link BoundedLabel.MAX_LENGTH}, {@link BoundedLabel.OTHER}. Asked only when a series is first
+ * resolved, never per recorded call.
+ *
+ * @example
+ * ```ts
+ * const callers = new BoundedLabel(['orders', 'http'], 64);
+ * callers.of('orders'); // 'orders'
+ * callers.of('x'.repeat(100)); // 'other'
+ * ```
+ */
+export class BoundedLabel {
+  static readonly OTHER = 'other';
+  static readonly MAX_LENGTH = 64;
+  readonly #admitted: Set<string>;
+  #room: number;
+
+  constructor(known: Iterable<string>, room: number) {
+    this.#admitted = new Set(known);
+    this.#room = room;
+  }
+
+  of(value: string): string {
+    if (this.#admitted.has(value)) return value;
+    if (this.#room === 0 || value.length > BoundedLabel.MAX_LENGTH) return BoundedLabel.OTHER;
+    this.#room -= 1;
+    this.#admitted.add(value);
+    return value;
+  }
+}
