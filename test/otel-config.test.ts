@@ -137,6 +137,50 @@ describe('otel - which variables switch tracing on', () => {
   });
 });
 
+describe('otel - a keel up replica, with the OTLP headers variables', () => {
+  it("otel - a replica's spans carry its group's service.name and its own service.instance.id; OTEL_EXPORTER_OTLP_TRACES_HEADERS reaches the collector over OTEL_EXPORTER_OTLP_HEADERS", async () => {
+    const receiver = await startOtlpReceiver();
+    let shutdown: (() => Promise<void>) | undefined;
+    const kernel = createKernel({ modules: [echoModule], logger: silentLogger });
+    try {
+      const tracing = startTracing({
+        env: {
+          OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+          OTEL_EXPORTER_OTLP_HEADERS: 'x-api-key=general,x-team=shop',
+          OTEL_EXPORTER_OTLP_TRACES_HEADERS: 'x-api-key=for-traces',
+          OTEL_BSP_SCHEDULE_DELAY: '50',
+          KEEL_PROCESS_NAME: 'storefront#2',
+        },
+      });
+      shutdown = () => tracing.shutdown();
+      expect(tracing.serviceName).toBe('storefront');
+      await kernel.start();
+      await kernel.client(echo).say({ text: 'hi' });
+      await kernel.stop();
+      await shutdown();
+      const spans = receiver.spans.filter((span) => span.name === 'echo/say');
+      expect(spans).toHaveLength(2);
+      for (const span of spans) {
+        expect(span.serviceName).toBe('storefront');
+        expect(span.resource['service.instance.id']).toBe('storefront#2');
+      }
+      expect(receiver.requests.length).toBeGreaterThan(0);
+      expect(receiver.requests.map((request) => request.apiKey)).toEqual(receiver.requests.map(() => 'for-traces'));
+    } finally {
+      await kernel.stop();
+      await shutdown?.();
+      await receiver.close();
+    }
+  });
+
+  it('otel - a grpc protocol is refused naming the variable it was read from', () => {
+    expect(() => startTracing({ env: { OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'grpc', OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json' } })).toThrow(
+      /^OTEL_EXPORTER_OTLP_TRACES_PROTOCOL is "grpc"/,
+    );
+    expect(keelTracer()).toBeUndefined();
+  });
+});
+
 for (const protocol of ['http/json', 'http/protobuf'] as const) {
   describe(`otel - spans exported over ${protocol}`, () => {
     let receiver: OtlpReceiver;

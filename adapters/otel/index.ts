@@ -173,14 +173,15 @@ export function startTracing(options: StartTracingOptions = {}): Tracing {
   let exporter: SpanExporter | undefined;
   let described = exporterName;
   if (exporterName === 'otlp') {
-    const protocol = (env['OTEL_EXPORTER_OTLP_TRACES_PROTOCOL']?.trim() || env['OTEL_EXPORTER_OTLP_PROTOCOL']?.trim() || 'http/protobuf').toLowerCase();
+    const protocolVariable = env['OTEL_EXPORTER_OTLP_TRACES_PROTOCOL']?.trim() ? 'OTEL_EXPORTER_OTLP_TRACES_PROTOCOL' : 'OTEL_EXPORTER_OTLP_PROTOCOL';
+    const protocol = (env[protocolVariable]?.trim() || 'http/protobuf').toLowerCase();
     const config = exporterConfig(env);
     if (protocol === 'http/protobuf') exporter = new OtlpProtobufExporter(config);
     else if (protocol === 'http/json') exporter = new OtlpJsonExporter(config);
     else {
       throw new KeelError(
         KeelErrorCode.INVALID_CONFIG,
-        `OTEL_EXPORTER_OTLP_PROTOCOL is "${protocol}", which keel does not export with; set it to http/protobuf or http/json ` +
+        `${protocolVariable} is "${protocol}", which keel does not export with; set it to http/protobuf or http/json ` +
           '(a collector takes both on port 4318).',
       );
     }
@@ -206,7 +207,7 @@ export function startTracing(options: StartTracingOptions = {}): Tracing {
   const sampler = samplerFromEnv(env);
   const logger = (options.logger ?? createLogger()).child({ component: 'otel' });
   // The SDK's own attributes (telemetry.sdk.*), then OTEL_RESOURCE_ATTRIBUTES, then the service name.
-  const resource = resourceFromAttributes({ ...defaultResource().attributes, ...attributes, 'service.name': serviceName });
+  const resource = resourceFromAttributes({ ...defaultResource().attributes, ...instanceOf(env, attributes), ...attributes, 'service.name': serviceName });
   const provider = new TracerProvider({
     resource,
     sampler,
@@ -256,15 +257,27 @@ export function startTracing(options: StartTracingOptions = {}): Tracing {
   };
 }
 
-/** `service.name`: `OTEL_SERVICE_NAME`, then `OTEL_RESOURCE_ATTRIBUTES`'s, then `KEEL_PROCESS_NAME`, then the option, then `keel`. */
+/** A replica's `#<n>`, which `keel up` adds to the group's name in `KEEL_PROCESS_NAME` (`storefront#2`). */
+const REPLICA_SUFFIX = /#\d+$/;
+
+/**
+ * `service.name`: `OTEL_SERVICE_NAME`, then `OTEL_RESOURCE_ATTRIBUTES`'s, then `KEEL_PROCESS_NAME`
+ * without a replica's `#<n>` (the replicas of a group are one service), then the option, then `keel`.
+ */
 function serviceNameOf(env: Readonly<Record<string, string | undefined>>, options: StartTracingOptions, attributes: Record<string, string>): string {
   return (
     env['OTEL_SERVICE_NAME']?.trim() ||
     attributes['service.name']?.trim() ||
-    env['KEEL_PROCESS_NAME']?.trim() ||
+    env['KEEL_PROCESS_NAME']?.trim().replace(REPLICA_SUFFIX, '') ||
     options.serviceName?.trim() ||
     'keel'
   );
+}
+
+/** `service.instance.id` for a replica `keel up` named (`storefront#2`), unless `OTEL_RESOURCE_ATTRIBUTES` gives one. */
+function instanceOf(env: Readonly<Record<string, string | undefined>>, attributes: Record<string, string>): Record<string, string> {
+  const name = env['KEEL_PROCESS_NAME']?.trim();
+  return name !== undefined && REPLICA_SUFFIX.test(name) && attributes['service.instance.id'] === undefined ? { 'service.instance.id': name } : {};
 }
 
 /** `'done'` when `work` settles within `ms` (its rejection is thrown), else `'timeout'`; `work` is left to finish, its failure swallowed. */

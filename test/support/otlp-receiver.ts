@@ -65,7 +65,7 @@ export interface OtlpReceiver {
   readonly url: string;
   readonly spans: ReceivedSpan[];
   /** Every export request, decoded or not: its Content-Type, Content-Encoding (`gzip`, or `identity` when none) and body size (unzipped). */
-  readonly requests: { contentType: string; encoding: string; bytes: number }[];
+  readonly requests: { contentType: string; encoding: string; bytes: number; apiKey: string | undefined }[];
   /** Requests it could not decode, with why: a test can assert there are none. */
   readonly failures: { contentType: string; error: string }[];
   /**
@@ -204,7 +204,8 @@ export async function startOtlpReceiver(): Promise<OtlpReceiver> {
     }
     const contentType = (request.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase();
     const body = await bodyOf(request);
-    requests.push({ contentType, encoding: request.headers['content-encoding'] ?? 'identity', bytes: body.length });
+    const apiKey = request.headers['x-api-key'];
+    requests.push({ contentType, encoding: request.headers['content-encoding'] ?? 'identity', bytes: body.length, apiKey: Array.isArray(apiKey) ? apiKey.join(',') : apiKey });
     const protobuf = contentType === 'application/x-protobuf';
     try {
       if (protobuf) spans.push(...flatten(decodeTraceRequest(body), 'protobuf'));
