@@ -363,7 +363,7 @@ export class OutboxRelay {
   async #relayed(row: OutboxRow): Promise<void> {
     const tracer = keelTracer();
     if (tracer === undefined) return this.publish(this.#eventOf(row));
-    const span = startRelaySpan(tracer, this.contract.name, row.event, row.id, row.traceparent ?? undefined);
+    const span = startRelaySpan(tracer, this.contract.name, row.event, row.id, row.traceparent ?? undefined, row.correlation_id);
     try {
       await contextStorage.run(trace.setSpan(KEEL_ROOT_CONTEXT, span), () => this.publish(this.#eventOf(row)));
     } catch (error) {

@@ -233,7 +233,14 @@ function producerAttributes(sent: { readonly destination: string; readonly opera
  * Starts the span of the outbox relay sending one event: a root of its own (the relay runs
  * long after the request), linked to the span that wrote the event.
  */
-export function startRelaySpan(active: Tracer, contract: string, event: string, eventId: string, traceparent: string | undefined): Span {
+export function startRelaySpan(
+  active: Tracer,
+  contract: string,
+  event: string,
+  eventId: string,
+  traceparent: string | undefined,
+  correlationId: string,
+): Span {
   const created = spanContextOf(traceparent);
   const links: Link[] = created === undefined ? [] : [{ context: created, attributes: { 'keel.link': 'outbox' } }];
   return active.startSpan(
@@ -248,6 +255,7 @@ export function startRelaySpan(active: Tracer, contract: string, event: string, 
         'messaging.operation.name': 'send',
         'messaging.destination.name': `${contract}.${event}`,
         'messaging.message.id': eventId,
+        'messaging.message.conversation_id': correlationId,
       },
     },
     ROOT_CONTEXT,

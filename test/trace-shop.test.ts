@@ -139,7 +139,11 @@ for (const placement of PLACEMENTS) {
 
       // The outbox relay sent the event later, in a trace of its own linked to the span that wrote it.
       const relayed = await receiver.waitFor((received) => received.some((span) => span.name === 'send orders.orderPlaced' && span.links.some((link) => link.spanId === created.spanId)), 30_000);
-      expect(relayed.find((span) => span.name === 'send orders.orderPlaced' && span.links.some((link) => link.spanId === created.spanId))?.traceId).not.toBe(traceId);
+      const send = relayed.find((span) => span.name === 'send orders.orderPlaced' && span.links.some((link) => link.spanId === created.spanId));
+      expect(send?.traceId).not.toBe(traceId);
+      // It carries the request's correlation id, as the span that wrote the event does.
+      expect(created.attributes['messaging.message.conversation_id']).toEqual(expect.any(String));
+      expect(send?.attributes['messaging.message.conversation_id']).toBe(created.attributes['messaging.message.conversation_id']);
 
       // The notifications handler's "e-mail sent" line carries the trace and its consumer span.
       const notified = one(spans, traceId, 'process orders.orderPlaced', 'consumer', (span) => span.attributes['messaging.consumer.group.name'] === 'notifications');
