@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { connect, errors as natsErrors, type NatsConnection } from '@nats-io/transport-node';
-import { silentLogger } from 'keel';
+import { createKernel, silentLogger } from 'keel';
+import type { payments } from '../modules/payments/contract.js';
 import { createNatsTransport } from 'keel/nats';
 import { foreignServices } from './support/foreign-services.js';
 import { natsAuthorization, natsPasswordHash, natsUserEnvironment, natsUsers, type NatsUser } from '../cli/deploy/nats-config.js';
@@ -280,6 +281,49 @@ describe('nats permissions - enforced by a real nats-server with the generated c
     } finally {
       await transport.close();
     }
+  });
+
+  it('nats permissions - a call its user may not publish fails UNAVAILABLE, "was not sent", naming the subject: not TIMEOUT at its deadline as if its outcome were unknown', async () => {
+    const notifications = userOf('notifications');
+    const transport = await createNatsTransport({
+      servers: server.url,
+      prefix: PREFIX,
+      user: notifications.user,
+      password: notifications.password,
+      inboxPrefix: notifications.inboxPrefix,
+      logger: silentLogger,
+    });
+    const paymentsContract = modules.find((module) => module.name === 'payments')!.contract as typeof payments;
+    const kernel = createKernel({ contracts: [paymentsContract], topology: { host: [], transport }, logger: silentLogger });
+    await kernel.start();
+    try {
+      const failure = await kernel
+        .client(paymentsContract)
+        .listPayments({ customerId: 'c-42' }, { timeoutMs: 5_000 })
+        .then(() => undefined, (error: unknown) => error);
+      expect(failure).toMatchObject({
+        code: 'UNAVAILABLE',
+        message: expect.stringMatching(/^payments\.listPayments was not sent: NATS refused this process's user permission to publish to keel\.locked\.payments\.listPayments; nothing ran/),
+      });
+    } finally {
+      await kernel.stop();
+      await transport.close();
+    }
+  });
+
+  it('nats permissions - a transport whose user may not subscribe to its reply subject is refused at its start, INVALID_CONFIG naming KEEL_NATS_INBOX_PREFIX', async () => {
+    const notifications = userOf('notifications');
+    const refused = await createNatsTransport({ servers: server.url, prefix: PREFIX, user: notifications.user, password: notifications.password, logger: silentLogger }).then(
+      async (transport) => {
+        await transport.close();
+        return undefined;
+      },
+      (error: unknown) => error,
+    );
+    expect(refused).toMatchObject({
+      code: 'INVALID_CONFIG',
+      message: expect.stringMatching(/^NATS refused this process's user permission to subscribe to its reply subject _INBOX\.\S+, so no call it makes could get an answer\. Set KEEL_NATS_INBOX_PREFIX/),
+    });
   });
 
   it('nats permissions - the server logs each refusal (what the shop check below relies on)', () => {

@@ -22,7 +22,7 @@ import {
   type OperationAddress,
   type TransportCallOptions,
 } from 'keel/transport';
-import { createInbox, type Msg, type MsgHdrs, type Subscription } from '@nats-io/transport-node';
+import { createInbox, errors, type Msg, type MsgHdrs, type Subscription } from '@nats-io/transport-node';
 import type { Connection } from './connection.js';
 import { messageBody } from './header-bytes.js';
 import { callHeaders, sameMajor } from './headers.js';
@@ -95,6 +95,8 @@ export class Caller implements CallOwner {
    */
   readonly #subjects = new WeakMap<OperationAddress, string>();
   #replies: Subscription | undefined;
+  /** Set when the server refused the reply subscription: no call could get its answer, so none is sent. */
+  #repliesRefused: KeelError | undefined;
   #nextToken = 0;
   #allPendingSettled: (() => void) | undefined;
 
@@ -110,9 +112,48 @@ export class Caller implements CallOwner {
     this.#replies = this.#connection.nc.subscribe(`${this.#inbox}.*`, { callback: (error, msg) => this.#onReply(error, msg) });
   }
 
+  /**
+   * Why this process's NATS user may not receive replies, once the server refused the reply
+   * subscription (its permissions do not cover the inbox prefix); `undefined` otherwise. The
+   * server's refusal arrives before the transport's first flush returns, so the transport is
+   * refused at its start (transport.ts).
+   */
+  get repliesRefused(): KeelError | undefined {
+    return this.#repliesRefused;
+  }
+
+  /**
+   * The server refused a publish to `subject` (a permission violation): the calls waiting on it
+   * were never delivered, so they fail now, `UNAVAILABLE` saying nothing ran, instead of at their
+   * deadline as if their outcome were unknown.
+   */
+  refusedPublish(subject: string, cause: Error): void {
+    for (const call of [...this.#pending.values()]) {
+      if (this.#subjectOf(call.address) !== subject) continue;
+      this.#settle(call);
+      call.reject(
+        new KeelError(
+          KeelErrorCode.UNAVAILABLE,
+          `${call.address.contract}.${call.address.operation} was not sent: NATS refused this process's user permission to publish to ${subject}; nothing ran. ` +
+            'Its permissions come from the module graph when keel deploy or keel up made them: declare the dependency (dependsOn) and make them again, ' +
+            'or give the user that permission.',
+          { correlationId: call.context.correlationId, cause },
+        ),
+      );
+    }
+  }
+
   call(address: OperationAddress, input: unknown, context: CallContext, options?: TransportCallOptions): Promise<unknown> {
     const connection = this.#connection;
     if (connection.closed) return Promise.reject(connection.unavailable(`Cannot call ${address.contract}.${address.operation}`));
+    if (this.#repliesRefused !== undefined) {
+      return Promise.reject(
+        new KeelError(KeelErrorCode.UNAVAILABLE, `${address.contract}.${address.operation} was not sent: ${this.#repliesRefused.message}`, {
+          correlationId: context.correlationId,
+          cause: this.#repliesRefused,
+        }),
+      );
+    }
     const signal = options?.signal;
     if (signal?.aborted) return Promise.reject(cancelledError(address, context, signal.reason));
     const data = encodeJson(input);
@@ -280,6 +321,17 @@ export class Caller implements CallOwner {
 
   #onReply(error: Error | null, msg: Msg): void {
     if (error !== null) {
+      if (error instanceof errors.PermissionViolationError && error.operation === 'subscription') {
+        this.#repliesRefused = new KeelError(
+          KeelErrorCode.INVALID_CONFIG,
+          `NATS refused this process's user permission to subscribe to its reply subject ${error.subject}, so no call it makes could get an answer. ` +
+            'Set KEEL_NATS_INBOX_PREFIX (the inboxPrefix option) to the prefix its user may subscribe under: keel deploy and keel up write it beside ' +
+            "the user's password. Or give the user that permission.",
+          { cause: error },
+        );
+        this.#connection.logger.error({ err: this.#repliesRefused }, this.#repliesRefused.message);
+        return;
+      }
       this.#connection.logger.warn({ err: error }, 'reply subscription error');
       return;
     }

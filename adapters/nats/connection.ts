@@ -83,6 +83,8 @@ export class Connection {
   connected = true;
   readonly #registrations = new Set<Registration>();
   #closing: Promise<void> | undefined;
+  /** Told of each publish the server refused (a permission violation), with its subject: the caller fails the calls waiting on it. */
+  onRefusedPublish: (subject: string, error: Error) => void = () => {};
   /** The calls waiting for the connection to come back ({@link Connection.waitForConnection}). */
   readonly #waiters = new Set<() => void>();
 
@@ -136,6 +138,9 @@ export class Connection {
                 'NATS refused this connection\'s credentials; retrying — check the token, user and password or credentials file (KEEL_NATS_TOKEN, KEEL_NATS_USER/KEEL_NATS_PASSWORD, KEEL_NATS_CREDS)',
               );
             } else {
+              if (status.error instanceof errors.PermissionViolationError && status.error.operation === 'publish') {
+                this.onRefusedPublish(status.error.subject, status.error);
+              }
               this.logger.warn({ error: String(status.error) }, 'NATS reported an error');
             }
             break;

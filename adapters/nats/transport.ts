@@ -46,6 +46,7 @@ export async function createNatsTransport(options: NatsTransportOptions = {}): P
   const logger = resolved.logger ?? createLogger({ name: 'keel-nats' });
   const transport = new NatsTransport(await openConnection(resolved, logger));
   await transport.init();
+  await transport.refuseWithoutReplies();
   return transport;
 }
 
@@ -70,6 +71,7 @@ class NatsTransport implements Transport {
 
   async init(): Promise<void> {
     this.#caller.listen();
+    this.#connection.onRefusedPublish = (subject, error) => this.#caller.refusedPublish(subject, error);
     await this.#connection.start(
       (error) => this.#caller.interrupt('the NATS connection closed', error),
       // A reply published while this connection is down is lost (NATS keeps no message for a
@@ -84,6 +86,14 @@ class NatsTransport implements Transport {
         });
       },
     );
+  }
+
+  /** Refuses the transport when the server refused its reply subscription during {@link init}: every call would wait out its deadline. */
+  async refuseWithoutReplies(): Promise<void> {
+    const refused = this.#caller.repliesRefused;
+    if (refused === undefined) return;
+    await this.close();
+    throw refused;
   }
 
   status(): TransportStatus {
