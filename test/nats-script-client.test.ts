@@ -18,6 +18,7 @@ import { inventory } from '../modules/inventory/contract.js';
 import { orders, OrderNotFound } from '../modules/orders/contract.js';
 import { modules } from '../modules/index.js';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
+import { refusedPorts } from './support/refused-ports.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const SCRIPT = 'app/scripts/place-order.ts';
@@ -125,7 +126,7 @@ describe('kernel - a contracts-only client over NATS', () => {
     for (const path of imports) expect(path).toMatch(/^(keel|keel\/nats|\.\.\/\.\.\/modules\/[a-z-]+\/contract\.js)$/);
   });
 
-  it('app - the place-order script places an order over NATS in a child process, and a declared error exits 1', async () => {
+  it('app - the place-order script places an order over NATS in a child process, a declared error exits 1, and no server exits 2 saying so', async () => {
     const placed = await runScript(['KB-001', '1', 'c-child']);
     expect(placed.code, placed.stderr).toBe(0);
     const order = JSON.parse(placed.stdout) as { orderId: string; customerId: string; status: string };
@@ -135,13 +136,19 @@ describe('kernel - a contracts-only client over NATS', () => {
     const unknown = await runScript(['NO-SUCH']);
     expect(unknown.code).toBe(1);
     expect(unknown.stderr).toBe('No product NO-SUCH in the catalog.\n');
-    // Two child processes in turn, each compiling the script through tsx: seconds each on a loaded machine.
+
+    // No server there: not a declared error, so exit 2 with what NATS said, no stack.
+    const [closed] = await refusedPorts(1);
+    const unreachable = await runScript(['KB-001'], { KEEL_NATS_URL: `nats://127.0.0.1:${closed}` });
+    expect(unreachable.code).toBe(2);
+    expect(unreachable.stderr).toMatch(new RegExp(`^Could not connect to NATS at nats://127\\.0\\.0\\.1:${closed}: .*\\n$`));
+    // Three child processes in turn, each compiling the script through tsx: seconds each on a loaded machine.
   }, 90_000);
 
-  async function runScript(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  async function runScript(args: string[], env: Record<string, string> = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
     const child = spawn(process.execPath, ['--import', 'tsx', '--conditions=keel-source', SCRIPT, ...args], {
       cwd: root,
-      env: { ...process.env, KEEL_NATS_URL: server.url, KEEL_NATS_PREFIX: prefix },
+      env: { ...process.env, KEEL_NATS_URL: server.url, KEEL_NATS_PREFIX: prefix, ...env },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';

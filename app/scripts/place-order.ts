@@ -15,14 +15,26 @@ import { OutOfStock } from '../../modules/inventory/contract.js';
 import { orders } from '../../modules/orders/contract.js';
 import { PaymentDeclined, TestCard } from '../../modules/payments/contract.js';
 
+/** Anything but a declared error of placeOrder: its message, exit 2. */
+function giveUp(error: unknown): never {
+  process.stderr.write(`${error instanceof Error ? error.message : String(error)}\n`);
+  process.exit(2);
+}
+
 const [sku, quantity = '1', customerId = 'c-script'] = process.argv.slice(2);
-const nats = natsOptionsFromEnv(process.env);
+let nats: ReturnType<typeof natsOptionsFromEnv>;
+try {
+  nats = natsOptionsFromEnv(process.env);
+} catch (error) {
+  giveUp(error);
+}
 if (sku === undefined || nats === undefined) {
   process.stderr.write('usage: KEEL_NATS_URL=nats://127.0.0.1:4222 npm run place-order -- <sku> [quantity] [customerId]\n');
   process.exit(2);
 }
 
-const transport = await createNatsTransport({ ...nats, logger: silentLogger });
+// A server that cannot be reached, or that refuses these credentials, is not a declared error: exit 2, with what NATS said.
+const transport = await createNatsTransport({ ...nats, logger: silentLogger }).catch(giveUp);
 const kernel = createKernel({ contracts: [orders], topology: { transport }, logger: silentLogger });
 try {
   const order = await kernel.client(orders).placeOrder({ customerId, lines: [{ sku, quantity: Number(quantity) }], card: { token: TestCard.VISA } });
