@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, matchesGlob } from 'node:path';
 import { Ajv, type ValidateFunction } from 'ajv';
 import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
@@ -196,6 +196,23 @@ describe('cli - deploy', () => {
     expect(warm).toBeGreaterThan(runtime.indexOf('RUN mkdir .node-compile-cache && chown 1000:1000 .node-compile-cache'));
     for (const ignore of ['.dockerignore', 'Dockerfile.dockerignore']) {
       expect(topologies['split']!.files.get(ignore)!.split('\n')).toEqual(expect.arrayContaining(['node_modules', 'dist', buildDir, '.git', '*.tgz']));
+    }
+  });
+
+  it("cli - deploy's ignore files keep every file holding a NATS password out of the build context, wherever --out is, and a developer's .env files", () => {
+    const { files } = topologies['split']!;
+    const secrets = [...files.keys()].filter((path) => path.startsWith('nats/') || /^k8s\/.*-nats-credentials\.yaml$/.test(path));
+    expect(secrets).toEqual(expect.arrayContaining(['nats/nats-server.conf', 'nats/storefront.env', 'k8s/storefront-nats-credentials.yaml']));
+    for (const ignore of ['.dockerignore', 'Dockerfile.dockerignore']) {
+      const patterns = files.get(ignore)!.split('\n').filter((line) => line !== '');
+      // The build context is the application folder; the deployment may be written anywhere in it.
+      const ignored = (path: string): boolean => patterns.some((pattern) => matchesGlob(path, pattern));
+      for (const out of ['deploy', 'ops/deploy', '.']) {
+        for (const secret of secrets) expect(ignored(join(out, secret)), `${ignore}: ${join(out, secret)}`).toBe(true);
+        expect(ignored(join(out, 'compose.yaml'))).toBe(false);
+      }
+      for (const path of ['.env', '.env.production', 'app/.env']) expect(ignored(path), `${ignore}: ${path}`).toBe(true);
+      expect(ignored('modules/orders/module.ts')).toBe(false);
     }
   });
 

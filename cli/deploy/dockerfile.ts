@@ -77,7 +77,8 @@ export function dockerfile(options: ResolvedDeployOptions): string {
 /**
  * The `.dockerignore` beside the Dockerfile: what the build stage must not copy from the
  * application folder (it installs and builds its own), nor the embedded database of
- * `keel start` on the developer's machine (`.keel/`).
+ * `keel start` on the developer's machine (`.keel/`), nor a file holding a secret
+ * ({@link SECRET_FILES}).
  *
  * @example
  * ```ts
@@ -85,5 +86,13 @@ export function dockerfile(options: ResolvedDeployOptions): string {
  * ```
  */
 export function dockerignore(options: Pick<ResolvedDeployOptions, 'buildDir'> = { buildDir: 'dist' }): string {
-  return [...new Set(['node_modules', 'dist', options.buildDir, '.git', '*.tgz', '.keel'])].join('\n') + '\n';
+  return [...new Set(['node_modules', 'dist', options.buildDir, '.git', '*.tgz', '.keel', ...SECRET_FILES])].join('\n') + '\n';
 }
+
+/**
+ * Files that hold secrets, kept out of the build context wherever they are: the NATS passwords
+ * `keel deploy` writes (`<out>/nats/*.env`, the server's `nats-server.conf` with their hashes, and
+ * `<out>/k8s/<group>-nats-credentials.yaml`), and a developer's `.env` files. The build stage
+ * copies the application folder, so anything not ignored here would be in one of its layers.
+ */
+const SECRET_FILES = ['**/nats/*.env', '**/nats/nats-server.conf', '**/k8s/*-nats-credentials.yaml', '**/.env', '**/.env.*'];
