@@ -77,7 +77,7 @@ describe('cli - deploy --tracing', () => {
     expect(collector.command).toEqual([`--config=${target}`]);
     expect(collector.depends_on).toEqual({ jaeger: { condition: 'service_started' } });
     expect(services.jaeger.image).toMatch(/^jaegertracing\/jaeger:2\.\d+\.\d+$/);
-    expect(services.jaeger.ports).toEqual(['16686:16686']);
+    expect(services.jaeger.ports).toEqual(['127.0.0.1:16686:16686']);
   });
 
   it('cli - deploy --tracing collector config takes OTLP over HTTP on 4318 and exports the traces pipeline to the jaeger service over OTLP/gRPC on 4317', () => {

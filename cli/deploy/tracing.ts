@@ -124,7 +124,8 @@ export function tracingComposeServices(): Record<string, unknown> {
     },
     [TRACING_SERVICES.jaegerService]: {
       image: TRACING_SERVICES.jaegerImage,
-      ports: [`${TRACING_SERVICES.jaegerUiPort}:${TRACING_SERVICES.jaegerUiPort}`],
+      // The UI has no login and shows every request's data: published on the host's loopback only.
+      ports: [`127.0.0.1:${TRACING_SERVICES.jaegerUiPort}:${TRACING_SERVICES.jaegerUiPort}`],
       restart: 'unless-stopped',
     },
   };
