@@ -185,7 +185,10 @@ describe('http - caller identity', () => {
     };
     expect(refusal({})).toContain('give exactly one of jwksUrl');
     expect(refusal({ secret: SECRET, jwksUrl: 'http://127.0.0.1:1/jwks.json' })).toContain('give exactly one of jwksUrl');
-    expect(refusal({ secret: 'short' })).toContain('secret');
+    // A secret is never repeated, not even a wrong one: a start-up log would keep it.
+    expect(refusal({ secret: 'short-but-secret' })).toBe(
+      'createJwtAuthenticator: secret must be a string or bytes of at least 32 bytes (a shorter HMAC secret can be guessed), got a string (not shown: it is a secret).',
+    );
     // jose loads with the first token: what it would refuse then is refused here, at creation.
     expect(refusal({ jwksUrl: 'http://127.0.0.1:1/jwks.json', jwksTimeoutMs: 1500.5 })).toContain('jwksTimeoutMs');
     expect(refusal({ jwksUrl: 'http://127.0.0.1:1/jwks.json', jwksTimeoutMs: 2 ** 31 })).toContain('jwksTimeoutMs');

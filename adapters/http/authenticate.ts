@@ -106,7 +106,7 @@ const BEARER = /^Bearer[ ]+([A-Za-z0-9\-._~+/]+=*)$/i;
  * ```
  */
 export function createJwtAuthenticator(options: JwtAuthenticatorOptions): Authenticate {
-  const given = parseOptions('createJwtAuthenticator', JwtAuthenticatorOptionsSchema, options) as JwtAuthenticatorOptions;
+  const given = parseOptions('createJwtAuthenticator', JwtAuthenticatorOptionsSchema, options, ['secret']) as JwtAuthenticatorOptions;
   if ((given.jwksUrl === undefined) === (given.secret === undefined)) {
     throw new KeelError(
       KeelErrorCode.INVALID_CONFIG,
