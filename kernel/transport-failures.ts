@@ -19,7 +19,9 @@ import { RemoteFailure, type OperationAddress } from './transport.js';
  * ```
  */
 export function timeoutError(address: OperationAddress, context: CallContext, budgetMs?: number): KeelError {
-  const budget = budgetMs === undefined ? '' : ` within ${Math.max(0, Math.round(budgetMs))} ms`;
+  const rounded = budgetMs === undefined ? undefined : Math.round(budgetMs);
+  // A call sent with less than a millisecond left: "within 0 ms" would read as a bug.
+  const budget = rounded === undefined ? '' : rounded >= 1 ? ` within ${rounded} ms` : ' before its deadline (under 1 ms of it was left when it was sent)';
   return new KeelError(
     KeelErrorCode.TIMEOUT,
     `${address.contract}.${address.operation} did not answer${budget}; its outcome is unknown. ` +

@@ -5,6 +5,8 @@ import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { DeadlineScheduler, type DeadlineEntry } from '../kernel/deadline.js';
+import type { CallContext } from 'keel';
+import { timeoutError } from 'keel/transport';
 
 /** Runs `body` as a script of its own (tsx), with `DeadlineScheduler` imported; resolves with its output and how long it lived. */
 function script(body: string): Promise<{ output: string; ms: number }> {
@@ -123,3 +125,16 @@ describe('DeadlineScheduler', () => {
   }, 30_000);
 });
 
+
+describe('timeoutError', () => {
+  it("says how long the call had, and for a call sent with under a millisecond left says so instead of 'within 0 ms'", () => {
+    const address = { contract: 'orders', version: '1.0.0', operation: 'placeOrder' };
+    const context = { correlationId: 'c-1', caller: 'http', deadline: Date.now(), principal: undefined } as unknown as CallContext;
+    expect(timeoutError(address, context, 1500.4).message).toMatch(/^orders\.placeOrder did not answer within 1500 ms; its outcome is unknown\./);
+    expect(timeoutError(address, context, 0.3).message).toMatch(
+      /^orders\.placeOrder did not answer before its deadline \(under 1 ms of it was left when it was sent\); its outcome is unknown\./,
+    );
+    expect(timeoutError(address, context, -2).message).not.toContain('within');
+    expect(timeoutError(address, context).message).toMatch(/^orders\.placeOrder did not answer; its outcome is unknown\./);
+  });
+});
