@@ -200,6 +200,33 @@ describe('nats - serving-side hygiene, attacked from a plain NATS client', () =>
     expect(String(logged[0]?.record['problem'])).toContain('missing Keel-Contract-Version, Keel-Event-Id, Keel-Correlation-Id, Keel-Publisher, Keel-Published-At');
   });
 
+  it('nats - logs one line for 30 notification events of each malformed kind with keel\'s headers (body not JSON, another major, a principal not JSON), and handles the next real one', async () => {
+    const before = lines.length;
+    const kinds = {
+      body: (index: number) => nc.publish('keel.orders.events.orderCancelled', encoder.encode('{not json'), { headers: headersOf(keelEventHeaders(`bad-body-${index}`)) }),
+      major: (index: number) =>
+        nc.publish('keel.orders.events.orderCancelled', json({ orderId: `other-major-${index}` }), {
+          headers: headersOf({ ...keelEventHeaders(`other-major-${index}`), 'Keel-Contract-Version': '2.0.0' }),
+        }),
+      principal: (index: number) =>
+        nc.publish('keel.orders.events.orderCancelled', json({ orderId: `bad-principal-${index}` }), {
+          headers: headersOf({ ...keelEventHeaders(`bad-principal-${index}`), 'Keel-Principal': '{nope' }),
+        }),
+    };
+    for (let index = 0; index < 30; index += 1) for (const publish of Object.values(kinds)) publish(index);
+    // Published after the 90 on the same connection, to the same subscriber: once handled, all 90 were read.
+    nc.publish('keel.orders.events.orderCancelled', json({ orderId: 'after-the-flood' }), { headers: headersOf(keelEventHeaders('after-the-flood')) });
+    await vi.waitFor(() => expect(handled).toContain('orderCancelled:after-the-flood'), { timeout: 10_000, interval: 20 });
+    expect(handled.filter((entry) => /other-major|bad-principal/.test(entry))).toEqual([]);
+    const dropped = lines.slice(before).filter((line) => line.level === 'error' && line.message.startsWith('dropped an event'));
+    expect(dropped.map((line) => line.message.replace(/ \(at most.*$/, '')).sort()).toEqual([
+      'dropped an event published with another major contract version',
+      'dropped an event whose body is not JSON',
+      'dropped an event whose principal header is not JSON',
+    ]);
+    for (const line of dropped) expect(line.record['suppressed']).toBe(0);
+  });
+
   it('nats - terminates a durable refundIssued with no headers without handling or dead-lettering it, and handles one with keel\'s headers', async () => {
     const js = jetstream(nc);
     await js.publish('keel.orders.durable.refundIssued', json({ orderId: 'forged-refund', amount: 999.99 }));

@@ -36,9 +36,14 @@ function eventLabel(event: PublishedEvent): string {
 const RESOLVED: Promise<void> = Promise.resolve();
 
 /** Notification events: publishing them and subscribing modules to them. */
+/** Said on each throttled drop line: what `suppressed` counts. */
+const THROTTLED = '(at most one line per 10 s for each kind; suppressed: how many since the last line)';
+
 export class Notifications {
   readonly #connection: Connection;
   readonly #refusedLog = new LogThrottle();
+  /** The other drops, each kind bounded too: anyone who may publish on the subject can cause them. */
+  readonly #droppedLogs = { principal: new LogThrottle(), major: new LogThrottle(), body: new LogThrottle() };
   readonly #subjects = new Map<string, Map<string, string>>();
 
   constructor(connection: Connection) {
@@ -129,21 +134,36 @@ export class Notifications {
       return;
     }
     if (refused !== undefined) {
-      logger.error({ err: refused, ...callLogFields(metadata, { event: label, eventId: metadata.id, subscriber: subscription.subscriber }) }, 'dropped an event whose principal header is not JSON');
+      const suppressed = this.#droppedLogs.principal.take();
+      if (suppressed >= 0) {
+        logger.error(
+          { err: refused, ...callLogFields(metadata, { event: label, eventId: metadata.id, subscriber: subscription.subscriber, suppressed }) },
+          `dropped an event whose principal header is not JSON ${THROTTLED}`,
+        );
+      }
       return;
     }
     if (!sameMajor(version, subscription.version)) {
-      logger.error(
-        callLogFields(metadata, { event: label, eventId: metadata.id, sent: version, expected: subscription.version, subscriber: subscription.subscriber }),
-        'dropped an event published with another major contract version',
-      );
+      const suppressed = this.#droppedLogs.major.take();
+      if (suppressed >= 0) {
+        logger.error(
+          callLogFields(metadata, { event: label, eventId: metadata.id, sent: version, expected: subscription.version, subscriber: subscription.subscriber, suppressed }),
+          `dropped an event published with another major contract version ${THROTTLED}`,
+        );
+      }
       return;
     }
     let payload: unknown;
     try {
       payload = messageBody(msg);
     } catch {
-      logger.error(callLogFields(metadata, { event: label, eventId: metadata.id, subscriber: subscription.subscriber }), 'dropped an event whose body is not JSON');
+      const suppressed = this.#droppedLogs.body.take();
+      if (suppressed >= 0) {
+        logger.error(
+          callLogFields(metadata, { event: label, eventId: metadata.id, subscriber: subscription.subscriber, suppressed }),
+          `dropped an event whose body is not JSON ${THROTTLED}`,
+        );
+      }
       return;
     }
     inFlight.begin();
