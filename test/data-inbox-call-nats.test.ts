@@ -67,6 +67,7 @@ describe('data over NATS - a call from a durable event handler, in its inbox tra
       await kernel.client(ledger).add({ label: 'watched' });
       const [letter] = await until(() => (letters.length > 0 ? letters : undefined), "the watcher's dead letter");
       expect(letter?.subscriber).toBe('watcher');
+      expect((letter?.error as { code?: string }).code).toBe('INVALID_STATE');
       const message = String((letter?.error as Error | undefined)?.message);
       expect(message).toContain(
         'Module "ledger" used its database while module "watcher", which called it (directly or through other modules), handles durable event ledger.entryAdded',

@@ -283,7 +283,7 @@ describe('nats permissions - enforced by a real nats-server with the generated c
     }
   });
 
-  it('nats permissions - a call its user may not publish fails UNAVAILABLE, "was not sent", naming the subject: not TIMEOUT at its deadline as if its outcome were unknown', async () => {
+  it('nats permissions - a call its user may not publish fails UNDECLARED_DEPENDENCY, "was not sent", naming the subject, once: not TIMEOUT at its deadline, not retried', async () => {
     const notifications = userOf('notifications');
     const transport = await createNatsTransport({
       servers: server.url,
@@ -295,6 +295,8 @@ describe('nats permissions - enforced by a real nats-server with the generated c
     });
     const paymentsContract = modules.find((module) => module.name === 'payments')!.contract as typeof payments;
     const kernel = createKernel({ contracts: [paymentsContract], topology: { host: [], transport }, logger: silentLogger });
+    const retried: unknown[] = [];
+    kernel.observe({ callRetried: (record) => void retried.push(record) });
     await kernel.start();
     try {
       const failure = await kernel
@@ -302,9 +304,11 @@ describe('nats permissions - enforced by a real nats-server with the generated c
         .listPayments({ customerId: 'c-42' }, { timeoutMs: 5_000 })
         .then(() => undefined, (error: unknown) => error);
       expect(failure).toMatchObject({
-        code: 'UNAVAILABLE',
+        code: 'UNDECLARED_DEPENDENCY',
         message: expect.stringMatching(/^payments\.listPayments was not sent: NATS refused this process's user permission to publish to keel\.locked\.payments\.listPayments; nothing ran/),
       });
+      // Sent again it would be refused again: the kernel's default retry leaves it.
+      expect(retried).toEqual([]);
     } finally {
       await kernel.stop();
       await transport.close();

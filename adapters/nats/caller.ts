@@ -123,23 +123,27 @@ export class Caller implements CallOwner {
   }
 
   /**
-   * The server refused a publish to `subject` (a permission violation): the calls waiting on it
-   * were never delivered, so they fail now, `UNAVAILABLE` saying nothing ran, instead of at their
-   * deadline as if their outcome were unknown.
+   * The server refused a publish to `subject` (a permission violation): the oldest call waiting
+   * on that subject was never delivered, so it fails now rather than at its deadline as if its
+   * outcome were unknown. One call per refusal, oldest first, as nats.js pairs its own requests
+   * with refusals: the server answers one connection's publishes in order, and a permission
+   * granted meanwhile may have let a later call through. `UNDECLARED_DEPENDENCY`, as in one
+   * process: never retried (sent again it would be refused again), not a sign of an unwell callee.
    */
   refusedPublish(subject: string, cause: Error): void {
-    for (const call of [...this.#pending.values()]) {
+    for (const call of this.#pending.values()) {
       if (this.#subjectOf(call.address) !== subject) continue;
       this.#settle(call);
       call.reject(
         new KeelError(
-          KeelErrorCode.UNAVAILABLE,
+          KeelErrorCode.UNDECLARED_DEPENDENCY,
           `${call.address.contract}.${call.address.operation} was not sent: NATS refused this process's user permission to publish to ${subject}; nothing ran. ` +
             'Its permissions come from the module graph when keel deploy or keel up made them: declare the dependency (dependsOn) and make them again, ' +
             'or give the user that permission.',
           { correlationId: call.context.correlationId, cause },
         ),
       );
+      return;
     }
   }
 
@@ -148,7 +152,7 @@ export class Caller implements CallOwner {
     if (connection.closed) return Promise.reject(connection.unavailable(`Cannot call ${address.contract}.${address.operation}`));
     if (this.#repliesRefused !== undefined) {
       return Promise.reject(
-        new KeelError(KeelErrorCode.UNAVAILABLE, `${address.contract}.${address.operation} was not sent: ${this.#repliesRefused.message}`, {
+        new KeelError(KeelErrorCode.INVALID_CONFIG, `${address.contract}.${address.operation} was not sent: ${this.#repliesRefused.message}`, {
           correlationId: context.correlationId,
           cause: this.#repliesRefused,
         }),
@@ -330,6 +334,9 @@ export class Caller implements CallOwner {
           { cause: error },
         );
         this.#connection.logger.error({ err: this.#repliesRefused }, this.#repliesRefused.message);
+        // Refused after start (a server's permissions changed): the calls waiting can get no answer,
+        // and the transport reports itself not ready (transport.ts) so that an orchestrator sees it.
+        this.interrupt('its reply subscription was refused by NATS', this.#repliesRefused);
         return;
       }
       this.#connection.logger.warn({ err: error }, 'reply subscription error');

@@ -8,6 +8,7 @@ import { within, type Registration, type TransportStatus } from 'keel/transport'
 import { connect, errors, type NatsConnection } from '@nats-io/transport-node';
 import { connectionOptions } from './connection-options.js';
 import { redactUrl } from './option-checks.js';
+import { LogThrottle } from './log-throttle.js';
 import type { ResolvedNatsOptions } from './options.js';
 import { Subjects } from './wire.js';
 
@@ -83,6 +84,7 @@ export class Connection {
   connected = true;
   readonly #registrations = new Set<Registration>();
   #closing: Promise<void> | undefined;
+  readonly #refusals = new LogThrottle();
   /** Told of each publish the server refused (a permission violation), with its subject: the caller fails the calls waiting on it. */
   onRefusedPublish: (subject: string, error: Error) => void = () => {};
   /** The calls waiting for the connection to come back ({@link Connection.waitForConnection}). */
@@ -137,10 +139,12 @@ export class Connection {
                 { error: String(status.error), server: this.nc.getServer() },
                 'NATS refused this connection\'s credentials; retrying — check the token, user and password or credentials file (KEEL_NATS_TOKEN, KEEL_NATS_USER/KEEL_NATS_PASSWORD, KEEL_NATS_CREDS)',
               );
+            } else if (status.error instanceof errors.PermissionViolationError) {
+              if (status.error.operation === 'publish') this.onRefusedPublish(status.error.subject, status.error);
+              // A caller refused fast may try again at once: one line per 10 s, with how many were left out.
+              const suppressed = this.#refusals.take();
+              if (suppressed >= 0) this.logger.warn({ error: String(status.error), suppressed }, 'NATS refused a permission (at most one line per 10 s; suppressed: how many since the last line)');
             } else {
-              if (status.error instanceof errors.PermissionViolationError && status.error.operation === 'publish') {
-                this.onRefusedPublish(status.error.subject, status.error);
-              }
               this.logger.warn({ error: String(status.error) }, 'NATS reported an error');
             }
             break;

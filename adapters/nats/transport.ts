@@ -97,6 +97,9 @@ class NatsTransport implements Transport {
   }
 
   status(): TransportStatus {
+    const refused = this.#caller.repliesRefused;
+    // Connected, but no call could get its answer: not ready, saying why.
+    if (refused !== undefined) return { name: this.name, ready: false, detail: refused.message };
     return this.#connection.status(this.name);
   }
 
