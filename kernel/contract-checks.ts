@@ -35,8 +35,10 @@ export function checkOperationSpec<Input extends z.ZodType, Output extends z.Zod
       `timeoutMs must be a number of milliseconds above 0 and at most ${2 ** 31 - 1}, got ${describeValue(spec.timeoutMs)}.`,
     );
   }
-  if (spec.idempotent !== undefined && typeof spec.idempotent !== 'boolean') {
-    throw new KeelError(KeelErrorCode.INVALID_CONTRACT, `idempotent must be true or false, got ${describeValue(spec.idempotent)}.`);
+  for (const flag of ['idempotent', 'internal'] as const) {
+    if (spec[flag] !== undefined && typeof spec[flag] !== 'boolean') {
+      throw new KeelError(KeelErrorCode.INVALID_CONTRACT, `${flag} must be true or false, got ${describeValue(spec[flag])}.`);
+    }
   }
   checkAuth(spec.auth, 'operation');
   checkOperationPolicies(spec);

@@ -54,6 +54,8 @@ export interface OperationDefinition<
   readonly errors: Errors;
   /** Safe to repeat: a caller may retry it after a timeout. */
   readonly idempotent: boolean;
+  /** Called by other modules only: the HTTP gateway does not serve it (default false). */
+  readonly internal: boolean;
   /** Deadline for one call, overriding the kernel default; a caller may still shorten it. */
   readonly timeoutMs: number | undefined;
   readonly description: string | undefined;
@@ -175,6 +177,14 @@ export interface OperationSpec<
   readonly errors?: Errors;
   /** Safe to repeat (default false). */
   readonly idempotent?: boolean;
+  /**
+   * Called by other modules only, never from outside the application (default false): the
+   * HTTP gateway does not serve it (a request for it is 404) and the OpenAPI document leaves it
+   * out, while modules call it as any other, in one process and over NATS. For the steps of a
+   * saga (`inventory.reserve`, `payments.charge`): `auth` cannot keep outside callers off them,
+   * since a nested call carries the end user's principal.
+   */
+  readonly internal?: boolean;
   /** Per-operation deadline in milliseconds. */
   readonly timeoutMs?: number;
   readonly description?: string;
@@ -227,6 +237,7 @@ export function operation<
     output: spec.output,
     errors: (spec.errors ?? []) as unknown as Errors,
     idempotent: spec.idempotent ?? false,
+    internal: spec.internal ?? false,
     timeoutMs: spec.timeoutMs,
     description: spec.description,
     auth: spec.auth,

@@ -127,6 +127,14 @@ function makeHttpCall(
     const refused = refusedCallOption(options, label);
     if (refused !== undefined) throw refused;
     const correlationId = options.correlationId ?? newCorrelationId();
+    if (definition.internal) {
+      // The gateway would answer 404: say why, without a request.
+      throw new KeelError(
+        KeelErrorCode.UNKNOWN_OPERATION,
+        `${label} is internal (its contract says so): other modules call it, the HTTP gateway does not serve it. Call an operation that is not internal.`,
+        { correlationId },
+      );
+    }
     const parsed = definition.input.safeParse(input);
     if (!parsed.success) {
       throw validationError(KeelErrorCode.INVALID_INPUT, 'input', contract.name, name, parsed.error.issues, correlationId);

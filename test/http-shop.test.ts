@@ -5,7 +5,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createKernel, silentLogger, type Kernel, type Transport } from 'keel';
+import { createKernel, silentLogger, type AnyContract, type Client, type Kernel, type Transport } from 'keel';
 import { createHttpGateway, type HttpGateway } from 'keel/http';
 import { createHttpClient } from 'keel/http-client';
 import { createNatsTransport } from 'keel/nats';
@@ -23,17 +23,26 @@ const JSON_HEADERS = { 'content-type': 'application/json' };
 const databases = pgliteUnderTest();
 afterAll(() => databases.cleanup());
 
-function harness(baseUrl: string, stop: () => Promise<void>): ShopHarness {
+function harness(baseUrl: string, kernel: Kernel, stop: () => Promise<void>): ShopHarness {
   // The typed HTTP client: every call an HTTP request, every problem rebuilt as the error a
-  // kernel client throws, so the shop suite runs unchanged.
-  return { client: (contract) => createHttpClient(contract, { baseUrl }), stop };
+  // kernel client throws, so the shop suite runs unchanged. An internal operation (the saga's
+  // steps) has no route: it is called as orders calls it, through the gateway process's kernel.
+  return {
+    client: <C extends AnyContract>(contract: C): Client<C> => {
+      const http = createHttpClient(contract, { baseUrl }) as unknown as Record<string, unknown>;
+      const direct = kernel.client(contract) as unknown as Record<string, unknown>;
+      const operations = contract.operations as Record<string, { readonly internal: boolean }>;
+      return Object.fromEntries(Object.keys(operations).map((name) => [name, operations[name]?.internal ? direct[name] : http[name]])) as Client<C>;
+    },
+    stop,
+  };
 }
 
 describeShopSuite('through the HTTP gateway, one process', async () => {
   const kernel = createKernel({ modules, logger: silentLogger, database: await databases.fresh() });
   await kernel.start();
   const gateway = await createHttpGateway({ kernel, port: 0, logger: silentLogger, metrics: { defaultMetrics: false } });
-  return harness(await gateway.listen(), () => gateway.close());
+  return harness(await gateway.listen(), kernel, () => gateway.close());
 });
 
 describeShopSuite('through the HTTP gateway hosting no module, over NATS', async () => {
@@ -47,7 +56,7 @@ describeShopSuite('through the HTTP gateway hosting no module, over NATS', async
   const edge = createKernel({ modules, topology: { host: [], transport: edgeTransport }, logger: silentLogger });
   await edge.start();
   const gateway = await createHttpGateway({ kernel: edge, port: 0, logger: silentLogger, metrics: { defaultMetrics: false } });
-  return harness(await gateway.listen(), async () => {
+  return harness(await gateway.listen(), edge, async () => {
     await gateway.close();
     await edgeTransport.close();
     await services.stop();
@@ -122,7 +131,14 @@ describe('http - the shop over HTTP', () => {
 
   it("http - /openapi.json documents every shop operation and placeOrder's declared errors", async () => {
     const document = (await (await fetch(`${url}/openapi.json`)).json()) as any;
-    const expected = modules.flatMap((module) => Object.keys(module.contract.operations).map((name) => `/${module.name}/${name}`));
+    const expected = modules.flatMap((module) =>
+      Object.entries(module.contract.operations as Record<string, { readonly internal: boolean }>)
+        .filter(([, operation]) => !operation.internal)
+        .map(([name]) => `/${module.name}/${name}`),
+    );
+    // The saga's steps are internal: no path.
+    expect(expected).not.toContain('/payments/charge');
+    expect(Object.keys(document.paths)).not.toContain('/inventory/reserve');
     expect(Object.keys(document.paths).sort()).toEqual(expected.sort());
     const responses = document.paths['/orders/placeOrder'].post.responses;
     expect(responses['404'].content['application/problem+json'].schema).toEqual({ $ref: '#/components/schemas/orders.UNKNOWN_PRODUCT' });

@@ -49,6 +49,13 @@ describe('tooling - contracts', () => {
     expect(buildLock([parcels({ sendAuth: 'admins' })]).contracts['parcels']?.operations['send']?.auth).toBe('predicate');
   });
 
+  it('tooling - contracts: an internal operation is locked as such, and made public again is compatible; a lock without the field reads as public', () => {
+    expect(buildLock([parcels({ sendInternal: true })]).contracts['parcels']?.operations['send']?.internal).toBe(true);
+    expect(buildLock([parcels()]).contracts['parcels']?.operations['send']).not.toHaveProperty('internal');
+    const changes = diffLocks(buildLock([parcels({ sendInternal: true })]), buildLock([parcels()])).contracts[0]?.changes.map((entry) => [entry.kind, entry.message]);
+    expect(changes).toEqual([['compatible', 'no longer internal: the HTTP gateway serves it']]);
+  });
+
   it('tooling - contracts allows a breaking change when the major version was raised', async () => {
     const diff = await diffTree('major');
     expect(diff.ok).toBe(true);

@@ -4,7 +4,7 @@
  * malformed body or header, refused credentials). The operation routes are in gateway-routes.ts.
  */
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
-import { KeelErrorCode } from 'keel';
+import { KeelErrorCode, type AnyContract } from 'keel';
 import { isCorrelationId, newCorrelationId } from 'keel/transport';
 import { GATEWAY_PATHS, type ResolvedHttpGatewayOptions } from './gateway-options.js';
 import { PROBLEM_CONTENT_TYPE, gatewayProblem, type Problem } from './problem.js';
@@ -186,9 +186,12 @@ export function notFoundHandler(
     const [, moduleName, operationName] = path.split('/');
     const contract = contracts.find((candidate) => candidate.name === moduleName);
     let message: string;
-    if (contract !== undefined) {
+    const asked = contract !== undefined && Object.hasOwn(contract.operations, operationName ?? '') ? contract.operations[operationName ?? ''] : undefined;
+    if (contract !== undefined && asked?.internal === true) {
+      message = `No route ${request.method} ${path}: ${contract.name}.${operationName ?? ''} is internal (its contract says so): other modules call it, the HTTP gateway does not serve it.`;
+    } else if (contract !== undefined) {
       message =
-        `Module "${contract.name}" has no operation "${operationName ?? ''}"; its operations are ${Object.keys(contract.operations).join(', ') || 'none'} ` +
+        `Module "${contract.name}" has no operation "${operationName ?? ''}"; its operations are ${served(contract).join(', ') || 'none'} ` +
         `(POST /${contract.name}/<operation>).`;
     } else if (kernel.modules.some((module) => module.name === moduleName)) {
       // A module of the application that this gateway was told not to expose: say so, rather than that it does not exist.
@@ -198,4 +201,11 @@ export function notFoundHandler(
     }
     return refuse(request, reply, new GatewayRefusal(HttpProblemCode.ROUTE_NOT_FOUND, message));
   };
+}
+
+/** The operations of `contract` the gateway serves: all but the internal ones. */
+function served(contract: AnyContract): string[] {
+  return Object.entries(contract.operations)
+    .filter(([, operation]) => !operation.internal)
+    .map(([name]) => name);
 }

@@ -7,7 +7,7 @@
 import type { FastifyInstance } from 'fastify';
 import { z } from 'zod';
 import { KeelError, KeelErrorCode, type AnyContract, type Kernel, type Logger } from 'keel';
-import { MAX_TIMEOUT_MS, isContract, loggerOption, parseOptions } from 'keel/transport';
+import { DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS, isContract, loggerOption, parseOptions } from 'keel/transport';
 import type { Authenticate } from './authenticate.js';
 import {
   CorsOptionsSchema,
@@ -352,7 +352,8 @@ export function resolveHttpGatewayOptions(options: HttpGatewayOptions): Resolved
   const resolved: ResolvedHttpGatewayOptions = {
     ...merged,
     contracts,
-    maxTimeoutMs: merged.maxTimeoutMs ?? merged.kernel.defaultTimeoutMs,
+    // A kernel from another copy of keel may lack the field: the default deadline then.
+    maxTimeoutMs: merged.maxTimeoutMs ?? (typeof merged.kernel.defaultTimeoutMs === 'number' ? merged.kernel.defaultTimeoutMs : DEFAULT_TIMEOUT_MS),
     getOperations: merged.getOperations.filter((name) => !elsewhere.has(name.split('.')[0] ?? '')),
   };
   const problems = pathProblems(resolved);
@@ -387,6 +388,8 @@ function pathProblems(options: ResolvedHttpGatewayOptions): string[] {
     const operation = contracts.find((contract) => contract.name === contractName)?.operations[operationName ?? ''];
     if (operation === undefined) {
       problems.push(`getOperations names "${name}", which is no operation of the exposed contracts (write it as "module.operation")`);
+    } else if (operation.internal) {
+      problems.push(`getOperations names "${name}", which its contract declares internal (the gateway does not serve it)`);
     } else if (!operation.idempotent) {
       problems.push(`getOperations names "${name}", which its contract does not declare idempotent (GET is only for idempotent reads)`);
     }

@@ -69,7 +69,8 @@ export function allowedMethodsOf(options: ResolvedHttpGatewayOptions): ReadonlyM
   const getOperations = new Set(options.getOperations);
   const allowed = new Map<string, readonly string[]>();
   for (const contract of options.contracts) {
-    for (const name of Object.keys(contract.operations)) {
+    for (const [name, operation] of Object.entries(contract.operations)) {
+      if (operation.internal) continue;
       allowed.set(operationPath(contract.name, name), getOperations.has(`${contract.name}.${name}`) ? ['POST', 'GET'] : ['POST']);
     }
   }
@@ -205,6 +206,8 @@ export function addOperationRoutes(
   for (const contract of options.contracts) {
     const client = kernel.client(contract, { caller: options.caller }) as unknown as Record<string, Call>;
     for (const [name, operation] of Object.entries(contract.operations)) {
+      // Called by other modules only: no route, so a request for it is the not-found handler's 404.
+      if (operation.internal) continue;
       const route: OperationRoute = {
         call: client[name] as Call,
         cap: operation.timeoutMs ?? options.maxTimeoutMs,

@@ -259,6 +259,8 @@ export function createOpenApiDocument(options: OpenApiOptions): OpenApiDocument 
   for (const contract of options.contracts) {
     tags.push({ name: contract.name, description: contract.description ?? `The ${contract.name} module (contract ${contract.version}).` });
     for (const [name, operation] of Object.entries(contract.operations)) {
+      // Called by other modules only: the gateway does not serve it, so it is no path of the API.
+      if (operation.internal) continue;
       const base = `${contract.name}.${name}`;
       const input = collector.add(`${base}.input`, operation.input, 'input');
       const output = collector.add(`${base}.output`, operation.output, 'output');

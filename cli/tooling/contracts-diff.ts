@@ -210,6 +210,11 @@ function diffOperation(
   } else if (!old.idempotent && next.idempotent) {
     add(ChangeKind.COMPATIBLE, operation, 'now idempotent');
   }
+  if (old.internal !== true && next.internal === true) {
+    add(ChangeKind.BREAKING, operation, 'now internal: the HTTP gateway no longer serves it, so an HTTP client calling it gets 404 (modules still call it)');
+  } else if (old.internal === true && next.internal !== true) {
+    add(ChangeKind.COMPATIBLE, operation, 'no longer internal: the HTTP gateway serves it');
+  }
 }
 
 /**

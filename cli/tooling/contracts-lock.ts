@@ -23,6 +23,8 @@ export interface LockedOperation {
    * (a rule of the identity and input). Absent: anyone, anonymous callers included.
    */
   readonly auth?: 'required' | 'predicate';
+  /** `true` for an operation other modules call only, which the HTTP gateway does not serve. Absent: served. */
+  readonly internal?: true;
   /** What callers may send (`io: 'input'`: defaulted fields are optional). */
   readonly input: JsonSchema;
   /** What callers receive (`io: 'output'`). */
@@ -82,6 +84,8 @@ export function lockContract(contract: AnyContract): LockedContract {
         {
           idempotent: operation.idempotent,
           ...(operation.auth === undefined ? {} : { auth: operation.auth === 'required' ? ('required' as const) : ('predicate' as const) }),
+          // Only when set: locks written before the field read the same.
+          ...(operation.internal ? { internal: true as const } : {}),
           input: schemaOf(operation.input, 'input'),
           output: schemaOf(operation.output, 'output'),
           errors: sortedRecord(operation.errors.map((error) => [error.code, schemaOf(error.dataSchema, 'output')])),

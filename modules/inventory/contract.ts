@@ -121,7 +121,8 @@ export const OutOfStock = defineError({
  */
 export const inventory = defineContract({
   name: 'inventory',
-  version: '1.0.0',
+  // 2.0.0: reserve and release are internal (orders calls them; the HTTP gateway does not serve them).
+  version: '2.0.0',
   description:
     'Units on hand per product and the units reserved for orders. Reservations are committed when an order is ' +
     'placed and released or returned when it is cancelled.',
@@ -150,6 +151,8 @@ export const inventory = defineContract({
       output: Reservation,
       errors: [OutOfStock],
       idempotent: true,
+      // A step of orders' saga, not for shoppers: no HTTP route.
+      internal: true,
       // Repeatable by orderId: an attempt that hangs is abandoned and tried again, inside the deadline.
       retry: { attemptTimeoutMs: 2_000 },
     }),
@@ -160,6 +163,7 @@ export const inventory = defineContract({
       input: z.object({ orderId: Reservation.shape.orderId }),
       output: Reservation,
       idempotent: true,
+      internal: true,
       // Repeatable by orderId: an attempt that hangs is abandoned and tried again, inside the deadline.
       retry: { attemptTimeoutMs: 2_000 },
     }),

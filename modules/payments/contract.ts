@@ -195,7 +195,8 @@ const PaymentEvent = Payment.pick({ paymentId: true, orderId: true, customerId: 
  */
 export const payments = defineContract({
   name: 'payments',
-  version: '1.1.0',
+  // 2.0.0: charge, cancelCharge and refund are internal (orders calls them; the HTTP gateway does not serve them).
+  version: '2.0.0',
   description:
     'Card charges and refunds through a simulated card processor. Charges are idempotent per order; a charge an ' +
     'order gave up on is cancelled by the order id (refunded, or never captured).',
@@ -214,6 +215,8 @@ export const payments = defineContract({
       output: Payment,
       errors: [PaymentDeclined, PaymentConflict, ChargeCancelled],
       idempotent: true,
+      // Steps of orders' saga, not for shoppers: no HTTP route.
+      internal: true,
     }),
     cancelCharge: operation({
       description:
@@ -222,6 +225,7 @@ export const payments = defineContract({
       input: z.object({ orderId: Payment.shape.orderId }),
       output: z.object({ orderId: Payment.shape.orderId, payment: Payment.nullable() }),
       idempotent: true,
+      internal: true,
     }),
     refund: operation({
       description: 'Refunds a payment in full. Refunding it again returns it unchanged.',
@@ -229,6 +233,7 @@ export const payments = defineContract({
       output: Payment,
       errors: [UnknownPayment],
       idempotent: true,
+      internal: true,
     }),
     getPayment: operation({
       description: 'Reads one payment.',
