@@ -62,11 +62,12 @@ const DEADLINE_GRACE_MS = 250;
  * @example
  * ```ts
  * import { createHttpClient } from 'keel/http-client';
- * import { OutOfStock, inventory } from './modules/inventory/contract.js';
+ * import { OutOfStock } from './modules/inventory/contract.js';
+ * import { orders } from './modules/orders/contract.js';
  *
- * const stock = createHttpClient(inventory, { baseUrl: 'http://localhost:3000' });
+ * const shop = createHttpClient(orders, { baseUrl: 'http://localhost:3000' });
  * try {
- *   await stock.reserve({ orderId: 'o-1', lines: [{ sku: 'KB-001', quantity: 3 }] });
+ *   await shop.placeOrder({ customerId: 'c-42', lines: [{ sku: 'KB-001', quantity: 3 }], card: { token: 'tok_visa' } });
  * } catch (error) {
  *   if (error instanceof OutOfStock) console.log(`${error.data.available} left`);
  * }

@@ -161,13 +161,14 @@ describe('cli - the nats-server keel up starts', () => {
   it('cli - a launch removes the folders of this host whose starter and server are all gone (zombies included), or of an earlier boot, and keeps those with one running, of another pid namespace, host or kernel, of an older keel, with an owners file it cannot read, and anything else', async () => {
     const parent = mkdtempSync(join(folder, 'tmp-'));
     const gone = spawnSync(process.execPath, ['-e', '']).pid as number; // exited and reaped
-    // A zombie: `sleep 0` exits, and its parent, now `sleep 60`, never reaps it (killed when the test ends).
-    const holder = spawn('sh', ['-c', 'sleep 0 & echo $!; exec sleep 60'], { stdio: ['ignore', 'pipe', 'inherit'] });
+    // A zombie: `sleep 1` exits, and its parent, by then `sleep 60`, never reaps it (killed when the test ends).
+    // Not `sleep 0`: a child that exits before the shell's exec can be reaped by the shell (seen on a loaded host).
+    const holder = spawn('sh', ['-c', 'sleep 1 & echo $!; exec sleep 60'], { stdio: ['ignore', 'pipe', 'inherit'] });
     onTestFinished(() => {
       holder.kill('SIGKILL');
     });
     const zombie = await new Promise<number>((resolve) => holder.stdout.once('data', (chunk: Buffer) => resolve(Number(chunk.toString('utf8').trim()))));
-    const isZombie = Date.now() + 5_000;
+    const isZombie = Date.now() + 10_000;
     while (Date.now() < isZombie && !/\) Z /.test(readProcStat(zombie))) await new Promise((resolve) => setTimeout(resolve, 20));
     expect(readProcStat(zombie)).toMatch(/\) Z /);
     const make = (name: string, files: Record<string, string>, owners?: { starter: number; server?: number }, ageMs = 0): string => {

@@ -91,11 +91,18 @@ describe('nats permissions - derived from the module graph', () => {
     expect(of('notifications').subscribe).toContain('keel.locked.payments.events.paymentCaptured');
   });
 
-  it('nats permissions - a gateway exposing every operation over HTTP may call every operation of the other modules', () => {
+  it('nats permissions - a gateway exposing every operation over HTTP may call every operation of the other modules but the internal ones, which its hosted modules\' dependencies still reach', () => {
     const gatewayed = parseTopology({ processes: { web: { modules: ['catalog'], http: 8080 }, rest: { modules: ['*'] } } }, names, 'gateway');
     const web = natsPermissions(gatewayed, modules).find((user) => user.user === 'web')!;
-    expect(web.publish).toEqual(expect.arrayContaining(['keel.orders.placeOrder', 'keel.payments.refund', 'keel.notifications.listNotifications']));
+    expect(web.publish).toEqual(expect.arrayContaining(['keel.orders.placeOrder', 'keel.payments.getPayment', 'keel.notifications.listNotifications']));
     expect(web.publish).not.toContain('keel.catalog.getProduct');
+    // The saga's steps are internal: the gateway never sends them, so its credentials cannot either.
+    for (const subject of ['keel.payments.refund', 'keel.payments.charge', 'keel.inventory.reserve']) expect(web.publish).not.toContain(subject);
+    // A gateway group hosting orders reaches them as orders' dependencies.
+    const storefrontGateway = parseTopology({ processes: { web: { modules: ['orders'], http: 8080 }, rest: { modules: ['*'] } } }, names, 'gateway');
+    expect(natsPermissions(storefrontGateway, modules).find((user) => user.user === 'web')!.publish).toEqual(
+      expect.arrayContaining(['keel.payments.charge', 'keel.payments.refund', 'keel.inventory.reserve']),
+    );
   });
 });
 
@@ -283,7 +290,7 @@ describe('nats permissions - enforced by a real nats-server with the generated c
     }
   });
 
-  it('nats permissions - a call its user may not publish fails UNDECLARED_DEPENDENCY, "was not sent", naming the subject, once: not TIMEOUT at its deadline, not retried', async () => {
+  it('nats permissions - a call its user may not publish fails INVALID_CONFIG, "was not sent", naming the subject, once: not TIMEOUT at its deadline, not retried', async () => {
     const notifications = userOf('notifications');
     const transport = await createNatsTransport({
       servers: server.url,
@@ -304,7 +311,7 @@ describe('nats permissions - enforced by a real nats-server with the generated c
         .listPayments({ customerId: 'c-42' }, { timeoutMs: 5_000 })
         .then(() => undefined, (error: unknown) => error);
       expect(failure).toMatchObject({
-        code: 'UNDECLARED_DEPENDENCY',
+        code: 'INVALID_CONFIG',
         message: expect.stringMatching(/^payments\.listPayments was not sent: NATS refused this process's user permission to publish to keel\.locked\.payments\.listPayments; nothing ran/),
       });
       // Sent again it would be refused again: the kernel's default retry leaves it.

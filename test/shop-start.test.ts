@@ -117,7 +117,7 @@ describe('app - npm start', SPAWNING, () => {
     const shop = startShop({ PORT: '0' }, 'script');
     await shop.ready();
     const messages = shop.records().map((record) => record.msg);
-    expect(messages).toContain('hosting catalog 1.1.0, inventory 2.0.0, payments 2.0.0, orders 1.1.0, notifications 1.0.0');
+    expect(messages).toContain('hosting catalog 1.1.0, inventory 1.1.0, payments 1.2.0, orders 1.1.0, notifications 1.0.0');
     expect(messages).toContainEqual(expect.stringMatching(/^data: PGlite in \S+keel-pglite-/));
     expect(shop.records()).toContainEqual(
       expect.objectContaining({ sku: 'KB-001', product: 'Mechanical keyboard', priceCents: 8900, available: 25, msg: 'catalog: KB-001 Mechanical keyboard, $89.00, 25 available' }),

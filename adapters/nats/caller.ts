@@ -127,8 +127,10 @@ export class Caller implements CallOwner {
    * on that subject was never delivered, so it fails now rather than at its deadline as if its
    * outcome were unknown. One call per refusal, oldest first, as nats.js pairs its own requests
    * with refusals: the server answers one connection's publishes in order, and a permission
-   * granted meanwhile may have let a later call through. `UNDECLARED_DEPENDENCY`, as in one
-   * process: never retried (sent again it would be refused again), not a sign of an unwell callee.
+   * granted meanwhile may have let a later call through. `INVALID_CONFIG`, as for a refused reply
+   * subscription: never retried (sent again it would be refused again), not a sign of an unwell
+   * callee. (The kernel already refuses a module's call to a module it does not depend on, so a
+   * refusal here means the permissions are not the module graph's.)
    */
   refusedPublish(subject: string, cause: Error): void {
     for (const call of this.#pending.values()) {
@@ -136,10 +138,10 @@ export class Caller implements CallOwner {
       this.#settle(call);
       call.reject(
         new KeelError(
-          KeelErrorCode.UNDECLARED_DEPENDENCY,
+          KeelErrorCode.INVALID_CONFIG,
           `${call.address.contract}.${call.address.operation} was not sent: NATS refused this process's user permission to publish to ${subject}; nothing ran. ` +
-            'Its permissions come from the module graph when keel deploy or keel up made them: declare the dependency (dependsOn) and make them again, ' +
-            'or give the user that permission.',
+            'Its permissions come from the module graph when keel deploy or keel up made them: make them again from the current topology and modules ' +
+            '(a module that calls another declares it in dependsOn), or give the user that permission.',
           { correlationId: call.context.correlationId, cause },
         ),
       );
@@ -150,14 +152,7 @@ export class Caller implements CallOwner {
   call(address: OperationAddress, input: unknown, context: CallContext, options?: TransportCallOptions): Promise<unknown> {
     const connection = this.#connection;
     if (connection.closed) return Promise.reject(connection.unavailable(`Cannot call ${address.contract}.${address.operation}`));
-    if (this.#repliesRefused !== undefined) {
-      return Promise.reject(
-        new KeelError(KeelErrorCode.INVALID_CONFIG, `${address.contract}.${address.operation} was not sent: ${this.#repliesRefused.message}`, {
-          correlationId: context.correlationId,
-          cause: this.#repliesRefused,
-        }),
-      );
-    }
+    if (this.#repliesRefused !== undefined) return this.#refusedForReplies(address, context);
     const signal = options?.signal;
     if (signal?.aborted) return Promise.reject(cancelledError(address, context, signal.reason));
     const data = encodeJson(input);
@@ -184,6 +179,8 @@ export class Caller implements CallOwner {
    * close and its status event reaching `connected`, are lost unseen and end as TIMEOUT too.
    */
   #send(address: OperationAddress, data: Uint8Array, context: CallContext, signal: AbortSignal | undefined): Promise<unknown> {
+    // Refused while this call waited for the connection: it would wait out its deadline for an answer that cannot come.
+    if (this.#repliesRefused !== undefined) return this.#refusedForReplies(address, context);
     const connection = this.#connection;
     const token = this.#nextToken++;
     const call = new PendingCall(this, token, address, context, signal);
@@ -206,6 +203,16 @@ export class Caller implements CallOwner {
     // #sendOnceConnected checked the signal has not aborted.
     if (signal !== undefined) watchSignal(signal, call);
     return answer;
+  }
+
+  #refusedForReplies(address: OperationAddress, context: CallContext): Promise<never> {
+    const refused = this.#repliesRefused as KeelError;
+    return Promise.reject(
+      new KeelError(KeelErrorCode.INVALID_CONFIG, `${address.contract}.${address.operation} was not sent: ${refused.message}`, {
+        correlationId: context.correlationId,
+        cause: refused,
+      }),
+    );
   }
 
   /**

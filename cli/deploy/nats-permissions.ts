@@ -98,9 +98,11 @@ function serviceDiscovery(module: string): string[] {
  * Operation subjects of a contract, the `$SRV.INFO` question a caller asks when nothing answers,
  * and where a caller cancels a call it gave up on.
  */
-function callsTo(subjects: Subjects, contract: AnyContract): string[] {
+function callsTo(subjects: Subjects, contract: AnyContract, served: 'all' | 'not-internal' = 'all'): string[] {
   return [
-    ...Object.keys(contract.operations).map((operation) => subjects.operation(contract.name, operation)),
+    ...Object.entries(contract.operations)
+      .filter(([, operation]) => served === 'all' || !operation.internal)
+      .map(([operation]) => subjects.operation(contract.name, operation)),
     `$SRV.INFO.${contract.name}`,
     subjects.cancel(contract.name),
   ];
@@ -119,7 +121,7 @@ const sorted = (subjects: Iterable<string>): string[] => [...new Set(subjects)].
  *   discovery subjects and their cancel subjects; the notification events of the contracts
  *   they subscribe to;
  * - publish: the operations (and `$SRV.INFO`, and the cancel subject) of the modules they depend on, hosted elsewhere;
- *   every operation when the group's HTTP gateway exposes `all`; the events of the modules it
+ *   every operation but the internal ones when the group's HTTP gateway exposes `all`; the events of the modules it
  *   hosts; `$JS.API.INFO`; the JetStream API of its own modules' streams and of its own durable
  *   consumers on the streams of the contracts it subscribes to, their acknowledgements, the
  *   dead-letter stream and its own dead-letter subjects.
@@ -144,7 +146,8 @@ export function natsPermissions(topology: TopologyFile, modules: readonly AnyMod
     const subscribe: string[] = [`${inboxPrefix}.>`];
     const exposesAll = groupEnvironment(topology, group, spec).some(([key, value]) => key === 'KEEL_HTTP_OPERATIONS' && value === 'all');
     if (exposesAll) {
-      for (const module of modules) if (!isHosted(module.contract)) publish.push(...callsTo(subjects, module.contract));
+      // What its gateway serves: no internal operation (those of its modules' dependencies are added below).
+      for (const module of modules) if (!isHosted(module.contract)) publish.push(...callsTo(subjects, module.contract, 'not-internal'));
     }
     for (const module of hosted) {
       const contract: AnyContract = module.contract;

@@ -210,8 +210,12 @@ function diffOperation(
   } else if (!old.idempotent && next.idempotent) {
     add(ChangeKind.COMPATIBLE, operation, 'now idempotent');
   }
+  // Compatible by the version rule, which is about the callers that match contracts by their major
+  // (modules, over the wire): they still call it. A major bump would cost a rolling deploy its
+  // module calls and events, and protect no HTTP client, which negotiates no version. Said, so
+  // that a reviewer tells the HTTP clients.
   if (old.internal !== true && next.internal === true) {
-    add(ChangeKind.BREAKING, operation, 'now internal: the HTTP gateway no longer serves it, so an HTTP client calling it gets 404 (modules still call it)');
+    add(ChangeKind.COMPATIBLE, operation, 'now internal: modules still call it, but the HTTP gateway no longer serves it (an HTTP client calling it gets 404)');
   } else if (old.internal === true && next.internal !== true) {
     add(ChangeKind.COMPATIBLE, operation, 'no longer internal: the HTTP gateway serves it');
   }

@@ -121,8 +121,8 @@ export const OutOfStock = defineError({
  */
 export const inventory = defineContract({
   name: 'inventory',
-  // 2.0.0: reserve and release are internal (orders calls them; the HTTP gateway does not serve them).
-  version: '2.0.0',
+  // 1.1.0: reserve and release are internal (orders calls them; the HTTP gateway does not serve them).
+  version: '1.1.0',
   description:
     'Units on hand per product and the units reserved for orders. Reservations are committed when an order is ' +
     'placed and released or returned when it is cancelled.',

@@ -195,8 +195,8 @@ const PaymentEvent = Payment.pick({ paymentId: true, orderId: true, customerId: 
  */
 export const payments = defineContract({
   name: 'payments',
-  // 2.0.0: charge, cancelCharge and refund are internal (orders calls them; the HTTP gateway does not serve them).
-  version: '2.0.0',
+  // 1.2.0: charge, cancelCharge and refund are internal (orders calls them; the HTTP gateway does not serve them).
+  version: '1.2.0',
   description:
     'Card charges and refunds through a simulated card processor. Charges are idempotent per order; a charge an ' +
     'order gave up on is cancelled by the order id (refunded, or never captured).',
