@@ -152,7 +152,6 @@ export class Caller implements CallOwner {
   call(address: OperationAddress, input: unknown, context: CallContext, options?: TransportCallOptions): Promise<unknown> {
     const connection = this.#connection;
     if (connection.closed) return Promise.reject(connection.unavailable(`Cannot call ${address.contract}.${address.operation}`));
-    if (this.#repliesRefused !== undefined) return this.#refusedForReplies(address, context);
     const signal = options?.signal;
     if (signal?.aborted) return Promise.reject(cancelledError(address, context, signal.reason));
     const data = encodeJson(input);
@@ -179,7 +178,7 @@ export class Caller implements CallOwner {
    * close and its status event reaching `connected`, are lost unseen and end as TIMEOUT too.
    */
   #send(address: OperationAddress, data: Uint8Array, context: CallContext, signal: AbortSignal | undefined): Promise<unknown> {
-    // Refused while this call waited for the connection: it would wait out its deadline for an answer that cannot come.
+    // Refused (before this call, or while it waited for the connection): it would wait out its deadline for an answer that cannot come.
     if (this.#repliesRefused !== undefined) return this.#refusedForReplies(address, context);
     const connection = this.#connection;
     const token = this.#nextToken++;
