@@ -4,9 +4,10 @@
  * malformed body or header, refused credentials). The operation routes are in gateway-routes.ts.
  */
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
-import { KeelErrorCode, type AnyContract } from 'keel';
+import { KeelErrorCode } from 'keel';
 import { isCorrelationId, newCorrelationId } from 'keel/transport';
 import { GATEWAY_PATHS, type ResolvedHttpGatewayOptions } from './gateway-options.js';
+import { servedOperations } from './openapi.js';
 import { PROBLEM_CONTENT_TYPE, gatewayProblem, type Problem } from './problem.js';
 import { HttpProblemCode } from './status.js';
 
@@ -191,7 +192,7 @@ export function notFoundHandler(
       message = `No route ${request.method} ${path}: ${contract.name}.${operationName ?? ''} is internal (its contract says so): other modules call it, the HTTP gateway does not serve it.`;
     } else if (contract !== undefined) {
       message =
-        `Module "${contract.name}" has no operation "${operationName ?? ''}"; its operations are ${served(contract).join(', ') || 'none'} ` +
+        `Module "${contract.name}" has no operation "${operationName ?? ''}"; its operations are ${servedOperations(contract).map(([name]) => name).join(', ') || 'none'} ` +
         `(POST /${contract.name}/<operation>).`;
     } else if (kernel.modules.some((module) => module.name === moduleName)) {
       // A module of the application that this gateway was told not to expose: say so, rather than that it does not exist.
@@ -203,9 +204,3 @@ export function notFoundHandler(
   };
 }
 
-/** The operations of `contract` the gateway serves: all but the internal ones. */
-function served(contract: AnyContract): string[] {
-  return Object.entries(contract.operations)
-    .filter(([, operation]) => !operation.internal)
-    .map(([name]) => name);
-}

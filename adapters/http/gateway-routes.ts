@@ -11,7 +11,7 @@ import { KeelError, KeelErrorCode, isKeelError, type AnyContract, type Principal
 import { isIdempotencyKey, isTraceparent, type AnyOperation, type CallOptions } from 'keel/transport';
 import { GatewayRefusal, markRefusedCredentials, type RequestAnswers } from './gateway-answers.js';
 import type { ResolvedHttpGatewayOptions } from './gateway-options.js';
-import { getNeedsInput, operationPath } from './openapi.js';
+import { getNeedsInput, operationPath, servedOperations } from './openapi.js';
 import { compileOutputSerializer, type OutputSerializer } from './serializer.js';
 import { HttpProblemCode } from './status.js';
 import { requestTraceparent } from './tracing.js';
@@ -69,8 +69,7 @@ export function allowedMethodsOf(options: ResolvedHttpGatewayOptions): ReadonlyM
   const getOperations = new Set(options.getOperations);
   const allowed = new Map<string, readonly string[]>();
   for (const contract of options.contracts) {
-    for (const [name, operation] of Object.entries(contract.operations)) {
-      if (operation.internal) continue;
+    for (const [name] of servedOperations(contract)) {
       allowed.set(operationPath(contract.name, name), getOperations.has(`${contract.name}.${name}`) ? ['POST', 'GET'] : ['POST']);
     }
   }
@@ -205,9 +204,8 @@ export function addOperationRoutes(
   const stringify: OutputSerializer = (output) => JSON.stringify(output);
   for (const contract of options.contracts) {
     const client = kernel.client(contract, { caller: options.caller }) as unknown as Record<string, Call>;
-    for (const [name, operation] of Object.entries(contract.operations)) {
-      // Called by other modules only: no route, so a request for it is the not-found handler's 404.
-      if (operation.internal) continue;
+    // An internal operation gets no route: a request for it is the not-found handler's 404.
+    for (const [name, operation] of servedOperations(contract)) {
       const route: OperationRoute = {
         call: client[name] as Call,
         cap: operation.timeoutMs ?? options.maxTimeoutMs,

@@ -181,10 +181,9 @@ export function createKernelMetrics(kernel: Kernel, options: KernelMetricsOption
   const madeSeries = new SeriesCache<CallSeries>();
   const servedSeries = new SeriesCache<CallSeries>();
   // A served call's caller is what the request said it was, and a made call's error code what
-  // the answer said: bounded, so that a sender cannot add series without end.
-  const moduleNames = kernel.modules.map((module) => module.name);
-  // Only those two: a made call's caller and a served call's outcome are this process's own.
-  const servedCallers = new BoundedLabel([...moduleNames, 'http', EXTERNAL_CALLER], LABEL_ROOM);
+  // the answer said: bounded, so that a sender cannot add series without end. Only those two: a
+  // made call's caller and a served call's outcome are this process's own.
+  const servedCallers = new BoundedLabel([...kernel.modules.map((module) => module.name), 'http', EXTERNAL_CALLER], LABEL_ROOM);
   const declared = kernel.modules.flatMap((module) =>
     Object.values((module.contract as AnyContract).operations).flatMap((definition) => definition.errors.map((error) => error.code)),
   );

@@ -86,6 +86,20 @@ export function operationPath(contract: string, operation: string): string {
 }
 
 /**
+ * The operations of `contract` a gateway serves, by name: all but those its contract declares
+ * `internal` (called by other modules only). The one rule for the routes, the OpenAPI paths and
+ * the not-found answer.
+ *
+ * @example
+ * ```ts
+ * servedOperations(inventory).map(([name]) => name); // ['restock', 'getStock']: reserve and release are internal
+ * ```
+ */
+export function servedOperations(contract: AnyContract): [string, AnyOperation][] {
+  return Object.entries(contract.operations as Record<string, AnyOperation>).filter(([, operation]) => !operation.internal);
+}
+
+/**
  * Whether a GET of the operation needs its `?input=`: unless its input schema takes no input at
  * all (accepts `undefined` and refuses `{}`). An optional object does need it: `?page=2` without
  * `input` is a misspelt input, not an empty call. A schema that throws when tried needs it.
@@ -258,9 +272,7 @@ export function createOpenApiDocument(options: OpenApiOptions): OpenApiDocument 
   let authenticated = options.authenticates === true;
   for (const contract of options.contracts) {
     tags.push({ name: contract.name, description: contract.description ?? `The ${contract.name} module (contract ${contract.version}).` });
-    for (const [name, operation] of Object.entries(contract.operations)) {
-      // Called by other modules only: the gateway does not serve it, so it is no path of the API.
-      if (operation.internal) continue;
+    for (const [name, operation] of servedOperations(contract)) {
       const base = `${contract.name}.${name}`;
       const input = collector.add(`${base}.input`, operation.input, 'input');
       const output = collector.add(`${base}.output`, operation.output, 'output');

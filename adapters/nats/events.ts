@@ -3,7 +3,7 @@
  * to one instance of each subscribing module (a queue group per module) or to every instance.
  * Durable events are JetStream's (jetstream.ts).
  */
-import { InFlight, callLogFields, within, type EventSubscription, type PublishedEvent, type Registration } from 'keel/transport';
+import { InFlight, callLogFields, within, type EventMetadata, type EventSubscription, type PublishedEvent, type Registration } from 'keel/transport';
 import type { Msg, Subscription } from '@nats-io/transport-node';
 import type { Connection } from './connection.js';
 import { readEventBlock } from './event-block.js';
@@ -35,15 +35,18 @@ function eventLabel(event: PublishedEvent): string {
 
 const RESOLVED: Promise<void> = Promise.resolve();
 
-/** Notification events: publishing them and subscribing modules to them. */
+/** Why an event with keel's headers was dropped: a principal that is not JSON, another major, a body that is not JSON. */
+type DropKind = 'principal' | 'major' | 'body';
+
 /** Said on each throttled drop line: what `suppressed` counts. */
 const THROTTLED = '(at most one line per 10 s for each kind; suppressed: how many since the last line)';
 
+/** Notification events: publishing them and subscribing modules to them. */
 export class Notifications {
   readonly #connection: Connection;
   readonly #refusedLog = new LogThrottle();
   /** The other drops, each kind bounded too: anyone who may publish on the subject can cause them. */
-  readonly #droppedLogs = { principal: new LogThrottle(), major: new LogThrottle(), body: new LogThrottle() };
+  readonly #droppedLogs: Record<DropKind, LogThrottle> = { principal: new LogThrottle(), major: new LogThrottle(), body: new LogThrottle() };
   readonly #subjects = new Map<string, Map<string, string>>();
 
   constructor(connection: Connection) {
@@ -134,36 +137,21 @@ export class Notifications {
       return;
     }
     if (refused !== undefined) {
-      const suppressed = this.#droppedLogs.principal.take();
-      if (suppressed >= 0) {
-        logger.error(
-          { err: refused, ...callLogFields(metadata, { event: label, eventId: metadata.id, subscriber: subscription.subscriber, suppressed }) },
-          `dropped an event whose principal header is not JSON ${THROTTLED}`,
-        );
-      }
+      this.#dropped('principal', 'dropped an event whose principal header is not JSON', metadata, label, subscription.subscriber, { err: refused });
       return;
     }
     if (!sameMajor(version, subscription.version)) {
-      const suppressed = this.#droppedLogs.major.take();
-      if (suppressed >= 0) {
-        logger.error(
-          callLogFields(metadata, { event: label, eventId: metadata.id, sent: version, expected: subscription.version, subscriber: subscription.subscriber, suppressed }),
-          `dropped an event published with another major contract version ${THROTTLED}`,
-        );
-      }
+      this.#dropped('major', 'dropped an event published with another major contract version', metadata, label, subscription.subscriber, {
+        sent: version,
+        expected: subscription.version,
+      });
       return;
     }
     let payload: unknown;
     try {
       payload = messageBody(msg);
     } catch {
-      const suppressed = this.#droppedLogs.body.take();
-      if (suppressed >= 0) {
-        logger.error(
-          callLogFields(metadata, { event: label, eventId: metadata.id, subscriber: subscription.subscriber, suppressed }),
-          `dropped an event whose body is not JSON ${THROTTLED}`,
-        );
-      }
+      this.#dropped('body', 'dropped an event whose body is not JSON', metadata, label, subscription.subscriber, {});
       return;
     }
     inFlight.begin();
@@ -171,5 +159,12 @@ export class Notifications {
       ended,
       ended, // the subscription logged it; a notification is not retried
     );
+  }
+
+  /** An event with keel's headers dropped for `kind`: one error line per 10 s per kind at most. */
+  #dropped(kind: DropKind, message: string, metadata: EventMetadata, label: string, subscriber: string, fields: Record<string, unknown>): void {
+    const suppressed = this.#droppedLogs[kind].take();
+    if (suppressed < 0) return;
+    this.#connection.logger.error({ ...callLogFields(metadata, { event: label, eventId: metadata.id, subscriber, suppressed }), ...fields }, `${message} ${THROTTLED}`);
   }
 }
