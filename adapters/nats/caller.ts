@@ -35,6 +35,8 @@ import { Header, encodeJson } from './wire.js';
 const NO_RESPONDERS_PROBE_MS = 1_000;
 /** After an instance described itself, how long to wait for more. */
 const NO_RESPONDERS_PROBE_JITTER_MS = 50;
+/** While the server refuses the reply subscription, how often to ask for it again (a permission reload or restart may grant it). */
+export const REPLIES_RETRY_MS = 5_000;
 
 /** Orders service instances by contract version, oldest first. */
 function byVersion(a: ServiceInfo, b: ServiceInfo): number {
@@ -97,6 +99,8 @@ export class Caller implements CallOwner {
   #replies: Subscription | undefined;
   /** Set when the server refused the reply subscription: no call could get its answer, so none is sent. */
   #repliesRefused: KeelError | undefined;
+  /** The next request for the reply subscription while it is refused. */
+  #repliesRetry: ReturnType<typeof setTimeout> | undefined;
   #nextToken = 0;
   #allPendingSettled: (() => void) | undefined;
 
@@ -108,8 +112,10 @@ export class Caller implements CallOwner {
   }
 
   /** Subscribes to the replies of every call this transport makes. */
-  listen(): void {
-    this.#replies = this.#connection.nc.subscribe(`${this.#inbox}.*`, { callback: (error, msg) => this.#onReply(error, msg) });
+  listen(): Subscription {
+    const replies = this.#connection.nc.subscribe(`${this.#inbox}.*`, { callback: (error, msg) => this.#onReply(error, msg) });
+    this.#replies = replies;
+    return replies;
   }
 
   /**
@@ -310,6 +316,8 @@ export class Caller implements CallOwner {
     }
     this.interrupt('the NATS transport closed');
     this.#deadlines.clear();
+    clearTimeout(this.#repliesRetry);
+    this.#repliesRetry = undefined;
   }
 
   /** Stops listening for replies (when the connection is closed without draining). */
@@ -329,20 +337,63 @@ export class Caller implements CallOwner {
     if (this.#pending.size === 0 && this.#allPendingSettled !== undefined) this.#allPendingSettled();
   }
 
+  /**
+   * The server refused the reply subscription (nats.js has closed it): at start, the transport
+   * is refused (transport.ts); after start (a server's permissions changed, by a reload or a
+   * restart), the calls waiting can get no answer, calls are refused unsent, and the transport
+   * reports itself not ready, so that an orchestrator sees it. Logged once per refusal, not per
+   * retry; asked for again every {@link REPLIES_RETRY_MS} until the server grants it.
+   */
+  #onRepliesRefused(error: InstanceType<typeof errors.PermissionViolationError>): void {
+    const first = this.#repliesRefused === undefined;
+    this.#repliesRefused = new KeelError(
+      KeelErrorCode.INVALID_CONFIG,
+      `NATS refused this process's user permission to subscribe to its reply subject ${error.subject}, so no call it makes could get an answer. ` +
+        'Set KEEL_NATS_INBOX_PREFIX (the inboxPrefix option) to the prefix its user may subscribe under: keel deploy and keel up write it beside ' +
+        "the user's password. Or give the user that permission.",
+      { cause: error },
+    );
+    if (first) {
+      this.#connection.logger.error({ err: this.#repliesRefused }, this.#repliesRefused.message);
+      this.interrupt('its reply subscription was refused by NATS', this.#repliesRefused);
+    }
+    this.#askForRepliesLater();
+  }
+
+  #askForRepliesLater(): void {
+    if (this.#repliesRetry !== undefined || this.#connection.closing) return;
+    this.#repliesRetry = setTimeout(() => void this.#askForReplies(), REPLIES_RETRY_MS);
+    this.#repliesRetry.unref();
+  }
+
+  /**
+   * Subscribes to the replies again and flushes: the server answers a refused subscription
+   * before the flush's PONG, so a subscription still open after the flush was granted.
+   */
+  async #askForReplies(): Promise<void> {
+    this.#repliesRetry = undefined;
+    if (this.#connection.closed) return;
+    const replies = this.listen();
+    let flushed = true;
+    try {
+      await this.#connection.nc.flush();
+    } catch {
+      flushed = false; // disconnected or closing: ask again later (a closing connection asks nothing)
+    }
+    if (!flushed || replies.isClosed() || this.#connection.closed) {
+      if (!replies.isClosed()) replies.unsubscribe();
+      this.#askForRepliesLater();
+      return;
+    }
+    const refused = this.#repliesRefused;
+    this.#repliesRefused = undefined;
+    this.#connection.logger.info({ inbox: this.#inbox }, `NATS granted the reply subscription again; calls resume (it was refused: ${refused?.message ?? ''})`);
+  }
+
   #onReply(error: Error | null, msg: Msg): void {
     if (error !== null) {
       if (error instanceof errors.PermissionViolationError && error.operation === 'subscription') {
-        this.#repliesRefused = new KeelError(
-          KeelErrorCode.INVALID_CONFIG,
-          `NATS refused this process's user permission to subscribe to its reply subject ${error.subject}, so no call it makes could get an answer. ` +
-            'Set KEEL_NATS_INBOX_PREFIX (the inboxPrefix option) to the prefix its user may subscribe under: keel deploy and keel up write it beside ' +
-            "the user's password. Or give the user that permission.",
-          { cause: error },
-        );
-        this.#connection.logger.error({ err: this.#repliesRefused }, this.#repliesRefused.message);
-        // Refused after start (a server's permissions changed): the calls waiting can get no answer,
-        // and the transport reports itself not ready (transport.ts) so that an orchestrator sees it.
-        this.interrupt('its reply subscription was refused by NATS', this.#repliesRefused);
+        this.#onRepliesRefused(error);
         return;
       }
       this.#connection.logger.warn({ err: error }, 'reply subscription error');

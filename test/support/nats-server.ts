@@ -79,6 +79,12 @@ export interface NatsServer {
   start(): Promise<void>;
   /** {@link NatsServer.kill} then {@link NatsServer.start}: a server restart for reconnect tests. */
   restart(): Promise<void>;
+  /**
+   * Rewrites the configuration with this `extraConfig` in place of the one it started with and
+   * reloads it (SIGHUP, as an operator does: clients stay connected), resolving once the server
+   * says it reloaded. Fails with the server's output when it did not.
+   */
+  reload(extraConfig: string): Promise<void>;
 }
 
 const running = new Set<NatsServerImpl>();
@@ -221,6 +227,7 @@ class NatsServerImpl implements NatsServer {
   #exited: Promise<void> = Promise.resolve();
   #output = '';
   #removed = false;
+  #extraConfig: string | undefined;
 
   constructor(
     readonly binary: string,
@@ -231,6 +238,7 @@ class NatsServerImpl implements NatsServer {
     this.#directory = mkdtempSync(join(tmpdir(), 'keel-nats-'));
     this.storeDir = join(this.#directory, 'store');
     this.#config = join(this.#directory, 'nats-server.conf');
+    this.#extraConfig = options.extraConfig;
     writeFileSync(this.#config, this.#configText());
   }
 
@@ -269,7 +277,7 @@ class NatsServerImpl implements NatsServer {
         `authorization { user: ${JSON.stringify(this.options.user)}, password: ${JSON.stringify(this.options.password ?? '')} }`,
       );
     }
-    if (this.options.extraConfig !== undefined) lines.push(this.options.extraConfig);
+    if (this.#extraConfig !== undefined) lines.push(this.#extraConfig);
     return `${lines.join('\n')}\n`;
   }
 
@@ -320,6 +328,23 @@ class NatsServerImpl implements NatsServer {
   async restart(): Promise<void> {
     await this.kill();
     await this.start();
+  }
+
+  async reload(extraConfig: string): Promise<void> {
+    const child = this.#process;
+    if (child === undefined) throw new Error(`nats-server on port ${this.port} is not running: start it before reloading its configuration.`);
+    this.#extraConfig = extraConfig;
+    writeFileSync(this.#config, this.#configText());
+    const reloads = (): number => this.#output.split('Reloaded server configuration').length - 1;
+    const before = reloads();
+    child.kill('SIGHUP');
+    const deadline = Date.now() + 10_000;
+    while (reloads() === before) {
+      if (Date.now() > deadline || this.#process !== child) {
+        throw new Error(`nats-server on port ${this.port} did not say "Reloaded server configuration" within 10 s. Its output:\n${this.#output}`);
+      }
+      await sleep(25);
+    }
   }
 
   async stop(): Promise<void> {

@@ -1,0 +1,97 @@
+/**
+ * A caller whose reply subscription the server refuses after start (an operator reloads the
+ * server's permissions): its calls end at once, unsent, and its transport reports not ready;
+ * granted again, the transport subscribes again by itself and its calls resume, with no restart.
+ */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { createKernel, defineContract, defineModule, operation, silentLogger, type Kernel, type Logger, type Transport } from 'keel';
+import { createNatsTransport } from 'keel/nats';
+import { startNatsServer, type NatsServer } from './support/nats-server.js';
+
+const echo = defineContract({
+  name: 'echo',
+  version: '1.0.0',
+  operations: { say: operation({ input: z.object({ text: z.string() }), output: z.object({ text: z.string() }) }) },
+});
+
+const echoModule = defineModule({ contract: echo, create: () => ({ handlers: { say: ({ text }) => ({ text }) } }) });
+
+const CALLER_INBOX = '_INBOX_caller';
+
+/** The server's users: `svc` may do anything; `caller` may publish anything and read replies under `inbox` only. */
+function users(callerMayRead: string): string {
+  return `authorization { users: [
+  { user: "svc", password: "svc-secret" },
+  { user: "caller", password: "caller-secret", permissions: { publish: ">", subscribe: ${JSON.stringify(callerMayRead)} } }
+] }`;
+}
+
+/** Records the caller transport's log lines, to assert what it says once and what it says on recovery. */
+function recordingLogger(lines: { level: string; message: string }[]): Logger {
+  const record = (level: string) => (_fields: object, message: string) => void lines.push({ level, message });
+  const logger: Logger = { ...silentLogger, error: record('error'), warn: record('warn'), info: record('info'), child: () => logger };
+  return logger;
+}
+
+describe('nats - a reply subscription refused after start', () => {
+  let server: NatsServer;
+  let serviceTransport: Transport;
+  let callerTransport: Transport;
+  let service: Kernel;
+  let caller: Kernel;
+  const logged: { level: string; message: string }[] = [];
+
+  beforeAll(async () => {
+    server = await startNatsServer({ jetstream: false, extraConfig: users(`${CALLER_INBOX}.>`) });
+    serviceTransport = await createNatsTransport({ servers: server.url, user: 'svc', password: 'svc-secret', logger: silentLogger });
+    callerTransport = await createNatsTransport({
+      servers: server.url,
+      user: 'caller',
+      password: 'caller-secret',
+      inboxPrefix: CALLER_INBOX,
+      logger: recordingLogger(logged),
+    });
+    service = createKernel({ modules: [echoModule], topology: { host: ['echo'], transport: serviceTransport }, logger: silentLogger });
+    caller = createKernel({ contracts: [echo], topology: { host: [], transport: callerTransport }, logger: silentLogger });
+    await service.start();
+    await caller.start();
+  });
+
+  afterAll(async () => {
+    await caller?.stop();
+    await service?.stop();
+    await callerTransport?.close();
+    await serviceTransport?.close();
+    await server?.stop();
+  });
+
+  it('nats reply permission - refused by a reload: calls fail INVALID_CONFIG unsent and the transport is not ready; granted by another, calls resume without a restart', { timeout: 60_000 }, async () => {
+    const say = (text: string) => caller.client(echo).say({ text }, { timeoutMs: 5_000 });
+    expect(await say('before')).toEqual({ text: 'before' });
+    expect(callerTransport.status()).toMatchObject({ ready: true });
+
+    // The operator takes the caller's inbox away: the server refuses its open reply subscription.
+    await server.reload(users('nothing.here'));
+    await expect.poll(() => callerTransport.status(), { timeout: 10_000, interval: 50 }).toMatchObject({
+      ready: false,
+      detail: expect.stringMatching(/refused this process's user permission to subscribe to its reply subject _INBOX_caller\./),
+    });
+    const started = performance.now();
+    await expect(say('while refused')).rejects.toMatchObject({
+      code: 'INVALID_CONFIG',
+      message: expect.stringMatching(/^echo\.say was not sent: NATS refused this process's user permission to subscribe to its reply subject/),
+    });
+    // Unsent, so not a wait for the call's 5 s deadline.
+    expect(performance.now() - started).toBeLessThan(4_000);
+
+    // Granted again: the transport asks for its replies every few seconds and resumes by itself.
+    await server.reload(users(`${CALLER_INBOX}.>`));
+    await expect.poll(() => callerTransport.status().ready, { timeout: 20_000, interval: 100 }).toBe(true);
+    expect(await say('after')).toEqual({ text: 'after' });
+
+    // Said once when refused (not once per retry), and once when granted again.
+    expect(logged.filter((line) => line.level === 'error' && /reply subject/.test(line.message))).toHaveLength(1);
+    expect(logged.filter((line) => line.level === 'info' && /granted the reply subscription again/.test(line.message))).toHaveLength(1);
+  });
+});
