@@ -157,6 +157,17 @@ describe('http - OpenAPI and the API reference', () => {
     await SwaggerParser.validate(structuredClone(merged) as never);
   });
 
+  it('http - a module whose operations are all internal gets no tag (it serves nothing); one with a served operation keeps its own', () => {
+    const ledger = defineContract({
+      name: 'ledger',
+      version: '1.0.0',
+      operations: { post: operation({ input: z.object({}), output: z.object({}), internal: true }) },
+    });
+    const merged = createOpenApiDocument({ contracts: [store, ledger] }) as Json;
+    expect((merged['tags'] as Json[]).map((tag) => tag['name'])).toEqual(['store']);
+    expect(Object.keys(merged['paths'] as Json).some((path) => path.startsWith('/ledger/'))).toBe(false);
+  });
+
   it('http - the API reference page and every asset it loads are served by the gateway itself', async () => {
     const page = await fetch(`${url}/docs`);
     expect(page.status).toBe(200);

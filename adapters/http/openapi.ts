@@ -271,8 +271,11 @@ export function createOpenApiDocument(options: OpenApiOptions): OpenApiDocument 
   const tags: JsonObject[] = [];
   let authenticated = options.authenticates === true;
   for (const contract of options.contracts) {
+    const served = servedOperations(contract);
+    // A module whose operations are all internal serves nothing here: no tag without a path.
+    if (served.length === 0) continue;
     tags.push({ name: contract.name, description: contract.description ?? `The ${contract.name} module (contract ${contract.version}).` });
-    for (const [name, operation] of servedOperations(contract)) {
+    for (const [name, operation] of served) {
       const base = `${contract.name}.${name}`;
       const input = collector.add(`${base}.input`, operation.input, 'input');
       const output = collector.add(`${base}.output`, operation.output, 'output');
