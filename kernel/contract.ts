@@ -47,6 +47,7 @@ export interface OperationDefinition<
   Input extends z.ZodType = z.ZodType,
   Output extends z.ZodType = z.ZodType,
   Errors extends readonly AnyErrorClass[] = readonly AnyErrorClass[],
+  Internal extends boolean = boolean,
 > {
   readonly kind: 'operation';
   readonly input: Input;
@@ -54,8 +55,11 @@ export interface OperationDefinition<
   readonly errors: Errors;
   /** Safe to repeat: a caller may retry it after a timeout. */
   readonly idempotent: boolean;
-  /** Called by other modules only: the HTTP gateway does not serve it (default false). */
-  readonly internal: boolean;
+  /**
+   * Called by other modules only: the HTTP gateway does not serve it (default false). The literal
+   * `true` when the spec says `internal: true`, so `HttpClient` has no method for it.
+   */
+  readonly internal: Internal;
   /** Deadline for one call, overriding the kernel default; a caller may still shorten it. */
   readonly timeoutMs: number | undefined;
   readonly description: string | undefined;
@@ -170,6 +174,7 @@ export interface OperationSpec<
   Input extends z.ZodType,
   Output extends z.ZodType,
   Errors extends readonly AnyErrorClass[],
+  Internal extends boolean = boolean,
 > {
   readonly input: Input;
   readonly output: Output;
@@ -184,7 +189,7 @@ export interface OperationSpec<
    * saga (`inventory.reserve`, `payments.charge`): `auth` cannot keep outside callers off them,
    * since a nested call carries the end user's principal.
    */
-  readonly internal?: boolean;
+  readonly internal?: Internal;
   /** Per-operation deadline in milliseconds. */
   readonly timeoutMs?: number;
   readonly description?: string;
@@ -213,7 +218,8 @@ export interface OperationSpec<
 }
 
 /**
- * Declares a request/reply operation.
+ * Declares a request/reply operation. With `internal: true`, its type says `internal: true` too,
+ * and an `HttpClient` of its contract has no method for it.
  *
  * @example
  * ```ts
@@ -229,7 +235,10 @@ export function operation<
   Input extends z.ZodType,
   Output extends z.ZodType,
   const Errors extends readonly AnyErrorClass[] = readonly [],
->(spec: OperationSpec<Input, Output, Errors>): OperationDefinition<Input, Output, Errors> {
+  // Taken from the spec alone (NoInfer in the return type): inside defineContract, the expected
+  // AnyOperation (internal: boolean) would otherwise widen `internal: true` to boolean.
+  Internal extends boolean = false,
+>(spec: OperationSpec<Input, Output, Errors, Internal>): OperationDefinition<Input, Output, Errors, NoInfer<Internal>> {
   checkOperationSpec(spec);
   return Object.freeze({
     kind: 'operation' as const,
@@ -237,7 +246,8 @@ export function operation<
     output: spec.output,
     errors: (spec.errors ?? []) as unknown as Errors,
     idempotent: spec.idempotent ?? false,
-    internal: spec.internal ?? false,
+    // Without `internal` in the spec, Internal is its default, false.
+    internal: (spec.internal ?? false) as Internal,
     timeoutMs: spec.timeoutMs,
     description: spec.description,
     auth: spec.auth,

@@ -30,8 +30,10 @@ export {
 } from './http-client-options.js';
 
 /**
- * A typed client of contract `C` over HTTP: one async method per operation, typed as the
- * in-process client's.
+ * A typed client of contract `C` over HTTP: one async method per operation the gateway serves,
+ * typed as the in-process client's. An operation declared `internal: true` has no method, since
+ * the gateway never serves it (one typed only `internal: boolean` keeps its method, which
+ * refuses the call with `UNKNOWN_OPERATION` when it is internal).
  *
  * @example
  * ```ts
@@ -40,7 +42,7 @@ export {
  * ```
  */
 export type HttpClient<C extends AnyContract> = {
-  readonly [K in keyof C['operations']]: (
+  readonly [K in keyof C['operations'] as C['operations'][K]['internal'] extends true ? never : K]: (
     input: OperationInput<C['operations'][K]>,
     options?: HttpCallOptions,
   ) => Promise<OperationOutput<C['operations'][K]>>;

@@ -1,14 +1,14 @@
 /**
  * An operation its contract declares `internal`: other modules call it, in one process and over
  * NATS, and the HTTP gateway does not serve it. A request for it is a 404 that says so, the
- * OpenAPI document leaves it out, `getOperations` may not name it, and the HTTP client refuses
- * it without a request.
+ * OpenAPI document leaves it out, `getOperations` may not name it, and the HTTP client's type has
+ * no method for it (a JavaScript caller's call is refused without a request).
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, expectTypeOf, it } from 'vitest';
 import { z } from 'zod';
-import { createKernel, defineContract, defineModule, isKeelError, operation, silentLogger, type Kernel, type Transport } from 'keel';
+import { createKernel, defineContract, defineModule, isKeelError, operation, silentLogger, type Client, type Kernel, type Transport } from 'keel';
 import { createHttpGateway, type HttpGateway } from 'keel/http';
-import { createHttpClient } from 'keel/http-client';
+import { createHttpClient, type HttpClient } from 'keel/http-client';
 import { createNatsTransport } from 'keel/nats';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
 
@@ -96,12 +96,26 @@ describe('http - an internal operation', () => {
         return fetch(input, init);
       },
     });
+    // @ts-expect-error -- the client's type has no method for an internal operation; the call below is a plain JavaScript caller's
     const refused = await client.reserve({ sku: 'a', units: 1 }).catch((error: unknown) => error);
     expect(isKeelError(refused, 'UNKNOWN_OPERATION')).toBe(true);
     expect((refused as Error).message).toMatch(/^stock\.reserve is internal \(its contract says so\)/);
     expect(requests).toBe(0);
     expect(await client.level({ sku: 'a' })).toEqual({ units: 9 });
     expect(requests).toBe(1);
+  });
+
+  it('http - the HTTP client\'s type has no method for it, the in-process client\'s has, and a loosely typed one keeps it', () => {
+    expectTypeOf(stock.operations.reserve.internal).toEqualTypeOf<true>();
+    expectTypeOf(stock.operations.level.internal).toEqualTypeOf<false>();
+    expectTypeOf<keyof HttpClient<typeof stock>>().toEqualTypeOf<'level'>();
+    expectTypeOf<HttpClient<typeof stock>['level']>().toExtend<Client<typeof stock>['level']>();
+    expectTypeOf<keyof Client<typeof stock>>().toEqualTypeOf<'level' | 'reserve'>();
+    const loose = (internal: boolean) =>
+      defineContract({ name: 'loose', version: '1.0.0', operations: { maybe: operation({ input: z.object({}), output: z.object({}), internal }) } });
+    expectTypeOf<keyof HttpClient<ReturnType<typeof loose>>>().toEqualTypeOf<'maybe'>();
+    expect(stock.operations.reserve.internal).toBe(true);
+    expect(stock.operations.level.internal).toBe(false);
   });
 
   it('kernel - a contract refuses internal that is not true or false', () => {
