@@ -24,6 +24,13 @@ export const UNKNOWN_OUTCOME: ReadonlySet<string> = new Set([KeelErrorCode.TIMEO
 /** Failures that prove the request was not processed. */
 export const NOT_PROCESSED: ReadonlySet<string> = new Set([KeelErrorCode.NO_RESPONDERS, KeelErrorCode.UNAVAILABLE, KeelErrorCode.RESOURCE_EXHAUSTED]);
 
+/**
+ * Failures that must not be a call's last word when an earlier attempt may have run: those of
+ * {@link NOT_PROCESSED}, and `INVALID_CONFIG` (never retried), which a transport gives a call it
+ * refused to send ("was not sent … nothing ran": a NATS permission refused).
+ */
+export const NOT_THE_LAST_WORD: ReadonlySet<string> = new Set([...NOT_PROCESSED, KeelErrorCode.INVALID_CONFIG]);
+
 /** True when `error` says the dependency answered or was reachable: anything but an unwell failure. */
 export function healthyOutcome(error: unknown): boolean {
   return !(isKeelError(error) && UNHEALTHY.has(error.code) && error.details?.['circuit'] !== 'open');

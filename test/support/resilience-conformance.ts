@@ -152,6 +152,14 @@ export function describeResilienceConformance(target: ConformanceTarget): void {
       expect(ledger.runs.get(key)).toBe(3);
     });
 
+    it('ends with the unknown outcome (TIMEOUT) when an attempt that may have run is followed by one refused INVALID_CONFIG (never retried): not the later failure, which says nothing ran', async () => {
+      const key = newKey('unknown-then-misconfigured');
+      const error = await rejection(client().hangsThenMisconfigured({ key }, { timeoutMs: 5_000 }));
+      expect(error.code).toBe('TIMEOUT');
+      expect(error.details?.['attempts']).toBe(2);
+      expect(ledger.runs.get(key)).toBe(2);
+    });
+
     it('ends a hedged call whose deadline passes while the event loop is blocked with TIMEOUT, not an empty rejection', async () => {
       const key = newKey('hedge-blocked');
       const pending = rejection(client().hedged({ key }, { timeoutMs: 80 }));
