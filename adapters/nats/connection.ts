@@ -8,7 +8,7 @@ import { within, type Registration, type TransportStatus } from 'keel/transport'
 import { connect, errors, type NatsConnection } from '@nats-io/transport-node';
 import { connectionOptions } from './connection-options.js';
 import { redactUrl } from './option-checks.js';
-import { LogThrottle } from './log-throttle.js';
+import { KeyedLogThrottle } from './log-throttle.js';
 import type { ResolvedNatsOptions } from './options.js';
 import { Subjects } from './wire.js';
 
@@ -84,7 +84,8 @@ export class Connection {
   connected = true;
   readonly #registrations = new Set<Registration>();
   #closing: Promise<void> | undefined;
-  readonly #refusals = new LogThrottle();
+  /** Permission refusals, by operation and subject: one line per 10 s for each. */
+  readonly #refusals = new KeyedLogThrottle();
   /** Told of each publish the server refused (a permission violation), with its subject: the caller fails the calls waiting on it. */
   onRefusedPublish: (subject: string, error: Error) => void = () => {};
   /** The calls waiting for the connection to come back ({@link Connection.waitForConnection}). */
@@ -141,9 +142,15 @@ export class Connection {
               );
             } else if (status.error instanceof errors.PermissionViolationError) {
               if (status.error.operation === 'publish') this.onRefusedPublish(status.error.subject, status.error);
-              // A caller refused fast may try again at once: one line per 10 s, with how many were left out.
-              const suppressed = this.#refusals.take();
-              if (suppressed >= 0) this.logger.warn({ error: String(status.error), suppressed }, 'NATS refused a permission (at most one line per 10 s; suppressed: how many since the last line)');
+              // A caller refused fast may try again at once: one line per 10 s for each subject refused, with how many were left out.
+              const { operation, subject } = status.error;
+              const suppressed = this.#refusals.take(`${operation} ${subject}`);
+              if (suppressed >= 0) {
+                this.logger.warn(
+                  { error: String(status.error), operation, subject, suppressed },
+                  `NATS refused this connection's user permission to ${operation === 'publish' ? 'publish to' : 'subscribe to'} ${subject} (at most one line per 10 s for each subject; suppressed: how many since the last line)`,
+                );
+              }
             } else {
               this.logger.warn({ error: String(status.error) }, 'NATS reported an error');
             }

@@ -37,3 +37,27 @@ export class LogThrottle {
     return suppressed;
   }
 }
+
+/** How many keys a {@link KeyedLogThrottle} throttles apart; the rest share one throttle. */
+export const MAX_THROTTLED_KEYS = 64;
+
+/**
+ * A {@link LogThrottle} per key (a refused subject, say), so that one noisy key does not hide
+ * another's first line; bounded: past {@link MAX_THROTTLED_KEYS} keys, the others share one, so
+ * that invented keys cannot grow it without end.
+ */
+export class KeyedLogThrottle {
+  readonly #byKey = new Map<string, LogThrottle>();
+  readonly #rest = new LogThrottle();
+
+  /** As {@link LogThrottle.take}, for the occurrences of `key`. */
+  take(key: string, now: number = Date.now()): number {
+    let throttle = this.#byKey.get(key);
+    if (throttle === undefined) {
+      if (this.#byKey.size >= MAX_THROTTLED_KEYS) return this.#rest.take(now);
+      throttle = new LogThrottle();
+      this.#byKey.set(key, throttle);
+    }
+    return throttle.take(now);
+  }
+}

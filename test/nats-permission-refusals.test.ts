@@ -1,7 +1,9 @@
 /**
- * A caller whose reply subscription the server refuses after start (an operator reloads the
- * server's permissions): its calls end at once, unsent, and its transport reports not ready;
- * granted again, the transport subscribes again by itself and its calls resume, with no restart.
+ * Permissions the server refuses a running transport. A caller whose reply subscription the
+ * server refuses after start (an operator reloads the server's permissions): its calls end at
+ * once, unsent, and its transport reports not ready; granted again, the transport subscribes
+ * again by itself and its calls resume, with no restart. And the log lines of refused publishes:
+ * bounded for each subject, so that one refused subject does not hide another's.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
@@ -12,18 +14,28 @@ import { startNatsServer, type NatsServer } from './support/nats-server.js';
 const echo = defineContract({
   name: 'echo',
   version: '1.0.0',
-  operations: { say: operation({ input: z.object({ text: z.string() }), output: z.object({ text: z.string() }) }) },
+  operations: {
+    say: operation({ input: z.object({ text: z.string() }), output: z.object({ text: z.string() }) }),
+    shout: operation({ input: z.object({ text: z.string() }), output: z.object({ text: z.string() }) }),
+  },
 });
 
-const echoModule = defineModule({ contract: echo, create: () => ({ handlers: { say: ({ text }) => ({ text }) } }) });
+const echoModule = defineModule({
+  contract: echo,
+  create: () => ({ handlers: { say: ({ text }) => ({ text }), shout: ({ text }) => ({ text: text.toUpperCase() }) } }),
+});
 
 const CALLER_INBOX = '_INBOX_caller';
 
-/** The server's users: `svc` may do anything; `caller` may publish anything and read replies under `inbox` only. */
+/**
+ * The server's users: `svc` may do anything; `caller` may publish anything and read replies
+ * under `callerMayRead` only; `muted` may read its replies but not call echo's operations.
+ */
 function users(callerMayRead: string): string {
   return `authorization { users: [
   { user: "svc", password: "svc-secret" },
-  { user: "caller", password: "caller-secret", permissions: { publish: ">", subscribe: ${JSON.stringify(callerMayRead)} } }
+  { user: "caller", password: "caller-secret", permissions: { publish: ">", subscribe: ${JSON.stringify(callerMayRead)} } },
+  { user: "muted", password: "muted-secret", permissions: { publish: { allow: ">", deny: "keel.echo.*" }, subscribe: "_INBOX_muted.>" } }
 ] }`;
 }
 
@@ -93,5 +105,38 @@ describe('nats - a reply subscription refused after start', () => {
     // Said once when refused (not once per retry), and once when granted again.
     expect(logged.filter((line) => line.level === 'error' && /reply subject/.test(line.message))).toHaveLength(1);
     expect(logged.filter((line) => line.level === 'info' && /granted the reply subscription again/.test(line.message))).toHaveLength(1);
+  });
+});
+
+describe('nats - refused publishes in the log', () => {
+  let server: NatsServer;
+  let transport: Transport;
+  let kernel: Kernel;
+  const logged: { level: string; message: string }[] = [];
+
+  beforeAll(async () => {
+    server = await startNatsServer({ jetstream: false, extraConfig: users(`${CALLER_INBOX}.>`) });
+    transport = await createNatsTransport({ servers: server.url, user: 'muted', password: 'muted-secret', inboxPrefix: '_INBOX_muted', logger: recordingLogger(logged) });
+    kernel = createKernel({ contracts: [echo], topology: { host: [], transport }, logger: silentLogger });
+    await kernel.start();
+  });
+
+  afterAll(async () => {
+    await kernel?.stop();
+    await transport?.close();
+    await server?.stop();
+  });
+
+  it('nats refusal log - one line per refused subject within 10 s: a second refusal of echo.say is left out, the first of echo.shout is not', async () => {
+    const client = kernel.client(echo);
+    // Each call fails when the server's refusal arrives, after the connection decided whether to log it.
+    for (const call of [() => client.say({ text: 'a' }), () => client.say({ text: 'b' }), () => client.shout({ text: 'c' })]) {
+      await expect(call()).rejects.toMatchObject({ code: 'INVALID_CONFIG' });
+    }
+    const refusals = logged.filter((line) => line.level === 'warn' && line.message.startsWith('NATS refused'));
+    expect(refusals.map((line) => line.message.split(' (')[0])).toEqual([
+      "NATS refused this connection's user permission to publish to keel.echo.say",
+      "NATS refused this connection's user permission to publish to keel.echo.shout",
+    ]);
   });
 });
