@@ -18,6 +18,7 @@ import { validPrincipal, type PrincipalSchema } from './principal.js';
 import { isGivenBack } from './transport-failures.js';
 import type { EventMetadata, EventSubscription, Fanout } from './transport.js';
 import { callLogFields } from './log-fields.js';
+import { LogThrottle } from './log-throttle.js';
 
 /** What the kernel needs to build one {@link EventSubscription}. */
 export interface SubscriptionSource {
@@ -78,6 +79,17 @@ export function createEventSubscription(source: SubscriptionSource): EventSubscr
   const enterHandler = handlerEntry();
   // Compiled on the first event, as a call's schemas are on its first call (compiled-schema.ts).
   const payloadSchema = new CallSchema(definition.payload);
+  // Whoever may publish the event may send payloads that break its contract: one line per 10 s
+  // for each kind of drop, with how many were left out (a durable one is dead-lettered each time).
+  const droppedLogs = { payload: new LogThrottle(), principal: new LogThrottle() };
+  const dropped = (kind: keyof typeof droppedLogs, error: KeelError, metadata: EventMetadata, message: string): void => {
+    const suppressed = droppedLogs[kind].take();
+    if (suppressed < 0) return;
+    logger.error(
+      { err: error, ...callLogFields(metadata, { event: label, eventId: metadata.id, suppressed }) },
+      `${message} (at most one line per 10 s; suppressed: how many since the last line)`,
+    );
+  };
   const failed = (error: unknown, metadata: EventMetadata, started: number): Promise<void> => {
     const observers = source.observers;
     const givenBack = isGivenBack(error);
@@ -100,7 +112,7 @@ export function createEventSubscription(source: SubscriptionSource): EventSubscr
         parsed.error.issues,
         metadata.correlationId,
       );
-      logger.error({ err: error, ...callLogFields(metadata, { event: label, eventId: metadata.id }) }, 'dropped an event whose payload breaks its contract');
+      dropped('payload', error, metadata, 'dropped an event whose payload breaks its contract');
       return Promise.reject(error);
     }
     let principal: EventContext['principal'];
@@ -113,7 +125,7 @@ export function createEventSubscription(source: SubscriptionSource): EventSubscr
           correlationId: metadata.correlationId,
           details: (refused as KeelError).details,
         });
-        logger.error({ err: error, ...callLogFields(metadata, { event: label, eventId: metadata.id }) }, 'dropped an event whose principal does not match the principal schema');
+        dropped('principal', error, metadata, 'dropped an event whose principal does not match the principal schema');
         return Promise.reject(error);
       }
     }

@@ -70,5 +70,6 @@ export { spanContextOf, traceparentOf } from './traceparent.js';
 export { createLocalTransport, type LocalTransport } from './local.js';
 export { DEFAULT_LOCAL_TRANSPORT_OPTIONS, type LocalTransportOptions } from './local-options.js';
 export { InFlight, within } from './in-flight.js';
+export { KeyedLogThrottle, LogThrottle } from './log-throttle.js';
 export { quoteIdentifier, roleOf, schemaOf, schemaSetup, type DatabaseEngine, type QueryResult, type Row, type SchemaConnection, type SqlRunner } from './database.js';
 export { migrate, migrationStatus, readMigrations, type Migration, type MigrationState } from './migrations.js';

@@ -8,7 +8,7 @@ import { within, type Registration, type TransportStatus } from 'keel/transport'
 import { connect, errors, type NatsConnection } from '@nats-io/transport-node';
 import { connectionOptions } from './connection-options.js';
 import { redactUrl } from './option-checks.js';
-import { KeyedLogThrottle } from './log-throttle.js';
+import { KeyedLogThrottle } from 'keel/transport';
 import type { ResolvedNatsOptions } from './options.js';
 import { Subjects } from './wire.js';
 

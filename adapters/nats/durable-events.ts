@@ -10,7 +10,7 @@ import { headers as natsHeaders } from '@nats-io/transport-node';
 import type { Connection } from './connection.js';
 import { readEventHeaders, sameMajor } from './headers.js';
 import type { DurableConsumer, JetStream } from './jetstream.js';
-import { LogThrottle } from './log-throttle.js';
+import { LogThrottle } from 'keel/transport';
 import { Header, decodeJson, headerValue } from './wire.js';
 
 /**

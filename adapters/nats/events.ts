@@ -9,7 +9,7 @@ import type { Connection } from './connection.js';
 import { readEventBlock } from './event-block.js';
 import { messageBody } from './header-bytes.js';
 import { eventHeaders, readEventHeaders, sameMajor } from './headers.js';
-import { LogThrottle } from './log-throttle.js';
+import { LogThrottle } from 'keel/transport';
 import { messageHeaders } from './raw-headers.js';
 import { encodeJson } from './wire.js';
 

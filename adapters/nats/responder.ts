@@ -28,7 +28,7 @@ import { messageBody } from './header-bytes.js';
 import { messageHeaders } from './raw-headers.js';
 import { readKnownRequest } from './request-headers.js';
 import { ServiceApi, type ServiceEndpoint } from './service-api.js';
-import { LogThrottle } from './log-throttle.js';
+import { LogThrottle } from 'keel/transport';
 import { Cancellations } from './cancellations.js';
 
 /** A cancel's body is a reply subject: one longer than this is not one keel's callers write, and is ignored. */

@@ -1,11 +1,21 @@
 /**
  * A bound on how often one kind of warning is written: anyone who can publish to a subject can
  * make a callee drop messages (a request without a reply subject, an event without keel's
- * headers), and one log line per message would let them flood the logs. A request without a
- * reply subject is also counted (`num_no_reply` in `$SRV.STATS`); a refused event is only in
- * these lines, and the count of those left out after the last line is reported by the next one.
+ * headers or whose payload breaks its contract), and one log line per message would let them
+ * flood the logs. A request without a reply subject is also counted (`num_no_reply` in
+ * `$SRV.STATS`); a refused event is only in these lines, and the count of those left out after
+ * the last line is reported by the next one. In the kernel, for the events every transport
+ * delivers; exported by `keel/transport` for adapters' own drops.
+ *
+ * @example
+ * ```ts
+ * import { LogThrottle } from 'keel/transport';
+ *
+ * const noReply = new LogThrottle();
+ * const suppressed = noReply.take();
+ * if (suppressed >= 0) logger.warn({ suppressed }, 'dropped a request without a reply subject (at most one line per 10 s)');
+ * ```
  */
-
 /** At most one line per this many milliseconds for each kind of dropped message. */
 export const DROPPED_LOG_INTERVAL_MS = 10_000;
 
