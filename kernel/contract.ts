@@ -57,7 +57,7 @@ export interface OperationDefinition<
   readonly idempotent: boolean;
   /**
    * Called by other modules only: the HTTP gateway does not serve it (default false). The literal
-   * `true` when the spec says `internal: true`, so `HttpClient` has no method for it.
+   * `true` when the spec says `internal: true`, so `HttpClient` types its method `never`.
    */
   readonly internal: Internal;
   /** Deadline for one call, overriding the kernel default; a caller may still shorten it. */
@@ -219,7 +219,7 @@ export interface OperationSpec<
 
 /**
  * Declares a request/reply operation. With `internal: true`, its type says `internal: true` too,
- * and an `HttpClient` of its contract has no method for it.
+ * and an `HttpClient` of its contract types its method `never` (calling it does not compile).
  *
  * @example
  * ```ts
@@ -236,8 +236,9 @@ export function operation<
   Output extends z.ZodType,
   const Errors extends readonly AnyErrorClass[] = readonly [],
   // Taken from the spec alone (NoInfer in the return type): inside defineContract, the expected
-  // AnyOperation (internal: boolean) would otherwise widen `internal: true` to boolean.
-  Internal extends boolean = false,
+  // AnyOperation (internal: boolean) would otherwise widen `internal: true` to boolean. Without
+  // `internal`, or with explicit type arguments, it stays boolean: only a literal true is internal.
+  Internal extends boolean = boolean,
 >(spec: OperationSpec<Input, Output, Errors, Internal>): OperationDefinition<Input, Output, Errors, NoInfer<Internal>> {
   checkOperationSpec(spec);
   return Object.freeze({
@@ -246,7 +247,6 @@ export function operation<
     output: spec.output,
     errors: (spec.errors ?? []) as unknown as Errors,
     idempotent: spec.idempotent ?? false,
-    // Without `internal` in the spec, Internal is its default, false.
     internal: (spec.internal ?? false) as Internal,
     timeoutMs: spec.timeoutMs,
     description: spec.description,

@@ -31,9 +31,10 @@ export {
 
 /**
  * A typed client of contract `C` over HTTP: one async method per operation the gateway serves,
- * typed as the in-process client's. An operation declared `internal: true` has no method, since
- * the gateway never serves it (one typed only `internal: boolean` keeps its method, which
- * refuses the call with `UNKNOWN_OPERATION` when it is internal).
+ * typed as the in-process client's. An operation declared `internal: true` is typed `never`
+ * (calling it does not compile), since the gateway never serves it; one typed only
+ * `internal: boolean` keeps its method, which refuses the call with `UNKNOWN_OPERATION` when it
+ * is internal.
  *
  * @example
  * ```ts
@@ -42,10 +43,11 @@ export {
  * ```
  */
 export type HttpClient<C extends AnyContract> = {
-  readonly [K in keyof C['operations'] as C['operations'][K]['internal'] extends true ? never : K]: (
-    input: OperationInput<C['operations'][K]>,
-    options?: HttpCallOptions,
-  ) => Promise<OperationOutput<C['operations'][K]>>;
+  // `never` rather than no key: calling it is a type error, while generic code may still index
+  // the client by any operation name and pass it where a `Client<C>` is expected.
+  readonly [K in keyof C['operations']]: C['operations'][K]['internal'] extends true
+    ? never
+    : (input: OperationInput<C['operations'][K]>, options?: HttpCallOptions) => Promise<OperationOutput<C['operations'][K]>>;
 };
 
 // How long past a call's deadline the client still waits for the gateway's own TIMEOUT answer

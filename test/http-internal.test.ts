@@ -105,15 +105,20 @@ describe('http - an internal operation', () => {
     expect(requests).toBe(1);
   });
 
-  it('http - the HTTP client\'s type has no method for it, the in-process client\'s has, and a loosely typed one keeps it', () => {
+  it('http - the HTTP client types it never (a call does not compile), the in-process client calls it, and a loosely typed or explicitly typed one keeps its method', () => {
     expectTypeOf(stock.operations.reserve.internal).toEqualTypeOf<true>();
-    expectTypeOf(stock.operations.level.internal).toEqualTypeOf<false>();
-    expectTypeOf<keyof HttpClient<typeof stock>>().toEqualTypeOf<'level'>();
+    expectTypeOf(stock.operations.level.internal).toEqualTypeOf<boolean>();
+    expectTypeOf<HttpClient<typeof stock>['reserve']>().toBeNever();
     expectTypeOf<HttpClient<typeof stock>['level']>().toExtend<Client<typeof stock>['level']>();
+    // Generic code that takes a Client<C> still takes an HTTP client, internal operations and all.
+    expectTypeOf<HttpClient<typeof stock>>().toExtend<Client<typeof stock>>();
     expectTypeOf<keyof Client<typeof stock>>().toEqualTypeOf<'level' | 'reserve'>();
     const loose = (internal: boolean) =>
       defineContract({ name: 'loose', version: '1.0.0', operations: { maybe: operation({ input: z.object({}), output: z.object({}), internal }) } });
-    expectTypeOf<keyof HttpClient<ReturnType<typeof loose>>>().toEqualTypeOf<'maybe'>();
+    expectTypeOf<HttpClient<ReturnType<typeof loose>>['maybe']>().not.toBeNever();
+    const In = z.object({});
+    const explicit = operation<typeof In, typeof In>({ input: In, output: In, internal: true });
+    expectTypeOf(explicit.internal).toEqualTypeOf<boolean>();
     expect(stock.operations.reserve.internal).toBe(true);
     expect(stock.operations.level.internal).toBe(false);
   });
