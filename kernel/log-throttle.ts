@@ -6,6 +6,14 @@
  * `$SRV.STATS`); a refused event is only in these lines, and the count of those left out after
  * the last line is reported by the next one. In the kernel, for the events every transport
  * delivers; exported by `keel/transport` for adapters' own drops.
+ */
+
+/** At most one line per this many milliseconds for each kind of dropped message. */
+export const DROPPED_LOG_INTERVAL_MS = 10_000;
+
+/**
+ * Lets the first occurrence through, then at most one per interval; the one let through after a
+ * quiet spell carries the number left out since the previous line.
  *
  * @example
  * ```ts
@@ -15,13 +23,6 @@
  * const suppressed = noReply.take();
  * if (suppressed >= 0) logger.warn({ suppressed }, 'dropped a request without a reply subject (at most one line per 10 s)');
  * ```
- */
-/** At most one line per this many milliseconds for each kind of dropped message. */
-export const DROPPED_LOG_INTERVAL_MS = 10_000;
-
-/**
- * Lets the first occurrence through, then at most one per interval; the one let through after a
- * quiet spell carries the number left out since the previous line.
  */
 export class LogThrottle {
   readonly #intervalMs: number;
@@ -46,6 +47,11 @@ export class LogThrottle {
     this.#nextAt = now + this.#intervalMs;
     return suppressed;
   }
+
+  /** True when its interval has passed with nothing left out: forgetting it loses no count. */
+  idle(now: number = Date.now()): boolean {
+    return now >= this.#nextAt && this.#suppressed === 0;
+  }
 }
 
 /** How many keys a {@link KeyedLogThrottle} throttles apart; the rest share one throttle. */
@@ -53,8 +59,9 @@ export const MAX_THROTTLED_KEYS = 64;
 
 /**
  * A {@link LogThrottle} per key (a refused subject, say), so that one noisy key does not hide
- * another's first line; bounded: past {@link MAX_THROTTLED_KEYS} keys, the others share one, so
- * that invented keys cannot grow it without end.
+ * another's first line; bounded: at {@link MAX_THROTTLED_KEYS} keys, those whose interval passed
+ * quietly are forgotten, and while all are busy the others share one, so that invented keys (one
+ * per reply subject, say) cannot grow it without end nor hold its slots for good.
  */
 export class KeyedLogThrottle {
   readonly #byKey = new Map<string, LogThrottle>();
@@ -64,7 +71,10 @@ export class KeyedLogThrottle {
   take(key: string, now: number = Date.now()): number {
     let throttle = this.#byKey.get(key);
     if (throttle === undefined) {
-      if (this.#byKey.size >= MAX_THROTTLED_KEYS) return this.#rest.take(now);
+      if (this.#byKey.size >= MAX_THROTTLED_KEYS) {
+        for (const [idleKey, idle] of this.#byKey) if (idle.idle(now)) this.#byKey.delete(idleKey);
+        if (this.#byKey.size >= MAX_THROTTLED_KEYS) return this.#rest.take(now);
+      }
       throttle = new LogThrottle();
       this.#byKey.set(key, throttle);
     }

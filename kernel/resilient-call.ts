@@ -15,7 +15,7 @@ import { DeadlineScheduler, type DeadlineEntry } from './deadline.js';
 import { markCallError } from './envelope.js';
 import { KeelError, KeelErrorCode, isKeelError } from './errors.js';
 import type { KernelObserver, RetryRecord } from './observer.js';
-import { NOT_THE_LAST_WORD, UNKNOWN_OUTCOME, circuitOpenError, healthyOutcome, overBudgetError, withAttempts, worthRetrying } from './resilient-failures.js';
+import { UNKNOWN_OUTCOME, circuitOpenError, finalFailure, healthyOutcome, overBudgetError, withAttempts, worthRetrying } from './resilient-failures.js';
 import { noteAttempt } from './tracing.js';
 import type { OperationAddress } from './transport.js';
 import { cancelledError, timeoutError } from './transport-failures.js';
@@ -314,7 +314,7 @@ export class ResilientCall implements DeadlineEntry {
 
   /** What the call fails with when `error` is its last: an earlier attempt may have run, and a later "not sent" must not tell the caller nothing ran. */
   #final(error: unknown): unknown {
-    return this.#unknown !== undefined && isKeelError(error) && NOT_THE_LAST_WORD.has(error.code) ? this.#unknown : error;
+    return finalFailure(this.#unknown, error);
   }
 
   /** Forgets the attempt scheduled next, if any. */

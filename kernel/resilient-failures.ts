@@ -25,11 +25,31 @@ export const UNKNOWN_OUTCOME: ReadonlySet<string> = new Set([KeelErrorCode.TIMEO
 export const NOT_PROCESSED: ReadonlySet<string> = new Set([KeelErrorCode.NO_RESPONDERS, KeelErrorCode.UNAVAILABLE, KeelErrorCode.RESOURCE_EXHAUSTED]);
 
 /**
- * Failures that must not be a call's last word when an earlier attempt may have run: those of
- * {@link NOT_PROCESSED}, and `INVALID_CONFIG` (never retried), which a transport gives a call it
- * refused to send ("was not sent … nothing ran": a NATS permission refused).
+ * True when a transport refused to send the attempt (`details.sent === false`: a NATS permission
+ * refused, `INVALID_CONFIG`, never retried). Nothing ran for that attempt, as with
+ * {@link NOT_PROCESSED}; unlike those, it also says what to fix.
  */
-export const NOT_THE_LAST_WORD: ReadonlySet<string> = new Set([...NOT_PROCESSED, KeelErrorCode.INVALID_CONFIG]);
+export function refusedUnsent(error: KeelError): boolean {
+  return error.details?.['sent'] === false;
+}
+
+/**
+ * What a call whose attempt `unknown` may have run ends with when `last` is its last failure:
+ * the unknown outcome, if `last` proves nothing ran (not processed, or not sent; the latter's
+ * message joins it, since it says what to fix); otherwise `last`, which a handler gave.
+ */
+export function finalFailure(unknown: KeelError | undefined, last: unknown): unknown {
+  if (unknown === undefined || !isKeelError(last)) return last;
+  if (NOT_PROCESSED.has(last.code)) return unknown;
+  if (!refusedUnsent(last)) return last;
+  return markCallError(
+    new KeelError(unknown.code, `${unknown.message} A later attempt was not sent: ${last.message}`, {
+      correlationId: unknown.correlationId,
+      details: unknown.details,
+      cause: unknown.cause,
+    }),
+  );
+}
 
 /** True when `error` says the dependency answered or was reachable: anything but an unwell failure. */
 export function healthyOutcome(error: unknown): boolean {

@@ -17,24 +17,51 @@ const echo = defineContract({
   operations: {
     say: operation({ input: z.object({ text: z.string() }), output: z.object({ text: z.string() }) }),
     shout: operation({ input: z.object({ text: z.string() }), output: z.object({ text: z.string() }) }),
+    /** Its first run hangs past its attempt's deadline; idempotent, so the kernel tries again. */
+    slow: operation({
+      input: z.object({ text: z.string() }),
+      output: z.object({ text: z.string() }),
+      idempotent: true,
+      retry: { attemptTimeoutMs: 2_000, maxAttempts: 3, backoffMs: 1 },
+    }),
   },
 });
 
+/** Resolved when `slow`'s first run starts; that run hangs until its deadline. */
+let slowStarted: () => void = () => {};
+
 const echoModule = defineModule({
   contract: echo,
-  create: () => ({ handlers: { say: ({ text }) => ({ text }), shout: ({ text }) => ({ text: text.toUpperCase() }) } }),
+  create: () => {
+    let slowRuns = 0;
+    return {
+      handlers: {
+        say: ({ text }) => ({ text }),
+        shout: ({ text }) => ({ text: text.toUpperCase() }),
+        slow: async ({ text }, context) => {
+          slowRuns += 1;
+          if (slowRuns === 1) {
+            slowStarted();
+            await new Promise((resolve) => setTimeout(resolve, Math.max(0, context.deadline - Date.now()) + 100));
+          }
+          return { text };
+        },
+      },
+    };
+  },
 });
 
 const CALLER_INBOX = '_INBOX_caller';
 
 /**
- * The server's users: `svc` may do anything; `caller` may publish anything and read replies
- * under `callerMayRead` only; `muted` may read its replies but not call echo's operations.
+ * The server's users: `svc` may do anything; `caller` may publish anything but
+ * `callerMayNotPublish` and read replies under `callerMayRead` only; `muted` may read its
+ * replies but not call echo's operations.
  */
-function users(callerMayRead: string): string {
+function users(callerMayRead: string, callerMayNotPublish = 'nothing.here'): string {
   return `authorization { users: [
   { user: "svc", password: "svc-secret" },
-  { user: "caller", password: "caller-secret", permissions: { publish: ">", subscribe: ${JSON.stringify(callerMayRead)} } },
+  { user: "caller", password: "caller-secret", permissions: { publish: { allow: ">", deny: ${JSON.stringify(callerMayNotPublish)} }, subscribe: ${JSON.stringify(callerMayRead)} } },
   { user: "muted", password: "muted-secret", permissions: { publish: { allow: ">", deny: "keel.echo.*" }, subscribe: "_INBOX_muted.>" } }
 ] }`;
 }
@@ -105,6 +132,27 @@ describe('nats - a reply subscription refused after start', () => {
     // Said once when refused (not once per retry), and once when granted again.
     expect(logged.filter((line) => line.level === 'error' && /reply subject/.test(line.message))).toHaveLength(1);
     expect(logged.filter((line) => line.level === 'info' && /granted the reply subscription again/.test(line.message))).toHaveLength(1);
+  });
+  it('nats reply permission - a retried call whose first attempt timed out and whose second was refused unsent ends TIMEOUT (it may have run), saying the later attempt was not sent', { timeout: 60_000 }, async () => {
+    const started = new Promise<void>((resolve) => {
+      slowStarted = resolve;
+    });
+    const failure = caller
+      .client(echo)
+      .slow({ text: 'x' }, { timeoutMs: 10_000 })
+      .then(() => undefined, (error: unknown) => error);
+    await started;
+    // While the first attempt hangs, the operator takes the operation's subject from the caller.
+    await server.reload(users(`${CALLER_INBOX}.>`, 'keel.echo.slow'));
+    try {
+      expect(await failure).toMatchObject({
+        code: 'TIMEOUT',
+        details: { attempts: 2 },
+        message: expect.stringMatching(/A later attempt was not sent: echo\.slow was not sent: NATS refused this process's user permission to publish to keel\.echo\.slow; nothing ran/),
+      });
+    } finally {
+      await server.reload(users(`${CALLER_INBOX}.>`));
+    }
   });
 });
 

@@ -148,7 +148,8 @@ export class Caller implements CallOwner {
           `${call.address.contract}.${call.address.operation} was not sent: NATS refused this process's user permission to publish to ${subject}; nothing ran. ` +
             'Its permissions come from the module graph when keel deploy or keel up made them: make them again from the current topology and modules ' +
             '(a module that calls another declares it in dependsOn), or give the user that permission.',
-          { correlationId: call.context.correlationId, cause },
+          // sent: false tells the kernel's retry that nothing ran (resilient-failures.ts, refusedUnsent).
+          { correlationId: call.context.correlationId, cause, details: { sent: false } },
         ),
       );
       return;
@@ -216,6 +217,7 @@ export class Caller implements CallOwner {
       new KeelError(KeelErrorCode.INVALID_CONFIG, `${address.contract}.${address.operation} was not sent: ${refused.message}`, {
         correlationId: context.correlationId,
         cause: refused,
+        details: { sent: false },
       }),
     );
   }
@@ -362,7 +364,9 @@ export class Caller implements CallOwner {
 
   #askForRepliesLater(): void {
     if (this.#repliesRetry !== undefined || this.#connection.closing) return;
-    this.#repliesRetry = setTimeout(() => void this.#askForReplies(), REPLIES_RETRY_MS);
+    this.#repliesRetry = setTimeout(() => {
+      this.#askForReplies().catch((error: unknown) => this.#connection.logger.warn({ err: error }, 'could not ask NATS for the reply subscription again'));
+    }, REPLIES_RETRY_MS);
     this.#repliesRetry.unref();
   }
 

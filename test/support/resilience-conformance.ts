@@ -152,10 +152,11 @@ export function describeResilienceConformance(target: ConformanceTarget): void {
       expect(ledger.runs.get(key)).toBe(3);
     });
 
-    it('ends with the unknown outcome (TIMEOUT) when an attempt that may have run is followed by one refused INVALID_CONFIG (never retried): not the later failure, which says nothing ran', async () => {
+    it('ends with a later attempt\'s own failure (INVALID_CONFIG thrown by its handler, which ran; never retried) after an attempt that may have run: only a failure that proves nothing ran gives way to the unknown outcome', async () => {
       const key = newKey('unknown-then-misconfigured');
       const error = await rejection(client().hangsThenMisconfigured({ key }, { timeoutMs: 5_000 }));
-      expect(error.code).toBe('TIMEOUT');
+      expect(error.code).toBe('INVALID_CONFIG');
+      expect(error.message).toMatch(/^INVALID_CONFIG on run 2 \(as the test asked\)/);
       expect(error.details?.['attempts']).toBe(2);
       expect(ledger.runs.get(key)).toBe(2);
     });
