@@ -7,7 +7,7 @@ import { defineConfig } from 'keel/config';
 import { Principal, authenticatorFromEnv } from './app/principal.js';
 
 export default defineConfig({
-  // The caller identity every process checks (context.principal; admins may set prices).
+  // The caller identity every process checks (context.principal; admins may add products, restock and set prices).
   principal: Principal,
   gateway: {
     // The shop's pure reads, also offered as GET ?input=<json> (its other idempotent operations change

@@ -8,7 +8,8 @@ import { createJwtAuthenticator, type Authenticate } from 'keel/http';
 import { z } from 'zod';
 
 /**
- * The shop's principal: the token's subject and its roles (`admin` may change prices).
+ * The shop's principal: the token's subject and its roles (`admin` may add products, restock
+ * and change prices).
  *
  * @example
  * ```ts
@@ -34,8 +35,9 @@ export const SHOP_TOKENS = { issuer: 'keel-shop', audience: 'keel-shop' } as con
  * The gateway's authenticate hook from the environment: bearer JWTs (HS256) signed with
  * `SHOP_AUTH_SECRET` (at least 32 bytes), issued by `keel-shop` for `keel-shop`, whose `sub` and
  * `roles` claims make the principal. Without the variable, `undefined`: every call is anonymous,
- * and an operation whose contract declares `auth` (catalog.setPrice) answers 401. In production,
- * verify your identity provider's tokens instead: `createJwtAuthenticator({ jwksUrl, issuer, audience })`.
+ * and an operation whose contract declares `auth` (catalog.addProduct and setPrice,
+ * inventory.restock) answers 401. In production, verify your identity provider's tokens
+ * instead: `createJwtAuthenticator({ jwksUrl, issuer, audience })`.
  *
  * @example
  * ```ts

@@ -4,6 +4,7 @@
  * `postgres`, with the URL as the second argument). Prints one JSON line:
  * `{ "engine", "sequential", "concurrent" }` in orders per second. Run by bench/data.ts.
  */
+import { existsSync } from 'node:fs';
 import { createKernel, silentLogger, type DatabaseEngine } from 'keel';
 import { modules } from '../modules/index.js';
 import { orders } from '../modules/orders/contract.js';
@@ -23,10 +24,19 @@ if (ownsData) {
       ? (await import('keel/postgres')).createPostgresDatabase({ url: url ?? 'postgres://postgres@127.0.0.1:5432/postgres' })
       : await (await import('keel/pglite')).createPGliteDatabase();
 }
-const kernel = createKernel({ modules, logger: silentLogger, ...(database === undefined ? {} : { database }) });
+// restock is for admins: the kernel declares the shop's principal and the restock is an admin's.
+// The older checkout bench/data.ts copies this file into has neither principal nor guard.
+const principal = existsSync(new URL('../app/principal.ts', import.meta.url)) ? (await import('../app/principal.js')).Principal : undefined;
+const kernel = createKernel({
+  modules,
+  logger: silentLogger,
+  ...(principal === undefined ? {} : { principal }),
+  ...(database === undefined ? {} : { database }),
+});
 await kernel.start();
 const shop = kernel.client(orders);
-await kernel.client(inventory).restock({ sku: SKU, quantity: SEQUENTIAL + CONCURRENT + 10 });
+const asAdmin = principal === undefined ? {} : { principal: { sub: 'bench', roles: ['admin'] } };
+await kernel.client(inventory).restock({ sku: SKU, quantity: SEQUENTIAL + CONCURRENT + 10 }, asAdmin);
 let customer = 0;
 const place = () => shop.placeOrder({ customerId: `bench-${customer++}`, lines: [{ sku: SKU, quantity: 1 }], card: { token: 'tok_visa' } });
 

@@ -4,9 +4,10 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createRequire } from 'node:module';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { main, runCli } from 'keel/cli';
 import { refusedPorts } from './support/refused-ports.js';
+import { SHOP_TEST_SECRET, bearer } from './support/shop-auth.js';
 import { READY, collector, failureRecord, gatewayUrl, logMessages, logRecords } from './support/cli.js';
 
 const repository = dirname(createRequire(import.meta.url).resolve('keel/package.json'));
@@ -146,8 +147,11 @@ describe('cli - keel start', () => {
 
   it("cli - keeps the shop's data in KEEL_DATA_DIR across a restart, and lets go of the folder when it stops", async () => {
     const folder = mkdtempSync(join(tmpdir(), 'keel-start-data-'));
-    const post = (url: string | undefined, path: string, input: unknown) =>
-      fetch(`${url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(input) });
+    const post = async (url: string | undefined, path: string, input: unknown) =>
+      fetch(`${url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', ...(await bearer()) }, body: JSON.stringify(input) });
+    // addProduct is for admins: the shop's keel.config.ts, loaded in this process, reads its
+    // process.env (not the env keel start is given) for the secret its gateway verifies tokens with.
+    vi.stubEnv('SHOP_AUTH_SECRET', SHOP_TEST_SECRET);
     try {
       const first = startWith({ KEEL_DATA_DIR: folder }, '--http', '0');
       await Promise.race([first.stdout.waitFor(READY), first.exit.then(() => expect.fail(first.stderr.text))]);
@@ -181,6 +185,7 @@ describe('cli - keel start', () => {
       }
       expect(await second.exit, second.stderr.text).toBe(0);
     } finally {
+      vi.unstubAllEnvs();
       rmSync(folder, { recursive: true, force: true });
     }
   });

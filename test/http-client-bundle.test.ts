@@ -16,9 +16,11 @@ import { build, type BuildOptions, type Metafile } from 'esbuild';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createKernel, silentLogger } from 'keel';
 import { createHttpGateway, type HttpGateway } from 'keel/http';
+import { Principal } from '../app/principal.js';
 import { modules } from '../modules/index.js';
 import { pgliteUnderTest } from './support/databases.js';
 import type { PageReport } from './support/browser-page.js';
+import { shopAuthenticator, shopToken } from './support/shop-auth.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const PAGE = fileURLToPath(new URL('./support/browser-page.ts', import.meta.url));
@@ -84,6 +86,8 @@ describe('http client - a browser bundle', () => {
   let pageServer: Server;
   let pageUrl: string;
   let esm: { code: string; metafile: Metafile };
+  /** An admin's bearer token, signed here and handed to the page (which adds a product: admins only). */
+  let token: string;
   const reports = new Map<string, (report: unknown) => void>();
 
   beforeAll(async () => {
@@ -109,16 +113,17 @@ describe('http client - a browser bundle', () => {
       response.writeHead(200, { 'content-type': 'text/html' }).end(`<!doctype html>
 <script type="module">
   import { runPage } from '/page.js';
-  const report = await runPage(${JSON.stringify(gatewayUrl)}, ${JSON.stringify(sku)}).catch((error) => ({ failed: String(error && error.stack || error) }));
+  const report = await runPage(${JSON.stringify(gatewayUrl)}, ${JSON.stringify(sku)}, ${JSON.stringify(token)}).catch((error) => ({ failed: String(error && error.stack || error) }));
   await fetch('/report/${sku}', { method: 'POST', body: JSON.stringify(report) });
 </script>`);
     });
     await new Promise<void>((resolve) => pageServer.listen(0, '127.0.0.1', resolve));
     pageUrl = `http://127.0.0.1:${(pageServer.address() as { port: number }).port}`;
 
-    const kernel = createKernel({ modules, logger: silentLogger, database: await databases.fresh() });
+    token = await shopToken();
+    const kernel = createKernel({ modules, principal: Principal, logger: silentLogger, database: await databases.fresh() });
     await kernel.start();
-    gateway = await createHttpGateway({ kernel, port: 0, logger: silentLogger, metrics: false, cors: { origins: [pageUrl] } });
+    gateway = await createHttpGateway({ kernel, port: 0, logger: silentLogger, metrics: false, cors: { origins: [pageUrl] }, authenticate: shopAuthenticator() });
     gatewayUrl = await gateway.listen();
   });
   afterAll(async () => {
@@ -165,8 +170,8 @@ describe('http client - a browser bundle', () => {
     const sandbox = createContext({ fetch, URL, URLSearchParams, AbortController, AbortSignal, Headers, Request, Response, TextEncoder, TextDecoder, console, setTimeout, clearTimeout, crypto });
     runInContext(iife.outputFiles?.[0]?.text ?? '', sandbox);
     expect(runInContext('typeof require + " " + typeof process', sandbox)).toBe('undefined undefined');
-    const page = (sandbox as { page: { runPage(baseUrl: string, sku: string): Promise<unknown> } }).page;
-    expectReport(await page.runPage(gatewayUrl, 'VM-1'), 'VM-1');
+    const page = (sandbox as { page: { runPage(baseUrl: string, sku: string, token: string): Promise<unknown> } }).page;
+    expectReport(await page.runPage(gatewayUrl, 'VM-1', token), 'VM-1');
   });
 
   it('http client - the bundle calls the shop from a page in headless Chromium, across origins', async () => {

@@ -1,20 +1,24 @@
 /**
  * The example shop behind the HTTP gateway: the shop's whole end-to-end suite, driven through
  * HTTP only with the typed HTTP client ('keel/http-client'), in one process and with the gateway in a process hosting no module (over NATS);
- * then the shop's HTTP surface itself: placing an order, its errors, and its OpenAPI document.
+ * then the shop's HTTP surface itself: placing an order, its errors, who may add products and
+ * restock, and its OpenAPI document. Every gateway authenticates with the shop's own hook
+ * (app/principal.ts), verifying the bearer tokens the tests sign (test/support/shop-auth.ts).
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createKernel, silentLogger, type AnyContract, type Client, type Kernel, type Transport } from 'keel';
+import { createKernel, silentLogger, type AnyContract, type Client, type Kernel, type Principal, type Transport } from 'keel';
 import { createHttpGateway, type HttpGateway } from 'keel/http';
-import { createHttpClient } from 'keel/http-client';
+import { createHttpClient, type HttpCallOptions } from 'keel/http-client';
 import { createNatsTransport } from 'keel/nats';
+import { Principal as PrincipalSchema } from '../app/principal.js';
 import { catalog } from '../modules/catalog/contract.js';
 import { modules } from '../modules/index.js';
 import { inventory } from '../modules/inventory/contract.js';
 import { TestCard } from '../modules/payments/contract.js';
 import { pgliteUnderTest } from './support/databases.js';
 import { startNatsServer } from './support/nats-server.js';
+import { ADMIN, CUSTOMER, bearer, shopAuthenticator } from './support/shop-auth.js';
 import { describeShopSuite, type ShopHarness } from './support/shop-suite.js';
 
 const JSON_HEADERS = { 'content-type': 'application/json' };
@@ -23,25 +27,36 @@ const JSON_HEADERS = { 'content-type': 'application/json' };
 const databases = pgliteUnderTest();
 afterAll(() => databases.cleanup());
 
+type HttpMethod = (input: unknown, options?: HttpCallOptions) => Promise<unknown>;
+
 function harness(baseUrl: string, kernel: Kernel, stop: () => Promise<void>): ShopHarness {
   // The typed HTTP client: every call an HTTP request, every problem rebuilt as the error a
-  // kernel client throws, so the shop suite runs unchanged. An internal operation (the saga's
+  // kernel client throws, so the shop suite runs unchanged. A call the suite makes as a
+  // principal (an admin adding a product) sends a bearer token for it instead, as a browser
+  // would: the HTTP client refuses a principal option. An internal operation (the saga's
   // steps) has no route: it is called as orders calls it, through the gateway process's kernel.
   return {
     client: <C extends AnyContract>(contract: C): Client<C> => {
-      const http = createHttpClient(contract, { baseUrl }) as unknown as Record<string, unknown>;
+      const http = createHttpClient(contract, { baseUrl }) as unknown as Record<string, HttpMethod>;
       const direct = kernel.client(contract) as unknown as Record<string, unknown>;
       const operations = contract.operations as Record<string, { readonly internal: boolean }>;
-      return Object.fromEntries(Object.keys(operations).map((name) => [name, operations[name]?.internal ? direct[name] : http[name]])) as Client<C>;
+      const overHttp =
+        (name: string): HttpMethod =>
+        async (input, options = {}) => {
+          const { principal, ...rest } = options as HttpCallOptions & { readonly principal?: Principal };
+          const call = http[name] as HttpMethod;
+          return call(input, principal === undefined ? rest : { ...rest, headers: { ...rest.headers, ...(await bearer(principal)) } });
+        };
+      return Object.fromEntries(Object.keys(operations).map((name) => [name, operations[name]?.internal ? direct[name] : overHttp(name)])) as Client<C>;
     },
     stop,
   };
 }
 
 describeShopSuite('through the HTTP gateway, one process', async () => {
-  const kernel = createKernel({ modules, logger: silentLogger, database: await databases.fresh() });
+  const kernel = createKernel({ modules, principal: PrincipalSchema, logger: silentLogger, database: await databases.fresh() });
   await kernel.start();
-  const gateway = await createHttpGateway({ kernel, port: 0, logger: silentLogger, metrics: { defaultMetrics: false } });
+  const gateway = await createHttpGateway({ kernel, port: 0, logger: silentLogger, metrics: { defaultMetrics: false }, authenticate: shopAuthenticator() });
   return harness(await gateway.listen(), kernel, () => gateway.close());
 });
 
@@ -50,12 +65,12 @@ describeShopSuite('through the HTTP gateway hosting no module, over NATS', async
   const prefix = `keel.shop-http-${randomUUID().slice(0, 8)}`;
   const connect = (): Promise<Transport> => createNatsTransport({ servers: server.url, prefix, logger: silentLogger });
   const servicesTransport = await connect();
-  const services = createKernel({ modules, topology: { transport: servicesTransport }, logger: silentLogger, database: await databases.fresh() });
+  const services = createKernel({ modules, topology: { transport: servicesTransport }, principal: PrincipalSchema, logger: silentLogger, database: await databases.fresh() });
   await services.start();
   const edgeTransport = await connect();
-  const edge = createKernel({ modules, topology: { host: [], transport: edgeTransport }, logger: silentLogger });
+  const edge = createKernel({ modules, topology: { host: [], transport: edgeTransport }, principal: PrincipalSchema, logger: silentLogger });
   await edge.start();
-  const gateway = await createHttpGateway({ kernel: edge, port: 0, logger: silentLogger, metrics: { defaultMetrics: false } });
+  const gateway = await createHttpGateway({ kernel: edge, port: 0, logger: silentLogger, metrics: { defaultMetrics: false }, authenticate: shopAuthenticator() });
   return harness(await gateway.listen(), edge, async () => {
     await gateway.close();
     await edgeTransport.close();
@@ -70,19 +85,30 @@ describe('http - the shop over HTTP', () => {
   let gateway: HttpGateway;
   let url: string;
 
-  const post = async (path: string, body: unknown): Promise<{ status: number; body: any; contentType: string | null }> => {
-    const response = await fetch(`${url}${path}`, { method: 'POST', headers: JSON_HEADERS, body: JSON.stringify(body) });
-    return { status: response.status, body: await response.json(), contentType: response.headers.get('content-type') };
+  /** POSTs `body`, as `principal` when given (a bearer token for it), else anonymously. */
+  const post = async (
+    path: string,
+    body: unknown,
+    principal?: Principal,
+  ): Promise<{ status: number; body: any; contentType: string | null; challenge: string | null }> => {
+    const headers = { ...JSON_HEADERS, ...(principal === undefined ? {} : await bearer(principal)) };
+    const response = await fetch(`${url}${path}`, { method: 'POST', headers, body: JSON.stringify(body) });
+    return {
+      status: response.status,
+      body: await response.json(),
+      contentType: response.headers.get('content-type'),
+      challenge: response.headers.get('www-authenticate'),
+    };
   };
   const newProduct = async (priceCents: number, onHand: number): Promise<string> => {
     const sku = `HTTP-${randomUUID().slice(0, 8)}`;
-    expect((await post('/catalog/addProduct', { sku, name: `Product ${sku}`, priceCents })).status).toBe(200);
-    if (onHand > 0) expect((await post('/inventory/restock', { sku, quantity: onHand })).status).toBe(200);
+    expect((await post('/catalog/addProduct', { sku, name: `Product ${sku}`, priceCents }, ADMIN)).status).toBe(200);
+    if (onHand > 0) expect((await post('/inventory/restock', { sku, quantity: onHand }, ADMIN)).status).toBe(200);
     return sku;
   };
 
   beforeAll(async () => {
-    kernel = createKernel({ modules, logger: silentLogger, database: await databases.fresh() });
+    kernel = createKernel({ modules, principal: PrincipalSchema, logger: silentLogger, database: await databases.fresh() });
     await kernel.start();
     gateway = await createHttpGateway({
       kernel,
@@ -90,6 +116,7 @@ describe('http - the shop over HTTP', () => {
       logger: silentLogger,
       metrics: { defaultMetrics: false },
       getOperations: ['catalog.getProduct', 'orders.getOrder'],
+      authenticate: shopAuthenticator(),
     });
     url = await gateway.listen();
   });
@@ -119,6 +146,25 @@ describe('http - the shop over HTTP', () => {
     });
     expect(typeof failed.body.correlationId).toBe('string');
     expect((await post('/inventory/getStock', { sku })).body).toMatchObject({ sku, available: 1 });
+  });
+
+  it('http - addProduct and restock are for admins: 401 without a token, 403 for a customer, nothing changed; an admin is served', async () => {
+    const sku = `HTTP-${randomUUID().slice(0, 8)}`;
+    const product = { sku, name: `Product ${sku}`, priceCents: 700 };
+
+    const anonymous = await post('/catalog/addProduct', product);
+    expect(anonymous).toMatchObject({ status: 401, body: { code: 'UNAUTHENTICATED' }, challenge: 'Bearer realm="keel"' });
+    expect(anonymous.body.detail).toContain('catalog.addProduct needs a caller identity');
+    expect(await post('/catalog/addProduct', product, CUSTOMER)).toMatchObject({ status: 403, body: { code: 'FORBIDDEN' } });
+    expect(await post('/catalog/getProduct', { sku })).toMatchObject({ status: 404, body: { code: 'UNKNOWN_PRODUCT' } });
+    expect(await post('/catalog/addProduct', product, ADMIN)).toMatchObject({ status: 200, body: product });
+
+    const restocked = await post('/inventory/restock', { sku, quantity: 5 });
+    expect(restocked).toMatchObject({ status: 401, body: { code: 'UNAUTHENTICATED' }, challenge: 'Bearer realm="keel"' });
+    expect(restocked.body.detail).toContain('inventory.restock needs a caller identity');
+    expect(await post('/inventory/restock', { sku, quantity: 5 }, CUSTOMER)).toMatchObject({ status: 403, body: { code: 'FORBIDDEN' } });
+    expect((await post('/inventory/getStock', { sku })).body).toEqual({ sku, onHand: 0, reserved: 0, available: 0 });
+    expect(await post('/inventory/restock', { sku, quantity: 5 }, ADMIN)).toMatchObject({ status: 200, body: { sku, onHand: 5, available: 5 } });
   });
 
   it('http - an unknown product is a 404 problem', async () => {

@@ -3,6 +3,7 @@ import { expect, it, vi } from 'vitest';
 import { isKeelError } from 'keel';
 import { DuplicateSku, UnknownProduct, catalog } from '../modules/catalog/contract.js';
 import { catalogModule } from '../modules/catalog/module.js';
+import { AS_ADMIN, CUSTOMER } from './support/shop-auth.js';
 import { EVENTUALLY, describeInTopologies } from './support/shop-module-harness.js';
 import { eventRecorder } from './support/shop-suite.js';
 
@@ -21,7 +22,7 @@ describeInTopologies('catalog - products', (boot) => {
 
   it('catalog - addProduct stores the product, dates it and announces productAdded', async () => {
     const sku = `SKU-${randomUUID()}`;
-    const product = await products().addProduct({ sku, name: 'Desk lamp', priceCents: 2450 });
+    const product = await products().addProduct({ sku, name: 'Desk lamp', priceCents: 2450 }, AS_ADMIN);
 
     expect(product).toEqual({ sku, name: 'Desk lamp', priceCents: 2450, createdAt: expect.any(String) });
     expect(Number.isNaN(Date.parse(product.createdAt))).toBe(false);
@@ -30,12 +31,30 @@ describeInTopologies('catalog - products', (boot) => {
     await vi.waitFor(() => expect(added.of('productAdded')).toContainEqual(product), EVENTUALLY);
   });
 
+  it('catalog - addProduct is for admins: without a principal it is UNAUTHENTICATED, for a customer FORBIDDEN, and nothing is added', async () => {
+    const sku = `SKU-${randomUUID()}`;
+    const input = { sku, name: 'Unwanted lamp', priceCents: 100 };
+
+    const anonymous = await products()
+      .addProduct(input)
+      .catch((error: unknown) => error);
+    expect(isKeelError(anonymous, 'UNAUTHENTICATED')).toBe(true);
+    expect((anonymous as Error).message).toContain('catalog.addProduct needs a caller identity');
+    const customer = await products()
+      .addProduct(input, { principal: CUSTOMER })
+      .catch((error: unknown) => error);
+    expect(isKeelError(customer, 'FORBIDDEN')).toBe(true);
+    await expect(products().getProduct({ sku })).rejects.toBeInstanceOf(UnknownProduct);
+
+    expect(await products().addProduct(input, AS_ADMIN)).toMatchObject(input);
+  });
+
   it('catalog - a taken SKU fails with DuplicateSku and leaves the product unchanged', async () => {
     const sku = `SKU-${randomUUID()}`;
-    const original = await products().addProduct({ sku, name: 'Original', priceCents: 100 });
+    const original = await products().addProduct({ sku, name: 'Original', priceCents: 100 }, AS_ADMIN);
 
     const failure = await products()
-      .addProduct({ sku, name: 'Impostor', priceCents: 1 })
+      .addProduct({ sku, name: 'Impostor', priceCents: 1 }, AS_ADMIN)
       .catch((error: unknown) => error);
 
     expect(failure).toBeInstanceOf(DuplicateSku);
@@ -63,7 +82,7 @@ describeInTopologies('catalog - products', (boot) => {
     ] as const;
     for (const [input, field] of cases) {
       const failure = await products()
-        .addProduct(input)
+        .addProduct(input, AS_ADMIN)
         .catch((error: unknown) => error);
       expect(isKeelError(failure, 'INVALID_INPUT')).toBe(true);
       expect((failure as Error).message).toContain(`${field}:`);

@@ -27,6 +27,7 @@ import {
   type Kernel,
   type Logger,
 } from 'keel';
+import { Principal } from '../app/principal.js';
 import { catalog } from '../modules/catalog/contract.js';
 import { catalogModule } from '../modules/catalog/module.js';
 import { inventory } from '../modules/inventory/contract.js';
@@ -39,6 +40,7 @@ import { DEFAULT_ORDER_RECOVERY_OPTIONS } from '../modules/orders/order-recovery
 import { ChargeCancelled, TestCard, payments, type Payment } from '../modules/payments/contract.js';
 import { paymentsModule } from '../modules/payments/module.js';
 import { enginesUnderTest } from './support/databases.js';
+import { AS_ADMIN } from './support/shop-auth.js';
 
 const engines = enginesUnderTest();
 afterAll(async () => {
@@ -109,6 +111,7 @@ describe.each(engines)('shop data - $name', (engine) => {
   ): Promise<Kernel> {
     const kernel = createKernel({
       modules: [catalogModule, inventoryModule, payment, order, notificationsModule],
+      principal: Principal,
       database,
       logger,
       drainTimeoutMs: 200,
@@ -119,8 +122,8 @@ describe.each(engines)('shop data - $name', (engine) => {
 
   async function newProduct(kernel: Kernel, onHand: number, priceCents = 1000): Promise<string> {
     const sku = `SKU-${randomUUID()}`;
-    await kernel.client(catalog).addProduct({ sku, name: `Product ${sku}`, priceCents });
-    await kernel.client(inventory).restock({ sku, quantity: onHand });
+    await kernel.client(catalog).addProduct({ sku, name: `Product ${sku}`, priceCents }, AS_ADMIN);
+    await kernel.client(inventory).restock({ sku, quantity: onHand }, AS_ADMIN);
     return sku;
   }
 

@@ -1,10 +1,12 @@
 import { randomUUID } from 'node:crypto';
 import { expect, it, vi } from 'vitest';
+import { isKeelError } from 'keel';
 import { UnknownProduct, catalog } from '../modules/catalog/contract.js';
 import { catalogModule } from '../modules/catalog/module.js';
 import { OutOfStock, inventory } from '../modules/inventory/contract.js';
 import { inventoryModule } from '../modules/inventory/module.js';
 import { orders } from '../modules/orders/contract.js';
+import { AS_ADMIN, CUSTOMER } from './support/shop-auth.js';
 import { EVENTUALLY, describeInTopologies } from './support/shop-module-harness.js';
 import { eventRecorder, eventSource } from './support/shop-suite.js';
 
@@ -18,8 +20,8 @@ describeInTopologies('inventory - stock and reservations', (boot) => {
 
   const newProduct = async (onHand: number): Promise<string> => {
     const sku = `SKU-${randomUUID()}`;
-    await app.client(catalog).addProduct({ sku, name: `Product ${sku}`, priceCents: 1000 });
-    if (onHand > 0) await stock().restock({ sku, quantity: onHand });
+    await app.client(catalog).addProduct({ sku, name: `Product ${sku}`, priceCents: 1000 }, AS_ADMIN);
+    if (onHand > 0) await stock().restock({ sku, quantity: onHand }, AS_ADMIN);
     return sku;
   };
   const level = (sku: string, onHand: number, reserved: number) => ({ sku, onHand, reserved, available: onHand - reserved });
@@ -61,13 +63,30 @@ describeInTopologies('inventory - stock and reservations', (boot) => {
   it('inventory - restock adds units; a product never stocked has none', async () => {
     const sku = await newProduct(0);
     expect(await stock().getStock({ sku })).toEqual(level(sku, 0, 0));
-    expect(await stock().restock({ sku, quantity: 3 })).toEqual(level(sku, 3, 0));
-    expect(await stock().restock({ sku, quantity: 4 })).toEqual(level(sku, 7, 0));
+    expect(await stock().restock({ sku, quantity: 3 }, AS_ADMIN)).toEqual(level(sku, 3, 0));
+    expect(await stock().restock({ sku, quantity: 4 }, AS_ADMIN)).toEqual(level(sku, 7, 0));
+  });
+
+  it('inventory - restock is for admins: without a principal it is UNAUTHENTICATED, for a customer FORBIDDEN, and the stock is unchanged', async () => {
+    const sku = await newProduct(2);
+
+    const anonymous = await stock()
+      .restock({ sku, quantity: 5 })
+      .catch((error: unknown) => error);
+    expect(isKeelError(anonymous, 'UNAUTHENTICATED')).toBe(true);
+    expect((anonymous as Error).message).toContain('inventory.restock needs a caller identity');
+    const customer = await stock()
+      .restock({ sku, quantity: 5 }, { principal: CUSTOMER })
+      .catch((error: unknown) => error);
+    expect(isKeelError(customer, 'FORBIDDEN')).toBe(true);
+    expect(await stock().getStock({ sku })).toEqual(level(sku, 2, 0));
+
+    expect(await stock().restock({ sku, quantity: 5 }, AS_ADMIN)).toEqual(level(sku, 7, 0));
   });
 
   it('inventory - a SKU the catalog does not know fails with UnknownProduct', async () => {
     const sku = `SKU-${randomUUID()}`;
-    await expect(stock().restock({ sku, quantity: 1 })).rejects.toBeInstanceOf(UnknownProduct);
+    await expect(stock().restock({ sku, quantity: 1 }, AS_ADMIN)).rejects.toBeInstanceOf(UnknownProduct);
     const failure = await stock()
       .getStock({ sku })
       .catch((error: unknown) => error);

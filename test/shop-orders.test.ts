@@ -8,6 +8,7 @@ import { OrderNotCancellable, OrderNotFound, orders } from '../modules/orders/co
 import { ordersModule } from '../modules/orders/module.js';
 import { PaymentDeclined, TestCard, payments } from '../modules/payments/contract.js';
 import { paymentsModule } from '../modules/payments/module.js';
+import { AS_ADMIN } from './support/shop-auth.js';
 import { EVENTUALLY, describeInTopologies } from './support/shop-module-harness.js';
 import { eventRecorder } from './support/shop-suite.js';
 
@@ -20,8 +21,8 @@ describeInTopologies('orders - placing and cancelling', (boot) => {
 
   const newProduct = async (priceCents: number, onHand: number): Promise<string> => {
     const sku = `SKU-${randomUUID()}`;
-    await app.client(catalog).addProduct({ sku, name: `Product ${sku}`, priceCents });
-    await app.client(inventory).restock({ sku, quantity: onHand });
+    await app.client(catalog).addProduct({ sku, name: `Product ${sku}`, priceCents }, AS_ADMIN);
+    await app.client(inventory).restock({ sku, quantity: onHand }, AS_ADMIN);
     return sku;
   };
   const newCustomer = () => `customer-${randomUUID()}`;

@@ -117,7 +117,7 @@ describe('app - npm start', SPAWNING, () => {
     const shop = startShop({ PORT: '0' }, 'script');
     await shop.ready();
     const messages = shop.records().map((record) => record.msg);
-    expect(messages).toContain('hosting catalog 1.1.0, inventory 1.1.0, payments 1.2.0, orders 1.1.0, notifications 1.0.0');
+    expect(messages).toContain('hosting catalog 2.0.0, inventory 2.0.0, payments 1.2.0, orders 1.1.0, notifications 1.0.0');
     expect(messages).toContainEqual(expect.stringMatching(/^data: PGlite in \S+keel-pglite-/));
     expect(shop.records()).toContainEqual(
       expect.objectContaining({ sku: 'KB-001', product: 'Mechanical keyboard', priceCents: 8900, available: 25, msg: 'catalog: KB-001 Mechanical keyboard, $89.00, 25 available' }),
@@ -308,7 +308,7 @@ describe('app - npm start split over NATS', SPAWNING, () => {
   it('app - a module process serves HTTP only when given PORT, and then shows its NATS-served calls in /metrics', async () => {
     const silent = startShop({ KEEL_MODULES: 'catalog', KEEL_NATS_URL: server.url, KEEL_NATS_PREFIX: 'silent' });
     expect(await silent.ready(), silent.output()).toBeUndefined();
-    expect(silent.said('hosting catalog 1.1.0')).toBe(true);
+    expect(silent.said('hosting catalog 2.0.0')).toBe(true);
     // catalog calls no module and subscribes to none: the modules hosted elsewhere are not its business.
     expect(silent.records().some((record) => record.msg.startsWith('reaching '))).toBe(false);
     expect(await silent.stop()).toBe(0);

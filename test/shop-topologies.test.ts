@@ -6,6 +6,7 @@ import { catalog } from '../modules/catalog/contract.js';
 import { inventory } from '../modules/inventory/contract.js';
 import { orders } from '../modules/orders/contract.js';
 import { TestCard } from '../modules/payments/contract.js';
+import { AS_ADMIN } from './support/shop-auth.js';
 import { describeShopSuite } from './support/shop-suite.js';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
 import { MIXED, ONE_PROCESS_PER_MODULE, bootShop, type ShopEngine, type SplitShop } from './support/topologies.js';
@@ -54,8 +55,8 @@ describe('shop - SIGTERM drains a module process, on pglite', () => {
 
   it('shop - stops taking requests, finishes the calls in flight, and exits 0', async () => {
     const sku = `SKU-${randomUUID()}`;
-    await shop.client(catalog).addProduct({ sku, name: 'Drain test product', priceCents: 100 });
-    await shop.client(inventory).restock({ sku, quantity: 1_000 });
+    await shop.client(catalog).addProduct({ sku, name: 'Drain test product', priceCents: 100 }, AS_ADMIN);
+    await shop.client(inventory).restock({ sku, quantity: 1_000 }, AS_ADMIN);
 
     const ordersProcess = shop.processes.find((child) => child.name === 'orders');
     if (ordersProcess === undefined) throw new Error('no orders process');

@@ -1,5 +1,6 @@
 import { afterAll } from 'vitest';
 import { createKernel } from 'keel';
+import { Principal } from '../app/principal.js';
 import { modules } from '../modules/index.js';
 import { enginesUnderTest } from './support/databases.js';
 import { describeShopSuite } from './support/shop-suite.js';
@@ -11,7 +12,7 @@ afterAll(async () => {
 
 for (const engine of engines) {
   describeShopSuite(`one process on ${engine.name}`, async () => {
-    const kernel = createKernel({ modules, database: await engine.fresh() });
+    const kernel = createKernel({ modules, principal: Principal, database: await engine.fresh() });
     await kernel.start();
     return {
       client: (contract) => kernel.client(contract),

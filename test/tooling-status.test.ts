@@ -250,8 +250,8 @@ describe('tooling - status', () => {
     const { code, stdout, stderr } = await keel(['status', '--nats', server.url, '--prefix', 'shop']);
     expect(stderr).toBe('');
     expect(code).toBe(0);
-    expect(stdout).toMatch(/^catalog\s+1\s+1\.1\.0\s/m);
-    expect(stdout).toMatch(/^inventory\s+1\s+1\.1\.0\s/m);
+    expect(stdout).toMatch(/^catalog\s+1\s+2\.0\.0\s/m);
+    expect(stdout).toMatch(/^inventory\s+1\s+2\.0\.0\s/m);
     expect(stdout).toContain('keel status: 2 modules, 2 instances on');
   });
 

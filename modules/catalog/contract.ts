@@ -108,20 +108,22 @@ export const DuplicateSku = defineError({
  * @example
  * ```ts
  * const products = kernel.client(catalog);
- * await products.addProduct({ sku: 'MUG-01', name: 'Mug', priceCents: 1200 });
+ * await products.addProduct({ sku: 'MUG-01', name: 'Mug', priceCents: 1200 }, { principal: { sub: 'ada', roles: ['admin'] } }); // admins only
  * const { products: all } = await products.listProducts({});
  * ```
  */
 export const catalog = defineContract({
   name: 'catalog',
-  version: '1.1.0',
+  // 2.0.0: addProduct is admin-only (auth), which refuses its anonymous callers.
+  version: '2.0.0',
   description: 'The products the shop sells, with their names and prices in cents.',
   operations: {
     addProduct: operation({
-      description: 'Adds a product to the catalog. SKUs are unique.',
+      description: "Adds a product to the catalog. SKUs are unique. Admins only: the caller's principal must have the admin role.",
       input: z.object({ sku: Sku, name: Product.shape.name, priceCents: Product.shape.priceCents }),
       output: Product,
       errors: [DuplicateSku],
+      auth: (principal) => principal.roles.includes('admin'),
     }),
     getProduct: operation({
       description: 'Reads one product by SKU.',

@@ -115,23 +115,26 @@ export const OutOfStock = defineError({
  * @example
  * ```ts
  * const stock = kernel.client(inventory);
- * await stock.restock({ sku: 'KB-001', quantity: 20 });
+ * await stock.restock({ sku: 'KB-001', quantity: 20 }, { principal: { sub: 'ada', roles: ['admin'] } }); // admins only
  * const { available } = await stock.getStock({ sku: 'KB-001' });
  * ```
  */
 export const inventory = defineContract({
   name: 'inventory',
   // 1.1.0: reserve and release are internal (orders calls them; the HTTP gateway does not serve them).
-  version: '1.1.0',
+  // 2.0.0: restock is admin-only (auth), which refuses its anonymous callers.
+  version: '2.0.0',
   description:
     'Units on hand per product and the units reserved for orders. Reservations are committed when an order is ' +
     'placed and released or returned when it is cancelled.',
   operations: {
     restock: operation({
-      description: 'Adds units of a catalog product to the shelf.',
+      description: "Adds units of a catalog product to the shelf. Admins only: the caller's principal must have the admin role.",
       input: StockLine,
       output: StockLevel,
       errors: [UnknownProduct],
+      // The principal's type is the shop's (app/principal.ts registers it): no import needed here.
+      auth: (principal) => principal.roles.includes('admin'),
     }),
     getStock: operation({
       description: 'Reads the stock of a catalog product (zero for a product never stocked).',

@@ -14,9 +14,9 @@ import { DEFAULT_INVENTORY_SETTINGS, INVENTORY_SETTINGS, StockRepository, type I
  *
  * @example
  * ```ts
- * const kernel = createKernel({ modules: [catalogModule, inventoryModule, paymentsModule, ordersModule], database: await createPGliteDatabase() });
+ * const kernel = createKernel({ modules: [catalogModule, inventoryModule, paymentsModule, ordersModule], principal: Principal, database: await createPGliteDatabase() });
  * await kernel.start();
- * await kernel.client(inventory).restock({ sku: 'KB-001', quantity: 10 });
+ * await kernel.client(inventory).restock({ sku: 'KB-001', quantity: 10 }, { principal: { sub: 'ada', roles: ['admin'] } }); // admins only
  * ```
  */
 export const inventoryModule = defineModule({

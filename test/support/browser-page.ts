@@ -19,10 +19,13 @@ export interface PageReport {
   readonly nodeGlobals: { readonly process: string; readonly require: string };
 }
 
-/** Adds a product through the gateway at `baseUrl`, reads it back, and fails in the two ways a caller meets. */
-export async function runPage(baseUrl: string, sku: string): Promise<PageReport> {
+/**
+ * Adds a product through the gateway at `baseUrl` as the admin `token` (a bearer JWT: addProduct
+ * is for admins), reads it back, and fails in the two ways a caller meets.
+ */
+export async function runPage(baseUrl: string, sku: string, token: string): Promise<PageReport> {
   const shop = createHttpClient(catalog, { baseUrl, headers: { 'x-page': 'browser-page' } });
-  const added = await shop.addProduct({ sku, name: 'Browser mug', priceCents: 1_250 });
+  const added = await shop.addProduct({ sku, name: 'Browser mug', priceCents: 1_250 }, { headers: { authorization: `Bearer ${token}` } });
   const got = await shop.getProduct({ sku });
   const { products } = await shop.listProducts({});
   let unknown: PageReport['unknown'] | undefined;

@@ -16,6 +16,7 @@ import pg from 'pg';
 import { freePort } from '../../cli/nats-server.js';
 import { createTestDatabase } from './databases.js';
 import { startNatsServer } from './nats-server.js';
+import { SHOP_AUTH_ENV, bearer } from './shop-auth.js';
 import { startShopProcess, type ShopProcess } from './topologies.js';
 
 /** How hard and how long. */
@@ -84,12 +85,14 @@ export async function runShopChaos(options: ChaosOptions): Promise<ChaosReport> 
     const port = await freePort();
     processes.set(
       'gateway',
-      await startShopProcess({ name: 'gateway', modules: ['none'], natsUrl: nats.url, prefix, env: { PORT: String(port), KEEL_PROCESS_NAME: 'gateway' } }),
+      // Its gateway verifies the admin's token of the restock below (SHOP_AUTH_SECRET).
+      await startShopProcess({ name: 'gateway', modules: ['none'], natsUrl: nats.url, prefix, env: { PORT: String(port), KEEL_PROCESS_NAME: 'gateway', ...SHOP_AUTH_ENV } }),
     );
     const base = `http://127.0.0.1:${port}`;
     await until(async () => (await fetch(`${base}/readyz`).catch(() => undefined))?.status === 200, 'the gateway to be ready');
     log(`shop up: ${[...processes.keys()].join(', ')}, gateway ${base}`);
-    await post(base, '/inventory/restock', { sku: SKU, quantity: options.orders * 2 + 10 });
+    const restocked = await post(base, '/inventory/restock', { sku: SKU, quantity: options.orders * 2 + 10 }, await bearer());
+    if (restocked.status !== 200) throw new Error(`restocking ${SKU} as an admin failed: ${restocked.status} ${JSON.stringify(restocked.body)}`);
 
     const statuses: Record<string, number> = {};
     const answered200 = new Set<string>();
@@ -107,7 +110,7 @@ export async function runShopChaos(options: ChaosOptions): Promise<ChaosReport> 
       const giveUpAt = performance.now() + options.retryForMs;
       for (let attempt = 0; ; attempt += 1) {
         if (attempt > 0) retries += 1;
-        const answer = await post(base, '/orders/placeOrder', body, key).catch(() => undefined);
+        const answer = await post(base, '/orders/placeOrder', body, { 'idempotency-key': key }).catch(() => undefined);
         const status = answer?.status;
         const transient = status === undefined || status >= 500 || (status === 409 && answer?.code === 'IDEMPOTENCY_KEY_IN_USE');
         if (!transient) {
@@ -235,10 +238,10 @@ interface Answer {
   readonly code: string | undefined;
 }
 
-async function post(base: string, path: string, body: unknown, idempotencyKey?: string): Promise<Answer> {
+async function post(base: string, path: string, body: unknown, headers: Readonly<Record<string, string>> = {}): Promise<Answer> {
   const response = await fetch(`${base}${path}`, {
     method: 'POST',
-    headers: { 'content-type': 'application/json', ...(idempotencyKey === undefined ? {} : { 'idempotency-key': idempotencyKey }) },
+    headers: { 'content-type': 'application/json', ...headers },
     body: JSON.stringify(body),
     signal: AbortSignal.timeout(20_000),
   });

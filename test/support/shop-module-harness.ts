@@ -12,10 +12,15 @@
  *
  * The split topology starts one `nats-server` (JetStream on, fresh store) per
  * {@link describeInTopologies} call, and stops it after the kernels and their transports.
+ *
+ * Every kernel declares the shop's principal (app/principal.ts), as the shop's processes do: a
+ * test calls an admin-only operation with `{ principal }` (test/support/shop-auth.ts), which every
+ * module it reaches, in process or over NATS, checks against that schema.
  */
 import { afterAll, beforeAll, describe } from 'vitest';
 import { createKernel, silentLogger, type AnyContract, type AnyModule, type Client, type Kernel, type Transport } from 'keel';
 import { createNatsTransport } from 'keel/nats';
+import { Principal } from '../../app/principal.js';
 import { pgliteUnderTest, postgresUnderTest, type EngineUnderTest } from './databases.js';
 import { startNatsServer, type NatsServer } from './nats-server.js';
 
@@ -70,7 +75,7 @@ const IN_PROCESS: ModuleTopology = {
   name: 'in process',
   setUp: (engine) => ({
     start: async (modules) => {
-      const kernel = createKernel({ modules, ...(await databaseFor(engine, modules)) });
+      const kernel = createKernel({ modules, principal: Principal, ...(await databaseFor(engine, modules)) });
       await kernel.start();
       return { client: (contract) => kernel.client(contract), stop: () => kernel.stop() };
     },
@@ -119,7 +124,7 @@ async function startSplit(modules: readonly AnyModule[], engine: EngineUnderTest
   const startKernel = async (host: readonly string[]): Promise<Kernel> => {
     const transport = await createNatsTransport({ servers: url, prefix, name: `test-${host.join('-') || 'caller'}`, logger: silentLogger });
     const hosted = modules.filter((module) => host.includes(module.name));
-    const kernel = createKernel({ modules, topology: { host, transport }, logger: silentLogger, ...(await databaseFor(engine, hosted)) });
+    const kernel = createKernel({ modules, topology: { host, transport }, principal: Principal, logger: silentLogger, ...(await databaseFor(engine, hosted)) });
     started.push({ kernel, transport });
     await kernel.start();
     return kernel;
@@ -162,7 +167,7 @@ function dependencyOrder(modules: readonly AnyModule[]): AnyModule[] {
  *   const app = boot({ modules: [catalogModule, added.module] });
  *
  *   it('catalog - addProduct announces productAdded', async () => {
- *     const product = await app.client(catalog).addProduct({ sku: 'LAMP-1', name: 'Desk lamp', priceCents: 2450 });
+ *     const product = await app.client(catalog).addProduct({ sku: 'LAMP-1', name: 'Desk lamp', priceCents: 2450 }, AS_ADMIN);
  *     await vi.waitFor(() => expect(added.of('productAdded')).toContainEqual(product), EVENTUALLY);
  *   });
  * });

@@ -21,10 +21,14 @@ import { OutOfStock, inventory } from '../../modules/inventory/contract.js';
 import { notifications } from '../../modules/notifications/contract.js';
 import { OrderNotCancellable, OrderNotFound, orders } from '../../modules/orders/contract.js';
 import { CHARGE_LIMIT_CENTS, PaymentConflict, PaymentDeclined, TestCard, payments } from '../../modules/payments/contract.js';
+import { AS_ADMIN } from './shop-auth.js';
 
 /** A running shop, whatever its topology. */
 export interface ShopHarness {
-  /** A client of any of the shop's contracts. */
+  /**
+   * A client of any of the shop's contracts. A call made with a `principal` option is made as
+   * that caller: a harness over HTTP sends a bearer token for it instead (test/support/shop-auth.ts).
+   */
   client<C extends AnyContract>(contract: C): Client<C>;
   /** Stops everything `boot` started. */
   stop(): Promise<void>;
@@ -41,7 +45,7 @@ const VISA = { token: TestCard.VISA };
  * @example
  * ```ts
  * describeShopSuite('one process', async () => {
- *   const kernel = createKernel({ modules });
+ *   const kernel = createKernel({ modules, principal: Principal }); // the shop's, app/principal.ts: the suite adds products as an admin
  *   await kernel.start();
  *   return { client: (contract) => kernel.client(contract), stop: () => kernel.stop() };
  * });
@@ -62,11 +66,11 @@ export function describeShopSuite(name: string, boot: () => Promise<ShopHarness>
       await shop?.stop();
     });
 
-    /** A new product with its own SKU, price and stock. */
+    /** A new product with its own SKU, price and stock, added and stocked by an admin. */
     const newProduct = async (priceCents: number, onHand: number): Promise<string> => {
       const sku = `SKU-${randomUUID()}`;
-      await client(catalog).addProduct({ sku, name: `Test product ${sku}`, priceCents });
-      if (onHand > 0) await client(inventory).restock({ sku, quantity: onHand });
+      await client(catalog).addProduct({ sku, name: `Test product ${sku}`, priceCents }, AS_ADMIN);
+      if (onHand > 0) await client(inventory).restock({ sku, quantity: onHand }, AS_ADMIN);
       return sku;
     };
     const newCustomer = (): string => `customer-${randomUUID()}`;
@@ -297,7 +301,7 @@ export function describeShopSuite(name: string, boot: () => Promise<ShopHarness>
       expect((noLines as Error).message).toContain('lines');
 
       const price = await client(catalog)
-        .addProduct({ sku: `SKU-${randomUUID()}`, name: 'Half a cent', priceCents: 12.5 })
+        .addProduct({ sku: `SKU-${randomUUID()}`, name: 'Half a cent', priceCents: 12.5 }, AS_ADMIN)
         .catch((error: unknown) => error);
       expect(isKeelError(price, 'INVALID_INPUT')).toBe(true);
       expect((price as Error).message).toContain('priceCents');

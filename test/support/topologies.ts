@@ -18,6 +18,7 @@ import { createKernel, silentLogger, type AnyContract, type Client, type Databas
 import { createNatsTransport, natsOptionsFromEnv } from 'keel/nats';
 import { createPGliteDatabase } from 'keel/pglite';
 import { createPostgresDatabase } from 'keel/postgres';
+import { Principal } from '../../app/principal.js';
 import { topologyFromEnv } from '../../app/topology.js';
 import { modules } from '../../modules/index.js';
 import { createTestDatabase, type TestDatabase } from './databases.js';
@@ -223,7 +224,8 @@ export interface SplitShop extends ShopHarness {
 /**
  * Boots the shop in `topology` against the NATS server at `natsUrl`, under its own subject
  * `prefix` so that several topologies can share one server, each process with a database of its
- * own on `engine`.
+ * own on `engine`. The test process's kernel declares the shop's principal, as the children do
+ * (keel.config.ts), so that its admin calls (`{ principal }`) reach them over NATS.
  *
  * @example
  * ```ts
@@ -282,11 +284,11 @@ export async function bootShop(
       transport = local.transport as Transport;
       const { url } = await freshDatabase();
       database = url === undefined ? await createPGliteDatabase() : createPostgresDatabase({ url });
-      kernel = createKernel({ modules, topology: local, logger: silentLogger, database });
+      kernel = createKernel({ modules, topology: local, principal: Principal, logger: silentLogger, database });
     } else {
       const options = natsOptionsFromEnv({ KEEL_NATS_URL: natsUrl, KEEL_NATS_PREFIX: prefix, ...access.localEnv });
       transport = await createNatsTransport({ ...options, logger: silentLogger });
-      kernel = createKernel({ modules, topology: { host: [], transport }, logger: silentLogger });
+      kernel = createKernel({ modules, topology: { host: [], transport }, principal: Principal, logger: silentLogger });
     }
     await kernel.start();
   } catch (error) {

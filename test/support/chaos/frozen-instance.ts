@@ -2,8 +2,9 @@
  * Chaos scenario 1, a frozen instance: two catalog processes serve one NATS queue group; under a
  * bounded load of product reads through the gateway (idempotent, hedged by the shop's contract),
  * one of them is frozen with SIGSTOP for `freezeMs` and thawed with SIGCONT. Meanwhile
- * non-idempotent writes (catalog.addProduct, a SKU of their own each, a short deadline) are sent
- * too; about half of them reach the frozen instance and their callers get TIMEOUT.
+ * non-idempotent writes (catalog.addProduct as an admin, a SKU of their own each, a short
+ * deadline) are sent too; about half of them reach the frozen instance and their callers get
+ * TIMEOUT.
  *
  * Measured: the share of reads sent during the freeze answered 200 within their deadline, their
  * latency; and, from the database once the thawed instance has caught up, that no write was
@@ -99,7 +100,8 @@ export async function runFrozenInstance(shop: ChaosShop, options: FrozenInstance
     const lastWriteAt = frozenAt + options.freezeMs - options.writeDeadlineMs - 1_000;
     for (let index = 0; Date.now() < lastWriteAt; index++) {
       const sku = `FRZ-${index}`;
-      writes.push({ sku, answer: send(shop.base, postCall('catalog.addProduct', { sku, name: `Frozen ${index}`, priceCents: 100 + index }, options.writeDeadlineMs), agent, '127.0.1.250') });
+      const write = postCall('catalog.addProduct', { sku, name: `Frozen ${index}`, priceCents: 100 + index }, options.writeDeadlineMs, shop.admin);
+      writes.push({ sku, answer: send(shop.base, write, agent, '127.0.1.250') });
       await sleep(options.writeEveryMs);
     }
     await sleep(Math.max(0, frozenAt + options.freezeMs - Date.now()));

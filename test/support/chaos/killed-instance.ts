@@ -1,8 +1,8 @@
 /**
  * Chaos scenario 2, a killed instance: two catalog processes serve one NATS queue group; under
- * a bounded load of product reads (hedged) and product writes (catalog.addProduct, a SKU of
- * their own each, not repeatable) through the gateway, one of them is killed with SIGKILL, then
- * started again.
+ * a bounded load of product reads (hedged) and product writes (catalog.addProduct as an admin, a
+ * SKU of their own each, not repeatable) through the gateway, one of them is killed with
+ * SIGKILL, then started again.
  *
  * Measured: the calls that failed, how long after the kill the last of them was sent (after it,
  * every call succeeded), and from the database that every write answered 200 is there.
@@ -56,7 +56,7 @@ export async function runKilledInstance(shop: ChaosShop, options: KilledInstance
     maxCalls: 20_000,
     next: (shopper, index) =>
       shopper === writer
-        ? postCall('catalog.addProduct', { sku: `KIL-${index}`, name: `Killed ${index}`, priceCents: 100 + index }, options.writeDeadlineMs)
+        ? postCall('catalog.addProduct', { sku: `KIL-${index}`, name: `Killed ${index}`, priceCents: 100 + index }, options.writeDeadlineMs, shop.admin)
         : getCall('catalog.getProduct', { sku: SKUS[(shopper + index) % SKUS.length] }, options.readDeadlineMs),
   });
   let killedAt = 0;

@@ -33,6 +33,8 @@ export interface HttpCall {
   readonly body?: unknown;
   /** The call's deadline (`x-keel-timeout-ms`). */
   readonly deadlineMs: number;
+  /** More headers, such as an admin's `authorization`. */
+  readonly headers?: Readonly<Record<string, string>>;
 }
 
 /** Sends one request from `localAddress` and records it. */
@@ -59,6 +61,7 @@ export function send(base: string, call: HttpCall, agent: Agent, localAddress: s
         agent,
         localAddress,
         headers: {
+          ...call.headers,
           'x-keel-timeout-ms': String(call.deadlineMs),
           ...(payload === undefined ? {} : { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) }),
         },
@@ -147,9 +150,9 @@ export function getCall(operation: string, input: unknown, deadlineMs: number): 
   return { what: `GET ${operation}`, method: 'GET', path: `/${operation.replace('.', '/')}?input=${encodeURIComponent(JSON.stringify(input))}`, deadlineMs };
 }
 
-/** A POST of an operation. */
-export function postCall(operation: string, body: unknown, deadlineMs: number): HttpCall {
-  return { what: `POST ${operation}`, method: 'POST', path: `/${operation.replace('.', '/')}`, body, deadlineMs };
+/** A POST of an operation, with `headers` (an admin's `authorization` for an operation only admins may call). */
+export function postCall(operation: string, body: unknown, deadlineMs: number, headers?: Readonly<Record<string, string>>): HttpCall {
+  return { what: `POST ${operation}`, method: 'POST', path: `/${operation.replace('.', '/')}`, body, deadlineMs, ...(headers === undefined ? {} : { headers }) };
 }
 
 /** The `p`-th percentile (0 to 100) of `values`, nearest rank; NaN when there are none. */

@@ -2,17 +2,19 @@
  * Chaos scenario 3, NATS restarted under load (and the shape of scenario 4, a cluster node
  * lost: the same load and the same figures around another outage, see cluster-node.ts).
  *
- * Writes (catalog.addProduct, a SKU of their own each, not repeatable) go from the test
- * process's own kernel over NATS, which records whether its connection was up when each call
- * was made; reads go through the gateway process. Around the outage, the honest-failure figures:
- * TIMEOUT means "sent, outcome unknown", so a write that failed TIMEOUT although it never
- * reached a handler (its SKU is not in the database) was reported as delivered when it was not;
- * and UNAVAILABLE means "not sent", so a write that failed UNAVAILABLE must not be there either.
+ * Writes (catalog.addProduct as an admin, a SKU of their own each, not repeatable) go from the
+ * test process's own kernel over NATS, which records whether its connection was up when each
+ * call was made; reads go through the gateway process. Around the outage, the honest-failure
+ * figures: TIMEOUT means "sent, outcome unknown", so a write that failed TIMEOUT although it
+ * never reached a handler (its SKU is not in the database) was reported as delivered when it
+ * was not; and UNAVAILABLE means "not sent", so a write that failed UNAVAILABLE must not be
+ * there either.
  * (The promises of whole orders through a nats-server outage are test/shop-chaos.test.ts's.)
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { isKeelError } from 'keel';
 import { catalog } from '../../../modules/catalog/contract.js';
+import { AS_ADMIN } from '../shop-auth.js';
 import { byStatus, getCall, runShoppers } from './load.js';
 import { quiescent } from './settle.js';
 import type { ChaosShop } from './shop.js';
@@ -79,7 +81,7 @@ export async function runNatsOutage(shop: ChaosShop, options: NatsOutageOptions)
       const record: WriteRecord = { sku: `NAT-${number}-${index}`, readyAtCall: shop.transport.status().ready, sentAt: Date.now(), code: 'pending' };
       writes.push(record);
       try {
-        await products.addProduct({ sku: record.sku, name: `Outage ${number}-${index}`, priceCents: 100 + index }, { timeoutMs: options.writeDeadlineMs });
+        await products.addProduct({ sku: record.sku, name: `Outage ${number}-${index}`, priceCents: 100 + index }, { ...AS_ADMIN, timeoutMs: options.writeDeadlineMs });
         record.code = 'ok';
       } catch (error) {
         record.code = isKeelError(error) ? error.code : `not a KeelError: ${String(error)}`;

@@ -12,12 +12,14 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { createKernel, silentLogger, type Kernel, type Transport } from 'keel';
 import { createNatsTransport, natsOptionsFromEnv } from 'keel/nats';
+import { Principal } from '../../../app/principal.js';
 import { freePort } from '../../../cli/nats-server.js';
 import { connectForStatus, readStatus, type InstanceStatus } from '../../../cli/tooling/status.js';
 import { modules } from '../../../modules/index.js';
 import { createTestDatabase } from '../databases.js';
 import { startNatsCluster, type NatsCluster } from '../nats-cluster.js';
 import { startNatsServer, type NatsServer, type NatsServerOptions } from '../nats-server.js';
+import { SHOP_AUTH_ENV, bearer } from '../shop-auth.js';
 import { startShopProcess, type ShopProcess } from '../topologies.js';
 
 const MODULES = ['catalog', 'inventory', 'payments', 'orders', 'notifications'] as const;
@@ -47,8 +49,10 @@ export interface ChaosShop {
   readonly natsUrl: string;
   /** `http://127.0.0.1:<port>` of the gateway process. */
   readonly base: string;
+  /** The `authorization` header of an admin's requests to the gateway (catalog.addProduct is for admins). */
+  readonly admin: Readonly<Record<string, string>>;
   readonly prefix: string;
-  /** The test process's own kernel: a pure client of every module over NATS. */
+  /** The test process's own kernel: a pure client of every module over NATS, declaring the shop's principal (call as an admin with `{ principal }`). */
   readonly kernel: Kernel;
   readonly transport: Transport;
   /** The module processes by name (`catalog-1`, `catalog-2`, `orders-1`, ...) and `gateway`. */
@@ -117,7 +121,8 @@ export async function startChaosShop(options: ChaosShopOptions = {}): Promise<Ch
     const port = await freePort();
     processes.set(
       'gateway',
-      await startShopProcess({ name: 'gateway', modules: ['none'], natsUrl, prefix, env: { PORT: String(port), KEEL_PROCESS_NAME: 'gateway', ...clusterEnv } }),
+      // SHOP_AUTH_SECRET: its gateway verifies the admin's token of the writes.
+      await startShopProcess({ name: 'gateway', modules: ['none'], natsUrl, prefix, env: { PORT: String(port), KEEL_PROCESS_NAME: 'gateway', ...clusterEnv, ...SHOP_AUTH_ENV } }),
     );
     const base = `http://127.0.0.1:${port}`;
     const deadline = Date.now() + 30_000;
@@ -129,16 +134,18 @@ export async function startChaosShop(options: ChaosShopOptions = {}): Promise<Ch
       ...natsOptionsFromEnv({ KEEL_NATS_URL: natsUrl, KEEL_NATS_PREFIX: prefix, ...clusterEnv }),
       logger: silentLogger,
     });
-    kernel = createKernel({ modules, topology: { host: [], transport }, logger: silentLogger });
+    kernel = createKernel({ modules, topology: { host: [], transport }, principal: Principal, logger: silentLogger });
     await kernel.start();
     await client.connect();
     log(`shop up: ${[...processes.keys()].join(', ')}; gateway ${base}`);
     const running = { kernel, transport };
+    const admin = await bearer();
     return {
       nats,
       cluster,
       natsUrl,
       base,
+      admin,
       prefix,
       kernel: running.kernel,
       transport: running.transport,
