@@ -244,6 +244,16 @@ async function logSummary(running: Kernel): Promise<void> {
           ? `operations of ${exposed.join(', ')} only; ${reference}`
           : reference;
     logger.info({ url, modules: exposed }, `HTTP gateway on ${url} (${what})`);
+    if (exposed.length > 0) {
+      // Whether a bearer token is verified (app/principal.ts): a 401 for a request with a token otherwise reads as a bad token.
+      const authenticates = config.gateway?.authenticate !== undefined;
+      logger.info(
+        { authenticates },
+        authenticates
+          ? 'HTTP authentication on: bearer tokens signed with SHOP_AUTH_SECRET are verified (npm run token makes one)'
+          : 'HTTP authentication off: every request is anonymous, so the admin operations answer 401; set SHOP_AUTH_SECRET to verify bearer tokens',
+      );
+    }
   }
   if (running.hosted.includes(catalog.name)) {
     const { products } = await running.client(catalog).listProducts({});

@@ -15,6 +15,7 @@ import { NO_MODULES, topologyFromEnv } from '../app/topology.js';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
 import { copyOfPGlite, freshPGliteFolder, pgliteTemplateFolder } from './support/topologies.js';
 import { eventSource } from './support/shop-suite.js';
+import { SHOP_AUTH_ENV } from './support/shop-auth.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 /** package.json's `start` script, as npm runs it (its `node` is this one). */
@@ -122,6 +123,7 @@ describe('app - npm start', SPAWNING, () => {
     expect(shop.records()).toContainEqual(
       expect.objectContaining({ sku: 'KB-001', product: 'Mechanical keyboard', priceCents: 8900, available: 25, msg: 'catalog: KB-001 Mechanical keyboard, $89.00, 25 available' }),
     );
+    expect(messages).toContainEqual(expect.stringMatching(/^HTTP authentication off: every request is anonymous, so the admin operations answer 401; set SHOP_AUTH_SECRET/));
     expect(messages.at(-1)).toBe('keel shop is ready');
     expect(await shop.stop(signal)).toBe(0);
     expect(shop.said(`${signal} received`)).toBe(true);
@@ -129,8 +131,9 @@ describe('app - npm start', SPAWNING, () => {
   });
 
   it('app - with KEEL_LOG_FORMAT=json every stdout line, from start to stop, is one JSON record; a handler\'s line carries the trace id of the call', async () => {
-    const shop = startShop({ PORT: '0' });
+    const shop = startShop({ PORT: '0', ...SHOP_AUTH_ENV });
     const url = await shop.ready();
+    expect(shop.records()).toContainEqual(expect.objectContaining({ authenticates: true, msg: expect.stringMatching(/^HTTP authentication on: bearer tokens signed with SHOP_AUTH_SECRET are verified/) }));
     const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
     // orders.placeOrder calls payments, whose handler logs "payment captured": a line two modules down the call.
     const response = await fetch(`${url}/orders/placeOrder`, {
