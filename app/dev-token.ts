@@ -3,8 +3,10 @@
  * `SHOP_AUTH_SECRET`, for the subject and roles given on the command line.
  *
  * ```sh
+ * SHOP_AUTH_SECRET=<secret> npm run token -- <subject> [role ...]
+ *
  * export SHOP_AUTH_SECRET=$(openssl rand -hex 32)
- * TOKEN=$(npx tsx app/dev-token.ts ada admin)
+ * TOKEN=$(npm run -s token -- ada admin)      # -s: the token alone, without npm's header
  * ```
  */
 import { SignJWT } from 'jose';
@@ -13,7 +15,7 @@ import { SHOP_TOKENS } from './principal.js';
 const [sub, ...roles] = process.argv.slice(2);
 const secret = process.env['SHOP_AUTH_SECRET']?.trim();
 if (sub === undefined || secret === undefined || secret === '') {
-  console.error('usage: SHOP_AUTH_SECRET=<secret> npx tsx app/dev-token.ts <subject> [role ...]');
+  console.error('usage: SHOP_AUTH_SECRET=<secret> npm run token -- <subject> [role ...]');
   process.exit(2);
 }
 const token = await new SignJWT({ roles })
