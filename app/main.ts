@@ -7,7 +7,7 @@
  */
 import { KeelError, KeelErrorCode, createKernel, type AnyContract, type Kernel, type Logger } from 'keel';
 import { createHttpGateway, type HttpGateway } from 'keel/http';
-import { createLogger, tracingRequested } from 'keel/transport';
+import { createLogger, tracingRequested, type AnyOperation } from 'keel/transport';
 import type { Tracing } from 'keel/otel';
 import { catalog } from '../modules/catalog/contract.js';
 import { inventory } from '../modules/inventory/contract.js';
@@ -235,23 +235,29 @@ async function logSummary(running: Kernel): Promise<void> {
   if (database !== undefined) logger.info({ data: describeDatabases(database) }, `data: ${describeDatabases(database)}`);
   if (gateway?.url !== undefined) {
     const url = gateway.url;
-    const exposed = [...new Set(Object.keys(gateway.openapi.paths).map((path) => path.split('/')[1] as string))];
+    const served = [...new Set(Object.keys(gateway.openapi.paths).map((path) => path.split('/')[1] as string))];
     const reference = `API reference ${url}/docs, OpenAPI ${url}/openapi.json`;
     const what =
-      exposed.length === 0
+      served.length === 0
         ? `no operation: readiness ${url}/readyz, metrics ${url}/metrics`
-        : exposed.length < running.modules.length
-          ? `operations of ${exposed.join(', ')} only; ${reference}`
+        : served.length < running.modules.length
+          ? `operations of ${served.join(', ')} only; ${reference}`
           : reference;
-    logger.info({ url, modules: exposed }, `HTTP gateway on ${url} (${what})`);
-    if (exposed.length > 0) {
-      // Whether a bearer token is verified (app/principal.ts): a 401 for a request with a token otherwise reads as a bad token.
+    logger.info({ url, modules: served }, `HTTP gateway on ${url} (${what})`);
+    // The served operations that need a caller identity (their contract's auth).
+    const guarded = exposed.flatMap((contract) =>
+      Object.entries(contract.operations as Record<string, AnyOperation>)
+        .filter(([, operation]) => operation.auth !== undefined && !operation.internal)
+        .map(([name]) => `${contract.name}.${name}`),
+    );
+    if (guarded.length > 0) {
+      // Whether a bearer token is verified (keel.config.ts, app/principal.ts): a 401 for a request with a token otherwise reads as a bad token.
       const authenticates = config.gateway?.authenticate !== undefined;
       logger.info(
-        { authenticates },
+        { authenticates, guarded },
         authenticates
-          ? 'HTTP authentication on: bearer tokens signed with SHOP_AUTH_SECRET are verified (npm run token makes one)'
-          : 'HTTP authentication off: every request is anonymous, so the admin operations answer 401; set SHOP_AUTH_SECRET to verify bearer tokens',
+          ? `HTTP authentication on: bearer tokens are verified (the shop's: signed with SHOP_AUTH_SECRET; npm run token makes one) for ${guarded.join(', ')}`
+          : `HTTP authentication off: every request is anonymous, so ${guarded.join(', ')} answer 401; set SHOP_AUTH_SECRET to verify bearer tokens`,
       );
     }
   }

@@ -366,7 +366,8 @@ export function eventSource<C extends AnyContract>(contract: C): { module: AnyMo
  * @example
  * ```ts
  * const seen = eventRecorder(catalog);
- * const kernel = createKernel({ modules: [catalogModule, seen.module] });
+ * const kernel = createKernel({ modules: [catalogModule, seen.module], principal: Principal });
+ * await kernel.client(catalog).addProduct({ sku: 'MUG-01', name: 'Mug', priceCents: 1200 }, AS_ADMIN);
  * // ...
  * await vi.waitFor(() => expect(seen.of('productAdded')).toHaveLength(1));
  * ```

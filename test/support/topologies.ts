@@ -120,6 +120,8 @@ export async function startShopProcess(options: ShopProcessOptions): Promise<Sho
     cwd: ROOT,
     env: {
       ...process.env,
+      // Not the developer's: a shell that exported it (README's auth section) would change what these processes log and refuse.
+      SHOP_AUTH_SECRET: '',
       KEEL_MODULES: options.modules.join(','),
       KEEL_NATS_URL: options.natsUrl,
       KEEL_NATS_PREFIX: options.prefix,
