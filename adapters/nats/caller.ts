@@ -22,9 +22,10 @@ import {
   type OperationAddress,
   type TransportCallOptions,
 } from 'keel/transport';
-import { createInbox, errors, type Msg, type MsgHdrs, type Subscription } from '@nats-io/transport-node';
+import { createInbox, type Msg, type MsgHdrs } from '@nats-io/transport-node';
 import type { Connection } from './connection.js';
 import { messageBody } from './header-bytes.js';
+import { ReplySubscription } from './reply-subscription.js';
 import { callHeaders, sameMajor } from './headers.js';
 import { hasNoHeaders, replyToken } from './raw-headers.js';
 import type { ServiceInfo } from './service-api.js';
@@ -35,8 +36,6 @@ import { Header, encodeJson } from './wire.js';
 const NO_RESPONDERS_PROBE_MS = 1_000;
 /** After an instance described itself, how long to wait for more. */
 const NO_RESPONDERS_PROBE_JITTER_MS = 50;
-/** While the server refuses the reply subscription, how often to ask for it again (a permission reload or restart may grant it). */
-export const REPLIES_RETRY_MS = 5_000;
 
 /** Orders service instances by contract version, oldest first. */
 function byVersion(a: ServiceInfo, b: ServiceInfo): number {
@@ -96,11 +95,7 @@ export class Caller implements CallOwner {
    * once, where a string built per call cost two concatenations and, in nats' subject check, a flattening.
    */
   readonly #subjects = new WeakMap<OperationAddress, string>();
-  #replies: Subscription | undefined;
-  /** Set when the server refused the reply subscription: no call could get its answer, so none is sent. */
-  #repliesRefused: KeelError | undefined;
-  /** The next request for the reply subscription while it is refused. */
-  #repliesRetry: ReturnType<typeof setTimeout> | undefined;
+  readonly #replies: ReplySubscription;
   #nextToken = 0;
   #allPendingSettled: (() => void) | undefined;
 
@@ -109,23 +104,23 @@ export class Caller implements CallOwner {
     // The connection's own prefix: a server may let this process read only replies under it.
     this.#inbox = createInbox(connection.options.inboxPrefix);
     this.#inboxLength = this.#inbox.length + 1;
+    this.#replies = new ReplySubscription(
+      connection,
+      `${this.#inbox}.*`,
+      (msg) => this.#onReply(msg),
+      // Refused after start (a server's permissions changed): the calls waiting can get no answer.
+      (refused) => this.interrupt('its reply subscription was refused by NATS', refused),
+    );
   }
 
   /** Subscribes to the replies of every call this transport makes. */
-  listen(): Subscription {
-    const replies = this.#connection.nc.subscribe(`${this.#inbox}.*`, { callback: (error, msg) => this.#onReply(error, msg) });
-    this.#replies = replies;
-    return replies;
+  listen(): void {
+    this.#replies.listen();
   }
 
-  /**
-   * Why this process's NATS user may not receive replies, once the server refused the reply
-   * subscription (its permissions do not cover the inbox prefix); `undefined` otherwise. The
-   * server's refusal arrives before the transport's first flush returns, so the transport is
-   * refused at its start (transport.ts).
-   */
+  /** Why no call can get its answer while the server refuses the reply subscription (reply-subscription.ts); `undefined` otherwise. */
   get repliesRefused(): KeelError | undefined {
-    return this.#repliesRefused;
+    return this.#replies.refused;
   }
 
   /**
@@ -186,7 +181,7 @@ export class Caller implements CallOwner {
    */
   #send(address: OperationAddress, data: Uint8Array, context: CallContext, signal: AbortSignal | undefined): Promise<unknown> {
     // Refused (before this call, or while it waited for the connection): it would wait out its deadline for an answer that cannot come.
-    if (this.#repliesRefused !== undefined) return this.#refusedForReplies(address, context);
+    if (this.#replies.refused !== undefined) return this.#refusedForReplies(address, context);
     const connection = this.#connection;
     const token = this.#nextToken++;
     const call = new PendingCall(this, token, address, context, signal);
@@ -212,7 +207,7 @@ export class Caller implements CallOwner {
   }
 
   #refusedForReplies(address: OperationAddress, context: CallContext): Promise<never> {
-    const refused = this.#repliesRefused as KeelError;
+    const refused = this.#replies.refused as KeelError;
     return Promise.reject(
       new KeelError(KeelErrorCode.INVALID_CONFIG, `${address.contract}.${address.operation} was not sent: ${refused.message}`, {
         correlationId: context.correlationId,
@@ -318,13 +313,12 @@ export class Caller implements CallOwner {
     }
     this.interrupt('the NATS transport closed');
     this.#deadlines.clear();
-    clearTimeout(this.#repliesRetry);
-    this.#repliesRetry = undefined;
+    this.#replies.close();
   }
 
   /** Stops listening for replies (when the connection is closed without draining). */
   stopReplies(): void {
-    this.#replies?.unsubscribe();
+    this.#replies.unsubscribe();
   }
 
   /** Forgets a pending call (it got an answer, was cancelled, or the connection closed). */
@@ -339,70 +333,7 @@ export class Caller implements CallOwner {
     if (this.#pending.size === 0 && this.#allPendingSettled !== undefined) this.#allPendingSettled();
   }
 
-  /**
-   * The server refused the reply subscription (nats.js has closed it): at start, the transport
-   * is refused (transport.ts); after start (a server's permissions changed, by a reload or a
-   * restart), the calls waiting can get no answer, calls are refused unsent, and the transport
-   * reports itself not ready, so that an orchestrator sees it. Logged once per refusal, not per
-   * retry; asked for again every {@link REPLIES_RETRY_MS} until the server grants it.
-   */
-  #onRepliesRefused(error: InstanceType<typeof errors.PermissionViolationError>): void {
-    const first = this.#repliesRefused === undefined;
-    this.#repliesRefused = new KeelError(
-      KeelErrorCode.INVALID_CONFIG,
-      `NATS refused this process's user permission to subscribe to its reply subject ${error.subject}, so no call it makes could get an answer. ` +
-        'Set KEEL_NATS_INBOX_PREFIX (the inboxPrefix option) to the prefix its user may subscribe under: keel deploy and keel up write it beside ' +
-        "the user's password. Or give the user that permission.",
-      { cause: error },
-    );
-    if (first) {
-      this.#connection.logger.error({ err: this.#repliesRefused }, this.#repliesRefused.message);
-      this.interrupt('its reply subscription was refused by NATS', this.#repliesRefused);
-    }
-    this.#askForRepliesLater();
-  }
-
-  #askForRepliesLater(): void {
-    if (this.#repliesRetry !== undefined || this.#connection.closing) return;
-    this.#repliesRetry = setTimeout(() => {
-      this.#askForReplies().catch((error: unknown) => this.#connection.logger.warn({ err: error }, 'could not ask NATS for the reply subscription again'));
-    }, REPLIES_RETRY_MS);
-    this.#repliesRetry.unref();
-  }
-
-  /**
-   * Subscribes to the replies again and flushes: the server answers a refused subscription
-   * before the flush's PONG, so a subscription still open after the flush was granted.
-   */
-  async #askForReplies(): Promise<void> {
-    this.#repliesRetry = undefined;
-    if (this.#connection.closed) return;
-    const replies = this.listen();
-    let flushed = true;
-    try {
-      await this.#connection.nc.flush();
-    } catch {
-      flushed = false; // disconnected or closing: ask again later (a closing connection asks nothing)
-    }
-    if (!flushed || replies.isClosed() || this.#connection.closed) {
-      if (!replies.isClosed()) replies.unsubscribe();
-      this.#askForRepliesLater();
-      return;
-    }
-    const refused = this.#repliesRefused;
-    this.#repliesRefused = undefined;
-    this.#connection.logger.info({ inbox: this.#inbox }, `NATS granted the reply subscription again; calls resume (it was refused: ${refused?.message ?? ''})`);
-  }
-
-  #onReply(error: Error | null, msg: Msg): void {
-    if (error !== null) {
-      if (error instanceof errors.PermissionViolationError && error.operation === 'subscription') {
-        this.#onRepliesRefused(error);
-        return;
-      }
-      this.#connection.logger.warn({ err: error }, 'reply subscription error');
-      return;
-    }
+  #onReply(msg: Msg): void {
     const call = this.#pending.get(replyToken(msg, this.#inboxLength));
     if (call === undefined) return; // late answer to a call that already timed out or was cancelled
     this.#settle(call);
