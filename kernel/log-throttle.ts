@@ -48,9 +48,19 @@ export class LogThrottle {
     return suppressed;
   }
 
-  /** True when its interval has passed with nothing left out: forgetting it loses no count. */
+  /** True when its interval has passed: its next occurrence would be logged. */
   idle(now: number = Date.now()): boolean {
-    return now >= this.#nextAt && this.#suppressed === 0;
+    return now >= this.#nextAt;
+  }
+
+  /** Takes over `count` occurrences left out elsewhere, to be reported with its next line. */
+  absorb(count: number): void {
+    this.#suppressed += count;
+  }
+
+  /** How many occurrences were left out since its last line. */
+  get suppressed(): number {
+    return this.#suppressed;
   }
 }
 
@@ -60,8 +70,9 @@ export const MAX_THROTTLED_KEYS = 64;
 /**
  * A {@link LogThrottle} per key (a refused subject, say), so that one noisy key does not hide
  * another's first line; bounded: at {@link MAX_THROTTLED_KEYS} keys, those whose interval passed
- * quietly are forgotten, and while all are busy the others share one, so that invented keys (one
- * per reply subject, say) cannot grow it without end nor hold its slots for good.
+ * are forgotten (the count they left out goes to the shared throttle's next line), and while all
+ * are busy the others share one, so that invented keys (one per reply subject, say) cannot grow
+ * it without end nor hold its slots for good.
  */
 export class KeyedLogThrottle {
   readonly #byKey = new Map<string, LogThrottle>();
@@ -72,7 +83,12 @@ export class KeyedLogThrottle {
     let throttle = this.#byKey.get(key);
     if (throttle === undefined) {
       if (this.#byKey.size >= MAX_THROTTLED_KEYS) {
-        for (const [idleKey, idle] of this.#byKey) if (idle.idle(now)) this.#byKey.delete(idleKey);
+        for (const [idleKey, idle] of this.#byKey) {
+          if (!idle.idle(now)) continue;
+          // Forgotten, its count left out is not: the shared throttle's next line reports it.
+          this.#rest.absorb(idle.suppressed);
+          this.#byKey.delete(idleKey);
+        }
         if (this.#byKey.size >= MAX_THROTTLED_KEYS) return this.#rest.take(now);
       }
       throttle = new LogThrottle();

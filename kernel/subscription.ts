@@ -87,7 +87,7 @@ export function createEventSubscription(source: SubscriptionSource): EventSubscr
     if (suppressed < 0) return;
     logger.error(
       { err: error, ...callLogFields(metadata, { event: label, eventId: metadata.id, suppressed }) },
-      `${message} (at most one line per 10 s; suppressed: how many since the last line)`,
+      `${message} (at most one line per 10 s for each subscription and kind; suppressed: how many since the last line)`,
     );
   };
   const failed = (error: unknown, metadata: EventMetadata, started: number): Promise<void> => {

@@ -28,4 +28,16 @@ describe('kernel - log throttles', () => {
     expect(throttle.take('after 2', 10_002)).toBe(0);
     expect(throttle.take('after 1', 10_003)).toBe(-1);
   });
+
+  it('kernel log throttle - 64 keys each refused twice are still forgotten past their interval, and the counts they left out come with the shared line', () => {
+    const throttle = new KeyedLogThrottle();
+    for (let index = 0; index < 64; index += 1) {
+      expect(throttle.take(`a ${index}`, 0)).toBe(0);
+      expect(throttle.take(`a ${index}`, 1)).toBe(-1);
+    }
+    // Past their interval the 64 are forgotten: 64 new keys each get their own first line.
+    for (let index = 0; index < 64; index += 1) expect(throttle.take(`b ${index}`, 10_001)).toBe(0);
+    // All 64 slots busy: a 65th key shares the rest's throttle, whose first line reports the 64 the a's left out.
+    expect(throttle.take('c', 10_002)).toBe(64);
+  });
 });

@@ -4,11 +4,10 @@
  * it can be. The caller, the responder and the event parts share one {@link Connection}.
  */
 import { KeelError, KeelErrorCode, type Logger } from 'keel';
-import { within, type Registration, type TransportStatus } from 'keel/transport';
+import { KeyedLogThrottle, within, type Registration, type TransportStatus } from 'keel/transport';
 import { connect, errors, type NatsConnection } from '@nats-io/transport-node';
 import { connectionOptions } from './connection-options.js';
 import { redactUrl } from './option-checks.js';
-import { KeyedLogThrottle } from 'keel/transport';
 import type { ResolvedNatsOptions } from './options.js';
 import { Subjects } from './wire.js';
 

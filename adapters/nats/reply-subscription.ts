@@ -12,7 +12,7 @@ import type { Connection } from './connection.js';
 /** While the server refuses the reply subscription, how often to ask for it again (a permission reload or restart may grant it). */
 export const REPLIES_RETRY_MS = 5_000;
 
-/** One subscription to `subject` whose messages go to `onMessage`; `onRefused` is told when the server first refuses it. */
+/** One subscription to `subject` whose messages go to `onMessage`; `onRefused` is told when the server refuses it, once per refused spell. */
 export class ReplySubscription {
   readonly #connection: Connection;
   readonly #subject: string;
@@ -74,8 +74,8 @@ export class ReplySubscription {
   }
 
   /**
-   * The server refused the subscription (nats.js has closed it). Logged once per refusal, not
-   * per request again (each of those draws a throttled warn line from the connection).
+   * The server refused the subscription (nats.js has closed it). Logged once per refused spell,
+   * not per retry (each of those draws a throttled warn line from the connection).
    */
   #onRefusal(error: InstanceType<typeof errors.PermissionViolationError>): void {
     const first = this.#refused === undefined;
@@ -107,7 +107,7 @@ export class ReplySubscription {
    */
   async #ask(): Promise<void> {
     this.#retry = undefined;
-    if (this.#connection.closed) return;
+    if (this.#connection.closing || this.#connection.closed) return;
     const subscription = this.listen();
     let flushed = true;
     try {
