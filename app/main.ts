@@ -6,8 +6,8 @@
  * docs/observability.md), and stops cleanly on SIGINT or SIGTERM.
  */
 import { KeelError, KeelErrorCode, createKernel, type AnyContract, type Kernel, type Logger } from 'keel';
-import { createHttpGateway, type HttpGateway } from 'keel/http';
-import { createLogger, tracingRequested, type AnyOperation } from 'keel/transport';
+import { createHttpGateway, servedOperations, type HttpGateway } from 'keel/http';
+import { createLogger, tracingRequested } from 'keel/transport';
 import type { Tracing } from 'keel/otel';
 import { catalog } from '../modules/catalog/contract.js';
 import { inventory } from '../modules/inventory/contract.js';
@@ -246,8 +246,8 @@ async function logSummary(running: Kernel): Promise<void> {
     logger.info({ url, modules: served }, `HTTP gateway on ${url} (${what})`);
     // The served operations that need a caller identity (their contract's auth).
     const guarded = exposed.flatMap((contract) =>
-      Object.entries(contract.operations as Record<string, AnyOperation>)
-        .filter(([, operation]) => operation.auth !== undefined && !operation.internal)
+      servedOperations(contract)
+        .filter(([, operation]) => operation.auth !== undefined)
         .map(([name]) => `${contract.name}.${name}`),
     );
     if (guarded.length > 0) {

@@ -34,7 +34,7 @@ export {
   httpStatusOf,
 } from './status.js';
 export { PROBLEM_CONTENT_TYPE, PROBLEM_TYPE_PREFIX, problemOf, type Problem } from './problem.js';
-export { createOpenApiDocument, operationPath, type OpenApiDocument, type OpenApiOptions } from './openapi.js';
+export { createOpenApiDocument, operationPath, servedOperations, type OpenApiDocument, type OpenApiOptions } from './openapi.js';
 export {
   DEFAULT_LATENCY_BUCKETS,
   createKernelMetrics,

@@ -88,7 +88,7 @@ export function operationPath(contract: string, operation: string): string {
 /**
  * The operations of `contract` a gateway serves, by name: all but those its contract declares
  * `internal` (called by other modules only). The one rule for the routes, the OpenAPI paths and
- * the not-found answer.
+ * the not-found answer, and for an application that says what its gateway serves.
  *
  * @example
  * ```ts
