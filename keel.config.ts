@@ -7,7 +7,8 @@ import { defineConfig } from 'keel/config';
 import { Principal, authenticatorFromEnv } from './app/principal.js';
 
 export default defineConfig({
-  // The caller identity every process checks (context.principal; admins may add products, restock and set prices).
+  // The caller identity every process checks (context.principal; admins may add products, restock and set prices;
+  // a customer, whose token's subject is its customerId, may list its own orders, payments and notifications).
   principal: Principal,
   gateway: {
     // The shop's pure reads, also offered as GET ?input=<json> (its other idempotent operations change

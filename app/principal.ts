@@ -9,7 +9,8 @@ import { z } from 'zod';
 
 /**
  * The shop's principal: the token's subject and its roles (`admin` may add products, restock
- * and change prices).
+ * and change prices, and read every customer's lists; a customer's subject is its `customerId`,
+ * whose orders, payments and notifications it may list).
  *
  * @example
  * ```ts
@@ -36,7 +37,8 @@ export const SHOP_TOKENS = { issuer: 'keel-shop', audience: 'keel-shop' } as con
  * `SHOP_AUTH_SECRET` (at least 32 bytes), issued by `keel-shop` for `keel-shop`, whose `sub` and
  * `roles` claims make the principal. Without the variable, `undefined`: every call is anonymous,
  * and an operation whose contract declares `auth` (catalog.addProduct and setPrice,
- * inventory.restock) answers 401. In production, verify your identity provider's tokens
+ * inventory.restock, and a customer's lists: orders.listOrders, payments.listPayments,
+ * notifications.listNotifications) answers 401. In production, verify your identity provider's tokens
  * instead: `createJwtAuthenticator({ jwksUrl, issuer, audience })`.
  *
  * @example

@@ -91,7 +91,7 @@ export interface CallOptions {
  * import type { Client } from 'keel';
  *
  * const shop: Client<typeof orders> = kernel.client(orders);
- * const { orders: placed } = await shop.listOrders({ customerId: 'c-42' });
+ * const order = await shop.getOrder({ orderId: 'o-1' });
  * ```
  */
 export type Client<C extends AnyContract> = {

@@ -151,7 +151,7 @@ export interface Kernel {
  *
  * const transport = await createNatsTransport({ servers: 'nats://127.0.0.1:4222' });
  * const kernel = createKernel({ contracts: [orders], topology: { transport } });
- * const { orders: placed } = await kernel.client(orders).listOrders({ customerId: 'c-42' });
+ * const order = await kernel.client(orders).getOrder({ orderId: 'o-1' });
  * await kernel.stop();
  * await transport.close();
  * ```

@@ -17,6 +17,8 @@ import { orders } from '../modules/orders/contract.js';
 import { payments } from '../modules/payments/contract.js';
 import { freePort } from '../cli/nats-server.js';
 import { copyFixtureApp, failureRecord, logRecords, runKeel } from './support/cli.js';
+import { Principal } from '../app/principal.js';
+import { asCustomer } from './support/shop-auth.js';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
 
 const require = createRequire(import.meta.url);
@@ -206,7 +208,7 @@ describe('cli - keel up', () => {
   beforeAll(async () => {
     server = await startNatsServer();
     transport = await createNatsTransport({ servers: server.url, logger: silentLogger });
-    caller = createKernel({ modules, logger: silentLogger, topology: { host: [], transport } });
+    caller = createKernel({ modules, principal: Principal, logger: silentLogger, topology: { host: [], transport } });
     await caller.start();
   });
 
@@ -235,7 +237,7 @@ describe('cli - keel up', () => {
           expect(order).toMatchObject({ customerId: 'cli-up' });
           expect(await caller.client(orders).getOrder({ orderId: order.orderId })).toMatchObject({ status: order.status });
           // Orders (the storefront) charged the card in payments (the back office).
-          const { payments: charged } = await caller.client(payments).listPayments({ customerId: 'cli-up' });
+          const { payments: charged } = await caller.client(payments).listPayments({ customerId: 'cli-up' }, asCustomer('cli-up'));
           expect(charged).toEqual([expect.objectContaining({ paymentId: order.paymentId, amountCents: order.totalCents })]);
         })(),
       );

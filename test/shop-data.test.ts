@@ -40,7 +40,7 @@ import { DEFAULT_ORDER_RECOVERY_OPTIONS } from '../modules/orders/order-recovery
 import { ChargeCancelled, TestCard, payments, type Payment } from '../modules/payments/contract.js';
 import { paymentsModule } from '../modules/payments/module.js';
 import { enginesUnderTest } from './support/databases.js';
-import { AS_ADMIN } from './support/shop-auth.js';
+import { AS_ADMIN, asCustomer } from './support/shop-auth.js';
 
 const engines = enginesUnderTest();
 afterAll(async () => {
@@ -128,7 +128,7 @@ describe.each(engines)('shop data - $name', (engine) => {
   }
 
   const topics = async (kernel: Kernel, customerId: string) =>
-    (await kernel.client(notifications).listNotifications({ customerId })).notifications.map((n) => n.topic);
+    (await kernel.client(notifications).listNotifications({ customerId }, asCustomer(customerId))).notifications.map((n) => n.topic);
 
   it('shop data - orders, payments, stock and e-mails survive a kernel restart on the same database, and so do idempotency keys', async () => {
     const database = await engine.fresh();
@@ -143,26 +143,26 @@ describe.each(engines)('shop data - $name', (engine) => {
       expect((await topics(first, customerId)).sort()).toEqual(['order-cancelled', 'order-placed', 'order-placed', 'refund-issued']);
     }, EVENTUALLY);
     const before = {
-      orders: await first.client(orders).listOrders({ customerId }),
-      payments: await first.client(payments).listPayments({ customerId }),
-      notifications: await first.client(notifications).listNotifications({ customerId }),
+      orders: await first.client(orders).listOrders({ customerId }, asCustomer(customerId)),
+      payments: await first.client(payments).listPayments({ customerId }, asCustomer(customerId)),
+      notifications: await first.client(notifications).listNotifications({ customerId }, asCustomer(customerId)),
       products: await first.client(catalog).listProducts({}),
     };
     await first.stop();
 
     const second = await shopOn(database);
     try {
-      expect(await second.client(orders).listOrders({ customerId })).toEqual(before.orders);
+      expect(await second.client(orders).listOrders({ customerId }, asCustomer(customerId))).toEqual(before.orders);
       expect(before.orders.orders).toEqual([kept, cancelled]);
       expect(await second.client(orders).getOrder({ orderId: kept.orderId })).toEqual(kept);
-      expect(await second.client(payments).listPayments({ customerId })).toEqual(before.payments);
-      expect(await second.client(notifications).listNotifications({ customerId })).toEqual(before.notifications);
+      expect(await second.client(payments).listPayments({ customerId }, asCustomer(customerId))).toEqual(before.payments);
+      expect(await second.client(notifications).listNotifications({ customerId }, asCustomer(customerId))).toEqual(before.notifications);
       expect(await second.client(catalog).listProducts({})).toEqual(before.products); // the seed migration ran once
       expect(await second.client(inventory).getStock({ sku })).toEqual({ sku, onHand: 8, reserved: 0, available: 8 });
       // The key's outcome is in the orders module's database: the retry charges nothing more.
       const retried = await second.client(orders).placeOrder({ customerId, lines: [{ sku, quantity: 2 }], card: VISA }, { idempotencyKey: `kept-${customerId}` });
       expect(retried).toEqual(kept);
-      expect((await second.client(payments).listPayments({ customerId })).payments).toHaveLength(2);
+      expect((await second.client(payments).listPayments({ customerId }, asCustomer(customerId))).payments).toHaveLength(2);
     } finally {
       await second.stop();
     }
@@ -180,8 +180,8 @@ describe.each(engines)('shop data - $name', (engine) => {
       const again = await kernel.client(orders).placeOrder(request, { idempotencyKey: key });
 
       expect(again).toEqual(first);
-      expect(await kernel.client(orders).listOrders({ customerId })).toEqual({ orders: [first] });
-      expect(await kernel.client(payments).listPayments({ customerId })).toEqual({
+      expect(await kernel.client(orders).listOrders({ customerId }, asCustomer(customerId))).toEqual({ orders: [first] });
+      expect(await kernel.client(payments).listPayments({ customerId }, asCustomer(customerId))).toEqual({
         payments: [expect.objectContaining({ paymentId: first.paymentId, amountCents: 7500, status: 'captured' })],
       });
       await vi.waitFor(async () => expect(await kernel.client(inventory).getStock({ sku })).toMatchObject({ onHand: 7, reserved: 0 }), EVENTUALLY);
@@ -211,18 +211,18 @@ describe.each(engines)('shop data - $name', (engine) => {
       const failure = await kernel.client(orders).placeOrder(request, { idempotencyKey: key, retry: false }).catch((error: unknown) => error);
 
       expect(isKeelError(failure, KeelErrorCode.TIMEOUT)).toBe(true);
-      expect(await kernel.client(payments).listPayments({ customerId })).toEqual({
+      expect(await kernel.client(payments).listPayments({ customerId }, asCustomer(customerId))).toEqual({
         payments: [expect.objectContaining({ status: 'refunded', amountCents: 2000 })],
       });
       expect(await kernel.client(inventory).getStock({ sku })).toEqual({ sku, onHand: 5, reserved: 0, available: 5 });
-      expect(await kernel.client(orders).listOrders({ customerId })).toEqual({ orders: [] });
+      expect(await kernel.client(orders).listOrders({ customerId }, asCustomer(customerId))).toEqual({ orders: [] });
       await vi.waitFor(async () => expect(await topics(kernel, customerId)).toEqual(['refund-issued']), EVENTUALLY);
 
       const retry = await kernel.client(orders).placeOrder(request, { idempotencyKey: key }).catch((error: unknown) => error);
       expect(retry).toBeInstanceOf(OrderFailed);
       const { orderId } = (retry as InstanceType<typeof OrderFailed>).data;
       expect((retry as InstanceType<typeof OrderFailed>).data).toMatchObject({ code: 'TIMEOUT' });
-      expect((await kernel.client(payments).listPayments({ customerId })).payments).toEqual([expect.objectContaining({ orderId, status: 'refunded' })]);
+      expect((await kernel.client(payments).listPayments({ customerId }, asCustomer(customerId))).payments).toEqual([expect.objectContaining({ orderId, status: 'refunded' })]);
     } finally {
       await kernel.stop();
     }
@@ -254,16 +254,16 @@ describe.each(engines)('shop data - $name', (engine) => {
       expect(isKeelError(failure, KeelErrorCode.TIMEOUT)).toBe(true);
       // Released, but still charged: the saga could not cancel the charge, and left the order compensating.
       expect(await kernel.client(inventory).getStock({ sku })).toEqual({ sku, onHand: 5, reserved: 0, available: 5 });
-      expect((await kernel.client(payments).listPayments({ customerId })).payments).toEqual([expect.objectContaining({ status: 'captured' })]);
+      expect((await kernel.client(payments).listPayments({ customerId }, asCustomer(customerId))).payments).toEqual([expect.objectContaining({ status: 'captured' })]);
       expect(messages).toContain('could not undo a failed order; it stays compensating, and recovery will undo it');
 
       paymentsDown = false;
       // Recovery refunds the charge, then records the order compensated and logs it: wait for both.
       await vi.waitFor(async () => {
-        expect((await kernel.client(payments).listPayments({ customerId })).payments).toEqual([expect.objectContaining({ status: 'refunded' })]);
+        expect((await kernel.client(payments).listPayments({ customerId }, asCustomer(customerId))).payments).toEqual([expect.objectContaining({ status: 'refunded' })]);
         expect(messages).toContain('order recovery: order compensated');
       }, EVENTUALLY);
-      expect(await kernel.client(orders).listOrders({ customerId })).toEqual({ orders: [] });
+      expect(await kernel.client(orders).listOrders({ customerId }, asCustomer(customerId))).toEqual({ orders: [] });
     } finally {
       await kernel.stop();
     }
@@ -299,11 +299,11 @@ describe.each(engines)('shop data - $name', (engine) => {
     const messages: string[] = [];
     const second = await shopOn(database, paymentsModule, recordingLogger(messages));
     try {
-      const [payment] = (await second.client(payments).listPayments({ customerId: paid })).payments;
+      const [payment] = (await second.client(payments).listPayments({ customerId: paid }, asCustomer(paid))).payments;
       expect(payment).toMatchObject({ status: 'captured', amountCents: 2000 });
       // Recovery waits for the calls' deadline (6 s) and a grace, then places the paid order...
       await vi.waitFor(async () => {
-        expect(await second.client(orders).listOrders({ customerId: paid })).toEqual({
+        expect(await second.client(orders).listOrders({ customerId: paid }, asCustomer(paid))).toEqual({
           orders: [expect.objectContaining({ orderId: payment?.orderId, status: 'placed', paymentId: payment?.paymentId })],
         });
       }, EVENTUALLY);
@@ -316,8 +316,8 @@ describe.each(engines)('shop data - $name', (engine) => {
       await vi.waitFor(() => {
         expect(messages).toEqual(expect.arrayContaining(['order recovery: order completed', 'order recovery: order compensated']));
       }, EVENTUALLY);
-      expect(await second.client(payments).listPayments({ customerId: unpaid })).toEqual({ payments: [] });
-      expect(await second.client(orders).listOrders({ customerId: unpaid })).toEqual({ orders: [] });
+      expect(await second.client(payments).listPayments({ customerId: unpaid }, asCustomer(unpaid))).toEqual({ payments: [] });
+      expect(await second.client(orders).listOrders({ customerId: unpaid }, asCustomer(unpaid))).toEqual({ orders: [] });
 
       // A retry with each key, once the kernel lets the first attempt's key go: the same order, charged once; and the
       // undone order, whose charge arriving late captures nothing.
@@ -331,13 +331,13 @@ describe.each(engines)('shop data - $name', (engine) => {
         }
       };
       expect(await settled(paid)).toMatchObject({ orderId: payment?.orderId, status: 'placed' });
-      expect((await second.client(payments).listPayments({ customerId: paid })).payments).toHaveLength(1);
+      expect((await second.client(payments).listPayments({ customerId: paid }, asCustomer(paid))).payments).toHaveLength(1);
       const failed = await settled(unpaid);
       expect(failed).toBeInstanceOf(OrderFailed);
       const { orderId } = (failed as InstanceType<typeof OrderFailed>).data;
       const late = await second.client(payments).charge({ orderId, customerId: unpaid, amountCents: 2000, card: VISA }).catch((error: unknown) => error);
       expect(late).toBeInstanceOf(ChargeCancelled);
-      expect(await second.client(payments).listPayments({ customerId: unpaid })).toEqual({ payments: [] });
+      expect(await second.client(payments).listPayments({ customerId: unpaid }, asCustomer(unpaid))).toEqual({ payments: [] });
     } finally {
       await second.stop();
     }

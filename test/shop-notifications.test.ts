@@ -5,6 +5,7 @@ import { notificationsModule } from '../modules/notifications/module.js';
 import { orders } from '../modules/orders/contract.js';
 import { payments } from '../modules/payments/contract.js';
 import { EVENTUALLY, describeInTopologies } from './support/shop-module-harness.js';
+import { asCustomer } from './support/shop-auth.js';
 import { eventSource } from './support/shop-suite.js';
 
 describeInTopologies('notifications - customer e-mails', (boot) => {
@@ -13,7 +14,7 @@ describeInTopologies('notifications - customer e-mails', (boot) => {
   const fakePayments = eventSource(payments);
   const app = boot({ modules: [notificationsModule, fakeOrders.module, fakePayments.module] });
   const sentTo = async (customerId: string) =>
-    (await app.client(notifications).listNotifications({ customerId })).notifications;
+    (await app.client(notifications).listNotifications({ customerId }, asCustomer(customerId))).notifications;
 
   const now = () => new Date().toISOString();
   const orderPlaced = (customerId: string, orderId: string) => ({

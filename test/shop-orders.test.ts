@@ -8,7 +8,7 @@ import { OrderNotCancellable, OrderNotFound, orders } from '../modules/orders/co
 import { ordersModule } from '../modules/orders/module.js';
 import { PaymentDeclined, TestCard, payments } from '../modules/payments/contract.js';
 import { paymentsModule } from '../modules/payments/module.js';
-import { AS_ADMIN } from './support/shop-auth.js';
+import { AS_ADMIN, asCustomer } from './support/shop-auth.js';
 import { EVENTUALLY, describeInTopologies } from './support/shop-module-harness.js';
 import { eventRecorder } from './support/shop-suite.js';
 
@@ -98,8 +98,9 @@ describeInTopologies('orders - placing and cancelling', (boot) => {
     const second = await shop().placeOrder({ customerId, lines: [{ sku, quantity: 2 }], card: VISA });
     await shop().placeOrder({ customerId: newCustomer(), lines: [{ sku, quantity: 1 }], card: VISA });
 
-    expect(await shop().listOrders({ customerId })).toEqual({ orders: [first, second] });
-    expect(await shop().listOrders({ customerId: newCustomer() })).toEqual({ orders: [] });
+    expect(await shop().listOrders({ customerId }, asCustomer(customerId))).toEqual({ orders: [first, second] });
+    const newcomer = newCustomer();
+    expect(await shop().listOrders({ customerId: newcomer }, asCustomer(newcomer))).toEqual({ orders: [] });
   });
 
   it('orders - cancelOrder publishes orderCancelled with the refunded amount', async () => {
@@ -135,7 +136,7 @@ describeInTopologies('orders - placing and cancelling', (boot) => {
     expect(results.filter((result) => result.status === 'fulfilled')).toHaveLength(1);
     const rejected = results.find((result) => result.status === 'rejected') as PromiseRejectedResult;
     expect(rejected.reason).toBeInstanceOf(OrderNotCancellable);
-    expect(await app.client(payments).listPayments({ customerId })).toEqual({
+    expect(await app.client(payments).listPayments({ customerId }, asCustomer(customerId))).toEqual({
       payments: [expect.objectContaining({ paymentId: order.paymentId, status: 'refunded' })],
     });
     await vi.waitFor(

@@ -10,6 +10,7 @@ import {
 } from '../modules/payments/contract.js';
 import { paymentsModule } from '../modules/payments/module.js';
 import { EVENTUALLY, describeInTopologies } from './support/shop-module-harness.js';
+import { asCustomer } from './support/shop-auth.js';
 import { eventRecorder } from './support/shop-suite.js';
 
 describeInTopologies('payments - charges and refunds', (boot) => {
@@ -37,7 +38,7 @@ describeInTopologies('payments - charges and refunds', (boot) => {
       refundedAt: null,
     });
     expect(await cards().getPayment({ paymentId: payment.paymentId })).toEqual(payment);
-    expect(await cards().listPayments({ customerId: charge.customerId })).toEqual({ payments: [payment] });
+    expect(await cards().listPayments({ customerId: charge.customerId }, asCustomer(charge.customerId))).toEqual({ payments: [payment] });
     await vi.waitFor(() =>
       expect(events.of('paymentCaptured')).toContainEqual({
         paymentId: payment.paymentId,
@@ -56,7 +57,7 @@ describeInTopologies('payments - charges and refunds', (boot) => {
     const again = await Promise.all([cards().charge(charge), cards().charge(charge)]);
 
     expect(again).toEqual([first, first]);
-    expect((await cards().listPayments({ customerId: charge.customerId })).payments).toHaveLength(1);
+    expect((await cards().listPayments({ customerId: charge.customerId }, asCustomer(charge.customerId))).payments).toHaveLength(1);
     await vi.waitFor(() => expect(events.of('paymentCaptured').filter((e) => e.orderId === charge.orderId)).toHaveLength(1), EVENTUALLY);
   });
 
@@ -88,7 +89,7 @@ describeInTopologies('payments - charges and refunds', (boot) => {
         .catch((error: unknown) => error);
       expect(failure).toBeInstanceOf(PaymentDeclined);
       expect((failure as InstanceType<typeof PaymentDeclined>).data).toEqual({ orderId: charge.orderId, reason });
-      expect(await cards().listPayments({ customerId: charge.customerId })).toEqual({ payments: [] });
+      expect(await cards().listPayments({ customerId: charge.customerId }, asCustomer(charge.customerId))).toEqual({ payments: [] });
     }
     expect(await cards().charge(newCharge(CHARGE_LIMIT_CENTS))).toMatchObject({ status: 'captured' });
   });

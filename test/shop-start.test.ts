@@ -15,7 +15,8 @@ import { NO_MODULES, topologyFromEnv } from '../app/topology.js';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
 import { copyOfPGlite, freshPGliteFolder, pgliteTemplateFolder } from './support/topologies.js';
 import { eventSource } from './support/shop-suite.js';
-import { SHOP_AUTH_ENV } from './support/shop-auth.js';
+import { Principal } from '../app/principal.js';
+import { SHOP_AUTH_ENV, asCustomer, bearer } from './support/shop-auth.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 /** package.json's `start` script, as npm runs it (its `node` is this one). */
@@ -120,12 +121,12 @@ describe('app - npm start', SPAWNING, () => {
     const shop = startShop({ PORT: '0' }, 'script');
     await shop.ready();
     const messages = shop.records().map((record) => record.msg);
-    expect(messages).toContain('hosting catalog 2.0.0, inventory 2.0.0, payments 1.2.0, orders 1.1.0, notifications 1.0.0');
+    expect(messages).toContain('hosting catalog 2.0.0, inventory 2.0.0, payments 2.0.0, orders 2.0.0, notifications 2.0.0');
     expect(messages).toContainEqual(expect.stringMatching(/^data: PGlite in \S+keel-pglite-/));
     expect(shop.records()).toContainEqual(
       expect.objectContaining({ sku: 'KB-001', product: 'Mechanical keyboard', priceCents: 8900, available: 25, msg: 'catalog: KB-001 Mechanical keyboard, $89.00, 25 available' }),
     );
-    expect(messages).toContain('HTTP authentication off: every request is anonymous, so catalog.addProduct, catalog.setPrice, inventory.restock answer 401; set SHOP_AUTH_SECRET to verify bearer tokens');
+    expect(messages).toContain('HTTP authentication off: every request is anonymous, so catalog.addProduct, catalog.setPrice, inventory.restock, payments.listPayments, orders.listOrders, notifications.listNotifications answer 401; set SHOP_AUTH_SECRET to verify bearer tokens');
     expect(messages.at(-1)).toBe('keel shop is ready');
     expect(await shop.stop(signal)).toBe(0);
     expect(shop.said(`${signal} received`)).toBe(true);
@@ -135,7 +136,7 @@ describe('app - npm start', SPAWNING, () => {
   it('app - with KEEL_LOG_FORMAT=json every stdout line, from start to stop, is one JSON record; a handler\'s line carries the trace id of the call', async () => {
     const shop = startShop({ PORT: '0', ...SHOP_AUTH_ENV });
     const url = await shop.ready();
-    expect(shop.records()).toContainEqual(expect.objectContaining({ authenticates: true, msg: expect.stringMatching(/^HTTP authentication on: bearer tokens are verified .* for catalog\.addProduct, catalog\.setPrice, inventory\.restock$/) }));
+    expect(shop.records()).toContainEqual(expect.objectContaining({ authenticates: true, msg: expect.stringMatching(/^HTTP authentication on: bearer tokens are verified .* for catalog\.addProduct, catalog\.setPrice, inventory\.restock, payments\.listPayments, orders\.listOrders, notifications\.listNotifications$/) }));
     const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
     // orders.placeOrder calls payments, whose handler logs "payment captured": a line two modules down the call.
     const response = await fetch(`${url}/orders/placeOrder`, {
@@ -227,13 +228,14 @@ describe('app - data', SPAWNING, () => {
       await expect.poll(async () => (await postJson(`${url}/inventory/getStock`, { sku: 'KB-001' })).body, { timeout: 15_000 }).toMatchObject({ onHand: 23 });
       expect(await first.stop()).toBe(0);
 
-      const again = startShop({ PORT: '0', KEEL_DATA_DIR: data.folder });
+      const again = startShop({ PORT: '0', KEEL_DATA_DIR: data.folder, ...SHOP_AUTH_ENV });
       url = await again.ready();
       try {
         expect(again.said('catalog: KB-001 Mechanical keyboard, $89.00, 23 available')).toBe(true);
         expect(await postJson(`${url}/orders/getOrder`, { orderId })).toEqual(placed);
         expect((await postJson(`${url}/orders/placeOrder`, order, { 'idempotency-key': 'checkout-1' })).body).toEqual(placed.body);
-        const { body: paid } = await postJson(`${url}/payments/listPayments`, { customerId: order.customerId });
+        // The customer's own payments: read with that customer's token.
+        const { body: paid } = await postJson(`${url}/payments/listPayments`, { customerId: order.customerId }, await bearer({ sub: order.customerId, roles: ['customer'] }));
         expect((paid as { payments: unknown[] }).payments).toHaveLength(1);
       } finally {
         expect(await again.stop()).toBe(0);
@@ -323,7 +325,7 @@ describe('app - npm start split over NATS', SPAWNING, () => {
     const served = startShop({ KEEL_MODULES: 'catalog', KEEL_NATS_URL: server.url, KEEL_NATS_PREFIX: prefix, PORT: '0' });
     const url = await served.ready();
     const callerTransport = await createNatsTransport({ servers: server.url, prefix, logger: silentLogger });
-    const caller = createKernel({ modules, logger: silentLogger, topology: { host: [], transport: callerTransport } });
+    const caller = createKernel({ modules, principal: Principal, logger: silentLogger, topology: { host: [], transport: callerTransport } });
     try {
       expect(url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
       expect((await fetch(`${url}/readyz`)).status).toBe(200);
@@ -364,7 +366,7 @@ describe('app - npm start split over NATS', SPAWNING, () => {
     try {
       // Positive signal: one e-mail per order, so every event was handled.
       await expect
-        .poll(async () => (await caller.kernel.client(notifications).listNotifications({ customerId })).notifications.length, { timeout: 20_000, interval: 100 })
+        .poll(async () => (await caller.kernel.client(notifications).listNotifications({ customerId }, asCustomer(customerId))).notifications.length, { timeout: 20_000, interval: 100 })
         .toBe(backlog);
       const metrics = await (await fetch(`${url}/metrics`)).text();
       expect(metrics).toContain(`keel_events_handled_total{contract="orders",event="orderPlaced",subscriber="notifications",outcome="ok"} ${backlog}\n`);
@@ -377,7 +379,7 @@ describe('app - npm start split over NATS', SPAWNING, () => {
   /** A kernel hosting nothing, calling the modules of `prefix` over the test's nats-server. */
   async function callerOn(prefix: string): Promise<{ kernel: Kernel; close(): Promise<void> }> {
     const callerTransport = await createNatsTransport({ servers: server.url, prefix, logger: silentLogger });
-    const kernel = createKernel({ modules, logger: silentLogger, topology: { host: [], transport: callerTransport } });
+    const kernel = createKernel({ modules, principal: Principal, logger: silentLogger, topology: { host: [], transport: callerTransport } });
     await kernel.start();
     return {
       kernel,
@@ -388,8 +390,8 @@ describe('app - npm start split over NATS', SPAWNING, () => {
     };
   }
 
-  async function postJson(url: string, body: unknown): Promise<Response> {
-    return fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+  async function postJson(url: string, body: unknown, headers: Record<string, string> = {}): Promise<Response> {
+    return fetch(url, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body: JSON.stringify(body) });
   }
 
   it('app - KEEL_HTTP_OPERATIONS=none: a module process serves readiness and metrics on its PORT, and no operation', async () => {
@@ -423,7 +425,7 @@ describe('app - npm start split over NATS', SPAWNING, () => {
       expect(((await (await fetch(`${url}/openapi.json`)).json()) as { paths: object }).paths).toEqual({});
 
       // The module still serves over NATS, and its metrics show it.
-      expect(await caller.kernel.client(orders).listOrders({ customerId: 'c-1' })).toEqual({ orders: [] });
+      expect(await caller.kernel.client(orders).listOrders({ customerId: 'c-1' }, asCustomer('c-1'))).toEqual({ orders: [] });
       const metrics = await (await fetch(`${url}/metrics`)).text();
       expect(metrics).toMatch(/^keel_calls_total\{side="served",contract="orders",operation="listOrders",transport="nats",[^}]*\} 1$/m);
       expect(metrics).toMatch(/^keel_http_requests_total\{method="GET",route="\/readyz",status="200"\} 1$/m);
@@ -440,15 +442,18 @@ describe('app - npm start split over NATS', SPAWNING, () => {
       KEEL_NATS_URL: server.url,
       KEEL_NATS_PREFIX: 'operations-hosted',
       PORT: '0',
+      ...SHOP_AUTH_ENV,
     });
     const url = await ordersProcess.ready();
     try {
       expect(ordersProcess.said(`HTTP gateway on ${url} (operations of orders only; API reference ${url}/docs, OpenAPI ${url}/openapi.json)`)).toBe(true);
       // What orders depends on, not notifications, which it never calls.
       expect(ordersProcess.records().find((record) => record.msg.startsWith('reaching '))?.msg).toMatch(/^reaching catalog, inventory, payments over nats$/);
-      const listed = await postJson(`${url}/orders/listOrders`, { customerId: 'c-1' });
+      // The customer's own orders: read with that customer's token.
+      const customer = await bearer({ sub: 'c-1', roles: ['customer'] });
+      const listed = await postJson(`${url}/orders/listOrders`, { customerId: 'c-1' }, customer);
       expect(await listed.json()).toEqual({ orders: [] });
-      const read = await fetch(`${url}/orders/listOrders?input=${encodeURIComponent(JSON.stringify({ customerId: 'c-1' }))}`);
+      const read = await fetch(`${url}/orders/listOrders?input=${encodeURIComponent(JSON.stringify({ customerId: 'c-1' }))}`, { headers: customer });
       expect(read.status).toBe(200);
       const catalogRead = await postJson(`${url}/catalog/getProduct`, { sku: 'KB-001' });
       expect(catalogRead.status).toBe(404);

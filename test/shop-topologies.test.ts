@@ -6,7 +6,7 @@ import { catalog } from '../modules/catalog/contract.js';
 import { inventory } from '../modules/inventory/contract.js';
 import { orders } from '../modules/orders/contract.js';
 import { TestCard } from '../modules/payments/contract.js';
-import { AS_ADMIN } from './support/shop-auth.js';
+import { AS_ADMIN, asCustomer } from './support/shop-auth.js';
 import { describeShopSuite } from './support/shop-suite.js';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
 import { MIXED, ONE_PROCESS_PER_MODULE, bootShop, type ShopEngine, type SplitShop } from './support/topologies.js';
@@ -100,7 +100,7 @@ describe('shop - SIGTERM drains a module process, on pglite', () => {
     expect(await exit).toBe(0);
     expect(ordersProcess.output()).toContain('"msg":"stopped"');
 
-    const late = await shop.client(orders).listOrders({ customerId: 'nobody' }, { timeoutMs: 5_000 }).catch((error: unknown) => error);
+    const late = await shop.client(orders).listOrders({ customerId: 'nobody' }, { ...asCustomer('nobody'), timeoutMs: 5_000 }).catch((error: unknown) => error);
     expect(isKeelError(late, 'NO_RESPONDERS')).toBe(true);
 
     const placed = outcomes.filter((outcome) => outcome.status === 'fulfilled').length;

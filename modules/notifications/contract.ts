@@ -9,7 +9,7 @@
  * import { notifications } from '../notifications/contract.js';
  *
  * const outbox = kernel.client(notifications);
- * const { notifications: sent } = await outbox.listNotifications({ customerId: 'c-42' });
+ * const { notifications: sent } = await outbox.listNotifications({ customerId: 'c-42' }, { principal: { sub: 'c-42', roles: ['customer'] } });
  * for (const message of sent) console.log(message.subject);
  * ```
  *
@@ -56,21 +56,25 @@ export type Notification = z.output<typeof Notification>;
  *
  * @example
  * ```ts
- * const { notifications: sent } = await kernel.client(notifications).listNotifications({ customerId: 'c-42' });
+ * const { notifications: sent } = await kernel.client(notifications).listNotifications({ customerId: 'c-42' }, { principal: { sub: 'c-42', roles: ['customer'] } });
  * ```
  */
 export const notifications = defineContract({
   name: 'notifications',
-  version: '1.0.0',
+  // 2.0.0: listNotifications is the customer's own (auth), which refuses its anonymous callers.
+  version: '2.0.0',
   description:
     'Customer notifications (simulated e-mails) sent when an order is placed or cancelled and when a refund is ' +
     'issued. Each is sent once per order and topic, however often the event is delivered.',
   operations: {
     listNotifications: operation({
-      description: 'Lists the notifications sent to a customer, oldest first.',
+      description:
+        'Lists the notifications sent to a customer, oldest first. The customer\'s own: the caller\'s principal must be ' +
+        'that customer (its subject is the customerId) or have the admin role.',
       input: z.object({ customerId: z.string().min(1).max(100) }),
       output: z.object({ notifications: z.array(Notification) }),
       idempotent: true,
+      auth: (principal, { customerId }) => principal.sub === customerId || principal.roles.includes('admin'),
     }),
   },
 });

@@ -38,9 +38,9 @@ type NotificationRow = {
  *
  * @example
  * ```ts
- * const kernel = createKernel({ modules, database: await createPGliteDatabase() });
+ * const kernel = createKernel({ modules, principal: Principal, database: await createPGliteDatabase() });
  * await kernel.start();
- * await kernel.client(notifications).listNotifications({ customerId: 'c-42' });
+ * await kernel.client(notifications).listNotifications({ customerId: 'c-42' }, { principal: { sub: 'c-42', roles: ['customer'] } });
  * ```
  */
 export const notificationsModule = defineModule({

@@ -169,12 +169,13 @@ const EventLine = OrderLine.pick({ sku: true, quantity: true, unitPriceCents: tr
  * @example
  * ```ts
  * const shop = kernel.client(orders);
- * const { orders: mine } = await shop.listOrders({ customerId: 'c-42' });
+ * const { orders: mine } = await shop.listOrders({ customerId: 'c-42' }, { principal: { sub: 'c-42', roles: ['customer'] } }); // the customer's own
  * ```
  */
 export const orders = defineContract({
   name: 'orders',
-  version: '1.1.0',
+  // 2.0.0: listOrders is the customer's own (auth), which refuses its anonymous callers.
+  version: '2.0.0',
   description:
     'Places orders (price from the catalog, stock reserved, card charged), reads them and cancels them ' +
     '(payment refunded, stock returned through the orderCancelled event).',
@@ -203,10 +204,13 @@ export const orders = defineContract({
       idempotent: true,
     }),
     listOrders: operation({
-      description: "Lists a customer's orders, oldest first.",
+      description:
+        "Lists a customer's orders, oldest first. The customer's own: the caller's principal must be that customer " +
+        '(its subject is the customerId) or have the admin role.',
       input: z.object({ customerId: CustomerId }),
       output: z.object({ orders: z.array(Order) }),
       idempotent: true,
+      auth: (principal, { customerId }) => principal.sub === customerId || principal.roles.includes('admin'),
     }),
     cancelOrder: operation({
       description:

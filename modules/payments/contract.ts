@@ -196,7 +196,8 @@ const PaymentEvent = Payment.pick({ paymentId: true, orderId: true, customerId: 
 export const payments = defineContract({
   name: 'payments',
   // 1.2.0: charge, cancelCharge and refund are internal (orders calls them; the HTTP gateway does not serve them).
-  version: '1.2.0',
+  // 2.0.0: listPayments is the customer's own (auth), which refuses its anonymous callers.
+  version: '2.0.0',
   description:
     'Card charges and refunds through a simulated card processor. Charges are idempotent per order; a charge an ' +
     'order gave up on is cancelled by the order id (refunded, or never captured).',
@@ -249,10 +250,13 @@ export const payments = defineContract({
       idempotent: true,
     }),
     listPayments: operation({
-      description: "Lists a customer's payments, oldest first.",
+      description:
+        "Lists a customer's payments, oldest first. The customer's own: the caller's principal must be that customer " +
+        '(its subject is the customerId) or have the admin role.',
       input: z.object({ customerId: Payment.shape.customerId }),
       output: z.object({ payments: z.array(Payment) }),
       idempotent: true,
+      auth: (principal, { customerId }) => principal.sub === customerId || principal.roles.includes('admin'),
     }),
   },
   events: {

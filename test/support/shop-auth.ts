@@ -1,10 +1,12 @@
 /**
  * Who the shop's tests call as. `catalog.addProduct`, `catalog.setPrice` and `inventory.restock`
- * are for admins only (their contracts' `auth`), so a test that adds or restocks a product
- * passes {@link AS_ADMIN} as the call option of a kernel's client (in one process and over
- * NATS, where every kernel is given the shop's `Principal` schema), or sends a bearer token
- * ({@link bearer}) to a shop gateway that authenticates: one given {@link shopAuthenticator}, or
- * a shop process started with {@link SHOP_AUTH_ENV} (app/principal.ts reads `SHOP_AUTH_SECRET`).
+ * are for admins only, and the lists of a customer's orders, payments and notifications are
+ * that customer's own (their contracts' `auth`). So a test that adds or restocks a product passes
+ * {@link AS_ADMIN}, and one that lists a customer's data {@link asCustomer}, as the call option
+ * of a kernel's client (in one process and over NATS, where every kernel is given the shop's
+ * `Principal` schema), or sends a bearer token ({@link bearer}) to a shop gateway that
+ * authenticates: one given {@link shopAuthenticator}, or a shop process started with
+ * {@link SHOP_AUTH_ENV} (app/principal.ts reads `SHOP_AUTH_SECRET`).
  */
 import { SignJWT } from 'jose';
 import type { Principal } from 'keel';
@@ -26,6 +28,20 @@ export const CUSTOMER: Principal = { sub: 'test-customer', roles: ['customer'] }
  * ```
  */
 export const AS_ADMIN: { readonly principal: Principal } = { principal: ADMIN };
+
+/**
+ * The call option of a customer's own call: `orders.listOrders`, `payments.listPayments` and
+ * `notifications.listNotifications` answer a principal whose subject is the `customerId` asked
+ * for (or an admin), and refuse every other one.
+ *
+ * @example
+ * ```ts
+ * const { orders: mine } = await kernel.client(orders).listOrders({ customerId: 'c-42' }, asCustomer('c-42'));
+ * ```
+ */
+export function asCustomer(customerId: string): { readonly principal: Principal } {
+  return { principal: { sub: customerId, roles: ['customer'] } };
+}
 
 /** The secret the shop's tests sign their bearer tokens with (`SHOP_AUTH_SECRET`: 32 bytes at least). */
 export const SHOP_TEST_SECRET = 'the secret of the shop tests only, longer than thirty-two bytes';

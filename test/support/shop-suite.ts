@@ -15,13 +15,14 @@ import {
   type AnyModule,
   type Client,
   type Emit,
+  type Principal,
 } from 'keel';
 import { UnknownProduct, catalog } from '../../modules/catalog/contract.js';
 import { OutOfStock, inventory } from '../../modules/inventory/contract.js';
 import { notifications } from '../../modules/notifications/contract.js';
 import { OrderNotCancellable, OrderNotFound, orders } from '../../modules/orders/contract.js';
 import { CHARGE_LIMIT_CENTS, PaymentConflict, PaymentDeclined, TestCard, payments } from '../../modules/payments/contract.js';
-import { AS_ADMIN } from './shop-auth.js';
+import { AS_ADMIN, asCustomer } from './shop-auth.js';
 
 /** A running shop, whatever its topology. */
 export interface ShopHarness {
@@ -76,9 +77,9 @@ export function describeShopSuite(name: string, boot: () => Promise<ShopHarness>
     const newCustomer = (): string => `customer-${randomUUID()}`;
     const stockOf = (sku: string) => client(inventory).getStock({ sku });
     const topicsOf = async (customerId: string) =>
-      (await client(notifications).listNotifications({ customerId })).notifications.map((n) => `${n.topic} ${n.orderId}`);
-    const paymentsOf = async (customerId: string) => (await client(payments).listPayments({ customerId })).payments;
-    const ordersOf = async (customerId: string) => (await client(orders).listOrders({ customerId })).orders;
+      (await client(notifications).listNotifications({ customerId }, asCustomer(customerId))).notifications.map((n) => `${n.topic} ${n.orderId}`);
+    const paymentsOf = async (customerId: string) => (await client(payments).listPayments({ customerId }, asCustomer(customerId))).payments;
+    const ordersOf = async (customerId: string) => (await client(orders).listOrders({ customerId }, asCustomer(customerId))).orders;
 
     it('place order - prices from the catalog, charges the card, commits stock and notifies the customer', async () => {
       const keyboard = await newProduct(8900, 10);
@@ -279,6 +280,30 @@ export function describeShopSuite(name: string, boot: () => Promise<ShopHarness>
       const orderId = randomUUID();
       await expect(client(orders).getOrder({ orderId })).rejects.toBeInstanceOf(OrderNotFound);
       await expect(client(orders).cancelOrder({ orderId })).rejects.toBeInstanceOf(OrderNotFound);
+    });
+
+    it("orders, payments, notifications - a customer's lists are that customer's own: UNAUTHENTICATED without a principal, FORBIDDEN for another customer, served to the customer and to an admin", async () => {
+      const sku = await newProduct(500, 5);
+      const customerId = newCustomer();
+      const order = await client(orders).placeOrder({ customerId, lines: [{ sku, quantity: 1 }], card: VISA });
+      await vi.waitFor(async () => expect(await topicsOf(customerId)).toEqual([`order-placed ${order.orderId}`]), EVENTUALLY);
+
+      const lists = [
+        ['orders.listOrders', (options?: { principal: Principal }) => client(orders).listOrders({ customerId }, options)],
+        ['payments.listPayments', (options?: { principal: Principal }) => client(payments).listPayments({ customerId }, options)],
+        ['notifications.listNotifications', (options?: { principal: Principal }) => client(notifications).listNotifications({ customerId }, options)],
+      ] as const;
+      for (const [name, list] of lists) {
+        const anonymous = await list().catch((error: unknown) => error);
+        expect(isKeelError(anonymous, 'UNAUTHENTICATED'), `${name} anonymous: ${String(anonymous)}`).toBe(true);
+        expect((anonymous as Error).message).toContain(`${name} needs a caller identity`);
+        const stranger = await list(asCustomer(newCustomer())).catch((error: unknown) => error);
+        expect(isKeelError(stranger, 'FORBIDDEN'), `${name} as another customer: ${String(stranger)}`).toBe(true);
+      }
+      expect(await client(orders).listOrders({ customerId }, asCustomer(customerId))).toEqual({ orders: [order] });
+      expect(await client(orders).listOrders({ customerId }, AS_ADMIN)).toEqual({ orders: [order] });
+      expect((await client(payments).listPayments({ customerId }, AS_ADMIN)).payments).toEqual([expect.objectContaining({ orderId: order.orderId })]);
+      expect((await client(notifications).listNotifications({ customerId }, AS_ADMIN)).notifications).toHaveLength(1);
     });
 
     it('orders - invalid input fails with INVALID_INPUT naming the field', async () => {
