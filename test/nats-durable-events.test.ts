@@ -15,8 +15,9 @@ import {
 import type { DeadLetter } from 'keel/transport';
 import { createNatsTransport } from 'keel/nats';
 import { AckPolicy, DeliverPolicy, RetentionPolicy, StorageType, jetstream, jetstreamManager } from '@nats-io/jetstream';
-import { connect, headers, nanos, type NatsConnection } from '@nats-io/transport-node';
+import { connect, nanos, type NatsConnection } from '@nats-io/transport-node';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
+import { keelEventHeaders, natsHeaders } from './support/keel-headers.js';
 
 const ledger = defineContract({
   name: 'ledger',
@@ -167,12 +168,7 @@ describe('nats - durable events on JetStream', () => {
   });
 
   it('nats - terminates an event whose payload breaks the contract at once (INVALID_EVENT is not retried)', async () => {
-    const eventHeaders = headers();
-    eventHeaders.set('Keel-Contract-Version', '1.0.0');
-    eventHeaders.set('Keel-Event-Id', 'bad-payload-1');
-    eventHeaders.set('Keel-Correlation-Id', 'bad-payload');
-    eventHeaders.set('Keel-Publisher', 'ledger');
-    eventHeaders.set('Keel-Published-At', String(Date.now()));
+    const eventHeaders = natsHeaders(keelEventHeaders('ledger', 'bad-payload-1', { 'Keel-Correlation-Id': 'bad-payload' }));
     const js = jetstream(raw);
     await js.publish('keel.ledger.durable.recorded', new TextEncoder().encode('{"tag": 42}'), { headers: eventHeaders });
     await js.publish('keel.ledger.durable.recorded', new TextEncoder().encode('not json'), { headers: eventHeaders, msgID: 'bad-bytes-1' });

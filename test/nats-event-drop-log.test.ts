@@ -7,10 +7,11 @@
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
-import { connect, headers, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
+import { connect, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
 import { createKernel, defineContract, defineModule, event, operation, silentLogger, type Kernel, type Logger, type Transport } from 'keel';
 import { createNatsTransport } from 'keel/nats';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
+import { keelEventHeaders, natsHeaders } from './support/keel-headers.js';
 
 const ledger = defineContract({
   name: 'ledger',
@@ -33,19 +34,8 @@ const modules = [
 
 const encoder = new TextEncoder();
 
-function keelHeaders(id: string, extra: Record<string, string> = {}): MsgHdrs {
-  const result = headers();
-  const values = {
-    'Keel-Contract-Version': '1.0.0',
-    'Keel-Event-Id': id,
-    'Keel-Correlation-Id': `correlation-${id}`,
-    'Keel-Publisher': 'ledger',
-    'Keel-Published-At': String(Date.now()),
-    ...extra,
-  };
-  for (const [key, value] of Object.entries(values)) result.set(key, value);
-  return result;
-}
+/** keel's headers on an event of `ledger`, as a plain NATS client sends them. */
+const keelHeaders = (id: string, extra: Record<string, string> = {}): MsgHdrs => natsHeaders(keelEventHeaders('ledger', id, extra));
 
 describe('nats - events that break their contract, in the log', () => {
   let server: NatsServer;

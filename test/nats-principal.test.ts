@@ -7,12 +7,13 @@
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { jetstream } from '@nats-io/jetstream';
-import { connect, headers, type Msg, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
+import { connect, type Msg, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
 import { z } from 'zod';
 import { createKernel, defineContract, defineModule, event, operation, silentLogger, type Kernel, type Transport } from 'keel';
 import type { DeadLetter } from 'keel/transport';
 import { createNatsTransport } from 'keel/nats';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
+import { natsHeaders } from './support/keel-headers.js';
 
 const Principal = z.object({ sub: z.string().min(1), roles: z.array(z.string()) });
 
@@ -55,14 +56,9 @@ const guardModule = defineModule({
 
 const encoder = new TextEncoder();
 
+// The headers keel sends on every message: a message without them is refused before its principal is read.
 function keelHeaders(extra: Record<string, string> = {}): MsgHdrs {
-  const result = headers();
-  // The headers keel sends on every message: a message without them is refused before its principal is read.
-  result.set('Keel-Contract-Version', '1.0.0');
-  result.set('Keel-Correlation-Id', 'forged-1');
-  result.set('Keel-Published-At', String(Date.now()));
-  for (const [key, value] of Object.entries(extra)) result.set(key, value);
-  return result;
+  return natsHeaders({ 'Keel-Contract-Version': '1.0.0', 'Keel-Correlation-Id': 'forged-1', 'Keel-Published-At': String(Date.now()), ...extra });
 }
 
 describe('nats - the principal header, sent by a plain NATS client', () => {

@@ -6,13 +6,14 @@
  */
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { jetstream, jetstreamManager } from '@nats-io/jetstream';
-import { connect, headers, type MsgHdrs, type NatsConnection } from '@nats-io/transport-node';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
 import type { ServiceStats } from 'keel/nats';
 import { z } from 'zod';
 import { createKernel, defineContract, defineModule, event, operation, silentLogger, type Kernel, type Logger, type Transport } from 'keel';
 import type { DeadLetter, DroppedRecord } from 'keel/transport';
 import { DEFAULT_NATS_TRANSPORT_OPTIONS, createNatsTransport, isEndpointStatsData } from 'keel/nats';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
+import { keelEventHeaders, natsHeaders } from './support/keel-headers.js';
 
 // --- the keel side ------------------------------------------------------------------------------
 
@@ -85,22 +86,6 @@ function capturingLogger(lines: LogLine[]): Logger {
 const encoder = new TextEncoder();
 const json = (value: unknown): Uint8Array => encoder.encode(JSON.stringify(value));
 
-function headersOf(values: Record<string, string>): MsgHdrs {
-  const result = headers();
-  for (const [key, value] of Object.entries(values)) result.set(key, value);
-  return result;
-}
-
-/** The headers keel sends on every event of `orders`. */
-function keelEventHeaders(id: string): Record<string, string> {
-  return {
-    'Keel-Contract-Version': '1.0.0',
-    'Keel-Event-Id': id,
-    'Keel-Correlation-Id': `correlation-${id}`,
-    'Keel-Publisher': 'orders',
-    'Keel-Published-At': String(Date.now()),
-  };
-}
 
 const DEAD_LETTER_LIMIT = 5;
 
@@ -112,7 +97,7 @@ describe('nats - serving-side hygiene, attacked from a plain NATS client', () =>
   const lines: LogLine[] = [];
 
   const call = (operationName: string, input: unknown, values: Record<string, string>) =>
-    nc.request(`keel.inventory.${operationName}`, json(input), { headers: headersOf(values), timeout: 5_000 });
+    nc.request(`keel.inventory.${operationName}`, json(input), { headers: natsHeaders(values), timeout: 5_000 });
   const onHand = async (sku: string): Promise<number> =>
     (await call('onHand', { sku }, { 'Keel-Contract-Version': '1.0.0' })).json<{ onHand: number }>().onHand;
   const warnings = (text: string): LogLine[] => lines.filter((line) => line.level === 'warn' && line.message.includes(text));
@@ -167,7 +152,7 @@ describe('nats - serving-side hygiene, attacked from a plain NATS client', () =>
     const dropped: DroppedRecord[] = [];
     const stopObserving = kernel.observe({ requestDropped: (record) => void dropped.push(record) });
     for (let index = 0; index < 50; index += 1) {
-      nc.publish('keel.inventory.restock', json({ sku: 'no-reply', quantity: 1 }), { headers: headersOf({ 'Keel-Contract-Version': '1.0.0' }) });
+      nc.publish('keel.inventory.restock', json({ sku: 'no-reply', quantity: 1 }), { headers: natsHeaders({ 'Keel-Contract-Version': '1.0.0' }) });
     }
     // Answered after the 50 were read: same connection, same subscriber.
     expect(await onHand('no-reply')).toBe(0);
@@ -187,12 +172,12 @@ describe('nats - serving-side hygiene, attacked from a plain NATS client', () =>
   it('nats - drops a schema-valid orderCancelled with no headers, or in another module\'s name, and handles one with keel\'s headers', async () => {
     nc.publish('keel.orders.events.orderCancelled', json({ orderId: 'forged-bare' }));
     nc.publish('keel.orders.events.orderCancelled', json({ orderId: 'forged-name' }), {
-      headers: headersOf({ ...keelEventHeaders('forged-name'), 'Keel-Publisher': 'payments' }),
+      headers: natsHeaders({ ...keelEventHeaders('orders', 'forged-name'), 'Keel-Publisher': 'payments' }),
     });
     nc.publish('keel.orders.events.orderCancelled', json({ orderId: 'forged-version' }), {
-      headers: headersOf({ ...keelEventHeaders('forged-version'), 'Keel-Contract-Version': 'latest' }),
+      headers: natsHeaders({ ...keelEventHeaders('orders', 'forged-version'), 'Keel-Contract-Version': 'latest' }),
     });
-    nc.publish('keel.orders.events.orderCancelled', json({ orderId: 'real' }), { headers: headersOf(keelEventHeaders('real')) });
+    nc.publish('keel.orders.events.orderCancelled', json({ orderId: 'real' }), { headers: natsHeaders(keelEventHeaders('orders', 'real')) });
     await vi.waitFor(() => expect(handled).toContain('orderCancelled:real'), { timeout: 10_000, interval: 20 });
     expect(handled.filter((entry) => entry.startsWith('orderCancelled:forged'))).toEqual([]);
     const logged = warnings('without keel headers').filter((line) => line.message.startsWith('dropped'));
@@ -203,19 +188,19 @@ describe('nats - serving-side hygiene, attacked from a plain NATS client', () =>
   it('nats - logs one line for 30 notification events of each malformed kind with keel\'s headers (body not JSON, another major, a principal not JSON), and handles the next real one', async () => {
     const before = lines.length;
     const kinds = {
-      body: (index: number) => nc.publish('keel.orders.events.orderCancelled', encoder.encode('{not json'), { headers: headersOf(keelEventHeaders(`bad-body-${index}`)) }),
+      body: (index: number) => nc.publish('keel.orders.events.orderCancelled', encoder.encode('{not json'), { headers: natsHeaders(keelEventHeaders('orders', `bad-body-${index}`)) }),
       major: (index: number) =>
         nc.publish('keel.orders.events.orderCancelled', json({ orderId: `other-major-${index}` }), {
-          headers: headersOf({ ...keelEventHeaders(`other-major-${index}`), 'Keel-Contract-Version': '2.0.0' }),
+          headers: natsHeaders({ ...keelEventHeaders('orders', `other-major-${index}`), 'Keel-Contract-Version': '2.0.0' }),
         }),
       principal: (index: number) =>
         nc.publish('keel.orders.events.orderCancelled', json({ orderId: `bad-principal-${index}` }), {
-          headers: headersOf({ ...keelEventHeaders(`bad-principal-${index}`), 'Keel-Principal': '{nope' }),
+          headers: natsHeaders({ ...keelEventHeaders('orders', `bad-principal-${index}`), 'Keel-Principal': '{nope' }),
         }),
     };
     for (let index = 0; index < 30; index += 1) for (const publish of Object.values(kinds)) publish(index);
     // Published after the 90 on the same connection, to the same subscriber: once handled, all 90 were read.
-    nc.publish('keel.orders.events.orderCancelled', json({ orderId: 'after-the-flood' }), { headers: headersOf(keelEventHeaders('after-the-flood')) });
+    nc.publish('keel.orders.events.orderCancelled', json({ orderId: 'after-the-flood' }), { headers: natsHeaders(keelEventHeaders('orders', 'after-the-flood')) });
     await vi.waitFor(() => expect(handled).toContain('orderCancelled:after-the-flood'), { timeout: 10_000, interval: 20 });
     expect(handled.filter((entry) => /other-major|bad-principal/.test(entry))).toEqual([]);
     const dropped = lines.slice(before).filter((line) => line.level === 'error' && line.message.startsWith('dropped an event'));
@@ -230,7 +215,7 @@ describe('nats - serving-side hygiene, attacked from a plain NATS client', () =>
   it('nats - terminates a durable refundIssued with no headers without handling or dead-lettering it, and handles one with keel\'s headers', async () => {
     const js = jetstream(nc);
     await js.publish('keel.orders.durable.refundIssued', json({ orderId: 'forged-refund', amount: 999.99 }));
-    await js.publish('keel.orders.durable.refundIssued', json({ orderId: 'real-refund', amount: 5 }), { headers: headersOf(keelEventHeaders('real-refund')) });
+    await js.publish('keel.orders.durable.refundIssued', json({ orderId: 'real-refund', amount: 5 }), { headers: natsHeaders(keelEventHeaders('orders', 'real-refund')) });
     await vi.waitFor(() => expect(handled).toContain('refundIssued:real-refund'), { timeout: 10_000, interval: 20 });
     await consumerDrained();
     expect(handled).not.toContain('refundIssued:forged-refund');
@@ -244,7 +229,7 @@ describe('nats - serving-side hygiene, attacked from a plain NATS client', () =>
     const js = jetstream(nc);
     for (let index = 0; index < 12; index += 1) {
       const id = `invalid-${index}`;
-      await js.publish('keel.orders.durable.refundIssued', json({ orderId: id, amount: 'lots' }), { headers: headersOf(keelEventHeaders(id)), msgID: id });
+      await js.publish('keel.orders.durable.refundIssued', json({ orderId: id, amount: 'lots' }), { headers: natsHeaders(keelEventHeaders('orders', id)), msgID: id });
     }
     await vi.waitFor(() => expect(deadLetters).toHaveLength(12), { timeout: 15_000, interval: 50 });
     await consumerDrained();
