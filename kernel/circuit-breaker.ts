@@ -1,7 +1,7 @@
 /**
  * Circuit breakers, one per dependency (a contract this process calls). Attempts and failures
  * are counted in a sliding window of ten buckets; the breaker opens on a failure ratio, stays
- * open for a while, then lets one probe through. Counting an attempt is two array writes, so a
+ * open for a while, then lets one probe through. Counting an attempt is one array increment, so a
  * breaker that does not fire costs next to nothing; the ratio is judged only when one fails.
  * The same window holds the dependency's retry budget, when the kernel has one: the retries and
  * hedges sent to it, judged only when a call would send one.

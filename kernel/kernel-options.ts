@@ -118,7 +118,7 @@ export interface KernelOptions {
    * sent again, by the relay or by the transport on its own (a JetStream leader being elected, a
    * PubAck late), can then be stored after events written behind it, at most
    * `outboxWindow - 1` of them. `1` sends one at a time: with one instance of the module, the
-   * stream keeps the written order exactly (short of a crash), at about 0.4× the rate over NATS
+   * stream keeps the written order exactly (short of a crash), at about a third of the rate over NATS
    * (docs/data.md).
    */
   readonly outboxWindow?: number;
