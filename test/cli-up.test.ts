@@ -235,7 +235,7 @@ describe('cli - keel up', () => {
           const sku = (products[0] as { sku: string }).sku;
           const order = await caller.client(orders).placeOrder({ customerId: 'cli-up', lines: [{ sku, quantity: 1 }], card: { token: 'tok_visa' } });
           expect(order).toMatchObject({ customerId: 'cli-up' });
-          expect(await caller.client(orders).getOrder({ orderId: order.orderId })).toMatchObject({ status: order.status });
+          expect(await caller.client(orders).getOrder({ orderId: order.orderId }, asCustomer('cli-up'))).toMatchObject({ status: order.status });
           // Orders (the storefront) charged the card in payments (the back office).
           const { payments: charged } = await caller.client(payments).listPayments({ customerId: 'cli-up' }, asCustomer('cli-up'));
           expect(charged).toEqual([expect.objectContaining({ paymentId: order.paymentId, amountCents: order.totalCents })]);

@@ -129,8 +129,11 @@ describe('http - the shop over HTTP', () => {
     const placed = await post('/orders/placeOrder', { customerId: 'c-http', lines: [{ sku, quantity: 2 }], card: { token: TestCard.VISA } });
     expect(placed.status).toBe(200);
     expect(placed.body).toMatchObject({ customerId: 'c-http', status: 'placed', totalCents: 2500, lines: [{ sku, quantity: 2 }] });
-    const read = await fetch(`${url}/orders/getOrder?input=${encodeURIComponent(JSON.stringify({ orderId: placed.body.orderId }))}`);
+    // The customer reads its order back (GET), with its token; without one, a 401.
+    const readUrl = `${url}/orders/getOrder?input=${encodeURIComponent(JSON.stringify({ orderId: placed.body.orderId }))}`;
+    const read = await fetch(readUrl, { headers: await bearer({ sub: 'c-http', roles: ['customer'] }) });
     expect(await read.json()).toEqual(placed.body);
+    expect((await fetch(readUrl)).status).toBe(401);
   });
 
   it('http - out of stock is a 409 problem with the declared data', async () => {

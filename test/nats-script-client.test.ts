@@ -17,8 +17,10 @@ import { catalog, UnknownProduct } from '../modules/catalog/contract.js';
 import { inventory } from '../modules/inventory/contract.js';
 import { orders, OrderNotFound } from '../modules/orders/contract.js';
 import { modules } from '../modules/index.js';
+import { Principal } from '../app/principal.js';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
 import { refusedPorts } from './support/refused-ports.js';
+import { AS_ADMIN, asCustomer } from './support/shop-auth.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const SCRIPT = 'app/scripts/place-order.ts';
@@ -43,10 +45,10 @@ describe('kernel - a contracts-only client over NATS', () => {
     server = await startNatsServer();
     shopTransport = await transport();
     database = await createPGliteDatabase();
-    shop = createKernel({ modules, topology: { transport: shopTransport }, database, logger: silentLogger });
+    shop = createKernel({ modules, topology: { transport: shopTransport }, principal: Principal, database, logger: silentLogger });
     await shop.start();
     scriptTransport = await transport();
-    script = createKernel({ contracts: [orders, catalog], topology: { transport: scriptTransport }, logger: silentLogger });
+    script = createKernel({ contracts: [orders, catalog], principal: Principal, topology: { transport: scriptTransport }, logger: silentLogger });
   });
 
   afterAll(async () => {
@@ -62,14 +64,14 @@ describe('kernel - a contracts-only client over NATS', () => {
     const placed = await script.client(orders).placeOrder({ customerId: 'c-script', lines: [{ sku: 'KB-001', quantity: 2 }], card: { token: 'tok_visa' } });
     expectTypeOf(placed.totalCents).toEqualTypeOf<number>();
     expect(placed).toMatchObject({ customerId: 'c-script', status: 'placed' });
-    const read = await script.client(orders).getOrder({ orderId: placed.orderId });
+    const read = await script.client(orders).getOrder({ orderId: placed.orderId }, asCustomer('c-script'));
     expect(read.orderId).toBe(placed.orderId);
     const { products } = await script.client(catalog).listProducts({});
     expect(products.map((product) => product.sku)).toContain('KB-001');
   });
 
   it('kernel - a contracts-only client gets declared errors as the contract classes (instanceof), over NATS', async () => {
-    const missing = await script.client(orders).getOrder({ orderId: 'o-nope' }).catch((error: unknown) => error);
+    const missing = await script.client(orders).getOrder({ orderId: 'o-nope' }, AS_ADMIN).catch((error: unknown) => error);
     expect(missing).toBeInstanceOf(OrderNotFound);
     expect((missing as InstanceType<typeof OrderNotFound>).data).toEqual({ orderId: 'o-nope' });
     const unknown = await script
@@ -131,7 +133,7 @@ describe('kernel - a contracts-only client over NATS', () => {
     expect(placed.code, placed.stderr).toBe(0);
     const order = JSON.parse(placed.stdout) as { orderId: string; customerId: string; status: string };
     expect(order).toMatchObject({ customerId: 'c-child', status: 'placed' });
-    expect((await script.client(orders).getOrder({ orderId: order.orderId })).customerId).toBe('c-child');
+    expect((await script.client(orders).getOrder({ orderId: order.orderId }, asCustomer('c-child'))).customerId).toBe('c-child');
 
     const unknown = await runScript(['NO-SUCH']);
     expect(unknown.code).toBe(1);

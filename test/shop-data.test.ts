@@ -137,7 +137,7 @@ describe.each(engines)('shop data - $name', (engine) => {
     const customerId = `customer-${randomUUID()}`;
     const kept = await first.client(orders).placeOrder({ customerId, lines: [{ sku, quantity: 2 }], card: VISA }, { idempotencyKey: `kept-${customerId}` });
     const dropped = await first.client(orders).placeOrder({ customerId, lines: [{ sku, quantity: 1 }], card: VISA });
-    const cancelled = await first.client(orders).cancelOrder({ orderId: dropped.orderId });
+    const cancelled = await first.client(orders).cancelOrder({ orderId: dropped.orderId }, asCustomer(dropped.customerId));
     await vi.waitFor(async () => {
       expect(await first.client(inventory).getStock({ sku })).toMatchObject({ onHand: 8, reserved: 0 });
       expect((await topics(first, customerId)).sort()).toEqual(['order-cancelled', 'order-placed', 'order-placed', 'refund-issued']);
@@ -154,7 +154,7 @@ describe.each(engines)('shop data - $name', (engine) => {
     try {
       expect(await second.client(orders).listOrders({ customerId }, asCustomer(customerId))).toEqual(before.orders);
       expect(before.orders.orders).toEqual([kept, cancelled]);
-      expect(await second.client(orders).getOrder({ orderId: kept.orderId })).toEqual(kept);
+      expect(await second.client(orders).getOrder({ orderId: kept.orderId }, asCustomer(kept.customerId))).toEqual(kept);
       expect(await second.client(payments).listPayments({ customerId }, asCustomer(customerId))).toEqual(before.payments);
       expect(await second.client(notifications).listNotifications({ customerId }, asCustomer(customerId))).toEqual(before.notifications);
       expect(await second.client(catalog).listProducts({})).toEqual(before.products); // the seed migration ran once

@@ -84,7 +84,7 @@ describeInTopologies('orders - placing and cancelling', (boot) => {
     // The failed order is not one getOrder finds: the message says what happened and what to do, not its id.
     const { orderId } = (declined as InstanceType<typeof PaymentDeclined>).data;
     expect((declined as Error).message).toBe('The card was declined (card_declined); nothing was charged. Ask the customer for another card.');
-    await expect(shop().getOrder({ orderId })).rejects.toBeInstanceOf(OrderNotFound);
+    await expect(shop().getOrder({ orderId }, asCustomer(customerId))).rejects.toBeInstanceOf(OrderNotFound);
     const order = await shop().placeOrder({ customerId, lines: [{ sku, quantity: 1 }], card: VISA });
 
     // Events arrive in the order they were published: once the good order's event is in, the failed one would be too.
@@ -107,7 +107,7 @@ describeInTopologies('orders - placing and cancelling', (boot) => {
     const sku = await newProduct(2000, 10);
     const customerId = newCustomer();
     const order = await shop().placeOrder({ customerId, lines: [{ sku, quantity: 2 }], card: VISA });
-    const cancelled = await shop().cancelOrder({ orderId: order.orderId });
+    const cancelled = await shop().cancelOrder({ orderId: order.orderId }, asCustomer(customerId));
 
     await vi.waitFor(() =>
       expect(events.of('orderCancelled').filter((event) => event.orderId === order.orderId)).toEqual([
@@ -129,8 +129,8 @@ describeInTopologies('orders - placing and cancelling', (boot) => {
     const order = await shop().placeOrder({ customerId, lines: [{ sku, quantity: 1 }], card: VISA });
 
     const results = await Promise.allSettled([
-      shop().cancelOrder({ orderId: order.orderId }),
-      shop().cancelOrder({ orderId: order.orderId }),
+      shop().cancelOrder({ orderId: order.orderId }, asCustomer(customerId)),
+      shop().cancelOrder({ orderId: order.orderId }, AS_ADMIN),
     ]);
 
     expect(results.filter((result) => result.status === 'fulfilled')).toHaveLength(1);

@@ -10,7 +10,7 @@ import {
 } from '../modules/payments/contract.js';
 import { paymentsModule } from '../modules/payments/module.js';
 import { EVENTUALLY, describeInTopologies } from './support/shop-module-harness.js';
-import { asCustomer } from './support/shop-auth.js';
+import { AS_ADMIN, asCustomer } from './support/shop-auth.js';
 import { eventRecorder } from './support/shop-suite.js';
 
 describeInTopologies('payments - charges and refunds', (boot) => {
@@ -37,7 +37,7 @@ describeInTopologies('payments - charges and refunds', (boot) => {
       capturedAt: expect.any(String),
       refundedAt: null,
     });
-    expect(await cards().getPayment({ paymentId: payment.paymentId })).toEqual(payment);
+    expect(await cards().getPayment({ paymentId: payment.paymentId }, asCustomer(charge.customerId))).toEqual(payment);
     expect(await cards().listPayments({ customerId: charge.customerId }, asCustomer(charge.customerId))).toEqual({ payments: [payment] });
     await vi.waitFor(() =>
       expect(events.of('paymentCaptured')).toContainEqual({
@@ -109,7 +109,7 @@ describeInTopologies('payments - charges and refunds', (boot) => {
 
     expect(refunded).toEqual({ ...payment, status: 'refunded', refundedAt: expect.any(String) });
     expect(again).toEqual(refunded);
-    expect(await cards().getPayment({ paymentId: payment.paymentId })).toEqual(refunded);
+    expect(await cards().getPayment({ paymentId: payment.paymentId }, asCustomer(payment.customerId))).toEqual(refunded);
     await vi.waitFor(() =>
       expect(events.of('paymentRefunded').filter((e) => e.paymentId === payment.paymentId)).toEqual([
         {
@@ -128,7 +128,7 @@ describeInTopologies('payments - charges and refunds', (boot) => {
     const paymentId = `pay_${randomUUID()}`;
     await expect(cards().refund({ paymentId })).rejects.toBeInstanceOf(UnknownPayment);
     const failure = await cards()
-      .getPayment({ paymentId })
+      .getPayment({ paymentId }, AS_ADMIN)
       .catch((error: unknown) => error);
     expect(failure).toBeInstanceOf(UnknownPayment);
     expect((failure as InstanceType<typeof UnknownPayment>).data).toEqual({ paymentId });

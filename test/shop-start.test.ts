@@ -126,7 +126,7 @@ describe('app - npm start', SPAWNING, () => {
     expect(shop.records()).toContainEqual(
       expect.objectContaining({ sku: 'KB-001', product: 'Mechanical keyboard', priceCents: 8900, available: 25, msg: 'catalog: KB-001 Mechanical keyboard, $89.00, 25 available' }),
     );
-    expect(messages).toContain('HTTP authentication off: every request is anonymous, so catalog.addProduct, catalog.setPrice, inventory.restock, payments.listPayments, orders.listOrders, notifications.listNotifications answer 401; set SHOP_AUTH_SECRET to verify bearer tokens');
+    expect(messages).toContain('HTTP authentication off: every request is anonymous, so catalog.addProduct, catalog.setPrice, inventory.restock, payments.getPayment, payments.listPayments, orders.getOrder, orders.listOrders, orders.cancelOrder, notifications.listNotifications answer 401; set SHOP_AUTH_SECRET to verify bearer tokens');
     expect(messages.at(-1)).toBe('keel shop is ready');
     expect(await shop.stop(signal)).toBe(0);
     expect(shop.said(`${signal} received`)).toBe(true);
@@ -136,7 +136,7 @@ describe('app - npm start', SPAWNING, () => {
   it('app - with KEEL_LOG_FORMAT=json every stdout line, from start to stop, is one JSON record; a handler\'s line carries the trace id of the call', async () => {
     const shop = startShop({ PORT: '0', ...SHOP_AUTH_ENV });
     const url = await shop.ready();
-    expect(shop.records()).toContainEqual(expect.objectContaining({ authenticates: true, msg: expect.stringMatching(/^HTTP authentication on: bearer tokens are verified .* for catalog\.addProduct, catalog\.setPrice, inventory\.restock, payments\.listPayments, orders\.listOrders, notifications\.listNotifications$/) }));
+    expect(shop.records()).toContainEqual(expect.objectContaining({ authenticates: true, msg: expect.stringMatching(/^HTTP authentication on: bearer tokens are verified .* for catalog\.addProduct, catalog\.setPrice, inventory\.restock, payments\.getPayment, payments\.listPayments, orders\.getOrder, orders\.listOrders, orders\.cancelOrder, notifications\.listNotifications$/) }));
     const traceId = '4bf92f3577b34da6a3ce929d0e0e4736';
     // orders.placeOrder calls payments, whose handler logs "payment captured": a line two modules down the call.
     const response = await fetch(`${url}/orders/placeOrder`, {
@@ -232,7 +232,7 @@ describe('app - data', SPAWNING, () => {
       url = await again.ready();
       try {
         expect(again.said('catalog: KB-001 Mechanical keyboard, $89.00, 23 available')).toBe(true);
-        expect(await postJson(`${url}/orders/getOrder`, { orderId })).toEqual(placed);
+        expect(await postJson(`${url}/orders/getOrder`, { orderId }, await bearer({ sub: order.customerId, roles: ['customer'] }))).toEqual(placed);
         expect((await postJson(`${url}/orders/placeOrder`, order, { 'idempotency-key': 'checkout-1' })).body).toEqual(placed.body);
         // The customer's own payments: read with that customer's token.
         const { body: paid } = await postJson(`${url}/payments/listPayments`, { customerId: order.customerId }, await bearer({ sub: order.customerId, roles: ['customer'] }));

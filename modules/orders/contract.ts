@@ -110,7 +110,7 @@ export const Order = z.object({
 export type Order = z.output<typeof Order>;
 
 /**
- * No order has this id.
+ * No order has this id, or none the caller may read (another customer's order is not found).
  *
  * @example
  * ```ts
@@ -121,8 +121,9 @@ export const OrderNotFound = defineError({
   code: 'ORDER_NOT_FOUND',
   kind: ErrorKind.NOT_FOUND,
   data: z.object({ orderId: z.string() }),
-  description: 'No order has this id.',
-  message: (data) => `No order has id "${data.orderId}". Use the orderId that placeOrder returned.`,
+  description: "No order has this id, or none of the caller's: another customer's order is not found.",
+  message: (data) =>
+    `No order of yours has id "${data.orderId}". Use the orderId that placeOrder returned, as the customer who placed it (or an admin).`,
 });
 
 /**
@@ -174,7 +175,7 @@ const EventLine = OrderLine.pick({ sku: true, quantity: true, unitPriceCents: tr
  */
 export const orders = defineContract({
   name: 'orders',
-  // 2.0.0: listOrders is the customer's own (auth), which refuses its anonymous callers.
+  // 2.0.0: listOrders, getOrder and cancelOrder are the customer's own (auth), which refuses their anonymous callers.
   version: '2.0.0',
   description:
     'Places orders (price from the catalog, stock reserved, card charged), reads them and cancels them ' +
@@ -197,11 +198,14 @@ export const orders = defineContract({
       errors: [UnknownProduct, OutOfStock, PaymentDeclined, OrderFailed],
     }),
     getOrder: operation({
-      description: 'Reads one order.',
+      description:
+        "Reads one order. The customer's own: the caller's principal must be the order's customer (its subject is " +
+        'the customerId) or have the admin role; an order of another customer is not found.',
       input: z.object({ orderId: OrderId }),
       output: Order,
       errors: [OrderNotFound],
       idempotent: true,
+      auth: 'required',
     }),
     listOrders: operation({
       description:
@@ -215,10 +219,11 @@ export const orders = defineContract({
     cancelOrder: operation({
       description:
         'Cancels a placed order: refunds its payment and publishes orderCancelled, upon which the inventory puts ' +
-        'the units back.',
+        "the units back. The customer's own, as getOrder.",
       input: z.object({ orderId: OrderId }),
       output: Order,
       errors: [OrderNotFound, OrderNotCancellable],
+      auth: 'required',
     }),
   },
   events: {

@@ -4,7 +4,7 @@
  * `migrations/`). placeOrder and cancelOrder are sagas ({@link OrderSaga}); recovery
  * ({@link OrderRecovery}) finishes in the background, from start on, what a crash left half-way.
  */
-import { defineModule } from 'keel';
+import { defineModule, type Principal } from 'keel';
 import { catalog } from '../catalog/contract.js';
 import { inventory } from '../inventory/contract.js';
 import { payments } from '../payments/contract.js';
@@ -45,10 +45,11 @@ export const ordersModule = defineModule({
       handlers: {
         placeOrder: (input, context) => saga.place(input, context),
 
-        getOrder: async ({ orderId }) => {
+        getOrder: async ({ orderId }, { principal }) => {
           const record = await store.get(orderId);
           const order = record === undefined ? undefined : toOrder(record);
-          if (order === undefined) throw new OrderNotFound({ orderId });
+          // Another customer's order is not found: its existence is not the caller's to learn.
+          if (order === undefined || !mayRead(principal, order.customerId)) throw new OrderNotFound({ orderId });
           return order;
         },
 
@@ -56,7 +57,11 @@ export const ordersModule = defineModule({
           orders: (await store.forCustomer(customerId)).flatMap((record) => toOrder(record) ?? []),
         }),
 
-        cancelOrder: ({ orderId }, context) => saga.cancel(orderId, context),
+        cancelOrder: async ({ orderId }, context) => {
+          const record = await store.get(orderId);
+          if (record === undefined || !mayRead(context.principal, record.customerId)) throw new OrderNotFound({ orderId });
+          return saga.cancel(orderId, context);
+        },
       },
       // In the background: the modules recovery calls may run in processes that start later.
       start: () => recovery.start(),
@@ -64,3 +69,8 @@ export const ordersModule = defineModule({
     };
   },
 });
+
+/** An order is its customer's (the principal's subject is its customerId) and an admin's. */
+function mayRead(principal: Principal | undefined, customerId: string): boolean {
+  return principal !== undefined && (principal.sub === customerId || principal.roles.includes('admin'));
+}

@@ -161,8 +161,8 @@ export const UnknownPayment = defineError({
   code: 'UNKNOWN_PAYMENT',
   kind: ErrorKind.NOT_FOUND,
   data: z.object({ paymentId: z.string() }),
-  description: 'No payment has this id.',
-  message: (data) => `No payment has id "${data.paymentId}". Use the paymentId that charge returned.`,
+  description: "No payment has this id, or none of the caller's: another customer's payment is not found.",
+  message: (data) => `No payment of yours has id "${data.paymentId}". Use the paymentId of your order (an admin may read any).`,
 });
 
 /**
@@ -196,7 +196,8 @@ const PaymentEvent = Payment.pick({ paymentId: true, orderId: true, customerId: 
 export const payments = defineContract({
   name: 'payments',
   // 1.2.0: charge, cancelCharge and refund are internal (orders calls them; the HTTP gateway does not serve them).
-  // 2.0.0: listPayments is the customer's own (auth), which refuses its anonymous callers.
+  // 2.0.0: listPayments and getPayment are the customer's own (auth), which refuses their anonymous callers;
+  // getPaymentForOrder is internal (orders' recovery calls it).
   version: '2.0.0',
   description:
     'Card charges and refunds through a simulated card processor. Charges are idempotent per order; a charge an ' +
@@ -237,17 +238,23 @@ export const payments = defineContract({
       internal: true,
     }),
     getPayment: operation({
-      description: 'Reads one payment.',
+      description:
+        "Reads one payment. The customer's own: the caller's principal must be the payment's customer (its subject is " +
+        'the customerId) or have the admin role; a payment of another customer is not found.',
       input: z.object({ paymentId: z.string().min(1) }),
       output: Payment,
       errors: [UnknownPayment],
       idempotent: true,
+      auth: 'required',
     }),
     getPaymentForOrder: operation({
-      description: "Reads an order's payment, captured or refunded; null when the order was never charged.",
+      description:
+        "Reads an order's payment, captured or refunded; null when the order was never charged. For orders' recovery: " +
+        'other modules only.',
       input: z.object({ orderId: Payment.shape.orderId }),
       output: z.object({ payment: Payment.nullable() }),
       idempotent: true,
+      internal: true,
     }),
     listPayments: operation({
       description:

@@ -3,7 +3,7 @@
  * its payments in its own schema ({@link PaymentRepository}, `migrations/`).
  */
 import { randomUUID } from 'node:crypto';
-import { defineModule } from 'keel';
+import { defineModule, type Principal } from 'keel';
 import { authorize } from './card-processor.js';
 import { ChargeCancelled, PaymentConflict, PaymentDeclined, UnknownPayment, payments, type Payment } from './contract.js';
 import { PaymentRepository } from './payment-repository.js';
@@ -88,9 +88,10 @@ export const paymentsModule = defineModule({
             return { orderId, payment: null };
           }),
 
-        getPayment: async ({ paymentId }) => {
+        getPayment: async ({ paymentId }, { principal }) => {
           const payment = await store.get(paymentId);
-          if (payment === undefined) throw new UnknownPayment({ paymentId });
+          // Another customer's payment is not found: its existence is not the caller's to learn.
+          if (payment === undefined || !mayRead(principal, payment.customerId)) throw new UnknownPayment({ paymentId });
           return payment;
         },
 
@@ -101,3 +102,8 @@ export const paymentsModule = defineModule({
     };
   },
 });
+
+/** A payment is its customer's (the principal's subject is its customerId) and an admin's. */
+function mayRead(principal: Principal | undefined, customerId: string): boolean {
+  return principal !== undefined && (principal.sub === customerId || principal.roles.includes('admin'));
+}

@@ -21,7 +21,7 @@ import { UnknownProduct, catalog } from '../../modules/catalog/contract.js';
 import { OutOfStock, inventory } from '../../modules/inventory/contract.js';
 import { notifications } from '../../modules/notifications/contract.js';
 import { OrderNotCancellable, OrderNotFound, orders } from '../../modules/orders/contract.js';
-import { CHARGE_LIMIT_CENTS, PaymentConflict, PaymentDeclined, TestCard, payments } from '../../modules/payments/contract.js';
+import { CHARGE_LIMIT_CENTS, PaymentConflict, PaymentDeclined, TestCard, UnknownPayment, payments } from '../../modules/payments/contract.js';
 import { AS_ADMIN, asCustomer } from './shop-auth.js';
 
 /** A running shop, whatever its topology. */
@@ -105,9 +105,9 @@ export function describeShopSuite(name: string, boot: () => Promise<ShopHarness>
           { sku: cable, quantity: 1, unitPriceCents: 1299, lineTotalCents: 1299 },
         ],
       });
-      expect(await client(orders).getOrder({ orderId: order.orderId })).toEqual(order);
+      expect(await client(orders).getOrder({ orderId: order.orderId }, asCustomer(customerId))).toEqual(order);
       expect(await ordersOf(customerId)).toEqual([order]);
-      expect(await client(payments).getPayment({ paymentId: order.paymentId })).toMatchObject({
+      expect(await client(payments).getPayment({ paymentId: order.paymentId }, asCustomer(customerId))).toMatchObject({
         orderId: order.orderId,
         customerId,
         amountCents: order.totalCents,
@@ -239,12 +239,12 @@ export function describeShopSuite(name: string, boot: () => Promise<ShopHarness>
         expect((await stockOf(sku)).onHand).toBe(3);
       }, EVENTUALLY);
 
-      const cancelled = await client(orders).cancelOrder({ orderId: order.orderId });
+      const cancelled = await client(orders).cancelOrder({ orderId: order.orderId }, asCustomer(customerId));
 
       expect(cancelled).toMatchObject({ orderId: order.orderId, status: 'cancelled', totalCents: 6000 });
       expect(cancelled.cancelledAt).toEqual(expect.any(String));
-      expect(await client(orders).getOrder({ orderId: order.orderId })).toEqual(cancelled);
-      expect(await client(payments).getPayment({ paymentId: order.paymentId })).toMatchObject({
+      expect(await client(orders).getOrder({ orderId: order.orderId }, asCustomer(customerId))).toEqual(cancelled);
+      expect(await client(payments).getPayment({ paymentId: order.paymentId }, asCustomer(customerId))).toMatchObject({
         status: 'refunded',
         amountCents: 6000,
       });
@@ -262,10 +262,10 @@ export function describeShopSuite(name: string, boot: () => Promise<ShopHarness>
       const sku = await newProduct(1500, 5);
       const customerId = newCustomer();
       const order = await client(orders).placeOrder({ customerId, lines: [{ sku, quantity: 1 }], card: VISA });
-      await client(orders).cancelOrder({ orderId: order.orderId });
+      await client(orders).cancelOrder({ orderId: order.orderId }, asCustomer(customerId));
 
       const failure = await client(orders)
-        .cancelOrder({ orderId: order.orderId })
+        .cancelOrder({ orderId: order.orderId }, asCustomer(customerId))
         .catch((error: unknown) => error);
 
       expect(failure).toBeInstanceOf(OrderNotCancellable);
@@ -278,8 +278,8 @@ export function describeShopSuite(name: string, boot: () => Promise<ShopHarness>
 
     it('orders - an unknown order id fails with OrderNotFound', async () => {
       const orderId = randomUUID();
-      await expect(client(orders).getOrder({ orderId })).rejects.toBeInstanceOf(OrderNotFound);
-      await expect(client(orders).cancelOrder({ orderId })).rejects.toBeInstanceOf(OrderNotFound);
+      await expect(client(orders).getOrder({ orderId }, AS_ADMIN)).rejects.toBeInstanceOf(OrderNotFound);
+      await expect(client(orders).cancelOrder({ orderId }, AS_ADMIN)).rejects.toBeInstanceOf(OrderNotFound);
     });
 
     it("orders, payments, notifications - a customer's lists are that customer's own: UNAUTHENTICATED without a principal, FORBIDDEN for another customer, served to the customer and to an admin", async () => {
@@ -304,6 +304,30 @@ export function describeShopSuite(name: string, boot: () => Promise<ShopHarness>
       expect(await client(orders).listOrders({ customerId }, AS_ADMIN)).toEqual({ orders: [order] });
       expect((await client(payments).listPayments({ customerId }, AS_ADMIN)).payments).toEqual([expect.objectContaining({ orderId: order.orderId })]);
       expect((await client(notifications).listNotifications({ customerId }, AS_ADMIN)).notifications).toHaveLength(1);
+    });
+
+    it("orders, payments - an order and its payment are their customer's own: UNAUTHENTICATED without a principal, not found for another customer (nothing cancelled), read and cancelled by the customer, read by an admin", async () => {
+      const sku = await newProduct(700, 5);
+      const customerId = newCustomer();
+      const order = await client(orders).placeOrder({ customerId, lines: [{ sku, quantity: 1 }], card: VISA });
+      const stranger = asCustomer(newCustomer());
+
+      for (const [name, call] of [
+        ['orders.getOrder', () => client(orders).getOrder({ orderId: order.orderId })],
+        ['orders.cancelOrder', () => client(orders).cancelOrder({ orderId: order.orderId })],
+        ['payments.getPayment', () => client(payments).getPayment({ paymentId: order.paymentId })],
+      ] as const) {
+        const anonymous = await call().catch((error: unknown) => error);
+        expect(isKeelError(anonymous, 'UNAUTHENTICATED'), `${name} anonymous: ${String(anonymous)}`).toBe(true);
+        expect((anonymous as Error).message).toContain(`${name} needs a caller identity`);
+      }
+      await expect(client(orders).getOrder({ orderId: order.orderId }, stranger)).rejects.toBeInstanceOf(OrderNotFound);
+      await expect(client(orders).cancelOrder({ orderId: order.orderId }, stranger)).rejects.toBeInstanceOf(OrderNotFound);
+      await expect(client(payments).getPayment({ paymentId: order.paymentId }, stranger)).rejects.toBeInstanceOf(UnknownPayment);
+
+      expect(await client(orders).getOrder({ orderId: order.orderId }, AS_ADMIN)).toEqual(order);
+      expect(await client(payments).getPayment({ paymentId: order.paymentId }, AS_ADMIN)).toMatchObject({ status: 'captured' });
+      expect(await client(orders).cancelOrder({ orderId: order.orderId }, asCustomer(customerId))).toMatchObject({ status: 'cancelled' });
     });
 
     it('orders - invalid input fails with INVALID_INPUT naming the field', async () => {
