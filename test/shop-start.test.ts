@@ -277,7 +277,7 @@ describe('app - npm start split over NATS', SPAWNING, () => {
     const copy = copyOfPGlite(template);
     data = copy;
     database = await createPGliteDatabase({ dataDir: copy.folder });
-    shop = createKernel({ modules, logger: silentLogger, topology: { transport }, database });
+    shop = createKernel({ modules, principal: Principal, logger: silentLogger, topology: { transport }, database });
     await shop.start();
   });
 
