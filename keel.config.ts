@@ -8,7 +8,7 @@ import { Principal, authenticatorFromEnv } from './app/principal.js';
 
 export default defineConfig({
   // The caller identity every process checks (context.principal; admins may add products, restock and set prices;
-  // a customer, whose token's subject is its customerId, may list its own orders, payments and notifications).
+  // a customer, whose token's subject is its customerId, may list, read and cancel its own orders and read its payments).
   principal: Principal,
   gateway: {
     // The shop's pure reads, also offered as GET ?input=<json> (its other idempotent operations change

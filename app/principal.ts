@@ -9,8 +9,8 @@ import { z } from 'zod';
 
 /**
  * The shop's principal: the token's subject and its roles (`admin` may add products, restock
- * and change prices, and read every customer's lists; a customer's subject is its `customerId`,
- * whose orders, payments and notifications it may list).
+ * and change prices, and read and cancel every customer's orders; a customer's subject is its
+ * `customerId`, whose orders, payments and notifications it may list, read and cancel).
  *
  * @example
  * ```ts
@@ -37,8 +37,8 @@ export const SHOP_TOKENS = { issuer: 'keel-shop', audience: 'keel-shop' } as con
  * `SHOP_AUTH_SECRET` (at least 32 bytes), issued by `keel-shop` for `keel-shop`, whose `sub` and
  * `roles` claims make the principal. Without the variable, `undefined`: every call is anonymous,
  * and an operation whose contract declares `auth` (catalog.addProduct and setPrice,
- * inventory.restock, and a customer's lists: orders.listOrders, payments.listPayments,
- * notifications.listNotifications) answers 401. In production, verify your identity provider's tokens
+ * inventory.restock, and what is a customer's own: orders.listOrders, getOrder and cancelOrder,
+ * payments.listPayments and getPayment, notifications.listNotifications) answers 401. In production, verify your identity provider's tokens
  * instead: `createJwtAuthenticator({ jwksUrl, issuer, audience })`.
  *
  * @example

@@ -169,7 +169,8 @@ describe.each(engines)('shop data - $name', (engine) => {
   });
 
   it('shop data - placeOrder retried with the same idempotency key charges once and answers the same order', async () => {
-    const kernel = await shopOn(await engine.fresh());
+    const database = await engine.fresh();
+    const kernel = await shopOn(database);
     try {
       const sku = await newProduct(kernel, 10, 2500);
       const customerId = `customer-${randomUUID()}`;
@@ -187,6 +188,30 @@ describe.each(engines)('shop data - $name', (engine) => {
       await vi.waitFor(async () => expect(await kernel.client(inventory).getStock({ sku })).toMatchObject({ onHand: 7, reserved: 0 }), EVENTUALLY);
       const reused = await kernel.client(orders).placeOrder({ ...request, lines: [{ sku, quantity: 1 }] }, { idempotencyKey: key }).catch((error: unknown) => error);
       expect(isKeelError(reused, KeelErrorCode.IDEMPOTENCY_KEY_REUSED)).toBe(true);
+      // Once the kernel's record of the key is gone (swept after 24 hours), the key's order answers for it: to its
+      // customer signed in and to its guest's retry, but not to another signed-in customer, whose refusal (the
+      // handler's, not the kernel's "another input") names no order. The kernel keeps a key per caller, so each
+      // caller below comes after the record is forgotten.
+      const forgetKey = async (): Promise<void> => {
+        const orderStore = await database.connect('orders');
+        try {
+          await orderStore.query('delete from keel_idempotency where key = $1', [key]);
+        } finally {
+          await orderStore.close();
+        }
+      };
+      await forgetKey();
+      const stranger = await kernel
+        .client(orders)
+        .placeOrder(request, { idempotencyKey: key, ...asCustomer(`customer-${randomUUID()}`) })
+        .catch((error: unknown) => error);
+      expect(isKeelError(stranger, KeelErrorCode.IDEMPOTENCY_KEY_REUSED), String(stranger)).toBe(true);
+      expect((stranger as Error).message).toContain('was used before for another order');
+      expect((stranger as Error).message).not.toContain(first.orderId);
+      await forgetKey();
+      expect(await kernel.client(orders).placeOrder(request, { idempotencyKey: key, ...asCustomer(customerId) })).toEqual(first);
+      await forgetKey();
+      expect(await kernel.client(orders).placeOrder(request, { idempotencyKey: key })).toEqual(first);
       // Another key is another order.
       const other = await kernel.client(orders).placeOrder(request, { idempotencyKey: `${key}-2` });
       expect(other.orderId).not.toBe(first.orderId);

@@ -268,7 +268,7 @@ export function holdDatabaseFolder(folder: string, root: string = process.cwd())
     return new KeelError(
       KeelErrorCode.UNAVAILABLE,
       `The embedded database in ${shown} is open in ${where}, and PGlite serves one process at a time. ` +
-        `Stop that one first (keel start, keel up), or give this one another folder with ${DatabaseEnv.DATA_DIR}.${note}`,
+        `Stop that one first (a keel start, keel up or npm start), or give this one another folder with ${DatabaseEnv.DATA_DIR}.${note}`,
     );
   });
 }

@@ -81,7 +81,7 @@ export type OrderLine = z.output<typeof OrderLine>;
  *
  * @example
  * ```ts
- * if (order.status === OrderStatus.enum.placed) await shop.cancelOrder({ orderId: order.orderId });
+ * if (order.status === OrderStatus.enum.placed) await shop.cancelOrder({ orderId: order.orderId }, { principal: { sub: order.customerId, roles: ['customer'] } });
  * ```
  */
 export const OrderStatus = z.enum(['placed', 'cancelled']);
@@ -123,7 +123,8 @@ export const OrderNotFound = defineError({
   data: z.object({ orderId: z.string() }),
   description: "No order has this id, or none of the caller's: another customer's order is not found.",
   message: (data) =>
-    `No order of yours has id "${data.orderId}". Use the orderId that placeOrder returned, as the customer who placed it (or an admin).`,
+    `No order has id "${data.orderId}", or it is another customer's. Use the orderId that placeOrder returned, as the customer ` +
+    'who placed it (an admin may read any).',
 });
 
 /**

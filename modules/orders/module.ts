@@ -4,7 +4,7 @@
  * `migrations/`). placeOrder and cancelOrder are sagas ({@link OrderSaga}); recovery
  * ({@link OrderRecovery}) finishes in the background, from start on, what a crash left half-way.
  */
-import { defineModule, type Principal } from 'keel';
+import { defineModule } from 'keel';
 import { catalog } from '../catalog/contract.js';
 import { inventory } from '../inventory/contract.js';
 import { payments } from '../payments/contract.js';
@@ -12,6 +12,7 @@ import { OrderNotFound, orders } from './contract.js';
 import { DEFAULT_ORDER_RECOVERY_OPTIONS, OrderRecovery, type OrderRecoveryOptions } from './order-recovery.js';
 import { OrderRepository, toOrder } from './order-repository.js';
 import { OrderSaga } from './order-saga.js';
+import { mayRead } from './ownership.js';
 
 /** Token of the {@link OrderRecoveryOptions}. */
 export const ORDER_RECOVERY_OPTIONS = Symbol.for('orders.recovery');
@@ -25,7 +26,7 @@ export const ORDER_RECOVERY_OPTIONS = Symbol.for('orders.recovery');
  * await kernel.start();
  * const order = await kernel.client(orders).placeOrder(
  *   { customerId: 'c-42', lines: [{ sku: 'KB-001', quantity: 1 }], card: { token: 'tok_visa' } },
- *   { idempotencyKey: 'checkout-7f3a' }, // a retry with this key charges once and returns this order
+ *   { idempotencyKey: checkoutKey }, // random per checkout (crypto.randomUUID()): a retry with it charges once and returns this order
  * );
  * ```
  */
@@ -69,8 +70,3 @@ export const ordersModule = defineModule({
     };
   },
 });
-
-/** An order is its customer's (the principal's subject is its customerId) and an admin's. */
-function mayRead(principal: Principal | undefined, customerId: string): boolean {
-  return principal !== undefined && (principal.sub === customerId || principal.roles.includes('admin'));
-}

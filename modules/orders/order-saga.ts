@@ -17,6 +17,7 @@ import { OutOfStock, type inventory } from '../inventory/contract.js';
 import { ChargeCancelled, PaymentDeclined, type payments } from '../payments/contract.js';
 import { OrderFailed, OrderNotCancellable, OrderNotFound, type Order, type OrderLine, type orders } from './contract.js';
 import { toOrder, type OrderFailure, type OrderRecord, type OrderRepository } from './order-repository.js';
+import { mayRead } from './ownership.js';
 
 /** What recovery did with one order. */
 export type RecoveryOutcome = 'completed' | 'compensated' | 'cancelled' | 'skipped';
@@ -102,6 +103,8 @@ export class OrderSaga {
       order = existing;
     }
     if (key !== undefined) assertSameRequest(order, wanted, key);
+    // A signed-in caller resumes or reads back only an order it may read: a key is not a way into another's order.
+    if (existing !== undefined && context.principal !== undefined && !mayRead(context.principal, existing.customerId)) throw keyReused(key as string);
     if (existing !== undefined && order.status === 'pending') {
       // A first attempt with this key recorded the order and stopped (a crash, a timeout): this call takes it over.
       this.logger.info({ orderId, customerId }, 'resuming the order a first attempt with this idempotency key left pending');
@@ -297,11 +300,14 @@ function assertSameRequest(order: OrderRecord, wanted: readonly { sku: string; q
   const same =
     order.lines.length === wanted.length &&
     order.lines.every((line, index) => line.sku === wanted[index]?.sku && line.quantity === wanted[index]?.quantity);
-  if (!same) {
-    throw new KeelError(
-      KeelErrorCode.IDEMPOTENCY_KEY_REUSED,
-      `orders.placeOrder: idempotency key ${JSON.stringify(key)} was used before for order ${order.orderId}, with other lines. ` +
-        'Nothing ran; use a new key for a new order.',
-    );
-  }
+  if (!same) throw keyReused(key);
+}
+
+/** `IDEMPOTENCY_KEY_REUSED` for `key`, naming no order (the key's order may be another caller's). */
+function keyReused(key: string): KeelError {
+  return new KeelError(
+    KeelErrorCode.IDEMPOTENCY_KEY_REUSED,
+    `orders.placeOrder: idempotency key ${JSON.stringify(key)} was used before for another order. Nothing ran; use a new key ` +
+      '(a random one, crypto.randomUUID()) for each new order.',
+  );
 }

@@ -162,7 +162,9 @@ export const UnknownPayment = defineError({
   kind: ErrorKind.NOT_FOUND,
   data: z.object({ paymentId: z.string() }),
   description: "No payment has this id, or none of the caller's: another customer's payment is not found.",
-  message: (data) => `No payment of yours has id "${data.paymentId}". Use the paymentId of your order (an admin may read any).`,
+  message: (data) =>
+    `No payment has id "${data.paymentId}", or it is another customer's. Use the paymentId of the order, as its customer ` +
+    '(an admin may read any).',
 });
 
 /**
