@@ -10,7 +10,8 @@ import { z } from 'zod';
 /**
  * The shop's principal: the token's subject and its roles (`admin` may add products, restock
  * and change prices, and read and cancel every customer's orders; a customer's subject is its
- * `customerId`, whose orders, payments and notifications it may list, read and cancel).
+ * `customerId`: it places orders as itself, lists its orders, payments and notifications, reads
+ * its orders and payments, and cancels its orders).
  *
  * @example
  * ```ts

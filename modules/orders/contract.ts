@@ -186,7 +186,9 @@ export const orders = defineContract({
       description:
         'Places an order: prices each line from the catalog, reserves the stock, charges the card and publishes ' +
         'orderPlaced. Lines with the same SKU are merged. A declined charge releases the reservation. With an ' +
-        'idempotency key it runs once per key: a retry gets the first outcome, or resumes the order a crash interrupted.',
+        'idempotency key it runs once per key: a retry gets the first outcome, or resumes the order a crash interrupted. ' +
+        'A guest (no principal) may place an order for any customerId; a signed-in caller only for its own (its ' +
+        'subject), or an admin for anyone: FORBIDDEN otherwise.',
       input: z.object({
         customerId: CustomerId,
         lines: z

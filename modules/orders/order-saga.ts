@@ -89,6 +89,15 @@ export class OrderSaga {
 
   /** placeOrder: resumes the order of `context.idempotencyKey` when a first attempt recorded it. */
   async place({ customerId, lines, card }: HandlerInput<typeof orders.operations.placeOrder>, context: CallContext): Promise<Order> {
+    // A signed-in customer places orders as itself (an admin for anyone): so an idempotency key, whose order id is
+    // derived from the customer, is never a way into another customer's order, whether that order exists or not.
+    if (context.principal !== undefined && !mayRead(context.principal, customerId)) {
+      throw new KeelError(
+        KeelErrorCode.FORBIDDEN,
+        `orders.placeOrder: a signed-in customer places orders as itself, and customerId "${customerId}" is not the caller's ` +
+          `("${context.principal.sub}"). Nothing ran; send the caller's own customerId, or call without a token as a guest.`,
+      );
+    }
     const wanted = mergeLines(lines);
     const key = context.idempotencyKey;
     const orderId = key === undefined ? randomUUID() : orderIdFor(customerId, key);
@@ -103,8 +112,6 @@ export class OrderSaga {
       order = existing;
     }
     if (key !== undefined) assertSameRequest(order, wanted, key);
-    // A signed-in caller resumes or reads back only an order it may read: a key is not a way into another's order.
-    if (existing !== undefined && context.principal !== undefined && !mayRead(context.principal, existing.customerId)) throw keyReused(key as string);
     if (existing !== undefined && order.status === 'pending') {
       // A first attempt with this key recorded the order and stopped (a crash, a timeout): this call takes it over.
       this.logger.info({ orderId, customerId }, 'resuming the order a first attempt with this idempotency key left pending');
@@ -300,14 +307,11 @@ function assertSameRequest(order: OrderRecord, wanted: readonly { sku: string; q
   const same =
     order.lines.length === wanted.length &&
     order.lines.every((line, index) => line.sku === wanted[index]?.sku && line.quantity === wanted[index]?.quantity);
-  if (!same) throw keyReused(key);
-}
-
-/** `IDEMPOTENCY_KEY_REUSED` for `key`, naming no order (the key's order may be another caller's). */
-function keyReused(key: string): KeelError {
-  return new KeelError(
-    KeelErrorCode.IDEMPOTENCY_KEY_REUSED,
-    `orders.placeOrder: idempotency key ${JSON.stringify(key)} was used before for another order. Nothing ran; use a new key ` +
-      '(a random one, crypto.randomUUID()) for each new order.',
-  );
+  if (!same) {
+    throw new KeelError(
+      KeelErrorCode.IDEMPOTENCY_KEY_REUSED,
+      `orders.placeOrder: idempotency key ${JSON.stringify(key)} was used before for another order. Nothing ran; use a new key ` +
+        '(a random one, crypto.randomUUID()) for each new order.',
+    );
+  }
 }

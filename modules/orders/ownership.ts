@@ -1,7 +1,7 @@
 /**
  * Who may read an order of the shop: its customer (the principal's subject is its customerId)
  * and an admin. orders' handlers check it where the rule needs the order's row (getOrder,
- * cancelOrder, and placeOrder resuming an order of an idempotency key).
+ * cancelOrder), and placeOrder for a signed-in caller (who places orders as itself).
  */
 import type { Principal } from 'keel';
 

@@ -306,7 +306,7 @@ export function describeShopSuite(name: string, boot: () => Promise<ShopHarness>
       expect((await client(notifications).listNotifications({ customerId }, AS_ADMIN)).notifications).toHaveLength(1);
     });
 
-    it("orders, payments - an order and its payment are their customer's own: UNAUTHENTICATED without a principal, not found for another customer (nothing cancelled), read and cancelled by the customer, read by an admin", async () => {
+    it("orders, payments - an order and its payment are their customer's own: UNAUTHENTICATED without a principal, not found for another customer (nothing cancelled), FORBIDDEN to place as another customer, read and cancelled by the customer, read by an admin", async () => {
       const sku = await newProduct(700, 5);
       const customerId = newCustomer();
       const order = await client(orders).placeOrder({ customerId, lines: [{ sku, quantity: 1 }], card: VISA });
@@ -335,6 +335,10 @@ export function describeShopSuite(name: string, boot: () => Promise<ShopHarness>
       expect(unknownPayment.code).toBe('UNKNOWN_PAYMENT');
       expect(await asUnknown(() => client(payments).getPayment({ paymentId: order.paymentId }, stranger), order.paymentId)).toEqual(unknownPayment);
 
+      // A signed-in customer places orders as itself, not as another customer; a guest (no principal) for anyone.
+      const asOther = await client(orders).placeOrder({ customerId, lines: [{ sku, quantity: 1 }], card: VISA }, stranger).catch((error: unknown) => error);
+      expect(isKeelError(asOther, 'FORBIDDEN'), String(asOther)).toBe(true);
+      expect(await ordersOf(customerId)).toEqual([order]);
       expect(await client(orders).getOrder({ orderId: order.orderId }, AS_ADMIN)).toEqual(order);
       expect(await client(payments).getPayment({ paymentId: order.paymentId }, AS_ADMIN)).toMatchObject({ status: 'captured' });
       expect(await client(orders).cancelOrder({ orderId: order.orderId }, asCustomer(customerId))).toMatchObject({ status: 'cancelled' });
