@@ -17,6 +17,7 @@
  */
 import { z } from 'zod';
 import { defineContract, operation } from 'keel/contract';
+import { customersOwn } from '../payments/contract.js';
 
 /**
  * What a notification is about.
@@ -74,7 +75,7 @@ export const notifications = defineContract({
       input: z.object({ customerId: z.string().min(1).max(100) }),
       output: z.object({ notifications: z.array(Notification) }),
       idempotent: true,
-      auth: (principal, { customerId }) => principal.sub === customerId || principal.roles.includes('admin'),
+      auth: (principal, { customerId }) => customersOwn(principal, customerId),
     }),
   },
 });

@@ -36,7 +36,7 @@ import { z } from 'zod';
 import { ErrorKind, defineContract, defineError, event, operation } from 'keel/contract';
 import { Cents, Sku, UnknownProduct } from '../catalog/contract.js';
 import { OutOfStock } from '../inventory/contract.js';
-import { Card, PaymentDeclined } from '../payments/contract.js';
+import { Card, PaymentDeclined, customersOwn } from '../payments/contract.js';
 
 /**
  * Who orders: an opaque customer id.
@@ -217,7 +217,7 @@ export const orders = defineContract({
       input: z.object({ customerId: CustomerId }),
       output: z.object({ orders: z.array(Order) }),
       idempotent: true,
-      auth: (principal, { customerId }) => principal.sub === customerId || principal.roles.includes('admin'),
+      auth: (principal, { customerId }) => customersOwn(principal, customerId),
     }),
     cancelOrder: operation({
       description:

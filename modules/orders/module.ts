@@ -7,12 +7,11 @@
 import { defineModule } from 'keel';
 import { catalog } from '../catalog/contract.js';
 import { inventory } from '../inventory/contract.js';
-import { payments } from '../payments/contract.js';
+import { customersOwn, payments } from '../payments/contract.js';
 import { OrderNotFound, orders } from './contract.js';
 import { DEFAULT_ORDER_RECOVERY_OPTIONS, OrderRecovery, type OrderRecoveryOptions } from './order-recovery.js';
 import { OrderRepository, toOrder } from './order-repository.js';
 import { OrderSaga } from './order-saga.js';
-import { mayRead } from './ownership.js';
 
 /** Token of the {@link OrderRecoveryOptions}. */
 export const ORDER_RECOVERY_OPTIONS = Symbol.for('orders.recovery');
@@ -50,7 +49,7 @@ export const ordersModule = defineModule({
           const record = await store.get(orderId);
           const order = record === undefined ? undefined : toOrder(record);
           // Another customer's order is not found: its existence is not the caller's to learn.
-          if (order === undefined || !mayRead(principal, order.customerId)) throw new OrderNotFound({ orderId });
+          if (order === undefined || !customersOwn(principal, order.customerId)) throw new OrderNotFound({ orderId });
           return order;
         },
 
@@ -60,7 +59,7 @@ export const ordersModule = defineModule({
 
         cancelOrder: async ({ orderId }, context) => {
           const record = await store.get(orderId);
-          if (record === undefined || !mayRead(context.principal, record.customerId)) throw new OrderNotFound({ orderId });
+          if (record === undefined || !customersOwn(context.principal, record.customerId)) throw new OrderNotFound({ orderId });
           return saga.cancel(orderId, context);
         },
       },

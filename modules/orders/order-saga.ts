@@ -14,10 +14,9 @@ import { createHash, randomUUID } from 'node:crypto';
 import { KeelError, KeelErrorCode, currentContext, runWithContext, type CallContext, type Client, type Database, type Emit, type HandlerInput, type Logger } from 'keel';
 import type { catalog } from '../catalog/contract.js';
 import { OutOfStock, type inventory } from '../inventory/contract.js';
-import { ChargeCancelled, PaymentDeclined, type payments } from '../payments/contract.js';
+import { ChargeCancelled, PaymentDeclined, customersOwn, type payments } from '../payments/contract.js';
 import { OrderFailed, OrderNotCancellable, OrderNotFound, type Order, type OrderLine, type orders } from './contract.js';
 import { toOrder, type OrderFailure, type OrderRecord, type OrderRepository } from './order-repository.js';
-import { mayRead } from './ownership.js';
 
 /** What recovery did with one order. */
 export type RecoveryOutcome = 'completed' | 'compensated' | 'cancelled' | 'skipped';
@@ -91,7 +90,7 @@ export class OrderSaga {
   async place({ customerId, lines, card }: HandlerInput<typeof orders.operations.placeOrder>, context: CallContext): Promise<Order> {
     // A signed-in customer places orders as itself (an admin for anyone): so an idempotency key, whose order id is
     // derived from the customer, is never a way into another customer's order, whether that order exists or not.
-    if (context.principal !== undefined && !mayRead(context.principal, customerId)) {
+    if (context.principal !== undefined && !customersOwn(context.principal, customerId)) {
       throw new KeelError(
         KeelErrorCode.FORBIDDEN,
         `orders.placeOrder: a signed-in customer places orders as itself, and customerId "${customerId}" is not the caller's ` +

@@ -28,7 +28,7 @@
  * @module
  */
 import { z } from 'zod';
-import { ErrorKind, defineContract, defineError, event, operation } from 'keel/contract';
+import { ErrorKind, defineContract, defineError, event, operation, type Principal } from 'keel/contract';
 
 /**
  * Card tokens the simulated processor understands. Any other token is approved.
@@ -150,6 +150,22 @@ export const PaymentConflict = defineError({
 });
 
 /**
+ * Whether `principal` may see what is a customer's own (its payments, orders and notifications):
+ * it is that customer (its subject is the `customerId`) or has the admin role. The shop's
+ * contracts declare it as the `auth` of a customer's lists; the modules check it against a row's
+ * `customerId` where the rule needs the row (a payment, an order), and orders for a signed-in
+ * caller placing an order.
+ *
+ * @example
+ * ```ts
+ * listPayments: operation({ input, output, auth: (principal, { customerId }) => customersOwn(principal, customerId) }),
+ * ```
+ */
+export function customersOwn(principal: Principal | undefined, customerId: string): boolean {
+  return principal !== undefined && (principal.sub === customerId || principal.roles.includes('admin'));
+}
+
+/**
  * No payment has this id.
  *
  * @example
@@ -265,7 +281,7 @@ export const payments = defineContract({
       input: z.object({ customerId: Payment.shape.customerId }),
       output: z.object({ payments: z.array(Payment) }),
       idempotent: true,
-      auth: (principal, { customerId }) => principal.sub === customerId || principal.roles.includes('admin'),
+      auth: (principal, { customerId }) => customersOwn(principal, customerId),
     }),
   },
   events: {

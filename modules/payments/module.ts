@@ -3,9 +3,9 @@
  * its payments in its own schema ({@link PaymentRepository}, `migrations/`).
  */
 import { randomUUID } from 'node:crypto';
-import { defineModule, type Principal } from 'keel';
+import { defineModule } from 'keel';
 import { authorize } from './card-processor.js';
-import { ChargeCancelled, PaymentConflict, PaymentDeclined, UnknownPayment, payments, type Payment } from './contract.js';
+import { ChargeCancelled, PaymentConflict, PaymentDeclined, UnknownPayment, customersOwn, payments, type Payment } from './contract.js';
 import { PaymentRepository } from './payment-repository.js';
 
 /**
@@ -91,7 +91,7 @@ export const paymentsModule = defineModule({
         getPayment: async ({ paymentId }, { principal }) => {
           const payment = await store.get(paymentId);
           // Another customer's payment is not found: its existence is not the caller's to learn.
-          if (payment === undefined || !mayRead(principal, payment.customerId)) throw new UnknownPayment({ paymentId });
+          if (payment === undefined || !customersOwn(principal, payment.customerId)) throw new UnknownPayment({ paymentId });
           return payment;
         },
 
@@ -102,8 +102,3 @@ export const paymentsModule = defineModule({
     };
   },
 });
-
-/** A payment is its customer's (the principal's subject is its customerId) and an admin's. */
-function mayRead(principal: Principal | undefined, customerId: string): boolean {
-  return principal !== undefined && (principal.sub === customerId || principal.roles.includes('admin'));
-}

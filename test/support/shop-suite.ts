@@ -80,6 +80,12 @@ export function describeShopSuite(name: string, boot: () => Promise<ShopHarness>
       (await client(notifications).listNotifications({ customerId }, asCustomer(customerId))).notifications.map((n) => `${n.topic} ${n.orderId}`);
     const paymentsOf = async (customerId: string) => (await client(payments).listPayments({ customerId }, asCustomer(customerId))).payments;
     const ordersOf = async (customerId: string) => (await client(orders).listOrders({ customerId }, asCustomer(customerId))).orders;
+    /** `operation` (contract.operation), called without a principal, is refused UNAUTHENTICATED, naming it. */
+    const expectAnonymousRefused = async (operation: string, call: () => Promise<unknown>): Promise<void> => {
+      const anonymous = await call().catch((error: unknown) => error);
+      expect(isKeelError(anonymous, 'UNAUTHENTICATED'), `${operation} anonymous: ${String(anonymous)}`).toBe(true);
+      expect((anonymous as Error).message).toContain(`${operation} needs a caller identity`);
+    };
 
     it('place order - prices from the catalog, charges the card, commits stock and notifies the customer', async () => {
       const keyboard = await newProduct(8900, 10);
@@ -294,9 +300,7 @@ export function describeShopSuite(name: string, boot: () => Promise<ShopHarness>
         ['notifications.listNotifications', (options?: { principal: Principal }) => client(notifications).listNotifications({ customerId }, options)],
       ] as const;
       for (const [name, list] of lists) {
-        const anonymous = await list().catch((error: unknown) => error);
-        expect(isKeelError(anonymous, 'UNAUTHENTICATED'), `${name} anonymous: ${String(anonymous)}`).toBe(true);
-        expect((anonymous as Error).message).toContain(`${name} needs a caller identity`);
+        await expectAnonymousRefused(name, () => list());
         const stranger = await list(asCustomer(newCustomer())).catch((error: unknown) => error);
         expect(isKeelError(stranger, 'FORBIDDEN'), `${name} as another customer: ${String(stranger)}`).toBe(true);
       }
@@ -317,9 +321,7 @@ export function describeShopSuite(name: string, boot: () => Promise<ShopHarness>
         ['orders.cancelOrder', () => client(orders).cancelOrder({ orderId: order.orderId })],
         ['payments.getPayment', () => client(payments).getPayment({ paymentId: order.paymentId })],
       ] as const) {
-        const anonymous = await call().catch((error: unknown) => error);
-        expect(isKeelError(anonymous, 'UNAUTHENTICATED'), `${name} anonymous: ${String(anonymous)}`).toBe(true);
-        expect((anonymous as Error).message).toContain(`${name} needs a caller identity`);
+        await expectAnonymousRefused(name, call);
       }
       // Another customer's order reads as an unknown one: the same error, the same words but the id.
       const unknownId = randomUUID();
