@@ -170,6 +170,14 @@ describe('http - the shop over HTTP', () => {
     expect(await post('/inventory/restock', { sku, quantity: 5 }, ADMIN)).toMatchObject({ status: 200, body: { sku, onHand: 5, available: 5 } });
   });
 
+  it("http - a signed-in customer placing an order for another customerId is a 403 ORDER_FOR_ANOTHER_CUSTOMER problem naming both", async () => {
+    const order = { customerId: 'c-http', lines: [{ sku: 'NO-SUCH-SKU', quantity: 1 }], card: { token: TestCard.VISA } };
+    const refused = await post('/orders/placeOrder', order, CUSTOMER);
+    expect(refused).toMatchObject({ status: 403, body: { code: 'ORDER_FOR_ANOTHER_CUSTOMER', data: { customerId: 'c-http', caller: CUSTOMER.sub } } });
+    // Refused before anything is read: as the customer itself, the same body reaches the catalog.
+    expect(await post('/orders/placeOrder', { ...order, customerId: CUSTOMER.sub }, CUSTOMER)).toMatchObject({ status: 404, body: { code: 'UNKNOWN_PRODUCT' } });
+  });
+
   it('http - an unknown product is a 404 problem', async () => {
     const failed = await post('/orders/placeOrder', { customerId: 'c-http', lines: [{ sku: 'NO-SUCH-SKU', quantity: 1 }], card: { token: TestCard.VISA } });
     expect(failed.status).toBe(404);
@@ -178,7 +186,7 @@ describe('http - the shop over HTTP', () => {
     expect(direct.status).toBe(404);
   });
 
-  it("http - /openapi.json documents every shop operation and placeOrder's declared errors", async () => {
+  it("http - /openapi.json documents every shop operation and placeOrder's declared errors, its 403 among them", async () => {
     const document = (await (await fetch(`${url}/openapi.json`)).json()) as any;
     const expected = modules.flatMap((module) =>
       Object.entries(module.contract.operations as Record<string, { readonly internal: boolean }>)
@@ -202,6 +210,8 @@ describe('http - the shop over HTTP', () => {
     });
     expect(responses['422'].description).toContain('IDEMPOTENCY_KEY_REUSED');
     expect(responses['429']).toEqual({ $ref: '#/components/responses/TooManyRequests' });
+    // A signed-in customer placing for another is the contract's own 403 (no auth predicate lists it otherwise).
+    expect(responses['403'].content['application/problem+json'].schema).toEqual({ $ref: '#/components/schemas/orders.ORDER_FOR_ANOTHER_CUSTOMER' });
     expect(document.paths['/orders/placeOrder'].post.parameters).toContainEqual({ $ref: '#/components/parameters/IdempotencyKey' });
     expect(document.components.parameters.IdempotencyKey).toMatchObject({ name: 'Idempotency-Key', in: 'header', required: false });
     // An idempotent read takes no key.

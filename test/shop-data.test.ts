@@ -34,7 +34,7 @@ import { inventory } from '../modules/inventory/contract.js';
 import { inventoryModule } from '../modules/inventory/module.js';
 import { notifications } from '../modules/notifications/contract.js';
 import { notificationsModule } from '../modules/notifications/module.js';
-import { OrderFailed, orders } from '../modules/orders/contract.js';
+import { OrderFailed, OrderForAnotherCustomer, orders } from '../modules/orders/contract.js';
 import { ORDER_RECOVERY_OPTIONS, ordersModule } from '../modules/orders/module.js';
 import { DEFAULT_ORDER_RECOVERY_OPTIONS } from '../modules/orders/order-recovery.js';
 import { ChargeCancelled, TestCard, payments, type Payment } from '../modules/payments/contract.js';
@@ -166,7 +166,7 @@ describe.each(engines)('shop data - $name', (engine) => {
     } finally {
       await second.stop();
     }
-  });
+  }, 90_000); // two kernels, each opening the database (PGlite starts in seconds on a loaded host)
 
   it('shop data - placeOrder retried with the same idempotency key charges once and answers the same order', async () => {
     const database = await engine.fresh();
@@ -205,8 +205,8 @@ describe.each(engines)('shop data - $name', (engine) => {
         .client(orders)
         .placeOrder(request, { idempotencyKey: key, ...asCustomer(`customer-${randomUUID()}`) })
         .catch((error: unknown) => error);
-      expect(isKeelError(stranger, KeelErrorCode.FORBIDDEN), String(stranger)).toBe(true);
-      expect((stranger as Error).message).toContain('a signed-in customer places orders as itself');
+      expect(stranger, String(stranger)).toBeInstanceOf(OrderForAnotherCustomer);
+      expect((stranger as Error).message).toContain('places orders as itself');
       expect((stranger as Error).message).not.toContain(first.orderId);
       await forgetKey();
       expect(await kernel.client(orders).placeOrder(request, { idempotencyKey: key, ...asCustomer(customerId) })).toEqual(first);

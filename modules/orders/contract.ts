@@ -163,6 +163,26 @@ export const OrderFailed = defineError({
     'reserved or charged for it. Place the order again with a new idempotency key.',
 });
 
+/**
+ * A signed-in customer places orders as itself: the `customerId` is not the caller's (its
+ * principal's subject), and the caller is not an admin. Nothing ran. Guests (no principal)
+ * may place an order for any customer.
+ *
+ * @example
+ * ```ts
+ * if (error instanceof OrderForAnotherCustomer) console.warn(`signed in as ${error.data.caller}, not ${error.data.customerId}`);
+ * ```
+ */
+export const OrderForAnotherCustomer = defineError({
+  code: 'ORDER_FOR_ANOTHER_CUSTOMER',
+  kind: ErrorKind.FORBIDDEN,
+  data: z.object({ customerId: z.string(), caller: z.string() }),
+  description: "A signed-in customer places orders as itself; this customerId is not the caller's, and the caller is no admin.",
+  message: (data) =>
+    `A signed-in customer places orders as itself, and customerId "${data.customerId}" is not the caller's ("${data.caller}"). ` +
+    'Nothing ran; send the caller\'s own customerId, or call without a token as a guest.',
+});
+
 const EventLine = OrderLine.pick({ sku: true, quantity: true, unitPriceCents: true });
 
 /**
@@ -177,7 +197,8 @@ const EventLine = OrderLine.pick({ sku: true, quantity: true, unitPriceCents: tr
 export const orders = defineContract({
   name: 'orders',
   // 2.0.0: listOrders, getOrder and cancelOrder are the customer's own (auth), which refuses their anonymous callers.
-  version: '2.0.0',
+  // 2.1.0: placeOrder declares ORDER_FOR_ANOTHER_CUSTOMER (it answered the generic FORBIDDEN).
+  version: '2.1.0',
   description:
     'Places orders (price from the catalog, stock reserved, card charged), reads them and cancels them ' +
     '(payment refunded, stock returned through the orderCancelled event).',
@@ -188,7 +209,7 @@ export const orders = defineContract({
         'orderPlaced. Lines with the same SKU are merged. A declined charge releases the reservation. With an ' +
         'idempotency key it runs once per key: a retry gets the first outcome, or resumes the order a crash interrupted. ' +
         'A guest (no principal) may place an order for any customerId; a signed-in caller only for its own (its ' +
-        'subject), or an admin for anyone: FORBIDDEN otherwise.',
+        'subject), or an admin for anyone: ORDER_FOR_ANOTHER_CUSTOMER otherwise.',
       input: z.object({
         customerId: CustomerId,
         lines: z
@@ -198,7 +219,7 @@ export const orders = defineContract({
         card: Card,
       }),
       output: Order,
-      errors: [UnknownProduct, OutOfStock, PaymentDeclined, OrderFailed],
+      errors: [UnknownProduct, OutOfStock, PaymentDeclined, OrderFailed, OrderForAnotherCustomer],
     }),
     getOrder: operation({
       description:

@@ -15,7 +15,7 @@ import { KeelError, KeelErrorCode, currentContext, runWithContext, type CallCont
 import type { catalog } from '../catalog/contract.js';
 import { OutOfStock, type inventory } from '../inventory/contract.js';
 import { ChargeCancelled, PaymentDeclined, customersOwn, type payments } from '../payments/contract.js';
-import { OrderFailed, OrderNotCancellable, OrderNotFound, type Order, type OrderLine, type orders } from './contract.js';
+import { OrderFailed, OrderForAnotherCustomer, OrderNotCancellable, OrderNotFound, type Order, type OrderLine, type orders } from './contract.js';
 import { toOrder, type OrderFailure, type OrderRecord, type OrderRepository } from './order-repository.js';
 
 /** What recovery did with one order. */
@@ -91,11 +91,7 @@ export class OrderSaga {
     // A signed-in customer places orders as itself (an admin for anyone): so an idempotency key, whose order id is
     // derived from the customer, is never a way into another customer's order, whether that order exists or not.
     if (context.principal !== undefined && !customersOwn(context.principal, customerId)) {
-      throw new KeelError(
-        KeelErrorCode.FORBIDDEN,
-        `orders.placeOrder: a signed-in customer places orders as itself, and customerId "${customerId}" is not the caller's ` +
-          `("${context.principal.sub}"). Nothing ran; send the caller's own customerId, or call without a token as a guest.`,
-      );
+      throw new OrderForAnotherCustomer({ customerId, caller: context.principal.sub });
     }
     const wanted = mergeLines(lines);
     const key = context.idempotencyKey;
