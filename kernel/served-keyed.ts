@@ -82,7 +82,7 @@ export function keyedRun<Entry extends { readonly name: string }>(pipeline: Keye
           type: 'keel',
           code: reused ? KeelErrorCode.IDEMPOTENCY_KEY_REUSED : KeelErrorCode.IDEMPOTENCY_KEY_IN_USE,
           message: reused
-            ? `${label}: idempotency key ${JSON.stringify(key)} was used before with another input. Nothing ran; use a new key for a new request.`
+            ? `${label}: idempotency key ${JSON.stringify(key)} was used before with another input, or by another principal (another caller, or the same one with other roles). Nothing ran; use a new key for a new request.`
             : `${label}: a request with idempotency key ${JSON.stringify(key)} is still running. Nothing ran; retry later with the same key to get its outcome.`,
           correlationId: context.correlationId,
         }),

@@ -60,14 +60,11 @@ async function post(
   return { status: response.status, body: await response.json(), challenge: response.headers.get('www-authenticate') };
 }
 
-function hmacToken(claims: JWTPayload, options: { issuer?: string; audience?: string; expires?: string | number; secret?: string } = {}): Promise<string> {
-  return new SignJWT(claims)
-    .setProtectedHeader({ alg: 'HS256' })
-    .setIssuer(options.issuer ?? ISSUER)
-    .setAudience(options.audience ?? AUDIENCE)
-    .setIssuedAt()
-    .setExpirationTime(options.expires ?? '5m')
-    .sign(new TextEncoder().encode(options.secret ?? SECRET));
+/** A token signed with the secret; `expires: null` makes one without an `exp` claim. */
+function hmacToken(claims: JWTPayload, options: { issuer?: string; audience?: string; expires?: string | number | null; secret?: string } = {}): Promise<string> {
+  const token = new SignJWT(claims).setProtectedHeader({ alg: 'HS256' }).setIssuer(options.issuer ?? ISSUER).setAudience(options.audience ?? AUDIENCE).setIssuedAt();
+  if (options.expires !== null) token.setExpirationTime(options.expires ?? '5m');
+  return token.sign(new TextEncoder().encode(options.secret ?? SECRET));
 }
 
 describe('http - caller identity', () => {
@@ -112,9 +109,10 @@ describe('http - caller identity', () => {
     expect(await post(url, '/account/settings', {}, await hmacToken({ sub: 'bob', roles: [] }))).toMatchObject({ status: 200, body: { owner: 'bob' } });
   });
 
-  it('http - a token that is expired, from another issuer or audience, signed with another secret, or not a JWT is 401 with error="invalid_token", even where no auth is required', async () => {
+  it('http - a token that is expired, never expires (no exp), is from another issuer or audience, signed with another secret, or not a JWT is 401 with error="invalid_token", even where no auth is required', async () => {
     const tokens = {
       expired: await hmacToken({ sub: 'ada', roles: [] }, { expires: Math.floor(Date.now() / 1000) - 60 }),
+      neverExpires: await hmacToken({ sub: 'ada', roles: [] }, { expires: null }),
       issuer: await hmacToken({ sub: 'ada', roles: [] }, { issuer: 'https://elsewhere.test/' }),
       audience: await hmacToken({ sub: 'ada', roles: [] }, { audience: 'another-api' }),
       secret: await hmacToken({ sub: 'ada', roles: [] }, { secret: 'another secret of more than thirty-two bytes, for tests' }),
@@ -128,6 +126,7 @@ describe('http - caller identity', () => {
     }
     expect(details).toEqual({
       expired: 'The bearer token was refused: the token has expired. Authenticate again.',
+      neverExpires: 'The bearer token was refused: its "exp" claim is missing. Authenticate again.',
       issuer: 'The bearer token was refused: its "iss" claim is not what this API accepts. Authenticate again.',
       audience: 'The bearer token was refused: its "aud" claim is not what this API accepts. Authenticate again.',
       secret: 'The bearer token was refused: its signature does not verify. Authenticate again.',
@@ -171,6 +170,15 @@ describe('http - caller identity', () => {
     expect(document.components.securitySchemes).toEqual({ bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } });
     const SwaggerParser = (await import('@apidevtools/swagger-parser')).default;
     await SwaggerParser.validate(structuredClone(document));
+  });
+
+  it('http - createJwtAuthenticator with requireExpiry: false accepts a token without exp, and still refuses an expired one', async () => {
+    const authenticate = createJwtAuthenticator({ secret: SECRET, issuer: ISSUER, audience: AUDIENCE, requireExpiry: false });
+    const asRequest = (token: string) => ({ headers: { authorization: `Bearer ${token}` } }) as unknown as Parameters<typeof authenticate>[0];
+    expect(await authenticate(asRequest(await hmacToken({ sub: 'ada', roles: [] }, { expires: null })))).toMatchObject({ sub: 'ada' });
+    const expired = await Promise.resolve(authenticate(asRequest(await hmacToken({ sub: 'ada', roles: [] }, { expires: Math.floor(Date.now() / 1000) - 60 })))).catch((error: unknown) => error);
+    expect(isKeelError(expired, 'UNAUTHENTICATED'), String(expired)).toBe(true);
+    expect(() => createJwtAuthenticator({ secret: SECRET, requireExpiry: 'yes' as never })).toThrow(/requireExpiry must be true or false/);
   });
 
   it('http - createJwtAuthenticator refuses options it cannot verify with: neither or both key sources, a short secret, a JWKS timeout that is not whole milliseconds', () => {

@@ -53,6 +53,12 @@ export interface JwtAuthenticatorOptions {
   readonly audience?: string | readonly string[];
   /** Accepted algorithms (default: HS256, HS384, HS512 with a secret; every asymmetric one jose knows with a JWKS). */
   readonly algorithms?: readonly string[];
+  /**
+   * Refuse a token without an `exp` claim (default `true`): a bearer token that never expires
+   * stays good for whoever copies it until the key changes. `false` accepts one, for an issuer
+   * whose tokens carry none (its `exp` is still checked when present).
+   */
+  readonly requireExpiry?: boolean;
   /** Clock skew allowed on `exp` and `nbf`, in seconds (default 5). */
   readonly clockToleranceSeconds?: number;
   /** The principal of a verified token's claims (default: the claims as they are; the kernel's schema checks the result). */
@@ -74,6 +80,7 @@ const JwtAuthenticatorOptionsSchema = z
     issuer: z.union([z.string().min(1), z.array(z.string().min(1))], { error: 'must be a string or an array of strings' }).optional(),
     audience: z.union([z.string().min(1), z.array(z.string().min(1))], { error: 'must be a string or an array of strings' }).optional(),
     algorithms: z.array(z.string().min(1), { error: 'must be an array of JWS algorithm names, such as ["RS256"]' }).min(1).optional(),
+    requireExpiry: z.boolean({ error: 'must be true or false' }).optional(),
     clockToleranceSeconds: z.number({ error: 'must be a number of seconds, 0 or more' }).min(0).optional(),
     principal: z.custom((value) => typeof value === 'function', { error: 'must be a function of the claims returning the principal' }).optional(),
     jwksTimeoutMs: z.number({ error: 'must be a whole number of milliseconds above 0' }).int('must be a whole number of milliseconds above 0').positive().max(2_147_483_647, 'must be at most 2147483647 (about 24 days)').optional(),
@@ -84,7 +91,8 @@ const BEARER = /^Bearer[ ]+([A-Za-z0-9\-._~+/]+=*)$/i;
 
 /**
  * An {@link Authenticate} hook for bearer JWTs: reads `Authorization: Bearer <token>`, verifies
- * its signature (against the JWKS at `jwksUrl`, or the shared `secret`), its `exp` and `nbf`, and
+ * its signature (against the JWKS at `jwksUrl`, or the shared `secret`), its `exp` (required
+ * unless `requireExpiry: false`) and `nbf`, and
  * `iss` and `aud` when `issuer` and `audience` are given, then maps its claims to the principal.
  * No `Authorization` header is an anonymous request; a token that does not verify is
  * `UNAUTHENTICATED` (401); a JWKS that cannot be fetched is `UNAVAILABLE` (503). Options are
@@ -149,6 +157,7 @@ export function createJwtAuthenticator(options: JwtAuthenticatorOptions): Authen
     ...(given.audience === undefined ? {} : { audience: given.audience as string | string[] }),
     algorithms: [...(given.algorithms ?? (given.secret !== undefined ? HMAC : ASYMMETRIC))],
     clockTolerance: given.clockToleranceSeconds ?? 5,
+    ...(given.requireExpiry === false ? {} : { requiredClaims: ['exp'] }),
   };
   const toPrincipal = given.principal ?? ((claims: JWTPayload) => claims);
   const verify = async (token: string): Promise<Principal> => {
