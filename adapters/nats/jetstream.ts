@@ -364,7 +364,7 @@ function streamFailure(what: string, error: unknown, config: WantedStream, repli
     return new KeelError(
       KeelErrorCode.INVALID_CONFIG,
       `Could not ${what}: JetStream cannot keep ${replicas} replicas of it (${reason(error)}). ${replicasOption} asks for ${replicas}; ` +
-        'a stream needs that many nats-servers with JetStream in one cluster, all up when it is made (a single server keeps 1). ' +
+        'a stream needs that many nats-servers with JetStream in one cluster, known to it when the stream is made (a single server keeps 1). ' +
         'Lower the option, or add servers to the cluster (docs/nats-cluster.md).',
       { cause: error, details: { replicas, option: replicasOption } },
     );
