@@ -1,8 +1,8 @@
 /**
  * keel/contract — the door for contract files and for the code that only calls a module: what
  * `modules/<name>/contract.ts` needs ({@link defineContract}, {@link operation}, {@link event},
- * {@link defineError}, {@link ErrorKind}) and what a caller catches ({@link KeelError},
- * {@link isKeelError}). Its whole import graph is zod and a few kernel files with no Node.js
+ * {@link defineError}, {@link ErrorKind}, and {@link text} for a string a database stores) and
+ * what a caller catches ({@link KeelError}, {@link isKeelError}). Its whole import graph is zod and a few kernel files with no Node.js
  * built-in and no server library (no pino, no inversify, no AsyncLocalStorage), so a contract
  * bundles for a browser, a worker or a script as it is.
  *
@@ -39,6 +39,9 @@ export {
   type EventDefinition,
   type OperationDefinition,
 } from './contract.js';
+
+// A string a database can store: what a contract's free-text input fields are made of.
+export { text } from './text-schema.js';
 
 // Errors: declared ones (defineError, ErrorKind) and the framework's (KeelError), which a caller catches.
 export { ErrorKind, defineError, type AnyErrorClass, type ErrorClass } from './declared-errors.js';

@@ -45,6 +45,7 @@ export {
   type OperationDefinition,
 } from './contract.js';
 export type { HandlerInput, HandlerOutput } from './contract-inference.js';
+export { text } from './text-schema.js';
 
 // Errors. ErrorClass and AnyErrorClass name what defineError returns and what an operation's
 // `errors` holds, for the same reason.

@@ -53,6 +53,7 @@ const BROWSER_SAFE_KERNEL_FILES = [
   'kernel/options.ts',
   'kernel/principal.ts',
   'kernel/schema-walk.ts',
+  'kernel/text-schema.ts',
   'kernel/timeouts.ts',
   'kernel/transport.ts',
 ];

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
-import { KeelError, createKernel, defineContract, defineError, defineModule, event, isKeelError, operation, silentLogger } from 'keel';
+import { KeelError, createKernel, defineContract, defineError, defineModule, event, isKeelError, operation, silentLogger, text } from 'keel';
 
 function refusal(define: () => unknown): KeelError {
   try {
@@ -203,6 +203,61 @@ describe('kernel contracts - declared errors', () => {
 
   it('refuses data that does not match its schema', () => {
     expect(() => new OutOfStock({ sku: 'KB-1', available: 'many' } as never)).toThrow(/OUT_OF_STOCK/);
+  });
+});
+
+describe('kernel contracts - text()', () => {
+  const notes = defineContract({
+    name: 'notes',
+    version: '1.0.0',
+    operations: { addNote: operation({ input: z.object({ note: text().max(20) }), output: z.object({ note: z.string() }) }) },
+  });
+
+  it.each([
+    ['plain text', 'a note'],
+    ['accents and an emoji (a surrogate pair)', 'café ☕ 😀'],
+    ['the empty string', ''],
+  ])('passes %s', (_what, value) => {
+    expect(text().safeParse(value).success).toBe(true);
+  });
+
+  it.each([
+    ['a NUL character', 'a\u0000b'],
+    ['a lone high surrogate', 'c-\ud800'],
+    ['a lone low surrogate', '\udc00x'],
+    ['a pair split by a high surrogate', '\ud83d\ud83d\ude00'],
+  ])('refuses %s, saying what to remove', (_what, value) => {
+    const result = text().safeParse(value);
+    expect(result.success).toBe(false);
+    expect(result.error?.issues[0]?.message).toContain('remove NUL characters');
+  });
+
+  it('carries its rule as a JSON Schema pattern that refuses the same strings with and without the u flag', () => {
+    const schema = z.toJSONSchema(text()) as { pattern?: string };
+    expect(schema.pattern).toBeDefined();
+    for (const flags of ['', 'u']) {
+      const pattern = new RegExp(schema.pattern as string, flags);
+      expect(['a note', 'café ☕ 😀'].map((value) => pattern.test(value))).toEqual([true, true]);
+      expect(['a\u0000b', 'c-\ud800', '\udc00x'].map((value) => pattern.test(value))).toEqual([false, false, false]);
+    }
+  });
+
+  it('refuses a call whose text field holds a NUL character with INVALID_INPUT naming the field, before the handler runs', async () => {
+    let ran = 0;
+    const kernel = createKernel({
+      logger: silentLogger,
+      modules: [defineModule({ contract: notes, create: () => ({ handlers: { addNote: ({ note }) => ((ran += 1), { note }) } }) })],
+    });
+    await kernel.start();
+    try {
+      const error = await kernel.client(notes).addNote({ note: 'a\u0000b' }).catch((failure: unknown) => failure);
+      expect(isKeelError(error, 'INVALID_INPUT')).toBe(true);
+      expect((error as Error).message).toContain('note');
+      expect(ran).toBe(0);
+      expect(await kernel.client(notes).addNote({ note: '😀' })).toEqual({ note: '😀' });
+    } finally {
+      await kernel.stop();
+    }
   });
 });
 

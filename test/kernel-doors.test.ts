@@ -30,6 +30,7 @@ const KEEL = {
     'operation',
     'runWithContext',
     'silentLogger',
+    'text',
   ],
   types: [
     'AnyContract',
@@ -172,7 +173,7 @@ const TRANSPORT = {
 
 /** `'keel/contract'`: what a contract file needs and a caller catches; every name is also in `'keel'`. */
 const CONTRACT = {
-  values: ['ErrorKind', 'KeelError', 'KeelErrorCode', 'defineContract', 'defineError', 'event', 'isKeelError', 'operation'],
+  values: ['ErrorKind', 'KeelError', 'KeelErrorCode', 'defineContract', 'defineError', 'event', 'isKeelError', 'operation', 'text'],
   types: [
     'AnyContract',
     'AnyErrorClass',

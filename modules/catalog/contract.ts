@@ -27,7 +27,7 @@
  * @module
  */
 import { z } from 'zod';
-import { ErrorKind, defineContract, defineError, event, operation } from 'keel/contract';
+import { ErrorKind, defineContract, defineError, event, operation, text } from 'keel/contract';
 
 /**
  * A stock keeping unit: letters, digits, `.`, `_` or `-`, at most 64 characters.
@@ -63,7 +63,7 @@ export const Cents = z.number().int().nonnegative().max(100_000_000);
  */
 export const Product = z.object({
   sku: Sku,
-  name: z.string().min(1).max(200),
+  name: text().min(1).max(200),
   priceCents: Cents.positive(),
   createdAt: z.iso.datetime(),
 });
@@ -115,7 +115,9 @@ export const DuplicateSku = defineError({
 export const catalog = defineContract({
   name: 'catalog',
   // 2.0.0: addProduct is admin-only (auth), which refuses its anonymous callers.
-  version: '2.0.0',
+  // 3.0.0: addProduct's name is text(), refusing what a database cannot store (a NUL, a lone surrogate),
+  // which failed as INTERNAL; keel contracts diff calls the narrower input breaking.
+  version: '3.0.0',
   description: 'The products the shop sells, with their names and prices in cents.',
   operations: {
     addProduct: operation({

@@ -33,7 +33,7 @@
  * @module
  */
 import { z } from 'zod';
-import { ErrorKind, defineContract, defineError, event, operation } from 'keel/contract';
+import { ErrorKind, defineContract, defineError, event, operation, text } from 'keel/contract';
 import { Sku, UnknownProduct } from '../catalog/contract.js';
 
 /** A count of units. */
@@ -84,7 +84,7 @@ export type ReservationStatus = z.output<typeof ReservationStatus>;
  * ```
  */
 export const Reservation = z.object({
-  orderId: z.string().min(1).max(100),
+  orderId: text().min(1).max(100),
   lines: z.array(StockLine),
   status: ReservationStatus,
 });
@@ -123,7 +123,9 @@ export const inventory = defineContract({
   name: 'inventory',
   // 1.1.0: reserve and release are internal (orders calls them; the HTTP gateway does not serve them).
   // 2.0.0: restock is admin-only (auth), which refuses its anonymous callers.
-  version: '2.0.0',
+  // 3.0.0: reserve's and release's orderId are text(), refusing what a database cannot store (a NUL, a lone
+  // surrogate), which failed as INTERNAL; keel contracts diff calls the narrower input breaking.
+  version: '3.0.0',
   description:
     'Units on hand per product and the units reserved for orders. Reservations are committed when an order is ' +
     'placed and released or returned when it is cancelled.',

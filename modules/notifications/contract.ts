@@ -16,7 +16,7 @@
  * @module
  */
 import { z } from 'zod';
-import { defineContract, operation } from 'keel/contract';
+import { defineContract, operation, text } from 'keel/contract';
 import { customersOwn } from '../payments/contract.js';
 
 /**
@@ -63,7 +63,9 @@ export type Notification = z.output<typeof Notification>;
 export const notifications = defineContract({
   name: 'notifications',
   // 2.0.0: listNotifications is the customer's own (auth), which refuses its anonymous callers.
-  version: '2.0.0',
+  // 3.0.0: listNotifications' customerId is text(), refusing what a database cannot store (a NUL, a lone
+  // surrogate), which failed as INTERNAL; keel contracts diff calls the narrower input breaking.
+  version: '3.0.0',
   description:
     'Customer notifications (simulated e-mails) sent when an order is placed or cancelled and when a refund is ' +
     'issued. Each is sent once per order and topic, however often the event is delivered.',
@@ -72,7 +74,7 @@ export const notifications = defineContract({
       description:
         'Lists the notifications sent to a customer, oldest first. The customer\'s own: the caller\'s principal must be ' +
         'that customer (its subject is the customerId) or have the admin role.',
-      input: z.object({ customerId: z.string().min(1).max(100) }),
+      input: z.object({ customerId: text().min(1).max(100) }),
       output: z.object({ notifications: z.array(Notification) }),
       idempotent: true,
       auth: (principal, { customerId }) => customersOwn(principal, customerId),

@@ -33,7 +33,7 @@
  * @module
  */
 import { z } from 'zod';
-import { ErrorKind, defineContract, defineError, event, operation } from 'keel/contract';
+import { ErrorKind, defineContract, defineError, event, operation, text } from 'keel/contract';
 import { Cents, Sku, UnknownProduct } from '../catalog/contract.js';
 import { OutOfStock } from '../inventory/contract.js';
 import { Card, PaymentDeclined, customersOwn } from '../payments/contract.js';
@@ -46,7 +46,7 @@ import { Card, PaymentDeclined, customersOwn } from '../payments/contract.js';
  * CustomerId.parse('c-42');
  * ```
  */
-export const CustomerId = z.string().min(1).max(100);
+export const CustomerId = text().min(1).max(100);
 
 /**
  * An order id (a UUID chosen by the orders module).
@@ -56,7 +56,7 @@ export const CustomerId = z.string().min(1).max(100);
  * OrderId.parse('6f1c2a9e-3b7d-4c55-9a0e-1d2f3a4b5c6d');
  * ```
  */
-export const OrderId = z.string().min(1).max(100);
+export const OrderId = text().min(1).max(100);
 
 /**
  * A line of an order as priced when it was placed.
@@ -198,7 +198,9 @@ export const orders = defineContract({
   name: 'orders',
   // 2.0.0: listOrders, getOrder and cancelOrder are the customer's own (auth), which refuses their anonymous callers.
   // 2.1.0: placeOrder declares ORDER_FOR_ANOTHER_CUSTOMER (it answered the generic FORBIDDEN).
-  version: '2.1.0',
+  // 3.0.0: customerId and orderId are text(), refusing what a database cannot store (a NUL, a lone surrogate),
+  // which failed as INTERNAL; keel contracts diff calls the narrower input breaking.
+  version: '3.0.0',
   description:
     'Places orders (price from the catalog, stock reserved, card charged), reads them and cancels them ' +
     '(payment refunded, stock returned through the orderCancelled event).',

@@ -28,7 +28,7 @@
  * @module
  */
 import { z } from 'zod';
-import { ErrorKind, defineContract, defineError, event, operation, type Principal } from 'keel/contract';
+import { ErrorKind, defineContract, defineError, event, operation, text, type Principal } from 'keel/contract';
 
 /**
  * Card tokens the simulated processor understands. Any other token is approved.
@@ -78,7 +78,7 @@ export const AmountCents = z.number().int().nonnegative().max(100_000_000);
  * const card: Card = { token: 'tok_visa' };
  * ```
  */
-export const Card = z.object({ token: z.string().min(1).max(200) });
+export const Card = z.object({ token: text().min(1).max(200) });
 /** A {@link Card} as callers receive it. */
 export type Card = z.output<typeof Card>;
 
@@ -103,9 +103,9 @@ export type DeclineReason = z.output<typeof DeclineReason>;
  * ```
  */
 export const Payment = z.object({
-  paymentId: z.string(),
-  orderId: z.string().min(1).max(100),
-  customerId: z.string().min(1).max(100),
+  paymentId: text().min(1).max(100),
+  orderId: text().min(1).max(100),
+  customerId: text().min(1).max(100),
   amountCents: AmountCents,
   status: z.enum(['captured', 'refunded']),
   capturedAt: z.iso.datetime(),
@@ -216,7 +216,10 @@ export const payments = defineContract({
   // 1.2.0: charge, cancelCharge and refund are internal (orders calls them; the HTTP gateway does not serve them).
   // 2.0.0: listPayments and getPayment are the customer's own (auth), which refuses their anonymous callers;
   // getPaymentForOrder is internal (orders' recovery calls it).
-  version: '2.0.0',
+  // 3.0.0: every id and the card token are text(), refusing what a database cannot store (a NUL, a lone
+  // surrogate), which failed as INTERNAL; a paymentId is at most 100 characters. keel contracts diff calls
+  // the narrower inputs breaking.
+  version: '3.0.0',
   description:
     'Card charges and refunds through a simulated card processor. Charges are idempotent per order; a charge an ' +
     'order gave up on is cancelled by the order id (refunded, or never captured).',
@@ -249,7 +252,7 @@ export const payments = defineContract({
     }),
     refund: operation({
       description: 'Refunds a payment in full. Refunding it again returns it unchanged.',
-      input: z.object({ paymentId: z.string().min(1) }),
+      input: z.object({ paymentId: Payment.shape.paymentId }),
       output: Payment,
       errors: [UnknownPayment],
       idempotent: true,
@@ -259,7 +262,7 @@ export const payments = defineContract({
       description:
         "Reads one payment. The customer's own: the caller's principal must be the payment's customer (its subject is " +
         'the customerId) or have the admin role; a payment of another customer is not found.',
-      input: z.object({ paymentId: z.string().min(1) }),
+      input: z.object({ paymentId: Payment.shape.paymentId }),
       output: Payment,
       errors: [UnknownPayment],
       idempotent: true,

@@ -374,6 +374,39 @@ export function describeShopSuite(name: string, boot: () => Promise<ShopHarness>
       expect((price as Error).message).toContain('priceCents');
     });
 
+    it('orders, payments, catalog, notifications - a NUL or a lone surrogate in a string fails with INVALID_INPUT naming the field, nothing recorded or charged; an emoji passes', async () => {
+      const sku = await newProduct(1500, 3);
+      const expectRefused = async (call: Promise<unknown>, field: string) => {
+        const failure = await call.catch((error: unknown) => error);
+        expect(isKeelError(failure, 'INVALID_INPUT'), String(failure)).toBe(true);
+        expect((failure as Error).message).toContain(field);
+        expect((failure as Error).message).toContain('a database can store');
+      };
+      for (const bad of ['\u0000', '\ud800']) {
+        const customerId = `${newCustomer()}${bad}`;
+        await expectRefused(client(orders).placeOrder({ customerId, lines: [{ sku, quantity: 1 }], card: VISA }), 'customerId');
+        await expectRefused(
+          client(orders).placeOrder({ customerId: newCustomer(), lines: [{ sku, quantity: 1 }], card: { token: `tok_visa${bad}` } }),
+          'card.token',
+        );
+        await expectRefused(client(orders).getOrder({ orderId: `order${bad}` }, AS_ADMIN), 'orderId');
+        await expectRefused(client(orders).listOrders({ customerId }, AS_ADMIN), 'customerId');
+        await expectRefused(client(payments).getPayment({ paymentId: `payment${bad}` }, AS_ADMIN), 'paymentId');
+        await expectRefused(client(payments).listPayments({ customerId }, AS_ADMIN), 'customerId');
+        await expectRefused(client(notifications).listNotifications({ customerId }, AS_ADMIN), 'customerId');
+        await expectRefused(client(catalog).addProduct({ sku: `SKU-${randomUUID()}`, name: `Mug${bad}`, priceCents: 1200 }, AS_ADMIN), 'name');
+      }
+      expect(await stockOf(sku)).toEqual({ sku, onHand: 3, reserved: 0, available: 3 });
+
+      // Any other character passes, a surrogate pair included.
+      const customerId = `${newCustomer()}-😀`;
+      const order = await client(orders).placeOrder({ customerId, lines: [{ sku, quantity: 1 }], card: VISA });
+      expect(order).toMatchObject({ customerId, status: 'placed' });
+      expect(await paymentsOf(customerId)).toEqual([expect.objectContaining({ customerId, amountCents: 1500 })]);
+      const named = await client(catalog).addProduct({ sku: `SKU-${randomUUID()}`, name: 'Mug ☕ 😀', priceCents: 1200 }, AS_ADMIN);
+      expect(named.name).toBe('Mug ☕ 😀');
+    });
+
     it('payments - charging the same order twice returns the same payment', async () => {
       const customerId = newCustomer();
       const orderId = randomUUID();
