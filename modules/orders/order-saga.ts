@@ -12,9 +12,9 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { KeelError, KeelErrorCode, currentContext, runWithContext, type CallContext, type Client, type Database, type Emit, type HandlerInput, type Logger } from 'keel';
-import type { catalog } from '../catalog/contract.js';
+import { Cents, type catalog } from '../catalog/contract.js';
 import { OutOfStock, type inventory } from '../inventory/contract.js';
-import { ChargeCancelled, PaymentDeclined, customersOwn, type payments } from '../payments/contract.js';
+import { AmountCents, ChargeCancelled, PaymentDeclined, customersOwn, type payments } from '../payments/contract.js';
 import { OrderFailed, OrderForAnotherCustomer, OrderNotCancellable, OrderNotFound, type Order, type OrderLine, type orders } from './contract.js';
 import { toOrder, type OrderFailure, type OrderRecord, type OrderRepository } from './order-repository.js';
 
@@ -29,6 +29,12 @@ interface Undo {
 
 const UNDO_NOTHING: Undo = { release: false, cancelCharge: false };
 const UNDO_EVERYTHING: Undo = { release: true, cancelCharge: true };
+
+/**
+ * The most an order can total: what its `totalCents` (and a line's `lineTotalCents`) can hold and
+ * what payments.charge takes. A line total never exceeds the order's, so one bound covers both.
+ */
+const MAX_TOTAL_CENTS = Math.min(Cents.maxValue ?? Number.MAX_SAFE_INTEGER, AmountCents.maxValue ?? Number.MAX_SAFE_INTEGER);
 
 /** Time an undoing call gets, even when the call that needs it has run out of time. */
 const COMPENSATION_TIMEOUT_MS = 5_000;
@@ -102,6 +108,9 @@ export class OrderSaga {
       // Unknown products fail here, before anything is recorded, reserved or charged.
       const priced = await this.#price(wanted);
       const totalCents = priced.reduce((sum, line) => sum + line.lineTotalCents, 0);
+      // A total no charge can take is declined as a one-unit order over the charge limit is, before anything is
+      // recorded, reserved or charged (it would fail payments.charge's input, or the Order's output, as INTERNAL).
+      if (totalCents > MAX_TOTAL_CENTS) throw new PaymentDeclined({ orderId, reason: 'amount_over_limit' });
       order = await this.store.insertPending({ orderId, customerId, lines: priced, totalCents }, context.deadline); // (1), committed
     } else {
       order = existing;

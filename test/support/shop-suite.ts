@@ -237,6 +237,19 @@ export function describeShopSuite(name: string, boot: () => Promise<ShopHarness>
       expect(await stockOf(sku)).toEqual({ sku, onHand: 2, reserved: 0, available: 2 });
     });
 
+    it('place order - a total past the most a charge can take (100000000 cents) is declined as amount_over_limit, reserving and charging nothing', async () => {
+      const sku = await newProduct(100_000_000, 3);
+      const customerId = newCustomer();
+      for (const lines of [[{ sku, quantity: 2 }], [{ sku, quantity: 1 }, { sku, quantity: 1 }]]) {
+        const failure = await client(orders).placeOrder({ customerId, lines, card: VISA }).catch((error: unknown) => error);
+        expect(failure, String(failure)).toBeInstanceOf(PaymentDeclined);
+        expect((failure as InstanceType<typeof PaymentDeclined>).data.reason).toBe('amount_over_limit');
+      }
+      expect(await stockOf(sku)).toEqual({ sku, onHand: 3, reserved: 0, available: 3 });
+      expect(await paymentsOf(customerId)).toEqual([]);
+      expect(await ordersOf(customerId)).toEqual([]);
+    });
+
     it('cancel order - refunds the payment, puts the stock back and notifies the customer', async () => {
       const sku = await newProduct(3000, 5);
       const customerId = newCustomer();
