@@ -253,6 +253,34 @@ describe.each(engines)('shop data - $name', (engine) => {
     }
   });
 
+  it("shop data - a retry of an order that failed with an undeclared error says only its code, not the error's text naming internal operations, and nothing stays reserved", async () => {
+    const refusing = paymentsWithCharge(async (charge, input, context) => {
+      if (input.card.token === 'tok_refused_inside') {
+        throw new KeelError(KeelErrorCode.INVALID_INPUT, 'Invalid input for payments.charge: amountCents: Too big (injected by the test)');
+      }
+      return charge(input, context);
+    });
+    const kernel = await shopOn(await engine.fresh(), refusing);
+    try {
+      const sku = await newProduct(kernel, 5);
+      const customerId = `customer-${randomUUID()}`;
+      const request = { customerId, lines: [{ sku, quantity: 1 }], card: { token: 'tok_refused_inside' } };
+      const key = `checkout-${randomUUID()}`;
+      await expect(kernel.client(orders).placeOrder(request, { idempotencyKey: key, retry: false })).rejects.toThrow();
+
+      const retry = await kernel.client(orders).placeOrder(request, { idempotencyKey: key }).catch((error: unknown) => error);
+      expect(retry).toBeInstanceOf(OrderFailed);
+      const { code, reason } = (retry as InstanceType<typeof OrderFailed>).data;
+      expect(code).toBe('INVALID_INPUT');
+      expect(reason).toBe('the order failed with INVALID_INPUT; the orders module logged the details with the order id');
+      expect((retry as Error).message).not.toMatch(/payments|amountCents|Too big/);
+      expect(await kernel.client(inventory).getStock({ sku })).toEqual({ sku, onHand: 5, reserved: 0, available: 5 });
+
+    } finally {
+      await kernel.stop();
+    }
+  });
+
   it('shop data - an undo that failed (payments down when the saga gave up) is finished by recovery while the shop runs', async () => {
     let paymentsDown = true;
     const flaky = paymentsWithCharge(

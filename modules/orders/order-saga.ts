@@ -15,7 +15,7 @@ import { KeelError, KeelErrorCode, currentContext, runWithContext, type CallCont
 import { Cents, type catalog } from '../catalog/contract.js';
 import { OutOfStock, type inventory } from '../inventory/contract.js';
 import { AmountCents, ChargeCancelled, PaymentDeclined, customersOwn, type payments } from '../payments/contract.js';
-import { OrderFailed, OrderForAnotherCustomer, OrderNotCancellable, OrderNotFound, type Order, type OrderLine, type orders } from './contract.js';
+import { OrderFailed, OrderForAnotherCustomer, OrderNotCancellable, OrderNotFound, orders, type Order, type OrderLine } from './contract.js';
 import { toOrder, type OrderFailure, type OrderRecord, type OrderRepository } from './order-repository.js';
 
 /** What recovery did with one order. */
@@ -60,10 +60,24 @@ export function orderIdFor(customerId: string, idempotencyKey: string): string {
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }
 
-/** What the order failed with, to keep: a declared error's or a keel error's code, else INTERNAL. */
+/** Whether placeOrder declares `error`: its message is then part of the contract, fit for any caller. */
+function declared(error: unknown): error is Error {
+  return orders.operations.placeOrder.errors.some((declaredError) => error instanceof declaredError);
+}
+
+/** The reason OrderFailed gives for a failure placeOrder does not declare: its code, never its text. */
+function neutralReason(code: string): string {
+  return `the order failed with ${code}; the orders module logged the details with the order id`;
+}
+
+/**
+ * What the order failed with, to keep and to repeat to a retry (OrderFailed): a declared error's
+ * code and message; for any other failure (an internal one, another module's input refused, a
+ * timeout) its code and a neutral reason, since its text may name internal operations and schemas.
+ */
 function failureOf(error: unknown): OrderFailure {
   const code = typeof (error as { code?: unknown })?.code === 'string' ? (error as { code: string }).code : 'INTERNAL';
-  return { code, message: error instanceof Error ? error.message : String(error) };
+  return { code, message: declared(error) ? error.message : neutralReason(code) };
 }
 
 /** One line per SKU, quantities summed, in first-seen order. */
@@ -247,7 +261,9 @@ export class OrderSaga {
       // Recovery (after this call's deadline) or a retry moved the order on meanwhile: answer with what it became.
       return this.#settled((await this.store.get(order.orderId)) as OrderRecord);
     }
-    this.logger.info({ orderId: order.orderId, code: failure.code }, 'order failed; undoing its reservation and charge');
+    // An undeclared failure's text is kept out of the order (failureOf): the log is where it is read.
+    const detail = declared(error) ? {} : { err: error };
+    this.logger.info({ orderId: order.orderId, code: failure.code, ...detail }, 'order failed; undoing its reservation and charge');
     try {
       await withOwnDeadline(() => this.#undo(order.orderId, undo));
     } catch (undoError) {
