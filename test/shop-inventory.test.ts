@@ -3,7 +3,7 @@ import { expect, it, vi } from 'vitest';
 import { isKeelError } from 'keel';
 import { UnknownProduct, catalog } from '../modules/catalog/contract.js';
 import { catalogModule } from '../modules/catalog/module.js';
-import { OutOfStock, inventory } from '../modules/inventory/contract.js';
+import { MAX_ON_HAND, OutOfStock, ShelfFull, inventory } from '../modules/inventory/contract.js';
 import { inventoryModule } from '../modules/inventory/module.js';
 import { orders } from '../modules/orders/contract.js';
 import { AS_ADMIN, CUSTOMER } from './support/shop-auth.js';
@@ -65,6 +65,25 @@ describeInTopologies('inventory - stock and reservations', (boot) => {
     expect(await stock().getStock({ sku })).toEqual(level(sku, 0, 0));
     expect(await stock().restock({ sku, quantity: 3 }, AS_ADMIN)).toEqual(level(sku, 3, 0));
     expect(await stock().restock({ sku, quantity: 4 }, AS_ADMIN)).toEqual(level(sku, 7, 0));
+  });
+
+  it('inventory - restock past MAX_ON_HAND units on hand is SHELF_FULL naming the room left, and adds nothing; one more unit than the limit allows is refused as input', async () => {
+    const sku = await newProduct(0);
+    expect(await stock().restock({ sku, quantity: MAX_ON_HAND - 5 }, AS_ADMIN)).toEqual(level(sku, MAX_ON_HAND - 5, 0));
+    const full = await stock()
+      .restock({ sku, quantity: 6 }, AS_ADMIN)
+      .catch((error: unknown) => error);
+    expect(full, String(full)).toBeInstanceOf(ShelfFull);
+    expect((full as InstanceType<typeof ShelfFull>).data).toEqual({ sku, onHand: MAX_ON_HAND - 5, requested: 6, limit: MAX_ON_HAND });
+    expect((full as Error).message).toContain('restock at most 5');
+    expect(await stock().getStock({ sku })).toEqual(level(sku, MAX_ON_HAND - 5, 0));
+    expect(await stock().restock({ sku, quantity: 5 }, AS_ADMIN)).toEqual(level(sku, MAX_ON_HAND, 0));
+    // Past the integer column's range at once: refused by the contract, named, before any SQL.
+    const huge = await stock()
+      .restock({ sku, quantity: 3_000_000_000 }, AS_ADMIN)
+      .catch((error: unknown) => error);
+    expect(isKeelError(huge, 'INVALID_INPUT'), String(huge)).toBe(true);
+    expect((huge as Error).message).toContain('quantity');
   });
 
   it('inventory - restock is for admins: without a principal it is UNAUTHENTICATED, for a customer FORBIDDEN, and the stock is unchanged', async () => {

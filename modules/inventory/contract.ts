@@ -40,6 +40,12 @@ import { Sku, UnknownProduct } from '../catalog/contract.js';
 const Units = z.number().int().nonnegative();
 
 /**
+ * The most units of one product the inventory keeps on hand (its table's `integer` holds up to
+ * 2 147 483 647; a shelf stops well before that). A restock past it is {@link ShelfFull}.
+ */
+export const MAX_ON_HAND = 1_000_000_000;
+
+/**
  * Stock of one product. `available` is what can still be reserved: `onHand - reserved`.
  *
  * @example
@@ -110,6 +116,24 @@ export const OutOfStock = defineError({
 });
 
 /**
+ * A restock would take a product past {@link MAX_ON_HAND} units on hand. Nothing was added.
+ *
+ * @example
+ * ```ts
+ * if (error instanceof ShelfFull) console.warn(`${error.data.sku}: room for ${error.data.limit - error.data.onHand} more`);
+ * ```
+ */
+export const ShelfFull = defineError({
+  code: 'SHELF_FULL',
+  kind: ErrorKind.CONFLICT,
+  data: z.object({ sku: z.string(), onHand: Units, requested: Units, limit: Units }),
+  description: `A restock would take the product past ${MAX_ON_HAND} units on hand. Nothing was added.`,
+  message: (data) =>
+    `Restocking ${data.requested} unit(s) of "${data.sku}" would take it past ${data.limit} on hand (it has ${data.onHand}). ` +
+    `Nothing was added; restock at most ${data.limit - data.onHand}.`,
+});
+
+/**
  * The inventory contract.
  *
  * @example
@@ -124,17 +148,20 @@ export const inventory = defineContract({
   // 1.1.0: reserve and release are internal (orders calls them; the HTTP gateway does not serve them).
   // 2.0.0: restock is admin-only (auth), which refuses its anonymous callers.
   // 3.0.0: reserve's and release's orderId are text(), refusing what a database cannot store (a NUL, a lone
-  // surrogate), which failed as INTERNAL; keel contracts diff calls the narrower input breaking.
+  // surrogate), which failed as INTERNAL; keel contracts diff calls the narrower input breaking. restock takes at most
+  // MAX_ON_HAND units at once and declares SHELF_FULL past it (the column's integer overflowed as INTERNAL).
   version: '3.0.0',
   description:
     'Units on hand per product and the units reserved for orders. Reservations are committed when an order is ' +
     'placed and released or returned when it is cancelled.',
   operations: {
     restock: operation({
-      description: "Adds units of a catalog product to the shelf. Admins only: the caller's principal must have the admin role.",
-      input: StockLine,
+      description:
+        "Adds units of a catalog product to the shelf, up to MAX_ON_HAND on hand (SHELF_FULL past it). Admins only: the caller's " +
+        'principal must have the admin role.',
+      input: z.object({ sku: Sku, quantity: z.number().int().positive().max(MAX_ON_HAND) }),
       output: StockLevel,
-      errors: [UnknownProduct],
+      errors: [UnknownProduct, ShelfFull],
       // The principal's type is the shop's (app/principal.ts registers it): no import needed here.
       auth: (principal) => principal.roles.includes('admin'),
     }),

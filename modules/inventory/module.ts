@@ -6,7 +6,7 @@
 import { defineModule } from 'keel';
 import { catalog } from '../catalog/contract.js';
 import { orders } from '../orders/contract.js';
-import { OutOfStock, inventory, type StockLevel } from './contract.js';
+import { MAX_ON_HAND, OutOfStock, ShelfFull, inventory, type StockLevel } from './contract.js';
 import { DEFAULT_INVENTORY_SETTINGS, INVENTORY_SETTINGS, StockRepository, type InventorySettings } from './stock-repository.js';
 
 /**
@@ -50,7 +50,8 @@ export const inventoryModule = defineModule({
       handlers: {
         restock: async ({ sku, quantity }) => {
           await assertInCatalog(sku);
-          const level = await store.restock(sku, quantity);
+          const level = await store.restock(sku, quantity, MAX_ON_HAND);
+          if (level === undefined) throw new ShelfFull({ sku, onHand: (await store.level(sku)).onHand, requested: quantity, limit: MAX_ON_HAND });
           logger.info({ sku, quantity, onHand: level.onHand }, 'restocked');
           return level;
         },

@@ -63,13 +63,16 @@ export class StockRepository {
     return toLevel(sku, rows[0]);
   }
 
-  async restock(sku: string, quantity: number): Promise<StockLevel> {
+  /** Adds `quantity` units of `sku` unless that takes it past `limit` on hand: then `undefined`, and nothing changed. */
+  async restock(sku: string, quantity: number, limit: number): Promise<StockLevel | undefined> {
+    // The sum is compared in bigint: the integer column would overflow before the comparison could refuse it.
     const { rows } = await this.#db.query<StockRow>(
       'insert into stock (sku, on_hand, reserved) values ($1, $2, 0) ' +
-        'on conflict (sku) do update set on_hand = stock.on_hand + excluded.on_hand returning sku, on_hand, reserved',
-      [sku, quantity],
+        'on conflict (sku) do update set on_hand = stock.on_hand + excluded.on_hand ' +
+        'where stock.on_hand::bigint + excluded.on_hand <= $3 returning sku, on_hand, reserved',
+      [sku, quantity, limit],
     );
-    return toLevel(sku, rows[0]);
+    return rows[0] === undefined ? undefined : toLevel(sku, rows[0]);
   }
 
   /**
