@@ -317,7 +317,8 @@ export function createOpenApiDocument(options: OpenApiOptions): OpenApiDocument 
           description,
           // The generic response's headers (Retry-After, WWW-Authenticate) hold for the declared errors of its status too.
           ...(standard?.headers === undefined ? {} : { headers: standard.headers }),
-          content: problemContent(schemas.length === 1 ? (schemas[0] as JsonObject) : { oneOf: schemas }),
+          // anyOf, not oneOf: the generic Problem matches every declared error's body too, so a body matches two branches.
+          content: problemContent(schemas.length === 1 ? (schemas[0] as JsonObject) : { anyOf: schemas }),
         };
       }
       if (operation.auth !== undefined) authenticated = true;
