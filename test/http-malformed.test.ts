@@ -260,6 +260,29 @@ describe('http - malformed requests', () => {
     expect((await fetch(`${url}/store/get?input=${encodeURIComponent('{"key":"plain"}')}`, { headers: { 'content-encoding': 'br' } })).status).toBe(200);
   });
 
+  it('http - a POST body that is not UTF-8 is 400 MALFORMED_JSON naming UTF-8, as ?input= with the same bytes is; nothing is stored', async () => {
+    // {"key":"k-\xff\xfe","value":1}: lenient decoding would store the key "k-\ufffd\ufffd".
+    const bytes = Buffer.concat([Buffer.from('{"key":"k-'), Buffer.from([0xff, 0xfe]), Buffer.from('","value":1}')]);
+    const posted = await fetch(`${url}/store/put`, { method: 'POST', headers: JSON_TYPE, body: bytes });
+    expect(posted.status).toBe(400);
+    expect(await posted.json()).toMatchObject({
+      code: 'MALFORMED_JSON',
+      detail: 'The body is not valid UTF-8: send the input as JSON encoded in UTF-8 (with content-type application/json).',
+    });
+    const asQuery = await fetch(`${url}/store/get?input=${[...bytes].map((byte) => `%${byte.toString(16).padStart(2, '0')}`).join('')}`);
+    expect(asQuery.status).toBe(400);
+    expect(await asQuery.json()).toMatchObject({ code: 'MALFORMED_JSON' });
+    // The key lenient decoding would have made is not there.
+    const replaced = await fetch(`${url}/store/get`, { method: 'POST', headers: JSON_TYPE, body: JSON.stringify({ key: 'k-\ufffd\ufffd' }) });
+    expect(await replaced.json()).toMatchObject({ status: 404, code: 'NOT_THERE' });
+    // Valid UTF-8 is taken as sent: multi-byte characters, a U+FFFD the client wrote, a leading BOM.
+    const key = `k-é€😀\ufffd-${Date.now()}`;
+    const stored = await fetch(`${url}/store/put`, { method: 'POST', headers: JSON_TYPE, body: Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from(JSON.stringify({ key, value: 1 }))]) });
+    expect(await stored.json()).toEqual({ key, stored: true });
+    const read = await fetch(`${url}/store/get?input=${encodeURIComponent(JSON.stringify({ key }))}`);
+    expect(await read.json()).toMatchObject({ key, value: 1 });
+  });
+
   it('http - broken HTTP on a raw socket gets a 400 problem and the server keeps serving', async () => {
     const { port } = new URL(url);
     const raw = async (bytes: string): Promise<string> =>

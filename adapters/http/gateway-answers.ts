@@ -55,18 +55,26 @@ export function challengeOf(challenge: string, refused: boolean): string {
 }
 
 /**
+ * The refusal of a body sent with `contentEncoding` (a `Content-Encoding` header), which the
+ * gateway does not decode: undefined when there is none, or it is `identity`.
+ */
+export function encodedBodyRefusal(contentEncoding: string | undefined): GatewayRefusal | undefined {
+  const encoding = contentEncoding?.trim().toLowerCase();
+  if (encoding === undefined || encoding === '' || encoding === 'identity') return undefined;
+  return new GatewayRefusal(
+    HttpProblemCode.UNSUPPORTED_MEDIA_TYPE,
+    `The body is sent with Content-Encoding "${encoding.slice(0, 40)}", which this gateway does not decode: send the JSON without Content-Encoding.`,
+  );
+}
+
+/**
  * Maps fastify's own request errors (body parsing, limits) to gateway codes. A body that is not
  * JSON and came with a `Content-Encoding` (gzip, br, …) is said to be encoded, which the gateway
  * does not decode: found on the failure path, so that a request pays nothing for it.
  */
 export function refusalOfFastifyError(error: FastifyError, bodyLimit: number, contentEncoding?: string): GatewayRefusal | undefined {
-  const encoding = contentEncoding?.trim().toLowerCase();
-  if (error.code === 'FST_ERR_CTP_INVALID_JSON_BODY' && encoding !== undefined && encoding !== '' && encoding !== 'identity') {
-    return new GatewayRefusal(
-      HttpProblemCode.UNSUPPORTED_MEDIA_TYPE,
-      `The body is sent with Content-Encoding "${encoding.slice(0, 40)}", which this gateway does not decode: send the JSON without Content-Encoding.`,
-    );
-  }
+  const encoded = error.code === 'FST_ERR_CTP_INVALID_JSON_BODY' ? encodedBodyRefusal(contentEncoding) : undefined;
+  if (encoded !== undefined) return encoded;
   switch (error.code) {
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return new GatewayRefusal(

@@ -28,6 +28,7 @@ import {
   addOperationRoutes,
   allowedMethodsOf,
   routeOf,
+  strictJsonBodyParser,
 } from './gateway-routes.js';
 import { NOT_RATE_LIMITED, addDefences, defenceServerOptions } from './gateway-defences.js';
 import { createKernelMetrics, kernelOfMetrics, type KernelMetrics, type KernelMetricsOptions } from './metrics.js';
@@ -191,6 +192,9 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
   addHttpTracing(server);
   // JSON only: without this, fastify would also accept text/plain bodies as strings.
   server.removeContentTypeParser('text/plain');
+  // JSON in strict UTF-8: fastify's own parser decodes leniently (an invalid byte becomes U+FFFD).
+  server.removeContentTypeParser('application/json');
+  server.addContentTypeParser('application/json', { parseAs: 'buffer' }, strictJsonBodyParser(server));
   server.decorateRequest(CORRELATION_ID_PROPERTY, '');
   server.decorateRequest(OPERATION_ROUTE_PROPERTY, '');
   // While closing, every answer ends its connection: a connection kept alive would hold close()
