@@ -59,7 +59,7 @@ describe('http - gateway in one process', () => {
     expect(await greeting.text()).toBe('"hello, Ada"');
   });
 
-  it('http - operations chosen in getOperations also answer GET with a JSON input query; others answer 405; a trailing slash is a 404 naming the path', async () => {
+  it('http - operations chosen in getOperations also answer GET with a JSON input query; others answer 405, percent-encoded paths as decoded; a trailing slash or segments after the operation are a 404 naming the path', async () => {
     await post(`${url}/store/put`, { key: 'g', value: 7, tags: ['x'] });
     const got = await fetch(`${url}/store/get?input=${encodeURIComponent(JSON.stringify({ key: 'g' }))}`);
     expect(got.status).toBe(200);
@@ -86,6 +86,32 @@ describe('http - gateway in one process', () => {
         detail: `No route ${method} /store/put/: drop the trailing slash (POST /store/put).`,
       });
     }
+
+    // Percent-encoded, a path is the one the router decodes: served by POST, 405 with its Allow for another method.
+    const encodedPost = await post(`${url}/store/%70ut`, { key: 'encoded', value: 1 });
+    expect(await encodedPost.json()).toEqual({ key: 'encoded', stored: true });
+    const encodedGet = await fetch(`${url}/store/%70ut?input=%7B%7D`);
+    expect(encodedGet.status).toBe(405);
+    expect(encodedGet.headers.get('allow')).toBe(notIdempotent.headers.get('allow'));
+    expect(await problemOf(encodedGet)).toMatchObject({ code: HttpProblemCode.METHOD_NOT_ALLOWED, detail: '/store/put does not take GET; use POST.' });
+    const encodedPut = await fetch(`${url}/store/%67et`, { method: 'PUT', headers: JSON_HEADERS, body: '{}' });
+    expect(encodedPut.status).toBe(405);
+    expect(encodedPut.headers.get('allow')).toBe(put.headers.get('allow'));
+    expect((await problemOf(await post(`${url}/store/%70urge`, {}))).detail).toContain('Module "store" has no operation "purge"');
+
+    // Segments after the operation: a longer path than an operation's, not an operation the module lacks.
+    const longer = await post(`${url}/store/put/x`, { key: 'l', value: 1 });
+    expect(longer.status).toBe(404);
+    expect(await problemOf(longer)).toMatchObject({
+      code: HttpProblemCode.ROUTE_NOT_FOUND,
+      detail: "No route POST /store/put/x: the path has segments after the operation; an operation's path is /{module}/{operation} (POST /store/put).",
+    });
+    expect((await problemOf(await post(`${url}/store/purge/x/y`, {}))).detail).toBe(
+      'No route POST /store/purge/x/y: the path has segments after the operation; an operation\'s path is /{module}/{operation}; ' +
+        'the operations of "store" are put, get, greeting (POST /store/<operation>).',
+    );
+    // A path under no exposed module is no operation's: the plain not-found answer.
+    expect((await problemOf(await fetch(`${url}/nowhere/put/x`))).detail).toMatch(/^No route GET \/nowhere\/put\/x\. Operations are POST/);
 
     const badQuery = await fetch(`${url}/store/get?input=%7Bnot-json`);
     expect((await problemOf(badQuery)).code).toBe(HttpProblemCode.MALFORMED_JSON);

@@ -170,7 +170,10 @@ export function notFoundHandler(
       : `Operations are POST /<module>/<operation>, for the modules ${contracts.map((contract) => contract.name).join(', ')}; the list is at ` +
         `${GATEWAY_PATHS.openapi}${docsPath === false ? '' : ` and ${docsPath}`}.`;
   return (request, reply) => {
-    const path = request.url.split('?')[0] ?? '';
+    const sent = request.url.split('?')[0] ?? '';
+    // The path as the router compares it: decodeURI, which leaves %2F and the other reserved
+    // characters encoded (find-my-way's rule), so /orders/%70laceOrder is /orders/placeOrder.
+    const path = decodedPath(sent);
     const trimmed = path.length > 1 ? path.replace(/\/+$/, '') : path;
     if (trimmed !== path && allowedMethods.has(trimmed)) {
       // The router matches paths exactly: name the path that is served, with the methods it takes.
@@ -178,7 +181,7 @@ export function notFoundHandler(
       return refuse(
         request,
         reply,
-        new GatewayRefusal(HttpProblemCode.ROUTE_NOT_FOUND, `No route ${request.method} ${path}: drop the trailing slash (${methods.join(' or ')} ${trimmed}).`),
+        new GatewayRefusal(HttpProblemCode.ROUTE_NOT_FOUND, `No route ${request.method} ${sent}: drop the trailing slash (${methods.join(' or ')} ${trimmed}).`),
       );
     }
     const allowed = allowedMethods.get(path);
@@ -192,23 +195,43 @@ export function notFoundHandler(
         }),
       );
     }
-    const [, moduleName, operationName] = path.split('/');
+    const [, moduleName, operationName, ...after] = trimmed.split('/');
     const contract = contracts.find((candidate) => candidate.name === moduleName);
     let message: string;
+    if (contract !== undefined && after.length > 0) {
+      // /orders/placeOrder/x: not an operation this module lacks, but a path longer than an operation's.
+      const operationPathAsked = `/${contract.name}/${operationName ?? ''}`;
+      const served = allowedMethods.get(operationPathAsked);
+      message =
+        `No route ${request.method} ${sent}: the path has segments after the operation; an operation's path is /{module}/{operation}` +
+        (served === undefined
+          ? `; the operations of "${contract.name}" are ${servedOperations(contract).map(([name]) => name).join(', ') || 'none'} (POST /${contract.name}/<operation>).`
+          : ` (${served.join(' or ')} ${operationPathAsked}).`);
+      return refuse(request, reply, new GatewayRefusal(HttpProblemCode.ROUTE_NOT_FOUND, message));
+    }
     const asked = contract !== undefined && Object.hasOwn(contract.operations, operationName ?? '') ? contract.operations[operationName ?? ''] : undefined;
     if (contract !== undefined && asked?.internal === true) {
-      message = `No route ${request.method} ${path}: ${contract.name}.${operationName ?? ''} is internal (its contract says so): other modules call it, the HTTP gateway does not serve it.`;
+      message = `No route ${request.method} ${sent}: ${contract.name}.${operationName ?? ''} is internal (its contract says so): other modules call it, the HTTP gateway does not serve it.`;
     } else if (contract !== undefined) {
       message =
         `Module "${contract.name}" has no operation "${operationName ?? ''}"; its operations are ${servedOperations(contract).map(([name]) => name).join(', ') || 'none'} ` +
         `(POST /${contract.name}/<operation>).`;
     } else if (kernel.modules.some((module) => module.name === moduleName)) {
       // A module of the application that this gateway was told not to expose: say so, rather than that it does not exist.
-      message = `No route ${request.method} ${path}: module "${moduleName}" is not exposed by this gateway. ${exposedOperations}`;
+      message = `No route ${request.method} ${sent}: module "${moduleName}" is not exposed by this gateway. ${exposedOperations}`;
     } else {
-      message = `No route ${request.method} ${path}. ${exposedOperations}`;
+      message = `No route ${request.method} ${sent}. ${exposedOperations}`;
     }
     return refuse(request, reply, new GatewayRefusal(HttpProblemCode.ROUTE_NOT_FOUND, message));
   };
 }
 
+/** `path` decoded as the router decodes it (decodeURI: reserved characters stay encoded); as it is when it does not decode. */
+function decodedPath(path: string): string {
+  if (!path.includes('%')) return path;
+  try {
+    return decodeURI(path);
+  } catch {
+    return path;
+  }
+}
