@@ -245,7 +245,7 @@ describe('http - malformed requests', () => {
     expect(metrics).toMatch(/keel_http_requests_total\{method="POST",route="unmatched",status="404"\}/);
   });
 
-  it('http - a body sent with a Content-Encoding (gzip) is 415 naming the encoding, not MALFORMED_JSON', async () => {
+  it('http - a body sent with a Content-Encoding (gzip) is 415 naming the encoding, not MALFORMED_JSON, and so is one whose bytes happen to be JSON: nothing stored', async () => {
     const body = gzipSync(JSON.stringify({ key: 'zipped', value: 1 }));
     const zipped = await fetch(`${url}/store/put`, { method: 'POST', headers: { ...JSON_TYPE, 'content-encoding': 'gzip' }, body });
     expect(zipped.status).toBe(415);
@@ -253,6 +253,18 @@ describe('http - malformed requests', () => {
       code: 'UNSUPPORTED_MEDIA_TYPE',
       detail: 'The body is sent with Content-Encoding "gzip", which this gateway does not decode: send the JSON without Content-Encoding.',
     });
+    // Refused before its bytes are read: a body labelled gzip (or br) that is plain JSON is not taken as it is.
+    for (const encoding of ['gzip', 'br']) {
+      const labelled = await fetch(`${url}/store/put`, {
+        method: 'POST',
+        headers: { ...JSON_TYPE, 'content-encoding': encoding },
+        body: JSON.stringify({ key: `labelled-${encoding}`, value: 1 }),
+      });
+      expect(labelled.status).toBe(415);
+      expect(await labelled.json()).toMatchObject({ code: 'UNSUPPORTED_MEDIA_TYPE', detail: expect.stringContaining(`Content-Encoding "${encoding}"`) });
+      const read = await fetch(`${url}/store/get`, { method: 'POST', headers: JSON_TYPE, body: JSON.stringify({ key: `labelled-${encoding}` }) });
+      expect(await read.json()).toMatchObject({ status: 404, code: 'NOT_THERE' });
+    }
     // identity is no encoding; a request without a body, or not to an operation, is not refused for the header.
     const plain = await fetch(`${url}/store/put`, { method: 'POST', headers: { ...JSON_TYPE, 'content-encoding': 'identity' }, body: JSON.stringify({ key: 'plain', value: 1 }) });
     expect(plain.status).toBe(200);

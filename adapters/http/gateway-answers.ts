@@ -67,14 +67,8 @@ export function encodedBodyRefusal(contentEncoding: string | undefined): Gateway
   );
 }
 
-/**
- * Maps fastify's own request errors (body parsing, limits) to gateway codes. A body that is not
- * JSON and came with a `Content-Encoding` (gzip, br, …) is said to be encoded, which the gateway
- * does not decode: found on the failure path, so that a request pays nothing for it.
- */
-export function refusalOfFastifyError(error: FastifyError, bodyLimit: number, contentEncoding?: string): GatewayRefusal | undefined {
-  const encoded = error.code === 'FST_ERR_CTP_INVALID_JSON_BODY' ? encodedBodyRefusal(contentEncoding) : undefined;
-  if (encoded !== undefined) return encoded;
+/** Maps fastify's own request errors (body parsing, limits) to gateway codes. */
+export function refusalOfFastifyError(error: FastifyError, bodyLimit: number): GatewayRefusal | undefined {
   switch (error.code) {
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return new GatewayRefusal(

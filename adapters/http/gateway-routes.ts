@@ -79,7 +79,8 @@ export function allowedMethodsOf(options: ResolvedHttpGatewayOptions): ReadonlyM
 /**
  * The gateway's parser of `application/json` bodies: fastify's own JSON parser (its secure
  * parsing, with the server's `__proto__` and `constructor.prototype` rules) over the body decoded
- * as strict UTF-8. fastify's string bodies are decoded leniently, every invalid byte turned into
+ * as strict UTF-8, once a body sent with a `Content-Encoding` other than `identity` (gzip, br,
+ * …), which the gateway does not decode, is refused (415). fastify's string bodies are decoded leniently, every invalid byte turned into
  * U+FFFD, so a body that is not UTF-8 would be accepted with other text than the client sent,
  * where `?input=` with the same bytes is refused: here it is `MALFORMED_JSON` too.
  *
@@ -96,17 +97,24 @@ export function strictJsonBodyParser(server: FastifyInstance): FastifyBodyParser
   // Buffer#toString (docs/design-notes.md). A BOM is dropped by it, as fastify's parser drops one.
   const utf8 = new TextDecoder('utf-8', { fatal: true });
   return (request, body, done) => {
+    // Before the bytes are read as text: an encoded body is refused whatever its bytes happen to be (`{}` sent as "gzip" too).
+    const encoding = request.headers['content-encoding'];
+    if (encoding !== undefined) {
+      const refusal = encodedBodyRefusal(encoding);
+      if (refusal !== undefined) {
+        done(refusal, undefined);
+        return;
+      }
+    }
     let text: string;
     try {
       text = utf8.decode(body);
     } catch {
-      // Found on the failure path, as for a body that is not JSON: a gzip body is said to be encoded.
       done(
-        encodedBodyRefusal(request.headers['content-encoding']) ??
-          new GatewayRefusal(
-            HttpProblemCode.MALFORMED_JSON,
-            'The body is not valid UTF-8: send the input as JSON encoded in UTF-8 (with content-type application/json).',
-          ),
+        new GatewayRefusal(
+          HttpProblemCode.MALFORMED_JSON,
+          'The body is not valid UTF-8: send the input as JSON encoded in UTF-8 (with content-type application/json).',
+        ),
         undefined,
       );
       return;
