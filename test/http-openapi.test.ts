@@ -1,9 +1,10 @@
+import { request } from 'node:http';
 import SwaggerParser from '@apidevtools/swagger-parser';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { ErrorKind, createKernel, defineContract, defineError, operation, silentLogger, type Kernel } from 'keel';
 import { createHttpGateway, createOpenApiDocument, type HttpGateway, type OpenApiDocument } from 'keel/http';
-import { fixtureModules, probe, store } from './support/http-fixture.js';
+import { fixtureModules, gatewayForTest, probe, store } from './support/http-fixture.js';
 
 type Json = Record<string, any>;
 
@@ -191,5 +192,57 @@ describe('http - OpenAPI and the API reference', () => {
     }
     const spec = await fetch(`${url}/docs/json`);
     expect(await spec.json()).toEqual(document);
+  });
+
+  it('http - a path that climbs out of the reference page\'s static folder ("..", percent-encoded too) is a 403 FORBIDDEN saying so, not a 400 "malformed: Forbidden"', async () => {
+    // node:http sends the path as it is (fetch would resolve the dots away): curl --path-as-is.
+    const get = (path: string) =>
+      new Promise<{ status: number; body: any }>((resolve, reject) => {
+        const { hostname, port } = new URL(url);
+        const sent = request({ hostname, port, path }, (response) => {
+          let text = '';
+          response.setEncoding('utf8');
+          response.on('data', (chunk: string) => (text += chunk));
+          response.on('end', () => resolve({ status: response.statusCode ?? 0, body: JSON.parse(text) }));
+        });
+        sent.on('error', reject);
+        sent.end();
+      });
+    for (const path of ['/docs/static/../../package.json', '/docs/static/%2e%2e/%2e%2e/package.json']) {
+      const refused = await get(path);
+      expect(refused, path).toMatchObject({
+        status: 403,
+        body: {
+          status: 403,
+          code: 'FORBIDDEN',
+          detail: `GET ${path} is refused: the path climbs out of the folder it serves files from (a ".." segment). Ask for the file by its own path, without "..".`,
+        },
+      });
+      expect(JSON.stringify(refused.body)).not.toContain('"name":"keel"');
+    }
+  });
+
+  it("http - a plugin route's 403 and 404 keep their status (FORBIDDEN, ROUTE_NOT_FOUND) naming the request; its other 4xx stay MALFORMED_REQUEST", async () => {
+    const answering = (statusCode: number, message: string) => () => {
+      throw Object.assign(new Error(message), { statusCode });
+    };
+    const { url: plugin } = await gatewayForTest({
+      metrics: false,
+      docsPath: false,
+      configure: (server) => {
+        server.get('/files/secret', answering(403, 'Forbidden'));
+        server.get('/files/gone', answering(404, 'Not Found'));
+        server.get('/files/teapot', answering(418, "I'm a teapot"));
+      },
+    });
+    const answers = await Promise.all(['secret', 'gone', 'teapot'].map(async (name) => {
+      const response = await fetch(`${plugin}/files/${name}`);
+      return { status: response.status, body: (await response.json()) as Json };
+    }));
+    expect(answers).toMatchObject([
+      { status: 403, body: { code: 'FORBIDDEN', detail: 'GET /files/secret is refused (Forbidden): this route does not serve it.' } },
+      { status: 404, body: { code: 'ROUTE_NOT_FOUND', detail: 'Nothing is served at GET /files/gone (Not Found); the list of operations is at /openapi.json.' } },
+      { status: 400, body: { code: 'MALFORMED_REQUEST', detail: "The request is malformed: I'm a teapot" } },
+    ]);
   });
 });

@@ -20,7 +20,7 @@ type CorrelatedRequest = FastifyRequest & { [CORRELATION_ID_PROPERTY]: string };
 /** A request the gateway refuses before any call: answered with its own problem code. */
 export class GatewayRefusal extends Error {
   constructor(
-    readonly code: HttpProblemCode | typeof KeelErrorCode.PAYLOAD_TOO_LARGE,
+    readonly code: HttpProblemCode | typeof KeelErrorCode.PAYLOAD_TOO_LARGE | typeof KeelErrorCode.FORBIDDEN,
     message: string,
     readonly details?: Readonly<Record<string, unknown>>,
   ) {
@@ -67,8 +67,17 @@ export function encodedBodyRefusal(contentEncoding: string | undefined): Gateway
   );
 }
 
-/** Maps fastify's own request errors (body parsing, limits) to gateway codes. */
-export function refusalOfFastifyError(error: FastifyError, bodyLimit: number): GatewayRefusal | undefined {
+/**
+ * Maps fastify's own request errors (body parsing, limits), and the 4xx a plugin's route answers
+ * with (the reference page's static files), to gateway codes. A plugin's 403 and 404 keep their
+ * status (`FORBIDDEN`, `ROUTE_NOT_FOUND`), saying what `request` asked for; any other 4xx is a
+ * malformed request.
+ */
+export function refusalOfFastifyError(
+  error: FastifyError,
+  bodyLimit: number,
+  request: { readonly method: string; readonly url: string },
+): GatewayRefusal | undefined {
   switch (error.code) {
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
       return new GatewayRefusal(
@@ -91,11 +100,25 @@ export function refusalOfFastifyError(error: FastifyError, bodyLimit: number): G
         HttpProblemCode.MALFORMED_JSON,
         'The body is not valid JSON (or holds a __proto__ or constructor.prototype key): send the input as JSON.',
       );
-    default:
-      if (typeof error.statusCode === 'number' && error.statusCode >= 400 && error.statusCode < 500) {
-        return new GatewayRefusal(HttpProblemCode.MALFORMED_REQUEST, `The request is malformed: ${error.message}`);
+    default: {
+      if (typeof error.statusCode !== 'number' || error.statusCode < 400 || error.statusCode >= 500) return undefined;
+      const path = request.url.split('?')[0] ?? '';
+      const asked = `${request.method} ${path.slice(0, 200)}`;
+      if (error.statusCode === 403) {
+        // @fastify/static's answer to a path that climbs out of its folder (`..`, percent-encoded or not).
+        const climbs = /(^|\/)\.\.(\/|$)/.test(decodedPath(path).replaceAll(/%2f/gi, '/'));
+        return new GatewayRefusal(
+          KeelErrorCode.FORBIDDEN,
+          climbs
+            ? `${asked} is refused: the path climbs out of the folder it serves files from (a ".." segment). Ask for the file by its own path, without "..".`
+            : `${asked} is refused (${error.message}): this route does not serve it.`,
+        );
       }
-      return undefined;
+      if (error.statusCode === 404) {
+        return new GatewayRefusal(HttpProblemCode.ROUTE_NOT_FOUND, `Nothing is served at ${asked} (${error.message}); the list of operations is at ${GATEWAY_PATHS.openapi}.`);
+      }
+      return new GatewayRefusal(HttpProblemCode.MALFORMED_REQUEST, `The request is malformed: ${error.message}`);
+    }
   }
 }
 

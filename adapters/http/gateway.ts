@@ -242,7 +242,7 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
   server.setErrorHandler((error: FastifyError, request, reply) => {
     const correlationId = correlationIdOf(request);
     if (error instanceof GatewayRefusal) return refuse(request, reply, error);
-    const refusal = refusalOfFastifyError(error, resolved.bodyLimit);
+    const refusal = refusalOfFastifyError(error, resolved.bodyLimit, request);
     if (refusal !== undefined) return refuse(request, reply, refusal);
     const problem = problemOf(error, correlationId, resolved.development);
     if (problem.status === 401) reply.header('www-authenticate', challengeOf(resolved.challenge, isRefusedCredentials(error)));

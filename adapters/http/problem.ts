@@ -146,7 +146,7 @@ function describe(code: string, status: number, detail: string, correlationId: s
  * ```
  */
 export function gatewayProblem(
-  code: HttpProblemCode | typeof KeelErrorCode.PAYLOAD_TOO_LARGE | typeof KeelErrorCode.UNAVAILABLE,
+  code: HttpProblemCode | typeof KeelErrorCode.PAYLOAD_TOO_LARGE | typeof KeelErrorCode.UNAVAILABLE | typeof KeelErrorCode.FORBIDDEN,
   detail: string,
   correlationId: string,
   details?: Readonly<Record<string, unknown>>,
