@@ -59,7 +59,7 @@ describe('http - gateway in one process', () => {
     expect(await greeting.text()).toBe('"hello, Ada"');
   });
 
-  it('http - operations chosen in getOperations also answer GET with a JSON input query; others answer 405, percent-encoded paths as decoded; a trailing slash or segments after the operation are a 404 naming the path', async () => {
+  it('http - operations chosen in getOperations also answer GET with a JSON input query; others answer 405 with an Allow that lists HEAD beside GET, percent-encoded paths as decoded; a trailing slash or segments after the operation are a 404 naming the path', async () => {
     await post(`${url}/store/put`, { key: 'g', value: 7, tags: ['x'] });
     const got = await fetch(`${url}/store/get?input=${encodeURIComponent(JSON.stringify({ key: 'g' }))}`);
     expect(got.status).toBe(200);
@@ -74,7 +74,14 @@ describe('http - gateway in one process', () => {
 
     const put = await fetch(`${url}/store/get`, { method: 'PUT', headers: JSON_HEADERS, body: '{}' });
     expect(put.status).toBe(405);
-    expect(put.headers.get('allow')).toBe('POST, GET');
+    // HEAD is served wherever GET is (the GET without its body), so Allow lists it too.
+    expect(put.headers.get('allow')).toBe('POST, GET, HEAD');
+    expect(await problemOf(put)).toMatchObject({ details: { allow: ['POST', 'GET', 'HEAD'] } });
+    const head = await fetch(`${url}/store/get?input=${encodeURIComponent(JSON.stringify({ key: 'g' }))}`, { method: 'HEAD' });
+    expect(head.status).toBe(200);
+    const headOfPost = await fetch(`${url}/store/put`, { method: 'HEAD' });
+    expect(headOfPost.status).toBe(405);
+    expect(headOfPost.headers.get('allow')).toBe('POST');
 
     // A trailing slash is another path, whatever the method: a 404 naming the path served, not a 405 asking for the method used.
     for (const method of ['POST', 'PUT']) {

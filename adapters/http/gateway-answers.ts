@@ -186,6 +186,10 @@ export function notFoundHandler(
         ].join(', ')}.`
       : `Operations are POST /<module>/<operation>, for the modules ${contracts.map((contract) => contract.name).join(', ')}; the list is at ` +
         `${GATEWAY_PATHS.openapi}${docsPath === false ? '' : ` and ${docsPath}`}.`;
+  // What a 405's Allow lists: the methods, and HEAD wherever GET is (fastify answers HEAD as the GET without its body).
+  const allowHeader = new Map<string, readonly string[]>(
+    [...allowedMethods].map(([path, methods]) => [path, methods.includes('GET') ? [...methods, 'HEAD'] : methods]),
+  );
   return (request, reply) => {
     const sent = request.url.split('?')[0] ?? '';
     // The path as the router compares it: decodeURI, which leaves %2F and the other reserved
@@ -203,12 +207,13 @@ export function notFoundHandler(
     }
     const allowed = allowedMethods.get(path);
     if (allowed !== undefined) {
-      reply.header('allow', allowed.join(', '));
+      const allow = allowHeader.get(path) as readonly string[];
+      reply.header('allow', allow.join(', '));
       return refuse(
         request,
         reply,
         new GatewayRefusal(HttpProblemCode.METHOD_NOT_ALLOWED, `${path} does not take ${request.method}; use ${allowed.join(' or ')}.`, {
-          allow: allowed,
+          allow,
         }),
       );
     }
