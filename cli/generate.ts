@@ -234,7 +234,9 @@ export async function planAgainst(
     },
   ];
   if (!existsSync(supportFile)) {
-    files.push({ path: supportFile, action: 'create', content: testSupportFile(), note: 'runs tests in process or over NATS' });
+    // keel.config.ts beside package.json, as keel start reads it, from wherever the support file sits.
+    const configPath = relative(dirname(supportFile), join(project.root, 'keel.config.ts')).split(sep).join('/');
+    files.push({ path: supportFile, action: 'create', content: testSupportFile(configPath), note: 'runs tests in process or over NATS' });
   }
   const manifest = addToManifest(
     manifestSource,

@@ -6,8 +6,8 @@ import { CLIError, CliErrorCode } from './errors.js';
 
 /** The kernel's rule for contract and module names. */
 export const MODULE_NAME_PATTERN = /^[a-z][a-z0-9]*(-[a-z0-9]+)*$/;
-/** The kernel's rule for operation and event names. */
-export const MEMBER_NAME_PATTERN = /^[a-zA-Z][a-zA-Z0-9]*$/;
+/** Operation and event names the generator writes: camelCase (the kernel also takes a capital first letter; docs/cli.md asks camelCase). */
+export const MEMBER_NAME_PATTERN = /^[a-z][a-zA-Z0-9]*$/;
 
 const RESERVED = new Set([
   'index',
@@ -105,7 +105,7 @@ export function assertGeneratedIdentifiers(name: string, what = 'Module name'): 
 }
 
 /**
- * Checks an event name (camelCase, as the kernel requires) and returns it.
+ * Checks an event name (camelCase) and returns it.
  *
  * @example
  * ```ts
@@ -116,14 +116,14 @@ export function assertEventName(name: string): string {
   if (!MEMBER_NAME_PATTERN.test(name)) {
     throw new CLIError(
       CliErrorCode.E_INVALID_NAME,
-      `Event name "${name}" must be camelCase letters and digits, such as "invoiceSent".`,
+      `Event name "${name}" must be camelCase: letters and digits, the first a lower-case letter, such as "invoiceSent".`,
     );
   }
   return name;
 }
 
 /**
- * Checks an operation name (camelCase, as the kernel requires) and returns it.
+ * Checks an operation name (camelCase) and returns it.
  *
  * @example
  * ```ts
@@ -135,7 +135,7 @@ export function assertOperationName(name: string): string {
   if (!MEMBER_NAME_PATTERN.test(name)) {
     throw new CLIError(
       CliErrorCode.E_INVALID_NAME,
-      `Operation name "${name}" must be camelCase letters and digits, such as "sendInvoice".`,
+      `Operation name "${name}" must be camelCase: letters and digits, the first a lower-case letter, such as "sendInvoice".`,
     );
   }
   return name;

@@ -109,7 +109,7 @@ describe('cli - keel generate module', () => {
         created test/billing-contract.test.ts
         updated modules/index.ts  (registers billingModule)
 
-      Next: describe its operations in contract.ts, implement them in module.ts, then run them with \`npx vitest run test/billing-contract.test.ts\`.
+      Next: describe its operations in contract.ts, implement them in module.ts, then run them with \`npx vitest run test/billing-contract.test.ts\`. Once its contract is settled, record it with \`keel contracts snapshot\`: \`keel contracts diff\` guards only the contracts its lock holds.
       "
     `);
     const shipping = await keel(join(root, 'modules'), 'g', 'module', 'order-shipping', '--depends-on', 'billing,greeter');
@@ -139,7 +139,7 @@ describe('cli - keel generate module', () => {
     }
   });
 
-  it('cli - generates a module that owns data (--data): its migration, a hello counting greetings through db, and a test that passes in the application', { timeout: 120_000 }, async () => {
+  it('cli - generates a module that owns data (--data): its migration, a hello counting greetings through db, and a test that passes in the application, given the principal keel.config.ts declares', { timeout: 120_000 }, async () => {
     const root = await newApp();
     const generated = await keel(root, 'generate', 'module', 'billing', '--depends-on', 'greeter', '--events', 'invoiceSent', '--data');
     expect(generated.code, generated.stderr).toBe(0);
@@ -151,7 +151,7 @@ describe('cli - keel generate module', () => {
         created test/billing-contract.test.ts
         updated modules/index.ts  (registers billingModule)
 
-      Next: describe its operations in contract.ts, its tables in migrations/ (a new file for each change), implement them in module.ts, then run them with \`npx vitest run test/billing-contract.test.ts\`.
+      Next: describe its operations in contract.ts, its tables in migrations/ (a new file for each change), implement them in module.ts, then run them with \`npx vitest run test/billing-contract.test.ts\`. Once its contract is settled, record it with \`keel contracts snapshot\`: \`keel contracts diff\` guards only the contracts its lock holds.
       "
     `);
     expect(readFileSync(join(root, 'modules', 'billing', 'migrations', '001_billing.sql'), 'utf8')).toContain('create table greetings (');
@@ -175,6 +175,35 @@ describe('cli - keel generate module', () => {
         '',
       ].join('\n'),
     );
+    // The application declares a principal in keel.config.ts: the generated harness gives it to its kernels, as keel start
+    // does, so a test may call with one (a kernel without it refuses every call that carries a principal).
+    const config = readFileSync(join(root, 'keel.config.ts'), 'utf8');
+    writeFileSync(
+      join(root, 'keel.config.ts'),
+      config.replace("import { defineConfig } from 'keel/config';", "import { defineConfig } from 'keel/config';\nimport { z } from 'zod';").replace('  gateway: {', '  principal: z.object({ sub: z.string() }),\n  gateway: {'),
+    );
+    writeFileSync(
+      join(root, 'test', 'billing-principal.test.ts'),
+      [
+        "import { afterAll, beforeAll, expect, it } from 'vitest';",
+        "import { modules } from '../modules/index.js';",
+        "import { billing } from '../modules/billing/contract.js';",
+        "import { startApplication, type TestApplication } from './support/application.js';",
+        '',
+        'let app: TestApplication;',
+        'beforeAll(async () => {',
+        '  app = await startApplication(modules);',
+        '});',
+        'afterAll(async () => {',
+        '  await app?.stop();',
+        '});',
+        '',
+        "it('billing - a call carrying a principal of the schema keel.config.ts declares is served', async () => {",
+        "  expect(await app.caller.client(billing).hello({ name: 'Ada' }, { principal: { sub: 'ada' } })).toMatchObject({ greetings: 1 });",
+        '});',
+        '',
+      ].join('\n'),
+    );
     const env: NodeJS.ProcessEnv = { PATH: process.env['PATH'], HOME: process.env['HOME'], KEEL_LOG_LEVEL: 'silent', NO_COLOR: '1' };
     const vitestCli = join(repository, 'node_modules', 'vitest', 'vitest.mjs');
     const vitest = spawnSync(process.execPath, [vitestCli, 'run', '--config', 'vitest.keel-source.config.mjs'], {
@@ -185,7 +214,8 @@ describe('cli - keel generate module', () => {
     });
     expect(vitest.status, `${vitest.stdout}\n${vitest.stderr}`).toBe(0);
     expect(vitest.stdout).toMatch(/✓ test\/billing-contract\.test\.ts \(4 tests\)/);
-    expect(vitest.stdout).toMatch(/Tests\s+7 passed/);
+    expect(vitest.stdout).toMatch(/✓ test\/billing-principal\.test\.ts \(1 test\)/);
+    expect(vitest.stdout).toMatch(/Tests\s+8 passed/);
 
     // keel start (npm start) keeps the module's data in .keel/data/app, across a restart.
     const hello = async (url: string | undefined): Promise<unknown> => {
@@ -377,6 +407,7 @@ describe('cli - keel generate module', () => {
     ['an invalid name', ['Billing'], 'E_INVALID_NAME', 'Module name "Billing" is not lower-kebab-case', 2],
     ['an invalid event name', ['billing', '--events', 'invoice-sent'], 'E_INVALID_NAME', 'Event name "invoice-sent"', 2],
     ['an invalid operation name', ['billing', '--operations', 'sendInvoice,send-invoice'], 'E_INVALID_NAME', 'Operation name "send-invoice"', 2],
+    ['an event name with a capital first letter', ['billing', '--events', 'InvoiceSent'], 'E_INVALID_NAME', 'Event name "InvoiceSent" must be camelCase: letters and digits, the first a lower-case letter', 2],
     ['an invalid subscribed module name', ['billing', '--subscribes-to', 'Greeter'], 'E_INVALID_NAME', 'Subscribed module "Greeter"', 2],
     ['an unknown subscribed module', ['billing', '--subscribes-to', 'greeter,ledger'], 'E_UNKNOWN_MODULE', 'cannot subscribe to "ledger": no such module', 1],
     ['an existing module', ['greeter'], 'E_MODULE_EXISTS', 'Module "greeter" is already in modules/index.ts', 1],

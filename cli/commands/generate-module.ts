@@ -61,7 +61,8 @@ export default defineCommand({
     const tables = plan.files.some((file) => file.path.endsWith('.sql')) ? ' its tables in migrations/ (a new file for each change),' : '';
     out(
       `Next: describe its operations in contract.ts,${tables} implement them in module.ts, then run them with ` +
-        `\`npx vitest run ${test ? shownPath(project, test.path) : ''}\`.`,
+        `\`npx vitest run ${test ? shownPath(project, test.path) : ''}\`. Once its contract is settled, record it with ` +
+        '`keel contracts snapshot`: `keel contracts diff` guards only the contracts its lock holds.',
     );
     const listing = topologiesNamingTheirModules(project.root, plan.name);
     if (listing.length > 0) {

@@ -205,7 +205,7 @@ export function moduleFile(input: ModuleTemplateInput): string {
                 (event) =>
                   `          ${event}: (payload) => {\n` +
                   `            // Replace with what ${input.name} does when ${source.name} publishes ${event}.\n` +
-                  `            logger.debug({ event: '${source.name}.${event}', payload }, 'received');\n` +
+                  `            logger.info({ event: '${source.name}.${event}', payload }, 'received');\n` +
                   '          },\n',
               )
               .join('') +
@@ -428,12 +428,14 @@ function quoteKey(name: string): string {
  * loads PGlite. The file decides when it runs, so it stays right when `keel generate module
  * --data` adds the first module that owns data.
  *
+ * `configPath` is the application's `keel.config.ts` relative to the support file.
+ *
  * @example
  * ```ts
- * writeFileSync('test/support/application.ts', testSupportFile());
+ * writeFileSync('test/support/application.ts', testSupportFile('../../keel.config.ts'));
  * ```
  */
-export function testSupportFile(): string {
+export function testSupportFile(configPath = '../../keel.config.ts'): string {
   return `/**
  * Starts the application for tests. By default everything runs in this process. When
  * KEEL_NATS_URL is set (for example \`KEEL_NATS_URL=nats://127.0.0.1:4222 npm test\`), the modules
@@ -442,9 +444,13 @@ export function testSupportFile(): string {
  * its JetStream streams and consumers are removed when it stops.
  * When a module owns data, the serving kernel keeps it in a PGlite database in memory made for
  * this application alone: every test file starts from empty tables, and nothing is left behind.
+ * Both kernels get what keel.config.ts gives every process's kernel under keel start: its
+ * principal schema (so a test may call with \`{ principal }\`), its resilience and data options.
  */
 import { randomUUID } from 'node:crypto';
-import { createKernel, silentLogger, type AnyModule, type DatabaseEngine, type Kernel, type Transport } from 'keel';
+import { existsSync } from 'node:fs';
+import { createKernel, silentLogger, type AnyModule, type DatabaseEngine, type Kernel, type KernelOptions, type Transport } from 'keel';
+import type { KeelConfig } from 'keel/config';
 
 /** A running application under test. */
 export interface TestApplication {
@@ -474,15 +480,16 @@ export async function startApplication(modules: readonly AnyModule[]): Promise<T
     transports.push(transport);
     return transport;
   };
+  const configured = await configuredOptions();
   const database = await openDatabase(modules);
   const serverTransport = await connect();
-  const server = createKernel({ modules, logger: silentLogger, database, topology: { transport: serverTransport } });
+  const server = createKernel({ ...configured, modules, logger: silentLogger, database, topology: { transport: serverTransport } });
   await server.start();
   const callerTransport = await connect();
   const caller =
     callerTransport === undefined
       ? server
-      : createKernel({ modules, logger: silentLogger, topology: { host: [], transport: callerTransport } });
+      : createKernel({ ...configured, modules, logger: silentLogger, topology: { host: [], transport: callerTransport } });
   if (caller !== server) await caller.start();
   return {
     caller,
@@ -502,6 +509,14 @@ export async function startApplication(modules: readonly AnyModule[]): Promise<T
       }
     },
   };
+}
+
+/** What keel.config.ts, when the application has one, gives every kernel: as keel start passes it. */
+async function configuredOptions(): Promise<Partial<KernelOptions>> {
+  const file = new URL('${configPath}', import.meta.url);
+  if (!existsSync(file)) return {};
+  const { default: config } = (await import(file.href)) as { default: KeelConfig };
+  return { ...(config.principal ? { principal: config.principal } : {}), ...config.resilience, ...config.data };
 }
 
 /** A PGlite database in memory when a module owns data (\`data: { migrations }\`), else none. */
