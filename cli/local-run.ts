@@ -23,6 +23,8 @@ export interface LocalProcess extends ProcessSpec {
   /** Its process group in the topology (`storefront` for `storefront#2`). */
   readonly group: string;
   readonly modules: readonly string[];
+  /** True when it is started without `--modules`, so it hosts every module of the manifest as it is then. */
+  readonly hostsEveryModule: boolean;
   /**
    * True when it may serve HTTP with every module's operations, those hosted elsewhere too
    * (`KEEL_HTTP_OPERATIONS` all, or unset): its routes and schemas come from every contract.
@@ -188,6 +190,7 @@ export async function prepareLocalRun(options: LocalRunOptions): Promise<LocalRu
         name,
         group,
         modules: spec.modules,
+        hostsEveryModule: single !== undefined && single.modules === undefined,
         servesAllOperations: (env['KEEL_HTTP_OPERATIONS']?.trim() || 'all') === 'all',
         command: cli.self.command,
         args: [

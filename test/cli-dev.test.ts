@@ -164,6 +164,30 @@ describe('cli - keel dev', () => {
     expect(output).toContain('keel dev: stopped');
   });
 
+  it('cli - warns, naming it, when the manifest gains a module no process of the topology hosts (its calls would find no responders)', { timeout: 120_000 }, async () => {
+    const root = devApp();
+    const dev = keelDev(['topologies/split.json'], root);
+    try {
+      await dev.until('every process ready', (text) => text.includes('keel dev: ready: all 2 processes; watching for changes'));
+      // A module "tick", a copy of clock under its own name, written into the manifest while keel dev runs.
+      mkdirSync(join(root, 'modules/tick'));
+      for (const file of ['contract.ts', 'module.ts']) {
+        writeFileSync(join(root, 'modules/tick', file), readFileSync(join(root, 'modules/clock', file), 'utf8').replaceAll('clock', 'tick'));
+      }
+      const manifest = readFileSync(join(root, 'modules/index.ts'), 'utf8');
+      writeFileSync(
+        join(root, 'modules/index.ts'),
+        manifest.replace("import { greeterModule }", "import { tickModule } from './tick/module.js';\nimport { greeterModule }").replace('greeterModule]', 'greeterModule, tickModule]'),
+      );
+      await dev.until('the warning', (text) => text.includes('no process hosts "tick", new in the manifest: calls to it find no responders. Add it to a process of topologies/split.json'));
+      await dev.until('every process ready again', (text) => text.split('keel dev: ready: all 2 processes').length - 1 >= 2);
+      process.kill(-(dev.child.pid as number), 'SIGINT');
+      expect(await dev.exited, dev.output()).toBe(0);
+    } finally {
+      if (dev.child.exitCode === null && dev.child.signalCode === null) dev.child.kill('SIGKILL');
+    }
+  });
+
   it('cli - a process given up on (it failed on another module\'s broken file) starts again with the change that fixes that file', { timeout: 240_000 }, async () => {
     const root = devApp();
     const greeterFile = join(root, 'modules/greeter/module.ts');

@@ -177,6 +177,20 @@ async function dev(
         return graph;
       }),
     ]);
+    // A module the manifest gained is hosted only by a process that takes every module: the
+    // others were started with the modules the topology named, so calls to it would find no responders.
+    const unhosted = next
+      .map((module) => module.name)
+      .filter((name) => !graph.some((module) => module.name === name))
+      .filter((name) => !processes.some((process) => process.hostsEveryModule || process.modules.includes(name)));
+    if (unhosted.length > 0) {
+      const names = unhosted.map((name) => `"${name}"`).join(', ');
+      log(
+        `no process hosts ${names}, new in the manifest: calls to ${unhosted.length === 1 ? 'it' : 'them'} find no responders. ` +
+          `Add ${unhosted.length === 1 ? 'it' : 'each'} to a process of ${topologyPath ?? 'the topology'} (or run keel dev without --modules), then restart keel dev.`,
+        'warn',
+      );
+    }
     graph = next;
   };
   let restarts = Promise.resolve();
