@@ -67,6 +67,10 @@ describe('http - gateway in one process', () => {
 
     const contextByGet = await fetch(`${url}/probe/context?input=%7B%7D`);
     expect(contextByGet.status).toBe(405);
+    // An idempotent operation not named in getOperations: the answer says how GET is offered (a non-idempotent one's does not, below).
+    expect((await problemOf(contextByGet)).detail).toBe(
+      '/probe/context does not take GET; use POST. To serve it as GET ?input=<json>, name "probe.context" in the gateway\'s getOperations, if it is a pure read.',
+    );
     const notIdempotent = await fetch(`${url}/store/put?input=${encodeURIComponent('{"key":"h","value":1}')}`);
     expect(notIdempotent.status).toBe(405);
     expect(notIdempotent.headers.get('allow')).toBe('POST');

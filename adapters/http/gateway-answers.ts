@@ -190,6 +190,15 @@ export function notFoundHandler(
   const allowHeader = new Map<string, readonly string[]>(
     [...allowedMethods].map(([path, methods]) => [path, methods.includes('GET') ? [...methods, 'HEAD'] : methods]),
   );
+  // A GET refused on a POST-only operation: say how GET is offered, when it could be (an idempotent operation).
+  const getHint = (path: string, method: string, allowed: readonly string[]): string => {
+    if ((method !== 'GET' && method !== 'HEAD') || allowed.includes('GET')) return '';
+    const [, moduleName, operationName] = path.split('/');
+    const operation = contracts.find((candidate) => candidate.name === moduleName)?.operations[operationName ?? ''];
+    return operation?.idempotent === true
+      ? ` To serve it as GET ?input=<json>, name "${moduleName}.${operationName}" in the gateway's getOperations, if it is a pure read.`
+      : '';
+  };
   return (request, reply) => {
     const sent = request.url.split('?')[0] ?? '';
     // The path as the router compares it: decodeURI, which leaves %2F and the other reserved
@@ -212,7 +221,7 @@ export function notFoundHandler(
       return refuse(
         request,
         reply,
-        new GatewayRefusal(HttpProblemCode.METHOD_NOT_ALLOWED, `${path} does not take ${request.method}; use ${allowed.join(' or ')}.`, {
+        new GatewayRefusal(HttpProblemCode.METHOD_NOT_ALLOWED, `${path} does not take ${request.method}; use ${allowed.join(' or ')}.${getHint(path, request.method, allowed)}`, {
           allow,
         }),
       );
