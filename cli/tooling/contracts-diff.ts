@@ -156,7 +156,7 @@ function diffContract(name: string, before: LockedContract | undefined, after: L
       );
     }
     for (const difference of diffSchemas(old.payload, next.payload, SchemaPosition.OUTPUT)) {
-      add(kindOf(difference.direction, SchemaPosition.OUTPUT), `event ${event} payload${difference.path}`, difference.what);
+      add(kindOf(difference.direction, SchemaPosition.OUTPUT), `event ${event} payload${difference.path}`, outputMessage(difference.what, difference.direction, 'subscribers'));
     }
   }
 
@@ -201,7 +201,7 @@ function diffOperation(
       continue;
     }
     for (const difference of diffSchemas(data, nextData, SchemaPosition.OUTPUT)) {
-      add(kindOf(difference.direction, SchemaPosition.OUTPUT), `${operation} error ${code} data${difference.path}`, difference.what);
+      add(kindOf(difference.direction, SchemaPosition.OUTPUT), `${operation} error ${code} data${difference.path}`, outputMessage(difference.what, difference.direction));
     }
   }
   diffAuth(old.auth, next.auth, operation, add);
@@ -250,9 +250,10 @@ function inputMessage(what: string, direction: 'wider' | 'narrower' | 'both'): s
   return what;
 }
 
-function outputMessage(what: string, direction: 'wider' | 'narrower' | 'both'): string {
-  if (direction === 'wider' && !what.includes('removed')) return `${what} (widened: callers may receive values they do not expect)`;
-  if (direction === 'both') return `${what} (changed: callers may receive values they do not expect)`;
+/** What a change to what readers receive (an output, an event's payload, an error's data) does to them. */
+function outputMessage(what: string, direction: 'wider' | 'narrower' | 'both', readers: 'callers' | 'subscribers' = 'callers'): string {
+  if (direction === 'wider' && !what.includes('removed')) return `${what} (widened: ${readers} may receive values they do not expect)`;
+  if (direction === 'both') return `${what} (changed: ${readers} may receive values they do not expect)`;
   return what;
 }
 
