@@ -89,14 +89,15 @@ function messageOf(module: string, operation: string, name: string): string {
  */
 export function contractFile(input: ModuleTemplateInput): string {
   const { contract } = moduleIdentifiers(input.name);
-  const imports = input.events.length > 0 ? 'defineContract, event, operation' : 'defineContract, operation';
+  const imports = ['defineContract', ...(input.events.length > 0 ? ['event'] : []), 'operation', ...(input.data ? ['text'] : [])].join(', ');
   const operations = operationsOf(input);
   const [first] = operations;
   const placeholder = input.operations === undefined || input.operations.length === 0;
   const what = placeholder ? 'a starting point to replace' : 'replace with what it really does';
   // An operation that records each greeting is not idempotent: a retry would count twice.
+  // Its name is stored: text() refuses what the database cannot store (a NUL, a lone surrogate) as INVALID_INPUT.
   const counting = (name: string) => `    ${name}: operation({
-      input: z.object({ name: z.string().min(1) }),
+      input: z.object({ name: text().min(1) }),
       output: z.object({ message: z.string(), greetings: z.number().int() }),
       description: 'Greets the caller and counts the greetings of each name in its own table; ${what}.',
     }),
@@ -119,6 +120,7 @@ export function contractFile(input: ModuleTemplateInput): string {
               `    ${name}: event({\n` +
               `      payload: z.object({ name: z.string() }),\n` +
               `      description: 'Published by ${first}; replace with what really happened.',\n` +
+              `      // A notification (at most once); delivery: 'durable' keeps it until each subscribing module handled it.\n` +
               `    }),\n`,
           )
           .join('')}  },\n`;
