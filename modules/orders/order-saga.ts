@@ -71,13 +71,23 @@ function neutralReason(code: string): string {
 }
 
 /**
+ * The codes of an undeclared failure that its caller sees as they are: those that say the outcome
+ * is unknown. Any other (another module's input refused, a bug) reaches the caller as INTERNAL
+ * (docs/http.md, "Errors"), so a retry is told INTERNAL too, never a code that blames its input.
+ */
+const SEEN_AS_IS: ReadonlySet<string> = new Set(['TIMEOUT', 'CANCELLED', 'INTERRUPTED']);
+
+/**
  * What the order failed with, to keep and to repeat to a retry (OrderFailed): a declared error's
  * code and message; for any other failure (an internal one, another module's input refused, a
- * timeout) its code and a neutral reason, since its text may name internal operations and schemas.
+ * timeout) the code its caller saw and a neutral reason, since its text may name internal
+ * operations and schemas.
  */
 function failureOf(error: unknown): OrderFailure {
   const code = typeof (error as { code?: unknown })?.code === 'string' ? (error as { code: string }).code : 'INTERNAL';
-  return { code, message: declared(error) ? error.message : neutralReason(code) };
+  if (declared(error)) return { code, message: error.message };
+  const seen = SEEN_AS_IS.has(code) ? code : 'INTERNAL';
+  return { code: seen, message: neutralReason(seen) };
 }
 
 /** One line per SKU, quantities summed, in first-seen order. */
