@@ -121,6 +121,10 @@ describe('http - gateway in one process', () => {
       'No route POST /store/purge/x/y: the path has segments after the operation; an operation\'s path is /{module}/{operation}; ' +
         'the operations of "store" are put, get, greeting (POST /store/<operation>).',
     );
+    // An empty segment is said to be one, not taken for segments after an operation.
+    expect((await problemOf(await post(`${url}/store//put`, { key: 'e', value: 1 }))).detail).toBe(
+      "No route POST /store//put: the path has an empty segment (//); an operation's path is /{module}/{operation}.",
+    );
     // A path under no exposed module is no operation's: the plain not-found answer.
     expect((await problemOf(await fetch(`${url}/nowhere/put/x`))).detail).toMatch(/^No route GET \/nowhere\/put\/x\. Operations are POST/);
 

@@ -253,7 +253,7 @@ describe('http - malformed requests', () => {
       code: 'UNSUPPORTED_MEDIA_TYPE',
       detail: 'The body is sent with Content-Encoding "gzip", which this gateway does not decode: send the JSON without Content-Encoding.',
     });
-    // Refused before its bytes are read: a body labelled gzip (or br) that is plain JSON is not taken as it is.
+    // Refused before its bytes are decoded: a body labelled gzip (or br) that is plain JSON is not taken as it is.
     for (const encoding of ['gzip', 'br']) {
       const labelled = await fetch(`${url}/store/put`, {
         method: 'POST',
@@ -268,6 +268,11 @@ describe('http - malformed requests', () => {
     // identity is no encoding; a request without a body, or not to an operation, is not refused for the header.
     const plain = await fetch(`${url}/store/put`, { method: 'POST', headers: { ...JSON_TYPE, 'content-encoding': 'identity' }, body: JSON.stringify({ key: 'plain', value: 1 }) });
     expect(plain.status).toBe(200);
+    // A repeated header is joined with ", " by Node: identity twice is still none; identity then gzip is an encoding.
+    const twice = await fetch(`${url}/store/put`, { method: 'POST', headers: { ...JSON_TYPE, 'content-encoding': 'identity, IDENTITY' }, body: JSON.stringify({ key: 'twice', value: 1 }) });
+    expect(twice.status).toBe(200);
+    const mixed = await fetch(`${url}/store/put`, { method: 'POST', headers: { ...JSON_TYPE, 'content-encoding': 'identity, gzip' }, body: JSON.stringify({ key: 'mixed', value: 1 }) });
+    expect(mixed.status).toBe(415);
     expect((await fetch(`${url}/healthz`, { headers: { 'content-encoding': 'gzip' } })).status).toBe(200);
     expect((await fetch(`${url}/store/get?input=${encodeURIComponent('{"key":"plain"}')}`, { headers: { 'content-encoding': 'br' } })).status).toBe(200);
   });
@@ -293,6 +298,11 @@ describe('http - malformed requests', () => {
     expect(await stored.json()).toEqual({ key, stored: true });
     const read = await fetch(`${url}/store/get?input=${encodeURIComponent(JSON.stringify({ key }))}`);
     expect(await read.json()).toMatchObject({ key, value: 1 });
+    // Two BOMs are refused by both methods alike: one is dropped, the second is not JSON.
+    const twoBoms = `\ufeff\ufeff${JSON.stringify({ key: 'two-boms', value: 1 })}`;
+    const postedTwice = await fetch(`${url}/store/put`, { method: 'POST', headers: JSON_TYPE, body: Buffer.from(twoBoms) });
+    const queriedTwice = await fetch(`${url}/store/get?input=${encodeURIComponent(twoBoms)}`);
+    expect([postedTwice.status, queriedTwice.status]).toEqual([400, 400]);
   });
 
   it('http - broken HTTP on a raw socket gets a 400 problem and the server keeps serving', async () => {

@@ -233,6 +233,10 @@ describe('http - OpenAPI and the API reference', () => {
         server.get('/files/secret', answering(403, 'Forbidden'));
         server.get('/files/gone', answering(404, 'Not Found'));
         server.get('/files/teapot', answering(418, "I'm a teapot"));
+        // A route of the application's own, answering 403 for its own reason on a path with a ".." segment.
+        server.get('/notes/:name', answering(403, 'Forbidden'));
+        // A route that serves files (a wildcard, as the reference page's static files): its 404 is a missing file.
+        server.get('/blobs/*', answering(404, 'Not Found'));
       },
     });
     const answers = await Promise.all(['secret', 'gone', 'teapot'].map(async (name) => {
@@ -244,5 +248,20 @@ describe('http - OpenAPI and the API reference', () => {
       { status: 404, body: { code: 'ROUTE_NOT_FOUND', detail: 'Nothing is served at GET /files/gone (Not Found); the list of operations is at /openapi.json.' } },
       { status: 400, body: { code: 'MALFORMED_REQUEST', detail: "The request is malformed: I'm a teapot" } },
     ]);
+    // The wildcard route's 404 names no operations list; the application route's 403 is not told it climbed out of a folder.
+    const blob = await fetch(`${plugin}/blobs/a/b.txt`);
+    expect(await blob.json()).toMatchObject({ code: 'ROUTE_NOT_FOUND', detail: 'Nothing is served at GET /blobs/a/b.txt (Not Found): no such file.' });
+    const note = await new Promise<Json>((resolve, reject) => {
+      const { hostname, port } = new URL(plugin);
+      const sent = request({ hostname, port, path: '/notes/%2e%2e' }, (response) => {
+        let text = '';
+        response.setEncoding('utf8');
+        response.on('data', (chunk: string) => (text += chunk));
+        response.on('end', () => resolve(JSON.parse(text) as Json));
+      });
+      sent.on('error', reject);
+      sent.end();
+    });
+    expect(note).toMatchObject({ code: 'FORBIDDEN', detail: 'GET /notes/%2e%2e is refused (Forbidden): this route does not serve it.' });
   });
 });

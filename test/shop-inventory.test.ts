@@ -67,7 +67,7 @@ describeInTopologies('inventory - stock and reservations', (boot) => {
     expect(await stock().restock({ sku, quantity: 4 }, AS_ADMIN)).toEqual(level(sku, 7, 0));
   });
 
-  it('inventory - restock past MAX_ON_HAND units on hand is SHELF_FULL naming the room left, and adds nothing; one more unit than the limit allows is refused as input', async () => {
+  it('inventory - restock past MAX_ON_HAND units on hand is SHELF_FULL naming the room left, and adds nothing, also for two restocks at once that fit only apart; a quantity past the column is refused as input', async () => {
     const sku = await newProduct(0);
     expect(await stock().restock({ sku, quantity: MAX_ON_HAND - 5 }, AS_ADMIN)).toEqual(level(sku, MAX_ON_HAND - 5, 0));
     const full = await stock()
@@ -77,7 +77,15 @@ describeInTopologies('inventory - stock and reservations', (boot) => {
     expect((full as InstanceType<typeof ShelfFull>).data).toEqual({ sku, onHand: MAX_ON_HAND - 5, requested: 6, limit: MAX_ON_HAND });
     expect((full as Error).message).toContain('restock at most 5');
     expect(await stock().getStock({ sku })).toEqual(level(sku, MAX_ON_HAND - 5, 0));
-    expect(await stock().restock({ sku, quantity: 5 }, AS_ADMIN)).toEqual(level(sku, MAX_ON_HAND, 0));
+    // Two restocks at once that each fit but not together: one is applied, the other is SHELF_FULL.
+    const both = await Promise.allSettled([stock().restock({ sku, quantity: 5 }, AS_ADMIN), stock().restock({ sku, quantity: 5 }, AS_ADMIN)]);
+    expect(both.map((outcome) => outcome.status).sort()).toEqual(['fulfilled', 'rejected']);
+    expect(both.find((outcome) => outcome.status === 'rejected')?.reason).toBeInstanceOf(ShelfFull);
+    expect(await stock().getStock({ sku })).toEqual(level(sku, MAX_ON_HAND, 0));
+    const atLimit = await stock()
+      .restock({ sku, quantity: 1 }, AS_ADMIN)
+      .catch((error: unknown) => error);
+    expect((atLimit as Error).message).toContain('Nothing was added; it is full.');
     // Past the integer column's range at once: refused by the contract, named, before any SQL.
     const huge = await stock()
       .restock({ sku, quantity: 3_000_000_000 }, AS_ADMIN)

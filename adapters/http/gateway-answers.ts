@@ -61,6 +61,8 @@ export function challengeOf(challenge: string, refused: boolean): string {
 export function encodedBodyRefusal(contentEncoding: string | undefined): GatewayRefusal | undefined {
   const encoding = contentEncoding?.trim().toLowerCase();
   if (encoding === undefined || encoding === '' || encoding === 'identity') return undefined;
+  // Node joins a repeated header with ", ": identity, identity (or an empty token) is still no encoding.
+  if (encoding.split(',').every((token) => ['', 'identity'].includes(token.trim()))) return undefined;
   return new GatewayRefusal(
     HttpProblemCode.UNSUPPORTED_MEDIA_TYPE,
     `The body is sent with Content-Encoding "${encoding.slice(0, 40)}", which this gateway does not decode: send the JSON without Content-Encoding.`,
@@ -76,7 +78,7 @@ export function encodedBodyRefusal(contentEncoding: string | undefined): Gateway
 export function refusalOfFastifyError(
   error: FastifyError,
   bodyLimit: number,
-  request: { readonly method: string; readonly url: string },
+  request: { readonly method: string; readonly url: string; readonly routeOptions?: { readonly url?: string | undefined } },
 ): GatewayRefusal | undefined {
   switch (error.code) {
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE':
@@ -104,9 +106,11 @@ export function refusalOfFastifyError(
       if (typeof error.statusCode !== 'number' || error.statusCode < 400 || error.statusCode >= 500) return undefined;
       const path = request.url.split('?')[0] ?? '';
       const asked = `${request.method} ${path.slice(0, 200)}`;
+      // A route that serves files (its pattern ends in a wildcard, as the reference page's static files' does).
+      const servesFiles = request.routeOptions?.url?.endsWith('*') === true;
       if (error.statusCode === 403) {
         // @fastify/static's answer to a path that climbs out of its folder (`..`, percent-encoded or not).
-        const climbs = /(^|\/)\.\.(\/|$)/.test(decodedPath(path).replaceAll(/%2f/gi, '/'));
+        const climbs = servesFiles && /(^|\/)\.\.(\/|$)/.test(decodedPath(path).replaceAll(/%2f/gi, '/'));
         return new GatewayRefusal(
           KeelErrorCode.FORBIDDEN,
           climbs
@@ -115,7 +119,12 @@ export function refusalOfFastifyError(
         );
       }
       if (error.statusCode === 404) {
-        return new GatewayRefusal(HttpProblemCode.ROUTE_NOT_FOUND, `Nothing is served at ${asked} (${error.message}); the list of operations is at ${GATEWAY_PATHS.openapi}.`);
+        return new GatewayRefusal(
+          HttpProblemCode.ROUTE_NOT_FOUND,
+          servesFiles
+            ? `Nothing is served at ${asked} (${error.message}): no such file.`
+            : `Nothing is served at ${asked} (${error.message}); the list of operations is at ${GATEWAY_PATHS.openapi}.`,
+        );
       }
       return new GatewayRefusal(HttpProblemCode.MALFORMED_REQUEST, `The request is malformed: ${error.message}`);
     }
@@ -224,6 +233,13 @@ export function notFoundHandler(
         new GatewayRefusal(HttpProblemCode.METHOD_NOT_ALLOWED, `${path} does not take ${request.method}; use ${allowed.join(' or ')}.${getHint(path, request.method, allowed)}`, {
           allow,
         }),
+      );
+    }
+    if (trimmed.includes('//')) {
+      return refuse(
+        request,
+        reply,
+        new GatewayRefusal(HttpProblemCode.ROUTE_NOT_FOUND, `No route ${request.method} ${sent}: the path has an empty segment (//); an operation's path is /{module}/{operation}.`),
       );
     }
     const [, moduleName, operationName, ...after] = trimmed.split('/');

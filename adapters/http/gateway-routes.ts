@@ -76,6 +76,12 @@ export function allowedMethodsOf(options: ResolvedHttpGatewayOptions): ReadonlyM
   return allowed;
 }
 
+/** fastify's own JSON parser with the server's poisoning rules (its default: refuse __proto__ and constructor.prototype keys). */
+function serverJsonParser(server: FastifyInstance): ReturnType<FastifyInstance['getDefaultJsonParser']> {
+  const { onProtoPoisoning = 'error', onConstructorPoisoning = 'error' } = server.initialConfig;
+  return server.getDefaultJsonParser(onProtoPoisoning, onConstructorPoisoning);
+}
+
 /**
  * The gateway's parser of `application/json` bodies: fastify's own JSON parser (its secure
  * parsing, with the server's `__proto__` and `constructor.prototype` rules) over the body decoded
@@ -91,13 +97,13 @@ export function allowedMethodsOf(options: ResolvedHttpGatewayOptions): ReadonlyM
  * ```
  */
 export function strictJsonBodyParser(server: FastifyInstance): FastifyBodyParser<Buffer> {
-  const { onProtoPoisoning = 'error', onConstructorPoisoning = 'error' } = server.initialConfig;
-  const parseJson = server.getDefaultJsonParser(onProtoPoisoning, onConstructorPoisoning);
+  const parseJson = serverJsonParser(server);
   // One decoder for every request: fatal decoding validates and decodes in one pass, as fast as
-  // Buffer#toString (docs/design-notes.md). A BOM is dropped by it, as fastify's parser drops one.
-  const utf8 = new TextDecoder('utf-8', { fatal: true });
+  // Buffer#toString (docs/design-notes.md). It keeps a BOM (ignoreBOM): fastify's parser drops one,
+  // as ?input='s does, so a body with two is refused by both methods alike.
+  const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true });
   return (request, body, done) => {
-    // Before the bytes are read as text: an encoded body is refused whatever its bytes happen to be (`{}` sent as "gzip" too).
+    // Before the bytes are decoded (fastify has read them, up to bodyLimit): an encoded body is refused whatever its bytes happen to be (`{}` sent as "gzip" too).
     const encoding = request.headers['content-encoding'];
     if (encoding !== undefined) {
       const refusal = encodedBodyRefusal(encoding);
@@ -239,10 +245,8 @@ export function addOperationRoutes(
     );
   };
 
-  // The very parser of POST bodies, with the server's own poisoning rules (fastify's default:
-  // refuse __proto__ and constructor.prototype keys): GET input follows the same rules.
-  const { onProtoPoisoning = 'error', onConstructorPoisoning = 'error' } = server.initialConfig;
-  const parseJson = server.getDefaultJsonParser(onProtoPoisoning, onConstructorPoisoning);
+  // The very parser of POST bodies, with the server's own poisoning rules: GET input follows the same rules.
+  const parseJson = serverJsonParser(server);
   // The output a call answers with was parsed by this contract's schema, which the compiled
   // serializer relies on (serializer.ts), unless the kernel hosts a module of that name with
   // another contract object: then the hosted module's schema parsed it, and JSON.stringify writes it.

@@ -71,7 +71,7 @@ export const KEYED_RESPONSES: Readonly<Record<string, GenericResponse>> = {
   },
   '422': {
     name: 'IdempotencyKeyReused',
-    description: 'This Idempotency-Key was used with another input (IDEMPOTENCY_KEY_REUSED). Nothing ran: use a new key for a new request.',
+    description: 'This Idempotency-Key was used with another input, or by another principal (IDEMPOTENCY_KEY_REUSED). Nothing ran: use a new key for a new request.',
     codes: ['IDEMPOTENCY_KEY_REUSED'],
   },
 };
@@ -122,7 +122,8 @@ export const IDEMPOTENCY_KEY_PARAMETER: JsonObject = {
   required: false,
   description:
     'Runs the operation once per key (where its module keeps keys: a module that owns data). A retry with the same key and input ' +
-    'gets the first answer without running again; the same key with another input is 422, a retry while the first still runs is 409.',
+    'gets the first answer without running again; the same key with another input or from another principal is 422, a retry while the ' +
+      'first still runs is 409.',
   schema: { type: 'string', minLength: 1, maxLength: 255, pattern: '^[\\x21-\\x7e]+$' },
 };
 

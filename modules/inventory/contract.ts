@@ -40,8 +40,14 @@ import { Sku, UnknownProduct } from '../catalog/contract.js';
 const Units = z.number().int().nonnegative();
 
 /**
- * The most units of one product the inventory keeps on hand (its table's `integer` holds up to
- * 2 147 483 647; a shelf stops well before that). A restock past it is {@link ShelfFull}.
+ * The most units of one product a restock may bring its stock on hand to (its table's `integer`
+ * holds up to 2 147 483 647; a shelf stops well before that). A restock past it is
+ * {@link ShelfFull}. Units returned by a cancelled order go back on the shelf whatever it holds.
+ *
+ * @example
+ * ```ts
+ * const room = MAX_ON_HAND - (await stock.getStock({ sku: 'KB-001' })).onHand;
+ * ```
  */
 export const MAX_ON_HAND = 1_000_000_000;
 
@@ -130,7 +136,7 @@ export const ShelfFull = defineError({
   description: `A restock would take the product past ${MAX_ON_HAND} units on hand. Nothing was added.`,
   message: (data) =>
     `Restocking ${data.requested} unit(s) of "${data.sku}" would take it past ${data.limit} on hand (it has ${data.onHand}). ` +
-    `Nothing was added; restock at most ${data.limit - data.onHand}.`,
+    (data.onHand >= data.limit ? 'Nothing was added; it is full.' : `Nothing was added; restock at most ${data.limit - data.onHand}.`),
 });
 
 /**
@@ -157,7 +163,7 @@ export const inventory = defineContract({
   operations: {
     restock: operation({
       description:
-        "Adds units of a catalog product to the shelf, up to MAX_ON_HAND on hand (SHELF_FULL past it). Admins only: the caller's " +
+        `Adds units of a catalog product to the shelf, up to ${MAX_ON_HAND} on hand (SHELF_FULL past it). Admins only: the caller's ` +
         'principal must have the admin role.',
       input: z.object({ sku: Sku, quantity: z.number().int().positive().max(MAX_ON_HAND) }),
       output: StockLevel,

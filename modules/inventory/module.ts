@@ -50,8 +50,8 @@ export const inventoryModule = defineModule({
       handlers: {
         restock: async ({ sku, quantity }) => {
           await assertInCatalog(sku);
-          const level = await store.restock(sku, quantity, MAX_ON_HAND);
-          if (level === undefined) throw new ShelfFull({ sku, onHand: (await store.level(sku)).onHand, requested: quantity, limit: MAX_ON_HAND });
+          const { level, full } = await store.restock(sku, quantity, MAX_ON_HAND);
+          if (full) throw new ShelfFull({ sku, onHand: level.onHand, requested: quantity, limit: MAX_ON_HAND });
           logger.info({ sku, quantity, onHand: level.onHand }, 'restocked');
           return level;
         },

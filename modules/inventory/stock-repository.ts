@@ -63,16 +63,24 @@ export class StockRepository {
     return toLevel(sku, rows[0]);
   }
 
-  /** Adds `quantity` units of `sku` unless that takes it past `limit` on hand: then `undefined`, and nothing changed. */
-  async restock(sku: string, quantity: number, limit: number): Promise<StockLevel | undefined> {
-    // The sum is compared in bigint: the integer column would overflow before the comparison could refuse it.
-    const { rows } = await this.#db.query<StockRow>(
-      'insert into stock (sku, on_hand, reserved) values ($1, $2, 0) ' +
-        'on conflict (sku) do update set on_hand = stock.on_hand + excluded.on_hand ' +
-        'where stock.on_hand::bigint + excluded.on_hand <= $3 returning sku, on_hand, reserved',
-      [sku, quantity, limit],
-    );
-    return rows[0] === undefined ? undefined : toLevel(sku, rows[0]);
+  /**
+   * Adds `quantity` units of `sku` unless that takes it past `limit` on hand: then `full` with the
+   * level that refused it, read in the same transaction (the row locked), and nothing changed.
+   */
+  async restock(sku: string, quantity: number, limit: number): Promise<{ readonly level: StockLevel; readonly full: boolean }> {
+    return this.#db.transaction(async () => {
+      // The sum is compared in bigint: the integer column would overflow before the comparison could refuse it.
+      const { rows } = await this.#db.query<StockRow>(
+        'insert into stock (sku, on_hand, reserved) values ($1, $2, 0) ' +
+          'on conflict (sku) do update set on_hand = stock.on_hand + excluded.on_hand ' +
+          'where stock.on_hand::bigint + excluded.on_hand <= $3 returning sku, on_hand, reserved',
+        [sku, quantity, limit],
+      );
+      if (rows[0] !== undefined) return { level: toLevel(sku, rows[0]), full: false };
+      // Refused by the where clause: the row exists, and the conflict locked it for this transaction.
+      const current = await this.#db.query<StockRow>('select sku, on_hand, reserved from stock where sku = $1', [sku]);
+      return { level: toLevel(sku, current.rows[0]), full: true };
+    });
   }
 
   /**
