@@ -187,7 +187,9 @@ async function dev(
       const names = unhosted.map((name) => `"${name}"`).join(', ');
       log(
         `no process hosts ${names}, new in the manifest: calls to ${unhosted.length === 1 ? 'it' : 'them'} find no responders. ` +
-          `Add ${unhosted.length === 1 ? 'it' : 'each'} to a process of ${topologyPath ?? 'the topology'} (or run keel dev without --modules), then restart keel dev.`,
+          (topologyPath === undefined
+            ? `Name ${unhosted.length === 1 ? 'it' : 'each'} in --modules, or run keel dev without --modules, then restart keel dev.`
+            : `Add ${unhosted.length === 1 ? 'it' : 'each'} to a process of ${topologyPath} (a process of modules: ["*"] takes it when keel dev starts again), then restart keel dev.`),
         'warn',
       );
     }
