@@ -407,6 +407,7 @@ describe('cli - keel generate module', () => {
     ['an invalid name', ['Billing'], 'E_INVALID_NAME', 'Module name "Billing" is not lower-kebab-case', 2],
     ['an invalid event name', ['billing', '--events', 'invoice-sent'], 'E_INVALID_NAME', 'Event name "invoice-sent"', 2],
     ['an invalid operation name', ['billing', '--operations', 'sendInvoice,send-invoice'], 'E_INVALID_NAME', 'Operation name "send-invoice"', 2],
+    ['an operation name with a capital first letter', ['billing', '--operations', 'SendInvoice'], 'E_INVALID_NAME', 'Operation name "SendInvoice" must be camelCase: letters and digits, the first a lower-case letter', 2],
     ['an event name with a capital first letter', ['billing', '--events', 'InvoiceSent'], 'E_INVALID_NAME', 'Event name "InvoiceSent" must be camelCase: letters and digits, the first a lower-case letter', 2],
     ['an invalid subscribed module name', ['billing', '--subscribes-to', 'Greeter'], 'E_INVALID_NAME', 'Subscribed module "Greeter"', 2],
     ['an unknown subscribed module', ['billing', '--subscribes-to', 'greeter,ledger'], 'E_UNKNOWN_MODULE', 'cannot subscribe to "ledger": no such module', 1],
