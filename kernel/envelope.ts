@@ -21,7 +21,8 @@ export function markCallError<E>(error: E): E {
   return error;
 }
 
-// What a nested call's failure still means for the outer call: its outcome is unknown too.
+// What a nested call's failure still means for the outer call: its outcome is unknown too. (The
+// example shop's order saga repeats this list, modules/orders/order-saga.ts: change both.)
 const KEPT_FROM_NESTED_CALLS: ReadonlySet<string> = new Set([
   KeelErrorCode.TIMEOUT,
   KeelErrorCode.CANCELLED,

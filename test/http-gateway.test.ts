@@ -125,6 +125,8 @@ describe('http - gateway in one process', () => {
     expect((await problemOf(await post(`${url}/store//put`, { key: 'e', value: 1 }))).detail).toBe(
       "No route POST /store//put: the path has an empty segment (//); an operation's path is /{module}/{operation}.",
     );
+    // Outside an exposed module, the plain not-found answer with its list of operations.
+    expect((await problemOf(await fetch(`${url}//healthz`))).detail).toMatch(/^No route GET \/\/healthz\. Operations are POST/);
     // A path under no exposed module is no operation's: the plain not-found answer.
     expect((await problemOf(await fetch(`${url}/nowhere/put/x`))).detail).toMatch(/^No route GET \/nowhere\/put\/x\. Operations are POST/);
 

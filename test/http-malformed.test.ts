@@ -303,6 +303,9 @@ describe('http - malformed requests', () => {
     const postedTwice = await fetch(`${url}/store/put`, { method: 'POST', headers: JSON_TYPE, body: Buffer.from(twoBoms) });
     const queriedTwice = await fetch(`${url}/store/get?input=${encodeURIComponent(twoBoms)}`);
     expect([postedTwice.status, queriedTwice.status]).toEqual([400, 400]);
+    // A body of a BOM alone is an empty body, and is answered as one.
+    const bomOnly = await fetch(`${url}/store/put`, { method: 'POST', headers: JSON_TYPE, body: Buffer.from([0xef, 0xbb, 0xbf]) });
+    expect(await bomOnly.json()).toMatchObject({ code: 'MALFORMED_JSON', detail: 'The body is empty but its content-type says JSON: send the input as JSON, for example {}.' });
   });
 
   it('http - broken HTTP on a raw socket gets a 400 problem and the server keeps serving', async () => {

@@ -220,6 +220,12 @@ describe('http - OpenAPI and the API reference', () => {
       });
       expect(JSON.stringify(refused.body)).not.toContain('"name":"keel"');
     }
+    // A file the reference page does not have: said so, not the operations' not-found answer.
+    expect((await get('/docs/static/no-such-file.js')).body).toMatchObject({
+      status: 404,
+      code: 'ROUTE_NOT_FOUND',
+      detail: 'No file GET /docs/static/no-such-file.js: the API reference page has no such file; the page is at /docs.',
+    });
   });
 
   it("http - a plugin route's 403 and 404 keep their status (FORBIDDEN, ROUTE_NOT_FOUND) naming the request; its other 4xx stay MALFORMED_REQUEST", async () => {

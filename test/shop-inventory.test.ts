@@ -80,7 +80,11 @@ describeInTopologies('inventory - stock and reservations', (boot) => {
     // Two restocks at once that each fit but not together: one is applied, the other is SHELF_FULL.
     const both = await Promise.allSettled([stock().restock({ sku, quantity: 5 }, AS_ADMIN), stock().restock({ sku, quantity: 5 }, AS_ADMIN)]);
     expect(both.map((outcome) => outcome.status).sort()).toEqual(['fulfilled', 'rejected']);
-    expect(both.find((outcome) => outcome.status === 'rejected')?.reason).toBeInstanceOf(ShelfFull);
+    const refused = both.find((outcome) => outcome.status === 'rejected')?.reason as InstanceType<typeof ShelfFull>;
+    expect(refused).toBeInstanceOf(ShelfFull);
+    // The level it names is the one that refused it, read in the refusing transaction: the other restock's.
+    expect(refused.data).toEqual({ sku, onHand: MAX_ON_HAND, requested: 5, limit: MAX_ON_HAND });
+    expect(refused.message).toContain('it is full');
     expect(await stock().getStock({ sku })).toEqual(level(sku, MAX_ON_HAND, 0));
     const atLimit = await stock()
       .restock({ sku, quantity: 1 }, AS_ADMIN)

@@ -106,7 +106,8 @@ export function refusalOfFastifyError(
       if (typeof error.statusCode !== 'number' || error.statusCode < 400 || error.statusCode >= 500) return undefined;
       const path = request.url.split('?')[0] ?? '';
       const asked = `${request.method} ${path.slice(0, 200)}`;
-      // A route that serves files (its pattern ends in a wildcard, as the reference page's static files' does).
+      // A route that serves files (its pattern ends in a wildcard, as the reference page's static files' does; a
+      // missing file of those is not an error here: @fastify/static hands it to the not-found handler).
       const servesFiles = request.routeOptions?.url?.endsWith('*') === true;
       if (error.statusCode === 403) {
         // @fastify/static's answer to a path that climbs out of its folder (`..`, percent-encoded or not).
@@ -235,7 +236,16 @@ export function notFoundHandler(
         }),
       );
     }
-    if (trimmed.includes('//')) {
+    // The reference page's static files: @fastify/static hands a missing one to this handler.
+    if (docsPath !== false && path.startsWith(`${docsPath}/`)) {
+      return refuse(
+        request,
+        reply,
+        new GatewayRefusal(HttpProblemCode.ROUTE_NOT_FOUND, `No file ${request.method} ${sent}: the API reference page has no such file; the page is at ${docsPath}.`),
+      );
+    }
+    // An empty segment under an exposed module: said to be one, not taken for segments after an operation.
+    if (trimmed.includes('//') && contracts.some((contract) => contract.name === trimmed.split('/').find((segment) => segment !== ''))) {
       return refuse(
         request,
         reply,

@@ -125,7 +125,8 @@ export function strictJsonBodyParser(server: FastifyInstance): FastifyBodyParser
       );
       return;
     }
-    parseJson(request, text, done);
+    // A body of a BOM alone is an empty one, as it was when the decoder dropped the BOM.
+    parseJson(request, text === '\ufeff' ? '' : text, done);
   };
 }
 

@@ -46,7 +46,7 @@ const Units = z.number().int().nonnegative();
  *
  * @example
  * ```ts
- * const room = MAX_ON_HAND - (await stock.getStock({ sku: 'KB-001' })).onHand;
+ * const room = Math.max(0, MAX_ON_HAND - (await stock.getStock({ sku: 'KB-001' })).onHand);
  * ```
  */
 export const MAX_ON_HAND = 1_000_000_000;
@@ -126,7 +126,7 @@ export const OutOfStock = defineError({
  *
  * @example
  * ```ts
- * if (error instanceof ShelfFull) console.warn(`${error.data.sku}: room for ${error.data.limit - error.data.onHand} more`);
+ * if (error instanceof ShelfFull) console.warn(`${error.data.sku}: room for ${Math.max(0, error.data.limit - error.data.onHand)} more`);
  * ```
  */
 export const ShelfFull = defineError({

@@ -2,7 +2,8 @@
  * The inventory's SQL and its reservation state machine (the table in contract.ts), in the
  * module's own schema (migrations/). Private to the inventory module.
  *
- * Every method that changes stock must run in the caller's `db.transaction`: it locks the rows
+ * Every method that changes stock must run in the caller's `db.transaction` (restock, one row,
+ * opens its own, or joins the caller's): it locks the rows
  * it reads (`for update`) so that concurrent calls, in this process or in another instance,
  * see each other's effects. Rows are locked in one order everywhere, the reservation first,
  * then the stock rows by SKU, so that two transactions never wait for each other in a circle.
@@ -68,6 +69,8 @@ export class StockRepository {
    * level that refused it, read in the same transaction (the row locked), and nothing changed.
    */
   async restock(sku: string, quantity: number, limit: number): Promise<{ readonly level: StockLevel; readonly full: boolean }> {
+    // The statement's where clause bounds an update only: a new row of more than `limit` is refused here.
+    if (quantity > limit) return { level: await this.level(sku), full: true };
     return this.#db.transaction(async () => {
       // The sum is compared in bigint: the integer column would overflow before the comparison could refuse it.
       const { rows } = await this.#db.query<StockRow>(

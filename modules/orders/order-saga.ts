@@ -75,6 +75,7 @@ function neutralReason(code: string): string {
  * is unknown. Any other (another module's input refused, a bug) reaches the caller as INTERNAL
  * (docs/http.md, "Errors"), so a retry is told INTERNAL too, never a code that blames its input.
  */
+// The kernel's rule (kernel/envelope.ts, KEPT_FROM_NESTED_CALLS), which a module may not import: keep the two alike.
 const SEEN_AS_IS: ReadonlySet<string> = new Set(['TIMEOUT', 'CANCELLED', 'INTERRUPTED']);
 
 /**
