@@ -2,9 +2,9 @@
  * keel/contract — the door for contract files and for the code that only calls a module: what
  * `modules/<name>/contract.ts` needs ({@link defineContract}, {@link operation}, {@link event},
  * {@link defineError}, {@link ErrorKind}, and {@link text} for a string a database stores) and
- * what a caller catches ({@link KeelError}, {@link isKeelError}). Its whole import graph is zod and a few kernel files with no Node.js
- * built-in and no server library (no pino, no inversify, no AsyncLocalStorage), so a contract
- * bundles for a browser, a worker or a script as it is.
+ * what a caller catches ({@link KeelError}, {@link isKeelError}). Its whole import graph is zod
+ * and a few kernel files with no Node.js built-in and no server library (no pino, no inversify,
+ * no AsyncLocalStorage), so a contract bundles for a browser, a worker or a script as it is.
  *
  * Every name here is the very same value as in `'keel'`: a class declared with
  * {@link defineError} matches with `instanceof` wherever it was imported from.

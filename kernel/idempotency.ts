@@ -3,10 +3,10 @@
  * `Idempotency-Key` header) makes a non-idempotent operation run once per key. The callee keeps
  * each key's outcome: a retry with the same key and input gets the first outcome without
  * running again; the same key with another input or from another principal is
- * IDEMPOTENCY_KEY_REUSED; a retry while the
- * first request still runs is IDEMPOTENCY_KEY_IN_USE. A module that owns data keeps the keys in
- * its own database (`keel_idempotency`), so they survive restarts and are shared by its
- * instances; a module without data keeps them in memory, per instance.
+ * IDEMPOTENCY_KEY_REUSED; a retry while the first request still runs is IDEMPOTENCY_KEY_IN_USE.
+ * A module that owns data keeps the keys in its own database (`keel_idempotency`), so they
+ * survive restarts and are shared by its instances; a module without data keeps them in memory,
+ * per instance.
  */
 import { createHash } from 'node:crypto';
 import type { SqlRunner } from './database.js';
