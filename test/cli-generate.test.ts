@@ -37,6 +37,30 @@ function tree(root: string): Record<string, string> {
 }
 
 /** A new application whose `keel` and `zod` resolve to this repository, without npm install. */
+/**
+ * A test file of a generated application: vitest, its manifest and `imports`, an application
+ * started before its tests (`app`) and stopped after them, then `body`.
+ */
+function applicationTestFile(imports: readonly string[], body: readonly string[]): string {
+  return [
+    "import { afterAll, beforeAll, expect, it } from 'vitest';",
+    "import { modules } from '../modules/index.js';",
+    ...imports,
+    "import { startApplication, type TestApplication } from './support/application.js';",
+    '',
+    'let app: TestApplication;',
+    'beforeAll(async () => {',
+    '  app = await startApplication(modules);',
+    '});',
+    'afterAll(async () => {',
+    '  await app?.stop();',
+    '});',
+    '',
+    ...body,
+    '',
+  ].join('\n');
+}
+
 async function newApp(): Promise<string> {
   const parent = mkdtempSync(join(tmpdir(), 'keel-cli-'));
   temporary.push(parent);
@@ -184,25 +208,14 @@ describe('cli - keel generate module', () => {
     );
     writeFileSync(
       join(root, 'test', 'billing-principal.test.ts'),
-      [
-        "import { afterAll, beforeAll, expect, it } from 'vitest';",
-        "import { modules } from '../modules/index.js';",
-        "import { billing } from '../modules/billing/contract.js';",
-        "import { startApplication, type TestApplication } from './support/application.js';",
-        '',
-        'let app: TestApplication;',
-        'beforeAll(async () => {',
-        '  app = await startApplication(modules);',
-        '});',
-        'afterAll(async () => {',
-        '  await app?.stop();',
-        '});',
-        '',
-        "it('billing - a call carrying a principal of the schema keel.config.ts declares is served', async () => {",
-        "  expect(await app.caller.client(billing).hello({ name: 'Ada' }, { principal: { sub: 'ada' } })).toMatchObject({ greetings: 1 });",
-        '});',
-        '',
-      ].join('\n'),
+      applicationTestFile(
+        ["import { billing } from '../modules/billing/contract.js';"],
+        [
+          "it('billing - a call carrying a principal of the schema keel.config.ts declares is served', async () => {",
+          "  expect(await app.caller.client(billing).hello({ name: 'Ada' }, { principal: { sub: 'ada' } })).toMatchObject({ greetings: 1 });",
+          '});',
+        ],
+      ),
     );
     const env: NodeJS.ProcessEnv = { PATH: process.env['PATH'], HOME: process.env['HOME'], KEEL_LOG_LEVEL: 'silent', NO_COLOR: '1' };
     const vitestCli = join(repository, 'node_modules', 'vitest', 'vitest.mjs');
@@ -336,26 +349,14 @@ describe('cli - keel generate module', () => {
     );
     writeFileSync(
       join(root, 'test', 'loans-unknown-book.test.ts'),
-      [
-        "import { afterAll, beforeAll, expect, it } from 'vitest';",
-        "import { modules } from '../modules/index.js';",
-        "import { UnknownBook } from '../modules/books/contract.js';",
-        "import { loans } from '../modules/loans/contract.js';",
-        "import { startApplication, type TestApplication } from './support/application.js';",
-        '',
-        'let app: TestApplication;',
-        'beforeAll(async () => {',
-        '  app = await startApplication(modules);',
-        '});',
-        'afterAll(async () => {',
-        '  await app?.stop();',
-        '});',
-        '',
-        "it('loans - passes on books\\' UnknownBook, which giveBack declares', async () => {",
-        "  await expect(app.caller.client(loans).giveBack({ name: 'Missing' })).rejects.toBeInstanceOf(UnknownBook);",
-        '});',
-        '',
-      ].join('\n'),
+      applicationTestFile(
+        ["import { UnknownBook } from '../modules/books/contract.js';", "import { loans } from '../modules/loans/contract.js';"],
+        [
+          "it('loans - passes on books\\' UnknownBook, which giveBack declares', async () => {",
+          "  await expect(app.caller.client(loans).giveBack({ name: 'Missing' })).rejects.toBeInstanceOf(UnknownBook);",
+          '});',
+        ],
+      ),
     );
 
     const checked = check();
