@@ -128,6 +128,18 @@ describe('tooling - contracts', () => {
     expect(JSON.parse(json.stdout)).toMatchObject({ ok: true, changed: true, contracts: [{ contract: 'parcels', verdict: 'compatible' }] });
   });
 
+  it('tooling - contracts diff --strict also fails on a change the lock has not recorded, and passes a current lock', async () => {
+    const compatible = await keel(['contracts', 'diff', '--strict', '--root', tree('compatible')]);
+    expect(compatible.code).toBe(1);
+    expect(compatible.stderr).toContain('error E_CONTRACTS: The lock is out of date (--strict): parcels changed since it was written.');
+    expect(compatible.stderr).toContain('Run `keel contracts snapshot` and commit contracts.lock.json with the change.');
+    expect((await keel(['contracts', 'diff', '--strict', '--root', tree('major')])).code).toBe(1);
+    // A lock written from the tree itself is current: --strict passes it.
+    const lock = join(mkdtempSync(join(tmpdir(), 'keel-lock-')), 'contracts.lock.json');
+    await keel(['contracts', 'snapshot', '--root', tree('compatible'), '--lock', lock]);
+    expect(await keel(['contracts', 'diff', '--strict', '--root', tree('compatible'), '--lock', lock])).toMatchObject({ code: 0, stderr: '' });
+  });
+
   it('tooling - contracts diff command says what to do when there is no lock', async () => {
     const missing = join(mkdtempSync(join(tmpdir(), 'keel-lock-')), 'contracts.lock.json');
     const { code, stderr } = await keel(['contracts', 'diff', '--root', tree('major'), '--lock', missing]);
@@ -135,8 +147,8 @@ describe('tooling - contracts', () => {
     expect(stderr).toContain('does not exist. Write it with `keel contracts snapshot` and commit it.');
   });
 
-  it('tooling - contracts diff command passes on the repository (what CI runs)', async () => {
-    const { code, stdout } = await keel(['contracts', 'diff']);
+  it('tooling - contracts diff --strict passes on the repository: its lock is current (what CI runs)', async () => {
+    const { code, stdout } = await keel(['contracts', 'diff', '--strict']);
     expect(stdout).not.toContain('BREAKING');
     expect(code).toBe(0);
   });

@@ -14,10 +14,15 @@ export default defineCommand({
   meta: {
     name: 'diff',
     description: 'Classify contract changes against contracts.lock.json; fail on an unannounced breaking change',
-    examples: ['keel contracts diff', 'keel contracts diff --json'],
+    examples: ['keel contracts diff', 'keel contracts diff --strict', 'keel contracts diff --json'],
   },
   args: {
     lock: { type: 'string', description: 'Lock file (default: contracts.lock.json at the project root)', valueHint: 'file' },
+    strict: {
+      type: 'boolean',
+      description: 'Also fail when the lock is out of date: a new contract, or a compatible change, not yet recorded with `keel contracts snapshot`',
+      default: false,
+    },
     json: { type: 'boolean', description: 'Print the diff as JSON', default: false },
     root: ROOT_ARG,
   },
@@ -44,6 +49,14 @@ export default defineCommand({
       const failing = diff.contracts.filter((entry) => entry.verdict === 'breaking' || entry.verdict === 'removed').map((entry) => entry.contract);
       throw new CLIError(CliErrorCode.E_CONTRACTS, `Breaking contract change without a major version bump: ${failing.join(', ')}.`, {
         hint: 'Undo the change, or raise the major version (callers must upgrade) and run `keel contracts snapshot`.',
+      });
+    }
+    if (args.strict && diff.changed) {
+      // A contract the lock does not hold, or holds as it was, is guarded against nothing: a later
+      // breaking change to it would pass. --strict makes CI insist that the lock is kept current.
+      const unrecorded = diff.contracts.filter((entry) => entry.verdict !== 'unchanged').map((entry) => entry.contract);
+      throw new CLIError(CliErrorCode.E_CONTRACTS, `The lock is out of date (--strict): ${unrecorded.join(', ')} changed since it was written.`, {
+        hint: 'Run `keel contracts snapshot` and commit contracts.lock.json with the change.',
       });
     }
   },
