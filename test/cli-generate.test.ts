@@ -136,6 +136,10 @@ describe('cli - keel generate module', () => {
       Next: describe its operations in contract.ts, implement them in module.ts, then run them with \`npx vitest run test/billing-contract.test.ts\`. Once its contract is settled, record it with \`keel contracts snapshot\`: \`keel contracts diff\` guards only the contracts its lock holds.
       "
     `);
+    // A module that owns no data publishes notifications, and says how to make one durable.
+    expect(readFileSync(join(root, 'modules', 'billing', 'contract.ts'), 'utf8')).toContain(
+      "      // A notification (at most once); delivery: 'durable' keeps it until each subscribing module handled it.\n    }),",
+    );
     const shipping = await keel(join(root, 'modules'), 'g', 'module', 'order-shipping', '--depends-on', 'billing,greeter');
     expect(shipping.code, shipping.stderr).toBe(0);
 
@@ -182,7 +186,11 @@ describe('cli - keel generate module', () => {
     const moduleSource = readFileSync(join(root, 'modules', 'billing', 'module.ts'), 'utf8');
     expect(moduleSource).toContain("  data: { migrations: new URL('./migrations/', import.meta.url) },\n");
     expect(moduleSource).toContain('create: ({ db, get, emit }) => {');
-    expect(readFileSync(join(root, 'modules', 'billing', 'contract.ts'), 'utf8')).not.toContain('idempotent');
+    const billingContract = readFileSync(join(root, 'modules', 'billing', 'contract.ts'), 'utf8');
+    expect(billingContract).not.toContain('idempotent');
+    // Its events record a change to its data: durable, written in the transaction that makes it (the outbox).
+    expect(billingContract).toContain("    invoiceSent: event({\n      payload: z.object({ name: z.string() }),");
+    expect(billingContract).toContain("      delivery: 'durable',\n    }),");
     // The starter module owns no data, and is generated as before.
     expect(readFileSync(join(root, 'modules', 'greeter', 'module.ts'), 'utf8')).not.toContain('data:');
 

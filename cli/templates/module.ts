@@ -120,7 +120,12 @@ export function contractFile(input: ModuleTemplateInput): string {
               `    ${name}: event({\n` +
               `      payload: z.object({ name: z.string() }),\n` +
               `      description: 'Published by ${first}; replace with what really happened.',\n` +
-              `      // A notification (at most once); delivery: 'durable' keeps it until each subscribing module handled it.\n` +
+              (input.data
+                ? // It records a change to the module's data: written to the outbox in the transaction that makes
+                  // the change, so a crash between the commit and the publish loses nothing.
+                  `      // Durable: written in the transaction that records the greeting, kept until each subscribing module handled it.\n` +
+                  `      delivery: 'durable',\n`
+                : `      // A notification (at most once); delivery: 'durable' keeps it until each subscribing module handled it.\n`) +
               `    }),\n`,
           )
           .join('')}  },\n`;
@@ -285,7 +290,7 @@ function firstHandler(input: ModuleTemplateInput, operation: string, message: st
   }
   return (
     `        ${operation}: ({ name }) =>\n` +
-    '          // One transaction: the count and the events commit together, and the events are published once it commits.\n' +
+    '          // One transaction: the count and the events (durable, so written to its outbox) commit together; keel publishes them once it commits.\n' +
     '          db.transaction(async () => {\n' +
     `            ${count}${emits('            ')}            ${answer}` +
     '          }),\n'
