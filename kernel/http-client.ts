@@ -167,8 +167,11 @@ function makeHttpCall(
       if (typeof plan.headers === 'function') {
         let given: unknown;
         try {
-          given = await untilAborted(Promise.resolve().then(plan.headers), controller.signal);
+          // Given up at the deadline itself: the grace past it waits for the gateway's own answer,
+          // and no request was sent yet.
+          given = await untilAborted(Promise.resolve().then(plan.headers), controller.signal, Math.min(timeoutMs, MAX_TIMEOUT_MS));
         } catch (cause) {
+          if (cause === TIME_UP) throw notStartedInTime(label, timeoutMs, correlationId);
           if (!controller.signal.aborted) throw cause;
           if (options.signal?.aborted) throw cancelled(label, correlationId, options.signal.reason, false);
           throw notStartedInTime(label, timeoutMs, correlationId);
@@ -228,18 +231,34 @@ function makeHttpCall(
   };
 }
 
-/** `promise`, or a rejection with the signal's reason as soon as `signal` aborts. */
-function untilAborted<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+/** What {@link untilAborted} rejects with when its time is up before `promise` settled. */
+const TIME_UP = Symbol('time up');
+
+/**
+ * `promise`, or a rejection with the signal's reason as soon as `signal` aborts, or with
+ * {@link TIME_UP} once `limitMs` passed.
+ */
+function untilAborted<T>(promise: Promise<T>, signal: AbortSignal, limitMs: number): Promise<T> {
   return new Promise<T>((resolve, reject) => {
-    const stop = (): void => reject(signal.reason);
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const stop = (): void => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
     if (signal.aborted) return stop();
     signal.addEventListener('abort', stop, { once: true });
+    timer = setTimeout(() => {
+      signal.removeEventListener('abort', stop);
+      reject(TIME_UP);
+    }, limitMs);
     promise.then(
       (value) => {
+        clearTimeout(timer);
         signal.removeEventListener('abort', stop);
         resolve(value);
       },
       (error: unknown) => {
+        clearTimeout(timer);
         signal.removeEventListener('abort', stop);
         reject(error);
       },

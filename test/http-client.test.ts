@@ -5,7 +5,7 @@
  */
 import { createServer as createHttpServer, maxHeaderSize } from 'node:http';
 import { createServer } from 'node:net';
-import { afterAll, afterEach, beforeAll, describe, expect, expectTypeOf, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, expectTypeOf, it, vi } from 'vitest';
 import { z } from 'zod';
 import { KeelError, createKernel, silentLogger, type Client, type Kernel } from 'keel';
 import { KeelErrorCode, defineContract, isKeelError, operation } from 'keel/contract';
@@ -393,6 +393,24 @@ describe('http client - fetch, headers, deadlines and call options', () => {
     const cancelled = await call;
     expect(isKeelError(cancelled, KeelErrorCode.CANCELLED)).toBe(true);
     expect(cancelled.message).toMatch(/nothing was sent/);
+    expect(recording.sent).toHaveLength(0);
+  });
+
+  it("http client - a slow headers function is given up at the deadline itself, not after the grace that waits for the gateway's answer", async () => {
+    const recording = recordingFetch();
+    const hanging = createHttpClient(store, { baseUrl, fetch: recording.fetch, headers: () => new Promise<Record<string, string>>(() => {}) });
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'Date'] });
+    try {
+      let settled: unknown;
+      void failureOf(hanging.greeting({ name: 'a' }, { timeoutMs: 100, correlationId: 'slow-token-2' })).then((error) => (settled = error));
+      await vi.advanceTimersByTimeAsync(100);
+      // Nothing was sent, so no answer is coming: the client's grace past a deadline (which waits for
+      // the gateway's own TIMEOUT answer) has nothing to wait for.
+      expect(isKeelError(settled, KeelErrorCode.TIMEOUT), String(settled)).toBe(true);
+      expect((settled as Error).message).toMatch(/deadline of 100 ms passed while the client's headers function ran/);
+    } finally {
+      vi.useRealTimers();
+    }
     expect(recording.sent).toHaveLength(0);
   });
 
