@@ -83,7 +83,9 @@ export function errorOfAnswer(
   const code = KEEL_CODE_BY_STATUS[response.status] ?? KeelErrorCode.INTERNAL;
   return new KeelError(
     code,
-    `${label} failed with HTTP ${response.status} ${response.statusText} and no keel problem body; is the base URL a keel gateway, or did a proxy answer?`,
+    // HTTP/2 has no reason phrase: statusText is then empty.
+    `${label} failed with HTTP ${response.status}${response.statusText === '' ? '' : ` ${response.statusText}`} and no keel problem body; ` +
+      'is the base URL a keel gateway, or did a proxy answer?',
     { correlationId, details: { status: response.status } },
   );
 }

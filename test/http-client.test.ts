@@ -234,6 +234,14 @@ describe('http client - against a gateway', () => {
     }
   });
 
+  it('http client - an answer with no problem body and no reason phrase (HTTP/2) is named by its status alone', async () => {
+    const bare = createHttpClient(store, { baseUrl, fetch: async () => new Response('<html>bad gateway</html>', { status: 502 }) });
+    const failure = await failureOf(bare.greeting({ name: 'x' }));
+    expect(isKeelError(failure, KeelErrorCode.INTERRUPTED)).toBe(true);
+    expect(failure.message).toContain('failed with HTTP 502 and no keel problem body');
+    expect((failure as KeelError).details).toEqual({ status: 502 });
+  });
+
   it('http client - a gateway it cannot reach is INTERRUPTED: the outcome is unknown', async () => {
     const port = await new Promise<number>((resolve) => {
       const server = createServer().listen(0, '127.0.0.1', () => {
