@@ -43,7 +43,7 @@ export function finalFailure(unknown: KeelError | undefined, last: unknown): unk
   if (NOT_PROCESSED.has(last.code)) return unknown;
   if (!refusedUnsent(last)) return last;
   return markCallError(
-    new KeelError(unknown.code, `${unknown.message} A later attempt was not sent: ${last.message}`, {
+    new KeelError(unknown.code, `${sentence(unknown.message)} A later attempt was not sent: ${last.message}`, {
       correlationId: unknown.correlationId,
       details: unknown.details,
       cause: unknown.cause,
@@ -108,12 +108,17 @@ export function overBudgetError(last: unknown, breaker: CircuitBreaker, plan: Ca
   return markCallError(
     new KeelError(
       last.code,
-      `${last.message} Not sent again: the retries to "${breaker.dependency}" are over its retry budget ` +
+      `${sentence(last.message)} Not sent again: the retries to "${breaker.dependency}" are over its retry budget ` +
         `(${Math.round(budget.ratio * 1000) / 10} % of its attempts, plus ${budget.minRetries}, in ${budget.windowMs} ms), ` +
         `because many calls to it fail: check its health (keel status), then call ${plan.label} again.`,
       { correlationId: last.correlationId, details: { ...last.details, retryBudget: 'spent' }, cause: last.cause },
     ),
   );
+}
+
+/** `message` ended as a sentence, so that another can follow it: a handler's own message may lack the stop. */
+function sentence(message: string): string {
+  return /[.!?]$/.test(message) ? message : `${message}.`;
 }
 
 /** A framework error of a call that made several attempts says how many, in its message and `details.attempts`. */

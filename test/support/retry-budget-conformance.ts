@@ -31,6 +31,8 @@ export function describeRetryBudgetConformance({ start, ledger }: RetryBudgetFix
     expect(refused.code).toBe('UNAVAILABLE');
     expect(refused.details?.['retryBudget']).toBe('spent');
     expect(refused.message).toContain('over its retry budget');
+    // The handler's message has no full stop: one is added before the sentence that follows it.
+    expect(refused.message).toContain('UNAVAILABLE on run 1 (as the test asked). Not sent again: the retries');
     expect(ledger.runs.get(second)).toBe(1);
     expect(kernel.status().circuits).toContainEqual(expect.objectContaining({ dependency: 'depot', state: 'closed', retries: 2, retriesRefused: 1 }));
     // A call that needs no retry is not refused.
