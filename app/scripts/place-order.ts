@@ -29,7 +29,7 @@ try {
   giveUp(error);
 }
 if (sku === undefined || nats === undefined) {
-  process.stderr.write('usage: KEEL_NATS_URL=nats://127.0.0.1:4222 npm run place-order -- <sku> [quantity] [customerId]\n');
+  process.stderr.write('usage: KEEL_NATS_URL=nats://127.0.0.1:14222 npm run place-order -- <sku> [quantity] [customerId]\n');
   process.exit(2);
 }
 
