@@ -500,6 +500,18 @@ describe('cli - deploy', () => {
     expect(existsSync(join(out, 'nats/gateway.env')), 'the removed group\'s credentials are removed').toBe(false);
   });
 
+  it("cli - deploy --force leaves another deployment's files in a subfolder of --out alone (--out . beside deploy/, or deploy/ holding staging/)", async () => {
+    const { out } = await deploy('topologies/single.ts');
+    // An earlier keel deploy of another topology into a folder under this one, as `--out .` finds deploy/.
+    const nested = join(out, 'staging');
+    expect((await runKeel(['deploy', 'topologies/split.ts', '--out', nested], { cwd: repository })).code).toBe(0);
+    const before = readTree(nested);
+    const forced = await runKeel(['deploy', 'topologies/single.ts', '--out', out, '--force'], { cwd: repository });
+    expect(forced.code).toBe(0);
+    expect(forced.stdout).not.toContain('removed');
+    expect(readTree(nested)).toEqual(before);
+  });
+
   it('cli - deploy explains its arguments and options', async () => {
     const { code, stdout } = await runKeel(['deploy', '--help'], { cwd: repository });
     expect(code).toBe(0);

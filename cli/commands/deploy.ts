@@ -25,20 +25,28 @@ function packageOf(root: string): { name: string; version: string } {
   }
 }
 
-/** Files under `folder` (recursively), as `/`-separated paths relative to it. */
-function filesUnder(folder: string): string[] {
-  return readdirSync(folder, { withFileTypes: true, recursive: true })
-    .filter((entry) => !entry.isDirectory())
-    .map((entry) => relative(folder, join(entry.parentPath, entry.name)).replaceAll('\\', '/'));
+/**
+ * The folders under `--out` that `keel deploy` writes files into: its root, `k8s/` and `nats/`.
+ * Only they are searched for stale files, never deeper: a subfolder may hold another
+ * deployment's files (`--out .` beside `deploy/`, or `deploy/` holding `staging/`).
+ */
+const GENERATED_FOLDERS = ['', 'k8s/', 'nats/'] as const;
+
+/** The files (not folders) directly in `folder`, none when it does not exist. */
+function filesIn(folder: string): string[] {
+  if (!existsSync(folder) || !statSync(folder).isDirectory()) return [];
+  return readdirSync(folder, { withFileTypes: true })
+    .filter((entry) => entry.isFile())
+    .map((entry) => entry.name);
 }
 
-/** Files an earlier `keel deploy` wrote under `out` that this plan no longer has (a group removed, a PDB no longer needed). */
+/** Files an earlier `keel deploy` wrote in `out`'s own folders that this plan no longer has (a group removed, a PDB no longer needed). */
 function staleGenerated(out: string, plan: readonly DeployFile[]): string[] {
   const planned = new Set(plan.map((file) => file.path));
-  return filesUnder(out).filter(
+  return GENERATED_FOLDERS.flatMap((folder) => filesIn(join(out, folder)).map((name) => `${folder}${name}`)).filter(
     (path) =>
       !planned.has(path) &&
-      (/\.ya?ml$/.test(path) || /^nats\/.*\.(env|conf)$/.test(path)) &&
+      (/\.ya?ml$/.test(path) || /^nats\/[^/]*\.(env|conf)$/.test(path)) &&
       readFileSync(join(out, path), 'utf8').startsWith(`# ${GENERATED_MARK}`),
   );
 }
