@@ -561,6 +561,15 @@ describe('cli - deploy', () => {
     const env = await runKeel(['deploy', bad, '--out', out], { cwd: repository });
     expect(env.stderr).toContain('E_TOPOLOGY');
     expect(env.stderr).toContain('processes.app.env.KEEL_NATS_URL');
+    // A name no Kubernetes API server takes as a container's variable (nor compose, for "A=B": it would set A): refused now, not at kubectl apply.
+    for (const name of ['A=B', '', 'MY VAR', '1ABC']) {
+      writeFileSync(bad, JSON.stringify({ processes: { app: { modules: shopModules, env: { [name]: 'x' } } } }));
+      const named = await runKeel(['deploy', bad, '--out', out], { cwd: repository });
+      expect(named.code, name).toBe(1);
+      expect(named.stderr, name).toContain('E_TOPOLOGY');
+      expect(named.stderr, name).toContain(`processes.app.env."${name}"`);
+      expect(existsSync(out), name).toBe(false);
+    }
     mkdirSync(out, { recursive: true });
     writeFileSync(join(out, 'file'), '');
     const file = await runKeel(['deploy', 'topologies/split.ts', '--out', join(out, 'file')], { cwd: repository });

@@ -112,6 +112,12 @@ const DNS_LABEL = /^[a-z]([-a-z0-9]*[a-z0-9])?$/;
 const IMAGE = /^[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[\w][\w.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$/;
 /** An http(s) URL with a host, and no `/v1/traces` (the SDK appends it to OTEL_EXPORTER_OTLP_ENDPOINT). */
 const OTLP_ENDPOINT = /^https?:\/\/[^/\s?#]+(\/(?!v1\/traces)[^\s?#]*)?$/;
+/**
+ * A container variable's name as every Kubernetes API server takes it (`C_IDENTIFIER` plus `-` and
+ * `.`; servers since 1.32 also take other printable characters, older ones refuse them), and with
+ * no `=`, which compose would read as the end of the name.
+ */
+const ENV_NAME = /^[-._a-zA-Z][-._a-zA-Z0-9]*$/;
 /** Variables keel sets itself in every container; a group's `env` may not set them. */
 const RESERVED_ENV = [
   'KEEL_MODULES',
@@ -214,8 +220,8 @@ export function resolveDeployOptions(options: DeployOptions): ResolvedDeployOpti
 
 /**
  * Checks what the generators need of a topology beyond its schema: names short enough for
- * Kubernetes objects, no group named like a service compose adds (`nats`, `postgres`), and no
- * group `env` that sets a variable keel sets itself. Throws `E_TOPOLOGY` naming the field.
+ * Kubernetes objects, no group named like a service compose adds (`nats`, `postgres`), no group
+ * `env` variable whose name a Kubernetes Deployment refuses, and none that keel sets itself. Throws `E_TOPOLOGY` naming the field.
  *
  * @example
  * ```ts
@@ -240,6 +246,13 @@ export function assertDeployable(topology: TopologyFile, options: ResolvedDeploy
       );
     }
     for (const key of Object.keys(group.env)) {
+      if (!ENV_NAME.test(key)) {
+        throw new CLIError(
+          CliErrorCode.E_TOPOLOGY,
+          `${options.source}: processes.${name}.env.${JSON.stringify(key)} is not a variable name a Kubernetes Deployment takes; ` +
+            'use letters, digits, "_", "-" and ".", not starting with a digit.',
+        );
+      }
       if ((RESERVED_ENV as readonly string[]).includes(key)) {
         throw new CLIError(
           CliErrorCode.E_TOPOLOGY,
