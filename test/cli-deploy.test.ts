@@ -415,6 +415,14 @@ describe('cli - deploy', () => {
     }
   });
 
+  it("cli - deploy turns off Kubernetes' service links, whose variables would collide with keel's (a Service keel-http in the namespace sets KEEL_HTTP_PORT=tcp://…)", () => {
+    for (const deployed of [topologies['per-module']!, topologies['replicated']!, topologies['single']!]) {
+      for (const [path, deployment] of kubernetesOf(deployed, '-deployment.yaml')) {
+        expect(deployment.spec.template.spec.enableServiceLinks, path).toBe(false);
+      }
+    }
+  });
+
   it('cli - deploy writes one NATS user per group into nats-server.conf and nats/<group>.env (mode 0600), the same in each group\'s Kubernetes Secret, and a .gitignore keeping them out of git', () => {
     const { out, files } = topologies['split']!;
     const config = files.get('nats/nats-server.conf')!;

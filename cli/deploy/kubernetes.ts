@@ -159,6 +159,9 @@ export function deploymentDocument(topology: TopologyFile, name: string, group: 
         spec: {
           terminationGracePeriodSeconds: DEFAULT_DEPLOY_OPTIONS.stopGraceSeconds,
           automountServiceAccountToken: false,
+          // No <SERVICE>_PORT=tcp://… variables for the namespace's Services: keel finds NATS and
+          // the database by the URLs it is given, and a Service named keel-http would set KEEL_HTTP_PORT.
+          enableServiceLinks: false,
           securityContext: { runAsNonRoot: true, runAsUser: NODE_USER_ID, runAsGroup: NODE_USER_ID, seccompProfile: { type: 'RuntimeDefault' } },
           containers: [
             {
