@@ -23,7 +23,7 @@ import {
   type TransportCallOptions,
 } from 'keel/transport';
 import { createInbox, type Msg, type MsgHdrs } from '@nats-io/transport-node';
-import type { Connection } from './connection.js';
+import { reason, type Connection } from './connection.js';
 import { messageBody } from './header-bytes.js';
 import { ReplySubscription } from './reply-subscription.js';
 import { callHeaders, sameMajor } from './headers.js';
@@ -339,7 +339,21 @@ export class Caller implements CallOwner {
     this.#settle(call);
     const { address, context } = call;
     // The common reply, a success, has no header block: nothing to decode.
-    const replyHeaders = hasNoHeaders(msg) ? undefined : msg.headers;
+    let replyHeaders: MsgHdrs | undefined;
+    try {
+      replyHeaders = hasNoHeaders(msg) ? undefined : msg.headers;
+    } catch (cause) {
+      // nats refuses the block (a key with a space, a bare line feed): no keel callee writes one.
+      // Thrown from here, it would end the nats client's socket reader, and this call would never settle.
+      call.reject(
+        new KeelError(
+          KeelErrorCode.INTERNAL,
+          `${address.contract}.${address.operation} answered with a header block nats cannot decode (${reason(cause)}); the callee does not follow the keel wire protocol.`,
+          { correlationId: context.correlationId, cause },
+        ),
+      );
+      return;
+    }
     if (replyHeaders !== undefined) {
       const label = `${address.contract}.${address.operation}`;
       if (replyHeaders.code === 503) {

@@ -8,7 +8,7 @@ import { InFlight, isGivenBack, within, type EventMetadata, type EventSubscripti
 import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
 import { headers as natsHeaders } from '@nats-io/transport-node';
 import type { Connection } from './connection.js';
-import { readEventHeaders, sameMajor } from './headers.js';
+import { readEventHeadersFrom, sameMajor } from './headers.js';
 import type { DurableConsumer, JetStream } from './jetstream.js';
 import { LogThrottle } from 'keel/transport';
 import { Header, decodeJson, headerValue } from './wire.js';
@@ -141,7 +141,7 @@ export class DurableEvents {
   async #handleDurable(state: DurableState, msg: JsMsg): Promise<void> {
     const { subscription, label } = state;
     const attempt = msg.info.deliveryCount;
-    const { version, metadata, refusal, refused } = readEventHeaders(msg.headers, attempt, subscription.contract);
+    const { version, metadata, refusal, refused } = readEventHeadersFrom(() => msg.headers, attempt, subscription.contract);
     if (refusal !== undefined) {
       // Not sent by keel: terminated without a dead letter, so that forged messages cannot fill
       // the dead-letter stream or reach the dead-letter hook.

@@ -8,7 +8,7 @@ import type { Msg, Subscription } from '@nats-io/transport-node';
 import type { Connection } from './connection.js';
 import { readEventBlock } from './event-block.js';
 import { messageBody } from './header-bytes.js';
-import { eventHeaders, readEventHeaders, sameMajor } from './headers.js';
+import { eventHeaders, readEventHeadersFrom, sameMajor } from './headers.js';
 import { LogThrottle } from 'keel/transport';
 import { messageHeaders } from './raw-headers.js';
 import { encodeJson } from './wire.js';
@@ -125,7 +125,7 @@ export class Notifications {
     const logger = this.#connection.logger;
     // keel's own blocks in one pass (event-block.ts); any other block the general way.
     const { version, metadata, refusal, refused } =
-      readEventBlock(msg, 1, subscription.contract) ?? readEventHeaders(messageHeaders(msg), 1, subscription.contract);
+      readEventBlock(msg, 1, subscription.contract) ?? readEventHeadersFrom(() => messageHeaders(msg), 1, subscription.contract);
     if (refusal !== undefined) {
       const suppressed = this.#refusedLog.take();
       if (suppressed >= 0) {

@@ -243,6 +243,29 @@ export function readEventHeaders(source: HeaderEntries | undefined, attempt: num
 }
 
 /**
+ * {@link readEventHeaders} of the headers `source` gives: nats' `msg.headers` (or raw-headers.ts's
+ * `messageHeaders`, which falls back on it). nats' decoding throws on a header block it refuses (a
+ * key with a space, a bare line feed), which no keel publisher writes, so such an event gets a
+ * `refusal`, as one without keel's headers does. Thrown from a subscription's callback instead,
+ * the error would end the nats client's socket reader (the connection hears nothing more until it
+ * is found stale), and from a durable event's handling it would be an unhandled rejection that
+ * ends the process, at every redelivery.
+ */
+export function readEventHeadersFrom(source: () => HeaderEntries | undefined, attempt: number, owner: string): EventHeaders {
+  let entries: HeaderEntries | undefined;
+  try {
+    entries = source();
+  } catch (error) {
+    const problem = error instanceof Error ? error.message : String(error);
+    return {
+      ...readEventHeaders(undefined, attempt, owner),
+      refusal: `a header block nats cannot decode (${headerValue(problem, 200)}). keel sends its headers as \`Key: value\` lines (docs/wire-protocol.md, "Events").`,
+    };
+  }
+  return readEventHeaders(entries, attempt, owner);
+}
+
+/**
  * An event's {@link EventHeaders} from the values read: `readEventHeaders` above, and
  * event-block.ts for a block in the exact form keel writes (there `refusal` is `undefined`: the
  * block passed every check `eventRefusal` makes). The traceparent is kept when well-formed; the

@@ -1,0 +1,197 @@
+/**
+ * A hostile or sloppy foreign NATS client against a keel process: header blocks the nats client
+ * cannot decode, on a notification, a durable event and a reply, written as raw `HPUB`s (no NATS
+ * client writes them, but any socket can). Each must be refused where it lands, with the process
+ * still reading its connection afterwards: nats.js runs subscription callbacks inside its socket
+ * reader, so a callback that throws ends the reader ("reader closed") and the connection goes
+ * deaf until it is found stale minutes later; an async handler that rejects unhandled ends the
+ * process.
+ */
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { connect as connectTcp, type Socket } from 'node:net';
+import { once } from 'node:events';
+import { jetstreamManager } from '@nats-io/jetstream';
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import { z } from 'zod';
+import { createKernel, defineContract, defineModule, event, operation, silentLogger, type Kernel, type Logger, type Transport } from 'keel';
+import { createNatsTransport } from 'keel/nats';
+import { startNatsServer, type NatsServer } from './support/nats-server.js';
+import { keelEventHeaders, natsHeaders } from './support/keel-headers.js';
+
+const orders = defineContract({
+  name: 'orders',
+  version: '1.0.0',
+  operations: { noop: operation({ input: z.object({}), output: z.object({}) }) },
+  events: {
+    orderCancelled: event({ payload: z.object({ orderId: z.string() }) }),
+    refundIssued: event({ payload: z.object({ orderId: z.string() }), delivery: 'durable' }),
+  },
+});
+
+const inventory = defineContract({
+  name: 'inventory',
+  version: '1.0.0',
+  operations: { onHand: operation({ input: z.object({ sku: z.string() }), output: z.object({ onHand: z.number() }) }) },
+});
+
+/** A module keel calls but does not serve: the test's raw socket answers for it. */
+const pricing = defineContract({
+  name: 'pricing',
+  version: '1.0.0',
+  operations: { quote: operation({ input: z.object({ sku: z.string() }), output: z.object({ cents: z.number() }) }) },
+});
+
+const handled: string[] = [];
+const modules = [
+  defineModule({ contract: orders, create: () => ({ handlers: { noop: () => ({}) } }) }),
+  defineModule({
+    contract: inventory,
+    subscribesTo: [orders],
+    create: () => ({
+      handlers: { onHand: () => ({ onHand: 7 }) },
+      events: {
+        orders: {
+          orderCancelled: ({ orderId }) => void handled.push(`orderCancelled:${orderId}`),
+          refundIssued: ({ orderId }) => void handled.push(`refundIssued:${orderId}`),
+        },
+      },
+    }),
+  }),
+];
+
+interface LogLine {
+  readonly level: string;
+  readonly message: string;
+  readonly record: Record<string, unknown>;
+}
+
+function capturingLogger(lines: LogLine[]): Logger {
+  const at = (level: string) => (record: Record<string, unknown>, message: string) => void lines.push({ level, message, record });
+  const logger: Logger = { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error'), child: () => logger };
+  return logger;
+}
+
+const encoder = new TextEncoder();
+const json = (value: unknown): Uint8Array => encoder.encode(JSON.stringify(value));
+
+/** keel's five event headers as a block, with a line nats refuses to decode (a key with a space). */
+function undecodableEventBlock(id: string): Buffer {
+  const lines = Object.entries(keelEventHeaders('orders', id)).map(([key, value]) => `${key}: ${value}\r\n`);
+  return Buffer.from(`NATS/1.0\r\n${lines.join('')}Bad Key: x\r\n\r\n`, 'latin1');
+}
+
+describe('nats - a foreign client sends header blocks nats cannot decode', () => {
+  let server: NatsServer;
+  let transport: Transport;
+  let kernel: Kernel;
+  let nc: NatsConnection;
+  let raw: Socket;
+  const lines: LogLine[] = [];
+  const unhandled: unknown[] = [];
+  const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
+
+  /** Publishes `body` on `subject` with `block` as its header block, as a raw HPUB, and waits for the server's PONG. */
+  const hpub = async (subject: string, block: Buffer, body: Uint8Array, reply = ''): Promise<void> => {
+    raw.write(
+      Buffer.concat([
+        Buffer.from(`HPUB ${subject} ${reply === '' ? '' : `${reply} `}${block.length} ${block.length + body.length}\r\n`),
+        block,
+        body,
+        Buffer.from('\r\nPING\r\n'),
+      ]),
+    );
+  };
+  const onHand = async (): Promise<unknown> =>
+    (await nc.request('keel.inventory.onHand', json({ sku: 'a' }), { headers: natsHeaders({ 'Keel-Contract-Version': '1.0.0' }), timeout: 5_000 })).json();
+
+  beforeAll(async () => {
+    process.on('unhandledRejection', onUnhandled);
+    server = await startNatsServer();
+    transport = await createNatsTransport({ servers: server.url, logger: capturingLogger(lines) });
+    kernel = createKernel({ modules, contracts: [pricing], topology: { transport }, logger: silentLogger });
+    await kernel.start();
+    nc = await connect({ servers: server.url });
+    raw = connectTcp(server.port, '127.0.0.1');
+    await once(raw, 'connect');
+    raw.write('CONNECT {"verbose":false,"pedantic":false,"headers":true,"protocol":1}\r\n');
+  });
+
+  afterAll(async () => {
+    process.off('unhandledRejection', onUnhandled);
+    raw?.destroy();
+    await nc?.close();
+    await kernel?.stop();
+    await transport?.close();
+    await server?.stop();
+  });
+
+  it('nats - drops a notification event whose header block nats cannot decode, with one warn line, and keeps reading: the next event is handled, a call answered', async () => {
+    await hpub('keel.orders.events.orderCancelled', undecodableEventBlock('undecodable'), json({ orderId: 'undecodable' }));
+    nc.publish('keel.orders.events.orderCancelled', json({ orderId: 'after' }), { headers: natsHeaders(keelEventHeaders('orders', 'after')) });
+    await vi.waitFor(() => expect(handled).toContain('orderCancelled:after'), { timeout: 10_000, interval: 20 });
+    expect(handled).not.toContain('orderCancelled:undecodable');
+    expect(await onHand()).toEqual({ onHand: 7 });
+    const dropped = lines.filter((line) => line.level === 'warn' && line.message.startsWith('dropped events without keel headers'));
+    expect(dropped).toHaveLength(1);
+    expect(String(dropped[0]?.record['problem'])).toMatch(/header block nats cannot decode/);
+  });
+
+  it('nats - terminates a durable event whose header block nats cannot decode, without handling or dead-lettering it; the process lives on and handles the next one', async () => {
+    const acked = `_INBOX.hostile.${Date.now()}`;
+    const stored = new Promise<string>((resolve) => nc.subscribe(acked, { max: 1, callback: (_error, msg) => resolve(msg.string()) }));
+    await nc.flush();
+    await hpub('keel.orders.durable.refundIssued', undecodableEventBlock('undecodable-refund'), json({ orderId: 'undecodable-refund' }), acked);
+    expect(await stored).toContain('"stream":"keel_orders"');
+    const js = (await import('@nats-io/jetstream')).jetstream(nc);
+    await js.publish('keel.orders.durable.refundIssued', json({ orderId: 'real-refund' }), { headers: natsHeaders(keelEventHeaders('orders', 'real-refund')) });
+    await vi.waitFor(() => expect(handled).toContain('refundIssued:real-refund'), { timeout: 10_000, interval: 20 });
+    const jsm = await jetstreamManager(nc);
+    await vi.waitFor(
+      async () => {
+        const info = await jsm.consumers.info('keel_orders', 'inventory__refundIssued');
+        expect({ pending: info.num_pending, unacknowledged: info.num_ack_pending }).toEqual({ pending: 0, unacknowledged: 0 });
+      },
+      { timeout: 10_000, interval: 50 },
+    );
+    expect(handled).not.toContain('refundIssued:undecodable-refund');
+    expect((await jsm.streams.info('keel__dead-letters')).state.messages).toBe(0);
+    expect(unhandled).toEqual([]);
+    const terminated = lines.filter((line) => line.level === 'warn' && line.message.startsWith('terminated durable events without keel headers'));
+    expect(terminated).toHaveLength(1);
+    expect(String(terminated[0]?.record['problem'])).toMatch(/header block nats cannot decode/);
+  });
+
+  it('nats - a call answered with a header block nats cannot decode fails INTERNAL at once, naming it, and the next call is answered', async () => {
+    // The raw socket stands in for a sloppy foreign pricing service: the first reply's block is
+    // undecodable, the second a plain success.
+    let answered = 0;
+    const service = connectTcp(server.port, '127.0.0.1');
+    await once(service, 'connect');
+    service.write('CONNECT {"verbose":false,"pedantic":false,"headers":true,"protocol":1}\r\nSUB keel.pricing.quote 1\r\nPING\r\n');
+    await new Promise<void>((resolve) => service.once('data', () => resolve()));
+    service.on('data', (chunk: Buffer) => {
+      for (const match of chunk.toString('latin1').matchAll(/HMSG keel\.pricing\.quote 1 (\S+) \d+ \d+\r\n/g)) {
+        const reply = match[1] as string;
+        const body = Buffer.from('{"cents":100}');
+        answered += 1;
+        if (answered === 1) {
+          const block = Buffer.from('NATS/1.0\r\nBad Key: x\r\n\r\n', 'latin1');
+          service.write(Buffer.concat([Buffer.from(`HPUB ${reply} ${block.length} ${block.length + body.length}\r\n`), block, body, Buffer.from('\r\n')]));
+        } else {
+          service.write(Buffer.concat([Buffer.from(`PUB ${reply} ${body.length}\r\n`), body, Buffer.from('\r\n')]));
+        }
+      }
+    });
+    try {
+      const client = kernel.client(pricing);
+      const started = Date.now();
+      const failure = await client.quote({ sku: 'a' }, { timeoutMs: 5_000, retry: false }).then(() => undefined, (error: unknown) => error);
+      expect(failure).toMatchObject({ code: 'INTERNAL', message: expect.stringMatching(/header block/) });
+      expect(Date.now() - started).toBeLessThan(4_000);
+      expect(await client.quote({ sku: 'a' }, { timeoutMs: 5_000 })).toEqual({ cents: 100 });
+      expect(await onHand()).toEqual({ onHand: 7 });
+    } finally {
+      service.destroy();
+    }
+  });
+});
