@@ -10,13 +10,17 @@
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { connect as connectTcp, type Socket } from 'node:net';
 import { once } from 'node:events';
-import { jetstreamManager } from '@nats-io/jetstream';
+import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import { z } from 'zod';
 import { createKernel, defineContract, defineModule, event, operation, silentLogger, type Kernel, type Logger, type Transport } from 'keel';
 import { createNatsTransport } from 'keel/nats';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
 import { keelEventHeaders, natsHeaders } from './support/keel-headers.js';
+import { natsAuthorization, natsUsers, type NatsUser } from '../cli/deploy/nats-config.js';
+import { NATS_CLIENT_USER } from '../cli/deploy/nats-permissions.js';
+import { parseTopology } from '../cli/topology.js';
+import { modules as shopModules } from '../modules/index.js';
 
 const orders = defineContract({
   name: 'orders',
@@ -142,7 +146,7 @@ describe('nats - a foreign client sends header blocks nats cannot decode', () =>
     await nc.flush();
     await hpub('keel.orders.durable.refundIssued', undecodableEventBlock('undecodable-refund'), json({ orderId: 'undecodable-refund' }), acked);
     expect(await stored).toContain('"stream":"keel_orders"');
-    const js = (await import('@nats-io/jetstream')).jetstream(nc);
+    const js = jetstream(nc);
     await js.publish('keel.orders.durable.refundIssued', json({ orderId: 'real-refund' }), { headers: natsHeaders(keelEventHeaders('orders', 'real-refund')) });
     await vi.waitFor(() => expect(handled).toContain('refundIssued:real-refund'), { timeout: 10_000, interval: 20 });
     const jsm = await jetstreamManager(nc);
@@ -193,5 +197,74 @@ describe('nats - a foreign client sends header blocks nats cannot decode', () =>
     } finally {
       service.destroy();
     }
+  });
+});
+
+describe('nats - a caller names a JetStream API subject as its reply subject, under the generated permissions', () => {
+  // The shop, one process per module, locked down as keel deploy and keel up lock it.
+  const names = shopModules.map((module) => module.name as string);
+  const users = natsUsers(parseTopology({ processes: Object.fromEntries(names.map((name) => [name, { modules: [name] }])) }, names, 'per-module'), shopModules);
+  const userOf = (name: string): NatsUser => users.find((user) => user.user === name) as NatsUser;
+  /** catalog's subjects, served by keel as catalog's user: a stand-in for the shop's catalog, which needs a database. */
+  const catalog = defineContract({
+    name: 'catalog',
+    version: '3.0.0',
+    operations: { getProduct: operation({ input: z.object({ sku: z.string() }), output: z.object({ sku: z.string() }) }) },
+  });
+  let server: NatsServer;
+  let transport: Transport;
+  let kernel: Kernel;
+  const connections: NatsConnection[] = [];
+  const lines: LogLine[] = [];
+  const as = async (user: NatsUser): Promise<NatsConnection> => {
+    const connection = await connect({ servers: server.url, user: user.user, pass: user.password, inboxPrefix: user.inboxPrefix, reconnect: false });
+    connections.push(connection);
+    return connection;
+  };
+
+  beforeAll(async () => {
+    server = await startNatsServer({ extraConfig: natsAuthorization(users) });
+    const user = userOf('catalog');
+    transport = await createNatsTransport({ servers: server.url, user: user.user, password: user.password, inboxPrefix: user.inboxPrefix, logger: capturingLogger(lines) });
+    kernel = createKernel({
+      modules: [defineModule({ contract: catalog, create: () => ({ handlers: { getProduct: ({ sku }) => ({ sku }) } }) })],
+      topology: { transport },
+      logger: silentLogger,
+    });
+    await kernel.start();
+  });
+
+  afterAll(async () => {
+    for (const connection of connections) await connection.close();
+    await kernel?.stop();
+    await transport?.close();
+    await server?.stop();
+  });
+
+  it("nats - keel answers no call nor $SRV question on a reply subject in $JS.API: the client user, refused a purge of orders' stream, cannot have catalog send it", async () => {
+    // orders' stream holds two durable events, stored as orders' user.
+    const orders = await as(userOf('orders'));
+    const jsm = await jetstreamManager(orders);
+    await jsm.streams.add({ name: 'keel_orders', subjects: ['keel.orders.durable.>'] });
+    await jetstream(orders).publish('keel.orders.durable.orderPlaced', json({}));
+    await jetstream(orders).publish('keel.orders.durable.orderPlaced', json({}));
+    const stored = async (): Promise<number> => (await jsm.streams.info('keel_orders')).state.messages;
+    expect(await stored()).toBe(2);
+
+    const client = await as(userOf(NATS_CLIENT_USER));
+    const purge = '$JS.API.STREAM.PURGE.keel_orders';
+    await expect(client.request(purge, '{}', { timeout: 2_000 })).rejects.toThrow(/Permissions Violation for Publish/);
+    client.publish('$SRV.PING', '', { reply: purge });
+    client.publish('keel.catalog.getProduct', json({ sku: 'x' }), { reply: purge, headers: natsHeaders({ 'Keel-Contract-Version': '3.0.0' }) });
+    // catalog's answers to the same questions from the client's inbox, after the two above on the same connections.
+    const ping = await client.request('$SRV.PING.catalog', '', { timeout: 5_000 });
+    expect(ping.json()).toMatchObject({ name: 'catalog' });
+    const answer = await client.request('keel.catalog.getProduct', json({ sku: 'y' }), { headers: natsHeaders({ 'Keel-Contract-Version': '3.0.0' }), timeout: 5_000 });
+    expect(answer.json()).toEqual({ sku: 'y' });
+    await orders.flush();
+    expect(await stored()).toBe(2);
+    const dropped = lines.filter((line) => line.level === 'warn' && line.message.startsWith('dropped requests whose reply subject is a reserved NATS subject'));
+    expect(dropped).toHaveLength(1);
+    expect(dropped[0]?.record).toMatchObject({ module: 'catalog', operation: 'getProduct', reply: purge });
   });
 });

@@ -33,6 +33,8 @@ import { Cancellations } from './cancellations.js';
 
 /** A cancel's body is a reply subject: one longer than this is not one keel's callers write, and is ignored. */
 const MAX_REPLY_SUBJECT = 1_024;
+/** `$`: the first character of NATS's reserved subjects (the JetStream API, `$SRV`, `$SYS`), never of an inbox. */
+const DOLLAR = 36;
 import { Header, encodeJson, headerValue, serviceErrorCode } from './wire.js';
 
 /** A module served on NATS. */
@@ -188,6 +190,7 @@ function jsonSchemaOf(schema: z.ZodType, io: 'input' | 'output'): string {
 export class Responder {
   readonly #connection: Connection;
   readonly #noReplyLog = new LogThrottle();
+  readonly #reservedReplyLog = new LogThrottle();
 
   constructor(connection: Connection) {
     this.#connection = connection;
@@ -266,6 +269,16 @@ export class Responder {
     }
   }
 
+  #reservedReply(endpoint: Endpoint, reply: string): void {
+    const suppressed = this.#reservedReplyLog.take();
+    if (suppressed >= 0) {
+      this.#connection.logger.warn(
+        { ...endpoint.logFields, reply: headerValue(reply, 128), suppressed },
+        'dropped requests whose reply subject is a reserved NATS subject ($…), never an inbox (at most one line per 10 s; suppressed: how many since the last line)',
+      );
+    }
+  }
+
   #onRequest(endpoint: Endpoint, error: Error | null, msg: Msg): void {
     const startedAt = performance.now();
     const { served, operation, target } = endpoint;
@@ -286,6 +299,15 @@ export class Responder {
           'dropped requests without a reply subject (at most one line per 10 s; suppressed: how many since the last line)',
         );
       }
+      return;
+    }
+    if (msg.reply.charCodeAt(0) === DOLLAR) {
+      // A reply subject among NATS's reserved ones (`$JS.API.…`, `$SRV.…`, `$SYS.…`) is no
+      // caller's inbox. Answering there would publish into the JetStream or system API with this
+      // process's right to answer the requests it receives (allow_responses), which NATS grants
+      // whatever its allow lists say: a caller refused `$JS.API.STREAM.PURGE.keel_orders` could
+      // have any module it may call purge that stream. Dropped unhandled, as without a reply subject.
+      this.#reservedReply(endpoint, msg.reply);
       return;
     }
     served.inFlight.begin();

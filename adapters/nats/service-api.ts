@@ -115,7 +115,9 @@ export class ServiceApi {
               onError(error, subject);
               return;
             }
-            if (msg.reply === undefined || msg.reply === '') return;
+            // A reply subject among NATS's reserved ones ($JS.API…) is no inbox: answering there
+            // would publish into the JetStream API with this process's right to answer (responder.ts).
+            if (msg.reply === undefined || msg.reply === '' || msg.reply.startsWith('$')) return;
             try {
               msg.respond(verb === 'PING' ? this.#ping : verb === 'INFO' ? this.#info : JSON.stringify(this.stats()));
             } catch (failure) {
