@@ -165,6 +165,22 @@ describe('nats - a foreign client sends header blocks nats cannot decode', () =>
     expect(String(terminated[0]?.record['problem'])).toMatch(/header block nats cannot decode/);
   });
 
+  it("nats - dead-letters an invalid durable event that carries JetStream's publish conditions (Nats-Expected-Stream): the letter is stored, without them", async () => {
+    const jsm = await jetstreamManager(nc);
+    const letters = async (): Promise<number> => (await jsm.streams.info('keel__dead-letters')).state.messages;
+    const before = await letters();
+    // The original meets its condition on keel_orders; a copy of it would fail on the dead-letter stream.
+    await nc.request('keel.orders.durable.refundIssued', encoder.encode('{not json'), {
+      headers: natsHeaders({ ...keelEventHeaders('orders', 'expected-stream'), 'Nats-Expected-Stream': 'keel_orders' }),
+      timeout: 5_000,
+    });
+    await vi.waitFor(async () => expect(await letters()).toBe(before + 1), { timeout: 10_000, interval: 50 });
+    const letter = await jsm.streams.getMessage('keel__dead-letters', { last_by_subj: 'keel._dead-letter.inventory.orders.refundIssued' });
+    expect(letter?.header.get('Keel-Event-Id')).toBe('expected-stream');
+    expect(letter?.header.get('Nats-Expected-Stream')).toBe('');
+    expect(lines.filter((line) => line.message.startsWith('could not store a dead letter'))).toEqual([]);
+  });
+
   it('nats - a call answered with a header block nats cannot decode fails INTERNAL at once, naming it, and the next call is answered', async () => {
     // The raw socket stands in for a sloppy foreign pricing service: the first reply's block is
     // undecodable, the second a plain success.

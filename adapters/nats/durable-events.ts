@@ -21,6 +21,9 @@ import { Header, decodeJson, headerValue } from './wire.js';
  */
 const PULL_EXPIRES_MS = 5_000;
 
+/** The prefix of the headers JetStream reads (lower case): none is copied onto a dead letter. */
+const NATS_HEADER = 'nats-';
+
 /** A durable subscription's running state. */
 interface DurableState extends DurableConsumer {
   readonly inFlight: InFlight;
@@ -216,7 +219,10 @@ export class DurableEvents {
     const letterHeaders = natsHeaders();
     if (msg.headers !== undefined) {
       for (const [key, values] of msg.headers) {
-        if (key === Header.MESSAGE_ID) continue;
+        // JetStream's own headers stay behind: Nats-Msg-Id, and the publish conditions
+        // (Nats-Expected-Stream, -Last-Sequence, …), which the original met on its own stream and
+        // the letter would fail on the dead-letter stream, so that it would never be stored.
+        if (key.length >= NATS_HEADER.length && key.slice(0, NATS_HEADER.length).toLowerCase() === NATS_HEADER) continue;
         for (const value of values) letterHeaders.append(key, value);
       }
     }
