@@ -181,6 +181,23 @@ describe('nats - a foreign client sends header blocks nats cannot decode', () =>
     expect(lines.filter((line) => line.message.startsWith('could not store a dead letter'))).toEqual([]);
   });
 
+  it('nats - refuses a Keel-Deadline past Number.MAX_SAFE_INTEGER and a Keel-Timeout-Ms past the longest timer with INVALID_INPUT naming the header, and serves the bounds', async () => {
+    const ask = (values: Record<string, string>) =>
+      nc.request('keel.inventory.onHand', json({ sku: 'a' }), { headers: natsHeaders({ 'Keel-Contract-Version': '1.0.0', ...values }), timeout: 5_000 });
+    for (const [header, value] of [
+      ['Keel-Deadline', '9999999999999999'],
+      ['Keel-Deadline', '9'.repeat(400)],
+      ['Keel-Timeout-Ms', '2147483648'],
+      ['Keel-Timeout-Ms', '99999999999999999999'],
+    ] as const) {
+      const reply = await ask({ [header]: value });
+      expect(reply.headers?.get('Nats-Service-Error-Code'), `${header} ${value.length} digits`).toBe('400');
+      expect(reply.json()).toMatchObject({ code: 'INVALID_INPUT', message: expect.stringContaining(`header ${header}`) });
+    }
+    expect((await ask({ 'Keel-Deadline': String(Number.MAX_SAFE_INTEGER) })).json()).toEqual({ onHand: 7 });
+    expect((await ask({ 'Keel-Timeout-Ms': '2147483647' })).json()).toEqual({ onHand: 7 });
+  });
+
   it('nats - a call answered with a header block nats cannot decode fails INTERNAL at once, naming it, and the next call is answered', async () => {
     // The raw socket stands in for a sloppy foreign pricing service: the first reply's block is
     // undecodable, the second a plain success.

@@ -6,6 +6,7 @@
 import { KeelError, KeelErrorCode, type CallContext } from 'keel';
 import {
   EXTERNAL_CALLER,
+  MAX_TIMEOUT_MS,
   isIdempotencyKey,
   isTraceparent,
   majorOf,
@@ -125,12 +126,17 @@ export function readRequestHeaders(
   }
   // The clock is read only for a deadline relative to now: keel's callers send an absolute one.
   let end: number;
+  // Bounded: a deadline past Number.MAX_SAFE_INTEGER (16 digits and more; Infinity for 309) is
+  // beyond what a database stores as a timestamp, and the idempotency key or row that records it
+  // failed INTERNAL; a timeout, as the kernel's own timeoutMs, fits a timer.
   if (deadline !== undefined) {
-    if (!INTEGER_PATTERN.test(deadline)) refuse(target, correlationId, `header ${Header.DEADLINE} "${deadline}" is not epoch milliseconds.`);
+    if (!INTEGER_PATTERN.test(deadline) || Number(deadline) > Number.MAX_SAFE_INTEGER) {
+      refuse(target, correlationId, `header ${Header.DEADLINE} "${headerValue(deadline, 64)}" is not epoch milliseconds.`);
+    }
     end = Number(deadline);
   } else if (timeout !== undefined) {
-    if (!INTEGER_PATTERN.test(timeout) || Number(timeout) <= 0) {
-      refuse(target, correlationId, `header ${Header.TIMEOUT_MS} "${timeout}" is not a positive number of milliseconds.`);
+    if (!INTEGER_PATTERN.test(timeout) || Number(timeout) <= 0 || Number(timeout) > MAX_TIMEOUT_MS) {
+      refuse(target, correlationId, `header ${Header.TIMEOUT_MS} "${headerValue(timeout, 64)}" is not a positive number of milliseconds of at most ${MAX_TIMEOUT_MS}.`);
     }
     end = Date.now() + Number(timeout);
   } else {
