@@ -12,9 +12,10 @@
  *
  * It answers only for a block that raw-headers.ts and `readEventHeaders` would accept as they are:
  * every value visible ASCII, with no space at either end (so that nats' trimming changes nothing),
- * the publisher the event's owner, the version semver, the time at most 15 digits (a number read
- * digit by digit is then exactly `Number()` of it). Anything else, a refusal included, is
- * `undefined`, and the caller reads the block the general way, which gives the same answer.
+ * the publisher the event's owner, the version semver, the event id at most `MAX_EVENT_ID`
+ * characters, the time at most 15 digits (a number read digit by digit is then exactly `Number()`
+ * of it). Anything else, a refusal included, is `undefined`, and the caller reads the block the
+ * general way, which gives the same answer.
  */
 import type { Msg } from '@nats-io/transport-node';
 import {
@@ -34,7 +35,7 @@ import {
   valueEnd,
   versionStart,
 } from './header-bytes.js';
-import { eventHeadersOf, type EventHeaders } from './headers.js';
+import { MAX_EVENT_ID, eventHeadersOf, type EventHeaders } from './headers.js';
 import { Header } from './wire.js';
 
 const ID_KEY = bytesOf(`${Header.EVENT_ID}: `);
@@ -130,6 +131,8 @@ function eventFrom(
   attempt: number,
   owner: string,
 ): EventHeaders | undefined {
+  // An id longer than readEventHeaders takes is its refusal to make.
+  if (idEnd - idStart > MAX_EVENT_ID) return undefined;
   const atEnd = digitsEnd(bytes, atStart, length);
   if (atEnd < 0) return undefined;
   const publishedAt = digitsValue(bytes, atStart, atEnd);

@@ -122,7 +122,7 @@ export function readRequestHeaders(
     refuse(target, correlationId, `header ${Header.CONTRACT_VERSION} is missing; send the semver of the contract you were built against.`);
   }
   if (!VERSION_PATTERN.test(version)) {
-    refuse(target, correlationId, `header ${Header.CONTRACT_VERSION} "${version}" is not a semver version such as 1.0.0.`);
+    refuse(target, correlationId, `header ${Header.CONTRACT_VERSION} "${headerValue(version, 64)}" is not a semver version such as 1.0.0.`);
   }
   // The clock is read only for a deadline relative to now: keel's callers send an absolute one.
   let end: number;
@@ -304,6 +304,13 @@ export function eventHeadersOf(
   return { version, metadata: { ...metadata, principal: who }, refusal };
 }
 
+/**
+ * The longest `Keel-Event-Id` taken (keel writes a UUID, 36): a subscriber that owns data keys its
+ * inbox by it, and PostgreSQL's index refuses a row past about 8 kB, so a longer id failed every
+ * attempt to handle the event before it was dead-lettered.
+ */
+export const MAX_EVENT_ID = 255;
+
 /** The problems of an event's keel headers, in one sentence, or `undefined` when there are none. */
 function eventRefusal(
   version: string | undefined,
@@ -314,7 +321,15 @@ function eventRefusal(
   atValid: boolean,
   owner: string,
 ): string | undefined {
-  if (version !== undefined && id !== undefined && correlationId !== undefined && publisher === owner && atValid && isVersion(version)) {
+  if (
+    version !== undefined &&
+    id !== undefined &&
+    id.length <= MAX_EVENT_ID &&
+    correlationId !== undefined &&
+    publisher === owner &&
+    atValid &&
+    isVersion(version)
+  ) {
     return undefined;
   }
   const missing = (
@@ -331,6 +346,7 @@ function eventRefusal(
   const problems: string[] = [];
   if (missing.length > 0) problems.push(`missing ${missing.join(', ')}`);
   if (version !== undefined && !VERSION_PATTERN.test(version)) problems.push(`${Header.CONTRACT_VERSION} "${headerValue(version, 64)}" is not a semver version`);
+  if (id !== undefined && id.length > MAX_EVENT_ID) problems.push(`${Header.EVENT_ID} is longer than ${MAX_EVENT_ID} characters`);
   if (publishedAt !== undefined && !atValid) problems.push(`${Header.PUBLISHED_AT} "${headerValue(publishedAt, 64)}" is not epoch milliseconds`);
   if (publisher !== undefined && publisher !== owner) {
     problems.push(`${Header.PUBLISHER} "${headerValue(publisher, 64)}" is not "${owner}", the module that owns the event`);
