@@ -415,6 +415,16 @@ describe('cli - deploy', () => {
     }
   });
 
+  it('cli - deploy pauses a gateway pod 5 s before SIGTERM (preStop), inside its grace period, so its Service stops sending to it first; other groups have no pause', () => {
+    const deployed = topologies['replicated']!;
+    const gateway = yamlOf(deployed, 'k8s/gateway-deployment.yaml').spec.template.spec;
+    expect(deployed.files.has('k8s/gateway-service.yaml')).toBe(true);
+    expect(gateway.containers[0].lifecycle).toEqual({ preStop: { exec: { command: ['sleep', '5'] } } });
+    const other = yamlOf(deployed, 'k8s/orders-deployment.yaml').spec.template.spec;
+    expect(other.containers[0].lifecycle).toBeUndefined();
+    expect(gateway.terminationGracePeriodSeconds).toBe(other.terminationGracePeriodSeconds + 5);
+  });
+
   it("cli - deploy turns off Kubernetes' service links, whose variables would collide with keel's (a Service keel-http in the namespace sets KEEL_HTTP_PORT=tcp://…)", () => {
     for (const deployed of [topologies['per-module']!, topologies['replicated']!, topologies['single']!]) {
       for (const [path, deployment] of kubernetesOf(deployed, '-deployment.yaml')) {

@@ -157,7 +157,8 @@ export function deploymentDocument(topology: TopologyFile, name: string, group: 
       template: {
         metadata: { labels: labelsOf(options, name) },
         spec: {
-          terminationGracePeriodSeconds: DEFAULT_DEPLOY_OPTIONS.stopGraceSeconds,
+          // A gateway's pause before SIGTERM counts against the grace period too.
+          terminationGracePeriodSeconds: DEFAULT_DEPLOY_OPTIONS.stopGraceSeconds + (isGateway(group) ? DEFAULT_DEPLOY_OPTIONS.preStopSeconds : 0),
           automountServiceAccountToken: false,
           // No <SERVICE>_PORT=tcp://… variables for the namespace's Services: keel finds NATS and
           // the database by the URLs it is given, and a Service named keel-http would set KEEL_HTTP_PORT.
@@ -174,6 +175,9 @@ export function deploymentDocument(topology: TopologyFile, name: string, group: 
               startupProbe: probe('/healthz', { periodSeconds: 2, failureThreshold: 30 }),
               readinessProbe: probe('/readyz', { periodSeconds: 5, failureThreshold: 2 }),
               livenessProbe: probe('/healthz', { periodSeconds: 10, failureThreshold: 3 }),
+              // The gateway keeps serving while its Service's endpoints drop it, before SIGTERM reaches keel
+              // (an exec of the image's sleep: the lifecycle sleep action needs Kubernetes 1.30 or later).
+              ...(isGateway(group) ? { lifecycle: { preStop: { exec: { command: ['sleep', String(DEFAULT_DEPLOY_OPTIONS.preStopSeconds)] } } } } : {}),
               resources: {
                 requests: { ...DEFAULT_RESOURCES.requests },
                 limits: { ...DEFAULT_RESOURCES.limits },

@@ -92,6 +92,12 @@ export const DEFAULT_DEPLOY_OPTIONS = {
    * its work before it is killed.
    */
   stopGraceSeconds: Math.ceil((DEFAULT_KERNEL_OPTIONS.drainTimeoutMs + DEFAULT_NATS_TRANSPORT_OPTIONS.drainTimeoutMs) / 1000) + 15,
+  /**
+   * A gateway pod's preStop pause: Kubernetes takes a terminating pod out of its Service's
+   * endpoints while it signals it, so for a moment requests still arrive after SIGTERM, which the
+   * gateway refuses once it stops accepting. The pause keeps it serving until they stop coming.
+   */
+  preStopSeconds: 5,
   natsImage: 'nats:2.10-alpine',
   /** The service name the official NATS Helm chart creates (release `nats`), and compose's NATS service. */
   natsUrl: 'nats://nats:4222',
