@@ -233,6 +233,62 @@ describe('nats - a foreign client sends header blocks nats cannot decode', () =>
   });
 });
 
+describe("nats - an error escaping keel's handling of a message (here, a logger that throws) neither deafens the connection nor ends the process", () => {
+  let server: NatsServer;
+  let transport: Transport;
+  let kernel: Kernel;
+  let nc: NatsConnection;
+  const lines: LogLine[] = [];
+  const unhandled: unknown[] = [];
+  const onUnhandled = (reason: unknown): void => void unhandled.push(reason);
+
+  beforeAll(async () => {
+    process.on('unhandledRejection', onUnhandled);
+    server = await startNatsServer();
+    // Its warn throws: the refusal of an event without keel's headers logs at warn, inside the
+    // subscription's callback (a notification) and inside the async handling (a durable event).
+    const recorded = capturingLogger(lines);
+    const throwing: Logger = {
+      ...recorded,
+      warn: () => {
+        throw new Error('the logger broke');
+      },
+      child: () => throwing,
+    };
+    transport = await createNatsTransport({ servers: server.url, logger: throwing });
+    kernel = createKernel({ modules, logger: silentLogger, topology: { transport } });
+    await kernel.start();
+    nc = await connect({ servers: server.url });
+  });
+
+  afterAll(async () => {
+    process.off('unhandledRejection', onUnhandled);
+    await nc?.close();
+    await kernel?.stop();
+    await transport?.close();
+    await server?.stop();
+  });
+
+  it('nats - a notification whose refusal throws is dropped with one error line, and the next event is handled', async () => {
+    nc.publish('keel.orders.events.orderCancelled', json({ orderId: 'guard-bare' }));
+    nc.publish('keel.orders.events.orderCancelled', json({ orderId: 'guard-after' }), { headers: natsHeaders(keelEventHeaders('orders', 'guard-after')) });
+    await vi.waitFor(() => expect(handled).toContain('orderCancelled:guard-after'), { timeout: 10_000, interval: 20 });
+    const escaped = lines.filter((line) => line.level === 'error' && line.message.startsWith('an error escaped the handling of a NATS message'));
+    expect(escaped).toHaveLength(1);
+    expect(escaped[0]?.record).toMatchObject({ event: 'orders.orderCancelled', subscriber: 'inventory' });
+    expect(String((escaped[0]?.record['err'] as Error).message)).toBe('the logger broke');
+  });
+
+  it('nats - a durable event whose refusal throws is no unhandled rejection: the process lives on and handles the next one', async () => {
+    const js = jetstream(nc);
+    await js.publish('keel.orders.durable.refundIssued', json({ orderId: 'guard-bare-refund' }));
+    await js.publish('keel.orders.durable.refundIssued', json({ orderId: 'guard-real-refund' }), { headers: natsHeaders(keelEventHeaders('orders', 'guard-real-refund')) });
+    await vi.waitFor(() => expect(handled).toContain('refundIssued:guard-real-refund'), { timeout: 10_000, interval: 20 });
+    expect(handled).not.toContain('refundIssued:guard-bare-refund');
+    expect(unhandled).toEqual([]);
+  });
+});
+
 describe('nats - a caller names a JetStream API subject as its reply subject, under the generated permissions', () => {
   // The shop, one process per module, locked down as keel deploy and keel up lock it.
   const names = shopModules.map((module) => module.name as string);

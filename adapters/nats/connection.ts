@@ -4,7 +4,7 @@
  * it can be. The caller, the responder and the event parts share one {@link Connection}.
  */
 import { KeelError, KeelErrorCode, type Logger } from 'keel';
-import { KeyedLogThrottle, within, type Registration, type TransportStatus } from 'keel/transport';
+import { KeyedLogThrottle, LogThrottle, within, type Registration, type TransportStatus } from 'keel/transport';
 import { connect, errors, type NatsConnection } from '@nats-io/transport-node';
 import { connectionOptions } from './connection-options.js';
 import { redactUrl } from './option-checks.js';
@@ -89,12 +89,41 @@ export class Connection {
   onRefusedPublish: (subject: string, error: Error) => void = () => {};
   /** The calls waiting for the connection to come back ({@link Connection.waitForConnection}). */
   readonly #waiters = new Set<() => void>();
+  /** Errors that escaped the handling of a message: one line per 10 s. */
+  readonly #escapedLog = new LogThrottle();
 
   constructor(nc: NatsConnection, options: ResolvedNatsOptions, logger: Logger) {
     this.nc = nc;
     this.options = options;
     this.logger = logger;
     this.subjects = new Subjects(options.prefix);
+  }
+
+  /**
+   * The last line of defence of every subscription callback: nats.js runs them inside its socket
+   * reader, so an error thrown from one ends the reader, and the connection hears nothing more
+   * (calls, replies, events) until the client finds it stale, minutes later. keel handles what a
+   * sender can get wrong where it reads it; an error that still escapes is a bug, logged here (at
+   * most one line per 10 s), never let through to the reader.
+   *
+   * @example
+   * ```ts
+   * callback: (error, msg) => {
+   *   try { handle(msg); } catch (escaped) { connection.escaped(escaped, { subject: msg.subject }); }
+   * },
+   * ```
+   */
+  escaped(error: unknown, fields: Record<string, unknown>): void {
+    const suppressed = this.#escapedLog.take();
+    if (suppressed < 0) return;
+    try {
+      this.logger.error(
+        { ...fields, err: error, suppressed },
+        'an error escaped the handling of a NATS message; the message is dropped and the connection keeps reading (a bug in keel: please report it; at most one line per 10 s, suppressed: how many since the last)',
+      );
+    } catch {
+      // A logger that throws must not end the reader either.
+    }
   }
 
   /**

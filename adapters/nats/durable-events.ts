@@ -134,11 +134,15 @@ export class DurableEvents {
   #onDurable(state: DurableState, msg: JsMsg): void {
     state.inFlight.begin();
     state.handling.add(msg);
-    void this.#handleDurable(state, msg).finally(() => {
-      state.handling.delete(msg);
-      state.inFlight.end();
-      if (state.stopped && state.handling.size === 0) clearInterval(state.keepAlive);
-    });
+    // A rejection here would be unhandled, and end the process: logged instead, the message left to
+    // come back after its ack wait (the delivery count then decides, as for any failed attempt).
+    void this.#handleDurable(state, msg)
+      .catch((escaped: unknown) => this.#connection.escaped(escaped, { event: state.label, subscriber: state.subscription.subscriber }))
+      .finally(() => {
+        state.handling.delete(msg);
+        state.inFlight.end();
+        if (state.stopped && state.handling.size === 0) clearInterval(state.keepAlive);
+      });
   }
 
   async #handleDurable(state: DurableState, msg: JsMsg): Promise<void> {

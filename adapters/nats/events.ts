@@ -101,7 +101,11 @@ export class Notifications {
           logger.warn({ err: error, event: label, subscriber: subscription.subscriber }, 'event subscription error');
           return;
         }
-        this.#onNotification(subscription, label, inFlight, ended, msg);
+        try {
+          this.#onNotification(subscription, label, inFlight, ended, msg);
+        } catch (escaped) {
+          this.#connection.escaped(escaped, { event: label, subscriber: subscription.subscriber });
+        }
       },
     });
     await nc.flush();

@@ -36,8 +36,12 @@ export class ReplySubscription {
     const onMessage = this.#onMessage;
     const subscription = this.#connection.nc.subscribe(this.#subject, {
       callback: (error, msg) => {
-        if (error === null) onMessage(msg);
-        else this.#onError(error);
+        try {
+          if (error === null) onMessage(msg);
+          else this.#onError(error);
+        } catch (escaped) {
+          this.#connection.escaped(escaped, { subject: msg?.subject });
+        }
       },
     });
     this.#subscription = subscription;

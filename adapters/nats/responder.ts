@@ -207,7 +207,11 @@ export class Responder {
     subscriptions.push(
       nc.subscribe(subjects.cancel(contract.name), {
         callback: (error, msg) => {
-          if (error === null && msg.data.length > 0 && msg.data.length <= MAX_REPLY_SUBJECT) served.cancellations.cancel(msg.string());
+          try {
+            if (error === null && msg.data.length > 0 && msg.data.length <= MAX_REPLY_SUBJECT) served.cancellations.cancel(msg.string());
+          } catch (escaped) {
+            connection.escaped(escaped, { module: contract.name, subject: msg?.subject });
+          }
         },
       }),
     );
@@ -227,7 +231,13 @@ export class Responder {
       subscriptions.push(
         nc.subscribe(subject, {
           queue: contract.name,
-          callback: (error, msg) => this.#onRequest(endpoint, error, msg),
+          callback: (error, msg) => {
+            try {
+              this.#onRequest(endpoint, error, msg);
+            } catch (escaped) {
+              connection.escaped(escaped, endpoint.logFields);
+            }
+          },
         }),
       );
     }
