@@ -99,12 +99,13 @@ describe('cli - deploy', () => {
       'Dockerfile.dockerignore',
       'compose.yaml',
       'k8s/back-office-deployment.yaml',
-      'k8s/back-office-nats-credentials.yaml',
       'k8s/kustomization.yaml',
+      'k8s/nats-credentials/back-office.yaml',
+      'k8s/nats-credentials/kustomization.yaml',
+      'k8s/nats-credentials/notifications.yaml',
+      'k8s/nats-credentials/storefront.yaml',
       'k8s/notifications-deployment.yaml',
-      'k8s/notifications-nats-credentials.yaml',
       'k8s/storefront-deployment.yaml',
-      'k8s/storefront-nats-credentials.yaml',
       'nats/_client.env',
       'nats/back-office.env',
       'nats/nats-server.conf',
@@ -151,14 +152,23 @@ describe('cli - deploy', () => {
     expect(() => new Deployment(broken).validate()).toThrow();
   });
 
-  it('cli - deploy kustomization.yaml lists every manifest it sits beside, and nothing else', () => {
-    for (const deployed of Object.values(topologies)) {
-      const kustomization = yamlOf(deployed, 'k8s/kustomization.yaml');
-      expect(kustomization.apiVersion).toBe('kustomize.config.k8s.io/v1beta1');
-      expect(kustomization.kind).toBe('Kustomization');
-      const manifests = [...deployed.files.keys()].filter((path) => path.startsWith('k8s/') && path !== 'k8s/kustomization.yaml');
-      expect([...kustomization.resources].sort()).toEqual(manifests.map((path) => path.slice(4)).sort());
+  it('cli - deploy kustomization.yaml lists every manifest it sits beside, and nothing else; the NATS credentials (not committed) have a kustomization of their own, so a checkout builds without them', () => {
+    for (const [name, deployed] of Object.entries(topologies)) {
+      for (const folder of ['k8s/', 'k8s/nats-credentials/']) {
+        const beside = [...deployed.files.keys()].filter((path) => path.startsWith(folder) && !path.slice(folder.length).includes('/') && !path.endsWith('/kustomization.yaml'));
+        if (beside.length === 0) {
+          expect(deployed.files.has(`${folder}kustomization.yaml`), `${name}: ${folder}`).toBe(false);
+          continue;
+        }
+        const kustomization = yamlOf(deployed, `${folder}kustomization.yaml`);
+        expect(kustomization.apiVersion).toBe('kustomize.config.k8s.io/v1beta1');
+        expect(kustomization.kind).toBe('Kustomization');
+        expect([...kustomization.resources].sort(), `${name}: ${folder}`).toEqual(beside.map((path) => path.slice(folder.length)).sort());
+      }
     }
+    // A topology over NATS has credentials, and the main kustomization says to apply them first.
+    expect(topologies['split']!.files.get('k8s/kustomization.yaml')).toContain('# Before applying: kubectl apply -k nats-credentials ');
+    expect(topologies['single']!.files.has('k8s/nats-credentials/kustomization.yaml')).toBe(false);
   });
 
   it('cli - deploy Dockerfile is multi-stage, installs production dependencies only at run time, runs as node with an exec-form CMD and a node HEALTHCHECK on /healthz', () => {
@@ -201,8 +211,8 @@ describe('cli - deploy', () => {
 
   it("cli - deploy's ignore files keep every file holding a NATS password out of the build context, wherever --out is, and a developer's .env files", () => {
     const { files } = topologies['split']!;
-    const secrets = [...files.keys()].filter((path) => path.startsWith('nats/') || /^k8s\/.*-nats-credentials\.yaml$/.test(path));
-    expect(secrets).toEqual(expect.arrayContaining(['nats/nats-server.conf', 'nats/storefront.env', 'k8s/storefront-nats-credentials.yaml']));
+    const secrets = [...files.keys()].filter((path) => path.startsWith('nats/') || path.startsWith('k8s/nats-credentials/'));
+    expect(secrets).toEqual(expect.arrayContaining(['nats/nats-server.conf', 'nats/storefront.env', 'k8s/nats-credentials/storefront.yaml']));
     for (const ignore of ['.dockerignore', 'Dockerfile.dockerignore']) {
       const patterns = files.get(ignore)!.split('\n').filter((line) => line !== '');
       // The build context is the application folder; the deployment may be written anywhere in it.
@@ -455,13 +465,13 @@ describe('cli - deploy', () => {
       expect(compareSync(values['KEEL_NATS_PASSWORD']!, hash!)).toBe(true);
       expect(config).not.toContain(values['KEEL_NATS_PASSWORD']);
       if (group !== '_client') {
-        expect(yamlOf(topologies['split']!, `k8s/${group}-nats-credentials.yaml`)).toMatchObject({ kind: 'Secret', metadata: { name: `keel-${group}-nats` }, stringData: values });
-        expect(statSync(join(out, `k8s/${group}-nats-credentials.yaml`)).mode & 0o777).toBe(0o600);
+        expect(yamlOf(topologies['split']!, `k8s/nats-credentials/${group}.yaml`)).toMatchObject({ kind: 'Secret', metadata: { name: `keel-${group}-nats` }, stringData: values });
+        expect(statSync(join(out, `k8s/nats-credentials/${group}.yaml`)).mode & 0o777).toBe(0o600);
       }
     }
     expect(passwords.size, 'every user has a password of its own').toBe(4);
     expect(statSync(join(out, 'nats/nats-server.conf')).mode & 0o777).toBe(0o600);
-    expect(files.get('.gitignore')!.split('\n')).toEqual(expect.arrayContaining(['nats/', 'k8s/*-nats-credentials.yaml']));
+    expect(files.get('.gitignore')!.split('\n')).toEqual(expect.arrayContaining(['nats/', 'k8s/nats-credentials/']));
     for (const password of passwords) expect(files.get('compose.yaml'), 'compose reads the passwords from nats/<group>.env').not.toContain(password);
     const check = spawnSync(process.env['KEEL_NATS_SERVER_BIN'] ?? 'nats-server', ['-t', '-c', join(out, 'nats/nats-server.conf')], { encoding: 'utf8' });
     expect(check.status, `nats-server -t: ${check.stderr}${check.stdout}`).toBe(0);
@@ -483,7 +493,7 @@ describe('cli - deploy', () => {
     expect((await runKeel(['deploy', 'topologies/split.ts', '--out', out, '--force'], { cwd: repository })).code).toBe(0);
     const lines = readFileSync(join(out, '.gitignore'), 'utf8').split('\n');
     expect(lines.slice(0, 2)).toEqual(['node_modules/', '.env']);
-    expect(lines).toEqual(expect.arrayContaining(['nats/', 'k8s/*-nats-credentials.yaml']));
+    expect(lines).toEqual(expect.arrayContaining(['nats/', 'k8s/nats-credentials/']));
     // Again: nothing added twice.
     expect((await runKeel(['deploy', 'topologies/split.ts', '--out', out, '--force'], { cwd: repository })).code).toBe(0);
     expect(readFileSync(join(out, '.gitignore'), 'utf8').split('\n')).toEqual(lines);
@@ -512,7 +522,7 @@ describe('cli - deploy', () => {
     expect(existsSync(join(out, 'k8s/orders-pdb.yaml'))).toBe(false);
     expect(readFileSync(join(out, 'NOTES.md'), 'utf8')).toBe('mine\n');
     // The same files, those holding generated NATS passwords aside (random, so different from the other run's).
-    const secret = (path: string): boolean => path.startsWith('nats/') || path.endsWith('-nats-credentials.yaml');
+    const secret = (path: string): boolean => path.startsWith('nats/') || (path.startsWith('k8s/nats-credentials/') && path !== 'k8s/nats-credentials/kustomization.yaml');
     const publicPart = (files: Map<string, string>) => new Map([...files].map(([path, text]) => [path, secret(path) ? 'secret' : text]));
     expect(publicPart(readTree(out))).toEqual(publicPart(new Map([...topologies['split']!.files, ['NOTES.md', 'mine\n']])));
     expect(existsSync(join(out, 'nats/gateway.env')), 'the removed group\'s credentials are removed').toBe(false);

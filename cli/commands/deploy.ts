@@ -26,11 +26,12 @@ function packageOf(root: string): { name: string; version: string } {
 }
 
 /**
- * The folders under `--out` that `keel deploy` writes files into: its root, `k8s/` and `nats/`.
+ * The folders under `--out` that `keel deploy` writes files into: its root, `k8s/`,
+ * `k8s/nats-credentials/` and `nats/`.
  * Only they are searched for stale files, never deeper: a subfolder may hold another
  * deployment's files (`--out .` beside `deploy/`, or `deploy/` holding `staging/`).
  */
-const GENERATED_FOLDERS = ['', 'k8s/', 'nats/'] as const;
+const GENERATED_FOLDERS = ['', 'k8s/', 'k8s/nats-credentials/', 'nats/'] as const;
 
 /** The files (not folders) directly in `folder`, none when it does not exist. */
 function filesIn(folder: string): string[] {

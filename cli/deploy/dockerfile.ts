@@ -92,7 +92,7 @@ export function dockerignore(options: Pick<ResolvedDeployOptions, 'buildDir'> = 
 /**
  * Files that hold secrets, kept out of the build context wherever they are: the NATS passwords
  * `keel deploy` writes (`<out>/nats/*.env`, the server's `nats-server.conf` with their hashes, and
- * `<out>/k8s/<group>-nats-credentials.yaml`), and a developer's `.env` files. The build stage
+ * `<out>/k8s/nats-credentials/`), and a developer's `.env` files. The build stage
  * copies the application folder, so anything not ignored here would be in one of its layers.
  */
-const SECRET_FILES = ['**/nats/*.env', '**/nats/nats-server.conf', '**/k8s/*-nats-credentials.yaml', '**/.env', '**/.env.*'];
+const SECRET_FILES = ['**/nats/*.env', '**/nats/nats-server.conf', '**/k8s/nats-credentials/**', '**/.env', '**/.env.*'];

@@ -70,7 +70,7 @@ export function databaseSecretName(options: Pick<ResolvedDeployOptions, 'app'>):
 /**
  * The Secret holding one group's NATS user, password and inbox prefix (the same as
  * `nats/<group>.env`): `<app>-<group>-nats`, written by `keel deploy` as
- * `k8s/<group>-nats-credentials.yaml`.
+ * `k8s/nats-credentials/<group>.yaml`.
  *
  * @example
  * ```ts
@@ -238,6 +238,9 @@ export function podDisruptionBudgetDocument(name: string, options: ResolvedDeplo
   };
 }
 
+/** The folder under `k8s/` of the groups' NATS credentials Secrets, with their own kustomization. */
+export const NATS_CREDENTIALS_FOLDER = 'nats-credentials';
+
 /**
  * Every file under `k8s/`, in a stable order: per group its Deployment, Service and
  * PodDisruptionBudget (as they apply), then `kustomization.yaml` listing them.
@@ -256,12 +259,15 @@ export function kubernetesFiles(topology: TopologyFile, options: ResolvedDeployO
   };
   for (const [name, group] of Object.entries(topology.processes)) {
     const user = users.find((candidate) => candidate.user === name);
-    if (user !== undefined) add(`${name}-nats-credentials.yaml`, natsCredentialsSecretDocument(name, user, options), 0o600);
+    if (user !== undefined) add(`${NATS_CREDENTIALS_FOLDER}/${name}.yaml`, natsCredentialsSecretDocument(name, user, options), 0o600);
     add(`${name}-deployment.yaml`, deploymentDocument(topology, name, group, options, user !== undefined));
     if (isGateway(group)) add(`${name}-service.yaml`, serviceDocument(name, group, options));
     if (group.replicas >= 2) add(`${name}-pdb.yaml`, podDisruptionBudgetDocument(name, options));
   }
-  const resources = files.map((file) => file.path.slice('k8s/'.length));
+  // The credentials have a kustomization of their own: they are not committed (the generated
+  // .gitignore), and a kustomization listing a missing file does not build, in a checkout.
+  const credentials = files.filter((file) => file.path.startsWith(`k8s/${NATS_CREDENTIALS_FOLDER}/`));
+  const resources = files.filter((file) => !credentials.includes(file)).map((file) => file.path.slice('k8s/'.length));
   const secretNote = [
     ...(needsNats(topology)
       ? [`# Before applying: kubectl create secret generic ${natsSecretName(options)} --from-literal=KEEL_NATS_URL=${DEFAULT_DEPLOY_OPTIONS.natsUrl}\n`]
@@ -270,9 +276,25 @@ export function kubernetesFiles(topology: TopologyFile, options: ResolvedDeployO
       ? [`# Before applying: kubectl create secret generic ${databaseSecretName(options)} --from-literal=DATABASE_URL=postgres://<user>:<password>@<host>:5432/${options.app}\n`]
       : []),
   ].join('');
+  const credentialsNote =
+    credentials.length > 0
+      ? `# Before applying: kubectl apply -k ${NATS_CREDENTIALS_FOLDER} (each group's NATS user, generated and not committed; or the same Secrets from your own store)\n`
+      : '';
   files.push({
     path: 'k8s/kustomization.yaml',
-    contents: header + secretNote + stringify({ apiVersion: 'kustomize.config.k8s.io/v1beta1', kind: 'Kustomization', resources }, { lineWidth: 0 }),
+    contents:
+      header + secretNote + credentialsNote + stringify({ apiVersion: 'kustomize.config.k8s.io/v1beta1', kind: 'Kustomization', resources }, { lineWidth: 0 }),
   });
+  if (credentials.length > 0) {
+    files.push({
+      path: `k8s/${NATS_CREDENTIALS_FOLDER}/kustomization.yaml`,
+      contents:
+        header +
+        stringify(
+          { apiVersion: 'kustomize.config.k8s.io/v1beta1', kind: 'Kustomization', resources: credentials.map((file) => file.path.slice(`k8s/${NATS_CREDENTIALS_FOLDER}/`.length)) },
+          { lineWidth: 0 },
+        ),
+    });
+  }
   return files;
 }

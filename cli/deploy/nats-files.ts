@@ -71,7 +71,7 @@ export function natsFiles(options: ResolvedDeployOptions, users: readonly NatsUs
     })),
     {
       path: '.gitignore',
-      contents: `# ${header}\n# Generated NATS passwords: never commit them. Rotate: delete nats/, run keel deploy --force, restart.\nnats/\nk8s/*-nats-credentials.yaml\n`,
+      contents: `# ${header}\n# Generated NATS passwords: never commit them. Rotate: delete nats/, run keel deploy --force, restart.\nnats/\nk8s/nats-credentials/\n`,
     },
   ];
 }
