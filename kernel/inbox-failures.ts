@@ -23,6 +23,25 @@ export function sqlState(error: unknown): unknown {
   return typeof error === 'object' && error !== null ? (error as { code?: unknown }).code : undefined;
 }
 
+/** SQLSTATEs of a server that went away or will not take the connection: admin, crash or fast shutdown, starting up, too many connections. */
+const SERVER_GONE: ReadonlySet<string> = new Set(['57P01', '57P02', '57P03', '53300']);
+/** What Node's sockets say when the database's address cannot be reached or the connection broke. */
+const SOCKET_FAILURES: ReadonlySet<string> = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN']);
+/** node-postgres's own errors for a connection that broke or never came, which carry no code. */
+const DRIVER_FAILURES = /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error)/;
+
+/**
+ * Whether `error` says the database could not be reached, or the connection to it broke (SQLSTATE
+ * class 08, a server shutting down or refusing connections, a socket error, node-postgres's
+ * connection errors): a failure of the database, not of the event or its handler, whose work
+ * was not kept.
+ */
+export function databaseUnreachable(error: unknown): boolean {
+  const code = sqlState(error);
+  if (typeof code === 'string' && (code.startsWith('08') || SERVER_GONE.has(code) || SOCKET_FAILURES.has(code))) return true;
+  return error instanceof Error && DRIVER_FAILURES.test(error.message);
+}
+
 /** The error of an engine that says it runs a transaction's `first` script but handed no result: the record may or may not be there. */
 export function resultMissing(engine: string): KeelError {
   return new KeelError(
