@@ -7,7 +7,14 @@ import { parseIntoClientConfig } from 'pg-connection-string';
 import { z } from 'zod';
 import type { DatabaseEngine, QueryResult, Row, SchemaConnection, SqlRunner } from 'keel/transport';
 import { KeelError, KeelErrorCode } from 'keel';
-import { parseOptions, quoteIdentifier, roleOf, schemaSetup } from 'keel/transport';
+import { parseOptions, quoteIdentifier, roleOf, schemaSetup, within } from 'keel/transport';
+
+/**
+ * How long a schema's close waits for statements still running (its module's drain is over by
+ * then) before it ends their connections: a statement waiting for a lock another session holds,
+ * or for a server that stopped answering, would otherwise hold the stop for as long as it waits.
+ */
+const CLOSE_GRACE_MS = 2_000;
 
 /**
  * Options of {@link createPostgresDatabase}.
@@ -247,6 +254,13 @@ class PostgresSchema implements SchemaConnection {
 
   async close(): Promise<void> {
     this.forget();
-    await this.pool.end();
+    const ended = this.pool.end();
+    if (await within(ended, CLOSE_GRACE_MS)) return ended;
+    // pg's Pool ends only its idle clients and waits for the others, which nothing else can end:
+    // Client.end() destroys the socket of a client whose query is still running (the server then
+    // rolls its transaction back), and the pool forgets the client once its query fails. The
+    // clients are the pool's own list (pg-pool's `_clients`: no public API lists them).
+    for (const client of (this.pool as unknown as { _clients?: pg.Client[] })._clients ?? []) void client.end().catch(() => undefined);
+    await ended;
   }
 }
