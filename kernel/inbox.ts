@@ -13,10 +13,11 @@ import { AsyncResource } from 'node:async_hooks';
 import { quoteIdentifier, quoteLiteral, type SqlRunner } from './database.js';
 import { abortCallSignal } from './call-signal.js';
 import type { KeelError } from './errors.js';
-import { isGivenBack } from './transport-failures.js';
+import { isGivenBack, unreachableDatabaseError } from './transport-failures.js';
 import {
   IN_FAILED_TRANSACTION,
   UNIQUE_VIOLATION,
+  databaseUnreachable,
   givenBackAtStop,
   nulInId,
   outranItsTime,
@@ -295,9 +296,11 @@ export class Inbox {
         return;
       }
       // Nothing of this transaction was kept: every event it handled, and the one it was opening or running, is retried.
-      for (const event of handled) this.#fail(event, error);
-      if (current !== undefined) this.#fail(current, error);
-      for (const { copy } of copies) copy.reject(error);
+      // When the database could not be reached, the failure says so: the transport does not count it as an attempt.
+      const failure = databaseUnreachable(error) ? unreachableDatabaseError(this.db.module, error) : error;
+      for (const event of handled) this.#fail(event, failure);
+      if (current !== undefined) this.#fail(current, failure);
+      for (const { copy } of copies) copy.reject(failure);
       return;
     }
     for (const event of handled) event.resolve('handled');

@@ -6,8 +6,7 @@
  */
 import { KeelError, KeelErrorCode, isKeelError } from './errors.js';
 import { InFlight } from './in-flight.js';
-import { isGivenBack } from './transport-failures.js';
-import { databaseUnreachable } from './inbox-failures.js';
+import { isDatabaseUnreachable, isGivenBack } from './transport-failures.js';
 import { detached } from './otel-context.js';
 import type { Logger } from './logger.js';
 import { Fanout, type EventMetadata, type EventSubscription, type PublishedEvent, type Registration } from './transport.js';
@@ -155,11 +154,10 @@ export class LocalEvents {
         // The subscriber's database could not be reached: no fault of the event's, and the five
         // attempts take half a second, less than a database takes to restart. The event stays in the
         // outbox, which the relay sends again with its own backoff, holding back the events after it.
-        if (databaseUnreachable(error)) {
+        if (isDatabaseUnreachable(error)) {
           throw new KeelError(
             KeelErrorCode.UNAVAILABLE,
-            `${event.contract}.${event.event} ${event.metadata.id} waits in the outbox: module "${group.subscriber}" could not reach its database ` +
-              `(${(error as Error).message}), so its work was not kept. It is sent again once the database answers.`,
+            `${event.contract}.${event.event} ${event.metadata.id} waits in the outbox: ${error.message}`,
             { cause: error },
           );
         }

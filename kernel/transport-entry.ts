@@ -36,6 +36,7 @@ export {
 } from './transport.js';
 export {
   cancelledError,
+  isDatabaseUnreachable,
   isGivenBack,
   noRespondersError,
   timeoutError,

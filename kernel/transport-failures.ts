@@ -130,6 +130,46 @@ export function givenBackError(message: string, correlationId?: string): KeelErr
   return error;
 }
 
+/** Marks the failure of an event whose module could not reach its database ({@link unreachableDatabaseError}). */
+const DATABASE_UNREACHABLE: unique symbol = Symbol.for('keel.databaseUnreachable');
+
+/**
+ * The error a subscription's `handle` rejects with when the module's database could not be
+ * reached, or the connection to it broke, so that the event's transaction failed as a whole: the
+ * fault of neither the event nor its handler, and nothing of its work was kept. It is
+ * `UNAVAILABLE`; a transport tells it with {@link isDatabaseUnreachable}.
+ */
+export function unreachableDatabaseError(module: string, cause: unknown): KeelError {
+  const reason = cause instanceof Error ? cause.message : String(cause);
+  const error = new KeelError(
+    KeelErrorCode.UNAVAILABLE,
+    `Module "${module}" could not reach its database (${reason}); the event's work was not kept, and it is handled again once the database answers.`,
+    { cause },
+  );
+  Object.defineProperty(error, DATABASE_UNREACHABLE, { value: true });
+  return error;
+}
+
+/**
+ * Whether a subscription's `handle` rejected because the module's database could not be reached
+ * ({@link unreachableDatabaseError}). A transport then keeps the event and hands it to the
+ * handler again once the database may answer, without counting an attempt and never
+ * dead-lettering it for this: a database's restart or failover outlasts a handler's attempts.
+ *
+ * @example
+ * ```ts
+ * try {
+ *   await subscription.handle(payload, metadata);
+ * } catch (error) {
+ *   if (isDatabaseUnreachable(error)) return retryLater(); // not an attempt: no dead letter
+ *   throw error;
+ * }
+ * ```
+ */
+export function isDatabaseUnreachable(error: unknown): error is KeelError {
+  return typeof error === 'object' && error !== null && (error as { [DATABASE_UNREACHABLE]?: unknown })[DATABASE_UNREACHABLE] === true;
+}
+
 /**
  * Whether a subscription's `handle` rejected because its module stopped and gave the event back
  * ({@link givenBackError}), not because the handler failed. A transport then delivers the event

@@ -1,93 +1,82 @@
 /**
- * A durable event from an outbox, in one process, whose subscriber cannot reach its database
- * (the network to it cut, the server restarting): the handler never ran, so the event is not the
- * handler's failure. It must wait in the outbox for the database to come back, not use up its
- * attempts in half a second (50, 100, 150, 200 ms apart) and be dead-lettered, its outbox row
- * marked sent: in one process a dead letter is gone.
+ * A durable event from an outbox whose subscriber cannot reach its database (the network to it
+ * cut, the server restarting): the event's transaction failed as a whole, no fault of the event
+ * or its handler. It must wait for the database to come back, not use up its attempts and be
+ * dead-lettered: in one process it waits in the outbox (a dead letter there is gone, its row
+ * marked sent); over NATS the subscriber holds the message, kept alive, without counting it.
  *
  * The watcher's database is reached through a TCP proxy to this file's PostgreSQL database that
  * the test cuts (every connection reset, new ones refused) and restores; the burst module, whose
  * outbox holds the events, reaches the same database directly.
  */
-import { createServer, connect, type Server, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, describe, expect, it, vi } from 'vitest';
-import { createKernel, silentLogger, type DatabaseEngine } from 'keel';
+import { createKernel, silentLogger, type DatabaseEngine, type Transport } from 'keel';
+import { createNatsTransport } from 'keel/nats';
 import { createPostgresDatabase } from 'keel/postgres';
 import type { DeadLetter } from 'keel/transport';
+import { startNatsServer, type NatsServer } from './support/nats-server.js';
 import { createTestDatabase, type TestDatabase } from './support/databases.js';
 import { LABELS, burst, burstModule, watcherModule, type Seen } from './support/inbox-kernel.js';
-
-/** A TCP proxy to `target` on a port of its own, which the test can cut and restore. */
-class CuttableProxy {
-  readonly #sockets = new Set<Socket>();
-  #server: Server | undefined;
-  port = 0;
-
-  constructor(readonly target: { host: string; port: number }) {}
-
-  async open(): Promise<void> {
-    const server = createServer((client) => {
-      const upstream = connect(this.target.port, this.target.host);
-      for (const socket of [client, upstream]) {
-        this.#sockets.add(socket);
-        socket.on('close', () => this.#sockets.delete(socket));
-        socket.on('error', () => undefined);
-      }
-      client.pipe(upstream).pipe(client);
-      client.on('close', () => upstream.destroy());
-      upstream.on('close', () => client.destroy());
-    });
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(this.port, '127.0.0.1', () => resolve());
-    });
-    this.port = (server.address() as { port: number }).port;
-    this.#server = server;
-  }
-
-  /** Resets every connection through it, and refuses new ones until {@link open}. */
-  async cut(): Promise<void> {
-    const server = this.#server;
-    this.#server = undefined;
-    for (const socket of this.#sockets) socket.resetAndDestroy();
-    await new Promise<void>((resolve) => (server === undefined ? resolve() : server.close(() => resolve())));
-  }
-}
+import { CuttableProxy } from './support/cuttable-proxy.js';
 
 let database: TestDatabase | undefined;
+let nats: NatsServer | undefined;
 const engines: DatabaseEngine[] = [];
-let proxy: CuttableProxy | undefined;
+const transports: Transport[] = [];
+const proxies: CuttableProxy[] = [];
 afterAll(async () => {
-  await proxy?.cut();
+  for (const proxy of proxies) await proxy.cut();
   for (const engine of engines) await engine.close().catch(() => undefined);
+  for (const transport of transports) await transport.close().catch(() => undefined);
+  await nats?.stop();
   await database?.drop();
 });
 
-describe('data - a durable event from an outbox, in one process, whose subscriber cannot reach its database', () => {
-  it('waits in the outbox and is handled once the database is back: never dead-lettered, never marked sent unhandled', { timeout: 60_000 }, async () => {
-    database = await createTestDatabase();
+/**
+ * In process, the bus gives an event five attempts 50 to 200 ms apart; over NATS, here, JetStream
+ * redelivers 50, 100, 150 and 200 ms apart (`redeliveryDelayMs: 50`): either would have
+ * dead-lettered every event within the outage, had the failures counted as attempts.
+ */
+const transportsUnderTest = {
+  'in one process': async (): Promise<Transport | undefined> => undefined,
+  'over NATS': async (): Promise<Transport | undefined> => {
+    nats ??= await startNatsServer();
+    const transport = await createNatsTransport({ servers: nats.url, prefix: 'unreachable', redeliveryDelayMs: 50, logger: silentLogger });
+    transports.push(transport);
+    return transport;
+  },
+};
+
+describe.each(Object.entries(transportsUnderTest))('data - a durable event from an outbox whose subscriber cannot reach its database, %s', (_name, transportOf) => {
+  it('is held until the database is back, then handled once: never dead-lettered, never lost', { timeout: 60_000 }, async () => {
+    database ??= await createTestDatabase();
     const url = new URL(database.url);
-    proxy = new CuttableProxy({ host: url.hostname, port: Number(url.port || 5432) });
+    const proxy = new CuttableProxy({ host: url.hostname, port: Number(url.port || 5432) });
+    proxies.push(proxy);
     await proxy.open();
     const proxied = new URL(database.url);
     proxied.port = String(proxy.port);
+    // Each run in schemas of its own database: the two transports' runs do not share their tables.
     const direct = createPostgresDatabase({ url: database.url });
     const cuttable = createPostgresDatabase({ url: proxied.toString(), connectTimeoutMs: 1_000 });
     engines.push(direct, cuttable);
     const seen: Seen = new Map();
     const deadLetters: DeadLetter[] = [];
+    const transport = await transportOf();
     const kernel = createKernel({
       modules: [burstModule, watcherModule(seen)],
       database: (module) => (module === 'watcher' ? cuttable : direct),
       logger: silentLogger,
       onDeadLetter: (deadLetter) => void deadLetters.push(deadLetter),
+      ...(transport === undefined ? {} : { topology: { transport } }),
     });
     await kernel.start();
     try {
+      await clearTables(direct);
       await proxy.cut();
       await kernel.client(burst).write({ labels: LABELS });
-      // Longer than the in-process transport's five attempts take (50 + 100 + 150 + 200 ms), and than the relay's first backoffs.
+      // The outage: longer than the five attempts would take (50 + 100 + 150 + 200 ms), and than the relay's first backoffs.
       await sleep(2_000);
       expect(deadLetters).toEqual([]);
       expect(seen.size).toBe(0);
@@ -95,24 +84,34 @@ describe('data - a durable event from an outbox, in one process, whose subscribe
       await vi.waitFor(() => expect([...seen.keys()].sort()).toEqual([...LABELS].sort()), { timeout: 30_000, interval: 50 });
       expect(deadLetters).toEqual([]);
       // Each handled once (the watcher's entries have no unique label), and the outbox drained.
-      const { rows } = await direct.connect('watcher').then(async (connection) => {
-        try {
-          return await connection.query<{ label: string }>('select label from entries order by label');
-        } finally {
-          await connection.close();
-        }
+      expect(await rowsOf(direct, 'watcher', 'select label from entries order by label')).toEqual([...LABELS].sort().map((label) => ({ label })));
+      await vi.waitFor(async () => expect(await rowsOf(direct, 'burst', 'select count(*)::int as n from keel_outbox where sent_at is null')).toEqual([{ n: 0 }]), {
+        timeout: 20_000,
+        interval: 100,
       });
-      expect(rows.map(({ label }) => label)).toEqual([...LABELS].sort());
-      await vi.waitFor(async () => {
-        const outbox = await direct.connect('burst');
-        try {
-          expect((await outbox.query<{ n: number }>('select count(*)::int as n from keel_outbox where sent_at is null')).rows).toEqual([{ n: 0 }]);
-        } finally {
-          await outbox.close();
-        }
-      }, { timeout: 20_000, interval: 100 });
     } finally {
       await kernel.stop();
     }
   });
 });
+
+async function rowsOf(engine: DatabaseEngine, module: string, sql: string): Promise<unknown[]> {
+  const connection = await engine.connect(module);
+  try {
+    return (await connection.query(sql)).rows;
+  } finally {
+    await connection.close();
+  }
+}
+
+/** The second run meets the first's rows in the same schemas: start from none. */
+async function clearTables(engine: DatabaseEngine): Promise<void> {
+  for (const [module, table] of [['watcher', 'entries'], ['burst', 'keel_outbox'], ['watcher', 'keel_inbox']] as const) {
+    const connection = await engine.connect(module);
+    try {
+      await connection.query(`delete from ${table}`);
+    } finally {
+      await connection.close();
+    }
+  }
+}

@@ -99,6 +99,7 @@ const TRANSPORT = {
     'fromErrorEnvelope',
     'isContract',
     'isCorrelationId',
+    'isDatabaseUnreachable',
     'isErrorEnvelope',
     'isGivenBack',
     'isIdempotencyKey',

@@ -4,7 +4,8 @@
  * the events given up on. The streams and consumers themselves are jetstream.ts's.
  */
 import { KeelError, KeelErrorCode, isKeelError } from 'keel';
-import { InFlight, isGivenBack, within, type EventMetadata, type EventSubscription, type Registration } from 'keel/transport';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { InFlight, isDatabaseUnreachable, isGivenBack, within, type EventMetadata, type EventSubscription, type Registration } from 'keel/transport';
 import type { ConsumerMessages, JsMsg } from '@nats-io/jetstream';
 import { headers as natsHeaders } from '@nats-io/transport-node';
 import type { Connection } from './connection.js';
@@ -41,6 +42,7 @@ export class DurableEvents {
   readonly #connection: Connection;
   readonly #jetStream: JetStream;
   readonly #refusedLog = new LogThrottle();
+  readonly #heldThrottle = new LogThrottle();
 
   constructor(connection: Connection, jetStream: JetStream) {
     this.#connection = connection;
@@ -192,23 +194,53 @@ export class DurableEvents {
       );
       return;
     }
-    try {
-      await subscription.handle(payload, metadata);
-    } catch (error) {
-      // Its module stopped while the handler ran, and rolled its work back: not a failure, so no
-      // dead letter. JetStream counts the delivery, so the kernel never gives back a last attempt.
-      if (isGivenBack(error)) {
-        msg.nak();
+    for (let held = 1; ; held += 1) {
+      try {
+        await subscription.handle(payload, metadata);
+      } catch (error) {
+        // Its module stopped while the handler ran, and rolled its work back: not a failure, so no
+        // dead letter. JetStream counts the delivery, so the kernel never gives back a last attempt.
+        if (isGivenBack(error)) {
+          msg.nak();
+          return;
+        }
+        // The module could not reach its database: not an attempt, as in one process (where the
+        // event waits in its outbox). A redelivery would count one, so the message is held here,
+        // kept alive by the working() above, and handed to the handler again after a pause; a
+        // stop gives it back.
+        if (isDatabaseUnreachable(error)) {
+          this.#heldLog(state, error);
+          if (await this.#pause(state, this.#redeliveryDelay(held))) continue;
+          msg.nak();
+          return;
+        }
+        if (isKeelError(error, KeelErrorCode.INVALID_EVENT) || attempt >= subscription.maxAttempts) {
+          await this.#giveUp(state, msg, payload, metadata, error);
+        } else {
+          msg.nak(this.#redeliveryDelay(attempt));
+        }
         return;
       }
-      if (isKeelError(error, KeelErrorCode.INVALID_EVENT) || attempt >= subscription.maxAttempts) {
-        await this.#giveUp(state, msg, payload, metadata, error);
-      } else {
-        msg.nak(this.#redeliveryDelay(attempt));
-      }
+      msg.ack();
       return;
     }
-    msg.ack();
+  }
+
+  /** One warn line per 10 s for the events held while their module's database cannot be reached. */
+  #heldLog(state: DurableState, error: KeelError): void {
+    const suppressed = this.#heldThrottle.take();
+    if (suppressed < 0) return;
+    this.#connection.logger.warn(
+      { event: state.label, subscriber: state.subscription.subscriber, problem: error.message, suppressed },
+      'holding durable events whose module cannot reach its database: handled again once it answers, not counted as attempts (at most one line per 10 s; suppressed: how many since the last line)',
+    );
+  }
+
+  /** Waits `ms`, or less if the subscription stops: true when it did not stop. */
+  async #pause(state: DurableState, ms: number): Promise<boolean> {
+    const until = Date.now() + ms;
+    while (!state.stopped && Date.now() < until) await sleep(Math.min(100, until - Date.now()));
+    return !state.stopped;
   }
 
   /** Dead-letters a durable event: tells the kernel, stores it on the dead-letter stream, terminates it. */
