@@ -48,6 +48,13 @@ export class LocalEvents {
   readonly #groups = new Map<string, Map<string, Group>>();
   /** Each retry's timer and what stops it when the transport closes. */
   readonly #retries = new Map<NodeJS.Timeout, () => void>();
+  /**
+   * The outbox events the relay is to send again (a group's delivery failed without a dead
+   * letter: its database unreachable, its module stopping), by id: the groups that handled them
+   * already, which are not handed them again. An entry goes once its event is confirmed; one whose
+   * event this process never sends again stays until it ends (as many as its outboxes hold back).
+   */
+  readonly #handledBefore = new Map<string, Set<string>>();
   /** Deliveries scheduled or running, and retries waiting for their timer: what {@link settled} waits for. */
   readonly #outstanding = new InFlight();
   /** Closed: a delivery that fails from now on is retried no more (its retry would outlive the bus). */
@@ -96,13 +103,29 @@ export class LocalEvents {
         `${event.contract}.${event.event} ${event.metadata.id} waits in the outbox: no instance of ${idle.join(', ')} runs in this process now.`,
       );
     }
-    await Promise.all(
-      groups.flatMap((group) => {
+    // A group that handled the event when the relay sent it before (another group's database was
+    // unreachable, or its module gave the event back) is not handed it again.
+    const id = event.metadata.id;
+    const handledBefore = this.#handledBefore.get(id);
+    const pending = handledBefore === undefined ? groups : groups.filter((group) => !handledBefore.has(group.subscriber));
+    const outcomes = await Promise.allSettled(
+      pending.map((group) => {
         const first = group.members[0] as Subscriber;
         const targets = first.subscription.fanout === Fanout.EVERY_INSTANCE ? group.members : [group.members[group.next++ % group.members.length] as Subscriber];
-        return targets.map((member) => this.#deliverConfirmed(group, member, event));
+        return Promise.all(targets.map((member) => this.#deliverConfirmed(group, member, event)));
       }),
     );
+    const failure = outcomes.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
+    if (failure === undefined) {
+      this.#handledBefore.delete(id);
+      return;
+    }
+    const handled = handledBefore ?? new Set<string>();
+    outcomes.forEach((outcome, index) => {
+      if (outcome.status === 'fulfilled') handled.add((pending[index] as Group).subscriber);
+    });
+    if (handled.size > 0) this.#handledBefore.set(id, handled);
+    throw failure.reason;
   }
 
   /** One group's delivery of a confirmed event: its attempts, then its dead letter. */

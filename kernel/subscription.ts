@@ -15,7 +15,7 @@ import type { Logger } from './logger.js';
 import { GIVEN_BACK_OUTCOME, OK_OUTCOME, outcomeOf, type KernelObserver } from './observer.js';
 import type { EventContext, EventHandlerFunction } from './module-handlers.js';
 import { validPrincipal, type PrincipalSchema } from './principal.js';
-import { isGivenBack } from './transport-failures.js';
+import { isDatabaseUnreachable, isGivenBack } from './transport-failures.js';
 import type { EventMetadata, EventSubscription, Fanout } from './transport.js';
 import { callLogFields } from './log-fields.js';
 import { LogThrottle } from './log-throttle.js';
@@ -90,10 +90,22 @@ export function createEventSubscription(source: SubscriptionSource): EventSubscr
       `${message} (at most one line per 10 s for each subscription and kind; suppressed: how many since the last line)`,
     );
   };
+  // A database that cannot be reached fails every event until it answers, each handed again and again: one line per 10 s.
+  const unreachableLog = new LogThrottle();
   const failed = (error: unknown, metadata: EventMetadata, started: number): Promise<void> => {
     const observers = source.observers;
     const givenBack = isGivenBack(error);
     if (observers?.length) report(observers, metadata.attempt, started, givenBack ? GIVEN_BACK_OUTCOME : outcomeOf(error));
+    if (!givenBack && isDatabaseUnreachable(error)) {
+      const suppressed = unreachableLog.take();
+      if (suppressed >= 0) {
+        logger.warn(
+          { ...callLogFields(metadata, { event: label, eventId: metadata.id, attempt: metadata.attempt }), problem: error.message, suppressed },
+          `module "${subscriber}" could not reach its database: its events are handled again once it answers, not counted as attempts (at most one line per 10 s; suppressed: how many since the last line)`,
+        );
+      }
+      return Promise.reject(error);
+    }
     const fields = { err: error, ...callLogFields(metadata, { event: label, eventId: metadata.id, attempt: metadata.attempt }) };
     if (givenBack) logger.info(fields, `module "${subscriber}" stopped before this event's handler ended, and gave the event back`);
     else logger.warn(fields, `event handler of module "${subscriber}" failed`);

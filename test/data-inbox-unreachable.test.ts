@@ -11,7 +11,8 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, describe, expect, it, vi } from 'vitest';
-import { createKernel, silentLogger, type DatabaseEngine, type Transport } from 'keel';
+import { z } from 'zod';
+import { createKernel, defineContract, defineModule, operation, silentLogger, type DatabaseEngine, type Transport } from 'keel';
 import { createNatsTransport } from 'keel/nats';
 import { createPostgresDatabase } from 'keel/postgres';
 import type { DeadLetter } from 'keel/transport';
@@ -19,6 +20,18 @@ import { startNatsServer, type NatsServer } from './support/nats-server.js';
 import { createTestDatabase, type TestDatabase } from './support/databases.js';
 import { LABELS, burst, burstModule, watcherModule, type Seen } from './support/inbox-kernel.js';
 import { CuttableProxy } from './support/cuttable-proxy.js';
+
+/** A subscriber that owns no data (no inbox): it must handle each event once, though the watcher's database was away. */
+const notifier = defineContract({ name: 'notifier', version: '1.0.0', operations: { ping: operation({ input: z.object({}), output: z.object({}) }) } });
+const notifierModule = (notified: string[]) =>
+  defineModule({
+    contract: notifier,
+    subscribesTo: [burst],
+    create: () => ({
+      handlers: { ping: () => ({}) },
+      events: { burst: { happened: ({ label }) => void notified.push(label) } },
+    }),
+  });
 
 let database: TestDatabase | undefined;
 let nats: NatsServer | undefined;
@@ -49,7 +62,7 @@ const transportsUnderTest = {
 };
 
 describe.each(Object.entries(transportsUnderTest))('data - a durable event from an outbox whose subscriber cannot reach its database, %s', (_name, transportOf) => {
-  it('is held until the database is back, then handled once: never dead-lettered, never lost', { timeout: 60_000 }, async () => {
+  it('is held until the database is back, then handled once: never dead-lettered, never lost, and handled once by a subscriber without data', { timeout: 60_000 }, async () => {
     database ??= await createTestDatabase();
     const url = new URL(database.url);
     const proxy = new CuttableProxy({ host: url.hostname, port: Number(url.port || 5432) });
@@ -62,10 +75,11 @@ describe.each(Object.entries(transportsUnderTest))('data - a durable event from 
     const cuttable = createPostgresDatabase({ url: proxied.toString(), connectTimeoutMs: 1_000 });
     engines.push(direct, cuttable);
     const seen: Seen = new Map();
+    const notified: string[] = [];
     const deadLetters: DeadLetter[] = [];
     const transport = await transportOf();
     const kernel = createKernel({
-      modules: [burstModule, watcherModule(seen)],
+      modules: [burstModule, watcherModule(seen), notifierModule(notified)],
       database: (module) => (module === 'watcher' ? cuttable : direct),
       logger: silentLogger,
       onDeadLetter: (deadLetter) => void deadLetters.push(deadLetter),
@@ -89,6 +103,8 @@ describe.each(Object.entries(transportsUnderTest))('data - a durable event from 
         timeout: 20_000,
         interval: 100,
       });
+      // Once the outbox is drained nothing is sent again: the subscriber without data handled each event once.
+      expect(notified.sort()).toEqual([...LABELS].sort());
     } finally {
       await kernel.stop();
     }

@@ -31,6 +31,8 @@ interface DurableState extends DurableConsumer {
   readonly handling: Set<JsMsg>;
   messages: ConsumerMessages | undefined;
   stopped: boolean;
+  /** Aborted when the subscription stops: ends the pauses of the messages held for an unreachable database. */
+  readonly stopping: AbortController;
   /** Set once the stop's drain is over: from then on only last attempts are kept alive. */
   drained: boolean;
   /** Sends `working()` for the messages being handled (see subscribe); cleared once stopped with none left. */
@@ -42,7 +44,6 @@ export class DurableEvents {
   readonly #connection: Connection;
   readonly #jetStream: JetStream;
   readonly #refusedLog = new LogThrottle();
-  readonly #heldThrottle = new LogThrottle();
 
   constructor(connection: Connection, jetStream: JetStream) {
     this.#connection = connection;
@@ -62,6 +63,7 @@ export class DurableEvents {
       handling: new Set(),
       messages: undefined,
       stopped: false,
+      stopping: new AbortController(),
       drained: false,
       keepAlive: undefined,
     };
@@ -94,6 +96,7 @@ export class DurableEvents {
     state.keepAlive.unref();
     return this.#connection.register(async () => {
       state.stopped = true;
+      state.stopping.abort();
       await within(messages.close(), options.drainTimeoutMs);
       await within(state.inFlight.idle(), options.drainTimeoutMs);
       state.drained = true;
@@ -209,7 +212,6 @@ export class DurableEvents {
         // kept alive by the working() above, and handed to the handler again after a pause; a
         // stop gives it back.
         if (isDatabaseUnreachable(error)) {
-          this.#heldLog(state, error);
           if (await this.#pause(state, this.#redeliveryDelay(held))) continue;
           msg.nak();
           return;
@@ -226,21 +228,11 @@ export class DurableEvents {
     }
   }
 
-  /** One warn line per 10 s for the events held while their module's database cannot be reached. */
-  #heldLog(state: DurableState, error: KeelError): void {
-    const suppressed = this.#heldThrottle.take();
-    if (suppressed < 0) return;
-    this.#connection.logger.warn(
-      { event: state.label, subscriber: state.subscription.subscriber, problem: error.message, suppressed },
-      'holding durable events whose module cannot reach its database: handled again once it answers, not counted as attempts (at most one line per 10 s; suppressed: how many since the last line)',
-    );
-  }
-
-  /** Waits `ms`, or less if the subscription stops: true when it did not stop. */
+  /** Waits `ms`, or less if the subscription stops or the connection closes: true when neither happened. */
   async #pause(state: DurableState, ms: number): Promise<boolean> {
-    const until = Date.now() + ms;
-    while (!state.stopped && Date.now() < until) await sleep(Math.min(100, until - Date.now()));
-    return !state.stopped;
+    if (state.stopped || this.#connection.closed) return false;
+    await sleep(ms, undefined, { signal: state.stopping.signal }).catch(() => undefined);
+    return !state.stopped && !this.#connection.closed;
   }
 
   /** Dead-letters a durable event: tells the kernel, stores it on the dead-letter stream, terminates it. */

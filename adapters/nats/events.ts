@@ -97,11 +97,11 @@ export class Notifications {
     const sub = nc.subscribe(subject, {
       ...(subscription.fanout === 'every-instance' ? {} : { queue: subscription.subscriber }),
       callback: (error, msg) => {
-        if (error !== null) {
-          logger.warn({ err: error, event: label, subscriber: subscription.subscriber }, 'event subscription error');
-          return;
-        }
         try {
+          if (error !== null) {
+            logger.warn({ err: error, event: label, subscriber: subscription.subscriber }, 'event subscription error');
+            return;
+          }
           this.#onNotification(subscription, label, inFlight, ended, msg);
         } catch (escaped) {
           this.#connection.escaped(escaped, { event: label, subscriber: subscription.subscriber });

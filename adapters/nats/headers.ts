@@ -306,8 +306,8 @@ export function eventHeadersOf(
 
 /**
  * The longest `Keel-Event-Id` taken (keel writes a UUID, 36): a subscriber that owns data keys its
- * inbox by it, and PostgreSQL's index refuses a row past about 8 kB, so a longer id failed every
- * attempt to handle the event before it was dead-lettered.
+ * inbox by it, and PostgreSQL's btree index refuses an entry past about 2.7 kB, so a longer id
+ * failed every attempt to handle the event before it was dead-lettered.
  */
 export const MAX_EVENT_ID = 255;
 
