@@ -111,12 +111,14 @@ describe('tooling - help', () => {
       OPTIONS
 
         --lock=<file>    Lock file (default: contracts.lock.json at the project root)
+             --strict    Also fail on a change the lock has not recorded (run \`keel contracts snapshot\`) (Default: false)
                --json    Print the diff as JSON (Default: false)
          --root=<dir>    Project root (default: the nearest folder above with package.json and modules/index.ts)
 
       EXAMPLES
 
         $ keel contracts diff
+        $ keel contracts diff --strict
         $ keel contracts diff --json
       "
     `);

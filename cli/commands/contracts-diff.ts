@@ -20,7 +20,7 @@ export default defineCommand({
     lock: { type: 'string', description: 'Lock file (default: contracts.lock.json at the project root)', valueHint: 'file' },
     strict: {
       type: 'boolean',
-      description: 'Also fail when the lock is out of date: a new contract, or a compatible change, not yet recorded with `keel contracts snapshot`',
+      description: 'Also fail on a change the lock has not recorded (run `keel contracts snapshot`)',
       default: false,
     },
     json: { type: 'boolean', description: 'Print the diff as JSON', default: false },
