@@ -242,8 +242,10 @@ export function podDisruptionBudgetDocument(name: string, options: ResolvedDeplo
 export const NATS_CREDENTIALS_FOLDER = 'nats-credentials';
 
 /**
- * Every file under `k8s/`, in a stable order: per group its Deployment, Service and
- * PodDisruptionBudget (as they apply), then `kustomization.yaml` listing them.
+ * Every file under `k8s/`, in a stable order: per group its NATS credentials Secret (under
+ * `nats-credentials/`), Deployment, Service and PodDisruptionBudget (as they apply), then
+ * `kustomization.yaml` listing all but the credentials, and `nats-credentials/kustomization.yaml`
+ * listing those.
  *
  * @example
  * ```ts
