@@ -21,6 +21,7 @@ import { natsAuthorization, natsUsers, type NatsUser } from '../cli/deploy/nats-
 import { NATS_CLIENT_USER } from '../cli/deploy/nats-permissions.js';
 import { parseTopology } from '../cli/topology.js';
 import { modules as shopModules } from '../modules/index.js';
+import { linesLogger, type LogLine } from './support/log-lines.js';
 
 const orders = defineContract({
   name: 'orders',
@@ -63,17 +64,6 @@ const modules = [
   }),
 ];
 
-interface LogLine {
-  readonly level: string;
-  readonly message: string;
-  readonly record: Record<string, unknown>;
-}
-
-function capturingLogger(lines: LogLine[]): Logger {
-  const at = (level: string) => (record: Record<string, unknown>, message: string) => void lines.push({ level, message, record });
-  const logger: Logger = { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error'), child: () => logger };
-  return logger;
-}
 
 const encoder = new TextEncoder();
 const json = (value: unknown): Uint8Array => encoder.encode(JSON.stringify(value));
@@ -111,7 +101,7 @@ describe('nats - a foreign client sends header blocks nats cannot decode', () =>
   beforeAll(async () => {
     process.on('unhandledRejection', onUnhandled);
     server = await startNatsServer();
-    transport = await createNatsTransport({ servers: server.url, logger: capturingLogger(lines) });
+    transport = await createNatsTransport({ servers: server.url, logger: linesLogger(lines) });
     kernel = createKernel({ modules, contracts: [pricing], topology: { transport }, logger: silentLogger });
     await kernel.start();
     nc = await connect({ servers: server.url });
@@ -247,7 +237,7 @@ describe("nats - an error escaping keel's handling of a message (here, a logger 
     server = await startNatsServer();
     // Its warn throws: the refusal of an event without keel's headers logs at warn, inside the
     // subscription's callback (a notification) and inside the async handling (a durable event).
-    const recorded = capturingLogger(lines);
+    const recorded = linesLogger(lines);
     const throwing: Logger = {
       ...recorded,
       warn: () => {
@@ -314,7 +304,7 @@ describe('nats - a caller names a JetStream API subject as its reply subject, un
   beforeAll(async () => {
     server = await startNatsServer({ extraConfig: natsAuthorization(users) });
     const user = userOf('catalog');
-    transport = await createNatsTransport({ servers: server.url, user: user.user, password: user.password, inboxPrefix: user.inboxPrefix, logger: capturingLogger(lines) });
+    transport = await createNatsTransport({ servers: server.url, user: user.user, password: user.password, inboxPrefix: user.inboxPrefix, logger: linesLogger(lines) });
     kernel = createKernel({
       modules: [defineModule({ contract: catalog, create: () => ({ handlers: { getProduct: ({ sku }) => ({ sku }) } }) })],
       topology: { transport },

@@ -9,11 +9,12 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream';
 import { connect, type NatsConnection } from '@nats-io/transport-node';
 import type { ServiceStats } from 'keel/nats';
 import { z } from 'zod';
-import { createKernel, defineContract, defineModule, event, operation, silentLogger, type Kernel, type Logger, type Transport } from 'keel';
+import { createKernel, defineContract, defineModule, event, operation, silentLogger, type Kernel, type Transport } from 'keel';
 import type { DeadLetter, DroppedRecord } from 'keel/transport';
 import { DEFAULT_NATS_TRANSPORT_OPTIONS, createNatsTransport, isEndpointStatsData } from 'keel/nats';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
 import { keelEventHeaders, natsHeaders } from './support/keel-headers.js';
+import { linesLogger, type LogLine } from './support/log-lines.js';
 
 // --- the keel side ------------------------------------------------------------------------------
 
@@ -67,19 +68,6 @@ const modules = [
   }),
 ];
 
-interface LogLine {
-  readonly level: string;
-  readonly message: string;
-  readonly record: Record<string, unknown>;
-}
-
-function capturingLogger(lines: LogLine[]): Logger {
-  const at = (level: string) => (record: Record<string, unknown>, message: string) => {
-    lines.push({ level, message, record });
-  };
-  const logger: Logger = { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error'), child: () => logger };
-  return logger;
-}
 
 // --- the foreign client -------------------------------------------------------------------------
 
@@ -116,7 +104,7 @@ describe('nats - serving-side hygiene, attacked from a plain NATS client', () =>
 
   beforeAll(async () => {
     server = await startNatsServer();
-    transport = await createNatsTransport({ servers: server.url, logger: capturingLogger(lines), deadLetterMaxMessages: DEAD_LETTER_LIMIT });
+    transport = await createNatsTransport({ servers: server.url, logger: linesLogger(lines), deadLetterMaxMessages: DEAD_LETTER_LIMIT });
     kernel = createKernel({ modules, topology: { transport }, logger: silentLogger, onDeadLetter: (letter) => deadLetters.push(letter) });
     await kernel.start();
     nc = await connect({ servers: server.url });
