@@ -75,8 +75,8 @@ export function freePort(): Promise<number> {
 
 /**
  * True when a NATS server on 127.0.0.1:`port` accepts a TCP connection and greets it with its
- * `INFO` line within a second; false when nothing listens, something else answers, or it is
- * silent. The socket is closed either way.
+ * `INFO` line within a second; false when nothing listens, something else answers, it is
+ * silent, or it closes the connection first (a server shutting down). The socket is closed either way.
  *
  * @example
  * ```ts
@@ -93,6 +93,9 @@ export function acceptsConnections(port: number): Promise<boolean> {
     socket.setTimeout(1000, () => finish(false));
     socket.once('error', () => finish(false));
     socket.once('data', (chunk) => finish(chunk.toString('utf8').startsWith('INFO')));
+    // A server shutting down may accept and close without a word: the close clears the timer
+    // above, and without this the promise would never settle.
+    socket.once('close', () => finish(false));
   });
 }
 

@@ -11,6 +11,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { type AddressInfo, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -148,6 +149,24 @@ describe('cli - the nats-server keel up starts', () => {
     // None running: the server, orphaned when the wrapper ended, may be left a zombie until PID 1 reaps it.
     if (process.platform === 'linux') expect(runningInGroup(server.pid), 'processes of the group still running').toEqual([]);
     else expect(() => process.kill(-server.pid, 0), 'no process of the group left').toThrow(expect.objectContaining({ code: 'ESRCH' }));
+  });
+
+  it('cli - acceptsConnections is false, and settles, for a listener that closes the connection without a word (a server shutting down), one that is silent, and one that greets with anything but INFO', { timeout: 30_000 }, async () => {
+    const listeners = [
+      createServer((socket) => socket.end()),
+      createServer(() => undefined),
+      createServer((socket) => socket.end('HTTP/1.1 400 Bad Request\r\n\r\n')),
+      createServer((socket) => socket.write('INFO {}\r\n')),
+    ];
+    const ports = await Promise.all(
+      listeners.map((listener) => new Promise<number>((resolve) => listener.listen(0, '127.0.0.1', () => resolve((listener.address() as AddressInfo).port)))),
+    );
+    try {
+      // The silent one settles at its one-second timer; the test's own timeout bounds a hang.
+      expect(await Promise.all(ports.map((port) => accepts(port)))).toEqual([false, false, false, true]);
+    } finally {
+      for (const listener of listeners) listener.close();
+    }
   });
 
   it('cli - a nats-server that stops before it listens is an E_NATS_SERVER error saying how it ended, with its output', { timeout: 60_000 }, async () => {
