@@ -159,6 +159,10 @@ describe('nats - options checked once', () => {
     expect(message).toContain('tls must be an object of caFile, certFile and keyFile, each optional (an empty object requires TLS), got "yes"');
     expect(message).toContain('logger must be a Logger (debug, info, warn, error, child)');
     expect(await refusal({ inboxPrefix: '_INBOX.*' })).toContain('inboxPrefix must be subject tokens without wildcards');
+    expect(await refusal({ prefix: 'acme', inboxPrefix: 'acme.inbox' })).toBe(
+      'createNatsTransport: inboxPrefix "acme.inbox" is inside keel\'s subject space (prefix "acme"), where no reply is ever sent; use one outside it, such as "_INBOX.acme".',
+    );
+    expect(await refusal({ inboxPrefix: 'keel' })).toContain('inboxPrefix "keel" is inside keel\'s subject space');
     expect(await refusal({ tls: { caFile: file, ca: file } })).toContain('tls must be an object of caFile, certFile and keyFile');
     expect(await refusal({ tls: { certFile: 42 } })).toContain('tls.certFile must be the path of a PEM file, got 42');
   });

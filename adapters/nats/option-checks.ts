@@ -154,6 +154,13 @@ export function resolveOptions(options: NatsTransportOptions): ResolvedNatsOptio
   if ((resolved.user === undefined) !== (resolved.password === undefined)) {
     throw configError(`${FACTORY}: user and password go together; set both or neither.`);
   }
+  const inboxPrefix = resolved.inboxPrefix;
+  if (inboxPrefix !== undefined && (inboxPrefix === resolved.prefix || inboxPrefix.startsWith(`${resolved.prefix}.`))) {
+    // Subjects.isNoInbox: no answer is ever sent into keel's own subject space.
+    throw configError(
+      `${FACTORY}: inboxPrefix "${inboxPrefix}" is inside keel's subject space (prefix "${resolved.prefix}"), where no reply is ever sent; use one outside it, such as "_INBOX.${resolved.prefix}".`,
+    );
+  }
   if (resolved.credentialsFile !== undefined) checkReadable(resolved.credentialsFile, `${FACTORY}: credentialsFile`);
   const tls = resolved.tls;
   if (tls !== undefined) {

@@ -33,8 +33,6 @@ import { Cancellations } from './cancellations.js';
 
 /** A cancel's body is a reply subject: one longer than this is not one keel's callers write, and is ignored. */
 const MAX_REPLY_SUBJECT = 1_024;
-/** `$`: the first character of NATS's reserved subjects (the JetStream API, `$SRV`, `$SYS`), never of an inbox. */
-const DOLLAR = 36;
 import { Header, encodeJson, headerValue, serviceErrorCode } from './wire.js';
 
 /** A module served on NATS. */
@@ -252,6 +250,7 @@ export class Responder {
         circuits: () => openCircuits(module),
       },
       (error, subject) => logger.warn({ err: error, module: contract.name, subject }, 'NATS service API subscription error'),
+      (reply) => connection.subjects.isNoInbox(reply),
     );
     await nc.flush();
     logger.debug({ module: contract.name, subject: `${subjects.module(contract.name)}.*` }, 'serving module on NATS');
@@ -284,7 +283,7 @@ export class Responder {
     if (suppressed >= 0) {
       this.#connection.logger.warn(
         { ...endpoint.logFields, reply: headerValue(reply, 128), suppressed },
-        'dropped requests whose reply subject is a reserved NATS subject ($…), never an inbox (at most one line per 10 s; suppressed: how many since the last line)',
+        'dropped requests whose reply subject is a reserved NATS subject ($…) or one of keel\'s own, never an inbox (at most one line per 10 s; suppressed: how many since the last line)',
       );
     }
   }
@@ -311,12 +310,13 @@ export class Responder {
       }
       return;
     }
-    if (msg.reply.charCodeAt(0) === DOLLAR) {
-      // A reply subject among NATS's reserved ones (`$JS.API.…`, `$SRV.…`, `$SYS.…`) is no
-      // caller's inbox. Answering there would publish into the JetStream or system API with this
-      // process's right to answer the requests it receives (allow_responses), which NATS grants
-      // whatever its allow lists say: a caller refused `$JS.API.STREAM.PURGE.keel_orders` could
-      // have any module it may call purge that stream. Dropped unhandled, as without a reply subject.
+    if (this.#connection.subjects.isNoInbox(msg.reply)) {
+      // A reply subject among NATS's reserved ones (`$JS.API.…`, `$SRV.…`, `$SYS.…`) or in keel's
+      // own subject space is no caller's inbox. Answering there would publish with this process's
+      // right to answer the requests it receives (allow_responses), which NATS grants whatever its
+      // allow lists say: a caller refused `$JS.API.STREAM.PURGE.keel_orders` could have any module
+      // it may call purge that stream, or store a forged dead letter or durable event. Dropped
+      // unhandled, as without a reply subject.
       this.#reservedReply(endpoint, msg.reply);
       return;
     }

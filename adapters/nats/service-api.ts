@@ -101,7 +101,11 @@ export class ServiceApi {
   readonly #ping: string;
   readonly #info: string;
 
-  constructor(nc: NatsConnection, service: ServiceDescription, onError: (error: Error, subject: string) => void) {
+  /**
+   * @param isNoInbox whether a reply subject can be no caller's inbox (`Subjects.isNoInbox`): a
+   *   question asking for its answer there is ignored.
+   */
+  constructor(nc: NatsConnection, service: ServiceDescription, onError: (error: Error, subject: string) => void, isNoInbox: (reply: string) => boolean) {
     this.#nc = nc;
     this.#service = service;
     this.#ping = JSON.stringify(this.ping());
@@ -115,9 +119,9 @@ export class ServiceApi {
               onError(error, subject);
               return;
             }
-            // A reply subject among NATS's reserved ones ($JS.API…) is no inbox: answering there
-            // would publish into the JetStream API with this process's right to answer (responder.ts).
-            if (msg.reply === undefined || msg.reply === '' || msg.reply.startsWith('$')) return;
+            // A reply subject among NATS's reserved ones ($JS.API…) or keel's own is no inbox:
+            // answering there would publish with this process's right to answer (responder.ts).
+            if (msg.reply === undefined || msg.reply === '' || isNoInbox(msg.reply)) return;
             try {
               msg.respond(verb === 'PING' ? this.#ping : verb === 'INFO' ? this.#info : JSON.stringify(this.stats()));
             } catch (failure) {

@@ -66,6 +66,9 @@ export const Header = {
 /** A {@link Header} value. */
 export type Header = (typeof Header)[keyof typeof Header];
 
+/** `$`, the first byte of NATS's reserved subjects. */
+const DOLLAR = 36;
+
 /**
  * Subject and JetStream names for one prefix, as docs/wire-protocol.md lists them.
  *
@@ -81,8 +84,23 @@ export class Subjects {
   /** Prefix as a stream-name-safe token (`keel.prod` → `keel_prod`). */
   readonly #token: string;
 
+  /** `{prefix}.`: keel's own subject space. */
+  readonly #space: string;
+
   constructor(readonly prefix: string) {
     this.#token = prefix.replaceAll('.', '_');
+    this.#space = `${prefix}.`;
+  }
+
+  /**
+   * Whether `reply` can be no caller's inbox, so that nothing is ever sent there: a subject among
+   * NATS's reserved ones (`$JS.API.…`, `$SRV.…`, `$SYS.…`), or one in keel's own subject space
+   * (`{prefix}.…`), where an answer would be stored as a durable event or a dead letter. nats-server
+   * lets a responder publish to any reply subject it receives (`allow_responses`), whatever its
+   * allow lists say, so a caller naming such a subject would publish there with the responder's right.
+   */
+  isNoInbox(reply: string): boolean {
+    return reply.charCodeAt(0) === DOLLAR || reply.startsWith(this.#space);
   }
 
   /** `{prefix}.{module}.{operation}` */
