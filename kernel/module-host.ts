@@ -314,6 +314,25 @@ export class ModuleHost {
   }
 
   /** Stops serving, lets work in flight finish (at most drainTimeoutMs), runs the stop hook. Idempotent. */
+  /**
+   * The module's stop hook, waited for at most `drainTimeoutMs`: a hook that never ends (a queue
+   * that is never closed, a socket that never answers) would hold the process's stop for ever,
+   * until its platform's SIGKILL. Past the bound the stop goes on, as past a drain's.
+   */
+  async #runStopHook(): Promise<void> {
+    const { logger, drainTimeoutMs } = this.services;
+    const hook = Promise.resolve()
+      .then(() => this.#instance?.stop?.())
+      .catch((error: unknown) => logger.error({ err: error, module: this.module.name }, 'module stop hook failed'));
+    if (!(await within(hook, drainTimeoutMs))) {
+      logger.error(
+        { module: this.module.name, drainTimeoutMs },
+        'module stop hook still running after drainTimeoutMs; stopping the module anyway (its relay and database connection close now). ' +
+          'Make the hook end in time (bound what it waits for), or raise drainTimeoutMs',
+      );
+    }
+  }
+
   async stop(): Promise<void> {
     if (this.state === LifecycleState.STOPPED || this.state === LifecycleState.CREATED) return;
     this.state = LifecycleState.STOPPING;
@@ -339,13 +358,7 @@ export class ModuleHost {
     // Calls still queued now (the drain timed out) never start: they are answered UNAVAILABLE
     // (nothing ran, safe to retry) rather than run against a module whose stop hook runs next.
     this.bulkhead?.close();
-    if (this.#startHookRan) {
-      try {
-        await this.#instance?.stop?.();
-      } catch (error) {
-        this.services.logger.error({ err: error, module: this.module.name }, 'module stop hook failed');
-      }
-    }
+    if (this.#startHookRan) await this.#runStopHook();
     if (this.#relay !== undefined) await within(this.#relay.stop(), this.services.drainTimeoutMs);
     await this.#db?.connection.close().catch((error: unknown) => {
       this.services.logger.warn({ err: error, module: this.module.name }, 'closing the database connection failed');

@@ -150,7 +150,11 @@ export interface ModuleInstance<
   readonly events?: EventHandlers<Subs>;
   /** Runs before the module serves anything. */
   readonly start?: () => Promise<void> | void;
-  /** Runs after the module stopped serving and its in-flight work finished. */
+  /**
+   * Runs after the module stopped serving and its in-flight work finished (or the drain's
+   * `drainTimeoutMs` passed). Waited for at most `drainTimeoutMs` too: past it the stop goes on,
+   * with an error line, and the module's database connection closes under a hook still running.
+   */
   readonly stop?: () => Promise<void> | void;
 }
 

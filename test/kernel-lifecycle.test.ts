@@ -14,6 +14,7 @@ import {
   type Logger,
 } from 'keel';
 import { Fanout, createLocalTransport, type EventSubscription, type PublishedEvent } from 'keel/transport';
+import { linesLogger, type LogLine } from './support/log-lines.js';
 
 const empty = z.object({});
 
@@ -372,6 +373,39 @@ describe('kernel lifecycle - misuse and edge cases', () => {
     await kernel.stop();
     expect(kernel.state).toBe('stopped');
     void hung;
+  });
+
+  it("stops after drainTimeoutMs when a module's stop hook never settles, with an error line naming the module; a hook that throws at once is logged and the stop goes on", async () => {
+    const lines: LogLine[] = [];
+    const journal: string[] = [];
+    const kernel = createKernel({
+      modules: [
+        // Stopped first (reverse order): its hook never ends.
+        defineModule({ contract: contractNamed('beta'), create: () => ({ handlers: { ping: () => ({}) }, stop: () => new Promise<never>(() => {}) }) }),
+        defineModule({
+          contract: contractNamed('alpha'),
+          create: () => ({
+            handlers: { ping: () => ({}) },
+            stop: () => {
+              journal.push('stop alpha');
+              throw new Error('flush failed');
+            },
+          }),
+        }),
+      ],
+      logger: linesLogger(lines),
+      drainTimeoutMs: 100,
+    });
+    await kernel.start();
+    await kernel.stop();
+    expect(kernel.state).toBe('stopped');
+    expect(journal).toEqual(['stop alpha']);
+    const errors = lines.filter((line) => line.level === 'error');
+    expect(errors.map((line) => [line.record['module'], line.message.split(';')[0]])).toEqual([
+      ['alpha', 'module stop hook failed'],
+      ['beta', 'module stop hook still running after drainTimeoutMs'],
+    ]);
+    expect(errors[1]?.record).toMatchObject({ drainTimeoutMs: 100 });
   });
 
   it('refuses a client of a module this process cannot reach, when it is made', () => {
