@@ -16,7 +16,7 @@ import { NATS_CLIENT_USER, isGateway, natsAuthorization, natsEnvFile, natsUserEn
 import { launchNatsServer, type LaunchedNatsServer } from './nats-server.js';
 import { findProject, loadManifest, type Project } from './project.js';
 import type { ProcessSpec } from './supervisor.js';
-import { loadTopology, localPrefix, needsNats, singleProcessTopology, type TopologyFile } from './topology.js';
+import { loadTopology, localPrefix, needsNats, replicaHttpPort, singleProcessTopology, type TopologyFile } from './topology.js';
 
 /** A process of a local run: what the supervisor starts, and the modules it hosts. */
 export interface LocalProcess extends ProcessSpec {
@@ -174,7 +174,8 @@ export async function prepareLocalRun(options: LocalRunOptions): Promise<LocalRu
   for (const [group, spec] of Object.entries(topology.processes)) {
     for (let replica = 1; replica <= spec.replicas; replica++) {
       const name = spec.replicas > 1 ? `${group}#${replica}` : group;
-      const http = single === undefined ? (spec.http === undefined ? undefined : String(spec.http)) : single.http;
+      // Replicas on one host: one port each, from the group's on (as compose publishes them).
+      const http = single === undefined ? (spec.http === undefined ? undefined : String(replicaHttpPort(spec.http, replica))) : single.http;
       const env = {
         ...(single === undefined ? inherited : cli.env),
         // What its HTTP gateway exposes, as keel deploy sets it and as its NATS permissions

@@ -101,7 +101,11 @@ export const ProcessGroupSchema = z
       .refine((modules) => !modules.includes(EVERY_OTHER_MODULE) || modules.length === 1, '"*" stands alone: write modules: ["*"]'),
     /** Identical processes to run (default 1); calls and events are balanced across them. */
     replicas: z.number().int().min(1).max(32).default(1),
-    /** HTTP gateway port of this process (needs the HTTP adapter; one replica only). */
+    /**
+     * HTTP gateway port of this process (needs the HTTP adapter). Its replicas listen on the
+     * ports from it on (3000, 3001, …) under `keel up` and compose, which publish them on one host;
+     * on Kubernetes they share the Service's port. `0`: each replica on any free port.
+     */
     http: z.number().int().min(0).max(65_535).optional(),
     /**
      * Extra environment variables of this process. Not `KEEL_NATS_PREFIX` (the prefix is the
@@ -198,6 +202,43 @@ export type TopologyFile = z.output<typeof TopologySchema>;
 export type ProcessGroup = z.output<typeof ProcessGroupSchema>;
 
 /**
+ * The HTTP port replica `replica` (from 1) of a group listens on under `keel up` and compose:
+ * the group's `http` for the first, the ports after it for the others; `0` (any free port) for each.
+ *
+ * @example
+ * ```ts
+ * replicaHttpPort(8080, 2); // 8081
+ * ```
+ */
+export function replicaHttpPort(http: number, replica: number): number {
+  return http === 0 ? 0 : http + replica - 1;
+}
+
+/** Refuses groups whose HTTP ports (one per replica, {@link replicaHttpPort}) pass 65535 or meet another group's. */
+function checkHttpPorts(topology: TopologyFile, source: string): void {
+  const taken = new Map<number, string>();
+  for (const [name, group] of Object.entries(topology.processes)) {
+    if (group.http === undefined || group.http === 0) continue;
+    const last = replicaHttpPort(group.http, group.replicas);
+    const range = group.replicas === 1 ? `port ${group.http}` : `ports ${group.http}-${last} (one per replica)`;
+    if (last > 65_535) {
+      throw new CLIError(CliErrorCode.E_TOPOLOGY, `${source}: process "${name}" has ${group.replicas} replicas from HTTP port ${group.http}, past 65535; give it a lower http port.`);
+    }
+    for (let port = group.http; port <= last; port++) {
+      const other = taken.get(port);
+      if (other !== undefined) {
+        throw new CLIError(
+          CliErrorCode.E_TOPOLOGY,
+          `${source}: processes "${other}" and "${name}" both listen on HTTP port ${port} (${name}: ${range}); ` +
+            'give each group ports of its own: a group with replicas takes one port per replica from its http port on.',
+        );
+      }
+      taken.set(port, name);
+    }
+  }
+}
+
+/**
  * Declares a topology with type checking; `keel up <file>` runs it.
  *
  * @example
@@ -248,14 +289,8 @@ export function parseTopology(value: unknown, manifest: readonly string[], sourc
       }
       hosted.add(module);
     }
-    if (group.http !== undefined && group.replicas > 1) {
-      throw new CLIError(
-        CliErrorCode.E_TOPOLOGY,
-        `${source}: process "${name}" has ${group.replicas} replicas and an HTTP port; replicas cannot share a port. ` +
-          'Give the gateway its own process with one replica.',
-      );
-    }
   }
+  checkHttpPorts(topology, source);
   const missing = manifest.filter((module) => !hosted.has(module));
   if (missing.length > 0) {
     throw new CLIError(

@@ -32,12 +32,12 @@ afterAll(() => {
   for (const folder of temporary) rmSync(folder, { recursive: true, force: true });
 });
 
-/** A topology the shop files do not cover: replicas, an HTTP gateway, a group's env and a subject prefix. */
+/** A topology the shop files do not cover: replicas, an HTTP gateway with two, a group's env and a subject prefix. */
 const replicated = {
   name: 'shop, replicated',
   nats: { prefix: 'shop' },
   processes: {
-    gateway: { modules: ['catalog'], http: 8080, env: { KEEL_LOG_LEVEL: 'info' } },
+    gateway: { modules: ['catalog'], replicas: 2, http: 8080, env: { KEEL_LOG_LEVEL: 'info' } },
     orders: { modules: ['orders', 'payments'], replicas: 3, env: { ORDERS_FEATURE: 'on', KEEL_HTTP_OPERATIONS: 'hosted' } },
     warehouse: { modules: ['inventory', 'notifications'], replicas: 2 },
   },
@@ -145,8 +145,8 @@ describe('cli - deploy', () => {
       }
     }
     // single: a Deployment and its Service; split: 3 and their NATS credentials; per-module: 5 and theirs;
-    // replicated: 3 Deployments and their credentials, a Service, 2 budgets.
-    expect(checked).toBe(2 + 3 * 2 + 5 * 2 + 3 * 2 + 1 + 2);
+    // replicated: 3 Deployments and their credentials, a Service, 3 budgets.
+    expect(checked).toBe(2 + 3 * 2 + 5 * 2 + 3 * 2 + 1 + 3);
     const broken = yamlOf(topologies['replicated']!, 'k8s/gateway-deployment.yaml');
     broken.spec.replicas = 'three';
     expect(() => new Deployment(broken).validate()).toThrow();
@@ -295,9 +295,10 @@ describe('cli - deploy', () => {
     expect(topologies['split']!.files.get('nats/_client.env')!.split('\n')).toContain('KEEL_NATS_PREFIX=keel');
   });
 
-  it('cli - deploy publishes only the gateway\'s port and exposes operations only on the gateway; a group\'s env is passed on', () => {
+  it('cli - deploy publishes only the gateway\'s ports, one host port per replica, and exposes operations only on the gateway; a group\'s env is passed on', () => {
     const compose = yamlOf(topologies['replicated']!, 'compose.yaml');
-    expect(compose.services.gateway.ports).toEqual(['8080:3000']);
+    expect(compose.services.gateway.ports).toEqual(['8080-8081:3000']);
+    expect(compose.services.gateway.deploy.replicas).toBe(2);
     expect(compose.services.gateway.environment.KEEL_HTTP_OPERATIONS).toBe('all');
     expect(compose.services.gateway.environment.KEEL_LOG_LEVEL).toBe('info');
     expect(compose.services.orders.ports).toBeUndefined();
@@ -325,9 +326,9 @@ describe('cli - deploy', () => {
 
   it('cli - deploy writes a PodDisruptionBudget only for groups with two or more replicas', () => {
     const budgets = kubernetesOf(topologies['replicated']!, '-pdb.yaml');
-    expect(budgets.map(([path]) => path)).toEqual(['k8s/orders-pdb.yaml', 'k8s/warehouse-pdb.yaml']);
+    expect(budgets.map(([path]) => path)).toEqual(['k8s/gateway-pdb.yaml', 'k8s/orders-pdb.yaml', 'k8s/warehouse-pdb.yaml']);
     for (const [, budget] of budgets) expect(budget.spec.maxUnavailable).toBe(1);
-    expect(budgets[0]![1].spec.selector.matchLabels).toEqual({ 'app.kubernetes.io/name': 'keel', 'app.kubernetes.io/component': 'orders' });
+    expect(budgets[1]![1].spec.selector.matchLabels).toEqual({ 'app.kubernetes.io/name': 'keel', 'app.kubernetes.io/component': 'orders' });
     for (const name of ['split', 'per-module', 'single']) expect(kubernetesOf(topologies[name]!, '-pdb.yaml')).toEqual([]);
   });
 

@@ -344,6 +344,28 @@ describe('cli - keel up', () => {
     expect(messagesOf(up.output(), 'keel up')).toEqual(expect.arrayContaining(['whoami#1 stopped cleanly', 'whoami#2 stopped cleanly']));
   });
 
+  it('cli - runs a gateway group of two replicas (http: 0), each serving HTTP on a port of its own that answers from its own process', { timeout: 120_000 }, async () => {
+    const app = replicasApp();
+    writeFileSync(join(app, 'topologies/gateways.json'), JSON.stringify({ processes: { whoami: { modules: ['whoami'], replicas: 2, http: 0 } } }));
+    const up = keelUp(['topologies/gateways.json'], { cwd: app, env: { KEEL_NATS_URL: '' } });
+    try {
+      await up.waitFor(said('ready: all 2 processes (whoami#1, whoami#2)'));
+      const urls = ['whoami#1', 'whoami#2'].map((name) => {
+        const record = logRecords(complete(up.output())).find((entry) => entry['process'] === name && entry.msg?.startsWith('HTTP gateway on ') === true);
+        expect(record, `${name}'s gateway line in:\n${up.output()}`).toBeDefined();
+        return [name, String(record?.['url'])] as const;
+      });
+      expect(new Set(urls.map(([, url]) => url)).size).toBe(2);
+      for (const [name, url] of urls) {
+        const response = await withOutput(up, fetch(new URL('/whoami/whoami', url), { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{}' }));
+        expect(response.status).toBe(200);
+        expect(await response.json()).toMatchObject({ process: name });
+      }
+    } finally {
+      expect(await terminate(up), up.output()).toBe(0);
+    }
+  });
+
   it('cli - in JSON format writes nothing but JSON objects: its processes\' records, their other lines wrapped in records naming them, and its own', { timeout: 120_000 }, async () => {
     const up = keelUp(['topologies/replicas.json'], { cwd: noisyReplicasApp(), env: { KEEL_NATS_URL: '', KEEL_LOG_FORMAT: 'json', KEEL_PROCESS_NAME: '' } });
     try {

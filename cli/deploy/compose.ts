@@ -4,7 +4,7 @@
  * one service per process group, all running the one image.
  */
 import { stringify } from 'yaml';
-import { needsNats, type TopologyFile } from '../topology.js';
+import { needsNats, replicaHttpPort, type ProcessGroup, type TopologyFile } from '../topology.js';
 import { NATS_CONFIG_PATH, NATS_MONITOR_PORT, natsEnvPath } from './nats-files.js';
 import { COMPOSE_OTLP_ENDPOINT, TRACING_SERVICES, tracingComposeServices, tracingEnvironment } from './tracing.js';
 import {
@@ -116,8 +116,9 @@ export function composeDocument(topology: TopologyFile, options: ResolvedDeployO
       image: options.image,
       ...(locked ? { env_file: [natsEnvPath(name)] } : {}),
       environment,
-      // http: 0 (any free port, for keel up) publishes the container port on a port Docker picks.
-      ...(isGateway(group) ? { ports: [group.http ? `${group.http}:${DEFAULT_DEPLOY_OPTIONS.containerPort}` : `${DEFAULT_DEPLOY_OPTIONS.containerPort}`] } : {}),
+      // http: 0 (any free port, for keel up) publishes the container port on a port Docker picks;
+      // replicas take one host port each, from http on (a range compose hands out one per container).
+      ...(isGateway(group) ? { ports: [`${hostPorts(group)}${DEFAULT_DEPLOY_OPTIONS.containerPort}`] } : {}),
       ...(Object.keys(dependencies).length > 0 ? { depends_on: dependencies } : {}),
       deploy: { replicas: group.replicas },
       healthcheck: { test: ['CMD', ...healthCommand()], interval: '10s', timeout: '3s', retries: 3, start_period: '15s' },
@@ -127,6 +128,12 @@ export function composeDocument(topology: TopologyFile, options: ResolvedDeployO
   }
   const volumes = { ...(nats ? { [NATS_VOLUME]: {} } : {}), ...(data ? { [POSTGRES_VOLUME]: {} } : {}) };
   return { name: options.app, services, ...(Object.keys(volumes).length > 0 ? { volumes } : {}) };
+}
+
+/** The host side of a gateway's port mapping, with its colon: `8080:`, `8080-8081:` for two replicas, '' for any. */
+function hostPorts(group: ProcessGroup): string {
+  if (!group.http) return '';
+  return group.replicas === 1 ? `${group.http}:` : `${group.http}-${replicaHttpPort(group.http, group.replicas)}:`;
 }
 
 /**
