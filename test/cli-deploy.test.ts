@@ -3,7 +3,7 @@ import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync, mkdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
-import { dirname, join, matchesGlob } from 'node:path';
+import { dirname, join, matchesGlob, relative } from 'node:path';
 import { Ajv, type ValidateFunction } from 'ajv';
 import { Deployment } from 'kubernetes-models/apps/v1/Deployment';
 import { PodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBudget';
@@ -11,7 +11,7 @@ import { Secret } from 'kubernetes-models/v1/Secret';
 import { Service } from 'kubernetes-models/v1/Service';
 import { parse } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { planDeployment, type DeployFile } from '../cli/deploy/index.js';
+import { defaultImage, isImageReference, planDeployment, type DeployFile } from '../cli/deploy/index.js';
 import { projectSettings } from '../cli/project.js';
 import { parseTopology } from '../cli/topology.js';
 import { KEEL_REPOSITORY_DEPLOY_WARNING, runKeel } from './support/cli.js';
@@ -527,6 +527,34 @@ describe('cli - deploy', () => {
     const publicPart = (files: Map<string, string>) => new Map([...files].map(([path, text]) => [path, secret(path) ? 'secret' : text]));
     expect(publicPart(readTree(out))).toEqual(publicPart(new Map([...topologies['split']!.files, ['NOTES.md', 'mine\n']])));
     expect(existsSync(join(out, 'nats/gateway.env')), 'the removed group\'s credentials are removed').toBe(false);
+  });
+
+  it("cli - deploy --force from a topology that needed NATS to one that does not removes keel's NATS files, its .gitignore and the folders left empty, after checking the configuration, and keeps the user's files", async () => {
+    const { out } = await deploy('topologies/split.ts');
+    writeFileSync(join(out, 'NOTES.md'), 'mine\n');
+    const forced = await runKeel(['deploy', 'topologies/single.ts', '--out', out, '--force'], { cwd: repository });
+    expect(forced.code, forced.stderr).toBe(0);
+    for (const gone of ['.gitignore', 'nats', 'k8s/nats-credentials']) expect(existsSync(join(out, gone)), gone).toBe(false);
+    expect(readTree(out)).toEqual(new Map([...topologies['single']!.files, ['NOTES.md', 'mine\n']]));
+    const lines = forced.stdout.split('\n');
+    const checked = lines.findIndex((line) => line.startsWith('keel deploy: checked '));
+    const removed = lines.findIndex((line) => line.startsWith('keel deploy: removed '));
+    expect(checked, forced.stdout).toBeGreaterThanOrEqual(0);
+    expect(removed, forced.stdout).toBeGreaterThan(checked);
+    expect(lines).toContain(`keel deploy: removed ${relative(repository, join(out, '.gitignore'))} (not among the files this topology makes)`);
+  });
+
+  it("cli - deploy's default image writes a version's build metadata as a tag may hold it, and names package.json, not --image, when it is still no image reference", () => {
+    expect(defaultImage({ name: '@acme/shop', version: '1.0.0+build.5' })).toBe('acme/shop:1.0.0_build.5');
+    expect(isImageReference('acme/shop:1.0.0_build.5')).toBe(true);
+    expect(isImageReference('acme/shop:1.0.0+build.5')).toBe(false);
+    let message = '';
+    try {
+      defaultImage({ name: 'Shop', version: '1.0.0' });
+    } catch (error) {
+      message = (error as Error).message;
+    }
+    expect(message).toBe('The default image "Shop:1.0.0", made of package.json\'s name and version, is not an image reference.');
   });
 
   it("cli - deploy --force leaves another deployment's files in a subfolder of --out alone (--out . beside deploy/, or deploy/ holding staging/)", async () => {

@@ -3,10 +3,10 @@
  * Kubernetes (Dockerfile, compose.yaml, k8s/) from a topology's process groups, replicas and
  * environment; with `--tracing`, an OpenTelemetry Collector and Jaeger too. The generators live in `cli/deploy/`; this command loads, checks and writes.
  */
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
 import { contextOf, defineCommand } from '../command.js';
-import { appNameOf, GENERATED_MARK, passwordsFromEnvFiles, planDeployment, type DeployFile } from '../deploy/index.js';
+import { appNameOf, defaultImage, GENERATED_MARK, passwordsFromEnvFiles, planDeployment, type DeployFile } from '../deploy/index.js';
 import { CLIError, CliErrorCode } from '../errors.js';
 import { loadAppConfig } from '../app-config.js';
 import { DEFAULT_PROJECT_SETTINGS, findProject, loadManifest, projectSettings } from '../project.js';
@@ -41,15 +41,27 @@ function filesIn(folder: string): string[] {
     .map((entry) => entry.name);
 }
 
-/** Files an earlier `keel deploy` wrote in `out`'s own folders that this plan no longer has (a group removed, a PDB no longer needed). */
+/**
+ * Files an earlier `keel deploy` wrote in `out`'s own folders that this plan no longer has (a
+ * group removed, a PDB no longer needed, the NATS files and keel's own `.gitignore` of a topology
+ * that needed NATS; a `.gitignore` of the user's, to which keel added lines, stays).
+ */
 function staleGenerated(out: string, plan: readonly DeployFile[]): string[] {
   const planned = new Set(plan.map((file) => file.path));
   return GENERATED_FOLDERS.flatMap((folder) => filesIn(join(out, folder)).map((name) => `${folder}${name}`)).filter(
     (path) =>
       !planned.has(path) &&
-      (/\.ya?ml$/.test(path) || /^nats\/[^/]*\.(env|conf)$/.test(path)) &&
+      (/\.ya?ml$/.test(path) || /^nats\/[^/]*\.(env|conf)$/.test(path) || path === '.gitignore') &&
       readFileSync(join(out, path), 'utf8').startsWith(`# ${GENERATED_MARK}`),
   );
+}
+
+/** Removes the folders keel deploy writes in `out` that are left empty, deepest first; never one holding anything. */
+function removeEmptyGeneratedFolders(out: string): void {
+  for (const folder of [...GENERATED_FOLDERS].reverse()) {
+    const path = join(out, folder);
+    if (folder !== '' && existsSync(path) && statSync(path).isDirectory() && readdirSync(path).length === 0) rmdirSync(path);
+  }
 }
 
 /** The NATS passwords an earlier `keel deploy` wrote under `out/nats/`, by user: kept, so that a redeploy does not lock out running processes. */
@@ -107,7 +119,7 @@ export default defineCommand({
     const manifest = await loadManifest(project);
     const plan = planDeployment(topology, {
       app: args.name ?? appNameOf(pkg.name),
-      image: args.image ?? `${pkg.name.replace(/^@/, '')}:${pkg.version}`,
+      image: args.image ?? defaultImage(pkg),
       nodeMajor: Number(nodeText),
       source: relative(project.root, topologyPath).replaceAll('\\', '/') || args.topology,
       buildDir: (projectSettings(project.root)?.outDir ?? DEFAULT_PROJECT_SETTINGS.outDir).replaceAll('\\', '/').replace(/^\.\/|\/+$/g, ''),
@@ -127,12 +139,15 @@ export default defineCommand({
           hint: 'Choose an empty folder, or pass --force to replace the files keel deploy writes there.',
         });
       }
-      for (const path of staleGenerated(out, plan)) {
-        rmSync(join(out, path));
-        cli.stdout.write(`keel deploy: removed ${relative(cli.cwd, join(out, path))} (no longer in the topology)\n`);
-      }
     }
     if (configPath !== undefined) cli.stdout.write(`keel deploy: checked ${relative(cli.cwd, configPath)}; every process of the image reads it from the build\n`);
+    if (args.force && existsSync(out)) {
+      for (const path of staleGenerated(out, plan)) {
+        rmSync(join(out, path));
+        cli.stdout.write(`keel deploy: removed ${relative(cli.cwd, join(out, path))} (not among the files this topology makes)\n`);
+      }
+      removeEmptyGeneratedFolders(out);
+    }
     for (const file of plan) {
       const path = join(out, file.path);
       mkdirSync(dirname(path), { recursive: true });

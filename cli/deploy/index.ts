@@ -10,6 +10,7 @@ import { kubernetesFiles } from './kubernetes.js';
 import { deploymentNatsUsers, natsFiles } from './nats-files.js';
 import { topologyPrefix } from './nats-permissions.js';
 import { assertDeployable, resolveDeployOptions, type DeployFile, type DeployOptions } from './plan.js';
+export { defaultImage, isImageReference } from './image.js';
 import { TRACING_SERVICES, collectorConfigFile } from './tracing.js';
 
 export { composeDatabaseUrl, composeDocument, composeFile } from './compose.js';

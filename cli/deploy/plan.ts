@@ -8,6 +8,7 @@ import { DEFAULT_KERNEL_OPTIONS } from 'keel/transport';
 import { DEFAULT_NATS_TRANSPORT_OPTIONS } from 'keel/nats';
 import { CLIError, CliErrorCode } from '../errors.js';
 import { needsNats, type ProcessGroup, type TopologyFile } from '../topology.js';
+import { isImageReference } from './image.js';
 
 /**
  * One file `keel deploy` writes: a path relative to `--out` (with `/`) and its contents.
@@ -114,8 +115,6 @@ export type ResolvedDeployOptions = Required<DeployOptions>;
 const BUILD_DIR = /^[\w.-]+(\/[\w.-]+)*$/;
 /** A DNS-1035 label: Kubernetes Service names, compose project names. */
 const DNS_LABEL = /^[a-z]([-a-z0-9]*[a-z0-9])?$/;
-/** A container image reference: `[registry[:port]/]path[:tag][@digest]`. */
-const IMAGE = /^[a-z0-9]+(?:[._-][a-z0-9]+)*(?::[0-9]+)?(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)*(?::[\w][\w.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$/;
 /** An http(s) URL with a host, and no `/v1/traces` (the SDK appends it to OTEL_EXPORTER_OTLP_ENDPOINT). */
 const OTLP_ENDPOINT = /^https?:\/\/[^/\s?#]+(\/(?!v1\/traces)[^\s?#]*)?$/;
 /**
@@ -200,7 +199,7 @@ export function resolveDeployOptions(options: DeployOptions): ResolvedDeployOpti
       { hint: 'Pass --name my-shop.' },
     );
   }
-  if (!IMAGE.test(resolved.image)) {
+  if (!isImageReference(resolved.image)) {
     throw new CLIError(CliErrorCode.E_USAGE, `--image "${resolved.image}" is not an image reference such as my-shop:0.1.0 or registry.example.com/team/my-shop:0.1.0.`);
   }
   const node = resolved.nodeMajor;
