@@ -33,7 +33,12 @@ interface Group {
   backlog: Pending[];
   /** Backlogged events dropped since the backlog last emptied, because it was full. */
   dropped: number;
+  /** Durable events waiting, uncounted, for this module's database to answer again (see {@link LocalEvents.#hold}). */
+  held: number;
 }
+
+/** The longest pause between two tries of an event held for its subscriber's database. */
+const HELD_RETRY_MAX_MS = 5_000;
 
 /** An outbox's confirmed publish whose retry the transport's close cut off. */
 function closedBeforeRetry(event: PublishedEvent): KeelError {
@@ -220,7 +225,7 @@ export class LocalEvents {
     }
     let group = groups.get(subscription.subscriber);
     if (group === undefined) {
-      group = { subscriber: subscription.subscriber, members: [], next: 0, backlog: [], dropped: 0 };
+      group = { subscriber: subscription.subscriber, members: [], next: 0, backlog: [], dropped: 0, held: 0 };
       groups.set(subscription.subscriber, group);
     }
     const member = new Subscriber(subscription);
@@ -312,21 +317,21 @@ export class LocalEvents {
     }
   }
 
-  #schedule(member: Subscriber, event: PublishedEvent, attempt: number): void {
+  #schedule(member: Subscriber, event: PublishedEvent, attempt: number, holds = 0): void {
     member.begin();
     this.#outstanding.begin();
     setImmediate(() => {
-      void this.#deliver(member, event, attempt);
+      void this.#deliver(member, event, attempt, holds);
     });
   }
 
-  async #deliver(member: Subscriber, event: PublishedEvent, attempt: number): Promise<void> {
+  async #deliver(member: Subscriber, event: PublishedEvent, attempt: number, holds: number): Promise<void> {
     const subscription = member.subscription;
     const metadata: EventMetadata = { ...event.metadata, attempt };
     try {
       await subscription.handle(event.payload, metadata);
     } catch (error) {
-      if (event.delivery === 'durable') this.#redeliver(subscription, event, attempt, error);
+      if (event.delivery === 'durable') this.#redeliver(subscription, event, attempt, error, holds);
     } finally {
       member.end();
       // After #redeliver counted its retry: the count does not touch zero in between.
@@ -334,8 +339,9 @@ export class LocalEvents {
     }
   }
 
-  #redeliver(subscription: EventSubscription, event: PublishedEvent, attempt: number, error: unknown): void {
+  #redeliver(subscription: EventSubscription, event: PublishedEvent, attempt: number, error: unknown, holds: number): void {
     const metadata: EventMetadata = { ...event.metadata, attempt };
+    if (isDatabaseUnreachable(error) && this.#hold(subscription, event, attempt, holds)) return;
     if (isGivenBack(error)) {
       if (this.#closed) {
         this.logger.warn(
@@ -370,8 +376,39 @@ export class LocalEvents {
     this.#retries.set(timer, () => this.#outstanding.end());
   }
 
+  /**
+   * A durable event not from an outbox (an outbox's waits there: {@link #attemptConfirmed}) whose
+   * subscriber could not reach its database: no fault of the event's, so not an attempt. The same
+   * attempt runs again after a pause growing with each try (`redeliveryDelayMs` × n, up to
+   * {@link HELD_RETRY_MAX_MS}), as over NATS. False, and the failure counts, once the transport is
+   * closing or the group holds `durableBacklogLimit` events already (memory stays bounded).
+   */
+  #hold(subscription: EventSubscription, event: PublishedEvent, attempt: number, holds: number): boolean {
+    const group = this.#groups.get(`${event.contract}.${event.event}`)?.get(subscription.subscriber);
+    if (this.#closed || group === undefined || group.held >= this.durableBacklogLimit) return false;
+    group.held += 1;
+    this.#outstanding.begin();
+    const release = (): void => {
+      group.held -= 1;
+      this.#outstanding.end();
+    };
+    const timer: NodeJS.Timeout = detached(() => setTimeout(() => {
+      this.#retries.delete(timer);
+      this.#handOn(subscription, event, attempt, holds + 1);
+      release();
+    }, Math.min(this.redeliveryDelayMs * (holds + 1), HELD_RETRY_MAX_MS)));
+    this.#retries.set(timer, () => {
+      release();
+      this.logger.warn(
+        { event: `${event.contract}.${event.event}`, subscriber: subscription.subscriber, eventId: event.metadata.id, attempt },
+        `durable event lost: the transport closed while it waited for module "${subscription.subscriber}"'s database to answer`,
+      );
+    });
+    return true;
+  }
+
   /** A retry's timer fired, or a stopping instance gave the event back: `attempt` goes to a running instance, or waits in the backlog. */
-  #handOn(subscription: EventSubscription, event: PublishedEvent, attempt: number): void {
+  #handOn(subscription: EventSubscription, event: PublishedEvent, attempt: number, holds = 0): void {
     const group = this.#groups.get(`${event.contract}.${event.event}`)?.get(subscription.subscriber) as Group;
     if (group.members.length === 0) {
       this.#keep(group, event, attempt);
@@ -381,6 +418,6 @@ export class LocalEvents {
       );
       return;
     }
-    this.#schedule(group.members[group.next++ % group.members.length] as Subscriber, event, attempt);
+    this.#schedule(group.members[group.next++ % group.members.length] as Subscriber, event, attempt, holds);
   }
 }

@@ -3,7 +3,8 @@
  * cut, the server restarting): the event's transaction failed as a whole, no fault of the event
  * or its handler. It must wait for the database to come back, not use up its attempts and be
  * dead-lettered: in one process it waits in the outbox (a dead letter there is gone, its row
- * marked sent); over NATS the subscriber holds the message, kept alive, without counting it.
+ * marked sent), or, published with no outbox, on the bus; over NATS the subscriber holds the
+ * message, kept alive, without counting it.
  *
  * The watcher's database is reached through a TCP proxy to this file's PostgreSQL database that
  * the test cuts (every connection reset, new ones refused) and restores; the burst module, whose
@@ -32,6 +33,19 @@ const notifierModule = (notified: string[]) =>
       events: { burst: { happened: ({ label }) => void notified.push(label) } },
     }),
   });
+
+/** burst's events published by a module without data: no outbox, each event straight onto the bus. */
+const burstWithoutData = defineModule({
+  contract: burst,
+  create: ({ emit }) => ({
+    handlers: {
+      write: async ({ labels }) => {
+        for (const label of labels) await emit('happened', { label });
+        return {};
+      },
+    },
+  }),
+});
 
 let database: TestDatabase | undefined;
 let nats: NatsServer | undefined;
@@ -111,10 +125,62 @@ describe.each(Object.entries(transportsUnderTest))('data - a durable event from 
   });
 });
 
+describe.each(Object.entries(transportsUnderTest))('data - a durable event not from an outbox whose subscriber cannot reach its database, %s', (_name, transportOf) => {
+  it('is held until the database is back, then handled once: never dead-lettered, never lost', { timeout: 60_000 }, async () => {
+    database ??= await createTestDatabase();
+    const url = new URL(database.url);
+    const proxy = new CuttableProxy({ host: url.hostname, port: Number(url.port || 5432) });
+    proxies.push(proxy);
+    await proxy.open();
+    const proxied = new URL(database.url);
+    proxied.port = String(proxy.port);
+    const direct = createPostgresDatabase({ url: database.url });
+    const cuttable = createPostgresDatabase({ url: proxied.toString(), connectTimeoutMs: 1_000 });
+    engines.push(direct, cuttable);
+    const seen: Seen = new Map();
+    const deadLetters: DeadLetter[] = [];
+    const transport = await transportOf();
+    const kernel = createKernel({
+      modules: [burstWithoutData, watcherModule(seen)],
+      database: cuttable,
+      logger: silentLogger,
+      onDeadLetter: (deadLetter) => void deadLetters.push(deadLetter),
+      ...(transport === undefined ? {} : { topology: { transport } }),
+    });
+    await kernel.start();
+    try {
+      await clearWatcher(direct);
+      await proxy.cut();
+      await kernel.client(burst).write({ labels: LABELS });
+      // The outage: longer than the five attempts would take in one process (50 + 100 + 150 + 200 ms) and over NATS.
+      await sleep(2_000);
+      expect(deadLetters).toEqual([]);
+      expect(seen.size).toBe(0);
+      await proxy.open();
+      await vi.waitFor(() => expect([...seen.keys()].sort()).toEqual([...LABELS].sort()), { timeout: 30_000, interval: 50 });
+      expect(deadLetters).toEqual([]);
+      expect(await rowsOf(direct, 'watcher', 'select label from entries order by label')).toEqual([...LABELS].sort().map((label) => ({ label })));
+    } finally {
+      await kernel.stop();
+    }
+  });
+});
+
 async function rowsOf(engine: DatabaseEngine, module: string, sql: string): Promise<unknown[]> {
   const connection = await engine.connect(module);
   try {
     return (await connection.query(sql)).rows;
+  } finally {
+    await connection.close();
+  }
+}
+
+/** The watcher's rows of an earlier run in the same schemas: gone. */
+async function clearWatcher(engine: DatabaseEngine): Promise<void> {
+  const connection = await engine.connect('watcher');
+  try {
+    await connection.query('delete from entries');
+    await connection.query('delete from keel_inbox');
   } finally {
     await connection.close();
   }
