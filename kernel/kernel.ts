@@ -22,6 +22,7 @@ import type { AnyModule } from './module.js';
 import { ModuleHost } from './module-host.js';
 import { detached } from './otel-context.js';
 import type { KernelObserver } from './observer.js';
+import type { PrincipalSchema } from './principal.js';
 import type { Transport, TransportStatus } from './transport.js';
 
 export { DEFAULT_KERNEL_OPTIONS, LifecycleState, type KernelOptions };
@@ -95,6 +96,12 @@ export interface Kernel {
    * (default 10 000 ms). The HTTP gateway caps a client's timeout header with it.
    */
   readonly defaultTimeoutMs: number;
+  /**
+   * The application's principal schema (the `principal` option), `undefined` when none was
+   * given: a call or event carrying a principal is then refused. The HTTP gateway refuses an
+   * `authenticate` hook without it.
+   */
+  readonly principalSchema: PrincipalSchema | undefined;
   /** Current lifecycle state. */
   readonly state: LifecycleState;
   /** Starts hosted modules in dependency order; each serves only once started. */
@@ -303,6 +310,10 @@ class KernelImpl implements Kernel {
 
   get defaultTimeoutMs(): number {
     return this.#options.defaultTimeoutMs;
+  }
+
+  get principalSchema(): PrincipalSchema | undefined {
+    return this.#options.principal;
   }
 
   ready(): boolean {

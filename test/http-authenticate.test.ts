@@ -148,6 +148,25 @@ describe('http - caller identity', () => {
     expect(refused.body.detail).toBe('The Authorization header is not "Bearer <token>": send a JWT as a bearer token.');
   });
 
+  it('http - createHttpGateway refuses an authenticate hook on a kernel without a principal schema (INVALID_CONFIG naming it), instead of answering every signed-in request 401', async () => {
+    // It was accepted: every token that verified was then a 401 "invalid_token" blaming the client, and nothing was logged.
+    const bare = createKernel({ modules: [accountModule], logger: silentLogger });
+    const authenticate = createJwtAuthenticator({ secret: SECRET, issuer: ISSUER, audience: AUDIENCE });
+    const refused = await createHttpGateway({ kernel: bare, port: 0, logger: silentLogger, metrics: false, docsPath: false, authenticate }).then(
+      async (made) => {
+        await made.close();
+        return undefined;
+      },
+      (error: unknown) => error,
+    );
+    expect(isKeelError(refused, 'INVALID_CONFIG'), String(refused)).toBe(true);
+    expect((refused as Error).message).toBe(
+      "createHttpGateway: authenticate is given, but the kernel declares no principal schema, so it would refuse every principal the hook makes (give createKernel({ principal }) the application's principal schema).",
+    );
+    // The same hook on this suite's kernel, which declares one, serves the token's principal.
+    expect(await post(url, '/account/whoami', {}, await hmacToken({ sub: 'ada', roles: [] }))).toMatchObject({ status: 200, body: { principal: { sub: 'ada' } } });
+  });
+
   it("http - an auth predicate that refuses the token's principal answers 403 FORBIDDEN; one it allows is served", async () => {
     const customer = await post(url, '/account/setPrice', { cents: 100 }, await hmacToken({ sub: 'bob', roles: ['customer'] }));
     expect(customer).toMatchObject({ status: 403, body: { code: 'FORBIDDEN', title: 'Forbidden' }, challenge: null });

@@ -138,7 +138,7 @@ export interface HttpGatewayOptions {
    * events they emit (`context.principal`). Returning `undefined` makes the call anonymous;
    * throwing `UNAUTHENTICATED` answers 401. An operation whose contract declares `auth` is
    * answered 401 without a call when there is no principal. Default: every call is anonymous.
-   * The kernel needs the application's principal schema (`createKernel({ principal })`).
+   * The kernel needs the application's principal schema (`createKernel({ principal })`): without it, `INVALID_CONFIG`.
    */
   readonly authenticate?: Authenticate;
   /**
@@ -365,6 +365,10 @@ export function resolveHttpGatewayOptions(options: HttpGatewayOptions): Resolved
 function pathProblems(options: ResolvedHttpGatewayOptions): string[] {
   const problems: string[] = [];
   const { contracts, docsPath } = options;
+  // Else every signed-in request is a 401 blaming the client, unlogged (a kernel of another keel copy lacks the field).
+  if (options.authenticate !== undefined && 'principalSchema' in options.kernel && options.kernel.principalSchema === undefined) {
+    problems.push("authenticate is given, but the kernel declares no principal schema, so it would refuse every principal the hook makes (give createKernel({ principal }) the application's principal schema)");
+  }
   const metricsKernel = kernelOfMetrics(options.metrics);
   if (metricsKernel !== undefined && metricsKernel !== options.kernel) {
     problems.push("metrics were made by createKernelMetrics for another kernel (make them with this gateway's kernel)");
