@@ -200,7 +200,7 @@ describe('http - caller identity', () => {
     expect(() => createJwtAuthenticator({ secret: SECRET, requireExpiry: 'yes' as never })).toThrow(/requireExpiry must be true or false/);
   });
 
-  it('http - createJwtAuthenticator refuses options it cannot verify with: neither or both key sources, a short secret, a JWKS timeout that is not whole milliseconds', () => {
+  it('http - createJwtAuthenticator refuses options it cannot verify with: neither or both key sources, a key set URL that is not http(s), a short secret, a JWKS timeout that is not whole milliseconds', () => {
     const refusal = (options: Parameters<typeof createJwtAuthenticator>[0]): string => {
       try {
         createJwtAuthenticator(options);
@@ -212,6 +212,12 @@ describe('http - caller identity', () => {
     };
     expect(refusal({})).toContain('give exactly one of jwksUrl');
     expect(refusal({ secret: SECRET, jwksUrl: 'http://127.0.0.1:1/jwks.json' })).toContain('give exactly one of jwksUrl');
+    // Any URL passed: a file: or ftp: key set made every token a 503 "unreachable" for good.
+    expect(refusal({ jwksUrl: 'file:///etc/keel/jwks.json' })).toBe(
+      'createJwtAuthenticator: jwksUrl must be an http(s) URL of a JSON Web Key Set, got "file:///etc/keel/jwks.json".',
+    );
+    expect(refusal({ jwksUrl: new URL('ftp://127.0.0.1/jwks.json') })).toContain('jwksUrl must be an http(s) URL');
+    expect(() => createJwtAuthenticator({ jwksUrl: new URL('https://login.test/jwks.json') })).not.toThrow();
     // A secret is never repeated, not even a wrong one: a start-up log would keep it.
     expect(refusal({ secret: 'short-but-secret' })).toBe(
       'createJwtAuthenticator: secret must be a string or bytes of at least 32 bytes (a shorter HMAC secret can be guessed), got a string (not shown: it is a secret).',

@@ -43,7 +43,7 @@ export type Authenticate = (request: FastifyRequest) => Principal | undefined | 
  * ```
  */
 export interface JwtAuthenticatorOptions {
-  /** URL of the issuer's JSON Web Key Set (asymmetric keys: RS*, PS*, ES*, EdDSA), fetched and cached by jose. */
+  /** http(s) URL of the issuer's JSON Web Key Set (asymmetric keys: RS*, PS*, ES*, EdDSA), fetched and cached by jose; another scheme is `INVALID_CONFIG`. */
   readonly jwksUrl?: string | URL;
   /** Shared secret for HMAC tokens (HS256, HS384, HS512): at least 32 bytes. */
   readonly secret?: string | Uint8Array;
@@ -70,7 +70,10 @@ export interface JwtAuthenticatorOptions {
 const JwtAuthenticatorOptionsSchema = z
   .object({
     jwksUrl: z
-      .custom((value) => value instanceof URL || (typeof value === 'string' && URL.canParse(value)), { error: 'must be an http(s) URL of a JSON Web Key Set' })
+      // Another scheme (file:, ftp:) passed, and made every token a 503 "key set unreachable" for good.
+      .custom((value) => ['http:', 'https:'].includes((value instanceof URL ? value : typeof value === 'string' ? URL.parse(value) : null)?.protocol ?? ''), {
+        error: 'must be an http(s) URL of a JSON Web Key Set',
+      })
       .optional(),
     secret: z
       .custom((value) => (typeof value === 'string' ? Buffer.byteLength(value) : value instanceof Uint8Array ? value.length : 0) >= 32, {
