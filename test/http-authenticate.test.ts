@@ -4,7 +4,7 @@
  * token makes reaches the handler; a missing token where the contract requires one, and a token
  * that does not verify, are 401 with WWW-Authenticate; an auth predicate's refusal is 403.
  */
-import { createServer, type Server } from 'node:http';
+import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { SignJWT, exportJWK, generateKeyPair, type JWTPayload } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -146,6 +146,30 @@ describe('http - caller identity', () => {
     const refused = await post(url, '/account/whoami', {}, undefined, '');
     expect(refused).toMatchObject({ status: 401, body: { code: 'UNAUTHENTICATED' }, challenge: 'Bearer realm="keel", error="invalid_token"' });
     expect(refused.body.detail).toBe('The Authorization header is not "Bearer <token>": send a JWT as a bearer token.');
+  });
+
+  it('http - two Authorization headers are 401 with error="invalid_token", whichever comes first; one of them alone is served', async () => {
+    // Node kept the first and dropped the second unseen: a customer's token then an admin's was the customer, the other order the admin.
+    const customer = await hmacToken({ sub: 'bob', roles: [] });
+    const admin = await hmacToken({ sub: 'ada', roles: ['admin'] });
+    const postTwice = (authorization: string[]) =>
+      new Promise<{ status: number; body: any; challenge: string | undefined }>((resolve, reject) => {
+        const body = JSON.stringify({ cents: 100 });
+        const sent = request(`${url}/account/setPrice`, { method: 'POST', headers: { 'content-type': 'application/json' } }, (answer) => {
+          let text = '';
+          answer.on('data', (chunk: Buffer) => (text += chunk.toString()));
+          answer.on('end', () => resolve({ status: answer.statusCode ?? 0, body: JSON.parse(text), challenge: answer.headers['www-authenticate'] }));
+        });
+        sent.setHeader('authorization', authorization); // one header line per value
+        sent.on('error', reject);
+        sent.end(body);
+      });
+    for (const pair of [[`Bearer ${customer}`, `Bearer ${admin}`], [`Bearer ${admin}`, `Bearer ${customer}`]]) {
+      const refused = await postTwice(pair);
+      expect(refused).toMatchObject({ status: 401, body: { code: 'UNAUTHENTICATED' }, challenge: 'Bearer realm="keel", error="invalid_token"' });
+      expect(refused.body.detail).toBe('The request has 2 Authorization headers: send one, "Bearer <token>".');
+    }
+    expect(await postTwice([`Bearer ${admin}`])).toMatchObject({ status: 200, body: { by: 'ada' } });
   });
 
   it('http - createHttpGateway refuses an authenticate hook on a kernel without a principal schema (INVALID_CONFIG naming it), instead of answering every signed-in request 401', async () => {

@@ -97,8 +97,8 @@ const BEARER = /^Bearer[ ]+([A-Za-z0-9\-._~+/]+=*)$/i;
  * its signature (against the JWKS at `jwksUrl`, or the shared `secret`), its `exp` (required
  * unless `requireExpiry: false`) and `nbf`, and
  * `iss` and `aud` when `issuer` and `audience` are given, then maps its claims to the principal.
- * No `Authorization` header is an anonymous request; a token that does not verify is
- * `UNAUTHENTICATED` (401); a JWKS that cannot be fetched is `UNAVAILABLE` (503). Options are
+ * No `Authorization` header is an anonymous request; a token that does not verify, or more than
+ * one `Authorization` header, is `UNAUTHENTICATED` (401); a JWKS that cannot be fetched is `UNAVAILABLE` (503). Options are
  * checked once: a wrong one is `INVALID_CONFIG` naming the field.
  *
  * @example
@@ -177,6 +177,11 @@ export function createJwtAuthenticator(options: JwtAuthenticatorOptions): Authen
     const header = request.headers.authorization;
     // An empty header is credentials of the wrong form, as http.md's table says: refused, not anonymous.
     if (header === undefined) return undefined;
+    // Node keeps the first of several and drops the others unseen: which one a proxy in front checked is anyone's guess.
+    const count = request.raw?.headersDistinct?.authorization?.length ?? 1;
+    if (count > 1) {
+      throw new KeelError(KeelErrorCode.UNAUTHENTICATED, `The request has ${count} Authorization headers: send one, "Bearer <token>".`);
+    }
     const token = BEARER.exec(header)?.[1];
     if (token === undefined) {
       throw new KeelError(KeelErrorCode.UNAUTHENTICATED, 'The Authorization header is not "Bearer <token>": send a JWT as a bearer token.');
