@@ -224,7 +224,7 @@ describe('http - caller identity', () => {
     expect(() => createJwtAuthenticator({ secret: SECRET, requireExpiry: 'yes' as never })).toThrow(/requireExpiry must be true or false/);
   });
 
-  it('http - createJwtAuthenticator refuses options it cannot verify with: neither or both key sources, a key set URL that is not http(s), a short secret, a JWKS timeout that is not whole milliseconds', () => {
+  it('http - createJwtAuthenticator refuses options it cannot verify with: neither or both key sources, a key set URL that is not http(s) or holds a password, a short secret, a JWKS timeout that is not whole milliseconds', () => {
     const refusal = (options: Parameters<typeof createJwtAuthenticator>[0]): string => {
       try {
         createJwtAuthenticator(options);
@@ -241,6 +241,13 @@ describe('http - caller identity', () => {
       'createJwtAuthenticator: jwksUrl must be an http(s) URL of a JSON Web Key Set, got "file:///etc/keel/jwks.json".',
     );
     expect(refusal({ jwksUrl: new URL('ftp://127.0.0.1/jwks.json') })).toContain('jwksUrl must be an http(s) URL');
+    // A user or password in it made every token a 503, and each one's error line showed the password.
+    for (const jwksUrl of ['https://keel:hunter2-secret@login.test/jwks.json', new URL('https://keel@login.test/jwks.json')]) {
+      const message = refusal({ jwksUrl });
+      expect(message).toBe(
+        'createJwtAuthenticator: jwksUrl has a user or password in it (not shown), which fetch refuses: a JSON Web Key Set is public, give its URL without them.',
+      );
+    }
     expect(() => createJwtAuthenticator({ jwksUrl: new URL('https://login.test/jwks.json') })).not.toThrow();
     // A secret is never repeated, not even a wrong one: a start-up log would keep it.
     expect(refusal({ secret: 'short-but-secret' })).toBe(

@@ -43,7 +43,7 @@ export type Authenticate = (request: FastifyRequest) => Principal | undefined | 
  * ```
  */
 export interface JwtAuthenticatorOptions {
-  /** http(s) URL of the issuer's JSON Web Key Set (asymmetric keys: RS*, PS*, ES*, EdDSA), fetched and cached by jose; another scheme is `INVALID_CONFIG`. */
+  /** http(s) URL of the issuer's JSON Web Key Set (asymmetric keys: RS*, PS*, ES*, EdDSA), fetched and cached by jose; another scheme, or a user or password in it, is `INVALID_CONFIG`. */
   readonly jwksUrl?: string | URL;
   /** Shared secret for HMAC tokens (HS256, HS384, HS512): at least 32 bytes. */
   readonly secret?: string | Uint8Array;
@@ -117,6 +117,7 @@ const BEARER = /^Bearer[ ]+([A-Za-z0-9\-._~+/]+=*)$/i;
  * ```
  */
 export function createJwtAuthenticator(options: JwtAuthenticatorOptions): Authenticate {
+  refuseUrlCredentials(options?.jwksUrl);
   const given = parseOptions('createJwtAuthenticator', JwtAuthenticatorOptionsSchema, options, ['secret']) as JwtAuthenticatorOptions;
   if ((given.jwksUrl === undefined) === (given.secret === undefined)) {
     throw new KeelError(
@@ -188,6 +189,19 @@ export function createJwtAuthenticator(options: JwtAuthenticatorOptions): Authen
     }
     return verify(token);
   };
+}
+
+/**
+ * Refuses a key set URL with a user or password in it, without repeating it: fetch refuses such a
+ * URL, so every token was a 503, and each one's error line showed the password.
+ */
+function refuseUrlCredentials(jwksUrl: unknown): void {
+  const url = jwksUrl instanceof URL ? jwksUrl : typeof jwksUrl === 'string' ? URL.parse(jwksUrl) : null;
+  if (url === null || (url.username === '' && url.password === '')) return;
+  throw new KeelError(
+    KeelErrorCode.INVALID_CONFIG,
+    'createJwtAuthenticator: jwksUrl has a user or password in it (not shown), which fetch refuses: a JSON Web Key Set is public, give its URL without them.',
+  );
 }
 
 const HMAC = ['HS256', 'HS384', 'HS512'];
