@@ -11,11 +11,19 @@ import { createLogger, tracingRequested } from 'keel/transport';
 import type { Tracing } from 'keel/otel';
 import { catalog } from '../modules/catalog/contract.js';
 import { inventory } from '../modules/inventory/contract.js';
-import config from '../keel.config.js';
 import { modules } from '../modules/index.js';
 import { databasesFromEnv, describeDatabases } from './database.js';
 import { topologyFromEnv } from './topology.js';
 
+// keel.config.ts runs code (the authenticator from SHOP_AUTH_SECRET): a mistake there is said in one
+// line, as keel start says it, never as an uncaught error's stack. Before the logger, whose format it sets.
+const config = await import('../keel.config.js').then(
+  (loaded) => loaded.default,
+  (error: unknown) => {
+    process.stderr.write(`The shop could not start: keel.config.ts failed: ${error instanceof Error ? error.message : String(error)}\n`);
+    return process.exit(1);
+  },
+);
 // One logger for the process: its own lines, the kernel's and the gateway's share one format.
 const logger = processLogger();
 // Declared before anything can fail: fail() shuts it down on every failure path.

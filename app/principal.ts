@@ -4,6 +4,7 @@
  * registered with keel so that handlers, `auth` predicates and the gateway's `authenticate` hook
  * are typed by it. The gateway builds it from a bearer JWT (app/main.ts); see docs/security.md.
  */
+import { KeelError, KeelErrorCode } from 'keel';
 import { createJwtAuthenticator, type Authenticate } from 'keel/http';
 import { z } from 'zod';
 
@@ -51,6 +52,14 @@ export const SHOP_TOKENS = { issuer: 'keel-shop', audience: 'keel-shop' } as con
 export function authenticatorFromEnv(env: Readonly<Record<string, string | undefined>>): Authenticate | undefined {
   const secret = env['SHOP_AUTH_SECRET']?.trim();
   if (secret === undefined || secret === '') return undefined;
+  if (Buffer.byteLength(secret) < 32) {
+    // createJwtAuthenticator would refuse it too, naming its option, not the variable.
+    throw new KeelError(
+      KeelErrorCode.INVALID_CONFIG,
+      `SHOP_AUTH_SECRET is ${Buffer.byteLength(secret)} bytes long; it needs at least 32 (a shorter HMAC secret can be guessed). ` +
+        'Make one with: export SHOP_AUTH_SECRET=$(openssl rand -hex 32)',
+    );
+  }
   return createJwtAuthenticator({
     secret,
     ...SHOP_TOKENS,

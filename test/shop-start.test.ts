@@ -193,6 +193,16 @@ describe('app - npm start', SPAWNING, () => {
     }
   });
 
+  it('app - a SHOP_AUTH_SECRET under 32 bytes stops the start with one line naming the variable and how to make one, no stack', async () => {
+    const bad = startShop({ PORT: '0', SHOP_AUTH_SECRET: 'short' });
+    expect(await bad.exit()).toBe(1);
+    expect(bad.output(), bad.output()).toContain(
+      'The shop could not start: keel.config.ts failed: SHOP_AUTH_SECRET is 5 bytes long; it needs at least 32 (a shorter HMAC secret can be guessed). ' +
+        'Make one with: export SHOP_AUTH_SECRET=$(openssl rand -hex 32)\n',
+    );
+    expect(bad.output()).not.toMatch(/^\s+at /m);
+  });
+
   it('app - KEEL_HTTP_OPERATIONS refuses a value other than all, hosted or none, naming the variable', async () => {
     const bad = startShop({ PORT: '0', KEEL_HTTP_OPERATIONS: 'some' });
     expect(await bad.exit()).toBe(1);
