@@ -38,7 +38,7 @@ export const CliErrorCode = {
   E_CONFIG: 'E_CONFIG',
   /** `keel build` failed (no TypeScript, type errors, an output folder it may not replace), or a build asked for is missing. */
   E_BUILD: 'E_BUILD',
-  /** nats-server is not on PATH or did not start. */
+  /** nats-server is not on PATH or did not start, or the one keel up or keel dev started stopped while it ran. */
   E_NATS_SERVER: 'E_NATS_SERVER',
   /** The HTTP gateway cannot listen on its address: the port is in use, or not allowed. */
   E_HTTP_LISTEN: 'E_HTTP_LISTEN',

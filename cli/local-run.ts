@@ -74,6 +74,12 @@ export interface LocalRun {
   /** The format every process logs in (their `KEEL_LOG_FORMAT`). */
   readonly logFormat: LogFormat;
   readonly natsUrl: string | undefined;
+  /**
+   * Settles, with a sentence saying so, when the nats-server this run started exits before
+   * {@link LocalRun.stopNats}: every process lost NATS, and nothing brings that server back.
+   * Never settles when the run started none.
+   */
+  readonly natsLost: Promise<string>;
   /** Stops the nats-server this run started, if any. Idempotent. */
   stopNats(): Promise<void>;
 }
@@ -214,7 +220,12 @@ export async function prepareLocalRun(options: LocalRunOptions): Promise<LocalRu
   for (const [group, spec] of Object.entries(topology.processes)) {
     log(`  ${group}${spec.replicas > 1 ? ` ×${spec.replicas}` : ''}: ${spec.modules.join(', ')}`);
   }
-  return { project, modules, topology, processes, logFormat, natsUrl, stopNats: async () => natsServer?.stop() };
+  const started = natsServer;
+  const natsLost =
+    started === undefined
+      ? new Promise<string>(() => {})
+      : started.lost.then((how) => `the nats-server ${options.command} started on ${started.url} (pid ${started.pid}) stopped while it ran (${how}): every process lost NATS`);
+  return { project, modules, topology, processes, logFormat, natsUrl, natsLost, stopNats: async () => natsServer?.stop() };
 }
 
 /**

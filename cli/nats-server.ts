@@ -49,6 +49,11 @@ export interface LaunchedNatsServer {
    * `keel dev` left behind, whose starter and server are both gone.
    */
   readonly removedLeftovers: readonly string[];
+  /**
+   * Settles, with how it ended (`it was ended by SIGKILL`), when the server exits without
+   * {@link stop} having been called: killed, crashed, or stopped from outside. Never settles otherwise.
+   */
+  readonly lost: Promise<string>;
   /** Stops the server and removes its store. Idempotent. */
   stop(): Promise<void>;
 }
@@ -155,6 +160,9 @@ export async function launchNatsServer(options: NatsServerLaunchOptions = {}): P
   child.stderr.on('data', collect);
   let exited = false;
   let ending = '';
+  let stopping = false;
+  let lose: (how: string) => void = () => {};
+  const lost = new Promise<string>((resolve) => (lose = resolve));
   const group = child.pid as number;
   // Named while it may run, so that a later launch leaves its folder alone until both are gone.
   if (child.pid !== undefined) recordOwners(directory, { starter: process.pid, server: group });
@@ -196,6 +204,7 @@ export async function launchNatsServer(options: NatsServerLaunchOptions = {}): P
     exited = true;
     ending = signalName === null ? `it exited with code ${code}` : `it was ended by ${signalName}`;
     if (!groupLeft()) markGone();
+    if (!stopping) lose(ending);
   });
   /** Waits until the group is empty, or `until`; true when it is. */
   const groupEnded = async (until: number): Promise<boolean> => {
@@ -207,6 +216,7 @@ export async function launchNatsServer(options: NatsServerLaunchOptions = {}): P
   };
   let stopped: Promise<void> | undefined;
   const stop = (): Promise<void> => {
+    stopping = true;
     stopped ??= (async () => {
       if (!gone) {
         signal('SIGTERM');
@@ -224,7 +234,7 @@ export async function launchNatsServer(options: NatsServerLaunchOptions = {}): P
   let port: number | undefined;
   while (Date.now() < deadline && !exited) {
     port ??= listeningPort(directory);
-    if (port !== undefined && (await acceptsConnections(port))) return { url: `nats://127.0.0.1:${port}`, directory, pid: group, removedLeftovers, stop };
+    if (port !== undefined && (await acceptsConnections(port))) return { url: `nats://127.0.0.1:${port}`, directory, pid: group, removedLeftovers, lost, stop };
     await sleep(50);
   }
   const wasExited = exited;

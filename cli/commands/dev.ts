@@ -225,14 +225,28 @@ async function dev(
     });
   }
 
+  // The nats-server started here exiting while it runs: no restart of the processes brings it back.
+  let natsGone: string | undefined;
+  let stopping = false;
+  const lostNats = run.natsLost.then((why) => {
+    if (stopping) return;
+    natsGone = why;
+    log(`${why}; stopping every process`, 'error');
+  });
   const keepAlive = setInterval(() => {}, 2 ** 30);
-  if (!cli.signal.aborted) await once(cli.signal, 'abort');
+  if (!cli.signal.aborted) await Promise.race([once(cli.signal, 'abort'), lostNats]);
   clearInterval(keepAlive);
+  stopping = true;
   watcher.close();
-  log('stopping: draining every process');
+  if (natsGone === undefined) log('stopping: draining every process');
   const exits = await supervisor.stop();
   await restarts;
   own.exits(exits);
   await run.stopNats();
+  if (natsGone !== undefined) {
+    throw new CLIError(CliErrorCode.E_NATS_SERVER, `${natsGone.charAt(0).toUpperCase()}${natsGone.slice(1)}.`, {
+      hint: 'Run keel dev again: it starts a new nats-server. To keep NATS apart from keel dev, start nats-server yourself and pass --nats nats://127.0.0.1:4222.',
+    });
+  }
   log('stopped');
 }

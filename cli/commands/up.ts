@@ -39,7 +39,7 @@ export default defineCommand({
 /** The run itself; its own lines go through `own`, in the processes' format once known. */
 async function up(cli: CliContext, own: CommandLog, args: { readonly topology?: string | undefined; readonly nats?: string | undefined }): Promise<void> {
   const { log } = own;
-  const { processes, logFormat, stopNats } = await prepareLocalRun({ cli, command: 'keel up', log, onLogFormat: own.use, topology: args.topology, nats: args.nats });
+  const { processes, logFormat, natsLost, stopNats } = await prepareLocalRun({ cli, command: 'keel up', log, onLogFormat: own.use, topology: args.topology, nats: args.nats });
 
   const gaveUp = new AbortController();
   let failed: { name: string; failure: ProcessFailure | undefined } | undefined;
@@ -54,15 +54,30 @@ async function up(cli: CliContext, own: CommandLog, args: { readonly topology?: 
       gaveUp.abort();
     },
   });
+  // The nats-server started here exiting while it runs (killed, crashed): every process lost NATS
+  // for good, since nothing starts that server again on its port. Said, and everything stops.
+  let natsGone: string | undefined;
+  let stopping = false;
+  const lostNats = natsLost.then((why) => {
+    if (stopping) return;
+    natsGone = why;
+    log(`${why}; stopping every process`, 'error');
+  });
   const keepAlive = setInterval(() => {}, 2 ** 30);
   if (!cli.signal.aborted && !gaveUp.signal.aborted) {
-    await Promise.race([once(cli.signal, 'abort'), once(gaveUp.signal, 'abort')]);
+    await Promise.race([once(cli.signal, 'abort'), once(gaveUp.signal, 'abort'), lostNats]);
   }
   clearInterval(keepAlive);
-  log(failed ? 'stopping every process' : 'stopping: draining every process');
+  stopping = true;
+  if (natsGone === undefined) log(failed ? 'stopping every process' : 'stopping: draining every process');
   const exits = await supervisor.stop();
   own.exits(exits);
   await stopNats();
+  if (natsGone !== undefined) {
+    throw new CLIError(CliErrorCode.E_NATS_SERVER, `${natsGone.charAt(0).toUpperCase()}${natsGone.slice(1)}.`, {
+      hint: 'Run keel up again: it starts a new nats-server. To keep NATS apart from keel up, start nats-server yourself and pass --nats nats://127.0.0.1:4222.',
+    });
+  }
   if (failed !== undefined) {
     const where = own.json ? `its records (process "${failed.name}")` : 'its output above';
     throw new CLIError(CliErrorCode.E_PROCESS, `${gaveUpReason(failed.name, failed.failure)}; see ${where}.`);
