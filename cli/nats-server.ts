@@ -194,6 +194,8 @@ export async function launchNatsServer(options: NatsServerLaunchOptions = {}): P
   // Ctrl-C, an uncaught error) ends it here, synchronously. Kept until the whole group is gone.
   const killOnExit = (): void => {
     if (!gone) signal('SIGKILL');
+    // And its folder, which holds the credentials of its users: nothing else would remove it before the next launch.
+    rmSync(directory, { recursive: true, force: true });
   };
   process.once('exit', killOnExit);
   const markGone = (): void => {

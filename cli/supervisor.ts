@@ -262,6 +262,22 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
     return starting && (exit.code === 128 + 15 || exit.signal === 'SIGTERM') ? { ...exit, beforeReady: true } : exit;
   };
 
+  // This process exiting while some of its processes run (a second Ctrl-C, an uncaught error)
+  // takes them along: each is in a process group of its own, which no terminal signal reaches,
+  // and one left draining would hold its port and its embedded database with nobody reading its output.
+  const killOnExit = (): void => {
+    for (const entry of managed) {
+      const pid = entry.child?.pid;
+      if (pid === undefined) continue;
+      try {
+        process.kill(-pid, 'SIGKILL');
+      } catch {
+        entry.child?.kill('SIGKILL');
+      }
+    }
+  };
+  process.on('exit', killOnExit);
+
   for (const entry of managed) launch(entry);
 
   let stopped: Promise<readonly ProcessExit[]> | undefined;
@@ -276,7 +292,9 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
           if (entry.restartTimer !== undefined) clearTimeout(entry.restartTimer);
           return drain(entry);
         });
-        return Promise.all(exits);
+        const all = await Promise.all(exits);
+        process.removeListener('exit', killOnExit);
+        return all;
       })();
       return stopped;
     },
