@@ -268,7 +268,8 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
   const killOnExit = (): void => {
     for (const entry of managed) {
       const pid = entry.child?.pid;
-      if (pid === undefined) continue;
+      // One that exited is reaped: its pid may be another process's by now.
+      if (pid === undefined || entry.child?.exitCode !== null || entry.child.signalCode !== null) continue;
       try {
         process.kill(-pid, 'SIGKILL');
       } catch {
