@@ -3,8 +3,8 @@
  * replicas of each, and the NATS server they share. Written in TypeScript with
  * {@link defineTopology}, or as JSON of the same shape; validated with zod either way.
  */
-import { readFileSync } from 'node:fs';
-import { extname, relative } from 'node:path';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { dirname, extname, relative } from 'node:path';
 import { z } from 'zod';
 import { isDatabasePoolSize } from 'keel/databases';
 import { LOG_LEVELS } from './config.js';
@@ -350,6 +350,13 @@ export function singleProcessTopology(manifest: readonly string[]): TopologyFile
  */
 export async function loadTopology(project: Project, path: string, manifest: readonly string[]): Promise<TopologyFile> {
   const shown = relative(project.root, path) || path;
+  if (!existsSync(path)) {
+    const folder = dirname(path);
+    const near = existsSync(folder) ? readdirSync(folder).filter((name) => /\.(ts|mts|js|mjs|json)$/.test(name)).sort() : [];
+    throw new CLIError(CliErrorCode.E_TOPOLOGY, `There is no topology file ${shown}.`, {
+      hint: near.length > 0 ? `${relative(project.root, folder) || '.'} has: ${near.join(', ')}.` : 'Give the path of a topology file, such as topologies/split.ts.',
+    });
+  }
   let value: unknown;
   try {
     if (extname(path) === '.json') {

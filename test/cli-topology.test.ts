@@ -177,6 +177,12 @@ describe('cli - topology files', () => {
     );
   });
 
+  it('cli - refuses a topology file that does not exist with E_TOPOLOGY naming it, and the files its folder has', async () => {
+    const error = await loadTopology(findProject(repository), join(repository, 'topologies', 'nope.ts'), shop).catch((caught: unknown) => caught);
+    expect(isCliError(error)).toBe(true);
+    expect(error).toMatchObject({ code: 'E_TOPOLOGY', message: 'There is no topology file topologies/nope.ts.', hint: 'topologies has: per-module.ts, single.ts, split.ts.' });
+  });
+
   it('cli - refuses a file without a default export', async () => {
     await expect(loadTopology(findProject(repository), join(repository, 'modules', 'index.ts'), shop)).rejects.toThrow(
       'modules/index.ts has no default export; export default defineTopology({ ... }).',
