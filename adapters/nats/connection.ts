@@ -39,7 +39,7 @@ function connectAdvice(error: unknown, options: ResolvedNatsOptions): string {
       ? "The server's TLS certificate is not trusted: set KEEL_NATS_TLS_CA (tls.caFile) to the CA certificate that signed it."
       : 'Check that KEEL_NATS_TLS_CA (tls.caFile) signed the server\'s certificate, that it names this host, and, if the server verifies clients, KEEL_NATS_TLS_CERT and KEEL_NATS_TLS_KEY.';
   }
-  return 'Start nats-server there, or fix KEEL_NATS_URL and the NATS credentials.';
+  return 'Start nats-server there, or fix the server URL (the servers option: KEEL_NATS_URL, or keel start --nats) and the NATS credentials.';
 }
 
 /** A NATS client error as text: its message, and its class when that says more (`TimeoutError`). */
