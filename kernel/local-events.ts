@@ -264,11 +264,22 @@ export class LocalEvents {
   /** Stops redeliveries and reports the durable events that no member will ever get. */
   close(): void {
     this.#closed = true;
+    // Counted before their timers are cancelled, which releases them: a long outage can hold
+    // durableBacklogLimit events per group, and the close says so in one line per group.
+    const held = [...this.#groups].flatMap(([key, groups]) =>
+      [...groups.values()].filter((group) => group.held > 0).map((group) => ({ key, subscriber: group.subscriber, lost: group.held })),
+    );
     const retries = [...this.#retries];
     this.#retries.clear();
     for (const [timer, cancel] of retries) {
       clearTimeout(timer);
       cancel();
+    }
+    for (const { key, subscriber, lost } of held) {
+      this.logger.warn(
+        { event: key, subscriber, lost },
+        `durable events lost: the transport closed while they waited for module "${subscriber}"'s database to answer`,
+      );
     }
     for (const [key, groups] of this.#groups) {
       for (const group of groups.values()) {
@@ -397,13 +408,8 @@ export class LocalEvents {
       this.#handOn(subscription, event, attempt, holds + 1);
       release();
     }, Math.min(this.redeliveryDelayMs * (holds + 1), HELD_RETRY_MAX_MS)));
-    this.#retries.set(timer, () => {
-      release();
-      this.logger.warn(
-        { event: `${event.contract}.${event.event}`, subscriber: subscription.subscriber, eventId: event.metadata.id, attempt },
-        `durable event lost: the transport closed while it waited for module "${subscription.subscriber}"'s database to answer`,
-      );
-    });
+    // The close says how many were lost, in one line per group (see close()), not one per event.
+    this.#retries.set(timer, release);
     return true;
   }
 

@@ -15,6 +15,7 @@ import {
 } from 'keel';
 import { Fanout, createLocalTransport, type EventSubscription, type PublishedEvent } from 'keel/transport';
 import { linesLogger, type LogLine } from './support/log-lines.js';
+import { unreachableDatabaseError } from '../kernel/transport-failures.js';
 
 const empty = z.object({});
 
@@ -494,6 +495,30 @@ describe('local transport - durable events kept while the subscribing module is 
     expect(errors[1]?.message).toContain('2 durable events were dropped');
     expect(first).toEqual(['1#1']);
     await bus.close();
+  });
+
+  it('says in one line per module and event how many events held for an unreachable database the close lost, not one line per event', async () => {
+    const warnings: { record: Record<string, unknown>; message: string }[] = [];
+    const capture: Logger = { ...silentLogger, warn: (record, message) => warnings.push({ record, message }), child: () => capture };
+    // Held for 1 s at least: the close below comes first.
+    const bus = createLocalTransport({ redeliveryDelayMs: 1_000, logger: capture });
+    const tried: string[] = [];
+    const deadLetters: string[] = [];
+    await bus.subscribe({
+      ...ledger(tried),
+      handle: async (payload, metadata) => {
+        tried.push(`${(payload as { n: string }).n}#${metadata.attempt}`);
+        throw unreachableDatabaseError('ledger', new Error('connect ECONNREFUSED'));
+      },
+      deadLetter: (payload) => void deadLetters.push((payload as { n: string }).n),
+    });
+    for (const n of ['1', '2', '3']) await bus.publish(sold(n));
+    await vi.waitFor(() => expect(tried.sort()).toEqual(['1#1', '2#1', '3#1']), SOON);
+    await bus.close();
+    expect(deadLetters).toEqual([]);
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]?.record).toEqual({ event: 'shop.sold', subscriber: 'ledger', lost: 3 });
+    expect(warnings[0]?.message).toContain('"ledger"\'s database');
   });
 
   it('keeps a failed event whose redelivery finds the module stopped, and redelivers it as the next attempt', async () => {
