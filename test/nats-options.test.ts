@@ -163,6 +163,9 @@ describe('nats - options checked once', () => {
       'createNatsTransport: inboxPrefix "acme.inbox" is inside keel\'s subject space (prefix "acme"), where no reply is ever sent; use one outside it, such as "_INBOX.acme".',
     );
     expect(await refusal({ inboxPrefix: 'keel' })).toContain('inboxPrefix "keel" is inside keel\'s subject space');
+    expect(await refusal({ prefix: '_INBOX' })).toBe(
+      'createNatsTransport: prefix "_INBOX" holds the nats client\'s default reply inboxes ("_INBOX.…"), where keel sends no reply; give another prefix, or an inboxPrefix outside it, such as "_INBOX__INBOX".',
+    );
     expect(await refusal({ tls: { caFile: file, ca: file } })).toContain('tls must be an object of caFile, certFile and keyFile');
     expect(await refusal({ tls: { certFile: 42 } })).toContain('tls.certFile must be the path of a PEM file, got 42');
   });

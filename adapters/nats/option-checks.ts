@@ -134,6 +134,9 @@ const NatsTransportOptionsSchema = z
 /** The options that hold a secret: a message about them never shows their value. */
 const SECRET_OPTIONS = ['token', 'password'] as const;
 
+/** The nats client's reply inbox prefix when `inboxPrefix` is not given. */
+const NATS_INBOX_PREFIX = '_INBOX';
+
 /**
  * Checks every option once and merges the defaults; throws `INVALID_CONFIG` naming the field
  * (every wrong type or range at once, then the first of the checks zod cannot make: server
@@ -154,9 +157,15 @@ export function resolveOptions(options: NatsTransportOptions): ResolvedNatsOptio
   if ((resolved.user === undefined) !== (resolved.password === undefined)) {
     throw configError(`${FACTORY}: user and password go together; set both or neither.`);
   }
-  const inboxPrefix = resolved.inboxPrefix;
-  if (inboxPrefix !== undefined && (inboxPrefix === resolved.prefix || inboxPrefix.startsWith(`${resolved.prefix}.`))) {
+  // Unset, the nats client's own: `_INBOX`, inside a prefix "_INBOX".
+  const inboxPrefix = resolved.inboxPrefix ?? NATS_INBOX_PREFIX;
+  if (inboxPrefix === resolved.prefix || inboxPrefix.startsWith(`${resolved.prefix}.`)) {
     // Subjects.isNoInbox: no answer is ever sent into keel's own subject space.
+    if (resolved.inboxPrefix === undefined) {
+      throw configError(
+        `${FACTORY}: prefix "${resolved.prefix}" holds the nats client's default reply inboxes ("${NATS_INBOX_PREFIX}.…"), where keel sends no reply; give another prefix, or an inboxPrefix outside it, such as "${NATS_INBOX_PREFIX}_${resolved.prefix.replaceAll('.', '_')}".`,
+      );
+    }
     throw configError(
       `${FACTORY}: inboxPrefix "${inboxPrefix}" is inside keel's subject space (prefix "${resolved.prefix}"), where no reply is ever sent; use one outside it, such as "_INBOX.${resolved.prefix}".`,
     );
