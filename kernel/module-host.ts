@@ -313,7 +313,6 @@ export class ModuleHost {
     );
   }
 
-  /** Stops serving, lets work in flight finish (at most drainTimeoutMs), runs the stop hook. Idempotent. */
   /**
    * The module's stop hook, waited for at most `drainTimeoutMs`: a hook that never ends (a queue
    * that is never closed, a socket that never answers) would hold the process's stop for ever,
@@ -333,6 +332,7 @@ export class ModuleHost {
     }
   }
 
+  /** Stops serving, lets work in flight finish (at most drainTimeoutMs), runs the stop hook (at most drainTimeoutMs too). Idempotent. */
   async stop(): Promise<void> {
     if (this.state === LifecycleState.STOPPED || this.state === LifecycleState.CREATED) return;
     this.state = LifecycleState.STOPPING;
