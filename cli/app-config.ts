@@ -100,7 +100,16 @@ export async function loadAppConfig(project: Project, options: LoadConfigOptions
       hint: 'docs/cli.md ("The configuration file") lists what each section takes; docs/http.md the gateway options.',
     });
   }
-  return { path, config: config as KeelConfig };
+  const checked = config as KeelConfig;
+  // createHttpGateway refuses it too, at start, but names createKernel, which a keel start user never calls.
+  if (options.checkGateway !== false && checked.gateway?.authenticate !== undefined && checked.principal === undefined) {
+    throw new CLIError(
+      CliErrorCode.E_CONFIG,
+      `${shown} gives gateway.authenticate but no principal: the kernel would refuse every principal the hook makes, and each signed-in request would be a 401.`,
+      { hint: "Add principal, the zod schema of what the hook returns: defineConfig({ principal: z.object({ sub: z.string() }), gateway: { authenticate } }) (docs/security.md)." },
+    );
+  }
+  return { path, config: checked };
 }
 
 /**

@@ -137,7 +137,9 @@ describe('cli - keel.config.ts', () => {
     // Without the schema every signed-in request was a 401 blaming the client's credentials: now the start stops.
     const refused = keel(appWith(configWith(false)), 'start', '--http', '0');
     expect(await refused.exit).toBe(1);
-    expect(refused.stderr.text).toContain('authenticate is given, but the kernel declares no principal schema');
+    // Said in the configuration's terms: a keel start user never calls createKernel, which createHttpGateway's own refusal names.
+    expect(refused.stderr.text).toContain('keel.config.ts gives gateway.authenticate but no principal');
+    expect(refused.stderr.text).toContain('Add principal, the zod schema of what the hook returns');
     expect(refused.stdout.text).not.toContain('ready');
   });
 
