@@ -544,6 +544,15 @@ describe('cli - deploy', () => {
     expect(lines).toContain(`keel deploy: removed ${relative(repository, join(out, '.gitignore'))} (not among the files this topology makes)`);
   });
 
+  it("cli - deploy --force keeps a .gitignore keel wrote to which the user added lines (with --out . it is the project's), though the topology no longer needs NATS", async () => {
+    const { out } = await deploy('topologies/split.ts');
+    writeFileSync(join(out, '.gitignore'), `${readFileSync(join(out, '.gitignore'), 'utf8')}node_modules/\n`);
+    const forced = await runKeel(['deploy', 'topologies/single.ts', '--out', out, '--force'], { cwd: repository });
+    expect(forced.code, forced.stderr).toBe(0);
+    expect(readFileSync(join(out, '.gitignore'), 'utf8').split('\n')).toContain('node_modules/');
+    expect(existsSync(join(out, 'nats')), 'keel\'s NATS files still go').toBe(false);
+  });
+
   it("cli - deploy's default image writes a version's build metadata as a tag may hold it, and names package.json, not --image, when it is still no image reference", () => {
     expect(defaultImage({ name: '@acme/shop', version: '1.0.0+build.5' })).toBe('acme/shop:1.0.0_build.5');
     expect(isImageReference('acme/shop:1.0.0_build.5')).toBe(true);

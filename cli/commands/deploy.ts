@@ -44,7 +44,8 @@ function filesIn(folder: string): string[] {
 /**
  * Files an earlier `keel deploy` wrote in `out`'s own folders that this plan no longer has (a
  * group removed, a PDB no longer needed, the NATS files and keel's own `.gitignore` of a topology
- * that needed NATS; a `.gitignore` of the user's, to which keel added lines, stays).
+ * that needed NATS; a `.gitignore` of the user's, to which keel added lines, or one of keel's to which
+ * the user added some, stays).
  */
 function staleGenerated(out: string, plan: readonly DeployFile[]): string[] {
   const planned = new Set(plan.map((file) => file.path));
@@ -52,8 +53,21 @@ function staleGenerated(out: string, plan: readonly DeployFile[]): string[] {
     (path) =>
       !planned.has(path) &&
       (/\.ya?ml$/.test(path) || /^nats\/[^/]*\.(env|conf)$/.test(path) || path === '.gitignore') &&
-      readFileSync(join(out, path), 'utf8').startsWith(`# ${GENERATED_MARK}`),
+      isKeelsAlone(path, readFileSync(join(out, path), 'utf8')),
   );
+}
+
+/** The lines of the `.gitignore` keel deploy writes (cli/deploy/nats-files.ts). */
+const KEEL_GITIGNORE_LINES = new Set(['nats/', 'k8s/nats-credentials/']);
+
+/**
+ * Whether a file keel deploy wrote holds nothing else: a `.gitignore` it wrote with `--out .` is the
+ * project's, to which the user may have added lines (node_modules/), which removing it would lose.
+ */
+function isKeelsAlone(path: string, text: string): boolean {
+  if (!text.startsWith(`# ${GENERATED_MARK}`)) return false;
+  if (path !== '.gitignore') return true;
+  return text.split('\n').every((line) => line.trim() === '' || line.trim().startsWith('#') || KEEL_GITIGNORE_LINES.has(line.trim()));
 }
 
 /** Removes the folders keel deploy writes in `out` that are left empty, deepest first; never one holding anything. */
