@@ -242,7 +242,8 @@ describe('http - caller identity', () => {
     );
     expect(refusal({ jwksUrl: new URL('ftp://127.0.0.1/jwks.json') })).toContain('jwksUrl must be an http(s) URL');
     // A user or password in it made every token a 503, and each one's error line showed the password.
-    for (const jwksUrl of ['https://keel:hunter2-secret@login.test/jwks.json', new URL('https://keel@login.test/jwks.json')]) {
+    // One that does not parse either (a port past 65535): its password was shown in the message refusing the URL.
+    for (const jwksUrl of ['https://keel:hunter2-secret@login.test/jwks.json', new URL('https://keel@login.test/jwks.json'), 'https://keel:hunter2-secret@login.test:99999/jwks.json']) {
       const message = refusal({ jwksUrl });
       expect(message).toBe(
         'createJwtAuthenticator: jwksUrl has a user or password in it (not shown), which fetch refuses: a JSON Web Key Set is public, give its URL without them.',

@@ -197,7 +197,9 @@ export function createJwtAuthenticator(options: JwtAuthenticatorOptions): Authen
  */
 function refuseUrlCredentials(jwksUrl: unknown): void {
   const url = jwksUrl instanceof URL ? jwksUrl : typeof jwksUrl === 'string' ? URL.parse(jwksUrl) : null;
-  if (url === null || (url.username === '' && url.password === '')) return;
+  // One that does not parse (a port past 65535) is refused next, showing its value: its user part is looked for here.
+  const unparsed = url === null && typeof jwksUrl === 'string' && /^[a-z][a-z\d+.-]*:\/\/[^/?#]*@/i.test(jwksUrl);
+  if (!unparsed && (url === null || (url.username === '' && url.password === ''))) return;
   throw new KeelError(
     KeelErrorCode.INVALID_CONFIG,
     'createJwtAuthenticator: jwksUrl has a user or password in it (not shown), which fetch refuses: a JSON Web Key Set is public, give its URL without them.',
