@@ -156,7 +156,7 @@ export interface KernelOptions {
   readonly database?: DatabaseEngine | ((module: string) => DatabaseEngine);
   /**
    * How long stop waits for one module's work in flight before stopping it anyway
-   * (default 30 000 ms), and then as long again at most for its stop hook. Over NATS the
+   * (default 30 000 ms), its stop hook included (which gets at least 5 s of it). Over NATS the
    * transport's own drain timeout applies as well.
    */
   readonly drainTimeoutMs?: number;

@@ -61,6 +61,9 @@ export interface HostServices {
   databaseFor(module: string): DatabaseEngine | undefined;
 }
 
+/** The least time a module's stop hook is given, however much of `drainTimeoutMs` the drain used (at most `drainTimeoutMs`). */
+const STOP_HOOK_FLOOR_MS = 5_000;
+
 export class ModuleHost {
   state: LifecycleState = LifecycleState.CREATED;
   #container: Container | undefined;
@@ -314,25 +317,28 @@ export class ModuleHost {
   }
 
   /**
-   * The module's stop hook, waited for at most `drainTimeoutMs`: a hook that never ends (a queue
-   * that is never closed, a socket that never answers) would hold the process's stop for ever,
-   * until its platform's SIGKILL. Past the bound the stop goes on, as past a drain's.
+   * The module's stop hook, waited for within what is left of `drainTimeoutMs` since the stop
+   * `began`, and at least {@link STOP_HOOK_FLOOR_MS} (or `drainTimeoutMs`, when shorter), so that a
+   * drain that used all of its time still leaves the hook a moment to flush: a hook that never ends
+   * (a queue that is never closed, a socket that never answers) would hold the process's stop for
+   * ever, until its platform's SIGKILL. Past the bound the stop goes on, as past a drain's.
    */
-  async #runStopHook(): Promise<void> {
+  async #runStopHook(began: number): Promise<void> {
     const { logger, drainTimeoutMs } = this.services;
+    const boundMs = Math.max(drainTimeoutMs - (performance.now() - began), Math.min(STOP_HOOK_FLOOR_MS, drainTimeoutMs));
     const hook = Promise.resolve()
       .then(() => this.#instance?.stop?.())
       .catch((error: unknown) => logger.error({ err: error, module: this.module.name }, 'module stop hook failed'));
-    if (!(await within(hook, drainTimeoutMs))) {
+    if (!(await within(hook, boundMs))) {
       logger.error(
-        { module: this.module.name, drainTimeoutMs },
-        'module stop hook still running after drainTimeoutMs; stopping the module anyway (its relay and database connection close now). ' +
+        { module: this.module.name, drainTimeoutMs, waitedMs: Math.round(boundMs) },
+        'module stop hook still running at the end of drainTimeoutMs; stopping the module anyway (its relay and database connection close now). ' +
           'Make the hook end in time (bound what it waits for), or raise drainTimeoutMs',
       );
     }
   }
 
-  /** Stops serving, lets work in flight finish (at most drainTimeoutMs), runs the stop hook (at most drainTimeoutMs too). Idempotent. */
+  /** Stops serving, lets work in flight finish and runs the stop hook (both within drainTimeoutMs, the hook at least 5 s of it). Idempotent. */
   async stop(): Promise<void> {
     if (this.state === LifecycleState.STOPPED || this.state === LifecycleState.CREATED) return;
     this.state = LifecycleState.STOPPING;
@@ -358,7 +364,7 @@ export class ModuleHost {
     // Calls still queued now (the drain timed out) never start: they are answered UNAVAILABLE
     // (nothing ran, safe to retry) rather than run against a module whose stop hook runs next.
     this.bulkhead?.close();
-    if (this.#startHookRan) await this.#runStopHook();
+    if (this.#startHookRan) await this.#runStopHook(began);
     if (this.#relay !== undefined) await within(this.#relay.stop(), this.services.drainTimeoutMs);
     await this.#db?.connection.close().catch((error: unknown) => {
       this.services.logger.warn({ err: error, module: this.module.name }, 'closing the database connection failed');

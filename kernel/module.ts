@@ -152,8 +152,9 @@ export interface ModuleInstance<
   readonly start?: () => Promise<void> | void;
   /**
    * Runs after the module stopped serving and its in-flight work finished (or the drain's
-   * `drainTimeoutMs` passed). Waited for at most `drainTimeoutMs` too: past it the stop goes on,
-   * with an error line, and the module's database connection closes under a hook still running.
+   * `drainTimeoutMs` passed). Waited for within what is left of `drainTimeoutMs`, at least 5 s:
+   * past it the stop goes on, with an error line, and the module's database connection closes
+   * under a hook still running.
    */
   readonly stop?: () => Promise<void> | void;
 }

@@ -404,9 +404,37 @@ describe('kernel lifecycle - misuse and edge cases', () => {
     const errors = lines.filter((line) => line.level === 'error');
     expect(errors.map((line) => [line.record['module'], line.message.split(';')[0]])).toEqual([
       ['alpha', 'module stop hook failed'],
-      ['beta', 'module stop hook still running after drainTimeoutMs'],
+      ['beta', 'module stop hook still running at the end of drainTimeoutMs'],
     ]);
     expect(errors[1]?.record).toMatchObject({ drainTimeoutMs: 100 });
+  });
+
+  it("gives a module's stop hook its floor of drainTimeoutMs even when the drain used all of it: a hook flushing after a handler that never settles still ends", async () => {
+    const lines: LogLine[] = [];
+    const journal: string[] = [];
+    const a = contractNamed('alpha');
+    const kernel = createKernel({
+      modules: [
+        defineModule({
+          contract: a,
+          create: () => ({
+            handlers: { ping: () => new Promise<never>(() => {}) },
+            stop: async () => {
+              await sleep(150);
+              journal.push('flushed');
+            },
+          }),
+        }),
+      ],
+      logger: linesLogger(lines),
+      drainTimeoutMs: 300,
+    });
+    await kernel.start();
+    void kernel.client(a).ping({}, { timeoutMs: 5_000 }).catch(() => undefined);
+    await sleep(10);
+    await kernel.stop();
+    expect(journal).toEqual(['flushed']);
+    expect(lines.filter((line) => line.message.startsWith('module stop hook still running')), JSON.stringify(lines)).toEqual([]);
   });
 
   it('refuses a client of a module this process cannot reach, when it is made', () => {
