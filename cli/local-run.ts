@@ -16,7 +16,7 @@ import { NATS_CLIENT_USER, isGateway, natsAuthorization, natsEnvFile, natsUserEn
 import { launchNatsServer, type LaunchedNatsServer } from './nats-server.js';
 import { findProject, loadManifest, type Project } from './project.js';
 import type { ProcessSpec } from './supervisor.js';
-import { loadTopology, localPrefix, needsNats, replicaHttpPort, singleProcessTopology, type TopologyFile } from './topology.js';
+import { httpPortClash, loadTopology, localPrefix, needsNats, replicaHttpPort, singleProcessTopology, type TopologyFile } from './topology.js';
 
 /** A process of a local run: what the supervisor starts, and the modules it hosts. */
 export interface LocalProcess extends ProcessSpec {
@@ -131,6 +131,13 @@ export async function prepareLocalRun(options: LocalRunOptions): Promise<LocalRu
   const topology = file !== undefined && usesNats ? { ...loaded, nats: { ...loaded.nats, prefix: localPrefix(loaded, cli.env) } } : loaded;
   /** What the run is called in its first line: the topology's name or file; none for one process without a file. */
   const label = topology.name ?? (file === undefined ? undefined : relative(project.root, file));
+  // Refused here, once, rather than by a process failing to listen, restarted in turn (Kubernetes, where each group has its Service, takes it).
+  const clash = httpPortClash(topology);
+  if (clash !== undefined) {
+    throw new CLIError(CliErrorCode.E_TOPOLOGY, `${relative(cli.cwd, file ?? '') || 'the topology'}: ${clash}, on this one host.`, {
+      hint: 'Give each group HTTP ports of its own: a group with replicas takes one port per replica from its http on (or http: 0, any free port).',
+    });
+  }
   // Refused here, once, rather than by every process crashing in turn: a bad database URL, or two processes on one embedded database folder.
   assertOwnDataFolders(
     Object.entries(topology.processes).map(([name, spec]) => ({

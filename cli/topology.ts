@@ -214,28 +214,38 @@ export function replicaHttpPort(http: number, replica: number): number {
   return http === 0 ? 0 : http + replica - 1;
 }
 
-/** Refuses groups whose HTTP ports (one per replica, {@link replicaHttpPort}) pass 65535 or meet another group's. */
+/** Refuses a group whose HTTP ports (one per replica on one host, {@link replicaHttpPort}) pass 65535. */
 function checkHttpPorts(topology: TopologyFile, source: string): void {
+  for (const [name, group] of Object.entries(topology.processes)) {
+    if (group.http === undefined || group.http === 0 || replicaHttpPort(group.http, group.replicas) <= 65_535) continue;
+    throw new CLIError(CliErrorCode.E_TOPOLOGY, `${source}: process "${name}" has ${group.replicas} replicas from HTTP port ${group.http}, past 65535; give it a lower http port.`);
+  }
+}
+
+/**
+ * Where two groups would listen on one HTTP port of one host (`keel up`, `keel dev`, compose),
+ * each replica taking a port from its group's `http` on ({@link replicaHttpPort}): a sentence
+ * naming both groups and the port, or undefined. On Kubernetes each group has a Service of its
+ * own, so such a topology is valid there; on one host, the second process cannot listen.
+ *
+ * @example
+ * ```ts
+ * httpPortClash(topology); // 'processes "web" and "admin" both listen on HTTP port 3001 (admin: port 3001)'
+ * ```
+ */
+export function httpPortClash(topology: TopologyFile): string | undefined {
   const taken = new Map<number, string>();
   for (const [name, group] of Object.entries(topology.processes)) {
     if (group.http === undefined || group.http === 0) continue;
     const last = replicaHttpPort(group.http, group.replicas);
     const range = group.replicas === 1 ? `port ${group.http}` : `ports ${group.http}-${last} (one per replica)`;
-    if (last > 65_535) {
-      throw new CLIError(CliErrorCode.E_TOPOLOGY, `${source}: process "${name}" has ${group.replicas} replicas from HTTP port ${group.http}, past 65535; give it a lower http port.`);
-    }
     for (let port = group.http; port <= last; port++) {
       const other = taken.get(port);
-      if (other !== undefined) {
-        throw new CLIError(
-          CliErrorCode.E_TOPOLOGY,
-          `${source}: processes "${other}" and "${name}" both listen on HTTP port ${port} (${name}: ${range}); ` +
-            'give each group ports of its own: a group with replicas takes one port per replica from its http port on.',
-        );
-      }
+      if (other !== undefined) return `processes "${other}" and "${name}" both listen on HTTP port ${port} (${name}: ${range})`;
       taken.set(port, name);
     }
   }
+  return undefined;
 }
 
 /**

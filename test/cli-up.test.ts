@@ -529,6 +529,25 @@ describe('cli - keel up', () => {
     expect(topology.stderr).toContain('or none: keel dev then starts its own where the topology needs one');
   });
 
+  it('cli - refuses, before starting any process, a topology whose groups would listen on one HTTP port of this host, naming both groups and the port', async () => {
+    const app = replicasApp();
+    writeFileSync(join(app, 'topologies/clash.json'), JSON.stringify({ processes: { whoami: { modules: ['whoami'], replicas: 2, http: 3000 }, other: { modules: ['whoami'], http: 3001 } } }));
+    let stderr = '';
+    let stdout = '';
+    const code = await runCli(main, ['up', 'topologies/clash.json'], {
+      cwd: app,
+      env: { KEEL_NATS_SERVER_BIN: '/nonexistent/nats-server' },
+      stdout: { write: (text: string) => (stdout += text) },
+      stderr: { write: (text: string) => (stderr += text) },
+    });
+    expect(code, stderr).toBe(1);
+    const record = failureRecord(stderr, { process: 'keel up', code: 'E_TOPOLOGY' });
+    expect(record.msg).toBe(`${join('topologies', 'clash.json')}: processes "whoami" and "other" both listen on HTTP port 3001 (other: port 3001), on this one host.`);
+    expect(record['hint']).toContain('Give each group HTTP ports of its own');
+    // Refused before anything started: not even the nats-server (whose binary here does not exist).
+    expect(stdout + stderr).not.toContain('nats-server');
+  });
+
   it('cli - stops at the first exit of a process that failed with what a restart would meet again, naming its failure', { timeout: 60_000 }, async () => {
     const app = replicasApp();
     writeFileSync(join(app, 'topologies/misconfigured.json'), JSON.stringify({ processes: { whoami: { modules: ['whoami'], env: { KEEL_HTTP_PORT: 'eighty' } } } }));

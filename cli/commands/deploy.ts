@@ -11,6 +11,7 @@ import { CLIError, CliErrorCode } from '../errors.js';
 import { loadAppConfig } from '../app-config.js';
 import { DEFAULT_PROJECT_SETTINGS, findProject, loadManifest, projectSettings } from '../project.js';
 import { topologyAt } from '../tooling/command-support.js';
+import { httpPortClash } from '../topology.js';
 
 /** `name` and `version` of the application's package.json. */
 function packageOf(root: string): { name: string; version: string } {
@@ -169,6 +170,13 @@ export default defineCommand({
       if (file.mode !== undefined && existsSync(path)) chmodSync(path, file.mode);
       writeFileSync(path, file.path === '.gitignore' ? gitignoreWith(path, file.contents) : file.contents, file.mode === undefined ? {} : { mode: file.mode });
       cli.stdout.write(`keel deploy: wrote ${relative(cli.cwd, path)}\n`);
+    }
+    const clash = httpPortClash(topology);
+    if (clash !== undefined) {
+      cli.stderr.write(
+        `keel deploy: warning: ${clash}: compose.yaml publishes both on one host, where docker compose up fails to start the second; ` +
+          'the Kubernetes files are not affected (each group has a Service of its own). Give each group HTTP ports of its own to run compose.yaml.\n',
+      );
     }
     if (pkg.name === 'keel') {
       // keel's own repository (the example shop): npm links no package's bin into itself.
