@@ -566,6 +566,16 @@ describe('cli - deploy', () => {
     expect(message).toBe('The default image "Shop:1.0.0", made of package.json\'s name and version, is not an image reference.');
   });
 
+  it('cli - deploy writes a topology whose groups share an HTTP port (each its own Service on Kubernetes) and warns that compose cannot run it on one host, naming both groups', async () => {
+    const path = join(temporaryFolder(), 'shared-port.json');
+    writeFileSync(path, JSON.stringify({ processes: { gateway: { modules: ['catalog', 'orders'], http: 8080 }, admin: { modules: ['*'], http: 8080 } } }));
+    const out = join(temporaryFolder(), 'deploy');
+    const run = await runKeel(['deploy', path, '--out', out], { cwd: repository });
+    expect(run.code, run.stderr).toBe(0);
+    expect(run.stderr).toContain('keel deploy: warning: processes "gateway" and "admin" both listen on HTTP port 8080 (admin: port 8080): compose.yaml publishes both on one host');
+    expect(readTree(out).has('k8s/admin-service.yaml')).toBe(true);
+  });
+
   it("cli - deploy --force leaves another deployment's files in a subfolder of --out alone (--out . beside deploy/, or deploy/ holding staging/)", async () => {
     const { out } = await deploy('topologies/single.ts');
     // An earlier keel deploy of another topology into a folder under this one, as `--out .` finds deploy/.
