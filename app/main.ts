@@ -20,7 +20,9 @@ import { topologyFromEnv } from './topology.js';
 const config = await import('../keel.config.js').then(
   (loaded) => loaded.default,
   (error: unknown) => {
-    process.stderr.write(`The shop could not start: keel.config.ts failed: ${error instanceof Error ? error.message : String(error)}\n`);
+    // A configuration mistake (a KeelError, whose message says what to do) in one line; anything else, a bug, with its stack.
+    const said = error instanceof KeelError ? error.message : error instanceof Error ? (error.stack ?? error.message) : String(error);
+    process.stderr.write(`The shop could not start: keel.config.ts failed: ${said}\n`);
     return process.exit(1);
   },
 );

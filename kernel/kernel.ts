@@ -101,7 +101,7 @@ export interface Kernel {
    * given: a call or event carrying a principal is then refused. The HTTP gateway refuses an
    * `authenticate` hook without it.
    */
-  readonly principalSchema: PrincipalSchema | undefined;
+  readonly principalSchema?: PrincipalSchema | undefined;
   /** Current lifecycle state. */
   readonly state: LifecycleState;
   /** Starts hosted modules in dependency order; each serves only once started. */

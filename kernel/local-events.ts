@@ -39,6 +39,8 @@ interface Group {
 
 /** The longest pause between two tries of an event held for its subscriber's database. */
 const HELD_RETRY_MAX_MS = 5_000;
+/** The pause a held event's tries grow by when `redeliveryDelayMs` is shorter (0 is allowed): never a busy loop through an outage. */
+const HELD_RETRY_MIN_MS = 10;
 
 /** An outbox's confirmed publish whose retry the transport's close cut off. */
 function closedBeforeRetry(event: PublishedEvent): KeelError {
@@ -407,7 +409,7 @@ export class LocalEvents {
       this.#retries.delete(timer);
       this.#handOn(subscription, event, attempt, holds + 1);
       release();
-    }, Math.min(this.redeliveryDelayMs * (holds + 1), HELD_RETRY_MAX_MS)));
+    }, Math.min(Math.max(this.redeliveryDelayMs, HELD_RETRY_MIN_MS) * (holds + 1), HELD_RETRY_MAX_MS)));
     // The close says how many were lost, in one line per group (see close()), not one per event.
     this.#retries.set(timer, release);
     return true;
