@@ -1,10 +1,11 @@
 import { randomUUID } from 'node:crypto';
+import { KeelError, KeelErrorCode, defineModule } from 'keel';
 import { expect, it, vi } from 'vitest';
 import { catalog } from '../modules/catalog/contract.js';
 import { catalogModule } from '../modules/catalog/module.js';
 import { inventory } from '../modules/inventory/contract.js';
 import { inventoryModule } from '../modules/inventory/module.js';
-import { OrderNotCancellable, OrderNotFound, orders } from '../modules/orders/contract.js';
+import { OrderNotCancellable, OrderNotFound, OrderNotPlaced, orders } from '../modules/orders/contract.js';
 import { ordersModule } from '../modules/orders/module.js';
 import { PaymentDeclined, TestCard, payments } from '../modules/payments/contract.js';
 import { paymentsModule } from '../modules/payments/module.js';
@@ -143,5 +144,40 @@ describeInTopologies('orders - placing and cancelling', (boot) => {
       async () => expect(await app.client(inventory).getStock({ sku })).toMatchObject({ onHand: 10, reserved: 0 }),
       EVENTUALLY,
     );
+  });
+});
+
+/** payments stopping: every operation answers UNAVAILABLE (nothing ran), as an instance that is shutting down does. */
+const paymentsStopping = defineModule({
+  contract: payments,
+  create: () => {
+    const stopping = (): never => {
+      throw new KeelError(KeelErrorCode.UNAVAILABLE, 'payments is shutting down; nothing ran.');
+    };
+    return {
+      handlers: { charge: stopping, cancelCharge: stopping, refund: stopping, getPayment: stopping, getPaymentForOrder: stopping, listPayments: stopping },
+    };
+  },
+});
+
+describeInTopologies('orders - a step that cannot run', (boot) => {
+  const app = boot({ modules: [catalogModule, inventoryModule, paymentsStopping, ordersModule] });
+
+  it('orders - a charge that could not run (payments UNAVAILABLE) is ORDER_NOT_PLACED naming the step: the reservation is released, the order failed, and a retry with its key gets the same answer', async () => {
+    const sku = `SKU-${randomUUID()}`;
+    await app.client(catalog).addProduct({ sku, name: `Product ${sku}`, priceCents: 500 }, AS_ADMIN);
+    await app.client(inventory).restock({ sku, quantity: 5 }, AS_ADMIN);
+    const customerId = `customer-${randomUUID()}`;
+    const request = { customerId, lines: [{ sku, quantity: 2 }], card: { token: TestCard.VISA } };
+    const refused = await app.client(orders).placeOrder(request, { idempotencyKey: `not-placed-${customerId}` }).catch((error: unknown) => error);
+    expect(refused).toBeInstanceOf(OrderNotPlaced);
+    expect((refused as InstanceType<typeof OrderNotPlaced>).data).toMatchObject({ step: 'payments.charge', code: 'UNAVAILABLE' });
+    expect((refused as Error).message).toContain('so the order was undone and nothing is charged for it. Place it again in a moment, with a new idempotency key.');
+    // Undone at once (nothing charged, so no cancelCharge to a payments that cannot answer): every unit is available again.
+    expect(await app.client(inventory).getStock({ sku })).toMatchObject({ available: 5 });
+    // A retry with the same key gets the first outcome, which is why the message asks for a new key.
+    const again = await app.client(orders).placeOrder(request, { idempotencyKey: `not-placed-${customerId}` }).catch((error: unknown) => error);
+    expect(again).toBeInstanceOf(OrderNotPlaced);
+    expect((again as InstanceType<typeof OrderNotPlaced>).data.orderId).toBe((refused as InstanceType<typeof OrderNotPlaced>).data.orderId);
   });
 });

@@ -164,6 +164,27 @@ export const OrderFailed = defineError({
 });
 
 /**
+ * A step of the order could not run: the module it calls (inventory to reserve, payments to
+ * charge) has no running instance, or is stopping or at its limit, so the step certainly did not
+ * run. The order was undone (what an earlier step reserved is released) and is failed: nothing is
+ * charged for it. Placing it again in a moment may succeed (HTTP 503).
+ *
+ * @example
+ * ```ts
+ * if (error instanceof OrderNotPlaced) setTimeout(placeAgain, 1_000); // with a new idempotency key
+ * ```
+ */
+export const OrderNotPlaced = defineError({
+  code: 'ORDER_NOT_PLACED',
+  kind: ErrorKind.UNAVAILABLE,
+  data: z.object({ orderId: z.string(), step: z.string(), code: z.string() }),
+  description: 'A step of the order could not run (the module it calls is not running, stopping or at its limit): the order was undone, nothing is charged.',
+  message: (data) =>
+    `Order ${data.orderId} was not placed: its step ${data.step} could not run (${data.code}), so the order was undone and nothing ` +
+    'is charged for it. Place it again in a moment, with a new idempotency key.',
+});
+
+/**
  * A signed-in customer places orders as itself: the `customerId` is not the caller's (its
  * principal's subject), and the caller is not an admin. Nothing ran. Guests (no principal)
  * may place an order for any customer.
@@ -200,7 +221,8 @@ export const orders = defineContract({
   // 2.1.0: placeOrder declares ORDER_FOR_ANOTHER_CUSTOMER (it answered the generic FORBIDDEN).
   // 3.0.0: customerId and orderId are text(), refusing what a database cannot store (a NUL, a lone surrogate),
   // which failed as INTERNAL; keel contracts diff calls the narrower input breaking.
-  version: '3.0.0',
+  // 3.1.0: placeOrder declares ORDER_NOT_PLACED, a step that could not run (it answered INTERNAL).
+  version: '3.1.0',
   description:
     'Places orders (price from the catalog, stock reserved, card charged), reads them and cancels them ' +
     '(payment refunded, stock returned through the orderCancelled event).',
@@ -211,7 +233,8 @@ export const orders = defineContract({
         'orderPlaced. Lines with the same SKU are merged. A declined charge releases the reservation. With an ' +
         'idempotency key it runs once per key: a retry gets the first outcome, or resumes the order a crash interrupted. ' +
         'A guest (no principal) may place an order for any customerId; a signed-in caller only for its own (its ' +
-        'subject), or an admin for anyone: ORDER_FOR_ANOTHER_CUSTOMER otherwise.',
+        'subject), or an admin for anyone: ORDER_FOR_ANOTHER_CUSTOMER otherwise. A step that cannot run (inventory or ' +
+        'payments not running) undoes the order: ORDER_NOT_PLACED.',
       input: z.object({
         customerId: CustomerId,
         lines: z
@@ -221,7 +244,7 @@ export const orders = defineContract({
         card: Card,
       }),
       output: Order,
-      errors: [UnknownProduct, OutOfStock, PaymentDeclined, OrderFailed, OrderForAnotherCustomer],
+      errors: [UnknownProduct, OutOfStock, PaymentDeclined, OrderFailed, OrderForAnotherCustomer, OrderNotPlaced],
     }),
     getOrder: operation({
       description:

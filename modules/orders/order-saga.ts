@@ -15,7 +15,7 @@ import { KeelError, KeelErrorCode, currentContext, runWithContext, type CallCont
 import { Cents, type catalog } from '../catalog/contract.js';
 import { OutOfStock, type inventory } from '../inventory/contract.js';
 import { AmountCents, ChargeCancelled, PaymentDeclined, customersOwn, type payments } from '../payments/contract.js';
-import { OrderFailed, OrderForAnotherCustomer, OrderNotCancellable, OrderNotFound, orders, type Order, type OrderLine } from './contract.js';
+import { OrderFailed, OrderForAnotherCustomer, OrderNotCancellable, OrderNotFound, OrderNotPlaced, orders, type Order, type OrderLine } from './contract.js';
 import { toOrder, type OrderFailure, type OrderRecord, type OrderRepository } from './order-repository.js';
 
 /** What recovery did with one order. */
@@ -150,6 +150,7 @@ export class OrderSaga {
 
     // What to undo if a step fails: a reserve that timed out may have reserved, a charge that timed out may have captured.
     let undo: Undo = { release: true, cancelCharge: false };
+    let step = 'inventory.reserve';
     let paymentId: string;
     try {
       // The order id is the idempotency key downstream. reserve and charge are idempotent per order id, as their
@@ -157,12 +158,16 @@ export class OrderSaga {
       // tells the kernel so too, and would keep a non-idempotent step to one run per order.
       await this.stock.reserve({ orderId, lines: wanted }, { idempotencyKey: orderId });
       undo = UNDO_EVERYTHING;
+      step = 'payments.charge';
       ({ paymentId } = await this.cards.charge(
         { orderId, customerId, amountCents: order.totalCents, card },
         { idempotencyKey: orderId },
       ));
     } catch (error) {
-      return this.#fail(order, error, undoFor(error, undo));
+      // A step that certainly did not run (its module not running, stopping, at its limit) is said as such: the
+      // order is undone, and placing it again may succeed. Any other failure reaches the caller as it is.
+      const failure = notRun(error) ? new OrderNotPlaced({ orderId, step, code: error.code }, { cause: error }) : error;
+      return this.#fail(order, failure, undoFor(error, undo));
     }
     // A failure from here on (the database) leaves the order pending with its payment captured: recovery places it.
     return this.#complete(order, paymentId);
@@ -273,7 +278,7 @@ export class OrderSaga {
       return this.#settled((await this.store.get(order.orderId)) as OrderRecord);
     }
     // An undeclared failure's text is kept out of the order (failureOf): the log is where it is read.
-    const detail = declared(error) ? {} : { err: error };
+    const detail = error instanceof OrderNotPlaced ? { step: error.data.step, stepCode: error.data.code } : declared(error) ? {} : { err: error };
     this.logger.info({ orderId: order.orderId, code: failure.code, ...detail }, 'order failed; undoing its reservation and charge');
     try {
       await withOwnDeadline(() => this.#undo(order.orderId, undo));
@@ -323,9 +328,16 @@ export class OrderSaga {
   }
 }
 
+/** A step's failure that says it certainly did not run (`NO_RESPONDERS`, `UNAVAILABLE`, `RESOURCE_EXHAUSTED`: a retryable KeelError). */
+function notRun(error: unknown): error is KeelError {
+  return error instanceof KeelError && error.retryable;
+}
+
 /** What a failed step tells for sure: OutOfStock reserved nothing; a declined or cancelled charge captured nothing. */
 function undoFor(error: unknown, undo: Undo): Undo {
   if (error instanceof OutOfStock) return UNDO_NOTHING;
+  // A step that did not run charged nothing: only what came before it (the reservation) is undone.
+  if (notRun(error)) return { release: true, cancelCharge: false };
   if (error instanceof PaymentDeclined || error instanceof ChargeCancelled) return { release: true, cancelCharge: false };
   return undo;
 }
