@@ -203,7 +203,12 @@ describe('http - the shop over HTTP', () => {
     expect(responses['404'].content['application/problem+json'].schema).toEqual({ $ref: '#/components/schemas/orders.UNKNOWN_PRODUCT' });
     // placeOrder is not idempotent: an Idempotency-Key's 409 and 422 join the declared errors of those statuses, and 429 is documented.
     expect(responses['409'].content['application/problem+json'].schema).toEqual({
-      anyOf: [{ $ref: '#/components/schemas/orders.OUT_OF_STOCK' }, { $ref: '#/components/schemas/orders.ORDER_FAILED' }, { $ref: '#/components/schemas/Problem' }],
+      anyOf: [
+        { $ref: '#/components/schemas/orders.OUT_OF_STOCK' },
+        { $ref: '#/components/schemas/orders.ORDER_FAILED' },
+        { $ref: '#/components/schemas/orders.ORDER_NOT_PLACED' },
+        { $ref: '#/components/schemas/Problem' },
+      ],
     });
     expect(responses['409'].description).toContain('IDEMPOTENCY_KEY_IN_USE');
     expect(responses['422'].content['application/problem+json'].schema).toEqual({

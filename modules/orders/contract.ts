@@ -167,7 +167,9 @@ export const OrderFailed = defineError({
  * A step of the order could not run: the module it calls (inventory to reserve, payments to
  * charge) has no running instance, or is stopping or at its limit, so the step certainly did not
  * run. The order was undone (what an earlier step reserved is released) and is failed: nothing is
- * charged for it. Placing it again in a moment may succeed (HTTP 503).
+ * charged for it. Placing it again in a moment, with a new idempotency key, may succeed. A final
+ * answer for its key (HTTP 409), as ORDER_FAILED is: a retry with the same key gets it again, so
+ * it is no 503 a client would retry with that key for ever.
  *
  * @example
  * ```ts
@@ -176,7 +178,7 @@ export const OrderFailed = defineError({
  */
 export const OrderNotPlaced = defineError({
   code: 'ORDER_NOT_PLACED',
-  kind: ErrorKind.UNAVAILABLE,
+  kind: ErrorKind.CONFLICT,
   data: z.object({ orderId: z.string(), step: z.string(), code: z.string() }),
   description: 'A step of the order could not run (the module it calls is not running, stopping or at its limit): the order was undone, nothing is charged.',
   message: (data) =>
