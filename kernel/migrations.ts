@@ -134,11 +134,14 @@ async function appliedMigrations(tx: SqlRunner): Promise<Map<string, Applied>> {
 /**
  * Applies the pending migrations of `schema` in one transaction, under the schema's advisory
  * lock; returns the names applied. Refuses, before applying anything, a migration whose file
- * changed since it was applied.
+ * changed since it was applied, and a pending one that opens a transaction of its own. One that
+ * ends keel's transaction anyway (a COMMIT further in the file) is noticed, and nothing runs after it.
  */
 export async function migrate(connection: SchemaConnection, module: string, schema: string, migrations: readonly Migration[]): Promise<string[]> {
   return connection.transaction(async (tx) => {
-    await tx.query('select pg_advisory_xact_lock($1::bigint)', [lockKey(schema)]);
+    // The transaction's id, assigned here: a migration that committed or rolled it back leaves another (or none).
+    const { rows } = await tx.query<{ id: string }>('select pg_advisory_xact_lock($1::bigint), txid_current()::text as id', [lockKey(schema)]);
+    const id = rows[0]?.id as string;
     await tx.exec(LEDGER);
     const applied = await appliedMigrations(tx);
     for (const { name, checksum } of migrations) {
@@ -152,20 +155,55 @@ export async function migrate(connection: SchemaConnection, module: string, sche
       }
     }
     const pending = migrations.filter((candidate) => !applied.has(candidate.name));
+    const opening = pending.find((candidate) => OPENS_TRANSACTION.test(candidate.sql));
+    if (opening !== undefined) {
+      throw new KeelError(
+        KeelErrorCode.INVALID_MODULE,
+        `Module "${module}": migration ${opening.name} opens a transaction of its own (it starts with BEGIN or START TRANSACTION); nothing was applied to schema "${schema}". ` +
+          `keel applies the pending migrations in one transaction, under the lock that makes instances starting together apply them once: remove BEGIN and COMMIT from ${opening.name}.`,
+      );
+    }
     for (const { name, sql, checksum } of pending) {
       try {
         await tx.exec(sql);
       } catch (error) {
+        if (!(await stillIn(tx, id))) throw ended(module, schema, name, error);
         throw new KeelError(
           KeelErrorCode.INVALID_MODULE,
           `Module "${module}": migration ${name} failed in schema "${schema}": ${(error as Error).message}. Nothing of this run was applied.`,
           { cause: error },
         );
       }
+      if (!(await stillIn(tx, id))) throw ended(module, schema, name);
       await tx.query('insert into keel_migrations (name, checksum) values ($1, $2)', [name, checksum]);
     }
     return pending.map((candidate) => candidate.name);
   });
+}
+
+/** A migration that starts (after comments) with BEGIN or START TRANSACTION: one of its own, which its COMMIT would end with keel's. */
+const OPENS_TRANSACTION = /^(?:\s|--[^\n]*(?:\n|$)|\/\*[\s\S]*?\*\/)*(?:begin|start\s+transaction)\b/i;
+
+/** Whether `tx` is still the transaction `id` (a statement that failed in it aborted it: the check then fails, and it is). */
+async function stillIn(tx: SqlRunner, id: string): Promise<boolean> {
+  try {
+    const { rows } = await tx.query<{ id: string | null }>('select txid_current_if_assigned()::text as id');
+    return rows[0]?.id === id;
+  } catch {
+    return true;
+  }
+}
+
+/** A migration that committed or rolled back keel's transaction: what it ran stays, unrecorded, and the lock is gone. */
+function ended(module: string, schema: string, name: string, cause?: unknown): KeelError {
+  return new KeelError(
+    KeelErrorCode.INVALID_MODULE,
+    `Module "${module}": migration ${name} ended the transaction keel applies migrations in (a COMMIT, ROLLBACK or END in the file), in schema "${schema}"` +
+      `${cause === undefined ? '' : `, then failed: ${(cause as Error).message}`}. What the file ran is kept and ${name} is not recorded as applied ` +
+      `(on the embedded database, what ran after its COMMIT ran outside the module's schema and role); the migrations before it in this run are applied. ` +
+      `Remove the transaction statements from ${name}, undo by hand what it did, and start again.`,
+    cause === undefined ? undefined : { cause },
+  );
 }
 
 /** Where each migration of `schema` stands, without changing anything. */

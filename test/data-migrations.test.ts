@@ -1,0 +1,106 @@
+/**
+ * A module's migrations as a team evolves them, on both engines (PGlite in memory, and the
+ * machine's PostgreSQL in a database made for this file): keel applies the pending ones in one
+ * transaction it holds under the schema's lock, so a migration with transaction statements of
+ * its own is refused or stopped, naming it and saying what stayed; a failing one says where in
+ * the file and what to do.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { isKeelError } from 'keel';
+import { migrate, readMigrations, type SchemaConnection } from 'keel/transport';
+import { enginesUnderTest } from './support/databases.js';
+
+const engines = enginesUnderTest();
+afterAll(async () => {
+  for (const engine of engines) await engine.cleanup();
+});
+
+/** A migrations folder holding `files` (name to SQL), removed after `work`. */
+async function withMigrations<T>(files: Record<string, string>, work: (folder: string) => Promise<T>): Promise<T> {
+  const folder = mkdtempSync(join(tmpdir(), 'keel-migrations-'));
+  try {
+    for (const [name, sql] of Object.entries(files)) writeFileSync(join(folder, name), sql);
+    return await work(folder);
+  } finally {
+    rmSync(folder, { recursive: true, force: true });
+  }
+}
+
+/** The tables of the schema the connection is in, by name. */
+async function tables(connection: SchemaConnection): Promise<string[]> {
+  const { rows } = await connection.query<{ name: string }>('select tablename as name from pg_tables where schemaname = current_schema() order by 1');
+  return rows.map((row) => row.name).filter((name) => !name.startsWith('keel_'));
+}
+
+/** The module's migrations keel_migrations records (keel's own left out). */
+async function recorded(connection: SchemaConnection): Promise<string[]> {
+  const { rows } = await connection.query<{ name: string }>("select name from keel_migrations where name not like 'keel/%' order by name");
+  return rows.map((row) => row.name);
+}
+
+describe.each(engines)('data migrations - $name', (engine) => {
+  it('refuses a pending migration that starts with BEGIN, naming it, before applying anything of the run', async () => {
+    const connection = await (await engine.fresh()).connect('audit');
+    try {
+      await withMigrations(
+        { '001_first.sql': 'create table first (id int);\n', '002_own.sql': '-- ours\nBEGIN;\ncreate table own (id int);\ncommit;\n' },
+        async (folder) => {
+          const error = await migrate(connection, 'audit', 'audit', readMigrations('audit', folder)).catch((caught: unknown) => caught);
+          expect(isKeelError(error, 'INVALID_MODULE'), String(error)).toBe(true);
+          expect((error as Error).message).toContain('migration 002_own.sql opens a transaction of its own');
+          expect((error as Error).message).toContain('remove BEGIN and COMMIT from 002_own.sql');
+          // Then the file fixed: the first applies now, so the refusal had applied nothing.
+          writeFileSync(join(folder, '002_own.sql'), 'create table own (id int);\n');
+          expect(await migrate(connection, 'audit', 'audit', readMigrations('audit', folder))).toContain('001_first.sql');
+          expect(await tables(connection)).toEqual(['first', 'own']);
+        },
+      );
+    } finally {
+      await connection.close();
+    }
+  });
+
+  it('stops at a migration whose COMMIT ended keel\'s transaction, naming it and what stayed, and runs nothing after it', async () => {
+    const connection = await (await engine.fresh()).connect('audit');
+    try {
+      await withMigrations(
+        {
+          '001_first.sql': 'create table first (id int);\n',
+          '002_commits.sql': 'create table before_commit (id int);\ncommit;\n',
+          '003_after.sql': 'create table after (id int);\n',
+        },
+        async (folder) => {
+          const error = await migrate(connection, 'audit', 'audit', readMigrations('audit', folder)).catch((caught: unknown) => caught);
+          expect(isKeelError(error, 'INVALID_MODULE'), String(error)).toBe(true);
+          const message = (error as Error).message;
+          expect(message).toContain('migration 002_commits.sql ended the transaction keel applies migrations in (a COMMIT, ROLLBACK or END in the file)');
+          expect(message).toContain('002_commits.sql is not recorded as applied');
+          expect(message).toContain('the migrations before it in this run are applied');
+          expect(message).not.toContain('Nothing of this run was applied');
+          expect(await recorded(connection)).toEqual(['001_first.sql']);
+          expect(await tables(connection)).toEqual(['before_commit', 'first']);
+        },
+      );
+    } finally {
+      await connection.close();
+    }
+  });
+
+  it('says of a migration that failed after its COMMIT that what it ran is kept, never that nothing was applied', async () => {
+    const connection = await (await engine.fresh()).connect('audit');
+    try {
+      await withMigrations({ '001_first.sql': 'create table first (id int);\n', '002_commits.sql': 'commit;\ninsert into absent values (1);\n' }, async (folder) => {
+        const error = await migrate(connection, 'audit', 'audit', readMigrations('audit', folder)).catch((caught: unknown) => caught);
+        expect(isKeelError(error, 'INVALID_MODULE'), String(error)).toBe(true);
+        expect((error as Error).message).toContain('migration 002_commits.sql ended the transaction keel applies migrations in');
+        expect((error as Error).message).toContain('then failed: relation "absent" does not exist');
+        expect(await recorded(connection)).toEqual(['001_first.sql']);
+      });
+    } finally {
+      await connection.close();
+    }
+  });
+});
