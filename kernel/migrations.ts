@@ -170,7 +170,8 @@ export async function migrate(connection: SchemaConnection, module: string, sche
         if (!(await stillIn(tx, id))) throw ended(module, schema, name, error);
         throw new KeelError(
           KeelErrorCode.INVALID_MODULE,
-          `Module "${module}": migration ${name} failed in schema "${schema}": ${(error as Error).message}. Nothing of this run was applied.`,
+          `Module "${module}": migration ${name} failed in schema "${schema}"${lineOf(sql, error)}: ${(error as Error).message}. ` +
+            `Nothing of this run was applied: fix ${name}, and start again (or run keel db migrate).${hintFor(error)}`,
           { cause: error },
         );
       }
@@ -203,6 +204,21 @@ function ended(module: string, schema: string, name: string, cause?: unknown): K
       `(on the embedded database, what ran after its COMMIT ran outside the module's schema and role); the migrations before it in this run are applied. ` +
       `Remove the transaction statements from ${name}, undo by hand what it did, and start again.`,
     cause === undefined ? undefined : { cause },
+  );
+}
+
+/** ` (line 2)`: where in the file the database placed the error, when it did. */
+function lineOf(sql: string, error: unknown): string {
+  const position = Number((error as { position?: string }).position);
+  return Number.isInteger(position) && position > 0 ? ` (line ${sql.slice(0, position - 1).split('\n').length})` : '';
+}
+
+/** What to do about a statement that cannot run in a transaction (25001: CREATE INDEX CONCURRENTLY, VACUUM, ...). */
+function hintFor(error: unknown): string {
+  if ((error as { code?: string }).code !== '25001') return '';
+  return (
+    ' keel applies every migration in a transaction: create the index without CONCURRENTLY (writes to the table wait while it builds), ' +
+    'or build it concurrently by hand before deploying and make the migration create index if not exists (docs/data.md, Migrations).'
   );
 }
 

@@ -103,4 +103,34 @@ describe.each(engines)('data migrations - $name', (engine) => {
       await connection.close();
     }
   });
+
+  it('names the line of the statement that failed and what to do, and applies nothing of the run', async () => {
+    const connection = await (await engine.fresh()).connect('audit');
+    try {
+      await withMigrations({ '001_first.sql': 'create table first (id int);\n', '002_typo.sql': 'create table good (id int);\n\ncreat table oops (id int);\n' }, async (folder) => {
+        const error = await migrate(connection, 'audit', 'audit', readMigrations('audit', folder)).catch((caught: unknown) => caught);
+        expect(isKeelError(error, 'INVALID_MODULE'), String(error)).toBe(true);
+        expect((error as Error).message).toContain('migration 002_typo.sql failed in schema "audit" (line 3): syntax error at or near "creat"');
+        expect((error as Error).message).toContain('Nothing of this run was applied: fix 002_typo.sql, and start again (or run keel db migrate)');
+        // The schema exists (connect made it), and holds none of the run's tables.
+        expect(await tables(connection)).toEqual([]);
+      });
+    } finally {
+      await connection.close();
+    }
+  });
+
+  it('says, of CREATE INDEX CONCURRENTLY, that migrations run in a transaction and how to build the index', async () => {
+    const connection = await (await engine.fresh()).connect('audit');
+    try {
+      await withMigrations({ '001_first.sql': 'create table first (id int);\ncreate index concurrently first_id on first (id);\n' }, async (folder) => {
+        const error = await migrate(connection, 'audit', 'audit', readMigrations('audit', folder)).catch((caught: unknown) => caught);
+        expect(isKeelError(error, 'INVALID_MODULE'), String(error)).toBe(true);
+        expect((error as Error).message).toContain('CREATE INDEX CONCURRENTLY cannot run inside a transaction block');
+        expect((error as Error).message).toContain('keel applies every migration in a transaction: create the index without CONCURRENTLY');
+      });
+    } finally {
+      await connection.close();
+    }
+  });
 });
