@@ -155,6 +155,7 @@ export async function migrate(connection: SchemaConnection, module: string, sche
       }
     }
     const pending = migrations.filter((candidate) => !applied.has(candidate.name));
+    refuseRenamed(module, schema, applied, migrations, pending);
     const opening = pending.find((candidate) => OPENS_TRANSACTION.test(candidate.sql));
     if (opening !== undefined) {
       throw new KeelError(
@@ -180,6 +181,25 @@ export async function migrate(connection: SchemaConnection, module: string, sche
     }
     return pending.map((candidate) => candidate.name);
   });
+}
+
+/**
+ * Refuses a pending migration with the content of an applied one whose file is gone: that file
+ * renamed, which would run a second time (a seed inserted twice, an update applied twice).
+ */
+function refuseRenamed(module: string, schema: string, applied: Map<string, Applied>, migrations: readonly Migration[], pending: readonly Migration[]): void {
+  const files = new Set(migrations.map((candidate) => candidate.name));
+  const gone = new Map([...applied.values()].filter((done) => !files.has(done.name)).map((done) => [done.checksum, done]));
+  for (const { name, sql, checksum } of pending) {
+    const was = gone.get(checksum);
+    // An empty file is no one's content: two of them are two placeholders.
+    if (was === undefined || sql.trim() === '') continue;
+    throw new KeelError(
+      KeelErrorCode.INVALID_MODULE,
+      `Module "${module}": migration ${name} is ${was.name} renamed: the same content, applied to schema "${schema}" at ${new Date(was.applied_at).toISOString()} ` +
+        `under that name, would run a second time; nothing was applied. An applied migration keeps its name: rename ${name} back to ${was.name}.`,
+    );
+  }
 }
 
 /** A migration that starts (after comments) with BEGIN or START TRANSACTION: one of its own, which its COMMIT would end with keel's. */

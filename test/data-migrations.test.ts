@@ -3,9 +3,9 @@
  * machine's PostgreSQL in a database made for this file): keel applies the pending ones in one
  * transaction it holds under the schema's lock, so a migration with transaction statements of
  * its own is refused or stopped, naming it and saying what stayed; a failing one says where in
- * the file and what to do.
+ * the file and what to do; an applied one renamed is refused, not run a second time.
  */
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -128,6 +128,26 @@ describe.each(engines)('data migrations - $name', (engine) => {
         expect(isKeelError(error, 'INVALID_MODULE'), String(error)).toBe(true);
         expect((error as Error).message).toContain('CREATE INDEX CONCURRENTLY cannot run inside a transaction block');
         expect((error as Error).message).toContain('keel applies every migration in a transaction: create the index without CONCURRENTLY');
+      });
+    } finally {
+      await connection.close();
+    }
+  });
+
+  it('refuses an applied migration renamed, naming both names, instead of running it a second time', async () => {
+    const connection = await (await engine.fresh()).connect('audit');
+    try {
+      await withMigrations({ '001_counts.sql': 'create table counts (n int);\n', '002_seed.sql': 'insert into counts values (1);\n' }, async (folder) => {
+        await migrate(connection, 'audit', 'audit', readMigrations('audit', folder));
+        renameSync(join(folder, '002_seed.sql'), join(folder, '002_seed_counts.sql'));
+        const error = await migrate(connection, 'audit', 'audit', readMigrations('audit', folder)).catch((caught: unknown) => caught);
+        expect(isKeelError(error, 'INVALID_MODULE'), String(error)).toBe(true);
+        expect((error as Error).message).toContain('migration 002_seed_counts.sql is 002_seed.sql renamed');
+        expect((error as Error).message).toContain('rename 002_seed_counts.sql back to 002_seed.sql');
+        expect((await connection.query('select n from counts')).rows).toEqual([{ n: 1 }]);
+        // Named back, it is the applied one again: nothing to apply.
+        renameSync(join(folder, '002_seed_counts.sql'), join(folder, '002_seed.sql'));
+        expect(await migrate(connection, 'audit', 'audit', readMigrations('audit', folder))).toEqual([]);
       });
     } finally {
       await connection.close();
