@@ -106,7 +106,21 @@ export function readMigrations(module: string, folder: URL | string): Migration[
     );
   }
   names.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
-  return [...SYSTEM_MIGRATIONS, ...names.map((name) => migration(name, readFileSync(`${path}/${name}`, 'utf8')))];
+  return [...SYSTEM_MIGRATIONS, ...names.map((name) => migration(name, readFile(module, path, name)))];
+}
+
+/** One migration's SQL: a folder named `.sql`, or a file the process may not read, is said as such. */
+function readFile(module: string, folder: string, name: string): string {
+  try {
+    return readFileSync(`${folder}/${name}`, 'utf8');
+  } catch (error) {
+    throw new KeelError(
+      KeelErrorCode.INVALID_MODULE,
+      `Module "${module}": its migration ${name} in ${folder} cannot be read (${(error as Error).message}). ` +
+        'Each .sql entry of the migrations folder must be a file the process may read: rename or move what is not a migration.',
+      { cause: error },
+    );
+  }
 }
 
 const LEDGER = `create table if not exists keel_migrations (

@@ -5,7 +5,7 @@
  * its own is refused or stopped, naming it and saying what stayed; a failing one says where in
  * the file and what to do; an applied one renamed is refused, not run a second time.
  */
-import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -152,5 +152,23 @@ describe.each(engines)('data migrations - $name', (engine) => {
     } finally {
       await connection.close();
     }
+  });
+});
+
+describe('data migrations - files', () => {
+  it('says that a folder named like a migration (002_more.sql/) is no file it can read, naming it, instead of failing as a bug', async () => {
+    await withMigrations({ '001_first.sql': 'create table first (id int);\n' }, async (folder) => {
+      mkdirSync(join(folder, '002_more.sql'));
+      const error = (() => {
+        try {
+          return readMigrations('audit', folder);
+        } catch (caught) {
+          return caught;
+        }
+      })();
+      expect(isKeelError(error, 'INVALID_MODULE'), String(error)).toBe(true);
+      expect((error as Error).message).toContain(`Module "audit": its migration 002_more.sql in ${folder} cannot be read`);
+      expect((error as Error).message).toContain('rename or move what is not a migration');
+    });
   });
 });
