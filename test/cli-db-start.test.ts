@@ -157,4 +157,19 @@ describe('cli - keel start on module data', () => {
     expect(badUrl.code).toBe(1);
     expect(refusal(badUrl.stderr)).toMatchObject({ code: 'INVALID_CONFIG', msg: expect.stringContaining('DATABASE_URL is not a PostgreSQL URL') });
   });
+
+  it('cli - keel db migrate and keel start on a PostgreSQL that cannot be reached exit 1 with UNAVAILABLE, saying so and what to check', async () => {
+    const app = testbed.app();
+    // Port 1 of the loopback: nothing listens there, the connection is refused at once.
+    const env = { DATABASE_URL: 'postgres://keel:secret@127.0.0.1:1/shop' };
+    const migrated = await runKeel(['db', 'migrate'], { cwd: app.root, env });
+    expect(migrated.code).toBe(1);
+    expect(migrated.stderr).toContain('error UNAVAILABLE: PostgreSQL at 127.0.0.1:1/shop cannot be reached to set up schema "audit": connect ECONNREFUSED 127.0.0.1:1.');
+    expect(migrated.stderr).toContain('Check DATABASE_URL, that the server runs and takes connections from here');
+    expect(migrated.stderr).not.toContain('CREATEROLE');
+    expect(migrated.stderr).not.toContain('secret');
+    const started = await runKeel(['start', '--http', '0'], { cwd: app.root, env });
+    expect(started.code).toBe(1);
+    expect(failureRecord(started.stderr, { code: 'UNAVAILABLE' }).msg).toContain('PostgreSQL at 127.0.0.1:1/shop cannot be reached to set up schema "audit"');
+  });
 });

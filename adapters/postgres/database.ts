@@ -141,9 +141,19 @@ class PostgresEngine implements DatabaseEngine {
     const client = new pg.Client({ connectionString: this.url, connectionTimeoutMillis: this.connectTimeoutMs });
     client.on('error', () => undefined);
     try {
-      await client.connect();
+      try {
+        await client.connect();
+      } catch (error) {
+        throw new KeelError(
+          KeelErrorCode.UNAVAILABLE,
+          `PostgreSQL at ${this.location} cannot be reached to set up schema "${schema}": ${(error as Error).message}. ` +
+            'Check DATABASE_URL, that the server runs and takes connections from here, and that the user may connect to the database.',
+          { cause: error },
+        );
+      }
       await client.query(schemaSetup(schema));
     } catch (error) {
+      if (error instanceof KeelError) throw error;
       // Two instances creating the role or schema at once: the loser sees a unique violation; both exist.
       const code = (error as { code?: string }).code;
       if ((code === '23505' || code === '42710') && attempt < 3) return this.#setUp(schema, attempt + 1);
