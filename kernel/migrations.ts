@@ -8,7 +8,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { SchemaConnection, SqlRunner } from './database.js';
+import { quoteIdentifier, type SchemaConnection, type SqlRunner } from './database.js';
 import { KeelError, KeelErrorCode } from './errors.js';
 
 /** One migration: its name (the file name), its SQL and the checksum recorded when applied. */
@@ -182,7 +182,7 @@ export async function migrate(connection: SchemaConnection, module: string, sche
       try {
         await tx.exec(sql);
       } catch (error) {
-        if (!(await stillIn(tx, id))) throw ended(module, schema, name, error);
+        if (!(await stillIn(tx, id))) throw ended(module, schema, name, await recordedOf(tx, schema, pending), error);
         throw new KeelError(
           KeelErrorCode.INVALID_MODULE,
           `Module "${module}": migration ${name} failed in schema "${schema}"${lineOf(sql, error)}: ${(error as Error).message}. ` +
@@ -190,7 +190,7 @@ export async function migrate(connection: SchemaConnection, module: string, sche
           { cause: error },
         );
       }
-      if (!(await stillIn(tx, id))) throw ended(module, schema, name);
+      if (!(await stillIn(tx, id))) throw ended(module, schema, name, await recordedOf(tx, schema, pending));
       await tx.query('insert into keel_migrations (name, checksum) values ($1, $2)', [name, checksum]);
     }
     return pending.map((candidate) => candidate.name);
@@ -229,13 +229,29 @@ async function stillIn(tx: SqlRunner, id: string): Promise<boolean> {
   }
 }
 
-/** A migration that committed or rolled back keel's transaction: what it ran stays, unrecorded, and the lock is gone. */
-function ended(module: string, schema: string, name: string, cause?: unknown): KeelError {
+/**
+ * Which of `pending` keel_migrations records once a migration ended keel's transaction: those
+ * before it if that was a COMMIT, none if a ROLLBACK. Read by the schema's name: on PGlite the
+ * transaction's search_path ended with it.
+ */
+async function recordedOf(tx: SqlRunner, schema: string, pending: readonly Migration[]): Promise<string[]> {
+  try {
+    const names = pending.map((candidate) => candidate.name);
+    const { rows } = await tx.query<{ name: string }>(`select name from ${quoteIdentifier(schema)}.keel_migrations where name = any($1::text[])`, [names]);
+    return names.filter((name) => rows.some((row) => row.name === name));
+  } catch {
+    return []; // the ledger itself was rolled back
+  }
+}
+
+/** A migration that committed or rolled back keel's transaction: what it committed or ran after stays, unrecorded, and the lock is gone. */
+function ended(module: string, schema: string, name: string, recorded: readonly string[], cause?: unknown): KeelError {
   return new KeelError(
     KeelErrorCode.INVALID_MODULE,
     `Module "${module}": migration ${name} ended the transaction keel applies migrations in (a COMMIT, ROLLBACK or END in the file), in schema "${schema}"` +
-      `${cause === undefined ? '' : `, then failed: ${(cause as Error).message}`}. What the file ran is kept and ${name} is not recorded as applied ` +
-      `(on the embedded database, what ran after its COMMIT ran outside the module's schema and role); the migrations before it in this run are applied. ` +
+      `${cause === undefined ? '' : `, then failed: ${(cause as Error).message}`}. Nothing ran after it and ${name} is not recorded as applied, ` +
+      `but what it committed, and what it ran after that, is kept (on the embedded database, outside the module's schema and role); ` +
+      `of this run, keel_migrations records ${recorded.length === 0 ? 'none' : recorded.join(', ')}. ` +
       `Remove the transaction statements from ${name}, undo by hand what it did, and start again.`,
     cause === undefined ? undefined : { cause },
   );

@@ -78,7 +78,7 @@ describe.each(engines)('data migrations - $name', (engine) => {
           const message = (error as Error).message;
           expect(message).toContain('migration 002_commits.sql ended the transaction keel applies migrations in (a COMMIT, ROLLBACK or END in the file)');
           expect(message).toContain('002_commits.sql is not recorded as applied');
-          expect(message).toContain('the migrations before it in this run are applied');
+          expect(message).toContain('of this run, keel_migrations records keel/001_outbox_inbox_idempotency, keel/002_outbox_failed, keel/003_outbox_principal, 001_first.sql.');
           expect(message).not.toContain('Nothing of this run was applied');
           expect(await recorded(connection)).toEqual(['001_first.sql']);
           expect(await tables(connection)).toEqual(['before_commit', 'first']);
@@ -98,6 +98,21 @@ describe.each(engines)('data migrations - $name', (engine) => {
         expect((error as Error).message).toContain('migration 002_commits.sql ended the transaction keel applies migrations in');
         expect((error as Error).message).toContain('then failed: relation "absent" does not exist');
         expect(await recorded(connection)).toEqual(['001_first.sql']);
+      });
+    } finally {
+      await connection.close();
+    }
+  });
+
+  it('says, of a migration whose ROLLBACK undid the run before it, that keel_migrations records none of the run', async () => {
+    const connection = await (await engine.fresh()).connect('audit');
+    try {
+      await withMigrations({ '001_first.sql': 'create table first (id int);\n', '002_undoes.sql': 'rollback;\ncreate table after_rollback (id int);\n' }, async (folder) => {
+        const error = await migrate(connection, 'audit', 'audit', readMigrations('audit', folder)).catch((caught: unknown) => caught);
+        expect(isKeelError(error, 'INVALID_MODULE'), String(error)).toBe(true);
+        expect((error as Error).message).toContain('migration 002_undoes.sql ended the transaction keel applies migrations in');
+        expect((error as Error).message).toContain('of this run, keel_migrations records none.');
+        expect((await connection.query("select to_regclass('keel_migrations')::text as ledger")).rows).toEqual([{ ledger: null }]);
       });
     } finally {
       await connection.close();
