@@ -11,7 +11,8 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { isKeelError } from 'keel';
 import { migrate, readMigrations, type SchemaConnection } from 'keel/transport';
-import { enginesUnderTest } from './support/databases.js';
+import { createPostgresDatabase } from 'keel/postgres';
+import { createTestDatabase, enginesUnderTest } from './support/databases.js';
 
 const engines = enginesUnderTest();
 afterAll(async () => {
@@ -185,5 +186,34 @@ describe('data migrations - files', () => {
       expect((error as Error).message).toContain(`Module "audit": its migration 002_more.sql in ${folder} cannot be read`);
       expect((error as Error).message).toContain('rename or move what is not a migration');
     });
+  });
+});
+
+describe('data migrations - postgres, instances starting together', () => {
+  it('applies a slow migration once when three instances of a module start at once on one database: one applies it, the others wait for the lock, then apply nothing, and none fails', async () => {
+    const database = await createTestDatabase();
+    const instances = [1, 2, 3].map(() => createPostgresDatabase({ url: database.url }));
+    try {
+      await withMigrations({ '001_slow.sql': 'select pg_sleep(0.5);\ncreate table once (id int);\ninsert into once values (1);\n' }, async (folder) => {
+        const results = await Promise.all(
+          instances.map(async (instance) => {
+            const connection = await instance.connect('audit');
+            try {
+              return await migrate(connection, 'audit', 'audit', readMigrations('audit', folder));
+            } finally {
+              await connection.close();
+            }
+          }),
+        );
+        expect(results.filter((applied) => applied.length > 0)).toHaveLength(1);
+        expect(results.flat().filter((name) => name === '001_slow.sql')).toEqual(['001_slow.sql']);
+        const reader = await instances[0]!.connect('audit');
+        expect((await reader.query('select id from once')).rows).toEqual([{ id: 1 }]);
+        await reader.close();
+      });
+    } finally {
+      for (const instance of instances) await instance.close();
+      await database.drop();
+    }
   });
 });
