@@ -22,8 +22,10 @@ export interface Migration {
 export interface MigrationState {
   readonly name: string;
   readonly state: 'applied' | 'pending' | 'changed' | 'missing';
-  /** When it was applied (ISO 8601), for `applied` and `changed`. */
+  /** When it was applied (ISO 8601), for `applied`, `changed` and `missing`. */
   readonly appliedAt?: string;
+  /** For `missing`: the pending file with its content, when one has it (the file renamed, which keel start refuses). */
+  readonly renamedAs?: string;
 }
 
 /** keel's own tables in every data module's schema, applied before the module's migrations. */
@@ -285,7 +287,10 @@ export async function migrationStatus(connection: SchemaConnection, migrations: 
     });
     const known = new Set(migrations.map((candidate) => candidate.name));
     for (const [name, done] of applied) {
-      if (!known.has(name)) states.push({ name, state: 'missing', appliedAt: new Date(done.applied_at).toISOString() });
+      if (known.has(name)) continue;
+      const renamed = migrations.find((candidate) => !applied.has(candidate.name) && candidate.checksum === done.checksum && candidate.sql.trim() !== '');
+      const appliedAt = new Date(done.applied_at).toISOString();
+      states.push(renamed === undefined ? { name, state: 'missing', appliedAt } : { name, state: 'missing', appliedAt, renamedAs: renamed.name });
     }
     return states;
   });

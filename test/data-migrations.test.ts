@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { isKeelError } from 'keel';
-import { migrate, readMigrations, type SchemaConnection } from 'keel/transport';
+import { migrate, migrationStatus, readMigrations, type SchemaConnection } from 'keel/transport';
 import { createPostgresDatabase } from 'keel/postgres';
 import { createTestDatabase, enginesUnderTest } from './support/databases.js';
 
@@ -161,6 +161,12 @@ describe.each(engines)('data migrations - $name', (engine) => {
         expect((error as Error).message).toContain('migration 002_seed_counts.sql is 002_seed.sql renamed');
         expect((error as Error).message).toContain('rename 002_seed_counts.sql back to 002_seed.sql');
         expect((await connection.query('select n from counts')).rows).toEqual([{ n: 1 }]);
+        // keel db status says the same: the applied name missing, renamed as the pending one.
+        const states = await migrationStatus(connection, readMigrations('audit', folder));
+        expect(states.filter((state) => state.state !== 'applied')).toEqual([
+          { name: '002_seed_counts.sql', state: 'pending' },
+          { name: '002_seed.sql', state: 'missing', appliedAt: expect.any(String), renamedAs: '002_seed_counts.sql' },
+        ]);
         // Named back, it is the applied one again: nothing to apply.
         renameSync(join(folder, '002_seed_counts.sql'), join(folder, '002_seed.sql'));
         expect(await migrate(connection, 'audit', 'audit', readMigrations('audit', folder))).toEqual([]);

@@ -39,7 +39,11 @@ export default defineCommand({
         connection === undefined ? migrations.map(({ name }): MigrationState => ({ name, state: 'pending' })) : await migrationStatus(connection, migrations),
     }));
     const problems = modules.flatMap(({ place, result }) =>
-      result.migrations.filter(({ state }) => PROBLEM[state] !== undefined).map(({ name, state }) => `${place.module}: ${name} ${PROBLEM[state]}`),
+      result.migrations
+        .filter(({ state }) => PROBLEM[state] !== undefined)
+        .map(({ name, state, renamedAs }) =>
+          `${place.module}: ${name} ${PROBLEM[state]}${renamedAs === undefined ? '' : ` (${renamedAs} has its content: renamed, which keel start refuses; name it back ${name})`}`,
+        ),
     );
     if (args.json) {
       const report = { ok: problems.length === 0, modules: modules.map(({ place, result }) => ({ ...place, ...result })) };
