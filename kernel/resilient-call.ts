@@ -91,7 +91,7 @@ export class ResilientCall implements DeadlineEntry {
   #pending = 0;
   #settled = false;
   #lastError: unknown;
-  /** The last attempt failure whose outcome is unknown (it may have run), if any. */
+  /** The last attempt failure whose outcome is unknown (it may have run, or its key's earlier request still runs), if any. */
   #unknown: KeelError | undefined;
   /**
    * The async context the next attempt is sent from: the caller's (every AsyncLocalStorage's
@@ -270,7 +270,9 @@ export class ResilientCall implements DeadlineEntry {
   /** An attempt failed (the call is not settled yet). */
   #failed(error: unknown): void {
     this.#lastError = error;
-    if (isKeelError(error) && UNKNOWN_OUTCOME.has(error.code)) this.#unknown = error;
+    // IDEMPOTENCY_KEY_IN_USE: an earlier request with this key still runs, and may yet do what this call asks: a later
+    // attempt refused as not processed must not end the call saying nothing ran.
+    if (isKeelError(error) && (UNKNOWN_OUTCOME.has(error.code) || error.code === KeelErrorCode.IDEMPOTENCY_KEY_IN_USE)) this.#unknown = error;
     if (!worthRetrying(error, this.plan.idempotent, this.#keyed) || this.#attempt >= this.#maxAttempts) {
       // A real answer settles the call; a failure worth retrying waits for a hedge still out.
       if (this.#pending === 0 || !worthRetrying(error, this.plan.idempotent, this.#keyed)) this.#fail(error);
