@@ -181,10 +181,13 @@ export async function migrate(connection: SchemaConnection, module: string, sche
       );
     }
     for (const { name, sql, checksum } of pending) {
+      // A savepoint of keel's transaction: a COMMIT in the file ends it, and a failure after a BEGIN of the file's own
+      // (`COMMIT; BEGIN; ...`) aborts a transaction that has none, which tells the two apart.
+      await tx.exec(`savepoint ${SAVEPOINT}`);
       try {
         await tx.exec(sql);
       } catch (error) {
-        if (!(await stillIn(tx, id))) throw ended(module, schema, name, await recordedOf(tx, schema, pending), error);
+        if (!(await stillIn(tx, id, true))) throw ended(module, schema, name, await recordedOf(tx, schema, pending), error);
         throw new KeelError(
           KeelErrorCode.INVALID_MODULE,
           `Module "${module}": migration ${name} failed in schema "${schema}"${lineOf(sql, error)}: ${(error as Error).message}. ` +
@@ -193,6 +196,7 @@ export async function migrate(connection: SchemaConnection, module: string, sche
         );
       }
       if (!(await stillIn(tx, id))) throw ended(module, schema, name, await recordedOf(tx, schema, pending));
+      await tx.exec(`release savepoint ${SAVEPOINT}`);
       await tx.query('insert into keel_migrations (name, checksum) values ($1, $2)', [name, checksum]);
     }
     return pending.map((candidate) => candidate.name);
@@ -221,8 +225,23 @@ function refuseRenamed(module: string, schema: string, applied: Map<string, Appl
 /** A migration that starts (after comments) with BEGIN or START TRANSACTION: one of its own, which its COMMIT would end with keel's. */
 const OPENS_TRANSACTION = /^(?:\s|--[^\n]*(?:\n|$)|\/\*[\s\S]*?\*\/)*(?:begin|start\s+transaction)\b/i;
 
-/** Whether `tx` is still the transaction `id` (a statement that failed in it aborted it: the check then fails, and it is). */
-async function stillIn(tx: SqlRunner, id: string): Promise<boolean> {
+/** The savepoint keel sets in its transaction before each migration. */
+const SAVEPOINT = 'keel_migration';
+
+/**
+ * Whether `tx` is still the transaction `id`. After a migration `failed`, its savepoint is rolled
+ * back to first: that fails where keel's transaction ended (a COMMIT in the file, then a failure,
+ * perhaps in a transaction the file began, which is rolled back here so that what stayed can be read).
+ */
+async function stillIn(tx: SqlRunner, id: string, failed = false): Promise<boolean> {
+  if (failed) {
+    try {
+      await tx.exec(`rollback to savepoint ${SAVEPOINT}`);
+    } catch {
+      await tx.exec('rollback').catch(() => undefined);
+      return false;
+    }
+  }
   try {
     const { rows } = await tx.query<{ id: string | null }>('select txid_current_if_assigned()::text as id');
     return rows[0]?.id === id;

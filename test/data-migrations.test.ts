@@ -105,6 +105,28 @@ describe.each(engines)('data migrations - $name', (engine) => {
     }
   });
 
+  it('says of a migration that failed in a transaction of its own, after its COMMIT ended keel\'s, that what it committed is kept, never that nothing was applied', async () => {
+    const connection = await (await engine.fresh()).connect('audit');
+    try {
+      await withMigrations(
+        { '001_first.sql': 'create table first (id int);\n', '002_commits.sql': 'create table kept (id int);\ncommit;\nbegin;\ninsert into absent values (1);\ncommit;\n' },
+        async (folder) => {
+          const error = await migrate(connection, 'audit', 'audit', readMigrations('audit', folder)).catch((caught: unknown) => caught);
+          expect(isKeelError(error, 'INVALID_MODULE'), String(error)).toBe(true);
+          const message = (error as Error).message;
+          expect(message).toContain('migration 002_commits.sql ended the transaction keel applies migrations in');
+          expect(message).toContain('then failed: relation "absent" does not exist');
+          expect(message).toContain('keel_migrations records keel/001_outbox_inbox_idempotency, keel/002_outbox_failed, keel/003_outbox_principal, 001_first.sql.');
+          expect(message).not.toContain('Nothing of this run was applied');
+          expect(await recorded(connection)).toEqual(['001_first.sql']);
+          expect(await tables(connection)).toEqual(['first', 'kept']);
+        },
+      );
+    } finally {
+      await connection.close();
+    }
+  });
+
   it('says, of a migration whose ROLLBACK undid the run before it, that keel_migrations records none of the run', async () => {
     const connection = await (await engine.fresh()).connect('audit');
     try {
