@@ -149,7 +149,9 @@ export class OrderSaga {
     if (order.status !== 'pending') return this.#settled(order);
 
     // What to undo if a step fails: a reserve that timed out may have reserved, a charge that timed out may have captured.
-    let undo: Undo = { release: true, cancelCharge: false };
+    // A resumed order's first attempt may have done both (a crash after its charge): a step failing now proves nothing of that.
+    const resumed = existing !== undefined;
+    let undo: Undo = resumed ? UNDO_EVERYTHING : { release: true, cancelCharge: false };
     let step = 'inventory.reserve';
     let paymentId: string;
     try {
@@ -167,7 +169,7 @@ export class OrderSaga {
       // A step that certainly did not run (its module not running, stopping, at its limit) is said as such: the
       // order is undone, and placing it again may succeed. Any other failure reaches the caller as it is.
       const failure = notRun(error) ? new OrderNotPlaced({ orderId, step, code: error.code }, { cause: error }) : error;
-      return this.#fail(order, failure, undoFor(error, undo));
+      return this.#fail(order, failure, undoFor(error, undo, resumed));
     }
     // A failure from here on (the database) leaves the order pending with its payment captured: recovery places it.
     return this.#complete(order, paymentId);
@@ -333,11 +335,14 @@ function notRun(error: unknown): error is KeelError {
   return error instanceof KeelError && error.retryable;
 }
 
-/** What a failed step tells for sure: OutOfStock reserved nothing; a declined or cancelled charge captured nothing. */
-function undoFor(error: unknown, undo: Undo): Undo {
+/**
+ * What a failed step tells for sure: OutOfStock reserved nothing; a declined or cancelled charge captured nothing; a
+ * step that did not run charged nothing, unless the order is `resumed` (its first attempt may have charged).
+ */
+function undoFor(error: unknown, undo: Undo, resumed: boolean): Undo {
   if (error instanceof OutOfStock) return UNDO_NOTHING;
   // A step that did not run charged nothing: only what came before it (the reservation) is undone.
-  if (notRun(error)) return { release: true, cancelCharge: false };
+  if (notRun(error)) return resumed ? undo : { release: true, cancelCharge: false };
   if (error instanceof PaymentDeclined || error instanceof ChargeCancelled) return { release: true, cancelCharge: false };
   return undo;
 }
