@@ -195,7 +195,12 @@ export async function launchNatsServer(options: NatsServerLaunchOptions = {}): P
   const killOnExit = (): void => {
     if (!gone) signal('SIGKILL');
     // And its folder, which holds the credentials of its users: nothing else would remove it before the next launch.
-    rmSync(directory, { recursive: true, force: true });
+    // Never a throw (a file the dying server still writes): the exit listeners after this one must run too.
+    try {
+      rmSync(directory, { recursive: true, force: true, maxRetries: 2 });
+    } catch {
+      // The next launch removes what is left, once the server is gone.
+    }
   };
   process.once('exit', killOnExit);
   const markGone = (): void => {
