@@ -156,7 +156,8 @@ export interface KernelOptions {
   readonly database?: DatabaseEngine | ((module: string) => DatabaseEngine);
   /**
    * How long stop waits for one module's work in flight before stopping it anyway
-   * (default 30 000 ms), its stop hook included (which gets at least 5 s of it). Over NATS the
+   * (default 30 000 ms), then for its stop hook what is left of it, or at least 5 s (so one
+   * module's stop may take drainTimeoutMs and 5 s; modules stop one after another). Over NATS the
    * transport's own drain timeout applies as well.
    */
   readonly drainTimeoutMs?: number;
