@@ -77,17 +77,7 @@ const transportsUnderTest = {
 
 describe.each(Object.entries(transportsUnderTest))('data - a durable event from an outbox whose subscriber cannot reach its database, %s', (_name, transportOf) => {
   it('is held until the database is back, then handled once: never dead-lettered, never lost, and handled once by a subscriber without data', { timeout: 60_000 }, async () => {
-    database ??= await createTestDatabase();
-    const url = new URL(database.url);
-    const proxy = new CuttableProxy({ host: url.hostname, port: Number(url.port || 5432) });
-    proxies.push(proxy);
-    await proxy.open();
-    const proxied = new URL(database.url);
-    proxied.port = String(proxy.port);
-    // Each run in schemas of its own database: the two transports' runs do not share their tables.
-    const direct = createPostgresDatabase({ url: database.url });
-    const cuttable = createPostgresDatabase({ url: proxied.toString(), connectTimeoutMs: 1_000 });
-    engines.push(direct, cuttable);
+    const { proxy, direct, cuttable } = await databases();
     const seen: Seen = new Map();
     const notified: string[] = [];
     const deadLetters: DeadLetter[] = [];
@@ -127,16 +117,7 @@ describe.each(Object.entries(transportsUnderTest))('data - a durable event from 
 
 describe.each(Object.entries(transportsUnderTest))('data - a durable event not from an outbox whose subscriber cannot reach its database, %s', (_name, transportOf) => {
   it('is held until the database is back, then handled once: never dead-lettered, never lost', { timeout: 60_000 }, async () => {
-    database ??= await createTestDatabase();
-    const url = new URL(database.url);
-    const proxy = new CuttableProxy({ host: url.hostname, port: Number(url.port || 5432) });
-    proxies.push(proxy);
-    await proxy.open();
-    const proxied = new URL(database.url);
-    proxied.port = String(proxy.port);
-    const direct = createPostgresDatabase({ url: database.url });
-    const cuttable = createPostgresDatabase({ url: proxied.toString(), connectTimeoutMs: 1_000 });
-    engines.push(direct, cuttable);
+    const { proxy, direct, cuttable } = await databases();
     const seen: Seen = new Map();
     const deadLetters: DeadLetter[] = [];
     const transport = await transportOf();
@@ -165,6 +146,25 @@ describe.each(Object.entries(transportsUnderTest))('data - a durable event not f
     }
   });
 });
+
+/**
+ * This file's database, reached two ways: `direct`, and `cuttable` through a TCP proxy the test
+ * cuts and restores. Each run in schemas of its own database: the two transports' runs do not
+ * share their tables.
+ */
+async function databases(): Promise<{ proxy: CuttableProxy; direct: DatabaseEngine; cuttable: DatabaseEngine }> {
+  database ??= await createTestDatabase();
+  const url = new URL(database.url);
+  const proxy = new CuttableProxy({ host: url.hostname, port: Number(url.port || 5432) });
+  proxies.push(proxy);
+  await proxy.open();
+  const proxied = new URL(database.url);
+  proxied.port = String(proxy.port);
+  const direct = createPostgresDatabase({ url: database.url });
+  const cuttable = createPostgresDatabase({ url: proxied.toString(), connectTimeoutMs: 1_000 });
+  engines.push(direct, cuttable);
+  return { proxy, direct, cuttable };
+}
 
 async function rowsOf(engine: DatabaseEngine, module: string, sql: string): Promise<unknown[]> {
   const connection = await engine.connect(module);
