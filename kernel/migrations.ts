@@ -1,6 +1,6 @@
 /**
  * Migrations of a module's schema: keel's own tables (outbox, inbox, idempotency) first, then
- * the module's `.sql` files in name order. Each is applied once and recorded with its checksum
+ * the module's `.sql` files in name order (numbers by value: `9_` before `10_`). Each is applied once and recorded with its checksum
  * in the schema's `keel_migrations`; all pending ones run in one transaction under an advisory
  * lock, so that two instances starting together apply them once, and a failing one leaves the
  * schema as it was.
@@ -10,6 +10,7 @@ import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { quoteIdentifier, type SchemaConnection, type SqlRunner } from './database.js';
 import { KeelError, KeelErrorCode } from './errors.js';
+import { byName, isSystem, lastApplied, refuseFolderGone, refuseOutOfOrder, refuseRenamed, type Applied } from './migration-checks.js';
 
 /** One migration: its name (the file name), its SQL and the checksum recorded when applied. */
 export interface Migration {
@@ -26,6 +27,17 @@ export interface MigrationState {
   readonly appliedAt?: string;
   /** For `missing`: the pending file with its content, when one has it (the file renamed, which keel start refuses). */
   readonly renamedAs?: string;
+  /** For `pending`: the last applied migration it sorts before (merged below it, which keel start refuses). */
+  readonly sortsBefore?: string;
+}
+
+/** What {@link migrate} tells its caller while it works. */
+export interface MigrateOptions {
+  /**
+   * Called once, with a sentence naming the database session that holds it, when another session
+   * holds the schema's migration lock (another instance applying migrations): keel then waits for it.
+   */
+  readonly onLockWait?: (message: string) => void;
 }
 
 /** keel's own tables in every data module's schema, applied before the module's migrations. */
@@ -85,8 +97,9 @@ function migration(name: string, sql: string): Migration {
 }
 
 /**
- * The `.sql` files of `folder`, in name order, after keel's own migrations. A missing folder
- * is a module with no migrations of its own yet.
+ * The `.sql` files of `folder`, in name order (numbers by value), after keel's own migrations. A
+ * missing folder is a module with no migrations of its own yet; {@link migrate} refuses it for a
+ * schema that has some applied.
  *
  * @example
  * ```ts
@@ -98,7 +111,7 @@ export function readMigrations(module: string, folder: URL | string): Migration[
   let names: string[];
   try {
     if (!statSync(path).isDirectory()) throw new Error('not a folder');
-    names = readdirSync(path).filter((name) => name.endsWith('.sql'));
+    names = readdirSync(path).filter((name) => name.toLowerCase().endsWith('.sql'));
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code === 'ENOENT') return [...SYSTEM_MIGRATIONS];
     throw new KeelError(
@@ -107,7 +120,15 @@ export function readMigrations(module: string, folder: URL | string): Migration[
         "data.migrations must name a folder of .sql files, such as new URL('./migrations/', import.meta.url).",
     );
   }
-  names.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+  const misnamed = names.find((name) => !name.endsWith('.sql'));
+  if (misnamed !== undefined) {
+    throw new KeelError(
+      KeelErrorCode.INVALID_MODULE,
+      `Module "${module}": its migration ${misnamed} in ${path} ends in ${misnamed.slice(-4)}, and keel reads only files ending in .sql (lower case). ` +
+        `Rename it to ${misnamed.slice(0, -4)}.sql, so that it is applied rather than skipped.`,
+    );
+  }
+  names.sort(byName);
   return [...SYSTEM_MIGRATIONS, ...names.map((name) => migration(name, readFile(module, path, name)))];
 }
 
@@ -132,14 +153,42 @@ const LEDGER = `create table if not exists keel_migrations (
 )`;
 
 /** A 64-bit advisory lock key for a schema's migrations, the same in every process. */
-function lockKey(schema: string): string {
-  return BigInt.asIntN(64, BigInt(`0x${createHash('sha256').update(`keel.migrate.${schema}`).digest('hex').slice(0, 16)}`)).toString();
+function lockKey(schema: string): bigint {
+  return BigInt.asIntN(64, BigInt(`0x${createHash('sha256').update(`keel.migrate.${schema}`).digest('hex').slice(0, 16)}`));
 }
 
-interface Applied {
-  readonly name: string;
-  readonly checksum: string;
-  readonly applied_at: Date | string;
+/**
+ * Takes the schema's migration lock in `tx`, and returns the transaction's id. When another
+ * session holds the lock, `onLockWait` hears which one (pg_locks shows a 64-bit advisory key as
+ * its high and low 32 bits) before keel waits for it.
+ */
+async function lock(tx: SqlRunner, module: string, schema: string, onLockWait: MigrateOptions['onLockWait']): Promise<string> {
+  const key = lockKey(schema);
+  const { rows } = await tx.query<{ got: boolean; id: string }>('select pg_try_advisory_xact_lock($1::bigint) as got, txid_current()::text as id', [key.toString()]);
+  const { got, id } = rows[0] as { got: boolean; id: string };
+  if (got) return id;
+  if (onLockWait !== undefined) {
+    const unsigned = BigInt.asUintN(64, key);
+    const holders = await tx.query<{ pid: number; application: string | null; client: string | null; seconds: number | null }>(
+      `select a.pid, nullif(a.application_name, '') as application, host(a.client_addr) as client,
+              floor(extract(epoch from now() - a.xact_start))::int as seconds
+         from pg_locks l join pg_stat_activity a on a.pid = l.pid
+        where l.locktype = 'advisory' and l.granted and l.classid::bigint = $1 and l.objid::bigint = $2 and l.objsubid = 1`,
+      [(unsigned >> 32n).toString(), (unsigned & 0xffffffffn).toString()],
+    );
+    const holder = holders.rows[0];
+    const who =
+      holder === undefined
+        ? 'another database session'
+        : `database session ${holder.pid}${holder.application === null ? '' : ` (${holder.application})`}${holder.client === null ? '' : ` from ${holder.client}`}` +
+          `${holder.seconds === null ? '' : `, in its transaction for ${holder.seconds} s`}`;
+    onLockWait(
+      `Module "${module}": waiting for the migration lock of schema "${schema}", held by ${who}: another instance is applying migrations, ` +
+        `and this one applies what is left when it is done. If that session is stuck, end it${holder === undefined ? '' : ` (select pg_terminate_backend(${holder.pid}))`}, and this one goes on.`,
+    );
+  }
+  await tx.query('select pg_advisory_xact_lock($1::bigint)', [key.toString()]);
+  return id;
 }
 
 async function appliedMigrations(tx: SqlRunner): Promise<Map<string, Applied>> {
@@ -150,14 +199,21 @@ async function appliedMigrations(tx: SqlRunner): Promise<Map<string, Applied>> {
 /**
  * Applies the pending migrations of `schema` in one transaction, under the schema's advisory
  * lock; returns the names applied. Refuses, before applying anything, a migration whose file
- * changed since it was applied, and a pending one that opens a transaction of its own. One that
- * ends keel's transaction anyway (a COMMIT further in the file) is noticed, and nothing runs after it.
+ * changed since it was applied, one renamed, a pending one that sorts before the last applied
+ * one, one that opens a transaction of its own, and a list with none of the schema's applied
+ * migrations (a build that left the folder out). One that ends keel's transaction anyway (a
+ * COMMIT further in the file) is noticed, and nothing runs after it.
  */
-export async function migrate(connection: SchemaConnection, module: string, schema: string, migrations: readonly Migration[]): Promise<string[]> {
+export async function migrate(
+  connection: SchemaConnection,
+  module: string,
+  schema: string,
+  migrations: readonly Migration[],
+  options: MigrateOptions = {},
+): Promise<string[]> {
   return connection.transaction(async (tx) => {
     // The transaction's id, assigned here: a migration that committed or rolled it back leaves another (or none).
-    const { rows } = await tx.query<{ id: string }>('select pg_advisory_xact_lock($1::bigint), txid_current()::text as id', [lockKey(schema)]);
-    const id = rows[0]?.id as string;
+    const id = await lock(tx, module, schema, options.onLockWait);
     await tx.exec(LEDGER);
     const applied = await appliedMigrations(tx);
     for (const { name, checksum } of migrations) {
@@ -171,7 +227,9 @@ export async function migrate(connection: SchemaConnection, module: string, sche
       }
     }
     const pending = migrations.filter((candidate) => !applied.has(candidate.name));
+    refuseFolderGone(module, schema, applied, migrations);
     refuseRenamed(module, schema, applied, migrations, pending);
+    refuseOutOfOrder(module, schema, applied, pending);
     const opening = pending.find((candidate) => OPENS_TRANSACTION.test(candidate.sql));
     if (opening !== undefined) {
       throw new KeelError(
@@ -201,25 +259,6 @@ export async function migrate(connection: SchemaConnection, module: string, sche
     }
     return pending.map((candidate) => candidate.name);
   });
-}
-
-/**
- * Refuses a pending migration with the content of an applied one whose file is gone: that file
- * renamed, which would run a second time (a seed inserted twice, an update applied twice).
- */
-function refuseRenamed(module: string, schema: string, applied: Map<string, Applied>, migrations: readonly Migration[], pending: readonly Migration[]): void {
-  const files = new Set(migrations.map((candidate) => candidate.name));
-  const gone = new Map([...applied.values()].filter((done) => !files.has(done.name)).map((done) => [done.checksum, done]));
-  for (const { name, sql, checksum } of pending) {
-    const was = gone.get(checksum);
-    // An empty file is no one's content: two of them are two placeholders.
-    if (was === undefined || sql.trim() === '') continue;
-    throw new KeelError(
-      KeelErrorCode.INVALID_MODULE,
-      `Module "${module}": migration ${name} is ${was.name} renamed: the same content, applied to schema "${schema}" at ${new Date(was.applied_at).toISOString()} ` +
-        `under that name, would run a second time; nothing was applied. An applied migration keeps its name: rename ${name} back to ${was.name}.`,
-    );
-  }
 }
 
 /** A migration that starts (after comments) with BEGIN or START TRANSACTION: one of its own, which its COMMIT would end with keel's. */
@@ -298,9 +337,12 @@ export async function migrationStatus(connection: SchemaConnection, migrations: 
   return connection.transaction(async (tx) => {
     const { rows } = await tx.query<{ ledger: string | null }>("select to_regclass('keel_migrations')::text as ledger");
     const applied = rows[0]?.ledger == null ? new Map<string, Applied>() : await appliedMigrations(tx);
+    const last = lastApplied(applied);
     const states: MigrationState[] = migrations.map(({ name, checksum }) => {
       const done = applied.get(name);
-      if (done === undefined) return { name, state: 'pending' };
+      if (done === undefined) {
+        return last !== undefined && !isSystem(name) && byName(name, last.name) < 0 ? { name, state: 'pending', sortsBefore: last.name } : { name, state: 'pending' };
+      }
       const appliedAt = new Date(done.applied_at).toISOString();
       return { name, state: done.checksum === checksum ? 'applied' : 'changed', appliedAt };
     });

@@ -221,7 +221,9 @@ export class ModuleHost {
     const schema = schemaOf(module.name);
     const connection = await engine.connect(schema);
     try {
-      const applied = await migrate(connection, module.name, schema, readMigrations(module.name, data.migrations));
+      const applied = await migrate(connection, module.name, schema, readMigrations(module.name, data.migrations), {
+        onLockWait: (message) => logger.warn({ schema, database: engine.location }, message),
+      });
       if (applied.length > 0) logger.info({ schema, database: engine.location, applied }, 'migrations applied');
     } catch (error) {
       await connection.close().catch(() => undefined);

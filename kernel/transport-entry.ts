@@ -73,4 +73,4 @@ export { DEFAULT_LOCAL_TRANSPORT_OPTIONS, type LocalTransportOptions } from './l
 export { InFlight, within } from './in-flight.js';
 export { KeyedLogThrottle, LogThrottle } from './log-throttle.js';
 export { quoteIdentifier, roleOf, schemaOf, schemaSetup, type DatabaseEngine, type QueryResult, type Row, type SchemaConnection, type SqlRunner } from './database.js';
-export { migrate, migrationStatus, readMigrations, type Migration, type MigrationState } from './migrations.js';
+export { migrate, migrationStatus, readMigrations, type MigrateOptions, type Migration, type MigrationState } from './migrations.js';

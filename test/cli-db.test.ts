@@ -284,6 +284,27 @@ describe('cli - keel db', () => {
     );
   }, 60_000);
 
+  it('cli - keel db migrate --json still records the modules it migrated when a later one fails, naming the one that failed; keel db status fails on a pending migration merged below an applied one', async () => {
+    const app = testbed.app();
+    const env = { KEEL_DATA_DIR: 'data' };
+    writeFileSync(join(app.migrationsOf('ledger'), '002_broken.sql'), 'select * from no_such_table;\n');
+    const failed = await runKeel(['db', 'migrate', '--json'], { cwd: app.root, env });
+    expect(failed.code).toBe(1);
+    expect(failed.stderr).toContain('error INVALID_MODULE: Module "ledger": migration 002_broken.sql failed in schema "ledger"');
+    const report = JSON.parse(failed.stdout);
+    expect(report.modules.map((entry: any) => [entry.module, entry.applied.filter((name: string) => !name.startsWith('keel/'))])).toEqual([
+      ['audit', ['001_entries.sql', '002_counter.sql']],
+    ]);
+    expect(report.failed).toMatchObject({ module: 'ledger', schema: 'ledger', code: 'INVALID_MODULE', message: expect.stringContaining('002_broken.sql') });
+
+    rmSync(join(app.migrationsOf('ledger'), '002_broken.sql'));
+    expect((await runKeel(['db', 'migrate'], { cwd: app.root, env })).code).toBe(0);
+    writeFileSync(join(app.migrationsOf('audit'), '000_merged.sql'), 'create table merged (id int);\n');
+    const status = await runKeel(['db', 'status'], { cwd: app.root, env });
+    expect(status.code).toBe(1);
+    expect(status.stderr).toContain('audit: 000_merged.sql is pending and sorts before 002_counter.sql, applied (keel start refuses it; rename it to sort after 002_counter.sql)');
+  }, 60_000);
+
   it('cli - keel db migrate --module migrates that module only, and refuses a module that is not there or owns no data', async () => {
     const app = testbed.app();
     const env = { KEEL_DATA_DIR: 'memory' };

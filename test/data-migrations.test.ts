@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { isKeelError } from 'keel';
-import { migrate, migrationStatus, readMigrations, type SchemaConnection } from 'keel/transport';
+import { migrate, migrationStatus, readMigrations, type DatabaseEngine, type SchemaConnection, type SqlRunner } from 'keel/transport';
 import { createPostgresDatabase } from 'keel/postgres';
 import { createTestDatabase, enginesUnderTest } from './support/databases.js';
 
@@ -40,6 +40,16 @@ async function tables(connection: SchemaConnection): Promise<string[]> {
 async function recorded(connection: SchemaConnection): Promise<string[]> {
   const { rows } = await connection.query<{ name: string }>("select name from keel_migrations where name not like 'keel/%' order by name");
   return rows.map((row) => row.name);
+}
+
+/** `work` on a connection to schema "audit" of a fresh database of `engine`, with a migrations folder holding `files`. */
+async function inFreshSchema(engine: (typeof engines)[number], files: Record<string, string>, work: (connection: SchemaConnection, folder: string) => Promise<void>): Promise<void> {
+  const connection = await (await engine.fresh()).connect('audit');
+  try {
+    await withMigrations(files, (folder) => work(connection, folder));
+  } finally {
+    await connection.close();
+  }
 }
 
 describe.each(engines)('data migrations - $name', (engine) => {
@@ -197,19 +207,76 @@ describe.each(engines)('data migrations - $name', (engine) => {
       await connection.close();
     }
   });
+  it('applies numbered migrations by the value of their numbers, 9_ before 10_, where name order would run 10_ first', async () => {
+    await inFreshSchema(engine, { '9_counts.sql': 'create table counts (n int);\n', '10_counts_label.sql': 'alter table counts add column label text;\n' }, async (connection, folder) => {
+      const applied = await migrate(connection, 'audit', 'audit', readMigrations('audit', folder));
+      expect(applied.filter((name) => !name.startsWith('keel/'))).toEqual(['9_counts.sql', '10_counts_label.sql']);
+      expect(await recorded(connection)).toEqual(['10_counts_label.sql', '9_counts.sql']);
+    });
+  });
+
+  it('refuses a pending migration that sorts before the last applied one, naming both, and applies nothing of the run', async () => {
+    await inFreshSchema(engine, { '001_counts.sql': 'create table counts (n int);\n', '003_labels.sql': 'create table labels (l text);\n' }, async (connection, folder) => {
+      await migrate(connection, 'audit', 'audit', readMigrations('audit', folder));
+      writeFileSync(join(folder, '002_merged.sql'), 'create table merged (m int);\n');
+      writeFileSync(join(folder, '004_later.sql'), 'create table later (l int);\n');
+      const error = await migrate(connection, 'audit', 'audit', readMigrations('audit', folder)).catch((caught: unknown) => caught);
+      expect(isKeelError(error, 'INVALID_MODULE'), String(error)).toBe(true);
+      expect((error as Error).message).toContain('migration 002_merged.sql is pending but sorts before 003_labels.sql, applied to schema "audit"');
+      expect((error as Error).message).toContain('rename 002_merged.sql so that it sorts after 003_labels.sql');
+      expect(await tables(connection)).toEqual(['counts', 'labels']);
+      // keel db status says so before a deploy does.
+      const states = await migrationStatus(connection, readMigrations('audit', folder));
+      expect(states.filter((state) => state.state === 'pending')).toEqual([
+        { name: '002_merged.sql', state: 'pending', sortsBefore: '003_labels.sql' },
+        { name: '004_later.sql', state: 'pending' },
+      ]);
+      renameSync(join(folder, '002_merged.sql'), join(folder, '005_merged.sql'));
+      expect(await migrate(connection, 'audit', 'audit', readMigrations('audit', folder))).toEqual(['004_later.sql', '005_merged.sql']);
+    });
+  });
+
+  it('refuses a migrations folder gone or emptied while the schema has migrations applied, naming them, instead of starting unchecked', async () => {
+    await inFreshSchema(engine, { '001_counts.sql': 'create table counts (n int);\n' }, async (connection, folder) => {
+      await migrate(connection, 'audit', 'audit', readMigrations('audit', folder));
+      mkdirSync(join(folder, 'empty'));
+      for (const place of [join(folder, 'not-there'), join(folder, 'empty')]) {
+        const error = await migrate(connection, 'audit', 'audit', readMigrations('audit', place)).catch((caught: unknown) => caught);
+        expect(isKeelError(error, 'INVALID_MODULE'), String(error)).toBe(true);
+        expect((error as Error).message).toContain('its migrations folder holds no migration, and schema "audit" has 1 applied (001_counts.sql)');
+        expect((error as Error).message).toContain('The .sql files did not come with this build');
+      }
+      // Deleting one applied file of several is another matter: listed as missing, not refused.
+      writeFileSync(join(folder, '002_more.sql'), 'create table more (m int);\n');
+      rmSync(join(folder, '001_counts.sql'));
+      expect(await migrate(connection, 'audit', 'audit', readMigrations('audit', folder))).toEqual(['002_more.sql']);
+    });
+  });
 });
 
+/** What readMigrations throws for `folder`. */
+function readError(folder: string): unknown {
+  try {
+    return readMigrations('audit', folder);
+  } catch (caught) {
+    return caught;
+  }
+}
+
 describe('data migrations - files', () => {
+  it('refuses a migration named .SQL, naming it and its right name, instead of skipping it', async () => {
+    await withMigrations({ '001_first.sql': 'create table first (id int);\n', '002_second.SQL': 'create table second (id int);\n', 'README.md': 'notes\n' }, async (folder) => {
+      const error = readError(folder);
+      expect(isKeelError(error, 'INVALID_MODULE'), String(error)).toBe(true);
+      expect((error as Error).message).toContain('its migration 002_second.SQL');
+      expect((error as Error).message).toContain('Rename it to 002_second.sql');
+    });
+  });
+
   it('says that a folder named like a migration (002_more.sql/) is no file it can read, naming it, instead of failing as a bug', async () => {
     await withMigrations({ '001_first.sql': 'create table first (id int);\n' }, async (folder) => {
       mkdirSync(join(folder, '002_more.sql'));
-      const error = (() => {
-        try {
-          return readMigrations('audit', folder);
-        } catch (caught) {
-          return caught;
-        }
-      })();
+      const error = readError(folder);
       expect(isKeelError(error, 'INVALID_MODULE'), String(error)).toBe(true);
       expect((error as Error).message).toContain(`Module "audit": its migration 002_more.sql in ${folder} cannot be read`);
       expect((error as Error).message).toContain('rename or move what is not a migration');
@@ -244,4 +311,55 @@ describe('data migrations - postgres, instances starting together', () => {
       await database.drop();
     }
   });
+
+  it('says, once, which database session holds the migration lock an instance waits for, and then applies what is left', async () => {
+    const database = await createTestDatabase();
+    const [first, second, holder] = [1, 2, 3].map(() => createPostgresDatabase({ url: database.url })) as [DatabaseEngine, DatabaseEngine, DatabaseEngine];
+    const gate = await holder.connect('gate');
+    let open!: () => void;
+    const opened = new Promise<void>((resolve) => (open = resolve));
+    // The test holds lock 4242 until it opens the gate; the first instance's migration waits on it, holding the schema's migration lock.
+    const held = gate.transaction(async (tx: SqlRunner) => {
+      await tx.query('select pg_advisory_xact_lock(4242)');
+      await opened;
+    });
+    try {
+      await withMigrations({ '001_gated.sql': 'select pg_advisory_xact_lock(4242);\ncreate table gated (id int);\n' }, async (folder) => {
+        const a = await first.connect('audit');
+        const b = await second.connect('audit');
+        try {
+          const applying = migrate(a, 'audit', 'audit', readMigrations('audit', folder));
+          const { rows } = await poll(() => gate.query<{ pid: number }>("select pid from pg_locks where locktype = 'advisory' and objid = 4242 and not granted"));
+          const waits: string[] = [];
+          const after = migrate(b, 'audit', 'audit', readMigrations('audit', folder), { onLockWait: (message) => waits.push(message) });
+          await poll(async () => ({ rows: waits }));
+          expect(waits).toHaveLength(1);
+          expect(waits[0]).toContain(`Module "audit": waiting for the migration lock of schema "audit", held by database session ${rows[0]!.pid}`);
+          expect(waits[0]).toContain(`select pg_terminate_backend(${rows[0]!.pid})`);
+          open();
+          expect(await applying).toContain('001_gated.sql');
+          expect(await after).toEqual([]);
+          expect(waits).toHaveLength(1);
+        } finally {
+          await a.close();
+          await b.close();
+        }
+      });
+    } finally {
+      open();
+      await held;
+      await gate.close();
+      for (const instance of [first, second, holder]) await instance.close();
+      await database.drop();
+    }
+  });
 });
+
+/** `read`'s result once it has a row, read every 20 ms for at most 10 s. */
+async function poll<T>(read: () => Promise<{ rows: T[] }>): Promise<{ rows: T[] }> {
+  for (const end = Date.now() + 10_000; Date.now() < end; await new Promise((resolve) => setTimeout(resolve, 20))) {
+    const result = await read();
+    if (result.rows.length > 0) return result;
+  }
+  throw new Error('nothing came in 10 s');
+}

@@ -1,10 +1,11 @@
 /**
  * `keel db migrate`: applies the pending migrations of every module that owns data (or of the
  * one named) in the databases `keel start` would use with the same environment, without
- * starting the application, and prints what it applied per module.
+ * starting the application, and prints what it applied per module. With `--json`, a module that
+ * fails still leaves the record of those applied before it on stdout (`failed` names it).
  */
 import { contextOf, defineCommand } from '../command.js';
-import { noDataModule, eachModuleDatabase, migrate, placeLine } from '../migrations.js';
+import { noDataModule, eachModuleDatabase, migrate, placeLine, type ModuleDatabasePlace } from '../migrations.js';
 
 export default defineCommand({
   meta: {
@@ -18,13 +19,28 @@ export default defineCommand({
   },
   run: async ({ args, data }) => {
     const cli = contextOf(data);
+    const done: (ModuleDatabasePlace & { applied: string[] })[] = [];
+    let current: ModuleDatabasePlace | undefined;
     const modules = await eachModuleDatabase(cli, args.module, async ({ place, connection, migrations }) => {
-      const applied = await migrate(connection, place.module, place.schema, migrations);
+      current = place;
+      const applied = await migrate(connection, place.module, place.schema, migrations, {
+        onLockWait: (message) => cli.stderr.write(`keel db: ${message}\n`),
+      });
+      done.push({ ...place, applied });
+      current = undefined;
       if (!args.json) {
         const lines = applied.length > 0 ? applied.map((name) => `  applied  ${name}`) : [`  nothing to apply (${migrations.length} applied before)`];
         cli.stdout.write(`${[placeLine(place), ...lines].join('\n')}\n`);
       }
       return applied;
+    }).catch((error: unknown) => {
+      // The record of what this run applied, before the module that failed: the error itself goes to stderr.
+      if (args.json && (current !== undefined || done.length > 0)) {
+        // current is unset when the module failed before its migrations ran (its folder unreadable, its database unreachable).
+        const failed = { ...current, code: (error as { code?: unknown }).code ?? 'INTERNAL', message: (error as Error).message };
+        cli.stdout.write(`${JSON.stringify({ modules: done, failed }, null, 2)}\n`);
+      }
+      throw error;
     });
     if (args.json) {
       cli.stdout.write(`${JSON.stringify({ modules: modules.map(({ place, result }) => ({ ...place, applied: result })) }, null, 2)}\n`);

@@ -1,8 +1,8 @@
 /**
  * `keel db status`: where each module that owns data stands: its schema, its database, and
  * each migration applied (with its time), pending, changed since it was applied, or applied and
- * missing from the files. Fails (`E_MIGRATIONS`) on a changed or missing one, so that CI can
- * gate on it; pending ones are what `keel db migrate` and `keel start` apply. Changes nothing:
+ * missing from the files. Fails (`E_MIGRATIONS`) on a changed or missing one, or a pending one
+ * that sorts before the last applied one (which `keel start` refuses), so that CI can gate on it; pending ones are what `keel db migrate` and `keel start` apply. Changes nothing:
  * a schema that does not exist yet (nor its role, nor the embedded database's folder) is shown
  * as such, every migration pending, and is not created; read-only database rights suffice.
  */
@@ -40,9 +40,11 @@ export default defineCommand({
     }));
     const problems = modules.flatMap(({ place, result }) =>
       result.migrations
-        .filter(({ state }) => PROBLEM[state] !== undefined)
-        .map(({ name, state, renamedAs }) =>
-          `${place.module}: ${name} ${PROBLEM[state]}${renamedAs === undefined ? '' : ` (${renamedAs} has its content: renamed, which keel start refuses; name it back ${name})`}`,
+        .filter(({ state, sortsBefore }) => PROBLEM[state] !== undefined || sortsBefore !== undefined)
+        .map(({ name, state, renamedAs, sortsBefore }) =>
+          sortsBefore !== undefined
+            ? `${place.module}: ${name} is pending and sorts before ${sortsBefore}, applied (keel start refuses it; rename it to sort after ${sortsBefore})`
+            : `${place.module}: ${name} ${PROBLEM[state]}${renamedAs === undefined ? '' : ` (${renamedAs} has its content: renamed, which keel start refuses; name it back ${name})`}`,
         ),
     );
     if (args.json) {
