@@ -99,7 +99,8 @@ const BEARER = /^Bearer[ ]+([A-Za-z0-9\-._~+/]+=*)$/i;
  * `iss` and `aud` when `issuer` and `audience` are given, then maps its claims to the principal.
  * No `Authorization` header is an anonymous request; a token that does not verify, or more than
  * one `Authorization` header, is `UNAUTHENTICATED` (401); a JWKS that cannot be fetched is `UNAVAILABLE` (503). Options are
- * checked once: a wrong one is `INVALID_CONFIG` naming the field.
+ * checked once: a wrong one is `INVALID_CONFIG` naming the field. The gateway logs each 401 at
+ * debug with the refusal's `reason` (never the token).
  *
  * @example
  * ```ts
@@ -181,11 +182,15 @@ export function createJwtAuthenticator(options: JwtAuthenticatorOptions): Authen
     // Node keeps the first of several and drops the others unseen: which one a proxy in front checked is anyone's guess.
     const count = request.raw?.headersDistinct?.authorization?.length ?? 1;
     if (count > 1) {
-      throw new KeelError(KeelErrorCode.UNAUTHENTICATED, `The request has ${count} Authorization headers: send one, "Bearer <token>".`);
+      throw noted(new KeelError(KeelErrorCode.UNAUTHENTICATED, `The request has ${count} Authorization headers: send one, "Bearer <token>".`), {
+        fields: { reason: 'several-authorization-headers' },
+      });
     }
     const token = BEARER.exec(header)?.[1];
     if (token === undefined) {
-      throw new KeelError(KeelErrorCode.UNAUTHENTICATED, 'The Authorization header is not "Bearer <token>": send a JWT as a bearer token.');
+      throw noted(new KeelError(KeelErrorCode.UNAUTHENTICATED, 'The Authorization header is not "Bearer <token>": send a JWT as a bearer token.'), {
+        fields: { reason: 'not-bearer' },
+      });
     }
     return verify(token);
   };
@@ -209,21 +214,45 @@ function refuseUrlCredentials(jwksUrl: unknown): void {
 const HMAC = ['HS256', 'HS384', 'HS512'];
 const ASYMMETRIC = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'];
 
+/**
+ * What the gateway's log line about an error this hook threw adds to it, which the HTTP client is
+ * not told: fields (a short `reason`, jose's error code).
+ */
+export interface OperatorNote {
+  readonly fields: Readonly<Record<string, unknown>>;
+}
+
+const operatorNotes = new WeakMap<object, OperatorNote>();
+
+/** The {@link OperatorNote} of an error {@link createJwtAuthenticator}'s hook threw, if any. */
+export function operatorNoteOf(error: unknown): OperatorNote | undefined {
+  return typeof error === 'object' && error !== null ? operatorNotes.get(error) : undefined;
+}
+
+function noted<E extends object>(error: E, note: OperatorNote): E {
+  operatorNotes.set(error, note);
+  return error;
+}
+
+/** A refusal of the token (401), saying `reason` to the client and `code` (and jose's `cause`) to the log. */
+function refused(reason: string, code: string, cause?: { readonly code?: unknown; readonly claim?: unknown }): KeelError {
+  const error = new KeelError(KeelErrorCode.UNAUTHENTICATED, `The bearer token was refused: ${reason}. Authenticate again.`, cause === undefined ? {} : { cause });
+  return noted(error, {
+    fields: { reason: code, ...(typeof cause?.code === 'string' ? { jose: cause.code } : {}), ...(typeof cause?.claim === 'string' ? { claim: cause.claim } : {}) },
+  });
+}
+
 /** What the HTTP client is told about a token jose refused; the reason stays short and safe to show. */
 function refusalOf(errors: typeof import('jose').errors, error: unknown): KeelError {
   if (error instanceof errors.JWKSTimeout || (error instanceof Error && !(error instanceof errors.JOSEError))) {
     // The key set could not be fetched (a timeout, a refused connection): not the client's fault.
     return new KeelError(KeelErrorCode.UNAVAILABLE, 'The token could not be checked now: the key set is unreachable. Retry later.', { cause: error });
   }
-  const reason =
-    error instanceof errors.JWTExpired
-      ? 'the token has expired'
-      : error instanceof errors.JWTClaimValidationFailed
-        ? `its "${error.claim}" claim is ${error.reason === 'missing' ? 'missing' : 'not what this API accepts'}`
-        : error instanceof errors.JWSSignatureVerificationFailed || error instanceof errors.JWKSNoMatchingKey
-          ? 'its signature does not verify'
-          : error instanceof errors.JOSEAlgNotAllowed
-            ? 'its algorithm is not accepted'
-            : 'it is not a valid JWT';
-  return new KeelError(KeelErrorCode.UNAUTHENTICATED, `The bearer token was refused: ${reason}. Authenticate again.`, { cause: error });
+  if (error instanceof errors.JWTExpired) return refused('the token has expired', 'expired', error);
+  if (error instanceof errors.JWTClaimValidationFailed) {
+    return refused(`its "${error.claim}" claim is ${error.reason === 'missing' ? 'missing' : 'not what this API accepts'}`, `claim-${error.reason === 'missing' ? 'missing' : 'refused'}`, error);
+  }
+  if (error instanceof errors.JWSSignatureVerificationFailed || error instanceof errors.JWKSNoMatchingKey) return refused('its signature does not verify', 'bad-signature', error);
+  if (error instanceof errors.JOSEAlgNotAllowed) return refused('its algorithm is not accepted', 'algorithm-not-accepted', error);
+  return refused('it is not a valid JWT', 'not-a-jwt', error as { code?: unknown });
 }

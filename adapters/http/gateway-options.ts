@@ -130,7 +130,10 @@ export interface HttpGatewayOptions {
   readonly caller?: string;
   /** `close()` also stops the kernel, after the last request is answered (default true). */
   readonly stopKernelOnClose?: boolean;
-  /** Logger (default pino, level from `KEEL_LOG_LEVEL`). */
+  /**
+   * Logger (default pino, level from `KEEL_LOG_LEVEL`). A 5xx is logged at error; a 401 at debug,
+   * with why the credentials were refused (never the credentials).
+   */
   readonly logger?: Logger;
   /**
    * Builds the caller's principal from each request to an operation (for example

@@ -10,6 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { fastify, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type RouteHandlerMethod, type onSendHookHandler } from 'fastify';
 import { KeelError, KeelErrorCode, type Kernel } from 'keel';
 import { createLogger } from 'keel/transport';
+import { operatorNoteOf } from './authenticate.js';
 import { GATEWAY_PATHS, resolveHttpGatewayOptions, type HttpGatewayOptions } from './gateway-options.js';
 import {
   CORRELATION_ID_PROPERTY,
@@ -245,11 +246,17 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
     const refusal = refusalOfFastifyError(error, resolved.bodyLimit, request);
     if (refusal !== undefined) return refuse(request, reply, refusal);
     const problem = problemOf(error, correlationId, resolved.development);
-    if (problem.status === 401) reply.header('www-authenticate', challengeOf(resolved.challenge, isRefusedCredentials(error)));
+    const fields = { correlation_id: correlationId, route: request.routeOptions.url, code: problem.code };
+    if (problem.status === 401) {
+      reply.header('www-authenticate', challengeOf(resolved.challenge, isRefusedCredentials(error)));
+      // The client's to fix, and a client can send any number: at debug, for an operator asking why clients are refused.
+      // The detail the client got, never the token (no message here holds it).
+      logger.debug({ ...fields, detail: error.message, ...operatorNoteOf(error)?.fields }, 'refused a request: not authenticated (401)');
+    }
     const retryAfter = retryAfterOf(problem, error);
     if (retryAfter !== undefined) reply.header('retry-after', String(retryAfter));
     if (problem.status >= 500) {
-      logger.error({ err: error, correlation_id: correlationId, route: request.routeOptions.url, code: problem.code }, 'request failed');
+      logger.error({ err: error, ...fields }, 'request failed');
     }
     return sendProblem(reply, problem);
   });

@@ -1,0 +1,113 @@
+/**
+ * What the gateway says about the requests its authenticate hook refuses, over real HTTP: each
+ * 401 logged at debug with its reason and correlation id (never the token).
+ */
+import { request } from 'node:http';
+import { SignJWT, type JWTPayload } from 'jose';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { z } from 'zod';
+import { createKernel, defineContract, defineModule, operation, silentLogger, type Kernel } from 'keel';
+import { createHttpGateway, createJwtAuthenticator, type Authenticate, type HttpGateway } from 'keel/http';
+import { LogFormat, createLogger } from 'keel/transport';
+
+const Principal = z.object({ sub: z.string().min(1), roles: z.array(z.string()).default([]) });
+
+const account = defineContract({
+  name: 'account',
+  version: '1.0.0',
+  operations: {
+    whoami: operation({ input: z.object({}), output: z.object({ sub: z.string().nullable() }), idempotent: true }),
+    settings: operation({ input: z.object({}), output: z.object({ owner: z.string() }), auth: 'required' }),
+  },
+});
+
+const accountModule = defineModule({
+  contract: account,
+  create: () => ({
+    handlers: {
+      whoami: (_input, context) => ({ sub: context.principal?.sub ?? null }),
+      settings: (_input, context) => ({ owner: context.principal?.sub ?? '' }),
+    },
+  }),
+});
+
+const SECRET = 'a shared secret of more than thirty-two bytes, for tests only';
+const ISSUER = 'https://login.test/';
+const AUDIENCE = 'shop-api';
+const now = (): number => Math.floor(Date.now() / 1000);
+
+/** A token signed with `secret`; each claim given replaces the usual one (`null` leaves it out). */
+function token(claims: { iss?: string; aud?: string; iat?: number | null; exp?: number | null; secret?: string } = {}): Promise<string> {
+  const jwt = new SignJWT({ sub: 'ada' } satisfies JWTPayload)
+    .setProtectedHeader({ alg: 'HS256' })
+    .setIssuer(claims.iss ?? ISSUER)
+    .setAudience(claims.aud ?? AUDIENCE);
+  if (claims.iat !== null) jwt.setIssuedAt(claims.iat ?? now());
+  if (claims.exp !== null) jwt.setExpirationTime(claims.exp ?? now() + 300);
+  return jwt.sign(new TextEncoder().encode(claims.secret ?? SECRET));
+}
+
+/** POSTs `{}` to `path` with each of `authorization` as its own header line, and `correlationId`. */
+function post(url: string, path: string, authorization: readonly string[], correlationId = 'c-none'): Promise<{ status: number; body: any }> {
+  return new Promise((resolve, reject) => {
+    const sent = request(`${url}${path}`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-correlation-id': correlationId } }, (answer) => {
+      let text = '';
+      answer.on('data', (chunk: Buffer) => (text += chunk.toString()));
+      answer.on('end', () => resolve({ status: answer.statusCode ?? 0, body: JSON.parse(text) }));
+    });
+    if (authorization.length > 0) sent.setHeader('authorization', [...authorization]);
+    sent.on('error', reject);
+    sent.end('{}');
+  });
+}
+
+describe('http - authenticate refusals', () => {
+  let kernel: Kernel;
+  const gateways: HttpGateway[] = [];
+  const lines: Record<string, unknown>[] = [];
+  const logger = createLogger({ format: LogFormat.JSON, level: 'debug', destination: { write: (line) => lines.push(JSON.parse(line) as Record<string, unknown>) } });
+
+  /** A gateway answering on a free port with `authenticate`, logging into `lines`. */
+  const start = async (authenticate: Authenticate): Promise<string> => {
+    const gateway = await createHttpGateway({ kernel, port: 0, logger, metrics: false, docsPath: false, stopKernelOnClose: false, authenticate });
+    gateways.push(gateway);
+    return gateway.listen();
+  };
+
+  beforeAll(async () => {
+    kernel = createKernel({ modules: [accountModule], principal: Principal, logger: silentLogger });
+    await kernel.start();
+  });
+  afterAll(async () => {
+    for (const gateway of gateways) await gateway.close();
+    await kernel?.stop();
+  });
+
+  it('http - each 401 is logged at debug with its reason, the correlation id and the route, never the token', async () => {
+    // No 401 was logged at any level: an operator could not tell why clients were refused.
+    const url = await start(createJwtAuthenticator({ secret: SECRET, issuer: ISSUER, audience: AUDIENCE }));
+    const good = await token();
+    const cases: Record<string, { path?: string; authorization: string[]; reason?: string; detail: RegExp }> = {
+      expired: { authorization: [`Bearer ${await token({ exp: now() - 60 })}`], reason: 'expired', detail: /has expired/ },
+      signature: { authorization: [`Bearer ${await token({ secret: 'another secret of more than thirty-two bytes, for tests' })}`], reason: 'bad-signature', detail: /signature/ },
+      audience: { authorization: [`Bearer ${await token({ aud: 'another-api' })}`], reason: 'claim-refused', detail: /"aud" claim/ },
+      issuer: { authorization: [`Bearer ${await token({ iss: 'https://elsewhere.test/' })}`], reason: 'claim-refused', detail: /"iss" claim/ },
+      notBearer: { authorization: [`Basic ${good}`], reason: 'not-bearer', detail: /not "Bearer <token>"/ },
+      twoHeaders: { authorization: [`Bearer ${good}`, `Bearer ${good}`], reason: 'several-authorization-headers', detail: /2 Authorization headers/ },
+      missing: { path: '/account/settings', authorization: [], detail: /needs a caller identity/ },
+    };
+    for (const [name, { path, authorization, reason, detail }] of Object.entries(cases)) {
+      const correlationId = `c-refused-${name}`;
+      expect((await post(url, path ?? '/account/whoami', authorization, correlationId)).status, name).toBe(401);
+      const logged = lines.filter((line) => line['correlation_id'] === correlationId);
+      expect(logged, name).toEqual([
+        expect.objectContaining({ level: 20, msg: 'refused a request: not authenticated (401)', code: 'UNAUTHENTICATED', route: path ?? '/account/whoami', detail: expect.stringMatching(detail) }),
+      ]);
+      if (reason !== undefined) expect(logged[0]?.['reason'], name).toBe(reason);
+      for (const header of authorization) expect(JSON.stringify(logged), name).not.toContain(header.split(' ')[1]);
+    }
+    // A token that holds is served, and not logged as refused.
+    expect(await post(url, '/account/whoami', [`Bearer ${good}`], 'c-served')).toMatchObject({ status: 200, body: { sub: 'ada' } });
+    expect(lines.filter((line) => line['correlation_id'] === 'c-served')).toEqual([]);
+  });
+});
