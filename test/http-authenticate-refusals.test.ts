@@ -1,14 +1,17 @@
 /**
  * What the gateway says about the requests its authenticate hook refuses, over real HTTP: each
- * 401 logged at debug with its reason and correlation id (never the token).
+ * 401 logged at debug with its reason and correlation id (never the token); a key set that cannot
+ * be fetched logged once per 10 s with how many were left out, its URL and the cause.
  */
-import { request } from 'node:http';
+import { createServer, request, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { SignJWT, type JWTPayload } from 'jose';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import { createKernel, defineContract, defineModule, operation, silentLogger, type Kernel } from 'keel';
 import { createHttpGateway, createJwtAuthenticator, type Authenticate, type HttpGateway } from 'keel/http';
 import { LogFormat, createLogger } from 'keel/transport';
+import { refusedPorts } from './support/refused-ports.js';
 
 const Principal = z.object({ sub: z.string().min(1), roles: z.array(z.string()).default([]) });
 
@@ -47,6 +50,10 @@ function token(claims: { iss?: string; aud?: string; iat?: number | null; exp?: 
   return jwt.sign(new TextEncoder().encode(claims.secret ?? SECRET));
 }
 
+/** A JWT of RS256's form whose signature is never checked (its key set cannot be fetched). */
+const rs256Shaped = (): string =>
+  [{ alg: 'RS256', kid: 'key-1' }, { sub: 'ada', exp: now() + 300 }].map((part) => Buffer.from(JSON.stringify(part)).toString('base64url')).join('.') + '.c2lnbmF0dXJl';
+
 /** POSTs `{}` to `path` with each of `authorization` as its own header line, and `correlationId`. */
 function post(url: string, path: string, authorization: readonly string[], correlationId = 'c-none'): Promise<{ status: number; body: any }> {
   return new Promise((resolve, reject) => {
@@ -77,6 +84,9 @@ describe('http - authenticate refusals', () => {
   beforeAll(async () => {
     kernel = createKernel({ modules: [accountModule], principal: Principal, logger: silentLogger });
     await kernel.start();
+  });
+  afterEach(() => {
+    vi.useRealTimers();
   });
   afterAll(async () => {
     for (const gateway of gateways) await gateway.close();
@@ -109,5 +119,46 @@ describe('http - authenticate refusals', () => {
     // A token that holds is served, and not logged as refused.
     expect(await post(url, '/account/whoami', [`Bearer ${good}`], 'c-served')).toMatchObject({ status: 200, body: { sub: 'ada' } });
     expect(lines.filter((line) => line['correlation_id'] === 'c-served')).toEqual([]);
+  });
+
+  it('http - a key set that cannot be fetched is logged once per 10 s with how many were left out, naming its URL and the cause', async () => {
+    // One error line per request: a burst of clients while the identity provider was down flooded the logs.
+    // Not port 1, which fetch refuses itself ("bad port") before any connection.
+    const port = (await refusedPorts(2)).find((candidate) => candidate !== 1);
+    const jwksUrl = `http://127.0.0.1:${port}/.well-known/jwks.json`;
+    const url = await start(createJwtAuthenticator({ jwksUrl, issuer: ISSUER, audience: AUDIENCE }));
+    // Only Date is faked: the throttle's interval passes without a sleep, and sockets and timers stay real.
+    vi.useFakeTimers({ toFake: ['Date'] });
+    // The key set is never fetched, so the signature is never checked: an RS256 token's form suffices.
+    const unverifiable = rs256Shaped();
+    const failed = (): Record<string, unknown>[] => lines.filter((line) => line['reason'] === 'jwks-unreachable');
+    for (let index = 0; index < 5; index += 1) {
+      expect(await post(url, '/account/whoami', [`Bearer ${unverifiable}`], `c-jwks-${index}`)).toMatchObject({ status: 503, body: { code: 'UNAVAILABLE' } });
+    }
+    expect(failed()).toEqual([expect.objectContaining({ level: 50, suppressed: 0, jwksUrl, correlation_id: 'c-jwks-0', route: '/account/whoami', code: 'UNAVAILABLE' })]);
+    const [first] = failed();
+    expect(first?.['msg']).toContain(`could not fetch the JSON Web Key Set at ${jwksUrl}`);
+    expect(first?.['msg']).toContain('ECONNREFUSED');
+    expect(first?.['msg']).toContain('Check that this process reaches that URL');
+    expect(lines.filter((line) => line['msg'] === 'request failed')).toEqual([]);
+
+    vi.setSystemTime(Date.now() + 10_001);
+    expect((await post(url, '/account/whoami', [`Bearer ${unverifiable}`], 'c-jwks-later')).status).toBe(503);
+    expect(failed()).toHaveLength(2);
+    expect(failed()[1]).toMatchObject({ suppressed: 4, correlation_id: 'c-jwks-later' });
+  });
+
+  it('http - a key set that answers an error (404) is 503 UNAVAILABLE and logged as unreachable, not a 401 blaming the token', async () => {
+    const jwks: Server = createServer((_request, response) => response.writeHead(404).end('not here'));
+    await new Promise<void>((resolve) => jwks.listen(0, '127.0.0.1', resolve));
+    try {
+      const jwksUrl = `http://127.0.0.1:${(jwks.address() as AddressInfo).port}/jwks.json`;
+      const url = await start(createJwtAuthenticator({ jwksUrl }));
+      const answer = await post(url, '/account/whoami', [`Bearer ${rs256Shaped()}`], 'c-jwks-404');
+      expect(answer).toMatchObject({ status: 503, body: { code: 'UNAVAILABLE' } });
+      expect(lines.find((line) => line['correlation_id'] === 'c-jwks-404')).toMatchObject({ reason: 'jwks-unreachable', jwksUrl, problem: expect.stringContaining('200 OK') });
+    } finally {
+      await new Promise((resolve) => jwks.close(resolve));
+    }
   });
 });

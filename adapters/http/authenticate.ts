@@ -100,7 +100,8 @@ const BEARER = /^Bearer[ ]+([A-Za-z0-9\-._~+/]+=*)$/i;
  * No `Authorization` header is an anonymous request; a token that does not verify, or more than
  * one `Authorization` header, is `UNAUTHENTICATED` (401); a JWKS that cannot be fetched is `UNAVAILABLE` (503). Options are
  * checked once: a wrong one is `INVALID_CONFIG` naming the field. The gateway logs each 401 at
- * debug with the refusal's `reason` (never the token).
+ * debug with the refusal's `reason` (never the token), and a key set it cannot fetch at error,
+ * at most once per 10 s, naming the URL and the cause.
  *
  * @example
  * ```ts
@@ -171,7 +172,7 @@ export function createJwtAuthenticator(options: JwtAuthenticatorOptions): Authen
     try {
       ({ payload } = await jose.jwtVerify(token, key as never, verifyOptions));
     } catch (error) {
-      throw refusalOf(jose.errors, error);
+      throw refusalOf(jose.errors, error, jwksUrl);
     }
     return toPrincipal(payload) as Principal;
   };
@@ -216,10 +217,12 @@ const ASYMMETRIC = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256
 
 /**
  * What the gateway's log line about an error this hook threw adds to it, which the HTTP client is
- * not told: fields (a short `reason`, jose's error code).
+ * not told: fields (a short `reason`, jose's error code, the key set's URL) and, for a failure
+ * (5xx), the line's message, saying what to do.
  */
 export interface OperatorNote {
   readonly fields: Readonly<Record<string, unknown>>;
+  readonly message?: string;
 }
 
 const operatorNotes = new WeakMap<object, OperatorNote>();
@@ -242,11 +245,30 @@ function refused(reason: string, code: string, cause?: { readonly code?: unknown
   });
 }
 
+/** The messages of `error` and its causes, joined: `fetch failed: connect ECONNREFUSED 127.0.0.1:1`. */
+function causeChain(error: unknown): string {
+  const messages: string[] = [];
+  for (let at: unknown = error; at instanceof Error && messages.length < 4; at = at.cause) messages.push(at.message);
+  return messages.join(': ') || String(error);
+}
+
 /** What the HTTP client is told about a token jose refused; the reason stays short and safe to show. */
-function refusalOf(errors: typeof import('jose').errors, error: unknown): KeelError {
-  if (error instanceof errors.JWKSTimeout || (error instanceof Error && !(error instanceof errors.JOSEError))) {
-    // The key set could not be fetched (a timeout, a refused connection): not the client's fault.
-    return new KeelError(KeelErrorCode.UNAVAILABLE, 'The token could not be checked now: the key set is unreachable. Retry later.', { cause: error });
+function refusalOf(errors: typeof import('jose').errors, error: unknown, jwksUrl: URL | undefined): KeelError {
+  if (
+    error instanceof errors.JWKSTimeout ||
+    error instanceof errors.JWKSInvalid ||
+    // jose's bare JOSEError: the key set's answer was not a 200 with JSON.
+    (error instanceof Error && (!(error instanceof errors.JOSEError) || error.constructor === errors.JOSEError))
+  ) {
+    // The key set could not be fetched (a timeout, a refused connection, an error answer): not the client's fault.
+    const unavailable = new KeelError(KeelErrorCode.UNAVAILABLE, 'The token could not be checked now: the key set is unreachable. Retry later.', { cause: error });
+    const problem = causeChain(error);
+    return noted(unavailable, {
+      fields: { reason: 'jwks-unreachable', jwksUrl: jwksUrl?.href, problem },
+      message:
+        `could not fetch the JSON Web Key Set at ${jwksUrl?.href ?? '(none)'} (${problem}): every bearer token is answered 503 until it can. ` +
+        "Check that this process reaches that URL (network, DNS, proxy, firewall) and that it is the issuer's jwks_uri, which answers 200 with the key set",
+    });
   }
   if (error instanceof errors.JWTExpired) return refused('the token has expired', 'expired', error);
   if (error instanceof errors.JWTClaimValidationFailed) {

@@ -132,7 +132,8 @@ export interface HttpGatewayOptions {
   readonly stopKernelOnClose?: boolean;
   /**
    * Logger (default pino, level from `KEEL_LOG_LEVEL`). A 5xx is logged at error; a 401 at debug,
-   * with why the credentials were refused (never the credentials).
+   * with why the credentials were refused (never the credentials); a failure of the
+   * `authenticate` hook (an unreachable key set) at most once per 10 s, with how many were left out.
    */
   readonly logger?: Logger;
   /**

@@ -9,7 +9,7 @@ import { performance } from 'node:perf_hooks';
 import type { AddressInfo } from 'node:net';
 import { fastify, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type RouteHandlerMethod, type onSendHookHandler } from 'fastify';
 import { KeelError, KeelErrorCode, type Kernel } from 'keel';
-import { createLogger } from 'keel/transport';
+import { KeyedLogThrottle, createLogger } from 'keel/transport';
 import { operatorNoteOf } from './authenticate.js';
 import { GATEWAY_PATHS, resolveHttpGatewayOptions, type HttpGatewayOptions } from './gateway-options.js';
 import {
@@ -240,6 +240,18 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
     done();
   });
 
+  // The authenticate hook fails the same way for every request while a key set is unreachable:
+  // one line per 10 s for each failure, with how many were left out.
+  const hookFailureLogs = new KeyedLogThrottle();
+  const logHookFailure = (error: FastifyError, fields: Readonly<Record<string, unknown>>): void => {
+    const note = operatorNoteOf(error);
+    const suppressed = hookFailureLogs.take(`${String(fields['code'])} ${error.message}`);
+    if (suppressed < 0) return;
+    logger.error(
+      { err: error, ...fields, ...note?.fields, suppressed },
+      `${note?.message ?? 'the authenticate hook failed'} (at most one line per 10 s for each failure; suppressed: how many since the last line)`,
+    );
+  };
   server.setErrorHandler((error: FastifyError, request, reply) => {
     const correlationId = correlationIdOf(request);
     if (error instanceof GatewayRefusal) return refuse(request, reply, error);
@@ -256,7 +268,8 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
     const retryAfter = retryAfterOf(problem, error);
     if (retryAfter !== undefined) reply.header('retry-after', String(retryAfter));
     if (problem.status >= 500) {
-      logger.error({ err: error, ...fields }, 'request failed');
+      if (isRefusedCredentials(error)) logHookFailure(error, fields);
+      else logger.error({ err: error, ...fields }, 'request failed');
     }
     return sendProblem(reply, problem);
   });
