@@ -1,14 +1,15 @@
 /**
  * What the gateway says about the requests its authenticate hook refuses, over real HTTP: each
  * 401 logged at debug with its reason and correlation id (never the token); a key set that cannot
- * be fetched logged once per 10 s with how many were left out, its URL and the cause.
+ * be fetched logged once per 10 s with how many were left out, its URL and the cause; and the
+ * token's `iat`: one in the future refused, and one older than `maxTokenAgeSeconds` when given.
  */
 import { createServer, request, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { SignJWT, type JWTPayload } from 'jose';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
-import { createKernel, defineContract, defineModule, operation, silentLogger, type Kernel } from 'keel';
+import { createKernel, defineContract, defineModule, isKeelError, operation, silentLogger, type Kernel } from 'keel';
 import { createHttpGateway, createJwtAuthenticator, type Authenticate, type HttpGateway } from 'keel/http';
 import { LogFormat, createLogger } from 'keel/transport';
 import { refusedPorts } from './support/refused-ports.js';
@@ -160,5 +161,41 @@ describe('http - authenticate refusals', () => {
     } finally {
       await new Promise((resolve) => jwks.close(resolve));
     }
+  });
+
+  it('http - a token issued in the future is refused; maxTokenAgeSeconds refuses one issued longer ago, or without iat, whatever its exp', async () => {
+    // jose checks iat only with maxTokenAge: a token issued an hour ahead, or living until an exp of 1e300, was taken.
+    const byDefault = await start(createJwtAuthenticator({ secret: SECRET, issuer: ISSUER, audience: AUDIENCE }));
+    const future = await post(byDefault, '/account/whoami', [`Bearer ${await token({ iat: now() + 3_600 })}`]);
+    expect(future).toMatchObject({ status: 401, body: { code: 'UNAUTHENTICATED', detail: 'The bearer token was refused: its "iat" claim (issued at) is in the future. Authenticate again.' } });
+    // Within the clock tolerance (5 s), an issuer's clock a little ahead is no refusal.
+    expect(await post(byDefault, '/account/whoami', [`Bearer ${await token({ iat: now() + 3 })}`])).toMatchObject({ status: 200 });
+    // No limit on age by default: a token's own exp decides, so an existing issuer's tokens keep working.
+    const ancient = await token({ iat: now() - 7_200, exp: 1e300 });
+    expect(await post(byDefault, '/account/whoami', [`Bearer ${ancient}`])).toMatchObject({ status: 200, body: { sub: 'ada' } });
+
+    const bounded = await start(createJwtAuthenticator({ secret: SECRET, issuer: ISSUER, audience: AUDIENCE, maxTokenAgeSeconds: 3_600 }));
+    expect(await post(bounded, '/account/whoami', [`Bearer ${ancient}`])).toMatchObject({
+      status: 401,
+      body: { detail: 'The bearer token was refused: it was issued more than 3600 seconds ago, the oldest this API accepts. Authenticate again.' },
+    });
+    expect(await post(bounded, '/account/whoami', [`Bearer ${await token({ iat: null })}`])).toMatchObject({
+      status: 401,
+      body: { detail: 'The bearer token was refused: its "iat" claim is missing. Authenticate again.' },
+    });
+    expect(await post(bounded, '/account/whoami', [`Bearer ${await token({ iat: now() + 3_600 })}`])).toMatchObject({ status: 401, body: { detail: future.body.detail } });
+    expect(await post(bounded, '/account/whoami', [`Bearer ${await token({ iat: now() - 60 })}`])).toMatchObject({ status: 200, body: { sub: 'ada' } });
+
+    const refusal = (maxTokenAgeSeconds: unknown): string => {
+      try {
+        createJwtAuthenticator({ secret: SECRET, maxTokenAgeSeconds: maxTokenAgeSeconds as number });
+      } catch (error) {
+        expect(isKeelError(error, 'INVALID_CONFIG')).toBe(true);
+        return (error as Error).message;
+      }
+      throw new Error(`accepted ${String(maxTokenAgeSeconds)}`);
+    };
+    expect(refusal(0)).toBe('createJwtAuthenticator: maxTokenAgeSeconds must be a whole number of seconds above 0, such as 3600 (an hour), got 0.');
+    for (const wrong of [-60, 1.5, Number.NaN, Number.POSITIVE_INFINITY, '1h']) expect(refusal(wrong)).toContain('maxTokenAgeSeconds must be a whole number of seconds above 0');
   });
 });

@@ -59,13 +59,31 @@ export interface JwtAuthenticatorOptions {
    * whose tokens carry none (its `exp` is still checked when present).
    */
   readonly requireExpiry?: boolean;
-  /** Clock skew allowed on `exp` and `nbf`, in seconds (default 5). */
+  /**
+   * Clock skew allowed on `exp`, `nbf` and `iat`, in seconds (default 5). A token whose `iat`
+   * (issued at) is later than now plus this is refused: its issuer's clock is wrong, or it was
+   * made to outlive its expiry's check.
+   */
   readonly clockToleranceSeconds?: number;
+  /**
+   * Oldest a token may be, in whole seconds since its `iat` (default: no limit, the token's own
+   * `exp` decides). Given, a token without `iat` is refused, and so is one issued longer ago than
+   * this (plus `clockToleranceSeconds`), whatever its `exp` says: a bound on how long a token
+   * copied from a log or a browser stays good, even one whose issuer set an `exp` of 1e300.
+   *
+   * @example
+   * ```ts
+   * createJwtAuthenticator({ jwksUrl, issuer, audience, maxTokenAgeSeconds: 3_600 }); // an hour at most
+   * ```
+   */
+  readonly maxTokenAgeSeconds?: number;
   /** The principal of a verified token's claims (default: the claims as they are; the kernel's schema checks the result). */
   readonly principal?: (claims: JWTPayload) => unknown;
   /** How long to wait for the JWKS, in ms (default 5 000). */
   readonly jwksTimeoutMs?: number;
 }
+
+const MAX_TOKEN_AGE_RULE = 'must be a whole number of seconds above 0, such as 3600 (an hour)';
 
 const JwtAuthenticatorOptionsSchema = z
   .object({
@@ -85,6 +103,10 @@ const JwtAuthenticatorOptionsSchema = z
     algorithms: z.array(z.string().min(1), { error: 'must be an array of JWS algorithm names, such as ["RS256"]' }).min(1).optional(),
     requireExpiry: z.boolean({ error: 'must be true or false' }).optional(),
     clockToleranceSeconds: z.number({ error: 'must be a number of seconds, 0 or more' }).min(0).optional(),
+    maxTokenAgeSeconds: z
+      .number({ error: MAX_TOKEN_AGE_RULE })
+      .refine((value) => Number.isSafeInteger(value) && value > 0, MAX_TOKEN_AGE_RULE)
+      .optional(),
     principal: z.custom((value) => typeof value === 'function', { error: 'must be a function of the claims returning the principal' }).optional(),
     jwksTimeoutMs: z.number({ error: 'must be a whole number of milliseconds above 0' }).int('must be a whole number of milliseconds above 0').positive().max(2_147_483_647, 'must be at most 2147483647 (about 24 days)').optional(),
   })
@@ -95,7 +117,8 @@ const BEARER = /^Bearer[ ]+([A-Za-z0-9\-._~+/]+=*)$/i;
 /**
  * An {@link Authenticate} hook for bearer JWTs: reads `Authorization: Bearer <token>`, verifies
  * its signature (against the JWKS at `jwksUrl`, or the shared `secret`), its `exp` (required
- * unless `requireExpiry: false`) and `nbf`, and
+ * unless `requireExpiry: false`), `nbf` and `iat` (not in the future; with `maxTokenAgeSeconds`,
+ * required and not older than that), and
  * `iss` and `aud` when `issuer` and `audience` are given, then maps its claims to the principal.
  * No `Authorization` header is an anonymous request; a token that does not verify, or more than
  * one `Authorization` header, is `UNAUTHENTICATED` (401); a JWKS that cannot be fetched is `UNAVAILABLE` (503). Options are
@@ -158,12 +181,15 @@ export function createJwtAuthenticator(options: JwtAuthenticatorOptions): Authen
         throw new KeelError(KeelErrorCode.UNAVAILABLE, 'The token could not be checked now: jose, the JWT library, did not load. Retry later.', { cause: error });
       },
     ));
+  const clockTolerance = given.clockToleranceSeconds ?? 5;
   const verifyOptions: JWTVerifyOptions = {
     ...(given.issuer === undefined ? {} : { issuer: given.issuer as string | string[] }),
     ...(given.audience === undefined ? {} : { audience: given.audience as string | string[] }),
     algorithms: [...(given.algorithms ?? (given.secret !== undefined ? HMAC : ASYMMETRIC))],
-    clockTolerance: given.clockToleranceSeconds ?? 5,
+    clockTolerance,
     ...(given.requireExpiry === false ? {} : { requiredClaims: ['exp'] }),
+    // jose then requires `iat`, and refuses one too old or in the future.
+    ...(given.maxTokenAgeSeconds === undefined ? {} : { maxTokenAge: given.maxTokenAgeSeconds }),
   };
   const toPrincipal = given.principal ?? ((claims: JWTPayload) => claims);
   const verify = async (token: string): Promise<Principal> => {
@@ -172,8 +198,11 @@ export function createJwtAuthenticator(options: JwtAuthenticatorOptions): Authen
     try {
       ({ payload } = await jose.jwtVerify(token, key as never, verifyOptions));
     } catch (error) {
-      throw refusalOf(jose.errors, error, jwksUrl);
+      throw refusalOf(jose.errors, error, jwksUrl, given.maxTokenAgeSeconds);
     }
+    // jose checks `iat` only with maxTokenAge: a token issued in the future was taken, and lived
+    // as long as its `exp` said from a start no clock had reached.
+    if (typeof payload.iat === 'number' && payload.iat > Date.now() / 1000 + clockTolerance) throw refused(IAT_IN_THE_FUTURE, 'iat-in-the-future');
     return toPrincipal(payload) as Principal;
   };
   return (request) => {
@@ -237,6 +266,8 @@ function noted<E extends object>(error: E, note: OperatorNote): E {
   return error;
 }
 
+const IAT_IN_THE_FUTURE = 'its "iat" claim (issued at) is in the future';
+
 /** A refusal of the token (401), saying `reason` to the client and `code` (and jose's `cause`) to the log. */
 function refused(reason: string, code: string, cause?: { readonly code?: unknown; readonly claim?: unknown }): KeelError {
   const error = new KeelError(KeelErrorCode.UNAUTHENTICATED, `The bearer token was refused: ${reason}. Authenticate again.`, cause === undefined ? {} : { cause });
@@ -253,7 +284,7 @@ function causeChain(error: unknown): string {
 }
 
 /** What the HTTP client is told about a token jose refused; the reason stays short and safe to show. */
-function refusalOf(errors: typeof import('jose').errors, error: unknown, jwksUrl: URL | undefined): KeelError {
+function refusalOf(errors: typeof import('jose').errors, error: unknown, jwksUrl: URL | undefined, maxTokenAgeSeconds: number | undefined): KeelError {
   if (
     error instanceof errors.JWKSTimeout ||
     error instanceof errors.JWKSInvalid ||
@@ -270,8 +301,13 @@ function refusalOf(errors: typeof import('jose').errors, error: unknown, jwksUrl
         "Check that this process reaches that URL (network, DNS, proxy, firewall) and that it is the issuer's jwks_uri, which answers 200 with the key set",
     });
   }
-  if (error instanceof errors.JWTExpired) return refused('the token has expired', 'expired', error);
+  if (error instanceof errors.JWTExpired) {
+    return error.claim === 'iat'
+      ? refused(`it was issued more than ${maxTokenAgeSeconds ?? 0} seconds ago, the oldest this API accepts`, 'too-old', error)
+      : refused('the token has expired', 'expired', error);
+  }
   if (error instanceof errors.JWTClaimValidationFailed) {
+    if (error.claim === 'iat' && error.reason === 'check_failed') return refused(IAT_IN_THE_FUTURE, 'iat-in-the-future', error);
     return refused(`its "${error.claim}" claim is ${error.reason === 'missing' ? 'missing' : 'not what this API accepts'}`, `claim-${error.reason === 'missing' ? 'missing' : 'refused'}`, error);
   }
   if (error instanceof errors.JWSSignatureVerificationFailed || error instanceof errors.JWKSNoMatchingKey) return refused('its signature does not verify', 'bad-signature', error);
