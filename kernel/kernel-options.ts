@@ -155,10 +155,17 @@ export interface KernelOptions {
    */
   readonly database?: DatabaseEngine | ((module: string) => DatabaseEngine);
   /**
-   * How long stop waits for one module's work in flight before stopping it anyway
-   * (default 30 000 ms), then for its stop hook what is left of it, or at least 5 s (so one
-   * module's stop may take drainTimeoutMs and 5 s; modules stop one after another). Over NATS the
-   * transport's own drain timeout applies as well.
+   * How long stop waits for the work in flight of the modules hosted here before stopping them
+   * anyway (default 30 000 ms): one time for the whole process, counted from the start of
+   * `kernel.stop()` and shared by its modules, which stop one after another (each waits for what
+   * is left of it). Their stop hooks and outbox relays get what is left of it and 5 s more (or
+   * `drainTimeoutMs` more, when shorter), so that a drain that used all of it still leaves them a
+   * moment: a stop waits at most `drainTimeoutMs` + 5 s, however many modules it stops
+   * (`kernelStopBoundMs` of `keel/transport`), but for a durable event on its last attempt over
+   * NATS, a statement a handler sent before and the closing of the database connections
+   * (docs/data.md). A hook that never ends takes the time of the hooks of the modules stopped
+   * after it. Over NATS the transport's own drain timeout applies as well, and its `close()` after
+   * the kernel's stop has one of its own.
    */
   readonly drainTimeoutMs?: number;
   /**

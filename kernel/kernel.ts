@@ -106,7 +106,12 @@ export interface Kernel {
   readonly state: LifecycleState;
   /** Starts hosted modules in dependency order; each serves only once started. */
   start(): Promise<void>;
-  /** Stops taking work, lets work in flight finish, stops modules in reverse order. Idempotent. */
+  /**
+   * Stops taking work, lets work in flight finish, stops modules in reverse order. Idempotent.
+   * Waits at most `drainTimeoutMs` for work in flight, shared by all the modules hosted here,
+   * and 5 s more (or `drainTimeoutMs`, when shorter) for their stop hooks and outbox relays,
+   * however many modules there are: the `drainTimeoutMs` option says what else it waits for.
+   */
   stop(): Promise<void>;
   /** True when every hosted module is started and every transport is connected. */
   ready(): boolean;
@@ -272,7 +277,8 @@ class KernelImpl implements Kernel {
       }
     } catch (error) {
       this.#logger.error({ err: error }, 'start failed; stopping the modules already started');
-      for (const host of started.reverse()) await host.stop();
+      const began = performance.now();
+      for (const host of started.reverse()) await host.stop(began);
       this.#state = LifecycleState.FAILED;
       throw error;
     }
@@ -302,7 +308,9 @@ class KernelImpl implements Kernel {
       return;
     }
     this.#state = LifecycleState.STOPPING;
-    for (const host of [...this.#hosted].reverse()) await host.stop();
+    // One clock for every module: the whole stop waits at most kernelStopBoundMs(drainTimeoutMs), however many modules this process hosts.
+    const began = performance.now();
+    for (const host of [...this.#hosted].reverse()) await host.stop(began);
     await this.#local.close();
     this.#state = LifecycleState.STOPPED;
     this.#logger.info({ hosted: this.hosted }, 'kernel stopped');

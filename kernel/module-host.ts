@@ -61,8 +61,36 @@ export interface HostServices {
   databaseFor(module: string): DatabaseEngine | undefined;
 }
 
-/** The least time a module's stop hook is given, however much of `drainTimeoutMs` the drain used (at most `drainTimeoutMs`). */
+/**
+ * The time the stop hooks get past `drainTimeoutMs` (at most `drainTimeoutMs` itself), once for
+ * the whole process: a drain that used all of its time still leaves the hooks a moment to flush.
+ */
 const STOP_HOOK_FLOOR_MS = 5_000;
+
+/**
+ * The longest a kernel's stop waits, in milliseconds, however many modules it hosts: the drains of
+ * all its modules share `drainTimeoutMs`, counted from the moment the stop began, and the stop
+ * hooks and outbox relays end by {@link STOP_HOOK_FLOOR_MS} past it (or `drainTimeoutMs` past it,
+ * when shorter). Not counted: a durable event on its last attempt over NATS, which the stop waits
+ * for until its handler ends or its time runs out, a statement a handler sent before, and the
+ * closing of the database connections. The process's stop adds to it what comes before the
+ * kernel's (an HTTP gateway's requests in flight) and after (the NATS transport's own drain).
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_KERNEL_OPTIONS, kernelStopBoundMs } from 'keel/transport';
+ *
+ * kernelStopBoundMs(DEFAULT_KERNEL_OPTIONS.drainTimeoutMs); // 35 000: 30 s of drain, then 5 s for the stop hooks
+ * ```
+ */
+export function kernelStopBoundMs(drainTimeoutMs: number): number {
+  return drainTimeoutMs + Math.min(STOP_HOOK_FLOOR_MS, drainTimeoutMs);
+}
+
+/** What is left of `ms` since `began` (a `performance.now()`), never below 0. */
+function leftOf(ms: number, began: number): number {
+  return Math.max(0, ms - (performance.now() - began));
+}
 
 export class ModuleHost {
   state: LifecycleState = LifecycleState.CREATED;
@@ -294,8 +322,7 @@ export class ModuleHost {
   async #drainInbox(began: number): Promise<void> {
     const inbox = this.#inbox;
     if (inbox === undefined) return;
-    const leftMs = Math.max(0, this.services.drainTimeoutMs - (performance.now() - began));
-    if (await within(inbox.idle(), leftMs)) return;
+    if (await within(inbox.idle(), leftOf(this.services.drainTimeoutMs, began))) return;
     // A call still queued never starts (it is answered UNAVAILABLE): it would take a connection the kept events wait for.
     this.bulkhead?.close();
     const before = inbox.givenBack;
@@ -319,15 +346,16 @@ export class ModuleHost {
   }
 
   /**
-   * The module's stop hook, waited for within what is left of `drainTimeoutMs` since the stop
-   * `began`, and at least {@link STOP_HOOK_FLOOR_MS} (or `drainTimeoutMs`, when shorter), so that a
-   * drain that used all of its time still leaves the hook a moment to flush: a hook that never ends
-   * (a queue that is never closed, a socket that never answers) would hold the process's stop for
-   * ever, until its platform's SIGKILL. Past the bound the stop goes on, as past a drain's.
+   * The module's stop hook, waited for until {@link kernelStopBoundMs} after the process's stop `began`:
+   * what is left of `drainTimeoutMs`, and {@link STOP_HOOK_FLOOR_MS} (or `drainTimeoutMs`, when
+   * shorter) past it, so that a drain that used all of its time still leaves the hooks a moment to
+   * flush. A hook that never ends (a queue that is never closed, a socket that never answers) would
+   * hold the process's stop for ever, until its platform's SIGKILL; it takes the time of the hooks
+   * of the modules stopped after it instead. Past the bound the stop goes on, as past a drain's.
    */
   async #runStopHook(began: number): Promise<void> {
     const { logger, drainTimeoutMs } = this.services;
-    const boundMs = Math.max(drainTimeoutMs - (performance.now() - began), Math.min(STOP_HOOK_FLOOR_MS, drainTimeoutMs));
+    const boundMs = leftOf(kernelStopBoundMs(drainTimeoutMs), began);
     const hook = Promise.resolve()
       .then(() => this.#instance?.stop?.())
       .catch((error: unknown) => logger.error({ err: error, module: this.module.name }, 'module stop hook failed'));
@@ -340,19 +368,24 @@ export class ModuleHost {
     }
   }
 
-  /** Stops serving, lets work in flight finish and runs the stop hook (both within drainTimeoutMs, the hook at least 5 s of it). Idempotent. */
-  async stop(): Promise<void> {
+  /**
+   * Stops serving, lets work in flight finish (within what is left of `drainTimeoutMs` since the
+   * process's stop `began`, shared by every module it hosts), runs the stop hook and stops the
+   * outbox relay (both by {@link kernelStopBoundMs} after `began`). Idempotent.
+   */
+  async stop(began: number = performance.now()): Promise<void> {
     if (this.state === LifecycleState.STOPPED || this.state === LifecycleState.CREATED) return;
     this.state = LifecycleState.STOPPING;
     const registrations = this.#registrations;
     this.#registrations = [];
-    const began = performance.now();
+    const { drainTimeoutMs } = this.services;
+    const drainMs = leftOf(drainTimeoutMs, began);
     const drained = Promise.allSettled(registrations.map((registration) => registration.stop()));
-    const drainedInTime = await within(drained, this.services.drainTimeoutMs);
+    const drainedInTime = await within(drained, drainMs);
     if (!drainedInTime) {
       this.services.logger.error(
-        { module: this.module.name, drainTimeoutMs: this.services.drainTimeoutMs },
-        'work in flight did not finish within drainTimeoutMs; stopping the module anyway',
+        { module: this.module.name, drainTimeoutMs, waitedMs: Math.round(drainMs) },
+        'work in flight did not finish within drainTimeoutMs (what was left of it: the modules of a process share it); stopping the module anyway',
       );
     }
     await this.#drainInbox(began);
@@ -367,7 +400,7 @@ export class ModuleHost {
     // (nothing ran, safe to retry) rather than run against a module whose stop hook runs next.
     this.bulkhead?.close();
     if (this.#startHookRan) await this.#runStopHook(began);
-    if (this.#relay !== undefined) await within(this.#relay.stop(), this.services.drainTimeoutMs);
+    if (this.#relay !== undefined) await within(this.#relay.stop(), leftOf(kernelStopBoundMs(drainTimeoutMs), began));
     await this.#db?.connection.close().catch((error: unknown) => {
       this.services.logger.warn({ err: error, module: this.module.name }, 'closing the database connection failed');
     });

@@ -105,6 +105,7 @@ const TRANSPORT = {
     'isIdempotencyKey',
     'isTraceparent',
     'keelTracer',
+    'kernelStopBoundMs',
     'logFields',
     'logFormatOf',
     'loggerOption',

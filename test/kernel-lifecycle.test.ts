@@ -437,6 +437,32 @@ describe('kernel lifecycle - misuse and edge cases', () => {
     expect(lines.filter((line) => line.message.startsWith('module stop hook still running')), JSON.stringify(lines)).toEqual([]);
   });
 
+  it("bounds a kernel's whole stop by drainTimeoutMs and the stop hooks' 5 s, however many modules it hosts: four modules whose handlers and stop hooks never settle", async () => {
+    const lines: LogLine[] = [];
+    const drainTimeoutMs = 1_000;
+    const names = ['alpha', 'beta', 'gamma', 'delta'] as const;
+    const contracts = names.map((name) => contractNamed(name));
+    const kernel = createKernel({
+      modules: contracts.map((contract) =>
+        defineModule({ contract, create: () => ({ handlers: { ping: () => new Promise<never>(() => {}) }, stop: () => new Promise<never>(() => {}) }) }),
+      ),
+      logger: linesLogger(lines),
+      drainTimeoutMs,
+    });
+    await kernel.start();
+    for (const contract of contracts) void kernel.client(contract).ping({}, { timeoutMs: 60_000 }).catch(() => undefined);
+    await sleep(10);
+    const began = performance.now();
+    await kernel.stop();
+    const tookMs = performance.now() - began;
+    expect(kernel.state).toBe('stopped');
+    // The bound is drainTimeoutMs + min(5 s, drainTimeoutMs) = 2 s for the whole process; each
+    // module stopping on its own clock took 4 × 2 s = 8 s. The limit sits far from both.
+    expect(tookMs, JSON.stringify(lines.map((line) => line.message))).toBeLessThan(5_000);
+    const hooks = lines.filter((line) => line.message.startsWith('module stop hook still running'));
+    expect(hooks.map((line) => line.record['module'])).toEqual(['delta', 'gamma', 'beta', 'alpha']);
+  }, 20_000);
+
   it('refuses a client of a module this process cannot reach, when it is made', () => {
     const a = contractNamed('alpha');
     const b = contractNamed('beta');
