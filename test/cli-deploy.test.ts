@@ -14,6 +14,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultImage, isImageReference, planDeployment, type DeployFile } from '../cli/deploy/index.js';
 import { projectSettings } from '../cli/project.js';
 import { parseTopology } from '../cli/topology.js';
+import { DEFAULT_NATS_TRANSPORT_OPTIONS } from 'keel/nats';
+import { DEFAULT_KERNEL_OPTIONS, DEFAULT_TIMEOUT_MS, kernelStopBoundMs } from 'keel/transport';
 import { KEEL_REPOSITORY_DEPLOY_WARNING, runKeel } from './support/cli.js';
 
 const require = createRequire(import.meta.url);
@@ -286,7 +288,8 @@ describe('cli - deploy', () => {
       expect(service.environment.KEEL_PROCESS_NAME).toBe(group);
       expect(service.healthcheck.test.slice(0, 3)).toEqual(['CMD', 'node', '-e']);
       expect(service.healthcheck.test[3]).toContain('/healthz');
-      expect(service.stop_grace_period).toBe('75s');
+      // The gateway answers its requests in flight (10 s, their deadline) before its kernel stops.
+      expect(service.stop_grace_period).toBe(group === 'gateway' ? '85s' : '75s');
     }
     // A script that sources the client user's file calls under the processes' prefix.
     expect(topologies['replicated']!.files.get('nats/_client.env')!.split('\n')).toContain('KEEL_NATS_PREFIX=shop');
@@ -433,7 +436,25 @@ describe('cli - deploy', () => {
     expect(gateway.containers[0].lifecycle).toEqual({ preStop: { exec: { command: ['sleep', '5'] } } });
     const other = yamlOf(deployed, 'k8s/orders-deployment.yaml').spec.template.spec;
     expect(other.containers[0].lifecycle).toBeUndefined();
-    expect(gateway.terminationGracePeriodSeconds).toBe(other.terminationGracePeriodSeconds + 5);
+    // The pause, and the gateway's requests in flight (10 s, their deadline).
+    expect(gateway.terminationGracePeriodSeconds).toBe(other.terminationGracePeriodSeconds + 5 + 10);
+  });
+
+  it("cli - deploy gives every group a grace period past its worst stop, whatever number of modules it hosts: the kernel's (drainTimeoutMs and 5 s), then the NATS transport's drain, and for the gateway its requests in flight (their deadline) before them and, on Kubernetes, its preStop pause", () => {
+    const deployed = topologies['replicated']!;
+    const compose = yamlOf(deployed, 'compose.yaml');
+    const kernelMs = kernelStopBoundMs(DEFAULT_KERNEL_OPTIONS.drainTimeoutMs);
+    expect(kernelMs).toBe(35_000);
+    for (const group of ['gateway', 'orders', 'warehouse']) {
+      const requestsMs = group === 'gateway' ? DEFAULT_TIMEOUT_MS : 0;
+      const worstMs = requestsMs + kernelMs + DEFAULT_NATS_TRANSPORT_OPTIONS.drainTimeoutMs;
+      const composeSeconds = Number(/^(\d+)s$/.exec(compose.services[group].stop_grace_period)?.[1]);
+      const pod = yamlOf(deployed, `k8s/${group}-deployment.yaml`).spec.template.spec;
+      const preStopMs = group === 'gateway' ? 5_000 : 0;
+      // A margin of at least 5 s: the databases' close (up to 2 s for a statement that waits) and a loaded node.
+      expect(composeSeconds * 1000, group).toBeGreaterThanOrEqual(worstMs + 5_000);
+      expect(pod.terminationGracePeriodSeconds * 1000, group).toBeGreaterThanOrEqual(preStopMs + worstMs + 5_000);
+    }
   });
 
   it("cli - deploy turns off Kubernetes' service links, whose variables would collide with keel's (a Service keel-http in the namespace sets KEEL_HTTP_PORT=tcp://…)", () => {

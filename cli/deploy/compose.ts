@@ -16,6 +16,7 @@ import {
   hostsData,
   isGateway,
   locksNats,
+  stopGraceSecondsOf,
   type ResolvedDeployOptions,
 } from './plan.js';
 
@@ -122,7 +123,7 @@ export function composeDocument(topology: TopologyFile, options: ResolvedDeployO
       ...(Object.keys(dependencies).length > 0 ? { depends_on: dependencies } : {}),
       deploy: { replicas: group.replicas },
       healthcheck: { test: ['CMD', ...healthCommand()], interval: '10s', timeout: '3s', retries: 3, start_period: '15s' },
-      stop_grace_period: `${DEFAULT_DEPLOY_OPTIONS.stopGraceSeconds}s`,
+      stop_grace_period: `${stopGraceSecondsOf(group)}s`,
       restart: 'unless-stopped',
     };
   }

@@ -4,7 +4,7 @@
  * container port, the health command, each group's environment), so that they cannot disagree.
  */
 import type { AnyModule } from 'keel';
-import { DEFAULT_KERNEL_OPTIONS } from 'keel/transport';
+import { DEFAULT_KERNEL_OPTIONS, DEFAULT_TIMEOUT_MS, kernelStopBoundMs } from 'keel/transport';
 import { DEFAULT_NATS_TRANSPORT_OPTIONS } from 'keel/nats';
 import { CLIError, CliErrorCode } from '../errors.js';
 import { needsNats, type ProcessGroup, type TopologyFile } from '../topology.js';
@@ -88,11 +88,20 @@ export const DEFAULT_DEPLOY_OPTIONS = {
   /** PORT inside every container. */
   containerPort: 3000,
   /**
-   * Longer than the worst stop keel allows itself: the kernel's drain, then the NATS transport's
-   * (each bounded by its own `drainTimeoutMs`), plus a margin, so a stopping process finishes
-   * its work before it is killed.
+   * The grace period of a group without a gateway: longer than the worst stop keel allows itself,
+   * so a stopping process finishes its work before it is killed. That is the kernel's stop (its
+   * modules' drains share `drainTimeoutMs`, then 5 s for their stop hooks and outbox relays:
+   * `kernelStopBoundMs`, 35 s, however many modules the group hosts), then the NATS transport's
+   * drain (its own `drainTimeoutMs`, 30 s), plus a margin of 10 s (the databases' close, a
+   * loaded node). {@link stopGraceSecondsOf} adds a gateway's share.
    */
-  stopGraceSeconds: Math.ceil((DEFAULT_KERNEL_OPTIONS.drainTimeoutMs + DEFAULT_NATS_TRANSPORT_OPTIONS.drainTimeoutMs) / 1000) + 15,
+  stopGraceSeconds: Math.ceil((kernelStopBoundMs(DEFAULT_KERNEL_OPTIONS.drainTimeoutMs) + DEFAULT_NATS_TRANSPORT_OPTIONS.drainTimeoutMs) / 1000) + 10,
+  /**
+   * What a gateway adds to its group's stop, before the kernel's: it answers its requests in
+   * flight first, each bounded by its deadline (the gateway's `maxTimeoutMs`, by default the
+   * kernel's default deadline, 10 s).
+   */
+  gatewayStopSeconds: Math.ceil(DEFAULT_TIMEOUT_MS / 1000),
   /**
    * A gateway pod's preStop pause: Kubernetes takes a terminating pod out of its Service's
    * endpoints while it signals it, so for a moment requests still arrive after SIGTERM, which the
@@ -316,6 +325,22 @@ export function hostsAnyData(topology: TopologyFile, options: Pick<ResolvedDeplo
  */
 export function isGateway(group: ProcessGroup): boolean {
   return group.http !== undefined;
+}
+
+/**
+ * The seconds between SIGTERM and SIGKILL a group's processes get (compose's `stop_grace_period`;
+ * Kubernetes adds a gateway's preStop pause): {@link DEFAULT_DEPLOY_OPTIONS}' `stopGraceSeconds`,
+ * and `gatewayStopSeconds` more for a gateway, which answers its requests in flight before its
+ * kernel stops.
+ *
+ * @example
+ * ```ts
+ * stopGraceSecondsOf({ modules: ['catalog'], replicas: 1, env: {}, http: 8080 }); // 85: 10 s of requests, 35 s of kernel, 30 s of NATS, 10 s of margin
+ * stopGraceSecondsOf({ modules: ['orders', 'payments'], replicas: 1, env: {} }); // 75
+ * ```
+ */
+export function stopGraceSecondsOf(group: ProcessGroup): number {
+  return DEFAULT_DEPLOY_OPTIONS.stopGraceSeconds + (isGateway(group) ? DEFAULT_DEPLOY_OPTIONS.gatewayStopSeconds : 0);
 }
 
 /**
