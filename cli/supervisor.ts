@@ -8,6 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { LogFormat } from 'keel/transport';
 import type { OutputStream, SupervisorMessage } from './command.js';
+import { DEFAULT_DEPLOY_OPTIONS } from './deploy/plan.js';
 import { jsonLineOf, type OutputSource } from './output-lines.js';
 
 /** One process to supervise. */
@@ -48,7 +49,11 @@ export interface SupervisorOptions {
   readonly resetBackoffAfterMs?: number;
   /** Starts in a row that end before readiness, after which the supervisor gives up (default 5). */
   readonly maxFailedStarts?: number;
-  /** How long {@link Supervisor.stop} waits for a process to drain before SIGKILL (default 30 000 ms). */
+  /**
+   * How long {@link Supervisor.stop} waits for a process to drain before SIGKILL (default 85 000 ms:
+   * the grace period `keel deploy` gives a gateway's group, the longest stop a `keel start` allows
+   * itself, plus a margin).
+   */
   readonly drainTimeoutMs?: number;
 }
 
@@ -64,7 +69,8 @@ export const DEFAULT_SUPERVISOR_OPTIONS = {
   maxBackoffMs: 10_000,
   resetBackoffAfterMs: 30_000,
   maxFailedStarts: 5,
-  drainTimeoutMs: 30_000,
+  // A process is killed only once its own stop has run out: as on Kubernetes and compose.
+  drainTimeoutMs: (DEFAULT_DEPLOY_OPTIONS.stopGraceSeconds + DEFAULT_DEPLOY_OPTIONS.gatewayStopSeconds) * 1000,
 } as const satisfies Partial<SupervisorOptions>;
 
 /** How one supervised process ended when the supervisor stopped. */
