@@ -158,7 +158,8 @@ export interface KernelOptions {
    * How long stop waits for the work in flight of the modules hosted here before stopping them
    * anyway (default 30 000 ms): one time for the whole process, counted from the start of
    * `kernel.stop()` and shared by its modules, which stop one after another (each waits for what
-   * is left of it). Their stop hooks and outbox relays get what is left of it and 5 s more (or
+   * is left of it; once it is used up, up to 1 s of the hooks' 5 s, so that the short work a module
+   * took while the others drained ends). Their stop hooks and outbox relays get what is left of it and 5 s more (or
    * `drainTimeoutMs` more, when shorter), so that a drain that used all of it still leaves them a
    * moment: a stop waits at most `drainTimeoutMs` + 5 s, however many modules it stops
    * (`kernelStopBoundMs` of `keel/transport`), but for a durable event on its last attempt over

@@ -87,6 +87,13 @@ export function kernelStopBoundMs(drainTimeoutMs: number): number {
   return drainTimeoutMs + Math.min(STOP_HOOK_FLOOR_MS, drainTimeoutMs);
 }
 
+/**
+ * The drain a module stopped once `drainTimeoutMs` is used up still gets, taken from the stop
+ * hooks' time (so the stop's bound holds): what it took while the modules before it drained
+ * (requests of a few milliseconds, its NATS subscriptions' drain) ends rather than being cut.
+ */
+const LATE_DRAIN_FLOOR_MS = 1_000;
+
 /** What is left of `ms` since `began` (a `performance.now()`), never below 0. */
 function leftOf(ms: number, began: number): number {
   return Math.max(0, ms - (performance.now() - began));
@@ -312,17 +319,17 @@ export class ModuleHost {
   }
 
   /**
-   * Lets the inbox's transactions end within what is left of drainTimeoutMs since `began` (a
-   * transport's own drain, NATS's, may end while their handlers still run), then gives back the
+   * Lets the inbox's transactions end by `drainEnds` (a `performance.now()`: the end of the
+   * module's drain; a transport's own drain, NATS's, may end while their handlers still run), then gives back the
    * durable events it still holds (rolled back, delivered again later) and waits for the rollbacks,
    * for the commits of the events handled before them, and for the last attempts it keeps (a
    * transport that counts every delivery would bring those back past maxAttempts): so that the
    * database closes now rather than when the handlers end.
    */
-  async #drainInbox(began: number): Promise<void> {
+  async #drainInbox(drainEnds: number): Promise<void> {
     const inbox = this.#inbox;
     if (inbox === undefined) return;
-    if (await within(inbox.idle(), leftOf(this.services.drainTimeoutMs, began))) return;
+    if (await within(inbox.idle(), Math.max(0, drainEnds - performance.now()))) return;
     // A call still queued never starts (it is answered UNAVAILABLE): it would take a connection the kept events wait for.
     this.bulkhead?.close();
     const before = inbox.givenBack;
@@ -370,7 +377,8 @@ export class ModuleHost {
 
   /**
    * Stops serving, lets work in flight finish (within what is left of `drainTimeoutMs` since the
-   * process's stop `began`, shared by every module it hosts), runs the stop hook and stops the
+   * process's stop `began`, shared by every module it hosts; once it is used up, at most
+   * {@link LATE_DRAIN_FLOOR_MS} of what is left for the hooks), runs the stop hook and stops the
    * outbox relay (both by {@link kernelStopBoundMs} after `began`). Idempotent.
    */
   async stop(began: number = performance.now()): Promise<void> {
@@ -379,7 +387,11 @@ export class ModuleHost {
     const registrations = this.#registrations;
     this.#registrations = [];
     const { drainTimeoutMs } = this.services;
-    const drainMs = leftOf(drainTimeoutMs, began);
+    const drainMs = Math.max(
+      leftOf(drainTimeoutMs, began),
+      Math.min(LATE_DRAIN_FLOOR_MS, drainTimeoutMs, leftOf(kernelStopBoundMs(drainTimeoutMs), began)),
+    );
+    const drainEnds = performance.now() + drainMs;
     const drained = Promise.allSettled(registrations.map((registration) => registration.stop()));
     const drainedInTime = await within(drained, drainMs);
     if (!drainedInTime) {
@@ -388,7 +400,7 @@ export class ModuleHost {
         'work in flight did not finish within drainTimeoutMs (what was left of it: the modules of a process share it); stopping the module anyway',
       );
     }
-    await this.#drainInbox(began);
+    await this.#drainInbox(drainEnds);
     if (drainedInTime) {
       for (const result of await drained) {
         if (result.status === 'rejected') {

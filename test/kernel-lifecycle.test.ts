@@ -463,6 +463,31 @@ describe('kernel lifecycle - misuse and edge cases', () => {
     expect(hooks.map((line) => line.record['module'])).toEqual(['delta', 'gamma', 'beta', 'alpha']);
   }, 20_000);
 
+  it('lets a module stopped after drainTimeoutMs is used up still finish what it took meanwhile, within 1 s taken from the stop hooks\' time', async () => {
+    const lines: LogLine[] = [];
+    const alpha = contractNamed('alpha');
+    const beta = contractNamed('beta');
+    const kernel = createKernel({
+      modules: [
+        // Stopped last: it serves while beta drains, and takes a call that ends 500 ms past drainTimeoutMs.
+        defineModule({ contract: alpha, create: () => ({ handlers: { ping: async () => (await sleep(1_500), {}) } }) }),
+        // Stopped first: its drain uses all of drainTimeoutMs.
+        defineModule({ contract: beta, create: () => ({ handlers: { ping: () => new Promise<never>(() => {}) } }) }),
+      ],
+      logger: linesLogger(lines),
+      drainTimeoutMs: 2_000,
+    });
+    await kernel.start();
+    void kernel.client(beta).ping({}, { timeoutMs: 60_000 }).catch(() => undefined);
+    await sleep(10);
+    const stopped = kernel.stop();
+    await sleep(1_000);
+    await kernel.client(alpha).ping({}, { timeoutMs: 60_000 });
+    await stopped;
+    const cut = lines.filter((line) => line.message.startsWith('work in flight did not finish'));
+    expect(cut.map((line) => line.record['module'])).toEqual(['beta']);
+  }, 20_000);
+
   it('refuses a client of a module this process cannot reach, when it is made', () => {
     const a = contractNamed('alpha');
     const b = contractNamed('beta');
