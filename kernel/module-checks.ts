@@ -1,7 +1,8 @@
 /**
  * The checks a module is defined with: a spec that is no object, a missing contract or
  * `create`, a misspelt field, and `dependsOn`, `subscribesTo`, `providers` or `data` out of shape,
- * each refused with an `INVALID_MODULE` error that names the module and says what to write.
+ * each refused with an `INVALID_MODULE` error that names the module and says what to write; and
+ * those of the instance its `create()` returns, when the kernel starts it.
  */
 import type { AnyContract } from './contract.js';
 import { KeelError, KeelErrorCode } from './errors.js';
@@ -9,7 +10,7 @@ import type { AnyEvent } from './contract.js';
 import type { Handlers } from './module-handlers.js';
 import { MAX_TIMEOUT_MS } from './timeouts.js';
 import { Fanout } from './transport.js';
-import type { ModuleSpec } from './module.js';
+import type { AnyModule, ModuleInstance, ModuleSpec } from './module.js';
 import { describeValue } from './options.js';
 import { didYouMean } from './nearest-name.js';
 
@@ -120,5 +121,41 @@ export function checkEventHandlerOptions(
       `ownTransaction on the handler of ${label} would change nothing: only a durable event's handler in a module that owns data runs in an inbox transaction` +
         `${definition.delivery === 'durable' ? ', and this module declares no data' : `, and ${event} is a notification event`}. Leave it out.`,
     );
+  }
+}
+
+/** Refuses an instance whose handlers do not match its contract, or that handles events it does not subscribe to. */
+export function checkInstance(module: AnyModule, instance: ModuleInstance<AnyContract, readonly AnyContract[]>): void {
+  const fail = (message: string): never => {
+    throw new KeelError(KeelErrorCode.INVALID_MODULE, `Module "${module.name}": ${message}`);
+  };
+  if (typeof instance !== 'object' || instance === null || typeof instance.handlers !== 'object') {
+    fail('create() must return an object with `handlers`.');
+  }
+  for (const hook of ['start', 'stop'] as const) {
+    if (instance[hook] !== undefined && typeof instance[hook] !== 'function') {
+      fail(`create() returned a \`${hook}\` that is not a function; return ${hook}: async () => { ... }, or leave it out.`);
+    }
+  }
+  const operations = Object.keys((module.contract as AnyContract).operations);
+  const handlers = Object.keys(instance.handlers);
+  const missing = operations.filter((name) => typeof (instance.handlers as Record<string, unknown>)[name] !== 'function');
+  const extra = handlers.filter((name) => !operations.includes(name));
+  if (missing.length) fail(`no handler for operation(s) ${missing.join(', ')}.`);
+  if (extra.length) fail(`handler(s) ${extra.join(', ')} match no operation of its contract.`);
+  const events = (instance.events ?? {}) as Record<string, Record<string, unknown>>;
+  const sources = new Map((module.subscribesTo as readonly AnyContract[]).map((contract) => [contract.name, contract]));
+  for (const [sourceName, handlers] of Object.entries(events)) {
+    const source = sources.get(sourceName);
+    if (source === undefined) fail(`handles events of "${sourceName}" but does not list it in subscribesTo.`);
+    for (const [event, handler] of Object.entries(handlers ?? {})) {
+      if (!Object.hasOwn((source as AnyContract).events, event)) fail(`handles ${sourceName}.${event}, which that contract does not declare.`);
+      const callable = typeof handler === 'function' ? handler : (handler as { handle?: unknown })?.handle;
+      if (typeof callable !== 'function') fail(`the handler of ${sourceName}.${event} is not a function.`);
+      if (typeof handler !== 'function') {
+        const definition = (source as AnyContract).events[event] as AnyEvent;
+        checkEventHandlerOptions(handler as Record<string, unknown>, sourceName, event, definition, module.data !== undefined, fail);
+      }
+    }
   }
 }

@@ -12,7 +12,7 @@ import { within } from './in-flight.js';
 import { schemaOf, type DatabaseEngine, type ModuleData } from './database.js';
 import { migrate, readMigrations } from './migrations.js';
 import { Inbox, runsAlone } from './inbox.js';
-import { checkEventHandlerOptions } from './module-checks.js';
+import { checkInstance } from './module-checks.js';
 import { ModuleDatabase, missingDatabase, outsideTransactions } from './module-data.js';
 import { DEFAULT_OUTBOX_RELAY_OPTIONS, OutboxRelay, crashPoint } from './outbox-relay.js';
 import { outboxHold, outboxPublisher } from './local.js';
@@ -28,6 +28,7 @@ import { createServedModule } from './served.js';
 import { createEventSubscription, type DeadLetter } from './subscription.js';
 import { createEmit } from './emit.js';
 import { Fanout, type Registration, type Transport } from './transport.js';
+import { LATE_DRAIN_FLOOR_MS, STOP_HOOK_FLOOR_MS, kernelStopBoundMs, leftOf } from './stop-bounds.js';
 
 /** What the kernel gives each module it hosts. */
 export interface HostServices {
@@ -61,43 +62,6 @@ export interface HostServices {
   databaseFor(module: string): DatabaseEngine | undefined;
 }
 
-/**
- * The time the stop hooks get past `drainTimeoutMs` (at most `drainTimeoutMs` itself), once for
- * the whole process: a drain that used all of its time still leaves the hooks a moment to flush.
- */
-const STOP_HOOK_FLOOR_MS = 5_000;
-
-/**
- * The longest a kernel's stop waits, in milliseconds, however many modules it hosts: the drains of
- * all its modules share `drainTimeoutMs`, counted from the moment the stop began, and the stop
- * hooks and outbox relays end by {@link STOP_HOOK_FLOOR_MS} past it (or `drainTimeoutMs` past it,
- * when shorter). Not counted: a durable event on its last attempt over NATS, which the stop waits
- * for until its handler ends or its time runs out, a statement a handler sent before, and the
- * closing of the database connections. The process's stop adds to it what comes before the
- * kernel's (an HTTP gateway's requests in flight) and after (the NATS transport's own drain).
- *
- * @example
- * ```ts
- * import { DEFAULT_KERNEL_OPTIONS, kernelStopBoundMs } from 'keel/transport';
- *
- * kernelStopBoundMs(DEFAULT_KERNEL_OPTIONS.drainTimeoutMs); // 35 000: 30 s of drain, then 5 s for the stop hooks
- * ```
- */
-export function kernelStopBoundMs(drainTimeoutMs: number): number {
-  return drainTimeoutMs + Math.min(STOP_HOOK_FLOOR_MS, drainTimeoutMs);
-}
-
-/**
- * The drain a module stopped once `drainTimeoutMs` is used up still gets, taken from the stop
- * hooks' time (so the stop's bound holds): what it took while the modules before it drained
- * (requests of a few milliseconds, its NATS subscriptions' drain) ends rather than being cut.
- */
-const LATE_DRAIN_FLOOR_MS = 1_000;
-
-/** What is left of `ms` since `began` (a `performance.now()`), never below 0. */
-function leftOf(ms: number, began: number): number {
-  return Math.max(0, ms - (performance.now() - began));
-}
 
 export class ModuleHost {
   state: LifecycleState = LifecycleState.CREATED;
@@ -418,42 +382,6 @@ export class ModuleHost {
     });
     this.#container?.unbindAll();
     this.state = LifecycleState.STOPPED;
-  }
-}
-
-/** Refuses an instance whose handlers do not match its contract, or that handles events it does not subscribe to. */
-function checkInstance(module: AnyModule, instance: ModuleInstance<AnyContract, readonly AnyContract[]>): void {
-  const fail = (message: string): never => {
-    throw new KeelError(KeelErrorCode.INVALID_MODULE, `Module "${module.name}": ${message}`);
-  };
-  if (typeof instance !== 'object' || instance === null || typeof instance.handlers !== 'object') {
-    fail('create() must return an object with `handlers`.');
-  }
-  for (const hook of ['start', 'stop'] as const) {
-    if (instance[hook] !== undefined && typeof instance[hook] !== 'function') {
-      fail(`create() returned a \`${hook}\` that is not a function; return ${hook}: async () => { ... }, or leave it out.`);
-    }
-  }
-  const operations = Object.keys((module.contract as AnyContract).operations);
-  const handlers = Object.keys(instance.handlers);
-  const missing = operations.filter((name) => typeof (instance.handlers as Record<string, unknown>)[name] !== 'function');
-  const extra = handlers.filter((name) => !operations.includes(name));
-  if (missing.length) fail(`no handler for operation(s) ${missing.join(', ')}.`);
-  if (extra.length) fail(`handler(s) ${extra.join(', ')} match no operation of its contract.`);
-  const events = (instance.events ?? {}) as Record<string, Record<string, unknown>>;
-  const sources = new Map((module.subscribesTo as readonly AnyContract[]).map((contract) => [contract.name, contract]));
-  for (const [sourceName, handlers] of Object.entries(events)) {
-    const source = sources.get(sourceName);
-    if (source === undefined) fail(`handles events of "${sourceName}" but does not list it in subscribesTo.`);
-    for (const [event, handler] of Object.entries(handlers ?? {})) {
-      if (!Object.hasOwn((source as AnyContract).events, event)) fail(`handles ${sourceName}.${event}, which that contract does not declare.`);
-      const callable = typeof handler === 'function' ? handler : (handler as { handle?: unknown })?.handle;
-      if (typeof callable !== 'function') fail(`the handler of ${sourceName}.${event} is not a function.`);
-      if (typeof handler !== 'function') {
-        const definition = (source as AnyContract).events[event] as AnyEvent;
-        checkEventHandlerOptions(handler as Record<string, unknown>, sourceName, event, definition, module.data !== undefined, fail);
-      }
-    }
   }
 }
 
