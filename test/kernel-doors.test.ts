@@ -155,6 +155,7 @@ const TRANSPORT = {
     'LocalTransportOptions',
     'LogDestination',
     'LoggerOptions',
+    'MigrateOptions',
     'Migration',
     'MigrationState',
     'OperationAddress',
