@@ -49,7 +49,8 @@ export interface ModuleDatabaseVisit {
  * module in manifest order, one at a time (PGlite runs one transaction at a time). Closes every
  * connection and engine after. An empty result: no such module owns data. `only` must name a
  * module of the manifest (`E_UNKNOWN_MODULE`) that owns data (`E_USAGE`), and one of
- * `KEEL_MODULES` where its database is the embedded one (`E_USAGE`).
+ * `KEEL_MODULES` where its database is the embedded one (`E_USAGE`). `onModule` hears of each
+ * module before its migrations are read and its schema connected (what failed, when one does).
  *
  * @example
  * ```ts
@@ -61,6 +62,7 @@ export async function eachModuleDatabase<T>(
   cli: CliContext,
   only: string | undefined,
   visit: (visit: ModuleDatabaseVisit) => Promise<T>,
+  onModule?: (place: ModuleDatabasePlace) => void,
 ): Promise<{ place: ModuleDatabasePlace; result: T }[]> {
   const { plan, root } = await planOf(cli, only);
   if (plan.length === 0) return [];
@@ -69,6 +71,7 @@ export async function eachModuleDatabase<T>(
   try {
     for (const { module, schema, migrations, engine, location } of databases.modules) {
       const place = { module, schema, engine: engine.name, location };
+      onModule?.(place);
       const files = readMigrations(module, migrations);
       const connection = await engine.connect(schema);
       try {

@@ -298,6 +298,12 @@ describe('cli - keel db', () => {
     expect(report.failed).toMatchObject({ module: 'ledger', schema: 'ledger', code: 'INVALID_MODULE', message: expect.stringContaining('002_broken.sql') });
 
     rmSync(join(app.migrationsOf('ledger'), '002_broken.sql'));
+    // A module that fails before its migrations run (a file it refuses to read) is named too.
+    writeFileSync(join(app.migrationsOf('ledger'), '002_upper.SQL'), 'create table upper_case (id int);\n');
+    const unread = await runKeel(['db', 'migrate', '--json'], { cwd: app.root, env });
+    expect(unread.code).toBe(1);
+    expect(JSON.parse(unread.stdout)).toMatchObject({ modules: [{ module: 'audit', applied: [] }], failed: { module: 'ledger', code: 'INVALID_MODULE' } });
+    rmSync(join(app.migrationsOf('ledger'), '002_upper.SQL'));
     expect((await runKeel(['db', 'migrate'], { cwd: app.root, env })).code).toBe(0);
     writeFileSync(join(app.migrationsOf('audit'), '000_merged.sql'), 'create table merged (id int);\n');
     const status = await runKeel(['db', 'status'], { cwd: app.root, env });

@@ -22,22 +22,21 @@ export default defineCommand({
     const done: (ModuleDatabasePlace & { applied: string[] })[] = [];
     let current: ModuleDatabasePlace | undefined;
     const modules = await eachModuleDatabase(cli, args.module, async ({ place, connection, migrations }) => {
-      current = place;
       const applied = await migrate(connection, place.module, place.schema, migrations, {
         onLockWait: (message) => cli.stderr.write(`keel db: ${message}\n`),
       });
       done.push({ ...place, applied });
-      current = undefined;
       if (!args.json) {
         const lines = applied.length > 0 ? applied.map((name) => `  applied  ${name}`) : [`  nothing to apply (${migrations.length} applied before)`];
         cli.stdout.write(`${[placeLine(place), ...lines].join('\n')}\n`);
       }
       return applied;
-    }).catch((error: unknown) => {
+    }, (place) => (current = place)).catch((error: unknown) => {
       // The record of what this run applied, before the module that failed: the error itself goes to stderr.
       if (args.json && (current !== undefined || done.length > 0)) {
-        // current is unset when the module failed before its migrations ran (its folder unreadable, its database unreachable).
-        const failed = { ...current, code: (error as { code?: unknown }).code ?? 'INTERNAL', message: (error as Error).message };
+        // No module to name when every one was migrated and what failed came after (the databases' close).
+        const where = current !== undefined && !done.some((entry) => entry.module === current?.module) ? current : {};
+        const failed = { ...where, code: (error as { code?: unknown }).code ?? 'INTERNAL', message: (error as Error).message };
         cli.stdout.write(`${JSON.stringify({ modules: done, failed }, null, 2)}\n`);
       }
       throw error;
