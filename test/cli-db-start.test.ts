@@ -172,4 +172,25 @@ describe('cli - keel start on module data', () => {
     expect(started.code).toBe(1);
     expect(failureRecord(started.stderr, { code: 'UNAVAILABLE' }).msg).toContain('PostgreSQL at 127.0.0.1:1/shop cannot be reached to set up schema "audit"');
   });
+
+  it('cli - keel db migrate, db status and keel start against a database that does not exist, or a user the server refuses, exit 1 with INVALID_CONFIG naming it, not UNAVAILABLE', async () => {
+    const app = testbed.app();
+    const cases = [
+      { url: 'postgres://postgres@127.0.0.1:5432/keel_no_such_database', says: 'database "keel_no_such_database" does not exist', advice: 'Create that database' },
+      { url: 'postgres://keel_no_such_role@127.0.0.1:5432/postgres', says: 'role "keel_no_such_role" does not exist', advice: 'Check the user and the password in DATABASE_URL' },
+    ];
+    for (const { url, says, advice } of cases) {
+      const env = { DATABASE_URL: url };
+      for (const command of [['db', 'migrate'], ['db', 'status']]) {
+        const run = await runKeel(command, { cwd: app.root, env });
+        expect(run.code, run.stderr).toBe(1);
+        expect(run.stderr).toContain('error INVALID_CONFIG: PostgreSQL at 127.0.0.1:5432/');
+        expect(run.stderr).toContain(says);
+        expect(run.stderr).toContain(advice);
+      }
+      const started = await runKeel(['start', '--http', '0'], { cwd: app.root, env });
+      expect(started.code).toBe(1);
+      expect(failureRecord(started.stderr, { code: 'INVALID_CONFIG' }).msg).toContain(says);
+    }
+  });
 });

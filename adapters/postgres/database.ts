@@ -54,6 +54,34 @@ function locationOf(url: string): string {
 }
 
 /**
+ * The error of a server that answered and refused the connection for a reason no retry changes:
+ * the user or its password (SQLSTATE class 28), or a database that does not exist (3D000). It is
+ * `INVALID_CONFIG`, not `UNAVAILABLE`: the server is there, and `keel start` exits with
+ * `E_CONFIG` rather than being restarted into the same refusal. Undefined for any other failure.
+ */
+function connectionRefused(location: string, purpose: string, error: unknown): KeelError | undefined {
+  const code = (error as { code?: unknown }).code;
+  const reason = (error as Error).message;
+  if (typeof code === 'string' && code.startsWith('28')) {
+    return new KeelError(
+      KeelErrorCode.INVALID_CONFIG,
+      `PostgreSQL at ${location} answered and refused the connection to ${purpose}: ${reason}. ` +
+        "Check the user and the password in DATABASE_URL, and that the server's pg_hba.conf lets that user connect from here; a restart will not change this.",
+      { cause: error },
+    );
+  }
+  if (code === '3D000') {
+    return new KeelError(
+      KeelErrorCode.INVALID_CONFIG,
+      `PostgreSQL at ${location} answered and refused the connection to ${purpose}: ${reason}. ` +
+        'Create that database (createdb, or CREATE DATABASE), or name one that exists in DATABASE_URL.',
+      { cause: error },
+    );
+  }
+  return undefined;
+}
+
+/**
  * A PostgreSQL database for the modules that own data: each gets its own schema and pool.
  * Connects lazily: a wrong URL fails when the first module starts, naming the database.
  *
@@ -125,11 +153,14 @@ class PostgresEngine implements DatabaseEngine {
     } catch (error) {
       await pool.end().catch(() => undefined);
       if (error instanceof KeelError) throw error;
-      throw new KeelError(
-        KeelErrorCode.UNAVAILABLE,
-        `PostgreSQL at ${this.location} cannot be reached to read schema "${schema}": ${(error as Error).message}. ` +
-          'Check DATABASE_URL, that the server runs, and that the user may connect to the database.',
-        { cause: error },
+      throw (
+        connectionRefused(this.location, `read schema "${schema}"`, error) ??
+        new KeelError(
+          KeelErrorCode.UNAVAILABLE,
+          `PostgreSQL at ${this.location} cannot be reached to read schema "${schema}": ${(error as Error).message}. ` +
+            'Check DATABASE_URL, that the server runs, and that the user may connect to the database.',
+          { cause: error },
+        )
       );
     }
     this.#pools.add(pool);
@@ -144,11 +175,14 @@ class PostgresEngine implements DatabaseEngine {
       try {
         await client.connect();
       } catch (error) {
-        throw new KeelError(
-          KeelErrorCode.UNAVAILABLE,
-          `PostgreSQL at ${this.location} cannot be reached to set up schema "${schema}": ${(error as Error).message}. ` +
-            'Check DATABASE_URL, that the server runs and takes connections from here, and that the user may connect to the database.',
-          { cause: error },
+        throw (
+          connectionRefused(this.location, `set up schema "${schema}"`, error) ??
+          new KeelError(
+            KeelErrorCode.UNAVAILABLE,
+            `PostgreSQL at ${this.location} cannot be reached to set up schema "${schema}": ${(error as Error).message}. ` +
+              'Check DATABASE_URL, that the server runs and takes connections from here, and that the user may connect to the database.',
+            { cause: error },
+          )
         );
       }
       await client.query(schemaSetup(schema));
