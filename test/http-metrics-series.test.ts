@@ -5,7 +5,7 @@
 import { Counter, Histogram, Registry } from 'prom-client';
 import { z } from 'zod';
 import { describe, expect, it } from 'vitest';
-import { createKernel, defineContract, defineError, defineModule, operation, silentLogger } from 'keel';
+import { KeelError, KeelErrorCode, createKernel, defineContract, defineError, defineModule, event, operation, silentLogger } from 'keel';
 import type { CallRecord } from 'keel/transport';
 import { DEFAULT_LATENCY_BUCKETS, createKernelMetrics } from 'keel/http';
 
@@ -139,5 +139,69 @@ describe('http - metric series', () => {
     expect((await requests.get()).values).toEqual([{ labels: { method: 'GET', route: '/healthz', status: '200' }, value: 1 }]);
     expect((await durations.get()).values.find((value) => value.metricName === 'keel_http_request_duration_seconds_count')?.value).toBe(1);
     metrics.close();
+  });
+
+  it('http - an event handler throwing errors whose code comes from the payload adds at most 64 outcome series, then other; known codes keep their own', async () => {
+    const ledger = defineContract({
+      name: 'ledger',
+      version: '1.0.0',
+      operations: { record: operation({ input: z.object({ code: z.string() }), output: z.object({}) }) },
+      events: { recorded: event({ payload: z.object({ code: z.string() }) }) },
+    });
+    const auditor = defineContract({ name: 'auditor', version: '1.0.0', operations: { noop: operation({ input: z.object({}), output: z.object({}) }) } });
+    let handled = 0;
+    const kernel = createKernel({
+      logger: silentLogger,
+      modules: [
+        defineModule({
+          contract: ledger,
+          create: ({ emit }) => ({
+            handlers: {
+              record: async ({ code }) => {
+                await emit('recorded', { code });
+                return {};
+              },
+            },
+          }),
+        }),
+        defineModule({
+          contract: auditor,
+          subscribesTo: [ledger],
+          create: () => ({
+            handlers: { noop: () => ({}) },
+            events: {
+              ledger: {
+                recorded: ({ code }) => {
+                  handled += 1;
+                  if (code === 'unavailable') throw new KeelError(KeelErrorCode.UNAVAILABLE, 'down');
+                  // A library's error whose code is built from what it was given (an upstream's error field, say).
+                  throw Object.assign(new Error(`rejected: ${code}`), { code });
+                },
+              },
+            },
+          }),
+        }),
+      ],
+    });
+    const metrics = createKernelMetrics(kernel, { defaultMetrics: false });
+    await kernel.start();
+    try {
+      for (let n = 0; n < 100; n += 1) await kernel.client(ledger).record({ code: `rejected-${n}` });
+      await kernel.client(ledger).record({ code: 'unavailable' });
+      await expect.poll(() => handled, { timeout: 10_000 }).toBe(101);
+      const outcomes = new Map<string, number>();
+      for (const value of (await metrics.registry.getSingleMetric('keel_events_handled_total')!.get()).values) {
+        outcomes.set(String(value.labels['outcome']), value.value);
+      }
+      expect(outcomes.size).toBe(64 + 2);
+      expect(outcomes.get('rejected-0')).toBe(1);
+      expect(outcomes.get('rejected-63')).toBe(1);
+      expect(outcomes.has('rejected-64')).toBe(false);
+      expect(outcomes.get('other')).toBe(36);
+      expect(outcomes.get('UNAVAILABLE')).toBe(1);
+    } finally {
+      metrics.close();
+      await kernel.stop();
+    }
   });
 });

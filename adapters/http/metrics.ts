@@ -5,7 +5,7 @@
 import { Registry, collectDefaultMetrics } from 'prom-client';
 import { collectKernelState } from './state-metrics.js';
 import { KeelErrorCode, type AnyContract, type Kernel } from 'keel';
-import { EXTERNAL_CALLER, OK_OUTCOME, type CallRecord, type EventRecord } from 'keel/transport';
+import { EXTERNAL_CALLER, GIVEN_BACK_OUTCOME, OK_OUTCOME, type CallRecord, type EventRecord } from 'keel/transport';
 import { BoundedLabel, SeriesCache, SeriesCounter, SeriesHistogram, type CounterSeries, type HistogramSeries } from './series.js';
 
 /**
@@ -112,7 +112,7 @@ interface HttpSeries {
  *   (failed calls are `outcome!="ok"`: there is no separate error counter);
  * - `keel_call_duration_seconds{side,contract,operation,transport,caller}`: latency histogram;
  * - `keel_events_handled_total{contract,event,subscriber,outcome}` (`outcome`: `ok`, `given_back`
- *   when a module's stop gave the event back, or the error code) and
+ *   when a module's stop gave the event back, or the error code, bounded as a made call's) and
  *   `keel_event_handler_duration_seconds{contract,event,subscriber}`;
  * - `keel_http_requests_total{method,route,status}` and `keel_http_request_duration_seconds{method,route}`;
  * - `keel_requests_dropped_total{contract,operation,transport,reason}`: requests a transport dropped
@@ -218,10 +218,19 @@ export function createKernelMetrics(kernel: Kernel, options: KernelMetricsOption
     durations.observe(series.duration, record.durationMs / 1000);
   };
   const eventSeries = new SeriesCache<EventSeries>();
+  // An event's outcome is the `code` of whatever its handler threw: a database's or a library's
+  // error code, or one a handler made up from its payload. Bounded as a made call's is.
+  const eventOutcomes = new BoundedLabel([OK_OUTCOME, GIVEN_BACK_OUTCOME, ...Object.values(KeelErrorCode), ...declared], LABEL_ROOM);
   const recordEvent = (record: EventRecord): void => {
     const { contract, event, subscriber, outcome } = record;
     let series = eventSeries.get(contract, event, subscriber, outcome, '');
     if (series === undefined) {
+      // Asked when no series is found: for a value past the bound, on each of its records.
+      const outcomeLabel = eventOutcomes.of(outcome);
+      if (outcomeLabel !== outcome) {
+        recordEvent({ ...record, outcome: outcomeLabel });
+        return;
+      }
       const labels = { contract, event, subscriber };
       const key = keyOf(contract, event, subscriber);
       series = eventSeries.set(
