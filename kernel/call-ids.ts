@@ -7,7 +7,10 @@
 const TRACEPARENT_PATTERN = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
 
 /**
- * True when `value` is a well-formed W3C `traceparent`.
+ * True when `value` is a valid W3C `traceparent`: well-formed, of a version other than `ff`, with
+ * neither its trace id nor its parent span id all zeros. W3C Trace Context has a receiver ignore
+ * any other, so keel never carries one on: tracing off, it would otherwise name the trace of every
+ * log line of every request a client or proxy sent it with (`trace_id` `000…0` joins them all).
  *
  * @example
  * ```ts
@@ -16,7 +19,13 @@ const TRACEPARENT_PATTERN = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$
  * ```
  */
 export function isTraceparent(value: unknown): value is string {
-  return typeof value === 'string' && TRACEPARENT_PATTERN.test(value);
+  return typeof value === 'string' && TRACEPARENT_PATTERN.test(value) && !value.startsWith('ff') && !allZeros(value, 3, 35) && !allZeros(value, 36, 52);
+}
+
+/** Whether `value` has only `0` from `from` to `to`: read in place (no slice), and told at the first digit for almost every id. */
+function allZeros(value: string, from: number, to: number): boolean {
+  for (let at = from; at < to; at += 1) if (value.charCodeAt(at) !== 48) return false;
+  return true;
 }
 
 /** What a correlation id may be: 1 to 128 visible ASCII characters, so that it crosses an HTTP or NATS header unchanged. */

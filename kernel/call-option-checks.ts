@@ -100,7 +100,7 @@ export function refusedContextOption(options: CallOptions | undefined, label: st
   if (options?.traceparent !== undefined && !isTraceparent(options.traceparent)) {
     return new KeelError(
       KeelErrorCode.INVALID_INPUT,
-      `traceparent for ${label} must be a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>, lower case), got ${JSON.stringify(options.traceparent)}; newTraceparent() makes one.`,
+      `traceparent for ${label} must be a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>, lower case, ids not all zeros), got ${JSON.stringify(options.traceparent)}; newTraceparent() makes one.`,
     );
   }
   return undefined;

@@ -459,6 +459,7 @@ describe('http client - fetch, headers, deadlines and call options', () => {
       [{ retry: { maxAttempts: 3 } }, /^retry for probe\.context must be false or left out/],
       [{ hedge: { delayMs: 20 } }, /^hedge for probe\.context must be false or left out/],
       [{ traceparent: 'not-a-traceparent' }, /^traceparent for probe\.context must be a W3C traceparent/],
+      [{ traceparent: '00-00000000000000000000000000000000-00f067aa0ba902b7-01' }, /^traceparent for probe\.context must be a W3C traceparent/],
     ];
     for (const [options, message] of refusals) {
       const refused = await failureOf(remote.context({}, options as never));

@@ -220,6 +220,16 @@ describe('http - gateway in one process', () => {
     expect(body.correlationId).not.toBe('bad id with spaces');
     expect(generated.headers.get('x-correlation-id')).toBe(body.correlationId);
 
+    // Well-formed but invalid (W3C Trace Context: ignored), lest every log line of every such request carry trace_id 000…0.
+    for (const invalid of [
+      '00-00000000000000000000000000000000-00f067aa0ba902b7-01',
+      '00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01',
+      'ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',
+    ]) {
+      const ignored = (await (await post(`${url}/probe/context`, {}, { traceparent: invalid })).json()) as { traceparent: string | null };
+      expect(ignored.traceparent, invalid).toBeNull();
+    }
+
     for (const value of ['abc', '0', '-5', '1.5', '99999999999999999']) {
       const bad = await post(`${url}/probe/context`, {}, { 'x-keel-timeout-ms': value });
       expect(bad.status, value).toBe(400);

@@ -123,6 +123,19 @@ describe('nats - wire protocol, spoken by a plain NATS client', () => {
       timeout: 5_000,
     });
     expect(reply.json()).toEqual({ correlationId: 'wire-2', caller: 'billing-in-go', deadline, traceparent });
+
+    // Well-formed but invalid (W3C Trace Context: ignored), lest the handler's log lines carry trace_id 000…0 and pass it on.
+    for (const invalid of [
+      '00-00000000000000000000000000000000-00f067aa0ba902b7-01',
+      '00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01',
+      'ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01',
+    ]) {
+      const ignored = await nc.request('keel.dictionary.whoCalls', encoder.encode('{}'), {
+        headers: keelHeaders({ 'Keel-Correlation-Id': 'wire-2', 'Keel-Deadline': String(Date.now() + 4_000), traceparent: invalid }),
+        timeout: 5_000,
+      });
+      expect((ignored.json() as { traceparent: string | null }).traceparent, invalid).toBeNull();
+    }
   });
 
   it('nats - gets a declared error as a "declared" envelope with its data, and the service code of its kind', async () => {
