@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { z } from 'zod';
 import { createKernel, defineContract, defineModule, operation } from 'keel';
 import { createLogger, newTraceparent } from 'keel/transport';
+import { createHttpGateway } from 'keel/http';
 
 const ledger = defineContract({
   name: 'ledger',
@@ -122,6 +123,30 @@ describe('kernel - log fields', () => {
       expect(outside).not.toHaveProperty('correlation_id');
     } finally {
       await kernel.stop();
+    }
+  });
+
+  it("kernel - tracing off, the gateway's 'request failed' line carries the request's trace_id, as the failing handler's lines do", async () => {
+    const lines: string[] = [];
+    const logger = createLogger({ level: 'info', format: 'json', destination: { write: (text) => void lines.push(text) } });
+    const kernel = createKernel({ modules: [ledgerModule], logger });
+    const gateway = await createHttpGateway({ kernel, port: 0, logger, metrics: false });
+    await kernel.start();
+    try {
+      const url = await gateway.listen();
+      const traceparent = newTraceparent();
+      const answer = await fetch(`${url}/ledger/fail`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', traceparent, 'x-correlation-id': 'checkout-9' },
+        body: JSON.stringify({ later: false }),
+      });
+      expect(answer.status).toBe(500);
+      const failing = records(lines).find((record) => record['msg'] === 'failing');
+      expect(failing).toMatchObject({ trace_id: traceparent.slice(3, 35), correlation_id: 'checkout-9' });
+      const failed = records(lines).find((record) => record['msg'] === 'request failed');
+      expect(failed, JSON.stringify(lines)).toMatchObject({ trace_id: traceparent.slice(3, 35), span_id: traceparent.slice(36, 52), correlation_id: 'checkout-9' });
+    } finally {
+      await gateway.close();
     }
   });
 });

@@ -9,7 +9,7 @@ import { performance } from 'node:perf_hooks';
 import type { AddressInfo } from 'node:net';
 import { fastify, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type RouteHandlerMethod, type onSendHookHandler } from 'fastify';
 import { KeelError, KeelErrorCode, type Kernel } from 'keel';
-import { KeyedLogThrottle, createLogger } from 'keel/transport';
+import { KeyedLogThrottle, createLogger, isTraceparent } from 'keel/transport';
 import { operatorNoteOf } from './authenticate.js';
 import { GATEWAY_PATHS, resolveHttpGatewayOptions, type HttpGatewayOptions } from './gateway-options.js';
 import {
@@ -36,7 +36,7 @@ import { createKernelMetrics, kernelOfMetrics, type KernelMetrics, type KernelMe
 import { createOpenApiDocument, type OpenApiDocument } from './openapi.js';
 import { gatewayProblem, problemOf, retryAfterOf } from './problem.js';
 import { HttpProblemCode } from './status.js';
-import { addHttpTracing } from './tracing.js';
+import { addHttpTracing, requestTraceparent } from './tracing.js';
 import { clientErrorAnswer } from './client-error.js';
 import { listenFailure } from './listen-failure.js';
 
@@ -258,7 +258,14 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
     const refusal = refusalOfFastifyError(error, resolved.bodyLimit, request);
     if (refusal !== undefined) return refuse(request, reply, refusal);
     const problem = problemOf(error, correlationId, resolved.development);
-    const fields = { correlation_id: correlationId, route: request.routeOptions.url, code: problem.code };
+    const fields: Record<string, unknown> = { correlation_id: correlationId, route: request.routeOptions.url, code: problem.code };
+    // Tracing off, no span is active here for the log fields: the request's own traceparent names
+    // the trace, as it does on every line its handlers wrote (kernel/log-fields.ts).
+    const upstream = requestTraceparent(request) === undefined ? request.headers['traceparent'] : undefined;
+    if (isTraceparent(upstream)) {
+      fields['trace_id'] = upstream.slice(3, 35);
+      fields['span_id'] = upstream.slice(36, 52);
+    }
     if (problem.status === 401) {
       reply.header('www-authenticate', challengeOf(resolved.challenge, isRefusedCredentials(error)));
       // The client's to fix, and a client can send any number: at debug, for an operator asking why clients are refused.
