@@ -14,25 +14,52 @@ import { Subjects } from './wire.js';
 const DEFAULT_MAX_PAYLOAD = 1024 * 1024;
 
 /**
+ * Why a first connection failed, in the `nats` detail of its `UNAVAILABLE` error: the servers
+ * refused this connection's credentials (connecting again with the same ones meets the same
+ * refusal), or none could be reached or spoken to.
+ *
+ * @example
+ * ```ts
+ * const transport = await createNatsTransport(options).catch((error: unknown) => {
+ *   if (isKeelError(error, 'UNAVAILABLE') && error.details?.['nats'] === NatsConnectFailure.CREDENTIALS_REFUSED) {
+ *     console.error('NATS refused our credentials: retrying will not help.');
+ *   }
+ *   throw error;
+ * });
+ * ```
+ */
+export const NatsConnectFailure = {
+  CREDENTIALS_REFUSED: 'credentials-refused',
+  UNREACHABLE: 'unreachable',
+} as const;
+
+/** A {@link NatsConnectFailure} value. */
+export type NatsConnectFailure = (typeof NatsConnectFailure)[keyof typeof NatsConnectFailure];
+
+/**
  * Connects to the NATS servers of `options`; rejects with `UNAVAILABLE`, saying what to check,
- * when none answers.
+ * when none answers, its details naming the servers and why ({@link NatsConnectFailure}).
  */
 export async function openConnection(options: ResolvedNatsOptions, logger: Logger): Promise<Connection> {
   let nc: NatsConnection;
   try {
     nc = await connect(connectionOptions(options));
   } catch (error) {
-    throw new KeelError(
-      KeelErrorCode.UNAVAILABLE,
-      `Could not connect to NATS at ${options.servers.map(redactUrl).join(', ')}: ${reason(error)}. ${connectAdvice(error, options)}`,
-      { cause: error },
-    );
+    const servers = options.servers.map(redactUrl);
+    const refused = error instanceof errors.AuthorizationError || error instanceof errors.UserAuthenticationExpiredError;
+    throw new KeelError(KeelErrorCode.UNAVAILABLE, `Could not connect to NATS at ${servers.join(', ')}: ${reason(error)}. ${connectAdvice(error, options, refused)}`, {
+      cause: error,
+      details: { nats: refused ? NatsConnectFailure.CREDENTIALS_REFUSED : NatsConnectFailure.UNREACHABLE, servers },
+    });
   }
   return new Connection(nc, options, logger);
 }
 
-/** What to do about a failed connection: a TLS problem has its own remedy. */
-function connectAdvice(error: unknown, options: ResolvedNatsOptions): string {
+/** What to do about a failed connection: refused credentials and a TLS problem have their own remedies. */
+function connectAdvice(error: unknown, options: ResolvedNatsOptions, refused: boolean): string {
+  if (refused) {
+    return 'The server refused its credentials: check the token, user and password or credentials file (KEEL_NATS_TOKEN, KEEL_NATS_USER/KEEL_NATS_PASSWORD, KEEL_NATS_CREDS) against the server\'s configuration.';
+  }
   const text = reason(error);
   if (/certificate|self[- ]signed|CERT_|SSL|TLS/i.test(text)) {
     return options.tls?.caFile === undefined

@@ -20,6 +20,7 @@
 export { createNatsTransport } from './transport.js';
 export { DEFAULT_NATS_TRANSPORT_OPTIONS, type NatsStreamOptions, type NatsTlsOptions, type NatsTransportOptions } from './options.js';
 export { natsAuthOptions, type NatsAuthOptions } from './connection-options.js';
+export { NatsConnectFailure } from './connection.js';
 export { NATS_ENV, natsOptionsFromEnv } from './options-from-env.js';
 export { removeEventStreams } from './remove-streams.js';
 export { DECLARED_ERROR_CODES, Header, SERVICE_ERROR_CODES, Subjects } from './wire.js';

@@ -29,7 +29,8 @@ import { Responder } from './responder.js';
 
 /**
  * Connects to NATS and returns a {@link Transport} for a kernel's topology. Rejects with a
- * `KeelError` (`INVALID_CONFIG` for bad options, `UNAVAILABLE` when no server answers).
+ * `KeelError` (`INVALID_CONFIG` for bad options, `UNAVAILABLE` when no server answers or the
+ * servers refuse its credentials: its `details.nats` says which, a `NatsConnectFailure`).
  *
  * @example
  * ```ts
