@@ -58,8 +58,19 @@ export type SupervisorMessage =
       /** The error's code (`INVALID_CONFIG`, `E_USAGE`, `UNAVAILABLE`...). */
       readonly code: string;
       readonly message: string;
-      /** False when starting it again unchanged would fail the same way (a bad option or variable of `keel start`). */
+      /**
+       * False when starting it again unchanged would fail the same way: a bad option or variable
+       * of `keel start`, a configuration it refuses, a port another process holds, NATS refusing
+       * its credentials.
+       */
       readonly retry: boolean;
+      /** What to do about it, when the error says (a `CLIError`'s hint). */
+      readonly hint?: string | undefined;
+      /**
+       * What a caller may act on, as plain JSON: a `KeelError`'s details (the NATS transport's
+       * `nats` and `servers` when it cannot connect), or for `E_HTTP_LISTEN` the `port` and `errno`.
+       */
+      readonly details?: Readonly<Record<string, unknown>> | undefined;
     };
 
 /**

@@ -37,8 +37,9 @@ export interface SupervisorOptions {
   readonly onAllReady?: () => void;
   /**
    * Called when a process failed `maxFailedStarts` times in a row without becoming ready, or
-   * once when it said its failure would come again on a restart (a bad option or variable of
-   * `keel start`); with the failure it reported last, when it reported one.
+   * once when it said its failure would come again on a restart (a bad option, variable or
+   * configuration of `keel start`, a port another process holds, NATS refusing its
+   * credentials); with the failure it reported last, when it reported one.
    */
   readonly onGiveUp?: (name: string, failure: ProcessFailure | undefined) => void;
   /** First restart delay (default 250 ms); doubles with each crash in a row. */
@@ -201,7 +202,13 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
         entry.ready = false;
         checkReady();
       } else if (message?.type === 'failed') {
-        entry.failure = { code: String(message.code), message: String(message.message), retry: message.retry !== false };
+        entry.failure = {
+          code: String(message.code),
+          message: String(message.message),
+          retry: message.retry !== false,
+          ...(typeof message.hint === 'string' ? { hint: message.hint } : {}),
+          ...(typeof message.details === 'object' && message.details !== null ? { details: message.details } : {}),
+        };
       }
     });
     entry.exited = new Promise((resolve) => {
@@ -343,3 +350,53 @@ export function gaveUpReason(name: string, failure: ProcessFailure | undefined):
   const why = `${failure.code}: ${failure.message.replace(/[.\s]+$/, '')}`;
   return failure.retry ? `${name} kept exiting before it became ready, last with ${why}` : `${name} cannot start, and a restart would not change that: ${why}`;
 }
+
+/** Where the processes of a local run take what a remedy names. */
+export interface RemedyContext {
+  /** True when a topology file describes the processes (their HTTP ports are its `http`). */
+  readonly topology: boolean;
+}
+
+/**
+ * What to do about the failure a process was given up on, when something outside its files
+ * causes it, read from the failure's code and details (never its text): a port another process
+ * holds, NATS unreachable or refusing the credentials. Otherwise its hint, when it gave one.
+ *
+ * @example
+ * ```ts
+ * gaveUpRemedy({ code: 'E_HTTP_LISTEN', message: '...', retry: false, details: { errno: 'EADDRINUSE', port: 3000 } }, { topology: true });
+ * // 'Free port 3000 (stop the process that listens there), or give the process another http port in the topology (http: 0 picks a free one).'
+ * ```
+ */
+export function gaveUpRemedy(failure: ProcessFailure | undefined, context: RemedyContext): string | undefined {
+  const details = failure?.details ?? {};
+  if (failure?.code === 'E_HTTP_LISTEN' && details['errno'] === 'EADDRINUSE' && typeof details['port'] === 'number' && context.topology) {
+    return `Free port ${details['port']} (stop the process that listens there), or give the process another http port in the topology (http: 0 picks a free one).`;
+  }
+  if (failure?.code === 'UNAVAILABLE' && Array.isArray(details['servers'])) {
+    const servers = details['servers'].join(', ');
+    if (details['nats'] === 'credentials-refused') {
+      return `Give it credentials the NATS server at ${servers} accepts: KEEL_NATS_TOKEN, KEEL_NATS_USER and KEEL_NATS_PASSWORD, or KEEL_NATS_CREDS (in the shell, or the topology's env).`;
+    }
+    if (details['nats'] === 'unreachable') return `Start a NATS server at ${servers}, or give the URL of a running one (--nats, KEEL_NATS_URL or the topology's nats.url).`;
+  }
+  return failure?.hint;
+}
+
+/**
+ * True when the failure is one a change to the application's files may fix (a crash, a module or
+ * configuration that does not load): `keel dev` then says to fix it and save. Not a port another
+ * process holds, a server it cannot reach, nor a bad option or variable of the command line.
+ *
+ * @example
+ * ```ts
+ * fixedBySave({ code: 'E_MANIFEST', message: 'Loading modules/index.ts failed: ...', retry: true }); // true
+ * fixedBySave({ code: 'UNAVAILABLE', message: 'Could not connect to NATS at ...', retry: true }); // false
+ * ```
+ */
+export function fixedBySave(failure: ProcessFailure | undefined): boolean {
+  return failure === undefined || !OUTSIDE_FAILURES.has(failure.code);
+}
+
+/** Failures of a process that come from outside the application's files ({@link fixedBySave}). */
+const OUTSIDE_FAILURES: ReadonlySet<string> = new Set(['E_HTTP_LISTEN', 'UNAVAILABLE', 'E_USAGE']);

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createSupervisor, gaveUpReason, type ProcessFailure, type ProcessSpec } from '../cli/supervisor.js';
+import { createSupervisor, fixedBySave, gaveUpReason, gaveUpRemedy, type ProcessFailure, type ProcessSpec } from '../cli/supervisor.js';
 import { collector } from './support/cli.js';
 
 const folder = mkdtempSync(join(tmpdir(), 'keel-supervisor-'));
@@ -217,6 +217,31 @@ describe('cli - supervisor', () => {
     await supervisor.stop();
     expect(gaveUpReason('early', failure)).toBe('early kept exiting before it became ready, last with UNAVAILABLE: Could not connect to NATS at nats://127.0.0.1:1');
     expect(gaveUpReason('silent', undefined)).toBe('silent kept exiting before it became ready');
+  });
+
+  it('cli - hands on the hint and details a process reported, from which the give-up says what to do: the port, the NATS URL, or the hint itself', async () => {
+    const failure = {
+      code: 'E_HTTP_LISTEN',
+      message: 'The HTTP gateway cannot listen on 127.0.0.1:3000: another process listens there (EADDRINUSE).',
+      retry: false,
+      hint: 'Free port 3000 (stop the process that listens there), or set PORT to another (0 picks a free one).',
+      details: { errno: 'EADDRINUSE', port: 3000 },
+    };
+    const { given, supervisor } = superviseFailing('gateway', failure);
+    expect(await given).toEqual(['gateway', failure]);
+    await supervisor.stop();
+    expect(gaveUpRemedy(failure, { topology: false })).toBe(failure.hint);
+    expect(gaveUpRemedy(failure, { topology: true })).toBe(
+      'Free port 3000 (stop the process that listens there), or give the process another http port in the topology (http: 0 picks a free one).',
+    );
+    const unreachable = { code: 'UNAVAILABLE', message: 'Could not connect to NATS at nats://127.0.0.1:1.', retry: true, details: { nats: 'unreachable', servers: ['nats://127.0.0.1:1'] } };
+    expect(gaveUpRemedy(unreachable, { topology: false })).toBe("Start a NATS server at nats://127.0.0.1:1, or give the URL of a running one (--nats, KEEL_NATS_URL or the topology's nats.url).");
+    expect(gaveUpRemedy({ ...unreachable, details: { ...unreachable.details, nats: 'credentials-refused' } }, { topology: false })).toMatch(
+      /^Give it credentials the NATS server at nats:\/\/127\.0\.0\.1:1 accepts: KEEL_NATS_TOKEN/,
+    );
+    expect(gaveUpRemedy(undefined, { topology: true })).toBeUndefined();
+    expect([failure, unreachable, { code: 'E_USAGE', message: '', retry: false }].map(fixedBySave)).toEqual([false, false, false]);
+    expect([undefined, { code: 'E_MANIFEST', message: '', retry: true }, { code: 'E_CONFIG', message: '', retry: false }].map(fixedBySave)).toEqual([true, true, true]);
   });
 
   it('cli - a ready process stopped from outside (it says stopping, then exits) is restarted, counts no failed start, and drains as started', async () => {

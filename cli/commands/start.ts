@@ -6,6 +6,7 @@
 import { once } from 'node:events';
 import { relative } from 'node:path';
 import { KeelErrorCode, isKeelError, type Kernel } from 'keel';
+import type { NatsConnectFailure } from 'keel/nats';
 import { LogFormat, createLogger, logFormatOf } from 'keel/transport';
 import { contextOf, defineCommand, type CliContext, type SupervisorMessage } from '../command.js';
 import { createCommandLog, type CommandLog } from '../command-log.js';
@@ -181,18 +182,75 @@ export default defineCommand({
 });
 
 /**
- * Failures that starting again with the same options and environment meets again: a bad option
- * or variable of `keel start` itself. Not a file's (a module, the configuration: it may be
- * half-saved, and keel up checked them before it started anything), nor `INVALID_CONFIG`, which
- * a NATS server also answers for a cluster not all up.
+ * Failures of `keel start`'s own that starting again with the same options and environment
+ * meets again: a bad option or variable, a configuration file it refuses (keel up checked the
+ * file before it started anything, so the process's own environment fails it; under keel dev,
+ * the next save starts it again anyway). Not a module's file (`E_MANIFEST`): one half-saved loads
+ * on the next try.
  */
-const LASTING_FAILURES: ReadonlySet<string> = new Set<string>([CliErrorCode.E_USAGE]);
+const LASTING_CLI_FAILURES: ReadonlySet<string> = new Set<string>([CliErrorCode.E_USAGE, CliErrorCode.E_CONFIG]);
+
+/** The one listen error that may pass: a host name that could not be resolved now. */
+const PASSING_LISTEN_ERRNO = 'EAI_AGAIN';
+
+/** The NATS transport's `details.nats` when the server refused the credentials (keel/nats's `NatsConnectFailure`). */
+const NATS_CREDENTIALS_REFUSED: NatsConnectFailure = 'credentials-refused';
+
+/** Node's error behind an `E_HTTP_LISTEN`: its code, and the port it could not take. */
+function listenCause(error: CLIError): { readonly errno?: string; readonly port?: number } {
+  const cause = error.cause as { code?: unknown; port?: unknown } | undefined;
+  return {
+    ...(typeof cause?.code === 'string' ? { errno: cause.code } : {}),
+    ...(typeof cause?.port === 'number' ? { port: cause.port } : {}),
+  };
+}
+
+/**
+ * Whether starting again unchanged would fail the same way, by the error's code (never its
+ * text): {@link LASTING_CLI_FAILURES}; a port or address the gateway cannot take (another process
+ * holds it; not one whose host name could not be resolved now); an `INVALID_CONFIG` (options and
+ * variables keel refuses), but not a stream's replicas, which a NATS cluster not all up yet
+ * refuses too; NATS refusing the credentials. A crash, or NATS unreachable, may pass.
+ */
+function isLasting(error: unknown): boolean {
+  if (isCliError(error)) {
+    if (error.code === CliErrorCode.E_HTTP_LISTEN) return listenCause(error).errno !== PASSING_LISTEN_ERRNO;
+    return LASTING_CLI_FAILURES.has(error.code);
+  }
+  if (isKeelError(error, KeelErrorCode.INVALID_CONFIG)) return error.details?.['replicas'] === undefined;
+  if (isKeelError(error, KeelErrorCode.UNAVAILABLE)) return error.details?.['nats'] === NATS_CREDENTIALS_REFUSED;
+  return false;
+}
 
 /** What a supervising `keel up` is told of the failure this process is about to exit with. */
 function failedMessage(error: unknown): SupervisorMessage {
   const code = isCliError(error) || isKeelError(error) ? error.code : 'INTERNAL';
   const message = error instanceof Error ? error.message : String(error);
-  return { type: 'failed', code, message: message.length > 1_000 ? `${message.slice(0, 999)}…` : message, retry: !LASTING_FAILURES.has(code) };
+  const hint = isCliError(error) ? error.hint : undefined;
+  const details = isKeelError(error) ? error.details : isCliError(error, CliErrorCode.E_HTTP_LISTEN) ? listenCause(error) : undefined;
+  return {
+    type: 'failed',
+    code,
+    message: message.length > 1_000 ? `${message.slice(0, 999)}…` : message,
+    retry: !isLasting(error),
+    ...(hint === undefined ? {} : { hint }),
+    ...(details === undefined ? {} : { details }),
+  };
+}
+
+/**
+ * A port another process holds, with a hint naming it and where this port came from (`--http`,
+ * `KEEL_HTTP_PORT`, `PORT`, or none: the default): what to free, or what to set. Any other error as it is.
+ */
+function withPortAdvice(error: unknown, source: string | undefined): unknown {
+  if (!isCliError(error, CliErrorCode.E_HTTP_LISTEN)) return error;
+  const { errno, port } = listenCause(error);
+  if (errno !== 'EADDRINUSE' || port === undefined) return error;
+  const another = source === '--http' ? 'pass another --http' : `set ${source ?? 'PORT'} to another`;
+  return new CLIError(CliErrorCode.E_HTTP_LISTEN, error.message, {
+    cause: error.cause,
+    hint: `Free port ${port} (stop the process that listens there), or ${another} (0 picks a free one).`,
+  });
 }
 
 /** The flags of `keel start`. */
@@ -267,6 +325,8 @@ async function start(cli: CliContext, own: CommandLog, args: StartArgs): Promise
     resilience: config.resilience,
     data: config.data,
     logger,
+  }).catch((error: unknown) => {
+    throw withPortAdvice(error, args.http === undefined ? firstSet(cli.env, ['KEEL_HTTP_PORT', 'PORT'])?.name : '--http');
   });
   const status = running.kernel.status();
   const hosted = status.modules.map((module) => module.name);

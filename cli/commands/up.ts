@@ -9,7 +9,7 @@ import { contextOf, defineCommand, type CliContext } from '../command.js';
 import { createCommandLog, type CommandLog } from '../command-log.js';
 import { CLIError, CliErrorCode } from '../errors.js';
 import { prepareLocalRun } from '../local-run.js';
-import { createSupervisor, gaveUpReason, type ProcessFailure } from '../supervisor.js';
+import { createSupervisor, gaveUpReason, gaveUpRemedy, type ProcessFailure } from '../supervisor.js';
 
 export default defineCommand({
   meta: {
@@ -80,7 +80,8 @@ async function up(cli: CliContext, own: CommandLog, args: { readonly topology?: 
   }
   if (failed !== undefined) {
     const where = own.json ? `its records (process "${failed.name}")` : 'its output above';
-    throw new CLIError(CliErrorCode.E_PROCESS, `${gaveUpReason(failed.name, failed.failure)}; see ${where}.`);
+    const remedy = gaveUpRemedy(failed.failure, { topology: args.topology !== undefined });
+    throw new CLIError(CliErrorCode.E_PROCESS, `${gaveUpReason(failed.name, failed.failure)}; see ${where}.`, remedy === undefined ? {} : { hint: remedy });
   }
   log('stopped');
 }

@@ -15,8 +15,8 @@ const tsxLoader = pathToFileURL(require.resolve('tsx')).href;
 export const WAIT_MS = 30_000;
 
 /**
- * `keel <command> ...argv` in `cwd`, its modules' data in memory and no NATS URL from the shell;
- * `detached` gives it a process group of its own, as a terminal's foreground command
+ * `keel <command> ...argv` in `cwd`, its modules' data in memory and no NATS URL from the shell
+ * (`env` over that); `detached` gives it a process group of its own, as a terminal's foreground command
  * (`process.kill(-pid, 'SIGINT')` is then a Ctrl-C).
  *
  * @example
@@ -25,10 +25,15 @@ export const WAIT_MS = 30_000;
  * await up.waitFor('keel up: ready: all 2 processes');
  * ```
  */
-export function runKeelCommand(command: 'up' | 'dev', argv: readonly string[], cwd: string, options: { readonly detached?: boolean } = {}) {
+export function runKeelCommand(
+  command: 'up' | 'dev',
+  argv: readonly string[],
+  cwd: string,
+  options: { readonly detached?: boolean; readonly env?: Readonly<Record<string, string>> } = {},
+) {
   const child = spawn(process.execPath, ['--import', tsxLoader, '--conditions=keel-source', join(repository, 'cli/bin.ts'), command, ...argv], {
     cwd,
-    env: { ...process.env, KEEL_LOG_LEVEL: 'info', KEEL_LOG_FORMAT: 'pretty', DATABASE_URL: '', KEEL_DATA_DIR: 'memory', KEEL_NATS_URL: '' },
+    env: { ...process.env, KEEL_LOG_LEVEL: 'info', KEEL_LOG_FORMAT: 'pretty', DATABASE_URL: '', KEEL_DATA_DIR: 'memory', KEEL_NATS_URL: '', ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
     detached: options.detached ?? false,
   });
