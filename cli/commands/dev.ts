@@ -18,7 +18,7 @@ import { prepareLocalRun } from '../local-run.js';
 import { splitList } from '../names.js';
 import { findProject, moduleGraph, projectSettings, type ModuleNode } from '../project.js';
 import type { ModuleGraph } from '../tooling/graph.js';
-import { createSupervisor, gaveUpReason } from '../supervisor.js';
+import { createSupervisor, fixedBySave, gaveUpReason, gaveUpRemedy, type ProcessFailure, type RemedyContext } from '../supervisor.js';
 import { DEFAULT_WATCH_OPTIONS, impactOf, processesToRestart, watchProject, type ProjectWatch } from '../watch.js';
 
 const execFileAsync = promisify(execFile);
@@ -70,6 +70,18 @@ export default defineCommand({
     await own.run(() => dev(cli, own, args));
   },
 });
+
+/**
+ * What to do about a process given up on: fix a file and save, when that can help; else what
+ * frees the cause (a port, a NATS server), and a save to start it again; for a bad option or
+ * variable, a restart of keel dev, which a save would not change.
+ */
+function devAdvice(failure: ProcessFailure | undefined, context: RemedyContext): string {
+  if (fixedBySave(failure)) return 'Fix it and save: the next change starts it again.';
+  const remedy = gaveUpRemedy(failure, context);
+  if (failure?.code === CliErrorCode.E_USAGE) return `${remedy ?? 'Fix the option or variable it names.'} Then restart keel dev: a save starts it again with the same ones.`;
+  return `${remedy ?? 'Remove its cause.'} Then save any file: the next change starts it again.`;
+}
 
 /** The run itself; its own lines go through `own`, in the processes' format once known. */
 async function dev(
@@ -144,10 +156,10 @@ async function dev(
     log,
     onAllReady: () =>
       log(`ready: ${processes.length === 1 ? (processes[0]?.name ?? '') : `all ${processes.length} processes`}; watching for changes (Ctrl-C to stop)`),
-    // The supervisor's own line said it as an error; this one says what to do.
+    // The supervisor's own line said it as an error; this one says what to do, which a save does not always do.
     onGiveUp: (name, failure) => {
       givenUp.add(name);
-      log(`${gaveUpReason(name, failure)}. Fix it and save: the next change starts it again.`, 'warn');
+      log(`${gaveUpReason(name, failure)}. ${devAdvice(failure, { topology: topologyPath !== undefined })}`, 'warn');
     },
   });
 
