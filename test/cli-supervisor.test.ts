@@ -2,7 +2,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createSupervisor, fixedBySave, gaveUpReason, gaveUpRemedy, type ProcessFailure, type ProcessSpec } from '../cli/supervisor.js';
+import { fixedBySave, gaveUpReason, gaveUpRemedy } from '../cli/give-up.js';
+import { createSupervisor, type ProcessFailure, type ProcessSpec } from '../cli/supervisor.js';
 import { collector } from './support/cli.js';
 
 const folder = mkdtempSync(join(tmpdir(), 'keel-supervisor-'));

@@ -18,7 +18,8 @@ import { prepareLocalRun } from '../local-run.js';
 import { splitList } from '../names.js';
 import { findProject, moduleGraph, projectSettings, type ModuleNode } from '../project.js';
 import type { ModuleGraph } from '../tooling/graph.js';
-import { createSupervisor, fixedBySave, gaveUpReason, gaveUpRemedy, type ProcessFailure, type RemedyContext } from '../supervisor.js';
+import { fixedBySave, gaveUpReason, gaveUpRemedy, type RemedyContext } from '../give-up.js';
+import { createSupervisor, type ProcessFailure } from '../supervisor.js';
 import { DEFAULT_WATCH_OPTIONS, impactOf, processesToRestart, watchProject, type ProjectWatch } from '../watch.js';
 
 const execFileAsync = promisify(execFile);

@@ -9,7 +9,8 @@ import { contextOf, defineCommand, type CliContext } from '../command.js';
 import { createCommandLog, type CommandLog } from '../command-log.js';
 import { CLIError, CliErrorCode } from '../errors.js';
 import { prepareLocalRun } from '../local-run.js';
-import { createSupervisor, gaveUpReason, gaveUpRemedy, type ProcessFailure } from '../supervisor.js';
+import { gaveUpReason, gaveUpRemedy } from '../give-up.js';
+import { createSupervisor, type ProcessFailure } from '../supervisor.js';
 
 export default defineCommand({
   meta: {
