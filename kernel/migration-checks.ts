@@ -2,6 +2,7 @@
  * What keel refuses of a module's migrations before it applies any (one renamed, one merged
  * below those applied, a folder that did not come with the build), and the order they apply in.
  */
+import { createHash } from 'node:crypto';
 import { KeelError, KeelErrorCode } from './errors.js';
 import type { Migration } from './migrations.js';
 
@@ -101,4 +102,21 @@ export function refuseFolderGone(module: string, schema: string, applied: Map<st
     `Module "${module}": its migrations folder holds no migration, and schema "${schema}" has ${own.length} applied (${own.slice(0, 3).join(', ')}${own.length > 3 ? ', ...' : ''}). ` +
       'The .sql files did not come with this build: copy the folder data.migrations names into the image or bundle (keel build does), and start again.',
   );
+}
+
+/**
+ * Whether `migration`'s file is the one applied as `done`: the same bytes, or the same text with
+ * other line endings (a checkout with Git's `core.autocrlf`, as on Windows, turns each `\n` into
+ * `\r\n`: the migration is the same, and a team sharing a database from two systems must not read
+ * it as changed). Any other difference, a space included, is a change.
+ */
+export function isApplied(done: Applied, migration: Migration): boolean {
+  if (done.checksum === migration.checksum) return true;
+  if (!migration.sql.includes('\n')) return false;
+  const lf = migration.sql.replace(/\r\n/g, '\n');
+  return done.checksum === sha256(lf) || done.checksum === sha256(lf.replace(/\n/g, '\r\n'));
+}
+
+function sha256(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
 }

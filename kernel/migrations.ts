@@ -10,7 +10,7 @@ import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { quoteIdentifier, type SchemaConnection, type SqlRunner } from './database.js';
 import { KeelError, KeelErrorCode } from './errors.js';
-import { byName, isSystem, lastApplied, refuseFolderGone, refuseOutOfOrder, refuseRenamed, type Applied } from './migration-checks.js';
+import { byName, isApplied, isSystem, lastApplied, refuseFolderGone, refuseOutOfOrder, refuseRenamed, type Applied } from './migration-checks.js';
 
 /** One migration: its name (the file name), its SQL and the checksum recorded when applied. */
 export interface Migration {
@@ -216,9 +216,10 @@ export async function migrate(
     const id = await lock(tx, module, schema, options.onLockWait);
     await tx.exec(LEDGER);
     const applied = await appliedMigrations(tx);
-    for (const { name, checksum } of migrations) {
+    for (const candidate of migrations) {
+      const { name } = candidate;
       const done = applied.get(name);
-      if (done !== undefined && done.checksum !== checksum) {
+      if (done !== undefined && !isApplied(done, candidate)) {
         throw new KeelError(
           KeelErrorCode.INVALID_MODULE,
           `Module "${module}": migration ${name} changed after it was applied to schema "${schema}". ` +
@@ -338,13 +339,14 @@ export async function migrationStatus(connection: SchemaConnection, migrations: 
     const { rows } = await tx.query<{ ledger: string | null }>("select to_regclass('keel_migrations')::text as ledger");
     const applied = rows[0]?.ledger == null ? new Map<string, Applied>() : await appliedMigrations(tx);
     const last = lastApplied(applied);
-    const states: MigrationState[] = migrations.map(({ name, checksum }) => {
+    const states: MigrationState[] = migrations.map((candidate) => {
+      const { name } = candidate;
       const done = applied.get(name);
       if (done === undefined) {
         return last !== undefined && !isSystem(name) && byName(name, last.name) < 0 ? { name, state: 'pending', sortsBefore: last.name } : { name, state: 'pending' };
       }
       const appliedAt = new Date(done.applied_at).toISOString();
-      return { name, state: done.checksum === checksum ? 'applied' : 'changed', appliedAt };
+      return { name, state: isApplied(done, candidate) ? 'applied' : 'changed', appliedAt };
     });
     const known = new Set(migrations.map((candidate) => candidate.name));
     for (const [name, done] of applied) {

@@ -236,6 +236,22 @@ describe.each(engines)('data migrations - $name', (engine) => {
     });
   });
 
+  it('takes an applied migration checked out with other line endings (CRLF, LF) as the same, and any other difference as a change', async () => {
+    const lf = 'create table counts (n int);\ninsert into counts values (1);\n';
+    const crlf = 'create table labels (l text);\r\ninsert into labels values (\'a\');\r\n';
+    await inFreshSchema(engine, { '001_counts.sql': lf, '002_labels.sql': crlf }, async (connection, folder) => {
+      await migrate(connection, 'audit', 'audit', readMigrations('audit', folder));
+      writeFileSync(join(folder, '001_counts.sql'), lf.replace(/\n/g, '\r\n'));
+      writeFileSync(join(folder, '002_labels.sql'), crlf.replace(/\r\n/g, '\n'));
+      expect(await migrate(connection, 'audit', 'audit', readMigrations('audit', folder))).toEqual([]);
+      const states = await migrationStatus(connection, readMigrations('audit', folder));
+      expect(states.map((state) => state.state)).toEqual(states.map(() => 'applied'));
+      writeFileSync(join(folder, '001_counts.sql'), lf.replace('(1)', '(2)').replace(/\n/g, '\r\n'));
+      const error = await migrate(connection, 'audit', 'audit', readMigrations('audit', folder)).catch((caught: unknown) => caught);
+      expect((error as Error).message).toContain('migration 001_counts.sql changed after it was applied');
+    });
+  });
+
   it('refuses a migrations folder gone or emptied while the schema has migrations applied, naming them, instead of starting unchecked', async () => {
     await inFreshSchema(engine, { '001_counts.sql': 'create table counts (n int);\n' }, async (connection, folder) => {
       await migrate(connection, 'audit', 'audit', readMigrations('audit', folder));
