@@ -20,23 +20,40 @@ export interface Applied {
  * (`001_`, `002_`) sort as plain name order.
  */
 export function byName(a: string, b: string): number {
-  const left = a.match(RUNS) ?? [];
-  const right = b.match(RUNS) ?? [];
-  for (let i = 0; i < Math.min(left.length, right.length); i += 1) {
-    const x = left[i] as string;
-    const y = right[i] as string;
-    if (x === y) continue;
-    if (DIGIT.test(x) && DIGIT.test(y)) {
-      const order = compare(BigInt(x), BigInt(y)) || compare(x.length, y.length);
+  let i = 0;
+  let j = 0;
+  while (i < a.length && j < b.length) {
+    if (isDigit(a, i) && isDigit(b, j)) {
+      // Two runs of digits, each whole: by value, then the longer (its leading zeros) first, as plain name order has it.
+      const x = runAt(a, i);
+      const y = runAt(b, j);
+      const order = compare(BigInt(x), BigInt(y)) || compare(y.length, x.length);
       if (order !== 0) return order;
+      i += x.length;
+      j += y.length;
+      continue;
     }
-    return compare(x, y);
+    // Character by character otherwise, so that `users.sql` sorts before `users2.sql` as it reads
+    // (comparing `users.sql` with `users` as wholes would put it after).
+    if (a[i] !== b[j]) return compare(a[i] as string, b[j] as string);
+    i += 1;
+    j += 1;
   }
-  return compare(left.length, right.length);
+  return compare(a.length - i, b.length - j);
 }
 
-const RUNS = /\d+|\D+/g;
-const DIGIT = /^\d/;
+const DIGITS = /\d+/y;
+
+function isDigit(text: string, at: number): boolean {
+  const code = text.charCodeAt(at);
+  return code >= 48 && code <= 57;
+}
+
+/** The run of digits of `text` that starts at `at`. */
+function runAt(text: string, at: number): string {
+  DIGITS.lastIndex = at;
+  return (DIGITS.exec(text) as RegExpExecArray)[0];
+}
 
 function compare<T extends string | number | bigint>(x: T, y: T): number {
   return x < y ? -1 : x > y ? 1 : 0;

@@ -280,6 +280,17 @@ function readError(folder: string): unknown {
 }
 
 describe('data migrations - files', () => {
+  it('orders names as they read where numbers are not concerned: users.sql before users2.sql, 001_a.sql before 001_a2.sql, 01_x.sql before 1_x.sql', async () => {
+    const files = ['users2.sql', '10_late.sql', 'users.sql', '001_a2.sql', '9_early.sql', '001_a.sql', '1_x.sql', '01_x.sql'];
+    await withMigrations(Object.fromEntries(files.map((name) => [name, `-- ${name}\n`])), async (folder) => {
+      const names = readMigrations('audit', folder)
+        .map((migration) => migration.name)
+        .filter((name) => !name.startsWith('keel/'));
+      // Plain name order but for 9_ and 10_, whose numbers compare by value.
+      expect(names).toEqual(['001_a.sql', '001_a2.sql', '01_x.sql', '1_x.sql', '9_early.sql', '10_late.sql', 'users.sql', 'users2.sql']);
+    });
+  });
+
   it('refuses a migration named .SQL, naming it and its right name, instead of skipping it', async () => {
     await withMigrations({ '001_first.sql': 'create table first (id int);\n', '002_second.SQL': 'create table second (id int);\n', 'README.md': 'notes\n' }, async (folder) => {
       const error = readError(folder);
