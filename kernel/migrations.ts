@@ -160,7 +160,8 @@ function lockKey(schema: string): bigint {
 /**
  * Takes the schema's migration lock in `tx`, and returns the transaction's id. When another
  * session holds the lock, `onLockWait` hears which one (pg_locks shows a 64-bit advisory key as
- * its high and low 32 bits) before keel waits for it.
+ * its high and low 32 bits, per database: a session migrating a schema of that name in another
+ * database of the server holds a lock of its own, and is not the one) before keel waits for it.
  */
 async function lock(tx: SqlRunner, module: string, schema: string, onLockWait: MigrateOptions['onLockWait']): Promise<string> {
   const key = lockKey(schema);
@@ -173,7 +174,8 @@ async function lock(tx: SqlRunner, module: string, schema: string, onLockWait: M
       `select a.pid, nullif(a.application_name, '') as application, host(a.client_addr) as client,
               floor(extract(epoch from now() - a.xact_start))::int as seconds
          from pg_locks l join pg_stat_activity a on a.pid = l.pid
-        where l.locktype = 'advisory' and l.granted and l.classid::bigint = $1 and l.objid::bigint = $2 and l.objsubid = 1`,
+        where l.locktype = 'advisory' and l.granted and l.classid::bigint = $1 and l.objid::bigint = $2 and l.objsubid = 1
+          and l.database = (select oid from pg_database where datname = current_database())`,
       [(unsigned >> 32n).toString(), (unsigned & 0xffffffffn).toString()],
     );
     const holder = holders.rows[0];

@@ -6,6 +6,7 @@
  * the file and what to do; an applied one renamed is refused, not run a second time.
  */
 import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -378,6 +379,68 @@ describe('data migrations - postgres, instances starting together', () => {
       await gate.close();
       for (const instance of [first, second, holder]) await instance.close();
       await database.drop();
+    }
+  });
+
+  it('names no session of another database that migrates a schema of the same name as the holder of the lock it waits for', async () => {
+    const [here, there] = [await createTestDatabase(), await createTestDatabase()];
+    const [waiter, holderHere, holderThere] = [here, here, there].map(({ url }) => createPostgresDatabase({ url })) as [DatabaseEngine, DatabaseEngine, DatabaseEngine];
+    // Schema "audit"'s migration lock, as migrations.ts computes it: the same key in both databases.
+    const key = BigInt.asIntN(64, BigInt(`0x${createHash('sha256').update('keel.migrate.audit').digest('hex').slice(0, 16)}`)).toString();
+    const hold = async (engine: DatabaseEngine) => {
+      const connection = await engine.connect('gate');
+      let open!: () => void;
+      const opened = new Promise<void>((resolve) => (open = resolve));
+      let pid = 0;
+      let taken!: () => void;
+      const isTaken = new Promise<void>((resolve) => (taken = resolve));
+      const held = connection.transaction(async (tx: SqlRunner) => {
+        pid = ((await tx.query<{ pid: number }>('select pg_advisory_xact_lock($1::bigint), pg_backend_pid() as pid', [key])).rows[0] as { pid: number }).pid;
+        taken();
+        await opened;
+      });
+      await isTaken;
+      return { pid, release: async () => (open(), await held, await connection.close()) };
+    };
+    const inHere = await hold(holderHere);
+    const inThere = await hold(holderThere);
+    const connection = await waiter.connect('audit');
+    try {
+      // The holder here lets go just as the waiter looks for it: the only holder left is the other database's session.
+      const looking: SchemaConnection = {
+        query: (text, params) => connection.query(text, params),
+        exec: (script) => connection.exec(script),
+        close: () => connection.close(),
+        transaction: (work, first) =>
+          connection.transaction(
+            (tx, result) =>
+              work(
+                {
+                  query: async (text, params) => {
+                    if (text.includes('pg_locks')) await inHere.release();
+                    return tx.query(text, params);
+                  },
+                  exec: (script) => tx.exec(script),
+                },
+                result,
+              ),
+            first,
+          ),
+      };
+      const waits: string[] = [];
+      await withMigrations({ '001_first.sql': 'create table first (id int);\n' }, async (folder) => {
+        expect(await migrate(looking, 'audit', 'audit', readMigrations('audit', folder), { onLockWait: (message) => waits.push(message) })).toContain('001_first.sql');
+      });
+      expect(waits).toHaveLength(1);
+      expect(waits[0]).toContain('held by another database session');
+      expect(waits[0]).not.toContain(`database session ${inThere.pid}`);
+    } finally {
+      await inHere.release().catch(() => undefined);
+      await inThere.release();
+      await connection.close().catch(() => undefined);
+      for (const engine of [waiter, holderHere, holderThere]) await engine.close();
+      await here.drop();
+      await there.drop();
     }
   });
 });
