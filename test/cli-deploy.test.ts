@@ -10,6 +10,8 @@ import { PodDisruptionBudget } from 'kubernetes-models/policy/v1/PodDisruptionBu
 import { Secret } from 'kubernetes-models/v1/Secret';
 import { Service } from 'kubernetes-models/v1/Service';
 import { parse } from 'yaml';
+import { z } from 'zod';
+import { defineContract, defineModule, operation } from 'keel';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { defaultImage, isImageReference, planDeployment, type DeployFile } from '../cli/deploy/index.js';
 import { projectSettings } from '../cli/project.js';
@@ -455,6 +457,22 @@ describe('cli - deploy', () => {
       expect(composeSeconds * 1000, group).toBeGreaterThanOrEqual(worstMs + 5_000);
       expect(pod.terminationGracePeriodSeconds * 1000, group).toBeGreaterThanOrEqual(preStopMs + worstMs + 5_000);
     }
+  });
+
+  it("cli - deploy gives a gateway's group the longest deadline an operation declares (its timeoutMs caps a request's deadline in place of maxTimeoutMs), before the kernel's stop and NATS's", () => {
+    const report = defineContract({
+      name: 'report',
+      version: '1.0.0',
+      operations: { build: operation({ input: z.object({}), output: z.object({}), timeoutMs: 60_000 }) },
+    });
+    const modules = [defineModule({ contract: report, create: () => ({ handlers: { build: () => ({}) } }) })];
+    const topology = parseTopology({ processes: { gateway: { modules: ['report'], http: 8080 } } }, ['report'], 'slow.json');
+    const files = planDeployment(topology, { app: 'reports', image: 'reports:1.0.0', source: 'slow.json', modules });
+    const text = (path: string): any => parse(files.find((file) => file.path === path)!.contents);
+    const worstMs = 60_000 + kernelStopBoundMs(DEFAULT_KERNEL_OPTIONS.drainTimeoutMs) + DEFAULT_NATS_TRANSPORT_OPTIONS.drainTimeoutMs;
+    const composeSeconds = Number(/^(\d+)s$/.exec(text('compose.yaml').services.gateway.stop_grace_period)?.[1]);
+    expect(composeSeconds * 1000).toBeGreaterThanOrEqual(worstMs + 5_000);
+    expect(text('k8s/gateway-deployment.yaml').spec.template.spec.terminationGracePeriodSeconds * 1000).toBeGreaterThanOrEqual(5_000 + worstMs + 5_000);
   });
 
   it("cli - deploy turns off Kubernetes' service links, whose variables would collide with keel's (a Service keel-http in the namespace sets KEEL_HTTP_PORT=tcp://…)", () => {

@@ -3,7 +3,7 @@
  * derived from a topology that the Dockerfile, compose and Kubernetes generators all use (the
  * container port, the health command, each group's environment), so that they cannot disagree.
  */
-import type { AnyModule } from 'keel';
+import type { AnyContract, AnyModule } from 'keel';
 import { DEFAULT_KERNEL_OPTIONS, DEFAULT_TIMEOUT_MS, kernelStopBoundMs } from 'keel/transport';
 import { DEFAULT_NATS_TRANSPORT_OPTIONS } from 'keel/nats';
 import { CLIError, CliErrorCode } from '../errors.js';
@@ -330,8 +330,9 @@ export function isGateway(group: ProcessGroup): boolean {
 /**
  * The seconds between SIGTERM and SIGKILL a group's processes get (compose's `stop_grace_period`;
  * Kubernetes adds a gateway's preStop pause): {@link DEFAULT_DEPLOY_OPTIONS}' `stopGraceSeconds`,
- * and `gatewayStopSeconds` more for a gateway, which answers its requests in flight before its
- * kernel stops.
+ * and for a gateway, which answers its requests in flight before its kernel stops, the longest
+ * deadline one may have: `gatewayStopSeconds`, or the longest `timeoutMs` an operation of
+ * `modules` declares (which caps a request's deadline in place of the gateway's `maxTimeoutMs`).
  *
  * @example
  * ```ts
@@ -339,8 +340,14 @@ export function isGateway(group: ProcessGroup): boolean {
  * stopGraceSecondsOf({ modules: ['orders', 'payments'], replicas: 1, env: {} }); // 75
  * ```
  */
-export function stopGraceSecondsOf(group: ProcessGroup): number {
-  return DEFAULT_DEPLOY_OPTIONS.stopGraceSeconds + (isGateway(group) ? DEFAULT_DEPLOY_OPTIONS.gatewayStopSeconds : 0);
+export function stopGraceSecondsOf(group: ProcessGroup, modules: readonly AnyModule[] = []): number {
+  if (!isGateway(group)) return DEFAULT_DEPLOY_OPTIONS.stopGraceSeconds;
+  // Every module's: a gateway serves the operations of the whole application unless told otherwise (KEEL_HTTP_OPERATIONS).
+  const longestMs = modules
+    .flatMap((module) => Object.values((module.contract as AnyContract).operations).map((operation) => operation.timeoutMs ?? 0))
+    .reduce((longest, timeoutMs) => Math.max(longest, timeoutMs), 0);
+  const requestsSeconds = Math.max(DEFAULT_DEPLOY_OPTIONS.gatewayStopSeconds, Math.ceil(longestMs / 1000));
+  return DEFAULT_DEPLOY_OPTIONS.stopGraceSeconds + requestsSeconds;
 }
 
 /**
