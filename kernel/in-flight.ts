@@ -39,6 +39,9 @@ export class InFlight {
   }
 }
 
+/** The longest delay a Node timer holds; a longer one fires at once. */
+const LONGEST_TIMER_MS = 2_147_483_647;
+
 /**
  * Waits for `promise` to settle, at most `ms` milliseconds: true when it settled (fulfilled or
  * rejected) in time, false when the time ran out. The timer does not keep the process alive.
@@ -51,7 +54,8 @@ export class InFlight {
 export async function within(promise: Promise<unknown>, ms: number): Promise<boolean> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<false>((resolve) => {
-    timer = setTimeout(() => resolve(false), ms);
+    // A longer delay than a timer holds (2^31 - 1 ms, about 24.8 days) would fire at once: such a bound is waited for as that.
+    timer = setTimeout(() => resolve(false), Math.min(ms, LONGEST_TIMER_MS));
     timer.unref();
   });
   try {

@@ -488,6 +488,24 @@ describe('kernel lifecycle - misuse and edge cases', () => {
     expect(cut.map((line) => line.record['module'])).toEqual(['beta']);
   }, 20_000);
 
+  it('waits for a stop hook with drainTimeoutMs at its largest, 2147483647: the stop bound past it is no timer that fires at once', async () => {
+    const lines: LogLine[] = [];
+    const alpha = contractNamed('alpha');
+    let hookEnded = false;
+    const kernel = createKernel({
+      modules: [defineModule({ contract: alpha, create: () => ({ handlers: { ping: () => ({}) }, stop: async () => {
+            await sleep(100);
+            hookEnded = true;
+          } }) })],
+      logger: linesLogger(lines),
+      drainTimeoutMs: 2_147_483_647,
+    });
+    await kernel.start();
+    await kernel.stop();
+    expect(hookEnded).toBe(true);
+    expect(lines.filter((line) => line.message.startsWith('module stop hook still running')), JSON.stringify(lines)).toEqual([]);
+  });
+
   it('refuses a client of a module this process cannot reach, when it is made', () => {
     const a = contractNamed('alpha');
     const b = contractNamed('beta');
