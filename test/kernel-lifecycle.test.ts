@@ -493,10 +493,18 @@ describe('kernel lifecycle - misuse and edge cases', () => {
     const alpha = contractNamed('alpha');
     let hookEnded = false;
     const kernel = createKernel({
-      modules: [defineModule({ contract: alpha, create: () => ({ handlers: { ping: () => ({}) }, stop: async () => {
-            await sleep(100);
-            hookEnded = true;
-          } }) })],
+      modules: [
+        defineModule({
+          contract: alpha,
+          create: () => ({
+            handlers: { ping: () => ({}) },
+            stop: async () => {
+              await sleep(100);
+              hookEnded = true;
+            },
+          }),
+        }),
+      ],
       logger: linesLogger(lines),
       drainTimeoutMs: 2_147_483_647,
     });
