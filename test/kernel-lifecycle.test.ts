@@ -469,8 +469,9 @@ describe('kernel lifecycle - misuse and edge cases', () => {
     const beta = contractNamed('beta');
     const kernel = createKernel({
       modules: [
-        // Stopped last: it serves while beta drains, and takes a call that ends 500 ms past drainTimeoutMs.
-        defineModule({ contract: alpha, create: () => ({ handlers: { ping: async () => (await sleep(1_500), {}) } }) }),
+        // Stopped last: it serves while beta drains, and takes a call that ends at least 200 ms past drainTimeoutMs
+        // (it starts 1 s into the stop), 800 ms before the late drain's 1 s runs out: room for a loaded host's timers.
+        defineModule({ contract: alpha, create: () => ({ handlers: { ping: async () => (await sleep(1_200), {}) } }) }),
         // Stopped first: its drain uses all of drainTimeoutMs.
         defineModule({ contract: beta, create: () => ({ handlers: { ping: () => new Promise<never>(() => {}) } }) }),
       ],
