@@ -8,7 +8,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { LogFormat } from 'keel/transport';
 import type { OutputStream, SupervisorMessage } from './command.js';
-import { DEFAULT_DEPLOY_OPTIONS } from './deploy/plan.js';
+import { STOP_GRACE } from './deploy/grace.js';
 import { jsonLineOf, type OutputSource } from './output-lines.js';
 
 /** One process to supervise. */
@@ -71,7 +71,7 @@ export const DEFAULT_SUPERVISOR_OPTIONS = {
   resetBackoffAfterMs: 30_000,
   maxFailedStarts: 5,
   // A process is killed only once its own stop has run out: as on Kubernetes and compose.
-  drainTimeoutMs: (DEFAULT_DEPLOY_OPTIONS.stopGraceSeconds + DEFAULT_DEPLOY_OPTIONS.gatewayStopSeconds) * 1000,
+  drainTimeoutMs: (STOP_GRACE.seconds + STOP_GRACE.gatewaySeconds) * 1000,
 } as const satisfies Partial<SupervisorOptions>;
 
 /** How one supervised process ended when the supervisor stopped. */

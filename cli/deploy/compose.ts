@@ -16,9 +16,9 @@ import {
   hostsData,
   isGateway,
   locksNats,
-  stopGraceSecondsOf,
   type ResolvedDeployOptions,
 } from './plan.js';
+import { stopGraceSecondsOf } from './grace.js';
 
 const NATS_VOLUME = 'nats-data';
 const POSTGRES_VOLUME = 'postgres-data';

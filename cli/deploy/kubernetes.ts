@@ -17,10 +17,10 @@ import {
   hostsData,
   isGateway,
   objectName,
-  stopGraceSecondsOf,
   type DeployFile,
   type ResolvedDeployOptions,
 } from './plan.js';
+import { STOP_GRACE, stopGraceSecondsOf } from './grace.js';
 
 /** The uid of the `node` user of the official node images. */
 const NODE_USER_ID = 1000;
@@ -159,7 +159,7 @@ export function deploymentDocument(topology: TopologyFile, name: string, group: 
         metadata: { labels: labelsOf(options, name) },
         spec: {
           // A gateway's pause before SIGTERM counts against the grace period too.
-          terminationGracePeriodSeconds: stopGraceSecondsOf(group, options.modules) + (isGateway(group) ? DEFAULT_DEPLOY_OPTIONS.preStopSeconds : 0),
+          terminationGracePeriodSeconds: stopGraceSecondsOf(group, options.modules) + (isGateway(group) ? STOP_GRACE.preStopSeconds : 0),
           automountServiceAccountToken: false,
           // No <SERVICE>_PORT=tcp://… variables for the namespace's Services: keel finds NATS and
           // the database by the URLs it is given, and a Service named keel-http would set KEEL_HTTP_PORT.
@@ -178,7 +178,7 @@ export function deploymentDocument(topology: TopologyFile, name: string, group: 
               livenessProbe: probe('/healthz', { periodSeconds: 10, failureThreshold: 3 }),
               // The gateway keeps serving while its Service's endpoints drop it, before SIGTERM reaches keel
               // (an exec of the image's sleep: the lifecycle sleep action needs Kubernetes 1.30 or later).
-              ...(isGateway(group) ? { lifecycle: { preStop: { exec: { command: ['sleep', String(DEFAULT_DEPLOY_OPTIONS.preStopSeconds)] } } } } : {}),
+              ...(isGateway(group) ? { lifecycle: { preStop: { exec: { command: ['sleep', String(STOP_GRACE.preStopSeconds)] } } } } : {}),
               resources: {
                 requests: { ...DEFAULT_RESOURCES.requests },
                 limits: { ...DEFAULT_RESOURCES.limits },

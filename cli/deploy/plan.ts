@@ -3,9 +3,7 @@
  * derived from a topology that the Dockerfile, compose and Kubernetes generators all use (the
  * container port, the health command, each group's environment), so that they cannot disagree.
  */
-import type { AnyContract, AnyModule } from 'keel';
-import { DEFAULT_KERNEL_OPTIONS, DEFAULT_TIMEOUT_MS, kernelStopBoundMs } from 'keel/transport';
-import { DEFAULT_NATS_TRANSPORT_OPTIONS } from 'keel/nats';
+import type { AnyModule } from 'keel';
 import { CLIError, CliErrorCode } from '../errors.js';
 import { needsNats, type ProcessGroup, type TopologyFile } from '../topology.js';
 import { isImageReference } from './image.js';
@@ -87,27 +85,6 @@ export const DEFAULT_DEPLOY_OPTIONS = {
   minimumNodeMajor: 20,
   /** PORT inside every container. */
   containerPort: 3000,
-  /**
-   * The grace period of a group without a gateway: longer than the worst stop keel allows itself,
-   * so a stopping process finishes its work before it is killed. That is the kernel's stop (its
-   * modules' drains share `drainTimeoutMs`, then 5 s for their stop hooks and outbox relays:
-   * `kernelStopBoundMs`, 35 s, however many modules the group hosts), then the NATS transport's
-   * drain (its own `drainTimeoutMs`, 30 s), plus a margin of 10 s (the databases' close, a
-   * loaded node). {@link stopGraceSecondsOf} adds a gateway's share.
-   */
-  stopGraceSeconds: Math.ceil((kernelStopBoundMs(DEFAULT_KERNEL_OPTIONS.drainTimeoutMs) + DEFAULT_NATS_TRANSPORT_OPTIONS.drainTimeoutMs) / 1000) + 10,
-  /**
-   * What a gateway adds to its group's stop, before the kernel's: it answers its requests in
-   * flight first, each bounded by its deadline (the gateway's `maxTimeoutMs`, by default the
-   * kernel's default deadline, 10 s).
-   */
-  gatewayStopSeconds: Math.ceil(DEFAULT_TIMEOUT_MS / 1000),
-  /**
-   * A gateway pod's preStop pause: Kubernetes takes a terminating pod out of its Service's
-   * endpoints while it signals it, so for a moment requests still arrive after SIGTERM, which the
-   * gateway refuses once it stops accepting. The pause keeps it serving until they stop coming.
-   */
-  preStopSeconds: 5,
   natsImage: 'nats:2.10-alpine',
   /** The service name the official NATS Helm chart creates (release `nats`), and compose's NATS service. */
   natsUrl: 'nats://nats:4222',
@@ -325,29 +302,6 @@ export function hostsAnyData(topology: TopologyFile, options: Pick<ResolvedDeplo
  */
 export function isGateway(group: ProcessGroup): boolean {
   return group.http !== undefined;
-}
-
-/**
- * The seconds between SIGTERM and SIGKILL a group's processes get (compose's `stop_grace_period`;
- * Kubernetes adds a gateway's preStop pause): {@link DEFAULT_DEPLOY_OPTIONS}' `stopGraceSeconds`,
- * and for a gateway, which answers its requests in flight before its kernel stops, the longest
- * deadline one may have: `gatewayStopSeconds`, or the longest `timeoutMs` an operation of
- * `modules` declares (which caps a request's deadline in place of the gateway's `maxTimeoutMs`).
- *
- * @example
- * ```ts
- * stopGraceSecondsOf({ modules: ['catalog'], replicas: 1, env: {}, http: 8080 }); // 85: 10 s of requests, 35 s of kernel, 30 s of NATS, 10 s of margin
- * stopGraceSecondsOf({ modules: ['orders', 'payments'], replicas: 1, env: {} }); // 75
- * ```
- */
-export function stopGraceSecondsOf(group: ProcessGroup, modules: readonly AnyModule[] = []): number {
-  if (!isGateway(group)) return DEFAULT_DEPLOY_OPTIONS.stopGraceSeconds;
-  // Every module's: a gateway serves the operations of the whole application unless told otherwise (KEEL_HTTP_OPERATIONS).
-  const longestMs = modules
-    .flatMap((module) => Object.values((module.contract as AnyContract).operations).map((operation) => operation.timeoutMs ?? 0))
-    .reduce((longest, timeoutMs) => Math.max(longest, timeoutMs), 0);
-  const requestsSeconds = Math.max(DEFAULT_DEPLOY_OPTIONS.gatewayStopSeconds, Math.ceil(longestMs / 1000));
-  return DEFAULT_DEPLOY_OPTIONS.stopGraceSeconds + requestsSeconds;
 }
 
 /**

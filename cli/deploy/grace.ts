@@ -1,0 +1,64 @@
+/**
+ * How long a group's processes get between SIGTERM and SIGKILL in the files keel deploy writes
+ * (and keel up and keel dev wait): longer than the worst stop keel allows itself, step by step
+ * (docs/deploy.md, "How long a stop takes").
+ */
+import type { AnyContract, AnyModule } from 'keel';
+import { DEFAULT_KERNEL_OPTIONS, DEFAULT_TIMEOUT_MS, kernelStopBoundMs } from 'keel/transport';
+import { DEFAULT_NATS_TRANSPORT_OPTIONS } from 'keel/nats';
+import type { ProcessGroup } from '../topology.js';
+
+/**
+ * The grace periods' parts, in seconds.
+ *
+ * @example
+ * ```ts
+ * STOP_GRACE.seconds; // 75: a group without a gateway
+ * ```
+ */
+export const STOP_GRACE = {
+  /**
+   * The grace period of a group without a gateway: longer than the worst stop keel allows itself,
+   * so a stopping process finishes its work before it is killed. That is the kernel's stop (its
+   * modules' drains share `drainTimeoutMs`, then 5 s for their stop hooks and outbox relays:
+   * `kernelStopBoundMs`, 35 s, however many modules the group hosts), then the NATS transport's
+   * drain (its own `drainTimeoutMs`, 30 s), plus a margin of 10 s (the databases' close, a
+   * loaded node). {@link stopGraceSecondsOf} adds a gateway's share.
+   */
+  seconds: Math.ceil((kernelStopBoundMs(DEFAULT_KERNEL_OPTIONS.drainTimeoutMs) + DEFAULT_NATS_TRANSPORT_OPTIONS.drainTimeoutMs) / 1000) + 10,
+  /**
+   * What a gateway adds to its group's stop, before the kernel's: it answers its requests in
+   * flight first, each bounded by its deadline (the gateway's `maxTimeoutMs`, by default the
+   * kernel's default deadline, 10 s).
+   */
+  gatewaySeconds: Math.ceil(DEFAULT_TIMEOUT_MS / 1000),
+  /**
+   * A gateway pod's preStop pause: Kubernetes takes a terminating pod out of its Service's
+   * endpoints while it signals it, so for a moment requests still arrive after SIGTERM, which the
+   * gateway refuses once it stops accepting. The pause keeps it serving until they stop coming.
+   */
+  preStopSeconds: 5,
+} as const;
+
+/**
+ * The seconds between SIGTERM and SIGKILL a group's processes get (compose's `stop_grace_period`;
+ * Kubernetes adds a gateway's preStop pause): {@link STOP_GRACE}'s `seconds`,
+ * and for a gateway, which answers its requests in flight before its kernel stops, the longest
+ * deadline one may have: `gatewaySeconds`, or the longest `timeoutMs` an operation of
+ * `modules` declares (which caps a request's deadline in place of the gateway's `maxTimeoutMs`).
+ *
+ * @example
+ * ```ts
+ * stopGraceSecondsOf({ modules: ['catalog'], replicas: 1, env: {}, http: 8080 }); // 85: 10 s of requests, 35 s of kernel, 30 s of NATS, 10 s of margin
+ * stopGraceSecondsOf({ modules: ['orders', 'payments'], replicas: 1, env: {} }); // 75
+ * ```
+ */
+export function stopGraceSecondsOf(group: ProcessGroup, modules: readonly AnyModule[] = []): number {
+  if (group.http === undefined) return STOP_GRACE.seconds;
+  // Every module's: a gateway serves the operations of the whole application unless told otherwise (KEEL_HTTP_OPERATIONS).
+  const longestMs = modules
+    .flatMap((module) => Object.values((module.contract as AnyContract).operations).map((operation) => operation.timeoutMs ?? 0))
+    .reduce((longest, timeoutMs) => Math.max(longest, timeoutMs), 0);
+  const requestsSeconds = Math.max(STOP_GRACE.gatewaySeconds, Math.ceil(longestMs / 1000));
+  return STOP_GRACE.seconds + requestsSeconds;
+}
