@@ -333,8 +333,11 @@ export class ModuleHost {
     if (!(await within(hook, boundMs))) {
       logger.error(
         { module: this.module.name, drainTimeoutMs, waitedMs: Math.round(boundMs) },
-        'module stop hook still running at the end of drainTimeoutMs; stopping the module anyway (its relay and database connection close now). ' +
-          'Make the hook end in time (bound what it waits for), or raise drainTimeoutMs',
+        'module stop hook still running at the end of the stop\'s time (drainTimeoutMs and 5 s, for every module of the process); ' +
+          'stopping the module anyway (its relay and database connection close now). ' +
+          (boundMs < 1
+            ? 'The drains and stop hooks of the modules stopped before it used that time up: find which one logged first, and bound what it waits for, or raise drainTimeoutMs'
+            : 'Make the hook end in time (bound what it waits for), or raise drainTimeoutMs'),
       );
     }
   }

@@ -404,7 +404,7 @@ describe('kernel lifecycle - misuse and edge cases', () => {
     const errors = lines.filter((line) => line.level === 'error');
     expect(errors.map((line) => [line.record['module'], line.message.split(';')[0]])).toEqual([
       ['alpha', 'module stop hook failed'],
-      ['beta', 'module stop hook still running at the end of drainTimeoutMs'],
+      ['beta', "module stop hook still running at the end of the stop's time (drainTimeoutMs and 5 s, for every module of the process)"],
     ]);
     expect(errors[1]?.record).toMatchObject({ drainTimeoutMs: 100 });
   });
