@@ -31,6 +31,8 @@ export interface IdempotencyStore {
   complete(operation: string, key: string, token: string, outcome: StoredOutcome): Promise<void>;
   /** Forgets a claimed request that failed without a final outcome (a retry runs it again), if `token`'s claim still holds the key. */
   abandon(operation: string, key: string, token: string): Promise<void>;
+  /** Holds `token`'s claim, still running, until `expiresAt` (epoch ms): its run outlasted its deadline and goes on (served-keyed.ts). */
+  extend(operation: string, key: string, token: string, expiresAt: number): Promise<void>;
 }
 
 /** A key is kept this long after its request finished. */
@@ -118,6 +120,13 @@ export class SqlIdempotencyStore implements IdempotencyStore {
     );
   }
 
+  async extend(operation: string, key: string, token: string, expiresAt: number): Promise<void> {
+    await this.sql.query(
+      "update keel_idempotency set expires_at = to_timestamp($4::double precision / 1000) where operation = $1 and key = $2 and state = 'running' and started_at = $3::timestamptz",
+      [operation, key, token, expiresAt],
+    );
+  }
+
   async abandon(operation: string, key: string, token: string): Promise<void> {
     await this.sql.query("delete from keel_idempotency where operation = $1 and key = $2 and state = 'running' and started_at = $3::timestamptz", [
       operation,
@@ -161,6 +170,11 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
     if (entry === undefined || entry.token !== token || entry.outcome !== undefined) return;
     entry.outcome = outcome;
     entry.expiresAt = Date.now() + IDEMPOTENCY_RETENTION_MS;
+  }
+
+  async extend(operation: string, key: string, token: string, expiresAt: number): Promise<void> {
+    const entry = this.#entries.get(`${operation}\u0000${key}`);
+    if (entry !== undefined && entry.token === token && entry.outcome === undefined) entry.expiresAt = expiresAt;
   }
 
   async abandon(operation: string, key: string, token: string): Promise<void> {

@@ -11,8 +11,71 @@ import { TracedAnswer, expiredFailure } from './served-answers.js';
 import { RemoteFailure, type Answer, type OperationAddress } from './transport.js';
 import { callLogFields } from './log-fields.js';
 
-/** A key still running this long after its first request's deadline is taken over by a retry. */
+/**
+ * A key still running this long after its first request's deadline, or after its run's last
+ * renewal, is taken over by a retry: its process died (or stopped renewing), and nothing else
+ * will record or free it.
+ */
 export const IDEMPOTENCY_TAKEOVER_GRACE_MS = 5_000;
+
+/**
+ * Holds a claimed key while its run lasts. A handler that does not stop at its signal runs on
+ * past its deadline, and its key must stay `in-use` to a retry until it finished: taken over at
+ * the claim's first expiry (its deadline plus the grace), the retry would run the operation a
+ * second time beside the first (a second charge). Renewed every half grace once the deadline
+ * passed, so that only a key whose process died (or cannot reach its store) is taken over. One
+ * timer per keyed call, cleared when the run settles.
+ */
+class KeyLease {
+  #timer: ReturnType<typeof setTimeout> | undefined;
+  #ended = false;
+  /** Until when the store holds the key for this run (epoch ms): the claim's expiry, then each renewal's. */
+  #heldUntil: number;
+
+  constructor(
+    readonly store: IdempotencyStore,
+    readonly operation: string,
+    readonly key: string,
+    readonly token: string,
+    readonly onError: (error: unknown) => void,
+    expiresAt: number,
+  ) {
+    this.#heldUntil = expiresAt;
+    this.#schedule(expiresAt - IDEMPOTENCY_TAKEOVER_GRACE_MS / 2 - Date.now());
+  }
+
+  /** The run settled: its outcome is recorded or its key let go; no renewal after it. */
+  end(): void {
+    this.#ended = true;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#timer = undefined;
+  }
+
+  #schedule(delayMs: number): void {
+    this.#timer = setTimeout(() => this.#renew(), Math.max(0, delayMs));
+    this.#timer.unref?.();
+  }
+
+  #renew(): void {
+    this.#timer = undefined;
+    if (this.#ended) return;
+    const expiresAt = Date.now() + IDEMPOTENCY_TAKEOVER_GRACE_MS;
+    this.store.extend(this.operation, this.key, this.token, expiresAt).then(
+      () => {
+        this.#heldUntil = expiresAt;
+        if (!this.#ended) this.#schedule(IDEMPOTENCY_TAKEOVER_GRACE_MS / 2);
+      },
+      (error: unknown) => {
+        // Tried again while the key is still held; once it lapsed, a retry may have taken it over
+        // (as from a process that died): renewing then would hold nothing, and a module stopped
+        // under a handler that never ends would log this for good.
+        if (this.#ended) return;
+        this.onError(error);
+        if (Date.now() < this.#heldUntil) this.#schedule(Math.min(500, this.#heldUntil - Date.now()));
+      },
+    );
+  }
+}
 
 /** What the keyed run needs of its served module's pipeline (served.ts). */
 export interface KeyedPipeline<Entry extends { readonly name: string }> {
@@ -89,9 +152,18 @@ export function keyedRun<Entry extends { readonly name: string }>(pipeline: Keye
       );
       return;
     }
+    const lease = new KeyLease(
+      store,
+      entry.name,
+      key,
+      claim.token,
+      (error) => logger.error({ err: error, ...callLogFields(context, { operation: entry.name }) }, 'could not hold the idempotency key of a run past its deadline'),
+      context.deadline + IDEMPOTENCY_TAKEOVER_GRACE_MS,
+    );
     execute(entry, address, value, context, {
       watch: (controller) => answer.watch?.(controller),
       ok: (output) => {
+        lease.end();
         store.complete(entry.name, key, claim.token, { output }).then(
           () => answer.ok(output),
           (error: unknown) => {
@@ -101,6 +173,7 @@ export function keyedRun<Entry extends { readonly name: string }>(pipeline: Keye
         );
       },
       fail: (remote) => {
+        lease.end();
         // A declared error is the request's final answer; any other failure may be retried with the
         // same key, but for a TIMEOUT whose handler reached an outcome after all (lateOutcomes).
         const late = lateOutcomes.get(remote);

@@ -7,9 +7,10 @@
  */
 import { randomUUID } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createKernel, isKeelError, silentLogger, type AnyModule, type DatabaseEngine, type Kernel, type Transport } from 'keel';
 import { createHttpGateway } from 'keel/http';
+import { SqlIdempotencyStore } from '../kernel/idempotency.js';
 import { createNatsTransport } from 'keel/nats';
 import { Declined, gateNamed, runStarted, runsOf, tally, tallyInMemory, tallyWithData } from './fixtures/idempotency/modules.js';
 import { pgliteUnderTest, postgresUnderTest } from './support/databases.js';
@@ -210,6 +211,9 @@ describe.each([{ store: 'postgres', engine: postgres }])('idempotency - a key ta
       };
       const [first, second] = [await instance(), await instance()];
       const key = randomUUID();
+      // The first instance stands for a process that died under its run: it never renews its claim.
+      // (A live one renews it while the run lasts, and the key stays in use: idempotency-overrun.test.ts.)
+      const renewals = vi.spyOn(SqlIdempotencyStore.prototype, 'extend').mockResolvedValue(undefined);
       try {
         // The first run holds the key until its deadline plus the takeover grace (5 s), and its caller gives up.
         // Its deadline leaves room for its run to start on a loaded machine, which the test waits for:
@@ -245,6 +249,7 @@ describe.each([{ store: 'postgres', engine: postgres }])('idempotency - a key ta
         expect((await second.client(tally).peek({})).count).toBe(2);
         expect(answered).toEqual({ count: 2 });
       } finally {
+        renewals.mockRestore();
         // Whatever failed above, no run is left waiting at its gate, so both instances stop.
         for (const run of [1, 2]) gateNamed(`${key}#${run}`).open();
         await first.stop();
