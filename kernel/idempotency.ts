@@ -161,8 +161,22 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
     this.#entries.delete(id);
     const token = String(++this.#claims);
     this.#entries.set(id, { hash, token, outcome: undefined, expiresAt });
-    if (this.#entries.size > this.limit) this.#entries.delete(this.#entries.keys().next().value as string);
+    if (this.#entries.size > this.limit) this.#evict(now);
     return { kind: 'run', token };
+  }
+
+  /**
+   * Drops the oldest key whose request finished (or whose claim expired): never one whose request
+   * still runs, which a retry would then run a second time beside it. Running requests are few
+   * (a module's bulkhead bounds them), so the walk past them to a finished one is short.
+   */
+  #evict(now: number): void {
+    for (const [id, entry] of this.#entries) {
+      if (entry.outcome !== undefined || entry.expiresAt < now) {
+        this.#entries.delete(id);
+        return;
+      }
+    }
   }
 
   async complete(operation: string, key: string, token: string, outcome: StoredOutcome): Promise<void> {
