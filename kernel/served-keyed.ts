@@ -6,6 +6,7 @@
 import type { CallContext } from './context.js';
 import { KeelErrorCode } from './errors.js';
 import { inputHash, type Claim, type IdempotencyStore, type StoredOutcome } from './idempotency.js';
+import { databaseUnreachable } from './inbox-failures.js';
 import type { Logger } from './logger.js';
 import { TracedAnswer, expiredFailure } from './served-answers.js';
 import { RemoteFailure, type Answer, type OperationAddress } from './transport.js';
@@ -127,7 +128,17 @@ export function keyedRun<Entry extends { readonly name: string }>(pipeline: Keye
       claim = await store.claim(entry.name, key, inputHash(hashed), context.deadline + IDEMPOTENCY_TAKEOVER_GRACE_MS);
     } catch (error) {
       logger.error({ err: error, ...callLogFields(context, { operation: entry.name }) }, 'could not claim an idempotency key');
-      answer.fail(failure(error, address, entry, context));
+      // The key's store is the module's database: away, nothing ran, and a retry with the same key is safe.
+      answer.fail(
+        databaseUnreachable(error)
+          ? new RemoteFailure({
+              type: 'keel',
+              code: KeelErrorCode.UNAVAILABLE,
+              message: `${label}: the module could not reach its database to claim idempotency key ${JSON.stringify(key)} (${(error as Error).message}). Nothing ran; retry later with the same key.`,
+              correlationId: context.correlationId,
+            })
+          : failure(error, address, entry, context),
+      );
       return;
     }
     if (claim.kind === 'replay') {
