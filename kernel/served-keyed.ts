@@ -19,6 +19,9 @@ import { callLogFields } from './log-fields.js';
  */
 export const IDEMPOTENCY_TAKEOVER_GRACE_MS = 5_000;
 
+/** The longest delay a Node timer holds; a longer one fires at once. */
+const LONGEST_TIMER_MS = 2_147_483_647;
+
 /**
  * Holds a claimed key while its run lasts. A handler that does not stop at its signal runs on
  * past its deadline, and its key must stay `in-use` to a retry until it finished: taken over at
@@ -53,7 +56,10 @@ class KeyLease {
   }
 
   #schedule(delayMs: number): void {
-    this.#timer = setTimeout(() => this.#renew(), Math.max(0, delayMs));
+    // A deadline as far off as timeoutMs allows puts the first renewal past the longest delay a
+    // timer holds, which would fire at once (and cut the claim short): waited for in steps.
+    const step = Math.min(Math.max(0, delayMs), LONGEST_TIMER_MS);
+    this.#timer = setTimeout(() => (step < delayMs ? this.#schedule(delayMs - step) : this.#renew()), step);
     this.#timer.unref?.();
   }
 

@@ -1,0 +1,53 @@
+/**
+ * A keyed run's lease (served-keyed.ts) first renews its claim half a grace before the claim's
+ * expiry, the deadline plus the grace. A deadline as far off as timeoutMs allows (2^31 - 1 ms)
+ * put that first renewal past the longest delay a Node timer holds: the timer fired at once
+ * (with a TimeoutOverflowWarning), and the renewal cut the claim's expiry from the deadline plus
+ * 5 s to now plus 5 s.
+ */
+import { setTimeout as sleep } from 'node:timers/promises';
+import { describe, expect, it } from 'vitest';
+import { silentLogger } from 'keel';
+import type { CallContext } from '../kernel/context.js';
+import type { Claim, IdempotencyStore, StoredOutcome } from '../kernel/idempotency.js';
+import { MAX_TIMEOUT_MS } from '../kernel/timeouts.js';
+import { keyedRun } from '../kernel/served-keyed.js';
+import { RemoteFailure } from '../kernel/transport.js';
+
+class RecordingStore implements IdempotencyStore {
+  readonly extended: number[] = [];
+  async claim(): Promise<Claim> {
+    return { kind: 'run', token: '1' };
+  }
+  async complete(_operation: string, _key: string, _token: string, _outcome: StoredOutcome): Promise<void> {}
+  async abandon(): Promise<void> {}
+  async extend(_operation: string, _key: string, _token: string, expiresAt: number): Promise<void> {
+    this.extended.push(expiresAt);
+  }
+}
+
+describe('idempotency - the lease of a keyed run with the longest deadline', () => {
+  it('does not renew (and shorten) its claim long before the deadline', async () => {
+    const store = new RecordingStore();
+    let settle: (() => void) | undefined;
+    const once = keyedRun<{ name: string }>({
+      contract: 'tally',
+      logger: silentLogger,
+      lateOutcomes: new WeakMap(),
+      finish: () => undefined,
+      failure: (error) => new RemoteFailure({ type: 'keel', code: 'INTERNAL', message: String(error), correlationId: 'c' }),
+      // A run that goes on until the test ends it.
+      execute: (_entry, _address, _value, _context, answer) => {
+        settle = () => answer.ok({});
+      },
+    });
+    const context = { correlationId: 'c', deadline: Date.now() + MAX_TIMEOUT_MS, idempotencyKey: 'k' } as unknown as CallContext;
+    const answered = new Promise<void>((resolve) => {
+      void once(store, { name: 'slow' }, { contract: 'tally', version: '1.0.0', operation: 'slow' }, {}, context, { ok: () => resolve(), fail: () => resolve() });
+    });
+    await sleep(200);
+    expect(store.extended).toEqual([]);
+    settle?.();
+    await answered;
+  });
+});
