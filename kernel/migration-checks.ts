@@ -66,11 +66,14 @@ function compare<T extends string | number | bigint>(x: T, y: T): number {
  */
 export function refuseRenamed(module: string, schema: string, applied: Map<string, Applied>, migrations: readonly Migration[], pending: readonly Migration[]): void {
   const files = new Set(migrations.map((candidate) => candidate.name));
-  const gone = new Map([...applied.values()].filter((done) => !files.has(done.name)).map((done) => [done.checksum, done]));
-  for (const { name, sql, checksum } of pending) {
-    const was = gone.get(checksum);
+  const gone = [...applied.values()].filter((done) => !files.has(done.name));
+  for (const candidate of pending) {
+    const { name, sql } = candidate;
     // An empty file is no one's content: two of them are two placeholders.
-    if (was === undefined || sql.trim() === '') continue;
+    if (sql.trim() === '') continue;
+    // The same content with other line endings (another checkout) is the same migration renamed too.
+    const was = gone.find((done) => isApplied(done, candidate));
+    if (was === undefined) continue;
     throw new KeelError(
       KeelErrorCode.INVALID_MODULE,
       `Module "${module}": migration ${name} is ${was.name} renamed: the same content, applied to schema "${schema}" at ${new Date(was.applied_at).toISOString()} ` +

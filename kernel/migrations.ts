@@ -353,7 +353,7 @@ export async function migrationStatus(connection: SchemaConnection, migrations: 
     const known = new Set(migrations.map((candidate) => candidate.name));
     for (const [name, done] of applied) {
       if (known.has(name)) continue;
-      const renamed = migrations.find((candidate) => !applied.has(candidate.name) && candidate.checksum === done.checksum && candidate.sql.trim() !== '');
+      const renamed = migrations.find((candidate) => !applied.has(candidate.name) && candidate.sql.trim() !== '' && isApplied(done, candidate));
       const appliedAt = new Date(done.applied_at).toISOString();
       states.push(renamed === undefined ? { name, state: 'missing', appliedAt } : { name, state: 'missing', appliedAt, renamedAs: renamed.name });
     }

@@ -253,6 +253,19 @@ describe.each(engines)('data migrations - $name', (engine) => {
     });
   });
 
+  it('refuses an applied migration renamed in a checkout with other line endings, as one renamed in the same checkout', async () => {
+    await inFreshSchema(engine, { '001_counts.sql': 'create table counts (n int);\n', '002_seed.sql': 'insert into counts values (1);\ninsert into counts values (2);\n' }, async (connection, folder) => {
+      await migrate(connection, 'audit', 'audit', readMigrations('audit', folder));
+      rmSync(join(folder, '002_seed.sql'));
+      writeFileSync(join(folder, '002_seed_counts.sql'), 'insert into counts values (1);\r\ninsert into counts values (2);\r\n');
+      const error = await migrate(connection, 'audit', 'audit', readMigrations('audit', folder)).catch((caught: unknown) => caught);
+      expect((error as Error).message, String(error)).toContain('migration 002_seed_counts.sql is 002_seed.sql renamed');
+      expect((await connection.query('select n from counts order by n')).rows).toEqual([{ n: 1 }, { n: 2 }]);
+      const states = await migrationStatus(connection, readMigrations('audit', folder));
+      expect(states.find((state) => state.name === '002_seed.sql')).toMatchObject({ state: 'missing', renamedAs: '002_seed_counts.sql' });
+    });
+  });
+
   it('refuses a migrations folder gone or emptied while the schema has migrations applied, naming them, instead of starting unchecked', async () => {
     await inFreshSchema(engine, { '001_counts.sql': 'create table counts (n int);\n' }, async (connection, folder) => {
       await migrate(connection, 'audit', 'audit', readMigrations('audit', folder));
