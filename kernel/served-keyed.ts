@@ -28,7 +28,7 @@ const LONGEST_TIMER_MS = 2_147_483_647;
  * the claim's first expiry (its deadline plus the grace), the retry would run the operation a
  * second time beside the first (a second charge). Renewed every half grace once the deadline
  * passed, so that only a key whose process died (or cannot reach its store) is taken over. One
- * timer per keyed call, cleared when the run settles.
+ * timer per keyed call, cleared once the run settled and its outcome is recorded.
  */
 class KeyLease {
   #timer: ReturnType<typeof setTimeout> | undefined;
@@ -48,7 +48,7 @@ class KeyLease {
     this.#schedule(expiresAt - IDEMPOTENCY_TAKEOVER_GRACE_MS / 2 - Date.now());
   }
 
-  /** The run settled: its outcome is recorded or its key let go; no renewal after it. */
+  /** The run settled and its outcome is recorded, or its key let go: no renewal after it. */
   end(): void {
     this.#ended = true;
     if (this.#timer !== undefined) clearTimeout(this.#timer);
@@ -179,18 +179,20 @@ export function keyedRun<Entry extends { readonly name: string }>(pipeline: Keye
     );
     execute(entry, address, value, context, {
       watch: (controller) => answer.watch?.(controller),
+      // The lease ends once the outcome is recorded (or the key let go), not before: a slow write
+      // would otherwise let the key lapse, and a retry take it over and run again. A renewal racing
+      // the write changes nothing: extend holds only a claim still running under this token.
       ok: (output) => {
-        lease.end();
         store.complete(entry.name, key, claim.token, { output }).then(
-          () => answer.ok(output),
+          () => (lease.end(), answer.ok(output)),
           (error: unknown) => {
+            lease.end();
             logger.error({ err: error, ...callLogFields(context, { operation: entry.name }) }, 'could not record the outcome of an idempotency key');
             answer.ok(output);
           },
         );
       },
       fail: (remote) => {
-        lease.end();
         // A declared error is the request's final answer; any other failure may be retried with the
         // same key, but for a TIMEOUT whose handler reached an outcome after all (lateOutcomes).
         const late = lateOutcomes.get(remote);
@@ -201,8 +203,9 @@ export function keyedRun<Entry extends { readonly name: string }>(pipeline: Keye
               ? store.complete(entry.name, key, claim.token, { failure: remote.envelope })
               : store.abandon(entry.name, key, claim.token);
         recorded.then(
-          () => answer.fail(remote),
+          () => (lease.end(), answer.fail(remote)),
           (error: unknown) => {
+            lease.end();
             logger.error({ err: error, ...callLogFields(context, { operation: entry.name }) }, 'could not record the outcome of an idempotency key');
             answer.fail(remote);
           },

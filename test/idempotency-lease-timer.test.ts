@@ -51,3 +51,39 @@ describe('idempotency - the lease of a keyed run with the longest deadline', () 
     await answered;
   });
 });
+
+describe('idempotency - the lease of a keyed run whose outcome takes a while to record', () => {
+  it('keeps renewing the claim until the outcome is recorded, so that it cannot lapse (and be taken over) meanwhile', async () => {
+    let completing = false;
+    const renewedWhileCompleting: number[] = [];
+    const store = new (class extends RecordingStore {
+      override async complete(): Promise<void> {
+        completing = true;
+        // A slow write: a pool whose connections the module's handlers hold, say.
+        await sleep(4_000);
+        completing = false;
+      }
+      override async extend(operation: string, key: string, token: string, expiresAt: number): Promise<void> {
+        if (completing) renewedWhileCompleting.push(expiresAt);
+        await super.extend(operation, key, token, expiresAt);
+      }
+    })();
+    const once = keyedRun<{ name: string }>({
+      contract: 'tally',
+      logger: silentLogger,
+      lateOutcomes: new WeakMap(),
+      finish: () => undefined,
+      failure: (error) => new RemoteFailure({ type: 'keel', code: 'INTERNAL', message: String(error), correlationId: 'c' }),
+      // A run that ends 2.8 s after its start, past its deadline (100 ms) and the claim's first renewal (2.6 s).
+      execute: (_entry, _address, _value, _context, answer) => {
+        setTimeout(() => answer.ok({}), 2_800);
+      },
+    });
+    const context = { correlationId: 'c', deadline: Date.now() + 100, idempotencyKey: 'k' } as unknown as CallContext;
+    await new Promise<void>((resolve) => {
+      void once(store, { name: 'slow' }, { contract: 'tally', version: '1.0.0', operation: 'slow' }, {}, context, { ok: () => resolve(), fail: () => resolve() });
+    });
+    // Renewed every 2.5 s: at least once in the 4 s the outcome took to record.
+    expect(renewedWhileCompleting.length).toBeGreaterThan(0);
+  }, 30_000);
+});
