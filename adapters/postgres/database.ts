@@ -56,8 +56,8 @@ function locationOf(url: string): string {
 /**
  * The error of a server that answered and refused the connection for a reason no retry changes:
  * the user or its password (SQLSTATE class 28), or a database that does not exist (3D000). It is
- * `INVALID_CONFIG`, not `UNAVAILABLE`: the server is there, and `keel start` exits with
- * `E_CONFIG` rather than being restarted into the same refusal. Undefined for any other failure.
+ * `INVALID_CONFIG`, not `UNAVAILABLE`: the server is there, and `keel start` exits 1 with it,
+ * telling keel up not to restart it into the same refusal. Undefined for any other failure.
  */
 function connectionRefused(location: string, purpose: string, error: unknown): KeelError | undefined {
   const code = (error as { code?: unknown }).code;
