@@ -135,12 +135,13 @@ export function keyedRun<Entry extends { readonly name: string }>(pipeline: Keye
     } catch (error) {
       logger.error({ err: error, ...callLogFields(context, { operation: entry.name }) }, 'could not claim an idempotency key');
       // The key's store is the module's database: away, nothing ran, and a retry with the same key is safe.
+      // The database's own error (its address, its host name) stays in the line above: this answer may reach an HTTP client.
       answer.fail(
         databaseUnreachable(error)
           ? new RemoteFailure({
               type: 'keel',
               code: KeelErrorCode.UNAVAILABLE,
-              message: `${label}: the module could not reach its database to claim idempotency key ${JSON.stringify(key)} (${(error as Error).message}). Nothing ran; retry later with the same key.`,
+              message: `${label}: the module could not reach its database to claim idempotency key ${JSON.stringify(key)} (its logs have the error, correlation id ${context.correlationId}). Nothing ran; retry later with the same key.`,
               correlationId: context.correlationId,
             })
           : failure(error, address, entry, context),
