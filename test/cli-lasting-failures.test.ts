@@ -11,7 +11,6 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { freePort } from '../cli/nats-server.js';
 import { copyFixtureApp } from './support/cli.js';
 import { runKeelCommand as keel } from './support/keel-run.js';
 import { startNatsServer } from './support/nats-server.js';
@@ -101,7 +100,8 @@ describe('cli - keel up and keel dev - failures a restart would meet again', () 
   });
 
   it('cli - keel up still restarts a process that cannot reach NATS (it may come up), and names the URL to start a server at when it gives up', { timeout: 240_000 }, async () => {
-    const url = `nats://127.0.0.1:${await freePort()}`;
+    // Port 1 of the loopback: nothing listens there (a free port picked here could be another test file's nats-server's by the time a process connects).
+    const url = 'nats://127.0.0.1:1';
     const up = keel('up', ['topologies/one.json', '--nats', url], app());
     try {
       // Each wait is bounded on its own: five starts on a loaded machine may take a while.
@@ -134,7 +134,8 @@ describe('cli - keel up and keel dev - failures a restart would meet again', () 
   });
 
   it('cli - keel dev names the NATS URL to start a server at when a process cannot reach it, rather than to fix a file and save', { timeout: 240_000 }, async () => {
-    const url = `nats://127.0.0.1:${await freePort()}`;
+    // Port 1 of the loopback: nothing listens there (a free port picked here could be another test file's nats-server's by the time a process connects).
+    const url = 'nats://127.0.0.1:1';
     const dev = keel('dev', ['--nats', url, '--http', 'off'], app());
     try {
       for (const delay of [250, 500, 1000, 2000]) await dev.waitFor(`keel dev: app exited (exit code 1); restarting in ${delay} ms.`);
