@@ -26,20 +26,25 @@ class RecordingStore implements IdempotencyStore {
   }
 }
 
+/** A keyed run of operation `tally.slow` whose handler is `execute`, answered `{}` when it says so. */
+function slowRun(execute: (answer: { ok: (output: unknown) => void }) => void) {
+  return keyedRun<{ name: string }>({
+    contract: 'tally',
+    logger: silentLogger,
+    lateOutcomes: new WeakMap(),
+    finish: () => undefined,
+    failure: (error) => new RemoteFailure({ type: 'keel', code: 'INTERNAL', message: String(error), correlationId: 'c' }),
+    execute: (_entry, _address, _value, _context, answer) => execute(answer),
+  });
+}
+
 describe('idempotency - the lease of a keyed run with the longest deadline', () => {
   it('does not renew (and shorten) its claim long before the deadline', async () => {
     const store = new RecordingStore();
     let settle: (() => void) | undefined;
-    const once = keyedRun<{ name: string }>({
-      contract: 'tally',
-      logger: silentLogger,
-      lateOutcomes: new WeakMap(),
-      finish: () => undefined,
-      failure: (error) => new RemoteFailure({ type: 'keel', code: 'INTERNAL', message: String(error), correlationId: 'c' }),
-      // A run that goes on until the test ends it.
-      execute: (_entry, _address, _value, _context, answer) => {
-        settle = () => answer.ok({});
-      },
+    // A run that goes on until the test ends it.
+    const once = slowRun((answer) => {
+      settle = () => answer.ok({});
     });
     const context = { correlationId: 'c', deadline: Date.now() + MAX_TIMEOUT_MS, idempotencyKey: 'k' } as unknown as CallContext;
     const answered = new Promise<void>((resolve) => {
@@ -68,16 +73,9 @@ describe('idempotency - the lease of a keyed run whose outcome takes a while to 
         await super.extend(operation, key, token, expiresAt);
       }
     })();
-    const once = keyedRun<{ name: string }>({
-      contract: 'tally',
-      logger: silentLogger,
-      lateOutcomes: new WeakMap(),
-      finish: () => undefined,
-      failure: (error) => new RemoteFailure({ type: 'keel', code: 'INTERNAL', message: String(error), correlationId: 'c' }),
-      // A run that ends 2.8 s after its start, past its deadline (100 ms) and the claim's first renewal (2.6 s).
-      execute: (_entry, _address, _value, _context, answer) => {
-        setTimeout(() => answer.ok({}), 2_800);
-      },
+    // A run that ends 2.8 s after its start, past its deadline (100 ms) and the claim's first renewal (2.6 s).
+    const once = slowRun((answer) => {
+      setTimeout(() => answer.ok({}), 2_800);
     });
     const context = { correlationId: 'c', deadline: Date.now() + 100, idempotencyKey: 'k' } as unknown as CallContext;
     await new Promise<void>((resolve) => {
