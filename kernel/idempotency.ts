@@ -31,8 +31,17 @@ export interface IdempotencyStore {
   complete(operation: string, key: string, token: string, outcome: StoredOutcome): Promise<void>;
   /** Forgets a claimed request that failed without a final outcome (a retry runs it again), if `token`'s claim still holds the key. */
   abandon(operation: string, key: string, token: string): Promise<void>;
-  /** Holds `token`'s claim, still running, until `expiresAt` (epoch ms): its run outlasted its deadline and goes on (served-keyed.ts). */
-  extend(operation: string, key: string, token: string, expiresAt: number): Promise<void>;
+  /**
+   * Holds `token`'s claim, still running, until `expiresAt` (epoch ms): its run outlasted its
+   * deadline and goes on (served-keyed.ts). False when the claim is no longer this run's to hold
+   * (recorded, let go or taken over), or the store closed with its module: the run's lease ends.
+   */
+  extend(operation: string, key: string, token: string, expiresAt: number): Promise<boolean>;
+  /**
+   * The module stopped: no claim is renewed from now on, so that a run still going after its
+   * module's stop (a handler that never ends) lets its key lapse, as a process that died does.
+   */
+  close(): void;
 }
 
 /** A key is kept this long after its request finished. */
@@ -65,6 +74,7 @@ interface KeyRow {
 /** Keys in the module's own schema, shared by its instances and kept across restarts. */
 export class SqlIdempotencyStore implements IdempotencyStore {
   #claims = 0;
+  #closed = false;
 
   constructor(readonly sql: SqlRunner) {}
 
@@ -120,11 +130,17 @@ export class SqlIdempotencyStore implements IdempotencyStore {
     );
   }
 
-  async extend(operation: string, key: string, token: string, expiresAt: number): Promise<void> {
-    await this.sql.query(
+  async extend(operation: string, key: string, token: string, expiresAt: number): Promise<boolean> {
+    if (this.#closed) return false;
+    const { rowCount } = await this.sql.query(
       "update keel_idempotency set expires_at = to_timestamp($4::double precision / 1000) where operation = $1 and key = $2 and state = 'running' and started_at = $3::timestamptz",
       [operation, key, token, expiresAt],
     );
+    return rowCount > 0;
+  }
+
+  close(): void {
+    this.#closed = true;
   }
 
   async abandon(operation: string, key: string, token: string): Promise<void> {
@@ -145,6 +161,7 @@ interface MemoryEntry {
 
 /** Keys of a module without data: in this instance's memory, bounded, gone on restart. */
 export class MemoryIdempotencyStore implements IdempotencyStore {
+  #closed = false;
   readonly #entries = new Map<string, MemoryEntry>();
   #claims = 0;
 
@@ -186,9 +203,15 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
     entry.expiresAt = Date.now() + IDEMPOTENCY_RETENTION_MS;
   }
 
-  async extend(operation: string, key: string, token: string, expiresAt: number): Promise<void> {
+  async extend(operation: string, key: string, token: string, expiresAt: number): Promise<boolean> {
     const entry = this.#entries.get(`${operation}\u0000${key}`);
-    if (entry !== undefined && entry.token === token && entry.outcome === undefined) entry.expiresAt = expiresAt;
+    if (this.#closed || entry === undefined || entry.token !== token || entry.outcome !== undefined) return false;
+    entry.expiresAt = expiresAt;
+    return true;
+  }
+
+  close(): void {
+    this.#closed = true;
   }
 
   async abandon(operation: string, key: string, token: string): Promise<void> {

@@ -16,7 +16,7 @@ import { checkInstance } from './module-checks.js';
 import { ModuleDatabase, missingDatabase, outsideTransactions } from './module-data.js';
 import { DEFAULT_OUTBOX_RELAY_OPTIONS, OutboxRelay, crashPoint } from './outbox-relay.js';
 import { outboxHold, outboxPublisher } from './local.js';
-import { MemoryIdempotencyStore, SqlIdempotencyStore } from './idempotency.js';
+import { MemoryIdempotencyStore, SqlIdempotencyStore, type IdempotencyStore } from './idempotency.js';
 import { LifecycleState } from './lifecycle.js';
 import type { Logger } from './logger.js';
 import type { AnyModule, ModuleInstance } from './module.js';
@@ -74,6 +74,7 @@ export class ModuleHost {
   #db: ModuleDatabase | undefined;
   #relay: OutboxRelay | undefined;
   #inbox: Inbox | undefined;
+  #idempotency: IdempotencyStore | undefined;
   /** The module's bulkhead, shared by its served modules on every transport; undefined when off. */
   readonly bulkhead: Bulkhead | undefined;
 
@@ -129,6 +130,7 @@ export class ModuleHost {
     this.#startHookRan = true;
     const handlers = instance.handlers as Readonly<Record<string, OperationHandler<AnyOperation>>>;
     const idempotency = this.#db === undefined ? new MemoryIdempotencyStore() : new SqlIdempotencyStore(this.#db);
+    this.#idempotency = idempotency;
     const serveOn = (transport: Transport) =>
       transport.serve(
         createServedModule({
@@ -368,6 +370,8 @@ export class ModuleHost {
       );
     }
     await this.#drainInbox(drainEnds);
+    // A keyed run still going now is given up on: its key lapses as a dead process's does, for a retry to take over.
+    this.#idempotency?.close();
     if (drainedInTime) {
       for (const result of await drained) {
         if (result.status === 'rejected') {

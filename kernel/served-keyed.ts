@@ -68,7 +68,9 @@ class KeyLease {
     if (this.#ended) return;
     const expiresAt = Date.now() + IDEMPOTENCY_TAKEOVER_GRACE_MS;
     this.store.extend(this.operation, this.key, this.token, expiresAt).then(
-      () => {
+      (held) => {
+        // Not held: the claim is no longer this run's (recorded, let go, taken over), or the module stopped.
+        if (!held) return this.end();
         this.#heldUntil = expiresAt;
         if (!this.#ended) this.#schedule(IDEMPOTENCY_TAKEOVER_GRACE_MS / 2);
       },

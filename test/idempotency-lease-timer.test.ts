@@ -21,9 +21,11 @@ class RecordingStore implements IdempotencyStore {
   }
   async complete(_operation: string, _key: string, _token: string, _outcome: StoredOutcome): Promise<void> {}
   async abandon(): Promise<void> {}
-  async extend(_operation: string, _key: string, _token: string, expiresAt: number): Promise<void> {
+  async extend(_operation: string, _key: string, _token: string, expiresAt: number): Promise<boolean> {
     this.extended.push(expiresAt);
+    return true;
   }
+  close(): void {}
 }
 
 /** A keyed run of operation `tally.slow` whose handler is `execute`, answered `{}` when it says so. */
@@ -68,9 +70,9 @@ describe('idempotency - the lease of a keyed run whose outcome takes a while to 
         await sleep(4_000);
         completing = false;
       }
-      override async extend(operation: string, key: string, token: string, expiresAt: number): Promise<void> {
+      override async extend(operation: string, key: string, token: string, expiresAt: number): Promise<boolean> {
         if (completing) renewedWhileCompleting.push(expiresAt);
-        await super.extend(operation, key, token, expiresAt);
+        return super.extend(operation, key, token, expiresAt);
       }
     })();
     // A run that ends 2.8 s after its start, past its deadline (100 ms) and the claim's first renewal (2.6 s).

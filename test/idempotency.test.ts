@@ -213,7 +213,7 @@ describe.each([{ store: 'postgres', engine: postgres }])('idempotency - a key ta
       const key = randomUUID();
       // The first instance stands for a process that died under its run: it never renews its claim.
       // (A live one renews it while the run lasts, and the key stays in use: idempotency-overrun.test.ts.)
-      const renewals = vi.spyOn(SqlIdempotencyStore.prototype, 'extend').mockResolvedValue(undefined);
+      const renewals = vi.spyOn(SqlIdempotencyStore.prototype, 'extend').mockResolvedValue(false);
       try {
         // The first run holds the key until its deadline plus the takeover grace (5 s), and its caller gives up.
         // Its deadline leaves room for its run to start on a loaded machine, which the test waits for:
