@@ -2,7 +2,13 @@
  * What `keel up` and `keel dev` say of a process the supervisor gave up on: why (the failure it
  * reported last) and what to do, read from the failure's code and details, never its text.
  */
+import type { NatsConnectFailure } from 'keel/nats';
 import type { ProcessFailure } from './supervisor.js';
+
+/** The NATS transport's `details.nats` when the server refused the credentials (keel/nats's `NatsConnectFailure`, whose module is not loaded here). */
+export const NATS_CREDENTIALS_REFUSED: NatsConnectFailure = 'credentials-refused';
+/** Its `details.nats` when no server could be reached or spoken to. */
+const NATS_UNREACHABLE: NatsConnectFailure = 'unreachable';
 
 /**
  * Why the supervisor gave up on a process, for the line that says so: the failure it reported
@@ -44,10 +50,10 @@ export function gaveUpRemedy(failure: ProcessFailure | undefined, context: Remed
   }
   if (failure?.code === 'UNAVAILABLE' && Array.isArray(details['servers'])) {
     const servers = details['servers'].join(', ');
-    if (details['nats'] === 'credentials-refused') {
+    if (details['nats'] === NATS_CREDENTIALS_REFUSED) {
       return `Give it credentials the NATS server at ${servers} accepts: KEEL_NATS_TOKEN, KEEL_NATS_USER and KEEL_NATS_PASSWORD, or KEEL_NATS_CREDS (in the shell, or the topology's env).`;
     }
-    if (details['nats'] === 'unreachable') return `Start a NATS server at ${servers}, or give the URL of a running one (--nats, KEEL_NATS_URL or the topology's nats.url).`;
+    if (details['nats'] === NATS_UNREACHABLE) return `Start a NATS server at ${servers}, or give the URL of a running one (--nats, KEEL_NATS_URL or the topology's nats.url).`;
   }
   return failure?.hint;
 }

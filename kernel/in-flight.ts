@@ -2,6 +2,7 @@
  * Waiting for work in flight, as every transport and the kernel do on stop: a counter that wakes
  * its waiters when it drops to zero, and a bounded wait.
  */
+import { LONGEST_TIMER_MS } from './timeouts.js';
 
 /**
  * Counts work in flight; resolves every waiter of {@link InFlight.idle} when it drops to zero.
@@ -38,9 +39,6 @@ export class InFlight {
     return new Promise((resolve) => this.#waiters.push(resolve));
   }
 }
-
-/** The longest delay a Node timer holds; a longer one fires at once. */
-const LONGEST_TIMER_MS = 2_147_483_647;
 
 /**
  * Waits for `promise` to settle, at most `ms` milliseconds: true when it settled (fulfilled or

@@ -11,6 +11,7 @@ import type { Logger } from './logger.js';
 import { TracedAnswer, expiredFailure } from './served-answers.js';
 import { RemoteFailure, type Answer, type OperationAddress } from './transport.js';
 import { callLogFields } from './log-fields.js';
+import { LONGEST_TIMER_MS } from './timeouts.js';
 
 /**
  * A key still running this long after its first request's deadline, or after its run's last
@@ -18,9 +19,6 @@ import { callLogFields } from './log-fields.js';
  * will record or free it.
  */
 export const IDEMPOTENCY_TAKEOVER_GRACE_MS = 5_000;
-
-/** The longest delay a Node timer holds; a longer one fires at once. */
-const LONGEST_TIMER_MS = 2_147_483_647;
 
 /**
  * Holds a claimed key while its run lasts. A handler that does not stop at its signal runs on

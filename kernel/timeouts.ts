@@ -22,3 +22,6 @@ export const DEFAULT_TIMEOUT_MS = 10_000;
  * ```
  */
 export const MAX_TIMEOUT_MS = 2 ** 31 - 1;
+
+/** The longest delay a Node timer holds (2^31 - 1 ms, about 24.8 days); a longer one fires at once. */
+export const LONGEST_TIMER_MS = MAX_TIMEOUT_MS;

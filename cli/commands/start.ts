@@ -6,10 +6,10 @@
 import { once } from 'node:events';
 import { relative } from 'node:path';
 import { KeelErrorCode, isKeelError, type Kernel } from 'keel';
-import type { NatsConnectFailure } from 'keel/nats';
 import { LogFormat, createLogger, logFormatOf } from 'keel/transport';
 import { contextOf, defineCommand, type CliContext, type SupervisorMessage } from '../command.js';
 import { createCommandLog, type CommandLog } from '../command-log.js';
+import { NATS_CREDENTIALS_REFUSED } from '../give-up.js';
 import { CLIError, CliErrorCode, isCliError } from '../errors.js';
 import { HTTP_OPERATIONS_CHOICES, HttpOperations, isHttpOperations, startHost, type HostedDatabase } from '../host.js';
 import { NO_MODULES, hostedList } from '../names.js';
@@ -193,8 +193,6 @@ const LASTING_CLI_FAILURES: ReadonlySet<string> = new Set<string>([CliErrorCode.
 /** The one listen error that may pass: a host name that could not be resolved now. */
 const PASSING_LISTEN_ERRNO = 'EAI_AGAIN';
 
-/** The NATS transport's `details.nats` when the server refused the credentials (keel/nats's `NatsConnectFailure`). */
-const NATS_CREDENTIALS_REFUSED: NatsConnectFailure = 'credentials-refused';
 
 /** Node's error behind an `E_HTTP_LISTEN`: its code, and the port it could not take. */
 function listenCause(error: CLIError): { readonly errno?: string; readonly port?: number } {
