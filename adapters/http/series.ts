@@ -309,11 +309,16 @@ export class SeriesCache<T> {
  * ```ts
  * const callers = new BoundedLabel(['orders', 'http'], 64);
  * callers.of('orders'); // 'orders'
- * callers.of('x'.repeat(100)); // 'other'
+ * callers.of('x'.repeat(100)); // '_other'
  * ```
  */
 export class BoundedLabel {
-  static readonly OTHER = 'other';
+  /**
+   * The overflow's value. Its leading underscore is what no module name (`^[a-z]...`), no code of
+   * the closed map and no declared error's code can start with, so a module or an error named
+   * `other` keeps a series of its own (as the gateway's unparsed method is `_OTHER`).
+   */
+  static readonly OTHER = '_other';
   static readonly MAX_LENGTH = 64;
   readonly #admitted: Set<string>;
   #room: number;
