@@ -163,6 +163,77 @@ describe('http - authenticate refusals', () => {
     }
   });
 
+  it("http - a key set URL's query (an API key) is never logged nor answered, whether its server refuses, answers 404 or times out", async () => {
+    // The URL was logged verbatim with each unreachable key set's line, API key and all.
+    const apiKey = 'api-key-never-logged-7f3a';
+    const jwks: Server = createServer((request, response) => {
+      if (!request.url?.startsWith('/slow')) response.writeHead(404).end('not here');
+    });
+    await new Promise<void>((resolve) => jwks.listen(0, '127.0.0.1', resolve));
+    try {
+      const base = `http://127.0.0.1:${(jwks.address() as AddressInfo).port}`;
+      const refused = (await refusedPorts(2)).find((candidate) => candidate !== 1);
+      const cases = {
+        refused: [`http://127.0.0.1:${refused}/jwks.json?api_key=${apiKey}`, 'ECONNREFUSED'],
+        notFound: [`${base}/jwks.json?api_key=${apiKey}#${apiKey}`, 'ERR_JOSE_GENERIC'],
+        timeout: [`${base}/slow/jwks.json?api_key=${apiKey}`, 'ERR_JWKS_TIMEOUT'],
+      } as const;
+      for (const [name, [jwksUrl, failure]] of Object.entries(cases)) {
+        const url = await start(createJwtAuthenticator({ jwksUrl, jwksTimeoutMs: 300 }));
+        const answer = await post(url, '/account/whoami', [`Bearer ${rs256Shaped()}`], `c-query-${name}`);
+        expect(answer, name).toMatchObject({ status: 503, body: { code: 'UNAVAILABLE' } });
+        expect(JSON.stringify(answer), name).not.toContain(apiKey);
+        const shown = `${jwksUrl.slice(0, jwksUrl.indexOf('?'))}?…`;
+        const line = lines.find((logged) => logged['correlation_id'] === `c-query-${name}`);
+        expect(line, name).toMatchObject({ reason: 'jwks-unreachable', jwksUrl: shown, failure });
+        expect(line?.['msg'], name).toContain(`could not fetch the JSON Web Key Set at ${shown} (`);
+      }
+      expect(JSON.stringify(lines)).not.toContain(apiKey);
+      // Nor does the refusal of a URL of another scheme repeat it.
+      expect(() => createJwtAuthenticator({ jwksUrl: `ftp://login.test/jwks.json?api_key=${apiKey}` })).toThrow(
+        'createJwtAuthenticator: jwksUrl must be an http(s) URL of a JSON Web Key Set, got "ftp://login.test/jwks.json?…".',
+      );
+    } finally {
+      jwks.closeAllConnections();
+      await new Promise((resolve) => jwks.close(resolve));
+    }
+  });
+
+  it('http - an unreachable key set is throttled for each cause: a new cause (404, then a timeout, then an invalid key set) is logged within the 10 s', async () => {
+    // Keyed by the message, which is the same for every cause: the first cause's line hid the others for 10 s.
+    let answer: 'not-found' | 'hang' | 'invalid' = 'not-found';
+    const jwks: Server = createServer((_request, response) => {
+      if (answer === 'not-found') response.writeHead(404).end('not here');
+      else if (answer === 'invalid') response.writeHead(200, { 'content-type': 'application/json' }).end('{"keys":"none"}');
+    });
+    await new Promise<void>((resolve) => jwks.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = await start(createJwtAuthenticator({ jwksUrl: `http://127.0.0.1:${(jwks.address() as AddressInfo).port}/jwks.json`, jwksTimeoutMs: 300 }));
+      // Only Date is faked and never moved: every request falls within one throttle interval.
+      vi.useFakeTimers({ toFake: ['Date'] });
+      const send = async (id: string): Promise<void> => {
+        expect((await post(url, '/account/whoami', [`Bearer ${rs256Shaped()}`], id)).status, id).toBe(503);
+      };
+      const logged = (): unknown[] => lines.filter((line) => String(line['correlation_id']).startsWith('c-cause-')).map((line) => [line['correlation_id'], line['failure']]);
+      await send('c-cause-404-a');
+      await send('c-cause-404-b');
+      answer = 'hang';
+      await send('c-cause-timeout');
+      answer = 'not-found';
+      await send('c-cause-404-c');
+      answer = 'invalid';
+      await send('c-cause-invalid');
+      expect(logged()).toEqual([
+        ['c-cause-404-a', 'ERR_JOSE_GENERIC'],
+        ['c-cause-timeout', 'ERR_JWKS_TIMEOUT'],
+        ['c-cause-invalid', 'ERR_JWKS_INVALID'],
+      ]);
+    } finally {
+      jwks.closeAllConnections();
+      await new Promise((resolve) => jwks.close(resolve));
+    }
+  });
+
   it('http - a token issued in the future is refused; maxTokenAgeSeconds refuses one issued longer ago, or without iat, whatever its exp', async () => {
     // jose checks iat only with maxTokenAge: a token issued an hour ahead, or living until an exp of 1e300, was taken.
     const byDefault = await start(createJwtAuthenticator({ secret: SECRET, issuer: ISSUER, audience: AUDIENCE }));

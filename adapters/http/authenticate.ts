@@ -124,7 +124,7 @@ const BEARER = /^Bearer[ ]+([A-Za-z0-9\-._~+/]+=*)$/i;
  * one `Authorization` header, is `UNAUTHENTICATED` (401); a JWKS that cannot be fetched is `UNAVAILABLE` (503). Options are
  * checked once: a wrong one is `INVALID_CONFIG` naming the field. The gateway logs each 401 at
  * debug with the refusal's `reason` (never the token), and a key set it cannot fetch at error,
- * at most once per 10 s, naming the URL and the cause.
+ * at most once per 10 s for each cause, naming the URL (its query shown as `?…`) and the cause.
  *
  * @example
  * ```ts
@@ -143,6 +143,7 @@ const BEARER = /^Bearer[ ]+([A-Za-z0-9\-._~+/]+=*)$/i;
  */
 export function createJwtAuthenticator(options: JwtAuthenticatorOptions): Authenticate {
   refuseUrlCredentials(options?.jwksUrl);
+  refuseUrlScheme(options?.jwksUrl);
   const given = parseOptions('createJwtAuthenticator', JwtAuthenticatorOptionsSchema, options, ['secret']) as JwtAuthenticatorOptions;
   if ((given.jwksUrl === undefined) === (given.secret === undefined)) {
     throw new KeelError(
@@ -241,6 +242,35 @@ function refuseUrlCredentials(jwksUrl: unknown): void {
   );
 }
 
+/**
+ * Refuses a key set URL of another scheme than http(s), showing it without its query: the message
+ * (a start-up log keeps it) repeated an API key some issuers put there.
+ */
+function refuseUrlScheme(jwksUrl: unknown): void {
+  if (typeof jwksUrl !== 'string' && !(jwksUrl instanceof URL)) return;
+  const url = jwksUrl instanceof URL ? jwksUrl : URL.parse(jwksUrl);
+  if (url !== null && ['http:', 'https:'].includes(url.protocol)) return;
+  throw new KeelError(
+    KeelErrorCode.INVALID_CONFIG,
+    `createJwtAuthenticator: jwksUrl must be an http(s) URL of a JSON Web Key Set, got "${shownUrl(url ?? String(jwksUrl))}".`,
+  );
+}
+
+/**
+ * A key set's URL as a log line or an error shows it: without its query (some issuers take an API
+ * key there) and fragment, which become `?…`, and without a user or password.
+ */
+function shownUrl(url: URL | string): string {
+  if (typeof url === 'string') return url.replace(/^([a-z][a-z\d+.-]*:\/\/)[^/?#]*@/i, '$1').replace(/[?#].*$/s, '?…');
+  const shown = new URL(url.href);
+  const hidden = shown.search !== '' || shown.hash !== '';
+  shown.username = '';
+  shown.password = '';
+  shown.search = '';
+  shown.hash = '';
+  return hidden ? `${shown.href}?…` : shown.href;
+}
+
 const HMAC = ['HS256', 'HS384', 'HS512'];
 const ASYMMETRIC = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'];
 
@@ -252,6 +282,8 @@ const ASYMMETRIC = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256
 export interface OperatorNote {
   readonly fields: Readonly<Record<string, unknown>>;
   readonly message?: string;
+  /** What the failure's line is throttled by (default: its code and message): one line per 10 s for each. */
+  readonly logKey?: string;
 }
 
 const operatorNotes = new WeakMap<object, OperatorNote>();
@@ -283,6 +315,19 @@ function causeChain(error: unknown): string {
   return messages.join(': ') || String(error);
 }
 
+/**
+ * Why a key set could not be fetched, as a code from a short list: jose's (`ERR_JWKS_TIMEOUT`, or
+ * `ERR_JOSE_GENERIC` for an answer other than 200) or the system's under fetch's (`ECONNREFUSED`,
+ * `ENOTFOUND`); `unknown` for any other. The gateway throttles its lines by it: a new cause is logged.
+ */
+function failureCodeOf(error: unknown): string {
+  for (let at: unknown = error, depth = 0; typeof at === 'object' && at !== null && depth < 4; at = (at as { cause?: unknown }).cause, depth += 1) {
+    const code = (at as { code?: unknown }).code;
+    if (typeof code === 'string' && /^[A-Z][A-Z\d_]{0,39}$/.test(code)) return code;
+  }
+  return 'unknown';
+}
+
 /** What the HTTP client is told about a token jose refused; the reason stays short and safe to show. */
 function refusalOf(errors: typeof import('jose').errors, error: unknown, jwksUrl: URL | undefined, maxTokenAgeSeconds: number | undefined): KeelError {
   if (
@@ -293,11 +338,15 @@ function refusalOf(errors: typeof import('jose').errors, error: unknown, jwksUrl
   ) {
     // The key set could not be fetched (a timeout, a refused connection, an error answer): not the client's fault.
     const unavailable = new KeelError(KeelErrorCode.UNAVAILABLE, 'The token could not be checked now: the key set is unreachable. Retry later.', { cause: error });
-    const problem = causeChain(error);
+    const shown = jwksUrl === undefined ? '(none)' : shownUrl(jwksUrl);
+    // The URL as given, were a cause to quote it, is shown as everywhere else: without its query.
+    const problem = jwksUrl === undefined ? causeChain(error) : causeChain(error).replaceAll(jwksUrl.href, shown);
+    const failure = failureCodeOf(error);
     return noted(unavailable, {
-      fields: { reason: 'jwks-unreachable', jwksUrl: jwksUrl?.href, problem },
+      fields: { reason: 'jwks-unreachable', jwksUrl: shown, failure, problem },
+      logKey: `jwks-unreachable ${shown} ${failure}`,
       message:
-        `could not fetch the JSON Web Key Set at ${jwksUrl?.href ?? '(none)'} (${problem}): every bearer token is answered 503 until it can. ` +
+        `could not fetch the JSON Web Key Set at ${shown} (${problem}): every bearer token is answered 503 until it can. ` +
         "Check that this process reaches that URL (network, DNS, proxy, firewall) and that it is the issuer's jwks_uri, which answers 200 with the key set",
     });
   }

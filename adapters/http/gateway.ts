@@ -241,11 +241,13 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
   });
 
   // The authenticate hook fails the same way for every request while a key set is unreachable:
-  // one line per 10 s for each failure, with how many were left out.
+  // one line per 10 s for each failure, with how many were left out. An unreachable key set's is
+  // keyed by its cause (refused, not found, timed out), whose message is the same for each: a new
+  // cause is logged. The keyed throttle holds at most 64 keys, however many messages a hook makes.
   const hookFailureLogs = new KeyedLogThrottle();
   const logHookFailure = (error: FastifyError, fields: Readonly<Record<string, unknown>>): void => {
     const note = operatorNoteOf(error);
-    const suppressed = hookFailureLogs.take(`${String(fields['code'])} ${error.message}`);
+    const suppressed = hookFailureLogs.take(note?.logKey ?? `${String(fields['code'])} ${error.message}`);
     if (suppressed < 0) return;
     logger.error(
       { err: error, ...fields, ...note?.fields, suppressed },
