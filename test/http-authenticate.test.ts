@@ -224,7 +224,7 @@ describe('http - caller identity', () => {
     expect(() => createJwtAuthenticator({ secret: SECRET, requireExpiry: 'yes' as never })).toThrow(/requireExpiry must be true or false/);
   });
 
-  it('http - createJwtAuthenticator refuses options it cannot verify with: neither or both key sources, a key set URL that is not http(s) or holds a password, a short secret, a JWKS timeout that is not whole milliseconds', () => {
+  it('http - createJwtAuthenticator refuses options it cannot verify with: neither or both key sources, a key set URL that is not http(s) or holds a password, a short secret, a JWKS timeout that is not whole milliseconds, a clock tolerance above 300 s', () => {
     const refusal = (options: Parameters<typeof createJwtAuthenticator>[0]): string => {
       try {
         createJwtAuthenticator(options);
@@ -257,6 +257,14 @@ describe('http - caller identity', () => {
     // jose loads with the first token: what it would refuse then is refused here, at creation.
     expect(refusal({ jwksUrl: 'http://127.0.0.1:1/jwks.json', jwksTimeoutMs: 1500.5 })).toContain('jwksTimeoutMs');
     expect(refusal({ jwksUrl: 'http://127.0.0.1:1/jwks.json', jwksTimeoutMs: 2 ** 31 })).toContain('jwksTimeoutMs');
+    // Unbounded, a tolerance of a day kept every expired token good for a day more.
+    expect(refusal({ secret: SECRET, clockToleranceSeconds: 86_400 })).toBe(
+      'createJwtAuthenticator: clockToleranceSeconds must be a number of seconds from 0 to 300, such as 5 (the default): an expired token stays good that much longer, so fix a clock further off (NTP) instead, got 86400.',
+    );
+    for (const wrong of [-1, 300.5, Number.NaN, Number.POSITIVE_INFINITY, '5']) {
+      expect(refusal({ secret: SECRET, clockToleranceSeconds: wrong as number }), String(wrong)).toContain('clockToleranceSeconds must be a number of seconds from 0 to 300');
+    }
+    for (const fine of [0, 2.5, 300]) expect(() => createJwtAuthenticator({ secret: SECRET, clockToleranceSeconds: fine })).not.toThrow();
     // An algorithm its key cannot verify was accepted, and every token then refused with a 401.
     expect(refusal({ secret: SECRET, algorithms: ['none'] })).toBe(
       'createJwtAuthenticator: algorithms has "none", which a shared secret cannot verify; use HS256, HS384 or HS512, or leave algorithms out.',

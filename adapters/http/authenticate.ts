@@ -60,7 +60,8 @@ export interface JwtAuthenticatorOptions {
    */
   readonly requireExpiry?: boolean;
   /**
-   * Clock skew allowed on `exp`, `nbf` and `iat`, in seconds (default 5). A token whose `iat`
+   * Clock skew allowed on `exp`, `nbf` and `iat`, in seconds (default 5, at most 300: an expired
+   * token stays good that much longer). A token whose `iat`
    * (issued at) is later than now plus this is refused: its issuer's clock is wrong, or it was
    * made to outlive its expiry's check.
    */
@@ -83,6 +84,9 @@ export interface JwtAuthenticatorOptions {
   readonly jwksTimeoutMs?: number;
 }
 
+/** The most clock skew `clockToleranceSeconds` may allow: beyond it, the clocks need fixing, not tolerating. */
+const MAX_CLOCK_TOLERANCE_SECONDS = 300;
+const CLOCK_TOLERANCE_RULE = `must be a number of seconds from 0 to ${MAX_CLOCK_TOLERANCE_SECONDS}, such as 5 (the default): an expired token stays good that much longer, so fix a clock further off (NTP) instead`;
 const MAX_TOKEN_AGE_RULE = 'must be a whole number of seconds above 0, such as 3600 (an hour)';
 
 const JwtAuthenticatorOptionsSchema = z
@@ -102,7 +106,11 @@ const JwtAuthenticatorOptionsSchema = z
     audience: z.union([z.string().min(1), z.array(z.string().min(1))], { error: 'must be a string or an array of strings' }).optional(),
     algorithms: z.array(z.string().min(1), { error: 'must be an array of JWS algorithm names, such as ["RS256"]' }).min(1).optional(),
     requireExpiry: z.boolean({ error: 'must be true or false' }).optional(),
-    clockToleranceSeconds: z.number({ error: 'must be a number of seconds, 0 or more' }).min(0).optional(),
+    // Unbounded, a tolerance of a day kept every expired token good for a day more.
+    clockToleranceSeconds: z
+      .number({ error: CLOCK_TOLERANCE_RULE })
+      .refine((value) => value >= 0 && value <= MAX_CLOCK_TOLERANCE_SECONDS, CLOCK_TOLERANCE_RULE)
+      .optional(),
     maxTokenAgeSeconds: z
       .number({ error: MAX_TOKEN_AGE_RULE })
       .refine((value) => Number.isSafeInteger(value) && value > 0, MAX_TOKEN_AGE_RULE)
