@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { SignJWT, type JWTPayload } from 'jose';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
-import { createKernel, defineContract, defineModule, isKeelError, operation, silentLogger, type Kernel } from 'keel';
+import { KeelError, KeelErrorCode, createKernel, defineContract, defineModule, isKeelError, operation, silentLogger, type Kernel } from 'keel';
 import { createHttpGateway, createJwtAuthenticator, type Authenticate, type HttpGateway } from 'keel/http';
 import { LogFormat, createLogger } from 'keel/transport';
 import { refusedPorts } from './support/refused-ports.js';
@@ -232,6 +232,43 @@ describe('http - authenticate refusals', () => {
       jwks.closeAllConnections();
       await new Promise((resolve) => jwks.close(resolve));
     }
+  });
+
+  it("http - a principal mapper that throws is a 500 INTERNAL not repeating what it threw, logged at error naming the mapper once per 10 s; one throwing UNAUTHENTICATED is a 401 with the reason principal-refused", async () => {
+    // The line said only "the authenticate hook failed", and was throttled by the thrown message, which may quote the claims.
+    const thrown = 'mapper-message-not-for-clients';
+    let mode: 'sync' | 'async' | 'refuse' = 'sync';
+    const principal = (claims: JWTPayload): unknown => {
+      if (mode === 'refuse') throw new KeelError(KeelErrorCode.UNAUTHENTICATED, 'This account may not use this API.');
+      if (mode === 'async') return Promise.reject(new TypeError(`${thrown} (async) for ${String(claims.sub)}`));
+      throw new TypeError(`${thrown} for ${String(claims.sub)}`);
+    };
+    const url = await start(createJwtAuthenticator({ secret: SECRET, issuer: ISSUER, audience: AUDIENCE, principal }));
+    vi.useFakeTimers({ toFake: ['Date'] });
+    const good = await token();
+    const failing = async (id: string): Promise<void> => {
+      const answer = await post(url, '/account/whoami', [`Bearer ${good}`], id);
+      expect(answer, id).toMatchObject({ status: 500, body: { code: 'INTERNAL' } });
+      expect(JSON.stringify(answer), id).not.toContain(thrown);
+    };
+    await failing('c-mapper-sync');
+    await failing('c-mapper-sync-again');
+    mode = 'async';
+    await failing('c-mapper-async');
+    vi.setSystemTime(Date.now() + 10_001);
+    await failing('c-mapper-async-later');
+    const failed = lines.filter((line) => String(line['correlation_id']).startsWith('c-mapper-') && line['level'] === 50);
+    expect(failed).toEqual([
+      expect.objectContaining({ correlation_id: 'c-mapper-sync', reason: 'principal-mapper-threw', code: 'INTERNAL', suppressed: 0 }),
+      expect.objectContaining({ correlation_id: 'c-mapper-async-later', reason: 'principal-mapper-threw', code: 'INTERNAL', suppressed: 2 }),
+    ]);
+    expect(failed[0]?.['msg']).toContain("createJwtAuthenticator's principal option threw");
+    expect((failed[0]?.['err'] as { message?: string }).message).toBe(`${thrown} for ada`);
+
+    mode = 'refuse';
+    const refused = await post(url, '/account/whoami', [`Bearer ${good}`], 'c-mapper-refuse');
+    expect(refused).toMatchObject({ status: 401, body: { code: 'UNAUTHENTICATED', detail: 'This account may not use this API.' } });
+    expect(lines.find((line) => line['correlation_id'] === 'c-mapper-refuse')).toMatchObject({ level: 20, reason: 'principal-refused' });
   });
 
   it('http - a token issued in the future is refused; maxTokenAgeSeconds refuses one issued longer ago, or without iat, whatever its exp', async () => {

@@ -6,7 +6,7 @@
 import type { FastifyRequest } from 'fastify';
 import type { JWTPayload, JWTVerifyGetKey, JWTVerifyOptions } from 'jose';
 import { z } from 'zod';
-import { KeelError, KeelErrorCode, type Principal } from 'keel';
+import { KeelError, KeelErrorCode, isKeelError, type Principal } from 'keel';
 import { parseOptions } from 'keel/transport';
 
 /**
@@ -78,7 +78,7 @@ export interface JwtAuthenticatorOptions {
    * ```
    */
   readonly maxTokenAgeSeconds?: number;
-  /** The principal of a verified token's claims (default: the claims as they are; the kernel's schema checks the result). */
+  /** The principal of a verified token's claims (default: the claims as they are; the kernel's schema checks the result). A `KeelError` it throws answers as such (`UNAUTHENTICATED` refuses the token); anything else is a 500 `INTERNAL`, logged naming it. */
   readonly principal?: (claims: JWTPayload) => unknown;
   /** How long to wait for the JWKS, in ms (default 5 000). */
   readonly jwksTimeoutMs?: number;
@@ -212,7 +212,17 @@ export function createJwtAuthenticator(options: JwtAuthenticatorOptions): Authen
     // jose checks `iat` only with maxTokenAge: a token issued in the future was taken, and lived
     // as long as its `exp` said from a start no clock had reached.
     if (typeof payload.iat === 'number' && payload.iat > Date.now() / 1000 + clockTolerance) throw refused(IAT_IN_THE_FUTURE, 'iat-in-the-future');
-    return toPrincipal(payload) as Principal;
+    let principal: unknown;
+    try {
+      principal = toPrincipal(payload);
+    } catch (error) {
+      throw mapperFailure(error);
+    }
+    // An async mapper's rejection too.
+    if (typeof (principal as PromiseLike<unknown> | undefined)?.then !== 'function') return principal as Principal;
+    return Promise.resolve(principal).then(undefined, (error: unknown) => {
+      throw mapperFailure(error);
+    }) as Promise<Principal>;
   };
   return (request) => {
     const header = request.headers.authorization;
@@ -250,10 +260,7 @@ function refuseUrlCredentials(jwksUrl: unknown): void {
   );
 }
 
-/**
- * Refuses a key set URL of another scheme than http(s), showing it without its query: the message
- * (a start-up log keeps it) repeated an API key some issuers put there.
- */
+/** Refuses a key set URL of another scheme than http(s), shown without its query (an API key, for some issuers). */
 function refuseUrlScheme(jwksUrl: unknown): void {
   if (typeof jwksUrl !== 'string' && !(jwksUrl instanceof URL)) return;
   const url = jwksUrl instanceof URL ? jwksUrl : URL.parse(jwksUrl);
@@ -304,6 +311,27 @@ export function operatorNoteOf(error: unknown): OperatorNote | undefined {
 function noted<E extends object>(error: E, note: OperatorNote): E {
   operatorNotes.set(error, note);
   return error;
+}
+
+/**
+ * What a throw of the `principal` option becomes: a `KeelError` stays as it is (an
+ * `UNAUTHENTICATED` is its refusal of the claims: a 401 with the reason `principal-refused`);
+ * anything else is a bug of the server's, a 500 whose answer does not repeat its message
+ * (problem.ts) and whose error line names the mapper, once per 10 s.
+ */
+function mapperFailure(error: unknown): unknown {
+  if (isKeelError(error)) {
+    return operatorNotes.has(error) || error.code !== KeelErrorCode.UNAUTHENTICATED ? error : noted(error, { fields: { reason: 'principal-refused' } });
+  }
+  const failure = typeof error === 'object' && error !== null ? error : new Error(`the principal option threw ${typeof error}: ${String(error)}`);
+  // Throttled as one, not by message, which may quote the claims.
+  return noted(failure, {
+    fields: { reason: 'principal-mapper-threw' },
+    logKey: 'principal-mapper-threw',
+    message:
+      "createJwtAuthenticator's principal option threw on a verified token's claims: every such request is answered 500 INTERNAL. " +
+      'Fix the mapper for these claims (err has what it threw), or throw a KeelError UNAUTHENTICATED from it to refuse them',
+  });
 }
 
 const IAT_IN_THE_FUTURE = 'its "iat" claim (issued at) is in the future';
