@@ -98,14 +98,14 @@ describe('http - authenticate refusals', () => {
     // No 401 was logged at any level: an operator could not tell why clients were refused.
     const url = await start(createJwtAuthenticator({ secret: SECRET, issuer: ISSUER, audience: AUDIENCE }));
     const good = await token();
-    const cases: Record<string, { path?: string; authorization: string[]; reason?: string; detail: RegExp }> = {
+    const cases: Record<string, { path?: string; authorization: string[]; reason: string; detail: RegExp }> = {
       expired: { authorization: [`Bearer ${await token({ exp: now() - 60 })}`], reason: 'expired', detail: /has expired/ },
       signature: { authorization: [`Bearer ${await token({ secret: 'another secret of more than thirty-two bytes, for tests' })}`], reason: 'bad-signature', detail: /signature/ },
       audience: { authorization: [`Bearer ${await token({ aud: 'another-api' })}`], reason: 'claim-refused', detail: /"aud" claim/ },
       issuer: { authorization: [`Bearer ${await token({ iss: 'https://elsewhere.test/' })}`], reason: 'claim-refused', detail: /"iss" claim/ },
       notBearer: { authorization: [`Basic ${good}`], reason: 'not-bearer', detail: /not "Bearer <token>"/ },
       twoHeaders: { authorization: [`Bearer ${good}`, `Bearer ${good}`], reason: 'several-authorization-headers', detail: /2 Authorization headers/ },
-      missing: { path: '/account/settings', authorization: [], detail: /needs a caller identity/ },
+      missing: { path: '/account/settings', authorization: [], reason: 'no-credentials', detail: /needs a caller identity/ },
     };
     for (const [name, { path, authorization, reason, detail }] of Object.entries(cases)) {
       const correlationId = `c-refused-${name}`;
@@ -114,7 +114,7 @@ describe('http - authenticate refusals', () => {
       expect(logged, name).toEqual([
         expect.objectContaining({ level: 20, msg: 'refused a request: not authenticated (401)', code: 'UNAUTHENTICATED', route: path ?? '/account/whoami', detail: expect.stringMatching(detail) }),
       ]);
-      if (reason !== undefined) expect(logged[0]?.['reason'], name).toBe(reason);
+      expect(logged[0]?.['reason'], name).toBe(reason);
       for (const header of authorization) expect(JSON.stringify(logged), name).not.toContain(header.split(' ')[1]);
     }
     // A token that holds is served, and not logged as refused.
@@ -161,6 +161,30 @@ describe('http - authenticate refusals', () => {
     } finally {
       await new Promise((resolve) => jwks.close(resolve));
     }
+  });
+
+  it("http - a 401 of a hook of one's own is logged with the reason refused-by-hook, and one of the principal schema with refused-by-call", async () => {
+    // Only createJwtAuthenticator's refusals had a reason: a hook of one's own's had only the detail.
+    const url = await start((request) => {
+      const key = request.headers['x-api-key'];
+      if (key === undefined) return undefined;
+      if (key === 'bad-shape') return { sub: '' } as never;
+      throw new KeelError(KeelErrorCode.UNAUTHENTICATED, 'Unknown API key.');
+    });
+    const send = (key: string, id: string): Promise<{ status: number; body: any }> =>
+      new Promise((resolve, reject) => {
+        const sent = request(`${url}/account/whoami`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-correlation-id': id, 'x-api-key': key } }, (answer) => {
+          let text = '';
+          answer.on('data', (chunk: Buffer) => (text += chunk.toString()));
+          answer.on('end', () => resolve({ status: answer.statusCode ?? 0, body: JSON.parse(text) }));
+        });
+        sent.on('error', reject);
+        sent.end('{}');
+      });
+    expect(await send('unknown', 'c-hook-unknown')).toMatchObject({ status: 401, body: { detail: 'Unknown API key.' } });
+    expect(await send('bad-shape', 'c-hook-shape')).toMatchObject({ status: 401, body: { code: 'UNAUTHENTICATED' } });
+    expect(lines.find((line) => line['correlation_id'] === 'c-hook-unknown')).toMatchObject({ level: 20, reason: 'refused-by-hook', detail: 'Unknown API key.' });
+    expect(lines.find((line) => line['correlation_id'] === 'c-hook-shape')).toMatchObject({ level: 20, reason: 'refused-by-call', detail: expect.stringContaining("principal schema") });
   });
 
   it("http - a key set URL's query (an API key) is never logged nor answered, whether its server refuses, answers 404 or times out", async () => {

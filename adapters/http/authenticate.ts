@@ -8,6 +8,7 @@ import type { JWTPayload, JWTVerifyGetKey, JWTVerifyOptions } from 'jose';
 import { z } from 'zod';
 import { KeelError, KeelErrorCode, isKeelError, type Principal } from 'keel';
 import { parseOptions } from 'keel/transport';
+import { hasOperatorNote, noted } from './operator-note.js';
 
 /**
  * The gateway's `authenticate` hook: the principal of a request, `undefined` for an anonymous
@@ -290,30 +291,6 @@ const HMAC = ['HS256', 'HS384', 'HS512'];
 const ASYMMETRIC = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA', 'Ed25519'];
 
 /**
- * What the gateway's log line about an error this hook threw adds to it, which the HTTP client is
- * not told: fields (a short `reason`, jose's error code, the key set's URL) and, for a failure
- * (5xx), the line's message, saying what to do.
- */
-export interface OperatorNote {
-  readonly fields: Readonly<Record<string, unknown>>;
-  readonly message?: string;
-  /** What the failure's line is throttled by (default: its code and message): one line per 10 s for each. */
-  readonly logKey?: string;
-}
-
-const operatorNotes = new WeakMap<object, OperatorNote>();
-
-/** The {@link OperatorNote} of an error {@link createJwtAuthenticator}'s hook threw, if any. */
-export function operatorNoteOf(error: unknown): OperatorNote | undefined {
-  return typeof error === 'object' && error !== null ? operatorNotes.get(error) : undefined;
-}
-
-function noted<E extends object>(error: E, note: OperatorNote): E {
-  operatorNotes.set(error, note);
-  return error;
-}
-
-/**
  * What a throw of the `principal` option becomes: a `KeelError` stays as it is (an
  * `UNAUTHENTICATED` is its refusal of the claims: a 401 with the reason `principal-refused`);
  * anything else is a bug of the server's, a 500 whose answer does not repeat its message
@@ -321,7 +298,7 @@ function noted<E extends object>(error: E, note: OperatorNote): E {
  */
 function mapperFailure(error: unknown): unknown {
   if (isKeelError(error)) {
-    return operatorNotes.has(error) || error.code !== KeelErrorCode.UNAUTHENTICATED ? error : noted(error, { fields: { reason: 'principal-refused' } });
+    return hasOperatorNote(error) || error.code !== KeelErrorCode.UNAUTHENTICATED ? error : noted(error, { fields: { reason: 'principal-refused' } });
   }
   const failure = typeof error === 'object' && error !== null ? error : new Error(`the principal option threw ${typeof error}: ${String(error)}`);
   // Throttled as one, not by message, which may quote the claims.

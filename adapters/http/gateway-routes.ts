@@ -12,6 +12,7 @@ import { isIdempotencyKey, isTraceparent, type AnyOperation, type CallOptions } 
 import { GatewayRefusal, encodedBodyRefusal, markRefusedCredentials, type RequestAnswers } from './gateway-answers.js';
 import type { ResolvedHttpGatewayOptions } from './gateway-options.js';
 import { getNeedsInput, operationPath, servedOperations } from './openapi.js';
+import { withReason } from './operator-note.js';
 import { compileOutputSerializer, type OutputSerializer } from './serializer.js';
 import { HttpProblemCode } from './status.js';
 import { requestTraceparent } from './tracing.js';
@@ -216,19 +217,26 @@ export function addOperationRoutes(
   const serveAs = (request: FastifyRequest, reply: FastifyReply, route: OperationRoute, input: unknown, principal: Principal | undefined): Promise<FastifyReply> => {
     if (principal === undefined && route.operation.auth !== undefined) {
       return Promise.reject(
-        new KeelError(
-          KeelErrorCode.UNAUTHENTICATED,
-          `${route.label} needs a caller identity and the request carries none. Nothing ran: send credentials${authenticate === undefined ? '' : ' (such as Authorization: Bearer <token>)'} and retry.`,
-          { correlationId: correlationIdOf(request) },
+        withReason(
+          new KeelError(
+            KeelErrorCode.UNAUTHENTICATED,
+            `${route.label} needs a caller identity and the request carries none. Nothing ran: send credentials${authenticate === undefined ? '' : ' (such as Authorization: Bearer <token>)'} and retry.`,
+            { correlationId: correlationIdOf(request) },
+          ),
+          'no-credentials',
         ),
       );
     }
     return send(request, reply, route, input, principal);
   };
+  // Each 401's debug line has a reason: the principal's schema or the module refused it (the detail says which).
   const refusedPrincipal = (error: unknown): never => {
-    if (isKeelError(error, KeelErrorCode.UNAUTHENTICATED)) markRefusedCredentials(error);
+    if (isKeelError(error, KeelErrorCode.UNAUTHENTICATED)) markRefusedCredentials(withReason(error, 'refused-by-call'));
     throw error;
   };
+  // A refusal of a hook other than createJwtAuthenticator's, which gives none of its own.
+  const hookThrew = (error: unknown): never =>
+    markRefusedCredentials(isKeelError(error, KeelErrorCode.UNAUTHENTICATED) ? withReason(error, 'refused-by-hook') : error);
   // Not an async function: one promise per request fewer (each costs more once AsyncLocalStorage is on).
   const serve = (request: FastifyRequest, reply: FastifyReply, route: OperationRoute, input: unknown): Promise<FastifyReply> => {
     if (authenticate === undefined) {
@@ -238,11 +246,11 @@ export function addOperationRoutes(
     try {
       principal = authenticate(request);
     } catch (error) {
-      return Promise.reject(markRefusedCredentials(error));
+      return Promise.reject(hookThrew(error));
     }
     return Promise.resolve(principal).then(
       (who) => serveAs(request, reply, route, input, who),
-      markRefusedCredentials,
+      hookThrew,
     );
   };
 

@@ -10,7 +10,7 @@ import type { AddressInfo } from 'node:net';
 import { fastify, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type RouteHandlerMethod, type onSendHookHandler } from 'fastify';
 import { KeelError, KeelErrorCode, type Kernel } from 'keel';
 import { KeyedLogThrottle, createLogger, isTraceparent } from 'keel/transport';
-import { operatorNoteOf } from './authenticate.js';
+import { operatorNoteOf } from './operator-note.js';
 import { GATEWAY_PATHS, resolveHttpGatewayOptions, type HttpGatewayOptions } from './gateway-options.js';
 import {
   CORRELATION_ID_PROPERTY,
