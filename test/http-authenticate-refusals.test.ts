@@ -217,6 +217,10 @@ describe('http - authenticate refusals', () => {
       expect(() => createJwtAuthenticator({ jwksUrl: `ftp://login.test/jwks.json?api_key=${apiKey}` })).toThrow(
         'createJwtAuthenticator: jwksUrl must be an http(s) URL of a JSON Web Key Set, got "ftp://login.test/jwks.json?…".',
       );
+      // Nor one that does not parse (a port past 65535).
+      expect(() => createJwtAuthenticator({ jwksUrl: `https://login.test:99999/jwks.json?api_key=${apiKey}` })).toThrow(
+        'createJwtAuthenticator: jwksUrl must be an http(s) URL of a JSON Web Key Set, got "https://login.test:99999/jwks.json?…".',
+      );
     } finally {
       jwks.closeAllConnections();
       await new Promise((resolve) => jwks.close(resolve));
