@@ -155,6 +155,14 @@ export interface KernelOptions {
    */
   readonly database?: DatabaseEngine | ((module: string) => DatabaseEngine);
   /**
+   * How often each hosted module's database is checked, in ms, 100 to 600 000 (default 5 000): one
+   * `select 1` on its connection, off the path of calls; a check that fails, or gets no answer in
+   * that time, marks it `down` until one answers. `kernel.status().databases`, the gateway's
+   * `/readyz` body and `/metrics` (`keel_database_up`) report it (docs/observability.md). An
+   * embedded PGlite is not checked.
+   */
+  readonly databaseCheckMs?: number;
+  /**
    * How long stop waits for the work in flight of the modules hosted here before stopping them
    * anyway (default 30 000 ms): one time for the whole process, counted from the start of
    * `kernel.stop()` and shared by its modules, which stop one after another (each waits for what
@@ -241,6 +249,7 @@ export const DEFAULT_KERNEL_OPTIONS = {
   inboxBatch: 32,
   inboxBatchMs: 20,
   drainTimeoutMs: 30_000,
+  databaseCheckMs: 5_000,
   bulkhead: DEFAULT_BULKHEAD_LIMITS,
 } as const satisfies Partial<KernelOptions>;
 
@@ -376,6 +385,10 @@ const KernelOptionsSchema = z
           (typeof value === 'object' && value !== null && typeof (value as { connect?: unknown }).connect === 'function'),
         { error: 'must be a DatabaseEngine, such as createPGliteDatabase() or createPostgresDatabase({ url }), or a function of a module name returning one' },
       )
+      .optional(),
+    databaseCheckMs: z
+      .number({ error: 'must be a number of milliseconds, 100 to 600000' })
+      .refine((value) => Number.isFinite(value) && value >= 100 && value <= 600_000, 'must be a number of milliseconds, 100 to 600000')
       .optional(),
     principal: z
       .custom((value) => typeof value === 'object' && value !== null && '_zod' in value, {

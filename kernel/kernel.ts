@@ -15,6 +15,7 @@ import { checkGraph, hostedModules, remoteContracts, topologyError } from './gra
 import { describeValue } from './options.js';
 import { DEFAULT_KERNEL_OPTIONS, bulkheadLimitsOf, parseKernelOptions, type KernelOptions } from './kernel-options.js';
 import type { BulkheadStatus } from './bulkhead.js';
+import type { DatabaseStatus } from './database-health.js';
 import { LifecycleState } from './lifecycle.js';
 import { createLocalTransport } from './local.js';
 import { createLogger, type Logger } from './logger.js';
@@ -38,6 +39,7 @@ export type { Topology } from './kernel-options.js';
  * for (const module of status.modules) console.log(`${module.name} ${module.version}: ${module.state}`);
  * for (const transport of status.transports) console.log(transport.name, transport.ready ? 'ready' : transport.detail);
  * for (const bulkhead of status.bulkheads) console.log(`${bulkhead.module}: ${bulkhead.running} running, ${bulkhead.queued} queued`);
+ * for (const database of status.databases) console.log(`${database.module}'s database: ${database.state} since ${database.since}`);
  * ```
  */
 export interface KernelStatus {
@@ -61,6 +63,13 @@ export interface KernelStatus {
    * `/metrics` (`keel_bulkhead_running`, `keel_bulkhead_queued`, `keel_bulkhead_rejected_total`).
    */
   readonly bulkheads: readonly BulkheadStatus[];
+  /**
+   * The database of each hosted module that owns data, once its module has started: `up` or
+   * `down` by the last of the checks run every `databaseCheckMs`. The gateway's `/readyz` body
+   * lists them, and `/metrics` reads them at scrape time (`keel_database_up`,
+   * `keel_database_down_total`). A database `down` does not make {@link Kernel.ready} false.
+   */
+  readonly databases: readonly DatabaseStatus[];
 }
 
 /**
@@ -239,6 +248,7 @@ class KernelImpl implements Kernel {
       inboxBatchMs: options.inboxBatchMs,
       eventTimeoutMs: options.eventTimeoutMs,
       drainTimeoutMs: options.drainTimeoutMs,
+      databaseCheckMs: options.databaseCheckMs,
       onDeadLetter: options.onDeadLetter,
       principal: options.principal,
       bulkheadOf: (module: string) => bulkheadLimitsOf(options, module),
@@ -347,6 +357,7 @@ class KernelImpl implements Kernel {
       transports: [this.#local.status(), ...(this.#remote ? [this.#remote.status()] : [])],
       circuits: this.#breakers.status(),
       bulkheads: this.#hosted.flatMap((host) => (host.bulkhead === undefined ? [] : [host.bulkhead.status()])),
+      databases: this.#hosted.flatMap((host) => (host.database === undefined ? [] : [host.database.status()])),
     };
   }
 

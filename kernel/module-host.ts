@@ -10,6 +10,7 @@ import { isContract, type AnyContract, type AnyEvent, type AnyOperation } from '
 import { KeelError, KeelErrorCode } from './errors.js';
 import { within } from './in-flight.js';
 import { schemaOf, type DatabaseEngine, type ModuleData } from './database.js';
+import { DatabaseHealth } from './database-health.js';
 import { migrate, readMigrations } from './migrations.js';
 import { Inbox, runsAlone } from './inbox.js';
 import { checkInstance } from './module-checks.js';
@@ -47,6 +48,8 @@ export interface HostServices {
   readonly inboxBatchMs: number;
   readonly eventTimeoutMs: number;
   readonly drainTimeoutMs: number;
+  /** The kernel's `databaseCheckMs`: how often a module's database is checked (database-health.ts). */
+  readonly databaseCheckMs: number;
   readonly onDeadLetter: ((deadLetter: DeadLetter) => void) | undefined;
   /** The application's principal schema (the kernel's `principal` option). */
   readonly principal: PrincipalSchema | undefined;
@@ -62,7 +65,6 @@ export interface HostServices {
   databaseFor(module: string): DatabaseEngine | undefined;
 }
 
-
 export class ModuleHost {
   state: LifecycleState = LifecycleState.CREATED;
   #container: Container | undefined;
@@ -75,6 +77,8 @@ export class ModuleHost {
   #relay: OutboxRelay | undefined;
   #inbox: Inbox | undefined;
   #idempotency: IdempotencyStore | undefined;
+  /** The checks of the module's database, once it is open (when it declares data). */
+  database: DatabaseHealth | undefined;
   /** The module's bulkhead, shared by its served modules on every transport; undefined when off. */
   readonly bulkhead: Bulkhead | undefined;
 
@@ -231,6 +235,8 @@ export class ModuleHost {
       throw error;
     }
     this.#db = new ModuleDatabase(module.name, schema, engine, connection);
+    this.database = new DatabaseHealth(module.name, engine, connection, logger, services.databaseCheckMs);
+    this.database.start();
     // One connection fewer than the engine's pool, so that the module's calls keep one (at least one).
     this.#inbox = new Inbox(this.#db, {
       transactions: Math.max(1, connections - 1),
@@ -384,6 +390,7 @@ export class ModuleHost {
     this.bulkhead?.close();
     if (this.#startHookRan) await this.#runStopHook(began);
     if (this.#relay !== undefined) await within(this.#relay.stop(), leftOf(kernelStopBoundMs(drainTimeoutMs), began));
+    this.database?.stop();
     await this.#db?.connection.close().catch((error: unknown) => {
       this.services.logger.warn({ err: error, module: this.module.name }, 'closing the database connection failed');
     });

@@ -74,7 +74,7 @@ describe('kernel - options', () => {
 
   it('kernel - refuses an unknown option (a misspelt one) and names what it takes', () => {
     expect(refusal({ defaultTimeout: 5_000 })).toBe(
-      'createKernel: unknown option "defaultTimeout" (did you mean defaultTimeoutMs? it takes modules, topology, contracts, defaultTimeoutMs, eventTimeoutMs, maxDeliveryAttempts, outboxWindow, inboxBatch, inboxBatchMs, drainTimeoutMs, logger, onDeadLetter, database, principal, retry, hedge, circuitBreaker, retryBudget, bulkhead, bulkheads).',
+      'createKernel: unknown option "defaultTimeout" (did you mean defaultTimeoutMs? it takes modules, topology, contracts, defaultTimeoutMs, eventTimeoutMs, maxDeliveryAttempts, outboxWindow, inboxBatch, inboxBatchMs, drainTimeoutMs, logger, onDeadLetter, database, databaseCheckMs, principal, retry, hedge, circuitBreaker, retryBudget, bulkhead, bulkheads).',
     );
   });
 

@@ -358,7 +358,9 @@ async function addGatewayRoutes(server: FastifyInstance, source: GatewayRoutesSo
     return reply
       .status(ready ? 200 : 503)
       .type(JSON_CONTENT_TYPE)
-      .send(JSON.stringify({ ready, closing, state: status.state, modules: status.modules, remote: status.remote, transports: status.transports }));
+      .send(
+        JSON.stringify({ ready, closing, state: status.state, modules: status.modules, remote: status.remote, transports: status.transports, databases: status.databases }),
+      );
   });
   if (metrics !== undefined) {
     json(GATEWAY_PATHS.metrics, config, async (_request, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()));

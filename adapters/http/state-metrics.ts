@@ -1,8 +1,8 @@
 /**
  * Metrics read from `kernel.status()` when a registry is read, never per call: each hosted
- * module's bulkhead and each dependency's circuit breaker and retry budget. Several kernels of one process may
- * share a registry; their figures are summed by module or dependency (a breaker's state is the
- * worst of them).
+ * module's bulkhead and database, and each dependency's circuit breaker and retry budget. Several kernels of one process may
+ * share a registry; their figures are summed by module or dependency (a breaker's state and a
+ * database's are the worst of them).
  */
 import type { Kernel } from 'keel';
 import { Counter, Gauge, type Registry } from 'prom-client';
@@ -53,6 +53,18 @@ function registerMetrics(registry: Registry, statuses: () => KernelStatus[]): vo
     }
     return totals;
   };
+  const databases = (field: 'up' | 'downs'): Map<string, number> => {
+    const totals = new Map<string, number>();
+    for (const status of statuses()) {
+      for (const database of status.databases) {
+        const value = field === 'up' ? (database.state === 'up' ? 1 : 0) : database.downs;
+        const seen = totals.get(database.module);
+        // One kernel's database down is down: the worst of them, and the downs of all.
+        totals.set(database.module, seen === undefined ? value : field === 'up' ? Math.min(seen, value) : seen + value);
+      }
+    }
+    return totals;
+  };
   const gauge = (name: string, help: string, labelName: string, read: () => Map<string, number>): void => {
     if (registry.getSingleMetric(name) !== undefined) return;
     new Gauge({
@@ -87,6 +99,13 @@ function registerMetrics(registry: Registry, statuses: () => KernelStatus[]): vo
     'module',
     () => byModule('rejected'),
   );
+  gauge(
+    'keel_database_up',
+    "Each hosted module's database: 1 when its last check (select 1, every databaseCheckMs) answered, 0 when it failed or got no answer in time.",
+    'module',
+    () => databases('up'),
+  );
+  counter('keel_database_down_total', "Times each hosted module's database went from up to down.", 'module', () => databases('downs'));
   const mapOf = (field: 'state' | 'opened' | 'retriesRefused') => () => new Map([...circuits()].map(([dependency, circuit]) => [dependency, circuit[field]]));
   gauge('keel_circuit_state', 'Circuit breaker of each dependency called from this process: 0 closed, 1 open, 2 half-open.', 'dependency', mapOf('state'));
   counter('keel_circuit_opened_total', 'Times the circuit breaker of each dependency opened.', 'dependency', mapOf('opened'));

@@ -1,0 +1,127 @@
+/**
+ * A module's PostgreSQL gone while the process runs must show where an operator looks: the
+ * gateway's `/metrics` (`keel_database_up`, `keel_database_down_total`) and `/readyz`'s body, both
+ * read from `kernel.status().databases`, which a `select 1` every `databaseCheckMs` keeps. The
+ * database is reached through a TCP proxy the test cuts (every connection reset, new ones
+ * refused) and restores, and the figures must follow it down and back up. `/readyz` stays 200:
+ * a database outage does not take the process out of rotation (docs/design-notes.md).
+ */
+import { afterAll, describe, expect, it, vi } from 'vitest';
+import { z } from 'zod';
+import { createKernel, defineContract, defineModule, operation, silentLogger, type DatabaseEngine, type Kernel } from 'keel';
+import { createHttpGateway, type HttpGateway } from 'keel/http';
+import { createPGliteDatabase } from 'keel/pglite';
+import { createPostgresDatabase } from 'keel/postgres';
+import { createTestDatabase, type TestDatabase } from './support/databases.js';
+import { CuttableProxy } from './support/cuttable-proxy.js';
+
+const ledger = defineContract({
+  name: 'ledger',
+  version: '1.0.0',
+  operations: { add: operation({ input: z.object({ label: z.string() }), output: z.object({ count: z.number() }) }) },
+});
+const ledgerModule = defineModule({
+  contract: ledger,
+  data: { migrations: new URL('./fixtures/data/ledger/migrations/', import.meta.url) },
+  create: ({ db }) => ({
+    handlers: {
+      add: async ({ label }) => {
+        await db.query('insert into entries (label) values ($1) on conflict do nothing', [label]);
+        const { rows } = await db.query<{ count: string }>('select count(*) as count from entries');
+        return { count: Number(rows[0]?.count) };
+      },
+    },
+  }),
+});
+/** A module without data: it has no database to report. */
+const clock = defineContract({ name: 'clock', version: '1.0.0', operations: { now: operation({ input: z.object({}), output: z.object({ at: z.number() }) }) } });
+const clockModule = defineModule({ contract: clock, create: () => ({ handlers: { now: () => ({ at: Date.now() }) } }) });
+
+let database: TestDatabase | undefined;
+const engines: DatabaseEngine[] = [];
+const gateways: HttpGateway[] = [];
+const proxies: CuttableProxy[] = [];
+afterAll(async () => {
+  for (const gateway of gateways) await gateway.close().catch(() => undefined);
+  for (const proxy of proxies) await proxy.cut();
+  for (const engine of engines) await engine.close().catch(() => undefined);
+  await database?.drop();
+});
+
+interface Readiness {
+  readonly status: number;
+  readonly body: { ready: boolean; databases: { module: string; engine: string; state: string; since: string; downs: number }[] };
+  readonly text: string;
+}
+
+async function readyz(url: string): Promise<Readiness> {
+  const response = await fetch(`${url}/readyz`);
+  const text = await response.text();
+  return { status: response.status, body: JSON.parse(text) as Readiness['body'], text };
+}
+
+/** The `keel_database_*` lines of `/metrics`. */
+async function databaseSeries(url: string): Promise<string[]> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  return text.split('\n').filter((line) => line.startsWith('keel_database_'));
+}
+
+async function started(engine: DatabaseEngine): Promise<{ kernel: Kernel; url: string }> {
+  const kernel = createKernel({ modules: [clockModule, ledgerModule], database: engine, databaseCheckMs: 200, logger: silentLogger });
+  const gateway = await createHttpGateway({ kernel, port: 0, logger: silentLogger });
+  gateways.push(gateway);
+  await kernel.start();
+  return { kernel, url: await gateway.listen() };
+}
+
+describe('data - a module database that goes away while the process runs', () => {
+  it('is down in /metrics (keel_database_up 0, keel_database_down_total 1) and in /readyz\'s body, which stays 200, then up again once it answers', { timeout: 60_000 }, async () => {
+    database = await createTestDatabase();
+    const proxy = new CuttableProxy({ host: new URL(database.url).hostname, port: Number(new URL(database.url).port || 5432) });
+    proxies.push(proxy);
+    await proxy.open();
+    const proxied = new URL(database.url);
+    proxied.port = String(proxy.port);
+    const engine = createPostgresDatabase({ url: proxied.toString(), connectTimeoutMs: 1_000 });
+    engines.push(engine);
+    const { kernel, url } = await started(engine);
+
+    expect(await kernel.client(ledger).add({ label: 'before' })).toEqual({ count: 1 });
+    const before = await readyz(url);
+    expect(before.status).toBe(200);
+    expect(before.body.ready).toBe(true);
+    expect(before.body.databases).toEqual([{ module: 'ledger', engine: 'postgres', state: 'up', since: expect.any(String), downs: 0 }]);
+    expect(await databaseSeries(url)).toEqual(expect.arrayContaining(['keel_database_up{module="ledger"} 1', 'keel_database_down_total{module="ledger"} 0']));
+
+    await proxy.cut();
+    await vi.waitFor(async () => expect(await databaseSeries(url)).toContain('keel_database_up{module="ledger"} 0'), { timeout: 10_000, interval: 100 });
+    expect(await databaseSeries(url)).toContain('keel_database_down_total{module="ledger"} 1');
+    const during = await readyz(url);
+    expect(during.status).toBe(200);
+    expect(during.body.ready).toBe(true);
+    expect(during.body.databases).toEqual([{ module: 'ledger', engine: 'postgres', state: 'down', since: expect.any(String), downs: 1 }]);
+    expect(Date.parse(during.body.databases[0]!.since)).toBeGreaterThan(Date.parse(before.body.databases[0]!.since));
+    // Neither the database's address nor its URL in what anyone who reaches the port reads.
+    for (const text of [during.text, ...(await databaseSeries(url))]) {
+      expect(text).not.toContain(String(proxy.port));
+      expect(text).not.toContain('postgres://');
+    }
+    await expect(kernel.client(ledger).add({ label: 'during' })).rejects.toThrow();
+
+    await proxy.open();
+    await vi.waitFor(async () => expect(await databaseSeries(url)).toContain('keel_database_up{module="ledger"} 1'), { timeout: 10_000, interval: 100 });
+    expect(await databaseSeries(url)).toContain('keel_database_down_total{module="ledger"} 1');
+    const after = await readyz(url);
+    expect(after.status).toBe(200);
+    expect(after.body.databases).toEqual([{ module: 'ledger', engine: 'postgres', state: 'up', since: expect.any(String), downs: 1 }]);
+    expect(await kernel.client(ledger).add({ label: 'after' })).toEqual({ count: 2 });
+  });
+
+  it('an embedded PGlite is reported up', { timeout: 30_000 }, async () => {
+    const engine = await createPGliteDatabase();
+    engines.push(engine);
+    const { url } = await started(engine);
+    expect((await readyz(url)).body.databases).toEqual([{ module: 'ledger', engine: 'pglite', state: 'up', since: expect.any(String), downs: 0 }]);
+    expect(await databaseSeries(url)).toEqual(expect.arrayContaining(['keel_database_up{module="ledger"} 1']));
+  });
+});
