@@ -9,7 +9,7 @@
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
 import { createKernel, defineContract, defineModule, operation, silentLogger, type DatabaseEngine, type Kernel } from 'keel';
-import { createHttpGateway, type HttpGateway } from 'keel/http';
+import { createHttpGateway, type HttpGateway, type HttpGatewayOptions } from 'keel/http';
 import { createPGliteDatabase } from 'keel/pglite';
 import { createPostgresDatabase } from 'keel/postgres';
 import { createTestDatabase, type TestDatabase } from './support/databases.js';
@@ -66,24 +66,30 @@ async function databaseSeries(url: string): Promise<string[]> {
   return text.split('\n').filter((line) => line.startsWith('keel_database_'));
 }
 
-async function started(engine: DatabaseEngine): Promise<{ kernel: Kernel; url: string }> {
+async function started(engine: DatabaseEngine, options: Partial<HttpGatewayOptions> = {}): Promise<{ kernel: Kernel; url: string }> {
   const kernel = createKernel({ modules: [clockModule, ledgerModule], database: engine, databaseCheckMs: 200, logger: silentLogger });
-  const gateway = await createHttpGateway({ kernel, port: 0, logger: silentLogger });
+  const gateway = await createHttpGateway({ ...options, kernel, port: 0, logger: silentLogger });
   gateways.push(gateway);
   await kernel.start();
   return { kernel, url: await gateway.listen() };
 }
 
+/** The file's PostgreSQL database, reached through a proxy of the test's own that it can cut (the tests share the database and its ledger schema). */
+async function proxiedDatabase(): Promise<{ proxy: CuttableProxy; engine: DatabaseEngine }> {
+  database ??= await createTestDatabase();
+  const proxy = new CuttableProxy({ host: new URL(database.url).hostname, port: Number(new URL(database.url).port || 5432) });
+  proxies.push(proxy);
+  await proxy.open();
+  const proxied = new URL(database.url);
+  proxied.port = String(proxy.port);
+  const engine = createPostgresDatabase({ url: proxied.toString(), connectTimeoutMs: 1_000 });
+  engines.push(engine);
+  return { proxy, engine };
+}
+
 describe('data - a module database that goes away while the process runs', () => {
   it('is down in /metrics (keel_database_up 0, keel_database_down_total 1) and in /readyz\'s body, which stays 200, then up again once it answers', { timeout: 60_000 }, async () => {
-    database = await createTestDatabase();
-    const proxy = new CuttableProxy({ host: new URL(database.url).hostname, port: Number(new URL(database.url).port || 5432) });
-    proxies.push(proxy);
-    await proxy.open();
-    const proxied = new URL(database.url);
-    proxied.port = String(proxy.port);
-    const engine = createPostgresDatabase({ url: proxied.toString(), connectTimeoutMs: 1_000 });
-    engines.push(engine);
+    const { proxy, engine } = await proxiedDatabase();
     const { kernel, url } = await started(engine);
 
     expect(await kernel.client(ledger).add({ label: 'before' })).toEqual({ count: 1 });
@@ -115,6 +121,24 @@ describe('data - a module database that goes away while the process runs', () =>
     expect(after.status).toBe(200);
     expect(after.body.databases).toEqual([{ module: 'ledger', engine: 'postgres', state: 'up', since: expect.any(String), downs: 1 }]);
     expect(await kernel.client(ledger).add({ label: 'after' })).toEqual({ count: 2 });
+  });
+
+  it('with readyNeedsDatabases, /readyz answers 503 while the database is down, and 200 once it answers again', { timeout: 60_000 }, async () => {
+    const { proxy, engine } = await proxiedDatabase();
+    const { url } = await started(engine, { readyNeedsDatabases: true });
+    expect((await readyz(url)).status).toBe(200);
+
+    await proxy.cut();
+    await vi.waitFor(async () => expect((await readyz(url)).body.databases[0]?.state).toBe('down'), { timeout: 10_000, interval: 100 });
+    const during = await readyz(url);
+    expect(during.status).toBe(503);
+    expect(during.body.ready).toBe(false);
+
+    await proxy.open();
+    await vi.waitFor(async () => expect((await readyz(url)).body.databases[0]?.state).toBe('up'), { timeout: 10_000, interval: 100 });
+    const after = await readyz(url);
+    expect(after.status).toBe(200);
+    expect(after.body.ready).toBe(true);
   });
 
   it('an embedded PGlite is reported up', { timeout: 30_000 }, async () => {

@@ -160,7 +160,7 @@ describe('http - gateway options', () => {
     expect(await refusal({ port: 0, prot: 8080 })).toBe(
       'createHttpGateway: unknown option "prot" (did you mean port? it takes kernel, contracts, port, host, bodyLimit, requestTimeoutMs, headersTimeoutMs, ' +
         'keepAliveTimeoutMs, maxConnections, cors, rateLimit, securityHeaders, trustProxy, development, maxTimeoutMs, ' +
-        'timeoutHeader, correlationHeader, getOperations, docsPath, openapi, metrics, caller, stopKernelOnClose, logger, configure, ' +
+        'timeoutHeader, correlationHeader, getOperations, docsPath, openapi, metrics, readyNeedsDatabases, caller, stopKernelOnClose, logger, configure, ' +
         'authenticate, challenge).',
     );
   });

@@ -126,6 +126,14 @@ export interface HttpGatewayOptions {
    * gateway made after it: the gateway serves them and does not close them.
    */
   readonly metrics?: boolean | KernelMetricsOptions | KernelMetrics;
+  /**
+   * `/readyz` answers 503 while a database of a module hosted here is `down` (default false: its
+   * body says so, and it stays 200, so that a database shared by every replica taking a blip does
+   * not take them all out of rotation; docs/observability.md). Set it where an instance without
+   * its database should be taken out of rotation: one with a database of its own, or a replica
+   * whose connection alone is lost.
+   */
+  readonly readyNeedsDatabases?: boolean;
   /** Caller name the gateway's calls carry (default `http`). */
   readonly caller?: string;
   /** `close()` also stops the kernel, after the last request is answered (default true). */
@@ -183,6 +191,7 @@ export const DEFAULT_HTTP_GATEWAY_OPTIONS = {
   correlationHeader: 'x-correlation-id',
   getOperations: [],
   docsPath: '/docs',
+  readyNeedsDatabases: false,
   caller: 'http',
   stopKernelOnClose: true,
   challenge: 'Bearer realm="keel"',
@@ -205,7 +214,6 @@ const DOCS_PATH_RULE = 'must be false (no page) or a path like "/docs"';
 const TIMEOUT_RULE = `must be a number of milliseconds above 0 and at most ${MAX_TIMEOUT_MS}`;
 const FACTORY = 'createHttpGateway';
 const isObject = (value: unknown): value is Record<string, unknown> => typeof value === 'object' && value !== null && !Array.isArray(value);
-
 
 const OpenApiInfoSchema = z
   .object({ title: z.string().optional(), version: z.string().optional(), description: z.string().optional() })
@@ -266,6 +274,7 @@ const HttpGatewayFieldsSchema = z
           'or metrics made by createKernelMetrics(kernel)',
       })
       .optional(),
+    readyNeedsDatabases: flag().optional(),
     caller: text('a caller name that is not empty, such as http').optional(),
     stopKernelOnClose: flag().optional(),
     logger: loggerOption().optional(),

@@ -286,7 +286,15 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
   await resolved.configure?.(server);
 
   addOperationRoutes(server, resolved, allowedMethods, correlationIdOf, isClosing);
-  await addGatewayRoutes(server, { kernel, metrics, document, documentJson, docsPath: resolved.docsPath, isClosing });
+  await addGatewayRoutes(server, {
+    kernel,
+    metrics,
+    document,
+    documentJson,
+    docsPath: resolved.docsPath,
+    readyNeedsDatabases: resolved.readyNeedsDatabases,
+    isClosing,
+  });
   await server.ready();
 
   let url: string | undefined;
@@ -337,6 +345,8 @@ interface GatewayRoutesSource {
   readonly document: OpenApiDocument;
   readonly documentJson: string;
   readonly docsPath: string | false;
+  /** The `readyNeedsDatabases` option: a hosted module's database `down` makes readiness false. */
+  readonly readyNeedsDatabases: boolean;
   /** True once close() has begun: readiness turns false. */
   isClosing(): boolean;
 }
@@ -354,7 +364,7 @@ async function addGatewayRoutes(server: FastifyInstance, source: GatewayRoutesSo
   json(GATEWAY_PATHS.ready, config, async (_request, reply) => {
     const status = kernel.status();
     const closing = source.isClosing();
-    const ready = !closing && kernel.ready();
+    const ready = !closing && kernel.ready() && !(source.readyNeedsDatabases && status.databases.some((database) => database.state === 'down'));
     return reply
       .status(ready ? 200 : 503)
       .type(JSON_CONTENT_TYPE)
