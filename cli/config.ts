@@ -63,9 +63,11 @@ export interface KeelConfig {
    * kernel as it is: `outboxWindow`, the durable events an outbox relay sends before the first is
    * confirmed (default 32; `1` keeps the written order exactly), and `inboxBatch` and
    * `inboxBatchMs`, how many events a module's inbox handles in one transaction (default 32;
-   * `1`, a transaction each) and for how long it takes more (default 20 ms): docs/data.md.
+   * `1`, a transaction each) and for how long it takes more (default 20 ms), and
+   * `databaseCheckMs`, how often each module's database is checked (default 5 000 ms;
+   * docs/observability.md): docs/data.md.
    */
-  readonly data?: Pick<KernelOptions, 'outboxWindow' | 'inboxBatch' | 'inboxBatchMs'>;
+  readonly data?: Pick<KernelOptions, 'outboxWindow' | 'inboxBatch' | 'inboxBatchMs' | 'databaseCheckMs'>;
   /**
    * The level and format of every process's log (`keel start`, each process of `keel up` and
    * `keel dev`, the images of `keel deploy`). `KEEL_LOG_LEVEL` and `KEEL_LOG_FORMAT`, where

@@ -297,10 +297,15 @@ const inboxBatchMsOption = z
   .number({ error: INBOX_BATCH_MS })
   .refine((value) => Number.isFinite(value) && value > 0 && value <= 60_000, INBOX_BATCH_MS)
   .optional();
+const DATABASE_CHECK_MS = 'must be a number of milliseconds, 100 to 600000';
+const databaseCheckMsOption = z
+  .number({ error: DATABASE_CHECK_MS })
+  .refine((value) => Number.isFinite(value) && value >= 100 && value <= 600_000, DATABASE_CHECK_MS)
+  .optional();
 
 /**
  * The zod schema of the kernel's options for modules that own data (`outboxWindow`,
- * `inboxBatch`, `inboxBatchMs`), as
+ * `inboxBatch`, `inboxBatchMs`, `databaseCheckMs`), as
  * {@link createKernel} checks them: for a configuration that carries them to a kernel
  * (keel.config.ts's `data`), so that a wrong one is refused where it is written, naming its field.
  *
@@ -311,7 +316,9 @@ const inboxBatchMsOption = z
  * parseOptions('settings.json: data', DataOptionsSchema, { outboxWindow: 1, inboxBatch: 1 });
  * ```
  */
-export const DataOptionsSchema = z.object({ outboxWindow: outboxWindowOption, inboxBatch: inboxBatchOption, inboxBatchMs: inboxBatchMsOption }).strict();
+export const DataOptionsSchema = z
+  .object({ outboxWindow: outboxWindowOption, inboxBatch: inboxBatchOption, inboxBatchMs: inboxBatchMsOption, databaseCheckMs: databaseCheckMsOption })
+  .strict();
 
 /**
  * The zod schema of the kernel's resilience options (`retry`, `hedge`, `circuitBreaker`,
@@ -386,10 +393,7 @@ const KernelOptionsSchema = z
         { error: 'must be a DatabaseEngine, such as createPGliteDatabase() or createPostgresDatabase({ url }), or a function of a module name returning one' },
       )
       .optional(),
-    databaseCheckMs: z
-      .number({ error: 'must be a number of milliseconds, 100 to 600000' })
-      .refine((value) => Number.isFinite(value) && value >= 100 && value <= 600_000, 'must be a number of milliseconds, 100 to 600000')
-      .optional(),
+    databaseCheckMs: databaseCheckMsOption,
     principal: z
       .custom((value) => typeof value === 'object' && value !== null && '_zod' in value, {
         error: 'must be a zod schema of the principal, such as z.object({ sub: z.string(), roles: z.array(z.string()) })',

@@ -182,6 +182,9 @@ describe('cli - keel.config.ts', () => {
     await expect(startHost({ modules: [module], env: {}, logger: silentLogger, data: { inboxBatch: 1, inboxBatchMs: 0 } })).rejects.toThrow(
       'createKernel: inboxBatchMs must be a number of milliseconds above 0, at most 60000, got 0.',
     );
+    await expect(startHost({ modules: [module], env: {}, logger: silentLogger, data: { databaseCheckMs: 50 } })).rejects.toThrow(
+      'createKernel: databaseCheckMs must be a number of milliseconds, 100 to 600000, got 50.',
+    );
     const started = await startHost({ modules: [module], env: {}, logger: silentLogger, data: { outboxWindow: 1 } });
     await started.stop();
   });
