@@ -99,7 +99,8 @@ export class DatabaseHealth {
     const downFor = Date.now() - this.#since.getTime();
     this.#state = state;
     this.#since = new Date();
-    const fields = { module: this.module, engine: this.engine.name, database: this.engine.location };
+    // The module's own logger binds `module`.
+    const fields = { engine: this.engine.name, database: this.engine.location };
     if (state === 'down') {
       this.#downs += 1;
       this.logger.error(

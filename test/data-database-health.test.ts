@@ -14,6 +14,7 @@ import { createPGliteDatabase } from 'keel/pglite';
 import { createPostgresDatabase } from 'keel/postgres';
 import { createTestDatabase, type TestDatabase } from './support/databases.js';
 import { CuttableProxy } from './support/cuttable-proxy.js';
+import { linesLogger, type LogLine } from './support/log-lines.js';
 
 const ledger = defineContract({
   name: 'ledger',
@@ -66,8 +67,9 @@ async function databaseSeries(url: string): Promise<string[]> {
   return text.split('\n').filter((line) => line.startsWith('keel_database_'));
 }
 
-async function started(engine: DatabaseEngine, options: Partial<HttpGatewayOptions> = {}): Promise<{ kernel: Kernel; url: string }> {
-  const kernel = createKernel({ modules: [clockModule, ledgerModule], database: engine, databaseCheckMs: 200, logger: silentLogger });
+async function started(engine: DatabaseEngine, options: Partial<HttpGatewayOptions> = {}, lines?: LogLine[]): Promise<{ kernel: Kernel; url: string }> {
+  const logger = lines === undefined ? silentLogger : linesLogger(lines);
+  const kernel = createKernel({ modules: [clockModule, ledgerModule], database: engine, databaseCheckMs: 200, logger });
   const gateway = await createHttpGateway({ ...options, kernel, port: 0, logger: silentLogger });
   gateways.push(gateway);
   await kernel.start();
@@ -88,9 +90,11 @@ async function proxiedDatabase(): Promise<{ proxy: CuttableProxy; engine: Databa
 }
 
 describe('data - a module database that goes away while the process runs', () => {
-  it('is down in /metrics (keel_database_up 0, keel_database_down_total 1) and in /readyz\'s body, which stays 200, then up again once it answers', { timeout: 60_000 }, async () => {
+  it('is down in /metrics (keel_database_up 0, keel_database_down_total 1) and in /readyz\'s body, which stays 200, then up again once it answers; one log line each way', { timeout: 60_000 }, async () => {
     const { proxy, engine } = await proxiedDatabase();
-    const { kernel, url } = await started(engine);
+    const lines: LogLine[] = [];
+    const { kernel, url } = await started(engine, {}, lines);
+    const said = (text: string) => lines.filter((line) => line.message.includes(text));
 
     expect(await kernel.client(ledger).add({ label: 'before' })).toEqual({ count: 1 });
     const before = await readyz(url);
@@ -121,6 +125,11 @@ describe('data - a module database that goes away while the process runs', () =>
     expect(after.status).toBe(200);
     expect(after.body.databases).toEqual([{ module: 'ledger', engine: 'postgres', state: 'up', since: expect.any(String), downs: 1 }]);
     expect(await kernel.client(ledger).add({ label: 'after' })).toEqual({ count: 2 });
+    // One line when it went, however many checks failed while it was away, and one when it came back.
+    expect(said('does not answer')).toEqual([
+      expect.objectContaining({ level: 'error', record: expect.objectContaining({ engine: 'postgres', database: expect.stringContaining(`:${proxy.port}/`) }) }),
+    ]);
+    expect(said('answers again')).toEqual([expect.objectContaining({ level: 'info', record: expect.objectContaining({ downMs: expect.any(Number) }) })]);
   });
 
   it('with readyNeedsDatabases, /readyz answers 503 while the database is down, and 200 once it answers again', { timeout: 60_000 }, async () => {
