@@ -19,7 +19,10 @@ import { linesLogger, type LogLine } from './support/log-lines.js';
 const ledger = defineContract({
   name: 'ledger',
   version: '1.0.0',
-  operations: { add: operation({ input: z.object({ label: z.string() }), output: z.object({ count: z.number() }) }) },
+  operations: {
+    add: operation({ input: z.object({ label: z.string() }), output: z.object({ count: z.number() }) }),
+    hold: operation({ input: z.object({ seconds: z.number() }), output: z.object({}) }),
+  },
 });
 const ledgerModule = defineModule({
   contract: ledger,
@@ -30,6 +33,10 @@ const ledgerModule = defineModule({
         await db.query('insert into entries (label) values ($1) on conflict do nothing', [label]);
         const { rows } = await db.query<{ count: string }>('select count(*) as count from entries');
         return { count: Number(rows[0]?.count) };
+      },
+      hold: async ({ seconds }) => {
+        await db.query('select pg_sleep($1)', [seconds]);
+        return {};
       },
     },
   }),
@@ -148,6 +155,19 @@ describe('data - a module database that goes away while the process runs', () =>
     const after = await readyz(url);
     expect(after.status).toBe(200);
     expect(after.body.ready).toBe(true);
+  });
+
+  it('a database whose connections are all taken for longer than databaseCheckMs is down (no answer to select 1 in time), and up once one is free', { timeout: 60_000 }, async () => {
+    database ??= await createTestDatabase();
+    const engine = createPostgresDatabase({ url: database.url, poolSize: 1 });
+    engines.push(engine);
+    const lines: LogLine[] = [];
+    const { kernel, url } = await started(engine, {}, lines);
+    const held = kernel.client(ledger).hold({ seconds: 2 });
+    await vi.waitFor(async () => expect((await readyz(url)).body.databases[0]?.state).toBe('down'), { timeout: 10_000, interval: 50 });
+    await held;
+    await vi.waitFor(async () => expect((await readyz(url)).body.databases[0]?.state).toBe('up'), { timeout: 10_000, interval: 50 });
+    expect(lines.filter((line) => line.level === 'error').map((line) => line.record['reason'])).toEqual(['no answer to select 1 within 200 ms']);
   });
 
   it('an embedded PGlite is reported up', { timeout: 30_000 }, async () => {
