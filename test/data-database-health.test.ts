@@ -170,7 +170,7 @@ describe('data - a module database that goes away while the process runs', () =>
     expect(lines.filter((line) => line.level === 'error').map((line) => line.record['reason'])).toEqual(['no answer to select 1 within 200 ms']);
   });
 
-  it('an embedded PGlite is reported up', { timeout: 30_000 }, async () => {
+  it('an embedded PGlite is not checked and is reported up in /readyz and /metrics', { timeout: 120_000 }, async () => {
     const engine = await createPGliteDatabase();
     engines.push(engine);
     const { url } = await started(engine);
