@@ -78,7 +78,7 @@ export function assertModuleName(name: string, what = 'Module name'): string {
 // The identifiers the generated files import or declare (contract.ts, module.ts and the module's
 // test): a module whose contract identifier (or `<identifier>Module`) is one of them would not compile.
 const GENERATED_IDENTIFIERS = new Set([
-  'z', 'defineContract', 'operation', 'event', 'defineModule', 'db', 'get', 'emit', 'logger',
+  'z', 'defineContract', 'operation', 'event', 'text', 'defineModule', 'db', 'get', 'emit', 'logger',
   'describe', 'it', 'expect', 'beforeAll', 'afterAll', 'isKeelError', 'modules', 'startApplication',
   'published', 'received', 'probeModule', 'app', 'client', 'error', 'caught',
 ]);

@@ -7,7 +7,9 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { createKernel, silentLogger, type AnyContract } from 'keel';
 import { findProject, importProjectFile, loadManifest } from 'keel/cli';
 import { addToManifest } from '../cli/manifest.js';
+import { assertGeneratedIdentifiers } from '../cli/names.js';
 import { findCycle } from '../cli/project.js';
+import { contractFile, moduleFile, moduleTestFile } from '../cli/templates/module.js';
 import { logMessages, runKeel, startKeel, type CliRun } from './support/cli.js';
 
 const repository = resolve(dirname(createRequire(import.meta.url).resolve('keel/package.json')));
@@ -456,6 +458,54 @@ describe('cli - keel generate module', () => {
       );
     }
     expect(tree(root)).toEqual(before);
+  });
+
+  it('cli - refuses every module name whose identifier a generated file imports or declares, with all options at once (text, of --data)', () => {
+    // `keel generate module text --data` once wrote `export const text = defineContract(...)` beside
+    // `import { ..., text } from 'keel/contract'`: the new module's contract.ts did not compile.
+    const dependency = { name: 'greeter', exportName: 'greeter', importPath: '../greeter/contract.js' };
+    const template = {
+      name: 'billing',
+      dependsOn: [dependency],
+      events: ['invoiceSent'],
+      operations: ['sendInvoice', 'getInvoice'],
+      subscribesTo: [{ ...dependency, events: ['greeted'] }],
+      data: true,
+    };
+    const test = moduleTestFile({
+      ...template,
+      manifestImport: '../modules/index.js',
+      contractImport: '../modules/billing/contract.js',
+      supportImport: './support/application.js',
+    });
+    const sources = [contractFile(template), moduleFile(template), test];
+    // The module's own identifiers, and its dependency's (a module of that name exists). Locals of the
+    // handlers (greeterClient, rows) only shadow a module's identifier in their own scope, which compiles.
+    const own = new Set(['billing', 'billingModule', 'greeter']);
+    const identifiers = new Set<string>();
+    // What the files import, and declare at their top level.
+    for (const source of sources) {
+      for (const [, names] of source.matchAll(/^import \{ ([^}]+) \} from /gm)) {
+        for (const name of names!.split(',')) identifiers.add(name.trim().replace(/^type /, ''));
+      }
+      for (const [, name] of source.matchAll(/^(?:export )?(?:const|let|function) (\w+)/gm)) identifiers.add(name!);
+    }
+    // The test refers to the contract inside its describe and its tests: their locals count too.
+    for (const [, local, parameter] of test.matchAll(/^ +(?:const|let) (\w+)|\(\((\w+): unknown\)/gm)) identifiers.add((local ?? parameter)!);
+    // A module name is lower-kebab-case: its identifier starts with a lower-case letter.
+    const reachable = [...identifiers].filter((identifier) => /^[a-z]/.test(identifier) && !own.has(identifier));
+    expect(reachable).toEqual(expect.arrayContaining(['z', 'text', 'defineModule', 'probeModule', 'app', 'caught']));
+    const accepted = reachable.filter((identifier) => {
+      const name = identifier.replace(/[A-Z]/g, (letter) => `-${letter.toLowerCase()}`);
+      try {
+        assertGeneratedIdentifiers(name);
+        return true;
+      } catch (error) {
+        expect(String(error), name).toContain(`Module name "${name}" would be the identifier ${identifier}, which the generated files already use`);
+        return false;
+      }
+    });
+    expect(accepted).toEqual([]);
   });
 
   it('cli - leaves no half-generated folder when a write fails', async () => {
