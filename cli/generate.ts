@@ -7,7 +7,7 @@ import { dirname, join, relative, sep } from 'node:path';
 import { isContract } from 'keel/transport';
 import { CLIError, CliErrorCode } from './errors.js';
 import { addToManifest } from './manifest.js';
-import { assertEventName, assertGeneratedIdentifiers, assertModuleName, assertOperationName, splitList } from './names.js';
+import { assertEventName, assertGeneratedIdentifiers, assertModuleName, assertOperationName, namedList } from './names.js';
 import { findCycle, importProjectFile, loadManifest, moduleGraph, type ModuleNode, type Project } from './project.js';
 import {
   contractFile,
@@ -114,10 +114,10 @@ async function subscriptionImport(project: Project, name: string, moduleDir: str
  */
 export async function planModule(project: Project, options: PlanModuleOptions): Promise<ModulePlan> {
   const name = assertGeneratedIdentifiers(assertModuleName(options.name));
-  const dependsOn = splitList(options.dependsOn).map((dependency) => assertModuleName(dependency, 'Dependency'));
-  const events = splitList(options.events).map(assertEventName);
-  const operations = splitList(options.operations).map(assertOperationName);
-  const subscribesTo = splitList(options.subscribesTo).map((source) => assertModuleName(source, 'Subscribed module'));
+  const dependsOn = namedList(options.dependsOn, '--depends-on').map((dependency) => assertModuleName(dependency, 'Dependency'));
+  const events = namedList(options.events, '--events').map(assertEventName);
+  const operations = namedList(options.operations, '--operations').map(assertOperationName);
+  const subscribesTo = namedList(options.subscribesTo, '--subscribes-to').map((source) => assertModuleName(source, 'Subscribed module'));
   const nodes = moduleGraph(await loadManifest(project));
   return planAgainst(
     project,

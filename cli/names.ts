@@ -154,6 +154,25 @@ export function splitList(value: string | undefined): string[] {
   return [...new Set(value.split(',').map((item) => item.trim()).filter((item) => item.length > 0))];
 }
 
+/**
+ * {@link splitList} of an option's value, refusing a value given that names nothing (`,`), which
+ * would otherwise be taken as the option left out: `E_USAGE`, naming the option.
+ *
+ * @example
+ * ```ts
+ * namedList('catalog,orders', '--depends-on'); // ['catalog', 'orders']
+ * namedList(undefined, '--depends-on'); // []
+ * namedList(',', '--depends-on'); // throws E_USAGE: --depends-on "," names nothing; ...
+ * ```
+ */
+export function namedList(value: string | undefined, option: string): string[] {
+  const names = splitList(value);
+  if (value !== undefined && names.length === 0) {
+    throw new CLIError(CliErrorCode.E_USAGE, `${option} "${value}" names nothing; give at least one name, comma-separated, or leave ${option} out.`);
+  }
+  return names;
+}
+
 /** The `--modules` (or `KEEL_MODULES`) value that hosts no module: a pure client, such as an HTTP gateway. */
 export const NO_MODULES = 'none';
 

@@ -460,6 +460,20 @@ describe('cli - keel generate module', () => {
     expect(tree(root)).toEqual(before);
   });
 
+  it('cli - refuses a list option that names nothing (--depends-on ","), naming the option, writing nothing', async () => {
+    const root = await newApp();
+    const before = tree(root);
+    // `--depends-on ,` once generated a module depending on nothing, as if the option were left out.
+    for (const option of ['--depends-on', '--events', '--operations', '--subscribes-to']) {
+      const result = await keel(root, 'generate', 'module', 'billing', option, ' , ');
+      expect(result.code, option).toBe(2);
+      expect(result.stderr, option).toContain(
+        `error E_USAGE: ${option} " , " names nothing; give at least one name, comma-separated, or leave ${option} out.`,
+      );
+    }
+    expect(tree(root)).toEqual(before);
+  });
+
   it('cli - refuses every module name whose identifier a generated file imports or declares, with all options at once (text, of --data)', () => {
     // `keel generate module text --data` once wrote `export const text = defineContract(...)` beside
     // `import { ..., text } from 'keel/contract'`: the new module's contract.ts did not compile.
