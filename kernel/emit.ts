@@ -8,7 +8,7 @@ import { compiledSchema } from './compiled-schema.js';
 import { currentContext, newCorrelationId, type CallContext } from './context.js';
 import { KeelError, KeelErrorCode, validationError } from './errors.js';
 import type { ModuleDatabase } from './module-data.js';
-import type { HostServices } from './module-host.js';
+import type { HostServices } from './host-services.js';
 import type { OutboxRelay } from './outbox-relay.js';
 import { endSpan, keelTracer, startProducerSpan } from './tracing.js';
 import { traceparentOf } from './traceparent.js';

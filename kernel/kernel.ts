@@ -16,11 +16,13 @@ import { describeValue } from './options.js';
 import { DEFAULT_KERNEL_OPTIONS, bulkheadLimitsOf, parseKernelOptions, type KernelOptions } from './kernel-options.js';
 import type { BulkheadStatus } from './bulkhead.js';
 import type { DatabaseStatus } from './database-health.js';
-import { LifecycleState } from './lifecycle.js';
+import { LifecycleState, stoppedWhileStarting } from './lifecycle.js';
 import { createLocalTransport } from './local.js';
 import { createLogger, type Logger } from './logger.js';
 import type { AnyModule } from './module.js';
 import { ModuleHost } from './module-host.js';
+import { within } from './in-flight.js';
+import { leftOf } from './stop-bounds.js';
 import { detached } from './otel-context.js';
 import type { KernelObserver } from './observer.js';
 import type { PrincipalSchema } from './principal.js';
@@ -120,6 +122,9 @@ export interface Kernel {
    * Waits at most `drainTimeoutMs` for work in flight, shared by all the modules hosted here,
    * and 5 s more (or `drainTimeoutMs`, when shorter) for their stop hooks and outbox relays,
    * however many modules there are: the `drainTimeoutMs` option says what else it waits for.
+   * Called during {@link Kernel.start}, its clock starts all the same: the modules not started yet
+   * never start, the one starting gives up a wait for its migration lock at once and gets what
+   * is left of `drainTimeoutMs` for the rest of its start, and `start()` rejects with `INVALID_STATE`.
    */
   stop(): Promise<void>;
   /** True when every hosted module is started and every transport is connected. */
@@ -208,6 +213,8 @@ class KernelImpl implements Kernel {
   readonly #breakers: CircuitBreakers;
   #stopping: Promise<void> | undefined;
   #starting: Promise<void> | undefined;
+  /** Aborted by a stop during the start: the module being started gives up what it waits for (kernel/migrations.ts, the lock). */
+  readonly #startAborted = new AbortController();
 
   constructor(options: ResolvedOptions) {
     this.#options = options;
@@ -283,18 +290,18 @@ class KernelImpl implements Kernel {
       for (const host of this.#hosted) {
         if (this.#stopping !== undefined) break;
         started.push(host);
-        await host.start();
+        await host.start(this.#startAborted.signal);
       }
     } catch (error) {
+      // Stopped during the start: the stop stops the modules, and what failed is the stop's doing.
+      if (this.#stopping !== undefined) throw error === this.#startAborted.signal.reason ? error : stoppedWhileStarting(error);
       this.#logger.error({ err: error }, 'start failed; stopping the modules already started');
       const began = performance.now();
       for (const host of started.reverse()) await host.stop(began);
       this.#state = LifecycleState.FAILED;
       throw error;
     }
-    if (this.#stopping !== undefined) {
-      throw new KeelError(KeelErrorCode.INVALID_STATE, 'The kernel was stopped while it was starting.');
-    }
+    if (this.#stopping !== undefined) throw stoppedWhileStarting();
     // Every hosted module has subscribed: only now may the relays send (module-host.ts, startRelay).
     for (const host of started) host.startRelay();
     this.#state = LifecycleState.STARTED;
@@ -311,19 +318,38 @@ class KernelImpl implements Kernel {
       this.#state = LifecycleState.STOPPED;
       return;
     }
-    // Stopping during start: let the module being started finish starting, then stop them all.
-    await this.#starting?.catch(() => {});
+    // One clock for every module, from now, during a start too: the whole stop waits at most
+    // kernelStopBoundMs(drainTimeoutMs), however many modules this process hosts.
+    const began = performance.now();
+    if (this.#state === LifecycleState.STARTING) await this.#abortStart(began);
     if (this.#state === LifecycleState.FAILED) {
       this.#state = LifecycleState.STOPPED;
       return;
     }
     this.#state = LifecycleState.STOPPING;
-    // One clock for every module: the whole stop waits at most kernelStopBoundMs(drainTimeoutMs), however many modules this process hosts.
-    const began = performance.now();
     for (const host of [...this.#hosted].reverse()) await host.stop(began);
     await this.#local.close();
     this.#state = LifecycleState.STOPPED;
     this.#logger.info({ hosted: this.hosted }, 'kernel stopped');
+  }
+
+  /**
+   * A stop during the start: modules not started yet never start, the one starting gives up a
+   * wait for the migration lock at once, and what else it does (its migrations once the lock is
+   * taken, its start hook, its subscriptions) gets what is left of `drainTimeoutMs`, as work in
+   * flight does. Past that the stop goes on without it: it is stopped as it stands (its database
+   * connection closed, which rolls its migrations back), and what its start makes later is undone.
+   */
+  async #abortStart(began: number): Promise<void> {
+    this.#startAborted.abort(stoppedWhileStarting());
+    const { drainTimeoutMs } = this.#options;
+    if (await within((this.#starting as Promise<void>).catch(() => {}), leftOf(drainTimeoutMs, began))) return;
+    const starting = this.#hosted.filter((host) => host.state === LifecycleState.STARTING).map((host) => host.module.name);
+    this.#logger.error(
+      { modules: starting, drainTimeoutMs },
+      `module ${starting.join(', ')} still starting when drainTimeoutMs was over (the kernel was stopped during its start); stopping it anyway: ` +
+        'it never serves, and what its start makes later is undone. Make its start hook end in time (bound what it waits for), or raise drainTimeoutMs',
+    );
   }
 
   get defaultTimeoutMs(): number {

@@ -1,4 +1,5 @@
 /** The lifecycle states a kernel and each module it hosts go through. */
+import { KeelError, KeelErrorCode } from './errors.js';
 
 /**
  * Lifecycle state of a kernel or of one hosted module.
@@ -20,3 +21,13 @@ export const LifecycleState = {
 
 /** A {@link LifecycleState} value. */
 export type LifecycleState = (typeof LifecycleState)[keyof typeof LifecycleState];
+
+/** What start() rejects with when the kernel was stopped before it was over; `cause`, what the stop made the start give up. */
+export function stoppedWhileStarting(cause?: unknown): KeelError {
+  return new KeelError(
+    KeelErrorCode.INVALID_STATE,
+    'The kernel was stopped while it was starting (kernel.stop() before kernel.start() was over, such as a SIGTERM during a deploy): ' +
+      'the modules it had started were stopped, and the others never started. Create a new kernel to start again.',
+    cause === undefined ? undefined : { cause },
+  );
+}

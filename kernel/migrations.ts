@@ -38,7 +38,17 @@ export interface MigrateOptions {
    * holds the schema's migration lock (another instance applying migrations): keel then waits for it.
    */
   readonly onLockWait?: (message: string) => void;
+  /**
+   * Aborted when the start that migrates is stopped (`kernel.stop()` during `kernel.start()`): a
+   * wait for the migration lock is given up at once (the transaction is rolled back, nothing was
+   * applied), and {@link migrate} rejects with the signal's reason. Migrations being applied once
+   * the lock is taken are not interrupted by it.
+   */
+  readonly signal?: AbortSignal;
 }
+
+/** How often a migration that waits for the schema's lock asks for it again (a wait its signal can give up). */
+const LOCK_RETRY_MS = 200;
 
 /** keel's own tables in every data module's schema, applied before the module's migrations. */
 const SYSTEM_MIGRATIONS: readonly Migration[] = [
@@ -163,8 +173,9 @@ function lockKey(schema: string): bigint {
  * its high and low 32 bits, per database: a session migrating a schema of that name in another
  * database of the server holds a lock of its own, and is not the one) before keel waits for it.
  */
-async function lock(tx: SqlRunner, module: string, schema: string, onLockWait: MigrateOptions['onLockWait']): Promise<string> {
+async function lock(tx: SqlRunner, module: string, schema: string, { onLockWait, signal }: MigrateOptions): Promise<string> {
   const key = lockKey(schema);
+  signal?.throwIfAborted();
   const { rows } = await tx.query<{ got: boolean; id: string }>('select pg_try_advisory_xact_lock($1::bigint) as got, txid_current()::text as id', [key.toString()]);
   const { got, id } = rows[0] as { got: boolean; id: string };
   if (got) return id;
@@ -189,8 +200,33 @@ async function lock(tx: SqlRunner, module: string, schema: string, onLockWait: M
         `and this one applies what is left when it is done. If that session is stuck, end it${holder === undefined ? '' : ` (select pg_terminate_backend(${holder.pid}))`}, and this one goes on.`,
     );
   }
-  await tx.query('select pg_advisory_xact_lock($1::bigint)', [key.toString()]);
-  return id;
+  if (signal === undefined) {
+    await tx.query('select pg_advisory_xact_lock($1::bigint)', [key.toString()]);
+    return id;
+  }
+  // Asked again rather than waited for in one statement: a statement waiting for a lock cannot be
+  // given up from here (only by ending its connection), and a stop during the start must not wait for it.
+  for (;;) {
+    await abortableSleep(LOCK_RETRY_MS, signal);
+    const again = await tx.query<{ got: boolean }>('select pg_try_advisory_xact_lock($1::bigint) as got', [key.toString()]);
+    if (again.rows[0]?.got === true) return id;
+  }
+}
+
+/** Resolves after `ms`, or rejects with the signal's reason as soon as it is aborted. */
+function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal.aborted) return reject(signal.reason);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal.reason);
+    };
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    signal.addEventListener('abort', onAbort, { once: true });
+  });
 }
 
 async function appliedMigrations(tx: SqlRunner): Promise<Map<string, Applied>> {
@@ -215,7 +251,7 @@ export async function migrate(
 ): Promise<string[]> {
   return connection.transaction(async (tx) => {
     // The transaction's id, assigned here: a migration that committed or rolled it back leaves another (or none).
-    const id = await lock(tx, module, schema, options.onLockWait);
+    const id = await lock(tx, module, schema, options);
     await tx.exec(LEDGER);
     const applied = await appliedMigrations(tx);
     for (const candidate of migrations) {

@@ -3,13 +3,11 @@
  * of its dependsOn contracts, nothing else), its instance and hooks, its answer pipeline served
  * on each transport, its event subscriptions, and its drain on stop.
  */
-import type { CircuitStatus } from './circuit-breaker.js';
 import { Container, type ServiceIdentifier } from 'inversify';
-import type { Client } from './client.js';
 import { isContract, type AnyContract, type AnyEvent, type AnyOperation } from './contract.js';
 import { KeelError, KeelErrorCode } from './errors.js';
 import { within } from './in-flight.js';
-import { schemaOf, type DatabaseEngine, type ModuleData } from './database.js';
+import { schemaOf, type ModuleData, type SchemaConnection } from './database.js';
 import { DatabaseHealth } from './database-health.js';
 import { migrate, readMigrations } from './migrations.js';
 import { Inbox, runsAlone } from './inbox.js';
@@ -22,48 +20,13 @@ import { LifecycleState } from './lifecycle.js';
 import type { Logger } from './logger.js';
 import type { AnyModule, ModuleInstance } from './module.js';
 import type { EventHandler, EventHandlerFunction, EventHandlerOptions, OperationHandler } from './module-handlers.js';
-import type { KernelObserver } from './observer.js';
-import type { PrincipalSchema } from './principal.js';
-import { Bulkhead, type BulkheadLimits } from './bulkhead.js';
+import { Bulkhead } from './bulkhead.js';
 import { createServedModule } from './served.js';
-import { createEventSubscription, type DeadLetter } from './subscription.js';
+import { createEventSubscription } from './subscription.js';
 import { createEmit } from './emit.js';
 import { Fanout, type Registration, type Transport } from './transport.js';
 import { LATE_DRAIN_FLOOR_MS, STOP_HOOK_FLOOR_MS, kernelStopBoundMs, leftOf } from './stop-bounds.js';
-
-/** What the kernel gives each module it hosts. */
-export interface HostServices {
-  /** The kernel's container, parent of every module's own. */
-  readonly root: Container;
-  readonly local: Transport;
-  /** The transport to other processes; events travel through it when there is one. */
-  readonly remote: Transport | undefined;
-  readonly logger: Logger;
-  readonly observers: readonly KernelObserver[];
-  readonly maxDeliveryAttempts: number;
-  /** The kernel's `outboxWindow`: durable events an outbox relay sends before the first is confirmed. */
-  readonly outboxWindow: number;
-  /** The kernel's `inboxBatch` and `inboxBatchMs`: how many events an inbox transaction takes, and for how long. */
-  readonly inboxBatch: number;
-  readonly inboxBatchMs: number;
-  readonly eventTimeoutMs: number;
-  readonly drainTimeoutMs: number;
-  /** The kernel's `databaseCheckMs`: how often a module's database is checked (database-health.ts). */
-  readonly databaseCheckMs: number;
-  readonly onDeadLetter: ((deadLetter: DeadLetter) => void) | undefined;
-  /** The application's principal schema (the kernel's `principal` option). */
-  readonly principal: PrincipalSchema | undefined;
-  /** The limits of a module's bulkhead (the kernel's `bulkhead` options), undefined for none. */
-  bulkheadOf(module: string): BulkheadLimits | undefined;
-  /** The kernel's circuit breakers, as `kernel.status()` reports them. */
-  circuits(): readonly CircuitStatus[];
-  /** The client a module gets for a contract it depends on. */
-  clientFor(contract: AnyContract, caller: string): Client<AnyContract>;
-  /** True once the kernel stopped: a module may no longer emit. */
-  stopped(): boolean;
-  /** The database engine of a module that declares data, if the kernel was given one. */
-  databaseFor(module: string): DatabaseEngine | undefined;
-}
+import type { HostServices } from './host-services.js';
 
 export class ModuleHost {
   state: LifecycleState = LifecycleState.CREATED;
@@ -72,6 +35,10 @@ export class ModuleHost {
   #registrations: Registration[] = [];
   /** True once the start hook (if any) completed: only then does the stop hook run. */
   #startHookRan = false;
+  #stopHookRan = false;
+  #stopping: Promise<void> | undefined;
+  /** The module's database connection, from the moment it is opened (before its migrations) until it is closed. */
+  #connection: SchemaConnection | undefined;
   /** The module's database and its outbox relay, when it declares data. */
   #db: ModuleDatabase | undefined;
   #relay: OutboxRelay | undefined;
@@ -90,8 +57,24 @@ export class ModuleHost {
     this.bulkhead = limits === undefined ? undefined : new Bulkhead(module.name, limits.maxConcurrent, limits.maxQueued);
   }
 
-  /** Creates the module in its own container, runs its start hook, serves it and subscribes it. */
-  async start(): Promise<void> {
+  /**
+   * Creates the module in its own container, runs its start hook, serves it and subscribes it.
+   * Once `signal` is aborted (the kernel stopped during its start), a wait for the migration lock
+   * is given up and the start goes no further than the step it is in: it rejects with the
+   * signal's reason. A step that ends after the module was stopped (a start hook the stop did not
+   * wait for) has what it made undone at once: registrations stopped, stop hook run, connection closed.
+   */
+  async start(signal?: AbortSignal): Promise<void> {
+    try {
+      await this.#start(signal);
+    } catch (error) {
+      if (this.state === LifecycleState.STOPPED) await this.#undoLate();
+      throw error;
+    }
+  }
+
+  async #start(signal: AbortSignal | undefined): Promise<void> {
+    const go = () => signal?.throwIfAborted();
     const { module, services } = this;
     const contract = module.contract as AnyContract;
     const logger = services.logger.child({ module: module.name });
@@ -126,12 +109,15 @@ export class ModuleHost {
       return container.get(identifier as ServiceIdentifier);
     };
     const emit = createEmit({ contract, services: this.services, database: () => this.#db, relay: () => this.#relay });
-    const db = module.data === undefined ? missingDatabase(module.name) : await this.#openDatabase(module.data, logger);
+    const db = module.data === undefined ? missingDatabase(module.name) : await this.#openDatabase(module.data, logger, signal);
+    go();
     const instance = await module.create({ name: module.name, get: get as never, emit: emit as never, logger, db });
     this.#instance = instance;
+    go();
     checkInstance(module, instance);
     await instance.start?.();
     this.#startHookRan = true;
+    go();
     const handlers = instance.handlers as Readonly<Record<string, OperationHandler<AnyOperation>>>;
     const idempotency = this.#db === undefined ? new MemoryIdempotencyStore() : new SqlIdempotencyStore(this.#db);
     this.#idempotency = idempotency;
@@ -150,8 +136,11 @@ export class ModuleHost {
         }),
       );
     this.#registrations.push(await serveOn(services.local));
+    go();
     if (services.remote) this.#registrations.push(await serveOn(services.remote));
+    go();
     await this.#subscribe(instance, logger);
+    go();
     this.state = LifecycleState.STARTED;
   }
 
@@ -205,7 +194,7 @@ export class ModuleHost {
   }
 
   /** Connects the module's schema, applies its migrations, and prepares its outbox relay. */
-  async #openDatabase(data: ModuleData, logger: Logger): Promise<ModuleDatabase> {
+  async #openDatabase(data: ModuleData, logger: Logger, signal: AbortSignal | undefined): Promise<ModuleDatabase> {
     const { module, services } = this;
     const engine = services.databaseFor(module.name);
     if (engine === undefined) {
@@ -225,13 +214,17 @@ export class ModuleHost {
     }
     const schema = schemaOf(module.name);
     const connection = await engine.connect(schema);
+    // Known at once: a stop during the start closes it (module.stop, or #undoLate when it comes after the stop).
+    this.#connection = connection;
+    signal?.throwIfAborted();
     try {
       const applied = await migrate(connection, module.name, schema, readMigrations(module.name, data.migrations), {
         onLockWait: (message) => logger.warn({ schema, database: engine.location }, message),
+        ...(signal === undefined ? {} : { signal }),
       });
       if (applied.length > 0) logger.info({ schema, database: engine.location, applied }, 'migrations applied');
     } catch (error) {
-      await connection.close().catch(() => undefined);
+      await this.#closeConnection();
       throw error;
     }
     this.#db = new ModuleDatabase(module.name, schema, engine, connection);
@@ -334,6 +327,7 @@ export class ModuleHost {
    */
   async #runStopHook(began: number): Promise<void> {
     const { logger, drainTimeoutMs } = this.services;
+    this.#stopHookRan = true;
     const boundMs = leftOf(kernelStopBoundMs(drainTimeoutMs), began);
     const hook = Promise.resolve()
       .then(() => this.#instance?.stop?.())
@@ -356,8 +350,14 @@ export class ModuleHost {
    * {@link LATE_DRAIN_FLOOR_MS} of what is left for the hooks), runs the stop hook and stops the
    * outbox relay (both by {@link kernelStopBoundMs} after `began`). Idempotent.
    */
-  async stop(began: number = performance.now()): Promise<void> {
-    if (this.state === LifecycleState.STOPPED || this.state === LifecycleState.CREATED) return;
+  stop(began: number = performance.now()): Promise<void> {
+    if (this.state === LifecycleState.CREATED) return Promise.resolve();
+    // One stop, whoever asks: a start that failed and the kernel's stop may both.
+    this.#stopping ??= this.#stop(began);
+    return this.#stopping;
+  }
+
+  async #stop(began: number): Promise<void> {
     this.state = LifecycleState.STOPPING;
     const registrations = this.#registrations;
     this.#registrations = [];
@@ -390,12 +390,31 @@ export class ModuleHost {
     this.bulkhead?.close();
     if (this.#startHookRan) await this.#runStopHook(began);
     if (this.#relay !== undefined) await within(this.#relay.stop(), leftOf(kernelStopBoundMs(drainTimeoutMs), began));
-    this.database?.stop();
-    await this.#db?.connection.close().catch((error: unknown) => {
-      this.services.logger.warn({ err: error, module: this.module.name }, 'closing the database connection failed');
-    });
+    await this.#closeConnection();
     this.#container?.unbindAll();
     this.state = LifecycleState.STOPPED;
+  }
+
+  /** Closes the module's database connection, once (a migration still running is rolled back). */
+  async #closeConnection(): Promise<void> {
+    // Its checks first: a check on a closed connection would report the database down.
+    this.database?.stop();
+    const connection = this.#connection;
+    this.#connection = undefined;
+    await connection?.close().catch((error: unknown) => {
+      this.services.logger.warn({ err: error, module: this.module.name }, 'closing the database connection failed');
+    });
+  }
+
+  /** Undoes what a start that outlived its module's stop made after the stop: nothing of it may serve or stay open. */
+  async #undoLate(): Promise<void> {
+    const registrations = this.#registrations;
+    this.#registrations = [];
+    await Promise.allSettled(registrations.map((registration) => registration.stop()));
+    this.#idempotency?.close();
+    if (this.#startHookRan && !this.#stopHookRan) await this.#runStopHook(performance.now());
+    await this.#closeConnection();
+    this.services.logger.warn({ module: this.module.name }, 'the start of a module stopped while it started ended late; what it made was undone');
   }
 }
 
