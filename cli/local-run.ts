@@ -13,6 +13,7 @@ import type { CliContext } from './command.js';
 import { assertOwnDataFolders } from './database.js';
 import { CLIError, CliErrorCode } from './errors.js';
 import { NATS_CLIENT_USER, isGateway, natsAuthorization, natsEnvFile, natsUserEnvironment, natsUsers, type NatsUser } from './deploy/index.js';
+import { stopGraceSecondsOf } from './deploy/grace.js';
 import { launchNatsServer, type LaunchedNatsServer } from './nats-server.js';
 import { findProject, loadManifest, type Project } from './project.js';
 import type { ProcessSpec } from './supervisor.js';
@@ -216,6 +217,8 @@ export async function prepareLocalRun(options: LocalRunOptions): Promise<LocalRu
         ],
         cwd: project.root,
         env,
+        // As long as keel deploy gives its group: a gateway's requests first, the longest deadline an operation declares.
+        drainTimeoutMs: stopGraceSecondsOf(http === undefined ? { ...spec, http: undefined } : { ...spec, http: Number(http) }, modules) * 1000,
       });
     }
   }

@@ -19,6 +19,12 @@ export interface ProcessSpec {
   readonly args: readonly string[];
   readonly cwd: string;
   readonly env: Readonly<Record<string, string | undefined>>;
+  /**
+   * How long {@link Supervisor.stop} waits for this process to drain before SIGKILL, in place of
+   * the supervisor's `drainTimeoutMs`: `keel up` and `keel dev` give each the grace period `keel
+   * deploy` gives its group (cli/deploy/grace.ts, `stopGraceSecondsOf`).
+   */
+  readonly drainTimeoutMs?: number | undefined;
 }
 
 /** Options of {@link createSupervisor}. */
@@ -51,9 +57,9 @@ export interface SupervisorOptions {
   /** Starts in a row that end before readiness, after which the supervisor gives up (default 5). */
   readonly maxFailedStarts?: number;
   /**
-   * How long {@link Supervisor.stop} waits for a process to drain before SIGKILL (default 85 000 ms:
-   * the grace period `keel deploy` gives a gateway's group, the longest stop a `keel start` allows
-   * itself, plus a margin).
+   * How long {@link Supervisor.stop} waits for a process to drain before SIGKILL, when its
+   * {@link ProcessSpec} says nothing (default 85 000 ms: the grace period `keel deploy` gives a
+   * gateway's group with the default timeouts, the longest stop a `keel start` allows itself, plus a margin).
    */
   readonly drainTimeoutMs?: number;
 }
@@ -266,10 +272,11 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
     // Not `ready`: one stopping after a SIGTERM from outside had started, and drains.
     const starting = entry.readyAt === undefined;
     child.kill('SIGTERM');
+    const drainTimeoutMs = entry.spec.drainTimeoutMs ?? resolved.drainTimeoutMs;
     const force = setTimeout(() => {
-      options.log(`${entry.spec.name} did not drain within ${resolved.drainTimeoutMs} ms; killing it.`, 'warn');
+      options.log(`${entry.spec.name} did not drain within ${drainTimeoutMs} ms; killing it.`, 'warn');
       child.kill('SIGKILL');
-    }, resolved.drainTimeoutMs);
+    }, drainTimeoutMs);
     const exit = await entry.exited;
     clearTimeout(force);
     return starting && (exit.code === 128 + 15 || exit.signal === 'SIGTERM') ? { ...exit, beforeReady: true } : exit;

@@ -161,6 +161,29 @@ describe('cli - supervisor', () => {
     expect(await started.stop()).toEqual([{ name: 'ready', code: 143, signal: null }]);
   });
 
+  it("cli - kills a process that ignores SIGTERM after its own spec's drainTimeoutMs, not the supervisor's", { timeout: 30_000 }, async () => {
+    const log: string[] = [];
+    let allReady!: () => void;
+    const ready = new Promise<void>((resolve) => (allReady = resolve));
+    const supervisor = createSupervisor({
+      processes: [
+        { ...spec('stubborn', `process.on('SIGTERM', () => console.log('ignored')); process.send({ type: 'ready', modules: [] }); setInterval(() => {}, 1000);`), drainTimeoutMs: 300 },
+        spec('steady', WELL_BEHAVED),
+      ],
+      output: collector(),
+      log: (line) => log.push(line),
+      onAllReady: () => allReady(),
+      // Longer than the test's timeout: the stop ends in time only if the spec's 300 ms is used.
+      drainTimeoutMs: 120_000,
+    });
+    await ready;
+    expect(await supervisor.stop()).toEqual([
+      { name: 'stubborn', code: null, signal: 'SIGKILL' },
+      { name: 'steady', code: 0, signal: null },
+    ]);
+    expect(log).toContain('stubborn did not drain within 300 ms; killing it.');
+  });
+
   it('cli - gives up on a process that never becomes ready', async () => {
     const log: string[] = [];
     let gaveUp!: (name: string) => void;

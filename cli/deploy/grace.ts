@@ -1,8 +1,7 @@
 /**
  * How long a group's processes get between SIGTERM and SIGKILL in the files keel deploy writes:
  * longer than the worst stop keel allows itself, step by step (docs/deploy.md, "How long a stop
- * takes"). keel up and keel dev wait as long as for a gateway with the default timeouts (85 s),
- * whatever the operations' own timeoutMs.
+ * takes"). keel up and keel dev wait as long for each process they run (cli/local-run.ts).
  */
 import type { AnyContract, AnyModule } from 'keel';
 import { DEFAULT_KERNEL_OPTIONS, DEFAULT_TIMEOUT_MS, kernelStopBoundMs } from 'keel/transport';

@@ -1,0 +1,41 @@
+/**
+ * How long keel up and keel dev let a process drain before SIGKILL: as long as keel deploy gives
+ * its group (cli/deploy/grace.ts), so a gateway whose operation declares a longer timeoutMs is
+ * not killed while it answers it. They used to wait 85 s for every process, whatever its operations.
+ */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { prepareLocalRun } from '../cli/local-run.js';
+import { STOP_GRACE } from '../cli/deploy/grace.js';
+import { collector, copyFixtureApp, copyWhoamiApp } from './support/cli.js';
+
+const parent = mkdtempSync(join(tmpdir(), 'keel-kill-delay-'));
+afterAll(() => rmSync(parent, { recursive: true, force: true }));
+
+/** The processes keel dev would start in `root`, one process, with `http` or without. */
+async function processesOf(root: string, http: string | undefined) {
+  const run = await prepareLocalRun({
+    cli: { cwd: root, env: { ...process.env }, stdout: collector(), stderr: collector(), signal: new AbortController().signal, self: { command: process.execPath, args: [] } },
+    command: 'keel dev',
+    log: () => {},
+    single: { http },
+    lockDown: false,
+  });
+  await run.stopNats();
+  return run.processes;
+}
+
+describe('cli - keel up and keel dev kill a process that does not drain after its group\'s grace period, as keel deploy writes it', () => {
+  it("waits 75 s for a process without a gateway, 85 s for one with, and with a gateway the longest timeoutMs an operation declares in place of the requests' 10 s", { timeout: 60_000 }, async () => {
+    const root = copyWhoamiApp(parent);
+    expect((await processesOf(root, undefined)).map((spec) => spec.drainTimeoutMs)).toEqual([STOP_GRACE.seconds * 1000]);
+    expect((await processesOf(root, '0')).map((spec) => spec.drainTimeoutMs)).toEqual([(STOP_GRACE.seconds + STOP_GRACE.gatewaySeconds) * 1000]);
+    // Another copy: the first's manifest stays imported as it was.
+    const slow = copyFixtureApp('up-replicas', parent, 'slow');
+    const contract = join(slow, 'modules/whoami/contract.ts');
+    writeFileSync(contract, readFileSync(contract, 'utf8').replace('idempotent: true,', 'idempotent: true,\n      timeoutMs: 60_000,'));
+    expect((await processesOf(slow, '0')).map((spec) => spec.drainTimeoutMs)).toEqual([(STOP_GRACE.seconds + 60) * 1000]);
+  });
+});
