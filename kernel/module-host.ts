@@ -68,7 +68,8 @@ export class ModuleHost {
     try {
       await this.#start(signal);
     } catch (error) {
-      if (this.state === LifecycleState.STOPPED) await this.#undoLate();
+      // A step that ended once the module's stop had begun: what it made is undone once the stop is over.
+      if (this.#stopping !== undefined) await this.#stopping.then(() => this.#undoLate());
       throw error;
     }
   }
