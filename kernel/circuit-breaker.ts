@@ -106,6 +106,20 @@ export class CircuitBreaker {
   }
 
   /**
+   * An attempt admitted `CLOSED` at `sentAt` ended proving nothing about the dependency (its
+   * caller cut it short): it leaves the window's count of attempts, so that it dilutes the
+   * failure ratio no more than it adds to it. Nothing when its bucket has left the window.
+   */
+  uncounted(sentAt: number, now: number): void {
+    if (this.state !== 'closed') return;
+    if (now >= this.#bucketEnd) this.#roll(now);
+    const bucket = Math.floor(sentAt / this.#bucketMs);
+    if (bucket > this.#bucket || bucket <= this.#bucket - BUCKETS) return;
+    const slot = bucket % BUCKETS;
+    if (this.#attempts[slot]! > 0) this.#attempts[slot]! -= 1;
+  }
+
+  /**
    * Asks to send a call's next attempt (a retry or a hedge) at `now`: true, counted, while the
    * retry budget allows it (always, without a budget); false when it is spent. While the breaker
    * is not closed, true and not counted: {@link admit} refuses the attempt, or sends it as the

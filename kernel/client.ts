@@ -29,7 +29,7 @@ import {
 } from './call-policy.js';
 import type { CircuitBreakers } from './circuit-breaker.js';
 import { LatencyWindow, ResilientCall, type CallPlan, type SendAttempt } from './resilient-call.js';
-import { healthyOutcome, worthRetrying } from './resilient-failures.js';
+import { FAIR_TIME_SHARE, healthyOutcome, worthRetrying } from './resilient-failures.js';
 
 /**
  * Options of one call. An option not listed here (a misspelt `timeout`, say) is refused with
@@ -200,6 +200,8 @@ function makeCall(
   const idempotent = definition.idempotent;
   /** Calls that do not start on the fast path: hedged, or timing out their attempts. */
   const alwaysPlanned = hedge !== undefined || retry.attemptTimeoutMs !== undefined;
+  /** A call given less time than this was cut short by its caller: its TIMEOUT is not the breaker's (resilient-call.ts judges it). */
+  const fairMs = operationTimeout * FAIR_TIME_SHARE;
 
   const checkOutput = (output: unknown, context: CallContext): unknown => {
     const checked = outputSchema.safeParse(output);
@@ -237,6 +239,7 @@ function makeCall(
     idempotent,
     send,
     breaker,
+    ownTimeoutMs: operationTimeout,
     latencies: new LatencyWindow(),
     observers: policies.observers,
   };
@@ -301,7 +304,12 @@ function makeCall(
       );
     }
     const signal = options?.signal;
-    if (alwaysPlanned || options?.retry !== undefined || options?.hedge !== undefined || (breaker !== undefined && breaker.state !== 'closed')) {
+    if (
+      alwaysPlanned ||
+      options?.retry !== undefined ||
+      options?.hedge !== undefined ||
+      (breaker !== undefined && (breaker.state !== 'closed' || deadline - now < fairMs))
+    ) {
       return planned(parsed.data, context, options, now);
     }
     breaker?.admit(now);

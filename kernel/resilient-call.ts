@@ -15,7 +15,17 @@ import { DeadlineScheduler, type DeadlineEntry } from './deadline.js';
 import { markCallError } from './envelope.js';
 import { KeelError, KeelErrorCode, isKeelError } from './errors.js';
 import type { KernelObserver, RetryRecord } from './observer.js';
-import { UNKNOWN_OUTCOME, circuitOpenError, finalFailure, healthyOutcome, overBudgetError, withAttempts, worthRetrying } from './resilient-failures.js';
+import {
+  FAIR_TIME_SHARE,
+  UNKNOWN_OUTCOME,
+  circuitOpenError,
+  cutShort,
+  finalFailure,
+  healthyOutcome,
+  overBudgetError,
+  withAttempts,
+  worthRetrying,
+} from './resilient-failures.js';
 import { noteAttempt } from './tracing.js';
 import type { OperationAddress } from './transport.js';
 import { cancelledError, timeoutError } from './transport-failures.js';
@@ -59,6 +69,8 @@ export interface CallPlan {
   readonly idempotent: boolean;
   readonly send: SendAttempt;
   readonly breaker: CircuitBreaker | undefined;
+  /** The time the operation grants a call (its `timeoutMs`, else the caller's default): what a fair attempt has at least half of. */
+  readonly ownTimeoutMs: number;
   readonly latencies: LatencyWindow;
   readonly observers: readonly KernelObserver[] | undefined;
 }
@@ -219,6 +231,9 @@ export class ResilientCall implements DeadlineEntry {
     }
     const timeout = this.retry.attemptTimeoutMs;
     const deadline = timeout !== undefined && this.hedge === undefined ? Math.min(context.deadline, now + timeout) : context.deadline;
+    // The time this attempt was given, against the time its operation's policy would give it.
+    const givenMs = deadline - now;
+    const fairMs = (timeout !== undefined && this.hedge === undefined ? Math.min(plan.ownTimeoutMs, timeout) : plan.ownTimeoutMs) * FAIR_TIME_SHARE;
     const attemptContext: CallContext = attempt > 1 ? { ...context, deadline, callAttempt: attempt } : deadline === context.deadline ? context : { ...context, deadline };
     this.#pending++;
     const hedge = this.hedge;
@@ -251,11 +266,13 @@ export class ResilientCall implements DeadlineEntry {
         }
         if (breaker !== undefined) {
           const healthy = healthyOutcome(error);
-          // A probe its caller cancelled proves nothing either way: the next call probes again.
+          // A probe its caller cancelled, or cut short, proves nothing either way: the next call probes again.
+          const unjudged = cutShort(error, givenMs, fairMs);
           if (admission === Admission.PROBE) {
-            if (isKeelError(error, KeelErrorCode.CANCELLED)) breaker.released();
+            if (unjudged || isKeelError(error, KeelErrorCode.CANCELLED)) breaker.released();
             else breaker.probed(healthy, Date.now());
-          } else if (!healthy) breaker.failed(Date.now());
+          } else if (unjudged) breaker.uncounted(now, Date.now());
+          else if (!healthy) breaker.failed(Date.now());
         }
         if (!this.#settled) this.#failed(error);
       },

@@ -57,6 +57,22 @@ export function healthyOutcome(error: unknown): boolean {
 }
 
 /**
+ * The share of its operation's time an attempt must be given for its `TIMEOUT` to count against
+ * the dependency's breaker. A caller that cuts a call short (a `timeoutMs` below the operation's,
+ * a parent's deadline nearly spent, a gateway client's timeout header) learns only that the
+ * callee was slower than it asked; that must not open the breaker for every other caller.
+ */
+export const FAIR_TIME_SHARE = 0.5;
+
+/**
+ * True when `error` ends an attempt that had less than a fair time (`givenMs` below `fairMs`)
+ * with `TIMEOUT`: the breaker holds it neither for nor against the dependency.
+ */
+export function cutShort(error: unknown, givenMs: number, fairMs: number): boolean {
+  return givenMs < fairMs && isKeelError(error, KeelErrorCode.TIMEOUT);
+}
+
+/**
  * True when a call that failed with `error` may be sent again: the request was certainly not
  * processed, or its outcome is unknown and repeating it is safe (`repeatable`: an idempotent
  * operation; `keyed`: a call with an idempotency key).

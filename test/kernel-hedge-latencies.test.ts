@@ -18,6 +18,7 @@ function planOf(send: CallPlan['send'], latencies: LatencyWindow): CallPlan {
     idempotent: true,
     send,
     breaker: undefined,
+    ownTimeoutMs: 10_000,
     latencies,
     observers: undefined,
   };

@@ -19,6 +19,7 @@ function planOf(send: CallPlan['send']): CallPlan {
     idempotent: false,
     send,
     breaker: undefined,
+    ownTimeoutMs: 10_000,
     latencies: new LatencyWindow(),
     observers: undefined,
   };

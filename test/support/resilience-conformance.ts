@@ -10,6 +10,7 @@ import { createKernel, silentLogger, type Kernel, type KernelOptions, type Trans
 import type { RetryRecord } from 'keel/transport';
 import type { ConformanceTarget } from './conformance.js';
 import { Ledger, Refused, depot, depotModule, newKey, rejection } from './resilience-depot.js';
+import { describeBreakerFairnessConformance } from './breaker-fairness-conformance.js';
 import { describeRetryBudgetConformance } from './retry-budget-conformance.js';
 
 /** Registers the caller-recovery conformance tests for `target`, inside its suite. */
@@ -182,6 +183,7 @@ export function describeResilienceConformance(target: ConformanceTarget): void {
     });
 
     describeRetryBudgetConformance({ start, ledger });
+    describeBreakerFairnessConformance({ start, ledger });
 
     it('opens the breaker of a failing dependency: the next call fails at once UNAVAILABLE without running; after openMs a probe that succeeds closes it', async () => {
       const breakerClient = (guarded as Kernel).client(depot);

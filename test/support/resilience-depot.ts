@@ -40,6 +40,8 @@ export const depot = defineContract({
     hangsThenUnavailable: operation({ input: Keyed, output: Runs, idempotent: true, retry: { attemptTimeoutMs: 1_000, maxAttempts: 3, backoffMs: 1 } }),
     /** Its first run per key hangs past its attempt's deadline; later runs fail INVALID_CONFIG, which is never retried. */
     hangsThenMisconfigured: operation({ input: Keyed, output: Runs, idempotent: true, retry: { attemptTimeoutMs: 1_000, maxAttempts: 3, backoffMs: 1 } }),
+    /** Not idempotent, never retried on TIMEOUT: every run hangs until its deadline. */
+    hangs: operation({ input: Keyed, output: Runs }),
     /** Hedged: its first run per key hangs until its deadline; the hedge answers. */
     hedged: operation({ input: Keyed, output: Runs, idempotent: true, hedge: { delayMs: 50, maxAttempts: 3 } }),
     /** Hedged at the median of the latencies seen: answers after `paceMs`; with `hang`, its first run per key hangs until its deadline. */
@@ -119,6 +121,11 @@ export function depotModule(ledger: Ledger) {
           hangsThenMisconfigured: async ({ key }, context) => {
             const runs = ledger.run(key);
             if (runs > 1) throw new KeelError(KeelErrorCode.INVALID_CONFIG, `INVALID_CONFIG on run ${runs} (as the test asked)`);
+            await ledger.sleepPast(context.deadline);
+            return { runs, attempt: context.callAttempt ?? null };
+          },
+          hangs: async ({ key }, context) => {
+            const runs = ledger.run(key);
             await ledger.sleepPast(context.deadline);
             return { runs, attempt: context.callAttempt ?? null };
           },
