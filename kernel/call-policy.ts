@@ -42,7 +42,8 @@ export interface RetryPolicy {
  * Hedging, for idempotent operations only: while no answer has come, another attempt is sent
  * after a delay, and the first answer wins. It routes around a slow or frozen instance at the
  * price of extra work on the callee. A failure proving the request was not processed sends the
- * next attempt at once.
+ * next attempt at once, except `RESOURCE_EXHAUSTED` (the callee is overloaded): the next attempt
+ * then waits a backoff, as a retry would.
  *
  * @example
  * ```ts

@@ -23,6 +23,7 @@ import {
   finalFailure,
   healthyOutcome,
   overBudgetError,
+  overloadedWaitMs,
   withAttempts,
   worthRetrying,
 } from './resilient-failures.js';
@@ -295,20 +296,33 @@ export class ResilientCall implements DeadlineEntry {
       if (this.#pending === 0 || !worthRetrying(error, this.plan.idempotent, this.#keyed)) this.#fail(error);
       return;
     }
+    const overloaded = isKeelError(error, KeelErrorCode.RESOURCE_EXHAUSTED);
     if (this.#pending > 0) {
-      // Hedging: another attempt is out; send the next one now rather than at the hedge delay.
+      // Hedging: another attempt is out; send the next one now rather than at the hedge delay,
+      // unless the callee said it is overloaded: then not before a backoff, nor before the hedge it
+      // replaces, and not at all if that passes the deadline (the attempts out decide).
+      if (overloaded) return this.#backOffHedge(error);
       this.#cancelNext();
       this.#send(Date.now());
       return;
     }
-    let ceiling = Math.min(this.retry.maxBackoffMs, this.retry.backoffMs * 2 ** Math.max(0, this.#attempt - 1));
     // A full bulkhead is overloaded: spread its retries over the longest backoff, not the first.
-    if (isKeelError(error, KeelErrorCode.RESOURCE_EXHAUSTED)) ceiling = this.retry.maxBackoffMs;
-    const delay = Math.random() * ceiling;
+    const delay = overloaded
+      ? overloadedWaitMs(error, this.retry.maxBackoffMs)
+      : Math.random() * Math.min(this.retry.maxBackoffMs, this.retry.backoffMs * 2 ** Math.max(0, this.#attempt - 1));
     const now = Date.now();
     if (now + delay >= this.context.deadline - 1) return this.#fail(error);
     this.#cancelNext();
     this.#later(delay, now);
+  }
+
+  /** A hedged call's attempt was refused `RESOURCE_EXHAUSTED` while another is out: its next attempt backs off. */
+  #backOffHedge(error: KeelError): void {
+    const now = Date.now();
+    const scheduled = this.#resume === undefined ? now : this.deadline;
+    const due = Math.max(now + overloadedWaitMs(error, this.retry.maxBackoffMs), scheduled);
+    if (due >= this.context.deadline - 1) return this.#cancelNext();
+    this.#later(due - now, now);
   }
 
   #later(delayMs: number, now: number): void {

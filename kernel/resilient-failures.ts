@@ -73,6 +73,18 @@ export function cutShort(error: unknown, givenMs: number, fairMs: number): boole
 }
 
 /**
+ * How long a call whose attempt was refused `RESOURCE_EXHAUSTED` waits before its next attempt:
+ * a full-jitter draw below `maxBackoffMs` (the callee is overloaded: its retries spread over the
+ * longest backoff, not the first), and never less than the refusal's `details.retryAfterMs`, when
+ * it gives one.
+ */
+export function overloadedWaitMs(error: KeelError, maxBackoffMs: number): number {
+  const hint = error.details?.['retryAfterMs'];
+  const drawn = Math.random() * maxBackoffMs;
+  return typeof hint === 'number' && Number.isFinite(hint) && hint > drawn ? hint : drawn;
+}
+
+/**
  * True when a call that failed with `error` may be sent again: the request was certainly not
  * processed, or its outcome is unknown and repeating it is safe (`repeatable`: an idempotent
  * operation; `keyed`: a call with an idempotency key).

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { createKernel, silentLogger, type Kernel, type KernelOptions, type Transport } from 'keel';
 import type { RetryRecord } from 'keel/transport';
 import type { ConformanceTarget } from './conformance.js';
-import { Ledger, Refused, depot, depotModule, newKey, rejection } from './resilience-depot.js';
+import { Ledger, OVERLOADED_RETRY_AFTER_MS, Refused, depot, depotModule, newKey, rejection } from './resilience-depot.js';
 import { describeBreakerFairnessConformance } from './breaker-fairness-conformance.js';
 import { describeRetryBudgetConformance } from './retry-budget-conformance.js';
 
@@ -133,6 +133,13 @@ export function describeResilienceConformance(target: ConformanceTarget): void {
       const single = newKey('no-hedge');
       expect((await rejection(client().hedged({ key: single }, { timeoutMs: 400, hedge: false }))).code).toBe('TIMEOUT');
       expect(ledger.runs.get(single)).toBe(1);
+    });
+
+    it('does not hedge into a callee that answered RESOURCE_EXHAUSTED at once: the next attempt waits the retryAfterMs the refusal asked for', async () => {
+      const key = newKey('hedge-overloaded');
+      expect(await client().hedgedOverloaded({ key }, { timeoutMs: 3_000 })).toEqual({ runs: 3, attempt: 3 });
+      const [, refused, next] = ledger.startedAt.get(key) ?? [];
+      expect((next as number) - (refused as number)).toBeGreaterThanOrEqual(OVERLOADED_RETRY_AFTER_MS);
     });
 
     it('hedges at the percentile of the latencies it saw: after 24 answers of 80 ms, a hanging call is hedged 40 ms or more after it started (the median, not its delayMs of 1)', async () => {

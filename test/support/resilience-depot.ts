@@ -44,6 +44,8 @@ export const depot = defineContract({
     hangs: operation({ input: Keyed, output: Runs }),
     /** Hedged: its first run per key hangs until its deadline; the hedge answers. */
     hedged: operation({ input: Keyed, output: Runs, idempotent: true, hedge: { delayMs: 50, maxAttempts: 3 } }),
+    /** Hedged: its first run per key hangs until its deadline, its second is refused RESOURCE_EXHAUSTED (`retryAfterMs` in its details), its third answers. */
+    hedgedOverloaded: operation({ input: Keyed, output: Runs, idempotent: true, hedge: { delayMs: 50, maxAttempts: 3 } }),
     /** Hedged at the median of the latencies seen: answers after `paceMs`; with `hang`, its first run per key hangs until its deadline. */
     paced: operation({
       input: Keyed.extend({ paceMs: z.number().int(), hang: z.boolean() }),
@@ -53,6 +55,9 @@ export const depot = defineContract({
     }),
   },
 });
+
+/** The wait `hedgedOverloaded`'s refusal asks for. */
+export const OVERLOADED_RETRY_AFTER_MS = 300;
 
 /** The callee's memory: runs per key, and what the hanging runs saw. */
 export class Ledger {
@@ -131,6 +136,16 @@ export function depotModule(ledger: Ledger) {
           },
           hedged: async ({ key }, context) => {
             const runs = ledger.run(key);
+            if (runs === 1) await ledger.sleepPast(context.deadline);
+            return { runs, attempt: context.callAttempt ?? null };
+          },
+          hedgedOverloaded: async ({ key }, context) => {
+            const runs = ledger.run(key);
+            if (runs === 2) {
+              throw new KeelError(KeelErrorCode.RESOURCE_EXHAUSTED, 'RESOURCE_EXHAUSTED on run 2 (as the test asked)', {
+                details: { retryAfterMs: OVERLOADED_RETRY_AFTER_MS },
+              });
+            }
             if (runs === 1) await ledger.sleepPast(context.deadline);
             return { runs, attempt: context.callAttempt ?? null };
           },
