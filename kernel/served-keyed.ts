@@ -46,6 +46,16 @@ class KeyLease {
     this.#schedule(expiresAt - IDEMPOTENCY_TAKEOVER_GRACE_MS / 2 - Date.now());
   }
 
+  /** Until when the store holds the key for this run (epoch ms), as far as this run knows. */
+  get heldUntil(): number {
+    return this.#heldUntil;
+  }
+
+  /** True once the lease ended: recorded, let go, no longer this run's, or its module stopped. */
+  get ended(): boolean {
+    return this.#ended;
+  }
+
   /** The run settled and its outcome is recorded, or its key let go: no renewal after it. */
   end(): void {
     this.#ended = true;
@@ -82,6 +92,40 @@ class KeyLease {
       },
     );
   }
+}
+
+/** The wait between two tries of an outcome write that failed (ms). */
+const RECORD_RETRY_MS = 250;
+
+/**
+ * Writes a finished run's outcome (or lets its key go), tried again every {@link RECORD_RETRY_MS}
+ * while the run still holds its key: given up at once (the database away for a moment), the key
+ * would stay `running` until its claim lapsed, and a retry would then take it over and run the
+ * operation again. Once the key is no longer held, a retry may have taken it over: the write is
+ * given up (it would change nothing: it holds only for this run's token). `answered` is called
+ * after the first try, written or not: the caller's answer waits for no further try.
+ */
+function recordWhileHeld(write: () => Promise<void>, lease: KeyLease, answered: () => void, onError: (error: unknown, givenUp: boolean) => void): void {
+  let first = true;
+  const attempt = (): void => {
+    write().then(
+      () => {
+        lease.end();
+        if (first) answered();
+        first = false;
+      },
+      (error: unknown) => {
+        const givenUp = lease.ended || Date.now() + RECORD_RETRY_MS >= lease.heldUntil;
+        // Logged once when the first try fails, and once more if the key lapses unrecorded: not every 250 ms.
+        if (first || givenUp) onError(error, givenUp);
+        if (givenUp) lease.end();
+        else setTimeout(attempt, RECORD_RETRY_MS).unref?.();
+        if (first) answered();
+        first = false;
+      },
+    );
+  };
+  attempt();
 }
 
 /** What the keyed run needs of its served module's pipeline (served.ts). */
@@ -178,39 +222,32 @@ export function keyedRun<Entry extends { readonly name: string }>(pipeline: Keye
       (error) => logger.error({ err: error, ...callLogFields(context, { operation: entry.name }) }, 'could not hold the idempotency key of a run past its deadline'),
       context.deadline + IDEMPOTENCY_TAKEOVER_GRACE_MS,
     );
+    const unrecorded = (error: unknown, givenUp: boolean) =>
+      logger.error(
+        { err: error, ...callLogFields(context, { operation: entry.name }) },
+        givenUp
+          ? 'could not record the outcome of an idempotency key, and its claim has lapsed: a retry with this key may run it again'
+          : 'could not record the outcome of an idempotency key; trying again while the key is held',
+      );
     execute(entry, address, value, context, {
       watch: (controller) => answer.watch?.(controller),
       // The lease ends once the outcome is recorded (or the key let go), not before: a slow write
       // would otherwise let the key lapse, and a retry take it over and run again. A renewal racing
       // the write changes nothing: extend holds only a claim still running under this token.
       ok: (output) => {
-        store.complete(entry.name, key, claim.token, { output }).then(
-          () => (lease.end(), answer.ok(output)),
-          (error: unknown) => {
-            lease.end();
-            logger.error({ err: error, ...callLogFields(context, { operation: entry.name }) }, 'could not record the outcome of an idempotency key');
-            answer.ok(output);
-          },
-        );
+        recordWhileHeld(() => store.complete(entry.name, key, claim.token, { output }), lease, () => answer.ok(output), unrecorded);
       },
       fail: (remote) => {
         // A declared error is the request's final answer; any other failure may be retried with the
         // same key, but for a TIMEOUT whose handler reached an outcome after all (lateOutcomes).
         const late = lateOutcomes.get(remote);
-        const recorded =
+        const record = () =>
           late !== undefined
             ? store.complete(entry.name, key, claim.token, late)
             : remote.envelope.type === 'declared'
               ? store.complete(entry.name, key, claim.token, { failure: remote.envelope })
               : store.abandon(entry.name, key, claim.token);
-        recorded.then(
-          () => (lease.end(), answer.fail(remote)),
-          (error: unknown) => {
-            lease.end();
-            logger.error({ err: error, ...callLogFields(context, { operation: entry.name }) }, 'could not record the outcome of an idempotency key');
-            answer.fail(remote);
-          },
-        );
+        recordWhileHeld(record, lease, () => answer.fail(remote), unrecorded);
       },
     }, false);
   };

@@ -1,0 +1,128 @@
+/**
+ * A keyed run that finished while its module's database was away (its network cut just before
+ * the outcome write): the write is tried again while the run still holds its key, so that once
+ * the database is back the key answers the first outcome. Were it given up at once, the key would
+ * stay `running` until its claim lapsed, and a retry with the same key would then run the
+ * operation a second time. In one process and over NATS.
+ */
+import { randomUUID } from 'node:crypto';
+import { afterAll, describe, expect, it, vi } from 'vitest';
+import { z } from 'zod';
+import { createKernel, defineContract, defineModule, isKeelError, operation, silentLogger, type Kernel, type Transport } from 'keel';
+import { createNatsTransport } from 'keel/nats';
+import { createPostgresDatabase } from 'keel/postgres';
+import { CuttableProxy } from './support/cuttable-proxy.js';
+import { createTestDatabase, type TestDatabase } from './support/databases.js';
+import { startNatsServer, type NatsServer } from './support/nats-server.js';
+
+const turnstile = defineContract({
+  name: 'turnstile',
+  version: '1.0.0',
+  operations: {
+    /** Not idempotent: each run counts; waits at the test's gate, touching no database. */
+    pass: operation({ input: z.object({ gate: z.string() }), output: z.object({ runs: z.number() }) }),
+  },
+});
+
+const runs = new Map<string, number>();
+const gates = new Map<string, { started: () => void; opened: Promise<void> }>();
+
+const turnstileWithData = defineModule({
+  contract: turnstile,
+  data: { migrations: new URL('./fixtures/idempotency/migrations/', import.meta.url) },
+  create: () => ({
+    handlers: {
+      pass: async ({ gate }) => {
+        const count = (runs.get(gate) ?? 0) + 1;
+        runs.set(gate, count);
+        const waiting = gates.get(gate);
+        waiting?.started();
+        await waiting?.opened;
+        return { runs: count };
+      },
+    },
+  }),
+});
+const turnstileElsewhere = defineModule({ contract: turnstile, create: () => ({ handlers: { pass: async () => ({ runs: 0 }) } }) });
+
+const databases: TestDatabase[] = [];
+const proxies: CuttableProxy[] = [];
+const kernels: Kernel[] = [];
+const transports: Transport[] = [];
+let nats: NatsServer | undefined;
+afterAll(async () => {
+  for (const proxy of proxies) await proxy.open().catch(() => undefined);
+  for (const kernel of kernels.reverse()) await kernel.stop();
+  for (const transport of transports) await transport.close();
+  for (const proxy of proxies) await proxy.cut();
+  for (const database of databases) await database.drop();
+  await nats?.stop();
+});
+
+const vias = {
+  'in one process': async (): Promise<Transport | undefined> => undefined,
+  'over NATS': async (prefix: string): Promise<Transport | undefined> => {
+    nats ??= await startNatsServer();
+    const transport = await createNatsTransport({ servers: nats.url, prefix, logger: silentLogger });
+    transports.push(transport);
+    return transport;
+  },
+};
+
+describe.each(Object.entries(vias))('idempotency - a keyed run whose outcome write meets its database away, %s', (_name, transportOf) => {
+  it('records the outcome once the database is back, while the run holds its key: a retry with the same key replays it and never runs again', { timeout: 60_000 }, async () => {
+    const database = await createTestDatabase();
+    databases.push(database);
+    const url = new URL(database.url);
+    const proxy = new CuttableProxy({ host: url.hostname, port: Number(url.port) });
+    proxies.push(proxy);
+    await proxy.open();
+    url.port = String(proxy.port);
+    const prefix = `unrecorded${randomUUID().slice(0, 8)}`;
+    const transport = await transportOf(prefix);
+    const callee = createKernel({
+      modules: [turnstileWithData],
+      logger: silentLogger,
+      database: createPostgresDatabase({ url: url.toString(), connectTimeoutMs: 2_000 }),
+      ...(transport === undefined ? {} : { topology: { transport } }),
+    });
+    await callee.start();
+    kernels.push(callee);
+    let caller = callee;
+    if (transport !== undefined) {
+      caller = createKernel({ modules: [turnstileElsewhere], logger: silentLogger, topology: { host: [], transport: (await transportOf(prefix)) as Transport } });
+      await caller.start();
+      kernels.push(caller);
+    }
+    const client = caller.client(turnstile);
+    const gate = randomUUID();
+    const key = randomUUID();
+    let started = () => {};
+    let open = () => {};
+    const running = new Promise<void>((resolve) => (started = resolve));
+    gates.set(gate, { started: () => started(), opened: new Promise<void>((resolve) => (open = resolve)) });
+
+    // A short deadline: without the write tried again, the key's claim lapses 5 s after it.
+    const first = client.pass({ gate }, { idempotencyKey: key, retry: false, timeoutMs: 1_500 });
+    await running;
+    await proxy.cut();
+    open();
+    expect(await first).toEqual({ runs: 1 });
+    await proxy.open();
+
+    // Until the outcome is recorded the key is in use; then the same request replays it.
+    const replayed = await vi.waitFor(
+      async () => {
+        try {
+          return await client.pass({ gate }, { idempotencyKey: key, retry: false, timeoutMs: 5_000 });
+        } catch (error) {
+          if (isKeelError(error, 'IDEMPOTENCY_KEY_IN_USE')) throw error;
+          return error;
+        }
+      },
+      { timeout: 20_000, interval: 100 },
+    );
+    expect(replayed).toEqual({ runs: 1 });
+    expect(runs.get(gate)).toBe(1);
+  });
+});
