@@ -7,6 +7,7 @@
  */
 import { createHash } from 'node:crypto';
 import { readFileSync, readdirSync, statSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { quoteIdentifier, type SchemaConnection, type SqlRunner } from './database.js';
 import { KeelError, KeelErrorCode } from './errors.js';
@@ -207,26 +208,11 @@ async function lock(tx: SqlRunner, module: string, schema: string, { onLockWait,
   // Asked again rather than waited for in one statement: a statement waiting for a lock cannot be
   // given up from here (only by ending its connection), and a stop during the start must not wait for it.
   for (;;) {
-    await abortableSleep(LOCK_RETRY_MS, signal);
+    // Node's timer rejects with an AbortError: the start is given up with the stop's own reason.
+    await sleep(LOCK_RETRY_MS, undefined, { signal }).catch(() => signal.throwIfAborted());
     const again = await tx.query<{ got: boolean }>('select pg_try_advisory_xact_lock($1::bigint) as got', [key.toString()]);
     if (again.rows[0]?.got === true) return id;
   }
-}
-
-/** Resolves after `ms`, or rejects with the signal's reason as soon as it is aborted. */
-function abortableSleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve, reject) => {
-    if (signal.aborted) return reject(signal.reason);
-    const onAbort = () => {
-      clearTimeout(timer);
-      reject(signal.reason);
-    };
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort);
-      resolve();
-    }, ms);
-    signal.addEventListener('abort', onAbort, { once: true });
-  });
 }
 
 async function appliedMigrations(tx: SqlRunner): Promise<Map<string, Applied>> {
