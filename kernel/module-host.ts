@@ -134,6 +134,7 @@ export class ModuleHost {
           principal: services.principal,
           bulkhead: this.bulkhead,
           circuits: services.circuits,
+          database: () => this.database?.status().state,
         }),
       );
     this.#registrations.push(await serveOn(services.local));

@@ -72,6 +72,8 @@ export interface ServedSource {
   readonly bulkhead?: Bulkhead | undefined;
   /** The serving process's circuit breakers (its calls to its dependencies), for discovery tools. */
   readonly circuits?: (() => readonly CircuitStatus[]) | undefined;
+  /** The state of the module's own database (database-health.ts), for discovery tools; absent when it owns none. */
+  readonly database?: (() => 'up' | 'down' | undefined) | undefined;
 }
 
 /**
@@ -99,7 +101,7 @@ export interface ServedSource {
  * ```
  */
 export function createServedModule(source: ServedSource): ServedModule {
-  const { contract, handlers, logger, transport, observers, idempotency, principal: principalSchema, bulkhead, circuits } = source;
+  const { contract, handlers, logger, transport, observers, idempotency, principal: principalSchema, bulkhead, circuits, database } = source;
   const entries = new Map<string, OperationEntry>();
   for (const [name, definition] of Object.entries(contract.operations)) {
     const handler = handlers[name];
@@ -400,5 +402,6 @@ export function createServedModule(source: ServedSource): ServedModule {
       for (const observer of observers) observer.requestDropped?.({ contract: contract.name, operation, transport, reason });
     },
     circuits: () => circuits?.() ?? [],
+    database: () => database?.(),
   };
 }

@@ -162,6 +162,12 @@ export interface ServedModule {
    * closed in its `$SRV.STATS` data, and `keel status` lists them.
    */
   circuits?(): readonly CircuitStatus[];
+  /**
+   * The state of the served module's own database (kernel/database-health.ts: `down` when its
+   * last check failed), undefined when it owns none, so that a transport can show it to discovery
+   * tools: the NATS adapter puts a `down` in its `$SRV.STATS` data, and `keel status` says so.
+   */
+  database?(): 'up' | 'down' | undefined;
 }
 
 /**

@@ -11,7 +11,11 @@ import { z } from 'zod';
 import { createKernel, defineContract, defineModule, operation, silentLogger, type DatabaseEngine, type Kernel } from 'keel';
 import { createHttpGateway, type HttpGateway, type HttpGatewayOptions } from 'keel/http';
 import { createPGliteDatabase } from 'keel/pglite';
+import { createNatsTransport } from 'keel/nats';
 import { createPostgresDatabase } from 'keel/postgres';
+import { connect } from '@nats-io/transport-node';
+import { formatStatusReport, readStatus } from '../cli/tooling/status.js';
+import { startNatsServer } from './support/nats-server.js';
 import { createTestDatabase, type TestDatabase } from './support/databases.js';
 import { CuttableProxy } from './support/cuttable-proxy.js';
 import { linesLogger, type LogLine } from './support/log-lines.js';
@@ -176,5 +180,38 @@ describe('data - a module database that goes away while the process runs', () =>
     const { url } = await started(engine);
     expect((await readyz(url)).body.databases).toEqual([{ module: 'ledger', engine: 'pglite', state: 'up', since: expect.any(String), downs: 0 }]);
     expect(await databaseSeries(url)).toEqual(expect.arrayContaining(['keel_database_up{module="ledger"} 1']));
+  });
+});
+
+describe('data - keel status over NATS names a module whose database is down', () => {
+  it('keel status says "database down" for the module while its checks fail, and nothing once its database answers again', { timeout: 60_000 }, async () => {
+    const nats = await startNatsServer();
+    const { proxy, engine } = await proxiedDatabase();
+    const transport = await createNatsTransport({ servers: nats.url, prefix: 'dbstatus', logger: silentLogger });
+    const kernel = createKernel({ modules: [clockModule, ledgerModule], database: engine, databaseCheckMs: 200, logger: silentLogger, topology: { transport } });
+    const nc = await connect({ servers: nats.url });
+    try {
+      await kernel.start();
+      const ledgerRow = async () => (await readStatus(nc, { maxWaitMs: 1_000 })).modules.find((module) => module.name === 'ledger');
+      expect(await ledgerRow()).toMatchObject({ databaseDown: 0 });
+      await proxy.cut();
+      await vi.waitFor(() => expect(kernel.status().databases).toContainEqual(expect.objectContaining({ module: 'ledger', state: 'down' })), { timeout: 20_000 });
+      const report = await readStatus(nc, { maxWaitMs: 1_000 });
+      expect(report.modules.find((module) => module.name === 'ledger')).toMatchObject({ databaseDown: 1, instances: [expect.objectContaining({ databaseDown: true })] });
+      // clock owns no data: nothing is said of it.
+      expect(report.modules.find((module) => module.name === 'clock')).toMatchObject({ databaseDown: 0 });
+      expect(formatStatusReport(report)).toMatch(/^ledger .*← database down: its calls and durable events fail or wait until it answers$/m);
+      expect(formatStatusReport(report)).not.toMatch(/^clock .*database down/m);
+      await proxy.open();
+      await vi.waitFor(() => expect(kernel.status().databases).toContainEqual(expect.objectContaining({ module: 'ledger', state: 'up' })), { timeout: 20_000 });
+      const after = await readStatus(nc, { maxWaitMs: 1_000 });
+      expect(after.modules.find((module) => module.name === 'ledger')).toMatchObject({ databaseDown: 0 });
+      expect(formatStatusReport(after)).not.toMatch(/database down/);
+    } finally {
+      await nc.close();
+      await kernel.stop();
+      await transport.close();
+      await nats.stop();
+    }
   });
 });

@@ -61,6 +61,12 @@ export interface EndpointStatsData {
    * closed, and in the statistics of a keel older than this field.
    */
   readonly circuits?: Readonly<Record<string, 'open' | 'half-open'>>;
+  /**
+   * `down` while the serving module's own database does not answer its checks (`select 1` every
+   * `databaseCheckMs`): its calls and durable events fail or wait. Absent while it answers, for a
+   * module that owns no data, and in the statistics of a keel older than this field.
+   */
+  readonly database?: 'down';
 }
 
 /**
@@ -110,7 +116,7 @@ export class EndpointCounters {
     this.lastError = description;
   }
 
-  report(circuits?: EndpointStatsData['circuits']): EndpointStatsData {
+  report(circuits?: EndpointStatsData['circuits'], database?: EndpointStatsData['database']): EndpointStatsData {
     const processing = Math.round(this.processingMs * 1e6);
     return {
       type: ENDPOINT_STATS_TYPE,
@@ -121,6 +127,7 @@ export class EndpointCounters {
       average_processing_time: this.requests > 0 ? Math.round(processing / this.requests) : 0,
       num_no_reply: this.noReply,
       ...(circuits === undefined ? {} : { circuits }),
+      ...(database === undefined ? {} : { database }),
     };
   }
 }

@@ -248,6 +248,7 @@ export class Responder {
         metadata: { 'keel.prefix': options.prefix, 'keel.protocol': '1' },
         endpoints,
         circuits: () => openCircuits(module),
+        database: () => (module.database?.() === 'down' ? 'down' : undefined),
       },
       (error, subject) => logger.warn({ err: error, module: contract.name, subject }, 'NATS service API subscription error'),
       (reply) => connection.subjects.isNoInbox(reply),

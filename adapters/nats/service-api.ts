@@ -75,8 +75,9 @@ export interface ServiceDescription {
   readonly description: string;
   readonly metadata: Readonly<Record<string, string>>;
   readonly endpoints: readonly ServiceEndpoint[];
-  /** The endpoints' `data` extras at the time of the `$SRV.STATS` question (the open circuits). */
+  /** The endpoints' `data` extras at the time of the `$SRV.STATS` question: the open circuits, a database down. */
   readonly circuits: () => EndpointStatsData['circuits'];
+  readonly database: () => EndpointStatsData['database'];
 }
 
 /** The service API subjects of one service: each verb for all, for the name, for the instance. */
@@ -160,6 +161,7 @@ export class ServiceApi {
   stats(): ServiceStats {
     const { name, version, metadata, endpoints } = this.#service;
     const circuits = this.#service.circuits();
+    const database = this.#service.database();
     return {
       type: ServiceResponseType.STATS,
       name,
@@ -168,7 +170,7 @@ export class ServiceApi {
       started: this.started,
       metadata,
       endpoints: endpoints.map((endpoint) => {
-        const data = endpoint.counters.report(circuits);
+        const data = endpoint.counters.report(circuits, database);
         return {
           name: endpoint.name,
           subject: endpoint.subject,

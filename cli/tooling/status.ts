@@ -52,6 +52,8 @@ export interface InstanceStatus {
   readonly counters: 'keel' | 'nats';
   /** Its process's circuit breakers that are not closed, by dependency: its calls to those modules fail fast. */
   readonly circuits: Readonly<Record<string, 'open' | 'half-open'>>;
+  /** True while the module's own database does not answer this instance's checks (`databaseCheckMs`). */
+  readonly databaseDown: boolean;
 }
 
 interface EndpointCounts {
@@ -98,6 +100,8 @@ export interface ModuleStatus {
   readonly averageMs: number | undefined;
   /** Dependencies some instance's process has a circuit breaker open (or half-open) to. */
   readonly circuits: Readonly<Record<string, 'open' | 'half-open'>>;
+  /** How many of its instances report its database down (they fail or hold its calls and durable events). */
+  readonly databaseDown: number;
 }
 
 /** What {@link readStatus} returns. */
@@ -245,6 +249,7 @@ export async function readStatus(connection: NatsConnection, options: StatusOpti
     const started = stat?.started;
     const startedAt = started === undefined ? Number.NaN : Date.parse(started);
     const lastError = endpoints.map((endpoint) => endpoint.lastError).find((text) => text !== undefined && text !== '');
+    const keelData = (stat?.endpoints ?? []).map((endpoint) => endpoint.data).find(isEndpointStatsData);
     const instance: InstanceStatus = {
       id: identity.id,
       version: identity.version,
@@ -257,7 +262,8 @@ export async function readStatus(connection: NatsConnection, options: StatusOpti
       prefix,
       lastError,
       counters: keel && endpoints.every((endpoint) => endpoint.keel) ? 'keel' : 'nats',
-      circuits: (stat?.endpoints ?? []).map((endpoint) => endpoint.data).find(isEndpointStatsData)?.circuits ?? {},
+      circuits: keelData?.circuits ?? {},
+      databaseDown: keelData?.database === 'down',
     };
     const entry = byName.get(identity.name) ?? { keel, instances: [] };
     entry.instances.push(instance);
@@ -285,6 +291,7 @@ export async function readStatus(connection: NatsConnection, options: StatusOpti
         errors: instances.reduce((sum, instance) => sum + instance.errors, 0),
         averageMs: requests > 0 ? processingMs / requests : undefined,
         circuits: Object.assign({}, ...instances.map((instance) => instance.circuits)) as Record<string, 'open' | 'half-open'>,
+        databaseDown: instances.filter((instance) => instance.databaseDown).length,
       };
     });
   const missing = modules.filter((module) => expected.has(module.name) && module.instances.length === 0).map((module) => module.name);
@@ -344,6 +351,10 @@ export function formatStatusReport(report: StatusReport, options: { readonly ins
     }
     const circuits = Object.entries(module.circuits);
     if (circuits.length > 0) said.push(`circuit breaker ${circuits.map(([dependency, state]) => `${state} to ${dependency}`).join(', ')}: those calls fail fast`);
+    if (module.databaseDown > 0) {
+      const where = module.databaseDown === module.instances.length ? '' : ` for ${module.databaseDown} of its ${module.instances.length} instances`;
+      said.push(`database down${where}: its calls and durable events fail or wait until it answers`);
+    }
     if (said.length > 0) notes.set(rows.length, said.join('; '));
     rows.push(row);
     if (options.instances) {
