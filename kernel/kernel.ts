@@ -293,12 +293,20 @@ class KernelImpl implements Kernel {
         await host.start(this.#startAborted.signal);
       }
     } catch (error) {
-      // Stopped during the start: the stop stops the modules, and what failed is the stop's doing.
-      if (this.#stopping !== undefined) throw error === this.#startAborted.signal.reason ? error : stoppedWhileStarting(error);
+      // Stopped during the start: the stop stops the modules. What the stop made the start give up
+      // is the stop's doing; a failure of the start's own (a start hook that threw, a migration
+      // that failed) is not, and is logged: start() answers INVALID_STATE, and a caller reading
+      // its code (a supervisor, a deploy) would otherwise never see what is broken.
+      if (this.#stopping !== undefined) {
+        if (error === this.#startAborted.signal.reason) throw error;
+        this.#logger.error({ err: error }, 'start failed while the kernel was stopping; the stop stops the modules already started');
+        throw stoppedWhileStarting(error);
+      }
       this.#logger.error({ err: error }, 'start failed; stopping the modules already started');
       const began = performance.now();
       for (const host of started.reverse()) await host.stop(began);
-      this.#state = LifecycleState.FAILED;
+      // A stop called meanwhile may have outlasted its wait for this and gone on: a stopped kernel stays so.
+      if (this.#state === LifecycleState.STARTING) this.#state = LifecycleState.FAILED;
       throw error;
     }
     if (this.#stopping !== undefined) throw stoppedWhileStarting();
@@ -345,6 +353,8 @@ class KernelImpl implements Kernel {
     const { drainTimeoutMs } = this.#options;
     if (await within((this.#starting as Promise<void>).catch(() => {}), leftOf(drainTimeoutMs, began))) return;
     const starting = this.#hosted.filter((host) => host.state === LifecycleState.STARTING).map((host) => host.module.name);
+    // None: the start failed on its own and is stopping the modules it started, whose stops log their own overruns.
+    if (starting.length === 0) return;
     this.#logger.error(
       { modules: starting, drainTimeoutMs },
       `module ${starting.join(', ')} still starting when drainTimeoutMs was over (the kernel was stopped during its start); stopping it anyway: ` +

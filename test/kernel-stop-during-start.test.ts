@@ -122,3 +122,74 @@ describe('kernel - a stop while a start hook runs', () => {
     expect(kernel.status().modules.map((module) => module.state)).toEqual(['stopped', 'created']);
   });
 });
+
+describe('kernel - a start that fails on its own while a stop runs', () => {
+  it('logs what failed (start() answers INVALID_STATE, its cause the failure)', { timeout: 30_000 }, async () => {
+    let breakHook!: () => void;
+    const hookFails = new Promise<void>((_, reject) => (breakHook = () => reject(new Error('the start hook found no API_KEY'))));
+    let hookRuns = false;
+    const broken = defineModule({
+      contract: caller,
+      create: () => ({
+        handlers: { ping: () => ({}) },
+        start: () => {
+          hookRuns = true;
+          return hookFails;
+        },
+      }),
+    });
+    const lines: LogLine[] = [];
+    const kernel = createKernel({ modules: [broken], logger: linesLogger(lines), drainTimeoutMs: 10_000 });
+    const starting = kernel.start().then(
+      () => 'started',
+      (error: unknown) => error,
+    );
+    await until(() => hookRuns);
+    const stopped = kernel.stop();
+    breakHook();
+    const error = await starting;
+    await stopped;
+    expect(isKeelError(error, 'INVALID_STATE')).toBe(true);
+    expect(((error as Error).cause as Error).message).toBe('the start hook found no API_KEY');
+    const logged = lines.filter((line) => line.level === 'error' && (line.record['err'] as Error | undefined)?.message === 'the start hook found no API_KEY');
+    expect(logged).toHaveLength(1);
+  });
+
+  it('a stop during the failed start\'s own stops names no module "still starting", and the kernel ends stopped', { timeout: 30_000 }, async () => {
+    let hookStops = false;
+    const slow = defineContract({ name: 'slow', version: '1.0.0', operations: { ping: operation({ input: z.object({}), output: z.object({}) }) } });
+    // Started first; its stop hook outlasts the stop's wait for the start.
+    const first = defineModule({
+      contract: slow,
+      create: () => ({
+        handlers: { ping: () => ({}) },
+        stop: async () => {
+          hookStops = true;
+          await sleep(1_000);
+        },
+      }),
+    });
+    const broken = defineModule({
+      contract: caller,
+      dependsOn: [slow],
+      create: () => ({
+        handlers: { ping: () => ({}) },
+        start: () => {
+          throw new Error('caller broke');
+        },
+      }),
+    });
+    const lines: LogLine[] = [];
+    const kernel = createKernel({ modules: [first, broken], logger: linesLogger(lines), drainTimeoutMs: 200 });
+    const starting = kernel.start().then(
+      () => 'started',
+      (error: unknown) => error,
+    );
+    await until(() => hookStops);
+    await kernel.stop();
+    expect(((await starting) as Error).message).toBe('caller broke');
+    expect(kernel.state).toBe('stopped');
+    expect(lines.filter((line) => line.message.includes('still starting when drainTimeoutMs was over'))).toEqual([]);
+    expect(lines.some((line) => line.message.includes('start failed; stopping the modules already started'))).toBe(true);
+  });
+});
