@@ -215,6 +215,8 @@ class KernelImpl implements Kernel {
   #starting: Promise<void> | undefined;
   /** Aborted by a stop during the start: the module being started gives up what it waits for (kernel/migrations.ts, the lock). */
   readonly #startAborted = new AbortController();
+  /** True once a stop during the start waited for it as long as it may, and went on without it. */
+  #startGivenUp = false;
 
   constructor(options: ResolvedOptions) {
     this.#options = options;
@@ -299,7 +301,8 @@ class KernelImpl implements Kernel {
       // its code (a supervisor, a deploy) would otherwise never see what is broken.
       if (this.#stopping !== undefined) {
         if (error === this.#startAborted.signal.reason) throw error;
-        this.#logger.error({ err: error }, 'start failed while the kernel was stopping; the stop stops the modules already started');
+        // Once the stop went on without the start (closing its connection), a failure is likely its doing: module-host.ts logs the late end.
+        if (!this.#startGivenUp) this.#logger.error({ err: error }, 'start failed while the kernel was stopping; the stop stops the modules already started');
         throw stoppedWhileStarting(error);
       }
       this.#logger.error({ err: error }, 'start failed; stopping the modules already started');
@@ -352,6 +355,7 @@ class KernelImpl implements Kernel {
     this.#startAborted.abort(stoppedWhileStarting());
     const { drainTimeoutMs } = this.#options;
     if (await within((this.#starting as Promise<void>).catch(() => {}), leftOf(drainTimeoutMs, began))) return;
+    this.#startGivenUp = true;
     const starting = this.#hosted.filter((host) => host.state === LifecycleState.STARTING).map((host) => host.module.name);
     // None: the start failed on its own and is stopping the modules it started, whose stops log their own overruns.
     if (starting.length === 0) return;
