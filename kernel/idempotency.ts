@@ -42,6 +42,8 @@ export interface IdempotencyStore {
    * module's stop (a handler that never ends) lets its key lapse, as a process that died does.
    */
   close(): void;
+  /** True once {@link IdempotencyStore.close} was called: an outcome write still being tried again gives up. */
+  readonly closed: boolean;
 }
 
 /** A key is kept this long after its request finished. */
@@ -143,6 +145,10 @@ export class SqlIdempotencyStore implements IdempotencyStore {
     this.#closed = true;
   }
 
+  get closed(): boolean {
+    return this.#closed;
+  }
+
   async abandon(operation: string, key: string, token: string): Promise<void> {
     await this.sql.query("delete from keel_idempotency where operation = $1 and key = $2 and state = 'running' and started_at = $3::timestamptz", [
       operation,
@@ -212,6 +218,10 @@ export class MemoryIdempotencyStore implements IdempotencyStore {
 
   close(): void {
     this.#closed = true;
+  }
+
+  get closed(): boolean {
+    return this.#closed;
   }
 
   async abandon(operation: string, key: string, token: string): Promise<void> {

@@ -16,6 +16,7 @@ import { ModuleDatabase, missingDatabase, outsideTransactions } from './module-d
 import { DEFAULT_OUTBOX_RELAY_OPTIONS, OutboxRelay, crashPoint } from './outbox-relay.js';
 import { outboxHold, outboxPublisher } from './local.js';
 import { MemoryIdempotencyStore, SqlIdempotencyStore, type IdempotencyStore } from './idempotency.js';
+import { recordsSettled } from './served-keyed.js';
 import { LifecycleState } from './lifecycle.js';
 import type { Logger } from './logger.js';
 import type { AnyModule, ModuleInstance } from './module.js';
@@ -378,6 +379,9 @@ export class ModuleHost {
       );
     }
     await this.#drainInbox(drainEnds);
+    // Outcome writes still being tried (the database away for a moment) get what is left of the
+    // drain: closed before, a key would stay running, and a retry run it again once it lapsed.
+    if (this.#idempotency !== undefined) await within(recordsSettled(this.#idempotency), Math.max(0, drainEnds - performance.now()));
     // A keyed run still going now is given up on: its key lapses as a dead process's does, for a retry to take over.
     this.#idempotency?.close();
     if (drainedInTime) {

@@ -11,6 +11,7 @@ import type { Logger } from './logger.js';
 import { TracedAnswer, expiredFailure } from './served-answers.js';
 import { RemoteFailure, type Answer, type OperationAddress } from './transport.js';
 import { callLogFields } from './log-fields.js';
+import { InFlight } from './in-flight.js';
 import { LONGEST_TIMER_MS } from './timeouts.js';
 
 /**
@@ -97,36 +98,78 @@ class KeyLease {
 /** The wait between two tries of an outcome write that failed (ms). */
 const RECORD_RETRY_MS = 250;
 
+/** The outcome writes still being tried of each store's module: its stop waits for them (module-host.ts). */
+const recording = new WeakMap<IdempotencyStore, InFlight>();
+
+/**
+ * Settles once no outcome write of `store`'s runs is being tried: a module's stop waits for it,
+ * within its drain, before it closes the store; a write still failing then gives up.
+ */
+export function recordsSettled(store: IdempotencyStore): Promise<void> {
+  return recording.get(store)?.idle() ?? Promise.resolve();
+}
+
+/** How an outcome write went, for its log lines: each once. */
+export type RecordNews = 'failed' | 'recorded-late' | 'lapsed' | 'stopped';
+
 /**
  * Writes a finished run's outcome (or lets its key go), tried again every {@link RECORD_RETRY_MS}
  * while the run still holds its key: given up at once (the database away for a moment), the key
  * would stay `running` until its claim lapsed, and a retry would then take it over and run the
  * operation again. Once the key is no longer held, a retry may have taken it over: the write is
- * given up (it would change nothing: it holds only for this run's token). `answered` is called
- * after the first try, written or not: the caller's answer waits for no further try.
+ * given up (it would change nothing: it holds only for this run's token); so it is once the
+ * store is closed (its module stopped, after waiting for these writes within its drain).
+ * `answered` is called after the first try, written or not: the caller's answer waits for no
+ * further try. `news` is told of a first failure, and of how a failed write ended.
  */
-function recordWhileHeld(write: () => Promise<void>, lease: KeyLease, answered: () => void, onError: (error: unknown, givenUp: boolean) => void): void {
-  let first = true;
+function recordWhileHeld(
+  store: IdempotencyStore,
+  write: () => Promise<void>,
+  lease: KeyLease,
+  answered: () => void,
+  news: (what: RecordNews, error?: unknown) => void,
+): void {
+  let inFlight = recording.get(store);
+  if (inFlight === undefined) recording.set(store, (inFlight = new InFlight()));
+  const pending = inFlight;
+  pending.begin();
+  let tries = 0;
   const attempt = (): void => {
+    tries += 1;
     write().then(
       () => {
         lease.end();
-        if (first) answered();
-        first = false;
+        if (tries === 1) answered();
+        else news('recorded-late');
+        pending.end();
       },
       (error: unknown) => {
-        const givenUp = lease.ended || Date.now() + RECORD_RETRY_MS >= lease.heldUntil;
-        // Logged once when the first try fails, and once more if the key lapses unrecorded: not every 250 ms.
-        if (first || givenUp) onError(error, givenUp);
-        if (givenUp) lease.end();
-        else setTimeout(attempt, RECORD_RETRY_MS).unref?.();
-        if (first) answered();
-        first = false;
+        const stopped = store.closed;
+        const givenUp = stopped || lease.ended || Date.now() + RECORD_RETRY_MS >= lease.heldUntil;
+        // Logged once when the first try fails, and once more when the write ends: not every 250 ms.
+        if (tries === 1) news('failed', error);
+        if (givenUp) news(stopped ? 'stopped' : 'lapsed', error);
+        if (tries === 1) answered();
+        if (!givenUp) {
+          setTimeout(attempt, RECORD_RETRY_MS).unref?.();
+          return;
+        }
+        lease.end();
+        pending.end();
       },
     );
   };
   attempt();
 }
+
+/** The error lines of an outcome write that failed. */
+const UNRECORDED = {
+  failed: 'could not record the outcome of an idempotency key; trying again while the key is held',
+  lapsed: 'could not record the outcome of an idempotency key, and its claim has lapsed: a retry with this key may run it again',
+  stopped:
+    'could not record the outcome of an idempotency key before its module stopped: the key stays running until its claim lapses, ' +
+    'then a retry with this key may run it again',
+} as const;
 
 /** What the keyed run needs of its served module's pipeline (served.ts). */
 export interface KeyedPipeline<Entry extends { readonly name: string }> {
@@ -222,20 +265,18 @@ export function keyedRun<Entry extends { readonly name: string }>(pipeline: Keye
       (error) => logger.error({ err: error, ...callLogFields(context, { operation: entry.name }) }, 'could not hold the idempotency key of a run past its deadline'),
       context.deadline + IDEMPOTENCY_TAKEOVER_GRACE_MS,
     );
-    const unrecorded = (error: unknown, givenUp: boolean) =>
-      logger.error(
-        { err: error, ...callLogFields(context, { operation: entry.name }) },
-        givenUp
-          ? 'could not record the outcome of an idempotency key, and its claim has lapsed: a retry with this key may run it again'
-          : 'could not record the outcome of an idempotency key; trying again while the key is held',
-      );
+    const unrecorded = (what: RecordNews, error?: unknown) => {
+      const fields = { ...(error === undefined ? {} : { err: error }), ...callLogFields(context, { operation: entry.name }) };
+      if (what === 'recorded-late') logger.info(fields, 'recorded the outcome of an idempotency key once its database answered again');
+      else logger.error(fields, UNRECORDED[what]);
+    };
     execute(entry, address, value, context, {
       watch: (controller) => answer.watch?.(controller),
       // The lease ends once the outcome is recorded (or the key let go), not before: a slow write
       // would otherwise let the key lapse, and a retry take it over and run again. A renewal racing
       // the write changes nothing: extend holds only a claim still running under this token.
       ok: (output) => {
-        recordWhileHeld(() => store.complete(entry.name, key, claim.token, { output }), lease, () => answer.ok(output), unrecorded);
+        recordWhileHeld(store, () => store.complete(entry.name, key, claim.token, { output }), lease, () => answer.ok(output), unrecorded);
       },
       fail: (remote) => {
         // A declared error is the request's final answer; any other failure may be retried with the
@@ -247,7 +288,7 @@ export function keyedRun<Entry extends { readonly name: string }>(pipeline: Keye
             : remote.envelope.type === 'declared'
               ? store.complete(entry.name, key, claim.token, { failure: remote.envelope })
               : store.abandon(entry.name, key, claim.token);
-        recordWhileHeld(record, lease, () => answer.fail(remote), unrecorded);
+        recordWhileHeld(store, record, lease, () => answer.fail(remote), unrecorded);
       },
     }, false);
   };

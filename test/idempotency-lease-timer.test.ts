@@ -26,6 +26,7 @@ class RecordingStore implements IdempotencyStore {
     return true;
   }
   close(): void {}
+  readonly closed = false;
 }
 
 /** A keyed run of operation `tally.slow` whose handler is `execute`, answered `{}` when it says so. */

@@ -8,9 +8,10 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
-import { createKernel, defineContract, defineModule, isKeelError, operation, silentLogger, type Kernel, type Transport } from 'keel';
+import { createKernel, defineContract, defineModule, isKeelError, operation, silentLogger, type Client, type Kernel, type Transport } from 'keel';
 import { createNatsTransport } from 'keel/nats';
 import { createPostgresDatabase } from 'keel/postgres';
+import pg from 'pg';
 import { CuttableProxy } from './support/cuttable-proxy.js';
 import { createTestDatabase, type TestDatabase } from './support/databases.js';
 import { startNatsServer, type NatsServer } from './support/nats-server.js';
@@ -69,45 +70,55 @@ const vias = {
   },
 };
 
+/** The turnstile served with its data in PostgreSQL behind a proxy the test cuts, and a client of it (over NATS, from another kernel). */
+async function startTurnstile(transportOf: (prefix: string) => Promise<Transport | undefined>) {
+  const database = await createTestDatabase();
+  databases.push(database);
+  const url = new URL(database.url);
+  const proxy = new CuttableProxy({ host: url.hostname, port: Number(url.port) });
+  proxies.push(proxy);
+  await proxy.open();
+  url.port = String(proxy.port);
+  const prefix = `unrecorded${randomUUID().slice(0, 8)}`;
+  const transport = await transportOf(prefix);
+  const callee = createKernel({
+    modules: [turnstileWithData],
+    logger: silentLogger,
+    database: createPostgresDatabase({ url: url.toString(), connectTimeoutMs: 2_000 }),
+    ...(transport === undefined ? {} : { topology: { transport } }),
+  });
+  await callee.start();
+  kernels.push(callee);
+  let caller = callee;
+  if (transport !== undefined) {
+    caller = createKernel({ modules: [turnstileElsewhere], logger: silentLogger, topology: { host: [], transport: (await transportOf(prefix)) as Transport } });
+    await caller.start();
+    kernels.push(caller);
+  }
+  return { database, proxy, callee, client: caller.client(turnstile) };
+}
+
+/** Runs `pass` with a new key, its database cut after the handler began and before its outcome is written: answered, unrecorded. */
+async function passUnrecorded(client: Client<typeof turnstile>, proxy: CuttableProxy) {
+  const gate = randomUUID();
+  const key = randomUUID();
+  let started = () => {};
+  let open = () => {};
+  const running = new Promise<void>((resolve) => (started = resolve));
+  gates.set(gate, { started: () => started(), opened: new Promise<void>((resolve) => (open = resolve)) });
+  // A short deadline: without the write tried again, the key's claim lapses 5 s after it.
+  const first = client.pass({ gate }, { idempotencyKey: key, retry: false, timeoutMs: 1_500 });
+  await running;
+  await proxy.cut();
+  open();
+  expect(await first).toEqual({ runs: 1 });
+  return { gate, key };
+}
+
 describe.each(Object.entries(vias))('idempotency - a keyed run whose outcome write meets its database away, %s', (_name, transportOf) => {
   it('records the outcome once the database is back, while the run holds its key: a retry with the same key replays it and never runs again', { timeout: 60_000 }, async () => {
-    const database = await createTestDatabase();
-    databases.push(database);
-    const url = new URL(database.url);
-    const proxy = new CuttableProxy({ host: url.hostname, port: Number(url.port) });
-    proxies.push(proxy);
-    await proxy.open();
-    url.port = String(proxy.port);
-    const prefix = `unrecorded${randomUUID().slice(0, 8)}`;
-    const transport = await transportOf(prefix);
-    const callee = createKernel({
-      modules: [turnstileWithData],
-      logger: silentLogger,
-      database: createPostgresDatabase({ url: url.toString(), connectTimeoutMs: 2_000 }),
-      ...(transport === undefined ? {} : { topology: { transport } }),
-    });
-    await callee.start();
-    kernels.push(callee);
-    let caller = callee;
-    if (transport !== undefined) {
-      caller = createKernel({ modules: [turnstileElsewhere], logger: silentLogger, topology: { host: [], transport: (await transportOf(prefix)) as Transport } });
-      await caller.start();
-      kernels.push(caller);
-    }
-    const client = caller.client(turnstile);
-    const gate = randomUUID();
-    const key = randomUUID();
-    let started = () => {};
-    let open = () => {};
-    const running = new Promise<void>((resolve) => (started = resolve));
-    gates.set(gate, { started: () => started(), opened: new Promise<void>((resolve) => (open = resolve)) });
-
-    // A short deadline: without the write tried again, the key's claim lapses 5 s after it.
-    const first = client.pass({ gate }, { idempotencyKey: key, retry: false, timeoutMs: 1_500 });
-    await running;
-    await proxy.cut();
-    open();
-    expect(await first).toEqual({ runs: 1 });
+    const { proxy, client } = await startTurnstile(transportOf);
+    const { gate, key } = await passUnrecorded(client, proxy);
     await proxy.open();
 
     // Until the outcome is recorded the key is in use; then the same request replays it.
@@ -124,5 +135,23 @@ describe.each(Object.entries(vias))('idempotency - a keyed run whose outcome wri
     );
     expect(replayed).toEqual({ runs: 1 });
     expect(runs.get(gate)).toBe(1);
+  });
+
+  it('a stop of the module waits, within its drain, for an outcome write still being tried: the database back during the stop, the key is completed, not left running', { timeout: 60_000 }, async () => {
+    const { database, proxy, callee, client } = await startTurnstile(transportOf);
+    const { key } = await passUnrecorded(client, proxy);
+    const stopped = callee.stop();
+    // The stop has begun (the registrations are stopping) while the write is still failing: the database comes back now.
+    await vi.waitFor(() => expect(callee.status().state).toBe('stopping'), { timeout: 10_000, interval: 20 });
+    await proxy.open();
+    await stopped;
+    const direct = new pg.Client({ connectionString: database.url });
+    await direct.connect();
+    try {
+      const { rows } = await direct.query<{ state: string }>('select state from turnstile.keel_idempotency where key = $1', [key]);
+      expect(rows).toEqual([{ state: 'completed' }]);
+    } finally {
+      await direct.end();
+    }
   });
 });
