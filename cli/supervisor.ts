@@ -6,7 +6,7 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
-import { LogFormat } from 'keel/transport';
+import { LogFormat, MAX_TIMEOUT_MS } from 'keel/transport';
 import type { OutputStream, SupervisorMessage } from './command.js';
 import { STOP_GRACE } from './deploy/grace.js';
 import { jsonLineOf, type OutputSource } from './output-lines.js';
@@ -272,7 +272,9 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
     // Not `ready`: one stopping after a SIGTERM from outside had started, and drains.
     const starting = entry.readyAt === undefined;
     child.kill('SIGTERM');
-    const drainTimeoutMs = entry.spec.drainTimeoutMs ?? resolved.drainTimeoutMs;
+    // At most the longest delay a Node timer holds: a longer one (the grace of a gateway whose operation
+    // declares timeoutMs MAX_TIMEOUT_MS, stopGraceSecondsOf adding 75 s to it) fires at once, a SIGKILL with the SIGTERM.
+    const drainTimeoutMs = Math.min(entry.spec.drainTimeoutMs ?? resolved.drainTimeoutMs, MAX_TIMEOUT_MS);
     const force = setTimeout(() => {
       options.log(`${entry.spec.name} did not drain within ${drainTimeoutMs} ms; killing it.`, 'warn');
       child.kill('SIGKILL');

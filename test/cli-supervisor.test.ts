@@ -184,6 +184,26 @@ describe('cli - supervisor', () => {
     expect(log).toContain('stubborn did not drain within 300 ms; killing it.');
   });
 
+  it("cli - a spec's drainTimeoutMs past the longest timer (a gateway whose operation declares timeoutMs MAX_TIMEOUT_MS) is not a SIGKILL with the SIGTERM", async () => {
+    // stopGraceSecondsOf adds 75 s to the longest timeoutMs: past 2^31 - 1 ms, Node fires the timer at once.
+    let allReady!: () => void;
+    const ready = new Promise<void>((resolve) => (allReady = resolve));
+    const supervisor = createSupervisor({
+      processes: [
+        {
+          ...spec('draining', `process.on('SIGTERM', () => setTimeout(() => process.exit(0), 300)); process.send({ type: 'ready', modules: [] }); setInterval(() => {}, 1000);`),
+          drainTimeoutMs: (75 + Math.ceil((2 ** 31 - 1) / 1000)) * 1000,
+        },
+      ],
+      output: collector(),
+      log: () => {},
+      onAllReady: () => allReady(),
+    });
+    await ready;
+    // It drains for 300 ms and exits 0: killed at once, it ended with SIGKILL.
+    expect(await supervisor.stop()).toEqual([{ name: 'draining', code: 0, signal: null }]);
+  });
+
   it('cli - gives up on a process that never becomes ready', async () => {
     const log: string[] = [];
     let gaveUp!: (name: string) => void;
