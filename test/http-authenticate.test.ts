@@ -249,6 +249,12 @@ describe('http - caller identity', () => {
         'createJwtAuthenticator: jwksUrl has a user or password in it (not shown), which fetch refuses: a JSON Web Key Set is public, give its URL without them.',
       );
     }
+    // Without its scheme, the URL parses as one of the scheme "keel:", its password the path: the refusal showed it.
+    for (const jwksUrl of ['keel:hunter2-secret@login.test/jwks.json', '//keel:hunter2-secret@login.test/jwks.json', new URL('keel:hunter2-secret@login.test/jwks.json')]) {
+      const message = refusal({ jwksUrl });
+      expect(message, String(jwksUrl)).toContain('jwksUrl must be an http(s) URL');
+      expect(message, String(jwksUrl)).not.toContain('hunter2');
+    }
     expect(() => createJwtAuthenticator({ jwksUrl: new URL('https://login.test/jwks.json') })).not.toThrow();
     // A secret is never repeated, not even a wrong one: a start-up log would keep it.
     expect(refusal({ secret: 'short-but-secret' })).toBe(

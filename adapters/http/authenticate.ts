@@ -268,7 +268,8 @@ function refuseUrlScheme(jwksUrl: unknown): void {
   if (url !== null && ['http:', 'https:'].includes(url.protocol)) return;
   throw new KeelError(
     KeelErrorCode.INVALID_CONFIG,
-    `createJwtAuthenticator: jwksUrl must be an http(s) URL of a JSON Web Key Set, got "${shownUrl(url ?? String(jwksUrl))}".`,
+    // As given, not as parsed: without its scheme, `keel:pw@login.test/jwks.json` parses as the scheme `keel:`, its password the path.
+    `createJwtAuthenticator: jwksUrl must be an http(s) URL of a JSON Web Key Set, got "${shownUrl(jwksUrl instanceof URL ? jwksUrl.href : jwksUrl)}".`,
   );
 }
 
@@ -277,7 +278,8 @@ function refuseUrlScheme(jwksUrl: unknown): void {
  * key there) and fragment, which become `?…`, and without a user or password.
  */
 function shownUrl(url: URL | string): string {
-  if (typeof url === 'string') return url.replace(/^([a-z][a-z\d+.-]*:\/\/)[^/?#]*@/i, '$1').replace(/[?#].*$/s, '?…');
+  // A user part is cut with or without a scheme before it (`keel:pw@login.test/...` lacks its https://).
+  if (typeof url === 'string') return url.replace(/^((?:[a-z][a-z\d+.-]*:)?\/\/)?[^/?#]*@/i, '$1').replace(/[?#].*$/s, '?…');
   const shown = new URL(url.href);
   const hidden = shown.search !== '' || shown.hash !== '';
   shown.username = '';
