@@ -218,7 +218,8 @@ export async function prepareLocalRun(options: LocalRunOptions): Promise<LocalRu
         cwd: project.root,
         env,
         // As long as keel deploy gives its group: a gateway's requests first, the longest deadline an operation declares.
-        drainTimeoutMs: stopGraceSecondsOf(http === undefined ? { ...spec, http: undefined } : { ...spec, http: Number(http) }, modules) * 1000,
+        drainTimeoutMs:
+          stopGraceSecondsOf({ ...spec, http: (single === undefined ? http !== undefined : servesHttpAlone(single, env)) ? 0 : undefined }, modules) * 1000,
       });
     }
   }
@@ -252,4 +253,16 @@ function checkNatsUrl(url: string, source: string, code: CliErrorCode, command: 
       hint: `Give the URL of a running server, nats://host:4222 or tls://host:4222 (several separated by commas), or none: ${command} then starts its own where the topology needs one.`,
     });
   }
+}
+
+/**
+ * Whether one process started without a topology serves HTTP, as keel start decides it
+ * (cli/commands/start.ts, httpPortOf): on `--http`, else `KEEL_HTTP_PORT`, else `PORT` (`off`: none),
+ * else on 3000 when it hosts every module (neither `--modules` nor `KEEL_MODULES`), which plain
+ * `keel dev` does.
+ */
+function servesHttpAlone(single: NonNullable<LocalRunOptions['single']>, env: Readonly<Record<string, string | undefined>>): boolean {
+  const given = single.http?.trim() || env['KEEL_HTTP_PORT']?.trim() || env['PORT']?.trim();
+  if (given) return given !== 'off';
+  return single.modules === undefined && !env['KEEL_MODULES']?.trim();
 }

@@ -14,13 +14,15 @@ import { collector, copyFixtureApp, copyWhoamiApp } from './support/cli.js';
 const parent = mkdtempSync(join(tmpdir(), 'keel-kill-delay-'));
 afterAll(() => rmSync(parent, { recursive: true, force: true }));
 
-/** The processes keel dev would start in `root`, one process, with `http` or without. */
-async function processesOf(root: string, http: string | undefined) {
+/** The processes keel dev would start in `root`, one process, with `http` or without, hosting `modules` (default: every one). */
+async function processesOf(root: string, http: string | undefined, modules?: string[], env: Record<string, string> = {}) {
+  // Without the shell's ports and modules: keel start reads them (PORT=8080 serves a gateway).
+  const { PORT: _port, KEEL_HTTP_PORT: _httpPort, KEEL_MODULES: _modules, ...shell } = process.env;
   const run = await prepareLocalRun({
-    cli: { cwd: root, env: { ...process.env }, stdout: collector(), stderr: collector(), signal: new AbortController().signal, self: { command: process.execPath, args: [] } },
+    cli: { cwd: root, env: { ...shell, ...env }, stdout: collector(), stderr: collector(), signal: new AbortController().signal, self: { command: process.execPath, args: [] } },
     command: 'keel dev',
     log: () => {},
-    single: { http },
+    single: { http, modules },
     lockDown: false,
   });
   await run.stopNats();
@@ -30,12 +32,21 @@ async function processesOf(root: string, http: string | undefined) {
 describe('cli - keel up and keel dev kill a process that does not drain after its group\'s grace period, as keel deploy writes it', () => {
   it("waits 75 s for a process without a gateway, 85 s for one with, and with a gateway the longest timeoutMs an operation declares in place of the requests' 10 s", { timeout: 60_000 }, async () => {
     const root = copyWhoamiApp(parent);
-    expect((await processesOf(root, undefined)).map((spec) => spec.drainTimeoutMs)).toEqual([STOP_GRACE.seconds * 1000]);
-    expect((await processesOf(root, '0')).map((spec) => spec.drainTimeoutMs)).toEqual([(STOP_GRACE.seconds + STOP_GRACE.gatewaySeconds) * 1000]);
+    const withoutGateway = [STOP_GRACE.seconds * 1000];
+    const withGateway = [(STOP_GRACE.seconds + STOP_GRACE.gatewaySeconds) * 1000];
+    expect((await processesOf(root, 'off')).map((spec) => spec.drainTimeoutMs)).toEqual(withoutGateway);
+    expect((await processesOf(root, undefined, ['whoami'])).map((spec) => spec.drainTimeoutMs)).toEqual(withoutGateway);
+    expect((await processesOf(root, '0')).map((spec) => spec.drainTimeoutMs)).toEqual(withGateway);
+    // Plain keel dev: keel start serves every module's gateway on 3000, and was given 75 s.
+    expect((await processesOf(root, undefined)).map((spec) => spec.drainTimeoutMs)).toEqual(withGateway);
+    // Its port from the shell, as keel start takes it.
+    expect((await processesOf(root, undefined, ['whoami'], { PORT: '8080' })).map((spec) => spec.drainTimeoutMs)).toEqual(withGateway);
+    expect((await processesOf(root, undefined, undefined, { KEEL_HTTP_PORT: 'off', PORT: '8080' })).map((spec) => spec.drainTimeoutMs)).toEqual(withoutGateway);
     // Another copy: the first's manifest stays imported as it was.
     const slow = copyFixtureApp('up-replicas', parent, 'slow');
     const contract = join(slow, 'modules/whoami/contract.ts');
     writeFileSync(contract, readFileSync(contract, 'utf8').replace('idempotent: true,', 'idempotent: true,\n      timeoutMs: 60_000,'));
     expect((await processesOf(slow, '0')).map((spec) => spec.drainTimeoutMs)).toEqual([(STOP_GRACE.seconds + 60) * 1000]);
+    expect((await processesOf(slow, undefined)).map((spec) => spec.drainTimeoutMs)).toEqual([(STOP_GRACE.seconds + 60) * 1000]);
   });
 });
