@@ -22,6 +22,8 @@ const account = defineContract({
   operations: {
     whoami: operation({ input: z.object({}), output: z.object({ sub: z.string().nullable() }), idempotent: true }),
     settings: operation({ input: z.object({}), output: z.object({ owner: z.string() }), auth: 'required' }),
+    // Checks its principal itself, declaring no auth.
+    profile: operation({ input: z.object({}), output: z.object({ owner: z.string() }), idempotent: true }),
   },
 });
 
@@ -31,6 +33,10 @@ const accountModule = defineModule({
     handlers: {
       whoami: (_input, context) => ({ sub: context.principal?.sub ?? null }),
       settings: (_input, context) => ({ owner: context.principal?.sub ?? '' }),
+      profile: (_input, context) => {
+        if (context.principal === undefined) throw new KeelError(KeelErrorCode.UNAUTHENTICATED, 'Sign in to see your profile.');
+        return { owner: context.principal.sub };
+      },
     },
   }),
 });
@@ -185,6 +191,18 @@ describe('http - authenticate refusals', () => {
     expect(await send('bad-shape', 'c-hook-shape')).toMatchObject({ status: 401, body: { code: 'UNAUTHENTICATED' } });
     expect(lines.find((line) => line['correlation_id'] === 'c-hook-unknown')).toMatchObject({ level: 20, reason: 'refused-by-hook', detail: 'Unknown API key.' });
     expect(lines.find((line) => line['correlation_id'] === 'c-hook-shape')).toMatchObject({ level: 20, reason: 'refused-by-call', detail: expect.stringContaining("principal schema") });
+  });
+
+  it('http - a 401 of a module refusing a request without credentials (an operation checking its principal itself) is logged with the reason no-credentials', async () => {
+    // The gateway gave reasons to the refusals of the principal, not to a module's refusal of none.
+    const url = await start(() => undefined);
+    expect(await post(url, '/account/profile', [], 'c-module-anonymous')).toMatchObject({ status: 401, body: { detail: 'Sign in to see your profile.' } });
+    expect(lines.find((line) => line['correlation_id'] === 'c-module-anonymous')).toMatchObject({
+      level: 20,
+      msg: 'refused a request: not authenticated (401)',
+      reason: 'no-credentials',
+      detail: 'Sign in to see your profile.',
+    });
   });
 
   it("http - a key set URL's query (an API key) is never logged nor answered, whether its server refuses, answers 404 or times out", async () => {

@@ -211,7 +211,7 @@ export function addOperationRoutes(
         return reply.type(JSON_CONTENT_TYPE).send(route.serialize(output));
       },
       // The principal the credentials made does not match the application's schema: those credentials are refused.
-      principal === undefined ? undefined : refusedPrincipal,
+      principal === undefined ? refusedAnonymous : refusedPrincipal,
     );
   /** The call with the principal the hook made of the request; a call its contract says needs one is refused here, without a round trip. */
   const serveAs = (request: FastifyRequest, reply: FastifyReply, route: OperationRoute, input: unknown, principal: Principal | undefined): Promise<FastifyReply> => {
@@ -233,6 +233,10 @@ export function addOperationRoutes(
   const refusedPrincipal = (error: unknown): never => {
     if (isKeelError(error, KeelErrorCode.UNAUTHENTICATED)) markRefusedCredentials(withReason(error, 'refused-by-call'));
     throw error;
+  };
+  // A request without credentials the module (or a module it calls) refused: an operation that checks its principal itself.
+  const refusedAnonymous = (error: unknown): never => {
+    throw isKeelError(error, KeelErrorCode.UNAUTHENTICATED) ? withReason(error, 'no-credentials') : error;
   };
   // A refusal of a hook other than createJwtAuthenticator's, which gives none of its own.
   const hookThrew = (error: unknown): never =>
