@@ -434,10 +434,13 @@ describe('cli - keel dev', () => {
       [['dev', 'topologies/split.json', '--http', '8080'], 'error E_USAGE: --modules and --http are for one process'],
       [['dev', '--debounce', '9'], 'error E_USAGE: --debounce "9" is not a whole number of milliseconds from 10 to 60000.'],
       [['dev', '--debounce', '60001'], 'error E_USAGE: --debounce "60001" is not a whole number of milliseconds from 10 to 60000.'],
+      // It started a process given `--modules ''`, which keel start refused, and waited for a save.
+      [['dev', '--modules', ','], 'error E_USAGE: --modules "," names nothing'],
     ] as const) {
       const stdout = collector();
       const stderr = collector();
-      const code = await runCli(main, argv, { cwd: root, env: {}, stdout, stderr });
+      // The signal ends a dev that was not refused (and would wait for a save).
+      const code = await runCli(main, argv, { cwd: root, env: {}, stdout, stderr, signal: AbortSignal.timeout(15_000) });
       expect(code, stderr.text).not.toBe(0);
       expect(stderr.text).toContain(message);
       expect(stdout.text).not.toContain('started nats-server');
