@@ -77,24 +77,24 @@ const oneAtATime = [
 const LONG = { inboxBatchMs: 60_000 } as const;
 
 describe.each(oneAtATime)('data - the inbox through a kernel, on $name', ({ engine }) => {
-  it('puts durable events that wait together in one transaction, at most inboxBatch of them', async () => {
+  it('puts durable events that wait together in one transaction, at most inboxBatch of them', { timeout: 90_000 }, async () => {
     expect(await groups(await engine(), { ...LONG, inboxBatch: 4 })).toEqual([4, 4, 2]);
     expect(await groups(await engine(), LONG)).toEqual([10]);
   });
 
-  it('takes no further event into a transaction that has run inboxBatchMs', async () => {
+  it('takes no further event into a transaction that has run inboxBatchMs', { timeout: 90_000 }, async () => {
     // Every handler takes 3 ms, more than the 1 ms a transaction may take events for.
     expect(await groups(await engine(), { inboxBatchMs: 1 }, { sleepMs: 3 })).toEqual(Array(10).fill(1));
   });
 
-  it('gives each event a transaction of its own with inboxBatch 1, with ownTransaction, and on a last attempt', async () => {
+  it('gives each event a transaction of its own with inboxBatch 1, with ownTransaction, and on a last attempt', { timeout: 90_000 }, async () => {
     expect(await groups(await engine(), { ...LONG, inboxBatch: 1 })).toEqual(Array(10).fill(1));
     expect(await groups(await engine(), LONG, { ownTransaction: true })).toEqual(Array(10).fill(1));
     // With one delivery in all, every attempt is the last.
     expect(await groups(await engine(), { ...LONG, maxDeliveryAttempts: 1 })).toEqual(Array(10).fill(1));
   });
 
-  it('gives each redelivered event a transaction of its own, though the redeliveries wait together', async () => {
+  it('gives each redelivered event a transaction of its own, though the redeliveries wait together', { timeout: 90_000 }, async () => {
     const fails = new Set(['e1', 'e4', 'e7']);
     const seen = await handled(await engine(), { ...LONG, maxDeliveryAttempts: 5 }, { failFirst: fails, retryHoldMs: 300 });
     const holding = (label: string) => [...seen.values()].filter((tx) => tx === seen.get(label)).length;
