@@ -66,8 +66,9 @@ export interface KernelStatus {
    */
   readonly bulkheads: readonly BulkheadStatus[];
   /**
-   * The database of each hosted module that owns data, once its module has started: `up` or
-   * `down` by the last of the checks run every `databaseCheckMs`. The gateway's `/readyz` body
+   * The database of each hosted module that owns data, from the moment its migrations ran (a
+   * module whose start failed after them stays listed): `up` or `down` by the last of the checks
+   * run every `databaseCheckMs`. The gateway's `/readyz` body
    * lists them, and `/metrics` reads them at scrape time (`keel_database_up`,
    * `keel_database_down_total`). A database `down` does not make {@link Kernel.ready} false.
    */
@@ -124,7 +125,8 @@ export interface Kernel {
    * however many modules there are: the `drainTimeoutMs` option says what else it waits for.
    * Called during {@link Kernel.start}, its clock starts all the same: the modules not started yet
    * never start, the one starting gives up a wait for its migration lock at once and gets what
-   * is left of `drainTimeoutMs` for the rest of its start, and `start()` rejects with `INVALID_STATE`.
+   * is left of `drainTimeoutMs` for the rest of its start, and `start()` rejects with `INVALID_STATE`
+   * (once that step ends: a start hook that never ends leaves `start()` pending after `stop()` resolved).
    */
   stop(): Promise<void>;
   /** True when every hosted module is started and every transport is connected. */

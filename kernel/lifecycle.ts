@@ -27,7 +27,7 @@ export function stoppedWhileStarting(cause?: unknown): KeelError {
   return new KeelError(
     KeelErrorCode.INVALID_STATE,
     'The kernel was stopped while it was starting (kernel.stop() before kernel.start() was over, such as a SIGTERM during a deploy): ' +
-      'the modules it had started were stopped, and the others never started. Create a new kernel to start again.',
+      'the stop stops the modules it had started (await kernel.stop() before exiting, so that they drain), and the others never start. Create a new kernel to start again.',
     cause === undefined ? undefined : { cause },
   );
 }

@@ -330,6 +330,8 @@ export class BoundedLabel {
 
   of(value: string): string {
     if (this.#admitted.has(value)) return value;
+    // The overflow's own name, sent as a value (a Keel-Caller header), is the overflow: it takes no room.
+    if (value === BoundedLabel.OTHER) return value;
     if (this.#room === 0 || value.length > BoundedLabel.MAX_LENGTH) return BoundedLabel.OTHER;
     this.#room -= 1;
     this.#admitted.add(value);
