@@ -8,13 +8,10 @@
 import { randomUUID } from 'node:crypto';
 import { afterAll, describe, expect, it, vi } from 'vitest';
 import { z } from 'zod';
-import { createKernel, defineContract, defineModule, isKeelError, operation, silentLogger, type Client, type Kernel, type Transport } from 'keel';
-import { createNatsTransport } from 'keel/nats';
-import { createPostgresDatabase } from 'keel/postgres';
+import { defineContract, defineModule, isKeelError, operation, type Client } from 'keel';
 import pg from 'pg';
-import { CuttableProxy } from './support/cuttable-proxy.js';
-import { createTestDatabase, type TestDatabase } from './support/databases.js';
-import { startNatsServer, type NatsServer } from './support/nats-server.js';
+import type { CuttableProxy } from './support/cuttable-proxy.js';
+import { cutDatabaseRig, type Via } from './support/cut-database.js';
 
 const turnstile = defineContract({
   name: 'turnstile',
@@ -46,55 +43,12 @@ const turnstileWithData = defineModule({
 });
 const turnstileElsewhere = defineModule({ contract: turnstile, create: () => ({ handlers: { pass: async () => ({ runs: 0 }) } }) });
 
-const databases: TestDatabase[] = [];
-const proxies: CuttableProxy[] = [];
-const kernels: Kernel[] = [];
-const transports: Transport[] = [];
-let nats: NatsServer | undefined;
-afterAll(async () => {
-  for (const proxy of proxies) await proxy.open().catch(() => undefined);
-  for (const kernel of kernels.reverse()) await kernel.stop();
-  for (const transport of transports) await transport.close();
-  for (const proxy of proxies) await proxy.cut();
-  for (const database of databases) await database.drop();
-  await nats?.stop();
-});
-
-const vias = {
-  'in one process': async (): Promise<Transport | undefined> => undefined,
-  'over NATS': async (prefix: string): Promise<Transport | undefined> => {
-    nats ??= await startNatsServer();
-    const transport = await createNatsTransport({ servers: nats.url, prefix, logger: silentLogger });
-    transports.push(transport);
-    return transport;
-  },
-};
+const rig = cutDatabaseRig('unrecorded');
+afterAll(() => rig.close());
 
 /** The turnstile served with its data in PostgreSQL behind a proxy the test cuts, and a client of it (over NATS, from another kernel). */
-async function startTurnstile(transportOf: (prefix: string) => Promise<Transport | undefined>) {
-  const database = await createTestDatabase();
-  databases.push(database);
-  const url = new URL(database.url);
-  const proxy = new CuttableProxy({ host: url.hostname, port: Number(url.port) });
-  proxies.push(proxy);
-  await proxy.open();
-  url.port = String(proxy.port);
-  const prefix = `unrecorded${randomUUID().slice(0, 8)}`;
-  const transport = await transportOf(prefix);
-  const callee = createKernel({
-    modules: [turnstileWithData],
-    logger: silentLogger,
-    database: createPostgresDatabase({ url: url.toString(), connectTimeoutMs: 2_000 }),
-    ...(transport === undefined ? {} : { topology: { transport } }),
-  });
-  await callee.start();
-  kernels.push(callee);
-  let caller = callee;
-  if (transport !== undefined) {
-    caller = createKernel({ modules: [turnstileElsewhere], logger: silentLogger, topology: { host: [], transport: (await transportOf(prefix)) as Transport } });
-    await caller.start();
-    kernels.push(caller);
-  }
+async function startTurnstile(via: Via) {
+  const { database, proxy, callee, caller } = await rig.start(via, { served: turnstileWithData, elsewhere: turnstileElsewhere });
   return { database, proxy, callee, client: caller.client(turnstile) };
 }
 
@@ -115,7 +69,7 @@ async function passUnrecorded(client: Client<typeof turnstile>, proxy: CuttableP
   return { gate, key };
 }
 
-describe.each(Object.entries(vias))('idempotency - a keyed run whose outcome write meets its database away, %s', (_name, transportOf) => {
+describe.each(Object.entries(rig.vias))('idempotency - a keyed run whose outcome write meets its database away, %s', (_name, transportOf) => {
   it('records the outcome once the database is back, while the run holds its key: a retry with the same key replays it and never runs again', { timeout: 60_000 }, async () => {
     const { proxy, client } = await startTurnstile(transportOf);
     const { gate, key } = await passUnrecorded(client, proxy);

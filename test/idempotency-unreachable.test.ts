@@ -6,63 +6,16 @@
  */
 import { randomUUID } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createKernel, isKeelError, silentLogger, type Kernel, type Transport } from 'keel';
-import { createNatsTransport } from 'keel/nats';
-import { createPostgresDatabase } from 'keel/postgres';
+import { isKeelError } from 'keel';
 import { tally, tallyInMemory, tallyWithData } from './fixtures/idempotency/modules.js';
-import { CuttableProxy } from './support/cuttable-proxy.js';
-import { createTestDatabase, type TestDatabase } from './support/databases.js';
-import { startNatsServer, type NatsServer } from './support/nats-server.js';
+import { cutDatabaseRig } from './support/cut-database.js';
 
-const databases: TestDatabase[] = [];
-const proxies: CuttableProxy[] = [];
-const kernels: Kernel[] = [];
-const transports: Transport[] = [];
-let nats: NatsServer | undefined;
-afterAll(async () => {
-  for (const proxy of proxies) await proxy.open().catch(() => undefined);
-  for (const kernel of kernels.reverse()) await kernel.stop();
-  for (const transport of transports) await transport.close();
-  for (const proxy of proxies) await proxy.cut();
-  for (const database of databases) await database.drop();
-  await nats?.stop();
-});
+const rig = cutDatabaseRig('unreach');
+afterAll(() => rig.close());
 
-const vias = {
-  'in one process': async (): Promise<Transport | undefined> => undefined,
-  'over NATS': async (prefix: string): Promise<Transport | undefined> => {
-    nats ??= await startNatsServer();
-    const transport = await createNatsTransport({ servers: nats.url, prefix, logger: silentLogger });
-    transports.push(transport);
-    return transport;
-  },
-};
-
-describe.each(Object.entries(vias))('idempotency - a keyed call whose module cannot reach its database, %s', (_name, transportOf) => {
+describe.each(Object.entries(rig.vias))('idempotency - a keyed call whose module cannot reach its database, %s', (_name, transportOf) => {
   it('is UNAVAILABLE saying nothing ran, and the same key runs the operation once when the database is back', { timeout: 60_000 }, async () => {
-    const database = await createTestDatabase();
-    databases.push(database);
-    const url = new URL(database.url);
-    const proxy = new CuttableProxy({ host: url.hostname, port: Number(url.port) });
-    proxies.push(proxy);
-    await proxy.open();
-    url.port = String(proxy.port);
-    const prefix = `unreach${randomUUID().slice(0, 8)}`;
-    const transport = await transportOf(prefix);
-    const callee = createKernel({
-      modules: [tallyWithData],
-      logger: silentLogger,
-      database: createPostgresDatabase({ url: url.toString(), connectTimeoutMs: 2_000 }),
-      ...(transport === undefined ? {} : { topology: { transport } }),
-    });
-    await callee.start();
-    kernels.push(callee);
-    let caller = callee;
-    if (transport !== undefined) {
-      caller = createKernel({ modules: [tallyInMemory], logger: silentLogger, topology: { host: [], transport: (await transportOf(prefix)) as Transport } });
-      await caller.start();
-      kernels.push(caller);
-    }
+    const { proxy, caller } = await rig.start(transportOf, { served: tallyWithData, elsewhere: tallyInMemory });
     const client = caller.client(tally);
     const key = randomUUID();
 
