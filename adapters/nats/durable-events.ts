@@ -11,6 +11,7 @@ import { headers as natsHeaders } from '@nats-io/transport-node';
 import type { Connection } from './connection.js';
 import { readEventHeadersFrom, sameMajor } from './headers.js';
 import type { DurableConsumer, JetStream } from './jetstream.js';
+import { LateNaks, PULL_EXPIRES_MS } from './late-naks.js';
 import { LogThrottle } from 'keel/transport';
 import { Header, decodeJson, headerValue } from './wire.js';
 
@@ -20,7 +21,6 @@ import { Header, decodeJson, headerValue } from './wire.js';
  * the consumer's leader, delivery resumes about this long after a new leader is elected,
  * instead of the client's default of 30 s (docs/nats-cluster.md).
  */
-const PULL_EXPIRES_MS = 5_000;
 
 /** The prefix of the headers JetStream reads (lower case): none is copied onto a dead letter. */
 const NATS_HEADER = 'nats-';
@@ -35,6 +35,8 @@ interface DurableState extends DurableConsumer {
   readonly stopping: AbortController;
   /** Set once the stop's drain is over: from then on only last attempts are kept alive. */
   drained: boolean;
+  /** When `consume()` was closed (a `performance.now()`): naks after it wait for its last pull request to expire (late-naks.ts). */
+  closedAt: number | undefined;
   /** Sends `working()` for the messages being handled (see subscribe); cleared once stopped with none left. */
   keepAlive: NodeJS.Timeout | undefined;
 }
@@ -44,6 +46,8 @@ export class DurableEvents {
   readonly #connection: Connection;
   readonly #jetStream: JetStream;
   readonly #refusedLog = new LogThrottle();
+  /** Naks held back past a stopped subscription's last pull request: the transport's close waits for them. */
+  readonly lateNaks = new LateNaks();
 
   constructor(connection: Connection, jetStream: JetStream) {
     this.#connection = connection;
@@ -65,6 +69,7 @@ export class DurableEvents {
       stopped: false,
       stopping: new AbortController(),
       drained: false,
+      closedAt: undefined,
       keepAlive: undefined,
     };
     const jetStream = this.#jetStream;
@@ -97,6 +102,7 @@ export class DurableEvents {
     return this.#connection.register(async () => {
       state.stopped = true;
       state.stopping.abort();
+      state.closedAt = performance.now();
       await within(messages.close(), options.drainTimeoutMs);
       await within(state.inFlight.idle(), options.drainTimeoutMs);
       state.drained = true;
@@ -204,7 +210,7 @@ export class DurableEvents {
         // Its module stopped while the handler ran, and rolled its work back: not a failure, so no
         // dead letter. JetStream counts the delivery, so the kernel never gives back a last attempt.
         if (isGivenBack(error)) {
-          msg.nak();
+          this.#nak(state, msg);
           return;
         }
         // The module could not reach its database: not an attempt, as in one process (where the
@@ -213,19 +219,25 @@ export class DurableEvents {
         // stop gives it back.
         if (isDatabaseUnreachable(error)) {
           if (await this.#pause(state, this.#redeliveryDelay(held))) continue;
-          msg.nak();
+          this.#nak(state, msg);
           return;
         }
         if (isKeelError(error, KeelErrorCode.INVALID_EVENT) || attempt >= subscription.maxAttempts) {
           await this.#giveUp(state, msg, payload, metadata, error);
         } else {
-          msg.nak(this.#redeliveryDelay(attempt));
+          this.#nak(state, msg, this.#redeliveryDelay(attempt));
         }
         return;
       }
       msg.ack();
       return;
     }
+  }
+
+  /** Naks `msg` (redelivered after `delayMs`); after the subscription's consume closed, once its last pull request expired. */
+  #nak(state: DurableState, msg: JsMsg, delayMs = 0): void {
+    const { options, nc } = this.#connection;
+    this.lateNaks.nak(msg, state.closedAt, delayMs, options.ackWaitMs, () => !nc.isClosed());
   }
 
   /** Waits `ms`, or less if the subscription stops or the connection closes: true when neither happened. */

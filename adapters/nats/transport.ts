@@ -130,6 +130,8 @@ class NatsTransport implements Transport {
 
   async #shutdown(): Promise<void> {
     await this.#connection.stopRegistrations();
+    // Naks of stopped subscriptions, held until their last pull request expired (late-naks.ts).
+    await this.#durable.lateNaks.settled();
     await this.#caller.close();
     if (await this.#connection.drain()) return;
     this.#caller.stopReplies();
