@@ -81,6 +81,18 @@ export interface HostOptions {
   /** The `data` section of `keel.config.ts`, given to the kernel. */
   readonly data?: KeelConfig['data'] | undefined;
   readonly logger?: Logger | undefined;
+  /**
+   * Aborted before the start is over (`keel start` passes its SIGTERM or Ctrl-C): the start stops
+   * rather than runs on. From the kernel's creation, its `stop()` runs at once, as
+   * `kernel.stop()` during `kernel.start()` does: the modules already started drain within
+   * `drainTimeoutMs`, the one starting gives up a wait for its migration lock and gets what is
+   * left of that time, the others never start. The gateway never listens (or is closed, if it
+   * already did), the transport and the databases close, and {@link startHost} rejects with
+   * `INVALID_STATE`, which is then the stop's doing, no failure. Aborted while NATS connects or
+   * the databases open, the start goes no further once they have. Once {@link startHost}
+   * resolved, the signal is no longer watched: stop the host with {@link Host.stop}.
+   */
+  readonly signal?: AbortSignal | undefined;
 }
 
 /**
@@ -128,7 +140,8 @@ export interface Host {
  * not in the manifest, `E_USAGE` for an `httpOperations` that is no {@link HttpOperations}
  * value, and `INVALID_CONFIG` for a database URL that is not PostgreSQL's; the kernel's own
  * checks (a hosted module that needs one not reachable here, for example) surface as its
- * `KeelError`. The databases are opened only when a hosted module owns data.
+ * `KeelError`. The databases are opened only when a hosted module owns data. Stopped by its
+ * `signal` before it is over, it rejects with `INVALID_STATE` once the stop is done ({@link HostOptions.signal}).
  *
  * @example
  * ```ts
@@ -171,7 +184,12 @@ export async function startHost(options: HostOptions): Promise<Host> {
   });
   let kernel: Kernel | undefined;
   let gateway: HttpGateway | undefined;
+  // The stop's clock starts with the signal, not once the start is over; the catch below awaits
+  // the same stop (kernel.stop() is idempotent), and hears how it ended.
+  const stopOnSignal = (): void => void kernel?.stop().catch(() => undefined);
+  options.signal?.addEventListener('abort', stopOnSignal, { once: true });
   try {
+    if (options.signal?.aborted) throw stoppedBeforeReady();
     kernel = createKernel({
       modules: options.modules,
       topology: { ...(options.host ? { host: options.host } : {}), transport },
@@ -184,8 +202,12 @@ export async function startHost(options: HostOptions): Promise<Host> {
     // The gateway (and its metrics' observer) before kernel.start(): durable consumers handle
     // their backlog during start(), and /metrics counts from the first call and the first event.
     if (options.httpPort !== undefined) gateway = await createGateway(kernel, options, await (gatewayCode as Promise<typeof import('keel/http')>));
+    // Aborted while the gateway's code loaded: the kernel was not there yet to stop.
+    if (options.signal?.aborted) throw stoppedBeforeReady();
     await kernel.start();
     if (gateway !== undefined) await listen(gateway);
+    // Aborted while the gateway took its port: the kernel is stopping already; close the gateway too.
+    if (options.signal?.aborted) throw stoppedBeforeReady();
   } catch (error) {
     try {
       await gateway?.close().catch(() => undefined);
@@ -195,6 +217,8 @@ export async function startHost(options: HostOptions): Promise<Host> {
       await tracing?.shutdown();
     }
     throw error;
+  } finally {
+    options.signal?.removeEventListener('abort', stopOnSignal);
   }
   const running = kernel;
   let stopping: Promise<void> | undefined;
@@ -216,6 +240,15 @@ export async function startHost(options: HostOptions): Promise<Host> {
       return stopping;
     },
   };
+}
+
+/** The rejection of a start its signal stopped before the kernel's own start() could say so. */
+function stoppedBeforeReady(): KeelError {
+  return new KeelError(
+    KeelErrorCode.INVALID_STATE,
+    'The process was stopped while it was starting (its signal was aborted, such as a SIGTERM during a deploy): ' +
+      'what had started was stopped, and the rest never started. Start a new one to run again.',
+  );
 }
 
 /** Connects NATS and opens the databases side by side (each can take a while); if either fails, closes what the other opened. */

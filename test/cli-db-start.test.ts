@@ -6,11 +6,13 @@
  * PostgreSQL (a database per test that needs one, dropped after).
  */
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { failureRecord, logMessages, logRecords, runKeel, startKeel, type LogRecord } from './support/cli.js';
 import { call, dataTestbed, query, until } from './support/data-app.js';
@@ -192,5 +194,63 @@ describe('cli - keel start on module data', () => {
       expect(started.code).toBe(1);
       expect(failureRecord(started.stderr, { code: 'INVALID_CONFIG' }).msg).toContain(says);
     }
+  });
+});
+
+/** Schema `schema`'s migration lock, as kernel/migrations.ts computes it. */
+function migrationLockKey(schema: string): string {
+  return BigInt.asIntN(64, BigInt(`0x${createHash('sha256').update(`keel.migrate.${schema}`).digest('hex').slice(0, 16)}`)).toString();
+}
+
+describe('cli - keel start stopped before it is ready', () => {
+  it('cli - a SIGTERM while the start waits for the migration lock another instance holds runs the kernel\'s stop: the started module drains, the lock wait is given up, exit 0 with no start failure', { timeout: 90_000 }, async () => {
+    const app = testbed.app();
+    const database = await testbed.database();
+    // Another instance applying the ledger's migrations: it holds the schema's lock for as long as this test likes.
+    // The audit, which the ledger depends on, starts first and is started when the ledger waits.
+    const holder = new pg.Client({ connectionString: database.url });
+    await holder.connect();
+    let output = '';
+    try {
+      await holder.query('begin');
+      await holder.query('select pg_advisory_xact_lock($1::bigint)', [migrationLockKey('ledger')]);
+      // keel start as its own process, as a deploy runs it: the signal reaches it through its own handlers.
+      const child = spawn(
+        process.execPath,
+        ['--import', pathToFileURL(require.resolve('tsx')).href, '--conditions=keel-source', join(repository, 'cli/bin.ts'), 'start', '--http', '0'],
+        { cwd: app.root, env: { ...process.env, KEEL_LOG_LEVEL: 'info', KEEL_LOG_FORMAT: 'json', DATABASE_URL: database.url }, stdio: ['ignore', 'pipe', 'pipe'] },
+      );
+      child.stdout.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
+      child.stderr.on('data', (chunk: Buffer) => (output += chunk.toString('utf8')));
+      const exited = once(child, 'exit') as Promise<[number | null, NodeJS.Signals | null]>;
+      try {
+        await until(async () => output.includes('waiting for the migration lock of schema \\"ledger\\"') || child.exitCode !== null, 'the ledger to wait for its migration lock', 60_000);
+        expect(child.exitCode, output).toBeNull();
+        child.kill('SIGTERM');
+        // Bounded: the lock stays held, and a stop that waited for the start would wait for ever.
+        const ended = await Promise.race([exited, new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), 30_000).unref())]);
+        expect(ended, output).toEqual([0, null]);
+      } finally {
+        if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      }
+    } finally {
+      await holder.query('rollback').catch(() => undefined);
+      await holder.end();
+    }
+    const records = logRecords(output);
+    const messages = records.map((record) => record.msg);
+    expect(messages, output).not.toContain('ready');
+    // The kernel's stop ran (it writes this once every module it started is stopped), after the stop's own line.
+    const stopping = messages.indexOf('stopping before ready: the modules started drain, the others never start');
+    expect(stopping, output).toBeGreaterThan(messages.findIndex((message) => message?.includes('waiting for the migration lock of schema "ledger"') === true));
+    expect(records.find((record) => record.msg === 'kernel stopped'), output).toMatchObject({ hosted: ['audit', 'ledger', 'echo'] });
+    expect(messages.indexOf('kernel stopped')).toBeGreaterThan(stopping);
+    expect(messages.at(-1)).toBe('stopped');
+    // No start failure: no error record (the start's INVALID_STATE is the stop's doing), nothing on stderr as text.
+    expect(records.filter((record) => (record['level'] as number) >= 50), output).toEqual([]);
+    expect(output).not.toContain('INVALID_STATE');
+    // The audit had started (its migrations applied); the ledger gave its wait up and applied nothing.
+    expect(await query(database.url, "select count(*)::int as applied from audit.keel_migrations where name = '001_entries.sql'")).toEqual([{ applied: 1 }]);
+    expect(await query(database.url, "select to_regclass('ledger.entries') as entries")).toEqual([{ entries: null }]);
   });
 });

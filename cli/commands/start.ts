@@ -309,6 +309,11 @@ async function start(cli: CliContext, own: CommandLog, args: StartArgs): Promise
   // Before anything opens: a bad URL is otherwise said once the database has opened beside it.
   await checkNatsOptions(cli.env, args.nats);
   if (cli.signal.aborted) return;
+  // From here a signal stops the start rather than ends the process at once (cli/executable.ts
+  // exits at once only while nothing listens): the kernel's stop() runs during its start(), the
+  // modules already started drain, and their database sessions close (cli/host.ts, HostOptions.signal).
+  const stopWhileStarting = (): void => logger.info({}, 'stopping before ready: the modules started drain, the others never start');
+  cli.signal.addEventListener('abort', stopWhileStarting, { once: true });
   const running = await startHost({
     modules,
     host,
@@ -323,9 +328,18 @@ async function start(cli: CliContext, own: CommandLog, args: StartArgs): Promise
     resilience: config.resilience,
     data: config.data,
     logger,
-  }).catch((error: unknown) => {
-    throw withPortAdvice(error, args.http === undefined ? firstSet(cli.env, ['KEEL_HTTP_PORT', 'PORT'])?.name : '--http');
-  });
+    signal: cli.signal,
+  })
+    .catch((error: unknown) => {
+      // The start's INVALID_STATE answers the signal's stop: a stop, no failure of the start.
+      if (cli.signal.aborted && isKeelError(error, KeelErrorCode.INVALID_STATE)) return undefined;
+      throw withPortAdvice(error, args.http === undefined ? firstSet(cli.env, ['KEEL_HTTP_PORT', 'PORT'])?.name : '--http');
+    })
+    .finally(() => cli.signal.removeEventListener('abort', stopWhileStarting));
+  if (running === undefined) {
+    logger.info({}, 'stopped');
+    return;
+  }
   const status = running.kernel.status();
   const hosted = status.modules.map((module) => module.name);
   logger.info({ modules: hosted }, `hosting ${hosted.length > 0 ? hosted.join(', ') : 'no module (a client of the others)'}`);
