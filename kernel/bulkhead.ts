@@ -14,7 +14,14 @@
  * a queued call's deadline passes ─▶ out of the queue, call.expired(): never started
  * close() (the module stops) ─▶ each queued call's closed(): never started; nothing starts again
  * ```
+ *
+ * A refusal says when to come back (`details.retryAfterMs`, {@link Bulkhead.retryAfterMs}): the
+ * time until the refused call's turn would have come, had there been room, from what this
+ * bulkhead measured of its own overload (see {@link RETRY_AFTER_BOUNDS_MS}). Nothing is measured
+ * on a call's fast path: a refusal notes the time, and the first `leave()` after it (one
+ * comparison per `leave()`, a clock read only then) how long a slot took to free.
  */
+import { performance } from 'node:perf_hooks';
 import type { CallContext } from './context.js';
 import { DeadlineScheduler, type DeadlineEntry } from './deadline.js';
 import { KeelErrorCode } from './errors.js';
@@ -40,6 +47,25 @@ export interface BulkheadLimits {
  * several seconds at the throughput of a busy module, well past a caller's deadline).
  */
 export const DEFAULT_BULKHEAD_LIMITS = { maxConcurrent: 1024, maxQueued: 4096 } as const satisfies BulkheadLimits;
+
+/**
+ * Bounds of the `retryAfterMs` a full bulkhead's refusal carries. The floor: below 10 ms an
+ * estimate is the noise of one event-loop turn, and a bulkhead that has measured nothing yet says
+ * just that (a caller's own backoff, drawn up to its `maxBackoffMs`, then decides; the gateway
+ * says `Retry-After: 1`). The cap: 10 s is the default deadline of a call; a queue that takes
+ * longer to drain is only "long", and a caller told to wait longer would find the load changed.
+ */
+export const RETRY_AFTER_BOUNDS_MS = { floor: 10, cap: 10_000 } as const;
+
+/**
+ * Weight of a new measurement in the running estimate of the time a slot takes to free (an
+ * exponentially weighted average): a quarter, so that one call that freed its slot at once (or
+ * late) moves the estimate without replacing it, and four refusals' worth of measurements mostly do.
+ */
+const SLOT_WEIGHT = 0.25;
+
+/** {@link Bulkhead}'s "no refusal waits for a slot to free" (a time from `performance.now()` is never negative). */
+const NOT_REFUSED = -1;
 
 /**
  * A module's bulkhead, read at scrape time (`kernel.status().bulkheads`): its limits and
@@ -103,6 +129,13 @@ export class Bulkhead {
   #closed = false;
   /** Deadlines of queued calls only: no timer is armed while the queue is empty. */
   readonly #deadlines = new DeadlineScheduler();
+  /**
+   * When (`performance.now()`) the first call refused since the last slot freed was refused;
+   * {@link NOT_REFUSED} when none was. The next `leave()` measures from it.
+   */
+  #refusedAt = NOT_REFUSED;
+  /** The running estimate of the time from a refusal to the next slot freed, in ms; NaN until one was measured. */
+  #slotMs = Number.NaN;
 
   constructor(
     readonly module: string,
@@ -133,6 +166,7 @@ export class Bulkhead {
     if (this.#closed) return undefined;
     if (this.queued >= this.maxQueued) {
       this.rejected += 1;
+      if (this.#refusedAt === NOT_REFUSED) this.#refusedAt = performance.now();
       return undefined;
     }
     const node = new Waiting(this, call, deadline);
@@ -159,6 +193,8 @@ export class Bulkhead {
   /** A run finished: frees its slot and starts queued calls, in order, while slots are free. */
   leave(): void {
     this.running -= 1;
+    // A slot frees after a refusal: how long it took. The only cost on the hot path, one comparison.
+    if (this.#refusedAt !== NOT_REFUSED) this.#measure();
     if (this.#starting || this.#head === undefined || this.#closed) return;
     this.#starting = true;
     try {
@@ -206,6 +242,28 @@ export class Bulkhead {
     }
   }
 
+  /**
+   * Milliseconds a call refused now should wait before it is sent again: the time until its turn
+   * would have come had there been room, `queued + 1` slots freeing, each taking the estimated
+   * time from a refusal to the next slot freed (an average of the last measurements, weighted
+   * to the recent ones; and never less than the time since the first refusal still waiting for
+   * a slot to free, when handlers have become slower than measured). Rounded up, and within
+   * {@link RETRY_AFTER_BOUNDS_MS}: the floor when nothing was measured yet.
+   */
+  retryAfterMs(now = performance.now()): number {
+    const waiting = this.#refusedAt === NOT_REFUSED ? 0 : now - this.#refusedAt;
+    const slotMs = Number.isNaN(this.#slotMs) ? waiting : Math.max(this.#slotMs, waiting);
+    const estimate = Math.ceil((this.queued + 1) * slotMs);
+    return Math.min(RETRY_AFTER_BOUNDS_MS.cap, Math.max(RETRY_AFTER_BOUNDS_MS.floor, estimate));
+  }
+
+  /** The first slot freed since a refusal: the time it took joins the estimate of {@link retryAfterMs}. */
+  #measure(): void {
+    const tookMs = performance.now() - this.#refusedAt;
+    this.#refusedAt = NOT_REFUSED;
+    this.#slotMs = Number.isNaN(this.#slotMs) ? tookMs : this.#slotMs + SLOT_WEIGHT * (tookMs - this.#slotMs);
+  }
+
   /** The limits and counters now. */
   status(): BulkheadStatus {
     const { module, maxConcurrent, maxQueued, running, queued, rejected } = this;
@@ -224,9 +282,14 @@ export class Bulkhead {
   }
 }
 
-/** What a call refused by a full bulkhead is answered: `RESOURCE_EXHAUSTED`, nothing ran. */
+/**
+ * What a call refused by a full bulkhead is answered: `RESOURCE_EXHAUSTED`, nothing ran, with
+ * `details.retryAfterMs` saying when to come back ({@link Bulkhead.retryAfterMs}): keel's retries
+ * and hedges wait at least that long, the gateway turns it into `Retry-After`.
+ */
 export function exhaustedFailure(contract: string, operation: string, bulkhead: Bulkhead, context: CallContext): RemoteFailure {
   const { module, maxConcurrent, maxQueued } = bulkhead;
+  const retryAfterMs = bulkhead.retryAfterMs();
   return new RemoteFailure({
     type: 'keel',
     code: KeelErrorCode.RESOURCE_EXHAUSTED,
@@ -234,7 +297,7 @@ export function exhaustedFailure(contract: string, operation: string, bulkhead: 
       `${contract}.${operation} was not run: module "${module}" is at its concurrency limit (${maxConcurrent} running) ` +
       `and its queue is full (${maxQueued} waiting). Nothing ran: retry after a short backoff, or add instances.`,
     correlationId: context.correlationId,
-    details: { module, maxConcurrent, maxQueued },
+    details: { module, maxConcurrent, maxQueued, retryAfterMs },
   });
 }
 

@@ -88,7 +88,8 @@ export const KeelErrorCode = {
   /**
    * The callee is at its concurrency limit and its queue is full (its module's bulkhead, the
    * kernel's `bulkhead` option); nothing ran: retry after a short backoff, or add instances
-   * (HTTP 429 with `Retry-After`). Retryable: the request was certainly not processed, so
+   * (HTTP 429 with `Retry-After`). A bulkhead's refusal says how long in `details.retryAfterMs`
+   * (its estimate of when the call's turn would come). Retryable: the request was certainly not processed, so
    * sending it again is safe, as `retryable` promises; but not at once: a retry must wait (the
    * gateway's `Retry-After`, a backoff) or it only adds to the overload it was refused for.
    */

@@ -211,8 +211,8 @@ export interface KernelOptions {
   /**
    * Each hosted module's bulkhead: at most `maxConcurrent` handler runs at once per module in
    * this process (on every transport together), then a FIFO queue of at most `maxQueued` calls;
-   * a call past that is refused at once with `RESOURCE_EXHAUSTED` (nothing ran; HTTP 429 with
-   * `Retry-After`). A queued call whose deadline passes is never started (`TIMEOUT`). Default
+   * a call past that is refused at once with `RESOURCE_EXHAUSTED` (nothing ran; `details.retryAfterMs`
+   * says when to come back, HTTP 429 with `Retry-After`). A queued call whose deadline passes is never started (`TIMEOUT`). Default
    * `{ maxConcurrent: 1024, maxQueued: 4096 }`, far above what a healthy module meets; a field
    * left out keeps its default. `false` (or `maxConcurrent: Infinity`) turns it off. See
    * docs/resilience.md ("Bulkhead").

@@ -1,7 +1,8 @@
 /**
  * The conformance suite's part on the bulkhead of a served module: at most `maxConcurrent`
  * handler runs at once, `maxQueued` calls waiting in arrival order, the next refused at once
- * with RESOURCE_EXHAUSTED (nothing ran); a queued call whose deadline passes is never started;
+ * with RESOURCE_EXHAUSTED (nothing ran) saying when to come back (`details.retryAfterMs`,
+ * bounded, from what the bulkhead measured); a queued call whose deadline passes is never started;
  * a call queued when its module stops still runs while the drain lasts, and is answered
  * UNAVAILABLE, never started, once the drain is over. The callee runs in a kernel of its own,
  * the caller in another, so every call crosses the transport under test.
@@ -133,6 +134,47 @@ export function describeBulkheadConformance(target: ConformanceTarget): void {
       expect(await client.hold({ id: 'later' })).toEqual({ id: 'later' });
       expect(state.started).toEqual(['first', 'second', 'queued', 'later']);
       expect(bulkheadOf(callee)).toMatchObject({ running: 0, queued: 0 });
+    });
+
+    it('says in a refusal when to come back: details.retryAfterMs, at least 10 ms and at most 10 s, grows with the time a slot took to free after a refusal', async () => {
+      // A bulkhead of its own: the estimate starts from nothing measured (the other tests' refusals would count).
+      const own = await bootTurnstile(target, `bulkhead-hint${process.pid}`);
+      try {
+        const client = own.caller.client(turnstile);
+        const hintOf = async (): Promise<number> => {
+          const refused = await rejection(client.hold({ id: 'refused' }));
+          expect(isKeelError(refused, 'RESOURCE_EXHAUSTED'), String(refused)).toBe(true);
+          const hint = (refused as { details?: { retryAfterMs?: unknown } }).details?.retryAfterMs;
+          expect(typeof hint, `details: ${JSON.stringify((refused as { details?: unknown }).details)}`).toBe('number');
+          return hint as number;
+        };
+        const saturate = async (): Promise<Promise<unknown>[]> => {
+          own.state.gate = new Gate();
+          own.state.started.length = 0;
+          const held = [client.hold({ id: 'first' }), client.hold({ id: 'second' })];
+          await vi.waitFor(() => expect(own.state.started).toEqual(['first', 'second']), WAIT);
+          held.push(client.hold({ id: 'queued' }));
+          await vi.waitFor(() => expect(bulkheadOf(own.callee)).toMatchObject({ running: 2, queued: 1 }), WAIT);
+          return held;
+        };
+        // Nothing measured yet: the floor.
+        let held = await saturate();
+        expect(await hintOf()).toBe(10);
+        // The slots stay taken 400 ms after that refusal (the duration measured, not a wait for something
+        // to happen): the first slot to free after it took at least that long.
+        await new Promise((resolve) => setTimeout(resolve, 400));
+        own.state.gate.open();
+        await Promise.all(held);
+        // Full again (2 running, 1 queued): the refused call's turn would come after 2 slots free, each about 400 ms.
+        held = await saturate();
+        const second = await hintOf();
+        expect(second).toBeGreaterThanOrEqual(800);
+        expect(second).toBeLessThanOrEqual(10_000);
+        own.state.gate.open();
+        await Promise.all(held);
+      } finally {
+        await shutdownTurnstile(target, own);
+      }
     });
 
     it('never starts a queued call whose deadline passed while it waited: its caller gets TIMEOUT and a later call starts in its place', async () => {
