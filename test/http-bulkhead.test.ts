@@ -1,6 +1,6 @@
 /**
  * The gateway's answer to a call a module's bulkhead refuses: 429 RESOURCE_EXHAUSTED with
- * Retry-After and a problem body naming the code; and the bulkhead's gauges and counter on
+ * Retry-After (from the refusal's details.retryAfterMs) and a problem body naming the code; and the bulkhead's gauges and counter on
  * /metrics, read at scrape time.
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -67,5 +67,26 @@ describe('http - bulkhead', () => {
     held.open();
     expect((await holding).status).toBe(200);
     expect(await metricsOf(url)).toContain('keel_bulkhead_running{module="probe"} 0');
+  });
+
+  it("http - a full bulkhead's Retry-After is its details.retryAfterMs in seconds, rounded up: 2 or more once no slot freed for 1.1 s after a refusal", async () => {
+    const held = gate('bulkhead-hint');
+    const holding = post(`${url}/probe/wait`, { gate: 'bulkhead-hint' });
+    await held.entered;
+    expect((await post(`${url}/probe/wait`, { gate: 'bulkhead-hint' })).status).toBe(429);
+    // The slot stays taken 1.1 s after that refusal (the duration the bulkhead measures, not a wait
+    // for something to happen): a call refused now would wait at least that long for its turn.
+    await new Promise((resolve) => setTimeout(resolve, 1_100));
+    const refused = await post(`${url}/probe/wait`, { gate: 'bulkhead-hint' });
+    expect(refused.status).toBe(429);
+    const problem = (await refused.json()) as Problem & { details: { retryAfterMs?: unknown } };
+    const hintMs = problem.details.retryAfterMs;
+    expect(typeof hintMs, JSON.stringify(problem.details)).toBe('number');
+    expect(hintMs as number).toBeGreaterThanOrEqual(1_100);
+    expect(hintMs as number).toBeLessThanOrEqual(10_000);
+    expect(refused.headers.get('retry-after')).toBe(String(Math.ceil((hintMs as number) / 1000)));
+    expect(Number(refused.headers.get('retry-after'))).toBeGreaterThanOrEqual(2);
+    held.open();
+    expect((await holding).status).toBe(200);
   });
 });

@@ -97,24 +97,26 @@ const TITLES: Readonly<Record<KeelErrorCode | HttpProblemCode, string>> = {
 
 /**
  * Seconds a client is told to wait (`Retry-After`) before sending again a request a module's
- * bulkhead refused (`RESOURCE_EXHAUSTED`, 429). One second: a full bulkhead has a queue's worth
- * of calls ahead, which a healthy module works through in well under that; the client's own
- * backoff takes it from there.
+ * bulkhead refused (`RESOURCE_EXHAUSTED`, 429) when the refusal carries no `details.retryAfterMs`
+ * (a handler's own `RESOURCE_EXHAUSTED`, a callee older than the bulkhead's estimate). One
+ * second: a full bulkhead has a queue's worth of calls ahead, which a healthy module works
+ * through in well under that; the client's own backoff takes it from there.
  */
 export const RESOURCE_EXHAUSTED_RETRY_AFTER_SECONDS = 1;
 
 /**
  * The `Retry-After` seconds of a problem the gateway answers a call's failure (`error`) with, if
- * it has one: a full bulkhead's, or, for a call an open circuit breaker refused (`UNAVAILABLE`,
- * 503, whose details a 5xx body does not show), the time until the breaker lets a probe through,
- * rounded up.
+ * it has one: for a full bulkhead's refusal, its `details.retryAfterMs` (the bulkhead's estimate
+ * of when the call's turn would come, kernel/bulkhead.ts), else one second; for a call an open
+ * circuit breaker refused (`UNAVAILABLE`, 503, whose details a 5xx body does not show), the time
+ * until the breaker lets a probe through. Milliseconds become whole seconds rounded up, at least 1.
  */
 export function retryAfterOf(problem: Problem, error?: unknown): number | undefined {
-  if (problem.code === KeelErrorCode.RESOURCE_EXHAUSTED) return RESOURCE_EXHAUSTED_RETRY_AFTER_SECONDS;
   const details = (error as { details?: { circuit?: unknown; retryAfterMs?: unknown } } | undefined)?.details;
-  if (problem.code === KeelErrorCode.UNAVAILABLE && details?.circuit === 'open' && typeof details.retryAfterMs === 'number') {
-    return Math.max(1, Math.ceil(details.retryAfterMs / 1000));
-  }
+  const hintMs = details?.retryAfterMs;
+  const hinted = typeof hintMs === 'number' && Number.isFinite(hintMs) ? Math.max(1, Math.ceil(hintMs / 1000)) : undefined;
+  if (problem.code === KeelErrorCode.RESOURCE_EXHAUSTED) return hinted ?? RESOURCE_EXHAUSTED_RETRY_AFTER_SECONDS;
+  if (problem.code === KeelErrorCode.UNAVAILABLE && details?.circuit === 'open') return hinted;
   return undefined;
 }
 
