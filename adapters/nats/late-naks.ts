@@ -9,8 +9,9 @@
  * JetStream counts the delivery, and the message comes back only after `ack_wait`, on its next
  * attempt (so an event given back at a stop could be dead-lettered one attempt early); on 2.9 the
  * lost redelivery also hands another message out a second time, as a first delivery. Measured on
- * 2.9.10: every nak within half of `expires` after the close lost one redelivery; none after it.
- * A server-side delay (`nak(ms)`) does not help: the nak itself moves the consumer's state.
+ * 2.9.10: every plain nak within half of `expires` after the close lost one redelivery, none after
+ * it. Naks with a short delay (1 ms to 1 s) came back right in those runs, but ones delayed to the
+ * end of the window came back out of order and once more; so every nak in the window is held.
  *
  * So a nak within {@link PULL_EXPIRES_MS} of the close is sent once the request must have expired
  * (it was sent before the close, and lives `expires` at most), with what remains of its own delay;
