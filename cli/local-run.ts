@@ -217,9 +217,10 @@ export async function prepareLocalRun(options: LocalRunOptions): Promise<LocalRu
         ],
         cwd: project.root,
         env,
-        // As long as keel deploy gives its group: a gateway's requests first, the longest deadline an operation declares.
+        // As long as keel deploy gives its group: a gateway's requests first, the longest deadline
+        // an operation declares or the configuration's maxTimeoutMs allows.
         drainTimeoutMs:
-          stopGraceSecondsOf({ ...spec, http: (single === undefined ? http !== undefined : servesHttpAlone(single, env)) ? 0 : undefined }, modules) * 1000,
+          stopGraceSecondsOf({ ...spec, http: (single === undefined ? http !== undefined : servesHttpAlone(single, env)) ? 0 : undefined }, modules, config) * 1000,
       });
     }
   }

@@ -18,7 +18,7 @@ import { projectSettings } from '../cli/project.js';
 import { parseTopology } from '../cli/topology.js';
 import { DEFAULT_NATS_TRANSPORT_OPTIONS } from 'keel/nats';
 import { DEFAULT_KERNEL_OPTIONS, DEFAULT_TIMEOUT_MS, kernelStopBoundMs } from 'keel/transport';
-import { KEEL_REPOSITORY_DEPLOY_WARNING, runKeel } from './support/cli.js';
+import { KEEL_REPOSITORY_DEPLOY_WARNING, copyWhoamiApp, runKeel } from './support/cli.js';
 
 const require = createRequire(import.meta.url);
 const repository = dirname(require.resolve('keel/package.json'));
@@ -473,6 +473,28 @@ describe('cli - deploy', () => {
     const composeSeconds = Number(/^(\d+)s$/.exec(text('compose.yaml').services.gateway.stop_grace_period)?.[1]);
     expect(composeSeconds * 1000).toBeGreaterThanOrEqual(worstMs + 5_000);
     expect(text('k8s/gateway-deployment.yaml').spec.template.spec.terminationGracePeriodSeconds * 1000).toBeGreaterThanOrEqual(5_000 + worstMs + 5_000);
+  });
+
+  it("cli - deploy lengthens a gateway's grace period by as much as keel.config.ts raises the gateway's maxTimeoutMs over its default, in compose.yaml and the Kubernetes Deployment", async () => {
+    // It once wrote the grace periods for the default maxTimeoutMs whatever keel.config.ts said:
+    // a request given 60 s by its timeout header was killed, with its pod, 50 s before its deadline.
+    const root = copyWhoamiApp(temporaryFolder());
+    writeFileSync(join(root, 'topologies/gateway.json'), JSON.stringify({ processes: { gateway: { modules: ['whoami'], http: 8080 } } }));
+    const graceOf = async (): Promise<{ compose: number; kubernetes: number }> => {
+      const out = join(temporaryFolder(), 'deploy');
+      const run = await runKeel(['deploy', 'topologies/gateway.json', '--out', out, '--image', 'whoami:1.0.0'], { cwd: root });
+      expect(run.stderr).toBe('');
+      expect(run.code).toBe(0);
+      const compose = parse(readFileSync(join(out, 'compose.yaml'), 'utf8')).services.gateway.stop_grace_period;
+      const pod = parse(readFileSync(join(out, 'k8s/gateway-deployment.yaml'), 'utf8')).spec.template.spec;
+      return { compose: Number(/^(\d+)s$/.exec(compose)?.[1]), kubernetes: pod.terminationGracePeriodSeconds };
+    };
+    const byDefault = await graceOf();
+    expect(byDefault).toEqual({ compose: 85, kubernetes: 90 });
+    writeFileSync(join(root, 'keel.config.ts'), "import { defineConfig } from 'keel/config';\n\nexport default defineConfig({ gateway: { maxTimeoutMs: 60_000 } });\n");
+    const raised = await graceOf();
+    const raisedBySeconds = (60_000 - DEFAULT_TIMEOUT_MS) / 1000;
+    expect(raised).toEqual({ compose: byDefault.compose + raisedBySeconds, kubernetes: byDefault.kubernetes + raisedBySeconds });
   });
 
   it("cli - deploy turns off Kubernetes' service links, whose variables would collide with keel's (a Service keel-http in the namespace sets KEEL_HTTP_PORT=tcp://…)", () => {

@@ -1,7 +1,8 @@
 /**
  * How long keel up and keel dev let a process drain before SIGKILL: as long as keel deploy gives
  * its group (cli/deploy/grace.ts), so a gateway whose operation declares a longer timeoutMs is
- * not killed while it answers it. They used to wait 85 s for every process, whatever its operations.
+ * not killed while it answers it, nor one whose keel.config.ts raises the gateway's maxTimeoutMs. They used
+ * to wait 85 s for every process, whatever its operations.
  */
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -48,5 +49,13 @@ describe('cli - keel up and keel dev kill a process that does not drain after it
     writeFileSync(contract, readFileSync(contract, 'utf8').replace('idempotent: true,', 'idempotent: true,\n      timeoutMs: 60_000,'));
     expect((await processesOf(slow, '0')).map((spec) => spec.drainTimeoutMs)).toEqual([(STOP_GRACE.seconds + 60) * 1000]);
     expect((await processesOf(slow, undefined)).map((spec) => spec.drainTimeoutMs)).toEqual([(STOP_GRACE.seconds + 60) * 1000]);
+  });
+
+  it("waits as much longer for a process with a gateway as keel.config.ts raises the gateway's maxTimeoutMs over its default, and no longer for one without", { timeout: 60_000 }, async () => {
+    // It once waited 85 s whatever the file said: a request given 60 s by its timeout header was killed 50 s before its deadline.
+    const root = copyFixtureApp('up-replicas', parent, 'configured');
+    writeFileSync(join(root, 'keel.config.ts'), "import { defineConfig } from 'keel/config';\n\nexport default defineConfig({ gateway: { maxTimeoutMs: 60_000 } });\n");
+    expect((await processesOf(root, '0')).map((spec) => spec.drainTimeoutMs)).toEqual([(STOP_GRACE.seconds + 60) * 1000]);
+    expect((await processesOf(root, 'off')).map((spec) => spec.drainTimeoutMs)).toEqual([STOP_GRACE.seconds * 1000]);
   });
 });

@@ -124,7 +124,7 @@ export default defineCommand({
     const topologyPath = resolve(cli.cwd, args.topology);
     const topology = await topologyAt(project, cli.cwd, args.topology);
     // The image's `keel build` compiles keel.config.ts and each process reads it there: a wrong one is refused now, not at start.
-    const { path: configPath } = await loadAppConfig(project);
+    const { path: configPath, config } = await loadAppConfig(project);
     const pkg = packageOf(project.root);
     const nodeText = String(args.node).trim();
     if (!/^\d+$/.test(nodeText)) {
@@ -143,6 +143,8 @@ export default defineCommand({
       natsPasswords: args.force && existsSync(out) && statSync(out).isDirectory() ? earlierNatsPasswords(out) : {},
       tracing: args.tracing,
       otlpEndpoint: args['otlp-endpoint'],
+      // Its gateway's maxTimeoutMs lengthens the grace periods.
+      config,
     });
 
     if (existsSync(out) && !statSync(out).isDirectory()) {

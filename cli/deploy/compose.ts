@@ -123,7 +123,7 @@ export function composeDocument(topology: TopologyFile, options: ResolvedDeployO
       ...(Object.keys(dependencies).length > 0 ? { depends_on: dependencies } : {}),
       deploy: { replicas: group.replicas },
       healthcheck: { test: ['CMD', ...healthCommand()], interval: '10s', timeout: '3s', retries: 3, start_period: '15s' },
-      stop_grace_period: `${stopGraceSecondsOf(group, options.modules)}s`,
+      stop_grace_period: `${stopGraceSecondsOf(group, options.modules, options.config)}s`,
       restart: 'unless-stopped',
     };
   }

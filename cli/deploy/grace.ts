@@ -1,11 +1,13 @@
 /**
  * How long a group's processes get between SIGTERM and SIGKILL in the files keel deploy writes:
  * longer than the worst stop keel allows itself, step by step (docs/deploy.md, "How long a stop
- * takes"). keel up and keel dev wait as long for each process they run (cli/local-run.ts).
+ * takes"), with the application's configuration as `keel start` reads it. keel up and keel dev
+ * wait as long for each process they run (cli/local-run.ts).
  */
 import type { AnyContract, AnyModule } from 'keel';
 import { DEFAULT_KERNEL_OPTIONS, DEFAULT_TIMEOUT_MS, kernelStopBoundMs } from 'keel/transport';
 import { DEFAULT_NATS_TRANSPORT_OPTIONS } from 'keel/nats';
+import type { KeelConfig } from '../config.js';
 import type { ProcessGroup } from '../topology.js';
 
 /**
@@ -27,9 +29,10 @@ export const STOP_GRACE = {
    */
   seconds: Math.ceil((kernelStopBoundMs(DEFAULT_KERNEL_OPTIONS.drainTimeoutMs) + DEFAULT_NATS_TRANSPORT_OPTIONS.drainTimeoutMs) / 1000) + 10,
   /**
-   * What a gateway adds to its group's stop, before the kernel's: it answers its requests in
-   * flight first, each bounded by its deadline (the gateway's `maxTimeoutMs`, by default the
-   * kernel's default deadline, 10 s).
+   * What a gateway adds to its group's stop, before the kernel's, by default: it answers its
+   * requests in flight first, each bounded by its deadline (the gateway's `maxTimeoutMs`, by
+   * default the kernel's default deadline, 10 s). {@link stopGraceSecondsOf} counts a longer
+   * `maxTimeoutMs` of `keel.config.ts` in its place.
    */
   gatewaySeconds: Math.ceil(DEFAULT_TIMEOUT_MS / 1000),
   /**
@@ -41,24 +44,40 @@ export const STOP_GRACE = {
 } as const;
 
 /**
+ * What of the application's configuration (`keel.config.ts`) lengthens a stop: the `gateway`
+ * section's `maxTimeoutMs`. The kernel's and the NATS transport's `drainTimeoutMs` are no
+ * fields of the file: `keel start` runs both with their defaults, which {@link STOP_GRACE} counts.
+ *
+ * @example
+ * ```ts
+ * const config: StopGraceConfig = { gateway: { maxTimeoutMs: 60_000 } };
+ * ```
+ */
+export type StopGraceConfig = Pick<KeelConfig, 'gateway'>;
+
+/**
  * The seconds between SIGTERM and SIGKILL a group's processes get (compose's `stop_grace_period`;
- * Kubernetes adds a gateway's preStop pause): {@link STOP_GRACE}'s `seconds`,
- * and for a gateway, which answers its requests in flight before its kernel stops, the longest
- * deadline one may have: `gatewaySeconds`, or the longest `timeoutMs` an operation of
- * `modules` declares (which caps a request's deadline in place of the gateway's `maxTimeoutMs`).
+ * Kubernetes adds a gateway's preStop pause): {@link STOP_GRACE}'s `seconds`, and for a gateway,
+ * which answers its requests in flight before its kernel stops, the longest deadline one may
+ * have: `gatewaySeconds` (a request without the timeout header gets the kernel's default
+ * deadline), the gateway's `maxTimeoutMs` of `config` (`keel.config.ts`; it caps the deadline
+ * a request asks for with the header), or the longest `timeoutMs` an operation of `modules`
+ * declares (which caps it in place of `maxTimeoutMs`), whichever is longest. The one place keel
+ * deploy (compose and Kubernetes) and keel up and keel dev (their kill delay) take it from.
  *
  * @example
  * ```ts
  * stopGraceSecondsOf({ modules: ['catalog'], replicas: 1, env: {}, http: 8080 }); // 85: 10 s of requests, 35 s of kernel, 30 s of NATS, 10 s of margin
+ * stopGraceSecondsOf({ modules: ['catalog'], replicas: 1, env: {}, http: 8080 }, [], { gateway: { maxTimeoutMs: 60_000 } }); // 135: 60 s of requests
  * stopGraceSecondsOf({ modules: ['orders', 'payments'], replicas: 1, env: {} }); // 75
  * ```
  */
-export function stopGraceSecondsOf(group: ProcessGroup, modules: readonly AnyModule[] = []): number {
+export function stopGraceSecondsOf(group: ProcessGroup, modules: readonly AnyModule[] = [], config: StopGraceConfig = {}): number {
   if (group.http === undefined) return STOP_GRACE.seconds;
   // Every module's: a gateway serves the operations of the whole application unless told otherwise (KEEL_HTTP_OPERATIONS).
   const longestMs = modules
     .flatMap((module) => Object.values((module.contract as AnyContract).operations).map((operation) => operation.timeoutMs ?? 0))
-    .reduce((longest, timeoutMs) => Math.max(longest, timeoutMs), 0);
+    .reduce((longest, timeoutMs) => Math.max(longest, timeoutMs), config.gateway?.maxTimeoutMs ?? 0);
   const requestsSeconds = Math.max(STOP_GRACE.gatewaySeconds, Math.ceil(longestMs / 1000));
   return STOP_GRACE.seconds + requestsSeconds;
 }

@@ -159,7 +159,7 @@ export function deploymentDocument(topology: TopologyFile, name: string, group: 
         metadata: { labels: labelsOf(options, name) },
         spec: {
           // A gateway's pause before SIGTERM counts against the grace period too.
-          terminationGracePeriodSeconds: stopGraceSecondsOf(group, options.modules) + (isGateway(group) ? STOP_GRACE.preStopSeconds : 0),
+          terminationGracePeriodSeconds: stopGraceSecondsOf(group, options.modules, options.config) + (isGateway(group) ? STOP_GRACE.preStopSeconds : 0),
           automountServiceAccountToken: false,
           // No <SERVICE>_PORT=tcp://… variables for the namespace's Services: keel finds NATS and
           // the database by the URLs it is given, and a Service named keel-http would set KEEL_HTTP_PORT.

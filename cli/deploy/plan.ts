@@ -7,6 +7,7 @@ import type { AnyModule } from 'keel';
 import { CLIError, CliErrorCode } from '../errors.js';
 import { needsNats, type ProcessGroup, type TopologyFile } from '../topology.js';
 import { isImageReference } from './image.js';
+import type { StopGraceConfig } from './grace.js';
 
 /**
  * One file `keel deploy` writes: a path relative to `--out` (with `/`) and its contents.
@@ -67,6 +68,12 @@ export interface DeployOptions {
    * compose always sends to its own collector.
    */
   readonly otlpEndpoint?: string;
+  /**
+   * The application's configuration (`keel.config.ts`, as `loadAppConfig` read it; default none):
+   * a gateway's `maxTimeoutMs` there lengthens its group's grace period (cli/deploy/grace.ts,
+   * `stopGraceSecondsOf`).
+   */
+  readonly config?: StopGraceConfig;
 }
 
 /**
@@ -167,6 +174,7 @@ export function resolveDeployOptions(options: DeployOptions): ResolvedDeployOpti
     dataModules: [],
     modules: [],
     natsPasswords: {},
+    config: {},
     ...options,
     // Given as undefined (an option left out on the command line) is the default, not undefined.
     tracing: options.tracing ?? false,
