@@ -6,7 +6,6 @@
  * PostgreSQL (a database per test that needs one, dropped after).
  */
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -16,6 +15,7 @@ import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
 import { failureRecord, logMessages, logRecords, runKeel, startKeel, type LogRecord } from './support/cli.js';
 import { call, dataTestbed, query, until } from './support/data-app.js';
+import { migrationLockKey } from './support/databases.js';
 
 const require = createRequire(import.meta.url);
 const repository = dirname(require.resolve('keel/package.json'));
@@ -197,10 +197,6 @@ describe('cli - keel start on module data', () => {
   });
 });
 
-/** Schema `schema`'s migration lock, as kernel/migrations.ts computes it. */
-function migrationLockKey(schema: string): string {
-  return BigInt.asIntN(64, BigInt(`0x${createHash('sha256').update(`keel.migrate.${schema}`).digest('hex').slice(0, 16)}`)).toString();
-}
 
 describe('cli - keel start stopped before it is ready', () => {
   it('cli - a SIGTERM while the start waits for the migration lock another instance holds runs the kernel\'s stop: the started module drains, the lock wait is given up, exit 0 with no start failure', { timeout: 90_000 }, async () => {

@@ -6,14 +6,13 @@
  * the file and what to do; an applied one renamed is refused, not run a second time.
  */
 import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
-import { createHash } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { isKeelError } from 'keel';
 import { migrate, migrationStatus, readMigrations, type DatabaseEngine, type SchemaConnection, type SqlRunner } from 'keel/transport';
 import { createPostgresDatabase } from 'keel/postgres';
-import { createTestDatabase, enginesUnderTest } from './support/databases.js';
+import { createTestDatabase, enginesUnderTest, migrationLockKey } from './support/databases.js';
 
 const engines = enginesUnderTest();
 afterAll(async () => {
@@ -398,8 +397,8 @@ describe('data migrations - postgres, instances starting together', () => {
   it('names no session of another database that migrates a schema of the same name as the holder of the lock it waits for', async () => {
     const [here, there] = [await createTestDatabase(), await createTestDatabase()];
     const [waiter, holderHere, holderThere] = [here, here, there].map(({ url }) => createPostgresDatabase({ url })) as [DatabaseEngine, DatabaseEngine, DatabaseEngine];
-    // Schema "audit"'s migration lock, as migrations.ts computes it: the same key in both databases.
-    const key = BigInt.asIntN(64, BigInt(`0x${createHash('sha256').update('keel.migrate.audit').digest('hex').slice(0, 16)}`)).toString();
+    // Schema "audit"'s migration lock: the same key in both databases.
+    const key = migrationLockKey('audit');
     const hold = async (engine: DatabaseEngine) => {
       const connection = await engine.connect('gate');
       let open!: () => void;

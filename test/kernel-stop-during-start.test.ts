@@ -5,7 +5,6 @@
  * started, and start() rejects with INVALID_STATE. Before, kernel.stop() waited for the start to
  * end: as long as the lock was held.
  */
-import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import pg from 'pg';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -13,7 +12,7 @@ import { z } from 'zod';
 import { createKernel, defineContract, defineModule, isKeelError, operation, type DatabaseEngine } from 'keel';
 import { createPostgresDatabase } from 'keel/postgres';
 import { within } from 'keel/transport';
-import { createTestDatabase, type TestDatabase } from './support/databases.js';
+import { createTestDatabase, migrationLockKey, type TestDatabase } from './support/databases.js';
 import { burst, burstModule } from './support/inbox-kernel.js';
 import { linesLogger, type LogLine } from './support/log-lines.js';
 
@@ -26,10 +25,6 @@ afterAll(async () => {
   await database?.drop();
 });
 
-/** Schema `schema`'s migration lock, as kernel/migrations.ts computes it. */
-function migrationLockKey(schema: string): string {
-  return BigInt.asIntN(64, BigInt(`0x${createHash('sha256').update(`keel.migrate.${schema}`).digest('hex').slice(0, 16)}`)).toString();
-}
 
 const caller = defineContract({ name: 'caller', version: '1.0.0', operations: { ping: operation({ input: z.object({}), output: z.object({}) }) } });
 

@@ -4,7 +4,7 @@
  * in a database created for the test file and dropped after it. A PostgreSQL that cannot be
  * reached fails the test with what to do, never a skip.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import pg from 'pg';
 import type { DatabaseEngine } from 'keel';
 import { createPGliteDatabase } from 'keel/pglite';
@@ -94,4 +94,13 @@ export function postgresUnderTest(): EngineUnderTest {
 /** Both engines, for describe.each. */
 export function enginesUnderTest(): EngineUnderTest[] {
   return [pgliteUnderTest(), postgresUnderTest()];
+}
+
+/**
+ * Schema `schema`'s migration lock (a PostgreSQL advisory lock key, as text), computed here as
+ * kernel/migrations.ts does, not imported from it: every process must agree on it, so a test
+ * that holds it as "another instance" also checks the key did not change.
+ */
+export function migrationLockKey(schema: string): string {
+  return BigInt.asIntN(64, BigInt(`0x${createHash('sha256').update(`keel.migrate.${schema}`).digest('hex').slice(0, 16)}`)).toString();
 }
