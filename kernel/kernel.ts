@@ -2,17 +2,16 @@
  * The kernel: one per process. Orchestrates the application: the dependency graph and the
  * `contracts` option checked once (graph.ts), hosted modules started in dependency order and
  * stopped in reverse (each in its ModuleHost, module-host.ts), and one client per caller and
- * contract bound to the right transport.
+ * contract bound to the right transport (kernel-clients.ts).
  */
 import 'reflect-metadata';
 import { Container } from 'inversify';
-import { isContract, type AnyContract } from './contract.js';
-import { DEFAULT_CALL_POLICIES, definedFields } from './call-policy.js';
-import { CircuitBreakers, type CircuitStatus } from './circuit-breaker.js';
-import { createClient, type Client } from './client.js';
+import type { AnyContract } from './contract.js';
+import type { CircuitStatus } from './circuit-breaker.js';
+import type { Client } from './client.js';
 import { KeelError, KeelErrorCode } from './errors.js';
-import { checkGraph, hostedModules, remoteContracts, topologyError } from './graph.js';
-import { describeValue } from './options.js';
+import { checkGraph, hostedModules, remoteContracts } from './graph.js';
+import { KernelClients, type KernelClientOptions } from './kernel-clients.js';
 import { DEFAULT_KERNEL_OPTIONS, bulkheadLimitsOf, parseKernelOptions, type KernelOptions } from './kernel-options.js';
 import type { BulkheadStatus } from './bulkhead.js';
 import type { DatabaseStatus } from './database-health.js';
@@ -28,7 +27,7 @@ import type { KernelObserver } from './observer.js';
 import type { PrincipalSchema } from './principal.js';
 import type { Transport, TransportStatus } from './transport.js';
 
-export { DEFAULT_KERNEL_OPTIONS, LifecycleState, type KernelOptions };
+export { DEFAULT_KERNEL_OPTIONS, LifecycleState, type KernelClientOptions, type KernelOptions };
 export type { Topology } from './kernel-options.js';
 
 /**
@@ -73,19 +72,6 @@ export interface KernelStatus {
    * `keel_database_down_total`). A database `down` does not make {@link Kernel.ready} false.
    */
   readonly databases: readonly DatabaseStatus[];
-}
-
-/**
- * Options of {@link Kernel.client}.
- *
- * @example
- * ```ts
- * const shop = kernel.client(orders, { caller: 'nightly-report' }); // handlers see context.caller === 'nightly-report'
- * ```
- */
-export interface KernelClientOptions {
-  /** Caller name carried in the call context (default `external`). */
-  readonly caller?: string;
 }
 
 /**
@@ -193,7 +179,7 @@ type ResolvedOptions = KernelOptions & { readonly modules: readonly AnyModule[];
 /**
  * Orchestration: the graph checked once, hosted modules started in dependency order and stopped
  * in reverse, one client per caller and contract bound to the right transport. Each hosted
- * module lives in its {@link ModuleHost}.
+ * module lives in its {@link ModuleHost}, and the clients in {@link KernelClients}.
  */
 class KernelImpl implements Kernel {
   readonly hosted: readonly string[];
@@ -204,15 +190,8 @@ class KernelImpl implements Kernel {
   readonly #local: Transport;
   readonly #remote: Transport | undefined;
   readonly #hosted: ModuleHost[];
-  readonly #hostedNames: ReadonlySet<string>;
-  /** Contracts this kernel makes clients of without their module: the `contracts` option. */
-  readonly #contracts: ReadonlyMap<string, AnyContract>;
-  /** Modules hosted elsewhere that this process reaches (status().remote). */
-  readonly #reached = new Set<string>();
-  /** Clients by the contract object they were made from, then by caller: two contracts of one name (another version, other call options) get clients of their own. */
-  readonly #clients = new WeakMap<AnyContract, Map<string, Client<AnyContract>>>();
+  readonly #clients: KernelClients;
   readonly #observers: KernelObserver[] = [];
-  readonly #breakers: CircuitBreakers;
   #stopping: Promise<void> | undefined;
   #starting: Promise<void> | undefined;
   /** Aborted by a stop during the start: the module being started gives up what it waits for (kernel/migrations.ts, the lock). */
@@ -225,28 +204,19 @@ class KernelImpl implements Kernel {
     this.modules = options.modules;
     this.#remote = options.topology?.transport;
     const hosted = hostedModules(checkGraph(options.modules), options.topology?.host, this.#remote !== undefined);
-    this.#hostedNames = new Set(hosted.map((module) => module.name));
-    this.#contracts = remoteContracts(options.modules, options.contracts, this.#remote !== undefined);
-    for (const module of hosted) {
-      for (const contract of [...module.dependsOn, ...module.subscribesTo] as AnyContract[]) {
-        if (!this.#hostedNames.has(contract.name)) this.#reached.add(contract.name);
-      }
-    }
+    const contracts = remoteContracts(options.modules, options.contracts, this.#remote !== undefined);
     this.#logger = options.logger ?? createLogger();
     this.#local = createLocalTransport({ logger: this.#logger });
-    const breakerPolicy =
-      options.circuitBreaker === false ? undefined : { ...DEFAULT_CALL_POLICIES.circuitBreaker, ...definedFields(options.circuitBreaker ?? {}) };
-    const retryBudget =
-      options.retryBudget === undefined || options.retryBudget === false ? undefined : { ...DEFAULT_CALL_POLICIES.retryBudget, ...definedFields(options.retryBudget) };
-    this.#breakers = new CircuitBreakers(
-      breakerPolicy,
-      (breaker) => {
-        const { dependency, state, attempts, failures } = breaker.status();
-        if (state === 'open') this.#logger.warn({ dependency, attempts, failures }, `circuit breaker for ${dependency} opened: calls to it fail at once with UNAVAILABLE for a while`);
-        else this.#logger.info({ dependency }, `circuit breaker for ${dependency} is ${state}`);
-      },
-      retryBudget,
-    );
+    this.#clients = new KernelClients({
+      modules: options.modules,
+      hosted,
+      contracts,
+      local: this.#local,
+      remote: this.#remote,
+      logger: this.#logger,
+      observers: this.#observers,
+      options,
+    });
     const services = {
       root: new Container(),
       local: this.#local,
@@ -263,9 +233,9 @@ class KernelImpl implements Kernel {
       onDeadLetter: options.onDeadLetter,
       principal: options.principal,
       bulkheadOf: (module: string) => bulkheadLimitsOf(options, module),
-      circuits: () => this.#breakers.status(),
+      circuits: () => this.#clients.circuits(),
       databaseFor: (module: string) => (typeof options.database === 'function' ? options.database(module) : options.database),
-      clientFor: (contract: AnyContract, caller: string) => this.#clientFor(contract, caller),
+      clientFor: (contract: AnyContract, caller: string) => this.#clients.clientFor(contract, caller),
       stopped: () => this.#state === LifecycleState.STOPPED,
     };
     this.#hosted = hosted.map((module) => new ModuleHost(module, services));
@@ -393,11 +363,9 @@ class KernelImpl implements Kernel {
         version: host.module.contract.version,
         state: host.state,
       })),
-      remote: [...this.modules.map((module) => module.name), ...this.#contracts.keys()].filter(
-        (name, index, names) => this.#reached.has(name) && names.indexOf(name) === index,
-      ),
+      remote: this.#clients.remote(),
       transports: [this.#local.status(), ...(this.#remote ? [this.#remote.status()] : [])],
-      circuits: this.#breakers.status(),
+      circuits: this.#clients.circuits(),
       bulkheads: this.#hosted.flatMap((host) => (host.bulkhead === undefined ? [] : [host.bulkhead.status()])),
       databases: this.#hosted.flatMap((host) => (host.database === undefined ? [] : [host.database.status()])),
     };
@@ -412,50 +380,6 @@ class KernelImpl implements Kernel {
   }
 
   client<C extends AnyContract>(contract: C, options: KernelClientOptions = {}): Client<C> {
-    if (!isContract(contract)) {
-      throw topologyError(
-        `kernel.client takes a contract made with defineContract(), such as kernel.client(orders), got ${describeValue(contract)}; ` +
-          'an import cycle can leave an imported contract undefined.',
-      );
-    }
-    if (!(this.modules.some((module) => module.name === contract.name) || this.#contracts.has(contract.name))) {
-      throw topologyError(
-        `No module in the manifest implements "${String((contract as { name?: unknown })?.name)}", nor is it in the kernel's contracts; ` +
-          'a kernel makes clients of the contracts of its manifest, and of those of modules hosted elsewhere that its `contracts` option lists ' +
-          '(with a transport to reach them, such as createKernel({ contracts: [books], topology: { transport } })).',
-      );
-    }
-    return this.#clientFor(contract, options.caller ?? 'external');
+    return this.#clients.client(contract, options);
   }
-
-  #clientFor<C extends AnyContract>(contract: C, caller: string): Client<C> {
-    let byCaller = this.#clients.get(contract);
-    if (byCaller === undefined) {
-      byCaller = new Map();
-      this.#clients.set(contract, byCaller);
-    }
-    let client = byCaller.get(caller);
-    if (client === undefined) {
-      const transport = this.#hostedNames.has(contract.name) ? this.#local : this.#remote;
-      if (transport === undefined) {
-        throw topologyError(
-          `This process does not host "${contract.name}" and has no transport to reach it elsewhere. ` +
-            'Host it here (topology.host), or configure a transport (for example KEEL_NATS_URL).',
-        );
-      }
-      if (transport === this.#remote) this.#reached.add(contract.name);
-      client = createClient(contract, transport, {
-        caller,
-        defaultTimeoutMs: this.#options.defaultTimeoutMs,
-        observers: this.#observers,
-        principal: this.#options.principal,
-        retry: this.#options.retry,
-        hedge: this.#options.hedge,
-        circuitBreakers: this.#breakers,
-      });
-      byCaller.set(caller, client);
-    }
-    return client as Client<C>;
-  }
-
 }
