@@ -1,7 +1,8 @@
 /**
  * One module hosted in this process: its own inversify container (its providers and the clients
  * of its dependsOn contracts, nothing else), its instance and hooks, its answer pipeline served
- * on each transport, its event subscriptions, and its drain on stop.
+ * on each transport, its event subscriptions, and its drain on stop (whose bounded waits, the
+ * inbox's drain and the stop hook, are in module-stop.ts).
  */
 import { Container, type ServiceIdentifier } from 'inversify';
 import { isContract, type AnyContract, type AnyEvent, type AnyOperation } from './contract.js';
@@ -26,8 +27,9 @@ import { createServedModule } from './served.js';
 import { createEventSubscription } from './subscription.js';
 import { createEmit } from './emit.js';
 import { Fanout, type Registration, type Transport } from './transport.js';
-import { LATE_DRAIN_FLOOR_MS, STOP_HOOK_FLOOR_MS, kernelStopBoundMs, leftOf } from './stop-bounds.js';
+import { LATE_DRAIN_FLOOR_MS, kernelStopBoundMs, leftOf } from './stop-bounds.js';
 import type { HostServices } from './host-services.js';
+import { drainInbox, runStopHook } from './module-stop.js';
 
 export class ModuleHost {
   state: LifecycleState = LifecycleState.CREATED;
@@ -287,67 +289,6 @@ export class ModuleHost {
   }
 
   /**
-   * Lets the inbox's transactions end by `drainEnds` (a `performance.now()`: the end of the
-   * module's drain; a transport's own drain, NATS's, may end while their handlers still run), then gives back the
-   * durable events it still holds (rolled back, delivered again later) and waits for the rollbacks,
-   * for the commits of the events handled before them, and for the last attempts it keeps (a
-   * transport that counts every delivery would bring those back past maxAttempts): so that the
-   * database closes now rather than when the handlers end.
-   */
-  async #drainInbox(drainEnds: number): Promise<void> {
-    const inbox = this.#inbox;
-    if (inbox === undefined) return;
-    if (await within(inbox.idle(), Math.max(0, drainEnds - performance.now()))) return;
-    // A call still queued never starts (it is answered UNAVAILABLE): it would take a connection the kept events wait for.
-    this.bulkhead?.close();
-    const before = inbox.givenBack;
-    const kept = inbox.giveBack();
-    const fields = { module: this.module.name, drainTimeoutMs: this.services.drainTimeoutMs };
-    if (kept > 0) {
-      this.services.logger.warn(
-        { ...fields, kept, givenBack: inbox.givenBack - before },
-        'waiting for durable events on their last attempt before stopping: JetStream counts every delivery, so they are not given back ' +
-          '(each until it ends or its timeoutMs, once it has a connection); the other events are given back',
-      );
-    }
-    await inbox.idle();
-    const givenBack = inbox.givenBack - before;
-    if (givenBack === 0) return;
-    this.services.logger.warn(
-      { ...fields, givenBack, kept },
-      'gave back the durable events whose handlers still ran or waited when drainTimeoutMs was over ' +
-        '(their work rolled back; delivered again later, not as failures)',
-    );
-  }
-
-  /**
-   * The module's stop hook, waited for until {@link kernelStopBoundMs} after the process's stop `began`:
-   * what is left of `drainTimeoutMs`, and {@link STOP_HOOK_FLOOR_MS} (or `drainTimeoutMs`, when
-   * shorter) past it, so that a drain that used all of its time still leaves the hooks a moment to
-   * flush. A hook that never ends (a queue that is never closed, a socket that never answers) would
-   * hold the process's stop for ever, until its platform's SIGKILL; it takes the time of the hooks
-   * of the modules stopped after it instead. Past the bound the stop goes on, as past a drain's.
-   */
-  async #runStopHook(began: number): Promise<void> {
-    const { logger, drainTimeoutMs } = this.services;
-    this.#stopHookRan = true;
-    const boundMs = leftOf(kernelStopBoundMs(drainTimeoutMs), began);
-    const hook = Promise.resolve()
-      .then(() => this.#instance?.stop?.())
-      .catch((error: unknown) => logger.error({ err: error, module: this.module.name }, 'module stop hook failed'));
-    if (!(await within(hook, boundMs))) {
-      logger.error(
-        { module: this.module.name, drainTimeoutMs, waitedMs: Math.round(boundMs) },
-        'module stop hook still running at the end of the stop\'s time (drainTimeoutMs and 5 s, for every module of the process); ' +
-          'stopping the module anyway (its relay and database connection close now). ' +
-          (boundMs < 1
-            ? 'The drains and stop hooks of the modules stopped before it used that time up: find which one logged first, and bound what it waits for, or raise drainTimeoutMs'
-            : 'Make the hook end in time (bound what it waits for), or raise drainTimeoutMs'),
-      );
-    }
-  }
-
-  /**
    * Stops serving, lets work in flight finish (within what is left of `drainTimeoutMs` since the
    * process's stop `began`, shared by every module it hosts; once it is used up, at most
    * {@link LATE_DRAIN_FLOOR_MS} of what is left for the hooks), runs the stop hook and stops the
@@ -378,7 +319,7 @@ export class ModuleHost {
         'work in flight did not finish within drainTimeoutMs (what was left of it: the modules of a process share it); stopping the module anyway',
       );
     }
-    await this.#drainInbox(drainEnds);
+    await drainInbox(this, this.#inbox, drainEnds);
     // Outcome writes still being tried (the database away for a moment) get what is left of the
     // drain: closed before, a key would stay running, and a retry run it again once it lapsed.
     if (this.#idempotency !== undefined) await within(recordsSettled(this.#idempotency), Math.max(0, drainEnds - performance.now()));
@@ -399,6 +340,12 @@ export class ModuleHost {
     await this.#closeConnection();
     this.#container?.unbindAll();
     this.state = LifecycleState.STOPPED;
+  }
+
+  /** Runs the stop hook (module-stop.ts), marked as run first: a late start's undoing then leaves it alone. */
+  #runStopHook(began: number): Promise<void> {
+    this.#stopHookRan = true;
+    return runStopHook(this, this.#instance, began);
   }
 
   /** Closes the module's database connection, once (a migration still running is rolled back). */
