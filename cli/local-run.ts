@@ -14,6 +14,7 @@ import { assertOwnDataFolders } from './database.js';
 import { CLIError, CliErrorCode } from './errors.js';
 import { NATS_CLIENT_USER, isGateway, natsAuthorization, natsEnvFile, natsUserEnvironment, natsUsers, type NatsUser } from './deploy/index.js';
 import { stopGraceSecondsOf } from './deploy/grace.js';
+import { servesHttp } from './http-port.js';
 import { launchNatsServer, type LaunchedNatsServer } from './nats-server.js';
 import { findProject, loadManifest, type Project } from './project.js';
 import type { ProcessSpec } from './supervisor.js';
@@ -201,6 +202,10 @@ export async function prepareLocalRun(options: LocalRunOptions): Promise<LocalRu
         ...(topology.nats.prefix === undefined ? {} : { KEEL_NATS_PREFIX: topology.nats.prefix }),
         ...credentialsOf(group),
       };
+      // One process alone serves HTTP as keel start decides it (cli/http-port.ts), from its --http
+      // and this environment: on 3000 unless told otherwise when it hosts every module (neither --modules nor KEEL_MODULES).
+      const servesHttpHere =
+        single === undefined ? http !== undefined : servesHttp(single.http, env, single.modules === undefined && !cli.env['KEEL_MODULES']?.trim());
       processes.push({
         name,
         group,
@@ -220,7 +225,7 @@ export async function prepareLocalRun(options: LocalRunOptions): Promise<LocalRu
         // As long as keel deploy gives its group: a gateway's requests first, the longest deadline
         // an operation declares or the configuration's maxTimeoutMs allows.
         drainTimeoutMs:
-          stopGraceSecondsOf({ ...spec, http: (single === undefined ? http !== undefined : servesHttpAlone(single, env)) ? 0 : undefined }, modules, config) * 1000,
+          stopGraceSecondsOf({ ...spec, http: servesHttpHere ? 0 : undefined }, modules, config) * 1000,
       });
     }
   }
@@ -254,16 +259,4 @@ function checkNatsUrl(url: string, source: string, code: CliErrorCode, command: 
       hint: `Give the URL of a running server, nats://host:4222 or tls://host:4222 (several separated by commas), or none: ${command} then starts its own where the topology needs one.`,
     });
   }
-}
-
-/**
- * Whether one process started without a topology serves HTTP, as keel start decides it
- * (cli/commands/start.ts, httpPortOf): on `--http`, else `KEEL_HTTP_PORT`, else `PORT` (`off`: none),
- * else on 3000 when it hosts every module (neither `--modules` nor `KEEL_MODULES`), which plain
- * `keel dev` does.
- */
-function servesHttpAlone(single: NonNullable<LocalRunOptions['single']>, env: Readonly<Record<string, string | undefined>>): boolean {
-  const given = single.http?.trim() || env['KEEL_HTTP_PORT']?.trim() || env['PORT']?.trim();
-  if (given) return given !== 'off';
-  return single.modules === undefined && !env['KEEL_MODULES']?.trim();
 }

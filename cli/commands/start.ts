@@ -11,6 +11,7 @@ import { contextOf, defineCommand, type CliContext, type SupervisorMessage } fro
 import { createCommandLog, type CommandLog } from '../command-log.js';
 import { NATS_CREDENTIALS_REFUSED } from '../give-up.js';
 import { CLIError, CliErrorCode, isCliError } from '../errors.js';
+import { httpPortOf, httpPortSetting } from '../http-port.js';
 import { HTTP_OPERATIONS_CHOICES, HttpOperations, isHttpOperations, startHost, type HostedDatabase } from '../host.js';
 import { NO_MODULES, hostedList } from '../names.js';
 import { loadAppConfig, loggingEnv } from '../app-config.js';
@@ -28,29 +29,6 @@ function firstSet(env: Env, names: readonly string[]): { readonly name: string; 
     if (value) return { name, value };
   }
   return undefined;
-}
-
-/** The port of a process hosting the whole application when nothing else names one, as the shop's `npm start`. */
-export const DEFAULT_HTTP_PORT = 3000;
-
-/**
- * The gateway port: `--http`, else `KEEL_HTTP_PORT`, else `PORT`; `off` means no gateway. With
- * none of them, a process hosting every module serves on {@link DEFAULT_HTTP_PORT}, and one
- * hosting some (a module process of a split topology) serves none, so that they do not all
- * claim one port.
- */
-function httpPortOf(flag: string | undefined, env: Env, hostsAll: boolean): number | undefined {
-  const source = flag === undefined ? firstSet(env, ['KEEL_HTTP_PORT', 'PORT']) : { name: '--http', value: flag.trim() };
-  if (source === undefined) return hostsAll ? DEFAULT_HTTP_PORT : undefined;
-  if (source.value === 'off') return undefined;
-  const port = Number(source.value);
-  if (!(/^\d+$/.test(source.value) && port <= 65_535)) {
-    throw new CLIError(
-      CliErrorCode.E_USAGE,
-      `HTTP port "${source.value}" (from ${source.name}) is not a port number (0 to 65535), nor "off".`,
-    );
-  }
-  return port;
 }
 
 /** How the start line describes the gateway's operations, when not every one is exposed. */
@@ -333,7 +311,7 @@ async function start(cli: CliContext, own: CommandLog, args: StartArgs): Promise
     .catch((error: unknown) => {
       // The start's INVALID_STATE answers the signal's stop: a stop, no failure of the start.
       if (cli.signal.aborted && isKeelError(error, KeelErrorCode.INVALID_STATE)) return undefined;
-      throw withPortAdvice(error, args.http === undefined ? firstSet(cli.env, ['KEEL_HTTP_PORT', 'PORT'])?.name : '--http');
+      throw withPortAdvice(error, httpPortSetting(args.http, cli.env)?.source);
     })
     .finally(() => cli.signal.removeEventListener('abort', stopWhileStarting));
   if (running === undefined) {
