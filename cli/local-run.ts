@@ -15,6 +15,7 @@ import { CLIError, CliErrorCode } from './errors.js';
 import { NATS_CLIENT_USER, isGateway, natsAuthorization, natsEnvFile, natsUserEnvironment, natsUsers, type NatsUser } from './deploy/index.js';
 import { stopGraceSecondsOf } from './deploy/grace.js';
 import { servesHttp } from './http-port.js';
+import { NO_MODULES, assertNoneHasNats } from './names.js';
 import { launchNatsServer, type LaunchedNatsServer } from './nats-server.js';
 import { findProject, loadManifest, type Project } from './project.js';
 import type { ProcessSpec } from './supervisor.js';
@@ -129,6 +130,8 @@ export async function prepareLocalRun(options: LocalRunOptions): Promise<LocalRu
           : { label: NATS_ENV.URL, code: CliErrorCode.E_USAGE };
     checkNatsUrl(givenNatsUrl, source.label, source.code, options.command);
   }
+  // As keel start would refuse it, at once: a process hosting none has nothing to reach without a server, and keel dev starts none for one process.
+  if (file === undefined) assertNoneHasNats(options.single?.modules, givenNatsUrl !== undefined);
   const usesNats = givenNatsUrl !== undefined || needsNats(loaded);
   const topology = file !== undefined && usesNats ? { ...loaded, nats: { ...loaded.nats, prefix: localPrefix(loaded, cli.env) } } : loaded;
   /** What the run is called in its first line: the topology's name or file; none for one process without a file. */
@@ -216,7 +219,7 @@ export async function prepareLocalRun(options: LocalRunOptions): Promise<LocalRu
         args: [
           ...cli.self.args,
           'start',
-          ...(single !== undefined && single.modules === undefined ? [] : ['--modules', spec.modules.join(',')]),
+          ...(single !== undefined && single.modules === undefined ? [] : ['--modules', spec.modules.length === 0 ? NO_MODULES : spec.modules.join(',')]),
           ...(natsUrl === undefined ? [] : ['--nats', natsUrl]),
           ...(http === undefined ? [] : ['--http', http]),
         ],
@@ -235,7 +238,7 @@ export async function prepareLocalRun(options: LocalRunOptions): Promise<LocalRu
   const over = natsUrl ? ` over ${natsUrl}${prefix}` : '';
   log(label === undefined ? `one process, no topology file${over}` : `${label}: ${processes.length} process${processes.length === 1 ? '' : 'es'}${over}`);
   for (const [group, spec] of Object.entries(topology.processes)) {
-    log(`  ${group}${spec.replicas > 1 ? ` ×${spec.replicas}` : ''}: ${spec.modules.join(', ')}`);
+    log(`  ${group}${spec.replicas > 1 ? ` ×${spec.replicas}` : ''}: ${spec.modules.length === 0 ? 'no module (a client of the others)' : spec.modules.join(', ')}`);
   }
   const started = natsServer;
   const natsLost =

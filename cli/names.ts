@@ -177,6 +177,25 @@ export function namedList(value: string | undefined, option: string): string[] {
 export const NO_MODULES = 'none';
 
 /**
+ * Refuses a process hosting {@link NO_MODULES} (`hosted` is `[]`) when no NATS server was given:
+ * it reaches every module over NATS, and would have nothing to call. `E_USAGE`, as `keel start`
+ * and `keel dev --modules none` both say it.
+ *
+ * @example
+ * ```ts
+ * assertNoneHasNats([], false); // throws E_USAGE: Hosting "none" makes a process that reaches every module over NATS, ...
+ * assertNoneHasNats([], true); // passes
+ * assertNoneHasNats(undefined, false); // passes: every module, in process
+ * ```
+ */
+export function assertNoneHasNats(hosted: readonly string[] | undefined, nats: boolean): void {
+  if (hosted?.length !== 0 || nats) return;
+  throw new CLIError(CliErrorCode.E_USAGE, `Hosting "${NO_MODULES}" makes a process that reaches every module over NATS, and no NATS server was given.`, {
+    hint: 'Pass --nats <url> (or set KEEL_NATS_URL): that of the processes hosting the modules (keel up, another keel dev), or name the modules to host here.',
+  });
+}
+
+/**
  * The modules a process hosts, from `--modules` or `KEEL_MODULES` (`source` names which): undefined
  * when `text` is undefined (every module), `[]` for `none`; a list naming no module is `E_USAGE`.
  *

@@ -15,6 +15,7 @@ import { main, runCli } from 'keel/cli';
 import { countsAsChange, impactOf, processesToRestart, watchProject } from '../cli/watch.js';
 import { acceptsConnections } from '../cli/nats-server.js';
 import { collector, copyFixtureApp, logRecords, type LogRecord } from './support/cli.js';
+import { startNatsServer } from './support/nats-server.js';
 
 const require = createRequire(import.meta.url);
 const repository = dirname(require.resolve('keel/package.json'));
@@ -344,6 +345,38 @@ describe('cli - keel dev', () => {
     expect(dev.output()).toContain('keel dev:   app stopped cleanly');
   });
 
+  it('cli - --modules none runs one process hosting no module, as keel start --modules none: its gateway answers with the modules another keel dev hosts over NATS', { timeout: 90_000 }, async () => {
+    const root = devApp();
+    const nats = await startNatsServer();
+    // Before, keel dev refused it: E_UNKNOWN_MODULE, "--modules names none, which the manifest does not have".
+    const modules = keelDev(['--modules', 'clock,greeter', '--nats', nats.url], root);
+    let gateway: ReturnType<typeof keelDev> | undefined;
+    try {
+      await modules.until('the modules ready', (text) => text.includes('keel dev: ready: app; watching for changes'));
+      gateway = keelDev(['--modules', 'none', '--nats', nats.url, '--http', '0'], root);
+      await gateway.until('the gateway ready', (text) => text.includes('keel dev: ready: app; watching for changes'));
+      const output = gateway.output();
+      expect(output).toContain(`keel dev: one process, no topology file over ${nats.url}\n`);
+      expect(output).toContain('keel dev:   app: no module (a client of the others)\n');
+      expect(output).toMatch(/^app +\| .*INFO.*: hosting no module \(a client of the others\) \{/m);
+      expect(output).toMatch(/^app +\| .*INFO.*: reaching clock, greeter over nats \{/m);
+      const url = /HTTP gateway on (http:\/\/127\.0\.0\.1:\d+)/.exec(output)?.[1];
+      expect(url, output).toBeDefined();
+      const answer = await fetch(`${url}/greeter/greet`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"name":"Ada"}' });
+      expect(await answer.json(), gateway.output()).toMatchObject({ text: expect.stringMatching(/^Hello, Ada, at \d{4}-/) });
+      for (const dev of [gateway, modules]) {
+        process.kill(-(dev.child.pid as number), 'SIGINT');
+        const code = await Promise.race([dev.exited, new Promise<'hung'>((resolve) => setTimeout(() => resolve('hung'), STOP_MS).unref())]);
+        expect(code, dev.output()).toBe(0);
+      }
+    } finally {
+      for (const dev of [gateway, modules]) {
+        if (dev !== undefined && dev.child.exitCode === null && dev.child.signalCode === null) dev.child.kill('SIGKILL');
+      }
+      await nats.stop();
+    }
+  });
+
   it('cli - in JSON format (the configuration says so) writes nothing but JSON lines: its processes\' records, its own as process "keel dev", a restart among them', { timeout: 60_000 }, async () => {
     const root = devApp();
     writeFileSync(join(root, 'keel.config.ts'), "export default { logging: { format: 'json' } };\n");
@@ -427,7 +460,7 @@ describe('cli - keel dev', () => {
     }
   });
 
-  it('cli - refuses --modules naming no module of the manifest, --modules or --http with a topology, and a --debounce out of range', async () => {
+  it('cli - refuses --modules naming no module of the manifest, none without NATS or with other names, --modules or --http with a topology, and a --debounce out of range', async () => {
     const root = devApp();
     for (const [argv, message] of [
       [['dev', '--modules', 'clock,calendar'], 'error E_UNKNOWN_MODULE: --modules names calendar, which the manifest does not have (it has clock, greeter).'],
@@ -435,7 +468,11 @@ describe('cli - keel dev', () => {
       [['dev', '--debounce', '9'], 'error E_USAGE: --debounce "9" is not a whole number of milliseconds from 10 to 60000.'],
       [['dev', '--debounce', '60001'], 'error E_USAGE: --debounce "60001" is not a whole number of milliseconds from 10 to 60000.'],
       // It started a process given `--modules ''`, which keel start refused, and waited for a save.
-      [['dev', '--modules', ','], 'error E_USAGE: --modules "," names nothing'],
+      [['dev', '--modules', ','], 'error E_USAGE: --modules "," names no module; name at least one, "none" to host nothing, or leave it out to host every module.'],
+      // As keel start refuses it; before, keel dev refused "none" as an unknown module.
+      [['dev', '--modules', 'none'], 'error E_USAGE: Hosting "none" makes a process that reaches every module over NATS, and no NATS server was given.'],
+      // "none" stands alone, as for keel start (a module named "none" it is not).
+      [['dev', '--modules', 'none,clock', '--nats', 'nats://127.0.0.1:4222'], 'error E_UNKNOWN_MODULE: --modules names none, which the manifest does not have (it has clock, greeter).'],
     ] as const) {
       const stdout = collector();
       const stderr = collector();

@@ -169,7 +169,7 @@ describe('cli - help', () => {
 
       OPTIONS
 
-        --modules=<a,b>    Without a topology: modules to host, comma-separated (default: all)
+        --modules=<a,b>    Without a topology: modules to host, comma-separated, or none (default: all)
           --http=<port>    Without a topology: the HTTP gateway port, as keel start --http (default: $KEEL_HTTP_PORT, then $PORT, else 3000 when hosting every module)
            --nats=<url>    NATS server URL (default: the topology's, then $KEEL_NATS_URL, else nats-server is started when needed)
         --debounce=<ms>    Quiet time after the last saved change before restarting, in milliseconds from 10 to 60000: changes within it restart once (default 150)

@@ -15,7 +15,7 @@ import { contextOf, defineCommand, type CliContext } from '../command.js';
 import { createCommandLog, type CommandLog } from '../command-log.js';
 import { CLIError, CliErrorCode } from '../errors.js';
 import { prepareLocalRun } from '../local-run.js';
-import { namedList } from '../names.js';
+import { hostedList } from '../names.js';
 import { findProject, moduleGraph, projectSettings, type ModuleNode } from '../project.js';
 import type { ModuleGraph } from '../tooling/graph.js';
 import { fixedBySave, gaveUpReason, gaveUpRemedy, type RemedyContext } from '../give-up.js';
@@ -46,7 +46,7 @@ export default defineCommand({
     },
     modules: {
       type: 'string',
-      description: 'Without a topology: modules to host, comma-separated (default: all)',
+      description: 'Without a topology: modules to host, comma-separated, or none (default: all)',
       valueHint: 'a,b',
     },
     http: {
@@ -111,7 +111,7 @@ async function dev(
       hint: 'Run keel dev where the sources are, or keel start to run the build.',
     });
   }
-  const single = args.topology === undefined ? { modules: args.modules === undefined ? undefined : namedList(args.modules, '--modules'), http: args.http } : undefined;
+  const single = args.topology === undefined ? { modules: hostedList(args.modules, '--modules'), http: args.http } : undefined;
   // Its nats-server is open (no users, loopback only): permissions listed at launch would refuse what the next save adds.
   const run = await prepareLocalRun({
     cli,

@@ -13,7 +13,7 @@ import { NATS_CREDENTIALS_REFUSED } from '../give-up.js';
 import { CLIError, CliErrorCode, isCliError } from '../errors.js';
 import { httpPortOf, httpPortSetting } from '../http-port.js';
 import { HTTP_OPERATIONS_CHOICES, HttpOperations, isHttpOperations, startHost, type HostedDatabase } from '../host.js';
-import { NO_MODULES, hostedList } from '../names.js';
+import { assertNoneHasNats, hostedList } from '../names.js';
 import { loadAppConfig, loggingEnv } from '../app-config.js';
 import { findProject, loadManifest } from '../project.js';
 import { assertGatewayReachesItsOperations, unreachableWarning, type Reach } from '../reachability.js';
@@ -245,11 +245,7 @@ async function start(cli: CliContext, own: CommandLog, args: StartArgs): Promise
   const modules = await loadManifest(project);
   const host =
     args.modules === undefined ? hostedList(firstSet(cli.env, ['KEEL_MODULES'])?.value, 'KEEL_MODULES') : hostedList(args.modules, '--modules');
-  if (host?.length === 0 && !(args.nats ?? cli.env['KEEL_NATS_URL'])) {
-    throw new CLIError(CliErrorCode.E_USAGE, `Hosting "${NO_MODULES}" makes a process that reaches every module over NATS, and no NATS server was given.`, {
-      hint: 'Pass --nats <url> (or set KEEL_NATS_URL), or name the modules to host here.',
-    });
-  }
+  assertNoneHasNats(host, Boolean(args.nats ?? cli.env['KEEL_NATS_URL']));
   const httpPort = httpPortOf(args.http, cli.env, host === undefined);
   const httpHost = args.host?.trim() || firstSet(cli.env, ['KEEL_HTTP_HOST'])?.value;
   const httpOperations = httpOperationsOf(args.operations, cli.env);
