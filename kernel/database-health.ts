@@ -1,9 +1,11 @@
 /**
- * Whether a hosted module's database answers: one `select 1` on the module's own connection every
- * `databaseCheckMs`, off the path of calls. Read by `kernel.status().databases`, and from there by
+ * Whether a hosted module's database answers: one `select 1` every `databaseCheckMs`, off the
+ * path of calls, through the module's connection's {@link SchemaConnection.ping} (which neither
+ * queues behind the module's own statements nor keeps a connection that stopped answering), or a
+ * plain `select 1` on an engine without it. Read by `kernel.status().databases`, and from there by
  * the gateway's `/readyz` body and `/metrics` (`keel_database_up`, `keel_database_down_total`).
  */
-import type { DatabaseEngine, SqlRunner } from './database.js';
+import type { DatabaseEngine, SchemaConnection } from './database.js';
 import type { Logger } from './logger.js';
 
 /** `up`: the last check answered; `down`: it failed, or did not answer within `databaseCheckMs`. */
@@ -45,7 +47,7 @@ export class DatabaseHealth {
   constructor(
     readonly module: string,
     readonly engine: DatabaseEngine,
-    readonly connection: SqlRunner,
+    readonly connection: Pick<SchemaConnection, 'query' | 'ping'>,
     readonly logger: Logger,
     readonly everyMs: number,
   ) {}
@@ -77,9 +79,9 @@ export class DatabaseHealth {
   }
 
   async #check(): Promise<void> {
-    // A statement of an earlier check still out (its pool waits for a connection) is waited for
-    // again rather than joined by another: at most one check's statement a module at a time.
-    this.#statement ??= this.connection.query('select 1').then(
+    // A statement of an earlier check still out (a connection still being opened for it) is
+    // waited for again rather than joined by another: at most one check's statement a module at a time.
+    this.#statement ??= this.#ask().then(
       () => undefined,
       (error: unknown) => reasonOf(error),
     );
@@ -91,6 +93,11 @@ export class DatabaseHealth {
     if (this.#stopped) return;
     this.#record(failure);
     this.#schedule();
+  }
+
+  /** The check's statement: the connection's own ping, else a `select 1` like any statement. */
+  #ask(): Promise<unknown> {
+    return this.connection.ping === undefined ? this.connection.query('select 1') : this.connection.ping(this.everyMs);
   }
 
   #record(failure: string | undefined): void {

@@ -120,6 +120,27 @@ export interface SchemaConnection extends SqlRunner {
    * ```
    */
   transaction<T>(work: (tx: SqlRunner, first?: QueryResult) => Promise<T>, first?: string): Promise<T>;
+  /**
+   * Whether the database answers, for the kernel's health check (`databaseCheckMs`): resolves
+   * once it answered a `select 1`, rejects when it failed or did not answer within `timeoutMs`.
+   * Two things a plain `query('select 1')` does not do:
+   *
+   * - It does not queue behind the module's own work. When every connection is busy with the
+   *   module's statements, a `select 1` waiting for one would read a busy pool as an outage; an
+   *   engine with a pool checks on a connection of its own instead, opened for that check only.
+   * - A `select 1` without an answer in `timeoutMs` is given up client side, and its connection
+   *   is closed, not reused: a connection to a server that stopped answering without refusing (a
+   *   network that drops packets) would otherwise stay taken until TCP gives up.
+   *
+   * Optional for engines written before it: the kernel then runs `query('select 1')`, which
+   * waits for a connection like any statement and is never cancelled.
+   *
+   * @example
+   * ```ts
+   * await connection.ping?.(5_000); // rejects with why, when the database does not answer
+   * ```
+   */
+  ping?(timeoutMs: number): Promise<void>;
   /** Releases the connection's resources. */
   close(): Promise<void>;
 }

@@ -115,25 +115,19 @@ class PostgresEngine implements DatabaseEngine {
 
   async connect(schema: string): Promise<SchemaConnection> {
     await this.#setUp(schema);
-    const pool = new pg.Pool({
-      max: this.poolSize,
-      connectionTimeoutMillis: this.connectTimeoutMs,
-      // Every connection starts in the module's schema, as the module's role.
-      ...withServerOptions(this.url, `-c search_path=${quoteIdentifier(schema)} -c role=${roleOf(schema)}`),
-    });
+    // Every connection starts in the module's schema, as the module's role.
+    const settings = withServerOptions(this.url, `-c search_path=${quoteIdentifier(schema)} -c role=${roleOf(schema)}`);
+    const pool = new pg.Pool({ max: this.poolSize, connectionTimeoutMillis: this.connectTimeoutMs, ...settings });
     // An idle connection the server dropped must not crash the process; the pool replaces it.
     pool.on('error', () => undefined);
     this.#pools.add(pool);
-    return new PostgresSchema(pool, () => this.#pools.delete(pool));
+    return new PostgresSchema(pool, this.poolSize, settings, () => this.#pools.delete(pool));
   }
 
   async inspect(schema: string): Promise<SchemaConnection> {
-    const pool = new pg.Pool({
-      max: 1,
-      connectionTimeoutMillis: this.connectTimeoutMs,
-      // The connecting user's own rights, in the module's schema (which may not exist), and the server refuses any write.
-      ...withServerOptions(this.url, `-c search_path=${quoteIdentifier(schema)} -c default_transaction_read_only=on`),
-    });
+    // The connecting user's own rights, in the module's schema (which may not exist), and the server refuses any write.
+    const settings = withServerOptions(this.url, `-c search_path=${quoteIdentifier(schema)} -c default_transaction_read_only=on`);
+    const pool = new pg.Pool({ max: 1, connectionTimeoutMillis: this.connectTimeoutMs, ...settings });
     pool.on('error', () => undefined);
     try {
       const client = await pool.connect();
@@ -164,7 +158,7 @@ class PostgresEngine implements DatabaseEngine {
       );
     }
     this.#pools.add(pool);
-    return new PostgresSchema(pool, () => this.#pools.delete(pool));
+    return new PostgresSchema(pool, 1, settings, () => this.#pools.delete(pool));
   }
 
   /** Creates the module's role and schema, as the connecting user, on a connection of its own. */
@@ -246,9 +240,39 @@ class PostgresSchema implements SchemaConnection {
 
   constructor(
     readonly pool: pg.Pool,
+    /** The pool's `max`. */
+    readonly size: number,
+    /** The pool's connection settings, for a check's connection of its own. */
+    readonly settings: pg.ClientConfig,
     readonly forget: () => void,
   ) {
     this.#runner = runnerOf(pool);
+  }
+
+  /**
+   * A `select 1` with a client-side timeout (pg's `query_timeout`): on a connection of the pool
+   * when one is free or the pool may open one, else, every connection being busy with the
+   * module's statements, on a connection of its own, opened for this check and closed after it
+   * (a busy pool is not an outage, and a check queued behind it would say it is). A `select 1`
+   * that gets no answer in `timeoutMs` fails, and its connection is closed, never reused: the pool
+   * discards a connection released with an error, and pg's `end` destroys the socket of one whose
+   * statement is still out, which a connection to a server that stopped answering would
+   * otherwise keep until TCP gives up.
+   */
+  async ping(timeoutMs: number): Promise<void> {
+    const select: pg.QueryConfig & { query_timeout: number } = { text: 'select 1', query_timeout: timeoutMs };
+    if (this.pool.idleCount > 0 || this.pool.totalCount < this.size) {
+      await this.pool.query(select);
+      return;
+    }
+    const client = new pg.Client({ ...this.settings, connectionTimeoutMillis: timeoutMs });
+    client.on('error', () => undefined);
+    try {
+      await client.connect();
+      await client.query(select);
+    } finally {
+      await client.end().catch(() => undefined);
+    }
   }
 
   query<R extends Row = Row>(text: string, params?: readonly unknown[]): Promise<QueryResult<R>> {
