@@ -273,7 +273,7 @@ export function createSupervisor(options: SupervisorOptions): Supervisor {
     const starting = entry.readyAt === undefined;
     child.kill('SIGTERM');
     // At most the longest delay a Node timer holds: a longer one (the grace of a gateway whose operation
-    // declares timeoutMs MAX_TIMEOUT_MS, stopGraceSecondsOf adding 75 s to it) fires at once, a SIGKILL with the SIGTERM.
+    // declares timeoutMs MAX_TIMEOUT_MS, stopGraceSecondsOf adding 76 s to it) fires at once, a SIGKILL with the SIGTERM.
     const drainTimeoutMs = Math.min(entry.spec.drainTimeoutMs ?? resolved.drainTimeoutMs, MAX_TIMEOUT_MS);
     const force = setTimeout(() => {
       options.log(`${entry.spec.name} did not drain within ${drainTimeoutMs} ms; killing it.`, 'warn');

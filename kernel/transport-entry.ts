@@ -58,7 +58,7 @@ export { DEFAULT_TIMEOUT_MS, MAX_TIMEOUT_MS } from './timeouts.js';
 export { EXTERNAL_CALLER, newCorrelationId, newTraceparent } from './context.js';
 export { isCorrelationId, isIdempotencyKey, isTraceparent } from './call-ids.js';
 export { DEFAULT_KERNEL_OPTIONS } from './kernel.js';
-export { kernelStopBoundMs } from './stop-bounds.js';
+export { GATEWAY_CLOSE_MARGIN_MS, gatewayCloseBoundMs, kernelStopBoundMs, type GatewayDeadlines } from './stop-bounds.js';
 export { DataOptionsSchema, ResilienceOptionsSchema } from './kernel-options.js';
 export type { DeadLetter } from './subscription.js';
 export { GIVEN_BACK_OUTCOME, OK_OUTCOME, type CallRecord, type DroppedRecord, type EventRecord, type KernelObserver, type RetryRecord } from './observer.js';

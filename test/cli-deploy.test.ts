@@ -290,8 +290,8 @@ describe('cli - deploy', () => {
       expect(service.environment.KEEL_PROCESS_NAME).toBe(group);
       expect(service.healthcheck.test.slice(0, 3)).toEqual(['CMD', 'node', '-e']);
       expect(service.healthcheck.test[3]).toContain('/healthz');
-      // The gateway answers its requests in flight (10 s, their deadline) before its kernel stops.
-      expect(service.stop_grace_period).toBe(group === 'gateway' ? '85s' : '75s');
+      // The gateway answers its requests in flight (10 s, their deadline, and 1 s of margin) before its kernel stops.
+      expect(service.stop_grace_period).toBe(group === 'gateway' ? '86s' : '75s');
     }
     // A script that sources the client user's file calls under the processes' prefix.
     expect(topologies['replicated']!.files.get('nats/_client.env')!.split('\n')).toContain('KEEL_NATS_PREFIX=shop');
@@ -438,8 +438,8 @@ describe('cli - deploy', () => {
     expect(gateway.containers[0].lifecycle).toEqual({ preStop: { exec: { command: ['sleep', '5'] } } });
     const other = yamlOf(deployed, 'k8s/orders-deployment.yaml').spec.template.spec;
     expect(other.containers[0].lifecycle).toBeUndefined();
-    // The pause, and the gateway's requests in flight (10 s, their deadline).
-    expect(gateway.terminationGracePeriodSeconds).toBe(other.terminationGracePeriodSeconds + 5 + 10);
+    // The pause, and the gateway's requests in flight (10 s, their deadline, and 1 s of margin).
+    expect(gateway.terminationGracePeriodSeconds).toBe(other.terminationGracePeriodSeconds + 5 + 11);
   });
 
   it("cli - deploy gives every group a grace period past its worst stop, whatever number of modules it hosts: the kernel's (drainTimeoutMs and 5 s), then the NATS transport's drain, and for the gateway its requests in flight (their deadline) before them and, on Kubernetes, its preStop pause", () => {
@@ -490,7 +490,7 @@ describe('cli - deploy', () => {
       return { compose: Number(/^(\d+)s$/.exec(compose)?.[1]), kubernetes: pod.terminationGracePeriodSeconds };
     };
     const byDefault = await graceOf();
-    expect(byDefault).toEqual({ compose: 85, kubernetes: 90 });
+    expect(byDefault).toEqual({ compose: 86, kubernetes: 91 });
     writeFileSync(join(root, 'keel.config.ts'), "import { defineConfig } from 'keel/config';\n\nexport default defineConfig({ gateway: { maxTimeoutMs: 60_000 } });\n");
     const raised = await graceOf();
     const raisedBySeconds = (60_000 - DEFAULT_TIMEOUT_MS) / 1000;

@@ -185,14 +185,14 @@ describe('cli - supervisor', () => {
   });
 
   it("cli - a spec's drainTimeoutMs past the longest timer (a gateway whose operation declares timeoutMs MAX_TIMEOUT_MS) is not a SIGKILL with the SIGTERM", async () => {
-    // stopGraceSecondsOf adds 75 s to the longest timeoutMs: past 2^31 - 1 ms, Node fires the timer at once.
+    // stopGraceSecondsOf adds 76 s to the longest timeoutMs (75 s, and the gateway's 1 s of margin): past 2^31 - 1 ms, Node fires the timer at once.
     let allReady!: () => void;
     const ready = new Promise<void>((resolve) => (allReady = resolve));
     const supervisor = createSupervisor({
       processes: [
         {
           ...spec('draining', `process.on('SIGTERM', () => setTimeout(() => process.exit(0), 300)); process.send({ type: 'ready', modules: [] }); setInterval(() => {}, 1000);`),
-          drainTimeoutMs: (75 + Math.ceil((2 ** 31 - 1) / 1000)) * 1000,
+          drainTimeoutMs: (76 + Math.ceil((2 ** 31 - 1) / 1000)) * 1000,
         },
       ],
       output: collector(),

@@ -31,7 +31,7 @@ async function processesOf(root: string, http: string | undefined, modules?: str
 }
 
 describe('cli - keel up and keel dev kill a process that does not drain after its group\'s grace period, as keel deploy writes it', () => {
-  it("waits 75 s for a process without a gateway, 85 s for one with, and with a gateway the longest timeoutMs an operation declares in place of the requests' 10 s", { timeout: 60_000 }, async () => {
+  it("waits 75 s for a process without a gateway, 86 s for one with, and with a gateway the longest timeoutMs an operation declares in place of the requests' 10 s", { timeout: 60_000 }, async () => {
     const root = copyWhoamiApp(parent);
     const withoutGateway = [STOP_GRACE.seconds * 1000];
     const withGateway = [(STOP_GRACE.seconds + STOP_GRACE.gatewaySeconds) * 1000];
@@ -47,15 +47,15 @@ describe('cli - keel up and keel dev kill a process that does not drain after it
     const slow = copyFixtureApp('up-replicas', parent, 'slow');
     const contract = join(slow, 'modules/whoami/contract.ts');
     writeFileSync(contract, readFileSync(contract, 'utf8').replace('idempotent: true,', 'idempotent: true,\n      timeoutMs: 60_000,'));
-    expect((await processesOf(slow, '0')).map((spec) => spec.drainTimeoutMs)).toEqual([(STOP_GRACE.seconds + 60) * 1000]);
-    expect((await processesOf(slow, undefined)).map((spec) => spec.drainTimeoutMs)).toEqual([(STOP_GRACE.seconds + 60) * 1000]);
+    expect((await processesOf(slow, '0')).map((spec) => spec.drainTimeoutMs)).toEqual([(STOP_GRACE.seconds + 61) * 1000]);
+    expect((await processesOf(slow, undefined)).map((spec) => spec.drainTimeoutMs)).toEqual([(STOP_GRACE.seconds + 61) * 1000]);
   });
 
   it("waits as much longer for a process with a gateway as keel.config.ts raises the gateway's maxTimeoutMs over its default, and no longer for one without", { timeout: 60_000 }, async () => {
     // It once waited 85 s whatever the file said: a request given 60 s by its timeout header was killed 50 s before its deadline.
     const root = copyFixtureApp('up-replicas', parent, 'configured');
     writeFileSync(join(root, 'keel.config.ts'), "import { defineConfig } from 'keel/config';\n\nexport default defineConfig({ gateway: { maxTimeoutMs: 60_000 } });\n");
-    expect((await processesOf(root, '0')).map((spec) => spec.drainTimeoutMs)).toEqual([(STOP_GRACE.seconds + 60) * 1000]);
+    expect((await processesOf(root, '0')).map((spec) => spec.drainTimeoutMs)).toEqual([(STOP_GRACE.seconds + 61) * 1000]);
     expect((await processesOf(root, 'off')).map((spec) => spec.drainTimeoutMs)).toEqual([STOP_GRACE.seconds * 1000]);
   });
 });

@@ -26,7 +26,7 @@ const repository = dirname(require.resolve('keel/package.json'));
 /** tsx's loader by absolute URL, so that `keel up` and the processes it starts find it from any folder. */
 const tsxLoader = pathToFileURL(require.resolve('tsx')).href;
 const temporary: string[] = [];
-/** How long a drain on Ctrl-C (or a closed terminal) may take: seconds, with room for a loaded 2-core CI machine (the supervisor's SIGKILL comes at 85 s, and a second Ctrl-C kills at once). */
+/** How long a drain on Ctrl-C (or a closed terminal) may take: seconds, with room for a loaded 2-core CI machine (the supervisor's SIGKILL comes at 86 s, and a second Ctrl-C kills at once). */
 const STOP_MS = 20_000;
 
 afterAll(() => {

@@ -5,7 +5,7 @@
  * wait as long for each process they run (cli/local-run.ts).
  */
 import type { AnyContract, AnyModule } from 'keel';
-import { DEFAULT_KERNEL_OPTIONS, DEFAULT_TIMEOUT_MS, kernelStopBoundMs } from 'keel/transport';
+import { DEFAULT_KERNEL_OPTIONS, gatewayCloseBoundMs, kernelStopBoundMs } from 'keel/transport';
 import { DEFAULT_NATS_TRANSPORT_OPTIONS } from 'keel/nats';
 import type { KeelConfig } from '../config.js';
 import type { ProcessGroup } from '../topology.js';
@@ -31,10 +31,11 @@ export const STOP_GRACE = {
   /**
    * What a gateway adds to its group's stop, before the kernel's, by default: it answers its
    * requests in flight first, each bounded by its deadline (the gateway's `maxTimeoutMs`, by
-   * default the kernel's default deadline, 10 s). {@link stopGraceSecondsOf} counts a longer
-   * `maxTimeoutMs` of `keel.config.ts` in its place.
+   * default the kernel's default deadline, 10 s), and ends the connections of those still open
+   * 1 s after it (`gatewayCloseBoundMs` of `keel/transport`, the very bound its close keeps):
+   * 11 s. {@link stopGraceSecondsOf} counts a longer `maxTimeoutMs` of `keel.config.ts` in its place.
    */
-  gatewaySeconds: Math.ceil(DEFAULT_TIMEOUT_MS / 1000),
+  gatewaySeconds: gatewayCloseBoundMs({ contracts: [] }) / 1000,
   /**
    * A gateway pod's preStop pause: Kubernetes takes a terminating pod out of its Service's
    * endpoints while it signals it, so for a moment requests still arrive after SIGTERM, which the
@@ -58,26 +59,25 @@ export type StopGraceConfig = Pick<KeelConfig, 'gateway'>;
 /**
  * The seconds between SIGTERM and SIGKILL a group's processes get (compose's `stop_grace_period`;
  * Kubernetes adds a gateway's preStop pause): {@link STOP_GRACE}'s `seconds`, and for a gateway,
- * which answers its requests in flight before its kernel stops, the longest deadline one may
- * have: `gatewaySeconds` (a request without the timeout header gets the kernel's default
- * deadline), the gateway's `maxTimeoutMs` of `config` (`keel.config.ts`; it caps the deadline
- * a request asks for with the header), or the longest `timeoutMs` an operation of `modules`
- * declares (which caps it in place of `maxTimeoutMs`), whichever is longest. The one place keel
- * deploy (compose and Kubernetes) and keel up and keel dev (their kill delay) take it from.
+ * which answers its requests in flight before its kernel stops, the bound its close keeps
+ * (`gatewayCloseBoundMs`): the longest deadline one may have (the kernel's default deadline,
+ * which a request without the timeout header gets; the gateway's `maxTimeoutMs` of `config`,
+ * `keel.config.ts`, which caps the deadline a request asks for with the header; the longest
+ * `timeoutMs` an operation of `modules` declares, which caps it in place of `maxTimeoutMs`),
+ * plus 1 s. The one place keel deploy (compose and Kubernetes) and keel up and keel dev (their
+ * kill delay) take it from.
  *
  * @example
  * ```ts
- * stopGraceSecondsOf({ modules: ['catalog'], replicas: 1, env: {}, http: 8080 }); // 85: 10 s of requests, 35 s of kernel, 30 s of NATS, 10 s of margin
- * stopGraceSecondsOf({ modules: ['catalog'], replicas: 1, env: {}, http: 8080 }, [], { gateway: { maxTimeoutMs: 60_000 } }); // 135: 60 s of requests
+ * stopGraceSecondsOf({ modules: ['catalog'], replicas: 1, env: {}, http: 8080 }); // 86: 11 s of requests, 35 s of kernel, 30 s of NATS, 10 s of margin
+ * stopGraceSecondsOf({ modules: ['catalog'], replicas: 1, env: {}, http: 8080 }, [], { gateway: { maxTimeoutMs: 60_000 } }); // 136: 61 s of requests
  * stopGraceSecondsOf({ modules: ['orders', 'payments'], replicas: 1, env: {} }); // 75
  * ```
  */
 export function stopGraceSecondsOf(group: ProcessGroup, modules: readonly AnyModule[] = [], config: StopGraceConfig = {}): number {
   if (group.http === undefined) return STOP_GRACE.seconds;
   // Every module's: a gateway serves the operations of the whole application unless told otherwise (KEEL_HTTP_OPERATIONS).
-  const longestMs = modules
-    .flatMap((module) => Object.values((module.contract as AnyContract).operations).map((operation) => operation.timeoutMs ?? 0))
-    .reduce((longest, timeoutMs) => Math.max(longest, timeoutMs), config.gateway?.maxTimeoutMs ?? 0);
-  const requestsSeconds = Math.max(STOP_GRACE.gatewaySeconds, Math.ceil(longestMs / 1000));
+  const contracts = modules.map((module) => module.contract as AnyContract);
+  const requestsSeconds = gatewayCloseBoundMs({ contracts, maxTimeoutMs: config.gateway?.maxTimeoutMs }) / 1000;
   return STOP_GRACE.seconds + requestsSeconds;
 }
