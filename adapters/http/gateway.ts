@@ -9,7 +9,7 @@ import { performance } from 'node:perf_hooks';
 import type { AddressInfo } from 'node:net';
 import { fastify, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type RouteHandlerMethod, type onSendHookHandler } from 'fastify';
 import { KeelError, KeelErrorCode, type Kernel } from 'keel';
-import { KeyedLogThrottle, createLogger, isTraceparent } from 'keel/transport';
+import { KeyedLogThrottle, createLogger, gatewayCloseBoundMs, isTraceparent } from 'keel/transport';
 import { operatorNoteOf } from './operator-note.js';
 import { GATEWAY_PATHS, resolveHttpGatewayOptions, type HttpGatewayOptions } from './gateway-options.js';
 import {
@@ -39,6 +39,7 @@ import { HttpProblemCode } from './status.js';
 import { addHttpTracing, requestTraceparent } from './tracing.js';
 import { clientErrorAnswer } from './client-error.js';
 import { listenFailure } from './listen-failure.js';
+import { closeWithin } from './gateway-close.js';
 
 /** The HTTP metric's method for an answer Node's client-error handler writes: OpenTelemetry's name for a method not known. */
 const UNPARSED_METHOD = '_OTHER';
@@ -78,6 +79,13 @@ export interface HttpGateway {
    * Graceful shutdown: stops accepting connections (readiness turns false, requests on open
    * connections get 503), waits for requests in flight, then stops the kernel (unless
    * `stopKernelOnClose` is false). Close the transport after it. Idempotent.
+   *
+   * The wait is bounded by the longest deadline the gateway may give a call (the kernel's
+   * default deadline, `maxTimeoutMs`, the longest `timeoutMs` of an exposed operation) plus 1 s,
+   * the share of the grace periods `keel deploy` writes for it (`gatewayCloseBoundMs` of
+   * `keel/transport`): a request every handler answers within its deadline is never cut, and the
+   * connections still open past it (a client still sending its body, an `authenticate` hook still
+   * waiting) are ended, with one warn line, before the kernel stops.
    */
   close(): Promise<void>;
 }
@@ -297,13 +305,20 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
   });
   await server.ready();
 
+  // What close() waits for requests in flight, the gateway's share of the grace periods keel deploy writes.
+  const closeBoundMs = gatewayCloseBoundMs({
+    contracts,
+    maxTimeoutMs: resolved.maxTimeoutMs,
+    // A kernel from another copy of keel may lack the field: the default deadline then (as gateway-options.ts does).
+    defaultTimeoutMs: typeof kernel.defaultTimeoutMs === 'number' ? kernel.defaultTimeoutMs : undefined,
+  });
   let url: string | undefined;
   let closed: Promise<void> | undefined;
   let listening: Promise<string> | undefined;
   const close = async (): Promise<void> => {
     closing = true;
     try {
-      await server.close();
+      await closeWithin(server, closeBoundMs, resolved.requestTimeoutMs, logger);
     } finally {
       if (given === undefined) metrics?.close();
       if (resolved.stopKernelOnClose) await kernel.stop();

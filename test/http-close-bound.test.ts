@@ -1,0 +1,165 @@
+/**
+ * The gateway's close waits for requests in flight at most the bound keel deploy counts for it
+ * (`gatewayCloseBoundMs`: the longest deadline it may give a call, plus 1 s), then ends the
+ * connections still open: a client stalled in the middle of its body no longer holds the close
+ * (and the kernel's stop after it) until `requestTimeoutMs`. Real HTTP on a free port.
+ */
+import { request as httpRequest, type ClientRequest } from 'node:http';
+import { connect, type Socket } from 'node:net';
+import { performance } from 'node:perf_hooks';
+import { setTimeout as delay } from 'node:timers/promises';
+import { describe, expect, it, onTestFinished } from 'vitest';
+import { z } from 'zod';
+import { createKernel, defineContract, defineModule, operation, silentLogger } from 'keel';
+import { gatewayCloseBoundMs } from 'keel/transport';
+import { createHttpGateway } from 'keel/http';
+import { STOP_GRACE, stopGraceSecondsOf } from '../cli/deploy/grace.js';
+import { linesLogger, type LogLine } from './support/log-lines.js';
+
+/** The smallest deadlines the test can give: the kernel's default and the gateway's cap, 1 s each. */
+const DEADLINE_MS = 1_000;
+
+const slow = defineContract({
+  name: 'slow',
+  version: '1.0.0',
+  operations: {
+    nearDeadline: operation({
+      description: 'Answers 100 ms before its deadline.',
+      input: z.object({ name: z.string() }),
+      output: z.object({ name: z.string(), ranMs: z.number() }),
+    }),
+  },
+});
+
+let entered: (name: string) => void = () => {};
+const slowModule = defineModule({
+  contract: slow,
+  create: () => ({
+    handlers: {
+      nearDeadline: async ({ name }, context) => {
+        const began = performance.now();
+        entered(name);
+        await delay(Math.max(0, context.deadline - Date.now() - 100));
+        return { name, ranMs: performance.now() - began };
+      },
+    },
+  }),
+});
+
+/** A request whose headers are sent and whose body is held half sent until `finish()`. */
+function halfSent(url: URL, name: string): { request: ClientRequest; answer: Promise<{ status: number; body: string }>; finish(): void } {
+  const body = JSON.stringify({ name });
+  const request = httpRequest({
+    host: url.hostname,
+    port: url.port,
+    method: 'POST',
+    path: '/slow/nearDeadline',
+    headers: { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)), 'x-test-name': name },
+  });
+  const answer = new Promise<{ status: number; body: string }>((resolve, reject) => {
+    request.once('response', (response) => {
+      let text = '';
+      response.setEncoding('utf8');
+      response.on('data', (chunk: string) => (text += chunk));
+      response.once('end', () => resolve({ status: response.statusCode ?? 0, body: text }));
+    });
+    request.once('error', reject);
+  });
+  request.flushHeaders();
+  request.write(body.slice(0, 5));
+  return { request, answer, finish: () => request.end(body.slice(5)) };
+}
+
+describe('http - a bounded close', () => {
+  it('http - close() ends a client stalled in the middle of its body once the bound keel deploy counts has passed, with one warn line, and still answers 200 a call that began after it and ran almost its whole deadline', { timeout: 30_000 }, async () => {
+    const lines: LogLine[] = [];
+    const kernel = createKernel({ modules: [slowModule], logger: silentLogger, defaultTimeoutMs: DEADLINE_MS });
+    await kernel.start();
+    // Which requests have arrived (their headers), by the name in their x-test-name header.
+    const arrived = new Map<string, () => void>();
+    const arrivedOf = (name: string) => new Promise<void>((resolve) => arrived.set(name, resolve));
+    const gateway = await createHttpGateway({
+      kernel,
+      port: 0,
+      logger: linesLogger(lines),
+      metrics: false,
+      maxTimeoutMs: DEADLINE_MS,
+      configure: (server) => {
+        server.addHook('onRequest', (request, _reply, done) => {
+          arrived.get(String(request.headers['x-test-name']))?.();
+          done();
+        });
+      },
+    });
+    const url = new URL(await gateway.listen());
+    let stalled: Socket | undefined;
+    onTestFinished(async () => {
+      stalled?.destroy();
+      await gateway.close();
+      await kernel.stop();
+    });
+    const boundMs = gatewayCloseBoundMs({ contracts: [slow], maxTimeoutMs: DEADLINE_MS, defaultTimeoutMs: DEADLINE_MS });
+    expect(boundMs).toBe(2_000);
+
+    // A client that sends its headers and half its body, then nothing: only requestTimeoutMs (30 s) would end it.
+    const stalledArrived = arrivedOf('stalled');
+    stalled = connect({ host: url.hostname, port: Number(url.port) });
+    const stalledClosed = new Promise<string>((resolve) => stalled?.once('close', () => resolve('closed')));
+    stalled.on('error', () => {});
+    const stalledBody = JSON.stringify({ name: 'stalled' });
+    stalled.write(
+      `POST /slow/nearDeadline HTTP/1.1\r\nhost: ${url.host}\r\ncontent-type: application/json\r\n` +
+        `content-length: ${stalledBody.length}\r\nx-test-name: stalled\r\n\r\n${stalledBody.slice(0, 8)}`,
+    );
+    // A legitimate request, its body not all sent yet either: its call begins after close() did.
+    const legitArrived = arrivedOf('legit');
+    const legit = halfSent(url, 'legit');
+    await Promise.all([stalledArrived, legitArrived]);
+
+    const began = performance.now();
+    const closing = gateway.close();
+    const legitEntered = new Promise<void>((resolve) => (entered = (name) => name === 'legit' && resolve()));
+    legit.finish();
+    await legitEntered;
+    const calledAfterMs = performance.now() - began;
+
+    // The legitimate call ran almost its whole deadline, and is answered 200.
+    const answer = await legit.answer;
+    expect(answer.status).toBe(200);
+    const { name, ranMs } = JSON.parse(answer.body) as { name: string; ranMs: number };
+    expect(name).toBe('legit');
+    expect(ranMs).toBeGreaterThan(DEADLINE_MS - 300);
+    expect(calledAfterMs).toBeLessThan(boundMs - DEADLINE_MS);
+
+    // close() resolves once the bound has passed, not when requestTimeoutMs would end the stalled client.
+    const outcome = await Promise.race([closing.then(() => 'closed'), delay(boundMs + 3_000).then(() => 'still waiting')]);
+    expect(outcome).toBe('closed');
+    expect(performance.now() - began).toBeGreaterThanOrEqual(boundMs - 50);
+    expect(await stalledClosed).toBe('closed');
+    expect(kernel.state).toBe('stopped');
+
+    const warnings = lines.filter((line) => line.level === 'warn');
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0]?.record).toMatchObject({ connections: 1, bound_ms: boundMs, request_timeout_ms: 30_000 });
+    expect(warnings[0]?.message).toContain('close() cut 1 request(s) still in flight after 2000 ms');
+    expect(warnings[0]?.message).toContain('lower requestTimeoutMs');
+    expect(warnings[0]?.message).toContain('raise maxTimeoutMs');
+  });
+
+  it("http - the bound is keel deploy's share of a gateway's grace period: the longest of the default deadline, maxTimeoutMs and an operation's timeoutMs, plus 1 s, in whole seconds", () => {
+    const long = defineContract({
+      name: 'long',
+      version: '1.0.0',
+      operations: { report: operation({ description: 'A long report.', input: z.object({}), output: z.object({}), timeoutMs: 45_500 }) },
+    });
+    expect(gatewayCloseBoundMs({ contracts: [] })).toBe(11_000);
+    expect(gatewayCloseBoundMs({ contracts: [slow], maxTimeoutMs: 60_000 })).toBe(61_000);
+    expect(gatewayCloseBoundMs({ contracts: [slow, long], maxTimeoutMs: 20_000 })).toBe(47_000);
+    expect(gatewayCloseBoundMs({ contracts: [slow], maxTimeoutMs: 1, defaultTimeoutMs: 1 })).toBe(2_000);
+    const group = { modules: ['long'], replicas: 1, env: {}, http: 8080 };
+    const longModule = defineModule({ contract: long, create: () => ({ handlers: { report: () => ({}) } }) });
+    expect(STOP_GRACE.gatewaySeconds * 1000).toBe(gatewayCloseBoundMs({ contracts: [] }));
+    expect(stopGraceSecondsOf(group, [longModule], { gateway: { maxTimeoutMs: 20_000 } })).toBe(STOP_GRACE.seconds + 47);
+    expect(stopGraceSecondsOf(group, [], {})).toBe(STOP_GRACE.seconds + 11);
+  });
+});
