@@ -8,10 +8,10 @@ import { request as httpRequest, type ClientRequest } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as delay } from 'node:timers/promises';
-import { describe, expect, it, onTestFinished } from 'vitest';
+import { describe, expect, it, onTestFinished, vi } from 'vitest';
 import { z } from 'zod';
-import { createKernel, defineContract, defineModule, operation, silentLogger } from 'keel';
-import { gatewayCloseBoundMs } from 'keel/transport';
+import { KeelErrorCode, createKernel, defineContract, defineModule, operation, silentLogger } from 'keel';
+import { gatewayCloseBoundMs, type CallRecord } from 'keel/transport';
 import { createHttpGateway } from 'keel/http';
 import { STOP_GRACE, stopGraceSecondsOf } from '../cli/deploy/grace.js';
 import { linesLogger, type LogLine } from './support/log-lines.js';
@@ -144,6 +144,57 @@ describe('http - a bounded close', () => {
     expect(warnings[0]?.message).toContain('close() cut 1 request(s) still in flight after 2000 ms');
     expect(warnings[0]?.message).toContain('lower requestTimeoutMs');
     expect(warnings[0]?.message).toContain('raise maxTimeoutMs');
+  });
+
+  it("http - close() cuts a request whose authenticate hook still waits when the bound has passed; when the hook answers later, its call is cancelled before the handler runs", { timeout: 30_000 }, async () => {
+    const lines: LogLine[] = [];
+    const kernel = createKernel({ modules: [slowModule], logger: silentLogger, defaultTimeoutMs: DEADLINE_MS, principal: z.object({ sub: z.string(), roles: z.array(z.string()) }) });
+    const made: CallRecord[] = [];
+    kernel.observe({ callMade: (record) => made.push(record) });
+    await kernel.start();
+    let hookEntered!: () => void;
+    const inHook = new Promise<void>((resolve) => (hookEntered = resolve));
+    let answerHook!: (principal: { sub: string; roles: string[] }) => void;
+    const hookAnswer = new Promise<{ sub: string; roles: string[] }>((resolve) => (answerHook = resolve));
+    const gateway = await createHttpGateway({
+      kernel,
+      port: 0,
+      logger: linesLogger(lines),
+      metrics: false,
+      maxTimeoutMs: DEADLINE_MS,
+      // As createJwtAuthenticator does while it fetches a key set (for up to jwksTimeoutMs).
+      authenticate: () => {
+        hookEntered();
+        return hookAnswer;
+      },
+    });
+    const url = await gateway.listen();
+    let handled = 0;
+    entered = () => (handled += 1);
+    onTestFinished(async () => {
+      answerHook({ sub: 'late', roles: [] });
+      await gateway.close();
+      await kernel.stop();
+    });
+    const answer = fetch(`${url}/slow/nearDeadline`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ name: 'waiting' }) }).then(
+      (response) => response.status,
+      (error: unknown) => (error instanceof Error ? error.message : String(error)),
+    );
+    await inHook;
+
+    const began = performance.now();
+    const closing = gateway.close();
+    const outcome = await Promise.race([closing.then(() => 'closed'), delay(2_000 + 3_000).then(() => 'still waiting')]);
+    expect(outcome).toBe('closed');
+    expect(performance.now() - began).toBeGreaterThanOrEqual(2_000 - 50);
+    // The client's connection was ended with no answer.
+    expect(await answer).toBe('fetch failed');
+    expect(lines.filter((line) => line.level === 'warn').map((line) => line.record['connections'])).toEqual([1]);
+
+    // The hook answers after the close: the call is made with its connection's signal aborted, and cancelled before the handler runs.
+    answerHook({ sub: 'late', roles: [] });
+    await vi.waitFor(() => expect(made.map((record) => record.outcome)).toEqual([KeelErrorCode.CANCELLED]));
+    expect(handled).toBe(0);
   });
 
   it("http - the bound is keel deploy's share of a gateway's grace period: the longest of the default deadline, maxTimeoutMs and an operation's timeoutMs, plus 1 s, in whole seconds", () => {
