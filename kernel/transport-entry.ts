@@ -59,7 +59,7 @@ export { EXTERNAL_CALLER, newCorrelationId, newTraceparent } from './context.js'
 export { isCorrelationId, isIdempotencyKey, isTraceparent } from './call-ids.js';
 export { DEFAULT_KERNEL_OPTIONS } from './kernel.js';
 export { GATEWAY_CLOSE_MARGIN_MS, gatewayCloseBoundMs, kernelStopBoundMs, type GatewayDeadlines } from './stop-bounds.js';
-export { DataOptionsSchema, ResilienceOptionsSchema } from './kernel-options.js';
+export { DataOptionsSchema, ResilienceOptionsSchema } from './kernel-option-checks.js';
 export type { DeadLetter } from './subscription.js';
 export { GIVEN_BACK_OUTCOME, OK_OUTCOME, type CallRecord, type DroppedRecord, type EventRecord, type KernelObserver, type RetryRecord } from './observer.js';
 export { DEFAULT_CALL_POLICIES } from './call-policy.js';
