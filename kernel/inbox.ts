@@ -8,53 +8,20 @@
  * with its inbox record in one round trip, so that one handler's failure undoes its own work
  * only. An event is acknowledged once its transaction committed; a failed handler's event is
  * given back at once (docs/design-notes.md, "Durable events handled in shared transactions").
+ * What one event does in its savepoint (its opening, its handler's run, the undoing of its work)
+ * is in inbox-savepoint.ts.
  */
 import { AsyncResource } from 'node:async_hooks';
-import { quoteIdentifier, quoteLiteral, type SqlRunner } from './database.js';
-import { abortCallSignal } from './call-signal.js';
+import { quoteIdentifier, quoteLiteral } from './database.js';
 import type { KeelError } from './errors.js';
 import { isGivenBack, unreachableDatabaseError } from './transport-failures.js';
-import {
-  IN_FAILED_TRANSACTION,
-  UNIQUE_VIOLATION,
-  databaseUnreachable,
-  givenBackAtStop,
-  nulInId,
-  outranItsTime,
-  resultMissing,
-  sqlState,
-  swallowedFailure,
-} from './inbox-failures.js';
+import { UNIQUE_VIOLATION, databaseUnreachable, givenBackAtStop, nulInId, resultMissing, sqlState } from './inbox-failures.js';
 import type { HandlerTimeout, InboxOptions } from './inbox-options.js';
-import { outsideTransactions, type ModuleDatabase, type TransactionFrame } from './module-data.js';
+import { checkEvent, fail, openEvent, runEvent, type InboxOutcome, type InboxScope, type Pending } from './inbox-savepoint.js';
+import { outsideTransactions, type ModuleDatabase } from './module-data.js';
 
 export { DEFAULT_INBOX_OPTIONS, runsAlone, type HandlerTimeout, type InboxOptions } from './inbox-options.js';
-
-/** What became of an event given to the {@link Inbox}. */
-export type InboxOutcome = 'handled' | 'duplicate';
-
-/** An event waiting for, or inside, a transaction. */
-interface Pending {
-  readonly id: string;
-  /** It runs in a transaction of its own. */
-  readonly alone: boolean;
-  /** The savepoint and the inbox record, as one script without parameters. */
-  readonly opening: string;
-  readonly savepoint: string;
-  /** `source.event`, for errors. */
-  readonly label: string;
-  /** How long its handler may run (see {@link InboxOptions.handlerMs}), and whether that is the handler's own `timeoutMs`. */
-  readonly timeout: HandlerTimeout;
-  /** {@link Inbox.giveBack} leaves it be: it runs, or is waited for, as if no stop had come. */
-  readonly keptAtStop: boolean;
-  readonly handler: () => unknown;
-  /** The async context the event was given in (its correlation id, trace, call context), for its handler. */
-  readonly context: AsyncResource;
-  readonly resolve: (outcome: InboxOutcome) => void;
-  readonly reject: (error: unknown) => void;
-  /** Set when its transaction failed it: a copy of it given meanwhile fails the same way. */
-  failure?: unknown;
-}
+export type { InboxOutcome } from './inbox-savepoint.js';
 
 /** Whether a transaction still counts for {@link Inbox.idle}. */
 interface Live {
@@ -69,14 +36,6 @@ interface Copy {
   readonly copy: Pending;
   readonly of: Pending;
 }
-
-function fail(event: Pending, error: unknown): void {
-  event.failure = error;
-  event.reject(error);
-}
-
-/** What {@link Inbox}'s race is handed when a handler is given up on (its time ran out, or its module stopped). */
-const ABANDONED: unique symbol = Symbol('abandoned');
 
 export class Inbox {
   readonly #queue: Pending[] = [];
@@ -98,12 +57,15 @@ export class Inbox {
   #givenBack = 0;
   /** Events kept at a stop that have not settled, wherever they are (waiting, being opened, running). */
   #kept = 0;
+  /** What the steps of an event in its savepoint (inbox-savepoint.ts) use of this inbox. */
+  readonly #scope: InboxScope;
 
   constructor(
     readonly db: ModuleDatabase,
     readonly options: InboxOptions,
   ) {
     this.#table = `${quoteIdentifier(db.schema)}.keel_inbox`;
+    this.#scope = { db, handlers: this.#handlers, givingBack: () => this.#givingBack, fail: (event, error) => this.#fail(event, error) };
   }
 
   /**
@@ -272,22 +234,22 @@ export class Inbox {
         const began = performance.now();
         /** The last event handled whose work is not yet known to be sound (its handler may have caught a failed statement). */
         let unchecked: Pending | undefined;
-        let isOpen = withFirst || (await this.#open(tx, first, undefined, handled));
+        let isOpen = withFirst || (await openEvent(this.#scope, tx, first, undefined, handled));
         for (let events = 1; ; events += 1) {
           if (isOpen) {
             const event = current as Pending;
-            unchecked = (await this.#run(tx, event, afterCommit)) ? event : undefined;
+            unchecked = (await runEvent(this.#scope, tx, event, afterCommit)) ? event : undefined;
             if (unchecked !== undefined) handled.push(event);
           }
           const more = !first.alone && events < this.options.events && performance.now() - began < this.options.ms;
           current = more ? this.#take(opened, copies) : undefined;
           if (current === undefined) break;
           // Opening the next event also tells whether `unchecked` left the transaction sound.
-          isOpen = await this.#open(tx, current, unchecked, handled);
+          isOpen = await openEvent(this.#scope, tx, current, unchecked, handled);
           unchecked = undefined;
         }
         // Asked before the commit even for a lone event: its failure then says what happened, where the commit's would not.
-        if (unchecked !== undefined) await this.#check(tx, unchecked, handled);
+        if (unchecked !== undefined) await checkEvent(this.#scope, tx, unchecked, handled);
       }, withFirst ? first.opening : undefined);
     } catch (error) {
       if (error === NOTHING_TO_RUN) return;
@@ -335,99 +297,5 @@ export class Inbox {
       copies.push({ copy: next, of: original });
     }
     return undefined;
-  }
-
-  /**
-   * Runs an opened event's handler in its savepoint; false when it failed (its work then undone,
-   * the event rejected), or was given up on: its time ran out, or its module's stop gave it back
-   * ({@link giveBack}). Then its work is undone, the event rejected, and its frame marked so that
-   * what it does with the database after fails rather than joining the events after it. A
-   * statement it sent before runs first: the rollback waits for it on the connection (a statement
-   * that never ends holds the transaction, as before).
-   */
-  async #run(tx: SqlRunner, event: Pending, afterCommit: (() => void)[]): Promise<boolean> {
-    if (this.#givingBack && !event.keptAtStop) {
-      // Opened while the stop gave back the others: it does not run.
-      await tx.exec(`rollback to savepoint ${event.savepoint}`);
-      this.#fail(event, givenBackAtStop(this.db.module, event, false));
-      return false;
-    }
-    const frame: TransactionFrame = { tx, afterCommit, ended: false, event: event.label };
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    let outcome: unknown;
-    try {
-      const work = event.context.runInAsyncScope(() => this.db.joinedIn(frame, event.handler));
-      const abandoned = new Promise<typeof ABANDONED>((resolve) => {
-        const giveUp = (error: KeelError): void => {
-          if (frame.abandoned !== undefined) return;
-          // At once, in this turn: a statement the handler sends from now on is refused, not
-          // queued behind the rollback, where it would join the next event's work.
-          frame.abandoned = error;
-          frame.ended = true;
-          // Its signal too, which its own end would otherwise release unaborted (the deadline's
-          // timer, from its delivery, may come a moment after this one).
-          event.context.runInAsyncScope(abortCallSignal, null, error);
-          resolve(ABANDONED);
-        };
-        this.#handlers.set(event, giveUp);
-        timer = setTimeout(() => giveUp(outranItsTime(this.db.module, event)), event.timeout.ms);
-      });
-      outcome = await Promise.race([work, abandoned]);
-    } catch (error) {
-      await tx.exec(`rollback to savepoint ${event.savepoint}`);
-      this.#fail(event, error);
-      return false;
-    } finally {
-      clearTimeout(timer);
-      this.#handlers.delete(event);
-    }
-    if (outcome !== ABANDONED) return true;
-    await tx.exec(`rollback to savepoint ${event.savepoint}`);
-    this.#fail(event, frame.abandoned);
-    return false;
-  }
-
-  /**
-   * Opens `event` in the transaction: its savepoint and inbox record. False when the inbox held its
-   * id (the event resolved as a duplicate). When the transaction was aborted, the handler of
-   * `unchecked` caught a failed statement: its work is undone and it is failed, then the event opened.
-   */
-  async #open(tx: SqlRunner, event: Pending, unchecked: Pending | undefined, handled: Pending[]): Promise<boolean> {
-    try {
-      await tx.exec(event.opening);
-      return true;
-    } catch (error) {
-      const state = sqlState(error);
-      if (state === IN_FAILED_TRANSACTION && unchecked !== undefined) {
-        await this.#undo(tx, unchecked, handled);
-        return this.#open(tx, event, undefined, handled);
-      }
-      // Its own failure (a duplicate, or an id the inbox's index cannot hold) ends this event alone, if its savepoint stands.
-      try {
-        await tx.exec(`rollback to savepoint ${event.savepoint}`);
-      } catch {
-        throw error;
-      }
-      if (state === UNIQUE_VIOLATION) event.resolve('duplicate');
-      else this.#fail(event, error);
-      return false;
-    }
-  }
-
-  /** Before a commit: whether the last event's handler left the transaction sound; if not, its work is undone and it is failed. */
-  async #check(tx: SqlRunner, unchecked: Pending, handled: Pending[]): Promise<void> {
-    try {
-      await tx.exec(`release savepoint ${unchecked.savepoint}`);
-    } catch (error) {
-      if (sqlState(error) !== IN_FAILED_TRANSACTION) throw error;
-      await this.#undo(tx, unchecked, handled);
-    }
-  }
-
-  /** Undoes a handled event whose handler caught a failed statement, and fails it. */
-  async #undo(tx: SqlRunner, event: Pending, handled: Pending[]): Promise<void> {
-    await tx.exec(`rollback to savepoint ${event.savepoint}`);
-    handled.splice(handled.indexOf(event), 1);
-    this.#fail(event, swallowedFailure(this.db.module));
   }
 }
