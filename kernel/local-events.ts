@@ -2,16 +2,19 @@
  * Events in one process: delivered asynchronously, once per subscribing module (balanced across
  * its instances) or to every instance; durable events retried with a growing delay, dead-lettered
  * after their last attempt, and kept in a bounded backlog while no instance of the subscribing
- * module runs.
+ * module runs. The durable events an outbox relay publishes, which wait in their outbox until
+ * handled, are delivered by {@link ConfirmedDeliveries} (local-confirmed.ts).
  */
-import { KeelError, KeelErrorCode, isKeelError } from './errors.js';
+import { KeelErrorCode, isKeelError } from './errors.js';
 import { InFlight } from './in-flight.js';
 import { isDatabaseUnreachable, isGivenBack } from './transport-failures.js';
 import { detached } from './otel-context.js';
 import type { Logger } from './logger.js';
 import { Fanout, type EventMetadata, type EventSubscription, type PublishedEvent, type Registration } from './transport.js';
+import { ConfirmedDeliveries } from './local-confirmed.js';
 
-class Subscriber extends InFlight {
+/** An instance of a subscribing module: its subscription, and its deliveries in flight. */
+export class Subscriber extends InFlight {
   stopped = false;
   constructor(readonly subscription: EventSubscription) {
     super();
@@ -25,7 +28,7 @@ interface Pending {
 }
 
 /** The instances of one subscribing module for one event. */
-interface Group {
+export interface Group {
   readonly subscriber: string;
   members: Subscriber[];
   next: number;
@@ -42,38 +45,31 @@ const HELD_RETRY_MAX_MS = 5_000;
 /** The pause a held event's tries grow by when `redeliveryDelayMs` is shorter (0 is allowed): never a busy loop through an outage. */
 const HELD_RETRY_MIN_MS = 10;
 
-/** An outbox's confirmed publish whose retry the transport's close cut off. */
-function closedBeforeRetry(event: PublishedEvent): KeelError {
-  return new KeelError(
-    KeelErrorCode.UNAVAILABLE,
-    `${event.contract}.${event.event} ${event.metadata.id} waits in the outbox: the transport closed before its retry.`,
-  );
-}
-
 /** The event side of the in-process transport. */
 export class LocalEvents {
   readonly #groups = new Map<string, Map<string, Group>>();
   /** Each retry's timer and what stops it when the transport closes. */
   readonly #retries = new Map<NodeJS.Timeout, () => void>();
-  /**
-   * The outbox events the relay is to send again (a group's delivery failed without a dead
-   * letter: its database unreachable, its module stopping), by id: the groups that handled them
-   * already, which are not handed them again. An entry goes once its event is confirmed; one whose
-   * event this process never sends again stays until it ends (as many as its outboxes hold back).
-   */
-  readonly #handledBefore = new Map<string, Set<string>>();
   /** Deliveries scheduled or running, and retries waiting for their timer: what {@link settled} waits for. */
   readonly #outstanding = new InFlight();
   /** Closed: a delivery that fails from now on is retried no more (its retry would outlive the bus). */
   #closed = false;
-  /** The next turn of the event loop, while confirmed deliveries wait for it (see {@link #nextTurn}). */
-  #turn: Promise<void> | undefined;
+  /** The durable events of outbox relays (local-confirmed.ts). */
+  readonly #confirmed: ConfirmedDeliveries;
 
   constructor(
     readonly logger: Logger,
     readonly redeliveryDelayMs: number,
     readonly durableBacklogLimit: number,
-  ) {}
+  ) {
+    this.#confirmed = new ConfirmedDeliveries({
+      groups: this.#groups,
+      outstanding: this.#outstanding,
+      retries: this.#retries,
+      closed: () => this.#closed,
+      redeliveryDelayMs,
+    });
+  }
 
   publish(event: PublishedEvent): Promise<void> {
     const groups = this.#groups.get(`${event.contract}.${event.event}`);
@@ -94,128 +90,9 @@ export class LocalEvents {
     return Promise.resolve();
   }
 
-  /**
-   * Publishes a durable event from an outbox and resolves only once every subscribing module
-   * handled it (or dead-lettered it after its last attempt): until then the event stays unsent
-   * in the outbox, which outlives this process, where the in-memory backlog would not. Rejects
-   * with UNAVAILABLE, before delivering anything, when a subscribing module has no running
-   * instance here: the relay publishes it again later.
-   */
-  async publishConfirmed(event: PublishedEvent): Promise<void> {
-    const groups = [...(this.#groups.get(`${event.contract}.${event.event}`)?.values() ?? [])];
-    const idle = groups.filter((group) => group.members.length === 0).map((group) => group.subscriber);
-    if (idle.length > 0) {
-      throw new KeelError(
-        KeelErrorCode.UNAVAILABLE,
-        `${event.contract}.${event.event} ${event.metadata.id} waits in the outbox: no instance of ${idle.join(', ')} runs in this process now.`,
-      );
-    }
-    // A group that handled the event when the relay sent it before (another group's database was
-    // unreachable, or its module gave the event back) is not handed it again.
-    const id = event.metadata.id;
-    const handledBefore = this.#handledBefore.get(id);
-    const pending = handledBefore === undefined ? groups : groups.filter((group) => !handledBefore.has(group.subscriber));
-    const outcomes = await Promise.allSettled(
-      pending.map((group) => {
-        const first = group.members[0] as Subscriber;
-        const targets = first.subscription.fanout === Fanout.EVERY_INSTANCE ? group.members : [group.members[group.next++ % group.members.length] as Subscriber];
-        return Promise.all(targets.map((member) => this.#deliverConfirmed(group, member, event)));
-      }),
-    );
-    const failure = outcomes.find((outcome): outcome is PromiseRejectedResult => outcome.status === 'rejected');
-    if (failure === undefined) {
-      this.#handledBefore.delete(id);
-      return;
-    }
-    const handled = handledBefore ?? new Set<string>();
-    outcomes.forEach((outcome, index) => {
-      if (outcome.status === 'fulfilled') handled.add((pending[index] as Group).subscriber);
-    });
-    if (handled.size > 0) this.#handledBefore.set(id, handled);
-    throw failure.reason;
-  }
-
-  /** One group's delivery of a confirmed event: its attempts, then its dead letter. */
-  async #deliverConfirmed(group: Group, first: Subscriber, event: PublishedEvent): Promise<void> {
-    this.#outstanding.begin();
-    try {
-      await this.#attemptConfirmed(group, first, event);
-    } finally {
-      this.#outstanding.end();
-    }
-  }
-
-  /**
-   * Resolves in the next turn of the event loop, one `setImmediate` for every confirmed delivery
-   * that waits for it. They then all reach their subscribers one after another before any goes
-   * further: an outbox relay's round of events reaches a module's inbox together, and shares its
-   * transactions, even on an engine that answers within microtasks (PGlite). Each delivery goes on
-   * in its own async context, as an `await` does.
-   */
-  #nextTurn(): Promise<void> {
-    return (this.#turn ??= new Promise<void>((resolve) => {
-      setImmediate(() => {
-        this.#turn = undefined;
-        resolve();
-      });
-    }));
-  }
-
-  async #attemptConfirmed(group: Group, first: Subscriber, event: PublishedEvent): Promise<void> {
-    let member = first;
-    for (let attempt = 1; ; attempt += 1) {
-      const subscription = member.subscription;
-      const metadata: EventMetadata = { ...event.metadata, attempt };
-      member.begin();
-      try {
-        await this.#nextTurn();
-        await subscription.handle(event.payload, metadata);
-        return;
-      } catch (error) {
-        // Its module stopped while the handler ran: not a failure. The event stays in the outbox,
-        // and the relay's next publish (this start's, or the next one's) begins its attempts anew.
-        if (isGivenBack(error)) {
-          throw new KeelError(
-            KeelErrorCode.UNAVAILABLE,
-            `${event.contract}.${event.event} ${event.metadata.id} waits in the outbox: ${group.subscriber} stopped while its handler ran, and gave it back.`,
-            { cause: error },
-          );
-        }
-        // The subscriber's database could not be reached: no fault of the event's, and the five
-        // attempts take half a second, less than a database takes to restart. The event stays in the
-        // outbox, which the relay sends again with its own backoff, holding back the events after it.
-        if (isDatabaseUnreachable(error)) {
-          throw new KeelError(
-            KeelErrorCode.UNAVAILABLE,
-            `${event.contract}.${event.event} ${event.metadata.id} waits in the outbox: ${error.message}`,
-            { cause: error },
-          );
-        }
-        if (isKeelError(error, KeelErrorCode.INVALID_EVENT) || attempt >= subscription.maxAttempts) {
-          subscription.deadLetter(event.payload, metadata, error);
-          return;
-        }
-      } finally {
-        member.end();
-      }
-      // Closed before the retry (now, or while it waits): the event stays in the outbox, unhandled.
-      if (this.#closed) throw closedBeforeRetry(event);
-      await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(() => {
-          this.#retries.delete(timer);
-          resolve();
-        }, this.redeliveryDelayMs * attempt);
-        this.#retries.set(timer, () => reject(closedBeforeRetry(event)));
-      });
-      const next = member.stopped ? group.members[group.next++ % Math.max(group.members.length, 1)] : member;
-      if (next === undefined) {
-        throw new KeelError(
-          KeelErrorCode.UNAVAILABLE,
-          `${event.contract}.${event.event} ${event.metadata.id} waits in the outbox: ${group.subscriber} stopped before it was handled.`,
-        );
-      }
-      member = next;
-    }
+  /** {@link ConfirmedDeliveries.publish}: a durable event from an outbox, resolved once every subscribing module handled it. */
+  publishConfirmed(event: PublishedEvent): Promise<void> {
+    return this.#confirmed.publish(event);
   }
 
   async subscribe(subscription: EventSubscription): Promise<Registration> {
@@ -390,7 +267,7 @@ export class LocalEvents {
   }
 
   /**
-   * A durable event not from an outbox (an outbox's waits there: {@link #attemptConfirmed}) whose
+   * A durable event not from an outbox (an outbox's waits there: {@link ConfirmedDeliveries}) whose
    * subscriber could not reach its database: no fault of the event's, so not an attempt. The same
    * attempt runs again after a pause growing with each try (`redeliveryDelayMs` × n, up to
    * {@link HELD_RETRY_MAX_MS}), as over NATS. False, and the failure counts, once the transport is
