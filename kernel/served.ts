@@ -1,24 +1,26 @@
 /**
  * The callee's side of a module: the answer pipeline of each served module (version check,
  * input validation, call context, output validation, error envelopes, observation). Its events'
- * side is subscription.ts. Transports only move bytes to and from these.
+ * side is subscription.ts. Transports only move bytes to and from these. A call with an
+ * idempotency key runs through served-keyed.ts; a handler that asked for its signal ends through
+ * served-signal.ts.
  */
 import { AsyncResource } from 'node:async_hooks';
 import type { CircuitStatus } from './circuit-breaker.js';
 import { majorOf, type AnyContract, type AnyOperation } from './contract.js';
 import type { CallContext } from './context.js';
-import { KEEL_ROOT_CONTEXT, handlerEntry, withCall, type CallNode, type HandlerScope } from './otel-context.js';
+import { KEEL_ROOT_CONTEXT, handlerEntry, withCall, type HandlerScope } from './otel-context.js';
 import { keelTracer, startServerSpan, tracesCalls } from './tracing.js';
-import { ObservedAnswer, TracedAnswer, expiredFailure, overranFailure } from './served-answers.js';
+import { ObservedAnswer, TracedAnswer, expiredFailure } from './served-answers.js';
 import { openTransactions } from './module-data.js';
 import { ROOT_CONTEXT, trace } from './otel-api.js';
 import { toRemoteFailure } from './envelope.js';
 import { callLogFields } from './log-fields.js';
 import { CallSchema } from './compiled-schema.js';
 import { exhaustedFailure, stoppedFailure, withdrawnFailure, type Bulkhead, type WaitingCall } from './bulkhead.js';
-import type { IdempotencyStore, StoredOutcome } from './idempotency.js';
+import type { IdempotencyStore } from './idempotency.js';
 import { keyedRun } from './served-keyed.js';
-import { ContractError } from './declared-errors.js';
+import { signalledEnds } from './served-signal.js';
 import { KeelError, KeelErrorCode, validationError } from './errors.js';
 import type { Logger } from './logger.js';
 import type { KernelObserver } from './observer.js';
@@ -261,59 +263,8 @@ export function createServedModule(source: ServedSource): ServedModule {
     }
   };
 
-  /**
-   * A call answered TIMEOUT because its handler's signal aborted at the deadline (see
-   * {@link stopped}), and what its handler reached after all (its output, or a declared error):
-   * its caller sees TIMEOUT, but an idempotency key records that outcome (see `once`), so that
-   * the same key replays it rather than running the operation again.
-   */
-  const lateOutcomes = new WeakMap<RemoteFailure, StoredOutcome>();
-
-  const overran = (entry: OperationEntry, context: CallContext, answer: Answer, outcome: StoredOutcome | undefined): void => {
-    const remote = overranFailure(contract.name, entry.name, context);
-    if (outcome !== undefined) lateOutcomes.set(remote, outcome);
-    answer.fail(remote);
-  };
-
-  /**
-   * A handler that asked for its signal has returned `result`: its deadline's timer goes, and
-   * when the signal aborted at the deadline, the call is answered TIMEOUT (what the caller sees
-   * anyway), its output kept for an idempotency key.
-   */
-  const returned = (cancellation: NonNullable<CallNode['cancellation']>, result: unknown, entry: OperationEntry, context: CallContext, answer: Answer): void => {
-    cancellation.release();
-    if (!cancellation.timedOut) return finish(entry, result, context, answer);
-    const output = entry.output.safeParse(result);
-    overran(entry, context, answer, output.success ? { output: output.data } : undefined);
-  };
-
-  /**
-   * A handler that asked for its signal has failed with `error`: its deadline's timer goes, and
-   * when the signal had aborted, the call is answered for that (true): TIMEOUT when the deadline
-   * passed (a declared error kept for an idempotency key), or the signal's CANCELLED when its
-   * caller gave up; never the INTERNAL (logged) an `AbortError` would read as. A declared error
-   * after the caller gave up stands: nobody reads it, and it is the request's final outcome.
-   */
-  const stopped = (
-    cancellation: NonNullable<CallNode['cancellation']>,
-    error: unknown,
-    address: OperationAddress,
-    entry: OperationEntry,
-    context: CallContext,
-    answer: Answer,
-  ): boolean => {
-    cancellation.release();
-    if (!cancellation.signal.aborted) return false;
-    const declared = error instanceof ContractError && entry.definition.errors.some((candidate) => candidate.code === error.code);
-    if (cancellation.timedOut) {
-      const envelope = declared ? failure(error, address, entry, context).envelope : undefined;
-      overran(entry, context, answer, envelope?.type === 'declared' ? { failure: envelope } : undefined);
-      return true;
-    }
-    if (declared) return false;
-    answer.fail(failure(cancellation.signal.reason, address, entry, context));
-    return true;
-  };
+  // The ends of a handler that asked for its signal: TIMEOUT or CANCELLED once it aborted (served-signal.ts).
+  const { lateOutcomes, returned, stopped } = signalledEnds<OperationEntry>({ contract: contract.name, finish, failure });
 
   /** Runs the handler (holding a bulkhead slot when there is a bulkhead) and settles `answer`. */
   const start = (entry: OperationEntry, address: OperationAddress, value: unknown, context: CallContext, answer: Answer): void => {
