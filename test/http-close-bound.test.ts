@@ -8,9 +8,9 @@ import { request as httpRequest, type ClientRequest } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { performance } from 'node:perf_hooks';
 import { setTimeout as delay } from 'node:timers/promises';
-import { describe, expect, it, onTestFinished, vi } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { z } from 'zod';
-import { KeelErrorCode, createKernel, defineContract, defineModule, operation, silentLogger } from 'keel';
+import { createKernel, defineContract, defineModule, operation, silentLogger, type Kernel } from 'keel';
 import { gatewayCloseBoundMs, type CallRecord } from 'keel/transport';
 import { createHttpGateway } from 'keel/http';
 import { STOP_GRACE, stopGraceSecondsOf } from '../cli/deploy/grace.js';
@@ -46,6 +46,9 @@ const slowModule = defineModule({
   }),
 });
 
+/** The options every gateway here shares: a free port, its lines kept in `lines`, no metrics, 1 s deadlines at most. */
+const gatewayBase = (kernel: Kernel, lines: LogLine[]) => ({ kernel, port: 0, logger: linesLogger(lines), metrics: false, maxTimeoutMs: DEADLINE_MS });
+
 /** A request whose headers are sent and whose body is held half sent until `finish()`. */
 function halfSent(url: URL, name: string): { request: ClientRequest; answer: Promise<{ status: number; body: string }>; finish(): void } {
   const body = JSON.stringify({ name });
@@ -79,11 +82,7 @@ describe('http - a bounded close', () => {
     const arrived = new Map<string, () => void>();
     const arrivedOf = (name: string) => new Promise<void>((resolve) => arrived.set(name, resolve));
     const gateway = await createHttpGateway({
-      kernel,
-      port: 0,
-      logger: linesLogger(lines),
-      metrics: false,
-      maxTimeoutMs: DEADLINE_MS,
+      ...gatewayBase(kernel, lines),
       configure: (server) => {
         server.addHook('onRequest', (request, _reply, done) => {
           arrived.get(String(request.headers['x-test-name']))?.();
@@ -146,7 +145,7 @@ describe('http - a bounded close', () => {
     expect(warnings[0]?.message).toContain('raise maxTimeoutMs');
   });
 
-  it("http - close() cuts a request whose authenticate hook still waits when the bound has passed; when the hook answers later, its call is cancelled before the handler runs", { timeout: 30_000 }, async () => {
+  it("http - close() cuts a request whose authenticate hook still waits when the bound has passed; when the hook answers later, its call is refused before it is made, and no handler runs", { timeout: 30_000 }, async () => {
     const lines: LogLine[] = [];
     const kernel = createKernel({ modules: [slowModule], logger: silentLogger, defaultTimeoutMs: DEADLINE_MS, principal: z.object({ sub: z.string(), roles: z.array(z.string()) }) });
     const made: CallRecord[] = [];
@@ -157,11 +156,7 @@ describe('http - a bounded close', () => {
     let answerHook!: (principal: { sub: string; roles: string[] }) => void;
     const hookAnswer = new Promise<{ sub: string; roles: string[] }>((resolve) => (answerHook = resolve));
     const gateway = await createHttpGateway({
-      kernel,
-      port: 0,
-      logger: linesLogger(lines),
-      metrics: false,
-      maxTimeoutMs: DEADLINE_MS,
+      ...gatewayBase(kernel, lines),
       // As createJwtAuthenticator does while it fetches a key set (for up to jwksTimeoutMs).
       authenticate: () => {
         hookEntered();
@@ -191,10 +186,67 @@ describe('http - a bounded close', () => {
     expect(await answer).toBe('fetch failed');
     expect(lines.filter((line) => line.level === 'warn').map((line) => line.record['connections'])).toEqual([1]);
 
-    // The hook answers after the close: the call is made with its connection's signal aborted, and cancelled before the handler runs.
+    // The hook answers after the close: the call is refused before it is made (nothing is left of
+    // the bound), so no handler runs. The hook's continuation runs in microtasks, all done by the next turn.
     answerHook({ sub: 'late', roles: [] });
-    await vi.waitFor(() => expect(made.map((record) => record.outcome)).toEqual([KeelErrorCode.CANCELLED]));
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    expect(made).toEqual([]);
     expect(handled).toBe(0);
+  });
+
+  it('http - a call whose request arrived before the close and starts during it (its authenticate hook answering late) gets a deadline that ends before the close cuts its connection, and is answered; one that would start too late to be answered is refused 503 UNAVAILABLE, its handler never run', { timeout: 30_000 }, async () => {
+    const lines: LogLine[] = [];
+    const kernel = createKernel({ modules: [slowModule], logger: silentLogger, defaultTimeoutMs: DEADLINE_MS, principal: z.object({ sub: z.string(), roles: z.array(z.string()) }) });
+    await kernel.start();
+    // Each request's hook waits until the test answers it, by the name in its x-test-name header.
+    const hooks = new Map<string, (principal: { sub: string; roles: string[] }) => void>();
+    const inHooks = new Map<string, Promise<void>>();
+    const hooked = new Map<string, () => void>();
+    for (const name of ['early', 'late']) inHooks.set(name, new Promise<void>((resolve) => hooked.set(name, resolve)));
+    const gateway = await createHttpGateway({
+      ...gatewayBase(kernel, lines),
+      authenticate: (request) => {
+        const name = String(request.headers['x-test-name']);
+        hooked.get(name)?.();
+        return new Promise((resolve) => hooks.set(name, resolve));
+      },
+    });
+    const url = await gateway.listen();
+    const ran: string[] = [];
+    entered = (name) => ran.push(name);
+    onTestFinished(async () => {
+      for (const answer of hooks.values()) answer({ sub: 'ada', roles: [] });
+      await gateway.close();
+      await kernel.stop();
+    });
+    const post = (name: string) =>
+      fetch(`${url}/slow/nearDeadline`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-test-name': name }, body: JSON.stringify({ name }) }).then(
+        async (response) => ({ status: response.status, body: (await response.json()) as { name?: string; code?: string; ranMs?: number } }),
+        (error: unknown) => (error instanceof Error ? error.message : String(error)),
+      );
+    const early = post('early');
+    const late = post('late');
+    await Promise.all(inHooks.values());
+
+    // The bound is 2 s (1 s deadlines, and 1 s): the first call starts 1.1 s into the close, and
+    // would answer at 2 s, 100 ms before its 1 s deadline, as the close cuts it; the second starts
+    // 1.7 s in, too late to be answered.
+    const began = performance.now();
+    const closing = gateway.close();
+    await delay(1_100);
+    hooks.get('early')?.({ sub: 'ada', roles: [] });
+    const answered = await early;
+    expect(answered).toMatchObject({ status: 200, body: { name: 'early' } });
+    // It answered before the close's cut, given what was left of the bound as its deadline (less the time to write its answer).
+    expect(performance.now() - began).toBeLessThan(2_000);
+    expect(typeof answered === 'string' ? undefined : answered.body.ranMs).toBeLessThan(DEADLINE_MS - 300);
+    await delay(Math.max(0, 1_700 - (performance.now() - began)));
+    hooks.get('late')?.({ sub: 'ada', roles: [] });
+    expect(await late).toMatchObject({ status: 503, body: { code: 'UNAVAILABLE' } });
+    await closing;
+    expect(ran).toEqual(['early']);
+    // Nothing was left to cut: no warn line.
+    expect(lines.filter((line) => line.level === 'warn')).toEqual([]);
   });
 
   it("http - the bound is keel deploy's share of a gateway's grace period: the longest of the default deadline, maxTimeoutMs and an operation's timeoutMs, plus 1 s, in whole seconds", () => {

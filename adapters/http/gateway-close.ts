@@ -15,9 +15,11 @@ import { MAX_TIMEOUT_MS } from 'keel/transport';
  * requests are still in flight `boundMs` after, ends their connections with Node's
  * `closeAllConnections()` and logs one warn line saying how many and what to do
  * (`requestTimeoutMs`, the gateway's, is named in it). Resolves once
- * the server is closed. The calls of the requests cut are cancelled through their connection's
- * abort signal (gateway-routes.ts) and end by their deadline in the kernel, whose stop waits for
- * them.
+ * the server is closed. No handler runs then: a call that starts during the close gets at most
+ * what is left of `boundMs` (less the time to write its answer) as its deadline, or is refused
+ * `UNAVAILABLE` before it is made (gateway-routes.ts, `closingTimeoutMs`); the calls of the
+ * requests cut are cancelled through their connection's abort signal and end by their deadline
+ * in the kernel, whose stop waits for them.
  *
  * @example
  * ```ts

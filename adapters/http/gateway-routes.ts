@@ -8,7 +8,7 @@
 import { setMaxListeners } from 'node:events';
 import type { FastifyBodyParser, FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify';
 import { KeelError, KeelErrorCode, isKeelError, type AnyContract, type Principal } from 'keel';
-import { isIdempotencyKey, isTraceparent, type AnyOperation, type CallOptions } from 'keel/transport';
+import { DEFAULT_TIMEOUT_MS, GATEWAY_CLOSE_MARGIN_MS, isIdempotencyKey, isTraceparent, type AnyOperation, type CallOptions } from 'keel/transport';
 import { GatewayRefusal, encodedBodyRefusal, markRefusedCredentials, type RequestAnswers } from './gateway-answers.js';
 import type { ResolvedHttpGatewayOptions } from './gateway-options.js';
 import { getNeedsInput, operationPath, servedOperations } from './openapi.js';
@@ -58,12 +58,20 @@ interface OperationRoute {
   readonly call: Call;
   /** The most a request's timeout header may ask for. */
   readonly cap: number;
+  /** A request's deadline without the timeout header: the operation's `timeoutMs`, else the kernel's default. */
+  readonly defaultMs: number;
   /** `module.operation`, for messages. */
   readonly label: string;
   readonly operation: AnyOperation;
   /** The output's JSON body (serializer.ts). */
   readonly serialize: OutputSerializer;
 }
+
+/**
+ * Of what is left before a closing gateway ends the connections still open, the time kept to
+ * write the answer of a call that starts then (half of the close's margin past the longest deadline).
+ */
+const CLOSING_ANSWER_MS = GATEWAY_CLOSE_MARGIN_MS / 2;
 
 /** The methods of each operation path: POST, and GET too for the operations named in `getOperations`. */
 export function allowedMethodsOf(options: ResolvedHttpGatewayOptions): ReadonlyMap<string, readonly string[]> {
@@ -158,10 +166,29 @@ export function addOperationRoutes(
   allowedMethods: ReadonlyMap<string, readonly string[]>,
   correlationIdOf: RequestAnswers['correlationIdOf'],
   isClosing: () => boolean,
+  closingLeftMs: () => number,
 ): void {
   const { kernel } = options;
   const timeoutHeader = options.timeoutHeader.toLowerCase();
-  const readCallOptions = (request: FastifyRequest, cap: number, signal: AbortSignal, principal: Principal | undefined): CallOptions => {
+  /**
+   * The timeout of a call that starts while the gateway closes (its request arrived before, and
+   * its body or its authenticate hook ended since): at most what is left before close() ends the
+   * connections still open, less {@link CLOSING_ANSWER_MS} to write the answer, so that it is
+   * answered (a 504 at worst) rather than cut. None left: refused, nothing ran.
+   */
+  const closingTimeoutMs = (route: OperationRoute, timeoutMs: number | undefined, request: FastifyRequest): number => {
+    const roomMs = Math.floor(closingLeftMs() - CLOSING_ANSWER_MS);
+    if (roomMs < 1) {
+      throw new KeelError(
+        KeelErrorCode.UNAVAILABLE,
+        `${route.label} was not called: the gateway is shutting down and would end this connection before a call could be answered. Nothing ran: retry on another instance.`,
+        { correlationId: correlationIdOf(request) },
+      );
+    }
+    return Math.min(timeoutMs ?? route.defaultMs, roomMs);
+  };
+  const readCallOptions = (request: FastifyRequest, route: OperationRoute, signal: AbortSignal, principal: Principal | undefined): CallOptions => {
+    const { cap } = route;
     const traceparent = request.headers['traceparent'];
     const timeout = request.headers[timeoutHeader];
     let timeoutMs: number | undefined;
@@ -175,6 +202,7 @@ export function addOperationRoutes(
       }
       timeoutMs = Math.min(Number(value), cap);
     }
+    if (isClosing()) timeoutMs = closingTimeoutMs(route, timeoutMs, request);
     const idempotencyKey = idempotencyKeyOf(request.headers['idempotency-key']);
     // One shape for every request (absent options are undefined), no spreads.
     return {
@@ -204,7 +232,7 @@ export function addOperationRoutes(
   };
   const { authenticate } = options;
   const send = (request: FastifyRequest, reply: FastifyReply, route: OperationRoute, input: unknown, principal: Principal | undefined) =>
-    route.call(input, readCallOptions(request, route.cap, signalOf(request), principal)).then(
+    route.call(input, readCallOptions(request, route, signalOf(request), principal)).then(
       (output) => {
         // A connection kept alive would hold close() open: an answer given while closing ends its connection.
         if (isClosing()) reply.header('connection', 'close');
@@ -266,6 +294,8 @@ export function addOperationRoutes(
   const validatedBy = (contract: AnyContract): boolean =>
     kernel.modules.every((module) => module.contract.name !== contract.name || module.contract === contract);
   const stringify: OutputSerializer = (output) => JSON.stringify(output);
+  // A kernel from another copy of keel may lack the field: the default deadline then (as gateway-options.ts does).
+  const kernelDefaultMs = typeof kernel.defaultTimeoutMs === 'number' ? kernel.defaultTimeoutMs : DEFAULT_TIMEOUT_MS;
   for (const contract of options.contracts) {
     const client = kernel.client(contract, { caller: options.caller }) as unknown as Record<string, Call>;
     // An internal operation gets no route: a request for it is the not-found handler's 404.
@@ -273,6 +303,7 @@ export function addOperationRoutes(
       const route: OperationRoute = {
         call: client[name] as Call,
         cap: operation.timeoutMs ?? options.maxTimeoutMs,
+        defaultMs: operation.timeoutMs ?? kernelDefaultMs,
         label: `${contract.name}.${name}`,
         operation,
         serialize: validatedBy(contract) ? compileOutputSerializer(operation.output).serialize : stringify,

@@ -9,7 +9,7 @@ import { performance } from 'node:perf_hooks';
 import type { AddressInfo } from 'node:net';
 import { fastify, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest, type RouteHandlerMethod, type onSendHookHandler } from 'fastify';
 import { KeelError, KeelErrorCode, type Kernel } from 'keel';
-import { KeyedLogThrottle, createLogger, gatewayCloseBoundMs, isTraceparent } from 'keel/transport';
+import { KeyedLogThrottle, MAX_TIMEOUT_MS, createLogger, gatewayCloseBoundMs, isTraceparent } from 'keel/transport';
 import { operatorNoteOf } from './operator-note.js';
 import { GATEWAY_PATHS, resolveHttpGatewayOptions, type HttpGatewayOptions } from './gateway-options.js';
 import {
@@ -83,9 +83,11 @@ export interface HttpGateway {
    * The wait is bounded by the longest deadline the gateway may give a call (the kernel's
    * default deadline, `maxTimeoutMs`, the longest `timeoutMs` of an exposed operation) plus 1 s,
    * the share of the grace periods `keel deploy` writes for it (`gatewayCloseBoundMs` of
-   * `keel/transport`): a request every handler answers within its deadline is never cut, and the
-   * connections still open past it (a client still sending its body, an `authenticate` hook still
-   * waiting) are ended, with one warn line, before the kernel stops.
+   * `keel/transport`): a request every handler answers within its deadline is never cut (a call
+   * that starts during the close gets at most what is left of the bound as its deadline, or is
+   * refused `UNAVAILABLE` with nothing run), and the connections still open past it (a client
+   * still sending its body, an `authenticate` hook still waiting) are ended, with one warn line,
+   * before the kernel stops.
    */
   close(): Promise<void>;
 }
@@ -156,6 +158,8 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
   const correlationHeader = resolved.correlationHeader.toLowerCase();
   let closing = false;
   const isClosing = (): boolean => closing;
+  /** When (`performance.now()`) a close that began ends the connections still open; Infinity before. */
+  let cutAt = Number.POSITIVE_INFINITY;
   const { correlationIdOf, sendProblem, refuse } = requestAnswers(correlationHeader, isClosing);
 
   const server = fastify({
@@ -293,7 +297,7 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
 
   await resolved.configure?.(server);
 
-  addOperationRoutes(server, resolved, allowedMethods, correlationIdOf, isClosing);
+  addOperationRoutes(server, resolved, allowedMethods, correlationIdOf, isClosing, () => cutAt - performance.now());
   await addGatewayRoutes(server, {
     kernel,
     metrics,
@@ -317,6 +321,7 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
   let listening: Promise<string> | undefined;
   const close = async (): Promise<void> => {
     closing = true;
+    cutAt = performance.now() + Math.min(closeBoundMs, MAX_TIMEOUT_MS);
     try {
       await closeWithin(server, closeBoundMs, resolved.requestTimeoutMs, logger);
     } finally {
