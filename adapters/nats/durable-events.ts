@@ -15,13 +15,6 @@ import { LateNaks, PULL_EXPIRES_MS } from './late-naks.js';
 import { LogThrottle } from 'keel/transport';
 import { Header, decodeJson, headerValue } from './wire.js';
 
-/**
- * How long one pull request of a durable subscription waits on the server. The client expects a
- * heartbeat every half of it and pulls again after two are missed: when a NATS node dies with
- * the consumer's leader, delivery resumes about this long after a new leader is elected,
- * instead of the client's default of 30 s (docs/nats-cluster.md).
- */
-
 /** The prefix of the headers JetStream reads (lower case): none is copied onto a dead letter. */
 const NATS_HEADER = 'nats-';
 

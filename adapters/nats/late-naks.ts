@@ -23,7 +23,13 @@
  */
 import type { JsMsg } from '@nats-io/jetstream';
 
-/** The `expires` of each pull request `consume()` sends: how long a closed subscription's last one may live. */
+/**
+ * The `expires` of each pull request `consume()` sends (durable-events.ts): how long a closed
+ * subscription's last one may live. The client expects a heartbeat every half of it and pulls
+ * again after two are missed: when a NATS node dies with the consumer's leader, delivery resumes
+ * about this long after a new leader is elected, instead of the client's default of 30 s
+ * (docs/nats-cluster.md).
+ */
 export const PULL_EXPIRES_MS = 5_000;
 
 /** Past the request's expiry, for the server's own timer. */
