@@ -17,9 +17,10 @@
  * (it was sent before the close, and lives `expires` at most), with what remains of its own delay;
  * meanwhile `working()` keeps the message from coming back by `ack_wait`. The transport's close
  * waits for these naks ({@link LateNaks.settled}), at most {@link PULL_EXPIRES_MS} past the last
- * close of a subscription. A stop rarely needs it: the kernel gives events back only once its
- * `drainTimeoutMs` (30 s by default) is over; a handler that fails during a short drain, or a
- * database that cannot be reached at the stop, does.
+ * close of a subscription. A stop rarely needs it: the kernel gives events back only once the
+ * module's share of its `drainTimeoutMs` (30 s by default, shared by the process's modules) is
+ * over; a short drain (a short `drainTimeoutMs`, or a module stopped after others used most of
+ * it), a handler that fails during it, or a database that cannot be reached at the stop, does.
  */
 import type { JsMsg } from '@nats-io/jetstream';
 
