@@ -206,6 +206,8 @@ export type ResolvedHttpGatewayOptions = Omit<HttpGatewayOptions, 'contracts'> &
     readonly contracts: readonly AnyContract[];
     /** The given cap, else the kernel's default deadline. */
     readonly maxTimeoutMs: number;
+    /** The kernel's deadline for a call that sets none: a request's without the timeout header, unless its operation declares one. */
+    readonly defaultTimeoutMs: number;
   };
 
 const HEADER_NAME = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
@@ -362,11 +364,13 @@ export function resolveHttpGatewayOptions(options: HttpGatewayOptions): Resolved
   // modules offers GET for theirs, and passes over the names of the application's other modules.
   const exposed = new Set(contracts.map((contract) => contract.name));
   const elsewhere = new Set(merged.kernel.modules.map((module) => module.name).filter((name) => !exposed.has(name)));
+  // A kernel from another copy of keel may lack the field: the default deadline then.
+  const defaultTimeoutMs = typeof merged.kernel.defaultTimeoutMs === 'number' ? merged.kernel.defaultTimeoutMs : DEFAULT_TIMEOUT_MS;
   const resolved: ResolvedHttpGatewayOptions = {
     ...merged,
     contracts,
-    // A kernel from another copy of keel may lack the field: the default deadline then.
-    maxTimeoutMs: merged.maxTimeoutMs ?? (typeof merged.kernel.defaultTimeoutMs === 'number' ? merged.kernel.defaultTimeoutMs : DEFAULT_TIMEOUT_MS),
+    maxTimeoutMs: merged.maxTimeoutMs ?? defaultTimeoutMs,
+    defaultTimeoutMs,
     getOperations: merged.getOperations.filter((name) => !elsewhere.has(name.split('.')[0] ?? '')),
   };
   const problems = pathProblems(resolved);

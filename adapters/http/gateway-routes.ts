@@ -8,7 +8,7 @@
 import { setMaxListeners } from 'node:events';
 import type { FastifyBodyParser, FastifyInstance, FastifyReply, FastifyRequest, RouteHandlerMethod } from 'fastify';
 import { KeelError, KeelErrorCode, isKeelError, type AnyContract, type Principal } from 'keel';
-import { DEFAULT_TIMEOUT_MS, GATEWAY_CLOSE_MARGIN_MS, isIdempotencyKey, isTraceparent, type AnyOperation, type CallOptions } from 'keel/transport';
+import { GATEWAY_CLOSE_MARGIN_MS, isIdempotencyKey, isTraceparent, type AnyOperation, type CallOptions } from 'keel/transport';
 import { GatewayRefusal, encodedBodyRefusal, markRefusedCredentials, type RequestAnswers } from './gateway-answers.js';
 import type { ResolvedHttpGatewayOptions } from './gateway-options.js';
 import { getNeedsInput, operationPath, servedOperations } from './openapi.js';
@@ -294,8 +294,6 @@ export function addOperationRoutes(
   const validatedBy = (contract: AnyContract): boolean =>
     kernel.modules.every((module) => module.contract.name !== contract.name || module.contract === contract);
   const stringify: OutputSerializer = (output) => JSON.stringify(output);
-  // A kernel from another copy of keel may lack the field: the default deadline then (as gateway-options.ts does).
-  const kernelDefaultMs = typeof kernel.defaultTimeoutMs === 'number' ? kernel.defaultTimeoutMs : DEFAULT_TIMEOUT_MS;
   for (const contract of options.contracts) {
     const client = kernel.client(contract, { caller: options.caller }) as unknown as Record<string, Call>;
     // An internal operation gets no route: a request for it is the not-found handler's 404.
@@ -303,7 +301,7 @@ export function addOperationRoutes(
       const route: OperationRoute = {
         call: client[name] as Call,
         cap: operation.timeoutMs ?? options.maxTimeoutMs,
-        defaultMs: operation.timeoutMs ?? kernelDefaultMs,
+        defaultMs: operation.timeoutMs ?? options.defaultTimeoutMs,
         label: `${contract.name}.${name}`,
         operation,
         serialize: validatedBy(contract) ? compileOutputSerializer(operation.output).serialize : stringify,

@@ -313,8 +313,7 @@ export async function createHttpGateway(options: HttpGatewayOptions): Promise<Ht
   const closeBoundMs = gatewayCloseBoundMs({
     contracts,
     maxTimeoutMs: resolved.maxTimeoutMs,
-    // A kernel from another copy of keel may lack the field: the default deadline then (as gateway-options.ts does).
-    defaultTimeoutMs: typeof kernel.defaultTimeoutMs === 'number' ? kernel.defaultTimeoutMs : undefined,
+    defaultTimeoutMs: resolved.defaultTimeoutMs,
   });
   let url: string | undefined;
   let closed: Promise<void> | undefined;
